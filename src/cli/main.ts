@@ -1,0 +1,40 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/load.ts';
+import { registerMigrate } from './commands/migrate.ts';
+import { registerServe } from './commands/serve.ts';
+import { CliError, type CliIo, processIo } from './context.ts';
+
+export function buildProgram(io: CliIo = processIo): Command {
+  const program = new Command('aa-oidc')
+    .description('OpenID Connect provider for Alliance Auth style communities')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    });
+  registerServe(program, io);
+  registerMigrate(program, io);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code: 0 on success, non-zero with a one-line reason otherwise. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    if (error instanceof CliError) {
+      io.stderr.write(`aa-oidc: ${error.message}\n`);
+      return error.exitCode;
+    }
+    if (error instanceof ConfigError) {
+      io.stderr.write(`aa-oidc: configuration error: ${error.message}\n`);
+      return 2;
+    }
+    io.stderr.write(`aa-oidc: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}

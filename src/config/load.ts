@@ -1,0 +1,304 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import {
+  configSchema,
+  ENV_ALIASES,
+  ENV_NOT_CONFIG,
+  ENV_NOT_CONFIG_PREFIXES,
+  type ParsedConfig,
+} from './schema.ts';
+
+export type Mode = 'development' | 'production';
+
+export type DatabaseTarget = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
+
+export interface Config extends Omit<ParsedConfig, 'mode' | 'host' | 'issuer' | 'secretKey' | 'databaseUrl'> {
+  mode: Mode;
+  host: string;
+  /** The issuer, without trailing slash. */
+  issuer: string;
+  /** False when the issuer was derived from host and port (development default). */
+  issuerExplicit: boolean;
+  secretKey: string;
+  database: DatabaseTarget;
+  /** Where each value came from, for messages: `env:AA_OIDC_PORT`, `file:…`, or absent for defaults. */
+  origins: Readonly<Record<string, string>>;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface LoadConfigOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Overrides applied last (tests, CLI flags); same shape as the config file. */
+  overrides?: Record<string, unknown>;
+  /** In development, create `dataDir/secret.key` when no secret key is configured (default true). */
+  createDevSecretKey?: boolean;
+}
+
+const ENV_PREFIX = 'AA_OIDC_';
+
+/** Every leaf path of the schema, e.g. `['tokens', 'jwtSizeWarnBytes']`. */
+export function configLeafPaths(): string[][] {
+  const paths: string[][] = [];
+  const walk = (schema: z.ZodType, prefix: string[]): void => {
+    const objectShape = shapeOf(schema);
+    if (!objectShape) {
+      paths.push(prefix);
+      return;
+    }
+    for (const [key, child] of Object.entries(objectShape)) walk(child, [...prefix, key]);
+  };
+  walk(configSchema, []);
+  return paths;
+}
+
+function shapeOf(schema: z.ZodType): Record<string, z.ZodType> | undefined {
+  let current = schema as unknown as {
+    _zod: { def: { type: string; innerType?: unknown; shape?: unknown } };
+  };
+  while (['default', 'optional', 'prefault', 'nullable'].includes(current._zod.def.type)) {
+    current = current._zod.def.innerType as typeof current;
+  }
+  if (current._zod.def.type !== 'object') return undefined;
+  return (current as unknown as { shape: Record<string, z.ZodType> }).shape;
+}
+
+export function envNameFor(leafPath: readonly string[]): string {
+  return (
+    ENV_PREFIX + leafPath.map((part) => part.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')
+  );
+}
+
+function envNameTable(): Map<string, string[]> {
+  const table = new Map<string, string[]>();
+  for (const leaf of configLeafPaths()) table.set(envNameFor(leaf), leaf);
+  for (const [name, leaf] of Object.entries(ENV_ALIASES)) table.set(name, [...leaf]);
+  return table;
+}
+
+function setPath(target: Record<string, unknown>, leafPath: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of leafPath.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[leafPath[leafPath.length - 1]!] = value;
+}
+
+function deepMerge(base: Record<string, unknown>, top: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(top)) {
+    const existing = merged[key];
+    if (isPlainObject(existing) && isPlainObject(value)) merged[key] = deepMerge(existing, value);
+    else merged[key] = value;
+  }
+  return merged;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(
+      `AA_OIDC_CONFIG: ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
+    );
+  }
+  if (parsed == null) return {};
+  if (!isPlainObject(parsed))
+    throw new ConfigError(`AA_OIDC_CONFIG: ${file} must contain an object at the top level`);
+  return parsed;
+}
+
+function collectPaths(value: unknown, prefix: string[], out: string[][]): void {
+  if (isPlainObject(value)) {
+    for (const [key, child] of Object.entries(value)) collectPaths(child, [...prefix, key], out);
+  } else {
+    out.push(prefix);
+  }
+}
+
+function describeValidKeys(parentPath: readonly PropertyKey[]): string {
+  const prefix = parentPath.map(String);
+  const keys = new Set<string>();
+  for (const leaf of configLeafPaths()) {
+    if (prefix.every((part, index) => leaf[index] === part) && leaf.length > prefix.length) {
+      keys.add(leaf[prefix.length]!);
+    }
+  }
+  return [...keys].sort().join(', ');
+}
+
+/**
+ * Loads configuration from (lowest to highest precedence) defaults, the optional config file named by
+ * `AA_OIDC_CONFIG`, the environment, and `overrides`. Throws `ConfigError` naming the offending key.
+ */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const origins: Record<string, string> = {};
+
+  let raw: Record<string, unknown> = {};
+  const configFile = env.AA_OIDC_CONFIG;
+  if (configFile) {
+    const resolved = path.resolve(cwd, configFile);
+    const fromFile = readConfigFile(resolved);
+    const filePaths: string[][] = [];
+    collectPaths(fromFile, [], filePaths);
+    for (const leaf of filePaths) origins[leaf.join('.')] = `config file ${resolved}`;
+    raw = fromFile;
+  }
+
+  const table = envNameTable();
+  const fromEnv: Record<string, unknown> = {};
+  const unknownEnv: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
+    if (ENV_NOT_CONFIG.has(name) || ENV_NOT_CONFIG_PREFIXES.some((prefix) => name.startsWith(prefix)))
+      continue;
+    const leaf = table.get(name);
+    if (!leaf) {
+      unknownEnv.push(name);
+      continue;
+    }
+    setPath(fromEnv, leaf, value);
+    origins[leaf.join('.')] = name;
+  }
+  if (unknownEnv.length > 0) {
+    throw new ConfigError(
+      `unknown environment variable ${unknownEnv.sort().join(', ')}; valid names: ${[...table.keys()].sort().join(', ')}, AA_OIDC_CONFIG`,
+    );
+  }
+  raw = deepMerge(raw, fromEnv);
+  if (options.overrides) {
+    const overridePaths: string[][] = [];
+    collectPaths(options.overrides, [], overridePaths);
+    for (const leaf of overridePaths) origins[leaf.join('.')] = 'override';
+    raw = deepMerge(raw, options.overrides);
+  }
+
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const messages = result.error.issues.map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys
+          .map((key) => {
+            const full = [...issue.path, key].join('.');
+            return `${origins[full] ?? 'config'}: unknown key "${full}"; valid keys${issue.path.length ? ` under "${issue.path.join('.')}"` : ''}: ${describeValidKeys(issue.path)}`;
+          })
+          .join('; ');
+      }
+      const key = issue.path.join('.');
+      const source = origins[key] ?? 'config';
+      const name = source.startsWith(ENV_PREFIX) ? source : `${source} key "${key}"`;
+      return `${name}: ${issue.message}${describeReceived(raw, issue.path)}`;
+    });
+    throw new ConfigError(messages.join('; '));
+  }
+  return resolveConfig(result.data, env, cwd, origins, options.createDevSecretKey ?? true);
+}
+
+function describeReceived(raw: Record<string, unknown>, issuePath: readonly PropertyKey[]): string {
+  let node: unknown = raw;
+  for (const key of issuePath) {
+    if (!isPlainObject(node)) return '';
+    node = node[String(key)];
+  }
+  if (node === undefined) return '';
+  return ` (got ${JSON.stringify(node)})`;
+}
+
+function resolveConfig(
+  parsed: ParsedConfig,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  origins: Record<string, string>,
+  createDevSecretKey: boolean,
+): Config {
+  const mode: Mode = parsed.mode ?? (env.NODE_ENV === 'production' ? 'production' : 'development');
+  const host = parsed.host ?? (mode === 'production' ? '0.0.0.0' : '127.0.0.1');
+  const dataDir = path.resolve(cwd, parsed.dataDir);
+
+  let issuer = parsed.issuer;
+  if (issuer === undefined) {
+    if (mode === 'production') {
+      throw new ConfigError(
+        'AA_OIDC_ISSUER: required in production mode (for example https://auth.example.org/o)',
+      );
+    }
+    issuer = `http://localhost:${parsed.port}/o`;
+  }
+  issuer = issuer.replace(/\/+$/, '');
+  if (mode === 'production' && !issuer.startsWith('https://')) {
+    throw new ConfigError(`AA_OIDC_ISSUER: production mode requires an https:// issuer (got "${issuer}")`);
+  }
+
+  let secretKey = parsed.secretKey;
+  if (secretKey === undefined) {
+    if (mode === 'production') {
+      throw new ConfigError(
+        'AA_OIDC_SECRET_KEY: required in production mode (at least 32 random characters)',
+      );
+    }
+    secretKey = developmentSecretKey(dataDir, createDevSecretKey);
+  }
+
+  const { mode: _mode, host: _host, issuer: _issuer, secretKey: _secret, databaseUrl, ...rest } = parsed;
+  return {
+    ...rest,
+    dataDir,
+    mode,
+    host,
+    issuer,
+    issuerExplicit: parsed.issuer !== undefined,
+    secretKey,
+    database: parseDatabaseUrl(databaseUrl, cwd),
+    origins,
+  };
+}
+
+function developmentSecretKey(dataDir: string, create: boolean): string {
+  const file = path.join(dataDir, 'secret.key');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const generated = randomBytes(32).toString('base64url');
+  if (create) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
+  }
+  return generated;
+}
+
+export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { kind: 'postgres', url };
+  if (url.startsWith('sqlite:')) {
+    const file = url.slice('sqlite:'.length).replace(/^\/\//, '');
+    if (file === '')
+      throw new ConfigError(`AA_OIDC_DATABASE_URL: "${url}" names no file; use sqlite:./data/aa-oidc.sqlite`);
+    return { kind: 'sqlite', path: file === ':memory:' ? file : path.resolve(cwd, file) };
+  }
+  throw new ConfigError(
+    `AA_OIDC_DATABASE_URL: "${redactUrl(url)}" is not supported; use sqlite:PATH or postgres://USER@HOST/DB`,
+  );
+}
+
+/** Hides the password of a URL so that it can appear in a message. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
+}

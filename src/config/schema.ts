@@ -1,0 +1,171 @@
+import { z } from 'zod';
+
+/**
+ * The one configuration schema. Every key is reachable from the config file (camelCase, nested as
+ * below) and from the environment: `AA_OIDC_` + the path in UPPER_SNAKE_CASE joined by `_`
+ * (`tokens.jwtSizeWarnBytes` → `AA_OIDC_TOKENS_JWT_SIZE_WARN_BYTES`). The few names from the spec's
+ * table that do not follow that rule are listed in `ENV_ALIASES`.
+ *
+ * Environment values are strings; the leaf helpers below accept both the native type (config file)
+ * and its string form (environment).
+ */
+
+const fromString = <T extends z.ZodType>(parse: (text: string) => unknown, inner: T) =>
+  z.preprocess((value) => (typeof value === 'string' ? parse(value.trim()) : value), inner);
+
+const integer = (min: number, max: number) =>
+  fromString(
+    (text) => (/^-?\d+$/.test(text) ? Number(text) : text),
+    z
+      .number({ error: `expected an integer between ${min} and ${max}` })
+      .int(`expected an integer between ${min} and ${max}`)
+      .min(min, `expected an integer between ${min} and ${max}`)
+      .max(max, `expected an integer between ${min} and ${max}`),
+  );
+
+const boolean = () =>
+  fromString(
+    (text) => {
+      const lowered = text.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(lowered)) return true;
+      if (['false', '0', 'no', 'off'].includes(lowered)) return false;
+      return text;
+    },
+    z.boolean({ error: 'expected true or false' }),
+  );
+
+const stringList = () =>
+  fromString(
+    (text) =>
+      text
+        .split(',')
+        .map((part) => part.trim())
+        .filter((part) => part.length > 0),
+    z.array(z.string().min(1)),
+  );
+
+const httpUrl = z.url({ protocol: /^https?$/, normalize: false });
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export const ACCESS_TOKEN_FORMATS = ['opaque', 'jwt'] as const;
+export const PORTRAIT_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024];
+
+export const configSchema = z
+  .object({
+    mode: z.enum(['development', 'production']).optional(),
+    port: integer(0, 65535).default(8000),
+    host: z.string().min(1).optional(),
+    issuer: httpUrl.optional(),
+    databaseUrl: z.string().min(1).default('sqlite:./data/aa-oidc.sqlite'),
+    secretKey: z.string().min(32, 'must be at least 32 characters').optional(),
+    dataDir: z.string().min(1).default('./data'),
+    trustProxy: boolean().default(false),
+    metrics: z
+      .object({
+        port: integer(0, 65535).default(9464),
+        host: z.string().min(1).default('127.0.0.1'),
+        /** When set, `/metrics` is also served on the main port behind `Authorization: Bearer …`. */
+        bearerToken: z.string().min(16, 'must be at least 16 characters').optional(),
+        enabled: boolean().default(true),
+      })
+      .strict()
+      .default({ port: 9464, host: '127.0.0.1', enabled: true }),
+    logging: z
+      .object({
+        level: z.enum(LOG_LEVELS).default('info'),
+        maskedSecrets: boolean().default(false),
+      })
+      .strict()
+      .default({ level: 'info', maskedSecrets: false }),
+    audit: z
+      .object({
+        jsonlPath: z.string().min(1).optional(),
+        receiverTimeoutMs: integer(1, 60_000).default(2000),
+      })
+      .strict()
+      .default({ receiverTimeoutMs: 2000 }),
+    tokens: z
+      .object({
+        defaultAccessTokenFormat: z.enum(ACCESS_TOKEN_FORMATS).default('opaque'),
+        jwtSizeWarnBytes: integer(256, 1_000_000).default(4096),
+        accessTokenTtl: integer(30, 86_400).default(3600),
+        refreshTokenTtl: integer(60, 31_536_000).default(86_400),
+        codeTtl: integer(10, 600).default(60),
+        idTokenTtl: integer(30, 86_400).default(3600),
+      })
+      .strict()
+      .default({
+        defaultAccessTokenFormat: 'opaque',
+        jwtSizeWarnBytes: 4096,
+        accessTokenTtl: 3600,
+        refreshTokenTtl: 86_400,
+        codeTtl: 60,
+        idTokenTtl: 3600,
+      }),
+    oidc: z
+      .object({
+        scopes: stringList().default(['openid', 'profile', 'email', 'groups', 'offline_access']),
+        claimPrefix: z
+          .string()
+          .regex(/^[a-z][a-z0-9_]*$/, 'must be lowercase letters, digits and underscores')
+          .default('eve_'),
+        eveClaimsScope: z.string().min(1).default('profile'),
+        portraitUrlTemplate: z
+          .string()
+          .min(1)
+          .default('https://images.evetech.net/characters/{character_id}/portrait?size={size}'),
+        portraitSize: integer(32, 1024)
+          .refine((size) => PORTRAIT_SIZES.includes(size), `must be one of ${PORTRAIT_SIZES.join(', ')}`)
+          .default(128),
+        opPolicyUri: httpUrl.optional(),
+        opTosUri: httpUrl.optional(),
+      })
+      .strict()
+      .default({
+        scopes: ['openid', 'profile', 'email', 'groups', 'offline_access'],
+        claimPrefix: 'eve_',
+        eveClaimsScope: 'profile',
+        portraitUrlTemplate: 'https://images.evetech.net/characters/{character_id}/portrait?size={size}',
+        portraitSize: 128,
+      }),
+    login: z
+      .object({
+        maxFailuresPerAccount: integer(1, 1000).default(5),
+        maxFailuresPerAddress: integer(1, 10_000).default(20),
+        failureWindowSeconds: integer(10, 86_400).default(900),
+      })
+      .strict()
+      .default({ maxFailuresPerAccount: 5, maxFailuresPerAddress: 20, failureWindowSeconds: 900 }),
+    logout: z
+      .object({
+        rpInitiated: boolean().default(true),
+        allowPrivateTargets: boolean().default(false),
+        allowPrivateTargetsInProduction: boolean().default(false),
+        retryBackoffSeconds: fromString(
+          (text) => text.split(',').map((part) => Number(part.trim())),
+          z.array(z.number().int().min(1).max(86_400)).min(1).max(20),
+        ).default([5, 10, 20, 40, 80]),
+        recordSuccessfulDeliveries: boolean().default(false),
+      })
+      .strict()
+      .default({
+        rpInitiated: true,
+        allowPrivateTargets: false,
+        allowPrivateTargetsInProduction: false,
+        retryBackoffSeconds: [5, 10, 20, 40, 80],
+        recordSuccessfulDeliveries: false,
+      }),
+  })
+  .strict();
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** Names from the spec's table that differ from the mechanical path → name rule. */
+export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
+  AA_OIDC_LOG_LEVEL: ['logging', 'level'],
+};
+
+/** Environment names that are read elsewhere, never part of the schema. */
+export const ENV_NOT_CONFIG: ReadonlySet<string> = new Set(['AA_OIDC_CONFIG', 'AA_OIDC_REQUIRE_E2E']);
+export const ENV_NOT_CONFIG_PREFIXES: readonly string[] = ['AA_OIDC_TEST_', 'AA_OIDC_BENCH_'];

@@ -1,0 +1,57 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { DatabaseTarget } from '../config/load.ts';
+import type { Database } from './schema.ts';
+
+export type DatabaseKind = DatabaseTarget['kind'];
+
+export interface DatabaseHandle {
+  db: Kysely<Database>;
+  kind: DatabaseKind;
+  /** The PostgreSQL pool, for components that need a raw client (pg-boss). Absent on SQLite. */
+  pgPool?: pg.Pool;
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+
+/** Opens the database named by the configuration. Creates the SQLite file's folder when needed. */
+export function openDatabase(target: DatabaseTarget): DatabaseHandle {
+  if (target.kind === 'sqlite') {
+    if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
+    const sqlite = new BetterSqlite3(target.path);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('synchronous = NORMAL');
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    return { db, kind: 'sqlite', close: () => db.destroy() };
+  }
+  const pool = new pg.Pool({
+    connectionString: target.url,
+    max: 10,
+    // Times and counters are 64-bit integers that always fit a double; parse them as numbers
+    // for this pool only, never globally.
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID
+          ? (value: string) => Number(value)
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
+}
+
+/** True when the database answers a trivial query. */
+export async function isReachable(db: Kysely<Database>): Promise<boolean> {
+  try {
+    await sql`select 1`.execute(db);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,160 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
+
+const tempDir = () => mkdtempSync(path.join(tmpdir(), 'aa-oidc-config-'));
+
+describe('configuration', () => {
+  it('gives development defaults with no input', () => {
+    const cwd = tempDir();
+    const config = loadConfig({ env: {}, cwd });
+    assert.equal(config.mode, 'development');
+    assert.equal(config.port, 8000);
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.issuer, 'http://localhost:8000/o');
+    assert.equal(config.issuerExplicit, false);
+    assert.deepEqual(config.database, { kind: 'sqlite', path: path.join(cwd, 'data', 'aa-oidc.sqlite') });
+    assert.equal(config.metrics.port, 9464);
+    assert.equal(config.logging.level, 'info');
+    assert.equal(config.tokens.defaultAccessTokenFormat, 'opaque');
+    assert.ok(config.secretKey.length >= 32, 'a development secret key is generated');
+    assert.equal(loadConfig({ env: {}, cwd }).secretKey, config.secretKey, 'and kept across starts');
+  });
+
+  it('reads the environment names of the spec table', () => {
+    const config = loadConfig({
+      env: {
+        AA_OIDC_PORT: '9000',
+        AA_OIDC_HOST: '0.0.0.0',
+        AA_OIDC_ISSUER: 'http://localhost:9000/o/',
+        AA_OIDC_DATABASE_URL: 'postgres://postgres@127.0.0.1/aa',
+        AA_OIDC_SECRET_KEY: 'x'.repeat(40),
+        AA_OIDC_METRICS_PORT: '9999',
+        AA_OIDC_LOG_LEVEL: 'debug',
+        AA_OIDC_LOGOUT_RP_INITIATED: 'false',
+        AA_OIDC_TEST_DATABASE_URL: 'ignored',
+      },
+      cwd: tempDir(),
+    });
+    assert.equal(config.port, 9000);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.issuer, 'http://localhost:9000/o', 'the trailing slash is dropped');
+    assert.deepEqual(config.database, { kind: 'postgres', url: 'postgres://postgres@127.0.0.1/aa' });
+    assert.equal(config.secretKey, 'x'.repeat(40));
+    assert.equal(config.metrics.port, 9999);
+    assert.equal(config.logging.level, 'debug');
+    assert.equal(config.logout.rpInitiated, false);
+  });
+
+  it('maps nested keys to environment names mechanically', () => {
+    assert.equal(envNameFor(['tokens', 'jwtSizeWarnBytes']), 'AA_OIDC_TOKENS_JWT_SIZE_WARN_BYTES');
+    const config = loadConfig({ env: { AA_OIDC_TOKENS_JWT_SIZE_WARN_BYTES: '8192' }, cwd: tempDir() });
+    assert.equal(config.tokens.jwtSizeWarnBytes, 8192);
+  });
+
+  it('reads a YAML or JSON config file, with the environment taking precedence', () => {
+    const cwd = tempDir();
+    writeFileSync(path.join(cwd, 'aa.yaml'), 'port: 8100\ntokens:\n  defaultAccessTokenFormat: jwt\n');
+    const fromYaml = loadConfig({ env: { AA_OIDC_CONFIG: 'aa.yaml', AA_OIDC_PORT: '8200' }, cwd });
+    assert.equal(fromYaml.port, 8200);
+    assert.equal(fromYaml.tokens.defaultAccessTokenFormat, 'jwt');
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ logging: { maskedSecrets: true } }));
+    assert.equal(loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }).logging.maskedSecrets, true);
+  });
+
+  const rejects: Array<[string, NodeJS.ProcessEnv, RegExp, string?]> = [
+    [
+      'an unknown environment variable',
+      { AA_OIDC_PROT: '1' },
+      /unknown environment variable AA_OIDC_PROT; valid names: .*AA_OIDC_PORT/,
+    ],
+    [
+      'a port that is not a number',
+      { AA_OIDC_PORT: 'abc' },
+      /^AA_OIDC_PORT: expected an integer between 0 and 65535 \(got "abc"\)$/,
+    ],
+    [
+      'a port out of range',
+      { AA_OIDC_PORT: '70000' },
+      /AA_OIDC_PORT: expected an integer between 0 and 65535/,
+    ],
+    [
+      'a boolean that is not one',
+      { AA_OIDC_LOGOUT_RP_INITIATED: 'maybe' },
+      /AA_OIDC_LOGOUT_RP_INITIATED: expected true or false/,
+    ],
+    ['an unknown log level', { AA_OIDC_LOG_LEVEL: 'loud' }, /AA_OIDC_LOG_LEVEL: .*"info"/],
+    [
+      'an unsupported database URL',
+      { AA_OIDC_DATABASE_URL: 'mysql://u:hunter2@h/db' },
+      /AA_OIDC_DATABASE_URL: "mysql:\/\/u:\*\*\*@h\/db" is not supported/,
+    ],
+    [
+      'a plain-http issuer in production',
+      {
+        AA_OIDC_MODE: 'production',
+        AA_OIDC_ISSUER: 'http://auth.example.org/o',
+        AA_OIDC_SECRET_KEY: 'k'.repeat(40),
+      },
+      /AA_OIDC_ISSUER: production mode requires an https:\/\/ issuer/,
+    ],
+    [
+      'a production start without issuer',
+      { NODE_ENV: 'production', AA_OIDC_SECRET_KEY: 'k'.repeat(40) },
+      /AA_OIDC_ISSUER: required in production/,
+    ],
+    [
+      'a production start without secret key',
+      { AA_OIDC_MODE: 'production', AA_OIDC_ISSUER: 'https://auth.example.org/o' },
+      /AA_OIDC_SECRET_KEY: required in production/,
+    ],
+    [
+      'a short secret key',
+      { AA_OIDC_SECRET_KEY: 'short' },
+      /AA_OIDC_SECRET_KEY: must be at least 32 characters/,
+    ],
+  ];
+  for (const [what, env, message] of rejects) {
+    it(`rejects ${what} with a message naming the key`, () => {
+      assert.throws(
+        () => loadConfig({ env, cwd: tempDir() }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, message);
+          assert.doesNotMatch(error.message, /hunter2/, 'a password in a URL is never echoed');
+          return true;
+        },
+      );
+    });
+  }
+
+  it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {
+    const cwd = tempDir();
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ tokens: { accessTokenTTL: 10 } }));
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      /config file .*aa\.json: unknown key "tokens\.accessTokenTTL"; valid keys under "tokens": accessTokenTtl, /,
+    );
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ metrics: { port: 'nine' } }));
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      /config file .*aa\.json key "metrics\.port": expected an integer between 0 and 65535 \(got "nine"\)/,
+    );
+  });
+
+  it('production mode is the default when NODE_ENV=production', () => {
+    const config = loadConfig({
+      env: {
+        NODE_ENV: 'production',
+        AA_OIDC_ISSUER: 'https://auth.example.org/o',
+        AA_OIDC_SECRET_KEY: 'k'.repeat(40),
+      },
+      cwd: tempDir(),
+    });
+    assert.equal(config.mode, 'production');
+    assert.equal(config.host, '0.0.0.0');
+  });
+});

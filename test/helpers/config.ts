@@ -1,0 +1,34 @@
+import { type Config, loadConfig } from '../../src/config/load.ts';
+import type { TestDatabase } from './database.ts';
+
+/** A development configuration around a test database, with no environment leaking in. */
+export function testConfig(database: TestDatabase, overrides: Record<string, unknown> = {}): Config {
+  return loadConfig({
+    env: {},
+    cwd: database.dataDir,
+    overrides: {
+      databaseUrl: database.url,
+      dataDir: database.dataDir,
+      port: 0,
+      logging: { level: 'silent' },
+      metrics: { enabled: false },
+      ...overrides,
+    },
+  });
+}
+
+/** The environment for spawning the CLI against a test database. */
+export function testEnv(database: TestDatabase, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!name.startsWith('AA_OIDC_')) env[name] = value;
+  }
+  return {
+    ...env,
+    AA_OIDC_DATABASE_URL: database.url,
+    AA_OIDC_DATA_DIR: database.dataDir,
+    AA_OIDC_LOG_LEVEL: 'warn',
+    NODE_ENV: 'development',
+    ...extra,
+  };
+}
