@@ -1,0 +1,147 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
+import type { UserProfile } from '../../src/directory/types.ts';
+import { decide, type PolicyApplication, type PolicyDecision } from '../../src/policy/decide.ts';
+import { assertNever } from '../../src/util/assert-never.ts';
+
+const state = (name: string, oidcAccess: boolean): StateRow => ({
+  id: name.length,
+  name,
+  priority: name.length * 10,
+  oidc_access: oidcAccess ? 1 : 0,
+  created_at: 0,
+});
+const group = (name: string, oidcAccess: boolean): GroupRow => ({
+  id: name.length,
+  name,
+  oidc_access: oidcAccess ? 1 : 0,
+  created_at: 0,
+});
+const baseUser: UserRow = {
+  id: 7,
+  username: 'alice',
+  email: '',
+  email_verified: 0,
+  password_hash: null,
+  active: 1,
+  superuser: 0,
+  oidc_access: 0,
+  state_id: null,
+  character_id: null,
+  character_name: null,
+  corporation_id: null,
+  corporation_name: null,
+  corporation_ticker: null,
+  alliance_id: null,
+  alliance_name: null,
+  alliance_ticker: null,
+  faction_id: null,
+  faction_name: null,
+  locale: null,
+  last_login_at: null,
+  created_at: 0,
+  updated_at: 0,
+};
+
+type Access = 'superuser' | 'via_state' | 'via_group' | 'via_user' | 'none';
+type Whitelist = 'empty' | 'state_match' | 'group_match' | 'neither';
+
+/** A user in state Member and group Fleet, with `oidc_access` coming from exactly one place (or none). */
+function profileWith(access: Access, active = true): UserProfile {
+  return {
+    user: {
+      ...baseUser,
+      active: active ? 1 : 0,
+      superuser: access === 'superuser' ? 1 : 0,
+      oidc_access: access === 'via_user' ? 1 : 0,
+    },
+    state: state('Member', access === 'via_state'),
+    groups: [group('Fleet', access === 'via_group'), group('Miners', false)],
+  };
+}
+
+function appWith(whitelist: Whitelist, active: boolean): PolicyApplication {
+  const lists: Record<Whitelist, Pick<PolicyApplication, 'states' | 'groups'>> = {
+    empty: { states: [], groups: [] },
+    state_match: { states: ['Blue', 'Member'], groups: ['Directors'] },
+    group_match: { states: ['Blue'], groups: ['Fleet'] },
+    neither: { states: ['Blue'], groups: ['Directors'] },
+  };
+  return { clientId: 'wiki', active, ...lists[whitelist] };
+}
+
+/** The expected decision, written from section D independently of the implementation's order of checks. */
+function expected(access: Access, whitelist: Whitelist, active: boolean): PolicyDecision['outcome'] | string {
+  if (access === 'none') return 'deny:global';
+  if (!active) return 'deny:app_unusable';
+  if (access === 'superuser') return 'allow';
+  return whitelist === 'neither' ? 'deny:app' : 'allow';
+}
+
+const label = (decision: PolicyDecision): string => {
+  switch (decision.outcome) {
+    case 'allow':
+      return 'allow';
+    case 'deny':
+      return `deny:${decision.reason}`;
+    default:
+      return assertNever(decision);
+  }
+};
+
+describe('decide(user, app)', () => {
+  const accesses: Access[] = ['superuser', 'via_state', 'via_group', 'via_user', 'none'];
+  const whitelists: Whitelist[] = ['empty', 'state_match', 'group_match', 'neither'];
+  for (const access of accesses) {
+    for (const whitelist of whitelists) {
+      for (const active of [true, false]) {
+        const want = expected(access, whitelist, active);
+        it(`${access} × whitelist ${whitelist} × app ${active ? 'active' : 'inactive'} → ${want}`, () => {
+          assert.equal(label(decide(profileWith(access), appWith(whitelist, active))), want);
+        });
+      }
+    }
+  }
+
+  it('refuses an inactive user at the global gate, superuser or not, without naming the app', () => {
+    for (const access of accesses) {
+      const decision = decide(profileWith(access, false), appWith('empty', true));
+      assert.deepEqual(decision, { outcome: 'deny', reason: 'global' });
+      assert.equal(JSON.stringify(decision).includes('wiki'), false);
+    }
+  });
+
+  it('answers no_client for a missing application, after the global gate', () => {
+    assert.deepEqual(decide(profileWith('via_state'), undefined), { outcome: 'deny', reason: 'no_client' });
+    assert.deepEqual(decide(profileWith('none'), undefined), { outcome: 'deny', reason: 'global' });
+  });
+
+  it('says how access was granted', () => {
+    assert.deepEqual(decide(profileWith('via_user'), appWith('state_match', true)), {
+      outcome: 'allow',
+      via: 'state',
+    });
+    assert.deepEqual(decide(profileWith('via_user'), appWith('group_match', true)), {
+      outcome: 'allow',
+      via: 'group',
+    });
+    assert.deepEqual(decide(profileWith('via_user'), appWith('empty', true)), {
+      outcome: 'allow',
+      via: 'open_app',
+    });
+    assert.deepEqual(decide(profileWith('superuser'), appWith('neither', true)), {
+      outcome: 'allow',
+      via: 'superuser',
+    });
+  });
+
+  it('treats a user with no state as matching no state whitelist', () => {
+    const profile = { ...profileWith('via_user'), state: null };
+    assert.deepEqual(decide(profile, appWith('state_match', true)), {
+      outcome: 'deny',
+      reason: 'app',
+      clientId: 'wiki',
+    });
+  });
+});
