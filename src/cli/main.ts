@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
+import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerServe } from './commands/serve.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
@@ -15,6 +16,7 @@ export function buildProgram(io: CliIo = processIo): Command {
     });
   registerServe(program, io);
   registerMigrate(program, io);
+  registerKeys(program, io);
   return program;
 }
 

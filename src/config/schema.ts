@@ -102,6 +102,18 @@ export const configSchema = z
         codeTtl: 60,
         idTokenTtl: 3600,
       }),
+    keys: z
+      .object({
+        /** How often each instance checks the database for a key rotation (one small query). */
+        reloadIntervalMs: integer(100, 600_000).default(2000),
+        /**
+         * Minimum time a retired key stays published; the effective time is the larger of this and
+         * the longest token lifetime (tokens.accessTokenTtl, refreshTokenTtl, idTokenTtl).
+         */
+        retiredRetentionSeconds: integer(0, 31_536_000).default(86_400),
+      })
+      .strict()
+      .default({ reloadIntervalMs: 2000, retiredRetentionSeconds: 86_400 }),
     oidc: z
       .object({
         scopes: stringList().default(['openid', 'profile', 'email', 'groups', 'offline_access']),

@@ -63,8 +63,97 @@ export interface LifecycleEventTable {
   id: Generated<number>;
   kind: string;
   user_id: number | null;
+  /** Who made the change (`cli:root`, `admin:alice`, `bootstrap`); null when not told. */
+  actor: string | null;
   payload: string;
   created_at: EpochMs;
+}
+
+/** An OIDC client (section C). Lists are JSON text; the secret is only ever stored as a digest. */
+export interface ApplicationTable {
+  client_id: string;
+  /** Hex SHA-256 of the client secret; null for public clients. */
+  client_secret_sha256: string | null;
+  name: string;
+  logo_url: string | null;
+  /** JSON array of exact redirect URIs. */
+  redirect_uris: string;
+  /** JSON array of exact post-logout redirect URIs. */
+  post_logout_redirect_uris: string;
+  client_type: 'confidential' | 'public';
+  /** JSON array of grant types. */
+  grant_types: string;
+  skip_authorization: Flag;
+  active: Flag;
+  debug_mode: Flag;
+  pkce_required: Flag;
+  access_token_format: 'inherit' | 'opaque' | 'jwt';
+  backchannel_logout_uri: string | null;
+  backchannel_logout_on_revoke_only: Flag;
+  created_by: string | null;
+  created_at: EpochMs;
+  updated_at: EpochMs;
+}
+
+/** An application's state whitelist. */
+export interface ApplicationStateTable {
+  client_id: string;
+  state_id: number;
+}
+
+/** An application's group whitelist. */
+export interface ApplicationGroupTable {
+  client_id: string;
+  group_id: number;
+}
+
+/** Signing keys (section L): `next → active → retired → removed`. */
+export interface SigningKeyTable {
+  /** RFC 7638 SHA-256 thumbprint of the public key. */
+  kid: string;
+  alg: 'RS256';
+  status: 'next' | 'active' | 'retired' | 'removed';
+  /** Public JWK (kty, n, e), JSON text. */
+  public_jwk: string;
+  /** Private JWK encrypted with a key derived from the secret key; null once removed. */
+  private_jwk_encrypted: string | null;
+  created_at: EpochMs;
+  activated_at: EpochMs | null;
+  retired_at: EpochMs | null;
+  removed_at: EpochMs | null;
+  /** A retired key stays in JWKS until then (retired_at + the longest token lifetime). */
+  publish_until: EpochMs | null;
+  /** Grows with every change of the row; watched by every running instance. */
+  revision: Generated<number>;
+}
+
+/**
+ * oidc-provider storage (section B): one row per stored model instance, clients excepted. `id` is the
+ * base64url SHA-256 of the provider's id (codes and tokens are bearer values and are never stored).
+ */
+export interface OidcPayloadTable {
+  model: string;
+  id: string;
+  /** The provider's payload, JSON text, without the id itself. */
+  payload: string;
+  grant_id: string | null;
+  /** The accountId (`String(app_user.id)`). */
+  user_id: string | null;
+  client_id: string | null;
+  /** Session uid (sessions only). */
+  uid: string | null;
+  user_code: string | null;
+  expires_at: EpochMs | null;
+  consumed_at: EpochMs | null;
+}
+
+/** One failed login attempt, kept for throttling per account and per address. */
+export interface LoginFailureTable {
+  id: Generated<number>;
+  /** As typed, lower-cased: present whether or not the user exists. */
+  username: string;
+  address: string;
+  failed_at: EpochMs;
 }
 
 export interface Database {
@@ -73,6 +162,12 @@ export interface Database {
   app_user: UserTable;
   user_group: UserGroupTable;
   lifecycle_event: LifecycleEventTable;
+  signing_key: SigningKeyTable;
+  application: ApplicationTable;
+  application_state: ApplicationStateTable;
+  application_group: ApplicationGroupTable;
+  oidc_payload: OidcPayloadTable;
+  login_failure: LoginFailureTable;
 }
 
 export type StateRow = Selectable<StateTable>;
@@ -81,6 +176,7 @@ export type UserRow = Selectable<UserTable>;
 export type NewUserRow = Insertable<UserTable>;
 export type UserUpdate = Updateable<UserTable>;
 export type LifecycleEventRow = Selectable<LifecycleEventTable>;
+export type SigningKeyRow = Selectable<SigningKeyTable>;
 
 // Re-exported so that table modules added by later sections use the same helpers.
 export type { ColumnType, Generated };

@@ -1,5 +1,8 @@
 import type { Migration } from './helpers.ts';
 import * as m0001 from './0001_directory.ts';
+import * as m0003 from './0003_signing_keys.ts';
+import * as m0004 from './0004_applications.ts';
+import * as m0005 from './0005_oidc_storage.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -7,4 +10,7 @@ import * as m0001 from './0001_directory.ts';
  */
 export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0001_directory': m0001,
+  '0003_signing_keys': m0003,
+  '0004_applications': m0004,
+  '0005_oidc_storage': m0005,
 };

@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { createKeyService, KeyError, type KeyService } from '../../keys/service.ts';
+import type { SigningKeySummary } from '../../keys/types.ts';
+import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
+import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+
+function isoTime(epochMs: number | null): string | null {
+  return epochMs === null ? null : new Date(epochMs).toISOString();
+}
+
+const COLUMNS: readonly Column<SigningKeySummary>[] = [
+  { header: 'kid', value: (key) => key.kid },
+  { header: 'alg', value: (key) => key.alg },
+  { header: 'status', value: (key) => key.status },
+  { header: 'created', value: (key) => isoTime(key.createdAt) },
+  { header: 'activated', value: (key) => isoTime(key.activatedAt) },
+  { header: 'retired', value: (key) => isoTime(key.retiredAt) },
+  { header: 'publish until', value: (key) => isoTime(key.publishUntil) },
+  { header: 'removed', value: (key) => isoTime(key.removedAt) },
+];
+
+/** Never private material: the summary has none. */
+function keyJson(key: SigningKeySummary): Record<string, unknown> {
+  return {
+    kid: key.kid,
+    alg: key.alg,
+    status: key.status,
+    created_at: isoTime(key.createdAt),
+    activated_at: isoTime(key.activatedAt),
+    retired_at: isoTime(key.retiredAt),
+    publish_until: isoTime(key.publishUntil),
+    removed_at: isoTime(key.removedAt),
+  };
+}
+
+async function withKeyService<T>(work: (keys: KeyService) => Promise<T>): Promise<T> {
+  const config = cliConfig();
+  return withDatabase(config, async (database) => {
+    try {
+      return await work(createKeyService(database, config));
+    } catch (error) {
+      if (error instanceof KeyError) throw new CliError(error.message);
+      throw error;
+    }
+  });
+}
+
+export function registerKeys(program: Command, io: CliIo): void {
+  const keys = program
+    .command('keys')
+    .description('signing keys: list, rotate, retire (lifecycle next → active → retired → removed)');
+
+  keys
+    .command('list')
+    .description('list every signing key (never private material)')
+    .addOption(formatOption())
+    .action(async (options: { format: OutputFormat }) => {
+      const rows = await withKeyService((service) => service.list());
+      io.stdout.write(renderRows(rows, COLUMNS, options.format, keyJson));
+    });
+
+  keys
+    .command('rotate')
+    .description(
+      'activate the next key (or a new one), retire the active key (it stays published for the longest token lifetime), and prepare a new next key',
+    )
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (options: { dryRun?: boolean }) => {
+      const result = await withKeyService((service) => service.rotate({ dryRun: options.dryRun === true }));
+      const retiredUntil = isoTime(result.retiredPublishUntil);
+      const lines = result.dryRun
+        ? [
+            'dry run: nothing changed',
+            `would activate: ${result.promotedNext ? `${result.activatedKid} (the next key)` : 'a new key'}`,
+            `would retire: ${result.retiredKid === null ? 'nothing (there is no active key)' : `${result.retiredKid} (published until about ${retiredUntil})`}`,
+            'would create: a new next key',
+            ...result.removedKids.map((kid) => `would remove: ${kid} (publication ended)`),
+          ]
+        : [
+            `active: ${result.activatedKid} (${result.promotedNext ? 'was the next key' : 'new key'})`,
+            `retired: ${result.retiredKid === null ? 'nothing (there was no active key)' : `${result.retiredKid} (published until ${retiredUntil})`}`,
+            `next: ${result.nextKid} (published now, signs after the next rotation)`,
+            ...result.removedKids.map((kid) => `removed: ${kid} (publication ended)`),
+          ];
+      io.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  keys
+    .command('retire')
+    .description('retire a next key (the active key is retired by `keys rotate`)')
+    .argument('<kid>', 'the key id, as `keys list` shows it')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (kid: string, options: { dryRun?: boolean }) => {
+      const result = await withKeyService((service) =>
+        service.retire(kid, { dryRun: options.dryRun === true }),
+      );
+      const prefix = result.dryRun ? 'dry run, nothing changed; would retire' : 'retired';
+      const lines = [
+        `${prefix}: ${result.key.kid} (a next key signs nothing, so it leaves JWKS at the next clean-up)`,
+      ];
+      for (const removed of result.removedKids) lines.push(`removed: ${removed} (publication ended)`);
+      io.stdout.write(`${lines.join('\n')}\n`);
+    });
+}

@@ -1,0 +1,149 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  generateKeyPair,
+  hkdfSync,
+  type JsonWebKey,
+  type KeyObject,
+  randomBytes,
+} from 'node:crypto';
+import { promisify } from 'node:util';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+
+/**
+ * Encryption at rest of the private signing keys, and generation of new ones.
+ *
+ * The encryption key is derived from the configured secret key (`AA_OIDC_SECRET_KEY`) with
+ * HKDF-SHA256 and a fixed label, so the same secret never serves two purposes. The stored text is
+ * `v1.<iv>.<tag>.<ciphertext>` (base64url, 96-bit random IV, 128-bit GCM tag); the kid is bound as
+ * additional authenticated data, so a ciphertext copied onto another row does not decrypt.
+ */
+
+const FORMAT_VERSION = 'v1';
+const HKDF_INFO = 'aa-oidc signing-key encryption v1';
+const HKDF_SALT = 'aa-oidc';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+export const SIGNING_ALG = 'RS256';
+const MODULUS_BITS = 2048;
+
+/** A stored private key that cannot be read back: wrong secret key, or damaged text. */
+export class KeyDecryptionError extends Error {
+  override name = 'KeyDecryptionError';
+  readonly kid: string;
+  constructor(kid: string, message: string) {
+    super(message);
+    this.kid = kid;
+  }
+}
+
+/** The AES-256-GCM key for the signing keys, derived from the configured secret key. */
+export function deriveKeyEncryptionKey(secretKey: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', Buffer.from(secretKey, 'utf8'), HKDF_SALT, HKDF_INFO, 32));
+}
+
+function additionalData(kid: string): Buffer {
+  return Buffer.from(`signing_key:${kid}`, 'utf8');
+}
+
+export function encryptPrivateJwk(privateJwk: JWK, kid: string, encryptionKey: Buffer): string {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', encryptionKey, iv, { authTagLength: TAG_BYTES });
+  cipher.setAAD(additionalData(kid));
+  const ciphertext = Buffer.concat([cipher.update(JSON.stringify(privateJwk), 'utf8'), cipher.final()]);
+  return [FORMAT_VERSION, iv, cipher.getAuthTag(), ciphertext]
+    .map((part) => (typeof part === 'string' ? part : part.toString('base64url')))
+    .join('.');
+}
+
+export function decryptPrivateJwk(stored: string, kid: string, encryptionKey: Buffer): JWK {
+  const parts = stored.split('.');
+  if (parts.length !== 4 || parts[0] !== FORMAT_VERSION) {
+    throw new KeyDecryptionError(
+      kid,
+      `signing key ${kid}: stored private key is not in the ${FORMAT_VERSION} format (damaged row?)`,
+    );
+  }
+  const [, ivText, tagText, ciphertextText] = parts as [string, string, string, string];
+  const iv = Buffer.from(ivText, 'base64url');
+  const tag = Buffer.from(tagText, 'base64url');
+  if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) {
+    throw new KeyDecryptionError(kid, `signing key ${kid}: stored private key is damaged (bad IV or tag)`);
+  }
+  let plaintext: string;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', encryptionKey, iv, { authTagLength: TAG_BYTES });
+    decipher.setAAD(additionalData(kid));
+    decipher.setAuthTag(tag);
+    plaintext = Buffer.concat([
+      decipher.update(Buffer.from(ciphertextText, 'base64url')),
+      decipher.final(),
+    ]).toString('utf8');
+  } catch {
+    throw new KeyDecryptionError(
+      kid,
+      `signing key ${kid} cannot be decrypted: AA_OIDC_SECRET_KEY is not the secret key it was encrypted with ` +
+        '(restore the original AA_OIDC_SECRET_KEY; in development it is kept in the data folder as secret.key)',
+    );
+  }
+  try {
+    return JSON.parse(plaintext) as JWK;
+  } catch {
+    throw new KeyDecryptionError(kid, `signing key ${kid}: decrypted private key is not JSON (damaged row?)`);
+  }
+}
+
+/** The public members of an RSA JWK, in the form JWKS publishes. */
+export function publicPart(jwk: JWK): JWK {
+  if (jwk.kty !== 'RSA' || typeof jwk.n !== 'string' || typeof jwk.e !== 'string') {
+    throw new Error(`expected an RSA JWK (got kty ${String(jwk.kty)})`);
+  }
+  return { kty: 'RSA', n: jwk.n, e: jwk.e };
+}
+
+/** RFC 7638 SHA-256 thumbprint of the public key: the kid. */
+export function thumbprintOf(jwk: JWK): Promise<string> {
+  return calculateJwkThumbprint(publicPart(jwk), 'sha256');
+}
+
+export interface GeneratedSigningKey {
+  kid: string;
+  /** kty, n, e only. */
+  publicJwk: JWK;
+  /** kty, n, e, d, p, q, dp, dq, qi. */
+  privateJwk: JWK;
+}
+
+const generateRsa = promisify(generateKeyPair);
+
+/** A new 2048-bit RSA key for RS256, generated off the main thread. */
+export async function generateSigningKey(): Promise<GeneratedSigningKey> {
+  const { privateKey } = await generateRsa('rsa', { modulusLength: MODULUS_BITS, publicExponent: 0x10001 });
+  const privateJwk = privateKey.export({ format: 'jwk' }) as JWK;
+  const publicJwk = publicPart(privateJwk);
+  return { kid: await thumbprintOf(publicJwk), publicJwk, privateJwk };
+}
+
+/**
+ * Parses a decrypted private JWK into a key object (the expensive step: done once per key when
+ * loaded) and checks that it is the key its row says it is.
+ */
+export async function importPrivateJwk(privateJwk: JWK, kid: string, publicJwk: JWK): Promise<KeyObject> {
+  const thumbprint = await thumbprintOf(privateJwk);
+  if (thumbprint !== kid || privateJwk.n !== publicJwk.n || privateJwk.e !== publicJwk.e) {
+    throw new KeyDecryptionError(
+      kid,
+      `signing key ${kid}: private key does not match its kid (damaged row?)`,
+    );
+  }
+  try {
+    return createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' });
+  } catch (error) {
+    throw new KeyDecryptionError(
+      kid,
+      `signing key ${kid}: private key cannot be parsed (${(error as Error).message})`,
+    );
+  }
+}

@@ -1,0 +1,80 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { DatabaseKind } from '../db/connect.ts';
+import type { Database, SigningKeyRow } from '../db/schema.ts';
+import type { SigningKeySummary } from './types.ts';
+
+/** SQL for the `signing_key` table; the lifecycle rules live in service.ts. */
+
+type Executor = Kysely<Database> | Transaction<Database>;
+
+export function toSummary(row: SigningKeyRow): SigningKeySummary {
+  return {
+    kid: row.kid,
+    alg: row.alg,
+    status: row.status,
+    createdAt: Number(row.created_at),
+    activatedAt: row.activated_at === null ? null : Number(row.activated_at),
+    retiredAt: row.retired_at === null ? null : Number(row.retired_at),
+    removedAt: row.removed_at === null ? null : Number(row.removed_at),
+    publishUntil: row.publish_until === null ? null : Number(row.publish_until),
+  };
+}
+
+/**
+ * A cheap summary of the whole table that changes with every insert, update or delete: every write
+ * bumps a row's `revision`, so the sum only grows (rows are never deleted by the service).
+ */
+export async function keySetFingerprint(db: Executor): Promise<string> {
+  const row = await db
+    .selectFrom('signing_key')
+    .select((eb) => [
+      eb.fn.countAll().as('keys'),
+      eb.fn.sum<number | string | null>('revision').as('revisions'),
+    ])
+    .executeTakeFirstOrThrow();
+  return `${Number(row.keys)}:${Number(row.revisions ?? 0)}`;
+}
+
+/** Keys that JWKS publishes: next, active and retired. */
+export function publishedKeyRows(db: Executor): Promise<SigningKeyRow[]> {
+  return db.selectFrom('signing_key').selectAll().where('status', '!=', 'removed').execute();
+}
+
+export function keyRowsByStatus(db: Executor, status: SigningKeyRow['status']): Promise<SigningKeyRow[]> {
+  return db.selectFrom('signing_key').selectAll().where('status', '=', status).execute();
+}
+
+export function keyRow(db: Executor, kid: string): Promise<SigningKeyRow | undefined> {
+  return db.selectFrom('signing_key').selectAll().where('kid', '=', kid).executeTakeFirst();
+}
+
+/** Retired keys whose publication window has passed become removed; their private part is dropped. */
+export async function removeExpiredKeys(db: Executor, now: number): Promise<string[]> {
+  const removed = await db
+    .updateTable('signing_key')
+    .set((eb) => ({
+      status: 'removed',
+      removed_at: now,
+      private_jwk_encrypted: null,
+      revision: eb('revision', '+', 1),
+    }))
+    .where('status', '=', 'retired')
+    .where('publish_until', '<=', now)
+    .returning('kid')
+    .execute();
+  return removed.map((row) => row.kid).sort();
+}
+
+/**
+ * Serialises writers of `signing_key` for the rest of the transaction, so that "read the active key,
+ * then change it" never races another instance or a CLI run. Plain readers are not blocked.
+ * PostgreSQL: a self-conflicting table lock. SQLite: a write statement that matches nothing takes the
+ * database's write lock at once (a plain `begin` would only take it at the first real write).
+ */
+export async function lockSigningKeys(trx: Transaction<Database>, kind: DatabaseKind): Promise<void> {
+  if (kind === 'postgres') {
+    await sql`lock table signing_key in share row exclusive mode`.execute(trx);
+  } else {
+    await sql`update signing_key set revision = revision where 1 = 0`.execute(trx);
+  }
+}

@@ -1,0 +1,351 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { Config } from '../config/load.ts';
+import type { DatabaseKind } from '../db/connect.ts';
+import type { Database, SigningKeyRow } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import {
+  deriveKeyEncryptionKey,
+  encryptPrivateJwk,
+  type GeneratedSigningKey,
+  generateSigningKey,
+  SIGNING_ALG,
+} from './crypto.ts';
+import { keyRow, keyRowsByStatus, lockSigningKeys, removeExpiredKeys, toSummary } from './queries.ts';
+import type { SigningKeySummary } from './types.ts';
+
+/**
+ * The one write path for signing keys (section L): `next → active → retired → removed`.
+ *
+ * - Every write runs in a transaction that first takes a writers' lock on the table and re-reads the
+ *   state, so two instances starting at once, or a rotation racing another, never leave two active
+ *   keys (partial unique indexes back this up).
+ * - `rotate()` also generates a fresh `next` key. It is published in JWKS at once but signs nothing
+ *   until the following rotation, so relying parties that cache JWKS already hold it when it becomes
+ *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.)
+ * - Expired retired keys are removed by `rotate()`, `retire()` and `ensureActiveKey()`, and by every
+ *   key store as soon as a key it publishes passes its `publish_until` (see store.ts); no separate
+ *   job is needed.
+ * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
+ */
+export interface KeyService {
+  /** Makes sure an active key exists (first run: generates one, plus a next key); returns it. */
+  ensureActiveKey(): Promise<SigningKeySummary>;
+  /** Every key, removed ones included: active first, then next, retired, removed; newest first. */
+  list(): Promise<SigningKeySummary[]>;
+  /** Activates the next key (or a new one), retires the active one, and prepares a new next key. */
+  rotate(options?: { dryRun?: boolean }): Promise<RotationResult>;
+  /**
+   * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
+   * instead, which retires it and activates another in one step.
+   */
+  retire(kid: string, options?: { dryRun?: boolean }): Promise<RetireResult>;
+  /** Moves retired keys whose `publish_until` has passed to removed; returns their kids. */
+  removeExpired(now?: number): Promise<string[]>;
+  /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
+  retiredPublicationSeconds(): number;
+}
+
+export interface RotationResult {
+  dryRun: boolean;
+  /** The key active after the rotation; null in a dry run that would generate a new key. */
+  activatedKid: string | null;
+  /** True when the activated key is the former next key (already published). */
+  promotedNext: boolean;
+  /** The formerly active key, now retired; null when there was none. */
+  retiredKid: string | null;
+  /** Until when the retired key stays in JWKS. */
+  retiredPublishUntil: number | null;
+  /** The new next key; null in a dry run. */
+  nextKid: string | null;
+  /** Retired keys whose publication ended, removed as part of the rotation. */
+  removedKids: string[];
+}
+
+export interface RetireResult {
+  dryRun: boolean;
+  key: SigningKeySummary;
+  removedKids: string[];
+}
+
+export type KeyErrorCode = 'invalid_kid' | 'unknown_kid' | 'active_key' | 'not_retirable';
+
+/** A refused key operation, with a message an operator can act on. */
+export class KeyError extends Error {
+  override name = 'KeyError';
+  readonly code: KeyErrorCode;
+  constructor(code: KeyErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface KeyServiceDatabase {
+  db: Kysely<Database>;
+  kind: DatabaseKind;
+}
+
+const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+const STATUS_ORDER: Record<SigningKeySummary['status'], number> = {
+  active: 0,
+  next: 1,
+  retired: 2,
+  removed: 3,
+};
+
+export function createKeyService(
+  database: KeyServiceDatabase,
+  config: Pick<Config, 'secretKey' | 'tokens' | 'keys'>,
+  logger?: Logger,
+): KeyService {
+  const { db, kind } = database;
+  const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
+
+  const retiredPublicationSeconds = () =>
+    Math.max(
+      config.tokens.accessTokenTtl,
+      config.tokens.refreshTokenTtl,
+      config.tokens.idTokenTtl,
+      config.keys.retiredRetentionSeconds,
+    );
+
+  const writeTransaction = <T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> =>
+    db.transaction().execute(async (trx) => {
+      await lockSigningKeys(trx, kind);
+      return work(trx);
+    });
+
+  const insertKey = async (
+    trx: Transaction<Database>,
+    key: GeneratedSigningKey,
+    status: 'next' | 'active',
+    now: number,
+  ): Promise<void> => {
+    await trx
+      .insertInto('signing_key')
+      .values({
+        kid: key.kid,
+        alg: SIGNING_ALG,
+        status,
+        public_jwk: JSON.stringify(key.publicJwk),
+        private_jwk_encrypted: encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey),
+        created_at: now,
+        activated_at: status === 'active' ? now : null,
+        retired_at: null,
+        removed_at: null,
+        publish_until: null,
+      })
+      .execute();
+  };
+
+  const setStatus = async (
+    trx: Transaction<Database>,
+    kid: string,
+    from: SigningKeyRow['status'],
+    changes: {
+      status: SigningKeyRow['status'];
+      activated_at?: number;
+      retired_at?: number;
+      publish_until?: number;
+    },
+  ): Promise<void> => {
+    const result = await trx
+      .updateTable('signing_key')
+      .set((eb) => ({ ...changes, revision: eb('revision', '+', 1) }))
+      .where('kid', '=', kid)
+      .where('status', '=', from)
+      .executeTakeFirst();
+    // Unreachable under the writers' lock; guards against a schema or lock mistake.
+    if (Number(result.numUpdatedRows) !== 1) throw new Error(`signing key ${kid} changed concurrently`);
+  };
+
+  /** Hands out keys generated ahead of the transaction, generating more only if the state moved. */
+  const keyPool = (prepared: GeneratedSigningKey[]) => async () => prepared.shift() ?? generateSigningKey();
+
+  const only = (rows: SigningKeyRow[], status: string): SigningKeyRow | undefined => {
+    if (rows.length > 1) throw new Error(`more than one ${status} signing key (database integrity)`);
+    return rows[0];
+  };
+
+  const service: KeyService = {
+    retiredPublicationSeconds,
+
+    async ensureActiveKey() {
+      const current = only(await keyRowsByStatus(db, 'active'), 'active');
+      if (current) return toSummary(current);
+      const hasNext = (await keyRowsByStatus(db, 'next')).length > 0;
+      const take = keyPool(
+        await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
+      );
+      const { summary, created } = await writeTransaction(async (trx) => {
+        const now = Date.now();
+        await removeExpiredKeys(trx, now);
+        const active = only(await keyRowsByStatus(trx, 'active'), 'active');
+        // Another instance or process got there first.
+        if (active) return { summary: toSummary(active), created: [] as string[] };
+        const next = only(await keyRowsByStatus(trx, 'next'), 'next');
+        let activeKid: string;
+        if (next) {
+          await setStatus(trx, next.kid, 'next', { status: 'active', activated_at: now });
+          activeKid = next.kid;
+        } else {
+          const key = await take();
+          await insertKey(trx, key, 'active', now);
+          activeKid = key.kid;
+        }
+        const nextKey = await take();
+        await insertKey(trx, nextKey, 'next', now);
+        const row = await keyRow(trx, activeKid);
+        return { summary: toSummary(row!), created: [activeKid, nextKey.kid] };
+      });
+      if (created.length > 0)
+        logger?.info({ activeKid: created[0], nextKid: created[1] }, 'created the active signing key');
+      return summary;
+    },
+
+    async list() {
+      const rows = await db.selectFrom('signing_key').selectAll().execute();
+      return rows
+        .map(toSummary)
+        .sort(
+          (a, b) =>
+            STATUS_ORDER[a.status] - STATUS_ORDER[b.status] ||
+            b.createdAt - a.createdAt ||
+            a.kid.localeCompare(b.kid),
+        );
+    },
+
+    async rotate(options = {}) {
+      if (options.dryRun) {
+        const now = Date.now();
+        const active = only(await keyRowsByStatus(db, 'active'), 'active');
+        const next = only(await keyRowsByStatus(db, 'next'), 'next');
+        const expired = (await keyRowsByStatus(db, 'retired')).filter(
+          (row) => row.publish_until !== null && Number(row.publish_until) <= now,
+        );
+        return {
+          dryRun: true,
+          activatedKid: next?.kid ?? null,
+          promotedNext: next !== undefined,
+          retiredKid: active?.kid ?? null,
+          retiredPublishUntil: active ? now + retiredPublicationSeconds() * 1000 : null,
+          nextKid: null,
+          removedKids: expired.map((row) => row.kid).sort(),
+        };
+      }
+      const hasNext = (await keyRowsByStatus(db, 'next')).length > 0;
+      const take = keyPool(
+        await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
+      );
+      const result = await writeTransaction(async (trx): Promise<RotationResult> => {
+        const now = Date.now();
+        const removedKids = await removeExpiredKeys(trx, now);
+        const active = only(await keyRowsByStatus(trx, 'active'), 'active');
+        const next = only(await keyRowsByStatus(trx, 'next'), 'next');
+        let retiredPublishUntil: number | null = null;
+        // Order matters for the partial unique indexes: free the active slot, then the next slot.
+        if (active) {
+          retiredPublishUntil = now + retiredPublicationSeconds() * 1000;
+          await setStatus(trx, active.kid, 'active', {
+            status: 'retired',
+            retired_at: now,
+            publish_until: retiredPublishUntil,
+          });
+        }
+        let activatedKid: string;
+        if (next) {
+          await setStatus(trx, next.kid, 'next', { status: 'active', activated_at: now });
+          activatedKid = next.kid;
+        } else {
+          const key = await take();
+          await insertKey(trx, key, 'active', now);
+          activatedKid = key.kid;
+        }
+        const nextKey = await take();
+        await insertKey(trx, nextKey, 'next', now);
+        return {
+          dryRun: false,
+          activatedKid,
+          promotedNext: next !== undefined,
+          retiredKid: active?.kid ?? null,
+          retiredPublishUntil,
+          nextKid: nextKey.kid,
+          removedKids,
+        };
+      });
+      logger?.info(
+        {
+          activeKid: result.activatedKid,
+          retiredKid: result.retiredKid,
+          nextKid: result.nextKid,
+          removedKids: result.removedKids,
+        },
+        'rotated signing keys',
+      );
+      return result;
+    },
+
+    async retire(kid, options = {}) {
+      if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) {
+        const shown = String(kid).slice(0, 64);
+        throw new KeyError(
+          'invalid_kid',
+          `"${shown}" is not a key id: expected the 43-character kid shown by \`aa-oidc keys list\``,
+        );
+      }
+      const check = (row: SigningKeyRow | undefined): SigningKeyRow => {
+        if (!row) {
+          throw new KeyError(
+            'unknown_kid',
+            `no signing key has kid ${kid}; \`aa-oidc keys list\` shows them`,
+          );
+        }
+        switch (row.status) {
+          case 'next':
+            return row;
+          case 'active':
+            throw new KeyError(
+              'active_key',
+              `signing key ${kid} is the active key; retiring it would leave nothing to sign with. ` +
+                'Run `aa-oidc keys rotate`, which activates another key and retires this one',
+            );
+          case 'retired':
+          case 'removed':
+            throw new KeyError(
+              'not_retirable',
+              `signing key ${kid} is already ${row.status}; only a next key can be retired (the active key is retired by \`aa-oidc keys rotate\`)`,
+            );
+          default:
+            throw new Error(`unexpected signing key status ${String(row.status)}`);
+        }
+      };
+      if (options.dryRun) {
+        const row = check(await keyRow(db, kid));
+        const now = Date.now();
+        return {
+          dryRun: true,
+          key: { ...toSummary(row), status: 'retired', retiredAt: now, publishUntil: now },
+          removedKids: [],
+        };
+      }
+      const result = await writeTransaction(async (trx) => {
+        const row = check(await keyRow(trx, kid));
+        const now = Date.now();
+        const removedKids = await removeExpiredKeys(trx, now);
+        // A next key never signed anything, so it need not stay published for a token lifetime: it
+        // leaves JWKS at the next clean-up (within seconds while a server runs, see store.ts).
+        await setStatus(trx, row.kid, 'next', { status: 'retired', retired_at: now, publish_until: now });
+        const updated = await keyRow(trx, kid);
+        return { dryRun: false, key: toSummary(updated!), removedKids };
+      });
+      logger?.info({ kid }, 'retired the next signing key');
+      return result;
+    },
+
+    async removeExpired(now = Date.now()) {
+      const removed = await writeTransaction((trx) => removeExpiredKeys(trx, now));
+      if (removed.length > 0) logger?.info({ removedKids: removed }, 'removed expired signing keys');
+      return removed;
+    },
+  };
+  return service;
+}

@@ -1,0 +1,191 @@
+import type { KeyObject } from 'node:crypto';
+import type { JWK } from 'jose';
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/load.ts';
+import type { Database, SigningKeyRow } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import { decryptPrivateJwk, deriveKeyEncryptionKey, importPrivateJwk, SIGNING_ALG } from './crypto.ts';
+import { keySetFingerprint, publishedKeyRows, removeExpiredKeys } from './queries.ts';
+import type { KeyStore, LoadedSigningKey } from './types.ts';
+
+export interface KeyStoreOptions {
+  /** Load now and fail on error (default). False: start empty and let the timer load (unmigrated database). */
+  initialLoad?: boolean;
+  /** Overrides `config.keys.reloadIntervalMs`. */
+  reloadIntervalMs?: number;
+  /** For tests. */
+  now?: () => number;
+}
+
+/** Key material never changes for a kid, so a parsed key is reused across reloads. */
+interface ParsedKey {
+  privateJwk: JWK;
+  privateKey: KeyObject;
+}
+
+const STATUS_ORDER = { active: 0, next: 1, retired: 2 } as const;
+
+/**
+ * The process's view of the signing keys. Every `reloadIntervalMs` it runs one small query
+ * (`count(*)`, `sum(revision)`) and reloads only when that changed; a new kid is decrypted and parsed
+ * once, then reused. So a rotation made by any instance or by the CLI is served by every instance
+ * within seconds, without a restart.
+ *
+ * Clean-up: when a retired key it publishes passes `publish_until`, the store itself moves expired
+ * keys to removed (one idempotent UPDATE; any instance may do it) and reloads. This needs no query
+ * of its own, since the store already knows the dates, and no separate job.
+ *
+ * A background reload that fails (database away, a key that does not decrypt) is logged and the
+ * previous set stays in use; only the initial load throws.
+ *
+ * Non-active keys carry `key_ops: ['verify']`, so oidc-provider can never pick them for signing
+ * whatever its selection order; the active key comes first and carries no restriction.
+ */
+export async function createKeyStore(
+  db: Kysely<Database>,
+  config: Pick<Config, 'secretKey' | 'keys'>,
+  logger: Logger,
+  options: KeyStoreOptions = {},
+): Promise<KeyStore> {
+  const log = logger.child({ component: 'keys' });
+  const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
+  const now = options.now ?? Date.now;
+  const parsed = new Map<string, ParsedKey>();
+  const listeners = new Set<() => void>();
+
+  let keys: LoadedSigningKey[] = [];
+  let signature = '';
+  let fingerprint: string | undefined;
+  let currentVersion = 0;
+  let closed = false;
+  let lastError: string | undefined;
+  let queue: Promise<unknown> = Promise.resolve();
+
+  const parse = async (row: SigningKeyRow): Promise<ParsedKey> => {
+    const cached = parsed.get(row.kid);
+    if (cached) return cached;
+    if (row.private_jwk_encrypted === null) {
+      throw new Error(`signing key ${row.kid} is ${row.status} but has no private part (database integrity)`);
+    }
+    const privateJwk = decryptPrivateJwk(row.private_jwk_encrypted, row.kid, encryptionKey);
+    const privateKey = await importPrivateJwk(privateJwk, row.kid, JSON.parse(row.public_jwk) as JWK);
+    const entry = { privateJwk, privateKey };
+    parsed.set(row.kid, entry);
+    return entry;
+  };
+
+  const build = async (rows: SigningKeyRow[]): Promise<LoadedSigningKey[]> => {
+    const loaded: LoadedSigningKey[] = [];
+    for (const row of rows) {
+      if (row.status === 'removed') continue;
+      const { privateJwk, privateKey } = await parse(row);
+      const restriction = row.status === 'active' ? {} : { key_ops: ['verify'] };
+      const members = { use: 'sig', ...restriction, kid: row.kid, alg: SIGNING_ALG };
+      const publicJwk = JSON.parse(row.public_jwk) as JWK;
+      loaded.push({
+        kid: row.kid,
+        alg: SIGNING_ALG,
+        status: row.status,
+        privateJwk: { ...privateJwk, ...members },
+        publicJwk: { kty: 'RSA', ...members, e: publicJwk.e, n: publicJwk.n },
+        privateKey,
+        publishUntil: row.publish_until === null ? null : Number(row.publish_until),
+      });
+    }
+    // Active first (oidc-provider signs with the first usable key), then next, then retired, newest first.
+    return loaded.sort(
+      (a, b) =>
+        STATUS_ORDER[a.status] - STATUS_ORDER[b.status] ||
+        (b.publishUntil ?? 0) - (a.publishUntil ?? 0) ||
+        a.kid.localeCompare(b.kid),
+    );
+  };
+
+  const load = async (): Promise<boolean> => {
+    if (closed) return false;
+    const expired = keys.some(
+      (key) => key.status === 'retired' && key.publishUntil !== null && key.publishUntil <= now(),
+    );
+    if (expired) {
+      const removed = await removeExpiredKeys(db, now());
+      if (removed.length > 0) log.info({ removedKids: removed }, 'removed expired signing keys');
+    }
+    const seen = await keySetFingerprint(db);
+    if (seen === fingerprint) return false;
+    const loaded = await build(await publishedKeyRows(db));
+    fingerprint = seen;
+    for (const kid of parsed.keys()) if (!loaded.some((key) => key.kid === kid)) parsed.delete(kid);
+    const nextSignature = loaded.map((key) => `${key.kid}:${key.status}:${key.publishUntil}`).join(',');
+    if (nextSignature === signature) return false;
+    const previousActive = keys.find((key) => key.status === 'active')?.kid;
+    keys = loaded;
+    signature = nextSignature;
+    currentVersion += 1;
+    const active = keys.find((key) => key.status === 'active')?.kid;
+    if (active === undefined) log.warn('no active signing key in the database');
+    else if (active !== previousActive)
+      log.info({ activeKid: active, keys: keys.length, version: currentVersion }, 'loaded signing keys');
+    for (const listener of listeners) {
+      try {
+        listener();
+      } catch (error) {
+        log.error({ err: error }, 'a signing-key change listener failed');
+      }
+    }
+    return true;
+  };
+
+  const reload = (): Promise<boolean> => {
+    const run = queue.then(load);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  if (options.initialLoad ?? true) await reload();
+
+  const timer = setInterval(() => {
+    reload().then(
+      () => {
+        lastError = undefined;
+      },
+      (error: unknown) => {
+        const message = error instanceof Error ? error.message : String(error);
+        // Once per distinct failure, not every few seconds.
+        if (message !== lastError)
+          log.error({ err: message }, 'reloading signing keys failed; keeping the loaded set');
+        lastError = message;
+      },
+    );
+  }, options.reloadIntervalMs ?? config.keys.reloadIntervalMs);
+  timer.unref();
+
+  const activeKey = (): LoadedSigningKey => {
+    const active = keys.find((key) => key.status === 'active');
+    if (!active) {
+      throw new Error(
+        'no active signing key is loaded: apply migrations (`aa-oidc migrate`) and start the server, which creates one, or run `aa-oidc keys rotate`',
+      );
+    }
+    return active;
+  };
+
+  return {
+    signingJwks: () => ({ keys: keys.map((key) => structuredClone(key.privateJwk)) }),
+    publicJwks: () => ({ keys: keys.map((key) => structuredClone(key.publicJwk)) }),
+    activeKid: () => activeKey().kid,
+    activeKey,
+    version: () => currentVersion,
+    onChange(listener) {
+      listeners.add(listener);
+      return () => {
+        listeners.delete(listener);
+      };
+    },
+    reload,
+    close() {
+      closed = true;
+      clearInterval(timer);
+      listeners.clear();
+    },
+  };
+}
