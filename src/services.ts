@@ -1,4 +1,6 @@
 import { createApplicationService } from './applications/service.ts';
+import { createDirectory } from './directory/service.ts';
+import type { DirectoryService } from './directory/types.ts';
 import type { ApplicationService } from './applications/types.ts';
 import type { Config } from './config/load.ts';
 import { type DatabaseHandle, openDatabase } from './db/connect.ts';
@@ -7,6 +9,10 @@ import { createKeyService, type KeyService } from './keys/service.ts';
 import { createKeyStore } from './keys/store.ts';
 import type { KeyStore } from './keys/types.ts';
 import { createLogger, type Logger, type LoggerOptions } from './logging/logger.ts';
+import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
+import type { AuditBus } from './audit/bus.ts';
+import { createAudit } from './audit/create.ts';
+import { createMetrics, type Metrics } from './metrics/registry.ts';
 
 export interface ServicesOptions {
   logger?: LoggerOptions;
@@ -22,8 +28,16 @@ export interface Services {
   config: Config;
   logger: Logger;
   database: DatabaseHandle;
+  /** This app's Prometheus registry and the section-I metrics (src/metrics/registry.ts). */
+  metrics: Metrics;
+  /** Typed audit events of section H; `publish()` never throws nor waits for a receiver. */
+  audit: AuditBus;
+  /** How secrets may appear in logs and events: `sha256Hex`, `maskSecret` (src/logging/secrets.ts). */
+  secrets: SecretFormatter;
   /** The one write path for applications (OIDC clients, section C), and their lookup. */
   applications: ApplicationService;
+  /** The built-in directory (section N): the one write path for users, states, groups. */
+  directory: DirectoryService;
   /** The one write path for signing keys (section L). */
   keys: KeyService;
   /** The signing keys as loaded in this process; reloads within seconds after a rotation anywhere. */
@@ -36,6 +50,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
   const logger = createLogger(config, options.logger);
   const database = openDatabase(config.database);
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
+  const metrics = createMetrics();
+  const secrets = createSecretFormatter(config);
+  const audit = createAudit(config, logger, metrics);
+  closers.push(() => audit.close());
   const close = async () => {
     for (const closer of closers.reverse()) await closer();
     logger.flush();
@@ -53,7 +71,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const keyStore = await createKeyStore(database.db, config, logger, { initialLoad: migrated });
     closers.push(() => keyStore.close());
     const applications = createApplicationService(database.db, config, logger);
-    return { config, logger, database, keys, keyStore, applications, close };
+    const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
+    return { config, logger, database, metrics, audit, secrets, keys, keyStore, applications, directory, close };
   } catch (error) {
     await close();
     throw error;

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { type MigrationContext, idColumn } from './helpers.ts';
 
 export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promise<void> {
@@ -10,6 +10,14 @@ export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promi
     .addColumn('oidc_access', 'integer', (col) => col.notNull().defaultTo(0))
     .addColumn('created_at', 'bigint', (col) => col.notNull())
     .execute();
+  // Names are looked up exactly but unique regardless of case: "Member" and "member" side by side
+  // would make whitelists ambiguous.
+  await db.schema
+    .createIndex('state_name_lower_uq')
+    .on('state')
+    .unique()
+    .expression(sql`lower(name)`)
+    .execute();
 
   await db.schema
     .createTable('auth_group')
@@ -17,6 +25,12 @@ export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promi
     .addColumn('name', 'varchar(150)', (col) => col.notNull().unique())
     .addColumn('oidc_access', 'integer', (col) => col.notNull().defaultTo(0))
     .addColumn('created_at', 'bigint', (col) => col.notNull())
+    .execute();
+  await db.schema
+    .createIndex('auth_group_name_lower_uq')
+    .on('auth_group')
+    .unique()
+    .expression(sql`lower(name)`)
     .execute();
 
   await db.schema
@@ -45,6 +59,13 @@ export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promi
     .addColumn('created_at', 'bigint', (col) => col.notNull())
     .addColumn('updated_at', 'bigint', (col) => col.notNull())
     .execute();
+  // Usernames are unique and looked up regardless of case, so that "Alice" cannot pose as "alice".
+  await db.schema
+    .createIndex('app_user_username_lower_uq')
+    .on('app_user')
+    .unique()
+    .expression(sql`lower(username)`)
+    .execute();
   await db.schema.createIndex('app_user_state_idx').on('app_user').column('state_id').execute();
 
   await db.schema
@@ -60,6 +81,7 @@ export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promi
     .addColumn('id', 'integer', (col) => idColumn(col, kind))
     .addColumn('kind', 'varchar(64)', (col) => col.notNull())
     .addColumn('user_id', 'integer')
+    .addColumn('actor', 'varchar(200)')
     .addColumn('payload', 'text', (col) => col.notNull())
     .addColumn('created_at', 'bigint', (col) => col.notNull())
     .execute();

@@ -1,0 +1,26 @@
+import type { DirectoryErrorCode } from './types.ts';
+
+/**
+ * A refused directory change or lookup. The message names the input and what would be valid; it
+ * never contains a password.
+ */
+export class DirectoryError extends Error {
+  override name = 'DirectoryError';
+  readonly code: DirectoryErrorCode;
+  constructor(code: DirectoryErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function invalid(message: string): DirectoryError {
+  return new DirectoryError('invalid', message);
+}
+
+export function notFound(message: string): DirectoryError {
+  return new DirectoryError('not_found', message);
+}
+
+export function conflict(message: string): DirectoryError {
+  return new DirectoryError('conflict', message);
+}

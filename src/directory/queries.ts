@@ -1,0 +1,305 @@
+import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
+import type { Database, GroupRow, StateRow, UserRow } from '../db/schema.ts';
+import type { LifecycleEvent, UserProfile, UserRef } from './types.ts';
+
+/** A connection or a transaction: every query here runs on either. */
+export type Db = Kysely<Database>;
+
+type UserEb = ExpressionBuilder<Database, 'app_user'>;
+
+/** Code-unit order: the same on SQLite and PostgreSQL, whatever the collation. */
+export function byName<T extends { name: string }>(a: T, b: T): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/** `lower(column) = lower(value)`, the form the `lower(…)` unique indexes serve. */
+function usernameIs(eb: UserEb, username: string) {
+  return eb(eb.fn('lower', ['app_user.username']), '=', eb.fn('lower', [eb.val(username)]));
+}
+
+function userRefIs(eb: UserEb, ref: UserRef) {
+  return 'id' in ref ? eb('app_user.id', '=', ref.id) : usernameIs(eb, ref.username);
+}
+
+function profileQuery(db: Db) {
+  return db
+    .selectFrom('app_user')
+    .leftJoin('state', 'state.id', 'app_user.state_id')
+    .selectAll('app_user')
+    .select([
+      'state.name as s_name',
+      'state.priority as s_priority',
+      'state.oidc_access as s_oidc_access',
+      'state.created_at as s_created_at',
+    ]);
+}
+
+type ProfileRow = UserRow & {
+  s_name: string | null;
+  s_priority: number | null;
+  s_oidc_access: 0 | 1 | null;
+  s_created_at: number | null;
+};
+
+function splitProfileRow(row: ProfileRow): { user: UserRow; state: StateRow | null } {
+  const { s_name, s_priority, s_oidc_access, s_created_at, ...user } = row;
+  const state =
+    user.state_id !== null && s_name !== null
+      ? {
+          id: user.state_id,
+          name: s_name,
+          priority: Number(s_priority),
+          oidc_access: s_oidc_access ?? 0,
+          created_at: Number(s_created_at),
+        }
+      : null;
+  return { user, state };
+}
+
+/** The groups of one user, sorted by name. */
+export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow[]> {
+  const rows = await db
+    .selectFrom('user_group')
+    .innerJoin('auth_group', 'auth_group.id', 'user_group.group_id')
+    .selectAll('auth_group')
+    .where('user_group.user_id', '=', userId)
+    .execute();
+  return rows.sort(byName);
+}
+
+/** User and state in one query, groups in a second one issued at the same time. */
+export async function selectProfileById(db: Db, userId: number): Promise<UserProfile | undefined> {
+  const [row, groups] = await Promise.all([
+    profileQuery(db).where('app_user.id', '=', userId).executeTakeFirst(),
+    selectUserGroups(db, userId),
+  ]);
+  if (!row) return undefined;
+  return { ...splitProfileRow(row), groups };
+}
+
+export async function selectProfile(db: Db, ref: UserRef): Promise<UserProfile | undefined> {
+  if ('id' in ref) return selectProfileById(db, ref.id);
+  const row = await profileQuery(db)
+    .where((eb) => usernameIs(eb, ref.username))
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return { ...splitProfileRow(row), groups: await selectUserGroups(db, row.id) };
+}
+
+export function selectUser(db: Db, ref: UserRef): Promise<UserRow | undefined> {
+  return db
+    .selectFrom('app_user')
+    .selectAll()
+    .where((eb) => userRefIs(eb, ref))
+    .executeTakeFirst();
+}
+
+/**
+ * Locks a user's row for the rest of the transaction (a write that changes nothing: a row lock on
+ * PostgreSQL, the write lock on SQLite) and returns it, so that concurrent changes to one user
+ * serialise and each sees the other's result.
+ */
+export function lockUser(trx: Db, ref: UserRef): Promise<UserRow | undefined> {
+  return trx
+    .updateTable('app_user')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where((eb) => userRefIs(eb, ref))
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Locks every active superuser but `exceptId`; returns how many there are. */
+export async function lockOtherActiveSuperusers(trx: Db, exceptId: number): Promise<number> {
+  const rows = await trx
+    .updateTable('app_user')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('superuser', '=', 1)
+    .where('active', '=', 1)
+    .where('id', '<>', exceptId)
+    .returning('id')
+    .execute();
+  return rows.length;
+}
+
+export async function hasActiveSuperuser(db: Db): Promise<boolean> {
+  const row = await db
+    .selectFrom('app_user')
+    .select('id')
+    .where('superuser', '=', 1)
+    .where('active', '=', 1)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** Usernames equal to `base` or starting with `base-`, regardless of case. */
+export async function selectUsernamesLike(db: Db, base: string): Promise<string[]> {
+  const rows = await db
+    .selectFrom('app_user')
+    .select('username')
+    .where((eb) =>
+      eb.or([
+        eb(eb.fn('lower', ['username']), '=', base.toLowerCase()),
+        eb(eb.fn('lower', ['username']), 'like', `${base.toLowerCase()}-%`),
+      ]),
+    )
+    .execute();
+  return rows.map((row) => row.username.toLowerCase());
+}
+
+export function selectStateByName(db: Db, name: string): Promise<StateRow | undefined> {
+  return db
+    .selectFrom('state')
+    .selectAll()
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
+    .executeTakeFirst();
+}
+
+export function selectStateByPriority(db: Db, priority: number): Promise<StateRow | undefined> {
+  return db.selectFrom('state').selectAll().where('priority', '=', priority).executeTakeFirst();
+}
+
+export function selectGroupByName(db: Db, name: string): Promise<GroupRow | undefined> {
+  return db
+    .selectFrom('auth_group')
+    .selectAll()
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
+    .executeTakeFirst();
+}
+
+export async function selectStateNames(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom('state').select('name').execute();
+  return rows.map((row) => row.name).sort();
+}
+
+export async function selectGroupNames(db: Db): Promise<string[]> {
+  const rows = await db.selectFrom('auth_group').select('name').execute();
+  return rows.map((row) => row.name).sort();
+}
+
+export async function selectStateSummaries(db: Db): Promise<Array<StateRow & { userCount: number }>> {
+  const rows = await db
+    .selectFrom('state')
+    .selectAll('state')
+    .select((eb) =>
+      eb
+        .selectFrom('app_user')
+        .whereRef('app_user.state_id', '=', 'state.id')
+        .select(eb.fn.countAll<number>().as('n'))
+        .as('user_count'),
+    )
+    .orderBy('priority', 'desc')
+    .execute();
+  return rows.map(({ user_count, ...state }) => ({ ...state, userCount: Number(user_count ?? 0) }));
+}
+
+export async function selectGroupSummaries(db: Db): Promise<Array<GroupRow & { userCount: number }>> {
+  const rows = await db
+    .selectFrom('auth_group')
+    .selectAll('auth_group')
+    .select((eb) =>
+      eb
+        .selectFrom('user_group')
+        .whereRef('user_group.group_id', '=', 'auth_group.id')
+        .select(eb.fn.countAll<number>().as('n'))
+        .as('user_count'),
+    )
+    .execute();
+  return rows
+    .map(({ user_count, ...group }) => ({ ...group, userCount: Number(user_count ?? 0) }))
+    .sort(byName);
+}
+
+export interface UserQuery {
+  /** A state id, or null for users without a state; absent for any. */
+  stateId?: number | null;
+  groupId?: number;
+  active?: boolean;
+  search?: string;
+  limit?: number;
+  offset?: number;
+}
+
+function likePattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+}
+
+/** Users matching `query` with their state and groups, sorted by username: two queries in all. */
+export async function selectProfiles(db: Db, query: UserQuery): Promise<UserProfile[]> {
+  let select = profileQuery(db);
+  if (query.stateId === null) select = select.where('app_user.state_id', 'is', null);
+  else if (query.stateId !== undefined) select = select.where('app_user.state_id', '=', query.stateId);
+  if (query.groupId !== undefined) {
+    const groupId = query.groupId;
+    select = select.where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('user_group')
+          .select('user_group.user_id')
+          .whereRef('user_group.user_id', '=', 'app_user.id')
+          .where('user_group.group_id', '=', groupId),
+      ),
+    );
+  }
+  if (query.active !== undefined) select = select.where('app_user.active', '=', query.active ? 1 : 0);
+  if (query.search !== undefined && query.search !== '') {
+    const pattern = likePattern(query.search);
+    select = select.where(
+      sql<boolean>`(lower(app_user.username) like lower(${pattern}) escape '\\' or lower(app_user.email) like lower(${pattern}) escape '\\')`,
+    );
+  }
+  select = select.orderBy('app_user.username');
+  if (query.limit !== undefined) select = select.limit(query.limit);
+  if (query.offset !== undefined) select = select.offset(query.offset);
+  const rows = await select.execute();
+  if (rows.length === 0) return [];
+
+  const groupsByUser = new Map<number, GroupRow[]>();
+  const ids = rows.map((row) => row.id);
+  // Bounded `in` lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+  for (let start = 0; start < ids.length; start += 1000) {
+    const memberships = await db
+      .selectFrom('user_group')
+      .innerJoin('auth_group', 'auth_group.id', 'user_group.group_id')
+      .selectAll('auth_group')
+      .select('user_group.user_id')
+      .where('user_group.user_id', 'in', ids.slice(start, start + 1000))
+      .execute();
+    for (const { user_id, ...group } of memberships) {
+      const list = groupsByUser.get(user_id) ?? [];
+      list.push(group);
+      groupsByUser.set(user_id, list);
+    }
+  }
+  return rows.map((row) => ({
+    ...splitProfileRow(row),
+    groups: (groupsByUser.get(row.id) ?? []).sort(byName),
+  }));
+}
+
+/** Writes the outbox row of one event; returns its id. */
+export async function insertLifecycleEvent(
+  trx: Db,
+  event: LifecycleEvent,
+  actor: string | null,
+  at: number,
+): Promise<number> {
+  const row = await trx
+    .insertInto('lifecycle_event')
+    .values({
+      kind: event.kind,
+      user_id: 'userId' in event ? event.userId : null,
+      actor,
+      payload: JSON.stringify(event),
+      created_at: at,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return Number(row.id);
+}
+
+/** True for a unique-constraint violation on either database. */
+export function isUniqueViolation(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}

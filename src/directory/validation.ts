@@ -1,0 +1,166 @@
+import { invalid } from './errors.ts';
+import type { MainCharacterFields } from './types.ts';
+
+export const USERNAME_MAX_LENGTH = 150;
+export const NAME_MAX_LENGTH = 150;
+export const EMAIL_MAX_LENGTH = 254;
+const INT32_MIN = -2_147_483_648;
+const INT32_MAX = 2_147_483_647;
+
+const USERNAME_PATTERN = /^[\p{L}\p{N}@.+\-_]+$/u;
+// Deliberately loose (the mailbox is the mail server's business) but one @, a dotted domain, no
+// spaces or control characters.
+const EMAIL_PATTERN = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
+const LOCALE_PATTERN = /^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$/;
+const CONTROL = /\p{Cc}/u;
+
+/** An input as it can appear inside an error message: quoted, escaped, and cut when long. */
+export function quote(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value);
+  const cut = text.length > 80 ? `${text.slice(0, 80)}…` : text;
+  return JSON.stringify(cut);
+}
+
+function requireString(label: string, value: unknown): string {
+  if (typeof value !== 'string') throw invalid(`${label} must be a string (got ${typeof value})`);
+  if (value.includes('\0')) throw invalid(`${label} ${quote(value)} must not contain NUL bytes`);
+  return value;
+}
+
+function requireBoolean(label: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw invalid(`${label} must be true or false (got ${quote(value)})`);
+  return value;
+}
+
+/**
+ * Normalises (NFKC, as Django does) and checks a username: 1–150 letters, digits and `@ . + - _`.
+ */
+export function normalizeUsername(value: unknown): string {
+  const text = requireString('the username', value).normalize('NFKC');
+  const length = [...text].length;
+  if (length < 1 || length > USERNAME_MAX_LENGTH || !USERNAME_PATTERN.test(text)) {
+    throw invalid(
+      `invalid username ${quote(value)}: use 1–${USERNAME_MAX_LENGTH} letters, digits and the characters @ . + - _`,
+    );
+  }
+  return text;
+}
+
+/** Checks an email address; the empty string means "no email". */
+export function validateEmail(value: unknown): string {
+  const text = requireString('the email', value);
+  if (text === '') return text;
+  if (text.length > EMAIL_MAX_LENGTH || !EMAIL_PATTERN.test(text)) {
+    throw invalid(
+      `invalid email ${quote(value)}: expected an address like name@example.org (at most ${EMAIL_MAX_LENGTH} characters), or an empty string for none`,
+    );
+  }
+  return text;
+}
+
+/** Checks a state or group name: 1–150 characters, no control characters, no surrounding spaces. */
+export function validateName(kind: 'state' | 'group', value: unknown): string {
+  const text = requireString(`the ${kind} name`, value);
+  if (text.length < 1 || [...text].length > NAME_MAX_LENGTH || CONTROL.test(text) || text.trim() !== text) {
+    throw invalid(
+      `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces`,
+    );
+  }
+  return text;
+}
+
+export function validatePriority(value: unknown): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < INT32_MIN || value > INT32_MAX) {
+    throw invalid(
+      `invalid state priority ${quote(value)}: expected a whole number from ${INT32_MIN} to ${INT32_MAX}`,
+    );
+  }
+  return value;
+}
+
+export function validateFlag(label: string, value: unknown): boolean {
+  return requireBoolean(label, value);
+}
+
+export function validateLocale(value: unknown): string | null {
+  if (value === null) return null;
+  const text = requireString('the locale', value);
+  if (text.length > 35 || !LOCALE_PATTERN.test(text)) {
+    throw invalid(
+      `invalid locale ${quote(value)}: expected a language tag such as en, de or pt-BR, or null for none`,
+    );
+  }
+  return text;
+}
+
+/** A search string for listings: at most 200 characters, no NUL. */
+export function validateSearch(value: unknown): string {
+  const text = requireString('the search text', value);
+  if (text.length > 200) throw invalid('the search text is too long: at most 200 characters');
+  return text;
+}
+
+function validateEveId(label: string, value: unknown): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw invalid(`invalid ${label} ${quote(value)}: expected a positive whole number, or null for none`);
+  }
+  return value;
+}
+
+function validateText(label: string, value: unknown, maxLength: number): string | null {
+  if (value === null) return null;
+  const text = requireString(label, value);
+  if (text.length < 1 || [...text].length > maxLength || CONTROL.test(text) || text.trim() !== text) {
+    throw invalid(
+      `invalid ${label} ${quote(value)}: use 1–${maxLength} characters without control characters or surrounding spaces, or null for none`,
+    );
+  }
+  return text;
+}
+
+type Validator = (value: unknown) => string | number | null;
+
+/** Each main-character field, its column and its check. */
+export const MAIN_CHARACTER_FIELDS: ReadonlyArray<{
+  field: keyof MainCharacterFields;
+  column:
+    | 'character_id'
+    | 'character_name'
+    | 'corporation_id'
+    | 'corporation_name'
+    | 'corporation_ticker'
+    | 'alliance_id'
+    | 'alliance_name'
+    | 'alliance_ticker'
+    | 'faction_id'
+    | 'faction_name';
+  validate: Validator;
+}> = [
+  { field: 'characterId', column: 'character_id', validate: (v) => validateEveId('character id', v) },
+  {
+    field: 'characterName',
+    column: 'character_name',
+    validate: (v) => validateText('character name', v, 254),
+  },
+  { field: 'corporationId', column: 'corporation_id', validate: (v) => validateEveId('corporation id', v) },
+  {
+    field: 'corporationName',
+    column: 'corporation_name',
+    validate: (v) => validateText('corporation name', v, 254),
+  },
+  {
+    field: 'corporationTicker',
+    column: 'corporation_ticker',
+    validate: (v) => validateText('corporation ticker', v, 10),
+  },
+  { field: 'allianceId', column: 'alliance_id', validate: (v) => validateEveId('alliance id', v) },
+  { field: 'allianceName', column: 'alliance_name', validate: (v) => validateText('alliance name', v, 254) },
+  {
+    field: 'allianceTicker',
+    column: 'alliance_ticker',
+    validate: (v) => validateText('alliance ticker', v, 10),
+  },
+  { field: 'factionId', column: 'faction_id', validate: (v) => validateEveId('faction id', v) },
+  { field: 'factionName', column: 'faction_name', validate: (v) => validateText('faction name', v, 254) },
+];
