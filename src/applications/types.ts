@@ -28,3 +28,120 @@ export interface Application {
   createdAt: number;
   updatedAt: number;
 }
+
+export const CLIENT_TYPES: readonly ClientType[] = ['confidential', 'public'];
+export const ACCESS_TOKEN_FORMAT_SETTINGS: readonly AccessTokenFormatSetting[] = ['inherit', 'opaque', 'jwt'];
+export const GRANT_TYPES: readonly GrantType[] = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+];
+/** What a new application gets when no grant types are given. */
+export const DEFAULT_GRANT_TYPES: readonly GrantType[] = ['authorization_code', 'refresh_token'];
+
+/**
+ * What a caller (CLI, admin UI, admin API, seed/import) asks to create. Everything but `name` has a
+ * default. Values are checked at run time too: this often comes from untrusted JSON.
+ */
+export interface ApplicationInput {
+  /** An explicit client_id (URL-safe); generated (32 characters) when absent. */
+  clientId?: string;
+  name: string;
+  logoUrl?: string | null;
+  redirectUris?: string[];
+  postLogoutRedirectUris?: string[];
+  /** Default `confidential`. Fixed once created. */
+  clientType?: ClientType;
+  /** Default `authorization_code` + `refresh_token`. */
+  grantTypes?: GrantType[];
+  skipAuthorization?: boolean;
+  /** Whitelisted state names; each must exist. */
+  states?: string[];
+  /** Whitelisted group names; each must exist. */
+  groups?: string[];
+  /** Default true. */
+  active?: boolean;
+  debugMode?: boolean;
+  /** Default true; must stay true for public clients. */
+  pkceRequired?: boolean;
+  /** Default `inherit`. */
+  accessTokenFormat?: AccessTokenFormatSetting;
+  backchannelLogoutUri?: string | null;
+  backchannelLogoutOnRevokeOnly?: boolean;
+}
+
+/** A change to an existing application: absent fields stay as they are; lists are replaced whole. */
+export type ApplicationPatch = Partial<Omit<ApplicationInput, 'clientId' | 'clientType'>>;
+
+/** The result of the SSRF gate (section G) for a back-channel logout URI. */
+export type BackchannelTargetVerdict = { ok: true } | { ok: false; reason: string };
+
+/**
+ * Judges a back-channel logout URI before it is stored. Section G supplies the full gate (DNS,
+ * address classes); the default in this module is only the syntactic part.
+ */
+export type BackchannelTargetCheck = (uri: string) => Promise<BackchannelTargetVerdict>;
+
+/** Who made a change (`cli:alice`, `admin:bob`, `seed`); stored as `created_by`, given to listeners. */
+export type Actor = string;
+
+export type ApplicationChangeAction = 'created' | 'updated' | 'secret_rotated' | 'deactivated' | 'activated';
+
+export interface ApplicationChange {
+  clientId: string;
+  action: ApplicationChangeAction;
+  actor: Actor;
+  /** For `updated`: the spec field names that changed (snake_case). */
+  fields?: string[];
+}
+
+/** Called after the change committed (audit log, provider caches). A throwing listener is logged and ignored. */
+export type ApplicationChangeListener = (change: ApplicationChange) => void;
+
+export interface ApplicationFilter {
+  active?: boolean;
+  /** Case-insensitive substring of the name or the client_id. */
+  search?: string;
+}
+
+export interface WriteOptions {
+  /** Validate and compute the result, write nothing, notify nobody. */
+  dryRun?: boolean;
+}
+
+export interface CreatedApplication {
+  application: Application;
+  /** The plain secret, shown once; null for public clients (and in a dry run). */
+  clientSecret: string | null;
+}
+
+export interface UpdatedApplication {
+  application: Application;
+  /** Spec field names (snake_case) whose value changed. */
+  changedFields: string[];
+}
+
+/** The one write path for applications (section C). Every method validates; errors are `ApplicationError`. */
+export interface ApplicationService {
+  create(input: ApplicationInput, actor: Actor, options?: WriteOptions): Promise<CreatedApplication>;
+  update(
+    clientId: string,
+    patch: ApplicationPatch,
+    actor: Actor,
+    options?: WriteOptions,
+  ): Promise<UpdatedApplication>;
+  /** A new secret for a confidential client; the old one stops working at once. */
+  rotateSecret(
+    clientId: string,
+    actor: Actor,
+    options?: WriteOptions,
+  ): Promise<{ clientSecret: string | null }>;
+  deactivate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
+  activate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
+  /** One database round trip; undefined for an unknown (or malformed) client_id. */
+  findByClientId(clientId: string): Promise<Application | undefined>;
+  /** Sorted by name, then client_id. */
+  list(filter?: ApplicationFilter): Promise<Application[]>;
+  /** Subscribes to committed changes; returns the unsubscribe function. */
+  onChange(listener: ApplicationChangeListener): () => void;
+}

@@ -1,0 +1,288 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/load.ts';
+import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import { syntacticBackchannelTargetCheck } from './backchannel-target.ts';
+import { ApplicationError, quote } from './errors.ts';
+import { hasControlCharacter } from './text.ts';
+import { clientSecretDigest, generateClientId, generateClientSecret } from './secret.ts';
+import {
+  clientIdExists,
+  findApplication,
+  insertApplication,
+  listApplications,
+  loadDirectoryNames,
+  setActive,
+  setSecretDigest,
+  updateApplicationRow,
+} from './store.ts';
+import type {
+  Actor,
+  Application,
+  ApplicationChange,
+  ApplicationChangeListener,
+  ApplicationInput,
+  ApplicationPatch,
+  ApplicationService,
+  BackchannelTargetCheck,
+} from './types.ts';
+import { type ValidApplication, type ValidationContext, validateApplicationInput } from './validate.ts';
+
+export interface ApplicationServiceDependencies {
+  /** The SSRF gate for back-channel logout URIs (section G); default: the syntactic part only. */
+  backchannelTargetCheck?: BackchannelTargetCheck;
+  /** The clock, in epoch milliseconds. */
+  now?: () => number;
+}
+
+const ACTOR_MAX = 150;
+const CLIENT_ID_MAX = 100;
+
+/** Field names compared to report what an update changed (spec names, snake_case). */
+const COMPARED_FIELDS = [
+  ['name', 'name'],
+  ['logoUrl', 'logo_url'],
+  ['redirectUris', 'redirect_uris'],
+  ['postLogoutRedirectUris', 'post_logout_redirect_uris'],
+  ['grantTypes', 'grant_types'],
+  ['skipAuthorization', 'skip_authorization'],
+  ['states', 'states'],
+  ['groups', 'groups'],
+  ['active', 'active'],
+  ['debugMode', 'debug_mode'],
+  ['pkceRequired', 'pkce_required'],
+  ['accessTokenFormat', 'access_token_format'],
+  ['backchannelLogoutUri', 'backchannel_logout_uri'],
+  ['backchannelLogoutOnRevokeOnly', 'backchannel_logout_on_revoke_only'],
+] as const satisfies ReadonlyArray<readonly [keyof ValidApplication & keyof Application, string]>;
+
+/** The one write path for applications (section C): every method validates before it writes. */
+export function createApplicationService(
+  db: Kysely<Database>,
+  config: Config,
+  logger: Logger,
+  dependencies: ApplicationServiceDependencies = {},
+): ApplicationService {
+  const kind = config.database.kind;
+  const backchannelTargetCheck =
+    dependencies.backchannelTargetCheck ?? syntacticBackchannelTargetCheck(config.mode);
+  const now = dependencies.now ?? Date.now;
+  const listeners = new Set<ApplicationChangeListener>();
+  const log = logger.child({ component: 'applications' });
+
+  async function validationContext(): Promise<ValidationContext> {
+    const names = await loadDirectoryNames(db);
+    return { mode: config.mode, ...names, backchannelTargetCheck };
+  }
+
+  function notify(change: ApplicationChange): void {
+    log.info(change, 'application changed');
+    for (const listener of listeners) {
+      try {
+        listener(change);
+      } catch (error) {
+        log.error(
+          { err: error, clientId: change.clientId, action: change.action },
+          'application change listener failed',
+        );
+      }
+    }
+  }
+
+  async function existing(clientId: string): Promise<Application> {
+    const application = await findByClientId(clientId);
+    if (application === undefined)
+      throw ApplicationError.notFound(typeof clientId === 'string' ? clientId : '');
+    return application;
+  }
+
+  async function findByClientId(clientId: string): Promise<Application | undefined> {
+    // The client_id comes straight from requests: PostgreSQL refuses NUL in text, and nothing
+    // longer than the column can exist, so such values are simply unknown.
+    if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > CLIENT_ID_MAX)
+      return undefined;
+    if (clientId.includes('\0')) return undefined;
+    return findApplication(db, kind, clientId);
+  }
+
+  return {
+    async create(input, actor, options = {}) {
+      const createdBy = checkActor(actor);
+      const clientId = input.clientId ?? generateClientId();
+      const valid = await validateApplicationInput({ ...input, clientId }, await validationContext());
+      if (await clientIdExists(db, valid.clientId))
+        throw new ApplicationError('conflict', [
+          {
+            field: 'client_id',
+            message: `${quote(valid.clientId)} is already taken; choose another or omit it`,
+          },
+        ]);
+      if (options.dryRun) {
+        return { application: preview(valid, null, createdBy, now()), clientSecret: null };
+      }
+      const clientSecret = valid.clientType === 'confidential' ? generateClientSecret() : null;
+      const digest = clientSecret === null ? null : clientSecretDigest(clientSecret);
+      await db.transaction().execute((trx) => insertApplication(trx, valid, digest, createdBy, now()));
+      const application = await existing(valid.clientId);
+      notify({ clientId: valid.clientId, action: 'created', actor: createdBy });
+      return { application, clientSecret };
+    },
+
+    async update(clientId, patch, actor, options = {}) {
+      const by = checkActor(actor);
+      const current = await existing(clientId);
+      const valid = await validateApplicationInput(mergePatch(current, patch), await validationContext());
+      const changedFields = COMPARED_FIELDS.filter(
+        ([key]) => JSON.stringify(valid[key]) !== JSON.stringify(current[key]),
+      ).map(([, field]) => field);
+      if (options.dryRun || changedFields.length === 0) {
+        return {
+          application: changedFields.length === 0 ? current : preview(valid, current, by, now()),
+          changedFields,
+        };
+      }
+      const whitelistsChanged = changedFields.includes('states') || changedFields.includes('groups');
+      const updated = await db
+        .transaction()
+        .execute((trx) => updateApplicationRow(trx, valid, now(), whitelistsChanged));
+      if (!updated) throw ApplicationError.notFound(clientId);
+      const application = await existing(clientId);
+      notify({ clientId, action: 'updated', actor: by, fields: changedFields });
+      return { application, changedFields };
+    },
+
+    async rotateSecret(clientId, actor, options = {}) {
+      const by = checkActor(actor);
+      const current = await existing(clientId);
+      if (current.clientType !== 'confidential')
+        throw new ApplicationError('invalid_input', [
+          {
+            field: 'client_type',
+            message: `application ${quote(clientId)} is a public client and has no secret; only confidential clients have one to rotate`,
+          },
+        ]);
+      if (options.dryRun) return { clientSecret: null };
+      const clientSecret = generateClientSecret();
+      if (!(await setSecretDigest(db, clientId, clientSecretDigest(clientSecret), now())))
+        throw ApplicationError.notFound(clientId);
+      notify({ clientId, action: 'secret_rotated', actor: by });
+      return { clientSecret };
+    },
+
+    deactivate: (clientId, actor, options = {}) =>
+      switchActive(clientId, false, actor, options.dryRun === true),
+    activate: (clientId, actor, options = {}) => switchActive(clientId, true, actor, options.dryRun === true),
+
+    findByClientId,
+
+    async list(filter = {}) {
+      if (filter.search !== undefined && (typeof filter.search !== 'string' || filter.search.includes('\0')))
+        throw new ApplicationError('invalid_input', [
+          { field: 'search', message: 'must be text without NUL bytes' },
+        ]);
+      return listApplications(db, kind, filter);
+    },
+
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+
+  async function switchActive(
+    clientId: string,
+    active: boolean,
+    actor: Actor,
+    dryRun: boolean,
+  ): Promise<Application> {
+    const by = checkActor(actor);
+    const current = await existing(clientId);
+    if (current.active === active) return current;
+    if (dryRun) return { ...current, active };
+    if (!(await setActive(db, clientId, active, now()))) throw ApplicationError.notFound(clientId);
+    const application = await existing(clientId);
+    notify({ clientId, action: active ? 'activated' : 'deactivated', actor: by });
+    return application;
+  }
+}
+
+function checkActor(actor: unknown): string {
+  if (
+    typeof actor !== 'string' ||
+    actor.length === 0 ||
+    actor.length > ACTOR_MAX ||
+    hasControlCharacter(actor)
+  )
+    throw new ApplicationError('invalid_input', [
+      {
+        field: 'created_by',
+        message: `the actor must be 1–${ACTOR_MAX} printable characters, such as cli:alice`,
+      },
+    ]);
+  return actor;
+}
+
+/** The stored application with the patch applied: what the update asks the whole app to become. */
+function mergePatch(current: Application, patch: ApplicationPatch): ApplicationInput {
+  const fixed = patch as ApplicationPatch & { clientId?: unknown; clientType?: unknown };
+  const issues = [];
+  if (fixed.clientId !== undefined && fixed.clientId !== current.clientId)
+    issues.push({ field: 'client_id', message: 'cannot be changed; create a new application instead' });
+  if (fixed.clientType !== undefined && fixed.clientType !== current.clientType)
+    issues.push({ field: 'client_type', message: 'cannot be changed; create a new application instead' });
+  if (issues.length > 0) throw new ApplicationError('invalid_input', issues);
+  const pick = <K extends keyof ApplicationPatch>(key: K, fallback: ApplicationPatch[K]) =>
+    patch[key] !== undefined ? patch[key] : fallback;
+  return {
+    clientId: current.clientId,
+    clientType: current.clientType,
+    name: pick('name', current.name) as string,
+    logoUrl: pick('logoUrl', current.logoUrl),
+    redirectUris: pick('redirectUris', current.redirectUris),
+    postLogoutRedirectUris: pick('postLogoutRedirectUris', current.postLogoutRedirectUris),
+    grantTypes: pick('grantTypes', current.grantTypes),
+    skipAuthorization: pick('skipAuthorization', current.skipAuthorization),
+    states: pick('states', current.states),
+    groups: pick('groups', current.groups),
+    active: pick('active', current.active),
+    debugMode: pick('debugMode', current.debugMode),
+    pkceRequired: pick('pkceRequired', current.pkceRequired),
+    accessTokenFormat: pick('accessTokenFormat', current.accessTokenFormat),
+    backchannelLogoutUri: pick('backchannelLogoutUri', current.backchannelLogoutUri),
+    backchannelLogoutOnRevokeOnly: pick(
+      'backchannelLogoutOnRevokeOnly',
+      current.backchannelLogoutOnRevokeOnly,
+    ),
+  };
+}
+
+/** What a dry run would produce, without writing. */
+function preview(
+  valid: ValidApplication,
+  current: Application | null,
+  actor: string,
+  at: number,
+): Application {
+  return {
+    clientId: valid.clientId,
+    clientSecretSha256: current?.clientSecretSha256 ?? null,
+    name: valid.name,
+    logoUrl: valid.logoUrl,
+    redirectUris: valid.redirectUris,
+    postLogoutRedirectUris: valid.postLogoutRedirectUris,
+    clientType: valid.clientType,
+    grantTypes: valid.grantTypes,
+    skipAuthorization: valid.skipAuthorization,
+    states: valid.states,
+    groups: valid.groups,
+    active: valid.active,
+    debugMode: valid.debugMode,
+    pkceRequired: valid.pkceRequired,
+    accessTokenFormat: valid.accessTokenFormat,
+    backchannelLogoutUri: valid.backchannelLogoutUri,
+    backchannelLogoutOnRevokeOnly: valid.backchannelLogoutOnRevokeOnly,
+    createdBy: current?.createdBy ?? actor,
+    createdAt: current?.createdAt ?? at,
+    updatedAt: at,
+  };
+}

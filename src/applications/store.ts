@@ -1,0 +1,222 @@
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import type { DatabaseKind } from '../db/connect.ts';
+import type { ApplicationTable, Database } from '../db/schema.ts';
+import type { Application, GrantType } from './types.ts';
+import type { ValidApplication } from './validate.ts';
+
+/** The SQL for applications. Domain rules live in validate.ts and service.ts. */
+
+type Db = Kysely<Database> | Transaction<Database>;
+
+/**
+ * A JSON array (as text) of the whitelisted names, as a correlated subquery, so that an application
+ * and both whitelists come back in one round trip.
+ */
+function whitelistNames(kind: DatabaseKind, whitelist: 'state' | 'group'): RawBuilder<string> {
+  const link = sql.table(whitelist === 'state' ? 'application_state' : 'application_group');
+  const target = sql.table(whitelist === 'state' ? 'state' : 'auth_group');
+  const key = sql.ref(whitelist === 'state' ? 'w.state_id' : 'w.group_id');
+  const names =
+    kind === 'sqlite' ? sql`json_group_array(t.name)` : sql`coalesce(json_agg(t.name)::text, '[]')`;
+  return sql<string>`(select ${names} from ${link} as w join ${target} as t on t.id = ${key} where w.client_id = application.client_id)`;
+}
+
+export function selectApplications(db: Db, kind: DatabaseKind) {
+  return db
+    .selectFrom('application')
+    .selectAll('application')
+    .select([
+      whitelistNames(kind, 'state').as('state_names'),
+      whitelistNames(kind, 'group').as('group_names'),
+    ]);
+}
+
+type ApplicationQueryRow = ApplicationTable & { state_names: string; group_names: string };
+
+function parseList(text: string): string[] {
+  const parsed: unknown = JSON.parse(text);
+  return Array.isArray(parsed) ? parsed.filter((item): item is string => typeof item === 'string') : [];
+}
+
+function sortedNames(text: string): string[] {
+  return parseList(text).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+export function toApplication(row: ApplicationQueryRow): Application {
+  return {
+    clientId: row.client_id,
+    clientSecretSha256: row.client_secret_sha256,
+    name: row.name,
+    logoUrl: row.logo_url,
+    redirectUris: parseList(row.redirect_uris),
+    postLogoutRedirectUris: parseList(row.post_logout_redirect_uris),
+    clientType: row.client_type,
+    grantTypes: parseList(row.grant_types) as GrantType[],
+    skipAuthorization: row.skip_authorization === 1,
+    states: sortedNames(row.state_names),
+    groups: sortedNames(row.group_names),
+    active: row.active === 1,
+    debugMode: row.debug_mode === 1,
+    pkceRequired: row.pkce_required === 1,
+    accessTokenFormat: row.access_token_format,
+    backchannelLogoutUri: row.backchannel_logout_uri,
+    backchannelLogoutOnRevokeOnly: row.backchannel_logout_on_revoke_only === 1,
+    createdBy: row.created_by,
+    createdAt: Number(row.created_at),
+    updatedAt: Number(row.updated_at),
+  };
+}
+
+export async function findApplication(
+  db: Db,
+  kind: DatabaseKind,
+  clientId: string,
+): Promise<Application | undefined> {
+  const row = await selectApplications(db, kind)
+    .where('application.client_id', '=', clientId)
+    .executeTakeFirst();
+  return row === undefined ? undefined : toApplication(row as ApplicationQueryRow);
+}
+
+export async function listApplications(
+  db: Db,
+  kind: DatabaseKind,
+  filter: { active?: boolean; search?: string },
+): Promise<Application[]> {
+  let query = selectApplications(db, kind);
+  if (filter.active !== undefined) query = query.where('application.active', '=', filter.active ? 1 : 0);
+  if (filter.search !== undefined && filter.search !== '') {
+    const pattern = `%${filter.search.toLowerCase().replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+    query = query.where((eb) =>
+      eb.or([
+        sql<boolean>`lower(application.name) like ${pattern} escape '\\'`,
+        sql<boolean>`lower(application.client_id) like ${pattern} escape '\\'`,
+      ]),
+    );
+  }
+  const rows = await query.orderBy('application.name').orderBy('application.client_id').execute();
+  return rows.map((row) => toApplication(row as ApplicationQueryRow));
+}
+
+/** Every state and group, name → id, for resolving whitelist names. */
+export async function loadDirectoryNames(
+  db: Db,
+): Promise<{ states: Map<string, number>; groups: Map<string, number> }> {
+  const [states, groups] = await Promise.all([
+    db.selectFrom('state').select(['id', 'name']).execute(),
+    db.selectFrom('auth_group').select(['id', 'name']).execute(),
+  ]);
+  return {
+    states: new Map(states.map((row) => [row.name, row.id])),
+    groups: new Map(groups.map((row) => [row.name, row.id])),
+  };
+}
+
+export async function clientIdExists(db: Db, clientId: string): Promise<boolean> {
+  const row = await db
+    .selectFrom('application')
+    .select('client_id')
+    .where('client_id', '=', clientId)
+    .executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The columns a validated application sets (everything but secret and provenance). */
+function settableColumns(app: ValidApplication) {
+  return {
+    name: app.name,
+    logo_url: app.logoUrl,
+    redirect_uris: JSON.stringify(app.redirectUris),
+    post_logout_redirect_uris: JSON.stringify(app.postLogoutRedirectUris),
+    grant_types: JSON.stringify(app.grantTypes),
+    skip_authorization: flag(app.skipAuthorization),
+    active: flag(app.active),
+    debug_mode: flag(app.debugMode),
+    pkce_required: flag(app.pkceRequired),
+    access_token_format: app.accessTokenFormat,
+    backchannel_logout_uri: app.backchannelLogoutUri,
+    backchannel_logout_on_revoke_only: flag(app.backchannelLogoutOnRevokeOnly),
+  } as const;
+}
+
+function flag(value: boolean): 0 | 1 {
+  return value ? 1 : 0;
+}
+
+export async function insertApplication(
+  trx: Transaction<Database>,
+  app: ValidApplication,
+  secretDigest: string | null,
+  createdBy: string,
+  now: number,
+): Promise<void> {
+  await trx
+    .insertInto('application')
+    .values({
+      client_id: app.clientId,
+      client_secret_sha256: secretDigest,
+      client_type: app.clientType,
+      ...settableColumns(app),
+      created_by: createdBy,
+      created_at: now,
+      updated_at: now,
+    })
+    .execute();
+  await replaceWhitelists(trx, app);
+}
+
+export async function updateApplicationRow(
+  trx: Transaction<Database>,
+  app: ValidApplication,
+  now: number,
+  whitelistsChanged: boolean,
+): Promise<boolean> {
+  const result = await trx
+    .updateTable('application')
+    .set({ ...settableColumns(app), updated_at: now })
+    .where('client_id', '=', app.clientId)
+    .executeTakeFirst();
+  if (whitelistsChanged) {
+    await trx.deleteFrom('application_state').where('client_id', '=', app.clientId).execute();
+    await trx.deleteFrom('application_group').where('client_id', '=', app.clientId).execute();
+    await replaceWhitelists(trx, app);
+  }
+  return Number(result.numUpdatedRows) === 1;
+}
+
+async function replaceWhitelists(trx: Transaction<Database>, app: ValidApplication): Promise<void> {
+  if (app.stateIds.length > 0)
+    await trx
+      .insertInto('application_state')
+      .values(app.stateIds.map((stateId) => ({ client_id: app.clientId, state_id: stateId })))
+      .execute();
+  if (app.groupIds.length > 0)
+    await trx
+      .insertInto('application_group')
+      .values(app.groupIds.map((groupId) => ({ client_id: app.clientId, group_id: groupId })))
+      .execute();
+}
+
+export async function setSecretDigest(
+  db: Db,
+  clientId: string,
+  digest: string,
+  now: number,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('application')
+    .set({ client_secret_sha256: digest, updated_at: now })
+    .where('client_id', '=', clientId)
+    .where('client_type', '=', 'confidential')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+export async function setActive(db: Db, clientId: string, active: boolean, now: number): Promise<boolean> {
+  const result = await db
+    .updateTable('application')
+    .set({ active: flag(active), updated_at: now })
+    .where('client_id', '=', clientId)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}

@@ -1,0 +1,353 @@
+import type { Mode } from '../config/load.ts';
+import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
+import { hasControlCharacter, hasUnsafeUriCharacter } from './text.ts';
+import {
+  ACCESS_TOKEN_FORMAT_SETTINGS,
+  type AccessTokenFormatSetting,
+  type ApplicationInput,
+  type BackchannelTargetCheck,
+  CLIENT_TYPES,
+  type ClientType,
+  DEFAULT_GRANT_TYPES,
+  GRANT_TYPES,
+  type GrantType,
+} from './types.ts';
+
+export const NAME_MAX = 100;
+export const URI_MAX = 2000;
+export const URIS_MAX = 50;
+export const WHITELIST_MAX = 200;
+const CLIENT_ID_PATTERN = /^[A-Za-z0-9._~-]{3,100}$/;
+const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/** What validation needs besides the input: the mode, the directory's names, the SSRF gate. */
+export interface ValidationContext {
+  mode: Mode;
+  /** Every existing state, name → id. */
+  states: ReadonlyMap<string, number>;
+  /** Every existing group, name → id. */
+  groups: ReadonlyMap<string, number>;
+  backchannelTargetCheck: BackchannelTargetCheck;
+}
+
+/** A complete, checked application, ready to be written. */
+export interface ValidApplication {
+  clientId: string;
+  name: string;
+  logoUrl: string | null;
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  clientType: ClientType;
+  grantTypes: GrantType[];
+  skipAuthorization: boolean;
+  states: string[];
+  stateIds: number[];
+  groups: string[];
+  groupIds: number[];
+  active: boolean;
+  debugMode: boolean;
+  pkceRequired: boolean;
+  accessTokenFormat: AccessTokenFormatSetting;
+  backchannelLogoutUri: string | null;
+  backchannelLogoutOnRevokeOnly: boolean;
+}
+
+/**
+ * The one validating function every application write goes through (create and update alike:
+ * update merges its patch into the stored application and validates the whole result). Applies
+ * the defaults, collects every problem, and throws one `ApplicationError` naming them all.
+ */
+export async function validateApplicationInput(
+  input: ApplicationInput,
+  context: ValidationContext,
+): Promise<ValidApplication> {
+  const issues: ApplicationIssue[] = [];
+  const problem = (field: string, message: string) => issues.push({ field, message });
+
+  const clientId = input.clientId;
+  if (typeof clientId !== 'string') problem('client_id', 'is required');
+  else if (clientId.includes('\0')) problem('client_id', 'must not contain NUL bytes');
+  else if (!CLIENT_ID_PATTERN.test(clientId))
+    problem('client_id', 'must be 3–100 characters from A–Z a–z 0–9 . _ ~ -');
+
+  const name = checkName(input.name, problem);
+
+  const clientType = input.clientType ?? 'confidential';
+  if (!CLIENT_TYPES.includes(clientType)) problem('client_type', `must be ${CLIENT_TYPES.join(' or ')}`);
+
+  const logoUrl = checkLogoUrl(input.logoUrl, problem);
+
+  const grantTypes = checkGrantTypes(input.grantTypes, clientType, problem);
+
+  const uriRules = { mode: context.mode, clientType };
+  const redirectUris = checkUriList('redirect_uris', input.redirectUris, uriRules, problem);
+  const redirectUrisReported = issues.some((issue) => issue.field.startsWith('redirect_uris'));
+  if (grantTypes.includes('authorization_code') && redirectUris.length === 0 && !redirectUrisReported)
+    problem('redirect_uris', 'at least one redirect URI is required for the authorization_code grant');
+  const postLogoutRedirectUris = checkUriList(
+    'post_logout_redirect_uris',
+    input.postLogoutRedirectUris,
+    uriRules,
+    problem,
+  );
+
+  const skipAuthorization = checkFlag('skip_authorization', input.skipAuthorization, false, problem);
+  const active = checkFlag('active', input.active, true, problem);
+  const debugMode = checkFlag('debug_mode', input.debugMode, false, problem);
+  const pkceRequired = checkFlag('pkce_required', input.pkceRequired, true, problem);
+  if (clientType === 'public' && !pkceRequired)
+    problem('pkce_required', 'public clients must require PKCE (they have no secret to protect the code)');
+  const backchannelLogoutOnRevokeOnly = checkFlag(
+    'backchannel_logout_on_revoke_only',
+    input.backchannelLogoutOnRevokeOnly,
+    false,
+    problem,
+  );
+
+  const accessTokenFormat = input.accessTokenFormat ?? 'inherit';
+  if (!ACCESS_TOKEN_FORMAT_SETTINGS.includes(accessTokenFormat))
+    problem(
+      'access_token_format',
+      `${quote(accessTokenFormat)} is not valid; use one of ${ACCESS_TOKEN_FORMAT_SETTINGS.join(', ')}`,
+    );
+
+  const states = checkWhitelist('states', 'state', input.states, context.states, problem);
+  const groups = checkWhitelist('groups', 'group', input.groups, context.groups, problem);
+
+  const backchannelLogoutUri = await checkBackchannelUri(
+    input.backchannelLogoutUri,
+    context.backchannelTargetCheck,
+    problem,
+  );
+
+  if (issues.length > 0) throw new ApplicationError('invalid_input', issues);
+  return {
+    clientId: clientId as string,
+    name,
+    logoUrl,
+    redirectUris,
+    postLogoutRedirectUris,
+    clientType,
+    grantTypes,
+    skipAuthorization,
+    states: states.map(([stateName]) => stateName),
+    stateIds: states.map(([, id]) => id),
+    groups: groups.map(([groupName]) => groupName),
+    groupIds: groups.map(([, id]) => id),
+    active,
+    debugMode,
+    pkceRequired,
+    accessTokenFormat,
+    backchannelLogoutUri,
+    backchannelLogoutOnRevokeOnly,
+  };
+}
+
+type Problem = (field: string, message: string) => void;
+
+function checkName(value: unknown, problem: Problem): string {
+  if (typeof value !== 'string') {
+    problem('name', 'is required (1–100 characters)');
+    return '';
+  }
+  if (value.includes('\0')) {
+    problem('name', 'must not contain NUL bytes');
+    return '';
+  }
+  const name = value.trim();
+  if (name.length === 0 || name.length > NAME_MAX) problem('name', `must be 1–${NAME_MAX} characters`);
+  else if (hasControlCharacter(name)) problem('name', 'must not contain control characters');
+  return name;
+}
+
+function checkFlag(field: string, value: unknown, fallback: boolean, problem: Problem): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') {
+    problem(field, 'must be true or false');
+    return fallback;
+  }
+  return value;
+}
+
+/** Text checks shared by every URI field; returns a reason or null. */
+function uriTextProblem(value: unknown): string | null {
+  if (typeof value !== 'string') return 'must be a string';
+  if (value.includes('\0')) return 'must not contain NUL bytes';
+  if (value.length > URI_MAX) return `must be at most ${URI_MAX} characters`;
+  if (hasUnsafeUriCharacter(value))
+    return `${quote(value)} is malformed: it contains whitespace, control characters or backslashes`;
+  return null;
+}
+
+function schemeOf(value: string): string | undefined {
+  return /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(value)?.[1]?.toLowerCase();
+}
+
+/** The authority of `scheme://authority/…`, or undefined when the URI has no `//` part. */
+function authorityOf(value: string): string | undefined {
+  return /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(value)?.[1];
+}
+
+function checkLogoUrl(value: unknown, problem: Problem): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  const textProblem = uriTextProblem(value);
+  if (textProblem !== null) {
+    problem('logo_url', textProblem);
+    return null;
+  }
+  const text = value as string;
+  const scheme = schemeOf(text);
+  if (scheme !== 'http' && scheme !== 'https') {
+    problem(
+      'logo_url',
+      scheme === undefined
+        ? `${quote(text)} must be an absolute http or https URL`
+        : `must be an http or https URL, not ${quote(`${scheme}:`)}`,
+    );
+    return null;
+  }
+  if (!authorityOf(text) || !URL.canParse(text)) {
+    problem('logo_url', `${quote(text)} is malformed: expected http(s)://host/path`);
+    return null;
+  }
+  return text;
+}
+
+interface UriRules {
+  mode: Mode;
+  clientType: ClientType;
+}
+
+/**
+ * A redirect or post-logout redirect URI, matched later as an exact string: absolute, no fragment;
+ * https, http only on loopback (or in development), private-use reverse-domain schemes only for
+ * public (native) clients (RFC 8252).
+ */
+export function redirectUriProblem(value: unknown, rules: UriRules): string | null {
+  const textProblem = uriTextProblem(value);
+  if (textProblem !== null) return textProblem;
+  const text = value as string;
+  const scheme = schemeOf(text);
+  if (scheme === undefined)
+    return `${quote(text)} must be an absolute URI such as https://app.example.com/callback`;
+  if (text.includes('#')) return `${quote(text)} must not contain a fragment (#…)`;
+  if (!URL.canParse(text)) return `${quote(text)} is not a valid URI`;
+  if (scheme === 'https' || scheme === 'http') {
+    const authority = authorityOf(text);
+    if (!authority) return `${quote(text)} is malformed: expected ${scheme}://host/path`;
+    const url = new URL(text);
+    if (authority.includes('@') || url.username !== '' || url.password !== '')
+      return `${quote(text)} must not contain credentials (user:password@)`;
+    if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
+    if (scheme === 'http' && rules.mode !== 'development' && !LOOPBACK_HOSTS.has(url.hostname))
+      return `${quote(text)} must use https (http is allowed only for the loopback hosts 127.0.0.1, [::1] and localhost, or in development mode)`;
+    return null;
+  }
+  if (!scheme.includes('.'))
+    return `scheme ${quote(`${scheme}:`)} is not allowed: use https, http on a loopback host, or (public clients only) a reverse-domain private-use scheme such as com.example.app:/callback`;
+  if (rules.clientType !== 'public')
+    return `private-use scheme ${quote(`${scheme}:`)} is allowed for public clients only; a confidential client needs https (or http on a loopback host)`;
+  return null;
+}
+
+function checkUriList(field: string, value: unknown, rules: UriRules, problem: Problem): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problem(field, 'must be a list of URIs');
+    return [];
+  }
+  if (value.length > URIS_MAX) problem(field, `at most ${URIS_MAX} URIs are allowed`);
+  const uris: string[] = [];
+  value.forEach((item: unknown, index) => {
+    const reason = redirectUriProblem(item, rules);
+    if (reason !== null) problem(`${field}[${index}]`, reason);
+    else if (!uris.includes(item as string)) uris.push(item as string);
+  });
+  return uris;
+}
+
+function checkGrantTypes(value: unknown, clientType: ClientType, problem: Problem): GrantType[] {
+  if (value === undefined) return [...DEFAULT_GRANT_TYPES];
+  const valid = GRANT_TYPES.join(', ');
+  if (!Array.isArray(value)) {
+    problem('grant_types', `must be a list of ${valid}`);
+    return [];
+  }
+  const chosen = new Set<GrantType>();
+  for (const item of value as unknown[]) {
+    if (typeof item === 'string' && (GRANT_TYPES as readonly string[]).includes(item))
+      chosen.add(item as GrantType);
+    else problem('grant_types', `unknown grant type ${quote(item)}; valid: ${valid}`);
+  }
+  if (value.length === 0) problem('grant_types', `at least one is required (${valid})`);
+  if (chosen.has('refresh_token') && !chosen.has('authorization_code'))
+    problem(
+      'grant_types',
+      'refresh_token requires authorization_code (refresh tokens come from code exchanges)',
+    );
+  if (chosen.has('client_credentials') && clientType === 'public')
+    problem(
+      'grant_types',
+      'client_credentials is for confidential clients only (a public client cannot authenticate)',
+    );
+  // Stored in a canonical order so that equal sets compare equal.
+  return GRANT_TYPES.filter((grant) => chosen.has(grant));
+}
+
+function checkWhitelist(
+  field: 'states' | 'groups',
+  noun: 'state' | 'group',
+  value: unknown,
+  existing: ReadonlyMap<string, number>,
+  problem: Problem,
+): Array<[string, number]> {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problem(field, `must be a list of ${noun} names`);
+    return [];
+  }
+  if (value.length > WHITELIST_MAX) problem(field, `at most ${WHITELIST_MAX} ${field} are allowed`);
+  const found = new Map<string, number>();
+  const unknown: string[] = [];
+  for (const item of value as unknown[]) {
+    if (typeof item !== 'string' || item.includes('\0')) {
+      problem(field, `${quote(item)} is not a valid ${noun} name (a string without NUL bytes)`);
+      continue;
+    }
+    const id = existing.get(item);
+    if (id === undefined) {
+      if (!unknown.includes(item)) unknown.push(item);
+    } else found.set(item, id);
+  }
+  if (unknown.length > 0) {
+    const names = [...existing.keys()].sort();
+    const known =
+      names.length === 0
+        ? `no ${field} exist yet (create one with \`aa-oidc ${noun} create\`)`
+        : `existing ${field}: ${names.join(', ')}`;
+    problem(
+      field,
+      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}`,
+    );
+  }
+  return [...found.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+async function checkBackchannelUri(
+  value: unknown,
+  check: BackchannelTargetCheck,
+  problem: Problem,
+): Promise<string | null> {
+  if (value === undefined || value === null || value === '') return null;
+  const textProblem = uriTextProblem(value);
+  if (textProblem !== null) {
+    problem('backchannel_logout_uri', textProblem);
+    return null;
+  }
+  const verdict = await check(value as string);
+  if (!verdict.ok) {
+    problem('backchannel_logout_uri', `${quote(value)} ${verdict.reason}`);
+    return null;
+  }
+  return value as string;
+}

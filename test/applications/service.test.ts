@@ -1,0 +1,301 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type { KyselyPlugin } from 'kysely';
+import { ApplicationError } from '../../src/applications/errors.ts';
+import { verifyClientSecret } from '../../src/applications/secret.ts';
+import { createApplicationService } from '../../src/applications/service.ts';
+import type { ApplicationChange, ApplicationService } from '../../src/applications/types.ts';
+import type { Config } from '../../src/config/load.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+const ACTOR = 'test:operator';
+
+describe(`application service (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let config: Config;
+  let service: ApplicationService;
+  const changes: ApplicationChange[] = [];
+
+  before(async () => {
+    database = await createTestDatabase();
+    config = testConfig(database);
+    handle = openDatabase(config.database);
+    await migrateToLatest(handle.db, handle.kind);
+    const now = Date.now();
+    await handle.db
+      .insertInto('state')
+      .values([
+        { name: 'Member', priority: 100, oidc_access: 1, created_at: now },
+        { name: 'Blue', priority: 50, oidc_access: 1, created_at: now },
+      ])
+      .execute();
+    await handle.db
+      .insertInto('auth_group')
+      .values([
+        { name: 'Wiki Editors', oidc_access: 0, created_at: now },
+        { name: 'Directors', oidc_access: 0, created_at: now },
+      ])
+      .execute();
+    service = createApplicationService(handle.db, config, createLogger(config));
+    service.onChange((change) => changes.push(change));
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  it('creates a confidential app with a 256-bit secret that is stored only as its SHA-256 digest', async () => {
+    const { application, clientSecret } = await service.create(
+      {
+        name: 'Wiki',
+        redirectUris: ['https://wiki.example.org/cb'],
+        states: ['Member'],
+        groups: ['Wiki Editors'],
+      },
+      ACTOR,
+    );
+    assert.ok(clientSecret !== null);
+    assert.match(clientSecret, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(Buffer.from(clientSecret, 'base64url').length, 32);
+    assert.match(application.clientId, /^[A-Za-z0-9_-]{32}$/);
+    assert.equal(application.clientSecretSha256, createHash('sha256').update(clientSecret).digest('hex'));
+    assert.deepEqual(application.grantTypes, ['authorization_code', 'refresh_token']);
+    assert.equal(application.pkceRequired, true);
+    assert.equal(application.createdBy, ACTOR);
+
+    const row = await handle.db
+      .selectFrom('application')
+      .selectAll()
+      .where('client_id', '=', application.clientId)
+      .executeTakeFirstOrThrow();
+    assert.ok(!JSON.stringify(row).includes(clientSecret), 'the secret text is not in the row');
+    assert.equal(row.client_secret_sha256, application.clientSecretSha256);
+
+    assert.equal(verifyClientSecret(application, clientSecret), true);
+    assert.equal(verifyClientSecret(application, `${clientSecret}x`), false);
+    assert.equal(verifyClientSecret(application, ''), false);
+    assert.equal(verifyClientSecret(application, application.clientSecretSha256!), false);
+    assert.deepEqual(changes.at(-1), { clientId: application.clientId, action: 'created', actor: ACTOR });
+  });
+
+  it('reads an app back with its whitelists by name in one query, and finds nothing for junk ids', async () => {
+    const { application } = await service.create(
+      {
+        clientId: 'grafana-0001',
+        name: 'Grafana',
+        redirectUris: ['https://grafana.example.org/login/generic_oauth'],
+        states: ['Member', 'Blue'],
+        groups: ['Directors', 'Wiki Editors'],
+        accessTokenFormat: 'jwt',
+        backchannelLogoutUri: 'https://grafana.example.org/bcl',
+        backchannelLogoutOnRevokeOnly: true,
+        skipAuthorization: true,
+      },
+      ACTOR,
+    );
+    let queries = 0;
+    const counter: KyselyPlugin = {
+      transformQuery: (args) => {
+        queries += 1;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const counted = createApplicationService(handle.db.withPlugin(counter), config, createLogger(config));
+    const found = await counted.findByClientId('grafana-0001');
+    assert.equal(queries, 1, 'one round trip for the app and both whitelists');
+    assert.deepEqual(found, application);
+    assert.deepEqual(found?.states, ['Blue', 'Member']);
+    assert.deepEqual(found?.groups, ['Directors', 'Wiki Editors']);
+    assert.equal(found?.accessTokenFormat, 'jwt');
+    assert.equal(found?.backchannelLogoutOnRevokeOnly, true);
+    assert.equal(found?.skipAuthorization, true);
+
+    assert.equal(await service.findByClientId('nope-nope'), undefined);
+    assert.equal(await service.findByClientId('grafana\0-0001'), undefined);
+    assert.equal(await service.findByClientId('x'.repeat(500)), undefined);
+  });
+
+  it('creates a public client without a secret and refuses to turn its PKCE off', async () => {
+    const { application, clientSecret } = await service.create(
+      { name: 'Mobile', clientType: 'public', redirectUris: ['com.example.mobile:/cb'] },
+      ACTOR,
+    );
+    assert.equal(clientSecret, null);
+    assert.equal(application.clientSecretSha256, null);
+    assert.equal(verifyClientSecret(application, ''), false);
+    await assert.rejects(service.update(application.clientId, { pkceRequired: false }, ACTOR), {
+      name: 'ApplicationError',
+      message: /^pkce_required: public clients must require PKCE/,
+    });
+    await assert.rejects(service.rotateSecret(application.clientId, ACTOR), {
+      message: /^client_type: application ".*" is a public client and has no secret/,
+    });
+  });
+
+  it('refuses bad input on every write path with the field and what would be valid', async () => {
+    await assert.rejects(
+      service.create({ name: 'X', redirectUris: ['https://x.example/cb'], states: ['Alumni'] }, ACTOR),
+      (error: unknown) =>
+        error instanceof ApplicationError &&
+        error.code === 'invalid_input' &&
+        error.message === 'states: unknown state "Alumni"; existing states: Blue, Member',
+    );
+    await assert.rejects(service.create({ name: 'X', redirectUris: ['https://x.example/c\0b'] }, ACTOR), {
+      message: 'redirect_uris[0]: must not contain NUL bytes',
+    });
+    await assert.rejects(
+      service.create({ name: 'X', clientId: 'grafana-0001', redirectUris: ['https://x.example/cb'] }, ACTOR),
+      { message: 'client_id: "grafana-0001" is already taken; choose another or omit it' },
+    );
+    await assert.rejects(service.update('grafana-0001', { groups: ['Nobody'] }, ACTOR), {
+      message: 'groups: unknown group "Nobody"; existing groups: Directors, Wiki Editors',
+    });
+    await assert.rejects(service.update('grafana-0001', { logoUrl: 'javascript:alert(1)' }, ACTOR), {
+      message: 'logo_url: must be an http or https URL, not "javascript:"',
+    });
+    await assert.rejects(service.update('missing-app', { name: 'Y' }, ACTOR), {
+      message: 'client_id: no application with client_id "missing-app"',
+    });
+    await assert.rejects(service.deactivate('missing-app', ACTOR), (error: unknown) => {
+      return error instanceof ApplicationError && error.code === 'not_found';
+    });
+    const production = createApplicationService(
+      handle.db,
+      { ...config, mode: 'production' },
+      createLogger(config),
+    );
+    await assert.rejects(production.create({ name: 'Z', redirectUris: ['http://z.example/cb'] }, ACTOR), {
+      message: /^redirect_uris\[0\]: "http:\/\/z.example\/cb" must use https/,
+    });
+    const unchanged = await service.findByClientId('grafana-0001');
+    assert.deepEqual(unchanged?.groups, ['Directors', 'Wiki Editors'], 'a refused update writes nothing');
+  });
+
+  it('updates fields and whitelists, reports what changed, and a dry run writes nothing', async () => {
+    const before = (await service.findByClientId('grafana-0001'))!;
+    const dry = await service.update('grafana-0001', { name: 'Grafana 2' }, ACTOR, { dryRun: true });
+    assert.deepEqual(dry.changedFields, ['name']);
+    assert.equal(dry.application.name, 'Grafana 2');
+    assert.equal((await service.findByClientId('grafana-0001'))?.name, 'Grafana');
+
+    const changesBefore = changes.length;
+    const { application, changedFields } = await service.update(
+      'grafana-0001',
+      {
+        name: 'Grafana 2',
+        states: [],
+        groups: ['Directors'],
+        redirectUris: ['https://grafana.example.org/cb2', 'http://127.0.0.1:3000/cb'],
+        grantTypes: ['authorization_code', 'client_credentials'],
+        backchannelLogoutUri: null,
+      },
+      ACTOR,
+    );
+    assert.deepEqual(changedFields, [
+      'name',
+      'redirect_uris',
+      'grant_types',
+      'states',
+      'groups',
+      'backchannel_logout_uri',
+    ]);
+    assert.deepEqual(application.states, []);
+    assert.deepEqual(application.groups, ['Directors']);
+    assert.deepEqual(application.grantTypes, ['authorization_code', 'client_credentials']);
+    assert.equal(application.backchannelLogoutUri, null);
+    assert.equal(application.clientSecretSha256, before.clientSecretSha256, 'the secret is untouched');
+    assert.equal(application.createdAt, before.createdAt);
+    assert.deepEqual(await service.findByClientId('grafana-0001'), application);
+    assert.deepEqual(changes.slice(changesBefore), [
+      { clientId: 'grafana-0001', action: 'updated', actor: ACTOR, fields: changedFields },
+    ]);
+
+    const same = await service.update('grafana-0001', { name: 'Grafana 2' }, ACTOR);
+    assert.deepEqual(same.changedFields, []);
+    assert.equal(changes.length, changesBefore + 1, 'no change, no notification');
+    await assert.rejects(service.update('grafana-0001', { clientType: 'public' } as never, ACTOR), {
+      message: 'client_type: cannot be changed; create a new application instead',
+    });
+  });
+
+  it('rotates the secret: the old one stops verifying, the new one works', async () => {
+    const before = (await service.findByClientId('grafana-0001'))!;
+    const dry = await service.rotateSecret('grafana-0001', ACTOR, { dryRun: true });
+    assert.equal(dry.clientSecret, null);
+    assert.equal(
+      (await service.findByClientId('grafana-0001'))?.clientSecretSha256,
+      before.clientSecretSha256,
+    );
+
+    const first = await service.rotateSecret('grafana-0001', ACTOR);
+    const second = await service.rotateSecret('grafana-0001', ACTOR);
+    assert.ok(first.clientSecret && second.clientSecret);
+    assert.notEqual(first.clientSecret, second.clientSecret);
+    const after = (await service.findByClientId('grafana-0001'))!;
+    assert.equal(verifyClientSecret(after, second.clientSecret), true);
+    assert.equal(verifyClientSecret(after, first.clientSecret), false);
+    assert.deepEqual(changes.at(-1), { clientId: 'grafana-0001', action: 'secret_rotated', actor: ACTOR });
+  });
+
+  it('deactivates and activates, lists by activity and search, and isolates a failing listener', async () => {
+    const unsubscribe = service.onChange(() => {
+      throw new Error('listener bug');
+    });
+    const dry = await service.deactivate('grafana-0001', ACTOR, { dryRun: true });
+    assert.equal(dry.active, false);
+    assert.equal((await service.findByClientId('grafana-0001'))?.active, true);
+
+    const inactive = await service.deactivate('grafana-0001', ACTOR);
+    assert.equal(inactive.active, false);
+    assert.deepEqual(changes.at(-1), { clientId: 'grafana-0001', action: 'deactivated', actor: ACTOR });
+    unsubscribe();
+
+    const all = await service.list();
+    assert.deepEqual(
+      all.map((app) => app.name),
+      ['Grafana 2', 'Mobile', 'Wiki'],
+    );
+    assert.deepEqual(
+      (await service.list({ active: false })).map((app) => app.clientId),
+      ['grafana-0001'],
+    );
+    assert.deepEqual(
+      (await service.list({ active: true })).map((app) => app.name),
+      ['Mobile', 'Wiki'],
+    );
+    assert.deepEqual(
+      (await service.list({ search: 'GRAF' })).map((app) => app.clientId),
+      ['grafana-0001'],
+    );
+    assert.deepEqual(await service.list({ search: '%' }), [], 'LIKE wildcards are literal');
+
+    const active = await service.activate('grafana-0001', ACTOR);
+    assert.equal(active.active, true);
+    assert.equal(changes.at(-1)?.action, 'activated');
+  });
+
+  it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {
+    const member = await handle.db
+      .selectFrom('state')
+      .select('id')
+      .where('name', '=', 'Member')
+      .executeTakeFirstOrThrow();
+    await assert.rejects(handle.db.deleteFrom('state').where('id', '=', member.id).execute());
+    const wiki = (await service.list({ search: 'wiki' }))[0]!;
+    assert.deepEqual(wiki.states, ['Member']);
+    await handle.db.deleteFrom('application').where('client_id', '=', wiki.clientId).execute();
+    const orphans = await handle.db
+      .selectFrom('application_state')
+      .select('state_id')
+      .where('client_id', '=', wiki.clientId)
+      .execute();
+    assert.deepEqual(orphans, []);
+  });
+});

@@ -1,0 +1,270 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { syntacticBackchannelTargetCheck } from '../../src/applications/backchannel-target.ts';
+import { ApplicationError } from '../../src/applications/errors.ts';
+import type { ApplicationInput } from '../../src/applications/types.ts';
+import { type ValidationContext, validateApplicationInput } from '../../src/applications/validate.ts';
+
+function context(mode: 'development' | 'production' = 'production'): ValidationContext {
+  return {
+    mode,
+    states: new Map([
+      ['Member', 1],
+      ['Blue', 2],
+    ]),
+    groups: new Map([['Wiki Editors', 7]]),
+    backchannelTargetCheck: syntacticBackchannelTargetCheck(mode),
+  };
+}
+
+const base: ApplicationInput = {
+  clientId: 'wiki-client-0001',
+  name: 'Wiki',
+  redirectUris: ['https://wiki.example.org/login/callback'],
+};
+
+async function refusal(
+  input: ApplicationInput,
+  mode?: 'development' | 'production',
+): Promise<ApplicationError> {
+  try {
+    await validateApplicationInput(input, context(mode));
+  } catch (error) {
+    assert.ok(error instanceof ApplicationError, `expected ApplicationError, got ${String(error)}`);
+    assert.equal(error.code, 'invalid_input');
+    assert.ok(!error.message.includes('\n'), 'the message is one line');
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(input)} to be refused`);
+}
+
+describe('validateApplicationInput', () => {
+  it('applies the defaults of section C to a minimal confidential application', async () => {
+    const valid = await validateApplicationInput(base, context());
+    assert.equal(valid.clientType, 'confidential');
+    assert.deepEqual(valid.grantTypes, ['authorization_code', 'refresh_token']);
+    assert.equal(valid.pkceRequired, true);
+    assert.equal(valid.accessTokenFormat, 'inherit');
+    assert.equal(valid.active, true);
+    assert.equal(valid.skipAuthorization, false);
+    assert.deepEqual(valid.states, []);
+    assert.equal(valid.logoUrl, null);
+    assert.equal(valid.backchannelLogoutUri, null);
+  });
+
+  it('accepts loopback http, private-use schemes for public clients, and resolves whitelist names', async () => {
+    const valid = await validateApplicationInput(
+      {
+        ...base,
+        clientType: 'public',
+        redirectUris: [
+          'http://127.0.0.1:8765/cb',
+          'http://[::1]/cb',
+          'http://localhost:3000/cb',
+          'com.example.app:/oauth2redirect',
+          'https://wiki.example.org/cb?x=1',
+          'https://wiki.example.org/cb?x=1',
+        ],
+        states: ['Member', 'Blue'],
+        groups: ['Wiki Editors'],
+        backchannelLogoutUri: 'https://wiki.example.org/bcl',
+        logoUrl: 'http://cdn.example.org/logo.png',
+      },
+      context(),
+    );
+    assert.equal(valid.redirectUris.length, 5, 'duplicates are dropped');
+    assert.deepEqual(valid.states, ['Blue', 'Member']);
+    assert.deepEqual(valid.stateIds, [2, 1]);
+    assert.deepEqual(valid.groupIds, [7]);
+  });
+
+  it('allows http on any host in development mode only', async () => {
+    const input = { ...base, redirectUris: ['http://wiki.internal/cb'] };
+    assert.deepEqual((await validateApplicationInput(input, context('development'))).redirectUris, [
+      'http://wiki.internal/cb',
+    ]);
+    assert.match((await refusal(input, 'production')).message, /must use https/);
+  });
+
+  const table: Array<[string, ApplicationInput, RegExp]> = [
+    ['an empty name', { ...base, name: '   ' }, /^name: must be 1–100 characters$/],
+    ['a name over 100 characters', { ...base, name: 'x'.repeat(101) }, /^name: must be 1–100 characters$/],
+    ['a NUL byte in the name', { ...base, name: 'Wi\0ki' }, /^name: must not contain NUL bytes$/],
+    [
+      'a NUL byte in a redirect URI',
+      { ...base, redirectUris: ['https://wiki.example.org/\0cb'] },
+      /^redirect_uris\[0\]: must not contain NUL bytes$/,
+    ],
+    [
+      'a relative redirect URI',
+      { ...base, redirectUris: ['/login/callback'] },
+      /^redirect_uris\[0\]: "\/login\/callback" must be an absolute URI such as https:/,
+    ],
+    [
+      'a redirect URI with a fragment',
+      { ...base, redirectUris: ['https://wiki.example.org/cb#frag'] },
+      /^redirect_uris\[0\]: ".*" must not contain a fragment/,
+    ],
+    [
+      'a malformed redirect URI',
+      { ...base, redirectUris: ['https:wiki.example.org/cb'] },
+      /^redirect_uris\[0\]: ".*" is malformed: expected https:\/\/host\/path$/,
+    ],
+    [
+      'a redirect URI with a space',
+      { ...base, redirectUris: ['https://wiki.example.org/c b'] },
+      /^redirect_uris\[0\]: ".*" is malformed: it contains whitespace/,
+    ],
+    [
+      'a redirect URI with a bad port',
+      { ...base, redirectUris: ['https://wiki.example.org:99999/cb'] },
+      /^redirect_uris\[0\]: ".*" is not a valid URI$/,
+    ],
+    [
+      'http on a non-loopback host in production',
+      { ...base, redirectUris: ['http://wiki.example.org/cb'] },
+      /^redirect_uris\[0\]: "http:\/\/wiki.example.org\/cb" must use https \(http is allowed only for the loopback hosts 127\.0\.0\.1, \[::1\] and localhost, or in development mode\)$/,
+    ],
+    [
+      'credentials in a redirect URI (masked in the message)',
+      { ...base, redirectUris: ['https://user:hunter2@wiki.example.org/cb'] },
+      /^redirect_uris\[0\]: "https:\/\/\*\*\*@wiki.example.org\/cb" must not contain credentials/,
+    ],
+    [
+      'a javascript: redirect URI',
+      { ...base, clientType: 'public', redirectUris: ['javascript:alert(1)'] },
+      /^redirect_uris\[0\]: scheme "javascript:" is not allowed/,
+    ],
+    [
+      'a private-use scheme on a confidential client',
+      { ...base, redirectUris: ['com.example.app:/cb'] },
+      /^redirect_uris\[0\]: private-use scheme "com.example.app:" is allowed for public clients only/,
+    ],
+    [
+      'a bad post-logout redirect URI',
+      { ...base, postLogoutRedirectUris: ['http://wiki.example.org/bye'] },
+      /^post_logout_redirect_uris\[0\]: ".*" must use https/,
+    ],
+    [
+      'no redirect URI with the authorization_code grant',
+      { ...base, redirectUris: [] },
+      /^redirect_uris: at least one redirect URI is required for the authorization_code grant$/,
+    ],
+    [
+      'a javascript: logo URL',
+      { ...base, logoUrl: 'javascript:alert(1)' },
+      /^logo_url: must be an http or https URL, not "javascript:"$/,
+    ],
+    [
+      'a relative logo URL',
+      { ...base, logoUrl: 'logo.png' },
+      /^logo_url: "logo.png" must be an absolute http or https URL$/,
+    ],
+    [
+      'an unknown state',
+      { ...base, states: ['Member', 'Alumni'] },
+      /^states: unknown state "Alumni"; existing states: Blue, Member$/,
+    ],
+    [
+      'an unknown group',
+      { ...base, groups: ['Nope'] },
+      /^groups: unknown group "Nope"; existing groups: Wiki Editors$/,
+    ],
+    [
+      'client_credentials on a public client',
+      { ...base, clientType: 'public', grantTypes: ['authorization_code', 'client_credentials'] },
+      /^grant_types: client_credentials is for confidential clients only/,
+    ],
+    [
+      'an unknown grant type',
+      { ...base, grantTypes: ['password' as never] },
+      /^grant_types: unknown grant type "password"; valid: authorization_code, refresh_token, client_credentials$/,
+    ],
+    [
+      'refresh_token without authorization_code',
+      { ...base, grantTypes: ['refresh_token', 'client_credentials'] },
+      /^grant_types: refresh_token requires authorization_code/,
+    ],
+    ['no grant type', { ...base, grantTypes: [] }, /^grant_types: at least one is required/],
+    [
+      'a bad access token format',
+      { ...base, accessTokenFormat: 'paseto' as never },
+      /^access_token_format: "paseto" is not valid; use one of inherit, opaque, jwt$/,
+    ],
+    [
+      'a bad client type',
+      { ...base, clientType: 'native' as never },
+      /^client_type: must be confidential or public$/,
+    ],
+    [
+      'a public client without PKCE',
+      { ...base, clientType: 'public', pkceRequired: false },
+      /^pkce_required: public clients must require PKCE/,
+    ],
+    ['a malformed client_id', { ...base, clientId: 'has space' }, /^client_id: must be 3–100 characters/],
+    [
+      'an http back-channel URI in production',
+      { ...base, backchannelLogoutUri: 'http://wiki.example.org/bcl' },
+      /^backchannel_logout_uri: "http:\/\/wiki.example.org\/bcl" must use https in production$/,
+    ],
+    [
+      'a back-channel URI with credentials',
+      { ...base, backchannelLogoutUri: 'https://u:p@wiki.example.org/bcl' },
+      /^backchannel_logout_uri: "https:\/\/\*\*\*@wiki.example.org\/bcl" must not contain credentials/,
+    ],
+    [
+      'a back-channel URI with a fragment',
+      { ...base, backchannelLogoutUri: 'https://wiki.example.org/bcl#x' },
+      /^backchannel_logout_uri: ".*" must not contain a fragment/,
+    ],
+    [
+      'a relative back-channel URI',
+      { ...base, backchannelLogoutUri: '/bcl' },
+      /^backchannel_logout_uri: "\/bcl" must be an absolute URI/,
+    ],
+    [
+      'a non-boolean flag',
+      { ...base, skipAuthorization: 'yes' as never },
+      /^skip_authorization: must be true or false$/,
+    ],
+  ];
+  for (const [what, input, message] of table) {
+    it(`refuses ${what}`, async () => {
+      assert.match((await refusal(input)).message, message);
+    });
+  }
+
+  it('reports every problem at once, and says when no states exist yet', async () => {
+    const error = await refusal(
+      { ...base, name: '', redirectUris: ['nope'], states: ['Alumni'] },
+      'production',
+    );
+    assert.deepEqual(
+      error.issues.map((issue) => issue.field),
+      ['name', 'redirect_uris[0]', 'states'],
+    );
+    assert.match(error.message, /^name: .+; redirect_uris\[0\]: .+; states: unknown state "Alumni"/);
+    const noStates = { ...context(), states: new Map<string, number>() };
+    await assert.rejects(validateApplicationInput({ ...base, states: ['Member'] }, noStates), {
+      message: 'states: unknown state "Member"; no states exist yet (create one with `aa-oidc state create`)',
+    });
+  });
+
+  it('uses the injected back-channel target check and reports its reason', async () => {
+    const seen: string[] = [];
+    const ctx: ValidationContext = {
+      ...context(),
+      backchannelTargetCheck: async (uri) => {
+        seen.push(uri);
+        return { ok: false, reason: 'resolves to a private address (10.0.0.1)' };
+      },
+    };
+    await assert.rejects(
+      validateApplicationInput({ ...base, backchannelLogoutUri: 'https://rp.example/bcl' }, ctx),
+      {
+        message: 'backchannel_logout_uri: "https://rp.example/bcl" resolves to a private address (10.0.0.1)',
+      },
+    );
+    assert.deepEqual(seen, ['https://rp.example/bcl']);
+  });
+});
