@@ -1,0 +1,81 @@
+import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider';
+import type { Application } from '../applications/types.ts';
+
+/** What the provider needs from the applications domain: one lookup by client_id. */
+export interface ApplicationLookup {
+  findByClientId(clientId: string): Promise<Application | undefined>;
+}
+
+/** Metadata our applications carry beyond the registered OIDC client fields. */
+export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization'] as const;
+
+/**
+ * An application as oidc-provider client metadata.
+ *
+ * - The secret given to the provider is the stored SHA-256 digest, never a secret: client
+ *   authentication compares digests (`client-auth.ts`), and no HMAC algorithm is enabled that would
+ *   use the secret as a key.
+ * - `backchannel_logout_uri` is deliberately left out: the provider would deliver logout tokens
+ *   itself, without the SSRF gate and the durable queue of section G.
+ * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`.
+ */
+export function clientMetadataFor(app: Application): ClientMetadata {
+  const native = app.redirectUris.some((uri) => !/^https?:/i.test(uri));
+  const usesCode = app.grantTypes.includes('authorization_code');
+  return {
+    client_id: app.clientId,
+    ...(app.clientType === 'confidential' && app.clientSecretSha256 !== null
+      ? { client_secret: app.clientSecretSha256, token_endpoint_auth_method: 'client_secret_basic' }
+      : { token_endpoint_auth_method: 'none' }),
+    client_name: app.name,
+    ...(app.logoUrl ? { logo_uri: app.logoUrl } : {}),
+    application_type: native ? 'native' : 'web',
+    redirect_uris: usesCode ? [...app.redirectUris] : [],
+    post_logout_redirect_uris: [...app.postLogoutRedirectUris],
+    grant_types: [...app.grantTypes],
+    response_types: usesCode ? ['code'] : [],
+    id_token_signed_response_alg: 'RS256',
+    pkce_required: app.clientType === 'public' || app.pkceRequired,
+    skip_authorization: app.skipAuthorization,
+  };
+}
+
+/**
+ * The provider's `Client` model storage, answered from the `application` table on every lookup
+ * (no cache), so that a change or a deactivation takes effect on the next request. A deactivated
+ * application is not found: it can do nothing (no authorize, no token, no introspection, no logout).
+ */
+export class ApplicationClientAdapter implements Adapter {
+  readonly #applications: ApplicationLookup;
+
+  constructor(applications: ApplicationLookup) {
+    this.#applications = applications;
+  }
+
+  async find(clientId: string): Promise<AdapterPayload | undefined> {
+    if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 100) return undefined;
+    const app = await this.#applications.findByClientId(clientId);
+    if (!app || !app.active) return undefined;
+    return clientMetadataFor(app) as AdapterPayload;
+  }
+
+  // Clients are written by the applications service only (no dynamic registration).
+  async upsert(): Promise<void> {
+    throw new Error('clients are managed by the applications service');
+  }
+  async findByUid(): Promise<undefined> {
+    return undefined;
+  }
+  async findByUserCode(): Promise<undefined> {
+    return undefined;
+  }
+  async consume(): Promise<void> {
+    throw new Error('clients are managed by the applications service');
+  }
+  async destroy(): Promise<void> {
+    throw new Error('clients are managed by the applications service');
+  }
+  async revokeByGrantId(): Promise<void> {
+    throw new Error('clients are managed by the applications service');
+  }
+}

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { KyselyAdapter, purgeExpiredPayloads, storageId } from '../../src/oidc/adapter.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+
+describe(`oidc storage adapter (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let now = 1_700_000_000_000;
+  const clock = () => now;
+
+  before(async () => {
+    database = await createTestDatabase();
+    handle = openDatabase(testConfig(database).database);
+    await migrateToLatest(handle.db, handle.kind);
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  it('stores a token under a digest of its value, never the value itself', async () => {
+    const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
+    await tokens.upsert(
+      'secret-token-value',
+      { jti: 'secret-token-value', grantId: 'g1', accountId: '7', clientId: 'app', kind: 'AccessToken' },
+      60,
+    );
+    const rows = await handle.db
+      .selectFrom('oidc_payload')
+      .selectAll()
+      .where('model', '=', 'AccessToken')
+      .execute();
+    assert.equal(rows.length, 1);
+    const row = rows[0]!;
+    assert.equal(row.id, storageId('secret-token-value'));
+    assert.ok(!row.payload.includes('secret-token-value'), 'payload does not hold the token');
+    assert.equal(row.grant_id, 'g1');
+    assert.equal(row.user_id, '7');
+    assert.equal(row.client_id, 'app');
+    assert.equal(row.expires_at, now + 60_000);
+    const found = await tokens.find('secret-token-value');
+    assert.equal(found?.jti, 'secret-token-value');
+    assert.equal(found?.accountId, '7');
+    assert.equal(await tokens.find('other'), undefined);
+  });
+
+  it('hides expired rows and purges them', async () => {
+    const codes = new KyselyAdapter('AuthorizationCode', handle.db, clock);
+    await codes.upsert('short-lived', { jti: 'short-lived', grantId: 'g2' }, 10);
+    assert.ok(await codes.find('short-lived'));
+    now += 11_000;
+    assert.equal(await codes.find('short-lived'), undefined);
+    const purged = await purgeExpiredPayloads(handle.db, now);
+    assert.ok(purged >= 1);
+    const left = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('id', '=', storageId('short-lived'))
+      .execute();
+    assert.equal(left.length, 0);
+  });
+
+  it('consumes once: a second consume of the same code is invalid_grant', async () => {
+    const codes = new KyselyAdapter('AuthorizationCode', handle.db, clock);
+    await codes.upsert('code-1', { jti: 'code-1', grantId: 'g3' }, 60);
+    const results = await Promise.allSettled([codes.consume('code-1'), codes.consume('code-1')]);
+    assert.deepEqual(results.map((result) => result.status).sort(), ['fulfilled', 'rejected']);
+    const rejected = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
+    assert.equal((rejected.reason as { error?: string }).error, 'invalid_grant');
+    const found = await codes.find('code-1');
+    assert.equal(found?.consumed, Math.floor(now / 1000));
+  });
+
+  it('revokes by grant id only within its model, and destroys one row', async () => {
+    const access = new KyselyAdapter('AccessToken', handle.db, clock);
+    const refresh = new KyselyAdapter('RefreshToken', handle.db, clock);
+    await access.upsert('at-g4', { jti: 'at-g4', grantId: 'g4' }, 60);
+    await refresh.upsert('rt-g4', { jti: 'rt-g4', grantId: 'g4' }, 60);
+    await access.upsert('at-g5', { jti: 'at-g5', grantId: 'g5' }, 60);
+    await access.revokeByGrantId('g4');
+    assert.equal(await access.find('at-g4'), undefined);
+    assert.ok(await refresh.find('rt-g4'));
+    assert.ok(await access.find('at-g5'));
+    await refresh.destroy('rt-g4');
+    assert.equal(await refresh.find('rt-g4'), undefined);
+  });
+
+  it('finds a session by uid and keeps its id, and upserts in place', async () => {
+    const sessions = new KyselyAdapter('Session', handle.db, clock);
+    await sessions.upsert('sess-1', { jti: 'sess-1', uid: 'uid-1', accountId: '9' }, 600);
+    await sessions.upsert('sess-1', { jti: 'sess-1', uid: 'uid-1', accountId: '10' }, 600);
+    const byUid = await sessions.findByUid('uid-1');
+    assert.equal(byUid?.jti, 'sess-1');
+    assert.equal(byUid?.accountId, '10');
+    const count = await handle.db
+      .selectFrom('oidc_payload')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('model', '=', 'Session')
+      .executeTakeFirstOrThrow();
+    assert.equal(Number(count.n), 1);
+  });
+});
