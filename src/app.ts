@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Config } from './config/load.ts';
 import { healthRoutes } from './http/health.ts';
+import { logKoaErrors, requestContext } from './logging/request-context.ts';
+import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
 
 export type AppOptions = ServicesOptions;
@@ -19,7 +21,11 @@ export interface App extends Services {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const services = await createServices(config, options);
   const koa = new Koa({ proxy: config.trustProxy });
+  // First: request id, child logger on ctx.state.log, one access line per request.
+  koa.use(requestContext(services.logger));
+  logKoaErrors(koa, services.logger);
   koa.use(healthRoutes(services.database.db, services.database.kind));
+  koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));
 
   let server: Server | undefined;
   return {

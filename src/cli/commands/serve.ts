@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
-import { type CliIo, cliConfig } from '../context.ts';
+import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
+import { CliError, type CliIo, cliConfig } from '../context.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -9,13 +10,40 @@ export function registerServe(program: Command, io: CliIo): void {
     .action(async () => {
       const config = cliConfig();
       const app = await createApp(config);
-      const address = await app.listen();
+      let metricsListener: MetricsListener | undefined;
+      let address;
+      try {
+        if (config.metrics.enabled) {
+          metricsListener = await startMetricsListener(app.metrics, config.metrics, app.logger).catch(
+            (error: unknown) => {
+              throw new CliError(
+                `the metrics listener cannot bind ${config.metrics.host}:${config.metrics.port} ` +
+                  `(${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); ` +
+                  'set AA_OIDC_METRICS_PORT to a free port or AA_OIDC_METRICS_ENABLED=false',
+              );
+            },
+          );
+        }
+        address = await app.listen();
+      } catch (error) {
+        await metricsListener?.close();
+        await app.close();
+        throw error;
+      }
       app.logger.info(
-        { host: address.address, port: address.port, issuer: config.issuer, mode: config.mode },
+        {
+          host: address.address,
+          port: address.port,
+          issuer: config.issuer,
+          mode: config.mode,
+          metrics: metricsListener?.url ?? null,
+        },
         'aa-oidc listening',
       );
       io.stdout.write(
-        `aa-oidc ${config.mode} server on http://${config.host}:${address.port} (issuer ${config.issuer})\n`,
+        `aa-oidc ${config.mode} server on http://${config.host}:${address.port} (issuer ${config.issuer})` +
+          (metricsListener ? `, metrics on ${metricsListener.url}` : '') +
+          '\n',
       );
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {
@@ -27,6 +55,7 @@ export function registerServe(program: Command, io: CliIo): void {
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
       });
+      await metricsListener?.close();
       await app.close();
     });
 }

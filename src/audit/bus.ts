@@ -1,0 +1,161 @@
+import type { Logger } from '../logging/logger.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { AuditEvent, AuditRecord } from './events.ts';
+
+/**
+ * A consumer of audit records. `receive` may be synchronous or return a promise; either way it runs
+ * off the publisher's path, alone, under a timeout.
+ */
+export interface AuditReceiver {
+  /** The `receiver` label of `aa_oidc_audit_receiver_failures_total`; short and fixed (`log`, `jsonl`). */
+  readonly name: string;
+  receive(record: Readonly<AuditRecord>): void | Promise<void>;
+  /** Flushes and releases resources; called once by `AuditBus.close()`. */
+  close?(): void | Promise<void>;
+}
+
+export interface PublishContext {
+  /** The request the event belongs to (`ctx.state.requestId`). */
+  requestId?: string;
+}
+
+export interface AuditBus {
+  /**
+   * Hands the event to every receiver and returns at once. Never throws and never waits for a
+   * receiver: each runs separately, under `audit.receiverTimeoutMs`; a throw, rejection, timeout or
+   * overload is counted in `aa_oidc_audit_receiver_failures_total{signal,receiver}` and logged.
+   */
+  publish(event: AuditEvent, context?: PublishContext): void;
+  /** Adds a receiver; returns the function that removes it. */
+  subscribe(receiver: AuditReceiver): () => void;
+  /** Resolves once every delivery started so far has finished or timed out (tests, shutdown). */
+  idle(): Promise<void>;
+  /** Waits for `idle()`, then closes the receivers. Later events are dropped (logged at `warn`). */
+  close(): Promise<void>;
+}
+
+export interface AuditBusOptions {
+  logger: Logger;
+  metrics: Pick<Metrics, 'auditReceiverFailures'>;
+  receiverTimeoutMs: number;
+  receivers?: readonly AuditReceiver[];
+  /**
+   * Deliveries to one receiver that may be pending at once; beyond that, events for that receiver
+   * are counted as failures instead of piling up behind a hung receiver (default 1000).
+   */
+  maxPendingPerReceiver?: number;
+}
+
+type Outcome =
+  { ok: true } | { ok: false; failure: 'error'; error: unknown } | { ok: false; failure: 'timeout' };
+
+export function createAuditBus(options: AuditBusOptions): AuditBus {
+  const { logger, metrics, receiverTimeoutMs } = options;
+  const maxPending = options.maxPendingPerReceiver ?? 1000;
+  const receivers = new Set<AuditReceiver>(options.receivers ?? []);
+  const pendingByReceiver = new Map<AuditReceiver, number>();
+  const inFlight = new Set<Promise<void>>();
+  let closed = false;
+
+  const recordFailure = (
+    receiver: AuditReceiver,
+    record: AuditRecord,
+    failure: 'error' | 'timeout' | 'overloaded',
+    error?: unknown,
+  ) => {
+    try {
+      metrics.auditReceiverFailures.inc({ signal: record.kind, receiver: receiver.name });
+      logger.warn(
+        { receiver: receiver.name, signal: record.kind, failure, err: error, timeoutMs: receiverTimeoutMs },
+        'audit receiver failed',
+      );
+    } catch {
+      // Counting must not be the thing that breaks the publisher.
+    }
+  };
+
+  const deliver = (receiver: AuditReceiver, record: AuditRecord) => {
+    const pending = pendingByReceiver.get(receiver) ?? 0;
+    if (pending >= maxPending) {
+      recordFailure(receiver, record, 'overloaded');
+      return;
+    }
+    pendingByReceiver.set(receiver, pending + 1);
+    let timer: NodeJS.Timeout | undefined;
+    const run: Promise<Outcome> = Promise.resolve()
+      .then(() => receiver.receive(record))
+      .then(
+        (): Outcome => ({ ok: true }),
+        (error: unknown): Outcome => ({ ok: false, failure: 'error', error }),
+      );
+    const timeout = new Promise<Outcome>((resolve) => {
+      timer = setTimeout(() => resolve({ ok: false, failure: 'timeout' }), receiverTimeoutMs);
+    });
+    const settled = Promise.race([run, timeout]).then((outcome) => {
+      clearTimeout(timer);
+      pendingByReceiver.set(receiver, (pendingByReceiver.get(receiver) ?? 1) - 1);
+      if (!outcome.ok)
+        recordFailure(receiver, record, outcome.failure, 'error' in outcome ? outcome.error : undefined);
+    });
+    const tracked = settled.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
+  };
+
+  return {
+    publish(event, context = {}) {
+      try {
+        if (closed) {
+          logger.warn({ signal: event.kind }, 'audit event published after shutdown was dropped');
+          return;
+        }
+        const record = deepFreeze(
+          structuredClone({
+            time: new Date().toISOString(),
+            ...event,
+            ...(context.requestId === undefined ? {} : { request_id: context.requestId }),
+          }),
+        ) as AuditRecord;
+        for (const receiver of receivers) deliver(receiver, record);
+      } catch (error) {
+        // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.
+        try {
+          logger.error(
+            { err: error, signal: (event as { kind?: unknown })?.kind },
+            'audit event could not be published',
+          );
+        } catch {
+          // nothing left to do
+        }
+      }
+    },
+    subscribe(receiver) {
+      receivers.add(receiver);
+      return () => {
+        receivers.delete(receiver);
+      };
+    },
+    async idle() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      for (const receiver of receivers) {
+        try {
+          await receiver.close?.();
+        } catch (error) {
+          logger.warn({ receiver: receiver.name, err: error }, 'closing an audit receiver failed');
+        }
+      }
+    },
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}

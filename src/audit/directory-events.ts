@@ -1,0 +1,111 @@
+import type { CommittedListener, LifecycleEvent } from '../directory/types.ts';
+import type { Logger } from '../logging/logger.ts';
+import { assertNever } from '../util/assert-never.ts';
+import type { AuditBus } from './bus.ts';
+import type { AdminChangeEvent } from './events.ts';
+
+/**
+ * Maps a committed directory lifecycle event (section N) to the `admin_change` audit event. The
+ * directory does not say who made the change, so `actor` is what the caller passes (null: unknown).
+ */
+export function adminChangeFromLifecycle(
+  event: LifecycleEvent,
+  actor: string | null = null,
+): AdminChangeEvent {
+  const user = (
+    subject: { userId: number; username: string },
+    action: AdminChangeEvent['action'],
+    fields: string[],
+    details: AdminChangeEvent['details'] = {},
+  ): AdminChangeEvent => ({
+    kind: 'admin_change',
+    entity: 'user',
+    action,
+    entity_id: subject.userId,
+    name: subject.username,
+    actor,
+    changed_fields: fields,
+    details,
+  });
+  switch (event.kind) {
+    case 'user_created':
+      return user(event, 'created', []);
+    case 'user_deactivated':
+      return user(event, 'deactivated', ['is_active'], { is_active: false });
+    case 'user_activated':
+      return user(event, 'activated', ['is_active'], { is_active: true });
+    case 'user_state_changed':
+      return user(event, 'state_changed', ['state'], {
+        from_state: event.fromState,
+        to_state: event.toState,
+      });
+    case 'user_group_added':
+      return user(event, 'group_added', ['groups'], { group: event.group });
+    case 'user_group_removed':
+      return user(event, 'group_removed', ['groups'], { group: event.group });
+    case 'user_deleted':
+      return user(event, 'deleted', []);
+    case 'user_password_changed':
+      return user(event, 'password_changed', ['password']);
+    case 'user_updated':
+      return user(event, 'updated', [...event.fields]);
+    case 'state_created':
+      return {
+        kind: 'admin_change',
+        entity: 'state',
+        action: 'created',
+        entity_id: event.stateId,
+        name: event.name,
+        actor,
+        changed_fields: [],
+        details: { priority: event.priority, oidc_access: event.oidcAccess },
+      };
+    case 'state_access_changed':
+      return {
+        kind: 'admin_change',
+        entity: 'state',
+        action: 'updated',
+        entity_id: event.stateId,
+        name: event.name,
+        actor,
+        changed_fields: ['oidc_access'],
+        details: { oidc_access: event.oidcAccess },
+      };
+    case 'group_created':
+      return {
+        kind: 'admin_change',
+        entity: 'group',
+        action: 'created',
+        entity_id: event.groupId,
+        name: event.name,
+        actor,
+        changed_fields: [],
+        details: { oidc_access: event.oidcAccess },
+      };
+    case 'group_access_changed':
+      return {
+        kind: 'admin_change',
+        entity: 'group',
+        action: 'updated',
+        entity_id: event.groupId,
+        name: event.name,
+        actor,
+        changed_fields: ['oidc_access'],
+        details: { oidc_access: event.oidcAccess },
+      };
+    default:
+      return assertNever(event);
+  }
+}
+
+/** The listener to pass to `directory.afterCommit(...)`: every committed change becomes an audit event. */
+export function auditDirectoryChanges(audit: Pick<AuditBus, 'publish'>, logger: Logger): CommittedListener {
+  return (event) => {
+    try {
+      audit.publish(adminChangeFromLifecycle(event));
+    } catch (error) {
+      // Only an event kind this module does not know yet can land here; the change itself stands.
+      logger.error({ err: error, lifecycle: event.kind }, 'directory change could not be audited');
+    }
+  };
+}

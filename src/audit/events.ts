@@ -1,0 +1,198 @@
+/**
+ * The audit events of spec section H: one discriminated union, each member with its exact body.
+ *
+ * Field names are snake_case because these objects are written as they are to the log and the
+ * JSON-lines sink. No member carries a token, code, secret or password: tokens and codes appear only
+ * as `sha256Hex` digests (`token_sha256`, `code_hash`), ids only where they are not the secret itself
+ * (oidc-provider's opaque token id *is* the token, so such ids are digests too). Users appear by
+ * numeric id (and username for admin changes), never by e-mail or other personal data.
+ */
+
+export type TokenType = 'access_token' | 'refresh_token' | 'id_token';
+export type TokenFormat = 'opaque' | 'jwt';
+
+/** Why a token stopped being valid before its expiry. */
+export type TokenRevocationReason =
+  /** RFC 7009 revocation endpoint, called by the client. */
+  | 'revocation_endpoint'
+  /** Section F: the authorization code that produced it was presented again. */
+  | 'code_reuse'
+  /** `aa-oidc tokens revoke-user` or the admin UI. */
+  | 'user_revoked'
+  | 'user_deactivated'
+  | 'user_deleted'
+  /** A state or group change made the policy deny this application. */
+  | 'policy_lost'
+  /** RP-initiated or back-channel logout ended the session the token belonged to. */
+  | 'logout'
+  /** The application was disabled or deleted, or its secret rotated with revocation. */
+  | 'application_changed'
+  /** oidc-provider rotated a refresh token; the previous one is consumed. */
+  | 'refresh_rotation';
+
+/** Section G triggers of a back-channel logout. */
+export type LogoutReason =
+  | 'rp_initiated'
+  | 'user_revoked'
+  | 'user_deactivated'
+  | 'state_changed'
+  | 'groups_changed'
+  | 'user_deleted'
+  | 'admin_test';
+
+/** Section G delivery outcomes of a back-channel logout. */
+export type LogoutDeliveryOutcome =
+  | 'success'
+  | 'redirect_blocked'
+  | 'rp_client_error'
+  | 'retries_exhausted'
+  | 'signing_kid_retired'
+  | 'dns_resolve_failed'
+  | 'unsafe_target_ip';
+
+export type AdminEntity = 'application' | 'user' | 'state' | 'group';
+
+export type AdminAction =
+  | 'created'
+  | 'updated'
+  | 'deleted'
+  | 'activated'
+  | 'deactivated'
+  | 'group_added'
+  | 'group_removed'
+  | 'state_changed'
+  | 'password_changed'
+  | 'secret_rotated';
+
+/** A scalar detail of an admin change; never a password or a secret, only what changed to what. */
+export type AdminChangeDetail = string | number | boolean | null;
+
+export interface TokenIssuedEvent {
+  kind: 'token_issued';
+  client_id: string;
+  /** Null for `client_credentials`. */
+  user_id: number | null;
+  grant_type: string;
+  token_type: TokenType;
+  format: TokenFormat;
+  token_sha256: string;
+  /** Epoch milliseconds. */
+  expires_at: number;
+}
+
+export interface TokenRevokedEvent {
+  kind: 'token_revoked';
+  client_id: string;
+  user_id: number | null;
+  token_type: TokenType;
+  token_sha256: string;
+  reason: TokenRevocationReason;
+}
+
+/** Spec F: a used authorization code was presented again and what it produced was revoked. */
+export interface CodeReuseDetectedEvent {
+  kind: 'code_reuse_detected';
+  client_id: string;
+  /** sha256 of the code, as stored in the issued-code audit row. */
+  code_hash: string;
+  /** Ids as stored in the issued-code audit row (digests for opaque tokens); null if none was issued. */
+  access_token_id: string | null;
+  refresh_token_id: string | null;
+  reuse_count: number;
+  revoke_succeeded: boolean;
+}
+
+export interface TokenIntrospectedEvent {
+  kind: 'token_introspected';
+  /** Client id of the caller of the introspection endpoint. */
+  introspector: string;
+  token_sha256: string;
+  active: boolean;
+  /** The client the token was issued to; null when the token is unknown. */
+  client_id: string | null;
+}
+
+/** A back-channel logout job was queued for one application (one per target of the fan-out). */
+export interface LogoutRequiredEvent {
+  kind: 'logout_required';
+  /** Null only for the `admin_test` no-op subject. */
+  user_id: number | null;
+  client_id: string;
+  reason: LogoutReason;
+  /** The `jti` of the logout token the job will deliver. */
+  jti: string;
+  /** True when the token will carry a `sid`. */
+  with_sid: boolean;
+}
+
+/** A back-channel logout reached its final outcome (after retries, if any). */
+export interface LogoutDispatchedEvent {
+  kind: 'logout_dispatched';
+  user_id: number | null;
+  client_id: string;
+  jti: string;
+  outcome: LogoutDeliveryOutcome;
+  attempts: number;
+  /** The last HTTP status received, null when none was (network, DNS, SSRF gate). */
+  http_status: number | null;
+  /** Milliseconds from the first attempt to the outcome. */
+  duration_ms: number;
+}
+
+/** The access policy (section D) refused a user for an application at some stage of a flow. */
+export interface PolicyDeniedEvent {
+  kind: 'policy_denied';
+  client_id: string;
+  user_id: number;
+  /** The flow stage that asked, as named by src/policy (`authorize`, `token`, `refresh`, `userinfo`, …). */
+  stage: string;
+  /** The decision's reason, as named by src/policy. */
+  reason: string;
+}
+
+/** An operator changed an application, user, state or group (CLI, admin UI, or the directory). */
+export interface AdminChangeEvent {
+  kind: 'admin_change';
+  entity: AdminEntity;
+  action: AdminAction;
+  /** The entity's id (client id for applications, numeric id otherwise). */
+  entity_id: string | number;
+  /** Username, state, group or application name at the time of the change. */
+  name: string;
+  /** Who made the change (`cli`, `admin:<username>`, `system`), or null when the source did not say. */
+  actor: string | null;
+  /** Names of the fields that changed (`password` may appear; its value never does). */
+  changed_fields: string[];
+  /** Scalar before/after values worth keeping (`from_state`, `to_state`, `group`, `oidc_access`, …). */
+  details: Record<string, AdminChangeDetail>;
+}
+
+export type AuditEvent =
+  | TokenIssuedEvent
+  | TokenRevokedEvent
+  | CodeReuseDetectedEvent
+  | TokenIntrospectedEvent
+  | LogoutRequiredEvent
+  | LogoutDispatchedEvent
+  | PolicyDeniedEvent
+  | AdminChangeEvent;
+
+export type AuditEventKind = AuditEvent['kind'];
+
+export const AUDIT_EVENT_KINDS: readonly AuditEventKind[] = [
+  'token_issued',
+  'token_revoked',
+  'code_reuse_detected',
+  'token_introspected',
+  'logout_required',
+  'logout_dispatched',
+  'policy_denied',
+  'admin_change',
+];
+
+/** An event as receivers get it: stamped with the time of publication and, inside a request, its id. */
+export type AuditRecord = AuditEvent & {
+  /** ISO 8601 time of `publish()`. */
+  time: string;
+  request_id?: string;
+};

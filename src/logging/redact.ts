@@ -1,0 +1,155 @@
+import { stdSerializers } from 'pino';
+
+/**
+ * Redaction rules shared by the logger, the request serializer and the audit log. Two mechanisms, so
+ * that a secret needs to slip past both to reach a line:
+ *
+ * - by key: the value of any key that names a credential is replaced, at any depth (`isSensitiveKey`);
+ * - by shape: inside every string, `Bearer …`/`Basic …` credentials, sensitive URL parameters
+ *   (`?code=…`, `#access_token=…`) and compact JWTs are replaced (`scrubString`).
+ *
+ * Numbers, booleans and null are never secrets here and are kept, so that `client_secret_expires_at`
+ * or a count stays readable.
+ */
+
+export const REDACTED = '[redacted]';
+
+/** Keys as written in code and protocols; pino's `redact.paths` are generated from this list. */
+export const SENSITIVE_KEY_NAMES = [
+  'password',
+  'new_password',
+  'password_hash',
+  'client_secret',
+  'secret',
+  'secret_key',
+  'token',
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'id_token_hint',
+  'logout_token',
+  'registration_access_token',
+  'code',
+  'code_verifier',
+  'client_assertion',
+  'assertion',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'set-cookie',
+  'bearer_token',
+  'api_key',
+  'private_key',
+] as const;
+
+const CONTAINS = [
+  'password',
+  'passwd',
+  'secret',
+  'cookie',
+  'authorization',
+  'privatekey',
+  'apikey',
+  'credential',
+];
+const ENDS_WITH = ['token', 'tokens', 'tokenhint', 'assertion', 'verifier', 'jwt'];
+const EXACT = new Set(['code', 'authcode', 'usercode', 'devicecode', 'otp']);
+
+function normalizeKey(key: string): string {
+  return key.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
+
+/** True for a key whose value is a credential: `password`, `clientSecret`, `access_token`, `Cookie`, … */
+export function isSensitiveKey(key: string): boolean {
+  const normalized = normalizeKey(key);
+  if (normalized === '') return false;
+  if (EXACT.has(normalized)) return true;
+  if (CONTAINS.some((part) => normalized.includes(part))) return true;
+  return ENDS_WITH.some((suffix) => normalized.endsWith(suffix));
+}
+
+/**
+ * An error code such as `ECONNREFUSED`, `ERR_INVALID_URL`, `UND_ERR_CONNECT_TIMEOUT` or an SQLSTATE:
+ * upper-case letters, digits and underscores. Authorization codes are long mixed-case base64url and
+ * never match, so `err.code` stays readable while `{ code }` from a request is redacted.
+ */
+const ERROR_CODE = /^[A-Z0-9_]{1,40}$/;
+
+/** What a sensitive key's value becomes: scalars that cannot carry a secret are kept. */
+export function censorValue(value: unknown, key = ''): unknown {
+  if (value === null || value === undefined) return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'string' && normalizeKey(key) === 'code' && ERROR_CODE.test(value)) return value;
+  return REDACTED;
+}
+
+/** URL parameter names whose values are credentials (query, fragment or form body). */
+const SENSITIVE_PARAMS = [
+  'access_token',
+  'refresh_token',
+  'id_token',
+  'id_token_hint',
+  'logout_token',
+  'code',
+  'code_verifier',
+  'client_secret',
+  'client_assertion',
+  'password',
+  'token',
+  'secret',
+  'assertion',
+  'subject_token',
+  'device_code',
+  'user_code',
+];
+
+const PARAM_PATTERN = new RegExp(`(^|[?&#;\\s])(${SENSITIVE_PARAMS.join('|')})=([^&#\\s"';]*)`, 'gi');
+const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
+const JWT_PATTERN = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
+
+/** Replaces credentials recognisable by their shape inside free text (messages, URLs, stacks). */
+export function scrubString(text: string): string {
+  if (text.length < 4) return text;
+  return text
+    .replace(JWT_PATTERN, '[redacted-jwt]')
+    .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)
+    .replace(PARAM_PATTERN, (_match, lead: string, name: string) => `${lead}${name}=${REDACTED}`);
+}
+
+/** A URL (absolute or path + query) with the values of sensitive query and fragment parameters replaced. */
+export function redactUrl(url: string): string {
+  return scrubString(url);
+}
+
+const MAX_DEPTH = 10;
+
+/**
+ * A copy of `value` safe to log: sensitive keys censored at any depth, strings scrubbed, errors
+ * serialized (message, stack, cause), cycles and excessive depth cut. Never mutates its input.
+ */
+export function scrubValue(value: unknown, key = '', depth = 0, seen = new WeakSet<object>()): unknown {
+  if (key !== '' && isSensitiveKey(key)) return censorValue(value, key);
+  if (typeof value === 'string') return scrubString(value);
+  if (typeof value !== 'object' || value === null) return value;
+  if (seen.has(value)) return '[Circular]';
+  if (depth >= MAX_DEPTH) return '[Truncated]';
+  if (value instanceof Date) return value;
+  if (Buffer.isBuffer(value) || ArrayBuffer.isView(value)) return `[${value.byteLength} bytes]`;
+  seen.add(value);
+  try {
+    if (value instanceof Error) return scrubValue(stdSerializers.err(value), '', depth, seen);
+    if (Array.isArray(value)) return value.map((item) => scrubValue(item, '', depth + 1, seen));
+    const source =
+      typeof (value as { toJSON?: unknown }).toJSON === 'function'
+        ? (value as { toJSON(): unknown }).toJSON()
+        : value;
+    if (typeof source !== 'object' || source === null) return scrubValue(source, '', depth + 1, seen);
+    const copy: Record<string, unknown> = {};
+    for (const [childKey, child] of Object.entries(source)) {
+      copy[childKey] = scrubValue(child, childKey, depth + 1, seen);
+    }
+    return copy;
+  } finally {
+    seen.delete(value);
+  }
+}

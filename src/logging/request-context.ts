@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import type Koa from 'koa';
+import type { Logger } from './logger.ts';
+
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
+/**
+ * An incoming request id is kept only when it is short and made of characters that cannot break a
+ * log line or a header (proxies send UUIDs, hex, or `host/123-…`-like ids); anything else is replaced.
+ */
+const SANE_REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}$/;
+
+/** What `requestContext` puts on `ctx.state` for every later middleware. */
+export interface RequestLogState {
+  /** The id echoed in the `X-Request-Id` response header and bound to every line of this request. */
+  requestId: string;
+  /** A child of the process logger bound to `requestId`. */
+  log: Logger;
+}
+
+export function acceptRequestId(incoming: string | undefined): string {
+  return incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
+}
+
+/** Paths probed by load balancers and scrapers: their access lines are logged at `debug`. */
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * The first middleware: assigns the request id (a sane incoming `X-Request-Id` or a fresh UUID),
+ * echoes it, binds a child logger on `ctx.state.log`, and writes one access line per request with
+ * method, redacted URL, status and duration.
+ */
+export function requestContext(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    const started = process.hrtime.bigint();
+    const requestId = acceptRequestId(ctx.get(REQUEST_ID_HEADER) || undefined);
+    const log = logger.child({ requestId });
+    const state = ctx.state as Partial<RequestLogState>;
+    state.requestId = requestId;
+    state.log = log;
+    ctx.set(REQUEST_ID_HEADER, requestId);
+    let status: number | undefined;
+    try {
+      await next();
+      status = ctx.status;
+    } catch (error) {
+      status = httpStatusOf(error);
+      // Koa drops every header before writing an error response, except the error's own headers.
+      if (typeof error === 'object' && error !== null) {
+        const withHeaders = error as { headers?: Record<string, string> };
+        withHeaders.headers = { ...withHeaders.headers, [REQUEST_ID_HEADER]: requestId };
+      }
+      throw error;
+    } finally {
+      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+      const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
+      log[level](
+        {
+          req: {
+            method: ctx.method,
+            url: ctx.originalUrl,
+            remoteAddress: ctx.ip,
+            userAgent: ctx.get('user-agent'),
+          },
+          res: { status },
+          durationMs: Math.round(durationMs * 1000) / 1000,
+        },
+        'request completed',
+      );
+    }
+  };
+}
+
+function httpStatusOf(error: unknown): number {
+  if (typeof error === 'object' && error !== null) {
+    const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
+    if (typeof status === 'number') return status;
+    if (typeof statusCode === 'number') return statusCode;
+  }
+  return 500;
+}
+
+/** The request's logger, or the fallback outside `requestContext` (background work, tests). */
+export function requestLog(ctx: Koa.Context, fallback: Logger): Logger {
+  return (ctx.state as Partial<RequestLogState>).log ?? fallback;
+}
+
+/**
+ * Routes Koa's `error` events to the structured log instead of Koa's default `console.error` (which
+ * would print unredacted messages). Client errors (4xx exposed to the caller) are logged at `debug`.
+ */
+export function logKoaErrors(koa: Koa, logger: Logger): void {
+  koa.on('error', (error: unknown, ctx?: Koa.Context) => {
+    const log = ctx ? requestLog(ctx, logger) : logger;
+    const status = httpStatusOf(error);
+    const exposed =
+      typeof error === 'object' && error !== null && (error as { expose?: unknown }).expose === true;
+    if (status < 500 && exposed) log.debug({ err: error, status }, 'request error');
+    else log.error({ err: error, status }, 'request failed');
+  });
+}

@@ -1,0 +1,102 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Koa from 'koa';
+import type { Logger } from '../logging/logger.ts';
+import type { Metrics } from './registry.ts';
+
+export const METRICS_PATH = '/metrics';
+
+/** The exposition text and its content type. */
+export async function renderMetrics(metrics: Metrics): Promise<{ contentType: string; body: string }> {
+  return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
+}
+
+/**
+ * Compares an `Authorization` header with `Bearer <expected>` in constant time: both sides are
+ * hashed first, so neither the length nor a common prefix of the expected token shows in timing.
+ */
+export function bearerTokenMatches(authorization: string | undefined, expected: string): boolean {
+  const presented = /^Bearer[ ]+(\S+)\s*$/i.exec(authorization ?? '')?.[1] ?? '';
+  const left = createHash('sha256').update(presented).digest();
+  const right = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(left, right) && presented.length > 0;
+}
+
+/**
+ * `/metrics` on the main port, only when `metrics.bearerToken` is configured (otherwise the path is
+ * left to the rest of the app, which answers 404). A missing or wrong token gets 401.
+ */
+export function metricsRoute(metrics: Metrics, bearerToken: string | undefined): Koa.Middleware {
+  return async (ctx, next) => {
+    if (bearerToken === undefined || ctx.path !== METRICS_PATH) return next();
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    ctx.set('Cache-Control', 'no-store');
+    if (!bearerTokenMatches(ctx.get('authorization') || undefined, bearerToken)) {
+      ctx.status = 401;
+      ctx.set('WWW-Authenticate', 'Bearer realm="metrics"');
+      ctx.body = { error: 'unauthorized', error_description: 'a valid metrics bearer token is required' };
+      return;
+    }
+    const { contentType, body } = await renderMetrics(metrics);
+    ctx.type = contentType;
+    ctx.body = body;
+  };
+}
+
+export interface MetricsListener {
+  address: AddressInfo;
+  /** `http://host:port/metrics`, for the startup line. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The dedicated metrics listener (`metrics.host`:`metrics.port`, loopback by default): answers
+ * `GET /metrics` without authentication, 404 elsewhere, 405 for other methods.
+ */
+export function startMetricsListener(
+  metrics: Metrics,
+  options: { host: string; port: number },
+  logger?: Logger,
+): Promise<MetricsListener> {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== METRICS_PATH) {
+      res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end();
+      return;
+    }
+    renderMetrics(metrics).then(
+      ({ contentType, body }) => {
+        res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      },
+      (error: unknown) => {
+        logger?.error({ err: error }, 'rendering metrics failed');
+        res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' }).end('metrics unavailable\n');
+      },
+    );
+  };
+  return new Promise((resolve, reject) => {
+    const server: Server = createServer(handle);
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      resolve({
+        address,
+        url: `http://${host}:${address.port}${METRICS_PATH}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

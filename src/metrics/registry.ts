@@ -1,0 +1,92 @@
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+
+/**
+ * Every metric of spec section I, defined once, with fixed label sets. Label values are bounded
+ * (client ids, grant types, reasons, outcomes): no user id, username, token or address ever becomes
+ * a label.
+ */
+export interface Metrics {
+  /** A private registry per app, so that two apps in one process never share or collide. */
+  registry: Registry;
+  /** One per access token issued; `format` is `opaque` or `jwt`. */
+  tokensIssued: Counter<'client_id' | 'grant_type' | 'format'>;
+  /** Authorization requests refused before a code was issued, by reason (`policy_denied`, …). */
+  authorizeDenied: Counter<'reason'>;
+  /** Access-policy refusals by grant stage (`authorize`, `token`, `refresh`, `userinfo`, …) and reason. */
+  policyRejections: Counter<'stage' | 'reason'>;
+  /** A presented authorization code that has no issued-code audit row (never issued, or purged). */
+  codeReuseAuditMisses: Counter<'client_id'>;
+  /** An audit receiver that threw, rejected or timed out; `signal` is the event kind. */
+  auditReceiverFailures: Counter<'signal' | 'receiver'>;
+  /** Back-channel logout deliveries by final outcome (`success`, `retries_exhausted`, …). */
+  bclDispatches: Counter<'client_id' | 'outcome'>;
+  /** Time from the first delivery attempt of a back-channel logout to its final outcome. */
+  bclDeliverySeconds: Histogram<'outcome'>;
+}
+
+export const METRIC_NAMES = [
+  'aa_oidc_tokens_issued_total',
+  'aa_oidc_authorize_denied_total',
+  'aa_oidc_policy_rejections_total',
+  'aa_oidc_code_reuse_audit_misses_total',
+  'aa_oidc_audit_receiver_failures_total',
+  'aa_oidc_bcl_dispatches_total',
+  'aa_oidc_bcl_delivery_seconds',
+] as const;
+
+export interface MetricsOptions {
+  /** Collect Node's default process metrics into the registry (default true). */
+  defaultMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  return {
+    registry,
+    tokensIssued: new Counter({
+      name: 'aa_oidc_tokens_issued_total',
+      help: 'Access tokens issued, by client, grant type and access-token format.',
+      labelNames: ['client_id', 'grant_type', 'format'] as const,
+      registers,
+    }),
+    authorizeDenied: new Counter({
+      name: 'aa_oidc_authorize_denied_total',
+      help: 'Authorization requests refused by aa-oidc, by reason.',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    policyRejections: new Counter({
+      name: 'aa_oidc_policy_rejections_total',
+      help: 'Access-policy refusals, by the flow stage that asked and the reason.',
+      labelNames: ['stage', 'reason'] as const,
+      registers,
+    }),
+    codeReuseAuditMisses: new Counter({
+      name: 'aa_oidc_code_reuse_audit_misses_total',
+      help: 'Authorization codes presented that have no issued-code audit row, by client.',
+      labelNames: ['client_id'] as const,
+      registers,
+    }),
+    auditReceiverFailures: new Counter({
+      name: 'aa_oidc_audit_receiver_failures_total',
+      help: 'Audit receivers that threw, rejected or timed out, by event kind (signal) and receiver.',
+      labelNames: ['signal', 'receiver'] as const,
+      registers,
+    }),
+    bclDispatches: new Counter({
+      name: 'aa_oidc_bcl_dispatches_total',
+      help: 'Back-channel logout deliveries by client and final outcome.',
+      labelNames: ['client_id', 'outcome'] as const,
+      registers,
+    }),
+    bclDeliverySeconds: new Histogram({
+      name: 'aa_oidc_bcl_delivery_seconds',
+      help: 'Seconds from the first back-channel logout delivery attempt to its final outcome.',
+      labelNames: ['outcome'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { type AuditReceiver, createAuditBus } from '../../src/audit/bus.ts';
+import type { AuditEvent, AuditRecord } from '../../src/audit/events.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
+
+const introspected: AuditEvent = {
+  kind: 'token_introspected',
+  introspector: 'resource-server',
+  token_sha256: 'a'.repeat(64),
+  active: true,
+  client_id: 'wiki',
+};
+
+function setup(receivers: AuditReceiver[], receiverTimeoutMs = 50, maxPendingPerReceiver?: number) {
+  const lines: string[] = [];
+  const logger = createLogger(
+    { logging: { level: 'info', maskedSecrets: false } },
+    { level: 'trace', destination: { write: (chunk: string) => void lines.push(chunk) } },
+  );
+  const metrics = createMetrics({ defaultMetrics: false });
+  const bus = createAuditBus({ logger, metrics, receiverTimeoutMs, receivers, maxPendingPerReceiver });
+  const failures = async (signal: string, receiver: string) => {
+    const metric = await metrics.auditReceiverFailures.get();
+    return (
+      metric.values.find((value) => value.labels.signal === signal && value.labels.receiver === receiver)
+        ?.value ?? 0
+    );
+  };
+  return { bus, lines, failures };
+}
+
+function collector(name = 'collector') {
+  const records: AuditRecord[] = [];
+  return {
+    records,
+    receiver: { name, receive: (record: AuditRecord) => void records.push(record) } satisfies AuditReceiver,
+  };
+}
+
+describe('audit bus', () => {
+  it('isolates a throwing and a never-resolving receiver from the caller and from the others', async () => {
+    const before = collector('before');
+    const afterwards = collector('after');
+    let hungCalls = 0;
+    const { bus, failures, lines } = setup([
+      before.receiver,
+      {
+        name: 'throws',
+        receive: () => {
+          throw new Error('receiver bug');
+        },
+      },
+      {
+        name: 'rejects',
+        receive: async () => {
+          throw new Error('async receiver bug');
+        },
+      },
+      {
+        name: 'hangs',
+        receive: () => {
+          hungCalls += 1;
+          return new Promise<void>(() => {});
+        },
+      },
+      afterwards.receiver,
+    ]);
+
+    let returned: unknown = 'not called';
+    assert.doesNotThrow(() => {
+      returned = bus.publish(introspected, { requestId: 'req-1' });
+    });
+    assert.doesNotThrow(() => bus.publish({ ...introspected, active: false }));
+    // publish() hands back nothing to await: the caller cannot be made to wait on the hung receiver.
+    assert.equal(returned, undefined);
+    assert.equal(before.records.length, 0, 'receivers run off the publisher path');
+
+    await bus.idle();
+    assert.equal(hungCalls, 2);
+    for (const { records } of [before, afterwards]) {
+      assert.deepEqual(
+        records.map((record) => [record.kind, (record as { active: boolean }).active, record.request_id]),
+        [
+          ['token_introspected', true, 'req-1'],
+          ['token_introspected', false, undefined],
+        ],
+      );
+      assert.match(records[0]!.time, /^\d{4}-\d{2}-\d{2}T/);
+    }
+    assert.equal(await failures('token_introspected', 'throws'), 2);
+    assert.equal(await failures('token_introspected', 'rejects'), 2);
+    assert.equal(await failures('token_introspected', 'hangs'), 2);
+    assert.equal(await failures('token_introspected', 'before'), 0);
+    const warnings = lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === 'audit receiver failed');
+    assert.deepEqual(
+      new Set(warnings.map((line) => `${line.receiver}:${line.failure}`)),
+      new Set(['throws:error', 'rejects:error', 'hangs:timeout']),
+    );
+  });
+
+  it('gives every receiver the same frozen record, so one cannot change what another sees', async () => {
+    const seen = collector();
+    const { bus, failures } = setup([
+      {
+        name: 'mutator',
+        receive: (record) => {
+          (record as { active: boolean }).active = false;
+        },
+      },
+      seen.receiver,
+    ]);
+    const event = { ...introspected };
+    bus.publish(event);
+    event.active = false; // the publisher changing its object afterwards changes nothing either
+    await bus.idle();
+    assert.equal((seen.records[0] as { active: boolean }).active, true);
+    assert.equal(await failures('token_introspected', 'mutator'), 1);
+  });
+
+  it('counts events beyond the pending limit of a hung receiver as failures instead of queueing them', async () => {
+    const { bus, failures } = setup([{ name: 'hangs', receive: () => new Promise<void>(() => {}) }], 50, 2);
+    for (let index = 0; index < 5; index += 1) bus.publish(introspected);
+    await bus.idle();
+    assert.equal(await failures('token_introspected', 'hangs'), 5);
+  });
+
+  it('never throws, even for an event that cannot be cloned, and keeps delivering afterwards', async () => {
+    const seen = collector();
+    const { bus, lines } = setup([seen.receiver]);
+    assert.doesNotThrow(() => bus.publish({ ...introspected, client_id: (() => 'x') as unknown as string }));
+    bus.publish(introspected);
+    await bus.idle();
+    assert.equal(seen.records.length, 1);
+    assert.ok(lines.some((line) => line.includes('audit event could not be published')));
+  });
+
+  it('stops receiving after close and closes its receivers once', async () => {
+    let closed = 0;
+    const seen = collector();
+    const { bus } = setup([{ ...seen.receiver, close: () => void (closed += 1) }]);
+    bus.publish(introspected);
+    await bus.close();
+    await bus.close();
+    bus.publish(introspected);
+    await bus.idle();
+    assert.equal(seen.records.length, 1);
+    assert.equal(closed, 1);
+  });
+
+  it('lets a receiver unsubscribe', async () => {
+    const seen = collector();
+    const { bus } = setup([]);
+    const unsubscribe = bus.subscribe(seen.receiver);
+    bus.publish(introspected);
+    unsubscribe();
+    bus.publish(introspected);
+    await bus.idle();
+    assert.equal(seen.records.length, 1);
+  });
+});

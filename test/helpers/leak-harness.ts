@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import type { AuditBus } from '../../src/audit/bus.ts';
+import type { AuditRecord } from '../../src/audit/events.ts';
+import type { LoggerOptions } from '../../src/logging/logger.ts';
+
+/**
+ * Catches secrets escaping into observable output during a test. Give the app the harness's
+ * logger options (every line at `trace` is captured), attach its audit bus, register every secret
+ * the test handles (passwords, client secrets, tokens, codes), run the flow, then
+ * `assertNoLeaks()`: it fails if any registered secret appears, raw or encoded, in a log line, an
+ * audit event, a watched file (the JSON-lines sink) or any extra text handed to `scanText` (CLI
+ * output, HTTP error bodies that must not echo secrets).
+ *
+ *     const harness = createLeakHarness();
+ *     const app = await createApp(testConfig(database), { logger: harness.loggerOptions });
+ *     harness.attach(app);
+ *     harness.registerSecret(password, 'alice password');
+ *     … the flow …
+ *     await harness.assertNoLeaks();
+ */
+export interface LeakHarness {
+  /** Pass as `{ logger: harness.loggerOptions }` to `createServices` / `createApp`. */
+  readonly loggerOptions: LoggerOptions;
+  /** Captures every audit event of the app (subscribes a receiver to `audit`). */
+  attach(target: { audit: AuditBus }): void;
+  /** A value that must never appear; at least 8 characters (shorter values match by accident). */
+  registerSecret(value: string, label?: string): void;
+  /** Also scan this file at `assertNoLeaks()` time (e.g. `audit.jsonlPath`). */
+  watchFile(path: string): void;
+  /** Adds text from elsewhere (CLI stdout/stderr, response bodies) to what is scanned. */
+  scanText(source: string, text: string): void;
+  readonly logLines: readonly string[];
+  readonly auditRecords: readonly AuditRecord[];
+  /** Waits for pending audit deliveries, then fails naming the secret, the encoding and the source. */
+  assertNoLeaks(): Promise<void>;
+}
+
+interface RegisteredSecret {
+  label: string;
+  forms: Array<{ encoding: string; text: string; caseInsensitive: boolean }>;
+}
+
+const MIN_SECRET_LENGTH = 8;
+
+/** The secret as it could appear in text: raw, JSON-escaped, URL/form-encoded, base64(url) at every alignment, hex. */
+export function encodedForms(value: string): RegisteredSecret['forms'] {
+  const forms: RegisteredSecret['forms'] = [];
+  const add = (encoding: string, text: string, caseInsensitive = false) => {
+    if (text.length >= MIN_SECRET_LENGTH / 2 && !forms.some((form) => form.text === text))
+      forms.push({ encoding, text, caseInsensitive });
+  };
+  add('raw', value);
+  add('JSON-escaped', JSON.stringify(value).slice(1, -1));
+  add('URL-encoded', encodeURIComponent(value), true);
+  add('form-encoded', new URLSearchParams({ v: value }).toString().slice(2), true);
+  const bytes = Buffer.from(value, 'utf8');
+  add('hex', bytes.toString('hex'), true);
+  // Inside `base64(prefix + secret)` (Basic auth `id:secret`, cookies) the secret's own characters
+  // depend on its byte alignment; check the fully determined middle at all three alignments.
+  for (let shift = 0; shift < 3; shift += 1) {
+    const encoded = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
+    const start = shift === 0 ? 0 : 4;
+    const end = Math.floor((shift + bytes.length) / 3) * 4;
+    const core = encoded.slice(start, end);
+    if (core.length >= 8) {
+      add(`base64 (alignment ${shift})`, core);
+      add(`base64url (alignment ${shift})`, core.replace(/\+/g, '-').replace(/\//g, '_'));
+    }
+  }
+  return forms;
+}
+
+export function createLeakHarness(): LeakHarness {
+  const logLines: string[] = [];
+  const auditRecords: AuditRecord[] = [];
+  const secrets: RegisteredSecret[] = [];
+  const files: string[] = [];
+  const extra: Array<{ source: string; text: string }> = [];
+  const buses: AuditBus[] = [];
+  let partial = '';
+
+  const destination = {
+    write(chunk: string) {
+      const text = partial + chunk;
+      const lines = text.split('\n');
+      partial = lines.pop() ?? '';
+      logLines.push(...lines.filter((line) => line.length > 0));
+    },
+  };
+
+  return {
+    loggerOptions: { destination, level: 'trace' },
+    logLines,
+    auditRecords,
+    attach(target) {
+      buses.push(target.audit);
+      target.audit.subscribe({
+        name: 'leak-harness',
+        receive: (record) => {
+          auditRecords.push(structuredClone(record) as AuditRecord);
+        },
+      });
+    },
+    registerSecret(value, label) {
+      assert.ok(
+        value.length >= MIN_SECRET_LENGTH,
+        `registerSecret: secrets shorter than ${MIN_SECRET_LENGTH} characters match by accident`,
+      );
+      secrets.push({ label: label ?? `secret #${secrets.length + 1}`, forms: encodedForms(value) });
+    },
+    watchFile(path) {
+      files.push(path);
+    },
+    scanText(source, text) {
+      extra.push({ source, text });
+    },
+    async assertNoLeaks() {
+      for (const bus of buses) await bus.idle();
+      assert.ok(secrets.length > 0, 'the leak harness checked nothing: register the secrets the test uses');
+      const sources: Array<{ source: string; text: string }> = [
+        ...logLines.map((text, index) => ({ source: `log line ${index + 1}`, text })),
+        ...(partial ? [{ source: 'unterminated log line', text: partial }] : []),
+        ...auditRecords.map((record, index) => ({
+          source: `audit event ${index + 1} (${record.kind})`,
+          text: JSON.stringify(record),
+        })),
+        ...files.flatMap((file) =>
+          existsSync(file) ? [{ source: `file ${file}`, text: readFileSync(file, 'utf8') }] : [],
+        ),
+        ...extra,
+      ];
+      const leaks: string[] = [];
+      for (const { source, text } of sources) {
+        const lowered = text.toLowerCase();
+        for (const secret of secrets) {
+          for (const form of secret.forms) {
+            const found = form.caseInsensitive
+              ? lowered.includes(form.text.toLowerCase())
+              : text.includes(form.text);
+            if (found) {
+              // The message names the secret by label and shows the context with the value cut out.
+              const shown = cutOut(text, form.text, form.caseInsensitive);
+              leaks.push(`${secret.label} (${form.encoding}) in ${source}: ${shown}`);
+            }
+          }
+        }
+      }
+      assert.equal(leaks.length, 0, `secrets leaked:\n${leaks.join('\n')}`);
+    },
+  };
+}
+
+function cutOut(text: string, needle: string, caseInsensitive: boolean): string {
+  const escaped = needle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const replaced = text.replace(new RegExp(escaped, caseInsensitive ? 'gi' : 'g'), '[SECRET]');
+  return replaced.length > 400 ? `${replaced.slice(0, 400)}…` : replaced;
+}

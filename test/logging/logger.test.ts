@@ -1,0 +1,175 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createLogger } from '../../src/logging/logger.ts';
+import { isSensitiveKey, redactUrl, scrubString } from '../../src/logging/redact.ts';
+
+function capture(level: 'trace' | 'info' | 'warn' = 'trace') {
+  const lines: string[] = [];
+  const logger = createLogger(
+    { logging: { level: 'info', maskedSecrets: false } },
+    {
+      level,
+      destination: { write: (chunk: string) => void lines.push(...chunk.split('\n').filter(Boolean)) },
+    },
+  );
+  return { logger, lines, parsed: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
+}
+
+const SECRETS = {
+  password: 'correct-horse-battery-staple',
+  clientSecret: 'cs_9f8e7d6c5b4a39281706',
+  accessToken: 'at_Zm9vYmFyYmF6cXV4cXV1eA',
+  refreshToken: 'rt_QWxsaWFuY2VBdXRoUmVmcmVzaA',
+  idToken: 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJlLWJ5dGVz',
+  code: 'aUtHC0de-Wz8xK3mQ9pL2vN5bR7tY1uE4iO6aS0dF',
+  verifier: 'pkce-verifier-0123456789abcdefghijklmnopq',
+  logoutToken: 'lt_bG9nb3V0LXRva2VuLXZhbHVl',
+  cookie: 'aa_oidc_session=c2Vzc2lvbi1jb29raWUtdmFsdWU',
+  bearer: 'metrics-bearer-token-0123456789',
+};
+
+describe('structured logging redaction', () => {
+  it('prints none of the secrets of a deeply nested log call, yet keeps the harmless fields', () => {
+    const { logger, lines, parsed } = capture();
+    logger.info(
+      {
+        clientId: 'wiki',
+        request: {
+          body: { password: SECRETS.password, client_secret: SECRETS.clientSecret, username: 'alice' },
+          headers: {
+            authorization: `Bearer ${SECRETS.bearer}`,
+            cookie: SECRETS.cookie,
+            'set-cookie': [SECRETS.cookie],
+            'user-agent': 'curl/8',
+          },
+        },
+        deep: {
+          a: {
+            b: {
+              c: {
+                d: { e: { f: { accessToken: SECRETS.accessToken, refresh_token: SECRETS.refreshToken } } },
+              },
+            },
+          },
+        },
+        grant: { code: SECRETS.code, code_verifier: SECRETS.verifier, id_token: SECRETS.idToken },
+        list: [{ logout_token: SECRETS.logoutToken }],
+        expiresIn: 3600,
+        client_secret_expires_at: 0,
+      },
+      'token request for %s',
+      'wiki',
+    );
+    logger.child({ token: SECRETS.accessToken }).warn('child with a bound secret');
+    logger.error(new Error(`upstream rejected https://rp.example/cb?code=${SECRETS.code}&state=xyz`));
+    logger.info(`free text carrying Bearer ${SECRETS.bearer} and ${SECRETS.idToken}`);
+
+    const output = lines.join('\n');
+    for (const [name, value] of Object.entries(SECRETS)) {
+      assert.ok(!output.includes(value), `${name} leaked into: ${output}`);
+    }
+    const [first, child, error, free] = parsed();
+    assert.equal(first!.clientId, 'wiki');
+    assert.equal(first!.msg, 'token request for wiki');
+    assert.equal(first!.expiresIn, 3600);
+    assert.equal(first!.client_secret_expires_at, 0);
+    const request = first!.request as { body: Record<string, unknown>; headers: Record<string, unknown> };
+    assert.equal(request.body.username, 'alice');
+    assert.equal(request.body.password, '[redacted]');
+    assert.equal(request.headers.authorization, '[redacted]');
+    assert.equal(request.headers['user-agent'], 'curl/8');
+    assert.equal(child!.token, '[redacted]');
+    assert.match(String((error!.err as { message: string }).message), /code=\[redacted\]&state=xyz/);
+    assert.equal((error!.err as { type: string }).type, 'Error');
+    assert.match(String(free!.msg), /Bearer \[redacted\]/);
+  });
+
+  it('keeps error codes such as ECONNREFUSED and SQLSTATEs readable', () => {
+    const { logger, parsed } = capture();
+    logger.warn(
+      { err: Object.assign(new Error('connect failed'), { code: 'ECONNREFUSED' }) },
+      'delivery failed',
+    );
+    logger.warn({ pg: { code: '23505' } }, 'unique violation');
+    const [network, database] = parsed();
+    assert.equal((network!.err as { code: string }).code, 'ECONNREFUSED');
+    assert.equal((database!.pg as { code: string }).code, '23505');
+  });
+
+  it('serializes request objects without sensitive query parameters or headers', () => {
+    const { logger, parsed } = capture();
+    logger.info(
+      {
+        req: {
+          method: 'GET',
+          url: `/o/logout/?id_token_hint=${SECRETS.idToken}&post_logout_redirect_uri=https%3A%2F%2Frp%2F&state=s1`,
+          headers: {
+            cookie: SECRETS.cookie,
+            authorization: `Basic ${Buffer.from(`wiki:${SECRETS.clientSecret}`).toString('base64')}`,
+          },
+        },
+      },
+      'incoming',
+    );
+    const [line] = parsed();
+    const req = line!.req as Record<string, unknown>;
+    assert.equal(req.method, 'GET');
+    assert.equal(
+      req.url,
+      '/o/logout/?id_token_hint=[redacted]&post_logout_redirect_uri=https%3A%2F%2Frp%2F&state=s1',
+    );
+    assert.equal(req.headers, undefined);
+  });
+
+  it('honours the level: debug lines are dropped at info', () => {
+    const { logger, lines } = capture('info');
+    logger.debug('hidden');
+    logger.info('shown');
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /"shown"/);
+  });
+
+  it('recognises credential keys by name in any casing', () => {
+    for (const key of [
+      'password',
+      'newPassword',
+      'client_secret',
+      'clientSecret',
+      'Authorization',
+      'set-cookie',
+      'access_token',
+      'refreshToken',
+      'id_token_hint',
+      'code',
+      'code_verifier',
+      'logout_token',
+      'client_assertion',
+      'secretKey',
+      'bearerToken',
+    ]) {
+      assert.ok(isSensitiveKey(key), key);
+    }
+    for (const key of [
+      'token_sha256',
+      'code_hash',
+      'token_type',
+      'grant_type',
+      'client_id',
+      'username',
+      'status',
+      'token_endpoint_auth_method',
+    ]) {
+      assert.ok(!isSensitiveKey(key), key);
+    }
+  });
+
+  it('scrubs credentials recognisable by shape in free text and URLs', () => {
+    assert.equal(
+      redactUrl('https://rp.example/cb#access_token=abc123&token_type=Bearer'),
+      'https://rp.example/cb#access_token=[redacted]&token_type=Bearer',
+    );
+    assert.equal(scrubString('code=abc&error_code=E1'), 'code=[redacted]&error_code=E1');
+    assert.equal(scrubString('Authorization: Basic d2lraTpzZWNyZXQ='), 'Authorization: Basic [redacted]');
+    assert.equal(scrubString('plain text without secrets'), 'plain text without secrets');
+  });
+});
