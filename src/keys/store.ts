@@ -174,6 +174,7 @@ export async function createKeyStore(
     publicJwks: () => ({ keys: keys.map((key) => structuredClone(key.publicJwk)) }),
     activeKid: () => activeKey().kid,
     activeKey,
+    loadedKeys: () => [...keys],
     version: () => currentVersion,
     onChange(listener) {
       listeners.add(listener);

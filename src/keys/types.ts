@@ -28,6 +28,8 @@ export interface KeyStore {
   activeKid(): string;
   /** The active key, parsed, for code that signs outside oidc-provider (and for tests). */
   activeKey(): LoadedSigningKey;
+  /** Every loaded key, in `signingJwks()` order (for listings and tests). */
+  loadedKeys(): readonly LoadedSigningKey[];
   /** Monotonic number that changes whenever the loaded set changes. */
   version(): number;
   /** Called after a reload changed the set (e.g. to rebuild the provider). */

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { openDatabase } from '../../src/db/connect.ts';
+import { decryptPrivateJwk, deriveKeyEncryptionKey } from '../../src/keys/crypto.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function aaOidc(database: TestDatabase, ...args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['src/cli/run.ts', ...args],
+      { cwd: ROOT, env: testEnv(database) },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+interface KeyJson {
+  kid: string;
+  alg: string;
+  status: string;
+  created_at: string;
+  activated_at: string | null;
+  retired_at: string | null;
+  publish_until: string | null;
+  removed_at: string | null;
+}
+
+describe(`aa-oidc keys (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => database.drop());
+
+  it('lists, rotates and refuses bad retirements as an operator runs it', async () => {
+    assert.equal((await aaOidc(database, 'migrate')).code, 0);
+    const empty = await aaOidc(database, 'keys', 'list', '--format', 'json');
+    assert.equal(empty.code, 0, empty.stderr);
+    assert.deepEqual(JSON.parse(empty.stdout), []);
+
+    const first = await aaOidc(database, 'keys', 'rotate');
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^active: [A-Za-z0-9_-]{43} \(new key\)$/m);
+    assert.match(first.stdout, /^retired: nothing \(there was no active key\)$/m);
+
+    const rotated = await aaOidc(database, 'keys', 'rotate');
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const activeKid = /^active: (\S+) \(was the next key\)$/m.exec(rotated.stdout)?.[1];
+    const retiredKid = /^retired: (\S+) \(published until \d{4}-\d\d-\d\dT[\d:.]+Z\)$/m.exec(
+      rotated.stdout,
+    )?.[1];
+    const nextKid = /^next: (\S+) /m.exec(rotated.stdout)?.[1];
+    assert.ok(activeKid && retiredKid && nextKid, rotated.stdout);
+    assert.equal(
+      retiredKid,
+      /^active: (\S+)/m.exec(first.stdout)?.[1],
+      'the first active key is the one retired',
+    );
+
+    const json = await aaOidc(database, 'keys', 'list', '--format', 'json');
+    const listed = JSON.parse(json.stdout) as KeyJson[];
+    assert.deepEqual(
+      listed.map((key) => [key.kid, key.status, key.alg]),
+      [
+        [activeKid, 'active', 'RS256'],
+        [nextKid, 'next', 'RS256'],
+        [retiredKid, 'retired', 'RS256'],
+      ],
+    );
+    assert.deepEqual(Object.keys(listed[0]!).sort(), [
+      'activated_at',
+      'alg',
+      'created_at',
+      'kid',
+      'publish_until',
+      'removed_at',
+      'retired_at',
+      'status',
+    ]);
+    const retired = listed[2]!;
+    assert.ok(retired.retired_at && retired.publish_until);
+    assert.ok(Date.parse(retired.publish_until) > Date.parse(retired.retired_at));
+
+    const csv = await aaOidc(database, 'keys', 'list', '--format', 'csv');
+    const csvLines = csv.stdout.trimEnd().split('\r\n');
+    assert.equal(csvLines[0], 'kid,alg,status,created,activated,retired,publish until,removed');
+    assert.equal(csvLines.length, 4);
+    assert.ok(csvLines[3]!.startsWith(`${retiredKid},RS256,retired,`));
+    assert.equal(csvLines[3]!.split(',')[6], retired.publish_until);
+
+    const table = await aaOidc(database, 'keys', 'list');
+    const tableLines = table.stdout.trimEnd().split('\n');
+    assert.match(
+      tableLines[0]!,
+      /^KID\s+ALG\s+STATUS\s+CREATED\s+ACTIVATED\s+RETIRED\s+PUBLISH UNTIL\s+REMOVED$/,
+    );
+    assert.match(tableLines[1]!, new RegExp(`^${activeKid}\\s+RS256\\s+active\\s`));
+
+    // Never private material, in any format.
+    const config = testConfig(database);
+    const handle = openDatabase(config.database);
+    try {
+      const row = await handle.db
+        .selectFrom('signing_key')
+        .select(['private_jwk_encrypted'])
+        .where('kid', '=', activeKid!)
+        .executeTakeFirstOrThrow();
+      const { d } = decryptPrivateJwk(
+        row.private_jwk_encrypted!,
+        activeKid!,
+        deriveKeyEncryptionKey(config.secretKey),
+      );
+      assert.ok(d && d.length > 40);
+      for (const output of [json.stdout, csv.stdout, table.stdout, rotated.stdout])
+        assert.ok(!output.includes(d));
+    } finally {
+      await handle.close();
+    }
+
+    const dryRun = await aaOidc(database, 'keys', 'rotate', '--dry-run');
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    assert.match(dryRun.stdout, new RegExp(`^would activate: ${nextKid} \\(the next key\\)$`, 'm'));
+    assert.match(dryRun.stdout, new RegExp(`^would retire: ${activeKid} `, 'm'));
+
+    const retireActive = await aaOidc(database, 'keys', 'retire', activeKid!);
+    assert.equal(retireActive.code, 1);
+    assert.equal(retireActive.stdout, '');
+    assert.match(
+      retireActive.stderr,
+      /^aa-oidc: signing key \S+ is the active key; .*aa-oidc keys rotate.*\n$/,
+    );
+    assert.equal(retireActive.stderr.split('\n').length, 2, 'one line');
+
+    const retireUnknown = await aaOidc(database, 'keys', 'retire', 'no-such-key');
+    assert.equal(retireUnknown.code, 1);
+    assert.match(retireUnknown.stderr, /^aa-oidc: "no-such-key" is not a key id: .*aa-oidc keys list.*\n$/);
+
+    const retireNextDry = await aaOidc(database, 'keys', 'retire', nextKid!, '--dry-run');
+    assert.equal(retireNextDry.code, 0, retireNextDry.stderr);
+    assert.match(retireNextDry.stdout, new RegExp(`would retire: ${nextKid}`));
+
+    const unchanged = JSON.parse(
+      (await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout,
+    ) as KeyJson[];
+    assert.deepEqual(unchanged, listed, 'dry runs and refusals changed nothing');
+  });
+});

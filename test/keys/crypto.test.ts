@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { calculateJwkThumbprint } from 'jose';
+import {
+  decryptPrivateJwk,
+  deriveKeyEncryptionKey,
+  encryptPrivateJwk,
+  generateSigningKey,
+  importPrivateJwk,
+  KeyDecryptionError,
+} from '../../src/keys/crypto.ts';
+
+const SECRET = 'a-test-secret-key-of-at-least-32-characters';
+const OTHER_SECRET = 'another-secret-key-of-at-least-32-characters';
+
+describe('signing-key encryption at rest', () => {
+  it('decrypts what it encrypted, and the stored text holds no private member in clear', async () => {
+    const key = await generateSigningKey();
+    const encryptionKey = deriveKeyEncryptionKey(SECRET);
+    const stored = encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey);
+    assert.match(stored, /^v1\.[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]+$/);
+    for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi'] as const) {
+      const value = key.privateJwk[member];
+      assert.ok(typeof value === 'string' && value.length > 40);
+      assert.ok(!stored.includes(value), `private member ${member} does not appear in the stored text`);
+    }
+    assert.deepEqual(decryptPrivateJwk(stored, key.kid, encryptionKey), key.privateJwk);
+    // A fresh IV every time: the same key never encrypts to the same text.
+    assert.notEqual(encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey), stored);
+  });
+
+  it('names AA_OIDC_SECRET_KEY when the secret key is not the one the key was encrypted with', async () => {
+    const key = await generateSigningKey();
+    const stored = encryptPrivateJwk(key.privateJwk, key.kid, deriveKeyEncryptionKey(SECRET));
+    assert.throws(
+      () => decryptPrivateJwk(stored, key.kid, deriveKeyEncryptionKey(OTHER_SECRET)),
+      (error: unknown) => {
+        assert.ok(error instanceof KeyDecryptionError);
+        assert.equal(error.kid, key.kid);
+        assert.match(error.message, /AA_OIDC_SECRET_KEY/);
+        assert.ok(!error.message.includes(SECRET) && !error.message.includes(OTHER_SECRET));
+        return true;
+      },
+    );
+  });
+
+  it('refuses a ciphertext moved onto another kid, and damaged text', async () => {
+    const [first, second] = await Promise.all([generateSigningKey(), generateSigningKey()]);
+    const encryptionKey = deriveKeyEncryptionKey(SECRET);
+    const stored = encryptPrivateJwk(first.privateJwk, first.kid, encryptionKey);
+    assert.throws(() => decryptPrivateJwk(stored, second.kid, encryptionKey), KeyDecryptionError);
+    const [version, iv, tag, ciphertext] = stored.split('.') as [string, string, string, string];
+    const flipped = `${ciphertext.startsWith('A') ? 'B' : 'A'}${ciphertext.slice(1)}`;
+    assert.throws(
+      () => decryptPrivateJwk([version, iv, tag, flipped].join('.'), first.kid, encryptionKey),
+      KeyDecryptionError,
+    );
+    assert.throws(() => decryptPrivateJwk('v0.a.b.c', first.kid, encryptionKey), /not in the v1 format/);
+    assert.throws(
+      () => decryptPrivateJwk(`v1.${iv}.${tag}`, first.kid, encryptionKey),
+      /not in the v1 format/,
+    );
+  });
+
+  it('gives a generated key the RFC 7638 thumbprint of its public key as kid', async () => {
+    const key = await generateSigningKey();
+    assert.equal(key.kid, await calculateJwkThumbprint(key.publicJwk, 'sha256'));
+    // RFC 7638 by hand: SHA-256 over the required members in lexicographic order, no whitespace.
+    const canonical = JSON.stringify({ e: key.publicJwk.e, kty: 'RSA', n: key.publicJwk.n });
+    assert.equal(key.kid, createHash('sha256').update(canonical).digest('base64url'));
+    assert.deepEqual(Object.keys(key.publicJwk).sort(), ['e', 'kty', 'n']);
+    assert.equal(Buffer.from(key.publicJwk.n!, 'base64url').length * 8, 2048);
+    const privateKey = await importPrivateJwk(key.privateJwk, key.kid, key.publicJwk);
+    assert.equal(privateKey.asymmetricKeyType, 'rsa');
+    const other = await generateSigningKey();
+    await assert.rejects(
+      importPrivateJwk(other.privateJwk, key.kid, key.publicJwk),
+      /does not match its kid/,
+    );
+  });
+});

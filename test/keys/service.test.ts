@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { calculateJwkThumbprint, type JWK } from 'jose';
+import type { Config } from '../../src/config/load.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { decryptPrivateJwk, deriveKeyEncryptionKey } from '../../src/keys/crypto.ts';
+import { createKeyService, KeyError, type KeyService } from '../../src/keys/service.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { openInstance } from './helpers.ts';
+
+async function rows(handle: DatabaseHandle) {
+  return handle.db.selectFrom('signing_key').selectAll().orderBy('created_at').orderBy('kid').execute();
+}
+
+async function statuses(handle: DatabaseHandle): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const row of await rows(handle)) counts[row.status] = (counts[row.status] ?? 0) + 1;
+  return counts;
+}
+
+function refusal(code: KeyError['code'], pattern: RegExp) {
+  return (error: unknown) => {
+    assert.ok(error instanceof KeyError, `expected a KeyError, got ${String(error)}`);
+    assert.equal(error.code, code);
+    assert.match(error.message, pattern);
+    return true;
+  };
+}
+
+describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let config: Config;
+  let handle: DatabaseHandle;
+  let keys: KeyService;
+  before(async () => {
+    database = await createTestDatabase();
+    // The longest token lifetime (refresh, 7200 s) decides how long a retired key stays published.
+    ({ config, handle } = await openInstance(database, {
+      tokens: { accessTokenTtl: 600, refreshTokenTtl: 7200, idTokenTtl: 900 },
+      keys: { retiredRetentionSeconds: 60 },
+    }));
+    keys = createKeyService(handle, config);
+  });
+  after(async () => {
+    await handle?.close();
+    await database.drop();
+  });
+
+  it('creates an active and a next key on first run, exactly once even when two instances start together', async () => {
+    const second = await openInstance(database, {
+      tokens: { accessTokenTtl: 600, refreshTokenTtl: 7200, idTokenTtl: 900 },
+    });
+    try {
+      const other = createKeyService(second.handle, second.config);
+      const [mine, theirs] = await Promise.all([keys.ensureActiveKey(), other.ensureActiveKey()]);
+      assert.equal(mine.kid, theirs.kid);
+      assert.equal(mine.status, 'active');
+      assert.deepEqual(await statuses(handle), { active: 1, next: 1 });
+      assert.equal((await keys.ensureActiveKey()).kid, mine.kid, 'a later start keeps the key');
+      assert.deepEqual(await statuses(handle), { active: 1, next: 1 });
+    } finally {
+      await second.handle.close();
+    }
+  });
+
+  it('stores the private key encrypted: no private member of the JWK appears in the stored row', async () => {
+    const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
+    for (const row of await rows(handle)) {
+      assert.ok(row.private_jwk_encrypted, 'a published key keeps its private part');
+      const privateJwk = decryptPrivateJwk(row.private_jwk_encrypted, row.kid, encryptionKey);
+      const storedText = JSON.stringify(row);
+      for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi'] as const) {
+        const value = privateJwk[member];
+        assert.ok(typeof value === 'string' && value.length > 40, `decrypted JWK has ${member}`);
+        assert.ok(!storedText.includes(value), `${member} of ${row.kid} is not stored in clear`);
+      }
+      assert.deepEqual(Object.keys(JSON.parse(row.public_jwk)).sort(), ['e', 'kty', 'n']);
+      assert.equal(privateJwk.n, (JSON.parse(row.public_jwk) as JWK).n);
+    }
+  });
+
+  it('uses the RFC 7638 thumbprint of the public key as kid', async () => {
+    for (const row of await rows(handle)) {
+      const publicJwk = JSON.parse(row.public_jwk) as JWK;
+      assert.equal(row.kid, await calculateJwkThumbprint(publicJwk, 'sha256'));
+      assert.equal(row.alg, 'RS256');
+    }
+  });
+
+  it('rotates: the next key becomes active, the active one retires for the longest token lifetime, a new next key appears', async () => {
+    const before = await keys.list();
+    const active = before.find((key) => key.status === 'active')!;
+    const next = before.find((key) => key.status === 'next')!;
+
+    const preview = await keys.rotate({ dryRun: true });
+    assert.equal(preview.dryRun, true);
+    assert.equal(preview.activatedKid, next.kid);
+    assert.equal(preview.retiredKid, active.kid);
+    assert.deepEqual(await keys.list(), before, 'a dry run changes nothing');
+
+    const result = await keys.rotate();
+    assert.equal(result.activatedKid, next.kid);
+    assert.equal(result.promotedNext, true);
+    assert.equal(result.retiredKid, active.kid);
+    assert.ok(result.nextKid && ![active.kid, next.kid].includes(result.nextKid));
+
+    const after = await keys.list();
+    assert.deepEqual(
+      after.map((key) => [key.kid, key.status]),
+      [
+        [next.kid, 'active'],
+        [result.nextKid, 'next'],
+        [active.kid, 'retired'],
+      ],
+    );
+    const retired = after.find((key) => key.kid === active.kid)!;
+    assert.ok(retired.retiredAt !== null);
+    assert.equal(retired.publishUntil, retired.retiredAt + 7200 * 1000);
+    assert.equal(result.retiredPublishUntil, retired.publishUntil);
+    const promoted = after.find((key) => key.kid === next.kid)!;
+    assert.equal(promoted.activatedAt, retired.retiredAt);
+    assert.equal(keys.retiredPublicationSeconds(), 7200);
+  });
+
+  it('refuses to retire the active key, a retired key, an unknown kid and a malformed one', async () => {
+    const list = await keys.list();
+    const active = list.find((key) => key.status === 'active')!;
+    const retired = list.find((key) => key.status === 'retired')!;
+    await assert.rejects(keys.retire(active.kid), refusal('active_key', /active key.*aa-oidc keys rotate/));
+    await assert.rejects(
+      keys.retire(active.kid, { dryRun: true }),
+      refusal('active_key', /would leave nothing to sign with/),
+    );
+    await assert.rejects(keys.retire(retired.kid), refusal('not_retirable', /already retired/));
+    const unknown = 'A'.repeat(43);
+    await assert.rejects(keys.retire(unknown), refusal('unknown_kid', /no signing key has kid A{43}/));
+    await assert.rejects(keys.retire('not a kid'), refusal('invalid_kid', /"not a kid" is not a key id/));
+    assert.deepEqual(await keys.list(), list, 'refusals change nothing');
+  });
+
+  it('retires a next key, which leaves JWKS at the next clean-up; retired keys are removed once their publication ends', async () => {
+    const list = await keys.list();
+    const next = list.find((key) => key.status === 'next')!;
+    const oldRetired = list.find((key) => key.status === 'retired')!;
+
+    const preview = await keys.retire(next.kid, { dryRun: true });
+    assert.equal(preview.key.status, 'retired');
+    assert.deepEqual(await keys.list(), list);
+
+    const retired = await keys.retire(next.kid);
+    assert.equal(retired.key.status, 'retired');
+    assert.equal(retired.key.publishUntil, retired.key.retiredAt);
+
+    // The retired next key's window is over at once; the rotated key's lasts 7200 s.
+    const justBefore = oldRetired.publishUntil! - 1;
+    assert.deepEqual(await keys.removeExpired(justBefore), [next.kid]);
+    const removed = (await rows(handle)).find((row) => row.kid === next.kid)!;
+    assert.equal(removed.status, 'removed');
+    assert.equal(removed.private_jwk_encrypted, null, 'a removed key loses its private part');
+    assert.equal(Number(removed.removed_at), justBefore);
+
+    assert.deepEqual(await keys.removeExpired(oldRetired.publishUntil!), [oldRetired.kid]);
+    assert.deepEqual(await keys.removeExpired(oldRetired.publishUntil! + 1), []);
+    assert.deepEqual(await statuses(handle), { active: 1, removed: 2 });
+
+    // No next key now: the following rotation activates a new key directly and prepares a next one.
+    const rotation = await keys.rotate();
+    assert.equal(rotation.promotedNext, false);
+    assert.deepEqual(await statuses(handle), { active: 1, next: 1, retired: 1, removed: 2 });
+    assert.deepEqual(
+      (await keys.list()).map((key) => key.status),
+      ['active', 'next', 'retired', 'removed', 'removed'],
+    );
+  });
+
+  it('never leaves two active keys: concurrent rotations serialise, and the database refuses a second active row', async () => {
+    const second = await openInstance(database);
+    try {
+      const other = createKeyService(second.handle, second.config);
+      const [first, then] = await Promise.all([keys.rotate(), other.rotate()]);
+      const counts = await statuses(handle);
+      assert.equal(counts.active, 1);
+      assert.equal(counts.next, 1);
+      const active = (await keys.list()).find((key) => key.status === 'active')!;
+      assert.ok([first.activatedKid, then.activatedKid].includes(active.kid));
+      // The later rotation retired what the earlier one activated.
+      assert.ok(
+        first.retiredKid === then.activatedKid || then.retiredKid === first.activatedKid,
+        'one rotation saw the other',
+      );
+
+      const row = (await rows(handle)).find((candidate) => candidate.status === 'retired')!;
+      await assert.rejects(
+        handle.db.updateTable('signing_key').set({ status: 'active' }).where('kid', '=', row.kid).execute(),
+        /unique|UNIQUE/,
+      );
+    } finally {
+      await second.handle.close();
+    }
+  });
+});
