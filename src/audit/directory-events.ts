@@ -5,8 +5,8 @@ import type { AuditBus } from './bus.ts';
 import type { AdminChangeEvent } from './events.ts';
 
 /**
- * Maps a committed directory lifecycle event (section N) to the `admin_change` audit event. The
- * directory does not say who made the change, so `actor` is what the caller passes (null: unknown).
+ * Maps a committed directory lifecycle event (section N) to the `admin_change` audit event; `actor`
+ * is the one recorded with the change (`cli:root`, `admin:alice`), null when none was.
  */
 export function adminChangeFromLifecycle(
   event: LifecycleEvent,
@@ -98,11 +98,15 @@ export function adminChangeFromLifecycle(
   }
 }
 
-/** The listener to pass to `directory.afterCommit(...)`: every committed change becomes an audit event. */
+/**
+ * The listener to pass to `directory.afterCommit(...)`: every committed change becomes an
+ * `admin_change` audit event, with the actor the change was recorded with.
+ */
 export function auditDirectoryChanges(audit: Pick<AuditBus, 'publish'>, logger: Logger): CommittedListener {
-  return (event) => {
+  return (event, meta) => {
+    if (meta?.dryRun) return;
     try {
-      audit.publish(adminChangeFromLifecycle(event));
+      audit.publish(adminChangeFromLifecycle(event, meta?.actor ?? null));
     } catch (error) {
       // Only an event kind this module does not know yet can land here; the change itself stands.
       logger.error({ err: error, lifecycle: event.kind }, 'directory change could not be audited');

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type App, createApp } from '../../src/app.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
+
+describe('leak harness', () => {
+  describe('catches a secret in every form it checks', () => {
+    const secret = 'client-secret-Zq8!x/+ "quoted" é';
+    const cases: Array<[string, string]> = [
+      ['raw', `value ${secret}`],
+      ['JSON-escaped', JSON.stringify({ note: secret })],
+      ['URL-encoded', `/cb?x=${encodeURIComponent(secret)}`],
+      [
+        'URL-encoded, lower-case hex',
+        `/cb?x=${encodeURIComponent(secret).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase())}`,
+      ],
+      ['form-encoded', new URLSearchParams({ x: secret }).toString()],
+      ['base64 inside Basic credentials', `Basic ${Buffer.from(`wiki:${secret}`).toString('base64')}`],
+      ['base64url at another alignment', Buffer.from(`ab${secret}`).toString('base64url')],
+      ['hex', Buffer.from(secret).toString('hex')],
+    ];
+    for (const [name, text] of cases) {
+      it(name, async () => {
+        const harness = createLeakHarness();
+        harness.registerSecret(secret, 'wiki client secret');
+        harness.scanText('test input', text);
+        await assert.rejects(harness.assertNoLeaks(), (error: Error) => {
+          assert.match(error.message, /wiki client secret/);
+          assert.ok(!error.message.includes(secret), 'the failure message must not print the secret');
+          return true;
+        });
+      });
+    }
+
+    it('in a log line written through a logger that does not redact (proves it reads the lines)', async () => {
+      const harness = createLeakHarness();
+      harness.registerSecret('plain-password-123', 'password');
+      // `note` is not a credential key, so the logger has no reason to hide it.
+      createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions).info({
+        note: 'plain-password-123',
+      });
+      await assert.rejects(harness.assertNoLeaks(), /password \(raw\) in log line 1/);
+    });
+
+    it('refuses to pass when no secret was registered', async () => {
+      await assert.rejects(createLeakHarness().assertNoLeaks(), /register the secrets/);
+    });
+  });
+
+  describe('an app run with requests, log calls and audit events', () => {
+    let database: TestDatabase;
+    let app: App;
+    let jsonlPath: string;
+    const harness = createLeakHarness();
+    before(async () => {
+      database = await createTestDatabase();
+      jsonlPath = path.join(database.dataDir, 'audit.jsonl');
+      app = await createApp(testConfig(database, { audit: { jsonlPath } }), {
+        logger: harness.loggerOptions,
+        migrate: true,
+      });
+      harness.attach(app);
+      harness.watchFile(jsonlPath);
+    });
+    after(async () => {
+      await app.close();
+      await database.drop();
+    });
+
+    it('leaks no password, client secret, token or code into logs, events or the JSON-lines sink', async () => {
+      const password = 'Tr0ub4dor&3-horse-battery';
+      const clientSecret = 'wiki-client-secret-5u9JrVx3kQ';
+      const accessToken = 'opaque-access-token-Yk2pQ8sL1mZ';
+      const refreshToken = 'opaque-refresh-token-Hq4wE7rT0yU';
+      const code = 'authorization-code-Pz3xC6vB9nM';
+      const logoutToken = 'eyJ0eXAiOiJsb2dvdXQrand0In0.eyJzdWIiOiI3In0.c2lnbmF0dXJl';
+      for (const [value, label] of [
+        [password, 'password'],
+        [clientSecret, 'client secret'],
+        [accessToken, 'access token'],
+        [refreshToken, 'refresh token'],
+        [code, 'authorization code'],
+        [logoutToken, 'logout token'],
+      ] as const) {
+        harness.registerSecret(value, label);
+      }
+
+      const { port } = await app.listen({ host: '127.0.0.1' });
+      const base = `http://127.0.0.1:${port}`;
+      const basic = Buffer.from(`wiki:${clientSecret}`).toString('base64');
+      await (
+        await fetch(`${base}/o/token`, {
+          method: 'POST',
+          headers: { Authorization: `Basic ${basic}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'authorization_code', code }),
+        })
+      ).arrayBuffer();
+      await (await fetch(`${base}/o/userinfo?access_token=${accessToken}`)).arrayBuffer();
+      await (
+        await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${accessToken}` } })
+      ).arrayBuffer();
+
+      // What a careless caller might log: whole credential bags, nested.
+      app.logger.info(
+        { login: { username: 'alice', password }, client: { client_secret: clientSecret } },
+        'login',
+      );
+      app.logger.debug({ tokens: { access_token: accessToken, refresh_token: refreshToken } }, 'issued');
+      app.logger.warn({ delivery: { body: { logout_token: logoutToken } } }, `delivering ${logoutToken}`);
+
+      // Audit events name tokens and codes by digest only.
+      app.audit.publish({
+        kind: 'token_issued',
+        client_id: 'wiki',
+        user_id: 7,
+        grant_type: 'authorization_code',
+        token_type: 'access_token',
+        format: 'opaque',
+        token_sha256: app.secrets.sha256Hex(accessToken),
+        expires_at: Date.now() + 3_600_000,
+      });
+      app.audit.publish({
+        kind: 'code_reuse_detected',
+        client_id: 'wiki',
+        code_hash: app.secrets.sha256Hex(code),
+        access_token_id: app.secrets.sha256Hex(accessToken),
+        refresh_token_id: app.secrets.sha256Hex(refreshToken),
+        reuse_count: 1,
+        revoke_succeeded: true,
+      });
+      app.audit.publish({
+        kind: 'admin_change',
+        entity: 'user',
+        action: 'password_changed',
+        entity_id: 7,
+        name: 'alice',
+        actor: 'cli:root',
+        changed_fields: ['password'],
+        details: {},
+      });
+
+      await harness.assertNoLeaks();
+      // The harness saw real output, so passing means something.
+      assert.ok(harness.logLines.some((line) => line.includes('"msg":"request completed"')));
+      assert.deepEqual(
+        harness.auditRecords.map((record) => record.kind),
+        ['token_issued', 'code_reuse_detected', 'admin_change'],
+      );
+      assert.ok(harness.logLines.some((line) => line.includes(app.secrets.sha256Hex(code))));
+      assert.equal(readFileSync(jsonlPath, 'utf8').trimEnd().split('\n').length, 3);
+    });
+  });
+});

@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type App, createApp } from '../../src/app.ts';
+import { bearerTokenMatches, type MetricsListener, startMetricsListener } from '../../src/metrics/http.ts';
+import { createMetrics, METRIC_NAMES } from '../../src/metrics/registry.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+const SECTION_I = {
+  aa_oidc_tokens_issued_total: 'counter',
+  aa_oidc_authorize_denied_total: 'counter',
+  aa_oidc_policy_rejections_total: 'counter',
+  aa_oidc_code_reuse_audit_misses_total: 'counter',
+  aa_oidc_audit_receiver_failures_total: 'counter',
+  aa_oidc_bcl_dispatches_total: 'counter',
+  aa_oidc_bcl_delivery_seconds: 'histogram',
+} as const;
+
+function assertExposesSectionI(text: string) {
+  for (const [name, type] of Object.entries(SECTION_I)) {
+    assert.match(text, new RegExp(`^# HELP ${name} \\S.*$`, 'm'), `HELP line for ${name}`);
+    assert.match(text, new RegExp(`^# TYPE ${name} ${type}$`, 'm'), `TYPE line for ${name}`);
+  }
+}
+
+describe('metrics', () => {
+  it('defines exactly the section-I metrics', () => {
+    assert.deepEqual([...METRIC_NAMES].sort(), Object.keys(SECTION_I).sort());
+  });
+
+  describe('dedicated listener', () => {
+    let listener: MetricsListener;
+    const metrics = createMetrics();
+    before(async () => {
+      listener = await startMetricsListener(metrics, { host: '127.0.0.1', port: 0 });
+    });
+    after(async () => listener.close());
+
+    it('serves HELP and TYPE for every section-I metric before any is used, plus process metrics', async () => {
+      const response = await fetch(`http://127.0.0.1:${listener.address.port}/metrics`);
+      assert.equal(response.status, 200);
+      assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+      const text = await response.text();
+      assertExposesSectionI(text);
+      assert.match(text, /^process_cpu_user_seconds_total \d/m);
+      assert.match(text, /^nodejs_heap_size_used_bytes \d/m);
+      assert.equal(listener.url, `http://127.0.0.1:${listener.address.port}/metrics`);
+    });
+
+    it('shows samples with their labels once used', async () => {
+      metrics.tokensIssued.inc({ client_id: 'wiki', grant_type: 'authorization_code', format: 'jwt' });
+      metrics.bclDispatches.inc({ client_id: 'wiki', outcome: 'success' });
+      metrics.bclDeliverySeconds.observe({ outcome: 'success' }, 0.2);
+      const text = await (await fetch(`http://127.0.0.1:${listener.address.port}/metrics`)).text();
+      assert.match(
+        text,
+        /^aa_oidc_tokens_issued_total\{client_id="wiki",grant_type="authorization_code",format="jwt"\} 1$/m,
+      );
+      assert.match(text, /^aa_oidc_bcl_dispatches_total\{client_id="wiki",outcome="success"\} 1$/m);
+      assert.match(text, /^aa_oidc_bcl_delivery_seconds_bucket\{le="0\.25",outcome="success"\} 1$/m);
+    });
+
+    it('answers 404 elsewhere and 405 for other methods', async () => {
+      const base = `http://127.0.0.1:${listener.address.port}`;
+      assert.equal((await fetch(`${base}/`)).status, 404);
+      assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
+    });
+  });
+
+  it('keeps two apps in one process apart (one registry each)', async () => {
+    const first = createMetrics();
+    const second = createMetrics();
+    first.authorizeDenied.inc({ reason: 'policy_denied' });
+    const [firstText, secondText] = await Promise.all([first.registry.metrics(), second.registry.metrics()]);
+    assert.match(firstText, /^aa_oidc_authorize_denied_total\{reason="policy_denied"\} 1$/m);
+    assert.doesNotMatch(secondText, /^aa_oidc_authorize_denied_total\{/m);
+  });
+
+  describe('on the main port behind a bearer token', () => {
+    const token = 'metrics-scrape-token-0123456789';
+    let database: TestDatabase;
+    let app: App;
+    let base: string;
+    before(async () => {
+      database = await createTestDatabase();
+      app = await createApp(testConfig(database, { metrics: { enabled: false, bearerToken: token } }), {
+        migrate: true,
+      });
+      const { port } = await app.listen({ host: '127.0.0.1' });
+      base = `http://127.0.0.1:${port}`;
+    });
+    after(async () => {
+      await app.close();
+      await database.drop();
+    });
+
+    it('refuses a request without a token or with a wrong one (401)', async () => {
+      for (const authorization of [
+        undefined,
+        `Bearer ${token}x`,
+        `Bearer ${token.slice(0, -1)}`,
+        `Basic ${token}`,
+        'Bearer',
+      ]) {
+        const response = await fetch(`${base}/metrics`, {
+          headers: authorization === undefined ? {} : { Authorization: authorization },
+        });
+        assert.equal(response.status, 401, `authorization ${authorization ?? '(none)'}`);
+        assert.equal(response.headers.get('www-authenticate'), 'Bearer realm="metrics"');
+        assert.doesNotMatch(await response.text(), /aa_oidc_/);
+      }
+    });
+
+    it('serves every section-I metric with the right token (200)', async () => {
+      const response = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
+      assert.equal(response.status, 200);
+      assertExposesSectionI(await response.text());
+    });
+  });
+
+  it('does not serve /metrics on the main port when no bearer token is configured', async () => {
+    const database = await createTestDatabase();
+    const app = await createApp(testConfig(database), { migrate: true });
+    try {
+      const { port } = await app.listen({ host: '127.0.0.1' });
+      assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`)).status, 404);
+    } finally {
+      await app.close();
+      await database.drop();
+    }
+  });
+
+  it('compares bearer tokens exactly', () => {
+    assert.equal(bearerTokenMatches('Bearer abcdefghijklmnop', 'abcdefghijklmnop'), true);
+    assert.equal(bearerTokenMatches('bearer abcdefghijklmnop', 'abcdefghijklmnop'), true);
+    assert.equal(bearerTokenMatches('Bearer abcdefghijklmnoq', 'abcdefghijklmnop'), false);
+    assert.equal(bearerTokenMatches(undefined, 'abcdefghijklmnop'), false);
+    assert.equal(bearerTokenMatches('Bearer ', ''), false);
+  });
+});
