@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
+import { registerApp } from './commands/app.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerServe } from './commands/serve.ts';
@@ -17,6 +18,7 @@ export function buildProgram(io: CliIo = processIo): Command {
   registerServe(program, io);
   registerMigrate(program, io);
   registerKeys(program, io);
+  registerApp(program, io);
   return program;
 }
 

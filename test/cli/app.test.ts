@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { verifyClientSecret } from '../../src/applications/secret.ts';
+import { createApplicationService } from '../../src/applications/service.ts';
+import type { ApplicationService } from '../../src/applications/types.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+const run = promisify(execFile);
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe(`aa-oidc app (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let service: ApplicationService;
+
+  async function cli(...args: string[]): Promise<CliResult> {
+    try {
+      const { stdout, stderr } = await run(process.execPath, ['src/cli/run.ts', ...args], {
+        env: testEnv(database),
+      });
+      return { code: 0, stdout, stderr };
+    } catch (error) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string };
+      return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+    }
+  }
+
+  async function ok(...args: string[]): Promise<string> {
+    const result = await cli(...args);
+    assert.equal(result.code, 0, `aa-oidc ${args.join(' ')} failed: ${result.stderr}`);
+    return result.stdout;
+  }
+
+  before(async () => {
+    database = await createTestDatabase();
+    const config = testConfig(database);
+    await ok('migrate');
+    handle = openDatabase(config.database);
+    const now = Date.now();
+    await handle.db
+      .insertInto('state')
+      .values([
+        { name: 'Member', priority: 100, oidc_access: 1, created_at: now },
+        { name: 'Blue', priority: 50, oidc_access: 1, created_at: now },
+      ])
+      .execute();
+    await handle.db
+      .insertInto('auth_group')
+      .values({ name: 'Wiki Editors', oidc_access: 0, created_at: now })
+      .execute();
+    service = createApplicationService(handle.db, config, createLogger(config));
+  });
+  after(async () => {
+    await handle?.close();
+    await database.drop();
+  });
+
+  it('creates, lists, shows, updates, rotates and deactivates, never printing a secret except once', async () => {
+    const created = JSON.parse(
+      await ok(
+        'app',
+        'create',
+        '--name',
+        'Wiki',
+        '--redirect-uri',
+        'https://wiki.example.org/cb',
+        '--redirect-uri',
+        'http://127.0.0.1:8080/cb',
+        '--state',
+        'Member',
+        '--group',
+        'Wiki Editors',
+        '--access-token-format',
+        'jwt',
+        '--format',
+        'json',
+      ),
+    ) as Record<string, unknown>;
+    const clientId = created.client_id as string;
+    const firstSecret = created.client_secret as string;
+    assert.match(clientId, /^[A-Za-z0-9_-]{20,}$/);
+    assert.equal(Buffer.from(firstSecret, 'base64url').length, 32, 'a 256-bit secret');
+    assert.deepEqual(created.states, ['Member']);
+    assert.deepEqual(created.grant_types, ['authorization_code', 'refresh_token']);
+    const stored = (await service.findByClientId(clientId))!;
+    assert.equal(verifyClientSecret(stored, firstSecret), true);
+
+    const textCreate = await ok(
+      'app',
+      'create',
+      '--name',
+      'Grafana',
+      '--client-id',
+      'grafana-prod',
+      '--redirect-uri',
+      'https://grafana.example.org/login/generic_oauth',
+      '--grant-type',
+      'authorization_code',
+      '--grant-type',
+      'client_credentials',
+    );
+    const textSecret = /^client_secret: (\S+)$/m.exec(textCreate)?.[1];
+    assert.ok(textSecret, `the text output shows the secret:\n${textCreate}`);
+    assert.match(textCreate, /will not be shown again/);
+    assert.match(textCreate, /^client_id: +grafana-prod$/m);
+
+    const secrets = [firstSecret, textSecret, stored.clientSecretSha256!];
+    const views = await Promise.all([
+      ok('app', 'list'),
+      ok('app', 'list', '--format', 'json'),
+      ok('app', 'list', '--format', 'csv'),
+      ok('app', 'show', clientId),
+      ok('app', 'show', clientId, '--format', 'json'),
+      ok('app', 'show', 'grafana-prod', '--format', 'csv'),
+    ]);
+    for (const view of views) {
+      for (const secret of secrets) assert.ok(!view.includes(secret), `no secret or digest in:\n${view}`);
+    }
+    const [table, json, csv, showTable, showJson, showCsv] = views as [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+    ];
+    assert.match(table, /^CLIENT_ID +NAME +TYPE +ACTIVE/);
+    assert.match(table, /grafana-prod +Grafana +confidential +yes +authorization_code client_credentials/);
+    assert.deepEqual(
+      (JSON.parse(json) as Array<{ name: string }>).map((app) => app.name),
+      ['Grafana', 'Wiki'],
+    );
+    assert.equal(csv.split('\r\n')[0]!.split(',')[0], 'client_id');
+    assert.equal(csv.trimEnd().split('\r\n').length, 3);
+    assert.match(showTable, /^states +Member$/m);
+    assert.match(showTable, /^access_token_format +jwt$/m);
+    assert.equal((JSON.parse(showJson) as { client_id: string }).client_id, clientId);
+    assert.match(showCsv, /\r\ngrafana-prod,Grafana,confidential,true,/);
+
+    const refused = await cli(
+      'app',
+      'create',
+      '--name',
+      'Bad',
+      '--redirect-uri',
+      'https://x.example/cb',
+      '--state',
+      'Alumni',
+    );
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, 'aa-oidc: states: unknown state "Alumni"; existing states: Blue, Member\n');
+    const missing = await cli('app', 'show', 'no-such-app');
+    assert.equal(missing.code, 1);
+    assert.equal(missing.stderr, 'aa-oidc: client_id: no application with client_id "no-such-app"\n');
+
+    const dryUpdate = await ok('app', 'update', clientId, '--add-state', 'Blue', '--dry-run');
+    assert.match(dryUpdate, /dry run, nothing written: would change states/);
+    assert.deepEqual((await service.findByClientId(clientId))?.states, ['Member']);
+    const updated = await ok(
+      'app',
+      'update',
+      clientId,
+      '--add-state',
+      'Blue',
+      '--remove-redirect-uri',
+      'http://127.0.0.1:8080/cb',
+      '--clear-groups',
+      '--name',
+      'Wiki.js',
+    );
+    assert.equal(updated, `updated application ${clientId}: name, redirect_uris, states, groups\n`);
+    const afterUpdate = (await service.findByClientId(clientId))!;
+    assert.deepEqual(afterUpdate.states, ['Blue', 'Member']);
+    assert.deepEqual(afterUpdate.groups, []);
+    assert.deepEqual(afterUpdate.redirectUris, ['https://wiki.example.org/cb']);
+    const badUpdate = await cli('app', 'update', clientId, '--logo-url', 'javascript:alert(1)');
+    assert.equal(badUpdate.code, 1);
+    assert.equal(badUpdate.stderr, 'aa-oidc: logo_url: must be an http or https URL, not "javascript:"\n');
+
+    const rotated = JSON.parse(await ok('app', 'rotate-secret', clientId, '--format', 'json')) as {
+      client_id: string;
+      client_secret: string;
+    };
+    assert.equal(rotated.client_id, clientId);
+    assert.notEqual(rotated.client_secret, firstSecret);
+    const afterRotation = (await service.findByClientId(clientId))!;
+    assert.equal(verifyClientSecret(afterRotation, rotated.client_secret), true);
+    assert.equal(verifyClientSecret(afterRotation, firstSecret), false);
+
+    assert.match(await ok('app', 'deactivate', clientId, '--dry-run'), /would be deactivated/);
+    assert.equal((await service.findByClientId(clientId))?.active, true);
+    assert.equal(await ok('app', 'deactivate', clientId), `application ${clientId} deactivated\n`);
+    const [inactive, active] = await Promise.all([
+      ok('app', 'list', '--inactive', '--format', 'json'),
+      ok('app', 'list', '--active', '--format', 'json'),
+    ]);
+    assert.deepEqual(
+      (JSON.parse(inactive) as Array<{ client_id: string }>).map((app) => app.client_id),
+      [clientId],
+    );
+    assert.deepEqual(
+      (JSON.parse(active) as Array<{ client_id: string }>).map((app) => app.client_id),
+      ['grafana-prod'],
+    );
+  });
+});
