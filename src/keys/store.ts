@@ -59,6 +59,7 @@ export async function createKeyStore(
   let currentVersion = 0;
   let closed = false;
   let lastError: string | undefined;
+  let lastRemovalError: string | undefined;
   let queue: Promise<unknown> = Promise.resolve();
 
   const parse = async (row: SigningKeyRow): Promise<ParsedKey> => {
@@ -107,8 +108,16 @@ export async function createKeyStore(
       (key) => key.status === 'retired' && key.publishUntil !== null && key.publishUntil <= now(),
     );
     if (expired) {
-      const removed = await removeExpiredKeys(db, now());
-      if (removed.length > 0) log.info({ removedKids: removed }, 'removed expired signing keys');
+      // A failed clean-up (e.g. a read-only database) must not stop this instance from seeing rotations.
+      try {
+        const removed = await removeExpiredKeys(db, now());
+        if (removed.length > 0) log.info({ removedKids: removed }, 'removed expired signing keys');
+        lastRemovalError = undefined;
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        if (message !== lastRemovalError) log.warn({ err: message }, 'removing expired signing keys failed');
+        lastRemovalError = message;
+      }
     }
     const seen = await keySetFingerprint(db);
     if (seen === fingerprint) return false;
