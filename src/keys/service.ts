@@ -22,9 +22,9 @@ import type { SigningKeySummary } from './types.ts';
  * - `rotate()` also generates a fresh `next` key. It is published in JWKS at once but signs nothing
  *   until the following rotation, so relying parties that cache JWKS already hold it when it becomes
  *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.)
- * - Expired retired keys are removed by `rotate()`, `retire()` and `ensureActiveKey()`, and by every
- *   key store as soon as a key it publishes passes its `publish_until` (see store.ts); no separate
- *   job is needed.
+ * - Expired retired keys are removed by `rotate()` and `retire()` (and when `ensureActiveKey()`
+ *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
+ *   (see store.ts); no separate job is needed.
  * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
  */
 export interface KeyService {
