@@ -1,0 +1,52 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import type { Browser } from 'playwright-core';
+
+/**
+ * Tests that need Chromium or Python authlib run when the tool is installed and are skipped with a
+ * visible reason otherwise; with AA_OIDC_REQUIRE_E2E=1 (set by .ci/run) a missing tool is a failure.
+ */
+export const CHROMIUM_PATH = process.env.AA_OIDC_TEST_CHROMIUM ?? '/usr/bin/chromium';
+export const PYTHON_PATH = '/usr/bin/python3';
+
+function missing(reason: string): string {
+  if (process.env.AA_OIDC_REQUIRE_E2E === '1') {
+    throw new Error(`${reason}, and AA_OIDC_REQUIRE_E2E=1 makes that a failure`);
+  }
+  return reason;
+}
+
+/** `false` when Chromium is present, otherwise the reason to skip (a string, shown by the runner). */
+export function chromiumUnavailable(): string | false {
+  return existsSync(CHROMIUM_PATH)
+    ? false
+    : missing(`Chromium not found at ${CHROMIUM_PATH} (apt-get install chromium)`);
+}
+
+export function authlibUnavailable(): string | false {
+  try {
+    execFileSync(PYTHON_PATH, ['-c', 'import authlib, requests'], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return missing(
+      `Python authlib not importable by ${PYTHON_PATH} (apt-get install python3-authlib python3-requests)`,
+    );
+  }
+}
+
+export async function launchChromium(): Promise<Browser> {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
