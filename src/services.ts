@@ -12,6 +12,7 @@ import { createLogger, type Logger, type LoggerOptions } from './logging/logger.
 import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
+import { auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 
 export interface ServicesOptions {
@@ -72,6 +73,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
     closers.push(() => keyStore.close());
     const applications = createApplicationService(database.db, config, logger);
     const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
+    // Every committed directory change becomes an admin_change audit event (section H).
+    closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));
     return { config, logger, database, metrics, audit, secrets, keys, keyStore, applications, directory, close };
   } catch (error) {
     await close();

@@ -155,4 +155,68 @@ describe('leak harness', () => {
       assert.equal(readFileSync(jsonlPath, 'utf8').trimEnd().split('\n').length, 3);
     });
   });
+
+  describe('the directory password flows', () => {
+    let database: TestDatabase;
+    let app: App;
+    const harness = createLeakHarness();
+    before(async () => {
+      database = await createTestDatabase();
+      app = await createApp(
+        testConfig(database, { audit: { jsonlPath: path.join(database.dataDir, 'audit.jsonl') } }),
+        {
+          logger: harness.loggerOptions,
+          migrate: true,
+        },
+      );
+      harness.attach(app);
+      harness.watchFile(path.join(database.dataDir, 'audit.jsonl'));
+    });
+    after(async () => {
+      await app.close();
+      await database.drop();
+    });
+
+    it('leak no password and record every change as an admin_change event with its actor', async () => {
+      const first = 'first-Password-4u7Qm2';
+      const second = 'second-Password-9kX3vB';
+      const wrong = 'wrong-Password-1zR8yT';
+      harness.registerSecret(first, 'initial password');
+      harness.registerSecret(second, 'changed password');
+      harness.registerSecret(wrong, 'mistyped password');
+      const actor = { actor: 'cli:root' };
+      await app.directory.createState('Member', 100, true, actor);
+      await app.directory.createGroup('Pilots', false, actor);
+      await app.directory.createUser({ username: 'alice', password: first, state: 'Member' }, actor);
+      assert.equal((await app.directory.verifyPassword('alice', first)).outcome, 'valid');
+      assert.equal((await app.directory.verifyPassword('alice', wrong)).outcome, 'invalid');
+      assert.equal((await app.directory.verifyPassword('nobody', wrong)).outcome, 'invalid');
+      await app.directory.setPassword({ username: 'alice' }, second, actor);
+      await app.directory.addGroup({ username: 'alice' }, 'Pilots', actor);
+      await app.directory.deactivate({ username: 'alice' }, { actor: 'admin:bob' });
+      const bootstrap = await app.directory.ensureBootstrapSuperuser();
+      assert.ok(bootstrap, 'a first superuser is created');
+      harness.registerSecret(bootstrap.password, 'bootstrap password');
+      await assert.rejects(app.directory.setPassword({ username: 'alice' }, 'short', actor));
+
+      await harness.assertNoLeaks();
+      const changes = harness.auditRecords
+        .filter((record) => record.kind === 'admin_change')
+        .map((record) => [record.entity, record.action, record.name, record.actor]);
+      assert.deepEqual(changes.slice(0, 6), [
+        ['state', 'created', 'Member', 'cli:root'],
+        ['group', 'created', 'Pilots', 'cli:root'],
+        ['user', 'created', 'alice', 'cli:root'],
+        ['user', 'password_changed', 'alice', 'cli:root'],
+        ['user', 'group_added', 'alice', 'cli:root'],
+        ['user', 'deactivated', 'alice', 'admin:bob'],
+      ]);
+      assert.ok(
+        changes.some(
+          ([entity, action, name]) =>
+            entity === 'user' && action === 'created' && name === bootstrap.username,
+        ),
+      );
+    });
+  });
 });
