@@ -4,6 +4,9 @@ import { registerApp } from './commands/app.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerGroup } from './commands/group.ts';
+import { registerState } from './commands/state.ts';
+import { registerUser } from './commands/user.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
 
 export function buildProgram(io: CliIo = processIo): Command {
@@ -19,6 +22,9 @@ export function buildProgram(io: CliIo = processIo): Command {
   registerMigrate(program, io);
   registerKeys(program, io);
   registerApp(program, io);
+  registerUser(program, io);
+  registerState(program, io);
+  registerGroup(program, io);
   return program;
 }
 

@@ -43,6 +43,14 @@ import {
 
 type Emit = (event: LifecycleEvent) => Promise<void>;
 
+/** Thrown at the end of a dry run's transaction so that Kysely rolls it back. */
+class DryRunRollback {
+  readonly result: unknown;
+  constructor(result: unknown) {
+    this.result = result;
+  }
+}
+
 const BOOTSTRAP_USERNAME = 'admin';
 const USER_FIELDS: readonly UserField[] = [
   'email',
@@ -126,6 +134,7 @@ export function createDirectory(db: Kysely<Database>, logger?: Logger): Director
     work: (trx: Transaction<Database>, emit: Emit) => Promise<T>,
   ): Promise<T> {
     const actor = validateActor(options?.actor);
+    const dryRun = options?.dryRun === undefined ? false : validateFlag('dryRun', options.dryRun);
     const emitted: Array<{ event: LifecycleEvent; meta: LifecycleEventMeta }> = [];
     let result: T;
     try {
@@ -133,13 +142,16 @@ export function createDirectory(db: Kysely<Database>, logger?: Logger): Director
         const emit: Emit = async (event) => {
           const at = Date.now();
           const eventId = await queries.insertLifecycleEvent(trx, event, actor, at);
-          const meta: LifecycleEventMeta = { eventId, at, actor };
+          const meta: LifecycleEventMeta = { eventId, at, actor, dryRun };
           for (const subscriber of subscribers) await subscriber(event, trx, meta);
           emitted.push({ event, meta });
         };
-        return work(trx, emit);
+        const value = await work(trx, emit);
+        if (dryRun) throw new DryRunRollback(value);
+        return value;
       });
     } catch (error) {
+      if (error instanceof DryRunRollback) return error.result as T;
       if (queries.isUniqueViolation(error)) {
         throw conflict(
           'the change conflicts with a concurrent one (a name or username was just taken); try again',

@@ -59,6 +59,8 @@ export interface LifecycleEventMeta {
   /** Epoch milliseconds. */
   at: number;
   actor: string | null;
+  /** True when the change will be rolled back (`ChangeOptions.dryRun`). */
+  dryRun: boolean;
 }
 
 /** Names one user: by username (matched regardless of case) or by id. */
@@ -68,6 +70,11 @@ export type UserRef = { username: string } | { id: number };
 export interface ChangeOptions {
   /** Recorded with the lifecycle event: `cli:root`, `admin:alice`, … */
   actor?: string;
+  /**
+   * Runs the whole change, validation, guards and subscribers included, then rolls it back:
+   * the result tells what would happen; nothing is committed and no committed listener runs.
+   */
+  dryRun?: boolean;
 }
 
 /** The main character and corporation/alliance/faction of a user (all optional, null clears). */

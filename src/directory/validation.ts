@@ -16,9 +16,8 @@ const CONTROL = /\p{Cc}/u;
 
 /** An input as it can appear inside an error message: quoted, escaped, and cut when long. */
 export function quote(value: unknown): string {
-  const text = typeof value === 'string' ? value : String(value);
-  const cut = text.length > 80 ? `${text.slice(0, 80)}…` : text;
-  return JSON.stringify(cut);
+  if (typeof value !== 'string') return typeof value === 'number' ? String(value) : typeof value;
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
 }
 
 function requireString(label: string, value: unknown): string {

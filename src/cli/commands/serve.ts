@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
+import type { BootstrapLogin } from '../../directory/types.ts';
 import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 
@@ -12,6 +13,7 @@ export function registerServe(program: Command, io: CliIo): void {
       const app = await createApp(config);
       let metricsListener: MetricsListener | undefined;
       let address;
+      let bootstrap: BootstrapLogin | null = null;
       try {
         if (config.metrics.enabled) {
           metricsListener = await startMetricsListener(app.metrics, config.metrics, app.logger).catch(
@@ -24,6 +26,8 @@ export function registerServe(program: Command, io: CliIo): void {
             },
           );
         }
+        // First run: a superuser to log in with, its password printed once below (never logged).
+        bootstrap = await app.directory.ensureBootstrapSuperuser();
         address = await app.listen();
       } catch (error) {
         await metricsListener?.close();
@@ -45,6 +49,7 @@ export function registerServe(program: Command, io: CliIo): void {
           (metricsListener ? `, metrics on ${metricsListener.url}` : '') +
           '\n',
       );
+      if (bootstrap) io.stdout.write(bootstrapNotice(bootstrap, config.issuer));
       await new Promise<void>((resolve) => {
         const stop = (signal: NodeJS.Signals) => {
           app.logger.info({ signal }, 'shutting down');
@@ -58,4 +63,16 @@ export function registerServe(program: Command, io: CliIo): void {
       await metricsListener?.close();
       await app.close();
     });
+}
+
+/** Printed once on stdout when `serve` created the first superuser; the password appears nowhere else. */
+function bootstrapNotice(login: BootstrapLogin, issuer: string): string {
+  return [
+    '',
+    `No superuser existed, so one was created: username ${login.username}`,
+    `  one-time password: ${login.password}`,
+    `It is shown only this once. Log in at ${new URL('/admin', issuer).toString()} and change it with`,
+    `  aa-oidc user set-password ${login.username}`,
+    '',
+  ].join('\n');
 }

@@ -1,0 +1,65 @@
+import type { Command } from 'commander';
+import type { GroupSummary } from '../../directory/types.ts';
+import type { CliIo } from '../context.ts';
+import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { changeOptions, isoTime, withDirectory } from './user.ts';
+
+const GROUP_COLUMNS: readonly Column<GroupSummary>[] = [
+  { header: 'name', value: (group) => group.name },
+  { header: 'oidc access', value: (group) => group.oidc_access === 1 },
+  { header: 'users', value: (group) => group.userCount },
+];
+
+function groupJson(group: GroupSummary): Record<string, unknown> {
+  return {
+    name: group.name,
+    oidc_access: group.oidc_access === 1,
+    users: group.userCount,
+    created_at: isoTime(group.created_at),
+  };
+}
+
+export function registerGroup(program: Command, io: CliIo): void {
+  const group = program.command('group').description('groups of the built-in directory');
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+
+  group
+    .command('create')
+    .description('create a group')
+    .argument('<name>')
+    .option('--oidc-access', 'grant the oidc_access permission to every member')
+    .action(async (name: string, options: { oidcAccess?: boolean }) => {
+      const created = await withDirectory((directory) =>
+        directory.createGroup(name, options.oidcAccess === true, changeOptions()),
+      );
+      say(
+        `created group ${created.name} (oidc_access ${created.oidc_access === 1 ? 'granted' : 'not granted'})`,
+      );
+    });
+
+  group
+    .command('list')
+    .description('list groups, by name')
+    .addOption(formatOption())
+    .action(async (options: { format: OutputFormat }) => {
+      const groups = await withDirectory((directory) => directory.listGroups());
+      io.stdout.write(renderRows(groups, GROUP_COLUMNS, options.format, groupJson));
+    });
+
+  group
+    .command('grant-access')
+    .description('grant (or with --revoke, take away) the oidc_access permission of a group')
+    .argument('<name>')
+    .option('--revoke', 'take the permission away')
+    .action(async (name: string, options: { revoke?: boolean }) => {
+      const grant = options.revoke !== true;
+      const result = await withDirectory((directory) =>
+        directory.grantGroupAccess(name, grant, changeOptions()),
+      );
+      say(
+        result.changed
+          ? `oidc_access ${grant ? 'granted to' : 'revoked from'} group ${result.group.name}`
+          : `oidc_access already ${grant ? 'granted to' : 'absent from'} group ${result.group.name}; nothing changed`,
+      );
+    });
+}

@@ -1,0 +1,320 @@
+import { userInfo } from 'node:os';
+import type { Command } from 'commander';
+import pino from 'pino';
+import { pendingMigrations } from '../../db/migrate.ts';
+import { DirectoryError } from '../../directory/errors.ts';
+import type { ChangeOptions, DirectoryService, UserProfile } from '../../directory/types.ts';
+import { createServices, type Services } from '../../services.ts';
+import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { readNewPassword } from '../prompt.ts';
+
+/**
+ * Runs `work` with the services (migrations not applied: a database with pending ones is refused,
+ * naming the command that fixes it), and always closes them. Log lines go to stderr so that stdout
+ * stays clean for `--format json`. A `DirectoryError` becomes a one-line CLI failure.
+ */
+export async function withDirectory<T>(
+  work: (directory: DirectoryService, services: Services) => Promise<T>,
+): Promise<T> {
+  const config = cliConfig();
+  const services = await createServices(config, {
+    migrate: false,
+    logger: { destination: pino.destination({ dest: 2, sync: true }) },
+  });
+  try {
+    const pending = await pendingMigrations(services.database.db, services.database.kind);
+    if (pending.length > 0) {
+      throw new CliError(
+        `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
+      );
+    }
+    return await work(services.directory, services);
+  } catch (error) {
+    if (error instanceof DirectoryError) throw new CliError(error.message);
+    throw error;
+  } finally {
+    await services.close();
+  }
+}
+
+/** The actor recorded with each change made from the command line. */
+export function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`.slice(0, 200);
+  } catch {
+    return 'cli';
+  }
+}
+
+export function changeOptions(dryRun = false): ChangeOptions {
+  return { actor: cliActor(), dryRun };
+}
+
+export function isoTime(epochMs: number | null): string | null {
+  return epochMs === null ? null : new Date(epochMs).toISOString();
+}
+
+function groupNames(profile: UserProfile): string[] {
+  return profile.groups.map((group) => group.name);
+}
+
+function describe(profile: UserProfile): string {
+  const groups = groupNames(profile);
+  return `state ${profile.state?.name ?? '(none)'}; groups ${groups.length > 0 ? groups.join(', ') : '(none)'}; ${profile.user.active === 1 ? 'active' : 'inactive'}${profile.user.superuser === 1 ? '; superuser' : ''}`;
+}
+
+const USER_COLUMNS: readonly Column<UserProfile>[] = [
+  { header: 'username', value: (profile) => profile.user.username },
+  { header: 'email', value: (profile) => profile.user.email },
+  { header: 'state', value: (profile) => profile.state?.name ?? '' },
+  { header: 'groups', value: (profile) => groupNames(profile) },
+  { header: 'active', value: (profile) => profile.user.active === 1 },
+  { header: 'superuser', value: (profile) => profile.user.superuser === 1 },
+  { header: 'last login', value: (profile) => isoTime(profile.user.last_login_at) },
+];
+
+/** A user as scripts see it: never the password hash. */
+function userJson(profile: UserProfile): Record<string, unknown> {
+  return {
+    id: profile.user.id,
+    username: profile.user.username,
+    email: profile.user.email,
+    email_verified: profile.user.email_verified === 1,
+    state: profile.state?.name ?? null,
+    groups: groupNames(profile),
+    active: profile.user.active === 1,
+    superuser: profile.user.superuser === 1,
+    oidc_access: profile.user.oidc_access === 1,
+    last_login_at: isoTime(profile.user.last_login_at),
+  };
+}
+
+function userDetailJson(profile: UserProfile): Record<string, unknown> {
+  const { user } = profile;
+  return {
+    ...userJson(profile),
+    has_password: user.password_hash !== null,
+    character_id: user.character_id,
+    character_name: user.character_name,
+    corporation_id: user.corporation_id,
+    corporation_name: user.corporation_name,
+    corporation_ticker: user.corporation_ticker,
+    alliance_id: user.alliance_id,
+    alliance_name: user.alliance_name,
+    alliance_ticker: user.alliance_ticker,
+    faction_id: user.faction_id,
+    faction_name: user.faction_name,
+    locale: user.locale,
+    created_at: isoTime(user.created_at),
+    updated_at: isoTime(user.updated_at),
+  };
+}
+
+function renderUserDetail(profile: UserProfile, format: OutputFormat): string {
+  const detail = userDetailJson(profile);
+  if (format === 'json') return `${JSON.stringify(detail, null, 2)}\n`;
+  const rows = Object.entries(detail).map(([field, value]) => ({ field, value }));
+  return renderRows(
+    rows,
+    [
+      { header: 'field', value: (row) => row.field },
+      {
+        header: 'value',
+        value: (row) =>
+          Array.isArray(row.value)
+            ? (row.value as string[])
+            : (row.value as string | number | boolean | null),
+      },
+    ],
+    format,
+    (row) => row,
+  );
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function registerUser(program: Command, io: CliIo): void {
+  const user = program.command('user').description('users of the built-in directory (section N)');
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+
+  user
+    .command('create')
+    .description('create a user; the password is prompted for, or read from stdin (never from argv)')
+    .argument('<username>', '1–150 letters, digits and @ . + - _')
+    .option('--email <email>', 'email address')
+    .option('--state <name>', 'the state')
+    .option('--group <name>', 'a group (repeatable)', collect, [])
+    .option('--superuser', 'make the user a superuser')
+    .option('--password-stdin', 'read the password from standard input')
+    .action(
+      async (
+        username: string,
+        options: {
+          email?: string;
+          state?: string;
+          group: string[];
+          superuser?: boolean;
+          passwordStdin?: boolean;
+        },
+      ) => {
+        const password = await readNewPassword(io, username, options.passwordStdin === true);
+        const profile = await withDirectory((directory) =>
+          directory.createUser(
+            {
+              username,
+              password,
+              ...(options.email !== undefined && { email: options.email }),
+              state: options.state ?? null,
+              groups: options.group,
+              superuser: options.superuser === true,
+            },
+            changeOptions(),
+          ),
+        );
+        say(`created user ${profile.user.username} (id ${profile.user.id}; ${describe(profile)})`);
+      },
+    );
+
+  user
+    .command('list')
+    .description('list users, by username')
+    .option('--state <name>', 'only users in this state')
+    .option('--group <name>', 'only members of this group')
+    .option('--search <text>', 'only users whose username or email contains this text')
+    .addOption(formatOption())
+    .action(async (options: { state?: string; group?: string; search?: string; format: OutputFormat }) => {
+      const users = await withDirectory((directory) =>
+        directory.listUsers({
+          ...(options.state !== undefined && { state: options.state }),
+          ...(options.group !== undefined && { group: options.group }),
+          ...(options.search !== undefined && { search: options.search }),
+        }),
+      );
+      io.stdout.write(renderRows(users, USER_COLUMNS, options.format, userJson));
+    });
+
+  user
+    .command('show')
+    .description('show one user: state, groups, main character')
+    .argument('<username>')
+    .addOption(formatOption())
+    .action(async (username: string, options: { format: OutputFormat }) => {
+      const profile = await withDirectory((directory) => directory.getUserProfile({ username }));
+      io.stdout.write(renderUserDetail(profile, options.format));
+    });
+
+  user
+    .command('set-password')
+    .description('set a user’s password; prompted for, or read from stdin (never from argv)')
+    .argument('<username>')
+    .option('--password-stdin', 'read the password from standard input')
+    .action(async (username: string, options: { passwordStdin?: boolean }) => {
+      // Fail on an unknown user before asking for a password.
+      await withDirectory((directory) => directory.getUserProfile({ username }));
+      const password = await readNewPassword(io, username, options.passwordStdin === true);
+      const result = await withDirectory((directory) =>
+        directory.setPassword({ username }, password, changeOptions()),
+      );
+      say(`password of ${result.profile.user.username} changed`);
+    });
+
+  user
+    .command('set-state')
+    .description('move a user to another state')
+    .argument('<username>')
+    .argument('<state>')
+    .action(async (username: string, state: string) => {
+      const result = await withDirectory((directory) =>
+        directory.setState({ username }, state, changeOptions()),
+      );
+      const name = result.profile.user.username;
+      say(
+        result.changed
+          ? `${name} is now in state ${result.profile.state?.name}`
+          : `${name} is already in state ${result.profile.state?.name}; nothing changed`,
+      );
+    });
+
+  user
+    .command('add-group')
+    .description('add a user to a group')
+    .argument('<username>')
+    .argument('<group>')
+    .action(async (username: string, group: string) => {
+      const result = await withDirectory((directory) =>
+        directory.addGroup({ username }, group, changeOptions()),
+      );
+      const name = result.profile.user.username;
+      say(
+        result.changed
+          ? `added ${name} to group ${group} (groups: ${groupNames(result.profile).join(', ')})`
+          : `${name} is already in group ${group}; nothing changed`,
+      );
+    });
+
+  user
+    .command('remove-group')
+    .description('remove a user from a group')
+    .argument('<username>')
+    .argument('<group>')
+    .action(async (username: string, group: string) => {
+      const result = await withDirectory((directory) =>
+        directory.removeGroup({ username }, group, changeOptions()),
+      );
+      const name = result.profile.user.username;
+      say(
+        result.changed
+          ? `removed ${name} from group ${group}`
+          : `${name} is not in group ${group}; nothing changed`,
+      );
+    });
+
+  user
+    .command('deactivate')
+    .description(
+      'deactivate a user: every app refuses them from the next request, and back-channel logout tells each app',
+    )
+    .argument('<username>')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const result = await withDirectory((directory) =>
+        directory.deactivate({ username }, changeOptions(dryRun)),
+      );
+      const name = result.profile.user.username;
+      if (!result.changed) say(`${name} is already inactive; nothing changed`);
+      else if (dryRun) say(`dry run: would deactivate ${name}; nothing changed`);
+      else say(`deactivated ${name}`);
+    });
+
+  user
+    .command('activate')
+    .description('activate a deactivated user')
+    .argument('<username>')
+    .action(async (username: string) => {
+      const result = await withDirectory((directory) => directory.activate({ username }, changeOptions()));
+      const name = result.profile.user.username;
+      say(result.changed ? `activated ${name}` : `${name} is already active; nothing changed`);
+    });
+
+  user
+    .command('delete')
+    .description('delete a user and their memberships (back-channel logout tells each app)')
+    .argument('<username>')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const result = await withDirectory((directory) =>
+        directory.deleteUser({ username }, changeOptions(dryRun)),
+      );
+      const name = result.profile.user.username;
+      say(
+        dryRun
+          ? `dry run: would delete ${name} (${describe(result.profile)}); nothing changed`
+          : `deleted ${name} (was: ${describe(result.profile)})`,
+      );
+    });
+}

@@ -1,0 +1,60 @@
+import type { TestContext } from 'node:test';
+import { type Kysely, type KyselyPlugin } from 'kysely';
+import { openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { Database, LifecycleEventRow } from '../../src/db/schema.ts';
+import { createDirectory } from '../../src/directory/service.ts';
+import type { DirectoryService } from '../../src/directory/types.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase } from '../helpers/database.ts';
+
+export interface DirectoryFixture {
+  db: Kysely<Database>;
+  directory: DirectoryService;
+  /** Every line the directory's logger wrote (level trace). */
+  logLines: string[];
+  /** The `lifecycle_event` rows, oldest first. */
+  events(): Promise<LifecycleEventRow[]>;
+  /** How many SQL statements ran through `db` since the last call. */
+  takeQueryCount(): number;
+}
+
+/** A fresh migrated database with a directory on it, dropped when the test ends. */
+export async function directoryFixture(t: TestContext): Promise<DirectoryFixture> {
+  const database = await createTestDatabase();
+  const config = testConfig(database);
+  const handle = openDatabase(config.database);
+  t.after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+  await migrateToLatest(handle.db, handle.kind);
+  let queries = 0;
+  const counter: KyselyPlugin = {
+    transformQuery(args) {
+      queries += 1;
+      return args.node;
+    },
+    async transformResult(args) {
+      return args.result;
+    },
+  };
+  const db = handle.db.withPlugin(counter);
+  const logLines: string[] = [];
+  const logger = createLogger(
+    { logging: { ...config.logging, level: 'trace' } },
+    { destination: { write: (line: string) => void logLines.push(line) } },
+  );
+  return {
+    db,
+    directory: createDirectory(db, logger),
+    logLines,
+    events: () => handle.db.selectFrom('lifecycle_event').selectAll().orderBy('id').execute(),
+    takeQueryCount() {
+      const count = queries;
+      queries = 0;
+      return count;
+    },
+  };
+}
