@@ -110,19 +110,19 @@ export function createApplicationService(
       const createdBy = checkActor(actor);
       const clientId = input.clientId ?? generateClientId();
       const valid = await validateApplicationInput({ ...input, clientId }, await validationContext());
-      if (await clientIdExists(db, valid.clientId))
-        throw new ApplicationError('conflict', [
-          {
-            field: 'client_id',
-            message: `${quote(valid.clientId)} is already taken; choose another or omit it`,
-          },
-        ]);
+      if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
       if (options.dryRun) {
         return { application: preview(valid, null, createdBy, now()), clientSecret: null };
       }
       const clientSecret = valid.clientType === 'confidential' ? generateClientSecret() : null;
       const digest = clientSecret === null ? null : clientSecretDigest(clientSecret);
-      await db.transaction().execute((trx) => insertApplication(trx, valid, digest, createdBy, now()));
+      try {
+        await db.transaction().execute((trx) => insertApplication(trx, valid, digest, createdBy, now()));
+      } catch (error) {
+        // Lost a race for the same explicit client_id: report it like the check above.
+        if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
+        throw error;
+      }
       const application = await existing(valid.clientId);
       notify({ clientId: valid.clientId, action: 'created', actor: createdBy });
       return { application, clientSecret };
@@ -204,6 +204,12 @@ export function createApplicationService(
     notify({ clientId, action: active ? 'activated' : 'deactivated', actor: by });
     return application;
   }
+}
+
+function clientIdTaken(clientId: string): ApplicationError {
+  return new ApplicationError('conflict', [
+    { field: 'client_id', message: `${quote(clientId)} is already taken; choose another or omit it` },
+  ]);
 }
 
 function checkActor(actor: unknown): string {

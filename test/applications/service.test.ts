@@ -139,6 +139,25 @@ describe(`application service (${testDatabaseKind})`, () => {
     });
   });
 
+  it('validates a create in a dry run without writing, and refuses a missing or unprintable actor', async () => {
+    const before = await service.list();
+    const changeCount = changes.length;
+    const dry = await service.create(
+      { clientId: 'dry-run-app', name: 'Dry', redirectUris: ['https://dry.example/cb'] },
+      ACTOR,
+      { dryRun: true },
+    );
+    assert.equal(dry.clientSecret, null, 'no secret is generated in a dry run');
+    assert.equal(dry.application.clientId, 'dry-run-app');
+    assert.equal(await service.findByClientId('dry-run-app'), undefined);
+    assert.deepEqual(await service.list(), before);
+    assert.equal(changes.length, changeCount);
+    for (const actor of ['', 'cli:\0root', 'x'.repeat(151)])
+      await assert.rejects(service.create({ name: 'A', redirectUris: ['https://a.example/cb'] }, actor), {
+        message: /^created_by: the actor must be 1–150 printable characters/,
+      });
+  });
+
   it('refuses bad input on every write path with the field and what would be valid', async () => {
     await assert.rejects(
       service.create({ name: 'X', redirectUris: ['https://x.example/cb'], states: ['Alumni'] }, ACTOR),
