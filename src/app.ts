@@ -6,12 +6,15 @@ import { healthRoutes } from './http/health.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
+import { createOidc, type Oidc } from './oidc/provider.ts';
 
 export type AppOptions = ServicesOptions;
 
 /** The HTTP application on top of the services. */
 export interface App extends Services {
   koa: Koa;
+  /** The OpenID Connect provider (section B) mounted under the issuer path. */
+  oidc: Oidc;
   /** Starts listening on the configured host and port; resolves with the bound address. */
   listen(overrides?: { port?: number; host?: string }): Promise<AddressInfo>;
   /** Stops accepting connections, lets in-flight requests finish, then closes the services. */
@@ -26,11 +29,21 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   logKoaErrors(koa, services.logger);
   koa.use(healthRoutes(services.database.db, services.database.kind));
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));
+  const oidc = createOidc({
+    config,
+    logger: services.logger,
+    db: services.database.db,
+    applications: services.applications,
+    directory: services.directory,
+    keyStore: services.keyStore,
+  });
+  koa.use(oidc.middleware);
 
   let server: Server | undefined;
   return {
     ...services,
     koa,
+    oidc,
     listen(overrides = {}) {
       return new Promise((resolve, reject) => {
         const listening = koa.listen(overrides.port ?? config.port, overrides.host ?? config.host);
@@ -50,6 +63,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           closing.closeIdleConnections();
         });
       }
+      oidc.close();
       await services.close();
     },
   };

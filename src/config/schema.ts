@@ -131,6 +131,8 @@ export const configSchema = z
           .default(128),
         opPolicyUri: httpUrl.optional(),
         opTosUri: httpUrl.optional(),
+        /** How often expired provider rows (codes, tokens, sessions) and old login failures are deleted. */
+        purgeIntervalSeconds: integer(10, 86_400).default(600),
       })
       .strict()
       .default({
@@ -139,6 +141,7 @@ export const configSchema = z
         eveClaimsScope: 'profile',
         portraitUrlTemplate: 'https://images.evetech.net/characters/{character_id}/portrait?size={size}',
         portraitSize: 128,
+        purgeIntervalSeconds: 600,
       }),
     login: z
       .object({

@@ -1,0 +1,46 @@
+import { html, page } from './layout.ts';
+
+export interface LoginPageInput {
+  action: string;
+  csrfToken: string;
+  /** The application asking, by name (its registered client name). */
+  clientName: string;
+  username?: string;
+  /** Shown above the form: what went wrong, in words that do not say whether the user exists. */
+  error?: string;
+}
+
+export function loginPage(input: LoginPageInput): string {
+  return page(
+    'Sign in',
+    html`<h1>Sign in</h1>
+      <p>to continue to <strong>${input.clientName}</strong></p>
+      ${input.error ? html`<p class="alert" role="alert" id="login-error">${input.error}</p>` : ''}
+      <form method="post" action="${input.action}" novalidate>
+        <input type="hidden" name="csrf_token" value="${input.csrfToken}" />
+        <label for="username">Username</label>
+        <input
+          type="text"
+          id="username"
+          name="username"
+          autocomplete="username"
+          autocapitalize="none"
+          spellcheck="false"
+          required
+          maxlength="150"
+          value="${input.username ?? ''}"
+          ${input.error ? html` aria-describedby="login-error"` : ''}
+        />
+        <label for="password">Password</label>
+        <input
+          type="password"
+          id="password"
+          name="password"
+          autocomplete="current-password"
+          required
+          maxlength="1024"
+        />
+        <button type="submit">Sign in</button>
+      </form>`,
+  );
+}

@@ -1,0 +1,160 @@
+import type { Config } from '../config/load.ts';
+import type { UserProfile } from '../directory/types.ts';
+
+/** The configuration the claims depend on. */
+export type ClaimsConfig = Pick<
+  Config['oidc'],
+  'claimPrefix' | 'eveClaimsScope' | 'portraitUrlTemplate' | 'portraitSize'
+>;
+
+export type ClaimValue = string | number | boolean | string[] | Record<string, unknown>;
+export type Claims = { sub: string } & Record<string, ClaimValue>;
+
+/** At most this many group names go into `groups` (the state name comes after them). */
+export const MAX_GROUP_CLAIMS = 256;
+
+const STANDARD_SCOPE_CLAIMS: Readonly<Record<string, readonly string[]>> = {
+  openid: ['sub'],
+  email: ['email', 'email_verified'],
+  profile: ['name', 'picture', 'locale'],
+  groups: ['groups'],
+};
+
+/** The EVE claim names, with the configured prefix. */
+export function eveClaimNames(config: Pick<ClaimsConfig, 'claimPrefix'>): string[] {
+  const p = config.claimPrefix;
+  return [
+    `${p}character_id`,
+    `${p}main_character_id`,
+    `${p}corporation_id`,
+    `${p}corporation_name`,
+    `${p}corporation_ticker`,
+    `${p}alliance_id`,
+    `${p}alliance_name`,
+    `${p}alliance_ticker`,
+    `${p}faction_id`,
+    `${p}faction_name`,
+    `${p}affiliation`,
+  ];
+}
+
+/**
+ * Which claims each scope releases, for the provider's `claims` configuration (and for anyone who
+ * must filter claims by scope the same way). Only the configured scopes appear.
+ */
+export function scopeClaims(config: ClaimsConfig, scopes: readonly string[]): Record<string, string[]> {
+  const mapping: Record<string, string[]> = {};
+  for (const scope of scopes) {
+    const claims = new Set(STANDARD_SCOPE_CLAIMS[scope] ?? []);
+    if (scope === config.eveClaimsScope) for (const name of eveClaimNames(config)) claims.add(name);
+    if (scope === 'offline_access' && claims.size === 0) continue;
+    mapping[scope] = [...claims];
+  }
+  return mapping;
+}
+
+/**
+ * The one claims function (section B "Claims"): what `profile` yields for the granted `scopes`.
+ * Serves userinfo, the claims parameter, and JWT access tokens alike, so that every path releases
+ * the same values. Empty values are omitted, never null.
+ */
+export function claimsFor(profile: UserProfile, scopes: Iterable<string>, config: ClaimsConfig): Claims {
+  const granted = new Set(scopes);
+  const { user, state, groups } = profile;
+  const claims: Claims = { sub: String(user.id) };
+  const put = (name: string, value: ClaimValue | null | undefined): void => {
+    if (value === null || value === undefined) return;
+    if (typeof value === 'string' && value.length === 0) return;
+    if (Array.isArray(value) && value.length === 0) return;
+    if (typeof value === 'object' && !Array.isArray(value) && Object.keys(value).length === 0) return;
+    claims[name] = value;
+  };
+
+  if (granted.has('email')) {
+    const email = user.email.trim();
+    if (email.length > 0) {
+      put('email', email);
+      put('email_verified', user.email_verified === 1);
+    }
+  }
+
+  if (granted.has('profile')) {
+    put('name', nonEmpty(user.character_name));
+    put('picture', portraitUrl(user.character_id, config));
+    put('locale', nonEmpty(user.locale));
+  }
+
+  if (granted.has('groups')) {
+    const names = groups
+      .map((group) => group.name)
+      .sort(compareNames)
+      .slice(0, MAX_GROUP_CLAIMS);
+    if (state) names.push(state.name);
+    put('groups', names);
+  }
+
+  if (granted.has(config.eveClaimsScope)) {
+    const p = config.claimPrefix;
+    put(`${p}character_id`, user.character_id);
+    put(`${p}main_character_id`, user.character_id);
+    put(`${p}corporation_id`, user.corporation_id);
+    put(`${p}corporation_name`, nonEmpty(user.corporation_name));
+    put(`${p}corporation_ticker`, nonEmpty(user.corporation_ticker));
+    put(`${p}alliance_id`, user.alliance_id);
+    put(`${p}alliance_name`, nonEmpty(user.alliance_name));
+    put(`${p}alliance_ticker`, nonEmpty(user.alliance_ticker));
+    put(`${p}faction_id`, user.faction_id);
+    put(`${p}faction_name`, nonEmpty(user.faction_name));
+    put(
+      `${p}affiliation`,
+      compact({
+        corp: compact({
+          id: user.corporation_id,
+          name: nonEmpty(user.corporation_name),
+          ticker: nonEmpty(user.corporation_ticker),
+        }),
+        alliance: compact({
+          id: user.alliance_id,
+          name: nonEmpty(user.alliance_name),
+          ticker: nonEmpty(user.alliance_ticker),
+        }),
+        faction: compact({ id: user.faction_id, name: nonEmpty(user.faction_name) }),
+        state: state?.name,
+      }),
+    );
+  }
+  return claims;
+}
+
+/** The portrait URL for a character, or undefined without one. */
+export function portraitUrl(
+  characterId: number | null,
+  config: Pick<ClaimsConfig, 'portraitUrlTemplate' | 'portraitSize'>,
+): string | undefined {
+  if (characterId === null || characterId === undefined) return undefined;
+  return config.portraitUrlTemplate
+    .replaceAll('{character_id}', encodeURIComponent(String(characterId)))
+    .replaceAll('{size}', String(config.portraitSize));
+}
+
+function nonEmpty(value: string | null | undefined): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  const trimmed = value.trim();
+  return trimmed.length > 0 ? trimmed : undefined;
+}
+
+/** The object without its null, undefined and empty members; undefined when nothing is left. */
+function compact(value: Record<string, unknown>): Record<string, unknown> | undefined {
+  const kept = Object.entries(value).filter(
+    ([, member]) =>
+      member !== null &&
+      member !== undefined &&
+      !(typeof member === 'string' && member.length === 0) &&
+      !(typeof member === 'object' && Object.keys(member as object).length === 0),
+  );
+  return kept.length > 0 ? Object.fromEntries(kept) : undefined;
+}
+
+function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

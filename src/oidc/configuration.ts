@@ -1,0 +1,203 @@
+import { hkdfSync } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { JWK } from 'jose';
+import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Config } from '../config/load.ts';
+import type { Database } from '../db/schema.ts';
+import { KyselyAdapter } from './adapter.ts';
+import { accessPrompt } from './check-access.ts';
+import { scopeClaims } from './claims.ts';
+import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup } from './clients.ts';
+import { createFindAccount, type ProfileSource } from './find-account.ts';
+import { renderError } from './render-error.ts';
+import { logoutSource, postLogoutSuccessSource } from './logout-pages.ts';
+import { PROVIDER_ROUTES } from './routes.ts';
+
+export interface ProviderConfigurationDependencies {
+  config: Config;
+  db: Kysely<Database>;
+  applications: ApplicationLookup;
+  directory: ProfileSource;
+  /** Private signing JWKs, the active key first (`KeyStore.signingJwks()`). */
+  jwks: { keys: JWK[] };
+}
+
+/** Lifetimes the spec does not make configurable. */
+const SESSION_TTL_SECONDS = 14 * 24 * 3600;
+const INTERACTION_TTL_SECONDS = 30 * 60;
+/**
+ * A grant outlives every token issued under it; refresh-token rotation keeps a grant in use for as
+ * long as the client keeps refreshing, up to this bound (then the user signs in again).
+ */
+const GRANT_TTL_SECONDS = 365 * 24 * 3600;
+
+/** Where the interaction pages live: under the issuer's path (`/o/interaction/:uid`). */
+export function interactionPath(issuer: string, uid: string): string {
+  return `${issuerPath(issuer)}/interaction/${encodeURIComponent(uid)}`;
+}
+
+export function issuerPath(issuer: string): string {
+  return new URL(issuer).pathname.replace(/\/+$/, '');
+}
+
+/**
+ * Cookie signing keys, derived from `AA_OIDC_SECRET_KEY` with HKDF so that the secret key itself
+ * never signs anything and other derived keys (CSRF) stay independent.
+ */
+export function deriveKey(secretKey: string, purpose: string): Buffer {
+  return Buffer.from(
+    hkdfSync('sha256', Buffer.from(secretKey, 'utf8'), Buffer.alloc(0), `aa-oidc ${purpose}`, 32),
+  );
+}
+
+/**
+ * The oidc-provider configuration (section B). Everything not listed keeps the provider's default;
+ * every default hook that the provider asks us to replace is replaced here.
+ */
+export function providerConfiguration(deps: ProviderConfigurationDependencies): Configuration {
+  const { config, db, applications, directory } = deps;
+  const clientAdapter = new ApplicationClientAdapter(applications);
+  const secure = config.mode === 'production';
+  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
+  const policy = interactionPolicy.base();
+  policy.add(accessPrompt(applications), 1);
+  const tokens = config.tokens;
+
+  return {
+    adapter: (name: string) => (name === 'Client' ? clientAdapter : new KyselyAdapter(name, db)),
+    clients: [],
+    jwks: deps.jwks as Configuration['jwks'],
+    findAccount: createFindAccount(directory, config),
+
+    scopes: [...config.oidc.scopes],
+    claims: {
+      acr: null,
+      auth_time: null,
+      iss: null,
+      sid: null,
+      ...scopeClaims(config.oidc, config.oidc.scopes),
+    },
+    conformIdTokenClaims: true,
+    acrValues: ['0'],
+    subjectTypes: ['public'],
+    responseTypes: ['code'],
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
+    allowOmittingSingleRegisteredRedirectUri: false,
+    // POST to authorize and logout is served by routes.ts as the equivalent GET: the provider's own
+    // POST support would need SameSite=None session cookies, and section B asks for Lax.
+    enableHttpPostMethods: false,
+    acceptQueryParamAccessTokens: false,
+
+    extraClientMetadata: {
+      properties: [...EXTRA_CLIENT_METADATA],
+      validator(_ctx, key, value) {
+        if (typeof value !== 'boolean') throw new TypeError(`client metadata ${key} must be a boolean`);
+      },
+    },
+
+    pkce: {
+      required: (_ctx, client) =>
+        client.clientAuthMethod === 'none' ||
+        (client as unknown as Record<string, unknown>).pkce_required === true,
+    },
+
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+    // Tokens live by their own lifetimes; logout revokes the grants it ends (end_session).
+    expiresWithSession: async () => false,
+
+    ttl: {
+      AccessToken: tokens.accessTokenTtl,
+      ClientCredentials: tokens.accessTokenTtl,
+      AuthorizationCode: tokens.codeTtl,
+      IdToken: tokens.idTokenTtl,
+      RefreshToken: tokens.refreshTokenTtl,
+      Grant: Math.max(GRANT_TTL_SECONDS, tokens.refreshTokenTtl),
+      Session: SESSION_TTL_SECONDS,
+      Interaction: INTERACTION_TTL_SECONDS,
+    },
+
+    cookies: {
+      names: { session: '_session', interaction: '_interaction', resume: '_interaction_resume' },
+      long: cookieOptions,
+      short: cookieOptions,
+      keys: [deriveKey(config.secretKey, 'cookie signing')],
+    },
+
+    routes: PROVIDER_ROUTES,
+
+    interactions: {
+      policy,
+      url: (_ctx: KoaContextWithOIDC, interaction) => interactionPath(config.issuer, interaction.uid),
+    },
+
+    discovery: {
+      claim_types_supported: ['normal'],
+      ...(config.oidc.opPolicyUri ? { op_policy_uri: config.oidc.opPolicyUri } : {}),
+      ...(config.oidc.opTosUri ? { op_tos_uri: config.oidc.opTosUri } : {}),
+    },
+
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256'],
+      userinfoSigningAlgValues: ['RS256'],
+      introspectionSigningAlgValues: ['RS256'],
+      authorizationSigningAlgValues: ['RS256'],
+      // No symmetric algorithm anywhere: the client "secret" the provider holds is a digest.
+      clientAuthSigningAlgValues: ['RS256'],
+      requestObjectSigningAlgValues: ['RS256'],
+    },
+
+    // Same rule as the provider's default, without its "you should change this" notice: browsers may
+    // call the token-side endpoints only from a public client's own redirect origins, and userinfo
+    // from any registered redirect origin.
+    clientBasedCORS(ctx, origin, client) {
+      if (origin === 'null') return false;
+      if (ctx.oidc.route !== 'userinfo' && client.clientAuthMethod !== 'none') return false;
+      return client.redirectUris?.some((uri) => URL.parse(uri)?.origin === origin) ?? false;
+    },
+
+    renderError,
+
+    features: {
+      devInteractions: { enabled: false },
+      registration: { enabled: false },
+      registrationManagement: { enabled: false },
+      deviceFlow: { enabled: false },
+      ciba: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      requestObjects: { enabled: false },
+      resourceIndicators: { enabled: false },
+      dPoP: { enabled: false },
+      mTLS: { enabled: false },
+      encryption: { enabled: false },
+      jwtResponseModes: { enabled: false },
+      jwtUserinfo: { enabled: false },
+      jwtIntrospection: { enabled: false },
+      webMessageResponseMode: { enabled: false },
+      richAuthorizationRequests: { enabled: false },
+      rpMetadataChoices: { enabled: false },
+      claimsParameter: { enabled: true },
+      clientCredentials: { enabled: true },
+      userinfo: { enabled: true },
+      introspection: {
+        enabled: true,
+        // A public client may only ask about its own tokens; a confidential one about any.
+        allowedPolicy: async (ctx, client, token) =>
+          !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client?.clientId),
+      },
+      revocation: {
+        enabled: true,
+        // A client may revoke only its own tokens (RFC 7009 §2.1).
+        allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId,
+      },
+      rpInitiatedLogout: {
+        enabled: config.logout.rpInitiated,
+        logoutSource,
+        postLogoutSuccessSource,
+      },
+      // Advertised (backchannel_logout_supported); delivery is section G's durable queue, so no
+      // client handed to the provider carries a backchannel_logout_uri (see clients.ts).
+      backchannelLogout: { enabled: true },
+    },
+  } as Configuration;
+}

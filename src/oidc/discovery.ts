@@ -1,0 +1,34 @@
+import type Koa from 'koa';
+import type { Config } from '../config/load.ts';
+
+/**
+ * Post-processing of the provider's discovery document (and the CORS header of discovery and
+ * JWKS), installed with `provider.use()` so that it sees the provider's response. The document ends
+ * up with exactly the section-B fields: what the provider computes from our configuration, plus
+ * the fields it does not know about, minus `backchannel_logout_session_supported` (no `sid`
+ * delivery yet, section G).
+ */
+export function discoveryPostProcessing(config: Pick<Config, 'logout'>): Koa.Middleware {
+  return async (ctx, next) => {
+    await next();
+    const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
+    if ((route === 'discovery' || route === 'jwks') && ctx.method !== 'OPTIONS') {
+      ctx.set('Access-Control-Allow-Origin', '*');
+    }
+    if (route !== 'discovery' || ctx.status !== 200 || typeof ctx.body !== 'object' || ctx.body === null)
+      return;
+    const document = ctx.body as Record<string, unknown>;
+    document.response_types_supported = ['code'];
+    document.code_challenge_methods_supported = ['S256'];
+    document.acr_values_supported = ['0'];
+    document.prompt_values_supported = ['none', 'login', 'consent'];
+    document.claims_parameter_supported = true;
+    document.request_parameter_supported = false;
+    document.request_uri_parameter_supported = false;
+    document.backchannel_logout_supported = true;
+    delete document.backchannel_logout_session_supported;
+    document.access_token_signing_alg_values_supported = ['RS256'];
+    document.grant_types_supported = ['authorization_code', 'refresh_token', 'client_credentials'];
+    if (!config.logout.rpInitiated) delete document.end_session_endpoint;
+  };
+}

@@ -1,0 +1,270 @@
+import type Koa from 'koa';
+import type { Provider } from 'oidc-provider';
+import type { Application } from '../../applications/types.ts';
+import type { Config } from '../../config/load.ts';
+import type { DirectoryService } from '../../directory/types.ts';
+import type { Logger } from '../../logging/logger.ts';
+import { requestLog } from '../../logging/request-context.ts';
+import { consentPage } from '../../http/pages/consent.ts';
+import { deniedPage } from '../../http/pages/denied.ts';
+import { errorPage } from '../../http/pages/error.ts';
+import { loginPage } from '../../http/pages/login.ts';
+import { ACCESS_PROMPT } from '../check-access.ts';
+import type { ApplicationLookup } from '../clients.ts';
+import { interactionPath } from '../configuration.ts';
+import { readBody } from '../routes.ts';
+import { CSRF_FIELD, type CsrfOptions, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
+import type { LoginThrottle } from './throttle.ts';
+
+type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+export interface InteractionDependencies {
+  config: Config;
+  logger: Logger;
+  provider: () => Provider;
+  applications: ApplicationLookup;
+  directory: Pick<DirectoryService, 'verifyPassword' | 'recordLogin' | 'findUserById'>;
+  throttle: LoginThrottle;
+  csrf: CsrfOptions;
+}
+
+/** Said for any failed login, whatever failed: it never tells whether the username exists. */
+export const LOGIN_FAILED_MESSAGE = 'Invalid username or password.';
+export const LOGIN_THROTTLED_MESSAGE =
+  'Too many failed sign-in attempts. Wait a few minutes, then try again.';
+const FORM_LIMIT = 16 * 1024;
+
+const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  openid: 'Your account identifier',
+  profile: "Your main character's name and portrait, corporation, alliance and faction",
+  email: 'Your email address',
+  groups: 'Your groups and state',
+  offline_access: 'Access while you are not signed in',
+};
+
+/**
+ * The interaction pages (`/o/interaction/:uid`): login, the 403 denied page, consent. They are the
+ * provider's interactions: each reads the pending interaction through the provider
+ * (`interactionDetails`, bound to the interaction cookie) and ends it with `interactionResult`,
+ * then sends the browser back to the provider's resume URL.
+ */
+export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware {
+  const base = interactionPath(deps.config.issuer, '');
+  return async (ctx, next) => {
+    if (!ctx.path.startsWith(base)) return next();
+    const [uid, action, ...rest] = ctx.path.slice(base.length).split('/');
+    if (!uid || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(uid)) return next();
+    const route = `${ctx.method} ${action ?? ''}`;
+    if (!['GET ', 'POST login', 'POST consent'].includes(route)) return next();
+
+    ctx.set('X-Frame-Options', 'DENY');
+    ctx.set(
+      'Content-Security-Policy',
+      "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'",
+    );
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('Pragma', 'no-cache');
+
+    const provider = deps.provider();
+    let interaction: Interaction;
+    try {
+      interaction = await provider.interactionDetails(ctx.req, ctx.res);
+    } catch {
+      return renderStatus(
+        ctx,
+        400,
+        'invalid_request',
+        'This sign-in request has expired. Start again from the application.',
+      );
+    }
+    if (interaction.uid !== uid) {
+      return renderStatus(
+        ctx,
+        400,
+        'invalid_request',
+        'This sign-in request does not match your browser session.',
+      );
+    }
+    const clientId = String(interaction.params.client_id ?? '');
+    const app = await deps.applications.findByClientId(clientId);
+    if (!app || !app.active) {
+      return renderStatus(ctx, 400, 'invalid_client', 'The application is not available.');
+    }
+    const path = interactionPath(deps.config.issuer, uid);
+
+    try {
+      if (route === 'GET ') return await show(ctx, deps, provider, interaction, app, path);
+      const form = await readForm(ctx);
+      if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
+        return renderStatus(ctx, 403, 'invalid_request', 'The form has expired. Go back and try again.');
+      }
+      if (route === 'POST login') return await submitLogin(ctx, deps, provider, interaction, app, path, form);
+      return await submitConsent(ctx, provider, interaction, form);
+    } catch (error) {
+      requestLog(ctx, deps.logger).error(
+        { err: { name: (error as Error).name, message: (error as Error).message }, clientId },
+        'interaction failed',
+      );
+      return renderStatus(ctx, 500, 'server_error', undefined);
+    }
+  };
+}
+
+async function show(
+  ctx: Koa.Context,
+  deps: InteractionDependencies,
+  provider: Provider,
+  interaction: Interaction,
+  app: Application,
+  path: string,
+): Promise<void> {
+  switch (interaction.prompt.name) {
+    case 'login':
+      ctx.type = 'html';
+      ctx.body = loginPage({
+        action: `${path}/login`,
+        csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+        clientName: app.name,
+        username:
+          typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
+      });
+      return;
+    case ACCESS_PROMPT:
+      ctx.status = 403;
+      ctx.type = 'html';
+      ctx.body = deniedPage();
+      return;
+    case 'consent': {
+      const requested = String(interaction.params.prompt ?? '').split(' ');
+      if (app.skipAuthorization && !requested.includes('consent')) {
+        return finish(ctx, provider, { consent: await grantConsent(provider, interaction) });
+      }
+      const details = interaction.prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+      };
+      const accountId = interaction.session?.accountId;
+      const user = accountId ? await deps.directory.findUserById(Number(accountId)) : undefined;
+      ctx.type = 'html';
+      ctx.body = consentPage({
+        action: `${path}/consent`,
+        csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+        clientName: app.name,
+        username: user?.username ?? '',
+        scopes: (details.missingOIDCScope ?? []).map((name) => ({
+          name,
+          description: SCOPE_DESCRIPTIONS[name] ?? name,
+        })),
+        claims: details.missingOIDCClaims ?? [],
+      });
+      return;
+    }
+    default:
+      return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is not supported.');
+  }
+}
+
+async function submitLogin(
+  ctx: Koa.Context,
+  deps: InteractionDependencies,
+  provider: Provider,
+  interaction: Interaction,
+  app: Application,
+  path: string,
+  form: URLSearchParams,
+): Promise<void> {
+  if (interaction.prompt.name !== 'login') {
+    return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is already complete.');
+  }
+  const username = (form.get('username') ?? '').trim().slice(0, 150);
+  const password = (form.get('password') ?? '').slice(0, 1024);
+  const again = (status: number, error: string) => {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.body = loginPage({
+      action: `${path}/login`,
+      csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+      clientName: app.name,
+      username,
+      error,
+    });
+  };
+  if (username === '' || password === '') return again(400, LOGIN_FAILED_MESSAGE);
+  if (await deps.throttle.isThrottled(username, ctx.ip)) return again(429, LOGIN_THROTTLED_MESSAGE);
+
+  const check = await deps.directory.verifyPassword(username, password);
+  if (check.outcome !== 'valid') {
+    await deps.throttle.recordFailure(username, ctx.ip);
+    requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: check.outcome }, 'login failed');
+    return again(401, LOGIN_FAILED_MESSAGE);
+  }
+  await deps.throttle.clearAccount(username);
+  await deps.directory.recordLogin(check.user.id);
+  return finish(ctx, provider, {
+    login: { accountId: String(check.user.id), acr: '0', amr: ['pwd'], remember: true },
+  });
+}
+
+async function submitConsent(
+  ctx: Koa.Context,
+  provider: Provider,
+  interaction: Interaction,
+  form: URLSearchParams,
+): Promise<void> {
+  if (interaction.prompt.name !== 'consent') {
+    return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is already complete.');
+  }
+  if (form.get('decision') !== 'allow') {
+    return finish(ctx, provider, {
+      error: 'access_denied',
+      error_description: 'the End-User denied the request',
+    });
+  }
+  return finish(ctx, provider, { consent: await grantConsent(provider, interaction) });
+}
+
+/** Adds what the consent prompt found missing to the grant (a new one if there is none yet). */
+async function grantConsent(provider: Provider, interaction: Interaction): Promise<{ grantId: string }> {
+  const accountId = interaction.session?.accountId;
+  const clientId = String(interaction.params.client_id ?? '');
+  let grant = interaction.grantId ? await provider.Grant.find(interaction.grantId) : undefined;
+  if (!grant || grant.accountId !== accountId || grant.clientId !== clientId) {
+    grant = new provider.Grant({ accountId, clientId });
+  }
+  const details = interaction.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[] };
+  if (details.missingOIDCScope?.length) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+  if (details.missingOIDCClaims?.length) grant.addOIDCClaims(details.missingOIDCClaims);
+  return { grantId: await grant.save() };
+}
+
+async function finish(
+  ctx: Koa.Context,
+  provider: Provider,
+  result: Parameters<Provider['interactionResult']>[2],
+): Promise<void> {
+  const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
+    mergeWithLastSubmission: true,
+  });
+  ctx.status = 303;
+  ctx.redirect(returnTo);
+}
+
+async function readForm(ctx: Koa.Context): Promise<URLSearchParams | undefined> {
+  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  try {
+    return new URLSearchParams(await readBody(ctx.req, FORM_LIMIT));
+  } catch {
+    return undefined;
+  }
+}
+
+function renderStatus(
+  ctx: Koa.Context,
+  status: number,
+  error: string,
+  description: string | undefined,
+): void {
+  ctx.status = status;
+  ctx.type = 'html';
+  ctx.body = errorPage({ error, description, status });
+}

@@ -1,0 +1,120 @@
+import type Koa from 'koa';
+import type { Kysely } from 'kysely';
+import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import type { Config } from '../config/load.ts';
+import type { Database } from '../db/schema.ts';
+import type { DirectoryService } from '../directory/types.ts';
+import type { KeyStore } from '../keys/types.ts';
+import type { Logger } from '../logging/logger.ts';
+import { requestLog } from '../logging/request-context.ts';
+import { purgeExpiredPayloads } from './adapter.ts';
+import { installDigestSecretComparison } from './client-auth.ts';
+import type { ApplicationLookup } from './clients.ts';
+import { deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
+import { discoveryPostProcessing } from './discovery.ts';
+import { interactionRoutes } from './interactions/routes.ts';
+import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
+import { mountProvider } from './routes.ts';
+
+export interface OidcDependencies {
+  config: Config;
+  logger: Logger;
+  db: Kysely<Database>;
+  applications: ApplicationLookup;
+  directory: Pick<DirectoryService, 'loadUserProfile' | 'verifyPassword' | 'recordLogin' | 'findUserById'>;
+  keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
+}
+
+export interface Oidc {
+  /** The provider instance serving requests now (replaced when the signing keys change). */
+  current(): Provider;
+  /** Interaction pages and the provider under the issuer path, in one middleware. */
+  middleware: Koa.Middleware;
+  throttle: LoginThrottle;
+  /** Deletes expired provider rows and old login failures now (also done on a timer). */
+  purge(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * The protocol engine of section B: oidc-provider configured for aa-oidc, behind one stable
+ * middleware. oidc-provider takes its signing keys at construction, so a key rotation (noticed by
+ * the KeyStore) builds a new Provider and swaps it in; all state lives in the database, so requests
+ * in flight on the old instance and those on the new one see the same sessions, codes and tokens.
+ */
+export function createOidc(deps: OidcDependencies): Oidc {
+  const { config, logger, db } = deps;
+  const log = logger.child({ component: 'oidc' });
+
+  const build = (): Provider => {
+    const provider = new Provider(
+      config.issuer,
+      providerConfiguration({
+        config,
+        db,
+        applications: deps.applications,
+        directory: deps.directory,
+        jwks: deps.keyStore.signingJwks(),
+      }),
+    );
+    provider.proxy = config.trustProxy;
+    installDigestSecretComparison(provider);
+    provider.use(discoveryPostProcessing(config));
+    provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
+      requestLog(ctx as unknown as Koa.Context, log).error(
+        { err: { name: error.name, message: error.message }, route: ctx.oidc?.route },
+        'provider server error',
+      );
+    });
+    return provider;
+  };
+
+  let provider = build();
+  const unsubscribe = deps.keyStore.onChange(() => {
+    try {
+      provider = build();
+      log.info('signing keys changed; provider rebuilt');
+    } catch (error) {
+      log.error(
+        { err: { name: (error as Error).name, message: (error as Error).message } },
+        'provider rebuild failed; keeping the previous keys',
+      );
+    }
+  });
+
+  const throttle = createLoginThrottle(db, config.login);
+  const current = () => provider;
+  const interactions = interactionRoutes({
+    config,
+    logger: log,
+    provider: current,
+    applications: deps.applications,
+    directory: deps.directory,
+    throttle,
+    csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
+  });
+  const mounted = mountProvider(issuerPath(config.issuer), current);
+  const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));
+
+  const purge = async () => {
+    const [payloads, failures] = await Promise.all([purgeExpiredPayloads(db), throttle.purge()]);
+    if (payloads + failures > 0) log.debug({ payloads, failures }, 'purged expired oidc rows');
+  };
+  const timer = setInterval(() => {
+    purge().catch((error: Error) =>
+      log.warn({ err: { name: error.name, message: error.message } }, 'purge failed'),
+    );
+  }, config.oidc.purgeIntervalSeconds * 1000);
+  timer.unref();
+
+  return {
+    current,
+    middleware,
+    throttle,
+    purge,
+    close() {
+      clearInterval(timer);
+      unsubscribe();
+    },
+  };
+}

@@ -1,0 +1,189 @@
+import type Koa from 'koa';
+import type { Provider } from 'oidc-provider';
+import { errorPage } from '../http/pages/error.ts';
+
+/**
+ * The provider's routes, relative to the issuer path (`/o`): the Python plugin's paths, so that
+ * relying parties configured for it keep working. Discovery advertises these exact forms.
+ */
+export const PROVIDER_ROUTES = {
+  authorization: '/authorize/',
+  token: '/token/',
+  revocation: '/revoke_token/',
+  introspection: '/introspect/',
+  userinfo: '/userinfo/',
+  end_session: '/logout/',
+  jwks: '/.well-known/jwks.json',
+} as const;
+
+/** Routes registered with a trailing slash: the bare form is given one before routing. */
+const SLASHED = new Set(
+  Object.values(PROVIDER_ROUTES)
+    .filter((route) => route.endsWith('/'))
+    .map((route) => route.slice(0, -1)),
+);
+
+/**
+ * Answer 404 whatever the provider would do: no dynamic client registration (a self-registered
+ * client would have an empty, i.e. open, whitelist), no OAuth server metadata beside OIDC discovery.
+ */
+const BLOCKED_UNDER_ISSUER = new Set([
+  '/register',
+  '/applications',
+  '/.well-known/oauth-authorization-server',
+  '/.well-known/oauth-protected-resource',
+]);
+const BLOCKED_AT_ROOT = ['/.well-known/oauth-authorization-server', '/.well-known/oauth-protected-resource'];
+
+/** The provider's own body limit for form posts (lib/shared/selective_body.js). */
+const FORM_BODY_LIMIT = 56 * 1024;
+
+/** Pages a browser renders: never inside a frame (RFC 9700 §4.16, clickjacking). */
+export function denyFraming(ctx: Koa.Context): void {
+  ctx.set('X-Frame-Options', 'DENY');
+  ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
+}
+
+function notFound(ctx: Koa.Context): void {
+  ctx.status = 404;
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
+}
+
+/**
+ * Serves the provider under the issuer's path. In front of it, one small normalisation step:
+ * - each route answers with or without its trailing slash;
+ * - the blocked paths answer 404;
+ * - the authorization endpoint drops a malformed `max_age` (section B: ignored, where the provider
+ *   would refuse the request);
+ * - a form POST to authorize or logout is handed on as the equivalent GET;
+ * - browser-facing endpoints refuse framing; userinfo is never cached.
+ * `current()` is read per request: the provider instance is replaced when the signing keys change.
+ */
+export function mountProvider(issuerPath: string, current: () => Provider): Koa.Middleware {
+  const composed = new WeakMap<Provider, (ctx: Koa.Context, next: () => Promise<void>) => Promise<void>>();
+  const runnerFor = (provider: Provider) => {
+    let runner = composed.get(provider);
+    if (!runner) {
+      runner = compose(provider.middleware as Koa.Middleware[]);
+      composed.set(provider, runner);
+    }
+    return runner;
+  };
+
+  return async (ctx, next) => {
+    const lowered = ctx.path.toLowerCase();
+    if (BLOCKED_AT_ROOT.some((blocked) => lowered === blocked || lowered.startsWith(`${blocked}/`))) {
+      return notFound(ctx);
+    }
+    if (ctx.path !== issuerPath && !ctx.path.startsWith(`${issuerPath}/`)) return next();
+
+    let inner = ctx.path.slice(issuerPath.length) || '/';
+    const key = inner.toLowerCase().replace(/\/+$/, '');
+    if (BLOCKED_UNDER_ISSUER.has(key)) return notFound(ctx);
+    if (SLASHED.has(key) && !inner.endsWith('/')) inner = `${inner}/`;
+
+    if (
+      key === '/authorize' ||
+      key === '/logout' ||
+      key.startsWith('/logout/') ||
+      key.startsWith('/authorize/')
+    ) {
+      denyFraming(ctx);
+    }
+    if (key === '/userinfo') {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.set('Pragma', 'no-cache');
+    }
+    if (key === '/authorize' || key === '/logout') {
+      const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize');
+      if (!handled) return;
+    }
+
+    const outerPath = ctx.path;
+    const state = ctx as unknown as { mountPath?: string };
+    ctx.path = inner;
+    state.mountPath = issuerPath;
+    try {
+      await runnerFor(current())(ctx, async () => {
+        ctx.path = outerPath;
+        state.mountPath = undefined;
+        await next();
+      });
+    } finally {
+      ctx.path = outerPath;
+      state.mountPath = undefined;
+    }
+  };
+}
+
+/**
+ * Authorization and logout requests arrive by GET or by form POST (both required by the specs).
+ * A POST is read here and handed on as the equivalent GET: the provider's own POST support needs
+ * SameSite=None session cookies, and section B wants Lax. False when the request was answered here
+ * (an unreadable body).
+ */
+async function normaliseFrontChannelRequest(ctx: Koa.Context, authorization: boolean): Promise<boolean> {
+  if (ctx.method === 'GET' || ctx.method === 'HEAD') {
+    const params = new URLSearchParams(ctx.querystring);
+    if (authorization && dropMalformedMaxAge(params)) ctx.querystring = params.toString();
+    return true;
+  }
+  if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) return true;
+  let body: string;
+  try {
+    body = await readBody(ctx.req, FORM_BODY_LIMIT);
+  } catch {
+    ctx.status = 400;
+    ctx.type = 'html';
+    ctx.body = errorPage({
+      error: 'invalid_request',
+      description: 'the request body could not be read',
+      status: 400,
+    });
+    return false;
+  }
+  const params = new URLSearchParams(body);
+  if (authorization) dropMalformedMaxAge(params);
+  ctx.method = 'GET';
+  ctx.querystring = params.toString();
+  return true;
+}
+
+/** The provider accepts a non-negative safe integer; anything else is dropped, as if absent. */
+function dropMalformedMaxAge(params: URLSearchParams): boolean {
+  const values = params.getAll('max_age');
+  if (values.length !== 1) return false;
+  const parsed = +values[0]!;
+  if (values[0]!.trim() !== '' && Number.isSafeInteger(parsed) && parsed >= 0) return false;
+  params.delete('max_age');
+  return true;
+}
+
+export async function readBody(req: NodeJS.ReadableStream, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of req) {
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    received += buffer.length;
+    if (received > limit) throw new Error('request body too large');
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function compose(
+  middleware: Koa.Middleware[],
+): (ctx: Koa.Context, next: () => Promise<void>) => Promise<void> {
+  return (ctx, next) => {
+    let index = -1;
+    const dispatch = async (i: number): Promise<void> => {
+      if (i <= index) throw new Error('next() called multiple times');
+      index = i;
+      const fn = i === middleware.length ? next : middleware[i];
+      if (!fn) return;
+      await fn(ctx as Koa.ParameterizedContext, () => dispatch(i + 1));
+    };
+    return dispatch(0);
+  };
+}

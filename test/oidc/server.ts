@@ -1,0 +1,153 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { type App, createApp } from '../../src/app.ts';
+import type { ApplicationInput } from '../../src/applications/types.ts';
+import type { NewUser } from '../../src/directory/types.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+/** A real aa-oidc server on 127.0.0.1 with a real (fresh) database, its issuer on the bound port. */
+export interface TestServer {
+  app: App;
+  database: TestDatabase;
+  /** `http://127.0.0.1:PORT` */
+  origin: string;
+  /** `http://127.0.0.1:PORT/o` */
+  issuer: string;
+  close(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
+  const database = await createTestDatabase();
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}/o`;
+  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), { migrate: true });
+  await app.listen({ host: '127.0.0.1', port });
+  return {
+    app,
+    database,
+    origin: `http://127.0.0.1:${port}`,
+    issuer,
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}
+
+export const PASSWORD = 'correct horse battery staple';
+
+export async function seedUser(
+  server: TestServer,
+  input: Partial<NewUser> = {},
+): Promise<{ id: number; username: string }> {
+  const username = input.username ?? `pilot${randomBytes(3).toString('hex')}`;
+  const profile = await server.app.directory.createUser({
+    password: PASSWORD,
+    email: `${username}@example.org`,
+    ...input,
+    username,
+  });
+  return { id: profile.user.id, username };
+}
+
+export const REDIRECT_URI = 'https://rp.example.org/callback';
+
+export async function seedApp(
+  server: TestServer,
+  input: Partial<ApplicationInput> = {},
+): Promise<{ clientId: string; clientSecret: string | null }> {
+  const created = await server.app.applications.create(
+    {
+      name: 'Test RP',
+      redirectUris: [REDIRECT_URI],
+      postLogoutRedirectUris: ['https://rp.example.org/bye'],
+      ...input,
+    },
+    'test',
+  );
+  return { clientId: created.application.clientId, clientSecret: created.clientSecret };
+}
+
+export function pkcePair(): { verifier: string; challenge: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** A cookie jar for plain fetch: follows no redirect by itself. */
+export class Browser {
+  readonly cookies = new Map<string, string>();
+
+  async fetch(url: string, init: RequestInit = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    const target = new URL(url);
+    const cookie = [...this.cookies.entries()]
+      .filter(([key]) => target.pathname.startsWith(key.split('|')[0]!))
+      .map(([key, value]) => `${key.split('|')[1]}=${value}`)
+      .join('; ');
+    if (cookie) headers.set('cookie', cookie);
+    const response = await fetch(url, { ...init, headers, redirect: 'manual' });
+    for (const line of response.headers.getSetCookie()) this.#store(line);
+    return response;
+  }
+
+  #store(line: string): void {
+    const [pair, ...attributes] = line.split(';').map((part) => part.trim());
+    const index = pair!.indexOf('=');
+    const name = pair!.slice(0, index);
+    const value = pair!.slice(index + 1);
+    const pathAttribute = attributes.find((attribute) => attribute.toLowerCase().startsWith('path='));
+    const path = pathAttribute ? pathAttribute.slice(5) : '/';
+    const key = `${path}|${name}`;
+    const expired =
+      attributes.some((attribute) => /^expires=thu, 01 jan 1970/i.test(attribute)) || value === '';
+    if (expired) this.cookies.delete(key);
+    else this.cookies.set(key, value);
+  }
+
+  /** Follows redirects that stay on `origin`; returns the first response that is not one of those. */
+  async follow(url: string, origin: string, init: RequestInit = {}): Promise<Response> {
+    let response = await this.fetch(url, init);
+    let hops = 0;
+    while (response.status >= 300 && response.status < 400 && hops < 10) {
+      const location = new URL(response.headers.get('location')!, url).href;
+      if (!location.startsWith(origin)) return response;
+      url = location;
+      response = await this.fetch(url);
+      hops += 1;
+    }
+    return response;
+  }
+}
+
+/** The value of a hidden or text input in a page. */
+export function formField(html: string, name: string): string {
+  const match =
+    new RegExp(`name="${name}"[^>]*value="([^"]*)"`).exec(html) ??
+    new RegExp(`value="([^"]*)"[^>]*name="${name}"`).exec(html);
+  if (!match) throw new Error(`no field ${name} in page`);
+  return match[1]!
+    .replaceAll('&amp;', '&')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&#39;', "'")
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>');
+}
+
+export function formAction(html: string, origin: string): string {
+  const match = /<form[^>]*action="([^"]+)"/.exec(html);
+  if (!match) throw new Error('no form in page');
+  return new URL(match[1]!.replaceAll('&amp;', '&'), origin).href;
+}
