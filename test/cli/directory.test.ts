@@ -1,0 +1,171 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
+import { createDirectory } from '../../src/directory/service.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const harness = createLeakHarness();
+  const password = 'Tr0ub4dor & 3 horses';
+
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => database.drop());
+
+  /** Runs the CLI as an operator would: a separate process, stdin a pipe (never a terminal). */
+  function cli(args: string[], input = ''): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['src/cli/run.ts', ...args], {
+        env: testEnv(database, { AA_OIDC_LOG_LEVEL: 'info' }),
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        harness.scanText(`stdout of aa-oidc ${args.join(' ')}`, stdout);
+        harness.scanText(`stderr of aa-oidc ${args.join(' ')}`, stderr);
+        resolve({ code, stdout, stderr });
+      });
+      child.stdin.end(input);
+    });
+  }
+
+  function assertFailsWithOneLine(result: CliResult, message: string | RegExp): void {
+    assert.notEqual(result.code, 0);
+    assert.equal(result.stdout, '');
+    // Log lines (JSON) may accompany the failure; the reason itself is one plain line.
+    const lines = result.stderr.split('\n').filter((line) => line.length > 0 && !line.startsWith('{'));
+    assert.equal(lines.length, 1, result.stderr);
+    if (typeof message === 'string') assert.equal(lines[0], `aa-oidc: ${message}`);
+    else assert.match(lines[0]!, message);
+  }
+
+  it('creates states, groups and users, lists them as table, JSON and CSV, and fails in one line', async () => {
+    harness.registerSecret(password, 'alice password');
+    const unmigrated = await cli(['user', 'list']);
+    assertFailsWithOneLine(
+      unmigrated,
+      /pending migration/.test(unmigrated.stderr) ? unmigrated.stderr.trim().slice(9) : '?',
+    );
+    assert.equal((await cli(['migrate'])).code, 0);
+
+    const state = await cli(['state', 'create', 'Member', '--priority', '100', '--oidc-access']);
+    assert.equal(state.code, 0, state.stderr);
+    assert.equal(state.stdout, 'created state Member (priority 100; oidc_access granted)\n');
+    const group = await cli(['group', 'create', 'Pilots']);
+    assert.equal(group.code, 0, group.stderr);
+    const created = await cli(
+      [
+        'user',
+        'create',
+        'alice',
+        '--email',
+        'alice@example.org',
+        '--state',
+        'Member',
+        '--group',
+        'Pilots',
+        '--password-stdin',
+      ],
+      `${password}\n`,
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^created user alice \(id \d+; state Member; groups Pilots; active\)\n$/);
+
+    const [json, csv, table, show, typo, noPassword, badPriority, tooShort, dryRun] = await Promise.all([
+      cli(['user', 'list', '--format', 'json']),
+      cli(['user', 'list', '--format', 'csv', '--state', 'Member']),
+      cli(['user', 'list', '--group', 'Pilots']),
+      cli(['user', 'show', 'alice', '--format', 'json']),
+      cli(['user', 'set-state', 'alice', 'Membr']),
+      cli(['user', 'create', 'bob']),
+      cli(['state', 'create', 'Blue', '--priority', 'high']),
+      cli(['user', 'set-password', 'alice', '--password-stdin'], 'short\n'),
+      cli(['user', 'deactivate', 'alice', '--dry-run']),
+    ]);
+
+    assert.equal(json.code, 0, json.stderr);
+    const users = JSON.parse(json.stdout) as Array<Record<string, unknown>>;
+    assert.equal(users.length, 1);
+    assert.deepEqual(
+      { ...users[0], id: undefined },
+      {
+        id: undefined,
+        username: 'alice',
+        email: 'alice@example.org',
+        email_verified: false,
+        state: 'Member',
+        groups: ['Pilots'],
+        active: true,
+        superuser: false,
+        oidc_access: false,
+        last_login_at: null,
+      },
+    );
+    assert.equal(
+      csv.stdout,
+      'username,email,state,groups,active,superuser,last login\r\nalice,alice@example.org,Member,Pilots,true,false,\r\n',
+    );
+    assert.deepEqual(table.stdout.split('\n'), [
+      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  LAST LOGIN',
+      'alice     alice@example.org  Member  Pilots  true    false',
+      '',
+    ]);
+    const detail = JSON.parse(show.stdout) as Record<string, unknown>;
+    assert.equal(detail.has_password, true);
+    assert.ok(!('password_hash' in detail));
+    assert.ok(!show.stdout.includes('argon2'));
+
+    assertFailsWithOneLine(typo, 'unknown state "Membr"; existing states: Member');
+    assertFailsWithOneLine(
+      noPassword,
+      'no password: standard input is not a terminal, so there is no prompt; write the password to standard input and pass --password-stdin',
+    );
+    assertFailsWithOneLine(badPriority, '--priority must be a whole number (got "high")');
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    assert.equal(dryRun.stdout, 'dry run: would deactivate alice; nothing changed\n');
+
+    assertFailsWithOneLine(tooShort, 'the password is too short; at least 8 characters are required');
+    const deactivated = await cli(['user', 'deactivate', 'alice']);
+    assert.equal(deactivated.stdout, 'deactivated alice\n');
+
+    // What the commands did, seen through the directory itself.
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      const directory = createDirectory(handle.db);
+      assert.equal((await directory.verifyPassword('alice', password)).outcome, 'inactive');
+      assert.equal((await directory.findUserByUsername('bob')) ?? null, null);
+      assert.deepEqual(
+        (await directory.listStates()).map((row) => row.name),
+        ['Member'],
+      );
+      const actors = await handle.db
+        .selectFrom('lifecycle_event')
+        .select(['kind', 'actor'])
+        .orderBy('id')
+        .execute();
+      assert.deepEqual(
+        actors.map((row) => row.kind),
+        ['state_created', 'group_created', 'user_created', 'user_deactivated'],
+      );
+      assert.ok(actors.every((row) => row.actor?.startsWith('cli')));
+    } finally {
+      await handle.close();
+    }
+    await harness.assertNoLeaks();
+  });
+});

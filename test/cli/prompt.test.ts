@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { CliError, type CliIo } from '../../src/cli/context.ts';
+import { promptHidden, readNewPassword } from '../../src/cli/prompt.ts';
+
+/** A terminal as the prompt sees it: keystrokes in, raw mode recorded, everything shown captured. */
+function fakeTerminal(isTTY = true) {
+  const stdin = new PassThrough() as PassThrough & { isTTY?: boolean; setRawMode?: (mode: boolean) => void };
+  const rawModes: boolean[] = [];
+  stdin.isTTY = isTTY;
+  stdin.setRawMode = (mode) => void rawModes.push(mode);
+  let shown = '';
+  const stderr = new PassThrough();
+  stderr.setEncoding('utf8').on('data', (chunk: string) => (shown += chunk));
+  const stdout = new PassThrough();
+  const io: CliIo = { stdin, stdout, stderr };
+  return { io, stdin, rawModes, shown: () => shown };
+}
+
+describe('password prompt', () => {
+  it('reads a line with echo off and shows nothing of what was typed', async () => {
+    const terminal = fakeTerminal();
+    const answer = promptHidden(terminal.io, 'Password: ');
+    terminal.stdin.write('hunter2x');
+    terminal.stdin.write('\u007fY\r');
+    assert.equal(await answer, 'hunter2Y');
+    assert.deepEqual(terminal.rawModes, [true, false]);
+    assert.equal(terminal.shown(), 'Password: \n');
+  });
+
+  it('asks twice and refuses two different passwords', async () => {
+    const terminal = fakeTerminal();
+    const answer = readNewPassword(terminal.io, 'alice', false);
+    terminal.stdin.write('first-password\r');
+    await new Promise((resolve) => setImmediate(resolve));
+    terminal.stdin.write('second-password\r');
+    await assert.rejects(answer, new CliError('the two passwords differ; nothing changed'));
+    assert.ok(!terminal.shown().includes('password\r'));
+    assert.equal(terminal.shown(), 'New password for alice: \nRepeat the password: \n');
+  });
+
+  it('treats Ctrl-C as a cancellation', async () => {
+    const terminal = fakeTerminal();
+    const answer = promptHidden(terminal.io, 'Password: ');
+    terminal.stdin.write('abc\u0003');
+    await assert.rejects(answer, (error: unknown) => error instanceof CliError && error.exitCode === 130);
+    assert.deepEqual(terminal.rawModes, [true, false]);
+  });
+
+  it('reads --password-stdin input without its trailing newline, and refuses to prompt without a terminal', async () => {
+    const piped = fakeTerminal(false);
+    piped.stdin.end('s3cret password\n');
+    assert.equal(await readNewPassword(piped.io, 'alice', true), 's3cret password');
+    await assert.rejects(
+      readNewPassword(fakeTerminal(false).io, 'alice', false),
+      /standard input is not a terminal/,
+    );
+  });
+});
