@@ -75,7 +75,19 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
     // Every committed directory change becomes an admin_change audit event (section H).
     closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));
-    return { config, logger, database, metrics, audit, secrets, keys, keyStore, applications, directory, close };
+    return {
+      config,
+      logger,
+      database,
+      metrics,
+      audit,
+      secrets,
+      keys,
+      keyStore,
+      applications,
+      directory,
+      close,
+    };
   } catch (error) {
     await close();
     throw error;

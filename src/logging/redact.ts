@@ -53,7 +53,8 @@ const CONTAINS = [
   'credential',
 ];
 const ENDS_WITH = ['token', 'tokens', 'tokenhint', 'assertion', 'verifier', 'jwt'];
-const EXACT = new Set(['code', 'authcode', 'usercode', 'devicecode', 'otp']);
+// A session id is the value of the session cookie, so it is as sensitive as the cookie.
+const EXACT = new Set(['code', 'authcode', 'usercode', 'devicecode', 'otp', 'sessionid', 'sessionkey']);
 
 function normalizeKey(key: string): string {
   return key.toLowerCase().replace(/[^a-z0-9]/g, '');

@@ -80,6 +80,12 @@ function httpStatusOf(error: unknown): number {
   return 500;
 }
 
+/** `{ requestId }` of the request, for `audit.publish(event, publishContext(ctx))`. */
+export function publishContext(ctx: Koa.Context): { requestId?: string } {
+  const { requestId } = ctx.state as Partial<RequestLogState>;
+  return requestId === undefined ? {} : { requestId };
+}
+
 /** The request's logger, or the fallback outside `requestContext` (background work, tests). */
 export function requestLog(ctx: Koa.Context, fallback: Logger): Logger {
   return (ctx.state as Partial<RequestLogState>).log ?? fallback;
