@@ -146,6 +146,7 @@ describe('structured logging redaction', () => {
       'client_assertion',
       'secretKey',
       'bearerToken',
+      'sessionId',
     ]) {
       assert.ok(isSensitiveKey(key), key);
     }
