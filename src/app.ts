@@ -37,6 +37,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     directory: services.directory,
     keyStore: services.keyStore,
   });
+  koa.keys = oidc.cookieKeys;
   koa.use(oidc.middleware);
 
   let server: Server | undefined;

@@ -51,6 +51,15 @@ export function deriveKey(secretKey: string, purpose: string): Buffer {
 }
 
 /**
+ * The keys that sign the session and interaction cookies. The provider reads its cookies through a
+ * context of its own and sets them through ours (it runs mounted in our Koa app), so both the
+ * provider and the Koa app get these keys.
+ */
+export function cookieKeys(secretKey: string): string[] {
+  return [deriveKey(secretKey, 'cookie signing').toString('base64url')];
+}
+
+/**
  * The oidc-provider configuration (section B). Everything not listed keeps the provider's default;
  * every default hook that the provider asks us to replace is replaced here.
  */
@@ -121,7 +130,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       names: { session: '_session', interaction: '_interaction', resume: '_interaction_resume' },
       long: cookieOptions,
       short: cookieOptions,
-      keys: [deriveKey(config.secretKey, 'cookie signing')],
+      keys: cookieKeys(config.secretKey),
     },
 
     routes: PROVIDER_ROUTES,

@@ -10,7 +10,7 @@ import { requestLog } from '../logging/request-context.ts';
 import { purgeExpiredPayloads } from './adapter.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
-import { deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
+import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
@@ -28,6 +28,8 @@ export interface OidcDependencies {
 export interface Oidc {
   /** The provider instance serving requests now (replaced when the signing keys change). */
   current(): Provider;
+  /** Keys for the Koa app that mounts the middleware (`koa.keys`): the provider's cookie keys. */
+  cookieKeys: string[];
   /** Interaction pages and the provider under the issuer path, in one middleware. */
   middleware: Koa.Middleware;
   throttle: LoginThrottle;
@@ -109,6 +111,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
 
   return {
     current,
+    cookieKeys: cookieKeys(config.secretKey),
     middleware,
     throttle,
     purge,

@@ -89,6 +89,8 @@ export function pkcePair(): { verifier: string; challenge: string } {
 /** A cookie jar for plain fetch: follows no redirect by itself. */
 export class Browser {
   readonly cookies = new Map<string, string>();
+  /** Every Set-Cookie line received, for assertions on the attributes. */
+  readonly setCookieLines: string[] = [];
 
   async fetch(url: string, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
@@ -99,7 +101,10 @@ export class Browser {
       .join('; ');
     if (cookie) headers.set('cookie', cookie);
     const response = await fetch(url, { ...init, headers, redirect: 'manual' });
-    for (const line of response.headers.getSetCookie()) this.#store(line);
+    for (const line of response.headers.getSetCookie()) {
+      this.setCookieLines.push(line);
+      this.#store(line);
+    }
     return response;
   }
 
@@ -150,4 +155,95 @@ export function formAction(html: string, origin: string): string {
   const match = /<form[^>]*action="([^"]+)"/.exec(html);
   if (!match) throw new Error('no form in page');
   return new URL(match[1]!.replaceAll('&amp;', '&'), origin).href;
+}
+
+export interface SignInOptions {
+  username?: string;
+  password?: string;
+  /** What to answer on the consent page (default allow); `undefined` pages are answered as they come. */
+  consent?: 'allow' | 'deny';
+  /** Record the pages seen, for assertions. */
+  seen?: Array<{ kind: 'login' | 'consent' | 'other'; status: number; headers: Headers; body: string }>;
+}
+
+/**
+ * Drives a browser through authorize → login → consent with plain fetch, following redirects on
+ * the server by hand. Returns the response that leaves the server (the redirect to the client) or
+ * the first page it does not know how to answer.
+ */
+export async function signIn(
+  browser: Browser,
+  server: TestServer,
+  authorizeUrl: string,
+  options: SignInOptions = {},
+): Promise<Response> {
+  let response = await browser.follow(authorizeUrl, server.origin);
+  for (let step = 0; step < 6; step += 1) {
+    if (response.status >= 300 && response.status < 400) return response;
+    const body = await response.text();
+    const kind = body.includes('name="password"')
+      ? 'login'
+      : body.includes('name="decision"')
+        ? 'consent'
+        : 'other';
+    options.seen?.push({ kind, status: response.status, headers: response.headers, body });
+    if (kind === 'other') return new Response(body, { status: response.status, headers: response.headers });
+    const form = new URLSearchParams({ csrf_token: formField(body, 'csrf_token') });
+    if (kind === 'login') {
+      if (options.username === undefined)
+        return new Response(body, { status: response.status, headers: response.headers });
+      form.set('username', options.username);
+      form.set('password', options.password ?? PASSWORD);
+    } else {
+      form.set('decision', options.consent ?? 'allow');
+    }
+    const action = formAction(body, server.origin);
+    response = await browser.follow(action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form.toString(),
+    });
+    if (kind === 'login' && response.status === 200) {
+      const again = await response.clone().text();
+      if (again.includes('name="password"')) {
+        options.seen?.push({
+          kind: 'login',
+          status: response.status,
+          headers: response.headers,
+          body: again,
+        });
+        return response;
+      }
+    }
+    if (kind === 'login' && response.status >= 400) return response;
+  }
+  throw new Error('sign-in did not finish');
+}
+
+export function authorizeUrl(server: TestServer, params: Record<string, string>): string {
+  return `${server.issuer}/authorize/?${new URLSearchParams(params).toString()}`;
+}
+
+export function basicAuth(clientId: string, secret: string): string {
+  return `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+}
+
+export async function postForm(
+  url: string,
+  form: Record<string, string>,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+    body: new URLSearchParams(form).toString(),
+  });
+  const text = await response.text();
+  let body: Record<string, unknown>;
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    body = { raw: text };
+  }
+  return { status: response.status, body, headers: response.headers };
 }

@@ -21,7 +21,7 @@ function tokenFor(key: Buffer, uid: string, nonce: string): string {
 
 /** The token to put in the form, (re)setting the cookie when needed. */
 export function issueCsrfToken(ctx: Koa.Context, uid: string, path: string, options: CsrfOptions): string {
-  let nonce = ctx.cookies.get(CSRF_COOKIE);
+  let nonce = ctx.cookies.get(CSRF_COOKIE, { signed: false });
   if (!nonce || !/^[A-Za-z0-9_-]{43}$/.test(nonce)) {
     nonce = randomBytes(32).toString('base64url');
     ctx.cookies.set(CSRF_COOKIE, nonce, {
@@ -43,7 +43,7 @@ export function verifyCsrfToken(
   submitted: unknown,
   options: CsrfOptions,
 ): boolean {
-  const nonce = ctx.cookies.get(CSRF_COOKIE);
+  const nonce = ctx.cookies.get(CSRF_COOKIE, { signed: false });
   if (!nonce || typeof submitted !== 'string' || submitted.length === 0) return false;
   const expected = Buffer.from(tokenFor(options.key, uid, nonce));
   const actual = Buffer.from(submitted);

@@ -1,0 +1,434 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import { storageId } from '../../src/oidc/adapter.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import {
+  authorizeUrl,
+  basicAuth,
+  Browser,
+  pkcePair,
+  postForm,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  signIn,
+  startServer,
+  type SignInOptions,
+  type TestServer,
+} from './server.ts';
+
+const PROTOCOL_CLAIMS = new Set([
+  'sub',
+  'iss',
+  'aud',
+  'exp',
+  'iat',
+  'auth_time',
+  'nonce',
+  'acr',
+  'amr',
+  'azp',
+  'at_hash',
+  'c_hash',
+  'jti',
+  'sid',
+]);
+
+describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let client: { clientId: string; clientSecret: string };
+  let user: { id: number; username: string };
+  let jwks: ReturnType<typeof createLocalJWKSet>;
+
+  before(async () => {
+    server = await startServer();
+    await server.app.directory.createState('Member', 100, true);
+    await server.app.directory.createGroup('Fleet', false);
+    user = await seedUser(server, {
+      state: 'Member',
+      groups: ['Fleet'],
+      characterId: 90000001,
+      characterName: 'Pilot One',
+      corporationId: 98000001,
+      corporationName: 'Corp',
+      corporationTicker: 'CRP',
+    });
+    const seeded = await seedApp(server);
+    client = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
+    const keys = (await (await fetch(`${server.issuer}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+    jwks = createLocalJWKSet(keys);
+  });
+  after(async () => server.close());
+
+  async function codeFor(
+    browser: Browser,
+    extra: Record<string, string> = {},
+    options: SignInOptions = {},
+  ): Promise<{ code: string; verifier: string; nonce: string; location: URL }> {
+    const { verifier, challenge } = pkcePair();
+    const state = randomBytes(8).toString('hex');
+    const nonce = randomBytes(8).toString('hex');
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid profile email groups',
+        state,
+        nonce,
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+        ...extra,
+      }),
+      { username: user.username, ...options },
+    );
+    assert.equal(response.status, 303);
+    const location = new URL(response.headers.get('location')!);
+    assert.equal(`${location.origin}${location.pathname}`, REDIRECT_URI);
+    assert.equal(location.searchParams.get('state'), state);
+    assert.equal(location.searchParams.get('iss'), server.issuer, 'RFC 9207 iss in the response');
+    const code = location.searchParams.get('code');
+    assert.ok(code, `a code, not ${location.searchParams.get('error')}`);
+    return { code, verifier, nonce, location };
+  }
+
+  const token = (form: Record<string, string>) =>
+    postForm(`${server.issuer}/token/`, form, {
+      authorization: basicAuth(client.clientId, client.clientSecret),
+    });
+  const introspect = (value: string) =>
+    postForm(
+      `${server.issuer}/introspect/`,
+      { token: value },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+
+  it('signs in through the real login and consent pages, then exchanges, refreshes, introspects and revokes', async () => {
+    const browser = new Browser();
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    const { code, verifier, nonce } = await codeFor(browser, { acr_values: '0' }, { seen });
+    assert.deepEqual(
+      seen.map((page) => page.kind),
+      ['login', 'consent'],
+    );
+    for (const page of seen) {
+      assert.equal(page.status, 200);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY');
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.match(page.body, /<html lang="en">/);
+      assert.match(page.body, /name="csrf_token"/);
+    }
+    assert.match(seen[0]!.body, /<label for="username">/);
+    assert.match(seen[1]!.body, /Test RP/);
+    const providerCookies = browser.setCookieLines.filter((line) => /^_(session|interaction)/.test(line));
+    assert.ok(providerCookies.some((line) => line.startsWith('_session=')));
+    assert.ok(
+      providerCookies.some((line) => line.startsWith('_session.sig=')),
+      'session cookie is signed',
+    );
+    for (const line of providerCookies) {
+      assert.match(line, /; httponly/i, line);
+      assert.match(line, /; samesite=lax/i, line);
+      assert.doesNotMatch(line, /; secure/i, 'not Secure over http in development');
+    }
+
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+    assert.equal(exchanged.body.token_type, 'Bearer');
+    assert.equal(exchanged.headers.get('cache-control'), 'no-store');
+    const accessToken = exchanged.body.access_token as string;
+    const refreshToken = exchanged.body.refresh_token as string;
+    const idToken = exchanged.body.id_token as string;
+    assert.ok(
+      accessToken && refreshToken && idToken,
+      'access, refresh (without offline_access) and id tokens',
+    );
+
+    const { payload, protectedHeader } = await jwtVerify(idToken, jwks, {
+      issuer: server.issuer,
+      audience: client.clientId,
+    });
+    assert.equal(protectedHeader.alg, 'RS256');
+    assert.equal(payload.sub, String(user.id));
+    assert.equal(payload.nonce, nonce);
+    assert.equal(payload.acr, '0');
+    for (const claim of Object.keys(payload))
+      assert.ok(PROTOCOL_CLAIMS.has(claim), `id_token has no ${claim}`);
+
+    const stored = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'payload'])
+      .execute();
+    for (const row of stored) {
+      assert.ok(
+        !row.payload.includes(accessToken) &&
+          !row.payload.includes(refreshToken) &&
+          !row.payload.includes(code),
+      );
+    }
+    assert.ok(stored.some((row) => row.id === storageId(accessToken)));
+
+    const userinfo = await fetch(`${server.issuer}/userinfo/`, {
+      headers: { authorization: `Bearer ${accessToken}` },
+    });
+    assert.equal(userinfo.status, 200);
+    assert.equal(userinfo.headers.get('cache-control'), 'no-store');
+    assert.equal(userinfo.headers.get('pragma'), 'no-cache');
+    const claims = (await userinfo.json()) as Record<string, unknown>;
+    assert.equal(claims.sub, String(user.id));
+    assert.equal(claims.email, `${user.username}@example.org`);
+    assert.deepEqual(claims.groups, ['Fleet', 'Member']);
+    assert.equal(claims.name, 'Pilot One');
+    assert.equal(claims.eve_corporation_ticker, 'CRP');
+    assert.equal(claims.picture, 'https://images.evetech.net/characters/90000001/portrait?size=128');
+    const viaPost = await postForm(
+      `${server.issuer}/userinfo`,
+      {},
+      { authorization: `Bearer ${accessToken}` },
+    );
+    assert.equal(viaPost.status, 200);
+    assert.equal(viaPost.body.sub, String(user.id));
+
+    const active = await introspect(accessToken);
+    assert.equal(active.status, 200);
+    assert.equal(active.body.active, true);
+    assert.equal(active.body.sub, String(user.id));
+    assert.equal(active.body.client_id, client.clientId);
+    const refreshActive = await introspect(refreshToken);
+    assert.equal(refreshActive.body.active, true);
+
+    const refreshed = await token({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    const rotated = refreshed.body.refresh_token as string;
+    assert.ok(rotated && rotated !== refreshToken, 'the refresh token rotates');
+    const secondAccess = refreshed.body.access_token as string;
+    assert.equal((await introspect(secondAccess)).body.active, true);
+
+    const revoked = await postForm(
+      `${server.issuer}/revoke_token/`,
+      { token: secondAccess, token_type_hint: 'access_token' },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+    assert.equal(revoked.status, 200);
+    assert.equal((await introspect(secondAccess)).body.active, false);
+
+    const reuse = await token({ grant_type: 'refresh_token', refresh_token: refreshToken });
+    assert.equal(reuse.status, 400);
+    assert.equal(reuse.body.error, 'invalid_grant');
+    const afterReuse = await token({ grant_type: 'refresh_token', refresh_token: rotated });
+    assert.equal(
+      afterReuse.body.error,
+      'invalid_grant',
+      'reuse of a rotated refresh token revoked the whole grant',
+    );
+    assert.equal((await introspect(accessToken)).body.active, false);
+    assert.equal((await introspect(rotated)).body.active, false);
+  });
+
+  it('refuses a replayed code and revokes what the code produced', async () => {
+    const browser = new Browser();
+    const { code, verifier } = await codeFor(browser);
+    const form = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    };
+    const first = await token(form);
+    assert.equal(first.status, 200);
+    const second = await token(form);
+    assert.equal(second.status, 400);
+    assert.equal(second.body.error, 'invalid_grant');
+    assert.equal((await introspect(first.body.access_token as string)).body.active, false);
+    assert.equal((await introspect(first.body.refresh_token as string)).body.active, false);
+  });
+
+  it('lets exactly one of concurrent redemptions of a code succeed', async () => {
+    const browser = new Browser();
+    const { code, verifier } = await codeFor(browser);
+    const form = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    };
+    const results = await Promise.all(Array.from({ length: 5 }, () => token(form)));
+    assert.equal(results.filter((result) => result.status === 200).length, 1);
+    for (const result of results.filter((r) => r.status !== 200)) {
+      assert.equal(result.status, 400);
+      assert.equal(result.body.error, 'invalid_grant');
+    }
+  });
+
+  it('skips the login page for a signed-in browser and the consent page once granted; prompt=consent forces it', async () => {
+    const browser = new Browser();
+    await codeFor(browser);
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    await codeFor(browser, {}, { seen });
+    assert.deepEqual(seen, []);
+    const forced: NonNullable<SignInOptions['seen']> = [];
+    await codeFor(browser, { prompt: 'consent' }, { seen: forced });
+    assert.deepEqual(
+      forced.map((page) => page.kind),
+      ['consent'],
+    );
+    const again: NonNullable<SignInOptions['seen']> = [];
+    await codeFor(browser, { prompt: 'login' }, { seen: again });
+    assert.deepEqual(
+      again.map((page) => page.kind),
+      ['login'],
+    );
+  });
+
+  it('answers access_denied when the user declines consent', async () => {
+    const browser = new Browser();
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        state: 's1',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      }),
+      { username: user.username, consent: 'deny' },
+    );
+    assert.equal(response.status, 303);
+    const location = new URL(response.headers.get('location')!);
+    assert.equal(location.searchParams.get('error'), 'access_denied');
+    assert.equal(location.searchParams.get('state'), 's1');
+  });
+
+  it('issues no refresh token to an application without the refresh_token grant', async () => {
+    const noRefresh = await seedApp(server, { grantTypes: ['authorization_code'], skipAuthorization: true });
+    const browser = new Browser();
+    const { verifier, challenge } = pkcePair();
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: noRefresh.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid offline_access',
+        prompt: 'login',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+      }),
+      { username: user.username },
+    );
+    const code = new URL(response.headers.get('location')!).searchParams.get('code')!;
+    const exchanged = await postForm(
+      `${server.issuer}/token/`,
+      { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier },
+      { authorization: basicAuth(noRefresh.clientId, noRefresh.clientSecret!) },
+    );
+    assert.equal(exchanged.status, 200);
+    assert.equal(exchanged.body.refresh_token, undefined);
+    assert.ok(exchanged.body.access_token);
+  });
+
+  it('authenticates with client_secret_post too, and rejects a wrong secret', async () => {
+    const browser = new Browser();
+    const { code, verifier } = await codeFor(browser);
+    const base = {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    };
+    const wrong = await postForm(`${server.issuer}/token/`, {
+      ...base,
+      client_id: client.clientId,
+      client_secret: `${client.clientSecret}x`,
+    });
+    assert.equal(wrong.status, 401);
+    assert.equal(wrong.body.error, 'invalid_client');
+    const wrongBasic = await postForm(`${server.issuer}/token/`, base, {
+      authorization: basicAuth(client.clientId, 'not-the-secret'),
+    });
+    assert.equal(wrongBasic.status, 401);
+    assert.equal(wrongBasic.body.error, 'invalid_client');
+    const digestAsSecret = await server.app.database.db
+      .selectFrom('application')
+      .select('client_secret_sha256')
+      .where('client_id', '=', client.clientId)
+      .executeTakeFirstOrThrow();
+    const withDigest = await postForm(`${server.issuer}/token/`, base, {
+      authorization: basicAuth(client.clientId, digestAsSecret.client_secret_sha256!),
+    });
+    assert.equal(withDigest.status, 401, 'the stored digest is not a secret');
+    const right = await postForm(`${server.issuer}/token/`, {
+      ...base,
+      client_id: client.clientId,
+      client_secret: client.clientSecret,
+    });
+    assert.equal(right.status, 200);
+  });
+
+  it('shows a 403 page to a signed-in user who may no longer use the application, and access_denied for prompt=none', async () => {
+    const other = await seedUser(server);
+    const browser = new Browser();
+    const first = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      }),
+      { username: other.username },
+    );
+    assert.equal(first.status, 303);
+    await server.app.directory.deactivate({ id: other.id });
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    const denied = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      }),
+      { seen },
+    );
+    assert.equal(denied.status, 403);
+    assert.equal(denied.headers.get('x-frame-options'), 'DENY');
+    assert.match(await denied.text(), /Access denied/);
+    const silent = await browser.follow(
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        prompt: 'none',
+        state: 'quiet',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      }),
+      server.origin,
+    );
+    assert.equal(silent.status, 303);
+    const location = new URL(silent.headers.get('location')!);
+    assert.equal(location.searchParams.get('error'), 'access_denied');
+    assert.equal(location.searchParams.get('state'), 'quiet');
+  });
+});
