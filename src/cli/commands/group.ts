@@ -51,15 +51,20 @@ export function registerGroup(program: Command, io: CliIo): void {
     .description('grant (or with --revoke, take away) the oidc_access permission of a group')
     .argument('<name>')
     .option('--revoke', 'take the permission away')
-    .action(async (name: string, options: { revoke?: boolean }) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
       const grant = options.revoke !== true;
+      const dryRun = options.dryRun === true;
       const result = await withDirectory((directory) =>
-        directory.grantGroupAccess(name, grant, changeOptions()),
+        directory.grantGroupAccess(name, grant, changeOptions(dryRun)),
       );
-      say(
-        result.changed
-          ? `oidc_access ${grant ? 'granted to' : 'revoked from'} group ${result.group.name}`
-          : `oidc_access already ${grant ? 'granted to' : 'absent from'} group ${result.group.name}; nothing changed`,
-      );
+      const verb = grant ? 'granted to' : 'revoked from';
+      const groupName = result.group.name;
+      if (!result.changed)
+        say(
+          `oidc_access already ${grant ? 'granted to' : 'absent from'} group ${groupName}; nothing changed`,
+        );
+      else if (dryRun) say(`dry run: oidc_access would be ${verb} group ${groupName}; nothing changed`);
+      else say(`oidc_access ${verb} group ${groupName}`);
     });
 }

@@ -66,16 +66,18 @@ export function registerState(program: Command, io: CliIo): void {
     .description('grant (or with --revoke, take away) the oidc_access permission of a state')
     .argument('<name>')
     .option('--revoke', 'take the permission away')
-    .action(async (name: string, options: { revoke?: boolean }) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
       const grant = options.revoke !== true;
+      const dryRun = options.dryRun === true;
       const result = await withDirectory((directory) =>
-        directory.grantStateAccess(name, grant, changeOptions()),
+        directory.grantStateAccess(name, grant, changeOptions(dryRun)),
       );
       const verb = grant ? 'granted to' : 'revoked from';
-      say(
-        result.changed
-          ? `oidc_access ${verb} state ${result.state.name}`
-          : `oidc_access already ${grant ? 'granted to' : 'absent from'} state ${result.state.name}; nothing changed`,
-      );
+      const state = result.state.name;
+      if (!result.changed)
+        say(`oidc_access already ${grant ? 'granted to' : 'absent from'} state ${state}; nothing changed`);
+      else if (dryRun) say(`dry run: oidc_access would be ${verb} state ${state}; nothing changed`);
+      else say(`oidc_access ${verb} state ${state}`);
     });
 }

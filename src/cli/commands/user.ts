@@ -213,7 +213,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--password-stdin', 'read the password from standard input')
     .action(async (username: string, options: { passwordStdin?: boolean }) => {
       // Fail on an unknown user before asking for a password.
-      await withDirectory((directory) => directory.getUserProfile({ username }));
+      if (options.passwordStdin !== true)
+        await withDirectory((directory) => directory.getUserProfile({ username }));
       const password = await readNewPassword(io, username, options.passwordStdin === true);
       const result = await withDirectory((directory) =>
         directory.setPassword({ username }, password, changeOptions()),
@@ -226,16 +227,17 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('move a user to another state')
     .argument('<username>')
     .argument('<state>')
-    .action(async (username: string, state: string) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
       const result = await withDirectory((directory) =>
-        directory.setState({ username }, state, changeOptions()),
+        directory.setState({ username }, state, changeOptions(dryRun)),
       );
       const name = result.profile.user.username;
-      say(
-        result.changed
-          ? `${name} is now in state ${result.profile.state?.name}`
-          : `${name} is already in state ${result.profile.state?.name}; nothing changed`,
-      );
+      const stateName = result.profile.state?.name;
+      if (!result.changed) say(`${name} is already in state ${stateName}; nothing changed`);
+      else if (dryRun) say(`dry run: would move ${name} to state ${stateName}; nothing changed`);
+      else say(`${name} is now in state ${stateName}`);
     });
 
   user
@@ -260,16 +262,16 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('remove a user from a group')
     .argument('<username>')
     .argument('<group>')
-    .action(async (username: string, group: string) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
       const result = await withDirectory((directory) =>
-        directory.removeGroup({ username }, group, changeOptions()),
+        directory.removeGroup({ username }, group, changeOptions(dryRun)),
       );
       const name = result.profile.user.username;
-      say(
-        result.changed
-          ? `removed ${name} from group ${group}`
-          : `${name} is not in group ${group}; nothing changed`,
-      );
+      if (!result.changed) say(`${name} is not in group ${group}; nothing changed`);
+      else if (dryRun) say(`dry run: would remove ${name} from group ${group}; nothing changed`);
+      else say(`removed ${name} from group ${group}`);
     });
 
   user
