@@ -3,17 +3,27 @@ import type { Application } from './types.ts';
 
 /** Bytes of entropy in a client secret (256 bits). */
 export const CLIENT_SECRET_BYTES = 32;
-/** Bytes of randomness in a generated client_id (32 base64url characters). */
-const CLIENT_ID_BYTES = 24;
+const CLIENT_ID_LENGTH = 32;
+const CLIENT_ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 /** A new client secret: 256 random bits, base64url (43 characters). Shown once, never stored. */
 export function generateClientSecret(): string {
   return randomBytes(CLIENT_SECRET_BYTES).toString('base64url');
 }
 
-/** A new client_id: random, URL-safe, 32 characters. */
+/**
+ * A new client_id: 32 random letters and digits (about 190 bits). Letters and digits only, so that
+ * it never starts with `-` (a command line would read it as an option) and needs no escaping.
+ */
 export function generateClientId(): string {
-  return randomBytes(CLIENT_ID_BYTES).toString('base64url');
+  let id = '';
+  while (id.length < CLIENT_ID_LENGTH) {
+    for (const byte of randomBytes(CLIENT_ID_LENGTH)) {
+      // 248 = 4 × 62: rejecting the rest keeps every character equally likely.
+      if (byte < 248 && id.length < CLIENT_ID_LENGTH) id += CLIENT_ID_ALPHABET[byte % 62];
+    }
+  }
+  return id;
 }
 
 /**

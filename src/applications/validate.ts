@@ -17,7 +17,8 @@ export const NAME_MAX = 100;
 export const URI_MAX = 2000;
 export const URIS_MAX = 50;
 export const WHITELIST_MAX = 200;
-const CLIENT_ID_PATTERN = /^[A-Za-z0-9._~-]{3,100}$/;
+// Starts with a letter or digit: a leading `-` would read as an option on the command line.
+const CLIENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{2,99}$/;
 const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /** What validation needs besides the input: the mode, the directory's names, the SSRF gate. */
@@ -68,7 +69,10 @@ export async function validateApplicationInput(
   if (typeof clientId !== 'string') problem('client_id', 'is required');
   else if (clientId.includes('\0')) problem('client_id', 'must not contain NUL bytes');
   else if (!CLIENT_ID_PATTERN.test(clientId))
-    problem('client_id', 'must be 3–100 characters from A–Z a–z 0–9 . _ ~ -');
+    problem(
+      'client_id',
+      'must be 3–100 characters from A–Z a–z 0–9 . _ ~ -, starting with a letter or digit',
+    );
 
   const name = checkName(input.name, problem);
 

@@ -63,7 +63,7 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.ok(clientSecret !== null);
     assert.match(clientSecret, /^[A-Za-z0-9_-]{43}$/);
     assert.equal(Buffer.from(clientSecret, 'base64url').length, 32);
-    assert.match(application.clientId, /^[A-Za-z0-9_-]{32}$/);
+    assert.match(application.clientId, /^[A-Za-z0-9]{32}$/);
     assert.equal(application.clientSecretSha256, createHash('sha256').update(clientSecret).digest('hex'));
     assert.deepEqual(application.grantTypes, ['authorization_code', 'refresh_token']);
     assert.equal(application.pkceRequired, true);

@@ -203,6 +203,11 @@ describe('validateApplicationInput', () => {
     ],
     ['a malformed client_id', { ...base, clientId: 'has space' }, /^client_id: must be 3–100 characters/],
     [
+      'a client_id that reads as an option',
+      { ...base, clientId: '-abc' },
+      /^client_id: must be 3–100 characters/,
+    ],
+    [
       'an http back-channel URI in production',
       { ...base, backchannelLogoutUri: 'http://wiki.example.org/bcl' },
       /^backchannel_logout_uri: "http:\/\/wiki.example.org\/bcl" must use https in production$/,

@@ -354,7 +354,10 @@ export function registerApp(program: Command, io: CliIo): void {
     .command('create')
     .description('register an application; a confidential app gets a client secret, printed once')
     .requiredOption('--name <name>', 'display name (1–100 characters)')
-    .option('--client-id <id>', 'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -); default: random')
+    .option(
+      '--client-id <id>',
+      'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -, starting with a letter or digit); default: 32 random letters and digits',
+    )
     .option('--redirect-uri <uri>', 'an exact redirect URI (repeatable)', collect)
     .option('--post-logout-redirect-uri <uri>', 'an exact post-logout redirect URI (repeatable)', collect)
     .option('--public', 'a public client (no secret; PKCE always required)')
