@@ -28,6 +28,8 @@ export function testEnv(database: TestDatabase, extra: Record<string, string> = 
     AA_OIDC_DATABASE_URL: database.url,
     AA_OIDC_DATA_DIR: database.dataDir,
     AA_OIDC_LOG_LEVEL: 'warn',
+    // A spawned `serve` must not bind the fixed metrics port 9464, which another test may hold.
+    AA_OIDC_METRICS_PORT: '0',
     NODE_ENV: 'development',
     ...extra,
   };
