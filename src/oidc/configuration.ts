@@ -190,9 +190,16 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       userinfo: { enabled: true },
       introspection: {
         enabled: true,
-        // A public client may only ask about its own tokens; a confidential one about any.
-        allowedPolicy: async (ctx, client, token) =>
-          !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client?.clientId),
+        // A public client may only ask about its own tokens; a confidential one about any token of
+        // an application that is still usable (a deactivated application's tokens are inactive).
+        allowedPolicy: async (ctx, client, token) => {
+          if (token.clientId === client.clientId) return true;
+          if (client.clientAuthMethod === 'none') return false;
+          return (
+            typeof token.clientId === 'string' &&
+            (await ctx.oidc.provider.Client.find(token.clientId)) !== undefined
+          );
+        },
       },
       revocation: {
         enabled: true,
