@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
+import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/types.ts';
 import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
@@ -27,7 +28,10 @@ export function registerServe(program: Command, io: CliIo): void {
           );
         }
         // First run: a superuser to log in with, its password printed once below (never logged).
-        bootstrap = await app.directory.ensureBootstrapSuperuser();
+        // Not before `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and
+        // the next start creates the superuser.
+        if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
+          bootstrap = await app.directory.ensureBootstrapSuperuser();
         address = await app.listen();
       } catch (error) {
         await metricsListener?.close();
