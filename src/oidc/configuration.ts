@@ -112,8 +112,10 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
 
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
     rotateRefreshToken: true,
-    // Tokens live by their own lifetimes; logout revokes the grants it ends (end_session).
-    expiresWithSession: async () => false,
+    // Every code and token is bound to the browser session that authorized it, offline_access or
+    // not: signing out (RP-initiated logout) or the session's end revokes them, as the Python
+    // plugin's logout deleted the user's tokens. Within the session they live by their own TTLs.
+    expiresWithSession: async () => true,
 
     ttl: {
       AccessToken: tokens.accessTokenTtl,
@@ -122,7 +124,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       IdToken: tokens.idTokenTtl,
       RefreshToken: tokens.refreshTokenTtl,
       Grant: Math.max(GRANT_TTL_SECONDS, tokens.refreshTokenTtl),
-      Session: SESSION_TTL_SECONDS,
+      Session: Math.max(SESSION_TTL_SECONDS, tokens.refreshTokenTtl),
       Interaction: INTERACTION_TTL_SECONDS,
     },
 

@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { testDatabaseKind } from '../helpers/database.ts';
+import {
+  authorizeUrl,
+  basicAuth,
+  Browser,
+  formAction,
+  formField,
+  pkcePair,
+  postForm,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  signIn,
+  startServer,
+  type SignInOptions,
+  type TestServer,
+} from './server.ts';
+
+describe(`RP-initiated logout, consent skipping and key rotation (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let client: { clientId: string; clientSecret: string };
+  let user: { id: number; username: string };
+
+  before(async () => {
+    server = await startServer();
+    user = await seedUser(server);
+    const seeded = await seedApp(server, { skipAuthorization: true });
+    client = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
+  });
+  after(async () => server.close());
+
+  async function tokensFor(
+    browser: Browser,
+    extra: Record<string, string> = {},
+    seen?: SignInOptions['seen'],
+  ) {
+    const { verifier, challenge } = pkcePair();
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid email',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+        ...extra,
+      }),
+      { username: user.username, seen },
+    );
+    assert.equal(response.status, 303);
+    const code = new URL(response.headers.get('location')!).searchParams.get('code')!;
+    const exchanged = await postForm(
+      `${server.issuer}/token/`,
+      { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+    assert.equal(exchanged.status, 200);
+    return exchanged.body as { access_token: string; refresh_token: string; id_token: string };
+  }
+
+  const introspect = (token: string) =>
+    postForm(
+      `${server.issuer}/introspect/`,
+      { token },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+
+  it('skips the consent page for an application with skip_authorization, unless prompt=consent', async () => {
+    const browser = new Browser();
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    await tokensFor(browser, {}, seen);
+    assert.deepEqual(
+      seen.map((page) => page.kind),
+      ['login'],
+    );
+    const forced: NonNullable<SignInOptions['seen']> = [];
+    await tokensFor(browser, { prompt: 'consent' }, forced);
+    assert.deepEqual(
+      forced.map((page) => page.kind),
+      ['consent'],
+    );
+  });
+
+  it('confirms logout on a page, redirects to the registered post_logout_redirect_uri and ends the grant', async () => {
+    const browser = new Browser();
+    const tokens = await tokensFor(browser);
+    assert.equal((await introspect(tokens.access_token)).body.active, true);
+
+    const unregistered = await browser.fetch(
+      `${server.issuer}/logout/?${new URLSearchParams({
+        id_token_hint: tokens.id_token,
+        post_logout_redirect_uri: 'https://attacker.example/bye',
+      })}`,
+    );
+    assert.equal(unregistered.status, 400);
+
+    const confirm = await browser.fetch(
+      `${server.issuer}/logout?${new URLSearchParams({
+        id_token_hint: tokens.id_token,
+        post_logout_redirect_uri: 'https://rp.example.org/bye',
+        state: 'after-logout',
+      })}`,
+    );
+    assert.equal(confirm.status, 200);
+    assert.equal(confirm.headers.get('x-frame-options'), 'DENY');
+    assert.match(confirm.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+    const page = await confirm.text();
+    assert.match(page, /<h1>Sign out\?<\/h1>/);
+    assert.match(page, /<html lang="en">/);
+    const xsrf = formField(page, 'xsrf');
+    const action = formAction(page, server.origin);
+    assert.equal(new URL(action).pathname, '/o/logout/confirm');
+
+    const forged = await browser.fetch(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ xsrf: 'forged', logout: 'yes' }).toString(),
+    });
+    assert.equal(forged.status, 400, 'the logout form carries an xsrf token bound to the session');
+
+    const done = await browser.fetch(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ xsrf, logout: 'yes' }).toString(),
+    });
+    assert.equal(done.status, 303);
+    const location = new URL(done.headers.get('location')!);
+    assert.equal(`${location.origin}${location.pathname}`, 'https://rp.example.org/bye');
+    assert.equal(location.searchParams.get('state'), 'after-logout');
+    assert.equal((await introspect(tokens.access_token)).body.active, false);
+    assert.equal((await introspect(tokens.refresh_token)).body.active, false);
+
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    await tokensFor(browser, {}, seen);
+    assert.equal(seen[0]?.kind, 'login', 'signed out: the next authorization asks for the password again');
+  });
+
+  it('accepts logout by POST and shows its own success page without a redirect URI', async () => {
+    const browser = new Browser();
+    await tokensFor(browser);
+    const confirm = await browser.fetch(`${server.issuer}/logout/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ client_id: client.clientId }).toString(),
+    });
+    assert.equal(confirm.status, 200);
+    const page = await confirm.text();
+    const done = await browser.follow(formAction(page, server.origin), server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ xsrf: formField(page, 'xsrf'), logout: 'yes' }).toString(),
+    });
+    assert.equal(done.status, 200);
+    assert.match(await done.text(), /Signed out/);
+  });
+
+  it('serves a key rotation without a restart: new tokens use the new key, old ones still verify', async () => {
+    const browser = new Browser();
+    const before = await tokensFor(browser);
+    const oldKid = decodeProtectedHeader(before.id_token).kid;
+    assert.equal(oldKid, server.app.keyStore.activeKid());
+
+    await server.app.keys.rotate();
+    await server.app.keyStore.reload();
+    const newKid = server.app.keyStore.activeKid();
+    assert.notEqual(newKid, oldKid);
+
+    const after = await tokensFor(browser);
+    assert.equal(decodeProtectedHeader(after.id_token).kid, newKid);
+    const published = (await (await fetch(`${server.issuer}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+    const kids = published.keys.map((key) => key.kid);
+    assert.ok(kids.includes(oldKid!) && kids.includes(newKid));
+    const jwks = createLocalJWKSet(published);
+    await jwtVerify(before.id_token, jwks, { issuer: server.issuer, audience: client.clientId });
+    await jwtVerify(after.id_token, jwks, { issuer: server.issuer, audience: client.clientId });
+    assert.equal(
+      (await introspect(before.access_token)).body.active,
+      true,
+      'state survives the provider swap',
+    );
+  });
+});
