@@ -36,6 +36,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     applications: services.applications,
     directory: services.directory,
     keyStore: services.keyStore,
+    observability: { audit: services.audit, metrics: services.metrics },
   });
   koa.keys = oidc.cookieKeys;
   koa.use(oidc.middleware);

@@ -20,6 +20,8 @@ export interface ProviderConfigurationDependencies {
   directory: ProfileSource;
   /** Private signing JWKs, the active key first (`KeyStore.signingJwks()`). */
   jwks: { keys: JWK[] };
+  /** Told each time the access check refuses an authorization (metrics). */
+  onAccessDenied?: (reason: string) => void;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -69,7 +71,10 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();
-  policy.add(accessPrompt(applications), 1);
+  policy.add(
+    accessPrompt(applications, (_ctx, decision) => deps.onAccessDenied?.(decision.reason)),
+    1,
+  );
   const tokens = config.tokens;
 
   return {

@@ -12,6 +12,7 @@ import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { discoveryPostProcessing } from './discovery.ts';
+import { introspectionAudit, observeProvider, type ObservabilityDependencies } from './events.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { mountProvider } from './routes.ts';
@@ -23,6 +24,8 @@ export interface OidcDependencies {
   applications: ApplicationLookup;
   directory: Pick<DirectoryService, 'loadUserProfile' | 'verifyPassword' | 'recordLogin' | 'findUserById'>;
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
+  /** Audit events and metrics of the provider's work (sections H and I). */
+  observability: ObservabilityDependencies;
 }
 
 export interface Oidc {
@@ -57,11 +60,14 @@ export function createOidc(deps: OidcDependencies): Oidc {
         applications: deps.applications,
         directory: deps.directory,
         jwks: deps.keyStore.signingJwks(),
+        onAccessDenied: (reason) => deps.observability.metrics.authorizeDenied.inc({ reason }),
       }),
     );
     provider.proxy = config.trustProxy;
     installDigestSecretComparison(provider);
     provider.use(discoveryPostProcessing(config));
+    provider.use(introspectionAudit(deps.observability));
+    observeProvider(provider, deps.observability);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       requestLog(ctx as unknown as Koa.Context, log).error(
         { err: { name: error.name, message: error.message }, route: ctx.oidc?.route },

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { AuditRecord } from '../../src/audit/events.ts';
+import { sha256Hex } from '../../src/logging/secrets.ts';
 import { storageId } from '../../src/oidc/adapter.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
@@ -232,6 +234,72 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     );
     assert.equal((await introspect(accessToken)).body.active, false);
     assert.equal((await introspect(rotated)).body.active, false);
+  });
+
+  it('publishes token_issued, token_introspected and token_revoked audit events carrying digests only', async () => {
+    const records: AuditRecord[] = [];
+    const unsubscribe = server.app.audit.subscribe({
+      name: 'test',
+      receive: (record) => void records.push(record),
+    });
+    try {
+      const before = (await server.app.metrics.tokensIssued.get()).values.reduce(
+        (sum, value) => sum + value.value,
+        0,
+      );
+      const browser = new Browser();
+      const { code, verifier } = await codeFor(browser);
+      const exchanged = await token({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      const accessToken = exchanged.body.access_token as string;
+      const refreshToken = exchanged.body.refresh_token as string;
+      await introspect(accessToken);
+      await postForm(
+        `${server.issuer}/revoke_token/`,
+        { token: accessToken },
+        { authorization: basicAuth(client.clientId, client.clientSecret) },
+      );
+      await server.app.audit.idle();
+      const issued = records.filter((record) => record.kind === 'token_issued');
+      assert.deepEqual(
+        issued.map(
+          (record) =>
+            record.kind === 'token_issued' && [
+              record.token_type,
+              record.token_sha256,
+              record.user_id,
+              record.client_id,
+            ],
+        ),
+        [
+          ['access_token', sha256Hex(accessToken), user.id, client.clientId],
+          ['refresh_token', sha256Hex(refreshToken), user.id, client.clientId],
+        ],
+      );
+      const introspected = records.find((record) => record.kind === 'token_introspected');
+      assert.ok(introspected && introspected.kind === 'token_introspected');
+      assert.equal(introspected.token_sha256, sha256Hex(accessToken));
+      assert.equal(introspected.active, true);
+      assert.equal(introspected.introspector, client.clientId);
+      const revoked = records.find((record) => record.kind === 'token_revoked');
+      assert.ok(revoked && revoked.kind === 'token_revoked');
+      assert.equal(revoked.reason, 'revocation_endpoint');
+      assert.equal(revoked.token_sha256, sha256Hex(accessToken));
+      const serialized = JSON.stringify(records);
+      for (const secret of [accessToken, refreshToken, code, client.clientSecret])
+        assert.ok(!serialized.includes(secret));
+      const after = (await server.app.metrics.tokensIssued.get()).values.reduce(
+        (sum, value) => sum + value.value,
+        0,
+      );
+      assert.equal(after - before, 1, 'one access token issued');
+    } finally {
+      unsubscribe();
+    }
   });
 
   it('refuses a replayed code and revokes what the code produced', async () => {

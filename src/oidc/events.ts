@@ -1,0 +1,133 @@
+import type Koa from 'koa';
+import Provider from 'oidc-provider';
+import type { AuditBus } from '../audit/bus.ts';
+import type { TokenType } from '../audit/events.ts';
+import { publishContext } from '../logging/request-context.ts';
+import { sha256Hex } from '../logging/secrets.ts';
+import type { Metrics } from '../metrics/registry.ts';
+
+export interface ObservabilityDependencies {
+  audit: Pick<AuditBus, 'publish'>;
+  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied'>;
+}
+
+/** What the provider's token models carry that the events need. */
+interface ProviderToken {
+  jti: string;
+  clientId?: string;
+  accountId?: string;
+  gty?: string;
+  exp?: number;
+  kind: string;
+}
+
+/** The request being served (oidc-provider keeps it in AsyncLocalStorage). */
+function currentContext(): Koa.Context | undefined {
+  return Provider.ctx as unknown as Koa.Context | undefined;
+}
+
+function context(): { requestId?: string } {
+  const ctx = currentContext();
+  return ctx ? publishContext(ctx) : {};
+}
+
+/** `authorization_code refresh_token` (a token issued by a refresh of a code grant) → `refresh_token`. */
+function lastGrantType(gty: string | undefined, fallback: string): string {
+  return gty?.split(' ').at(-1) ?? fallback;
+}
+
+function userId(token: ProviderToken): number | null {
+  return token.accountId !== undefined && /^\d+$/.test(token.accountId) ? Number(token.accountId) : null;
+}
+
+/**
+ * Section H/I observability from the provider's own events: every token issued (`token_issued`,
+ * `aa_oidc_tokens_issued_total`), tokens revoked at the revocation endpoint and by refresh-token
+ * rotation (`token_revoked`). Tokens appear only as `sha256Hex` digests (an opaque token's id is the
+ * token itself).
+ */
+export function observeProvider(provider: Provider, deps: ObservabilityDependencies): void {
+  const issued = (tokenType: TokenType, fallbackGrant: string) => (token: ProviderToken) => {
+    const clientId = token.clientId ?? '';
+    const grantType = lastGrantType(token.gty, fallbackGrant);
+    deps.audit.publish(
+      {
+        kind: 'token_issued',
+        client_id: clientId,
+        user_id: userId(token),
+        grant_type: grantType,
+        token_type: tokenType,
+        format: 'opaque',
+        token_sha256: sha256Hex(token.jti),
+        expires_at: (token.exp ?? 0) * 1000,
+      },
+      context(),
+    );
+    if (tokenType === 'access_token') {
+      deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format: 'opaque' });
+    }
+  };
+  provider.on('access_token.saved', issued('access_token', 'authorization_code'));
+  provider.on('client_credentials.saved', issued('access_token', 'client_credentials'));
+  provider.on('refresh_token.saved', issued('refresh_token', 'authorization_code'));
+
+  const revoked = (tokenType: TokenType) => (token: ProviderToken) => {
+    const route = (currentContext() as unknown as { oidc?: { route?: string } } | undefined)?.oidc?.route;
+    if (route !== 'revocation') return;
+    deps.audit.publish(
+      {
+        kind: 'token_revoked',
+        client_id: token.clientId ?? '',
+        user_id: userId(token),
+        token_type: tokenType,
+        token_sha256: sha256Hex(token.jti),
+        reason: 'revocation_endpoint',
+      },
+      context(),
+    );
+  };
+  provider.on('access_token.destroyed', revoked('access_token'));
+  provider.on('client_credentials.destroyed', revoked('access_token'));
+  provider.on('refresh_token.destroyed', revoked('refresh_token'));
+  provider.on('refresh_token.consumed', (token: ProviderToken) => {
+    deps.audit.publish(
+      {
+        kind: 'token_revoked',
+        client_id: token.clientId ?? '',
+        user_id: userId(token),
+        token_type: 'refresh_token',
+        token_sha256: sha256Hex(token.jti),
+        reason: 'refresh_rotation',
+      },
+      context(),
+    );
+  });
+}
+
+/**
+ * `token_introspected` for every answered introspection request (installed with `provider.use()`,
+ * so it sees the provider's response).
+ */
+export function introspectionAudit(deps: ObservabilityDependencies): Koa.Middleware {
+  return async (ctx, next) => {
+    await next();
+    const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
+    if (route !== 'introspection' || ctx.status !== 200) return;
+    const oidc = (
+      ctx as unknown as { oidc?: { client?: { clientId: string }; params?: { token?: unknown } } }
+    ).oidc;
+    const token = oidc?.params?.token;
+    const body = ctx.body as { active?: boolean; client_id?: string } | undefined;
+    if (!oidc?.client || typeof token !== 'string' || typeof body?.active !== 'boolean') return;
+    deps.audit.publish(
+      {
+        kind: 'token_introspected',
+        introspector: oidc.client.clientId,
+        token_sha256: sha256Hex(token),
+        active: body.active,
+        client_id: body.client_id ?? null,
+      },
+      publishContext(ctx),
+    );
+  };
+}
