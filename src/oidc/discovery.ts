@@ -6,9 +6,10 @@ import type { Config } from '../config/load.ts';
  * JWKS), installed with `provider.use()` so that it sees the provider's response. The document ends
  * up with exactly the section-B fields: what the provider computes from our configuration, plus
  * the fields it does not know about, minus `backchannel_logout_session_supported` (no `sid`
- * delivery yet, section G).
+ * delivery yet, section G); every endpoint on the issuer's origin.
  */
-export function discoveryPostProcessing(config: Pick<Config, 'logout'>): Koa.Middleware {
+export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'>): Koa.Middleware {
+  const issuerOrigin = new URL(config.issuer).origin;
   return async (ctx, next) => {
     await next();
     const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
@@ -30,5 +31,15 @@ export function discoveryPostProcessing(config: Pick<Config, 'logout'>): Koa.Mid
     document.access_token_signing_alg_values_supported = ['RS256'];
     document.grant_types_supported = ['authorization_code', 'refresh_token', 'client_credentials'];
     if (!config.logout.rpInitiated) delete document.end_session_endpoint;
+    // The provider builds endpoint URLs from the request's Host; the document names the issuer's
+    // own origin instead, so that a forged Host header cannot put foreign endpoints into a cached
+    // copy of it.
+    for (const [name, value] of Object.entries(document)) {
+      if (typeof value === 'string' && (name.endsWith('_endpoint') || name === 'jwks_uri')) {
+        const url = URL.parse(String(value));
+        if (url && url.origin !== issuerOrigin)
+          document[name] = `${issuerOrigin}${url.pathname}${url.search}`;
+      }
+    }
   };
 }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from './server.ts';
@@ -69,6 +70,29 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
     for (const claim of ['sub', 'email', 'groups', 'eve_character_id', 'eve_affiliation', 'picture']) {
       assert.ok((document.claims_supported as string[]).includes(claim), claim);
     }
+  });
+
+  it('names endpoints on the issuer origin whatever the Host header says', async () => {
+    // fetch() will not send a foreign Host header; node:http will.
+    const forged = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const url = new URL(`${server.issuer}/.well-known/openid-configuration`);
+      const request = httpRequest(
+        { host: url.hostname, port: url.port, path: url.pathname, headers: { host: 'evil.example' } },
+        (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => resolve(JSON.parse(text) as Record<string, unknown>));
+        },
+      );
+      request.on('error', reject);
+      request.end();
+    });
+    assert.equal(forged.issuer, server.issuer);
+    assert.equal(forged.token_endpoint, `${server.issuer}/token/`);
+    assert.equal(forged.authorization_endpoint, `${server.issuer}/authorize/`);
+    assert.equal(forged.jwks_uri, `${server.issuer}/.well-known/jwks.json`);
+    assert.equal(forged.end_session_endpoint, `${server.issuer}/logout/`);
   });
 
   it('answers discovery and JWKS with Access-Control-Allow-Origin: *', async () => {
