@@ -161,4 +161,24 @@ describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
     await server.app.database.db.deleteFrom('login_failure').execute();
     assert.equal((await attempt(fresh.username, PASSWORD)).status, 303);
   });
+
+  it('forgets failures older than the window when the purge runs', async () => {
+    const db = server.app.database.db;
+    await db.deleteFrom('login_failure').execute();
+    const now = Date.now();
+    await db
+      .insertInto('login_failure')
+      .values([
+        { username: 'old', address: '192.0.2.1', failed_at: now - 901_000 },
+        { username: 'recent', address: '192.0.2.1', failed_at: now - 10_000 },
+      ])
+      .execute();
+    await server.app.oidc.purge();
+    const left = await db.selectFrom('login_failure').select('username').execute();
+    assert.deepEqual(
+      left.map((row) => row.username),
+      ['recent'],
+    );
+    await db.deleteFrom('login_failure').execute();
+  });
 });
