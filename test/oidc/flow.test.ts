@@ -302,6 +302,25 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     }
   });
 
+  it('puts into the id_token what the claims parameter asks for, and nothing else', async () => {
+    const browser = new Browser();
+    const { code, verifier } = await codeFor(browser, {
+      scope: 'openid email',
+      claims: JSON.stringify({ id_token: { email: null, groups: { essential: true } } }),
+    });
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    const { payload } = await jwtVerify(exchanged.body.id_token as string, jwks, { issuer: server.issuer });
+    assert.equal(payload.email, `${user.username}@example.org`);
+    assert.deepEqual(payload.groups, ['Fleet', 'Member']);
+    assert.equal(payload.email_verified, undefined, 'only the claims asked for');
+    assert.equal(payload.name, undefined);
+  });
+
   it('refuses a replayed code and revokes what the code produced', async () => {
     const browser = new Browser();
     const { code, verifier } = await codeFor(browser);
