@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
+import { registerDemo } from './commands/demo.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerServe } from './commands/serve.ts';
@@ -25,6 +26,7 @@ export function buildProgram(io: CliIo = processIo): Command {
   registerUser(program, io);
   registerState(program, io);
   registerGroup(program, io);
+  registerDemo(program, io);
   return program;
 }
 
