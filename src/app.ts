@@ -7,6 +7,7 @@ import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
 import { createOidc, type Oidc } from './oidc/provider.ts';
+import { demoRelyingParty } from './demo/rp.ts';
 
 export type AppOptions = ServicesOptions;
 
@@ -39,6 +40,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     observability: { audit: services.audit, metrics: services.metrics },
   });
   koa.keys = oidc.cookieKeys;
+  // The demo relying party of `aa-oidc demo` (/demo/), in development mode only: a production
+  // server never serves it, whatever the database holds. It answers 404 until the demo is seeded.
+  if (config.mode === 'development')
+    koa.use(demoRelyingParty({ config, applications: services.applications, logger: services.logger }));
   koa.use(oidc.middleware);
 
   let server: Server | undefined;
