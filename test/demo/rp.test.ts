@@ -1,0 +1,205 @@
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { createApp } from '../../src/app.ts';
+import { demoClientFilePath } from '../../src/demo/client-file.ts';
+import { seedDemo, type DemoSeedResult } from '../../src/demo/seed.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { Browser, signIn, startServer, type TestServer } from '../oidc/server.ts';
+
+function passwordOf(seeded: DemoSeedResult, username: string): string {
+  const password = seeded.users.find((user) => user.username === username)?.password;
+  assert.ok(password);
+  return password;
+}
+
+/** Remembers every URL it fetched (the callback URL, for a replay). */
+class RecordingBrowser extends Browser {
+  readonly visited: string[] = [];
+  override async fetch(url: string, init: RequestInit = {}): Promise<Response> {
+    this.visited.push(url);
+    return super.fetch(url, init);
+  }
+}
+
+describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => server.close());
+
+  const demo = (path = '') => `${server.origin}/demo/${path}`;
+
+  it('answers 404 with what to run until the demo is seeded', async () => {
+    const response = await fetch(demo());
+    assert.equal(response.status, 404);
+    assert.match(await response.text(), /npx aa-oidc demo/);
+    const bare = await fetch(`${server.origin}/demo`, { redirect: 'manual' });
+    assert.equal(bare.status, 301);
+    assert.equal(bare.headers.get('location'), '/demo/');
+  });
+
+  it('signs in with code + PKCE, validates the id_token and shows id_token and userinfo claims', async () => {
+    const seeded = await seedDemo(server.app);
+    const browser = new RecordingBrowser();
+    const start = await browser.fetch(demo());
+    assert.equal(start.status, 302);
+    const authorize = new URL(start.headers.get('location')!);
+    assert.equal(`${authorize.origin}${authorize.pathname}`, `${server.issuer}/authorize/`);
+    assert.equal(authorize.searchParams.get('client_id'), 'aa-oidc-demo');
+    assert.equal(authorize.searchParams.get('redirect_uri'), `${server.origin}/demo/callback`);
+    assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+    assert.ok(authorize.searchParams.get('state') && authorize.searchParams.get('nonce'));
+    const flowCookie = browser.setCookieLines.find((line) => line.startsWith('aa_oidc_demo_flow='));
+    assert.ok(flowCookie);
+    assert.match(flowCookie, /; path=\/demo\//);
+    assert.match(flowCookie, /; httponly/i);
+    assert.match(flowCookie, /; samesite=lax/i);
+    assert.ok(
+      browser.setCookieLines.some((line) => line.startsWith('aa_oidc_demo_flow.sig=')),
+      'signed',
+    );
+
+    const page = await signIn(browser, server, authorize.href, {
+      username: 'demo-member',
+      password: passwordOf(seeded, 'demo-member'),
+    });
+    const body = await page.text();
+    assert.equal(page.status, 200, body);
+    assert.equal(page.headers.get('cache-control'), 'no-store');
+    assert.equal(page.headers.get('x-frame-options'), 'DENY');
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    const user = await server.app.directory.findUserByUsername('demo-member');
+    assert.match(body, /<h1>Signed in as Kaelen Voss<\/h1>/);
+    const idTokenPart = body.slice(
+      body.indexOf('id="id-token-claims"'),
+      body.indexOf('id="userinfo-claims"'),
+    );
+    const userinfoPart = body.slice(body.indexOf('id="userinfo-claims"'));
+    assert.match(idTokenPart, new RegExp(`<th scope="row">sub</th>\\s*<td><code>${user!.id}</code>`));
+    assert.match(idTokenPart, /<th scope="row">aud<\/th>\s*<td><code>aa-oidc-demo<\/code>/);
+    assert.doesNotMatch(idTokenPart, /<th scope="row">email<\/th>/, 'scope claims come from userinfo');
+    assert.match(userinfoPart, /<th scope="row">email<\/th>\s*<td><code>demo-member@example.org<\/code>/);
+    assert.match(userinfoPart, /<th scope="row">name<\/th>\s*<td><code>Kaelen Voss<\/code>/);
+    assert.match(userinfoPart, /&quot;Fleet Commanders&quot;,\s*&quot;Member&quot;/);
+    assert.match(body, /Refresh token issued:\s*yes/);
+
+    // The flow cookie was used up: the same answer (code, state, iss) again is refused.
+    const callback = browser.visited.find((url) => url.startsWith(`${server.origin}/demo/callback?`));
+    assert.ok(callback);
+    const replay = await browser.fetch(callback);
+    assert.equal(replay.status, 400);
+    assert.match(await replay.text(), /No sign-in in progress/);
+  });
+
+  it('refuses an answer whose state is not the one this browser started, or without the flow cookie', async () => {
+    const browser = new Browser();
+    const start = await browser.fetch(demo());
+    assert.equal(start.status, 302);
+    const query = new URLSearchParams({ code: 'x', state: 'not-the-state', iss: server.issuer });
+    const mismatch = await browser.fetch(demo(`callback?${query.toString()}`));
+    assert.equal(mismatch.status, 400);
+    assert.match(await mismatch.text(), /State mismatch/);
+
+    const stranger = await fetch(demo(`callback?${query.toString()}`));
+    assert.equal(stranger.status, 400);
+    assert.match(await stranger.text(), /No sign-in in progress/);
+
+    // A cookie changed by hand fails its signature.
+    const forged = new Browser();
+    await forged.fetch(demo());
+    const key = [...forged.cookies.keys()].find((name) => name.endsWith('|aa_oidc_demo_flow'))!;
+    const flow = JSON.parse(Buffer.from(forged.cookies.get(key)!, 'base64url').toString()) as {
+      state: string;
+    };
+    forged.cookies.set(key, Buffer.from(JSON.stringify({ ...flow, state: 'chosen' })).toString('base64url'));
+    const tampered = await forged.fetch(
+      demo(`callback?${new URLSearchParams({ code: 'x', state: 'chosen', iss: server.issuer }).toString()}`),
+    );
+    assert.equal(tampered.status, 400);
+    assert.match(await tampered.text(), /No sign-in in progress/);
+  });
+
+  it('shows the provider’s access_denied when the person denies consent', async () => {
+    const seeded = await seedDemo(server.app, { resetPasswords: true });
+    const browser = new Browser();
+    const start = await browser.fetch(demo());
+    const page = await signIn(browser, server, start.headers.get('location')!, {
+      username: 'demo-blue',
+      password: passwordOf(seeded, 'demo-blue'),
+      consent: 'deny',
+    });
+    assert.equal(page.status, 403);
+    assert.match(await page.text(), /<code>access_denied<\/code>/);
+  });
+
+  it('escapes claim values in the page', async () => {
+    await seedDemo(server.app);
+    await server.app.directory.createUser({
+      username: 'demo-xss',
+      password: 'a long enough password',
+      email: 'xss@example.org',
+      state: 'Member',
+      characterId: 95000001,
+      characterName: '<script>alert(1)</script>',
+    });
+    const browser = new Browser();
+    const start = await browser.fetch(demo());
+    const page = await signIn(browser, server, start.headers.get('location')!, {
+      username: 'demo-xss',
+      password: 'a long enough password',
+    });
+    const body = await page.text();
+    assert.equal(page.status, 200, body);
+    assert.ok(!body.includes('<script>'));
+    assert.match(body, /&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+  });
+
+  it('explains a deactivated app, a rotated secret and a missing secret file instead of starting a flow', async () => {
+    await seedDemo(server.app);
+    await server.app.applications.deactivate('aa-oidc-demo', 'test');
+    const inactive = await fetch(demo(), { redirect: 'manual' });
+    assert.equal(inactive.status, 409);
+    assert.match(await inactive.text(), /app activate aa-oidc-demo/);
+    await server.app.applications.activate('aa-oidc-demo', 'test');
+
+    await server.app.applications.rotateSecret('aa-oidc-demo', 'test');
+    const rotated = await fetch(demo(), { redirect: 'manual' });
+    assert.equal(rotated.status, 409);
+    assert.match(await rotated.text(), /secret has changed/);
+
+    rmSync(demoClientFilePath(server.app.config.dataDir));
+    const missing = await fetch(demo(), { redirect: 'manual' });
+    assert.equal(missing.status, 404);
+
+    const healed = await seedDemo(server.app);
+    assert.deepEqual(healed.application.changes, ['secret_rotated']);
+    assert.equal((await fetch(demo(), { redirect: 'manual' })).status, 302);
+  });
+});
+
+describe(`demo relying party in production mode (${testDatabaseKind})`, () => {
+  it('is not served at all', async () => {
+    const database = await createTestDatabase();
+    const app = await createApp(
+      testConfig(database, {
+        mode: 'production',
+        issuer: 'https://auth.example.org/o',
+        secretKey: 's'.repeat(48),
+      }),
+      { migrate: true },
+    );
+    try {
+      const address = await app.listen({ host: '127.0.0.1', port: 0 });
+      const response = await fetch(`http://127.0.0.1:${address.port}/demo/`, { redirect: 'manual' });
+      assert.equal(response.status, 404);
+      assert.doesNotMatch(await response.text(), /aa-oidc demo/);
+    } finally {
+      await app.close();
+      await database.drop();
+    }
+  });
+});
