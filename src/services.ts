@@ -14,11 +14,15 @@ import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
 import { auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
+import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
+import type { Resolver } from './logout/ssrf/resolver.ts';
 
 export interface ServicesOptions {
   logger?: LoggerOptions;
   /** Apply pending migrations first (default: in development mode only). */
   migrate?: boolean;
+  /** The SSRF gate's name resolver (section G); default the system resolver. Tests inject one. */
+  resolver?: Resolver;
 }
 
 /**
@@ -71,7 +75,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
     if (migrated) await keys.ensureActiveKey();
     const keyStore = await createKeyStore(database.db, config, logger, { initialLoad: migrated });
     closers.push(() => keyStore.close());
-    const applications = createApplicationService(database.db, config, logger);
+    // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
+    const applications = createApplicationService(database.db, config, logger, {
+      backchannelTargetCheck: backchannelTargetCheck(gateOptionsFor(config, options.resolver)),
+    });
     const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
     // Every committed directory change becomes an admin_change audit event (section H).
     closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));

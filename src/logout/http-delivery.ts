@@ -1,0 +1,295 @@
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import tls from 'node:tls';
+import { Client } from 'undici';
+import { assertNever } from '../util/assert-never.ts';
+import type { AddressClass } from './ssrf/address-classes.ts';
+import { checkBackchannelTarget, type GateOptions } from './ssrf/target-gate.ts';
+
+/**
+ * One HTTP attempt of a back-channel logout delivery (section G): the SSRF gate again, then a POST
+ * over a connection pinned to the address the gate just checked. No second DNS lookup, no
+ * redirect followed, no response body read. Retries and the delivery-attempt table are upstream.
+ */
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+
+/** Where a pinned connection goes: the checked address, never a name. */
+export interface PinnedTarget {
+  address: string;
+  family: 4 | 6;
+  port: number;
+  protocol: 'http:' | 'https:';
+  /** The TLS server name (SNI and certificate check): the URL's host, or null for an IP host. */
+  servername: string | null;
+}
+
+/**
+ * Opens the connection for one delivery. The default opens TCP (and TLS) to `target.address`;
+ * tests inject one that maps an address judged public to a loopback receiver. Must give up, and
+ * close what it opened, when `signal` aborts (the connect timeout).
+ */
+export type Connector = (target: PinnedTarget, signal: AbortSignal) => Promise<net.Socket>;
+
+export type NetworkFailure = 'connect_timeout' | 'request_timeout' | 'connection_failed' | 'tls_failed';
+
+interface Timing {
+  /** Milliseconds from the start of the attempt (gate included) to its outcome. */
+  elapsedMs: number;
+}
+interface Reached extends Timing {
+  /** The address the request went to. */
+  address: string;
+  status: number;
+}
+
+export type DeliveryOutcome =
+  | ({ outcome: 'success' } & Reached)
+  | ({ outcome: 'redirect_blocked' } & Reached)
+  | ({ outcome: 'rp_client_error' } & Reached)
+  | ({ outcome: 'server_error' } & Reached)
+  | ({ outcome: 'network_error'; address: string; failure: NetworkFailure; detail: string } & Timing)
+  | ({ outcome: 'dns_resolve_failed'; detail: string } & Timing)
+  | ({
+      outcome: 'unsafe_target_ip';
+      /** What the gate refused: an unsafe address, or (when the URI or mode changed) its form. */
+      gateReason: 'unsafe_target_ip' | 'invalid_uri' | 'scheme_not_allowed';
+      detail: string;
+      addressClass?: AddressClass;
+    } & Timing);
+
+export type DeliveryOutcomeKind = DeliveryOutcome['outcome'];
+
+/** Whether the retry policy should try again (5xx and network failures; at the end: `retries_exhausted`). */
+export function isRetryable(outcome: DeliveryOutcome): boolean {
+  switch (outcome.outcome) {
+    case 'server_error':
+    case 'network_error':
+      return true;
+    case 'success':
+    case 'redirect_blocked':
+    case 'rp_client_error':
+    case 'dns_resolve_failed':
+    case 'unsafe_target_ip':
+      return false;
+    default:
+      return assertNever(outcome);
+  }
+}
+
+export interface DeliveryRequest {
+  /** The stored back-channel logout URI. */
+  url: string;
+  /** The signed logout token; sent as the form field `logout_token`, nowhere else. */
+  logoutToken: string;
+  gate: GateOptions;
+  connector?: Connector;
+  /** Default 5000 ms. */
+  connectTimeoutMs?: number;
+  /** The whole attempt, gate included, up to the response status; default 10 000 ms. */
+  requestTimeoutMs?: number;
+  /** Milliseconds, monotonic; default performance.now. */
+  clock?: () => number;
+}
+
+/** Delivers one logout token; never throws, never reads the response body. */
+export async function deliverLogoutToken(request: DeliveryRequest): Promise<DeliveryOutcome> {
+  const clock = request.clock ?? (() => performance.now());
+  const started = clock();
+  const elapsed = () => Math.max(0, Math.round(clock() - started));
+  const connectTimeoutMs = request.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const requestTimeoutMs = request.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const connector = request.connector ?? directConnector;
+
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), requestTimeoutMs);
+  try {
+    const gate = await Promise.race([
+      checkBackchannelTarget(request.url, request.gate),
+      aborted(deadline.signal).then(() => undefined),
+    ]);
+    if (gate === undefined)
+      return {
+        outcome: 'dns_resolve_failed',
+        detail: 'the SSRF gate did not finish in time',
+        elapsedMs: elapsed(),
+      };
+    if (!gate.ok) {
+      if (gate.reason === 'dns_resolve_failed')
+        return { outcome: 'dns_resolve_failed', detail: gate.detail, elapsedMs: elapsed() };
+      return {
+        outcome: 'unsafe_target_ip',
+        gateReason: gate.reason,
+        detail: gate.detail,
+        ...(gate.addressClass === undefined ? {} : { addressClass: gate.addressClass }),
+        elapsedMs: elapsed(),
+      };
+    }
+
+    // Pinned: the connection goes to this address and nowhere else; `origin` only names the host
+    // for the Host header and the TLS server name.
+    const checked = gate.addresses[0]!;
+    const target: PinnedTarget = {
+      address: checked.address,
+      family: checked.family,
+      port: gate.port,
+      protocol: gate.url.protocol as 'http:' | 'https:',
+      servername: gate.literal ? null : gate.host,
+    };
+    const connectFailure: { value?: { failure: NetworkFailure; detail: string } } = {};
+    const client = new Client(gate.url.origin, {
+      connect: (_options, callback) => {
+        connectPinned(connector, target, connectTimeoutMs, deadline.signal).then(
+          (socket) => callback(null, socket),
+          (error: unknown) => {
+            connectFailure.value = describeConnectError(error, connectTimeoutMs);
+            callback(error instanceof Error ? error : new Error('connect failed'), null);
+          },
+        );
+      },
+      pipelining: 1,
+      headersTimeout: requestTimeoutMs,
+      bodyTimeout: requestTimeoutMs,
+    });
+    try {
+      const response = await client.request({
+        method: 'POST',
+        path: `${gate.url.pathname}${gate.url.search}`,
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          'user-agent': 'aa-oidc back-channel logout',
+          accept: '*/*',
+        },
+        body: new URLSearchParams({ logout_token: request.logoutToken }).toString(),
+        signal: deadline.signal,
+      });
+      // Never read: the status is all section G needs, and a body could be arbitrarily large.
+      response.body.destroy();
+      return classifyStatus(response.statusCode, checked.address, elapsed());
+    } catch (error) {
+      const failure = connectFailure.value ?? describeRequestError(error, deadline.signal, requestTimeoutMs);
+      return { outcome: 'network_error', address: checked.address, ...failure, elapsedMs: elapsed() };
+    } finally {
+      await client.destroy().catch(() => undefined);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function classifyStatus(status: number, address: string, elapsedMs: number): DeliveryOutcome {
+  const reached = { status, address, elapsedMs };
+  if (status >= 200 && status < 300) return { outcome: 'success', ...reached };
+  if (status >= 300 && status < 400) return { outcome: 'redirect_blocked', ...reached };
+  if (status >= 400 && status < 500) return { outcome: 'rp_client_error', ...reached };
+  return { outcome: 'server_error', ...reached };
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}
+
+class ConnectTimeout extends Error {
+  override name = 'ConnectTimeout';
+}
+
+/** Runs the connector under the connect timeout (and the overall deadline); a late socket is closed. */
+async function connectPinned(
+  connector: Connector,
+  target: PinnedTarget,
+  timeoutMs: number,
+  deadline: AbortSignal,
+): Promise<net.Socket> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new ConnectTimeout()), timeoutMs);
+  const onDeadline = () => controller.abort(new ConnectTimeout());
+  deadline.addEventListener('abort', onDeadline, { once: true });
+  try {
+    const connecting = connector(target, controller.signal);
+    const result = await Promise.race([
+      connecting,
+      aborted(controller.signal).then(() => {
+        connecting.then((late) => late.destroy()).catch(() => undefined);
+        throw new ConnectTimeout(`no connection within ${timeoutMs} ms`);
+      }),
+    ]);
+    return result;
+  } finally {
+    clearTimeout(timer);
+    deadline.removeEventListener('abort', onDeadline);
+  }
+}
+
+function describeConnectError(
+  error: unknown,
+  timeoutMs: number,
+): { failure: NetworkFailure; detail: string } {
+  if (error instanceof ConnectTimeout)
+    return { failure: 'connect_timeout', detail: `no connection within ${timeoutMs} ms` };
+  const code = errorCode(error);
+  if (code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|SELF_SIGNED|UNABLE_TO/.test(code))
+    return { failure: 'tls_failed', detail: `TLS failed (${code})` };
+  return { failure: 'connection_failed', detail: `connection failed (${code})` };
+}
+
+function describeRequestError(
+  error: unknown,
+  deadline: AbortSignal,
+  timeoutMs: number,
+): { failure: NetworkFailure; detail: string } {
+  const code = errorCode(error);
+  if (deadline.aborted || code === 'UND_ERR_HEADERS_TIMEOUT')
+    return { failure: 'request_timeout', detail: `no response within ${timeoutMs} ms` };
+  return { failure: 'connection_failed', detail: `the request failed (${code})` };
+}
+
+function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Za-z0-9_]{1,60}$/.test(code)) return code;
+    const name = (error as { name?: unknown }).name;
+    if (typeof name === 'string' && /^[A-Za-z0-9_]{1,60}$/.test(name)) return name;
+  }
+  return 'unknown error';
+}
+
+/**
+ * The production connector: TCP to the checked address (an IP, so no lookup happens; the lookup
+ * function refuses, should one ever be attempted), TLS with the URL's host as server name.
+ */
+export const directConnector: Connector = (target, signal) =>
+  new Promise((resolve, reject) => {
+    const refuseLookup: net.LookupFunction = (_hostname, _options, callback) =>
+      callback(
+        Object.assign(new Error('a pinned connection never resolves names'), { code: 'EPINNED' }),
+        '',
+        4,
+      );
+    const socket =
+      target.protocol === 'https:'
+        ? tls.connect({
+            host: target.address,
+            port: target.port,
+            lookup: refuseLookup,
+            ...(target.servername === null ? {} : { servername: target.servername }),
+            ALPNProtocols: ['http/1.1'],
+          })
+        : net.connect({ host: target.address, port: target.port, lookup: refuseLookup });
+    const onAbort = () => {
+      socket.destroy();
+      reject(signal.reason instanceof Error ? signal.reason : new ConnectTimeout());
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(socket);
+    });
+    socket.once('error', (error) => {
+      signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      reject(error);
+    });
+  });
