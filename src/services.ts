@@ -21,6 +21,11 @@ export interface ServicesOptions {
   logger?: LoggerOptions;
   /** Apply pending migrations first (default: in development mode only). */
   migrate?: boolean;
+  /**
+   * Create the first signing key when none is active (default true: `serve` needs one). The CLI's
+   * administrative commands pass false, so that reading never writes.
+   */
+  ensureSigningKey?: boolean;
   /** The SSRF gate's name resolver (section G); default the system resolver. Tests inject one. */
   resolver?: Resolver;
 }
@@ -72,7 +77,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;
-    if (migrated) await keys.ensureActiveKey();
+    if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
     const keyStore = await createKeyStore(database.db, config, logger, { initialLoad: migrated });
     closers.push(() => keyStore.close());
     // Every application write runs the full SSRF gate on the back-channel URI (syntax first).

@@ -1,6 +1,12 @@
+import { userInfo } from 'node:os';
+import pino from 'pino';
+import { ApplicationError } from '../applications/errors.ts';
 import { type Config, loadConfig } from '../config/load.ts';
 import { type DatabaseHandle, openDatabase } from '../db/connect.ts';
 import { pendingMigrations } from '../db/migrate.ts';
+import { DirectoryError } from '../directory/errors.ts';
+import { KeyError } from '../keys/service.ts';
+import { createServices, type Services } from '../services.ts';
 
 /** A failure the CLI reports as one line on stderr, exiting with `exitCode`. */
 export class CliError extends Error {
@@ -20,8 +26,67 @@ export interface CliIo {
 
 export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
 
-export function cliConfig(): Config {
-  return loadConfig();
+/**
+ * The configuration every command reads (the same as `serve`). Administrative commands log at
+ * `warn` unless a level is configured explicitly: their output is the answer, not progress lines.
+ */
+export function cliConfig(options: { quiet?: boolean } = {}): Config {
+  const config = loadConfig();
+  if (options.quiet && config.origins['logging.level'] === undefined) {
+    return { ...config, logging: { ...config.logging, level: 'warn' } };
+  }
+  return config;
+}
+
+/** Domain errors whose message is already a one-line explanation for the operator. */
+const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
+
+/**
+ * Runs `work` with the services that `serve` uses (so every write goes through the same validation,
+ * SSRF gate and audit receivers), without applying migrations: a database with pending ones is
+ * refused, naming the command that fixes it. Log lines go to stderr so that stdout stays clean for
+ * `--format json`. Domain errors become one-line CLI failures. Always closes the services.
+ */
+export async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
+  const config = cliConfig({ quiet: true });
+  const services = await createServices(config, {
+    migrate: false,
+    ensureSigningKey: false,
+    logger: { destination: pino.destination({ dest: 2, sync: true }) },
+  });
+  try {
+    const pending = await pendingMigrations(services.database.db, services.database.kind);
+    if (pending.length > 0) {
+      throw new CliError(
+        `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
+      );
+    }
+    return await work(services);
+  } catch (error) {
+    if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) throw new CliError((error as Error).message);
+    throw error;
+  } finally {
+    await services.close();
+  }
+}
+
+/** Who the CLI acts as, recorded as the actor of each change (`cli:<os user>`). */
+export function cliActor(): string {
+  let name: string | undefined;
+  try {
+    name = userInfo().username;
+  } catch {
+    name = process.env.USER;
+  }
+  const clean = (name ?? '').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 100);
+  return clean === '' ? 'cli' : `cli:${clean}`;
+}
+
+/** Epoch milliseconds as ISO 8601 for output; null stays null. */
+export function isoTime(epochMs: number): string;
+export function isoTime(epochMs: number | null): string | null;
+export function isoTime(epochMs: number | null): string | null {
+  return epochMs === null ? null : new Date(epochMs).toISOString();
 }
 
 /**

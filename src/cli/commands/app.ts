@@ -1,8 +1,5 @@
-import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
-import pino from 'pino';
 import { ApplicationError } from '../../applications/errors.ts';
-import { createApplicationService } from '../../applications/service.ts';
 import type {
   AccessTokenFormatSetting,
   Application,
@@ -11,9 +8,8 @@ import type {
   ApplicationService,
   GrantType,
 } from '../../applications/types.ts';
-import { createLogger } from '../../logging/logger.ts';
 import { assertNever } from '../../util/assert-never.ts';
-import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
+import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 
 /** `--x a --x b` → ['a', 'b']; absent → undefined (so that "not given" differs from "empty"). */
@@ -21,36 +17,8 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function isoTime(epochMs: number): string {
-  return new Date(epochMs).toISOString();
-}
-
-/** Who the CLI acts as, recorded as `created_by` and passed to change listeners. */
-function cliActor(): string {
-  let name: string | undefined;
-  try {
-    name = userInfo().username;
-  } catch {
-    name = process.env.USER;
-  }
-  const clean = (name ?? '').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 100);
-  return clean === '' ? 'cli' : `cli:${clean}`;
-}
-
-async function withApplications<T>(work: (service: ApplicationService) => Promise<T>): Promise<T> {
-  const config = cliConfig();
-  // Log lines go to stderr: stdout carries the command's output (JSON for scripts).
-  const logger = createLogger(config, { destination: pino.destination({ dest: 2, sync: true }) });
-  try {
-    return await withDatabase(config, (database) =>
-      work(createApplicationService(database.db, config, logger)),
-    );
-  } catch (error) {
-    if (error instanceof ApplicationError) throw new CliError(error.message);
-    throw error;
-  } finally {
-    logger.flush();
-  }
+function withApplications<T>(work: (service: ApplicationService) => Promise<T>): Promise<T> {
+  return withServices((services) => work(services.applications));
 }
 
 /** An application as every output shows it: never the secret, never its digest. */

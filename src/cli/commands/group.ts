@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { GroupSummary } from '../../directory/types.ts';
-import type { CliIo } from '../context.ts';
+import { type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
-import { changeOptions, isoTime, withDirectory } from './user.ts';
+import { changeOptions, withDirectory } from './user.ts';
 
 const GROUP_COLUMNS: readonly Column<GroupSummary>[] = [
   { header: 'name', value: (group) => group.name },

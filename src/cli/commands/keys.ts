@@ -1,12 +1,8 @@
 import type { Command } from 'commander';
-import { createKeyService, KeyError, type KeyService } from '../../keys/service.ts';
+import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary } from '../../keys/types.ts';
-import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
+import { type CliIo, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
-
-function isoTime(epochMs: number | null): string | null {
-  return epochMs === null ? null : new Date(epochMs).toISOString();
-}
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
   { header: 'kid', value: (key) => key.kid },
@@ -33,16 +29,8 @@ function keyJson(key: SigningKeySummary): Record<string, unknown> {
   };
 }
 
-async function withKeyService<T>(work: (keys: KeyService) => Promise<T>): Promise<T> {
-  const config = cliConfig();
-  return withDatabase(config, async (database) => {
-    try {
-      return await work(createKeyService(database, config));
-    } catch (error) {
-      if (error instanceof KeyError) throw new CliError(error.message);
-      throw error;
-    }
-  });
+function withKeyService<T>(work: (keys: KeyService) => Promise<T>): Promise<T> {
+  return withServices((services) => work(services.keys));
 }
 
 export function registerKeys(program: Command, io: CliIo): void {

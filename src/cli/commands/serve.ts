@@ -75,7 +75,8 @@ function bootstrapNotice(login: BootstrapLogin, issuer: string): string {
     '',
     `No superuser existed, so one was created: username ${login.username}`,
     `  one-time password: ${login.password}`,
-    `It is shown only this once. Log in at ${new URL('/admin', issuer).toString()} and change it with`,
+    // No admin web UI exists yet (section M): the superuser signs in to connected applications.
+    `It is shown only this once. It signs in at ${issuer} for any connected application; change it with`,
     `  aa-oidc user set-password ${login.username}`,
     '',
   ].join('\n');

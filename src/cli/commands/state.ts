@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/types.ts';
-import { CliError, type CliIo } from '../context.ts';
+import { CliError, type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
-import { changeOptions, isoTime, withDirectory } from './user.ts';
+import { changeOptions, withDirectory } from './user.ts';
 
 const STATE_COLUMNS: readonly Column<StateSummary>[] = [
   { header: 'name', value: (state) => state.name },

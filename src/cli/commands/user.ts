@@ -1,58 +1,19 @@
-import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import pino from 'pino';
-import { pendingMigrations } from '../../db/migrate.ts';
-import { DirectoryError } from '../../directory/errors.ts';
 import type { ChangeOptions, DirectoryService, UserProfile } from '../../directory/types.ts';
-import { createServices, type Services } from '../../services.ts';
-import { CliError, type CliIo, cliConfig } from '../context.ts';
+import type { Services } from '../../services.ts';
+import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
 
-/**
- * Runs `work` with the services (migrations not applied: a database with pending ones is refused,
- * naming the command that fixes it), and always closes them. Log lines go to stderr so that stdout
- * stays clean for `--format json`. A `DirectoryError` becomes a one-line CLI failure.
- */
-export async function withDirectory<T>(
+/** Runs `work` with the directory of the services `serve` uses (see `withServices`). */
+export function withDirectory<T>(
   work: (directory: DirectoryService, services: Services) => Promise<T>,
 ): Promise<T> {
-  const config = cliConfig();
-  const services = await createServices(config, {
-    migrate: false,
-    logger: { destination: pino.destination({ dest: 2, sync: true }) },
-  });
-  try {
-    const pending = await pendingMigrations(services.database.db, services.database.kind);
-    if (pending.length > 0) {
-      throw new CliError(
-        `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
-      );
-    }
-    return await work(services.directory, services);
-  } catch (error) {
-    if (error instanceof DirectoryError) throw new CliError(error.message);
-    throw error;
-  } finally {
-    await services.close();
-  }
-}
-
-/** The actor recorded with each change made from the command line. */
-export function cliActor(): string {
-  try {
-    return `cli:${userInfo().username}`.slice(0, 200);
-  } catch {
-    return 'cli';
-  }
+  return withServices((services) => work(services.directory, services));
 }
 
 export function changeOptions(dryRun = false): ChangeOptions {
   return { actor: cliActor(), dryRun };
-}
-
-export function isoTime(epochMs: number | null): string | null {
-  return epochMs === null ? null : new Date(epochMs).toISOString();
 }
 
 function groupNames(profile: UserProfile): string[] {
