@@ -105,16 +105,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), requestTimeoutMs);
   try {
-    const gate = await Promise.race([
-      checkBackchannelTarget(request.url, request.gate),
-      aborted(deadline.signal).then(() => undefined),
-    ]);
-    if (gate === undefined)
-      return {
-        outcome: 'dns_resolve_failed',
-        detail: 'the SSRF gate did not finish in time',
-        elapsedMs: elapsed(),
-      };
+    const gate = await checkBackchannelTarget(request.url, request.gate, deadline.signal);
     if (!gate.ok) {
       if (gate.reason === 'dns_resolve_failed')
         return { outcome: 'dns_resolve_failed', detail: gate.detail, elapsedMs: elapsed() };
@@ -165,6 +156,8 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         signal: deadline.signal,
       });
       // Never read: the status is all section G needs, and a body could be arbitrarily large.
+      // Destroying a body emits an AbortError on it: expected, and nothing to report.
+      response.body.on('error', () => undefined);
       response.body.destroy();
       return classifyStatus(response.statusCode, checked.address, elapsed());
     } catch (error) {
@@ -259,8 +252,15 @@ function errorCode(error: unknown): string {
  * The production connector: TCP to the checked address (an IP, so no lookup happens; the lookup
  * function refuses, should one ever be attempted), TLS with the URL's host as server name.
  */
-export const directConnector: Connector = (target, signal) =>
-  new Promise((resolve, reject) => {
+export const directConnector: Connector = createDirectConnector();
+
+/** The production connector with extra trust anchors (a private CA for an internal RP; tests). */
+export function createDirectConnector(trust: { ca?: string | Buffer } = {}): Connector {
+  return (target, signal) => connectDirectly(target, signal, trust);
+}
+
+function connectDirectly(target: PinnedTarget, signal: AbortSignal, trust: { ca?: string | Buffer }) {
+  return new Promise<net.Socket>((resolve, reject) => {
     const refuseLookup: net.LookupFunction = (_hostname, _options, callback) =>
       callback(
         Object.assign(new Error('a pinned connection never resolves names'), { code: 'EPINNED' }),
@@ -275,6 +275,7 @@ export const directConnector: Connector = (target, signal) =>
             lookup: refuseLookup,
             ...(target.servername === null ? {} : { servername: target.servername }),
             ALPNProtocols: ['http/1.1'],
+            ...(trust.ca === undefined ? {} : { ca: trust.ca }),
           })
         : net.connect({ host: target.address, port: target.port, lookup: refuseLookup });
     const onAbort = () => {
@@ -293,3 +294,4 @@ export const directConnector: Connector = (target, signal) =>
       reject(error);
     });
   });
+}

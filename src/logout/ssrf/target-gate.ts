@@ -58,7 +58,12 @@ export type GateVerdict =
     };
 
 /** Judges a back-channel logout URI; never throws (a resolver failure is a refusal). */
-export async function checkBackchannelTarget(uri: string, options: GateOptions): Promise<GateVerdict> {
+export async function checkBackchannelTarget(
+  uri: string,
+  options: GateOptions,
+  /** Abandons the lookup (a delivery's overall deadline); the gate then refuses as dns_resolve_failed. */
+  cancel?: AbortSignal,
+): Promise<GateVerdict> {
   let url: URL;
   try {
     url = new URL(uri);
@@ -101,6 +106,7 @@ export async function checkBackchannelTarget(uri: string, options: GateOptions):
     host,
     options.resolver,
     options.dnsTimeoutMs ?? DEFAULT_DNS_TIMEOUT_MS,
+    cancel,
   );
   if (!resolved.ok) return refuse('dns_resolve_failed', `${host} ${resolved.detail}`);
 
@@ -152,14 +158,26 @@ function acceptable(
 
 type Resolution = { ok: true; answers: ResolvedAddress[] } | { ok: false; detail: string };
 
-async function resolveWithin(host: string, resolver: Resolver, timeoutMs: number): Promise<Resolution> {
+async function resolveWithin(
+  host: string,
+  resolver: Resolver,
+  timeoutMs: number,
+  cancel: AbortSignal | undefined,
+): Promise<Resolution> {
   const controller = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let onCancel: (() => void) | undefined;
   const timeout = new Promise<Resolution>((resolve) => {
     timer = setTimeout(() => {
       controller.abort();
       resolve({ ok: false, detail: `did not resolve within ${timeoutMs} ms` });
     }, timeoutMs);
+    onCancel = () => {
+      controller.abort();
+      resolve({ ok: false, detail: 'was still resolving when the delivery ran out of time' });
+    };
+    if (cancel?.aborted) onCancel();
+    else cancel?.addEventListener('abort', onCancel, { once: true });
   });
   const lookup = (async (): Promise<Resolution> => {
     try {
@@ -175,6 +193,7 @@ async function resolveWithin(host: string, resolver: Resolver, timeoutMs: number
     return await Promise.race([lookup, timeout]);
   } finally {
     clearTimeout(timer);
+    if (onCancel) cancel?.removeEventListener('abort', onCancel);
   }
 }
 

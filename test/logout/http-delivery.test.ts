@@ -1,0 +1,445 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { after, afterEach, before, describe, it } from 'node:test';
+import {
+  deliverLogoutToken,
+  type DeliveryOutcome,
+  type DeliveryRequest,
+  directConnector,
+  isRetryable,
+} from '../../src/logout/http-delivery.ts';
+import type { GateOptions } from '../../src/logout/ssrf/target-gate.ts';
+import {
+  guardedConnector,
+  loopbackOnly,
+  PUBLIC_V4,
+  PUBLIC_V6,
+  type Receiver,
+  startReceiver,
+  tableResolver,
+  v4,
+} from './helpers.ts';
+import { HOSTILE_TARGETS, hostileResolver, TEST_DNS_TIMEOUT_MS } from './hostile-targets.ts';
+
+// Not a real token: the shape of one, with the characters a JWT uses.
+const TOKEN = 'eyJhbGciOiJSUzI1NiIsInR5cCI6ImxvZ291dCtqd3QifQ.eyJzdWIiOiJ0ZXN0In0.c2lnbmF0dXJlLV8';
+
+const development = (overrides: Partial<GateOptions> = {}): GateOptions => ({
+  mode: 'development',
+  allowPrivateTargets: false,
+  resolver: hostileResolver(),
+  dnsTimeoutMs: TEST_DNS_TIMEOUT_MS,
+  ...overrides,
+});
+
+/** Every connection attempt in this file goes through one of these; none may be refused. */
+const refusals: Array<{ address: string }> = [];
+afterEach(() => {
+  assert.deepEqual(refusals, [], 'a delivery tried to connect to an address outside the test mapping');
+});
+
+/** The real connector, but only ever to loopback (allowPrivateTargets tests). */
+function realLoopbackConnector() {
+  const guarded = loopbackOnly(directConnector);
+  return {
+    connector: guarded.connector,
+    check: () => refusals.push(...guarded.refused),
+  };
+}
+
+async function deliverToLoopback(receiver: Receiver, overrides: Partial<DeliveryRequest> = {}) {
+  const guarded = realLoopbackConnector();
+  try {
+    return await deliverLogoutToken({
+      url: receiver.url(),
+      logoutToken: TOKEN,
+      gate: development({ allowPrivateTargets: true }),
+      connector: guarded.connector,
+      ...overrides,
+    });
+  } finally {
+    guarded.check();
+  }
+}
+
+function expectOutcome<K extends DeliveryOutcome['outcome']>(
+  outcome: DeliveryOutcome,
+  kind: K,
+): Extract<DeliveryOutcome, { outcome: K }> {
+  assert.equal(outcome.outcome, kind, JSON.stringify(outcome));
+  return outcome as Extract<DeliveryOutcome, { outcome: K }>;
+}
+
+describe('deliverLogoutToken against a loopback receiver', () => {
+  let receiver: Receiver;
+  let status = 200;
+  const respond = { status: () => status };
+
+  before(async () => {
+    receiver = await startReceiver((_request, response) => {
+      response.statusCode = respond.status();
+      response.end('ok');
+    });
+  });
+  after(async () => receiver.close());
+
+  it('POSTs exactly logout_token=<token>, form-encoded, and reports 2xx as success', async () => {
+    status = 200;
+    receiver.requests.length = 0;
+    const outcome = expectOutcome(await deliverToLoopback(receiver), 'success');
+    assert.equal(outcome.status, 200);
+    assert.equal(outcome.address, '127.0.0.1');
+    assert.ok(outcome.elapsedMs >= 0 && outcome.elapsedMs < 5000);
+    assert.equal(receiver.requests.length, 1);
+    const [received] = receiver.requests;
+    assert.equal(received!.method, 'POST');
+    assert.equal(received!.url, '/bcl');
+    assert.equal(received!.headers['content-type'], 'application/x-www-form-urlencoded');
+    assert.equal(received!.body, `logout_token=${TOKEN}`);
+    assert.deepEqual([...new URLSearchParams(received!.body)], [['logout_token', TOKEN]]);
+    assert.equal(isRetryable(outcome), false);
+  });
+
+  it('form-encodes characters that need it', async () => {
+    status = 204;
+    receiver.requests.length = 0;
+    const token = 'a+b/c=d&e f';
+    expectOutcome(await deliverToLoopback(receiver, { logoutToken: token }), 'success');
+    assert.equal(receiver.requests[0]!.body, 'logout_token=a%2Bb%2Fc%3Dd%26e+f');
+  });
+
+  for (const [code, kind, retryable] of [
+    [500, 'server_error', true],
+    [503, 'server_error', true],
+    [404, 'rp_client_error', false],
+    [400, 'rp_client_error', false],
+  ] as const) {
+    it(`reports ${code} as ${kind}`, async () => {
+      status = code;
+      const outcome = expectOutcome(await deliverToLoopback(receiver), kind);
+      assert.equal(outcome.status, code);
+      assert.equal(isRetryable(outcome), retryable);
+    });
+  }
+
+  it('refuses the loopback receiver when private targets are not allowed, without connecting', async () => {
+    receiver.requests.length = 0;
+    const { connector, attempts } = guardedConnector();
+    const outcome = await deliverLogoutToken({
+      url: receiver.url(),
+      logoutToken: TOKEN,
+      gate: development(),
+      connector,
+    });
+    const refused = expectOutcome(outcome, 'unsafe_target_ip');
+    assert.equal(refused.addressClass, 'loopback');
+    assert.deepEqual(attempts, []);
+    assert.equal(receiver.requests.length, 0);
+  });
+});
+
+describe('deliverLogoutToken never follows a redirect', () => {
+  let redirecting: Receiver;
+  let target: Receiver;
+  before(async () => {
+    target = await startReceiver((_request, response) => response.end('should never be reached'));
+    redirecting = await startReceiver((_request, response) => {
+      response.statusCode = 302;
+      response.setHeader('location', target.url('/stolen'));
+      response.end();
+    });
+  });
+  after(async () => {
+    await redirecting.close();
+    await target.close();
+  });
+
+  for (const code of [301, 302, 303, 307, 308]) {
+    it(`reports ${code} as redirect_blocked and never requests the Location`, async () => {
+      const receiver = await startReceiver((_request, response) => {
+        response.statusCode = code;
+        response.setHeader('location', target.url('/stolen'));
+        response.end();
+      });
+      try {
+        const outcome = expectOutcome(await deliverToLoopback(receiver), 'redirect_blocked');
+        assert.equal(outcome.status, code);
+        assert.equal(isRetryable(outcome), false);
+        assert.equal(receiver.requests.length, 1);
+        assert.equal(target.requests.length, 0);
+      } finally {
+        await receiver.close();
+      }
+    });
+  }
+
+  it('leaves the second server untouched after a 302 with Location', async () => {
+    expectOutcome(await deliverToLoopback(redirecting), 'redirect_blocked');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(redirecting.requests.length, 1);
+    assert.equal(target.requests.length, 0);
+  });
+});
+
+describe('deliverLogoutToken is bounded in time and never reads the body', () => {
+  it('gives up on a receiver that never answers (request timeout)', async () => {
+    const silent = await startReceiver(() => {
+      // Reads the request, never responds.
+    });
+    try {
+      const started = performance.now();
+      const outcome = expectOutcome(
+        await deliverToLoopback(silent, { requestTimeoutMs: 300, connectTimeoutMs: 200 }),
+        'network_error',
+      );
+      const took = performance.now() - started;
+      assert.equal(outcome.failure, 'request_timeout');
+      assert.equal(isRetryable(outcome), true);
+      assert.ok(took >= 280 && took < 2000, `took ${took} ms`);
+      assert.equal(silent.requests.length, 1);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('gives up on a connection that never completes (connect timeout)', async () => {
+    const connector = () => new Promise<net.Socket>(() => {});
+    const started = performance.now();
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: `http://${PUBLIC_V4}/bcl`,
+        logoutToken: TOKEN,
+        gate: development(),
+        connector,
+        connectTimeoutMs: 150,
+        requestTimeoutMs: 2000,
+      }),
+      'network_error',
+    );
+    const took = performance.now() - started;
+    assert.equal(outcome.failure, 'connect_timeout');
+    assert.ok(took >= 140 && took < 1500, `took ${took} ms`);
+  });
+
+  it('counts the gate in the total time: a resolver slower than the whole attempt ends it at the deadline', async () => {
+    const { connector, attempts } = guardedConnector();
+    const started = performance.now();
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'https://slow.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: development({ dnsTimeoutMs: 5000 }),
+        connector,
+        requestTimeoutMs: 200,
+      }),
+      'dns_resolve_failed',
+    );
+    const took = performance.now() - started;
+    assert.ok(took >= 190 && took < 1500, `took ${took} ms`);
+    assert.deepEqual(attempts, []);
+    assert.equal(isRetryable(outcome), false);
+  });
+
+  it('measures elapsed time with the injected clock', async () => {
+    let now = 1000;
+    const clock = () => (now += 7);
+    const outcome = await deliverLogoutToken({
+      url: 'http://10.0.0.1/bcl',
+      logoutToken: TOKEN,
+      gate: development(),
+      connector: guardedConnector().connector,
+      clock,
+    });
+    assert.equal(outcome.outcome, 'unsafe_target_ip');
+    assert.equal(outcome.elapsedMs, 7);
+  });
+
+  it('reports a refused connection as a retryable network error', async () => {
+    const closed = net.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const guarded = realLoopbackConnector();
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: `http://127.0.0.1:${port}/bcl`,
+        logoutToken: TOKEN,
+        gate: development({ allowPrivateTargets: true }),
+        connector: guarded.connector,
+      }),
+      'network_error',
+    );
+    guarded.check();
+    assert.equal(outcome.failure, 'connection_failed');
+    assert.match(outcome.detail, /ECONNREFUSED/);
+    assert.equal(isRetryable(outcome), true);
+  });
+
+  it('does not read a huge streamed body: it returns on the status and closes the connection', async () => {
+    let bytesWritten = 0;
+    let closedByClient = false;
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const streaming = await startReceiver((_request, response) => {
+      response.writeHead(200, { 'content-type': 'application/octet-stream' });
+      // Up to 1 GiB, written as fast as the client reads it.
+      const pump = () => {
+        while (bytesWritten < 1024 ** 3) {
+          bytesWritten += chunk.length;
+          if (!response.write(chunk)) return void response.once('drain', pump);
+        }
+        response.end();
+      };
+      response.on('close', () => (closedByClient = true));
+      pump();
+    });
+    try {
+      const started = performance.now();
+      const outcome = expectOutcome(await deliverToLoopback(streaming), 'success');
+      const took = performance.now() - started;
+      assert.equal(outcome.status, 200);
+      assert.ok(took < 2000, `took ${took} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(closedByClient, true, 'the connection stays open');
+      assert.ok(bytesWritten < 64 * 1024 * 1024, `the server could push ${bytesWritten} bytes`);
+    } finally {
+      await streaming.close();
+    }
+  });
+});
+
+describe('deliverLogoutToken connects only to the address the gate just checked', () => {
+  let receiver: Receiver;
+  before(async () => {
+    receiver = await startReceiver((_request, response) => response.end());
+  });
+  after(async () => receiver.close());
+
+  it('connects to the public address a name resolved to (mapped to loopback), with the name as Host and server name', async () => {
+    receiver.requests.length = 0;
+    const resolver = tableResolver({ 'rp.public.test': [v4(PUBLIC_V4)] });
+    const { connector, attempts, refused } = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://rp.public.test:8080/backchannel?tenant=1',
+        logoutToken: TOKEN,
+        gate: development({ resolver }),
+        connector,
+      }),
+      'success',
+    );
+    refusals.push(...refused);
+    assert.equal(outcome.address, PUBLIC_V4);
+    assert.deepEqual(attempts, [
+      { address: PUBLIC_V4, family: 4, port: 8080, protocol: 'http:', servername: 'rp.public.test' },
+    ]);
+    assert.deepEqual(resolver.lookups, ['rp.public.test']);
+    assert.equal(receiver.requests[0]!.headers.host, 'rp.public.test:8080');
+    assert.equal(receiver.requests[0]!.url, '/backchannel?tenant=1');
+    assert.equal(receiver.requests[0]!.body, `logout_token=${TOKEN}`);
+  });
+
+  it('pins an IPv6 answer and an IP literal (no server name for a literal)', async () => {
+    const { connector, attempts, refused } = guardedConnector({ [PUBLIC_V6]: receiver.port });
+    expectOutcome(
+      await deliverLogoutToken({
+        url: `https://[${PUBLIC_V6}]/bcl`,
+        logoutToken: TOKEN,
+        gate: development(),
+        connector: (target, signal) =>
+          // The receiver speaks plain HTTP; the pinned target still says https.
+          connector({ ...target, protocol: 'http:' }, signal),
+      }),
+      'success',
+    );
+    refusals.push(...refused);
+    assert.equal(attempts.length, 1);
+    assert.equal(attempts[0]!.address, PUBLIC_V6);
+    assert.equal(attempts[0]!.servername, null);
+    assert.equal(attempts[0]!.port, 443);
+  });
+
+  it('refuses with unsafe_target_ip, and does not connect, when the name rebinds to a private address after the write', async () => {
+    const resolver = tableResolver({ 'rebind.rp.test': { sequence: [[v4(PUBLIC_V4)], [v4('127.0.0.1')]] } });
+    const gate = development({ resolver });
+    const { connector, attempts } = guardedConnector({
+      [PUBLIC_V4]: receiver.port,
+      '127.0.0.1': receiver.port,
+    });
+    receiver.requests.length = 0;
+
+    const { checkBackchannelTarget } = await import('../../src/logout/ssrf/target-gate.ts');
+    const atWrite = await checkBackchannelTarget('http://rebind.rp.test/bcl', gate);
+    assert.ok(atWrite.ok, 'the first answer is public: the write is accepted');
+
+    const outcome = expectOutcome(
+      await deliverLogoutToken({ url: 'http://rebind.rp.test/bcl', logoutToken: TOKEN, gate, connector }),
+      'unsafe_target_ip',
+    );
+    assert.equal(outcome.gateReason, 'unsafe_target_ip');
+    assert.equal(outcome.addressClass, 'loopback');
+    assert.deepEqual(attempts, [], 'connected although the gate refused');
+    assert.equal(receiver.requests.length, 0);
+    assert.deepEqual(resolver.lookups, ['rebind.rp.test', 'rebind.rp.test']);
+    assert.equal(isRetryable(outcome), false);
+  });
+
+  it('resolves exactly once per delivery: the connection uses the answer the gate judged', async () => {
+    // A second lookup would now answer loopback; the delivery must not make one.
+    const resolver = tableResolver({ 'once.rp.test': { sequence: [[v4(PUBLIC_V4)], [v4('127.0.0.1')]] } });
+    const { connector, attempts, refused } = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://once.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: development({ resolver }),
+        connector,
+      }),
+      'success',
+    );
+    refusals.push(...refused);
+    assert.deepEqual(resolver.lookups, ['once.rp.test']);
+    assert.deepEqual(
+      attempts.map((attempt) => attempt.address),
+      [PUBLIC_V4],
+    );
+  });
+
+  it('refuses an http URI in production at delivery time (scheme changed since the write)', async () => {
+    const { connector, attempts } = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: `http://${PUBLIC_V4}/bcl`,
+        logoutToken: TOKEN,
+        gate: development({ mode: 'production' }),
+        connector,
+      }),
+      'unsafe_target_ip',
+    );
+    assert.equal(outcome.gateReason, 'scheme_not_allowed');
+    assert.deepEqual(attempts, []);
+  });
+});
+
+describe('deliverLogoutToken refuses every hostile target at delivery, without connecting', () => {
+  for (const target of HOSTILE_TARGETS) {
+    it(`refuses ${target.what} (${target.uri}) with ${target.reason}`, async () => {
+      const { connector, attempts } = guardedConnector();
+      const outcome = await deliverLogoutToken({
+        url: target.uri,
+        logoutToken: TOKEN,
+        gate: development(),
+        connector,
+      });
+      assert.equal(outcome.outcome, target.reason, JSON.stringify(outcome));
+      if (outcome.outcome === 'unsafe_target_ip') {
+        assert.equal(outcome.gateReason, 'unsafe_target_ip');
+        assert.equal(outcome.addressClass, target.addressClass);
+      }
+      assert.deepEqual(attempts, [], `tried to connect to ${JSON.stringify(attempts)}`);
+      assert.equal(isRetryable(outcome), false);
+      assert.ok(!JSON.stringify(outcome).includes(TOKEN), 'the outcome carries the token');
+    });
+  }
+});
