@@ -8,6 +8,9 @@
  * numeric id (and username for admin changes), never by e-mail or other personal data.
  */
 
+import type { DenyReason } from '../policy/decide.ts';
+import type { PolicyStage } from '../policy/stages.ts';
+
 export type TokenType = 'access_token' | 'refresh_token' | 'id_token';
 export type TokenFormat = 'opaque' | 'jwt';
 
@@ -139,15 +142,20 @@ export interface LogoutDispatchedEvent {
   duration_ms: number;
 }
 
-/** The access policy (section D) refused a user for an application at some stage of a flow. */
+/**
+ * The access policy (section D) refused a request at one of its stages. For operators only: what
+ * the refused user or client sees never names the application on a global deny.
+ */
 export interface PolicyDeniedEvent {
   kind: 'policy_denied';
-  client_id: string;
-  user_id: number;
-  /** The flow stage that asked, as named by src/policy (`authorize`, `token`, `refresh`, `userinfo`, …). */
-  stage: string;
-  /** The decision's reason, as named by src/policy. */
-  reason: string;
+  /** The application asked for; null when no such application exists (reason `no_client`). */
+  client_id: string | null;
+  /** Null when no user was involved (`client_credentials`, a client refused before any user). */
+  user_id: number | null;
+  /** `authorize`, `validate_silent_auth`, `validate_code`, `validate_refresh`, `validate_bearer`, `save_bearer`. */
+  stage: PolicyStage;
+  /** `global`, `app`, `app_unusable` or `no_client`. */
+  reason: DenyReason;
 }
 
 /** An operator changed an application, user, state or group (CLI, admin UI, or the directory). */

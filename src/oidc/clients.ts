@@ -1,5 +1,8 @@
 import type { Adapter, AdapterPayload, ClientMetadata } from 'oidc-provider';
 import type { Application } from '../applications/types.ts';
+import { decideApplication } from '../policy/decide.ts';
+import { assertNever } from '../util/assert-never.ts';
+import type { ClientRefusal } from './client-policy.ts';
 
 /** What the provider needs from the applications domain: one lookup by client_id. */
 export interface ApplicationLookup {
@@ -47,16 +50,30 @@ export function clientMetadataFor(app: Application): ClientMetadata {
  */
 export class ApplicationClientAdapter implements Adapter {
   readonly #applications: ApplicationLookup;
+  readonly #onRefused: ((clientId: string, refusal: ClientRefusal) => void) | undefined;
 
-  constructor(applications: ApplicationLookup) {
+  /** `onRefused` hears every refusal of the app-usability layer (section D metrics and audit). */
+  constructor(
+    applications: ApplicationLookup,
+    onRefused?: (clientId: string, refusal: ClientRefusal) => void,
+  ) {
     this.#applications = applications;
+    this.#onRefused = onRefused;
   }
 
   async find(clientId: string): Promise<AdapterPayload | undefined> {
     if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 100) return undefined;
     const app = await this.#applications.findByClientId(clientId);
-    if (!app || !app.active) return undefined;
-    return clientMetadataFor(app) as AdapterPayload;
+    const decision = decideApplication(app);
+    switch (decision.outcome) {
+      case 'allow':
+        return app ? (clientMetadataFor(app) as AdapterPayload) : undefined;
+      case 'deny':
+        this.#onRefused?.(clientId, decision);
+        return undefined;
+      default:
+        return assertNever(decision);
+    }
   }
 
   // Clients are written by the applications service only (no dynamic registration).

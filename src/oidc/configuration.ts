@@ -5,13 +5,17 @@ import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from '
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import { KyselyAdapter } from './adapter.ts';
+import type { PolicyEnforcer } from '../policy/enforce.ts';
 import { accessPrompt } from './check-access.ts';
+import { recordClientRefusal } from './client-policy.ts';
 import { scopeClaims } from './claims.ts';
 import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup } from './clients.ts';
 import { createFindAccount, type ProfileSource } from './find-account.ts';
+import { introspectionAllowedPolicy } from './introspection-policy.ts';
 import { renderError } from './render-error.ts';
 import { logoutSource, postLogoutSuccessSource } from './logout-pages.ts';
 import { PROVIDER_ROUTES } from './routes.ts';
+import { guardBearerSaves } from './save-bearer.ts';
 
 export interface ProviderConfigurationDependencies {
   config: Config;
@@ -20,8 +24,8 @@ export interface ProviderConfigurationDependencies {
   directory: ProfileSource;
   /** Private signing JWKs, the active key first (`KeyStore.signingJwks()`). */
   jwks: { keys: JWK[] };
-  /** Told each time the access check refuses an authorization (metrics). */
-  onAccessDenied?: (reason: string) => void;
+  /** Section D: asked at every stage of every flow (see src/policy/stages.ts for where). */
+  policy: PolicyEnforcer;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -66,22 +70,20 @@ export function cookieKeys(secretKey: string): string[] {
  * every default hook that the provider asks us to replace is replaced here.
  */
 export function providerConfiguration(deps: ProviderConfigurationDependencies): Configuration {
-  const { config, db, applications, directory } = deps;
-  const clientAdapter = new ApplicationClientAdapter(applications);
+  const { config, db, applications, directory, policy: accessPolicy } = deps;
+  const clientAdapter = new ApplicationClientAdapter(applications, recordClientRefusal(accessPolicy));
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();
-  policy.add(
-    accessPrompt(applications, (_ctx, decision) => deps.onAccessDenied?.(decision.reason)),
-    1,
-  );
+  policy.add(accessPrompt(accessPolicy), 1);
   const tokens = config.tokens;
 
   return {
-    adapter: (name: string) => (name === 'Client' ? clientAdapter : new KyselyAdapter(name, db)),
+    adapter: (name: string) =>
+      name === 'Client' ? clientAdapter : guardBearerSaves(name, new KyselyAdapter(name, db), accessPolicy),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],
-    findAccount: createFindAccount(directory, config),
+    findAccount: createFindAccount(directory, config, accessPolicy),
 
     scopes: [...config.oidc.scopes],
     claims: {
@@ -197,16 +199,8 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       userinfo: { enabled: true },
       introspection: {
         enabled: true,
-        // A public client may only ask about its own tokens; a confidential one about any token of
-        // an application that is still usable (a deactivated application's tokens are inactive).
-        allowedPolicy: async (ctx, client, token) => {
-          if (token.clientId === client.clientId) return true;
-          if (client.clientAuthMethod === 'none') return false;
-          return (
-            typeof token.clientId === 'string' &&
-            (await ctx.oidc.provider.Client.find(token.clientId)) !== undefined
-          );
-        },
+        // The validate_bearer stage of introspection, after who may ask (introspection-policy.ts).
+        allowedPolicy: introspectionAllowedPolicy(accessPolicy),
       },
       revocation: {
         enabled: true,

@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/registry.ts';
 
 export interface ObservabilityDependencies {
   audit: Pick<AuditBus, 'publish'>;
-  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied'>;
+  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied' | 'policyRejections'>;
 }
 
 /** What the provider's token models carry that the events need. */

@@ -1,6 +1,9 @@
-import type { Account, FindAccount, KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type Account, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../config/load.ts';
 import type { UserProfile } from '../directory/types.ts';
+import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyStage } from '../policy/stages.ts';
+import { assertNever } from '../util/assert-never.ts';
 import { claimsFor } from './claims.ts';
 
 /** What `findAccount` needs from the directory. */
@@ -16,15 +19,43 @@ export interface ProfileAccount extends Account {
 const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
 
 /**
+ * The section-D stage at which the provider loads an account for a token it was handed: every grant
+ * that issues tokens for a user loads the account of the code or refresh token it redeems
+ * (`validateAccount` in oidc-provider's grant handlers), and userinfo loads the access token's.
+ * Undefined for any other kind of token: this provider issues none, and one it does not know is
+ * refused rather than let through.
+ */
+export function stageForToken(kind: string): PolicyStage | undefined {
+  switch (kind) {
+    case 'AuthorizationCode':
+      return 'validate_code';
+    case 'RefreshToken':
+      return 'validate_refresh';
+    case 'AccessToken':
+      return 'validate_bearer';
+    default:
+      return undefined;
+  }
+}
+
+/**
  * The provider's `findAccount` hook. The account id is `String(app_user.id)`. The profile is loaded
  * once per request (the provider may ask several times while answering one request), and an
  * unknown or deactivated user is no account: codes, refresh tokens and access tokens of a
  * deactivated user stop working at once (`invalid_grant`, `invalid_token`).
+ *
+ * When the provider asks on behalf of a token (code exchange, refresh, userinfo) the access policy
+ * is asked too, at the stage of that token (`validate_code`, `validate_refresh`, `validate_bearer`),
+ * for the token's own application; a refusal is `invalid_grant` at the token endpoint and a 401
+ * `invalid_token` at userinfo. Without a token (an authorization request's session) the policy is
+ * the access prompt's business (`check-access.ts`).
  */
 export function createFindAccount(
   directory: ProfileSource,
   config: Pick<Config, 'oidc'>,
-): FindAccount & ((ctx: KoaContextWithOIDC, sub: string) => Promise<ProfileAccount | undefined>) {
+  policy: PolicyEnforcer,
+): FindAccount &
+  ((ctx: KoaContextWithOIDC, sub: string, token?: PolicyToken) => Promise<ProfileAccount | undefined>) {
   const perRequest = new WeakMap<object, Map<string, Promise<UserProfile | undefined>>>();
   const load = (ctx: object | undefined, sub: string): Promise<UserProfile | undefined> => {
     if (!ACCOUNT_ID.test(sub)) return Promise.resolve(undefined);
@@ -41,11 +72,47 @@ export function createFindAccount(
     }
     return pending;
   };
-  return async (ctx: KoaContextWithOIDC | undefined, sub: string) => {
+  return async (ctx: KoaContextWithOIDC | undefined, sub: string, token?: PolicyToken) => {
     const profile = await load(ctx, sub);
+    if (token !== undefined) await enforceForToken(policy, ctx, sub, profile, token);
     if (!profile || profile.user.active !== 1) return undefined;
     return accountFor(profile, config);
   };
+}
+
+/** What findAccount reads of the token it is given. */
+export interface PolicyToken {
+  kind: string;
+  clientId?: string;
+}
+
+async function enforceForToken(
+  policy: PolicyEnforcer,
+  ctx: KoaContextWithOIDC | undefined,
+  accountId: string,
+  profile: UserProfile | undefined,
+  token: PolicyToken,
+): Promise<void> {
+  const stage = stageForToken(token.kind);
+  const refused = (description: string) =>
+    stage === 'validate_bearer' ? new errors.InvalidToken(description) : new errors.InvalidGrant(description);
+  if (stage === undefined || typeof token.clientId !== 'string') {
+    throw new errors.InvalidGrant('this kind of token is not accepted here');
+  }
+  const decision = await policy.enforce(
+    stage,
+    { kind: 'user', clientId: token.clientId, accountId, profile },
+    ctx,
+  );
+  switch (decision.outcome) {
+    case 'allow':
+      return;
+    case 'deny':
+      // The token's own client asks: it knows its application, and the reason is not told.
+      throw refused('the user may not use this application');
+    default:
+      assertNever(decision);
+  }
 }
 
 export function accountFor(profile: UserProfile, config: Pick<Config, 'oidc'>): ProfileAccount {

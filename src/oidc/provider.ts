@@ -7,6 +7,7 @@ import type { DirectoryService } from '../directory/types.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
+import { createPolicyEnforcer } from '../policy/enforce.ts';
 import { purgeExpiredPayloads } from './adapter.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
@@ -50,6 +51,13 @@ export interface Oidc {
 export function createOidc(deps: OidcDependencies): Oidc {
   const { config, logger, db } = deps;
   const log = logger.child({ component: 'oidc' });
+  // Section D, asked at every stage; one per app, so that refusals are counted in its registry.
+  const policy = createPolicyEnforcer({
+    directory: deps.directory,
+    applications: deps.applications,
+    metrics: deps.observability.metrics,
+    audit: deps.observability.audit,
+  });
 
   const build = (): Provider => {
     const provider = new Provider(
@@ -60,7 +68,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         applications: deps.applications,
         directory: deps.directory,
         jwks: deps.keyStore.signingJwks(),
-        onAccessDenied: (reason) => deps.observability.metrics.authorizeDenied.inc({ reason }),
+        policy,
       }),
     );
     provider.proxy = config.trustProxy;

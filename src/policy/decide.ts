@@ -6,13 +6,21 @@ import type { UserProfile } from '../directory/types.ts';
  * what a refused user sees can never be used to enumerate applications or their whitelists.
  */
 export type PolicyDecision =
-  | { outcome: 'allow'; via: 'superuser' | 'open_app' | 'state' | 'group' }
+  /** `usable_app`: no user was judged (a `client_credentials` token), only the app-usability layer. */
+  | { outcome: 'allow'; via: 'superuser' | 'open_app' | 'state' | 'group' | 'usable_app' }
   | { outcome: 'deny'; reason: 'global' }
   | { outcome: 'deny'; reason: 'no_client' }
   | { outcome: 'deny'; reason: 'app_unusable'; clientId: string }
   | { outcome: 'deny'; reason: 'app'; clientId: string };
 
 export type DenyReason = Extract<PolicyDecision, { outcome: 'deny' }>['reason'];
+
+/**
+ * The app-usability layer alone, for what has no user: a `client_credentials` token, a client
+ * lookup. A member of `PolicyDecision`, so every consumer handles both with one switch.
+ */
+export type ApplicationDecision =
+  { outcome: 'allow'; via: 'usable_app' } | Extract<PolicyDecision, { reason: 'no_client' | 'app_unusable' }>;
 
 /** The application fields the policy reads. */
 export type PolicyApplication = Pick<Application, 'clientId' | 'active' | 'states' | 'groups'>;
@@ -25,6 +33,13 @@ export function passesGlobalGate(profile: UserProfile): boolean {
   return (
     user.oidc_access === 1 || state?.oidc_access === 1 || groups.some((group) => group.oidc_access === 1)
   );
+}
+
+/** App usability: the application exists and is active (its kill switch is off). */
+export function decideApplication(app: PolicyApplication | null | undefined): ApplicationDecision {
+  if (!app) return { outcome: 'deny', reason: 'no_client' };
+  if (!app.active) return { outcome: 'deny', reason: 'app_unusable', clientId: app.clientId };
+  return { outcome: 'allow', via: 'usable_app' };
 }
 
 /**

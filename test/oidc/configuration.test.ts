@@ -6,6 +6,8 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import { createDirectory } from '../../src/directory/service.ts';
 import { cookieKeys, providerConfiguration } from '../../src/oidc/configuration.ts';
 import { createFindAccount } from '../../src/oidc/find-account.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
+import { createPolicyEnforcer } from '../../src/policy/enforce.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
@@ -24,6 +26,13 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
   });
 
   const noApplications = { findByClientId: async () => undefined };
+  const policyFor = (directory: ReturnType<typeof createDirectory>) =>
+    createPolicyEnforcer({
+      directory,
+      applications: noApplications,
+      metrics: createMetrics({ defaultMetrics: false }),
+      audit: { publish: () => undefined },
+    });
 
   it('marks cookies Secure in production only, always HttpOnly and SameSite=Lax, keyed from the secret key', async () => {
     const jwk = await exportJWK((await generateKeyPair('RS256', { extractable: true })).privateKey);
@@ -44,6 +53,7 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
         applications: noApplications,
         directory,
         jwks: { keys: [jwk] },
+        policy: policyFor(directory),
       });
       for (const options of [configuration.cookies!.long!, configuration.cookies!.short!]) {
         assert.equal(options.secure, secure);
@@ -73,7 +83,7 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
         return directory.loadUserProfile(id);
       },
     };
-    const findAccount = createFindAccount(counting, testConfig(database));
+    const findAccount = createFindAccount(counting, testConfig(database), policyFor(directory));
     const request = {} as Parameters<typeof findAccount>[0];
     const first = await findAccount(request, String(created.user.id));
     const second = await findAccount(request, String(created.user.id));

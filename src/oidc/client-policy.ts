@@ -1,0 +1,51 @@
+import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import type { ApplicationDecision } from '../policy/decide.ts';
+import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyStage } from '../policy/stages.ts';
+
+export type ClientRefusal = Extract<ApplicationDecision, { outcome: 'deny' }>;
+
+/**
+ * The stage a client lookup belongs to, from the provider's route (and, at the token endpoint, the
+ * grant type): the app-usability layer refuses a deactivated or unknown application there, before
+ * anything else runs. Undefined for routes that are no policy stage (revocation, logout, discovery):
+ * they refuse the application all the same, uncounted.
+ */
+export function stageForClientLookup(ctx: KoaContextWithOIDC | undefined): PolicyStage | undefined {
+  switch (ctx?.oidc?.route) {
+    case 'authorization':
+    case 'resume':
+      return 'authorize';
+    case 'userinfo':
+    case 'introspection':
+      return 'validate_bearer';
+    case 'token':
+      switch (ctx.oidc.params?.grant_type) {
+        case 'authorization_code':
+          return 'validate_code';
+        case 'refresh_token':
+          return 'validate_refresh';
+        // No user to validate: the only section-D stage of this grant is the one before saving.
+        case 'client_credentials':
+          return 'save_bearer';
+        default:
+          return undefined;
+      }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * What the client lookup (`clients.ts`) calls when the app-usability layer refuses an application:
+ * counted and audited at the stage of the request being served (oidc-provider keeps it in
+ * AsyncLocalStorage).
+ */
+export function recordClientRefusal(policy: PolicyEnforcer) {
+  return (clientId: string, refusal: ClientRefusal): void => {
+    const ctx = Provider.ctx as KoaContextWithOIDC | undefined;
+    const stage = stageForClientLookup(ctx);
+    if (!stage) return;
+    policy.recordDenial(stage, refusal, { clientId, userId: null }, ctx);
+  };
+}

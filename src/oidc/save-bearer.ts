@@ -1,0 +1,67 @@
+import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import type { PolicyDecision } from '../policy/decide.ts';
+import type { PolicyEnforcer, PolicySubject } from '../policy/enforce.ts';
+import { assertNever } from '../util/assert-never.ts';
+
+/** The bearer tokens the provider stores: the ones the `save_bearer` stage guards. */
+const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials']);
+
+/**
+ * The `save_bearer` stage of section D: the storage adapter of the provider's access-token, refresh-
+ * token and client-credentials models asks the policy once more, from the database, immediately
+ * before a token is written. Every grant, whatever its handler, stores its tokens through here, so a
+ * new grant type cannot issue a stored token without this check.
+ *
+ * A refusal writes nothing and throws an OAuth error (`invalid_grant` for a user's token,
+ * `unauthorized_client` for a client-credentials one), which the token endpoint answers as such.
+ * Within one request the decision is taken once per user and application, so that the access and
+ * the refresh token of one response are both written or neither is.
+ */
+export function guardBearerSaves(model: string, adapter: Adapter, policy: PolicyEnforcer): Adapter {
+  if (!BEARER_MODELS.has(model)) return adapter;
+  const decisions = new WeakMap<object, Map<string, Promise<PolicyDecision>>>();
+
+  const decideOnce = (subject: PolicySubject): Promise<PolicyDecision> => {
+    const request = Provider.ctx as object | undefined;
+    if (!request) return policy.enforce('save_bearer', subject);
+    let perRequest = decisions.get(request);
+    if (!perRequest) {
+      perRequest = new Map();
+      decisions.set(request, perRequest);
+    }
+    const key = `${subject.clientId} ${subject.kind === 'user' ? subject.accountId : ''}`;
+    let pending = perRequest.get(key);
+    if (!pending) {
+      pending = policy.enforce('save_bearer', subject, request);
+      perRequest.set(key, pending);
+    }
+    return pending;
+  };
+
+  return {
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      const clientId = payload.clientId;
+      const accountId = payload.accountId;
+      if (typeof clientId !== 'string') throw new errors.InvalidGrant('token without a client');
+      const subject: PolicySubject =
+        typeof accountId === 'string' ? { kind: 'user', clientId, accountId } : { kind: 'client', clientId };
+      const decision = await decideOnce(subject);
+      switch (decision.outcome) {
+        case 'allow':
+          return adapter.upsert(id, payload, expiresIn);
+        case 'deny':
+          throw subject.kind === 'user'
+            ? new errors.InvalidGrant('the user may not use this application')
+            : new errors.UnauthorizedClient('this application may not obtain tokens');
+        default:
+          return assertNever(decision);
+      }
+    },
+    find: (id) => adapter.find(id),
+    findByUid: (uid) => adapter.findByUid(uid),
+    findByUserCode: (userCode) => adapter.findByUserCode(userCode),
+    consume: (id) => adapter.consume(id),
+    destroy: (id) => adapter.destroy(id),
+    revokeByGrantId: (grantId) => adapter.revokeByGrantId(grantId),
+  };
+}

@@ -1,0 +1,143 @@
+import type { Application } from '../applications/types.ts';
+import type { AuditBus } from '../audit/bus.ts';
+import type { UserProfile } from '../directory/types.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import { assertNever } from '../util/assert-never.ts';
+import { decide, decideApplication, type PolicyDecision } from './decide.ts';
+import { isAuthorizationStage, type PolicyStage } from './stages.ts';
+
+/** What enforcing needs: where users and applications come from, and where refusals are counted. */
+export interface PolicyEnforcerDependencies {
+  directory: { loadUserProfile(userId: number): Promise<UserProfile | undefined> };
+  applications: { findByClientId(clientId: string): Promise<Application | undefined> };
+  metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
+  audit: Pick<AuditBus, 'publish'>;
+}
+
+/**
+ * Who asks: a user for an application (by the provider's account id, or with the profile already
+ * loaded in this request), or an application alone (`client_credentials`: no user, so only the
+ * app-usability layer applies).
+ */
+export type PolicySubject =
+  | { kind: 'user'; clientId: string; accountId: string; profile?: UserProfile }
+  | { kind: 'client'; clientId: string };
+
+export type PolicyDenial = Extract<PolicyDecision, { outcome: 'deny' }>;
+
+/**
+ * The request a check belongs to (the Koa context): refusals are recorded once per request and
+ * stage, and carry its request id.
+ */
+export type PolicyRequest = object;
+
+export interface PolicyEnforcer {
+  /**
+   * Loads the user (unless given) and the application from the database now, decides, and records a
+   * refusal (`aa_oidc_policy_rejections_total{stage,reason}`, a `policy_denied` event, and for the
+   * authorization stages `aa_oidc_authorize_denied_total{reason}`).
+   */
+  enforce(stage: PolicyStage, subject: PolicySubject, request?: PolicyRequest): Promise<PolicyDecision>;
+  /** Records a refusal decided elsewhere (the client lookup's app-usability refusal). */
+  recordDenial(
+    stage: PolicyStage,
+    denial: PolicyDenial,
+    who: { clientId: string | null; userId: number | null },
+    request?: PolicyRequest,
+  ): void;
+}
+
+const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
+
+/** The user id behind a provider account id, or null for anything that is not one of ours. */
+export function userIdOf(accountId: string | undefined): number | null {
+  return accountId !== undefined && ACCOUNT_ID.test(accountId) ? Number(accountId) : null;
+}
+
+/** True for an allow, false for a deny; the exhaustive switch every consumer of a decision ends in. */
+export function isAllowed(decision: PolicyDecision): boolean {
+  switch (decision.outcome) {
+    case 'allow':
+      return true;
+    case 'deny':
+      return false;
+    default:
+      return assertNever(decision);
+  }
+}
+
+export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEnforcer {
+  const recorded = new WeakMap<PolicyRequest, Set<string>>();
+
+  const recordDenial: PolicyEnforcer['recordDenial'] = (stage, denial, who, request) => {
+    if (request) {
+      const key = `${stage} ${denial.reason} ${who.clientId ?? ''} ${who.userId ?? ''}`;
+      let seen = recorded.get(request);
+      if (!seen) {
+        seen = new Set();
+        recorded.set(request, seen);
+      }
+      if (seen.has(key)) return;
+      seen.add(key);
+    }
+    deps.metrics.policyRejections.inc({ stage, reason: denial.reason });
+    if (isAuthorizationStage(stage)) deps.metrics.authorizeDenied.inc({ reason: denial.reason });
+    deps.audit.publish(
+      {
+        kind: 'policy_denied',
+        client_id: denial.reason === 'no_client' ? null : who.clientId,
+        user_id: who.userId,
+        stage,
+        reason: denial.reason,
+      },
+      requestIdOf(request),
+    );
+  };
+
+  const decideNow = async (subject: PolicySubject): Promise<PolicyDecision> => {
+    const app = await deps.applications.findByClientId(subject.clientId);
+    switch (subject.kind) {
+      case 'client':
+        return decideApplication(app);
+      case 'user': {
+        const userId = userIdOf(subject.accountId);
+        const profile =
+          subject.profile ?? (userId === null ? undefined : await deps.directory.loadUserProfile(userId));
+        // An unknown user passes no gate; like every global deny, this names no application.
+        if (!profile) return { outcome: 'deny', reason: 'global' };
+        return decide(profile, app);
+      }
+      default:
+        return assertNever(subject);
+    }
+  };
+
+  return {
+    recordDenial,
+    async enforce(stage, subject, request) {
+      const decision = await decideNow(subject);
+      switch (decision.outcome) {
+        case 'allow':
+          return decision;
+        case 'deny':
+          recordDenial(
+            stage,
+            decision,
+            {
+              clientId: subject.clientId,
+              userId: subject.kind === 'user' ? userIdOf(subject.accountId) : null,
+            },
+            request,
+          );
+          return decision;
+        default:
+          return assertNever(decision);
+      }
+    },
+  };
+}
+
+function requestIdOf(request: PolicyRequest | undefined): { requestId?: string } {
+  const requestId = (request as { state?: { requestId?: unknown } } | undefined)?.state?.requestId;
+  return typeof requestId === 'string' ? { requestId } : {};
+}
