@@ -134,7 +134,9 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         connectPinned(connector, target, connectTimeoutMs, deadline.signal).then(
           (socket) => callback(null, socket),
           (error: unknown) => {
-            connectFailure.value = describeConnectError(error, connectTimeoutMs);
+            connectFailure.value = deadline.signal.aborted
+              ? { failure: 'request_timeout', detail: `no response within ${requestTimeoutMs} ms` }
+              : describeConnectError(error, connectTimeoutMs);
             callback(error instanceof Error ? error : new Error('connect failed'), null);
           },
         );

@@ -222,6 +222,23 @@ describe('deliverLogoutToken is bounded in time and never reads the body', () =>
     assert.ok(took >= 140 && took < 1500, `took ${took} ms`);
   });
 
+  it('ends a slow connect at the overall deadline when that comes first', async () => {
+    const connector = () => new Promise<net.Socket>(() => {});
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: `http://${PUBLIC_V4}/bcl`,
+        logoutToken: TOKEN,
+        gate: development(),
+        connector,
+        connectTimeoutMs: 5000,
+        requestTimeoutMs: 150,
+      }),
+      'network_error',
+    );
+    assert.equal(outcome.failure, 'request_timeout');
+    assert.ok(outcome.elapsedMs < 1500, `took ${outcome.elapsedMs} ms`);
+  });
+
   it('counts the gate in the total time: a resolver slower than the whole attempt ends it at the deadline', async () => {
     const { connector, attempts } = guardedConnector();
     const started = performance.now();

@@ -1,4 +1,4 @@
-import { lookup } from 'node:dns/promises';
+import dns from 'node:dns';
 
 /** One answer of a name lookup. The gate parses `address` itself; `family` is informative only. */
 export interface ResolvedAddress {
@@ -18,6 +18,7 @@ export type Resolver = (hostname: string, options: { signal: AbortSignal }) => P
  * gate stops waiting at its timeout and ignores a late answer.
  */
 export const systemResolver: Resolver = async (hostname) => {
-  const answers = await lookup(hostname, { all: true, order: 'verbatim' });
+  // Looked up at call time (not bound at import), so a process-wide guard in tests sees it.
+  const answers = await dns.promises.lookup(hostname, { all: true, order: 'verbatim' });
   return answers.map(({ address, family }) => ({ address, family }));
 };
