@@ -211,6 +211,14 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
   }
 
   async function start(ctx: Koa.Context): Promise<void> {
+    // The answer comes back to the issuer's host, and the browser keeps the flow cookie per host:
+    // opened as http://127.0.0.1:8000/demo/ while the issuer says localhost, move there first (once:
+    // `moved` stops a loop behind a proxy that rewrites the Host header).
+    if (ctx.host !== new URL(urls.start).host && ctx.query.moved === undefined) {
+      ctx.set('Cache-Control', 'no-store');
+      ctx.redirect(`${urls.start}?moved=1`);
+      return;
+    }
     const { credentials } = await requireSetup();
     const discovery = await discover(ownOrigin(ctx));
     const flow: FlowCookie = { state: random(), nonce: random(), verifier: random(), startedAt: Date.now() };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createApp } from '../../src/app.ts';
 import { demoClientFilePath } from '../../src/demo/client-file.ts';
@@ -93,6 +94,28 @@ describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
     const replay = await browser.fetch(callback);
     assert.equal(replay.status, 400);
     assert.match(await replay.text(), /No sign-in in progress/);
+  });
+
+  it("moves a browser that opened the demo under another host name to the issuer's host first", async () => {
+    await seedDemo(server.app);
+    const { port } = new URL(server.origin);
+    const answer = await new Promise<{ status: number; location: string | undefined }>((resolve, reject) => {
+      const request = httpRequest(
+        { host: '127.0.0.1', port, path: '/demo/', headers: { host: `localhost:${port}` } },
+        (response) => {
+          response.resume();
+          resolve({ status: response.statusCode ?? 0, location: response.headers.location });
+        },
+      );
+      request.on('error', reject);
+      request.end();
+    });
+    assert.equal(answer.status, 302);
+    assert.equal(answer.location, `${server.origin}/demo/?moved=1`);
+    // Once moved, the flow starts (no loop even if the host still differs, e.g. behind a proxy).
+    const moved = await fetch(`${server.origin}/demo/?moved=1`, { redirect: 'manual' });
+    assert.equal(moved.status, 302);
+    assert.match(moved.headers.get('location') ?? '', /\/o\/authorize\//);
   });
 
   it('refuses an answer whose state is not the one this browser started, or without the flow cookie', async () => {
