@@ -1,4 +1,3 @@
-import { userInfo } from 'node:os';
 import { type Command, Option } from 'commander';
 import pino from 'pino';
 import { ApplicationError } from '../../applications/errors.ts';
@@ -6,7 +5,7 @@ import { DemoRefusedError, type DemoSeedResult, seedDemo } from '../../demo/seed
 import { DirectoryError } from '../../directory/errors.ts';
 import { createServices } from '../../services.ts';
 import { assertNever } from '../../util/assert-never.ts';
-import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { CliError, type CliIo, cliActor, cliConfig } from '../context.ts';
 
 type DemoFormat = 'text' | 'json';
 
@@ -14,14 +13,6 @@ interface DemoOptions {
   issuerUrl?: string;
   resetPasswords?: boolean;
   format: DemoFormat;
-}
-
-function cliActor(): string {
-  try {
-    return `cli:${userInfo().username}`.slice(0, 200);
-  } catch {
-    return 'cli';
-  }
 }
 
 function parseIssuerUrl(value: string): string {
@@ -64,7 +55,7 @@ export function registerDemo(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', HELP)
     .action(async (options: DemoOptions) => {
-      const config = cliConfig();
+      const config = cliConfig({ quiet: true });
       if (config.mode !== 'development')
         throw new CliError(
           'demo refuses production mode: it creates users with printed passwords and a demo application (use AA_OIDC_MODE=development)',
