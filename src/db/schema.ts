@@ -145,6 +145,31 @@ export interface OidcPayloadTable {
   user_code: string | null;
   expires_at: EpochMs | null;
   consumed_at: EpochMs | null;
+  /** Access tokens: `opaque` or `jwt` (section E); null for other models. */
+  format: ColumnType<string | null, string | null | undefined, string | null>;
+  /** A JWT access token: hex SHA-256 of the whole token (its jti alone is no credential). */
+  value_sha256: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Codes and tokens are revoked in place (kept for `tokens audit` until they expire). */
+  revoked_at: ColumnType<EpochMs | null, EpochMs | null | undefined, EpochMs | null>;
+  revoked_reason: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/**
+ * Section F: one row per redeemed authorization code. `code_hash` is the hex SHA-256 of the code;
+ * the token ids are `oidc_payload.id` values (digests), never token values.
+ */
+export interface IssuedCodeTable {
+  code_hash: string;
+  client_id: string;
+  user_id: string | null;
+  grant_id: string | null;
+  access_token_id: string | null;
+  refresh_token_id: string | null;
+  reuse_count: ColumnType<number, number | undefined, number>;
+  last_reuse_at: EpochMs | null;
+  created_at: EpochMs;
+  /** Unreused rows are purged after this (the refresh-token lifetime); reused rows are kept. */
+  expires_at: EpochMs;
 }
 
 /** One failed login attempt, kept for throttling per account and per address. */
@@ -167,6 +192,7 @@ export interface Database {
   application_state: ApplicationStateTable;
   application_group: ApplicationGroupTable;
   oidc_payload: OidcPayloadTable;
+  issued_code: IssuedCodeTable;
   login_failure: LoginFailureTable;
 }
 

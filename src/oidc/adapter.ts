@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
-import type { Kysely } from 'kysely';
-import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
 
 /**
@@ -27,21 +27,106 @@ const GRANTABLE = new Set([
   'PreAuthorizedCode',
 ]);
 
-type Row = Pick<Database['oidc_payload'], 'payload' | 'expires_at' | 'consumed_at'>;
+/** Models whose codes and tokens are revoked in place (`revoked_at`) rather than deleted. */
+const REVOCABLE = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken', 'AuthorizationCode']);
+
+/** Models whose value may be a JWT (section E): found by the token, never by its `jti` alone. */
+const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
+
+/**
+ * Payload members the access-token format step (src/tokens/formats.ts) adds for the adapter: they
+ * become columns, never part of the stored payload.
+ */
+export const FORMAT_MARKER = 'aa_oidc_format';
+export const VALUE_DIGEST_MARKER = 'aa_oidc_value_sha256';
+
+/** A row as `upsert` writes it. */
+export type PayloadRow = Insertable<Database['oidc_payload']>;
+
+/**
+ * What the token domain may do around the adapter's writes (src/tokens/issued-codes.ts): hold back
+ * the token rows of a code exchange so that they are written in one transaction with the code's
+ * issued-code row, and record that row when a code is consumed.
+ */
+export interface AdapterWriteHooks {
+  /** True when the row was taken (it will be written later, in a transaction of the taker's). */
+  deferWrite?(row: PayloadRow): boolean;
+  /** Called inside the transaction that marks a code consumed. */
+  codeConsumed?(
+    trx: Transaction<Database>,
+    code: { value: string; clientId: string | null; userId: string | null; grantId: string | null },
+  ): Promise<void>;
+}
+
+/** Writes (inserts or replaces) one provider row. */
+export async function writePayloadRow(db: Kysely<Database>, row: PayloadRow): Promise<void> {
+  const { model: _model, id: _id, ...columns } = row;
+  await db
+    .insertInto('oidc_payload')
+    .values(row)
+    .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns))
+    .execute();
+}
+
+/** The `jti` of a compact JWS, or undefined when the value is not one. */
+function structuredTokenId(value: string): string | undefined {
+  const parts = value.split('.');
+  if (parts.length !== 3 || value.length > 16_384) return undefined;
+  try {
+    const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as { jti?: unknown };
+    return typeof claims.jti === 'string' && claims.jti.length > 0 ? claims.jti : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function sameDigest(a: string, b: string): boolean {
+  const left = Buffer.from(a, 'utf8');
+  const right = Buffer.from(b, 'utf8');
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/** The revocation reason recorded when the provider itself revokes (endpoint, logout, grant). */
+function providerRevocationReason(): string {
+  const route = (Provider.ctx as { oidc?: { route?: string } } | undefined)?.oidc?.route;
+  if (route === 'revocation') return 'revocation_endpoint';
+  if (route === 'end_session') return 'logout';
+  if (route === 'token') return 'grant_revoked';
+  return 'provider';
+}
+
+type Row = Pick<
+  Selectable<Database['oidc_payload']>,
+  'payload' | 'expires_at' | 'consumed_at' | 'format' | 'value_sha256' | 'revoked_at'
+>;
+const ROW_COLUMNS = ['payload', 'expires_at', 'consumed_at', 'format', 'value_sha256', 'revoked_at'] as const;
 
 export class KyselyAdapter implements Adapter {
   readonly model: string;
   readonly #db: Kysely<Database>;
   readonly #now: () => number;
+  readonly #hooks: AdapterWriteHooks;
 
-  constructor(model: string, db: Kysely<Database>, now: () => number = Date.now) {
+  constructor(
+    model: string,
+    db: Kysely<Database>,
+    now: () => number = Date.now,
+    hooks: AdapterWriteHooks = {},
+  ) {
     this.model = model;
     this.#db = db;
     this.#now = now;
+    this.#hooks = hooks;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
-    const { jti, consumed: _consumed, ...rest } = payload;
+    const {
+      jti,
+      consumed: _consumed,
+      [FORMAT_MARKER]: format,
+      [VALUE_DIGEST_MARKER]: valueSha256,
+      ...rest
+    } = payload as AdapterPayload & Record<string, unknown>;
     // A session keeps its id in the payload: `findByUid` must give it back, and the session cookie
     // that carries it is signed with keys that never reach the database.
     if (this.model === 'Session' && jti !== undefined) rest.jti = jti;
@@ -54,28 +139,40 @@ export class KyselyAdapter implements Adapter {
       uid: this.model === 'Session' ? (payload.uid ?? null) : null,
       user_code: payload.userCode ?? null,
       expires_at: expiresAt,
+      format: STRUCTURED.has(this.model) ? (format === 'jwt' ? 'jwt' : 'opaque') : null,
+      value_sha256: typeof valueSha256 === 'string' ? valueSha256 : null,
     };
-    await this.#db
-      .insertInto('oidc_payload')
-      .values({ model: this.model, id: storageId(id), consumed_at: null, ...columns })
-      .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns))
-      .execute();
+    const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
+    if (this.#hooks.deferWrite?.(row)) return;
+    await writePayloadRow(this.#db, row);
   }
 
+  /**
+   * The row a presented value names. A JWT access token is found by its `jti` and only when the
+   * whole token matches the digest kept at issuance; a JWT's `jti` presented alone finds nothing.
+   */
   async find(id: string): Promise<AdapterPayload | undefined> {
+    const jti = STRUCTURED.has(this.model) ? structuredTokenId(id) : undefined;
     const row = await this.#db
       .selectFrom('oidc_payload')
-      .select(['payload', 'expires_at', 'consumed_at'])
+      .select(ROW_COLUMNS)
       .where('model', '=', this.model)
-      .where('id', '=', storageId(id))
+      .where('id', '=', storageId(jti ?? id))
       .executeTakeFirst();
+    if (row?.format === 'jwt') {
+      if (jti === undefined || row.value_sha256 === null) return undefined;
+      const digest = createHash('sha256').update(id, 'utf8').digest('hex');
+      if (!sameDigest(digest, row.value_sha256)) return undefined;
+      return this.#revive(row, jti);
+    }
+    if (jti !== undefined) return undefined;
     return this.#revive(row, id);
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
     const row = await this.#db
       .selectFrom('oidc_payload')
-      .select(['payload', 'expires_at', 'consumed_at'])
+      .select(ROW_COLUMNS)
       .where('model', '=', this.model)
       .where('uid', '=', uid)
       .executeTakeFirst();
@@ -85,7 +182,7 @@ export class KyselyAdapter implements Adapter {
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
     const row = await this.#db
       .selectFrom('oidc_payload')
-      .select(['payload', 'expires_at', 'consumed_at'])
+      .select(ROW_COLUMNS)
       .where('model', '=', this.model)
       .where('user_code', '=', userCode)
       .executeTakeFirst();
@@ -97,19 +194,42 @@ export class KyselyAdapter implements Adapter {
    * this point; the others see `invalid_grant`, as a replay would.
    */
   async consume(id: string): Promise<void> {
-    const result = await this.#db
-      .updateTable('oidc_payload')
-      .set({ consumed_at: this.#now() })
-      .where('model', '=', this.model)
-      .where('id', '=', storageId(id))
-      .where('consumed_at', 'is', null)
-      .executeTakeFirst();
-    if (Number(result.numUpdatedRows) !== 1) {
+    const codeConsumed = this.model === 'AuthorizationCode' ? this.#hooks.codeConsumed : undefined;
+    const consumed = await this.#db.transaction().execute(async (trx) => {
+      const row = await trx
+        .updateTable('oidc_payload')
+        .set({ consumed_at: this.#now() })
+        .where('model', '=', this.model)
+        .where('id', '=', storageId(id))
+        .where('consumed_at', 'is', null)
+        .where('revoked_at', 'is', null)
+        .returning(['client_id', 'user_id', 'grant_id'])
+        .executeTakeFirst();
+      if (!row) return false;
+      await codeConsumed?.(trx, {
+        value: id,
+        clientId: row.client_id,
+        userId: row.user_id,
+        grantId: row.grant_id,
+      });
+      return true;
+    });
+    if (!consumed) {
       throw new errors.InvalidGrant('grant already used or revoked');
     }
   }
 
   async destroy(id: string): Promise<void> {
+    if (REVOCABLE.has(this.model)) {
+      await this.#db
+        .updateTable('oidc_payload')
+        .set({ revoked_at: this.#now(), revoked_reason: providerRevocationReason() })
+        .where('model', '=', this.model)
+        .where('id', '=', storageId(STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id))
+        .where('revoked_at', 'is', null)
+        .execute();
+      return;
+    }
     await this.#db
       .deleteFrom('oidc_payload')
       .where('model', '=', this.model)
@@ -118,6 +238,16 @@ export class KyselyAdapter implements Adapter {
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    if (REVOCABLE.has(this.model)) {
+      await this.#db
+        .updateTable('oidc_payload')
+        .set({ revoked_at: this.#now(), revoked_reason: providerRevocationReason() })
+        .where('model', '=', this.model)
+        .where('grant_id', '=', grantId)
+        .where('revoked_at', 'is', null)
+        .execute();
+      return;
+    }
     await this.#db
       .deleteFrom('oidc_payload')
       .where('model', '=', this.model)
@@ -126,7 +256,7 @@ export class KyselyAdapter implements Adapter {
   }
 
   #revive(row: Row | undefined, id?: string): AdapterPayload | undefined {
-    if (!row) return undefined;
+    if (!row || row.revoked_at !== null) return undefined;
     if (row.expires_at !== null && row.expires_at <= this.#now()) return undefined;
     const payload = JSON.parse(row.payload) as AdapterPayload;
     if (id !== undefined) payload.jti = id;

@@ -4,7 +4,8 @@ import type { JWK } from 'jose';
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
-import { KyselyAdapter } from './adapter.ts';
+import { KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
+import { jwtAccessTokenCustomizer } from '../tokens/formats.ts';
 import type { PolicyEnforcer } from '../policy/enforce.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
@@ -26,6 +27,8 @@ export interface ProviderConfigurationDependencies {
   jwks: { keys: JWK[] };
   /** Section D: asked at every stage of every flow (see src/policy/stages.ts for where). */
   policy: PolicyEnforcer;
+  /** Section F: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
+  adapterHooks?: AdapterWriteHooks;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -80,7 +83,9 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
 
   return {
     adapter: (name: string) =>
-      name === 'Client' ? clientAdapter : guardBearerSaves(name, new KyselyAdapter(name, db), accessPolicy),
+      name === 'Client'
+        ? clientAdapter
+        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks), accessPolicy),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],
     findAccount: createFindAccount(directory, config, accessPolicy),
@@ -94,6 +99,9 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       ...scopeClaims(config.oidc, config.oidc.scopes),
     },
     conformIdTokenClaims: true,
+    // Section E: JWT access tokens (chosen per application, src/tokens/formats.ts) carry auth_time
+    // and the identity claims of the granted scopes, from the claims function userinfo uses.
+    formats: { customizers: { jwt: jwtAccessTokenCustomizer(config.oidc, directory) } },
     acrValues: ['0'],
     subjectTypes: ['public'],
     responseTypes: ['code'],

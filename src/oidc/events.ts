@@ -8,7 +8,7 @@ import type { Metrics } from '../metrics/registry.ts';
 
 export interface ObservabilityDependencies {
   audit: Pick<AuditBus, 'publish'>;
-  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied' | 'policyRejections'>;
+  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses'>;
 }
 
 /** What the provider's token models carry that the events need. */
@@ -19,6 +19,8 @@ interface ProviderToken {
   gty?: string;
   exp?: number;
   kind: string;
+  /** `jwt` for a JWT access token (src/tokens/formats.ts), else `opaque`. */
+  format?: string;
 }
 
 /** The request being served (oidc-provider keeps it in AsyncLocalStorage). */
@@ -50,6 +52,7 @@ export function observeProvider(provider: Provider, deps: ObservabilityDependenc
   const issued = (tokenType: TokenType, fallbackGrant: string) => (token: ProviderToken) => {
     const clientId = token.clientId ?? '';
     const grantType = lastGrantType(token.gty, fallbackGrant);
+    const format = tokenType === 'access_token' && token.format === 'jwt' ? 'jwt' : 'opaque';
     deps.audit.publish(
       {
         kind: 'token_issued',
@@ -57,14 +60,14 @@ export function observeProvider(provider: Provider, deps: ObservabilityDependenc
         user_id: userId(token),
         grant_type: grantType,
         token_type: tokenType,
-        format: 'opaque',
+        format,
         token_sha256: sha256Hex(token.jti),
         expires_at: (token.exp ?? 0) * 1000,
       },
       context(),
     );
     if (tokenType === 'access_token') {
-      deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format: 'opaque' });
+      deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format });
     }
   };
   provider.on('access_token.saved', issued('access_token', 'authorization_code'));

@@ -17,6 +17,9 @@ import { introspectionAudit, observeProvider, type ObservabilityDependencies } f
 import { interactionRoutes } from './interactions/routes.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { mountProvider } from './routes.ts';
+import { installAccessTokenFormats } from '../tokens/formats.ts';
+import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
+import { acceptStoredJwtsAtIntrospectionAndRevocation } from '../tokens/structured-tokens.ts';
 
 export interface OidcDependencies {
   config: Config;
@@ -59,7 +62,17 @@ export function createOidc(deps: OidcDependencies): Oidc {
     audit: deps.observability.audit,
   });
 
+  // Sections E/F: stored JWT access tokens, the issued-code audit and code-reuse detection.
+  const issuedCodes = createIssuedCodes({
+    db,
+    config,
+    audit: deps.observability.audit,
+    metrics: deps.observability.metrics,
+    logger: log,
+  });
+
   const build = (): Provider => {
+    acceptStoredJwtsAtIntrospectionAndRevocation();
     const provider = new Provider(
       config.issuer,
       providerConfiguration({
@@ -69,10 +82,13 @@ export function createOidc(deps: OidcDependencies): Oidc {
         directory: deps.directory,
         jwks: deps.keyStore.signingJwks(),
         policy,
+        adapterHooks: issuedCodes.adapterHooks,
       }),
     );
     provider.proxy = config.trustProxy;
     installDigestSecretComparison(provider);
+    installAccessTokenFormats(provider, { config, logger: log, applications: deps.applications });
+    provider.use(issuedCodes.middleware);
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));
     observeProvider(provider, deps.observability);
@@ -113,8 +129,13 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));
 
   const purge = async () => {
-    const [payloads, failures] = await Promise.all([purgeExpiredPayloads(db), throttle.purge()]);
-    if (payloads + failures > 0) log.debug({ payloads, failures }, 'purged expired oidc rows');
+    const [payloads, failures, codes] = await Promise.all([
+      purgeExpiredPayloads(db),
+      throttle.purge(),
+      purgeIssuedCodes(db),
+    ]);
+    if (payloads + failures + codes > 0)
+      log.debug({ payloads, failures, issued_codes: codes }, 'purged expired oidc rows');
   };
   const timer = setInterval(() => {
     purge().catch((error: Error) =>

@@ -3,6 +3,7 @@ import * as m0001 from './0001_directory.ts';
 import * as m0003 from './0003_signing_keys.ts';
 import * as m0004 from './0004_applications.ts';
 import * as m0005 from './0005_oidc_storage.ts';
+import * as m0006 from './0006_tokens.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -13,4 +14,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0003_signing_keys': m0003,
   '0004_applications': m0004,
   '0005_oidc_storage': m0005,
+  '0006_tokens': m0006,
 };

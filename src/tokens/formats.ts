@@ -1,0 +1,158 @@
+import { createHash } from 'node:crypto';
+import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
+import type { Application } from '../applications/types.ts';
+import type { Config } from '../config/load.ts';
+import type { UserProfile } from '../directory/types.ts';
+import type { Logger } from '../logging/logger.ts';
+import { FORMAT_MARKER, VALUE_DIGEST_MARKER } from '../oidc/adapter.ts';
+import { claimsFor, type ClaimsConfig } from '../oidc/claims.ts';
+
+export type AccessTokenFormat = 'opaque' | 'jwt';
+
+/** The format an application's access tokens take: its own setting, or the global default. */
+export function accessTokenFormatFor(
+  app: Pick<Application, 'accessTokenFormat'> | undefined,
+  defaultFormat: AccessTokenFormat,
+): AccessTokenFormat {
+  const setting = app?.accessTokenFormat ?? 'inherit';
+  return setting === 'inherit' ? defaultFormat : setting;
+}
+
+export interface AccessTokenFormatDependencies {
+  config: Pick<Config, 'tokens'>;
+  logger: Pick<Logger, 'warn'>;
+  applications: { findByClientId(clientId: string): Promise<Application | undefined> };
+}
+
+/** The parts of oidc-provider's AccessToken / ClientCredentials models used here. */
+interface TokenModel {
+  clientId?: string;
+  iat?: number;
+  exp?: number;
+  aud?: string;
+  format?: string;
+  expiration: number;
+  resourceServer?: unknown;
+  getValueAndPayload(this: TokenModel): Promise<{ value: string; payload?: Record<string, unknown> }>;
+}
+
+/**
+ * Section E on oidc-provider 9, which chooses a token's format from its resource server
+ * (`formats/index.js`: `token.resourceServer?.accessTokenFormat`) and neither stores a JWT access
+ * token (`BaseModel#save` upserts only when the format returns a payload) nor lets one reach
+ * userinfo (an audience there is refused). Here the stored token is always the provider's opaque
+ * model, so userinfo, introspection, revocation, grant revocation and the session binding treat
+ * both formats alike; for an application whose format is `jwt` the *value* handed out is the
+ * provider's own RFC 9068 JWT of that same model:
+ *
+ * 1. the opaque payload is computed (what the adapter stores, keyed by the token's `jti`);
+ * 2. the token is given a transient resource server naming the client as audience, RS256 with the
+ *    provider's keystore (kid = the key's RFC 7638 thumbprint), and the provider's `jwt` format
+ *    signs it (`typ: at+jwt`, `formats.customizers.jwt` adds `auth_time` and the identity claims);
+ * 3. the audience is taken off the model again, so that the stored token has none (userinfo keeps
+ *    accepting it; the id_token keeps only protocol claims) and the stored row carries the format
+ *    and the SHA-256 of the JWT (the adapter finds a JWT only by the whole token, never its jti).
+ *
+ * A JWT over `tokens.jwtSizeWarnBytes` logs a warning naming the client and the size; the token is
+ * issued unchanged.
+ */
+export function installAccessTokenFormats(provider: Provider, deps: AccessTokenFormatDependencies): void {
+  const { config, logger, applications } = deps;
+  const ResourceServer = (provider as unknown as { ResourceServer: new (id: string, data: object) => object })
+    .ResourceServer;
+
+  for (const model of [provider.AccessToken, provider.ClientCredentials] as unknown as Array<{
+    prototype: TokenModel;
+  }>) {
+    const prototype = model.prototype;
+    const original = prototype.getValueAndPayload;
+    prototype.getValueAndPayload = async function getValueAndPayloadInConfiguredFormat(this: TokenModel) {
+      const clientId = this.clientId;
+      const app = clientId === undefined ? undefined : await applications.findByClientId(clientId);
+      if (!clientId || accessTokenFormatFor(app, config.tokens.defaultAccessTokenFormat) !== 'jwt') {
+        this.format = 'opaque';
+        return original.call(this);
+      }
+      // One issued-at and expiry for the stored payload and the JWT.
+      this.iat ??= Math.floor(Date.now() / 1000);
+      this.exp ??= this.iat + this.expiration;
+      this.format = 'opaque';
+      const { payload } = await original.call(this);
+      if (!payload) throw new Error('the opaque access-token format returned no payload');
+      const audience = this.aud;
+      this.resourceServer = new ResourceServer(clientId, {
+        audience: clientId,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: 'RS256' } },
+      });
+      this.format = 'jwt';
+      let value: string;
+      try {
+        ({ value } = await original.call(this));
+      } finally {
+        if (audience === undefined) delete this.aud;
+        else this.aud = audience;
+      }
+      const size = Buffer.byteLength(value, 'utf8');
+      if (size > config.tokens.jwtSizeWarnBytes) {
+        logger.warn(
+          { client_id: clientId, size_bytes: size, limit_bytes: config.tokens.jwtSizeWarnBytes },
+          'JWT access token larger than tokens.jwtSizeWarnBytes (issued unchanged; consider fewer scopes or opaque tokens)',
+        );
+      }
+      return {
+        value,
+        payload: {
+          ...payload,
+          [FORMAT_MARKER]: 'jwt',
+          [VALUE_DIGEST_MARKER]: createHash('sha256').update(value, 'utf8').digest('hex'),
+        },
+      };
+    };
+  }
+}
+
+/** What the JWT customizer reads from the request. */
+interface CustomizerContext {
+  oidc?: {
+    account?: { accountId: string; profile?: UserProfile };
+    entities?: {
+      AuthorizationCode?: { authTime?: number };
+      RefreshToken?: { authTime?: number };
+    };
+  };
+}
+
+interface CustomizedToken {
+  accountId?: string;
+  scope?: string;
+}
+
+/**
+ * `formats.customizers.jwt`: completes the provider's RFC 9068 payload (`iss aud client_id exp iat
+ * jti scope sub`) with `auth_time` and, for the granted scopes, the identity claims of `claimsFor`
+ * — the same function and profile userinfo answers from. Registered claims are never overwritten.
+ */
+export function jwtAccessTokenCustomizer(
+  config: ClaimsConfig,
+  profiles: { loadUserProfile(userId: number): Promise<UserProfile | undefined> },
+) {
+  return async (
+    ctx: KoaContextWithOIDC | undefined,
+    token: CustomizedToken,
+    jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> },
+  ): Promise<void> => {
+    const oidc = (ctx as unknown as CustomizerContext | undefined)?.oidc;
+    const authTime = oidc?.entities?.AuthorizationCode?.authTime ?? oidc?.entities?.RefreshToken?.authTime;
+    if (typeof authTime === 'number') jwt.payload.auth_time = authTime;
+    if (token.accountId === undefined) return;
+    let profile = oidc?.account?.accountId === token.accountId ? oidc.account.profile : undefined;
+    if (!profile && /^[1-9][0-9]{0,15}$/.test(token.accountId))
+      profile = await profiles.loadUserProfile(Number(token.accountId));
+    if (!profile) throw new Error('JWT access token for an account without a profile');
+    const claims = claimsFor(profile, (token.scope ?? '').split(' ').filter(Boolean), config);
+    for (const [name, value] of Object.entries(claims)) {
+      if (!(name in jwt.payload) || jwt.payload[name] === undefined) jwt.payload[name] = value;
+    }
+  };
+}

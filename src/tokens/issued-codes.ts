@@ -1,0 +1,270 @@
+import type Koa from 'koa';
+import type { Kysely } from 'kysely';
+import Provider from 'oidc-provider';
+import type { AuditBus } from '../audit/bus.ts';
+import type { Config } from '../config/load.ts';
+import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import { sha256Hex } from '../logging/secrets.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import { storageId, writePayloadRow, type AdapterWriteHooks, type PayloadRow } from '../oidc/adapter.ts';
+import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
+
+/**
+ * Section F: the issued-code audit and authorization-code reuse detection.
+ *
+ * How the audit row and the tokens it produced are written in one transaction — oidc-provider
+ * saves the access token and the refresh token of a code exchange in separate adapter calls:
+ *
+ * 1. Consuming the code (`KyselyAdapter#consume`, a conditional UPDATE: of N concurrent
+ *    redemptions exactly one gets past it) inserts the `issued_code` row in the same transaction
+ *    (`codeConsumed`), with no token ids yet.
+ * 2. During a code exchange the adapter hands the token rows to this module instead of writing
+ *    them (`deferWrite`, found through the request the provider is serving, `Provider.ctx`).
+ * 3. When the provider has built its response, and before a byte of it is sent, one transaction
+ *    sets the token ids on the `issued_code` row (an UPDATE, which also takes the row's lock) and
+ *    writes the token rows. If the code was replayed meanwhile (`reuse_count > 0`), the tokens are
+ *    written already revoked. If the transaction fails, the response becomes a `server_error`:
+ *    no token is handed out that is not stored.
+ *
+ * A replay (`invalid_grant` for a code with an `issued_code` row, or a consumed code) increments
+ * `reuse_count` under the same row lock and revokes every code and token of the code's grant and
+ * the token ids on the row, in one transaction. Whichever of the two transactions comes second
+ * sees the other's work, so a token of a replayed code never stays active. A code with no trace at
+ * all only increments `aa_oidc_code_reuse_audit_misses_total{client_id}`.
+ */
+export interface IssuedCodeDependencies {
+  db: Kysely<Database>;
+  config: Pick<Config, 'tokens'>;
+  audit: Pick<AuditBus, 'publish'>;
+  metrics: Pick<Metrics, 'codeReuseAuditMisses'>;
+  logger: Pick<Logger, 'error' | 'warn'>;
+  now?: () => number;
+}
+
+export interface IssuedCodes {
+  /** Handed to the `KyselyAdapter`s of the provider. */
+  adapterHooks: AdapterWriteHooks;
+  /** Installed with `provider.use()`: writes the deferred token rows, detects replays. */
+  middleware: Koa.Middleware;
+}
+
+interface CodeExchange {
+  rows: PayloadRow[];
+  /** This request consumed the code (a later refusal, e.g. a deactivated user, is no replay). */
+  consumedHere: boolean;
+}
+
+interface ProviderRequest {
+  oidc?: {
+    route?: string;
+    params?: { grant_type?: unknown; code?: unknown };
+    client?: { clientId: string };
+  };
+}
+
+const DEFERRED_MODELS = new Set(['AccessToken', 'RefreshToken']);
+
+function isCodeExchange(ctx: ProviderRequest): boolean {
+  return ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'authorization_code';
+}
+
+export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
+  const { db, config, audit, metrics, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const exchanges = new WeakMap<object, CodeExchange>();
+
+  const adapterHooks: AdapterWriteHooks = {
+    deferWrite(row) {
+      if (!DEFERRED_MODELS.has(row.model)) return false;
+      const ctx = Provider.ctx as object | undefined;
+      const exchange = ctx ? exchanges.get(ctx) : undefined;
+      if (!exchange || !isCodeExchange(ctx as ProviderRequest)) return false;
+      exchange.rows.push(row);
+      return true;
+    },
+    async codeConsumed(trx, code) {
+      const ctx = Provider.ctx as object | undefined;
+      const exchange = ctx ? exchanges.get(ctx) : undefined;
+      if (exchange) exchange.consumedHere = true;
+      const at = now();
+      await trx
+        .insertInto('issued_code')
+        .values({
+          code_hash: sha256Hex(code.value),
+          client_id: code.clientId ?? '',
+          user_id: code.userId,
+          grant_id: code.grantId,
+          access_token_id: null,
+          refresh_token_id: null,
+          reuse_count: 0,
+          last_reuse_at: null,
+          created_at: at,
+          expires_at: at + config.tokens.refreshTokenTtl * 1000,
+        })
+        .onConflict((conflict) => conflict.column('code_hash').doNothing())
+        .execute();
+    },
+  };
+
+  /** Step 3 above: the token rows and their ids on the audit row, in one transaction. */
+  const writeExchange = async (codeHash: string, rows: readonly PayloadRow[]): Promise<void> => {
+    const accessToken = rows.find((row) => row.model === 'AccessToken');
+    const refreshToken = rows.find((row) => row.model === 'RefreshToken');
+    await db.transaction().execute(async (trx) => {
+      const audited = await trx
+        .updateTable('issued_code')
+        .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
+        .where('code_hash', '=', codeHash)
+        .returning(['reuse_count'])
+        .executeTakeFirst();
+      const replayed = (audited?.reuse_count ?? 0) > 0;
+      const at = now();
+      for (const row of rows) {
+        await writePayloadRow(trx, replayed ? { ...row, revoked_at: at, revoked_reason: 'code_reuse' } : row);
+      }
+    });
+  };
+
+  /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
+  const judgeRefusedCode = async (code: string, callerClientId: string): Promise<void> => {
+    const codeHash = sha256Hex(code);
+    const at = now();
+    let outcome:
+      | {
+          kind: 'reuse';
+          row: {
+            client_id: string;
+            access_token_id: string | null;
+            refresh_token_id: string | null;
+            reuse_count: number;
+          };
+          revoked: RevokedToken[];
+        }
+      | { kind: 'miss' }
+      | { kind: 'not_redeemed' };
+    try {
+      outcome = await db.transaction().execute(async (trx) => {
+        let row = await trx
+          .updateTable('issued_code')
+          .set((eb) => ({ reuse_count: eb('reuse_count', '+', 1), last_reuse_at: at }))
+          .where('code_hash', '=', codeHash)
+          .returningAll()
+          .executeTakeFirst();
+        if (!row) {
+          const stored = await trx
+            .selectFrom('oidc_payload')
+            .select(['client_id', 'user_id', 'grant_id', 'consumed_at'])
+            .where('model', '=', 'AuthorizationCode')
+            .where('id', '=', storageId(code))
+            .executeTakeFirst();
+          if (!stored) return { kind: 'miss' as const };
+          if (stored.consumed_at === null) return { kind: 'not_redeemed' as const };
+          // Consumed before this audit existed (or its row was lost): record the reuse now.
+          row = await trx
+            .insertInto('issued_code')
+            .values({
+              code_hash: codeHash,
+              client_id: stored.client_id ?? callerClientId,
+              user_id: stored.user_id,
+              grant_id: stored.grant_id,
+              access_token_id: null,
+              refresh_token_id: null,
+              reuse_count: 1,
+              last_reuse_at: at,
+              created_at: at,
+              expires_at: at + config.tokens.refreshTokenTtl * 1000,
+            })
+            .returningAll()
+            .executeTakeFirstOrThrow();
+        }
+        const ids = [row.access_token_id, row.refresh_token_id].filter((id): id is string => id !== null);
+        const revoked = row.grant_id
+          ? await revokeTokens(trx, { grantId: row.grant_id, ids }, 'code_reuse', at)
+          : [];
+        return { kind: 'reuse' as const, row, revoked };
+      });
+    } catch (error) {
+      logger.error({ err: error, code_hash: codeHash }, 'authorization-code reuse could not be handled');
+      const row = await db
+        .selectFrom('issued_code')
+        .select(['client_id', 'access_token_id', 'refresh_token_id', 'reuse_count'])
+        .where('code_hash', '=', codeHash)
+        .executeTakeFirst()
+        .catch(() => undefined);
+      if (row) {
+        audit.publish({
+          kind: 'code_reuse_detected',
+          client_id: row.client_id,
+          code_hash: codeHash,
+          access_token_id: row.access_token_id,
+          refresh_token_id: row.refresh_token_id,
+          reuse_count: row.reuse_count,
+          revoke_succeeded: false,
+        });
+      }
+      return;
+    }
+    switch (outcome.kind) {
+      case 'miss':
+        metrics.codeReuseAuditMisses.inc({ client_id: callerClientId });
+        return;
+      case 'not_redeemed':
+        return;
+      case 'reuse':
+        audit.publish({
+          kind: 'code_reuse_detected',
+          client_id: outcome.row.client_id,
+          code_hash: codeHash,
+          access_token_id: outcome.row.access_token_id,
+          refresh_token_id: outcome.row.refresh_token_id,
+          reuse_count: outcome.row.reuse_count,
+          revoke_succeeded: true,
+        });
+        publishRevocations(audit, outcome.revoked, 'code_reuse');
+        return;
+    }
+  };
+
+  const middleware: Koa.Middleware = async (ctx, next) => {
+    if (ctx.method !== 'POST') return next();
+    const exchange: CodeExchange = { rows: [], consumedHere: false };
+    exchanges.set(ctx, exchange);
+    try {
+      await next();
+    } finally {
+      exchanges.delete(ctx);
+    }
+    const oidc = (ctx as unknown as ProviderRequest).oidc;
+    if (!oidc || !isCodeExchange(ctx as unknown as ProviderRequest)) return;
+    const code = oidc.params?.code;
+    if (typeof code !== 'string' || code.length === 0) return;
+    if (exchange.rows.length > 0) {
+      if (ctx.status !== 200) return;
+      try {
+        await writeExchange(sha256Hex(code), exchange.rows);
+      } catch (error) {
+        logger.error({ err: error }, 'the tokens of a code exchange could not be stored');
+        ctx.status = 500;
+        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
+      }
+      return;
+    }
+    const body = ctx.body as { error?: unknown } | undefined;
+    if (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere) {
+      await judgeRefusedCode(code, oidc.client?.clientId ?? '');
+    }
+  };
+
+  return { adapterHooks, middleware };
+}
+
+/** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */
+export async function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): Promise<number> {
+  const result = await db
+    .deleteFrom('issued_code')
+    .where('reuse_count', '=', 0)
+    .where('expires_at', '<=', now)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

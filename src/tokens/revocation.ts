@@ -1,0 +1,227 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditBus } from '../audit/bus.ts';
+import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
+import type { Database } from '../db/schema.ts';
+import type { DirectoryService, LifecycleEvent } from '../directory/types.ts';
+import type { Logger } from '../logging/logger.ts';
+
+/** The provider models that are codes or tokens (rows of `oidc_payload`). */
+export const TOKEN_MODELS = [
+  'AccessToken',
+  'ClientCredentials',
+  'RefreshToken',
+  'AuthorizationCode',
+] as const;
+export type TokenModel = (typeof TOKEN_MODELS)[number];
+
+/** One revoked code or token, as stored: its storage id (a digest), never its value. */
+export interface RevokedToken {
+  model: TokenModel;
+  /** `oidc_payload.id`: base64url SHA-256 of the token (an opaque token) or of its jti (a JWT). */
+  id: string;
+  clientId: string | null;
+  userId: string | null;
+  grantId: string | null;
+  format: string | null;
+}
+
+/** Which rows to revoke: every live code and token of a user, of a grant, or with these ids. */
+export type RevocationTarget = { userId: number } | { grantId: string; ids?: readonly string[] };
+
+/**
+ * Marks every matching live code and token revoked (`revoked_at`, `revoked_reason`) inside `trx` and
+ * returns them. Expired rows are left alone (they are already unusable).
+ */
+export async function revokeTokens(
+  trx: Transaction<Database> | Kysely<Database>,
+  target: RevocationTarget,
+  reason: TokenRevocationReason,
+  now: number,
+  options: { dryRun?: boolean } = {},
+): Promise<RevokedToken[]> {
+  const live = (query: ReturnType<typeof base>) =>
+    query
+      .where('model', 'in', [...TOKEN_MODELS])
+      .where('revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
+  const base = () => trx.selectFrom('oidc_payload');
+  const matching = (query: ReturnType<typeof base>) =>
+    'userId' in target
+      ? query.where('user_id', '=', String(target.userId))
+      : query.where((eb) =>
+          eb.or([
+            eb('grant_id', '=', target.grantId),
+            ...(target.ids && target.ids.length > 0 ? [eb('id', 'in', [...target.ids])] : []),
+          ]),
+        );
+  const rows = await matching(live(base()))
+    .select(['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'])
+    .execute();
+  if (rows.length > 0 && !options.dryRun) {
+    for (const row of rows) {
+      await trx
+        .updateTable('oidc_payload')
+        .set({ revoked_at: now, revoked_reason: reason })
+        .where('model', '=', row.model)
+        .where('id', '=', row.id)
+        .where('revoked_at', 'is', null)
+        .execute();
+    }
+  }
+  return rows.map((row) => ({
+    model: row.model as TokenModel,
+    id: row.id,
+    clientId: row.client_id,
+    userId: row.user_id,
+    grantId: row.grant_id,
+    format: row.format,
+  }));
+}
+
+/** `token_type` of the audit event for a revoked row; codes are not tokens (no event). */
+function tokenTypeOf(model: TokenModel): TokenType | undefined {
+  switch (model) {
+    case 'AccessToken':
+    case 'ClientCredentials':
+      return 'access_token';
+    case 'RefreshToken':
+      return 'refresh_token';
+    case 'AuthorizationCode':
+      return undefined;
+  }
+}
+
+/** The storage id as the hex SHA-256 the audit events use (`token_sha256`). */
+export function storageIdHex(id: string): string {
+  return Buffer.from(id, 'base64url').toString('hex');
+}
+
+/** One `token_revoked` event per revoked token. */
+export function publishRevocations(
+  audit: Pick<AuditBus, 'publish'>,
+  revoked: readonly RevokedToken[],
+  reason: TokenRevocationReason,
+): void {
+  for (const token of revoked) {
+    const tokenType = tokenTypeOf(token.model);
+    if (!tokenType) continue;
+    audit.publish({
+      kind: 'token_revoked',
+      client_id: token.clientId ?? '',
+      user_id: token.userId !== null && /^\d+$/.test(token.userId) ? Number(token.userId) : null,
+      token_type: tokenType,
+      token_sha256: storageIdHex(token.id),
+      reason,
+    });
+  }
+}
+
+/**
+ * Called inside the transaction that revoked a user's tokens with `tokens revoke-user`, before it
+ * commits. Section G (issue 7) registers here to queue the `user_revoked` back-channel logout jobs
+ * for the applications in `clientIds`, so that the revocation and its jobs commit together.
+ */
+export type UserRevokedHook = (
+  trx: Transaction<Database>,
+  revocation: { userId: number; clientIds: string[]; reason: TokenRevocationReason; dryRun: boolean },
+) => Promise<void>;
+
+export interface UserRevocationResult {
+  userId: number;
+  username: string;
+  revoked: RevokedToken[];
+  dryRun: boolean;
+}
+
+export interface TokenRevocationService {
+  /**
+   * Revokes every live code and token of the user in one transaction (with `dryRun`, finds them and
+   * rolls back), then publishes `token_revoked` with `reason` for each token.
+   */
+  revokeUser(
+    username: string,
+    options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean },
+  ): Promise<UserRevocationResult>;
+  /** The hook point for back-channel logout (`user_revoked`, section G); returns the remover. */
+  onUserRevoked(hook: UserRevokedHook): () => void;
+}
+
+export class UnknownUserError extends Error {
+  constructor(username: string) {
+    super(`no user named '${username}' (see 'aa-oidc user list')`);
+    this.name = 'UnknownUserError';
+  }
+}
+
+class DryRunRollback extends Error {}
+
+export function createTokenRevocation(deps: {
+  db: Kysely<Database>;
+  directory: Pick<DirectoryService, 'findUserByUsername'>;
+  audit: Pick<AuditBus, 'publish'>;
+  now?: () => number;
+}): TokenRevocationService {
+  const hooks = new Set<UserRevokedHook>();
+  const now = deps.now ?? Date.now;
+  return {
+    async revokeUser(username, options = {}) {
+      const reason = options.reason ?? 'user_revoked';
+      const dryRun = options.dryRun === true;
+      const user = await deps.directory.findUserByUsername(username);
+      if (!user) throw new UnknownUserError(username);
+      let revoked: RevokedToken[] = [];
+      try {
+        await deps.db.transaction().execute(async (trx) => {
+          revoked = await revokeTokens(trx, { userId: user.id }, reason, now());
+          const clientIds = [...new Set(revoked.map((token) => token.clientId).filter((id) => id !== null))];
+          for (const hook of hooks) await hook(trx, { userId: user.id, clientIds, reason, dryRun });
+          if (dryRun) throw new DryRunRollback();
+        });
+      } catch (error) {
+        if (!(error instanceof DryRunRollback)) throw error;
+      }
+      if (!dryRun) publishRevocations(deps.audit, revoked, reason);
+      return { userId: user.id, username: user.username, revoked, dryRun };
+    },
+    onUserRevoked(hook) {
+      hooks.add(hook);
+      return () => hooks.delete(hook);
+    },
+  };
+}
+
+/**
+ * Deactivating or deleting a user revokes the user's codes and tokens in the transaction of the
+ * change (a directory subscriber); the `token_revoked` events follow once it committed.
+ */
+export function revokeTokensOnUserLifecycle(
+  directory: Pick<DirectoryService, 'subscribe' | 'afterCommit'>,
+  audit: Pick<AuditBus, 'publish'>,
+  logger: Pick<Logger, 'warn'>,
+): () => void {
+  const reasons: Partial<Record<LifecycleEvent['kind'], TokenRevocationReason>> = {
+    user_deactivated: 'user_deactivated',
+    user_deleted: 'user_deleted',
+  };
+  const pending = new Map<number, { revoked: RevokedToken[]; reason: TokenRevocationReason }>();
+  const unsubscribe = directory.subscribe(async (event, trx, meta) => {
+    const reason = reasons[event.kind];
+    if (!reason || !('userId' in event)) return;
+    const revoked = await revokeTokens(trx, { userId: event.userId }, reason, meta.at);
+    if (!meta.dryRun && revoked.length > 0) pending.set(meta.eventId, { revoked, reason });
+  });
+  const unlisten = directory.afterCommit((_event, meta) => {
+    const entry = pending.get(meta.eventId);
+    if (!entry) return;
+    pending.delete(meta.eventId);
+    try {
+      publishRevocations(audit, entry.revoked, entry.reason);
+    } catch (error) {
+      logger.warn({ err: error }, 'token_revoked events could not be published');
+    }
+  });
+  return () => {
+    unsubscribe();
+    unlisten();
+  };
+}
