@@ -4,6 +4,7 @@ import { registerApp } from './commands/app.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
+import { registerPolicy } from './commands/policy.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerGroup } from './commands/group.ts';
 import { registerState } from './commands/state.ts';
@@ -26,6 +27,7 @@ export function buildProgram(io: CliIo = processIo): Command {
   registerUser(program, io);
   registerState(program, io);
   registerGroup(program, io);
+  registerPolicy(program, io);
   registerDemo(program, io);
   return program;
 }
