@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
 import type { UserProfile } from '../../src/directory/types.ts';
-import { decide, type PolicyApplication, type PolicyDecision } from '../../src/policy/decide.ts';
+import {
+  decide,
+  decideApplication,
+  type PolicyApplication,
+  type PolicyDecision,
+} from '../../src/policy/decide.ts';
+import { explainDecision } from '../../src/policy/explain.ts';
 import { assertNever } from '../../src/util/assert-never.ts';
 
 const state = (name: string, oidcAccess: boolean): StateRow => ({
@@ -143,5 +149,52 @@ describe('decide(user, app)', () => {
       reason: 'app',
       clientId: 'wiki',
     });
+  });
+
+  it('judges an application alone (client_credentials) by its usability only, whitelists aside', () => {
+    assert.deepEqual(decideApplication(appWith('neither', true)), { outcome: 'allow', via: 'usable_app' });
+    assert.deepEqual(decideApplication(appWith('empty', false)), {
+      outcome: 'deny',
+      reason: 'app_unusable',
+      clientId: 'wiki',
+    });
+    assert.deepEqual(decideApplication(undefined), { outcome: 'deny', reason: 'no_client' });
+  });
+});
+
+describe('explainDecision (policy show)', () => {
+  const granting = { states: ['Member'], groups: ['Fleet'] };
+
+  it('agrees with decide() on every cell of the matrix', () => {
+    for (const access of ['superuser', 'via_state', 'via_group', 'via_user', 'none'] as const) {
+      for (const whitelist of ['empty', 'state_match', 'group_match', 'neither'] as const) {
+        for (const active of [true, false]) {
+          const profile = profileWith(access);
+          const app = appWith(whitelist, active);
+          const decision = decide(profile, app);
+          const explained = explainDecision(profile, app, granting);
+          assert.equal(explained.decision, decision.outcome);
+          assert.equal(
+            explained.reason,
+            decision.outcome === 'deny' ? decision.reason : `via_${decision.via}`,
+          );
+          assert.equal(explained.appActive, active);
+          assert.equal(explained.globalGate, access === 'none' ? 'fail' : 'pass');
+        }
+      }
+    }
+  });
+
+  it('names what a refused user would need', () => {
+    const whitelisted = explainDecision(profileWith('via_user'), appWith('neither', true), granting);
+    assert.deepEqual(whitelisted.neededStates, ['Blue']);
+    assert.deepEqual(whitelisted.neededGroups, ['Directors']);
+    assert.deepEqual(whitelisted.accessVia, ['user']);
+    const global = explainDecision(profileWith('none'), appWith('empty', true), granting);
+    assert.deepEqual(global.neededStates, ['Member']);
+    assert.deepEqual(global.neededGroups, ['Fleet']);
+    assert.deepEqual(global.accessVia, []);
+    const allowed = explainDecision(profileWith('via_group'), appWith('group_match', true), granting);
+    assert.deepEqual([allowed.neededStates, allowed.neededGroups], [[], []]);
   });
 });
