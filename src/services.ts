@@ -14,8 +14,15 @@ import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
 import { auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
+import {
+  createTokenRevocation,
+  revokeTokensOnUserLifecycle,
+  type TokenRevocationService,
+} from './tokens/revocation.ts';
 import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
 import type { Resolver } from './logout/ssrf/resolver.ts';
+import type { Connector } from './logout/http-delivery.ts';
+import { createLogoutService, type LogoutService } from './logout/service.ts';
 
 export interface ServicesOptions {
   logger?: LoggerOptions;
@@ -28,6 +35,8 @@ export interface ServicesOptions {
   ensureSigningKey?: boolean;
   /** The SSRF gate's name resolver (section G); default the system resolver. Tests inject one. */
   resolver?: Resolver;
+  /** The back-channel delivery connection layer (section G); tests inject one. */
+  bclConnector?: Connector;
 }
 
 /**
@@ -48,10 +57,14 @@ export interface Services {
   applications: ApplicationService;
   /** The built-in directory (section N): the one write path for users, states, groups. */
   directory: DirectoryService;
+  /** Token operations (sections E/F/K): `tokens revoke-user`, with the hook for back-channel logout. */
+  tokens: TokenRevocationService;
   /** The one write path for signing keys (section L). */
   keys: KeyService;
   /** The signing keys as loaded in this process; reloads within seconds after a rotation anywhere. */
   keyStore: KeyStore;
+  /** Back-channel logout (section G): triggers, durable queue, worker, `bcl test`. */
+  logout: LogoutService;
   /** Releases everything this object opened, in reverse order. */
   close(): Promise<void>;
 }
@@ -87,6 +100,24 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
     // Every committed directory change becomes an admin_change audit event (section H).
     closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));
+    // Section G: deactivation, deletion and lost access queue back-channel logouts in the change's
+    // transaction (tokens revoked by the same change still count as held).
+    const logout = createLogoutService({
+      config,
+      database,
+      logger,
+      audit,
+      metrics,
+      applications,
+      keyStore,
+      ...(options.resolver ? { resolver: options.resolver } : {}),
+      ...(options.bclConnector ? { connector: options.bclConnector } : {}),
+    });
+    closers.push(() => logout.close());
+    closers.push(logout.subscribeToDirectory(directory));
+    // Deactivating or deleting a user revokes the user's codes and tokens in the same transaction.
+    closers.push(revokeTokensOnUserLifecycle(directory, audit, logger));
+    const tokens = createTokenRevocation({ db: database.db, directory, audit });
     return {
       config,
       logger,
@@ -98,6 +129,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
       keyStore,
       applications,
       directory,
+      tokens,
+      logout,
       close,
     };
   } catch (error) {

@@ -90,6 +90,8 @@ export interface TokenRevokedEvent {
   token_type: TokenType;
   token_sha256: string;
   reason: TokenRevocationReason;
+  /** The operator's own words (`aa-oidc tokens revoke-user --reason TEXT`), when given. */
+  note?: string;
 }
 
 /** Spec F: a used authorization code was presented again and what it produced was revoked. */

@@ -9,6 +9,7 @@ import { registerServe } from './commands/serve.ts';
 import { registerGroup } from './commands/group.ts';
 import { registerState } from './commands/state.ts';
 import { registerUser } from './commands/user.ts';
+import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
 
 export function buildProgram(io: CliIo = processIo): Command {
@@ -29,6 +30,7 @@ export function buildProgram(io: CliIo = processIo): Command {
   registerGroup(program, io);
   registerPolicy(program, io);
   registerDemo(program, io);
+  registerTokens(program, io);
   return program;
 }
 

@@ -101,6 +101,7 @@ export function publishRevocations(
   audit: Pick<AuditBus, 'publish'>,
   revoked: readonly RevokedToken[],
   reason: TokenRevocationReason,
+  note?: string,
 ): void {
   for (const token of revoked) {
     const tokenType = tokenTypeOf(token.model);
@@ -112,6 +113,7 @@ export function publishRevocations(
       token_type: tokenType,
       token_sha256: storageIdHex(token.id),
       reason,
+      ...(note === undefined ? {} : { note }),
     });
   }
 }
@@ -155,6 +157,27 @@ export class UnknownUserError extends Error {
 
 class DryRunRollback extends Error {}
 
+export class InvalidRevocationNoteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidRevocationNoteError';
+  }
+}
+
+/** At most 200 printable characters: it goes to the audit log as it is. */
+export const MAX_NOTE_LENGTH = 200;
+
+function validNote(note: string): string {
+  const trimmed = note.trim();
+  if (trimmed.length === 0) throw new InvalidRevocationNoteError('--reason must not be empty');
+  if (trimmed.length > MAX_NOTE_LENGTH)
+    throw new InvalidRevocationNoteError(`--reason must be at most ${MAX_NOTE_LENGTH} characters`);
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(trimmed))
+    throw new InvalidRevocationNoteError('--reason must not contain control characters (newlines, NUL…)');
+  return trimmed;
+}
+
 export function createTokenRevocation(deps: {
   db: Kysely<Database>;
   directory: Pick<DirectoryService, 'findUserByUsername'>;
@@ -167,6 +190,7 @@ export function createTokenRevocation(deps: {
     async revokeUser(username, options = {}) {
       const reason = options.reason ?? 'user_revoked';
       const dryRun = options.dryRun === true;
+      const note = options.note === undefined ? undefined : validNote(options.note);
       const user = await deps.directory.findUserByUsername(username);
       if (!user) throw new UnknownUserError(username);
       let revoked: RevokedToken[] = [];
@@ -180,7 +204,7 @@ export function createTokenRevocation(deps: {
       } catch (error) {
         if (!(error instanceof DryRunRollback)) throw error;
       }
-      if (!dryRun) publishRevocations(deps.audit, revoked, reason);
+      if (!dryRun) publishRevocations(deps.audit, revoked, reason, note);
       return { userId: user.id, username: user.username, revoked, dryRun };
     },
     onUserRevoked(hook) {

@@ -1,0 +1,106 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import { storageIdHex } from './revocation.ts';
+
+/** The models `tokens audit` lists. */
+const LISTED_MODELS = ['AccessToken', 'ClientCredentials', 'RefreshToken'] as const;
+
+export type TokenStatus = 'active' | 'revoked' | 'expired' | 'consumed';
+
+/** One token as operators see it: never its value, only the digest the audit events also use. */
+export interface TokenListing {
+  tokenSha256: string;
+  type: 'access_token' | 'refresh_token';
+  grantType: string | null;
+  format: 'opaque' | 'jwt';
+  clientId: string | null;
+  userId: number | null;
+  username: string | null;
+  scopes: string[];
+  issuedAt: number | null;
+  expiresAt: number | null;
+  status: TokenStatus;
+  revokedAt: number | null;
+  revokedReason: string | null;
+}
+
+export interface TokenListingFilter {
+  userId?: number;
+  clientId?: string;
+  /** Include tokens whose lifetime is over (default: only unexpired ones). */
+  includeExpired?: boolean;
+}
+
+/** Lists stored tokens, newest expiry first. */
+export async function listTokens(
+  db: Kysely<Database>,
+  filter: TokenListingFilter = {},
+  now = Date.now(),
+): Promise<TokenListing[]> {
+  let query = db
+    .selectFrom('oidc_payload')
+    .select([
+      'model',
+      'id',
+      'payload',
+      'client_id',
+      'user_id',
+      'format',
+      'expires_at',
+      'consumed_at',
+      'revoked_at',
+      'revoked_reason',
+    ])
+    .where('model', 'in', [...LISTED_MODELS]);
+  if (filter.userId !== undefined) query = query.where('user_id', '=', String(filter.userId));
+  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+  if (!filter.includeExpired)
+    query = query.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
+  const rows = await query.orderBy('expires_at', 'desc').execute();
+
+  const userIds = [
+    ...new Set(rows.map((row) => row.user_id).filter((id): id is string => id !== null && /^\d+$/.test(id))),
+  ].map(Number);
+  const usernames = new Map<number, string>();
+  if (userIds.length > 0) {
+    const users = await db
+      .selectFrom('app_user')
+      .select(['id', 'username'])
+      .where('id', 'in', userIds)
+      .execute();
+    for (const user of users) usernames.set(user.id, user.username);
+  }
+
+  return rows.map((row) => {
+    const payload = JSON.parse(row.payload) as { scope?: unknown; iat?: unknown; gty?: unknown };
+    const userId = row.user_id !== null && /^\d+$/.test(row.user_id) ? Number(row.user_id) : null;
+    const status: TokenStatus =
+      row.revoked_at !== null
+        ? 'revoked'
+        : row.expires_at !== null && row.expires_at <= now
+          ? 'expired'
+          : row.consumed_at !== null
+            ? 'consumed'
+            : 'active';
+    return {
+      tokenSha256: storageIdHex(row.id),
+      type: row.model === 'RefreshToken' ? 'refresh_token' : 'access_token',
+      grantType:
+        typeof payload.gty === 'string'
+          ? (payload.gty.split(' ').at(-1) ?? null)
+          : row.model === 'ClientCredentials'
+            ? 'client_credentials'
+            : null,
+      format: row.format === 'jwt' ? 'jwt' : 'opaque',
+      clientId: row.client_id,
+      userId,
+      username: userId === null ? null : (usernames.get(userId) ?? null),
+      scopes: typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
+      issuedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : null,
+      expiresAt: row.expires_at,
+      status,
+      revokedAt: row.revoked_at,
+      revokedReason: row.revoked_reason,
+    };
+  });
+}

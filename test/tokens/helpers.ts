@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyResult } from 'jose';
+import { createApp } from '../../src/app.ts';
+import type { ApplicationInput } from '../../src/applications/types.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase } from '../helpers/database.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
+import {
+  authorizeUrl,
+  basicAuth,
+  Browser,
+  PASSWORD,
+  pkcePair,
+  postForm,
+  REDIRECT_URI,
+  signIn,
+  type TestServer,
+} from '../oidc/server.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A real server (as test/oidc/server.ts), its logs and audit events captured by `harness`. */
+export async function startTokenServer(
+  harness: LeakHarness,
+  overrides: Record<string, unknown> = {},
+): Promise<TestServer> {
+  const database = await createTestDatabase();
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}/o`;
+  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), {
+    migrate: true,
+    logger: harness.loggerOptions,
+  });
+  harness.attach(app);
+  await app.listen({ host: '127.0.0.1', port });
+  return {
+    app,
+    database,
+    origin: `http://127.0.0.1:${port}`,
+    issuer,
+    async close() {
+      await app.close();
+      await database.drop();
+    },
+  };
+}
+
+export interface Client {
+  clientId: string;
+  clientSecret: string;
+}
+
+export interface Pilot {
+  id: number;
+  username: string;
+}
+
+/** The Member state (oidc_access) and a Fleet group, once per server. */
+export async function seedDirectory(server: TestServer): Promise<void> {
+  await server.app.directory.createState('Member', 100, true);
+  await server.app.directory.createGroup('Fleet', false);
+  await server.app.directory.createGroup('Capitals', false);
+}
+
+export async function seedPilot(
+  server: TestServer,
+  harness: LeakHarness,
+  groups = ['Fleet'],
+): Promise<Pilot> {
+  const username = `pilot${randomBytes(3).toString('hex')}`;
+  const profile = await server.app.directory.createUser({
+    username,
+    password: PASSWORD,
+    email: `${username}@example.org`,
+    emailVerified: true,
+    state: 'Member',
+    groups,
+    characterId: 90000001,
+    characterName: 'Jita Trader',
+    corporationId: 98000001,
+    corporationName: 'Test Corp',
+    corporationTicker: 'TCRP',
+    allianceId: 99000001,
+    allianceName: 'Test Alliance',
+    allianceTicker: 'TALL',
+    locale: 'en',
+  });
+  harness.registerSecret(PASSWORD, 'user password');
+  return { id: profile.user.id, username };
+}
+
+export async function seedClient(
+  server: TestServer,
+  harness: LeakHarness,
+  input: Partial<ApplicationInput> = {},
+): Promise<Client> {
+  const created = await server.app.applications.create(
+    { name: 'Token RP', redirectUris: [REDIRECT_URI], ...input },
+    'test',
+  );
+  harness.registerSecret(created.clientSecret!, `client secret of ${created.application.clientId}`);
+  return { clientId: created.application.clientId, clientSecret: created.clientSecret! };
+}
+
+export interface Authorized {
+  code: string;
+  verifier: string;
+}
+
+/** Signs the pilot in (a fresh browser) and returns the authorization code and its PKCE verifier. */
+export async function authorize(
+  server: TestServer,
+  harness: LeakHarness,
+  client: Client,
+  pilot: Pilot,
+  scope: string,
+): Promise<Authorized> {
+  const { verifier, challenge } = pkcePair();
+  const response = await signIn(
+    new Browser(),
+    server,
+    authorizeUrl(server, {
+      client_id: client.clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }),
+    { username: pilot.username },
+  );
+  assert.equal(response.status, 303, 'the sign-in ends with a redirect to the client');
+  const code = new URL(response.headers.get('location')!).searchParams.get('code');
+  assert.ok(code, 'the redirect carries a code');
+  harness.registerSecret(code, 'authorization code');
+  harness.registerSecret(verifier, 'PKCE verifier');
+  return { code, verifier };
+}
+
+export function redeem(server: TestServer, client: Client, authorized: Authorized) {
+  return postForm(
+    `${server.issuer}/token/`,
+    {
+      grant_type: 'authorization_code',
+      code: authorized.code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: authorized.verifier,
+    },
+    { authorization: basicAuth(client.clientId, client.clientSecret) },
+  );
+}
+
+export interface Tokens {
+  accessToken: string;
+  refreshToken: string | undefined;
+  idToken: string | undefined;
+  scope: string;
+}
+
+/** authorize + redeem, registering every token with the harness. */
+export async function codeFlow(
+  server: TestServer,
+  harness: LeakHarness,
+  client: Client,
+  pilot: Pilot,
+  scope = 'openid profile email groups',
+): Promise<Tokens & Authorized> {
+  const authorized = await authorize(server, harness, client, pilot, scope);
+  const response = await redeem(server, client, authorized);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  const tokens = {
+    accessToken: String(response.body.access_token),
+    refreshToken: response.body.refresh_token === undefined ? undefined : String(response.body.refresh_token),
+    idToken: response.body.id_token === undefined ? undefined : String(response.body.id_token),
+    scope: String(response.body.scope),
+  };
+  harness.registerSecret(tokens.accessToken, 'access token');
+  if (tokens.refreshToken) harness.registerSecret(tokens.refreshToken, 'refresh token');
+  return { ...authorized, ...tokens };
+}
+
+export async function introspect(server: TestServer, client: Client, token: string) {
+  const response = await postForm(
+    `${server.issuer}/introspect/`,
+    { token },
+    { authorization: basicAuth(client.clientId, client.clientSecret) },
+  );
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  return response.body;
+}
+
+export async function isActive(server: TestServer, client: Client, token: string): Promise<boolean> {
+  return (await introspect(server, client, token)).active === true;
+}
+
+export async function userinfo(server: TestServer, token: string) {
+  const response = await fetch(`${server.issuer}/userinfo/`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+/** Verifies an RFC 9068 access token against the provider's published JWKS. */
+export async function verifyAccessToken(
+  server: TestServer,
+  client: Client,
+  token: string,
+): Promise<JWTVerifyResult<JWTPayload>> {
+  const jwks = createRemoteJWKSet(new URL(`${server.issuer}/.well-known/jwks.json`));
+  return jwtVerify(token, jwks, {
+    issuer: server.issuer,
+    audience: client.clientId,
+    typ: 'at+jwt',
+    algorithms: ['RS256'],
+  });
+}
+
+export function isJwt(token: string): boolean {
+  return token.split('.').length === 3;
+}
