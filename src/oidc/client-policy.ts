@@ -2,6 +2,7 @@ import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import type { ApplicationDecision } from '../policy/decide.ts';
 import type { PolicyEnforcer } from '../policy/enforce.ts';
 import type { PolicyStage } from '../policy/stages.ts';
+import { assertNever } from '../util/assert-never.ts';
 
 export type ClientRefusal = Extract<ApplicationDecision, { outcome: 'deny' }>;
 
@@ -38,14 +39,24 @@ export function stageForClientLookup(ctx: KoaContextWithOIDC | undefined): Polic
 
 /**
  * What the client lookup (`clients.ts`) calls when the app-usability layer refuses an application:
- * counted and audited at the stage of the request being served (oidc-provider keeps it in
- * AsyncLocalStorage).
+ * a deactivated application is counted and audited at the stage of the request being served
+ * (oidc-provider keeps it in AsyncLocalStorage).
  */
 export function recordClientRefusal(policy: PolicyEnforcer) {
   return (clientId: string, refusal: ClientRefusal): void => {
-    const ctx = Provider.ctx as KoaContextWithOIDC | undefined;
-    const stage = stageForClientLookup(ctx);
-    if (!stage) return;
-    policy.recordDenial(stage, refusal, { clientId, userId: null }, ctx);
+    switch (refusal.reason) {
+      case 'app_unusable': {
+        const ctx = Provider.ctx as KoaContextWithOIDC | undefined;
+        const stage = stageForClientLookup(ctx);
+        if (stage) policy.recordDenial(stage, refusal, { clientId, userId: null }, ctx);
+        return;
+      }
+      // A client_id that names no application is a failed client authentication (invalid_client),
+      // not a decision about anyone: counting it would let any caller flood the audit log.
+      case 'no_client':
+        return;
+      default:
+        assertNever(refusal);
+    }
   };
 }
