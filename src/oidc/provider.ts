@@ -9,6 +9,7 @@ import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { createPolicyEnforcer } from '../policy/enforce.ts';
 import { purgeExpiredPayloads } from './adapter.ts';
+import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
@@ -87,6 +88,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     );
     provider.proxy = config.trustProxy;
     installDigestSecretComparison(provider);
+    installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications: deps.applications });
     provider.use(issuedCodes.middleware);
     provider.use(discoveryPostProcessing(config));

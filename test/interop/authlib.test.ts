@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { authlibUnavailable, PYTHON_PATH } from '../helpers/e2e.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+
+const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'authlib_flow.py');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the Python relying party with its settings (client secret, password) on stdin, never in
+ * argv, and an environment without proxies so that its traffic goes straight to loopback.
+ */
+function runAuthlib(settings: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(PYTHON_PATH, [SCRIPT], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PYTHONDONTWRITEBYTECODE: '1', LANG: 'C.UTF-8' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(JSON.stringify(settings));
+  });
+}
+
+interface Summary {
+  pages: string[];
+  code_challenge_method: string;
+  token_type: string;
+  scope: string;
+  id_token_validated: boolean;
+  id_token_kid: string;
+  id_token_claims: Record<string, unknown>;
+  nonce_checked: boolean;
+  at_hash_checked: boolean;
+  nonce_mismatch_rejected: boolean;
+  forged_signature_rejected: boolean;
+  userinfo: Record<string, unknown>;
+  refreshed: { rotated: boolean; access_token_changed: boolean } | null;
+}
+
+describe(
+  `a relying party built on Python authlib (${testDatabaseKind})`,
+  { skip: authlibUnavailable() },
+  () => {
+    let server: TestServer;
+
+    before(async () => {
+      server = await startServer();
+    });
+    // Teardown only: pg-pool's end() resolves before its clients' sockets have closed, and the forced
+    // DROP DATABASE that follows then kills those connections; the pool reports that as an 'error'
+    // event, which src/db/connect.ts does not listen to (an uncaught exception otherwise).
+    after(async () => {
+      server.app.database.pgPool?.on('error', () => {});
+      await server.close();
+    });
+
+    it('completes discovery, code + PKCE (S256) through the login and consent pages, id_token validation, userinfo and a refresh', async () => {
+      await server.app.directory.createState('Member', 100, true);
+      await server.app.directory.createGroup('Logistics', false);
+      const user = await seedUser(server, {
+        state: 'Member',
+        groups: ['Logistics'],
+        characterId: 90000042,
+        characterName: 'Authlib Pilot',
+        corporationId: 98000042,
+        corporationName: 'Interop Corp',
+        corporationTicker: 'IOP',
+      });
+      // On loopback, so that even a script that followed the redirect would stay on this machine; the
+      // script captures the redirect to it without following it, as a relying party's callback would
+      // receive it.
+      const redirectUri = `${server.origin}/authlib-rp/callback`;
+      const app = await seedApp(server, { name: 'Authlib RP', redirectUris: [redirectUri] });
+      const secret = app.clientSecret!;
+
+      const run = await runAuthlib({
+        issuer: server.issuer,
+        client_id: app.clientId,
+        client_secret: secret,
+        redirect_uri: redirectUri,
+        username: user.username,
+        password: PASSWORD,
+        scope: 'openid profile email groups',
+      });
+      assert.equal(run.code, 0, `authlib_flow.py failed: ${run.stderr}`);
+      for (const output of [run.stdout, run.stderr]) {
+        assert.ok(!output.includes(secret), 'the script prints no client secret');
+        assert.ok(!output.includes(PASSWORD), 'the script prints no password');
+      }
+      const summary = JSON.parse(run.stdout) as Summary;
+
+      assert.deepEqual(summary.pages, ['login', 'consent'], 'through the real login and consent forms');
+      assert.equal(summary.code_challenge_method, 'S256');
+      assert.equal(summary.token_type, 'Bearer');
+      assert.deepEqual(summary.scope.split(' ').sort(), ['email', 'groups', 'openid', 'profile']);
+
+      assert.equal(summary.id_token_validated, true);
+      assert.equal(summary.id_token_kid, server.app.keyStore.activeKid());
+      assert.deepEqual(summary.id_token_claims, {
+        iss: server.issuer,
+        aud: app.clientId,
+        sub: String(user.id),
+      });
+      assert.equal(summary.nonce_checked, true);
+      assert.equal(summary.at_hash_checked, true, 'the id_token carried at_hash and authlib checked it');
+      assert.equal(summary.nonce_mismatch_rejected, true);
+      assert.equal(summary.forged_signature_rejected, true);
+
+      assert.deepEqual(summary.userinfo, {
+        sub: String(user.id),
+        email: `${user.username}@example.org`,
+        email_verified: false,
+        name: 'Authlib Pilot',
+        picture: 'https://images.evetech.net/characters/90000042/portrait?size=128',
+        groups: ['Logistics', 'Member'],
+        eve_character_id: 90000042,
+        eve_main_character_id: 90000042,
+        eve_corporation_id: 98000042,
+        eve_corporation_name: 'Interop Corp',
+        eve_corporation_ticker: 'IOP',
+        eve_affiliation: { corp: { id: 98000042, name: 'Interop Corp', ticker: 'IOP' }, state: 'Member' },
+      });
+      assert.deepEqual(summary.refreshed, { rotated: true, access_token_changed: true });
+    });
+
+    it('fails visibly when the client secret is wrong (the script is not a rubber stamp)', async () => {
+      const user = await seedUser(server);
+      const redirectUri = `${server.origin}/authlib-rp/callback`;
+      const app = await seedApp(server, { name: 'Authlib RP', redirectUris: [redirectUri] });
+      const run = await runAuthlib({
+        issuer: server.issuer,
+        client_id: app.clientId,
+        client_secret: `${app.clientSecret!}x`,
+        redirect_uri: redirectUri,
+        username: user.username,
+        password: PASSWORD,
+        scope: 'openid',
+      });
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, /invalid_client/);
+      assert.ok(!run.stderr.includes(app.clientSecret!));
+    });
+  },
+);
