@@ -84,35 +84,29 @@ describe(`headless Chromium through the demo relying party (${testDatabaseKind})
     }
   });
 
-  it(
-    'shows a guest (state without access) the 403 access-denied page, not the claims',
-    {
-      todo: 'section D (issue 5): checkAccess() in src/oidc/check-access.ts does not apply the oidc_access gate or the whitelists yet',
-    },
-    async () => {
-      const context = await browser.newContext();
-      try {
-        const page = await context.newPage();
-        await page.goto(seeded.loginUrl);
-        await page.getByLabel('Username').fill('demo-guest');
-        await page.getByLabel('Password').fill(passwordOf(seeded, 'demo-guest'));
-        const [answer] = await Promise.all([
-          page.waitForResponse(
-            (response) =>
-              response.request().isNavigationRequest() &&
-              response.status() !== 302 &&
-              response.status() !== 303,
-          ),
-          page.getByRole('button', { name: 'Sign in' }).click(),
-        ]);
-        await page.waitForLoadState();
-        assert.equal(await page.locator('h1').textContent(), 'Access denied');
-        assert.equal(answer.status(), 403);
-        assert.equal(answer.headers()['x-frame-options'], 'DENY');
-        assert.doesNotMatch(await page.content(), /Mira Solenne/);
-      } finally {
-        await context.close();
-      }
-    },
-  );
+  it('shows a guest (state without access) the 403 access-denied page, not the claims', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(seeded.loginUrl);
+      await page.getByLabel('Username').fill('demo-guest');
+      await page.getByLabel('Password').fill(passwordOf(seeded, 'demo-guest'));
+      const [answer] = await Promise.all([
+        page.waitForResponse(
+          (response) =>
+            response.request().isNavigationRequest() &&
+            response.status() !== 302 &&
+            response.status() !== 303,
+        ),
+        page.getByRole('button', { name: 'Sign in' }).click(),
+      ]);
+      await page.waitForLoadState();
+      assert.equal(await page.locator('h1').textContent(), 'Access denied');
+      assert.equal(answer.status(), 403);
+      assert.equal(answer.headers()['x-frame-options'], 'DENY');
+      assert.doesNotMatch(await page.content(), /Mira Solenne/);
+    } finally {
+      await context.close();
+    }
+  });
 });
