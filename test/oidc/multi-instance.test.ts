@@ -242,8 +242,9 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     const nextKid = rotation.nextKid!;
     assert.ok(!kidsBefore.includes(nextKid), 'the new next key is not yet published anywhere');
 
-    // B learns of the rotation only through the database. Its JWKS shows the key created by the
-    // rotation once it has reloaded; polled, not timed (the reload interval here is 200 ms).
+    // B learns of the rotation only through the database. The newly active key was already published
+    // (as the next key) before the rotation, so B's reload shows by the next key the rotation created;
+    // polled, not timed (the reload interval here is 200 ms).
     const deadline = Date.now() + 15_000;
     let kids = await kidsOf(b);
     while (!kids.includes(nextKid) && Date.now() < deadline) {
