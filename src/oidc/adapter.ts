@@ -91,7 +91,12 @@ function providerRevocationReason(): string {
   const route = (Provider.ctx as { oidc?: { route?: string } } | undefined)?.oidc?.route;
   if (route === 'revocation') return 'revocation_endpoint';
   if (route === 'end_session') return 'logout';
-  if (route === 'token') return 'grant_revoked';
+  if (route === 'token') {
+    // oidc-provider revokes the grant when a consumed code is presented again (section F).
+    const grantType = (Provider.ctx as { oidc?: { params?: { grant_type?: unknown } } } | undefined)?.oidc
+      ?.params?.grant_type;
+    return grantType === 'authorization_code' ? 'code_reuse' : 'grant_revoked';
+  }
   return 'provider';
 }
 

@@ -127,7 +127,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   };
 
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
-  const judgeRefusedCode = async (code: string, callerClientId: string): Promise<void> => {
+  const judgeRefusedCode = async (code: string, callerClientId: string, startedAt: number): Promise<void> => {
     const codeHash = sha256Hex(code);
     const at = now();
     let outcome:
@@ -182,6 +182,29 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
         const revoked = row.grant_id
           ? await revokeTokens(trx, { grantId: row.grant_id, ids }, 'code_reuse', at)
           : [];
+        // oidc-provider itself revokes the grant when it sees a consumed code (the adapter records
+        // that as `code_reuse` too); those tokens get their token_revoked event here as well.
+        if (row.grant_id) {
+          const known = new Set(revoked.map((token) => token.id));
+          const already = await trx
+            .selectFrom('oidc_payload')
+            .select(['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'])
+            .where('grant_id', '=', row.grant_id)
+            .where('revoked_reason', '=', 'code_reuse')
+            .where('revoked_at', '>=', startedAt)
+            .execute();
+          for (const token of already) {
+            if (known.has(token.id)) continue;
+            revoked.push({
+              model: token.model as RevokedToken['model'],
+              id: token.id,
+              clientId: token.client_id,
+              userId: token.user_id,
+              grantId: token.grant_id,
+              format: token.format,
+            });
+          }
+        }
         return { kind: 'reuse' as const, row, revoked };
       });
     } catch (error) {
@@ -228,6 +251,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST') return next();
+    const startedAt = now();
     const exchange: CodeExchange = { rows: [], consumedHere: false };
     exchanges.set(ctx, exchange);
     try {
@@ -252,7 +276,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
     const body = ctx.body as { error?: unknown } | undefined;
     if (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere) {
-      await judgeRefusedCode(code, oidc.client?.clientId ?? '');
+      await judgeRefusedCode(code, oidc.client?.clientId ?? '', startedAt);
     }
   };
 
