@@ -10,9 +10,9 @@ export interface Metrics {
   registry: Registry;
   /** One per access token issued; `format` is `opaque` or `jwt`. */
   tokensIssued: Counter<'client_id' | 'grant_type' | 'format'>;
-  /** Authorization requests refused before a code was issued, by reason (`policy_denied`, …). */
+  /** Authorization requests the access policy refused, by reason (`global`, `app`, `app_unusable`, …). */
   authorizeDenied: Counter<'reason'>;
-  /** Access-policy refusals by grant stage (`authorize`, `token`, `refresh`, `userinfo`, …) and reason. */
+  /** Access-policy refusals by stage (src/policy/stages.ts: `authorize` … `save_bearer`) and reason. */
   policyRejections: Counter<'stage' | 'reason'>;
   /** A presented authorization code that has no issued-code audit row (never issued, or purged). */
   codeReuseAuditMisses: Counter<'client_id'>;
