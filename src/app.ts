@@ -38,6 +38,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     directory: services.directory,
     keyStore: services.keyStore,
     observability: { audit: services.audit, metrics: services.metrics },
+    logout: services.logout,
   });
   koa.keys = oidc.cookieKeys;
   // The demo relying party of `aa-oidc demo` (/demo/), in development mode only: a production

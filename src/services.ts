@@ -22,7 +22,7 @@ import {
 import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
 import type { Resolver } from './logout/ssrf/resolver.ts';
 import type { Connector } from './logout/http-delivery.ts';
-import { createLogoutService, type LogoutService } from './logout/service.ts';
+import { createLogoutService, type LogoutService, userRevokedHook } from './logout/service.ts';
 
 export interface ServicesOptions {
   logger?: LoggerOptions;
@@ -118,6 +118,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // Deactivating or deleting a user revokes the user's codes and tokens in the same transaction.
     closers.push(revokeTokensOnUserLifecycle(directory, audit, logger));
     const tokens = createTokenRevocation({ db: database.db, directory, audit });
+    // Section G: `tokens revoke-user` queues `user_revoked` logouts in its transaction.
+    closers.push(tokens.onUserRevoked(userRevokedHook(logout)));
     return {
       config,
       logger,

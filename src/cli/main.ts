@@ -1,6 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
+import { registerBcl } from './commands/bcl.ts';
+import { registerCheck } from './commands/check.ts';
+import { registerWorker } from './commands/worker.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
@@ -22,6 +25,9 @@ export function buildProgram(io: CliIo = processIo): Command {
       writeErr: (text) => io.stderr.write(text),
     });
   registerServe(program, io);
+  registerWorker(program, io);
+  registerCheck(program, io);
+  registerBcl(program, io);
   registerMigrate(program, io);
   registerKeys(program, io);
   registerApp(program, io);

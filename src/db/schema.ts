@@ -181,6 +181,50 @@ export interface LoginFailureTable {
   failed_at: EpochMs;
 }
 
+/** Section G: one back-channel logout delivery (a logout for one application), durable. */
+export interface BclJobTable {
+  id: Generated<number>;
+  /** The section-G trigger (`user_deactivated`, `rp_initiated`, …). */
+  trigger: string;
+  /** Null only for the `admin_test` no-op subject. */
+  user_id: number | null;
+  sub: string;
+  client_id: string;
+  /** Pinned: every attempt rebuilds the same token from these. */
+  jti: string;
+  /** Seconds since the epoch. */
+  iat: number;
+  exp: number;
+  kid: string;
+  sid: string | null;
+  status: 'pending' | 'done';
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: EpochMs;
+  lease_owner: string | null;
+  lease_until: EpochMs | null;
+  first_attempt_at: EpochMs | null;
+  last_http_status: number | null;
+  outcome: string | null;
+  created_at: EpochMs;
+  finished_at: EpochMs | null;
+}
+
+/** Section G: the final outcome of a delivery; failures always, successes when configured. */
+export interface BclDeliveryAttemptTable {
+  id: Generated<number>;
+  client_id: string;
+  /** The application's name when the outcome was recorded. */
+  client_name: string;
+  user_id: number | null;
+  trigger: string;
+  jti: string;
+  attempts: number;
+  outcome: string;
+  http_status: number | null;
+  detail: string | null;
+  recorded_at: EpochMs;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -194,6 +238,8 @@ export interface Database {
   oidc_payload: OidcPayloadTable;
   issued_code: IssuedCodeTable;
   login_failure: LoginFailureTable;
+  bcl_job: BclJobTable;
+  bcl_delivery_attempt: BclDeliveryAttemptTable;
 }
 
 export type StateRow = Selectable<StateTable>;

@@ -7,6 +7,8 @@ import type { DirectoryService } from '../directory/types.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
+import { endSessionLogout } from '../logout/rp-initiated.ts';
+import type { LogoutService } from '../logout/service.ts';
 import { createPolicyEnforcer } from '../policy/enforce.ts';
 import { purgeExpiredPayloads } from './adapter.ts';
 import { installAccessTokenHash } from './at-hash.ts';
@@ -31,6 +33,8 @@ export interface OidcDependencies {
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
   /** Audit events and metrics of the provider's work (sections H and I). */
   observability: ObservabilityDependencies;
+  /** Section G: an ended session queues back-channel logouts for its applications. */
+  logout?: Pick<LogoutService, 'enqueueSessionLogout'>;
 }
 
 export interface Oidc {
@@ -93,6 +97,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider.use(issuedCodes.middleware);
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));
+    if (deps.logout) provider.use(endSessionLogout(deps.logout, log));
     observeProvider(provider, deps.observability);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       requestLog(ctx as unknown as Koa.Context, log).error(

@@ -3,6 +3,8 @@ import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/types.ts';
 import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
+import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
+import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
@@ -16,6 +18,13 @@ export function registerServe(program: Command, io: CliIo): void {
       let address;
       let bootstrap: BootstrapLogin | null = null;
       try {
+        // Section J: refuse to start on an error (before the database is migrated, only the
+        // configuration can be judged).
+        const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;
+        const findings = migrated ? await systemChecks(config, app.applications) : runChecks(config, []);
+        if (findings.length > 0) io.stderr.write(formatFindings(findings));
+        if (hasError(findings))
+          throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
         if (config.metrics.enabled) {
           metricsListener = await startMetricsListener(app.metrics, config.metrics, app.logger).catch(
             (error: unknown) => {
@@ -33,6 +42,8 @@ export function registerServe(program: Command, io: CliIo): void {
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
           bootstrap = await app.directory.ensureBootstrapSuperuser();
         address = await app.listen();
+        // Section G: this process also delivers queued back-channel logouts (so may `aa-oidc worker`).
+        if (migrated) app.logout.startWorker();
       } catch (error) {
         await metricsListener?.close();
         await app.close();

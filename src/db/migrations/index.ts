@@ -4,6 +4,7 @@ import * as m0003 from './0003_signing_keys.ts';
 import * as m0004 from './0004_applications.ts';
 import * as m0005 from './0005_oidc_storage.ts';
 import * as m0006 from './0006_tokens.ts';
+import * as m0007 from './0007_logout.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -15,4 +16,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0004_applications': m0004,
   '0005_oidc_storage': m0005,
   '0006_tokens': m0006,
+  '0007_logout': m0007,
 };

@@ -1,0 +1,105 @@
+import type { Application } from '../applications/types.ts';
+import type { Config } from '../config/load.ts';
+
+/**
+ * System checks (section J): a pure function of the configuration and the registered applications.
+ * `aa-oidc check` prints the findings; `serve` refuses to start on any error.
+ */
+
+export type CheckId = 'E001' | 'E004' | 'E006' | 'W001' | 'W003' | 'W004' | 'W005';
+
+export type Finding =
+  | { id: 'E001' | 'E004' | 'E006'; level: 'error'; message: string; hint: string }
+  | { id: 'W001' | 'W003' | 'W004' | 'W005'; level: 'warning'; message: string; hint: string };
+
+export const CHECK_IDS: readonly CheckId[] = ['E001', 'E004', 'E006', 'W001', 'W003', 'W004', 'W005'];
+
+/** What the checks read from the configuration. */
+export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout'> & {
+  oidc: Pick<Config['oidc'], 'scopes'>;
+};
+
+/** What the checks read from an application. */
+export type CheckedApplication = Pick<Application, 'clientId' | 'active' | 'backchannelLogoutUri'>;
+
+export function runChecks(config: CheckedConfig, apps: readonly CheckedApplication[]): Finding[] {
+  const findings: Finding[] = [];
+  const withUri = apps.filter((app) => app.backchannelLogoutUri !== null);
+  const production = config.mode === 'production';
+
+  if (withUri.length > 0 && !config.issuerExplicit)
+    findings.push({
+      id: 'E001',
+      level: 'error',
+      message: `${countApps(withUri)} a back-channel logout URI, but no issuer is configured`,
+      hint: 'set AA_OIDC_ISSUER to the public issuer URL: logout tokens carry it as `iss`',
+    });
+  if (!config.oidc.scopes.includes('openid'))
+    findings.push({
+      id: 'E004',
+      level: 'error',
+      message: `the configured scopes (${config.oidc.scopes.join(', ')}) lack openid`,
+      hint: 'add openid to AA_OIDC_OIDC_SCOPES',
+    });
+  if (
+    production &&
+    config.logout.allowPrivateTargets &&
+    withUri.length > 0 &&
+    !config.logout.allowPrivateTargetsInProduction
+  )
+    findings.push({
+      id: 'E006',
+      level: 'error',
+      message: `private back-channel targets are allowed in production and ${countApps(withUri)} a back-channel logout URI`,
+      hint:
+        'unset AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS, or, if internal targets are intended, ' +
+        'set AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION=true',
+    });
+  if (production && config.logging.maskedSecrets)
+    findings.push({
+      id: 'W001',
+      level: 'warning',
+      message: 'masked-secret logging is on in production',
+      hint: 'unset AA_OIDC_LOGGING_MASKED_SECRETS: fragments of secrets reach the logs',
+    });
+  if (!config.logout.rpInitiated && withUri.length > 0)
+    findings.push({
+      id: 'W003',
+      level: 'warning',
+      message: `RP-initiated logout is off while ${countApps(withUri)} a back-channel logout URI`,
+      hint: 'set AA_OIDC_LOGOUT_RP_INITIATED=true so that signing out reaches those applications',
+    });
+  if (production) {
+    for (const app of apps) {
+      if (app.active && app.backchannelLogoutUri?.toLowerCase().startsWith('http://'))
+        findings.push({
+          id: 'W004',
+          level: 'warning',
+          message: `application ${app.clientId} has an http:// back-channel logout URI in production`,
+          hint: `aa-oidc app update ${app.clientId} --backchannel-logout-uri https://…`,
+        });
+    }
+  }
+  if (production && config.logout.allowPrivateTargets && withUri.length === 0)
+    findings.push({
+      id: 'W005',
+      level: 'warning',
+      message: 'private back-channel targets are allowed in production',
+      hint: 'unset AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: it is a development escape hatch',
+    });
+  return findings;
+}
+
+function countApps(apps: readonly unknown[]): string {
+  return apps.length === 1 ? '1 application has' : `${apps.length} applications have`;
+}
+
+export function hasError(findings: readonly Finding[]): boolean {
+  return findings.some((finding) => finding.level === 'error');
+}
+
+/** One line per finding: `E006 error: message (hint: …)`. */
+export function formatFindings(findings: readonly Finding[]): string {
+  if (findings.length === 0) return 'System check identified no issues.\n';
+  return `${findings.map((finding) => `${finding.id} ${finding.level}: ${finding.message}\n  hint: ${finding.hint}`).join('\n')}\n`;
+}

@@ -1,0 +1,21 @@
+import { Option, type Command } from 'commander';
+import { formatFindings, hasError } from '../../checks/checks.ts';
+import { systemChecks } from '../../checks/run.ts';
+import { CliError, type CliIo, withServices } from '../context.ts';
+
+export function registerCheck(program: Command, io: CliIo): void {
+  program
+    .command('check')
+    .description('run the system checks (section J); exits non-zero when any finding is an error')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (options: { format: 'text' | 'json' }) => {
+      const findings = await withServices((services) => systemChecks(services.config, services.applications));
+      io.stdout.write(
+        options.format === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : formatFindings(findings),
+      );
+      if (hasError(findings)) {
+        const errors = findings.filter((finding) => finding.level === 'error').map((finding) => finding.id);
+        throw new CliError(`system check found ${errors.length} error(s): ${errors.join(', ')}`);
+      }
+    });
+}

@@ -1,0 +1,150 @@
+import { randomBytes } from 'node:crypto';
+import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
+import type { LogoutReason } from '../audit/events.ts';
+import type { DatabaseKind } from '../db/connect.ts';
+import type { BclJobTable, Database } from '../db/schema.ts';
+
+/**
+ * The durable back-channel logout queue (section G): the `bcl_job` table on SQLite and PostgreSQL
+ * alike. Jobs are inserted with the caller's transaction (so a change and the logouts it causes
+ * commit together) and claimed one at a time with a lease: a single UPDATE on SQLite (writers are
+ * serialised), `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers never share a claim.
+ */
+
+export type BclJob = Selectable<BclJobTable>;
+type Db = Kysely<Database> | Transaction<Database>;
+
+/** What a job pins: scalars only, from which every attempt rebuilds a byte-identical token. */
+export interface NewBclJob {
+  trigger: LogoutReason;
+  userId: number | null;
+  sub: string;
+  clientId: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  kid: string;
+  sid: string | null;
+}
+
+/** A fresh `jti`: 128 random bits, base64url. */
+export function newJti(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export async function insertJobs(trx: Db, jobs: readonly NewBclJob[], now: number): Promise<void> {
+  if (jobs.length === 0) return;
+  await trx
+    .insertInto('bcl_job')
+    .values(
+      jobs.map((job) => ({
+        trigger: job.trigger,
+        user_id: job.userId,
+        sub: job.sub,
+        client_id: job.clientId,
+        jti: job.jti,
+        iat: job.iat,
+        exp: job.exp,
+        kid: job.kid,
+        sid: job.sid,
+        status: 'pending' as const,
+        attempts: 0,
+        next_attempt_at: now,
+        created_at: now,
+      })),
+    )
+    .execute();
+}
+
+/**
+ * Claims the next due job for `owner` until `leaseUntil`, counting the attempt; undefined when none
+ * is due. A job whose lease ran out (its worker died mid-attempt) is due again.
+ */
+export async function claimDueJob(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  owner: string,
+  now: number,
+  leaseUntil: number,
+): Promise<BclJob | undefined> {
+  const lock = kind === 'postgres' ? sql`for update skip locked` : sql``;
+  const result = await sql<BclJob>`
+    update bcl_job
+       set lease_owner = ${owner},
+           lease_until = ${leaseUntil},
+           attempts = attempts + 1,
+           first_attempt_at = coalesce(first_attempt_at, ${now})
+     where id = (
+       select id from bcl_job
+        where status = 'pending'
+          and next_attempt_at <= ${now}
+          and (lease_until is null or lease_until < ${now})
+        order by next_attempt_at, id
+        limit 1
+        ${lock}
+     )
+       and status = 'pending'
+    returning *`.execute(db);
+  const row = result.rows[0];
+  if (!row) return undefined;
+  return { ...row, user_id: row.user_id === null ? null : Number(row.user_id) };
+}
+
+/** Schedules the next attempt and releases the lease; false when the lease was lost meanwhile. */
+export async function rescheduleJob(
+  db: Kysely<Database>,
+  job: BclJob,
+  owner: string,
+  nextAttemptAt: number,
+  httpStatus: number | null,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('bcl_job')
+    .set({
+      next_attempt_at: nextAttemptAt,
+      lease_owner: null,
+      lease_until: null,
+      last_http_status: httpStatus,
+    })
+    .where('id', '=', job.id)
+    .where('lease_owner', '=', owner)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** Marks a job finished with its outcome (inside `trx`); false when the lease was lost meanwhile. */
+export async function finishJob(
+  trx: Db,
+  job: BclJob,
+  owner: string,
+  outcome: string,
+  httpStatus: number | null,
+  now: number,
+): Promise<boolean> {
+  const result = await trx
+    .updateTable('bcl_job')
+    .set({
+      status: 'done',
+      outcome,
+      finished_at: now,
+      lease_owner: null,
+      lease_until: null,
+      last_http_status: httpStatus,
+    })
+    .where('id', '=', job.id)
+    .where('lease_owner', '=', owner)
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The earliest time a pending job becomes due (to sleep until then), or undefined. */
+export async function nextDueAt(db: Kysely<Database>): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('bcl_job')
+    .select((eb) => eb.fn.min('next_attempt_at').as('next'))
+    .where('status', '=', 'pending')
+    .executeTakeFirst();
+  return row?.next === null || row?.next === undefined ? undefined : Number(row.next);
+}

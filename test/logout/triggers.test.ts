@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { AuditRecord } from '../../src/audit/events.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import {
+  Browser,
+  formAction,
+  formField,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../oidc/server.ts';
+import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+
+/**
+ * Section G end to end: real sign-ins make a user hold tokens at applications whose back-channel
+ * URIs point at relying-party receivers on 127.0.0.1; each trigger must queue exactly the expected
+ * deliveries, and the worker's deliveries must verify with the provider's JWKS.
+ */
+describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  const receivers: RpReceiver[] = [];
+  const events: AuditRecord[] = [];
+
+  before(async () => {
+    // Development mode with private targets allowed, for this test only: the receivers are loopback.
+    server = await startServer({ logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] } });
+    server.app.audit.subscribe({ name: 'test', receive: (record) => void events.push(record) });
+  });
+  after(async () => {
+    for (const receiver of receivers) await receiver.close();
+    await server.close();
+  });
+  afterEach(() => {
+    events.length = 0;
+  });
+
+  async function receiverApp(input: Parameters<typeof seedApp>[1] = {}, statuses: number[] = [200]) {
+    const receiver = await startRpReceiver(statuses);
+    receivers.push(receiver);
+    const app = await seedApp(server, {
+      skipAuthorization: true,
+      backchannelLogoutUri: receiver.url(),
+      ...input,
+    });
+    return { ...app, receiver };
+  }
+
+  const jobsOf = (userId: number) =>
+    server.app.database.db.selectFrom('bcl_job').selectAll().where('user_id', '=', userId).execute();
+
+  it('deactivating a user who holds tokens at two apps delivers one verified token to each, on the first attempt', async () => {
+    const user = await seedUser(server);
+    const first = await receiverApp({ name: 'First RP' });
+    const second = await receiverApp({ name: 'Second RP' });
+    const idle = await receiverApp({ name: 'No tokens here' });
+    const revokeOnly = await receiverApp({ name: 'Revoke only', backchannelLogoutOnRevokeOnly: true });
+    const browser = new Browser();
+    for (const app of [first, second, revokeOnly]) await holdTokensAt(server, browser, app, user.username);
+
+    await server.app.directory.deactivate({ id: user.id });
+    const jobs = await jobsOf(user.id);
+    assert.deepEqual(jobs.map((job) => job.client_id).sort(), [first.clientId, second.clientId].sort());
+    assert.ok(jobs.every((job) => job.trigger === 'user_deactivated' && job.status === 'pending'));
+
+    await server.app.logout.deliverDue();
+    for (const app of [first, second]) {
+      assert.equal(app.receiver.requests.length, 1, 'exactly one request');
+      const request = app.receiver.requests[0]!;
+      assert.equal(request.method, 'POST');
+      assert.equal(request.headers['content-type'], 'application/x-www-form-urlencoded');
+      assert.deepEqual([...new URLSearchParams(request.body).keys()], ['logout_token']);
+      const claims = await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+        clientId: app.clientId,
+        sub: String(user.id),
+        sid: 'absent',
+      });
+      const job = (await jobsOf(user.id)).find((row) => row.client_id === app.clientId)!;
+      assert.equal(job.status, 'done');
+      assert.equal(job.outcome, 'success');
+      assert.equal(job.attempts, 1, 'delivered within the first attempt');
+      assert.equal(claims.jti, job.jti);
+    }
+    assert.equal(idle.receiver.requests.length, 0, 'an app where the user holds no token hears nothing');
+    assert.equal(revokeOnly.receiver.requests.length, 0, 'a revoke-only app hears only user_revoked');
+
+    await server.app.audit.idle();
+    const required = events.filter((event) => event.kind === 'logout_required');
+    const dispatched = events.filter((event) => event.kind === 'logout_dispatched');
+    assert.equal(required.length, 2);
+    assert.equal(dispatched.length, 2);
+    assert.ok(dispatched.every((event) => event.kind === 'logout_dispatched' && event.outcome === 'success'));
+    const serialized = JSON.stringify(events);
+    for (const app of [first, second])
+      assert.ok(!serialized.includes(app.receiver.tokens()[0]!), 'no logout token in any event');
+    const metrics = await server.app.metrics.registry.getSingleMetricAsString('aa_oidc_bcl_dispatches_total');
+    assert.match(metrics, new RegExp(`client_id="${first.clientId}",outcome="success"} 1`));
+    const successRows = await server.app.database.db.selectFrom('bcl_delivery_attempt').selectAll().execute();
+    assert.equal(
+      successRows.filter((row) => row.outcome === 'success').length,
+      0,
+      'successes are not recorded by default',
+    );
+  });
+
+  it('a deactivated app is not told; tokens revoke-user reaches revoke-only apps too', async () => {
+    const user = await seedUser(server);
+    const normal = await receiverApp({ name: 'Normal' });
+    const revokeOnly = await receiverApp({ name: 'Revoke only', backchannelLogoutOnRevokeOnly: true });
+    const switchedOff = await receiverApp({ name: 'Switched off' });
+    const browser = new Browser();
+    for (const app of [normal, revokeOnly, switchedOff])
+      await holdTokensAt(server, browser, app, user.username);
+    await server.app.applications.deactivate(switchedOff.clientId, 'test');
+
+    await server.app.tokens.revokeUser(user.username);
+    const jobs = await jobsOf(user.id);
+    assert.deepEqual(jobs.map((job) => job.client_id).sort(), [normal.clientId, revokeOnly.clientId].sort());
+    assert.ok(jobs.every((job) => job.trigger === 'user_revoked'));
+    await server.app.logout.deliverDue();
+    await verifyLogoutToken(server, normal.receiver.tokens()[0]!, {
+      clientId: normal.clientId,
+      sub: String(user.id),
+    });
+    await verifyLogoutToken(server, revokeOnly.receiver.tokens()[0]!, {
+      clientId: revokeOnly.clientId,
+      sub: String(user.id),
+    });
+    assert.equal(switchedOff.receiver.requests.length, 0);
+  });
+
+  it('a group or state change reaches only the apps it newly denies', async () => {
+    await server.app.directory.createGroup('fleet-command', false);
+    await server.app.directory.createState('blue', 10, true);
+    await server.app.directory.createState('neutral', 1, false);
+    const user = await seedUser(server, { oidcAccess: false, state: 'blue', groups: ['fleet-command'] });
+    const fcOnly = await receiverApp({ name: 'FC tools', groups: ['fleet-command'] });
+    const blueOnly = await receiverApp({ name: 'Blue tools', states: ['blue'] });
+    const open = await receiverApp({ name: 'Open' });
+    const browser = new Browser();
+    for (const app of [fcOnly, blueOnly, open]) await holdTokensAt(server, browser, app, user.username);
+
+    await server.app.directory.addGroup({ id: user.id }, 'fleet-command').catch(() => undefined);
+    await server.app.directory.createGroup('mining', false);
+    await server.app.directory.addGroup({ id: user.id }, 'mining');
+    assert.equal((await jobsOf(user.id)).length, 0, 'gaining a group denies nothing');
+
+    await server.app.directory.removeGroup({ id: user.id }, 'fleet-command');
+    let jobs = await jobsOf(user.id);
+    assert.deepEqual(
+      jobs.map((job) => [job.client_id, job.trigger]),
+      [[fcOnly.clientId, 'groups_changed']],
+    );
+
+    // Losing the state loses the global gate too (the state gave oidc_access): every app still
+    // allowed before is newly denied, the FC app (already denied) is not told twice.
+    await server.app.directory.setState({ id: user.id }, 'neutral');
+    jobs = await jobsOf(user.id);
+    assert.deepEqual(
+      jobs
+        .filter((job) => job.trigger === 'state_changed')
+        .map((job) => job.client_id)
+        .sort(),
+      [blueOnly.clientId, open.clientId].sort(),
+    );
+    await server.app.logout.deliverDue();
+    assert.equal(fcOnly.receiver.requests.length, 1);
+    assert.equal(blueOnly.receiver.requests.length, 1);
+    assert.equal(open.receiver.requests.length, 1);
+  });
+
+  it('revoking a state’s access flag reaches its members’ apps', async () => {
+    await server.app.directory.createState('red', 20, true);
+    const user = await seedUser(server, { oidcAccess: false, state: 'red' });
+    const app = await receiverApp({ name: 'Red app' });
+    await holdTokensAt(server, new Browser(), app, user.username);
+    await server.app.directory.grantStateAccess('red', false);
+    const jobs = await jobsOf(user.id);
+    assert.deepEqual(
+      jobs.map((job) => [job.client_id, job.trigger]),
+      [[app.clientId, 'state_changed']],
+    );
+  });
+
+  it('deleting a user delivers user_deleted', async () => {
+    const user = await seedUser(server);
+    const app = await receiverApp({ name: 'Deleted user app' });
+    await holdTokensAt(server, new Browser(), app, user.username);
+    await server.app.directory.deleteUser({ id: user.id });
+    const jobs = await jobsOf(user.id);
+    assert.deepEqual(
+      jobs.map((job) => job.trigger),
+      ['user_deleted'],
+    );
+    await server.app.logout.deliverDue();
+    await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+      clientId: app.clientId,
+      sub: String(user.id),
+    });
+  });
+
+  it('RP-initiated logout reaches every app of the session, each token with that app’s sid', async () => {
+    const user = await seedUser(server);
+    const first = await receiverApp({ name: 'Session app 1' });
+    const second = await receiverApp({ name: 'Session app 2' });
+    const browser = new Browser();
+    const tokens = await holdTokensAt(server, browser, first, user.username);
+    await holdTokensAt(server, browser, second, user.username);
+
+    const confirm = await browser.fetch(
+      `${server.issuer}/logout/?${new URLSearchParams({ id_token_hint: tokens.id_token })}`,
+    );
+    assert.equal(confirm.status, 200);
+    const page = await confirm.text();
+    const done = await browser.fetch(formAction(page, server.origin), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ xsrf: formField(page, 'xsrf'), logout: 'yes' }).toString(),
+    });
+    assert.equal(done.status, 303);
+    const jobs = await jobsOf(user.id);
+    assert.deepEqual(jobs.map((job) => job.client_id).sort(), [first.clientId, second.clientId].sort());
+    assert.ok(jobs.every((job) => job.trigger === 'rp_initiated' && job.sid !== null));
+    await server.app.logout.deliverDue();
+    const sids = [];
+    for (const app of [first, second]) {
+      const claims = await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+        clientId: app.clientId,
+        sub: String(user.id),
+        sid: 'present',
+      });
+      sids.push(claims.sid);
+    }
+    assert.notEqual(sids[0], sids[1], 'each app has its own sid');
+  });
+});
