@@ -71,7 +71,13 @@ export interface Services {
 
 export async function createServices(config: Config, options: ServicesOptions = {}): Promise<Services> {
   const logger = createLogger(config, options.logger);
-  const database = openDatabase(config.database);
+  const database = openDatabase(config.database, {
+    onIdleConnectionError: (error) =>
+      logger.warn(
+        { err: { message: error.message } },
+        'an idle database connection was closed by the server',
+      ),
+  });
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
   const metrics = createMetrics();
   const secrets = createSecretFormatter(config);

@@ -18,8 +18,13 @@ export interface DatabaseHandle {
 
 const INT8_OID = 20;
 
+export interface OpenDatabaseOptions {
+  /** Told about a pooled PostgreSQL connection that died while idle (server restart, failover). */
+  onIdleConnectionError?: (error: Error) => void;
+}
+
 /** Opens the database named by the configuration. Creates the SQLite file's folder when needed. */
-export function openDatabase(target: DatabaseTarget): DatabaseHandle {
+export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOptions = {}): DatabaseHandle {
   if (target.kind === 'sqlite') {
     if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
     const sqlite = new BetterSqlite3(target.path);
@@ -42,6 +47,10 @@ export function openDatabase(target: DatabaseTarget): DatabaseHandle {
           : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
+  // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
+  // from the pool and the next query opens a new one; without a listener the event would crash the
+  // process.
+  pool.on('error', (error) => options.onIdleConnectionError?.(error));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
 }

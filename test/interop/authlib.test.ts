@@ -61,11 +61,7 @@ describe(
     before(async () => {
       server = await startServer();
     });
-    // Teardown only: pg-pool's end() resolves before its clients' sockets have closed, and the forced
-    // DROP DATABASE that follows then kills those connections; the pool reports that as an 'error'
-    // event, which src/db/connect.ts does not listen to (an uncaught exception otherwise).
     after(async () => {
-      server.app.database.pgPool?.on('error', () => {});
       await server.close();
     });
 

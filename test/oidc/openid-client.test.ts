@@ -26,11 +26,7 @@ describe(`a relying party built on openid-client 6 (${testDatabaseKind})`, () =>
     server = await startServer();
     user = await seedUser(server, { characterId: 90000007, characterName: 'Client Pilot' });
   });
-  // Teardown only: pg-pool's end() resolves before its clients' sockets have closed, and the forced
-  // DROP DATABASE that follows then kills those connections; the pool reports that as an 'error'
-  // event, which src/db/connect.ts does not listen to (an uncaught exception otherwise).
   after(async () => {
-    server.app.database.pgPool?.on('error', () => {});
     await server.close();
   });
 
