@@ -1,0 +1,237 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createServices } from '../../src/services.ts';
+import {
+  CHECK_IDS,
+  type CheckedApplication,
+  type CheckedConfig,
+  type CheckId,
+  runChecks,
+} from '../../src/checks/checks.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+
+const base: CheckedConfig = {
+  mode: 'development',
+  issuerExplicit: true,
+  logging: { level: 'info', maskedSecrets: false },
+  logout: {
+    rpInitiated: true,
+    allowPrivateTargets: false,
+    allowPrivateTargetsInProduction: false,
+    retryBackoffSeconds: [5, 10, 20, 40, 80],
+    recordSuccessfulDeliveries: false,
+    dnsTimeoutMs: 3000,
+    connectTimeoutMs: 5000,
+    requestTimeoutMs: 10_000,
+  },
+  oidc: { scopes: ['openid', 'profile'] },
+};
+
+type Override = {
+  mode?: 'development' | 'production';
+  issuerExplicit?: boolean;
+  maskedSecrets?: boolean;
+  scopes?: string[];
+  logout?: Partial<CheckedConfig['logout']>;
+};
+
+function config(override: Override = {}): CheckedConfig {
+  return {
+    ...base,
+    mode: override.mode ?? base.mode,
+    issuerExplicit: override.issuerExplicit ?? base.issuerExplicit,
+    logging: { ...base.logging, maskedSecrets: override.maskedSecrets ?? false },
+    logout: { ...base.logout, ...override.logout },
+    oidc: { scopes: override.scopes ?? base.oidc.scopes },
+  };
+}
+
+const https: CheckedApplication = {
+  clientId: 'rp-https',
+  active: true,
+  backchannelLogoutUri: 'https://rp.example.org/bcl',
+};
+const http: CheckedApplication = {
+  clientId: 'rp-http',
+  active: true,
+  backchannelLogoutUri: 'http://rp.example.org/bcl',
+};
+const inactiveHttp: CheckedApplication = { ...http, clientId: 'rp-off', active: false };
+const plain: CheckedApplication = { clientId: 'rp-plain', active: true, backchannelLogoutUri: null };
+
+const ids = (override: Override, apps: CheckedApplication[]) =>
+  runChecks(config(override), apps).map((f) => f.id);
+
+/** For each id: configurations that must fire it, and close ones that must not. */
+const TABLE: Record<
+  CheckId,
+  { fires: Array<[Override, CheckedApplication[]]>; silent: Array<[Override, CheckedApplication[]]> }
+> = {
+  E001: {
+    fires: [[{ issuerExplicit: false }, [https]]],
+    silent: [
+      [{ issuerExplicit: false }, [plain]],
+      [{ issuerExplicit: true }, [https]],
+    ],
+  },
+  E004: {
+    fires: [[{ scopes: ['profile', 'email'] }, []]],
+    silent: [[{ scopes: ['openid'] }, []]],
+  },
+  E006: {
+    fires: [[{ mode: 'production', logout: { allowPrivateTargets: true } }, [https]]],
+    silent: [
+      [
+        { mode: 'production', logout: { allowPrivateTargets: true, allowPrivateTargetsInProduction: true } },
+        [https],
+      ],
+      [{ mode: 'development', logout: { allowPrivateTargets: true } }, [https]],
+      [{ mode: 'production', logout: { allowPrivateTargets: true } }, [plain]],
+      [{ mode: 'production' }, [https]],
+    ],
+  },
+  W001: {
+    fires: [[{ mode: 'production', maskedSecrets: true }, []]],
+    silent: [[{ mode: 'development', maskedSecrets: true }, []]],
+  },
+  W003: {
+    fires: [[{ logout: { rpInitiated: false } }, [https]]],
+    silent: [
+      [{ logout: { rpInitiated: false } }, [plain]],
+      [{ logout: { rpInitiated: true } }, [https]],
+    ],
+  },
+  W004: {
+    fires: [[{ mode: 'production' }, [http]]],
+    silent: [
+      [{ mode: 'production' }, [inactiveHttp, https]],
+      [{ mode: 'development' }, [http]],
+    ],
+  },
+  W005: {
+    fires: [[{ mode: 'production', logout: { allowPrivateTargets: true } }, [plain]]],
+    silent: [
+      [{ mode: 'production', logout: { allowPrivateTargets: true } }, [https]],
+      [{ mode: 'development', logout: { allowPrivateTargets: true } }, []],
+    ],
+  },
+};
+
+describe('system checks (section J)', () => {
+  for (const id of CHECK_IDS) {
+    it(`${id} fires on the configuration that should trigger it and stays silent otherwise`, () => {
+      for (const [override, apps] of TABLE[id].fires)
+        assert.ok(ids(override, apps).includes(id), `${id} should fire for ${JSON.stringify(override)}`);
+      for (const [override, apps] of TABLE[id].silent)
+        assert.ok(
+          !ids(override, apps).includes(id),
+          `${id} should stay silent for ${JSON.stringify(override)}`,
+        );
+    });
+  }
+
+  it('finds nothing on the defaults, and each finding has id, level, message and hint', () => {
+    assert.deepEqual(runChecks(config(), [https, plain]), []);
+    for (const finding of runChecks(config({ mode: 'production', scopes: ['x'], maskedSecrets: true }), [
+      http,
+    ])) {
+      assert.equal(finding.level, finding.id.startsWith('E') ? 'error' : 'warning');
+      assert.ok(finding.message.length > 0 && !finding.message.includes('\n'));
+      assert.ok(finding.hint.length > 0);
+    }
+  });
+});
+
+const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+const SECRET = 'a-test-secret-key-that-is-long-enough-0123456789';
+
+function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [RUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let production: NodeJS.ProcessEnv;
+
+  before(async () => {
+    database = await createTestDatabase();
+    // A development instance registers an app with a loopback back-channel URI (private targets
+    // allowed there); the same database is then judged in production mode.
+    const services = await createServices(
+      testConfig(database, { secretKey: SECRET, logout: { allowPrivateTargets: true } }),
+      { migrate: true },
+    );
+    try {
+      await services.applications.create(
+        {
+          name: 'Internal RP',
+          redirectUris: ['https://rp.example.org/cb'],
+          backchannelLogoutUri: 'http://127.0.0.1:9/bcl',
+        },
+        'test',
+      );
+    } finally {
+      await services.close();
+    }
+    production = testEnv(database, {
+      NODE_ENV: 'production',
+      AA_OIDC_ISSUER: 'https://auth.example.org/o',
+      AA_OIDC_SECRET_KEY: SECRET,
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      AA_OIDC_PORT: '0',
+    });
+  });
+  after(async () => database.drop());
+
+  it('reports E006 for private targets allowed in production with a back-channel URI, exiting non-zero', async () => {
+    const text = await cli(['check'], production);
+    assert.notEqual(text.code, 0);
+    assert.match(text.stdout, /^E006 error: /m);
+    assert.match(text.stdout, /^W004 warning: /m);
+    assert.match(text.stderr, /system check found 1 error\(s\): E006/);
+    const json = await cli(['check', '--format', 'json'], production);
+    assert.notEqual(json.code, 0);
+    const findings = JSON.parse(json.stdout) as Array<{
+      id: string;
+      level: string;
+      message: string;
+      hint: string;
+    }>;
+    assert.deepEqual(findings.map((finding) => finding.id).sort(), ['E006', 'W004']);
+    assert.ok(findings.every((finding) => finding.message && finding.hint && finding.level));
+  });
+
+  it('passes once allowPrivateTargetsInProduction acknowledges it (warnings only, exit 0)', async () => {
+    const result = await cli(['check', '--format', 'json'], {
+      ...production,
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true',
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(
+      (JSON.parse(result.stdout) as Array<{ id: string }>).map((finding) => finding.id),
+      ['W004'],
+    );
+  });
+
+  it('serve refuses to start on an error, printing the findings', async () => {
+    const result = await cli(['serve'], production);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /E006 error: /);
+    assert.match(result.stderr, /refusing to start/);
+  });
+});

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { generateKeyPairSync } from 'node:crypto';
+import { buildLogoutToken } from '../../src/logout/logout-token.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { eventually } from '../keys/helpers.ts';
+import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+
+describe('logout token', () => {
+  it('is rebuilt byte for byte from the same pinned values (RS256 is deterministic)', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const claims = {
+      issuer: 'https://auth.example.org/o',
+      clientId: 'rp1',
+      sub: '42',
+      jti: 'c29tZS1yYW5kb20tanRp',
+      iat: 1_800_000_000,
+      exp: 1_800_000_300,
+      kid: 'kid-1',
+      sid: 'session-1',
+    };
+    const first = await buildLogoutToken(claims, privateKey);
+    assert.equal(await buildLogoutToken({ ...claims }, privateKey), first);
+    assert.notEqual(await buildLogoutToken({ ...claims, jti: 'another-jti-value' }, privateKey), first);
+    const [header, payload] = first
+      .split('.')
+      .slice(0, 2)
+      .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()));
+    assert.deepEqual(header, { alg: 'RS256', typ: 'logout+jwt', kid: 'kid-1' });
+    assert.deepEqual(Object.keys(payload), ['iss', 'aud', 'iat', 'exp', 'jti', 'sub', 'events', 'sid']);
+    const withoutSid = await buildLogoutToken({ ...claims, sid: null }, privateKey);
+    const plain = JSON.parse(Buffer.from(withoutSid.split('.')[1]!, 'base64url').toString()) as object;
+    assert.ok(!('sid' in plain));
+  });
+});
+
+describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  const receivers: RpReceiver[] = [];
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] } });
+  });
+  after(async () => {
+    for (const receiver of receivers) await receiver.close();
+    await server.close();
+  });
+
+  async function deactivatedHolderOf(statuses: number[], location?: string) {
+    const receiver = await startRpReceiver(statuses, location);
+    receivers.push(receiver);
+    const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
+    const user = await seedUser(server);
+    await holdTokensAt(server, new Browser(), app, user.username);
+    await server.app.directory.deactivate({ id: user.id });
+    const job = () =>
+      server.app.database.db
+        .selectFrom('bcl_job')
+        .selectAll()
+        .where('user_id', '=', user.id)
+        .executeTakeFirstOrThrow();
+    return { app, user, receiver, job };
+  }
+
+  const attemptRows = (clientId: string) =>
+    server.app.database.db
+      .selectFrom('bcl_delivery_attempt')
+      .selectAll()
+      .where('client_id', '=', clientId)
+      .execute();
+
+  it('retries a receiver that fails twice with the same bytes, and succeeds on the third attempt', async () => {
+    const { app, user, receiver, job } = await deactivatedHolderOf([500, 500, 200]);
+    const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
+    try {
+      await eventually(() => receiver.requests.length >= 3, 'three attempts', 10_000);
+    } finally {
+      await worker.stop();
+    }
+    const tokens = receiver.tokens();
+    assert.equal(tokens.length, 3);
+    assert.equal(tokens[1], tokens[0], 'the second attempt sends the same bytes');
+    assert.equal(tokens[2], tokens[0], 'the third attempt sends the same bytes');
+    await verifyLogoutToken(server, tokens[0]!, { clientId: app.clientId, sub: String(user.id) });
+    const row = await job();
+    assert.equal(row.outcome, 'success');
+    assert.equal(row.attempts, 3);
+    assert.deepEqual(await attemptRows(app.clientId), [], 'a success is not recorded by default');
+  });
+
+  it('gives up after the configured retries: retries_exhausted, recorded', async () => {
+    const { app, receiver, job } = await deactivatedHolderOf([503]);
+    for (let round = 0; round < 3; round += 1) {
+      const due = await server.app.logout.deliverDue();
+      assert.equal(due, 1, `attempt ${round + 1} is due`);
+      if (round < 2) await new Promise((resolve) => setTimeout(resolve, 1050));
+    }
+    assert.equal(receiver.requests.length, 3, 'one attempt and two retries ([1, 1])');
+    assert.equal((await job()).outcome, 'retries_exhausted');
+    const [recorded] = await attemptRows(app.clientId);
+    assert.equal(recorded?.outcome, 'retries_exhausted');
+    assert.equal(recorded?.attempts, 3);
+    assert.equal(recorded?.http_status, 503);
+    assert.equal(recorded?.client_name, 'Test RP');
+  });
+
+  it('does not retry a 4xx: rp_client_error after one attempt, recorded', async () => {
+    const { app, receiver, job } = await deactivatedHolderOf([400, 200]);
+    await server.app.logout.deliverDue();
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 1);
+    assert.equal((await job()).outcome, 'rp_client_error');
+    assert.equal((await attemptRows(app.clientId))[0]?.outcome, 'rp_client_error');
+  });
+
+  it('never follows a redirect: redirect_blocked, the target not contacted', async () => {
+    const target = await startRpReceiver([200]);
+    receivers.push(target);
+    const { receiver, job } = await deactivatedHolderOf([302], target.url('/stolen'));
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 1);
+    assert.equal(target.requests.length, 0, 'the redirect target is never contacted');
+    assert.equal((await job()).outcome, 'redirect_blocked');
+  });
+
+  it('reports signing_kid_retired when the pinned key is no longer loaded, sending nothing', async () => {
+    const { receiver, job } = await deactivatedHolderOf([200]);
+    await server.app.database.db
+      .updateTable('bcl_job')
+      .set({ kid: 'a-key-that-was-removed' })
+      .where('id', '=', (await job()).id)
+      .execute();
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 0);
+    assert.equal((await job()).outcome, 'signing_kid_retired');
+  });
+
+  it('bcl test delivers a token for a no-op subject and reports the outcome per app', async () => {
+    const good = await startRpReceiver([200]);
+    const bad = await startRpReceiver([404]);
+    receivers.push(good, bad);
+    const first = await seedApp(server, { name: 'Good', backchannelLogoutUri: good.url() });
+    const second = await seedApp(server, { name: 'Bad', backchannelLogoutUri: bad.url() });
+    const none = await seedApp(server, { name: 'No URI' });
+    const results = await server.app.logout.testDelivery([
+      first.clientId,
+      second.clientId,
+      none.clientId,
+      'nope',
+    ]);
+    assert.deepEqual(
+      results.map((result) => [result.clientId, result.outcome, result.httpStatus]),
+      [
+        [first.clientId, 'success', 200],
+        [second.clientId, 'rp_client_error', 404],
+        [none.clientId, 'not_sent', null],
+        ['nope', 'not_sent', null],
+      ],
+    );
+    const claims = await verifyLogoutToken(server, good.tokens()[0]!, { clientId: first.clientId });
+    assert.match(String(claims.sub), /^aa-oidc-bcl-test-[0-9a-f]{16}$/);
+    const users = await server.app.directory.listUsers();
+    assert.ok(users.every((profile) => String(profile.user.id) !== claims.sub));
+    assert.equal((await attemptRows(second.clientId))[0]?.trigger, 'admin_test');
+  });
+});
