@@ -192,6 +192,34 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     assert.equal((await userinfo(server, fleetTokens.accessToken)).status, 401);
   });
 
+  it('issues client_credentials tokens as stored JWTs too (sub and aud are the client)', async () => {
+    const machine = await seedClient(server, harness, {
+      accessTokenFormat: 'jwt',
+      grantTypes: ['client_credentials'],
+      redirectUris: [],
+    });
+    const response = await postForm(
+      `${server.issuer}/token/`,
+      { grant_type: 'client_credentials' },
+      { authorization: basicAuth(machine.clientId, machine.clientSecret) },
+    );
+    assert.equal(response.status, 200, JSON.stringify(response.body));
+    const token = String(response.body.access_token);
+    harness.registerSecret(token, 'client credentials token');
+    const { payload } = await verifyAccessToken(server, machine, token);
+    assert.equal(payload.sub, machine.clientId);
+    assert.equal(payload.client_id, machine.clientId);
+    assert.equal(payload.auth_time, undefined);
+    assert.equal(await isActive(server, machine, token), true);
+    const revoked = await postForm(
+      `${server.issuer}/revoke_token/`,
+      { token },
+      { authorization: basicAuth(machine.clientId, machine.clientSecret) },
+    );
+    assert.equal(revoked.status, 200);
+    assert.equal(await isActive(server, machine, token), false);
+  });
+
   it('logs a warning naming the client and the size, never the token, when a JWT exceeds tokens.jwtSizeWarnBytes', async () => {
     const many = Array.from({ length: 60 }, (_, index) => `Wing ${String(index).padStart(2, '0')}`);
     for (const name of many) await server.app.directory.createGroup(name, false);
