@@ -136,9 +136,13 @@ export function testSubject(): string {
   return `aa-oidc-bcl-test-${randomBytes(8).toString('hex')}`;
 }
 
-/** How long a claimed attempt may take before another worker may take the job over. */
+/**
+ * How long a claimed attempt may take before another worker may take the job over (its worker died
+ * mid-attempt). An attempt, gate included, is bounded by the request timeout; twice that and a
+ * second covers signing and the database.
+ */
 function leaseMs(config: Config): number {
-  return config.logout.requestTimeoutMs + 30_000;
+  return 2 * config.logout.requestTimeoutMs + 1000;
 }
 
 /**

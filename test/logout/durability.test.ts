@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { testEnv } from '../helpers/config.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { eventually } from '../keys/helpers.ts';
+import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { startReceiver, type Receiver } from './helpers.ts';
+import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';
+
+const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+
+/**
+ * Durability (section G): jobs committed with the change survive a worker killed with SIGKILL in the
+ * middle of a delivery; the next worker delivers every job, and a delivery recorded as a success is
+ * never sent again.
+ */
+describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let hanging: Receiver;
+  let healthy: Receiver;
+  let child: ChildProcess | undefined;
+  let answerHanging = false;
+  const held: Array<() => void> = [];
+
+  before(async () => {
+    // The in-process server runs no worker: it only signs the user in and commits the jobs.
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    hanging = await startReceiver((_request, response) => {
+      if (answerHanging) response.end();
+      else held.push(() => response.destroy());
+    });
+    healthy = await startReceiver((_request, response) => response.end());
+  });
+  after(async () => {
+    child?.kill('SIGKILL');
+    for (const release of held) release();
+    await hanging.close();
+    await healthy.close();
+    await server.close();
+  });
+
+  function startWorker(): ChildProcess {
+    const env = testEnv(server.database, {
+      AA_OIDC_ISSUER: server.issuer,
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: '1500',
+      AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '1,1',
+    });
+    const spawned = spawn(process.execPath, [RUN, 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    spawned.stderr!.on('data', () => undefined);
+    spawned.stdout!.on('data', () => undefined);
+    return spawned;
+  }
+
+  const jobs = (userId: number) =>
+    server.app.database.db
+      .selectFrom('bcl_job')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('client_id')
+      .execute();
+
+  it('delivers every job after a SIGKILL mid-delivery, none twice after success', async () => {
+    const user = await seedUser(server);
+    const slow = await seedApp(server, {
+      name: 'Slow RP',
+      skipAuthorization: true,
+      backchannelLogoutUri: hanging.url(),
+    });
+    const fast = await seedApp(server, {
+      name: 'Fast RP',
+      skipAuthorization: true,
+      backchannelLogoutUri: healthy.url(),
+    });
+    const browser = new Browser();
+    await holdTokensAt(server, browser, slow, user.username);
+    await holdTokensAt(server, browser, fast, user.username);
+    await server.app.directory.deactivate({ id: user.id });
+    assert.equal((await jobs(user.id)).length, 2, 'both jobs committed with the deactivation');
+
+    child = startWorker();
+    const first = child;
+    const exited = new Promise((resolve) => first.once('exit', resolve));
+    // Killed while the slow receiver holds its request open, once the fast one is recorded done.
+    await eventually(() => hanging.requests.length === 1, 'the slow receiver got the first attempt', 20_000);
+    const fastJob = async () => (await jobs(user.id)).find((job) => job.client_id === fast.clientId)!;
+    for (let waited = 0; (await fastJob()).status !== 'done'; waited += 1) {
+      assert.ok(waited < 200, 'the fast delivery is recorded');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    first.kill('SIGKILL');
+    await exited;
+    const slowJob = (await jobs(user.id)).find((job) => job.client_id === slow.clientId)!;
+    assert.equal(slowJob.status, 'pending', 'the interrupted job is still pending');
+    assert.equal(healthy.requests.length, 1);
+
+    answerHanging = true;
+    for (const release of held.splice(0)) release();
+    child = startWorker();
+    try {
+      await eventually(
+        () => hanging.requests.length === 2,
+        'the slow job is delivered by the next worker',
+        20_000,
+      );
+      for (let waited = 0; (await jobs(user.id)).some((job) => job.status !== 'done'); waited += 1) {
+        assert.ok(waited < 250, 'every job finishes');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // Give the second worker time to (wrongly) repeat anything.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    } finally {
+      child.kill('SIGKILL');
+    }
+    assert.equal(healthy.requests.length, 1, 'a delivery recorded as a success is never sent again');
+    assert.equal(hanging.requests.length, 2);
+    const [before, again] = hanging.requests.map((request) =>
+      new URLSearchParams(request.body).get('logout_token')!,
+    );
+    assert.equal(again, before, 'the retry after the crash sends the same bytes');
+    await verifyLogoutToken(server, again!, { clientId: slow.clientId, sub: String(user.id) });
+    const final = await jobs(user.id);
+    assert.deepEqual(
+      final.map((job) => job.outcome),
+      ['success', 'success'],
+    );
+  });
+});
