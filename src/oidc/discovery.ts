@@ -5,8 +5,8 @@ import type { Config } from '../config/load.ts';
  * Post-processing of the provider's discovery document (and the CORS header of discovery and
  * JWKS), installed with `provider.use()` so that it sees the provider's response. The document ends
  * up with exactly the section-B fields: what the provider computes from our configuration, plus
- * the fields it does not know about, minus `backchannel_logout_session_supported` (no `sid`
- * delivery yet, section G); every endpoint on the issuer's origin.
+ * the fields it does not know about (`backchannel_logout_session_supported`: ID tokens and logout
+ * tokens of a session's end carry `sid`, section G); every endpoint on the issuer's origin.
  */
 export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'>): Koa.Middleware {
   const issuerOrigin = new URL(config.issuer).origin;
@@ -27,7 +27,7 @@ export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'
     document.request_parameter_supported = false;
     document.request_uri_parameter_supported = false;
     document.backchannel_logout_supported = true;
-    delete document.backchannel_logout_session_supported;
+    document.backchannel_logout_session_supported = true;
     document.access_token_signing_alg_values_supported = ['RS256'];
     document.grant_types_supported = ['authorization_code', 'refresh_token', 'client_credentials'];
     if (!config.logout.rpInitiated) delete document.end_session_endpoint;

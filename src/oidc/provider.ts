@@ -7,7 +7,7 @@ import type { DirectoryService } from '../directory/types.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
-import { endSessionLogout } from '../logout/rp-initiated.ts';
+import { endSessionLogout, includeSessionIdInIdTokens } from '../logout/rp-initiated.ts';
 import type { LogoutService } from '../logout/service.ts';
 import { createPolicyEnforcer } from '../policy/enforce.ts';
 import { purgeExpiredPayloads } from './adapter.ts';
@@ -98,6 +98,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));
     if (deps.logout) provider.use(endSessionLogout(deps.logout, log));
+    includeSessionIdInIdTokens(provider);
     observeProvider(provider, deps.observability);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       requestLog(ctx as unknown as Koa.Context, log).error(

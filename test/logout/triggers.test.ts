@@ -206,7 +206,9 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const second = await receiverApp({ name: 'Session app 2' });
     const browser = new Browser();
     const tokens = await holdTokensAt(server, browser, first, user.username);
-    await holdTokensAt(server, browser, second, user.username);
+    const secondTokens = await holdTokensAt(server, browser, second, user.username);
+    const idTokenSid = (idToken: string) =>
+      (JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString()) as { sid?: string }).sid;
 
     const confirm = await browser.fetch(
       `${server.issuer}/logout/?${new URLSearchParams({ id_token_hint: tokens.id_token })}`,
@@ -224,12 +226,16 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     assert.ok(jobs.every((job) => job.trigger === 'rp_initiated' && job.sid !== null));
     await server.app.logout.deliverDue();
     const sids = [];
-    for (const app of [first, second]) {
+    for (const [app, issued] of [
+      [first, tokens],
+      [second, secondTokens],
+    ] as const) {
       const claims = await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: String(user.id),
         sid: 'present',
       });
+      assert.equal(claims.sid, idTokenSid(issued.id_token), 'the sid the app got in its ID token');
       sids.push(claims.sid);
     }
     assert.notEqual(sids[0], sids[1], 'each app has its own sid');

@@ -44,7 +44,7 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
     assert.equal(document.request_parameter_supported, false);
     assert.equal(document.request_uri_parameter_supported, false);
     assert.equal(document.backchannel_logout_supported, true);
-    assert.equal('backchannel_logout_session_supported' in document, false);
+    assert.equal(document.backchannel_logout_session_supported, true);
     assert.deepEqual(document.access_token_signing_alg_values_supported, ['RS256']);
     assert.deepEqual(document.prompt_values_supported, ['none', 'login', 'consent']);
     assert.ok(Array.isArray(document.response_modes_supported));
