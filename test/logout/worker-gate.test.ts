@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createServices, type Services } from '../../src/services.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import {
+  type Answer,
+  guardedConnector,
+  PUBLIC_V4,
+  type Receiver,
+  startReceiver,
+  tableResolver,
+  v4,
+} from './helpers.ts';
+
+/**
+ * The SSRF gate runs again at every delivery of the worker and of `bcl test`, and the connection
+ * is pinned to the address it just checked. Names resolve only through a table; connections go only
+ * through a connector that maps the public test address to a loopback receiver and refuses (and
+ * records) anything else, so nothing leaves the machine.
+ */
+describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let services: Services;
+  let receiver: Receiver;
+  let guarded: ReturnType<typeof guardedConnector>;
+  const table: Record<string, Answer> = {};
+
+  before(async () => {
+    database = await createTestDatabase();
+    receiver = await startReceiver((_request, response) => response.end());
+    guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    // Development mode (http allowed), private targets NOT allowed: the gate judges every address.
+    services = await createServices(testConfig(database), {
+      migrate: true,
+      resolver: tableResolver(table),
+      bclConnector: guarded.connector,
+    });
+  });
+  after(async () => {
+    await services.close();
+    await receiver.close();
+    await database.drop();
+  });
+
+  async function appAt(host: string) {
+    table[host] = [v4(PUBLIC_V4)];
+    const created = await services.applications.create(
+      {
+        name: `RP ${host}`,
+        redirectUris: ['https://rp.example.org/cb'],
+        backchannelLogoutUri: `http://${host}/bcl`,
+      },
+      'test',
+    );
+    return created.application.clientId;
+  }
+
+  it('delivers to a public address through the pinned connection', async () => {
+    const clientId = await appAt('public.example.test');
+    const [result] = await services.logout.testDelivery([clientId]);
+    assert.equal(result?.outcome, 'success');
+    assert.equal(receiver.requests.length, 1);
+    assert.equal(receiver.requests[0]?.headers.host, 'public.example.test');
+    assert.deepEqual(guarded.refused, []);
+  });
+
+  it('refuses a name that resolves to a metadata address at delivery time (DNS rebinding), connecting nowhere', async () => {
+    const clientId = await appAt('rebind.example.test');
+    table['rebind.example.test'] = [v4('169.254.169.254')];
+    const attempts = guarded.attempts.length;
+    const [result] = await services.logout.testDelivery([clientId]);
+    assert.equal(result?.outcome, 'unsafe_target_ip');
+    assert.equal(guarded.attempts.length, attempts, 'no connection was even attempted');
+    const [recorded] = await services.database.db
+      .selectFrom('bcl_delivery_attempt')
+      .selectAll()
+      .where('client_id', '=', clientId)
+      .execute();
+    assert.equal(recorded?.outcome, 'unsafe_target_ip');
+  });
+
+  it('reports dns_resolve_failed when the name stops resolving', async () => {
+    const clientId = await appAt('gone.example.test');
+    table['gone.example.test'] = { throws: 'ENOTFOUND' };
+    const [result] = await services.logout.testDelivery([clientId]);
+    assert.equal(result?.outcome, 'dns_resolve_failed');
+  });
+
+  it('the worker refuses a queued job whose target turned private, and records it', async () => {
+    const clientId = await appAt('turned.example.test');
+    const user = await services.directory.createUser({ username: 'gate-pilot', oidcAccess: true });
+    // The user holds a live access token at the app (as the provider's adapter stores it).
+    await services.database.db
+      .insertInto('oidc_payload')
+      .values({
+        model: 'AccessToken',
+        id: 'digest-of-a-token',
+        payload: '{}',
+        grant_id: 'grant-1',
+        user_id: String(user.user.id),
+        client_id: clientId,
+        uid: null,
+        user_code: null,
+        expires_at: Date.now() + 3_600_000,
+        consumed_at: null,
+      })
+      .execute();
+    await services.directory.deactivate({ id: user.user.id });
+    table['turned.example.test'] = [v4('10.0.0.7')];
+    const attempts = guarded.attempts.length;
+    assert.equal(await services.logout.deliverDue(), 1);
+    const job = await services.database.db
+      .selectFrom('bcl_job')
+      .selectAll()
+      .where('client_id', '=', clientId)
+      .executeTakeFirstOrThrow();
+    assert.equal(job.outcome, 'unsafe_target_ip');
+    assert.equal(job.attempts, 1, 'an unsafe target is final, never retried');
+    assert.equal(guarded.attempts.length, attempts);
+    assert.deepEqual(guarded.refused, []);
+  });
+});
