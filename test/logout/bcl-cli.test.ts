@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createServices } from '../../src/services.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { startRpReceiver, type RpReceiver } from './rp-receiver.ts';
+
+const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+
+function cli(args: string[], env: NodeJS.ProcessEnv) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [RUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let ok: RpReceiver;
+  let failing: RpReceiver;
+  const clients: Record<string, string> = {};
+
+  before(async () => {
+    database = await createTestDatabase();
+    ok = await startRpReceiver([200]);
+    failing = await startRpReceiver([500]);
+    const services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
+      migrate: true,
+    });
+    try {
+      for (const [name, receiver] of [
+        ['ok', ok],
+        ['failing', failing],
+      ] as const) {
+        const created = await services.applications.create(
+          { name, redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri: receiver.url() },
+          'test',
+        );
+        clients[name] = created.application.clientId;
+      }
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => {
+    await ok.close();
+    await failing.close();
+    await database.drop();
+  });
+
+  const env = () => testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
+
+  it('delivers one test token to each app now and prints the outcome per app (json)', async () => {
+    const result = await cli(['bcl', 'test', clients.ok!, '--format', 'json'], env());
+    assert.equal(result.code, 0, result.stderr);
+    const rows = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
+    assert.deepEqual(rows, [
+      { client_id: clients.ok, name: 'ok', outcome: 'success', http_status: 200, detail: 'HTTP 200' },
+    ]);
+    assert.equal(ok.requests.length, 1);
+    const token = new URLSearchParams(ok.requests[0]!.body).get('logout_token')!;
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { sub: string };
+    assert.match(claims.sub, /^aa-oidc-bcl-test-/);
+    assert.ok(!result.stdout.includes(token) && !result.stderr.includes(token), 'the token is never printed');
+  });
+
+  it('exits non-zero naming the apps whose delivery failed (one attempt, no retry)', async () => {
+    const result = await cli(['bcl', 'test', clients.ok!, clients.failing!], env());
+    assert.notEqual(result.code, 0);
+    assert.match(result.stdout, /retries_exhausted/);
+    assert.match(result.stdout, /success/);
+    assert.match(result.stderr, new RegExp(`1 of 2 test deliveries did not succeed: ${clients.failing}`));
+    assert.equal(failing.requests.length, 1);
+  });
+});
