@@ -111,7 +111,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   const writeExchange = async (codeHash: string, rows: readonly PayloadRow[]): Promise<void> => {
     const accessToken = rows.find((row) => row.model === 'AccessToken');
     const refreshToken = rows.find((row) => row.model === 'RefreshToken');
-    await db.transaction().execute(async (trx) => {
+    const replayed = await db.transaction().execute(async (trx) => {
       const audited = await trx
         .updateTable('issued_code')
         .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
@@ -123,7 +123,22 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
       for (const row of rows) {
         await writePayloadRow(trx, replayed ? { ...row, revoked_at: at, revoked_reason: 'code_reuse' } : row);
       }
+      return replayed;
     });
+    if (replayed) {
+      publishRevocations(
+        audit,
+        rows.map((row) => ({
+          model: row.model as RevokedToken['model'],
+          id: row.id,
+          clientId: row.client_id ?? null,
+          userId: row.user_id ?? null,
+          grantId: row.grant_id ?? null,
+          format: row.format ?? null,
+        })),
+        'code_reuse',
+      );
+    }
   };
 
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
