@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { FORMAT_MARKER, KyselyAdapter, storageId, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
+import { listTokens } from '../../src/tokens/listing.ts';
+import { revokeTokens } from '../../src/tokens/revocation.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+
+/** A compact JWS-shaped value naming `jti` (the adapter compares digests; it does not verify). */
+function jwtShaped(jti: string, extra: Record<string, unknown> = {}): string {
+  const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'RS256', typ: 'at+jwt' })}.${part({ jti, ...extra })}.c2lnbmF0dXJl`;
+}
+
+describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  const now = 1_700_000_000_000;
+  const clock = () => now;
+
+  before(async () => {
+    database = await createTestDatabase();
+    handle = openDatabase(testConfig(database).database);
+    await migrateToLatest(handle.db, handle.kind);
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  it('finds a JWT access token by the whole token only, never by its jti or a look-alike', async () => {
+    const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
+    const jti = 'jti-of-a-jwt-0123456789';
+    const value = jwtShaped(jti);
+    await tokens.upsert(
+      jti,
+      {
+        jti,
+        kind: 'AccessToken',
+        accountId: '7',
+        clientId: 'app',
+        grantId: 'g-jwt',
+        scope: 'openid',
+        [FORMAT_MARKER]: 'jwt',
+        [VALUE_DIGEST_MARKER]: createHash('sha256').update(value).digest('hex'),
+      },
+      60,
+    );
+    const row = await handle.db
+      .selectFrom('oidc_payload')
+      .selectAll()
+      .where('id', '=', storageId(jti))
+      .executeTakeFirstOrThrow();
+    assert.equal(row.format, 'jwt');
+    assert.ok(!row.payload.includes(FORMAT_MARKER) && !row.payload.includes(jti), 'markers and jti stay out');
+
+    const found = await tokens.find(value);
+    assert.equal(found?.jti, jti, 'found by the token, with its jti as the id');
+    assert.equal(await tokens.find(jti), undefined, 'the jti alone is no credential');
+    assert.equal(
+      await tokens.find(jwtShaped(jti, { scope: 'openid email' })),
+      undefined,
+      'a look-alike is not it',
+    );
+
+    await tokens.destroy(jti);
+    assert.equal(await tokens.find(value), undefined, 'revoked');
+    const revoked = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['revoked_at', 'revoked_reason'])
+      .where('id', '=', storageId(jti))
+      .executeTakeFirstOrThrow();
+    assert.equal(revoked.revoked_at, now, 'revoked in place, kept for the audit listing');
+    assert.equal(revoked.revoked_reason, 'provider');
+  });
+
+  it('does not take a JWT-shaped value for an opaque token, and revokes by grant in place', async () => {
+    const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
+    const refresh = new KyselyAdapter('RefreshToken', handle.db, clock);
+    await tokens.upsert(
+      'opaque-value-1',
+      { jti: 'opaque-value-1', grantId: 'g-7', accountId: '8', clientId: 'a' },
+      60,
+    );
+    await refresh.upsert(
+      'refresh-value-1',
+      { jti: 'refresh-value-1', grantId: 'g-7', accountId: '8', clientId: 'a' },
+      60,
+    );
+    assert.ok(await tokens.find('opaque-value-1'));
+    assert.equal(await tokens.find(jwtShaped('opaque-value-1')), undefined);
+    await tokens.revokeByGrantId('g-7');
+    assert.equal(await tokens.find('opaque-value-1'), undefined);
+    assert.ok(await refresh.find('refresh-value-1'), 'only within its model');
+  });
+
+  it('revokes every live token of a user in one statement set and lists them with their state', async () => {
+    const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
+    await tokens.upsert(
+      'u9-a',
+      { jti: 'u9-a', grantId: 'g-9', accountId: '9', clientId: 'c9', scope: 'openid email' },
+      60,
+    );
+    await tokens.upsert(
+      'u9-b',
+      { jti: 'u9-b', grantId: 'g-9b', accountId: '9', clientId: 'c9', scope: 'openid' },
+      60,
+    );
+    await tokens.upsert(
+      'u10',
+      { jti: 'u10', grantId: 'g-10', accountId: '10', clientId: 'c9', scope: 'openid' },
+      60,
+    );
+    const revoked = await revokeTokens(handle.db, { userId: 9 }, 'user_revoked', now + 1);
+    assert.deepEqual(revoked.map((token) => token.id).sort(), [storageId('u9-a'), storageId('u9-b')].sort());
+    const listed = await listTokens(handle.db, { userId: 9 }, now + 2);
+    assert.equal(listed.length, 2);
+    for (const token of listed) {
+      assert.equal(token.status, 'revoked');
+      assert.equal(token.revokedReason, 'user_revoked');
+      assert.equal(token.format, 'opaque');
+    }
+    const digest = (value: string) => createHash('sha256').update(value).digest('hex');
+    assert.deepEqual(
+      listed.map((token) => token.tokenSha256).sort(),
+      [digest('u9-a'), digest('u9-b')].sort(),
+      'listed by the SHA-256 the audit events use',
+    );
+    assert.equal((await listTokens(handle.db, { userId: 10 }, now + 2))[0]?.status, 'active');
+    assert.equal(
+      (await listTokens(handle.db, { userId: 10 }, now + 120_000)).length,
+      0,
+      'expired ones hidden',
+    );
+    assert.equal(
+      (await listTokens(handle.db, { userId: 10, includeExpired: true }, now + 120_000))[0]?.status,
+      'expired',
+    );
+  });
+});
