@@ -278,7 +278,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     job: Pick<BclJob, 'sub' | 'client_id' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
     app: Application,
     exhausted: boolean,
-  ): Promise<Final | { retry: true; httpStatus: number | null }> => {
+  ): Promise<Final | { retry: true; httpStatus: number | null; detail: string }> => {
     const key = await pinnedKey(job.kid);
     if (!key)
       return {
@@ -309,7 +309,9 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     });
     const final = finalOf(result, exhausted);
     if (final === 'retry')
-      return { retry: true, httpStatus: result.outcome === 'server_error' ? result.status : null };
+      return result.outcome === 'server_error'
+        ? { retry: true, httpStatus: result.status, detail: `HTTP ${result.status}` }
+        : { retry: true, httpStatus: null, detail: result.outcome === 'network_error' ? result.detail : '' };
     return final;
   };
 
@@ -394,7 +396,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       log.error({ err: { name: (error as Error).name } }, 'back-channel logout attempt failed');
       result = exhausted
         ? { outcome: 'retries_exhausted', httpStatus: null, detail: 'the attempt failed' }
-        : { retry: true, httpStatus: null };
+        : { retry: true, httpStatus: null, detail: 'the attempt failed' };
     }
     if ('retry' in result) {
       const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
@@ -614,7 +616,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       // `exhausted` is true: a test is one attempt, so a 5xx or network failure is final.
       const final: Final =
         'retry' in result
-          ? { outcome: 'retries_exhausted', httpStatus: result.httpStatus, detail: 'no retry in a test' }
+          ? { outcome: 'retries_exhausted', httpStatus: result.httpStatus, detail: result.detail }
           : result;
       const at = now();
       const entry = {
