@@ -41,14 +41,15 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     await server.close();
   });
 
-  function startWorker(): ChildProcess {
+  function start(command: 'worker' | 'serve'): ChildProcess {
     const env = testEnv(server.database, {
       AA_OIDC_ISSUER: server.issuer,
       AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
       AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: '1500',
       AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '1,1',
+      AA_OIDC_PORT: '0',
     });
-    const spawned = spawn(process.execPath, [RUN, 'worker'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const spawned = spawn(process.execPath, [RUN, command], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     spawned.stderr!.on('data', () => undefined);
     spawned.stdout!.on('data', () => undefined);
     return spawned;
@@ -80,7 +81,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     await server.app.directory.deactivate({ id: user.id });
     assert.equal((await jobs(user.id)).length, 2, 'both jobs committed with the deactivation');
 
-    child = startWorker();
+    child = start('worker');
     const first = child;
     const exited = new Promise((resolve) => first.once('exit', resolve));
     // Killed while the slow receiver holds its request open, once the fast one is recorded done.
@@ -98,7 +99,8 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
 
     answerHanging = true;
     for (const release of held.splice(0)) release();
-    child = startWorker();
+    // The second process is `serve`, which runs the same worker in-process.
+    child = start('serve');
     try {
       await eventually(
         () => hanging.requests.length === 2,

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { createServices, type Services } from '../../src/services.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { eventually } from '../keys/helpers.ts';
+import { type Receiver, startReceiver } from './helpers.ts';
+
+const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+const JOBS = 12;
+
+/** Two worker processes on one queue: each job is claimed by one of them, and delivered once. */
+describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let services: Services;
+  let receiver: Receiver;
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    database = await createTestDatabase();
+    receiver = await startReceiver((_request, response) => setTimeout(() => response.end(), 20));
+    services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
+      migrate: true,
+    });
+  });
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await services.close();
+    await receiver.close();
+    await database.drop();
+  });
+
+  it('delivers every job exactly once', async () => {
+    const app = await services.applications.create(
+      {
+        name: 'Shared RP',
+        redirectUris: ['https://rp.example.org/cb'],
+        backchannelLogoutUri: receiver.url(),
+      },
+      'test',
+    );
+    for (let index = 0; index < JOBS; index += 1) {
+      const profile = await services.directory.createUser({ username: `racer${index}`, oidcAccess: true });
+      // A live access token at the app, as the provider's adapter stores it.
+      await services.database.db
+        .insertInto('oidc_payload')
+        .values({
+          model: 'AccessToken',
+          id: `token-digest-${index}`,
+          payload: '{}',
+          grant_id: `grant-${index}`,
+          user_id: String(profile.user.id),
+          client_id: app.application.clientId,
+          uid: null,
+          user_code: null,
+          expires_at: Date.now() + 3_600_000,
+          consumed_at: null,
+        })
+        .execute();
+      await services.directory.deactivate({ id: profile.user.id });
+    }
+    const env = testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
+    for (let index = 0; index < 2; index += 1) {
+      const child = spawn(process.execPath, [RUN, 'worker'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
+      children.push(child);
+    }
+    const done = async () =>
+      (await services.database.db.selectFrom('bcl_job').select('status').execute()).filter(
+        (job) => job.status === 'done',
+      ).length;
+    for (let waited = 0; (await done()) < JOBS; waited += 1) {
+      assert.ok(waited < 1000, 'every job finishes');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await eventually(() => receiver.requests.length >= JOBS, 'every delivery arrived');
+    const jtis = receiver.requests.map((request) => {
+      const token = new URLSearchParams(request.body).get('logout_token')!;
+      return (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
+    });
+    assert.equal(jtis.length, JOBS, 'no job delivered twice');
+    assert.equal(new Set(jtis).size, JOBS);
+    const jobs = await services.database.db.selectFrom('bcl_job').selectAll().execute();
+    assert.ok(jobs.every((job) => job.outcome === 'success' && job.attempts === 1));
+  });
+});
