@@ -148,3 +148,16 @@ export async function nextDueAt(db: Kysely<Database>): Promise<number | undefine
     .executeTakeFirst();
   return row?.next === null || row?.next === undefined ? undefined : Number(row.next);
 }
+
+/** Finished jobs are kept this long (for `bcl_job` inspection), then deleted by the worker. */
+export const FINISHED_JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
+
+/** Deletes finished jobs older than the retention; returns how many went. */
+export async function purgeFinishedJobs(db: Kysely<Database>, now: number): Promise<number> {
+  const result = await db
+    .deleteFrom('bcl_job')
+    .where('status', '=', 'done')
+    .where('finished_at', '<', now - FINISHED_JOB_RETENTION_MS)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

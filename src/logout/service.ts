@@ -32,6 +32,7 @@ import {
   type NewBclJob,
   newJti,
   nextDueAt,
+  purgeFinishedJobs,
   rescheduleJob,
 } from './queue.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
@@ -135,6 +136,9 @@ export interface LogoutService {
 export function testSubject(): string {
   return `aa-oidc-bcl-test-${randomBytes(8).toString('hex')}`;
 }
+
+/** How often a worker deletes finished jobs past their retention. */
+const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
 /**
  * How long a claimed attempt may take before another worker may take the job over (its worker died
@@ -441,6 +445,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> | undefined;
     let again = false;
+    let purgedAt = 0;
 
     const lane = async () => {
       while (!stopped) {
@@ -463,6 +468,10 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       running = (async () => {
         try {
           await Promise.all(Array.from({ length: concurrency }, lane));
+          if (now() - purgedAt > PURGE_INTERVAL_MS) {
+            purgedAt = now();
+            await purgeFinishedJobs(db, purgedAt);
+          }
         } catch (error) {
           log.error(
             { err: { name: (error as Error).name, message: (error as Error).message } },
