@@ -120,13 +120,14 @@ export function introspectionAudit(deps: ObservabilityDependencies): Koa.Middlew
       ctx as unknown as { oidc?: { client?: { clientId: string }; params?: { token?: unknown } } }
     ).oidc;
     const token = oidc?.params?.token;
-    const body = ctx.body as { active?: boolean; client_id?: string } | undefined;
+    const body = ctx.body as { active?: boolean; client_id?: string; jti?: string } | undefined;
     if (!oidc?.client || typeof token !== 'string' || typeof body?.active !== 'boolean') return;
     deps.audit.publish(
       {
         kind: 'token_introspected',
         introspector: oidc.client.clientId,
-        token_sha256: sha256Hex(token),
+        // A JWT access token is known by its jti (as in token_issued); an opaque one by itself.
+        token_sha256: sha256Hex(body.active && typeof body.jti === 'string' ? body.jti : token),
         active: body.active,
         client_id: body.client_id ?? null,
       },

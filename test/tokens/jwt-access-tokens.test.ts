@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import * as oidc from 'openid-client';
+import { sha256Hex } from '../../src/logging/secrets.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { basicAuth, postForm, REDIRECT_URI, type TestServer } from '../oidc/server.ts';
@@ -129,6 +130,20 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
         record.kind === 'token_issued' && record.token_type === 'access_token' && record.format === 'jwt',
     );
     assert.ok(issued, 'token_issued carries format jwt');
+    const ownIssued = harness.auditRecords.find(
+      (record) => record.kind === 'token_issued' && record.token_sha256 === sha256Hex(String(payload.jti)),
+    );
+    assert.ok(ownIssued && ownIssued.kind === 'token_issued' && ownIssued.format === 'jwt');
+    await server.app.audit.idle();
+    assert.ok(
+      harness.auditRecords.some(
+        (record) =>
+          record.kind === 'token_introspected' &&
+          record.token_sha256 === sha256Hex(String(payload.jti)) &&
+          record.active,
+      ),
+      'token_introspected names the JWT as token_issued did',
+    );
 
     await oidc.tokenRevocation(config, tokens.accessToken, { token_type_hint: 'access_token' });
     assert.equal((await oidc.tokenIntrospection(config, tokens.accessToken)).active, false);
