@@ -86,6 +86,13 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const row = await job();
     assert.equal(row.outcome, 'success');
     assert.equal(row.attempts, 3);
+    const histogram = await server.app.metrics.registry.getSingleMetricAsString(
+      'aa_oidc_bcl_delivery_seconds',
+    );
+    const count = /aa_oidc_bcl_delivery_seconds_count\{outcome="success"\} (\d+)/.exec(histogram);
+    assert.ok(count && Number(count[1]) >= 1, 'the delivery time is observed');
+    const sum = /aa_oidc_bcl_delivery_seconds_sum\{outcome="success"\} ([\d.]+)/.exec(histogram);
+    assert.ok(sum && Number(sum[1]) >= 2, 'from the first attempt to the outcome: two 1 s backoffs');
     assert.deepEqual(await attemptRows(app.clientId), [], 'a success is not recorded by default');
   });
 
