@@ -71,6 +71,42 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
     assert.ok(!result.stdout.includes(token) && !result.stderr.includes(token), 'the token is never printed');
   });
 
+  it('tokens revoke-user queues user_revoked for the apps whose tokens it revoked (none on --dry-run)', async () => {
+    const services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }));
+    try {
+      const profile = await services.directory.createUser({ username: 'revoked-pilot', oidcAccess: true });
+      await services.database.db
+        .insertInto('oidc_payload')
+        .values({
+          model: 'RefreshToken',
+          id: 'refresh-token-digest',
+          payload: '{}',
+          grant_id: 'grant-r',
+          user_id: String(profile.user.id),
+          client_id: clients.ok!,
+          uid: null,
+          user_code: null,
+          expires_at: Date.now() + 3_600_000,
+          consumed_at: null,
+        })
+        .execute();
+      const jobs = () =>
+        services.database.db
+          .selectFrom('bcl_job')
+          .select(['client_id', 'trigger', 'status'])
+          .where('user_id', '=', profile.user.id)
+          .execute();
+      const dry = await cli(['tokens', 'revoke-user', '--username', 'revoked-pilot', '--dry-run'], env());
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.deepEqual(await jobs(), []);
+      const done = await cli(['tokens', 'revoke-user', '--username', 'revoked-pilot'], env());
+      assert.equal(done.code, 0, done.stderr);
+      assert.deepEqual(await jobs(), [{ client_id: clients.ok, trigger: 'user_revoked', status: 'pending' }]);
+    } finally {
+      await services.close();
+    }
+  });
+
   it('exits non-zero naming the apps whose delivery failed (one attempt, no retry)', async () => {
     const result = await cli(['bcl', 'test', clients.ok!, clients.failing!], env());
     assert.notEqual(result.code, 0);
