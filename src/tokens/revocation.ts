@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
@@ -39,35 +39,28 @@ export async function revokeTokens(
   now: number,
   options: { dryRun?: boolean } = {},
 ): Promise<RevokedToken[]> {
-  const live = (query: ReturnType<typeof base>) =>
-    query
-      .where('model', 'in', [...TOKEN_MODELS])
-      .where('revoked_at', 'is', null)
-      .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
-  const base = () => trx.selectFrom('oidc_payload');
-  const matching = (query: ReturnType<typeof base>) =>
-    'userId' in target
-      ? query.where('user_id', '=', String(target.userId))
-      : query.where((eb) =>
-          eb.or([
+  const columns = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
+  const condition = (eb: ExpressionBuilder<Database, 'oidc_payload'>) =>
+    eb.and([
+      eb('model', 'in', [...TOKEN_MODELS]),
+      eb('revoked_at', 'is', null),
+      eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
+      'userId' in target
+        ? eb('user_id', '=', String(target.userId))
+        : eb.or([
             eb('grant_id', '=', target.grantId),
             ...(target.ids && target.ids.length > 0 ? [eb('id', 'in', [...target.ids])] : []),
           ]),
-        );
-  const rows = await matching(live(base()))
-    .select(['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'])
-    .execute();
-  if (rows.length > 0 && !options.dryRun) {
-    for (const row of rows) {
-      await trx
+    ]);
+  // One UPDATE … RETURNING: what it revokes is exactly what it reports, even under concurrency.
+  const rows = options.dryRun
+    ? await trx.selectFrom('oidc_payload').select(columns).where(condition).execute()
+    : await trx
         .updateTable('oidc_payload')
         .set({ revoked_at: now, revoked_reason: reason })
-        .where('model', '=', row.model)
-        .where('id', '=', row.id)
-        .where('revoked_at', 'is', null)
+        .where(condition)
+        .returning(columns)
         .execute();
-    }
-  }
   return rows.map((row) => ({
     model: row.model as TokenModel,
     id: row.id,
