@@ -205,6 +205,24 @@ describe(`authorization-code reuse, section F (${testDatabaseKind})`, () => {
     assert.equal((await redeem(server, opaqueClient, authorized)).status, 200);
   });
 
+  it('does not take a first redemption refused after consuming the code (a policy loss) for a replay', async () => {
+    const fleetOnly = await seedClient(server, harness, { groups: ['Fleet'] });
+    const member = await seedPilot(server, harness, ['Fleet']);
+    const authorized = await authorize(server, harness, fleetOnly, member, 'openid');
+    await server.app.directory.removeGroup({ id: member.id }, 'Fleet');
+    const missesBefore = await misses(fleetOnly.clientId);
+    const refused = await redeem(server, fleetOnly, authorized);
+    assert.equal(refused.body.error, 'invalid_grant');
+    await server.app.audit.idle();
+    assert.deepEqual(reuseEvents(authorized.code), [], 'no code_reuse_detected');
+    assert.equal((await issuedCode(authorized.code))?.reuse_count, 0);
+    assert.equal(await misses(fleetOnly.clientId), missesBefore);
+    const replay = await redeem(server, fleetOnly, authorized);
+    assert.equal(replay.body.error, 'invalid_grant');
+    await server.app.audit.idle();
+    assert.equal(reuseEvents(authorized.code).length, 1, 'presenting it again is a replay');
+  });
+
   it('writes the audit row and the tokens in one transaction: a failing token write leaves neither', async () => {
     const db = server.app.database.db;
     // A real database fault, injected with a trigger: refresh-token rows cannot be inserted.
