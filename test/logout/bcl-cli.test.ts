@@ -107,6 +107,24 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
     }
   });
 
+  it('aa-oidc worker refuses an unmigrated database, naming the command that fixes it', async () => {
+    const empty = await createTestDatabase();
+    try {
+      const result = await cli(
+        ['worker'],
+        testEnv(empty, {
+          NODE_ENV: 'production',
+          AA_OIDC_ISSUER: 'https://auth.example.org/o',
+          AA_OIDC_SECRET_KEY: 'another-test-secret-key-long-enough-0123456789',
+        }),
+      );
+      assert.notEqual(result.code, 0);
+      assert.match(result.stderr, /pending migration\(s\); run `aa-oidc migrate` first/);
+    } finally {
+      await empty.drop();
+    }
+  });
+
   it('exits non-zero naming the apps whose delivery failed (one attempt, no retry)', async () => {
     const result = await cli(['bcl', 'test', clients.ok!, clients.failing!], env());
     assert.notEqual(result.code, 0);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createServices } from '../../services.ts';
-import { type CliIo, cliConfig } from '../context.ts';
+import { pendingMigrations } from '../../db/migrate.ts';
+import { CliError, type CliIo, cliConfig } from '../context.ts';
 
 /**
  * `aa-oidc worker`: the back-channel logout worker alone (section P: `serve` instances may leave
@@ -13,6 +14,13 @@ export function registerWorker(program: Command, io: CliIo): void {
     .action(async () => {
       const config = cliConfig();
       const services = await createServices(config);
+      const pending = await pendingMigrations(services.database.db, services.database.kind);
+      if (pending.length > 0) {
+        await services.close();
+        throw new CliError(
+          `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
+        );
+      }
       const worker = services.logout.startWorker();
       services.logger.info({ mode: config.mode }, 'aa-oidc back-channel logout worker started');
       io.stdout.write(`aa-oidc back-channel logout worker (${config.mode})\n`);
