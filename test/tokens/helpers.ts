@@ -52,11 +52,6 @@ export async function startTokenServer(
     issuer,
     async close() {
       await app.close();
-      // pg-pool's end() resolves once it has *asked* its idle clients to end, not once their sockets
-      // closed; dropping the database `with (force)` at that moment terminates them, and the
-      // terminated client's error event is uncaught. The race tests leave ten idle clients behind,
-      // so give them a moment to finish closing.
-      if (database.kind === 'postgres') await new Promise((resolve) => setTimeout(resolve, 250));
       await database.drop();
     },
   };
