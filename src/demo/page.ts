@@ -1,4 +1,4 @@
-import { escapeHtml, html, type Html } from '../http/pages/layout.ts';
+import { html, type Html, page } from '../http/pages/layout.ts';
 
 export { html, type Html };
 
@@ -19,23 +19,14 @@ a{color:#1f4fbf}
 
 /** The demo relying party's pages: plain HTML, no script, every value escaped. */
 export function demoPage(title: string, body: Html): string {
-  return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>${escapeHtml(title)}</title>
-<style>${STYLE}</style>
-</head>
-<body>
-<main>
-<p class="note">aa-oidc demo relying party (development mode)</p>
-${body.html}
-</main>
-</body>
-</html>
-`;
+  return page(
+    title,
+    html`<p class="note">aa-oidc demo relying party (development mode)</p>
+      ${body}`,
+    {
+      style: STYLE,
+    },
+  );
 }
 
 /** A claim value as shown in a table cell: strings as they are, everything else as JSON. */

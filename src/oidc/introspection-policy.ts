@@ -1,6 +1,5 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import type { PolicyEnforcer } from '../policy/enforce.ts';
-import { assertNever } from '../util/assert-never.ts';
+import { isAllowed, type PolicyEnforcer } from '../policy/enforce.ts';
 
 /** What the introspection hook reads of the calling client and of the token asked about. */
 interface Caller {
@@ -33,13 +32,6 @@ export function introspectionAllowedPolicy(policy: PolicyEnforcer) {
         : { kind: 'user', clientId: token.clientId, accountId: token.accountId },
       ctx,
     );
-    switch (decision.outcome) {
-      case 'allow':
-        return true;
-      case 'deny':
-        return false;
-      default:
-        return assertNever(decision);
-    }
+    return isAllowed(decision);
   };
 }

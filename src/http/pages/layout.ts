@@ -50,7 +50,14 @@ button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}
 ul{padding-left:1.25rem}
 `;
 
-export function page(title: string, body: Html, lang = 'en'): string {
+export interface PageOptions {
+  lang?: string;
+  /** A stylesheet used instead of the provider pages' own (the demo relying party has its own look). */
+  style?: string;
+}
+
+export function page(title: string, body: Html, options: PageOptions = {}): string {
+  const { lang = 'en', style = STYLE } = options;
   return `<!DOCTYPE html>
 <html lang="${escapeHtml(lang)}">
 <head>
@@ -58,7 +65,7 @@ export function page(title: string, body: Html, lang = 'en'): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
 <title>${escapeHtml(title)}</title>
-<style>${STYLE}</style>
+<style>${style}</style>
 </head>
 <body>
 <main>
