@@ -685,8 +685,11 @@ export function createDirectory(db: Kysely<Database>, logger?: Logger): Director
         let username: string | null;
         try {
           username = await change({ actor: options?.actor ?? 'bootstrap' }, async (trx, emit) => {
-            if (await queries.hasActiveSuperuser(trx)) return null;
+            // Read the taken names first, then look for a superuser: under PostgreSQL's read committed
+            // a racing start that committed `admin` in between is then seen as the superuser it is,
+            // never mistaken for a plain user whose name forces `admin-1`.
             const taken = new Set(await queries.selectUsernamesLike(trx, BOOTSTRAP_USERNAME));
+            if (await queries.hasActiveSuperuser(trx)) return null;
             let candidate = BOOTSTRAP_USERNAME;
             for (let n = 1; taken.has(candidate); n += 1) candidate = `${BOOTSTRAP_USERNAME}-${n}`;
             const profile = await insertUser(
