@@ -24,17 +24,8 @@ import {
 } from './fanout.ts';
 import { type Connector, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import { buildLogoutToken } from './logout-token.ts';
-import {
-  type BclJob,
-  claimDueJob,
-  finishJob,
-  insertJobs,
-  type NewBclJob,
-  newJti,
-  nextDueAt,
-  purgeFinishedJobs,
-  rescheduleJob,
-} from './queue.ts';
+import { type NewBclJob, newJti } from './queue.ts';
+import { type ClaimedJob, createLogoutTransport, type LogoutJobTransport } from './transport.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { Resolver } from './ssrf/resolver.ts';
 
@@ -59,6 +50,8 @@ export interface LogoutDependencies {
   connector?: Connector;
   /** Epoch milliseconds; tests inject one. */
   now?: () => number;
+  /** The job transport (default: pg-boss on PostgreSQL, the `bcl_job` table on SQLite). */
+  transport?: LogoutJobTransport;
 }
 
 /** One queued logout, as `logout_required` reports it. */
@@ -145,7 +138,7 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000;
  * mid-attempt). An attempt, gate included, is bounded by the request timeout; twice that and a
  * second covers signing and the database.
  */
-function leaseMs(config: Config): number {
+export function leaseMs(config: Config): number {
   return 2 * config.logout.requestTimeoutMs + 1000;
 }
 
@@ -167,6 +160,8 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
   const gate = gateOptionsFor(config, deps.resolver);
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   let worker: LogoutWorker | undefined;
+  const transport =
+    deps.transport ?? createLogoutTransport(database, { expireInSeconds: leaseMs(config) / 1000, logger });
 
   const newJobs = (
     userId: number | null,
@@ -213,7 +208,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       request.reason,
       targets.map((app) => ({ clientId: app.clientId, sid: null })),
     );
-    await insertJobs(trx, jobs, at);
+    await transport.enqueue(trx, jobs, at);
     return queued(jobs);
   };
 
@@ -279,7 +274,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
 
   /** Signs and sends one attempt; `final` is undefined when a retry is due. */
   const attemptOnce = async (
-    job: Pick<BclJob, 'sub' | 'client_id' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
+    job: Pick<ClaimedJob, 'sub' | 'client_id' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
     app: Application,
     exhausted: boolean,
   ): Promise<Final | { retry: true; httpStatus: number | null; detail: string }> => {
@@ -377,13 +372,13 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
   };
 
   /** One attempt of one claimed job, to its next state. */
-  const processJob = async (job: BclJob): Promise<void> => {
+  const processJob = async (job: ClaimedJob): Promise<void> => {
     const app = await deps.applications.findByClientId(job.client_id);
     const startedAt = job.first_attempt_at === null ? now() : Number(job.first_attempt_at);
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
-      await finishJob(db, job, owner, 'cancelled', null, now());
+      await db.transaction().execute((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
       log.info(
         { client_id: job.client_id },
         'back-channel logout cancelled: the application no longer receives it',
@@ -404,7 +399,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     }
     if ('retry' in result) {
       const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
-      await rescheduleJob(db, job, owner, now() + delaySeconds * 1000, result.httpStatus);
+      await transport.reschedule(job, owner, now(), delaySeconds, result.httpStatus);
       return;
     }
     const at = now();
@@ -418,14 +413,14 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       startedAt,
     };
     const finished = await db.transaction().execute(async (trx) => {
-      if (!(await finishJob(trx, job, owner, result.outcome, result.httpStatus, at))) return false;
+      if (!(await transport.finish(trx, job, owner, result.outcome, result.httpStatus, at))) return false;
       await recordFinal(trx, entry, result, at);
       return true;
     });
     if (finished) observed(entry, result, at);
   };
 
-  const claimNext = () => claimDueJob(db, database.kind, owner, now(), now() + leaseMs(config));
+  const claimNext = () => transport.claim(owner, now(), now() + leaseMs(config));
 
   const deliverDue: LogoutService['deliverDue'] = async () => {
     let count = 0;
@@ -470,7 +465,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
           await Promise.all(Array.from({ length: concurrency }, lane));
           if (now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
-            await purgeFinishedJobs(db, purgedAt);
+            await transport.purge(purgedAt);
           }
         } catch (error) {
           log.error(
@@ -479,7 +474,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
           );
         }
         let delay = pollIntervalMs;
-        const due = await nextDueAt(db).catch(() => undefined);
+        const due = await transport.nextDueAt().catch(() => undefined);
         if (due !== undefined) delay = Math.min(delay, due - now());
         return delay;
       })().then((delay) => {
@@ -488,7 +483,14 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
         again = false;
       });
     };
-    schedule(0);
+    // pg-boss: this process's supervisor puts back the jobs of workers that died mid-attempt.
+    transport.startWorker().then(
+      () => schedule(0),
+      (error: Error) => {
+        log.error({ err: { name: error.name, message: error.message } }, 'logout worker');
+        schedule(pollIntervalMs);
+      },
+    );
     worker = {
       wake: () => schedule(0),
       async stop() {
@@ -562,7 +564,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
         reason,
         targets.map((app) => ({ clientId: app.clientId, sid: null })),
       );
-      await insertJobs(trx, jobs, at);
+      await transport.enqueue(trx, jobs, at);
       result.push(...queued(jobs));
     }
     return result;
@@ -583,7 +585,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
         'rp_initiated',
         targets.map((app) => ({ clientId: app.clientId, sid: sids.get(app.clientId) ?? null })),
       );
-      await insertJobs(trx, jobs, now());
+      await transport.enqueue(trx, jobs, now());
       return queued(jobs);
     });
     published(list);
@@ -661,6 +663,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     async close() {
       await worker?.stop();
       worker = undefined;
+      await transport.close();
     },
   };
 }

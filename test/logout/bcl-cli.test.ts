@@ -6,6 +6,7 @@ import { createServices } from '../../src/services.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { startRpReceiver, type RpReceiver } from './rp-receiver.ts';
+import { logoutJobs } from './jobs.ts';
 
 const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 
@@ -90,12 +91,10 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
           consumed_at: null,
         })
         .execute();
-      const jobs = () =>
-        services.database.db
-          .selectFrom('bcl_job')
-          .select(['client_id', 'trigger', 'status'])
-          .where('user_id', '=', profile.user.id)
-          .execute();
+      const jobs = async () =>
+        (await logoutJobs(services.database, { userId: profile.user.id })).map(
+          ({ client_id, trigger, status }) => ({ client_id, trigger, status }),
+        );
       const dry = await cli(['tokens', 'revoke-user', '--username', 'revoked-pilot', '--dry-run'], env());
       assert.equal(dry.code, 0, dry.stderr);
       assert.deepEqual(await jobs(), []);

@@ -8,6 +8,7 @@ import { eventually } from '../keys/helpers.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
 import { startReceiver, type Receiver } from './helpers.ts';
 import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';
+import { logoutJobs } from './jobs.ts';
 
 const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 
@@ -25,8 +26,9 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
   const held: Array<() => void> = [];
 
   before(async () => {
-    // The in-process server runs no worker: it only signs the user in and commits the jobs.
-    server = await startServer({ logout: { allowPrivateTargets: true } });
+    // The in-process server runs no worker: it only signs the user in and commits the jobs. Its
+    // request timeout is the workers' (on pg-boss a job's lease is fixed when it is queued).
+    server = await startServer({ logout: { allowPrivateTargets: true, requestTimeoutMs: 1500 } });
     hanging = await startReceiver((_request, response) => {
       if (answerHanging) response.end();
       else held.push(() => response.destroy());
@@ -55,13 +57,10 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     return spawned;
   }
 
-  const jobs = (userId: number) =>
-    server.app.database.db
-      .selectFrom('bcl_job')
-      .selectAll()
-      .where('user_id', '=', userId)
-      .orderBy('client_id')
-      .execute();
+  const jobs = async (userId: number) =>
+    (await logoutJobs(server.app.database, { userId })).sort((a, b) =>
+      a.client_id < b.client_id ? -1 : a.client_id > b.client_id ? 1 : 0,
+    );
 
   it('delivers every job after a SIGKILL mid-delivery, none twice after success', async () => {
     const user = await seedUser(server);

@@ -6,6 +6,7 @@ import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../keys/helpers.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+import { logoutJobs, setPendingJobKid } from './jobs.ts';
 
 describe('logout token', () => {
   it('is rebuilt byte for byte from the same pinned values (RS256 is deterministic)', async () => {
@@ -54,12 +55,11 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const user = await seedUser(server);
     await holdTokensAt(server, new Browser(), app, user.username);
     await server.app.directory.deactivate({ id: user.id });
-    const job = () =>
-      server.app.database.db
-        .selectFrom('bcl_job')
-        .selectAll()
-        .where('user_id', '=', user.id)
-        .executeTakeFirstOrThrow();
+    const job = async () => {
+      const [row] = await logoutJobs(server.app.database, { userId: user.id });
+      assert.ok(row, 'the job is queued');
+      return row;
+    };
     return { app, user, receiver, job };
   }
 
@@ -134,11 +134,7 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
 
   it('reports signing_kid_retired when the pinned key is no longer loaded, sending nothing', async () => {
     const { receiver, job } = await deactivatedHolderOf([200]);
-    await server.app.database.db
-      .updateTable('bcl_job')
-      .set({ kid: 'a-key-that-was-removed' })
-      .where('id', '=', (await job()).id)
-      .execute();
+    await setPendingJobKid(server.app.database, (await job()).jti, 'a-key-that-was-removed');
     await server.app.logout.deliverDue();
     assert.equal(receiver.requests.length, 0);
     assert.equal((await job()).outcome, 'signing_kid_retired');

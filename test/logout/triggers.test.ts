@@ -12,6 +12,7 @@ import {
   type TestServer,
 } from '../oidc/server.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+import { logoutJobs } from './jobs.ts';
 
 /**
  * Section G end to end: real sign-ins make a user hold tokens at applications whose back-channel
@@ -47,8 +48,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     return { ...app, receiver };
   }
 
-  const jobsOf = (userId: number) =>
-    server.app.database.db.selectFrom('bcl_job').selectAll().where('user_id', '=', userId).execute();
+  const jobsOf = (userId: number) => logoutJobs(server.app.database, { userId });
 
   it('deactivating a user who holds tokens at two apps delivers one verified token to each, on the first attempt', async () => {
     const user = await seedUser(server);

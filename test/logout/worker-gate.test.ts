@@ -12,6 +12,7 @@ import {
   tableResolver,
   v4,
 } from './helpers.ts';
+import { logoutJobs } from './jobs.ts';
 
 /**
  * The SSRF gate runs again at every delivery of the worker and of `bcl test`, and the connection
@@ -110,11 +111,8 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
     table['turned.example.test'] = [v4('10.0.0.7')];
     const attempts = guarded.attempts.length;
     assert.equal(await services.logout.deliverDue(), 1);
-    const job = await services.database.db
-      .selectFrom('bcl_job')
-      .selectAll()
-      .where('client_id', '=', clientId)
-      .executeTakeFirstOrThrow();
+    const [job] = await logoutJobs(services.database, { clientId });
+    assert.ok(job, 'the job is queued');
     assert.equal(job.outcome, 'unsafe_target_ip');
     assert.equal(job.attempts, 1, 'an unsafe target is final, never retried');
     assert.equal(guarded.attempts.length, attempts);

@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { openDatabase } from '../../db/connect.ts';
 import { migrateToLatest } from '../../db/migrate.ts';
+import { BCL_QUEUE, migratePgBoss, PGBOSS_SCHEMA } from '../../logout/pgboss-transport.ts';
+import { leaseMs } from '../../logout/service.ts';
 import { type CliIo, cliConfig } from '../context.ts';
 
 export function registerMigrate(program: Command, io: CliIo): void {
@@ -17,6 +19,11 @@ export function registerMigrate(program: Command, io: CliIo): void {
             ? 'database is up to date\n'
             : `applied ${applied.length} migration(s): ${applied.join(', ')}\n`,
         );
+        // PostgreSQL: the back-channel logout jobs live in pg-boss's own schema (section G).
+        if (database.kind === 'postgres') {
+          await migratePgBoss(database, leaseMs(config) / 1000);
+          io.stdout.write(`pg-boss schema "${PGBOSS_SCHEMA}" and queue "${BCL_QUEUE}" are up to date\n`);
+        }
       } finally {
         await database.close();
       }

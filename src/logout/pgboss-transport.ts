@@ -1,0 +1,281 @@
+import { CompiledQuery, type Transaction } from 'kysely';
+import { type Db as IDatabase, PgBoss } from 'pg-boss';
+import type { DatabaseHandle } from '../db/connect.ts';
+import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { NewBclJob } from './queue.ts';
+import type { ClaimedJob, LogoutJobTransport } from './transport.ts';
+
+/**
+ * The back-channel logout jobs on PostgreSQL: a pg-boss queue (section G). pg-boss keeps its tables
+ * in its own schema (`pgboss`), which it creates and migrates on start (`aa-oidc migrate`, or the
+ * first use by any command). The guarantees of the table queue hold:
+ * - a job is sent with pg-boss's `db` option on the caller's Kysely transaction, so it commits or
+ *   rolls back with the change;
+ * - a worker claims a job with `fetch` (SKIP LOCKED); the claim lasts `expireInSeconds`, after which
+ *   the supervisor (run by every worker) puts the job back (`retryLimit` counts only these lapsed
+ *   claims: the handler never fails a job), so a worker killed mid-delivery loses nothing;
+ * - a retry is a new job, sent with `startAfter` = the configured delay in the same transaction that
+ *   completes the current one (pg-boss's own backoff is never used), carrying the pinned claims;
+ * - a job is completed with its outcome in the transaction that records it, fenced to the claimed
+ *   attempt: a claim that lapsed meanwhile completes nothing, and a completed job is never fetched
+ *   again.
+ */
+
+export const PGBOSS_SCHEMA = 'pgboss';
+export const BCL_QUEUE = 'aa_oidc_bcl';
+
+/** Lapsed claims a job survives; each one counts as an attempt, so the retries still run out. */
+const CRASH_RETRY_LIMIT = 1000;
+
+/** What a pg-boss job carries: the pinned scalars, and the attempts before this job. */
+export interface BclJobData {
+  trigger: string;
+  userId: number | null;
+  sub: string;
+  clientId: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  kid: string;
+  sid: string | null;
+  /** Attempts made by the jobs before this one (0 for the first). */
+  priorAttempts: number;
+  firstAttemptAt: number | null;
+  lastHttpStatus: number | null;
+}
+
+/** What a completed job stores as its output. */
+export interface BclJobOutput {
+  outcome: string;
+  attempts: number;
+  httpStatus: number | null;
+  /** True when the job was completed by scheduling the next attempt. */
+  rescheduled?: boolean;
+}
+
+export interface PgBossTransportOptions {
+  /** How long a claim lasts (the lease): a lapsed claim puts the job back. */
+  expireInSeconds: number;
+  logger: Logger;
+}
+
+/** pg-boss's executor on a Kysely transaction: its statements run inside it. */
+export function kyselyExecutor(trx: Transaction<Database>): IDatabase {
+  return {
+    async executeSql(text, values) {
+      const result = await trx.executeQuery(CompiledQuery.raw(text, values ?? []));
+      return { rows: result.rows as unknown[] };
+    },
+  };
+}
+
+/** A pg-boss instance on our own pool, for `aa-oidc migrate` and the transport. */
+export function newPgBoss(database: DatabaseHandle, expireInSeconds: number): PgBoss {
+  const pool = database.pgPool;
+  if (!pool) throw new Error('pg-boss needs the PostgreSQL pool');
+  // The supervisor pass (which expires lapsed claims) runs as often as half a claim lasts.
+  const superviseSeconds = Math.min(60, Math.max(1, Math.ceil(expireInSeconds / 2)));
+  return new PgBoss({
+    db: { executeSql: async (text, values) => pool.query(text, values) },
+    schema: PGBOSS_SCHEMA,
+    migrate: true,
+    supervise: false,
+    schedule: false,
+    registerInstance: false,
+    superviseIntervalSeconds: superviseSeconds,
+    monitorIntervalSeconds: 1,
+  });
+}
+
+/** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */
+export async function migratePgBoss(database: DatabaseHandle, leaseSeconds: number): Promise<void> {
+  const expireInSeconds = Math.max(1, Math.ceil(leaseSeconds));
+  const boss = newPgBoss(database, expireInSeconds);
+  boss.on('error', () => undefined);
+  await boss.start();
+  try {
+    await ensureQueue(boss, expireInSeconds);
+  } finally {
+    await boss.stop({ graceful: true, close: false });
+  }
+}
+
+async function ensureQueue(boss: PgBoss, expireInSeconds: number): Promise<void> {
+  if (await boss.getQueue(BCL_QUEUE)) return;
+  await boss.createQueue(BCL_QUEUE, {
+    expireInSeconds,
+    retryLimit: CRASH_RETRY_LIMIT,
+    retryDelay: 0,
+    retryBackoff: false,
+    deleteAfterSeconds: 7 * 24 * 3600,
+  });
+}
+
+export function createPgBossTransport(
+  database: DatabaseHandle,
+  options: PgBossTransportOptions,
+): LogoutJobTransport {
+  const log = options.logger.child({ component: 'logout', transport: 'pg-boss' });
+  const expireInSeconds = Math.max(1, Math.ceil(options.expireInSeconds));
+  let boss: PgBoss | undefined;
+  let starting: Promise<PgBoss> | undefined;
+  let supervisor: NodeJS.Timeout | undefined;
+  let supervising: Promise<void> | undefined;
+  let closed = false;
+
+  const started = (): Promise<PgBoss> => {
+    if (closed) return Promise.reject(new Error('the logout job transport is closed'));
+    starting ??= (async () => {
+      const instance = newPgBoss(database, expireInSeconds);
+      instance.on('error', (error: Error) =>
+        log.error({ err: { name: error.name, message: error.message } }, 'pg-boss'),
+      );
+      await instance.start();
+      await ensureQueue(instance, expireInSeconds);
+      boss = instance;
+      return instance;
+    })();
+    starting.catch(() => {
+      starting = undefined;
+    });
+    return starting;
+  };
+
+  const sendOptions = (trx: Transaction<Database>, startAfterSeconds: number) => ({
+    db: kyselyExecutor(trx),
+    expireInSeconds,
+    retryLimit: CRASH_RETRY_LIMIT,
+    retryDelay: 0,
+    retryBackoff: false,
+    ...(startAfterSeconds > 0 ? { startAfter: startAfterSeconds } : {}),
+  });
+
+  const dataOf = (job: ClaimedJob, httpStatus: number | null, now: number): BclJobData => ({
+    trigger: job.trigger,
+    userId: job.user_id,
+    sub: job.sub,
+    clientId: job.client_id,
+    jti: job.jti,
+    iat: job.iat,
+    exp: job.exp,
+    kid: job.kid,
+    sid: job.sid,
+    priorAttempts: job.attempts,
+    firstAttemptAt: job.first_attempt_at ?? now,
+    lastHttpStatus: httpStatus,
+  });
+
+  /** The claimed attempt: its id and retry count fence every settlement to this claim. */
+  const attemptOf = (job: ClaimedJob) => {
+    const [id, retryCount] = String(job.id).split('#');
+    return { id: id!, retryCount: Number(retryCount) };
+  };
+
+  const complete = async (
+    instance: PgBoss,
+    trx: Transaction<Database>,
+    job: ClaimedJob,
+    output: BclJobOutput,
+  ): Promise<boolean> => {
+    const response = (await instance.complete(BCL_QUEUE, attemptOf(job), output, {
+      db: kyselyExecutor(trx),
+    })) as { affected?: number };
+    return response.affected === 1;
+  };
+
+  return {
+    name: 'pg-boss',
+    async enqueue(trx, jobs: readonly NewBclJob[]) {
+      if (jobs.length === 0) return;
+      const instance = await started();
+      for (const job of jobs) {
+        const data: BclJobData = {
+          trigger: job.trigger,
+          userId: job.userId,
+          sub: job.sub,
+          clientId: job.clientId,
+          jti: job.jti,
+          iat: job.iat,
+          exp: job.exp,
+          kid: job.kid,
+          sid: job.sid,
+          priorAttempts: 0,
+          firstAttemptAt: null,
+          lastHttpStatus: null,
+        };
+        await instance.send(BCL_QUEUE, data, sendOptions(trx, 0));
+      }
+    },
+    async claim(_owner, now) {
+      const instance = await started();
+      const [job] = await instance.fetch<BclJobData>(BCL_QUEUE, { batchSize: 1, includeMetadata: true });
+      if (!job) return undefined;
+      const data = job.data;
+      return {
+        id: `${job.id}#${job.retryCount}`,
+        trigger: data.trigger,
+        user_id: data.userId,
+        sub: data.sub,
+        client_id: data.clientId,
+        jti: data.jti,
+        iat: data.iat,
+        exp: data.exp,
+        kid: data.kid,
+        sid: data.sid,
+        attempts: data.priorAttempts + job.retryCount + 1,
+        // A claim that lapsed (retryCount > 0) made the first attempt when its job was due.
+        first_attempt_at:
+          data.firstAttemptAt ?? (job.retryCount > 0 ? Math.min(now, job.createdOn.getTime()) : null),
+      };
+    },
+    async reschedule(job, _owner, now, delaySeconds, httpStatus) {
+      const instance = await started();
+      return database.db.transaction().execute(async (trx) => {
+        const done = await complete(instance, trx, job, {
+          outcome: 'retry',
+          attempts: job.attempts,
+          httpStatus,
+          rescheduled: true,
+        });
+        if (!done) return false;
+        await instance.send(BCL_QUEUE, dataOf(job, httpStatus, now), sendOptions(trx, delaySeconds));
+        return true;
+      });
+    },
+    async finish(trx, job, _owner, outcome, httpStatus) {
+      const instance = await started();
+      return complete(instance, trx, job, { outcome, attempts: job.attempts, httpStatus });
+    },
+    nextDueAt: async () => undefined,
+    // pg-boss deletes completed jobs after the queue's `deleteAfterSeconds` (7 days).
+    purge: async () => undefined,
+    async startWorker() {
+      const instance = await started();
+      if (supervisor) return;
+      const everyMs = Math.min(60, Math.max(1, Math.ceil(expireInSeconds / 2))) * 1000;
+      const pass = () => {
+        if (supervising || closed) return;
+        supervising = instance
+          .supervise(BCL_QUEUE)
+          .catch((error: Error) =>
+            log.error({ err: { name: error.name, message: error.message } }, 'pg-boss supervisor'),
+          )
+          .finally(() => {
+            supervising = undefined;
+          });
+      };
+      pass();
+      supervisor = setInterval(pass, everyMs);
+      supervisor.unref();
+    },
+    async close() {
+      closed = true;
+      clearInterval(supervisor);
+      await supervising;
+      const instance = boss ?? (await starting?.catch(() => undefined));
+      // Our pool is closed by the database handle; pg-boss only stops its timers.
+      await instance?.stop({ graceful: true, close: false });
+    },
+  };
+}

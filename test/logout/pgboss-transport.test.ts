@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { BCL_QUEUE, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
+import { createServices, type Services } from '../../src/services.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { logoutJobs, pgBossJobs } from './jobs.ts';
+import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
+
+const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
+
+/**
+ * On PostgreSQL the back-channel logout jobs travel through pg-boss (section G): sent in the
+ * transaction of the change (rolled back with it), kept out of `bcl_job`, retried as new pg-boss
+ * jobs after exactly the configured delay, and completed with their outcome.
+ */
+describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseKind !== 'postgres' }, () => {
+  let database: TestDatabase;
+  let services: Services;
+  let receiver: RpReceiver;
+  let clientId: string;
+
+  before(async () => {
+    database = await createTestDatabase();
+    receiver = await startRpReceiver([500, 200]);
+    services = await createServices(
+      testConfig(database, { logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] } }),
+      { migrate: true },
+    );
+    const created = await services.applications.create(
+      { name: 'Boss RP', redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri: receiver.url() },
+      'test',
+    );
+    clientId = created.application.clientId;
+  });
+  after(async () => {
+    await services?.close();
+    await receiver?.close();
+    await database?.drop();
+  });
+
+  async function userWithToken(username: string): Promise<number> {
+    const profile = await services.directory.createUser({ username, oidcAccess: true });
+    await services.database.db
+      .insertInto('oidc_payload')
+      .values({
+        model: 'AccessToken',
+        id: `digest-${username}`,
+        payload: '{}',
+        grant_id: `grant-${username}`,
+        user_id: String(profile.user.id),
+        client_id: clientId,
+        uid: null,
+        user_code: null,
+        expires_at: Date.now() + 3_600_000,
+        consumed_at: null,
+      })
+      .execute();
+    return profile.user.id;
+  }
+
+  const bclJobRows = async () =>
+    (await services.database.db.selectFrom('bcl_job').select('id').execute()).length;
+
+  it('a job sent in a change that rolls back is gone with it; a committed one is in pg-boss', async () => {
+    const userId = await userWithToken('rolled-back');
+    const before = (await pgBossJobs(services.database)).length;
+    await assert.rejects(
+      services.database.db.transaction().execute(async (trx) => {
+        const queued = await services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' });
+        assert.equal(queued.length, 1, 'the job was sent inside the transaction');
+        const inside = await sql<{ count: string }>`
+          select count(*) as count from ${sql.table(`${PGBOSS_SCHEMA}.job`)} where name = ${BCL_QUEUE}`.execute(
+          trx,
+        );
+        assert.equal(Number(inside.rows[0]!.count), before + 1, 'visible inside the transaction');
+        throw new Error('the change fails');
+      }),
+      /the change fails/,
+    );
+    assert.equal((await pgBossJobs(services.database)).length, before, 'no pg-boss job after the rollback');
+
+    const queued = await services.database.db
+      .transaction()
+      .execute((trx) => services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' }));
+    const jobs = await pgBossJobs(services.database);
+    assert.equal(jobs.length, before + 1, 'the committed change left its job');
+    const job = jobs.at(-1)!;
+    assert.equal(job.state, 'created');
+    assert.equal(job.data.jti, queued[0]!.jti);
+    assert.equal(job.data.clientId, clientId);
+    assert.equal(await bclJobRows(), 0, 'bcl_job stays empty on PostgreSQL');
+    // Delivered (500 then 200 from the receiver) by the next test.
+  });
+
+  it('retries as a new pg-boss job after exactly the configured delay, then completes it', async () => {
+    const [pending] = await logoutJobs(services.database, { clientId });
+    assert.equal(pending?.status, 'pending');
+    assert.equal(await services.logout.deliverDue(), 1, 'the first attempt (HTTP 500)');
+    const chain = (await pgBossJobs(services.database)).filter((row) => row.data.jti === pending!.jti);
+    assert.equal(chain.length, 2);
+    assert.equal(chain[0]!.state, 'completed');
+    assert.equal(chain[0]!.output?.rescheduled, true);
+    assert.equal(chain[1]!.state, 'created');
+    assert.equal(chain[1]!.data.priorAttempts, 1);
+    assert.equal(chain[1]!.data.lastHttpStatus, 500);
+    const timing = await sql<{ delay: number; retry_backoff: boolean; retry_limit: number }>`
+      select extract(epoch from start_after - created_on)::float8 as delay, retry_backoff, retry_limit
+        from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+       where name = ${BCL_QUEUE} and state = 'created' and data->>'jti' = ${pending!.jti}`.execute(
+      services.database.db,
+    );
+    assert.deepEqual(timing.rows[0]?.delay, 7, 'the first configured backoff, not pg-boss’s');
+    assert.equal(timing.rows[0]?.retry_backoff, false);
+    assert.equal(await services.logout.deliverDue(), 0, 'not due before its delay');
+    assert.equal(receiver.requests.length, 1);
+
+    // Bring the retry due (as if 7 s passed), then deliver it.
+    await sql`
+      update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set start_after = now() - interval '1 second'
+       where name = ${BCL_QUEUE} and state = 'created' and data->>'jti' = ${pending!.jti}`.execute(
+      services.database.db,
+    );
+    assert.equal(await services.logout.deliverDue(), 1, 'the retry (HTTP 200)');
+    const tokens = receiver.tokens();
+    assert.equal(tokens.length, 2);
+    assert.equal(tokens[1], tokens[0], 'the retry sends the same bytes');
+    const [done] = await logoutJobs(services.database, { clientId });
+    assert.equal(done?.status, 'done');
+    assert.equal(done?.outcome, 'success');
+    assert.equal(done?.attempts, 2);
+    const last = (await pgBossJobs(services.database)).filter((row) => row.data.jti === pending!.jti).at(-1)!;
+    assert.equal(last.state, 'completed');
+    assert.deepEqual(last.output, { outcome: 'success', attempts: 2, httpStatus: 200 });
+    assert.equal(await services.logout.deliverDue(), 0, 'a completed job is never fetched again');
+    assert.equal(await bclJobRows(), 0);
+  });
+
+  it('aa-oidc migrate installs pg-boss’s schema and queue on a fresh database', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [RUN, 'migrate'], {
+          env: testEnv(fresh),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /pg-boss/);
+      const check = await createServices(testConfig(fresh), { migrate: false });
+      try {
+        const queue = await sql<{ name: string }>`
+          select name from ${sql.table(`${PGBOSS_SCHEMA}.queue`)} where name = ${BCL_QUEUE}`.execute(
+          check.database.db,
+        );
+        assert.equal(queue.rows.length, 1);
+      } finally {
+        await check.close();
+      }
+    } finally {
+      await fresh.drop();
+    }
+  });
+});
