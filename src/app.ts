@@ -24,7 +24,7 @@ export interface App extends Services {
 
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const services = await createServices(config, options);
-  const koa = new Koa({ proxy: config.trustProxy });
+  const koa = new Koa({ proxy: config.trustProxy, maxIpsCount: config.trustedProxyHops });
   // First: request id, child logger on ctx.state.log, one access line per request.
   koa.use(requestContext(services.logger));
   logKoaErrors(koa, services.logger);

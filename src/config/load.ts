@@ -215,7 +215,16 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   return resolveConfig(result.data, env, cwd, origins, options.createDevSecretKey ?? true);
 }
 
+/** Keys whose value is a secret: a message names the key and what is wrong, never the value. */
+const SECRET_KEYS: ReadonlySet<string> = new Set(['secretKey', 'metrics.bearerToken']);
+
 function describeReceived(raw: Record<string, unknown>, issuePath: readonly PropertyKey[]): string {
+  const key = issuePath.map(String).join('.');
+  if (SECRET_KEYS.has(key)) return '';
+  if (key === 'databaseUrl') {
+    const url = raw.databaseUrl;
+    return typeof url === 'string' ? ` (got "${redactUrl(url)}")` : '';
+  }
   let node: unknown = raw;
   for (const key of issuePath) {
     if (!isPlainObject(node)) return '';

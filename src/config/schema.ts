@@ -60,6 +60,12 @@ export const configSchema = z
     secretKey: z.string().min(32, 'must be at least 32 characters').optional(),
     dataDir: z.string().min(1).default('./data'),
     trustProxy: boolean().default(false),
+    /**
+     * With `trustProxy`: how many reverse proxies in front of aa-oidc append to X-Forwarded-For. The
+     * client address is taken that many entries from the right, never from the left, where a client
+     * can write anything.
+     */
+    trustedProxyHops: integer(1, 10).default(1),
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),

@@ -175,7 +175,7 @@ export interface IssuedCodeTable {
 /** One failed login attempt, kept for throttling per account and per address. */
 export interface LoginFailureTable {
   id: Generated<number>;
-  /** As typed, lower-cased: present whether or not the user exists. */
+  /** NFKC-normalised and lower-cased (`accountKey`): present whether or not the user exists. */
   username: string;
   address: string;
   failed_at: EpochMs;

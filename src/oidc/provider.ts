@@ -91,6 +91,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
       }),
     );
     provider.proxy = config.trustProxy;
+    // The client address is the entry the trusted proxies appended, counted from the right.
+    provider.maxIpsCount = config.trustedProxyHops;
     installDigestSecretComparison(provider);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications: deps.applications });

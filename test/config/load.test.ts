@@ -131,6 +131,30 @@ describe('configuration', () => {
     });
   }
 
+  it('never echoes a secret value in a validation message', () => {
+    const secrets: NodeJS.ProcessEnv = {
+      AA_OIDC_SECRET_KEY: 'hunter2-almost-my-real-secret',
+      AA_OIDC_METRICS_BEARER_TOKEN: 'tiny-token',
+    };
+    for (const [name, value] of Object.entries(secrets)) {
+      assert.throws(
+        () => loadConfig({ env: { [name]: value }, cwd: tempDir() }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, new RegExp(`^${name}: must be at least`));
+          assert.ok(!error.message.includes(value!), `${name} is not echoed`);
+          return true;
+        },
+      );
+    }
+    const cwd = tempDir();
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ secretKey: 12345678901234567890 }));
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      (error: unknown) => !(error as Error).message.includes('12345678901234567890'),
+    );
+  });
+
   it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {
     const cwd = tempDir();
     writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ tokens: { accessTokenTTL: 10 } }));

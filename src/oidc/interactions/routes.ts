@@ -189,7 +189,11 @@ async function submitLogin(
       error,
     });
   };
-  if (username === '' || password === '') return again(400, LOGIN_FAILED_MESSAGE);
+  // No username holds a control character; PostgreSQL would refuse a NUL byte in the throttle query.
+  // eslint-disable-next-line no-control-regex
+  if (username === '' || password === '' || /[\u0000-\u001f\u007f]/.test(username)) {
+    return again(400, LOGIN_FAILED_MESSAGE);
+  }
   if (await deps.throttle.isThrottled(username, ctx.ip)) return again(429, LOGIN_THROTTLED_MESSAGE);
 
   const check = await deps.directory.verifyPassword(username, password);

@@ -6,7 +6,7 @@ export type ThrottleConfig = Config['login'];
 
 /**
  * Failed-login throttling per account and per address, in the database so that it holds across
- * instances (section B). The account key is the username as typed, lower-cased, counted whether or
+ * instances (section B). The account key is the username as the directory compares it, counted whether or
  * not such a user exists: the answer never tells whether a username is real.
  */
 export interface LoginThrottle {
@@ -19,8 +19,12 @@ export interface LoginThrottle {
   purge(): Promise<number>;
 }
 
+/**
+ * The account a failure counts against: the username as the directory compares it (NFKC, then case
+ * folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget.
+ */
 export function accountKey(username: string): string {
-  return username.trim().toLowerCase().slice(0, 150);
+  return username.normalize('NFKC').trim().toLowerCase().slice(0, 150);
 }
 
 export function createLoginThrottle(
