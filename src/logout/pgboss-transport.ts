@@ -1,4 +1,4 @@
-import { CompiledQuery, type Transaction } from 'kysely';
+import { CompiledQuery, sql, type Transaction } from 'kysely';
 import { type Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
@@ -247,7 +247,17 @@ export function createPgBossTransport(
       const instance = await started();
       return complete(instance, trx, job, { outcome, attempts: job.attempts, httpStatus });
     },
-    nextDueAt: async () => undefined,
+    // A read of pg-boss's job table, measured on the database's clock (so clock skew cannot delay a
+    // retry): when the next created or retried job becomes due.
+    async nextDueAt() {
+      if (!boss) return undefined;
+      const result = await sql<{ wait: number | null }>`
+        select (extract(epoch from min(start_after) - ${sql.raw(`${PGBOSS_SCHEMA}.job_now()`)}) * 1000)::float8 as wait
+          from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+         where name = ${BCL_QUEUE} and state in ('created', 'retry')`.execute(database.db);
+      const wait = result.rows[0]?.wait;
+      return wait === null || wait === undefined ? undefined : Date.now() + Math.max(0, wait);
+    },
     // pg-boss deletes completed jobs after the queue's `deleteAfterSeconds` (7 days).
     purge: async () => undefined,
     async startWorker() {

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import { BCL_QUEUE, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
+import { BCL_QUEUE, createPgBossTransport, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { createServices, type Services } from '../../src/services.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
@@ -116,6 +116,18 @@ describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseK
     assert.deepEqual(timing.rows[0]?.delay, 7, 'the first configured backoff, not pg-boss’s');
     assert.equal(timing.rows[0]?.retry_backoff, false);
     assert.equal(await services.logout.deliverDue(), 0, 'not due before its delay');
+    // A worker sleeps until then (measured on the database clock).
+    const transport = createPgBossTransport(services.database, {
+      expireInSeconds: 5,
+      logger: services.logger,
+    });
+    try {
+      await transport.startWorker();
+      const dueIn = (await transport.nextDueAt())! - Date.now();
+      assert.ok(dueIn > 5000 && dueIn <= 7000, `the retry is due in about 7 s (${dueIn} ms)`);
+    } finally {
+      await transport.close();
+    }
     assert.equal(receiver.requests.length, 1);
 
     // Bring the retry due (as if 7 s passed), then deliver it.
