@@ -9,8 +9,12 @@ export interface ApplicationLookup {
   findByClientId(clientId: string): Promise<Application | undefined>;
 }
 
-/** Metadata our applications carry beyond the registered OIDC client fields. */
-export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization'] as const;
+/**
+ * Metadata our applications carry beyond the registered OIDC client fields. `access_token_format`
+ * is the application's own setting (`inherit`, `opaque` or `jwt`): the token format is read from the
+ * client already loaded in the request (src/tokens/formats.ts), not from another query.
+ */
+export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization', 'access_token_format'] as const;
 
 /**
  * An application as oidc-provider client metadata.
@@ -40,12 +44,14 @@ export function clientMetadataFor(app: Application): ClientMetadata {
     id_token_signed_response_alg: 'RS256',
     pkce_required: app.clientType === 'public' || app.pkceRequired,
     skip_authorization: app.skipAuthorization,
+    access_token_format: app.accessTokenFormat,
   };
 }
 
 /**
  * The provider's `Client` model storage, answered from the `application` table on every lookup
- * (no cache), so that a change or a deactivation takes effect on the next request. A deactivated
+ * (no cache across requests; `perRequestApplicationLookup` shares one load within a request), so
+ * that a change or a deactivation takes effect on the next request. A deactivated
  * application is not found: it can do nothing (no authorize, no token, no introspection, no logout).
  */
 export class ApplicationClientAdapter implements Adapter {

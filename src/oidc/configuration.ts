@@ -2,6 +2,7 @@ import { hkdfSync } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { JWK } from 'jose';
 import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import { KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
@@ -16,7 +17,7 @@ import { introspectionAllowedPolicy } from './introspection-policy.ts';
 import { renderError } from './render-error.ts';
 import { logoutSource, postLogoutSuccessSource } from './logout-pages.ts';
 import { PROVIDER_ROUTES } from './routes.ts';
-import { guardBearerSaves } from './save-bearer.ts';
+import { createBearerSaveGuard } from './save-bearer.ts';
 
 export interface ProviderConfigurationDependencies {
   config: Config;
@@ -75,6 +76,8 @@ export function cookieKeys(secretKey: string): string[] {
 export function providerConfiguration(deps: ProviderConfigurationDependencies): Configuration {
   const { config, db, applications, directory, policy: accessPolicy } = deps;
   const clientAdapter = new ApplicationClientAdapter(applications, recordClientRefusal(accessPolicy));
+  // One save_bearer decision per request for the access, refresh and client-credentials tokens.
+  const guardBearerSaves = createBearerSaveGuard(accessPolicy);
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();
@@ -85,7 +88,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     adapter: (name: string) =>
       name === 'Client'
         ? clientAdapter
-        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks), accessPolicy),
+        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks)),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],
     findAccount: createFindAccount(directory, config, accessPolicy),
@@ -115,6 +118,13 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     extraClientMetadata: {
       properties: [...EXTRA_CLIENT_METADATA],
       validator(_ctx, key, value) {
+        if (key === 'access_token_format') {
+          if (!(ACCESS_TOKEN_FORMAT_SETTINGS as readonly unknown[]).includes(value))
+            throw new TypeError(
+              `client metadata ${key} must be one of ${ACCESS_TOKEN_FORMAT_SETTINGS.join(', ')}`,
+            );
+          return;
+        }
         if (typeof value !== 'boolean') throw new TypeError(`client metadata ${key} must be a boolean`);
       },
     },

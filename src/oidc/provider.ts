@@ -19,6 +19,7 @@ import { discoveryPostProcessing } from './discovery.ts';
 import { introspectionAudit, observeProvider, type ObservabilityDependencies } from './events.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
+import { perRequestApplicationLookup } from './request-applications.ts';
 import { mountProvider } from './routes.ts';
 import { installAccessTokenFormats } from '../tokens/formats.ts';
 import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
@@ -59,10 +60,15 @@ export interface Oidc {
 export function createOidc(deps: OidcDependencies): Oidc {
   const { config, logger, db } = deps;
   const log = logger.child({ component: 'oidc' });
+  // Section Q: within one provider request, the client lookup, the policy stages and the token
+  // format share one load of the application; every request loads it afresh. The save_bearer stage
+  // alone reads it again from the database, immediately before tokens are saved (section D).
+  const applications = perRequestApplicationLookup(deps.applications);
   // Section D, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
     directory: deps.directory,
-    applications: deps.applications,
+    applications,
+    applicationsAtSave: deps.applications,
     metrics: deps.observability.metrics,
     audit: deps.observability.audit,
   });
@@ -83,7 +89,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       providerConfiguration({
         config,
         db,
-        applications: deps.applications,
+        applications,
         directory: deps.directory,
         jwks: deps.keyStore.signingJwks(),
         policy,
@@ -95,7 +101,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider.maxIpsCount = config.trustedProxyHops;
     installDigestSecretComparison(provider);
     installAccessTokenHash(provider);
-    installAccessTokenFormats(provider, { config, logger: log, applications: deps.applications });
+    installAccessTokenFormats(provider, { config, logger: log, applications });
     provider.use(issuedCodes.middleware);
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));

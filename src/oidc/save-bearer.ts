@@ -14,13 +14,21 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
  *
  * A refusal writes nothing and throws an OAuth error (`invalid_grant` for a user's token,
  * `unauthorized_client` for a client-credentials one), which the token endpoint answers as such.
- * Within one request the decision is taken once per user and application, so that the access and
- * the refresh token of one response are both written or neither is.
+ * Within one request the decision is taken once per user and application, shared by the adapters of
+ * all three models (one guard per provider configuration), so that the access and the refresh token
+ * of one response are both written or neither is.
  */
-export function guardBearerSaves(model: string, adapter: Adapter, policy: PolicyEnforcer): Adapter {
-  if (!BEARER_MODELS.has(model)) return adapter;
+export function createBearerSaveGuard(policy: PolicyEnforcer): (model: string, adapter: Adapter) => Adapter {
   const decisions = new WeakMap<object, Map<string, Promise<PolicyDecision>>>();
+  return (model, adapter) =>
+    BEARER_MODELS.has(model) ? guardBearerSaves(adapter, policy, decisions) : adapter;
+}
 
+function guardBearerSaves(
+  adapter: Adapter,
+  policy: PolicyEnforcer,
+  decisions: WeakMap<object, Map<string, Promise<PolicyDecision>>>,
+): Adapter {
   const decideOnce = (subject: PolicySubject): Promise<PolicyDecision> => {
     const request = Provider.ctx as object | undefined;
     if (!request) return policy.enforce('save_bearer', subject);

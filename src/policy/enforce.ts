@@ -10,6 +10,12 @@ import { isAuthorizationStage, type PolicyStage } from './stages.ts';
 export interface PolicyEnforcerDependencies {
   directory: { loadUserProfile(userId: number): Promise<UserProfile | undefined> };
   applications: { findByClientId(clientId: string): Promise<Application | undefined> };
+  /**
+   * Where the `save_bearer` stage reads the application: straight from the database, immediately
+   * before tokens are saved, even where `applications` shares one load across a request (section Q,
+   * src/oidc/request-applications.ts). Defaults to `applications`.
+   */
+  applicationsAtSave?: { findByClientId(clientId: string): Promise<Application | undefined> };
   metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
   audit: Pick<AuditBus, 'publish'>;
 }
@@ -94,8 +100,10 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
     );
   };
 
-  const decideNow = async (subject: PolicySubject): Promise<PolicyDecision> => {
-    const app = await deps.applications.findByClientId(subject.clientId);
+  const decideNow = async (stage: PolicyStage, subject: PolicySubject): Promise<PolicyDecision> => {
+    const applications =
+      stage === 'save_bearer' ? (deps.applicationsAtSave ?? deps.applications) : deps.applications;
+    const app = await applications.findByClientId(subject.clientId);
     switch (subject.kind) {
       case 'client':
         return decideApplication(app);
@@ -115,7 +123,7 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
   return {
     recordDenial,
     async enforce(stage, subject, request) {
-      const decision = await decideNow(subject);
+      const decision = await decideNow(stage, subject);
       switch (decision.outcome) {
         case 'allow':
           return decision;

@@ -1,6 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
-import type { Application } from '../applications/types.ts';
+import {
+  ACCESS_TOKEN_FORMAT_SETTINGS,
+  type AccessTokenFormatSetting,
+  type Application,
+} from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { UserProfile } from '../directory/types.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -18,6 +22,10 @@ export function accessTokenFormatFor(
   return setting === 'inherit' ? defaultFormat : setting;
 }
 
+function isFormatSetting(value: unknown): value is AccessTokenFormatSetting {
+  return (ACCESS_TOKEN_FORMAT_SETTINGS as readonly unknown[]).includes(value);
+}
+
 export interface AccessTokenFormatDependencies {
   config: Pick<Config, 'tokens'>;
   logger: Pick<Logger, 'warn'>;
@@ -27,6 +35,8 @@ export interface AccessTokenFormatDependencies {
 /** The parts of oidc-provider's AccessToken / ClientCredentials models used here. */
 interface TokenModel {
   clientId?: string;
+  /** The provider's Client the token is issued to, as loaded in this request (`clients.ts`). */
+  client?: { clientId?: unknown; access_token_format?: unknown };
   iat?: number;
   exp?: number;
   aud?: string;
@@ -58,6 +68,19 @@ interface TokenModel {
  */
 export function installAccessTokenFormats(provider: Provider, deps: AccessTokenFormatDependencies): void {
   const { config, logger, applications } = deps;
+  /**
+   * The application's format setting: from the client metadata loaded (and checked) in this request
+   * when the token carries its client, else (a token without one) from the application lookup.
+   */
+  const formatSettingOf = async (
+    token: TokenModel,
+    clientId: string,
+  ): Promise<AccessTokenFormatSetting | undefined> => {
+    const client = token.client;
+    if (client?.clientId === clientId && isFormatSetting(client.access_token_format))
+      return client.access_token_format;
+    return (await applications.findByClientId(clientId))?.accessTokenFormat;
+  };
   const ResourceServer = (provider as unknown as { ResourceServer: new (id: string, data: object) => object })
     .ResourceServer;
 
@@ -68,8 +91,12 @@ export function installAccessTokenFormats(provider: Provider, deps: AccessTokenF
     const original = prototype.getValueAndPayload;
     prototype.getValueAndPayload = async function getValueAndPayloadInConfiguredFormat(this: TokenModel) {
       const clientId = this.clientId;
-      const app = clientId === undefined ? undefined : await applications.findByClientId(clientId);
-      if (!clientId || accessTokenFormatFor(app, config.tokens.defaultAccessTokenFormat) !== 'jwt') {
+      const setting = clientId === undefined ? undefined : await formatSettingOf(this, clientId);
+      const format = accessTokenFormatFor(
+        setting === undefined ? undefined : { accessTokenFormat: setting },
+        config.tokens.defaultAccessTokenFormat,
+      );
+      if (!clientId || format !== 'jwt') {
         this.format = 'opaque';
         return original.call(this);
       }

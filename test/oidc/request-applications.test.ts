@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+import type { Application } from '../../src/applications/types.ts';
+import { perRequestApplicationLookup } from '../../src/oidc/request-applications.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import {
+  authorize,
+  type Client,
+  codeFlow,
+  introspect,
+  isJwt,
+  type Pilot,
+  redeem,
+  seedClient,
+  seedDirectory,
+  seedPilot,
+  startTokenServer,
+  userinfo,
+} from '../tokens/helpers.ts';
+import { basicAuth, postForm, type TestServer } from './server.ts';
+
+/**
+ * The statements the database drivers are handed that read the `application` table itself (the
+ * application load of `findApplication`; its correlated subqueries read other tables), counted at
+ * the driver: better-sqlite3 prepares every statement Kysely runs, and pg's `Client#query` runs it.
+ */
+const READS_APPLICATION = /\bfrom\s+"application"(?![_\w])/i;
+
+interface StatementCounter {
+  readonly count: number;
+  restore(): void;
+}
+
+function countApplicationStatements(): StatementCounter {
+  let count = 0;
+  const note = (text: unknown) => {
+    const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
+    if (typeof sql === 'string' && READS_APPLICATION.test(sql)) count += 1;
+  };
+  const sqlite = BetterSqlite3.prototype as unknown as { prepare: (...args: unknown[]) => unknown };
+  const prepare = sqlite.prepare;
+  sqlite.prepare = function countedPrepare(this: unknown, ...args: unknown[]) {
+    note(args[0]);
+    return prepare.apply(this, args);
+  };
+  const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const query = client.query;
+  client.query = function countedQuery(this: unknown, ...args: unknown[]) {
+    note(args[0]);
+    return query.apply(this, args);
+  };
+  return {
+    get count() {
+      return count;
+    },
+    restore() {
+      sqlite.prepare = prepare;
+      client.query = query;
+    },
+  };
+}
+
+describe(`section Q: one shared application load per provider request (${testDatabaseKind})`, () => {
+  let harness: LeakHarness;
+  let server: TestServer;
+  let statements: StatementCounter;
+  let opaqueClient: Client;
+  let jwtClient: Client;
+  let pilot: Pilot;
+  /** Calls of the ApplicationService lookup the provider was given, per client_id. */
+  const lookups = new Map<string, number>();
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startTokenServer(harness);
+    await seedDirectory(server);
+    pilot = await seedPilot(server, harness);
+    opaqueClient = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    jwtClient = await seedClient(server, harness, { accessTokenFormat: 'jwt' });
+    // The very object createApp handed to createOidc: every lookup the provider makes goes through it.
+    const service = server.app.applications;
+    const findByClientId = service.findByClientId.bind(service);
+    service.findByClientId = async (clientId: string) => {
+      lookups.set(clientId, (lookups.get(clientId) ?? 0) + 1);
+      return findByClientId(clientId);
+    };
+    statements = countApplicationStatements();
+  });
+
+  after(async () => {
+    statements?.restore();
+    await harness.assertNoLeaks();
+    await server.close();
+  });
+
+  /** Runs one request and returns how many times the application was loaded while it ran. */
+  async function loadsDuring<T>(work: () => Promise<T>): Promise<{ result: T; calls: number; sql: number }> {
+    lookups.clear();
+    const before = statements.count;
+    const result = await work();
+    const calls = [...lookups.values()].reduce((sum, value) => sum + value, 0);
+    return { result, calls, sql: statements.count - before };
+  }
+
+  const tokenRequest = (client: Client, form: Record<string, string>) =>
+    postForm(`${server.issuer}/token/`, form, {
+      authorization: basicAuth(client.clientId, client.clientSecret),
+    });
+
+  for (const format of ['opaque', 'jwt'] as const) {
+    it(`loads the ${format} application once per request, and once more right before saving tokens`, async () => {
+      const client = format === 'jwt' ? jwtClient : opaqueClient;
+      const authorized = await authorize(server, harness, client, pilot, 'openid profile groups');
+
+      const exchange = await loadsDuring(() => redeem(server, client, authorized));
+      assert.equal(exchange.result.status, 200, JSON.stringify(exchange.result.body));
+      const accessToken = String(exchange.result.body.access_token);
+      const refreshToken = String(exchange.result.body.refresh_token);
+      harness.registerSecret(accessToken, 'access token');
+      harness.registerSecret(refreshToken, 'refresh token');
+      assert.equal(isJwt(accessToken), format === 'jwt', 'the format is the application setting');
+      // One load shared by the client lookup, validate_code and the token format; one more, from
+      // the database, by save_bearer immediately before the tokens are saved (section D).
+      assert.deepEqual([exchange.calls, exchange.sql], [2, 2], 'code exchange: lookups, statements');
+
+      const refresh = await loadsDuring(() =>
+        tokenRequest(client, { grant_type: 'refresh_token', refresh_token: refreshToken }),
+      );
+      assert.equal(refresh.result.status, 200, JSON.stringify(refresh.result.body));
+      const refreshed = String(refresh.result.body.access_token);
+      harness.registerSecret(refreshed, 'access token');
+      harness.registerSecret(String(refresh.result.body.refresh_token), 'refresh token');
+      assert.equal(isJwt(refreshed), format === 'jwt');
+      // The same for a refresh: client lookup + validate_refresh + format, then save_bearer once
+      // for both the access and the rotated refresh token.
+      assert.deepEqual([refresh.calls, refresh.sql], [2, 2], 'refresh: lookups, statements');
+
+      const info = await loadsDuring(() => userinfo(server, refreshed));
+      assert.equal(info.result.status, 200);
+      assert.equal(info.result.body.sub, String(pilot.id));
+      assert.deepEqual([info.calls, info.sql], [1, 1], 'userinfo: lookups, statements');
+
+      const introspected = await loadsDuring(() => introspect(server, client, refreshed));
+      assert.equal(introspected.result.active, true);
+      assert.deepEqual([introspected.calls, introspected.sql], [1, 1], 'introspection: lookups, statements');
+    });
+  }
+
+  it('loads a client_credentials application once, and once more right before saving the token', async () => {
+    const machine = await seedClient(server, harness, {
+      grantTypes: ['client_credentials'],
+      redirectUris: [],
+      accessTokenFormat: 'jwt',
+    });
+    const issued = await loadsDuring(() => tokenRequest(machine, { grant_type: 'client_credentials' }));
+    assert.equal(issued.result.status, 200, JSON.stringify(issued.result.body));
+    const accessToken = String(issued.result.body.access_token);
+    harness.registerSecret(accessToken, 'access token');
+    assert.ok(isJwt(accessToken), 'the format is the application setting');
+    assert.deepEqual([issued.calls, issued.sql], [2, 2], 'client_credentials: lookups, statements');
+
+    const introspected = await loadsDuring(() => introspect(server, machine, accessToken));
+    assert.equal(introspected.result.active, true);
+    assert.deepEqual([introspected.calls, introspected.sql], [1, 1], 'introspection: lookups, statements');
+  });
+
+  it('sees a whitelist change and a deactivation on the very next request', async () => {
+    const client = await seedClient(server, harness);
+    const tokens = await codeFlow(server, harness, client, pilot, 'openid profile');
+    assert.equal((await userinfo(server, tokens.accessToken)).status, 200);
+
+    // The pilot is in Fleet, not in Capitals: the next request refuses.
+    await server.app.applications.update(client.clientId, { groups: ['Capitals'] }, 'test');
+    const refused = await loadsDuring(() => userinfo(server, tokens.accessToken));
+    assert.equal(refused.result.status, 401);
+    assert.equal(refused.calls, 1);
+    assert.equal((await introspect(server, client, tokens.accessToken)).active, false);
+
+    await server.app.applications.update(client.clientId, { groups: [] }, 'test');
+    assert.equal((await userinfo(server, tokens.accessToken)).status, 200);
+
+    await server.app.applications.deactivate(client.clientId, 'test');
+    const refresh = await tokenRequest(client, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refreshToken!,
+    });
+    assert.equal(refresh.status, 401, JSON.stringify(refresh.body));
+    assert.equal(refresh.body.error, 'invalid_client');
+  });
+});
+
+describe('perRequestApplicationLookup', () => {
+  const app = { clientId: 'rp' } as Application;
+
+  function source(results: Array<Application | undefined | Error> = [app]) {
+    const calls: string[] = [];
+    return {
+      calls,
+      lookup: {
+        async findByClientId(clientId: string) {
+          calls.push(clientId);
+          const next = results.length > 1 ? results.shift() : results[0];
+          if (next instanceof Error) throw next;
+          return next;
+        },
+      },
+    };
+  }
+
+  it('loads each client once per request, and again in the next request', async () => {
+    const { calls, lookup } = source();
+    let request: object | undefined = {};
+    const memo = perRequestApplicationLookup(lookup, () => request);
+    const [first, second] = await Promise.all([memo.findByClientId('rp'), memo.findByClientId('rp')]);
+    assert.equal(first, app);
+    assert.equal(second, app);
+    await memo.findByClientId('other');
+    assert.deepEqual(calls, ['rp', 'other']);
+
+    request = {};
+    await memo.findByClientId('rp');
+    assert.deepEqual(calls, ['rp', 'other', 'rp']);
+  });
+
+  it('memoises nothing outside a request', async () => {
+    const { calls, lookup } = source();
+    const memo = perRequestApplicationLookup(lookup, () => undefined);
+    await memo.findByClientId('rp');
+    await memo.findByClientId('rp');
+    assert.deepEqual(calls, ['rp', 'rp']);
+  });
+
+  it('keeps no failed load', async () => {
+    const { calls, lookup } = source([new Error('database unavailable'), app]);
+    const request = {};
+    const memo = perRequestApplicationLookup(lookup, () => request);
+    await assert.rejects(memo.findByClientId('rp'), /database unavailable/);
+    assert.equal(await memo.findByClientId('rp'), app);
+    assert.deepEqual(calls, ['rp', 'rp']);
+  });
+});
