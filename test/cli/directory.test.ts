@@ -168,4 +168,35 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     }
     await harness.assertNoLeaks();
   });
+
+  it('grants and revokes oidc_access on states and groups, with --dry-run changing nothing', async () => {
+    assert.equal((await cli(['state', 'create', 'Alumni', '--priority', '5'])).code, 0);
+    assert.equal((await cli(['group', 'create', 'Scouts'])).code, 0);
+    const dryRun = await cli(['state', 'grant-access', 'Alumni', '--dry-run']);
+    assert.equal(dryRun.stdout, 'dry run: oidc_access would be granted to state Alumni; nothing changed\n');
+    const granted = await cli(['state', 'grant-access', 'alumni']);
+    assert.equal(
+      granted.stdout,
+      'oidc_access granted to state Alumni\n',
+      'names are matched regardless of case',
+    );
+    const again = await cli(['state', 'grant-access', 'Alumni']);
+    assert.equal(again.stdout, 'oidc_access already granted to state Alumni; nothing changed\n');
+    const groupGranted = await cli(['group', 'grant-access', 'Scouts']);
+    assert.equal(groupGranted.stdout, 'oidc_access granted to group Scouts\n');
+    const groupRevoked = await cli(['group', 'grant-access', 'Scouts', '--revoke']);
+    assert.equal(groupRevoked.stdout, 'oidc_access revoked from group Scouts\n');
+    assertFailsWithOneLine(await cli(['group', 'grant-access', 'Nobody']), /unknown group "Nobody"/);
+
+    const states = JSON.parse((await cli(['state', 'list', '--format', 'json'])).stdout) as Array<{
+      name: string;
+      oidc_access: boolean;
+    }>;
+    assert.equal(states.find((state) => state.name === 'Alumni')?.oidc_access, true);
+    const groups = JSON.parse((await cli(['group', 'list', '--format', 'json'])).stdout) as Array<{
+      name: string;
+      oidc_access: boolean;
+    }>;
+    assert.equal(groups.find((group) => group.name === 'Scouts')?.oidc_access, false);
+  });
 });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { GroupSummary } from '../../directory/types.ts';
 import { type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { registerGrantAccess } from './grant-access.ts';
 import { changeOptions, withDirectory } from './user.ts';
 
 const GROUP_COLUMNS: readonly Column<GroupSummary>[] = [
@@ -46,25 +47,8 @@ export function registerGroup(program: Command, io: CliIo): void {
       io.stdout.write(renderRows(groups, GROUP_COLUMNS, options.format, groupJson));
     });
 
-  group
-    .command('grant-access')
-    .description('grant (or with --revoke, take away) the oidc_access permission of a group')
-    .argument('<name>')
-    .option('--revoke', 'take the permission away')
-    .option('--dry-run', 'show what would change, change nothing')
-    .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
-      const grant = options.revoke !== true;
-      const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.grantGroupAccess(name, grant, changeOptions(dryRun)),
-      );
-      const verb = grant ? 'granted to' : 'revoked from';
-      const groupName = result.group.name;
-      if (!result.changed)
-        say(
-          `oidc_access already ${grant ? 'granted to' : 'absent from'} group ${groupName}; nothing changed`,
-        );
-      else if (dryRun) say(`dry run: oidc_access would be ${verb} group ${groupName}; nothing changed`);
-      else say(`oidc_access ${verb} group ${groupName}`);
-    });
+  registerGrantAccess(group, io, 'group', async (directory, name, oidcAccess, dryRun) => {
+    const result = await directory.grantGroupAccess(name, oidcAccess, changeOptions(dryRun));
+    return { changed: result.changed, name: result.group.name };
+  });
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/types.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { registerGrantAccess } from './grant-access.ts';
 import { changeOptions, withDirectory } from './user.ts';
 
 const STATE_COLUMNS: readonly Column<StateSummary>[] = [
@@ -61,23 +62,8 @@ export function registerState(program: Command, io: CliIo): void {
       io.stdout.write(renderRows(states, STATE_COLUMNS, options.format, stateJson));
     });
 
-  state
-    .command('grant-access')
-    .description('grant (or with --revoke, take away) the oidc_access permission of a state')
-    .argument('<name>')
-    .option('--revoke', 'take the permission away')
-    .option('--dry-run', 'show what would change, change nothing')
-    .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
-      const grant = options.revoke !== true;
-      const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.grantStateAccess(name, grant, changeOptions(dryRun)),
-      );
-      const verb = grant ? 'granted to' : 'revoked from';
-      const state = result.state.name;
-      if (!result.changed)
-        say(`oidc_access already ${grant ? 'granted to' : 'absent from'} state ${state}; nothing changed`);
-      else if (dryRun) say(`dry run: oidc_access would be ${verb} state ${state}; nothing changed`);
-      else say(`oidc_access ${verb} state ${state}`);
-    });
+  registerGrantAccess(state, io, 'state', async (directory, name, oidcAccess, dryRun) => {
+    const result = await directory.grantStateAccess(name, oidcAccess, changeOptions(dryRun));
+    return { changed: result.changed, name: result.state.name };
+  });
 }

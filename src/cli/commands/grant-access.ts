@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import type { DirectoryService } from '../../directory/types.ts';
+import type { CliIo } from '../context.ts';
+import { withDirectory } from './user.ts';
+
+/**
+ * `state grant-access NAME [--revoke] [--dry-run]` and its twin under `group`: the oidc_access
+ * permission of a state or group, one command shape for both.
+ */
+export function registerGrantAccess(
+  parent: Command,
+  io: CliIo,
+  entity: 'state' | 'group',
+  grant: (
+    directory: DirectoryService,
+    name: string,
+    oidcAccess: boolean,
+    dryRun: boolean,
+  ) => Promise<{ changed: boolean; name: string }>,
+): void {
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+  parent
+    .command('grant-access')
+    .description(`grant (or with --revoke, take away) the oidc_access permission of a ${entity}`)
+    .argument('<name>')
+    .option('--revoke', 'take the permission away')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
+      const oidcAccess = options.revoke !== true;
+      const dryRun = options.dryRun === true;
+      const result = await withDirectory((directory) => grant(directory, name, oidcAccess, dryRun));
+      const verb = oidcAccess ? 'granted to' : 'revoked from';
+      const target = `${entity} ${result.name}`;
+      if (!result.changed) {
+        say(`oidc_access already ${oidcAccess ? 'granted to' : 'absent from'} ${target}; nothing changed`);
+      } else if (dryRun) say(`dry run: oidc_access would be ${verb} ${target}; nothing changed`);
+      else say(`oidc_access ${verb} ${target}`);
+    });
+}
