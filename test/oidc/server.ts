@@ -5,6 +5,7 @@ import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { NewUser } from '../../src/directory/types.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
 
 /** A real aa-oidc server on 127.0.0.1 with a real (fresh) database, its issuer on the bound port. */
 export interface TestServer {
@@ -17,7 +18,8 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A port nothing listens on right now (ephemeral range, so Chromium accepts it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -29,11 +31,19 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startServer(overrides: Record<string, unknown> = {}): Promise<TestServer> {
+/** Starts the server; with `harness`, every log line and audit event of it is captured for leaks. */
+export async function startServer(
+  overrides: Record<string, unknown> = {},
+  options: { harness?: LeakHarness } = {},
+): Promise<TestServer> {
   const database = await createTestDatabase();
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}/o`;
-  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), { migrate: true });
+  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), {
+    migrate: true,
+    ...(options.harness && { logger: options.harness.loggerOptions }),
+  });
+  options.harness?.attach(app);
   await app.listen({ host: '127.0.0.1', port });
   return {
     app,

@@ -1,11 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyResult } from 'jose';
-import { createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase } from '../helpers/database.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
 import {
   authorizeUrl,
@@ -16,45 +12,16 @@ import {
   postForm,
   REDIRECT_URI,
   signIn,
+  startServer,
   type TestServer,
 } from '../oidc/server.ts';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** A real server (as test/oidc/server.ts), its logs and audit events captured by `harness`. */
-export async function startTokenServer(
+export function startTokenServer(
   harness: LeakHarness,
   overrides: Record<string, unknown> = {},
 ): Promise<TestServer> {
-  const database = await createTestDatabase();
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}/o`;
-  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), {
-    migrate: true,
-    logger: harness.loggerOptions,
-  });
-  harness.attach(app);
-  await app.listen({ host: '127.0.0.1', port });
-  return {
-    app,
-    database,
-    origin: `http://127.0.0.1:${port}`,
-    issuer,
-    async close() {
-      await app.close();
-      await database.drop();
-    },
-  };
+  return startServer(overrides, { harness });
 }
 
 export interface Client {
