@@ -12,7 +12,7 @@ import { createLogger, type Logger, type LoggerOptions } from './logging/logger.
 import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
-import { auditDirectoryChanges } from './audit/directory-events.ts';
+import { auditApplicationChanges, auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import {
   createTokenRevocation,
@@ -106,6 +106,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
     // Every committed directory change becomes an admin_change audit event (section H).
     closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));
+    // Every committed application change is an admin_change audit event too (section H).
+    closers.push(applications.onChange(auditApplicationChanges(audit)));
     // Section G: deactivation, deletion and lost access queue back-channel logouts in the change's
     // transaction (tokens revoked by the same change still count as held).
     const logout = createLogoutService({

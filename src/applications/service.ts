@@ -124,7 +124,7 @@ export function createApplicationService(
         throw error;
       }
       const application = await existing(valid.clientId);
-      notify({ clientId: valid.clientId, action: 'created', actor: createdBy });
+      notify({ clientId: valid.clientId, name: application.name, action: 'created', actor: createdBy });
       return { application, clientSecret };
     },
 
@@ -147,7 +147,7 @@ export function createApplicationService(
         .execute((trx) => updateApplicationRow(trx, valid, now(), whitelistsChanged));
       if (!updated) throw ApplicationError.notFound(clientId);
       const application = await existing(clientId);
-      notify({ clientId, action: 'updated', actor: by, fields: changedFields });
+      notify({ clientId, name: application.name, action: 'updated', actor: by, fields: changedFields });
       return { application, changedFields };
     },
 
@@ -165,7 +165,7 @@ export function createApplicationService(
       const clientSecret = generateClientSecret();
       if (!(await setSecretDigest(db, clientId, clientSecretDigest(clientSecret), now())))
         throw ApplicationError.notFound(clientId);
-      notify({ clientId, action: 'secret_rotated', actor: by });
+      notify({ clientId, name: current.name, action: 'secret_rotated', actor: by });
       return { clientSecret };
     },
 
@@ -201,7 +201,12 @@ export function createApplicationService(
     if (dryRun) return { ...current, active };
     if (!(await setActive(db, clientId, active, now()))) throw ApplicationError.notFound(clientId);
     const application = await existing(clientId);
-    notify({ clientId, action: active ? 'activated' : 'deactivated', actor: by });
+    notify({
+      clientId,
+      name: application.name,
+      action: active ? 'activated' : 'deactivated',
+      actor: by,
+    });
     return application;
   }
 }

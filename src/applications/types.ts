@@ -89,6 +89,8 @@ export type ApplicationChangeAction = 'created' | 'updated' | 'secret_rotated' |
 
 export interface ApplicationChange {
   clientId: string;
+  /** The application's name after the change. */
+  name: string;
   action: ApplicationChangeAction;
   actor: Actor;
   /** For `updated`: the spec field names that changed (snake_case). */

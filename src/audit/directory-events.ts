@@ -1,3 +1,4 @@
+import type { ApplicationChangeListener } from '../applications/types.ts';
 import type { CommittedListener, LifecycleEvent } from '../directory/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -112,4 +113,23 @@ export function auditDirectoryChanges(audit: Pick<AuditBus, 'publish'>, logger: 
       logger.error({ err: error, lifecycle: event.kind }, 'directory change could not be audited');
     }
   };
+}
+
+/**
+ * The listener to pass to `applications.onChange(...)`: every committed application change
+ * (create, update, secret rotation, (de)activation) becomes an `admin_change` audit event. The
+ * event names the changed fields, never a secret or its digest.
+ */
+export function auditApplicationChanges(audit: Pick<AuditBus, 'publish'>): ApplicationChangeListener {
+  return (change) =>
+    audit.publish({
+      kind: 'admin_change',
+      entity: 'application',
+      action: change.action,
+      entity_id: change.clientId,
+      name: change.name,
+      actor: change.actor,
+      changed_fields: change.action === 'secret_rotated' ? ['client_secret'] : (change.fields ?? []),
+      details: {},
+    });
 }

@@ -81,7 +81,12 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.equal(verifyClientSecret(application, `${clientSecret}x`), false);
     assert.equal(verifyClientSecret(application, ''), false);
     assert.equal(verifyClientSecret(application, application.clientSecretSha256!), false);
-    assert.deepEqual(changes.at(-1), { clientId: application.clientId, action: 'created', actor: ACTOR });
+    assert.deepEqual(changes.at(-1), {
+      clientId: application.clientId,
+      name: 'Wiki',
+      action: 'created',
+      actor: ACTOR,
+    });
   });
 
   it('reads an app back with its whitelists by name in one query, and finds nothing for junk ids', async () => {
@@ -233,7 +238,13 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.equal(application.createdAt, before.createdAt);
     assert.deepEqual(await service.findByClientId('grafana-0001'), application);
     assert.deepEqual(changes.slice(changesBefore), [
-      { clientId: 'grafana-0001', action: 'updated', actor: ACTOR, fields: changedFields },
+      {
+        clientId: 'grafana-0001',
+        name: application.name,
+        action: 'updated',
+        actor: ACTOR,
+        fields: changedFields,
+      },
     ]);
 
     const same = await service.update('grafana-0001', { name: 'Grafana 2' }, ACTOR);
@@ -260,7 +271,12 @@ describe(`application service (${testDatabaseKind})`, () => {
     const after = (await service.findByClientId('grafana-0001'))!;
     assert.equal(verifyClientSecret(after, second.clientSecret), true);
     assert.equal(verifyClientSecret(after, first.clientSecret), false);
-    assert.deepEqual(changes.at(-1), { clientId: 'grafana-0001', action: 'secret_rotated', actor: ACTOR });
+    assert.deepEqual(changes.at(-1), {
+      clientId: 'grafana-0001',
+      name: 'Grafana 2',
+      action: 'secret_rotated',
+      actor: ACTOR,
+    });
   });
 
   it('deactivates and activates, lists by activity and search, and isolates a failing listener', async () => {
@@ -273,7 +289,12 @@ describe(`application service (${testDatabaseKind})`, () => {
 
     const inactive = await service.deactivate('grafana-0001', ACTOR);
     assert.equal(inactive.active, false);
-    assert.deepEqual(changes.at(-1), { clientId: 'grafana-0001', action: 'deactivated', actor: ACTOR });
+    assert.deepEqual(changes.at(-1), {
+      clientId: 'grafana-0001',
+      name: 'Grafana 2',
+      action: 'deactivated',
+      actor: ACTOR,
+    });
     unsubscribe();
 
     const all = await service.list();
