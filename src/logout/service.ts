@@ -680,14 +680,14 @@ export function userRevokedHook(logout: Pick<LogoutService, 'enqueueLogoutForUse
   return async (
     trx: Transaction<Database>,
     revocation: { userId: number; clientIds: string[]; dryRun: boolean },
-  ): Promise<void> => {
-    if (revocation.clientIds.length === 0) return;
+  ): Promise<(() => void) | undefined> => {
+    if (revocation.clientIds.length === 0) return undefined;
     const list = await logout.enqueueLogoutForUser(trx, {
       userId: revocation.userId,
       reason: 'user_revoked',
       clientIds: revocation.clientIds,
     });
-    // The hook has no after-commit point; the revocation commits right after its hooks.
-    if (!revocation.dryRun) logout.published(list);
+    // `logout_required` (and waking the worker) only once the revocation and its jobs committed.
+    return () => logout.published(list);
   };
 }

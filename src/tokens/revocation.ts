@@ -116,10 +116,15 @@ export function publishRevocations(
  * commits. Section G (issue 7) registers here to queue the `user_revoked` back-channel logout jobs
  * for the applications in `clientIds`, so that the revocation and its jobs commit together.
  */
+/**
+ * Runs inside the revocation's transaction (its writes commit or roll back with it). It may return
+ * a callback, run only once the transaction committed (never for a dry run): notifications belong
+ * there, so that nobody is told of work that was rolled back.
+ */
 export type UserRevokedHook = (
   trx: Transaction<Database>,
   revocation: { userId: number; clientIds: string[]; reason: TokenRevocationReason; dryRun: boolean },
-) => Promise<void>;
+) => Promise<void | (() => void)>;
 
 export interface UserRevocationResult {
   userId: number;
@@ -187,17 +192,24 @@ export function createTokenRevocation(deps: {
       const user = await deps.directory.findUserByUsername(username);
       if (!user) throw new UnknownUserError(username);
       let revoked: RevokedToken[] = [];
+      const afterCommit: Array<() => void> = [];
       try {
         await deps.db.transaction().execute(async (trx) => {
           revoked = await revokeTokens(trx, { userId: user.id }, reason, now());
           const clientIds = [...new Set(revoked.map((token) => token.clientId).filter((id) => id !== null))];
-          for (const hook of hooks) await hook(trx, { userId: user.id, clientIds, reason, dryRun });
+          for (const hook of hooks) {
+            const committed = await hook(trx, { userId: user.id, clientIds, reason, dryRun });
+            if (committed) afterCommit.push(committed);
+          }
           if (dryRun) throw new DryRunRollback();
         });
       } catch (error) {
         if (!(error instanceof DryRunRollback)) throw error;
       }
-      if (!dryRun) publishRevocations(deps.audit, revoked, reason, note);
+      if (!dryRun) {
+        for (const committed of afterCommit) committed();
+        publishRevocations(deps.audit, revoked, reason, note);
+      }
       return { userId: user.id, username: user.username, revoked, dryRun };
     },
     onUserRevoked(hook) {

@@ -5,7 +5,7 @@ import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { FORMAT_MARKER, KyselyAdapter, storageId, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
 import { listTokens } from '../../src/tokens/listing.ts';
-import { revokeTokens } from '../../src/tokens/revocation.ts';
+import { createTokenRevocation, revokeTokens } from '../../src/tokens/revocation.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
@@ -139,5 +139,56 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       (await listTokens(handle.db, { userId: 10, includeExpired: true }, now + 120_000))[0]?.status,
       'expired',
     );
+  });
+
+  it('tells a revoke-user hook after commit only: never for a dry run or a rolled-back revocation', async () => {
+    const tokens = new KyselyAdapter('AccessToken', handle.db, Date.now);
+    const username = 'hook-pilot';
+    const user = await handle.db
+      .insertInto('app_user')
+      .values({
+        username,
+        email: '',
+        email_verified: 0,
+        active: 1,
+        superuser: 0,
+        oidc_access: 0,
+        created_at: now,
+        updated_at: now,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const issue = (jti: string) =>
+      tokens.upsert(jti, { jti, grantId: `g-${jti}`, accountId: String(user.id), clientId: 'c-hook' }, 60);
+    const revocation = createTokenRevocation({
+      db: handle.db,
+      directory: {
+        findUserByUsername: async (name) =>
+          name === username ? ({ id: user.id, username } as never) : undefined,
+      },
+      audit: { publish: () => undefined },
+    });
+    const told: string[] = [];
+    let failInside = false;
+    revocation.onUserRevoked(
+      async (_trx, { clientIds, dryRun }) =>
+        () =>
+          told.push(`${clientIds.join(',')}:${dryRun}`),
+    );
+    revocation.onUserRevoked(async () => {
+      if (failInside) throw new Error('queue unavailable');
+    });
+
+    await issue('hook-1');
+    await revocation.revokeUser(username, { dryRun: true });
+    assert.deepEqual(told, [], 'a dry run tells nobody');
+    failInside = true;
+    await assert.rejects(revocation.revokeUser(username), /queue unavailable/);
+    assert.deepEqual(told, [], 'a rolled-back revocation tells nobody');
+    assert.equal((await listTokens(handle.db, { userId: user.id }, Date.now()))[0]?.status, 'active');
+    failInside = false;
+    await revocation.revokeUser(username);
+    assert.deepEqual(told, ['c-hook:false'], 'told once, after the commit');
+    assert.equal((await listTokens(handle.db, { userId: user.id }, Date.now()))[0]?.status, 'revoked');
   });
 });
