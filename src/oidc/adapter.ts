@@ -174,22 +174,20 @@ export class KyselyAdapter implements Adapter {
     return this.#revive(row, id);
   }
 
-  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    const row = await this.#db
-      .selectFrom('oidc_payload')
-      .select(ROW_COLUMNS)
-      .where('model', '=', this.model)
-      .where('uid', '=', uid)
-      .executeTakeFirst();
-    return this.#revive(row);
+  findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    return this.#findByColumn('uid', uid);
   }
 
-  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+  findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    return this.#findByColumn('user_code', userCode);
+  }
+
+  async #findByColumn(column: 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
     const row = await this.#db
       .selectFrom('oidc_payload')
       .select(ROW_COLUMNS)
       .where('model', '=', this.model)
-      .where('user_code', '=', userCode)
+      .where(column, '=', value)
       .executeTakeFirst();
     return this.#revive(row);
   }
