@@ -18,20 +18,58 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * Everything a command takes from the process it runs in. `runCli` receives it, so that the same
+ * commands run in a test process with captured streams, an environment of their own and a stop
+ * request instead of a signal; nothing under src/cli/commands reads `process` itself.
+ */
 export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Password input: `--password-stdin` reads it; a terminal (`isTTY`) may be prompted. */
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  /** The environment the configuration is read from (`AA_OIDC_*`, `NODE_ENV`). */
+  env: NodeJS.ProcessEnv;
+  /** The folder that relative paths in the environment (`AA_OIDC_CONFIG`, data dir) start from. */
+  cwd: string;
+  /** Where log lines go: `serve` and `worker` log to stdout, administrative commands to stderr. */
+  logDestination(stream: 'stdout' | 'stderr'): pino.DestinationStream;
+  /** Resolves, with the signal's name, when a long-running command (`serve`, `worker`) should stop. */
+  stopRequested(): Promise<string>;
 }
 
-export const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+/** The real process: its streams, environment and folder; SIGINT or SIGTERM stops. */
+export function processIo(): CliIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+    // stdout is buffered (a busy server's access lines); stderr is written at once.
+    logDestination: (stream) =>
+      stream === 'stdout'
+        ? pino.destination({ dest: 1, sync: false })
+        : pino.destination({ dest: 2, sync: true }),
+    stopRequested: () =>
+      new Promise((resolve) => {
+        const stop = (signal: NodeJS.Signals) => {
+          process.off('SIGINT', stop);
+          process.off('SIGTERM', stop);
+          resolve(signal);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
+      }),
+  };
+}
 
 /**
  * The configuration every command reads (the same as `serve`). Administrative commands log at
  * `warn` unless a level is configured explicitly: their output is the answer, not progress lines.
  */
-export function cliConfig(options: { quiet?: boolean } = {}): Config {
-  const config = loadConfig();
+export function cliConfig(io: CliIo, options: { quiet?: boolean } = {}): Config {
+  const config = loadConfig({ env: io.env, cwd: io.cwd });
   if (options.quiet && config.origins['logging.level'] === undefined) {
     return { ...config, logging: { ...config.logging, level: 'warn' } };
   }
@@ -47,12 +85,12 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
  * refused, naming the command that fixes it. Log lines go to stderr so that stdout stays clean for
  * `--format json`. Domain errors become one-line CLI failures. Always closes the services.
  */
-export async function withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
-  const config = cliConfig({ quiet: true });
+export async function withServices<T>(io: CliIo, work: (services: Services) => Promise<T>): Promise<T> {
+  const config = cliConfig(io, { quiet: true });
   const services = await createServices(config, {
     migrate: false,
     ensureSigningKey: false,
-    logger: { destination: pino.destination({ dest: 2, sync: true }) },
+    logger: { destination: io.logDestination('stderr') },
   });
   try {
     const pending = await pendingMigrations(services.database.db, services.database.kind);
@@ -71,12 +109,12 @@ export async function withServices<T>(work: (services: Services) => Promise<T>):
 }
 
 /** Who the CLI acts as, recorded as the actor of each change (`cli:<os user>`). */
-export function cliActor(): string {
+export function cliActor(io: CliIo): string {
   let name: string | undefined;
   try {
     name = userInfo().username;
   } catch {
-    name = process.env.USER;
+    name = io.env.USER;
   }
   const clean = (name ?? '').replace(/[^A-Za-z0-9._@-]/g, '').slice(0, 100);
   return clean === '' ? 'cli' : `cli:${clean}`;

@@ -15,7 +15,7 @@ import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
 
-export function buildProgram(io: CliIo = processIo): Command {
+export function buildProgram(io: CliIo = processIo()): Command {
   const program = new Command('aa-oidc')
     .description('OpenID Connect provider for Alliance Auth style communities')
     .showHelpAfterError()
@@ -41,7 +41,7 @@ export function buildProgram(io: CliIo = processIo): Command {
 }
 
 /** Runs the CLI and returns the exit code: 0 on success, non-zero with a one-line reason otherwise. */
-export async function runCli(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const program = buildProgram(io);
   try {
     await program.parseAsync([...argv], { from: 'user' });

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createServices } from '../../src/services.ts';
 import {
   CHECK_IDS,
@@ -10,6 +8,7 @@ import {
   type CheckId,
   runChecks,
 } from '../../src/checks/checks.ts';
+import { cli, spawnCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
@@ -145,24 +144,7 @@ describe('system checks (section J)', () => {
   });
 });
 
-const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 const SECRET = 'a-test-secret-key-that-is-long-enough-0123456789';
-
-function cli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [RUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -229,7 +211,8 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   });
 
   it('serve refuses to start on an error, printing the findings', async () => {
-    const result = await cli(['serve'], production);
+    // A real process: its exit code is what a supervisor sees.
+    const result = await spawnCli(['serve'], production);
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /E006 error: /);
     assert.match(result.stderr, /refusing to start/);

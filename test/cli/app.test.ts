@@ -1,38 +1,21 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
 import type { ApplicationService } from '../../src/applications/types.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
-
-const run = promisify(execFile);
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe(`aa-oidc app (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let handle: DatabaseHandle;
   let service: ApplicationService;
 
-  async function cli(...args: string[]): Promise<CliResult> {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['src/cli/run.ts', ...args], {
-        env: testEnv(database),
-      });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      const failed = error as { code?: number; stdout?: string; stderr?: string };
-      return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-    }
+  function cli(...args: string[]): Promise<CliResult> {
+    return runCli(args, testEnv(database));
   }
 
   async function ok(...args: string[]): Promise<string> {

@@ -1,17 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { createDirectory } from '../../src/directory/service.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -23,25 +17,12 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
   });
   after(async () => database.drop());
 
-  /** Runs the CLI as an operator would: a separate process, stdin a pipe (never a terminal). */
-  function cli(args: string[], input = ''): Promise<CliResult> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['src/cli/run.ts', ...args], {
-        env: testEnv(database, { AA_OIDC_LOG_LEVEL: 'info' }),
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      child.on('error', reject);
-      child.on('close', (code) => {
-        harness.scanText(`stdout of aa-oidc ${args.join(' ')}`, stdout);
-        harness.scanText(`stderr of aa-oidc ${args.join(' ')}`, stderr);
-        resolve({ code, stdout, stderr });
-      });
-      child.stdin.end(input);
-    });
+  /** Runs the CLI as an operator would, stdin a pipe (never a terminal); scans its output for leaks. */
+  async function cli(args: string[], input = ''): Promise<CliResult> {
+    const result = await runCli(args, testEnv(database, { AA_OIDC_LOG_LEVEL: 'info' }), { stdin: input });
+    harness.scanText(`stdout of aa-oidc ${args.join(' ')}`, result.stdout);
+    harness.scanText(`stderr of aa-oidc ${args.join(' ')}`, result.stderr);
+    return result;
   }
 
   function assertFailsWithOneLine(result: CliResult, message: string | RegExp): void {
@@ -86,17 +67,17 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /^created user alice \(id \d+; state Member; groups Pilots; active\)\n$/);
 
-    const [json, csv, table, show, typo, noPassword, badPriority, tooShort, dryRun] = await Promise.all([
-      cli(['user', 'list', '--format', 'json']),
-      cli(['user', 'list', '--format', 'csv', '--state', 'Member']),
-      cli(['user', 'list', '--group', 'Pilots']),
-      cli(['user', 'show', 'alice', '--format', 'json']),
-      cli(['user', 'set-state', 'alice', 'Membr']),
-      cli(['user', 'create', 'bob']),
-      cli(['state', 'create', 'Blue', '--priority', 'high']),
-      cli(['user', 'set-password', 'alice', '--password-stdin'], 'short\n'),
-      cli(['user', 'deactivate', 'alice', '--dry-run']),
-    ]);
+    // One after the other: in one process, two SQLite connections writing at once would wait on
+    // each other's lock while holding the only thread.
+    const json = await cli(['user', 'list', '--format', 'json']);
+    const csv = await cli(['user', 'list', '--format', 'csv', '--state', 'Member']);
+    const table = await cli(['user', 'list', '--group', 'Pilots']);
+    const show = await cli(['user', 'show', 'alice', '--format', 'json']);
+    const typo = await cli(['user', 'set-state', 'alice', 'Membr']);
+    const noPassword = await cli(['user', 'create', 'bob']);
+    const badPriority = await cli(['state', 'create', 'Blue', '--priority', 'high']);
+    const tooShort = await cli(['user', 'set-password', 'alice', '--password-stdin'], 'short\n');
+    const dryRun = await cli(['user', 'deactivate', 'alice', '--dry-run']);
 
     assert.equal(json.code, 0, json.stderr);
     const users = JSON.parse(json.stdout) as Array<Record<string, unknown>>;

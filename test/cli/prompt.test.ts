@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';
-import { CliError, type CliIo } from '../../src/cli/context.ts';
+import { CliError } from '../../src/cli/context.ts';
 import { promptHidden, readNewPassword } from '../../src/cli/prompt.ts';
+import { captureIo } from '../helpers/cli.ts';
 
 /** A terminal as the prompt sees it: keystrokes in, raw mode recorded, everything shown captured. */
 function fakeTerminal(isTTY = true) {
@@ -10,12 +11,8 @@ function fakeTerminal(isTTY = true) {
   const rawModes: boolean[] = [];
   stdin.isTTY = isTTY;
   stdin.setRawMode = (mode) => void rawModes.push(mode);
-  let shown = '';
-  const stderr = new PassThrough();
-  stderr.setEncoding('utf8').on('data', (chunk: string) => (shown += chunk));
-  const stdout = new PassThrough();
-  const io: CliIo = { stdin, stdout, stderr };
-  return { io, stdin, rawModes, shown: () => shown };
+  const { io, stderr } = captureIo({}, { overrides: { stdin } });
+  return { io, stdin, rawModes, shown: stderr };
 }
 
 describe('password prompt', () => {

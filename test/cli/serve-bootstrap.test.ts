@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { createDirectory } from '../../src/directory/service.ts';
+import { startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
+/** `serve` from a cold start as a real process: bootstrap, then SIGTERM ends it with exit code 0. */
 describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
@@ -14,38 +15,23 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
   after(async () => database.drop());
 
   it('creates a superuser and prints its password once on stdout, never in a log line', async () => {
-    const child = spawn(process.execPath, ['src/cli/run.ts', 'serve'], {
-      env: testEnv(database, {
+    const serve = startCliProcess(
+      ['serve'],
+      testEnv(database, {
         AA_OIDC_PORT: '0',
         AA_OIDC_HOST: '127.0.0.1',
         AA_OIDC_METRICS_ENABLED: 'false',
         AA_OIDC_LOG_LEVEL: 'info',
       }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    );
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`serve printed no bootstrap login:\n${stdout}\n${stderr}`)),
-          30_000,
-        );
-        child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-          stdout += chunk;
-          if (/aa-oidc user set-password \S+\n/.test(stdout) && stdout.includes('"aa-oidc listening"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.on('close', () => reject(new Error(`serve exited early:\n${stdout}\n${stderr}`)));
-      });
+      await serve.waitForStdout(/"aa-oidc listening"/);
+      await serve.waitForStdout(/aa-oidc user set-password \S+\n/);
     } finally {
-      child.kill('SIGTERM');
+      serve.kill('SIGTERM');
     }
-    assert.equal(await exited, 0, stderr);
+    const { code, stdout, stderr } = await serve.ended;
+    assert.equal(code, 0, stderr);
 
     const match = /^ {2}one-time password: (\S+)$/m.exec(stdout);
     assert.ok(match, stdout);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -9,14 +8,9 @@ import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
 import { demoClientFilePath } from '../../src/demo/client-file.ts';
 import { createDirectory } from '../../src/directory/service.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 interface DemoJson {
   login_url: string;
@@ -40,18 +34,7 @@ interface DemoJson {
 }
 
 function cli(database: TestDatabase, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['src/cli/run.ts', ...args], {
-      env: testEnv(database, { AA_OIDC_LOG_LEVEL: 'info', ...env }),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, testEnv(database, { AA_OIDC_LOG_LEVEL: 'info', ...env }));
 }
 
 function demoJson(result: CliResult): DemoJson {

@@ -20,7 +20,7 @@ export function testConfig(database: TestDatabase, overrides: Record<string, unk
   });
 }
 
-/** The environment for spawning the CLI against a test database. */
+/** The environment for running the CLI (in-process or as a process) against a test database. */
 export function testEnv(database: TestDatabase, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [name, value] of Object.entries(process.env)) {

@@ -1,32 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { openDatabase } from '../../src/db/connect.ts';
 import { decryptPrivateJwk, deriveKeyEncryptionKey } from '../../src/keys/crypto.ts';
+import { cli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function aaOidc(database: TestDatabase, ...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['src/cli/run.ts', ...args],
-      { cwd: ROOT, env: testEnv(database) },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function aaOidc(database: TestDatabase, ...args: string[]): Promise<CliResult> {
+  return cli(args, testEnv(database));
 }
 
 interface KeyJson {

@@ -1,29 +1,18 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
-const run = promisify(execFile);
-
 /**
- * `aa-oidc app create|update --backchannel-logout-uri` as a spawned process: the CLI's write path
+ * `aa-oidc app create|update --backchannel-logout-uri`: the CLI's write path
  * runs the SSRF gate. Only IP literals here, which the gate judges without any name lookup.
  */
 describe(`aa-oidc app: back-channel URIs pass the SSRF gate (${testDatabaseKind})`, () => {
   let database: TestDatabase;
 
-  async function cli(extra: Record<string, string>, ...args: string[]) {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['src/cli/run.ts', ...args], {
-        env: testEnv(database, extra),
-      });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      const failed = error as { code?: number; stdout?: string; stderr?: string };
-      return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-    }
+  function cli(extra: Record<string, string>, ...args: string[]): Promise<CliResult> {
+    return runCli(args, testEnv(database, extra));
   }
 
   before(async () => {

@@ -1,15 +1,13 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createServices, type Services } from '../../src/services.ts';
+import { type CliProcess, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { eventually } from '../keys/helpers.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 
-const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 const JOBS = 12;
 
 /** Two worker processes on one queue: each job is claimed by one of them, and delivered once. */
@@ -17,7 +15,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
   let database: TestDatabase;
   let services: Services;
   let receiver: Receiver;
-  const children: ChildProcess[] = [];
+  const workers: CliProcess[] = [];
 
   before(async () => {
     database = await createTestDatabase();
@@ -27,7 +25,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
     });
   });
   after(async () => {
-    for (const child of children) child.kill('SIGKILL');
+    for (const worker of workers) worker.kill('SIGKILL');
     await services.close();
     await receiver.close();
     await database.drop();
@@ -63,10 +61,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
       await services.directory.deactivate({ id: profile.user.id });
     }
     const env = testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
-    for (let index = 0; index < 2; index += 1) {
-      const child = spawn(process.execPath, [RUN, 'worker'], { env, stdio: ['ignore', 'ignore', 'ignore'] });
-      children.push(child);
-    }
+    for (let index = 0; index < 2; index += 1) workers.push(startCliProcess(['worker'], env));
     const done = async () =>
       (await logoutJobs(services.database)).filter((job) => job.status === 'done').length;
     for (let waited = 0; (await done()) < JOBS; waited += 1) {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { type CliProcess, type RunningCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../keys/helpers.ts';
@@ -9,8 +8,6 @@ import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oid
 import { startReceiver, type Receiver } from './helpers.ts';
 import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs } from './jobs.ts';
-
-const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 
 /**
  * Durability (section G): jobs committed with the change survive a worker killed with SIGKILL in the
@@ -21,7 +18,8 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
   let server: TestServer;
   let hanging: Receiver;
   let healthy: Receiver;
-  let child: ChildProcess | undefined;
+  let worker: CliProcess | undefined;
+  let serve: RunningCli | undefined;
   let answerHanging = false;
   const held: Array<() => void> = [];
 
@@ -36,26 +34,22 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     healthy = await startReceiver((_request, response) => response.end());
   });
   after(async () => {
-    child?.kill('SIGKILL');
+    worker?.kill('SIGKILL');
+    await serve?.stop();
     for (const release of held) release();
     await hanging.close();
     await healthy.close();
     await server.close();
   });
 
-  function start(command: 'worker' | 'serve'): ChildProcess {
-    const env = testEnv(server.database, {
+  const env = () =>
+    testEnv(server.database, {
       AA_OIDC_ISSUER: server.issuer,
       AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
       AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: '1500',
       AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '1,1',
       AA_OIDC_PORT: '0',
     });
-    const spawned = spawn(process.execPath, [RUN, command], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    spawned.stderr!.on('data', () => undefined);
-    spawned.stdout!.on('data', () => undefined);
-    return spawned;
-  }
 
   const jobs = async (userId: number) =>
     (await logoutJobs(server.app.database, { userId })).sort((a, b) =>
@@ -80,9 +74,8 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     await server.app.directory.deactivate({ id: user.id });
     assert.equal((await jobs(user.id)).length, 2, 'both jobs committed with the deactivation');
 
-    child = start('worker');
-    const first = child;
-    const exited = new Promise((resolve) => first.once('exit', resolve));
+    // A real process, so that SIGKILL cuts it off mid-delivery.
+    worker = startCliProcess(['worker'], env());
     // Killed while the slow receiver holds its request open, once the fast one is recorded done.
     await eventually(() => hanging.requests.length === 1, 'the slow receiver got the first attempt', 20_000);
     const fastJob = async () => (await jobs(user.id)).find((job) => job.client_id === fast.clientId)!;
@@ -90,16 +83,16 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
       assert.ok(waited < 200, 'the fast delivery is recorded');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    first.kill('SIGKILL');
-    await exited;
+    worker.kill('SIGKILL');
+    await worker.ended;
     const slowJob = (await jobs(user.id)).find((job) => job.client_id === slow.clientId)!;
     assert.equal(slowJob.status, 'pending', 'the interrupted job is still pending');
     assert.equal(healthy.requests.length, 1);
 
     answerHanging = true;
     for (const release of held.splice(0)) release();
-    // The second process is `serve`, which runs the same worker in-process.
-    child = start('serve');
+    // The next worker is `serve`'s (it runs the same worker), started here in this process.
+    serve = startCli(['serve'], env());
     try {
       await eventually(
         () => hanging.requests.length === 2,
@@ -113,7 +106,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
       // Give the second worker time to (wrongly) repeat anything.
       await new Promise((resolve) => setTimeout(resolve, 1500));
     } finally {
-      child.kill('SIGKILL');
+      await serve.stop();
     }
     assert.equal(healthy.requests.length, 1, 'a delivery recorded as a success is never sent again');
     assert.equal(hanging.requests.length, 2);

@@ -1,16 +1,13 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { BCL_QUEUE, createPgBossTransport, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { createServices, type Services } from '../../src/services.ts';
+import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { logoutJobs, pgBossJobs } from './jobs.ts';
 import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
-
-const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 
 /**
  * On PostgreSQL the back-channel logout jobs travel through pg-boss (section G): sent in the
@@ -154,17 +151,7 @@ describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseK
   it('aa-oidc migrate installs pg-boss’s schema and queue on a fresh database', async () => {
     const fresh = await createTestDatabase();
     try {
-      const result = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [RUN, 'migrate'], {
-          env: testEnv(fresh),
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
+      const result = await cli(['migrate'], testEnv(fresh));
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /pg-boss/);
       const check = await createServices(testConfig(fresh), { migrate: false });

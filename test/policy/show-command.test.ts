@@ -1,30 +1,19 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { createServices, type Services } from '../../src/services.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
-const run = promisify(execFile);
-
-/** `aa-oidc policy show`, spawned as an operator runs it, against a real database. */
+/** `aa-oidc policy show` as an operator runs it, against a real database. */
 describe(`aa-oidc policy show (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let services: Services;
   let wiki: string;
   let inactive: string;
 
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['src/cli/run.ts', ...args], {
-        env: testEnv(database),
-      });
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      const failed = error as { code?: number; stdout?: string; stderr?: string };
-      return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-    }
+  function cli(...args: string[]): Promise<CliResult> {
+    return runCli(args, testEnv(database));
   }
 
   before(async () => {

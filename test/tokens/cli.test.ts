@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
@@ -19,8 +18,6 @@ import {
   verifyAccessToken,
 } from './helpers.ts';
 
-const run = promisify(execFile);
-
 describe(`aa-oidc tokens revoke-user / audit (${testDatabaseKind})`, () => {
   let harness: LeakHarness;
   let server: TestServer;
@@ -29,19 +26,11 @@ describe(`aa-oidc tokens revoke-user / audit (${testDatabaseKind})`, () => {
   let pilot: Pilot;
   let bystander: Pilot;
 
-  async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['src/cli/run.ts', ...args], {
-        env: testEnv(server.database),
-      });
-      harness.scanText(`aa-oidc ${args.join(' ')} stdout`, stdout);
-      harness.scanText(`aa-oidc ${args.join(' ')} stderr`, stderr);
-      return { code: 0, stdout, stderr };
-    } catch (error) {
-      const failed = error as { code?: number; stdout?: string; stderr?: string };
-      harness.scanText(`aa-oidc ${args.join(' ')} output`, `${failed.stdout ?? ''}${failed.stderr ?? ''}`);
-      return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-    }
+  async function cli(...args: string[]): Promise<CliResult> {
+    const result = await runCli(args, testEnv(server.database));
+    harness.scanText(`aa-oidc ${args.join(' ')} stdout`, result.stdout);
+    harness.scanText(`aa-oidc ${args.join(' ')} stderr`, result.stderr);
+    return result;
   }
 
   before(async () => {

@@ -17,8 +17,8 @@ function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
-function withApplications<T>(work: (service: ApplicationService) => Promise<T>): Promise<T> {
-  return withServices((services) => work(services.applications));
+function withApplications<T>(io: CliIo, work: (service: ApplicationService) => Promise<T>): Promise<T> {
+  return withServices(io, (services) => work(services.applications));
 }
 
 /** An application as every output shows it: never the secret, never its digest. */
@@ -343,8 +343,8 @@ export function registerApp(program: Command, io: CliIo): void {
     .addOption(formatOption())
     .addHelpText('after', CREATE_HELP)
     .action(async (options: CreateOptions) => {
-      const { application, clientSecret } = await withApplications((service) =>
-        service.create(createInput(options), cliActor(), { dryRun: options.dryRun === true }),
+      const { application, clientSecret } = await withApplications(io, (service) =>
+        service.create(createInput(options), cliActor(io), { dryRun: options.dryRun === true }),
       );
       io.stdout.write(renderCreated(application, clientSecret, options.format, options.dryRun === true));
     });
@@ -359,7 +359,9 @@ export function registerApp(program: Command, io: CliIo): void {
     .action(
       async (options: { active?: boolean; inactive?: boolean; search?: string; format: OutputFormat }) => {
         const active = options.active ? true : options.inactive ? false : undefined;
-        const rows = await withApplications((service) => service.list({ active, search: options.search }));
+        const rows = await withApplications(io, (service) =>
+          service.list({ active, search: options.search }),
+        );
         const columns = options.format === 'csv' ? ALL_COLUMNS : LIST_COLUMNS;
         io.stdout.write(renderRows(rows, columns, options.format, applicationJson));
       },
@@ -371,7 +373,7 @@ export function registerApp(program: Command, io: CliIo): void {
     .argument('<client_id>', 'the application')
     .addOption(formatOption())
     .action(async (clientId: string, options: { format: OutputFormat }) => {
-      const application = await withApplications(async (service) => {
+      const application = await withApplications(io, async (service) => {
         const found = await service.findByClientId(clientId);
         if (found === undefined) throw ApplicationError.notFound(clientId);
         return found;
@@ -420,10 +422,10 @@ export function registerApp(program: Command, io: CliIo): void {
     .addOption(dryRunOption())
     .addHelpText('after', UPDATE_HELP)
     .action(async (clientId: string, options: UpdateOptions) => {
-      const result = await withApplications(async (service) => {
+      const result = await withApplications(io, async (service) => {
         const current = await service.findByClientId(clientId);
         if (current === undefined) throw ApplicationError.notFound(clientId);
-        return service.update(clientId, updatePatch(current, options), cliActor(), {
+        return service.update(clientId, updatePatch(current, options), cliActor(io), {
           dryRun: options.dryRun === true,
         });
       });
@@ -444,8 +446,8 @@ export function registerApp(program: Command, io: CliIo): void {
     .addOption(dryRunOption())
     .addOption(formatOption())
     .action(async (clientId: string, options: { dryRun?: boolean; format: OutputFormat }) => {
-      const { clientSecret } = await withApplications((service) =>
-        service.rotateSecret(clientId, cliActor(), { dryRun: options.dryRun === true }),
+      const { clientSecret } = await withApplications(io, (service) =>
+        service.rotateSecret(clientId, cliActor(io), { dryRun: options.dryRun === true }),
       );
       io.stdout.write(renderRotated(clientId, clientSecret, options.format));
     });
@@ -465,12 +467,12 @@ export function registerApp(program: Command, io: CliIo): void {
       .addOption(dryRunOption())
       .action(async (clientId: string, options: { dryRun?: boolean }) => {
         const verb = active ? 'activated' : 'deactivated';
-        const message = await withApplications(async (service) => {
+        const message = await withApplications(io, async (service) => {
           const before = await service.findByClientId(clientId);
           if (before === undefined) throw ApplicationError.notFound(clientId);
           if (before.active === active) return `application ${clientId} is already ${verb}; nothing to do\n`;
           const dryRun = options.dryRun === true;
-          await (active ? service.activate : service.deactivate)(clientId, cliActor(), { dryRun });
+          await (active ? service.activate : service.deactivate)(clientId, cliActor(io), { dryRun });
           return dryRun
             ? `dry run, nothing written: application ${clientId} would be ${verb}\n`
             : `application ${clientId} ${verb}\n`;

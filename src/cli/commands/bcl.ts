@@ -32,7 +32,7 @@ export function registerBcl(program: Command, io: CliIo): void {
     .argument('<client_id...>', 'applications to test')
     .addOption(formatOption())
     .action(async (clientIds: string[], options: { format: OutputFormat }) => {
-      const results = await withServices((services) => services.logout.testDelivery(clientIds));
+      const results = await withServices(io, (services) => services.logout.testDelivery(clientIds));
       io.stdout.write(renderRows(results, COLUMNS, options.format, resultJson));
       const failed = results.filter((row) => row.outcome !== 'success');
       if (failed.length > 0)

@@ -9,7 +9,9 @@ export function registerCheck(program: Command, io: CliIo): void {
     .description('run the system checks (section J); exits non-zero when any finding is an error')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
-      const findings = await withServices((services) => systemChecks(services.config, services.applications));
+      const findings = await withServices(io, (services) =>
+        systemChecks(services.config, services.applications),
+      );
       io.stdout.write(
         options.format === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : formatFindings(findings),
       );

@@ -1,5 +1,4 @@
 import { type Command, Option } from 'commander';
-import pino from 'pino';
 import { ApplicationError } from '../../applications/errors.ts';
 import { DemoRefusedError, type DemoSeedResult, seedDemo } from '../../demo/seed.ts';
 import { DirectoryError } from '../../directory/errors.ts';
@@ -55,7 +54,7 @@ export function registerDemo(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', HELP)
     .action(async (options: DemoOptions) => {
-      const config = cliConfig({ quiet: true });
+      const config = cliConfig(io, { quiet: true });
       if (config.mode !== 'development')
         throw new CliError(
           'demo refuses production mode: it creates users with printed passwords and a demo application (use AA_OIDC_MODE=development)',
@@ -64,14 +63,14 @@ export function registerDemo(program: Command, io: CliIo): void {
       const services = await createServices(config, {
         // Development mode: the same database `serve` uses, migrated as `serve` would.
         migrate: true,
-        logger: { destination: pino.destination({ dest: 2, sync: true }) },
+        logger: { destination: io.logDestination('stderr') },
       });
       let result: DemoSeedResult;
       try {
         result = await seedDemo(services, {
           issuer,
           resetPasswords: options.resetPasswords === true,
-          actor: cliActor(),
+          actor: cliActor(io),
         });
       } catch (error) {
         if (

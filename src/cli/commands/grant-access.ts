@@ -28,7 +28,7 @@ export function registerGrantAccess(
     .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
       const oidcAccess = options.revoke !== true;
       const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) => grant(directory, name, oidcAccess, dryRun));
+      const result = await withDirectory(io, (directory) => grant(directory, name, oidcAccess, dryRun));
       const verb = oidcAccess ? 'granted to' : 'revoked from';
       const target = `${entity} ${result.name}`;
       if (!result.changed) {

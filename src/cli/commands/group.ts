@@ -30,8 +30,8 @@ export function registerGroup(program: Command, io: CliIo): void {
     .argument('<name>')
     .option('--oidc-access', 'grant the oidc_access permission to every member')
     .action(async (name: string, options: { oidcAccess?: boolean }) => {
-      const created = await withDirectory((directory) =>
-        directory.createGroup(name, options.oidcAccess === true, changeOptions()),
+      const created = await withDirectory(io, (directory) =>
+        directory.createGroup(name, options.oidcAccess === true, changeOptions(io)),
       );
       say(
         `created group ${created.name} (oidc_access ${created.oidc_access === 1 ? 'granted' : 'not granted'})`,
@@ -43,12 +43,12 @@ export function registerGroup(program: Command, io: CliIo): void {
     .description('list groups, by name')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const groups = await withDirectory((directory) => directory.listGroups());
+      const groups = await withDirectory(io, (directory) => directory.listGroups());
       io.stdout.write(renderRows(groups, GROUP_COLUMNS, options.format, groupJson));
     });
 
   registerGrantAccess(group, io, 'group', async (directory, name, oidcAccess, dryRun) => {
-    const result = await directory.grantGroupAccess(name, oidcAccess, changeOptions(dryRun));
+    const result = await directory.grantGroupAccess(name, oidcAccess, changeOptions(io, dryRun));
     return { changed: result.changed, name: result.group.name };
   });
 }

@@ -29,8 +29,8 @@ function keyJson(key: SigningKeySummary): Record<string, unknown> {
   };
 }
 
-function withKeyService<T>(work: (keys: KeyService) => Promise<T>): Promise<T> {
-  return withServices((services) => work(services.keys));
+function withKeyService<T>(io: CliIo, work: (keys: KeyService) => Promise<T>): Promise<T> {
+  return withServices(io, (services) => work(services.keys));
 }
 
 export function registerKeys(program: Command, io: CliIo): void {
@@ -43,7 +43,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .description('list every signing key (never private material)')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const rows = await withKeyService((service) => service.list());
+      const rows = await withKeyService(io, (service) => service.list());
       io.stdout.write(renderRows(rows, COLUMNS, options.format, keyJson));
     });
 
@@ -54,7 +54,9 @@ export function registerKeys(program: Command, io: CliIo): void {
     )
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (options: { dryRun?: boolean }) => {
-      const result = await withKeyService((service) => service.rotate({ dryRun: options.dryRun === true }));
+      const result = await withKeyService(io, (service) =>
+        service.rotate({ dryRun: options.dryRun === true }),
+      );
       const retiredUntil = isoTime(result.retiredPublishUntil);
       const lines = result.dryRun
         ? [
@@ -79,7 +81,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .argument('<kid>', 'the key id, as `keys list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (kid: string, options: { dryRun?: boolean }) => {
-      const result = await withKeyService((service) =>
+      const result = await withKeyService(io, (service) =>
         service.retire(kid, { dryRun: options.dryRun === true }),
       );
       const prefix = result.dryRun ? 'dry run, nothing changed; would retire' : 'retired';

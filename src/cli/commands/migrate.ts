@@ -10,7 +10,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
     .command('migrate')
     .description('apply every pending database migration (forward-only)')
     .action(async () => {
-      const config = cliConfig();
+      const config = cliConfig(io);
       const database = openDatabase(config.database);
       try {
         const applied = await migrateToLatest(database.db, database.kind);

@@ -68,7 +68,7 @@ export function registerPolicy(program: Command, io: CliIo): void {
     .requiredOption('--username <username>', 'the user')
     .addOption(formatOption())
     .action(async (clientId: string, options: { username: string; format: OutputFormat }) => {
-      const explanation = await withServices(async (services) => {
+      const explanation = await withServices(io, async (services) => {
         const app = await services.applications.findByClientId(clientId);
         if (!app) {
           throw new CliError(

@@ -12,8 +12,8 @@ export function registerServe(program: Command, io: CliIo): void {
     .command('serve')
     .description('run the OpenID Connect provider (migrations are applied automatically in development)')
     .action(async () => {
-      const config = cliConfig();
-      const app = await createApp(config);
+      const config = cliConfig(io);
+      const app = await createApp(config, { logger: { destination: io.logDestination('stdout') } });
       let metricsListener: MetricsListener | undefined;
       let address;
       let bootstrap: BootstrapLogin | null = null;
@@ -65,16 +65,8 @@ export function registerServe(program: Command, io: CliIo): void {
           '\n',
       );
       if (bootstrap) io.stdout.write(bootstrapNotice(bootstrap, config.issuer));
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals) => {
-          app.logger.info({ signal }, 'shutting down');
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      const signal = await io.stopRequested();
+      app.logger.info({ signal }, 'shutting down');
       await metricsListener?.close();
       await app.close();
     });

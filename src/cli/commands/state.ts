@@ -45,8 +45,8 @@ export function registerState(program: Command, io: CliIo): void {
     .option('--oidc-access', 'grant the oidc_access permission to everyone in this state')
     .action(async (name: string, options: { priority?: string; oidcAccess?: boolean }) => {
       const priority = parsePriority(options.priority);
-      const created = await withDirectory((directory) =>
-        directory.createState(name, priority, options.oidcAccess === true, changeOptions()),
+      const created = await withDirectory(io, (directory) =>
+        directory.createState(name, priority, options.oidcAccess === true, changeOptions(io)),
       );
       say(
         `created state ${created.name} (priority ${created.priority}; oidc_access ${created.oidc_access === 1 ? 'granted' : 'not granted'})`,
@@ -58,12 +58,12 @@ export function registerState(program: Command, io: CliIo): void {
     .description('list states, highest priority first')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const states = await withDirectory((directory) => directory.listStates());
+      const states = await withDirectory(io, (directory) => directory.listStates());
       io.stdout.write(renderRows(states, STATE_COLUMNS, options.format, stateJson));
     });
 
   registerGrantAccess(state, io, 'state', async (directory, name, oidcAccess, dryRun) => {
-    const result = await directory.grantStateAccess(name, oidcAccess, changeOptions(dryRun));
+    const result = await directory.grantStateAccess(name, oidcAccess, changeOptions(io, dryRun));
     return { changed: result.changed, name: result.state.name };
   });
 }

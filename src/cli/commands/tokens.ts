@@ -83,7 +83,7 @@ export function registerTokens(program: Command, io: CliIo): void {
     .action(
       async (options: { username: string; reason?: string; dryRun?: boolean; format: OutputFormat }) => {
         const reason: TokenRevocationReason = 'user_revoked';
-        const result = await withServices(async (services) => {
+        const result = await withServices(io, async (services) => {
           try {
             return await services.tokens.revokeUser(options.username, {
               reason,
@@ -138,7 +138,7 @@ export function registerTokens(program: Command, io: CliIo): void {
         includeExpired?: boolean;
         format: OutputFormat;
       }) => {
-        const rows = await withServices(async (services) => {
+        const rows = await withServices(io, async (services) => {
           let userId: number | undefined;
           if (options.username !== undefined) {
             const user = await services.directory.findUserByUsername(options.username);

@@ -7,13 +7,14 @@ import { readNewPassword } from '../prompt.ts';
 
 /** Runs `work` with the directory of the services `serve` uses (see `withServices`). */
 export function withDirectory<T>(
+  io: CliIo,
   work: (directory: DirectoryService, services: Services) => Promise<T>,
 ): Promise<T> {
-  return withServices((services) => work(services.directory, services));
+  return withServices(io, (services) => work(services.directory, services));
 }
 
-export function changeOptions(dryRun = false): ChangeOptions {
-  return { actor: cliActor(), dryRun };
+export function changeOptions(io: CliIo, dryRun = false): ChangeOptions {
+  return { actor: cliActor(io), dryRun };
 }
 
 function groupNames(profile: UserProfile): string[] {
@@ -122,7 +123,7 @@ export function registerUser(program: Command, io: CliIo): void {
         },
       ) => {
         const password = await readNewPassword(io, username, options.passwordStdin === true);
-        const profile = await withDirectory((directory) =>
+        const profile = await withDirectory(io, (directory) =>
           directory.createUser(
             {
               username,
@@ -132,7 +133,7 @@ export function registerUser(program: Command, io: CliIo): void {
               groups: options.group,
               superuser: options.superuser === true,
             },
-            changeOptions(),
+            changeOptions(io),
           ),
         );
         say(`created user ${profile.user.username} (id ${profile.user.id}; ${describe(profile)})`);
@@ -147,7 +148,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--search <text>', 'only users whose username or email contains this text')
     .addOption(formatOption())
     .action(async (options: { state?: string; group?: string; search?: string; format: OutputFormat }) => {
-      const users = await withDirectory((directory) =>
+      const users = await withDirectory(io, (directory) =>
         directory.listUsers({
           ...(options.state !== undefined && { state: options.state }),
           ...(options.group !== undefined && { group: options.group }),
@@ -163,7 +164,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .argument('<username>')
     .addOption(formatOption())
     .action(async (username: string, options: { format: OutputFormat }) => {
-      const profile = await withDirectory((directory) => directory.getUserProfile({ username }));
+      const profile = await withDirectory(io, (directory) => directory.getUserProfile({ username }));
       io.stdout.write(renderUserDetail(profile, options.format));
     });
 
@@ -175,10 +176,10 @@ export function registerUser(program: Command, io: CliIo): void {
     .action(async (username: string, options: { passwordStdin?: boolean }) => {
       // Fail on an unknown user before asking for a password.
       if (options.passwordStdin !== true)
-        await withDirectory((directory) => directory.getUserProfile({ username }));
+        await withDirectory(io, (directory) => directory.getUserProfile({ username }));
       const password = await readNewPassword(io, username, options.passwordStdin === true);
-      const result = await withDirectory((directory) =>
-        directory.setPassword({ username }, password, changeOptions()),
+      const result = await withDirectory(io, (directory) =>
+        directory.setPassword({ username }, password, changeOptions(io)),
       );
       say(`password of ${result.profile.user.username} changed`);
     });
@@ -191,8 +192,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.setState({ username }, state, changeOptions(dryRun)),
+      const result = await withDirectory(io, (directory) =>
+        directory.setState({ username }, state, changeOptions(io, dryRun)),
       );
       const name = result.profile.user.username;
       const stateName = result.profile.state?.name;
@@ -207,8 +208,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .argument('<username>')
     .argument('<group>')
     .action(async (username: string, group: string) => {
-      const result = await withDirectory((directory) =>
-        directory.addGroup({ username }, group, changeOptions()),
+      const result = await withDirectory(io, (directory) =>
+        directory.addGroup({ username }, group, changeOptions(io)),
       );
       const name = result.profile.user.username;
       say(
@@ -226,8 +227,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.removeGroup({ username }, group, changeOptions(dryRun)),
+      const result = await withDirectory(io, (directory) =>
+        directory.removeGroup({ username }, group, changeOptions(io, dryRun)),
       );
       const name = result.profile.user.username;
       if (!result.changed) say(`${name} is not in group ${group}; nothing changed`);
@@ -244,8 +245,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.deactivate({ username }, changeOptions(dryRun)),
+      const result = await withDirectory(io, (directory) =>
+        directory.deactivate({ username }, changeOptions(io, dryRun)),
       );
       const name = result.profile.user.username;
       if (!result.changed) say(`${name} is already inactive; nothing changed`);
@@ -258,7 +259,9 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('activate a deactivated user')
     .argument('<username>')
     .action(async (username: string) => {
-      const result = await withDirectory((directory) => directory.activate({ username }, changeOptions()));
+      const result = await withDirectory(io, (directory) =>
+        directory.activate({ username }, changeOptions(io)),
+      );
       const name = result.profile.user.username;
       say(result.changed ? `activated ${name}` : `${name} is already active; nothing changed`);
     });
@@ -270,8 +273,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
-      const result = await withDirectory((directory) =>
-        directory.deleteUser({ username }, changeOptions(dryRun)),
+      const result = await withDirectory(io, (directory) =>
+        directory.deleteUser({ username }, changeOptions(io, dryRun)),
       );
       const name = result.profile.user.username;
       say(

@@ -12,8 +12,8 @@ export function registerWorker(program: Command, io: CliIo): void {
     .command('worker')
     .description('deliver queued back-channel logouts (also done inside serve) until SIGTERM')
     .action(async () => {
-      const config = cliConfig();
-      const services = await createServices(config);
+      const config = cliConfig(io);
+      const services = await createServices(config, { logger: { destination: io.logDestination('stdout') } });
       const pending = await pendingMigrations(services.database.db, services.database.kind);
       if (pending.length > 0) {
         await services.close();
@@ -24,18 +24,10 @@ export function registerWorker(program: Command, io: CliIo): void {
       const worker = services.logout.startWorker();
       services.logger.info({ mode: config.mode }, 'aa-oidc back-channel logout worker started');
       io.stdout.write(`aa-oidc back-channel logout worker (${config.mode})\n`);
-      // The worker's timers do not keep the process alive; this does, until a signal.
+      // The worker's timers do not keep the process alive; this does, until a stop request.
       const keepAlive = setInterval(() => undefined, 1 << 30);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: NodeJS.Signals) => {
-          services.logger.info({ signal }, 'worker shutting down');
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
+      const signal = await io.stopRequested();
+      services.logger.info({ signal }, 'worker shutting down');
       clearInterval(keepAlive);
       await worker.stop();
       await services.close();

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
+import { createDirectory } from '../../src/directory/service.ts';
+import { cli, spawnCli, startCliProcess } from '../helpers/cli.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/**
+ * What only a real `aa-oidc` process shows; every other CLI test runs the commands in-process.
+ * (`serve` from a cold start and SIGTERM: test/cli/serve-bootstrap.test.ts; SIGKILL mid-delivery:
+ * test/logout/durability.test.ts; a refused `serve` exiting non-zero: test/checks/checks.test.ts.)
+ */
+describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => database.drop());
+
+  it('exits with code 2 and a one-line reason on a configuration error', async () => {
+    const result = await spawnCli(['keys', 'list'], testEnv(database, { AA_OIDC_NO_SUCH_SETTING: '1' }));
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, '');
+    assert.match(
+      result.stderr,
+      /^aa-oidc: configuration error: unknown environment variable AA_OIDC_NO_SUCH_SETTING; valid names: .*\n$/,
+    );
+  });
+
+  it('ends quietly with code 0 when its output pipe closes early (`aa-oidc … | head`)', async () => {
+    const running = startCliProcess(['--help'], testEnv(database));
+    // The reader goes away before the process has written anything.
+    running.child.stdout!.destroy();
+    const result = await running.ended;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr, '');
+  });
+
+  it('reads --password-stdin from its standard input pipe', async () => {
+    assert.equal((await cli(['migrate'], testEnv(database))).code, 0);
+    const password = 'piped in, never on argv';
+    const created = await spawnCli(['user', 'create', 'carol', '--password-stdin'], testEnv(database), {
+      stdin: `${password}\n`,
+    });
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^created user carol /);
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      assert.equal((await createDirectory(handle.db).verifyPassword('carol', password)).outcome, 'valid');
+    } finally {
+      await handle.close();
+    }
+  });
+});
