@@ -259,6 +259,12 @@ function resolveConfig(
     throw new ConfigError(`AA_OIDC_ISSUER: production mode requires an https:// issuer (got "${issuer}")`);
   }
 
+  if (mode === 'production' && parsed.branding.logoUrl?.startsWith('http://')) {
+    throw new ConfigError(
+      `AA_OIDC_BRANDING_LOGO_URL: production mode requires an https:// logo (got "${parsed.branding.logoUrl}")`,
+    );
+  }
+
   let secretKey = parsed.secretKey;
   if (secretKey === undefined) {
     if (mode === 'production') {

@@ -183,6 +183,27 @@ export const configSchema = z
         connectTimeoutMs: 5000,
         requestTimeoutMs: 10_000,
       }),
+    branding: z
+      .object({
+        /** The community's name: every page's header and title, and the logout question. */
+        name: z
+          .string()
+          .trim()
+          .min(1, 'must not be empty')
+          .max(80, 'at most 80 characters')
+          .default('aa-oidc'),
+        /** A logo shown beside the name on every page (https in production). */
+        logoUrl: httpUrl.optional(),
+        /** Buttons, links and focus rings; the text on it is black or white, whichever reads better. */
+        accentColor: z
+          .string()
+          .regex(/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/, 'expected a colour like #2459d4 or #25d')
+          .default('#2459d4'),
+        /** "Help" link on every page (http, https or mailto). */
+        supportUrl: z.url({ protocol: /^(?:https?|mailto)$/, normalize: false }).optional(),
+      })
+      .strict()
+      .default({ name: 'aa-oidc', accentColor: '#2459d4' }),
   })
   .strict();
 

@@ -15,6 +15,7 @@ import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup
 import { createFindAccount, type ProfileSource } from './find-account.ts';
 import { introspectionAllowedPolicy } from './introspection-policy.ts';
 import { renderError } from './render-error.ts';
+import { brandingFrom } from '../http/pages/branding.ts';
 import { logoutSource, postLogoutSuccessSource } from './logout-pages.ts';
 import { PROVIDER_ROUTES } from './routes.ts';
 import { createBearerSaveGuard } from './save-bearer.ts';
@@ -83,6 +84,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   const policy = interactionPolicy.base();
   policy.add(accessPrompt(accessPolicy), 1);
   const tokens = config.tokens;
+  const branding = brandingFrom(config);
 
   return {
     adapter: (name: string) =>
@@ -192,7 +194,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       return client.redirectUris?.some((uri) => URL.parse(uri)?.origin === origin) ?? false;
     },
 
-    renderError,
+    renderError: renderError(branding),
 
     features: {
       devInteractions: { enabled: false },
@@ -227,8 +229,8 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       },
       rpInitiatedLogout: {
         enabled: config.logout.rpInitiated,
-        logoutSource,
-        postLogoutSuccessSource,
+        logoutSource: logoutSource(branding),
+        postLogoutSuccessSource: postLogoutSuccessSource(branding),
       },
       // Advertised (backchannel_logout_supported); delivery is section G's durable queue, so no
       // client handed to the provider carries a backchannel_logout_uri (see clients.ts).

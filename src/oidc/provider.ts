@@ -6,6 +6,7 @@ import type { Database } from '../db/schema.ts';
 import type { DirectoryService } from '../directory/types.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
+import { brandingFrom } from '../http/pages/branding.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { endSessionLogout, includeSessionIdInIdTokens } from '../logout/rp-initiated.ts';
 import type { LogoutService } from '../logout/service.ts';
@@ -131,6 +132,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   });
 
   const throttle = createLoginThrottle(db, config.login);
+  const branding = brandingFrom(config);
   const current = () => provider;
   const interactions = interactionRoutes({
     config,
@@ -140,8 +142,9 @@ export function createOidc(deps: OidcDependencies): Oidc {
     directory: deps.directory,
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
+    branding,
   });
-  const mounted = mountProvider(issuerPath(config.issuer), current);
+  const mounted = mountProvider(issuerPath(config.issuer), current, branding);
   const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));
 
   const purge = async () => {

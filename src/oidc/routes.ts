@@ -1,6 +1,8 @@
 import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
+import type { Branding } from '../http/pages/branding.ts';
 import { errorPage } from '../http/pages/error.ts';
+import { pageContext } from '../http/pages/layout.ts';
 
 /**
  * The provider's routes, relative to the issuer path (`/o`): the Python plugin's paths, so that
@@ -60,7 +62,11 @@ function notFound(ctx: Koa.Context): void {
  * - browser-facing endpoints refuse framing; userinfo is never cached.
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
  */
-export function mountProvider(issuerPath: string, current: () => Provider): Koa.Middleware {
+export function mountProvider(
+  issuerPath: string,
+  current: () => Provider,
+  branding: Branding,
+): Koa.Middleware {
   const composed = new WeakMap<Provider, (ctx: Koa.Context, next: () => Promise<void>) => Promise<void>>();
   const runnerFor = (provider: Provider) => {
     let runner = composed.get(provider);
@@ -96,7 +102,7 @@ export function mountProvider(issuerPath: string, current: () => Provider): Koa.
       ctx.set('Pragma', 'no-cache');
     }
     if (key === '/authorize' || key === '/logout') {
-      const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize');
+      const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize', branding);
       if (!handled) return;
     }
 
@@ -123,7 +129,11 @@ export function mountProvider(issuerPath: string, current: () => Provider): Koa.
  * SameSite=None session cookies, and section B wants Lax. False when the request was answered here
  * (an unreadable body).
  */
-async function normaliseFrontChannelRequest(ctx: Koa.Context, authorization: boolean): Promise<boolean> {
+async function normaliseFrontChannelRequest(
+  ctx: Koa.Context,
+  authorization: boolean,
+  branding: Branding,
+): Promise<boolean> {
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
     const params = new URLSearchParams(ctx.querystring);
     if (authorization && dropMalformedMaxAge(params)) ctx.querystring = params.toString();
@@ -136,11 +146,10 @@ async function normaliseFrontChannelRequest(ctx: Koa.Context, authorization: boo
   } catch {
     ctx.status = 400;
     ctx.type = 'html';
-    ctx.body = errorPage({
-      error: 'invalid_request',
-      description: 'the request body could not be read',
-      status: 400,
-    });
+    ctx.body = errorPage(
+      { error: 'invalid_request', description: 'the request body could not be read', status: 400 },
+      pageContext(branding, ctx),
+    );
     return false;
   }
   const params = new URLSearchParams(body);

@@ -1,9 +1,11 @@
-import { html, page } from './layout.ts';
+import { html, page, type PageContext } from './layout.ts';
 
 export interface ConsentPageInput {
   action: string;
   csrfToken: string;
   clientName: string;
+  /** The application's logo (`--logo-url`), shown beside its name. */
+  logoUrl?: string | null;
   username: string;
   /** Scopes to grant, with a human description each. */
   scopes: Array<{ name: string; description: string }>;
@@ -11,10 +13,11 @@ export interface ConsentPageInput {
   claims: string[];
 }
 
-export function consentPage(input: ConsentPageInput): string {
+export function consentPage(input: ConsentPageInput, context: PageContext): string {
   return page(
     'Allow access',
-    html`<h1>Allow access?</h1>
+    html`${input.logoUrl ? html`<img class="logo" src="${input.logoUrl}" alt="${input.clientName} logo" />` : ''}
+      <h1>Allow access?</h1>
       <p><strong>${input.clientName}</strong> asks to use your account <strong>${input.username}</strong>.</p>
       ${
         input.scopes.length > 0
@@ -39,5 +42,6 @@ export function consentPage(input: ConsentPageInput): string {
           <button type="submit" name="decision" value="deny" class="secondary">Deny</button>
         </div>
       </form>`,
+    { branding: context.branding },
   );
 }

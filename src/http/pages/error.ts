@@ -1,16 +1,20 @@
-import { html, page } from './layout.ts';
+import { html, page, type PageContext } from './layout.ts';
 
 /**
  * An OAuth error that cannot be redirected back to the client (unknown client, unregistered
  * redirect_uri, …). Shows the error code and the provider's description, never internals: server
  * errors arrive here already reduced to `server_error`.
  */
-export function errorPage(input: { error: string; description?: string; status: number }): string {
+export function errorPage(
+  input: { error: string; description?: string; status: number },
+  context: PageContext,
+): string {
   return page(
     'Sign-in error',
     html`<h1>Something went wrong</h1>
       <p class="alert" role="alert">The request could not be completed (${input.error}).</p>
       ${input.description ? html`<p>${input.description}</p>` : ''}
       <p>Go back to the application and try again. If this keeps happening, tell its administrator.</p>`,
+    { branding: context.branding, ...(context.requestId && { requestId: context.requestId }) },
   );
 }

@@ -1,3 +1,5 @@
+import type { Branding } from './branding.ts';
+
 /**
  * Server-rendered pages (login, consent, denied, logout, errors): plain HTML, no script, one inline
  * style sheet. Every interpolated value goes through `escapeHtml`.
@@ -36,41 +38,143 @@ function render(value: unknown): string {
   return escapeHtml(value);
 }
 
+/**
+ * The one style sheet of the provider's pages (sign-in, consent, logout, errors, landing, account,
+ * admin). Colours from the branding arrive as custom properties; everything reflows down to 390 px.
+ */
 const STYLE = `
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
-main{max-width:26rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}
+:root{--accent:#2459d4;--accent-text:#fff;--link:#1f4fbf}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330;line-height:1.45}
+.skip{position:absolute;left:-999px;top:0;background:#fff;padding:.5rem;z-index:1}
+.skip:focus{left:.5rem}
+header.site{background:#fff;border-top:4px solid var(--accent);box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.brand{max-width:64rem;margin:0 auto;padding:.6rem 1rem;display:flex;flex-wrap:wrap;align-items:center;justify-content:space-between;gap:.5rem}
+.brand>a{display:flex;align-items:center;gap:.6rem;color:inherit;text-decoration:none;font-weight:700;font-size:1.1rem}
+.brand img{height:2rem;width:auto;max-width:8rem}
+.brand nav ul{display:flex;flex-wrap:wrap;gap:.25rem 1rem;list-style:none;margin:0;padding:0}
+main{max-width:26rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}
+main.wide{max-width:64rem}
 h1{font-size:1.4rem;margin-top:0}
+h2{font-size:1.15rem;margin-top:1.75rem}
+h3{font-size:1rem}
+a{color:var(--link)}
 label{display:block;margin:.75rem 0 .25rem;font-weight:600}
-input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.55rem;font-size:1rem;border:1px solid #8a94a6;border-radius:.25rem}
-button{margin-top:1rem;padding:.6rem 1.1rem;font-size:1rem;border-radius:.25rem;border:1px solid #1f4fbf;background:#2459d4;color:#fff;cursor:pointer}
-button.secondary{background:#fff;color:#1f4fbf}
-button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}
+label.inline{display:inline-flex;gap:.4rem;align-items:center;font-weight:400;margin:.25rem 1rem .25rem 0}
+input[type=text],input[type=password],input[type=url],input[type=number],input[type=search],input[type=datetime-local],select,textarea{width:100%;padding:.55rem;font-size:1rem;border:1px solid #6b7588;border-radius:.25rem;background:#fff;color:inherit;font-family:inherit}
+textarea{min-height:5rem}
+button,.button{display:inline-block;margin-top:1rem;padding:.6rem 1.1rem;font-size:1rem;border-radius:.25rem;border:1px solid var(--accent);background:var(--accent);color:var(--accent-text);cursor:pointer;text-decoration:none;font-family:inherit}
+button.secondary,.button.secondary{background:#fff;color:var(--link);border-color:currentColor}
+button.danger{background:#b3261e;border-color:#b3261e;color:#fff}
+button.link{background:none;border:none;color:var(--link);text-decoration:underline;padding:0;margin:0}
+:focus-visible{outline:3px solid var(--link);outline-offset:2px}
 .alert{padding:.75rem;border-radius:.25rem;background:#fdecea;color:#7a1a12;border:1px solid #e0a39c}
-.actions{display:flex;gap:.75rem;flex-wrap:wrap}
+.ok{padding:.75rem;border-radius:.25rem;background:#e8f5ec;color:#174d2a;border:1px solid #9ccfae}
+.warn{padding:.75rem;border-radius:.25rem;background:#fff6e0;color:#5c4400;border:1px solid #e5c46b}
+.note,.hint{color:#4a5468;font-size:.9rem}
+.field-error{color:#7a1a12;font-size:.9rem;margin:.25rem 0 0}
+.actions{display:flex;gap:.75rem;flex-wrap:wrap;align-items:center}
+.inline-form{display:inline}
 ul{padding-left:1.25rem}
+.table-wrap{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:.92rem}
+th,td{text-align:left;vertical-align:top;padding:.4rem .5rem;border-bottom:1px solid #e1e4ea}
+th{white-space:nowrap;font-weight:600}
+caption{text-align:left;font-weight:600;padding:.25rem 0}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88rem;word-break:break-all}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:1rem}
+.card{border:1px solid #e1e4ea;border-radius:.4rem;padding:.75rem 1rem}
+.card h2,.card h3{margin:.1rem 0 .5rem}
+.big{font-size:1.6rem;font-weight:700}
+.badge{display:inline-block;padding:.05rem .45rem;border-radius:1rem;font-size:.8rem;border:1px solid #6b7588}
+.logo{width:4rem;height:4rem;object-fit:contain;float:right;margin:0 0 .5rem .75rem}
+.portrait{width:4rem;height:4rem;border-radius:.25rem;float:left;margin:0 .75rem .5rem 0}
+.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end}
+.filters label{margin:.25rem 0}
+.filters>div{min-width:9rem;flex:1}
+.pager{display:flex;gap:1rem;margin-top:1rem}
+.secret{font-size:1rem;padding:.6rem;border:1px dashed #6b7588;background:#f7f8fa}
+.qr svg{width:13rem;height:13rem;background:#fff}
+.codes{columns:2;font-family:ui-monospace,monospace}
+footer.site{max-width:64rem;margin:1rem auto 2rem;padding:0 1rem;color:#4a5468;font-size:.875rem;text-align:center}
+@media (max-width:30rem){main{margin:0;border-radius:0;box-shadow:none;padding:1rem}h1{font-size:1.25rem}}
 `;
+
+/** What every provider page is rendered with: the community's look and the request it answers. */
+export interface PageContext {
+  branding: Branding;
+  requestId?: string;
+}
+
+/** The page context of a request: the branding, and the request id its error pages show. */
+export function pageContext(branding: Branding, request?: { state?: unknown }): PageContext {
+  const requestId = (request?.state as { requestId?: unknown } | undefined)?.requestId;
+  return typeof requestId === 'string' ? { branding, requestId } : { branding };
+}
 
 export interface PageOptions {
   lang?: string;
   /** A stylesheet used instead of the provider pages' own (the demo relying party has its own look). */
   style?: string;
+  /** The community's look: header, title suffix, colours, help link. Absent for the demo's pages. */
+  branding?: Branding;
+  /** Shown in the footer of error pages, for support. */
+  requestId?: string;
+  /** The admin and account pages use the full width. */
+  wide?: boolean;
+  /** Links in the header (account and admin pages). */
+  nav?: Html;
+}
+
+function brandingStyle(branding: Branding): string {
+  return `:root{--accent:${branding.accentColor};--accent-text:${branding.accentTextColor};--link:${branding.linkColor}}`;
 }
 
 export function page(title: string, body: Html, options: PageOptions = {}): string {
-  const { lang = 'en', style = STYLE } = options;
+  const { lang = 'en', style = STYLE, branding } = options;
+  const fullTitle = branding ? `${title} · ${branding.name}` : title;
+  const header = branding
+    ? html`<a class="skip" href="#content">Skip to content</a>
+        <header class="site">
+          <div class="brand">
+            <a href="/"
+              >${branding.logoUrl ? html`<img src="${branding.logoUrl}" alt="" />` : ''}<span
+                >${branding.name}</span
+              ></a
+            >
+            ${options.nav ?? ''}
+          </div>
+        </header>`
+    : html``;
+  const footer =
+    branding && (branding.supportUrl || options.requestId)
+      ? html`<footer class="site">
+          ${branding.supportUrl ? html`<p><a href="${branding.supportUrl}">Help and support</a></p>` : ''}
+          ${
+            options.requestId
+              ? html`<p>
+                  Request id <code id="request-id">${options.requestId}</code> (quote it when you ask for
+                  help)
+                </p>`
+              : ''
+          }
+        </footer>`
+      : html``;
   return `<!DOCTYPE html>
 <html lang="${escapeHtml(lang)}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="no-referrer">
-<title>${escapeHtml(title)}</title>
-<style>${style}</style>
+<title>${escapeHtml(fullTitle)}</title>
+<style>${style}${branding ? brandingStyle(branding) : ''}</style>
 </head>
 <body>
-<main>
+${header.html}
+<main id="content"${options.wide ? ' class="wide"' : ''}>
 ${body.html}
 </main>
+${footer.html}
 </body>
 </html>
 `;

@@ -1,4 +1,4 @@
-import { html, page } from './layout.ts';
+import { html, page, type PageContext } from './layout.ts';
 
 export interface LoginPageInput {
   action: string;
@@ -10,7 +10,7 @@ export interface LoginPageInput {
   error?: string;
 }
 
-export function loginPage(input: LoginPageInput): string {
+export function loginPage(input: LoginPageInput, context: PageContext): string {
   return page(
     'Sign in',
     html`<h1>Sign in</h1>
@@ -42,5 +42,6 @@ export function loginPage(input: LoginPageInput): string {
         />
         <button type="submit">Sign in</button>
       </form>`,
+    { branding: context.branding },
   );
 }

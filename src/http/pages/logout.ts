@@ -1,18 +1,17 @@
-import { html, page } from './layout.ts';
+import { html, page, type PageContext } from './layout.ts';
 
 /** The RP-initiated logout confirmation; `providerForm` is the provider's form (action + xsrf field). */
-export function logoutConfirmPage(input: {
-  providerForm: string;
-  host: string;
-  clientName?: string;
-}): string {
+export function logoutConfirmPage(
+  input: { providerForm: string; clientName?: string },
+  context: PageContext,
+): string {
   const trustedForm = { html: input.providerForm };
   return page(
     'Sign out',
     html`<h1>Sign out?</h1>
       <p>
         Do you want to sign out of
-        <strong>${input.host}</strong
+        <strong>${context.branding.name}</strong
         >${input.clientName ? html` and leave <strong>${input.clientName}</strong>` : ''}?
       </p>
       ${trustedForm}
@@ -22,15 +21,18 @@ export function logoutConfirmPage(input: {
         </button>
         <button type="submit" form="op.logoutForm" class="secondary">No, stay signed in</button>
       </div>`,
+    { branding: context.branding },
   );
 }
 
-export function logoutSuccessPage(input: { clientName?: string }): string {
+export function logoutSuccessPage(input: { clientName?: string }, context: PageContext): string {
   return page(
     'Signed out',
     html`<h1>Signed out</h1>
       <p>
         You have been signed out${input.clientName ? html` of <strong>${input.clientName}</strong>` : ''}.
-      </p>`,
+      </p>
+      <p><a href="/">${context.branding.name}</a></p>`,
+    { branding: context.branding },
   );
 }

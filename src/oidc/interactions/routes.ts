@@ -9,6 +9,8 @@ import { consentPage } from '../../http/pages/consent.ts';
 import { deniedPage } from '../../http/pages/denied.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import { loginPage } from '../../http/pages/login.ts';
+import type { Branding } from '../../http/pages/branding.ts';
+import { pageContext } from '../../http/pages/layout.ts';
 import { ACCESS_PROMPT } from '../check-access.ts';
 import type { ApplicationLookup } from '../clients.ts';
 import { interactionPath } from '../configuration.ts';
@@ -26,6 +28,7 @@ export interface InteractionDependencies {
   directory: Pick<DirectoryService, 'verifyPassword' | 'recordLogin' | 'findUserById'>;
   throttle: LoginThrottle;
   csrf: CsrfOptions;
+  branding: Branding;
 }
 
 /** Said for any failed login, whatever failed: it never tells whether the username exists. */
@@ -72,6 +75,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     } catch {
       return renderStatus(
         ctx,
+        deps,
         400,
         'invalid_request',
         'This sign-in request has expired. Start again from the application.',
@@ -80,6 +84,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     if (interaction.uid !== uid) {
       return renderStatus(
         ctx,
+        deps,
         400,
         'invalid_request',
         'This sign-in request does not match your browser session.',
@@ -88,7 +93,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     const clientId = String(interaction.params.client_id ?? '');
     const app = await deps.applications.findByClientId(clientId);
     if (!app || !app.active) {
-      return renderStatus(ctx, 400, 'invalid_client', 'The application is not available.');
+      return renderStatus(ctx, deps, 400, 'invalid_client', 'The application is not available.');
     }
     const path = interactionPath(deps.config.issuer, uid);
 
@@ -96,16 +101,22 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       if (route === 'GET ') return await show(ctx, deps, provider, interaction, app, path);
       const form = await readForm(ctx);
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
-        return renderStatus(ctx, 403, 'invalid_request', 'The form has expired. Go back and try again.');
+        return renderStatus(
+          ctx,
+          deps,
+          403,
+          'invalid_request',
+          'The form has expired. Go back and try again.',
+        );
       }
       if (route === 'POST login') return await submitLogin(ctx, deps, provider, interaction, app, path, form);
-      return await submitConsent(ctx, provider, interaction, form);
+      return await submitConsent(ctx, deps, provider, interaction, form);
     } catch (error) {
       requestLog(ctx, deps.logger).error(
         { err: { name: (error as Error).name, message: (error as Error).message }, clientId },
         'interaction failed',
       );
-      return renderStatus(ctx, 500, 'server_error', undefined);
+      return renderStatus(ctx, deps, 500, 'server_error', undefined);
     }
   };
 }
@@ -121,18 +132,21 @@ async function show(
   switch (interaction.prompt.name) {
     case 'login':
       ctx.type = 'html';
-      ctx.body = loginPage({
-        action: `${path}/login`,
-        csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
-        clientName: app.name,
-        username:
-          typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
-      });
+      ctx.body = loginPage(
+        {
+          action: `${path}/login`,
+          csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+          clientName: app.name,
+          username:
+            typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
+        },
+        pageContext(deps.branding, ctx),
+      );
       return;
     case ACCESS_PROMPT:
       ctx.status = 403;
       ctx.type = 'html';
-      ctx.body = deniedPage();
+      ctx.body = deniedPage(pageContext(deps.branding, ctx));
       return;
     case 'consent': {
       const requested = String(interaction.params.prompt ?? '').split(' ');
@@ -146,21 +160,25 @@ async function show(
       const accountId = interaction.session?.accountId;
       const user = accountId ? await deps.directory.findUserById(Number(accountId)) : undefined;
       ctx.type = 'html';
-      ctx.body = consentPage({
-        action: `${path}/consent`,
-        csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
-        clientName: app.name,
-        username: user?.username ?? '',
-        scopes: (details.missingOIDCScope ?? []).map((name) => ({
-          name,
-          description: SCOPE_DESCRIPTIONS[name] ?? name,
-        })),
-        claims: details.missingOIDCClaims ?? [],
-      });
+      ctx.body = consentPage(
+        {
+          action: `${path}/consent`,
+          csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+          clientName: app.name,
+          logoUrl: app.logoUrl,
+          username: user?.username ?? '',
+          scopes: (details.missingOIDCScope ?? []).map((name) => ({
+            name,
+            description: SCOPE_DESCRIPTIONS[name] ?? name,
+          })),
+          claims: details.missingOIDCClaims ?? [],
+        },
+        pageContext(deps.branding, ctx),
+      );
       return;
     }
     default:
-      return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is not supported.');
+      return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is not supported.');
   }
 }
 
@@ -174,20 +192,23 @@ async function submitLogin(
   form: URLSearchParams,
 ): Promise<void> {
   if (interaction.prompt.name !== 'login') {
-    return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is already complete.');
+    return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
   const username = (form.get('username') ?? '').trim().slice(0, 150);
   const password = (form.get('password') ?? '').slice(0, 1024);
   const again = (status: number, error: string) => {
     ctx.status = status;
     ctx.type = 'html';
-    ctx.body = loginPage({
-      action: `${path}/login`,
-      csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
-      clientName: app.name,
-      username,
-      error,
-    });
+    ctx.body = loginPage(
+      {
+        action: `${path}/login`,
+        csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+        clientName: app.name,
+        username,
+        error,
+      },
+      pageContext(deps.branding, ctx),
+    );
   };
   // No username holds a control character; PostgreSQL would refuse a NUL byte in the throttle query.
   // eslint-disable-next-line no-control-regex
@@ -211,12 +232,13 @@ async function submitLogin(
 
 async function submitConsent(
   ctx: Koa.Context,
+  deps: InteractionDependencies,
   provider: Provider,
   interaction: Interaction,
   form: URLSearchParams,
 ): Promise<void> {
   if (interaction.prompt.name !== 'consent') {
-    return renderStatus(ctx, 400, 'invalid_request', 'This sign-in step is already complete.');
+    return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
   if (form.get('decision') !== 'allow') {
     return finish(ctx, provider, {
@@ -264,11 +286,12 @@ async function readForm(ctx: Koa.Context): Promise<URLSearchParams | undefined> 
 
 function renderStatus(
   ctx: Koa.Context,
+  deps: Pick<InteractionDependencies, 'branding'>,
   status: number,
   error: string,
   description: string | undefined,
 ): void {
   ctx.status = status;
   ctx.type = 'html';
-  ctx.body = errorPage({ error, description, status });
+  ctx.body = errorPage({ error, description, status }, pageContext(deps.branding, ctx));
 }
