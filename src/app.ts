@@ -8,6 +8,14 @@ import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
 import { createOidc, type Oidc } from './oidc/provider.ts';
 import { demoRelyingParty } from './demo/rp.ts';
+import { accountRoutes } from './account/routes.ts';
+import { adminRoutes } from './admin/routes.ts';
+import { consoleMiddleware } from './console/http.ts';
+import { consoleRoutes } from './console/routes.ts';
+import { createConsoleSessions } from './console/session.ts';
+import { brandingFrom } from './http/pages/branding.ts';
+import { deriveKey } from './oidc/configuration.ts';
+import { userIdOf } from './policy/enforce.ts';
 
 export type AppOptions = ServicesOptions;
 
@@ -45,6 +53,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // server never serves it, whatever the database holds. It answers 404 until the demo is seeded.
   if (config.mode === 'development')
     koa.use(demoRelyingParty({ config, applications: services.applications, logger: services.logger }));
+  koa.use(webConsole(services, oidc));
   koa.use(oidc.middleware);
 
   let server: Server | undefined;
@@ -75,4 +84,35 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await services.close();
     },
   };
+}
+
+/**
+ * The web console on the same origin as the issuer: the landing page (`/`), the account page
+ * (`/account`) and the admin UI (`/admin`), signed in through the provider's own login and session.
+ */
+function webConsole(services: Services, oidc: Oidc): Koa.Middleware {
+  const { config } = services;
+  const branding = brandingFrom(config);
+  const sessions = createConsoleSessions({
+    issuer: config.issuer,
+    secure: config.mode === 'production',
+    csrfKey: deriveKey(config.secretKey, 'console csrf'),
+    provider: oidc.current,
+  });
+  const loadUser = async (accountId: string) => {
+    const userId = userIdOf(accountId);
+    return userId === null ? undefined : services.directory.loadUserProfile(userId);
+  };
+  return consoleMiddleware({
+    sessions,
+    gate: { loadUser },
+    branding,
+    logger: services.logger,
+    origin: new URL(config.issuer).origin,
+    routes: [
+      ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
+      ...accountRoutes(),
+      ...adminRoutes(),
+    ],
+  });
 }

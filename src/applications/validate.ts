@@ -1,3 +1,4 @@
+import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
 import { hasControlCharacter, hasUnsafeUriCharacter } from './text.ts';
@@ -73,6 +74,8 @@ export async function validateApplicationInput(
       'client_id',
       'must be 3–100 characters from A–Z a–z 0–9 . _ ~ -, starting with a letter or digit',
     );
+  else if (clientId.toLowerCase() === ACCOUNT_CONSOLE_CLIENT_ID)
+    problem('client_id', 'is reserved for the built-in account console');
 
   const name = checkName(input.name, problem);
 

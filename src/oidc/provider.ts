@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import type { Kysely } from 'kysely';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import { accountConsoleApplication, withAccountConsole } from '../applications/account-console.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { DirectoryService } from '../directory/types.ts';
@@ -64,12 +65,14 @@ export function createOidc(deps: OidcDependencies): Oidc {
   // Section Q: within one provider request, the client lookup, the policy stages and the token
   // format share one load of the application; every request loads it afresh. The save_bearer stage
   // alone reads it again from the database, immediately before tokens are saved (section D).
-  const applications = perRequestApplicationLookup(deps.applications);
+  // The built-in account console is a client too (src/applications/account-console.ts).
+  const stored = withAccountConsole(deps.applications, accountConsoleApplication(config));
+  const applications = perRequestApplicationLookup(stored);
   // Section D, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
     directory: deps.directory,
     applications,
-    applicationsAtSave: deps.applications,
+    applicationsAtSave: stored,
     metrics: deps.observability.metrics,
     audit: deps.observability.audit,
   });
@@ -138,7 +141,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     config,
     logger: log,
     provider: current,
-    applications: deps.applications,
+    applications: stored,
     directory: deps.directory,
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },

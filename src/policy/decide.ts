@@ -7,7 +7,10 @@ import type { UserProfile } from '../directory/types.ts';
  */
 export type PolicyDecision =
   /** `usable_app`: no user was judged (a `client_credentials` token), only the app-usability layer. */
-  | { outcome: 'allow'; via: 'superuser' | 'open_app' | 'state' | 'group' | 'usable_app' }
+  | {
+      outcome: 'allow';
+      via: 'superuser' | 'open_app' | 'state' | 'group' | 'usable_app' | 'account_console';
+    }
   | { outcome: 'deny'; reason: 'global' }
   | { outcome: 'deny'; reason: 'no_client' }
   | { outcome: 'deny'; reason: 'app_unusable'; clientId: string }
@@ -22,8 +25,13 @@ export type DenyReason = Extract<PolicyDecision, { outcome: 'deny' }>['reason'];
 export type ApplicationDecision =
   { outcome: 'allow'; via: 'usable_app' } | Extract<PolicyDecision, { reason: 'no_client' | 'app_unusable' }>;
 
-/** The application fields the policy reads. */
-export type PolicyApplication = Pick<Application, 'clientId' | 'active' | 'states' | 'groups'>;
+/**
+ * The application fields the policy reads. `admitsEveryActiveUser` is set only on the built-in
+ * account console (src/applications/account-console.ts): every active user may sign in to it.
+ */
+export type PolicyApplication = Pick<Application, 'clientId' | 'active' | 'states' | 'groups'> & {
+  admitsEveryActiveUser?: boolean;
+};
 
 /** Global gate: the user is active, and is a superuser or holds `oidc_access` by state, group or directly. */
 export function passesGlobalGate(profile: UserProfile): boolean {
@@ -48,6 +56,8 @@ export function decideApplication(app: PolicyApplication | null | undefined): Ap
  * otherwise the state is whitelisted OR one of the groups is).
  */
 export function decide(profile: UserProfile, app: PolicyApplication | null | undefined): PolicyDecision {
+  if (app?.admitsEveryActiveUser === true && app.active && profile.user.active === 1)
+    return { outcome: 'allow', via: 'account_console' };
   if (!passesGlobalGate(profile)) return { outcome: 'deny', reason: 'global' };
   if (!app) return { outcome: 'deny', reason: 'no_client' };
   if (!app.active) return { outcome: 'deny', reason: 'app_unusable', clientId: app.clientId };

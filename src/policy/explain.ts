@@ -130,6 +130,8 @@ function allowedBecause(
   switch (via) {
     case 'superuser':
       return 'allowed: superusers pass every whitelist';
+    case 'account_console':
+      return 'allowed: the built-in account console admits every active user';
     case 'open_app':
       return 'allowed: the application whitelists no state and no group, so everyone past the global gate may use it';
     case 'state':

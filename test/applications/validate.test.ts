@@ -208,6 +208,11 @@ describe('validateApplicationInput', () => {
       /^client_id: must be 3–100 characters/,
     ],
     [
+      "the built-in account console's client_id",
+      { ...base, clientId: 'AA-OIDC-account' },
+      /^client_id: is reserved for the built-in account console/,
+    ],
+    [
       'an http back-channel URI in production',
       { ...base, backchannelLogoutUri: 'http://wiki.example.org/bcl' },
       /^backchannel_logout_uri: "http:\/\/wiki.example.org\/bcl" must use https in production$/,

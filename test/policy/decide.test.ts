@@ -151,6 +151,14 @@ describe('decide(user, app)', () => {
     });
   });
 
+  it('admits every active user to the built-in account console, and no inactive one', () => {
+    const console: PolicyApplication = { ...appWith('neither', true), admitsEveryActiveUser: true };
+    for (const access of accesses) {
+      assert.deepEqual(decide(profileWith(access), console), { outcome: 'allow', via: 'account_console' });
+      assert.deepEqual(decide(profileWith(access, false), console), { outcome: 'deny', reason: 'global' });
+    }
+  });
+
   it('judges an application alone (client_credentials) by its usability only, whitelists aside', () => {
     assert.deepEqual(decideApplication(appWith('neither', true)), { outcome: 'allow', via: 'usable_app' });
     assert.deepEqual(decideApplication(appWith('empty', false)), {

@@ -1,0 +1,282 @@
+import type Koa from 'koa';
+import type { UserProfile } from '../directory/types.ts';
+import type { Branding } from '../http/pages/branding.ts';
+import { html, type Html, page } from '../http/pages/layout.ts';
+import type { Logger } from '../logging/logger.ts';
+import { requestLog } from '../logging/request-context.ts';
+import { type ConsoleSession, type ConsoleSessions, CSRF_FIELD, safeReturnPath } from './session.ts';
+
+/**
+ * The console's HTTP layer: a table of routes (so that tests can enumerate every one of them), the
+ * access check in front of every route, CSRF on every POST, and one way to render a page.
+ *
+ * Access is decided before anything else runs, so every route of one access level answers alike:
+ * no session → 302 into the provider's sign-in; signed in without the right → 403.
+ */
+export type Access = 'public' | 'signed_in' | 'superuser';
+
+export interface ConsoleRoute {
+  method: 'GET' | 'POST';
+  /** `/admin/apps/:clientId`: `:name` segments are parameters (one path segment each). */
+  path: string;
+  access: Access;
+  handle(request: ConsoleRequest): Promise<void> | void;
+}
+
+/** What a route handler gets. */
+export interface ConsoleRequest {
+  ctx: Koa.Context;
+  params: Readonly<Record<string, string>>;
+  /** The form of a POST (checked for CSRF already); empty for a GET. */
+  form: URLSearchParams;
+  /** Present on `signed_in` and `superuser` routes. */
+  session: ConsoleSession | undefined;
+  visitor: UserProfile | undefined;
+  /** Renders a page in the console layout (header links, sign-out button, branding). */
+  render(title: string, body: Html, options?: { status?: number }): void;
+  /** 303 to a console path (after a POST). */
+  seeOther(path: string): void;
+}
+
+/** Everything the access check needs beyond the session. */
+export interface ConsoleGate {
+  /** The user behind a provider account id; undefined when unknown. */
+  loadUser(accountId: string): Promise<UserProfile | undefined>;
+  /**
+   * Extra condition for superuser routes (two-factor sign-in when required): `ok` lets the request
+   * through, `handled` means it answered the request itself.
+   */
+  superuserCheck?(request: ConsoleRequest): Promise<'ok' | 'handled'>;
+}
+
+export interface ConsoleHttpDependencies {
+  sessions: ConsoleSessions;
+  gate: ConsoleGate;
+  branding: Branding;
+  logger: Logger;
+  /** Origin of the issuer: POSTs from any other origin are refused. */
+  origin: string;
+  /** Where the console routes live (`/`, `/account…`, `/admin…`, `/assets/console.js`). */
+  routes: readonly ConsoleRoute[];
+}
+
+const FORM_LIMIT = 64 * 1024;
+
+interface CompiledRoute {
+  route: ConsoleRoute;
+  pattern: RegExp;
+  names: string[];
+}
+
+function compile(route: ConsoleRoute): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path
+    .split('/')
+    .map((segment) => {
+      if (!segment.startsWith(':')) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      names.push(segment.slice(1));
+      return '([^/]+)';
+    })
+    .join('/');
+  return { route, pattern: new RegExp(`^${source}$`), names };
+}
+
+/** Security headers of every console response: personal data, never cached, framed or leaked. */
+export function consoleHeaders(ctx: Koa.Context): void {
+  ctx.set('Cache-Control', 'no-store');
+  ctx.set('Pragma', 'no-cache');
+  ctx.set('X-Frame-Options', 'DENY');
+  ctx.set(
+    'Content-Security-Policy',
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  );
+  ctx.set('Referrer-Policy', 'no-referrer');
+  ctx.set('X-Content-Type-Options', 'nosniff');
+}
+
+/** The header links: account, administration (superusers), and the sign-out button. */
+function consoleNav(session: ConsoleSession | undefined, visitor: UserProfile | undefined): Html {
+  if (!session || !visitor) return html``;
+  return html`<nav aria-label="Console">
+    <ul>
+      <li><a href="/account">Your account</a></li>
+      ${visitor.user.superuser === 1 ? html`<li><a href="/admin">Administration</a></li>` : ''}
+      <li>
+        <form method="post" action="/account/sign-out" class="inline-form">
+          <input type="hidden" name="${CSRF_FIELD}" value="${session.csrfToken}" />
+          <button type="submit" class="link">Sign out</button>
+        </form>
+      </li>
+    </ul>
+  </nav>`;
+}
+
+export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware {
+  const compiled = deps.routes.map(compile);
+  const log = deps.logger.child({ component: 'console' });
+
+  const renderPage = (
+    ctx: Koa.Context,
+    session: ConsoleSession | undefined,
+    visitor: UserProfile | undefined,
+    title: string,
+    body: Html,
+    status = 200,
+  ) => {
+    ctx.status = status;
+    ctx.type = 'html';
+    const requestId = (ctx.state as { requestId?: string }).requestId;
+    ctx.body = page(title, body, {
+      branding: deps.branding,
+      wide: true,
+      nav: consoleNav(session, visitor),
+      ...(status >= 400 && requestId ? { requestId } : {}),
+    });
+  };
+
+  const refuse = (
+    ctx: Koa.Context,
+    session: ConsoleSession | undefined,
+    visitor: UserProfile | undefined,
+    status: number,
+    title: string,
+    message: Html | string,
+  ) =>
+    renderPage(
+      ctx,
+      session,
+      visitor,
+      title,
+      html`<h1>${title}</h1>
+        <p class="alert" role="alert">${message}</p>`,
+      status,
+    );
+
+  return async (ctx, next) => {
+    const matches = compiled
+      .map((entry) => ({ entry, match: entry.pattern.exec(ctx.path) }))
+      .filter((candidate) => candidate.match !== null);
+    if (matches.length === 0) return next();
+    consoleHeaders(ctx);
+    const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+    const found = matches.find((candidate) => candidate.entry.route.method === method);
+    if (!found) {
+      ctx.set('Allow', [...new Set(matches.map((candidate) => candidate.entry.route.method))].join(', '));
+      return refuse(
+        ctx,
+        undefined,
+        undefined,
+        405,
+        'Method not allowed',
+        'This address does not take that method.',
+      );
+    }
+    const { route, names } = found.entry;
+    const params: Record<string, string> = {};
+    try {
+      names.forEach((name, index) => {
+        params[name] = decodeURIComponent(found.match![index + 1]!);
+      });
+    } catch {
+      return refuse(ctx, undefined, undefined, 400, 'Bad address', 'This address is malformed.');
+    }
+
+    let session: ConsoleSession | undefined;
+    let visitor: UserProfile | undefined;
+    if (route.access !== 'public') {
+      session = await deps.sessions.current(ctx);
+      if (!session) {
+        const returnTo =
+          method === 'GET'
+            ? safeReturnPath(ctx.originalUrl, route.path.startsWith('/admin') ? '/admin' : '/account')
+            : route.path.startsWith('/admin')
+              ? '/admin'
+              : '/account';
+        return deps.sessions.startSignIn(ctx, returnTo);
+      }
+      visitor = await deps.gate.loadUser(session.accountId);
+      if (!visitor || visitor.user.active !== 1) {
+        deps.sessions.clear(ctx);
+        return refuse(ctx, undefined, undefined, 403, 'Account unavailable', 'This account is deactivated.');
+      }
+      if (route.access === 'superuser' && visitor.user.superuser !== 1) {
+        return refuse(
+          ctx,
+          session,
+          visitor,
+          403,
+          'Administrators only',
+          'The administration pages are for superusers. Your account page is at /account.',
+        );
+      }
+    }
+
+    let form = new URLSearchParams();
+    if (method === 'POST') {
+      const site = ctx.get('Sec-Fetch-Site');
+      const origin = ctx.get('Origin');
+      const parsed = await readForm(ctx);
+      if (parsed === 'too_large')
+        return refuse(ctx, session, visitor, 413, 'Form too large', 'This form is larger than 64 KiB.');
+      if (
+        (site !== '' && site !== 'same-origin') ||
+        (origin !== '' && origin !== deps.origin) ||
+        !parsed ||
+        (route.access !== 'public' &&
+          (!session || !deps.sessions.verifyCsrf(session, parsed.get(CSRF_FIELD))))
+      ) {
+        return refuse(
+          ctx,
+          session,
+          visitor,
+          403,
+          'Form refused',
+          'This form has expired or did not come from this site. Go back, reload the page and try again.',
+        );
+      }
+      form = parsed;
+    }
+
+    const request: ConsoleRequest = {
+      ctx,
+      params,
+      form,
+      session,
+      visitor,
+      render: (title, body, options = {}) => renderPage(ctx, session, visitor, title, body, options.status),
+      seeOther: (path) => {
+        ctx.status = 303;
+        ctx.redirect(path);
+      },
+    };
+    try {
+      if (route.access === 'superuser' && deps.gate.superuserCheck) {
+        if ((await deps.gate.superuserCheck(request)) === 'handled') return;
+      }
+      await route.handle(request);
+    } catch (error) {
+      requestLog(ctx, log).error(
+        { err: { name: (error as Error).name, message: (error as Error).message }, route: route.path },
+        'console request failed',
+      );
+      refuse(ctx, session, visitor, 500, 'Something went wrong', 'The request could not be completed.');
+    }
+  };
+}
+
+async function readForm(ctx: Koa.Context): Promise<URLSearchParams | 'too_large' | undefined> {
+  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  const chunks: Buffer[] = [];
+  let received = 0;
+  try {
+    for await (const chunk of ctx.req) {
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      received += buffer.length;
+      if (received > FORM_LIMIT) return 'too_large';
+      chunks.push(buffer);
+    }
+  } catch {
+    return undefined;
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}

@@ -1,0 +1,139 @@
+import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+import type { UserProfile } from '../directory/types.ts';
+import type { Branding } from '../http/pages/branding.ts';
+import { html } from '../http/pages/layout.ts';
+import type { ConsoleRoute } from './http.ts';
+import { type ConsoleSessions, safeReturnPath } from './session.ts';
+
+/**
+ * The console's own routes: the landing page, signing in and out, and the one script (progressive
+ * enhancement: the copy buttons; every page works without it).
+ */
+export interface ConsoleRouteDependencies {
+  sessions: ConsoleSessions;
+  branding: Branding;
+  issuer: string;
+  loadUser(accountId: string): Promise<UserProfile | undefined>;
+}
+
+export const CONSOLE_SCRIPT_PATH = '/assets/console.js';
+
+const CONSOLE_SCRIPT = `'use strict';
+for (const button of document.querySelectorAll('button[data-copy]')) {
+  const field = document.getElementById(button.dataset.copy);
+  if (!field || !navigator.clipboard) continue;
+  button.hidden = false;
+  button.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(field.value);
+      button.textContent = 'Copied';
+    } catch {
+      field.select();
+    }
+  });
+}
+`;
+
+export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
+  const origin = new URL(deps.issuer).origin;
+  return [
+    {
+      method: 'GET',
+      path: '/',
+      access: 'public',
+      async handle({ ctx, render }) {
+        const session = await deps.sessions.providerSession(ctx);
+        const user = session ? await deps.loadUser(session.accountId) : undefined;
+        const signedIn = user && user.user.active === 1 ? user : undefined;
+        render(
+          deps.branding.name,
+          html`<h1>${deps.branding.name}</h1>
+            <p>
+              One sign-in for the applications of ${deps.branding.name}. Applications send you here to sign
+              in; what each of them may see is on your account page.
+            </p>
+            ${
+              signedIn
+                ? html`<p>You are signed in as <strong>${signedIn.user.username}</strong>.</p>
+                    <ul>
+                      <li>
+                        <a href="/account">Your account</a>: your apps, sessions, password and two-factor
+                        sign-in
+                      </li>
+                      ${
+                        signedIn.user.superuser === 1
+                          ? html`<li>
+                              <a href="/admin">Administration</a>: applications, users, keys and logs
+                            </li>`
+                          : ''
+                      }
+                    </ul>`
+                : html`<p><a class="button" href="/account">Sign in to your account</a></p>`
+            }
+            ${
+              deps.branding.supportUrl
+                ? html`<p>Need help? <a href="${deps.branding.supportUrl}">Contact support</a>.</p>`
+                : ''
+            }`,
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/account/sign-in',
+      access: 'public',
+      handle({ ctx }) {
+        const target = typeof ctx.query.return === 'string' ? ctx.query.return : undefined;
+        deps.sessions.startSignIn(ctx, safeReturnPath(target));
+      },
+    },
+    {
+      method: 'GET',
+      path: ACCOUNT_CONSOLE_CALLBACK_PATH,
+      access: 'public',
+      async handle({ ctx, render }) {
+        const result = await deps.sessions.completeSignIn(ctx);
+        if (!result.ok) {
+          render(
+            'Sign-in failed',
+            html`<h1>Sign-in failed</h1>
+              <p class="alert" role="alert">${result.reason}</p>
+              <p><a href="/account">Try again</a></p>`,
+            { status: 400 },
+          );
+          return;
+        }
+        // A page, not a redirect: the next request then starts on this site, so the SameSite=Strict
+        // console cookie goes with it even when the sign-in began with a link from another site.
+        ctx.status = 200;
+        ctx.type = 'html';
+        const target = html`${result.returnTo}`.html;
+        ctx.body = `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=${target}"><title>Signed in</title></head><body><p>Signed in. <a href="${target}">Continue</a>.</p></body></html>`;
+      },
+    },
+    {
+      method: 'POST',
+      path: '/account/sign-out',
+      access: 'signed_in',
+      handle({ ctx, seeOther }) {
+        deps.sessions.clear(ctx);
+        // The provider's own logout ends the session (and tells the session's applications).
+        const params = new URLSearchParams({
+          client_id: ACCOUNT_CONSOLE_CLIENT_ID,
+          post_logout_redirect_uri: `${origin}/`,
+        });
+        seeOther(`${deps.issuer}/logout/?${params.toString()}`);
+      },
+    },
+    {
+      method: 'GET',
+      path: CONSOLE_SCRIPT_PATH,
+      access: 'public',
+      handle({ ctx }) {
+        ctx.set('Cache-Control', 'public, max-age=86400');
+        ctx.type = 'text/javascript; charset=utf-8';
+        ctx.body = CONSOLE_SCRIPT;
+      },
+    },
+  ];
+}

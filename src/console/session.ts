@@ -1,0 +1,233 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type Koa from 'koa';
+import type { Provider } from 'oidc-provider';
+import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+
+/**
+ * How the console (account page and admin UI) knows who is there. The console is a relying party of
+ * this provider that shares the provider's session:
+ *
+ * 1. Signing in sends the browser to the provider's authorization endpoint as the built-in console
+ *    client (code flow, PKCE S256, `state`), so the person meets the provider's own login page, or
+ *    nothing at all when the provider session already exists.
+ * 2. The callback checks `state`, redeems the code in-process (one use, PKCE checked, bound to the
+ *    provider session it was issued in) and sets the console cookie: HttpOnly, SameSite=Strict, Secure
+ *    in production, naming that provider session.
+ * 3. Every request reads the provider session (through the provider) and the console cookie; they must
+ *    name the same session, and the user must still be active. Signing out anywhere (the provider's
+ *    logout, "sign out everywhere", a deactivation) ends the console session on its next request.
+ *
+ * The console cookie also carries the nonce from which the CSRF token of every form is derived.
+ */
+export const CONSOLE_COOKIE = '_aa_oidc_console';
+/** The sign-in in progress (state, PKCE verifier, where to return): SameSite=Lax, ten minutes. */
+export const CONSOLE_FLOW_COOKIE = '_aa_oidc_console_flow';
+export const CSRF_FIELD = 'csrf_token';
+
+const FLOW_LIFETIME_MS = 10 * 60 * 1000;
+
+export interface ConsoleSessionOptions {
+  issuer: string;
+  /** Secure cookies (production). */
+  secure: boolean;
+  /** HMAC key of the CSRF tokens (derived from the secret key). */
+  csrfKey: Buffer;
+  /** The provider serving requests now. */
+  provider: () => Provider;
+}
+
+/** The provider session behind a request, when someone is signed in. */
+export interface ProviderSessionInfo {
+  accountId: string;
+  uid: string;
+  /** How the person signed in (`pwd`, `otp`). */
+  amr: readonly string[];
+  /** Epoch seconds of the sign-in. */
+  loginTs: number | null;
+}
+
+/** A signed-in console visitor: the provider session and the console cookie agree. */
+export interface ConsoleSession extends ProviderSessionInfo {
+  /** The token every state-changing form carries. */
+  csrfToken: string;
+}
+
+export interface SignInOptions {
+  /** Ask for the password again even with a live provider session. */
+  forceLogin?: boolean;
+}
+
+interface FlowState {
+  state: string;
+  verifier: string;
+  returnTo: string;
+  startedAt: number;
+}
+
+/** Only console paths are valid return targets (never another origin). */
+const RETURN_PATH = /^\/(?:account|admin)(?:\/[A-Za-z0-9._~%:@!$&'()*+,;=/-]*)?(?:\?[^#\s]*)?$/;
+
+export function safeReturnPath(candidate: string | undefined | null, fallback = '/account'): string {
+  if (!candidate || candidate.length > 1000 || candidate.startsWith('//') || !RETURN_PATH.test(candidate))
+    return fallback;
+  return candidate;
+}
+
+const s256 = (value: string) => createHash('sha256').update(value, 'ascii').digest('base64url');
+
+function sameString(a: string, b: string): boolean {
+  const left = Buffer.from(a, 'utf8');
+  const right = Buffer.from(b, 'utf8');
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+export interface ConsoleSessions {
+  /** The provider session of the request, if someone is signed in (read-only pages use this alone). */
+  providerSession(ctx: Koa.Context): Promise<ProviderSessionInfo | undefined>;
+  /** The console session: the provider session and a console cookie naming it. */
+  current(ctx: Koa.Context): Promise<ConsoleSession | undefined>;
+  /** Starts a sign-in: remembers the flow and redirects (302) to the provider's authorization endpoint. */
+  startSignIn(ctx: Koa.Context, returnTo: string, options?: SignInOptions): void;
+  /**
+   * The callback: checks the flow, redeems the code, sets the console cookie. Returns where to go
+   * next, or a reason to show when the sign-in cannot be completed.
+   */
+  completeSignIn(ctx: Koa.Context): Promise<{ ok: true; returnTo: string } | { ok: false; reason: string }>;
+  /** True when `submitted` is the CSRF token of this console session. */
+  verifyCsrf(session: ConsoleSession, submitted: unknown): boolean;
+  /** Forgets the console cookie (the provider session is ended by the provider's logout). */
+  clear(ctx: Koa.Context): void;
+}
+
+export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSessions {
+  const origin = new URL(options.issuer).origin;
+  const callback = `${origin}${ACCOUNT_CONSOLE_CALLBACK_PATH}`;
+  const cookie = (sameSite: 'strict' | 'lax', maxAge?: number) => ({
+    httpOnly: true,
+    sameSite,
+    secure: options.secure,
+    path: '/',
+    overwrite: true,
+    signed: true,
+    ...(maxAge === undefined ? {} : { maxAge }),
+  });
+  const csrfTokenFor = (uid: string, nonce: string) =>
+    createHmac('sha256', options.csrfKey).update(`console:${uid}:${nonce}`).digest('base64url');
+
+  const providerSession: ConsoleSessions['providerSession'] = async (ctx) => {
+    const session = await options.provider().Session.get(ctx);
+    if (!session.accountId || !session.uid) return undefined;
+    return {
+      accountId: session.accountId,
+      uid: session.uid,
+      amr: Array.isArray(session.amr) ? session.amr.map(String) : [],
+      loginTs: typeof session.loginTs === 'number' ? session.loginTs : null,
+    };
+  };
+
+  const readConsoleCookie = (ctx: Koa.Context): { uid: string; nonce: string } | undefined => {
+    const value = ctx.cookies.get(CONSOLE_COOKIE, { signed: true });
+    const match = value ? /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/.exec(value) : null;
+    return match ? { uid: match[1]!, nonce: match[2]! } : undefined;
+  };
+
+  return {
+    providerSession,
+
+    async current(ctx) {
+      const cookieValue = readConsoleCookie(ctx);
+      if (!cookieValue) return undefined;
+      const session = await providerSession(ctx);
+      if (!session || !sameString(session.uid, cookieValue.uid)) return undefined;
+      return { ...session, csrfToken: csrfTokenFor(session.uid, cookieValue.nonce) };
+    },
+
+    startSignIn(ctx, returnTo, signInOptions = {}) {
+      const flow: FlowState = {
+        state: randomBytes(24).toString('base64url'),
+        verifier: randomBytes(32).toString('base64url'),
+        returnTo: safeReturnPath(returnTo),
+        startedAt: Date.now(),
+      };
+      ctx.cookies.set(
+        CONSOLE_FLOW_COOKIE,
+        Buffer.from(JSON.stringify(flow)).toString('base64url'),
+        cookie('lax', FLOW_LIFETIME_MS),
+      );
+      const params = new URLSearchParams({
+        client_id: ACCOUNT_CONSOLE_CLIENT_ID,
+        response_type: 'code',
+        scope: 'openid',
+        redirect_uri: callback,
+        state: flow.state,
+        code_challenge: s256(flow.verifier),
+        code_challenge_method: 'S256',
+        ...(signInOptions.forceLogin ? { prompt: 'login' } : {}),
+      });
+      ctx.set('Cache-Control', 'no-store');
+      ctx.status = 302;
+      ctx.redirect(`${options.issuer}/authorize/?${params.toString()}`);
+    },
+
+    async completeSignIn(ctx) {
+      const raw = ctx.cookies.get(CONSOLE_FLOW_COOKIE, { signed: true });
+      ctx.cookies.set(CONSOLE_FLOW_COOKIE, null, cookie('lax'));
+      let flow: FlowState | undefined;
+      try {
+        const parsed = raw
+          ? (JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as FlowState)
+          : undefined;
+        if (parsed && typeof parsed.state === 'string' && typeof parsed.verifier === 'string') flow = parsed;
+      } catch {
+        flow = undefined;
+      }
+      if (!flow || Date.now() - flow.startedAt > FLOW_LIFETIME_MS)
+        return { ok: false, reason: 'No sign-in is in progress in this browser (or it took too long).' };
+      const state = ctx.query.state;
+      if (typeof state !== 'string' || !sameString(state, flow.state))
+        return { ok: false, reason: 'This answer does not belong to the sign-in started in this browser.' };
+      if (typeof ctx.query.error === 'string')
+        return { ok: false, reason: `The sign-in did not complete (${ctx.query.error.slice(0, 60)}).` };
+      const value = ctx.query.code;
+      if (typeof value !== 'string' || value.length === 0 || value.length > 200)
+        return { ok: false, reason: 'The answer carries no authorization code.' };
+
+      const provider = options.provider();
+      const code = await provider.AuthorizationCode.find(value);
+      if (
+        !code ||
+        !code.isValid ||
+        code.clientId !== ACCOUNT_CONSOLE_CLIENT_ID ||
+        code.redirectUri !== callback ||
+        code.codeChallengeMethod !== 'S256' ||
+        typeof code.codeChallenge !== 'string' ||
+        !sameString(code.codeChallenge, s256(flow.verifier))
+      )
+        return { ok: false, reason: 'The authorization code is not valid (expired, used, or not ours).' };
+      try {
+        await code.consume();
+      } catch {
+        return { ok: false, reason: 'The authorization code was already used.' };
+      }
+      const session = await providerSession(ctx);
+      if (!session || session.uid !== code.sessionUid || session.accountId !== code.accountId)
+        return { ok: false, reason: 'The sign-in does not match the session of this browser.' };
+      ctx.cookies.set(
+        CONSOLE_COOKIE,
+        `${session.uid}.${randomBytes(32).toString('base64url')}`,
+        cookie('strict'),
+      );
+      return { ok: true, returnTo: flow.returnTo };
+    },
+
+    verifyCsrf(session, submitted) {
+      return (
+        typeof submitted === 'string' && submitted.length > 0 && sameString(submitted, session.csrfToken)
+      );
+    },
+
+    clear(ctx) {
+      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-console.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { Browser, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+
+describe(`web console sign-in through the provider (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: { id: number; username: string };
+  let member: { id: number; username: string };
+  let guest: { id: number; username: string };
+
+  before(async () => {
+    server = await startServer();
+    admin = await seedUser(server, { superuser: true });
+    member = await seedUser(server);
+    guest = await seedUser(server, { oidcAccess: false });
+  });
+  after(async () => server.close());
+
+  it('sends a visitor without a session into the provider sign-in (302), remembering where to return', async () => {
+    const browser = new Browser();
+    const response = await browser.fetch(`${server.origin}/admin`);
+    assert.equal(response.status, 302);
+    const location = new URL(response.headers.get('location')!);
+    assert.equal(`${location.origin}${location.pathname}`, `${server.issuer}/authorize/`);
+    assert.equal(location.searchParams.get('client_id'), ACCOUNT_CONSOLE_CLIENT_ID);
+    assert.equal(location.searchParams.get('code_challenge_method'), 'S256');
+    const flowCookie = browser.setCookieLines.find((line) => line.startsWith('_aa_oidc_console_flow='));
+    assert.ok(flowCookie, 'the flow cookie');
+    assert.match(flowCookie, /httponly/i);
+    assert.match(flowCookie, /samesite=lax/i);
+  });
+
+  it('signs a superuser in on the provider login page and sets a Strict, HttpOnly console cookie', async () => {
+    const browser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
+    const cookie = browser.setCookieLines.find((line) => line.startsWith('_aa_oidc_console='));
+    assert.ok(cookie, 'the console cookie');
+    assert.match(cookie, /httponly/i);
+    assert.match(cookie, /samesite=strict/i);
+    assert.doesNotMatch(cookie, /secure/i, 'not Secure in development (plain http)');
+    const page = await consoleGet(browser, `${server.origin}/admin`);
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<h1>Administration<\/h1>/);
+    assert.equal(
+      page.body.includes(`<a href="/admin">Administration</a>`),
+      true,
+      'the admin link in the header',
+    );
+  });
+
+  it('admits a user without access to any application to the account page, not to the admin UI', async () => {
+    const browser = await consoleSignIn(server, guest.username);
+    const account = await consoleGet(browser, `${server.origin}/account`);
+    assert.equal(account.status, 200);
+    assert.match(account.body, new RegExp(`Signed in as <strong>${guest.username}</strong>`));
+    const admin = await consoleGet(browser, `${server.origin}/admin`);
+    assert.equal(admin.status, 403);
+    assert.match(admin.body, /Administrators only/);
+  });
+
+  it('refuses a callback that does not belong to a sign-in of this browser', async () => {
+    const response = await new Browser().fetch(`${server.origin}/account/callback?code=abc&state=def`);
+    assert.equal(response.status, 400);
+    assert.match(await response.text(), /No sign-in is in progress/);
+  });
+
+  it('refuses a POST without the CSRF token, and one from another origin', async () => {
+    const browser = await consoleSignIn(server, member.username);
+    const page = await consoleGet(browser, `${server.origin}/account`);
+    assert.ok(page.csrf, 'a CSRF token in the page');
+    const without = await consolePost(browser, `${server.origin}/account/sign-out`, null);
+    assert.equal(without.status, 403);
+    const wrong = await consolePost(browser, `${server.origin}/account/sign-out`, 'x'.repeat(43));
+    assert.equal(wrong.status, 403);
+    const foreign = await browser.fetch(`${server.origin}/account/sign-out`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      body: new URLSearchParams({ csrf_token: page.csrf }).toString(),
+    });
+    assert.equal(foreign.status, 403);
+    // Still signed in: none of those did anything.
+    assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
+  });
+
+  it('signs out through the provider logout, after which the console asks for a sign-in again', async () => {
+    const browser = await consoleSignIn(server, member.username);
+    const page = await consoleGet(browser, `${server.origin}/account`);
+    const out = await consolePost(browser, `${server.origin}/account/sign-out`, page.csrf!);
+    assert.equal(out.status, 303);
+    assert.match(
+      out.location ?? '',
+      new RegExp(`^${server.issuer}/logout/\\?client_id=${ACCOUNT_CONSOLE_CLIENT_ID}`),
+    );
+    const after = await browser.fetch(`${server.origin}/account`);
+    assert.equal(after.status, 302, 'the console cookie is gone');
+  });
+
+  it('ends the console session when the provider session ends', async () => {
+    const browser = await consoleSignIn(server, member.username);
+    assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
+    await server.app.database.db
+      .deleteFrom('oidc_payload')
+      .where('model', '=', 'Session')
+      .where('user_id', '=', String(member.id))
+      .execute();
+    const after = await browser.fetch(`${server.origin}/account`);
+    assert.equal(after.status, 302);
+  });
+
+  it('shows a landing page at / with the community name and links for the signed-in user', async () => {
+    const anonymous = await consoleGet(new Browser(), `${server.origin}/`);
+    assert.equal(anonymous.status, 200);
+    assert.match(anonymous.body, /<h1>aa-oidc<\/h1>/);
+    assert.match(anonymous.body, /href="\/account"/);
+    assert.doesNotMatch(anonymous.body, /href="\/admin"/);
+    const browser = await consoleSignIn(server, admin.username);
+    const signedIn = await consoleGet(browser, `${server.origin}/`);
+    assert.match(signedIn.body, /<a href="\/admin">Administration<\/a>/);
+  });
+});

@@ -1,0 +1,59 @@
+import assert from 'node:assert/strict';
+import { Browser, formField, PASSWORD, signIn, type TestServer } from '../oidc/server.ts';
+
+/**
+ * Signs a fetch-driven browser in to the web console through the provider's own login page; returns
+ * the browser (holding the provider session and the console cookie).
+ */
+export async function consoleSignIn(
+  server: TestServer,
+  username: string,
+  options: { password?: string; returnTo?: string; browser?: Browser } = {},
+): Promise<Browser> {
+  const browser = options.browser ?? new Browser();
+  const start = `${server.origin}/account/sign-in?return=${encodeURIComponent(options.returnTo ?? '/account')}`;
+  const response = await signIn(browser, server, start, {
+    username,
+    password: options.password ?? PASSWORD,
+  });
+  const body = await response.text();
+  assert.equal(response.status, 200, `the console callback page, not: ${body.slice(0, 300)}`);
+  assert.match(body, /http-equiv="refresh"/, 'the callback page continues by itself');
+  return browser;
+}
+
+/** GETs a console page; returns status, body and the CSRF token of its forms (if any). */
+export async function consoleGet(
+  browser: Browser,
+  url: string,
+): Promise<{ status: number; body: string; csrf: string | undefined; location: string | null }> {
+  const response = await browser.fetch(url);
+  const body = await response.text();
+  let csrf: string | undefined;
+  try {
+    csrf = formField(body, 'csrf_token');
+  } catch {
+    csrf = undefined;
+  }
+  return { status: response.status, body, csrf, location: response.headers.get('location') };
+}
+
+/** POSTs a console form (with the given CSRF token unless `csrf` is null). */
+export async function consolePost(
+  browser: Browser,
+  url: string,
+  csrf: string | null,
+  fields: Record<string, string | string[]> = {},
+): Promise<{ status: number; body: string; location: string | null }> {
+  const form = new URLSearchParams();
+  if (csrf !== null) form.set('csrf_token', csrf);
+  for (const [key, value] of Object.entries(fields)) {
+    for (const item of Array.isArray(value) ? value : [value]) form.append(key, item);
+  }
+  const response = await browser.fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(url).origin },
+    body: form.toString(),
+  });
+  return { status: response.status, body: await response.text(), location: response.headers.get('location') };
+}
