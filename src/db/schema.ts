@@ -225,6 +225,25 @@ export interface BclDeliveryAttemptTable {
   recorded_at: EpochMs;
 }
 
+/** The Alliance Auth directory: each AA user's fingerprint as of the last completed poll cycle. */
+export interface AaUserFingerprintTable {
+  /** `auth_user.id` in Alliance Auth's database. */
+  user_id: number;
+  /** `serializeFingerprint()` text. */
+  fingerprint: string;
+  updated_at: EpochMs;
+}
+
+/** The Alliance Auth directory: who polls (one instance at a time). */
+export interface AaPollLeaseTable {
+  name: string;
+  owner: string | null;
+  lease_until: EpochMs;
+  /** Grows with every completed cycle. */
+  generation: ColumnType<number, number | undefined, number>;
+  last_success_at: EpochMs | null;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -240,6 +259,8 @@ export interface Database {
   login_failure: LoginFailureTable;
   bcl_job: BclJobTable;
   bcl_delivery_attempt: BclDeliveryAttemptTable;
+  aa_user_fingerprint: AaUserFingerprintTable;
+  aa_poll_lease: AaPollLeaseTable;
 }
 
 export type StateRow = Selectable<StateTable>;

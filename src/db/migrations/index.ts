@@ -5,6 +5,7 @@ import * as m0004 from './0004_applications.ts';
 import * as m0005 from './0005_oidc_storage.ts';
 import * as m0006 from './0006_tokens.ts';
 import * as m0007 from './0007_logout.ts';
+import * as m0014 from './0014_alliance_auth_polling.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -17,4 +18,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005_oidc_storage': m0005,
   '0006_tokens': m0006,
   '0007_logout': m0007,
+  '0014_alliance_auth_polling': m0014,
 };

@@ -1,0 +1,117 @@
+import { CompiledQuery, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
+import { createPool } from 'mysql2';
+import pg from 'pg';
+import { redactUrl } from '../config/load.ts';
+import type { AllianceAuthDatabase } from './schema.ts';
+
+export type AllianceAuthDatabaseKind = 'mysql' | 'postgres';
+
+/** A read-only connection pool to Alliance Auth's own database. */
+export interface AllianceAuthConnection {
+  db: Kysely<AllianceAuthDatabase>;
+  kind: AllianceAuthDatabaseKind;
+  /** The URL without its password, for messages. */
+  displayUrl: string;
+  close(): Promise<void>;
+}
+
+/** The setting that names Alliance Auth's database, for messages. */
+export const AA_DATABASE_SETTING = 'AA_OIDC_AA_DATABASE_URL';
+
+export class AllianceAuthDatabaseError extends Error {
+  override name = 'AllianceAuthDatabaseError';
+}
+
+const CONNECT_TIMEOUT_MS = 5000;
+/** A query that takes longer than this is abandoned by the server (PostgreSQL) or the driver. */
+const STATEMENT_TIMEOUT_MS = 15_000;
+
+/** `mysql://…` (or `mariadb://…`) or `postgres://…`; anything else names the setting and the valid forms. */
+export function allianceAuthDatabaseKind(url: string): AllianceAuthDatabaseKind {
+  if (/^(mysql|mariadb):\/\//i.test(url)) return 'mysql';
+  if (/^postgres(ql)?:\/\//i.test(url)) return 'postgres';
+  throw new AllianceAuthDatabaseError(
+    `${AA_DATABASE_SETTING}: "${redactUrl(url)}" is not supported; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth`,
+  );
+}
+
+export interface OpenAllianceAuthOptions {
+  /** Told about a pooled connection that died while idle (server restart, failover). */
+  onIdleConnectionError?: (error: Error) => void;
+  /** Connections in the pool (default 5: a poll cycle and a few sign-ins at once). */
+  poolSize?: number;
+}
+
+/**
+ * Opens a pool to Alliance Auth's database. Every session is read-only on the server's side too
+ * (`SET SESSION TRANSACTION READ ONLY`, `default_transaction_read_only`), so even a login with more
+ * than SELECT cannot write through aa-oidc. Nothing connects until the first query.
+ */
+export function openAllianceAuthDatabase(
+  url: string,
+  options: OpenAllianceAuthOptions = {},
+): AllianceAuthConnection {
+  const kind = allianceAuthDatabaseKind(url);
+  const displayUrl = redactUrl(url);
+  const poolSize = options.poolSize ?? 5;
+  if (kind === 'mysql') {
+    const pool = createPool({
+      uri: url.replace(/^mariadb:/i, 'mysql:'),
+      connectionLimit: poolSize,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      charset: 'utf8mb4',
+      // Django stores naive UTC datetimes; strings keep them from being shifted to local time.
+      dateStrings: true,
+      supportBigNumbers: true,
+      enableKeepAlive: true,
+    });
+    pool.on('connection', (connection) => {
+      connection.on('error', (error: Error) => options.onIdleConnectionError?.(error));
+    });
+    const db = new Kysely<AllianceAuthDatabase>({
+      dialect: new MysqlDialect({
+        pool,
+        async onCreateConnection(connection) {
+          await connection.executeQuery(CompiledQuery.raw('SET SESSION TRANSACTION READ ONLY'));
+          // The fingerprint query aggregates each user's groups into one value.
+          await connection.executeQuery(CompiledQuery.raw('SET SESSION group_concat_max_len = 1048576'));
+          // MariaDB's name; MySQL calls it max_execution_time (milliseconds), hence best effort.
+          await connection
+            .executeQuery(
+              CompiledQuery.raw(`SET SESSION max_statement_time = ${STATEMENT_TIMEOUT_MS / 1000}`),
+            )
+            .catch(() =>
+              connection.executeQuery(
+                CompiledQuery.raw(`SET SESSION max_execution_time = ${STATEMENT_TIMEOUT_MS}`),
+              ),
+            )
+            .catch(() => undefined);
+        },
+      }),
+    });
+    return { db, kind, displayUrl, close: () => db.destroy() };
+  }
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    options: `-c default_transaction_read_only=on -c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
+  });
+  pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  // A connection that dies while checked out emits 'error' with no pool listener attached: without
+  // one of its own the process would crash. The query in flight fails on its own, and the pool
+  // drops the connection when it is released.
+  pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
+  const db = new Kysely<AllianceAuthDatabase>({ dialect: new PostgresDialect({ pool }) });
+  return { db, kind, displayUrl, close: () => db.destroy() };
+}
+
+/** True when Alliance Auth's database answers a trivial query. */
+export async function allianceAuthReachable(db: Kysely<AllianceAuthDatabase>): Promise<boolean> {
+  try {
+    await sql`select 1`.execute(db);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,257 @@
+import { sql } from 'kysely';
+import { assertNever } from '../util/assert-never.ts';
+import type { AllianceAuthDatabaseKind } from './database.ts';
+import { ACCESS_PERMISSION, type AaDb } from './queries.ts';
+import { truthy } from './schema.ts';
+
+/**
+ * Alliance Auth has no events to subscribe to and no `updated_at` columns, so aa-oidc follows it by
+ * polling: one query per cycle computes, for every user, what access and logout depend on, and the
+ * difference from the previous cycle becomes the directory's lifecycle changes.
+ */
+export interface UserFingerprint {
+  username: string;
+  active: boolean;
+  superuser: boolean;
+  state: { id: number; name: string } | null;
+  /** Sorted by id. */
+  groups: Array<{ id: number; name: string }>;
+  /** The main character (EVE id), whether the user still owns it, and the ownership's owner hash. */
+  main: { characterId: number; ownerHash: string | null } | null;
+  /** `allianceauth_oidc.access_oidc` through the user, one of the groups or the state. */
+  permission: boolean;
+}
+
+export type Fingerprints = Map<number, UserFingerprint>;
+
+/** One lifecycle change read from the difference of two cycles. */
+export type AllianceAuthChange =
+  | { kind: 'user_created'; userId: number; username: string }
+  | { kind: 'user_deleted'; userId: number; username: string }
+  | { kind: 'user_deactivated'; userId: number; username: string }
+  | { kind: 'user_activated'; userId: number; username: string }
+  | {
+      kind: 'user_state_changed';
+      userId: number;
+      username: string;
+      fromState: string | null;
+      toState: string | null;
+    }
+  | { kind: 'user_group_added'; userId: number; username: string; group: string }
+  | { kind: 'user_group_removed'; userId: number; username: string; group: string }
+  | {
+      kind: 'user_main_character_changed';
+      userId: number;
+      username: string;
+      /** EVE character ids; `to` null when the main character was lost. */
+      from: number | null;
+      to: number | null;
+      /** The user no longer owns the main character, or its owner hash changed. */
+      ownershipChanged: boolean;
+    }
+  | {
+      kind: 'user_updated';
+      userId: number;
+      username: string;
+      fields: Array<'superuser' | 'oidcAccess' | 'username'>;
+    };
+
+export type AllianceAuthChangeKind = AllianceAuthChange['kind'];
+
+/** The stored form: compact and stable (equal fingerprints serialise equally). */
+export function serializeFingerprint(fingerprint: UserFingerprint): string {
+  return JSON.stringify([
+    fingerprint.username,
+    fingerprint.active ? 1 : 0,
+    fingerprint.superuser ? 1 : 0,
+    fingerprint.state ? [fingerprint.state.id, fingerprint.state.name] : null,
+    fingerprint.groups.map((group) => [group.id, group.name]),
+    fingerprint.main ? [fingerprint.main.characterId, fingerprint.main.ownerHash] : null,
+    fingerprint.permission ? 1 : 0,
+  ]);
+}
+
+export function parseFingerprint(text: string): UserFingerprint {
+  const [username, active, superuser, state, groups, main, permission] = JSON.parse(text) as [
+    string,
+    0 | 1,
+    0 | 1,
+    [number, string] | null,
+    Array<[number, string]>,
+    [number, string | null] | null,
+    0 | 1,
+  ];
+  return {
+    username,
+    active: active === 1,
+    superuser: superuser === 1,
+    state: state ? { id: state[0], name: state[1] } : null,
+    groups: groups.map(([id, name]) => ({ id, name })),
+    main: main ? { characterId: main[0], ownerHash: main[1] } : null,
+    permission: permission === 1,
+  };
+}
+
+/**
+ * The one query of a cycle: every user with what the fingerprint holds. Groups come back as a JSON
+ * array of `[id, name]` pairs aggregated per user; the permission as one boolean.
+ */
+export async function readFingerprints(db: AaDb, kind: AllianceAuthDatabaseKind): Promise<Fingerprints> {
+  const groupsJson =
+    kind === 'mysql'
+      ? sql<
+          string | null
+        >`(select json_arrayagg(json_array(g.id, g.name)) from auth_user_groups ug join auth_group g on g.id = ug.group_id where ug.user_id = u.id)`
+      : sql<
+          string | null
+        >`(select json_agg(json_build_array(g.id, g.name))::text from auth_user_groups ug join auth_group g on g.id = ug.group_id where ug.user_id = u.id)`;
+  const permission = sql<boolean | number>`(
+    exists (select 1 from auth_user_user_permissions up where up.user_id = u.id and up.permission_id in (select id from access_permission))
+    or exists (select 1 from auth_user_groups ug2 join auth_group_permissions gp on gp.group_id = ug2.group_id where ug2.user_id = u.id and gp.permission_id in (select id from access_permission))
+    or exists (select 1 from authentication_state_permissions sp where sp.state_id = p.state_id and sp.permission_id in (select id from access_permission))
+  )`;
+  const result = await sql<{
+    id: number;
+    username: string;
+    is_active: boolean | number;
+    is_superuser: boolean | number;
+    state_id: number | null;
+    state_name: string | null;
+    main_character_id: number | null;
+    owner_hash: string | null;
+    groups_json: string | unknown[] | null;
+    permission: boolean | number | string;
+  }>`
+    with access_permission as (
+      select perm.id from auth_permission perm join django_content_type ct on ct.id = perm.content_type_id
+      where ct.app_label = ${ACCESS_PERMISSION.appLabel} and perm.codename = ${ACCESS_PERMISSION.codename}
+    )
+    select u.id, u.username, u.is_active, u.is_superuser, s.id as state_id, s.name as state_name,
+      c.character_id as main_character_id, co.owner_hash, ${groupsJson} as groups_json, ${permission} as permission
+    from auth_user u
+    left join authentication_userprofile p on p.user_id = u.id
+    left join authentication_state s on s.id = p.state_id
+    left join eveonline_evecharacter c on c.id = p.main_character_id
+    left join authentication_characterownership co on co.character_id = p.main_character_id and co.user_id = u.id
+  `.execute(db);
+  const fingerprints: Fingerprints = new Map();
+  for (const row of result.rows) {
+    const groups = parseGroups(row.groups_json);
+    fingerprints.set(Number(row.id), {
+      username: row.username,
+      active: truthy(row.is_active),
+      superuser: truthy(row.is_superuser),
+      state:
+        row.state_id === null || row.state_name === null
+          ? null
+          : { id: Number(row.state_id), name: row.state_name },
+      groups,
+      main:
+        row.main_character_id === null
+          ? null
+          : { characterId: Number(row.main_character_id), ownerHash: row.owner_hash },
+      permission: truthy(row.permission as never),
+    });
+  }
+  return fingerprints;
+}
+
+/** The aggregated groups: JSON text, or already parsed (mysql2 parses a JSON-typed column itself). */
+function parseGroups(value: string | unknown[] | null): Array<{ id: number; name: string }> {
+  if (value === null || value === '') return [];
+  const pairs = (typeof value === 'string' ? JSON.parse(value) : value) as Array<
+    [number | string, string]
+  > | null;
+  return (pairs ?? [])
+    .map(([id, name]) => ({ id: Number(id), name: String(name) }))
+    .sort((a, b) => a.id - b.id);
+}
+
+/** Pure: the lifecycle changes from `before` to `after`, per user in id order. */
+export function diffFingerprints(before: Fingerprints, after: Fingerprints): AllianceAuthChange[] {
+  const changes: AllianceAuthChange[] = [];
+  const ids = [...new Set([...before.keys(), ...after.keys()])].sort((a, b) => a - b);
+  for (const userId of ids) {
+    const was = before.get(userId);
+    const now = after.get(userId);
+    if (!was && now) {
+      changes.push({ kind: 'user_created', userId, username: now.username });
+      continue;
+    }
+    if (was && !now) {
+      changes.push({ kind: 'user_deleted', userId, username: was.username });
+      continue;
+    }
+    if (!was || !now) continue;
+    changes.push(...diffUser(userId, was, now));
+  }
+  return changes;
+}
+
+function diffUser(userId: number, was: UserFingerprint, now: UserFingerprint): AllianceAuthChange[] {
+  const username = now.username;
+  const changes: AllianceAuthChange[] = [];
+  const fields: Array<'superuser' | 'oidcAccess' | 'username'> = [];
+  if (was.username !== now.username) fields.push('username');
+  if (was.superuser !== now.superuser) fields.push('superuser');
+  if (was.permission !== now.permission) fields.push('oidcAccess');
+  if (fields.length > 0) changes.push({ kind: 'user_updated', userId, username, fields: fields.sort() });
+  // Deactivation first: what follows is moot for a user who can no longer sign in.
+  if (was.active && !now.active) changes.push({ kind: 'user_deactivated', userId, username });
+  if ((was.state?.id ?? null) !== (now.state?.id ?? null) || was.state?.name !== now.state?.name) {
+    changes.push({
+      kind: 'user_state_changed',
+      userId,
+      username,
+      fromState: was.state?.name ?? null,
+      toState: now.state?.name ?? null,
+    });
+  }
+  const wasGroups = new Map(was.groups.map((group) => [group.id, group.name]));
+  const nowGroups = new Map(now.groups.map((group) => [group.id, group.name]));
+  for (const [id, name] of wasGroups) {
+    if (nowGroups.get(id) !== name)
+      changes.push({ kind: 'user_group_removed', userId, username, group: name });
+  }
+  for (const [id, name] of nowGroups) {
+    if (wasGroups.get(id) !== name) changes.push({ kind: 'user_group_added', userId, username, group: name });
+  }
+  const wasMain = was.main?.characterId ?? null;
+  const nowMain = now.main?.characterId ?? null;
+  const ownershipChanged =
+    was.main !== null &&
+    now.main !== null &&
+    wasMain === nowMain &&
+    was.main.ownerHash !== now.main.ownerHash;
+  if (wasMain !== nowMain || ownershipChanged) {
+    changes.push({
+      kind: 'user_main_character_changed',
+      userId,
+      username,
+      from: wasMain,
+      to: nowMain,
+      ownershipChanged: ownershipChanged || (wasMain !== null && nowMain === null),
+    });
+  }
+  if (!was.active && now.active) changes.push({ kind: 'user_activated', userId, username });
+  return changes;
+}
+
+/** Whether a change can take access away (the ones that revoke, end sessions, log out). */
+export function mayRemoveAccess(change: AllianceAuthChange): boolean {
+  switch (change.kind) {
+    case 'user_deleted':
+    case 'user_deactivated':
+    case 'user_state_changed':
+    case 'user_group_removed':
+    case 'user_main_character_changed':
+    case 'user_updated':
+      return true;
+    case 'user_created':
+    case 'user_activated':
+    case 'user_group_added':
+      return false;
+    default:
+      return assertNever(change);
+  }
+}

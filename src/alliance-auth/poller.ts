@@ -1,0 +1,278 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { AllianceAuthConnection } from './database.ts';
+import {
+  type AllianceAuthChange,
+  diffFingerprints,
+  type Fingerprints,
+  parseFingerprint,
+  readFingerprints,
+  serializeFingerprint,
+} from './fingerprint.ts';
+
+/**
+ * Follows Alliance Auth's changes: every cycle reads all fingerprints with one query, diffs them
+ * against the stored ones, and hands the changes to `apply` inside one transaction of aa-oidc's own
+ * database that also stores the new fingerprints. Either both commit or neither does, so a restart
+ * (or another instance taking over) misses nothing and emits nothing twice. Only the instance
+ * holding the lease polls; the commit is fenced by the lease, so a paused instance that lost it
+ * cannot write over its successor.
+ */
+export const LEASE_NAME = 'alliance-auth';
+
+export type PollOutcome =
+  /** The first cycle ever: fingerprints stored, nothing emitted (there is nothing to compare with). */
+  | { outcome: 'baseline'; users: number }
+  | { outcome: 'applied'; users: number; changes: AllianceAuthChange[] }
+  /** Another instance holds the lease. */
+  | { outcome: 'not_leader' }
+  /** Alliance Auth's database did not answer; nothing changed, the next cycle tries again. */
+  | { outcome: 'aa_unreachable'; error: string }
+  /** Alliance Auth answered with no user at all while users were known: refused, not applied. */
+  | { outcome: 'refused_empty'; known: number }
+  /** Another instance took the lease over while this cycle ran: rolled back. */
+  | { outcome: 'lease_lost' };
+
+export interface PollerDependencies {
+  aa: Pick<AllianceAuthConnection, 'db' | 'kind'>;
+  db: Kysely<Database>;
+  intervalMs: number;
+  logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /**
+   * Applies one cycle's changes inside the cycle's transaction (the directory's change feed:
+   * lifecycle events, revocation, logout jobs); may return what to run once it committed.
+   */
+  apply(trx: Transaction<Database>, changes: readonly AllianceAuthChange[]): Promise<(() => void) | void>;
+  now?: () => number;
+  /** This instance's lease owner id (default: host, pid and a random part). */
+  owner?: string;
+}
+
+export interface AllianceAuthPoller {
+  /** One cycle now (tests, the benchmark, the timer). Cycles never overlap. */
+  pollOnce(): Promise<PollOutcome>;
+  /** Polls every `intervalMs` until stopped. */
+  start(): void;
+  /** Stops the timer, waits for a cycle in flight, and gives the lease up. */
+  stop(): Promise<void>;
+  /** How the last cycle went (for logs and readiness). */
+  lastOutcome(): PollOutcome | undefined;
+}
+
+const BATCH = 500;
+
+export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuthPoller {
+  const { db, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  // A dead leader's lease lapses after three cycles (at least 30 s), then another instance polls.
+  const leaseMs = Math.max(3 * deps.intervalMs, 30_000);
+  let cache: { generation: number; fingerprints: Fingerprints } | undefined;
+  let running: Promise<PollOutcome> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = true;
+  let last: PollOutcome | undefined;
+  let unreachableSince: number | undefined;
+
+  const acquireLease = async (): Promise<number | undefined> => {
+    await db
+      .insertInto('aa_poll_lease')
+      .values({ name: LEASE_NAME, owner: null, lease_until: 0, generation: 0 })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .execute();
+    const at = now();
+    const row = await db
+      .updateTable('aa_poll_lease')
+      .set({ owner, lease_until: at + leaseMs })
+      .where('name', '=', LEASE_NAME)
+      .where((eb) => eb.or([eb('owner', '=', owner), eb('owner', 'is', null), eb('lease_until', '<', at)]))
+      .returning('generation')
+      .executeTakeFirst();
+    return row ? Number(row.generation) : undefined;
+  };
+
+  const storedFingerprints = async (generation: number): Promise<Fingerprints> => {
+    if (cache && cache.generation === generation) return cache.fingerprints;
+    const rows = await db.selectFrom('aa_user_fingerprint').select(['user_id', 'fingerprint']).execute();
+    return new Map(rows.map((row) => [Number(row.user_id), parseFingerprint(row.fingerprint)]));
+  };
+
+  const cycle = async (): Promise<PollOutcome> => {
+    const generation = await acquireLease();
+    if (generation === undefined) {
+      cache = undefined;
+      return { outcome: 'not_leader' };
+    }
+    let current: Fingerprints;
+    try {
+      current = await readFingerprints(deps.aa.db, deps.aa.kind);
+    } catch (error) {
+      const message = (error as Error).message;
+      if (unreachableSince === undefined) {
+        unreachableSince = now();
+        logger.warn(
+          { err: { message } },
+          "Alliance Auth's database is unreachable; polling goes on and resumes where it stopped",
+        );
+      }
+      return { outcome: 'aa_unreachable', error: message };
+    }
+    if (unreachableSince !== undefined) {
+      logger.info({ downForMs: now() - unreachableSince }, "Alliance Auth's database answers again");
+      unreachableSince = undefined;
+    }
+    const previous = await storedFingerprints(generation);
+    if (current.size === 0 && previous.size > 0) {
+      logger.error(
+        { known: previous.size },
+        'Alliance Auth answered with no user at all; refusing to treat every user as deleted (check AA_OIDC_AA_DATABASE_URL)',
+      );
+      return { outcome: 'refused_empty', known: previous.size };
+    }
+    const baseline = generation === 0 && previous.size === 0;
+    const changes = baseline ? [] : diffFingerprints(previous, current);
+
+    const upserts: Array<{ user_id: number; fingerprint: string; updated_at: number }> = [];
+    const at = now();
+    const previousText = new Map<number, string>();
+    for (const [userId, fingerprint] of previous) previousText.set(userId, serializeFingerprint(fingerprint));
+    for (const [userId, fingerprint] of current) {
+      const text = serializeFingerprint(fingerprint);
+      if (previousText.get(userId) !== text)
+        upserts.push({ user_id: userId, fingerprint: text, updated_at: at });
+    }
+    const deleted = [...previous.keys()].filter((userId) => !current.has(userId));
+
+    let afterCommit: (() => void) | void = undefined;
+    let nextGeneration: number;
+    try {
+      nextGeneration = await db.transaction().execute(async (trx) => {
+        const fenced = await trx
+          .updateTable('aa_poll_lease')
+          .set((eb) => ({
+            generation: eb('generation', '+', 1),
+            last_success_at: at,
+            lease_until: now() + leaseMs,
+          }))
+          .where('name', '=', LEASE_NAME)
+          .where('owner', '=', owner)
+          .where('generation', '=', generation)
+          .returning('generation')
+          .executeTakeFirst();
+        if (!fenced) throw new LeaseLost();
+        for (let start = 0; start < upserts.length; start += BATCH) {
+          await trx
+            .insertInto('aa_user_fingerprint')
+            .values(upserts.slice(start, start + BATCH))
+            .onConflict((oc) =>
+              oc.column('user_id').doUpdateSet((eb) => ({
+                fingerprint: eb.ref('excluded.fingerprint'),
+                updated_at: eb.ref('excluded.updated_at'),
+              })),
+            )
+            .execute();
+        }
+        for (let start = 0; start < deleted.length; start += BATCH) {
+          await trx
+            .deleteFrom('aa_user_fingerprint')
+            .where('user_id', 'in', deleted.slice(start, start + BATCH))
+            .execute();
+        }
+        if (changes.length > 0) afterCommit = await deps.apply(trx, changes);
+        return Number(fenced.generation);
+      });
+    } catch (error) {
+      if (error instanceof LeaseLost) {
+        cache = undefined;
+        return { outcome: 'lease_lost' };
+      }
+      throw error;
+    }
+    cache = { generation: nextGeneration, fingerprints: current };
+    const committed = afterCommit as (() => void) | undefined;
+    if (committed) {
+      try {
+        committed();
+      } catch (error) {
+        logger.error(
+          { err: { message: (error as Error).message } },
+          'a listener of Alliance Auth changes failed',
+        );
+      }
+    }
+    if (baseline) {
+      logger.info(
+        { users: current.size },
+        'Alliance Auth fingerprints recorded; following changes from now on',
+      );
+      return { outcome: 'baseline', users: current.size };
+    }
+    if (changes.length > 0) logger.info({ changes: changes.length }, 'Alliance Auth changes applied');
+    return { outcome: 'applied', users: current.size, changes };
+  };
+
+  const pollOnce = (): Promise<PollOutcome> => {
+    running ??= cycle()
+      .then((outcome) => {
+        last = outcome;
+        return outcome;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+
+  const schedule = () => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      pollOnce()
+        .catch((error: Error) =>
+          logger.error(
+            { err: { name: error.name, message: error.message } },
+            'an Alliance Auth poll cycle failed',
+          ),
+        )
+        .finally(schedule);
+    }, deps.intervalMs);
+    timer.unref();
+  };
+
+  return {
+    pollOnce,
+    start() {
+      if (!stopped) return;
+      stopped = false;
+      // The first cycle right away: a restarted instance catches up at once.
+      pollOnce()
+        .catch((error: Error) =>
+          logger.error(
+            { err: { name: error.name, message: error.message } },
+            'an Alliance Auth poll cycle failed',
+          ),
+        )
+        .finally(schedule);
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await running?.catch(() => undefined);
+      // Give the lease up, so that another instance takes over at once rather than after it lapses.
+      await db
+        .updateTable('aa_poll_lease')
+        .set({ owner: null, lease_until: 0 })
+        .where('name', '=', LEASE_NAME)
+        .where('owner', '=', owner)
+        .execute()
+        .catch(() => undefined);
+    },
+    lastOutcome: () => last,
+  };
+}
+
+class LeaseLost extends Error {
+  override name = 'LeaseLost';
+}

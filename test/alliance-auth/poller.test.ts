@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
+import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
+import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { parseDatabaseUrl } from '../../src/config/load.ts';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
+
+const silent = { info() {}, warn() {}, error() {}, debug() {} };
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Following Alliance Auth's changes by polling, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let aa: AllianceAuthConnection;
+    let ours: TestDatabase;
+    let database: DatabaseHandle;
+    let actions: AllianceAuthActions;
+    let applied: AllianceAuthChange[][];
+
+    const poller = (over: Partial<PollerDependencies> = {}) =>
+      createAllianceAuthPoller({
+        aa,
+        db: database.db,
+        intervalMs: 1000,
+        logger: silent,
+        async apply(_trx, changes) {
+          applied.push([...changes]);
+        },
+        ...over,
+      });
+
+    beforeEach(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      aa = openAllianceAuthDatabase(fixture.readerUrl);
+      ours = await createTestDatabase();
+      database = openDatabase(parseDatabaseUrl(ours.url, ours.dataDir));
+      await migrateToLatest(database.db, database.kind);
+      actions = allianceAuthActions(fixture);
+      applied = [];
+    });
+    afterEach(async () => {
+      await aa?.close();
+      await database?.close();
+      await ours?.drop();
+      await fixture?.drop();
+    });
+
+    it('records a baseline first, then finds nothing when nothing changed', async () => {
+      const first = poller();
+      assert.deepEqual(await first.pollOnce(), { outcome: 'baseline', users: 6 });
+      assert.deepEqual(await first.pollOnce(), { outcome: 'applied', users: 6, changes: [] });
+      assert.deepEqual(applied, []);
+      const stored = await database.db.selectFrom('aa_user_fingerprint').select('user_id').execute();
+      assert.equal(stored.length, 6);
+      await first.stop();
+    });
+
+    it('turns each kind of change AA makes into lifecycle changes, each emitted once', async () => {
+      const p = poller();
+      await p.pollOnce();
+      await actions.deactivate(2);
+      await actions.removeGroup(3, 'Fleet Commanders');
+      await actions.moveMainToAlliance(
+        4,
+        { id: 1354830081, name: 'Goonswarm Federation', ticker: 'CONDI' },
+        'Blue',
+      );
+      await actions.deleteUser(6);
+      const outcome = await p.pollOnce();
+      assert.equal(outcome.outcome, 'applied');
+      assert.deepEqual(applied, [
+        [
+          { kind: 'user_deactivated', userId: 2, username: 'alice' },
+          { kind: 'user_state_changed', userId: 2, username: 'alice', fromState: 'Member', toState: 'Guest' },
+          { kind: 'user_group_removed', userId: 3, username: 'bob', group: 'Fleet Commanders' },
+          { kind: 'user_state_changed', userId: 4, username: 'carol', fromState: 'Guest', toState: 'Blue' },
+          { kind: 'user_deleted', userId: 6, username: 'erin' },
+        ],
+      ]);
+      assert.deepEqual((await p.pollOnce()).outcome, 'applied');
+      assert.equal(applied.length, 1, 'nothing is emitted twice');
+      await p.stop();
+    });
+
+    it('sees a lost main character, a changed permission, a reactivation and a group added', async () => {
+      const p = poller();
+      await p.pollOnce();
+      await actions.loseMainCharacter(3);
+      // Alice keeps the permission through her state; Carol had it only through Directors.
+      await actions.removeGroupPermission('Directors');
+      await actions.reactivate(5, 'Member');
+      await actions.addGroup(5, 'Wiki Editors');
+      await p.pollOnce();
+      assert.deepEqual(applied, [
+        [
+          { kind: 'user_state_changed', userId: 3, username: 'bob', fromState: 'Blue', toState: 'Guest' },
+          {
+            kind: 'user_main_character_changed',
+            userId: 3,
+            username: 'bob',
+            from: 2112000003,
+            to: null,
+            ownershipChanged: true,
+          },
+          { kind: 'user_updated', userId: 4, username: 'carol', fields: ['oidcAccess'] },
+          { kind: 'user_group_added', userId: 5, username: 'dave', group: 'Wiki Editors' },
+          { kind: 'user_activated', userId: 5, username: 'dave' },
+        ],
+      ]);
+      await p.stop();
+    });
+
+    it('misses nothing and repeats nothing across a restart, and a failed apply keeps the change for the next cycle', async () => {
+      const before = poller();
+      await before.pollOnce();
+      await before.stop();
+      await actions.deactivate(4);
+      let failing = true;
+      const flaky = poller({
+        async apply(_trx, changes) {
+          if (failing) throw new Error('subscriber failed');
+          applied.push([...changes]);
+        },
+      });
+      await assert.rejects(flaky.pollOnce(), /subscriber failed/);
+      failing = false;
+      await flaky.pollOnce();
+      await flaky.pollOnce();
+      await flaky.stop();
+      const restarted = poller();
+      await restarted.pollOnce();
+      await restarted.stop();
+      // Carol was a Guest already: deactivating her changes nothing else.
+      assert.deepEqual(applied, [[{ kind: 'user_deactivated', userId: 4, username: 'carol' }]]);
+    });
+
+    it('lets one instance poll at a time; another takes over once the first stops', async () => {
+      const a = poller({ owner: 'instance-a' });
+      const b = poller({ owner: 'instance-b' });
+      assert.equal((await a.pollOnce()).outcome, 'baseline');
+      assert.equal((await b.pollOnce()).outcome, 'not_leader');
+      await actions.deactivate(2);
+      await a.stop();
+      assert.equal((await b.pollOnce()).outcome, 'applied');
+      assert.equal(applied.length, 1);
+      assert.equal((await a.pollOnce()).outcome, 'not_leader');
+      await b.stop();
+    });
+
+    it('survives losing the connection to AA: nothing is emitted meanwhile, and nothing spurious after', async () => {
+      const server = new URL(fixture.readerUrl);
+      const proxy = await startTcpProxy(
+        server.hostname,
+        Number(server.port || (kind === 'mysql' ? 3306 : 5432)),
+      );
+      const flaky = openAllianceAuthDatabase(proxy.wrap(fixture.readerUrl), {
+        onIdleConnectionError: () => undefined,
+      });
+      try {
+        const p = poller({ aa: flaky });
+        await p.pollOnce();
+        proxy.cut();
+        assert.equal((await p.pollOnce()).outcome, 'aa_unreachable');
+        await actions.removeGroup(2, 'Wiki Editors');
+        assert.equal((await p.pollOnce()).outcome, 'aa_unreachable');
+        assert.deepEqual(applied, []);
+        proxy.restore();
+        const resumed = await p.pollOnce();
+        assert.equal(resumed.outcome, 'applied');
+        assert.deepEqual(applied, [
+          [{ kind: 'user_group_removed', userId: 2, username: 'alice', group: 'Wiki Editors' }],
+        ]);
+        await p.stop();
+      } finally {
+        await flaky.close();
+        await proxy.close();
+      }
+    });
+  });
+}

@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
+import {
+  passesAllianceAuthGate,
+  selectCharacterOwnership,
+  selectGroups,
+  selectStates,
+  selectUserById,
+  selectUserByUsername,
+  selectUsers,
+} from '../../src/alliance-auth/queries.ts';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  expectedFixture,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+
+const expected = expectedFixture();
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Reading Alliance Auth's tables on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let aa: AllianceAuthConnection;
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      aa = openAllianceAuthDatabase(fixture.readerUrl);
+    });
+    after(async () => {
+      await aa?.close();
+      await fixture?.drop();
+    });
+
+    it('reads every user as expected.json describes it, through the SELECT-only login', async () => {
+      for (const want of expected.users) {
+        const user = await selectUserById(aa.db, want.id);
+        assert.ok(user, `user ${want.username}`);
+        assert.equal(user.username, want.username);
+        assert.equal(user.email, want.email);
+        assert.equal(user.active, want.is_active);
+        assert.equal(user.superuser, want.is_superuser);
+        assert.deepEqual(user.state, want.state);
+        assert.deepEqual(
+          user.groups.map((group) => group.name),
+          [...want.groups].sort(),
+        );
+        assert.deepEqual(
+          user.groups.map((group) => group.id).sort((a, b) => a - b),
+          want.group_ids,
+        );
+        const main = want.main_character;
+        assert.deepEqual(
+          user.mainCharacter,
+          main === null
+            ? null
+            : {
+                characterId: main.character_id,
+                characterName: main.character_name,
+                corporationId: main.corporation_id,
+                corporationName: main.corporation_name,
+                corporationTicker: main.corporation_ticker,
+                allianceId: main.alliance_id,
+                allianceName: main.alliance_name,
+                allianceTicker: main.alliance_ticker,
+                factionId: main.faction_id,
+                factionName: main.faction_name,
+              },
+        );
+        const sources = [...(user.superuser ? ['superuser'] : []), ...user.permissionVia].sort();
+        assert.deepEqual(sources, [...want.oidc_permission_sources].sort(), `${want.username}'s permission`);
+        assert.equal(passesAllianceAuthGate(user), want.oidc_access, `${want.username}'s gate`);
+      }
+      assert.equal(await selectUserById(aa.db, 999), undefined);
+    });
+
+    it('finds users by username and lists them sorted, filtered by state, group and text', async () => {
+      assert.equal((await selectUserByUsername(aa.db, 'carol'))?.id, 4);
+      const all = await selectUsers(aa.db, {});
+      assert.deepEqual(
+        all.map((user) => user.username),
+        expected.users.map((user) => user.username).sort(),
+      );
+      const members = await selectUsers(aa.db, { stateId: 2 });
+      assert.deepEqual(
+        members.map((user) => user.username),
+        expected.users
+          .filter((user) => user.state.name === 'Member')
+          .map((user) => user.username)
+          .sort(),
+      );
+      const directors = await selectUsers(aa.db, { groupId: 1 });
+      assert.deepEqual(
+        directors.map((user) => user.username),
+        ['alice', 'carol'],
+      );
+      assert.deepEqual(
+        (await selectUsers(aa.db, { active: false })).map((user) => user.username),
+        ['dave'],
+      );
+      assert.deepEqual(
+        (await selectUsers(aa.db, { search: 'ALI' })).map((user) => user.username),
+        ['alice'],
+      );
+      assert.deepEqual(
+        (await selectUsers(aa.db, { limit: 2, offset: 1 })).map((user) => user.username),
+        all.slice(1, 3).map((user) => user.username),
+      );
+    });
+
+    it('lists states by priority and groups by name, with the access permission and member counts', async () => {
+      const states = await selectStates(aa.db);
+      assert.deepEqual(
+        states.map((state) => [state.name, state.priority, state.grantsAccess]),
+        expected.states.map((state) => [state.name, state.priority, state.grants_oidc]),
+      );
+      const groups = await selectGroups(aa.db);
+      assert.deepEqual(
+        groups.map((group) => [group.name, group.grantsAccess, group.userCount]),
+        expected.groups.map((group) => [group.name, group.grants_oidc, group.members.length]),
+      );
+    });
+
+    it('reads a character ownership with the owner hash and the owner main character', async () => {
+      const alice = expected.users.find((user) => user.username === 'alice')!;
+      const main = alice.characters.find((character) => character.is_main)!;
+      const alt = alice.characters.find((character) => !character.is_main)!;
+      assert.deepEqual(await selectCharacterOwnership(aa.db, main.character_id), {
+        characterKnown: true,
+        ownership: {
+          userId: alice.id,
+          ownerHash: main.owner_hash,
+          userActive: true,
+          mainCharacterId: main.character_id,
+        },
+      });
+      assert.equal(
+        (await selectCharacterOwnership(aa.db, alt.character_id)).ownership?.mainCharacterId,
+        main.character_id,
+      );
+      // Erin Echo exists as a character but nobody owns it.
+      assert.deepEqual(await selectCharacterOwnership(aa.db, 2112000006), {
+        characterKnown: true,
+        ownership: null,
+      });
+      assert.deepEqual(await selectCharacterOwnership(aa.db, 90000001), {
+        characterKnown: false,
+        ownership: null,
+      });
+    });
+
+    it('cannot write through the SELECT-only login', async () => {
+      await assert.rejects(
+        fixture.owner
+          .transaction()
+          .execute(async () => undefined)
+          .then(() =>
+            aa.db.updateTable('auth_user').set({ email: 'x@example.org' }).where('id', '=', 1).execute(),
+          ),
+      );
+    });
+  });
+}

@@ -1,0 +1,154 @@
+import { sql } from 'kysely';
+import type { AllianceAuthTestDatabase } from './alliance-auth.ts';
+
+/**
+ * The statements Alliance Auth's own code runs for each kind of change (Django ORM saves and the
+ * signal handlers of AA 4.1: `authentication/signals.py`, `groupmanagement/signals.py`, Django's
+ * deletion collector), run in one transaction as AA's request would. See the fixture's
+ * SCHEMA-NOTES.md, sections 1, 2, 3, 5 and 7.
+ */
+export interface AllianceAuthActions {
+  /** An administrator unticks "active": the user, then `assign_state_on_active_change` → Guest. */
+  deactivate(userId: number): Promise<void>;
+  /** Ticked again: the user, then `assign_state()` recomputes the state from the main character. */
+  reactivate(userId: number, state: string): Promise<void>;
+  /** `user.groups.remove(group)` (admin, group leader, or the user leaving). */
+  removeGroup(userId: number, group: string): Promise<void>;
+  /** `user.groups.add(group)`. */
+  addGroup(userId: number, group: string): Promise<void>;
+  /**
+   * The main character's alliance changes (`run_model_update`), the state is recomputed
+   * (`assign_state`, with its notification), and `check_groups_on_state_change` removes the groups
+   * restricted to other states.
+   */
+  moveMainToAlliance(
+    userId: number,
+    alliance: { id: number | null; name: string | null; ticker: string | null },
+    newState: string,
+  ): Promise<void>;
+  /** The main character's ownership is revoked (owner hash changed): `validate_main_character` clears the main, the state falls to Guest. */
+  loseMainCharacter(userId: number): Promise<void>;
+  /** `user.delete()`: Django's collector deletes what cascades, then the user. */
+  deleteUser(userId: number): Promise<void>;
+  /** `group.permissions.remove(access_oidc)` in the admin. */
+  removeGroupPermission(group: string): Promise<void>;
+}
+
+export function allianceAuthActions(fixture: AllianceAuthTestDatabase): AllianceAuthActions {
+  const { owner } = fixture;
+  const b = (value: boolean) => fixture.bool(value);
+  const now = () => new Date().toISOString().replace('T', ' ').replace('Z', '');
+  const stateId = async (name: string): Promise<number> => {
+    const row = await owner
+      .selectFrom('authentication_state')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirstOrThrow();
+    return Number(row.id);
+  };
+  const groupId = async (name: string): Promise<number> => {
+    const row = await owner
+      .selectFrom('auth_group')
+      .select('id')
+      .where('name', '=', name)
+      .executeTakeFirstOrThrow();
+    return Number(row.id);
+  };
+  const notify = (trx: typeof owner, userId: number, title: string) =>
+    sql`INSERT INTO notifications_notification (level, title, message, timestamp, viewed, user_id)
+        VALUES ('info', ${title}, ${title}, ${now()}, ${b(false)}, ${userId})`.execute(trx);
+
+  return {
+    async deactivate(userId) {
+      const guest = await stateId('Guest');
+      await owner.transaction().execute(async (trx) => {
+        await sql`UPDATE authentication_userprofile SET state_id = ${guest} WHERE user_id = ${userId}`.execute(
+          trx,
+        );
+        await sql`UPDATE auth_user SET is_active = ${b(false)} WHERE id = ${userId}`.execute(trx);
+      });
+    },
+    async reactivate(userId, state) {
+      const id = await stateId(state);
+      await owner.transaction().execute(async (trx) => {
+        await sql`UPDATE auth_user SET is_active = ${b(true)} WHERE id = ${userId}`.execute(trx);
+        await sql`UPDATE authentication_userprofile SET state_id = ${id} WHERE user_id = ${userId}`.execute(
+          trx,
+        );
+        await notify(trx, userId, `State changed to: ${state}`);
+      });
+    },
+    async removeGroup(userId, group) {
+      const id = await groupId(group);
+      await sql`DELETE FROM auth_user_groups WHERE user_id = ${userId} AND group_id IN (${id})`.execute(
+        owner,
+      );
+    },
+    async addGroup(userId, group) {
+      const id = await groupId(group);
+      await sql`INSERT INTO auth_user_groups (user_id, group_id) VALUES (${userId}, ${id})`.execute(owner);
+    },
+    async moveMainToAlliance(userId, alliance, newState) {
+      const id = await stateId(newState);
+      await owner.transaction().execute(async (trx) => {
+        await sql`UPDATE eveonline_evecharacter SET alliance_id = ${alliance.id}, alliance_name = ${alliance.name}, alliance_ticker = ${alliance.ticker}
+                  WHERE id = (SELECT main_character_id FROM authentication_userprofile WHERE user_id = ${userId})`.execute(
+          trx,
+        );
+        await sql`UPDATE authentication_userprofile SET state_id = ${id} WHERE user_id = ${userId}`.execute(
+          trx,
+        );
+        await notify(trx, userId, `State changed to: ${newState}`);
+        await sql`DELETE FROM auth_user_groups WHERE user_id = ${userId} AND group_id IN (
+                    SELECT authgroup_id FROM groupmanagement_authgroup_states
+                    WHERE authgroup_id NOT IN (SELECT authgroup_id FROM groupmanagement_authgroup_states WHERE state_id = ${id}))`.execute(
+          trx,
+        );
+      });
+    },
+    async loseMainCharacter(userId) {
+      const guest = await stateId('Guest');
+      await owner.transaction().execute(async (trx) => {
+        await sql`DELETE FROM authentication_characterownership
+                  WHERE character_id = (SELECT main_character_id FROM authentication_userprofile WHERE user_id = ${userId})`.execute(
+          trx,
+        );
+        await sql`UPDATE authentication_userprofile SET main_character_id = NULL WHERE user_id = ${userId}`.execute(
+          trx,
+        );
+        await sql`UPDATE authentication_userprofile SET state_id = ${guest} WHERE user_id = ${userId}`.execute(
+          trx,
+        );
+        await notify(trx, userId, 'State changed to: Guest');
+      });
+    },
+    async deleteUser(userId) {
+      await owner.transaction().execute(async (trx) => {
+        for (const statement of [
+          sql`DELETE FROM notifications_notification WHERE user_id = ${userId}`,
+          sql`DELETE FROM groupmanagement_grouprequest WHERE user_id = ${userId}`,
+          sql`DELETE FROM groupmanagement_requestlog WHERE request_actor_id = ${userId}`,
+          sql`DELETE FROM groupmanagement_authgroup_group_leaders WHERE user_id = ${userId}`,
+          sql`DELETE FROM esi_token_scopes WHERE token_id IN (SELECT id FROM esi_token WHERE user_id = ${userId})`,
+          sql`DELETE FROM esi_callbackredirect WHERE token_id IN (SELECT id FROM esi_token WHERE user_id = ${userId})`,
+          sql`DELETE FROM esi_token WHERE user_id = ${userId}`,
+          sql`DELETE FROM authentication_ownershiprecord WHERE user_id = ${userId}`,
+          sql`DELETE FROM authentication_characterownership WHERE user_id = ${userId}`,
+          sql`DELETE FROM authentication_userprofile WHERE user_id = ${userId}`,
+          sql`DELETE FROM auth_user_user_permissions WHERE user_id = ${userId}`,
+          sql`DELETE FROM auth_user_groups WHERE user_id = ${userId}`,
+          sql`DELETE FROM django_admin_log WHERE user_id = ${userId}`,
+          sql`DELETE FROM auth_user WHERE id = ${userId}`,
+        ]) {
+          await statement.execute(trx);
+        }
+      });
+    },
+    async removeGroupPermission(group) {
+      const id = await groupId(group);
+      await sql`DELETE FROM auth_group_permissions WHERE group_id = ${id} AND permission_id IN (
+                  SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+                  WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc')`.execute(owner);
+    },
+  };
+}

@@ -1,0 +1,177 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import type { EveSsoSettings } from '../../src/alliance-auth/eve-sso.ts';
+
+/**
+ * A stand-in for CCP's EVE SSO v2 on loopback: the authorize endpoint signs in whichever character
+ * the test chose (CCP would show its login page), the token endpoint redeems the code for an
+ * EVE-shaped access token (RS256 with a `kid`, CCP's claim set) signed with the stand-in's own key,
+ * and the JWKS publishes that key. The real endpoints are never contacted.
+ */
+export interface EveCharacterLogin {
+  characterId: number;
+  characterName: string;
+  ownerHash: string;
+}
+
+export interface EveSsoStandIn {
+  settings: EveSsoSettings;
+  /** The character the next authorization request signs in. */
+  signInAs(login: EveCharacterLogin): void;
+  /** Bends the next token issued (a test of the verifier's refusals). */
+  tamperNextToken(change: TokenTamper): void;
+  /** Answers the token endpoint with this HTTP status from now on (undefined: normal service). */
+  failTokenEndpoint(status: number | undefined): void;
+  /** How many codes were redeemed. */
+  redeemed(): number;
+  close(): Promise<void>;
+}
+
+export type TokenTamper =
+  | { issuer: string }
+  | { audience: string[] }
+  | { subject: string }
+  | { expiresInSeconds: number }
+  | { foreignKey: true };
+
+export const STAND_IN_CLIENT = {
+  clientId: 'eve-client-0123456789abcdef',
+  clientSecret: 'eve-secret-fedcba9876543210',
+};
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+  const foreign = await generateKeyPair('RS256', { extractable: true });
+  const publicJwk: JWK = await exportJWK(publicKey);
+  const kid = `JWT-Signature-Key-${(await calculateJwkThumbprint(publicJwk)).slice(0, 8)}`;
+  let next: EveCharacterLogin | undefined;
+  let tamper: TokenTamper | undefined;
+  let tokenStatus: number | undefined;
+  let redeemedCount = 0;
+  const codes = new Map<
+    string,
+    { login: EveCharacterLogin; redirectUri: string; challenge: string | null }
+  >();
+
+  const server: Server = createServer((request, response) => {
+    void (async () => {
+      const url = new URL(request.url ?? '/', 'http://stand-in');
+      const json = (status: number, body: unknown) => {
+        response.writeHead(status, { 'content-type': 'application/json' });
+        response.end(JSON.stringify(body));
+      };
+      if (request.method === 'GET' && url.pathname === '/v2/oauth/authorize') {
+        const redirectUri = url.searchParams.get('redirect_uri');
+        if (
+          url.searchParams.get('client_id') !== STAND_IN_CLIENT.clientId ||
+          url.searchParams.get('response_type') !== 'code' ||
+          !redirectUri ||
+          !url.searchParams.get('state') ||
+          !next
+        ) {
+          return json(400, { error: 'invalid_request' });
+        }
+        const code = randomBytes(16).toString('base64url');
+        codes.set(code, { login: next, redirectUri, challenge: url.searchParams.get('code_challenge') });
+        const back = new URL(redirectUri);
+        back.searchParams.set('code', code);
+        back.searchParams.set('state', url.searchParams.get('state')!);
+        response.writeHead(302, { location: back.toString() });
+        return response.end();
+      }
+      if (request.method === 'POST' && url.pathname === '/v2/oauth/token') {
+        if (tokenStatus !== undefined) return json(tokenStatus, { error: 'server_error' });
+        const expected = `Basic ${Buffer.from(`${STAND_IN_CLIENT.clientId}:${STAND_IN_CLIENT.clientSecret}`).toString('base64')}`;
+        if (request.headers.authorization !== expected) return json(401, { error: 'invalid_client' });
+        const form = new URLSearchParams(await readBody(request));
+        const entry = codes.get(form.get('code') ?? '');
+        codes.delete(form.get('code') ?? '');
+        if (
+          form.get('grant_type') !== 'authorization_code' ||
+          !entry ||
+          entry.redirectUri !== form.get('redirect_uri')
+        ) {
+          return json(400, { error: 'invalid_grant' });
+        }
+        if (entry.challenge !== null) {
+          const verifier = form.get('code_verifier') ?? '';
+          if (createHash('sha256').update(verifier).digest('base64url') !== entry.challenge) {
+            return json(400, { error: 'invalid_grant' });
+          }
+        }
+        redeemedCount += 1;
+        const change = tamper;
+        tamper = undefined;
+        const now = Math.floor(Date.now() / 1000);
+        const token = await new SignJWT({
+          scp: ['publicData'],
+          jti: randomUUID(),
+          kid,
+          azp: STAND_IN_CLIENT.clientId,
+          tenant: 'tranquility',
+          tier: 'live',
+          region: 'world',
+          name: entry.login.characterName,
+          owner: entry.login.ownerHash,
+        })
+          .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
+          .setSubject(
+            change && 'subject' in change ? change.subject : `CHARACTER:EVE:${entry.login.characterId}`,
+          )
+          .setAudience(
+            change && 'audience' in change ? change.audience : [STAND_IN_CLIENT.clientId, 'EVE Online'],
+          )
+          .setIssuer(change && 'issuer' in change ? change.issuer : 'https://login.eveonline.com')
+          .setIssuedAt(now)
+          .setExpirationTime(now + (change && 'expiresInSeconds' in change ? change.expiresInSeconds : 1199))
+          .sign(change && 'foreignKey' in change ? foreign.privateKey : privateKey);
+        return json(200, {
+          access_token: token,
+          expires_in: 1199,
+          token_type: 'Bearer',
+          refresh_token: randomBytes(16).toString('base64url'),
+        });
+      }
+      if (request.method === 'GET' && url.pathname === '/oauth/jwks') {
+        return json(200, { keys: [{ ...publicJwk, kid, alg: 'RS256', use: 'sig' }] });
+      }
+      return json(404, { error: 'not_found' });
+    })().catch((error: Error) => {
+      response.writeHead(500);
+      response.end(error.message);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    settings: {
+      ...STAND_IN_CLIENT,
+      authorizationUrl: `${base}/v2/oauth/authorize`,
+      tokenUrl: `${base}/v2/oauth/token`,
+      jwksUrl: `${base}/oauth/jwks`,
+    },
+    signInAs(login) {
+      next = login;
+    },
+    tamperNextToken(change) {
+      tamper = change;
+    },
+    failTokenEndpoint(status) {
+      tokenStatus = status;
+    },
+    redeemed: () => redeemedCount,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
