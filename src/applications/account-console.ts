@@ -31,6 +31,7 @@ export function accountConsoleApplication(config: {
   return {
     clientId: ACCOUNT_CONSOLE_CLIENT_ID,
     clientSecretSha256: clientSecretDigest(secret.toString('base64url')),
+    clientSecretPbkdf2: null,
     name: `${config.branding.name} account`,
     logoUrl: null,
     redirectUris: [`${origin}${ACCOUNT_CONSOLE_CALLBACK_PATH}`],

@@ -6,12 +6,14 @@ import { syntacticBackchannelTargetCheck } from './backchannel-target.ts';
 import { ApplicationError, quote } from './errors.ts';
 import { hasControlCharacter } from './text.ts';
 import { clientSecretDigest, generateClientId, generateClientSecret } from './secret.ts';
+import { isDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 import {
   clientIdExists,
   findApplication,
   insertApplication,
   listApplications,
   loadDirectoryNames,
+  replaceImportedSecret,
   setActive,
   setSecretDigest,
   updateApplicationRow,
@@ -25,6 +27,7 @@ import type {
   ApplicationPatch,
   ApplicationService,
   BackchannelTargetCheck,
+  ImportedSecret,
 } from './types.ts';
 import { type ValidApplication, type ValidationContext, validateApplicationInput } from './validate.ts';
 
@@ -114,10 +117,14 @@ export function createApplicationService(
       if (options.dryRun) {
         return { application: preview(valid, null, createdBy, now()), clientSecret: null };
       }
-      const clientSecret = valid.clientType === 'confidential' ? generateClientSecret() : null;
-      const digest = clientSecret === null ? null : clientSecretDigest(clientSecret);
+      const imported =
+        options.importedSecret === undefined
+          ? undefined
+          : checkImportedSecret(valid.clientType, options.importedSecret);
+      const clientSecret = valid.clientType === 'confidential' && !imported ? generateClientSecret() : null;
+      const secret = imported ?? { sha256: clientSecret === null ? null : clientSecretDigest(clientSecret) };
       try {
-        await db.transaction().execute((trx) => insertApplication(trx, valid, digest, createdBy, now()));
+        await db.transaction().execute((trx) => insertApplication(trx, valid, secret, createdBy, now()));
       } catch (error) {
         // Lost a race for the same explicit client_id: report it like the check above.
         if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
@@ -175,6 +182,24 @@ export function createApplicationService(
 
     findByClientId,
 
+    async verifyImportedSecret(clientId, presented) {
+      if (typeof presented !== 'string' || presented.length === 0 || presented.length > 1024) return false;
+      const application = await findByClientId(clientId);
+      const stored = application?.clientSecretPbkdf2 ?? null;
+      // One PBKDF2 run whatever the case, so the time taken says nothing about the application.
+      const matches = await verifyDjangoPbkdf2(stored, presented);
+      if (!application || stored === null || !matches) return false;
+      if (
+        await replaceImportedSecret(db, application.clientId, stored, clientSecretDigest(presented), now())
+      ) {
+        log.info(
+          { clientId: application.clientId },
+          'imported client secret verified and replaced by its SHA-256 digest',
+        );
+      }
+      return true;
+    },
+
     async list(filter = {}) {
       if (filter.search !== undefined && (typeof filter.search !== 'string' || filter.search.includes('\0')))
         throw new ApplicationError('invalid_input', [
@@ -209,6 +234,26 @@ export function createApplicationService(
     });
     return application;
   }
+}
+
+/** The stored form of an imported secret, checked: a confidential client, a digest or a Django hash. */
+function checkImportedSecret(
+  clientType: string,
+  secret: ImportedSecret,
+): { sha256: string; pbkdf2: string | null } {
+  const invalid = (message: string) =>
+    new ApplicationError('invalid_input', [{ field: 'client_secret', message }]);
+  if (clientType !== 'confidential') throw invalid('only a confidential client has a secret to import');
+  if ('sha256Hex' in secret) {
+    if (typeof secret.sha256Hex !== 'string' || !/^[0-9a-f]{64}$/.test(secret.sha256Hex))
+      throw invalid('an imported digest must be 64 lowercase hex characters (SHA-256)');
+    return { sha256: secret.sha256Hex, pbkdf2: null };
+  }
+  if (typeof secret.djangoPbkdf2 !== 'string' || !isDjangoPbkdf2(secret.djangoPbkdf2))
+    throw invalid('an imported hash must be a Django pbkdf2_sha256$iterations$salt$hash value');
+  // The schema wants a digest for every confidential client: until the first authentication replaces
+  // it, the digest is of a random value nobody knows, so only the imported hash can match.
+  return { sha256: clientSecretDigest(generateClientSecret()), pbkdf2: secret.djangoPbkdf2 };
 }
 
 function clientIdTaken(clientId: string): ApplicationError {
@@ -277,6 +322,7 @@ function preview(
   return {
     clientId: valid.clientId,
     clientSecretSha256: current?.clientSecretSha256 ?? null,
+    clientSecretPbkdf2: current?.clientSecretPbkdf2 ?? null,
     name: valid.name,
     logoUrl: valid.logoUrl,
     redirectUris: valid.redirectUris,

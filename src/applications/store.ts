@@ -1,4 +1,4 @@
-import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { ApplicationTable, Database } from '../db/schema.ts';
 import type { Application, GrantType } from './types.ts';
@@ -31,7 +31,7 @@ export function selectApplications(db: Db, kind: DatabaseKind) {
     ]);
 }
 
-type ApplicationQueryRow = ApplicationTable & { state_names: string; group_names: string };
+type ApplicationQueryRow = Selectable<ApplicationTable> & { state_names: string; group_names: string };
 
 function parseList(text: string): string[] {
   const parsed: unknown = JSON.parse(text);
@@ -46,6 +46,7 @@ export function toApplication(row: ApplicationQueryRow): Application {
   return {
     clientId: row.client_id,
     clientSecretSha256: row.client_secret_sha256,
+    clientSecretPbkdf2: row.client_secret_pbkdf2 ?? null,
     name: row.name,
     logoUrl: row.logo_url,
     redirectUris: parseList(row.redirect_uris),
@@ -146,7 +147,7 @@ function flag(value: boolean): 0 | 1 {
 export async function insertApplication(
   trx: Transaction<Database>,
   app: ValidApplication,
-  secretDigest: string | null,
+  secret: { sha256: string | null; pbkdf2?: string | null },
   createdBy: string,
   now: number,
 ): Promise<void> {
@@ -154,7 +155,8 @@ export async function insertApplication(
     .insertInto('application')
     .values({
       client_id: app.clientId,
-      client_secret_sha256: secretDigest,
+      client_secret_sha256: secret.sha256,
+      client_secret_pbkdf2: secret.pbkdf2 ?? null,
       client_type: app.clientType,
       ...settableColumns(app),
       created_by: createdBy,
@@ -205,9 +207,29 @@ export async function setSecretDigest(
 ): Promise<boolean> {
   const result = await db
     .updateTable('application')
-    .set({ client_secret_sha256: digest, updated_at: now })
+    .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
     .where('client_id', '=', clientId)
     .where('client_type', '=', 'confidential')
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/**
+ * Replaces an imported PBKDF2 hash by a digest, only while that hash is still the stored one (a
+ * rotation or a concurrent first authentication in between wins).
+ */
+export async function replaceImportedSecret(
+  db: Db,
+  clientId: string,
+  pbkdf2: string,
+  digest: string,
+  now: number,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('application')
+    .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
+    .where('client_id', '=', clientId)
+    .where('client_secret_pbkdf2', '=', pbkdf2)
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }

@@ -7,6 +7,12 @@ export interface Application {
   clientId: string;
   /** SHA-256 digest (hex) of the client secret; null for public clients. Never the secret itself. */
   clientSecretSha256: string | null;
+  /**
+   * A secret imported from the Python plugin as django-oauth-toolkit stored it (a Django PBKDF2
+   * hash), until the first successful authentication replaces it with `clientSecretSha256` (which
+   * meanwhile is the digest of a random value, so that only this hash can match).
+   */
+  clientSecretPbkdf2: string | null;
   name: string;
   logoUrl: string | null;
   redirectUris: string[];
@@ -111,6 +117,17 @@ export interface WriteOptions {
   dryRun?: boolean;
 }
 
+/**
+ * A secret that already exists elsewhere (`aa-oidc import plugin-apps`): its SHA-256 digest, or the
+ * Django PBKDF2 hash django-oauth-toolkit kept. The application then keeps it instead of a new one.
+ */
+export type ImportedSecret = { sha256Hex: string } | { djangoPbkdf2: string };
+
+export interface CreateOptions extends WriteOptions {
+  /** Only for a confidential client; no secret is generated (nor returned). */
+  importedSecret?: ImportedSecret;
+}
+
 export interface CreatedApplication {
   application: Application;
   /** The plain secret, shown once; null for public clients (and in a dry run). */
@@ -125,7 +142,7 @@ export interface UpdatedApplication {
 
 /** The one write path for applications (section C). Every method validates; errors are `ApplicationError`. */
 export interface ApplicationService {
-  create(input: ApplicationInput, actor: Actor, options?: WriteOptions): Promise<CreatedApplication>;
+  create(input: ApplicationInput, actor: Actor, options?: CreateOptions): Promise<CreatedApplication>;
   update(
     clientId: string,
     patch: ApplicationPatch,
@@ -140,6 +157,12 @@ export interface ApplicationService {
   ): Promise<{ clientSecret: string | null }>;
   deactivate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
   activate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
+  /**
+   * Client authentication with a secret imported as a Django PBKDF2 hash: true when `presented`
+   * matches it, and then the hash is replaced by the presented secret's SHA-256 digest, so that
+   * every later authentication is the usual fast comparison.
+   */
+  verifyImportedSecret(clientId: string, presented: unknown): Promise<boolean>;
   /** One database round trip; undefined for an unknown (or malformed) client_id. */
   findByClientId(clientId: string): Promise<Application | undefined>;
   /** Sorted by name, then client_id. */

@@ -74,6 +74,11 @@ export interface ApplicationTable {
   client_id: string;
   /** Hex SHA-256 of the client secret; null for public clients. */
   client_secret_sha256: string | null;
+  /**
+   * A secret imported from the Python plugin as a Django PBKDF2 hash, until the client's first
+   * successful authentication replaces it with `client_secret_sha256`.
+   */
+  client_secret_pbkdf2: ColumnType<string | null, string | null | undefined, string | null>;
   name: string;
   logo_url: string | null;
   /** JSON array of exact redirect URIs. */

@@ -126,6 +126,41 @@ export async function generateSigningKey(): Promise<GeneratedSigningKey> {
   return { kid: await thumbprintOf(publicJwk), publicJwk, privateJwk };
 }
 
+/** The smallest RSA modulus an imported key may have. */
+const MINIMUM_IMPORTED_BITS = 2048;
+
+/**
+ * An RSA private key in PEM (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`), as the
+ * Python plugin's `OIDC_RSA_PRIVATE_KEY` holds it, in the form a generated key has. Throws an Error
+ * whose message says what is wrong and never contains key material.
+ */
+export async function signingKeyFromPem(pem: string): Promise<GeneratedSigningKey> {
+  if (/ENCRYPTED/.test(pem)) {
+    throw new Error('the PEM key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)');
+  }
+  if (!/-----BEGIN (RSA )?PRIVATE KEY-----/.test(pem)) {
+    throw new Error(
+      'expected an RSA private key in PEM form (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)',
+    );
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pem, format: 'pem' });
+  } catch {
+    throw new Error('the PEM private key cannot be parsed');
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new Error(`expected an RSA key for RS256 (got ${String(key.asymmetricKeyType)})`);
+  }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (bits < MINIMUM_IMPORTED_BITS) {
+    throw new Error(`the RSA key has ${bits} bits; at least ${MINIMUM_IMPORTED_BITS} are needed`);
+  }
+  const privateJwk = key.export({ format: 'jwk' }) as JWK;
+  const publicJwk = publicPart(privateJwk);
+  return { kid: await thumbprintOf(publicJwk), publicJwk, privateJwk };
+}
+
 /**
  * Parses a decrypted private JWK into a key object (the expensive step: done once per key when
  * loaded) and checks that it is the key its row says it is.

@@ -9,6 +9,7 @@ import {
   type GeneratedSigningKey,
   generateSigningKey,
   SIGNING_ALG,
+  signingKeyFromPem,
 } from './crypto.ts';
 import { keyRow, keyRowsByStatus, lockSigningKeys, removeExpiredKeys, toSummary } from './queries.ts';
 import type { SigningKeySummary } from './types.ts';
@@ -43,6 +44,22 @@ export interface KeyService {
   removeExpired(now?: number): Promise<string[]>;
   /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
   retiredPublicationSeconds(): number;
+  /**
+   * Imports an RSA private key (PEM), such as the Python plugin's `OIDC_RSA_PRIVATE_KEY`, so that
+   * tokens it signed keep verifying. `active` (the default) makes it the signing key, the current
+   * active key retiring as in a rotation; `retired` only publishes it, for as long as a key retired
+   * now is published.
+   */
+  importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
+}
+
+export interface ImportResult {
+  dryRun: boolean;
+  kid: string;
+  status: 'active' | 'retired';
+  /** The formerly active key, now retired (importing as active); null otherwise. */
+  retiredKid: string | null;
+  publishUntil: number | null;
 }
 
 export interface RotationResult {
@@ -67,7 +84,8 @@ export interface RetireResult {
   removedKids: string[];
 }
 
-export type KeyErrorCode = 'invalid_kid' | 'unknown_kid' | 'active_key' | 'not_retirable';
+export type KeyErrorCode =
+  'invalid_kid' | 'unknown_kid' | 'active_key' | 'not_retirable' | 'invalid_key' | 'already_imported';
 
 /** A refused key operation, with a message an operator can act on. */
 export class KeyError extends Error {
@@ -117,8 +135,9 @@ export function createKeyService(
   const insertKey = async (
     trx: Transaction<Database>,
     key: GeneratedSigningKey,
-    status: 'next' | 'active',
+    status: 'next' | 'active' | 'retired',
     now: number,
+    publishUntil: number | null = null,
   ): Promise<void> => {
     await trx
       .insertInto('signing_key')
@@ -130,9 +149,9 @@ export function createKeyService(
         private_jwk_encrypted: encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey),
         created_at: now,
         activated_at: status === 'active' ? now : null,
-        retired_at: null,
+        retired_at: status === 'retired' ? now : null,
         removed_at: null,
-        publish_until: null,
+        publish_until: publishUntil,
       })
       .execute();
   };
@@ -338,6 +357,69 @@ export function createKeyService(
         return { dryRun: false, key: toSummary(updated!), removedKids };
       });
       logger?.info({ kid }, 'retired the next signing key');
+      return result;
+    },
+
+    async importKey(pem, options = {}) {
+      const as = options.as ?? 'active';
+      if (as !== 'active' && as !== 'retired') {
+        throw new KeyError('invalid_key', `cannot import a key as "${String(as)}": use active or retired`);
+      }
+      let key: GeneratedSigningKey;
+      try {
+        key = await signingKeyFromPem(typeof pem === 'string' ? pem : '');
+      } catch (error) {
+        throw new KeyError('invalid_key', (error as Error).message);
+      }
+      const refuseExisting = (row: SigningKeyRow | undefined) => {
+        if (row) {
+          throw new KeyError(
+            'already_imported',
+            `this key is already known as ${row.kid} (status ${row.status}); \`aa-oidc keys list\` shows it`,
+          );
+        }
+      };
+      if (options.dryRun) {
+        refuseExisting(await keyRow(db, key.kid));
+        const active = only(await keyRowsByStatus(db, 'active'), 'active');
+        const now = Date.now();
+        return {
+          dryRun: true,
+          kid: key.kid,
+          status: as,
+          retiredKid: as === 'active' ? (active?.kid ?? null) : null,
+          publishUntil: as === 'retired' || active ? now + retiredPublicationSeconds() * 1000 : null,
+        };
+      }
+      const result = await writeTransaction(async (trx): Promise<ImportResult> => {
+        refuseExisting(await keyRow(trx, key.kid));
+        const now = Date.now();
+        const publishUntil = now + retiredPublicationSeconds() * 1000;
+        if (as === 'retired') {
+          await insertKey(trx, key, 'retired', now, publishUntil);
+          return { dryRun: false, kid: key.kid, status: as, retiredKid: null, publishUntil };
+        }
+        const active = only(await keyRowsByStatus(trx, 'active'), 'active');
+        if (active) {
+          await setStatus(trx, active.kid, 'active', {
+            status: 'retired',
+            retired_at: now,
+            publish_until: publishUntil,
+          });
+        }
+        await insertKey(trx, key, 'active', now);
+        return {
+          dryRun: false,
+          kid: key.kid,
+          status: as,
+          retiredKid: active?.kid ?? null,
+          publishUntil: active ? publishUntil : null,
+        };
+      });
+      logger?.info(
+        { kid: result.kid, status: result.status, retiredKid: result.retiredKid },
+        'imported a signing key',
+      );
       return result;
     },
 

@@ -19,9 +19,9 @@ export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization', 'ac
 /**
  * An application as oidc-provider client metadata.
  *
- * - The secret given to the provider is the stored SHA-256 digest, never a secret: client
- *   authentication compares digests (`client-auth.ts`), and no HMAC algorithm is enabled that would
- *   use the secret as a key.
+ * - The secret given to the provider is the stored SHA-256 digest (or, for a secret imported from the
+ *   Python plugin and not used yet, its Django PBKDF2 hash), never a secret: client authentication
+ *   compares digests (`client-auth.ts`), and no HMAC algorithm is enabled that would use it as a key.
  * - `backchannel_logout_uri` is deliberately left out: the provider would deliver logout tokens
  *   itself, without the SSRF gate and the durable queue of section G.
  * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`.
@@ -32,7 +32,10 @@ export function clientMetadataFor(app: Application): ClientMetadata {
   return {
     client_id: app.clientId,
     ...(app.clientType === 'confidential' && app.clientSecretSha256 !== null
-      ? { client_secret: app.clientSecretSha256, token_endpoint_auth_method: 'client_secret_basic' }
+      ? {
+          client_secret: app.clientSecretPbkdf2 ?? app.clientSecretSha256,
+          token_endpoint_auth_method: 'client_secret_basic',
+        }
       : { token_endpoint_auth_method: 'none' }),
     client_name: app.name,
     ...(app.logoUrl ? { logo_uri: app.logoUrl } : {}),

@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type { Kysely } from 'kysely';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import { accountConsoleApplication, withAccountConsole } from '../applications/account-console.ts';
+import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { DirectoryService } from '../directory/types.ts';
@@ -31,7 +32,8 @@ export interface OidcDependencies {
   config: Config;
   logger: Logger;
   db: Kysely<Database>;
-  applications: ApplicationLookup;
+  /** Application lookups, and the verification of secrets imported from the Python plugin. */
+  applications: ApplicationLookup & Pick<ApplicationService, 'verifyImportedSecret'>;
   directory: Pick<DirectoryService, 'loadUserProfile' | 'verifyPassword' | 'recordLogin' | 'findUserById'>;
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
   /** Audit events and metrics of the provider's work (sections H and I). */
@@ -103,7 +105,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider.proxy = config.trustProxy;
     // The client address is the entry the trusted proxies appended, counted from the right.
     provider.maxIpsCount = config.trustedProxyHops;
-    installDigestSecretComparison(provider);
+    installDigestSecretComparison(provider, deps.applications);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
     provider.use(issuedCodes.middleware);

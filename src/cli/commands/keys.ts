@@ -1,4 +1,6 @@
-import type { Command } from 'commander';
+import { readFile } from 'node:fs/promises';
+import { type Command, Option } from 'commander';
+import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary } from '../../keys/types.ts';
 import { type CliIo, isoTime, withServices } from '../context.ts';
@@ -72,6 +74,41 @@ export function registerKeys(program: Command, io: CliIo): void {
             `next: ${result.nextKid} (published now, signs after the next rotation)`,
             ...result.removedKids.map((kid) => `removed: ${kid} (publication ended)`),
           ];
+      io.stdout.write(`${lines.join('\n')}\n`);
+    });
+
+  keys
+    .command('import')
+    .description(
+      "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key (relying parties see the same key as before)",
+    )
+    .requiredOption('--pem <file>', 'the PEM file (PKCS#1 or PKCS#8, unencrypted); never printed')
+    .addOption(
+      new Option('--as <status>', 'active: sign with it from now on; retired: only publish it')
+        .choices(['active', 'retired'])
+        .default('active'),
+    )
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (options: { pem: string; as: 'active' | 'retired'; dryRun?: boolean }) => {
+      let pem: string;
+      try {
+        pem = await readFile(options.pem, 'utf8');
+      } catch (error) {
+        throw new KeyError(
+          'invalid_key',
+          `--pem ${options.pem}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+        );
+      }
+      const result = await withKeyService(io, (service) =>
+        service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
+      );
+      const until = isoTime(result.publishUntil);
+      const lines = [
+        `${result.dryRun ? 'dry run, nothing changed; would import' : 'imported'}: ${result.kid} as ${result.status}${result.status === 'retired' ? ` (published until ${until})` : ''}`,
+        ...(result.retiredKid
+          ? [`${result.dryRun ? 'would retire' : 'retired'}: ${result.retiredKid} (published until ${until})`]
+          : []),
+      ];
       io.stdout.write(`${lines.join('\n')}\n`);
     });
 

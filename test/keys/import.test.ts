@@ -1,0 +1,129 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { calculateJwkThumbprint, createLocalJWKSet, importPKCS8, jwtVerify, SignJWT } from 'jose';
+import { cli, type CliResult } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { startServer, type TestServer } from '../oidc/server.ts';
+
+/** The Python plugin's key, as its settings hold it (`OIDC_RSA_PRIVATE_KEY`, PKCS#1 PEM). */
+function pluginKey(bits = 2048) {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
+  return {
+    pkcs1: privateKey.export({ format: 'pem', type: 'pkcs1' }).toString(),
+    pkcs8: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    publicJwk: publicKey.export({ format: 'jwk' }),
+  };
+}
+
+describe('aa-oidc keys import --pem FILE', () => {
+  let server: TestServer;
+  const run = (...args: string[]): Promise<CliResult> => cli(args, testEnv(server.database));
+  before(async () => {
+    server = await startServer();
+  });
+  after(() => server?.close());
+
+  it("makes the plugin's key the signing key, so id_tokens it signed before the switch still verify", async () => {
+    const key = pluginKey();
+    const kid = await calculateJwkThumbprint({ kty: 'RSA', n: key.publicJwk.n!, e: key.publicJwk.e! });
+    const file = path.join(server.database.dataDir, 'plugin-key.pem');
+    writeFileSync(file, key.pkcs1, { mode: 0o600 });
+    const previous = server.app.keyStore.activeKid();
+
+    const dry = await run('keys', 'import', '--pem', file, '--dry-run');
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, new RegExp(`^dry run, nothing changed; would import: ${kid} as active$`, 'm'));
+
+    const imported = await run('keys', 'import', '--pem', file);
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(imported.stdout, new RegExp(`^imported: ${kid} as active$`, 'm'));
+    assert.match(imported.stdout, new RegExp(`^retired: ${previous} \\(published until `, 'm'));
+    assert.doesNotMatch(imported.stdout + imported.stderr, /PRIVATE KEY|MII/);
+
+    // A token the plugin signed (DOT puts the RFC 7638 thumbprint in `kid`), checked against our JWKS.
+    const oldToken = await new SignJWT({ sub: '2' })
+      .setProtectedHeader({ alg: 'RS256', kid })
+      .setIssuer(server.issuer)
+      .setAudience('wiki')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(await importPKCS8(key.pkcs8, 'RS256'));
+    await server.app.keyStore.reload();
+    const jwks = (await (await fetch(`${server.issuer}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string }>;
+    };
+    assert.ok(jwks.keys.some((entry) => entry.kid === kid));
+    assert.ok(
+      jwks.keys.some((entry) => entry.kid === previous),
+      'the former active key stays published',
+    );
+    const { payload } = await jwtVerify(oldToken, createLocalJWKSet(jwks as never), {
+      issuer: server.issuer,
+    });
+    assert.equal(payload.sub, '2');
+    assert.equal(server.app.keyStore.activeKid(), kid);
+
+    const again = await run('keys', 'import', '--pem', file);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, new RegExp(`already known as ${kid} \\(status active\\)`));
+  });
+
+  it('only publishes the key with --as retired', async () => {
+    const key = pluginKey();
+    const file = path.join(server.database.dataDir, 'retired.pem');
+    writeFileSync(file, key.pkcs8);
+    const active = server.app.keyStore.activeKid();
+    const result = await run('keys', 'import', '--pem', file, '--as', 'retired');
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^imported: \S+ as retired \(published until \d{4}-/m);
+    const list = JSON.parse((await run('keys', 'list', '--format', 'json')).stdout) as Array<{
+      kid: string;
+      status: string;
+    }>;
+    assert.equal(list.find((entry) => entry.status === 'active')?.kid, active);
+  });
+
+  it('refuses what is not a usable RSA private key, saying why, and a file it cannot read', async () => {
+    const dir = server.database.dataDir;
+    const cases: Array<[string, string, RegExp]> = [
+      [
+        'public.pem',
+        generateKeyPairSync('rsa', { modulusLength: 2048 })
+          .publicKey.export({ format: 'pem', type: 'spki' })
+          .toString(),
+        /expected an RSA private key in PEM form/,
+      ],
+      [
+        'ec.pem',
+        generateKeyPairSync('ec', { namedCurve: 'P-256' })
+          .privateKey.export({ format: 'pem', type: 'pkcs8' })
+          .toString(),
+        /expected an RSA key for RS256 \(got ec\)/,
+      ],
+      ['small.pem', pluginKey(1024).pkcs8, /has 1024 bits; at least 2048 are needed/],
+      [
+        'encrypted.pem',
+        generateKeyPairSync('rsa', { modulusLength: 2048 })
+          .privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'x' })
+          .toString(),
+        /encrypted; decrypt it first/,
+      ],
+      [
+        'garbage.pem',
+        '-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n',
+        /cannot be parsed/,
+      ],
+    ];
+    for (const [name, content, message] of cases) {
+      writeFileSync(path.join(dir, name), content);
+      const result = await run('keys', 'import', '--pem', path.join(dir, name));
+      assert.notEqual(result.code, 0, name);
+      assert.match(result.stderr, message, name);
+    }
+    const missing = await run('keys', 'import', '--pem', path.join(dir, 'absent.pem'));
+    assert.match(missing.stderr, /--pem .*absent\.pem: cannot read it \(ENOENT\)/);
+  });
+});
