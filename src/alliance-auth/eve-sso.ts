@@ -9,12 +9,6 @@ import { request } from 'undici';
  * name and the owner hash (`owner`), which changes when the character is sold or transferred.
  */
 
-export const EVE_SSO_DEFAULTS = {
-  authorizationUrl: 'https://login.eveonline.com/v2/oauth/authorize',
-  tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
-  jwksUrl: 'https://login.eveonline.com/oauth/jwks',
-} as const;
-
 /** CCP's issuers, before and after the 2023 change; they stay the same whatever the endpoints. */
 export const EVE_SSO_ISSUERS: readonly string[] = ['login.eveonline.com', 'https://login.eveonline.com'];
 export const EVE_SSO_AUDIENCE = 'EVE Online';

@@ -216,21 +216,20 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 }
 
 /** Keys whose value is a secret: a message names the key and what is wrong, never the value. */
-const SECRET_KEYS: ReadonlySet<string> = new Set(['secretKey', 'metrics.bearerToken']);
+const SECRET_KEYS: ReadonlySet<string> = new Set(['secretKey', 'metrics.bearerToken', 'eveSso.clientSecret']);
+/** Keys whose value is a URL that may carry a password: shown with the password hidden. */
+const URL_KEYS: ReadonlySet<string> = new Set(['databaseUrl', 'directory.allianceAuth.databaseUrl']);
 
 function describeReceived(raw: Record<string, unknown>, issuePath: readonly PropertyKey[]): string {
   const key = issuePath.map(String).join('.');
   if (SECRET_KEYS.has(key)) return '';
-  if (key === 'databaseUrl') {
-    const url = raw.databaseUrl;
-    return typeof url === 'string' ? ` (got "${redactUrl(url)}")` : '';
-  }
   let node: unknown = raw;
   for (const key of issuePath) {
     if (!isPlainObject(node)) return '';
     node = node[String(key)];
   }
   if (node === undefined) return '';
+  if (URL_KEYS.has(key)) return typeof node === 'string' ? ` (got "${redactUrl(node)}")` : '';
   return ` (got ${JSON.stringify(node)})`;
 }
 
@@ -275,6 +274,8 @@ function resolveConfig(
     secretKey = developmentSecretKey(dataDir, createDevSecretKey);
   }
 
+  checkDirectory(parsed, mode, origins);
+
   const { mode: _mode, host: _host, issuer: _issuer, secretKey: _secret, databaseUrl, ...rest } = parsed;
   return {
     ...rest,
@@ -287,6 +288,63 @@ function resolveConfig(
     database: parseDatabaseUrl(databaseUrl, cwd),
     origins,
   };
+}
+
+/** The name to show for a setting: where it came from, else its environment variable. */
+function settingName(origins: Record<string, string>, key: string, env: string): string {
+  const origin = origins[key];
+  return origin === undefined || origin.startsWith(ENV_PREFIX) ? env : `${origin} key "${key}"`;
+}
+
+/**
+ * What the Alliance Auth directory and EVE SSO need together: AA's database and login page, EVE SSO
+ * only with Alliance Auth (it signs in AA's character owners), https endpoints in production.
+ */
+function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string, string>): void {
+  const aa = parsed.directory.allianceAuth;
+  const eve = parsed.eveSso;
+  if (parsed.directory.source === 'alliance-auth') {
+    const urlName = settingName(origins, 'directory.allianceAuth.databaseUrl', 'AA_OIDC_AA_DATABASE_URL');
+    if (aa.databaseUrl === undefined) {
+      throw new ConfigError(
+        `${urlName}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's database with a SELECT-only login: mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth)`,
+      );
+    }
+    if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(aa.databaseUrl)) {
+      throw new ConfigError(
+        `${urlName}: "${redactUrl(aa.databaseUrl)}" is not supported; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth`,
+      );
+    }
+    if (aa.loginUrl === undefined) {
+      throw new ConfigError(
+        `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's sign-in page, where people register and pick a main character, e.g. https://auth.example.org/)`,
+      );
+    }
+  }
+  const eveSet = [eve.clientId, eve.clientSecret].filter((value) => value !== undefined).length;
+  if (eveSet === 1) {
+    throw new ConfigError(
+      `${eve.clientId === undefined ? settingName(origins, 'eveSso.clientId', 'AA_OIDC_EVE_SSO_CLIENT_ID') : settingName(origins, 'eveSso.clientSecret', 'AA_OIDC_EVE_SSO_CLIENT_SECRET')}: EVE SSO needs both the client id and the client secret of the application registered at CCP`,
+    );
+  }
+  if (eveSet === 2 && parsed.directory.source !== 'alliance-auth') {
+    throw new ConfigError(
+      `${settingName(origins, 'eveSso.clientId', 'AA_OIDC_EVE_SSO_CLIENT_ID')}: sign-in with EVE SSO needs the Alliance Auth directory (AA_OIDC_DIRECTORY=alliance-auth), which knows the characters' owners`,
+    );
+  }
+  if (mode === 'production') {
+    for (const [key, env] of [
+      ['authorizationUrl', 'AA_OIDC_EVE_SSO_AUTHORIZATION_URL'],
+      ['tokenUrl', 'AA_OIDC_EVE_SSO_TOKEN_URL'],
+      ['jwksUrl', 'AA_OIDC_EVE_SSO_JWKS_URL'],
+    ] as const) {
+      if (!eve[key].startsWith('https://')) {
+        throw new ConfigError(
+          `${settingName(origins, `eveSso.${key}`, env)}: production mode requires https (got "${eve[key]}")`,
+        );
+      }
+    }
+  }
 }
 
 function developmentSecretKey(dataDir: string, create: boolean): string {

@@ -49,6 +49,13 @@ const httpUrl = z.url({ protocol: /^https?$/, normalize: false });
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ACCESS_TOKEN_FORMATS = ['opaque', 'jwt'] as const;
 export const PORTRAIT_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024];
+export const DIRECTORY_SOURCES = ['builtin', 'alliance-auth'] as const;
+/** CCP's EVE SSO v2 endpoints, the defaults (tests point them at a local stand-in). */
+export const EVE_SSO_ENDPOINTS = {
+  authorizationUrl: 'https://login.eveonline.com/v2/oauth/authorize',
+  tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
+  jwksUrl: 'https://login.eveonline.com/oauth/jwks',
+} as const;
 
 export const configSchema = z
   .object({
@@ -204,6 +211,48 @@ export const configSchema = z
       })
       .strict()
       .default({ name: 'aa-oidc', accentColor: '#2459d4' }),
+    directory: z
+      .object({
+        /**
+         * Where users, states and groups live: aa-oidc's own tables (`builtin`), or Alliance Auth's
+         * database, read-only (`alliance-auth`). `AA_OIDC_DIRECTORY`.
+         */
+        source: z.enum(DIRECTORY_SOURCES).default('builtin'),
+        allianceAuth: z
+          .object({
+            /** `mysql://…` or `postgres://…` with a SELECT-only login. `AA_OIDC_AA_DATABASE_URL`. */
+            databaseUrl: z.string().min(1).optional(),
+            /** Alliance Auth's own sign-in page: where people are sent to register or pick a main. */
+            loginUrl: httpUrl.optional(),
+            /** How often Alliance Auth's changes are looked for. `AA_OIDC_AA_POLL_SECONDS`. */
+            pollSeconds: integer(1, 3600).default(30),
+            /** Sign-in with Alliance Auth passwords (PBKDF2 hashes) too. `AA_OIDC_AA_PASSWORD_LOGIN`. */
+            passwordLogin: boolean().default(false),
+            /**
+             * The `email_verified` claim: Alliance Auth verifies addresses at registration unless
+             * `REGISTRATION_VERIFY_EMAIL = False`, and keeps no per-user record of it.
+             */
+            emailVerified: boolean().default(true),
+          })
+          .strict()
+          .default({ pollSeconds: 30, passwordLogin: false, emailVerified: true }),
+      })
+      .strict()
+      .default({
+        source: 'builtin',
+        allianceAuth: { pollSeconds: 30, passwordLogin: false, emailVerified: true },
+      }),
+    /** Sign-in with EVE SSO v2 (the Alliance Auth directory only). `AA_OIDC_EVE_SSO_*`. */
+    eveSso: z
+      .object({
+        clientId: z.string().min(1).optional(),
+        clientSecret: z.string().min(1).optional(),
+        authorizationUrl: httpUrl.default(EVE_SSO_ENDPOINTS.authorizationUrl),
+        tokenUrl: httpUrl.default(EVE_SSO_ENDPOINTS.tokenUrl),
+        jwksUrl: httpUrl.default(EVE_SSO_ENDPOINTS.jwksUrl),
+      })
+      .strict()
+      .default({ ...EVE_SSO_ENDPOINTS }),
   })
   .strict();
 
@@ -213,6 +262,12 @@ export type ParsedConfig = z.output<typeof configSchema>;
 /** Names from the spec's table that differ from the mechanical path → name rule. */
 export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
   AA_OIDC_LOG_LEVEL: ['logging', 'level'],
+  AA_OIDC_DIRECTORY: ['directory', 'source'],
+  AA_OIDC_AA_DATABASE_URL: ['directory', 'allianceAuth', 'databaseUrl'],
+  AA_OIDC_AA_LOGIN_URL: ['directory', 'allianceAuth', 'loginUrl'],
+  AA_OIDC_AA_POLL_SECONDS: ['directory', 'allianceAuth', 'pollSeconds'],
+  AA_OIDC_AA_PASSWORD_LOGIN: ['directory', 'allianceAuth', 'passwordLogin'],
+  AA_OIDC_AA_EMAIL_VERIFIED: ['directory', 'allianceAuth', 'emailVerified'],
 };
 
 /** Environment names that are read elsewhere, never part of the schema. */

@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { decideEveSignIn } from '../../src/alliance-auth/eve-login.ts';
-import {
-  createEveSsoClient,
-  EVE_SSO_DEFAULTS,
-  type EveSsoClient,
-  EveSsoError,
-} from '../../src/alliance-auth/eve-sso.ts';
+import { createEveSsoClient, type EveSsoClient, EveSsoError } from '../../src/alliance-auth/eve-sso.ts';
 import { startEveSsoStandIn, type EveSsoStandIn, type TokenTamper } from '../helpers/eve-sso-stand-in.ts';
 
 const ALICE = {
@@ -34,14 +29,6 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
     client = createEveSsoClient(standIn.settings);
   });
   after(() => standIn?.close());
-
-  it("defaults to CCP's endpoints", () => {
-    assert.deepEqual(EVE_SSO_DEFAULTS, {
-      authorizationUrl: 'https://login.eveonline.com/v2/oauth/authorize',
-      tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
-      jwksUrl: 'https://login.eveonline.com/oauth/jwks',
-    });
-  });
 
   it('asks for publicData with a state and S256 PKCE, and learns the character, its name and owner hash', async () => {
     const request = client.authorizationRequest(REDIRECT);

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/load.ts';
+
+const cwd = () => mkdtempSync(path.join(tmpdir(), 'aa-oidc-config-'));
+const AA = {
+  AA_OIDC_DIRECTORY: 'alliance-auth',
+  AA_OIDC_AA_DATABASE_URL: 'mysql://aa_oidc:s3cret-pw@db.example.org:3306/alliance_auth',
+  AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+};
+const EVE = { AA_OIDC_EVE_SSO_CLIENT_ID: 'ccp-client', AA_OIDC_EVE_SSO_CLIENT_SECRET: 'ccp-secret-value' };
+
+function refusal(env: Record<string, string>): string {
+  try {
+    loadConfig({ env, cwd: cwd() });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.message;
+  }
+  assert.fail('the configuration was accepted');
+}
+
+describe('configuration of the Alliance Auth directory and EVE SSO', () => {
+  it('keeps the built-in directory by default, with CCP as the EVE SSO endpoints', () => {
+    const config = loadConfig({ env: {}, cwd: cwd() });
+    assert.equal(config.directory.source, 'builtin');
+    assert.deepEqual(config.directory.allianceAuth, {
+      pollSeconds: 30,
+      passwordLogin: false,
+      emailVerified: true,
+    });
+    assert.deepEqual(config.eveSso, {
+      authorizationUrl: 'https://login.eveonline.com/v2/oauth/authorize',
+      tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
+      jwksUrl: 'https://login.eveonline.com/oauth/jwks',
+    });
+  });
+
+  it('reads the names operators look for', () => {
+    const config = loadConfig({
+      env: {
+        ...AA,
+        ...EVE,
+        AA_OIDC_AA_POLL_SECONDS: '5',
+        AA_OIDC_AA_PASSWORD_LOGIN: 'true',
+        AA_OIDC_EVE_SSO_TOKEN_URL: 'http://127.0.0.1:9/token',
+      },
+      cwd: cwd(),
+    });
+    assert.equal(config.directory.source, 'alliance-auth');
+    assert.equal(config.directory.allianceAuth.databaseUrl, AA.AA_OIDC_AA_DATABASE_URL);
+    assert.equal(config.directory.allianceAuth.loginUrl, AA.AA_OIDC_AA_LOGIN_URL);
+    assert.equal(config.directory.allianceAuth.pollSeconds, 5);
+    assert.equal(config.directory.allianceAuth.passwordLogin, true);
+    assert.equal(config.eveSso.clientId, 'ccp-client');
+    assert.equal(config.eveSso.tokenUrl, 'http://127.0.0.1:9/token');
+  });
+
+  it('reads the same settings from a config file', () => {
+    const dir = cwd();
+    const file = path.join(dir, 'aa-oidc.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: {
+            databaseUrl: 'postgres://aa@127.0.0.1/aa',
+            loginUrl: 'https://auth.example.org/',
+            passwordLogin: true,
+          },
+        },
+      }),
+    );
+    const config = loadConfig({ env: { AA_OIDC_CONFIG: file }, cwd: dir });
+    assert.equal(config.directory.source, 'alliance-auth');
+    assert.equal(config.directory.allianceAuth.passwordLogin, true);
+  });
+
+  it("refuses the Alliance Auth directory without AA's database or login page, naming the setting", () => {
+    assert.match(
+      refusal({ AA_OIDC_DIRECTORY: 'alliance-auth' }),
+      /^AA_OIDC_AA_DATABASE_URL: required when AA_OIDC_DIRECTORY=alliance-auth/,
+    );
+    const wrong = refusal({ ...AA, AA_OIDC_AA_DATABASE_URL: 'oracle://aa:hunter2-pw@db/aa' });
+    assert.match(
+      wrong,
+      /^AA_OIDC_AA_DATABASE_URL: "oracle:\/\/aa:\*\*\*@db\/aa" is not supported; use mysql:\/\//,
+    );
+    assert.doesNotMatch(wrong, /hunter2/);
+    assert.match(refusal({ ...AA, AA_OIDC_AA_LOGIN_URL: '' }), /AA_OIDC_AA_LOGIN_URL/);
+    const { AA_OIDC_AA_LOGIN_URL: _login, ...noLogin } = AA;
+    assert.match(refusal(noLogin), /^AA_OIDC_AA_LOGIN_URL: required when AA_OIDC_DIRECTORY=alliance-auth/);
+    assert.match(refusal({ AA_OIDC_DIRECTORY: 'ldap' }), /^AA_OIDC_DIRECTORY: .*builtin.*alliance-auth/);
+    assert.match(
+      refusal({ ...AA, AA_OIDC_AA_POLL_SECONDS: '0' }),
+      /^AA_OIDC_AA_POLL_SECONDS: expected an integer between 1 and 3600/,
+    );
+  });
+
+  it('refuses half an EVE SSO client, EVE SSO without Alliance Auth, and plain-http endpoints in production', () => {
+    assert.match(
+      refusal({ ...AA, AA_OIDC_EVE_SSO_CLIENT_ID: 'x' }),
+      /^AA_OIDC_EVE_SSO_CLIENT_SECRET: EVE SSO needs both/,
+    );
+    assert.match(
+      refusal(EVE),
+      /^AA_OIDC_EVE_SSO_CLIENT_ID: sign-in with EVE SSO needs the Alliance Auth directory/,
+    );
+    const production = {
+      ...AA,
+      ...EVE,
+      AA_OIDC_MODE: 'production',
+      AA_OIDC_ISSUER: 'https://sso.example.org/o',
+      AA_OIDC_SECRET_KEY: 'k'.repeat(40),
+      AA_OIDC_EVE_SSO_JWKS_URL: 'http://login.example.org/jwks',
+    };
+    assert.match(refusal(production), /^AA_OIDC_EVE_SSO_JWKS_URL: production mode requires https/);
+    const badSecret = refusal({ ...AA, ...EVE, AA_OIDC_EVE_SSO_CLIENT_SECRET: '' });
+    assert.match(badSecret, /AA_OIDC_EVE_SSO_CLIENT_SECRET/);
+  });
+});
