@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
@@ -15,9 +16,18 @@ import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
 
+/** The version in package.json (two folders up from both src/cli/ and dist/cli/). */
+export function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}
+
 export function buildProgram(io: CliIo = processIo()): Command {
   const program = new Command('aa-oidc')
     .description('OpenID Connect provider for Alliance Auth style communities')
+    .version(`aa-oidc ${packageVersion()}`, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
