@@ -27,7 +27,7 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 export const SIGNING_ALG = 'RS256';
-const MODULUS_BITS = 2048;
+export const MODULUS_BITS = 2048;
 
 /** A stored private key that cannot be read back: wrong secret key, or damaged text. */
 export class KeyDecryptionError extends Error {

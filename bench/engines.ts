@@ -1,0 +1,154 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchClient } from './common.ts';
+import { type Endpoints, discover } from './http.ts';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export type EngineName = 'aa-oidc' | 'bare';
+
+/** An engine under test, running in its own process. */
+export interface RunningEngine {
+  name: EngineName;
+  issuer: string;
+  origin: string;
+  endpoints: Endpoints;
+  pid: number;
+  /** Resident set size of the engine's process now, in MB. */
+  rssMb(): number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kilobytes = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? Number.NaN);
+  return kilobytes / 1024;
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+}
+
+async function waitUntilServing(url: string, child: ChildProcess, logFile: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) {
+      throw new Error(`the engine exited (code ${child.exitCode}); its output:\n${tail(logFile)}`);
+    }
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`the engine did not answer ${url} within 120 s; its output:\n${tail(logFile)}`);
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-30).join('\n');
+  } catch {
+    return '(no output)';
+  }
+}
+
+export interface AaOidcOptions {
+  env: NodeJS.ProcessEnv;
+  port: number;
+  logFile: string;
+  /** Extra node flags (`--cpu-prof`, …). */
+  nodeArgs: readonly string[];
+}
+
+/** `aa-oidc serve` as an operator runs it (the compiled CLI), its log lines going to `logFile`. */
+export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine> {
+  const out = openSync(options.logFile, 'a');
+  const child = spawn(process.execPath, [...options.nodeArgs, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'], {
+    cwd: ROOT,
+    env: options.env,
+    stdio: ['ignore', out, out],
+  });
+  const origin = `http://127.0.0.1:${options.port}`;
+  const stop = stopper(child);
+  try {
+    await waitUntilServing(`${origin}/readyz`, child, options.logFile);
+    const issuer = `${origin}/o`;
+    return {
+      name: 'aa-oidc',
+      issuer,
+      origin,
+      endpoints: await discover(issuer),
+      pid: child.pid!,
+      rssMb: () => rssOf(child.pid!),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+export interface BareOptions {
+  port: number;
+  client: BenchClient;
+  ttl: Record<string, number>;
+  logFile: string;
+  nodeArgs: readonly string[];
+}
+
+/** The bare oidc-provider of bench/bare-provider.ts. */
+export async function startBare(options: BareOptions): Promise<RunningEngine> {
+  const out = openSync(options.logFile, 'a');
+  const child = spawn(process.execPath, [...options.nodeArgs, path.join(ROOT, 'bench/bare-provider.ts')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      BENCH_BARE_PORT: String(options.port),
+      BENCH_BARE_CLIENT: JSON.stringify(options.client),
+      BENCH_BARE_TTL: JSON.stringify(options.ttl),
+    },
+    stdio: ['ignore', out, out],
+  });
+  const origin = `http://127.0.0.1:${options.port}`;
+  const stop = stopper(child);
+  try {
+    await waitUntilServing(`${origin}/.well-known/openid-configuration`, child, options.logFile);
+    return {
+      name: 'bare',
+      issuer: origin,
+      origin,
+      endpoints: await discover(origin),
+      pid: child.pid!,
+      rssMb: () => rssOf(child.pid!),
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}

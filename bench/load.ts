@@ -1,0 +1,141 @@
+import autocannon from 'autocannon';
+
+/**
+ * One HTTP request of a workload. A workload is a sequence of steps that each connection runs in a
+ * loop (one step for most; two for the code flow, six for the password login); `context` carries
+ * values from one step to the next within one pass (a code, cookies) and is fresh for each pass.
+ */
+export interface Step {
+  method: 'GET' | 'POST';
+  /** Path and query on the engine's origin. */
+  path: string | ((context: FlowContext) => string);
+  headers?: Record<string, string> | ((context: FlowContext) => Record<string, string>);
+  body?: string | ((context: FlowContext) => string);
+  /**
+   * True when the response is the one expected (status, and whatever the body must say); may store
+   * values for later steps in `context`. A false marks the pass failed: its remaining steps are
+   * skipped and the connection starts a new pass.
+   */
+  check(
+    response: { status: number; body: string; headers: Record<string, string | string[]> },
+    context: FlowContext,
+  ): boolean;
+}
+
+export type FlowContext = Record<string, unknown> & { startedAt?: number; failed?: boolean };
+
+export interface LoadOptions {
+  origin: string;
+  connections: number;
+  /** Run for this many seconds… */
+  seconds?: number;
+  /** …or until this many passes were started (each step once per pass). */
+  passes?: number;
+}
+
+/** What one run measured: passes (requests, or whole flows) that succeeded, and their latencies. */
+export interface LoadResult {
+  /** Passes that completed with every step as expected. */
+  completed: number;
+  /** Passes that failed a check, plus requests that errored or timed out. */
+  failed: number;
+  /** Wall-clock seconds of the run. */
+  seconds: number;
+  /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
+  latencies: number[];
+  /** The first unexpected response, for the report (status and the start of the body). */
+  firstFailure?: string;
+}
+
+/**
+ * Runs `steps` from `connections` keep-alive connections with autocannon and checks every response.
+ * The latency of a pass runs from the moment its first request is built to its last response.
+ */
+export async function runLoad(steps: readonly Step[], options: LoadOptions): Promise<LoadResult> {
+  const url = new URL(options.origin);
+  const latencies: number[] = [];
+  let completed = 0;
+  let failed = 0;
+  let firstFailure: string | undefined;
+  const last = steps.length - 1;
+
+  const requests = steps.map((step, index) => ({
+    method: step.method,
+    setupRequest(request: Record<string, unknown>, context: FlowContext) {
+      if (index > 0 && context.failed) return null;
+      if (index === 0) context.startedAt = performance.now();
+      const headers = typeof step.headers === 'function' ? step.headers(context) : (step.headers ?? {});
+      const body = typeof step.body === 'function' ? step.body(context) : step.body;
+      return {
+        ...request,
+        method: step.method,
+        path: typeof step.path === 'function' ? step.path(context) : step.path,
+        headers: {
+          ...headers,
+          // autocannon adds Content-Length itself.
+          ...(body === undefined ? {} : { 'content-type': 'application/x-www-form-urlencoded' }),
+        },
+        ...(body === undefined ? {} : { body }),
+      };
+    },
+    onResponse(
+      status: number,
+      body: string,
+      context: FlowContext,
+      headers: Record<string, string | string[]>,
+    ) {
+      if (context.failed) return;
+      let ok: boolean;
+      try {
+        ok = step.check({ status, body: body ?? '', headers: lowerCased(headers) }, context);
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        context.failed = true;
+        failed += 1;
+        firstFailure ??= `step ${index + 1} (${step.method}): HTTP ${status} ${String(body ?? '').slice(0, 200)}`;
+        return;
+      }
+      if (index === last) {
+        completed += 1;
+        latencies.push(performance.now() - (context.startedAt ?? performance.now()));
+      }
+    },
+  }));
+
+  const started = performance.now();
+  await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: url.origin,
+        connections: options.connections,
+        ...(options.passes !== undefined
+          ? { amount: options.passes * steps.length }
+          : { duration: options.seconds ?? 5 }),
+        timeout: 30,
+        requests: requests as unknown as autocannon.Request[],
+      },
+      (error, finished) => (error ? reject(error) : resolve(finished)),
+    );
+    instance.on('reqError', () => {
+      failed += 1;
+    });
+  });
+  const seconds = (performance.now() - started) / 1000;
+  return { completed, failed, seconds, latencies, ...(firstFailure ? { firstFailure } : {}) };
+}
+
+function lowerCased(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  const result: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) result[name.toLowerCase()] = value;
+  return result;
+}
+
+/** The p-th percentile (0–100) of `values`, in their unit; NaN when empty. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}

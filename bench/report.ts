@@ -1,0 +1,106 @@
+import type { EngineName } from './engines.ts';
+import type { FanoutResult } from './fanout.ts';
+import { type LoadResult, percentile } from './load.ts';
+
+/** One measurement of one engine, as kept in the JSON report. */
+export interface Measurement {
+  rate: number;
+  p50Ms: number;
+  p99Ms: number;
+  completed: number;
+  failed: number;
+  seconds: number;
+  firstFailure?: string;
+}
+
+export function summarize(result: LoadResult): Measurement {
+  return {
+    rate: result.seconds > 0 ? result.completed / result.seconds : 0,
+    p50Ms: percentile(result.latencies, 50),
+    p99Ms: percentile(result.latencies, 99),
+    completed: result.completed,
+    failed: result.failed,
+    seconds: result.seconds,
+    ...(result.firstFailure ? { firstFailure: result.firstFailure } : {}),
+  };
+}
+
+export interface WorkloadReport {
+  name: string;
+  title: string;
+  unit: string;
+  target: number | null;
+  bareNote: string | null;
+  /** Every round of every engine, in the order run. */
+  rounds: Partial<Record<EngineName, Measurement[]>>;
+  /** The best round (highest rate) of each engine. */
+  best: Partial<Record<EngineName, Measurement>>;
+  /** aa-oidc's best rate over the bare engine's best rate. */
+  ratio: number | null;
+  /** Requests that did not answer as expected, over all rounds (must be 0 for a valid figure). */
+  failures: number;
+}
+
+export interface BenchReport {
+  date: string;
+  commit: string;
+  node: string;
+  database: 'sqlite' | 'postgres';
+  machine: { cpus: number; model: string; loadBefore: number[]; loadAfter: number[] };
+  options: Record<string, unknown>;
+  rssMb: Record<EngineName, { idle: number; afterBench: number | null }>;
+  workloads: WorkloadReport[];
+  fanout: (FanoutResult & { users: number; applications: number }) | null;
+}
+
+export function bestOf(rounds: readonly Measurement[]): Measurement | undefined {
+  return rounds.reduce<Measurement | undefined>(
+    (best, round) => (!best || round.rate > best.rate ? round : best),
+    undefined,
+  );
+}
+
+const number = (value: number, digits = 0) =>
+  Number.isFinite(value)
+    ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : '—';
+const latency = (m: Measurement | undefined) => (m ? `${number(m.p50Ms, 1)} / ${number(m.p99Ms, 1)}` : '—');
+
+/** The report as Markdown: the table of docs/performance.md, then the fan-out and memory lines. */
+export function formatReport(report: BenchReport): string {
+  const lines: string[] = [];
+  lines.push(
+    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
+      `${report.machine.cpus} × ${report.machine.model} · load average before ${report.machine.loadBefore.map((l) => l.toFixed(2)).join(' ')}` +
+      ` · ${report.options.connections} connections, ${report.options.seconds} s × ${report.options.rounds} rounds (best of)`,
+    '',
+    '| workload | unit | bare engine | p50 / p99 ms | aa-oidc | p50 / p99 ms | ratio | target |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const workload of report.workloads) {
+    const bare = workload.best.bare;
+    const aa = workload.best['aa-oidc'];
+    lines.push(
+      `| ${workload.title}${workload.bareNote ? ' ¹' : ''}${workload.failures > 0 ? ` ⚠ ${workload.failures} failed` : ''} | ${workload.unit} ` +
+        `| ${bare ? number(bare.rate) : '—'} | ${latency(bare)} | ${aa ? number(aa.rate) : '—'} | ${latency(aa)} ` +
+        `| ${workload.ratio === null ? '—' : number(workload.ratio, 2)} | ${workload.target === null ? '—' : `≥ ${number(workload.target, 2)}`} |`,
+    );
+  }
+  const notes = report.workloads.filter((workload) => workload.bareNote);
+  if (notes.length > 0)
+    lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
+  if (report.fanout) {
+    const f = report.fanout;
+    lines.push(
+      '',
+      `Back-channel fan-out (${number(f.users)} users × ${f.applications} applications, one state change): ` +
+        `${number(f.distinct)} of ${number(f.expected)} delivered, ${number(f.lost)} lost, ${number(f.duplicates)} sent twice, ` +
+        `${number(f.invalid)} invalid; state change ${number(f.commandSeconds, 1)} s, drained in ${number(f.drainSeconds, 1)} s ` +
+        `after the command started, ${number(f.deliveriesPerSecond)} deliveries/s.`,
+    );
+  }
+  const rss = (engine: EngineName) =>
+    `${number(report.rssMb[engine].idle)} MB idle, ${report.rssMb[engine].afterBench === null ? '—' : `${number(report.rssMb[engine].afterBench!)} MB`} after the bench`;
+  lines.push('', `Resident memory: aa-oidc ${rss('aa-oidc')}; bare engine ${rss('bare')}.`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,355 @@
+/**
+ * `npm run bench`: aa-oidc side by side with a bare oidc-provider of the same version, on loopback,
+ * in alternating rounds; prints a Markdown table and writes the same as JSON under bench/results/.
+ * A benchmark, not a test: it never runs in `npm test`. See docs/performance.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import pg from 'pg';
+import { loadConfig } from '../src/config/load.ts';
+import { type EngineName, freePort, ROOT, type RunningEngine, startAaOidc, startBare } from './engines.ts';
+import { type Receivers, runFanout, startReceivers } from './fanout.ts';
+import {
+  type BenchReport,
+  bestOf,
+  formatReport,
+  type Measurement,
+  summarize,
+  type WorkloadReport,
+} from './report.ts';
+import { seedAaOidc } from './seed.ts';
+import { type Target, WORKLOADS } from './workloads.ts';
+
+const FANOUT_APPLICATIONS = 5;
+
+interface Options {
+  databaseUrl?: string;
+  seconds: number;
+  connections: number;
+  rounds: number;
+  warmup: number;
+  only?: string[];
+  fanout: boolean;
+  fanoutUsers: number;
+  cpuProf?: string;
+  out: string;
+  keep: boolean;
+}
+
+function positive(name: string, integer = true) {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isFinite(parsed) || parsed < 0 || (integer && !Number.isInteger(parsed)))
+      throw new InvalidArgumentError(
+        `${name} must be a ${integer ? 'whole ' : ''}number ≥ 0 (got "${value}")`,
+      );
+    return parsed;
+  };
+}
+
+function parseOptions(argv: string[]): Options {
+  const names = [...WORKLOADS.map((workload) => workload.name), 'fanout'];
+  const program = new Command('npm run bench --')
+    .description(
+      'aa-oidc side by side with a bare oidc-provider of the same version (see docs/performance.md)',
+    )
+    .option(
+      '--database-url <url>',
+      'PostgreSQL: a server URL whose user may create databases; the bench creates a fresh database beside it and drops it afterwards (default: SQLite in a temporary folder)',
+    )
+    .option('--seconds <n>', 'seconds per measurement', positive('--seconds', false), 5)
+    .option(
+      '--connections <n>',
+      'concurrent connections of the load generator',
+      positive('--connections'),
+      32,
+    )
+    .option('--rounds <n>', 'alternating rounds per workload (the best counts)', positive('--rounds'), 3)
+    .option(
+      '--warmup <seconds>',
+      'unmeasured load on each engine before the first round',
+      positive('--warmup', false),
+      1,
+    )
+    .option('--only <names>', `comma-separated workloads to run: ${names.join(', ')}`, (value: string) => {
+      const list = value.split(',').map((name) => name.trim());
+      const unknown = list.filter((name) => !names.includes(name));
+      if (unknown.length > 0)
+        throw new InvalidArgumentError(`unknown workload ${unknown.join(', ')}; one of ${names.join(', ')}`);
+      return list;
+    })
+    .option('--no-fanout', 'skip the back-channel fan-out')
+    .option(
+      '--fanout-users <n>',
+      'users deactivated at once in the fan-out (each has tokens at 5 applications)',
+      positive('--fanout-users'),
+      5000,
+    )
+    .option(
+      '--cpu-prof <dir>',
+      'write a CPU profile of the aa-oidc process (node --cpu-prof) into this folder',
+    )
+    .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
+    .option('--keep', 'keep the working folder (database, logs) under .bench/')
+    .showHelpAfterError()
+    .parse(argv);
+  return program.opts<Options>();
+}
+
+const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+function gitCommit(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${commit}+changes` : commit;
+  } catch {
+    return 'unknown';
+  }
+}
+
+interface PostgresDatabase {
+  url: string;
+  drop(): Promise<void>;
+}
+
+async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase> {
+  const name = `aa_oidc_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    await admin.query(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const dropper = new pg.Client({ connectionString: baseUrl });
+      await dropper.connect();
+      try {
+        await dropper.query(`drop database if exists ${name} with (force)`);
+      } finally {
+        await dropper.end();
+      }
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv);
+  const selected = (name: string) => !options.only || options.only.includes(name);
+  const fanoutEnabled = options.fanout && selected('fanout');
+  const loadBefore = os.loadavg();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const workDir = path.join(ROOT, '.bench', `run-${stamp}`);
+  mkdirSync(workDir, { recursive: true });
+  progress(
+    `working folder ${path.relative(ROOT, workDir)}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`,
+  );
+
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const engines: Partial<Record<EngineName, RunningEngine>> = {};
+  try {
+    const receivers: Receivers | undefined = fanoutEnabled
+      ? await startReceivers(FANOUT_APPLICATIONS)
+      : undefined;
+    if (receivers) cleanups.push(() => receivers.close());
+
+    let databaseUrl = `sqlite:${path.join(workDir, 'aa-oidc.sqlite')}`;
+    if (options.databaseUrl) {
+      const database = await createPostgresDatabase(options.databaseUrl);
+      cleanups.push(() => database.drop());
+      databaseUrl = database.url;
+    }
+    const database = databaseUrl.startsWith('sqlite:') ? 'sqlite' : 'postgres';
+    const [aaPort, metricsPort, barePort] = [await freePort(), await freePort(), await freePort()];
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AA_OIDC_MODE: 'development',
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_PORT: String(aaPort),
+      AA_OIDC_ISSUER: `http://127.0.0.1:${aaPort}/o`,
+      AA_OIDC_DATABASE_URL: databaseUrl,
+      AA_OIDC_DATA_DIR: workDir,
+      AA_OIDC_SECRET_KEY: randomBytes(32).toString('base64url'),
+      AA_OIDC_METRICS_PORT: String(metricsPort),
+      AA_OIDC_LOG_LEVEL: 'info',
+      // The fan-out receivers listen on loopback: the SSRF gate's development escape hatch.
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+    };
+    const config = loadConfig({ env, cwd: workDir });
+
+    progress(`seeding aa-oidc (${database})`);
+    const seeded = await seedAaOidc(config, {
+      fanoutUsers: fanoutEnabled ? options.fanoutUsers : 0,
+      receiverUris: receivers?.uris ?? [],
+      progress,
+    });
+
+    const nodeArgs = options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf)}`] : [];
+    progress('starting aa-oidc and the bare engine');
+    engines['aa-oidc'] = await startAaOidc({
+      env,
+      port: aaPort,
+      logFile: path.join(workDir, 'aa-oidc.log'),
+      nodeArgs,
+    });
+    cleanups.push(() => engines['aa-oidc']?.stop());
+    const t = config.tokens;
+    engines.bare = await startBare({
+      port: barePort,
+      client: seeded.client,
+      ttl: {
+        AccessToken: t.accessTokenTtl,
+        ClientCredentials: t.accessTokenTtl,
+        AuthorizationCode: t.codeTtl,
+        IdToken: t.idTokenTtl,
+        RefreshToken: t.refreshTokenTtl,
+        Grant: 365 * 24 * 3600,
+        Session: 14 * 24 * 3600,
+        Interaction: 30 * 60,
+      },
+      logFile: path.join(workDir, 'bare.log'),
+      nodeArgs: [],
+    });
+    cleanups.push(() => engines.bare?.stop());
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const rssMb: BenchReport['rssMb'] = {
+      'aa-oidc': { idle: engines['aa-oidc'].rssMb(), afterBench: null },
+      bare: { idle: engines.bare.rssMb(), afterBench: null },
+    };
+    progress(
+      `idle RSS: aa-oidc ${rssMb['aa-oidc'].idle.toFixed(0)} MB, bare ${rssMb.bare.idle.toFixed(0)} MB`,
+    );
+
+    const targets: Record<EngineName, Target> = {
+      'aa-oidc': {
+        engine: engines['aa-oidc'],
+        client: seeded.client,
+        jwtClient: seeded.jwtClient,
+        credentials: seeded.credentials,
+      },
+      bare: { engine: engines.bare, client: seeded.client },
+    };
+
+    const workloads: WorkloadReport[] = [];
+    for (const workload of WORKLOADS.filter((w) => selected(w.name))) {
+      const rounds: Partial<Record<EngineName, Measurement[]>> = {};
+      for (const name of workload.engines) {
+        if (options.warmup > 0)
+          await workload.measure(targets[name], {
+            seconds: options.warmup,
+            connections: options.connections,
+          });
+      }
+      for (let round = 1; round <= options.rounds; round += 1) {
+        // Alternate which engine goes first, so that neither always follows the other's load.
+        const order = round % 2 === 1 ? workload.engines : [...workload.engines].reverse();
+        for (const name of order) {
+          const measured = summarize(
+            await workload.measure(targets[name], {
+              seconds: options.seconds,
+              connections: options.connections,
+            }),
+          );
+          (rounds[name] ??= []).push(measured);
+          progress(
+            `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
+              `p99 ${measured.p99Ms.toFixed(1)} ms${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
+          );
+        }
+      }
+      const best: WorkloadReport['best'] = {};
+      for (const name of workload.engines) best[name] = bestOf(rounds[name] ?? []);
+      workloads.push({
+        name: workload.name,
+        title: workload.title,
+        unit: workload.unit,
+        target: workload.target ?? null,
+        bareNote: workload.bareNote ?? null,
+        rounds,
+        best,
+        ratio: best['aa-oidc'] && best.bare ? best['aa-oidc'].rate / best.bare.rate : null,
+        failures: Object.values(rounds)
+          .flat()
+          .reduce((sum, m) => sum + m.failed, 0),
+      });
+    }
+
+    let fanout: BenchReport['fanout'] = null;
+    if (receivers) {
+      progress(
+        `back-channel fan-out: ${seeded.fanout.users} users × ${seeded.fanout.clientIds.length} applications`,
+      );
+      const result = await runFanout({
+        receivers,
+        clientIds: seeded.fanout.clientIds,
+        engine: engines['aa-oidc'],
+        env,
+        state: seeded.fanout.state,
+        expected: seeded.fanout.users * seeded.fanout.clientIds.length,
+      });
+      fanout = { ...result, users: seeded.fanout.users, applications: seeded.fanout.clientIds.length };
+    }
+
+    rssMb['aa-oidc'].afterBench = engines['aa-oidc'].rssMb();
+    rssMb.bare.afterBench = engines.bare.rssMb();
+
+    const report: BenchReport = {
+      date: new Date().toISOString(),
+      commit: gitCommit(),
+      node: process.versions.node,
+      database,
+      machine: {
+        cpus: os.cpus().length,
+        model: os.cpus()[0]?.model.trim() ?? 'unknown',
+        loadBefore,
+        loadAfter: os.loadavg(),
+      },
+      options: {
+        seconds: options.seconds,
+        connections: options.connections,
+        rounds: options.rounds,
+        warmup: options.warmup,
+        fanoutUsers: fanoutEnabled ? options.fanoutUsers : 0,
+        only: options.only ?? null,
+      },
+      rssMb,
+      workloads,
+      fanout,
+    };
+    mkdirSync(options.out, { recursive: true });
+    const file = path.join(options.out, `${stamp}-${database}.json`);
+    writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+    process.stdout.write(formatReport(report));
+    progress(`JSON report: ${path.relative(ROOT, file)}`);
+  } finally {
+    for (const cleanup of cleanups.reverse()) {
+      try {
+        await cleanup();
+      } catch (error) {
+        progress(`cleanup failed: ${(error as Error).message}`);
+      }
+    }
+    if (!options.keep && !options.cpuProf) rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
+  process.exitCode = 1;
+});
