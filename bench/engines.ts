@@ -85,7 +85,7 @@ export interface AaOidcOptions {
   nodeArgs: readonly string[];
 }
 
-/** `aa-oidc serve` as an operator runs it (the compiled CLI), its log lines going to `logFile`. */
+/** `aa-oidc serve` as an operator runs it (`bin/aa-oidc.js`), its log lines going to `logFile`. */
 export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine> {
   const out = openSync(options.logFile, 'a');
   const child = spawn(process.execPath, [...options.nodeArgs, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'], {
