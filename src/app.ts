@@ -2,7 +2,10 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Config } from './config/load.ts';
+import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
+import { pinToIssuer } from './http/issuer-host.ts';
+import { browserPaths } from './oidc/routes.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
@@ -14,7 +17,7 @@ import { consoleMiddleware } from './console/http.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { createConsoleSessions } from './console/session.ts';
 import { brandingFrom } from './http/pages/branding.ts';
-import { deriveKey } from './oidc/configuration.ts';
+import { deriveKey, issuerPath } from './oidc/configuration.ts';
 import { userIdOf } from './policy/enforce.ts';
 
 export type AppOptions = ServicesOptions;
@@ -33,7 +36,9 @@ export interface App extends Services {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const services = await createServices(config, options);
   const koa = new Koa({ proxy: config.trustProxy, maxIpsCount: config.trustedProxyHops });
-  // First: request id, child logger on ctx.state.log, one access line per request.
+  // Forwarded headers count only from the configured proxies, before anything reads them.
+  koa.use(forwardedHeadersOnlyFromProxies(config));
+  // Then: request id, child logger on ctx.state.log, one access line per request.
   koa.use(requestContext(services.logger));
   logKoaErrors(koa, services.logger);
   koa.use(healthRoutes(services.database.db, services.database.kind));
@@ -42,6 +47,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     config,
     logger: services.logger,
     db: services.database.db,
+    databaseKind: services.database.kind,
     applications: services.applications,
     directory: services.directory,
     keyStore: services.keyStore,
@@ -49,6 +55,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     logout: services.logout,
   });
   koa.keys = oidc.cookieKeys;
+  // Every URL the provider builds comes from the issuer; production answers only for its host.
+  koa.use(
+    pinToIssuer(config, {
+      isBrowserPath: browserPaths(issuerPath(config.issuer)),
+      branding: brandingFrom(config),
+    }),
+  );
   // The demo relying party of `aa-oidc demo` (/demo/), in development mode only: a production
   // server never serves it, whatever the database holds. It answers 404 until the demo is seeded.
   if (config.mode === 'development')

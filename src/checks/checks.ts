@@ -6,16 +6,16 @@ import type { Config } from '../config/load.ts';
  * `aa-oidc check` prints the findings; `serve` refuses to start on any error.
  */
 
-export type CheckId = 'E001' | 'E004' | 'E006' | 'W001' | 'W003' | 'W004' | 'W005';
+export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005';
 
 export type Finding =
-  | { id: 'E001' | 'E004' | 'E006'; level: 'error'; message: string; hint: string }
+  | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | { id: 'W001' | 'W003' | 'W004' | 'W005'; level: 'warning'; message: string; hint: string };
 
-export const CHECK_IDS: readonly CheckId[] = ['E001', 'E004', 'E006', 'W001', 'W003', 'W004', 'W005'];
+export const CHECK_IDS: readonly CheckId[] = ['E001', 'E004', 'E006', 'E007', 'W001', 'W003', 'W004', 'W005'];
 
 /** What the checks read from the configuration. */
-export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout'> & {
+export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout' | 'trustProxy'> & {
   oidc: Pick<Config['oidc'], 'scopes'>;
 };
 
@@ -54,6 +54,18 @@ export function runChecks(config: CheckedConfig, apps: readonly CheckedApplicati
       hint:
         'unset AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS, or, if internal targets are intended, ' +
         'set AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION=true',
+    });
+  // aa-oidc listens over plain HTTP: in production (an https issuer, Secure cookies) it must sit
+  // behind a TLS-terminating proxy whose X-Forwarded-Proto it believes, or no sign-in can work.
+  if (production && !config.trustProxy)
+    findings.push({
+      id: 'E007',
+      level: 'error',
+      message:
+        'production mode without AA_OIDC_TRUST_PROXY: every sign-in would fail (secure cookies over plain HTTP)',
+      hint:
+        'run aa-oidc behind a TLS-terminating reverse proxy and set AA_OIDC_TRUST_PROXY=true ' +
+        '(and AA_OIDC_TRUSTED_PROXIES to its addresses, if not loopback)',
     });
   if (production && config.logging.maskedSecrets)
     findings.push({

@@ -206,7 +206,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
           .join('; ');
       }
       const key = issue.path.join('.');
-      const source = origins[key] ?? 'config';
+      // An item of a list (`trustedProxies.1`) came from where its list came from.
+      const origin = issue.path
+        .map((_, index) => origins[issue.path.slice(0, issue.path.length - index).join('.')])
+        .find((found) => found !== undefined);
+      const source = origin ?? 'config';
       const name = source.startsWith(ENV_PREFIX) ? source : `${source} key "${key}"`;
       return `${name}: ${issue.message}${describeReceived(raw, issue.path)}`;
     });

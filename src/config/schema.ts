@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 
 /**
@@ -44,6 +45,19 @@ const stringList = () =>
     z.array(z.string().min(1)),
   );
 
+/** An IP address (a range of one) or a CIDR range. */
+export function isAddressRange(text: string): boolean {
+  if (text.includes('/')) {
+    try {
+      ipaddr.parseCIDR(text);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  return ipaddr.isValid(text);
+}
+
 const httpUrl = z.url({ protocol: /^https?$/, normalize: false });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -73,6 +87,26 @@ export const configSchema = z
      * can write anything.
      */
     trustedProxyHops: integer(1, 10).default(1),
+    /**
+     * With `trustProxy`: the peers whose X-Forwarded-For/-Proto/-Host are believed, as IP addresses
+     * or CIDR ranges. A request from any other peer is taken as it arrived, its forwarded headers
+     * dropped: a client that reaches the port directly cannot choose its address or host.
+     */
+    trustedProxies: fromString(
+      (text) =>
+        text
+          .split(',')
+          .map((part) => part.trim())
+          .filter((part) => part.length > 0),
+      z
+        .array(
+          z.string().refine(isAddressRange, {
+            error: (issue) =>
+              `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`,
+          }),
+        )
+        .min(1, 'name at least one proxy address or range'),
+    ).default(['127.0.0.0/8', '::1/128']),
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),
@@ -156,14 +190,25 @@ export const configSchema = z
         portraitSize: 128,
         purgeIntervalSeconds: 600,
       }),
+    /**
+     * Failed sign-ins within `failureWindowSeconds`, counted in three budgets: per account and client
+     * address, per account across all addresses (much larger: guesses from elsewhere must not lock
+     * the owner out), per client address across accounts (an IPv6 client counts per /64).
+     */
     login: z
       .object({
-        maxFailuresPerAccount: integer(1, 1000).default(5),
-        maxFailuresPerAddress: integer(1, 10_000).default(20),
+        maxFailuresPerAccountAndAddress: integer(1, 1000).default(5),
+        maxFailuresPerAccount: integer(1, 100_000).default(50),
+        maxFailuresPerAddress: integer(1, 100_000).default(20),
         failureWindowSeconds: integer(10, 86_400).default(900),
       })
       .strict()
-      .default({ maxFailuresPerAccount: 5, maxFailuresPerAddress: 20, failureWindowSeconds: 900 }),
+      .default({
+        maxFailuresPerAccountAndAddress: 5,
+        maxFailuresPerAccount: 50,
+        maxFailuresPerAddress: 20,
+        failureWindowSeconds: 900,
+      }),
     logout: z
       .object({
         rpInitiated: boolean().default(true),

@@ -52,23 +52,43 @@ export function requestContext(logger: Logger): Koa.Middleware {
       }
       throw error;
     } finally {
-      const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
-      log[level](
-        {
-          req: {
-            method: ctx.method,
-            url: ctx.originalUrl,
-            remoteAddress: ctx.ip,
-            userAgent: ctx.get('user-agent'),
-          },
-          res: { status },
-          durationMs: Math.round(durationMs * 1000) / 1000,
-        },
-        'request completed',
-      );
+      writeAccessLine(ctx, log, status, started);
     }
   };
+}
+
+/**
+ * The access line of one request. Never throws: whatever state the request ended in (its socket
+ * already gone, a header unreadable), the line is written with what can still be read.
+ */
+function writeAccessLine(ctx: Koa.Context, log: Logger, status: number | undefined, started: bigint): void {
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const read = <T>(value: () => T): T | undefined => {
+    try {
+      return value();
+    } catch {
+      return undefined;
+    }
+  };
+  try {
+    const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
+    log[level](
+      {
+        req: {
+          method: ctx.method,
+          url: ctx.originalUrl,
+          remoteAddress: read(() => ctx.ip) ?? read(() => ctx.req.socket?.remoteAddress),
+          userAgent: read(() => ctx.get('user-agent')),
+        },
+        res: { status },
+        durationMs: Math.round(durationMs * 1000) / 1000,
+      },
+      'request completed',
+    );
+  } catch {
+    // The line could not be built (a getter threw): the bare facts still go out.
+    log.warn({ res: { status } }, 'request completed');
+  }
 }
 
 function httpStatusOf(error: unknown): number {

@@ -4,6 +4,7 @@ import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import { accountConsoleApplication, withAccountConsole } from '../applications/account-console.ts';
 import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
+import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { DirectoryService } from '../directory/types.ts';
 import type { KeyStore } from '../keys/types.ts';
@@ -32,6 +33,7 @@ export interface OidcDependencies {
   config: Config;
   logger: Logger;
   db: Kysely<Database>;
+  databaseKind: DatabaseKind;
   /** Application lookups, and the verification of secrets imported from the Python plugin. */
   applications: ApplicationLookup & Pick<ApplicationService, 'verifyImportedSecret'>;
   directory: Pick<DirectoryService, 'loadUserProfile' | 'verifyPassword' | 'recordLogin' | 'findUserById'>;
@@ -136,7 +138,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     }
   });
 
-  const throttle = createLoginThrottle(db, config.login);
+  const throttle = createLoginThrottle(db, deps.databaseKind, config.login);
   const branding = brandingFrom(config);
   const current = () => provider;
   const interactions = interactionRoutes({

@@ -1,8 +1,8 @@
 import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
-import { errorPage } from '../http/pages/error.ts';
-import { pageContext } from '../http/pages/layout.ts';
+import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
+import { declaresMoreThan, readBody, RequestBodyTooLarge } from '../http/request-body.ts';
 
 /**
  * The provider's routes, relative to the issuer path (`/o`): the Python plugin's paths, so that
@@ -39,6 +39,20 @@ const BLOCKED_AT_ROOT = ['/.well-known/oauth-authorization-server', '/.well-know
 
 /** The provider's own body limit for form posts (lib/shared/selective_body.js). */
 const FORM_BODY_LIMIT = 56 * 1024;
+
+/**
+ * The paths under the issuer that a browser shows (authorization, logout, the sign-in pages): a
+ * refusal there is an HTML page, elsewhere JSON.
+ */
+export function browserPaths(issuerPath: string): (path: string) => boolean {
+  return (path) => {
+    if (!path.startsWith(`${issuerPath}/`)) return false;
+    const key = path.slice(issuerPath.length).toLowerCase();
+    return ['/authorize', '/logout', '/interaction'].some(
+      (route) => key === route || key.startsWith(`${route}/`),
+    );
+  };
+}
 
 /** Pages a browser renders: never inside a frame (RFC 9700 §4.16, clickjacking). */
 export function denyFraming(ctx: Koa.Context): void {
@@ -97,6 +111,12 @@ export function mountProvider(
     ) {
       denyFraming(ctx);
     }
+    // A body announced over the provider's own limit is refused before anything reads it.
+    if (ctx.method === 'POST' && declaresMoreThan(ctx.req, FORM_BODY_LIMIT)) {
+      ctx.req.resume();
+      const browser = key === '/authorize' || key === '/logout' || key.startsWith('/logout/');
+      return answerTooLarge(ctx, FORM_BODY_LIMIT, browser ? { page: branding } : 'json');
+    }
     if (key === '/userinfo') {
       ctx.set('Cache-Control', 'no-store');
       ctx.set('Pragma', 'no-cache');
@@ -143,13 +163,14 @@ async function normaliseFrontChannelRequest(
   let body: string;
   try {
     body = await readBody(ctx.req, FORM_BODY_LIMIT);
-  } catch {
-    ctx.status = 400;
-    ctx.type = 'html';
-    ctx.body = errorPage(
-      { error: 'invalid_request', description: 'the request body could not be read', status: 400 },
-      pageContext(branding, ctx),
-    );
+  } catch (error) {
+    if (error instanceof RequestBodyTooLarge) answerTooLarge(ctx, error.limit, { page: branding });
+    else
+      answerRefusal(
+        ctx,
+        { status: 400, error: 'invalid_request', description: 'The request body could not be read.' },
+        { page: branding },
+      );
     return false;
   }
   const params = new URLSearchParams(body);
@@ -167,18 +188,6 @@ function dropMalformedMaxAge(params: URLSearchParams): boolean {
   if (values[0]!.trim() !== '' && Number.isSafeInteger(parsed) && parsed >= 0) return false;
   params.delete('max_age');
   return true;
-}
-
-export async function readBody(req: NodeJS.ReadableStream, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let received = 0;
-  for await (const chunk of req) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-    received += buffer.length;
-    if (received > limit) throw new Error('request body too large');
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function compose(

@@ -27,6 +27,7 @@ const base: CheckedConfig = {
     requestTimeoutMs: 10_000,
   },
   oidc: { scopes: ['openid', 'profile'] },
+  trustProxy: true,
 };
 
 type Override = {
@@ -35,6 +36,7 @@ type Override = {
   maskedSecrets?: boolean;
   scopes?: string[];
   logout?: Partial<CheckedConfig['logout']>;
+  trustProxy?: boolean;
 };
 
 function config(override: Override = {}): CheckedConfig {
@@ -45,6 +47,7 @@ function config(override: Override = {}): CheckedConfig {
     logging: { ...base.logging, maskedSecrets: override.maskedSecrets ?? false },
     logout: { ...base.logout, ...override.logout },
     oidc: { scopes: override.scopes ?? base.oidc.scopes },
+    trustProxy: override.trustProxy ?? base.trustProxy,
   };
 }
 
@@ -90,6 +93,13 @@ const TABLE: Record<
       [{ mode: 'development', logout: { allowPrivateTargets: true } }, [https]],
       [{ mode: 'production', logout: { allowPrivateTargets: true } }, [plain]],
       [{ mode: 'production' }, [https]],
+    ],
+  },
+  E007: {
+    fires: [[{ mode: 'production', trustProxy: false }, []]],
+    silent: [
+      [{ mode: 'production', trustProxy: true }, []],
+      [{ mode: 'development', trustProxy: false }, []],
     ],
   },
   W001: {
@@ -175,6 +185,7 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
       AA_OIDC_ISSUER: 'https://auth.example.org/o',
       AA_OIDC_SECRET_KEY: SECRET,
       AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      AA_OIDC_TRUST_PROXY: 'true',
       AA_OIDC_PORT: '0',
     });
   });
@@ -208,6 +219,22 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
       (JSON.parse(result.stdout) as Array<{ id: string }>).map((finding) => finding.id),
       ['W004'],
     );
+  });
+
+  it('reports E007, naming AA_OIDC_TRUST_PROXY, when production does not trust its reverse proxy; serve refuses to start', async () => {
+    const withoutProxy = {
+      ...production,
+      AA_OIDC_TRUST_PROXY: 'false',
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true',
+    };
+    const checked = await cli(['check'], withoutProxy);
+    assert.notEqual(checked.code, 0);
+    assert.match(checked.stdout, /^E007 error: .*AA_OIDC_TRUST_PROXY/m);
+    assert.match(checked.stderr, /system check found 1 error\(s\): E007/);
+    const served = await cli(['serve'], withoutProxy);
+    assert.notEqual(served.code, 0);
+    assert.match(served.stderr, /E007 error: /);
+    assert.match(served.stderr, /refusing to start/);
   });
 
   it('serve refuses to start on an error, printing the findings', async () => {

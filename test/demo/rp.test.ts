@@ -212,12 +212,17 @@ describe(`demo relying party in production mode (${testDatabaseKind})`, () => {
         mode: 'production',
         issuer: 'https://auth.example.org/o',
         secretKey: 's'.repeat(48),
+        trustProxy: true,
       }),
       { migrate: true },
     );
     try {
       const address = await app.listen({ host: '127.0.0.1', port: 0 });
-      const response = await fetch(`http://127.0.0.1:${address.port}/demo/`, { redirect: 'manual' });
+      // As the reverse proxy forwards a request for the issuer's host.
+      const response = await fetch(`http://127.0.0.1:${address.port}/demo/`, {
+        redirect: 'manual',
+        headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'auth.example.org' },
+      });
       assert.equal(response.status, 404);
       assert.doesNotMatch(await response.text(), /aa-oidc demo/);
     } finally {

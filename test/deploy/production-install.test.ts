@@ -77,6 +77,8 @@ describe('a fresh clone installed with npm ci --omit=dev', () => {
       AA_OIDC_HOST: '127.0.0.1',
       AA_OIDC_PORT: String(port),
       AA_OIDC_METRICS_ENABLED: 'false',
+      // Behind the TLS-terminating reverse proxy a production server needs (check E007).
+      AA_OIDC_TRUST_PROXY: 'true',
     });
     const migrate = await runToEnd(process.execPath, ['bin/aa-oidc.js', 'migrate'], {
       cwd: clone,
@@ -90,7 +92,7 @@ describe('a fresh clone installed with npm ci --omit=dev', () => {
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     assert.equal(ready.status, 200);
     const discovery = await fetch(`http://127.0.0.1:${port}/o/.well-known/openid-configuration`, {
-      headers: { 'x-forwarded-proto': 'https' },
+      headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'auth.example.org' },
     });
     assert.equal(discovery.status, 200);
     assert.equal(((await discovery.json()) as { issuer: string }).issuer, 'https://auth.example.org/o');

@@ -286,7 +286,7 @@ describe(`protocol errors (${testDatabaseKind})`, () => {
       { grant_type: 'refresh_token', refresh_token: 'x'.repeat(70_000) },
       auth,
     );
-    assert.equal(oversized.status, 400);
+    assert.equal(oversized.status, 413, 'a body over the limit is too large, and said so');
     assert.equal(oversized.body.error, 'invalid_request');
     const json = await fetch(`${server.issuer}/token/`, {
       method: 'POST',

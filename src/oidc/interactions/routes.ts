@@ -14,7 +14,8 @@ import { pageContext } from '../../http/pages/layout.ts';
 import { ACCESS_PROMPT } from '../check-access.ts';
 import type { ApplicationLookup } from '../clients.ts';
 import { interactionPath } from '../configuration.ts';
-import { readBody } from '../routes.ts';
+import { readBody, RequestBodyTooLarge } from '../../http/request-body.ts';
+import { answerTooLarge } from '../../http/refusal.ts';
 import { CSRF_FIELD, type CsrfOptions, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -100,6 +101,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     try {
       if (route === 'GET ') return await show(ctx, deps, provider, interaction, app, path);
       const form = await readForm(ctx);
+      if (form instanceof RequestBodyTooLarge)
+        return answerTooLarge(ctx, form.limit, { page: deps.branding });
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
           ctx,
@@ -215,15 +218,17 @@ async function submitLogin(
   if (username === '' || password === '' || /[\u0000-\u001f\u007f]/.test(username)) {
     return again(400, LOGIN_FAILED_MESSAGE);
   }
-  if (await deps.throttle.isThrottled(username, ctx.ip)) return again(429, LOGIN_THROTTLED_MESSAGE);
+  // The attempt takes its place in the budgets before the password is verified: a burst of parallel
+  // guesses gets at most the remaining budget checked, and the rest never reach argon2.
+  const attempt = await deps.throttle.reserve(username, ctx.ip);
+  if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
   const check = await deps.directory.verifyPassword(username, password);
   if (check.outcome !== 'valid') {
-    await deps.throttle.recordFailure(username, ctx.ip);
     requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: check.outcome }, 'login failed');
     return again(401, LOGIN_FAILED_MESSAGE);
   }
-  await deps.throttle.clearAccount(username);
+  await deps.throttle.succeeded(attempt);
   await deps.directory.recordLogin(check.user.id);
   return finish(ctx, provider, {
     login: { accountId: String(check.user.id), acr: '0', amr: ['pwd'], remember: true },
@@ -275,12 +280,13 @@ async function finish(
   ctx.redirect(returnTo);
 }
 
-async function readForm(ctx: Koa.Context): Promise<URLSearchParams | undefined> {
+/** The posted form; undefined when it is not one or cannot be read; the error when it is too long. */
+async function readForm(ctx: Koa.Context): Promise<URLSearchParams | RequestBodyTooLarge | undefined> {
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
   try {
     return new URLSearchParams(await readBody(ctx.req, FORM_LIMIT));
-  } catch {
-    return undefined;
+  } catch (error) {
+    return error instanceof RequestBodyTooLarge ? error : undefined;
   }
 }
 

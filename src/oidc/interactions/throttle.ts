@@ -1,20 +1,39 @@
-import type { Kysely } from 'kysely';
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
+import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
 
 export type ThrottleConfig = Config['login'];
 
+/** A sign-in attempt that holds its place in every budget; forgotten when the password was right. */
+export interface ReservedAttempt {
+  readonly id: number;
+  readonly account: string;
+  readonly address: string;
+}
+
 /**
- * Failed-login throttling per account and per address, in the database so that it holds across
- * instances (section B). The account key is the username as the directory compares it, counted whether or
- * not such a user exists: the answer never tells whether a username is real.
+ * Failed-login throttling, in the database so that it holds across instances (section B). Three
+ * budgets within one window: failures per account and client address, per account across all
+ * addresses (much larger, so that guessing from elsewhere cannot lock a person out), and per address
+ * across accounts. The account key is the username as the directory compares it, counted whether or
+ * not such a user exists: the answer never tells whether a username is real. An IPv6 client is one
+ * address per /64.
+ *
+ * An attempt is reserved before its password is verified: the reservation is written as a failure
+ * only when every budget, this attempt included, still has room, atomically with the counting. So N
+ * parallel guesses get at most the remaining budget verified, whatever instance serves them.
  */
 export interface LoginThrottle {
-  /** True when either the account or the address has reached its limit within the window. */
-  isThrottled(username: string, address: string): Promise<boolean>;
-  recordFailure(username: string, address: string): Promise<void>;
-  /** After a successful login: the account's failures are forgotten (the address's are not). */
-  clearAccount(username: string): Promise<void>;
+  /** Reserves an attempt; undefined (nothing written) when a budget is spent. */
+  reserve(username: string, address: string): Promise<ReservedAttempt | undefined>;
+  /**
+   * After a successful login: the attempt is no failure, and the failures of this account from
+   * this address are forgotten (those from other addresses are not: they may be someone else's).
+   */
+  succeeded(attempt: ReservedAttempt): Promise<void>;
   /** Deletes failures older than the window; returns how many went. */
   purge(): Promise<number>;
 }
@@ -27,47 +46,90 @@ export function accountKey(username: string): string {
   return username.normalize('NFKC').trim().toLowerCase().slice(0, 150);
 }
 
+/**
+ * The address a failure counts against: an IPv4 address as it is (also when IPv4-mapped), an IPv6
+ * address as its /64, which one subscriber usually holds whole.
+ */
+export function addressKey(address: string): string {
+  const bare = address.replace(/%.*$/, '');
+  if (!ipaddr.isValid(bare)) return address.slice(0, 64);
+  const parsed = ipaddr.process(bare);
+  if (parsed.kind() === 'ipv4') return parsed.toString();
+  const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
+  return `${new ipaddr.IPv6([...parts, 0, 0, 0, 0]).toString()}/64`;
+}
+
+/** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */
+function lockId(key: string): bigint {
+  return createHash('sha256').update(`aa-oidc login ${key}`).digest().readBigInt64BE(0);
+}
+
 export function createLoginThrottle(
   db: Kysely<Database>,
+  kind: DatabaseKind,
   config: ThrottleConfig,
   now: () => number = Date.now,
 ): LoginThrottle {
-  const windowStart = () => now() - config.failureWindowSeconds * 1000;
+  const windowStart = (at: number) => at - config.failureWindowSeconds * 1000;
+
+  /**
+   * Inserts the attempt only if every budget has room: one statement, so on SQLite (one writer at a
+   * time) it is atomic by itself; on PostgreSQL it runs under the account's and the address's
+   * advisory locks, taken first (in one order, so two attempts never wait on each other's lock).
+   */
+  const insertIfRoom = async (
+    executor: Kysely<Database>,
+    account: string,
+    address: string,
+    at: number,
+  ): Promise<number | undefined> => {
+    const since = windowStart(at);
+    const failures = (where: ReturnType<typeof sql>) =>
+      sql`(select count(*) from login_failure where ${where} and failed_at > ${since})`;
+    const result = await sql<{ id: number }>`
+      insert into login_failure (username, address, failed_at)
+      select ${account}, ${address}, cast(${at} as bigint)
+      where ${failures(sql`username = ${account} and address = ${address}`)} < ${config.maxFailuresPerAccountAndAddress}
+        and ${failures(sql`username = ${account}`)} < ${config.maxFailuresPerAccount}
+        and ${failures(sql`address = ${address}`)} < ${config.maxFailuresPerAddress}
+      returning id`.execute(executor);
+    const row = result.rows[0];
+    return row === undefined ? undefined : Number(row.id);
+  };
+
   return {
-    async isThrottled(username, address) {
-      const since = windowStart();
-      const [account, fromAddress] = await Promise.all([
-        db
-          .selectFrom('login_failure')
-          .select((eb) => eb.fn.countAll().as('n'))
-          .where('username', '=', accountKey(username))
-          .where('failed_at', '>', since)
-          .executeTakeFirstOrThrow(),
-        db
-          .selectFrom('login_failure')
-          .select((eb) => eb.fn.countAll().as('n'))
-          .where('address', '=', address.slice(0, 64))
-          .where('failed_at', '>', since)
-          .executeTakeFirstOrThrow(),
-      ]);
-      return (
-        Number(account.n) >= config.maxFailuresPerAccount ||
-        Number(fromAddress.n) >= config.maxFailuresPerAddress
-      );
+    async reserve(username, clientAddress) {
+      const account = accountKey(username);
+      const address = addressKey(clientAddress);
+      const at = now();
+      const id =
+        kind === 'postgres'
+          ? await db.transaction().execute(async (trx) => {
+              const locks = [lockId(`account ${account}`), lockId(`address ${address}`)].sort((a, b) =>
+                a < b ? -1 : a > b ? 1 : 0,
+              );
+              for (const lock of locks)
+                await sql`select pg_advisory_xact_lock(cast(${lock.toString()} as bigint))`.execute(trx);
+              return insertIfRoom(trx, account, address, at);
+            })
+          : await insertIfRoom(db, account, address, at);
+      return id === undefined ? undefined : { id, account, address };
     },
-    async recordFailure(username, address) {
+    async succeeded(attempt) {
       await db
-        .insertInto('login_failure')
-        .values({ username: accountKey(username), address: address.slice(0, 64), failed_at: now() })
+        .deleteFrom('login_failure')
+        .where((eb) =>
+          eb.or([
+            eb('id', '=', attempt.id),
+            eb.and([eb('username', '=', attempt.account), eb('address', '=', attempt.address)]),
+          ]),
+        )
         .execute();
-    },
-    async clearAccount(username) {
-      await db.deleteFrom('login_failure').where('username', '=', accountKey(username)).execute();
     },
     async purge() {
       const result = await db
         .deleteFrom('login_failure')
-        .where('failed_at', '<=', windowStart())
+        .where('failed_at', '<=', windowStart(now()))
         .executeTakeFirst();
       return Number(result.numDeletedRows);
     },

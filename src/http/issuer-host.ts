@@ -1,0 +1,66 @@
+import type Koa from 'koa';
+import type { Config } from '../config/load.ts';
+import type { Branding } from './pages/branding.ts';
+import { answerRefusal } from './refusal.ts';
+
+/**
+ * A requested host in the form the issuer's URL has (lower case, no default port); undefined when
+ * it is no host at all (a path, credentials, spaces…).
+ */
+export function normalisedHost(raw: string, protocol: string): string | undefined {
+  if (raw === '' || /[\s/\\@?#]/.test(raw)) return undefined;
+  const parsed = URL.parse(`${protocol}//${raw}`);
+  if (!parsed || parsed.username !== '' || parsed.password !== '' || parsed.pathname !== '/')
+    return undefined;
+  return parsed.host;
+}
+
+/**
+ * The host the client asked for, as sent: X-Forwarded-Host when a trusted proxy set it (the
+ * untrusted ones were dropped by `forwardedHeadersOnlyFromProxies`), else Host. Koa's `ctx.host`
+ * is not used here: it quietly repairs some malformed values.
+ */
+function requestedHost(ctx: Koa.Context): string {
+  const forwarded = ctx.app.proxy ? ctx.get('X-Forwarded-Host') : '';
+  if (forwarded !== '') return forwarded.split(',')[0]!.trim();
+  return ctx.get('Host');
+}
+
+/**
+ * Pins every request to the configured issuer, so that no URL the provider builds (forms,
+ * redirects, the logout question) comes from the request: a malformed host is a 400 everywhere; in
+ * production a request for another host, or not over the issuer's scheme (https through the reverse
+ * proxy), is a 400 too. Under the issuer's path the request is then seen with the issuer's own
+ * scheme and host. Installed after health and metrics, which load balancers probe by address.
+ */
+export function pinToIssuer(
+  config: Pick<Config, 'issuer' | 'mode'>,
+  pages: { isBrowserPath: (path: string) => boolean; branding: Branding },
+): Koa.Middleware {
+  const issuer = new URL(config.issuer);
+  const scheme = issuer.protocol.slice(0, -1);
+  const issuerPath = issuer.pathname.replace(/\/+$/, '');
+  return (ctx, next) => {
+    const refuse = (description: string) =>
+      answerRefusal(
+        ctx,
+        { status: 400, error: 'invalid_request', description },
+        pages.isBrowserPath(ctx.path) ? { page: pages.branding } : 'json',
+      );
+    const host = normalisedHost(requestedHost(ctx), issuer.protocol);
+    if (host === undefined) return refuse('The Host header of the request is malformed.');
+    if (config.mode === 'production') {
+      if (ctx.protocol !== scheme)
+        return refuse(
+          `This server answers only over ${scheme}, through its reverse proxy (which sets X-Forwarded-Proto).`,
+        );
+      if (host !== issuer.host) return refuse(`This server answers only for ${issuer.host}.`);
+    }
+    if (ctx.path === issuerPath || ctx.path.startsWith(`${issuerPath}/`)) {
+      ctx.req.headers.host = issuer.host;
+      delete ctx.req.headers['x-forwarded-host'];
+      Object.defineProperty(ctx.request, 'protocol', { value: scheme, configurable: true });
+    }
+    return next();
+  };
+}

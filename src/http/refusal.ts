@@ -1,0 +1,44 @@
+import type Koa from 'koa';
+import type { Branding } from './pages/branding.ts';
+import { errorPage } from './pages/error.ts';
+import { pageContext } from './pages/layout.ts';
+
+/** A request refused before any route handled it. */
+export interface Refusal {
+  status: number;
+  /** An OAuth error code (`invalid_request`). */
+  error: string;
+  /** One sentence for the person or program that sent it; never echoes the request. */
+  description: string;
+}
+
+/**
+ * How a refusal is answered: an HTML page (with the community's branding) on the routes a browser
+ * shows (authorization, logout, the sign-in pages), JSON everywhere else.
+ */
+export type RefusalFormat = { page: Branding } | 'json';
+
+export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: RefusalFormat): void {
+  ctx.status = refusal.status;
+  ctx.set('Cache-Control', 'no-store');
+  if (format === 'json') {
+    ctx.body = { error: refusal.error, error_description: refusal.description };
+    return;
+  }
+  ctx.type = 'html';
+  ctx.body = errorPage(refusal, pageContext(format.page, ctx));
+}
+
+/** A 413: the connection is closed after the answer (the rest of the body is not wanted). */
+export function answerTooLarge(ctx: Koa.Context, limit: number, format: RefusalFormat): void {
+  ctx.set('Connection', 'close');
+  answerRefusal(
+    ctx,
+    {
+      status: 413,
+      error: 'invalid_request',
+      description: `The request is too large (at most ${limit} bytes of form data).`,
+    },
+    format,
+  );
+}

@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import {
+  authorizeUrl,
+  Browser,
+  formAction,
+  formField,
+  pkcePair,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  PASSWORD,
+  startServer,
+  type TestServer,
+} from '../oidc/server.ts';
+import { type RawResponse, rawRequest } from './raw-request.ts';
+
+/** Limits of the form bodies: authorize and logout as the provider's own, interaction forms 16 KiB. */
+const FRONT_CHANNEL_LIMIT = 56 * 1024;
+const INTERACTION_LIMIT = 16 * 1024;
+
+/** A form body `excess` bytes longer than `limit`. */
+const overLimit = (limit: number, fields: Record<string, string> = {}, excess = 1): string => {
+  const head = new URLSearchParams(fields).toString();
+  const prefix = `${head}${head ? '&' : ''}padding=`;
+  return prefix + 'x'.repeat(limit - prefix.length + excess);
+};
+
+/**
+ * A body over the limit is a 413 with `Connection: close` (an HTML page on browser routes, JSON on
+ * the others), never a 500; and every request, this one too, gets its access-log line.
+ */
+describe(`request bodies over the limit (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let harness: LeakHarness;
+  let clientId: string;
+  let user: { id: number; username: string };
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startServer({}, { harness });
+    clientId = (await seedApp(server)).clientId;
+    user = await seedUser(server);
+  });
+  after(async () => server.close());
+
+  const authorize = () =>
+    authorizeUrl(server, {
+      client_id: clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge: pkcePair().challenge,
+      code_challenge_method: 'S256',
+    });
+
+  const accessLines = (path: string) =>
+    harness.logLines
+      .map((line) => JSON.parse(line) as { msg?: string; req?: { url?: string }; res?: { status?: number } })
+      .filter((line) => line.msg === 'request completed' && line.req?.url?.startsWith(path));
+
+  function assertTooLarge(response: RawResponse, kind: 'html' | 'json', what: string): void {
+    assert.equal(response.status, 413, what);
+    assert.equal(response.headers.connection, 'close', what);
+    if (kind === 'html') assert.match(String(response.headers['content-type']), /^text\/html/, what);
+    else {
+      assert.match(String(response.headers['content-type']), /^application\/json/, what);
+      assert.equal((JSON.parse(response.body) as { error: string }).error, 'invalid_request', what);
+    }
+    assert.doesNotMatch(response.body, /at \w+ \(|node_modules|TypeError/, `${what}: no stack trace`);
+  }
+
+  it('answers 413 on authorize and logout form posts just over the limit', async () => {
+    for (const path of ['/o/authorize/', '/o/logout/']) {
+      const before = accessLines(path).length;
+      const response = await rawRequest(`${server.origin}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: overLimit(FRONT_CHANNEL_LIMIT, { client_id: clientId }),
+      });
+      assertTooLarge(response, 'html', path);
+      const lines = accessLines(path).slice(before);
+      assert.equal(lines.length, 1, `one access line for ${path}`);
+      assert.equal(lines[0]?.res?.status, 413);
+    }
+  });
+
+  it('answers 413 on the login and consent forms just over the limit', async () => {
+    const browser = new Browser();
+    const page = await browser.follow(authorize(), server.origin);
+    const loginPage = await page.text();
+    const login = new URL(formAction(loginPage, server.origin));
+    const before = accessLines(login.pathname).length;
+    const response = await rawRequest(login.href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: overLimit(INTERACTION_LIMIT, {
+        csrf_token: formField(loginPage, 'csrf_token'),
+        username: user.username,
+      }),
+      browser,
+    });
+    assertTooLarge(response, 'html', 'login');
+    assert.equal(accessLines(login.pathname).length - before, 1);
+
+    const consentBrowser = new Browser();
+    const again = await consentBrowser.follow(authorize(), server.origin);
+    const loginAgain = await again.text();
+    const consent = await consentBrowser.follow(formAction(loginAgain, server.origin), server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: formField(loginAgain, 'csrf_token'),
+        username: user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    const consentPage = await consent.text();
+    assert.match(consentPage, /name="decision"/);
+    const tooLarge = await rawRequest(formAction(consentPage, server.origin), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: overLimit(INTERACTION_LIMIT, {
+        csrf_token: formField(consentPage, 'csrf_token'),
+        decision: 'allow',
+      }),
+      browser: consentBrowser,
+    });
+    assertTooLarge(tooLarge, 'html', 'consent');
+  });
+
+  it('answers 413 in JSON on the token endpoint', async () => {
+    const response = await rawRequest(`${server.issuer}/token/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: overLimit(FRONT_CHANNEL_LIMIT, { grant_type: 'client_credentials' }),
+    });
+    assertTooLarge(response, 'json', 'token');
+  });
+
+  it('still serves forms at the limit', async () => {
+    const response = await rawRequest(`${server.origin}/o/authorize/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: overLimit(FRONT_CHANNEL_LIMIT, { client_id: clientId }, 0),
+    });
+    assert.notEqual(response.status, 413);
+    assert.ok(response.status < 500, `status ${response.status}`);
+  });
+});

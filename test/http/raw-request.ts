@@ -1,0 +1,76 @@
+import http from 'node:http';
+import type { Browser } from '../oidc/server.ts';
+
+export interface RawResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * One HTTP request with headers fetch() will not send as given (`Host`), to a server on loopback.
+ * With `browser`, its cookies for the path go along (and, with `keepCookies`, the answer's are kept).
+ */
+export function rawRequest(
+  url: string,
+  options: {
+    method?: string;
+    headers?: Record<string, string>;
+    body?: string;
+    browser?: Browser;
+    /** Store the answer's cookies in `browser`. */
+    keepCookies?: boolean;
+  } = {},
+): Promise<RawResponse> {
+  const target = new URL(url);
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.browser) {
+    const cookie = [...options.browser.cookies.entries()]
+      .filter(([key]) => target.pathname.startsWith(key.split('|')[0]!))
+      .map(([key, value]) => `${key.split('|')[1]}=${value}`)
+      .join('; ');
+    if (cookie) headers.cookie = cookie;
+  }
+  if (options.body !== undefined) headers['content-length'] = String(Buffer.byteLength(options.body));
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: `${target.pathname}${target.search}`,
+        method: options.method ?? 'GET',
+        headers,
+        agent: false,
+      },
+      (response) => {
+        if (options.browser && options.keepCookies)
+          keep(options.browser, response.headers['set-cookie'] ?? []);
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', reject);
+    request.end(options.body);
+  });
+}
+
+function keep(browser: Browser, lines: readonly string[]): void {
+  for (const line of lines) {
+    const [pair, ...attributes] = line.split(';').map((part) => part.trim());
+    const index = pair!.indexOf('=');
+    const path = attributes.find((attribute) => /^path=/i.test(attribute))?.slice(5) ?? '/';
+    const key = `${path}|${pair!.slice(0, index)}`;
+    const value = pair!.slice(index + 1);
+    if (value === '' || attributes.some((attribute) => /^expires=thu, 01 jan 1970/i.test(attribute)))
+      browser.cookies.delete(key);
+    else browser.cookies.set(key, value);
+  }
+}
