@@ -69,6 +69,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   koa.use(webConsole(services, oidc));
   koa.use(oidc.middleware);
 
+  // Audit events older than audit.retentionDays leave the database (every instance may do it).
+  const auditPurge = setInterval(() => {
+    services.auditStore
+      .purge()
+      .catch((error: Error) =>
+        services.logger.warn({ err: { name: error.name, message: error.message } }, 'audit purge failed'),
+      );
+  }, config.oidc.purgeIntervalSeconds * 1000);
+  auditPurge.unref();
+
   let server: Server | undefined;
   return {
     ...services,
@@ -93,6 +103,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           closing.closeIdleConnections();
         });
       }
+      clearInterval(auditPurge);
       oidc.close();
       await services.close();
     },

@@ -12,6 +12,7 @@ import { createLogger, type Logger, type LoggerOptions } from './logging/logger.
 import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
+import { type AuditStore, createAuditStore } from './audit/store.ts';
 import { auditApplicationChanges, auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import {
@@ -51,6 +52,8 @@ export interface Services {
   metrics: Metrics;
   /** Typed audit events of section H; `publish()` never throws nor waits for a receiver. */
   audit: AuditBus;
+  /** The audit events kept in the database (`audit.database`), with their retention. */
+  auditStore: AuditStore;
   /** How secrets may appear in logs and events: `sha256Hex`, `maskSecret` (src/logging/secrets.ts). */
   secrets: SecretFormatter;
   /** The one write path for applications (OIDC clients, section C), and their lookup. */
@@ -81,7 +84,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
   const metrics = createMetrics();
   const secrets = createSecretFormatter(config);
-  const audit = createAudit(config, logger, metrics);
+  const auditStore = createAuditStore(database.db, { retentionDays: config.audit.retentionDays });
+  const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);
   closers.push(() => audit.close());
   const close = async () => {
     for (const closer of closers.reverse()) await closer();
@@ -134,6 +138,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       database,
       metrics,
       audit,
+      auditStore,
       secrets,
       keys,
       keyStore,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
+import { registerAudit } from './commands/audit.ts';
 import { registerBcl } from './commands/bcl.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerWorker } from './commands/worker.ts';
@@ -47,6 +48,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerPolicy(program, io);
   registerDemo(program, io);
   registerTokens(program, io);
+  registerAudit(program, io);
   return program;
 }
 

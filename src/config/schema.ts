@@ -128,9 +128,13 @@ export const configSchema = z
       .object({
         jsonlPath: z.string().min(1).optional(),
         receiverTimeoutMs: integer(1, 60_000).default(2000),
+        /** Keep audit events in the database too (the admin UI's audit log, `aa-oidc audit list`). */
+        database: boolean().default(true),
+        /** Audit events older than this many days are deleted from the database. */
+        retentionDays: integer(1, 36_500).default(90),
       })
       .strict()
-      .default({ receiverTimeoutMs: 2000 }),
+      .default({ receiverTimeoutMs: 2000, database: true, retentionDays: 90 }),
     tokens: z
       .object({
         defaultAccessTokenFormat: z.enum(ACCESS_TOKEN_FORMATS).default('opaque'),

@@ -249,6 +249,19 @@ export interface AaPollLeaseTable {
   last_success_at: EpochMs | null;
 }
 
+/** One audit event (section H) kept for the admin UI and `aa-oidc audit list`, until its retention ends. */
+export interface AuditEventTable {
+  id: Generated<number>;
+  /** The event's publication time. */
+  recorded_at: EpochMs;
+  kind: string;
+  user_id: number | null;
+  client_id: string | null;
+  request_id: string | null;
+  /** The whole audit record (`time`, `kind`, the event's fields, `request_id`), JSON text. */
+  payload: string;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -266,6 +279,7 @@ export interface Database {
   bcl_delivery_attempt: BclDeliveryAttemptTable;
   aa_user_fingerprint: AaUserFingerprintTable;
   aa_poll_lease: AaPollLeaseTable;
+  audit_event: AuditEventTable;
 }
 
 export type StateRow = Selectable<StateTable>;

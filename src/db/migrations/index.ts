@@ -7,6 +7,7 @@ import * as m0006 from './0006_tokens.ts';
 import * as m0007 from './0007_logout.ts';
 import * as m0014 from './0014_alliance_auth_polling.ts';
 import * as m0015 from './0015_imported_client_secrets.ts';
+import * as m0018 from './0018_audit_events.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -21,4 +22,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0007_logout': m0007,
   '0014_alliance_auth_polling': m0014,
   '0015_imported_client_secrets': m0015,
+  '0018_audit_events': m0018,
 };

@@ -1,0 +1,182 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import { scrubValue } from '../logging/redact.ts';
+import type { AuditReceiver } from './bus.ts';
+import type { AuditEventKind, AuditRecord } from './events.ts';
+
+/**
+ * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
+ * JSON-lines file, and the queries of the admin UI and `aa-oidc audit list`. Events are written in
+ * small batches (one INSERT for what arrived within a few milliseconds), off every request's path
+ * like every receiver. Rows older than the retention are deleted by `purge()`.
+ */
+export interface AuditFilter {
+  kinds?: readonly AuditEventKind[];
+  /** Epoch milliseconds, inclusive. */
+  since?: number;
+  /** Epoch milliseconds, exclusive. */
+  until?: number;
+  userId?: number;
+  clientId?: string;
+  /** Only events older than this id (the next page of a newest-first listing). */
+  beforeId?: number;
+  /** Default 50, at most 1000. */
+  limit?: number;
+}
+
+export interface StoredAuditEvent {
+  id: number;
+  /** Epoch milliseconds. */
+  recordedAt: number;
+  kind: string;
+  userId: number | null;
+  clientId: string | null;
+  requestId: string | null;
+  /** The record as the receivers got it (secrets were never in it; scrubbed again on the way in). */
+  record: Readonly<Record<string, unknown>>;
+}
+
+export interface AuditStore {
+  receiver: AuditReceiver;
+  /** Newest first. */
+  list(filter?: AuditFilter): Promise<StoredAuditEvent[]>;
+  /** Counts of the events matching `filter`, per kind (dashboard). */
+  countByKind(filter?: Omit<AuditFilter, 'beforeId' | 'limit'>): Promise<Map<string, number>>;
+  /** Deletes events older than the retention; returns how many went. */
+  purge(now?: number): Promise<number>;
+}
+
+export const DEFAULT_AUDIT_PAGE = 50;
+export const MAX_AUDIT_PAGE = 1000;
+const BATCH_SIZE = 200;
+const BATCH_DELAY_MS = 20;
+
+/** The user and the application an event is about, as filterable columns. */
+export function subjectsOf(record: Readonly<AuditRecord>): {
+  userId: number | null;
+  clientId: string | null;
+} {
+  if (record.kind === 'admin_change') {
+    return {
+      userId: record.entity === 'user' && typeof record.entity_id === 'number' ? record.entity_id : null,
+      clientId: record.entity === 'application' ? String(record.entity_id) : null,
+    };
+  }
+  const userId = 'user_id' in record && typeof record.user_id === 'number' ? record.user_id : null;
+  const clientId = 'client_id' in record && typeof record.client_id === 'string' ? record.client_id : null;
+  return { userId, clientId };
+}
+
+export function createAuditStore(
+  db: Kysely<Database>,
+  options: { retentionDays: number; now?: () => number },
+): AuditStore {
+  const now = options.now ?? Date.now;
+  let batch: Array<Readonly<AuditRecord>> = [];
+  let flushing: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  const write = async (records: ReadonlyArray<Readonly<AuditRecord>>) => {
+    const rows = records.map((record) => {
+      const { userId, clientId } = subjectsOf(record);
+      const recordedAt = Date.parse(record.time);
+      return {
+        recorded_at: Number.isFinite(recordedAt) ? recordedAt : now(),
+        kind: record.kind,
+        user_id: userId,
+        client_id: clientId === null ? null : clientId.slice(0, 100),
+        request_id: record.request_id === undefined ? null : record.request_id.slice(0, 128),
+        payload: JSON.stringify(scrubValue(record)),
+      };
+    });
+    await db.insertInto('audit_event').values(rows).execute();
+  };
+
+  /** One promise per batch: every `receive` of that batch resolves (or fails) with its INSERT. */
+  let pending: { promise: Promise<void>; resolve: () => void; reject: (error: unknown) => void } | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    const records = batch;
+    const settle = pending;
+    batch = [];
+    pending = undefined;
+    if (!settle || records.length === 0) return;
+    const run = (flushing ?? Promise.resolve()).then(() => write(records));
+    flushing = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    run.then(settle.resolve, settle.reject);
+  };
+
+  const receiver: AuditReceiver = {
+    name: 'database',
+    receive(record) {
+      batch.push(record);
+      if (!pending) {
+        let resolve!: () => void;
+        let reject!: (error: unknown) => void;
+        const promise = new Promise<void>((ok, fail) => {
+          resolve = ok;
+          reject = fail;
+        });
+        pending = { promise, resolve, reject };
+      }
+      const { promise } = pending;
+      if (batch.length >= BATCH_SIZE) flush();
+      else if (!timer) timer = setTimeout(flush, BATCH_DELAY_MS);
+      return promise;
+    },
+    async close() {
+      flush();
+      await flushing;
+    },
+  };
+
+  const filtered = (filter: AuditFilter) => {
+    let query = db.selectFrom('audit_event');
+    if (filter.kinds && filter.kinds.length > 0) query = query.where('kind', 'in', [...filter.kinds]);
+    if (filter.since !== undefined) query = query.where('recorded_at', '>=', filter.since);
+    if (filter.until !== undefined) query = query.where('recorded_at', '<', filter.until);
+    if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+    if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+    if (filter.beforeId !== undefined) query = query.where('id', '<', filter.beforeId);
+    return query;
+  };
+
+  return {
+    receiver,
+    async list(filter = {}) {
+      const limit = Math.min(Math.max(1, filter.limit ?? DEFAULT_AUDIT_PAGE), MAX_AUDIT_PAGE);
+      const rows = await filtered(filter)
+        .select(['id', 'recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
+        .orderBy('id', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map((row) => ({
+        id: Number(row.id),
+        recordedAt: Number(row.recorded_at),
+        kind: row.kind,
+        userId: row.user_id === null ? null : Number(row.user_id),
+        clientId: row.client_id,
+        requestId: row.request_id,
+        record: JSON.parse(row.payload) as Record<string, unknown>,
+      }));
+    },
+    async countByKind(filter = {}) {
+      const rows = await filtered(filter)
+        .select((eb) => ['kind', eb.fn.countAll().as('n')])
+        .groupBy('kind')
+        .execute();
+      return new Map(rows.map((row) => [row.kind, Number(row.n)]));
+    },
+    async purge(at = now()) {
+      const result = await db
+        .deleteFrom('audit_event')
+        .where('recorded_at', '<', at - options.retentionDays * 86_400_000)
+        .executeTakeFirst();
+      return Number(result.numDeletedRows);
+    },
+  };
+}

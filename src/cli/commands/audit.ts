@@ -1,0 +1,109 @@
+import { Option, type Command } from 'commander';
+import { describeAuditEvent } from '../../audit/describe.ts';
+import { AUDIT_EVENT_KINDS, type AuditEventKind } from '../../audit/events.ts';
+import { MAX_AUDIT_PAGE, type StoredAuditEvent } from '../../audit/store.ts';
+import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
+import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+
+const COLUMNS: readonly Column<StoredAuditEvent>[] = [
+  { header: 'time', value: (event) => isoTime(event.recordedAt) },
+  { header: 'kind', value: (event) => event.kind },
+  { header: 'user_id', value: (event) => event.userId },
+  { header: 'client_id', value: (event) => event.clientId },
+  { header: 'what', value: (event) => describeAuditEvent(event.record) },
+];
+
+/** The stored record itself (`time`, `kind`, the event's fields, `request_id`), plus its row id. */
+function eventJson(event: StoredAuditEvent): Record<string, unknown> {
+  return { id: event.id, ...event.record };
+}
+
+const RELATIVE = /^(\d{1,6})\s*(s|m|h|d|w)$/;
+const UNIT_MS: Readonly<Record<string, number>> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** `2024-05-01`, `2024-05-01T12:00:00Z`, or a time ago: `30m`, `24h`, `7d`, `2w`. */
+export function parseTime(option: string, value: string, now = Date.now()): number {
+  const relative = RELATIVE.exec(value.trim());
+  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]!]!;
+  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim())) {
+    const parsed = Date.parse(value.trim());
+    if (Number.isFinite(parsed)) return parsed;
+  }
+  throw new CliError(
+    `${option} "${value}" is not a time: use an ISO 8601 date or time (2024-05-01, 2024-05-01T12:00:00Z) or a time ago (30m, 24h, 7d, 2w)`,
+  );
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `aa-oidc audit list`: the audit events kept in the database (`audit.database`), newest first. */
+export function registerAudit(program: Command, io: CliIo): void {
+  const audit = program
+    .command('audit')
+    .description('the audit log kept in the database (audit.retentionDays, default 90 days)');
+
+  audit
+    .command('list')
+    .description('list audit events, newest first')
+    .addOption(
+      new Option('--kind <kind>', `only this kind (repeatable): ${AUDIT_EVENT_KINDS.join(', ')}`)
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--since <time>', 'only events at or after this time (ISO 8601, or ago: 30m, 24h, 7d)')
+    .option('--until <time>', 'only events before this time (same forms)')
+    .option('--username <username>', 'only events about this user')
+    .option('--client-id <client_id>', 'only events about this application')
+    .option('--limit <n>', `at most this many events (1–${MAX_AUDIT_PAGE})`, '100')
+    .addOption(formatOption())
+    .action(
+      async (options: {
+        kind: string[];
+        since?: string;
+        until?: string;
+        username?: string;
+        clientId?: string;
+        limit: string;
+        format: OutputFormat;
+      }) => {
+        for (const kind of options.kind) {
+          if (!(AUDIT_EVENT_KINDS as readonly string[]).includes(kind))
+            throw new CliError(
+              `--kind "${kind}" is not an audit event kind; valid: ${AUDIT_EVENT_KINDS.join(', ')}`,
+            );
+        }
+        const limit = Number(options.limit);
+        if (!/^\d+$/.test(options.limit) || limit < 1 || limit > MAX_AUDIT_PAGE)
+          throw new CliError(
+            `--limit must be an integer from 1 to ${MAX_AUDIT_PAGE} (got "${options.limit}")`,
+          );
+        const since = options.since === undefined ? undefined : parseTime('--since', options.since);
+        const until = options.until === undefined ? undefined : parseTime('--until', options.until);
+        const events = await withServices(io, async (services) => {
+          let userId: number | undefined;
+          if (options.username !== undefined) {
+            const user = await services.directory.findUserByUsername(options.username);
+            if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
+            userId = user.id;
+          }
+          return services.auditStore.list({
+            kinds: options.kind as AuditEventKind[],
+            ...(since === undefined ? {} : { since }),
+            ...(until === undefined ? {} : { until }),
+            ...(userId === undefined ? {} : { userId }),
+            ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+            limit,
+          });
+        });
+        io.stdout.write(renderRows(events, COLUMNS, options.format, eventJson));
+      },
+    );
+}

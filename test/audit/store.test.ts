@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createAuditBus } from '../../src/audit/bus.ts';
+import { describeAuditEvent } from '../../src/audit/describe.ts';
+import type { AuditEvent } from '../../src/audit/events.ts';
+import { createAuditStore } from '../../src/audit/store.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+const DAY = 86_400_000;
+
+describe(`audit events in the database (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+
+  before(async () => {
+    database = await createTestDatabase();
+    handle = openDatabase(testConfig(database).database);
+    await migrateToLatest(handle.db, handle.kind);
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  const denied = (userId: number, stage: 'authorize' | 'validate_code'): AuditEvent => ({
+    kind: 'policy_denied',
+    client_id: 'wiki',
+    user_id: userId,
+    stage,
+    reason: 'app',
+  });
+
+  it('stores what the bus publishes, newest first, filterable by kind, user, application and time', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const bus = createAuditBus({
+      logger: createLogger({ logging: { level: 'silent', maskedSecrets: false } }),
+      metrics: createMetrics(),
+      receiverTimeoutMs: 2000,
+      receivers: [store.receiver],
+    });
+    const started = Date.now();
+    bus.publish(denied(41, 'authorize'), { requestId: 'req-1' });
+    bus.publish({
+      kind: 'admin_change',
+      entity: 'user',
+      action: 'group_removed',
+      entity_id: 41,
+      name: '<script>alert(1)</script>',
+      actor: 'admin:root',
+      changed_fields: ['groups'],
+      details: { group: 'Fleet' },
+    });
+    bus.publish({
+      kind: 'admin_change',
+      entity: 'application',
+      action: 'deactivated',
+      entity_id: 'wiki',
+      name: 'Wiki',
+      actor: 'cli:root',
+      changed_fields: ['active'],
+      details: {},
+    });
+    bus.publish(denied(42, 'validate_code'));
+    await bus.close();
+
+    const all = await store.list({ since: started - 1000 });
+    assert.deepEqual(
+      all.map((event) => event.kind),
+      ['policy_denied', 'admin_change', 'admin_change', 'policy_denied'],
+      'newest first',
+    );
+    assert.equal(all.at(-1)!.requestId, 'req-1');
+    assert.equal(all.at(-1)!.record.request_id, 'req-1');
+    assert.equal(all.at(-1)!.record.stage, 'authorize');
+
+    const aboutUser = await store.list({ userId: 41 });
+    assert.deepEqual(
+      aboutUser.map((event) => event.kind),
+      ['admin_change', 'policy_denied'],
+      'the user of an admin change is filterable like any user_id',
+    );
+    const aboutApp = await store.list({ clientId: 'wiki', kinds: ['admin_change'] });
+    assert.equal(aboutApp.length, 1);
+    assert.equal(
+      describeAuditEvent(aboutApp[0]!.record),
+      'application Wiki deactivated (active) by cli:root',
+    );
+    assert.equal((await store.list({ until: started - 1000 })).length, 0);
+    assert.equal((await store.list({ limit: 2 })).length, 2);
+    const [newest] = await store.list({ limit: 1 });
+    assert.equal((await store.list({ beforeId: newest!.id })).length, 3, 'the next page');
+    assert.deepEqual([...(await store.countByKind({ since: started - 1000 })).entries()].sort(), [
+      ['admin_change', 2],
+      ['policy_denied', 2],
+    ]);
+  });
+
+  it('deletes events older than the retention and keeps the rest', async () => {
+    const now = Date.now();
+    const store = createAuditStore(handle.db, { retentionDays: 30, now: () => now });
+    const publishAt = async (at: number, userId: number) =>
+      store.receiver.receive({ ...denied(userId, 'authorize'), time: new Date(at).toISOString() });
+    await Promise.all([publishAt(now - 31 * DAY, 900), publishAt(now - 29 * DAY, 901)]);
+    await store.purge();
+    assert.equal((await store.list({ userId: 900 })).length, 0, 'older than 30 days: gone');
+    assert.equal((await store.list({ userId: 901 })).length, 1, 'younger: kept');
+  });
+
+  it('writes a burst of events in batches, every one of them', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    await Promise.all(
+      Array.from({ length: 450 }, (_, index) =>
+        store.receiver.receive({
+          ...denied(5000 + (index % 3), 'authorize'),
+          time: new Date().toISOString(),
+        }),
+      ),
+    );
+    const counts = await Promise.all([5000, 5001, 5002].map((userId) => store.list({ userId, limit: 1000 })));
+    assert.deepEqual(
+      counts.map((events) => events.length),
+      [150, 150, 150],
+    );
+  });
+});

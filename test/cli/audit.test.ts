@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { parseTime } from '../../src/cli/commands/audit.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const cli = (...args: string[]): Promise<CliResult> => runCli(args, testEnv(database));
+  async function ok(...args: string[]): Promise<string> {
+    const result = await cli(...args);
+    assert.equal(result.code, 0, `aa-oidc ${args.join(' ')} failed: ${result.stderr}`);
+    return result.stdout;
+  }
+
+  before(async () => {
+    database = await createTestDatabase();
+    await ok('migrate');
+    // Operator changes through the CLI: each is an admin_change event, stored in the database.
+    await ok('state', 'create', 'Member', '--priority', '100', '--oidc-access');
+    await ok('group', 'create', 'Pilots');
+  });
+  after(async () => database.drop());
+
+  it('lists the events of earlier commands as JSON, filtered by kind and time', async () => {
+    const events = JSON.parse(
+      await ok('audit', 'list', '--kind', 'admin_change', '--since', '1h', '--format', 'json'),
+    ) as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      events.map((event) => [event.kind, event.entity, event.name, event.action]),
+      [
+        ['admin_change', 'group', 'Pilots', 'created'],
+        ['admin_change', 'state', 'Member', 'created'],
+      ],
+    );
+    for (const event of events) {
+      assert.equal(typeof event.id, 'number');
+      assert.match(String(event.time), /^\d{4}-\d{2}-\d{2}T/);
+      assert.match(String(event.actor), /^cli/);
+    }
+    const none = JSON.parse(
+      await ok('audit', 'list', '--kind', 'policy_denied', '--format', 'json'),
+    ) as unknown[];
+    assert.deepEqual(none, []);
+    const future = JSON.parse(
+      await ok('audit', 'list', '--since', '2999-01-01', '--format', 'json'),
+    ) as unknown[];
+    assert.deepEqual(future, []);
+  });
+
+  it('prints a table with one line per event saying what happened', async () => {
+    const table = await ok('audit', 'list', '--limit', '1');
+    const lines = table.trim().split('\n');
+    assert.equal(lines.length, 2);
+    assert.match(lines[0]!, /^TIME\s+KIND\s+USER_ID\s+CLIENT_ID\s+WHAT$/);
+    assert.match(lines[1]!, /admin_change\s+group Pilots created by cli/);
+  });
+
+  it('refuses an unknown kind, a malformed time and a bad limit, naming the option', async () => {
+    const kind = await cli('audit', 'list', '--kind', 'token_stolen');
+    assert.notEqual(kind.code, 0);
+    assert.match(kind.stderr, /--kind "token_stolen" is not an audit event kind; valid: token_issued/);
+    const since = await cli('audit', 'list', '--since', 'yesterday');
+    assert.notEqual(since.code, 0);
+    assert.match(since.stderr, /--since "yesterday" is not a time/);
+    const limit = await cli('audit', 'list', '--limit', '0');
+    assert.match(limit.stderr, /--limit must be an integer from 1 to 1000/);
+  });
+
+  it('reads relative and absolute times', () => {
+    const now = Date.parse('2024-05-10T12:00:00Z');
+    assert.equal(parseTime('--since', '24h', now), Date.parse('2024-05-09T12:00:00Z'));
+    assert.equal(parseTime('--since', '7d', now), Date.parse('2024-05-03T12:00:00Z'));
+    assert.equal(parseTime('--since', '2024-05-01T00:00:00Z', now), Date.parse('2024-05-01T00:00:00Z'));
+  });
+});
