@@ -13,7 +13,7 @@ import { createOidc, type Oidc } from './oidc/provider.ts';
 import { demoRelyingParty } from './demo/rp.ts';
 import { accountRoutes } from './account/routes.ts';
 import { adminRoutes } from './admin/routes.ts';
-import { consoleMiddleware } from './console/http.ts';
+import { type ConsoleRoute, consoleMiddleware } from './console/http.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { createConsoleSessions } from './console/session.ts';
 import { brandingFrom } from './http/pages/branding.ts';
@@ -27,6 +27,8 @@ export interface App extends Services {
   koa: Koa;
   /** The OpenID Connect provider (section B) mounted under the issuer path. */
   oidc: Oidc;
+  /** Every route of the web console (landing, account page, admin UI), with its access level. */
+  consoleRoutes: readonly ConsoleRoute[];
   /** Starts listening on the configured host and port; resolves with the bound address. */
   listen(overrides?: { port?: number; host?: string }): Promise<AddressInfo>;
   /** Stops accepting connections, lets in-flight requests finish, then closes the services. */
@@ -66,7 +68,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // server never serves it, whatever the database holds. It answers 404 until the demo is seeded.
   if (config.mode === 'development')
     koa.use(demoRelyingParty({ config, applications: services.applications, logger: services.logger }));
-  koa.use(webConsole(services, oidc));
+  const web = webConsole(services, oidc);
+  koa.use(web.middleware);
   koa.use(oidc.middleware);
 
   // Audit events older than audit.retentionDays leave the database (every instance may do it).
@@ -84,6 +87,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...services,
     koa,
     oidc,
+    consoleRoutes: web.routes,
     listen(overrides = {}) {
       return new Promise((resolve, reject) => {
         const listening = koa.listen(overrides.port ?? config.port, overrides.host ?? config.host);
@@ -114,7 +118,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
  * The web console on the same origin as the issuer: the landing page (`/`), the account page
  * (`/account`) and the admin UI (`/admin`), signed in through the provider's own login and session.
  */
-function webConsole(services: Services, oidc: Oidc): Koa.Middleware {
+function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middleware; routes: ConsoleRoute[] } {
   const { config } = services;
   const branding = brandingFrom(config);
   const sessions = createConsoleSessions({
@@ -127,16 +131,28 @@ function webConsole(services: Services, oidc: Oidc): Koa.Middleware {
     const userId = userIdOf(accountId);
     return userId === null ? undefined : services.directory.loadUserProfile(userId);
   };
-  return consoleMiddleware({
+  const routes = [
+    ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
+    ...accountRoutes(),
+    ...adminRoutes({
+      config,
+      applications: services.applications,
+      directory: services.directory,
+      keys: services.keys,
+      logout: services.logout,
+      tokens: services.tokens,
+      auditStore: services.auditStore,
+      db: services.database.db,
+      dbKind: services.database.kind,
+    }),
+  ];
+  const middleware = consoleMiddleware({
     sessions,
     gate: { loadUser },
     branding,
     logger: services.logger,
     origin: new URL(config.issuer).origin,
-    routes: [
-      ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
-      ...accountRoutes(),
-      ...adminRoutes(),
-    ],
+    routes,
   });
+  return { middleware, routes };
 }

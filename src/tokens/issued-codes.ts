@@ -307,3 +307,55 @@ export async function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): 
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** A code presented again (section F's audit rows with `reuse_count > 0`), for the admin UI. */
+export interface CodeReuseAudit {
+  codeHash: string;
+  clientId: string;
+  userId: number | null;
+  grantId: string | null;
+  accessTokenId: string | null;
+  refreshTokenId: string | null;
+  reuseCount: number;
+  lastReuseAt: number | null;
+  createdAt: number;
+}
+
+export interface CodeReuseFilter {
+  clientId?: string;
+  userId?: number;
+  /** Last reuse at or after / before. */
+  since?: number;
+  until?: number;
+  offset?: number;
+  limit?: number;
+}
+
+/** Reused codes, most recent reuse first. */
+export async function listCodeReuse(
+  db: Kysely<Database>,
+  filter: CodeReuseFilter = {},
+): Promise<CodeReuseAudit[]> {
+  let query = db.selectFrom('issued_code').selectAll().where('reuse_count', '>', 0);
+  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+  if (filter.userId !== undefined) query = query.where('user_id', '=', String(filter.userId));
+  if (filter.since !== undefined) query = query.where('last_reuse_at', '>=', filter.since);
+  if (filter.until !== undefined) query = query.where('last_reuse_at', '<', filter.until);
+  const rows = await query
+    .orderBy('last_reuse_at', 'desc')
+    .orderBy('code_hash')
+    .offset(Math.max(0, filter.offset ?? 0))
+    .limit(Math.min(Math.max(1, filter.limit ?? 50), 1000))
+    .execute();
+  return rows.map((row) => ({
+    codeHash: row.code_hash,
+    clientId: row.client_id,
+    userId: row.user_id !== null && /^\d+$/.test(row.user_id) ? Number(row.user_id) : null,
+    grantId: row.grant_id,
+    accessTokenId: row.access_token_id,
+    refreshTokenId: row.refresh_token_id,
+    reuseCount: Number(row.reuse_count),
+    lastReuseAt: row.last_reuse_at === null ? null : Number(row.last_reuse_at),
+    createdAt: Number(row.created_at),
+  }));
+}

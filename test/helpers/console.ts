@@ -57,3 +57,18 @@ export async function consolePost(
   });
   return { status: response.status, body: await response.text(), location: response.headers.get('location') };
 }
+
+/** The visible text of a page: no style, no tags, entities decoded, whitespace collapsed. */
+export function pageText(body: string): string {
+  return body
+    .replace(/<style>[\s\S]*?<\/style>/g, ' ')
+    .replace(/<[^>]+>/g, ' ')
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&#39;', "'")
+    .replaceAll('&amp;', '&')
+    .replace(/\s+/g, ' ')
+    .replace(/ ([.,;:)])/g, '$1')
+    .trim();
+}

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { describeAuditEvent } from '../../audit/describe.ts';
 import { AUDIT_EVENT_KINDS, type AuditEventKind } from '../../audit/events.ts';
+import { parseTimeFilter, TIME_FILTER_FORMS } from '../../audit/time-filter.ts';
 import { MAX_AUDIT_PAGE, type StoredAuditEvent } from '../../audit/store.ts';
 import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
@@ -18,26 +19,12 @@ function eventJson(event: StoredAuditEvent): Record<string, unknown> {
   return { id: event.id, ...event.record };
 }
 
-const RELATIVE = /^(\d{1,6})\s*(s|m|h|d|w)$/;
-const UNIT_MS: Readonly<Record<string, number>> = {
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-  w: 604_800_000,
-};
-
-/** `2024-05-01`, `2024-05-01T12:00:00Z`, or a time ago: `30m`, `24h`, `7d`, `2w`. */
+/** `--since` / `--until`: see `parseTimeFilter`. */
 export function parseTime(option: string, value: string, now = Date.now()): number {
-  const relative = RELATIVE.exec(value.trim());
-  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]!]!;
-  if (/^\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim())) {
-    const parsed = Date.parse(value.trim());
-    if (Number.isFinite(parsed)) return parsed;
-  }
-  throw new CliError(
-    `${option} "${value}" is not a time: use an ISO 8601 date or time (2024-05-01, 2024-05-01T12:00:00Z) or a time ago (30m, 24h, 7d, 2w)`,
-  );
+  const parsed = parseTimeFilter(value, now);
+  if (parsed === undefined)
+    throw new CliError(`${option} "${value}" is not a time: use ${TIME_FILTER_FORMS}`);
+  return parsed;
 }
 
 function collect(value: string, previous: string[]): string[] {

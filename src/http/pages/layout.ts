@@ -96,6 +96,15 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .secret{font-size:1rem;padding:.6rem;border:1px dashed #6b7588;background:#f7f8fa}
 .qr svg{width:13rem;height:13rem;background:#fff}
 .codes{columns:2;font-family:ui-monospace,monospace}
+fieldset{border:1px solid #d5d9e0;border-radius:.25rem;margin:.75rem 0;padding:.5rem .75rem}
+legend{font-weight:600;padding:0 .25rem}
+.admin-nav ul{display:flex;flex-wrap:wrap;gap:.25rem .5rem;list-style:none;padding:0;margin:0 0 1.25rem;border-bottom:1px solid #e1e4ea;padding-bottom:.75rem}
+.admin-nav a{display:inline-block;padding:.2rem .5rem;border-radius:.25rem}
+.admin-nav a[aria-current=page]{background:var(--accent);color:var(--accent-text);text-decoration:none}
+dl.facts{display:grid;grid-template-columns:minmax(8rem,max-content) 1fr;gap:.35rem 1rem;margin:0}
+dl.facts dt{font-weight:600}
+dl.facts dd{margin:0;word-break:break-word}
+@media (max-width:30rem){dl.facts{grid-template-columns:1fr}dl.facts dd{margin-bottom:.5rem}}
 footer.site{max-width:64rem;margin:1rem auto 2rem;padding:0 1rem;color:#4a5468;font-size:.875rem;text-align:center}
 @media (max-width:30rem){main{margin:0;border-radius:0;box-shadow:none;padding:1rem}h1{font-size:1.25rem}}
 `;

@@ -1,0 +1,70 @@
+import type { Kysely } from 'kysely';
+import type { ApplicationService } from '../applications/types.ts';
+import type { AuditStore } from '../audit/store.ts';
+import type { Config } from '../config/load.ts';
+import type { ConsoleRequest } from '../console/http.ts';
+import type { DatabaseKind } from '../db/connect.ts';
+import type { Database } from '../db/schema.ts';
+import type { DirectoryService } from '../directory/types.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import type { KeyService } from '../keys/service.ts';
+import type { LogoutService } from '../logout/service.ts';
+import type { TokenRevocationService } from '../tokens/revocation.ts';
+
+/**
+ * What the admin UI works with: the same services as the CLI (every write goes through them), and the
+ * database for read-only listings.
+ */
+export interface AdminDependencies {
+  config: Config;
+  applications: ApplicationService;
+  directory: DirectoryService;
+  keys: KeyService;
+  logout: Pick<LogoutService, 'testDelivery'>;
+  tokens: TokenRevocationService;
+  auditStore: AuditStore;
+  db: Kysely<Database>;
+  dbKind: DatabaseKind;
+}
+
+/** The admin sections, in the order of the admin navigation. */
+export const ADMIN_SECTIONS = [
+  ['/admin', 'Dashboard'],
+  ['/admin/apps', 'Applications'],
+  ['/admin/keys', 'Signing keys'],
+  ['/admin/deliveries', 'Back-channel deliveries'],
+  ['/admin/code-reuse', 'Code reuse'],
+  ['/admin/audit', 'Audit log'],
+] as const;
+
+export type AdminSection = (typeof ADMIN_SECTIONS)[number][0];
+
+/** Who made a change, as the audit log records it. */
+export function adminActor(request: ConsoleRequest): string {
+  return `admin:${request.visitor!.user.username}`;
+}
+
+/** Renders an admin page: the admin navigation, then the page. */
+export function renderAdmin(
+  request: ConsoleRequest,
+  section: AdminSection,
+  title: string,
+  body: Html,
+  options: { status?: number } = {},
+): void {
+  request.render(
+    title,
+    html`<nav aria-label="Administration" class="admin-nav">
+        <ul>
+          ${ADMIN_SECTIONS.map(
+            ([path, name]) =>
+              html`<li>
+                <a href="${path}" ${path === section ? html`aria-current="page"` : ''}>${name}</a>
+              </li>`,
+          )}
+        </ul>
+      </nav>
+      ${body}`,
+    options,
+  );
+}

@@ -1,0 +1,159 @@
+import { runChecks } from '../checks/checks.ts';
+import type { ConsoleRoute } from '../console/http.ts';
+import { formatTime } from '../console/ui.ts';
+import { pendingMigrations } from '../db/migrate.ts';
+import { html } from '../http/pages/layout.ts';
+import { listDeliveryAttempts } from '../logout/attempts.ts';
+import { type AdminDependencies, renderAdmin } from './context.ts';
+
+/**
+ * The admin dashboard: users by state, applications active and inactive, policy refusals of the last
+ * day by stage and reason, recent back-channel delivery failures, the signing keys, and anything an
+ * operator must fix (pending migrations, failing system checks).
+ */
+const DAY_MS = 86_400_000;
+
+export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/admin',
+      access: 'superuser',
+      async handle(request) {
+        const since = Date.now() - DAY_MS;
+        const [states, apps, denials, failures, keys, pending, withoutState] = await Promise.all([
+          deps.directory.listStates(),
+          deps.applications.list(),
+          deps.auditStore.list({ kinds: ['policy_denied'], since, limit: 1000 }),
+          listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
+          deps.keys.list(),
+          pendingMigrations(deps.db, deps.dbKind),
+          deps.directory.listUsers({ state: null }),
+        ]);
+        const findings = runChecks(deps.config, apps);
+        const active = apps.filter((app) => app.active).length;
+        const byStageAndReason = new Map<string, number>();
+        for (const event of denials) {
+          const key = `${String(event.record.stage)}\u0000${String(event.record.reason)}`;
+          byStageAndReason.set(key, (byStageAndReason.get(key) ?? 0) + 1);
+        }
+        const activeKey = keys.find((key) => key.status === 'active');
+        const nextKey = keys.find((key) => key.status === 'next');
+        const retired = keys.filter((key) => key.status === 'retired').length;
+        const attention = pending.length > 0 || findings.length > 0;
+
+        renderAdmin(
+          request,
+          '/admin',
+          'Administration',
+          html`<h1>Administration</h1>
+            ${
+              attention
+                ? html`<section
+                    class="${pending.length > 0 || findings.some((f) => f.level === 'error') ? 'alert' : 'warn'}"
+                    aria-labelledby="attention"
+                  >
+                    <h2 id="attention">Needs attention</h2>
+                    <ul>
+                      ${
+                        pending.length > 0
+                          ? html`<li>
+                              ${pending.length} pending database migration(s): run
+                              <code>aa-oidc migrate</code>.
+                            </li>`
+                          : ''
+                      }
+                      ${findings.map((finding) => html`<li><strong>${finding.id}</strong> ${finding.message} <span class="note">${finding.hint}</span></li>`)}
+                    </ul>
+                  </section>`
+                : html`<p class="ok" role="status">No pending migration, every system check passes.</p>`
+            }
+            <div class="cards">
+              <section class="card" aria-labelledby="users-heading">
+                <h2 id="users-heading">Users by state</h2>
+                <ul>
+                  ${states.map((state) => html`<li>${state.name}: <strong>${state.userCount}</strong></li>`)}
+                  <li>No state: <strong>${withoutState.length}</strong></li>
+                </ul>
+              </section>
+              <section class="card" aria-labelledby="apps-heading">
+                <h2 id="apps-heading">Applications</h2>
+                <p><span class="big">${active}</span> active</p>
+                <p><a href="/admin/apps?active=inactive">${apps.length - active} inactive</a></p>
+              </section>
+              <section class="card" aria-labelledby="keys-heading">
+                <h2 id="keys-heading">Signing keys</h2>
+                <p>
+                  Active:
+                  ${activeKey ? html`<code>${activeKey.kid.slice(0, 12)}…</code> since ${formatTime(activeKey.activatedAt)}` : html`<strong>none</strong>`}
+                </p>
+                <p>
+                  Next: ${nextKey ? html`<code>${nextKey.kid.slice(0, 12)}…</code>` : 'none'} · retired:
+                  ${retired}
+                </p>
+                <p><a href="/admin/keys">Keys</a></p>
+              </section>
+            </div>
+            <h2>Policy refusals in the last 24 hours</h2>
+            ${
+              byStageAndReason.size === 0
+                ? html`<p>None.</p>`
+                : html`<div class="table-wrap">
+                    <table>
+                      <thead>
+                        <tr>
+                          <th scope="col">Stage</th>
+                          <th scope="col">Reason</th>
+                          <th scope="col">Refusals</th>
+                        </tr>
+                      </thead>
+                      <tbody>
+                        ${[...byStageAndReason.entries()]
+                          .sort((a, b) => b[1] - a[1])
+                          .map(([key, count]) => {
+                            const [stage, reason] = key.split('\u0000');
+                            return html`<tr>
+                              <td>${stage}</td>
+                              <td>${reason}</td>
+                              <td>${count}</td>
+                            </tr>`;
+                          })}
+                      </tbody>
+                    </table>
+                  </div>`
+            }
+            <p><a href="/admin/audit?kind=policy_denied&amp;since=24h">Every refusal in the audit log</a></p>
+            <h2>Recent back-channel delivery failures</h2>
+            ${
+              failures.length === 0
+                ? html`<p>None recorded.</p>`
+                : html`<div class="table-wrap">
+                    <table>
+                      <thead>
+                        <tr>
+                          <th scope="col">Time</th>
+                          <th scope="col">Application</th>
+                          <th scope="col">Outcome</th>
+                          <th scope="col">Detail</th>
+                        </tr>
+                      </thead>
+                      <tbody>
+                        ${failures.map(
+                          (row) =>
+                            html`<tr>
+                              <td>${formatTime(row.recordedAt)}</td>
+                              <td>${row.clientName}</td>
+                              <td>${row.outcome}</td>
+                              <td>${row.detail ?? ''}</td>
+                            </tr>`,
+                        )}
+                      </tbody>
+                    </table>
+                  </div>`
+            }
+            <p><a href="/admin/deliveries?outcome=failures">Every failed delivery</a></p>`,
+        );
+      },
+    },
+  ];
+}

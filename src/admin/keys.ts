@@ -1,0 +1,210 @@
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { csrfField, doneMessage, formatTime } from '../console/ui.ts';
+import { html } from '../http/pages/layout.ts';
+import { KeyError } from '../keys/service.ts';
+import type { SigningKeySummary } from '../keys/types.ts';
+import { type AdminDependencies, renderAdmin } from './context.ts';
+
+/**
+ * Signing keys in the admin UI: the list with each key's lifecycle, rotate and retire, each confirmed
+ * after the key service's own dry run says what would happen (as `keys rotate --dry-run` does).
+ */
+
+const DONE: Readonly<Record<string, string>> = {
+  rotated:
+    'Rotated: the former next key signs from now on; the former active key stays published while its tokens live.',
+  retired: 'Retired: the key is no longer the next key.',
+};
+
+const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
+  active: 'active: signs every new token',
+  next: 'next: published, signs from the next rotation',
+  retired: 'retired: published until its tokens expire',
+  removed: 'removed: private part erased',
+};
+
+function keyPath(kid: string, suffix: string): string {
+  return `/admin/keys/${encodeURIComponent(kid)}${suffix}`;
+}
+
+export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
+  const refused = (request: ConsoleRequest, error: KeyError) =>
+    renderAdmin(
+      request,
+      '/admin/keys',
+      'Not possible',
+      html`<h1>Not possible</h1>
+        <p class="alert" role="alert">${error.message}</p>
+        <p><a href="/admin/keys">Signing keys</a></p>`,
+      { status: error.code === 'unknown_kid' || error.code === 'invalid_kid' ? 404 : 409 },
+    );
+
+  return [
+    {
+      method: 'GET',
+      path: '/admin/keys',
+      access: 'superuser',
+      async handle(request) {
+        const keys = await deps.keys.list();
+        renderAdmin(
+          request,
+          '/admin/keys',
+          'Signing keys',
+          html`<h1>Signing keys</h1>
+            ${doneMessage(DONE, request.ctx.query.done)}
+            <p>
+              RS256 keys, lifecycle next → active → retired → removed. JWKS publishes next, active and retired
+              keys. A retired key stays published for
+              ${Math.round(deps.keys.retiredPublicationSeconds() / 3600)} hour(s).
+            </p>
+            <p><a class="button" href="/admin/keys/rotate">Rotate…</a></p>
+            <div class="table-wrap">
+              <table>
+                <caption>
+                  ${keys.length} key(s)
+                </caption>
+                <thead>
+                  <tr>
+                    <th scope="col">kid</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">Created</th>
+                    <th scope="col">Activated</th>
+                    <th scope="col">Retired</th>
+                    <th scope="col">Published until</th>
+                    <th scope="col"><span class="note">Action</span></th>
+                  </tr>
+                </thead>
+                <tbody>
+                  ${keys.map(
+                    (key) =>
+                      html`<tr>
+                        <td><code>${key.kid}</code></td>
+                        <td>${STATUS_TEXT[key.status]}</td>
+                        <td>${formatTime(key.createdAt)}</td>
+                        <td>${formatTime(key.activatedAt)}</td>
+                        <td>${formatTime(key.retiredAt)}</td>
+                        <td>${formatTime(key.publishUntil)}</td>
+                        <td>
+                          ${key.status === 'next' ? html`<a href="${keyPath(key.kid, '/retire')}">Retire…</a>` : ''}
+                        </td>
+                      </tr>`,
+                  )}
+                </tbody>
+              </table>
+            </div>`,
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/keys/rotate',
+      access: 'superuser',
+      async handle(request) {
+        const preview = await deps.keys.rotate({ dryRun: true });
+        renderAdmin(
+          request,
+          '/admin/keys',
+          'Rotate the signing key',
+          html`<h1>Rotate the signing key?</h1>
+            <div class="warn">
+              <p><strong>What happens:</strong></p>
+              <ul>
+                <li>
+                  ${
+                    preview.promotedNext
+                      ? html`The next key <code>${preview.activatedKid}</code>, already published, signs every
+                          new token.`
+                      : html`A new key is generated and signs every new token (there is no next key yet, so
+                        relying parties meet it in JWKS for the first time).`
+                  }
+                </li>
+                ${
+                  preview.retiredKid
+                    ? html`<li>
+                        The active key <code>${preview.retiredKid}</code> is retired and stays published until
+                        ${formatTime(preview.retiredPublishUntil)}: tokens it signed keep verifying.
+                      </li>`
+                    : ''
+                }
+                <li>A new next key is prepared. Every instance serves the change within seconds.</li>
+                ${
+                  preview.removedKids.length > 0
+                    ? html`<li>
+                        Retired keys past their publication are removed:
+                        ${preview.removedKids.map((kid) => html`<code>${kid}</code> `)}
+                      </li>`
+                    : ''
+                }
+              </ul>
+            </div>
+            <form method="post" action="/admin/keys/rotate">
+              ${csrfField(request.session)}
+              <div class="actions">
+                <button type="submit" class="danger">Rotate</button>
+                <a href="/admin/keys">Cancel</a>
+              </div>
+            </form>`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/rotate',
+      access: 'superuser',
+      async handle(request) {
+        await deps.keys.rotate();
+        request.seeOther('/admin/keys?done=rotated');
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/keys/:kid/retire',
+      access: 'superuser',
+      async handle(request) {
+        const kid = request.params.kid ?? '';
+        let preview;
+        try {
+          preview = await deps.keys.retire(kid, { dryRun: true });
+        } catch (error) {
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
+        renderAdmin(
+          request,
+          '/admin/keys',
+          'Retire the next key',
+          html`<h1>Retire key <code>${preview.key.kid}</code>?</h1>
+            <div class="warn">
+              <ul>
+                <li>The key is withdrawn before it ever signs; it leaves JWKS when its publication ends.</li>
+                <li>
+                  The next rotation generates a new key instead (relying parties meet it in JWKS only then).
+                </li>
+              </ul>
+            </div>
+            <form method="post" action="${keyPath(kid, '/retire')}">
+              ${csrfField(request.session)}
+              <div class="actions">
+                <button type="submit" class="danger">Retire</button>
+                <a href="/admin/keys">Cancel</a>
+              </div>
+            </form>`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/:kid/retire',
+      access: 'superuser',
+      async handle(request) {
+        try {
+          await deps.keys.retire(request.params.kid ?? '');
+        } catch (error) {
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
+        request.seeOther('/admin/keys?done=retired');
+      },
+    },
+  ];
+}

@@ -1,0 +1,322 @@
+import { describeAuditEvent } from '../audit/describe.ts';
+import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } from '../audit/events.ts';
+import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { formatTime, olderLink, queryText, select, textField } from '../console/ui.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import { listDeliveryAttempts } from '../logout/attempts.ts';
+import { listCodeReuse } from '../tokens/issued-codes.ts';
+import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
+
+/**
+ * The read-only logs of the admin UI: back-channel delivery attempts, code-reuse audits and the
+ * audit log, each filterable by application, user and time (and kind or outcome), newest first,
+ * one page at a time.
+ */
+
+const PAGE = 50;
+
+const OUTCOMES: readonly LogoutDeliveryOutcome[] = [
+  'success',
+  'redirect_blocked',
+  'rp_client_error',
+  'retries_exhausted',
+  'signing_kid_retired',
+  'dns_resolve_failed',
+  'unsafe_target_ip',
+];
+
+interface CommonFilter {
+  /** The filter as typed, to show it back and to carry it to the next page. */
+  query: Record<string, string>;
+  clientId?: string;
+  userId?: number;
+  since?: number;
+  until?: number;
+  /** A filter that matches nothing (an unknown user). */
+  impossible: boolean;
+  errors: Map<string, string>;
+}
+
+async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): Promise<CommonFilter> {
+  const raw = request.ctx.query;
+  const clientId = queryText(raw, 'client_id', 100);
+  const username = queryText(raw, 'user', 150);
+  const since = queryText(raw, 'since', 40);
+  const until = queryText(raw, 'until', 40);
+  const filter: CommonFilter = { query: {}, impossible: false, errors: new Map() };
+  if (clientId !== '') {
+    filter.clientId = clientId;
+    filter.query.client_id = clientId;
+  }
+  if (username !== '') {
+    filter.query.user = username;
+    const user = await deps.directory.findUserByUsername(username);
+    if (user) filter.userId = user.id;
+    else {
+      filter.impossible = true;
+      filter.errors.set('user', `No user is named ${username}.`);
+    }
+  }
+  for (const [name, text] of [
+    ['since', since],
+    ['until', until],
+  ] as const) {
+    if (text === '') continue;
+    filter.query[name] = text;
+    const at = parseTimeFilter(text);
+    if (at === undefined) filter.errors.set(name, `Not a time: use ${TIME_FILTER_FORMS}.`);
+    else filter[name] = at;
+  }
+  return filter;
+}
+
+function filterFields(filter: CommonFilter): Html {
+  const error = (name: string) => (filter.errors.has(name) ? { error: filter.errors.get(name)! } : {});
+  return html`<div>${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '')}</div>
+    <div>${textField('User (username)', 'user', filter.query.user ?? '', error('user'))}</div>
+    <div>
+      ${textField('Since', 'since', filter.query.since ?? '', { hint: '24h, 7d, 2024-05-01…', ...error('since') })}
+    </div>
+    <div>${textField('Until', 'until', filter.query.until ?? '', error('until'))}</div>`;
+}
+
+function beforeId(request: ConsoleRequest): number | undefined {
+  const before = queryText(request.ctx.query, 'before', 20);
+  return /^\d{1,15}$/.test(before) ? Number(before) : undefined;
+}
+
+function page(
+  request: ConsoleRequest,
+  section: AdminSection,
+  title: string,
+  intro: Html,
+  filters: Html,
+  table: Html,
+  pager: Html,
+): void {
+  renderAdmin(
+    request,
+    section,
+    title,
+    html`<h1>${title}</h1>
+      ${intro}
+      <form method="get" action="${section}" class="filters" role="search">
+        ${filters}
+        <div><button type="submit">Filter</button></div>
+      </form>
+      ${table} ${pager}`,
+  );
+}
+
+export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/admin/deliveries',
+      access: 'superuser',
+      async handle(request) {
+        const filter = await commonFilter(deps, request);
+        const outcome = queryText(request.ctx.query, 'outcome', 40);
+        const query = { ...filter.query, ...(outcome === '' ? {} : { outcome }) };
+        const rows = filter.impossible
+          ? []
+          : await listDeliveryAttempts(deps.db, {
+              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
+              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
+              ...(filter.since === undefined ? {} : { since: filter.since }),
+              ...(filter.until === undefined ? {} : { until: filter.until }),
+              ...(outcome === 'failures' || (OUTCOMES as readonly string[]).includes(outcome)
+                ? { outcome }
+                : {}),
+              ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
+              limit: PAGE,
+            });
+        page(
+          request,
+          '/admin/deliveries',
+          'Back-channel deliveries',
+          html`<p>
+            The final outcome of each back-channel logout delivery: failures always, successes when
+            <code>logout.recordSuccessfulDeliveries</code> is on.
+          </p>`,
+          html`${filterFields(filter)}
+            <div>
+              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome)}
+            </div>`,
+          html`<div class="table-wrap">
+            <table>
+              <caption>
+                ${rows.length === 0 ? 'No delivery matches.' : `${rows.length} delivery outcome(s)`}
+              </caption>
+              <thead>
+                <tr>
+                  <th scope="col">Time</th>
+                  <th scope="col">Application</th>
+                  <th scope="col">User id</th>
+                  <th scope="col">Trigger</th>
+                  <th scope="col">Outcome</th>
+                  <th scope="col">Attempts</th>
+                  <th scope="col">Detail</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${rows.map(
+                  (row) =>
+                    html`<tr>
+                      <td>${formatTime(row.recordedAt)}</td>
+                      <td>${row.clientName}<br /><code>${row.clientId}</code></td>
+                      <td>${row.userId ?? '—'}</td>
+                      <td>${row.trigger}</td>
+                      <td>
+                        <strong>${row.outcome}</strong
+                        >${row.httpStatus === null ? '' : ` (HTTP ${row.httpStatus})`}
+                      </td>
+                      <td>${row.attempts}</td>
+                      <td>${row.detail ?? ''}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>
+          </div>`,
+          olderLink('/admin/deliveries', query, rows.at(-1)?.id, rows.length === PAGE),
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/code-reuse',
+      access: 'superuser',
+      async handle(request) {
+        const filter = await commonFilter(deps, request);
+        const pageNumber = Math.min(
+          Math.max(1, Number(queryText(request.ctx.query, 'page', 6)) || 1),
+          100_000,
+        );
+        const rows = filter.impossible
+          ? []
+          : await listCodeReuse(deps.db, {
+              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
+              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
+              ...(filter.since === undefined ? {} : { since: filter.since }),
+              ...(filter.until === undefined ? {} : { until: filter.until }),
+              offset: (pageNumber - 1) * PAGE,
+              limit: PAGE,
+            });
+        const next = new URLSearchParams({ ...filter.query, page: String(pageNumber + 1) });
+        page(
+          request,
+          '/admin/code-reuse',
+          'Code reuse',
+          html`<p>
+            Authorization codes presented more than once: everything such a code produced was revoked. Codes
+            are shown by their SHA-256, never their value.
+          </p>`,
+          filterFields(filter),
+          html`<div class="table-wrap">
+            <table>
+              <caption>
+                ${rows.length === 0 ? 'No reused code matches.' : `${rows.length} reused code(s)`}
+              </caption>
+              <thead>
+                <tr>
+                  <th scope="col">Last reuse</th>
+                  <th scope="col">Application</th>
+                  <th scope="col">User id</th>
+                  <th scope="col">Reuses</th>
+                  <th scope="col">Code (SHA-256)</th>
+                  <th scope="col">Issued</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${rows.map(
+                  (row) =>
+                    html`<tr>
+                      <td>${formatTime(row.lastReuseAt)}</td>
+                      <td><code>${row.clientId}</code></td>
+                      <td>${row.userId ?? '—'}</td>
+                      <td>${row.reuseCount}</td>
+                      <td><code>${row.codeHash.slice(0, 16)}…</code></td>
+                      <td>${formatTime(row.createdAt)}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>
+          </div>`,
+          rows.length === PAGE
+            ? html`<nav class="pager" aria-label="Pages">
+                <a href="/admin/code-reuse?${next.toString()}">Older entries</a>
+              </nav>`
+            : html``,
+        );
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/audit',
+      access: 'superuser',
+      async handle(request) {
+        const filter = await commonFilter(deps, request);
+        const kind = queryText(request.ctx.query, 'kind', 40);
+        const kinds = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind) ? [kind as AuditEventKind] : [];
+        const query = { ...filter.query, ...(kinds.length > 0 ? { kind } : {}) };
+        const events = filter.impossible
+          ? []
+          : await deps.auditStore.list({
+              kinds,
+              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
+              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
+              ...(filter.since === undefined ? {} : { since: filter.since }),
+              ...(filter.until === undefined ? {} : { until: filter.until }),
+              ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
+              limit: PAGE,
+            });
+        page(
+          request,
+          '/admin/audit',
+          'Audit log',
+          html`<p>
+            Every audit event, kept ${deps.config.audit.retentionDays}
+            days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}. The same
+            list on the command line: <code>aa-oidc audit list</code>.
+          </p>`,
+          html`<div>
+              ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kinds[0] ?? '')}
+            </div>
+            ${filterFields(filter)}`,
+          html`<div class="table-wrap">
+            <table>
+              <caption>
+                ${events.length === 0 ? 'No event matches.' : `${events.length} event(s)`}
+              </caption>
+              <thead>
+                <tr>
+                  <th scope="col">Time</th>
+                  <th scope="col">Kind</th>
+                  <th scope="col">What</th>
+                  <th scope="col">User id</th>
+                  <th scope="col">Application</th>
+                  <th scope="col">Request</th>
+                </tr>
+              </thead>
+              <tbody>
+                ${events.map(
+                  (event) =>
+                    html`<tr>
+                      <td>${formatTime(event.recordedAt)}</td>
+                      <td>${event.kind}</td>
+                      <td>${describeAuditEvent(event.record)}</td>
+                      <td>${event.userId ?? '—'}</td>
+                      <td>${event.clientId ? html`<code>${event.clientId}</code>` : '—'}</td>
+                      <td>${event.requestId ? html`<code>${event.requestId}</code>` : '—'}</td>
+                    </tr>`,
+                )}
+              </tbody>
+            </table>
+          </div>`,
+          olderLink('/admin/audit', query, events.at(-1)?.id, events.length === PAGE),
+        );
+      },
+    },
+  ];
+}

@@ -1,0 +1,27 @@
+const RELATIVE = /^(\d{1,6})\s*(s|m|h|d|w)$/;
+const UNIT_MS: Readonly<Record<string, number>> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
+
+/** What a time filter accepts, for messages and form hints. */
+export const TIME_FILTER_FORMS =
+  'an ISO 8601 date or time (2024-05-01, 2024-05-01T12:00:00Z) or a time ago (30m, 24h, 7d, 2w)';
+
+/**
+ * A time filter of the audit listings (CLI and admin UI): an ISO 8601 date or time, or a time ago
+ * (`30m`, `24h`, `7d`, `2w`). Epoch milliseconds, or undefined when the text is neither.
+ */
+export function parseTimeFilter(value: string, now = Date.now()): number | undefined {
+  const text = value.trim();
+  const relative = RELATIVE.exec(text);
+  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]!]!;
+  if (/^\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
+    const parsed = Date.parse(text);
+    if (Number.isFinite(parsed)) return parsed;
+  }
+  return undefined;
+}

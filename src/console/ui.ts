@@ -1,0 +1,185 @@
+import { html, type Html } from '../http/pages/layout.ts';
+import { CSRF_FIELD, type ConsoleSession } from './session.ts';
+
+/**
+ * Small HTML pieces the account and admin pages share. Every field has a label bound to it; an error
+ * is shown at its field, referenced by `aria-describedby`, and the field is marked invalid.
+ */
+
+export function csrfField(session: ConsoleSession | undefined): Html {
+  return html`<input type="hidden" name="${CSRF_FIELD}" value="${session?.csrfToken ?? ''}" />`;
+}
+
+/** `2024-05-01 12:00:07 UTC`, or an em dash for nothing. */
+export function formatTime(epochMs: number | null | undefined): string {
+  if (epochMs === null || epochMs === undefined || !Number.isFinite(epochMs)) return '—';
+  return `${new Date(epochMs).toISOString().slice(0, 19).replace('T', ' ')} UTC`;
+}
+
+export interface FieldOptions {
+  type?: 'text' | 'password' | 'url' | 'number' | 'search';
+  hint?: string;
+  error?: string;
+  required?: boolean;
+  autocomplete?: string;
+  inputmode?: string;
+  maxlength?: number;
+  pattern?: string;
+}
+
+function describedBy(name: string, options: { hint?: string; error?: string }): Html | '' {
+  const ids = [options.hint ? `${name}-hint` : '', options.error ? `${name}-error` : ''].filter(Boolean);
+  return ids.length > 0 ? html` aria-describedby="${ids.join(' ')}"` : '';
+}
+
+function fieldNotes(name: string, options: { hint?: string; error?: string }): Html {
+  return html`${options.hint ? html`<p class="hint" id="${name}-hint">${options.hint}</p>` : ''}${
+    options.error ? html`<p class="field-error" id="${name}-error">${options.error}</p>` : ''
+  }`;
+}
+
+export function textField(
+  label: string,
+  name: string,
+  value: string | number | null,
+  options: FieldOptions = {},
+): Html {
+  return html`<label for="${name}">${label}</label>
+    <input
+      type="${options.type ?? 'text'}"
+      id="${name}"
+      name="${name}"
+      value="${value ?? ''}"
+      ${options.required ? html`required` : ''}
+      ${options.autocomplete ? html`autocomplete="${options.autocomplete}"` : ''}
+      ${options.inputmode ? html`inputmode="${options.inputmode}"` : ''}
+      ${options.maxlength ? html`maxlength="${options.maxlength}"` : ''}
+      ${options.pattern ? html`pattern="${options.pattern}"` : ''}
+      ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
+    />
+    ${fieldNotes(name, options)}`;
+}
+
+/** One value per line. */
+export function linesField(
+  label: string,
+  name: string,
+  values: readonly string[],
+  options: { hint?: string; error?: string } = {},
+): Html {
+  return html`<label for="${name}">${label}</label>
+    <textarea
+      id="${name}"
+      name="${name}"
+      rows="${Math.max(2, values.length + 1)}"
+      spellcheck="false"
+      ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
+    >
+${values.join('\n')}</textarea>
+    ${fieldNotes(name, options)}`;
+}
+
+export function checkbox(
+  label: string,
+  name: string,
+  checked: boolean,
+  options: { value?: string } = {},
+): Html {
+  const id = `${name}-${options.value ?? 'on'}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  return html`<label class="inline" for="${id}"
+    ><input
+      type="checkbox"
+      id="${id}"
+      name="${name}"
+      value="${options.value ?? 'on'}"
+      ${checked ? html`checked` : ''}
+    />
+    ${label}</label
+  >`;
+}
+
+/** A group of checkboxes (a picker of existing states or groups). */
+export function checkboxGroup(
+  legend: string,
+  name: string,
+  choices: readonly string[],
+  selected: readonly string[],
+  options: { hint?: string; error?: string; empty?: string } = {},
+): Html {
+  return html`<fieldset ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}>
+    <legend>${legend}</legend>
+    ${
+      choices.length === 0
+        ? html`<p class="note">${options.empty ?? 'None exist yet.'}</p>`
+        : choices.map((choice) => checkbox(choice, name, selected.includes(choice), { value: choice }))
+    }
+    ${fieldNotes(name, options)}
+  </fieldset>`;
+}
+
+export function select(
+  label: string,
+  name: string,
+  choices: ReadonlyArray<readonly [value: string, text: string]>,
+  selected: string,
+  options: { hint?: string; error?: string } = {},
+): Html {
+  return html`<label for="${name}">${label}</label>
+    <select
+      id="${name}"
+      name="${name}"
+      ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
+    >
+      ${choices.map(
+        ([value, text]) =>
+          html`<option value="${value}" ${value === selected ? html`selected` : ''}>${text}</option>`,
+      )}
+    </select>
+    ${fieldNotes(name, options)}`;
+}
+
+/** A message after a redirect (`?done=…`), from a fixed list: the query never carries text shown as is. */
+export function doneMessage(messages: Readonly<Record<string, string>>, done: unknown): Html {
+  const text = typeof done === 'string' ? messages[done] : undefined;
+  return text ? html`<p class="ok" role="status">${text}</p>` : html``;
+}
+
+/** A query parameter as one trimmed string ('' when absent or repeated). */
+export function queryText(
+  query: Record<string, string | string[] | undefined>,
+  name: string,
+  max = 200,
+): string {
+  const value = query[name];
+  return typeof value === 'string' ? value.trim().slice(0, max) : '';
+}
+
+/** The next-page link of a newest-first listing paged by id. */
+export function olderLink(
+  path: string,
+  query: Record<string, string>,
+  lastId: number | undefined,
+  full: boolean,
+): Html {
+  if (!full || lastId === undefined) return html``;
+  const params = new URLSearchParams({ ...query, before: String(lastId) });
+  return html`<nav class="pager" aria-label="Pages">
+    <a href="${path}?${params.toString()}">Older entries</a>
+  </nav>`;
+}
+
+/** A form with one button that POSTs to `action` (with the CSRF token). */
+export function postButton(
+  session: ConsoleSession | undefined,
+  action: string,
+  text: string,
+  options: { kind?: 'secondary' | 'danger'; fields?: Record<string, string> } = {},
+): Html {
+  return html`<form method="post" action="${action}" class="inline-form">
+    ${csrfField(session)}
+    ${Object.entries(options.fields ?? {}).map(
+      ([name, value]) => html`<input type="hidden" name="${name}" value="${value}" />`,
+    )}
+    <button type="submit" ${options.kind ? html`class="${options.kind}"` : ''}>${text}</button>
+  </form>`;
+}

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { verifyClientSecret } from '../../src/applications/secret.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
+import { type Browser, formField, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+
+const HOSTILE = '<script>alert(1)</script>';
+
+/** The alerts and field errors of a page, for failure messages. */
+const problems = (body: string) => (body.match(/class="(?:alert|field-error)"[^>]*>[^<]*/g) ?? []).join('\n');
+
+describe(`applications in the admin UI (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let adminName: string;
+  let receiver: RpReceiver;
+  let clientId: string;
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    await server.app.directory.createState(`Member ${HOSTILE}`, 100, true);
+    await server.app.directory.createGroup('Directors');
+    const user = await seedUser(server, { superuser: true });
+    adminName = user.username;
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    receiver = await startRpReceiver([200]);
+  });
+  after(async () => {
+    await receiver.close();
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('creates an application with a whitelisted state and group, showing its secret once', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    assert.equal(form.status, 200);
+    // The pickers offer the existing states and groups, escaped.
+    assert.ok(form.body.includes('value="Member &lt;script&gt;alert(1)&lt;/script&gt;"'));
+    assert.equal(form.body.includes(HOSTILE), false, 'no raw <script> anywhere');
+    const created = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      name: `Wiki ${HOSTILE}`,
+      redirect_uris: 'https://wiki.example.org/callback\r\nhttps://wiki.example.org/other',
+      client_type: 'confidential',
+      grant_types: ['authorization_code', 'refresh_token'],
+      states: `Member ${HOSTILE}`,
+      groups: 'Directors',
+      pkce_required: 'on',
+      access_token_format: 'jwt',
+      backchannel_logout_uri: receiver.url(),
+    });
+    assert.equal(created.status, 201, problems(created.body));
+    assert.equal(created.body.includes(HOSTILE), false, 'the hostile name is escaped on the result page');
+    clientId = /<dt>client_id<\/dt>\s*<dd><code>([^<]+)<\/code>/.exec(created.body)![1]!;
+    const secret = formField(created.body, 'client_secret');
+    const app = await server.app.applications.findByClientId(clientId);
+    assert.ok(app);
+    assert.equal(app.name, `Wiki ${HOSTILE}`);
+    assert.deepEqual(app.redirectUris, [
+      'https://wiki.example.org/callback',
+      'https://wiki.example.org/other',
+    ]);
+    assert.deepEqual(app.states, [`Member ${HOSTILE}`]);
+    assert.deepEqual(app.groups, ['Directors']);
+    assert.equal(app.accessTokenFormat, 'jwt');
+    assert.equal(app.createdBy, `admin:${adminName}`);
+    assert.ok(verifyClientSecret(app, secret), 'the secret shown is the one stored (as a digest)');
+    // Never again: the detail page has no secret.
+    const detail = await consoleGet(admin, url(`/admin/apps/${clientId}`));
+    assert.equal(detail.body.includes(secret), false);
+    assert.equal(detail.body.includes(HOSTILE), false);
+    // The list shows it, escaped, and the filters find it.
+    const list = await consoleGet(admin, url('/admin/apps?q=wiki&format=jwt&bcl=yes'));
+    assert.ok(list.body.includes('Wiki &lt;script&gt;alert(1)&lt;/script&gt;'));
+    assert.equal(list.body.includes(HOSTILE), false);
+    const none = await consoleGet(admin, url('/admin/apps?q=wiki&format=opaque'));
+    assert.equal(none.body.includes(clientId), false);
+  });
+
+  it("shows the SSRF gate's refusal at the back-channel field, and keeps what was typed", async () => {
+    const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const answer = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, {
+      name: 'Wiki',
+      redirect_uris: 'https://wiki.example.org/callback',
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+      backchannel_logout_uri: 'http://169.254.169.254/latest/meta-data',
+    });
+    assert.equal(answer.status, 400);
+    const fieldError = /<p class="field-error" id="backchannel_logout_uri-error">([^<]+)<\/p>/.exec(
+      answer.body,
+    );
+    assert.ok(fieldError, `an error at the back-channel field: ${problems(answer.body)}`);
+    assert.match(fieldError[1]!, /169\.254\.169\.254/);
+    assert.match(answer.body, /aria-describedby="backchannel_logout_uri-hint backchannel_logout_uri-error"/);
+    assert.ok(
+      answer.body.includes('value="http://169.254.169.254/latest/meta-data"'),
+      'the typed value is kept',
+    );
+    assert.equal(
+      (await server.app.applications.findByClientId(clientId))!.name,
+      `Wiki ${HOSTILE}`,
+      'nothing saved',
+    );
+  });
+
+  it('edits the application through the service, recorded as an admin change', async () => {
+    const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, {
+      name: 'Wiki',
+      redirect_uris: 'https://wiki.example.org/callback',
+      grant_types: ['authorization_code', 'refresh_token'],
+      groups: 'Directors',
+      pkce_required: 'on',
+      access_token_format: 'opaque',
+      backchannel_logout_uri: receiver.url(),
+    });
+    assert.equal(saved.status, 303, problems(saved.body));
+    assert.equal(saved.location, `/admin/apps/${clientId}?done=updated`);
+    const app = (await server.app.applications.findByClientId(clientId))!;
+    assert.equal(app.name, 'Wiki');
+    assert.deepEqual(app.states, []);
+    assert.deepEqual(app.groups, ['Directors']);
+    await server.app.audit.idle();
+    const events = await server.app.auditStore.list({ clientId, kinds: ['admin_change'] });
+    assert.ok(
+      events.some(
+        (event) => event.record.action === 'updated' && event.record.actor === `admin:${adminName}`,
+      ),
+      'an admin_change by the admin',
+    );
+  });
+
+  it('sends a test back-channel logout and shows the outcome per application', async () => {
+    const csrf = (await consoleGet(admin, url('/admin/apps'))).csrf!;
+    const before = receiver.requests.length;
+    const result = await consolePost(admin, url('/admin/apps/test-logout'), csrf, { client_id: clientId });
+    assert.equal(result.status, 200, problems(result.body));
+    assert.match(result.body, /<strong>success<\/strong>/);
+    assert.equal(receiver.requests.length, before + 1, 'the receiver got one logout token');
+  });
+
+  it('rotates the secret after showing what happens, the new one shown once', async () => {
+    const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/rotate-secret`));
+    assert.match(confirm.body, /The current secret stops working at once/);
+    const rotated = await consolePost(admin, url(`/admin/apps/${clientId}/rotate-secret`), confirm.csrf!);
+    assert.equal(rotated.status, 200, problems(rotated.body));
+    const secret = formField(rotated.body, 'client_secret');
+    assert.ok(verifyClientSecret((await server.app.applications.findByClientId(clientId))!, secret));
+  });
+
+  it('deactivates only after showing the impact, and activates again', async () => {
+    const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/deactivate`));
+    assert.equal(confirm.status, 200);
+    assert.match(confirm.body, /can do nothing from its next request/);
+    assert.match(confirm.body, /0 live token\(s\) of 0 user\(s\) stop working/);
+    assert.equal(
+      (await server.app.applications.findByClientId(clientId))!.active,
+      true,
+      'the preview changed nothing',
+    );
+    const done = await consolePost(admin, url(`/admin/apps/${clientId}/deactivate`), confirm.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal((await server.app.applications.findByClientId(clientId))!.active, false);
+    const detail = await consoleGet(admin, url(`/admin/apps/${clientId}?done=deactivated`));
+    assert.match(detail.body, /The application is deactivated/);
+    const again = await consolePost(admin, url(`/admin/apps/${clientId}/activate`), detail.csrf!);
+    assert.equal(again.status, 303);
+    assert.equal((await server.app.applications.findByClientId(clientId))!.active, true);
+  });
+
+  it('answers 404 for an unknown application', async () => {
+    const page = await consoleGet(admin, url('/admin/apps/no-such-app'));
+    assert.equal(page.status, 404);
+  });
+});

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
+import { type Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+
+describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let failing: RpReceiver;
+  let clientId: string;
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    failing = await startRpReceiver([500]);
+    clientId = (await seedApp(server, { name: 'Failing RP', backchannelLogoutUri: failing.url() })).clientId;
+    await server.app.directory.createState('Member', 100, true);
+    await seedUser(server, { username: 'stateless' });
+  });
+  after(async () => {
+    await failing.close();
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('rotates the signing key after showing what the key service would do', async () => {
+    const before = await server.app.keys.list();
+    const next = before.find((key) => key.status === 'next')!;
+    const active = before.find((key) => key.status === 'active')!;
+    const list = await consoleGet(admin, url('/admin/keys'));
+    assert.ok(list.body.includes(next.kid) && list.body.includes(active.kid));
+    const confirm = await consoleGet(admin, url('/admin/keys/rotate'));
+    assert.ok(
+      pageText(confirm.body).includes(`The next key ${next.kid}, already published, signs every new token.`),
+    );
+    assert.ok(pageText(confirm.body).includes(`The active key ${active.kid} is retired`));
+    assert.equal(
+      (await server.app.keys.list()).find((key) => key.status === 'active')!.kid,
+      active.kid,
+      'the preview changed nothing',
+    );
+    const done = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!);
+    assert.equal(done.status, 303);
+    const after = await server.app.keys.list();
+    assert.equal(after.find((key) => key.status === 'active')!.kid, next.kid);
+    assert.equal(after.find((key) => key.kid === active.kid)!.status, 'retired');
+  });
+
+  it('retires a next key, and refuses to retire the active one with the reason', async () => {
+    const keys = await server.app.keys.list();
+    const active = keys.find((key) => key.status === 'active')!;
+    const refused = await consoleGet(admin, url(`/admin/keys/${active.kid}/retire`));
+    assert.equal(refused.status, 409);
+    assert.match(refused.body, /rotate/i);
+    const next = keys.find((key) => key.status === 'next')!;
+    const confirm = await consoleGet(admin, url(`/admin/keys/${next.kid}/retire`));
+    assert.equal(confirm.status, 200);
+    const done = await consolePost(admin, url(`/admin/keys/${next.kid}/retire`), confirm.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal((await server.app.keys.list()).find((key) => key.kid === next.kid)!.status, 'retired');
+  });
+
+  it('lists failed back-channel deliveries, filterable by application and outcome', async () => {
+    await server.app.logout.testDelivery([clientId]);
+    const page = await consoleGet(admin, url(`/admin/deliveries?client_id=${clientId}&outcome=failures`));
+    assert.equal(page.status, 200);
+    assert.match(pageText(page.body), /retries_exhausted \(HTTP 500\)/);
+    assert.match(page.body, /admin_test/);
+    const other = await consoleGet(admin, url('/admin/deliveries?client_id=someone-else'));
+    assert.match(other.body, /No delivery matches/);
+  });
+
+  it('lists audit events by kind and names an unknown user or a malformed time at its field', async () => {
+    await server.app.audit.idle();
+    const page = await consoleGet(admin, url('/admin/audit?kind=admin_change&since=1h'));
+    assert.match(page.body, /state Member created/);
+    const unknown = await consoleGet(admin, url('/admin/audit?user=nobody-here&since=soon'));
+    assert.match(unknown.body, /<p class="field-error" id="user-error">No user is named nobody-here\.<\/p>/);
+    assert.match(unknown.body, /<p class="field-error" id="since-error">Not a time/);
+    assert.match(unknown.body, /No event matches/);
+  });
+
+  it('shows the dashboard: users by state, applications, keys, recent delivery failures', async () => {
+    const page = await consoleGet(admin, url('/admin'));
+    assert.equal(page.status, 200);
+    assert.match(page.body, /Member: <strong>0<\/strong>/);
+    assert.match(page.body, /No state: <strong>2<\/strong>/);
+    assert.match(page.body, /<span class="big">1<\/span> active/);
+    assert.match(page.body, /Failing RP/);
+    assert.match(page.body, /No pending migration, every system check passes/);
+  });
+});
