@@ -249,7 +249,7 @@ export interface AaPollLeaseTable {
   last_success_at: EpochMs | null;
 }
 
-/** One audit event (section H) kept for the admin UI and `aa-oidc audit list`, until its retention ends. */
+/** One audit event kept for the admin UI and `aa-oidc audit list`, until its retention ends. */
 export interface AuditEventTable {
   id: Generated<number>;
   /** The event's publication time. */

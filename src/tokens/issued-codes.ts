@@ -308,7 +308,7 @@ export async function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): 
   return Number(result.numDeletedRows);
 }
 
-/** A code presented again (section F's audit rows with `reuse_count > 0`), for the admin UI. */
+/** A code presented again (an issued-code audit row with `reuse_count > 0`), for the admin UI. */
 export interface CodeReuseAudit {
   codeHash: string;
   clientId: string;
