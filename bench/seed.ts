@@ -37,7 +37,7 @@ export interface SeedOptions {
 export async function seedAaOidc(config: Config, options: SeedOptions): Promise<SeededAaOidc> {
   const services = await createServices(config, { migrate: true, logger: { level: 'warn' } });
   try {
-    const { directory, applications } = services;
+    const { directoryAdmin: directory, applications } = services;
     await directory.createState('Member', 100, true, { actor: ACTOR });
     await directory.createState('Fleet', 50, true, { actor: ACTOR });
     await directory.createGroup('Fanout', false, { actor: ACTOR });

@@ -52,6 +52,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     databaseKind: services.database.kind,
     applications: services.applications,
     directory: services.directory,
+    authenticators: services.authenticators,
     keyStore: services.keyStore,
     observability: { audit: services.audit, metrics: services.metrics },
     logout: services.logout,
@@ -129,7 +130,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
   });
   const loadUser = async (accountId: string) => {
     const userId = userIdOf(accountId);
-    return userId === null ? undefined : services.directory.loadUserProfile(userId);
+    return userId === null ? undefined : services.directory.profileById(userId);
   };
   const routes = [
     ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
@@ -138,6 +139,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       config,
       applications: services.applications,
       directory: services.directory,
+      directoryAdmin: services.directoryAdmin,
       keys: services.keys,
       logout: services.logout,
       tokens: services.tokens,

@@ -1,6 +1,9 @@
 import { createApplicationService } from './applications/service.ts';
-import { createDirectory } from './directory/service.ts';
-import type { DirectoryService } from './directory/types.ts';
+import type { Authenticator } from './directory/authenticator.ts';
+import { createBuiltinDirectory } from './directory/builtin/create.ts';
+import type { DirectoryAdmin } from './directory/builtin/types.ts';
+import { createChangeFeed } from './directory/change-feed.ts';
+import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
 import type { Config } from './config/load.ts';
 import { type DatabaseHandle, openDatabase } from './db/connect.ts';
@@ -17,7 +20,7 @@ import { auditApplicationChanges, auditDirectoryChanges } from './audit/director
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import {
   createTokenRevocation,
-  revokeTokensOnUserLifecycle,
+  revokeTokensOnUserChange,
   type TokenRevocationService,
 } from './tokens/revocation.ts';
 import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
@@ -58,8 +61,20 @@ export interface Services {
   secrets: SecretFormatter;
   /** The one write path for applications (OIDC clients, section C), and their lookup. */
   applications: ApplicationService;
-  /** The built-in directory (section N): the one write path for users, states, groups. */
-  directory: DirectoryService;
+  /**
+   * The directory port (src/directory/port.ts): profiles, states, groups and whitelist coverage as
+   * plain values. Everything that reads users reads through it.
+   */
+  directory: Directory;
+  /** Where the directory's lifecycle changes arrive; consumers subscribe here. */
+  directoryChanges: ChangeFeed;
+  /**
+   * The built-in directory's admin interface: the one write path for users, states, groups and
+   * memberships, its password checks and first-run setup.
+   */
+  directoryAdmin: DirectoryAdmin;
+  /** How people sign in at the login page. */
+  authenticators: readonly Authenticator[];
   /** Token operations (sections E/F/K): `tokens revoke-user`, with the hook for back-channel logout. */
   tokens: TokenRevocationService;
   /** The one write path for signing keys (section L). */
@@ -107,13 +122,19 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const applications = createApplicationService(database.db, config, logger, {
       backchannelTargetCheck: backchannelTargetCheck(gateOptionsFor(config, options.resolver)),
     });
-    const directory = createDirectory(database.db, logger.child({ component: 'directory' }));
-    // Every committed directory change becomes an admin_change audit event (section H).
-    closers.push(directory.afterCommit(auditDirectoryChanges(audit, logger)));
-    // Every committed application change is an admin_change audit event too (section H).
+    const directoryLog = logger.child({ component: 'directory' });
+    // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
+    // each change and its consequences commit in one unit of work of this database.
+    const directoryChanges = createChangeFeed(database.db, directoryLog);
+    const builtin = createBuiltinDirectory(database.db, directoryChanges, directoryLog);
+    const directory = builtin.directory;
+    const directoryAdmin = builtin.admin;
+    // Every committed change made through the admin interface is an admin_change audit event.
+    closers.push(directoryAdmin.afterCommit(auditDirectoryChanges(audit, logger)));
+    // Every committed application change is an admin_change audit event too.
     closers.push(applications.onChange(auditApplicationChanges(audit)));
-    // Section G: deactivation, deletion and lost access queue back-channel logouts in the change's
-    // transaction (tokens revoked by the same change still count as held).
+    // Deactivation, deletion and lost access queue back-channel logouts in the change's unit of
+    // work (tokens revoked by the same change still count as held).
     const logout = createLogoutService({
       config,
       database,
@@ -126,11 +147,11 @@ export async function createServices(config: Config, options: ServicesOptions = 
       ...(options.bclConnector ? { connector: options.bclConnector } : {}),
     });
     closers.push(() => logout.close());
-    closers.push(logout.subscribeToDirectory(directory));
-    // Deactivating or deleting a user revokes the user's codes and tokens in the same transaction.
-    closers.push(revokeTokensOnUserLifecycle(directory, audit, logger));
+    // Deactivating or deleting a user revokes the user's codes and tokens in the same unit of work.
+    closers.push(directoryChanges.subscribe(revokeTokensOnUserChange(audit)));
+    closers.push(directoryChanges.subscribe(logout.onDirectoryChange));
     const tokens = createTokenRevocation({ db: database.db, directory, audit });
-    // Section G: `tokens revoke-user` queues `user_revoked` logouts in its transaction.
+    // `tokens revoke-user` queues `user_revoked` logouts in its transaction.
     closers.push(tokens.onUserRevoked(userRevokedHook(logout)));
     return {
       config,
@@ -144,6 +165,9 @@ export async function createServices(config: Config, options: ServicesOptions = 
       keyStore,
       applications,
       directory,
+      directoryChanges,
+      directoryAdmin,
+      authenticators: [builtin.authenticator],
       tokens,
       logout,
       close,

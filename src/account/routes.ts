@@ -12,7 +12,7 @@ export function accountRoutes(): ConsoleRoute[] {
         render(
           'Your account',
           html`<h1>Your account</h1>
-            <p>Signed in as <strong>${visitor!.user.username}</strong>.</p>`,
+            <p>Signed in as <strong>${visitor!.username}</strong>.</p>`,
         );
       },
     },

@@ -5,7 +5,8 @@ import type { Config } from '../config/load.ts';
 import type { ConsoleRequest } from '../console/http.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
-import type { DirectoryService } from '../directory/types.ts';
+import type { DirectoryAdmin } from '../directory/builtin/types.ts';
+import type { Directory } from '../directory/port.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import type { KeyService } from '../keys/service.ts';
 import type { LogoutService } from '../logout/service.ts';
@@ -18,7 +19,9 @@ import type { TokenRevocationService } from '../tokens/revocation.ts';
 export interface AdminDependencies {
   config: Config;
   applications: ApplicationService;
-  directory: DirectoryService;
+  directory: Directory;
+  /** The built-in directory's admin interface (user counts by state). */
+  directoryAdmin: DirectoryAdmin;
   keys: KeyService;
   logout: Pick<LogoutService, 'testDelivery'>;
   tokens: TokenRevocationService;
@@ -41,7 +44,7 @@ export type AdminSection = (typeof ADMIN_SECTIONS)[number][0];
 
 /** Who made a change, as the audit log records it. */
 export function adminActor(request: ConsoleRequest): string {
-  return `admin:${request.visitor!.user.username}`;
+  return `admin:${request.visitor!.username}`;
 }
 
 /** Renders an admin page: the admin navigation, then the page. */

@@ -22,13 +22,13 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const since = Date.now() - DAY_MS;
         const [states, apps, denials, failures, keys, pending, withoutState] = await Promise.all([
-          deps.directory.listStates(),
+          deps.directoryAdmin.listStates(),
           deps.applications.list(),
           deps.auditStore.list({ kinds: ['policy_denied'], since, limit: 1000 }),
           listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
           deps.keys.list(),
           pendingMigrations(deps.db, deps.dbKind),
-          deps.directory.listUsers({ state: null }),
+          deps.directory.listProfiles({ state: null }),
         ]);
         const findings = runChecks(deps.config, apps);
         const active = apps.filter((app) => app.active).length;

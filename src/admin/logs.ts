@@ -51,7 +51,7 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   }
   if (username !== '') {
     filter.query.user = username;
-    const user = await deps.directory.findUserByUsername(username);
+    const user = await deps.directory.profileByUsername(username);
     if (user) filter.userId = user.id;
     else {
       filter.impossible = true;

@@ -1,5 +1,5 @@
 import type { ApplicationChangeListener } from '../applications/types.ts';
-import type { CommittedListener, LifecycleEvent } from '../directory/types.ts';
+import type { CommittedListener, LifecycleEvent } from '../directory/builtin/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { AuditBus } from './bus.ts';

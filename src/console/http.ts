@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import type { UserProfile } from '../directory/types.ts';
+import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -100,7 +100,7 @@ function consoleNav(session: ConsoleSession | undefined, visitor: UserProfile | 
   return html`<nav aria-label="Console">
     <ul>
       <li><a href="/account">Your account</a></li>
-      ${visitor.user.superuser === 1 ? html`<li><a href="/admin">Administration</a></li>` : ''}
+      ${visitor.superuser ? html`<li><a href="/admin">Administration</a></li>` : ''}
       <li>
         <form method="post" action="/account/sign-out" class="inline-form">
           <input type="hidden" name="${CSRF_FIELD}" value="${session.csrfToken}" />
@@ -195,11 +195,11 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         return deps.sessions.startSignIn(ctx, returnTo);
       }
       visitor = await deps.gate.loadUser(session.accountId);
-      if (!visitor || visitor.user.active !== 1) {
+      if (!visitor || !visitor.active) {
         deps.sessions.clear(ctx);
         return refuse(ctx, undefined, undefined, 403, 'Account unavailable', 'This account is deactivated.');
       }
-      if (route.access === 'superuser' && visitor.user.superuser !== 1) {
+      if (route.access === 'superuser' && !visitor.superuser) {
         return refuse(
           ctx,
           session,

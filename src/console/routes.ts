@@ -1,5 +1,5 @@
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html } from '../http/pages/layout.ts';
 import type { ConsoleRoute } from './http.ts';
@@ -44,7 +44,7 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       async handle({ ctx, render }) {
         const session = await deps.sessions.providerSession(ctx);
         const user = session ? await deps.loadUser(session.accountId) : undefined;
-        const signedIn = user && user.user.active === 1 ? user : undefined;
+        const signedIn = user && user.active ? user : undefined;
         render(
           deps.branding.name,
           html`<h1>${deps.branding.name}</h1>
@@ -54,14 +54,14 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
             </p>
             ${
               signedIn
-                ? html`<p>You are signed in as <strong>${signedIn.user.username}</strong>.</p>
+                ? html`<p>You are signed in as <strong>${signedIn.username}</strong>.</p>
                     <ul>
                       <li>
                         <a href="/account">Your account</a>: your apps, sessions, password and two-factor
                         sign-in
                       </li>
                       ${
-                        signedIn.user.superuser === 1
+                        signedIn.superuser
                           ? html`<li>
                               <a href="/admin">Administration</a>: applications, users, keys and logs
                             </li>`

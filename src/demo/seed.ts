@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { verifyClientSecret } from '../applications/secret.ts';
 import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
-import type { DirectoryService, MainCharacterFields } from '../directory/types.ts';
+import type { DirectoryAdmin, MainCharacterFields } from '../directory/builtin/types.ts';
 import { readDemoClient, writeDemoClient } from './client-file.ts';
 import { DEMO_CLIENT_ID, DEMO_CLIENT_NAME, demoUrls } from './urls.ts';
 
@@ -145,7 +145,7 @@ export interface SeedDemoOptions {
 
 export interface SeedDemoDependencies {
   config: Pick<Config, 'mode' | 'issuer' | 'dataDir'>;
-  directory: DirectoryService;
+  directoryAdmin: DirectoryAdmin;
   applications: ApplicationService;
 }
 
@@ -162,7 +162,7 @@ export async function seedDemo(
   deps: SeedDemoDependencies,
   options: SeedDemoOptions = {},
 ): Promise<DemoSeedResult> {
-  const { config, directory, applications } = deps;
+  const { config, directoryAdmin: directory, applications } = deps;
   if (config.mode !== 'development') {
     throw new DemoRefusedError(
       'the demo creates users with printed passwords and a demo application; it runs only in development mode (AA_OIDC_MODE=development)',

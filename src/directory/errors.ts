@@ -1,4 +1,5 @@
-import type { DirectoryErrorCode } from './types.ts';
+/** What kind of refusal a `DirectoryError` is. */
+export type DirectoryErrorCode = 'not_found' | 'invalid' | 'conflict';
 
 /**
  * A refused directory change or lookup. The message names the input and what would be valid; it

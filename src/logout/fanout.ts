@@ -3,10 +3,10 @@ import type { LogoutReason } from '../audit/events.ts';
 import { listApplications } from '../applications/store.ts';
 import type { Application } from '../applications/types.ts';
 import type { DatabaseKind } from '../db/connect.ts';
-import type { Database, GroupRow, StateRow } from '../db/schema.ts';
-import { selectProfileById } from '../directory/queries.ts';
-import type { LifecycleEvent, UserProfile } from '../directory/types.ts';
+import type { Database } from '../db/schema.ts';
+import type { DirectoryChange, UserProfile } from '../directory/port.ts';
 import { decide } from '../policy/decide.ts';
+import { assertNever } from '../util/assert-never.ts';
 
 /**
  * Who must hear of a logout (section G): active applications with a back-channel URI for which the
@@ -70,66 +70,25 @@ export async function logoutTargets(
   return apps.filter((app) => clientIds.has(app.clientId) && receivesLogout(app, reason));
 }
 
-/** A user's profile as it was before a directory change, rebuilt from the event; undefined if unknowable. */
-export async function profileBefore(
-  trx: Transaction<Database>,
-  event: LifecycleEvent,
-  after: UserProfile,
-): Promise<UserProfile | undefined> {
-  switch (event.kind) {
-    case 'user_state_changed': {
-      const state =
-        event.fromState === null
-          ? null
-          : ((await trx
-              .selectFrom('state')
-              .selectAll()
-              .where('name', '=', event.fromState)
-              .executeTakeFirst()) as StateRow | undefined);
-      if (event.fromState !== null && !state) return undefined;
-      return { ...after, state: state ?? null };
-    }
-    case 'user_group_added':
-      return { ...after, groups: after.groups.filter((group) => group.name !== event.group) };
-    case 'user_group_removed': {
-      const group = (await trx
-        .selectFrom('auth_group')
-        .selectAll()
-        .where('name', '=', event.group)
-        .executeTakeFirst()) as GroupRow | undefined;
-      if (!group) return undefined;
-      return { ...after, groups: [...after.groups, group] };
-    }
-    case 'user_updated': {
-      // Only the two permission flags change access; a changed boolean was the opposite before.
-      const user = { ...after.user };
-      if (event.fields.includes('superuser')) user.superuser = user.superuser === 1 ? 0 : 1;
-      if (event.fields.includes('oidcAccess')) user.oidc_access = user.oidc_access === 1 ? 0 : 1;
-      return { ...after, user };
-    }
-    default:
-      return undefined;
-  }
-}
-
-/** The access-changing events and the trigger they count as. */
-export function accessTrigger(event: LifecycleEvent): LogoutReason | undefined {
-  switch (event.kind) {
+/**
+ * The directory changes that can take an application away from a user, and the trigger each
+ * counts as; undefined for the others.
+ */
+export function accessTrigger(change: DirectoryChange): LogoutReason | undefined {
+  switch (change.kind) {
     case 'user_state_changed':
-    case 'state_access_changed':
       return 'state_changed';
-    case 'user_group_added':
-    case 'user_group_removed':
-    case 'group_access_changed':
+    case 'user_groups_changed':
       return 'groups_changed';
-    case 'user_updated':
-      // `superuser` and the direct `oidc_access` permission: Alliance Auth grants permissions
-      // through groups, so losing one counts as a group change.
-      return event.fields.includes('superuser') || event.fields.includes('oidcAccess')
-        ? 'groups_changed'
-        : undefined;
-    default:
+    case 'user_deactivated':
+    case 'user_reactivated':
+    case 'user_main_character_changed':
+    case 'user_deleted':
+    case 'catalog_renamed':
+    case 'catalog_deleted':
       return undefined;
+    default:
+      return assertNever(change);
   }
 }
 
@@ -142,36 +101,4 @@ export function newlyDenied(
   return apps.filter(
     (app) => decide(before, app).outcome === 'allow' && decide(after, app).outcome === 'deny',
   );
-}
-
-/** The users a state's or group's access flag change affects, with their profile before and after. */
-export async function profilesAffectedByAccessFlag(
-  trx: Transaction<Database>,
-  event: Extract<LifecycleEvent, { kind: 'state_access_changed' | 'group_access_changed' }>,
-): Promise<Array<{ before: UserProfile; after: UserProfile }>> {
-  const userIds =
-    event.kind === 'state_access_changed'
-      ? (await trx.selectFrom('app_user').select('id').where('state_id', '=', event.stateId).execute()).map(
-          (row) => row.id,
-        )
-      : (
-          await trx.selectFrom('user_group').select('user_id').where('group_id', '=', event.groupId).execute()
-        ).map((row) => row.user_id);
-  const flipped = event.oidcAccess ? 0 : 1;
-  const result: Array<{ before: UserProfile; after: UserProfile }> = [];
-  for (const userId of userIds) {
-    const after = await selectProfileById(trx, userId);
-    if (!after) continue;
-    const before: UserProfile =
-      event.kind === 'state_access_changed'
-        ? { ...after, state: after.state ? { ...after.state, oidc_access: flipped } : null }
-        : {
-            ...after,
-            groups: after.groups.map((group) =>
-              group.id === event.groupId ? { ...group, oidc_access: flipped } : group,
-            ),
-          };
-    result.push({ before, after });
-  }
-  return result;
 }

@@ -7,8 +7,7 @@ import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
-import { selectProfileById } from '../directory/queries.ts';
-import type { DirectoryService } from '../directory/types.ts';
+import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -18,8 +17,6 @@ import {
   clientsWithLiveTokens,
   logoutTargets,
   newlyDenied,
-  profileBefore,
-  profilesAffectedByAccessFlag,
   receivesLogout,
 } from './fanout.ts';
 import { type Connector, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
@@ -113,8 +110,11 @@ export interface LogoutService {
   enqueueSessionLogout(request: SessionLogoutRequest): Promise<QueuedLogout[]>;
   /** `logout_required` for committed jobs, and a wake-up for this process's worker. */
   published(queued: readonly QueuedLogout[]): void;
-  /** Queues the directory triggers (deactivation, deletion, access lost) in each change's transaction. */
-  subscribeToDirectory(directory: Pick<DirectoryService, 'subscribe' | 'afterCommit'>): () => void;
+  /**
+   * The directory triggers (deactivation, deletion, access lost), for the change feed: queues the
+   * jobs in the change's unit of work and publishes them once it committed.
+   */
+  onDirectoryChange: ChangeConsumer;
   /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */
   deliverDue(): Promise<number>;
   /** Starts the polling worker of this process. */
@@ -502,72 +502,48 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     return worker;
   };
 
-  const subscribeToDirectory: LogoutService['subscribeToDirectory'] = (directory) => {
-    const pending = new Map<number, QueuedLogout[]>();
-    const unsubscribe = directory.subscribe(async (event, trx, meta) => {
-      let list: QueuedLogout[];
-      switch (event.kind) {
-        case 'user_deactivated':
-        case 'user_deleted':
-          list = await enqueueLogoutForUser(trx, {
-            userId: event.userId,
-            reason: event.kind,
-            revokedByThisChange: { at: meta.at, reason: event.kind },
-          });
-          break;
-        default: {
-          const reason = accessTrigger(event);
-          if (!reason) return;
-          list = await enqueueNewlyDenied(trx, event, reason);
-        }
+  const onDirectoryChange: ChangeConsumer = async (change, unit) => {
+    let list: QueuedLogout[];
+    switch (change.kind) {
+      case 'user_deactivated':
+      case 'user_deleted':
+        list = await enqueueLogoutForUser(unit.trx, {
+          userId: change.userId,
+          reason: change.kind,
+          // The token revocation of the same change stamps its tokens with the unit's time.
+          revokedByThisChange: { at: unit.at, reason: change.kind },
+        });
+        break;
+      default: {
+        const reason = accessTrigger(change);
+        if (!reason || !('after' in change)) return;
+        list = await enqueueNewlyDenied(unit.trx, change, reason);
       }
-      if (list.length > 0 && !meta.dryRun) pending.set(meta.eventId, list);
-    });
-    const unlisten = directory.afterCommit((_event, meta) => {
-      const list = pending.get(meta.eventId);
-      if (!list) return;
-      pending.delete(meta.eventId);
-      published(list);
-    });
-    return () => {
-      unsubscribe();
-      unlisten();
-    };
+    }
+    if (list.length > 0) unit.afterCommit(() => published(list));
   };
 
-  /** State and group changes: only the applications the change newly denies, per user, per app. */
+  /** State and group changes: only the applications the change newly denies the user. */
   const enqueueNewlyDenied = async (
     trx: Transaction<Database>,
-    event: Parameters<Parameters<DirectoryService['subscribe']>[0]>[0],
+    change: Extract<DirectoryChange, { after: unknown }>,
     reason: LogoutReason,
   ): Promise<QueuedLogout[]> => {
     const at = now();
-    let pairs: Array<{
-      before: Awaited<ReturnType<typeof profileBefore>>;
-      after: NonNullable<Awaited<ReturnType<typeof selectProfileById>>>;
-    }>;
-    if (event.kind === 'state_access_changed' || event.kind === 'group_access_changed') {
-      pairs = await profilesAffectedByAccessFlag(trx, event);
-    } else if ('userId' in event) {
-      const after = await selectProfileById(trx, event.userId);
-      if (!after) return [];
-      pairs = [{ before: await profileBefore(trx, event, after), after }];
-    } else return [];
-    const result: QueuedLogout[] = [];
-    for (const { before, after } of pairs) {
-      if (!before) continue;
-      const held = await clientsWithLiveTokens(trx, after.user.id, at);
-      const targets = newlyDenied(before, after, await logoutTargets(trx, database.kind, held, reason));
-      const jobs = newJobs(
-        after.user.id,
-        String(after.user.id),
-        reason,
-        targets.map((app) => ({ clientId: app.clientId, sid: null })),
-      );
-      await transport.enqueue(trx, jobs, at);
-      result.push(...queued(jobs));
-    }
-    return result;
+    const held = await clientsWithLiveTokens(trx, change.userId, at);
+    const targets = newlyDenied(
+      change.before,
+      change.after,
+      await logoutTargets(trx, database.kind, held, reason),
+    );
+    const jobs = newJobs(
+      change.userId,
+      String(change.userId),
+      reason,
+      targets.map((app) => ({ clientId: app.clientId, sid: null })),
+    );
+    await transport.enqueue(trx, jobs, at);
+    return queued(jobs);
   };
 
   const enqueueSessionLogout: LogoutService['enqueueSessionLogout'] = async (request) => {
@@ -656,7 +632,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     enqueueLogoutForUser,
     enqueueSessionLogout,
     published,
-    subscribeToDirectory,
+    onDirectoryChange,
     deliverDue,
     startWorker,
     testDelivery,

@@ -1,5 +1,5 @@
 import type { Config } from '../config/load.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { UserProfile } from '../directory/port.ts';
 
 /** The configuration the claims depend on. */
 export type ClaimsConfig = Pick<
@@ -60,8 +60,8 @@ export function scopeClaims(config: ClaimsConfig, scopes: readonly string[]): Re
  */
 export function claimsFor(profile: UserProfile, scopes: Iterable<string>, config: ClaimsConfig): Claims {
   const granted = new Set(scopes);
-  const { user, state, groups } = profile;
-  const claims: Claims = { sub: String(user.id) };
+  const { state, groups, mainCharacter: character } = profile;
+  const claims: Claims = { sub: String(profile.id) };
   const put = (name: string, value: ClaimValue | null | undefined): void => {
     if (value === null || value === undefined) return;
     if (typeof value === 'string' && value.length === 0) return;
@@ -71,17 +71,17 @@ export function claimsFor(profile: UserProfile, scopes: Iterable<string>, config
   };
 
   if (granted.has('email')) {
-    const email = user.email.trim();
+    const email = profile.email.trim();
     if (email.length > 0) {
       put('email', email);
-      put('email_verified', user.email_verified === 1);
+      put('email_verified', profile.emailVerified);
     }
   }
 
   if (granted.has('profile')) {
-    put('name', nonEmpty(user.character_name));
-    put('picture', portraitUrl(user.character_id, config));
-    put('locale', nonEmpty(user.locale));
+    put('name', nonEmpty(character.characterName));
+    put('picture', portraitUrl(character.characterId, config));
+    put('locale', nonEmpty(profile.locale));
   }
 
   if (granted.has('groups')) {
@@ -95,30 +95,30 @@ export function claimsFor(profile: UserProfile, scopes: Iterable<string>, config
 
   if (granted.has(config.eveClaimsScope)) {
     const p = config.claimPrefix;
-    put(`${p}character_id`, user.character_id);
-    put(`${p}main_character_id`, user.character_id);
-    put(`${p}corporation_id`, user.corporation_id);
-    put(`${p}corporation_name`, nonEmpty(user.corporation_name));
-    put(`${p}corporation_ticker`, nonEmpty(user.corporation_ticker));
-    put(`${p}alliance_id`, user.alliance_id);
-    put(`${p}alliance_name`, nonEmpty(user.alliance_name));
-    put(`${p}alliance_ticker`, nonEmpty(user.alliance_ticker));
-    put(`${p}faction_id`, user.faction_id);
-    put(`${p}faction_name`, nonEmpty(user.faction_name));
+    put(`${p}character_id`, character.characterId);
+    put(`${p}main_character_id`, character.characterId);
+    put(`${p}corporation_id`, character.corporationId);
+    put(`${p}corporation_name`, nonEmpty(character.corporationName));
+    put(`${p}corporation_ticker`, nonEmpty(character.corporationTicker));
+    put(`${p}alliance_id`, character.allianceId);
+    put(`${p}alliance_name`, nonEmpty(character.allianceName));
+    put(`${p}alliance_ticker`, nonEmpty(character.allianceTicker));
+    put(`${p}faction_id`, character.factionId);
+    put(`${p}faction_name`, nonEmpty(character.factionName));
     put(
       `${p}affiliation`,
       compact({
         corp: compact({
-          id: user.corporation_id,
-          name: nonEmpty(user.corporation_name),
-          ticker: nonEmpty(user.corporation_ticker),
+          id: character.corporationId,
+          name: nonEmpty(character.corporationName),
+          ticker: nonEmpty(character.corporationTicker),
         }),
         alliance: compact({
-          id: user.alliance_id,
-          name: nonEmpty(user.alliance_name),
-          ticker: nonEmpty(user.alliance_ticker),
+          id: character.allianceId,
+          name: nonEmpty(character.allianceName),
+          ticker: nonEmpty(character.allianceTicker),
         }),
-        faction: compact({ id: user.faction_id, name: nonEmpty(user.faction_name) }),
+        faction: compact({ id: character.factionId, name: nonEmpty(character.factionName) }),
         state: state?.name,
       }),
     );

@@ -1,15 +1,13 @@
 import { errors, type Account, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../config/load.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { Directory, UserProfile } from '../directory/port.ts';
 import type { PolicyEnforcer } from '../policy/enforce.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { claimsFor } from './claims.ts';
 
 /** What `findAccount` needs from the directory. */
-export interface ProfileSource {
-  loadUserProfile(userId: number): Promise<UserProfile | undefined>;
-}
+export type ProfileSource = Pick<Directory, 'profileById'>;
 
 /** The provider's account: the accountId plus the profile it was built from. */
 export interface ProfileAccount extends Account {
@@ -39,7 +37,7 @@ export function stageForToken(kind: string): PolicyStage | undefined {
 }
 
 /**
- * The provider's `findAccount` hook. The account id is `String(app_user.id)`. The profile is loaded
+ * The provider's `findAccount` hook. The account id is the directory's user id as a string. The profile is loaded
  * once per request (the provider may ask several times while answering one request), and an
  * unknown or deactivated user is no account: codes, refresh tokens and access tokens of a
  * deactivated user stop working at once (`invalid_grant`, `invalid_token`).
@@ -59,7 +57,7 @@ export function createFindAccount(
   const perRequest = new WeakMap<object, Map<string, Promise<UserProfile | undefined>>>();
   const load = (ctx: object | undefined, sub: string): Promise<UserProfile | undefined> => {
     if (!ACCOUNT_ID.test(sub)) return Promise.resolve(undefined);
-    if (!ctx) return directory.loadUserProfile(Number(sub));
+    if (!ctx) return directory.profileById(Number(sub));
     let cache = perRequest.get(ctx);
     if (!cache) {
       cache = new Map();
@@ -67,7 +65,7 @@ export function createFindAccount(
     }
     let pending = cache.get(sub);
     if (!pending) {
-      pending = directory.loadUserProfile(Number(sub));
+      pending = directory.profileById(Number(sub));
       cache.set(sub, pending);
     }
     return pending;
@@ -75,7 +73,7 @@ export function createFindAccount(
   return async (ctx: KoaContextWithOIDC | undefined, sub: string, token?: PolicyToken) => {
     const profile = await load(ctx, sub);
     if (token !== undefined) await enforceForToken(policy, ctx, sub, profile, token);
-    if (!profile || profile.user.active !== 1) return undefined;
+    if (!profile || !profile.active) return undefined;
     return accountFor(profile, config);
   };
 }
@@ -117,7 +115,7 @@ async function enforceForToken(
 
 export function accountFor(profile: UserProfile, config: Pick<Config, 'oidc'>): ProfileAccount {
   return {
-    accountId: String(profile.user.id),
+    accountId: String(profile.id),
     profile,
     // Every configured scope: the provider then keeps only what the granted scopes and the claims
     // parameter release (its `claims` configuration is `scopeClaims()`, the same mapping).

@@ -6,7 +6,8 @@ import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
-import type { DirectoryService } from '../directory/types.ts';
+import type { Authenticator } from '../directory/authenticator.ts';
+import type { Directory } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
@@ -36,7 +37,9 @@ export interface OidcDependencies {
   databaseKind: DatabaseKind;
   /** Application lookups, and the verification of secrets imported from the Python plugin. */
   applications: ApplicationLookup & Pick<ApplicationService, 'verifyImportedSecret'>;
-  directory: Pick<DirectoryService, 'loadUserProfile' | 'verifyPassword' | 'recordLogin' | 'findUserById'>;
+  directory: Pick<Directory, 'profileById'>;
+  /** How people sign in at the login page (the directory's password check, EVE SSO, …). */
+  authenticators: readonly Authenticator[];
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
   /** Audit events and metrics of the provider's work (sections H and I). */
   observability: ObservabilityDependencies;
@@ -147,6 +150,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider: current,
     applications: stored,
     directory: deps.directory,
+    authenticators: deps.authenticators,
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
     branding,

@@ -1,5 +1,5 @@
 import type { Application } from '../applications/types.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { UserProfile } from '../directory/port.ts';
 
 /**
  * The access decision of section D. A global deny carries nothing about the application, so that
@@ -35,12 +35,19 @@ export type PolicyApplication = Pick<Application, 'clientId' | 'active' | 'state
 
 /** Global gate: the user is active, and is a superuser or holds `oidc_access` by state, group or directly. */
 export function passesGlobalGate(profile: UserProfile): boolean {
-  const { user, state, groups } = profile;
-  if (user.active !== 1) return false;
-  if (user.superuser === 1) return true;
+  if (!profile.active) return false;
+  if (profile.superuser) return true;
   return (
-    user.oidc_access === 1 || state?.oidc_access === 1 || groups.some((group) => group.oidc_access === 1)
+    profile.oidcAccess ||
+    profile.state?.oidcAccess === true ||
+    profile.groups.some((group) => group.oidcAccess)
   );
+}
+
+/** Whitelists name states and groups as the directory does, matched regardless of case. */
+export function whitelists(names: readonly string[], name: string): boolean {
+  const key = name.toLowerCase();
+  return names.some((candidate) => candidate.toLowerCase() === key);
 }
 
 /** App usability: the application exists and is active (its kill switch is off). */
@@ -56,15 +63,15 @@ export function decideApplication(app: PolicyApplication | null | undefined): Ap
  * otherwise the state is whitelisted OR one of the groups is).
  */
 export function decide(profile: UserProfile, app: PolicyApplication | null | undefined): PolicyDecision {
-  if (app?.admitsEveryActiveUser === true && app.active && profile.user.active === 1)
+  if (app?.admitsEveryActiveUser === true && app.active && profile.active)
     return { outcome: 'allow', via: 'account_console' };
   if (!passesGlobalGate(profile)) return { outcome: 'deny', reason: 'global' };
   if (!app) return { outcome: 'deny', reason: 'no_client' };
   if (!app.active) return { outcome: 'deny', reason: 'app_unusable', clientId: app.clientId };
-  if (profile.user.superuser === 1) return { outcome: 'allow', via: 'superuser' };
+  if (profile.superuser) return { outcome: 'allow', via: 'superuser' };
   if (app.states.length === 0 && app.groups.length === 0) return { outcome: 'allow', via: 'open_app' };
-  if (profile.state && app.states.includes(profile.state.name)) return { outcome: 'allow', via: 'state' };
-  if (profile.groups.some((group) => app.groups.includes(group.name)))
+  if (profile.state && whitelists(app.states, profile.state.name)) return { outcome: 'allow', via: 'state' };
+  if (profile.groups.some((group) => whitelists(app.groups, group.name)))
     return { outcome: 'allow', via: 'group' };
   return { outcome: 'deny', reason: 'app', clientId: app.clientId };
 }

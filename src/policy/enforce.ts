@@ -1,6 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { AuditBus } from '../audit/bus.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { Directory, UserProfile } from '../directory/port.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { decide, decideApplication, type PolicyDecision } from './decide.ts';
@@ -8,7 +8,7 @@ import { isAuthorizationStage, type PolicyStage } from './stages.ts';
 
 /** What enforcing needs: where users and applications come from, and where refusals are counted. */
 export interface PolicyEnforcerDependencies {
-  directory: { loadUserProfile(userId: number): Promise<UserProfile | undefined> };
+  directory: Pick<Directory, 'profileById'>;
   applications: { findByClientId(clientId: string): Promise<Application | undefined> };
   /**
    * Where the `save_bearer` stage reads the application: straight from the database, immediately
@@ -110,7 +110,7 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
       case 'user': {
         const userId = userIdOf(subject.accountId);
         const profile =
-          subject.profile ?? (userId === null ? undefined : await deps.directory.loadUserProfile(userId));
+          subject.profile ?? (userId === null ? undefined : await deps.directory.profileById(userId));
         // An unknown user passes no gate; like every global deny, this names no application.
         if (!profile) return { outcome: 'deny', reason: 'global' };
         return decide(profile, app);

@@ -1,6 +1,12 @@
-import type { UserProfile } from '../directory/types.ts';
+import type { UserProfile } from '../directory/port.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { decide, passesGlobalGate, type PolicyApplication, type PolicyDecision } from './decide.ts';
+import {
+  decide,
+  passesGlobalGate,
+  type PolicyApplication,
+  type PolicyDecision,
+  whitelists,
+} from './decide.ts';
 
 /** Where the user's `oidc_access` comes from (empty when nowhere). */
 export type AccessSource = 'superuser' | 'user' | 'state' | 'group';
@@ -40,10 +46,10 @@ export interface AccessGrantingNames {
 
 export function accessSources(profile: UserProfile): AccessSource[] {
   const sources: AccessSource[] = [];
-  if (profile.user.superuser === 1) sources.push('superuser');
-  if (profile.user.oidc_access === 1) sources.push('user');
-  if (profile.state?.oidc_access === 1) sources.push('state');
-  if (profile.groups.some((group) => group.oidc_access === 1)) sources.push('group');
+  if (profile.superuser) sources.push('superuser');
+  if (profile.oidcAccess) sources.push('user');
+  if (profile.state?.oidcAccess) sources.push('state');
+  if (profile.groups.some((group) => group.oidcAccess)) sources.push('group');
   return sources;
 }
 
@@ -57,11 +63,11 @@ export function explainDecision(
   const groupNames = profile.groups.map((group) => group.name);
   const base = {
     clientId: app.clientId,
-    username: profile.user.username,
+    username: profile.username,
     decision: decision.outcome,
     appActive: app.active,
-    userActive: profile.user.active === 1,
-    superuser: profile.user.superuser === 1,
+    userActive: profile.active,
+    superuser: profile.superuser,
     globalGate: passesGlobalGate(profile) ? ('pass' as const) : ('fail' as const),
     accessVia: accessSources(profile),
     userState: profile.state?.name ?? null,
@@ -84,12 +90,11 @@ export function explainDecision(
           return {
             ...base,
             reason: 'global',
-            neededStates: profile.user.active === 1 ? granting.states : [],
-            neededGroups: profile.user.active === 1 ? granting.groups : [],
-            explanation:
-              profile.user.active !== 1
-                ? 'denied by the global gate: the user is deactivated'
-                : 'denied by the global gate: the user is not a superuser and holds oidc_access neither directly, nor through the state, nor through a group',
+            neededStates: profile.active ? granting.states : [],
+            neededGroups: profile.active ? granting.groups : [],
+            explanation: !profile.active
+              ? 'denied by the global gate: the user is deactivated'
+              : 'denied by the global gate: the user is not a superuser and holds oidc_access neither directly, nor through the state, nor through a group',
           };
         case 'app_unusable':
           return {
@@ -103,7 +108,7 @@ export function explainDecision(
             ...base,
             reason: 'app',
             neededStates: [...app.states],
-            neededGroups: app.groups.filter((name) => !groupNames.includes(name)),
+            neededGroups: app.groups.filter((name) => !groupNames.some((group) => whitelists([name], group))),
             explanation: `denied by the application's whitelists: the user's state (${profile.state?.name ?? 'none'}) is not among its states and none of the user's groups is among its groups`,
           };
         case 'no_client':
@@ -137,7 +142,7 @@ function allowedBecause(
     case 'state':
       return `allowed: the user's state ${profile.state?.name ?? ''} is whitelisted`;
     case 'group':
-      return `allowed: the user's group ${profile.groups.find((group) => app.groups.includes(group.name))?.name ?? ''} is whitelisted`;
+      return `allowed: the user's group ${profile.groups.find((group) => whitelists(app.groups, group.name))?.name ?? ''} is whitelisted`;
     case 'usable_app':
       return 'allowed: the application is usable';
     default:

@@ -6,7 +6,7 @@ import {
   type Application,
 } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
-import type { UserProfile } from '../directory/types.ts';
+import type { Directory, UserProfile } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { FORMAT_MARKER, VALUE_DIGEST_MARKER } from '../oidc/adapter.ts';
 import { claimsFor, type ClaimsConfig } from '../oidc/claims.ts';
@@ -160,10 +160,7 @@ interface CustomizedToken {
  * jti scope sub`) with `auth_time` and, for the granted scopes, the identity claims of `claimsFor`
  * — the same function and profile userinfo answers from. Registered claims are never overwritten.
  */
-export function jwtAccessTokenCustomizer(
-  config: ClaimsConfig,
-  profiles: { loadUserProfile(userId: number): Promise<UserProfile | undefined> },
-) {
+export function jwtAccessTokenCustomizer(config: ClaimsConfig, profiles: Pick<Directory, 'profileById'>) {
   return async (
     ctx: KoaContextWithOIDC | undefined,
     token: CustomizedToken,
@@ -175,7 +172,7 @@ export function jwtAccessTokenCustomizer(
     if (token.accountId === undefined) return;
     let profile = oidc?.account?.accountId === token.accountId ? oidc.account.profile : undefined;
     if (!profile && /^[1-9][0-9]{0,15}$/.test(token.accountId))
-      profile = await profiles.loadUserProfile(Number(token.accountId));
+      profile = await profiles.profileById(Number(token.accountId));
     if (!profile) throw new Error('JWT access token for an account without a profile');
     const claims = claimsFor(profile, (token.scope ?? '').split(' ').filter(Boolean), config);
     for (const [name, value] of Object.entries(claims)) {

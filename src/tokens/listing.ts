@@ -14,8 +14,8 @@ export interface TokenListing {
   grantType: string | null;
   format: 'opaque' | 'jwt';
   clientId: string | null;
+  /** The directory's user id (null for client credentials); `tokens audit` adds the username. */
   userId: number | null;
-  username: string | null;
   scopes: string[];
   issuedAt: number | null;
   expiresAt: number | null;
@@ -58,19 +58,6 @@ export async function listTokens(
     query = query.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
   const rows = await query.orderBy('expires_at', 'desc').execute();
 
-  const userIds = [
-    ...new Set(rows.map((row) => row.user_id).filter((id): id is string => id !== null && /^\d+$/.test(id))),
-  ].map(Number);
-  const usernames = new Map<number, string>();
-  if (userIds.length > 0) {
-    const users = await db
-      .selectFrom('app_user')
-      .select(['id', 'username'])
-      .where('id', 'in', userIds)
-      .execute();
-    for (const user of users) usernames.set(user.id, user.username);
-  }
-
   return rows.map((row) => {
     const payload = JSON.parse(row.payload) as { scope?: unknown; iat?: unknown; gty?: unknown };
     const userId = row.user_id !== null && /^\d+$/.test(row.user_id) ? Number(row.user_id) : null;
@@ -94,7 +81,6 @@ export async function listTokens(
       format: row.format === 'jwt' ? 'jwt' : 'opaque',
       clientId: row.client_id,
       userId,
-      username: userId === null ? null : (usernames.get(userId) ?? null),
       scopes: typeof payload.scope === 'string' ? payload.scope.split(' ').filter(Boolean) : [],
       issuedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : null,
       expiresAt: row.expires_at,

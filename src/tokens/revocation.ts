@@ -2,8 +2,7 @@ import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
-import type { DirectoryService, LifecycleEvent } from '../directory/types.ts';
-import type { Logger } from '../logging/logger.ts';
+import type { ChangeConsumer, Directory } from '../directory/port.ts';
 
 /** The provider models that are codes or tokens (rows of `oidc_payload`). */
 export const TOKEN_MODELS = [
@@ -113,13 +112,10 @@ export function publishRevocations(
 
 /**
  * Called inside the transaction that revoked a user's tokens with `tokens revoke-user`, before it
- * commits. Section G (issue 7) registers here to queue the `user_revoked` back-channel logout jobs
- * for the applications in `clientIds`, so that the revocation and its jobs commit together.
- */
-/**
- * Runs inside the revocation's transaction (its writes commit or roll back with it). It may return
- * a callback, run only once the transaction committed (never for a dry run): notifications belong
- * there, so that nobody is told of work that was rolled back.
+ * commits: back-channel logout queues its `user_revoked` jobs for the applications in `clientIds`
+ * here, so that the revocation and its jobs commit together. It may return a callback, run only
+ * once the transaction committed (never for a dry run): notifications belong there, so that nobody
+ * is told of work that was rolled back.
  */
 export type UserRevokedHook = (
   trx: Transaction<Database>,
@@ -142,7 +138,7 @@ export interface TokenRevocationService {
     username: string,
     options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean },
   ): Promise<UserRevocationResult>;
-  /** The hook point for back-channel logout (`user_revoked`, section G); returns the remover. */
+  /** The hook point for back-channel logout (`user_revoked`); returns the remover. */
   onUserRevoked(hook: UserRevokedHook): () => void;
 }
 
@@ -178,7 +174,7 @@ function validNote(note: string): string {
 
 export function createTokenRevocation(deps: {
   db: Kysely<Database>;
-  directory: Pick<DirectoryService, 'findUserByUsername'>;
+  directory: Pick<Directory, 'profileByUsername'>;
   audit: Pick<AuditBus, 'publish'>;
   now?: () => number;
 }): TokenRevocationService {
@@ -189,7 +185,7 @@ export function createTokenRevocation(deps: {
       const reason = options.reason ?? 'user_revoked';
       const dryRun = options.dryRun === true;
       const note = options.note === undefined ? undefined : validNote(options.note);
-      const user = await deps.directory.findUserByUsername(username);
+      const user = await deps.directory.profileByUsername(username);
       if (!user) throw new UnknownUserError(username);
       let revoked: RevokedToken[] = [];
       const afterCommit: Array<() => void> = [];
@@ -220,37 +216,23 @@ export function createTokenRevocation(deps: {
 }
 
 /**
- * Deactivating or deleting a user revokes the user's codes and tokens in the transaction of the
- * change (a directory subscriber); the `token_revoked` events follow once it committed.
+ * Deactivating or deleting a user revokes the user's codes and tokens in the unit of work of the
+ * change (a consumer of the directory's change feed); the `token_revoked` events follow once it
+ * committed. The revocation is stamped with the unit's time and the change's kind, which is how
+ * the logout fan-out of the same unit still counts these tokens as held.
  */
-export function revokeTokensOnUserLifecycle(
-  directory: Pick<DirectoryService, 'subscribe' | 'afterCommit'>,
-  audit: Pick<AuditBus, 'publish'>,
-  logger: Pick<Logger, 'warn'>,
-): () => void {
-  const reasons: Partial<Record<LifecycleEvent['kind'], TokenRevocationReason>> = {
-    user_deactivated: 'user_deactivated',
-    user_deleted: 'user_deleted',
-  };
-  const pending = new Map<number, { revoked: RevokedToken[]; reason: TokenRevocationReason }>();
-  const unsubscribe = directory.subscribe(async (event, trx, meta) => {
-    const reason = reasons[event.kind];
-    if (!reason || !('userId' in event)) return;
-    const revoked = await revokeTokens(trx, { userId: event.userId }, reason, meta.at);
-    if (!meta.dryRun && revoked.length > 0) pending.set(meta.eventId, { revoked, reason });
-  });
-  const unlisten = directory.afterCommit((_event, meta) => {
-    const entry = pending.get(meta.eventId);
-    if (!entry) return;
-    pending.delete(meta.eventId);
-    try {
-      publishRevocations(audit, entry.revoked, entry.reason);
-    } catch (error) {
-      logger.warn({ err: error }, 'token_revoked events could not be published');
+export function revokeTokensOnUserChange(audit: Pick<AuditBus, 'publish'>): ChangeConsumer {
+  return async (change, unit) => {
+    let reason: TokenRevocationReason;
+    switch (change.kind) {
+      case 'user_deactivated':
+      case 'user_deleted':
+        reason = change.kind;
+        break;
+      default:
+        return;
     }
-  });
-  return () => {
-    unsubscribe();
-    unlisten();
+    const revoked = await revokeTokens(unit.trx, { userId: change.userId }, reason, unit.at);
+    if (revoked.length > 0) unit.afterCommit(() => publishRevocations(audit, revoked, reason));
   };
 }

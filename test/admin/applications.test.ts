@@ -20,8 +20,8 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
 
   before(async () => {
     server = await startServer({ logout: { allowPrivateTargets: true } });
-    await server.app.directory.createState(`Member ${HOSTILE}`, 100, true);
-    await server.app.directory.createGroup('Directors');
+    await server.app.directoryAdmin.createState(`Member ${HOSTILE}`, 100, true);
+    await server.app.directoryAdmin.createGroup('Directors');
     const user = await seedUser(server, { superuser: true });
     adminName = user.username;
     admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });

@@ -17,7 +17,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
     failing = await startRpReceiver([500]);
     clientId = (await seedApp(server, { name: 'Failing RP', backchannelLogoutUri: failing.url() })).clientId;
-    await server.app.directory.createState('Member', 100, true);
+    await server.app.directoryAdmin.createState('Member', 100, true);
     await seedUser(server, { username: 'stateless' });
   });
   after(async () => {

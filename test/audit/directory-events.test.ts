@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { adminChangeFromLifecycle, auditDirectoryChanges } from '../../src/audit/directory-events.ts';
 import type { AuditEvent } from '../../src/audit/events.ts';
-import type { LifecycleEvent, LifecycleEventMeta } from '../../src/directory/types.ts';
+import type { LifecycleEvent, LifecycleEventMeta } from '../../src/directory/builtin/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 
 const alice = { userId: 7, username: 'alice' };

@@ -7,7 +7,7 @@ import { clientSecretDigest } from '../../src/applications/secret.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
 import { demoClientFilePath } from '../../src/demo/client-file.ts';
-import { createDirectory } from '../../src/directory/service.ts';
+import { createDirectory } from '../../src/directory/builtin/create.ts';
 import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';

@@ -73,7 +73,7 @@ describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
     assert.equal(page.headers.get('cache-control'), 'no-store');
     assert.equal(page.headers.get('x-frame-options'), 'DENY');
     assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
-    const user = await server.app.directory.findUserByUsername('demo-member');
+    const user = await server.app.directoryAdmin.findUserByUsername('demo-member');
     assert.match(body, /<h1>Signed in as Kaelen Voss<\/h1>/);
     const idTokenPart = body.slice(
       body.indexOf('id="id-token-claims"'),
@@ -161,7 +161,7 @@ describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
 
   it('escapes claim values in the page', async () => {
     await seedDemo(server.app);
-    await server.app.directory.createUser({
+    await server.app.directoryAdmin.createUser({
       username: 'demo-xss',
       password: 'a long enough password',
       email: 'xss@example.org',

@@ -3,15 +3,15 @@ import { type Kysely, type KyselyPlugin } from 'kysely';
 import { openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database, LifecycleEventRow } from '../../src/db/schema.ts';
-import { createDirectory } from '../../src/directory/service.ts';
-import type { DirectoryService } from '../../src/directory/types.ts';
+import { createDirectory } from '../../src/directory/builtin/create.ts';
+import type { DirectoryAdmin } from '../../src/directory/builtin/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 
 export interface DirectoryFixture {
   db: Kysely<Database>;
-  directory: DirectoryService;
+  directory: DirectoryAdmin;
   /** Every line the directory's logger wrote (level trace). */
   logLines: string[];
   /** The `lifecycle_event` rows, oldest first. */

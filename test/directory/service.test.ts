@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import argon2 from 'argon2';
 import { DirectoryError } from '../../src/directory/errors.ts';
-import type { LifecycleEvent, LifecycleEventMeta } from '../../src/directory/types.ts';
+import type { LifecycleEvent, LifecycleEventMeta } from '../../src/directory/builtin/types.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { directoryFixture } from './fixture.ts';
 

@@ -64,7 +64,7 @@ describe(`headless Chromium through the demo relying party (${testDatabaseKind})
       assert.equal(await page.locator('h1').textContent(), `Signed in as ${member.characterName}`);
       const idToken = (await page.locator('#id-token-claims').textContent()) ?? '';
       const userinfo = (await page.locator('#userinfo-claims').textContent()) ?? '';
-      const user = await server.app.directory.findUserByUsername('demo-member');
+      const user = await server.app.directoryAdmin.findUserByUsername('demo-member');
       assert.ok(user);
       for (const claims of [idToken, userinfo]) assert.match(claims, new RegExp(`sub\\s*${user.id}\\b`));
       assert.match(idToken, new RegExp(`iss\\s*${server.issuer}`));

@@ -66,8 +66,8 @@ describe(
     });
 
     it('completes discovery, code + PKCE (S256) through the login and consent pages, id_token validation, userinfo and a refresh', async () => {
-      await server.app.directory.createState('Member', 100, true);
-      await server.app.directory.createGroup('Logistics', false);
+      await server.app.directoryAdmin.createState('Member', 100, true);
+      await server.app.directoryAdmin.createGroup('Logistics', false);
       const user = await seedUser(server, {
         state: 'Member',
         groups: ['Logistics'],

@@ -185,19 +185,19 @@ describe('leak harness', () => {
       harness.registerSecret(second, 'changed password');
       harness.registerSecret(wrong, 'mistyped password');
       const actor = { actor: 'cli:root' };
-      await app.directory.createState('Member', 100, true, actor);
-      await app.directory.createGroup('Pilots', false, actor);
-      await app.directory.createUser({ username: 'alice', password: first, state: 'Member' }, actor);
-      assert.equal((await app.directory.verifyPassword('alice', first)).outcome, 'valid');
-      assert.equal((await app.directory.verifyPassword('alice', wrong)).outcome, 'invalid');
-      assert.equal((await app.directory.verifyPassword('nobody', wrong)).outcome, 'invalid');
-      await app.directory.setPassword({ username: 'alice' }, second, actor);
-      await app.directory.addGroup({ username: 'alice' }, 'Pilots', actor);
-      await app.directory.deactivate({ username: 'alice' }, { actor: 'admin:bob' });
-      const bootstrap = await app.directory.ensureBootstrapSuperuser();
+      await app.directoryAdmin.createState('Member', 100, true, actor);
+      await app.directoryAdmin.createGroup('Pilots', false, actor);
+      await app.directoryAdmin.createUser({ username: 'alice', password: first, state: 'Member' }, actor);
+      assert.equal((await app.directoryAdmin.verifyPassword('alice', first)).outcome, 'valid');
+      assert.equal((await app.directoryAdmin.verifyPassword('alice', wrong)).outcome, 'invalid');
+      assert.equal((await app.directoryAdmin.verifyPassword('nobody', wrong)).outcome, 'invalid');
+      await app.directoryAdmin.setPassword({ username: 'alice' }, second, actor);
+      await app.directoryAdmin.addGroup({ username: 'alice' }, 'Pilots', actor);
+      await app.directoryAdmin.deactivate({ username: 'alice' }, { actor: 'admin:bob' });
+      const bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
       assert.ok(bootstrap, 'a first superuser is created');
       harness.registerSecret(bootstrap.password, 'bootstrap password');
-      await assert.rejects(app.directory.setPassword({ username: 'alice' }, 'short', actor));
+      await assert.rejects(app.directoryAdmin.setPassword({ username: 'alice' }, 'short', actor));
 
       await harness.assertNoLeaks();
       const changes = harness.auditRecords

@@ -60,7 +60,10 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
   it('tokens revoke-user queues user_revoked for the apps whose tokens it revoked (none on --dry-run)', async () => {
     const services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }));
     try {
-      const profile = await services.directory.createUser({ username: 'revoked-pilot', oidcAccess: true });
+      const profile = await services.directoryAdmin.createUser({
+        username: 'revoked-pilot',
+        oidcAccess: true,
+      });
       await services.database.db
         .insertInto('oidc_payload')
         .values({

@@ -41,7 +41,10 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
       'test',
     );
     for (let index = 0; index < JOBS; index += 1) {
-      const profile = await services.directory.createUser({ username: `racer${index}`, oidcAccess: true });
+      const profile = await services.directoryAdmin.createUser({
+        username: `racer${index}`,
+        oidcAccess: true,
+      });
       // A live access token at the app, as the provider's adapter stores it.
       await services.database.db
         .insertInto('oidc_payload')
@@ -58,7 +61,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
           consumed_at: null,
         })
         .execute();
-      await services.directory.deactivate({ id: profile.user.id });
+      await services.directoryAdmin.deactivate({ id: profile.user.id });
     }
     const env = testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
     for (let index = 0; index < 2; index += 1) workers.push(startCliProcess(['worker'], env));

@@ -71,7 +71,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     const browser = new Browser();
     await holdTokensAt(server, browser, slow, user.username);
     await holdTokensAt(server, browser, fast, user.username);
-    await server.app.directory.deactivate({ id: user.id });
+    await server.app.directoryAdmin.deactivate({ id: user.id });
     assert.equal((await jobs(user.id)).length, 2, 'both jobs committed with the deactivation');
 
     // A real process, so that SIGKILL cuts it off mid-delivery.

@@ -40,7 +40,7 @@ describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseK
   });
 
   async function userWithToken(username: string): Promise<number> {
-    const profile = await services.directory.createUser({ username, oidcAccess: true });
+    const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
     await services.database.db
       .insertInto('oidc_payload')
       .values({

@@ -54,7 +54,7 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
     const user = await seedUser(server);
     await holdTokensAt(server, new Browser(), app, user.username);
-    await server.app.directory.deactivate({ id: user.id });
+    await server.app.directoryAdmin.deactivate({ id: user.id });
     const job = async () => {
       const [row] = await logoutJobs(server.app.database, { userId: user.id });
       assert.ok(row, 'the job is queued');
@@ -164,7 +164,7 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     );
     const claims = await verifyLogoutToken(server, good.tokens()[0]!, { clientId: first.clientId });
     assert.match(String(claims.sub), /^aa-oidc-bcl-test-[0-9a-f]{16}$/);
-    const users = await server.app.directory.listUsers();
+    const users = await server.app.directoryAdmin.listUsers();
     assert.ok(users.every((profile) => String(profile.user.id) !== claims.sub));
     assert.equal((await attemptRows(second.clientId))[0]?.trigger, 'admin_test');
   });

@@ -59,7 +59,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const browser = new Browser();
     for (const app of [first, second, revokeOnly]) await holdTokensAt(server, browser, app, user.username);
 
-    await server.app.directory.deactivate({ id: user.id });
+    await server.app.directoryAdmin.deactivate({ id: user.id });
     const jobs = await jobsOf(user.id);
     assert.deepEqual(jobs.map((job) => job.client_id).sort(), [first.clientId, second.clientId].sort());
     assert.ok(jobs.every((job) => job.trigger === 'user_deactivated' && job.status === 'pending'));
@@ -131,9 +131,9 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
   });
 
   it('a group or state change reaches only the apps it newly denies', async () => {
-    await server.app.directory.createGroup('fleet-command', false);
-    await server.app.directory.createState('blue', 10, true);
-    await server.app.directory.createState('neutral', 1, false);
+    await server.app.directoryAdmin.createGroup('fleet-command', false);
+    await server.app.directoryAdmin.createState('blue', 10, true);
+    await server.app.directoryAdmin.createState('neutral', 1, false);
     const user = await seedUser(server, { oidcAccess: false, state: 'blue', groups: ['fleet-command'] });
     const fcOnly = await receiverApp({ name: 'FC tools', groups: ['fleet-command'] });
     const blueOnly = await receiverApp({ name: 'Blue tools', states: ['blue'] });
@@ -141,12 +141,12 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const browser = new Browser();
     for (const app of [fcOnly, blueOnly, open]) await holdTokensAt(server, browser, app, user.username);
 
-    await server.app.directory.addGroup({ id: user.id }, 'fleet-command').catch(() => undefined);
-    await server.app.directory.createGroup('mining', false);
-    await server.app.directory.addGroup({ id: user.id }, 'mining');
+    await server.app.directoryAdmin.addGroup({ id: user.id }, 'fleet-command').catch(() => undefined);
+    await server.app.directoryAdmin.createGroup('mining', false);
+    await server.app.directoryAdmin.addGroup({ id: user.id }, 'mining');
     assert.equal((await jobsOf(user.id)).length, 0, 'gaining a group denies nothing');
 
-    await server.app.directory.removeGroup({ id: user.id }, 'fleet-command');
+    await server.app.directoryAdmin.removeGroup({ id: user.id }, 'fleet-command');
     let jobs = await jobsOf(user.id);
     assert.deepEqual(
       jobs.map((job) => [job.client_id, job.trigger]),
@@ -155,7 +155,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
 
     // Losing the state loses the global gate too (the state gave oidc_access): every app still
     // allowed before is newly denied, the FC app (already denied) is not told twice.
-    await server.app.directory.setState({ id: user.id }, 'neutral');
+    await server.app.directoryAdmin.setState({ id: user.id }, 'neutral');
     jobs = await jobsOf(user.id);
     assert.deepEqual(
       jobs
@@ -171,11 +171,11 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
   });
 
   it('revoking a state’s access flag reaches its members’ apps', async () => {
-    await server.app.directory.createState('red', 20, true);
+    await server.app.directoryAdmin.createState('red', 20, true);
     const user = await seedUser(server, { oidcAccess: false, state: 'red' });
     const app = await receiverApp({ name: 'Red app' });
     await holdTokensAt(server, new Browser(), app, user.username);
-    await server.app.directory.grantStateAccess('red', false);
+    await server.app.directoryAdmin.grantStateAccess('red', false);
     const jobs = await jobsOf(user.id);
     assert.deepEqual(
       jobs.map((job) => [job.client_id, job.trigger]),
@@ -187,7 +187,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const user = await seedUser(server);
     const app = await receiverApp({ name: 'Deleted user app' });
     await holdTokensAt(server, new Browser(), app, user.username);
-    await server.app.directory.deleteUser({ id: user.id });
+    await server.app.directoryAdmin.deleteUser({ id: user.id });
     const jobs = await jobsOf(user.id);
     assert.deepEqual(
       jobs.map((job) => job.trigger),

@@ -90,7 +90,7 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
 
   it('the worker refuses a queued job whose target turned private, and records it', async () => {
     const clientId = await appAt('turned.example.test');
-    const user = await services.directory.createUser({ username: 'gate-pilot', oidcAccess: true });
+    const user = await services.directoryAdmin.createUser({ username: 'gate-pilot', oidcAccess: true });
     // The user holds a live access token at the app (as the provider's adapter stores it).
     await services.database.db
       .insertInto('oidc_payload')
@@ -107,7 +107,7 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
         consumed_at: null,
       })
       .execute();
-    await services.directory.deactivate({ id: user.user.id });
+    await services.directoryAdmin.deactivate({ id: user.user.id });
     table['turned.example.test'] = [v4('10.0.0.7')];
     const attempts = guarded.attempts.length;
     assert.equal(await services.logout.deliverDue(), 1);

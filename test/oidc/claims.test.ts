@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
-import type { UserProfile } from '../../src/directory/types.ts';
+import { toUserProfile } from '../../src/directory/builtin/profile.ts';
+import type { UserRecord } from '../../src/directory/builtin/types.ts';
+import type { UserProfile } from '../../src/directory/port.ts';
 import { claimsFor, MAX_GROUP_CLAIMS, scopeClaims, type ClaimsConfig } from '../../src/oidc/claims.ts';
 
 const CONFIG: ClaimsConfig = {
@@ -41,12 +43,13 @@ function user(overrides: Partial<UserRow> = {}): UserRow {
 }
 const state = (name: string): StateRow => ({ id: 1, name, priority: 100, oidc_access: 1, created_at: 0 });
 const group = (id: number, name: string): GroupRow => ({ id, name, oidc_access: 0, created_at: 0 });
-const profile = (overrides: Partial<UserProfile> = {}): UserProfile => ({
-  user: user(),
-  state: state('Member'),
-  groups: [group(1, 'Fleet'), group(2, 'Alpha')],
-  ...overrides,
-});
+const profile = (overrides: Partial<UserRecord> = {}): UserProfile =>
+  toUserProfile({
+    user: user(),
+    state: state('Member'),
+    groups: [group(1, 'Fleet'), group(2, 'Alpha')],
+    ...overrides,
+  });
 
 interface Row {
   name: string;

@@ -3,7 +3,9 @@ import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, exportJWK } from 'jose';
 import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
-import { createDirectory } from '../../src/directory/service.ts';
+import { createDirectory } from '../../src/directory/builtin/create.ts';
+import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
+import type { Directory } from '../../src/directory/port.ts';
 import { cookieKeys, providerConfiguration } from '../../src/oidc/configuration.ts';
 import { createFindAccount } from '../../src/oidc/find-account.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
@@ -26,7 +28,7 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
   });
 
   const noApplications = { findByClientId: async () => undefined };
-  const policyFor = (directory: ReturnType<typeof createDirectory>) =>
+  const policyFor = (directory: Directory) =>
     createPolicyEnforcer({
       directory,
       applications: noApplications,
@@ -36,7 +38,7 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
 
   it('marks cookies Secure in production only, always HttpOnly and SameSite=Lax, keyed from the secret key', async () => {
     const jwk = await exportJWK((await generateKeyPair('RS256', { extractable: true })).privateKey);
-    const directory = createDirectory(handle.db);
+    const directory = builtinDirectoryReader(handle.db);
     const development = testConfig(database);
     const production = testConfig(database, {
       mode: 'production',
@@ -75,15 +77,16 @@ describe(`provider configuration (${testDatabaseKind})`, () => {
 
   it('loads a profile once per request, and a deactivated user is no account', async () => {
     const directory = createDirectory(handle.db);
+    const reader = builtinDirectoryReader(handle.db);
     const created = await directory.createUser({ username: 'once', password: 'long enough password' });
     let loads = 0;
     const counting = {
-      loadUserProfile: (id: number) => {
+      profileById: (id: number) => {
         loads += 1;
-        return directory.loadUserProfile(id);
+        return reader.profileById(id);
       },
     };
-    const findAccount = createFindAccount(counting, testConfig(database), policyFor(directory));
+    const findAccount = createFindAccount(counting, testConfig(database), policyFor(reader));
     const request = {} as Parameters<typeof findAccount>[0];
     const first = await findAccount(request, String(created.user.id));
     const second = await findAccount(request, String(created.user.id));

@@ -46,8 +46,8 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
 
   before(async () => {
     server = await startServer();
-    await server.app.directory.createState('Member', 100, true);
-    await server.app.directory.createGroup('Fleet', false);
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createGroup('Fleet', false);
     user = await seedUser(server, {
       state: 'Member',
       groups: ['Fleet'],
@@ -482,7 +482,7 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       { username: other.username },
     );
     assert.equal(first.status, 303);
-    await server.app.directory.deactivate({ id: other.id });
+    await server.app.directoryAdmin.deactivate({ id: other.id });
     const seen: NonNullable<SignInOptions['seen']> = [];
     const denied = await signIn(
       browser,

@@ -117,7 +117,7 @@ describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
   it('says the same thing for a wrong password, an unknown user and a deactivated user', async () => {
     const user = await seedUser(server);
     const inactive = await seedUser(server);
-    await server.app.directory.deactivate({ id: inactive.id });
+    await server.app.directoryAdmin.deactivate({ id: inactive.id });
     const wrongPassword = await attempt(user.username, 'not the password');
     const unknownUser = await attempt('nobody-by-this-name', PASSWORD);
     const deactivated = await attempt(inactive.username, PASSWORD);

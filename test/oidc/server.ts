@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { type App, createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
-import type { NewUser } from '../../src/directory/types.ts';
+import type { NewUser } from '../../src/directory/builtin/types.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
@@ -65,7 +65,7 @@ export async function seedUser(
 ): Promise<{ id: number; username: string }> {
   const username = input.username ?? `pilot${randomBytes(3).toString('hex')}`;
   // Section D: a user needs oidc_access to use any application; tests about the policy pass false.
-  const profile = await server.app.directory.createUser({
+  const profile = await server.app.directoryAdmin.createUser({
     password: PASSWORD,
     email: `${username}@example.org`,
     oidcAccess: true,

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
-import type { UserProfile } from '../../src/directory/types.ts';
+import { toUserProfile } from '../../src/directory/builtin/profile.ts';
+import type { UserProfile } from '../../src/directory/port.ts';
 import {
   decide,
   decideApplication,
@@ -55,7 +56,7 @@ type Whitelist = 'empty' | 'state_match' | 'group_match' | 'neither';
 
 /** A user in state Member and group Fleet, with `oidc_access` coming from exactly one place (or none). */
 function profileWith(access: Access, active = true): UserProfile {
-  return {
+  return toUserProfile({
     user: {
       ...baseUser,
       active: active ? 1 : 0,
@@ -64,7 +65,7 @@ function profileWith(access: Access, active = true): UserProfile {
     },
     state: state('Member', access === 'via_state'),
     groups: [group('Fleet', access === 'via_group'), group('Miners', false)],
-  };
+  });
 }
 
 function appWith(whitelist: Whitelist, active: boolean): PolicyApplication {

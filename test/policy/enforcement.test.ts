@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ApplicationInput } from '../../src/applications/types.ts';
-import type { NewUser } from '../../src/directory/types.ts';
+import type { NewUser } from '../../src/directory/builtin/types.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
   Browser,
@@ -45,7 +45,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
 
   before(async () => {
     server = await startServer();
-    const { directory } = server.app;
+    const { directoryAdmin: directory } = server.app;
     await directory.createState('Member', 100, true);
     await directory.createState('Guest', 10, false);
     await directory.createGroup('Fleet', false);
@@ -165,8 +165,8 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
         name: 'loses the whitelisted group',
         input: { state: 'Member', groups: ['Fleet'] },
         client: () => wiki,
-        lose: (id) => server.app.directory.removeGroup({ id }, 'Fleet'),
-        restore: (id) => server.app.directory.addGroup({ id }, 'Fleet'),
+        lose: (id) => server.app.directoryAdmin.removeGroup({ id }, 'Fleet'),
+        restore: (id) => server.app.directoryAdmin.addGroup({ id }, 'Fleet'),
         reason: 'app',
         policyAnswers: true,
       },
@@ -174,8 +174,8 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
         name: 'changes state to one without oidc_access',
         input: { state: 'Member', groups: ['Fleet'] },
         client: () => wiki,
-        lose: (id) => server.app.directory.setState({ id }, 'Guest'),
-        restore: (id) => server.app.directory.setState({ id }, 'Member'),
+        lose: (id) => server.app.directoryAdmin.setState({ id }, 'Guest'),
+        restore: (id) => server.app.directoryAdmin.setState({ id }, 'Member'),
         reason: 'global',
         policyAnswers: true,
       },
@@ -183,8 +183,8 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
         name: 'is deactivated',
         input: { state: 'Member', groups: ['Fleet'] },
         client: () => wiki,
-        lose: (id) => server.app.directory.deactivate({ id }),
-        restore: (id) => server.app.directory.activate({ id }),
+        lose: (id) => server.app.directoryAdmin.deactivate({ id }),
+        restore: (id) => server.app.directoryAdmin.activate({ id }),
         reason: 'global',
         policyAnswers: false,
       },
@@ -254,7 +254,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     const silentOk = await authorize(server, browser, wiki, undefined, { prompt: 'none' });
     codeFrom(silentOk.response);
 
-    await server.app.directory.removeGroup({ id: pilot.id }, 'Fleet');
+    await server.app.directoryAdmin.removeGroup({ id: pilot.id }, 'Fleet');
     const deniedBefore = await authorizeDenials(server, 'app');
     const silent = await counted(server, 'validate_silent_auth', 'app', async () => {
       const { response, state } = await authorize(server, browser, wiki, undefined, { prompt: 'none' });
@@ -289,7 +289,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     const pilot = await user({ state: 'Member', groups: ['Fleet'] });
     const { response, verifier } = await authorize(server, new Browser(), wiki, pilot.username);
     const code = codeFrom(response);
-    await server.app.directory.removeGroup({ id: pilot.id }, 'Fleet');
+    await server.app.directoryAdmin.removeGroup({ id: pilot.id }, 'Fleet');
     const moved = await counted(server, 'validate_code', 'app', async () => {
       const exchanged = await token(server, wiki, {
         grant_type: 'authorization_code',
@@ -321,14 +321,14 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
 
     // The group goes for real, in the database, right after the validate_code stage loaded the
     // user: the change lands between the two checks of one request, as a concurrent change would.
-    const { directory } = server.app;
-    const original = directory.loadUserProfile;
+    const { directory, directoryAdmin } = server.app;
+    const original = directory.profileById;
     let armed = true;
-    directory.loadUserProfile = async (id: number) => {
+    directory.profileById = async (id: number) => {
       const profile = await original.call(directory, id);
       if (armed && id === pilot.id) {
         armed = false;
-        await directory.removeGroup({ id }, 'Fleet');
+        await directoryAdmin.removeGroup({ id }, 'Fleet');
       }
       return profile;
     };
@@ -348,7 +348,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
       assert.equal(await rejections(server, 'validate_code', 'app'), validated, 'validate_code had allowed');
       assert.equal(armed, false);
     } finally {
-      directory.loadUserProfile = original;
+      directory.profileById = original;
     }
     assert.equal(await storedTokens(), 0, 'neither an access nor a refresh token was stored');
   });

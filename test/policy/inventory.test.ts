@@ -30,8 +30,8 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
 
   before(async () => {
     server = await startServer();
-    await server.app.directory.createState('Member', 100, true);
-    await server.app.directory.createGroup('Fleet', false);
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createGroup('Fleet', false);
     const seeded = await seedApp(server, { name: 'Inventory RP', groups: ['Fleet'] });
     client = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
     const robot = await seedApp(server, {
@@ -48,7 +48,7 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
   after(async () => server.close());
 
   const member = () => seedUser(server, { oidcAccess: false, state: 'Member', groups: ['Fleet'] });
-  const loseAccess = (id: number) => server.app.directory.removeGroup({ id }, 'Fleet');
+  const loseAccess = (id: number) => server.app.directoryAdmin.removeGroup({ id }, 'Fleet');
 
   /** One probe per grant type: refused for a user (or app) without access, at the stage named. */
   const GRANT_PROBES: Record<string, { stage: PolicyStage; reason: string; probe: () => Promise<void> }> = {
@@ -154,7 +154,7 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
           { authorization: basicAuth(client.clientId, client.clientSecret) },
         );
         assert.equal(answer.status, 200);
-        await server.app.directory.addGroup({ id: pilot.id }, 'Fleet');
+        await server.app.directoryAdmin.addGroup({ id: pilot.id }, 'Fleet');
         assert.equal((await introspect(server, client, accessToken)).body.active, false, 'revoked');
       },
     },

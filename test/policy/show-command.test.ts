@@ -19,7 +19,7 @@ describe(`aa-oidc policy show (${testDatabaseKind})`, () => {
   before(async () => {
     database = await createTestDatabase();
     services = await createServices(testConfig(database), { migrate: true });
-    const { directory, applications } = services;
+    const { directoryAdmin: directory, applications } = services;
     await directory.createState('Member', 100, true);
     await directory.createState('Guest', 10, false);
     await directory.createState('Blue', 50, true);

@@ -209,7 +209,7 @@ describe(`authorization-code reuse, section F (${testDatabaseKind})`, () => {
     const fleetOnly = await seedClient(server, harness, { groups: ['Fleet'] });
     const member = await seedPilot(server, harness, ['Fleet']);
     const authorized = await authorize(server, harness, fleetOnly, member, 'openid');
-    await server.app.directory.removeGroup({ id: member.id }, 'Fleet');
+    await server.app.directoryAdmin.removeGroup({ id: member.id }, 'Fleet');
     const missesBefore = await misses(fleetOnly.clientId);
     const refused = await redeem(server, fleetOnly, authorized);
     assert.equal(refused.body.error, 'invalid_grant');

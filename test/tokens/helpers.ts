@@ -36,9 +36,9 @@ export interface Pilot {
 
 /** The Member state (oidc_access) and a Fleet group, once per server. */
 export async function seedDirectory(server: TestServer): Promise<void> {
-  await server.app.directory.createState('Member', 100, true);
-  await server.app.directory.createGroup('Fleet', false);
-  await server.app.directory.createGroup('Capitals', false);
+  await server.app.directoryAdmin.createState('Member', 100, true);
+  await server.app.directoryAdmin.createGroup('Fleet', false);
+  await server.app.directoryAdmin.createGroup('Capitals', false);
 }
 
 export async function seedPilot(
@@ -47,7 +47,7 @@ export async function seedPilot(
   groups = ['Fleet'],
 ): Promise<Pilot> {
   const username = `pilot${randomBytes(3).toString('hex')}`;
-  const profile = await server.app.directory.createUser({
+  const profile = await server.app.directoryAdmin.createUser({
     username,
     password: PASSWORD,
     email: `${username}@example.org`,

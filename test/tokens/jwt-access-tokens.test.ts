@@ -188,7 +188,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     const doomed = await seedPilot(server, harness);
     const tokens = await codeFlow(server, harness, jwtClient, doomed);
     assert.equal(await isActive(server, jwtClient, tokens.accessToken), true);
-    await server.app.directory.deactivate({ id: doomed.id });
+    await server.app.directoryAdmin.deactivate({ id: doomed.id });
     assert.equal(await isActive(server, jwtClient, tokens.accessToken), false);
     assert.equal(await isActive(server, jwtClient, tokens.refreshToken!), false);
     assert.equal((await userinfo(server, tokens.accessToken)).status, 401);
@@ -202,7 +202,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     const member = await seedPilot(server, harness, ['Fleet']);
     const fleetTokens = await codeFlow(server, harness, fleetOnly, member);
     assert.equal(await isActive(server, fleetOnly, fleetTokens.accessToken), true);
-    await server.app.directory.removeGroup({ id: member.id }, 'Fleet');
+    await server.app.directoryAdmin.removeGroup({ id: member.id }, 'Fleet');
     assert.equal(await isActive(server, fleetOnly, fleetTokens.accessToken), false, 'no longer admitted');
     assert.equal((await userinfo(server, fleetTokens.accessToken)).status, 401);
   });
@@ -237,7 +237,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
 
   it('logs a warning naming the client and the size, never the token, when a JWT exceeds tokens.jwtSizeWarnBytes', async () => {
     const many = Array.from({ length: 60 }, (_, index) => `Wing ${String(index).padStart(2, '0')}`);
-    for (const name of many) await server.app.directory.createGroup(name, false);
+    for (const name of many) await server.app.directoryAdmin.createGroup(name, false);
     const big = await seedPilot(server, harness, many);
     const tokens = await codeFlow(server, harness, jwtClient, big, 'openid groups');
     const size = Buffer.byteLength(tokens.accessToken);

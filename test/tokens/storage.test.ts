@@ -163,7 +163,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     const revocation = createTokenRevocation({
       db: handle.db,
       directory: {
-        findUserByUsername: async (name) =>
+        profileByUsername: async (name) =>
           name === username ? ({ id: user.id, username } as never) : undefined,
       },
       audit: { publish: () => undefined },

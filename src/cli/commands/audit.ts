@@ -77,7 +77,7 @@ export function registerAudit(program: Command, io: CliIo): void {
         const events = await withServices(io, async (services) => {
           let userId: number | undefined;
           if (options.username !== undefined) {
-            const user = await services.directory.findUserByUsername(options.username);
+            const user = await services.directory.profileByUsername(options.username);
             if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
             userId = user.id;
           }

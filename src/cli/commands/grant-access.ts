@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DirectoryService } from '../../directory/types.ts';
+import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
 import { withDirectory } from './user.ts';
 
@@ -12,7 +12,7 @@ export function registerGrantAccess(
   io: CliIo,
   entity: 'state' | 'group',
   grant: (
-    directory: DirectoryService,
+    directory: DirectoryAdmin,
     name: string,
     oidcAccess: boolean,
     dryRun: boolean,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { GroupSummary } from '../../directory/types.ts';
+import type { GroupSummary } from '../../directory/builtin/types.ts';
 import { type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';

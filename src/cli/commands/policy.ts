@@ -60,7 +60,7 @@ export function renderExplanation(row: PolicyExplanation, format: OutputFormat):
 }
 
 export function registerPolicy(program: Command, io: CliIo): void {
-  const policy = program.command('policy').description('the access policy (section D)');
+  const policy = program.command('policy').description('the access policy');
   policy
     .command('show')
     .description('explain whether a user may use an application, layer by layer, and what is missing')
@@ -75,8 +75,7 @@ export function registerPolicy(program: Command, io: CliIo): void {
             `no application with client_id ${JSON.stringify(clientId)} (see aa-oidc app list)`,
           );
         }
-        const user = await services.directory.findUserByUsername(options.username);
-        const profile = user ? await services.directory.loadUserProfile(user.id) : undefined;
+        const profile = await services.directory.profileByUsername(options.username);
         if (!profile) {
           throw new CliError(`no user named ${JSON.stringify(options.username)} (see aa-oidc user list)`);
         }
@@ -85,8 +84,8 @@ export function registerPolicy(program: Command, io: CliIo): void {
           services.directory.listGroups(),
         ]);
         return explainDecision(profile, app, {
-          states: states.filter((state) => state.oidc_access === 1).map((state) => state.name),
-          groups: groups.filter((group) => group.oidc_access === 1).map((group) => group.name),
+          states: states.filter((state) => state.oidcAccess).map((state) => state.name),
+          groups: groups.filter((group) => group.oidcAccess).map((group) => group.name),
         });
       });
       io.stdout.write(renderExplanation(explanation, options.format));

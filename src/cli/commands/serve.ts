@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
-import type { BootstrapLogin } from '../../directory/types.ts';
+import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
@@ -40,7 +40,7 @@ export function registerServe(program: Command, io: CliIo): void {
         // Not before `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and
         // the next start creates the superuser.
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
-          bootstrap = await app.directory.ensureBootstrapSuperuser();
+          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
         address = await app.listen();
         // Section G: this process also delivers queued back-channel logouts (so may `aa-oidc worker`).
         if (migrated) app.logout.startWorker();

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { StateSummary } from '../../directory/types.ts';
+import type { StateSummary } from '../../directory/builtin/types.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';

@@ -38,7 +38,10 @@ function revokedJson(token: RevokedToken): Record<string, unknown> {
   };
 }
 
-const AUDIT_COLUMNS: readonly Column<TokenListing>[] = [
+/** A listed token with the username of its user, as the directory knows it now. */
+type AuditedToken = TokenListing & { username: string | null };
+
+const AUDIT_COLUMNS: readonly Column<AuditedToken>[] = [
   { header: 'token_sha256', value: (token) => token.tokenSha256.slice(0, 16) },
   { header: 'type', value: (token) => token.type },
   { header: 'format', value: (token) => token.format },
@@ -50,7 +53,7 @@ const AUDIT_COLUMNS: readonly Column<TokenListing>[] = [
   { header: 'revoked_reason', value: (token) => token.revokedReason },
 ];
 
-function auditJson(token: TokenListing): Record<string, unknown> {
+function auditJson(token: AuditedToken): Record<string, unknown> {
   return {
     token_sha256: token.tokenSha256,
     type: token.type,
@@ -141,15 +144,26 @@ export function registerTokens(program: Command, io: CliIo): void {
         const rows = await withServices(io, async (services) => {
           let userId: number | undefined;
           if (options.username !== undefined) {
-            const user = await services.directory.findUserByUsername(options.username);
+            const user = await services.directory.profileByUsername(options.username);
             if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
             userId = user.id;
           }
-          return listTokens(services.database.db, {
+          const listed = await listTokens(services.database.db, {
             ...(userId === undefined ? {} : { userId }),
             ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
             includeExpired: options.includeExpired === true,
           });
+          const userIds = listed.map((token) => token.userId).filter((id) => id !== null);
+          const usernames = new Map(
+            (await services.directory.profilesByIds(userIds)).map((profile) => [
+              profile.id,
+              profile.username,
+            ]),
+          );
+          return listed.map((token): AuditedToken => ({
+            ...token,
+            username: token.userId === null ? null : (usernames.get(token.userId) ?? null),
+          }));
         });
         io.stdout.write(renderRows(rows, AUDIT_COLUMNS, options.format, auditJson));
       },

@@ -1,32 +1,32 @@
 import type { Command } from 'commander';
-import type { ChangeOptions, DirectoryService, UserProfile } from '../../directory/types.ts';
+import type { ChangeOptions, DirectoryAdmin, UserRecord } from '../../directory/builtin/types.ts';
 import type { Services } from '../../services.ts';
 import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
 
-/** Runs `work` with the directory of the services `serve` uses (see `withServices`). */
+/** Runs `work` with the directory admin interface of the services `serve` uses (see `withServices`). */
 export function withDirectory<T>(
   io: CliIo,
-  work: (directory: DirectoryService, services: Services) => Promise<T>,
+  work: (directory: DirectoryAdmin, services: Services) => Promise<T>,
 ): Promise<T> {
-  return withServices(io, (services) => work(services.directory, services));
+  return withServices(io, (services) => work(services.directoryAdmin, services));
 }
 
 export function changeOptions(io: CliIo, dryRun = false): ChangeOptions {
   return { actor: cliActor(io), dryRun };
 }
 
-function groupNames(profile: UserProfile): string[] {
+function groupNames(profile: UserRecord): string[] {
   return profile.groups.map((group) => group.name);
 }
 
-function describe(profile: UserProfile): string {
+function describe(profile: UserRecord): string {
   const groups = groupNames(profile);
   return `state ${profile.state?.name ?? '(none)'}; groups ${groups.length > 0 ? groups.join(', ') : '(none)'}; ${profile.user.active === 1 ? 'active' : 'inactive'}${profile.user.superuser === 1 ? '; superuser' : ''}`;
 }
 
-const USER_COLUMNS: readonly Column<UserProfile>[] = [
+const USER_COLUMNS: readonly Column<UserRecord>[] = [
   { header: 'username', value: (profile) => profile.user.username },
   { header: 'email', value: (profile) => profile.user.email },
   { header: 'state', value: (profile) => profile.state?.name ?? '' },
@@ -37,7 +37,7 @@ const USER_COLUMNS: readonly Column<UserProfile>[] = [
 ];
 
 /** A user as scripts see it: never the password hash. */
-function userJson(profile: UserProfile): Record<string, unknown> {
+function userJson(profile: UserRecord): Record<string, unknown> {
   return {
     id: profile.user.id,
     username: profile.user.username,
@@ -52,7 +52,7 @@ function userJson(profile: UserProfile): Record<string, unknown> {
   };
 }
 
-function userDetailJson(profile: UserProfile): Record<string, unknown> {
+function userDetailJson(profile: UserRecord): Record<string, unknown> {
   const { user } = profile;
   return {
     ...userJson(profile),
@@ -73,7 +73,7 @@ function userDetailJson(profile: UserProfile): Record<string, unknown> {
   };
 }
 
-function renderUserDetail(profile: UserProfile, format: OutputFormat): string {
+function renderUserDetail(profile: UserRecord, format: OutputFormat): string {
   const detail = userDetailJson(profile);
   if (format === 'json') return `${JSON.stringify(detail, null, 2)}\n`;
   const rows = Object.entries(detail).map(([field, value]) => ({ field, value }));
@@ -99,7 +99,7 @@ function collect(value: string, previous: string[]): string[] {
 }
 
 export function registerUser(program: Command, io: CliIo): void {
-  const user = program.command('user').description('users of the built-in directory (section N)');
+  const user = program.command('user').description('users of the built-in directory');
   const say = (line: string) => io.stdout.write(`${line}\n`);
 
   user

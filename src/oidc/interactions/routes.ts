@@ -2,7 +2,8 @@ import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
 import type { Application } from '../../applications/types.ts';
 import type { Config } from '../../config/load.ts';
-import type { DirectoryService } from '../../directory/types.ts';
+import type { Authenticator, PasswordAuthenticator } from '../../directory/authenticator.ts';
+import type { Directory } from '../../directory/port.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import { consentPage } from '../../http/pages/consent.ts';
@@ -26,7 +27,9 @@ export interface InteractionDependencies {
   logger: Logger;
   provider: () => Provider;
   applications: ApplicationLookup;
-  directory: Pick<DirectoryService, 'verifyPassword' | 'recordLogin' | 'findUserById'>;
+  directory: Pick<Directory, 'profileById'>;
+  /** The sign-in methods the login page offers; the password form needs a password authenticator. */
+  authenticators: readonly Authenticator[];
   throttle: LoginThrottle;
   csrf: CsrfOptions;
   branding: Branding;
@@ -161,7 +164,7 @@ async function show(
         missingOIDCClaims?: string[];
       };
       const accountId = interaction.session?.accountId;
-      const user = accountId ? await deps.directory.findUserById(Number(accountId)) : undefined;
+      const user = accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
       ctx.type = 'html';
       ctx.body = consentPage(
         {
@@ -223,16 +226,22 @@ async function submitLogin(
   const attempt = await deps.throttle.reserve(username, ctx.ip);
   if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
-  const check = await deps.directory.verifyPassword(username, password);
-  if (check.outcome !== 'valid') {
-    requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: check.outcome }, 'login failed');
+  const authenticator = passwordAuthenticator(deps.authenticators);
+  const result = authenticator
+    ? await authenticator.authenticate(username, password)
+    : ({ outcome: 'refused', reason: 'invalid' } as const);
+  if (result.outcome !== 'authenticated') {
+    requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: result.reason }, 'login failed');
     return again(401, LOGIN_FAILED_MESSAGE);
   }
   await deps.throttle.succeeded(attempt);
-  await deps.directory.recordLogin(check.user.id);
   return finish(ctx, provider, {
-    login: { accountId: String(check.user.id), acr: '0', amr: ['pwd'], remember: true },
+    login: { accountId: String(result.userId), acr: '0', amr: result.amr, remember: true },
   });
+}
+
+function passwordAuthenticator(authenticators: readonly Authenticator[]): PasswordAuthenticator | undefined {
+  return authenticators.find((authenticator) => authenticator.kind === 'password');
 }
 
 async function submitConsent(

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
-import { invalid } from './errors.ts';
+import { invalid } from '../errors.ts';
 
 export const MIN_PASSWORD_LENGTH = 8;
 /** Longer inputs are refused before hashing so that nobody can make us hash megabytes. */

@@ -1,4 +1,4 @@
-import { invalid } from './errors.ts';
+import { invalid } from '../errors.ts';
 import type { MainCharacterFields } from './types.ts';
 
 export const USERNAME_MAX_LENGTH = 150;

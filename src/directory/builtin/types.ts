@@ -1,11 +1,13 @@
 import type { Transaction } from 'kysely';
-import type { Database, GroupRow, StateRow, UserRow } from '../db/schema.ts';
+import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 
 /**
- * A user with what the policy and the claims need: the state and the groups. Loaded in one place
- * (the directory) and passed as a plain value to `decide()` and to the claims function.
+ * The built-in directory's own records of a user: the stored user, state and groups, as its admin
+ * interface (the CLI's `user`, `state` and `group` commands, the admin UI) shows and changes them.
+ * Nothing outside the built-in directory and its admin tooling reads these: everyone else reads the
+ * port's plain `UserProfile` (src/directory/port.ts).
  */
-export interface UserProfile {
+export interface UserRecord {
   user: UserRow;
   state: StateRow | null;
   /** Sorted by name. */
@@ -13,8 +15,9 @@ export interface UserProfile {
 }
 
 /**
- * Typed lifecycle events of the built-in directory. Each is emitted inside the transaction of the
- * change that causes it (section N); back-channel logout (section G) and the audit log consume them.
+ * The built-in directory's record of each change it made: one `lifecycle_event` row, written inside
+ * the change's transaction, and what the admin audit (`admin_change`) reports. The consequences of a
+ * change (token revocation, back-channel logout) follow the port's change feed instead.
  */
 export type LifecycleEvent =
   | { kind: 'user_created'; userId: number; username: string }
@@ -39,10 +42,7 @@ export type LifecycleEvent =
 
 export type LifecycleKind = LifecycleEvent['kind'];
 
-/**
- * Runs inside the transaction of the change; throwing rolls the change back. Section G inserts its
- * delivery jobs here, so that a change and the jobs it causes commit together.
- */
+/** Runs inside the transaction of the change; throwing rolls the change back. */
 export type LifecycleSubscriber = (
   event: LifecycleEvent,
   trx: Transaction<Database>,
@@ -136,7 +136,7 @@ export interface UserFilter {
 export interface UserChange {
   changed: boolean;
   /** The user after the change (for a deletion: as it was just before). */
-  profile: UserProfile;
+  profile: UserRecord;
 }
 
 export interface StateChange {
@@ -167,20 +167,20 @@ export interface BootstrapLogin {
   password: string;
 }
 
-export type DirectoryErrorCode = 'not_found' | 'invalid' | 'conflict';
-
 /**
- * The one write path for users, states, groups and memberships (section N). Every change runs in
- * one transaction that also writes its `lifecycle_event` row and calls every subscriber; a change
- * that changes nothing emits nothing. Errors are `DirectoryError`.
+ * The built-in directory's admin interface: the one write path for users, states, groups and
+ * memberships, password checks, first-run setup, and the records behind them. Every change runs in
+ * one unit of work that also writes its `lifecycle_event` row, calls every subscriber, and hands the
+ * port's `DirectoryChange`s to the change feed; a change that changes nothing emits nothing. Errors
+ * are `DirectoryError`. A read-only directory (Alliance Auth) has no admin interface.
  */
-export interface DirectoryService {
+export interface DirectoryAdmin {
   /** Registers a subscriber run inside each change's transaction; returns an unsubscribe function. */
   subscribe(subscriber: LifecycleSubscriber): () => void;
   /** Registers a listener run after each commit; returns an unsubscribe function. */
   afterCommit(listener: CommittedListener): () => void;
 
-  createUser(input: NewUser, options?: ChangeOptions): Promise<UserProfile>;
+  createUser(input: NewUser, options?: ChangeOptions): Promise<UserRecord>;
   updateUser(user: UserRef, changes: UserChanges, options?: ChangeOptions): Promise<UserChange>;
   setPassword(user: UserRef, password: string, options?: ChangeOptions): Promise<UserChange>;
   deactivate(user: UserRef, options?: ChangeOptions): Promise<UserChange>;
@@ -207,11 +207,11 @@ export interface DirectoryService {
   findUserByUsername(username: string): Promise<UserRow | undefined>;
   findUserById(id: number): Promise<UserRow | undefined>;
   /** User, state and groups (sorted by name) in two queries; undefined for an unknown id. */
-  loadUserProfile(userId: number): Promise<UserProfile | undefined>;
+  loadUserProfile(userId: number): Promise<UserRecord | undefined>;
   /** Like `loadUserProfile`, by username; throws `not_found` for an unknown one. */
-  getUserProfile(user: UserRef): Promise<UserProfile>;
+  getUserProfile(user: UserRef): Promise<UserRecord>;
   /** Sorted by username. Unknown state or group names in the filter are `not_found` errors. */
-  listUsers(filter?: UserFilter): Promise<UserProfile[]>;
+  listUsers(filter?: UserFilter): Promise<UserRecord[]>;
   /** Highest priority first. */
   listStates(): Promise<StateSummary[]>;
   /** Sorted by name. */

@@ -1,6 +1,11 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
-import type { Database, GroupRow, StateRow, UserRow } from '../db/schema.ts';
-import type { LifecycleEvent, UserProfile, UserRef } from './types.ts';
+import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
+import type { LifecycleEvent, UserRecord, UserRef } from './types.ts';
+
+/**
+ * The built-in directory's SQL: the only module that queries `app_user`, `state`, `auth_group`,
+ * `user_group` and `lifecycle_event`. Domain rules live in the modules that call these.
+ */
 
 /** A connection or a transaction: every query here runs on either. */
 export type Db = Kysely<Database>;
@@ -68,7 +73,7 @@ export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow
 }
 
 /** User and state in one query, groups in a second one issued at the same time. */
-export async function selectProfileById(db: Db, userId: number): Promise<UserProfile | undefined> {
+export async function selectProfileById(db: Db, userId: number): Promise<UserRecord | undefined> {
   const [row, groups] = await Promise.all([
     profileQuery(db).where('app_user.id', '=', userId).executeTakeFirst(),
     selectUserGroups(db, userId),
@@ -77,7 +82,7 @@ export async function selectProfileById(db: Db, userId: number): Promise<UserPro
   return { ...splitProfileRow(row), groups };
 }
 
-export async function selectProfile(db: Db, ref: UserRef): Promise<UserProfile | undefined> {
+export async function selectProfile(db: Db, ref: UserRef): Promise<UserRecord | undefined> {
   if ('id' in ref) return selectProfileById(db, ref.id);
   const row = await profileQuery(db)
     .where((eb) => usernameIs(eb, ref.username))
@@ -214,6 +219,8 @@ export interface UserQuery {
   /** A state id, or null for users without a state; absent for any. */
   stateId?: number | null;
   groupId?: number;
+  /** Only these user ids. */
+  ids?: readonly number[];
   active?: boolean;
   search?: string;
   limit?: number;
@@ -225,7 +232,7 @@ function likePattern(text: string): string {
 }
 
 /** Users matching `query` with their state and groups, sorted by username: two queries in all. */
-export async function selectProfiles(db: Db, query: UserQuery): Promise<UserProfile[]> {
+export async function selectProfiles(db: Db, query: UserQuery): Promise<UserRecord[]> {
   let select = profileQuery(db);
   if (query.stateId === null) select = select.where('app_user.state_id', 'is', null);
   else if (query.stateId !== undefined) select = select.where('app_user.state_id', '=', query.stateId);
@@ -240,6 +247,10 @@ export async function selectProfiles(db: Db, query: UserQuery): Promise<UserProf
           .where('user_group.group_id', '=', groupId),
       ),
     );
+  }
+  if (query.ids !== undefined) {
+    if (query.ids.length === 0) return [];
+    select = select.where('app_user.id', 'in', [...query.ids]);
   }
   if (query.active !== undefined) select = select.where('app_user.active', '=', query.active ? 1 : 0);
   if (query.search !== undefined && query.search !== '') {
@@ -275,6 +286,50 @@ export async function selectProfiles(db: Db, query: UserQuery): Promise<UserProf
     ...splitProfileRow(row),
     groups: (groupsByUser.get(row.id) ?? []).sort(byName),
   }));
+}
+
+/** The ids of the users whose state is named in `states` or who belong to a group named in `groups`. */
+export async function selectUsersCoveredBy(
+  db: Db,
+  states: readonly string[],
+  groups: readonly string[],
+): Promise<number[]> {
+  const stateKeys = [...new Set(states.map((name) => name.toLowerCase()))];
+  const groupKeys = [...new Set(groups.map((name) => name.toLowerCase()))];
+  if (stateKeys.length === 0 && groupKeys.length === 0) return [];
+  const rows = await db
+    .selectFrom('app_user')
+    .select('app_user.id')
+    .where((eb) =>
+      eb.or([
+        ...(stateKeys.length > 0
+          ? [
+              eb.exists(
+                eb
+                  .selectFrom('state')
+                  .select('state.id')
+                  .whereRef('state.id', '=', 'app_user.state_id')
+                  .where((inner) => inner(inner.fn('lower', ['state.name']), 'in', stateKeys)),
+              ),
+            ]
+          : []),
+        ...(groupKeys.length > 0
+          ? [
+              eb.exists(
+                eb
+                  .selectFrom('user_group')
+                  .innerJoin('auth_group', 'auth_group.id', 'user_group.group_id')
+                  .select('user_group.user_id')
+                  .whereRef('user_group.user_id', '=', 'app_user.id')
+                  .where((inner) => inner(inner.fn('lower', ['auth_group.name']), 'in', groupKeys)),
+              ),
+            ]
+          : []),
+      ]),
+    )
+    .orderBy('app_user.id')
+    .execute();
+  return rows.map((row) => row.id);
 }
 
 /** Writes the outbox row of one event; returns its id. */

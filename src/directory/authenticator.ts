@@ -1,0 +1,34 @@
+/**
+ * How a person proves who they are at the login page. The interaction routes know only this
+ * interface: the built-in directory supplies a password authenticator (src/directory/builtin/
+ * login.ts); another directory supplies its own (Alliance Auth's password hashes), and a sign-in
+ * through another identity provider (EVE SSO) is a second kind beside it. Throttling, CSRF and the
+ * provider's interaction stay in the routes, the same for every authenticator.
+ */
+
+/**
+ * The outcome of one sign-in attempt. `refused` never says why to the person signing in (it would
+ * tell whether a username exists); `reason` is for the log only.
+ */
+export type AuthenticationResult =
+  | {
+      outcome: 'authenticated';
+      /** The directory's user id; the provider's account id is its decimal string. */
+      userId: number;
+      /** Authentication method references (RFC 8176) for the id_token's `amr`. */
+      amr: string[];
+    }
+  | { outcome: 'refused'; reason: 'invalid' | 'inactive' };
+
+/** Username and password, checked by the directory that holds the user. */
+export interface PasswordAuthenticator {
+  readonly kind: 'password';
+  /**
+   * Checks the password. Takes the same time whether or not the username exists, and never puts
+   * the password in an error, a log line or an event.
+   */
+  authenticate(username: string, password: string): Promise<AuthenticationResult>;
+}
+
+/** Every kind of authenticator the login page can offer (more kinds join this union). */
+export type Authenticator = PasswordAuthenticator;

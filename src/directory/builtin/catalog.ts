@@ -1,0 +1,146 @@
+import { conflict } from '../errors.ts';
+import type { DirectoryChange } from '../port.ts';
+import type { ChangeRunner } from './change.ts';
+import { toUserProfile } from './profile.ts';
+import * as queries from './queries.ts';
+import { flag, resolveGroup, resolveState } from './records.ts';
+import type { DirectoryAdmin, GroupChange, StateChange, UserRecord } from './types.ts';
+import { quote, validateFlag, validateName, validatePriority } from './validation.ts';
+
+/** The built-in directory's states and groups: creation and the `oidc_access` they grant. */
+
+type CatalogWrites = Pick<
+  DirectoryAdmin,
+  'createState' | 'grantStateAccess' | 'createGroup' | 'grantGroupAccess'
+>;
+
+/**
+ * One port change per user whose access a state's or group's permission change touched, with the
+ * profile before (the permission as it was) and after (as it is now).
+ */
+function accessChanges(
+  kind: 'user_state_changed' | 'user_groups_changed',
+  users: readonly UserRecord[],
+  before: (record: UserRecord) => UserRecord,
+): DirectoryChange[] {
+  return users.map((after) => ({
+    kind,
+    userId: after.user.id,
+    before: toUserProfile(before(after)),
+    after: toUserProfile(after),
+  }));
+}
+
+export function catalogWrites(changes: ChangeRunner): CatalogWrites {
+  return {
+    async createState(stateName, priority, oidcAccess = false, options) {
+      const name = validateName('state', stateName);
+      const validPriority = validatePriority(priority);
+      const access = validateFlag('oidcAccess', oidcAccess);
+      return changes.run(options, async (scope) => {
+        const { trx } = scope;
+        const sameName = await queries.selectStateByName(trx, name);
+        if (sameName)
+          throw conflict(
+            `state ${quote(sameName.name)} already exists (state names are unique regardless of case)`,
+          );
+        const samePriority = await queries.selectStateByPriority(trx, validPriority);
+        if (samePriority) {
+          const used = (await queries.selectStateSummaries(trx)).map(
+            (state) => `${state.priority} (${state.name})`,
+          );
+          throw conflict(
+            `priority ${validPriority} is already used by state ${quote(samePriority.name)}; priorities are unique, used: ${used.join(', ')}`,
+          );
+        }
+        const state = await trx
+          .insertInto('state')
+          .values({ name, priority: validPriority, oidc_access: flag(access), created_at: Date.now() })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await scope.emit({
+          kind: 'state_created',
+          stateId: state.id,
+          name,
+          priority: validPriority,
+          oidcAccess: access,
+        });
+        return state;
+      });
+    },
+
+    async grantStateAccess(stateName, oidcAccess, options) {
+      const name = validateName('state', stateName);
+      const access = validateFlag('oidcAccess', oidcAccess);
+      return changes.run(options, async (scope): Promise<StateChange> => {
+        const { trx } = scope;
+        const state = await resolveState(trx, name);
+        const updated = await trx
+          .updateTable('state')
+          .set({ oidc_access: flag(access) })
+          .where('id', '=', state.id)
+          .where('oidc_access', '<>', flag(access))
+          .returningAll()
+          .executeTakeFirst();
+        if (!updated) return { changed: false, state };
+        const holders = await queries.selectProfiles(trx, { stateId: state.id });
+        await scope.emit(
+          { kind: 'state_access_changed', stateId: state.id, name: state.name, oidcAccess: access },
+          ...accessChanges('user_state_changed', holders, (after) => ({
+            ...after,
+            state: after.state ? { ...after.state, oidc_access: state.oidc_access } : null,
+          })),
+        );
+        return { changed: true, state: updated };
+      });
+    },
+
+    async createGroup(groupName, oidcAccess = false, options) {
+      const name = validateName('group', groupName);
+      const access = validateFlag('oidcAccess', oidcAccess);
+      return changes.run(options, async (scope) => {
+        const { trx } = scope;
+        const sameName = await queries.selectGroupByName(trx, name);
+        if (sameName)
+          throw conflict(
+            `group ${quote(sameName.name)} already exists (group names are unique regardless of case)`,
+          );
+        const group = await trx
+          .insertInto('auth_group')
+          .values({ name, oidc_access: flag(access), created_at: Date.now() })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await scope.emit({ kind: 'group_created', groupId: group.id, name, oidcAccess: access });
+        return group;
+      });
+    },
+
+    async grantGroupAccess(groupName, oidcAccess, options) {
+      const name = validateName('group', groupName);
+      const access = validateFlag('oidcAccess', oidcAccess);
+      return changes.run(options, async (scope): Promise<GroupChange> => {
+        const { trx } = scope;
+        const group = await resolveGroup(trx, name);
+        const updated = await trx
+          .updateTable('auth_group')
+          .set({ oidc_access: flag(access) })
+          .where('id', '=', group.id)
+          .where('oidc_access', '<>', flag(access))
+          .returningAll()
+          .executeTakeFirst();
+        if (!updated) return { changed: false, group };
+        const members = await queries.selectProfiles(trx, { groupId: group.id });
+        await scope.emit(
+          { kind: 'group_access_changed', groupId: group.id, name: group.name, oidcAccess: access },
+          ...accessChanges('user_groups_changed', members, (after) => ({
+            ...after,
+            groups: after.groups.map((member) =>
+              member.id === group.id ? { ...member, oidc_access: group.oidc_access } : member,
+            ),
+          })),
+        );
+        return { changed: true, group: updated };
+      });
+    },
+  };
+}

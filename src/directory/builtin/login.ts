@@ -1,0 +1,133 @@
+import type { Kysely } from 'kysely';
+import type { Database, UserRow } from '../../db/schema.ts';
+import type { Logger } from '../../logging/logger.ts';
+import type { PasswordAuthenticator } from '../authenticator.ts';
+import { conflict, DirectoryError } from '../errors.ts';
+import type { ChangeRunner } from './change.ts';
+import {
+  createDummyHash,
+  generatePassword,
+  hashPassword,
+  passwordMatches,
+  passwordNeedsRehash,
+} from './passwords.ts';
+import * as queries from './queries.ts';
+import { validateUserRef } from './records.ts';
+import type { BootstrapLogin, DirectoryAdmin, PasswordCheck } from './types.ts';
+import { insertUser } from './users.ts';
+import { normalizeUsername } from './validation.ts';
+
+/** The built-in directory's sign-in: password checks, the last-login stamp, the first superuser. */
+
+const BOOTSTRAP_USERNAME = 'admin';
+
+type LoginOperations = Pick<DirectoryAdmin, 'verifyPassword' | 'recordLogin' | 'ensureBootstrapSuperuser'>;
+
+export function loginOperations(
+  db: Kysely<Database>,
+  changes: ChangeRunner,
+  logger?: Pick<Logger, 'warn'>,
+): LoginOperations {
+  const dummyHash = createDummyHash();
+  return {
+    async verifyPassword(username, password): Promise<PasswordCheck> {
+      let user: UserRow | undefined;
+      try {
+        user = await queries.selectUser(db, { username: normalizeUsername(username) });
+      } catch (error) {
+        if (!(error instanceof DirectoryError)) throw error;
+      }
+      const usable = typeof password === 'string' && password.length <= 4096 && !password.includes('\0');
+      // One argon2 verification whatever happens, so that timing tells nothing about the username.
+      const hash = user?.password_hash ?? (await dummyHash());
+      const matches = await passwordMatches(hash, usable ? password : '');
+      if (!user || user.password_hash === null || !usable || !matches) return { outcome: 'invalid' };
+      if (user.active !== 1) return { outcome: 'inactive', user };
+      if (passwordNeedsRehash(user.password_hash)) {
+        const rehashed = await hashPassword(password);
+        await db
+          .updateTable('app_user')
+          .set({ password_hash: rehashed })
+          .where('id', '=', user.id)
+          .where('password_hash', '=', user.password_hash)
+          .execute();
+      }
+      return { outcome: 'valid', user };
+    },
+
+    async recordLogin(userId, at = Date.now()) {
+      const target = validateUserRef({ id: userId });
+      if (!('id' in target)) return;
+      await db.updateTable('app_user').set({ last_login_at: at }).where('id', '=', target.id).execute();
+    },
+
+    async ensureBootstrapSuperuser(options): Promise<BootstrapLogin | null> {
+      // Two instances starting at once both try `admin`; the loser's insert conflicts, it retries
+      // and then finds the winner's superuser.
+      for (let attempt = 0; attempt < 5; attempt += 1) {
+        if (await queries.hasActiveSuperuser(db)) return null;
+        const password = generatePassword();
+        const passwordHash = await hashPassword(password);
+        let username: string | null;
+        try {
+          username = await changes.run({ actor: options?.actor ?? 'bootstrap' }, async (scope) => {
+            // Read the taken names first, then look for a superuser: under PostgreSQL's read committed
+            // a racing start that committed `admin` in between is then seen as the superuser it is,
+            // never mistaken for a plain user whose name forces `admin-1`.
+            const taken = new Set(await queries.selectUsernamesLike(scope.trx, BOOTSTRAP_USERNAME));
+            if (await queries.hasActiveSuperuser(scope.trx)) return null;
+            let candidate = BOOTSTRAP_USERNAME;
+            for (let n = 1; taken.has(candidate); n += 1) candidate = `${BOOTSTRAP_USERNAME}-${n}`;
+            const record = await insertUser(
+              scope,
+              {
+                username: candidate,
+                values: { superuser: 1, active: 1, email: '', email_verified: 0, oidc_access: 0 },
+                state: null,
+                groups: [],
+              },
+              passwordHash,
+            );
+            return record.user.username;
+          });
+        } catch (error) {
+          if (error instanceof DirectoryError && error.code === 'conflict') continue;
+          throw error;
+        }
+        if (username === null) return null;
+        logger?.warn(
+          { username },
+          'created the bootstrap superuser; its password is shown once on standard output',
+        );
+        return { username, password };
+      }
+      throw conflict(
+        'could not create the bootstrap superuser: concurrent attempts kept conflicting; try again',
+      );
+    },
+  };
+}
+
+/**
+ * The built-in directory's password authenticator: argon2id hashes in `app_user`, the same time
+ * for unknown and known usernames, and the last-login stamp on success.
+ */
+export function builtinPasswordAuthenticator(
+  login: Pick<DirectoryAdmin, 'verifyPassword' | 'recordLogin'>,
+): PasswordAuthenticator {
+  return {
+    kind: 'password',
+    async authenticate(username, password) {
+      const check = await login.verifyPassword(username, password);
+      switch (check.outcome) {
+        case 'valid':
+          await login.recordLogin(check.user.id);
+          return { outcome: 'authenticated', userId: check.user.id, amr: ['pwd'] };
+        case 'inactive':
+          return { outcome: 'refused', reason: 'inactive' };
+        case 'invalid':
+          return { outcome: 'refused', reason: 'invalid' };
+      }
+    },
+  };
+}

@@ -1,0 +1,152 @@
+import type { Kysely } from 'kysely';
+import type { Database } from '../../db/schema.ts';
+import { DirectoryError, invalid, notFound } from '../errors.ts';
+import type { Directory, ProfileFilter } from '../port.ts';
+import { toDirectoryGroup, toDirectoryState, toUserProfile } from './profile.ts';
+import * as queries from './queries.ts';
+import { describeUser, resolveGroup, resolveState, validateUserRef } from './records.ts';
+import type { DirectoryAdmin, UserFilter } from './types.ts';
+import { normalizeUsername, quote, validateFlag, validateName, validateSearch } from './validation.ts';
+
+/** The built-in directory's reads: its records for the admin interface, and the port. */
+
+type RecordReads = Pick<
+  DirectoryAdmin,
+  | 'findUserByUsername'
+  | 'findUserById'
+  | 'loadUserProfile'
+  | 'getUserProfile'
+  | 'listUsers'
+  | 'listStates'
+  | 'listGroups'
+  | 'findStateByName'
+  | 'findGroupByName'
+>;
+
+/** The listing query of a filter; unknown state or group names are `not_found` errors. */
+async function userQuery(db: Kysely<Database>, filter: UserFilter): Promise<queries.UserQuery> {
+  const query: queries.UserQuery = {};
+  if (filter.state !== undefined) {
+    query.stateId =
+      filter.state === null ? null : (await resolveState(db, validateName('state', filter.state))).id;
+  }
+  if (filter.group !== undefined)
+    query.groupId = (await resolveGroup(db, validateName('group', filter.group))).id;
+  if (filter.active !== undefined) query.active = validateFlag('active', filter.active);
+  if (filter.search !== undefined) query.search = validateSearch(filter.search);
+  for (const key of ['limit', 'offset'] as const) {
+    const value = filter[key];
+    if (value === undefined) continue;
+    if (!Number.isSafeInteger(value) || value < 0)
+      throw invalid(`invalid ${key} ${quote(value)}: expected a whole number ≥ 0`);
+    query[key] = value;
+  }
+  return query;
+}
+
+export function recordReads(db: Kysely<Database>): RecordReads {
+  return {
+    findUserByUsername(username) {
+      return queries.selectUser(db, { username: normalizeUsername(username) });
+    },
+
+    findUserById(id) {
+      return queries.selectUser(db, validateUserRef({ id }));
+    },
+
+    loadUserProfile(userId) {
+      return queries.selectProfile(db, validateUserRef({ id: userId }));
+    },
+
+    async getUserProfile(ref) {
+      const target = validateUserRef(ref);
+      const record = await queries.selectProfile(db, target);
+      if (!record) throw notFound(describeUser(target));
+      return record;
+    },
+
+    async listUsers(filter = {}) {
+      return queries.selectProfiles(db, await userQuery(db, filter));
+    },
+
+    listStates() {
+      return queries.selectStateSummaries(db);
+    },
+
+    listGroups() {
+      return queries.selectGroupSummaries(db);
+    },
+
+    findStateByName(name) {
+      return queries.selectStateByName(db, validateName('state', name));
+    },
+
+    findGroupByName(name) {
+      return queries.selectGroupByName(db, validateName('group', name));
+    },
+  };
+}
+
+/** A user id the directory could hold; anything else is simply unknown. */
+function isUserId(id: unknown): id is number {
+  return typeof id === 'number' && Number.isSafeInteger(id) && id > 0;
+}
+
+/**
+ * The built-in directory behind the port. Malformed input (a username no user can have, a state
+ * name with control characters) finds nobody rather than failing: the port answers "who is this",
+ * and validation messages are the admin interface's business.
+ */
+export function builtinDirectoryReader(db: Kysely<Database>): Directory {
+  const orNobody = async <T>(read: () => Promise<T>, nobody: T): Promise<T> => {
+    try {
+      return await read();
+    } catch (error) {
+      if (error instanceof DirectoryError) return nobody;
+      throw error;
+    }
+  };
+  return {
+    async profileById(id) {
+      if (!isUserId(id)) return undefined;
+      const record = await queries.selectProfileById(db, id);
+      return record && toUserProfile(record);
+    },
+
+    profileByUsername(username) {
+      return orNobody(async () => {
+        const record = await queries.selectProfile(db, { username: normalizeUsername(username) });
+        return record && toUserProfile(record);
+      }, undefined);
+    },
+
+    async profilesByIds(ids) {
+      const valid = [...new Set(ids.filter(isUserId))];
+      const records: Awaited<ReturnType<typeof queries.selectProfiles>> = [];
+      // Bounded `in` lists: SQLite allows 32766 parameters, PostgreSQL 65535.
+      for (let start = 0; start < valid.length; start += 1000) {
+        records.push(...(await queries.selectProfiles(db, { ids: valid.slice(start, start + 1000) })));
+      }
+      return records.map(toUserProfile);
+    },
+
+    listProfiles(filter: ProfileFilter = {}) {
+      return orNobody(
+        async () => (await queries.selectProfiles(db, await userQuery(db, filter))).map(toUserProfile),
+        [],
+      );
+    },
+
+    async listStates() {
+      return (await queries.selectStateSummaries(db)).map(toDirectoryState);
+    },
+
+    async listGroups() {
+      return (await queries.selectGroupSummaries(db)).map(toDirectoryGroup);
+    },
+
+    usersCoveredBy(whitelist) {
+      return queries.selectUsersCoveredBy(db, whitelist.states, whitelist.groups);
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import type { Transaction } from 'kysely';
+import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
+import { invalid, notFound } from '../errors.ts';
+import * as queries from './queries.ts';
+import type { UserRecord, UserRef } from './types.ts';
+import { normalizeUsername, quote } from './validation.ts';
+
+/** Lookups shared by the built-in directory's writes and reads, with their "not found" messages. */
+
+export function flag(value: boolean): 0 | 1 {
+  return value ? 1 : 0;
+}
+
+/** "existing states: A, B" or "no states exist yet", capped so a message stays one line. */
+export function describeExisting(kind: 'states' | 'groups', names: readonly string[]): string {
+  if (names.length === 0) return `no ${kind} exist yet`;
+  const shown = names.slice(0, 30).join(', ');
+  return `existing ${kind}: ${shown}${names.length > 30 ? ` … and ${names.length - 30} more` : ''}`;
+}
+
+export function validateUserRef(ref: unknown): UserRef {
+  if (typeof ref === 'object' && ref !== null) {
+    if ('id' in ref) {
+      const id = (ref as { id: unknown }).id;
+      if (typeof id === 'number' && Number.isSafeInteger(id) && id > 0) return { id };
+      throw invalid(`invalid user id ${quote(id)}: expected a positive whole number`);
+    }
+    if ('username' in ref) return { username: normalizeUsername((ref as { username: unknown }).username) };
+  }
+  throw invalid('a user is named by { username } or { id }');
+}
+
+export function describeUser(ref: UserRef): string {
+  return 'id' in ref
+    ? `unknown user id ${ref.id}`
+    : `unknown user ${quote(ref.username)}: no user has this username`;
+}
+
+/** The record of a user the transaction just read or wrote. */
+export async function requireRecord(trx: Transaction<Database>, userId: number): Promise<UserRecord> {
+  const record = await queries.selectProfileById(trx, userId);
+  if (!record) throw new Error(`user ${userId} vanished inside its own transaction`);
+  return record;
+}
+
+/** Locks the user's row for the rest of the transaction; `not_found` for an unknown user. */
+export async function lockUser(trx: Transaction<Database>, ref: UserRef): Promise<UserRow> {
+  const user = await queries.lockUser(trx, ref);
+  if (!user) throw notFound(describeUser(ref));
+  return user;
+}
+
+export async function resolveState(db: queries.Db, name: string): Promise<StateRow> {
+  const state = await queries.selectStateByName(db, name);
+  if (state) return state;
+  throw notFound(
+    `unknown state ${quote(name)}; ${describeExisting('states', await queries.selectStateNames(db))}`,
+  );
+}
+
+export async function resolveGroup(db: queries.Db, name: string): Promise<GroupRow> {
+  const group = await queries.selectGroupByName(db, name);
+  if (group) return group;
+  throw notFound(
+    `unknown group ${quote(name)}; ${describeExisting('groups', await queries.selectGroupNames(db))}`,
+  );
+}

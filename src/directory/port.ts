@@ -1,0 +1,161 @@
+import type { UnitOfWork } from '../db/unit-of-work.ts';
+
+/**
+ * The directory port: what the rest of aa-oidc may know about users, states and groups, whichever
+ * directory holds them (the built-in one in src/directory/builtin/, or Alliance Auth's database).
+ * Plain values only: booleans, camelCase, no database rows. Login, claims, the access policy, the
+ * logout fan-out and token listings read through `Directory`; the consequences of a change (token
+ * revocation, back-channel logout, ended sessions) follow the `ChangeFeed`.
+ */
+
+/** A state as the policy and the claims see it. */
+export interface DirectoryState {
+  name: string;
+  /** Higher ranks first; unique within a directory. */
+  priority: number;
+  /** Holding this state grants the `oidc_access` permission. */
+  oidcAccess: boolean;
+}
+
+/** A group as the policy and the claims see it. */
+export interface DirectoryGroup {
+  name: string;
+  /** Membership grants the `oidc_access` permission. */
+  oidcAccess: boolean;
+}
+
+/** The user's main character and its corporation, alliance and faction; null where unknown. */
+export interface MainCharacter {
+  characterId: number | null;
+  characterName: string | null;
+  corporationId: number | null;
+  corporationName: string | null;
+  corporationTicker: string | null;
+  allianceId: number | null;
+  allianceName: string | null;
+  allianceTicker: string | null;
+  factionId: number | null;
+  factionName: string | null;
+}
+
+/**
+ * A user with everything the policy and the claims read: one value, loaded in one place and passed
+ * as it is to `decide()` and to `claimsFor()`.
+ */
+export interface UserProfile {
+  /** The stable user id; `sub` is its decimal string. */
+  id: number;
+  username: string;
+  /** Empty when the user has none. */
+  email: string;
+  emailVerified: boolean;
+  active: boolean;
+  superuser: boolean;
+  /** The `oidc_access` permission granted to the user directly (not through a state or group). */
+  oidcAccess: boolean;
+  /** A language tag (`en`, `pt-BR`), or null. */
+  locale: string | null;
+  mainCharacter: MainCharacter;
+  state: DirectoryState | null;
+  /** Sorted by name (code-unit order). */
+  groups: DirectoryGroup[];
+}
+
+/** State and group names, as an application whitelists them (matched regardless of case). */
+export interface Whitelist {
+  states: readonly string[];
+  groups: readonly string[];
+}
+
+/** Selects users for a listing; every member narrows the result. */
+export interface ProfileFilter {
+  /** A state name (regardless of case); null selects users without a state. */
+  state?: string | null;
+  /** A group name (regardless of case): its members. */
+  group?: string;
+  active?: boolean;
+  /** Substring of the username or email, regardless of case. */
+  search?: string;
+  limit?: number;
+  offset?: number;
+}
+
+/** The read side of a directory. Every method reads now: nothing is cached across calls. */
+export interface Directory {
+  /** The user with this id, or undefined for an unknown one. */
+  profileById(id: number): Promise<UserProfile | undefined>;
+  /** The user with this username (regardless of case), or undefined for an unknown one. */
+  profileByUsername(username: string): Promise<UserProfile | undefined>;
+  /** The known users among `ids` (unknown ids are left out), in no particular order. */
+  profilesByIds(ids: readonly number[]): Promise<UserProfile[]>;
+  /** Users matching `filter`, sorted by username; unknown state or group names select nobody. */
+  listProfiles(filter?: ProfileFilter): Promise<UserProfile[]>;
+  /** Every state, highest priority first. */
+  listStates(): Promise<DirectoryState[]>;
+  /** Every group, sorted by name. */
+  listGroups(): Promise<DirectoryGroup[]>;
+  /**
+   * The ids of the users an application's whitelist covers: their state is one of `states`, or they
+   * belong to one of `groups` (names matched regardless of case). Says nothing about the global
+   * gate; an empty whitelist covers nobody here (an open application is the policy's business).
+   */
+  usersCoveredBy(whitelist: Whitelist): Promise<number[]>;
+}
+
+/**
+ * A lifecycle change of one user, as every consumer sees it whoever produced it: the built-in
+ * directory when an operator changes a user, or a polling directory that noticed a change made
+ * elsewhere. `before` and `after` are the user's profile on each side of the change, so a consumer
+ * needs no query of the directory to judge what it lost (the policy's `decide(before, app)` and
+ * `decide(after, app)`).
+ *
+ * - `user_state_changed`: the user's state changed, or what the state grants did (its `oidc_access`).
+ * - `user_groups_changed`: memberships changed, what a group grants did, or the user's own
+ *   permissions (superuser, direct `oidc_access`: Alliance Auth grants permissions through groups).
+ */
+export type DirectoryChange =
+  | { kind: 'user_deactivated'; userId: number; before: UserProfile; after: UserProfile }
+  | { kind: 'user_reactivated'; userId: number; before: UserProfile; after: UserProfile }
+  | { kind: 'user_state_changed'; userId: number; before: UserProfile; after: UserProfile }
+  | { kind: 'user_groups_changed'; userId: number; before: UserProfile; after: UserProfile }
+  | { kind: 'user_main_character_changed'; userId: number; before: UserProfile; after: UserProfile }
+  | { kind: 'user_deleted'; userId: number; before: UserProfile }
+  /**
+   * A state or group was renamed or deleted (the built-in directory; a polling directory that sees
+   * one). Application whitelists name states and groups, so they follow a rename in the same unit.
+   */
+  | { kind: 'catalog_renamed'; entity: 'state' | 'group'; from: string; to: string }
+  | { kind: 'catalog_deleted'; entity: 'state' | 'group'; name: string };
+
+export type DirectoryChangeKind = DirectoryChange['kind'];
+
+/**
+ * A consumer of the change feed. It runs inside `unit`, a unit of work of aa-oidc's own database:
+ * its writes commit or roll back with everything else the change causes, and a throw rolls the
+ * whole unit back (for the built-in directory: the change itself is refused). Notifications belong
+ * in `unit.afterCommit`.
+ */
+export type ChangeConsumer = (change: DirectoryChange, unit: UnitOfWork) => Promise<void>;
+
+/** Where consumers subscribe; they never learn who produced a change. */
+export interface ChangeFeed {
+  /** Adds a consumer; returns the function that removes it. */
+  subscribe(consumer: ChangeConsumer): () => void;
+}
+
+/** The producer's side of the feed. */
+export interface ChangePublisher {
+  /**
+   * Delivers `change` to every consumer, in subscription order, inside a unit of work the producer
+   * already runs. The built-in directory calls this from its change's own transaction (its tables
+   * live in aa-oidc's database), so the change and its consequences commit together.
+   */
+  deliverWithin(unit: UnitOfWork, change: DirectoryChange): Promise<void>;
+  /**
+   * Delivers `changes` in one new unit of work of aa-oidc's database, and resolves once it
+   * committed. A polling directory (whose own database aa-oidc never writes) calls this; `record`
+   * runs in the same unit after the consumers, so the poller can store what it has seen there and
+   * a crash can neither lose a change nor deliver it twice.
+   */
+  deliver(changes: readonly DirectoryChange[], record?: (unit: UnitOfWork) => Promise<void>): Promise<void>;
+}
