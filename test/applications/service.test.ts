@@ -7,11 +7,10 @@ import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
 import type { ApplicationChange, ApplicationService } from '../../src/applications/types.ts';
 import type { Config } from '../../src/config/load.ts';
-import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 const ACTOR = 'test:operator';
 
@@ -23,10 +22,9 @@ describe(`application service (${testDatabaseKind})`, () => {
   const changes: ApplicationChange[] = [];
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     config = testConfig(database);
-    handle = openDatabase(config.database);
-    await migrateToLatest(handle.db, handle.kind);
+    handle = connect(database);
     const now = Date.now();
     await handle.db
       .insertInto('state')

@@ -13,7 +13,7 @@ describe(`application changes in the audit log (${testDatabaseKind})`, () => {
   const records: AuditRecord[] = [];
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     services = await createServices(testConfig(database), { migrate: true, logger: harness.loggerOptions });
     harness.attach(services);
     services.audit.subscribe({ name: 'test', receive: (record) => void records.push(record) });

@@ -161,7 +161,7 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   let production: NodeJS.ProcessEnv;
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     // A development instance registers an app with a loopback back-channel URI (private targets
     // allowed there); the same database is then judged in production mode.
     const services = await createServices(

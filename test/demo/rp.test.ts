@@ -2,12 +2,10 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../src/app.ts';
 import { demoClientFilePath } from '../../src/demo/client-file.ts';
 import { seedDemo, type DemoSeedResult } from '../../src/demo/seed.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
-import { Browser, signIn, startServer, type TestServer } from '../oidc/server.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { Browser, signIn, startServer, type TestServer } from '../helpers/server.ts';
 
 function passwordOf(seeded: DemoSeedResult, username: string): string {
   const password = seeded.users.find((user) => user.username === username)?.password;
@@ -206,28 +204,22 @@ describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
 
 describe(`demo relying party in production mode (${testDatabaseKind})`, () => {
   it('is not served at all', async () => {
-    const database = await createTestDatabase();
-    const app = await createApp(
-      testConfig(database, {
-        mode: 'production',
-        issuer: 'https://auth.example.org/o',
-        secretKey: 's'.repeat(48),
-        trustProxy: true,
-      }),
-      { migrate: true },
-    );
+    const production = await startServer({
+      mode: 'production',
+      issuer: 'https://auth.example.org/o',
+      secretKey: 's'.repeat(48),
+      trustProxy: true,
+    });
     try {
-      const address = await app.listen({ host: '127.0.0.1', port: 0 });
       // As the reverse proxy forwards a request for the issuer's host.
-      const response = await fetch(`http://127.0.0.1:${address.port}/demo/`, {
+      const response = await fetch(`${production.origin}/demo/`, {
         redirect: 'manual',
         headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'auth.example.org' },
       });
       assert.equal(response.status, 404);
       assert.doesNotMatch(await response.text(), /aa-oidc demo/);
     } finally {
-      await app.close();
-      await database.drop();
+      await production.close();
     }
   });
 });

@@ -1,13 +1,11 @@
 import type { TestContext } from 'node:test';
 import { type Kysely, type KyselyPlugin } from 'kysely';
-import { openDatabase } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
 import type { Database, LifecycleEventRow } from '../../src/db/schema.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
 import type { DirectoryAdmin } from '../../src/directory/builtin/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase } from '../helpers/database.ts';
 
 export interface DirectoryFixture {
   db: Kysely<Database>;
@@ -22,14 +20,13 @@ export interface DirectoryFixture {
 
 /** A fresh migrated database with a directory on it, dropped when the test ends. */
 export async function directoryFixture(t: TestContext): Promise<DirectoryFixture> {
-  const database = await createTestDatabase();
+  const database = await createTestDatabase({ migrated: true });
   const config = testConfig(database);
-  const handle = openDatabase(config.database);
+  const handle = connect(database);
   t.after(async () => {
     await handle.close();
     await database.drop();
   });
-  await migrateToLatest(handle.db, handle.kind);
   let queries = 0;
   const counter: KyselyPlugin = {
     transformQuery(args) {

@@ -4,7 +4,7 @@ import type { Browser } from 'playwright-core';
 import { seedDemo, type DemoSeedResult } from '../../src/demo/seed.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
-import { startServer, type TestServer } from '../oidc/server.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 // Skipped, with the reason shown by the runner, when Chromium is missing (a failure under AA_OIDC_REQUIRE_E2E=1).
 const skip = chromiumUnavailable();

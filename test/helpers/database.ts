@@ -1,12 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import type { DatabaseTarget } from '../../src/config/load.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
 
 /**
- * A fresh, empty database for one test: a temporary SQLite file by default, or a new PostgreSQL
- * database created next to `AA_OIDC_TEST_DATABASE_URL` when that is set (and dropped afterwards).
+ * A fresh database for one test: a temporary SQLite file by default, or a new PostgreSQL database
+ * created next to `AA_OIDC_TEST_DATABASE_URL` when that is set (and dropped afterwards). Empty, or
+ * with `{ migrated: true }` at the latest migration: a copy of the template that `npm test` migrates
+ * once for the whole run (test/helpers/global-setup.ts), else migrated here.
  */
 export interface TestDatabase {
   kind: 'sqlite' | 'postgres';
@@ -17,44 +22,146 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+export interface TestDatabaseOptions {
+  /** At the latest migration (default: empty). */
+  migrated?: boolean;
+}
+
 export const testDatabaseKind: 'sqlite' | 'postgres' = process.env.AA_OIDC_TEST_DATABASE_URL
   ? 'postgres'
   : 'sqlite';
 
-export async function createTestDatabase(): Promise<TestDatabase> {
+/** Set by the global setup: a migrated SQLite file, or the name of a migrated PostgreSQL database. */
+const SQLITE_TEMPLATE = 'AA_OIDC_TEST_SQLITE_TEMPLATE';
+const POSTGRES_TEMPLATE = 'AA_OIDC_TEST_POSTGRES_TEMPLATE';
+
+export async function createTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'aa-oidc-test-'));
   const baseUrl = process.env.AA_OIDC_TEST_DATABASE_URL;
-  if (!baseUrl) {
-    return {
-      kind: 'sqlite',
-      url: `sqlite:${path.join(dataDir, 'test.sqlite')}`,
-      dataDir,
-      drop: async () => rmSync(dataDir, { recursive: true, force: true }),
-    };
-  }
+  const database = baseUrl
+    ? await createPostgresDatabase(baseUrl, dataDir, options.migrated === true)
+    : createSqliteDatabase(dataDir, options.migrated === true);
+  const template = process.env[baseUrl ? POSTGRES_TEMPLATE : SQLITE_TEMPLATE];
+  if (options.migrated && !template) await migrate(database);
+  return database;
+}
+
+function createSqliteDatabase(dataDir: string, migrated: boolean): TestDatabase {
+  const file = path.join(dataDir, 'test.sqlite');
+  const template = process.env[SQLITE_TEMPLATE];
+  if (migrated && template) copyFileSync(template, file);
+  return {
+    kind: 'sqlite',
+    url: `sqlite:${file}`,
+    dataDir,
+    drop: async () => rmSync(dataDir, { recursive: true, force: true }),
+  };
+}
+
+async function createPostgresDatabase(
+  baseUrl: string,
+  dataDir: string,
+  migrated: boolean,
+): Promise<TestDatabase> {
   const name = `aa_oidc_t_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: baseUrl });
-  await admin.connect();
-  try {
-    await admin.query(`create database ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(baseUrl);
-  url.pathname = `/${name}`;
+  const template = process.env[POSTGRES_TEMPLATE];
+  await adminQuery(baseUrl, `create database ${name}${migrated && template ? ` template ${template}` : ''}`);
   return {
     kind: 'postgres',
-    url: url.toString(),
+    url: databaseUrl(baseUrl, name),
     dataDir,
     drop: async () => {
-      const dropper = new pg.Client({ connectionString: baseUrl });
-      await dropper.connect();
-      try {
-        await dropper.query(`drop database if exists ${name} with (force)`);
-      } finally {
-        await dropper.end();
-      }
+      await adminQuery(baseUrl, `drop database if exists ${name} with (force)`);
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+function databaseUrl(baseUrl: string, name: string): string {
+  const url = new URL(baseUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function adminQuery(baseUrl: string, text: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    await admin.query(text);
+  } finally {
+    await admin.end();
+  }
+}
+
+function target(database: Pick<TestDatabase, 'url'>): DatabaseTarget {
+  return database.url.startsWith('sqlite:')
+    ? { kind: 'sqlite', path: database.url.slice('sqlite:'.length) }
+    : { kind: 'postgres', url: database.url };
+}
+
+/** A connection of the test's own to the database, opened as the app opens it. */
+export function connect(database: TestDatabase): DatabaseHandle {
+  return openDatabase(target(database));
+}
+
+async function migrate(database: Pick<TestDatabase, 'url'>): Promise<void> {
+  const handle = openDatabase(target(database));
+  try {
+    await migrateToLatest(handle.db, handle.kind);
+  } finally {
+    // Closing checkpoints SQLite's write-ahead log into the file, and ends every PostgreSQL session
+    // (a template database must have none).
+    await handle.close();
+  }
+}
+
+const TEMPLATE_PREFIX = 'aa_oidc_tpl_';
+
+/**
+ * Migrates the template once for a whole test run and names it in the environment every test
+ * process inherits; returns what removes it. PostgreSQL templates of runs that died (their process
+ * is gone) are dropped on the way.
+ */
+export async function createTemplate(): Promise<() => Promise<void>> {
+  const baseUrl = process.env.AA_OIDC_TEST_DATABASE_URL;
+  if (!baseUrl) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'aa-oidc-template-'));
+    const file = path.join(dir, 'template.sqlite');
+    await migrate({ url: `sqlite:${file}` });
+    process.env[SQLITE_TEMPLATE] = file;
+    return async () => rmSync(dir, { recursive: true, force: true });
+  }
+  await dropAbandonedTemplates(baseUrl);
+  const name = `${TEMPLATE_PREFIX}${process.pid}_${randomBytes(4).toString('hex')}`;
+  await adminQuery(baseUrl, `create database ${name}`);
+  await migrate({ url: databaseUrl(baseUrl, name) });
+  process.env[POSTGRES_TEMPLATE] = name;
+  return () => adminQuery(baseUrl, `drop database if exists ${name} with (force)`);
+}
+
+async function dropAbandonedTemplates(baseUrl: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: baseUrl });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query<{ datname: string }>(
+      'select datname from pg_database where datname like $1',
+      [`${TEMPLATE_PREFIX}%`],
+    );
+    for (const { datname } of rows) {
+      const pid = Number(/^aa_oidc_tpl_(\d+)_/.exec(datname)?.[1]);
+      if (Number.isInteger(pid) && !processExists(pid))
+        await admin.query(`drop database if exists ${datname} with (force)`);
+    }
+  } finally {
+    await admin.end();
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type App, createApp } from '../../src/app.ts';
-import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 describe('health endpoints', () => {
   let database: TestDatabase;
@@ -12,14 +11,13 @@ describe('health endpoints', () => {
   after(async () => database.drop());
 
   it('answers /healthz always and /readyz only once the database is migrated', async () => {
-    const unmigrated = await createApp(testConfig(database), { migrate: false });
-    let app: App | undefined;
+    const unmigrated = await startServer({}, { database, migrate: false });
+    let migrated: TestServer | undefined;
     try {
-      const { port } = await unmigrated.listen({ host: '127.0.0.1' });
-      const healthz = await fetch(`http://127.0.0.1:${port}/healthz`);
+      const healthz = await fetch(`${unmigrated.origin}/healthz`);
       assert.equal(healthz.status, 200);
       assert.deepEqual(await healthz.json(), { status: 'ok' });
-      const notReady = await fetch(`http://127.0.0.1:${port}/readyz`);
+      const notReady = await fetch(`${unmigrated.origin}/readyz`);
       assert.equal(notReady.status, 503);
       const body = (await notReady.json()) as { status: string; pendingMigrations: string[] };
       assert.equal(body.status, 'not_ready');
@@ -28,13 +26,12 @@ describe('health endpoints', () => {
       await unmigrated.close();
     }
     try {
-      app = await createApp(testConfig(database), { migrate: true });
-      const { port } = await app.listen({ host: '127.0.0.1' });
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      migrated = await startServer({}, { database });
+      const ready = await fetch(`${migrated.origin}/readyz`);
       assert.equal(ready.status, 200);
       assert.equal(((await ready.json()) as { status: string }).status, 'ready');
     } finally {
-      await app?.close();
+      await migrated?.close();
     }
   });
 });

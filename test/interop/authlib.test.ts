@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { authlibUnavailable, PYTHON_PATH } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'authlib_flow.py');
 

@@ -33,7 +33,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
   let handle: DatabaseHandle;
   let keys: KeyService;
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     // The longest token lifetime (refresh, 7200 s) decides how long a retired key stays published.
     ({ config, handle } = await openInstance(database, {
       tokens: { accessTokenTtl: 600, refreshTokenTtl: 7200, idTokenTtl: 900 },

@@ -55,7 +55,7 @@ async function verifyAgainst(store: KeyStore, token: string) {
 describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
   });
   after(async () => database.drop());
 
@@ -265,7 +265,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
 describe(`signing keys in the composition root (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
   });
   after(async () => database.drop());
 

@@ -7,6 +7,7 @@ import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 describe('leak harness', () => {
   describe('catches a secret in every form it checks', () => {
@@ -54,21 +55,19 @@ describe('leak harness', () => {
 
   describe('an app run with requests, log calls and audit events', () => {
     let database: TestDatabase;
+    let server: TestServer;
     let app: App;
     let jsonlPath: string;
     const harness = createLeakHarness();
     before(async () => {
-      database = await createTestDatabase();
+      database = await createTestDatabase({ migrated: true });
       jsonlPath = path.join(database.dataDir, 'audit.jsonl');
-      app = await createApp(testConfig(database, { audit: { jsonlPath } }), {
-        logger: harness.loggerOptions,
-        migrate: true,
-      });
-      harness.attach(app);
+      server = await startServer({ audit: { jsonlPath } }, { database, harness });
+      app = server.app;
       harness.watchFile(jsonlPath);
     });
     after(async () => {
-      await app.close();
+      await server.close();
       await database.drop();
     });
 
@@ -90,8 +89,7 @@ describe('leak harness', () => {
         harness.registerSecret(value, label);
       }
 
-      const { port } = await app.listen({ host: '127.0.0.1' });
-      const base = `http://127.0.0.1:${port}`;
+      const base = server.origin;
       const basic = Buffer.from(`wiki:${clientSecret}`).toString('base64');
       await (
         await fetch(`${base}/o/token`, {
@@ -161,7 +159,7 @@ describe('leak harness', () => {
     let app: App;
     const harness = createLeakHarness();
     before(async () => {
-      database = await createTestDatabase();
+      database = await createTestDatabase({ migrated: true });
       app = await createApp(
         testConfig(database, { audit: { jsonlPath: path.join(database.dataDir, 'audit.jsonl') } }),
         {

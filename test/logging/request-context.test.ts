@@ -1,35 +1,34 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type App, createApp } from '../../src/app.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import type { App } from '../../src/app.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 describe('request id and access log', () => {
-  let database: TestDatabase;
-  let app: App;
+  let server: TestServer;
   let harness: LeakHarness;
   let base: string;
   before(async () => {
-    database = await createTestDatabase();
     harness = createLeakHarness();
-    app = await createApp(testConfig(database), { logger: harness.loggerOptions, migrate: true });
-    app.koa.use(async (ctx, next) => {
-      if (ctx.path === '/test/boom') throw new Error('exploded while handling the request');
-      if (ctx.path === '/test/log') {
-        (ctx.state as { log: App['logger'] }).log.info('inside the handler');
-        ctx.body = 'ok';
-        return;
-      }
-      return next();
-    });
-    const { port } = await app.listen({ host: '127.0.0.1' });
-    base = `http://127.0.0.1:${port}`;
+    server = await startServer(
+      {},
+      {
+        harness,
+        beforeListen: (app) =>
+          app.koa.use(async (ctx, next) => {
+            if (ctx.path === '/test/boom') throw new Error('exploded while handling the request');
+            if (ctx.path === '/test/log') {
+              (ctx.state as { log: App['logger'] }).log.info('inside the handler');
+              ctx.body = 'ok';
+              return;
+            }
+            return next();
+          }),
+      },
+    );
+    base = server.origin;
   });
-  after(async () => {
-    await app.close();
-    await database.drop();
-  });
+  after(async () => server.close());
 
   const linesFor = (requestId: string) =>
     harness.logLines

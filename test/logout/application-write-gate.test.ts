@@ -26,7 +26,7 @@ describe(`application writes run the SSRF gate (createServices, ${testDatabaseKi
   const resolver = hostileResolver();
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     services = await createServices(testConfig(database, { logout: { dnsTimeoutMs: TEST_DNS_TIMEOUT_MS } }), {
       migrate: true,
       resolver,
@@ -118,7 +118,7 @@ describe(`logout.allowPrivateTargets lets private targets through application wr
   const resolver = tableResolver({ 'rp.lan.test': [v4('192.168.1.20')], 'rp.public.test': [v4(PUBLIC_V4)] });
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
       migrate: true,
       resolver,

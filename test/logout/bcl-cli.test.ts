@@ -14,7 +14,7 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
   const clients: Record<string, string> = {};
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     ok = await startRpReceiver([200]);
     failing = await startRpReceiver([500]);
     const services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {

@@ -18,7 +18,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
   const workers: CliProcess[] = [];
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     receiver = await startReceiver((_request, response) => setTimeout(() => response.end(), 20));
     services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
       migrate: true,

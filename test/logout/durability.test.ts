@@ -4,7 +4,7 @@ import { type CliProcess, type RunningCli, startCli, startCliProcess } from '../
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../keys/helpers.ts';
-import { Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { startReceiver, type Receiver } from './helpers.ts';
 import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs } from './jobs.ts';

@@ -21,7 +21,7 @@ describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseK
   let clientId: string;
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     receiver = await startRpReceiver([500, 200]);
     services = await createServices(
       testConfig(database, { logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] } }),

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import {
   claimDueJob,
   FINISHED_JOB_RETENTION_MS,
@@ -11,8 +10,7 @@ import {
   purgeFinishedJobs,
   rescheduleJob,
 } from '../../src/logout/queue.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -20,9 +18,8 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
   const T = 1_900_000_000_000;
 
   before(async () => {
-    database = await createTestDatabase();
-    handle = openDatabase(testConfig(database).database);
-    await migrateToLatest(handle.db, handle.kind);
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
   });
   after(async () => {
     await handle.close();

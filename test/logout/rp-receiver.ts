@@ -17,7 +17,7 @@ import {
   REDIRECT_URI,
   signIn,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 
 /**

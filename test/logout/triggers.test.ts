@@ -10,7 +10,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs } from './jobs.ts';
 

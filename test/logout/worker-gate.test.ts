@@ -28,7 +28,7 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
   const table: Record<string, Answer> = {};
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     receiver = await startReceiver((_request, response) => response.end());
     guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
     // Development mode (http allowed), private targets NOT allowed: the gate judges every address.

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type App, createApp } from '../../src/app.ts';
 import { bearerTokenMatches, type MetricsListener, startMetricsListener } from '../../src/metrics/http.ts';
 import { createMetrics, METRIC_NAMES } from '../../src/metrics/registry.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 const SECTION_I = {
   aa_oidc_tokens_issued_total: 'counter',
@@ -78,21 +76,13 @@ describe('metrics', () => {
 
   describe('on the main port behind a bearer token', () => {
     const token = 'metrics-scrape-token-0123456789';
-    let database: TestDatabase;
-    let app: App;
+    let server: TestServer;
     let base: string;
     before(async () => {
-      database = await createTestDatabase();
-      app = await createApp(testConfig(database, { metrics: { enabled: false, bearerToken: token } }), {
-        migrate: true,
-      });
-      const { port } = await app.listen({ host: '127.0.0.1' });
-      base = `http://127.0.0.1:${port}`;
+      server = await startServer({ metrics: { enabled: false, bearerToken: token } });
+      base = server.origin;
     });
-    after(async () => {
-      await app.close();
-      await database.drop();
-    });
+    after(async () => server.close());
 
     it('refuses a request without a token or with a wrong one (401)', async () => {
       for (const authorization of [
@@ -119,14 +109,11 @@ describe('metrics', () => {
   });
 
   it('does not serve /metrics on the main port when no bearer token is configured', async () => {
-    const database = await createTestDatabase();
-    const app = await createApp(testConfig(database), { migrate: true });
+    const server = await startServer();
     try {
-      const { port } = await app.listen({ host: '127.0.0.1' });
-      assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`)).status, 404);
+      assert.equal((await fetch(`${server.origin}/metrics`)).status, 404);
     } finally {
-      await app.close();
-      await database.drop();
+      await server.close();
     }
   });
 

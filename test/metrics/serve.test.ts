@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../help
 describe(`aa-oidc serve with the metrics listener (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
   });
   after(async () => database.drop());
 

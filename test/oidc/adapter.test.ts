@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { KyselyAdapter, purgeExpiredPayloads, storageId } from '../../src/oidc/adapter.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`oidc storage adapter (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -13,9 +11,8 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
   const clock = () => now;
 
   before(async () => {
-    database = await createTestDatabase();
-    handle = openDatabase(testConfig(database).database);
-    await migrateToLatest(handle.db, handle.kind);
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
   });
   after(async () => {
     await handle.close();

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPair, exportJWK } from 'jose';
-import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
 import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { Directory } from '../../src/directory/port.ts';
@@ -11,16 +10,15 @@ import { createFindAccount } from '../../src/oidc/find-account.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { createPolicyEnforcer } from '../../src/policy/enforce.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`provider configuration (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let handle: DatabaseHandle;
 
   before(async () => {
-    database = await createTestDatabase();
-    handle = openDatabase(testConfig(database).database);
-    await migrateToLatest(handle.db, handle.kind);
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
   });
   after(async () => {
     await handle.close();

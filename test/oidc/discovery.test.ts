@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { startServer, type TestServer } from './server.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 describe(`discovery and routes (${testDatabaseKind})`, () => {
   let server: TestServer;

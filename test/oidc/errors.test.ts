@@ -14,7 +14,7 @@ import {
   signIn,
   startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 describe(`protocol errors (${testDatabaseKind})`, () => {
   let server: TestServer;

@@ -19,7 +19,7 @@ import {
   startServer,
   type SignInOptions,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 const PROTOCOL_CLAIMS = new Set([
   'sub',

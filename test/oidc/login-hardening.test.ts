@@ -14,7 +14,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 /** Attacks on the login throttle: look-alike usernames, forged X-Forwarded-For, hostile bytes. */
 describe(`login throttle hardening (${testDatabaseKind})`, () => {

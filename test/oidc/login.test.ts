@@ -14,7 +14,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
   let server: TestServer;

@@ -17,7 +17,7 @@ import {
   startServer,
   type SignInOptions,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 describe(`RP-initiated logout, consent skipping and key rotation (${testDatabaseKind})`, () => {
   let server: TestServer;

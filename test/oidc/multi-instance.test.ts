@@ -3,8 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
-import { createApp } from '../../src/app.ts';
-import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import {
   basicAuth,
@@ -18,8 +16,9 @@ import {
   REDIRECT_URI,
   seedApp,
   seedUser,
+  startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 interface Tokens {
   access_token: string;
@@ -41,16 +40,12 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
   let user: { id: number; username: string };
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     const [portA, portB] = [await freePort(), await freePort()];
     const issuer = `http://127.0.0.1:${portA}/o`;
-    const start = async (port: number): Promise<TestServer> => {
-      // keys.reloadIntervalMs: how often an instance looks for a rotation made elsewhere (default 2 s).
-      const config = testConfig(database, { port, issuer, keys: { reloadIntervalMs: 200 } });
-      const app = await createApp(config, { migrate: true });
-      await app.listen({ host: '127.0.0.1', port });
-      return { app, database, origin: `http://127.0.0.1:${port}`, issuer, close: () => app.close() };
-    };
+    // keys.reloadIntervalMs: how often an instance looks for a rotation made elsewhere (default 2 s).
+    const start = (port: number): Promise<TestServer> =>
+      startServer({ issuer, keys: { reloadIntervalMs: 200 } }, { database, port });
     a = await start(portA);
     b = await start(portB);
     user = await seedUser(a);

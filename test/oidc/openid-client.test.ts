@@ -5,7 +5,15 @@ import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 import type { GrantType } from '../../src/applications/types.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { Browser, REDIRECT_URI, seedApp, seedUser, signIn, startServer, type TestServer } from './server.ts';
+import {
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 /** OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token (RS256), base64url. */
 function atHash(accessToken: string): string {

@@ -17,10 +17,9 @@ import {
   seedClient,
   seedDirectory,
   seedPilot,
-  startTokenServer,
   userinfo,
 } from '../tokens/helpers.ts';
-import { basicAuth, postForm, type TestServer } from './server.ts';
+import { basicAuth, postForm, type TestServer, startServer } from '../helpers/server.ts';
 
 /**
  * The statements the database drivers are handed that read the `application` table itself (the
@@ -75,7 +74,7 @@ describe(`section Q: one shared application load per provider request (${testDat
 
   before(async () => {
     harness = createLeakHarness();
-    server = await startTokenServer(harness);
+    server = await startServer({}, { harness });
     await seedDirectory(server);
     pilot = await seedPilot(server, harness);
     opaqueClient = await seedClient(server, harness, { accessTokenFormat: 'opaque' });

@@ -11,7 +11,7 @@ import {
   startServer,
   type SignInOptions,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import {
   authorize,
   authorizeDenials,

@@ -12,7 +12,7 @@ import {
   signIn,
   type SignInOptions,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 
 /** Real HTTP helpers for the policy tests: one confidential client, driven like a relying party. */
 export interface Client {

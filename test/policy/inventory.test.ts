@@ -11,7 +11,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import { authorize, type Client, codeFrom, counted, introspect, login, token, userinfo } from './flows.ts';
 
 /**

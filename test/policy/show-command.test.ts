@@ -17,7 +17,7 @@ describe(`aa-oidc policy show (${testDatabaseKind})`, () => {
   }
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     services = await createServices(testConfig(database), { migrate: true });
     const { directoryAdmin: directory, applications } = services;
     await directory.createState('Member', 100, true);

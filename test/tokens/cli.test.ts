@@ -4,7 +4,7 @@ import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import type { TestServer } from '../oidc/server.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 import {
   type Client,
   codeFlow,
@@ -13,7 +13,6 @@ import {
   seedClient,
   seedDirectory,
   seedPilot,
-  startTokenServer,
   userinfo,
   verifyAccessToken,
 } from './helpers.ts';
@@ -35,7 +34,7 @@ describe(`aa-oidc tokens revoke-user / audit (${testDatabaseKind})`, () => {
 
   before(async () => {
     harness = createLeakHarness();
-    server = await startTokenServer(harness);
+    server = await startServer({}, { harness });
     await seedDirectory(server);
     pilot = await seedPilot(server, harness);
     bystander = await seedPilot(server, harness);

@@ -8,7 +8,7 @@ import { storageId } from '../../src/oidc/adapter.ts';
 import { purgeIssuedCodes } from '../../src/tokens/issued-codes.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import type { TestServer } from '../oidc/server.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 import {
   authorize,
   type Client,
@@ -19,7 +19,6 @@ import {
   seedClient,
   seedDirectory,
   seedPilot,
-  startTokenServer,
   userinfo,
 } from './helpers.ts';
 
@@ -55,7 +54,7 @@ describe(`authorization-code reuse, section F (${testDatabaseKind})`, () => {
 
   before(async () => {
     harness = createLeakHarness();
-    server = await startTokenServer(harness);
+    server = await startServer({}, { harness });
     await seedDirectory(server);
     pilot = await seedPilot(server, harness);
     jwtClient = await seedClient(server, harness, { accessTokenFormat: 'jwt' });

@@ -12,17 +12,8 @@ import {
   postForm,
   REDIRECT_URI,
   signIn,
-  startServer,
   type TestServer,
-} from '../oidc/server.ts';
-
-/** A real server (as test/oidc/server.ts), its logs and audit events captured by `harness`. */
-export function startTokenServer(
-  harness: LeakHarness,
-  overrides: Record<string, unknown> = {},
-): Promise<TestServer> {
-  return startServer(overrides, { harness });
-}
+} from '../helpers/server.ts';
 
 export interface Client {
   clientId: string;

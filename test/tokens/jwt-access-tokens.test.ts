@@ -5,7 +5,7 @@ import * as oidc from 'openid-client';
 import { sha256Hex } from '../../src/logging/secrets.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { basicAuth, postForm, REDIRECT_URI, type TestServer } from '../oidc/server.ts';
+import { basicAuth, postForm, REDIRECT_URI, type TestServer, startServer } from '../helpers/server.ts';
 import {
   type Client,
   codeFlow,
@@ -16,7 +16,6 @@ import {
   seedClient,
   seedDirectory,
   seedPilot,
-  startTokenServer,
   userinfo,
   verifyAccessToken,
 } from './helpers.ts';
@@ -34,7 +33,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
 
   before(async () => {
     harness = createLeakHarness();
-    server = await startTokenServer(harness, { tokens: { jwtSizeWarnBytes: 1500 } });
+    server = await startServer({ tokens: { jwtSizeWarnBytes: 1500 } }, { harness });
     await seedDirectory(server);
     pilot = await seedPilot(server, harness);
     jwtClient = await seedClient(server, harness, { accessTokenFormat: 'jwt' });
@@ -266,7 +265,7 @@ describe(`the global default access-token format (${testDatabaseKind})`, () => {
 
   before(async () => {
     harness = createLeakHarness();
-    server = await startTokenServer(harness, { tokens: { defaultAccessTokenFormat: 'jwt' } });
+    server = await startServer({ tokens: { defaultAccessTokenFormat: 'jwt' } }, { harness });
     await seedDirectory(server);
   });
   after(async () => {

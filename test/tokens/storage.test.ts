@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { openDatabase, type DatabaseHandle } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { FORMAT_MARKER, KyselyAdapter, storageId, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
 import { listTokens } from '../../src/tokens/listing.ts';
 import { createTokenRevocation, revokeTokens } from '../../src/tokens/revocation.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 /** A compact JWS-shaped value naming `jti` (the adapter compares digests; it does not verify). */
 function jwtShaped(jti: string, extra: Record<string, unknown> = {}): string {
@@ -22,9 +20,8 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
   const clock = () => now;
 
   before(async () => {
-    database = await createTestDatabase();
-    handle = openDatabase(testConfig(database).database);
-    await migrateToLatest(handle.db, handle.kind);
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
   });
   after(async () => {
     await handle.close();

@@ -3,17 +3,17 @@ import { createServer } from 'node:net';
 import { type App, createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { NewUser } from '../../src/directory/builtin/types.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import type { LeakHarness } from '../helpers/leak-harness.ts';
+import { testConfig } from './config.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+import type { LeakHarness } from './leak-harness.ts';
 
-/** A real aa-oidc server on 127.0.0.1 with a real (fresh) database, its issuer on the bound port. */
+/** A real aa-oidc server on 127.0.0.1 with a real database. */
 export interface TestServer {
   app: App;
   database: TestDatabase;
   /** `http://127.0.0.1:PORT` */
   origin: string;
-  /** `http://127.0.0.1:PORT/o` */
+  /** The configured issuer: `http://127.0.0.1:PORT/o` unless the overrides name another. */
   issuer: string;
   close(): Promise<void>;
 }
@@ -31,30 +31,57 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Starts the server; with `harness`, every log line and audit event of it is captured for leaks. */
+export interface StartServerOptions {
+  /** Every log line and audit event of the server is captured for leaks. */
+  harness?: LeakHarness;
+  /** Serve this database (its owner drops it) instead of a fresh one that `close()` drops. */
+  database?: TestDatabase;
+  /** Apply pending migrations first (default true). */
+  migrate?: boolean;
+  /** Listen on this port (default: a free one). The issuer is on it unless the overrides name one. */
+  port?: number;
+  /** Runs before the server listens: the place to add Koa middleware of the test's own. */
+  beforeListen?: (app: App) => void;
+}
+
+/**
+ * Starts a real aa-oidc server on 127.0.0.1: `createApp` with the test configuration plus
+ * `overrides` (same shape as the config file), on a fresh database unless one is given.
+ */
 export async function startServer(
   overrides: Record<string, unknown> = {},
-  options: { harness?: LeakHarness } = {},
+  options: StartServerOptions = {},
 ): Promise<TestServer> {
-  const database = await createTestDatabase();
-  const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}/o`;
-  const app = await createApp(testConfig(database, { port, issuer, ...overrides }), {
-    migrate: true,
-    ...(options.harness && { logger: options.harness.loggerOptions }),
-  });
-  options.harness?.attach(app);
-  await app.listen({ host: '127.0.0.1', port });
-  return {
-    app,
-    database,
-    origin: `http://127.0.0.1:${port}`,
-    issuer,
-    async close() {
+  const database = options.database ?? (await createTestDatabase({ migrated: options.migrate !== false }));
+  const ownDatabase = options.database === undefined;
+  try {
+    const port = options.port ?? (await freePort());
+    const app = await createApp(
+      testConfig(database, { port, issuer: `http://127.0.0.1:${port}/o`, ...overrides }),
+      { migrate: options.migrate ?? true, ...(options.harness && { logger: options.harness.loggerOptions }) },
+    );
+    try {
+      options.harness?.attach(app);
+      options.beforeListen?.(app);
+      await app.listen({ host: '127.0.0.1', port });
+    } catch (error) {
       await app.close();
-      await database.drop();
-    },
-  };
+      throw error;
+    }
+    return {
+      app,
+      database,
+      origin: `http://127.0.0.1:${port}`,
+      issuer: app.config.issuer,
+      async close() {
+        await app.close();
+        if (ownDatabase) await database.drop();
+      },
+    };
+  } catch (error) {
+    if (ownDatabase) await database.drop();
+    throw error;
+  }
 }
 
 export const PASSWORD = 'correct horse battery staple';
