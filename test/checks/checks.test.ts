@@ -8,7 +8,7 @@ import {
   type CheckId,
   runChecks,
 } from '../../src/checks/checks.ts';
-import { cli, spawnCli } from '../helpers/cli.ts';
+import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
@@ -238,8 +238,10 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   });
 
   it('serve refuses to start on an error, printing the findings', async () => {
-    // A real process: its exit code is what a supervisor sees.
-    const result = await spawnCli(['serve'], production);
+    const serve = startCli(['serve'], production);
+    // Should it start after all, it is stopped, so that the assertions fail instead of waiting.
+    void serve.waitForStdout(/ server on /).then(serve.stop, () => undefined);
+    const result = await serve.ended;
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /E006 error: /);
     assert.match(result.stderr, /refusing to start/);

@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { openDatabase } from '../../src/db/connect.ts';
-import { createDirectory } from '../../src/directory/builtin/create.ts';
-import { cli, spawnCli, startCliProcess } from '../helpers/cli.ts';
-import { testConfig, testEnv } from '../helpers/config.ts';
+import { spawnCli, startCliProcess } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 /**
  * What only a real `aa-oidc` process shows; every other CLI test runs the commands in-process.
  * (`serve` from a cold start and SIGTERM: test/cli/serve-bootstrap.test.ts; SIGKILL mid-delivery:
- * test/logout/durability.test.ts; a refused `serve` exiting non-zero: test/checks/checks.test.ts.)
+ * test/logout/durability.test.ts; two worker processes on one queue:
+ * test/logout/concurrent-workers.test.ts.)
  */
 describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -35,21 +34,5 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
     const result = await running.ended;
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stderr, '');
-  });
-
-  it('reads --password-stdin from its standard input pipe', async () => {
-    assert.equal((await cli(['migrate'], testEnv(database))).code, 0);
-    const password = 'piped in, never on argv';
-    const created = await spawnCli(['user', 'create', 'carol', '--password-stdin'], testEnv(database), {
-      stdin: `${password}\n`,
-    });
-    assert.equal(created.code, 0, created.stderr);
-    assert.match(created.stdout, /^created user carol /);
-    const handle = openDatabase(testConfig(database).database);
-    try {
-      assert.equal((await createDirectory(handle.db).verifyPassword('carol', password)).outcome, 'valid');
-    } finally {
-      await handle.close();
-    }
   });
 });

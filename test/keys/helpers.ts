@@ -29,12 +29,3 @@ export function capturingLogger(config: Config): { logger: Logger; lines: Array<
   const logger = createLogger({ logging: { ...config.logging, level: 'info' } }, { destination });
   return { logger, lines };
 }
-
-/** Waits until `condition` holds; fails with `what` when it does not within a generous deadline. */
-export async function eventually(condition: () => boolean, what: string, deadlineMs = 15_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}

@@ -11,7 +11,8 @@ import type { KeyStore } from '../../src/keys/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
-import { capturingLogger, eventually, openInstance } from './helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { capturingLogger, openInstance } from './helpers.ts';
 
 const ISSUER = 'http://127.0.0.1/o';
 

@@ -4,7 +4,7 @@ import { createServices, type Services } from '../../src/services.ts';
 import { type CliProcess, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
-import { eventually } from '../keys/helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 

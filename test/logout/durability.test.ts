@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { type CliProcess, type RunningCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { eventually } from '../keys/helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { startReceiver, type Receiver } from './helpers.ts';
 import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
 import { buildLogoutToken } from '../../src/logout/logout-token.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { eventually } from '../keys/helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs, setPendingJobKid } from './jobs.ts';
