@@ -3,9 +3,7 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
-import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
-import { parseDatabaseUrl } from '../../src/config/load.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import {
   ALLIANCE_AUTH_KINDS,
   allianceAuthUnavailable,
@@ -14,7 +12,7 @@ import {
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 const silent = { info() {}, warn() {}, error() {}, debug() {} };
@@ -44,9 +42,8 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
     beforeEach(async () => {
       fixture = await createAllianceAuthDatabase(kind);
       aa = openAllianceAuthDatabase(fixture.readerUrl);
-      ours = await createTestDatabase();
-      database = openDatabase(parseDatabaseUrl(ours.url, ours.dataDir));
-      await migrateToLatest(database.db, database.kind);
+      ours = await createTestDatabase({ migrated: true });
+      database = connect(ours);
       actions = allianceAuthActions(fixture);
       applied = [];
     });

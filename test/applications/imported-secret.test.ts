@@ -4,12 +4,11 @@ import { ApplicationError } from '../../src/applications/errors.ts';
 import { clientSecretDigest, verifyClientSecret } from '../../src/applications/secret.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
 import type { ApplicationService } from '../../src/applications/types.ts';
-import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
-import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 const ACTOR = 'import:plugin-apps';
 const app = (clientId: string) => ({ clientId, name: clientId, redirectUris: ['https://rp.example.org/cb'] });
@@ -20,10 +19,9 @@ describe(`secrets imported from the Python plugin (${testDatabaseKind})`, () => 
   let service: ApplicationService;
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     const config = testConfig(database);
-    handle = openDatabase(config.database);
-    await migrateToLatest(handle.db, handle.kind);
+    handle = connect(database);
     service = createApplicationService(handle.db, config, createLogger(config));
   });
   after(async () => {

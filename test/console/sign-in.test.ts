@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
-import { Browser, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { Browser, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 describe(`web console sign-in through the provider (${testDatabaseKind})`, () => {
   let server: TestServer;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { Browser, formField, PASSWORD, signIn, type TestServer } from '../oidc/server.ts';
+import { Browser, formField, PASSWORD, signIn, type TestServer } from './server.ts';
 
 /**
  * Signs a fetch-driven browser in to the web console through the provider's own login page; returns

@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import type { DatabaseTarget } from '../../src/config/load.ts';
+import { type DatabaseTarget, parseDatabaseUrl } from '../../src/config/load.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 
@@ -94,9 +94,7 @@ async function adminQuery(baseUrl: string, text: string): Promise<void> {
 }
 
 function target(database: Pick<TestDatabase, 'url'>): DatabaseTarget {
-  return database.url.startsWith('sqlite:')
-    ? { kind: 'sqlite', path: database.url.slice('sqlite:'.length) }
-    : { kind: 'postgres', url: database.url };
+  return parseDatabaseUrl(database.url, tmpdir());
 }
 
 /** A connection of the test's own to the database, opened as the app opens it. */

@@ -17,7 +17,7 @@ import {
   type SignInOptions,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 
 const BRANDING = {
   name: 'Goon <Fleet> & Co',

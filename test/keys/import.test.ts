@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, createLocalJWKSet, importPKCS8, jwtVerify, SignJWT } from 'jose';
 import { cli, type CliResult } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
-import { startServer, type TestServer } from '../oidc/server.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 /** The Python plugin's key, as its settings hold it (`OIDC_RSA_PRIVATE_KEY`, PKCS#1 PEM). */
 function pluginKey(bits = 2048) {
