@@ -240,8 +240,8 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   it('serve refuses to start on an error, printing the findings', async () => {
     const serve = startCli(['serve'], production);
     // Should it start after all, it is stopped, so that the assertions fail instead of waiting.
-    void serve.waitForStdout(/ server on /).then(serve.stop, () => undefined);
-    const result = await serve.ended;
+    void serve.waitFor(/ server on /).then(serve.stop, () => undefined);
+    const result = { code: await serve.exited, stdout: serve.stdout(), stderr: serve.stderr() };
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /E006 error: /);
     assert.match(result.stderr, /refusing to start/);

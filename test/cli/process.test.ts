@@ -30,9 +30,8 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
   it('ends quietly with code 0 when its output pipe closes early (`aa-oidc … | head`)', async () => {
     const running = startCliProcess(['--help'], testEnv(database));
     // The reader goes away before the process has written anything.
-    running.child.stdout!.destroy();
-    const result = await running.ended;
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(result.stderr, '');
+    running.process.stdout!.destroy();
+    assert.equal(await running.exited, 0, running.stderr());
+    assert.equal(running.stderr(), '');
   });
 });

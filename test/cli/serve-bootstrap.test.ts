@@ -25,13 +25,14 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
       }),
     );
     try {
-      await serve.waitForStdout(/"aa-oidc listening"/);
-      await serve.waitForStdout(/aa-oidc user set-password \S+\n/);
+      await serve.waitFor(/"aa-oidc listening"/);
+      await serve.waitFor(/aa-oidc user set-password \S+\n/);
     } finally {
-      serve.kill('SIGTERM');
+      await serve.stop('SIGTERM');
     }
-    const { code, stdout, stderr } = await serve.ended;
-    assert.equal(code, 0, stderr);
+    assert.equal(await serve.exited, 0, serve.stderr());
+    const stdout = serve.stdout();
+    const stderr = serve.stderr();
 
     const match = /^ {2}one-time password: (\S+)$/m.exec(stdout);
     assert.ok(match, stdout);

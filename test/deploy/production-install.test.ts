@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../oidc/server.ts';
+import { freePort } from '../helpers/server.ts';
 import { type Child, runToEnd, startChild } from '../helpers/child-process.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));

@@ -1,19 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { CliIo } from '../../src/cli/context.ts';
 import { runCli } from '../../src/cli/main.ts';
+import { AA_OIDC_BIN, type Child, runToEnd, startChild } from './child-process.ts';
 
 /**
- * Running `aa-oidc` in tests. `cli()` runs a command inside the test process through `runCli`, with
- * the environment, streams and folder injected: what most tests need, at no process start-up cost.
- * `spawnCli()` and `startCliProcess()` start a real process, for the few behaviours only a process
- * shows (its exit code, a closed output pipe, signals, `serve` from a cold start).
+ * Running `aa-oidc` in tests. `cli()` and `startCli()` run a command inside the test process
+ * through `runCli`, with the environment, streams and stop request injected: what most tests need,
+ * at no process start-up cost. `spawnCli()` and `startCliProcess()` run bin/aa-oidc.js as a real
+ * process, for the few behaviours only a process shows (its exit code, a closed output pipe,
+ * signals, `serve` from a cold start).
  */
 
 export interface CliResult {
-  /** The exit code (`null` for a process killed by a signal). */
-  code: number | null;
+  code: number;
   stdout: string;
   stderr: string;
 }
@@ -25,12 +25,11 @@ export interface CliOptions {
   cwd?: string;
 }
 
-const RUN = fileURLToPath(new URL('../../src/cli/run.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const STARTUP_DEADLINE_MS = 30_000;
 
-/** A stream that keeps what is written to it. */
-function collector(): { stream: Writable; text: () => string; onText: (listener: () => void) => void } {
+/** A stream that keeps what is written to it, and tells listeners after each write. */
+function collector(): { stream: Writable; text: () => string; onWrite: (listener: () => void) => void } {
   let text = '';
   const listeners: Array<() => void> = [];
   const stream = new Writable({
@@ -41,15 +40,15 @@ function collector(): { stream: Writable; text: () => string; onText: (listener:
       callback();
     },
   });
-  return { stream, text: () => text, onText: (listener) => listeners.push(listener) };
+  return { stream, text: () => text, onWrite: (listener) => listeners.push(listener) };
 }
 
-/** Captured output of an in-process run; `onStdout` is called after each write to stdout. */
+/** Captured output of an in-process run; `onOutput` is called after each write to stdout or stderr. */
 export interface CapturedIo {
   io: CliIo;
   stdout(): string;
   stderr(): string;
-  onStdout(listener: () => void): void;
+  onOutput(listener: () => void): void;
 }
 
 /**
@@ -75,7 +74,15 @@ export function captureIo(
     stopRequested: () => options.stop ?? new Promise<string>(() => undefined),
     ...options.overrides,
   };
-  return { io, stdout: stdout.text, stderr: stderr.text, onStdout: stdout.onText };
+  return {
+    io,
+    stdout: stdout.text,
+    stderr: stderr.text,
+    onOutput: (listener) => {
+      stdout.onWrite(listener);
+      stderr.onWrite(listener);
+    },
+  };
 }
 
 /** Runs one `aa-oidc` command in this process, as `aa-oidc ARGS` would run with this environment. */
@@ -89,46 +96,16 @@ export async function cli(
   return { code, stdout: captured.stdout(), stderr: captured.stderr() };
 }
 
-/** A long-running command (`serve`, `worker`), in this process or as a real one. */
+/** A long-running command (`serve`, `worker`) started in this process: the shape of a `Child`. */
 export interface RunningCli {
   stdout(): string;
   stderr(): string;
-  /** Resolves with the first match of `pattern` on stdout; rejects if the command ends first. */
-  waitForStdout(pattern: RegExp): Promise<RegExpExecArray>;
-  /** Asks the command to stop (SIGTERM for a process) and resolves with how it ended. */
-  stop(): Promise<CliResult>;
-  /** Resolves with how the command ended, whoever ended it. */
-  readonly ended: Promise<CliResult>;
-}
-
-function waitFor(
-  pattern: RegExp,
-  output: () => string,
-  onOutput: (listener: () => void) => void,
-  ended: Promise<CliResult>,
-  describe: () => string,
-): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no ${pattern} on stdout within the start-up deadline:\n${describe()}`)),
-      STARTUP_DEADLINE_MS,
-    );
-    const check = () => {
-      const match = pattern.exec(output());
-      if (!match) return false;
-      clearTimeout(timer);
-      resolve(match);
-      return true;
-    };
-    if (check()) return;
-    onOutput(check);
-    void ended.then(() => {
-      if (!check()) {
-        clearTimeout(timer);
-        reject(new Error(`the command ended before ${pattern} appeared:\n${describe()}`));
-      }
-    });
-  });
+  /** Resolves when `pattern` appears on stdout or stderr; rejects when the command ends first. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
+  /** Resolves with the exit code once the command has ended. */
+  exited: Promise<number>;
+  /** Asks the command to stop, as SIGTERM does a process; resolves with its exit code. */
+  stop(): Promise<number>;
 }
 
 /** Starts a long-running command in this process; `stop()` is its SIGTERM. */
@@ -140,77 +117,50 @@ export function startCli(
   let requestStop: (signal: string) => void = () => undefined;
   const stop = new Promise<string>((resolve) => (requestStop = resolve));
   const captured = captureIo(env, { ...options, stop });
-  const ended = runCli(args, captured.io).then((code) => ({
-    code,
-    stdout: captured.stdout(),
-    stderr: captured.stderr(),
-  }));
-  const describe = () => `stdout:\n${captured.stdout()}\nstderr:\n${captured.stderr()}`;
+  let ended = false;
+  const exited = runCli(args, captured.io).finally(() => (ended = true));
+  const waitFor = (pattern: RegExp) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const timer = setTimeout(
+        () => settle(new Error(`no ${pattern} within the start-up deadline`)),
+        STARTUP_DEADLINE_MS,
+      );
+      let settled = false;
+      const settle = (outcome: RegExpExecArray | Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (outcome instanceof Error)
+          reject(new Error(`${outcome.message}:\n${captured.stdout()}\n${captured.stderr()}`));
+        else resolve(outcome);
+      };
+      const check = () => {
+        const match = pattern.exec(captured.stdout()) ?? pattern.exec(captured.stderr());
+        if (match) settle(match);
+        else if (ended) settle(new Error(`the command ended before ${pattern} appeared`));
+      };
+      captured.onOutput(check);
+      void exited.finally(check);
+      check();
+    });
   return {
     stdout: captured.stdout,
     stderr: captured.stderr,
-    waitForStdout: (pattern) => waitFor(pattern, captured.stdout, captured.onStdout, ended, describe),
+    waitFor,
+    exited,
     stop: () => {
       requestStop('SIGTERM');
-      return ended;
+      return exited;
     },
-    ended,
   };
 }
 
-/** A real `aa-oidc` process (`node src/cli/run.ts ARGS`); `kill()` sends any signal. */
-export interface CliProcess extends RunningCli {
-  readonly child: ChildProcess;
-  kill(signal: NodeJS.Signals): void;
+/** Starts `aa-oidc ARGS` (bin/aa-oidc.js) as a separate process with this environment (`testEnv`). */
+export function startCliProcess(args: readonly string[], env: NodeJS.ProcessEnv): Child {
+  return startChild(process.execPath, [AA_OIDC_BIN, ...args], { env, cwd: ROOT });
 }
 
-/** Starts `aa-oidc ARGS` as a separate process with this environment (see `testEnv`). */
-export function startCliProcess(
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  options: CliOptions = {},
-): CliProcess {
-  const child = spawn(process.execPath, [RUN, ...args], {
-    env,
-    cwd: options.cwd ?? ROOT,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const stdout = collector();
-  const stderr = collector();
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => stdout.stream.write(chunk));
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => stderr.stream.write(chunk));
-  child.stdin!.on('error', () => undefined);
-  child.stdin!.end(options.stdin ?? '');
-  const ended = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout: stdout.text(), stderr: stderr.text() }));
-  });
-  const describe = () => `stdout:\n${stdout.text()}\nstderr:\n${stderr.text()}`;
-  return {
-    child,
-    stdout: stdout.text,
-    stderr: stderr.text,
-    waitForStdout: (pattern) => waitFor(pattern, stdout.text, stdout.onText, ended, describe),
-    stop: () => {
-      child.kill('SIGTERM');
-      return ended;
-    },
-    kill: (signal) => child.kill(signal),
-    ended,
-  };
-}
-
-/** Runs `aa-oidc ARGS` as a separate process to its end (killed after `timeoutMs`). */
-export async function spawnCli(
-  args: readonly string[],
-  env: NodeJS.ProcessEnv,
-  options: CliOptions & { timeoutMs?: number } = {},
-): Promise<CliResult> {
-  const running = startCliProcess(args, env, options);
-  const timer = setTimeout(() => running.kill('SIGKILL'), options.timeoutMs ?? 30_000);
-  try {
-    return await running.ended;
-  } finally {
-    clearTimeout(timer);
-  }
+/** Runs `aa-oidc ARGS` as a separate process to its end. */
+export function spawnCli(args: readonly string[], env: NodeJS.ProcessEnv) {
+  return runToEnd(process.execPath, [AA_OIDC_BIN, ...args], { env, cwd: ROOT });
 }

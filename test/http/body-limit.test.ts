@@ -14,7 +14,7 @@ import {
   PASSWORD,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import { type RawResponse, rawRequest } from './raw-request.ts';
 
 /** Limits of the form bodies: authorize and logout as the provider's own, interaction forms 16 KiB. */

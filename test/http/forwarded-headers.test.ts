@@ -13,7 +13,7 @@ import {
   seedApp,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 
 /**
  * With `trustProxy` on, X-Forwarded-* count only from the `trustedProxies` (default: loopback). A

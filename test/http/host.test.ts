@@ -14,7 +14,7 @@ import {
   signIn,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 import { rawRequest } from './raw-request.ts';
 
 const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { Browser } from '../oidc/server.ts';
+import type { Browser } from '../helpers/server.ts';
 
 export interface RawResponse {
   status: number;

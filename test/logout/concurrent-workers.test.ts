@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createServices, type Services } from '../../src/services.ts';
-import { type CliProcess, startCliProcess } from '../helpers/cli.ts';
+import type { Child } from '../helpers/child-process.ts';
+import { startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -15,7 +16,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
   let database: TestDatabase;
   let services: Services;
   let receiver: Receiver;
-  const workers: CliProcess[] = [];
+  const workers: Child[] = [];
 
   before(async () => {
     database = await createTestDatabase({ migrated: true });
@@ -25,7 +26,7 @@ describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => 
     });
   });
   after(async () => {
-    for (const worker of workers) worker.kill('SIGKILL');
+    for (const worker of workers) await worker.stop('SIGKILL');
     await services.close();
     await receiver.close();
     await database.drop();

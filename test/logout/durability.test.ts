@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type CliProcess, type RunningCli, startCli, startCliProcess } from '../helpers/cli.ts';
+import type { Child } from '../helpers/child-process.ts';
+import { type RunningCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -18,7 +19,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
   let server: TestServer;
   let hanging: Receiver;
   let healthy: Receiver;
-  let worker: CliProcess | undefined;
+  let worker: Child | undefined;
   let serve: RunningCli | undefined;
   let answerHanging = false;
   const held: Array<() => void> = [];
@@ -34,7 +35,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
     healthy = await startReceiver((_request, response) => response.end());
   });
   after(async () => {
-    worker?.kill('SIGKILL');
+    await worker?.stop('SIGKILL');
     await serve?.stop();
     for (const release of held) release();
     await hanging.close();
@@ -83,8 +84,7 @@ describe(`back-channel logout durability across SIGKILL (${testDatabaseKind})`, 
       assert.ok(waited < 200, 'the fast delivery is recorded');
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    worker.kill('SIGKILL');
-    await worker.ended;
+    await worker.stop('SIGKILL');
     const slowJob = (await jobs(user.id)).find((job) => job.client_id === slow.clientId)!;
     assert.equal(slowJob.status, 'pending', 'the interrupted job is still pending');
     assert.equal(healthy.requests.length, 1);

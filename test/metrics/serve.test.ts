@@ -24,7 +24,7 @@ describe(`aa-oidc serve with the metrics listener (${testDatabaseKind})`, () => 
     );
     let metricsUrl: string;
     try {
-      const startup = await serve.waitForStdout(
+      const startup = await serve.waitFor(
         /^aa-oidc development server on http:\/\/127\.0\.0\.1:\d+ \(issuer \S+\), metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)$/m,
       );
       metricsUrl = startup[1]!;
@@ -35,8 +35,7 @@ describe(`aa-oidc serve with the metrics listener (${testDatabaseKind})`, () => 
     } finally {
       await serve.stop();
     }
-    const ended = await serve.ended;
-    assert.equal(ended.code, 0, ended.stderr);
+    assert.equal(await serve.exited, 0, serve.stderr());
     await assert.rejects(fetch(metricsUrl), 'the listener is closed after shutdown');
   });
 });

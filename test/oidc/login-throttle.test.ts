@@ -18,7 +18,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 /** One open login page: the browser that holds its cookies, where to post, its CSRF token. */
 interface OpenLogin {
