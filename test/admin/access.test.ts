@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import type { ConsoleRoute } from '../../src/console/http.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
-import { Browser, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { Browser, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 /** A concrete URL for a route: every `:param` replaced by a value no entity has. */
 function urlOf(server: TestServer, route: ConsoleRoute): string {

@@ -4,7 +4,7 @@ import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
-import { type Browser, formField, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { type Browser, formField, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 const HOSTILE = '<script>alert(1)</script>';
 

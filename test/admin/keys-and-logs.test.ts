@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
-import { type Browser, seedApp, seedUser, startServer, type TestServer } from '../oidc/server.ts';
+import { type Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})`, () => {
   let server: TestServer;
