@@ -118,10 +118,6 @@ export async function createServices(config: Config, options: ServicesOptions = 
     if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
     const keyStore = await createKeyStore(database.db, config, logger, { initialLoad: migrated });
     closers.push(() => keyStore.close());
-    // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
-    const applications = createApplicationService(database.db, config, logger, {
-      backchannelTargetCheck: backchannelTargetCheck(gateOptionsFor(config, options.resolver)),
-    });
     const directoryLog = logger.child({ component: 'directory' });
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
     // each change and its consequences commit in one unit of work of this database.
@@ -129,6 +125,13 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const builtin = createBuiltinDirectory(database.db, directoryChanges, directoryLog);
     const directory = builtin.directory;
     const directoryAdmin = builtin.admin;
+    // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
+    const applications = createApplicationService(database.db, config, logger, {
+      directory,
+      backchannelTargetCheck: backchannelTargetCheck(gateOptionsFor(config, options.resolver)),
+    });
+    // Whitelists follow renamed states and groups, and keep whitelisted ones from being deleted.
+    closers.push(directoryChanges.subscribe(applications.onDirectoryChange));
     // Every committed change made through the admin interface is an admin_change audit event.
     closers.push(directoryAdmin.afterCommit(auditDirectoryChanges(audit, logger)));
     // Every committed application change is an admin_change audit event too.

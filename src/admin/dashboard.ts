@@ -1,4 +1,4 @@
-import { runChecks } from '../checks/checks.ts';
+import { runChecks, whitelistChecks } from '../checks/checks.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { formatTime } from '../console/ui.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -30,7 +30,13 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
           pendingMigrations(deps.db, deps.dbKind),
           deps.directory.listProfiles({ state: null }),
         ]);
-        const findings = runChecks(deps.config, apps);
+        const findings = [
+          ...runChecks(deps.config, apps),
+          ...whitelistChecks(apps, {
+            states: states.map((state) => state.name),
+            groups: (await deps.directory.listGroups()).map((group) => group.name),
+          }),
+        ];
         const active = apps.filter((app) => app.active).length;
         const byStageAndReason = new Map<string, number>();
         for (const event of denials) {

@@ -1,4 +1,6 @@
 import type { Kysely } from 'kysely';
+import { conflict } from '../directory/errors.ts';
+import type { Directory } from '../directory/port.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -12,7 +14,8 @@ import {
   findApplication,
   insertApplication,
   listApplications,
-  loadDirectoryNames,
+  applicationsWhitelisting,
+  renameWhitelisted,
   replaceImportedSecret,
   setActive,
   setSecretDigest,
@@ -32,6 +35,8 @@ import type {
 import { type ValidApplication, type ValidationContext, validateApplicationInput } from './validate.ts';
 
 export interface ApplicationServiceDependencies {
+  /** The directory whose state and group names whitelists may name. */
+  directory: Pick<Directory, 'listStates' | 'listGroups'>;
   /** The SSRF gate for back-channel logout URIs (section G); default: the syntactic part only. */
   backchannelTargetCheck?: BackchannelTargetCheck;
   /** The clock, in epoch milliseconds. */
@@ -64,7 +69,7 @@ export function createApplicationService(
   db: Kysely<Database>,
   config: Config,
   logger: Logger,
-  dependencies: ApplicationServiceDependencies = {},
+  dependencies: ApplicationServiceDependencies,
 ): ApplicationService {
   const kind = config.database.kind;
   const backchannelTargetCheck =
@@ -74,8 +79,16 @@ export function createApplicationService(
   const log = logger.child({ component: 'applications' });
 
   async function validationContext(): Promise<ValidationContext> {
-    const names = await loadDirectoryNames(db);
-    return { mode: config.mode, ...names, backchannelTargetCheck };
+    const [states, groups] = await Promise.all([
+      dependencies.directory.listStates(),
+      dependencies.directory.listGroups(),
+    ]);
+    return {
+      mode: config.mode,
+      states: new Set(states.map((state) => state.name)),
+      groups: new Set(groups.map((group) => group.name)),
+      backchannelTargetCheck,
+    };
   }
 
   function notify(change: ApplicationChange): void {
@@ -211,6 +224,35 @@ export function createApplicationService(
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+
+    // Whitelists name states and groups: a rename follows into them in the rename's unit of work,
+    // and a whitelisted one may not go (its last whitelist entry gone, an application would open
+    // to everyone past the global gate).
+    async onDirectoryChange(change, unit) {
+      switch (change.kind) {
+        case 'catalog_renamed': {
+          const renamed = await renameWhitelisted(unit.trx, change.entity, change.from, change.to);
+          if (renamed > 0)
+            unit.afterCommit(() =>
+              log.info(
+                { entity: change.entity, from: change.from, to: change.to, whitelists: renamed },
+                'whitelists follow a renamed state or group',
+              ),
+            );
+          return;
+        }
+        case 'catalog_deleted': {
+          const clientIds = await applicationsWhitelisting(unit.trx, change.entity, change.name);
+          if (clientIds.length === 0) return;
+          const option = change.entity === 'state' ? '--remove-state' : '--remove-group';
+          throw conflict(
+            `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)})`,
+          );
+        }
+        default:
+          return;
+      }
     },
   };
 

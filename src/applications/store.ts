@@ -13,12 +13,9 @@ type Db = Kysely<Database> | Transaction<Database>;
  * and both whitelists come back in one round trip.
  */
 function whitelistNames(kind: DatabaseKind, whitelist: 'state' | 'group'): RawBuilder<string> {
-  const link = sql.table(whitelist === 'state' ? 'application_state' : 'application_group');
-  const target = sql.table(whitelist === 'state' ? 'state' : 'auth_group');
-  const key = sql.ref(whitelist === 'state' ? 'w.state_id' : 'w.group_id');
   const names =
-    kind === 'sqlite' ? sql`json_group_array(t.name)` : sql`coalesce(json_agg(t.name)::text, '[]')`;
-  return sql<string>`(select ${names} from ${link} as w join ${target} as t on t.id = ${key} where w.client_id = application.client_id)`;
+    kind === 'sqlite' ? sql`json_group_array(w.name)` : sql`coalesce(json_agg(w.name)::text, '[]')`;
+  return sql<string>`(select ${names} from application_whitelist as w where w.client_id = application.client_id and w.kind = ${whitelist})`;
 }
 
 export function selectApplications(db: Db, kind: DatabaseKind) {
@@ -99,20 +96,6 @@ export async function listApplications(
   return rows.map((row) => toApplication(row as ApplicationQueryRow));
 }
 
-/** Every state and group, name → id, for resolving whitelist names. */
-export async function loadDirectoryNames(
-  db: Db,
-): Promise<{ states: Map<string, number>; groups: Map<string, number> }> {
-  const [states, groups] = await Promise.all([
-    db.selectFrom('state').select(['id', 'name']).execute(),
-    db.selectFrom('auth_group').select(['id', 'name']).execute(),
-  ]);
-  return {
-    states: new Map(states.map((row) => [row.name, row.id])),
-    groups: new Map(groups.map((row) => [row.name, row.id])),
-  };
-}
-
 export async function clientIdExists(db: Db, clientId: string): Promise<boolean> {
   const row = await db
     .selectFrom('application')
@@ -179,24 +162,50 @@ export async function updateApplicationRow(
     .where('client_id', '=', app.clientId)
     .executeTakeFirst();
   if (whitelistsChanged) {
-    await trx.deleteFrom('application_state').where('client_id', '=', app.clientId).execute();
-    await trx.deleteFrom('application_group').where('client_id', '=', app.clientId).execute();
+    await trx.deleteFrom('application_whitelist').where('client_id', '=', app.clientId).execute();
     await replaceWhitelists(trx, app);
   }
   return Number(result.numUpdatedRows) === 1;
 }
 
 async function replaceWhitelists(trx: Transaction<Database>, app: ValidApplication): Promise<void> {
-  if (app.stateIds.length > 0)
-    await trx
-      .insertInto('application_state')
-      .values(app.stateIds.map((stateId) => ({ client_id: app.clientId, state_id: stateId })))
-      .execute();
-  if (app.groupIds.length > 0)
-    await trx
-      .insertInto('application_group')
-      .values(app.groupIds.map((groupId) => ({ client_id: app.clientId, group_id: groupId })))
-      .execute();
+  const rows = [
+    ...app.states.map((name) => ({ client_id: app.clientId, kind: 'state' as const, name })),
+    ...app.groups.map((name) => ({ client_id: app.clientId, kind: 'group' as const, name })),
+  ];
+  if (rows.length > 0) await trx.insertInto('application_whitelist').values(rows).execute();
+}
+
+/** The client ids of the applications whose whitelist names `name` (regardless of case). */
+export async function applicationsWhitelisting(
+  db: Db,
+  kind: 'state' | 'group',
+  name: string,
+): Promise<string[]> {
+  const rows = await db
+    .selectFrom('application_whitelist')
+    .select('client_id')
+    .where('kind', '=', kind)
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
+    .orderBy('client_id')
+    .execute();
+  return rows.map((row) => row.client_id);
+}
+
+/** Renames a whitelisted state or group in every whitelist that names it; returns how many. */
+export async function renameWhitelisted(
+  trx: Transaction<Database>,
+  kind: 'state' | 'group',
+  from: string,
+  to: string,
+): Promise<number> {
+  const result = await trx
+    .updateTable('application_whitelist')
+    .set({ name: to })
+    .where('kind', '=', kind)
+    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(from)])))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
 }
 
 export async function setSecretDigest(

@@ -1,3 +1,5 @@
+import type { ChangeConsumer } from '../directory/port.ts';
+
 export type ClientType = 'confidential' | 'public';
 export type AccessTokenFormatSetting = 'inherit' | 'opaque' | 'jwt';
 export type GrantType = 'authorization_code' | 'refresh_token' | 'client_credentials';
@@ -169,4 +171,9 @@ export interface ApplicationService {
   list(filter?: ApplicationFilter): Promise<Application[]>;
   /** Subscribes to committed changes; returns the unsubscribe function. */
   onChange(listener: ApplicationChangeListener): () => void;
+  /**
+   * For the directory's change feed: whitelists follow a renamed state or group, and a whitelisted
+   * one cannot be deleted (the deletion is refused with a message naming the applications).
+   */
+  onDirectoryChange: ChangeConsumer;
 }

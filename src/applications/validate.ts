@@ -22,13 +22,16 @@ export const WHITELIST_MAX = 200;
 const CLIENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{2,99}$/;
 const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
+/** The names a directory has (a set of names, or the keys of a map from names). */
+export type DirectoryNames = Pick<ReadonlySet<string>, 'keys'>;
+
 /** What validation needs besides the input: the mode, the directory's names, the SSRF gate. */
 export interface ValidationContext {
   mode: Mode;
-  /** Every existing state, name → id. */
-  states: ReadonlyMap<string, number>;
-  /** Every existing group, name → id. */
-  groups: ReadonlyMap<string, number>;
+  /** Every state the directory has. */
+  states: DirectoryNames;
+  /** Every group the directory has. */
+  groups: DirectoryNames;
   backchannelTargetCheck: BackchannelTargetCheck;
 }
 
@@ -42,10 +45,10 @@ export interface ValidApplication {
   clientType: ClientType;
   grantTypes: GrantType[];
   skipAuthorization: boolean;
+  /** Whitelisted state names, as the directory spells them, sorted. */
   states: string[];
-  stateIds: number[];
+  /** Whitelisted group names, as the directory spells them, sorted. */
   groups: string[];
-  groupIds: number[];
   active: boolean;
   debugMode: boolean;
   pkceRequired: boolean;
@@ -137,10 +140,8 @@ export async function validateApplicationInput(
     clientType,
     grantTypes,
     skipAuthorization,
-    states: states.map(([stateName]) => stateName),
-    stateIds: states.map(([, id]) => id),
-    groups: groups.map(([groupName]) => groupName),
-    groupIds: groups.map(([, id]) => id),
+    states,
+    groups,
     active,
     debugMode,
     pkceRequired,
@@ -301,30 +302,35 @@ function checkGrantTypes(value: unknown, clientType: ClientType, problem: Proble
   return GRANT_TYPES.filter((grant) => chosen.has(grant));
 }
 
+/**
+ * The whitelisted names, each as the directory spells it (names match regardless of case), sorted
+ * and without duplicates; an unknown name is a problem naming the ones that exist.
+ */
 function checkWhitelist(
   field: 'states' | 'groups',
   noun: 'state' | 'group',
   value: unknown,
-  existing: ReadonlyMap<string, number>,
+  existing: DirectoryNames,
   problem: Problem,
-): Array<[string, number]> {
+): string[] {
   if (value === undefined) return [];
   if (!Array.isArray(value)) {
     problem(field, `must be a list of ${noun} names`);
     return [];
   }
   if (value.length > WHITELIST_MAX) problem(field, `at most ${WHITELIST_MAX} ${field} are allowed`);
-  const found = new Map<string, number>();
+  const byKey = new Map([...existing.keys()].map((name) => [name.toLowerCase(), name]));
+  const found = new Set<string>();
   const unknown: string[] = [];
   for (const item of value as unknown[]) {
     if (typeof item !== 'string' || item.includes('\0')) {
       problem(field, `${quote(item)} is not a valid ${noun} name (a string without NUL bytes)`);
       continue;
     }
-    const id = existing.get(item);
-    if (id === undefined) {
+    const name = byKey.get(item.toLowerCase());
+    if (name === undefined) {
       if (!unknown.includes(item)) unknown.push(item);
-    } else found.set(item, id);
+    } else found.add(name);
   }
   if (unknown.length > 0) {
     const names = [...existing.keys()].sort();
@@ -337,7 +343,7 @@ function checkWhitelist(
       `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}`,
     );
   }
-  return [...found.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 async function checkBackchannelUri(

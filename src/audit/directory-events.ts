@@ -94,6 +94,40 @@ export function adminChangeFromLifecycle(
         changed_fields: ['oidc_access'],
         details: { oidc_access: event.oidcAccess },
       };
+    case 'state_renamed':
+    case 'group_renamed':
+      return {
+        kind: 'admin_change',
+        entity: event.kind === 'state_renamed' ? 'state' : 'group',
+        action: 'updated',
+        entity_id: event.kind === 'state_renamed' ? event.stateId : event.groupId,
+        name: event.to,
+        actor,
+        changed_fields: ['name'],
+        details: { from_name: event.from, to_name: event.to },
+      };
+    case 'state_deleted':
+      return {
+        kind: 'admin_change',
+        entity: 'state',
+        action: 'deleted',
+        entity_id: event.stateId,
+        name: event.name,
+        actor,
+        changed_fields: [],
+        details: {},
+      };
+    case 'group_deleted':
+      return {
+        kind: 'admin_change',
+        entity: 'group',
+        action: 'deleted',
+        entity_id: event.groupId,
+        name: event.name,
+        actor,
+        changed_fields: [],
+        details: { members: event.members },
+      };
     default:
       return assertNever(event);
   }

@@ -2,17 +2,58 @@ import type { Application } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 
 /**
- * System checks (section J): a pure function of the configuration and the registered applications.
- * `aa-oidc check` prints the findings; `serve` refuses to start on any error.
+ * System checks: pure functions of the configuration, the registered applications and the names
+ * the directory has. `aa-oidc check` prints the findings; `serve` refuses to start on any error.
  */
 
 export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
-  | { id: 'W001' | 'W003' | 'W004' | 'W005'; level: 'warning'; message: string; hint: string };
+  | { id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006'; level: 'warning'; message: string; hint: string };
 
+/** The checks of the configuration and the applications (`runChecks`). */
 export const CHECK_IDS: readonly CheckId[] = ['E001', 'E004', 'E006', 'E007', 'W001', 'W003', 'W004', 'W005'];
+
+/** The states and groups the directory has now (for `whitelistChecks`). */
+export interface DirectoryNames {
+  states: readonly string[];
+  groups: readonly string[];
+}
+
+/**
+ * W006: an application whitelists a state or group the directory no longer has (deleted or renamed
+ * where aa-oidc could not follow, in another directory). Names match regardless of case. Only
+ * active applications count: a deactivated one admits nobody anyway.
+ */
+export function whitelistChecks(
+  apps: ReadonlyArray<Pick<Application, 'clientId' | 'active' | 'states' | 'groups'>>,
+  directory: DirectoryNames,
+): Finding[] {
+  const known = {
+    state: new Set(directory.states.map((name) => name.toLowerCase())),
+    group: new Set(directory.groups.map((name) => name.toLowerCase())),
+  };
+  const findings: Finding[] = [];
+  for (const app of apps) {
+    if (!app.active) continue;
+    for (const [kind, names] of [
+      ['state', app.states],
+      ['group', app.groups],
+    ] as const) {
+      for (const name of names) {
+        if (known[kind].has(name.toLowerCase())) continue;
+        findings.push({
+          id: 'W006',
+          level: 'warning',
+          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have`,
+          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory)`,
+        });
+      }
+    }
+  }
+  return findings;
+}
 
 /** What the checks read from the configuration. */
 export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout' | 'trustProxy'> & {

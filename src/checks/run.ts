@@ -1,11 +1,24 @@
 import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
-import { type Finding, runChecks } from './checks.ts';
+import type { Directory } from '../directory/port.ts';
+import { type Finding, runChecks, whitelistChecks } from './checks.ts';
 
-/** Section J over the running configuration and every registered application. */
+/** The system checks over the running configuration, every registered application and the directory. */
 export async function systemChecks(
   config: Config,
   applications: Pick<ApplicationService, 'list'>,
+  directory: Pick<Directory, 'listStates' | 'listGroups'>,
 ): Promise<Finding[]> {
-  return runChecks(config, await applications.list());
+  const [apps, states, groups] = await Promise.all([
+    applications.list(),
+    directory.listStates(),
+    directory.listGroups(),
+  ]);
+  return [
+    ...runChecks(config, apps),
+    ...whitelistChecks(apps, {
+      states: states.map((state) => state.name),
+      groups: groups.map((group) => group.name),
+    }),
+  ];
 }

@@ -100,16 +100,11 @@ export interface ApplicationTable {
   updated_at: EpochMs;
 }
 
-/** An application's state whitelist. */
-export interface ApplicationStateTable {
+/** The states and groups an application whitelists, by name (matched regardless of case). */
+export interface ApplicationWhitelistTable {
   client_id: string;
-  state_id: number;
-}
-
-/** An application's group whitelist. */
-export interface ApplicationGroupTable {
-  client_id: string;
-  group_id: number;
+  kind: 'state' | 'group';
+  name: string;
 }
 
 /** Signing keys (section L): `next → active → retired → removed`. */
@@ -270,8 +265,7 @@ export interface Database {
   lifecycle_event: LifecycleEventTable;
   signing_key: SigningKeyTable;
   application: ApplicationTable;
-  application_state: ApplicationStateTable;
-  application_group: ApplicationGroupTable;
+  application_whitelist: ApplicationWhitelistTable;
   oidc_payload: OidcPayloadTable;
   issued_code: IssuedCodeTable;
   login_failure: LoginFailureTable;

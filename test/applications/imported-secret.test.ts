@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationError } from '../../src/applications/errors.ts';
 import { clientSecretDigest, verifyClientSecret } from '../../src/applications/secret.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
+import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { ApplicationService } from '../../src/applications/types.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
@@ -22,7 +23,9 @@ describe(`secrets imported from the Python plugin (${testDatabaseKind})`, () => 
     database = await createTestDatabase({ migrated: true });
     const config = testConfig(database);
     handle = connect(database);
-    service = createApplicationService(handle.db, config, createLogger(config));
+    service = createApplicationService(handle.db, config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+    });
   });
   after(async () => {
     await handle.close();

@@ -4,7 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import type { KyselyPlugin } from 'kysely';
 import { ApplicationError } from '../../src/applications/errors.ts';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
+import { createChangeFeed } from '../../src/directory/change-feed.ts';
+import { createDirectory } from '../../src/directory/builtin/create.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
+import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { ApplicationChange, ApplicationService } from '../../src/applications/types.ts';
 import type { Config } from '../../src/config/load.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
@@ -40,7 +43,9 @@ describe(`application service (${testDatabaseKind})`, () => {
         { name: 'Directors', oidc_access: 0, created_at: now },
       ])
       .execute();
-    service = createApplicationService(handle.db, config, createLogger(config));
+    service = createApplicationService(handle.db, config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+    });
     service.onChange((change) => changes.push(change));
   });
   after(async () => {
@@ -110,7 +115,9 @@ describe(`application service (${testDatabaseKind})`, () => {
       },
       transformResult: async (args) => args.result,
     };
-    const counted = createApplicationService(handle.db.withPlugin(counter), config, createLogger(config));
+    const counted = createApplicationService(handle.db.withPlugin(counter), config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+    });
     const found = await counted.findByClientId('grafana-0001');
     assert.equal(queries, 1, 'one round trip for the app and both whitelists');
     assert.deepEqual(found, application);
@@ -192,6 +199,7 @@ describe(`application service (${testDatabaseKind})`, () => {
       handle.db,
       { ...config, mode: 'production' },
       createLogger(config),
+      { directory: builtinDirectoryReader(handle.db) },
     );
     await assert.rejects(production.create({ name: 'Z', redirectUris: ['http://z.example/cb'] }, ACTOR), {
       message: /^redirect_uris\[0\]: "http:\/\/z.example\/cb" must use https/,
@@ -320,18 +328,18 @@ describe(`application service (${testDatabaseKind})`, () => {
   });
 
   it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {
-    const member = await handle.db
-      .selectFrom('state')
-      .select('id')
-      .where('name', '=', 'Member')
-      .executeTakeFirstOrThrow();
-    await assert.rejects(handle.db.deleteFrom('state').where('id', '=', member.id).execute());
+    const feed = createChangeFeed(handle.db);
+    feed.subscribe(service.onDirectoryChange);
+    const directory = createDirectory(handle.db, undefined, feed);
+    await assert.rejects(directory.deleteState('Member'), {
+      message: /^refusing to delete state "Member": applications? .*whitelists? it; remove it first/,
+    });
     const wiki = (await service.list({ search: 'wiki' }))[0]!;
     assert.deepEqual(wiki.states, ['Member']);
     await handle.db.deleteFrom('application').where('client_id', '=', wiki.clientId).execute();
     const orphans = await handle.db
-      .selectFrom('application_state')
-      .select('state_id')
+      .selectFrom('application_whitelist')
+      .select('name')
       .where('client_id', '=', wiki.clientId)
       .execute();
     assert.deepEqual(orphans, []);

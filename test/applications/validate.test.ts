@@ -74,8 +74,7 @@ describe('validateApplicationInput', () => {
     );
     assert.equal(valid.redirectUris.length, 5, 'duplicates are dropped');
     assert.deepEqual(valid.states, ['Blue', 'Member']);
-    assert.deepEqual(valid.stateIds, [2, 1]);
-    assert.deepEqual(valid.groupIds, [7]);
+    assert.deepEqual(valid.groups, ['Wiki Editors']);
   });
 
   it('allows http on any host in development mode only', async () => {

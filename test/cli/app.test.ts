@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { createApplicationService } from '../../src/applications/service.ts';
+import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { ApplicationService } from '../../src/applications/types.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
@@ -41,7 +42,9 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
       .insertInto('auth_group')
       .values({ name: 'Wiki Editors', oidc_access: 0, created_at: now })
       .execute();
-    service = createApplicationService(handle.db, config, createLogger(config));
+    service = createApplicationService(handle.db, config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+    });
   });
   after(async () => {
     await handle?.close();

@@ -3,6 +3,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { createApplicationService } from '../../src/applications/service.ts';
+import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import { clientSecretDigest } from '../../src/applications/secret.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
@@ -71,7 +72,9 @@ describe(`aa-oidc demo (${testDatabaseKind})`, () => {
     try {
       return await work({
         directory: createDirectory(handle.db, logger),
-        applications: createApplicationService(handle.db, config, logger),
+        applications: createApplicationService(handle.db, config, logger, {
+          directory: builtinDirectoryReader(handle.db),
+        }),
       });
     } finally {
       await handle.close();

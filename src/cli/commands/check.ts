@@ -6,11 +6,11 @@ import { CliError, type CliIo, withServices } from '../context.ts';
 export function registerCheck(program: Command, io: CliIo): void {
   program
     .command('check')
-    .description('run the system checks (section J); exits non-zero when any finding is an error')
+    .description('run the system checks; exits non-zero when any finding is an error')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
       const findings = await withServices(io, (services) =>
-        systemChecks(services.config, services.applications),
+        systemChecks(services.config, services.applications, services.directory),
       );
       io.stdout.write(
         options.format === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : formatFindings(findings),

@@ -3,6 +3,7 @@ import type { GroupSummary } from '../../directory/builtin/types.ts';
 import { type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
+import { registerRenameAndDelete } from './rename-delete.ts';
 import { changeOptions, withDirectory } from './user.ts';
 
 const GROUP_COLUMNS: readonly Column<GroupSummary>[] = [
@@ -51,4 +52,6 @@ export function registerGroup(program: Command, io: CliIo): void {
     const result = await directory.grantGroupAccess(name, oidcAccess, changeOptions(io, dryRun));
     return { changed: result.changed, name: result.group.name };
   });
+
+  registerRenameAndDelete(group, io, 'group');
 }

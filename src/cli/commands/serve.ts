@@ -18,10 +18,12 @@ export function registerServe(program: Command, io: CliIo): void {
       let address;
       let bootstrap: BootstrapLogin | null = null;
       try {
-        // Section J: refuse to start on an error (before the database is migrated, only the
+        // The system checks: refuse to start on an error (before the database is migrated, only the
         // configuration can be judged).
         const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;
-        const findings = migrated ? await systemChecks(config, app.applications) : runChecks(config, []);
+        const findings = migrated
+          ? await systemChecks(config, app.applications, app.directory)
+          : runChecks(config, []);
         if (findings.length > 0) io.stderr.write(formatFindings(findings));
         if (hasError(findings))
           throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');

@@ -3,6 +3,7 @@ import type { StateSummary } from '../../directory/builtin/types.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
+import { registerRenameAndDelete } from './rename-delete.ts';
 import { changeOptions, withDirectory } from './user.ts';
 
 const STATE_COLUMNS: readonly Column<StateSummary>[] = [
@@ -66,4 +67,6 @@ export function registerState(program: Command, io: CliIo): void {
     const result = await directory.grantStateAccess(name, oidcAccess, changeOptions(io, dryRun));
     return { changed: result.changed, name: result.state.name };
   });
+
+  registerRenameAndDelete(state, io, 'state');
 }

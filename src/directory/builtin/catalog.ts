@@ -7,12 +7,39 @@ import { flag, resolveGroup, resolveState } from './records.ts';
 import type { DirectoryAdmin, GroupChange, StateChange, UserRecord } from './types.ts';
 import { quote, validateFlag, validateName, validatePriority } from './validation.ts';
 
-/** The built-in directory's states and groups: creation and the `oidc_access` they grant. */
+/**
+ * The built-in directory's states and groups: creation, the `oidc_access` they grant, renames and
+ * deletions.
+ */
 
 type CatalogWrites = Pick<
   DirectoryAdmin,
-  'createState' | 'grantStateAccess' | 'createGroup' | 'grantGroupAccess'
+  | 'createState'
+  | 'grantStateAccess'
+  | 'renameState'
+  | 'deleteState'
+  | 'createGroup'
+  | 'grantGroupAccess'
+  | 'renameGroup'
+  | 'deleteGroup'
 >;
+
+/** Refuses a new name that another state or group already has (regardless of case). */
+async function requireFreeName(
+  trx: queries.Db,
+  entity: 'state' | 'group',
+  id: number,
+  name: string,
+): Promise<void> {
+  const same =
+    entity === 'state'
+      ? await queries.selectStateByName(trx, name)
+      : await queries.selectGroupByName(trx, name);
+  if (same && same.id !== id)
+    throw conflict(
+      `${entity} ${quote(same.name)} already exists (${entity} names are unique regardless of case)`,
+    );
+}
 
 /**
  * One port change per user whose access a state's or group's permission change touched, with the
@@ -95,6 +122,50 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       });
     },
 
+    async renameState(stateName, newStateName, options) {
+      const name = validateName('state', stateName);
+      const newName = validateName('state', newStateName);
+      return changes.run(options, async (scope): Promise<StateChange> => {
+        const { trx } = scope;
+        const state = await resolveState(trx, name);
+        if (state.name === newName) return { changed: false, state };
+        await requireFreeName(trx, 'state', state.id, newName);
+        const renamed = await trx
+          .updateTable('state')
+          .set({ name: newName })
+          .where('id', '=', state.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await scope.emit(
+          { kind: 'state_renamed', stateId: state.id, from: state.name, to: newName },
+          { kind: 'catalog_renamed', entity: 'state', from: state.name, to: newName },
+        );
+        return { changed: true, state: renamed };
+      });
+    },
+
+    async deleteState(stateName, options) {
+      const name = validateName('state', stateName);
+      return changes.run(options, async (scope) => {
+        const { trx } = scope;
+        const state = await resolveState(trx, name);
+        const holders = await queries.selectProfiles(trx, { stateId: state.id, limit: 4 });
+        if (holders.length > 0) {
+          const shown = holders.slice(0, 3).map((holder) => holder.user.username);
+          throw conflict(
+            `refusing to delete state ${quote(state.name)}: users are in it (${shown.join(', ')}${holders.length > 3 ? ', …' : ''}); move them to another state first`,
+          );
+        }
+        // Consumers first: an application that whitelists the state refuses its deletion.
+        await scope.emit(
+          { kind: 'state_deleted', stateId: state.id, name: state.name },
+          { kind: 'catalog_deleted', entity: 'state', name: state.name },
+        );
+        await trx.deleteFrom('state').where('id', '=', state.id).execute();
+        return state;
+      });
+    },
+
     async createGroup(groupName, oidcAccess = false, options) {
       const name = validateName('group', groupName);
       const access = validateFlag('oidcAccess', oidcAccess);
@@ -140,6 +211,56 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
           })),
         );
         return { changed: true, group: updated };
+      });
+    },
+
+    async renameGroup(groupName, newGroupName, options) {
+      const name = validateName('group', groupName);
+      const newName = validateName('group', newGroupName);
+      return changes.run(options, async (scope): Promise<GroupChange> => {
+        const { trx } = scope;
+        const group = await resolveGroup(trx, name);
+        if (group.name === newName) return { changed: false, group };
+        await requireFreeName(trx, 'group', group.id, newName);
+        const renamed = await trx
+          .updateTable('auth_group')
+          .set({ name: newName })
+          .where('id', '=', group.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await scope.emit(
+          { kind: 'group_renamed', groupId: group.id, from: group.name, to: newName },
+          { kind: 'catalog_renamed', entity: 'group', from: group.name, to: newName },
+        );
+        return { changed: true, group: renamed };
+      });
+    },
+
+    async deleteGroup(groupName, options) {
+      const name = validateName('group', groupName);
+      return changes.run(options, async (scope) => {
+        const { trx } = scope;
+        const group = await resolveGroup(trx, name);
+        const before = await queries.selectProfiles(trx, { groupId: group.id });
+        await trx.deleteFrom('auth_group').where('id', '=', group.id).execute();
+        const after = new Map(
+          (await queries.selectProfiles(trx, { ids: before.map((member) => member.user.id) })).map(
+            (member) => [member.user.id, member],
+          ),
+        );
+        // Consumers of the catalog change first (an application that whitelists the group refuses),
+        // then each member's loss of the group.
+        await scope.emit(
+          { kind: 'group_deleted', groupId: group.id, name: group.name, members: before.length },
+          { kind: 'catalog_deleted', entity: 'group', name: group.name },
+          ...before.map((member): DirectoryChange => ({
+            kind: 'user_groups_changed',
+            userId: member.user.id,
+            before: toUserProfile(member),
+            after: toUserProfile(after.get(member.user.id) ?? member),
+          })),
+        );
+        return group;
       });
     },
   };

@@ -37,8 +37,12 @@ export type LifecycleEvent =
   | { kind: 'user_updated'; userId: number; username: string; fields: string[] }
   | { kind: 'state_created'; stateId: number; name: string; priority: number; oidcAccess: boolean }
   | { kind: 'state_access_changed'; stateId: number; name: string; oidcAccess: boolean }
+  | { kind: 'state_renamed'; stateId: number; from: string; to: string }
+  | { kind: 'state_deleted'; stateId: number; name: string }
   | { kind: 'group_created'; groupId: number; name: string; oidcAccess: boolean }
-  | { kind: 'group_access_changed'; groupId: number; name: string; oidcAccess: boolean };
+  | { kind: 'group_access_changed'; groupId: number; name: string; oidcAccess: boolean }
+  | { kind: 'group_renamed'; groupId: number; from: string; to: string }
+  | { kind: 'group_deleted'; groupId: number; name: string; members: number };
 
 export type LifecycleKind = LifecycleEvent['kind'];
 
@@ -201,8 +205,25 @@ export interface DirectoryAdmin {
     options?: ChangeOptions,
   ): Promise<StateRow>;
   grantStateAccess(name: string, oidcAccess: boolean, options?: ChangeOptions): Promise<StateChange>;
+  /**
+   * Renames a state; application whitelists follow in the same unit of work. Names stay unique
+   * regardless of case (a change of case alone is a rename).
+   */
+  renameState(name: string, newName: string, options?: ChangeOptions): Promise<StateChange>;
+  /**
+   * Deletes a state that nobody holds and no application whitelists (`conflict` otherwise, naming
+   * what holds it).
+   */
+  deleteState(name: string, options?: ChangeOptions): Promise<StateRow>;
   createGroup(name: string, oidcAccess?: boolean, options?: ChangeOptions): Promise<GroupRow>;
   grantGroupAccess(name: string, oidcAccess: boolean, options?: ChangeOptions): Promise<GroupChange>;
+  /** Renames a group; application whitelists follow in the same unit of work. */
+  renameGroup(name: string, newName: string, options?: ChangeOptions): Promise<GroupChange>;
+  /**
+   * Deletes a group that no application whitelists (`conflict` otherwise); its members lose it,
+   * with the consequences of any group change (back-channel logout of what they newly lose).
+   */
+  deleteGroup(name: string, options?: ChangeOptions): Promise<GroupRow>;
 
   findUserByUsername(username: string): Promise<UserRow | undefined>;
   findUserById(id: number): Promise<UserRow | undefined>;
