@@ -19,6 +19,8 @@ export interface RunningEngine {
   pid: number;
   /** Resident set size of the engine's process now, in MB. */
   rssMb(): number;
+  /** CPU time (user + system) the engine's process has used so far, in seconds. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -37,6 +39,15 @@ function rssOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kilobytes = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? Number.NaN);
   return kilobytes / 1024;
+}
+
+const CLOCK_TICKS_PER_SECOND = 100;
+
+function cpuOf(pid: number): number {
+  // /proc/PID/stat: the command may hold spaces, so count fields after its closing parenthesis.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {
@@ -105,6 +116,7 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       endpoints: await discover(issuer),
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
+      cpuSeconds: () => cpuOf(child.pid!),
       stop,
     };
   } catch (error) {
@@ -145,6 +157,7 @@ export async function startBare(options: BareOptions): Promise<RunningEngine> {
       endpoints: await discover(origin),
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
+      cpuSeconds: () => cpuOf(child.pid!),
       stop,
     };
   } catch (error) {

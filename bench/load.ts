@@ -31,6 +31,8 @@ export interface LoadOptions {
   seconds?: number;
   /** …or until this many passes were started (each step once per pass). */
   passes?: number;
+  /** CPU seconds the engine's process has used so far (to report CPU time per pass). */
+  cpuSeconds?: () => number;
 }
 
 /** What one run measured: passes (requests, or whole flows) that succeeded, and their latencies. */
@@ -41,6 +43,8 @@ export interface LoadResult {
   failed: number;
   /** Wall-clock seconds of the run. */
   seconds: number;
+  /** CPU seconds the engine's process used during the run (0 when unknown). */
+  cpuSeconds: number;
   /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
   latencies: number[];
   /** The first unexpected response, for the report (status and the start of the body). */
@@ -104,6 +108,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     },
   }));
 
+  const cpuBefore = options.cpuSeconds?.() ?? 0;
   const started = performance.now();
   await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
@@ -123,7 +128,8 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     });
   });
   const seconds = (performance.now() - started) / 1000;
-  return { completed, failed, seconds, latencies, ...(firstFailure ? { firstFailure } : {}) };
+  const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
+  return { completed, failed, seconds, cpuSeconds, latencies, ...(firstFailure ? { firstFailure } : {}) };
 }
 
 function lowerCased(headers: Record<string, string | string[]>): Record<string, string | string[]> {

@@ -7,6 +7,8 @@ export interface Measurement {
   rate: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of the engine's process per unit (request, flow, login), in milliseconds. */
+  cpuMsPerUnit: number;
   completed: number;
   failed: number;
   seconds: number;
@@ -18,6 +20,7 @@ export function summarize(result: LoadResult): Measurement {
     rate: result.seconds > 0 ? result.completed / result.seconds : 0,
     p50Ms: percentile(result.latencies, 50),
     p99Ms: percentile(result.latencies, 99),
+    cpuMsPerUnit: result.completed > 0 ? (result.cpuSeconds * 1000) / result.completed : Number.NaN,
     completed: result.completed,
     failed: result.failed,
     seconds: result.seconds,
@@ -64,25 +67,27 @@ const number = (value: number, digits = 0) =>
   Number.isFinite(value)
     ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
     : '—';
+const cpu = (m: Measurement | undefined) => (m ? number(m.cpuMsPerUnit, 2) : '—');
 const latency = (m: Measurement | undefined) => (m ? `${number(m.p50Ms, 1)} / ${number(m.p99Ms, 1)}` : '—');
 
 /** The report as Markdown: the table of docs/performance.md, then the fan-out and memory lines. */
 export function formatReport(report: BenchReport): string {
   const lines: string[] = [];
+  // CPU ms: the engine process's CPU time per unit, a figure that other load on the machine skews less.
   lines.push(
     `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
       `${report.machine.cpus} × ${report.machine.model} · load average before ${report.machine.loadBefore.map((l) => l.toFixed(2)).join(' ')}` +
       ` · ${report.options.connections} connections, ${report.options.seconds} s × ${report.options.rounds} rounds (best of)`,
     '',
-    '| workload | unit | bare engine | p50 / p99 ms | aa-oidc | p50 / p99 ms | ratio | target |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| workload | unit | bare engine | p50 / p99 ms | CPU ms | aa-oidc | p50 / p99 ms | CPU ms | ratio | target |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const workload of report.workloads) {
     const bare = workload.best.bare;
     const aa = workload.best['aa-oidc'];
     lines.push(
       `| ${workload.title}${workload.bareNote ? ' ¹' : ''}${workload.failures > 0 ? ` ⚠ ${workload.failures} failed` : ''} | ${workload.unit} ` +
-        `| ${bare ? number(bare.rate) : '—'} | ${latency(bare)} | ${aa ? number(aa.rate) : '—'} | ${latency(aa)} ` +
+        `| ${bare ? number(bare.rate) : '—'} | ${latency(bare)} | ${cpu(bare)} | ${aa ? number(aa.rate) : '—'} | ${latency(aa)} | ${cpu(aa)} ` +
         `| ${workload.ratio === null ? '—' : number(workload.ratio, 2)} | ${workload.target === null ? '—' : `≥ ${number(workload.target, 2)}`} |`,
     );
   }

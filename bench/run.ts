@@ -269,7 +269,7 @@ async function main(): Promise<void> {
           (rounds[name] ??= []).push(measured);
           progress(
             `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
-              `p99 ${measured.p99Ms.toFixed(1)} ms${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
+              `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
           );
         }
       }

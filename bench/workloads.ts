@@ -15,7 +15,7 @@ import {
   signIn,
   storeCookies,
 } from './http.ts';
-import { type LoadResult, runLoad, type Step } from './load.ts';
+import { type LoadOptions, type LoadResult, runLoad, type Step } from './load.ts';
 
 /** An engine as the workloads use it: where it is and the client(s) it knows. */
 export interface Target {
@@ -56,6 +56,15 @@ const ok = (status: number) => status >= 200 && status < 300;
 const isRedirect = (status: number) => status === 302 || status === 303;
 const formHeaders = (client: BenchClient) => ({ authorization: basicAuthorization(client) });
 
+/** Runs `steps` against the target's engine, counting the engine process's CPU time. */
+function load(
+  target: Target,
+  steps: readonly Step[],
+  options: Omit<LoadOptions, 'origin' | 'cpuSeconds'>,
+): Promise<LoadResult> {
+  return runLoad(steps, { ...options, origin: target.engine.origin, cpuSeconds: target.engine.cpuSeconds });
+}
+
 /** A fresh session (the flow workloads never reuse one: another workload's flood may have evicted it). */
 async function freshSession(target: Target): Promise<string> {
   const jar = await signIn(target.engine.endpoints, target.client, target.credentials);
@@ -92,8 +101,7 @@ export const WORKLOADS: readonly Workload[] = [
     unit: 'requests/s',
     target: 0.9,
     engines: ['aa-oidc', 'bare'],
-    measure: (target, options) =>
-      runLoad([simpleGet(target.engine.endpoints.discovery)], { origin: target.engine.origin, ...options }),
+    measure: (target, options) => load(target, [simpleGet(target.engine.endpoints.discovery)], options),
   },
   {
     name: 'jwks',
@@ -101,8 +109,7 @@ export const WORKLOADS: readonly Workload[] = [
     unit: 'requests/s',
     target: 0.9,
     engines: ['aa-oidc', 'bare'],
-    measure: (target, options) =>
-      runLoad([simpleGet(target.engine.endpoints.jwks)], { origin: target.engine.origin, ...options }),
+    measure: (target, options) => load(target, [simpleGet(target.engine.endpoints.jwks)], options),
   },
   {
     name: 'userinfo',
@@ -118,7 +125,7 @@ export const WORKLOADS: readonly Workload[] = [
         headers: { authorization: `Bearer ${tokens.access_token}` },
         check: ({ status, body }) => ok(status) && body.includes('"sub"'),
       };
-      return runLoad([step], { origin: target.engine.origin, ...options });
+      return load(target, [step], options);
     },
   },
   {
@@ -129,10 +136,7 @@ export const WORKLOADS: readonly Workload[] = [
     engines: ['aa-oidc', 'bare'],
     async measure(target, options) {
       const tokens = await freshTokens(target);
-      return runLoad([introspection(target.client, tokens.access_token, target.engine)], {
-        origin: target.engine.origin,
-        ...options,
-      });
+      return load(target, [introspection(target.client, tokens.access_token, target.engine)], options);
     },
   },
   {
@@ -149,10 +153,7 @@ export const WORKLOADS: readonly Workload[] = [
       if (target.jwtClient && tokens.access_token.split('.').length !== 3) {
         throw new Error('the JWT application was not issued a JWT access token');
       }
-      return runLoad([introspection(client, tokens.access_token, target.engine)], {
-        origin: target.engine.origin,
-        ...options,
-      });
+      return load(target, [introspection(client, tokens.access_token, target.engine)], options);
     },
   },
   {
@@ -182,7 +183,7 @@ export const WORKLOADS: readonly Workload[] = [
           check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
         },
       ];
-      return runLoad(steps, { origin: engine.origin, ...options });
+      return load(target, steps, options);
     },
   },
   {
@@ -194,7 +195,7 @@ export const WORKLOADS: readonly Workload[] = [
     async measure(target, options) {
       const { client, engine } = target;
       const session = await freshSession(target);
-      const total: LoadResult = { completed: 0, failed: 0, seconds: 0, latencies: [] };
+      const total: LoadResult = { completed: 0, failed: 0, seconds: 0, cpuSeconds: 0, latencies: [] };
       // Batches of codes issued beforehand (not timed), then redeemed under load (timed).
       while (total.seconds < options.seconds) {
         const codes = await inParallel(CODE_BATCH, 8, () => issueCode(engine.endpoints, client, session));
@@ -205,14 +206,11 @@ export const WORKLOADS: readonly Workload[] = [
           body: () => codeExchangeBody(client, codes.pop() ?? 'no-code-left'),
           check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
         };
-        const batch = await runLoad([step], {
-          origin: engine.origin,
-          connections: options.connections,
-          passes: CODE_BATCH,
-        });
+        const batch = await load(target, [step], { connections: options.connections, passes: CODE_BATCH });
         total.completed += batch.completed;
         total.failed += batch.failed;
         total.seconds += batch.seconds;
+        total.cpuSeconds += batch.cpuSeconds;
         total.latencies.push(...batch.latencies);
         if (batch.firstFailure) total.firstFailure ??= batch.firstFailure;
       }
@@ -256,7 +254,7 @@ export const WORKLOADS: readonly Workload[] = [
           return true;
         },
       };
-      return runLoad([step], { origin: engine.origin, ...options });
+      return load(target, [step], options);
     },
   },
   {
@@ -266,7 +264,8 @@ export const WORKLOADS: readonly Workload[] = [
     target: 0.75,
     engines: ['aa-oidc', 'bare'],
     measure: (target, options) =>
-      runLoad(
+      load(
+        target,
         [
           {
             method: 'POST',
@@ -276,7 +275,7 @@ export const WORKLOADS: readonly Workload[] = [
             check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
           },
         ],
-        { origin: target.engine.origin, ...options },
+        options,
       ),
   },
   {
@@ -358,7 +357,7 @@ export const WORKLOADS: readonly Workload[] = [
           check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
         },
       ];
-      return runLoad(steps, { origin: engine.origin, ...options });
+      return load(target, steps, options);
     },
   },
 ];

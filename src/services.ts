@@ -11,7 +11,7 @@ import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { createKeyService, type KeyService } from './keys/service.ts';
 import { createKeyStore } from './keys/store.ts';
 import type { KeyStore } from './keys/types.ts';
-import { createLogger, type Logger, type LoggerOptions } from './logging/logger.ts';
+import { createLogger, flushLogger, type Logger, type LoggerOptions } from './logging/logger.ts';
 import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
@@ -104,7 +104,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
   closers.push(() => audit.close());
   const close = async () => {
     for (const closer of closers.reverse()) await closer();
-    logger.flush();
+    flushLogger(logger);
   };
   try {
     if (options.migrate ?? config.mode === 'development') {

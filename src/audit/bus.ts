@@ -74,6 +74,29 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
     }
   };
 
+  /**
+   * A receiver's outcome. Only an asynchronous receiver needs a timer: a synchronous one has
+   * finished by the time it returns (it cannot be interrupted, with or without a timer).
+   */
+  const outcomeOf = (receiver: AuditReceiver, record: AuditRecord): Outcome | Promise<Outcome> => {
+    let result: void | Promise<void>;
+    try {
+      result = receiver.receive(record);
+    } catch (error) {
+      return { ok: false, failure: 'error', error };
+    }
+    if (typeof (result as Promise<void> | undefined)?.then !== 'function') return { ok: true };
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<Outcome>((resolve) => {
+      timer = setTimeout(() => resolve({ ok: false, failure: 'timeout' }), receiverTimeoutMs);
+    });
+    const run = Promise.resolve(result).then(
+      (): Outcome => ({ ok: true }),
+      (error: unknown): Outcome => ({ ok: false, failure: 'error', error }),
+    );
+    return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
+  };
+
   const deliver = (receiver: AuditReceiver, record: AuditRecord) => {
     const pending = pendingByReceiver.get(receiver) ?? 0;
     if (pending >= maxPending) {
@@ -81,23 +104,15 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
       return;
     }
     pendingByReceiver.set(receiver, pending + 1);
-    let timer: NodeJS.Timeout | undefined;
-    const run: Promise<Outcome> = Promise.resolve()
-      .then(() => receiver.receive(record))
-      .then(
-        (): Outcome => ({ ok: true }),
-        (error: unknown): Outcome => ({ ok: false, failure: 'error', error }),
-      );
-    const timeout = new Promise<Outcome>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, failure: 'timeout' }), receiverTimeoutMs);
-    });
-    const settled = Promise.race([run, timeout]).then((outcome) => {
-      clearTimeout(timer);
-      pendingByReceiver.set(receiver, (pendingByReceiver.get(receiver) ?? 1) - 1);
-      if (!outcome.ok)
-        recordFailure(receiver, record, outcome.failure, 'error' in outcome ? outcome.error : undefined);
-    });
-    const tracked = settled.finally(() => inFlight.delete(tracked));
+    // Off the publisher's path: the receiver runs in a later microtask, never inside publish().
+    const tracked: Promise<void> = Promise.resolve()
+      .then(() => outcomeOf(receiver, record))
+      .then((outcome) => {
+        pendingByReceiver.set(receiver, (pendingByReceiver.get(receiver) ?? 1) - 1);
+        if (!outcome.ok)
+          recordFailure(receiver, record, outcome.failure, 'error' in outcome ? outcome.error : undefined);
+      })
+      .finally(() => inFlight.delete(tracked));
     inFlight.add(tracked);
   };
 

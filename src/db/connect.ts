@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, sql } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseTarget } from '../config/load.ts';
 import type { Database } from './schema.ts';
@@ -32,7 +32,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('synchronous = NORMAL');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
     return { db, kind: 'sqlite', close: () => db.destroy() };
   }
   const pool = new pg.Pool({
@@ -53,6 +53,31 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
+}
+
+/** How many prepared statements a SQLite connection keeps (the queries the code issues are far fewer). */
+const STATEMENT_CACHE_SIZE = 500;
+
+/**
+ * The connection as Kysely sees it, preparing each distinct SQL text once: better-sqlite3 would
+ * otherwise compile the statement again for every query. Kysely runs one query at a time on the
+ * connection, so a cached statement is never in use twice at once. The oldest statement is dropped
+ * when the cache is full (a query built with a variable number of parameters makes many texts).
+ */
+export function cachingStatements(sqlite: BetterSqlite3.Database): SqliteDatabase {
+  const statements = new Map<string, BetterSqlite3.Statement>();
+  return {
+    close: () => sqlite.close(),
+    prepare(text: string) {
+      let statement = statements.get(text);
+      if (!statement) {
+        statement = sqlite.prepare(text);
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
+        statements.set(text, statement);
+      }
+      return statement;
+    },
+  };
 }
 
 /** True when the database answers a trivial query. */

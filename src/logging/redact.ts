@@ -14,34 +14,6 @@ import { stdSerializers } from 'pino';
 
 export const REDACTED = '[redacted]';
 
-/** Keys as written in code and protocols; pino's `redact.paths` are generated from this list. */
-export const SENSITIVE_KEY_NAMES = [
-  'password',
-  'new_password',
-  'password_hash',
-  'client_secret',
-  'secret',
-  'secret_key',
-  'token',
-  'access_token',
-  'refresh_token',
-  'id_token',
-  'id_token_hint',
-  'logout_token',
-  'registration_access_token',
-  'code',
-  'code_verifier',
-  'client_assertion',
-  'assertion',
-  'authorization',
-  'proxy-authorization',
-  'cookie',
-  'set-cookie',
-  'bearer_token',
-  'api_key',
-  'private_key',
-] as const;
-
 const CONTAINS = [
   'password',
   'passwd',

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
-import type { Logger } from './logger.ts';
+import { type Logger, vetted } from './logger.ts';
+import { redactUrl, scrubString } from './redact.ts';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
 
@@ -34,10 +35,16 @@ export function requestContext(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     const requestId = acceptRequestId(ctx.get(REQUEST_ID_HEADER) || undefined);
-    const log = logger.child({ requestId });
+    // The child logger is made when a line of the request needs it: most requests write only the
+    // access line, which carries the id itself.
+    let child: Logger | undefined;
     const state = ctx.state as Partial<RequestLogState>;
     state.requestId = requestId;
-    state.log = log;
+    Object.defineProperty(state, 'log', {
+      configurable: true,
+      enumerable: true,
+      get: () => (child ??= logger.child(vetted({ requestId }))),
+    });
     ctx.set(REQUEST_ID_HEADER, requestId);
     let status: number | undefined;
     try {
@@ -52,7 +59,7 @@ export function requestContext(logger: Logger): Koa.Middleware {
       }
       throw error;
     } finally {
-      writeAccessLine(ctx, log, status, started);
+      writeAccessLine(ctx, child ?? logger, child ? undefined : requestId, status, started);
     }
   };
 }
@@ -61,7 +68,13 @@ export function requestContext(logger: Logger): Koa.Middleware {
  * The access line of one request. Never throws: whatever state the request ended in (its socket
  * already gone, a header unreadable), the line is written with what can still be read.
  */
-function writeAccessLine(ctx: Koa.Context, log: Logger, status: number | undefined, started: bigint): void {
+function writeAccessLine(
+  ctx: Koa.Context,
+  log: Logger,
+  requestId: string | undefined,
+  status: number | undefined,
+  started: bigint,
+): void {
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   const read = <T>(value: () => T): T | undefined => {
     try {
@@ -70,24 +83,30 @@ function writeAccessLine(ctx: Koa.Context, log: Logger, status: number | undefin
       return undefined;
     }
   };
+  const id = requestId === undefined ? {} : { requestId };
   try {
     const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
+    if (!log.isLevelEnabled(level)) return;
+    const userAgent = read(() => ctx.get('user-agent'));
+    // Safe by construction: the URL and the user agent are scrubbed here, and nothing else in the
+    // line can carry a credential.
     log[level](
-      {
-        req: {
+      vetted({
+        ...id,
+        req: vetted({
           method: ctx.method,
-          url: ctx.originalUrl,
+          url: redactUrl(ctx.originalUrl),
           remoteAddress: read(() => ctx.ip) ?? read(() => ctx.req.socket?.remoteAddress),
-          userAgent: read(() => ctx.get('user-agent')),
-        },
+          userAgent: userAgent ? scrubString(userAgent) : userAgent,
+        }),
         res: { status },
         durationMs: Math.round(durationMs * 1000) / 1000,
-      },
+      }),
       'request completed',
     );
   } catch {
     // The line could not be built (a getter threw): the bare facts still go out.
-    log.warn({ res: { status } }, 'request completed');
+    log.warn({ ...id, res: { status } }, 'request completed');
   }
 }
 

@@ -24,7 +24,8 @@ import { basicAuth, postForm, type TestServer, startServer } from '../helpers/se
 /**
  * The statements the database drivers are handed that read the `application` table itself (the
  * application load of `findApplication`; its correlated subqueries read other tables), counted at
- * the driver: better-sqlite3 prepares every statement Kysely runs, and pg's `Client#query` runs it.
+ * the driver: each execution of a better-sqlite3 statement (statements are prepared once and
+ * reused, so preparing is not what counts), and pg's `Client#query`.
  */
 const READS_APPLICATION = /\bfrom\s+"application"(?![_\w])/i;
 
@@ -33,18 +34,27 @@ interface StatementCounter {
   restore(): void;
 }
 
+const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
+
 function countApplicationStatements(): StatementCounter {
   let count = 0;
   const note = (text: unknown) => {
     const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
     if (typeof sql === 'string' && READS_APPLICATION.test(sql)) count += 1;
   };
-  const sqlite = BetterSqlite3.prototype as unknown as { prepare: (...args: unknown[]) => unknown };
-  const prepare = sqlite.prepare;
-  sqlite.prepare = function countedPrepare(this: unknown, ...args: unknown[]) {
-    note(args[0]);
-    return prepare.apply(this, args);
-  };
+  const probe = new BetterSqlite3(':memory:');
+  const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
+    (typeof STATEMENT_RUNS)[number],
+    (...args: unknown[]) => unknown
+  >;
+  probe.close();
+  const runs = STATEMENT_RUNS.map((name) => [name, statement[name]] as const);
+  for (const [name, run] of runs) {
+    statement[name] = function countedRun(this: { source: string }, ...args: unknown[]) {
+      note(this.source);
+      return run.apply(this, args);
+    };
+  }
   const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const query = client.query;
   client.query = function countedQuery(this: unknown, ...args: unknown[]) {
@@ -56,7 +66,7 @@ function countApplicationStatements(): StatementCounter {
       return count;
     },
     restore() {
-      sqlite.prepare = prepare;
+      for (const [name, run] of runs) statement[name] = run;
       client.query = query;
     },
   };
