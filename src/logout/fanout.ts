@@ -58,15 +58,21 @@ export async function clientsWithLiveTokens(
   return new Set(rows.map((row) => row.client_id!));
 }
 
-/** The applications among `clientIds` that receive a logout for `reason`. */
+/**
+ * The applications among `clientIds` that receive a logout for `reason`. A change that fans out to
+ * many users passes `activeApplications`, read once for all of them in its transaction.
+ */
 export async function logoutTargets(
   trx: Transaction<Database>,
   kind: DatabaseKind,
   clientIds: ReadonlySet<string>,
   reason: LogoutReason,
+  activeApplications?: () => Promise<readonly Application[]>,
 ): Promise<Application[]> {
   if (clientIds.size === 0) return [];
-  const apps = await listApplications(trx, kind, { active: true });
+  const apps = activeApplications
+    ? await activeApplications()
+    : await listApplications(trx, kind, { active: true });
   return apps.filter((app) => clientIds.has(app.clientId) && receivesLogout(app, reason));
 }
 

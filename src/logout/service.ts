@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { LogoutDeliveryOutcome, LogoutReason } from '../audit/events.ts';
+import { listApplications } from '../applications/store.ts';
 import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
@@ -523,6 +524,20 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     if (list.length > 0) unit.afterCommit(() => published(list));
   };
 
+  /**
+   * The active applications, read once per unit of work: one state or group change affects every
+   * user of the state or group (thousands), each a change of the same unit.
+   */
+  const activeApplicationsByUnit = new WeakMap<Transaction<Database>, Promise<Application[]>>();
+  const activeApplicationsIn = (trx: Transaction<Database>): Promise<Application[]> => {
+    let applications = activeApplicationsByUnit.get(trx);
+    if (!applications) {
+      applications = listApplications(trx, database.kind, { active: true });
+      activeApplicationsByUnit.set(trx, applications);
+    }
+    return applications;
+  };
+
   /** State and group changes: only the applications the change newly denies the user. */
   const enqueueNewlyDenied = async (
     trx: Transaction<Database>,
@@ -534,7 +549,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     const targets = newlyDenied(
       change.before,
       change.after,
-      await logoutTargets(trx, database.kind, held, reason),
+      await logoutTargets(trx, database.kind, held, reason, () => activeApplicationsIn(trx)),
     );
     const jobs = newJobs(
       change.userId,
