@@ -126,7 +126,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
     issuer: config.issuer,
     secure: config.mode === 'production',
     csrfKey: deriveKey(config.secretKey, 'console csrf'),
-    provider: oidc.current,
+    provider: oidc.consoleSignIn,
   });
   const loadUser = async (accountId: string) => {
     const userId = userIdOf(accountId);
@@ -134,7 +134,16 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
   };
   const routes = [
     ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
-    ...accountRoutes(),
+    ...accountRoutes({
+      config,
+      branding,
+      directoryAdmin: services.directoryAdmin,
+      applications: services.applications,
+      tokens: services.tokens,
+      twoFactor: services.twoFactor,
+      throttle: oidc.throttle,
+      db: services.database.db,
+    }),
     ...adminRoutes({
       config,
       applications: services.applications,

@@ -18,6 +18,7 @@ import { createAudit } from './audit/create.ts';
 import { type AuditStore, createAuditStore } from './audit/store.ts';
 import { auditApplicationChanges, auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
+import { createTwoFactorService, type TwoFactorService } from './two-factor/service.ts';
 import {
   createTokenRevocation,
   revokeTokensOnUserChange,
@@ -81,6 +82,8 @@ export interface Services {
   keys: KeyService;
   /** The signing keys as loaded in this process; reloads within seconds after a rotation anywhere. */
   keyStore: KeyStore;
+  /** Two-factor sign-in (TOTP, recovery codes): the one write path of its tables. */
+  twoFactor: TwoFactorService;
   /** Back-channel logout (section G): triggers, durable queue, worker, `bcl test`. */
   logout: LogoutService;
   /** Releases everything this object opened, in reverse order. */
@@ -156,6 +159,18 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const tokens = createTokenRevocation({ db: database.db, directory, audit });
     // `tokens revoke-user` queues `user_revoked` logouts in its transaction.
     closers.push(tokens.onUserRevoked(userRevokedHook(logout)));
+    const twoFactor = createTwoFactorService({
+      db: database.db,
+      secretKey: config.secretKey,
+      issuerName: config.branding.name,
+      audit,
+    });
+    // A deleted user's two-factor enrolment goes with the user, in the same unit of work.
+    closers.push(
+      directoryChanges.subscribe(async (change, unit) => {
+        if (change.kind === 'user_deleted') await twoFactor.forget(change.userId, unit.trx);
+      }),
+    );
     return {
       config,
       logger,
@@ -172,6 +187,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       directoryAdmin,
       authenticators: [builtin.authenticator],
       tokens,
+      twoFactor,
       logout,
       close,
     };

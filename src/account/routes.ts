@@ -1,19 +1,383 @@
-import type { ConsoleRoute } from '../console/http.ts';
-import { html } from '../http/pages/layout.ts';
+import type { Kysely } from 'kysely';
+import type { ApplicationService } from '../applications/types.ts';
+import type { Config } from '../config/load.ts';
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { csrfField, doneMessage, formatTime, postButton, textField } from '../console/ui.ts';
+import type { Database } from '../db/schema.ts';
+import { DirectoryError } from '../directory/errors.ts';
+import type { DirectoryAdmin } from '../directory/builtin/types.ts';
+import type { UserProfile } from '../directory/port.ts';
+import type { Branding } from '../http/pages/branding.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import { selectUserGrants } from '../oidc/adapter.ts';
+import { portraitUrl } from '../oidc/claims.ts';
+import type { LoginThrottle } from '../oidc/interactions/throttle.ts';
+import type { TokenRevocationService } from '../tokens/revocation.ts';
+import { qrSvg } from '../two-factor/qr.ts';
+import { TwoFactorError, type TwoFactorService } from '../two-factor/service.ts';
+import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 
-/** The account page of every signed-in user (`/account`). */
-export function accountRoutes(): ConsoleRoute[] {
+/**
+ * The account page of every signed-in user (`/account`): who they are, the applications they allowed
+ * (with revoke), their password, and two-factor sign-in. Every change goes through the service that
+ * owns it, as the CLI's do; every check of a password or a code is under the login throttle.
+ */
+export interface AccountDependencies {
+  config: Pick<Config, 'oidc' | 'twoFactor'>;
+  branding: Branding;
+  /** The built-in directory's password checks and changes; absent for a read-only directory. */
+  directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
+  applications: Pick<ApplicationService, 'findByClientId'>;
+  tokens: Pick<TokenRevocationService, 'revokeApplication'>;
+  twoFactor: TwoFactorService;
+  throttle: LoginThrottle;
+  db: Kysely<Database>;
+}
+
+const DONE: Readonly<Record<string, string>> = {
+  revoked:
+    'Access revoked: the application was told to sign you out, and asks again before it can use your account.',
+  password: 'Password changed.',
+  'two-factor-off': 'Two-factor sign-in is off.',
+};
+
+const SCOPE_TEXT: Readonly<Record<string, string>> = {
+  openid: 'your account identifier',
+  profile: 'your name, main character, groups and state',
+  email: 'your email address',
+  groups: 'your groups and state',
+  offline_access: 'access while you are away',
+};
+
+const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then try again.';
+
+function identity(profile: UserProfile, config: AccountDependencies['config']): Html {
+  const main = profile.mainCharacter;
+  const portrait = main.characterId === null ? undefined : portraitUrl(main.characterId, config.oidc);
+  const corporation = main.corporationName
+    ? `${main.corporationName}${main.corporationTicker ? ` [${main.corporationTicker}]` : ''}`
+    : null;
+  const alliance = main.allianceName
+    ? `${main.allianceName}${main.allianceTicker ? ` <${main.allianceTicker}>` : ''}`
+    : null;
+  return html`<section aria-labelledby="who">
+    ${
+      portrait
+        ? html`<img
+            class="portrait"
+            src="${portrait}"
+            alt="Portrait of ${main.characterName ?? profile.username}"
+            width="64"
+            height="64"
+          />`
+        : ''
+    }
+    <h2 id="who">${main.characterName ?? profile.username}</h2>
+    <dl class="facts">
+      <dt>Username</dt>
+      <dd>${profile.username}</dd>
+      ${
+        profile.email
+          ? html`<dt>Email</dt>
+              <dd>${profile.email}</dd>`
+          : ''
+      }
+      ${
+        corporation
+          ? html`<dt>Corporation</dt>
+              <dd>${corporation}</dd>`
+          : ''
+      }
+      ${
+        alliance
+          ? html`<dt>Alliance</dt>
+              <dd>${alliance}</dd>`
+          : ''
+      }
+      ${
+        main.factionName
+          ? html`<dt>Faction</dt>
+              <dd>${main.factionName}</dd>`
+          : ''
+      }
+      <dt>State</dt>
+      <dd>${profile.state?.name ?? 'none'}</dd>
+      <dt>Groups</dt>
+      <dd>${profile.groups.length === 0 ? 'none' : profile.groups.map((group) => group.name).join(', ')}</dd>
+      ${
+        profile.superuser
+          ? html`<dt>Role</dt>
+              <dd>administrator (superuser)</dd>`
+          : ''
+      }
+    </dl>
+  </section>`;
+}
+
+export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
+  const profileOf = (request: ConsoleRequest) => request.visitor!;
+  const who = (request: ConsoleRequest) => ({
+    id: profileOf(request).id,
+    username: profileOf(request).username,
+  });
+
+  const overview = async (
+    request: ConsoleRequest,
+    notes: { password?: Html; twoFactor?: Html } = {},
+    status = 200,
+  ) => {
+    const profile = profileOf(request);
+    const userId = profile.id;
+    const [grants, twoFactor] = await Promise.all([
+      selectUserGrants(deps.db, userId),
+      deps.twoFactor.status(userId),
+    ]);
+    const apps = await Promise.all(
+      grants
+        .filter((grant) => grant.clientId !== ACCOUNT_CONSOLE_CLIENT_ID)
+        .map(async (grant) => ({ grant, app: await deps.applications.findByClientId(grant.clientId) })),
+    );
+    const required = deps.config.twoFactor.requiredForSuperusers && profile.superuser;
+    request.render(
+      'Your account',
+      html`<h1>Your account</h1>
+        ${doneMessage(DONE, request.ctx.query.done)}
+        ${
+          required && !twoFactor.enrolled
+            ? html`<p class="warn" role="status">
+                Administrators must use two-factor sign-in here: set it up below to reach the administration
+                pages.
+              </p>`
+            : ''
+        }
+        ${identity(profile, deps.config)}
+
+        <section aria-labelledby="apps">
+          <h2 id="apps">Applications you allowed</h2>
+          ${
+            apps.length === 0
+              ? html`<p>None yet. An application appears here once you allow it to use your account.</p>`
+              : html`<ul class="grants">
+                  ${apps.map(
+                    ({ grant, app }) =>
+                      html`<li>
+                        ${app?.logoUrl ? html`<img class="logo" src="${app.logoUrl}" alt="" width="32" height="32" />` : ''}
+                        <strong>${app?.name ?? grant.clientId}</strong
+                        >${app && !app.active ? ' (switched off)' : ''} <br /><span class="note"
+                          >Can see
+                          ${grant.scopes.map((scope) => SCOPE_TEXT[scope] ?? scope).join(', ') || 'nothing'} ·
+                          since ${formatTime(grant.grantedAt)}</span
+                        >
+                        <br />${postButton(request.session, `/account/apps/${encodeURIComponent(grant.clientId)}/revoke`, `Revoke access of ${app?.name ?? grant.clientId}`, { kind: 'secondary' })}
+                      </li>`,
+                  )}
+                </ul>`
+          }
+        </section>
+
+        ${deps.directoryAdmin ? passwordSection(request, notes.password) : ''}
+
+        <section aria-labelledby="two-factor">
+          <h2 id="two-factor">Two-factor sign-in</h2>
+          ${notes.twoFactor ?? ''}
+          ${
+            twoFactor.enrolled
+              ? html`<p>
+                    <strong>On.</strong> Signing in asks for a code from your authenticator app after your
+                    password. ${twoFactor.recoveryCodesLeft} recovery code(s) left.
+                  </p>
+                  <form method="post" action="/account/two-factor/disable" novalidate>
+                    ${csrfField(request.session)}
+                    ${textField('Code from your app, or a recovery code', 'code', '', { autocomplete: 'one-time-code', inputmode: 'numeric', required: true, maxlength: 64 })}
+                    <button type="submit" class="danger">Turn off two-factor sign-in</button>
+                  </form>`
+              : html`<p>
+                    <strong>Off.</strong> With it on, signing in also asks for a code from an authenticator
+                    app on your phone.
+                  </p>
+                  ${postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in')}`
+          }
+        </section>`,
+      { status },
+    );
+  };
+
+  const passwordSection = (request: ConsoleRequest, note: Html | undefined) =>
+    html`<section aria-labelledby="password">
+      <h2 id="password">Password</h2>
+      ${note ?? ''}
+      <form method="post" action="/account/password" novalidate>
+        ${csrfField(request.session)}
+        <input
+          type="text"
+          name="username"
+          value="${profileOf(request).username}"
+          autocomplete="username"
+          hidden
+        />
+        ${textField('Current password', 'current_password', '', { type: 'password', autocomplete: 'current-password', required: true, maxlength: 1024 })}
+        ${textField('New password', 'new_password', '', { type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters.', maxlength: 1024 })}
+        ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: 1024 })}
+        <button type="submit">Change password</button>
+      </form>
+    </section>`;
+
+  const enrolmentPage = (
+    request: ConsoleRequest,
+    pending: { secret: string; uri: string },
+    error?: string,
+  ) => {
+    request.render(
+      'Set up two-factor sign-in',
+      html`<h1>Set up two-factor sign-in</h1>
+        <ol>
+          <li>
+            Open an authenticator app (FreeOTP, Aegis, Google Authenticator, 1Password…) and add an account.
+          </li>
+          <li>Scan this code, or type the key below it.</li>
+          <li>Enter the six-digit code the app shows.</li>
+        </ol>
+        <div class="qr">
+          ${{ html: qrSvg(pending.uri, `QR code to add ${deps.branding.name} to an authenticator app`) }}
+        </div>
+        <p>Key: <code id="totp-secret">${pending.secret.replace(/(.{4})/g, '$1 ').trim()}</code></p>
+        <form method="post" action="/account/two-factor/confirm" novalidate>
+          ${csrfField(request.session)}
+          ${textField('Code from your app', 'code', '', {
+            autocomplete: 'one-time-code',
+            inputmode: 'numeric',
+            required: true,
+            maxlength: 10,
+            ...(error ? { error } : {}),
+          })}
+          <div class="actions">
+            <button type="submit">Turn on</button>
+            <a href="/account#two-factor">Cancel</a>
+          </div>
+        </form>`,
+      { status: error ? 400 : 200 },
+    );
+  };
+
   return [
     {
       method: 'GET',
       path: '/account',
       access: 'signed_in',
-      handle({ visitor, render }) {
-        render(
-          'Your account',
-          html`<h1>Your account</h1>
-            <p>Signed in as <strong>${visitor!.username}</strong>.</p>`,
+      handle: (request) => overview(request),
+    },
+    {
+      method: 'POST',
+      path: '/account/apps/:clientId/revoke',
+      access: 'signed_in',
+      async handle(request) {
+        const clientId = request.params.clientId ?? '';
+        if (clientId !== ACCOUNT_CONSOLE_CLIENT_ID && clientId.length <= 100) {
+          await deps.tokens.revokeApplication(profileOf(request).id, clientId, {
+            note: 'revoked by the user on the account page',
+          });
+        }
+        request.seeOther('/account?done=revoked#apps');
+      },
+    },
+    {
+      method: 'POST',
+      path: '/account/password',
+      access: 'signed_in',
+      async handle(request) {
+        const profile = profileOf(request);
+        const current = (request.form.get('current_password') ?? '').slice(0, 1024);
+        const next = (request.form.get('new_password') ?? '').slice(0, 1024);
+        const again = (request.form.get('new_password_again') ?? '').slice(0, 1024);
+        const refuse = (message: string, status = 400) =>
+          overview(
+            request,
+            { password: html`<p class="alert" role="alert" id="password-error">${message}</p>` },
+            status,
+          );
+        const admin = deps.directoryAdmin;
+        if (!admin) return refuse('Passwords are managed by the directory this service uses, not here.', 409);
+        if (next !== again) return refuse('The two new passwords differ.');
+        const attempt = await deps.throttle.reserve(profile.username, request.ctx.ip);
+        if (!attempt) return refuse(THROTTLED, 429);
+        const check = await admin.verifyPassword(profile.username, current);
+        if (check.outcome !== 'valid' || check.user.id !== profile.id)
+          return refuse('The current password is wrong.', 401);
+        await deps.throttle.succeeded(attempt);
+        try {
+          await admin.setPassword({ id: profile.id }, next, {
+            actor: `self:${profile.username}`,
+          });
+        } catch (error) {
+          if (error instanceof DirectoryError) return refuse(error.message);
+          throw error;
+        }
+        request.seeOther('/account?done=password#password');
+      },
+    },
+    {
+      method: 'POST',
+      path: '/account/two-factor/enrol',
+      access: 'signed_in',
+      async handle(request) {
+        try {
+          enrolmentPage(request, await deps.twoFactor.beginEnrolment(who(request)));
+        } catch (error) {
+          if (!(error instanceof TwoFactorError)) throw error;
+          await overview(
+            request,
+            { twoFactor: html`<p class="alert" role="alert">${error.message}</p>` },
+            409,
+          );
+        }
+      },
+    },
+    {
+      method: 'POST',
+      path: '/account/two-factor/confirm',
+      access: 'signed_in',
+      async handle(request) {
+        const user = who(request);
+        const pending = await deps.twoFactor.pendingEnrolment(user);
+        if (!pending) return request.seeOther('/account#two-factor');
+        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+        if (!attempt) return enrolmentPage(request, pending, THROTTLED);
+        const result = await deps.twoFactor.confirmEnrolment(user, request.form.get('code') ?? '');
+        if (!result.ok)
+          return enrolmentPage(
+            request,
+            pending,
+            'That code is not the one your app shows now. Check the app, then try the next code.',
+          );
+        await deps.throttle.succeeded(attempt);
+        request.render(
+          'Two-factor sign-in is on',
+          html`<h1>Two-factor sign-in is on</h1>
+            <p class="warn" role="status">
+              Keep these recovery codes somewhere safe: each signs you in once without your phone. They are
+              shown only now.
+            </p>
+            <ul class="codes" id="recovery-codes">
+              ${result.recoveryCodes.map((code) => html`<li><code>${code}</code></li>`)}
+            </ul>
+            <p><a class="button" href="/account#two-factor">I have saved them</a></p>`,
         );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/account/two-factor/disable',
+      access: 'signed_in',
+      async handle(request) {
+        const user = who(request);
+        const refuse = (message: string, status: number) =>
+          overview(request, { twoFactor: html`<p class="alert" role="alert">${message}</p>` }, status);
+        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+        if (!attempt) return refuse(THROTTLED, 429);
+        const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');
+        if (!result.ok) return refuse('That code is not valid. Two-factor sign-in is still on.', 401);
+        await deps.throttle.succeeded(attempt);
+        request.seeOther('/account?done=two-factor-off#two-factor');
       },
     },
   ];

@@ -65,7 +65,9 @@ export type AdminAction =
   | 'group_removed'
   | 'state_changed'
   | 'password_changed'
-  | 'secret_rotated';
+  | 'secret_rotated'
+  | 'two_factor_enabled'
+  | 'two_factor_disabled';
 
 /** A scalar detail of an admin change; never a password or a secret, only what changed to what. */
 export type AdminChangeDetail = string | number | boolean | null;

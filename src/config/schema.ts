@@ -239,6 +239,13 @@ export const configSchema = z
         connectTimeoutMs: 5000,
         requestTimeoutMs: 10_000,
       }),
+    twoFactor: z
+      .object({
+        /** Superusers must sign in with a TOTP code; those without one enrol at their next sign-in. */
+        requiredForSuperusers: boolean().default(false),
+      })
+      .strict()
+      .default({ requiredForSuperusers: false }),
     branding: z
       .object({
         /** The community's name: every page's header and title, and the logout question. */

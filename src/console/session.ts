@@ -1,7 +1,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Koa from 'koa';
-import type { Provider } from 'oidc-provider';
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+import type { ConsoleSignIn, ProviderSessionInfo } from '../oidc/console-sign-in.ts';
+
+export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
 
 /**
  * How the console (account page and admin UI) knows who is there. The console is a relying party of
@@ -32,18 +34,8 @@ export interface ConsoleSessionOptions {
   secure: boolean;
   /** HMAC key of the CSRF tokens (derived from the secret key). */
   csrfKey: Buffer;
-  /** The provider serving requests now. */
-  provider: () => Provider;
-}
-
-/** The provider session behind a request, when someone is signed in. */
-export interface ProviderSessionInfo {
-  accountId: string;
-  uid: string;
-  /** How the person signed in (`pwd`, `otp`). */
-  amr: readonly string[];
-  /** Epoch seconds of the sign-in. */
-  loginTs: number | null;
+  /** The provider's side: its session, and redeeming the console's codes. */
+  provider: ConsoleSignIn;
 }
 
 /** A signed-in console visitor: the provider session and the console cookie agree. */
@@ -114,16 +106,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
   const csrfTokenFor = (uid: string, nonce: string) =>
     createHmac('sha256', options.csrfKey).update(`console:${uid}:${nonce}`).digest('base64url');
 
-  const providerSession: ConsoleSessions['providerSession'] = async (ctx) => {
-    const session = await options.provider().Session.get(ctx);
-    if (!session.accountId || !session.uid) return undefined;
-    return {
-      accountId: session.accountId,
-      uid: session.uid,
-      amr: Array.isArray(session.amr) ? session.amr.map(String) : [],
-      loginTs: typeof session.loginTs === 'number' ? session.loginTs : null,
-    };
-  };
+  const providerSession: ConsoleSessions['providerSession'] = (ctx) => options.provider.providerSession(ctx);
 
   const readConsoleCookie = (ctx: Koa.Context): { uid: string; nonce: string } | undefined => {
     const value = ctx.cookies.get(CONSOLE_COOKIE, { signed: true });
@@ -192,23 +175,12 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       if (typeof value !== 'string' || value.length === 0 || value.length > 200)
         return { ok: false, reason: 'The answer carries no authorization code.' };
 
-      const provider = options.provider();
-      const code = await provider.AuthorizationCode.find(value);
-      if (
-        !code ||
-        !code.isValid ||
-        code.clientId !== ACCOUNT_CONSOLE_CLIENT_ID ||
-        code.redirectUri !== callback ||
-        code.codeChallengeMethod !== 'S256' ||
-        typeof code.codeChallenge !== 'string' ||
-        !sameString(code.codeChallenge, s256(flow.verifier))
-      )
+      const code = await options.provider.redeemCode(value, {
+        redirectUri: callback,
+        codeChallenge: s256(flow.verifier),
+      });
+      if (!code)
         return { ok: false, reason: 'The authorization code is not valid (expired, used, or not ours).' };
-      try {
-        await code.consume();
-      } catch {
-        return { ok: false, reason: 'The authorization code was already used.' };
-      }
       const session = await providerSession(ctx);
       if (!session || session.uid !== code.sessionUid || session.accountId !== code.accountId)
         return { ok: false, reason: 'The sign-in does not match the session of this browser.' };

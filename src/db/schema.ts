@@ -257,6 +257,26 @@ export interface AuditEventTable {
   payload: string;
 }
 
+/** Two-factor sign-in: a user's TOTP enrolment (the secret encrypted at rest). */
+export interface TotpEnrolmentTable {
+  user_id: number;
+  secret_encrypted: string;
+  /** Null until a first code proved the user's app holds the secret. */
+  confirmed_at: EpochMs | null;
+  /** The time step of the last accepted code: no code counts twice. */
+  last_used_step: number | null;
+  created_at: EpochMs;
+}
+
+/** Two-factor sign-in: single-use recovery codes, as SHA-256 digests. */
+export interface RecoveryCodeTable {
+  id: Generated<number>;
+  user_id: number;
+  code_sha256: string;
+  used_at: EpochMs | null;
+  created_at: EpochMs;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -274,6 +294,8 @@ export interface Database {
   aa_user_fingerprint: AaUserFingerprintTable;
   aa_poll_lease: AaPollLeaseTable;
   audit_event: AuditEventTable;
+  totp_enrolment: TotpEnrolmentTable;
+  recovery_code: RecoveryCodeTable;
 }
 
 export type StateRow = Selectable<StateTable>;

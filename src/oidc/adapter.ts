@@ -277,3 +277,50 @@ export async function purgeExpiredPayloads(db: Kysely<Database>, now = Date.now(
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** One of a user's grants: what the user allowed one application (the account page lists them). */
+export interface UserGrant {
+  clientId: string;
+  /** The OIDC scopes granted. */
+  scopes: string[];
+  /** Epoch milliseconds. */
+  grantedAt: number | null;
+  expiresAt: number | null;
+}
+
+interface StoredGrantPayload {
+  clientId?: unknown;
+  iat?: unknown;
+  openid?: { scope?: unknown };
+}
+
+/** The user's live grants, one per application (the latest when several), newest first. */
+export async function selectUserGrants(
+  db: Kysely<Database>,
+  userId: number,
+  now: number = Date.now(),
+): Promise<UserGrant[]> {
+  const rows = await db
+    .selectFrom('oidc_payload')
+    .select(['client_id', 'payload', 'expires_at'])
+    .where('user_id', '=', String(userId))
+    .where('model', '=', 'Grant')
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .execute();
+  const byClient = new Map<string, UserGrant>();
+  for (const row of rows) {
+    const payload = JSON.parse(row.payload) as StoredGrantPayload;
+    const clientId = row.client_id ?? (typeof payload.clientId === 'string' ? payload.clientId : null);
+    if (clientId === null) continue;
+    const scope = typeof payload.openid?.scope === 'string' ? payload.openid.scope : '';
+    const grant: UserGrant = {
+      clientId,
+      scopes: [...new Set(scope.split(' ').filter(Boolean))],
+      grantedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : null,
+      expiresAt: row.expires_at,
+    };
+    const known = byClient.get(clientId);
+    if (!known || (grant.grantedAt ?? 0) > (known.grantedAt ?? 0)) byClient.set(clientId, grant);
+  }
+  return [...byClient.values()].sort((a, b) => (b.grantedAt ?? 0) - (a.grantedAt ?? 0));
+}

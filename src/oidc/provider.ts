@@ -22,6 +22,7 @@ import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { introspectionAudit, observeProvider, type ObservabilityDependencies } from './events.ts';
+import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { perRequestApplicationLookup } from './request-applications.ts';
@@ -55,6 +56,8 @@ export interface Oidc {
   /** Interaction pages and the provider under the issuer path, in one middleware. */
   middleware: Koa.Middleware;
   throttle: LoginThrottle;
+  /** The web console's sign-in through this provider (its session, its codes). */
+  consoleSignIn: ConsoleSignIn;
   /** Deletes expired provider rows and old login failures now (also done on a timer). */
   purge(): Promise<void>;
   close(): void;
@@ -179,6 +182,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     cookieKeys: cookieKeys(config.secretKey),
     middleware,
     throttle,
+    consoleSignIn: consoleSignIn(current),
     purge,
     close() {
       clearInterval(timer);

@@ -25,7 +25,8 @@ export interface RevokedToken {
 }
 
 /** Which rows to revoke: every live code and token of a user, of a grant, or with these ids. */
-export type RevocationTarget = { userId: number } | { grantId: string; ids?: readonly string[] };
+export type RevocationTarget =
+  { userId: number; clientId?: string } | { grantId: string; ids?: readonly string[] };
 
 /**
  * Marks every matching live code and token revoked (`revoked_at`, `revoked_reason`) inside `trx` and
@@ -45,7 +46,10 @@ export async function revokeTokens(
       eb('revoked_at', 'is', null),
       eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
       'userId' in target
-        ? eb('user_id', '=', String(target.userId))
+        ? eb.and([
+            eb('user_id', '=', String(target.userId)),
+            ...(target.clientId === undefined ? [] : [eb('client_id', '=', target.clientId)]),
+          ])
         : eb.or([
             eb('grant_id', '=', target.grantId),
             ...(target.ids && target.ids.length > 0 ? [eb('id', 'in', [...target.ids])] : []),
@@ -138,6 +142,17 @@ export interface TokenRevocationService {
     username: string,
     options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean },
   ): Promise<UserRevocationResult>;
+  /**
+   * Ends one application's access for a user (the account page's "revoke"): in one transaction the
+   * user's codes and tokens of that application are revoked and the user's grants to it deleted (it
+   * asks for consent again next time), and the revoke hooks run for that application, so it gets a
+   * back-channel logout (`user_revoked`) whether or not a token was still live.
+   */
+  revokeApplication(
+    userId: number,
+    clientId: string,
+    options?: { note?: string },
+  ): Promise<{ revoked: RevokedToken[]; grantsRemoved: number }>;
   /** The hook point for back-channel logout (`user_revoked`); returns the remover. */
   onUserRevoked(hook: UserRevokedHook): () => void;
 }
@@ -207,6 +222,28 @@ export function createTokenRevocation(deps: {
         publishRevocations(deps.audit, revoked, reason, note);
       }
       return { userId: user.id, username: user.username, revoked, dryRun };
+    },
+    async revokeApplication(userId, clientId, options = {}) {
+      const note = options.note === undefined ? undefined : validNote(options.note);
+      const reason: TokenRevocationReason = 'user_revoked';
+      const afterCommit: Array<() => void> = [];
+      const result = await deps.db.transaction().execute(async (trx) => {
+        const revoked = await revokeTokens(trx, { userId, clientId }, reason, now());
+        const removed = await trx
+          .deleteFrom('oidc_payload')
+          .where('model', '=', 'Grant')
+          .where('user_id', '=', String(userId))
+          .where('client_id', '=', clientId)
+          .executeTakeFirst();
+        for (const hook of hooks) {
+          const committed = await hook(trx, { userId, clientIds: [clientId], reason, dryRun: false });
+          if (committed) afterCommit.push(committed);
+        }
+        return { revoked, grantsRemoved: Number(removed.numDeletedRows) };
+      });
+      for (const committed of afterCommit) committed();
+      publishRevocations(deps.audit, result.revoked, reason, note);
+      return result;
     },
     onUserRevoked(hook) {
       hooks.add(hook);

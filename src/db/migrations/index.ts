@@ -9,6 +9,8 @@ import * as m0008 from './0008_whitelists_by_name.ts';
 import * as m0014 from './0014_alliance_auth_polling.ts';
 import * as m0015 from './0015_imported_client_secrets.ts';
 import * as m0018 from './0018_audit_events.ts';
+import * as m0019 from './0019_totp_enrolment.ts';
+import * as m0020 from './0020_recovery_codes.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -25,4 +27,6 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0014_alliance_auth_polling': m0014,
   '0015_imported_client_secrets': m0015,
   '0018_audit_events': m0018,
+  '0019_totp_enrolment': m0019,
+  '0020_recovery_codes': m0020,
 };

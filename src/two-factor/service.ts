@@ -1,0 +1,294 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
+import type { Kysely, Transaction } from 'kysely';
+import type { AuditBus } from '../audit/bus.ts';
+import type { Database } from '../db/schema.ts';
+import { acceptedStep, looksLikeTotpCode, newTotpSecret, normaliseCode, otpauthUri } from './totp.ts';
+
+/**
+ * Two-factor sign-in: TOTP enrolment with a confirmation code, single-use recovery codes shown once,
+ * verification at sign-in (no code accepted twice), and disabling with a code. The one write path of
+ * the `totp_enrolment` and `recovery_code` tables; users are named by their directory id, whichever
+ * directory holds them.
+ */
+export interface TwoFactorStatus {
+  /** A confirmed enrolment: sign-in asks for a code after the password. */
+  enrolled: boolean;
+  /** An enrolment started and not yet confirmed. */
+  pending: boolean;
+  recoveryCodesLeft: number;
+}
+
+export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
+
+export interface TwoFactorService {
+  status(userId: number): Promise<TwoFactorStatus>;
+  /**
+   * Starts (or restarts) an enrolment: a new secret, kept unconfirmed until `confirmEnrolment`.
+   * Refused when one is confirmed already (disable it first).
+   */
+  beginEnrolment(user: { id: number; username: string }): Promise<{ secret: string; uri: string }>;
+  /** The pending enrolment's secret and URI (to show the QR code again after a wrong code). */
+  pendingEnrolment(user: {
+    id: number;
+    username: string;
+  }): Promise<{ secret: string; uri: string } | undefined>;
+  /** Confirms the pending enrolment with a code from the app; returns the recovery codes, once. */
+  confirmEnrolment(
+    user: { id: number; username: string },
+    code: string,
+  ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false }>;
+  /** A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used). */
+  verify(userId: number, code: string): Promise<CodeCheck>;
+  /** Removes the enrolment and its recovery codes when `code` is valid. */
+  disable(user: { id: number; username: string }, code: string): Promise<CodeCheck>;
+  /** Removes a user's enrolment without a code (the user is gone), inside the change's transaction. */
+  forget(userId: number, trx?: Transaction<Database>): Promise<void>;
+}
+
+export class TwoFactorError extends Error {
+  override name = 'TwoFactorError';
+}
+
+export const RECOVERY_CODE_COUNT = 10;
+
+/** `abcde-fghij`: 50 bits each from a 32-letter alphabet without look-alikes. */
+function newRecoveryCode(): string {
+  const alphabet = 'abcdefghjkmnpqrstuvwxyz23456789';
+  const bytes = randomBytes(10);
+  let code = '';
+  for (const byte of bytes) code += alphabet[byte % alphabet.length];
+  return `${code.slice(0, 5)}-${code.slice(5)}`;
+}
+
+function normaliseRecoveryCode(code: string): string {
+  return code.trim().toLowerCase().replace(/[\s-]/g, '');
+}
+
+function digest(code: string): string {
+  return createHash('sha256').update(normaliseRecoveryCode(code), 'utf8').digest('hex');
+}
+
+/** AES-256-GCM under a key derived from the secret key, bound to the user id. */
+function secretCipher(secretKey: string) {
+  const key = Buffer.from(
+    hkdfSync('sha256', Buffer.from(secretKey, 'utf8'), Buffer.alloc(0), 'aa-oidc totp secrets', 32),
+  );
+  return {
+    seal(userId: number, secret: string): string {
+      const iv = randomBytes(12);
+      const cipher = createCipheriv('aes-256-gcm', key, iv);
+      cipher.setAAD(Buffer.from(`user:${userId}`));
+      const sealed = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final(), cipher.getAuthTag()]);
+      return `v1.${iv.toString('base64url')}.${sealed.toString('base64url')}`;
+    },
+    open(userId: number, text: string): string {
+      const [version, iv, sealed] = text.split('.');
+      if (version !== 'v1' || !iv || !sealed) throw new TwoFactorError('unreadable two-factor secret');
+      const bytes = Buffer.from(sealed, 'base64url');
+      const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+      decipher.setAAD(Buffer.from(`user:${userId}`));
+      decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+      return Buffer.concat([
+        decipher.update(bytes.subarray(0, bytes.length - 16)),
+        decipher.final(),
+      ]).toString('utf8');
+    },
+  };
+}
+
+export interface TwoFactorDependencies {
+  db: Kysely<Database>;
+  secretKey: string;
+  /** The issuer name an authenticator app shows (the community's name). */
+  issuerName: string;
+  audit: Pick<AuditBus, 'publish'>;
+  now?: () => number;
+}
+
+export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorService {
+  const { db } = deps;
+  const now = deps.now ?? Date.now;
+  const cipher = secretCipher(deps.secretKey);
+
+  const enrolmentOf = (userId: number) =>
+    db.selectFrom('totp_enrolment').selectAll().where('user_id', '=', userId).executeTakeFirst();
+
+  const recoveryCodesLeft = async (userId: number) => {
+    const row = await db
+      .selectFrom('recovery_code')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('user_id', '=', userId)
+      .where('used_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  };
+
+  const changed = (userId: number, username: string, action: 'two_factor_enabled' | 'two_factor_disabled') =>
+    deps.audit.publish({
+      kind: 'admin_change',
+      entity: 'user',
+      action,
+      entity_id: userId,
+      name: username,
+      actor: `self:${username}`,
+      changed_fields: ['two_factor'],
+      details: {},
+    });
+
+  /** A TOTP code against a confirmed enrolment, recording its step so it never counts again. */
+  const checkTotp = async (userId: number, code: string): Promise<boolean> => {
+    const enrolment = await enrolmentOf(userId);
+    if (!enrolment || enrolment.confirmed_at === null) return false;
+    const lastStep = enrolment.last_used_step === null ? null : Number(enrolment.last_used_step);
+    const step = acceptedStep(cipher.open(userId, enrolment.secret_encrypted), code, lastStep, now());
+    if (step === undefined) return false;
+    // Only one of two concurrent uses of the same code moves the step forward.
+    const result = await db
+      .updateTable('totp_enrolment')
+      .set({ last_used_step: step })
+      .where('user_id', '=', userId)
+      .where((eb) => eb.or([eb('last_used_step', 'is', null), eb('last_used_step', '<', step)]))
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  };
+
+  const checkRecoveryCode = async (userId: number, code: string): Promise<boolean> => {
+    const normalised = normaliseRecoveryCode(code);
+    if (!/^[a-z0-9]{10}$/.test(normalised)) return false;
+    const wanted = Buffer.from(digest(normalised), 'hex');
+    const rows = await db
+      .selectFrom('recovery_code')
+      .select(['id', 'code_sha256'])
+      .where('user_id', '=', userId)
+      .where('used_at', 'is', null)
+      .execute();
+    const match = rows.find((row) => timingSafeEqual(Buffer.from(row.code_sha256, 'hex'), wanted));
+    if (!match) return false;
+    const result = await db
+      .updateTable('recovery_code')
+      .set({ used_at: now() })
+      .where('id', '=', match.id)
+      .where('used_at', 'is', null)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  };
+
+  const verify: TwoFactorService['verify'] = async (userId, code) => {
+    if (typeof code !== 'string' || code.length > 64) return { ok: false };
+    if (looksLikeTotpCode(code))
+      return (await checkTotp(userId, normaliseCode(code))) ? { ok: true, method: 'totp' } : { ok: false };
+    const enrolment = await enrolmentOf(userId);
+    if (!enrolment || enrolment.confirmed_at === null) return { ok: false };
+    return (await checkRecoveryCode(userId, code)) ? { ok: true, method: 'recovery_code' } : { ok: false };
+  };
+
+  return {
+    async status(userId) {
+      const enrolment = await enrolmentOf(userId);
+      return {
+        enrolled: enrolment?.confirmed_at != null,
+        pending: enrolment !== undefined && enrolment.confirmed_at === null,
+        recoveryCodesLeft: enrolment?.confirmed_at != null ? await recoveryCodesLeft(userId) : 0,
+      };
+    },
+
+    async beginEnrolment(user) {
+      const current = await enrolmentOf(user.id);
+      if (current?.confirmed_at != null)
+        throw new TwoFactorError('two-factor sign-in is already on; turn it off first to enrol again');
+      const secret = newTotpSecret();
+      const sealed = cipher.seal(user.id, secret);
+      await db.transaction().execute(async (trx) => {
+        await trx
+          .deleteFrom('totp_enrolment')
+          .where('user_id', '=', user.id)
+          .where('confirmed_at', 'is', null)
+          .execute();
+        await trx
+          .insertInto('totp_enrolment')
+          .values({
+            user_id: user.id,
+            secret_encrypted: sealed,
+            confirmed_at: null,
+            last_used_step: null,
+            created_at: now(),
+          })
+          .execute();
+      });
+      return { secret, uri: otpauthUri({ issuer: deps.issuerName, username: user.username, secret }) };
+    },
+
+    async pendingEnrolment(user) {
+      const current = await enrolmentOf(user.id);
+      if (!current || current.confirmed_at !== null) return undefined;
+      const secret = cipher.open(user.id, current.secret_encrypted);
+      return { secret, uri: otpauthUri({ issuer: deps.issuerName, username: user.username, secret }) };
+    },
+
+    async confirmEnrolment(user, code) {
+      const userId = user.id;
+      const current = await enrolmentOf(userId);
+      if (!current || current.confirmed_at !== null || typeof code !== 'string') return { ok: false };
+      const step = acceptedStep(cipher.open(userId, current.secret_encrypted), code, null, now());
+      if (step === undefined) return { ok: false };
+      const recoveryCodes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
+      const at = now();
+      const confirmed = await db.transaction().execute(async (trx) => {
+        const result = await trx
+          .updateTable('totp_enrolment')
+          .set({ confirmed_at: at, last_used_step: step })
+          .where('user_id', '=', userId)
+          .where('confirmed_at', 'is', null)
+          .where('secret_encrypted', '=', current.secret_encrypted)
+          .executeTakeFirst();
+        if (Number(result.numUpdatedRows) !== 1) return false;
+        await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
+        await trx
+          .insertInto('recovery_code')
+          .values(
+            recoveryCodes.map((code) => ({
+              user_id: userId,
+              code_sha256: digest(code),
+              used_at: null,
+              created_at: at,
+            })),
+          )
+          .execute();
+        return true;
+      });
+      if (!confirmed) return { ok: false };
+      changed(userId, user.username, 'two_factor_enabled');
+      return { ok: true, recoveryCodes };
+    },
+
+    verify,
+
+    async disable(user, code) {
+      const userId = user.id;
+      const check = await verify(userId, code);
+      if (!check.ok) return check;
+      await db.transaction().execute(async (trx) => {
+        await trx.deleteFrom('totp_enrolment').where('user_id', '=', userId).execute();
+        await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
+      });
+      changed(userId, user.username, 'two_factor_disabled');
+      return check;
+    },
+
+    async forget(userId, within) {
+      const remove = async (trx: Transaction<Database>) => {
+        await trx.deleteFrom('totp_enrolment').where('user_id', '=', userId).execute();
+        await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
+      };
+      if (within) await remove(within);
+      else await db.transaction().execute(remove);
+    },
+  };
+}

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { currentCode } from '../../src/two-factor/totp.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import {
+  basicAuth,
+  Browser,
+  PASSWORD,
+  postForm,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../oidc/server.ts';
+
+const HOSTILE = '<script>alert(1)</script>';
+
+describe(`the account page (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let receiver: RpReceiver;
+  let app: { clientId: string; clientSecret: string | null };
+  let user: { id: number; username: string };
+  let browser: Browser;
+  const url = (path: string) => `${server.origin}${path}`;
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    receiver = await startRpReceiver([200]);
+    app = await seedApp(server, {
+      name: `Wiki ${HOSTILE}`,
+      skipAuthorization: true,
+      backchannelLogoutUri: receiver.url(),
+      logoUrl: 'https://wiki.example.org/logo.png',
+    });
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createGroup(`Fleet ${HOSTILE}`);
+    user = await seedUser(server, {
+      state: 'Member',
+      groups: [`Fleet ${HOSTILE}`],
+      characterId: 90000001,
+      characterName: `Kaelen ${HOSTILE}`,
+      corporationName: 'Obsidian Fleet',
+      corporationTicker: 'OBFL',
+    });
+    browser = await consoleSignIn(server, user.username);
+  });
+  after(async () => {
+    await receiver.close();
+    await server.close();
+  });
+
+  it('shows who the user is: main character, portrait, corporation, state and groups, all escaped', async () => {
+    const page = await consoleGet(browser, url('/account'));
+    assert.equal(page.status, 200);
+    assert.equal(page.body.includes(HOSTILE), false, 'no raw <script>');
+    const text = pageText(page.body);
+    assert.match(text, new RegExp(`Username ${user.username}`));
+    assert.ok(text.includes(`Kaelen ${HOSTILE}`));
+    assert.match(text, /Corporation Obsidian Fleet \[OBFL\]/);
+    assert.match(text, /State Member/);
+    assert.ok(text.includes(`Groups Fleet ${HOSTILE}`));
+    assert.match(page.body, /src="https:\/\/images\.evetech\.net\/characters\/90000001\/portrait\?size=128"/);
+  });
+
+  it('lists an application the user signed in to, and revoking it ends its tokens and tells it by back-channel logout', async () => {
+    const tokens = await holdTokensAt(server, new Browser(), app, user.username);
+    const page = await consoleGet(browser, url('/account'));
+    assert.ok(pageText(page.body).includes(`Wiki ${HOSTILE}`), 'the application is listed');
+    assert.ok(pageText(page.body).includes('Can see your account identifier'));
+    const revoked = await consolePost(browser, url(`/account/apps/${app.clientId}/revoke`), page.csrf!);
+    assert.equal(revoked.status, 303);
+    const introspected = await postForm(
+      `${server.issuer}/introspect/`,
+      { token: tokens.refresh_token },
+      { authorization: basicAuth(app.clientId, app.clientSecret!) },
+    );
+    assert.equal(introspected.body.active, false, 'the refresh token is dead');
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 1, 'the application got a logout token');
+    await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
+    const after = await consoleGet(browser, url('/account?done=revoked'));
+    assert.equal(pageText(after.body).includes(`Wiki ${HOSTILE}`), false, 'no longer listed');
+    assert.match(pageText(after.body), /Access revoked/);
+  });
+
+  it('changes the password only with the current one, and the new one works', async () => {
+    const page = await consoleGet(browser, url('/account'));
+    const wrong = await consolePost(browser, url('/account/password'), page.csrf!, {
+      current_password: 'not it',
+      new_password: 'a brand new passphrase',
+      new_password_again: 'a brand new passphrase',
+    });
+    assert.equal(wrong.status, 401);
+    assert.match(pageText(wrong.body), /The current password is wrong/);
+    const mismatch = await consolePost(browser, url('/account/password'), page.csrf!, {
+      current_password: PASSWORD,
+      new_password: 'a brand new passphrase',
+      new_password_again: 'something else',
+    });
+    assert.equal(mismatch.status, 400);
+    const changed = await consolePost(browser, url('/account/password'), page.csrf!, {
+      current_password: PASSWORD,
+      new_password: 'a brand new passphrase',
+      new_password_again: 'a brand new passphrase',
+    });
+    assert.equal(changed.status, 303);
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(user.username, 'a brand new passphrase')).outcome,
+      'valid',
+    );
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(user.username, PASSWORD)).outcome,
+      'invalid',
+    );
+  });
+
+  it('enrols TOTP with a QR code and a confirmation code, shows the recovery codes once, and turns off with a code', async () => {
+    const page = await consoleGet(browser, url('/account'));
+    const enrol = await consolePost(browser, url('/account/two-factor/enrol'), page.csrf!);
+    assert.equal(enrol.status, 200);
+    assert.match(enrol.body, /<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*role="img"/);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const wrong = await consolePost(browser, url('/account/two-factor/confirm'), page.csrf!, {
+      code: '000000',
+    });
+    assert.equal(wrong.status, 400);
+    assert.match(wrong.body, /<p class="field-error" id="code-error">/);
+    const confirmed = await consolePost(browser, url('/account/two-factor/confirm'), page.csrf!, {
+      code: currentCode(secret),
+    });
+    assert.equal(confirmed.status, 200);
+    const codes = [...confirmed.body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map(
+      (m) => m[1]!,
+    );
+    assert.equal(codes.length, 10);
+    const status = await server.app.twoFactor.status(user.id);
+    assert.deepEqual(status, { enrolled: true, pending: false, recoveryCodesLeft: 10 });
+    const after = await consoleGet(browser, url('/account'));
+    assert.match(pageText(after.body), /On\. Signing in asks for a code/);
+    assert.equal(
+      codes.some((code) => after.body.includes(code)),
+      false,
+      'the recovery codes are not shown again',
+    );
+
+    const refused = await consolePost(browser, url('/account/two-factor/disable'), after.csrf!, {
+      code: '123456',
+    });
+    assert.equal(refused.status, 401);
+    const off = await consolePost(browser, url('/account/two-factor/disable'), after.csrf!, {
+      code: codes[0]!,
+    });
+    assert.equal(off.status, 303);
+    assert.equal((await server.app.twoFactor.status(user.id)).enrolled, false);
+  });
+});

@@ -1,0 +1,149 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import decodeQR from 'qr/decode.js';
+import type { AuditEvent } from '../../src/audit/events.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
+import { migrateToLatest } from '../../src/db/migrate.ts';
+import { qrSvg } from '../../src/two-factor/qr.ts';
+import {
+  createTwoFactorService,
+  RECOVERY_CODE_COUNT,
+  type TwoFactorService,
+} from '../../src/two-factor/service.ts';
+import { currentCode } from '../../src/two-factor/totp.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/** Rasterises the QR SVG's unit squares (4 px a module) and reads it back with a QR decoder. */
+function decodeSvg(svg: string): string {
+  const size = Number(/viewBox="0 0 (\d+) \1"/.exec(svg)![1]);
+  const scale = 4;
+  const width = size * scale;
+  const data = new Uint8Array(width * width * 4).fill(255);
+  for (const [, x, y] of svg.matchAll(/M(\d+) (\d+)h1v1h-1z/g)) {
+    for (let dy = 0; dy < scale; dy += 1)
+      for (let dx = 0; dx < scale; dx += 1) {
+        const offset = ((Number(y) * scale + dy) * width + Number(x) * scale + dx) * 4;
+        data[offset] = data[offset + 1] = data[offset + 2] = 0;
+      }
+  }
+  return decodeQR({ width, height: width, data });
+}
+
+describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let clock = Date.parse('2026-05-01T12:00:00Z');
+  const events: AuditEvent[] = [];
+  let service: TwoFactorService;
+  const alice = { id: 7, username: 'alice' };
+
+  before(async () => {
+    database = await createTestDatabase();
+    handle = openDatabase(testConfig(database).database);
+    await migrateToLatest(handle.db, handle.kind);
+    service = createTwoFactorService({
+      db: handle.db,
+      secretKey: 'k'.repeat(40),
+      issuerName: 'Goon Fleet',
+      audit: { publish: (event) => void events.push(event) },
+      now: () => clock,
+    });
+  });
+  after(async () => {
+    await handle.close();
+    await database.drop();
+  });
+
+  let secret: string;
+  let recoveryCodes: string[];
+
+  it('enrols with a QR code of the otpauth URI, kept unconfirmed until a code proves the app has it', async () => {
+    const started = await service.beginEnrolment(alice);
+    secret = started.secret;
+    assert.match(started.uri, /^otpauth:\/\/totp\/Goon%20Fleet:alice\?/);
+    assert.ok(started.uri.includes(`secret=${secret}`));
+    assert.equal(decodeSvg(qrSvg(started.uri, 'QR code')), started.uri, 'the QR code reads back as the URI');
+    assert.deepEqual(await service.status(alice.id), {
+      enrolled: false,
+      pending: true,
+      recoveryCodesLeft: 0,
+    });
+    const row = await handle.db.selectFrom('totp_enrolment').selectAll().executeTakeFirstOrThrow();
+    assert.equal(row.secret_encrypted.includes(secret), false, 'the secret is encrypted at rest');
+    assert.deepEqual(
+      await service.verify(alice.id, currentCode(secret, clock)),
+      { ok: false },
+      'not before confirmation',
+    );
+
+    assert.deepEqual(await service.confirmEnrolment(alice, '000000'), { ok: false });
+    const confirmed = await service.confirmEnrolment(alice, currentCode(secret, clock));
+    assert.ok(confirmed.ok);
+    recoveryCodes = confirmed.recoveryCodes;
+    assert.equal(recoveryCodes.length, RECOVERY_CODE_COUNT);
+    assert.equal(new Set(recoveryCodes).size, RECOVERY_CODE_COUNT);
+    assert.deepEqual(await service.status(alice.id), {
+      enrolled: true,
+      pending: false,
+      recoveryCodesLeft: 10,
+    });
+    assert.ok(
+      events.some(
+        (event) =>
+          event.kind === 'admin_change' && event.action === 'two_factor_enabled' && event.name === 'alice',
+      ),
+    );
+    await assert.rejects(service.beginEnrolment(alice), /already on/);
+  });
+
+  it('accepts a code once: the confirmation code and any code of an earlier step are spent', async () => {
+    assert.deepEqual(
+      await service.verify(alice.id, currentCode(secret, clock)),
+      { ok: false },
+      'the confirmation code',
+    );
+    clock += 30_000;
+    const code = currentCode(secret, clock);
+    assert.deepEqual(await service.verify(alice.id, code), { ok: true, method: 'totp' });
+    assert.deepEqual(await service.verify(alice.id, code), { ok: false }, 'a replay');
+    clock += 30_000;
+    assert.deepEqual(
+      await service.verify(alice.id, currentCode(secret, clock - 60_000)),
+      { ok: false },
+      'an older step',
+    );
+    assert.deepEqual(
+      await service.verify(alice.id, currentCode(secret, clock + 30_000)),
+      { ok: true, method: 'totp' },
+      'one step of clock drift',
+    );
+  });
+
+  it('accepts each recovery code once, typed any way', async () => {
+    const code = recoveryCodes[0]!;
+    assert.deepEqual(await service.verify(alice.id, ` ${code.toUpperCase().replace('-', ' ')} `), {
+      ok: true,
+      method: 'recovery_code',
+    });
+    assert.deepEqual(await service.verify(alice.id, code), { ok: false });
+    assert.equal((await service.status(alice.id)).recoveryCodesLeft, 9);
+    assert.deepEqual(await service.verify(alice.id, 'aaaaa-bbbbb'), { ok: false });
+    assert.deepEqual(await service.verify(99, code), { ok: false }, 'never for another user');
+  });
+
+  it('turns off only with a valid code', async () => {
+    assert.deepEqual(await service.disable(alice, '123456'), { ok: false });
+    assert.equal((await service.status(alice.id)).enrolled, true);
+    assert.deepEqual(await service.disable(alice, recoveryCodes[1]!), { ok: true, method: 'recovery_code' });
+    assert.deepEqual(await service.status(alice.id), {
+      enrolled: false,
+      pending: false,
+      recoveryCodesLeft: 0,
+    });
+    assert.equal((await handle.db.selectFrom('recovery_code').selectAll().execute()).length, 0);
+    assert.ok(
+      events.some((event) => event.kind === 'admin_change' && event.action === 'two_factor_disabled'),
+    );
+  });
+});
