@@ -13,7 +13,8 @@ import { createOidc, type Oidc } from './oidc/provider.ts';
 import { demoRelyingParty } from './demo/rp.ts';
 import { accountRoutes } from './account/routes.ts';
 import { adminRoutes } from './admin/routes.ts';
-import { type ConsoleRoute, consoleMiddleware } from './console/http.ts';
+import { type ConsoleRequest, type ConsoleRoute, consoleMiddleware } from './console/http.ts';
+import { html } from './http/pages/layout.ts';
 import { consoleRoutes } from './console/routes.ts';
 import { createConsoleSessions } from './console/session.ts';
 import { brandingFrom } from './http/pages/branding.ts';
@@ -53,6 +54,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     applications: services.applications,
     directory: services.directory,
     authenticators: services.authenticators,
+    twoFactor: services.twoFactor,
     keyStore: services.keyStore,
     observability: { audit: services.audit, metrics: services.metrics },
     logout: services.logout,
@@ -157,9 +159,27 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       dbKind: services.database.kind,
     }),
   ];
+  // With twoFactor.requiredForSuperusers, the admin UI wants a session signed in with a code: an
+  // older session signs in again (the login then asks for the code, or sets two-factor up).
+  const superuserCheck = async (request: ConsoleRequest): Promise<'ok' | 'handled'> => {
+    if (!config.twoFactor.requiredForSuperusers || request.session!.amr.includes('otp')) return 'ok';
+    if (request.ctx.method === 'GET' || request.ctx.method === 'HEAD') {
+      sessions.startSignIn(request.ctx, request.ctx.originalUrl, { forceLogin: true });
+    } else {
+      request.render(
+        'Two-factor sign-in required',
+        html`<h1>Two-factor sign-in required</h1>
+          <p class="alert" role="alert">
+            Administrators sign in with a code. <a href="/account/sign-in?return=/admin">Sign in again</a>.
+          </p>`,
+        { status: 403 },
+      );
+    }
+    return 'handled';
+  };
   const middleware = consoleMiddleware({
     sessions,
-    gate: { loadUser },
+    gate: { loadUser, superuserCheck },
     branding,
     logger: services.logger,
     origin: new URL(config.issuer).origin,

@@ -24,6 +24,7 @@ import { discoveryPostProcessing } from './discovery.ts';
 import { introspectionAudit, observeProvider, type ObservabilityDependencies } from './events.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
 import { interactionRoutes } from './interactions/routes.ts';
+import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { perRequestApplicationLookup } from './request-applications.ts';
 import { mountProvider } from './routes.ts';
@@ -44,6 +45,8 @@ export interface OidcDependencies {
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
   /** Audit events and metrics of the provider's work (sections H and I). */
   observability: ObservabilityDependencies;
+  /** Two-factor sign-in: the login asks enrolled users for a code after the password. */
+  twoFactor?: TwoFactorLogin;
   /** Section G: an ended session queues back-channel logouts for its applications. */
   logout?: Pick<LogoutService, 'enqueueSessionLogout'>;
 }
@@ -157,6 +160,14 @@ export function createOidc(deps: OidcDependencies): Oidc {
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
     branding,
+    ...(deps.twoFactor
+      ? {
+          twoFactor: {
+            twoFactor: deps.twoFactor,
+            requiredForSuperusers: config.twoFactor.requiredForSuperusers,
+          },
+        }
+      : {}),
   });
   const mounted = mountProvider(issuerPath(config.issuer), current, branding);
   const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));

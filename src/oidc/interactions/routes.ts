@@ -19,6 +19,13 @@ import { readBody, RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
 import { CSRF_FIELD, type CsrfOptions, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
+import {
+  TWO_FACTOR_ACTIONS,
+  type TwoFactorAction,
+  type TwoFactorStepDependencies,
+  twoFactorStep,
+  type StepRequest,
+} from './two-factor-step.ts';
 
 type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -33,6 +40,8 @@ export interface InteractionDependencies {
   throttle: LoginThrottle;
   csrf: CsrfOptions;
   branding: Branding;
+  /** Two-factor sign-in: the code (or the enrolment) after the password, when the user needs one. */
+  twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'key' | 'branding'>;
 }
 
 /** Said for any failed login, whatever failed: it never tells whether the username exists. */
@@ -57,12 +66,27 @@ const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
  */
 export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware {
   const base = interactionPath(deps.config.issuer, '');
+  const secondFactor = deps.twoFactor
+    ? twoFactorStep({
+        ...deps.twoFactor,
+        directory: deps.directory,
+        throttle: deps.throttle,
+        key: deps.csrf.key,
+        branding: deps.branding,
+      })
+    : undefined;
   return async (ctx, next) => {
     if (!ctx.path.startsWith(base)) return next();
     const [uid, action, ...rest] = ctx.path.slice(base.length).split('/');
     if (!uid || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(uid)) return next();
     const route = `${ctx.method} ${action ?? ''}`;
-    if (!['GET ', 'POST login', 'POST consent'].includes(route)) return next();
+    const routes = [
+      'GET ',
+      'POST login',
+      'POST consent',
+      ...TWO_FACTOR_ACTIONS.map((step) => `POST ${step}`),
+    ];
+    if (!routes.includes(route)) return next();
 
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set(
@@ -115,7 +139,23 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
           'The form has expired. Go back and try again.',
         );
       }
-      if (route === 'POST login') return await submitLogin(ctx, deps, provider, interaction, app, path, form);
+      const step: StepRequest = {
+        ctx,
+        uid,
+        path,
+        clientName: app.name,
+        csrfToken: () => issueCsrfToken(ctx, uid, path, deps.csrf),
+        finishLogin: (userId, amr) =>
+          finish(ctx, provider, { login: { accountId: String(userId), acr: '0', amr, remember: true } }),
+        fail: (status, description) => renderStatus(ctx, deps, status, 'invalid_request', description),
+      };
+      if (route === 'POST login')
+        return await submitLogin(ctx, deps, provider, interaction, app, path, form, step, secondFactor);
+      if (route !== 'POST consent') {
+        if (!secondFactor || interaction.prompt.name !== 'login')
+          return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
+        return await secondFactor.submit(step, action as TwoFactorAction, form);
+      }
       return await submitConsent(ctx, deps, provider, interaction, form);
     } catch (error) {
       requestLog(ctx, deps.logger).error(
@@ -196,6 +236,8 @@ async function submitLogin(
   app: Application,
   path: string,
   form: URLSearchParams,
+  step: StepRequest,
+  secondFactor: ReturnType<typeof twoFactorStep> | undefined,
 ): Promise<void> {
   if (interaction.prompt.name !== 'login') {
     return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
@@ -234,6 +276,9 @@ async function submitLogin(
     requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: result.reason }, 'login failed');
     return again(401, LOGIN_FAILED_MESSAGE);
   }
+  // With two-factor sign-in the password's attempt stays counted until the code is right.
+  const passed = { userId: result.userId, username, amr: result.amr };
+  if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
   await deps.throttle.succeeded(attempt);
   return finish(ctx, provider, {
     login: { accountId: String(result.userId), acr: '0', amr: result.amr, remember: true },

@@ -1,0 +1,205 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type Koa from 'koa';
+import type { Directory } from '../../directory/port.ts';
+import type { Branding } from '../../http/pages/branding.ts';
+import { pageContext } from '../../http/pages/layout.ts';
+import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
+import type { TwoFactorService } from '../../two-factor/service.ts';
+import { qrSvg } from '../../two-factor/qr.ts';
+import type { LoginThrottle } from './throttle.ts';
+
+/**
+ * The login's second step, after a right password: a user enrolled in two-factor sign-in enters a
+ * code from the authenticator app (or a recovery code); a superuser without an enrolment, when
+ * `twoFactor.requiredForSuperusers` is on, enrols right there before the login completes.
+ *
+ * The state between the steps is a signed value in the form (bound to the interaction and to the
+ * user who passed the password step, valid for five minutes), never trusted from the browser
+ * otherwise. Every code is an attempt of the login throttle: the password's attempt stays counted as
+ * a failure until the code is right, so knowing the password buys no extra guesses at the code.
+ */
+export type TwoFactorLogin = Pick<
+  TwoFactorService,
+  'status' | 'verify' | 'beginEnrolment' | 'pendingEnrolment' | 'confirmEnrolment'
+>;
+
+export interface TwoFactorStepDependencies {
+  twoFactor: TwoFactorLogin;
+  directory: Pick<Directory, 'profileById'>;
+  throttle: LoginThrottle;
+  /** Superusers must use two-factor sign-in. */
+  requiredForSuperusers: boolean;
+  /** HMAC key of the signed state (the interaction CSRF key, under its own label). */
+  key: Buffer;
+  branding: Branding;
+}
+
+/** The routes of the second step, under the interaction's path. */
+export const TWO_FACTOR_ACTIONS = ['otp', 'otp-enrol', 'otp-continue'] as const;
+export type TwoFactorAction = (typeof TWO_FACTOR_ACTIONS)[number];
+
+type Stage = 'code' | 'enrol' | 'done';
+
+interface PendingLogin {
+  uid: string;
+  userId: number;
+  /** The username as typed: the throttle's account key. */
+  username: string;
+  amr: string[];
+  stage: Stage;
+  /** Epoch milliseconds. */
+  exp: number;
+}
+
+const PENDING_LIFETIME_MS = 5 * 60 * 1000;
+
+/** What the interaction route gives the step: the request, where it is, and how to end it. */
+export interface StepRequest {
+  ctx: Koa.Context;
+  uid: string;
+  path: string;
+  clientName: string;
+  csrfToken(): string;
+  /** Completes the login with these authentication methods. */
+  finishLogin(userId: number, amr: string[]): Promise<void>;
+  /** An error page (the state expired or was tampered with). */
+  fail(status: number, description: string): void;
+}
+
+function sign(key: Buffer, pending: PendingLogin): string {
+  const body = Buffer.from(JSON.stringify(pending)).toString('base64url');
+  return `${body}.${createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url')}`;
+}
+
+function readPending(key: Buffer, value: string | null, uid: string, stage: Stage): PendingLogin | undefined {
+  if (!value || value.length > 4096) return undefined;
+  const [body, mac] = value.split('.');
+  if (!body || !mac) return undefined;
+  const expected = Buffer.from(createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url'));
+  const actual = Buffer.from(mac);
+  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
+  try {
+    const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
+    if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
+    return pending;
+  } catch {
+    return undefined;
+  }
+}
+
+const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then start again.';
+const WRONG_CODE = 'That code is not valid. Check your app and try the current code.';
+
+export function twoFactorStep(deps: TwoFactorStepDependencies) {
+  const renderCode = (request: StepRequest, pending: PendingLogin, status = 200, error?: string) => {
+    request.ctx.status = status;
+    request.ctx.type = 'html';
+    request.ctx.body = twoFactorCodePage(
+      {
+        action: `${request.path}/otp`,
+        csrfToken: request.csrfToken(),
+        pending: sign(deps.key, pending),
+        clientName: request.clientName,
+        ...(error ? { error } : {}),
+      },
+      pageContext(deps.branding, request.ctx),
+    );
+  };
+
+  const renderEnrol = (
+    request: StepRequest,
+    pending: PendingLogin,
+    enrolment: { secret: string; uri: string },
+    status = 200,
+    error?: string,
+  ) => {
+    request.ctx.status = status;
+    request.ctx.type = 'html';
+    request.ctx.body = twoFactorEnrolPage(
+      {
+        action: `${request.path}/otp-enrol`,
+        csrfToken: request.csrfToken(),
+        pending: sign(deps.key, pending),
+        clientName: request.clientName,
+        qrSvg: qrSvg(enrolment.uri, `QR code to add ${deps.branding.name} to an authenticator app`),
+        secret: enrolment.secret,
+        ...(error ? { error } : {}),
+      },
+      pageContext(deps.branding, request.ctx),
+    );
+  };
+
+  return {
+    /**
+     * After a right password: asks for the second factor when the user needs one and answers
+     * `handled`; `complete` when the login may finish now (then the caller clears the password's
+     * throttle attempt and finishes).
+     */
+    async afterPassword(
+      request: StepRequest,
+      passed: { userId: number; username: string; amr: string[] },
+    ): Promise<'complete' | 'handled'> {
+      const status = await deps.twoFactor.status(passed.userId);
+      const base = { uid: request.uid, ...passed, exp: Date.now() + PENDING_LIFETIME_MS };
+      if (status.enrolled) {
+        renderCode(request, { ...base, stage: 'code' });
+        return 'handled';
+      }
+      if (!deps.requiredForSuperusers) return 'complete';
+      const profile = await deps.directory.profileById(passed.userId);
+      if (!profile?.superuser) return 'complete';
+      const user = { id: profile.id, username: profile.username };
+      const enrolment =
+        (await deps.twoFactor.pendingEnrolment(user)) ?? (await deps.twoFactor.beginEnrolment(user));
+      renderEnrol(request, { ...base, stage: 'enrol' }, enrolment);
+      return 'handled';
+    },
+
+    async submit(request: StepRequest, action: TwoFactorAction, form: URLSearchParams): Promise<void> {
+      const stage: Stage = action === 'otp' ? 'code' : action === 'otp-enrol' ? 'enrol' : 'done';
+      const pending = readPending(deps.key, form.get('pending'), request.uid, stage);
+      if (!pending)
+        return request.fail(
+          400,
+          'This sign-in took too long or was changed. Start again from the application.',
+        );
+      const fresh = { ...pending, exp: Date.now() + PENDING_LIFETIME_MS };
+      const withOtp = [...new Set([...pending.amr, 'otp'])];
+      const code = (form.get('code') ?? '').slice(0, 64);
+
+      if (stage === 'done') return request.finishLogin(pending.userId, withOtp);
+
+      const attempt = await deps.throttle.reserve(pending.username, request.ctx.ip);
+      if (stage === 'code') {
+        if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
+        const check = await deps.twoFactor.verify(pending.userId, code);
+        if (!check.ok) return renderCode(request, fresh, 401, WRONG_CODE);
+        // Forgets this address's failures of the account, the password's attempt included.
+        await deps.throttle.succeeded(attempt);
+        return request.finishLogin(pending.userId, withOtp);
+      }
+
+      const profile = await deps.directory.profileById(pending.userId);
+      if (!profile) return request.fail(400, 'This account is no longer available.');
+      const user = { id: profile.id, username: profile.username };
+      const enrolment = await deps.twoFactor.pendingEnrolment(user);
+      if (!enrolment)
+        return request.fail(400, 'This enrolment is no longer pending. Start again from the application.');
+      if (!attempt) return renderEnrol(request, fresh, enrolment, 429, THROTTLED);
+      const confirmed = await deps.twoFactor.confirmEnrolment(user, code);
+      if (!confirmed.ok) return renderEnrol(request, fresh, enrolment, 401, WRONG_CODE);
+      await deps.throttle.succeeded(attempt);
+      request.ctx.type = 'html';
+      request.ctx.body = recoveryCodesPage(
+        {
+          action: `${request.path}/otp-continue`,
+          csrfToken: request.csrfToken(),
+          pending: sign(deps.key, { ...fresh, stage: 'done' }),
+          clientName: request.clientName,
+          codes: confirmed.recoveryCodes,
+        },
+        pageContext(deps.branding, request.ctx),
+      );
+    },
+  };
+}

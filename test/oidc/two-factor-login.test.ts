@@ -1,0 +1,230 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { currentCode } from '../../src/two-factor/totp.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
+import {
+  authorizeUrl,
+  basicAuth,
+  Browser,
+  formAction,
+  formField,
+  PASSWORD,
+  pkcePair,
+  postForm,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  signIn,
+  startServer,
+  type TestServer,
+} from './server.ts';
+
+describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let client: { clientId: string; clientSecret: string | null };
+  let user: { id: number; username: string };
+  let secret: string;
+  let recoveryCodes: string[];
+  let clock = Date.now();
+
+  before(async () => {
+    server = await startServer({
+      login: { maxFailuresPerAccountAndAddress: 4, maxFailuresPerAccount: 20, maxFailuresPerAddress: 50 },
+    });
+    client = await seedApp(server, { skipAuthorization: true });
+    user = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(user);
+    secret = enrolment.secret;
+    const confirmed = await server.app.twoFactor.confirmEnrolment(user, currentCode(secret));
+    assert.ok(confirmed.ok);
+    recoveryCodes = confirmed.recoveryCodes;
+  });
+  after(async () => server.close());
+
+  /** Signs in with the password; returns the page that follows (the code page) and its browser. */
+  async function passwordStep(username = user.username) {
+    const browser = new Browser();
+    const { verifier, challenge } = pkcePair();
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+      }),
+      { username },
+    );
+    return { browser, verifier, response, body: await response.text() };
+  }
+
+  async function submitCode(
+    browser: Browser,
+    page: string,
+    code: string,
+    pending = formField(page, 'pending'),
+  ) {
+    return browser.follow(formAction(page, server.origin), server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf_token: formField(page, 'csrf_token'), pending, code }).toString(),
+    });
+  }
+
+  async function nextStepCode(): Promise<string> {
+    clock += 30_000;
+    return currentCode(secret, clock);
+  }
+
+  it('asks an enrolled user for a code after the password, and signs in with amr pwd and otp', async () => {
+    const { browser, verifier, response, body } = await passwordStep();
+    assert.equal(response.status, 200);
+    assert.match(pageText(body), /Enter your code/);
+    assert.match(body, /autocomplete="one-time-code"/);
+
+    const wrong = await submitCode(browser, body, '000000');
+    assert.equal(wrong.status, 401);
+    const wrongBody = await wrong.text();
+    assert.match(wrongBody, /<p class="field-error" id="code-error" role="alert">/);
+
+    // The code of the current step was spent by the enrolment: the app shows the next one soon.
+    const code = currentCode(secret, Date.now() + 30_000);
+    const done = await submitCode(browser, wrongBody, code);
+    assert.equal(done.status, 303, await done.clone().text());
+    const location = new URL(done.headers.get('location')!);
+    assert.equal(`${location.origin}${location.pathname}`, REDIRECT_URI);
+    const exchanged = await postForm(
+      `${server.issuer}/token/`,
+      {
+        grant_type: 'authorization_code',
+        code: location.searchParams.get('code')!,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      },
+      { authorization: basicAuth(client.clientId, client.clientSecret!) },
+    );
+    assert.equal(exchanged.status, 200);
+    const sid = decodeJwt(String(exchanged.body.id_token)).sid;
+    const sessions = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('payload')
+      .where('model', '=', 'Session')
+      .where('user_id', '=', String(user.id))
+      .execute();
+    const amrs = sessions
+      .map(
+        (row) =>
+          JSON.parse(row.payload) as { amr?: string[]; authorizations?: Record<string, { sid?: string }> },
+      )
+      .filter((payload) => payload.authorizations?.[client.clientId]?.sid === sid)
+      .map((payload) => payload.amr);
+    assert.deepEqual(amrs, [['pwd', 'otp']], 'the session records both methods');
+
+    // The same code never counts twice, even in another sign-in.
+    const again = await passwordStep();
+    const replay = await submitCode(again.browser, again.body, code);
+    assert.equal(replay.status, 401);
+  });
+
+  it('accepts a recovery code instead, once', async () => {
+    const first = await passwordStep();
+    const done = await submitCode(first.browser, first.body, recoveryCodes[0]!);
+    assert.equal(done.status, 303);
+    const second = await passwordStep();
+    assert.equal((await submitCode(second.browser, second.body, recoveryCodes[0]!)).status, 401);
+  });
+
+  it('refuses a changed or foreign sign-in state', async () => {
+    const { browser, body } = await passwordStep();
+    const pending = formField(body, 'pending');
+    const [payload, mac] = pending.split('.');
+    const forged = JSON.parse(Buffer.from(payload!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    forged.userId = (forged.userId as number) + 1000;
+    const tampered = `${Buffer.from(JSON.stringify(forged)).toString('base64url')}.${mac}`;
+    const response = await submitCode(browser, body, recoveryCodes[1]!, tampered);
+    assert.equal(response.status, 400);
+    assert.match(pageText(await response.text()), /took too long or was changed/);
+  });
+
+  it('counts wrong codes in the login throttle, and a right password buys no extra guesses', async () => {
+    const victim = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(victim);
+    assert.ok((await server.app.twoFactor.confirmEnrolment(victim, currentCode(enrolment.secret))).ok);
+    let throttled = false;
+    for (let round = 0; round < 4 && !throttled; round += 1) {
+      const { browser, body, response } = await passwordStep(victim.username);
+      if (response.status === 429) {
+        throttled = true;
+        break;
+      }
+      const answer = await submitCode(browser, body, '111111');
+      if (answer.status === 429) throttled = true;
+    }
+    assert.ok(throttled, 'the account is throttled after a few wrong codes');
+    const { response } = await passwordStep(victim.username);
+    assert.equal(response.status, 429, 'even the right password is refused now');
+    void nextStepCode;
+  });
+});
+
+describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: { id: number; username: string };
+
+  before(async () => {
+    server = await startServer({ twoFactor: { requiredForSuperusers: true } });
+    admin = await seedUser(server, { superuser: true });
+  });
+  after(async () => server.close());
+
+  it('makes a superuser without two-factor set it up during the login, then shows the recovery codes once', async () => {
+    const browser = new Browser();
+    const start = await signIn(browser, server, `${server.origin}/account/sign-in?return=/admin`, {
+      username: admin.username,
+      password: PASSWORD,
+    });
+    const enrolPage = await start.text();
+    assert.equal(start.status, 200);
+    assert.match(pageText(enrolPage), /Set up two-factor sign-in/);
+    assert.match(enrolPage, /<svg[^>]*role="img"/);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrolPage)![1]!.replaceAll(' ', '');
+    const post = (page: string, fields: Record<string, string>) =>
+      browser.follow(formAction(page, server.origin), server.origin, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          csrf_token: formField(page, 'csrf_token'),
+          pending: formField(page, 'pending'),
+          ...fields,
+        }).toString(),
+      });
+    const codes = await post(enrolPage, { code: currentCode(secret) });
+    assert.equal(codes.status, 200);
+    const codesPage = await codes.text();
+    assert.equal([...codesPage.matchAll(/<li><code>[a-z0-9]{5}-[a-z0-9]{5}<\/code><\/li>/g)].length, 10);
+    assert.equal((await server.app.twoFactor.status(admin.id)).enrolled, true);
+    const done = await post(codesPage, {});
+    assert.equal(done.status, 200, 'the console callback page');
+    assert.match(await done.text(), /http-equiv="refresh"/);
+    const adminPage = await consoleGet(browser, `${server.origin}/admin`);
+    assert.equal(adminPage.status, 200);
+  });
+
+  it('sends a superuser session signed in without a code through the sign-in again for the admin UI', async () => {
+    const other = await seedUser(server, { superuser: false });
+    // Promoted after signing in with a password alone (no code was asked: not a superuser then).
+    const browser = await consoleSignIn(server, other.username);
+    await server.app.directoryAdmin.updateUser({ id: other.id }, { superuser: true });
+    const response = await browser.fetch(`${server.origin}/admin`);
+    assert.equal(response.status, 302);
+    const location = new URL(response.headers.get('location')!);
+    assert.equal(location.searchParams.get('prompt'), 'login');
+    const account = await consoleGet(browser, `${server.origin}/account`);
+    assert.equal(account.status, 200, 'the account page needs no code');
+  });
+});
