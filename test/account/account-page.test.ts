@@ -13,7 +13,7 @@ import {
   seedUser,
   startServer,
   type TestServer,
-} from '../oidc/server.ts';
+} from '../helpers/server.ts';
 
 const HOSTILE = '<script>alert(1)</script>';
 

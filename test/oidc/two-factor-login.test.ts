@@ -19,7 +19,7 @@ import {
   signIn,
   startServer,
   type TestServer,
-} from './server.ts';
+} from '../helpers/server.ts';
 
 describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   let server: TestServer;
