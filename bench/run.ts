@@ -242,6 +242,7 @@ async function main(): Promise<void> {
         client: seeded.client,
         jwtClient: seeded.jwtClient,
         credentials: seeded.credentials,
+        loginUsers: seeded.loginUsers,
       },
       bare: { engine: engines.bare, client: seeded.client },
     };

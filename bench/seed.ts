@@ -13,12 +13,15 @@ export interface SeededAaOidc {
   /** The same application with `access_token_format: jwt`. */
   jwtClient: BenchClient;
   credentials: Credentials;
+  /** Users of the password-login workload (the login throttle budgets attempts per account). */
+  loginUsers: Credentials[];
   /** The back-channel fan-out: the state whose access is revoked, and how many deliveries follow. */
   fanout: { state: string; users: number; clientIds: string[] };
 }
 
 export const REDIRECT_URI = 'http://127.0.0.1:9/bench/callback';
 const ACTOR = 'bench';
+const LOGIN_USERS = 8;
 
 export interface SeedOptions {
   /** Users of the fan-out (each in the group the fan-out applications whitelist). */
@@ -61,6 +64,15 @@ export async function seedAaOidc(config: Config, options: SeedOptions): Promise<
       },
       { actor: ACTOR },
     );
+
+    // The login throttle reserves each attempt per account and per address before argon2 runs, so
+    // the password-login workload spreads its logins over accounts, each in state Member too.
+    const loginUsers: Credentials[] = [];
+    for (let index = 1; index <= LOGIN_USERS; index += 1) {
+      const login = { username: `bench-login-${index}`, password: credentials.password };
+      await directory.createUser({ ...login, state: 'Member' }, { actor: ACTOR });
+      loginUsers.push(login);
+    }
 
     const benchApp = async (name: string, accessTokenFormat: 'opaque' | 'jwt'): Promise<BenchClient> => {
       const created = await applications.create(
@@ -133,7 +145,13 @@ export async function seedAaOidc(config: Config, options: SeedOptions): Promise<
         );
       }
     });
-    return { client, jwtClient, credentials, fanout: { state: 'Fleet', users: userIds.length, clientIds } };
+    return {
+      client,
+      jwtClient,
+      credentials,
+      loginUsers,
+      fanout: { state: 'Fleet', users: userIds.length, clientIds },
+    };
   } finally {
     await services.close();
   }

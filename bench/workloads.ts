@@ -25,6 +25,8 @@ export interface Target {
   jwtClient?: BenchClient;
   /** aa-oidc's password login; absent on the bare engine (its interaction signs in by itself). */
   credentials?: Credentials;
+  /** aa-oidc's accounts for the password-login workload. */
+  loginUsers?: Credentials[];
 }
 
 export interface MeasureOptions {
@@ -51,6 +53,9 @@ export interface Workload {
  * after it and the two tokens each exchange adds, and a lookup in the older generation counts as an insert too; 250 keeps every code inside.
  */
 const CODE_BATCH = 250;
+
+/** argon2 runs on libuv's 4 threads: more logins in flight only wait, and count against the throttle. */
+const LOGIN_CONNECTIONS = 4;
 
 const ok = (status: number) => status >= 200 && status < 300;
 const isRedirect = (status: number) => status === 302 || status === 303;
@@ -284,8 +289,11 @@ export const WORKLOADS: readonly Workload[] = [
     unit: 'logins/s',
     engines: ['aa-oidc'],
     measure(target, options) {
-      const { client, engine, credentials } = target;
-      if (!credentials) throw new Error('the password login needs credentials');
+      const { client, engine, loginUsers } = target;
+      if (!loginUsers?.length) throw new Error('the password login needs accounts');
+      // Each pass signs in as the next account, from at most LOGIN_CONNECTIONS connections: the login
+      // throttle reserves every attempt in flight against per-account and per-address budgets.
+      let next = 0;
       const jarOf = (context: Record<string, unknown>) =>
         (context.jar ??= new Map<string, string>()) as Map<string, string>;
       const follow = (context: Record<string, unknown>) => ({ cookie: cookieHeader(jarOf(context)) });
@@ -324,7 +332,10 @@ export const WORKLOADS: readonly Workload[] = [
           path: (context) => String(context.next),
           headers: follow,
           body: (context) =>
-            new URLSearchParams({ csrf_token: String(context.csrf), ...credentials }).toString(),
+            new URLSearchParams({
+              csrf_token: String(context.csrf),
+              ...loginUsers[next++ % loginUsers.length]!,
+            }).toString(),
           check: redirectTo(/\/authorize\//),
         },
         // Resumed: the consent prompt of an application that skips authorization ends by itself.
@@ -357,7 +368,10 @@ export const WORKLOADS: readonly Workload[] = [
           check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
         },
       ];
-      return load(target, steps, options);
+      return load(target, steps, {
+        ...options,
+        connections: Math.min(options.connections, LOGIN_CONNECTIONS),
+      });
     },
   },
 ];
