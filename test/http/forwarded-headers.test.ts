@@ -2,18 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config/load.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
+import { openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formAction,
-  formField,
-  pkcePair,
-  REDIRECT_URI,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 /**
  * With `trustProxy` on, X-Forwarded-* count only from the `trustedProxies` (default: loopback). A
@@ -41,27 +32,9 @@ describe(`forwarded headers only from trusted proxies (${testDatabaseKind})`, ()
   after(async () => server.close());
 
   async function guess(username: string, forwardedFor: string): Promise<number> {
-    const browser = new Browser();
-    const page = await browser.follow(
-      authorizeUrl(server, {
-        client_id: clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: pkcePair().challenge,
-        code_challenge_method: 'S256',
-      }),
-      server.origin,
-    );
-    const body = await page.text();
-    const response = await browser.fetch(formAction(body, server.origin), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': forwardedFor },
-      body: new URLSearchParams({
-        csrf_token: formField(body, 'csrf_token'),
-        username,
-        password: 'wrong',
-      }).toString(),
+    const page = await openLoginPage(server, clientId);
+    const response = await submitLogin(page, username, 'wrong', {
+      headers: { 'x-forwarded-for': forwardedFor },
     });
     return response.status;
   }

@@ -8,16 +8,8 @@ import {
   type JWTPayload,
 } from 'jose';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/logout/logout-token.ts';
-import {
-  authorizeUrl,
-  basicAuth,
-  type Browser,
-  pkcePair,
-  postForm,
-  REDIRECT_URI,
-  signIn,
-  type TestServer,
-} from '../helpers/server.ts';
+import { login } from '../helpers/flows.ts';
+import type { Browser, TestServer } from '../helpers/server.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 
 /**
@@ -86,28 +78,14 @@ export async function holdTokensAt(
   client: { clientId: string; clientSecret: string | null },
   username: string,
 ): Promise<{ access_token: string; refresh_token: string; id_token: string }> {
-  const { verifier, challenge } = pkcePair();
-  const response = await signIn(
-    browser,
+  const { body } = await login(
     server,
-    authorizeUrl(server, {
-      client_id: client.clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
+    { clientId: client.clientId, clientSecret: client.clientSecret! },
+    username,
+    {
+      browser,
       scope: 'openid',
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-    }),
-    { username },
+    },
   );
-  assert.equal(response.status, 303, 'the sign-in ends with a redirect to the client');
-  const code = new URL(response.headers.get('location')!).searchParams.get('code');
-  assert.ok(code, `no code in ${response.headers.get('location')}`);
-  const exchanged = await postForm(
-    `${server.issuer}/token/`,
-    { grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier },
-    { authorization: basicAuth(client.clientId, client.clientSecret!) },
-  );
-  assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-  return exchanged.body as { access_token: string; refresh_token: string; id_token: string };
+  return body as { access_token: string; refresh_token: string; id_token: string };
 }

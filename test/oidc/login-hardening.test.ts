@@ -2,19 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formAction,
-  formField,
-  PASSWORD,
-  pkcePair,
-  REDIRECT_URI,
-  seedApp,
-  seedUser,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 /** Attacks on the login throttle: look-alike usernames, forged X-Forwarded-For, hostile bytes. */
 describe(`login throttle hardening (${testDatabaseKind})`, () => {
@@ -35,25 +24,7 @@ describe(`login throttle hardening (${testDatabaseKind})`, () => {
     password: string,
     headers: Record<string, string> = {},
   ): Promise<{ status: number; body: string }> {
-    const browser = new Browser();
-    const page = await browser.follow(
-      authorizeUrl(server, {
-        client_id: clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: pkcePair().challenge,
-        code_challenge_method: 'S256',
-      }),
-      server.origin,
-    );
-    const body = await page.text();
-    const response = await browser.fetch(formAction(body, server.origin), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-      body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token'), username, password }).toString(),
-    });
-    return { status: response.status, body: await response.text() };
+    return submitLogin(await openLoginPage(server, clientId), username, password, { headers });
   }
 
   const forgetFailures = () => server.app.database.db.deleteFrom('login_failure').execute();

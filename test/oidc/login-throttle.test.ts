@@ -1,52 +1,28 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApp } from '../../src/app.ts';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
-import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { type LoginPage, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import {
-  authorizeUrl,
   Browser,
-  formAction,
-  formField,
   freePort,
   PASSWORD,
-  pkcePair,
-  REDIRECT_URI,
   seedApp,
   seedUser,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
 
-/** One open login page: the browser that holds its cookies, where to post, its CSRF token. */
-interface OpenLogin {
-  browser: Browser;
-  action: string;
-  csrf: string;
-}
-
-async function openLogin(server: TestServer, clientId: string, browser = new Browser()): Promise<OpenLogin> {
-  const page = await browser.follow(
-    authorizeUrl(server, {
-      client_id: clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope: 'openid',
-      code_challenge: pkcePair().challenge,
-      code_challenge_method: 'S256',
-    }),
-    server.origin,
-  );
+async function openLogin(server: TestServer, clientId: string, browser = new Browser()): Promise<LoginPage> {
+  const page = await openLoginPage(server, clientId, browser);
   assert.equal(page.status, 200);
-  const body = await page.text();
-  return { browser, action: formAction(body, server.origin), csrf: formField(body, 'csrf_token') };
+  return page;
 }
 
 /** Posts the login form of `login` (optionally to another instance serving the same issuer). */
-async function submit(
-  login: OpenLogin,
+function submit(
+  login: LoginPage,
   username: string,
   password: string,
   options: { origin?: string; headers?: Record<string, string> } = {},
@@ -56,12 +32,10 @@ async function submit(
     const origin = new URL(options.origin);
     target.host = origin.host;
   }
-  const response = await login.browser.fetch(target.href, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', ...options.headers },
-    body: new URLSearchParams({ csrf_token: login.csrf, username, password }).toString(),
+  return submitLogin(login, username, password, {
+    action: target.href,
+    ...(options.headers ? { headers: options.headers } : {}),
   });
-  return { status: response.status, body: await response.text() };
 }
 
 function tally(outcomes: ReadonlyArray<{ status: number }>): Record<number, number> {
@@ -89,19 +63,12 @@ describe(`login throttle under a burst of parallel guesses (${testDatabaseKind})
   let clientId: string;
 
   before(async () => {
-    database = await createTestDatabase();
+    database = await createTestDatabase({ migrated: true });
     harness = createLeakHarness();
     const ports = [await freePort(), await freePort(), await freePort()];
     const issuer = `http://127.0.0.1:${ports[0]}/o`;
     instances = [];
-    for (const port of ports) {
-      const app = await createApp(testConfig(database, { port, issuer }), {
-        migrate: true,
-        logger: harness.loggerOptions,
-      });
-      await app.listen({ host: '127.0.0.1', port });
-      instances.push({ app, database, origin: `http://127.0.0.1:${port}`, issuer, close: () => app.close() });
-    }
+    for (const port of ports) instances.push(await startServer({ issuer }, { database, port, harness }));
     clientId = (await seedApp(instances[0]!)).clientId;
   });
   after(async () => {

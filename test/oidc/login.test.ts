@@ -2,19 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formAction,
-  formField,
-  PASSWORD,
-  pkcePair,
-  REDIRECT_URI,
-  seedApp,
-  seedUser,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { type LoginPage, openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { Browser, PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
   let server: TestServer;
@@ -29,33 +18,14 @@ describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
   after(async () => server.close());
 
   /** Opens a fresh login page; returns what is needed to post to it. */
-  async function openLogin(
-    browser = new Browser(),
-  ): Promise<{ browser: Browser; action: string; csrf: string; body: string }> {
-    const response = await browser.follow(
-      authorizeUrl(server, {
-        client_id: clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: pkcePair().challenge,
-        code_challenge_method: 'S256',
-      }),
-      server.origin,
-    );
-    assert.equal(response.status, 200);
-    const body = await response.text();
-    return { browser, body, action: formAction(body, server.origin), csrf: formField(body, 'csrf_token') };
+  async function openLogin(browser = new Browser()): Promise<LoginPage> {
+    const page = await openLoginPage(server, clientId, browser);
+    assert.equal(page.status, 200);
+    return page;
   }
 
   async function attempt(username: string, password: string): Promise<{ status: number; body: string }> {
-    const { browser, action, csrf } = await openLogin();
-    const response = await browser.fetch(action, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ csrf_token: csrf, username, password }).toString(),
-    });
-    return { status: response.status, body: await response.text() };
+    return submitLogin(await openLogin(), username, password);
   }
 
   it('renders an accessible page: lang, heading, labelled fields, no script', async () => {

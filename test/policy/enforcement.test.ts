@@ -14,17 +14,14 @@ import {
 } from '../helpers/server.ts';
 import {
   authorize,
-  authorizeDenials,
   type Client,
   codeFrom,
-  counted,
   introspect,
   login,
-  policyEvents,
-  rejections,
-  token,
+  tokenRequest,
   userinfo,
-} from './flows.ts';
+} from '../helpers/flows.ts';
+import { authorizeDenials, counted, policyEvents, rejections } from './observe.ts';
 
 /**
  * Section D through real HTTP: a real server, a real database, the real login pages. States and
@@ -201,7 +198,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
 
         const { events } = await policyEvents(server, async () => {
           const refreshMoved = await counted(server, 'validate_refresh', loss.reason, async () => {
-            const refreshed = await token(server, client, {
+            const refreshed = await tokenRequest(server, client, {
               grant_type: 'refresh_token',
               refresh_token: refreshToken,
             });
@@ -291,7 +288,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     const code = codeFrom(response);
     await server.app.directoryAdmin.removeGroup({ id: pilot.id }, 'Fleet');
     const moved = await counted(server, 'validate_code', 'app', async () => {
-      const exchanged = await token(server, wiki, {
+      const exchanged = await tokenRequest(server, wiki, {
         grant_type: 'authorization_code',
         code,
         redirect_uri: REDIRECT_URI,
@@ -335,7 +332,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     try {
       const validated = await rejections(server, 'validate_code', 'app');
       const moved = await counted(server, 'save_bearer', 'app', async () => {
-        const exchanged = await token(server, wiki, {
+        const exchanged = await tokenRequest(server, wiki, {
           grant_type: 'authorization_code',
           code,
           redirect_uri: REDIRECT_URI,
@@ -360,7 +357,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
       redirectUris: [],
       groups: ['Directors'],
     });
-    const issued = await token(server, machine, { grant_type: 'client_credentials' });
+    const issued = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
     assert.equal(issued.status, 200, 'no user: the whitelists do not apply');
     assert.equal((await introspect(server, machine, issued.body.access_token as string)).body.active, true);
 
@@ -377,7 +374,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     };
     try {
       const moved = await counted(server, 'save_bearer', 'app_unusable', async () => {
-        const refused = await token(server, machine, { grant_type: 'client_credentials' });
+        const refused = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
         assert.equal(refused.status, 400, JSON.stringify(refused.body));
         assert.equal(refused.body.error, 'unauthorized_client');
       });
@@ -394,7 +391,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     assert.equal(stored.length, 1, 'only the token issued before');
 
     const killed = await counted(server, 'save_bearer', 'app_unusable', async () => {
-      const refused = await token(server, machine, { grant_type: 'client_credentials' });
+      const refused = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
       assert.equal(refused.status, 401);
       assert.equal(refused.body.error, 'invalid_client');
     });

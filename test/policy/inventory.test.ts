@@ -12,7 +12,16 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { authorize, type Client, codeFrom, counted, introspect, login, token, userinfo } from './flows.ts';
+import {
+  authorize,
+  type Client,
+  codeFrom,
+  introspect,
+  login,
+  tokenRequest,
+  userinfo,
+} from '../helpers/flows.ts';
+import { counted } from './observe.ts';
 
 /**
  * Every endpoint and grant type that issues or accepts tokens, taken from the running provider's
@@ -60,7 +69,7 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
         const { response, verifier } = await authorize(server, new Browser(), client, pilot.username);
         const code = codeFrom(response);
         await loseAccess(pilot.id);
-        const answer = await token(server, client, {
+        const answer = await tokenRequest(server, client, {
           grant_type: 'authorization_code',
           code,
           redirect_uri: REDIRECT_URI,
@@ -76,7 +85,7 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
         const pilot = await member();
         const { refreshToken } = await login(server, client, pilot.username);
         await loseAccess(pilot.id);
-        const answer = await token(server, client, {
+        const answer = await tokenRequest(server, client, {
           grant_type: 'refresh_token',
           refresh_token: refreshToken,
         });
@@ -88,10 +97,10 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
       stage: 'save_bearer',
       reason: 'app_unusable',
       probe: async () => {
-        assert.equal((await token(server, machine, { grant_type: 'client_credentials' })).status, 200);
+        assert.equal((await tokenRequest(server, machine, { grant_type: 'client_credentials' })).status, 200);
         await server.app.applications.deactivate(machine.clientId, 'test');
         try {
-          const answer = await token(server, machine, { grant_type: 'client_credentials' });
+          const answer = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
           assert.equal(answer.body.error, 'invalid_client');
         } finally {
           await server.app.applications.activate(machine.clientId, 'test');
@@ -207,7 +216,7 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
       'urn:ietf:params:oauth:grant-type:pre-authorized_code',
     ]) {
       assert.ok(!(discovery.grant_types_supported as string[]).includes(grant));
-      const answer = await token(server, client, { grant_type: grant });
+      const answer = await tokenRequest(server, client, { grant_type: grant });
       assert.equal(answer.body.error, 'unsupported_grant_type', grant);
     }
   });

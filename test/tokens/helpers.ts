@@ -3,22 +3,11 @@ import { randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyResult } from 'jose';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
-import {
-  authorizeUrl,
-  basicAuth,
-  Browser,
-  PASSWORD,
-  pkcePair,
-  postForm,
-  REDIRECT_URI,
-  signIn,
-  type TestServer,
-} from '../helpers/server.ts';
+import * as flows from '../helpers/flows.ts';
+import type { Client } from '../helpers/flows.ts';
+import { Browser, PASSWORD, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
 
-export interface Client {
-  clientId: string;
-  clientSecret: string;
-}
+export type { Client };
 
 export interface Pilot {
   id: number;
@@ -85,39 +74,22 @@ export async function authorize(
   pilot: Pilot,
   scope: string,
 ): Promise<Authorized> {
-  const { verifier, challenge } = pkcePair();
-  const response = await signIn(
-    new Browser(),
-    server,
-    authorizeUrl(server, {
-      client_id: client.clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope,
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-    }),
-    { username: pilot.username },
-  );
-  assert.equal(response.status, 303, 'the sign-in ends with a redirect to the client');
-  const code = new URL(response.headers.get('location')!).searchParams.get('code');
-  assert.ok(code, 'the redirect carries a code');
+  const { response, verifier } = await flows.authorize(server, new Browser(), client, pilot.username, {
+    scope,
+  });
+  const code = flows.codeFrom(response);
   harness.registerSecret(code, 'authorization code');
   harness.registerSecret(verifier, 'PKCE verifier');
   return { code, verifier };
 }
 
 export function redeem(server: TestServer, client: Client, authorized: Authorized) {
-  return postForm(
-    `${server.issuer}/token/`,
-    {
-      grant_type: 'authorization_code',
-      code: authorized.code,
-      redirect_uri: REDIRECT_URI,
-      code_verifier: authorized.verifier,
-    },
-    { authorization: basicAuth(client.clientId, client.clientSecret) },
-  );
+  return flows.tokenRequest(server, client, {
+    grant_type: 'authorization_code',
+    code: authorized.code,
+    redirect_uri: REDIRECT_URI,
+    code_verifier: authorized.verifier,
+  });
 }
 
 export interface Tokens {
@@ -149,12 +121,9 @@ export async function codeFlow(
   return { ...authorized, ...tokens };
 }
 
+/** The introspection answer (asserting that the endpoint answered 200). */
 export async function introspect(server: TestServer, client: Client, token: string) {
-  const response = await postForm(
-    `${server.issuer}/introspect/`,
-    { token },
-    { authorization: basicAuth(client.clientId, client.clientSecret) },
-  );
+  const response = await flows.introspect(server, client, token);
   assert.equal(response.status, 200, JSON.stringify(response.body));
   return response.body;
 }
@@ -163,12 +132,10 @@ export async function isActive(server: TestServer, client: Client, token: string
   return (await introspect(server, client, token)).active === true;
 }
 
+/** The userinfo answer, its body parsed. */
 export async function userinfo(server: TestServer, token: string) {
-  const response = await fetch(`${server.issuer}/userinfo/`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  const { status, body } = await flows.userinfo(server, token);
+  return { status, body: body ? (JSON.parse(body) as Record<string, unknown>) : {} };
 }
 
 /** Verifies an RFC 9068 access token against the provider's published JWKS. */

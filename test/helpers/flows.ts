@@ -1,20 +1,26 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { AuditRecord } from '../../src/audit/events.ts';
-import type { PolicyStage } from '../../src/policy/stages.ts';
 import {
   authorizeUrl,
   basicAuth,
   Browser,
+  formAction,
+  formField,
   pkcePair,
   postForm,
   REDIRECT_URI,
   signIn,
   type SignInOptions,
   type TestServer,
-} from '../helpers/server.ts';
+} from './server.ts';
 
-/** Real HTTP helpers for the policy tests: one confidential client, driven like a relying party. */
+/**
+ * The authorization code flow with PKCE over real HTTP, as a relying party drives it: authorize
+ * (signing in through the login and consent pages), the code, the token endpoint, introspection and
+ * userinfo.
+ */
+
+/** A confidential client, as the code-flow helpers drive it like a relying party. */
 export interface Client {
   clientId: string;
   clientSecret: string;
@@ -64,7 +70,8 @@ export function codeFrom(response: Response): string {
   return code;
 }
 
-export function token(server: TestServer, client: Client, form: Record<string, string>) {
+/** A request to the token endpoint, authenticated with the client's secret (Basic). */
+export function tokenRequest(server: TestServer, client: Client, form: Record<string, string>) {
   return postForm(`${server.issuer}/token/`, form, {
     authorization: basicAuth(client.clientId, client.clientSecret),
   });
@@ -89,15 +96,31 @@ export async function userinfo(server: TestServer, accessToken: string) {
   };
 }
 
-/** Signs a user in and exchanges the code: the access, refresh and id tokens of a fresh login. */
+/**
+ * Signs a user in (or reuses the browser's session) and exchanges the code: the tokens of a fresh
+ * login, and the whole token response.
+ */
 export async function login(
   server: TestServer,
   client: Client,
   username: string,
-  browser = new Browser(),
-): Promise<{ accessToken: string; refreshToken: string; browser: Browser }> {
-  const { response, verifier } = await authorize(server, browser, client, username);
-  const exchanged = await token(server, client, {
+  options: { browser?: Browser; scope?: string } = {},
+): Promise<{
+  accessToken: string;
+  refreshToken: string;
+  idToken: string | undefined;
+  body: Record<string, unknown>;
+  browser: Browser;
+}> {
+  const browser = options.browser ?? new Browser();
+  const { response, verifier } = await authorize(
+    server,
+    browser,
+    client,
+    username,
+    options.scope === undefined ? {} : { scope: options.scope },
+  );
+  const exchanged = await tokenRequest(server, client, {
     grant_type: 'authorization_code',
     code: codeFrom(response),
     redirect_uri: REDIRECT_URI,
@@ -107,50 +130,58 @@ export async function login(
   const accessToken = exchanged.body.access_token as string;
   const refreshToken = exchanged.body.refresh_token as string;
   assert.ok(accessToken && refreshToken);
-  return { accessToken, refreshToken, browser };
+  const idToken = exchanged.body.id_token as string | undefined;
+  return { accessToken, refreshToken, idToken, body: exchanged.body, browser };
 }
 
-/** The current value of `aa_oidc_policy_rejections_total{stage,reason}`. */
-export async function rejections(server: TestServer, stage: PolicyStage, reason: string): Promise<number> {
-  const { values } = await server.app.metrics.policyRejections.get();
-  return values.find((value) => value.labels.stage === stage && value.labels.reason === reason)?.value ?? 0;
+/** A login page reached through /authorize: the browser holding its cookies, the page, its form. */
+export interface LoginPage {
+  browser: Browser;
+  status: number;
+  body: string;
+  /** Where the form posts. */
+  action: string;
+  csrf: string;
 }
 
-/** The current value of `aa_oidc_authorize_denied_total{reason}`. */
-export async function authorizeDenials(server: TestServer, reason: string): Promise<number> {
-  const { values } = await server.app.metrics.authorizeDenied.get();
-  return values.find((value) => value.labels.reason === reason)?.value ?? 0;
-}
-
-/** Collects the `policy_denied` events published while `work` runs. */
-export async function policyEvents<T>(
+/** Opens a fresh login page for `clientId` (scope openid, PKCE), in `browser` or a new one. */
+export async function openLoginPage(
   server: TestServer,
-  work: () => Promise<T>,
-): Promise<{ result: T; events: Array<Extract<AuditRecord, { kind: 'policy_denied' }>> }> {
-  const events: Array<Extract<AuditRecord, { kind: 'policy_denied' }>> = [];
-  const unsubscribe = server.app.audit.subscribe({
-    name: 'policy-test',
-    receive: (record) => {
-      if (record.kind === 'policy_denied') events.push(record);
-    },
+  clientId: string,
+  browser = new Browser(),
+): Promise<LoginPage> {
+  const response = await browser.follow(
+    authorizeUrl(server, {
+      client_id: clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge: pkcePair().challenge,
+      code_challenge_method: 'S256',
+    }),
+    server.origin,
+  );
+  const body = await response.text();
+  return {
+    browser,
+    status: response.status,
+    body,
+    action: formAction(body, server.origin),
+    csrf: formField(body, 'csrf_token'),
+  };
+}
+
+/** Posts the login form of `page` (to `action` when given: another instance serving the issuer). */
+export async function submitLogin(
+  page: LoginPage,
+  username: string,
+  password: string,
+  options: { headers?: Record<string, string>; action?: string } = {},
+): Promise<{ status: number; body: string }> {
+  const response = await page.browser.fetch(options.action ?? page.action, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...options.headers },
+    body: new URLSearchParams({ csrf_token: page.csrf, username, password }).toString(),
   });
-  try {
-    const result = await work();
-    await server.app.audit.idle();
-    return { result, events };
-  } finally {
-    unsubscribe();
-  }
-}
-
-/** Runs `work` and returns by how much the rejection counter of `stage`/`reason` moved. */
-export async function counted(
-  server: TestServer,
-  stage: PolicyStage,
-  reason: string,
-  work: () => Promise<unknown>,
-): Promise<number> {
-  const before = await rejections(server, stage, reason);
-  await work();
-  return (await rejections(server, stage, reason)) - before;
+  return { status: response.status, body: await response.text() };
 }
