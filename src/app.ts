@@ -2,9 +2,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Config } from './config/load.ts';
+import { describeDatabase } from './db/errors.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
+import { answerUnavailable } from './http/unavailable.ts';
 import { browserPaths } from './oidc/routes.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
@@ -44,6 +46,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Then: request id, child logger on ctx.state.log, one access line per request.
   koa.use(requestContext(services.logger));
   logKoaErrors(koa, services.logger);
+  // A database that is down or unreachable makes requests answer 503 "try again", not 500.
+  koa.use(answerUnavailable(services.logger, describeDatabase(config.database)));
   koa.use(healthRoutes(services.database.db, services.database.kind));
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));
   const oidc = createOidc({

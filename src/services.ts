@@ -6,7 +6,7 @@ import { createChangeFeed } from './directory/change-feed.ts';
 import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
 import type { Config } from './config/load.ts';
-import { type DatabaseHandle, openDatabase } from './db/connect.ts';
+import { connectDatabase, connectOptionsFor, type DatabaseHandle } from './db/connect.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { createKeyService, type KeyService } from './keys/service.ts';
 import { createKeyStore } from './keys/store.ts';
@@ -92,7 +92,8 @@ export interface Services {
 
 export async function createServices(config: Config, options: ServicesOptions = {}): Promise<Services> {
   const logger = createLogger(config, options.logger);
-  const database = openDatabase(config.database, {
+  const database = await connectDatabase(config.database, {
+    ...connectOptionsFor(config),
     onIdleConnectionError: (error) =>
       logger.warn(
         { err: { message: error.message } },

@@ -2,7 +2,7 @@ import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
 import { type Config, loadConfig } from '../config/load.ts';
-import { type DatabaseHandle, openDatabase } from '../db/connect.ts';
+import { connectDatabase, connectOptionsFor, type DatabaseHandle } from '../db/connect.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
@@ -135,7 +135,7 @@ export async function withDatabase<T>(
   config: Config,
   work: (database: DatabaseHandle) => Promise<T>,
 ): Promise<T> {
-  const database = openDatabase(config.database);
+  const database = await connectDatabase(config.database, connectOptionsFor(config));
   try {
     const pending = await pendingMigrations(database.db, database.kind);
     if (pending.length > 0) {

@@ -294,8 +294,15 @@ function resolveConfig(
   };
 }
 
-/** The name to show for a setting: where it came from, else its environment variable. */
-function settingName(origins: Record<string, string>, key: string, env: string): string {
+/**
+ * How a message names a setting: its environment variable, or its key in the config file that set it
+ * (`config file /etc/aa-oidc/config.yaml key "port"`).
+ */
+export function settingName(
+  origins: Readonly<Record<string, string>>,
+  key: string,
+  env: string = envNameFor(key.split('.')),
+): string {
   const origin = origins[key];
   return origin === undefined || origin.startsWith(ENV_PREFIX) ? env : `${origin} key "${key}"`;
 }

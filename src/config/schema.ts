@@ -78,6 +78,11 @@ export const configSchema = z
     host: z.string().min(1).optional(),
     issuer: httpUrl.optional(),
     databaseUrl: z.string().min(1).default('sqlite:./data/aa-oidc.sqlite'),
+    /**
+     * How long opening a PostgreSQL connection may take (TCP connect to the server's first answer):
+     * past it a command stops naming the host and port, and a request answers 503 "try again".
+     */
+    databaseConnectTimeoutMs: integer(100, 600_000).default(5000),
     secretKey: z.string().min(32, 'must be at least 32 characters').optional(),
     dataDir: z.string().min(1).default('./data'),
     trustProxy: boolean().default(false),

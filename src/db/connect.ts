@@ -3,7 +3,13 @@ import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
 import pg from 'pg';
-import type { DatabaseTarget } from '../config/load.ts';
+import { type Config, type DatabaseTarget, settingName } from '../config/load.ts';
+import {
+  DatabaseUnavailableError,
+  describeDatabase,
+  explainPostgresConnectError,
+  explainSqliteOpenError,
+} from './errors.ts';
 import type { Database } from './schema.ts';
 
 export type DatabaseKind = DatabaseTarget['kind'];
@@ -13,6 +19,8 @@ export interface DatabaseHandle {
   kind: DatabaseKind;
   /** The PostgreSQL pool, for components that need a raw client (pg-boss). Absent on SQLite. */
   pgPool?: pg.Pool;
+  /** The SQLite connection, for its backup API (`aa-oidc backup`). Absent on PostgreSQL. */
+  sqlite?: BetterSqlite3.Database;
   close(): Promise<void>;
 }
 
@@ -21,23 +29,49 @@ const INT8_OID = 20;
 export interface OpenDatabaseOptions {
   /** Told about a pooled PostgreSQL connection that died while idle (server restart, failover). */
   onIdleConnectionError?: (error: Error) => void;
+  /**
+   * PostgreSQL: how long opening a connection may take, from the TCP connect to the server's first
+   * "ready" (so a server that accepts connections but never answers fails too). Default 5 s.
+   */
+  connectTimeoutMs?: number;
+  /** PostgreSQL: how long a query may wait for its answer (a backstop against a silent network). */
+  queryTimeoutMs?: number;
 }
 
-/** Opens the database named by the configuration. Creates the SQLite file's folder when needed. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * Opens the database named by the configuration. Creates the SQLite file's folder when needed; an
+ * SQLite file that cannot be opened throws a `DatabaseUnavailableError` naming the file. PostgreSQL
+ * connects lazily: see `connectDatabase`.
+ */
 export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOptions = {}): DatabaseHandle {
   if (target.kind === 'sqlite') {
-    if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
-    const sqlite = new BetterSqlite3(target.path);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
-    sqlite.pragma('synchronous = NORMAL');
+    let sqlite: BetterSqlite3.Database | undefined;
+    try {
+      if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
+      sqlite = new BetterSqlite3(target.path);
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('foreign_keys = ON');
+      sqlite.pragma('busy_timeout = 5000');
+      sqlite.pragma('synchronous = NORMAL');
+    } catch (error) {
+      sqlite?.close();
+      throw new DatabaseUnavailableError(
+        `cannot open ${describeDatabase(target)}: ${explainSqliteOpenError(error)}`,
+        { cause: error },
+      );
+    }
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
-    return { db, kind: 'sqlite', close: () => db.destroy() };
+    return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
   const pool = new pg.Pool({
     connectionString: target.url,
     max: 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+    // A peer that vanished without closing (a dead host, a dropped route) is noticed by the kernel.
+    keepAlive: true,
     // Times and counters are 64-bit integers that always fit a double; parse them as numbers
     // for this pool only, never globally.
     types: {
@@ -51,6 +85,11 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // from the pool and the next query opens a new one; without a listener the event would crash the
   // process.
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  // A connection that dies while checked out (mid-query, or between the statements of a
+  // transaction) emits 'error' besides failing its query. The query's caller handles the failure and
+  // the pool discards the client when it is released; the event only needs a listener, without which
+  // it would crash the process.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
 }
@@ -78,6 +117,63 @@ export function cachingStatements(sqlite: BetterSqlite3.Database): SqliteDatabas
       return statement;
     },
   };
+}
+
+export interface ConnectDatabaseOptions extends OpenDatabaseOptions {
+  /** Where the database URL came from, for messages (default `AA_OIDC_DATABASE_URL`). */
+  setting?: string;
+  /** Where the connect timeout came from, for messages (default `AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS`). */
+  timeoutSetting?: string;
+}
+
+/**
+ * PostgreSQL: the longest a query waits for its answer. Nothing aa-oidc asks takes near this long
+ * (`aa-oidc migrate` has no limit); it only keeps a request from waiting forever on a connection
+ * whose network went silent.
+ */
+export const QUERY_TIMEOUT_MS = 60_000;
+
+/** The connection options of every command but `migrate`, from the configuration. */
+export function connectOptionsFor(config: Config): ConnectDatabaseOptions {
+  return {
+    connectTimeoutMs: config.databaseConnectTimeoutMs,
+    queryTimeoutMs: QUERY_TIMEOUT_MS,
+    setting: settingName(config.origins, 'databaseUrl'),
+    timeoutSetting: settingName(config.origins, 'databaseConnectTimeoutMs'),
+  };
+}
+
+/**
+ * Opens the database and proves that it answers, so that a wrong URL, a server that is down or one
+ * that never answers stops the command at once with a `DatabaseUnavailableError` that names the
+ * host and port (or the file) and what to check, instead of failing later or hanging.
+ */
+export async function connectDatabase(
+  target: DatabaseTarget,
+  options: ConnectDatabaseOptions = {},
+): Promise<DatabaseHandle> {
+  const handle = openDatabase(target, options);
+  try {
+    await sql`select count(*) from ${sql.raw(target.kind === 'sqlite' ? 'sqlite_master' : 'pg_namespace')}`.execute(
+      handle.db,
+    );
+    return handle;
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    const setting = options.setting ?? 'AA_OIDC_DATABASE_URL';
+    const reason =
+      target.kind === 'sqlite'
+        ? explainSqliteOpenError(error)
+        : explainPostgresConnectError(error, target.url, {
+            setting,
+            timeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+            timeoutSetting: options.timeoutSetting ?? 'AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS',
+          });
+    const verb = target.kind === 'sqlite' ? 'open' : 'connect to';
+    throw new DatabaseUnavailableError(`cannot ${verb} ${describeDatabase(target)} (${setting}): ${reason}`, {
+      cause: error,
+    });
+  }
 }
 
 /** True when the database answers a trivial query. */

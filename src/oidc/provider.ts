@@ -12,6 +12,7 @@ import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
 import { requestLog } from '../logging/request-context.ts';
+import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import { endSessionLogout, includeSessionIdInIdTokens } from '../logout/rp-initiated.ts';
 import type { LogoutService } from '../logout/service.ts';
 import { createPolicyEnforcer } from '../policy/enforce.ts';
@@ -126,6 +127,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
     includeSessionIdInIdTokens(provider);
     observeProvider(provider, deps.observability);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
+      // Answered 503 "try again" (and logged) by the app's unavailable-database handler.
+      if (noteDatabaseUnavailable(ctx as unknown as Koa.Context, error)) return;
       requestLog(ctx as unknown as Koa.Context, log).error(
         { err: { name: error.name, message: error.message }, route: ctx.oidc?.route },
         'provider server error',

@@ -1,28 +1,43 @@
 import net from 'node:net';
 
 /**
- * A loopback TCP relay in front of a database server, which a test can cut (every connection dropped,
- * new ones refused) and restore: a database that becomes unreachable while aa-oidc runs.
+ * A loopback TCP relay in front of a database server, which a test controls to play the failures of
+ * a database connection path while aa-oidc runs:
+ * - `cut()`: the database becomes unreachable (every connection dropped, new ones refused);
+ * - `silence()`: connections are dropped, and new ones are accepted but never answered (a hung
+ *   server, a dead route);
+ * - `hold()`: answers on the open connections wait until `release()` (a slow database);
+ * - `restore()`: it is back.
  */
 export interface TcpProxy {
   port: number;
   /** `url` with its host and port replaced by the proxy's. */
   wrap(url: string): string;
   cut(): void;
+  silence(): void;
   restore(): void;
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
 export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
-  let open = true;
+  let mode: 'open' | 'cut' | 'silent' = 'open';
+  let holding = false;
+  const held: Array<() => void> = [];
   const server = net.createServer((client) => {
-    if (!open) {
+    if (mode === 'cut') {
       client.destroy();
       return;
     }
-    const upstream = net.connect(targetPort, targetHost);
     sockets.add(client);
+    client.on('error', () => client.destroy()).on('close', () => sockets.delete(client));
+    if (mode === 'silent') {
+      client.resume();
+      return;
+    }
+    const upstream = net.connect(targetPort, targetHost);
     sockets.add(upstream);
     const drop = () => {
       client.destroy();
@@ -32,8 +47,17 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     };
     client.on('error', drop).on('close', drop);
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      if (holding) held.push(() => client.write(chunk));
+      else client.write(chunk);
+    });
   });
+  const dropAll = () => {
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    held.length = 0;
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -45,16 +69,27 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
       return parsed.toString();
     },
     cut() {
-      open = false;
-      for (const socket of sockets) socket.destroy();
-      sockets.clear();
+      mode = 'cut';
+      dropAll();
+    },
+    silence() {
+      mode = 'silent';
+      dropAll();
     },
     restore() {
-      open = true;
+      mode = 'open';
+      holding = false;
+    },
+    hold() {
+      holding = true;
+    },
+    release() {
+      holding = false;
+      for (const write of held.splice(0)) write();
     },
     close() {
-      open = false;
-      for (const socket of sockets) socket.destroy();
+      mode = 'cut';
+      dropAll();
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { openDatabase } from '../../db/connect.ts';
+import { connectDatabase, connectOptionsFor } from '../../db/connect.ts';
 import { migrateToLatest } from '../../db/migrate.ts';
 import { BCL_QUEUE, migratePgBoss, PGBOSS_SCHEMA } from '../../logout/pgboss-transport.ts';
 import { leaseMs } from '../../logout/service.ts';
@@ -11,7 +11,11 @@ export function registerMigrate(program: Command, io: CliIo): void {
     .description('apply every pending database migration (forward-only)')
     .action(async () => {
       const config = cliConfig(io);
-      const database = openDatabase(config.database);
+      // No query time limit: a migration of a large table may take long.
+      const database = await connectDatabase(config.database, {
+        ...connectOptionsFor(config),
+        queryTimeoutMs: 0,
+      });
       try {
         const applied = await migrateToLatest(database.db, database.kind);
         io.stdout.write(

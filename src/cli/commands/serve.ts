@@ -6,6 +6,7 @@ import { type MetricsListener, startMetricsListener } from '../../metrics/http.t
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { type Config, settingName } from '../../config/load.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -43,7 +44,9 @@ export function registerServe(program: Command, io: CliIo): void {
         // the next start creates the superuser.
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
           bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
-        address = await app.listen();
+        address = await app.listen().catch((error: unknown) => {
+          throw listenFailure(error, config);
+        });
         // Section G: this process also delivers queued back-channel logouts (so may `aa-oidc worker`).
         if (migrated) app.logout.startWorker();
       } catch (error) {
@@ -85,4 +88,29 @@ function bootstrapNotice(login: BootstrapLogin, issuer: string): string {
     `  aa-oidc user set-password ${login.username}`,
     '',
   ].join('\n');
+}
+
+/** A failure to bind the HTTP port, as one line naming the setting to change. */
+export function listenFailure(error: unknown, config: Pick<Config, 'host' | 'port' | 'origins'>): Error {
+  const where = `cannot listen on ${config.host}:${config.port}`;
+  const port = settingName(config.origins, 'port');
+  const host = settingName(config.origins, 'host');
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'EADDRINUSE':
+      return new CliError(
+        `${where}: the port is already in use (by another aa-oidc or another program); stop that or choose another port with ${port}`,
+      );
+    case 'EACCES':
+      return new CliError(
+        config.port < 1024
+          ? `${where}: permission denied, ports below 1024 need privileges; choose a port from 1024 up with ${port} and let the reverse proxy listen on 80 and 443`
+          : `${where}: permission denied; choose another port with ${port} or another address with ${host}`,
+      );
+    case 'EADDRNOTAVAIL':
+      return new CliError(`${where}: ${config.host} is not an address of this machine; fix ${host}`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new CliError(`${where}: the host name ${config.host} does not resolve; fix ${host}`);
+  }
+  return error instanceof Error ? error : new Error(String(error));
 }

@@ -6,6 +6,7 @@ import type { Authenticator, PasswordAuthenticator } from '../../directory/authe
 import type { Directory } from '../../directory/port.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
+import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { consentPage } from '../../http/pages/consent.ts';
 import { deniedPage } from '../../http/pages/denied.ts';
 import { errorPage } from '../../http/pages/error.ts';
@@ -100,7 +101,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     let interaction: Interaction;
     try {
       interaction = await provider.interactionDetails(ctx.req, ctx.res);
-    } catch {
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) throw error;
       return renderStatus(
         ctx,
         deps,

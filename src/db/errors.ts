@@ -1,0 +1,150 @@
+import type { DatabaseTarget } from '../config/load.ts';
+
+/**
+ * The database cannot be used now: it refused or timed out a connection, or its file cannot be
+ * opened. The message names the database (host and port, or the file) and what to check, never a
+ * password.
+ */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+/** How a message names the database: `PostgreSQL at HOST:PORT (database NAME)` or `the SQLite file PATH`. */
+export function describeDatabase(target: DatabaseTarget): string {
+  if (target.kind === 'sqlite') return `the SQLite file ${target.path}`;
+  const { host, port, database } = postgresAddress(target.url);
+  return `PostgreSQL at ${host}:${port}${database ? ` (database ${database})` : ''}`;
+}
+
+/** Host, port, database and user of a `postgres://` URL, with libpq's defaults. */
+export function postgresAddress(url: string): { host: string; port: number; database: string; user: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { host: 'localhost', port: 5432, database: '', user: '' };
+  }
+  const host = parsed.searchParams.get('host') ?? decodeURIComponent(parsed.hostname || 'localhost');
+  return {
+    host,
+    port: Number(parsed.searchParams.get('port') ?? parsed.port) || 5432,
+    database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
+    user: decodeURIComponent(parsed.username),
+  };
+}
+
+interface Details {
+  code?: unknown;
+  message?: unknown;
+  cause?: unknown;
+}
+
+/**
+ * The reason a PostgreSQL connection failed, and what to fix, for `cannot connect to …: REASON`.
+ * `setting` names where the URL came from (`AA_OIDC_DATABASE_URL`, or a config file key).
+ */
+export function explainPostgresConnectError(
+  error: unknown,
+  url: string,
+  options: { setting: string; timeoutMs: number; timeoutSetting: string },
+): string {
+  const { host, database, user } = postgresAddress(url);
+  const { code, message } = (error ?? {}) as Details;
+  const text = typeof message === 'string' ? message : String(error);
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused; is PostgreSQL running and listening on that address?';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name ${host} does not resolve; fix the host in ${options.setting}`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'the host is unreachable from here (routing or firewall)';
+    case '28P01':
+    case '28000':
+      return `the server refused user "${user}" (${text}); check the user and password in ${options.setting} and pg_hba.conf`;
+    case '3D000':
+      return `database "${database}" does not exist; create it (createdb -O ${user || 'USER'} ${database}) or fix ${options.setting}`;
+    case '53300':
+      return 'the server has no free connection slot (too many connections)';
+    case '57P03':
+      return 'the server is starting up or shutting down; try again shortly';
+  }
+  if (/timeout|timed out/i.test(text)) {
+    return `no answer within ${formatSeconds(options.timeoutMs)}; check that the server runs and that the host and port are right (the limit is ${options.timeoutSetting})`;
+  }
+  return text;
+}
+
+function formatSeconds(ms: number): string {
+  const seconds = ms / 1000;
+  return `${Number.isInteger(seconds) ? seconds : seconds.toFixed(1)} s`;
+}
+
+/** What an SQLite failure to open means for the operator, for `cannot open …: REASON`. */
+export function explainSqliteOpenError(error: unknown): string {
+  const { code, message } = (error ?? {}) as Details;
+  const text = typeof message === 'string' ? message : String(error);
+  switch (code) {
+    case 'SQLITE_CANTOPEN':
+    case 'EACCES':
+    case 'EPERM':
+      return `${text}; check that its folder exists and that this user may write there (SQLite also writes -wal and -shm files beside it)`;
+    case 'SQLITE_NOTADB':
+      return `${text}; the file is not an SQLite database`;
+    case 'SQLITE_CORRUPT':
+      return `${text}; restore it from a backup (aa-oidc backup)`;
+    case 'SQLITE_FULL':
+      return `${text}; free some disk space`;
+  }
+  if (typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
+    return `${text}; this user needs write access to the file and to its folder`;
+  }
+  return text;
+}
+
+const CONNECTION_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTDOWN',
+]);
+
+/** SQLSTATE classes and codes of a server that cannot take the query now (not of a bad query). */
+const POSTGRES_UNAVAILABLE = /^(08...|57P01|57P02|57P03|53...)$/;
+
+/** node-postgres's own messages for a connection that failed, timed out or died. */
+const POSTGRES_CONNECTION_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|is not queryable/;
+
+/** SQLite result codes of a database that cannot be used now (busy, disk, file access). */
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)(_|$)/;
+
+/**
+ * True when `error` (or one of its causes) says the database cannot be reached or used right now,
+ * as opposed to a bug or a bad request: such a request is answered 503 "try again", not 500.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth += 1) {
+    if (current instanceof DatabaseUnavailableError) return true;
+    const { code, message, cause } = current as Details;
+    if (typeof code === 'string') {
+      if (
+        CONNECTION_ERROR_CODES.has(code) ||
+        POSTGRES_UNAVAILABLE.test(code) ||
+        SQLITE_UNAVAILABLE.test(code)
+      )
+        return true;
+    }
+    if (typeof message === 'string' && POSTGRES_CONNECTION_MESSAGES.test(message)) return true;
+    current = cause;
+  }
+  return false;
+}

@@ -1,0 +1,68 @@
+import type Koa from 'koa';
+import { isDatabaseUnavailable } from '../db/errors.ts';
+import type { Logger } from '../logging/logger.ts';
+import { requestLog } from '../logging/request-context.ts';
+import { unavailablePage } from './pages/unavailable.ts';
+
+/** Seconds a client is asked to wait (`Retry-After`) before trying again. */
+export const RETRY_AFTER_SECONDS = 5;
+/** At most one log line per this interval while the database stays unreachable. */
+const LOG_INTERVAL_MS = 10_000;
+
+interface UnavailableState {
+  databaseUnavailable?: unknown;
+}
+
+/**
+ * Marks the request as failed because the database could not be used (for errors the provider
+ * catches itself and reports through its `server_error` event). True when `error` is such a failure.
+ */
+export function noteDatabaseUnavailable(ctx: Koa.Context, error: unknown): boolean {
+  if (!isDatabaseUnavailable(error)) return false;
+  (ctx.state as UnavailableState).databaseUnavailable = error;
+  return true;
+}
+
+/**
+ * A request that failed because the database is down, busy or unreachable is answered 503 with
+ * `Retry-After`: a "try again" page to browsers, `{"error":"temporarily_unavailable"}` to everyone
+ * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).
+ * Nothing is kept in memory: once the database answers again, so does every request.
+ */
+export function answerUnavailable(logger: Logger, database: string): Koa.Middleware {
+  let lastLoggedAt = 0;
+  let unlogged = 0;
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (error) {
+      if (!noteDatabaseUnavailable(ctx, error)) throw error;
+    }
+    const cause = (ctx.state as UnavailableState).databaseUnavailable;
+    if (cause === undefined) return;
+    const now = Date.now();
+    if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
+      const { name, message, code } = cause as { name?: string; message?: string; code?: string };
+      requestLog(ctx, logger).error(
+        { database, err: { name, message, code }, alsoFailedSinceLastLine: unlogged },
+        'the database is unavailable; answering 503 until it returns',
+      );
+      lastLoggedAt = now;
+      unlogged = 0;
+    } else {
+      unlogged += 1;
+    }
+    ctx.status = 503;
+    ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    ctx.set('Cache-Control', 'no-store');
+    if (ctx.accepts('json', 'html') === 'html') {
+      ctx.type = 'html';
+      ctx.body = unavailablePage();
+    } else {
+      ctx.body = {
+        error: 'temporarily_unavailable',
+        error_description: 'the service cannot reach its database right now; try again in a few seconds',
+      };
+    }
+  };
+}

@@ -1,0 +1,233 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/load.ts';
+import { connectDatabase } from '../../src/db/connect.ts';
+import { DatabaseUnavailableError } from '../../src/db/errors.ts';
+import { AA_OIDC_BIN, runToEnd } from '../helpers/child-process.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+
+/** Node's first act: become nobody (the node binary itself lives under /root, out of nobody's reach). */
+const DROP_TO_NOBODY = '--import=data:text/javascript,process.setgid(65534);process.setuid(65534);';
+
+/** A loopback server that accepts connections and never says a word (a hung database). */
+async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
+}
+
+/** A loopback port nobody listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function connectFailure(url: string, connectTimeoutMs?: number): Promise<string> {
+  const target = loadConfig({ env: {}, overrides: { databaseUrl: url, secretKey: 'k'.repeat(32) } }).database;
+  const error = await connectDatabase(
+    target,
+    connectTimeoutMs === undefined ? {} : { connectTimeoutMs },
+  ).then(
+    () => assert.fail('connected'),
+    (failure: unknown) => failure,
+  );
+  assert.ok(error instanceof DatabaseUnavailableError, String(error));
+  return error.message;
+}
+
+describe('a database that cannot be used stops a command with a message saying what to fix', () => {
+  let folder: string;
+  before(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-failures-'));
+  });
+  after(() => rmSync(folder, { recursive: true, force: true }));
+
+  it('waits 5 s by default for PostgreSQL to answer a new connection (AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS)', () => {
+    const config = loadConfig({ env: { AA_OIDC_SECRET_KEY: 'k'.repeat(32) } });
+    assert.equal(config.databaseConnectTimeoutMs, 5000);
+    const configured = loadConfig({
+      env: { AA_OIDC_SECRET_KEY: 'k'.repeat(32), AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS: '1500' },
+    });
+    assert.equal(configured.databaseConnectTimeoutMs, 1500);
+  });
+
+  it('names the host and port of a PostgreSQL that accepts connections but never answers, never the password', async () => {
+    const silent = await silentServer();
+    try {
+      const message = await connectFailure(
+        `postgres://aa_oidc:hunter2-secret@127.0.0.1:${silent.port}/aa_oidc`,
+        300,
+      );
+      assert.equal(
+        message,
+        `cannot connect to PostgreSQL at 127.0.0.1:${silent.port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+          'no answer within 0.3 s; check that the server runs and that the host and port are right ' +
+          '(the limit is AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS)',
+      );
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('says a refused connection is refused', async () => {
+    const port = await closedPort();
+    const message = await connectFailure(`postgres://aa_oidc@127.0.0.1:${port}/aa_oidc`);
+    assert.equal(
+      message,
+      `cannot connect to PostgreSQL at 127.0.0.1:${port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+        'connection refused; is PostgreSQL running and listening on that address?',
+    );
+  });
+
+  it('names the SQLite file that is not a database', async () => {
+    const file = path.join(folder, 'notes.txt');
+    writeFileSync(file, 'these are not the pages you are looking for '.repeat(100));
+    const message = await connectFailure(`sqlite:${file}`);
+    assert.equal(
+      message,
+      `cannot open the SQLite file ${file}: file is not a database; the file is not an SQLite database`,
+    );
+  });
+
+  it('names the SQLite file whose folder cannot be made', async () => {
+    const blocker = path.join(folder, 'a-file');
+    writeFileSync(blocker, '');
+    const file = path.join(blocker, 'aa-oidc.sqlite');
+    const message = await connectFailure(`sqlite:${file}`);
+    assert.ok(message.startsWith(`cannot open the SQLite file ${file}: `), message);
+    assert.match(message, /EEXIST|ENOTDIR/);
+  });
+
+  it('names the SQLite file the process may not write', async () => {
+    // A folder of root's (or of this user's) that the command may read but not write; as root the
+    // command runs as nobody.
+    const asRoot = process.getuid?.() === 0;
+    const locked = path.join(folder, 'locked');
+    mkdirSync(locked);
+    chmodSync(folder, 0o755);
+    chmodSync(locked, asRoot ? 0o755 : 0o555);
+    const file = path.join(locked, 'aa-oidc.sqlite');
+    const run = await runToEnd(
+      process.execPath,
+      [...(asRoot ? [DROP_TO_NOBODY] : []), AA_OIDC_BIN, 'migrate'],
+      {
+        env: {
+          PATH: process.env.PATH,
+          AA_OIDC_DATABASE_URL: `sqlite:${file}`,
+          AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+        },
+      },
+    );
+    assert.equal(run.code, 1);
+    assert.equal(
+      run.stderr,
+      `aa-oidc: cannot open the SQLite file ${file}: unable to open database file; ` +
+        'check that its folder exists and that this user may write there (SQLite also writes -wal and -shm files beside it)\n',
+    );
+  });
+});
+
+describe('aa-oidc serve, when it cannot start, says why in one line', () => {
+  let database: TestDatabase;
+  const blockers: net.Server[] = [];
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => {
+    for (const blocker of blockers) blocker.close();
+    await database.drop();
+  });
+
+  const env = (extra: Record<string, string>) =>
+    testEnv(database, { AA_OIDC_HOST: '127.0.0.1', AA_OIDC_METRICS_ENABLED: 'false', ...extra });
+
+  it('names AA_OIDC_PORT when the port is in use', async () => {
+    const blocker = net.createServer();
+    blockers.push(blocker);
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as net.AddressInfo;
+    const run = await cli(['serve'], env({ AA_OIDC_PORT: String(port) }));
+    assert.equal(run.code, 1);
+    assert.equal(
+      run.stderr,
+      `aa-oidc: cannot listen on 127.0.0.1:${port}: the port is already in use (by another aa-oidc or another program); ` +
+        'stop that or choose another port with AA_OIDC_PORT\n',
+    );
+  });
+
+  it('names AA_OIDC_PORT when the port needs privileges', async (t) => {
+    const unprivilegedFrom = Number(readFileSync('/proc/sys/net/ipv4/ip_unprivileged_port_start', 'utf8'));
+    if (unprivilegedFrom <= 1) {
+      t.skip('this kernel lets any user bind low ports (net.ipv4.ip_unprivileged_port_start)');
+      return;
+    }
+    // As root, the server runs as nobody, on an SQLite file of its own.
+    const asRoot = process.getuid?.() === 0;
+    const dataDir = path.join(database.dataDir, 'nobody');
+    chmodSync(database.dataDir, 0o711);
+    mkdirSync(dataDir);
+    chmodSync(dataDir, 0o777);
+    const run = await runToEnd(
+      process.execPath,
+      [...(asRoot ? [DROP_TO_NOBODY] : []), AA_OIDC_BIN, 'serve'],
+      {
+        env: env({
+          AA_OIDC_PORT: '1',
+          AA_OIDC_DATA_DIR: dataDir,
+          AA_OIDC_DATABASE_URL: `sqlite:${dataDir}/aa-oidc.sqlite`,
+        }),
+      },
+    );
+    assert.equal(run.code, 1, run.stderr);
+    assert.equal(
+      run.stderr,
+      'aa-oidc: cannot listen on 127.0.0.1:1: permission denied, ports below 1024 need privileges; ' +
+        'choose a port from 1024 up with AA_OIDC_PORT and let the reverse proxy listen on 80 and 443\n',
+    );
+  });
+
+  it('stops with the database address when PostgreSQL never answers, instead of hanging', async () => {
+    const silent = await silentServer();
+    try {
+      const run = await cli(
+        ['serve'],
+        env({
+          AA_OIDC_PORT: '0',
+          AA_OIDC_DATABASE_URL: `postgres://aa_oidc:hunter2-secret@127.0.0.1:${silent.port}/aa_oidc`,
+          AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS: '500',
+        }),
+      );
+      assert.equal(run.code, 1);
+      assert.equal(
+        run.stderr,
+        `aa-oidc: cannot connect to PostgreSQL at 127.0.0.1:${silent.port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+          'no answer within 0.5 s; check that the server runs and that the host and port are right ' +
+          '(the limit is AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS)\n',
+      );
+      assert.ok(!`${run.stdout}${run.stderr}`.includes('hunter2'));
+    } finally {
+      await silent.close();
+    }
+  });
+});

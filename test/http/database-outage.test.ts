@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type App, createApp } from '../../src/app.ts';
+import { postgresAddress } from '../../src/db/errors.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { basicAuth, freePort, postForm, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
+import {
+  type Client,
+  codeFlow,
+  type Pilot,
+  seedClient,
+  seedDirectory,
+  seedPilot,
+} from '../tokens/helpers.ts';
+
+const skip =
+  testDatabaseKind === 'postgres'
+    ? false
+    : 'needs PostgreSQL (set AA_OIDC_TEST_DATABASE_URL): the outage is played on its TCP connection path';
+
+/** Every request of these tests must end; a hang fails it here instead of stalling the run. */
+const ANSWER_WITHIN_MS = 30_000;
+
+/**
+ * A database lost while serving: requests answer 503 "try again" (a page for browsers, JSON
+ * `temporarily_unavailable` for clients), `/readyz` answers 503, nothing hangs, and the service
+ * recovers by itself once the database is back. The database sits behind a TCP proxy the test
+ * cuts, silences and restores.
+ */
+describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => {
+  const harness = createLeakHarness();
+  let database: TestDatabase;
+  let proxy: TcpProxy;
+  let app: App;
+  let server: TestServer;
+  let client: Client;
+  let pilot: Pilot;
+
+  before(async () => {
+    database = await createTestDatabase();
+    const { host, port } = postgresAddress(database.url);
+    proxy = await startTcpProxy(host, port);
+    const listenPort = await freePort();
+    const issuer = `http://127.0.0.1:${listenPort}/o`;
+    const config = testConfig(database, {
+      port: listenPort,
+      issuer,
+      databaseUrl: proxy.wrap(database.url),
+      databaseConnectTimeoutMs: 1000,
+    });
+    app = await createApp(config, { migrate: true, logger: harness.loggerOptions });
+    harness.attach(app);
+    await app.listen({ host: '127.0.0.1', port: listenPort });
+    server = { app, database, origin: `http://127.0.0.1:${listenPort}`, issuer, close: () => app.close() };
+    await seedDirectory(server);
+    pilot = await seedPilot(server, harness);
+    client = await seedClient(server, harness);
+  });
+  after(async () => {
+    await app?.close();
+    await proxy?.close();
+    await database?.drop();
+  });
+
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${server.origin}${path}`, { headers, signal: AbortSignal.timeout(ANSWER_WITHIN_MS) });
+  const refresh = (refreshToken: string) =>
+    postForm(
+      `${server.issuer}/token/`,
+      { grant_type: 'refresh_token', refresh_token: refreshToken },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+  const authorizePath = () =>
+    `/o/authorize/?${new URLSearchParams({
+      client_id: client.clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+    })}`;
+
+  async function assertUnavailable(): Promise<void> {
+    const ready = await get('/readyz');
+    assert.equal(ready.status, 503);
+    assert.equal(((await ready.json()) as { database: string }).database, 'unreachable');
+
+    const info = await get('/o/userinfo/', { authorization: 'Bearer some-access-token-value' });
+    assert.equal(info.status, 503);
+    assert.equal(info.headers.get('retry-after'), '5');
+    assert.deepEqual(await info.json(), {
+      error: 'temporarily_unavailable',
+      error_description: 'the service cannot reach its database right now; try again in a few seconds',
+    });
+
+    const page = await get(authorizePath(), { accept: 'text/html' });
+    assert.equal(page.status, 503);
+    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+    assert.match(await page.text(), /Try again in a few seconds/);
+  }
+
+  /** Waits (polling, generously) until the service answers again, then checks a real token path. */
+  async function assertRecovered(refreshToken: string): Promise<string> {
+    await waitUntil(async () => (await get('/readyz')).status === 200, '/readyz answers 200 again');
+    const refreshed = await refresh(refreshToken);
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    const info = await get('/o/userinfo/', {
+      authorization: `Bearer ${String(refreshed.body.access_token)}`,
+    });
+    assert.equal(info.status, 200);
+    return String(refreshed.body.refresh_token);
+  }
+
+  it('answers 503 "try again" while the database is down, and recovers by itself when it is back', async () => {
+    const tokens = await codeFlow(server, harness, client, pilot, 'openid email offline_access');
+    proxy.cut();
+    await assertUnavailable();
+    const refused = await refresh(tokens.refreshToken!);
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error, 'temporarily_unavailable');
+
+    proxy.restore();
+    const next = await assertRecovered(tokens.refreshToken!);
+    assert.notEqual(next, tokens.refreshToken);
+  });
+
+  it('answers 503 within the connect timeout while the database accepts connections but never answers', async () => {
+    const tokens = await codeFlow(server, harness, client, pilot, 'openid email offline_access');
+    proxy.silence();
+    await assertUnavailable();
+    proxy.restore();
+    await assertRecovered(tokens.refreshToken!);
+  });
+
+  it('logs the outage naming the database, never a token', async () => {
+    const lines = harness.logLines
+      .map((line) => JSON.parse(line) as { msg: string; database?: string })
+      .filter((line) => line.msg === 'the database is unavailable; answering 503 until it returns');
+    assert.ok(lines.length > 0, 'the outage was logged');
+    for (const line of lines)
+      assert.match(String(line.database), /^PostgreSQL at 127\.0\.0\.1:\d+ \(database aa_oidc_t_\w+\)$/);
+    await harness.assertNoLeaks();
+  });
+});
