@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
 import { registerAudit } from './commands/audit.ts';
+import { registerBackup } from './commands/backup.ts';
 import { registerBcl } from './commands/bcl.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerWorker } from './commands/worker.ts';
@@ -40,6 +41,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerCheck(program, io);
   registerBcl(program, io);
   registerMigrate(program, io);
+  registerBackup(program, io);
   registerKeys(program, io);
   registerApp(program, io);
   registerUser(program, io);

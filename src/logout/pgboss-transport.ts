@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { CompiledQuery, sql, type Transaction } from 'kysely';
 import { type Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
@@ -86,6 +87,27 @@ export function newPgBoss(database: DatabaseHandle, expireInSeconds: number): Pg
     superviseIntervalSeconds: superviseSeconds,
     monitorIntervalSeconds: 1,
   });
+}
+
+/** The pg-boss schema version this aa-oidc needs (pg-boss's package.json). */
+export function pgBossSchemaVersion(): number {
+  const manifest = createRequire(import.meta.url)('pg-boss/package.json') as { pgboss: { schema: number } };
+  return manifest.pgboss.schema;
+}
+
+/**
+ * The pg-boss schema version installed in the database (null when it is not installed), read
+ * without changing anything: for `aa-oidc migrate --dry-run`.
+ */
+export async function installedPgBossSchemaVersion(database: DatabaseHandle): Promise<number | null> {
+  const table = await sql<{
+    name: string | null;
+  }>`select to_regclass(${`${PGBOSS_SCHEMA}.version`})::text as name`.execute(database.db);
+  if (!table.rows[0]?.name) return null;
+  const version = await sql<{
+    version: number;
+  }>`select version from ${sql.table(`${PGBOSS_SCHEMA}.version`)}`.execute(database.db);
+  return version.rows[0]?.version ?? null;
 }
 
 /** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */

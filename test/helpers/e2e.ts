@@ -34,6 +34,23 @@ export function authlibUnavailable(): string | false {
   }
 }
 
+/**
+ * `false` when `command ARGS` runs and exits 0, otherwise the reason to skip, naming the Debian
+ * package that brings it (nginx, systemd-analyze, pg_dump, openssl).
+ */
+export function commandUnavailable(
+  command: string,
+  args: readonly string[],
+  debianPackage: string,
+): string | false {
+  try {
+    execFileSync(command, [...args], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return missing(`${command} is not installed (apt-get install ${debianPackage})`);
+  }
+}
+
 export async function launchChromium(): Promise<Browser> {
   const { chromium } = await import('playwright-core');
   return chromium.launch({

@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
 import { connectDatabase, connectOptionsFor } from '../../db/connect.ts';
-import { migrateToLatest } from '../../db/migrate.ts';
-import { BCL_QUEUE, migratePgBoss, PGBOSS_SCHEMA } from '../../logout/pgboss-transport.ts';
+import { migrateToLatest, pendingMigrations } from '../../db/migrate.ts';
+import {
+  BCL_QUEUE,
+  installedPgBossSchemaVersion,
+  migratePgBoss,
+  PGBOSS_SCHEMA,
+  pgBossSchemaVersion,
+} from '../../logout/pgboss-transport.ts';
 import { leaseMs } from '../../logout/service.ts';
 import { type CliIo, cliConfig } from '../context.ts';
 
@@ -9,7 +15,8 @@ export function registerMigrate(program: Command, io: CliIo): void {
   program
     .command('migrate')
     .description('apply every pending database migration (forward-only)')
-    .action(async () => {
+    .option('--dry-run', 'list the pending migrations and change nothing')
+    .action(async (options: { dryRun?: boolean }) => {
       const config = cliConfig(io);
       // No query time limit: a migration of a large table may take long.
       const database = await connectDatabase(config.database, {
@@ -17,6 +24,26 @@ export function registerMigrate(program: Command, io: CliIo): void {
         queryTimeoutMs: 0,
       });
       try {
+        if (options.dryRun) {
+          const pending = await pendingMigrations(database.db, database.kind);
+          io.stdout.write(
+            pending.length === 0
+              ? 'database is up to date; nothing would be applied\n'
+              : `${pending.length} pending migration(s) would be applied: ${pending.join(', ')}\n`,
+          );
+          if (database.kind === 'postgres') {
+            const installed = await installedPgBossSchemaVersion(database);
+            const needed = pgBossSchemaVersion();
+            io.stdout.write(
+              installed === null
+                ? `pg-boss schema "${PGBOSS_SCHEMA}" is not installed; it would be (version ${needed})\n`
+                : installed < needed
+                  ? `pg-boss schema "${PGBOSS_SCHEMA}" is at version ${installed}; it would be upgraded to ${needed}\n`
+                  : `pg-boss schema "${PGBOSS_SCHEMA}" is up to date (version ${installed})\n`,
+            );
+          }
+          return;
+        }
         const applied = await migrateToLatest(database.db, database.kind);
         io.stdout.write(
           applied.length === 0

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
+import { pendingMigrations } from '../../src/db/migrate.ts';
+import { MIGRATIONS } from '../../src/db/migrations/index.ts';
+import { pgBossSchemaVersion } from '../../src/logout/pgboss-transport.ts';
+import { cli } from '../helpers/cli.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => database.drop());
+
+  const pending = async () => {
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      return await pendingMigrations(handle.db, handle.kind);
+    } finally {
+      await handle.close();
+    }
+  };
+
+  it('lists every pending migration and changes nothing', async () => {
+    const names = Object.keys(MIGRATIONS).sort();
+    const run = await cli(['migrate', '--dry-run'], testEnv(database));
+    assert.equal(run.code, 0, run.stderr);
+    const lines = [`${names.length} pending migration(s) would be applied: ${names.join(', ')}`];
+    if (testDatabaseKind === 'postgres')
+      lines.push(`pg-boss schema "pgboss" is not installed; it would be (version ${pgBossSchemaVersion()})`);
+    assert.equal(run.stdout, `${lines.join('\n')}\n`);
+    assert.deepEqual(await pending(), names, 'nothing was applied');
+  });
+
+  it('says the database is up to date once migrated', async () => {
+    assert.equal((await cli(['migrate'], testEnv(database))).code, 0);
+    const run = await cli(['migrate', '--dry-run'], testEnv(database));
+    assert.equal(run.code, 0, run.stderr);
+    const lines = ['database is up to date; nothing would be applied'];
+    if (testDatabaseKind === 'postgres')
+      lines.push(`pg-boss schema "pgboss" is up to date (version ${pgBossSchemaVersion()})`);
+    assert.equal(run.stdout, `${lines.join('\n')}\n`);
+  });
+});

@@ -1,0 +1,267 @@
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
+import { createApp } from '../../src/app.ts';
+import { runToEnd } from '../helpers/child-process.ts';
+import { cli, spawnCli } from '../helpers/cli.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { commandUnavailable } from '../helpers/e2e.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { type TestServer, startServer } from '../helpers/server.ts';
+import {
+  type Client,
+  codeFlow,
+  introspect,
+  type Pilot,
+  seedClient,
+  seedDirectory,
+  seedPilot,
+  type Tokens,
+  userinfo,
+} from '../tokens/helpers.ts';
+
+/** What the original server held when the backup began, to be found again after the restore. */
+interface Before {
+  client: Client;
+  pilot: Pilot;
+  tokens: Tokens;
+  kids: string[];
+  users: number;
+}
+
+/**
+ * A load of reads and writes against the server while the backup runs: new users (each a
+ * transaction in the directory) and token introspections. Counts the writes that committed.
+ */
+function startLoad(server: TestServer, client: Client, accessToken: string) {
+  let stopped = false;
+  let writes = 0;
+  const loop = (async () => {
+    for (let index = 0; !stopped; index += 1) {
+      await server.app.directoryAdmin.createUser({ username: `load${index}`, oidcAccess: false });
+      writes += 1;
+      await introspect(server, client, accessToken);
+    }
+  })();
+  return {
+    writes: () => writes,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+const jwksOf = async (origin: string) =>
+  (await (await fetch(`${origin}/o/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+
+/**
+ * Backups taken while a load runs, restored into a fresh location: the server started on the copy
+ * finds the applications (the client secret still authenticates), the users (the pilot signs in),
+ * the signing keys (same kids; an id_token from before verifies) and the unexpired tokens (active at
+ * introspection, userinfo answers, the refresh token works).
+ */
+function backupAndRestore(
+  kind: 'sqlite' | 'postgres',
+  takeBackup: (server: TestServer, folder: string) => Promise<string>,
+  restore: (file: string, folder: string) => Promise<TestDatabase>,
+) {
+  const harness = createLeakHarness();
+  let server: TestServer;
+  let folder: string;
+  let restored: TestDatabase | undefined;
+  let restoredServer: TestServer | undefined;
+  const before_: Partial<Before> = {};
+
+  before(async () => {
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-backup-'));
+    server = await startServer({}, { harness });
+    await seedDirectory(server);
+    before_.pilot = await seedPilot(server, harness);
+    before_.client = await seedClient(server, harness);
+    before_.tokens = await codeFlow(
+      server,
+      harness,
+      before_.client,
+      before_.pilot,
+      'openid email offline_access',
+    );
+    await server.app.keys.rotate();
+    before_.kids = (await server.app.keys.list())
+      .filter((key) => key.status !== 'removed')
+      .map((key) => key.kid)
+      .sort();
+    before_.users = (await server.app.directoryAdmin.listUsers({})).length;
+  });
+  let originalClosed = false;
+  after(async () => {
+    await restoredServer?.app.close();
+    await restored?.drop();
+    if (!originalClosed) await server?.app.close();
+    await server?.database.drop();
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it(`backs up ${kind} while a load runs, restores into a fresh location, and starts with everything intact`, async () => {
+    const { client, pilot, tokens, kids, users } = before_ as Before;
+    const load = startLoad(server, client, tokens.accessToken);
+    let writesDuringBackup: number;
+    let file: string;
+    try {
+      const writesAtStart = load.writes();
+      file = await takeBackup(server, folder);
+      writesDuringBackup = load.writes() - writesAtStart;
+    } finally {
+      await load.stop();
+    }
+    assert.ok(writesDuringBackup > 0, 'the load kept writing while the backup ran');
+
+    // The restored server replaces the original: same issuer, port and secret key.
+    const { secretKey, issuer, port } = server.app.config;
+    await server.app.close();
+    originalClosed = true;
+    restored = await restore(file, folder);
+    const app = await createApp(testConfig(restored, { port, issuer, secretKey }), {
+      migrate: false,
+      logger: harness.loggerOptions,
+    });
+    await app.listen({ host: '127.0.0.1', port });
+    restoredServer = { app, database: restored, origin: server.origin, issuer, close: () => app.close() };
+
+    const ready = await fetch(`${server.origin}/readyz`);
+    assert.equal(ready.status, 200, 'the copy is fully migrated');
+    assert.deepEqual(
+      (await jwksOf(server.origin)).keys.map((key) => key.kid!).sort(),
+      kids,
+      'the signing keys',
+    );
+    await jwtVerify(tokens.idToken!, createLocalJWKSet(await jwksOf(server.origin)), {
+      issuer,
+      audience: client.clientId,
+    });
+
+    assert.equal(
+      (await introspect(restoredServer, client, tokens.accessToken)).active,
+      true,
+      'the access token',
+    );
+    const info = await userinfo(restoredServer, tokens.accessToken);
+    assert.equal(info.status, 200);
+    assert.equal(info.body.email, `${pilot.username}@example.org`);
+    assert.ok((await app.directoryAdmin.listUsers({})).length >= users, 'the users');
+    const refreshed = await fetch(`${issuer}/token/`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refreshToken! }),
+    });
+    assert.equal(refreshed.status, 200, 'the refresh token, and the client secret');
+    const signedIn = await codeFlow(restoredServer, harness, client, pilot, 'openid email');
+    assert.ok(signedIn.accessToken, 'the pilot signs in with the same password');
+    await harness.assertNoLeaks();
+  });
+}
+
+describe(
+  'SQLite: aa-oidc backup --to FILE while serving, restored by copying the file',
+  {
+    skip:
+      testDatabaseKind === 'sqlite'
+        ? false
+        : 'runs in the SQLite pass (the test database here is PostgreSQL)',
+  },
+  () => {
+    backupAndRestore(
+      'sqlite',
+      async (server, folder) => {
+        const file = path.join(folder, 'backup.sqlite');
+        const run = await spawnCli(['backup', '--to', file], testEnv(server.database));
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(
+          run.stdout,
+          new RegExp(
+            `^backed up \\S+ to ${file.replace(/[.]/g, '\\.')} \\(\\d+ bytes, integrity ok\\): 1 application\\(s\\), \\d+ user\\(s\\), 3 signing key\\(s\\), [1-9]\\d* unexpired token\\(s\\)\\n$`,
+          ),
+        );
+        return file;
+      },
+      async (file, folder) => {
+        const dataDir = mkdtempSync(path.join(folder, 'restored-'));
+        copyFileSync(file, path.join(dataDir, 'aa-oidc.sqlite'));
+        return {
+          kind: 'sqlite',
+          url: `sqlite:${path.join(dataDir, 'aa-oidc.sqlite')}`,
+          dataDir,
+          drop: async () => rmSync(dataDir, { recursive: true, force: true }),
+        };
+      },
+    );
+
+    it('refuses to overwrite an existing file, and names it', async () => {
+      const database = await createTestDatabase();
+      try {
+        const env = testEnv(database);
+        assert.equal((await cli(['migrate'], env)).code, 0);
+        const file = path.join(database.dataDir, 'taken.sqlite');
+        assert.equal((await cli(['backup', '--to', file], env)).code, 0);
+        const again = await cli(['backup', '--to', file], env);
+        assert.equal(again.code, 1);
+        assert.equal(again.stderr, `aa-oidc: ${file} exists already; name a new file\n`);
+      } finally {
+        await database.drop();
+      }
+    });
+  },
+);
+
+describe(
+  'PostgreSQL: pg_dump while serving, pg_restore into a new database, as docs/upgrading.md says',
+  {
+    skip:
+      testDatabaseKind === 'postgres'
+        ? commandUnavailable('pg_dump', ['--version'], 'postgresql-client') ||
+          commandUnavailable('pg_restore', ['--version'], 'postgresql-client')
+        : 'needs PostgreSQL (set AA_OIDC_TEST_DATABASE_URL): the procedure is pg_dump and pg_restore',
+  },
+  () => {
+    backupAndRestore(
+      'postgres',
+      async (server, folder) => {
+        const file = path.join(folder, 'aa-oidc.dump');
+        const dump = await runToEnd('pg_dump', ['--format=custom', `--file=${file}`, server.database.url]);
+        assert.equal(dump.code, 0, dump.stderr);
+        assert.ok(existsSync(file));
+        return file;
+      },
+      async (file) => {
+        const target = await createTestDatabase();
+        const restore = await runToEnd('pg_restore', ['--no-owner', `--dbname=${target.url}`, file]);
+        assert.equal(restore.code, 0, restore.stderr);
+        return target;
+      },
+    );
+
+    it('aa-oidc backup on PostgreSQL names the pg_dump command instead', async () => {
+      const database = await createTestDatabase();
+      try {
+        const run = await cli(['backup', '--to', '/tmp/unused.sqlite'], testEnv(database));
+        assert.equal(run.code, 2);
+        const { hostname, port, pathname, username } = new URL(database.url);
+        assert.equal(
+          run.stderr,
+          `aa-oidc: on PostgreSQL, back up with pg_dump (the password from ~/.pgpass or PGPASSWORD): ` +
+            `pg_dump --format=custom --host=${hostname} --port=${port} --username=${username} ` +
+            `--file=aa-oidc-$(date +%F).dump ${pathname.slice(1)}\n`,
+        );
+      } finally {
+        await database.drop();
+      }
+    });
+  },
+);
