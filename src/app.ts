@@ -7,7 +7,7 @@ import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
 import { answerUnavailable } from './http/unavailable.ts';
-import { browserPaths } from './oidc/routes.ts';
+import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
@@ -21,7 +21,7 @@ import { consoleRoutes } from './console/routes.ts';
 import { createConsoleSessions } from './console/session.ts';
 import { brandingFrom } from './http/pages/branding.ts';
 import { deriveKey, issuerPath } from './oidc/configuration.ts';
-import { userIdOf } from './policy/enforce.ts';
+import { userIdOf } from './oidc/policy-enforcer.ts';
 
 export type AppOptions = ServicesOptions;
 

@@ -9,7 +9,7 @@ import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html } from '../http/pages/layout.ts';
-import { selectUserGrants } from '../oidc/adapter.ts';
+import { selectUserGrants } from '../tokens/store.ts';
 import { portraitUrl } from '../oidc/claims.ts';
 import type { LoginThrottle } from '../oidc/interactions/throttle.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';

@@ -14,48 +14,11 @@ import { assertNever } from '../util/assert-never.ts';
  * receive only `user_revoked`. Pure rules here; the queries take the change's transaction.
  */
 
-/** The provider models that are a user's tokens at an application. */
-const USER_TOKEN_MODELS = ['AccessToken', 'RefreshToken'] as const;
-
 /** Whether an application receives a logout for this trigger at all. */
 export function receivesLogout(app: Application, reason: LogoutReason): boolean {
   if (!app.active || app.backchannelLogoutUri === null) return false;
   if (app.backchannelLogoutOnRevokeOnly) return reason === 'user_revoked';
   return true;
-}
-
-/**
- * The client ids at which the user holds live tokens. Tokens that this very change revoked (same
- * time and reason, e.g. the token revocation that runs with a deactivation) still count: the
- * applications holding them must hear of it.
- */
-export async function clientsWithLiveTokens(
-  trx: Transaction<Database>,
-  userId: number,
-  now: number,
-  revokedByThisChange?: { at: number; reason: string },
-): Promise<Set<string>> {
-  const rows = await trx
-    .selectFrom('oidc_payload')
-    .select('client_id')
-    .distinct()
-    .where('user_id', '=', String(userId))
-    .where('model', 'in', [...USER_TOKEN_MODELS])
-    .where('client_id', 'is not', null)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .where((eb) =>
-      revokedByThisChange
-        ? eb.or([
-            eb('revoked_at', 'is', null),
-            eb.and([
-              eb('revoked_at', '=', revokedByThisChange.at),
-              eb('revoked_reason', '=', revokedByThisChange.reason),
-            ]),
-          ])
-        : eb('revoked_at', 'is', null),
-    )
-    .execute();
-  return new Set(rows.map((row) => row.client_id!));
 }
 
 /**

@@ -4,11 +4,10 @@ import { type Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
-import type { NewBclJob } from './queue.ts';
-import type { ClaimedJob, LogoutJobTransport } from './transport.ts';
+import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.ts';
 
 /**
- * The back-channel logout jobs on PostgreSQL: a pg-boss queue (section G). pg-boss keeps its tables
+ * The back-channel logout jobs on PostgreSQL: a pg-boss queue. pg-boss keeps its tables
  * in its own schema (`pgboss`), which it creates and migrates on start (`aa-oidc migrate`, or the
  * first use by any command). The guarantees of the table queue hold:
  * - a job is sent with pg-boss's `db` option on the caller's Kysely transaction, so it commits or
@@ -30,16 +29,7 @@ export const BCL_QUEUE = 'aa_oidc_bcl';
 const CRASH_RETRY_LIMIT = 1000;
 
 /** What a pg-boss job carries: the pinned scalars, and the attempts before this job. */
-export interface BclJobData {
-  trigger: string;
-  userId: number | null;
-  sub: string;
-  clientId: string;
-  jti: string;
-  iat: number;
-  exp: number;
-  kid: string;
-  sid: string | null;
+export interface BclJobData extends LogoutJob {
   /** Attempts made by the jobs before this one (0 for the first). */
   priorAttempts: number;
   firstAttemptAt: number | null;
@@ -134,6 +124,12 @@ async function ensureQueue(boss: PgBoss, expireInSeconds: number): Promise<void>
   });
 }
 
+/** The pinned scalars of a job, and nothing else. */
+function pinned(job: LogoutJob): LogoutJob {
+  const { trigger, userId, sub, clientId, jti, iat, exp, kid, sid } = job;
+  return { trigger, userId, sub, clientId, jti, iat, exp, kid, sid };
+}
+
 export function createPgBossTransport(
   database: DatabaseHandle,
   options: PgBossTransportOptions,
@@ -174,17 +170,9 @@ export function createPgBossTransport(
   });
 
   const dataOf = (job: ClaimedJob, httpStatus: number | null, now: number): BclJobData => ({
-    trigger: job.trigger,
-    userId: job.user_id,
-    sub: job.sub,
-    clientId: job.client_id,
-    jti: job.jti,
-    iat: job.iat,
-    exp: job.exp,
-    kid: job.kid,
-    sid: job.sid,
+    ...pinned(job),
     priorAttempts: job.attempts,
-    firstAttemptAt: job.first_attempt_at ?? now,
+    firstAttemptAt: job.firstAttemptAt ?? now,
     lastHttpStatus: httpStatus,
   });
 
@@ -208,20 +196,12 @@ export function createPgBossTransport(
 
   return {
     name: 'pg-boss',
-    async enqueue(trx, jobs: readonly NewBclJob[]) {
+    async enqueue(trx, jobs: readonly LogoutJob[]) {
       if (jobs.length === 0) return;
       const instance = await started();
       for (const job of jobs) {
         const data: BclJobData = {
-          trigger: job.trigger,
-          userId: job.userId,
-          sub: job.sub,
-          clientId: job.clientId,
-          jti: job.jti,
-          iat: job.iat,
-          exp: job.exp,
-          kid: job.kid,
-          sid: job.sid,
+          ...pinned(job),
           priorAttempts: 0,
           firstAttemptAt: null,
           lastHttpStatus: null,
@@ -235,19 +215,11 @@ export function createPgBossTransport(
       if (!job) return undefined;
       const data = job.data;
       return {
+        ...pinned(data),
         id: `${job.id}#${job.retryCount}`,
-        trigger: data.trigger,
-        user_id: data.userId,
-        sub: data.sub,
-        client_id: data.clientId,
-        jti: data.jti,
-        iat: data.iat,
-        exp: data.exp,
-        kid: data.kid,
-        sid: data.sid,
         attempts: data.priorAttempts + job.retryCount + 1,
         // A claim that lapsed (retryCount > 0) made the first attempt when its job was due.
-        first_attempt_at:
+        firstAttemptAt:
           data.firstAttemptAt ?? (job.retryCount > 0 ? Math.min(now, job.createdOn.getTime()) : null),
       };
     },

@@ -13,17 +13,12 @@ import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { assertNever } from '../util/assert-never.ts';
-import {
-  accessTrigger,
-  clientsWithLiveTokens,
-  logoutTargets,
-  newlyDenied,
-  receivesLogout,
-} from './fanout.ts';
+import { clientsWithLiveTokens } from '../tokens/store.ts';
+import { accessTrigger, logoutTargets, newlyDenied, receivesLogout } from './fanout.ts';
 import { type Connector, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import { buildLogoutToken } from './logout-token.ts';
-import { type NewBclJob, newJti } from './queue.ts';
-import { type ClaimedJob, createLogoutTransport, type LogoutJobTransport } from './transport.ts';
+import { type ClaimedJob, type LogoutJob, type LogoutJobTransport, newJti } from './job-transport.ts';
+import { createLogoutTransport } from './transport-for-database.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { Resolver } from './ssrf/resolver.ts';
 
@@ -169,7 +164,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     sub: string,
     reason: LogoutReason,
     clients: ReadonlyArray<{ clientId: string; sid: string | null }>,
-  ): NewBclJob[] => {
+  ): LogoutJob[] => {
     if (clients.length === 0) return [];
     const iat = Math.floor(now() / 1000);
     const exp = iat + logoutTokenLifetimeSeconds(config);
@@ -187,7 +182,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     }));
   };
 
-  const queued = (jobs: readonly NewBclJob[]): QueuedLogout[] =>
+  const queued = (jobs: readonly LogoutJob[]): QueuedLogout[] =>
     jobs.map((job) => ({
       userId: job.userId,
       clientId: job.clientId,
@@ -275,7 +270,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
 
   /** Signs and sends one attempt; `final` is undefined when a retry is due. */
   const attemptOnce = async (
-    job: Pick<ClaimedJob, 'sub' | 'client_id' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
+    job: Pick<ClaimedJob, 'sub' | 'clientId' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
     app: Application,
     exhausted: boolean,
   ): Promise<Final | { retry: true; httpStatus: number | null; detail: string }> => {
@@ -289,7 +284,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     const logoutToken = await buildLogoutToken(
       {
         issuer: config.issuer,
-        clientId: job.client_id,
+        clientId: job.clientId,
         sub: job.sub,
         jti: job.jti,
         iat: Number(job.iat),
@@ -374,14 +369,14 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
 
   /** One attempt of one claimed job, to its next state. */
   const processJob = async (job: ClaimedJob): Promise<void> => {
-    const app = await deps.applications.findByClientId(job.client_id);
-    const startedAt = job.first_attempt_at === null ? now() : Number(job.first_attempt_at);
+    const app = await deps.applications.findByClientId(job.clientId);
+    const startedAt = job.firstAttemptAt ?? now();
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
       await db.transaction().execute((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
       log.info(
-        { client_id: job.client_id },
+        { client_id: job.clientId },
         'back-channel logout cancelled: the application no longer receives it',
       );
       return;
@@ -405,9 +400,9 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     }
     const at = now();
     const entry = {
-      clientId: job.client_id,
+      clientId: job.clientId,
       clientName: app.name,
-      userId: job.user_id,
+      userId: job.userId,
       trigger: job.trigger,
       jti: job.jti,
       attempts: job.attempts,
@@ -605,7 +600,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       const result = await attemptOnce(
         {
           sub: job!.sub,
-          client_id: clientId,
+          clientId,
           jti: job!.jti,
           iat: job!.iat,
           exp: job!.exp,

@@ -1,21 +1,28 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
-import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import type { Kysely, Transaction } from 'kysely';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
+import {
+  consumePayload,
+  deletePayload,
+  deletePayloadsOfGrant,
+  findPayload,
+  findPayloadBy,
+  type PayloadRow,
+  revokePayload,
+  revokePayloadsOfGrant,
+  storageId,
+  type StoredPayload,
+  writePayloadRow,
+} from '../tokens/store.ts';
+import { currentRequest } from './provider-internals.ts';
 
 /**
- * oidc-provider's storage adapter over Kysely (one instance per model name). Clients are not stored
- * here: `clients.ts` answers the `Client` model from the `application` table.
- *
- * Rows are keyed by `storageId(id)`, a SHA-256 digest of the provider's id: for codes and tokens
- * that id is the bearer value itself, and a copy of the database must not be a copy of live
- * credentials. The payload is stored without its `jti` (sessions excepted) and gets it back when
- * read by id. Tooling that starts from a token value (introspection audit, code-reuse audit) finds
- * the row with `storageId(value)`.
+ * oidc-provider's storage adapter (one instance per model name), over the token store
+ * (src/tokens/store.ts). Clients are not stored here: `clients.ts` answers the `Client` model from
+ * the applications. The payload is stored without its `jti` (sessions excepted) and gets it back
+ * when read by id.
  */
-export function storageId(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('base64url');
-}
 
 /** Models whose rows carry a grant id, so that `revokeByGrantId` finds them. */
 const GRANTABLE = new Set([
@@ -30,21 +37,18 @@ const GRANTABLE = new Set([
 /** Models whose codes and tokens are revoked in place (`revoked_at`) rather than deleted. */
 const REVOCABLE = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken', 'AuthorizationCode']);
 
-/** Models whose value may be a JWT (section E): found by the token, never by its `jti` alone. */
+/** Models whose value may be a JWT access token: found by the token, never by its `jti` alone. */
 const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
 
 /**
- * Payload members the access-token format step (src/tokens/formats.ts) adds for the adapter: they
+ * Payload members the access-token format step (access-token-format.ts) adds for the adapter: they
  * become columns, never part of the stored payload.
  */
 export const FORMAT_MARKER = 'aa_oidc_format';
 export const VALUE_DIGEST_MARKER = 'aa_oidc_value_sha256';
 
-/** A row as `upsert` writes it. */
-export type PayloadRow = Insertable<Database['oidc_payload']>;
-
 /**
- * What the token domain may do around the adapter's writes (src/tokens/issued-codes.ts): hold back
+ * What the code exchange may do around the adapter's writes (code-exchange.ts): hold back
  * the token rows of a code exchange so that they are written in one transaction with the code's
  * issued-code row, and record that row when a code is consumed.
  */
@@ -56,16 +60,6 @@ export interface AdapterWriteHooks {
     trx: Transaction<Database>,
     code: { value: string; clientId: string | null; userId: string | null; grantId: string | null },
   ): Promise<void>;
-}
-
-/** Writes (inserts or replaces) one provider row. */
-export async function writePayloadRow(db: Kysely<Database>, row: PayloadRow): Promise<void> {
-  const { model: _model, id: _id, ...columns } = row;
-  await db
-    .insertInto('oidc_payload')
-    .values(row)
-    .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns))
-    .execute();
 }
 
 /** The `jti` of a compact JWS, or undefined when the value is not one. */
@@ -88,23 +82,16 @@ function sameDigest(a: string, b: string): boolean {
 
 /** The revocation reason recorded when the provider itself revokes (endpoint, logout, grant). */
 function providerRevocationReason(): string {
-  const route = (Provider.ctx as { oidc?: { route?: string } } | undefined)?.oidc?.route;
+  const oidc = currentRequest()?.oidc;
+  const route = oidc?.route;
   if (route === 'revocation') return 'revocation_endpoint';
   if (route === 'end_session') return 'logout';
   if (route === 'token') {
-    // oidc-provider revokes the grant when a consumed code is presented again (section F).
-    const grantType = (Provider.ctx as { oidc?: { params?: { grant_type?: unknown } } } | undefined)?.oidc
-      ?.params?.grant_type;
-    return grantType === 'authorization_code' ? 'code_reuse' : 'grant_revoked';
+    // oidc-provider revokes the grant when a consumed code is presented again (code-reuse detection).
+    return oidc?.params?.grant_type === 'authorization_code' ? 'code_reuse' : 'grant_revoked';
   }
   return 'provider';
 }
-
-type Row = Pick<
-  Selectable<Database['oidc_payload']>,
-  'payload' | 'expires_at' | 'consumed_at' | 'format' | 'value_sha256' | 'revoked_at'
->;
-const ROW_COLUMNS = ['payload', 'expires_at', 'consumed_at', 'format', 'value_sha256', 'revoked_at'] as const;
 
 export class KyselyAdapter implements Adapter {
   readonly model: string;
@@ -158,12 +145,7 @@ export class KyselyAdapter implements Adapter {
    */
   async find(id: string): Promise<AdapterPayload | undefined> {
     const jti = STRUCTURED.has(this.model) ? structuredTokenId(id) : undefined;
-    const row = await this.#db
-      .selectFrom('oidc_payload')
-      .select(ROW_COLUMNS)
-      .where('model', '=', this.model)
-      .where('id', '=', storageId(jti ?? id))
-      .executeTakeFirst();
+    const row = await findPayload(this.#db, this.model, storageId(jti ?? id));
     if (row?.format === 'jwt') {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = createHash('sha256').update(id, 'utf8').digest('hex');
@@ -183,13 +165,7 @@ export class KyselyAdapter implements Adapter {
   }
 
   async #findByColumn(column: 'uid' | 'user_code', value: string): Promise<AdapterPayload | undefined> {
-    const row = await this.#db
-      .selectFrom('oidc_payload')
-      .select(ROW_COLUMNS)
-      .where('model', '=', this.model)
-      .where(column, '=', value)
-      .executeTakeFirst();
-    return this.#revive(row);
+    return this.#revive(await findPayloadBy(this.#db, this.model, column, value));
   }
 
   /**
@@ -199,15 +175,7 @@ export class KyselyAdapter implements Adapter {
   async consume(id: string): Promise<void> {
     const codeConsumed = this.model === 'AuthorizationCode' ? this.#hooks.codeConsumed : undefined;
     const consumed = await this.#db.transaction().execute(async (trx) => {
-      const row = await trx
-        .updateTable('oidc_payload')
-        .set({ consumed_at: this.#now() })
-        .where('model', '=', this.model)
-        .where('id', '=', storageId(id))
-        .where('consumed_at', 'is', null)
-        .where('revoked_at', 'is', null)
-        .returning(['client_id', 'user_id', 'grant_id'])
-        .executeTakeFirst();
+      const row = await consumePayload(trx, this.model, storageId(id), this.#now());
       if (!row) return false;
       await codeConsumed?.(trx, {
         value: id,
@@ -224,41 +192,22 @@ export class KyselyAdapter implements Adapter {
 
   async destroy(id: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
-      await this.#db
-        .updateTable('oidc_payload')
-        .set({ revoked_at: this.#now(), revoked_reason: providerRevocationReason() })
-        .where('model', '=', this.model)
-        .where('id', '=', storageId(STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id))
-        .where('revoked_at', 'is', null)
-        .execute();
+      const key = STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id;
+      await revokePayload(this.#db, this.model, storageId(key), this.#now(), providerRevocationReason());
       return;
     }
-    await this.#db
-      .deleteFrom('oidc_payload')
-      .where('model', '=', this.model)
-      .where('id', '=', storageId(id))
-      .execute();
+    await deletePayload(this.#db, this.model, storageId(id));
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
-      await this.#db
-        .updateTable('oidc_payload')
-        .set({ revoked_at: this.#now(), revoked_reason: providerRevocationReason() })
-        .where('model', '=', this.model)
-        .where('grant_id', '=', grantId)
-        .where('revoked_at', 'is', null)
-        .execute();
+      await revokePayloadsOfGrant(this.#db, this.model, grantId, this.#now(), providerRevocationReason());
       return;
     }
-    await this.#db
-      .deleteFrom('oidc_payload')
-      .where('model', '=', this.model)
-      .where('grant_id', '=', grantId)
-      .execute();
+    await deletePayloadsOfGrant(this.#db, this.model, grantId);
   }
 
-  #revive(row: Row | undefined, id?: string): AdapterPayload | undefined {
+  #revive(row: StoredPayload | undefined, id?: string): AdapterPayload | undefined {
     if (!row || row.revoked_at !== null) return undefined;
     if (row.expires_at !== null && row.expires_at <= this.#now()) return undefined;
     const payload = JSON.parse(row.payload) as AdapterPayload;
@@ -266,61 +215,4 @@ export class KyselyAdapter implements Adapter {
     if (row.consumed_at !== null) payload.consumed = Math.floor(row.consumed_at / 1000);
     return payload;
   }
-}
-
-/** Deletes rows whose lifetime is over; returns how many went. */
-export async function purgeExpiredPayloads(db: Kysely<Database>, now = Date.now()): Promise<number> {
-  const result = await db
-    .deleteFrom('oidc_payload')
-    .where('expires_at', 'is not', null)
-    .where('expires_at', '<=', now)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
-}
-
-/** One of a user's grants: what the user allowed one application (the account page lists them). */
-export interface UserGrant {
-  clientId: string;
-  /** The OIDC scopes granted. */
-  scopes: string[];
-  /** Epoch milliseconds. */
-  grantedAt: number | null;
-  expiresAt: number | null;
-}
-
-interface StoredGrantPayload {
-  clientId?: unknown;
-  iat?: unknown;
-  openid?: { scope?: unknown };
-}
-
-/** The user's live grants, one per application (the latest when several), newest first. */
-export async function selectUserGrants(
-  db: Kysely<Database>,
-  userId: number,
-  now: number = Date.now(),
-): Promise<UserGrant[]> {
-  const rows = await db
-    .selectFrom('oidc_payload')
-    .select(['client_id', 'payload', 'expires_at'])
-    .where('user_id', '=', String(userId))
-    .where('model', '=', 'Grant')
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
-    .execute();
-  const byClient = new Map<string, UserGrant>();
-  for (const row of rows) {
-    const payload = JSON.parse(row.payload) as StoredGrantPayload;
-    const clientId = row.client_id ?? (typeof payload.clientId === 'string' ? payload.clientId : null);
-    if (clientId === null) continue;
-    const scope = typeof payload.openid?.scope === 'string' ? payload.openid.scope : '';
-    const grant: UserGrant = {
-      clientId,
-      scopes: [...new Set(scope.split(' ').filter(Boolean))],
-      grantedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : null,
-      expiresAt: row.expires_at,
-    };
-    const known = byClient.get(clientId);
-    if (!known || (grant.grantedAt ?? 0) > (known.grantedAt ?? 0)) byClient.set(clientId, grant);
-  }
-  return [...byClient.values()].sort((a, b) => (b.grantedAt ?? 0) - (a.grantedAt ?? 0));
 }

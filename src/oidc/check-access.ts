@@ -1,5 +1,5 @@
 import { interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';
-import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { ProfileAccount } from './find-account.ts';

@@ -1,8 +1,9 @@
-import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { ApplicationDecision } from '../policy/decide.ts';
-import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
+import { currentRequest } from './provider-internals.ts';
 
 export type ClientRefusal = Extract<ApplicationDecision, { outcome: 'deny' }>;
 
@@ -46,7 +47,7 @@ export function recordClientRefusal(policy: PolicyEnforcer) {
   return (clientId: string, refusal: ClientRefusal): void => {
     switch (refusal.reason) {
       case 'app_unusable': {
-        const ctx = Provider.ctx as KoaContextWithOIDC | undefined;
+        const ctx = currentRequest();
         const stage = stageForClientLookup(ctx);
         if (stage) policy.recordDenial(stage, refusal, { clientId, userId: null }, ctx);
         return;

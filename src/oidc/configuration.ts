@@ -6,18 +6,19 @@ import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import { KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
-import { jwtAccessTokenCustomizer } from '../tokens/formats.ts';
-import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
 import { scopeClaims } from './claims.ts';
 import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup } from './clients.ts';
 import { createFindAccount, type ProfileSource } from './find-account.ts';
 import { introspectionAllowedPolicy } from './introspection-policy.ts';
+import { jwtAccessTokenCustomizer } from './jwt-access-token-claims.ts';
 import { renderError } from './render-error.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
-import { logoutSource, postLogoutSuccessSource } from './logout-pages.ts';
-import { PROVIDER_ROUTES } from './routes.ts';
+import { logoutSource } from './logout-source.ts';
+import { postLogoutSuccessSource } from './post-logout-success-source.ts';
+import { PROVIDER_ROUTES } from './mount.ts';
 import { createBearerSaveGuard } from './save-bearer.ts';
 
 export interface ProviderConfigurationDependencies {

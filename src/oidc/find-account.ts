@@ -1,10 +1,11 @@
 import { errors, type Account, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../config/load.ts';
 import type { Directory, UserProfile } from '../directory/port.ts';
-import type { PolicyEnforcer } from '../policy/enforce.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { claimsFor } from './claims.ts';
+import { loadOncePerRequest } from './request-memo.ts';
 
 /** What `findAccount` needs from the directory. */
 export type ProfileSource = Pick<Directory, 'profileById'>;
@@ -54,22 +55,9 @@ export function createFindAccount(
   policy: PolicyEnforcer,
 ): FindAccount &
   ((ctx: KoaContextWithOIDC, sub: string, token?: PolicyToken) => Promise<ProfileAccount | undefined>) {
-  const perRequest = new WeakMap<object, Map<string, Promise<UserProfile | undefined>>>();
-  const load = (ctx: object | undefined, sub: string): Promise<UserProfile | undefined> => {
-    if (!ACCOUNT_ID.test(sub)) return Promise.resolve(undefined);
-    if (!ctx) return directory.profileById(Number(sub));
-    let cache = perRequest.get(ctx);
-    if (!cache) {
-      cache = new Map();
-      perRequest.set(ctx, cache);
-    }
-    let pending = cache.get(sub);
-    if (!pending) {
-      pending = directory.profileById(Number(sub));
-      cache.set(sub, pending);
-    }
-    return pending;
-  };
+  const loadProfile = loadOncePerRequest((sub: string) => directory.profileById(Number(sub)));
+  const load = (ctx: object | undefined, sub: string): Promise<UserProfile | undefined> =>
+    ACCOUNT_ID.test(sub) ? loadProfile(ctx, sub) : Promise.resolve(undefined);
   return async (ctx: KoaContextWithOIDC | undefined, sub: string, token?: PolicyToken) => {
     const profile = await load(ctx, sub);
     if (token !== undefined) await enforceForToken(policy, ctx, sub, profile, token);

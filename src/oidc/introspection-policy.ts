@@ -1,5 +1,6 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { isAllowed, type PolicyEnforcer } from '../policy/enforce.ts';
+import { isAllowed } from '../policy/decide.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 
 /** What the introspection hook reads of the calling client and of the token asked about. */
 interface Caller {

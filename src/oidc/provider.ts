@@ -13,25 +13,28 @@ import type { Logger } from '../logging/logger.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
-import { endSessionLogout, includeSessionIdInIdTokens } from '../logout/rp-initiated.ts';
 import type { LogoutService } from '../logout/service.ts';
-import { createPolicyEnforcer } from '../policy/enforce.ts';
-import { purgeExpiredPayloads } from './adapter.ts';
+import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
+import { purgeExpiredPayloads } from '../tokens/store.ts';
+import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
+import { codeExchangeHooks } from './code-exchange.ts';
 import { discoveryPostProcessing } from './discovery.ts';
-import { introspectionAudit, observeProvider, type ObservabilityDependencies } from './events.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
+import { endSessionLogout } from './end-session-logout.ts';
+import { includeSessionIdInIdTokens } from './include-sid.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
+import { introspectionAudit } from './introspection-audit.ts';
+import { mountProvider } from './mount.ts';
+import { createPolicyEnforcer } from './policy-enforcer.ts';
+import { acceptStoredJwtsAtIntrospectionAndRevocation } from './provider-internals.ts';
 import { perRequestApplicationLookup } from './request-applications.ts';
-import { mountProvider } from './routes.ts';
-import { installAccessTokenFormats } from '../tokens/formats.ts';
-import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
-import { acceptStoredJwtsAtIntrospectionAndRevocation } from '../tokens/structured-tokens.ts';
+import { observeProvider, type ObservabilityDependencies } from './token-events.ts';
 
 export interface OidcDependencies {
   config: Config;
@@ -91,14 +94,17 @@ export function createOidc(deps: OidcDependencies): Oidc {
     audit: deps.observability.audit,
   });
 
-  // Sections E/F: stored JWT access tokens, the issued-code audit and code-reuse detection.
-  const issuedCodes = createIssuedCodes({
-    db,
-    config,
-    audit: deps.observability.audit,
-    metrics: deps.observability.metrics,
-    logger: log,
-  });
+  // The issued-code audit and code-reuse detection around the code exchange.
+  const codeExchange = codeExchangeHooks(
+    createIssuedCodes({
+      db,
+      config,
+      audit: deps.observability.audit,
+      metrics: deps.observability.metrics,
+      logger: log,
+    }),
+    log,
+  );
 
   const build = (): Provider => {
     acceptStoredJwtsAtIntrospectionAndRevocation();
@@ -111,7 +117,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         directory: deps.directory,
         jwks: deps.keyStore.signingJwks(),
         policy,
-        adapterHooks: issuedCodes.adapterHooks,
+        adapterHooks: codeExchange.adapterHooks,
       }),
     );
     provider.proxy = config.trustProxy;
@@ -120,7 +126,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     installDigestSecretComparison(provider, deps.applications);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
-    provider.use(issuedCodes.middleware);
+    provider.use(codeExchange.middleware);
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));
     if (deps.logout) provider.use(endSessionLogout(deps.logout, log));

@@ -1,7 +1,9 @@
-import Provider, { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
+import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { PolicyDecision } from '../policy/decide.ts';
-import type { PolicyEnforcer, PolicySubject } from '../policy/enforce.ts';
+import type { PolicyEnforcer, PolicySubject } from './policy-enforcer.ts';
 import { assertNever } from '../util/assert-never.ts';
+import { currentRequest } from './provider-internals.ts';
+import { RequestMemo } from './request-memo.ts';
 
 /** The bearer tokens the provider stores: the ones the `save_bearer` stage guards. */
 const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials']);
@@ -19,7 +21,7 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
  * of one response are both written or neither is.
  */
 export function createBearerSaveGuard(policy: PolicyEnforcer): (model: string, adapter: Adapter) => Adapter {
-  const decisions = new WeakMap<object, Map<string, Promise<PolicyDecision>>>();
+  const decisions = new RequestMemo<string, Promise<PolicyDecision>>();
   return (model, adapter) =>
     BEARER_MODELS.has(model) ? guardBearerSaves(adapter, policy, decisions) : adapter;
 }
@@ -27,23 +29,12 @@ export function createBearerSaveGuard(policy: PolicyEnforcer): (model: string, a
 function guardBearerSaves(
   adapter: Adapter,
   policy: PolicyEnforcer,
-  decisions: WeakMap<object, Map<string, Promise<PolicyDecision>>>,
+  decisions: RequestMemo<string, Promise<PolicyDecision>>,
 ): Adapter {
   const decideOnce = (subject: PolicySubject): Promise<PolicyDecision> => {
-    const request = Provider.ctx as object | undefined;
-    if (!request) return policy.enforce('save_bearer', subject);
-    let perRequest = decisions.get(request);
-    if (!perRequest) {
-      perRequest = new Map();
-      decisions.set(request, perRequest);
-    }
+    const request = currentRequest();
     const key = `${subject.clientId} ${subject.kind === 'user' ? subject.accountId : ''}`;
-    let pending = perRequest.get(key);
-    if (!pending) {
-      pending = policy.enforce('save_bearer', subject, request);
-      perRequest.set(key, pending);
-    }
-    return pending;
+    return decisions.get(request, key, () => policy.enforce('save_bearer', subject, request));
   };
 
   return {

@@ -1,5 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { UserProfile } from '../directory/port.ts';
+import { assertNever } from '../util/assert-never.ts';
 
 /**
  * The access decision of section D. A global deny carries nothing about the application, so that
@@ -74,4 +75,16 @@ export function decide(profile: UserProfile, app: PolicyApplication | null | und
   if (profile.groups.some((group) => whitelists(app.groups, group.name)))
     return { outcome: 'allow', via: 'group' };
   return { outcome: 'deny', reason: 'app', clientId: app.clientId };
+}
+
+/** True for an allow, false for a deny; the exhaustive switch every consumer of a decision ends in. */
+export function isAllowed(decision: PolicyDecision): boolean {
+  switch (decision.outcome) {
+    case 'allow':
+      return true;
+    case 'deny':
+      return false;
+    default:
+      return assertNever(decision);
+  }
 }

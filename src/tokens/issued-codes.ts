@@ -1,37 +1,44 @@
-import type Koa from 'koa';
-import type { Kysely } from 'kysely';
-import Provider from 'oidc-provider';
+import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
-import { storageId, writePayloadRow, type AdapterWriteHooks, type PayloadRow } from '../oidc/adapter.ts';
 import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
+import {
+  findStoredCode,
+  type PayloadRow,
+  storageId,
+  type TokenModel,
+  tokenRowsRevokedSince,
+  writePayloadRow,
+} from './store.ts';
 
 /**
- * Section F: the issued-code audit and authorization-code reuse detection.
+ * The issued-code audit and authorization-code reuse detection: the only module that queries
+ * `issued_code`. The provider's side (which request is a code exchange, holding back its token
+ * rows) is src/oidc/code-exchange.ts.
  *
  * How the audit row and the tokens it produced are written in one transaction — oidc-provider
  * saves the access token and the refresh token of a code exchange in separate adapter calls:
  *
- * 1. Consuming the code (`KyselyAdapter#consume`, a conditional UPDATE: of N concurrent
- *    redemptions exactly one gets past it) inserts the `issued_code` row in the same transaction
- *    (`codeConsumed`), with no token ids yet.
- * 2. During a code exchange the adapter hands the token rows to this module instead of writing
- *    them (`deferWrite`, found through the request the provider is serving, `Provider.ctx`).
+ * 1. Consuming the code (a conditional UPDATE: of N concurrent redemptions exactly one gets past
+ *    it) inserts the `issued_code` row in the same transaction (`recordConsumedCode`), with no token
+ *    ids yet.
+ * 2. During a code exchange the adapter hands the token rows to the code exchange instead of
+ *    writing them.
  * 3. When the provider has built its response, and before a byte of it is sent, one transaction
  *    sets the token ids on the `issued_code` row (an UPDATE, which also takes the row's lock) and
- *    writes the token rows. If the code was replayed meanwhile (`reuse_count > 0`), the tokens are
- *    written already revoked. If the transaction fails, the response becomes a `server_error`:
- *    no token is handed out that is not stored.
+ *    writes the token rows (`storeExchangedTokens`). If the code was replayed meanwhile
+ *    (`reuse_count > 0`), the tokens are written already revoked. If the transaction fails, the
+ *    response becomes a `server_error`: no token is handed out that is not stored.
  *
  * A replay (`invalid_grant` for a code with an `issued_code` row, or a consumed code) increments
  * `reuse_count` under the same row lock and revokes every code and token of the code's grant and
- * the token ids on the row, in one transaction. Whichever of the two transactions comes second
- * sees the other's work, so a token of a replayed code never stays active. A code with no trace at
- * all only increments `aa_oidc_code_reuse_audit_misses_total{client_id}`.
+ * the token ids on the row, in one transaction (`judgeRefusedCode`). Whichever of the two
+ * transactions comes second sees the other's work, so a token of a replayed code never stays
+ * active. A code with no trace at all only increments `aa_oidc_code_reuse_audit_misses_total{client_id}`.
  */
 export interface IssuedCodeDependencies {
   db: Kysely<Database>;
@@ -42,73 +49,49 @@ export interface IssuedCodeDependencies {
   now?: () => number;
 }
 
+/** A consumed authorization code, as the adapter saw it. */
+export interface ConsumedCode {
+  value: string;
+  clientId: string | null;
+  userId: string | null;
+  grantId: string | null;
+}
+
 export interface IssuedCodes {
-  /** Handed to the `KyselyAdapter`s of the provider. */
-  adapterHooks: AdapterWriteHooks;
-  /** Installed with `provider.use()`: writes the deferred token rows, detects replays. */
-  middleware: Koa.Middleware;
-}
-
-interface CodeExchange {
-  rows: PayloadRow[];
-  /** This request consumed the code (a later refusal, e.g. a deactivated user, is no replay). */
-  consumedHere: boolean;
-}
-
-interface ProviderRequest {
-  oidc?: {
-    route?: string;
-    params?: { grant_type?: unknown; code?: unknown };
-    client?: { clientId: string };
-  };
-}
-
-const DEFERRED_MODELS = new Set(['AccessToken', 'RefreshToken']);
-
-function isCodeExchange(ctx: ProviderRequest): boolean {
-  return ctx.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'authorization_code';
+  /** Step 1: records the consumed code inside the transaction that consumed it. */
+  recordConsumedCode(trx: Transaction<Database>, code: ConsumedCode): Promise<void>;
+  /** Step 3: the token rows and their ids on the audit row, in one transaction. Throws on failure. */
+  storeExchangedTokens(code: string, rows: readonly PayloadRow[]): Promise<void>;
+  /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
+  judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
 }
 
 export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   const { db, config, audit, metrics, logger } = deps;
   const now = deps.now ?? Date.now;
-  const exchanges = new WeakMap<object, CodeExchange>();
 
-  const adapterHooks: AdapterWriteHooks = {
-    deferWrite(row) {
-      if (!DEFERRED_MODELS.has(row.model)) return false;
-      const ctx = Provider.ctx as object | undefined;
-      const exchange = ctx ? exchanges.get(ctx) : undefined;
-      if (!exchange || !isCodeExchange(ctx as ProviderRequest)) return false;
-      exchange.rows.push(row);
-      return true;
-    },
-    async codeConsumed(trx, code) {
-      const ctx = Provider.ctx as object | undefined;
-      const exchange = ctx ? exchanges.get(ctx) : undefined;
-      if (exchange) exchange.consumedHere = true;
-      const at = now();
-      await trx
-        .insertInto('issued_code')
-        .values({
-          code_hash: sha256Hex(code.value),
-          client_id: code.clientId ?? '',
-          user_id: code.userId,
-          grant_id: code.grantId,
-          access_token_id: null,
-          refresh_token_id: null,
-          reuse_count: 0,
-          last_reuse_at: null,
-          created_at: at,
-          expires_at: at + config.tokens.refreshTokenTtl * 1000,
-        })
-        .onConflict((conflict) => conflict.column('code_hash').doNothing())
-        .execute();
-    },
+  const recordConsumedCode: IssuedCodes['recordConsumedCode'] = async (trx, code) => {
+    const at = now();
+    await trx
+      .insertInto('issued_code')
+      .values({
+        code_hash: sha256Hex(code.value),
+        client_id: code.clientId ?? '',
+        user_id: code.userId,
+        grant_id: code.grantId,
+        access_token_id: null,
+        refresh_token_id: null,
+        reuse_count: 0,
+        last_reuse_at: null,
+        created_at: at,
+        expires_at: at + config.tokens.refreshTokenTtl * 1000,
+      })
+      .onConflict((conflict) => conflict.column('code_hash').doNothing())
+      .execute();
   };
 
-  /** Step 3 above: the token rows and their ids on the audit row, in one transaction. */
-  const writeExchange = async (codeHash: string, rows: readonly PayloadRow[]): Promise<void> => {
+  const storeExchangedTokens: IssuedCodes['storeExchangedTokens'] = async (code, rows) => {
+    const codeHash = sha256Hex(code);
     const accessToken = rows.find((row) => row.model === 'AccessToken');
     const refreshToken = rows.find((row) => row.model === 'RefreshToken');
     const replayed = await db.transaction().execute(async (trx) => {
@@ -129,7 +112,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
       publishRevocations(
         audit,
         rows.map((row) => ({
-          model: row.model as RevokedToken['model'],
+          model: row.model as TokenModel,
           id: row.id,
           clientId: row.client_id ?? null,
           userId: row.user_id ?? null,
@@ -141,8 +124,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
   };
 
-  /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
-  const judgeRefusedCode = async (code: string, callerClientId: string, startedAt: number): Promise<void> => {
+  const judgeRefusedCode: IssuedCodes['judgeRefusedCode'] = async (code, callerClientId, startedAt) => {
     const codeHash = sha256Hex(code);
     const at = now();
     let outcome:
@@ -167,12 +149,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
           .returningAll()
           .executeTakeFirst();
         if (!row) {
-          const stored = await trx
-            .selectFrom('oidc_payload')
-            .select(['client_id', 'user_id', 'grant_id', 'consumed_at'])
-            .where('model', '=', 'AuthorizationCode')
-            .where('id', '=', storageId(code))
-            .executeTakeFirst();
+          const stored = await findStoredCode(trx, storageId(code));
           if (!stored) return { kind: 'miss' as const };
           if (stored.consumed_at === null) return { kind: 'not_redeemed' as const };
           // Consumed before this audit existed (or its row was lost): record the reuse now.
@@ -201,17 +178,11 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
         // that as `code_reuse` too); those tokens get their token_revoked event here as well.
         if (row.grant_id) {
           const known = new Set(revoked.map((token) => token.id));
-          const already = await trx
-            .selectFrom('oidc_payload')
-            .select(['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'])
-            .where('grant_id', '=', row.grant_id)
-            .where('revoked_reason', '=', 'code_reuse')
-            .where('revoked_at', '>=', startedAt)
-            .execute();
+          const already = await tokenRowsRevokedSince(trx, row.grant_id, 'code_reuse', startedAt);
           for (const token of already) {
             if (known.has(token.id)) continue;
             revoked.push({
-              model: token.model as RevokedToken['model'],
+              model: token.model,
               id: token.id,
               clientId: token.client_id,
               userId: token.user_id,
@@ -264,38 +235,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
   };
 
-  const middleware: Koa.Middleware = async (ctx, next) => {
-    if (ctx.method !== 'POST') return next();
-    const startedAt = now();
-    const exchange: CodeExchange = { rows: [], consumedHere: false };
-    exchanges.set(ctx, exchange);
-    try {
-      await next();
-    } finally {
-      exchanges.delete(ctx);
-    }
-    const oidc = (ctx as unknown as ProviderRequest).oidc;
-    if (!oidc || !isCodeExchange(ctx as unknown as ProviderRequest)) return;
-    const code = oidc.params?.code;
-    if (typeof code !== 'string' || code.length === 0) return;
-    if (exchange.rows.length > 0) {
-      if (ctx.status !== 200) return;
-      try {
-        await writeExchange(sha256Hex(code), exchange.rows);
-      } catch (error) {
-        logger.error({ err: error }, 'the tokens of a code exchange could not be stored');
-        ctx.status = 500;
-        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
-      }
-      return;
-    }
-    const body = ctx.body as { error?: unknown } | undefined;
-    if (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere) {
-      await judgeRefusedCode(code, oidc.client?.clientId ?? '', startedAt);
-    }
-  };
-
-  return { adapterHooks, middleware };
+  return { recordConsumedCode, storeExchangedTokens, judgeRefusedCode };
 }
 
 /** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */

@@ -1,9 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { storageIdHex } from './revocation.ts';
-
-/** The models `tokens audit` lists. */
-const LISTED_MODELS = ['AccessToken', 'ClientCredentials', 'RefreshToken'] as const;
+import { selectListedTokens } from './store.ts';
 
 export type TokenStatus = 'active' | 'revoked' | 'expired' | 'consumed';
 
@@ -37,26 +35,7 @@ export async function listTokens(
   filter: TokenListingFilter = {},
   now = Date.now(),
 ): Promise<TokenListing[]> {
-  let query = db
-    .selectFrom('oidc_payload')
-    .select([
-      'model',
-      'id',
-      'payload',
-      'client_id',
-      'user_id',
-      'format',
-      'expires_at',
-      'consumed_at',
-      'revoked_at',
-      'revoked_reason',
-    ])
-    .where('model', 'in', [...LISTED_MODELS]);
-  if (filter.userId !== undefined) query = query.where('user_id', '=', String(filter.userId));
-  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
-  if (!filter.includeExpired)
-    query = query.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]));
-  const rows = await query.orderBy('expires_at', 'desc').execute();
+  const rows = await selectListedTokens(db, filter, now);
 
   return rows.map((row) => {
     const payload = JSON.parse(row.payload) as { scope?: unknown; iat?: unknown; gty?: unknown };

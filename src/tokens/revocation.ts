@@ -1,22 +1,16 @@
-import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
 import type { ChangeConsumer, Directory } from '../directory/port.ts';
+import { deleteUserGrants, type LiveTokenSelection, revokeLiveTokenRows, type TokenModel } from './store.ts';
 
-/** The provider models that are codes or tokens (rows of `oidc_payload`). */
-export const TOKEN_MODELS = [
-  'AccessToken',
-  'ClientCredentials',
-  'RefreshToken',
-  'AuthorizationCode',
-] as const;
-export type TokenModel = (typeof TOKEN_MODELS)[number];
+export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
 /** One revoked code or token, as stored: its storage id (a digest), never its value. */
 export interface RevokedToken {
   model: TokenModel;
-  /** `oidc_payload.id`: base64url SHA-256 of the token (an opaque token) or of its jti (a JWT). */
+  /** Storage id: base64url SHA-256 of the token (an opaque token) or of its jti (a JWT). */
   id: string;
   clientId: string | null;
   userId: string | null;
@@ -25,8 +19,7 @@ export interface RevokedToken {
 }
 
 /** Which rows to revoke: every live code and token of a user, of a grant, or with these ids. */
-export type RevocationTarget =
-  { userId: number; clientId?: string } | { grantId: string; ids?: readonly string[] };
+export type RevocationTarget = LiveTokenSelection;
 
 /**
  * Marks every matching live code and token revoked (`revoked_at`, `revoked_reason`) inside `trx` and
@@ -39,33 +32,9 @@ export async function revokeTokens(
   now: number,
   options: { dryRun?: boolean } = {},
 ): Promise<RevokedToken[]> {
-  const columns = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
-  const condition = (eb: ExpressionBuilder<Database, 'oidc_payload'>) =>
-    eb.and([
-      eb('model', 'in', [...TOKEN_MODELS]),
-      eb('revoked_at', 'is', null),
-      eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
-      'userId' in target
-        ? eb.and([
-            eb('user_id', '=', String(target.userId)),
-            ...(target.clientId === undefined ? [] : [eb('client_id', '=', target.clientId)]),
-          ])
-        : eb.or([
-            eb('grant_id', '=', target.grantId),
-            ...(target.ids && target.ids.length > 0 ? [eb('id', 'in', [...target.ids])] : []),
-          ]),
-    ]);
-  // One UPDATE … RETURNING: what it revokes is exactly what it reports, even under concurrency.
-  const rows = options.dryRun
-    ? await trx.selectFrom('oidc_payload').select(columns).where(condition).execute()
-    : await trx
-        .updateTable('oidc_payload')
-        .set({ revoked_at: now, revoked_reason: reason })
-        .where(condition)
-        .returning(columns)
-        .execute();
+  const rows = await revokeLiveTokenRows(trx, target, reason, now, options);
   return rows.map((row) => ({
-    model: row.model as TokenModel,
+    model: row.model,
     id: row.id,
     clientId: row.client_id,
     userId: row.user_id,
@@ -229,17 +198,12 @@ export function createTokenRevocation(deps: {
       const afterCommit: Array<() => void> = [];
       const result = await deps.db.transaction().execute(async (trx) => {
         const revoked = await revokeTokens(trx, { userId, clientId }, reason, now());
-        const removed = await trx
-          .deleteFrom('oidc_payload')
-          .where('model', '=', 'Grant')
-          .where('user_id', '=', String(userId))
-          .where('client_id', '=', clientId)
-          .executeTakeFirst();
+        const grantsRemoved = await deleteUserGrants(trx, userId, clientId);
         for (const hook of hooks) {
           const committed = await hook(trx, { userId, clientIds: [clientId], reason, dryRun: false });
           if (committed) afterCommit.push(committed);
         }
-        return { revoked, grantsRemoved: Number(removed.numDeletedRows) };
+        return { revoked, grantsRemoved };
       });
       for (const committed of afterCommit) committed();
       publishRevocations(deps.audit, result.revoked, reason, note);

@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { newJti } from '../../src/logout/job-transport.ts';
 import {
   claimDueJob,
   FINISHED_JOB_RETENTION_MS,
   finishJob,
   insertJobs,
-  newJti,
   purgeFinishedJobs,
   rescheduleJob,
-} from '../../src/logout/queue.ts';
+} from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
-import { KyselyAdapter, purgeExpiredPayloads, storageId } from '../../src/oidc/adapter.ts';
+import { KyselyAdapter } from '../../src/oidc/adapter.ts';
+import { purgeExpiredPayloads, storageId } from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`oidc storage adapter (${testDatabaseKind})`, () => {

@@ -8,7 +8,7 @@ import type { Directory } from '../../src/directory/port.ts';
 import { cookieKeys, providerConfiguration } from '../../src/oidc/configuration.ts';
 import { createFindAccount } from '../../src/oidc/find-account.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
-import { createPolicyEnforcer } from '../../src/policy/enforce.ts';
+import { createPolicyEnforcer } from '../../src/oidc/policy-enforcer.ts';
 import { testConfig } from '../helpers/config.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
-import { storageId } from '../../src/oidc/adapter.ts';
+import { storageId } from '../../src/tokens/store.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
   authorizeUrl,

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
-import { storageId } from '../../src/oidc/adapter.ts';
+import { storageId } from '../../src/tokens/store.ts';
 import { purgeIssuedCodes } from '../../src/tokens/issued-codes.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';

@@ -1,4 +1,4 @@
-// oidc-provider's endpoint middleware lists (see structured-tokens.ts); the package has no
+// oidc-provider's endpoint middleware lists (see provider-internals.ts); the package has no
 // `exports` map, so these modules resolve, but it ships no types for them.
 declare module 'oidc-provider/lib/actions/introspection.js' {
   const stack: unknown[];

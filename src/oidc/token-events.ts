@@ -1,10 +1,11 @@
 import type Koa from 'koa';
-import Provider from 'oidc-provider';
+import type { Provider } from 'oidc-provider';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenType } from '../audit/events.ts';
 import { publishContext } from '../logging/request-context.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
+import { currentRequest } from './provider-internals.ts';
 
 export interface ObservabilityDependencies {
   audit: Pick<AuditBus, 'publish'>;
@@ -19,13 +20,13 @@ interface ProviderToken {
   gty?: string;
   exp?: number;
   kind: string;
-  /** `jwt` for a JWT access token (src/tokens/formats.ts), else `opaque`. */
+  /** `jwt` for a JWT access token (access-token-format.ts), else `opaque`. */
   format?: string;
 }
 
-/** The request being served (oidc-provider keeps it in AsyncLocalStorage). */
+/** The request being served. */
 function currentContext(): Koa.Context | undefined {
-  return Provider.ctx as unknown as Koa.Context | undefined;
+  return currentRequest() as unknown as Koa.Context | undefined;
 }
 
 function context(): { requestId?: string } {
@@ -105,33 +106,4 @@ export function observeProvider(provider: Provider, deps: ObservabilityDependenc
       context(),
     );
   });
-}
-
-/**
- * `token_introspected` for every answered introspection request (installed with `provider.use()`,
- * so it sees the provider's response).
- */
-export function introspectionAudit(deps: ObservabilityDependencies): Koa.Middleware {
-  return async (ctx, next) => {
-    await next();
-    const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
-    if (route !== 'introspection' || ctx.status !== 200) return;
-    const oidc = (
-      ctx as unknown as { oidc?: { client?: { clientId: string }; params?: { token?: unknown } } }
-    ).oidc;
-    const token = oidc?.params?.token;
-    const body = ctx.body as { active?: boolean; client_id?: string; jti?: string } | undefined;
-    if (!oidc?.client || typeof token !== 'string' || typeof body?.active !== 'boolean') return;
-    deps.audit.publish(
-      {
-        kind: 'token_introspected',
-        introspector: oidc.client.clientId,
-        // A JWT access token is known by its jti (as in token_issued); an opaque one by itself.
-        token_sha256: sha256Hex(body.active && typeof body.jti === 'string' ? body.jti : token),
-        active: body.active,
-        client_id: body.client_id ?? null,
-      },
-      publishContext(ctx),
-    );
-  };
 }

@@ -1,7 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { pageContext } from '../http/pages/layout.ts';
-import { logoutConfirmPage, logoutSuccessPage } from '../http/pages/logout.ts';
+import { logoutConfirmPage } from '../http/pages/logout.ts';
 
 /**
  * `features.rpInitiatedLogout.logoutSource`: the confirmation page, asking about the community by
@@ -13,17 +13,6 @@ export function logoutSource(branding: Branding) {
     ctx.type = 'html';
     ctx.body = logoutConfirmPage(
       { providerForm: form, clientName: ctx.oidc.client?.clientName ?? undefined },
-      pageContext(branding, ctx),
-    );
-  };
-}
-
-/** `features.rpInitiatedLogout.postLogoutSuccessSource`: shown when no post_logout_redirect_uri was given. */
-export function postLogoutSuccessSource(branding: Branding) {
-  return async (ctx: KoaContextWithOIDC): Promise<void> => {
-    ctx.type = 'html';
-    ctx.body = logoutSuccessPage(
-      { clientName: ctx.oidc.client?.clientName ?? undefined },
       pageContext(branding, ctx),
     );
   };

@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import type { Logger } from '../logging/logger.ts';
-import type { LogoutService } from './service.ts';
+import type { LogoutService } from '../logout/service.ts';
+import { matchedRouteName } from './provider-internals.ts';
 
 interface EndedSession {
   accountId?: string;
@@ -10,7 +11,7 @@ interface EndedSession {
 }
 
 /**
- * The RP-initiated logout trigger (section G), installed with `provider.use()`: once the provider
+ * The RP-initiated logout trigger of back-channel logout, installed with `provider.use()`: once the provider
  * has ended a session at `end_session_confirm` (the user confirmed "sign me out"), every application
  * of that session gets a back-channel logout with the `sid` it was given. The jobs are queued before
  * the redirect leaves, so a crash after the response loses none. The provider never delivers itself
@@ -22,7 +23,7 @@ export function endSessionLogout(
 ): Koa.Middleware {
   return async (ctx, next) => {
     await next();
-    const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
+    const route = matchedRouteName(ctx);
     if (route !== 'end_session_confirm' || ctx.status !== 303) return;
     const session = (ctx as unknown as { oidc?: { session?: EndedSession } }).oidc?.session;
     if (!session?.destroyed || !session.accountId || !/^\d+$/.test(session.accountId)) return;
@@ -41,17 +42,4 @@ export function endSessionLogout(
       );
     }
   };
-}
-
-/**
- * Every ID token carries `sid` (the session id this client knows the session by), so that a
- * relying party can match the `sid` of a logout token to its own session. oidc-provider includes
- * it only for clients it sees with a back-channel URI, and ours never do (delivery is ours).
- */
-export function includeSessionIdInIdTokens(provider: { Client: { prototype: object } }): void {
-  Object.defineProperty(provider.Client.prototype, 'includeSid', {
-    configurable: true,
-    writable: true,
-    value: () => true,
-  });
 }

@@ -1,12 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
-import type { LogoutReason } from '../audit/events.ts';
 import type { DatabaseKind } from '../db/connect.ts';
+import type { DatabaseHandle } from '../db/connect.ts';
 import type { BclJobTable, Database } from '../db/schema.ts';
+import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.ts';
 
 /**
- * The durable back-channel logout queue (section G): the `bcl_job` table on SQLite and PostgreSQL
- * alike. Jobs are inserted with the caller's transaction (so a change and the logouts it causes
+ * The `bcl_job` table transport of back-channel logout jobs (used on SQLite; pg-boss carries them on
+ * PostgreSQL): the only module that queries `bcl_job`. Jobs are inserted with the caller's transaction (so a change and the logouts it causes
  * commit together) and claimed one at a time with a lease: a single UPDATE on SQLite (writers are
  * serialised), `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers never share a claim.
  */
@@ -14,25 +14,7 @@ import type { BclJobTable, Database } from '../db/schema.ts';
 export type BclJob = Selectable<BclJobTable>;
 type Db = Kysely<Database> | Transaction<Database>;
 
-/** What a job pins: scalars only, from which every attempt rebuilds a byte-identical token. */
-export interface NewBclJob {
-  trigger: LogoutReason;
-  userId: number | null;
-  sub: string;
-  clientId: string;
-  jti: string;
-  iat: number;
-  exp: number;
-  kid: string;
-  sid: string | null;
-}
-
-/** A fresh `jti`: 128 random bits, base64url. */
-export function newJti(): string {
-  return randomBytes(16).toString('base64url');
-}
-
-export async function insertJobs(trx: Db, jobs: readonly NewBclJob[], now: number): Promise<void> {
+export async function insertJobs(trx: Db, jobs: readonly LogoutJob[], now: number): Promise<void> {
   if (jobs.length === 0) return;
   await trx
     .insertInto('bcl_job')
@@ -93,7 +75,7 @@ export async function claimDueJob(
 /** Schedules the next attempt and releases the lease; false when the lease was lost meanwhile. */
 export async function rescheduleJob(
   db: Kysely<Database>,
-  job: BclJob,
+  job: Pick<BclJob, 'id'>,
   owner: string,
   nextAttemptAt: number,
   httpStatus: number | null,
@@ -116,7 +98,7 @@ export async function rescheduleJob(
 /** Marks a job finished with its outcome (inside `trx`); false when the lease was lost meanwhile. */
 export async function finishJob(
   trx: Db,
-  job: BclJob,
+  job: Pick<BclJob, 'id'>,
   owner: string,
   outcome: string,
   httpStatus: number | null,
@@ -160,4 +142,42 @@ export async function purgeFinishedJobs(db: Kysely<Database>, now: number): Prom
     .where('finished_at', '<', now - FINISHED_JOB_RETENTION_MS)
     .executeTakeFirst();
   return Number(result.numDeletedRows);
+}
+
+/** The `bcl_job` table as a job transport. */
+export function createTableTransport(database: DatabaseHandle): LogoutJobTransport {
+  const db = database.db;
+  return {
+    name: 'table',
+    enqueue: (trx, jobs, now) => insertJobs(trx, jobs, now),
+    claim: async (owner, now, leaseUntil) => {
+      const row = await claimDueJob(db, database.kind, owner, now, leaseUntil);
+      if (!row) return undefined;
+      const claimed: ClaimedJob = {
+        id: row.id,
+        trigger: row.trigger as LogoutJob['trigger'],
+        userId: row.user_id,
+        sub: row.sub,
+        clientId: row.client_id,
+        jti: row.jti,
+        iat: Number(row.iat),
+        exp: Number(row.exp),
+        kid: row.kid,
+        sid: row.sid,
+        attempts: Number(row.attempts),
+        firstAttemptAt: row.first_attempt_at === null ? null : Number(row.first_attempt_at),
+      };
+      return claimed;
+    },
+    reschedule: (job, owner, now, delaySeconds, httpStatus) =>
+      rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
+    finish: (trx, job, owner, outcome, httpStatus, now) =>
+      finishJob(trx, { id: Number(job.id) }, owner, outcome, httpStatus, now),
+    nextDueAt: () => nextDueAt(db),
+    purge: async (now) => {
+      await purgeFinishedJobs(db, now);
+    },
+    startWorker: async () => undefined,
+    close: async () => undefined,
+  };
 }

@@ -3,8 +3,9 @@ import type { AuditBus } from '../audit/bus.ts';
 import type { Directory, UserProfile } from '../directory/port.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { decide, decideApplication, type PolicyDecision } from './decide.ts';
-import { isAuthorizationStage, type PolicyStage } from './stages.ts';
+import { decide, decideApplication, type PolicyDecision } from '../policy/decide.ts';
+import { isAuthorizationStage, type PolicyStage } from '../policy/stages.ts';
+import { RequestMemo } from './request-memo.ts';
 
 /** What enforcing needs: where users and applications come from, and where refusals are counted. */
 export interface PolicyEnforcerDependencies {
@@ -60,31 +61,15 @@ export function userIdOf(accountId: string | undefined): number | null {
   return accountId !== undefined && ACCOUNT_ID.test(accountId) ? Number(accountId) : null;
 }
 
-/** True for an allow, false for a deny; the exhaustive switch every consumer of a decision ends in. */
-export function isAllowed(decision: PolicyDecision): boolean {
-  switch (decision.outcome) {
-    case 'allow':
-      return true;
-    case 'deny':
-      return false;
-    default:
-      return assertNever(decision);
-  }
-}
-
 export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEnforcer {
-  const recorded = new WeakMap<PolicyRequest, Set<string>>();
+  // One record of each refusal per request and stage.
+  const recorded = new RequestMemo<string, true>();
 
   const recordDenial: PolicyEnforcer['recordDenial'] = (stage, denial, who, request) => {
     if (request) {
       const key = `${stage} ${denial.reason} ${who.clientId ?? ''} ${who.userId ?? ''}`;
-      let seen = recorded.get(request);
-      if (!seen) {
-        seen = new Set();
-        recorded.set(request, seen);
-      }
-      if (seen.has(key)) return;
-      seen.add(key);
+      if (recorded.peek(request, key)) return;
+      recorded.set(request, key, true);
     }
     deps.metrics.policyRejections.inc({ stage, reason: denial.reason });
     if (isAuthorizationStage(stage)) deps.metrics.authorizeDenied.inc({ reason: denial.reason });

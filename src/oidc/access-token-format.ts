@@ -1,15 +1,13 @@
 import { createHash } from 'node:crypto';
-import type { KoaContextWithOIDC, Provider } from 'oidc-provider';
+import type { Provider } from 'oidc-provider';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
   type AccessTokenFormatSetting,
   type Application,
 } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
-import type { Directory, UserProfile } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
-import { FORMAT_MARKER, VALUE_DIGEST_MARKER } from '../oidc/adapter.ts';
-import { claimsFor, type ClaimsConfig } from '../oidc/claims.ts';
+import { FORMAT_MARKER, VALUE_DIGEST_MARKER } from './adapter.ts';
 
 export type AccessTokenFormat = 'opaque' | 'jwt';
 
@@ -47,7 +45,7 @@ interface TokenModel {
 }
 
 /**
- * Section E on oidc-provider 9, which chooses a token's format from its resource server
+ * The access-token format (opaque or RFC 9068 JWT, per application) on oidc-provider 9, which chooses a token's format from its resource server
  * (`formats/index.js`: `token.resourceServer?.accessTokenFormat`) and neither stores a JWT access
  * token (`BaseModel#save` upserts only when the format returns a payload) nor lets one reach
  * userinfo (an audience there is refused). Here the stored token is always the provider's opaque
@@ -137,46 +135,4 @@ export function installAccessTokenFormats(provider: Provider, deps: AccessTokenF
       };
     };
   }
-}
-
-/** What the JWT customizer reads from the request. */
-interface CustomizerContext {
-  oidc?: {
-    account?: { accountId: string; profile?: UserProfile };
-    entities?: {
-      AuthorizationCode?: { authTime?: number };
-      RefreshToken?: { authTime?: number };
-    };
-  };
-}
-
-interface CustomizedToken {
-  accountId?: string;
-  scope?: string;
-}
-
-/**
- * `formats.customizers.jwt`: completes the provider's RFC 9068 payload (`iss aud client_id exp iat
- * jti scope sub`) with `auth_time` and, for the granted scopes, the identity claims of `claimsFor`
- * — the same function and profile userinfo answers from. Registered claims are never overwritten.
- */
-export function jwtAccessTokenCustomizer(config: ClaimsConfig, profiles: Pick<Directory, 'profileById'>) {
-  return async (
-    ctx: KoaContextWithOIDC | undefined,
-    token: CustomizedToken,
-    jwt: { header?: Record<string, unknown>; payload: Record<string, unknown> },
-  ): Promise<void> => {
-    const oidc = (ctx as unknown as CustomizerContext | undefined)?.oidc;
-    const authTime = oidc?.entities?.AuthorizationCode?.authTime ?? oidc?.entities?.RefreshToken?.authTime;
-    if (typeof authTime === 'number') jwt.payload.auth_time = authTime;
-    if (token.accountId === undefined) return;
-    let profile = oidc?.account?.accountId === token.accountId ? oidc.account.profile : undefined;
-    if (!profile && /^[1-9][0-9]{0,15}$/.test(token.accountId))
-      profile = await profiles.profileById(Number(token.accountId));
-    if (!profile) throw new Error('JWT access token for an account without a profile');
-    const claims = claimsFor(profile, (token.scope ?? '').split(' ').filter(Boolean), config);
-    for (const [name, value] of Object.entries(claims)) {
-      if (!(name in jwt.payload) || jwt.payload[name] === undefined) jwt.payload[name] = value;
-    }
-  };
 }

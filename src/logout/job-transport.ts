@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { LogoutReason } from '../audit/events.ts';
+import type { Database } from '../db/schema.ts';
+
+/** What a job pins: scalars only, from which every attempt rebuilds a byte-identical token. */
+export interface LogoutJob {
+  trigger: LogoutReason;
+  /** Null only for the `admin_test` no-op subject. */
+  userId: number | null;
+  sub: string;
+  clientId: string;
+  jti: string;
+  /** Seconds since the epoch. */
+  iat: number;
+  exp: number;
+  kid: string;
+  sid: string | null;
+}
+
+/** A fresh `jti`: 128 random bits, base64url. */
+export function newJti(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/**
+ * How back-channel logout jobs travel from the change that causes them to a worker (section G). Two
+ * implementations with the same guarantees: the `bcl_job` table (SQLite, table-transport.ts) and pg-boss (PostgreSQL,
+ * pgboss-transport.ts). Every job is inserted in the caller's transaction, claimed by one worker at
+ * a time for a bounded lease (a worker that dies mid-attempt loses the claim after it), retried on
+ * the configured schedule exactly, and finished in the transaction that records its outcome.
+ */
+export interface ClaimedJob extends LogoutJob {
+  /** The transport's own handle of the job. */
+  id: number | string;
+  /** Attempts made, this one included. */
+  attempts: number;
+  /** When the first attempt was made (epoch ms), or null for this first attempt. */
+  firstAttemptAt: number | null;
+}
+
+export interface LogoutJobTransport {
+  readonly name: 'table' | 'pg-boss';
+  /** Queues jobs inside `trx`: they commit or roll back with the change. */
+  enqueue(trx: Transaction<Database>, jobs: readonly LogoutJob[], now: number): Promise<void>;
+  /** Claims the next due job for `owner` until `leaseUntil`; undefined when none is due. */
+  claim(owner: string, now: number, leaseUntil: number): Promise<ClaimedJob | undefined>;
+  /** The next attempt after `delaySeconds`; false when the claim was lost meanwhile. */
+  reschedule(
+    job: ClaimedJob,
+    owner: string,
+    now: number,
+    delaySeconds: number,
+    httpStatus: number | null,
+  ): Promise<boolean>;
+  /** Finishes a claimed job inside `trx` (with the outcome's record); false when the claim was lost. */
+  finish(
+    trx: Transaction<Database>,
+    job: ClaimedJob,
+    owner: string,
+    outcome: string,
+    httpStatus: number | null,
+    now: number,
+  ): Promise<boolean>;
+  /** The earliest time a pending job becomes due, when the transport knows it cheaply. */
+  nextDueAt(): Promise<number | undefined>;
+  /** Drops finished jobs past their retention (a no-op where the transport does it itself). */
+  purge(now: number): Promise<void>;
+  /** Called once when this process starts a worker (pg-boss: its supervisor, which expires claims). */
+  startWorker(): Promise<void>;
+  /** Stops whatever the transport runs, and closes its connections. */
+  close(): Promise<void>;
+}

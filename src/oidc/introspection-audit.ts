@@ -1,0 +1,34 @@
+import type Koa from 'koa';
+import { publishContext } from '../logging/request-context.ts';
+import { sha256Hex } from '../logging/secrets.ts';
+import { matchedRouteName } from './provider-internals.ts';
+import type { ObservabilityDependencies } from './token-events.ts';
+
+/**
+ * `token_introspected` for every answered introspection request (installed with `provider.use()`,
+ * so it sees the provider's response).
+ */
+export function introspectionAudit(deps: ObservabilityDependencies): Koa.Middleware {
+  return async (ctx, next) => {
+    await next();
+    const route = matchedRouteName(ctx);
+    if (route !== 'introspection' || ctx.status !== 200) return;
+    const oidc = (
+      ctx as unknown as { oidc?: { client?: { clientId: string }; params?: { token?: unknown } } }
+    ).oidc;
+    const token = oidc?.params?.token;
+    const body = ctx.body as { active?: boolean; client_id?: string; jti?: string } | undefined;
+    if (!oidc?.client || typeof token !== 'string' || typeof body?.active !== 'boolean') return;
+    deps.audit.publish(
+      {
+        kind: 'token_introspected',
+        introspector: oidc.client.clientId,
+        // A JWT access token is known by its jti (as in token_issued); an opaque one by itself.
+        token_sha256: sha256Hex(body.active && typeof body.jti === 'string' ? body.jti : token),
+        active: body.active,
+        client_id: body.client_id ?? null,
+      },
+      publishContext(ctx),
+    );
+  };
+}
