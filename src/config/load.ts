@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { ensurePrivateDirectory } from '../util/private-files.ts';
 import {
   configSchema,
   ENV_ALIASES,
@@ -363,7 +364,7 @@ function developmentSecretKey(dataDir: string, create: boolean): string {
   if (existsSync(file)) return readFileSync(file, 'utf8').trim();
   const generated = randomBytes(32).toString('base64url');
   if (create) {
-    mkdirSync(dataDir, { recursive: true });
+    ensurePrivateDirectory(dataDir);
     writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
   }
   return generated;

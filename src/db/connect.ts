@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
@@ -11,6 +10,7 @@ import {
   explainSqliteOpenError,
 } from './errors.ts';
 import type { Database } from './schema.ts';
+import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
 export type DatabaseKind = DatabaseTarget['kind'];
 
@@ -41,7 +41,8 @@ export interface OpenDatabaseOptions {
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 /**
- * Opens the database named by the configuration. Creates the SQLite file's folder when needed; an
+ * Opens the database named by the configuration. Creates the SQLite file (0600) and its folder (0700)
+ * when needed; an
  * SQLite file that cannot be opened throws a `DatabaseUnavailableError` naming the file. PostgreSQL
  * connects lazily: see `connectDatabase`.
  */
@@ -49,7 +50,12 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   if (target.kind === 'sqlite') {
     let sqlite: BetterSqlite3.Database | undefined;
     try {
-      if (target.path !== ':memory:') mkdirSync(path.dirname(target.path), { recursive: true });
+      if (target.path !== ':memory:') {
+        // The database holds password hashes and session state: readable by this user only (its
+        // -wal and -shm files take the database file's mode).
+        ensurePrivateDirectory(path.dirname(target.path));
+        ensurePrivateFile(target.path);
+      }
       sqlite = new BetterSqlite3(target.path);
       sqlite.pragma('journal_mode = WAL');
       sqlite.pragma('foreign_keys = ON');

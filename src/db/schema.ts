@@ -49,6 +49,8 @@ export interface UserTable {
   faction_name: string | null;
   locale: string | null;
   last_login_at: EpochMs | null;
+  /** The next sign-in asks for a new password first (the bootstrap superuser's). */
+  must_change_password: ColumnType<Flag, Flag | undefined, Flag>;
   created_at: EpochMs;
   updated_at: EpochMs;
 }

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { ensurePrivateDirectory, writePrivateFile } from '../util/private-files.ts';
 
 /**
  * The demo application's client secret, kept where the demo relying party (inside `serve`) can read
@@ -40,9 +40,8 @@ export function readDemoClient(dataDir: string): DemoClientCredentials | undefin
 
 /** Writes the file atomically (temporary file, then rename), readable by its owner only. */
 export function writeDemoClient(dataDir: string, credentials: DemoClientCredentials): string {
-  mkdirSync(dataDir, { recursive: true });
+  ensurePrivateDirectory(dataDir);
   const target = demoClientFilePath(dataDir);
-  const temporary = `${target}.${randomBytes(6).toString('hex')}.tmp`;
   const body = `${JSON.stringify(
     {
       comment:
@@ -53,12 +52,6 @@ export function writeDemoClient(dataDir: string, credentials: DemoClientCredenti
     null,
     2,
   )}\n`;
-  try {
-    writeFileSync(temporary, body, { mode: 0o600, flag: 'wx' });
-    renameSync(temporary, target);
-  } catch (error) {
-    rmSync(temporary, { force: true });
-    throw error;
-  }
+  writePrivateFile(target, body);
   return target;
 }

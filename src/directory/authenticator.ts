@@ -18,7 +18,20 @@ export type AuthenticationResult =
       /** Authentication method references (RFC 8176) for the id_token's `amr`. */
       amr: string[];
     }
+  /**
+   * The password was right, but someone else chose it (the bootstrap superuser's): the person signs
+   * in only once they have chosen their own (`PasswordAuthenticator.replacePassword`).
+   */
+  | { outcome: 'password_change_required'; userId: number; username: string }
   | { outcome: 'refused'; reason: 'invalid' | 'inactive' };
+
+/** The outcome of choosing one's own password after `password_change_required`. */
+export type PasswordReplacement =
+  | { outcome: 'authenticated'; userId: number; amr: string[] }
+  /** The new password is not acceptable; `message` says why, for the person (never the password). */
+  | { outcome: 'unacceptable'; message: string }
+  /** No change is pending for this user any more (done meanwhile, deactivated, deleted). */
+  | { outcome: 'not_pending' };
 
 /** Username and password, checked by the directory that holds the user. */
 export interface PasswordAuthenticator {
@@ -28,6 +41,12 @@ export interface PasswordAuthenticator {
    * the password in an error, a log line or an event.
    */
   authenticate(username: string, password: string): Promise<AuthenticationResult>;
+  /**
+   * After `password_change_required`, once the caller has made sure this very sign-in gave the
+   * current password: sets the person's own password (it must differ from the one they were given)
+   * and signs them in.
+   */
+  replacePassword(userId: number, newPassword: string): Promise<PasswordReplacement>;
 }
 
 /** Every kind of authenticator the login page can offer (more kinds join this union). */

@@ -168,6 +168,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     authenticators: deps.authenticators,
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
+    passwordChangeKey: deriveKey(config.secretKey, 'password change'),
     branding,
     ...(deps.twoFactor
       ? {

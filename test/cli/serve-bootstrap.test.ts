@@ -1,12 +1,32 @@
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
-import { startCliProcess } from '../helpers/cli.ts';
+import { createServices } from '../../src/services.ts';
+import { cli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { Browser, formAction, formField, freePort, pkcePair, REDIRECT_URI } from '../helpers/server.ts';
 
-/** `serve` from a cold start as a real process: bootstrap, then SIGTERM ends it with exit code 0. */
+/** The bootstrap password file `serve` wrote, read as an operator would. */
+function readBootstrapFile(dataDir: string): { file: string; username: string; password: string } {
+  const file = path.join(dataDir, 'bootstrap-password');
+  const text = readFileSync(file, 'utf8');
+  const username = /^username: (\S+)$/m.exec(text)?.[1];
+  const password = /^password: (\S+)$/m.exec(text)?.[1];
+  assert.ok(username && password, 'the file names the username and the password');
+  return { file, username, password };
+}
+
+const mode = (file: string) => statSync(file).mode & 0o777;
+
+/**
+ * The first superuser's password never reaches standard output (also the log stream: journald,
+ * `docker logs`): `serve` writes it to a 0600 file in the data directory and prints the path. Its
+ * first sign-in asks for a new password before anything else.
+ */
 describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
@@ -14,10 +34,12 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
   });
   after(async () => database.drop());
 
-  it('creates a superuser and prints its password once on stdout, never in a log line', async () => {
+  it('writes the password to a 0600 file in a new 0700 data directory and prints only its path', async () => {
+    const dataDir = path.join(database.dataDir, 'fresh-data');
     const serve = startCliProcess(
       ['serve'],
       testEnv(database, {
+        AA_OIDC_DATA_DIR: dataDir,
         AA_OIDC_PORT: '0',
         AA_OIDC_HOST: '127.0.0.1',
         AA_OIDC_METRICS_ENABLED: 'false',
@@ -34,27 +56,186 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
     const stdout = serve.stdout();
     const stderr = serve.stderr();
 
-    const match = /^ {2}one-time password: (\S+)$/m.exec(stdout);
-    assert.ok(match, stdout);
-    const password = match[1]!;
+    const { file, username, password } = readBootstrapFile(dataDir);
+    assert.equal(username, 'admin');
     assert.ok(password.length >= 20);
-    assert.match(stdout, /^No superuser existed, so one was created: username admin$/m);
-    assert.equal(stdout.split(password).length - 1, 1, 'the password is printed exactly once');
-    const logLines = stdout.split('\n').filter((line) => line.startsWith('{'));
+    assert.equal(mode(dataDir), 0o700, 'the data directory is private');
+    assert.equal(mode(file), 0o600, 'the password file is private');
+    assert.ok(stdout.includes(`No superuser existed, so one was created: username admin\n`));
+    assert.ok(stdout.includes(`its one-time password is in ${file}`), 'stdout names the file');
+    assert.ok(!stdout.includes(password), 'the password is not on stdout');
+    assert.ok(!stderr.includes(password), 'the password is not on stderr');
     assert.ok(
-      logLines.some((line) => line.includes('bootstrap superuser')),
+      stdout.split('\n').some((line) => line.startsWith('{') && line.includes('bootstrap superuser')),
       'the creation itself is logged',
     );
-    assert.ok(logLines.every((line) => !line.includes(password)));
-    assert.ok(!stderr.includes(password));
 
     const handle = openDatabase(testConfig(database).database);
     try {
       const check = await createDirectory(handle.db).verifyPassword('admin', password);
       assert.equal(check.outcome, 'valid');
       assert.equal(check.outcome === 'valid' && check.user.superuser, 1);
+      assert.equal(check.outcome === 'valid' && check.user.must_change_password, 1);
     } finally {
       await handle.close();
+    }
+  });
+});
+
+describe(`the bootstrap superuser's first sign-in (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let port: number;
+  let origin: string;
+  let issuer: string;
+  let clientId: string;
+  let serve: ReturnType<typeof startCli>;
+
+  before(async () => {
+    database = await createTestDatabase();
+    port = await freePort();
+    origin = `http://127.0.0.1:${port}`;
+    issuer = `${origin}/o`;
+    serve = startCli(
+      ['serve'],
+      testEnv(database, {
+        AA_OIDC_PORT: String(port),
+        AA_OIDC_HOST: '127.0.0.1',
+        AA_OIDC_ISSUER: issuer,
+        AA_OIDC_METRICS_ENABLED: 'false',
+        AA_OIDC_LOG_LEVEL: 'info',
+      }),
+    );
+    await serve.waitFor(/aa-oidc user set-password \S+\n/);
+    const services = await createServices(testConfig(database, { issuer }), { migrate: false });
+    try {
+      const created = await services.applications.create(
+        { name: 'Wiki', redirectUris: [REDIRECT_URI] },
+        'test',
+      );
+      clientId = created.application.clientId;
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => {
+    await serve.stop();
+    await database.drop();
+  });
+
+  /** authorize → the login page → posts the login; returns the page that follows. */
+  async function signInAs(browser: Browser, username: string, password: string) {
+    const { challenge } = pkcePair();
+    const authorize = `${issuer}/authorize/?${new URLSearchParams({
+      client_id: clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    })}`;
+    const login = await (await browser.follow(authorize, origin)).text();
+    return browser.follow(formAction(login, origin), origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: formField(login, 'csrf_token'),
+        username,
+        password,
+      }).toString(),
+    });
+  }
+
+  async function choose(browser: Browser, page: string, password: string, confirmation = password) {
+    return browser.follow(formAction(page, origin), origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: formField(page, 'csrf_token'),
+        change_token: formField(page, 'change_token'),
+        new_password: password,
+        confirm_password: confirmation,
+      }).toString(),
+    });
+  }
+
+  it('asks for a new password before anything else, then continues to consent', async () => {
+    const { username, password } = readBootstrapFile(database.dataDir);
+    const browser = new Browser();
+    const first = await signInAs(browser, username, password);
+    assert.equal(first.status, 200);
+    let page = await first.text();
+    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    assert.doesNotMatch(page, /name="decision"/, 'no consent before the new password');
+
+    for (const [chosen, confirmation, message] of [
+      ['a brand new secret', 'a different one', /The two passwords differ/],
+      ['short', 'short', /too short/],
+      [password, password, /other than the one you were given/],
+    ] as const) {
+      const refused = await choose(browser, page, chosen, confirmation);
+      assert.equal(refused.status, 400);
+      page = await refused.text();
+      assert.match(page, message);
+    }
+
+    const forged = await browser.follow(formAction(page, origin), origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: formField(page, 'csrf_token'),
+        change_token: `${formField(page, 'change_token')}x`,
+        new_password: 'a brand new secret',
+        confirm_password: 'a brand new secret',
+      }).toString(),
+    });
+    assert.equal(forged.status, 400, 'without the proof of this sign-in, no password is set');
+
+    const accepted = await choose(browser, page, 'a brand new secret');
+    assert.equal(accepted.status, 200);
+    assert.match(await accepted.text(), /name="decision"/, 'the sign-in goes on to consent');
+
+    assert.equal((await signInAs(new Browser(), username, password)).status, 401, 'the old password is gone');
+    const again = await signInAs(new Browser(), username, 'a brand new secret');
+    assert.equal(again.status, 200);
+    assert.match(await again.text(), /name="decision"/, 'no second request for a new password');
+
+    for (const output of [serve.stdout(), serve.stderr()]) {
+      assert.ok(!output.includes(password), 'the bootstrap password reaches no output');
+      assert.ok(!output.includes('a brand new secret'), 'nor does the new one');
+    }
+  });
+});
+
+describe(`the bootstrap notice on a terminal (${testDatabaseKind})`, () => {
+  it('shows the password on a development terminal too, and never in production', async () => {
+    for (const production of [false, true]) {
+      const database = await createTestDatabase();
+      try {
+        const env = testEnv(database, {
+          AA_OIDC_PORT: '0',
+          AA_OIDC_HOST: '127.0.0.1',
+          AA_OIDC_METRICS_ENABLED: 'false',
+          ...(production && {
+            NODE_ENV: 'production',
+            AA_OIDC_ISSUER: 'https://auth.example.org/o',
+            AA_OIDC_SECRET_KEY: 'a production secret key of at least 32 chars',
+            AA_OIDC_TRUST_PROXY: 'true',
+          }),
+        });
+        if (production) assert.equal((await cli(['migrate'], env)).code, 0);
+        const serve = startCli(['serve'], env, { terminalStdout: true });
+        try {
+          await serve.waitFor(/aa-oidc user set-password \S+\n/);
+        } finally {
+          await serve.stop();
+        }
+        const { password } = readBootstrapFile(database.dataDir);
+        const shown = serve.stdout().includes(`  one-time password: ${password}\n`);
+        assert.equal(shown, !production, production ? 'never in production' : 'shown on the terminal');
+        assert.ok(serve.stdout().includes(path.join(database.dataDir, 'bootstrap-password')));
+      } finally {
+        await database.drop();
+      }
     }
   });
 });

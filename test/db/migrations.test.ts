@@ -35,4 +35,24 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
       await handle.close();
     }
   });
+
+  it('applies a migration that landed after a later-numbered one (numbers are reserved per feature)', async () => {
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      await migrateToLatest(handle.db, handle.kind);
+      // As on a database migrated before 0010 existed: 0010's column and record are absent.
+      await sql`alter table app_user drop column must_change_password`.execute(handle.db);
+      await sql`delete from schema_migration where name = '0010_must_change_password'`.execute(handle.db);
+      assert.deepEqual(await pendingMigrations(handle.db, handle.kind), ['0010_must_change_password']);
+      assert.deepEqual(await migrateToLatest(handle.db, handle.kind), ['0010_must_change_password']);
+      const user = await handle.db
+        .insertInto('app_user')
+        .values({ username: 'late', email: '', created_at: 0, updated_at: 0 } as never)
+        .returning('must_change_password')
+        .executeTakeFirstOrThrow();
+      assert.equal(Number(user.must_change_password), 0);
+    } finally {
+      await handle.close();
+    }
+  });
 });

@@ -23,6 +23,8 @@ export interface CliOptions {
   stdin?: string;
   /** The working folder (default: the test process's). */
   cwd?: string;
+  /** In-process runs only: standard output claims to be a terminal (`isTTY`). */
+  terminalStdout?: boolean;
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -61,6 +63,7 @@ export function captureIo(
   options: CliOptions & { stop?: Promise<string>; overrides?: Partial<CliIo> } = {},
 ): CapturedIo {
   const stdout = collector();
+  if (options.terminalStdout) Object.assign(stdout.stream, { isTTY: true });
   const stderr = collector();
   const stdin = new PassThrough();
   stdin.end(options.stdin ?? '');

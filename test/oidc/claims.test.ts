@@ -36,6 +36,7 @@ function user(overrides: Partial<UserRow> = {}): UserRow {
     faction_name: null,
     locale: 'en-GB',
     last_login_at: null,
+    must_change_password: 0,
     created_at: 0,
     updated_at: 0,
     ...overrides,

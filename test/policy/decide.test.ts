@@ -47,6 +47,7 @@ const baseUser: UserRow = {
   faction_name: null,
   locale: null,
   last_login_at: null,
+  must_change_password: 0,
   created_at: 0,
   updated_at: 0,
 };

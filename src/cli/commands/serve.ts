@@ -5,6 +5,7 @@ import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
+import { bootstrapNotice, writeBootstrapPassword } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { type Config, settingName } from '../../config/load.ts';
 
@@ -39,7 +40,7 @@ export function registerServe(program: Command, io: CliIo): void {
             },
           );
         }
-        // First run: a superuser to log in with, its password printed once below (never logged).
+        // First run: a superuser to sign in with, its password written to a file below (never logged).
         // Not before `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and
         // the next start creates the superuser.
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
@@ -69,25 +70,16 @@ export function registerServe(program: Command, io: CliIo): void {
           (metricsListener ? `, metrics on ${metricsListener.url}` : '') +
           '\n',
       );
-      if (bootstrap) io.stdout.write(bootstrapNotice(bootstrap, config.issuer));
+      if (bootstrap) {
+        const file = writeBootstrapPassword(config.dataDir, bootstrap);
+        const terminal = (io.stdout as NodeJS.WritableStream & { isTTY?: boolean }).isTTY === true;
+        io.stdout.write(bootstrapNotice(bootstrap, file, config, terminal));
+      }
       const signal = await io.stopRequested();
       app.logger.info({ signal }, 'shutting down');
       await metricsListener?.close();
       await app.close();
     });
-}
-
-/** Printed once on stdout when `serve` created the first superuser; the password appears nowhere else. */
-function bootstrapNotice(login: BootstrapLogin, issuer: string): string {
-  return [
-    '',
-    `No superuser existed, so one was created: username ${login.username}`,
-    `  one-time password: ${login.password}`,
-    // No admin web UI exists yet (section M): the superuser signs in to connected applications.
-    `It is shown only this once. It signs in at ${issuer} for any connected application; change it with`,
-    `  aa-oidc user set-password ${login.username}`,
-    '',
-  ].join('\n');
 }
 
 /** A failure to bind the HTTP port, as one line naming the setting to change. */

@@ -57,6 +57,7 @@ function userDetailJson(profile: UserRecord): Record<string, unknown> {
   return {
     ...userJson(profile),
     has_password: user.password_hash !== null,
+    must_change_password: user.must_change_password === 1,
     character_id: user.character_id,
     character_name: user.character_name,
     corporation_id: user.corporation_id,

@@ -6,6 +6,7 @@ import * as m0005 from './0005_oidc_storage.ts';
 import * as m0006 from './0006_tokens.ts';
 import * as m0007 from './0007_logout.ts';
 import * as m0008 from './0008_whitelists_by_name.ts';
+import * as m0010 from './0010_must_change_password.ts';
 import * as m0014 from './0014_alliance_auth_polling.ts';
 import * as m0015 from './0015_imported_client_secrets.ts';
 import * as m0018 from './0018_audit_events.ts';
@@ -24,6 +25,7 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0006_tokens': m0006,
   '0007_logout': m0007,
   '0008_whitelists_by_name': m0008,
+  '0010_must_change_password': m0010,
   '0014_alliance_auth_polling': m0014,
   '0015_imported_client_secrets': m0015,
   '0018_audit_events': m0018,

@@ -10,6 +10,7 @@ import {
   hashPassword,
   passwordMatches,
   passwordNeedsRehash,
+  validateNewPassword,
 } from './passwords.ts';
 import * as queries from './queries.ts';
 import { validateUserRef } from './records.ts';
@@ -82,7 +83,14 @@ export function loginOperations(
               scope,
               {
                 username: candidate,
-                values: { superuser: 1, active: 1, email: '', email_verified: 0, oidc_access: 0 },
+                values: {
+                  superuser: 1,
+                  active: 1,
+                  email: '',
+                  email_verified: 0,
+                  oidc_access: 0,
+                  must_change_password: 1,
+                },
                 state: null,
                 groups: [],
               },
@@ -97,7 +105,7 @@ export function loginOperations(
         if (username === null) return null;
         logger?.warn(
           { username },
-          'created the bootstrap superuser; its password is shown once on standard output',
+          'created the bootstrap superuser; its one-time password is in the bootstrap password file',
         );
         return { username, password };
       }
@@ -110,10 +118,11 @@ export function loginOperations(
 
 /**
  * The built-in directory's password authenticator: argon2id hashes in `app_user`, the same time
- * for unknown and known usernames, and the last-login stamp on success.
+ * for unknown and known usernames, and the last-login stamp on success. An account whose password
+ * someone else chose (`must_change_password`) signs in only after choosing its own.
  */
 export function builtinPasswordAuthenticator(
-  login: Pick<DirectoryAdmin, 'verifyPassword' | 'recordLogin'>,
+  login: Pick<DirectoryAdmin, 'verifyPassword' | 'recordLogin' | 'findUserById' | 'setPassword'>,
 ): PasswordAuthenticator {
   return {
     kind: 'password',
@@ -121,6 +130,12 @@ export function builtinPasswordAuthenticator(
       const check = await login.verifyPassword(username, password);
       switch (check.outcome) {
         case 'valid':
+          if (check.user.must_change_password === 1)
+            return {
+              outcome: 'password_change_required',
+              userId: check.user.id,
+              username: check.user.username,
+            };
           await login.recordLogin(check.user.id);
           return { outcome: 'authenticated', userId: check.user.id, amr: ['pwd'] };
         case 'inactive':
@@ -129,5 +144,26 @@ export function builtinPasswordAuthenticator(
           return { outcome: 'refused', reason: 'invalid' };
       }
     },
+
+    async replacePassword(userId, newPassword) {
+      const user = await login.findUserById(userId);
+      if (!user || user.active !== 1 || user.must_change_password !== 1) return { outcome: 'not_pending' };
+      try {
+        validateNewPassword(newPassword);
+      } catch (error) {
+        if (error instanceof DirectoryError)
+          return { outcome: 'unacceptable', message: `${capitalised(error.message)}.` };
+        throw error;
+      }
+      if ((await login.verifyPassword(user.username, newPassword)).outcome === 'valid')
+        return { outcome: 'unacceptable', message: 'Choose a password other than the one you were given.' };
+      await login.setPassword({ id: user.id }, newPassword, { actor: `self:${user.username}` });
+      await login.recordLogin(user.id);
+      return { outcome: 'authenticated', userId: user.id, amr: ['pwd'] };
+    },
   };
+}
+
+function capitalised(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -165,7 +165,7 @@ export interface GroupSummary extends GroupRow {
 export type PasswordCheck =
   { outcome: 'valid'; user: UserRow } | { outcome: 'invalid' } | { outcome: 'inactive'; user: UserRow };
 
-/** The first-run login, returned once so that `serve` can print it (never logged). */
+/** The first-run login, returned once so that `serve` can write it to its file (never logged). */
 export interface BootstrapLogin {
   username: string;
   password: string;
@@ -186,6 +186,7 @@ export interface DirectoryAdmin {
 
   createUser(input: NewUser, options?: ChangeOptions): Promise<UserRecord>;
   updateUser(user: UserRef, changes: UserChanges, options?: ChangeOptions): Promise<UserChange>;
+  /** Sets a new password (and clears `must_change_password`). */
   setPassword(user: UserRef, password: string, options?: ChangeOptions): Promise<UserChange>;
   deactivate(user: UserRef, options?: ChangeOptions): Promise<UserChange>;
   activate(user: UserRef, options?: ChangeOptions): Promise<UserChange>;
@@ -246,7 +247,8 @@ export interface DirectoryAdmin {
   verifyPassword(username: string, password: string): Promise<PasswordCheck>;
   /**
    * When no active superuser exists, creates `admin` (or `admin-N` when taken) as a superuser with
-   * a random password and returns the login; otherwise returns null.
+   * a random password that must be changed at its first sign-in, and returns the login; otherwise
+   * returns null.
    */
   ensureBootstrapSuperuser(options?: ChangeOptions): Promise<BootstrapLogin | null>;
 }

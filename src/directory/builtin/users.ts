@@ -256,7 +256,7 @@ export function userWrites(changes: ChangeRunner): UserWrites {
         const user = await lockUser(scope.trx, target);
         await scope.trx
           .updateTable('app_user')
-          .set({ password_hash: passwordHash, updated_at: Date.now() })
+          .set({ password_hash: passwordHash, must_change_password: 0, updated_at: Date.now() })
           .where('id', '=', user.id)
           .execute();
         await scope.emit({ kind: 'user_password_changed', userId: user.id, username: user.username });

@@ -11,6 +11,7 @@ import { consentPage } from '../../http/pages/consent.ts';
 import { deniedPage } from '../../http/pages/denied.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import { loginPage } from '../../http/pages/login.ts';
+import { passwordChangePage } from '../../http/pages/password-change.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { ACCESS_PROMPT } from '../check-access.ts';
@@ -19,6 +20,8 @@ import { interactionPath } from '../configuration.ts';
 import { readBody, RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
 import { CSRF_FIELD, type CsrfOptions, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
+import { assertNever } from '../../util/assert-never.ts';
+import { issuePasswordChangeToken, verifyPasswordChangeToken } from './password-change.ts';
 import type { LoginThrottle } from './throttle.ts';
 import {
   TWO_FACTOR_ACTIONS,
@@ -40,6 +43,8 @@ export interface InteractionDependencies {
   authenticators: readonly Authenticator[];
   throttle: LoginThrottle;
   csrf: CsrfOptions;
+  /** Signs the proof that a sign-in gave the right password before it must choose a new one. */
+  passwordChangeKey: Buffer;
   branding: Branding;
   /** Two-factor sign-in: the code (or the enrolment) after the password, when the user needs one. */
   twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'key' | 'branding'>;
@@ -84,6 +89,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     const routes = [
       'GET ',
       'POST login',
+      'POST password',
       'POST consent',
       ...TWO_FACTOR_ACTIONS.map((step) => `POST ${step}`),
     ];
@@ -153,6 +159,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       };
       if (route === 'POST login')
         return await submitLogin(ctx, deps, provider, interaction, app, path, form, step, secondFactor);
+      if (route === 'POST password')
+        return await submitNewPassword(ctx, deps, interaction, app, path, form, step, secondFactor);
       if (route !== 'POST consent') {
         if (!secondFactor || interaction.prompt.name !== 'login')
           return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
@@ -274,9 +282,15 @@ async function submitLogin(
   const result = authenticator
     ? await authenticator.authenticate(username, password)
     : ({ outcome: 'refused', reason: 'invalid' } as const);
-  if (result.outcome !== 'authenticated') {
+  if (result.outcome === 'refused') {
     requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: result.reason }, 'login failed');
     return again(401, LOGIN_FAILED_MESSAGE);
+  }
+  // A password someone else chose (the bootstrap superuser's) is replaced before anything else
+  // (a second factor included): the password was right, so its attempt is no failure.
+  if (result.outcome === 'password_change_required') {
+    await deps.throttle.succeeded(attempt);
+    return askForNewPassword(ctx, deps, interaction, app, path, result);
   }
   // With two-factor sign-in the password's attempt stays counted until the code is right.
   const passed = { userId: result.userId, username, amr: result.amr };
@@ -285,6 +299,78 @@ async function submitLogin(
   return finish(ctx, provider, {
     login: { accountId: String(result.userId), acr: '0', amr: result.amr, remember: true },
   });
+}
+
+function askForNewPassword(
+  ctx: Koa.Context,
+  deps: InteractionDependencies,
+  interaction: Interaction,
+  app: Application,
+  path: string,
+  user: { userId: number; username: string },
+  error?: string,
+): void {
+  ctx.status = error === undefined ? 200 : 400;
+  ctx.type = 'html';
+  ctx.body = passwordChangePage(
+    {
+      action: `${path}/password`,
+      csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+      changeToken: issuePasswordChangeToken(deps.passwordChangeKey, interaction.uid, user.userId),
+      clientName: app.name,
+      username: user.username,
+      ...(error !== undefined && { error }),
+    },
+    pageContext(deps.branding, ctx),
+  );
+}
+
+/**
+ * The new password of an account that must choose its own: accepted only with the proof, bound to
+ * this interaction, that its sign-in gave the current password. Then the sign-in goes on.
+ */
+async function submitNewPassword(
+  ctx: Koa.Context,
+  deps: InteractionDependencies,
+  interaction: Interaction,
+  app: Application,
+  path: string,
+  form: URLSearchParams,
+  step: StepRequest,
+  secondFactor: ReturnType<typeof twoFactorStep> | undefined,
+): Promise<void> {
+  const expired = () =>
+    renderStatus(
+      ctx,
+      deps,
+      400,
+      'invalid_request',
+      'This password change has expired. Start again from the application.',
+    );
+  const userId = verifyPasswordChangeToken(deps.passwordChangeKey, form.get('change_token'), interaction.uid);
+  const authenticator = passwordAuthenticator(deps.authenticators);
+  if (interaction.prompt.name !== 'login' || userId === undefined || !authenticator) return expired();
+  const profile = await deps.directory.profileById(userId);
+  if (!profile) return expired();
+  const password = form.get('new_password') ?? '';
+  const again = (message: string) =>
+    askForNewPassword(ctx, deps, interaction, app, path, { userId, username: profile.username }, message);
+  if (password !== (form.get('confirm_password') ?? '')) return again('The two passwords differ.');
+  const result = await authenticator.replacePassword(userId, password);
+  switch (result.outcome) {
+    case 'unacceptable':
+      return again(result.message);
+    case 'not_pending':
+      return expired();
+    case 'authenticated': {
+      requestLog(ctx, deps.logger).info({ userId }, 'the first sign-in chose a new password');
+      const passed = { userId: result.userId, username: profile.username, amr: result.amr };
+      if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
+      return step.finishLogin(result.userId, result.amr);
+    }
+    default:
+      return assertNever(result);
+  }
 }
 
 function passwordAuthenticator(authenticators: readonly Authenticator[]): PasswordAuthenticator | undefined {
