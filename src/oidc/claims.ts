@@ -16,7 +16,9 @@ export const MAX_GROUP_CLAIMS = 256;
 const STANDARD_SCOPE_CLAIMS: Readonly<Record<string, readonly string[]>> = {
   openid: ['sub'],
   email: ['email', 'email_verified'],
-  profile: ['name', 'picture', 'locale'],
+  // `groups` under `profile` as the Python plugin releases it (RPs set up for the plugin ask
+  // `openid profile email`); the `groups` scope releases it too, for RPs that ask by that name.
+  profile: ['name', 'preferred_username', 'picture', 'locale', 'groups'],
   groups: ['groups'],
 };
 
@@ -80,11 +82,12 @@ export function claimsFor(profile: UserProfile, scopes: Iterable<string>, config
 
   if (granted.has('profile')) {
     put('name', nonEmpty(character.characterName));
+    put('preferred_username', nonEmpty(profile.username));
     put('picture', portraitUrl(character.characterId, config));
     put('locale', nonEmpty(profile.locale));
   }
 
-  if (granted.has('groups')) {
+  if (granted.has('groups') || granted.has('profile')) {
     const names = groups
       .map((group) => group.name)
       .sort(compareNames)

@@ -86,18 +86,36 @@ const TABLE: Row[] = [
     expected: { sub: '42', groups: ['Alpha', 'Fleet', 'Member'] },
   },
   {
+    name: 'an RP set up for the Python plugin (openid profile email) gets groups and the username',
+    profile: profile(),
+    scopes: ['openid', 'profile', 'email'],
+    config: { eveClaimsScope: 'eve' },
+    expected: {
+      sub: '42',
+      email: 'pilot@example.org',
+      email_verified: true,
+      name: 'Pilot One',
+      preferred_username: 'pilot',
+      picture: 'https://images.evetech.net/characters/90000001/portrait?size=128',
+      locale: 'en-GB',
+      groups: ['Alpha', 'Fleet', 'Member'],
+    },
+  },
+  {
     name: 'no groups and no state: no groups claim at all',
     profile: profile({ state: null, groups: [] }),
     scopes: ['openid', 'groups'],
     expected: { sub: '42' },
   },
   {
-    name: 'profile carries name, picture, locale and the EVE claims',
+    name: 'profile carries name, username, picture, locale, groups and the EVE claims',
     profile: profile(),
     scopes: ['openid', 'profile'],
     expected: {
       sub: '42',
       name: 'Pilot One',
+      preferred_username: 'pilot',
+      groups: ['Alpha', 'Fleet', 'Member'],
       picture: 'https://images.evetech.net/characters/90000001/portrait?size=128',
       locale: 'en-GB',
       eve_character_id: 90000001,
@@ -132,7 +150,7 @@ const TABLE: Row[] = [
       state: null,
     }),
     scopes: ['openid', 'profile'],
-    expected: { sub: '42' },
+    expected: { sub: '42', preferred_username: 'pilot', groups: ['Alpha', 'Fleet'] },
   },
   {
     name: 'faction members get the faction claims',
@@ -142,6 +160,8 @@ const TABLE: Row[] = [
     expected: {
       sub: '42',
       name: 'Pilot One',
+      preferred_username: 'pilot',
+      groups: ['Alpha', 'Fleet'],
       picture: 'https://images.evetech.net/characters/90000001/portrait?size=64',
       locale: 'en-GB',
       eve_character_id: 90000001,
@@ -204,6 +224,8 @@ describe('claimsFor', () => {
     assert.deepEqual(mapping.openid, ['sub']);
     assert.deepEqual(mapping.email, ['email', 'email_verified']);
     assert.deepEqual(mapping.groups, ['groups']);
+    assert.ok(mapping.profile!.includes('groups'));
+    assert.ok(mapping.profile!.includes('preferred_username'));
     assert.ok(mapping.profile!.includes('eve_affiliation'));
     assert.ok(mapping.profile!.includes('picture'));
     assert.equal(mapping.offline_access, undefined);

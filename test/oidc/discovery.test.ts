@@ -67,7 +67,15 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
     for (const scope of ['openid', 'profile', 'email', 'groups', 'offline_access']) {
       assert.ok((document.scopes_supported as string[]).includes(scope), scope);
     }
-    for (const claim of ['sub', 'email', 'groups', 'eve_character_id', 'eve_affiliation', 'picture']) {
+    for (const claim of [
+      'sub',
+      'email',
+      'groups',
+      'preferred_username',
+      'eve_character_id',
+      'eve_affiliation',
+      'picture',
+    ]) {
       assert.ok((document.claims_supported as string[]).includes(claim), claim);
     }
   });

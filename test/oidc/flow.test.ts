@@ -109,6 +109,26 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       { authorization: basicAuth(client.clientId, client.clientSecret) },
     );
 
+  it('gives an RP set up for the Python plugin (openid profile email) groups and preferred_username at userinfo', async () => {
+    const { code, verifier } = await codeFor(new Browser(), { scope: 'openid profile email' });
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+    assert.equal(exchanged.body.scope, 'openid profile email');
+    const userinfo = await fetch(`${server.issuer}/userinfo/`, {
+      headers: { authorization: `Bearer ${exchanged.body.access_token as string}` },
+    });
+    assert.equal(userinfo.status, 200);
+    const claims = (await userinfo.json()) as Record<string, unknown>;
+    assert.deepEqual(claims.groups, ['Fleet', 'Member'], 'group names, then the state name');
+    assert.equal(claims.preferred_username, user.username);
+    assert.equal(claims.email, `${user.username}@example.org`);
+  });
+
   it('signs in through the real login and consent pages, then exchanges, refreshes, introspects and revokes', async () => {
     const browser = new Browser();
     const seen: NonNullable<SignInOptions['seen']> = [];
@@ -126,6 +146,10 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     }
     assert.match(seen[0]!.body, /<label for="username">/);
     assert.match(seen[1]!.body, /Test RP/);
+    assert.match(
+      seen[1]!.body,
+      /Your username, groups and state, and your main character&#39;s name and portrait; your main character&#39;s corporation, alliance and faction <small>\(profile\)/,
+    );
     const providerCookies = browser.setCookieLines.filter((line) => /^_(session|interaction)/.test(line));
     assert.ok(providerCookies.some((line) => line.startsWith('_session=')));
     assert.ok(

@@ -58,11 +58,19 @@ const FORM_LIMIT = 16 * 1024;
 
 const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   openid: 'Your account identifier',
-  profile: "Your main character's name and portrait, corporation, alliance and faction",
+  profile: "Your username, groups and state, and your main character's name and portrait",
   email: 'Your email address',
   groups: 'Your groups and state',
   offline_access: 'Access while you are not signed in',
 };
+
+/** What the consent page says a scope gives the application; the EVE claims follow their scope. */
+function scopeDescription(name: string, eveClaimsScope: string): string {
+  const described = SCOPE_DESCRIPTIONS[name];
+  if (name !== eveClaimsScope) return described ?? name;
+  const eve = "your main character's corporation, alliance and faction";
+  return described ? `${described}; ${eve}` : eve.charAt(0).toUpperCase() + eve.slice(1);
+}
 
 /**
  * The interaction pages (`/o/interaction/:uid`): login, the 403 denied page, consent. They are the
@@ -225,7 +233,7 @@ async function show(
           username: user?.username ?? '',
           scopes: (details.missingOIDCScope ?? []).map((name) => ({
             name,
-            description: SCOPE_DESCRIPTIONS[name] ?? name,
+            description: scopeDescription(name, deps.config.oidc.eveClaimsScope),
           })),
           claims: details.missingOIDCClaims ?? [],
         },
