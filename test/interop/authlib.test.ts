@@ -122,6 +122,7 @@ describe(
         email: `${user.username}@example.org`,
         email_verified: false,
         name: 'Authlib Pilot',
+        preferred_username: user.username,
         picture: 'https://images.evetech.net/characters/90000042/portrait?size=128',
         groups: ['Logistics', 'Member'],
         eve_character_id: 90000042,
