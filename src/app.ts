@@ -28,7 +28,7 @@ export type AppOptions = ServicesOptions;
 /** The HTTP application on top of the services. */
 export interface App extends Services {
   koa: Koa;
-  /** The OpenID Connect provider (section B) mounted under the issuer path. */
+  /** The OpenID Connect provider mounted under the issuer path. */
   oidc: Oidc;
   /** Every route of the web console (landing, account page, admin UI), with its access level. */
   consoleRoutes: readonly ConsoleRoute[];

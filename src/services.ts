@@ -38,9 +38,9 @@ export interface ServicesOptions {
    * administrative commands pass false, so that reading never writes.
    */
   ensureSigningKey?: boolean;
-  /** The SSRF gate's name resolver (section G); default the system resolver. Tests inject one. */
+  /** The back-channel logout SSRF gate's name resolver; default the system resolver. Tests inject one. */
   resolver?: Resolver;
-  /** The back-channel delivery connection layer (section G); tests inject one. */
+  /** The back-channel delivery connection layer; tests inject one. */
   bclConnector?: Connector;
 }
 
@@ -52,15 +52,15 @@ export interface Services {
   config: Config;
   logger: Logger;
   database: DatabaseHandle;
-  /** This app's Prometheus registry and the section-I metrics (src/metrics/registry.ts). */
+  /** This app's Prometheus registry and its metrics (src/metrics/registry.ts). */
   metrics: Metrics;
-  /** Typed audit events of section H; `publish()` never throws nor waits for a receiver. */
+  /** Typed audit events; `publish()` never throws nor waits for a receiver. */
   audit: AuditBus;
   /** The audit events kept in the database (`audit.database`), with their retention. */
   auditStore: AuditStore;
   /** How secrets may appear in logs and events: `sha256Hex`, `maskSecret` (src/logging/secrets.ts). */
   secrets: SecretFormatter;
-  /** The one write path for applications (OIDC clients, section C), and their lookup. */
+  /** The one write path for applications (OIDC clients), and their lookup. */
   applications: ApplicationService;
   /**
    * The directory port (src/directory/port.ts): profiles, states, groups and whitelist coverage as
@@ -76,15 +76,15 @@ export interface Services {
   directoryAdmin: DirectoryAdmin;
   /** How people sign in at the login page. */
   authenticators: readonly Authenticator[];
-  /** Token operations (sections E/F/K): `tokens revoke-user`, with the hook for back-channel logout. */
+  /** Token operations: `tokens revoke-user`, with the hook for back-channel logout. */
   tokens: TokenRevocationService;
-  /** The one write path for signing keys (section L). */
+  /** The one write path for signing keys. */
   keys: KeyService;
   /** The signing keys as loaded in this process; reloads within seconds after a rotation anywhere. */
   keyStore: KeyStore;
   /** Two-factor sign-in (TOTP, recovery codes): the one write path of its tables. */
   twoFactor: TwoFactorService;
-  /** Back-channel logout (section G): triggers, durable queue, worker, `bcl test`. */
+  /** Back-channel logout: triggers, durable queue, worker, `bcl test`. */
   logout: LogoutService;
   /** Releases everything this object opened, in reverse order. */
   close(): Promise<void>;

@@ -3,9 +3,9 @@ import { hasUnsafeUriCharacter } from './text.ts';
 import type { BackchannelTargetCheck } from './types.ts';
 
 /**
- * The syntactic half of the section G SSRF gate: an absolute http(s) URI with a host, https in
+ * The syntactic half of the back-channel logout SSRF gate: an absolute http(s) URI with a host, https in
  * production, no credentials, no fragment. It does NOT resolve the host or judge its addresses;
- * section G replaces this default with the full gate (which should run this first).
+ * back-channel logout replaces this default with the full gate (which should run this first).
  */
 export function syntacticBackchannelTargetCheck(mode: Mode): BackchannelTargetCheck {
   return async (uri) => {

@@ -28,7 +28,7 @@ export function generateClientId(): string {
 
 /**
  * The stored form of a client secret. SHA-256, not a slow password hash: the secret already has
- * 256 bits of entropy, and a slow hash would cap every authenticated token request (section C).
+ * 256 bits of entropy, and a slow hash would cap every authenticated token request.
  */
 export function clientSecretDigest(secret: string): string {
   return createHash('sha256').update(secret, 'utf8').digest('hex');

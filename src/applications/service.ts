@@ -37,7 +37,7 @@ import { type ValidApplication, type ValidationContext, validateApplicationInput
 export interface ApplicationServiceDependencies {
   /** The directory whose state and group names whitelists may name. */
   directory: Pick<Directory, 'listStates' | 'listGroups'>;
-  /** The SSRF gate for back-channel logout URIs (section G); default: the syntactic part only. */
+  /** The SSRF gate for back-channel logout URIs; default: the syntactic part only. */
   backchannelTargetCheck?: BackchannelTargetCheck;
   /** The clock, in epoch milliseconds. */
   now?: () => number;
@@ -64,7 +64,7 @@ const COMPARED_FIELDS = [
   ['backchannelLogoutOnRevokeOnly', 'backchannel_logout_on_revoke_only'],
 ] as const satisfies ReadonlyArray<readonly [keyof ValidApplication & keyof Application, string]>;
 
-/** The one write path for applications (section C): every method validates before it writes. */
+/** The one write path for applications: every method validates before it writes. */
 export function createApplicationService(
   db: Kysely<Database>,
   config: Config,

@@ -81,11 +81,11 @@ export interface ApplicationInput {
 /** A change to an existing application: absent fields stay as they are; lists are replaced whole. */
 export type ApplicationPatch = Partial<Omit<ApplicationInput, 'clientId' | 'clientType'>>;
 
-/** The result of the SSRF gate (section G) for a back-channel logout URI. */
+/** The result of the SSRF gate for a back-channel logout URI. */
 export type BackchannelTargetVerdict = { ok: true } | { ok: false; reason: string };
 
 /**
- * Judges a back-channel logout URI before it is stored. Section G supplies the full gate (DNS,
+ * Judges a back-channel logout URI before it is stored. Back-channel logout supplies the full gate (DNS,
  * address classes); the default in this module is only the syntactic part.
  */
 export type BackchannelTargetCheck = (uri: string) => Promise<BackchannelTargetVerdict>;
@@ -142,7 +142,7 @@ export interface UpdatedApplication {
   changedFields: string[];
 }
 
-/** The one write path for applications (section C). Every method validates; errors are `ApplicationError`. */
+/** The one write path for applications. Every method validates; errors are `ApplicationError`. */
 export interface ApplicationService {
   create(input: ApplicationInput, actor: Actor, options?: CreateOptions): Promise<CreatedApplication>;
   update(

@@ -6,7 +6,7 @@ import type { AuditBus } from './bus.ts';
 import type { AdminChangeEvent } from './events.ts';
 
 /**
- * Maps a committed directory lifecycle event (section N) to the `admin_change` audit event; `actor`
+ * Maps a committed directory lifecycle event to the `admin_change` audit event; `actor`
  * is the one recorded with the change (`cli:root`, `admin:alice`), null when none was.
  */
 export function adminChangeFromLifecycle(

@@ -1,5 +1,5 @@
 /**
- * The audit events of spec section H: one discriminated union, each member with its exact body.
+ * The audit events: one discriminated union, each member with its exact body.
  *
  * Field names are snake_case because these objects are written as they are to the log and the
  * JSON-lines sink. No member carries a token, code, secret or password: tokens and codes appear only
@@ -18,7 +18,7 @@ export type TokenFormat = 'opaque' | 'jwt';
 export type TokenRevocationReason =
   /** RFC 7009 revocation endpoint, called by the client. */
   | 'revocation_endpoint'
-  /** Section F: the authorization code that produced it was presented again. */
+  /** Authorization-code reuse: the authorization code that produced it was presented again. */
   | 'code_reuse'
   /** `aa-oidc tokens revoke-user` or the admin UI. */
   | 'user_revoked'
@@ -33,7 +33,7 @@ export type TokenRevocationReason =
   /** oidc-provider rotated a refresh token; the previous one is consumed. */
   | 'refresh_rotation';
 
-/** Section G triggers of a back-channel logout. */
+/** What triggers a back-channel logout. */
 export type LogoutReason =
   | 'rp_initiated'
   | 'user_revoked'
@@ -43,7 +43,7 @@ export type LogoutReason =
   | 'user_deleted'
   | 'admin_test';
 
-/** Section G delivery outcomes of a back-channel logout. */
+/** The delivery outcomes of a back-channel logout. */
 export type LogoutDeliveryOutcome =
   | 'success'
   | 'redirect_blocked'
@@ -96,7 +96,7 @@ export interface TokenRevokedEvent {
   note?: string;
 }
 
-/** Spec F: a used authorization code was presented again and what it produced was revoked. */
+/** Code reuse: a used authorization code was presented again and what it produced was revoked. */
 export interface CodeReuseDetectedEvent {
   kind: 'code_reuse_detected';
   client_id: string;
@@ -147,7 +147,7 @@ export interface LogoutDispatchedEvent {
 }
 
 /**
- * The access policy (section D) refused a request at one of its stages. For operators only: what
+ * The access policy refused a request at one of its stages. For operators only: what
  * the refused user or client sees never names the application on a global deny.
  */
 export interface PolicyDeniedEvent {

@@ -228,7 +228,7 @@ export const configSchema = z
           z.array(z.number().int().min(1).max(86_400)).min(1).max(20),
         ).default([5, 10, 20, 40, 80]),
         recordSuccessfulDeliveries: boolean().default(false),
-        /** Section G bounds: resolving a back-channel host, connecting to it, the whole delivery. */
+        /** Back-channel logout: resolving a back-channel host, connecting to it, the whole delivery. */
         dnsTimeoutMs: integer(10, 60_000).default(3000),
         connectTimeoutMs: integer(10, 60_000).default(5000),
         requestTimeoutMs: integer(10, 120_000).default(10_000),

@@ -71,7 +71,7 @@ export interface LifecycleEventTable {
   created_at: EpochMs;
 }
 
-/** An OIDC client (section C). Lists are JSON text; the secret is only ever stored as a digest. */
+/** An OIDC client. Lists are JSON text; the secret is only ever stored as a digest. */
 export interface ApplicationTable {
   client_id: string;
   /** Hex SHA-256 of the client secret; null for public clients. */
@@ -109,7 +109,7 @@ export interface ApplicationWhitelistTable {
   name: string;
 }
 
-/** Signing keys (section L): `next → active → retired → removed`. */
+/** Signing keys: `next → active → retired → removed`. */
 export interface SigningKeyTable {
   /** RFC 7638 SHA-256 thumbprint of the public key. */
   kid: string;
@@ -130,7 +130,7 @@ export interface SigningKeyTable {
 }
 
 /**
- * oidc-provider storage (section B): one row per stored model instance, clients excepted. `id` is the
+ * oidc-provider storage: one row per stored model instance, clients excepted. `id` is the
  * base64url SHA-256 of the provider's id (codes and tokens are bearer values and are never stored).
  */
 export interface OidcPayloadTable {
@@ -147,7 +147,7 @@ export interface OidcPayloadTable {
   user_code: string | null;
   expires_at: EpochMs | null;
   consumed_at: EpochMs | null;
-  /** Access tokens: `opaque` or `jwt` (section E); null for other models. */
+  /** Access tokens: `opaque` or `jwt`; null for other models. */
   format: ColumnType<string | null, string | null | undefined, string | null>;
   /** A JWT access token: hex SHA-256 of the whole token (its jti alone is no credential). */
   value_sha256: ColumnType<string | null, string | null | undefined, string | null>;
@@ -157,7 +157,7 @@ export interface OidcPayloadTable {
 }
 
 /**
- * Section F: one row per redeemed authorization code. `code_hash` is the hex SHA-256 of the code;
+ * Code-reuse audit: one row per redeemed authorization code. `code_hash` is the hex SHA-256 of the code;
  * the token ids are `oidc_payload.id` values (digests), never token values.
  */
 export interface IssuedCodeTable {
@@ -183,10 +183,10 @@ export interface LoginFailureTable {
   failed_at: EpochMs;
 }
 
-/** Section G: one back-channel logout delivery (a logout for one application), durable. */
+/** One back-channel logout delivery (a logout for one application), durable. */
 export interface BclJobTable {
   id: Generated<number>;
-  /** The section-G trigger (`user_deactivated`, `rp_initiated`, …). */
+  /** What triggered the logout (`user_deactivated`, `rp_initiated`, …). */
   trigger: string;
   /** Null only for the `admin_test` no-op subject. */
   user_id: number | null;
@@ -211,7 +211,7 @@ export interface BclJobTable {
   finished_at: EpochMs | null;
 }
 
-/** Section G: the final outcome of a delivery; failures always, successes when configured. */
+/** The final outcome of a back-channel logout delivery; failures always, successes when configured. */
 export interface BclDeliveryAttemptTable {
   id: Generated<number>;
   client_id: string;

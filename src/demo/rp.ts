@@ -11,7 +11,7 @@ import { claimsTable, demoPage, html, type Html } from './page.ts';
 import { DEMO_CLIENT_ID, demoUrls } from './urls.ts';
 
 /**
- * The demo relying party (section A): a confidential client that signs a person in through this
+ * The demo relying party: a confidential client that signs a person in through this
  * provider with the authorization code flow + PKCE S256, validates the id_token, calls userinfo and
  * shows both sets of claims. It is served by the same process in development mode only, and talks
  * to the provider over real HTTP to the address the request came in on (loopback for a local

@@ -3,7 +3,7 @@ export const DEMO_CLIENT_ID = 'aa-oidc-demo';
 export const DEMO_CLIENT_NAME = 'aa-oidc demo relying party';
 
 /**
- * The site the provider is part of: the issuer without its final `/o` (section B puts the provider
+ * The site the provider is part of: the issuer without its final `/o` (the provider is put
  * at `https://HOST/o`). The demo relying party lives beside it, at `${base}/demo/`.
  */
 export function siteBase(issuer: string): string {

@@ -15,7 +15,7 @@ import { keyRow, keyRowsByStatus, lockSigningKeys, removeExpiredKeys, toSummary 
 import type { SigningKeySummary } from './types.ts';
 
 /**
- * The one write path for signing keys (section L): `next → active → retired → removed`.
+ * The one write path for signing keys: `next → active → retired → removed`.
  *
  * - Every write runs in a transaction that first takes a writers' lock on the table and re-reads the
  *   state, so two instances starting at once, or a rotation racing another, never leave two active

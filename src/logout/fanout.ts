@@ -9,7 +9,7 @@ import { decide } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
 
 /**
- * Who must hear of a logout (section G): active applications with a back-channel URI for which the
+ * Who must hear of a back-channel logout: active applications with a back-channel URI for which the
  * user holds unexpired, unrevoked tokens. Applications with `backchannel_logout_on_revoke_only`
  * receive only `user_revoked`. Pure rules here; the queries take the change's transaction.
  */

@@ -7,7 +7,7 @@ import type { AddressClass } from './ssrf/address-classes.ts';
 import { checkBackchannelTarget, type GateOptions } from './ssrf/target-gate.ts';
 
 /**
- * One HTTP attempt of a back-channel logout delivery (section G): the SSRF gate again, then a POST
+ * One HTTP attempt of a back-channel logout delivery: the SSRF gate again, then a POST
  * over a connection pinned to the address the gate just checked. No second DNS lookup, no
  * redirect followed, no response body read. Retries and the delivery-attempt table are upstream.
  */
@@ -157,7 +157,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         body: new URLSearchParams({ logout_token: request.logoutToken }).toString(),
         signal: deadline.signal,
       });
-      // Never read: the status is all section G needs, and a body could be arbitrarily large.
+      // Never read: the status is all a delivery needs, and a body could be arbitrarily large.
       // Destroying a body emits an AbortError on it: expected, and nothing to report.
       response.body.on('error', () => undefined);
       response.body.destroy();

@@ -24,7 +24,7 @@ export function newJti(): string {
 }
 
 /**
- * How back-channel logout jobs travel from the change that causes them to a worker (section G). Two
+ * How back-channel logout jobs travel from the change that causes them to a worker. Two
  * implementations with the same guarantees: the `bcl_job` table (SQLite, table-transport.ts) and pg-boss (PostgreSQL,
  * pgboss-transport.ts). Every job is inserted in the caller's transaction, claimed by one worker at
  * a time for a bounded lease (a worker that dies mid-attempt loses the claim after it), retried on

@@ -23,7 +23,7 @@ import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { Resolver } from './ssrf/resolver.ts';
 
 /**
- * Back-channel logout (section G): the triggers queue jobs in the transaction of the change that
+ * Back-channel logout: the triggers queue jobs in the transaction of the change that
  * causes them; a worker (in `serve`, or alone as `aa-oidc worker`) delivers them with retries;
  * `aa-oidc bcl test` delivers a test token at once. Every delivery goes through the SSRF gate and
  * the pinned client of http-delivery.ts.
@@ -74,7 +74,7 @@ export interface SessionLogoutRequest {
 export interface BclTestResult {
   clientId: string;
   name: string | null;
-  /** The section-G outcome, or `not_sent` when the application cannot receive one. */
+  /** The delivery outcome, or `not_sent` when the application cannot receive one. */
   outcome: LogoutDeliveryOutcome | 'not_sent';
   httpStatus: number | null;
   /** One line for the operator (never a token). */

@@ -1,7 +1,7 @@
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 
 /**
- * Every metric of spec section I, defined once, with fixed label sets. Label values are bounded
+ * Every metric aa-oidc exports, defined once, with fixed label sets. Label values are bounded
  * (client ids, grant types, reasons, outcomes): no user id, username, token or address ever becomes
  * a label.
  */

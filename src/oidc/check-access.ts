@@ -8,7 +8,7 @@ import type { ProfileAccount } from './find-account.ts';
 export const ACCESS_PROMPT = 'access';
 
 /**
- * Which section-D stage an authorization request is at: `authorize` right after the user signed in
+ * Which access-policy stage an authorization request is at: `authorize` right after the user signed in
  * (the interaction result carries a login), `validate_silent_auth` when an existing session
  * authorizes without one (a returning user, every `prompt=none` request).
  */
@@ -17,7 +17,7 @@ export function authorizationStage(ctx: KoaContextWithOIDC): PolicyStage {
 }
 
 /**
- * The `authorize` and `validate_silent_auth` stages of section D: a prompt, placed after `login` and
+ * The `authorize` and `validate_silent_auth` stages of the access policy: a prompt, placed after `login` and
  * before `consent`, whose one check asks the policy about the session's user and the requesting
  * application. oidc-provider runs the interaction policy on every authorization request and on every
  * resume, before any code is issued, so no authorization can skip it.

@@ -56,7 +56,7 @@ export function scopeClaims(config: ClaimsConfig, scopes: readonly string[]): Re
 }
 
 /**
- * The one claims function (section B "Claims"): what `profile` yields for the granted `scopes`.
+ * The one claims function: what `profile` yields for the granted `scopes`.
  * Serves userinfo, the claims parameter, and JWT access tokens alike, so that every path releases
  * the same values. Empty values are omitted, never null.
  */

@@ -4,7 +4,7 @@ import type { ApplicationService } from '../applications/types.ts';
 import { isDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 
 /**
- * Client secrets are stored as SHA-256 digests (section C), and the client metadata handed to the
+ * Client secrets are stored as SHA-256 digests, and the client metadata handed to the
  * provider carries that digest as `client_secret` (see `clients.ts`). oidc-provider authenticates
  * `client_secret_basic` and `client_secret_post` through one method, `Client#compareClientSecret`
  * (lib/shared/client_auth.js). Replacing it on this provider's Client class is the one place where

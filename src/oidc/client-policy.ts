@@ -27,7 +27,7 @@ export function stageForClientLookup(ctx: KoaContextWithOIDC | undefined): Polic
           return 'validate_code';
         case 'refresh_token':
           return 'validate_refresh';
-        // No user to validate: the only section-D stage of this grant is the one before saving.
+        // No user to validate: the only access-policy stage of this grant is the one before saving.
         case 'client_credentials':
           return 'save_bearer';
         default:

@@ -23,7 +23,7 @@ export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization', 'ac
  *   Python plugin and not used yet, its Django PBKDF2 hash), never a secret: client authentication
  *   compares digests (`client-auth.ts`), and no HMAC algorithm is enabled that would use it as a key.
  * - `backchannel_logout_uri` is deliberately left out: the provider would deliver logout tokens
- *   itself, without the SSRF gate and the durable queue of section G.
+ *   itself, without the SSRF gate and the durable queue of back-channel logout.
  * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`.
  */
 export function clientMetadataFor(app: Application): ClientMetadata {
@@ -61,7 +61,7 @@ export class ApplicationClientAdapter implements Adapter {
   readonly #applications: ApplicationLookup;
   readonly #onRefused: ((clientId: string, refusal: ClientRefusal) => void) | undefined;
 
-  /** `onRefused` hears every refusal of the app-usability layer (section D metrics and audit). */
+  /** `onRefused` hears every refusal of the app-usability layer (the access policy's metrics and audit). */
   constructor(
     applications: ApplicationLookup,
     onRefused?: (clientId: string, refusal: ClientRefusal) => void,

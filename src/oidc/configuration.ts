@@ -28,9 +28,9 @@ export interface ProviderConfigurationDependencies {
   directory: ProfileSource;
   /** Private signing JWKs, the active key first (`KeyStore.signingJwks()`). */
   jwks: { keys: JWK[] };
-  /** Section D: asked at every stage of every flow (see src/policy/stages.ts for where). */
+  /** The access policy: asked at every stage of every flow (see src/policy/stages.ts for where). */
   policy: PolicyEnforcer;
-  /** Section F: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
+  /** Code reuse: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
   adapterHooks?: AdapterWriteHooks;
 }
 
@@ -72,7 +72,7 @@ export function cookieKeys(secretKey: string): string[] {
 }
 
 /**
- * The oidc-provider configuration (section B). Everything not listed keeps the provider's default;
+ * The oidc-provider configuration. Everything not listed keeps the provider's default;
  * every default hook that the provider asks us to replace is replaced here.
  */
 export function providerConfiguration(deps: ProviderConfigurationDependencies): Configuration {
@@ -105,7 +105,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       ...scopeClaims(config.oidc, config.oidc.scopes),
     },
     conformIdTokenClaims: true,
-    // Section E: JWT access tokens (chosen per application, src/tokens/formats.ts) carry auth_time
+    // Access-token formats: JWT access tokens (chosen per application, src/tokens/formats.ts) carry auth_time
     // and the identity claims of the granted scopes, from the claims function userinfo uses.
     formats: { customizers: { jwt: jwtAccessTokenCustomizer(config.oidc, directory) } },
     acrValues: ['0'],
@@ -114,7 +114,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'none'],
     allowOmittingSingleRegisteredRedirectUri: false,
     // POST to authorize and logout is served by routes.ts as the equivalent GET: the provider's own
-    // POST support would need SameSite=None session cookies, and section B asks for Lax.
+    // POST support would need SameSite=None session cookies, and the session cookie is SameSite=Lax.
     enableHttpPostMethods: false,
     acceptQueryParamAccessTokens: false,
 
@@ -233,7 +233,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
         logoutSource: logoutSource(branding),
         postLogoutSuccessSource: postLogoutSuccessSource(branding),
       },
-      // Advertised (backchannel_logout_supported); delivery is section G's durable queue, so no
+      // Advertised (backchannel_logout_supported); delivery is the back-channel logout's durable queue, so no
       // client handed to the provider carries a backchannel_logout_uri (see clients.ts).
       backchannelLogout: { enabled: true },
     },

@@ -4,9 +4,9 @@ import type { Config } from '../config/load.ts';
 /**
  * Post-processing of the provider's discovery document (and the CORS header of discovery and
  * JWKS), installed with `provider.use()` so that it sees the provider's response. The document ends
- * up with exactly the section-B fields: what the provider computes from our configuration, plus
+ * up with exactly the fields aa-oidc supports: what the provider computes from our configuration, plus
  * the fields it does not know about (`backchannel_logout_session_supported`: ID tokens and logout
- * tokens of a session's end carry `sid`, section G); every endpoint on the issuer's origin.
+ * tokens of a session's end carry `sid` for back-channel logout); every endpoint on the issuer's origin.
  */
 export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'>): Koa.Middleware {
   const issuerOrigin = new URL(config.issuer).origin;

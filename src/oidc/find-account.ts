@@ -18,7 +18,7 @@ export interface ProfileAccount extends Account {
 const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
 
 /**
- * The section-D stage at which the provider loads an account for a token it was handed: every grant
+ * The access-policy stage at which the provider loads an account for a token it was handed: every grant
  * that issues tokens for a user loads the account of the code or refresh token it redeems
  * (`validateAccount` in oidc-provider's grant handlers), and userinfo loads the access token's.
  * Undefined for any other kind of token: this provider issues none, and one it does not know is

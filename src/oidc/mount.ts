@@ -70,7 +70,7 @@ function notFound(ctx: Koa.Context): void {
  * Serves the provider under the issuer's path. In front of it, one small normalisation step:
  * - each route answers with or without its trailing slash;
  * - the blocked paths answer 404;
- * - the authorization endpoint drops a malformed `max_age` (section B: ignored, where the provider
+ * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET;
  * - browser-facing endpoints refuse framing; userinfo is never cached.
@@ -146,7 +146,7 @@ export function mountProvider(
 /**
  * Authorization and logout requests arrive by GET or by form POST (both required by the specs).
  * A POST is read here and handed on as the equivalent GET: the provider's own POST support needs
- * SameSite=None session cookies, and section B wants Lax. False when the request was answered here
+ * SameSite=None session cookies; ours are SameSite=Lax. False when the request was answered here
  * (an unreadable body).
  */
 async function normaliseFrontChannelRequest(

@@ -13,7 +13,7 @@ export interface PolicyEnforcerDependencies {
   applications: { findByClientId(clientId: string): Promise<Application | undefined> };
   /**
    * Where the `save_bearer` stage reads the application: straight from the database, immediately
-   * before tokens are saved, even where `applications` shares one load across a request (section Q,
+   * before tokens are saved, even where `applications` shares one load across a request (one load per request,
    * src/oidc/request-applications.ts). Defaults to `applications`.
    */
   applicationsAtSave?: { findByClientId(clientId: string): Promise<Application | undefined> };

@@ -47,11 +47,11 @@ export interface OidcDependencies {
   /** How people sign in at the login page (the directory's password check, EVE SSO, …). */
   authenticators: readonly Authenticator[];
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
-  /** Audit events and metrics of the provider's work (sections H and I). */
+  /** Audit events and metrics of the provider's work (audit events and metrics). */
   observability: ObservabilityDependencies;
   /** Two-factor sign-in: the login asks enrolled users for a code after the password. */
   twoFactor?: TwoFactorLogin;
-  /** Section G: an ended session queues back-channel logouts for its applications. */
+  /** Back-channel logout: an ended session queues back-channel logouts for its applications. */
   logout?: Pick<LogoutService, 'enqueueSessionLogout'>;
 }
 
@@ -71,7 +71,7 @@ export interface Oidc {
 }
 
 /**
- * The protocol engine of section B: oidc-provider configured for aa-oidc, behind one stable
+ * The protocol engine: oidc-provider configured for aa-oidc, behind one stable
  * middleware. oidc-provider takes its signing keys at construction, so a key rotation (noticed by
  * the KeyStore) builds a new Provider and swaps it in; all state lives in the database, so requests
  * in flight on the old instance and those on the new one see the same sessions, codes and tokens.
@@ -79,13 +79,13 @@ export interface Oidc {
 export function createOidc(deps: OidcDependencies): Oidc {
   const { config, logger, db } = deps;
   const log = logger.child({ component: 'oidc' });
-  // Section Q: within one provider request, the client lookup, the policy stages and the token
+  // One load per request: within one provider request, the client lookup, the policy stages and the token
   // format share one load of the application; every request loads it afresh. The save_bearer stage
-  // alone reads it again from the database, immediately before tokens are saved (section D).
+  // alone reads it again from the database, immediately before tokens are saved (save_bearer).
   // The built-in account console is a client too (src/applications/account-console.ts).
   const stored = withAccountConsole(deps.applications, accountConsoleApplication(config));
   const applications = perRequestApplicationLookup(stored);
-  // Section D, asked at every stage; one per app, so that refusals are counted in its registry.
+  // The access policy, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
     directory: deps.directory,
     applications,

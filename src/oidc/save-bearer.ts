@@ -9,7 +9,7 @@ import { RequestMemo } from './request-memo.ts';
 const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials']);
 
 /**
- * The `save_bearer` stage of section D: the storage adapter of the provider's access-token, refresh-
+ * The `save_bearer` stage of the access policy: the storage adapter of the provider's access-token, refresh-
  * token and client-credentials models asks the policy once more, from the database, immediately
  * before a token is written. Every grant, whatever its handler, stores its tokens through here, so a
  * new grant type cannot issue a stored token without this check.

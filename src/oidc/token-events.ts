@@ -44,7 +44,7 @@ function userId(token: ProviderToken): number | null {
 }
 
 /**
- * Section H/I observability from the provider's own events: every token issued (`token_issued`,
+ * Audit and metrics from the provider's own events: every token issued (`token_issued`,
  * `aa_oidc_tokens_issued_total`), tokens revoked at the revocation endpoint and by refresh-token
  * rotation (`token_revoked`). Tokens appear only as `sha256Hex` digests (an opaque token's id is the
  * token itself).

@@ -3,7 +3,7 @@ import type { UserProfile } from '../directory/port.ts';
 import { assertNever } from '../util/assert-never.ts';
 
 /**
- * The access decision of section D. A global deny carries nothing about the application, so that
+ * The access decision. A global deny carries nothing about the application, so that
  * what a refused user sees can never be used to enumerate applications or their whitelists.
  */
 export type PolicyDecision =

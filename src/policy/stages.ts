@@ -1,5 +1,5 @@
 /**
- * The stages of a flow at which section D's policy is asked, in the order a user meets them. Each
+ * The stages of a flow at which the access policy is asked, in the order a user meets them. Each
  * is a label of `aa_oidc_policy_rejections_total{stage}` and the `stage` of a `policy_denied` event.
  *
  * - `authorize`: an authorization request right after the user signed in.

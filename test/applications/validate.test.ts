@@ -39,7 +39,7 @@ async function refusal(
 }
 
 describe('validateApplicationInput', () => {
-  it('applies the defaults of section C to a minimal confidential application', async () => {
+  it('applies the application defaults to a minimal confidential application', async () => {
     const valid = await validateApplicationInput(base, context());
     assert.equal(valid.clientType, 'confidential');
     assert.deepEqual(valid.grantTypes, ['authorization_code', 'refresh_token']);

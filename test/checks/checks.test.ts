@@ -129,7 +129,7 @@ const TABLE: Record<
   },
 };
 
-describe('system checks (section J)', () => {
+describe('system checks', () => {
   for (const id of CHECK_IDS) {
     it(`${id} fires on the configuration that should trigger it and stays silent otherwise`, () => {
       for (const [override, apps] of TABLE[id].fires)

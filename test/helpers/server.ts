@@ -91,7 +91,7 @@ export async function seedUser(
   input: Partial<NewUser> = {},
 ): Promise<{ id: number; username: string }> {
   const username = input.username ?? `pilot${randomBytes(3).toString('hex')}`;
-  // Section D: a user needs oidc_access to use any application; tests about the policy pass false.
+  // The access policy: a user needs oidc_access to use any application; tests about the policy pass false.
   const profile = await server.app.directoryAdmin.createUser({
     password: PASSWORD,
     email: `${username}@example.org`,

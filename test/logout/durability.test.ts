@@ -11,7 +11,7 @@ import { holdTokensAt, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs } from './jobs.ts';
 
 /**
- * Durability (section G): jobs committed with the change survive a worker killed with SIGKILL in the
+ * Back-channel logout durability: jobs committed with the change survive a worker killed with SIGKILL in the
  * middle of a delivery; the next worker delivers every job, and a delivery recorded as a success is
  * never sent again.
  */

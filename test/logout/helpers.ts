@@ -6,7 +6,7 @@ import type { Connector, PinnedTarget } from '../../src/logout/http-delivery.ts'
 import type { ResolvedAddress, Resolver } from '../../src/logout/ssrf/resolver.ts';
 
 /**
- * Test plumbing for section G. Nothing here ever reaches real DNS or any address outside
+ * Test plumbing for back-channel logout. Nothing here ever reaches real DNS or any address outside
  * 127.0.0.0/8 and ::1: names resolve only through `tableResolver`, and connections go only through
  * `guardedConnector`, which maps addresses to loopback ports and refuses everything else.
  */

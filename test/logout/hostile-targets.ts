@@ -3,7 +3,7 @@ import type { GateRefusalReason } from '../../src/logout/ssrf/target-gate.ts';
 import { type Answer, PUBLIC_V4, PUBLIC_V6, tableResolver, v4, v6 } from './helpers.ts';
 
 /**
- * The SSRF table of section G: every target here must be refused by the gate at write time and
+ * The back-channel logout SSRF table: every target here must be refused by the gate at write time and
  * at delivery, with the reason (and the address class) given. Names resolve only through
  * `hostileResolver()`; nothing here is ever contacted.
  */

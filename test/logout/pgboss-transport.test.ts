@@ -10,7 +10,7 @@ import { logoutJobs, pgBossJobs } from './jobs.ts';
 import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
 
 /**
- * On PostgreSQL the back-channel logout jobs travel through pg-boss (section G): sent in the
+ * On PostgreSQL the back-channel logout jobs travel through pg-boss: sent in the
  * transaction of the change (rolled back with it), kept out of `bcl_job`, retried as new pg-boss
  * jobs after exactly the configured delay, and completed with their outcome.
  */

@@ -41,7 +41,7 @@ export async function startRpReceiver(
 /**
  * Verifies a logout token as a relying party must (Back-Channel Logout 1.0 §2.6): signature with
  * the provider's JWKS, `typ`, `iss`, `aud`, `iat`/`exp`, the `events` member, `sub`, a `jti`, no
- * `nonce`, and exactly the claims section G lists.
+ * `nonce`, and exactly the claims a logout token carries.
  */
 export async function verifyLogoutToken(
   server: TestServer,

@@ -15,7 +15,7 @@ import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } fro
 import { logoutJobs } from './jobs.ts';
 
 /**
- * Section G end to end: real sign-ins make a user hold tokens at applications whose back-channel
+ * Back-channel logout end to end: real sign-ins make a user hold tokens at applications whose back-channel
  * URIs point at relying-party receivers on 127.0.0.1; each trigger must queue exactly the expected
  * deliveries, and the worker's deliveries must verify with the provider's JWKS.
  */

@@ -22,7 +22,7 @@ function assertExposesSectionI(text: string) {
 }
 
 describe('metrics', () => {
-  it('defines exactly the section-I metrics', () => {
+  it('defines exactly the metrics aa-oidc exports', () => {
     assert.deepEqual([...METRIC_NAMES].sort(), Object.keys(SECTION_I).sort());
   });
 
@@ -34,7 +34,7 @@ describe('metrics', () => {
     });
     after(async () => listener.close());
 
-    it('serves HELP and TYPE for every section-I metric before any is used, plus process metrics', async () => {
+    it('serves HELP and TYPE for every metric aa-oidc exports before any is used, plus process metrics', async () => {
       const response = await fetch(`http://127.0.0.1:${listener.address.port}/metrics`);
       assert.equal(response.status, 200);
       assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
@@ -101,7 +101,7 @@ describe('metrics', () => {
       }
     });
 
-    it('serves every section-I metric with the right token (200)', async () => {
+    it('serves every metric aa-oidc exports with the right token (200)', async () => {
       const response = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
       assert.equal(response.status, 200);
       assertExposesSectionI(await response.text());

@@ -36,7 +36,7 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
     assert.equal(document.pushed_authorization_request_endpoint, undefined);
   });
 
-  it('advertises exactly the section B capabilities', () => {
+  it('advertises exactly the capabilities aa-oidc supports', () => {
     assert.deepEqual(document.response_types_supported, ['code']);
     assert.deepEqual(document.code_challenge_methods_supported, ['S256']);
     assert.deepEqual(document.acr_values_supported, ['0']);

@@ -27,7 +27,7 @@ interface Tokens {
 }
 
 /**
- * Section P: several stateless instances behind a load balancer, one database. Two app instances
+ * Scaling out: several stateless instances behind a load balancer, one database. Two app instances
  * here, in one process, on one database (on SQLite the same file, in WAL mode) with the same
  * configuration except the port; both serve one issuer, as behind a load balancer, and requests go
  * to either instance directly.

@@ -72,7 +72,7 @@ function countApplicationStatements(): StatementCounter {
   };
 }
 
-describe(`section Q: one shared application load per provider request (${testDatabaseKind})`, () => {
+describe(`one shared application load per provider request (${testDatabaseKind})`, () => {
   let harness: LeakHarness;
   let server: TestServer;
   let statements: StatementCounter;
@@ -132,7 +132,7 @@ describe(`section Q: one shared application load per provider request (${testDat
       harness.registerSecret(refreshToken, 'refresh token');
       assert.equal(isJwt(accessToken), format === 'jwt', 'the format is the application setting');
       // One load shared by the client lookup, validate_code and the token format; one more, from
-      // the database, by save_bearer immediately before the tokens are saved (section D).
+      // the database, by save_bearer immediately before the tokens are saved (save_bearer).
       assert.deepEqual([exchange.calls, exchange.sql], [2, 2], 'code exchange: lookups, statements');
 
       const refresh = await loadsDuring(() =>

@@ -79,7 +79,7 @@ function appWith(whitelist: Whitelist, active: boolean): PolicyApplication {
   return { clientId: 'wiki', active, ...lists[whitelist] };
 }
 
-/** The expected decision, written from section D independently of the implementation's order of checks. */
+/** The expected decision, written from the policy's rules independently of the implementation's order of checks. */
 function expected(access: Access, whitelist: Whitelist, active: boolean): PolicyDecision['outcome'] | string {
   if (access === 'none') return 'deny:global';
   if (!active) return 'deny:app_unusable';

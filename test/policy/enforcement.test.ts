@@ -24,7 +24,7 @@ import {
 import { authorizeDenials, counted, policyEvents, rejections } from './observe.ts';
 
 /**
- * Section D through real HTTP: a real server, a real database, the real login pages. States and
+ * The access policy through real HTTP: a real server, a real database, the real login pages. States and
  * groups: Member (oidc_access), Guest (none); Fleet (no oidc_access, whitelisted by the wiki),
  * Miners (oidc_access), Directors.
  */

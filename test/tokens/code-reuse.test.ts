@@ -22,7 +22,7 @@ import {
   userinfo,
 } from './helpers.ts';
 
-describe(`authorization-code reuse, section F (${testDatabaseKind})`, () => {
+describe(`authorization-code reuse (${testDatabaseKind})`, () => {
   let harness: LeakHarness;
   let server: TestServer;
   let jwtClient: Client;

@@ -20,7 +20,7 @@ import {
   verifyAccessToken,
 } from './helpers.ts';
 
-/** Section E: the claims every JWT access token carries besides the identity claims. */
+/** The claims every JWT access token carries besides the identity claims. */
 const REGISTERED = ['iss', 'aud', 'client_id', 'exp', 'iat', 'jti', 'scope', 'auth_time', 'sub'];
 
 describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
@@ -52,7 +52,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     'openid groups',
     'openid profile email groups offline_access',
   ]) {
-    it(`signs "${scope}" as at+jwt with RS256, the thumbprint kid, the section-E claims and userinfo's identity claims`, async () => {
+    it(`signs "${scope}" as at+jwt with RS256, the thumbprint kid, the JWT access-token claims and userinfo's identity claims`, async () => {
       const tokens = await codeFlow(server, harness, jwtClient, pilot, scope);
       assert.ok(isJwt(tokens.accessToken));
       const { payload, protectedHeader } = await verifyAccessToken(server, jwtClient, tokens.accessToken);
@@ -84,7 +84,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
       assert.deepEqual(
         Object.keys(payload).sort(),
         [...REGISTERED, ...Object.keys(userinfoIdentity)].sort(),
-        'exactly the section-E claims',
+        'exactly the JWT access-token claims',
       );
       if (scope.includes('profile')) assert.equal(payload.name, 'Jita Trader');
       if (scope.includes('groups')) assert.deepEqual(payload.groups, ['Fleet', 'Member']);
@@ -196,7 +196,7 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     );
     assert.ok(revoked.length >= 2, 'token_revoked (user_deactivated) for the access and refresh token');
 
-    // Section D, enforced per request: an application whitelisting Fleet only.
+    // The access policy, enforced per request: an application whitelisting Fleet only.
     const fleetOnly = await seedClient(server, harness, { accessTokenFormat: 'jwt', groups: ['Fleet'] });
     const member = await seedPilot(server, harness, ['Fleet']);
     const fleetTokens = await codeFlow(server, harness, fleetOnly, member);

@@ -22,7 +22,7 @@ function resultJson(row: BclTestResult): Record<string, unknown> {
 }
 
 export function registerBcl(program: Command, io: CliIo): void {
-  const bcl = program.command('bcl').description('back-channel logout (section G)');
+  const bcl = program.command('bcl').description('back-channel logout');
   bcl
     .command('test')
     .description(

@@ -50,7 +50,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
             ? 'database is up to date\n'
             : `applied ${applied.length} migration(s): ${applied.join(', ')}\n`,
         );
-        // PostgreSQL: the back-channel logout jobs live in pg-boss's own schema (section G).
+        // PostgreSQL: the back-channel logout jobs live in pg-boss's own schema.
         if (database.kind === 'postgres') {
           await migratePgBoss(database, leaseMs(config) / 1000);
           io.stdout.write(`pg-boss schema "${PGBOSS_SCHEMA}" and queue "${BCL_QUEUE}" are up to date\n`);

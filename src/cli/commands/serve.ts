@@ -48,7 +48,7 @@ export function registerServe(program: Command, io: CliIo): void {
         address = await app.listen().catch((error: unknown) => {
           throw listenFailure(error, config);
         });
-        // Section G: this process also delivers queued back-channel logouts (so may `aa-oidc worker`).
+        // This process also delivers queued back-channel logouts (so may `aa-oidc worker`).
         if (migrated) app.logout.startWorker();
       } catch (error) {
         await metricsListener?.close();

@@ -72,7 +72,7 @@ function auditJson(token: AuditedToken): Record<string, unknown> {
   };
 }
 
-/** `aa-oidc tokens revoke-user|audit` (section K). Token values are never printed, only digests. */
+/** `aa-oidc tokens revoke-user|audit`. Token values are never printed, only digests. */
 export function registerTokens(program: Command, io: CliIo): void {
   const tokens = program.command('tokens').description('inspect and revoke issued tokens');
 

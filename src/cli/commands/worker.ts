@@ -4,8 +4,8 @@ import { pendingMigrations } from '../../db/migrate.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 
 /**
- * `aa-oidc worker`: the back-channel logout worker alone (section P: `serve` instances may leave
- * delivery to dedicated workers; both claim jobs with a lease, so any number may run).
+ * `aa-oidc worker`: the back-channel logout worker alone (when several instances run, `serve` may
+ * leave delivery to dedicated workers; both claim jobs with a lease, so any number may run).
  */
 export function registerWorker(program: Command, io: CliIo): void {
   program

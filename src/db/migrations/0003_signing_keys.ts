@@ -2,7 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { MigrationContext } from './helpers.ts';
 
 /**
- * Signing keys (section L). The kid is the RFC 7638 thumbprint, so it is the primary key. The private
+ * Signing keys. The kid is the RFC 7638 thumbprint, so it is the primary key. The private
  * JWK is stored encrypted (see src/keys/crypto.ts) and dropped when the key is removed. `revision`
  * grows with every change of a row, so `count(*)` and `sum(revision)` tell every running instance,
  * with one cheap query, that the set changed.

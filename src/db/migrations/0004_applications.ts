@@ -2,7 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { MigrationContext } from './helpers.ts';
 
 /**
- * Applications (OIDC clients, spec section C) and their state/group whitelists.
+ * Applications (OIDC clients) and their state/group whitelists.
  *
  * The whitelist rows follow their application (cascade), but a state or group that an application
  * whitelists cannot be deleted (restrict): silently dropping the last whitelist entry would turn

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { type MigrationContext, idColumn } from './helpers.ts';
 
 /**
- * Storage for oidc-provider's models (section B) and for login throttling.
+ * Storage for oidc-provider's models and for login throttling.
  *
  * `oidc_payload` holds every model the provider persists except clients (those come from the
  * `application` table): sessions, interactions, grants, codes, access and refresh tokens. `id` is a

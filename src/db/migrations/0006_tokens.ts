@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { MigrationContext } from './helpers.ts';
 
 /**
- * Access-token formats and authorization-code reuse (sections E and F).
+ * Access-token formats and authorization-code reuse.
  *
  * - `oidc_payload` gains what the token tooling reads without parsing payloads: the access-token
  *   `format` (`opaque` | `jwt`), for a JWT the SHA-256 of the whole token (`value_sha256`, so that

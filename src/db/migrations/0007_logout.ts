@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { type MigrationContext, idColumn } from './helpers.ts';
 
 /**
- * Back-channel logout (section G).
+ * Back-channel logout.
  *
  * - `bcl_job`: the durable delivery queue, one row per (logout, application). It is written in the
  *   transaction of the change that causes the logout and carries only scalars: the pinned `jti`,

@@ -1,7 +1,7 @@
 import ipaddr from 'ipaddr.js';
 
 /**
- * Judges one IP address for the section G SSRF gate: is it public unicast, and if not, what is it.
+ * Judges one IP address for the back-channel logout SSRF gate: is it public unicast, and if not, what is it.
  * Pure: no I/O, no DNS. The judgement is always on the parsed address (ipaddr.js), never on its
  * text, and addresses that embed an IPv4 address (IPv4-mapped, IPv4-compatible, SIIT, 6to4,
  * Teredo, NAT64) are judged by what they embed.

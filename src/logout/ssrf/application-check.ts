@@ -5,7 +5,7 @@ import { type Resolver, systemResolver } from './resolver.ts';
 import { checkBackchannelTarget, type GateOptions } from './target-gate.ts';
 
 /**
- * The application write path's back-channel URI check (section C → G): the syntactic check of
+ * The application write path's back-channel URI check (for back-channel logout): the syntactic check of
  * src/applications first (scheme, credentials, fragment), then the full SSRF gate.
  */
 export function backchannelTargetCheck(options: GateOptions): BackchannelTargetCheck {

@@ -10,7 +10,7 @@ import {
 import type { ResolvedAddress, Resolver } from './resolver.ts';
 
 /**
- * The SSRF gate of section G, for a back-channel logout URI: run at every write of an application
+ * The SSRF gate for a back-channel logout URI: run at every write of an application
  * and again right before each delivery, which then connects only to the addresses it returns.
  */
 

@@ -15,7 +15,7 @@ export interface ReservedAttempt {
 }
 
 /**
- * Failed-login throttling, in the database so that it holds across instances (section B). Three
+ * Failed-login throttling, in the database so that it holds across instances. Three
  * budgets within one window: failures per account and client address, per account across all
  * addresses (much larger, so that guessing from elsewhere cannot lock a person out), and per address
  * across accounts. The account key is the username as the directory compares it, counted whether or
