@@ -34,6 +34,7 @@ export interface AdminDependencies {
 export const ADMIN_SECTIONS = [
   ['/admin', 'Dashboard'],
   ['/admin/apps', 'Applications'],
+  ['/admin/users', 'Users'],
   ['/admin/keys', 'Signing keys'],
   ['/admin/deliveries', 'Back-channel deliveries'],
   ['/admin/code-reuse', 'Code reuse'],

@@ -4,6 +4,7 @@ import type { AdminDependencies } from './context.ts';
 import { dashboardRoutes } from './dashboard.ts';
 import { keyRoutes } from './keys.ts';
 import { logRoutes } from './logs.ts';
+import { userRoutes } from './users.ts';
 
 export type { AdminDependencies } from './context.ts';
 
@@ -12,6 +13,7 @@ export function adminRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const routes = [
     ...dashboardRoutes(deps),
     ...applicationRoutes(deps),
+    ...userRoutes(deps),
     ...keyRoutes(deps),
     ...logRoutes(deps),
   ];

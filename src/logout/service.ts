@@ -12,6 +12,7 @@ import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
+import { decide } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { clientsWithLiveTokens } from '../tokens/store.ts';
 import { accessTrigger, logoutTargets, newlyDenied, receivesLogout } from './fanout.ts';
@@ -515,6 +516,23 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
         if (!reason || !('after' in change)) return;
         list = await enqueueNewlyDenied(unit.trx, change, reason);
       }
+    }
+    if (unit.reporting && 'userId' in change) {
+      // Every active application the change takes from the user, whether or not it holds a token.
+      const apps = await activeApplicationsIn(unit.trx);
+      const lost =
+        'after' in change
+          ? newlyDenied(change.before, change.after, apps)
+          : apps.filter((app) => decide(change.before, app).outcome === 'allow');
+      for (const app of lost)
+        unit.report({ kind: 'access_lost', userId: change.userId, clientId: app.clientId });
+      for (const job of list)
+        unit.report({
+          kind: 'logout_queued',
+          userId: job.userId,
+          clientId: job.clientId,
+          reason: job.reason,
+        });
     }
     if (list.length > 0) unit.afterCommit(() => published(list));
   };

@@ -234,6 +234,15 @@ export function revokeTokensOnUserChange(audit: Pick<AuditBus, 'publish'>): Chan
         return;
     }
     const revoked = await revokeTokens(unit.trx, { userId: change.userId }, reason, unit.at);
+    for (const [clientId, count] of countByClient(revoked))
+      unit.report({ kind: 'tokens_revoked', userId: change.userId, clientId, count });
     if (revoked.length > 0) unit.afterCommit(() => publishRevocations(audit, revoked, reason));
   };
+}
+
+/** How many of the revoked codes and tokens each application held. */
+export function countByClient(revoked: readonly RevokedToken[]): Map<string | null, number> {
+  const counts = new Map<string | null, number>();
+  for (const token of revoked) counts.set(token.clientId, (counts.get(token.clientId) ?? 0) + 1);
+  return counts;
 }

@@ -380,3 +380,51 @@ export async function deleteUserGrants(db: Db, userId: number, clientId: string)
     .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
+
+/** One of a user's live provider sessions (a browser signed in), as the admin and account pages list them. */
+export interface UserSession {
+  /** The storage id (a digest of the session id, never the id itself). */
+  storageId: string;
+  /** Epoch milliseconds of the sign-in. */
+  loginAt: number | null;
+  /** How the person signed in (`pwd`, `otp`…). */
+  amr: string[];
+  /** The applications signed in through this session. */
+  clientIds: string[];
+  expiresAt: number | null;
+}
+
+interface StoredSessionPayload {
+  loginTs?: unknown;
+  amr?: unknown;
+  authorizations?: unknown;
+}
+
+/** The user's unexpired sessions, latest sign-in first. */
+export async function selectUserSessions(
+  db: Db,
+  userId: number,
+  now: number = Date.now(),
+): Promise<UserSession[]> {
+  const rows = await db
+    .selectFrom('oidc_payload')
+    .select(['id', 'payload', 'expires_at'])
+    .where('user_id', '=', String(userId))
+    .where('model', '=', 'Session')
+    .where((eb) => unexpired(eb, now))
+    .execute();
+  return rows
+    .map((row): UserSession => {
+      const payload = JSON.parse(row.payload) as StoredSessionPayload;
+      const authorizations =
+        payload.authorizations && typeof payload.authorizations === 'object' ? payload.authorizations : {};
+      return {
+        storageId: row.id,
+        loginAt: typeof payload.loginTs === 'number' ? payload.loginTs * 1000 : null,
+        amr: Array.isArray(payload.amr) ? payload.amr.filter((item) => typeof item === 'string') : [],
+        clientIds: Object.keys(authorizations).sort(),
+        expiresAt: row.expires_at,
+      };
+    })
+    .sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
+}

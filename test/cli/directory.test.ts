@@ -118,7 +118,10 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     assertFailsWithOneLine(badPriority, '--priority must be a whole number (got "high")');
     assert.equal(dryRun.code, 0, dryRun.stderr);
-    assert.equal(dryRun.stdout, 'dry run: would deactivate alice; nothing changed\n');
+    assert.equal(
+      dryRun.stdout,
+      'dry run: would deactivate alice; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+    );
 
     assertFailsWithOneLine(tooShort, 'the password is too short; at least 8 characters are required');
     const deactivated = await cli(['user', 'deactivate', 'alice']);

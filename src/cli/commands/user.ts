@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { ChangeOptions, DirectoryAdmin, UserRecord } from '../../directory/builtin/types.ts';
+import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
 import type { Services } from '../../services.ts';
 import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
@@ -13,8 +14,26 @@ export function withDirectory<T>(
   return withServices(io, (services) => work(services.directoryAdmin, services));
 }
 
-export function changeOptions(io: CliIo, dryRun = false): ChangeOptions {
-  return { actor: cliActor(io), dryRun };
+export function changeOptions(io: CliIo, dryRun = false, consequences?: Consequence[]): ChangeOptions {
+  return { actor: cliActor(io), dryRun, ...(consequences ? { consequences } : {}) };
+}
+
+/** What a dry run found the change would cause, one line each (the admin UI shows the same). */
+function consequenceLines(consequences: readonly Consequence[]): string[] {
+  const summary = summarizeConsequences(consequences);
+  const tokens = [...summary.tokensRevoked]
+    .filter(([clientId]) => clientId !== '')
+    .map(([clientId, count]) => `${clientId} ${count}`);
+  return [
+    `  loses access to: ${summary.accessLost.join(', ') || '(no application)'}`,
+    `  back-channel logout to: ${summary.logouts.join(', ') || '(no application)'}`,
+    ...(summary.tokensRevokedTotal > 0
+      ? [
+          `  codes and tokens revoked: ${summary.tokensRevokedTotal}${tokens.length > 0 ? ` (${tokens.join(', ')})` : ''}`,
+        ]
+      : []),
+    ...(summary.sessionsEnded > 0 ? [`  sessions ended: ${summary.sessionsEnded}`] : []),
+  ];
 }
 
 function groupNames(profile: UserRecord): string[] {
@@ -193,14 +212,17 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.setState({ username }, state, changeOptions(io, dryRun)),
+        directory.setState({ username }, state, changeOptions(io, dryRun, consequences)),
       );
       const name = result.profile.user.username;
       const stateName = result.profile.state?.name;
       if (!result.changed) say(`${name} is already in state ${stateName}; nothing changed`);
-      else if (dryRun) say(`dry run: would move ${name} to state ${stateName}; nothing changed`);
-      else say(`${name} is now in state ${stateName}`);
+      else if (dryRun) {
+        say(`dry run: would move ${name} to state ${stateName}; nothing changed`);
+        consequenceLines(consequences).forEach(say);
+      } else say(`${name} is now in state ${stateName}`);
     });
 
   user
@@ -228,13 +250,16 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.removeGroup({ username }, group, changeOptions(io, dryRun)),
+        directory.removeGroup({ username }, group, changeOptions(io, dryRun, consequences)),
       );
       const name = result.profile.user.username;
       if (!result.changed) say(`${name} is not in group ${group}; nothing changed`);
-      else if (dryRun) say(`dry run: would remove ${name} from group ${group}; nothing changed`);
-      else say(`removed ${name} from group ${group}`);
+      else if (dryRun) {
+        say(`dry run: would remove ${name} from group ${group}; nothing changed`);
+        consequenceLines(consequences).forEach(say);
+      } else say(`removed ${name} from group ${group}`);
     });
 
   user
@@ -246,13 +271,16 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.deactivate({ username }, changeOptions(io, dryRun)),
+        directory.deactivate({ username }, changeOptions(io, dryRun, consequences)),
       );
       const name = result.profile.user.username;
       if (!result.changed) say(`${name} is already inactive; nothing changed`);
-      else if (dryRun) say(`dry run: would deactivate ${name}; nothing changed`);
-      else say(`deactivated ${name}`);
+      else if (dryRun) {
+        say(`dry run: would deactivate ${name}; nothing changed`);
+        consequenceLines(consequences).forEach(say);
+      } else say(`deactivated ${name}`);
     });
 
   user
@@ -274,8 +302,9 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.deleteUser({ username }, changeOptions(io, dryRun)),
+        directory.deleteUser({ username }, changeOptions(io, dryRun, consequences)),
       );
       const name = result.profile.user.username;
       say(
@@ -283,5 +312,6 @@ export function registerUser(program: Command, io: CliIo): void {
           ? `dry run: would delete ${name} (${describe(result.profile)}); nothing changed`
           : `deleted ${name} (was: ${describe(result.profile)})`,
       );
+      if (dryRun) consequenceLines(consequences).forEach(say);
     });
 }

@@ -106,6 +106,7 @@ export function createChangeRunner(
             }),
           {
             dryRun,
+            ...(options?.consequences ? { consequences: options.consequences } : {}),
             onCallbackError: (error) =>
               logger?.error(
                 { error: error instanceof Error ? error.message : String(error) },

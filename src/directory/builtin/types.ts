@@ -1,5 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
+import type { Consequence } from '../../db/unit-of-work.ts';
 
 /**
  * The built-in directory's own records of a user: the stored user, state and groups, as its admin
@@ -79,6 +80,11 @@ export interface ChangeOptions {
    * the result tells what would happen; nothing is committed and no committed listener runs.
    */
   dryRun?: boolean;
+  /**
+   * Collects what the change caused (applications lost, back-channel logouts queued, tokens revoked,
+   * sessions ended), as the consumers of the change feed report it; with `dryRun`, what it would.
+   */
+  consequences?: Consequence[];
 }
 
 /** The main character and corporation/alliance/faction of a user (all optional, null clears). */

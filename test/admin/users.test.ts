@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+
+const HOSTILE = '<script>alert(1)</script>';
+
+/** Audit events reach the database in small batches, a moment after the change. */
+async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 300; attempt += 1) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out waiting until ${what}`);
+}
+
+describe(`users in the admin UI (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let receiver: RpReceiver;
+  let wiki: { clientId: string; clientSecret: string | null };
+  let member: { id: number; username: string };
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    receiver = await startRpReceiver([200]);
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createGroup('Directors');
+    await server.app.directoryAdmin.createGroup(`Spies ${HOSTILE}`);
+    wiki = await seedApp(server, {
+      name: `Wiki ${HOSTILE}`,
+      groups: ['Directors'],
+      backchannelLogoutUri: receiver.url(),
+    });
+    member = await seedUser(server, {
+      username: `m${Date.now() % 100000}`,
+      state: 'Member',
+      groups: ['Directors'],
+    });
+    await server.app.directoryAdmin.updateUser(
+      { id: member.id },
+      {
+        characterId: 90000001,
+        characterName: `Pilot ${HOSTILE}`,
+        corporationName: 'Corp',
+        corporationTicker: 'CRP',
+      },
+    );
+    await holdTokensAt(server, new Browser(), wiki, member.username);
+    const operator = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
+  });
+  after(async () => {
+    await receiver.close();
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('finds users by name and filters, escaping what they are called', async () => {
+    const list = await consoleGet(admin, url(`/admin/users?q=${member.username}&group=Directors&active=yes`));
+    assert.equal(list.status, 200);
+    assert.ok(list.body.includes(`href="/admin/users/${member.id}"`));
+    assert.equal(list.body.includes(HOSTILE), false);
+    assert.ok(pageText(list.body).includes(`Pilot ${HOSTILE}`));
+    const none = await consoleGet(admin, url(`/admin/users?q=${member.username}&active=no`));
+    assert.equal(none.body.includes(`href="/admin/users/${member.id}"`), false);
+  });
+
+  it('shows a user: state, groups, main character, grants, live tokens, sessions and sign-ins', async () => {
+    const detail = await consoleGet(admin, url(`/admin/users/${member.id}`));
+    assert.equal(detail.status, 200);
+    assert.equal(detail.body.includes(HOSTILE), false);
+    const text = pageText(detail.body);
+    assert.match(text, /State Member \(grants OIDC access\)/);
+    assert.match(text, /Groups Directors/);
+    assert.ok(text.includes(`Main character Pilot ${HOSTILE} (90000001)`));
+    assert.match(text, /Affiliation Corp \[CRP\]/);
+    assert.ok(text.includes(`Wiki ${HOSTILE} openid`), text);
+    assert.match(text, /1 live browser session\(s\)/);
+    assert.ok(text.includes(`Recent sign-ins to applications`));
+    assert.equal((await consoleGet(admin, url('/admin/users/999999'))).status, 404);
+  });
+
+  it('shows what removing a group would do before it is confirmed, then does it', async () => {
+    const preview = await consoleGet(admin, url(`/admin/users/${member.id}/remove-group?group=Directors`));
+    assert.equal(preview.status, 200);
+    const text = pageText(preview.body);
+    assert.ok(text.includes(`${member.username} can no longer use Wiki ${HOSTILE}.`), text);
+    assert.ok(text.includes(`Back-channel logout is sent to Wiki ${HOSTILE}.`), text);
+    assert.equal(preview.body.includes(HOSTILE), false);
+    // The preview changed nothing.
+    const still = await server.app.directory.profileById(member.id);
+    assert.deepEqual(
+      still!.groups.map((group) => group.name),
+      ['Directors'],
+    );
+    assert.equal(receiver.requests.length, 0);
+
+    const done = await consolePost(admin, url(`/admin/users/${member.id}/remove-group`), preview.csrf!, {
+      group: 'Directors',
+    });
+    assert.equal(done.status, 303);
+    assert.equal(done.location, `/admin/users/${member.id}?done=remove-group`);
+    const after = await server.app.directory.profileById(member.id);
+    assert.deepEqual(after!.groups, []);
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 1);
+    await verifyLogoutToken(server, receiver.tokens()[0]!, {
+      clientId: wiki.clientId,
+      sub: String(member.id),
+    });
+    await until(async () => {
+      const audit = await consoleGet(admin, url(`/admin/audit?user=${member.username}`));
+      return /group removed \(groups\) by admin:/.test(pageText(audit.body));
+    }, 'the change in the audit log');
+  });
+
+  it('adds a group, changes the state and deactivates, each previewed first', async () => {
+    const add = await consoleGet(
+      admin,
+      url(`/admin/users/${member.id}/add-group?group=${encodeURIComponent(`Spies ${HOSTILE}`)}`),
+    );
+    assert.equal(add.status, 200);
+    assert.match(pageText(add.body), /No application stops accepting/);
+    assert.equal(add.body.includes(HOSTILE), false);
+    const added = await consolePost(admin, url(`/admin/users/${member.id}/add-group`), add.csrf!, {
+      group: `Spies ${HOSTILE}`,
+    });
+    assert.equal(added.status, 303);
+    assert.deepEqual(
+      (await server.app.directory.profileById(member.id))!.groups.map((group) => group.name),
+      [`Spies ${HOSTILE}`],
+    );
+
+    const unknown = await consolePost(admin, url(`/admin/users/${member.id}/state`), add.csrf!, {
+      state: 'Nope',
+    });
+    assert.equal(unknown.status, 404);
+    assert.match(pageText(unknown.body), /Nope/);
+    const noState = await consolePost(admin, url(`/admin/users/${member.id}/state`), add.csrf!, {
+      state: '',
+    });
+    assert.equal(noState.status, 303);
+    assert.equal((await server.app.directory.profileById(member.id))!.state, null);
+
+    const deactivate = await consoleGet(admin, url(`/admin/users/${member.id}/deactivate`));
+    assert.equal(deactivate.status, 200);
+    assert.match(pageText(deactivate.body), /Deactivate/);
+    const done = await consolePost(admin, url(`/admin/users/${member.id}/deactivate`), deactivate.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal((await server.app.directory.profileById(member.id))!.active, false);
+    const activate = await consolePost(admin, url(`/admin/users/${member.id}/activate`), deactivate.csrf!);
+    assert.equal(activate.status, 303);
+    assert.equal((await server.app.directory.profileById(member.id))!.active, true);
+  });
+
+  it('revokes tokens with a reason, after showing which applications hear of it', async () => {
+    await server.app.directoryAdmin.addGroup({ id: member.id }, 'Directors');
+    await holdTokensAt(server, new Browser(), wiki, member.username);
+    await server.app.logout.deliverDue();
+    const before = receiver.requests.length;
+    const preview = await consoleGet(admin, url(`/admin/users/${member.id}/revoke-tokens`));
+    const text = pageText(preview.body);
+    assert.match(text, /code\(s\) and token\(s\) are revoked/);
+    assert.ok(text.includes(`Back-channel logout is sent to Wiki ${HOSTILE}.`), text);
+    const empty = await consolePost(admin, url(`/admin/users/${member.id}/revoke-tokens`), preview.csrf!, {
+      reason: ' ',
+    });
+    assert.equal(empty.status, 400);
+    assert.match(empty.body, /class="field-error"/);
+    const done = await consolePost(admin, url(`/admin/users/${member.id}/revoke-tokens`), preview.csrf!, {
+      reason: 'laptop stolen',
+    });
+    assert.equal(done.status, 303);
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, before + 1);
+    // Audit events reach the database in small batches, a moment later.
+    await until(async () => {
+      const events = await server.app.auditStore.list({ userId: member.id, kinds: ['token_revoked'] });
+      return events.some((event) => event.record.note === 'laptop stolen');
+    }, 'a token_revoked event with the reason');
+  });
+
+  it('sets a password, which then signs in', async () => {
+    const form = await consoleGet(admin, url(`/admin/users/${member.id}/password`));
+    assert.equal(form.status, 200);
+    const short = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
+      password: 'short',
+    });
+    assert.equal(short.status, 400);
+    assert.match(short.body, /aria-invalid="true"/);
+    const done = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
+      password: 'a brand new passphrase',
+    });
+    assert.equal(done.status, 303);
+    const check = await server.app.directoryAdmin.verifyPassword(member.username, 'a brand new passphrase');
+    assert.equal(check.outcome, 'valid');
+  });
+});
