@@ -232,6 +232,11 @@ export const configSchema = z
         dnsTimeoutMs: integer(10, 60_000).default(3000),
         connectTimeoutMs: integer(10, 60_000).default(5000),
         requestTimeoutMs: integer(10, 120_000).default(10_000),
+        /**
+         * `serve` delivers queued back-channel logouts too; false leaves them to `aa-oidc worker`
+         * processes (a deployment with dedicated workers keeps its web instances to requests).
+         */
+        deliverInServe: boolean().default(true),
       })
       .strict()
       .default({
@@ -243,6 +248,7 @@ export const configSchema = z
         dnsTimeoutMs: 3000,
         connectTimeoutMs: 5000,
         requestTimeoutMs: 10_000,
+        deliverInServe: true,
       }),
     twoFactor: z
       .object({

@@ -25,6 +25,7 @@ const base: CheckedConfig = {
     dnsTimeoutMs: 3000,
     connectTimeoutMs: 5000,
     requestTimeoutMs: 10_000,
+    deliverInServe: true,
   },
   oidc: { scopes: ['openid', 'profile'] },
   trustProxy: true,

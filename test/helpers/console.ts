@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { Browser, formField, PASSWORD, signIn, type TestServer } from './server.ts';
+import { Browser, type Endpoint, formField, PASSWORD, signIn } from './server.ts';
 
 /**
  * Signs a fetch-driven browser in to the web console through the provider's own login page; returns
  * the browser (holding the provider session and the console cookie).
  */
 export async function consoleSignIn(
-  server: TestServer,
+  server: Endpoint,
   username: string,
   options: { password?: string; returnTo?: string; browser?: Browser } = {},
 ): Promise<Browser> {

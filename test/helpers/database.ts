@@ -25,6 +25,8 @@ export interface TestDatabase {
 export interface TestDatabaseOptions {
   /** At the latest migration (default: empty). */
   migrated?: boolean;
+  /** A PostgreSQL database next to this URL, whatever the run's database (see `reachablePostgres`). */
+  postgresUrl?: string;
 }
 
 export const testDatabaseKind: 'sqlite' | 'postgres' = process.env.AA_OIDC_TEST_DATABASE_URL
@@ -37,13 +39,37 @@ const POSTGRES_TEMPLATE = 'AA_OIDC_TEST_POSTGRES_TEMPLATE';
 
 export async function createTestDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'aa-oidc-test-'));
-  const baseUrl = process.env.AA_OIDC_TEST_DATABASE_URL;
+  const baseUrl = options.postgresUrl ?? process.env.AA_OIDC_TEST_DATABASE_URL;
   const database = baseUrl
     ? await createPostgresDatabase(baseUrl, dataDir, options.migrated === true)
     : createSqliteDatabase(dataDir, options.migrated === true);
   const template = process.env[baseUrl ? POSTGRES_TEMPLATE : SQLITE_TEMPLATE];
   if (options.migrated && !template) await migrate(database);
   return database;
+}
+
+/** The PostgreSQL server of a local install (.ci/run starts it), tried when the run is on SQLite. */
+const LOCAL_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/**
+ * PostgreSQL for a test that needs it even on a SQLite run (several instances on one database):
+ * `AA_OIDC_TEST_DATABASE_URL` when set, else the local server if it answers within 2 s; otherwise
+ * the reason it is missing.
+ */
+export async function reachablePostgres(): Promise<{ url: string } | { missing: string }> {
+  const url = process.env.AA_OIDC_TEST_DATABASE_URL ?? LOCAL_POSTGRES_URL;
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return { url };
+  } catch (error) {
+    return {
+      missing: `PostgreSQL does not answer at ${new URL(url).host} (${(error as Error).message}); set AA_OIDC_TEST_DATABASE_URL`,
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 function createSqliteDatabase(dataDir: string, migrated: boolean): TestDatabase {

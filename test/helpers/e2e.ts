@@ -9,7 +9,8 @@ import type { Browser } from 'playwright-core';
 export const CHROMIUM_PATH = process.env.AA_OIDC_TEST_CHROMIUM ?? '/usr/bin/chromium';
 export const PYTHON_PATH = '/usr/bin/python3';
 
-function missing(reason: string): string {
+/** `reason`, to skip with; with AA_OIDC_REQUIRE_E2E=1 a thrown error instead. */
+export function missing(reason: string): string {
   if (process.env.AA_OIDC_REQUIRE_E2E === '1') {
     throw new Error(`${reason}, and AA_OIDC_REQUIRE_E2E=1 makes that a failure`);
   }

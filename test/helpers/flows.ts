@@ -11,7 +11,7 @@ import {
   REDIRECT_URI,
   signIn,
   type SignInOptions,
-  type TestServer,
+  type Endpoint,
 } from './server.ts';
 
 /**
@@ -47,7 +47,7 @@ export function authorizeParams(client: Client, extra: Record<string, string> = 
 
 /** Signs in (or reuses the browser's session) and returns the response that leaves the server. */
 export async function authorize(
-  server: TestServer,
+  server: Endpoint,
   browser: Browser,
   client: Client,
   username: string | undefined,
@@ -71,13 +71,13 @@ export function codeFrom(response: Response): string {
 }
 
 /** A request to the token endpoint, authenticated with the client's secret (Basic). */
-export function tokenRequest(server: TestServer, client: Client, form: Record<string, string>) {
+export function tokenRequest(server: Endpoint, client: Client, form: Record<string, string>) {
   return postForm(`${server.issuer}/token/`, form, {
     authorization: basicAuth(client.clientId, client.clientSecret),
   });
 }
 
-export function introspect(server: TestServer, client: Client, value: string) {
+export function introspect(server: Endpoint, client: Client, value: string) {
   return postForm(
     `${server.issuer}/introspect/`,
     { token: value },
@@ -85,7 +85,7 @@ export function introspect(server: TestServer, client: Client, value: string) {
   );
 }
 
-export async function userinfo(server: TestServer, accessToken: string) {
+export async function userinfo(server: Endpoint, accessToken: string) {
   const response = await fetch(`${server.issuer}/userinfo/`, {
     headers: { authorization: `Bearer ${accessToken}` },
   });
@@ -101,7 +101,7 @@ export async function userinfo(server: TestServer, accessToken: string) {
  * login, and the whole token response.
  */
 export async function login(
-  server: TestServer,
+  server: Endpoint,
   client: Client,
   username: string,
   options: { browser?: Browser; scope?: string } = {},
@@ -146,7 +146,7 @@ export interface LoginPage {
 
 /** Opens a fresh login page for `clientId` (scope openid, PKCE), in `browser` or a new one. */
 export async function openLoginPage(
-  server: TestServer,
+  server: Endpoint,
   clientId: string,
   browser = new Browser(),
 ): Promise<LoginPage> {

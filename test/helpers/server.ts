@@ -31,6 +31,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Where a client reaches the provider: a test server, or a reverse proxy in front of instances. */
+export type Endpoint = Pick<TestServer, 'origin' | 'issuer'>;
+
 export interface StartServerOptions {
   /** Every log line and audit event of the server is captured for leaks. */
   harness?: LeakHarness;
@@ -212,7 +215,7 @@ export interface SignInOptions {
  */
 export async function signIn(
   browser: Browser,
-  server: TestServer,
+  server: Endpoint,
   authorizeUrl: string,
   options: SignInOptions = {},
 ): Promise<Response> {
@@ -259,7 +262,7 @@ export async function signIn(
   throw new Error('sign-in did not finish');
 }
 
-export function authorizeUrl(server: TestServer, params: Record<string, string>): string {
+export function authorizeUrl(server: Endpoint, params: Record<string, string>): string {
   return `${server.issuer}/authorize/?${new URLSearchParams(params).toString()}`;
 }
 

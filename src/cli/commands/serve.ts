@@ -48,8 +48,9 @@ export function registerServe(program: Command, io: CliIo): void {
         address = await app.listen().catch((error: unknown) => {
           throw listenFailure(error, config);
         });
-        // This process also delivers queued back-channel logouts (so may `aa-oidc worker`).
-        if (migrated) app.logout.startWorker();
+        // This process also delivers queued back-channel logouts (so may `aa-oidc worker`), unless
+        // the deployment leaves that to dedicated workers.
+        if (migrated && config.logout.deliverInServe) app.logout.startWorker();
       } catch (error) {
         await metricsListener?.close();
         await app.close();

@@ -1,0 +1,607 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import pg from 'pg';
+import { loadConfig } from '../../src/config/load.ts';
+import { createServices, type Services } from '../../src/services.ts';
+import { type Child, startChild } from '../helpers/child-process.ts';
+import { spawnCli, startCliProcess } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
+import { commandUnavailable, missing } from '../helpers/e2e.ts';
+import {
+  authorizeParams,
+  type Client,
+  codeFrom,
+  introspect,
+  login,
+  tokenRequest,
+  userinfo,
+} from '../helpers/flows.ts';
+import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+/** Debian's nginx (in /usr/sbin, which a non-root PATH may lack). */
+const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+const DEPLOY_CONF = fileURLToPath(new URL('../../deploy/nginx/aa-oidc.conf', import.meta.url));
+/** The header the test's nginx adds to every answer: which instance served it (test only). */
+const UPSTREAM = 'x-test-upstream';
+
+const postgres = await reachablePostgres();
+const skip =
+  commandUnavailable(NGINX, ['-v'], 'nginx') ||
+  commandUnavailable('openssl', ['version'], 'openssl') ||
+  ('missing' in postgres ? missing(postgres.missing) : false);
+
+/**
+ * deploy/nginx/aa-oidc.conf as the test runs it: the same file with the listen ports, the
+ * certificate, the instances' addresses and the server name replaced (each replacement must find
+ * its text, so the test notices when the file changes shape), plus one header naming the instance
+ * that answered. IPv6 listeners are dropped (loopback IPv4 only).
+ */
+export function nginxSiteFromDeployFile(
+  deployFile: string,
+  values: { httpsPort: number; httpPort: number; instancePorts: [number, number]; cert: string; key: string },
+): string {
+  let text = deployFile;
+  const replace = (from: string | RegExp, to: string) => {
+    const next = text.replace(from, to);
+    assert.notEqual(next, text, `deploy/nginx/aa-oidc.conf no longer contains ${String(from)}`);
+    text = next;
+  };
+  replace(/ssl_certificate\s+\S+;/, `ssl_certificate ${values.cert};`);
+  replace(/ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${values.key};`);
+  replace('server 127.0.0.1:8000 ', `server 127.0.0.1:${values.instancePorts[0]} `);
+  replace('server 127.0.0.1:8001 ', `server 127.0.0.1:${values.instancePorts[1]} `);
+  replace(/^\s*listen \[::\]:80;\n/m, '');
+  replace(/^\s*listen \[::\]:443 ssl http2;\n/m, '');
+  replace('listen 80;', `listen 127.0.0.1:${values.httpPort};`);
+  replace('listen 443 ssl http2;', `listen 127.0.0.1:${values.httpsPort} ssl http2;`);
+  replace(/server_name auth\.example\.org;/g, 'server_name 127.0.0.1;');
+  replace(
+    'proxy_pass http://aa_oidc;',
+    `proxy_pass http://aa_oidc;\n        add_header ${UPSTREAM} $upstream_addr always;`,
+  );
+  return text;
+}
+
+/** The main nginx.conf around the site: in the foreground, every file under `prefix`. */
+function nginxMainConfig(prefix: string): string {
+  return `daemon off;
+${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 256; }
+http {
+  access_log ${prefix}/access.log;
+  client_body_temp_path ${prefix}/tmp/body;
+  proxy_temp_path ${prefix}/tmp/proxy;
+  fastcgi_temp_path ${prefix}/tmp/fastcgi;
+  uwsgi_temp_path ${prefix}/tmp/uwsgi;
+  scgi_temp_path ${prefix}/tmp/scgi;
+  include ${prefix}/aa-oidc.conf;
+}
+`;
+}
+
+/** A logout receiver over TLS that records every logout token it gets, and can hold its answers. */
+function logoutReceiver(cert: string, key: string) {
+  interface Held {
+    answer(): void;
+    closed: boolean;
+    jti: string;
+  }
+  const delivered: string[] = [];
+  const aborted: string[] = [];
+  const held: Held[] = [];
+  let holding = false;
+  let answerFirst = 0;
+  const server = https.createServer({ cert, key }, (request, response) => {
+    let body = '';
+    request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+    request.on('end', () => {
+      const token = new URLSearchParams(body).get('logout_token') ?? '';
+      const jti = String(decodeJwt(token).jti);
+      const entry: Held = {
+        jti,
+        closed: false,
+        answer() {
+          if (entry.closed) return;
+          delivered.push(jti);
+          response.writeHead(200).end();
+        },
+      };
+      response.on('close', () => {
+        if (!response.writableFinished && !entry.closed) {
+          entry.closed = true;
+          aborted.push(jti);
+        }
+      });
+      if (holding && answerFirst <= 0) held.push(entry);
+      else {
+        answerFirst -= 1;
+        entry.answer();
+      }
+    });
+  });
+  return {
+    delivered,
+    aborted,
+    /** Requests waiting for an answer whose connection is still open. */
+    waiting: () => held.filter((entry) => !entry.closed).length,
+    /** Answers the next `first` requests, then holds every other one until `release`. */
+    hold(first: number) {
+      holding = true;
+      answerFirst = first;
+    },
+    release() {
+      holding = false;
+      for (const entry of held.splice(0)) entry.answer();
+    },
+    async listen(): Promise<number> {
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      return (server.address() as net.AddressInfo).port;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** A plain HTTP request from a chosen local address (a peer that is not the proxy). */
+function directRequest(
+  port: number,
+  pathname: string,
+  headers: Record<string, string>,
+  localAddress: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(
+      { host: '127.0.0.1', port, path: pathname, headers, localAddress },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve({ status: response.statusCode!, body }));
+      },
+    );
+    request.on('error', reject);
+  });
+}
+
+/** True when nothing accepts connections on the loopback port any more. */
+function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', () => resolve(true));
+  });
+}
+
+/**
+ * Production behind nginx: two `serve` instances on one PostgreSQL database, nginx in front with
+ * TLS (started from deploy/nginx/aa-oidc.conf with a certificate made here), X-Forwarded-* believed
+ * from nginx's address only, two `aa-oidc worker` processes delivering back-channel logouts. Every
+ * request of a client goes through nginx; which instance answered is read from a header the test's
+ * nginx adds. nginx balances round robin with one worker process, so consecutive requests alternate
+ * between the instances; `steerTo` uses that to send the next request to a chosen one.
+ */
+describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { skip }, () => {
+  let folder: string;
+  let database: TestDatabase;
+  let services: Services;
+  let nginx: Child;
+  const instances: Record<'a' | 'b', { port: number; child?: Child; upstream: string }> = {
+    a: { port: 0, upstream: '' },
+    b: { port: 0, upstream: '' },
+  };
+  const workers: Child[] = [];
+  let edge: Endpoint;
+  let httpPort: number;
+  let cert: string;
+  let certFile: string;
+  let env: (extra?: Record<string, string>) => NodeJS.ProcessEnv;
+  let client: Client;
+  let admin: string;
+  const receiver = { current: undefined as ReturnType<typeof logoutReceiver> | undefined };
+
+  before(async () => {
+    database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
+    folder = database.dataDir;
+    // The certificate nginx presents for 127.0.0.1, trusted by this process (and by the workers,
+    // which deliver to a receiver using the same certificate).
+    certFile = path.join(folder, 'cert.pem');
+    const keyFile = path.join(folder, 'key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
+      { stdio: 'ignore' },
+    );
+    cert = readFileSync(certFile, 'utf8');
+    tls.setDefaultCACertificates([...tls.getCACertificates('default'), cert]);
+
+    const [httpsPort, portA, portB] = [await freePort(), await freePort(), await freePort()];
+    httpPort = await freePort();
+    instances.a.port = portA;
+    instances.b.port = portB;
+    instances.a.upstream = `127.0.0.1:${portA}`;
+    instances.b.upstream = `127.0.0.1:${portB}`;
+    edge = { origin: `https://127.0.0.1:${httpsPort}`, issuer: `https://127.0.0.1:${httpsPort}/o` };
+
+    const secretKey = randomBytes(32).toString('base64url');
+    env = (extra = {}) =>
+      testEnv(database, {
+        NODE_ENV: 'production',
+        AA_OIDC_ISSUER: edge.issuer,
+        AA_OIDC_SECRET_KEY: secretKey,
+        AA_OIDC_HOST: '127.0.0.1',
+        AA_OIDC_TRUST_PROXY: 'true',
+        // nginx connects from 127.0.0.1; any other loopback address is a client reaching the port.
+        AA_OIDC_TRUSTED_PROXIES: '127.0.0.1/32',
+        AA_OIDC_METRICS_ENABLED: 'false',
+        // Dedicated workers deliver the back-channel logouts; the receiver is on loopback.
+        AA_OIDC_LOGOUT_DELIVER_IN_SERVE: 'false',
+        AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+        AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true',
+        AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: '6000',
+        NODE_EXTRA_CA_CERTS: certFile,
+        ...extra,
+      });
+
+    // As an operator deploys: migrate once, then start the instances.
+    const migrated = await spawnCli(['migrate'], env());
+    assert.equal(migrated.code, 0, migrated.stderr);
+    services = await createServices(loadConfig({ env: env() }));
+    admin = `root${randomBytes(3).toString('hex')}`;
+    await services.directoryAdmin.createUser({
+      username: admin,
+      password: PASSWORD,
+      superuser: true,
+      oidcAccess: true,
+    });
+    const created = await services.applications.create(
+      { name: 'Wiki', redirectUris: [REDIRECT_URI], skipAuthorization: true },
+      'test',
+    );
+    client = { clientId: created.application.clientId, clientSecret: created.clientSecret! };
+
+    const prefix = path.join(folder, 'nginx');
+    for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
+      mkdirSync(path.join(prefix, 'tmp', sub), { recursive: true });
+    writeFileSync(
+      path.join(prefix, 'aa-oidc.conf'),
+      nginxSiteFromDeployFile(readFileSync(DEPLOY_CONF, 'utf8'), {
+        httpsPort,
+        httpPort,
+        instancePorts: [portA, portB],
+        cert: certFile,
+        key: keyFile,
+      }),
+    );
+    writeFileSync(path.join(prefix, 'nginx.conf'), nginxMainConfig(prefix));
+    nginx = startChild(NGINX, ['-e', 'stderr', '-p', prefix, '-c', path.join(prefix, 'nginx.conf')]);
+
+    for (const name of ['a', 'b'] as const) {
+      const child = startCliProcess(['serve'], env({ AA_OIDC_PORT: String(instances[name].port) }));
+      instances[name].child = child;
+    }
+    for (const name of ['a', 'b'] as const)
+      await instances[name].child!.waitFor(/aa-oidc production server on/);
+    await waitUntil(
+      async () => (await fetch(`${edge.origin}/readyz`).catch(() => undefined))?.status === 200,
+      'nginx answers /readyz through an instance',
+    );
+  });
+
+  after(async () => {
+    await Promise.allSettled([
+      ...workers.map((worker) => worker.stop('SIGKILL')),
+      instances.a.child?.stop('SIGKILL'),
+      instances.b.child?.stop('SIGKILL'),
+      nginx?.stop('SIGQUIT'),
+      receiver.current?.close(),
+    ]);
+    await services?.close();
+    await database?.drop();
+  });
+
+  /**
+   * The instances nginx tried for a response, by the header it adds (`$upstream_addr`): one address,
+   * or several when the first refused the connection and nginx moved the request on.
+   */
+  const triedFor = (headers: Headers): string[] => {
+    const upstream = headers.get(UPSTREAM) ?? '';
+    assert.ok(upstream !== '', 'nginx names the instance that answered');
+    return upstream.split(',').map((address) => address.trim());
+  };
+  /** The instance that answered. */
+  const servedBy = (headers: Headers): string => triedFor(headers).at(-1)!;
+  const other = (upstream: string) =>
+    upstream === instances.a.upstream ? instances.b.upstream : instances.a.upstream;
+
+  /** Sends cheap requests until the next one will go to `upstream` (round robin alternates). */
+  async function steerTo(upstream: string): Promise<void> {
+    for (let tries = 0; tries < 4; tries += 1) {
+      const response = await fetch(`${edge.origin}/healthz`);
+      await response.arrayBuffer();
+      if (servedBy(response.headers) !== upstream) return;
+    }
+    assert.fail(`nginx does not alternate between the instances`);
+  }
+
+  it('terminates TLS, redirects plain HTTP, and believes X-Forwarded-* from nginx only', async () => {
+    const discovery = await fetch(`${edge.issuer}/.well-known/openid-configuration`);
+    assert.equal(discovery.status, 200);
+    assert.equal(((await discovery.json()) as { issuer: string }).issuer, edge.issuer);
+
+    const plain = await fetch(`http://127.0.0.1:${httpPort}/o/.well-known/openid-configuration`, {
+      redirect: 'manual',
+    });
+    assert.equal(plain.status, 301);
+    assert.equal(plain.headers.get('location'), `https://127.0.0.1/o/.well-known/openid-configuration`);
+
+    // A client that reaches an instance's port itself, claiming to come over https for the issuer's
+    // host, is seen as what it is: plain HTTP, refused in production.
+    const host = new URL(edge.issuer).host;
+    const direct = await directRequest(
+      instances.a.port,
+      '/o/.well-known/openid-configuration',
+      { 'x-forwarded-proto': 'https', 'x-forwarded-host': host, 'x-forwarded-for': '203.0.113.9', host },
+      '127.0.0.2',
+    );
+    assert.equal(direct.status, 400);
+    assert.match(direct.body, /answers only over https, through its reverse proxy/);
+  });
+
+  it('redeems at one instance a code the other issued', async () => {
+    const browser = new Browser();
+    await login(edge, client, admin, { browser });
+    let crossed = false;
+    for (let attempt = 0; attempt < 4 && !crossed; attempt += 1) {
+      const { params, verifier } = authorizeParams(client);
+      const issued = await browser.follow(
+        `${edge.issuer}/authorize/?${new URLSearchParams(params)}`,
+        edge.origin,
+      );
+      const code = codeFrom(issued);
+      const issuer = servedBy(issued.headers);
+      await steerTo(other(issuer));
+      const exchanged = await tokenRequest(edge, client, {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      crossed = servedBy(exchanged.headers) === other(issuer);
+      const info = await userinfo(edge, exchanged.body.access_token as string);
+      assert.equal(info.status, 200);
+    }
+    assert.ok(crossed, 'a code issued by one instance was redeemed at the other');
+  });
+
+  it('rotates a refresh token at one instance and catches its replay at the other', async () => {
+    const first = await login(edge, client, admin);
+    const rotated = await tokenRequest(edge, client, {
+      grant_type: 'refresh_token',
+      refresh_token: first.refreshToken,
+    });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    const rotatedAt = servedBy(rotated.headers);
+    const second = rotated.body as { access_token: string; refresh_token: string };
+
+    await steerTo(other(rotatedAt));
+    const replay = await tokenRequest(edge, client, {
+      grant_type: 'refresh_token',
+      refresh_token: first.refreshToken,
+    });
+    assert.equal(servedBy(replay.headers), other(rotatedAt), 'the replay reached the other instance');
+    assert.equal(replay.status, 400);
+    assert.equal(replay.body.error, 'invalid_grant');
+    // The replay revoked the whole grant, at both instances.
+    for (const upstream of [rotatedAt, other(rotatedAt)]) {
+      await steerTo(upstream);
+      const seen = await introspect(edge, client, second.refresh_token);
+      assert.equal(servedBy(seen.headers), upstream);
+      assert.equal(seen.body.active, false);
+    }
+  });
+
+  it('serves a key rotation made in the admin console through one instance from both within seconds', async () => {
+    const console = await consoleSignIn(edge, admin);
+    const before = (await services.keys.list())
+      .filter((key) => key.status !== 'retired')
+      .map((key) => key.kid);
+    const page = await consoleGet(console, `${edge.origin}/admin/keys/rotate`);
+    assert.equal(page.status, 200);
+    const rotated = await consolePost(console, `${edge.origin}/admin/keys/rotate`, page.csrf!);
+    assert.equal(rotated.status, 303);
+    const after = await services.keys.list();
+    const active = after.find((key) => key.status === 'active')!.kid;
+    const next = after.find((key) => key.status === 'next')!.kid;
+    assert.ok(
+      before.includes(active) && !before.includes(next),
+      'the next key became active, a new one is next',
+    );
+
+    // Each instance learns of the rotation from the database (keys.reloadIntervalMs, 2 s by default).
+    const published = new Map<string, boolean>();
+    await waitUntil(
+      async () => {
+        const response = await fetch(`${edge.issuer}/.well-known/jwks.json`);
+        const kids = ((await response.json()) as { keys: Array<{ kid: string }> }).keys.map((key) => key.kid);
+        published.set(servedBy(response.headers), kids.includes(next));
+        return published.get(instances.a.upstream) === true && published.get(instances.b.upstream) === true;
+      },
+      'both instances publish the new next key',
+      20_000,
+    );
+    for (const upstream of [instances.a.upstream, instances.b.upstream]) {
+      await steerTo(upstream);
+      const tokens = await login(edge, client, admin);
+      assert.equal(decodeProtectedHeader(tokens.idToken!).kid, active, `${upstream} signs with the new key`);
+    }
+  });
+
+  it('refuses at both instances a user deactivated while both serve', async () => {
+    const leaver = `leaver${randomBytes(3).toString('hex')}`;
+    await services.directoryAdmin.createUser({ username: leaver, password: PASSWORD, oidcAccess: true });
+    const tokens = await login(edge, client, leaver);
+    for (const upstream of [instances.a.upstream, instances.b.upstream]) {
+      await steerTo(upstream);
+      assert.equal((await userinfo(edge, tokens.accessToken)).status, 200, `${upstream} knows the user`);
+    }
+    // Users are managed with the command line (there is no user page in the admin console).
+    const deactivated = await spawnCli(['user', 'deactivate', leaver], env());
+    assert.equal(deactivated.code, 0, deactivated.stderr);
+
+    await steerTo(instances.a.upstream);
+    assert.equal(
+      (await userinfo(edge, tokens.accessToken)).status,
+      401,
+      'instance A refuses the access token',
+    );
+    await steerTo(instances.b.upstream);
+    const refresh = await tokenRequest(edge, client, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refreshToken,
+    });
+    assert.equal(servedBy(refresh.headers), instances.b.upstream);
+    assert.equal(refresh.body.error, 'invalid_grant', 'instance B refuses the refresh token');
+  });
+
+  it('delivers a back-channel fan-out with two workers, none twice and none lost when one is SIGKILLed midway', async () => {
+    const bcl = logoutReceiver(cert, readFileSync(path.join(folder, 'key.pem'), 'utf8'));
+    receiver.current = bcl;
+    const port = await bcl.listen();
+    const APPS = 16;
+    const clients: Client[] = [];
+    for (let index = 0; index < APPS; index += 1) {
+      const created = await services.applications.create(
+        {
+          name: `Fan-out ${index}`,
+          redirectUris: [REDIRECT_URI],
+          skipAuthorization: true,
+          backchannelLogoutUri: `https://127.0.0.1:${port}/logout/${index}`,
+        },
+        'test',
+      );
+      clients.push({ clientId: created.application.clientId, clientSecret: created.clientSecret! });
+    }
+    const member = `member${randomBytes(3).toString('hex')}`;
+    await services.directoryAdmin.createUser({ username: member, password: PASSWORD, oidcAccess: true });
+    const browser = new Browser();
+    for (const each of clients) await login(edge, each, member, { browser });
+
+    for (let index = 0; index < 2; index += 1) {
+      const worker = startCliProcess(['worker'], env({ AA_OIDC_LOG_LEVEL: 'warn' }));
+      workers.push(worker);
+      await worker.waitFor(/back-channel logout worker/);
+    }
+    // The first four are answered at once; then every delivery waits, until each worker has all
+    // of its four lanes waiting on the receiver: nobody is between an answer and its record.
+    bcl.hold(4);
+    const deactivated = await spawnCli(['user', 'deactivate', member], env());
+    assert.equal(deactivated.code, 0, deactivated.stderr);
+    await waitUntil(() => bcl.waiting() === 8, 'both workers wait on 8 deliveries', 60_000, 20);
+    assert.equal(bcl.delivered.length, 4);
+
+    await workers[0]!.stop('SIGKILL');
+    await waitUntil(() => bcl.aborted.length >= 4, 'the killed worker’s 4 connections close', 30_000, 20);
+    bcl.release();
+
+    // The killed worker's claims lapse (2 × requestTimeoutMs + 1 s) and the other worker takes them.
+    await waitUntil(() => new Set(bcl.delivered).size === APPS, `all ${APPS} logouts delivered`, 120_000);
+    assert.equal(bcl.delivered.length, APPS, `no logout delivered twice: ${bcl.delivered.join(' ')}`);
+    for (const jti of bcl.aborted)
+      assert.ok(bcl.delivered.includes(jti), 'an interrupted delivery was retried');
+    assert.equal(workers[0]!.process.exitCode ?? workers[0]!.process.signalCode, 'SIGKILL');
+  });
+
+  it('lets requests in flight finish on SIGTERM while nginx sends new ones to the other instance', async () => {
+    const tokens = await login(edge, client, admin);
+    // Hold every read of the users table, so that two userinfo requests (one at each instance)
+    // stay in flight.
+    const locker = new pg.Client({ connectionString: database.url });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table app_user in access exclusive mode');
+      const inFlight = [0, 1].map(() =>
+        fetch(`${edge.issuer}/userinfo/`, {
+          headers: { authorization: `Bearer ${tokens.accessToken}` },
+        }).then(async (response) => ({
+          status: response.status,
+          upstream: servedBy(response.headers),
+          body: await response.text(),
+        })),
+      );
+      await waitUntil(async () => {
+        const { rows } = await locker.query<{ waiting: number }>(
+          "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        );
+        return rows[0]!.waiting >= 2;
+      }, 'both instances wait on the locked table');
+
+      const stopping = instances.a.child!;
+      let exited = false;
+      void stopping.exited.then(() => (exited = true));
+      stopping.process.kill('SIGTERM');
+      await waitUntil(() => refusesConnections(instances.a.port), 'instance A stops accepting connections');
+      const tried: string[][] = [];
+      for (let index = 0; index < 6; index += 1) {
+        const response = await fetch(`${edge.issuer}/.well-known/jwks.json`);
+        assert.equal(response.status, 200);
+        await response.arrayBuffer();
+        assert.equal(servedBy(response.headers), instances.b.upstream, 'new requests go to instance B');
+        tried.push(triedFor(response.headers));
+      }
+      // Round robin tried A once, which refused the connection, and moved that request on to B; then
+      // A counts as down (max_fails=1) and nginx stops trying it.
+      const viaA = tried.filter((each) => each.length > 1);
+      assert.deepEqual(viaA, [[instances.a.upstream, instances.b.upstream]], JSON.stringify(tried));
+      assert.equal(exited, false, 'instance A waits for its request in flight');
+
+      await locker.query('commit');
+      const answers = await Promise.all(inFlight);
+      for (const answer of answers) assert.equal(answer.status, 200, answer.body);
+      assert.deepEqual(
+        answers.map((answer) => answer.upstream).sort(),
+        [instances.a.upstream, instances.b.upstream].sort(),
+      );
+      assert.equal(await stopping.exited, 0, 'instance A exits cleanly once its requests are answered');
+    } finally {
+      await locker.end();
+    }
+  });
+});
