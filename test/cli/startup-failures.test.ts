@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { listenFailure } from '../../src/cli/commands/serve.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { connectDatabase } from '../../src/db/connect.ts';
 import { DatabaseUnavailableError } from '../../src/db/errors.ts';
@@ -228,6 +229,24 @@ describe('aa-oidc serve, when it cannot start, says why in one line', () => {
       run.stderr,
       'aa-oidc: cannot listen on 127.0.0.1:1: permission denied, ports below 1024 need privileges; ' +
         'choose a port from 1024 up with AA_OIDC_PORT and let the reverse proxy listen on 80 and 443\n',
+    );
+  });
+
+  it('names AA_OIDC_HOST when the address is not one of this machine, or may not be used', () => {
+    // Binding an address this machine lacks needs a lookup the network guard refuses, so the
+    // translation of the bind error is checked directly, with the configuration serve would have.
+    const config = loadConfig({
+      env: { AA_OIDC_HOST: '192.0.2.1', AA_OIDC_PORT: '8000', AA_OIDC_SECRET_KEY: 'k'.repeat(32) },
+    });
+    const failure = (code: string) =>
+      listenFailure(Object.assign(new Error(`listen ${code}`), { code }), config).message;
+    assert.equal(
+      failure('EADDRNOTAVAIL'),
+      'cannot listen on 192.0.2.1:8000: 192.0.2.1 is not an address of this machine; fix AA_OIDC_HOST',
+    );
+    assert.equal(
+      failure('EACCES'),
+      'cannot listen on 192.0.2.1:8000: permission denied; choose another port with AA_OIDC_PORT or another address with AA_OIDC_HOST',
     );
   });
 

@@ -76,6 +76,22 @@ describe('the systemd units in deploy/systemd', () => {
       });
       after(() => rmSync(folder, { recursive: true, force: true }));
 
+      it('the two-instance template docs/deployment.md makes from aa-oidc.service passes verify', async () => {
+        const guide = readFileSync(path.join(REPO, 'docs/deployment.md'), 'utf8');
+        const expression = /^sed -e '(s\/\^Environment=[^']+)' \\$/m.exec(guide)?.[1];
+        assert.ok(expression, 'docs/deployment.md makes aa-oidc@.service with sed');
+        const made = await runToEnd('sed', ['-e', expression, path.join(folder, 'aa-oidc.service')]);
+        assert.equal(made.code, 0, made.stderr);
+        assert.match(
+          made.stdout,
+          /^Environment=AA_OIDC_PORT=%i AA_OIDC_METRICS_PORT=1%i NODE_ENV=production /m,
+        );
+        writeFileSync(path.join(folder, 'aa-oidc@8000.service'), made.stdout);
+        const run = await runToEnd('systemd-analyze', ['verify', path.join(folder, 'aa-oidc@8000.service')]);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(`${run.stdout}${run.stderr}`.trim(), '', 'no warning');
+      });
+
       for (const unit of UNITS) {
         it(`${unit} passes systemd-analyze verify without a warning`, async () => {
           const run = await runToEnd('systemd-analyze', ['verify', path.join(folder, unit)]);
