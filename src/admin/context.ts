@@ -35,6 +35,8 @@ export const ADMIN_SECTIONS = [
   ['/admin', 'Dashboard'],
   ['/admin/apps', 'Applications'],
   ['/admin/users', 'Users'],
+  ['/admin/states', 'States'],
+  ['/admin/groups', 'Groups'],
   ['/admin/keys', 'Signing keys'],
   ['/admin/deliveries', 'Back-channel deliveries'],
   ['/admin/code-reuse', 'Code reuse'],

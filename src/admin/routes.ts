@@ -1,5 +1,6 @@
 import type { ConsoleRoute } from '../console/http.ts';
 import { applicationRoutes } from './applications.ts';
+import { catalogRoutes } from './catalog.ts';
 import type { AdminDependencies } from './context.ts';
 import { dashboardRoutes } from './dashboard.ts';
 import { keyRoutes } from './keys.ts';
@@ -14,6 +15,7 @@ export function adminRoutes(deps: AdminDependencies): ConsoleRoute[] {
     ...dashboardRoutes(deps),
     ...applicationRoutes(deps),
     ...userRoutes(deps),
+    ...catalogRoutes(deps),
     ...keyRoutes(deps),
     ...logRoutes(deps),
   ];

@@ -40,12 +40,12 @@ function userPath(id: number, suffix = ''): string {
   return `/admin/users/${id}${suffix}`;
 }
 
-function readOnly(deps: AdminDependencies): boolean {
+export function readOnly(deps: AdminDependencies): boolean {
   return deps.config.directory.source !== 'builtin';
 }
 
 /** Where Alliance Auth manages its users (its own admin). */
-function allianceAuthNote(deps: AdminDependencies): Html {
+export function allianceAuthNote(deps: AdminDependencies): Html {
   const login = deps.config.directory.allianceAuth.loginUrl;
   const admin = login ? new URL('/admin/', login).href : undefined;
   return html`<p class="note" role="note">
@@ -76,7 +76,7 @@ function appList(apps: ReadonlyMap<string, Application>, clientIds: readonly str
   return html`${clientIds.map((clientId, index) => html`${index > 0 ? ', ' : ''}${appName(apps, clientId)}`)}`;
 }
 
-async function applicationsById(deps: AdminDependencies): Promise<Map<string, Application>> {
+export async function applicationsById(deps: AdminDependencies): Promise<Map<string, Application>> {
   const apps = await deps.applications.list();
   return new Map(apps.map((app) => [app.clientId, app]));
 }

@@ -72,6 +72,17 @@ export function adminChangeFromLifecycle(
         changed_fields: ['oidc_access'],
         details: { oidc_access: event.oidcAccess },
       };
+    case 'state_priority_changed':
+      return {
+        kind: 'admin_change',
+        entity: 'state',
+        action: 'updated',
+        entity_id: event.stateId,
+        name: event.name,
+        actor,
+        changed_fields: ['priority'],
+        details: { from_priority: event.from, to_priority: event.to },
+      };
     case 'group_created':
       return {
         kind: 'admin_change',

@@ -136,7 +136,13 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     const renamed = await cli(['group', 'rename', 'Haulers', 'Freight'], env);
     assert.deepEqual([renamed.code, renamed.stdout], [0, 'renamed group Haulers to Freight\n']);
     const dry = await cli(['group', 'delete', 'Freight', '--dry-run'], env);
-    assert.deepEqual([dry.code, dry.stdout], [0, 'dry run: would delete group Freight; nothing changed\n']);
+    assert.deepEqual(
+      [dry.code, dry.stdout],
+      [
+        0,
+        'dry run: would delete group Freight; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      ],
+    );
     assert.equal((await cli(['group', 'delete', 'Freight'], env)).stdout, 'deleted group Freight\n');
     const gone = await cli(['group', 'delete', 'Freight'], env);
     assert.notEqual(gone.code, 0);

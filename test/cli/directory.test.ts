@@ -49,6 +49,10 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     assert.equal(state.stdout, 'created state Member (priority 100; oidc_access granted)\n');
     const group = await cli(['group', 'create', 'Pilots']);
     assert.equal(group.code, 0, group.stderr);
+    const priority = await cli(['state', 'set-priority', 'Member', '--priority', '110']);
+    assert.equal(priority.stdout, 'state Member now has priority 110\n', priority.stderr);
+    const back = await cli(['state', 'set-priority', 'Member', '--priority', '100']);
+    assert.equal(back.stdout, 'state Member now has priority 100\n', back.stderr);
     const created = await cli(
       [
         'user',
@@ -144,7 +148,14 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
         .execute();
       assert.deepEqual(
         actors.map((row) => row.kind),
-        ['state_created', 'group_created', 'user_created', 'user_deactivated'],
+        [
+          'state_created',
+          'group_created',
+          'state_priority_changed',
+          'state_priority_changed',
+          'user_created',
+          'user_deactivated',
+        ],
       );
       assert.ok(actors.every((row) => row.actor?.startsWith('cli')));
     } finally {
@@ -157,7 +168,10 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     assert.equal((await cli(['state', 'create', 'Alumni', '--priority', '5'])).code, 0);
     assert.equal((await cli(['group', 'create', 'Scouts'])).code, 0);
     const dryRun = await cli(['state', 'grant-access', 'Alumni', '--dry-run']);
-    assert.equal(dryRun.stdout, 'dry run: oidc_access would be granted to state Alumni; nothing changed\n');
+    assert.equal(
+      dryRun.stdout,
+      'dry run: oidc_access would be granted to state Alumni; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+    );
     const granted = await cli(['state', 'grant-access', 'alumni']);
     assert.equal(
       granted.stdout,

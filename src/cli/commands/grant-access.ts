@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
-import { withDirectory } from './user.ts';
+import type { Consequence } from '../../db/unit-of-work.ts';
+import { consequenceLines, withDirectory } from './user.ts';
 
 /**
  * `state grant-access NAME [--revoke] [--dry-run]` and its twin under `group`: the oidc_access
@@ -16,6 +17,7 @@ export function registerGrantAccess(
     name: string,
     oidcAccess: boolean,
     dryRun: boolean,
+    consequences: Consequence[],
   ) => Promise<{ changed: boolean; name: string }>,
 ): void {
   const say = (line: string) => io.stdout.write(`${line}\n`);
@@ -28,12 +30,17 @@ export function registerGrantAccess(
     .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {
       const oidcAccess = options.revoke !== true;
       const dryRun = options.dryRun === true;
-      const result = await withDirectory(io, (directory) => grant(directory, name, oidcAccess, dryRun));
+      const consequences: Consequence[] = [];
+      const result = await withDirectory(io, (directory) =>
+        grant(directory, name, oidcAccess, dryRun, consequences),
+      );
       const verb = oidcAccess ? 'granted to' : 'revoked from';
       const target = `${entity} ${result.name}`;
       if (!result.changed) {
         say(`oidc_access already ${oidcAccess ? 'granted to' : 'absent from'} ${target}; nothing changed`);
-      } else if (dryRun) say(`dry run: oidc_access would be ${verb} ${target}; nothing changed`);
-      else say(`oidc_access ${verb} ${target}`);
+      } else if (dryRun) {
+        say(`dry run: oidc_access would be ${verb} ${target}; nothing changed`);
+        consequenceLines(consequences).forEach(say);
+      } else say(`oidc_access ${verb} ${target}`);
     });
 }

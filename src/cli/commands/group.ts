@@ -48,8 +48,12 @@ export function registerGroup(program: Command, io: CliIo): void {
       io.stdout.write(renderRows(groups, GROUP_COLUMNS, options.format, groupJson));
     });
 
-  registerGrantAccess(group, io, 'group', async (directory, name, oidcAccess, dryRun) => {
-    const result = await directory.grantGroupAccess(name, oidcAccess, changeOptions(io, dryRun));
+  registerGrantAccess(group, io, 'group', async (directory, name, oidcAccess, dryRun, consequences) => {
+    const result = await directory.grantGroupAccess(
+      name,
+      oidcAccess,
+      changeOptions(io, dryRun, consequences),
+    );
     return { changed: result.changed, name: result.group.name };
   });
 

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
-import { changeOptions, withDirectory } from './user.ts';
+import type { Consequence } from '../../db/unit-of-work.ts';
+import { changeOptions, consequenceLines, withDirectory } from './user.ts';
 
 /**
  * `state rename OLD NEW`, `state delete NAME [--dry-run]` and their twins under `group`. A rename
@@ -46,15 +47,17 @@ export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'sta
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (name: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const deleted = await withDirectory(io, (directory) =>
         entity === 'state'
-          ? directory.deleteState(name, changeOptions(io, dryRun))
-          : directory.deleteGroup(name, changeOptions(io, dryRun)),
+          ? directory.deleteState(name, changeOptions(io, dryRun, consequences))
+          : directory.deleteGroup(name, changeOptions(io, dryRun, consequences)),
       );
       say(
         dryRun
           ? `dry run: would delete ${entity} ${deleted.name}; nothing changed`
           : `deleted ${entity} ${deleted.name}`,
       );
+      if (dryRun) consequenceLines(consequences).forEach(say);
     });
 }

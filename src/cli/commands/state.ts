@@ -63,8 +63,29 @@ export function registerState(program: Command, io: CliIo): void {
       io.stdout.write(renderRows(states, STATE_COLUMNS, options.format, stateJson));
     });
 
-  registerGrantAccess(state, io, 'state', async (directory, name, oidcAccess, dryRun) => {
-    const result = await directory.grantStateAccess(name, oidcAccess, changeOptions(io, dryRun));
+  state
+    .command('set-priority')
+    .description('give a state another priority (unique; higher ranks first)')
+    .argument('<name>')
+    .requiredOption('--priority <n>', 'the new priority')
+    .action(async (name: string, options: { priority?: string }) => {
+      const priority = parsePriority(options.priority);
+      const result = await withDirectory(io, (directory) =>
+        directory.setStatePriority(name, priority, changeOptions(io)),
+      );
+      say(
+        result.changed
+          ? `state ${result.state.name} now has priority ${result.state.priority}`
+          : `state ${result.state.name} already has priority ${priority}; nothing changed`,
+      );
+    });
+
+  registerGrantAccess(state, io, 'state', async (directory, name, oidcAccess, dryRun, consequences) => {
+    const result = await directory.grantStateAccess(
+      name,
+      oidcAccess,
+      changeOptions(io, dryRun, consequences),
+    );
     return { changed: result.changed, name: result.state.name };
   });
 

@@ -19,7 +19,7 @@ export function changeOptions(io: CliIo, dryRun = false, consequences?: Conseque
 }
 
 /** What a dry run found the change would cause, one line each (the admin UI shows the same). */
-function consequenceLines(consequences: readonly Consequence[]): string[] {
+export function consequenceLines(consequences: readonly Consequence[]): string[] {
   const summary = summarizeConsequences(consequences);
   const tokens = [...summary.tokensRevoked]
     .filter(([clientId]) => clientId !== '')

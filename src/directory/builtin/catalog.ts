@@ -16,6 +16,7 @@ type CatalogWrites = Pick<
   DirectoryAdmin,
   | 'createState'
   | 'grantStateAccess'
+  | 'setStatePriority'
   | 'renameState'
   | 'deleteState'
   | 'createGroup'
@@ -118,6 +119,35 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
             state: after.state ? { ...after.state, oidc_access: state.oidc_access } : null,
           })),
         );
+        return { changed: true, state: updated };
+      });
+    },
+
+    async setStatePriority(stateName, priority, options) {
+      const name = validateName('state', stateName);
+      const validPriority = validatePriority(priority);
+      return changes.run(options, async (scope): Promise<StateChange> => {
+        const { trx } = scope;
+        const state = await resolveState(trx, name);
+        if (state.priority === validPriority) return { changed: false, state };
+        const samePriority = await queries.selectStateByPriority(trx, validPriority);
+        if (samePriority)
+          throw conflict(
+            `priority ${validPriority} is already used by state ${quote(samePriority.name)}; priorities are unique`,
+          );
+        const updated = await trx
+          .updateTable('state')
+          .set({ priority: validPriority })
+          .where('id', '=', state.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        await scope.emit({
+          kind: 'state_priority_changed',
+          stateId: state.id,
+          name: state.name,
+          from: state.priority,
+          to: validPriority,
+        });
         return { changed: true, state: updated };
       });
     },

@@ -39,6 +39,7 @@ export type LifecycleEvent =
   | { kind: 'state_created'; stateId: number; name: string; priority: number; oidcAccess: boolean }
   | { kind: 'state_access_changed'; stateId: number; name: string; oidcAccess: boolean }
   | { kind: 'state_renamed'; stateId: number; from: string; to: string }
+  | { kind: 'state_priority_changed'; stateId: number; name: string; from: number; to: number }
   | { kind: 'state_deleted'; stateId: number; name: string }
   | { kind: 'group_created'; groupId: number; name: string; oidcAccess: boolean }
   | { kind: 'group_access_changed'; groupId: number; name: string; oidcAccess: boolean }
@@ -212,6 +213,8 @@ export interface DirectoryAdmin {
     options?: ChangeOptions,
   ): Promise<StateRow>;
   grantStateAccess(name: string, oidcAccess: boolean, options?: ChangeOptions): Promise<StateChange>;
+  /** Gives a state another priority, unused by any other state (`conflict` otherwise). */
+  setStatePriority(name: string, priority: number, options?: ChangeOptions): Promise<StateChange>;
   /**
    * Renames a state; application whitelists follow in the same unit of work. Names stay unique
    * regardless of case (a change of case alone is a rename).

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+
+const HOSTILE = '<script>alert(1)</script>';
+
+describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let csrf: string;
+  let receiver: RpReceiver;
+  let forum: { clientId: string; clientSecret: string | null };
+  let member: { id: number; username: string };
+  let wikiId: string;
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    receiver = await startRpReceiver([200]);
+    const operator = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
+    csrf = (await consoleGet(admin, `${server.origin}/admin/states`)).csrf!;
+  });
+  after(async () => {
+    await receiver.close();
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+  const path = (kind: 'states' | 'groups', name: string, suffix = '') =>
+    `/admin/${kind}/${encodeURIComponent(name)}${suffix}`;
+
+  it('creates states and groups, names escaped, and refuses a used priority at the form', async () => {
+    const state = await consolePost(admin, url('/admin/states'), csrf, {
+      name: `Member ${HOSTILE}`,
+      priority: '100',
+      oidc_access: 'on',
+    });
+    assert.equal(state.status, 303);
+    assert.equal(state.location, `${path('states', `Member ${HOSTILE}`)}?done=created`);
+    const taken = await consolePost(admin, url('/admin/states'), csrf, { name: 'Blue', priority: '100' });
+    assert.equal(taken.status, 409);
+    assert.match(pageText(taken.body), /priority 100 is already used by state/);
+    assert.match(taken.body, /value="Blue"/, 'the form keeps what was typed');
+    assert.equal(
+      (await consolePost(admin, url('/admin/groups'), csrf, { name: `Pilots ${HOSTILE}`, oidc_access: 'on' }))
+        .status,
+      303,
+    );
+    assert.equal((await consolePost(admin, url('/admin/groups'), csrf, { name: 'Directors' })).status, 303);
+    for (const page of [
+      '/admin/states',
+      '/admin/groups',
+      path('states', `Member ${HOSTILE}`),
+      path('groups', `Pilots ${HOSTILE}`),
+    ]) {
+      const shown = await consoleGet(admin, url(page));
+      assert.equal(shown.status, 200, page);
+      assert.equal(shown.body.includes(HOSTILE), false, `no raw <script> on ${page}`);
+    }
+    const states = await server.app.directory.listStates();
+    assert.deepEqual(states, [{ name: `Member ${HOSTILE}`, priority: 100, oidcAccess: true }]);
+  });
+
+  it('shows who loses which application before a group stops granting OIDC access', async () => {
+    forum = await seedApp(server, { name: `Forum ${HOSTILE}`, backchannelLogoutUri: receiver.url() });
+    member = await seedUser(server, { oidcAccess: false, groups: [`Pilots ${HOSTILE}`] });
+    await holdTokensAt(server, new Browser(), forum, member.username);
+    const preview = await consoleGet(
+      admin,
+      url(path('groups', `Pilots ${HOSTILE}`, '/access?oidc_access=no')),
+    );
+    assert.equal(preview.status, 200);
+    const text = pageText(preview.body);
+    assert.ok(text.includes(`Users can no longer use Forum ${HOSTILE}.`), text);
+    assert.ok(text.includes(`Back-channel logout is sent to Forum ${HOSTILE}.`), text);
+    assert.equal(preview.body.includes(HOSTILE), false);
+    assert.equal(receiver.requests.length, 0, 'a preview sends nothing');
+    const done = await consolePost(admin, url(path('groups', `Pilots ${HOSTILE}`, '/access')), csrf, {
+      oidc_access: 'no',
+    });
+    assert.equal(done.status, 303);
+    assert.deepEqual(
+      (await server.app.directory.listGroups()).find((group) => group.name.startsWith('Pilots')),
+      {
+        name: `Pilots ${HOSTILE}`,
+        oidcAccess: false,
+      },
+    );
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, 1);
+    await verifyLogoutToken(server, receiver.tokens()[0]!, {
+      clientId: forum.clientId,
+      sub: String(member.id),
+    });
+  });
+
+  it('renames a whitelisted group, the whitelist following, after saying so', async () => {
+    const wiki = await seedApp(server, { name: 'Wiki', groups: ['Directors'] });
+    wikiId = wiki.clientId;
+    const preview = await consoleGet(admin, url(path('groups', 'Directors', '/rename?to=Board')));
+    assert.match(pageText(preview.body), /The whitelists of Wiki follow the new name/);
+    const done = await consolePost(admin, url(path('groups', 'Directors', '/rename')), csrf, { to: 'Board' });
+    assert.equal(done.status, 303);
+    assert.equal(done.location, `${path('groups', 'Board')}?done=rename`);
+    assert.deepEqual((await server.app.applications.findByClientId(wiki.clientId))!.groups, ['Board']);
+  });
+
+  it('refuses to delete a whitelisted group and shows why before anything is confirmed', async () => {
+    const preview = await consoleGet(admin, url(path('groups', 'Board', '/delete')));
+    assert.equal(preview.status, 409);
+    assert.ok(
+      pageText(preview.body).includes(
+        `Not possible: refusing to delete group "Board": application ${wikiId}`,
+      ),
+    );
+    assert.equal(preview.body.includes('<button type="submit" class="danger">Delete</button>'), false);
+    const forced = await consolePost(admin, url(path('groups', 'Board', '/delete')), csrf);
+    assert.equal(forced.status, 409);
+    assert.ok((await server.app.directory.listGroups()).some((group) => group.name === 'Board'));
+  });
+
+  it('deletes a group nobody whitelists: its members lose it', async () => {
+    const preview = await consoleGet(admin, url(path('groups', `Pilots ${HOSTILE}`, '/delete')));
+    assert.equal(preview.status, 200);
+    const done = await consolePost(admin, url(path('groups', `Pilots ${HOSTILE}`, '/delete')), csrf);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, '/admin/groups?done=delete');
+    assert.deepEqual((await server.app.directory.profileById(member.id))!.groups, []);
+  });
+
+  it('changes a state’s priority, refusing one in use', async () => {
+    await server.app.directoryAdmin.createState('Blue', 50);
+    const preview = await consoleGet(admin, url(path('states', 'Blue', '/priority?priority=60')));
+    assert.match(pageText(preview.body), /Priorities order the states/);
+    assert.equal(
+      (await consolePost(admin, url(path('states', 'Blue', '/priority')), csrf, { priority: '60' })).status,
+      303,
+    );
+    const used = await consolePost(admin, url(path('states', 'Blue', '/priority')), csrf, {
+      priority: '100',
+    });
+    assert.equal(used.status, 409);
+    assert.equal(
+      (await server.app.directory.listStates()).find((state) => state.name === 'Blue')!.priority,
+      60,
+    );
+    const held = await seedUser(server, { state: 'Blue' });
+    const deletion = await consoleGet(admin, url(path('states', 'Blue', '/delete')));
+    assert.equal(deletion.status, 409);
+    assert.ok(pageText(deletion.body).includes(held.username));
+    assert.equal((await consoleGet(admin, url(path('states', 'Nope')))).status, 404);
+  });
+});
