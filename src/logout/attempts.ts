@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 
-/** Final outcomes of back-channel deliveries (`bcl_delivery_attempt`), read for the admin UI. */
+/** Final outcomes of back-channel deliveries (`bcl_delivery_attempt`, owned here), read for the admin UI. */
 export interface DeliveryAttempt {
   id: number;
   clientId: string;
@@ -58,4 +58,40 @@ export async function listDeliveryAttempts(
     detail: row.detail,
     recordedAt: Number(row.recorded_at),
   }));
+}
+
+/** One delivery's final outcome, as recorded. */
+export interface DeliveryAttemptRecord {
+  clientId: string;
+  clientName: string;
+  userId: number | null;
+  trigger: string;
+  jti: string;
+  attempts: number;
+  outcome: string;
+  httpStatus: number | null;
+  detail: string;
+  recordedAt: number;
+}
+
+/** Records a delivery's final outcome, inside the caller's transaction when it has one. */
+export async function recordDeliveryAttempt(
+  db: Kysely<Database>,
+  record: DeliveryAttemptRecord,
+): Promise<void> {
+  await db
+    .insertInto('bcl_delivery_attempt')
+    .values({
+      client_id: record.clientId,
+      client_name: record.clientName.slice(0, 200),
+      user_id: record.userId,
+      trigger: record.trigger,
+      jti: record.jti,
+      attempts: record.attempts,
+      outcome: record.outcome,
+      http_status: record.httpStatus,
+      detail: record.detail.slice(0, 300),
+      recorded_at: record.recordedAt,
+    })
+    .execute();
 }

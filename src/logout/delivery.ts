@@ -1,0 +1,224 @@
+import type { Kysely } from 'kysely';
+import type { LogoutDeliveryOutcome, LogoutReason } from '../audit/events.ts';
+import type { Application } from '../applications/types.ts';
+import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
+import { assertNever } from '../util/assert-never.ts';
+import { recordDeliveryAttempt } from './attempts.ts';
+import { receivesLogout } from './fanout.ts';
+import { type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
+import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
+import { buildLogoutToken } from './logout-token.ts';
+import { gateOptionsFor } from './ssrf/application-check.ts';
+import type { LogoutDependencies } from './types.ts';
+
+/**
+ * Delivery of back-channel logouts: one attempt signs the job's pinned token and sends it through
+ * the SSRF gate and the pinned client of http-delivery.ts; its outcome is final or a retry. A final
+ * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
+ */
+
+/** A final outcome of a delivery. */
+export interface Final {
+  outcome: LogoutDeliveryOutcome;
+  httpStatus: number | null;
+  detail: string;
+}
+
+/** A delivery whose outcome is recorded. */
+export interface DeliveryEntry {
+  clientId: string;
+  clientName: string;
+  userId: number | null;
+  trigger: string;
+  jti: string;
+  attempts: number;
+  startedAt: number;
+}
+
+export interface Delivery {
+  /** Signs and sends one attempt; a retry is due when the result says so. */
+  attemptOnce(
+    job: Pick<ClaimedJob, 'sub' | 'clientId' | 'jti' | 'iat' | 'exp' | 'kid' | 'sid'>,
+    app: Application,
+    exhausted: boolean,
+  ): Promise<Final | { retry: true; httpStatus: number | null; detail: string }>;
+  /** Records a final outcome in the attempt table (failures always, successes when configured). */
+  recordFinal(db: Kysely<Database>, entry: DeliveryEntry, final: Final, at: number): Promise<void>;
+  /** Metrics, `logout_dispatched` and the log line of a recorded final outcome. */
+  observed(entry: DeliveryEntry, final: Final, at: number): void;
+  /** One attempt of one claimed job, to its next state. */
+  processJob(job: ClaimedJob): Promise<void>;
+}
+
+export function createDelivery(
+  deps: Pick<
+    LogoutDependencies,
+    'config' | 'database' | 'audit' | 'metrics' | 'applications' | 'keyStore' | 'resolver' | 'connector'
+  > & { log: Logger; now: () => number; transport: LogoutJobTransport; owner: string },
+): Delivery {
+  const { config, log, now, transport, owner } = deps;
+  const db = deps.database.db;
+  const gate = gateOptionsFor(config, deps.resolver);
+
+  const finalOf = (result: DeliveryOutcome, exhausted: boolean): Final | 'retry' => {
+    switch (result.outcome) {
+      case 'success':
+        return { outcome: 'success', httpStatus: result.status, detail: `HTTP ${result.status}` };
+      case 'redirect_blocked':
+        return {
+          outcome: 'redirect_blocked',
+          httpStatus: result.status,
+          detail: `HTTP ${result.status}: redirect not followed`,
+        };
+      case 'rp_client_error':
+        return { outcome: 'rp_client_error', httpStatus: result.status, detail: `HTTP ${result.status}` };
+      case 'server_error':
+        return exhausted
+          ? { outcome: 'retries_exhausted', httpStatus: result.status, detail: `HTTP ${result.status}` }
+          : 'retry';
+      case 'network_error':
+        return exhausted
+          ? { outcome: 'retries_exhausted', httpStatus: null, detail: result.detail }
+          : 'retry';
+      case 'dns_resolve_failed':
+        return { outcome: 'dns_resolve_failed', httpStatus: null, detail: result.detail };
+      case 'unsafe_target_ip':
+        return { outcome: 'unsafe_target_ip', httpStatus: null, detail: result.detail };
+      default:
+        return assertNever(result);
+    }
+  };
+
+  /** The signing key a job pinned; reloads once in case it was created after our last reload. */
+  const pinnedKey = async (kid: string) => {
+    const find = () => deps.keyStore.loadedKeys().find((key) => key.kid === kid);
+    const found = find();
+    if (found) return found;
+    await deps.keyStore.reload().catch(() => false);
+    return find();
+  };
+
+  const attemptOnce: Delivery['attemptOnce'] = async (job, app, exhausted) => {
+    const key = await pinnedKey(job.kid);
+    if (!key)
+      return {
+        outcome: 'signing_kid_retired',
+        httpStatus: null,
+        detail: `signing key ${job.kid} is no longer loaded`,
+      };
+    const logoutToken = await buildLogoutToken(
+      {
+        issuer: config.issuer,
+        clientId: job.clientId,
+        sub: job.sub,
+        jti: job.jti,
+        iat: Number(job.iat),
+        exp: Number(job.exp),
+        kid: job.kid,
+        sid: job.sid,
+      },
+      key.privateKey,
+    );
+    const result = await deliverLogoutToken({
+      url: app.backchannelLogoutUri!,
+      logoutToken,
+      gate,
+      ...(deps.connector ? { connector: deps.connector } : {}),
+      connectTimeoutMs: config.logout.connectTimeoutMs,
+      requestTimeoutMs: config.logout.requestTimeoutMs,
+    });
+    const final = finalOf(result, exhausted);
+    if (final === 'retry')
+      return result.outcome === 'server_error'
+        ? { retry: true, httpStatus: result.status, detail: `HTTP ${result.status}` }
+        : { retry: true, httpStatus: null, detail: result.outcome === 'network_error' ? result.detail : '' };
+    return final;
+  };
+
+  const recordFinal: Delivery['recordFinal'] = async (trx, entry, final, at) => {
+    if (final.outcome !== 'success' || config.logout.recordSuccessfulDeliveries) {
+      await recordDeliveryAttempt(trx, {
+        clientId: entry.clientId,
+        clientName: entry.clientName,
+        userId: entry.userId,
+        trigger: entry.trigger,
+        jti: entry.jti,
+        attempts: entry.attempts,
+        outcome: final.outcome,
+        httpStatus: final.httpStatus,
+        detail: final.detail,
+        recordedAt: at,
+      });
+    }
+  };
+
+  const observed: Delivery['observed'] = (entry, final, at) => {
+    const durationMs = Math.max(0, at - entry.startedAt);
+    deps.metrics.bclDispatches.inc({ client_id: entry.clientId, outcome: final.outcome });
+    deps.metrics.bclDeliverySeconds.observe({ outcome: final.outcome }, durationMs / 1000);
+    deps.audit.publish({
+      kind: 'logout_dispatched',
+      user_id: entry.userId,
+      client_id: entry.clientId,
+      jti: entry.jti,
+      outcome: final.outcome,
+      attempts: entry.attempts,
+      http_status: final.httpStatus,
+      duration_ms: durationMs,
+    });
+    const line = { client_id: entry.clientId, outcome: final.outcome, attempts: entry.attempts };
+    if (final.outcome === 'success') log.info(line, 'back-channel logout delivered');
+    else log.warn({ ...line, detail: final.detail }, 'back-channel logout failed');
+  };
+
+  const processJob: Delivery['processJob'] = async (job) => {
+    const app = await deps.applications.findByClientId(job.clientId);
+    const startedAt = job.firstAttemptAt ?? now();
+    const trigger = job.trigger as LogoutReason;
+    // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
+    if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
+      await db.transaction().execute((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
+      log.info(
+        { client_id: job.clientId },
+        'back-channel logout cancelled: the application no longer receives it',
+      );
+      return;
+    }
+    const retries = config.logout.retryBackoffSeconds;
+    const exhausted = job.attempts > retries.length;
+    let result: Awaited<ReturnType<Delivery['attemptOnce']>>;
+    try {
+      result = await attemptOnce(job, app, exhausted);
+    } catch (error) {
+      // Signing failed (a corrupt key): count it as a network-level failure of this attempt.
+      log.error({ err: { name: (error as Error).name } }, 'back-channel logout attempt failed');
+      result = exhausted
+        ? { outcome: 'retries_exhausted', httpStatus: null, detail: 'the attempt failed' }
+        : { retry: true, httpStatus: null, detail: 'the attempt failed' };
+    }
+    if ('retry' in result) {
+      const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
+      await transport.reschedule(job, owner, now(), delaySeconds, result.httpStatus);
+      return;
+    }
+    const at = now();
+    const entry = {
+      clientId: job.clientId,
+      clientName: app.name,
+      userId: job.userId,
+      trigger: job.trigger,
+      jti: job.jti,
+      attempts: job.attempts,
+      startedAt,
+    };
+    const finished = await db.transaction().execute(async (trx) => {
+      if (!(await transport.finish(trx, job, owner, result.outcome, result.httpStatus, at))) return false;
+      await recordFinal(trx, entry, result, at);
+      return true;
+    });
+    if (finished) observed(entry, result, at);
+  };
+
+  return { attemptOnce, recordFinal, observed, processJob };
+}

@@ -1,0 +1,67 @@
+import type { LogoutReason } from '../audit/events.ts';
+import type { Config } from '../config/load.ts';
+import type { KeyStore } from '../keys/types.ts';
+import { type LogoutJob, newJti } from './job-transport.ts';
+import type { QueuedLogout } from './types.ts';
+
+/**
+ * How long a claimed attempt may take before another worker may take the job over (its worker died
+ * mid-attempt). An attempt, gate included, is bounded by the request timeout; twice that and a
+ * second covers signing and the database.
+ */
+export function leaseMs(config: Config): number {
+  return 2 * config.logout.requestTimeoutMs + 1000;
+}
+
+/**
+ * The logout token's lifetime: long enough for the last retry (a job re-sends the same token, whose
+ * `exp` is pinned), and at least two minutes.
+ */
+export function logoutTokenLifetimeSeconds(config: Config): number {
+  const backoff = config.logout.retryBackoffSeconds.reduce((sum, seconds) => sum + seconds, 0);
+  const attempts = config.logout.retryBackoffSeconds.length + 1;
+  return Math.max(120, backoff + attempts * Math.ceil(config.logout.requestTimeoutMs / 1000) + 60);
+}
+
+export type NewJobs = (
+  userId: number | null,
+  sub: string,
+  reason: LogoutReason,
+  clients: ReadonlyArray<{ clientId: string; sid: string | null }>,
+) => LogoutJob[];
+
+/** Builds the jobs of one logout: one per client, all pinned to the same time and signing key. */
+export function jobFactory(deps: {
+  config: Config;
+  keyStore: Pick<KeyStore, 'activeKid'>;
+  now: () => number;
+}): NewJobs {
+  return (userId, sub, reason, clients) => {
+    if (clients.length === 0) return [];
+    const iat = Math.floor(deps.now() / 1000);
+    const exp = iat + logoutTokenLifetimeSeconds(deps.config);
+    const kid = deps.keyStore.activeKid();
+    return clients.map(({ clientId, sid }) => ({
+      trigger: reason,
+      userId,
+      sub,
+      clientId,
+      jti: newJti(),
+      iat,
+      exp,
+      kid,
+      sid,
+    }));
+  };
+}
+
+/** The jobs as `logout_required` reports them. */
+export function queuedLogouts(jobs: readonly LogoutJob[]): QueuedLogout[] {
+  return jobs.map((job) => ({
+    userId: job.userId,
+    clientId: job.clientId,
+    reason: job.trigger,
+    jti: job.jti,
+    withSid: job.sid !== null,
+  }));
+}

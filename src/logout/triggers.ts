@@ -1,0 +1,187 @@
+import type { Transaction } from 'kysely';
+import type { AuditBus } from '../audit/bus.ts';
+import type { LogoutReason } from '../audit/events.ts';
+import { listApplications } from '../applications/store.ts';
+import type { Application } from '../applications/types.ts';
+import type { DatabaseHandle } from '../db/connect.ts';
+import type { Database } from '../db/schema.ts';
+import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
+import { decide } from '../policy/decide.ts';
+import { clientsWithLiveTokens } from '../tokens/store.ts';
+import { accessTrigger, logoutTargets, newlyDenied } from './fanout.ts';
+import type { LogoutJobTransport } from './job-transport.ts';
+import { type NewJobs, queuedLogouts as queued } from './jobs.ts';
+import type { LogoutService, QueuedLogout } from './types.ts';
+
+/**
+ * The triggers of back-channel logout: each queues its jobs in the transaction of the change that
+ * causes it (a directory change, a token revocation, a session's end), and publishes
+ * `logout_required` only once that transaction committed.
+ */
+export type LogoutTriggers = Pick<
+  LogoutService,
+  'enqueueLogoutForUser' | 'enqueueSessionLogout' | 'published' | 'onDirectoryChange'
+>;
+
+export function createLogoutTriggers(deps: {
+  database: DatabaseHandle;
+  audit: Pick<AuditBus, 'publish'>;
+  transport: LogoutJobTransport;
+  newJobs: NewJobs;
+  now: () => number;
+  /** Wakes this process's worker, if it runs one. */
+  wake: () => void;
+}): LogoutTriggers {
+  const { database, transport, newJobs, now } = deps;
+  const db = database.db;
+
+  const enqueueLogoutForUser: LogoutService['enqueueLogoutForUser'] = async (trx, request) => {
+    const at = now();
+    // Given client ids come from a revocation that just revoked the user's live tokens there.
+    const candidates = request.clientIds
+      ? new Set(request.clientIds)
+      : await clientsWithLiveTokens(trx, request.userId, at, request.revokedByThisChange);
+    const targets = await logoutTargets(trx, database.kind, candidates, request.reason);
+    const jobs = newJobs(
+      request.userId,
+      String(request.userId),
+      request.reason,
+      targets.map((app) => ({ clientId: app.clientId, sid: null })),
+    );
+    await transport.enqueue(trx, jobs, at);
+    return queued(jobs);
+  };
+
+  const published: LogoutService['published'] = (list) => {
+    for (const job of list) {
+      deps.audit.publish({
+        kind: 'logout_required',
+        user_id: job.userId,
+        client_id: job.clientId,
+        reason: job.reason,
+        jti: job.jti,
+        with_sid: job.withSid,
+      });
+    }
+    if (list.length > 0) deps.wake();
+  };
+
+  const onDirectoryChange: ChangeConsumer = async (change, unit) => {
+    let list: QueuedLogout[];
+    switch (change.kind) {
+      case 'user_deactivated':
+      case 'user_deleted':
+        list = await enqueueLogoutForUser(unit.trx, {
+          userId: change.userId,
+          reason: change.kind,
+          // The token revocation of the same change stamps its tokens with the unit's time.
+          revokedByThisChange: { at: unit.at, reason: change.kind },
+        });
+        break;
+      default: {
+        const reason = accessTrigger(change);
+        if (!reason || !('after' in change)) return;
+        list = await enqueueNewlyDenied(unit.trx, change, reason);
+      }
+    }
+    if (unit.reporting && 'userId' in change) {
+      // Every active application the change takes from the user, whether or not it holds a token.
+      const apps = await activeApplicationsIn(unit.trx);
+      const lost =
+        'after' in change
+          ? newlyDenied(change.before, change.after, apps)
+          : apps.filter((app) => decide(change.before, app).outcome === 'allow');
+      for (const app of lost)
+        unit.report({ kind: 'access_lost', userId: change.userId, clientId: app.clientId });
+      for (const job of list)
+        unit.report({
+          kind: 'logout_queued',
+          userId: job.userId,
+          clientId: job.clientId,
+          reason: job.reason,
+        });
+    }
+    if (list.length > 0) unit.afterCommit(() => published(list));
+  };
+
+  /**
+   * The active applications, read once per unit of work: one state or group change affects every
+   * user of the state or group (thousands), each a change of the same unit.
+   */
+  const activeApplicationsByUnit = new WeakMap<Transaction<Database>, Promise<Application[]>>();
+  const activeApplicationsIn = (trx: Transaction<Database>): Promise<Application[]> => {
+    let applications = activeApplicationsByUnit.get(trx);
+    if (!applications) {
+      applications = listApplications(trx, database.kind, { active: true });
+      activeApplicationsByUnit.set(trx, applications);
+    }
+    return applications;
+  };
+
+  /** State and group changes: only the applications the change newly denies the user. */
+  const enqueueNewlyDenied = async (
+    trx: Transaction<Database>,
+    change: Extract<DirectoryChange, { after: unknown }>,
+    reason: LogoutReason,
+  ): Promise<QueuedLogout[]> => {
+    const at = now();
+    const held = await clientsWithLiveTokens(trx, change.userId, at);
+    const targets = newlyDenied(
+      change.before,
+      change.after,
+      await logoutTargets(trx, database.kind, held, reason, () => activeApplicationsIn(trx)),
+    );
+    const jobs = newJobs(
+      change.userId,
+      String(change.userId),
+      reason,
+      targets.map((app) => ({ clientId: app.clientId, sid: null })),
+    );
+    await transport.enqueue(trx, jobs, at);
+    return queued(jobs);
+  };
+
+  const enqueueSessionLogout: LogoutService['enqueueSessionLogout'] = async (request) => {
+    const list = await db.transaction().execute(async (trx) => {
+      const targets = await logoutTargets(
+        trx,
+        database.kind,
+        new Set(request.clients.map((client) => client.clientId)),
+        'rp_initiated',
+      );
+      const sids = new Map(request.clients.map((client) => [client.clientId, client.sid]));
+      const jobs = newJobs(
+        request.userId,
+        String(request.userId),
+        'rp_initiated',
+        targets.map((app) => ({ clientId: app.clientId, sid: sids.get(app.clientId) ?? null })),
+      );
+      await transport.enqueue(trx, jobs, now());
+      return queued(jobs);
+    });
+    published(list);
+    return list;
+  };
+
+  return { enqueueLogoutForUser, enqueueSessionLogout, published, onDirectoryChange };
+}
+
+/**
+ * The `user_revoked` trigger, for the hook of `tokens revoke-user` (src/tokens/revocation.ts): runs
+ * inside the revocation's transaction, for the applications whose tokens it just revoked.
+ */
+export function userRevokedHook(logout: Pick<LogoutService, 'enqueueLogoutForUser' | 'published'>) {
+  return async (
+    trx: Transaction<Database>,
+    revocation: { userId: number; clientIds: string[]; dryRun: boolean },
+  ): Promise<(() => void) | undefined> => {
+    if (revocation.clientIds.length === 0) return undefined;
+    const list = await logout.enqueueLogoutForUser(trx, {
+      userId: revocation.userId,
+      reason: 'user_revoked',
+      clientIds: revocation.clientIds,
+    });
+    // `logout_required` (and waking the worker) only once the revocation and its jobs committed.
+    return () => logout.published(list);
+  };
+}

@@ -1,0 +1,108 @@
+import type { Transaction } from 'kysely';
+import type { AuditBus } from '../audit/bus.ts';
+import type { LogoutDeliveryOutcome, LogoutReason } from '../audit/events.ts';
+import type { ApplicationService } from '../applications/types.ts';
+import type { Config } from '../config/load.ts';
+import type { DatabaseHandle } from '../db/connect.ts';
+import type { Database } from '../db/schema.ts';
+import type { ChangeConsumer } from '../directory/port.ts';
+import type { KeyStore } from '../keys/types.ts';
+import type { Logger } from '../logging/logger.ts';
+import type { Metrics } from '../metrics/registry.ts';
+import type { Connector } from './http-delivery.ts';
+import type { LogoutJobTransport } from './job-transport.ts';
+import type { Resolver } from './ssrf/resolver.ts';
+
+/** The back-channel logout service's interface and the values it takes and gives (service.ts builds it). */
+
+export interface LogoutDependencies {
+  config: Config;
+  database: DatabaseHandle;
+  logger: Logger;
+  audit: Pick<AuditBus, 'publish'>;
+  metrics: Pick<Metrics, 'bclDispatches' | 'bclDeliverySeconds'>;
+  applications: Pick<ApplicationService, 'findByClientId'>;
+  keyStore: Pick<KeyStore, 'activeKid' | 'loadedKeys' | 'reload'>;
+  /** The SSRF gate's resolver (default the system resolver). */
+  resolver?: Resolver;
+  /** The delivery connection layer (default: TCP/TLS to the checked address). */
+  connector?: Connector;
+  /** Epoch milliseconds; tests inject one. */
+  now?: () => number;
+  /** The job transport (default: pg-boss on PostgreSQL, the `bcl_job` table on SQLite). */
+  transport?: LogoutJobTransport;
+}
+
+/** One queued logout, as `logout_required` reports it. */
+export interface QueuedLogout {
+  userId: number | null;
+  clientId: string;
+  reason: LogoutReason;
+  jti: string;
+  withSid: boolean;
+}
+
+export interface UserLogoutRequest {
+  userId: number;
+  reason: LogoutReason;
+  /** Restrict the fan-out to these applications (e.g. those whose tokens were just revoked). */
+  clientIds?: readonly string[];
+  /** Tokens revoked by the same change (same time and reason) still count as held. */
+  revokedByThisChange?: { at: number; reason: string };
+}
+
+/** A session's end (RP-initiated logout): the session's applications, each with its `sid`. */
+export interface SessionLogoutRequest {
+  userId: number;
+  clients: ReadonlyArray<{ clientId: string; sid: string | null }>;
+}
+
+export interface BclTestResult {
+  clientId: string;
+  name: string | null;
+  /** The delivery outcome, or `not_sent` when the application cannot receive one. */
+  outcome: LogoutDeliveryOutcome | 'not_sent';
+  httpStatus: number | null;
+  /** One line for the operator (never a token). */
+  detail: string;
+}
+
+export interface WorkerOptions {
+  /** How often to look for due jobs when idle (default 1000 ms). */
+  pollIntervalMs?: number;
+  /** Deliveries in flight at once (default 4). */
+  concurrency?: number;
+}
+
+export interface LogoutWorker {
+  /** Looks for due jobs now (after this process queued some). */
+  wake(): void;
+  /** Stops claiming; resolves when the attempts in flight have finished. */
+  stop(): Promise<void>;
+}
+
+export interface LogoutService {
+  /**
+   * Queues a back-channel logout for each application that must hear of this user's logout, inside
+   * `trx` (the transaction of the change). Returns the queued logouts; publish them with
+   * `published()` once the transaction committed.
+   */
+  enqueueLogoutForUser(trx: Transaction<Database>, request: UserLogoutRequest): Promise<QueuedLogout[]>;
+  /** RP-initiated logout: queues the session's applications (with their `sid`) in one transaction. */
+  enqueueSessionLogout(request: SessionLogoutRequest): Promise<QueuedLogout[]>;
+  /** `logout_required` for committed jobs, and a wake-up for this process's worker. */
+  published(queued: readonly QueuedLogout[]): void;
+  /**
+   * The directory triggers (deactivation, deletion, access lost), for the change feed: queues the
+   * jobs in the change's unit of work and publishes them once it committed.
+   */
+  onDirectoryChange: ChangeConsumer;
+  /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */
+  deliverDue(): Promise<number>;
+  /** Starts the polling worker of this process. */
+  startWorker(options?: WorkerOptions): LogoutWorker;
+  /** `aa-oidc bcl test`: one test token for a no-op subject to each application, now. */
+  testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
+  /** Stops the worker, if started. */
+  close(): Promise<void>;
+}
