@@ -90,7 +90,9 @@ export function consoleHeaders(ctx: Koa.Context): void {
     'Content-Security-Policy',
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   );
-  ctx.set('Referrer-Policy', 'no-referrer');
+  // No referrer leaves the site; a same-origin one stays, because with `no-referrer` Chromium sends
+  // `Origin: null` with the console's own forms, and the origin check refuses them.
+  ctx.set('Referrer-Policy', 'same-origin');
   ctx.set('X-Content-Type-Options', 'nosniff');
 }
 

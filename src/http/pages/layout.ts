@@ -174,7 +174,7 @@ export function page(title: string, body: Html, options: PageOptions = {}): stri
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <title>${escapeHtml(fullTitle)}</title>
 <style>${style}${branding ? brandingStyle(branding) : ''}</style>
 </head>
