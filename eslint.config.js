@@ -19,7 +19,7 @@ const parts = {
   keys: ['db', 'config', 'logging', 'util'],
   policy: ['directory', 'applications', 'util'],
   audit: ['db', 'policy', 'directory', 'applications', 'logging', 'metrics', 'config', 'util'],
-  tokens: ['db', 'audit', 'directory', 'applications', 'config', 'logging', 'metrics', 'util'],
+  tokens: ['db', 'audit', 'directory', 'applications', 'policy', 'config', 'logging', 'metrics', 'util'],
   logout: [
     ...['db', 'audit', 'tokens', 'directory', 'applications', 'policy', 'keys'],
     ...['config', 'logging', 'metrics', 'util'],

@@ -24,6 +24,7 @@ import {
   revokeTokensOnUserChange,
   type TokenRevocationService,
 } from './tokens/revocation.ts';
+import { endAccessOnUserChange } from './tokens/access-loss.ts';
 import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
 import type { Resolver } from './logout/ssrf/resolver.ts';
 import type { Connector } from './logout/http-delivery.ts';
@@ -157,6 +158,11 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // Deactivating or deleting a user revokes the user's codes and tokens in the same unit of work.
     closers.push(directoryChanges.subscribe(revokeTokensOnUserChange(audit)));
     closers.push(directoryChanges.subscribe(logout.onDirectoryChange));
+    // Deactivation, deletion and a new password end the user's provider sessions; a lost application
+    // loses its codes, tokens and grant. After back-channel logout, which still reads them.
+    closers.push(
+      directoryChanges.subscribe(endAccessOnUserChange({ kind: database.kind, audit, logger: directoryLog })),
+    );
     const tokens = createTokenRevocation({ db: database.db, directory, audit });
     // `tokens revoke-user` queues `user_revoked` logouts in its transaction.
     closers.push(tokens.onUserRevoked(userRevokedHook(logout)));

@@ -305,8 +305,10 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           return refuse('The current password is wrong.', 401);
         await deps.throttle.succeeded(attempt);
         try {
+          // The person's other sessions end; the one they are using stays.
           await admin.setPassword({ id: profile.id }, next, {
             actor: `self:${profile.username}`,
+            ...(request.session ? { keepSession: request.session.uid } : {}),
           });
         } catch (error) {
           if (error instanceof DirectoryError) return refuse(error.message);

@@ -121,6 +121,12 @@ export type DirectoryChange =
   | { kind: 'user_main_character_changed'; userId: number; before: UserProfile; after: UserProfile }
   | { kind: 'user_deleted'; userId: number; before: UserProfile }
   /**
+   * The user's password was replaced: whoever held a session with the old one must sign in again,
+   * except the person who changed their own password, in the sign-in session named by
+   * `keepSession` (an opaque reference the caller got from its sign-in; the directory never reads it).
+   */
+  | { kind: 'user_password_changed'; userId: number; keepSession?: string }
+  /**
    * A state or group was renamed or deleted (the built-in directory; a polling directory that sees
    * one). Application whitelists name states and groups, so they follow a rename in the same unit.
    */

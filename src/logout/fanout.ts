@@ -53,6 +53,7 @@ export function accessTrigger(change: DirectoryChange): LogoutReason | undefined
     case 'user_reactivated':
     case 'user_main_character_changed':
     case 'user_deleted':
+    case 'user_password_changed':
     case 'catalog_renamed':
     case 'catalog_deleted':
       return undefined;

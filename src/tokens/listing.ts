@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { storageIdHex } from './revocation.ts';
-import { selectListedTokens } from './store.ts';
+import { selectListedTokens, selectUserSessions } from './store.ts';
 
 export type TokenStatus = 'active' | 'revoked' | 'expired' | 'consumed';
 
@@ -68,4 +68,29 @@ export async function listTokens(
       revokedReason: row.revoked_reason,
     };
   });
+}
+
+/** One live browser session of a user as operators see it: never the id its cookie carries. */
+export interface SessionListing {
+  /** Epoch milliseconds of the sign-in, when known. */
+  signedInAt: number | null;
+  expiresAt: number | null;
+  /** How the person signed in (`pwd`, `otp`…). */
+  amr: string[];
+  /** The applications this session signed in to. */
+  clientIds: string[];
+}
+
+/** The user's live provider sessions, newest sign-in first. */
+export async function listUserSessions(
+  db: Kysely<Database>,
+  userId: number,
+  now = Date.now(),
+): Promise<SessionListing[]> {
+  return (await selectUserSessions(db, userId, now)).map((session) => ({
+    signedInAt: session.loginAt,
+    expiresAt: session.expiresAt,
+    amr: session.amr,
+    clientIds: session.clients.map((client) => client.clientId),
+  }));
 }

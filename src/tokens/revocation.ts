@@ -3,7 +3,15 @@ import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
 import type { ChangeConsumer, Directory } from '../directory/port.ts';
-import { deleteUserGrants, type LiveTokenSelection, revokeLiveTokenRows, type TokenModel } from './store.ts';
+import {
+  deleteGrantsOfUser,
+  deleteUserGrants,
+  endUserSessions,
+  type LiveTokenSelection,
+  revokeLiveTokenRows,
+  selectUserSessions,
+  type TokenModel,
+} from './store.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
@@ -99,18 +107,29 @@ export interface UserRevocationResult {
   userId: number;
   username: string;
   revoked: RevokedToken[];
+  /** Provider (browser) sessions ended: their cookies meet the login page again. */
+  sessionsEnded: number;
+  /** Grants removed (`signOutUser` only): the user is asked for consent again. */
+  grantsRemoved: number;
   dryRun: boolean;
 }
 
 export interface TokenRevocationService {
   /**
-   * Revokes every live code and token of the user in one transaction (with `dryRun`, finds them and
-   * rolls back), then publishes `token_revoked` with `reason` for each token.
+   * Revokes every live code and token of the user and ends the user's provider sessions in one
+   * transaction (with `dryRun`, finds them and rolls back), then publishes `token_revoked` with
+   * `reason` for each token.
    */
   revokeUser(
     username: string,
     options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean },
   ): Promise<UserRevocationResult>;
+  /**
+   * `aa-oidc user sign-out`: as `revokeUser`, and removes every grant of the user too (each
+   * application asks for consent again). Back-channel logout (`user_revoked`) goes to every
+   * application that held a token or a session.
+   */
+  signOutUser(username: string, options?: { note?: string; dryRun?: boolean }): Promise<UserRevocationResult>;
   /**
    * Ends one application's access for a user (the account page's "revoke"): in one transaction the
    * user's codes and tokens of that application are revoked and the user's grants to it deleted (it
@@ -164,33 +183,63 @@ export function createTokenRevocation(deps: {
 }): TokenRevocationService {
   const hooks = new Set<UserRevokedHook>();
   const now = deps.now ?? Date.now;
+
+  /**
+   * Revokes the user's codes and tokens and ends the user's provider sessions (and with `grants`,
+   * removes every grant) in one transaction; the hooks queue back-channel logouts there for every
+   * application that held a token or a session, before the sessions end (they read their `sid`s).
+   */
+  const cleanUser = async (
+    username: string,
+    options: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean; grants: boolean },
+  ): Promise<UserRevocationResult> => {
+    const reason = options.reason ?? 'user_revoked';
+    const dryRun = options.dryRun === true;
+    const note = options.note === undefined ? undefined : validNote(options.note);
+    const user = await deps.directory.profileByUsername(username);
+    if (!user) throw new UnknownUserError(username);
+    let result: Omit<UserRevocationResult, 'userId' | 'username' | 'dryRun'> = {
+      revoked: [],
+      sessionsEnded: 0,
+      grantsRemoved: 0,
+    };
+    const afterCommit: Array<() => void> = [];
+    try {
+      await deps.db.transaction().execute(async (trx) => {
+        const at = now();
+        const revoked = await revokeTokens(trx, { userId: user.id }, reason, at);
+        const sessions = await selectUserSessions(trx, user.id, at);
+        const clientIds = [
+          ...new Set([
+            ...revoked.map((token) => token.clientId).filter((id) => id !== null),
+            ...sessions.flatMap((session) => session.clients.map((client) => client.clientId)),
+          ]),
+        ].sort();
+        for (const hook of hooks) {
+          const committed = await hook(trx, { userId: user.id, clientIds, reason, dryRun });
+          if (committed) afterCommit.push(committed);
+        }
+        const ended = await endUserSessions(trx, user.id, at, reason);
+        const grantsRemoved = options.grants ? await deleteGrantsOfUser(trx, user.id) : 0;
+        result = { revoked, sessionsEnded: ended.length, grantsRemoved };
+        if (dryRun) throw new DryRunRollback();
+      });
+    } catch (error) {
+      if (!(error instanceof DryRunRollback)) throw error;
+    }
+    if (!dryRun) {
+      for (const committed of afterCommit) committed();
+      publishRevocations(deps.audit, result.revoked, reason, note);
+    }
+    return { userId: user.id, username: user.username, ...result, dryRun };
+  };
+
   return {
-    async revokeUser(username, options = {}) {
-      const reason = options.reason ?? 'user_revoked';
-      const dryRun = options.dryRun === true;
-      const note = options.note === undefined ? undefined : validNote(options.note);
-      const user = await deps.directory.profileByUsername(username);
-      if (!user) throw new UnknownUserError(username);
-      let revoked: RevokedToken[] = [];
-      const afterCommit: Array<() => void> = [];
-      try {
-        await deps.db.transaction().execute(async (trx) => {
-          revoked = await revokeTokens(trx, { userId: user.id }, reason, now());
-          const clientIds = [...new Set(revoked.map((token) => token.clientId).filter((id) => id !== null))];
-          for (const hook of hooks) {
-            const committed = await hook(trx, { userId: user.id, clientIds, reason, dryRun });
-            if (committed) afterCommit.push(committed);
-          }
-          if (dryRun) throw new DryRunRollback();
-        });
-      } catch (error) {
-        if (!(error instanceof DryRunRollback)) throw error;
-      }
-      if (!dryRun) {
-        for (const committed of afterCommit) committed();
-        publishRevocations(deps.audit, revoked, reason, note);
-      }
-      return { userId: user.id, username: user.username, revoked, dryRun };
+    revokeUser(username, options = {}) {
+      return cleanUser(username, { ...options, grants: false });
+    },
+    signOutUser(username, options = {}) {
+      return cleanUser(username, { ...options, reason: 'user_revoked', grants: true });
     },
     async revokeApplication(userId, clientId, options = {}) {
       const note = options.note === undefined ? undefined : validNote(options.note);

@@ -176,7 +176,8 @@ const TOKEN_ROW_COLUMNS = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'f
  * (plus these storage ids).
  */
 export type LiveTokenSelection =
-  { userId: number; clientId?: string } | { grantId: string; ids?: readonly string[] };
+  | { userId: number; clientId?: string; clientIds?: readonly string[] }
+  | { grantId: string; ids?: readonly string[] };
 
 /**
  * Marks every matching live (unexpired, unrevoked) code and token revoked and returns them, in one
@@ -198,6 +199,7 @@ export async function revokeLiveTokenRows(
         ? eb.and([
             eb('user_id', '=', String(selection.userId)),
             ...(selection.clientId === undefined ? [] : [eb('client_id', '=', selection.clientId)]),
+            ...(selection.clientIds === undefined ? [] : [eb('client_id', 'in', [...selection.clientIds])]),
           ])
         : eb.or([
             eb('grant_id', '=', selection.grantId),
@@ -381,30 +383,65 @@ export async function deleteUserGrants(db: Db, userId: number, clientId: string)
   return Number(result.numDeletedRows);
 }
 
-/** One of a user's live provider sessions (a browser signed in), as the admin and account pages list them. */
+/**
+ * One of a user's live provider sessions (a browser signed in): what the admin page and `user show`
+ * list, and what back-channel logout reads.
+ */
 export interface UserSession {
-  /** The storage id (a digest of the session id, never the id itself). */
+  /** The storage id (a digest of the session id, never the id the cookie carries). */
   storageId: string;
-  /** Epoch milliseconds of the sign-in. */
+  /** Epoch milliseconds of the sign-in, when known. */
   loginAt: number | null;
   /** How the person signed in (`pwd`, `otp`…). */
   amr: string[];
   /** The applications signed in through this session. */
   clientIds: string[];
+  /** The same, each with the `sid` its ID tokens carry. */
+  clients: Array<{ clientId: string; sid: string | null }>;
   expiresAt: number | null;
 }
 
 interface StoredSessionPayload {
   loginTs?: unknown;
   amr?: unknown;
-  authorizations?: unknown;
+  authorizations?: Record<string, { sid?: unknown } | undefined>;
 }
 
-/** The user's unexpired sessions, latest sign-in first. */
+function storedSession(row: { id: string; payload: string; expires_at: number | null }): UserSession {
+  let payload: StoredSessionPayload = {};
+  try {
+    payload = JSON.parse(row.payload) as StoredSessionPayload;
+  } catch {
+    // An unreadable payload still names a session to end.
+  }
+  const authorizations =
+    payload.authorizations && typeof payload.authorizations === 'object' ? payload.authorizations : {};
+  const clients = Object.entries(authorizations)
+    .map(([clientId, authorization]) => ({
+      clientId,
+      sid: typeof authorization?.sid === 'string' ? authorization.sid : null,
+    }))
+    .sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
+  return {
+    storageId: row.id,
+    loginAt: typeof payload.loginTs === 'number' ? payload.loginTs * 1000 : null,
+    amr: Array.isArray(payload.amr) ? payload.amr.filter((method) => typeof method === 'string') : [],
+    clientIds: clients.map((client) => client.clientId),
+    clients,
+    expiresAt: row.expires_at,
+  };
+}
+
+/**
+ * The user's live provider sessions (one indexed query by user), newest sign-in first. Sessions that
+ * this very unit of work ended (same time and reason) still count, so that back-channel logout of the
+ * same change still finds their `sid`s.
+ */
 export async function selectUserSessions(
   db: Db,
   userId: number,
   now: number = Date.now(),
+  endedByThisChange?: { at: number; reason: string },
 ): Promise<UserSession[]> {
   const rows = await db
     .selectFrom('oidc_payload')
@@ -412,19 +449,67 @@ export async function selectUserSessions(
     .where('user_id', '=', String(userId))
     .where('model', '=', 'Session')
     .where((eb) => unexpired(eb, now))
+    .where((eb) =>
+      endedByThisChange
+        ? eb.or([
+            eb('revoked_at', 'is', null),
+            eb.and([
+              eb('revoked_at', '=', endedByThisChange.at),
+              eb('revoked_reason', '=', endedByThisChange.reason),
+            ]),
+          ])
+        : eb('revoked_at', 'is', null),
+    )
     .execute();
-  return rows
-    .map((row): UserSession => {
-      const payload = JSON.parse(row.payload) as StoredSessionPayload;
-      const authorizations =
-        payload.authorizations && typeof payload.authorizations === 'object' ? payload.authorizations : {};
-      return {
-        storageId: row.id,
-        loginAt: typeof payload.loginTs === 'number' ? payload.loginTs * 1000 : null,
-        amr: Array.isArray(payload.amr) ? payload.amr.filter((item) => typeof item === 'string') : [],
-        clientIds: Object.keys(authorizations).sort(),
-        expiresAt: row.expires_at,
-      };
-    })
-    .sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
+  return rows.map(storedSession).sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
+}
+
+/**
+ * Ends every live provider session of the user (but the one whose uid is `exceptUid`), in place (`revoked_at`): the adapter no longer finds
+ * them, so a kept session cookie meets the login page (or `login_required`) on its next request, on
+ * every instance. Ending in place rather than deleting means a request that read the session just
+ * before cannot bring it back by saving it. Returns the sessions ended, read in the same statement.
+ */
+export async function endUserSessions(
+  db: Db,
+  userId: number,
+  at: number,
+  reason: string,
+  options: { dryRun?: boolean; exceptUid?: string } = {},
+): Promise<UserSession[]> {
+  if (options.dryRun) return selectUserSessions(db, userId, at);
+  let query = db
+    .updateTable('oidc_payload')
+    .set({ revoked_at: at, revoked_reason: reason })
+    .where('user_id', '=', String(userId))
+    .where('model', '=', 'Session')
+    .where('revoked_at', 'is', null)
+    .where((eb) => unexpired(eb, at));
+  if (options.exceptUid !== undefined)
+    query = query.where((eb) => eb.or([eb('uid', 'is', null), eb('uid', '!=', options.exceptUid!)]));
+  const rows = await query.returning(['id', 'payload', 'expires_at']).execute();
+  return rows.map(storedSession).sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
+}
+
+/** Deletes the user's grants (at one application, when given); returns how many went. */
+export async function deleteGrantsOfUser(
+  db: Db,
+  userId: number,
+  options: { clientId?: string; dryRun?: boolean } = {},
+): Promise<number> {
+  if (options.dryRun) {
+    let query = db
+      .selectFrom('oidc_payload')
+      .select((eb) => eb.fn.countAll<string | number>().as('count'))
+      .where('model', '=', 'Grant')
+      .where('user_id', '=', String(userId));
+    if (options.clientId !== undefined) query = query.where('client_id', '=', options.clientId);
+    return Number((await query.executeTakeFirst())?.count ?? 0);
+  }
+  let query = db
+    .deleteFrom('oidc_payload')
+    .where('model', '=', 'Grant')
+    .where('user_id', '=', String(userId));
+  if (options.clientId !== undefined) query = query.where('client_id', '=', options.clientId);
+  return Number((await query.executeTakeFirst()).numDeletedRows);
 }

@@ -21,7 +21,7 @@ import {
   tokenRequest,
   userinfo,
 } from '../helpers/flows.ts';
-import { authorizeDenials, counted, policyEvents, rejections } from './observe.ts';
+import { authorizeDenials, counted, policyEvents, rejections, removeGroupUnannounced } from './observe.ts';
 
 /**
  * The access policy through real HTTP: a real server, a real database, the real login pages. States and
@@ -153,8 +153,9 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
       restore: (id: number) => Promise<unknown>;
       reason: 'app' | 'global';
       /**
-       * False when the change also revokes the tokens outright (deactivation, src/tokens): they are
-       * then refused as revoked, before the policy is asked.
+       * False when the change also revokes the tokens outright (src/tokens/access-loss.ts: every
+       * change that takes the application away does): they are then refused as revoked, before the
+       * policy is asked.
        */
       policyAnswers: boolean;
     }> = [
@@ -163,6 +164,15 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
         input: { state: 'Member', groups: ['Fleet'] },
         client: () => wiki,
         lose: (id) => server.app.directoryAdmin.removeGroup({ id }, 'Fleet'),
+        restore: (id) => server.app.directoryAdmin.addGroup({ id }, 'Fleet'),
+        reason: 'app',
+        policyAnswers: false,
+      },
+      {
+        name: 'loses the whitelisted group in a change the directory has not announced yet',
+        input: { state: 'Member', groups: ['Fleet'] },
+        client: () => wiki,
+        lose: (id) => removeGroupUnannounced(server, id, 'Fleet'),
         restore: (id) => server.app.directoryAdmin.addGroup({ id }, 'Fleet'),
         reason: 'app',
         policyAnswers: true,
@@ -174,7 +184,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
         lose: (id) => server.app.directoryAdmin.setState({ id }, 'Guest'),
         restore: (id) => server.app.directoryAdmin.setState({ id }, 'Member'),
         reason: 'global',
-        policyAnswers: true,
+        policyAnswers: false,
       },
       {
         name: 'is deactivated',
@@ -286,7 +296,8 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     const pilot = await user({ state: 'Member', groups: ['Fleet'] });
     const { response, verifier } = await authorize(server, new Browser(), wiki, pilot.username);
     const code = codeFrom(response);
-    await server.app.directoryAdmin.removeGroup({ id: pilot.id }, 'Fleet');
+    // Unannounced: a published change would revoke the code itself before the policy is asked.
+    await removeGroupUnannounced(server, pilot.id, 'Fleet');
     const moved = await counted(server, 'validate_code', 'app', async () => {
       const exchanged = await tokenRequest(server, wiki, {
         grant_type: 'authorization_code',

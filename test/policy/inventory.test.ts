@@ -21,7 +21,7 @@ import {
   tokenRequest,
   userinfo,
 } from '../helpers/flows.ts';
-import { counted } from './observe.ts';
+import { counted, removeGroupUnannounced } from './observe.ts';
 
 /**
  * Every endpoint and grant type that issues or accepts tokens, taken from the running provider's
@@ -57,7 +57,9 @@ describe(`every token path consults the policy (${testDatabaseKind})`, () => {
   after(async () => server.close());
 
   const member = () => seedUser(server, { oidcAccess: false, state: 'Member', groups: ['Fleet'] });
-  const loseAccess = (id: number) => server.app.directoryAdmin.removeGroup({ id }, 'Fleet');
+  // Unannounced: a change published by the directory would revoke the codes and tokens outright
+  // (src/tokens/access-loss.ts), and these probes are about the policy behind that.
+  const loseAccess = (id: number) => removeGroupUnannounced(server, id, 'Fleet');
 
   /** One probe per grant type: refused for a user (or app) without access, at the stage named. */
   const GRANT_PROBES: Record<string, { stage: PolicyStage; reason: string; probe: () => Promise<void> }> = {

@@ -48,3 +48,22 @@ export async function counted(
   await work();
   return (await rejections(server, stage, reason)) - before;
 }
+
+/**
+ * Takes a group away from a user in the built-in directory's tables without publishing the change:
+ * what a change made in another directory (Alliance Auth) looks like until its poller notices it.
+ * Nothing has revoked the user's codes and tokens yet, so only the policy stands in their way.
+ */
+export async function removeGroupUnannounced(
+  server: TestServer,
+  userId: number,
+  group: string,
+): Promise<void> {
+  const { db } = server.app.database;
+  const row = await db
+    .selectFrom('auth_group')
+    .select('id')
+    .where('name', '=', group)
+    .executeTakeFirstOrThrow();
+  await db.deleteFrom('user_group').where('user_id', '=', userId).where('group_id', '=', row.id).execute();
+}

@@ -21,6 +21,7 @@ import {
   seedPilot,
   userinfo,
 } from './helpers.ts';
+import { removeGroupUnannounced } from '../policy/observe.ts';
 
 describe(`authorization-code reuse (${testDatabaseKind})`, () => {
   let harness: LeakHarness;
@@ -208,7 +209,9 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
     const fleetOnly = await seedClient(server, harness, { groups: ['Fleet'] });
     const member = await seedPilot(server, harness, ['Fleet']);
     const authorized = await authorize(server, harness, fleetOnly, member, 'openid');
-    await server.app.directoryAdmin.removeGroup({ id: member.id }, 'Fleet');
+    // Unannounced (as an Alliance Auth change before its poll): a published change would revoke the
+    // code itself, and this is about the policy refusing it after the code was consumed.
+    await removeGroupUnannounced(server, member.id, 'Fleet');
     const missesBefore = await misses(fleetOnly.clientId);
     const refused = await redeem(server, fleetOnly, authorized);
     assert.equal(refused.body.error, 'invalid_grant');

@@ -78,7 +78,9 @@ export function registerTokens(program: Command, io: CliIo): void {
 
   tokens
     .command('revoke-user')
-    .description('revoke every code and token of a user, in one transaction (audit: token_revoked)')
+    .description(
+      'revoke every code and token of a user and end the user’s browser sessions, in one transaction (audit: token_revoked)',
+    )
     .requiredOption('--username <username>', 'the user whose tokens to revoke')
     .option('--reason <text>', 'why (recorded with each token_revoked audit event)')
     .option('--dry-run', 'list what would be revoked, revoke nothing')
@@ -107,6 +109,7 @@ export function registerTokens(program: Command, io: CliIo): void {
                   username: result.username,
                   dry_run: result.dryRun,
                   revoked: result.revoked.length,
+                  sessions_ended: result.sessionsEnded,
                   tokens: result.revoked.map(revokedJson),
                 },
                 null,
@@ -119,8 +122,9 @@ export function registerTokens(program: Command, io: CliIo): void {
           return;
         }
         const verb = result.dryRun ? 'would revoke' : 'revoked';
+        const ended = result.dryRun ? 'would end' : 'ended';
         io.stdout.write(
-          `${result.dryRun ? 'dry run: ' : ''}${verb} ${result.revoked.length} code(s) and token(s) of ${result.username}${result.dryRun ? '; nothing changed' : ''}\n`,
+          `${result.dryRun ? 'dry run: ' : ''}${verb} ${result.revoked.length} code(s) and token(s) of ${result.username} and ${ended} ${result.sessionsEnded} browser session(s)${result.dryRun ? '; nothing changed' : ''}\n`,
         );
         if (result.revoked.length > 0)
           io.stdout.write(renderRows(result.revoked, REVOKED_COLUMNS, 'table', revokedJson));

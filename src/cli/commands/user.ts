@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import type { ChangeOptions, DirectoryAdmin, UserRecord } from '../../directory/builtin/types.ts';
 import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
 import type { Services } from '../../services.ts';
-import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
+import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
+import { UnknownUserError } from '../../tokens/revocation.ts';
+import { type CliIo, CliError, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
 
@@ -93,10 +95,31 @@ function userDetailJson(profile: UserRecord): Record<string, unknown> {
   };
 }
 
-function renderUserDetail(profile: UserRecord, format: OutputFormat): string {
+function sessionJson(session: SessionListing): Record<string, unknown> {
+  return {
+    signed_in_at: isoTime(session.signedInAt),
+    expires_at: isoTime(session.expiresAt),
+    amr: session.amr,
+    client_ids: session.clientIds,
+  };
+}
+
+/** One line per live session in the table form: when, until when, how, where. */
+function sessionLine(session: SessionListing): string {
+  const how = session.amr.length > 0 ? session.amr.join('+') : 'unknown';
+  const where = session.clientIds.length > 0 ? session.clientIds.join(' ') : '(no application yet)';
+  return `signed in ${isoTime(session.signedInAt) ?? 'at an unknown time'} (${how}), until ${isoTime(session.expiresAt) ?? 'unknown'}: ${where}`;
+}
+
+function renderUserDetail(profile: UserRecord, sessions: SessionListing[], format: OutputFormat): string {
   const detail = userDetailJson(profile);
-  if (format === 'json') return `${JSON.stringify(detail, null, 2)}\n`;
-  const rows = Object.entries(detail).map(([field, value]) => ({ field, value }));
+  if (format === 'json')
+    return `${JSON.stringify({ ...detail, sessions: sessions.map(sessionJson) }, null, 2)}\n`;
+  const rows = [
+    ...Object.entries(detail).map(([field, value]) => ({ field, value })),
+    { field: 'live_sessions', value: sessions.length },
+    ...sessions.map((session) => ({ field: 'session', value: sessionLine(session) })),
+  ];
   return renderRows(
     rows,
     [
@@ -180,17 +203,47 @@ export function registerUser(program: Command, io: CliIo): void {
 
   user
     .command('show')
-    .description('show one user: state, groups, main character')
+    .description('show one user: state, groups, main character, live browser sessions')
     .argument('<username>')
     .addOption(formatOption())
     .action(async (username: string, options: { format: OutputFormat }) => {
-      const profile = await withDirectory(io, (directory) => directory.getUserProfile({ username }));
-      io.stdout.write(renderUserDetail(profile, options.format));
+      const { profile, sessions } = await withDirectory(io, async (directory, services) => {
+        const found = await directory.getUserProfile({ username });
+        return { profile: found, sessions: await listUserSessions(services.database.db, found.user.id) };
+      });
+      io.stdout.write(renderUserDetail(profile, sessions, options.format));
+    });
+
+  user
+    .command('sign-out')
+    .description(
+      'sign a user out everywhere, in one transaction: end their browser sessions, remove their grants, revoke their codes and tokens, and queue back-channel logout (user_revoked) to each app',
+    )
+    .argument('<username>')
+    .option('--dry-run', 'show what would end, change nothing')
+    .action(async (username: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const result = await withServices(io, async (services) => {
+        try {
+          return await services.tokens.signOutUser(username, { dryRun });
+        } catch (error) {
+          if (error instanceof UnknownUserError) throw new CliError(error.message);
+          throw error;
+        }
+      });
+      const counts = `${result.sessionsEnded} browser session(s), ${result.grantsRemoved} grant(s), ${result.revoked.length} code(s) and token(s)`;
+      say(
+        dryRun
+          ? `dry run: would sign ${result.username} out: ${counts}; nothing changed`
+          : `signed ${result.username} out: ended ${counts}`,
+      );
     });
 
   user
     .command('set-password')
-    .description('set a user’s password; prompted for, or read from stdin (never from argv)')
+    .description(
+      'set a user’s password and end their browser sessions; prompted for, or read from stdin (never from argv)',
+    )
     .argument('<username>')
     .option('--password-stdin', 'read the password from standard input')
     .action(async (username: string, options: { passwordStdin?: boolean }) => {
@@ -201,7 +254,7 @@ export function registerUser(program: Command, io: CliIo): void {
       const result = await withDirectory(io, (directory) =>
         directory.setPassword({ username }, password, changeOptions(io)),
       );
-      say(`password of ${result.profile.user.username} changed`);
+      say(`password of ${result.profile.user.username} changed; their browser sessions ended`);
     });
 
   user
@@ -265,7 +318,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('deactivate')
     .description(
-      'deactivate a user: every app refuses them from the next request, and back-channel logout tells each app',
+      'deactivate a user: their browser sessions end, every app refuses them from the next request, and back-channel logout tells each app',
     )
     .argument('<username>')
     .option('--dry-run', 'show what would change, change nothing')

@@ -193,8 +193,18 @@ export interface DirectoryAdmin {
 
   createUser(input: NewUser, options?: ChangeOptions): Promise<UserRecord>;
   updateUser(user: UserRef, changes: UserChanges, options?: ChangeOptions): Promise<UserChange>;
-  /** Sets a new password (and clears `must_change_password`). */
-  setPassword(user: UserRef, password: string, options?: ChangeOptions): Promise<UserChange>;
+  /**
+   * Sets a new password (and clears `must_change_password`); every sign-in session of the user ends
+   * in the same unit of work, but `keepSession`.
+   */
+  setPassword(
+    user: UserRef,
+    password: string,
+    options?: ChangeOptions & {
+      /** The sign-in session of a person changing their own password: it stays (see the change). */
+      keepSession?: string;
+    },
+  ): Promise<UserChange>;
   deactivate(user: UserRef, options?: ChangeOptions): Promise<UserChange>;
   activate(user: UserRef, options?: ChangeOptions): Promise<UserChange>;
   /** `state` null removes the user's state. */

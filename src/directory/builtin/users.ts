@@ -259,7 +259,14 @@ export function userWrites(changes: ChangeRunner): UserWrites {
           .set({ password_hash: passwordHash, must_change_password: 0, updated_at: Date.now() })
           .where('id', '=', user.id)
           .execute();
-        await scope.emit({ kind: 'user_password_changed', userId: user.id, username: user.username });
+        await scope.emit(
+          { kind: 'user_password_changed', userId: user.id, username: user.username },
+          {
+            kind: 'user_password_changed',
+            userId: user.id,
+            ...(options?.keepSession === undefined ? {} : { keepSession: options.keepSession }),
+          },
+        );
         return { changed: true, profile: await requireRecord(scope.trx, user.id) };
       });
     },

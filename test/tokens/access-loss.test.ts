@@ -1,0 +1,196 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { authorize, type Client, codeFrom, introspect, login, tokenRequest } from '../helpers/flows.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { Browser, PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { logoutJobs } from '../logout/jobs.ts';
+
+/**
+ * A browser session (its cookie kept by whoever holds it) must not outlive the cleaning of the
+ * account: after each change the kept cookie meets the login page, or `login_required` with
+ * `prompt=none`, never a code. Over HTTP against a real server; the CLI through `runCli`.
+ */
+describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let open: Client;
+  /** Whitelists state Member only. */
+  let members: Client;
+
+  const app = async (input: Parameters<typeof seedApp>[1] = {}): Promise<Client> => {
+    const created = await seedApp(server, input);
+    return { clientId: created.clientId, clientSecret: created.clientSecret! };
+  };
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createState('Guest', 10, true);
+    open = await app({ name: 'Open RP' });
+    members = await app({
+      name: 'Members RP',
+      states: ['Member'],
+      // Never reached: the test delivers nothing, it only looks at the queue.
+      backchannelLogoutUri: 'http://127.0.0.1:9/logout',
+    });
+  });
+  after(async () => server.close());
+
+  /** A browser signed in at `client`, whose kept cookie gets a code with `prompt=none`. */
+  async function signedIn(username: string, client: Client = open): Promise<Browser> {
+    const browser = new Browser();
+    codeFrom((await authorize(server, browser, client, username)).response);
+    codeFrom((await authorize(server, browser, client, undefined, { prompt: 'none' })).response);
+    return browser;
+  }
+
+  /** What a kept cookie meets: `login_required` silently, and the login page otherwise. */
+  async function assertSignedOut(browser: Browser, client: Client = open): Promise<void> {
+    const { response: silent, state } = await authorize(server, browser, client, undefined, {
+      prompt: 'none',
+    });
+    assert.equal(silent.status, 303);
+    const location = new URL(silent.headers.get('location')!);
+    assert.equal(location.searchParams.get('code'), null, 'no code for a kept cookie');
+    assert.equal(location.searchParams.get('error'), 'login_required');
+    assert.equal(location.searchParams.get('state'), state);
+    const { response: page } = await authorize(server, browser, client, undefined);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /name="password"/, 'the login page');
+  }
+
+  it('a new password (set-password) ends every browser session of the user', async () => {
+    const user = await seedUser(server);
+    const first = await signedIn(user.username);
+    const second = await signedIn(user.username);
+    await server.app.directoryAdmin.setPassword({ id: user.id }, 'a brand new passphrase 42');
+    await assertSignedOut(first);
+    await assertSignedOut(second);
+  });
+
+  it('a person changing their own password on the account page keeps that session; their other sessions end', async () => {
+    const user = await seedUser(server);
+    const elsewhere = await signedIn(user.username);
+    const here = await consoleSignIn(server, user.username);
+    const page = await consoleGet(here, `${server.origin}/account`);
+    const changed = await consolePost(here, `${server.origin}/account/password`, page.csrf!, {
+      current_password: PASSWORD,
+      new_password: 'a brand new passphrase 43',
+      new_password_again: 'a brand new passphrase 43',
+    });
+    assert.equal(changed.status, 303);
+    assert.equal((await consoleGet(here, `${server.origin}/account`)).status, 200, 'still signed in here');
+    // No login page on the way: the consent page, then a code.
+    codeFrom((await authorize(server, here, open, undefined)).response);
+    await assertSignedOut(elsewhere);
+  });
+
+  it('tokens revoke-user ends the sessions along with the tokens', async () => {
+    const user = await seedUser(server);
+    const browser = await signedIn(user.username);
+    const result = await server.app.tokens.revokeUser(user.username);
+    assert.equal(result.sessionsEnded, 1);
+    await assertSignedOut(browser);
+  });
+
+  it('deactivation ends the sessions, and reactivation does not bring them back', async () => {
+    const user = await seedUser(server);
+    const browser = await signedIn(user.username);
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    await server.app.directoryAdmin.activate({ id: user.id });
+    await assertSignedOut(browser);
+  });
+
+  it('deletion ends the sessions and removes the grants', async () => {
+    const user = await seedUser(server);
+    const browser = await signedIn(user.username);
+    await server.app.directoryAdmin.deleteUser({ id: user.id });
+    await assertSignedOut(browser);
+    const grants = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('model', '=', 'Grant')
+      .where('user_id', '=', String(user.id))
+      .execute();
+    assert.deepEqual(grants, []);
+  });
+
+  it('aa-oidc user show lists live sessions; user sign-out (dry run first) ends them, the grants and the tokens, and queues back-channel logout', async () => {
+    const user = await seedUser(server, { state: 'Member' });
+    const browser = await signedIn(user.username, members);
+    const tokens = await login(server, members, user.username, { browser });
+    const env = testEnv(server.database);
+
+    const shown = await cli(['user', 'show', user.username, '--format', 'json'], env);
+    assert.equal(shown.code, 0, shown.stderr);
+    const sessions = (JSON.parse(shown.stdout) as { sessions: Array<{ client_ids: string[] }> }).sessions;
+    assert.equal(sessions.length, 1);
+    assert.deepEqual(sessions[0]!.client_ids, [members.clientId]);
+    const table = await cli(['user', 'show', user.username], env);
+    assert.match(table.stdout, /live_sessions\s+1/);
+
+    const dry = await cli(['user', 'sign-out', user.username, '--dry-run'], env);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /dry run: would sign .* out: 1 browser session\(s\), 1 grant\(s\)/);
+    codeFrom((await authorize(server, browser, members, undefined, { prompt: 'none' })).response);
+
+    const done = await cli(['user', 'sign-out', user.username], env);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stdout, /signed .* out: ended 1 browser session\(s\), 1 grant\(s\)/);
+    await assertSignedOut(browser, members);
+    assert.equal((await introspect(server, members, tokens.accessToken)).body.active, false);
+    const refreshed = await tokenRequest(server, members, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refreshToken,
+    });
+    assert.equal(refreshed.body.error, 'invalid_grant');
+    const jobs = await logoutJobs(server.app.database, { userId: user.id });
+    assert.deepEqual(
+      jobs.map((job) => [job.client_id, job.trigger]),
+      [[members.clientId, 'user_revoked']],
+    );
+    const after = await cli(['user', 'show', user.username, '--format', 'json'], env);
+    assert.deepEqual((JSON.parse(after.stdout) as { sessions: unknown[] }).sessions, []);
+
+    const unknown = await cli(['user', 'sign-out', 'nobody-of-that-name'], env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /no user named 'nobody-of-that-name'/);
+  });
+
+  it('losing an application (state change) revokes its codes, tokens and grant, which do not come back with the state; other applications keep theirs', async () => {
+    const user = await seedUser(server, { state: 'Member' });
+    const browser = new Browser();
+    const kept = await login(server, open, user.username, { browser });
+    const lost = await login(server, members, user.username, { browser });
+    // A code issued before the change and not yet redeemed.
+    const pending = await authorize(server, browser, members, undefined, { prompt: 'none' });
+    const pendingCode = codeFrom(pending.response);
+
+    await server.app.directoryAdmin.setState({ id: user.id }, 'Guest');
+    await server.app.directoryAdmin.setState({ id: user.id }, 'Member');
+
+    assert.equal((await introspect(server, members, lost.accessToken)).body.active, false);
+    const refreshed = await tokenRequest(server, members, {
+      grant_type: 'refresh_token',
+      refresh_token: lost.refreshToken,
+    });
+    assert.equal(refreshed.body.error, 'invalid_grant');
+    const redeemed = await tokenRequest(server, members, {
+      grant_type: 'authorization_code',
+      code: pendingCode,
+      redirect_uri: 'https://rp.example.org/callback',
+      code_verifier: pending.verifier,
+    });
+    assert.equal(redeemed.body.error, 'invalid_grant');
+    // The grant went: with the state back, the application asks for consent again.
+    const { response: silent } = await authorize(server, browser, members, undefined, { prompt: 'none' });
+    const location = new URL(silent.headers.get('location')!);
+    assert.equal(location.searchParams.get('code'), null);
+    assert.equal(location.searchParams.get('error'), 'consent_required');
+
+    assert.equal((await introspect(server, open, kept.accessToken)).body.active, true);
+    codeFrom((await authorize(server, browser, open, undefined, { prompt: 'none' })).response);
+  });
+});
