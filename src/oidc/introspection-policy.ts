@@ -8,8 +8,10 @@ interface Caller {
   clientAuthMethod: string;
 }
 interface IntrospectedToken {
+  kind?: string;
   clientId?: string;
   accountId?: string;
+  sid?: string | undefined;
 }
 
 /**
@@ -17,15 +19,22 @@ interface IntrospectedToken {
  * before answering anything but `active: false`, so it is the `validate_bearer` stage of
  * introspection.
  *
- * First who may ask: a public client only about its own tokens, a confidential one about any token
- * (a resource server checking what it was handed). Then the policy, for the token's user and
- * application now (only the app-usability layer for a `client_credentials` token): a user who lost
- * access, or a deactivated application, makes the token `active: false`.
+ * First who may ask: a public client only about its own tokens, a confidential one about any access
+ * token (a resource server checking what it was handed). A refresh token is introspectable only by
+ * the client it was issued to: nobody else has a reason to hold one. Then the policy, for the token's
+ * user and application now (only the app-usability layer for a `client_credentials` token): a user
+ * who lost access, or a deactivated application, makes the token `active: false`.
+ *
+ * Another client's answer leaves out `sid`: the session id of someone else's sign-in is no business
+ * of a resource server (it would let it correlate the person's sessions across applications). The
+ * provider builds the answer from this very token object after this hook, so it is dropped here.
  */
 export function introspectionAllowedPolicy(policy: PolicyEnforcer) {
   return async (ctx: KoaContextWithOIDC, caller: Caller, token: IntrospectedToken): Promise<boolean> => {
     if (typeof token.clientId !== 'string') return false;
-    if (token.clientId !== caller.clientId && caller.clientAuthMethod === 'none') return false;
+    const own = token.clientId === caller.clientId;
+    if (!own && caller.clientAuthMethod === 'none') return false;
+    if (!own && token.kind === 'RefreshToken') return false;
     const decision = await policy.enforce(
       'validate_bearer',
       token.accountId === undefined
@@ -33,6 +42,8 @@ export function introspectionAllowedPolicy(policy: PolicyEnforcer) {
         : { kind: 'user', clientId: token.clientId, accountId: token.accountId },
       ctx,
     );
-    return isAllowed(decision);
+    if (!isAllowed(decision)) return false;
+    if (!own) token.sid = undefined;
+    return true;
   };
 }

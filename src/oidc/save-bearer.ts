@@ -23,10 +23,34 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
 export function createBearerSaveGuard(policy: PolicyEnforcer): (model: string, adapter: Adapter) => Adapter {
   const decisions = new RequestMemo<string, Promise<PolicyDecision>>();
   return (model, adapter) =>
-    BEARER_MODELS.has(model) ? guardBearerSaves(adapter, policy, decisions) : adapter;
+    BEARER_MODELS.has(model) ? guardBearerSaves(model, adapter, policy, decisions) : adapter;
+}
+
+/**
+ * The scopes that name a person (its identity, its groups, a session to keep): a client-credentials
+ * token has no person behind it, so asking for one of them is `invalid_scope` rather than a token
+ * that claims to carry them.
+ */
+export const IDENTITY_SCOPES: ReadonlySet<string> = new Set([
+  'openid',
+  'profile',
+  'email',
+  'groups',
+  'offline_access',
+]);
+
+function refuseIdentityScopes(payload: AdapterPayload): void {
+  const asked = typeof payload.scope === 'string' ? payload.scope.split(' ') : [];
+  const identity = asked.filter((scope) => IDENTITY_SCOPES.has(scope));
+  if (identity.length > 0)
+    throw new errors.InvalidScope(
+      'client_credentials tokens carry no user: identity scopes are not granted',
+      identity.join(' '),
+    );
 }
 
 function guardBearerSaves(
+  model: string,
   adapter: Adapter,
   policy: PolicyEnforcer,
   decisions: RequestMemo<string, Promise<PolicyDecision>>,
@@ -42,6 +66,7 @@ function guardBearerSaves(
       const clientId = payload.clientId;
       const accountId = payload.accountId;
       if (typeof clientId !== 'string') throw new errors.InvalidGrant('token without a client');
+      if (model === 'ClientCredentials') refuseIdentityScopes(payload);
       const subject: PolicySubject =
         typeof accountId === 'string' ? { kind: 'user', clientId, accountId } : { kind: 'client', clientId };
       const decision = await decideOnce(subject);

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { type Client, introspect, login, tokenRequest } from '../helpers/flows.ts';
+import { seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+
+/**
+ * Who learns what about a token: introspection and the client-credentials grant over HTTP against a
+ * real server.
+ */
+describe(`introspection and client credentials decisions (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let issuedTo: Client;
+  let resourceServer: Client;
+  let machine: Client;
+
+  const app = async (input: Parameters<typeof seedApp>[1] = {}): Promise<Client> => {
+    const created = await seedApp(server, input);
+    return { clientId: created.clientId, clientSecret: created.clientSecret! };
+  };
+
+  before(async () => {
+    server = await startServer();
+    issuedTo = await app({ name: 'Wiki' });
+    resourceServer = await app({ name: 'API' });
+    machine = await app({ name: 'Cron', grantTypes: ['client_credentials'], redirectUris: [] });
+  });
+  after(async () => server.close());
+
+  it('answers a refresh token only to the client it was issued to; another client gets active:false', async () => {
+    const user = await seedUser(server);
+    const tokens = await login(server, issuedTo, user.username, { scope: 'openid offline_access' });
+    const own = await introspect(server, issuedTo, tokens.refreshToken);
+    assert.equal(own.body.active, true);
+    assert.equal(own.body.client_id, issuedTo.clientId);
+    const other = await introspect(server, resourceServer, tokens.refreshToken);
+    assert.deepEqual(other.body, { active: false });
+  });
+
+  it('tells another client that an access token is active, without its sid', async () => {
+    const user = await seedUser(server);
+    const tokens = await login(server, issuedTo, user.username);
+    const own = await introspect(server, issuedTo, tokens.accessToken);
+    assert.equal(own.body.active, true);
+    assert.equal(typeof own.body.sid, 'string', 'the client it was issued to sees its sid');
+    const other = await introspect(server, resourceServer, tokens.accessToken);
+    assert.equal(other.body.active, true);
+    assert.equal(other.body.sub, String(user.id));
+    assert.equal('sid' in other.body, false, 'no sid for another client');
+  });
+
+  it('refuses identity scopes to client_credentials with invalid_scope, and still issues a token without them', async () => {
+    for (const scope of ['openid', 'profile', 'email', 'groups', 'offline_access', 'openid profile email']) {
+      const asked = await tokenRequest(server, machine, { grant_type: 'client_credentials', scope });
+      assert.equal(asked.status, 400, scope);
+      assert.equal(asked.body.error, 'invalid_scope', scope);
+      assert.equal(asked.body.access_token, undefined);
+    }
+    const plain = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    assert.equal(typeof plain.body.access_token, 'string');
+  });
+});
