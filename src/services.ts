@@ -25,7 +25,11 @@ import {
   type TokenRevocationService,
 } from './tokens/revocation.ts';
 import { endAccessOnUserChange } from './tokens/access-loss.ts';
-import { backchannelTargetCheck, gateOptionsFor } from './logout/ssrf/application-check.ts';
+import {
+  backchannelTargetCheck,
+  gateOptionsFor,
+  privateTargetsHint,
+} from './logout/ssrf/application-check.ts';
 import type { Resolver } from './logout/ssrf/resolver.ts';
 import type { Connector } from './logout/http-delivery.ts';
 import { createLogoutService, type LogoutService, userRevokedHook } from './logout/service.ts';
@@ -133,7 +137,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
     const applications = createApplicationService(database.db, config, logger, {
       directory,
-      backchannelTargetCheck: backchannelTargetCheck(gateOptionsFor(config, options.resolver)),
+      backchannelTargetCheck: backchannelTargetCheck(
+        gateOptionsFor(config, options.resolver),
+        privateTargetsHint(config),
+      ),
     });
     // Whitelists follow renamed states and groups, and keep whitelisted ones from being deleted.
     closers.push(directoryChanges.subscribe(applications.onDirectoryChange));

@@ -160,6 +160,7 @@ const SECRET = 'a-test-secret-key-that-is-long-enough-0123456789';
 describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let production: NodeJS.ProcessEnv;
+  let internal: string;
 
   before(async () => {
     database = await createTestDatabase({ migrated: true });
@@ -178,6 +179,18 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
         },
         'test',
       );
+      internal = (
+        await services.applications.create(
+          {
+            name: 'Internal RP over TLS',
+            clientId: 'internal-tls',
+            redirectUris: ['https://rp.example.org/cb'],
+            // Port 9 (discard): nothing listens, and the gate must refuse before any connection.
+            backchannelLogoutUri: 'https://127.0.0.1:9/bcl',
+          },
+          'test',
+        )
+      ).application.clientId;
     } finally {
       await services.close();
     }
@@ -236,6 +249,60 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
     assert.notEqual(served.code, 0);
     assert.match(served.stderr, /E007 error: /);
     assert.match(served.stderr, /refusing to start/);
+  });
+
+  it('app create and app update refuse a private back-channel target in production unless allowPrivateTargetsInProduction (E006)', async () => {
+    const create = (env: NodeJS.ProcessEnv, clientId: string) =>
+      cli(
+        [
+          'app',
+          'create',
+          '--name',
+          'Another internal RP',
+          '--client-id',
+          clientId,
+          '--redirect-uri',
+          'https://rp.example.org/cb',
+          '--backchannel-logout-uri',
+          'https://10.1.2.3/bcl',
+        ],
+        env,
+      );
+    const refused = await create(production, 'refused-internal');
+    assert.notEqual(refused.code, 0, refused.stdout);
+    assert.match(refused.stderr, /is refused by the SSRF gate \(unsafe_target_ip\)/);
+    assert.match(refused.stderr, /AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION=true \(check E006\)/);
+    const updated = await cli(
+      ['app', 'update', internal, '--backchannel-logout-uri', 'https://192.168.1.1/bcl'],
+      production,
+    );
+    assert.notEqual(updated.code, 0, updated.stdout);
+    assert.match(updated.stderr, /is refused by the SSRF gate \(unsafe_target_ip\)/);
+    const acknowledged = await create(
+      { ...production, AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true' },
+      'acknowledged-internal',
+    );
+    assert.equal(acknowledged.code, 0, acknowledged.stderr);
+    const removed = await cli(['app', 'deactivate', 'acknowledged-internal'], production);
+    assert.equal(removed.code, 0, removed.stderr);
+  });
+
+  it('aa-oidc worker refuses to start on E006, printing the finding', async () => {
+    const worker = startCli(['worker'], production);
+    // Should it start after all, it is stopped, so that the assertions fail instead of waiting.
+    void worker.waitFor(/logout worker \(/).then(worker.stop, () => undefined);
+    const code = await worker.exited;
+    assert.notEqual(code, 0);
+    assert.match(worker.stderr(), /E006 error: /);
+    assert.match(worker.stderr(), /refusing to start/);
+  });
+
+  it('aa-oidc bcl test does not connect to a private target in production (unsafe_target_ip)', async () => {
+    const result = await cli(['bcl', 'test', internal, '--format', 'json'], production);
+    assert.notEqual(result.code, 0);
+    const [row] = JSON.parse(result.stdout) as Array<{ outcome: string; http_status: number | null }>;
+    assert.equal(row!.outcome, 'unsafe_target_ip');
+    assert.equal(row!.http_status, null);
   });
 
   it('serve refuses to start on an error, printing the findings', async () => {

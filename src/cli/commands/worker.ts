@@ -1,7 +1,12 @@
 import type { Command } from 'commander';
 import { createServices } from '../../services.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
+import { formatFindings, hasError } from '../../checks/checks.ts';
+import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
+
+/** The system checks about where back-channel logouts may be delivered. */
+const WORKER_CHECKS: ReadonlySet<string> = new Set(['E006', 'W005']);
 
 /**
  * `aa-oidc worker`: the back-channel logout worker alone (when several instances run, `serve` may
@@ -20,6 +25,16 @@ export function registerWorker(program: Command, io: CliIo): void {
         throw new CliError(
           `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
         );
+      }
+      // Private targets allowed in production (E006) refuse the worker as they refuse `serve`; the
+      // checks about serving HTTP are not the worker's.
+      const findings = (await systemChecks(config, services.applications, services.directory)).filter(
+        (finding) => WORKER_CHECKS.has(finding.id),
+      );
+      if (findings.length > 0) io.stderr.write(formatFindings(findings));
+      if (hasError(findings)) {
+        await services.close();
+        throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
       }
       const worker = services.logout.startWorker();
       services.logger.info({ mode: config.mode }, 'aa-oidc back-channel logout worker started');
