@@ -11,9 +11,14 @@ import type { ColumnType, Generated, Insertable, Selectable, Updateable } from '
 export type Flag = 0 | 1;
 export type EpochMs = number;
 
+/** A normalised name (src/util/name-key.ts), set by every write; null only on rows written before. */
+type NameKey = ColumnType<string | null, string, string>;
+
 export interface StateTable {
   id: Generated<number>;
   name: string;
+  /** `nameKey(name)`, unique: names are unique regardless of case and Unicode form. */
+  name_key: NameKey;
   priority: number;
   oidc_access: Flag;
   created_at: EpochMs;
@@ -22,6 +27,8 @@ export interface StateTable {
 export interface GroupTable {
   id: Generated<number>;
   name: string;
+  /** `nameKey(name)`, unique. */
+  name_key: NameKey;
   oidc_access: Flag;
   created_at: EpochMs;
 }
@@ -29,6 +36,8 @@ export interface GroupTable {
 export interface UserTable {
   id: Generated<number>;
   username: string;
+  /** `nameKey(username)`, unique: `Ärger` cannot pose as `ärger`. */
+  username_key: NameKey;
   email: string;
   email_verified: Flag;
   password_hash: string | null;

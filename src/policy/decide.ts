@@ -1,6 +1,7 @@
 import type { Application } from '../applications/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import { assertNever } from '../util/assert-never.ts';
+import { nameKey } from '../util/name-key.ts';
 
 /**
  * The access decision. A global deny carries nothing about the application, so that
@@ -45,10 +46,10 @@ export function passesGlobalGate(profile: UserProfile): boolean {
   );
 }
 
-/** Whitelists name states and groups as the directory does, matched regardless of case. */
+/** Whitelists name states and groups as the directory does, matched by `nameKey` (case, Unicode form). */
 export function whitelists(names: readonly string[], name: string): boolean {
-  const key = name.toLowerCase();
-  return names.some((candidate) => candidate.toLowerCase() === key);
+  const key = nameKey(name);
+  return names.some((candidate) => nameKey(candidate) === key);
 }
 
 /** App usability: the application exists and is active (its kill switch is off). */

@@ -65,7 +65,8 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
       ],
     );
     await assert.rejects(directoryAdmin.renameGroup('Scout Wing', 'fleet command'), {
-      message: 'group "Fleet Command" already exists (group names are unique regardless of case)',
+      message:
+        'group "Fleet Command" already exists (group names are unique regardless of case and Unicode form)',
     });
 
     await assert.rejects(directoryAdmin.deleteGroup('Scout Wing'), {

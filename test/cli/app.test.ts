@@ -34,13 +34,13 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     await handle.db
       .insertInto('state')
       .values([
-        { name: 'Member', priority: 100, oidc_access: 1, created_at: now },
-        { name: 'Blue', priority: 50, oidc_access: 1, created_at: now },
+        { name: 'Member', name_key: 'member', priority: 100, oidc_access: 1, created_at: now },
+        { name: 'Blue', name_key: 'blue', priority: 50, oidc_access: 1, created_at: now },
       ])
       .execute();
     await handle.db
       .insertInto('auth_group')
-      .values({ name: 'Wiki Editors', oidc_access: 0, created_at: now })
+      .values({ name: 'Wiki Editors', name_key: 'wiki editors', oidc_access: 0, created_at: now })
       .execute();
     service = createApplicationService(handle.db, config, createLogger(config), {
       directory: builtinDirectoryReader(handle.db),

@@ -105,7 +105,7 @@ describe(`directory service (${testDatabaseKind})`, () => {
     await rejectsWith(
       directory.createUser({ username: 'ALICE' }),
       'conflict',
-      /is taken by "alice" \(usernames are unique regardless of case\)/,
+      /is taken by "alice" \(usernames are unique regardless of case and Unicode form\)/,
     );
     await rejectsWith(directory.createState('member', 10), 'conflict', /state "Member" already exists/);
     await rejectsWith(
@@ -313,7 +313,12 @@ describe(`directory service (${testDatabaseKind})`, () => {
       // A write of the subscriber's own, which must vanish with the change.
       await trx
         .insertInto('auth_group')
-        .values({ name: `written by ${event.kind}`, oidc_access: 0, created_at: 1 })
+        .values({
+          name: `written by ${event.kind}`,
+          name_key: `written by ${event.kind}`,
+          oidc_access: 0,
+          created_at: 1,
+        })
         .execute();
       throw new Error('delivery queue unavailable');
     });
@@ -448,6 +453,7 @@ describe(`directory service (${testDatabaseKind})`, () => {
     assert.deepEqual(profile.state, {
       id: profile.user.state_id,
       name: 'Member',
+      name_key: 'member',
       priority: 100,
       oidc_access: 1,
       created_at: profile.state!.created_at,

@@ -17,6 +17,7 @@ function user(overrides: Partial<UserRow> = {}): UserRow {
   return {
     id: 42,
     username: 'pilot',
+    username_key: 'pilot',
     email: '  pilot@example.org ',
     email_verified: 1,
     password_hash: 'never-used',
@@ -42,8 +43,21 @@ function user(overrides: Partial<UserRow> = {}): UserRow {
     ...overrides,
   };
 }
-const state = (name: string): StateRow => ({ id: 1, name, priority: 100, oidc_access: 1, created_at: 0 });
-const group = (id: number, name: string): GroupRow => ({ id, name, oidc_access: 0, created_at: 0 });
+const state = (name: string): StateRow => ({
+  id: 1,
+  name,
+  name_key: name.toLowerCase(),
+  priority: 100,
+  oidc_access: 1,
+  created_at: 0,
+});
+const group = (id: number, name: string): GroupRow => ({
+  id,
+  name,
+  name_key: name.toLowerCase(),
+  oidc_access: 0,
+  created_at: 0,
+});
 const profile = (overrides: Partial<UserRecord> = {}): UserProfile =>
   toUserProfile({
     user: user(),

@@ -15,6 +15,7 @@ import { assertNever } from '../../src/util/assert-never.ts';
 const state = (name: string, oidcAccess: boolean): StateRow => ({
   id: name.length,
   name,
+  name_key: name.toLowerCase(),
   priority: name.length * 10,
   oidc_access: oidcAccess ? 1 : 0,
   created_at: 0,
@@ -22,12 +23,14 @@ const state = (name: string, oidcAccess: boolean): StateRow => ({
 const group = (name: string, oidcAccess: boolean): GroupRow => ({
   id: name.length,
   name,
+  name_key: name.toLowerCase(),
   oidc_access: oidcAccess ? 1 : 0,
   created_at: 0,
 });
 const baseUser: UserRow = {
   id: 7,
   username: 'alice',
+  username_key: 'alice',
   email: '',
   email_verified: 0,
   password_hash: null,

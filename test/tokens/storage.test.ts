@@ -146,6 +146,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       .insertInto('app_user')
       .values({
         username,
+        username_key: username,
         email: '',
         email_verified: 0,
         active: 1,

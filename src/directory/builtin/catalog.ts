@@ -6,6 +6,7 @@ import * as queries from './queries.ts';
 import { flag, resolveGroup, resolveState } from './records.ts';
 import type { DirectoryAdmin, GroupChange, StateChange, UserRecord } from './types.ts';
 import { quote, validateFlag, validateName, validatePriority } from './validation.ts';
+import { nameKey } from '../../util/name-key.ts';
 
 /**
  * The built-in directory's states and groups: creation, the `oidc_access` they grant, renames and
@@ -38,7 +39,7 @@ async function requireFreeName(
       : await queries.selectGroupByName(trx, name);
   if (same && same.id !== id)
     throw conflict(
-      `${entity} ${quote(same.name)} already exists (${entity} names are unique regardless of case)`,
+      `${entity} ${quote(same.name)} already exists (${entity} names are unique regardless of case and Unicode form)`,
     );
 }
 
@@ -70,7 +71,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
         const sameName = await queries.selectStateByName(trx, name);
         if (sameName)
           throw conflict(
-            `state ${quote(sameName.name)} already exists (state names are unique regardless of case)`,
+            `state ${quote(sameName.name)} already exists (state names are unique regardless of case and Unicode form)`,
           );
         const samePriority = await queries.selectStateByPriority(trx, validPriority);
         if (samePriority) {
@@ -83,7 +84,13 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
         }
         const state = await trx
           .insertInto('state')
-          .values({ name, priority: validPriority, oidc_access: flag(access), created_at: Date.now() })
+          .values({
+            name,
+            name_key: nameKey(name),
+            priority: validPriority,
+            oidc_access: flag(access),
+            created_at: Date.now(),
+          })
           .returningAll()
           .executeTakeFirstOrThrow();
         await scope.emit({
@@ -162,7 +169,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
         await requireFreeName(trx, 'state', state.id, newName);
         const renamed = await trx
           .updateTable('state')
-          .set({ name: newName })
+          .set({ name: newName, name_key: nameKey(newName) })
           .where('id', '=', state.id)
           .returningAll()
           .executeTakeFirstOrThrow();
@@ -204,11 +211,11 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
         const sameName = await queries.selectGroupByName(trx, name);
         if (sameName)
           throw conflict(
-            `group ${quote(sameName.name)} already exists (group names are unique regardless of case)`,
+            `group ${quote(sameName.name)} already exists (group names are unique regardless of case and Unicode form)`,
           );
         const group = await trx
           .insertInto('auth_group')
-          .values({ name, oidc_access: flag(access), created_at: Date.now() })
+          .values({ name, name_key: nameKey(name), oidc_access: flag(access), created_at: Date.now() })
           .returningAll()
           .executeTakeFirstOrThrow();
         await scope.emit({ kind: 'group_created', groupId: group.id, name, oidcAccess: access });
@@ -254,7 +261,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
         await requireFreeName(trx, 'group', group.id, newName);
         const renamed = await trx
           .updateTable('auth_group')
-          .set({ name: newName })
+          .set({ name: newName, name_key: nameKey(newName) })
           .where('id', '=', group.id)
           .returningAll()
           .executeTakeFirstOrThrow();

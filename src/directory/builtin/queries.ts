@@ -1,5 +1,6 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
+import { nameKey } from '../../util/name-key.ts';
 import type { LifecycleEvent, UserRecord, UserRef } from './types.ts';
 
 /**
@@ -17,9 +18,9 @@ export function byName<T extends { name: string }>(a: T, b: T): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-/** `lower(column) = lower(value)`, the form the `lower(…)` unique indexes serve. */
+/** By the normalised key (`nameKey`), which its unique index serves. */
 function usernameIs(eb: UserEb, username: string) {
-  return eb(eb.fn('lower', ['app_user.username']), '=', eb.fn('lower', [eb.val(username)]));
+  return eb('app_user.username_key', '=', nameKey(username));
 }
 
 function userRefIs(eb: UserEb, ref: UserRef) {
@@ -33,6 +34,7 @@ function profileQuery(db: Db) {
     .selectAll('app_user')
     .select([
       'state.name as s_name',
+      'state.name_key as s_name_key',
       'state.priority as s_priority',
       'state.oidc_access as s_oidc_access',
       'state.created_at as s_created_at',
@@ -41,18 +43,20 @@ function profileQuery(db: Db) {
 
 type ProfileRow = UserRow & {
   s_name: string | null;
+  s_name_key: string | null;
   s_priority: number | null;
   s_oidc_access: 0 | 1 | null;
   s_created_at: number | null;
 };
 
 function splitProfileRow(row: ProfileRow): { user: UserRow; state: StateRow | null } {
-  const { s_name, s_priority, s_oidc_access, s_created_at, ...user } = row;
+  const { s_name, s_name_key, s_priority, s_oidc_access, s_created_at, ...user } = row;
   const state =
     user.state_id !== null && s_name !== null
       ? {
           id: user.state_id,
           name: s_name,
+          name_key: s_name_key,
           priority: Number(s_priority),
           oidc_access: s_oidc_access ?? 0,
           created_at: Number(s_created_at),
@@ -153,11 +157,7 @@ export async function selectUsernamesLike(db: Db, base: string): Promise<string[
 }
 
 export function selectStateByName(db: Db, name: string): Promise<StateRow | undefined> {
-  return db
-    .selectFrom('state')
-    .selectAll()
-    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
-    .executeTakeFirst();
+  return db.selectFrom('state').selectAll().where('name_key', '=', nameKey(name)).executeTakeFirst();
 }
 
 export function selectStateByPriority(db: Db, priority: number): Promise<StateRow | undefined> {
@@ -165,11 +165,7 @@ export function selectStateByPriority(db: Db, priority: number): Promise<StateRo
 }
 
 export function selectGroupByName(db: Db, name: string): Promise<GroupRow | undefined> {
-  return db
-    .selectFrom('auth_group')
-    .selectAll()
-    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
-    .executeTakeFirst();
+  return db.selectFrom('auth_group').selectAll().where('name_key', '=', nameKey(name)).executeTakeFirst();
 }
 
 export async function selectStateNames(db: Db): Promise<string[]> {
@@ -294,8 +290,8 @@ export async function selectUsersCoveredBy(
   states: readonly string[],
   groups: readonly string[],
 ): Promise<number[]> {
-  const stateKeys = [...new Set(states.map((name) => name.toLowerCase()))];
-  const groupKeys = [...new Set(groups.map((name) => name.toLowerCase()))];
+  const stateKeys = [...new Set(states.map(nameKey))];
+  const groupKeys = [...new Set(groups.map(nameKey))];
   if (stateKeys.length === 0 && groupKeys.length === 0) return [];
   const rows = await db
     .selectFrom('app_user')
@@ -309,7 +305,7 @@ export async function selectUsersCoveredBy(
                   .selectFrom('state')
                   .select('state.id')
                   .whereRef('state.id', '=', 'app_user.state_id')
-                  .where((inner) => inner(inner.fn('lower', ['state.name']), 'in', stateKeys)),
+                  .where('state.name_key', 'in', stateKeys),
               ),
             ]
           : []),
@@ -321,7 +317,7 @@ export async function selectUsersCoveredBy(
                   .innerJoin('auth_group', 'auth_group.id', 'user_group.group_id')
                   .select('user_group.user_id')
                   .whereRef('user_group.user_id', '=', 'app_user.id')
-                  .where((inner) => inner(inner.fn('lower', ['auth_group.name']), 'in', groupKeys)),
+                  .where('auth_group.name_key', 'in', groupKeys),
               ),
             ]
           : []),

@@ -17,6 +17,7 @@ import {
   validateLocale,
   validateName,
 } from './validation.ts';
+import { nameKey } from '../../util/name-key.ts';
 
 /** The built-in directory's user writes: each one change, one event, and its port changes. */
 
@@ -45,7 +46,10 @@ const COLUMN_OF: Record<UserField, keyof UserRow> = {
 /** A validated new user, ready to insert. */
 export interface ValidUser {
   username: string;
-  values: Omit<NewUserRow, 'id' | 'username' | 'password_hash' | 'state_id' | 'created_at' | 'updated_at'>;
+  values: Omit<
+    NewUserRow,
+    'id' | 'username' | 'username_key' | 'password_hash' | 'state_id' | 'created_at' | 'updated_at'
+  >;
   state: string | null;
   groups: string[];
 }
@@ -97,7 +101,7 @@ export async function insertUser(
     throw conflict(
       existing.username === input.username
         ? `username ${quote(input.username)} is taken`
-        : `username ${quote(input.username)} is taken by ${quote(existing.username)} (usernames are unique regardless of case)`,
+        : `username ${quote(input.username)} is taken by ${quote(existing.username)} (usernames are unique regardless of case and Unicode form)`,
     );
   }
   const state = input.state === null ? null : await resolveState(trx, input.state);
@@ -112,6 +116,7 @@ export async function insertUser(
     .values({
       ...input.values,
       username: input.username,
+      username_key: nameKey(input.username),
       password_hash: passwordHash,
       state_id: state?.id ?? null,
       created_at: now,

@@ -4,6 +4,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
+import { nameKey } from '../../util/name-key.ts';
 
 export type ThrottleConfig = Config['login'];
 
@@ -43,7 +44,7 @@ export interface LoginThrottle {
  * folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget.
  */
 export function accountKey(username: string): string {
-  return username.normalize('NFKC').trim().toLowerCase().slice(0, 150);
+  return nameKey(username).trim().slice(0, 150);
 }
 
 /**
