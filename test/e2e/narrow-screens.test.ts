@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+
+// Skipped, with the reason shown by the runner, when Chromium is missing (a failure under AA_OIDC_REQUIRE_E2E=1).
+const skip = chromiumUnavailable();
+
+/**
+ * The main pages on a 390 px wide phone: nothing wider than the screen but the tables, which scroll
+ * inside their own box. With AA_OIDC_SCREENSHOTS=DIR the same pages are also photographed at 1024 px
+ * (how docs/screenshots/ is made: `AA_OIDC_SCREENSHOTS=docs/screenshots node --test …`).
+ */
+const screenshots = process.env.AA_OIDC_SCREENSHOTS;
+
+describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let page: Page;
+  let memberId: number;
+
+  before(async () => {
+    server = await startServer({ branding: { name: 'Northern Coalition', accentColor: '#0b6e4f' } });
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createGroup('Fleet Commanders');
+    await seedApp(server, { name: 'Alliance Wiki', groups: ['Fleet Commanders'] });
+    await seedApp(server, { name: 'Forum', states: ['Member'] });
+    await seedUser(server, { username: 'director', superuser: true, state: 'Member' });
+    memberId = (
+      await seedUser(server, {
+        username: 'kaelen.voss',
+        state: 'Member',
+        groups: ['Fleet Commanders'],
+        characterId: 90000001,
+        characterName: 'Kaelen Voss',
+        corporationName: 'Obsidian Frontier',
+        corporationTicker: 'OBFL',
+      })
+    ).id;
+    browser = await launchChromium();
+    page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+    // The portrait comes from EVE's image server: not fetched here (loopback only).
+    await page.route(/^https:\/\//, (route) => route.abort());
+    if (screenshots) mkdirSync(screenshots, { recursive: true });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  async function check(path: string, name: string): Promise<void> {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const response = await page.goto(`${server.origin}${path}`);
+    assert.equal(response?.status(), 200, path);
+    const overflow = await page.evaluate(
+      '[...document.querySelectorAll("body *")].filter((e) => !e.closest(".table-wrap") && e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map((e) => e.tagName + "." + e.className).slice(0, 5)',
+    );
+    assert.deepEqual(overflow, [], `${path}: nothing but a table is wider than 390 px`);
+    const scroll = (await page.evaluate('document.documentElement.scrollWidth')) as number;
+    assert.ok(scroll <= 391, `${path}: the page scrolls sideways (${scroll} px)`);
+    if (screenshots) {
+      await page.setViewportSize({ width: 1024, height: 700 });
+      await page.screenshot({ path: join(screenshots, `${name}.png`) });
+    }
+  }
+
+  it('fits the login page, the account page and the admin pages on a phone', async () => {
+    const login = await page.goto(`${server.origin}/account`);
+    assert.equal(login?.status(), 200);
+    if (screenshots) {
+      await page.setViewportSize({ width: 1024, height: 700 });
+      await page.screenshot({ path: join(screenshots, 'login.png') });
+      await page.setViewportSize({ width: 390, height: 844 });
+    }
+    await page.getByLabel('Username').fill('director');
+    await page.getByLabel('Password').fill(PASSWORD);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${server.origin}/account`);
+    await check('/account', 'account');
+    await check('/admin', 'admin-dashboard');
+    await check('/admin/apps', 'admin-applications');
+    await check('/admin/users', 'admin-users');
+    await check(`/admin/users/${memberId}`, 'admin-user');
+    await check(`/admin/users/${memberId}/remove-group?group=Fleet+Commanders`, 'admin-user-impact');
+    await check('/admin/groups', 'admin-groups');
+    await check('/admin/keys', 'admin-keys');
+    await check('/admin/audit', 'admin-audit');
+  });
+});
