@@ -1,6 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
+import { SIGNING_ALG } from './crypto.ts';
 import type { SigningKeySummary } from './types.ts';
 
 /** SQL for the `signing_key` table; the lifecycle rules live in service.ts. */
@@ -77,4 +78,56 @@ export async function lockSigningKeys(trx: Transaction<Database>, kind: Database
   } else {
     await sql`update signing_key set revision = revision where 1 = 0`.execute(trx);
   }
+}
+
+/** Every key, removed ones included, in no particular order. */
+export function allKeyRows(db: Executor): Promise<SigningKeyRow[]> {
+  return db.selectFrom('signing_key').selectAll().execute();
+}
+
+/** Stores a key whose private JWK is already encrypted. */
+export async function insertKeyRow(
+  trx: Transaction<Database>,
+  key: { kid: string; publicJwk: object; privateJwkEncrypted: string },
+  status: 'next' | 'active' | 'retired',
+  now: number,
+  publishUntil: number | null,
+): Promise<void> {
+  await trx
+    .insertInto('signing_key')
+    .values({
+      kid: key.kid,
+      alg: SIGNING_ALG,
+      status,
+      public_jwk: JSON.stringify(key.publicJwk),
+      private_jwk_encrypted: key.privateJwkEncrypted,
+      created_at: now,
+      activated_at: status === 'active' ? now : null,
+      retired_at: status === 'retired' ? now : null,
+      removed_at: null,
+      publish_until: publishUntil,
+    })
+    .execute();
+}
+
+/** Moves one key from `from` to a new status, bumping its revision (the key set's fingerprint). */
+export async function setKeyStatus(
+  trx: Transaction<Database>,
+  kid: string,
+  from: SigningKeyRow['status'],
+  changes: {
+    status: SigningKeyRow['status'];
+    activated_at?: number;
+    retired_at?: number;
+    publish_until?: number;
+  },
+): Promise<void> {
+  const result = await trx
+    .updateTable('signing_key')
+    .set((eb) => ({ ...changes, revision: eb('revision', '+', 1) }))
+    .where('kid', '=', kid)
+    .where('status', '=', from)
+    .executeTakeFirst();
+  // Unreachable under the writers' lock; guards against a schema or lock mistake.
+  if (Number(result.numUpdatedRows) !== 1) throw new Error(`signing key ${kid} changed concurrently`);
 }

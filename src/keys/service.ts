@@ -8,94 +8,28 @@ import {
   encryptPrivateJwk,
   type GeneratedSigningKey,
   generateSigningKey,
-  SIGNING_ALG,
   signingKeyFromPem,
 } from './crypto.ts';
-import { keyRow, keyRowsByStatus, lockSigningKeys, removeExpiredKeys, toSummary } from './queries.ts';
-import type { SigningKeySummary } from './types.ts';
+import { KeyError } from './errors.ts';
+import {
+  allKeyRows,
+  insertKeyRow,
+  keyRow,
+  keyRowsByStatus,
+  lockSigningKeys,
+  removeExpiredKeys,
+  setKeyStatus as setStatus,
+  toSummary,
+} from './queries.ts';
+import type { ImportResult, KeyService, RotationResult, SigningKeySummary } from './types.ts';
+
+export type { ImportResult, KeyService, RetireResult, RotationResult } from './types.ts';
+export { KeyError, type KeyErrorCode } from './errors.ts';
 
 /**
- * The one write path for signing keys: `next → active → retired → removed`.
- *
- * - Every write runs in a transaction that first takes a writers' lock on the table and re-reads the
- *   state, so two instances starting at once, or a rotation racing another, never leave two active
- *   keys (partial unique indexes back this up).
- * - `rotate()` also generates a fresh `next` key. It is published in JWKS at once but signs nothing
- *   until the following rotation, so relying parties that cache JWKS already hold it when it becomes
- *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.)
- * - Expired retired keys are removed by `rotate()` and `retire()` (and when `ensureActiveKey()`
- *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
- *   (see store.ts); no separate job is needed.
- * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
+ * The one write path for signing keys (the lifecycle rules behind `KeyService`, types.ts): every
+ * write takes the writers' lock and re-reads the state first; the SQL is in queries.ts.
  */
-export interface KeyService {
-  /** Makes sure an active key exists (first run: generates one, plus a next key); returns it. */
-  ensureActiveKey(): Promise<SigningKeySummary>;
-  /** Every key, removed ones included: active first, then next, retired, removed; newest first. */
-  list(): Promise<SigningKeySummary[]>;
-  /** Activates the next key (or a new one), retires the active one, and prepares a new next key. */
-  rotate(options?: { dryRun?: boolean }): Promise<RotationResult>;
-  /**
-   * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
-   * instead, which retires it and activates another in one step.
-   */
-  retire(kid: string, options?: { dryRun?: boolean }): Promise<RetireResult>;
-  /** Moves retired keys whose `publish_until` has passed to removed; returns their kids. */
-  removeExpired(now?: number): Promise<string[]>;
-  /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
-  retiredPublicationSeconds(): number;
-  /**
-   * Imports an RSA private key (PEM), such as the Python plugin's `OIDC_RSA_PRIVATE_KEY`, so that
-   * tokens it signed keep verifying. `active` (the default) makes it the signing key, the current
-   * active key retiring as in a rotation; `retired` only publishes it, for as long as a key retired
-   * now is published.
-   */
-  importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
-}
-
-export interface ImportResult {
-  dryRun: boolean;
-  kid: string;
-  status: 'active' | 'retired';
-  /** The formerly active key, now retired (importing as active); null otherwise. */
-  retiredKid: string | null;
-  publishUntil: number | null;
-}
-
-export interface RotationResult {
-  dryRun: boolean;
-  /** The key active after the rotation; null in a dry run that would generate a new key. */
-  activatedKid: string | null;
-  /** True when the activated key is the former next key (already published). */
-  promotedNext: boolean;
-  /** The formerly active key, now retired; null when there was none. */
-  retiredKid: string | null;
-  /** Until when the retired key stays in JWKS. */
-  retiredPublishUntil: number | null;
-  /** The new next key; null in a dry run. */
-  nextKid: string | null;
-  /** Retired keys whose publication ended, removed as part of the rotation. */
-  removedKids: string[];
-}
-
-export interface RetireResult {
-  dryRun: boolean;
-  key: SigningKeySummary;
-  removedKids: string[];
-}
-
-export type KeyErrorCode =
-  'invalid_kid' | 'unknown_kid' | 'active_key' | 'not_retirable' | 'invalid_key' | 'already_imported';
-
-/** A refused key operation, with a message an operator can act on. */
-export class KeyError extends Error {
-  override name = 'KeyError';
-  readonly code: KeyErrorCode;
-  constructor(code: KeyErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
 
 export interface KeyServiceDatabase {
   db: Kysely<Database>;
@@ -132,50 +66,24 @@ export function createKeyService(
       return work(trx);
     });
 
-  const insertKey = async (
+  const insertKey = (
     trx: Transaction<Database>,
     key: GeneratedSigningKey,
     status: 'next' | 'active' | 'retired',
     now: number,
     publishUntil: number | null = null,
-  ): Promise<void> => {
-    await trx
-      .insertInto('signing_key')
-      .values({
+  ): Promise<void> =>
+    insertKeyRow(
+      trx,
+      {
         kid: key.kid,
-        alg: SIGNING_ALG,
-        status,
-        public_jwk: JSON.stringify(key.publicJwk),
-        private_jwk_encrypted: encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey),
-        created_at: now,
-        activated_at: status === 'active' ? now : null,
-        retired_at: status === 'retired' ? now : null,
-        removed_at: null,
-        publish_until: publishUntil,
-      })
-      .execute();
-  };
-
-  const setStatus = async (
-    trx: Transaction<Database>,
-    kid: string,
-    from: SigningKeyRow['status'],
-    changes: {
-      status: SigningKeyRow['status'];
-      activated_at?: number;
-      retired_at?: number;
-      publish_until?: number;
-    },
-  ): Promise<void> => {
-    const result = await trx
-      .updateTable('signing_key')
-      .set((eb) => ({ ...changes, revision: eb('revision', '+', 1) }))
-      .where('kid', '=', kid)
-      .where('status', '=', from)
-      .executeTakeFirst();
-    // Unreachable under the writers' lock; guards against a schema or lock mistake.
-    if (Number(result.numUpdatedRows) !== 1) throw new Error(`signing key ${kid} changed concurrently`);
-  };
+        publicJwk: key.publicJwk,
+        privateJwkEncrypted: encryptPrivateJwk(key.privateJwk, key.kid, encryptionKey),
+      },
+      status,
+      now,
+      publishUntil,
+    );
 
   /** Hands out keys generated ahead of the transaction, generating more only if the state moved. */
   const keyPool = (prepared: GeneratedSigningKey[]) => async () => prepared.shift() ?? generateSigningKey();
@@ -222,8 +130,7 @@ export function createKeyService(
     },
 
     async list() {
-      const rows = await db.selectFrom('signing_key').selectAll().execute();
-      return rows
+      return (await allKeyRows(db))
         .map(toSummary)
         .sort(
           (a, b) =>

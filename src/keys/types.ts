@@ -50,3 +50,73 @@ export interface LoadedSigningKey {
   privateKey: KeyObject;
   publishUntil: number | null;
 }
+
+/**
+ * The one write path for signing keys: `next → active → retired → removed`.
+ *
+ * - Every write runs in a transaction that first takes a writers' lock on the table and re-reads the
+ *   state, so two instances starting at once, or a rotation racing another, never leave two active
+ *   keys (partial unique indexes back this up).
+ * - `rotate()` also generates a fresh `next` key. It is published in JWKS at once but signs nothing
+ *   until the following rotation, so relying parties that cache JWKS already hold it when it becomes
+ *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.)
+ * - Expired retired keys are removed by `rotate()` and `retire()` (and when `ensureActiveKey()`
+ *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
+ *   (see store.ts); no separate job is needed.
+ * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
+ */
+export interface KeyService {
+  /** Makes sure an active key exists (first run: generates one, plus a next key); returns it. */
+  ensureActiveKey(): Promise<SigningKeySummary>;
+  /** Every key, removed ones included: active first, then next, retired, removed; newest first. */
+  list(): Promise<SigningKeySummary[]>;
+  /** Activates the next key (or a new one), retires the active one, and prepares a new next key. */
+  rotate(options?: { dryRun?: boolean }): Promise<RotationResult>;
+  /**
+   * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
+   * instead, which retires it and activates another in one step.
+   */
+  retire(kid: string, options?: { dryRun?: boolean }): Promise<RetireResult>;
+  /** Moves retired keys whose `publish_until` has passed to removed; returns their kids. */
+  removeExpired(now?: number): Promise<string[]>;
+  /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
+  retiredPublicationSeconds(): number;
+  /**
+   * Imports an RSA private key (PEM), such as the Python plugin's `OIDC_RSA_PRIVATE_KEY`, so that
+   * tokens it signed keep verifying. `active` (the default) makes it the signing key, the current
+   * active key retiring as in a rotation; `retired` only publishes it, for as long as a key retired
+   * now is published.
+   */
+  importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
+}
+
+export interface ImportResult {
+  dryRun: boolean;
+  kid: string;
+  status: 'active' | 'retired';
+  /** The formerly active key, now retired (importing as active); null otherwise. */
+  retiredKid: string | null;
+  publishUntil: number | null;
+}
+
+export interface RotationResult {
+  dryRun: boolean;
+  /** The key active after the rotation; null in a dry run that would generate a new key. */
+  activatedKid: string | null;
+  /** True when the activated key is the former next key (already published). */
+  promotedNext: boolean;
+  /** The formerly active key, now retired; null when there was none. */
+  retiredKid: string | null;
+  /** Until when the retired key stays in JWKS. */
+  retiredPublishUntil: number | null;
+  /** The new next key; null in a dry run. */
+  nextKid: string | null;
+  /** Retired keys whose publication ended, removed as part of the rotation. */
+  removedKids: string[];
+}
+
+export interface RetireResult {
+  dryRun: boolean;
+  key: SigningKeySummary;
+  removedKids: string[];
+}
