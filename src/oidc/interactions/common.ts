@@ -1,0 +1,71 @@
+import type Koa from 'koa';
+import type { Provider } from 'oidc-provider';
+import type { ApplicationLookup } from '../clients.ts';
+import type { Config } from '../../config/load.ts';
+import type { Authenticator } from '../../directory/authenticator.ts';
+import type { Directory } from '../../directory/port.ts';
+import type { Logger } from '../../logging/logger.ts';
+import { errorPage } from '../../http/pages/error.ts';
+import type { Branding } from '../../http/pages/branding.ts';
+import { pageContext } from '../../http/pages/layout.ts';
+import { readBody, RequestBodyTooLarge } from '../../http/request-body.ts';
+import type { CsrfOptions } from './csrf.ts';
+import type { LoginThrottle } from './throttle.ts';
+import type { TwoFactorStepDependencies } from './two-factor-step.ts';
+
+/** What every interaction page shares: its dependencies, ending an interaction, the error page, the form. */
+
+export type Interaction = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+export interface InteractionDependencies {
+  config: Config;
+  logger: Logger;
+  provider: () => Provider;
+  applications: ApplicationLookup;
+  directory: Pick<Directory, 'profileById'>;
+  /** The sign-in methods the login page offers; the password form needs a password authenticator. */
+  authenticators: readonly Authenticator[];
+  throttle: LoginThrottle;
+  csrf: CsrfOptions;
+  /** Signs the proof that a sign-in gave the right password before it must choose a new one. */
+  passwordChangeKey: Buffer;
+  branding: Branding;
+  /** Two-factor sign-in: the code (or the enrolment) after the password, when the user needs one. */
+  twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'key' | 'branding'>;
+}
+
+const FORM_LIMIT = 16 * 1024;
+
+export async function finish(
+  ctx: Koa.Context,
+  provider: Provider,
+  result: Parameters<Provider['interactionResult']>[2],
+): Promise<void> {
+  const returnTo = await provider.interactionResult(ctx.req, ctx.res, result, {
+    mergeWithLastSubmission: true,
+  });
+  ctx.status = 303;
+  ctx.redirect(returnTo);
+}
+
+/** The posted form; undefined when it is not one or cannot be read; the error when it is too long. */
+export async function readForm(ctx: Koa.Context): Promise<URLSearchParams | RequestBodyTooLarge | undefined> {
+  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  try {
+    return new URLSearchParams(await readBody(ctx.req, FORM_LIMIT));
+  } catch (error) {
+    return error instanceof RequestBodyTooLarge ? error : undefined;
+  }
+}
+
+export function renderStatus(
+  ctx: Koa.Context,
+  deps: Pick<InteractionDependencies, 'branding'>,
+  status: number,
+  error: string,
+  description: string | undefined,
+): void {
+  ctx.status = status;
+  ctx.type = 'html';
+  ctx.body = errorPage({ error, description, status }, pageContext(deps.branding, ctx));
+}

@@ -1,0 +1,90 @@
+import type Koa from 'koa';
+import type { Provider } from 'oidc-provider';
+import type { Application } from '../../applications/types.ts';
+import { consentPage } from '../../http/pages/consent.ts';
+import { deniedPage } from '../../http/pages/denied.ts';
+import { loginPage } from '../../http/pages/login.ts';
+import { pageContext } from '../../http/pages/layout.ts';
+import { ACCESS_PROMPT } from '../check-access.ts';
+import { finish, type Interaction, type InteractionDependencies, renderStatus } from './common.ts';
+import { grantConsent } from './consent.ts';
+import { issueCsrfToken } from './csrf.ts';
+
+/** The page an interaction shows for its prompt: the login form, the 403 denied page, or consent. */
+
+const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  openid: 'Your account identifier',
+  profile: "Your username, groups and state, and your main character's name and portrait",
+  email: 'Your email address',
+  groups: 'Your groups and state',
+  offline_access: 'Access while you are not signed in',
+};
+
+/** What the consent page says a scope gives the application; the EVE claims follow their scope. */
+function scopeDescription(name: string, eveClaimsScope: string): string {
+  const described = SCOPE_DESCRIPTIONS[name];
+  if (name !== eveClaimsScope) return described ?? name;
+  const eve = "your main character's corporation, alliance and faction";
+  return described ? `${described}; ${eve}` : eve.charAt(0).toUpperCase() + eve.slice(1);
+}
+
+export async function show(
+  ctx: Koa.Context,
+  deps: InteractionDependencies,
+  provider: Provider,
+  interaction: Interaction,
+  app: Application,
+  path: string,
+): Promise<void> {
+  switch (interaction.prompt.name) {
+    case 'login':
+      ctx.type = 'html';
+      ctx.body = loginPage(
+        {
+          action: `${path}/login`,
+          csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+          clientName: app.name,
+          username:
+            typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
+        },
+        pageContext(deps.branding, ctx),
+      );
+      return;
+    case ACCESS_PROMPT:
+      ctx.status = 403;
+      ctx.type = 'html';
+      ctx.body = deniedPage(pageContext(deps.branding, ctx));
+      return;
+    case 'consent': {
+      const requested = String(interaction.params.prompt ?? '').split(' ');
+      if (app.skipAuthorization && !requested.includes('consent')) {
+        return finish(ctx, provider, { consent: await grantConsent(provider, interaction) });
+      }
+      const details = interaction.prompt.details as {
+        missingOIDCScope?: string[];
+        missingOIDCClaims?: string[];
+      };
+      const accountId = interaction.session?.accountId;
+      const user = accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
+      ctx.type = 'html';
+      ctx.body = consentPage(
+        {
+          action: `${path}/consent`,
+          csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+          clientName: app.name,
+          logoUrl: app.logoUrl,
+          username: user?.username ?? '',
+          scopes: (details.missingOIDCScope ?? []).map((name) => ({
+            name,
+            description: scopeDescription(name, deps.config.oidc.eveClaimsScope),
+          })),
+          claims: details.missingOIDCClaims ?? [],
+        },
+        pageContext(deps.branding, ctx),
+      );
+      return;
+    }
+    default:
+      return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is not supported.');
+  }
+}
