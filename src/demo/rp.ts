@@ -1,14 +1,22 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type Koa from 'koa';
-import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
-import { verifyClientSecret } from '../applications/secret.ts';
-import type { Application, ApplicationService } from '../applications/types.ts';
+import type { JSONWebKeySet } from 'jose';
+import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../logging/logger.ts';
-import { assertNever } from '../util/assert-never.ts';
-import { type DemoClientCredentials, readDemoClient } from './client-file.ts';
 import { claimsTable, demoPage, html, type Html } from './page.ts';
-import { DEMO_CLIENT_ID, demoUrls } from './urls.ts';
+import {
+  DemoFailure,
+  discover,
+  fetchJson,
+  oauthError,
+  ownOrigin,
+  sameString,
+  validateIdToken,
+  viaOwnOrigin,
+} from './provider-client.ts';
+import { demoSetup } from './setup.ts';
+import { demoUrls } from './urls.ts';
 
 /**
  * The demo relying party: a confidential client that signs a person in through this
@@ -27,7 +35,6 @@ export interface DemoRelyingPartyDependencies {
 /** Name of the cookie holding state, nonce and PKCE verifier of the sign-in in progress (signed). */
 export const DEMO_FLOW_COOKIE = 'aa_oidc_demo_flow';
 const FLOW_LIFETIME_MS = 10 * 60 * 1000;
-const FETCH_TIMEOUT_MS = 10_000;
 const WANTED_SCOPES = ['openid', 'profile', 'email', 'groups'];
 
 interface FlowCookie {
@@ -37,178 +44,16 @@ interface FlowCookie {
   startedAt: number;
 }
 
-type Setup =
-  | { kind: 'ready'; credentials: DemoClientCredentials; application: Application }
-  | { kind: 'not_seeded' }
-  | { kind: 'inactive' }
-  | { kind: 'secret_mismatch' }
-  | { kind: 'redirect_uri_mismatch'; registered: string[] };
-
-interface Discovery {
-  issuer: string;
-  authorization_endpoint: string;
-  token_endpoint: string;
-  userinfo_endpoint: string;
-  jwks_uri: string;
-  scopes_supported?: string[];
-}
-
-/** A failure shown to the person as a page: a status, a title and what to do. */
-class DemoFailure extends Error {
-  override name = 'DemoFailure';
-  readonly status: number;
-  readonly title: string;
-  readonly detail: Html | string;
-  constructor(status: number, title: string, detail: Html | string) {
-    super(title);
-    this.status = status;
-    this.title = title;
-    this.detail = detail;
-  }
-}
-
 const random = () => randomBytes(32).toString('base64url');
 const s256 = (value: string) => createHash('sha256').update(value, 'ascii').digest('base64url');
 
-function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a, 'utf8');
-  const right = Buffer.from(b, 'utf8');
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
-/** `http://ADDRESS:PORT` of the socket the request arrived on: the server's own listening address. */
-function ownOrigin(ctx: Koa.Context): string {
-  const socket = ctx.req.socket;
-  let address = socket.localAddress ?? '127.0.0.1';
-  if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice(7);
-  const host = address.includes(':') ? `[${address}]` : address;
-  return `http://${host}:${socket.localPort}`;
-}
-
-/** The same endpoint, reached through the server's own address instead of the public issuer host. */
-function viaOwnOrigin(endpoint: string, issuer: string, origin: string): string {
-  const url = new URL(endpoint);
-  if (url.origin !== new URL(issuer).origin) {
-    throw new DemoFailure(
-      502,
-      'Unexpected discovery document',
-      `endpoint ${endpoint} is not on the issuer's host`,
-    );
-  }
-  return `${origin}${url.pathname}${url.search}`;
-}
-
-async function fetchJson(
-  url: string,
-  init: RequestInit = {},
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      ...init,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-    });
-  } catch (error) {
-    throw new DemoFailure(
-      502,
-      'The provider did not answer',
-      `${new URL(url).pathname}: ${(error as Error).message}`,
-    );
-  }
-  const text = await response.text();
-  try {
-    const body = JSON.parse(text) as unknown;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('not an object');
-    return { status: response.status, body: body as Record<string, unknown> };
-  } catch {
-    throw new DemoFailure(
-      502,
-      'The provider answered something unexpected',
-      `${new URL(url).pathname} answered HTTP ${response.status} without a JSON object`,
-    );
-  }
-}
-
-function oauthError(what: string, status: number, body: Record<string, unknown>): DemoFailure {
-  const error = typeof body.error === 'string' ? body.error : `HTTP ${status}`;
-  const description = typeof body.error_description === 'string' ? body.error_description : '';
-  return new DemoFailure(502, `${what} failed`, `${error}${description ? `: ${description}` : ''}`);
-}
-
 export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middleware {
-  const { config, applications } = deps;
+  const { config } = deps;
   const log = deps.logger.child({ component: 'demo-rp' });
   const issuer = config.issuer;
   const urls = demoUrls(issuer);
   const prefix = urls.pathPrefix;
-
-  async function loadSetup(): Promise<Setup> {
-    const credentials = readDemoClient(config.dataDir);
-    const application = await applications.findByClientId(DEMO_CLIENT_ID);
-    if (credentials === undefined || application === undefined) return { kind: 'not_seeded' };
-    if (!application.active) return { kind: 'inactive' };
-    if (credentials.clientId !== DEMO_CLIENT_ID || !verifyClientSecret(application, credentials.clientSecret))
-      return { kind: 'secret_mismatch' };
-    if (!application.redirectUris.includes(urls.callback))
-      return { kind: 'redirect_uri_mismatch', registered: application.redirectUris };
-    return { kind: 'ready', credentials, application };
-  }
-
-  async function requireSetup(): Promise<{ credentials: DemoClientCredentials; application: Application }> {
-    const setup = await loadSetup();
-    switch (setup.kind) {
-      case 'ready':
-        return setup;
-      case 'not_seeded':
-        throw new DemoFailure(
-          404,
-          'The demo is not set up',
-          html`Run <code>npx aa-oidc demo</code> (with the same configuration as this server), then reload
-            this page.`,
-        );
-      case 'inactive':
-        throw new DemoFailure(
-          409,
-          'The demo application is deactivated',
-          html`Someone switched it off. <code>npx aa-oidc app activate ${DEMO_CLIENT_ID}</code> switches it on
-            again.`,
-        );
-      case 'secret_mismatch':
-        throw new DemoFailure(
-          409,
-          'The demo application’s secret has changed',
-          html`The stored secret no longer matches the application (was it rotated, or is this another
-            database?). Run <code>npx aa-oidc demo</code> again.`,
-        );
-      case 'redirect_uri_mismatch':
-        throw new DemoFailure(
-          409,
-          'The demo application is registered for another address',
-          html`It expects <code>${setup.registered.join(' ')}</code> but this server’s issuer is
-            <code>${issuer}</code>. Run <code>npx aa-oidc demo</code> with the server’s configuration (or
-            <code>--issuer-url ${issuer}</code>).`,
-        );
-      default:
-        return assertNever(setup);
-    }
-  }
-
-  async function discover(origin: string): Promise<Discovery> {
-    const { status, body } = await fetchJson(
-      `${origin}${new URL(issuer).pathname.replace(/\/+$/, '')}/.well-known/openid-configuration`,
-    );
-    if (status !== 200) throw oauthError('Discovery', status, body);
-    if (body.issuer !== issuer)
-      throw new DemoFailure(
-        502,
-        'Discovery failed',
-        `the document names issuer ${String(body.issuer)}, not ${issuer}`,
-      );
-    for (const field of ['authorization_endpoint', 'token_endpoint', 'userinfo_endpoint', 'jwks_uri'])
-      if (typeof body[field] !== 'string') throw new DemoFailure(502, 'Discovery failed', `no ${field}`);
-    return body as unknown as Discovery;
-  }
+  const requireSetup = demoSetup(deps);
 
   async function start(ctx: Koa.Context): Promise<void> {
     // The answer comes back to the issuer's host, and the browser keeps the flow cookie per host:
@@ -220,7 +65,7 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
       return;
     }
     const { credentials } = await requireSetup();
-    const discovery = await discover(ownOrigin(ctx));
+    const discovery = await discover(issuer, ownOrigin(ctx));
     const flow: FlowCookie = { state: random(), nonce: random(), verifier: random(), startedAt: Date.now() };
     const supported = discovery.scopes_supported ?? WANTED_SCOPES;
     const scope = WANTED_SCOPES.filter((name) => supported.includes(name)).join(' ');
@@ -306,7 +151,7 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
 
     const { credentials } = await requireSetup();
     const origin = ownOrigin(ctx);
-    const discovery = await discover(origin);
+    const discovery = await discover(issuer, origin);
     const basic = Buffer.from(
       `${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`,
     ).toString('base64');
@@ -332,6 +177,7 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
     const jwks = await fetchJson(viaOwnOrigin(discovery.jwks_uri, issuer, origin));
     if (jwks.status !== 200) throw oauthError('Fetching the JWKS', jwks.status, jwks.body);
     const idClaims = await validateIdToken(
+      issuer,
       idToken,
       accessToken,
       jwks.body as unknown as JSONWebKeySet,
@@ -375,42 +221,6 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
         <div id="userinfo-claims">${claimsTable(userinfo.body)}</div>
         <p><a href="${urls.start}">Sign in again</a></p>`,
     );
-  }
-
-  async function validateIdToken(
-    idToken: string,
-    accessToken: string,
-    keySet: JSONWebKeySet,
-    nonce: string,
-    clientId: string,
-  ): Promise<{ payload: JWTPayload; kid: string }> {
-    let verified;
-    try {
-      verified = await jwtVerify(idToken, createLocalJWKSet(keySet), {
-        issuer,
-        audience: clientId,
-        algorithms: ['RS256'],
-        requiredClaims: ['sub', 'iat', 'exp', 'nonce'],
-      });
-    } catch (error) {
-      throw new DemoFailure(502, 'The id_token is not valid', (error as Error).message);
-    }
-    const { payload, protectedHeader } = verified;
-    if (typeof payload.nonce !== 'string' || !sameString(payload.nonce, nonce))
-      throw new DemoFailure(502, 'The id_token is not valid', 'its nonce is not the one this sign-in sent');
-    if (Array.isArray(payload.aud) && payload.aud.length > 1 && payload.azp !== clientId)
-      throw new DemoFailure(502, 'The id_token is not valid', 'several audiences and azp is not this client');
-    if (payload.at_hash !== undefined) {
-      const digest = createHash('sha256').update(accessToken, 'ascii').digest();
-      const expected = digest.subarray(0, digest.length / 2).toString('base64url');
-      if (typeof payload.at_hash !== 'string' || !sameString(payload.at_hash, expected))
-        throw new DemoFailure(
-          502,
-          'The id_token is not valid',
-          'its at_hash does not match the access token',
-        );
-    }
-    return { payload, kid: protectedHeader.kid ?? '(none)' };
   }
 
   function render(ctx: Koa.Context, status: number, title: string, body: Html): void {
