@@ -251,3 +251,12 @@ export async function setActive(db: Db, clientId: string, active: boolean, now: 
     .executeTakeFirst();
   return Number(result.numUpdatedRows) === 1;
 }
+
+/** How many applications there are (the backup report). */
+export async function countApplications(db: Db): Promise<number> {
+  const row = await db
+    .selectFrom('application')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}

@@ -15,7 +15,15 @@ export interface BackupReport {
   file: string;
   bytes: number;
   /** Rows in the tables an operator checks after a restore. */
-  counts: { applications: number; users: number; signingKeys: number; liveTokens: number };
+  counts: BackupCounts;
+}
+
+/** The rows an operator checks after a restore: applications, users, signing keys, live tokens. */
+export interface BackupCounts {
+  applications: number;
+  users: number;
+  signingKeys: number;
+  liveTokens: number;
 }
 
 /**
@@ -25,7 +33,12 @@ export interface BackupReport {
  * (`integrity_check`), then renamed into place: `file` never holds a partial copy. An existing `file`
  * is refused, never overwritten.
  */
-export async function backupSqlite(database: DatabaseHandle, file: string): Promise<BackupReport> {
+export async function backupSqlite(
+  database: DatabaseHandle,
+  file: string,
+  /** Counts the copy's rows; each table's owner counts its own (storage knows no domain). */
+  count: (copy: Kysely<Database>) => Promise<BackupCounts>,
+): Promise<BackupReport> {
   if (!database.sqlite) throw new BackupError('backup --to works on SQLite databases only');
   const target = path.resolve(file);
   if (existsSync(target)) throw new BackupError(`${target} exists already; name a new file`);
@@ -38,12 +51,12 @@ export async function backupSqlite(database: DatabaseHandle, file: string): Prom
     });
     const copy = new BetterSqlite3(partial, { readonly: true, fileMustExist: true });
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: copy }) });
-    let counts: BackupReport['counts'];
+    let counts: BackupCounts;
     try {
       const integrity = copy.pragma('integrity_check', { simple: true });
       if (integrity !== 'ok')
         throw new BackupError(`the copy failed its integrity check: ${String(integrity)}`);
-      counts = await backupCounts(db);
+      counts = await count(db);
     } finally {
       await db.destroy();
     }
@@ -52,41 +65,6 @@ export async function backupSqlite(database: DatabaseHandle, file: string): Prom
   } finally {
     rmSync(partial, { force: true });
   }
-}
-
-/** The rows an operator checks after a restore: applications, users, signing keys, live tokens. */
-export async function backupCounts(db: Kysely<Database>): Promise<BackupReport['counts']> {
-  const count = async (query: Promise<{ n: number | string | bigint } | undefined>) =>
-    Number((await query)?.n ?? 0);
-  const now = Date.now();
-  return {
-    applications: await count(
-      db
-        .selectFrom('application')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirst(),
-    ),
-    users: await count(
-      db
-        .selectFrom('app_user')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirst(),
-    ),
-    signingKeys: await count(
-      db
-        .selectFrom('signing_key')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirst(),
-    ),
-    liveTokens: await count(
-      db
-        .selectFrom('oidc_payload')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .where('model', 'in', ['AccessToken', 'RefreshToken'])
-        .where('expires_at', '>', now)
-        .executeTakeFirst(),
-    ),
-  };
 }
 
 /** The pg_dump command that backs up a PostgreSQL database (the password stays out of it). */

@@ -131,3 +131,12 @@ export async function setKeyStatus(
   // Unreachable under the writers' lock; guards against a schema or lock mistake.
   if (Number(result.numUpdatedRows) !== 1) throw new Error(`signing key ${kid} changed concurrently`);
 }
+
+/** How many signing keys there are, removed ones included (the backup report). */
+export async function countSigningKeys(db: Executor): Promise<number> {
+  const row = await db
+    .selectFrom('signing_key')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}

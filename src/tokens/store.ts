@@ -513,3 +513,14 @@ export async function deleteGrantsOfUser(
   if (options.clientId !== undefined) query = query.where('client_id', '=', options.clientId);
   return Number((await query.executeTakeFirst()).numDeletedRows);
 }
+
+/** How many access and refresh tokens have not expired at `now` (the backup report). */
+export async function countLiveTokens(db: Db, now: number): Promise<number> {
+  const row = await db
+    .selectFrom('oidc_payload')
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('model', 'in', ['AccessToken', 'RefreshToken'])
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}

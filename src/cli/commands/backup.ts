@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
-import { BackupError, backupSqlite, pgDumpCommand } from '../../db/backup.ts';
+import type { Kysely } from 'kysely';
+import { countApplications } from '../../applications/store.ts';
+import { BackupError, type BackupCounts, backupSqlite, pgDumpCommand } from '../../db/backup.ts';
+import type { Database } from '../../db/schema.ts';
+import { countUsers } from '../../directory/builtin/queries.ts';
+import { countSigningKeys } from '../../keys/queries.ts';
+import { countLiveTokens } from '../../tokens/store.ts';
 import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
 
 /**
@@ -20,7 +26,7 @@ export function registerBackup(program: Command, io: CliIo): void {
         );
       }
       const report = await withDatabase(config, (database) =>
-        backupSqlite(database, options.to).catch((error: unknown) => {
+        backupSqlite(database, options.to, backupCounts).catch((error: unknown) => {
           throw error instanceof BackupError ? new CliError(error.message) : error;
         }),
       );
@@ -30,4 +36,14 @@ export function registerBackup(program: Command, io: CliIo): void {
           `${applications} application(s), ${users} user(s), ${signingKeys} signing key(s), ${liveTokens} unexpired token(s)\n`,
       );
     });
+}
+
+/** The rows an operator checks after a restore, each counted by its table's owner. */
+async function backupCounts(db: Kysely<Database>): Promise<BackupCounts> {
+  return {
+    applications: await countApplications(db),
+    users: await countUsers(db),
+    signingKeys: await countSigningKeys(db),
+    liveTokens: await countLiveTokens(db, Date.now()),
+  };
 }
