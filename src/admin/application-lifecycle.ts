@@ -1,0 +1,264 @@
+import { ApplicationError } from '../applications/errors.ts';
+import { type Application } from '../applications/types.ts';
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { csrfField, doneMessage, formatTime, postButton } from '../console/ui.ts';
+import { html } from '../http/pages/layout.ts';
+import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
+import { appPath, DONE, FORMAT_LABELS, liveTokenImpact, secretOnce, yesNo } from './application-parts.ts';
+
+/**
+ * One application's page, and what changes its life: rotating the secret, deactivating and
+ * activating (each confirmed after its impact on live tokens is shown).
+ */
+
+export function showRoute(
+  deps: AdminDependencies,
+  load: (request: ConsoleRequest) => Promise<Application | undefined>,
+): ConsoleRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/admin/apps/:clientId',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        const impact = await liveTokenImpact(deps, app.clientId);
+        renderAdmin(
+          request,
+          '/admin/apps',
+          app.name,
+          html`${app.logoUrl ? html`<img class="logo" src="${app.logoUrl}" alt="${app.name} logo" />` : ''}
+            <h1>${app.name}</h1>
+            ${doneMessage(DONE, request.ctx.query.done)}
+            <dl class="facts">
+              <dt>client_id</dt>
+              <dd><code>${app.clientId}</code></dd>
+              <dt>Status</dt>
+              <dd>${app.active ? 'active' : html`<strong>inactive</strong> (can do nothing)`}</dd>
+              <dt>Client type</dt>
+              <dd>${app.clientType}</dd>
+              <dt>Redirect URIs</dt>
+              <dd>
+                ${app.redirectUris.length === 0 ? '—' : app.redirectUris.map((uri) => html`<code>${uri}</code><br />`)}
+              </dd>
+              <dt>Post-logout redirect URIs</dt>
+              <dd>
+                ${app.postLogoutRedirectUris.length === 0 ? '—' : app.postLogoutRedirectUris.map((uri) => html`<code>${uri}</code><br />`)}
+              </dd>
+              <dt>Grant types</dt>
+              <dd>${app.grantTypes.join(', ')}</dd>
+              <dt>States allowed</dt>
+              <dd>${app.states.length === 0 ? '—' : app.states.join(', ')}</dd>
+              <dt>Groups allowed</dt>
+              <dd>${app.groups.length === 0 ? '—' : app.groups.join(', ')}</dd>
+              <dt>Who may sign in</dt>
+              <dd>
+                ${app.states.length + app.groups.length === 0 ? 'everyone past the global gate' : 'users in an allowed state or group (and superusers)'}
+              </dd>
+              <dt>Access token format</dt>
+              <dd>${FORMAT_LABELS[app.accessTokenFormat]}</dd>
+              <dt>PKCE required</dt>
+              <dd>${yesNo(app.pkceRequired)}</dd>
+              <dt>Consent page</dt>
+              <dd>${app.skipAuthorization ? 'skipped' : 'shown'}</dd>
+              <dt>Back-channel logout URI</dt>
+              <dd>
+                ${app.backchannelLogoutUri ? html`<code>${app.backchannelLogoutUri}</code>${app.backchannelLogoutOnRevokeOnly ? ' (only on revocation)' : ''}` : '—'}
+              </dd>
+              <dt>Debug logging</dt>
+              <dd>${yesNo(app.debugMode)}</dd>
+              <dt>Live tokens</dt>
+              <dd>${impact.tokens} token(s) of ${impact.users} user(s)</dd>
+              <dt>Created</dt>
+              <dd>${formatTime(app.createdAt)}${app.createdBy ? ` by ${app.createdBy}` : ''}</dd>
+              <dt>Updated</dt>
+              <dd>${formatTime(app.updatedAt)}</dd>
+            </dl>
+            <div class="actions">
+              <a class="button" href="${appPath(app.clientId, '/edit')}">Edit</a>
+              ${app.clientType === 'confidential' ? html`<a class="button secondary" href="${appPath(app.clientId, '/rotate-secret')}">Rotate secret…</a>` : ''}
+              ${
+                app.active
+                  ? html`<a class="button secondary" href="${appPath(app.clientId, '/deactivate')}"
+                      >Deactivate…</a
+                    >`
+                  : postButton(request.session, appPath(app.clientId, '/activate'), 'Activate')
+              }
+              ${
+                app.backchannelLogoutUri
+                  ? postButton(request.session, '/admin/apps/test-logout', 'Send test back-channel logout', {
+                      kind: 'secondary',
+                      fields: { client_id: app.clientId },
+                    })
+                  : ''
+              }
+            </div>
+            <p>
+              <a href="/admin/deliveries?client_id=${encodeURIComponent(app.clientId)}"
+                >Back-channel deliveries</a
+              >
+              · <a href="/admin/audit?client_id=${encodeURIComponent(app.clientId)}">Audit events</a> ·
+              <a href="/admin/code-reuse?client_id=${encodeURIComponent(app.clientId)}">Code reuse</a>
+            </p>`,
+        );
+      },
+    },
+  ];
+}
+
+export function lifecycleRoutes(
+  deps: AdminDependencies,
+  load: (request: ConsoleRequest) => Promise<Application | undefined>,
+): ConsoleRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: '/admin/apps/:clientId/rotate-secret',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        // The same computation as `app rotate-secret --dry-run`: validates, writes nothing.
+        let refusal: string | undefined;
+        try {
+          await deps.applications.rotateSecret(app.clientId, adminActor(request), { dryRun: true });
+        } catch (error) {
+          if (!(error instanceof ApplicationError)) throw error;
+          refusal = error.message;
+        }
+        const impact = await liveTokenImpact(deps, app.clientId);
+        renderAdmin(
+          request,
+          '/admin/apps',
+          `Rotate the secret of ${app.name}`,
+          html`<h1>Rotate the secret of ${app.name}?</h1>
+            ${
+              refusal
+                ? html`<p class="alert" role="alert">${refusal}</p>`
+                : html`<div class="warn">
+                      <p><strong>What happens:</strong></p>
+                      <ul>
+                        <li>
+                          The current secret stops working at once: ${app.name} cannot exchange codes,
+                          refresh, introspect or revoke until it is configured with the new one.
+                        </li>
+                        <li>
+                          Tokens already issued keep working until they expire (${impact.tokens} live token(s)
+                          of ${impact.users} user(s)).
+                        </li>
+                        <li>The new secret is shown once, on the next page.</li>
+                      </ul>
+                    </div>
+                    <form method="post" action="${appPath(app.clientId, '/rotate-secret')}">
+                      ${csrfField(request.session)}
+                      <div class="actions">
+                        <button type="submit" class="danger">Rotate the secret</button>
+                        <a href="${appPath(app.clientId)}">Cancel</a>
+                      </div>
+                    </form>`
+            }`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/apps/:clientId/rotate-secret',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        try {
+          const { clientSecret } = await deps.applications.rotateSecret(app.clientId, adminActor(request));
+          renderAdmin(
+            request,
+            '/admin/apps',
+            'New client secret',
+            html`<h1>New secret for ${app.name}</h1>
+              ${clientSecret ? secretOnce(app.clientId, clientSecret) : ''}
+              <p><a href="${appPath(app.clientId)}">Back to the application</a></p>`,
+          );
+        } catch (error) {
+          if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+          renderAdmin(
+            request,
+            '/admin/apps',
+            'Secret not rotated',
+            html`<h1>Secret not rotated</h1>
+              <p class="alert" role="alert">${error.message}</p>`,
+            { status: 400 },
+          );
+        }
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/apps/:clientId/deactivate',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        // The same computation as `app deactivate --dry-run`, and who holds live tokens now.
+        const preview = await deps.applications.deactivate(app.clientId, adminActor(request), {
+          dryRun: true,
+        });
+        const impact = await liveTokenImpact(deps, app.clientId);
+        renderAdmin(
+          request,
+          '/admin/apps',
+          `Deactivate ${app.name}`,
+          html`<h1>Deactivate ${app.name}?</h1>
+            ${
+              app.active === preview.active
+                ? html`<p class="ok">The application is already inactive: nothing would change.</p>`
+                : html`<div class="warn">
+                      <p><strong>What happens:</strong></p>
+                      <ul>
+                        <li>
+                          ${app.name} can do nothing from its next request: no sign-in, no token, no refresh,
+                          no introspection.
+                        </li>
+                        <li>
+                          ${impact.tokens} live token(s) of ${impact.users} user(s) stop working at once.
+                        </li>
+                        <li>No back-channel logout is sent: a deactivated application receives none.</li>
+                        <li>
+                          Activating it again restores it; tokens that expired meanwhile do not come back.
+                        </li>
+                      </ul>
+                    </div>
+                    <form method="post" action="${appPath(app.clientId, '/deactivate')}">
+                      ${csrfField(request.session)}
+                      <div class="actions">
+                        <button type="submit" class="danger">Deactivate ${app.name}</button>
+                        <a href="${appPath(app.clientId)}">Cancel</a>
+                      </div>
+                    </form>`
+            }`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/apps/:clientId/deactivate',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        await deps.applications.deactivate(app.clientId, adminActor(request));
+        request.seeOther(`${appPath(app.clientId)}?done=deactivated`);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/apps/:clientId/activate',
+      access: 'superuser',
+      async handle(request) {
+        const app = await load(request);
+        if (!app) return;
+        await deps.applications.activate(app.clientId, adminActor(request));
+        request.seeOther(`${appPath(app.clientId)}?done=activated`);
+      },
+    },
+  ];
+}

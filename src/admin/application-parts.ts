@@ -1,0 +1,353 @@
+import type { ApplicationError } from '../applications/errors.ts';
+import {
+  ACCESS_TOKEN_FORMAT_SETTINGS,
+  type AccessTokenFormatSetting,
+  type Application,
+  type ApplicationInput,
+  GRANT_TYPES,
+  type GrantType,
+} from '../applications/types.ts';
+import type { ConsoleRequest } from '../console/http.ts';
+import { CONSOLE_SCRIPT_PATH } from '../console/routes.ts';
+import { checkbox, checkboxGroup, csrfField, linesField, select, textField } from '../console/ui.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import { listTokens } from '../tokens/listing.ts';
+import { type AdminDependencies, renderAdmin } from './context.ts';
+
+/** What the application pages share: labels, the create and edit form, the secret shown once, impacts. */
+
+export const DONE: Readonly<Record<string, string>> = {
+  updated: 'Saved.',
+  unchanged: 'Nothing changed.',
+  activated: 'The application is active again.',
+  deactivated: 'The application is deactivated: it can do nothing until it is activated again.',
+};
+
+export const GRANT_LABELS: Readonly<Record<GrantType, string>> = {
+  authorization_code: 'Authorization code (sign-in)',
+  refresh_token: 'Refresh tokens',
+  client_credentials: 'Client credentials (the application alone, no user)',
+};
+
+export const FORMAT_LABELS: Readonly<Record<AccessTokenFormatSetting, string>> = {
+  inherit: 'Server default',
+  opaque: 'Opaque',
+  jwt: 'JWT (RFC 9068)',
+};
+
+export const yesNo = (value: boolean) => (value ? 'yes' : 'no');
+
+export function appPath(clientId: string, suffix = ''): string {
+  return `/admin/apps/${encodeURIComponent(clientId)}${suffix}`;
+}
+
+/** The fields of the create and edit forms, as the form posts them. */
+export interface AppForm {
+  name: string;
+  logoUrl: string;
+  redirectUris: string[];
+  postLogoutRedirectUris: string[];
+  clientType: 'confidential' | 'public';
+  grantTypes: GrantType[];
+  skipAuthorization: boolean;
+  states: string[];
+  groups: string[];
+  pkceRequired: boolean;
+  accessTokenFormat: AccessTokenFormatSetting;
+  backchannelLogoutUri: string;
+  backchannelLogoutOnRevokeOnly: boolean;
+  debugMode: boolean;
+}
+
+export function lines(text: string | null): string[] {
+  return (text ?? '')
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+}
+
+export function readForm(form: URLSearchParams): AppForm {
+  const format = form.get('access_token_format') ?? 'inherit';
+  return {
+    name: (form.get('name') ?? '').trim(),
+    logoUrl: (form.get('logo_url') ?? '').trim(),
+    redirectUris: lines(form.get('redirect_uris')),
+    postLogoutRedirectUris: lines(form.get('post_logout_redirect_uris')),
+    clientType: form.get('client_type') === 'public' ? 'public' : 'confidential',
+    grantTypes: form
+      .getAll('grant_types')
+      .filter((grant): grant is GrantType => (GRANT_TYPES as readonly string[]).includes(grant)),
+    skipAuthorization: form.has('skip_authorization'),
+    states: form.getAll('states'),
+    groups: form.getAll('groups'),
+    pkceRequired: form.has('pkce_required'),
+    accessTokenFormat: (ACCESS_TOKEN_FORMAT_SETTINGS as readonly string[]).includes(format)
+      ? (format as AccessTokenFormatSetting)
+      : 'inherit',
+    backchannelLogoutUri: (form.get('backchannel_logout_uri') ?? '').trim(),
+    backchannelLogoutOnRevokeOnly: form.has('backchannel_logout_on_revoke_only'),
+    debugMode: form.has('debug_mode'),
+  };
+}
+
+export function formOf(app: Application): AppForm {
+  return {
+    name: app.name,
+    logoUrl: app.logoUrl ?? '',
+    redirectUris: app.redirectUris,
+    postLogoutRedirectUris: app.postLogoutRedirectUris,
+    clientType: app.clientType,
+    grantTypes: app.grantTypes,
+    skipAuthorization: app.skipAuthorization,
+    states: app.states,
+    groups: app.groups,
+    pkceRequired: app.pkceRequired,
+    accessTokenFormat: app.accessTokenFormat,
+    backchannelLogoutUri: app.backchannelLogoutUri ?? '',
+    backchannelLogoutOnRevokeOnly: app.backchannelLogoutOnRevokeOnly,
+    debugMode: app.debugMode,
+  };
+}
+
+export const NEW_APP: AppForm = {
+  name: '',
+  logoUrl: '',
+  redirectUris: [],
+  postLogoutRedirectUris: [],
+  clientType: 'confidential',
+  grantTypes: ['authorization_code', 'refresh_token'],
+  skipAuthorization: false,
+  states: [],
+  groups: [],
+  pkceRequired: true,
+  accessTokenFormat: 'inherit',
+  backchannelLogoutUri: '',
+  backchannelLogoutOnRevokeOnly: false,
+  debugMode: false,
+};
+
+export function inputOf(form: AppForm): Omit<ApplicationInput, 'clientId' | 'clientType'> {
+  return {
+    name: form.name,
+    logoUrl: form.logoUrl === '' ? null : form.logoUrl,
+    redirectUris: form.redirectUris,
+    postLogoutRedirectUris: form.postLogoutRedirectUris,
+    grantTypes: form.grantTypes,
+    skipAuthorization: form.skipAuthorization,
+    states: form.states,
+    groups: form.groups,
+    pkceRequired: form.pkceRequired,
+    accessTokenFormat: form.accessTokenFormat,
+    backchannelLogoutUri: form.backchannelLogoutUri === '' ? null : form.backchannelLogoutUri,
+    backchannelLogoutOnRevokeOnly: form.backchannelLogoutOnRevokeOnly,
+    debugMode: form.debugMode,
+  };
+}
+
+/** The service's problems by form field (`redirect_uris[2]` → `redirect_uris`); the rest go on top. */
+export function errorsByField(error: ApplicationError): Map<string, string> {
+  const byField = new Map<string, string>();
+  for (const issue of error.issues) {
+    const field = issue.field.replace(/\[\d+\]$/, '');
+    const known = [
+      'name',
+      'logo_url',
+      'redirect_uris',
+      'post_logout_redirect_uris',
+      'client_type',
+      'grant_types',
+      'states',
+      'groups',
+      'pkce_required',
+      'access_token_format',
+      'backchannel_logout_uri',
+    ].includes(field)
+      ? field
+      : '';
+    const text = known === '' ? `${issue.field}: ${issue.message}` : issue.message;
+    byField.set(known, byField.has(known) ? `${byField.get(known)!} ${text}` : text);
+  }
+  return byField;
+}
+
+export async function directoryNames(
+  deps: AdminDependencies,
+): Promise<{ states: string[]; groups: string[] }> {
+  const [states, groups] = await Promise.all([deps.directory.listStates(), deps.directory.listGroups()]);
+  return { states: states.map((state) => state.name), groups: groups.map((group) => group.name) };
+}
+
+export function appForm(
+  request: ConsoleRequest,
+  action: string,
+  values: AppForm,
+  names: { states: string[]; groups: string[] },
+  errors: Map<string, string>,
+  creating: boolean,
+): Html {
+  const error = (field: string) => errors.get(field);
+  const opt = (field: string) => {
+    const message = error(field);
+    return message === undefined ? {} : { error: message };
+  };
+  return html`${
+      errors.has('')
+        ? html`<p class="alert" role="alert" id="form-error">${errors.get('')}</p>`
+        : errors.size > 0
+          ? html`<p class="alert" role="alert">Some fields need attention; each says what is wrong.</p>`
+          : ''
+    }
+    <form method="post" action="${action}" novalidate>
+      ${csrfField(request.session)}
+      ${textField('Name', 'name', values.name, { required: true, maxlength: 100, ...opt('name') })}
+      ${textField('Logo URL', 'logo_url', values.logoUrl, {
+        type: 'url',
+        hint: 'Shown on the consent page (https).',
+        ...opt('logo_url'),
+      })}
+      ${linesField('Redirect URIs', 'redirect_uris', values.redirectUris, {
+        hint: 'One per line; matched exactly.',
+        ...opt('redirect_uris'),
+      })}
+      ${linesField('Post-logout redirect URIs', 'post_logout_redirect_uris', values.postLogoutRedirectUris, {
+        hint: 'One per line.',
+        ...opt('post_logout_redirect_uris'),
+      })}
+      ${
+        creating
+          ? select(
+              'Client type',
+              'client_type',
+              [
+                ['confidential', 'Confidential (has a secret: a server-side application)'],
+                ['public', 'Public (no secret: a browser or mobile application; PKCE required)'],
+              ],
+              values.clientType,
+              opt('client_type'),
+            )
+          : ''
+      }
+      <fieldset>
+        <legend>Grant types</legend>
+        ${GRANT_TYPES.map((grant) => checkbox(GRANT_LABELS[grant], 'grant_types', values.grantTypes.includes(grant), { value: grant }))}
+        ${error('grant_types') ? html`<p class="field-error">${error('grant_types')}</p>` : ''}
+      </fieldset>
+      ${checkboxGroup('States allowed', 'states', names.states, values.states, {
+        hint: 'With no state and no group ticked, everyone past the global gate may use it.',
+        empty: 'No states exist yet.',
+        ...opt('states'),
+      })}
+      ${checkboxGroup('Groups allowed', 'groups', names.groups, values.groups, {
+        empty: 'No groups exist yet.',
+        ...opt('groups'),
+      })}
+      ${select(
+        'Access token format',
+        'access_token_format',
+        ACCESS_TOKEN_FORMAT_SETTINGS.map((format) => [format, FORMAT_LABELS[format]] as const),
+        values.accessTokenFormat,
+        opt('access_token_format'),
+      )}
+      ${textField('Back-channel logout URI', 'backchannel_logout_uri', values.backchannelLogoutUri, {
+        type: 'url',
+        hint: 'Receives a logout token when a user signs out or loses access. Public https addresses only.',
+        ...opt('backchannel_logout_uri'),
+      })}
+      <fieldset>
+        <legend>Options</legend>
+        ${checkbox('Require PKCE', 'pkce_required', values.pkceRequired)}
+        ${checkbox('Skip the consent page', 'skip_authorization', values.skipAuthorization)}
+        ${checkbox('Back-channel logout only when tokens are revoked', 'backchannel_logout_on_revoke_only', values.backchannelLogoutOnRevokeOnly)}
+        ${checkbox('Debug logging (verbose, still redacted)', 'debug_mode', values.debugMode)}
+        ${error('pkce_required') ? html`<p class="field-error">${error('pkce_required')}</p>` : ''}
+      </fieldset>
+      <div class="actions">
+        <button type="submit">${creating ? 'Create application' : 'Save changes'}</button>
+        <a href="${creating ? '/admin/apps' : action.replace(/\/edit$/, '')}">Cancel</a>
+      </div>
+    </form>`;
+}
+
+/** The secret, once: in a read-only field (selectable without JavaScript) with a copy button. */
+export function secretOnce(clientId: string, secret: string): Html {
+  return html`<p class="warn" role="status">
+      Copy the client secret now: it is shown only once. Only its SHA-256 digest is stored.
+    </p>
+    <dl class="facts">
+      <dt>client_id</dt>
+      <dd><code>${clientId}</code></dd>
+    </dl>
+    <label for="client-secret">Client secret</label>
+    <input
+      type="text"
+      id="client-secret"
+      name="client_secret"
+      class="secret mono"
+      value="${secret}"
+      readonly
+      autocomplete="off"
+      spellcheck="false"
+    />
+    <button type="button" class="secondary" data-copy="client-secret" hidden>Copy secret</button>
+    <script src="${CONSOLE_SCRIPT_PATH}" defer></script>`;
+}
+
+export async function liveTokenImpact(
+  deps: AdminDependencies,
+  clientId: string,
+): Promise<{ tokens: number; users: number }> {
+  const tokens = await listTokens(deps.db, { clientId });
+  const live = tokens.filter((token) => token.status === 'active');
+  return {
+    tokens: live.length,
+    users: new Set(live.map((token) => token.userId).filter((id) => id !== null)).size,
+  };
+}
+
+export function testResults(results: Awaited<ReturnType<AdminDependencies['logout']['testDelivery']>>): Html {
+  return html`<div class="table-wrap">
+    <table>
+      <caption>
+        Test back-channel logout, one attempt per application
+      </caption>
+      <thead>
+        <tr>
+          <th scope="col">Application</th>
+          <th scope="col">Outcome</th>
+          <th scope="col">HTTP</th>
+          <th scope="col">Detail</th>
+        </tr>
+      </thead>
+      <tbody>
+        ${results.map(
+          (result) =>
+            html`<tr>
+              <td>${result.name ?? result.clientId}<br /><code>${result.clientId}</code></td>
+              <td><strong>${result.outcome}</strong></td>
+              <td>${result.httpStatus ?? '—'}</td>
+              <td>${result.detail}</td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`;
+}
+
+/** Finds the application a route names; answers 404 (and returns undefined) when there is none. */
+export function applicationLoader(
+  deps: AdminDependencies,
+): (request: ConsoleRequest) => Promise<Application | undefined> {
+  return async (request) => {
+    const app = await deps.applications.findByClientId(request.params.clientId ?? '');
+    if (!app)
+      renderAdmin(
+        request,
+        '/admin/apps',
+        'No such application',
+        html`<h1>No such application</h1>
+          <p><a href="/admin/apps">All applications</a></p>`,
+        { status: 404 },
+      );
+    return app;
+  };
+}
