@@ -272,6 +272,36 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
     },
   ];
 
+  actions.push({
+    slug: 'sign-out',
+    applies: () => true,
+    title: (profile) => `Sign ${profile.username} out everywhere?`,
+    button: 'Sign out everywhere',
+    carry: [],
+    async run(profile, _input, options, apps) {
+      // The applications signed in through a session hear of it too, as the service's hook tells them.
+      const sessions = options.dryRun ? await selectUserSessions(deps.db, profile.id) : [];
+      const result = await deps.tokens.signOutUser(profile.username, { dryRun: options.dryRun });
+      const consequences: Consequence[] = [];
+      const held = new Set(sessions.flatMap((session) => session.clientIds));
+      for (const [clientId, count] of countByClient(result.revoked)) {
+        consequences.push({ kind: 'tokens_revoked', userId: profile.id, clientId, count });
+        if (clientId !== null) held.add(clientId);
+      }
+      for (const clientId of [...held].sort()) {
+        const app = apps.get(clientId);
+        if (app && receivesLogout(app, 'user_revoked'))
+          consequences.push({ kind: 'logout_queued', userId: profile.id, clientId, reason: 'user_revoked' });
+      }
+      if (result.sessionsEnded > 0)
+        consequences.push({ kind: 'sessions_ended', userId: profile.id, count: result.sessionsEnded });
+      return {
+        changed: result.revoked.length > 0 || result.sessionsEnded > 0 || result.grantsRemoved > 0,
+        consequences,
+      };
+    },
+  });
+
   const loadProfile = async (request: ConsoleRequest): Promise<UserProfile | undefined> => {
     const raw = request.params.id ?? '';
     if (!/^\d{1,15}$/.test(raw)) return undefined;
@@ -566,6 +596,9 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       }
                       <a class="button secondary" href="${userPath(profile.id, '/password')}"
                         >Set password…</a
+                      >
+                      <a class="button secondary" href="${userPath(profile.id, '/sign-out')}"
+                        >Sign out everywhere…</a
                       >
                       <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}"
                         >Revoke tokens…</a

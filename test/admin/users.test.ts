@@ -184,6 +184,18 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     }, 'a token_revoked event with the reason');
   });
 
+  it('signs a user out everywhere after showing the sessions that end', async () => {
+    await holdTokensAt(server, new Browser(), wiki, member.username);
+    const preview = await consoleGet(admin, url(`/admin/users/${member.id}/sign-out`));
+    assert.equal(preview.status, 200);
+    assert.match(pageText(preview.body), /browser session\(s\) end/);
+    const done = await consolePost(admin, url(`/admin/users/${member.id}/sign-out`), preview.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, `/admin/users/${member.id}?done=sign-out`);
+    const detail = await consoleGet(admin, url(`/admin/users/${member.id}`));
+    assert.match(pageText(detail.body), /No live session/);
+  });
+
   it('sets a password, which then signs in', async () => {
     const form = await consoleGet(admin, url(`/admin/users/${member.id}/password`));
     assert.equal(form.status, 200);
