@@ -7,7 +7,7 @@ import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import { decide } from '../policy/decide.ts';
-import { clientsWithLiveTokens } from '../tokens/store.ts';
+import { clientsWithLiveTokens, selectUserSessions } from '../tokens/store.ts';
 import { accessTrigger, logoutTargets, newlyDenied } from './fanout.ts';
 import type { LogoutJobTransport } from './job-transport.ts';
 import { type NewJobs, queuedLogouts as queued } from './jobs.ts';
@@ -35,6 +35,37 @@ export function createLogoutTriggers(deps: {
   const { database, transport, newJobs, now } = deps;
   const db = database.db;
 
+  /**
+   * One logout per session of the user at each target, carrying that session's `sid` (a relying
+   * party such as mod_auth_openidc keys its sessions by the ID token's `sid` and finds none by `sub`
+   * alone); `sub` alone only where the provider knows no session of the user at the application.
+   * The user's sessions come from one indexed query; sessions this change ended still count.
+   */
+  const perSession = async (
+    trx: Transaction<Database>,
+    userId: number,
+    targets: readonly Application[],
+    at: number,
+    endedByThisChange?: { at: number; reason: string },
+  ): Promise<Array<{ clientId: string; sid: string | null }>> => {
+    if (targets.length === 0) return [];
+    const sids = new Map<string, Set<string>>();
+    for (const session of await selectUserSessions(trx, userId, at, endedByThisChange)) {
+      for (const { clientId, sid } of session.clients) {
+        if (sid === null) continue;
+        let known = sids.get(clientId);
+        if (!known) sids.set(clientId, (known = new Set()));
+        known.add(sid);
+      }
+    }
+    return targets.flatMap((app): Array<{ clientId: string; sid: string | null }> => {
+      const known = sids.get(app.clientId);
+      return known && known.size > 0
+        ? [...known].sort().map((sid) => ({ clientId: app.clientId, sid }))
+        : [{ clientId: app.clientId, sid: null }];
+    });
+  };
+
   const enqueueLogoutForUser: LogoutService['enqueueLogoutForUser'] = async (trx, request) => {
     const at = now();
     // Given client ids come from a revocation that just revoked the user's live tokens there.
@@ -46,7 +77,7 @@ export function createLogoutTriggers(deps: {
       request.userId,
       String(request.userId),
       request.reason,
-      targets.map((app) => ({ clientId: app.clientId, sid: null })),
+      await perSession(trx, request.userId, targets, at, request.revokedByThisChange),
     );
     await transport.enqueue(trx, jobs, at);
     return queued(jobs);
@@ -135,7 +166,7 @@ export function createLogoutTriggers(deps: {
       change.userId,
       String(change.userId),
       reason,
-      targets.map((app) => ({ clientId: app.clientId, sid: null })),
+      await perSession(trx, change.userId, targets, at),
     );
     await transport.enqueue(trx, jobs, at);
     return queued(jobs);

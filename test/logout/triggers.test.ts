@@ -49,6 +49,72 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
   }
 
   const jobsOf = (userId: number) => logoutJobs(server.app.database, { userId });
+  const idTokenSid = (idToken: string) =>
+    (JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString()) as { sid?: string }).sid;
+
+  it('sends one logout token per session of the user at an app, each with that session’s sid, and each recorded', async () => {
+    const user = await seedUser(server);
+    // The app answers 400: a final outcome, recorded in the delivery-attempt table.
+    const app = await receiverApp({ name: 'Two sessions' }, [400]);
+    const laptop = await holdTokensAt(server, new Browser(), app, user.username);
+    const phone = await holdTokensAt(server, new Browser(), app, user.username);
+    const expected = [idTokenSid(laptop.id_token), idTokenSid(phone.id_token)].sort();
+    assert.ok(expected[0] && expected[1] && expected[0] !== expected[1], 'two sessions, two sids');
+
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    const jobs = await jobsOf(user.id);
+    assert.equal(jobs.length, 2, 'one job per session');
+    assert.deepEqual(jobs.map((job) => job.sid).sort(), expected);
+
+    await server.app.logout.deliverDue();
+    const tokens = app.receiver.tokens();
+    assert.equal(tokens.length, 2);
+    const received = [];
+    for (const token of tokens) {
+      const claims = await verifyLogoutToken(server, token, {
+        clientId: app.clientId,
+        sub: String(user.id),
+        sid: 'present',
+      });
+      received.push(claims.sid as string);
+    }
+    assert.deepEqual(received.sort(), expected);
+    const attempts = await server.app.database.db
+      .selectFrom('bcl_delivery_attempt')
+      .selectAll()
+      .where('client_id', '=', app.clientId)
+      .execute();
+    assert.deepEqual(
+      attempts.map((row) => row.jti).sort(),
+      jobs.map((job) => job.jti).sort(),
+      'a row for each token',
+    );
+    const metrics = await server.app.metrics.registry.getSingleMetricAsString('aa_oidc_bcl_dispatches_total');
+    assert.match(metrics, new RegExp(`client_id="${app.clientId}",outcome="rp_client_error"} 2`));
+  });
+
+  it('sends sub alone when the provider knows no session of the user at the app', async () => {
+    const user = await seedUser(server);
+    const app = await receiverApp({ name: 'Session gone' });
+    await holdTokensAt(server, new Browser(), app, user.username);
+    // The session expired and was purged; the tokens live on.
+    await server.app.database.db
+      .deleteFrom('oidc_payload')
+      .where('model', '=', 'Session')
+      .where('user_id', '=', String(user.id))
+      .execute();
+
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    const jobs = await jobsOf(user.id);
+    assert.equal(jobs.length, 1);
+    assert.equal(jobs[0]!.sid, null);
+    await server.app.logout.deliverDue();
+    await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+      clientId: app.clientId,
+      sub: String(user.id),
+      sid: 'absent',
+    });
+  });
 
   it('deactivating a user who holds tokens at two apps delivers one verified token to each, on the first attempt', async () => {
     const user = await seedUser(server);
@@ -57,7 +123,9 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const idle = await receiverApp({ name: 'No tokens here' });
     const revokeOnly = await receiverApp({ name: 'Revoke only', backchannelLogoutOnRevokeOnly: true });
     const browser = new Browser();
-    for (const app of [first, second, revokeOnly]) await holdTokensAt(server, browser, app, user.username);
+    const sids = new Map<string, string | undefined>();
+    for (const app of [first, second, revokeOnly])
+      sids.set(app.clientId, idTokenSid((await holdTokensAt(server, browser, app, user.username)).id_token));
 
     await server.app.directoryAdmin.deactivate({ id: user.id });
     const jobs = await jobsOf(user.id);
@@ -74,13 +142,14 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
       const claims = await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: String(user.id),
-        sid: 'absent',
+        sid: 'present',
       });
       const job = (await jobsOf(user.id)).find((row) => row.client_id === app.clientId)!;
       assert.equal(job.status, 'done');
       assert.equal(job.outcome, 'success');
       assert.equal(job.attempts, 1, 'delivered within the first attempt');
       assert.equal(claims.jti, job.jti);
+      assert.equal(claims.sid, sids.get(app.clientId), 'the sid of the session the app signed in with');
     }
     assert.equal(idle.receiver.requests.length, 0, 'an app where the user holds no token hears nothing');
     assert.equal(revokeOnly.receiver.requests.length, 0, 'a revoke-only app hears only user_revoked');
@@ -122,10 +191,12 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     await verifyLogoutToken(server, normal.receiver.tokens()[0]!, {
       clientId: normal.clientId,
       sub: String(user.id),
+      sid: 'present',
     });
     await verifyLogoutToken(server, revokeOnly.receiver.tokens()[0]!, {
       clientId: revokeOnly.clientId,
       sub: String(user.id),
+      sid: 'present',
     });
     assert.equal(switchedOff.receiver.requests.length, 0);
   });
@@ -197,6 +268,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
       clientId: app.clientId,
       sub: String(user.id),
+      sid: 'present',
     });
   });
 
@@ -207,8 +279,6 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     const browser = new Browser();
     const tokens = await holdTokensAt(server, browser, first, user.username);
     const secondTokens = await holdTokensAt(server, browser, second, user.username);
-    const idTokenSid = (idToken: string) =>
-      (JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString()) as { sid?: string }).sid;
 
     const confirm = await browser.fetch(
       `${server.issuer}/logout/?${new URLSearchParams({ id_token_hint: tokens.id_token })}`,

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { FORMAT_MARKER, KyselyAdapter, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
-import { storageId } from '../../src/tokens/store.ts';
+import { selectUserSessions, storageId } from '../../src/tokens/store.ts';
 import { listTokens } from '../../src/tokens/listing.ts';
 import { createTokenRevocation, revokeTokens } from '../../src/tokens/revocation.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
@@ -27,6 +28,44 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
   after(async () => {
     await handle.close();
     await database.drop();
+  });
+
+  it("finds a user's sessions, each application with its sid, in one query on an index", async () => {
+    const sessions = new KyselyAdapter('Session', handle.db, clock);
+    const session = (accountId: string, authorizations: Record<string, { sid: string }>) => ({
+      accountId,
+      authorizations,
+      loginTs: now / 1000,
+      kind: 'Session',
+    });
+    await sessions.upsert(
+      'session-a',
+      session('7001', { app1: { sid: 'sid-a1' }, app2: { sid: 'sid-a2' } }),
+      600,
+    );
+    await sessions.upsert('session-b', session('7001', { app1: { sid: 'sid-b1' } }), 600);
+    await sessions.upsert('session-c', session('7002', { app1: { sid: 'sid-c1' } }), 600);
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    const found = await selectUserSessions(observed, 7001, now);
+    assert.equal(queries.length, 1, 'one query');
+    assert.deepEqual(
+      found.flatMap((entry) => entry.clients.map((client) => `${client.clientId}:${client.sid}`)).sort(),
+      ['app1:sid-a1', 'app1:sid-b1', 'app2:sid-a2'],
+    );
+    if (testDatabaseKind === 'sqlite') {
+      const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
+      const plan = await handle.db.executeQuery<{ detail: string }>({
+        ...compiled,
+        sql: `explain query plan ${compiled.sql}`,
+      });
+      const details = plan.rows.map((row) => row.detail).join('; ');
+      assert.match(details, /USING INDEX/, details);
+      assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+    }
   });
 
   it('finds a JWT access token by the whole token only, never by its jti or a look-alike', async () => {
