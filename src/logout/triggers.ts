@@ -33,7 +33,6 @@ export function createLogoutTriggers(deps: {
   wake: () => void;
 }): LogoutTriggers {
   const { database, transport, newJobs, now } = deps;
-  const db = database.db;
 
   /**
    * One logout per session of the user at each target, carrying that session's `sid` (a relying
@@ -172,26 +171,22 @@ export function createLogoutTriggers(deps: {
     return queued(jobs);
   };
 
-  const enqueueSessionLogout: LogoutService['enqueueSessionLogout'] = async (request) => {
-    const list = await db.transaction().execute(async (trx) => {
-      const targets = await logoutTargets(
-        trx,
-        database.kind,
-        new Set(request.clients.map((client) => client.clientId)),
-        'rp_initiated',
-      );
-      const sids = new Map(request.clients.map((client) => [client.clientId, client.sid]));
-      const jobs = newJobs(
-        request.userId,
-        String(request.userId),
-        'rp_initiated',
-        targets.map((app) => ({ clientId: app.clientId, sid: sids.get(app.clientId) ?? null })),
-      );
-      await transport.enqueue(trx, jobs, now());
-      return queued(jobs);
-    });
-    published(list);
-    return list;
+  const enqueueSessionLogout: LogoutService['enqueueSessionLogout'] = async (trx, request) => {
+    const targets = await logoutTargets(
+      trx,
+      database.kind,
+      new Set(request.clients.map((client) => client.clientId)),
+      'rp_initiated',
+    );
+    const sids = new Map(request.clients.map((client) => [client.clientId, client.sid]));
+    const jobs = newJobs(
+      request.userId,
+      String(request.userId),
+      'rp_initiated',
+      targets.map((app) => ({ clientId: app.clientId, sid: sids.get(app.clientId) ?? null })),
+    );
+    await transport.enqueue(trx, jobs, now());
+    return queued(jobs);
   };
 
   return { enqueueLogoutForUser, enqueueSessionLogout, published, onDirectoryChange };

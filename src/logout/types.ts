@@ -88,8 +88,11 @@ export interface LogoutService {
    * `published()` once the transaction committed.
    */
   enqueueLogoutForUser(trx: Transaction<Database>, request: UserLogoutRequest): Promise<QueuedLogout[]>;
-  /** RP-initiated logout: queues the session's applications (with their `sid`) in one transaction. */
-  enqueueSessionLogout(request: SessionLogoutRequest): Promise<QueuedLogout[]>;
+  /**
+   * RP-initiated logout: queues the session's applications (each with its `sid`) inside `trx`, the
+   * transaction that destroys the session; publish them with `published()` once it committed.
+   */
+  enqueueSessionLogout(trx: Transaction<Database>, request: SessionLogoutRequest): Promise<QueuedLogout[]>;
   /** `logout_required` for committed jobs, and a wake-up for this process's worker. */
   published(queued: readonly QueuedLogout[]): void;
   /**

@@ -8,3 +8,6 @@ declare module 'oidc-provider/lib/actions/revocation.js' {
   const stack: unknown[];
   export default stack;
 }
+declare module 'oidc-provider/lib/actions/end_session.js' {
+  export const confirm: unknown[];
+}

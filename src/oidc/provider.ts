@@ -24,7 +24,7 @@ import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './conf
 import { codeExchangeHooks } from './code-exchange.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
-import { endSessionLogout } from './end-session-logout.ts';
+import { endSessionConfirm } from './end-session-confirm.ts';
 import { includeSessionIdInIdTokens } from './include-sid.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
@@ -32,7 +32,11 @@ import { createLoginThrottle, type LoginThrottle } from './interactions/throttle
 import { introspectionAudit } from './introspection-audit.ts';
 import { mountProvider } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
-import { acceptStoredJwtsAtIntrospectionAndRevocation } from './provider-internals.ts';
+import {
+  acceptStoredJwtsAtIntrospectionAndRevocation,
+  registerEndSessionStep,
+  runBeforeEndSessionStep,
+} from './provider-internals.ts';
 import { perRequestApplicationLookup } from './request-applications.ts';
 import { observeProvider, type ObservabilityDependencies } from './token-events.ts';
 
@@ -52,7 +56,7 @@ export interface OidcDependencies {
   /** Two-factor sign-in: the login asks enrolled users for a code after the password. */
   twoFactor?: TwoFactorLogin;
   /** Back-channel logout: an ended session queues back-channel logouts for its applications. */
-  logout?: Pick<LogoutService, 'enqueueSessionLogout'>;
+  logout?: Pick<LogoutService, 'enqueueSessionLogout' | 'published'>;
 }
 
 export interface Oidc {
@@ -108,6 +112,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
 
   const build = (): Provider => {
     acceptStoredJwtsAtIntrospectionAndRevocation();
+    runBeforeEndSessionStep();
     const provider = new Provider(
       config.issuer,
       providerConfiguration({
@@ -129,7 +134,15 @@ export function createOidc(deps: OidcDependencies): Oidc {
     provider.use(codeExchange.middleware);
     provider.use(discoveryPostProcessing(config));
     provider.use(introspectionAudit(deps.observability));
-    if (deps.logout) provider.use(endSessionLogout(deps.logout, log));
+    registerEndSessionStep(
+      provider,
+      endSessionConfirm({
+        database: { db },
+        branding: brandingFrom(config),
+        logger: log,
+        ...(deps.logout && { logout: deps.logout }),
+      }),
+    );
     includeSessionIdInIdTokens(provider);
     observeProvider(provider, deps.observability);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import type { AuditRecord } from '../../src/audit/events.ts';
+import { PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
   Browser,
@@ -309,5 +311,82 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
       sids.push(claims.sid);
     }
     assert.notEqual(sids[0], sids[1], 'each app has its own sid');
+  });
+
+  /** Makes every insert into the logout queue fail (a real database error), until the returned undo. */
+  async function refuseQueueInserts(): Promise<() => Promise<void>> {
+    const db = server.app.database.db;
+    if (server.app.database.kind === 'sqlite') {
+      await sql`create trigger refuse_bcl_job before insert on bcl_job
+        begin select raise(abort, 'the queue refuses jobs'); end`.execute(db);
+      return async () => void (await sql`drop trigger refuse_bcl_job`.execute(db));
+    }
+    // pg-boss installs its schema on first use: queue (and finish) one job so that its table exists.
+    const warmUp = await receiverApp({ name: 'Warm-up' });
+    const someone = await seedUser(server);
+    await holdTokensAt(server, new Browser(), warmUp, someone.username);
+    await server.app.directoryAdmin.deactivate({ id: someone.id });
+    await sql`create or replace function refuse_bcl_job() returns trigger language plpgsql as
+      $$ begin raise exception 'the queue refuses jobs'; end $$`.execute(db);
+    await sql`create trigger refuse_bcl_job before insert on ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+      for each row execute function refuse_bcl_job()`.execute(db);
+    return async () =>
+      void (await sql`drop trigger refuse_bcl_job on ${sql.table(`${PGBOSS_SCHEMA}.job`)}`.execute(db));
+  }
+
+  it('RP-initiated logout that cannot queue its back-channel logouts answers an error page and ends nothing', async () => {
+    const user = await seedUser(server);
+    const app = await receiverApp({ name: 'Queue down' });
+    const browser = new Browser();
+    const tokens = await holdTokensAt(server, browser, app, user.username);
+    const sessions = () =>
+      server.app.database.db
+        .selectFrom('oidc_payload')
+        .select('id')
+        .where('model', '=', 'Session')
+        .where('user_id', '=', String(user.id))
+        .execute();
+    const before = await sessions();
+    assert.equal(before.length, 1);
+
+    const confirm = await browser.fetch(
+      `${server.issuer}/logout/?${new URLSearchParams({ id_token_hint: tokens.id_token })}`,
+    );
+    const page = await confirm.text();
+    const signOut = () =>
+      browser.fetch(formAction(page, server.origin), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ xsrf: formField(page, 'xsrf'), logout: 'yes' }).toString(),
+      });
+    const undo = await refuseQueueInserts();
+    let refused: Response;
+    try {
+      refused = await signOut();
+    } finally {
+      await undo();
+    }
+    assert.equal(refused.status, 503);
+    assert.match(await refused.text(), /You are still signed in/);
+    assert.deepEqual(await sessions(), before, 'the session is not destroyed');
+    assert.equal((await jobsOf(user.id)).length, 0);
+    const introspected = await fetch(`${server.issuer}/introspect/`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${app.clientId}:${app.clientSecret}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ token: tokens.refresh_token }).toString(),
+    });
+    assert.equal(((await introspected.json()) as { active: boolean }).active, true, 'the grant lives on');
+
+    // Once the queue takes jobs again, the same confirmation signs out and queues the logout.
+    const done = await signOut();
+    assert.equal(done.status, 303);
+    assert.deepEqual(await sessions(), []);
+    const jobs = await jobsOf(user.id);
+    assert.equal(jobs.length, 1);
+    assert.equal(jobs[0]!.trigger, 'rp_initiated');
+    assert.equal(jobs[0]!.sid, idTokenSid(tokens.id_token));
   });
 });

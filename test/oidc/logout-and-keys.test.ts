@@ -159,6 +159,57 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
     assert.match(await done.text(), /Signed out/);
   });
 
+  it('changes nothing when the user declines the logout confirmation: session, grants and tokens stay', async () => {
+    const browser = new Browser();
+    const tokens = await tokensFor(browser);
+    const rowsOfUser = async () => {
+      const rows = await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select(['model', 'id', 'payload', 'expires_at', 'consumed_at', 'revoked_at'])
+        .where('user_id', '=', String(user.id))
+        .where('model', 'in', ['Session', 'Grant', 'AccessToken', 'RefreshToken'])
+        .orderBy('model')
+        .orderBy('id')
+        .execute();
+      return rows.map((row) => {
+        if (row.model !== 'Session') return row;
+        // A session's expiry and timestamps move with every save; who and what it holds must not.
+        const { accountId, authorizations, jti } = JSON.parse(row.payload) as Record<string, unknown>;
+        return { model: row.model, id: row.id, accountId, authorizations, jti, revoked_at: row.revoked_at };
+      });
+    };
+    const before = await rowsOfUser();
+    assert.ok(before.some((row) => row.model === 'Session'));
+    assert.ok(before.some((row) => row.model === 'Grant'));
+
+    const confirm = await browser.fetch(
+      `${server.issuer}/logout?${new URLSearchParams({
+        id_token_hint: tokens.id_token,
+        post_logout_redirect_uri: 'https://rp.example.org/bye',
+        state: 'declined',
+      })}`,
+    );
+    assert.equal(confirm.status, 200);
+    const page = await confirm.text();
+    assert.match(page, /No, stay signed in/);
+    const declined = await browser.fetch(formAction(page, server.origin), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ xsrf: formField(page, 'xsrf') }).toString(),
+    });
+    assert.equal(declined.status, 303);
+    const location = new URL(declined.headers.get('location')!);
+    assert.equal(`${location.origin}${location.pathname}`, 'https://rp.example.org/bye');
+    assert.equal(location.searchParams.get('state'), 'declined');
+
+    assert.deepEqual(await rowsOfUser(), before, 'the session, the grant and the tokens are as they were');
+    assert.equal((await introspect(tokens.access_token)).body.active, true);
+    assert.equal((await introspect(tokens.refresh_token)).body.active, true);
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    await tokensFor(browser, {}, seen);
+    assert.deepEqual(seen, [], 'still signed in: the next authorization asks nothing');
+  });
+
   it('serves a key rotation without a restart: new tokens use the new key, old ones still verify', async () => {
     const browser = new Browser();
     const before = await tokensFor(browser);
