@@ -92,7 +92,7 @@ export async function startApache(
   } catch (error) {
     const log = await errorLog();
     await stop();
-    throw new Error(`${(error as Error).message}\n${child.stderr()}\n${log}`.slice(-4000));
+    throw new Error(`${(error as Error).message}\n${child.stderr()}\n${log}`.slice(-4000), { cause: error });
   }
   return { origin: `http://127.0.0.1:${port}`, directory, errorLog, stop };
 }
