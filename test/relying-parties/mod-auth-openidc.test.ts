@@ -71,7 +71,8 @@ AddType text/html .shtml
 </Location>`,
       {
         'htdocs/protected/claims.shtml': PROTECTED_PAGE,
-        'htdocs/signed-out.html': '<!DOCTYPE html><html><body><h1>Signed out of the wiki</h1></body></html>\n',
+        'htdocs/signed-out.html':
+          '<!DOCTYPE html><html><body><h1>Signed out of the wiki</h1></body></html>\n',
       },
     );
     browser = await launchChromium();
