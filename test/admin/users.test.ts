@@ -163,6 +163,10 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     await holdTokensAt(server, new Browser(), wiki, member.username);
     await server.app.logout.deliverDue();
     const before = receiver.requests.length;
+    // One logout token per session of the member at the wiki (each sign-in was a new browser), read before the revocation ends them.
+    const sessions = (await selectUserSessions(server.app.database.db, member.id)).filter((session) =>
+      session.clientIds.includes(wiki.clientId),
+    );
     const preview = await consoleGet(admin, url(`/admin/users/${member.id}/revoke-tokens`));
     const text = pageText(preview.body);
     assert.match(text, /code\(s\) and token\(s\) are revoked/);
@@ -177,10 +181,6 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     });
     assert.equal(done.status, 303);
     await server.app.logout.deliverDue();
-    // One logout token per session of the member at the wiki (each sign-in above was a new browser).
-    const sessions = (await selectUserSessions(server.app.database.db, member.id)).filter((session) =>
-      session.clientIds.includes(wiki.clientId),
-    );
     assert.ok(sessions.length > 0);
     assert.equal(receiver.requests.length, before + sessions.length);
     // Audit events reach the database in small batches, a moment later.
