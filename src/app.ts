@@ -48,7 +48,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   logKoaErrors(koa, services.logger);
   // A database that is down or unreachable makes requests answer 503 "try again", not 500.
   koa.use(answerUnavailable(services.logger, describeDatabase(config.database)));
-  koa.use(healthRoutes(services.database.db, services.database.kind));
+  const allianceAuth = services.allianceAuth;
+  koa.use(
+    healthRoutes(
+      services.database.db,
+      services.database.kind,
+      allianceAuth ? [{ name: 'allianceAuth', reachable: () => allianceAuth.reachable() }] : [],
+    ),
+  );
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));
   const oidc = createOidc({
     config,
@@ -101,6 +108,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         listening.once('error', reject);
         listening.once('listening', () => {
           server = listening;
+          // The server follows Alliance Auth's changes (one instance at a time, by its lease).
+          allianceAuth?.poller.start();
           resolve(listening.address() as AddressInfo);
         });
       });
@@ -143,7 +152,8 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
     ...accountRoutes({
       config,
       branding,
-      directoryAdmin: services.directoryAdmin,
+      // Alliance Auth's passwords are changed in Alliance Auth.
+      ...(services.directoryReadOnly ? {} : { directoryAdmin: services.directoryAdmin }),
       applications: services.applications,
       tokens: services.tokens,
       twoFactor: services.twoFactor,

@@ -1,3 +1,4 @@
+import { type AllianceAuthDirectory, createAllianceAuthDirectory } from './alliance-auth/create.ts';
 import { createApplicationService } from './applications/service.ts';
 import type { Authenticator } from './directory/authenticator.ts';
 import { createBuiltinDirectory } from './directory/builtin/create.ts';
@@ -76,9 +77,17 @@ export interface Services {
   directoryChanges: ChangeFeed;
   /**
    * The built-in directory's admin interface: the one write path for users, states, groups and
-   * memberships, its password checks and first-run setup.
+   * memberships, its password checks and first-run setup. With the Alliance Auth directory every
+   * write refuses (`DirectoryError` code `read_only`) and the reads show AA's users.
    */
   directoryAdmin: DirectoryAdmin;
+  /**
+   * True when users, states and groups cannot be changed here (the Alliance Auth directory): pages
+   * and commands offer no write, and say that the directory is Alliance Auth.
+   */
+  directoryReadOnly: boolean;
+  /** The Alliance Auth directory's connection, poller and readiness, when it is the directory. */
+  allianceAuth: AllianceAuthDirectory | undefined;
   /** How people sign in at the login page. */
   authenticators: readonly Authenticator[];
   /** Token operations: `tokens revoke-user`, with the hook for back-channel logout. */
@@ -131,9 +140,29 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
     // each change and its consequences commit in one unit of work of this database.
     const directoryChanges = createChangeFeed(database.db, directoryLog);
-    const builtin = createBuiltinDirectory(database.db, directoryChanges, directoryLog);
-    const directory = builtin.directory;
-    const directoryAdmin = builtin.admin;
+    let directory: Directory;
+    let directoryAdmin: DirectoryAdmin;
+    let authenticators: Authenticator[];
+    let allianceAuth: AllianceAuthDirectory | undefined;
+    if (config.directory.source === 'alliance-auth') {
+      // Alliance Auth's database, read-only: its changes arrive by polling (started by the server).
+      allianceAuth = await createAllianceAuthDirectory({
+        config,
+        db: database.db,
+        publisher: directoryChanges,
+        logger,
+      });
+      const opened = allianceAuth;
+      closers.push(() => opened.close());
+      directory = allianceAuth.directory;
+      directoryAdmin = allianceAuth.admin;
+      authenticators = allianceAuth.passwordAuthenticator ? [allianceAuth.passwordAuthenticator] : [];
+    } else {
+      const builtin = createBuiltinDirectory(database.db, directoryChanges, directoryLog);
+      directory = builtin.directory;
+      directoryAdmin = builtin.admin;
+      authenticators = [builtin.authenticator];
+    }
     // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
     const applications = createApplicationService(database.db, config, logger, {
       directory,
@@ -199,7 +228,9 @@ export async function createServices(config: Config, options: ServicesOptions = 
       directory,
       directoryChanges,
       directoryAdmin,
-      authenticators: [builtin.authenticator],
+      directoryReadOnly: allianceAuth !== undefined,
+      allianceAuth,
+      authenticators,
       tokens,
       twoFactor,
       logout,

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
+import { inUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { AllianceAuthConnection } from './database.ts';
 import {
@@ -42,10 +43,15 @@ export interface PollerDependencies {
   intervalMs: number;
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /**
-   * Applies one cycle's changes inside the cycle's transaction (the directory's change feed:
-   * lifecycle events, revocation, logout jobs); may return what to run once it committed.
+   * Applies one cycle's changes inside the cycle's unit of work (the directory's change feed:
+   * revocation, logout jobs, ended sessions), which also stores the fingerprints; `previous` and
+   * `current` are the fingerprints on each side. Notifications go to `unit.afterCommit`.
    */
-  apply(trx: Transaction<Database>, changes: readonly AllianceAuthChange[]): Promise<(() => void) | void>;
+  apply(
+    unit: UnitOfWork,
+    changes: readonly AllianceAuthChange[],
+    fingerprints: { previous: Fingerprints; current: Fingerprints },
+  ): Promise<void>;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
   owner?: string;
@@ -146,44 +152,55 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     }
     const deleted = [...previous.keys()].filter((userId) => !current.has(userId));
 
-    let afterCommit: (() => void) | void = undefined;
     let nextGeneration: number;
     try {
-      nextGeneration = await db.transaction().execute(async (trx) => {
-        const fenced = await trx
-          .updateTable('aa_poll_lease')
-          .set((eb) => ({
-            generation: eb('generation', '+', 1),
-            last_success_at: at,
-            lease_until: now() + leaseMs,
-          }))
-          .where('name', '=', LEASE_NAME)
-          .where('owner', '=', owner)
-          .where('generation', '=', generation)
-          .returning('generation')
-          .executeTakeFirst();
-        if (!fenced) throw new LeaseLost();
-        for (let start = 0; start < upserts.length; start += BATCH) {
-          await trx
-            .insertInto('aa_user_fingerprint')
-            .values(upserts.slice(start, start + BATCH))
-            .onConflict((oc) =>
-              oc.column('user_id').doUpdateSet((eb) => ({
-                fingerprint: eb.ref('excluded.fingerprint'),
-                updated_at: eb.ref('excluded.updated_at'),
-              })),
-            )
-            .execute();
-        }
-        for (let start = 0; start < deleted.length; start += BATCH) {
-          await trx
-            .deleteFrom('aa_user_fingerprint')
-            .where('user_id', 'in', deleted.slice(start, start + BATCH))
-            .execute();
-        }
-        if (changes.length > 0) afterCommit = await deps.apply(trx, changes);
-        return Number(fenced.generation);
-      });
+      nextGeneration = await inUnitOfWork(
+        db,
+        async (unit) => {
+          const { trx } = unit;
+          const fenced = await trx
+            .updateTable('aa_poll_lease')
+            .set((eb) => ({
+              generation: eb('generation', '+', 1),
+              last_success_at: at,
+              lease_until: now() + leaseMs,
+            }))
+            .where('name', '=', LEASE_NAME)
+            .where('owner', '=', owner)
+            .where('generation', '=', generation)
+            .returning('generation')
+            .executeTakeFirst();
+          if (!fenced) throw new LeaseLost();
+          for (let start = 0; start < upserts.length; start += BATCH) {
+            await trx
+              .insertInto('aa_user_fingerprint')
+              .values(upserts.slice(start, start + BATCH))
+              .onConflict((oc) =>
+                oc.column('user_id').doUpdateSet((eb) => ({
+                  fingerprint: eb.ref('excluded.fingerprint'),
+                  updated_at: eb.ref('excluded.updated_at'),
+                })),
+              )
+              .execute();
+          }
+          for (let start = 0; start < deleted.length; start += BATCH) {
+            await trx
+              .deleteFrom('aa_user_fingerprint')
+              .where('user_id', 'in', deleted.slice(start, start + BATCH))
+              .execute();
+          }
+          if (changes.length > 0) await deps.apply(unit, changes, { previous, current });
+          return Number(fenced.generation);
+        },
+        {
+          now,
+          onCallbackError: (error) =>
+            logger.error(
+              { err: { message: (error as Error)?.message } },
+              'a listener of Alliance Auth changes failed',
+            ),
+        },
+      );
     } catch (error) {
       if (error instanceof LeaseLost) {
         cache = undefined;
@@ -192,17 +209,6 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       throw error;
     }
     cache = { generation: nextGeneration, fingerprints: current };
-    const committed = afterCommit as (() => void) | undefined;
-    if (committed) {
-      try {
-        committed();
-      } catch (error) {
-        logger.error(
-          { err: { message: (error as Error).message } },
-          'a listener of Alliance Auth changes failed',
-        );
-      }
-    }
     if (baseline) {
       logger.info(
         { users: current.size },

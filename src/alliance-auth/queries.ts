@@ -20,9 +20,9 @@ export interface AllianceAuthUser {
   active: boolean;
   superuser: boolean;
   /** The stored state (authoritative in AA), or null for a user without a profile. */
-  state: { id: number; name: string } | null;
-  /** Sorted by name (code-unit order). */
-  groups: Array<{ id: number; name: string }>;
+  state: { id: number; name: string; priority: number; grantsAccess: boolean } | null;
+  /** Sorted by name (code-unit order); `grantsAccess`: the group holds the access permission. */
+  groups: AllianceAuthMembership[];
   mainCharacter: MainCharacter | null;
   /** `authentication_userprofile.language`, or null when empty. */
   locale: string | null;
@@ -30,6 +30,12 @@ export interface AllianceAuthUser {
   permissionVia: Array<'user' | 'group' | 'state'>;
   /** Epoch milliseconds, or null when the user never signed in to AA. */
   lastLoginAt: number | null;
+}
+
+export interface AllianceAuthMembership {
+  id: number;
+  name: string;
+  grantsAccess: boolean;
 }
 
 export interface MainCharacter {
@@ -119,6 +125,7 @@ function userQuery(db: AaDb) {
       'p.language',
       's.id as state_id',
       's.name as state_name',
+      's.priority as state_priority',
       'c.character_id',
       'c.character_name',
       'c.corporation_id',
@@ -151,7 +158,7 @@ export function djangoTime(value: Date | string | null | undefined): number | nu
   return Number.isNaN(parsed) ? null : parsed;
 }
 
-function toUser(row: UserQueryRow, groups: Array<{ id: number; name: string }>): AllianceAuthUser {
+function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAuthUser {
   const permissionVia: AllianceAuthUser['permissionVia'] = [];
   if (truthy(row.perm_user as never)) permissionVia.push('user');
   if (truthy(row.perm_group as never)) permissionVia.push('group');
@@ -165,7 +172,12 @@ function toUser(row: UserQueryRow, groups: Array<{ id: number; name: string }>):
     state:
       row.state_id === null || row.state_name === null
         ? null
-        : { id: Number(row.state_id), name: row.state_name },
+        : {
+            id: Number(row.state_id),
+            name: row.state_name,
+            priority: Number(row.state_priority),
+            grantsAccess: permissionVia.includes('state'),
+          },
     groups: [...groups].sort(byName),
     mainCharacter:
       row.character_id === null || row.character_id === undefined
@@ -196,19 +208,30 @@ export function byName<T extends { name: string }>(a: T, b: T): number {
 async function groupsOf(
   db: AaDb,
   userIds: readonly number[],
-): Promise<Map<number, Array<{ id: number; name: string }>>> {
-  const byUser = new Map<number, Array<{ id: number; name: string }>>();
+): Promise<Map<number, AllianceAuthMembership[]>> {
+  const byUser = new Map<number, AllianceAuthMembership[]>();
   for (let start = 0; start < userIds.length; start += 1000) {
     const rows = await db
       .selectFrom('auth_user_groups as ug')
       .innerJoin('auth_group as g', 'g.id', 'ug.group_id')
       .select(['ug.user_id', 'g.id', 'g.name'])
+      .select((eb) =>
+        eb
+          .exists(
+            eb
+              .selectFrom('auth_group_permissions as gp')
+              .select('gp.id')
+              .whereRef('gp.group_id', '=', 'g.id')
+              .where('gp.permission_id', 'in', accessPermissionIds(eb as never)),
+          )
+          .as('grants'),
+      )
       .where('ug.user_id', 'in', userIds.slice(start, start + 1000))
       .execute();
     for (const row of rows) {
       const userId = Number(row.user_id);
       const list = byUser.get(userId) ?? [];
-      list.push({ id: Number(row.id), name: row.name });
+      list.push({ id: Number(row.id), name: row.name, grantsAccess: truthy(row.grants as never) });
       byUser.set(userId, list);
     }
   }
@@ -224,18 +247,27 @@ export async function selectUserById(db: AaDb, id: number): Promise<AllianceAuth
   return row ? toUser(row, groups.get(id) ?? []) : undefined;
 }
 
-/** By username, compared as Django compares it (the database's collation decides the case). */
+/**
+ * By username, regardless of case (the exact spelling first: on PostgreSQL two users may differ in
+ * case only).
+ */
 export async function selectUserByUsername(
   db: AaDb,
   username: string,
 ): Promise<AllianceAuthUser | undefined> {
-  const row = await userQuery(db).where('u.username', '=', username).executeTakeFirst();
+  const rows = await userQuery(db)
+    .where(sql<boolean>`lower(u.username) = lower(${username})`)
+    .limit(10)
+    .execute();
+  const row = rows.find((candidate) => candidate.username === username) ?? rows[0];
   if (!row) return undefined;
   const groups = await groupsOf(db, [Number(row.id)]);
   return toUser(row, groups.get(Number(row.id)) ?? []);
 }
 
 export interface AllianceAuthUserQuery {
+  /** Only these users. */
+  ids?: readonly number[];
   /** A state id. */
   stateId?: number;
   groupId?: number;
@@ -254,6 +286,10 @@ function likePattern(text: string): string {
 /** Users matching the query, sorted by username: two queries (plus one per thousand users). */
 export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promise<AllianceAuthUser[]> {
   let select = userQuery(db);
+  if (query.ids !== undefined) {
+    if (query.ids.length === 0) return [];
+    select = select.where('u.id', 'in', [...query.ids]);
+  }
   if (query.stateId !== undefined) select = select.where('p.state_id', '=', query.stateId);
   if (query.groupId !== undefined) {
     const groupId = query.groupId;
@@ -439,3 +475,51 @@ export async function accessPermissionExists(db: AaDb): Promise<boolean> {
 }
 
 export type { AllianceAuthDatabaseKind };
+
+/**
+ * The ids of the users whose stored state is one of `states` or who belong to one of `groups`, names
+ * matched regardless of case (an application's whitelist).
+ */
+export async function selectUserIdsCoveredBy(
+  db: AaDb,
+  states: readonly string[],
+  groups: readonly string[],
+): Promise<number[]> {
+  const stateNames = states.map((name) => name.toLowerCase());
+  const groupNames = groups.map((name) => name.toLowerCase());
+  if (stateNames.length === 0 && groupNames.length === 0) return [];
+  const rows = await db
+    .selectFrom('auth_user as u')
+    .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
+    .select('u.id')
+    .where((eb) =>
+      eb.or([
+        ...(stateNames.length > 0
+          ? [
+              eb.exists(
+                eb
+                  .selectFrom('authentication_state as s')
+                  .select('s.id')
+                  .whereRef('s.id', '=', 'p.state_id')
+                  .where(sql<boolean>`lower(s.name) in (${sql.join(stateNames)})`),
+              ),
+            ]
+          : []),
+        ...(groupNames.length > 0
+          ? [
+              eb.exists(
+                eb
+                  .selectFrom('auth_user_groups as ug')
+                  .innerJoin('auth_group as g', 'g.id', 'ug.group_id')
+                  .select('ug.id')
+                  .whereRef('ug.user_id', '=', 'u.id')
+                  .where(sql<boolean>`lower(g.name) in (${sql.join(groupNames)})`),
+              ),
+            ]
+          : []),
+      ]),
+    )
+    .orderBy('u.id')
+    .execute();
+  return rows.map((row) => Number(row.id));
+}

@@ -1,5 +1,6 @@
 /** What kind of refusal a `DirectoryError` is. */
-export type DirectoryErrorCode = 'not_found' | 'invalid' | 'conflict';
+/** `read_only`: the directory is another system's (Alliance Auth), changed there and only read here. */
+export type DirectoryErrorCode = 'not_found' | 'invalid' | 'conflict' | 'read_only';
 
 /**
  * A refused directory change or lookup. The message names the input and what would be valid; it

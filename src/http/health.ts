@@ -5,8 +5,22 @@ import { isReachable } from '../db/connect.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 
-/** `/healthz`: the process answers. `/readyz`: the database is reachable and fully migrated. */
-export function healthRoutes(db: Kysely<Database>, kind: DatabaseKind): Koa.Middleware {
+/** Another system the server cannot serve without (Alliance Auth's database), for `/readyz`. */
+export interface ReadinessDependency {
+  /** The key in `/readyz`'s answer (`allianceAuth`). */
+  name: string;
+  reachable(): Promise<boolean>;
+}
+
+/**
+ * `/healthz`: the process answers. `/readyz`: the database is reachable and fully migrated, and every
+ * dependency answers.
+ */
+export function healthRoutes(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  dependencies: readonly ReadinessDependency[] = [],
+): Koa.Middleware {
   return async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
@@ -18,12 +32,17 @@ export function healthRoutes(db: Kysely<Database>, kind: DatabaseKind): Koa.Midd
       ctx.set('Cache-Control', 'no-store');
       const reachable = await isReachable(db);
       const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
-      const ready = reachable && pending !== null && pending.length === 0;
+      const others = await Promise.all(
+        dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
+      );
+      const ready =
+        reachable && pending !== null && pending.length === 0 && others.every(([, answers]) => answers);
       ctx.status = ready ? 200 : 503;
       ctx.body = {
         status: ready ? 'ready' : 'not_ready',
         database: reachable ? 'reachable' : 'unreachable',
         pendingMigrations: pending ?? undefined,
+        ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
       };
       return;
     }

@@ -123,6 +123,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       }
       return await submitConsent(ctx, deps, provider, interaction, form);
     } catch (error) {
+      // A database (ours, or the directory's) that cannot be reached answers "try again", not 500.
+      if (isDatabaseUnavailable(error)) throw error;
       requestLog(ctx, deps.logger).error(
         { err: { name: (error as Error).name, message: (error as Error).message }, clientId },
         'interaction failed',

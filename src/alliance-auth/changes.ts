@@ -1,0 +1,116 @@
+import type { DirectoryChange, UserProfile } from '../directory/port.ts';
+import { assertNever } from '../util/assert-never.ts';
+import type { AllianceAuthChange, Fingerprints, UserFingerprint } from './fingerprint.ts';
+
+/**
+ * What a poll cycle found, as the directory port's lifecycle changes: the same values the built-in
+ * directory publishes, so that revocation, back-channel logout and ended sessions follow Alliance
+ * Auth's changes exactly as they follow an operator's.
+ *
+ * `before` and `after` are built from the two cycles' fingerprints, which hold everything the access
+ * decision reads: active, superuser, the state's and groups' names, and whether the user holds the
+ * access permission (carried as the user's own `oidcAccess`: the global gate gives the same answer
+ * whichever way it is held). Contact details and the main character's names are not in a
+ * fingerprint; consumers needing them read the directory.
+ */
+export function profileFromFingerprint(userId: number, fingerprint: UserFingerprint): UserProfile {
+  return {
+    id: userId,
+    username: fingerprint.username,
+    email: '',
+    emailVerified: false,
+    active: fingerprint.active,
+    superuser: fingerprint.superuser,
+    oidcAccess: fingerprint.permission,
+    locale: null,
+    mainCharacter: {
+      characterId: fingerprint.main?.characterId ?? null,
+      characterName: null,
+      corporationId: null,
+      corporationName: null,
+      corporationTicker: null,
+      allianceId: null,
+      allianceName: null,
+      allianceTicker: null,
+      factionId: null,
+      factionName: null,
+    },
+    state: fingerprint.state ? { name: fingerprint.state.name, priority: 0, oidcAccess: false } : null,
+    groups: fingerprint.groups
+      .map((group) => ({ name: group.name, oidcAccess: false }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+  };
+}
+
+/**
+ * One user's changes of a cycle become at most one change of each kind. A deletion or a
+ * deactivation stands alone: it already ends everything (every token revoked, every application
+ * told), so the state and group changes that come with it in Alliance Auth add nothing.
+ */
+export function toDirectoryChanges(
+  changes: readonly AllianceAuthChange[],
+  previous: Fingerprints,
+  current: Fingerprints,
+): DirectoryChange[] {
+  const byUser = new Map<number, AllianceAuthChange[]>();
+  for (const change of changes) {
+    const list = byUser.get(change.userId) ?? [];
+    list.push(change);
+    byUser.set(change.userId, list);
+  }
+  const result: DirectoryChange[] = [];
+  for (const [userId, list] of byUser) {
+    const was = previous.get(userId);
+    const now = current.get(userId);
+    if (!was) continue; // a new user: nothing to take away
+    const before = profileFromFingerprint(userId, was);
+    if (!now) {
+      result.push({ kind: 'user_deleted', userId, before });
+      continue;
+    }
+    const after = profileFromFingerprint(userId, now);
+    const kinds = new Set<Exclude<DirectoryChange['kind'], 'catalog_renamed' | 'catalog_deleted'>>();
+    for (const change of list) {
+      switch (change.kind) {
+        case 'user_created':
+        case 'user_deleted':
+          break;
+        case 'user_deactivated':
+          kinds.add('user_deactivated');
+          break;
+        case 'user_activated':
+          kinds.add('user_reactivated');
+          break;
+        case 'user_state_changed':
+          kinds.add('user_state_changed');
+          break;
+        case 'user_group_added':
+        case 'user_group_removed':
+          kinds.add('user_groups_changed');
+          break;
+        case 'user_main_character_changed':
+          kinds.add('user_main_character_changed');
+          break;
+        case 'user_updated':
+          // Superuser and the access permission are the user's own permissions (port.ts).
+          if (change.fields.some((field) => field !== 'username')) kinds.add('user_groups_changed');
+          break;
+        default:
+          assertNever(change);
+      }
+    }
+    if (kinds.has('user_deactivated')) {
+      result.push({ kind: 'user_deactivated', userId, before, after });
+      continue;
+    }
+    for (const kind of [
+      'user_reactivated',
+      'user_state_changed',
+      'user_groups_changed',
+      'user_main_character_changed',
+    ] as const) {
+      if (kinds.has(kind)) result.push({ kind, userId, before, after });
+    }
+  }
+  return result;
+}

@@ -1,0 +1,173 @@
+import type { Kysely } from 'kysely';
+import type { Config } from '../config/load.ts';
+import { DatabaseUnavailableError, isDatabaseUnavailable } from '../db/errors.ts';
+import type { Database } from '../db/schema.ts';
+import type { PasswordAuthenticator } from '../directory/authenticator.ts';
+import type { DirectoryAdmin } from '../directory/builtin/types.ts';
+import type { ChangePublisher, Directory } from '../directory/port.ts';
+import type { Logger } from '../logging/logger.ts';
+import { toDirectoryChanges } from './changes.ts';
+import {
+  AA_DATABASE_SETTING,
+  AllianceAuthDatabaseError,
+  type AllianceAuthConnection,
+  allianceAuthReachable,
+  openAllianceAuthDatabase,
+} from './database.ts';
+import { allianceAuthDirectory } from './directory.ts';
+import { allianceAuthPasswordAuthenticator } from './password-login.ts';
+import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
+import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
+import { checkAllianceAuthSchema } from './schema-check.ts';
+
+/**
+ * The Alliance Auth directory, as the composition root plugs it in where the built-in one stands
+ * (`AA_OIDC_DIRECTORY=alliance-auth`): the port read from AA's database, an admin interface that
+ * refuses every write, AA's password sign-in when enabled, and the poller that turns AA's changes
+ * into the directory's lifecycle changes on the process's change feed.
+ */
+export interface AllianceAuthDirectory {
+  connection: AllianceAuthConnection;
+  directory: Directory;
+  admin: DirectoryAdmin;
+  /** AA's Django password hashes, when `directory.allianceAuth.passwordLogin` is on. */
+  passwordAuthenticator: PasswordAuthenticator | undefined;
+  poller: AllianceAuthPoller;
+  /** True when AA's database answers now (for `/readyz`). */
+  reachable(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface AllianceAuthDirectoryDependencies {
+  config: Config;
+  db: Kysely<Database>;
+  publisher: Pick<ChangePublisher, 'deliverWithin'>;
+  logger: Logger;
+}
+
+/** mysql2's codes for a connection that failed or died (node-postgres's are in db/errors.ts). */
+const MYSQL_CONNECTION_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_QUERY_INTERRUPTED',
+  'ER_STATEMENT_TIMEOUT',
+]);
+
+/** True when a failed AA query means that AA's database cannot be used now (try again later). */
+export function isAllianceAuthUnavailable(error: unknown): boolean {
+  if (isDatabaseUnavailable(error)) return true;
+  const { code, fatal, message } = (error ?? {}) as { code?: unknown; fatal?: unknown; message?: unknown };
+  if (typeof code === 'string' && MYSQL_CONNECTION_CODES.has(code)) return true;
+  if (fatal === true) return true;
+  return typeof message === 'string' && /Pool is closed|connect ETIMEDOUT|Connection lost/i.test(message);
+}
+
+/**
+ * Every method of `target`, with a failure to reach AA's database turned into the error that makes a
+ * request answer "try again" (503), never a 500. The message names the setting, never the password.
+ */
+function unavailableAsTryAgain<T extends object>(target: T, label: string): T {
+  const wrapped = {} as Record<string, unknown>;
+  const translate = (error: unknown): never => {
+    if (!isAllianceAuthUnavailable(error)) throw error;
+    throw new DatabaseUnavailableError(
+      `Alliance Auth's database (${label}, ${AA_DATABASE_SETTING}) cannot be reached: ${(error as Error).message}`,
+      { cause: error },
+    );
+  };
+  for (const [name, value] of Object.entries(target)) {
+    wrapped[name] =
+      typeof value === 'function'
+        ? (...args: unknown[]) => {
+            const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+            // Only what queries (a promise) is translated; subscribe() and the like return as they are.
+            return result instanceof Promise ? result.catch(translate) : result;
+          }
+        : value;
+  }
+  return wrapped as T;
+}
+
+/**
+ * Opens AA's database and proves it answers and holds a supported schema; an unreachable database or
+ * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL`. Nothing polls until
+ * `poller.start()` (the server does that; the CLI's commands only read).
+ */
+export async function createAllianceAuthDirectory(
+  deps: AllianceAuthDirectoryDependencies,
+): Promise<AllianceAuthDirectory> {
+  const settings = deps.config.directory.allianceAuth;
+  const log = deps.logger.child({ component: 'alliance-auth' });
+  if (!settings.databaseUrl) {
+    throw new AllianceAuthDatabaseError(
+      `${AA_DATABASE_SETTING}: required when AA_OIDC_DIRECTORY=alliance-auth`,
+    );
+  }
+  const connection = openAllianceAuthDatabase(settings.databaseUrl, {
+    onIdleConnectionError: (error) =>
+      log.warn({ err: { message: error.message } }, "an idle connection to Alliance Auth's database closed"),
+  });
+  try {
+    try {
+      await connection.db.selectFrom('auth_user').select('id').limit(1).execute();
+    } catch (error) {
+      const reason = (error as Error).message;
+      const unreachable =
+        isAllianceAuthUnavailable(error) || /access denied|password authentication/i.test(reason);
+      throw new AllianceAuthDatabaseError(
+        unreachable
+          ? `cannot connect to Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}): ${reason}`
+          : `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) cannot be read: ${reason}`,
+      );
+    }
+    const report = await checkAllianceAuthSchema(connection.db, connection.kind);
+    if (report.errors.length > 0) {
+      throw new AllianceAuthDatabaseError(
+        `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) is not supported: ${report.errors.join('; ')}`,
+      );
+    }
+    for (const warning of report.warnings) log.warn({ heads: report.heads }, warning);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+
+  const options = { emailVerified: settings.emailVerified };
+  const label = connection.displayUrl;
+  const directory = unavailableAsTryAgain(allianceAuthDirectory(connection.db, options), label);
+  const admin = unavailableAsTryAgain(allianceAuthReadOnlyAdmin(connection.db, options), label);
+  const passwordAuthenticator = settings.passwordLogin
+    ? unavailableAsTryAgain(allianceAuthPasswordAuthenticator(connection.db), label)
+    : undefined;
+  const poller = createAllianceAuthPoller({
+    aa: connection,
+    db: deps.db,
+    intervalMs: settings.pollSeconds * 1000,
+    logger: log,
+    async apply(unit, changes, fingerprints) {
+      for (const change of changes) {
+        log.info(
+          { change: change.kind, userId: change.userId },
+          'Alliance Auth changed a user; its consequences follow',
+        );
+      }
+      for (const change of toDirectoryChanges(changes, fingerprints.previous, fingerprints.current)) {
+        await deps.publisher.deliverWithin(unit, change);
+      }
+    },
+  });
+  return {
+    connection,
+    directory,
+    admin,
+    passwordAuthenticator,
+    poller,
+    reachable: () => allianceAuthReachable(connection.db),
+    async close() {
+      await poller.stop();
+      await connection.close();
+    },
+  };
+}

@@ -1,0 +1,115 @@
+import type { Directory, MainCharacter, UserProfile } from '../directory/port.ts';
+import {
+  type AaDb,
+  type AllianceAuthUser,
+  selectGroups,
+  selectStates,
+  selectUserById,
+  selectUserByUsername,
+  selectUserIdsCoveredBy,
+  selectUsers,
+} from './queries.ts';
+
+/**
+ * Alliance Auth's database as the directory port: users are `auth_user` rows (their id is `sub`, as
+ * with the Python plugin), the state is the stored one, groups come from `auth_user_groups`, and
+ * `oidc_access` is the plugin's permission `allianceauth_oidc.access_oidc`, held directly, through a
+ * group or through the state. Every read goes to AA's database: nothing is cached, so a change made
+ * in AA counts on the very next request, whether or not the poller has seen it yet.
+ */
+export interface AllianceAuthDirectoryOptions {
+  /** The `email_verified` claim of a user with an address (`AA_OIDC_AA_EMAIL_VERIFIED`). */
+  emailVerified: boolean;
+}
+
+const NO_CHARACTER: MainCharacter = {
+  characterId: null,
+  characterName: null,
+  corporationId: null,
+  corporationName: null,
+  corporationTicker: null,
+  allianceId: null,
+  allianceName: null,
+  allianceTicker: null,
+  factionId: null,
+  factionName: null,
+};
+
+/** The port's plain profile of an Alliance Auth user. */
+export function toUserProfile(user: AllianceAuthUser, options: AllianceAuthDirectoryOptions): UserProfile {
+  return {
+    id: user.id,
+    username: user.username,
+    email: user.email,
+    emailVerified: options.emailVerified && user.email.trim() !== '',
+    active: user.active,
+    superuser: user.superuser,
+    oidcAccess: user.permissionVia.includes('user'),
+    locale: user.locale,
+    mainCharacter: user.mainCharacter ? { ...user.mainCharacter } : { ...NO_CHARACTER },
+    state: user.state
+      ? { name: user.state.name, priority: user.state.priority, oidcAccess: user.state.grantsAccess }
+      : null,
+    groups: user.groups.map((group) => ({ name: group.name, oidcAccess: group.grantsAccess })),
+  };
+}
+
+const IDS_PER_QUERY = 1000;
+
+export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOptions): Directory {
+  const profile = (user: AllianceAuthUser) => toUserProfile(user, options);
+  const stateId = async (name: string): Promise<number | undefined> =>
+    (await selectStates(aa)).find((state) => state.name.toLowerCase() === name.toLowerCase())?.id;
+  const groupId = async (name: string): Promise<number | undefined> =>
+    (await selectGroups(aa)).find((group) => group.name.toLowerCase() === name.toLowerCase())?.id;
+  return {
+    async profileById(id) {
+      if (!Number.isSafeInteger(id) || id <= 0) return undefined;
+      const user = await selectUserById(aa, id);
+      return user ? profile(user) : undefined;
+    },
+    async profileByUsername(username) {
+      const user = await selectUserByUsername(aa, username);
+      return user ? profile(user) : undefined;
+    },
+    async profilesByIds(ids) {
+      const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id) && id > 0);
+      const profiles: UserProfile[] = [];
+      for (let start = 0; start < unique.length; start += IDS_PER_QUERY) {
+        const users = await selectUsers(aa, { ids: unique.slice(start, start + IDS_PER_QUERY) });
+        profiles.push(...users.map(profile));
+      }
+      return profiles;
+    },
+    async listProfiles(filter = {}) {
+      // Alliance Auth gives every user a profile and a state: "no state" selects nobody.
+      if (filter.state === null) return [];
+      const state = filter.state === undefined ? undefined : await stateId(filter.state);
+      const group = filter.group === undefined ? undefined : await groupId(filter.group);
+      if (filter.state !== undefined && state === undefined) return [];
+      if (filter.group !== undefined && group === undefined) return [];
+      const users = await selectUsers(aa, {
+        ...(state !== undefined && { stateId: state }),
+        ...(group !== undefined && { groupId: group }),
+        ...(filter.active !== undefined && { active: filter.active }),
+        ...(filter.search !== undefined && { search: filter.search }),
+        ...(filter.limit !== undefined && { limit: filter.limit }),
+        ...(filter.offset !== undefined && { offset: filter.offset }),
+      });
+      return users.map(profile);
+    },
+    async listStates() {
+      return (await selectStates(aa)).map((state) => ({
+        name: state.name,
+        priority: state.priority,
+        oidcAccess: state.grantsAccess,
+      }));
+    },
+    async listGroups() {
+      return (await selectGroups(aa)).map((group) => ({ name: group.name, oidcAccess: group.grantsAccess }));
+    },
+    usersCoveredBy(whitelist) {
+      return selectUserIdsCoveredBy(aa, whitelist.states, whitelist.groups);
+    },
+  };
+}

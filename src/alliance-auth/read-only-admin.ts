@@ -1,0 +1,206 @@
+import type { GroupRow, StateRow, UserRow } from '../db/schema.ts';
+import type {
+  DirectoryAdmin,
+  GroupSummary,
+  StateSummary,
+  UserRecord,
+  UserRef,
+} from '../directory/builtin/types.ts';
+import { DirectoryError, notFound } from '../directory/errors.ts';
+import {
+  type AaDb,
+  type AllianceAuthUser,
+  selectGroups,
+  selectStates,
+  selectUserById,
+  selectUserByUsername,
+  selectUsers,
+} from './queries.ts';
+
+/**
+ * The admin interface in Alliance Auth mode: every write refuses, saying that the directory is
+ * Alliance Auth (aa-oidc never writes to AA's database), and the reads show AA's users, states and
+ * groups in the records `user list/show`, `state list`, `group list` and the admin UI print.
+ */
+export const ALLIANCE_AUTH_READ_ONLY_MESSAGE =
+  'The directory is Alliance Auth: users, states and groups are read from Alliance Auth and changed there, not in aa-oidc.';
+
+export function readOnly(): DirectoryError {
+  return new DirectoryError('read_only', ALLIANCE_AUTH_READ_ONLY_MESSAGE);
+}
+
+export interface ReadOnlyAdminOptions {
+  emailVerified: boolean;
+}
+
+function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow {
+  const main = user.mainCharacter;
+  return {
+    id: user.id,
+    username: user.username,
+    email: user.email,
+    email_verified: options.emailVerified && user.email.trim() !== '' ? 1 : 0,
+    // Alliance Auth's passwords stay in AA; none is held here.
+    password_hash: null,
+    active: user.active ? 1 : 0,
+    superuser: user.superuser ? 1 : 0,
+    oidc_access: user.permissionVia.includes('user') ? 1 : 0,
+    state_id: user.state?.id ?? null,
+    character_id: main?.characterId ?? null,
+    character_name: main?.characterName ?? null,
+    corporation_id: main?.corporationId ?? null,
+    corporation_name: main?.corporationName ?? null,
+    corporation_ticker: main?.corporationTicker ?? null,
+    alliance_id: main?.allianceId ?? null,
+    alliance_name: main?.allianceName ?? null,
+    alliance_ticker: main?.allianceTicker ?? null,
+    faction_id: main?.factionId ?? null,
+    faction_name: main?.factionName ?? null,
+    locale: user.locale,
+    last_login_at: user.lastLoginAt,
+    must_change_password: 0,
+    created_at: 0,
+    updated_at: 0,
+  };
+}
+
+function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRecord {
+  return {
+    user: userRow(user, options),
+    state: user.state
+      ? {
+          id: user.state.id,
+          name: user.state.name,
+          priority: user.state.priority,
+          oidc_access: user.state.grantsAccess ? 1 : 0,
+          created_at: 0,
+        }
+      : null,
+    groups: user.groups.map((group) => ({
+      id: group.id,
+      name: group.name,
+      oidc_access: group.grantsAccess ? 1 : 0,
+      created_at: 0,
+    })),
+  };
+}
+
+export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOptions): DirectoryAdmin {
+  const refuse = async (): Promise<never> => {
+    throw readOnly();
+  };
+  const record = (user: AllianceAuthUser) => toRecord(user, options);
+  const find = async (ref: UserRef): Promise<AllianceAuthUser | undefined> =>
+    'id' in ref ? selectUserById(aa, ref.id) : selectUserByUsername(aa, ref.username);
+  const states = async (): Promise<StateSummary[]> =>
+    (await selectStates(aa)).map((state) => ({
+      id: state.id,
+      name: state.name,
+      priority: state.priority,
+      oidc_access: state.grantsAccess ? 1 : 0,
+      created_at: 0,
+      userCount: state.userCount,
+    }));
+  const groups = async (): Promise<GroupSummary[]> =>
+    (await selectGroups(aa)).map((group) => ({
+      id: group.id,
+      name: group.name,
+      oidc_access: group.grantsAccess ? 1 : 0,
+      created_at: 0,
+      userCount: group.userCount,
+    }));
+  const byName = <T extends { name: string }>(list: T[], name: string): T | undefined =>
+    list.find((item) => item.name.toLowerCase() === name.toLowerCase());
+  return {
+    subscribe: () => () => undefined,
+    afterCommit: () => () => undefined,
+    createUser: refuse,
+    updateUser: refuse,
+    setPassword: refuse,
+    deactivate: refuse,
+    activate: refuse,
+    setState: refuse,
+    addGroup: refuse,
+    removeGroup: refuse,
+    deleteUser: refuse,
+    // Sign-ins are Alliance Auth's record to keep; nothing is written to it.
+    recordLogin: async () => undefined,
+    createState: refuse,
+    grantStateAccess: refuse,
+    renameState: refuse,
+    deleteState: refuse,
+    createGroup: refuse,
+    grantGroupAccess: refuse,
+    renameGroup: refuse,
+    deleteGroup: refuse,
+
+    async findUserByUsername(username) {
+      const user = await selectUserByUsername(aa, username);
+      return user ? userRow(user, options) : undefined;
+    },
+    async findUserById(id) {
+      const user = await selectUserById(aa, id);
+      return user ? userRow(user, options) : undefined;
+    },
+    async loadUserProfile(userId) {
+      const user = await selectUserById(aa, userId);
+      return user ? record(user) : undefined;
+    },
+    async getUserProfile(ref) {
+      const user = await find(ref);
+      if (!user) {
+        throw notFound(
+          'id' in ref
+            ? `no user with id ${ref.id} in Alliance Auth`
+            : `no user named "${ref.username}" in Alliance Auth`,
+        );
+      }
+      return record(user);
+    },
+    async listUsers(filter = {}) {
+      let stateId: number | undefined;
+      let groupId: number | undefined;
+      if (filter.state === null) return [];
+      if (filter.state !== undefined) {
+        const state = byName(await states(), filter.state);
+        if (!state) throw notFound(`no state named "${filter.state}" in Alliance Auth`);
+        stateId = state.id;
+      }
+      if (filter.group !== undefined) {
+        const group = byName(await groups(), filter.group);
+        if (!group) throw notFound(`no group named "${filter.group}" in Alliance Auth`);
+        groupId = group.id;
+      }
+      const users = await selectUsers(aa, {
+        ...(stateId !== undefined && { stateId }),
+        ...(groupId !== undefined && { groupId }),
+        ...(filter.active !== undefined && { active: filter.active }),
+        ...(filter.search !== undefined && { search: filter.search }),
+        ...(filter.limit !== undefined && { limit: filter.limit }),
+        ...(filter.offset !== undefined && { offset: filter.offset }),
+      });
+      return users.map(record);
+    },
+    listStates: states,
+    listGroups: groups,
+    async findStateByName(name): Promise<StateRow | undefined> {
+      const state = byName(await states(), name);
+      if (!state) return undefined;
+      const { userCount: _count, ...row } = state;
+      return row;
+    },
+    async findGroupByName(name): Promise<GroupRow | undefined> {
+      const group = byName(await groups(), name);
+      if (!group) return undefined;
+      const { userCount: _count, ...row } = group;
+      return row;
+    },
+    async verifyPassword() {
+      return { outcome: 'invalid' };
+    },
+    async ensureBootstrapSuperuser() {
+      // Superusers are Alliance Auth's; no first-run login is made here.
+      return null;
+    },
+  };
+}

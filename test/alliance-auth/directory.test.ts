@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
+import { toUserProfile } from '../../src/directory/builtin/profile.ts';
+import { claimsFor } from '../../src/oidc/claims.ts';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  type ExpectedFixture,
+  expectedFixture,
+  FIXTURE_PASSWORD,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+
+const SCOPE = 'openid profile email groups';
+
+/** What the built-in directory releases for a user holding the same data as `want`. */
+function builtinClaims(
+  server: TestServer,
+  expected: ExpectedFixture,
+  want: ExpectedFixture['users'][number],
+): Record<string, unknown> {
+  const main = want.main_character;
+  const row: UserRow = {
+    id: want.id,
+    username: want.username,
+    email: want.email,
+    email_verified: 1,
+    password_hash: null,
+    active: want.is_active ? 1 : 0,
+    superuser: want.is_superuser ? 1 : 0,
+    oidc_access: want.oidc_permission_sources.includes('user') ? 1 : 0,
+    state_id: want.state.id,
+    character_id: main?.character_id ?? null,
+    character_name: main?.character_name ?? null,
+    corporation_id: main?.corporation_id ?? null,
+    corporation_name: main?.corporation_name ?? null,
+    corporation_ticker: main?.corporation_ticker ?? null,
+    alliance_id: main?.alliance_id ?? null,
+    alliance_name: main?.alliance_name ?? null,
+    alliance_ticker: main?.alliance_ticker ?? null,
+    faction_id: main?.faction_id ?? null,
+    faction_name: main?.faction_name ?? null,
+    locale: null,
+    last_login_at: null,
+    must_change_password: 0,
+    created_at: 0,
+    updated_at: 0,
+  };
+  const state = expected.states.find((candidate) => candidate.id === want.state.id)!;
+  const stateRow: StateRow = {
+    id: state.id,
+    name: state.name,
+    priority: state.priority,
+    oidc_access: state.grants_oidc ? 1 : 0,
+    created_at: 0,
+  };
+  const groups: GroupRow[] = want.groups.toSorted().map((name) => {
+    const group = expected.groups.find((candidate) => candidate.name === name)!;
+    return { id: group.id, name, oidc_access: group.grants_oidc ? 1 : 0, created_at: 0 };
+  });
+  const profile = toUserProfile({ user: row, state: stateRow, groups });
+  return claimsFor(profile, SCOPE.split(' '), server.app.config.oidc);
+}
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Alliance Auth as the directory, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let client: { clientId: string; clientSecret: string };
+    const expected = expectedFixture();
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      server = await startServer({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: {
+            databaseUrl: fixture.readerUrl,
+            loginUrl: 'https://auth.example.org/',
+            passwordLogin: true,
+          },
+        },
+      });
+      const created = await seedApp(server, { name: 'Wiki' });
+      client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+    });
+    after(async () => {
+      await server?.close();
+      await fixture?.drop();
+    });
+
+    it("gives every user of expected.json its access, and the built-in directory's claims for the same data", async () => {
+      for (const want of expected.users) {
+        const browser = new Browser();
+        const { params, verifier } = authorizeParams(client, { scope: SCOPE });
+        const response = await signIn(browser, server, authorizeUrl(server, params), {
+          username: want.username,
+          password: FIXTURE_PASSWORD,
+        });
+        if (!want.is_active) {
+          assert.equal(response.status, 401, `${want.username}: an inactive user cannot sign in`);
+          continue;
+        }
+        if (!want.oidc_access) {
+          assert.equal(response.status, 403, `${want.username}: refused by the global gate`);
+          assert.match(await response.text(), /access|allowed|denied/i);
+          continue;
+        }
+        const exchanged = await tokenRequest(server, client, {
+          grant_type: 'authorization_code',
+          code: codeFrom(response),
+          redirect_uri: REDIRECT_URI,
+          code_verifier: verifier,
+        });
+        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+        const idToken = decodeJwt(exchanged.body.id_token as string);
+        assert.equal(idToken.sub, String(want.id), `${want.username}: sub is auth_user.id`);
+        const info = await userinfo(server, exchanged.body.access_token as string);
+        assert.equal(info.status, 200);
+        const claims = JSON.parse(info.body) as Record<string, unknown>;
+        assert.deepEqual(claims, builtinClaims(server, expected, want), `${want.username}'s claims`);
+        assert.equal(claims.sub, String(want.id));
+        assert.equal(claims.name, want.main_character?.character_name);
+        assert.deepEqual(claims.groups, [...want.groups.toSorted(), want.state.name]);
+      }
+    });
+
+    it('lists, shows and explains AA users on the command line, and refuses to change them', async () => {
+      const env = testEnv(server.database, {
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: fixture.readerUrl,
+        AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+      });
+      const list = await cli(['user', 'list', '--format', 'json'], env);
+      assert.equal(list.code, 0, list.stderr);
+      const users = JSON.parse(list.stdout) as Array<{ id: number; username: string; state: string }>;
+      assert.deepEqual(
+        users.map((user) => [user.id, user.username, user.state]),
+        expected.users
+          .toSorted((a, b) => (a.username < b.username ? -1 : 1))
+          .map((user) => [user.id, user.username, user.state.name]),
+      );
+      const show = await cli(['user', 'show', 'alice', '--format', 'json'], env);
+      assert.equal(show.code, 0, show.stderr);
+      assert.equal((JSON.parse(show.stdout) as { character_name: string }).character_name, 'Alice Alpha');
+
+      const policy = await cli(['policy', 'show', client.clientId, '--username', 'bob'], env);
+      assert.equal(policy.code, 0, policy.stderr);
+      assert.match(policy.stdout, /deny|denied|refused/i);
+
+      const audit = await cli(['tokens', 'audit', '--username', 'alice'], env);
+      assert.equal(audit.code, 0, audit.stderr);
+
+      for (const args of [
+        ['user', 'deactivate', 'alice'],
+        ['user', 'set-state', 'alice', 'Blue'],
+        ['group', 'create', 'Pilots'],
+        ['state', 'create', 'Allies', '--priority', '10'],
+      ]) {
+        const refused = await cli(args, env);
+        assert.notEqual(refused.code, 0, args.join(' '));
+        assert.match(refused.stderr, /The directory is Alliance Auth/, args.join(' '));
+      }
+      // Nothing changed in Alliance Auth.
+      const alice = await fixture.owner
+        .selectFrom('auth_user')
+        .select('is_active')
+        .where('id', '=', 2)
+        .executeTakeFirstOrThrow();
+      assert.equal(Boolean(alice.is_active), true);
+    });
+  });
+}
