@@ -156,7 +156,9 @@ export async function createServices(config: Config, options: ServicesOptions = 
       closers.push(() => opened.close());
       directory = allianceAuth.directory;
       directoryAdmin = allianceAuth.admin;
-      authenticators = allianceAuth.passwordAuthenticator ? [allianceAuth.passwordAuthenticator] : [];
+      authenticators = [allianceAuth.eveAuthenticator, allianceAuth.passwordAuthenticator].filter(
+        (authenticator) => authenticator !== undefined,
+      );
     } else {
       const builtin = createBuiltinDirectory(database.db, directoryChanges, directoryLog);
       directory = builtin.directory;

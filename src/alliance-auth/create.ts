@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/load.ts';
 import { DatabaseUnavailableError, isDatabaseUnavailable } from '../db/errors.ts';
 import type { Database } from '../db/schema.ts';
-import type { PasswordAuthenticator } from '../directory/authenticator.ts';
+import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/authenticator.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { ChangePublisher, Directory } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -15,6 +15,7 @@ import {
   openAllianceAuthDatabase,
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
+import { eveSsoAuthenticator } from './eve-authenticator.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
@@ -32,6 +33,8 @@ export interface AllianceAuthDirectory {
   admin: DirectoryAdmin;
   /** AA's Django password hashes, when `directory.allianceAuth.passwordLogin` is on. */
   passwordAuthenticator: PasswordAuthenticator | undefined;
+  /** "Sign in with EVE Online", when `AA_OIDC_EVE_SSO_CLIENT_ID` and `_SECRET` are set. */
+  eveAuthenticator: ExternalAuthenticator | undefined;
   poller: AllianceAuthPoller;
   /** True when AA's database answers now (for `/readyz`). */
   reachable(): Promise<boolean>;
@@ -141,6 +144,25 @@ export async function createAllianceAuthDirectory(
   const passwordAuthenticator = settings.passwordLogin
     ? unavailableAsTryAgain(allianceAuthPasswordAuthenticator(connection.db), label)
     : undefined;
+  const eve = deps.config.eveSso;
+  const eveAuthenticator =
+    eve.clientId && eve.clientSecret && settings.loginUrl
+      ? unavailableAsTryAgain(
+          eveSsoAuthenticator({
+            aa: connection.db,
+            settings: {
+              clientId: eve.clientId,
+              clientSecret: eve.clientSecret,
+              authorizationUrl: eve.authorizationUrl,
+              tokenUrl: eve.tokenUrl,
+              jwksUrl: eve.jwksUrl,
+            },
+            loginUrl: settings.loginUrl,
+            logger: log,
+          }),
+          label,
+        )
+      : undefined;
   const poller = createAllianceAuthPoller({
     aa: connection,
     db: deps.db,
@@ -163,6 +185,7 @@ export async function createAllianceAuthDirectory(
     directory,
     admin,
     passwordAuthenticator,
+    eveAuthenticator,
     poller,
     reachable: () => allianceAuthReachable(connection.db),
     async close() {

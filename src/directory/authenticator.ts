@@ -49,5 +49,46 @@ export interface PasswordAuthenticator {
   replacePassword(userId: number, newPassword: string): Promise<PasswordReplacement>;
 }
 
-/** Every kind of authenticator the login page can offer (more kinds join this union). */
-export type Authenticator = PasswordAuthenticator;
+/** Where a sign-in through another identity provider sends the browser first. */
+export interface ExternalAuthorizationRequest {
+  url: string;
+  /** Kept by the caller (in a signed cookie) and compared with what comes back. */
+  state: string;
+  codeVerifier: string;
+}
+
+/**
+ * The outcome of a sign-in through another identity provider. `referred`: the person proved who
+ * they are there, but only the directory's own site can let them in (register, record a new owner,
+ * choose a main character); `message` says what to do there, `referTo` is where.
+ */
+export type ExternalSignInResult =
+  | { outcome: 'authenticated'; userId: number; amr: string[]; subject: string }
+  | { outcome: 'referred'; reason: string; message: string; referTo: string; subject: string }
+  /**
+   * `rejected`: the answer did not verify (never shown in detail to the person); `unavailable`: the
+   * identity provider cannot be reached now, try again later.
+   */
+  | { outcome: 'failed'; kind: 'rejected' | 'unavailable'; message: string };
+
+/**
+ * A sign-in through another identity provider (EVE SSO): the login page offers a button labelled
+ * with `label`; the browser goes to `authorizationRequest(…).url` and comes back to the callback with
+ * a code, which `complete` redeems and judges.
+ */
+export interface ExternalAuthenticator {
+  readonly kind: 'external';
+  /** Who the button names: "Sign in with <label>". */
+  readonly label: string;
+  /** Short, URL-safe: the path segment of its routes (`eve`). */
+  readonly id: string;
+  authorizationRequest(redirectUri: string): ExternalAuthorizationRequest;
+  /**
+   * Redeems the code and judges who it proves. `subject` (the character, `eve:<id>`) is the account
+   * the login throttle counts the attempt against.
+   */
+  complete(code: string, redirectUri: string, codeVerifier: string): Promise<ExternalSignInResult>;
+}
+
+/** Every kind of authenticator the login page can offer. */
+export type Authenticator = PasswordAuthenticator | ExternalAuthenticator;

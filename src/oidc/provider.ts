@@ -182,6 +182,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     throttle,
     csrf: { key: deriveKey(config.secretKey, 'interaction csrf'), secure: config.mode === 'production' },
     passwordChangeKey: deriveKey(config.secretKey, 'password change'),
+    externalSignInKey: deriveKey(config.secretKey, 'external sign-in'),
     branding,
     ...(deps.twoFactor
       ? {

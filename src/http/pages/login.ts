@@ -8,6 +8,10 @@ export interface LoginPageInput {
   username?: string;
   /** Shown above the form: what went wrong, in words that do not say whether the user exists. */
   error?: string;
+  /** Offer the username and password form (default true). */
+  password?: boolean;
+  /** Sign-in through other identity providers: one button each ("Sign in with EVE Online"). */
+  external?: ReadonlyArray<{ label: string; action: string }>;
 }
 
 export function loginPage(input: LoginPageInput, context: PageContext): string {
@@ -16,32 +20,43 @@ export function loginPage(input: LoginPageInput, context: PageContext): string {
     html`<h1>Sign in</h1>
       <p>to continue to <strong>${input.clientName}</strong></p>
       ${input.error ? html`<p class="alert" role="alert" id="login-error">${input.error}</p>` : ''}
-      <form method="post" action="${input.action}" novalidate>
-        <input type="hidden" name="csrf_token" value="${input.csrfToken}" />
-        <label for="username">Username</label>
-        <input
-          type="text"
-          id="username"
-          name="username"
-          autocomplete="username"
-          autocapitalize="none"
-          spellcheck="false"
-          required
-          maxlength="150"
-          value="${input.username ?? ''}"
-          ${input.error ? html` aria-describedby="login-error"` : ''}
-        />
-        <label for="password">Password</label>
-        <input
-          type="password"
-          id="password"
-          name="password"
-          autocomplete="current-password"
-          required
-          maxlength="1024"
-        />
-        <button type="submit">Sign in</button>
-      </form>`,
+      ${(input.external ?? []).map(
+        (provider) =>
+          html`<form method="post" action="${provider.action}" class="external-sign-in">
+            <input type="hidden" name="csrf_token" value="${input.csrfToken}" />
+            <button type="submit">Sign in with ${provider.label}</button>
+          </form>`,
+      )}
+      ${input.password === false ? '' : passwordForm(input)}`,
     { branding: context.branding },
   );
+}
+
+function passwordForm(input: LoginPageInput) {
+  return html`<form method="post" action="${input.action}" novalidate>
+    <input type="hidden" name="csrf_token" value="${input.csrfToken}" />
+    <label for="username">Username</label>
+    <input
+      type="text"
+      id="username"
+      name="username"
+      autocomplete="username"
+      autocapitalize="none"
+      spellcheck="false"
+      required
+      maxlength="150"
+      value="${input.username ?? ''}"
+      ${input.error ? html` aria-describedby="login-error"` : ''}
+    />
+    <label for="password">Password</label>
+    <input
+      type="password"
+      id="password"
+      name="password"
+      autocomplete="current-password"
+      required
+      maxlength="1024"
+    />
+    <button type="submit">Sign in</button>
+  </form>`;
 }

@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
 import type { ApplicationLookup } from '../clients.ts';
 import type { Config } from '../../config/load.ts';
-import type { Authenticator } from '../../directory/authenticator.ts';
+import type { Authenticator, ExternalAuthenticator } from '../../directory/authenticator.ts';
 import type { Directory } from '../../directory/port.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { errorPage } from '../../http/pages/error.ts';
@@ -29,6 +29,8 @@ export interface InteractionDependencies {
   csrf: CsrfOptions;
   /** Signs the proof that a sign-in gave the right password before it must choose a new one. */
   passwordChangeKey: Buffer;
+  /** Signs the state and the result of a sign-in through another identity provider (EVE SSO). */
+  externalSignInKey: Buffer;
   branding: Branding;
   /** Two-factor sign-in: the code (or the enrolment) after the password, when the user needs one. */
   twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'key' | 'branding'>;
@@ -68,4 +70,19 @@ export function renderStatus(
   ctx.status = status;
   ctx.type = 'html';
   ctx.body = errorPage({ error, description, status }, pageContext(deps.branding, ctx));
+}
+
+export function externalAuthenticators(authenticators: readonly Authenticator[]): ExternalAuthenticator[] {
+  return authenticators.filter((authenticator) => authenticator.kind === 'external');
+}
+
+/** What the login page offers besides the form: one button per external authenticator. */
+export function signInChoices(deps: Pick<InteractionDependencies, 'authenticators'>, path: string) {
+  return {
+    password: deps.authenticators.some((authenticator) => authenticator.kind === 'password'),
+    external: externalAuthenticators(deps.authenticators).map((authenticator) => ({
+      label: authenticator.label,
+      action: `${path}/${authenticator.id}`,
+    })),
+  };
 }

@@ -7,7 +7,13 @@ import { loginPage } from '../../http/pages/login.ts';
 import { passwordChangePage } from '../../http/pages/password-change.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { assertNever } from '../../util/assert-never.ts';
-import { finish, type Interaction, type InteractionDependencies, renderStatus } from './common.ts';
+import {
+  finish,
+  type Interaction,
+  type InteractionDependencies,
+  renderStatus,
+  signInChoices,
+} from './common.ts';
 import { issueCsrfToken } from './csrf.ts';
 import { issuePasswordChangeToken, verifyPasswordChangeToken } from './password-change.ts';
 import type { StepRequest, twoFactorStep } from './two-factor-step.ts';
@@ -48,6 +54,7 @@ export async function submitLogin(
         clientName: app.name,
         username,
         error,
+        ...signInChoices(deps, path),
       },
       pageContext(deps.branding, ctx),
     );

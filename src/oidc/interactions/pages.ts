@@ -6,7 +6,13 @@ import { deniedPage } from '../../http/pages/denied.ts';
 import { loginPage } from '../../http/pages/login.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { ACCESS_PROMPT } from '../check-access.ts';
-import { finish, type Interaction, type InteractionDependencies, renderStatus } from './common.ts';
+import {
+  finish,
+  type Interaction,
+  type InteractionDependencies,
+  renderStatus,
+  signInChoices,
+} from './common.ts';
 import { grantConsent } from './consent.ts';
 import { issueCsrfToken } from './csrf.ts';
 
@@ -46,6 +52,7 @@ export async function show(
           clientName: app.name,
           username:
             typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
+          ...signInChoices(deps, path),
         },
         pageContext(deps.branding, ctx),
       );

@@ -4,7 +4,20 @@ import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
 import { RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
-import { finish, type Interaction, type InteractionDependencies, readForm, renderStatus } from './common.ts';
+import {
+  externalAuthenticators,
+  finish,
+  type Interaction,
+  type InteractionDependencies,
+  readForm,
+  renderStatus,
+} from './common.ts';
+import {
+  type ExternalSignInDependencies,
+  externalCallbacks,
+  startExternalSignIn,
+  takeExternalResult,
+} from './external-sign-in.ts';
 import { submitConsent } from './consent.ts';
 import { CSRF_FIELD, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
 import { submitLogin, submitNewPassword } from './login.ts';
@@ -36,8 +49,18 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
         branding: deps.branding,
       })
     : undefined;
+  const externals = externalAuthenticators(deps.authenticators);
+  const external: ExternalSignInDependencies = {
+    issuer: deps.config.issuer,
+    logger: deps.logger,
+    throttle: deps.throttle,
+    branding: deps.branding,
+    key: deps.externalSignInKey,
+    secure: deps.csrf.secure,
+  };
+  const callbacks = externalCallbacks(external, externals, (uid) => interactionPath(deps.config.issuer, uid));
   return async (ctx, next) => {
-    if (!ctx.path.startsWith(base)) return next();
+    if (!ctx.path.startsWith(base)) return callbacks(ctx, next);
     const [uid, action, ...rest] = ctx.path.slice(base.length).split('/');
     if (!uid || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(uid)) return next();
     const route = `${ctx.method} ${action ?? ''}`;
@@ -47,6 +70,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       'POST password',
       'POST consent',
       ...TWO_FACTOR_ACTIONS.map((step) => `POST ${step}`),
+      ...externals.flatMap((authenticator) => [`POST ${authenticator.id}`, `GET ${authenticator.id}`]),
     ];
     if (!routes.includes(route)) return next();
 
@@ -88,8 +112,37 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     }
     const path = interactionPath(deps.config.issuer, uid);
 
+    const finishLogin = (userId: number, amr: string[]) =>
+      finish(ctx, provider, { login: { accountId: String(userId), acr: '0', amr, remember: true } });
+    const stepRequest = (): StepRequest => ({
+      ctx,
+      uid,
+      path,
+      clientName: app.name,
+      csrfToken: () => issueCsrfToken(ctx, uid, path, deps.csrf),
+      finishLogin,
+      fail: (status, description) => renderStatus(ctx, deps, status, 'invalid_request', description),
+    });
     try {
       if (route === 'GET ') return await show(ctx, deps, provider, interaction, app, path);
+      const viaExternal = externals.find((authenticator) => route === `GET ${authenticator.id}`);
+      if (viaExternal) {
+        // Back from the identity provider: the verified result for this interaction, once.
+        const result = takeExternalResult(ctx, external, uid, path);
+        if (!result || interaction.prompt.name !== 'login') {
+          return renderStatus(
+            ctx,
+            deps,
+            400,
+            'invalid_request',
+            'This sign-in has expired. Start again from the application.',
+          );
+        }
+        const profile = await deps.directory.profileById(result.userId);
+        const passed = { userId: result.userId, username: profile?.username ?? '', amr: result.amr };
+        if (secondFactor && (await secondFactor.afterPassword(stepRequest(), passed)) === 'handled') return;
+        return await finishLogin(result.userId, result.amr);
+      }
       const form = await readForm(ctx);
       if (form instanceof RequestBodyTooLarge)
         return answerTooLarge(ctx, form.limit, { page: deps.branding });
@@ -102,16 +155,13 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
           'The form has expired. Go back and try again.',
         );
       }
-      const step: StepRequest = {
-        ctx,
-        uid,
-        path,
-        clientName: app.name,
-        csrfToken: () => issueCsrfToken(ctx, uid, path, deps.csrf),
-        finishLogin: (userId, amr) =>
-          finish(ctx, provider, { login: { accountId: String(userId), acr: '0', amr, remember: true } }),
-        fail: (status, description) => renderStatus(ctx, deps, status, 'invalid_request', description),
-      };
+      const step = stepRequest();
+      const startExternal = externals.find((authenticator) => route === `POST ${authenticator.id}`);
+      if (startExternal) {
+        if (interaction.prompt.name !== 'login')
+          return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
+        return startExternalSignIn(ctx, external, startExternal, uid);
+      }
       if (route === 'POST login')
         return await submitLogin(ctx, deps, provider, interaction, app, path, form, step, secondFactor);
       if (route === 'POST password')

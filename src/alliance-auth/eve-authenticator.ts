@@ -1,0 +1,63 @@
+import type { ExternalAuthenticator } from '../directory/authenticator.ts';
+import type { Logger } from '../logging/logger.ts';
+import { decideEveSignIn, referralMessage } from './eve-login.ts';
+import { createEveSsoClient, type EveSsoClient, EveSsoError, type EveSsoSettings } from './eve-sso.ts';
+import { type AaDb, selectCharacterOwnership } from './queries.ts';
+
+/**
+ * "Sign in with EVE Online": EVE SSO v2 proves which character (and owner) is at the keyboard, and
+ * Alliance Auth's tables say whether AA itself would log that person in without writing anything
+ * (an ownership of the character with the same owner hash, the character is the user's main, the
+ * user is active). Every other case is sent to Alliance Auth's own login (`AA_OIDC_AA_LOGIN_URL`),
+ * where AA registers users, records new owners and lets people pick a main; nothing is created here.
+ */
+export interface EveAuthenticatorDependencies {
+  aa: AaDb;
+  settings: EveSsoSettings;
+  /** Alliance Auth's own sign-in page. */
+  loginUrl: string;
+  logger: Pick<Logger, 'info' | 'warn'>;
+  /** The EVE SSO client (tests may pass one with its own clock). */
+  client?: EveSsoClient;
+}
+
+export const EVE_AUTHENTICATOR_ID = 'eve';
+
+export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): ExternalAuthenticator {
+  const client = deps.client ?? createEveSsoClient(deps.settings);
+  return {
+    kind: 'external',
+    label: 'EVE Online',
+    id: EVE_AUTHENTICATOR_ID,
+    authorizationRequest: (redirectUri) => client.authorizationRequest(redirectUri),
+    async complete(code, redirectUri, codeVerifier) {
+      let identity;
+      try {
+        identity = await client.identify(code, redirectUri, codeVerifier);
+      } catch (error) {
+        if (!(error instanceof EveSsoError)) throw error;
+        deps.logger.warn({ err: { kind: error.kind, message: error.message } }, 'EVE SSO sign-in failed');
+        return { outcome: 'failed', kind: error.kind, message: error.message };
+      }
+      const subject = `eve:${identity.characterId}`;
+      const decision = decideEveSignIn(
+        identity,
+        await selectCharacterOwnership(deps.aa, identity.characterId),
+      );
+      if (decision.outcome === 'accept') {
+        return { outcome: 'authenticated', userId: decision.userId, amr: ['eve_sso'], subject };
+      }
+      deps.logger.info(
+        { characterId: identity.characterId, reason: decision.reason },
+        'EVE SSO sign-in sent to Alliance Auth',
+      );
+      return {
+        outcome: 'referred',
+        reason: decision.reason,
+        message: referralMessage(decision.reason, identity.characterName),
+        referTo: deps.loginUrl,
+        subject,
+      };
+    },
+  };
+}

@@ -1,0 +1,252 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type Koa from 'koa';
+import type { ExternalAuthenticator, ExternalSignInResult } from '../../directory/authenticator.ts';
+import type { Logger } from '../../logging/logger.ts';
+import { requestLog } from '../../logging/request-context.ts';
+import type { Branding } from '../../http/pages/branding.ts';
+import { errorPage } from '../../http/pages/error.ts';
+import { referralPage } from '../../http/pages/referral.ts';
+import { pageContext } from '../../http/pages/layout.ts';
+import { issuerPath } from '../configuration.ts';
+import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
+import type { LoginThrottle } from './throttle.ts';
+
+/**
+ * Sign-in through another identity provider (EVE SSO) from the login page:
+ *
+ * 1. `POST /o/interaction/<uid>/<id>` (the login page's button, CSRF-checked by the interaction
+ *    routes): the browser goes to the provider's authorize URL with a fresh `state` and PKCE; the
+ *    state, the verifier and the interaction go into a signed, short-lived cookie scoped to the
+ *    callback.
+ * 2. `GET /o/<id>-sso/callback?code&state` (the one redirect URI registered at the provider): the
+ *    state must match the cookie; the code is redeemed and judged by the authenticator, under the
+ *    login throttle (the character is the account). Someone the directory would not let in gets a
+ *    page sending them to the directory's own site; someone it would gets a signed, short-lived
+ *    result cookie scoped to their interaction and goes back to it.
+ * 3. `GET /o/interaction/<uid>/<id>`: the interaction routes take the result and finish the login.
+ */
+const FLOW_COOKIE = '_aa_oidc_external';
+const RESULT_COOKIE = '_aa_oidc_external_result';
+const FLOW_LIFETIME_MS = 10 * 60 * 1000;
+const RESULT_LIFETIME_MS = 2 * 60 * 1000;
+
+export interface ExternalSignInDependencies {
+  issuer: string;
+  logger: Logger;
+  throttle: LoginThrottle;
+  branding: Branding;
+  /** Signs the flow and result cookies (derived from the secret key for this purpose only). */
+  key: Buffer;
+  secure: boolean;
+}
+
+/** The callback path of an external authenticator (`/o/eve-sso/callback`). */
+export function externalCallbackPath(
+  issuer: string,
+  authenticator: Pick<ExternalAuthenticator, 'id'>,
+): string {
+  return `${issuerPath(issuer)}/${authenticator.id}-sso/callback`;
+}
+
+/** The redirect URI to register at the identity provider. */
+export function externalRedirectUri(
+  issuer: string,
+  authenticator: Pick<ExternalAuthenticator, 'id'>,
+): string {
+  return `${new URL(issuer).origin}${externalCallbackPath(issuer, authenticator)}`;
+}
+
+function seal(key: Buffer, value: unknown): string {
+  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
+  const mac = createHmac('sha256', key).update(body).digest('base64url');
+  return `${body}.${mac}`;
+}
+
+function unseal<T>(key: Buffer, sealed: string | undefined): T | undefined {
+  if (!sealed) return undefined;
+  const [body, mac] = sealed.split('.');
+  if (!body || !mac) return undefined;
+  const expected = Buffer.from(createHmac('sha256', key).update(body).digest('base64url'));
+  const actual = Buffer.from(mac);
+  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
+  try {
+    return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function constantEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+interface Flow {
+  uid: string;
+  state: string;
+  verifier: string;
+  authenticator: string;
+  expiresAt: number;
+}
+
+interface SealedResult {
+  uid: string;
+  userId: number;
+  amr: string[];
+  expiresAt: number;
+}
+
+/** Step 1: sends the browser to the identity provider. */
+export function startExternalSignIn(
+  ctx: Koa.Context,
+  deps: ExternalSignInDependencies,
+  authenticator: ExternalAuthenticator,
+  uid: string,
+): void {
+  const request = authenticator.authorizationRequest(externalRedirectUri(deps.issuer, authenticator));
+  const flow: Flow = {
+    uid,
+    state: request.state,
+    verifier: request.codeVerifier,
+    authenticator: authenticator.id,
+    expiresAt: Date.now() + FLOW_LIFETIME_MS,
+  };
+  ctx.cookies.set(FLOW_COOKIE, seal(deps.key, flow), {
+    httpOnly: true,
+    // The provider sends the browser back with a top-level GET: a Lax cookie comes along.
+    sameSite: 'lax',
+    secure: deps.secure,
+    path: externalCallbackPath(deps.issuer, authenticator),
+    maxAge: FLOW_LIFETIME_MS,
+    overwrite: true,
+    signed: false,
+  });
+  ctx.status = 303;
+  ctx.redirect(request.url);
+}
+
+/** Step 3: the verified sign-in for this interaction, once; undefined when there is none. */
+export function takeExternalResult(
+  ctx: Koa.Context,
+  deps: ExternalSignInDependencies,
+  uid: string,
+  path: string,
+): { userId: number; amr: string[] } | undefined {
+  const result = unseal<SealedResult>(deps.key, ctx.cookies.get(RESULT_COOKIE, { signed: false }));
+  ctx.cookies.set(RESULT_COOKIE, null, { path, httpOnly: true, secure: deps.secure, overwrite: true });
+  if (!result || result.uid !== uid || result.expiresAt < Date.now()) return undefined;
+  return { userId: result.userId, amr: result.amr };
+}
+
+/** Step 2: the callback of every external authenticator. */
+export function externalCallbacks(
+  deps: ExternalSignInDependencies,
+  authenticators: readonly ExternalAuthenticator[],
+  interactionPath: (uid: string) => string,
+): Koa.Middleware {
+  const byPath = new Map(
+    authenticators.map((authenticator) => [externalCallbackPath(deps.issuer, authenticator), authenticator]),
+  );
+  return async (ctx, next) => {
+    const authenticator = byPath.get(ctx.path);
+    if (!authenticator || ctx.method !== 'GET') return next();
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('X-Frame-Options', 'DENY');
+    ctx.set(
+      'Content-Security-Policy',
+      "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'",
+    );
+    const callbackPath = externalCallbackPath(deps.issuer, authenticator);
+    const flow = unseal<Flow>(deps.key, ctx.cookies.get(FLOW_COOKIE, { signed: false }));
+    ctx.cookies.set(FLOW_COOKIE, null, {
+      path: callbackPath,
+      httpOnly: true,
+      secure: deps.secure,
+      overwrite: true,
+    });
+    const render = (status: number, body: string) => {
+      ctx.status = status;
+      ctx.type = 'html';
+      ctx.body = body;
+    };
+    const fail = (status: number, error: string, description: string) =>
+      render(status, errorPage({ error, description, status }, pageContext(deps.branding, ctx)));
+    const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
+    const code = typeof ctx.query.code === 'string' ? ctx.query.code : '';
+    if (
+      !flow ||
+      flow.authenticator !== authenticator.id ||
+      flow.expiresAt < Date.now() ||
+      state === '' ||
+      !constantEqual(state, flow.state)
+    ) {
+      return fail(400, 'invalid_request', 'This sign-in has expired. Start again from the application.');
+    }
+    if (code === '') {
+      // The person declined at the identity provider, or it answered with an error.
+      return fail(
+        400,
+        'access_denied',
+        `Sign-in with ${authenticator.label} did not finish. Start again from the application.`,
+      );
+    }
+    const result: ExternalSignInResult = await authenticator.complete(
+      code,
+      externalRedirectUri(deps.issuer, authenticator),
+      flow.verifier,
+    );
+    if (result.outcome === 'failed' && result.kind === 'unavailable') {
+      return fail(
+        503,
+        'temporarily_unavailable',
+        `${authenticator.label} cannot be reached right now. Try again in a few minutes.`,
+      );
+    }
+    // The character is the account whose budget the attempt takes; the address's budget counts too.
+    const account = result.outcome === 'failed' ? `${authenticator.id}:unverified` : result.subject;
+    const attempt = await deps.throttle.reserve(account, ctx.ip);
+    if (!attempt) return fail(429, 'invalid_request', LOGIN_THROTTLED_MESSAGE);
+    const log = requestLog(ctx, deps.logger);
+    switch (result.outcome) {
+      case 'failed':
+        log.info({ authenticator: authenticator.id }, 'external sign-in did not verify');
+        return fail(
+          400,
+          'access_denied',
+          `Sign-in with ${authenticator.label} did not succeed. Start again from the application.`,
+        );
+      case 'referred':
+        return render(
+          200,
+          referralPage(
+            { label: authenticator.label, message: result.message, referTo: result.referTo },
+            pageContext(deps.branding, ctx),
+          ),
+        );
+      case 'authenticated': {
+        await deps.throttle.succeeded(attempt);
+        const path = interactionPath(flow.uid);
+        const sealed: SealedResult = {
+          uid: flow.uid,
+          userId: result.userId,
+          amr: result.amr,
+          expiresAt: Date.now() + RESULT_LIFETIME_MS,
+        };
+        ctx.cookies.set(RESULT_COOKIE, seal(deps.key, sealed), {
+          httpOnly: true,
+          sameSite: 'lax',
+          secure: deps.secure,
+          path,
+          maxAge: RESULT_LIFETIME_MS,
+          overwrite: true,
+          signed: false,
+        });
+        log.info({ userId: result.userId, authenticator: authenticator.id }, 'external sign-in verified');
+        ctx.status = 303;
+        ctx.redirect(`${path}/${authenticator.id}`);
+        return;
+      }
+    }
+  };
+}

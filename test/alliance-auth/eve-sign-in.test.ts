@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  expectedFixture,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import {
+  type EveCharacterLogin,
+  type EveSsoStandIn,
+  startEveSsoStandIn,
+} from '../helpers/eve-sso-stand-in.ts';
+import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  formField,
+  REDIRECT_URI,
+  seedApp,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+
+const AA_LOGIN_URL = 'https://auth.example.org/account/login/';
+
+const expected = expectedFixture();
+function character(username: string, main = true): EveCharacterLogin {
+  const user = expected.users.find((candidate) => candidate.username === username)!;
+  const owned = user.characters.find((candidate) => candidate.is_main === main)!;
+  return {
+    characterId: owned.character_id,
+    characterName: owned.character_name,
+    ownerHash: owned.owner_hash,
+  };
+}
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Sign in with EVE Online, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let eve: EveSsoStandIn;
+    let server: TestServer;
+    let client: { clientId: string; clientSecret: string };
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      eve = await startEveSsoStandIn();
+      server = await startServer({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: { databaseUrl: fixture.readerUrl, loginUrl: AA_LOGIN_URL },
+        },
+        eveSso: eve.settings,
+      });
+      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+    });
+    after(async () => {
+      await server?.close();
+      await eve?.close();
+      await fixture?.drop();
+    });
+
+    /** From the application to the login page, its EVE button, EVE SSO and back to the callback. */
+    async function throughEveSso(login: EveCharacterLogin, browser = new Browser()) {
+      const { params, verifier } = authorizeParams(client, { scope: 'openid profile groups' });
+      const page = await browser.follow(authorizeUrl(server, params), server.origin);
+      assert.equal(page.status, 200);
+      const body = await page.text();
+      const button =
+        /<form method="post" action="([^"]+)" class="external-sign-in">[\s\S]*?<button[^>]*>([^<]*)</.exec(
+          body,
+        );
+      assert.ok(button, 'the login page offers EVE SSO');
+      assert.match(button[2]!, /EVE Online/);
+      // Without a password login, the page has no password form.
+      assert.doesNotMatch(body, /name="password"/);
+      eve.signInAs(login);
+      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
+      });
+      assert.equal(toEve.status, 303);
+      const authorize = new URL(toEve.headers.get('location')!);
+      assert.equal(authorize.origin + authorize.pathname, eve.settings.authorizationUrl);
+      assert.ok(authorize.searchParams.get('state'), 'a state goes with the request');
+      assert.equal(authorize.searchParams.get('redirect_uri'), `${server.origin}/o/eve-sso/callback`);
+      const back = await browser.fetch(authorize.href);
+      assert.equal(back.status, 302);
+      const response = await browser.follow(back.headers.get('location')!, server.origin);
+      return { response, verifier, browser };
+    }
+
+    it("signs alice in with her main character: the provider's own sign-in, sub is her AA user id", async () => {
+      const { response, verifier } = await throughEveSso(character('alice'));
+      const exchanged = await tokenRequest(server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      const idToken = decodeJwt(exchanged.body.id_token as string);
+      assert.equal(idToken.sub, '2');
+      const info = await userinfo(server, exchanged.body.access_token as string);
+      assert.equal((JSON.parse(info.body) as { name: string }).name, 'Alice Alpha');
+    });
+
+    for (const [what, login, reason] of [
+      ["alice's alt", character('alice', false), /not your main character/],
+      [
+        'an owner hash that changed (the character was sold)',
+        { ...character('alice'), ownerHash: 'bm90LWFsaWNlLWFueW1vcmUtLS0=' },
+        /changed hands/,
+      ],
+      ['dave, whom an administrator disabled', character('dave'), /not active/],
+      [
+        'a character Alliance Auth has never seen',
+        { characterId: 2119999999, characterName: 'New Pilot', ownerHash: 'bmV3LXBpbG90LW93bmVyLWhhc2g=' },
+        /not registered/,
+      ],
+    ] as const) {
+      it(`sends ${what} to Alliance Auth's login, creating nothing`, async () => {
+        const usersBefore = await fixture.owner.selectFrom('auth_user').select('id').execute();
+        const { response } = await throughEveSso(login);
+        assert.equal(response.status, 200);
+        const page = await response.text();
+        assert.match(page, reason);
+        assert.match(page, new RegExp(`href="${AA_LOGIN_URL}"`));
+        const usersAfter = await fixture.owner.selectFrom('auth_user').select('id').execute();
+        assert.equal(usersAfter.length, usersBefore.length);
+      });
+    }
+
+    it('counts EVE sign-ins that Alliance Auth would not accept under the login throttle', async () => {
+      const alt = character('alice', false);
+      let status = 200;
+      for (let attempt = 0; attempt < 8 && status === 200; attempt += 1) {
+        const { response } = await throughEveSso(alt);
+        status = response.status;
+        await response.body?.cancel();
+      }
+      assert.equal(status, 429, 'the character and address budget runs out');
+    });
+
+    it('refuses a callback whose state does not match, and a token that does not verify', async () => {
+      const browser = new Browser();
+      const forged = await browser.fetch(`${server.origin}/o/eve-sso/callback?code=abc&state=forged`);
+      assert.equal(forged.status, 400);
+      eve.tamperNextToken({ foreignKey: true });
+      const { response } = await throughEveSso(character('alice'));
+      assert.equal(response.status, 400);
+      assert.match(await response.text(), /did not succeed/);
+    });
+  });
+}
