@@ -41,14 +41,14 @@ const BLOCKED_AT_ROOT = ['/.well-known/oauth-authorization-server', '/.well-know
 const FORM_BODY_LIMIT = 56 * 1024;
 
 /**
- * The paths under the issuer that a browser shows (authorization, logout, the sign-in pages): a
- * refusal there is an HTML page, elsewhere JSON.
+ * The paths under the issuer that a browser shows (authorization, logout, the sign-in pages, the EVE
+ * SSO callback): a refusal there is an HTML page, elsewhere JSON.
  */
 export function browserPaths(issuerPath: string): (path: string) => boolean {
   return (path) => {
     if (!path.startsWith(`${issuerPath}/`)) return false;
     const key = path.slice(issuerPath.length).toLowerCase();
-    return ['/authorize', '/logout', '/interaction'].some(
+    return ['/authorize', '/logout', '/interaction', '/eve-sso'].some(
       (route) => key === route || key.startsWith(`${route}/`),
     );
   };
