@@ -43,9 +43,10 @@ export function profileFromFingerprint(userId: number, fingerprint: UserFingerpr
 }
 
 /**
- * One user's changes of a cycle become at most one change of each kind. A deletion or a
- * deactivation stands alone: it already ends everything (every token revoked, every application
- * told), so the state and group changes that come with it in Alliance Auth add nothing.
+ * One user's changes of a cycle become one change of the port (a reactivation may come with a
+ * second). A deletion or a deactivation stands alone: it already ends everything (every token
+ * revoked, every application told), so the state and group changes that come with it in Alliance
+ * Auth add nothing.
  */
 export function toDirectoryChanges(
   changes: readonly AllianceAuthChange[],
@@ -103,14 +104,14 @@ export function toDirectoryChanges(
       result.push({ kind: 'user_deactivated', userId, before, after });
       continue;
     }
-    for (const kind of [
-      'user_reactivated',
-      'user_state_changed',
-      'user_groups_changed',
-      'user_main_character_changed',
-    ] as const) {
-      if (kinds.has(kind)) result.push({ kind, userId, before, after });
-    }
+    if (kinds.has('user_reactivated')) result.push({ kind: 'user_reactivated', userId, before, after });
+    // One change for the rest: `before` and `after` carry all of it, and each consumer judges the
+    // whole difference (two changes would tell an application twice). The kind names the most
+    // telling part: the state, then groups and permissions, then the main character.
+    const kind = (['user_state_changed', 'user_groups_changed', 'user_main_character_changed'] as const).find(
+      (candidate) => kinds.has(candidate),
+    );
+    if (kind) result.push({ kind, userId, before, after });
   }
   return result;
 }

@@ -1,0 +1,172 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  FIXTURE_PASSWORD,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+
+/**
+ * Alliance Auth's own changes (the SQL its code runs, test/helpers/alliance-auth-changes.ts) reach the
+ * relying parties: the next poll cycle turns them into the directory's lifecycle changes, whose
+ * consequences are those of the built-in directory's changes: tokens refused, revoked, back-channel
+ * logout. Each test drives the cycle itself (`pollOnce`), so that nothing depends on timing.
+ */
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Alliance Auth's changes reach the applications, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let aa: AllianceAuthActions;
+    const receivers: RpReceiver[] = [];
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      aa = allianceAuthActions(fixture);
+      server = await startServer({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: {
+            databaseUrl: fixture.readerUrl,
+            loginUrl: 'https://auth.example.org/',
+            passwordLogin: true,
+            pollSeconds: 3600,
+          },
+        },
+        logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
+      });
+      // The server polled once when it started: the baseline every later cycle compares with.
+      await poll();
+    });
+    after(async () => {
+      await server?.close();
+      for (const receiver of receivers) await receiver.close();
+      await fixture?.drop();
+    });
+
+    const poll = () => server.app.allianceAuth!.poller.pollOnce();
+
+    async function receiverApp(input: Parameters<typeof seedApp>[1]) {
+      const receiver = await startRpReceiver();
+      receivers.push(receiver);
+      const created = await seedApp(server, {
+        skipAuthorization: true,
+        backchannelLogoutUri: receiver.url(),
+        ...input,
+      });
+      return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
+    }
+
+    async function signedIn(client: { clientId: string; clientSecret: string }, username: string) {
+      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
+      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+        username,
+        password: FIXTURE_PASSWORD,
+      });
+      const exchanged = await tokenRequest(server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      return exchanged.body as { access_token: string; refresh_token: string };
+    }
+
+    /** The next cycle and the logout worker's next round; returns what the cycle found. */
+    async function nextCycle() {
+      const outcome = await poll();
+      assert.equal(outcome.outcome, 'applied', JSON.stringify(outcome));
+      await server.app.logout.deliverDue();
+      return outcome.outcome === 'applied' ? outcome.changes.map((change) => change.kind) : [];
+    }
+
+    async function assertRefused(
+      client: { clientId: string; clientSecret: string },
+      tokens: { access_token: string; refresh_token: string },
+    ) {
+      assert.equal((await userinfo(server, tokens.access_token)).status, 401, 'userinfo refuses the token');
+      const inspected = await introspect(server, client, tokens.access_token);
+      assert.equal(inspected.body.active, false, 'introspection says inactive');
+      const refreshed = await tokenRequest(server, client, {
+        grant_type: 'refresh_token',
+        refresh_token: tokens.refresh_token,
+      });
+      assert.equal(refreshed.status, 400, 'the refresh token is refused');
+    }
+
+    async function assertLoggedOut(app: Awaited<ReturnType<typeof receiverApp>>, userId: number) {
+      assert.equal(app.receiver.requests.length, 1, 'one back-channel logout');
+      await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+        clientId: app.clientId,
+        sub: String(userId),
+        sid: 'absent',
+      });
+    }
+
+    it('an administrator deactivates frank in AA: his tokens are revoked and the application is told', async () => {
+      const app = await receiverApp({ name: 'Wiki' });
+      const tokens = await signedIn(app, 'frank');
+      assert.equal((await userinfo(server, tokens.access_token)).status, 200);
+      await aa.deactivate(1);
+      assert.deepEqual(await nextCycle(), ['user_updated', 'user_deactivated', 'user_state_changed']);
+      await assertLoggedOut(app, 1);
+      await assertRefused(app, tokens);
+      // The next cycle finds nothing new: nothing is emitted twice.
+      assert.deepEqual(await nextCycle(), []);
+      assert.equal(app.receiver.requests.length, 1);
+    });
+
+    it('carol leaves Directors in AA: the application that whitelists Directors is told and refuses her', async () => {
+      const app = await receiverApp({ name: 'Directors only', groups: ['Directors'] });
+      const tokens = await signedIn(app, 'carol');
+      await aa.removeGroup(4, 'Directors');
+      assert.deepEqual(await nextCycle(), ['user_updated', 'user_group_removed']);
+      await assertLoggedOut(app, 4);
+      await assertRefused(app, tokens);
+    });
+
+    it("alice's main moves to another alliance and AA makes her Blue: the Member-only application is told", async () => {
+      const memberOnly = await receiverApp({ name: 'Members only', states: ['Member'] });
+      const open = await receiverApp({ name: 'Open' });
+      const tokens = await signedIn(memberOnly, 'alice');
+      const kept = await signedIn(open, 'alice');
+      await aa.moveMainToAlliance(
+        2,
+        { id: 1354830081, name: 'Goonswarm Federation', ticker: 'CONDI' },
+        'Blue',
+      );
+      const kinds = await nextCycle();
+      assert.ok(kinds.includes('user_state_changed'), kinds.join(', '));
+      await assertLoggedOut(memberOnly, 2);
+      await assertRefused(memberOnly, tokens);
+      // Alice keeps what she still may use (Directors grants her the permission).
+      assert.equal(open.receiver.requests.length, 0, 'the open application is not told');
+      assert.equal((await userinfo(server, kept.access_token)).status, 200);
+    });
+
+    it('AA deletes erin: her tokens are revoked and the application is told', async () => {
+      const app = await receiverApp({ name: 'Forum' });
+      const tokens = await signedIn(app, 'erin');
+      await aa.deleteUser(6);
+      assert.deepEqual(await nextCycle(), ['user_deleted']);
+      await assertLoggedOut(app, 6);
+      await assertRefused(app, tokens);
+    });
+  });
+}
