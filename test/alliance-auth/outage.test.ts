@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  FIXTURE_PASSWORD,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase } from '../helpers/database.ts';
+import { openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
+
+/** A loopback port nobody listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('an Alliance Auth database that cannot be reached at start stops the command, naming the setting', () => {
+  for (const scheme of ['mysql', 'postgres'] as const) {
+    it(`says so for ${scheme}://, without the password`, async () => {
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        const port = await closedPort();
+        const env = testEnv(database, {
+          AA_OIDC_DIRECTORY: 'alliance-auth',
+          AA_OIDC_AA_DATABASE_URL: `${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`,
+          AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+        });
+        const result = await cli(['user', 'list'], env);
+        assert.notEqual(result.code, 0);
+        assert.match(result.stderr, /AA_OIDC_AA_DATABASE_URL/);
+        assert.match(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
+        assert.match(result.stderr, /cannot connect to Alliance Auth's database/);
+        assert.doesNotMatch(result.stderr, /hunter2/);
+      } finally {
+        await database.drop();
+      }
+    });
+  }
+});
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`Alliance Auth's database lost while serving, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let proxy: TcpProxy;
+    let server: TestServer;
+    let clientId: string;
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      const target = new URL(fixture.readerUrl);
+      proxy = await startTcpProxy(target.hostname, Number(target.port || (kind === 'mysql' ? 3306 : 5432)));
+      server = await startServer({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: {
+            databaseUrl: proxy.wrap(fixture.readerUrl),
+            loginUrl: 'https://auth.example.org/',
+            passwordLogin: true,
+            pollSeconds: 3600,
+          },
+        },
+      });
+      clientId = (await seedApp(server, { name: 'Wiki' })).clientId;
+      await server.app.allianceAuth!.poller.pollOnce();
+    });
+    after(async () => {
+      await server?.close();
+      await proxy?.close();
+      await fixture?.drop();
+    });
+
+    const readiness = async () => {
+      const response = await fetch(`${server.origin}/readyz`);
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+
+    it('fails /readyz, answers sign-ins with a try-again page, and resumes polling without spurious changes', async () => {
+      assert.equal((await readiness()).status, 200);
+      const page = await openLoginPage(server, clientId);
+      proxy.cut();
+      try {
+        const ready = await readiness();
+        assert.equal(ready.status, 503);
+        assert.equal(ready.body.allianceAuth, 'unreachable');
+        const attempt = await submitLogin(page, 'alice', FIXTURE_PASSWORD);
+        assert.equal(attempt.status, 503, 'a try-again page, not a server error');
+        assert.match(attempt.body, /Try again/i);
+        const poller = server.app.allianceAuth!.poller;
+        assert.equal((await poller.pollOnce()).outcome, 'aa_unreachable');
+        // AA goes on meanwhile.
+        await allianceAuthActions(fixture).removeGroup(3, 'Fleet Commanders');
+      } finally {
+        proxy.restore();
+      }
+      assert.equal((await readiness()).status, 200);
+      const resumed = await server.app.allianceAuth!.poller.pollOnce();
+      assert.equal(resumed.outcome, 'applied');
+      assert.deepEqual(
+        resumed.outcome === 'applied' ? resumed.changes.map((change) => [change.kind, change.userId]) : [],
+        [['user_group_removed', 3]],
+        'exactly the change made during the outage',
+      );
+      const again = await openLoginPage(server, clientId);
+      const signedIn = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
+      assert.equal(signedIn.status, 303, 'sign-in works again');
+    });
+  });
+}
