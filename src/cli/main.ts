@@ -8,6 +8,7 @@ import { registerBcl } from './commands/bcl.ts';
 import { registerCheck } from './commands/check.ts';
 import { registerWorker } from './commands/worker.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerImport } from './commands/import.ts';
 import { registerKeys } from './commands/keys.ts';
 import { registerMigrate } from './commands/migrate.ts';
 import { registerPolicy } from './commands/policy.ts';
@@ -43,6 +44,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerMigrate(program, io);
   registerBackup(program, io);
   registerKeys(program, io);
+  registerImport(program, io);
   registerApp(program, io);
   registerUser(program, io);
   registerState(program, io);

@@ -1,0 +1,91 @@
+import type { Command } from 'commander';
+import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
+import {
+  PLUGIN_APPLICATION_TABLE,
+  planPluginImport,
+  readPluginApplications,
+} from '../../alliance-auth/plugin-apps.ts';
+import { ApplicationError } from '../../applications/errors.ts';
+import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
+
+/**
+ * `aa-oidc import plugin-apps [--dry-run]`: every application of the Python plugin
+ * (allianceauth-oidc-provider) becomes an aa-oidc application with the same client id, secret,
+ * URIs, settings and whitelists, through the same validating write path as `app create` (the
+ * back-channel URI passes the SSRF gate). Reads Alliance Auth's database only; an application that
+ * already exists here is left alone, so the command can run again.
+ */
+export function registerImport(program: Command, io: CliIo): void {
+  const command = program.command('import').description('import from the Python plugin');
+  const say = (line: string) => io.stdout.write(`${line}\n`);
+
+  command
+    .command('plugin-apps')
+    .description(
+      `create the applications of allianceauth-oidc-provider (${PLUGIN_APPLICATION_TABLE} in Alliance Auth's database, ${AA_DATABASE_SETTING}) with the same client ids and secrets`,
+    )
+    .option('--dry-run', 'show what would be imported, import nothing')
+    .action(async (options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const failed = await withServices(io, async (services) => {
+        const url = services.config.directory.allianceAuth.databaseUrl;
+        if (!url) {
+          throw new CliError(
+            `${AA_DATABASE_SETTING} is not set: it names Alliance Auth's database, where the plugin keeps its applications`,
+          );
+        }
+        const own = services.allianceAuth ? undefined : openAllianceAuthDatabase(url);
+        const aa = services.allianceAuth?.connection ?? own!;
+        try {
+          let apps;
+          try {
+            apps = await readPluginApplications(aa.db);
+          } catch (error) {
+            throw new CliError(
+              `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
+            );
+          }
+          if (apps.length === 0) say('the plugin has no applications');
+          let failures = 0;
+          for (const app of apps) {
+            const plan = planPluginImport(app);
+            const label = `${plan.clientId} (${plan.name})`;
+            if (plan.outcome === 'unsupported') {
+              failures += 1;
+              say(`not imported ${label}: ${plan.reason}`);
+              continue;
+            }
+            if (await services.applications.findByClientId(plan.clientId)) {
+              say(`skipped ${label}: an application with this client_id exists already`);
+              continue;
+            }
+            try {
+              await services.applications.create(plan.input, cliActor(io), {
+                dryRun,
+                ...(plan.secret && { importedSecret: plan.secret }),
+              });
+            } catch (error) {
+              if (!(error instanceof ApplicationError)) throw error;
+              failures += 1;
+              say(`not imported ${label}: ${error.message}`);
+              continue;
+            }
+            const secret = plan.secret
+              ? 'djangoPbkdf2' in plan.secret
+                ? 'its PBKDF2-hashed secret keeps working'
+                : 'its secret kept as a digest'
+              : 'a public client';
+            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}`);
+          }
+          return failures;
+        } finally {
+          await own?.close();
+        }
+      });
+      if (failed > 0) {
+        throw new CliError(
+          `${failed} application(s) could not be imported${dryRun ? ' (dry run: nothing was imported)' : ''}`,
+        );
+      }
+    });
+}

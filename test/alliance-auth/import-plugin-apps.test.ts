@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
+import { clientSecretDigest } from '../../src/applications/secret.ts';
+import {
+  ALLIANCE_AUTH_KINDS,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  FIXTURE_PASSWORD,
+  kindLabel,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
+import { authorizeUrl, basicAuth, Browser, postForm, signIn, startServer } from '../helpers/server.ts';
+
+const SECRET = 'plugin-secret-kept-by-the-relying-party-0123456789';
+const CLEAR_SECRET = 'a-secret-the-plugin-kept-in-clear-9876543210';
+const REDIRECT = 'https://wiki.example.org/oidc/callback';
+
+for (const kind of ALLIANCE_AUTH_KINDS) {
+  const skip = await allianceAuthUnavailable(kind);
+  describe(`aa-oidc import plugin-apps, on ${kindLabel(kind)}`, { skip }, () => {
+    let fixture: AllianceAuthTestDatabase;
+    let database: TestDatabase;
+    let env: NodeJS.ProcessEnv;
+
+    /** One row of the plugin's table, as Django would write it (every NOT NULL column given). */
+    async function pluginApp(row: Record<string, unknown>, states: string[] = [], groups: string[] = []) {
+      const b = fixture.bool;
+      const values: Record<string, unknown> = {
+        redirect_uris: '',
+        post_logout_redirect_uris: '',
+        client_type: 'confidential',
+        authorization_grant_type: 'authorization-code',
+        client_secret: '',
+        skip_authorization: b(false),
+        created: '2025-01-01 00:00:00',
+        updated: '2025-01-01 00:00:00',
+        algorithm: 'RS256',
+        user_id: null,
+        active: b(true),
+        debug_mode: b(false),
+        logo_url: '',
+        allowed_origins: '',
+        hash_client_secret: b(true),
+        pkce_required: b(true),
+        access_token_format: null,
+        backchannel_logout_uri: '',
+        backchannel_logout_on_revoke_only: b(false),
+        cimd_expires_at: null,
+        registration_source: 'manual',
+        ...row,
+      };
+      const columns = Object.keys(values);
+      await sql`insert into allianceauth_oidc_allianceauthapplication (${sql.join(columns.map((column) => sql.ref(column)))}) values (${sql.join(columns.map((column) => values[column]))})`.execute(
+        fixture.owner,
+      );
+      const { id } = await fixture.owner
+        .selectFrom('allianceauth_oidc_allianceauthapplication')
+        .select('id')
+        .where('client_id', '=', String(row.client_id))
+        .executeTakeFirstOrThrow();
+      for (const state of states) {
+        await sql`insert into allianceauth_oidc_allianceauthapplication_states (allianceauthapplication_id, state_id)
+                  select ${id}, id from authentication_state where name = ${state}`.execute(fixture.owner);
+      }
+      for (const group of groups) {
+        await sql`insert into allianceauth_oidc_allianceauthapplication_groups (allianceauthapplication_id, group_id)
+                  select ${id}, id from auth_group where name = ${group}`.execute(fixture.owner);
+      }
+    }
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind, { pluginApps: true });
+      database = await createTestDatabase({ migrated: true });
+      const configFile = path.join(database.dataDir, 'aa-oidc.json');
+      // The test's back-channel receiver is on loopback.
+      writeFileSync(configFile, JSON.stringify({ logout: { allowPrivateTargets: true } }));
+      env = testEnv(database, {
+        AA_OIDC_CONFIG: configFile,
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: fixture.readerUrl,
+        AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+        AA_OIDC_AA_PASSWORD_LOGIN: 'true',
+      });
+      await pluginApp(
+        {
+          client_id: 'wiki-client-id-from-the-plugin',
+          name: 'Wiki',
+          redirect_uris: `${REDIRECT} https://wiki.example.org/other`,
+          post_logout_redirect_uris: 'https://wiki.example.org/bye',
+          client_secret: await makeDjangoPbkdf2(SECRET, 20_000),
+          skip_authorization: fixture.bool(true),
+          access_token_format: 'jwt',
+          backchannel_logout_uri: 'http://127.0.0.1:9/backchannel',
+          backchannel_logout_on_revoke_only: fixture.bool(true),
+          logo_url: 'https://wiki.example.org/logo.png',
+        },
+        ['Member'],
+        ['Directors'],
+      );
+      await pluginApp({
+        client_id: 'forum-client-id-kept-in-clear',
+        name: 'Forum',
+        redirect_uris: 'https://forum.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+        pkce_required: fixture.bool(false),
+        active: fixture.bool(false),
+      });
+      await pluginApp({
+        client_id: 'spa-public-client-id',
+        name: 'Fleet tool',
+        client_type: 'public',
+        redirect_uris: 'https://fleet.example.org/cb',
+      });
+      await pluginApp({
+        client_id: 'legacy-implicit-client',
+        name: 'Legacy',
+        authorization_grant_type: 'implicit',
+        redirect_uris: 'https://legacy.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+    });
+    after(async () => {
+      await database?.drop();
+      await fixture?.drop();
+    });
+
+    it('shows what it would import with --dry-run, and imports nothing', async () => {
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(result.code, 1, 'one application cannot be imported');
+      assert.match(result.stdout, /would import wiki-client-id-from-the-plugin \(Wiki\)/);
+      assert.match(result.stdout, /would import forum-client-id-kept-in-clear \(Forum\)/);
+      assert.match(result.stdout, /would import spa-public-client-id \(Fleet tool\)/);
+      assert.match(result.stdout, /not imported legacy-implicit-client \(Legacy\): grant type "implicit"/);
+      assert.match(result.stderr, /dry run: nothing was imported/);
+      const list = await cli(['app', 'list', '--format', 'json'], env);
+      assert.deepEqual(JSON.parse(list.stdout), []);
+    });
+
+    it('imports every supported application as the plugin had it, and the PBKDF2-hashed secret authenticates unchanged', async () => {
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /imported wiki-client-id-from-the-plugin \(Wiki\): its PBKDF2-hashed secret keeps working/,
+      );
+      const shown = await cli(['app', 'show', 'wiki-client-id-from-the-plugin', '--format', 'json'], env);
+      assert.equal(shown.code, 0, shown.stderr);
+      const wiki = JSON.parse(shown.stdout) as Record<string, unknown>;
+      assert.deepEqual(
+        {
+          name: wiki.name,
+          client_type: wiki.client_type,
+          redirect_uris: wiki.redirect_uris,
+          post_logout_redirect_uris: wiki.post_logout_redirect_uris,
+          grant_types: wiki.grant_types,
+          states: wiki.states,
+          groups: wiki.groups,
+          skip_authorization: wiki.skip_authorization,
+          pkce_required: wiki.pkce_required,
+          access_token_format: wiki.access_token_format,
+          backchannel_logout_uri: wiki.backchannel_logout_uri,
+          backchannel_logout_on_revoke_only: wiki.backchannel_logout_on_revoke_only,
+          active: wiki.active,
+          logo_url: wiki.logo_url,
+        },
+        {
+          name: 'Wiki',
+          client_type: 'confidential',
+          redirect_uris: [REDIRECT, 'https://wiki.example.org/other'],
+          post_logout_redirect_uris: ['https://wiki.example.org/bye'],
+          grant_types: ['authorization_code', 'refresh_token'],
+          states: ['Member'],
+          groups: ['Directors'],
+          skip_authorization: true,
+          pkce_required: true,
+          access_token_format: 'jwt',
+          backchannel_logout_uri: 'http://127.0.0.1:9/backchannel',
+          backchannel_logout_on_revoke_only: true,
+          active: true,
+          logo_url: 'https://wiki.example.org/logo.png',
+        },
+      );
+      const forum = JSON.parse(
+        (await cli(['app', 'show', 'forum-client-id-kept-in-clear', '--format', 'json'], env)).stdout,
+      ) as Record<string, unknown>;
+      assert.equal(forum.active, false);
+      assert.equal(forum.pkce_required, false);
+
+      // Running it again changes nothing.
+      const again = await cli(['import', 'plugin-apps'], env);
+      assert.match(
+        again.stdout,
+        /skipped wiki-client-id-from-the-plugin \(Wiki\): an application with this client_id exists already/,
+      );
+
+      // The relying party signs alice in with the secret it always had.
+      const server = await startServer(
+        {
+          directory: {
+            source: 'alliance-auth',
+            allianceAuth: {
+              databaseUrl: fixture.readerUrl,
+              loginUrl: 'https://auth.example.org/',
+              passwordLogin: true,
+            },
+          },
+          logout: { allowPrivateTargets: true },
+        },
+        { database },
+      );
+      try {
+        const client = { clientId: 'wiki-client-id-from-the-plugin', clientSecret: SECRET };
+        const { params, verifier } = authorizeParams(client, { redirect_uri: REDIRECT });
+        const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+          username: 'alice',
+          password: FIXTURE_PASSWORD,
+        });
+        const wrong = await postForm(
+          `${server.issuer}/token/`,
+          { grant_type: 'authorization_code', code: 'x', redirect_uri: REDIRECT, code_verifier: verifier },
+          { authorization: basicAuth(client.clientId, `${SECRET}-not`) },
+        );
+        assert.equal(wrong.status, 401, 'a wrong secret is refused');
+        const exchanged = await tokenRequest(server, client, {
+          grant_type: 'authorization_code',
+          code: codeFrom(response),
+          redirect_uri: REDIRECT,
+          code_verifier: verifier,
+        });
+        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+        const stored = await server.app.applications.findByClientId(client.clientId);
+        assert.equal(stored?.clientSecretPbkdf2, null, 'the PBKDF2 hash is replaced after its first success');
+        assert.equal(stored?.clientSecretSha256, clientSecretDigest(SECRET));
+        // And it goes on working with its digest.
+        const introspected = await postForm(
+          `${server.issuer}/introspect/`,
+          { token: exchanged.body.access_token as string },
+          { authorization: basicAuth(client.clientId, SECRET) },
+        );
+        assert.equal(introspected.status, 200);
+        assert.equal(introspected.body.active, true);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+}
