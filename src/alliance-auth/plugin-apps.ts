@@ -1,7 +1,3 @@
-import type { AccessTokenFormatSetting, ApplicationInput, GrantType } from '../applications/types.ts';
-import type { ImportedSecret } from '../applications/types.ts';
-import { clientSecretDigest } from '../applications/secret.ts';
-import { isDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 import type { AaDb } from './queries.ts';
 import { truthy } from './schema.ts';
 
@@ -36,11 +32,6 @@ export interface PluginApplication {
   states: string[];
   groups: string[];
 }
-
-/** What the import does with one plugin application. */
-export type PluginImportPlan =
-  | { clientId: string; name: string; outcome: 'import'; input: ApplicationInput; secret?: ImportedSecret }
-  | { clientId: string; name: string; outcome: 'unsupported'; reason: string };
 
 function words(text: string | null | undefined): string[] {
   return (text ?? '').split(/\s+/).filter((word) => word !== '');
@@ -93,72 +84,4 @@ export async function readPluginApplications(aa: AaDb): Promise<PluginApplicatio
     states: namesOf(states, row.id),
     groups: namesOf(groups, row.id),
   }));
-}
-
-/** django-oauth-toolkit's grant type → aa-oidc's grant types (DOT issues refresh tokens with codes). */
-const GRANT_TYPES: Readonly<Record<string, GrantType[]>> = {
-  'authorization-code': ['authorization_code', 'refresh_token'],
-  'client-credentials': ['client_credentials'],
-};
-
-/** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
-export function planPluginImport(app: PluginApplication): PluginImportPlan {
-  const refuse = (reason: string): PluginImportPlan => ({
-    clientId: app.clientId,
-    name: app.name,
-    outcome: 'unsupported',
-    reason,
-  });
-  const grantTypes = GRANT_TYPES[app.grantType];
-  if (!grantTypes) {
-    return refuse(
-      `grant type "${app.grantType}" is not supported (aa-oidc offers authorization-code and client-credentials)`,
-    );
-  }
-  if (app.clientType !== 'confidential' && app.clientType !== 'public') {
-    return refuse(`client type "${app.clientType}" is neither confidential nor public`);
-  }
-  let accessTokenFormat: AccessTokenFormatSetting = 'inherit';
-  if (app.accessTokenFormat === 'opaque' || app.accessTokenFormat === 'jwt') {
-    accessTokenFormat = app.accessTokenFormat;
-  } else if (app.accessTokenFormat !== null) {
-    return refuse(`access token format "${app.accessTokenFormat}" is neither opaque nor jwt`);
-  }
-  let secret: ImportedSecret | undefined;
-  if (app.clientType === 'confidential') {
-    if (app.hashClientSecret) {
-      if (!isDjangoPbkdf2(app.clientSecret)) {
-        return refuse('the stored client secret is hashed with something other than Django PBKDF2-SHA256');
-      }
-      secret = { djangoPbkdf2: app.clientSecret };
-    } else {
-      if (app.clientSecret === '') return refuse('the client secret is empty');
-      secret = { sha256Hex: clientSecretDigest(app.clientSecret) };
-    }
-  }
-  const input: ApplicationInput = {
-    clientId: app.clientId,
-    name: app.name,
-    logoUrl: app.logoUrl,
-    redirectUris: app.redirectUris,
-    postLogoutRedirectUris: app.postLogoutRedirectUris,
-    clientType: app.clientType,
-    grantTypes,
-    skipAuthorization: app.skipAuthorization,
-    states: app.states,
-    groups: app.groups,
-    active: app.active,
-    // A public client always uses PKCE here.
-    pkceRequired: app.clientType === 'public' ? true : app.pkceRequired,
-    accessTokenFormat,
-    backchannelLogoutUri: app.backchannelLogoutUri,
-    backchannelLogoutOnRevokeOnly: app.backchannelLogoutOnRevokeOnly,
-  };
-  return {
-    clientId: app.clientId,
-    name: app.name,
-    outcome: 'import',
-    input,
-    ...(secret !== undefined && { secret }),
-  };
 }

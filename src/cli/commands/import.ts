@@ -2,10 +2,18 @@ import type { Command } from 'commander';
 import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
 import {
   PLUGIN_APPLICATION_TABLE,
-  planPluginImport,
+  type PluginApplication,
   readPluginApplications,
 } from '../../alliance-auth/plugin-apps.ts';
 import { ApplicationError } from '../../applications/errors.ts';
+import { clientSecretDigest } from '../../applications/secret.ts';
+import type {
+  AccessTokenFormatSetting,
+  ApplicationInput,
+  GrantType,
+  ImportedSecret,
+} from '../../applications/types.ts';
+import { isDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 
 /**
@@ -88,4 +96,77 @@ export function registerImport(program: Command, io: CliIo): void {
         );
       }
     });
+}
+
+/** What the import does with one plugin application. */
+export type PluginImportPlan =
+  | { clientId: string; name: string; outcome: 'import'; input: ApplicationInput; secret?: ImportedSecret }
+  | { clientId: string; name: string; outcome: 'unsupported'; reason: string };
+
+/** django-oauth-toolkit's grant type → aa-oidc's grant types (DOT issues refresh tokens with codes). */
+const GRANT_TYPES: Readonly<Record<string, GrantType[]>> = {
+  'authorization-code': ['authorization_code', 'refresh_token'],
+  'client-credentials': ['client_credentials'],
+};
+
+/** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
+export function planPluginImport(app: PluginApplication): PluginImportPlan {
+  const refuse = (reason: string): PluginImportPlan => ({
+    clientId: app.clientId,
+    name: app.name,
+    outcome: 'unsupported',
+    reason,
+  });
+  const grantTypes = GRANT_TYPES[app.grantType];
+  if (!grantTypes) {
+    return refuse(
+      `grant type "${app.grantType}" is not supported (aa-oidc offers authorization-code and client-credentials)`,
+    );
+  }
+  if (app.clientType !== 'confidential' && app.clientType !== 'public') {
+    return refuse(`client type "${app.clientType}" is neither confidential nor public`);
+  }
+  let accessTokenFormat: AccessTokenFormatSetting = 'inherit';
+  if (app.accessTokenFormat === 'opaque' || app.accessTokenFormat === 'jwt') {
+    accessTokenFormat = app.accessTokenFormat;
+  } else if (app.accessTokenFormat !== null) {
+    return refuse(`access token format "${app.accessTokenFormat}" is neither opaque nor jwt`);
+  }
+  let secret: ImportedSecret | undefined;
+  if (app.clientType === 'confidential') {
+    if (app.hashClientSecret) {
+      if (!isDjangoPbkdf2(app.clientSecret)) {
+        return refuse('the stored client secret is hashed with something other than Django PBKDF2-SHA256');
+      }
+      secret = { djangoPbkdf2: app.clientSecret };
+    } else {
+      if (app.clientSecret === '') return refuse('the client secret is empty');
+      secret = { sha256Hex: clientSecretDigest(app.clientSecret) };
+    }
+  }
+  const input: ApplicationInput = {
+    clientId: app.clientId,
+    name: app.name,
+    logoUrl: app.logoUrl,
+    redirectUris: app.redirectUris,
+    postLogoutRedirectUris: app.postLogoutRedirectUris,
+    clientType: app.clientType,
+    grantTypes,
+    skipAuthorization: app.skipAuthorization,
+    states: app.states,
+    groups: app.groups,
+    active: app.active,
+    // A public client always uses PKCE here.
+    pkceRequired: app.clientType === 'public' ? true : app.pkceRequired,
+    accessTokenFormat,
+    backchannelLogoutUri: app.backchannelLogoutUri,
+    backchannelLogoutOnRevokeOnly: app.backchannelLogoutOnRevokeOnly,
+  };
+  return {
+    clientId: app.clientId,
+    name: app.name,
+    outcome: 'import',
+    input,
+    ...(secret !== undefined && { secret }),
+  };
 }
