@@ -127,6 +127,7 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     recordLogin: async () => undefined,
     createState: refuse,
     grantStateAccess: refuse,
+    setStatePriority: refuse,
     renameState: refuse,
     deleteState: refuse,
     createGroup: refuse,
