@@ -97,19 +97,12 @@ export function parseFingerprint(text: string): UserFingerprint {
  * array of `[id, name]` pairs aggregated per user; the permission as one boolean.
  */
 export async function readFingerprints(db: AaDb, kind: AllianceAuthDatabaseKind): Promise<Fingerprints> {
+  // Every aggregate is a derived table computed once and joined by user (or state), never a
+  // subquery per user: one pass over each table whatever the number of users.
   const groupsJson =
     kind === 'mysql'
-      ? sql<
-          string | null
-        >`(select json_arrayagg(json_array(g.id, g.name)) from auth_user_groups ug join auth_group g on g.id = ug.group_id where ug.user_id = u.id)`
-      : sql<
-          string | null
-        >`(select json_agg(json_build_array(g.id, g.name))::text from auth_user_groups ug join auth_group g on g.id = ug.group_id where ug.user_id = u.id)`;
-  const permission = sql<boolean | number>`(
-    exists (select 1 from auth_user_user_permissions up where up.user_id = u.id and up.permission_id in (select id from access_permission))
-    or exists (select 1 from auth_user_groups ug2 join auth_group_permissions gp on gp.group_id = ug2.group_id where ug2.user_id = u.id and gp.permission_id in (select id from access_permission))
-    or exists (select 1 from authentication_state_permissions sp where sp.state_id = p.state_id and sp.permission_id in (select id from access_permission))
-  )`;
+      ? sql`json_arrayagg(json_array(g.id, g.name))`
+      : sql`json_agg(json_build_array(g.id, g.name))::text`;
   const result = await sql<{
     id: number;
     username: string;
@@ -127,12 +120,29 @@ export async function readFingerprints(db: AaDb, kind: AllianceAuthDatabaseKind)
       where ct.app_label = ${ACCESS_PERMISSION.appLabel} and perm.codename = ${ACCESS_PERMISSION.codename}
     )
     select u.id, u.username, u.is_active, u.is_superuser, s.id as state_id, s.name as state_name,
-      c.character_id as main_character_id, co.owner_hash, ${groupsJson} as groups_json, ${permission} as permission
+      c.character_id as main_character_id, co.owner_hash, ug.groups_json,
+      (up.user_id is not null or sp.state_id is not null or gp.user_id is not null) as permission
     from auth_user u
     left join authentication_userprofile p on p.user_id = u.id
     left join authentication_state s on s.id = p.state_id
     left join eveonline_evecharacter c on c.id = p.main_character_id
     left join authentication_characterownership co on co.character_id = p.main_character_id and co.user_id = u.id
+    left join (
+      select m.user_id, ${groupsJson} as groups_json
+      from auth_user_groups m join auth_group g on g.id = m.group_id group by m.user_id
+    ) ug on ug.user_id = u.id
+    left join (
+      select distinct x.user_id from auth_user_user_permissions x
+      where x.permission_id in (select id from access_permission)
+    ) up on up.user_id = u.id
+    left join (
+      select distinct x.state_id from authentication_state_permissions x
+      where x.permission_id in (select id from access_permission)
+    ) sp on sp.state_id = p.state_id
+    left join (
+      select distinct m.user_id from auth_user_groups m join auth_group_permissions x on x.group_id = m.group_id
+      where x.permission_id in (select id from access_permission)
+    ) gp on gp.user_id = u.id
   `.execute(db);
   const fingerprints: Fingerprints = new Map();
   for (const row of result.rows) {
