@@ -38,6 +38,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
   return {
     id: user.id,
     username: user.username,
+    username_key: null,
     email: user.email,
     email_verified: options.emailVerified && user.email.trim() !== '' ? 1 : 0,
     // Alliance Auth's passwords stay in AA; none is held here.
@@ -71,6 +72,7 @@ function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRe
       ? {
           id: user.state.id,
           name: user.state.name,
+          name_key: null,
           priority: user.state.priority,
           oidc_access: user.state.grantsAccess ? 1 : 0,
           created_at: 0,
@@ -79,6 +81,7 @@ function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRe
     groups: user.groups.map((group) => ({
       id: group.id,
       name: group.name,
+      name_key: null,
       oidc_access: group.grantsAccess ? 1 : 0,
       created_at: 0,
     })),
@@ -96,6 +99,7 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     (await selectStates(aa)).map((state) => ({
       id: state.id,
       name: state.name,
+      name_key: null,
       priority: state.priority,
       oidc_access: state.grantsAccess ? 1 : 0,
       created_at: 0,
@@ -105,6 +109,7 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     (await selectGroups(aa)).map((group) => ({
       id: group.id,
       name: group.name,
+      name_key: null,
       oidc_access: group.grantsAccess ? 1 : 0,
       created_at: 0,
       userCount: group.userCount,

@@ -39,6 +39,7 @@ function builtinClaims(
   const row: UserRow = {
     id: want.id,
     username: want.username,
+    username_key: null,
     email: want.email,
     email_verified: 1,
     password_hash: null,
@@ -66,13 +67,14 @@ function builtinClaims(
   const stateRow: StateRow = {
     id: state.id,
     name: state.name,
+    name_key: null,
     priority: state.priority,
     oidc_access: state.grants_oidc ? 1 : 0,
     created_at: 0,
   };
   const groups: GroupRow[] = want.groups.toSorted().map((name) => {
     const group = expected.groups.find((candidate) => candidate.name === name)!;
-    return { id: group.id, name, oidc_access: group.grants_oidc ? 1 : 0, created_at: 0 };
+    return { id: group.id, name, name_key: null, oidc_access: group.grants_oidc ? 1 : 0, created_at: 0 };
   });
   const profile = toUserProfile({ user: row, state: stateRow, groups });
   return claimsFor(profile, SCOPE.split(' '), server.app.config.oidc);
