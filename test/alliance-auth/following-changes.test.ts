@@ -115,7 +115,6 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: String(userId),
-        sid: 'absent',
       });
     }
 
