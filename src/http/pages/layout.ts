@@ -65,7 +65,7 @@ input[type=text],input[type=password],input[type=url],input[type=number],input[t
 textarea{min-height:5rem}
 button,.button{display:inline-block;margin-top:1rem;padding:.6rem 1.1rem;font-size:1rem;border-radius:.25rem;border:1px solid var(--accent);background:var(--accent);color:var(--accent-text);cursor:pointer;text-decoration:none;font-family:inherit}
 button.secondary,.button.secondary{background:#fff;color:var(--link);border-color:currentColor}
-button.danger{background:#b3261e;border-color:#b3261e;color:#fff}
+button.danger,.button.danger{background:#b3261e;border-color:#b3261e;color:#fff}
 button.link{background:none;border:none;color:var(--link);text-decoration:underline;padding:0;margin:0}
 :focus-visible{outline:3px solid var(--link);outline-offset:2px}
 .alert{padding:.75rem;border-radius:.25rem;background:#fdecea;color:#7a1a12;border:1px solid #e0a39c}

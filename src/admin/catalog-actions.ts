@@ -1,0 +1,234 @@
+import type { Application } from '../applications/types.ts';
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { csrfField, queryText } from '../console/ui.ts';
+import type { Consequence } from '../db/unit-of-work.ts';
+import type { ChangeOptions } from '../directory/builtin/types.ts';
+import { DirectoryError } from '../directory/errors.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import {
+  BASE,
+  catalogNotFound,
+  type Entity,
+  entryPath,
+  findCatalogEntry,
+  priorityOf,
+  whitelisting,
+} from './catalog-parts.ts';
+import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
+import { allianceAuthNote, applicationsById, impactList, readOnly } from './directory-parts.ts';
+
+/**
+ * The changes to a state or a group: rename, a state's priority, the OIDC access it grants, delete.
+ * Each is confirmed after its dry run (as the CLI's `--dry-run`) shows what it does: the users who
+ * lose an application and the back-channel logouts, the whitelists that follow a rename, or why it
+ * is refused. Writes go through the built-in directory's admin interface, as for the CLI.
+ */
+
+interface CatalogAction {
+  slug: 'rename' | 'priority' | 'access' | 'delete';
+  entities: readonly Entity[];
+  title(entity: Entity, name: string, input: URLSearchParams): string;
+  button: string;
+  /** The fields carried from the query into the confirmation form. */
+  carry: readonly string[];
+  run(
+    entity: Entity,
+    name: string,
+    input: URLSearchParams,
+    options: ChangeOptions,
+  ): Promise<{ changed: boolean; target: string | null }>;
+  /** What the change does beyond what its consumers report. */
+  notes?(entity: Entity, name: string, input: URLSearchParams, apps: ReadonlyMap<string, Application>): Html;
+}
+
+export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): ConsoleRoute[] {
+  const admin = deps.directoryAdmin;
+  const findEntry = (name: string) => findCatalogEntry(deps, entity, name);
+
+  const actions: CatalogAction[] = [
+    {
+      slug: 'rename',
+      entities: ['state', 'group'],
+      title: (entity, name, input) => `Rename ${entity} ${name} to ${input.get('to') ?? ''}?`,
+      button: 'Rename',
+      carry: ['to'],
+      async run(entity, name, input, options) {
+        const to = (input.get('to') ?? '').trim();
+        if (entity === 'state') {
+          const result = await admin.renameState(name, to, options);
+          return { changed: result.changed, target: result.state.name };
+        }
+        const result = await admin.renameGroup(name, to, options);
+        return { changed: result.changed, target: result.group.name };
+      },
+      notes(entity, name, _input, apps) {
+        const following = whitelisting(apps.values(), entity, name);
+        return html`<li>
+          ${
+            following.length > 0
+              ? html`The whitelists of
+                ${following.map((app, index) => html`${index > 0 ? ', ' : ''}${app.name}`)} follow the new
+                name.`
+              : 'No application whitelists it.'
+          }
+          Users keep their ${entity === 'state' ? 'state' : 'memberships'}.
+        </li>`;
+      },
+    },
+    {
+      slug: 'priority',
+      entities: ['state'],
+      title: (_entity, name, input) => `Give state ${name} priority ${input.get('priority') ?? ''}?`,
+      button: 'Change the priority',
+      carry: ['priority'],
+      async run(_entity, name, input, options) {
+        const result = await admin.setStatePriority(name, priorityOf(input), options);
+        return { changed: result.changed, target: result.state.name };
+      },
+      notes: () => html`<li>Priorities order the states; they grant nothing.</li>`,
+    },
+    {
+      slug: 'access',
+      entities: ['state', 'group'],
+      title: (entity, name, input) =>
+        input.get('oidc_access') === 'yes'
+          ? `Grant OIDC access to everyone in ${entity} ${name}?`
+          : `Stop granting OIDC access through ${entity} ${name}?`,
+      button: 'Change OIDC access',
+      carry: ['oidc_access'],
+      async run(entity, name, input, options) {
+        const access = input.get('oidc_access') === 'yes';
+        const result =
+          entity === 'state'
+            ? await admin.grantStateAccess(name, access, options)
+            : await admin.grantGroupAccess(name, access, options);
+        return { changed: result.changed, target: name };
+      },
+    },
+    {
+      slug: 'delete',
+      entities: ['state', 'group'],
+      title: (entity, name) => `Delete ${entity} ${name}?`,
+      button: 'Delete',
+      carry: [],
+      async run(entity, name, _input, options) {
+        if (entity === 'state') await admin.deleteState(name, options);
+        else await admin.deleteGroup(name, options);
+        return { changed: true, target: null };
+      },
+    },
+  ];
+
+  const actionPage = async (
+    request: ConsoleRequest,
+    entity: Entity,
+    action: CatalogAction,
+    name: string,
+    input: URLSearchParams,
+    problem?: { message: string; status: number },
+  ) => {
+    if (readOnly(deps)) {
+      renderAdmin(
+        request,
+        BASE[entity],
+        'Read-only',
+        html`<h1>Read-only</h1>
+          ${allianceAuthNote(deps)}`,
+        { status: 409 },
+      );
+      return;
+    }
+    const apps = await applicationsById(deps);
+    let preview: Html;
+    let possible = true;
+    try {
+      const consequences: Consequence[] = [];
+      const dryRun = await action.run(entity, name, input, {
+        actor: adminActor(request),
+        dryRun: true,
+        consequences,
+      });
+      preview = dryRun.changed
+        ? html`<div class="warn">
+            <p><strong>What happens:</strong></p>
+            ${impactList(consequences, apps, 'Users')}
+            ${
+              action.notes
+                ? html`<ul>
+                    ${action.notes(entity, name, input, apps)}
+                  </ul>`
+                : ''
+            }
+          </div>`
+        : html`<p class="note">Nothing would change.</p>`;
+    } catch (error) {
+      if (!(error instanceof DirectoryError)) throw error;
+      possible = false;
+      preview = html`<p class="alert" role="alert">Not possible: ${error.message}</p>`;
+    }
+    renderAdmin(
+      request,
+      BASE[entity],
+      action.title(entity, name, input),
+      html`<h1>${action.title(entity, name, input)}</h1>
+        ${problem ? html`<p class="alert" role="alert">${problem.message}</p>` : ''} ${preview}
+        ${
+          possible
+            ? html`<form method="post" action="${entryPath(entity, name, `/${action.slug}`)}">
+                ${csrfField(request.session)}
+                ${action.carry.map(
+                  (field) => html`<input type="hidden" name="${field}" value="${input.get(field) ?? ''}" />`,
+                )}
+                <div class="actions">
+                  <button type="submit" class="danger">${action.button}</button>
+                  <a href="${entryPath(entity, name)}">Cancel</a>
+                </div>
+              </form>`
+            : html`<p><a href="${entryPath(entity, name)}">Back</a></p>`
+        }`,
+      { status: problem?.status ?? (possible ? 200 : 409) },
+    );
+  };
+
+  return actions
+    .filter((action) => action.entities.includes(entity))
+    .flatMap((action): ConsoleRoute[] => [
+      {
+        method: 'GET',
+        path: `${BASE[entity]}/:name/${action.slug}`,
+        access: 'superuser',
+        async handle(request) {
+          const name = request.params.name ?? '';
+          if (!(await findEntry(name))) return catalogNotFound(request, entity);
+          const input = new URLSearchParams();
+          for (const field of action.carry) input.set(field, queryText(request.ctx.query, field, 200));
+          await actionPage(request, entity, action, name, input);
+        },
+      },
+      {
+        method: 'POST',
+        path: `${BASE[entity]}/:name/${action.slug}`,
+        access: 'superuser',
+        async handle(request) {
+          const name = request.params.name ?? '';
+          if (!(await findEntry(name))) return catalogNotFound(request, entity);
+          if (readOnly(deps)) return actionPage(request, entity, action, name, request.form);
+          try {
+            const result = await action.run(entity, name, request.form, { actor: adminActor(request) });
+            const done = result.changed ? action.slug : 'unchanged';
+            request.seeOther(
+              result.target === null
+                ? `${BASE[entity]}?done=${done}`
+                : `${entryPath(entity, result.target)}?done=${done}`,
+            );
+          } catch (error) {
+            if (!(error instanceof DirectoryError)) throw error;
+            await actionPage(request, entity, action, name, request.form, {
+              message: error.message,
+              status: error.code === 'conflict' ? 409 : 400,
+            });
+          }
+        },
+      },
+    ]);
+}

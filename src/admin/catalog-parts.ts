@@ -1,0 +1,105 @@
+import type { Application } from '../applications/types.ts';
+import type { ConsoleRequest } from '../console/http.ts';
+import { html } from '../http/pages/layout.ts';
+import { type AdminDependencies, renderAdmin } from './context.ts';
+import { readOnly } from './directory-parts.ts';
+
+/**
+ * What the state and group pages share: where they are, their entries with what each grants and how
+ * many hold it, and the applications whose whitelists name one.
+ */
+
+export type Entity = 'state' | 'group';
+
+export interface CatalogEntry {
+  name: string;
+  priority: number | null;
+  oidcAccess: boolean;
+  /** Null when the directory does not count them (Alliance Auth). */
+  holders: number | null;
+}
+
+export const BASE: Readonly<Record<Entity, '/admin/states' | '/admin/groups'>> = {
+  state: '/admin/states',
+  group: '/admin/groups',
+};
+
+export const CATALOG_DONE: Readonly<Record<string, string>> = {
+  created: 'Created.',
+  rename: 'Renamed; application whitelists follow.',
+  priority: 'Priority changed.',
+  access: 'OIDC access changed.',
+  delete: 'Deleted.',
+  unchanged: 'Nothing changed.',
+};
+
+export function entryPath(entity: Entity, name: string, suffix = ''): string {
+  return `${BASE[entity]}/${encodeURIComponent(name)}${suffix}`;
+}
+
+/** The applications whose whitelist names `name` (regardless of case). */
+export function whitelisting(apps: Iterable<Application>, entity: Entity, name: string): Application[] {
+  const key = name.toLowerCase();
+  return [...apps].filter((app) =>
+    (entity === 'state' ? app.states : app.groups).some((listed) => listed.toLowerCase() === key),
+  );
+}
+
+/** The states or groups, as the admin interface (or, read-only, the directory port) lists them. */
+export async function catalogEntries(deps: AdminDependencies, entity: Entity): Promise<CatalogEntry[]> {
+  const admin = deps.directoryAdmin;
+  if (readOnly(deps)) {
+    if (entity === 'state')
+      return (await deps.directory.listStates()).map((state) => ({
+        name: state.name,
+        priority: state.priority,
+        oidcAccess: state.oidcAccess,
+        holders: null,
+      }));
+    return (await deps.directory.listGroups()).map((group) => ({
+      name: group.name,
+      priority: null,
+      oidcAccess: group.oidcAccess,
+      holders: null,
+    }));
+  }
+  if (entity === 'state')
+    return (await admin.listStates()).map((state) => ({
+      name: state.name,
+      priority: state.priority,
+      oidcAccess: state.oidc_access === 1,
+      holders: state.userCount,
+    }));
+  return (await admin.listGroups()).map((group) => ({
+    name: group.name,
+    priority: null,
+    oidcAccess: group.oidc_access === 1,
+    holders: group.userCount,
+  }));
+}
+
+export async function findCatalogEntry(
+  deps: AdminDependencies,
+  entity: Entity,
+  name: string,
+): Promise<CatalogEntry | undefined> {
+  return (await catalogEntries(deps, entity)).find((entry) => entry.name === name);
+}
+
+/** A whole number, or NaN: the directory names what is wrong with anything else. */
+export function priorityOf(input: URLSearchParams): number {
+  const text = (input.get('priority') ?? '').trim();
+  return /^-?\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+}
+
+export function catalogNotFound(request: ConsoleRequest, entity: Entity): void {
+  renderAdmin(
+    request,
+    BASE[entity],
+    `No such ${entity}`,
+    html`<h1>No such ${entity}</h1>
+      <p class="alert" role="alert">No ${entity} has this name.</p>
+      <p><a href="${BASE[entity]}">All ${entity}s</a></p>`,
+    { status: 404 },
+  );
+}

@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import type { Application } from '../applications/types.ts';
+import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { csrfField, queryText, textField } from '../console/ui.ts';
+import type { Consequence } from '../db/unit-of-work.ts';
+import type { ChangeOptions, UserChange } from '../directory/builtin/types.ts';
+import { DirectoryError } from '../directory/errors.ts';
+import type { UserProfile } from '../directory/port.ts';
+import { html, type Html } from '../http/pages/layout.ts';
+import { receivesLogout } from '../logout/fanout.ts';
+import { countByClient, InvalidRevocationNoteError, MAX_NOTE_LENGTH } from '../tokens/revocation.ts';
+import { selectUserSessions } from '../tokens/store.ts';
+import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
+import {
+  allianceAuthNote,
+  applicationsById,
+  impactList,
+  loadProfile,
+  readOnly,
+  userNotFound,
+  userPath,
+} from './directory-parts.ts';
+
+/**
+ * The actions on one user, as the CLI's `user` and `tokens` commands do them. Each first shows what
+ * it would do — the same dry run as `--dry-run`, with what the change's consumers report
+ * (applications lost, back-channel logouts, revoked tokens, ended sessions) — and runs only once
+ * confirmed (POST with the CSRF token). With the Alliance Auth directory they are refused: users are
+ * managed there.
+ */
+
+/** One action on a user: previewed by a dry run on GET, done on POST (with the CSRF token). */
+interface UserAction {
+  slug: string;
+  /** Shown only when it applies to the user. */
+  applies(profile: UserProfile): boolean;
+  title(profile: UserProfile, input: URLSearchParams): string;
+  button: string;
+  /** Fields of the confirmation form (beyond the values carried over from the query). */
+  fields?(profile: UserProfile, input: URLSearchParams, error?: string): Html;
+  /** The names carried from the GET query into the confirmation form. */
+  carry: readonly string[];
+  /** Runs the action (a dry run with `dryRun`); returns what it caused and whether it changed anything. */
+  run(
+    profile: UserProfile,
+    input: URLSearchParams,
+    options: { actor: string; dryRun: boolean },
+    apps: ReadonlyMap<string, Application>,
+  ): Promise<{ changed: boolean; consequences: Consequence[]; extra?: Html }>;
+}
+
+export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
+  const admin = deps.directoryAdmin;
+
+  const directoryChange =
+    (change: (profile: UserProfile, input: URLSearchParams, options: ChangeOptions) => Promise<UserChange>) =>
+    async (profile: UserProfile, input: URLSearchParams, options: { actor: string; dryRun: boolean }) => {
+      const consequences: Consequence[] = [];
+      const result = await change(profile, input, { ...options, consequences });
+      return { changed: result.changed, consequences };
+    };
+
+  const actions: UserAction[] = [
+    {
+      slug: 'deactivate',
+      applies: (profile) => profile.active,
+      title: (profile) => `Deactivate ${profile.username}?`,
+      button: 'Deactivate',
+      carry: [],
+      run: directoryChange((profile, _input, options) => admin.deactivate({ id: profile.id }, options)),
+    },
+    {
+      slug: 'activate',
+      applies: (profile) => !profile.active,
+      title: (profile) => `Activate ${profile.username}?`,
+      button: 'Activate',
+      carry: [],
+      run: directoryChange((profile, _input, options) => admin.activate({ id: profile.id }, options)),
+    },
+    {
+      slug: 'state',
+      applies: () => true,
+      title: (profile, input) => {
+        const state = input.get('state') ?? '';
+        return state === ''
+          ? `Remove ${profile.username}’s state?`
+          : `Move ${profile.username} to state ${state}?`;
+      },
+      button: 'Change the state',
+      carry: ['state'],
+      run: directoryChange((profile, input, options) =>
+        admin.setState(
+          { id: profile.id },
+          (input.get('state') ?? '') === '' ? null : input.get('state'),
+          options,
+        ),
+      ),
+    },
+    {
+      slug: 'add-group',
+      applies: () => true,
+      title: (profile, input) => `Add ${profile.username} to group ${input.get('group') ?? ''}?`,
+      button: 'Add to the group',
+      carry: ['group'],
+      run: directoryChange((profile, input, options) =>
+        admin.addGroup({ id: profile.id }, input.get('group') ?? '', options),
+      ),
+    },
+    {
+      slug: 'remove-group',
+      applies: (profile) => profile.groups.length > 0,
+      title: (profile, input) => `Remove ${profile.username} from group ${input.get('group') ?? ''}?`,
+      button: 'Remove from the group',
+      carry: ['group'],
+      run: directoryChange((profile, input, options) =>
+        admin.removeGroup({ id: profile.id }, input.get('group') ?? '', options),
+      ),
+    },
+    {
+      slug: 'password',
+      applies: () => true,
+      title: (profile) => `Set ${profile.username}’s password`,
+      button: 'Set the password',
+      carry: [],
+      fields: (_profile, _input, error) =>
+        textField('New password', 'password', '', {
+          type: 'password',
+          autocomplete: 'new-password',
+          required: true,
+          hint: 'At least 8 characters. Tell the user through a channel you trust.',
+          ...(error ? { error } : {}),
+        }),
+      // The preview runs with a throwaway password: what a new password causes does not depend on it.
+      run: directoryChange((profile, input, options) =>
+        admin.setPassword(
+          { id: profile.id },
+          options.dryRun ? randomBytes(16).toString('base64url') : (input.get('password') ?? ''),
+          options,
+        ),
+      ),
+    },
+    {
+      slug: 'revoke-tokens',
+      applies: () => true,
+      title: (profile) => `Revoke every code and token of ${profile.username}?`,
+      button: 'Revoke',
+      carry: [],
+      fields: (_profile, input, error) =>
+        textField('Reason', 'reason', input.get('reason') ?? '', {
+          required: true,
+          maxlength: MAX_NOTE_LENGTH,
+          hint: 'Recorded with each token_revoked audit event.',
+          ...(error ? { error } : {}),
+        }),
+      async run(profile, input, options, apps) {
+        const note = (input.get('reason') ?? '').trim();
+        const result = await deps.tokens.revokeUser(profile.username, {
+          reason: 'user_revoked',
+          dryRun: options.dryRun,
+          // A preview before a reason was typed still shows what would be revoked.
+          ...(options.dryRun && note === '' ? {} : { note }),
+        });
+        // The same rule as the revocation's back-channel hook: the applications whose tokens it revoked.
+        const consequences: Consequence[] = [];
+        for (const [clientId, count] of countByClient(result.revoked)) {
+          consequences.push({ kind: 'tokens_revoked', userId: profile.id, clientId, count });
+          const app = clientId === null ? undefined : apps.get(clientId);
+          if (app && receivesLogout(app, 'user_revoked'))
+            consequences.push({
+              kind: 'logout_queued',
+              userId: profile.id,
+              clientId: app.clientId,
+              reason: 'user_revoked',
+            });
+        }
+        return { changed: result.revoked.length > 0, consequences };
+      },
+    },
+  ];
+
+  actions.push({
+    slug: 'sign-out',
+    applies: () => true,
+    title: (profile) => `Sign ${profile.username} out everywhere?`,
+    button: 'Sign out everywhere',
+    carry: [],
+    async run(profile, _input, options, apps) {
+      // The applications signed in through a session hear of it too, as the service's hook tells them.
+      const sessions = options.dryRun ? await selectUserSessions(deps.db, profile.id) : [];
+      const result = await deps.tokens.signOutUser(profile.username, { dryRun: options.dryRun });
+      const consequences: Consequence[] = [];
+      const held = new Set(sessions.flatMap((session) => session.clientIds));
+      for (const [clientId, count] of countByClient(result.revoked)) {
+        consequences.push({ kind: 'tokens_revoked', userId: profile.id, clientId, count });
+        if (clientId !== null) held.add(clientId);
+      }
+      for (const clientId of [...held].sort()) {
+        const app = apps.get(clientId);
+        if (app && receivesLogout(app, 'user_revoked'))
+          consequences.push({ kind: 'logout_queued', userId: profile.id, clientId, reason: 'user_revoked' });
+      }
+      if (result.sessionsEnded > 0)
+        consequences.push({ kind: 'sessions_ended', userId: profile.id, count: result.sessionsEnded });
+      return {
+        changed: result.revoked.length > 0 || result.sessionsEnded > 0 || result.grantsRemoved > 0,
+        consequences,
+      };
+    },
+  });
+
+  const actionPage = async (
+    request: ConsoleRequest,
+    action: UserAction,
+    profile: UserProfile,
+    input: URLSearchParams,
+    problem?: { message: string; field?: string; status: number },
+  ) => {
+    if (readOnly(deps)) {
+      renderAdmin(
+        request,
+        '/admin/users',
+        'Read-only',
+        html`<h1>Read-only</h1>
+          ${allianceAuthNote(deps)}
+          <p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`,
+        { status: 409 },
+      );
+      return;
+    }
+    const apps = await applicationsById(deps);
+    let preview: Html;
+    try {
+      const dryRun = await action.run(profile, input, { actor: adminActor(request), dryRun: true }, apps);
+      preview = dryRun.changed
+        ? html`<div class="warn">
+            <p><strong>What happens:</strong></p>
+            ${impactList(dryRun.consequences, apps, profile.username)}
+          </div>`
+        : html`<p class="note">Nothing would change.</p>`;
+    } catch (error) {
+      if (!(error instanceof DirectoryError || error instanceof InvalidRevocationNoteError)) throw error;
+      preview = html`<p class="alert" role="alert">${error.message}</p>`;
+    }
+    renderAdmin(
+      request,
+      '/admin/users',
+      action.title(profile, input),
+      html`<h1>${action.title(profile, input)}</h1>
+        ${problem && !problem.field ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
+        ${preview}
+        <form method="post" action="${userPath(profile.id, `/${action.slug}`)}">
+          ${csrfField(request.session)}
+          ${action.carry.map((name) => html`<input type="hidden" name="${name}" value="${input.get(name) ?? ''}" />`)}
+          ${action.fields ? action.fields(profile, input, problem?.field ? problem.message : undefined) : ''}
+          <div class="actions">
+            <button type="submit" class="danger">${action.button}</button>
+            <a href="${userPath(profile.id)}">Cancel</a>
+          </div>
+        </form>`,
+      { status: problem?.status ?? 200 },
+    );
+  };
+
+  const actionRoutes = actions.flatMap((action): ConsoleRoute[] => [
+    {
+      method: 'GET',
+      path: `/admin/users/:id/${action.slug}`,
+      access: 'superuser',
+      async handle(request) {
+        const profile = await loadProfile(deps, request);
+        if (!profile) return userNotFound(request);
+        const input = new URLSearchParams();
+        for (const name of action.carry) input.set(name, queryText(request.ctx.query, name, 300));
+        await actionPage(request, action, profile, input);
+      },
+    },
+    {
+      method: 'POST',
+      path: `/admin/users/:id/${action.slug}`,
+      access: 'superuser',
+      async handle(request) {
+        const profile = await loadProfile(deps, request);
+        if (!profile) return userNotFound(request);
+        if (readOnly(deps)) return actionPage(request, action, profile, request.form);
+        try {
+          const apps = await applicationsById(deps);
+          const result = await action.run(
+            profile,
+            request.form,
+            { actor: adminActor(request), dryRun: false },
+            apps,
+          );
+          request.seeOther(`${userPath(profile.id)}?done=${result.changed ? action.slug : 'unchanged'}`);
+        } catch (error) {
+          if (error instanceof InvalidRevocationNoteError)
+            return actionPage(request, action, profile, request.form, {
+              message: error.message.replace('--reason', 'The reason'),
+              field: 'reason',
+              status: 400,
+            });
+          if (error instanceof DirectoryError)
+            return actionPage(request, action, profile, request.form, {
+              message: error.message,
+              ...(action.slug === 'password' ? { field: 'password' } : {}),
+              status: error.code === 'not_found' ? 404 : error.code === 'conflict' ? 409 : 400,
+            });
+          throw error;
+        }
+      },
+    },
+  ]);
+
+  return actionRoutes;
+}

@@ -1,0 +1,255 @@
+import type { ConsoleRoute } from '../console/http.ts';
+import { doneMessage, formatTime, select } from '../console/ui.ts';
+import { html } from '../http/pages/layout.ts';
+import { listTokens } from '../tokens/listing.ts';
+import { selectUserGrants, selectUserSessions } from '../tokens/store.ts';
+import { type AdminDependencies, renderAdmin } from './context.ts';
+import {
+  affiliation,
+  allianceAuthNote,
+  appList,
+  appName,
+  applicationsById,
+  loadProfile,
+  readOnly,
+  userNotFound,
+  userPath,
+} from './directory-parts.ts';
+
+/**
+ * One user in the admin UI: state, groups, main character and affiliation, grants and live tokens
+ * per application, live sessions, recent sign-ins, and the links to the actions (none with the
+ * Alliance Auth directory, whose users are managed there).
+ */
+
+export const USER_DONE: Readonly<Record<string, string>> = {
+  deactivate: 'Deactivated: every application refuses the user from the next request.',
+  activate: 'Activated.',
+  state: 'State changed.',
+  'add-group': 'Added to the group.',
+  'remove-group': 'Removed from the group.',
+  password: 'Password set.',
+  'revoke-tokens': 'Codes and tokens revoked; the applications were told.',
+  'sign-out': 'Signed out everywhere.',
+  unchanged: 'Nothing changed.',
+};
+
+export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
+  const admin = deps.directoryAdmin;
+  return [
+    {
+      method: 'GET',
+      path: '/admin/users/:id',
+      access: 'superuser',
+      async handle(request) {
+        const profile = await loadProfile(deps, request);
+        if (!profile) return userNotFound(request);
+        const now = Date.now();
+        const [record, apps, states, groups, grants, sessions, tokens, issued] = await Promise.all([
+          readOnly(deps) ? Promise.resolve(undefined) : admin.loadUserProfile(profile.id),
+          applicationsById(deps),
+          deps.directory.listStates(),
+          deps.directory.listGroups(),
+          selectUserGrants(deps.db, profile.id, now),
+          selectUserSessions(deps.db, profile.id, now),
+          listTokens(deps.db, { userId: profile.id }),
+          deps.auditStore.list({ userId: profile.id, kinds: ['token_issued'], limit: 200 }),
+        ]);
+        const liveTokens = new Map<string, number>();
+        for (const token of tokens)
+          if (token.status === 'active' && token.clientId !== null)
+            liveTokens.set(token.clientId, (liveTokens.get(token.clientId) ?? 0) + 1);
+        const appIds = [...new Set([...grants.map((grant) => grant.clientId), ...liveTokens.keys()])].sort();
+        const grantOf = new Map(grants.map((grant) => [grant.clientId, grant]));
+        const signIns = issued
+          .filter(
+            (event) =>
+              event.record.grant_type === 'authorization_code' && event.record.token_type === 'access_token',
+          )
+          .slice(0, 10);
+        const editable = !readOnly(deps);
+        const groupNames = new Set(profile.groups.map((item) => item.name));
+        const main = profile.mainCharacter;
+        renderAdmin(
+          request,
+          '/admin/users',
+          profile.username,
+          html`<h1>${profile.username}</h1>
+            ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
+            <dl class="facts">
+              <dt>User id</dt>
+              <dd>${profile.id}</dd>
+              <dt>Email</dt>
+              <dd>${profile.email || '—'}</dd>
+              <dt>Active</dt>
+              <dd>${profile.active ? 'yes' : 'no: every application refuses this user'}</dd>
+              <dt>Superuser</dt>
+              <dd>${profile.superuser ? 'yes' : 'no'}</dd>
+              <dt>State</dt>
+              <dd>
+                ${profile.state ? `${profile.state.name}${profile.state.oidcAccess ? ' (grants OIDC access)' : ''}` : 'none'}
+              </dd>
+              <dt>Groups</dt>
+              <dd>${profile.groups.map((item) => item.name).join(', ') || 'none'}</dd>
+              <dt>Main character</dt>
+              <dd>
+                ${main.characterName ?? 'none'}${main.characterId === null ? '' : ` (${main.characterId})`}
+              </dd>
+              <dt>Affiliation</dt>
+              <dd>${affiliation(profile) || '—'}</dd>
+              ${
+                record
+                  ? html`<dt>Last sign-in</dt>
+                      <dd>${formatTime(record.user.last_login_at)}</dd>
+                      <dt>Created</dt>
+                      <dd>${formatTime(record.user.created_at)}</dd>`
+                  : ''
+              }
+            </dl>
+            ${
+              editable
+                ? html`<h2>Actions</h2>
+                    <p class="actions">
+                      ${
+                        profile.active
+                          ? html`<a class="button danger" href="${userPath(profile.id, '/deactivate')}"
+                              >Deactivate…</a
+                            >`
+                          : html`<a class="button" href="${userPath(profile.id, '/activate')}">Activate…</a>`
+                      }
+                      <a class="button secondary" href="${userPath(profile.id, '/password')}"
+                        >Set password…</a
+                      >
+                      <a class="button secondary" href="${userPath(profile.id, '/sign-out')}"
+                        >Sign out everywhere…</a
+                      >
+                      <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}"
+                        >Revoke tokens…</a
+                      >
+                    </p>
+                    <form method="get" action="${userPath(profile.id, '/state')}">
+                      ${select(
+                        'State',
+                        'state',
+                        [['', 'No state'], ...states.map((item) => [item.name, item.name] as const)],
+                        profile.state?.name ?? '',
+                      )}
+                      <div class="actions">
+                        <button type="submit" class="secondary">Change the state…</button>
+                      </div>
+                    </form>
+                    <form method="get" action="${userPath(profile.id, '/add-group')}">
+                      ${select(
+                        'Add to group',
+                        'group',
+                        groups
+                          .filter((item) => !groupNames.has(item.name))
+                          .map((item) => [item.name, item.name] as const),
+                        '',
+                      )}
+                      <div class="actions">
+                        <button type="submit" class="secondary">Add to the group…</button>
+                      </div>
+                    </form>
+                    ${
+                      profile.groups.length > 0
+                        ? html`<ul>
+                            ${profile.groups.map(
+                              (item) =>
+                                html`<li>
+                                  ${item.name}:
+                                  <a
+                                    href="${userPath(profile.id, `/remove-group?${new URLSearchParams({ group: item.name }).toString()}`)}"
+                                    >Remove from the group…</a
+                                  >
+                                </li>`,
+                            )}
+                          </ul>`
+                        : ''
+                    }`
+                : ''
+            }
+            <h2>Applications</h2>
+            <div class="table-wrap">
+              <table>
+                <caption>
+                  Grants and live tokens per application
+                </caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Application</th>
+                    <th scope="col">Scopes granted</th>
+                    <th scope="col">Granted</th>
+                    <th scope="col">Live tokens</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  ${appIds.map((clientId) => {
+                    const grant = grantOf.get(clientId);
+                    return html`<tr>
+                      <td>${appName(apps, clientId)}</td>
+                      <td>${grant ? grant.scopes.join(' ') : '—'}</td>
+                      <td>${formatTime(grant?.grantedAt)}</td>
+                      <td>${liveTokens.get(clientId) ?? 0}</td>
+                    </tr>`;
+                  })}
+                </tbody>
+              </table>
+            </div>
+            ${appIds.length === 0 ? html`<p class="note">No grant and no live token.</p>` : ''}
+            <h2>Sessions</h2>
+            ${
+              sessions.length === 0
+                ? html`<p class="note">No live session.</p>`
+                : html`<div class="table-wrap">
+                    <table>
+                      <caption>
+                        ${sessions.length} live browser session(s)
+                      </caption>
+                      <thead>
+                        <tr>
+                          <th scope="col">Signed in</th>
+                          <th scope="col">With</th>
+                          <th scope="col">Applications</th>
+                          <th scope="col">Expires</th>
+                        </tr>
+                      </thead>
+                      <tbody>
+                        ${sessions.map(
+                          (session) =>
+                            html`<tr>
+                              <td>${formatTime(session.loginAt)}</td>
+                              <td>${session.amr.join(', ') || '—'}</td>
+                              <td>
+                                ${session.clientIds.length > 0 ? appList(apps, session.clientIds) : '—'}
+                              </td>
+                              <td>${formatTime(session.expiresAt)}</td>
+                            </tr>`,
+                        )}
+                      </tbody>
+                    </table>
+                  </div>`
+            }
+            <h2>Recent sign-ins to applications</h2>
+            ${
+              signIns.length === 0
+                ? html`<p class="note">None recorded.</p>`
+                : html`<ul>
+                    ${signIns.map(
+                      (event) =>
+                        html`<li>
+                          ${formatTime(event.recordedAt)}: ${appName(apps, event.clientId ?? '')}
+                        </li>`,
+                    )}
+                  </ul>`
+            }
+            <p>
+              <a href="/admin/audit?${new URLSearchParams({ user: profile.username }).toString()}"
+                >Audit log of ${profile.username}</a
+              >
+            </p>`,
+        );
+      },
+    },
+  ];
+}
