@@ -76,7 +76,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   // A dead leader's lease lapses after three cycles (at least 30 s), then another instance polls.
   const leaseMs = Math.max(3 * deps.intervalMs, 30_000);
-  let cache: { generation: number; fingerprints: Fingerprints } | undefined;
+  let cache: { generation: number; fingerprints: Fingerprints; texts: Map<number, string> } | undefined;
   let running: Promise<PollOutcome> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = true;
@@ -106,6 +106,9 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     return new Map(rows.map((row) => [Number(row.user_id), parseFingerprint(row.fingerprint)]));
   };
 
+  const cachedTexts = (generation: number): Map<number, string> | undefined =>
+    cache && cache.generation === generation ? cache.texts : undefined;
+
   const cycle = async (): Promise<PollOutcome> => {
     const generation = await acquireLease();
     if (generation === undefined) {
@@ -114,7 +117,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     }
     let current: Fingerprints;
     try {
-      current = await readFingerprints(deps.aa.db, deps.aa.kind);
+      current = await readFingerprints(deps.aa.db);
     } catch (error) {
       const message = (error as Error).message;
       if (unreachableSince === undefined) {
@@ -139,18 +142,24 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       return { outcome: 'refused_empty', known: previous.size };
     }
     const baseline = generation === 0 && previous.size === 0;
-    const changes = baseline ? [] : diffFingerprints(previous, current);
-
-    const upserts: Array<{ user_id: number; fingerprint: string; updated_at: number }> = [];
+    // Only the users whose stored form differs are diffed and written: on a quiet cycle that is
+    // nobody, and the cycle costs the query and one serialisation per user.
     const at = now();
-    const previousText = new Map<number, string>();
-    for (const [userId, fingerprint] of previous) previousText.set(userId, serializeFingerprint(fingerprint));
-    for (const [userId, fingerprint] of current) {
-      const text = serializeFingerprint(fingerprint);
-      if (previousText.get(userId) !== text)
-        upserts.push({ user_id: userId, fingerprint: text, updated_at: at });
+    const previousText = cachedTexts(generation) ?? textsOf(previous);
+    const currentText = textsOf(current);
+    const upserts: Array<{ user_id: number; fingerprint: string; updated_at: number }> = [];
+    const changedBefore: Fingerprints = new Map();
+    const changedAfter: Fingerprints = new Map();
+    for (const [userId, text] of currentText) {
+      if (previousText.get(userId) === text) continue;
+      upserts.push({ user_id: userId, fingerprint: text, updated_at: at });
+      changedAfter.set(userId, current.get(userId)!);
+      const was = previous.get(userId);
+      if (was) changedBefore.set(userId, was);
     }
     const deleted = [...previous.keys()].filter((userId) => !current.has(userId));
+    for (const userId of deleted) changedBefore.set(userId, previous.get(userId)!);
+    const changes = baseline ? [] : diffFingerprints(changedBefore, changedAfter);
 
     let nextGeneration: number;
     try {
@@ -208,7 +217,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       }
       throw error;
     }
-    cache = { generation: nextGeneration, fingerprints: current };
+    cache = { generation: nextGeneration, fingerprints: current, texts: currentText };
     if (baseline) {
       logger.info(
         { users: current.size },
@@ -277,6 +286,12 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     },
     lastOutcome: () => last,
   };
+}
+
+function textsOf(fingerprints: Fingerprints): Map<number, string> {
+  const texts = new Map<number, string>();
+  for (const [userId, fingerprint] of fingerprints) texts.set(userId, serializeFingerprint(fingerprint));
+  return texts;
 }
 
 class LeaseLost extends Error {
