@@ -66,6 +66,10 @@ export function showRoute(
               <dd>
                 ${app.backchannelLogoutUri ? html`<code>${app.backchannelLogoutUri}</code>${app.backchannelLogoutOnRevokeOnly ? ' (only on revocation)' : ''}` : '—'}
               </dd>
+              <dt>Claims in the ID token</dt>
+              <dd>
+                ${app.idTokenClaims ? 'the granted scopes’ claims' : 'protocol claims only (the rest from userinfo)'}
+              </dd>
               <dt>Debug logging</dt>
               <dd>${yesNo(app.debugMode)}</dd>
               <dt>Live tokens</dt>

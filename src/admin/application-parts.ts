@@ -56,6 +56,7 @@ export interface AppForm {
   accessTokenFormat: AccessTokenFormatSetting;
   backchannelLogoutUri: string;
   backchannelLogoutOnRevokeOnly: boolean;
+  idTokenClaims: boolean;
   debugMode: boolean;
 }
 
@@ -86,6 +87,7 @@ export function readForm(form: URLSearchParams): AppForm {
       : 'inherit',
     backchannelLogoutUri: (form.get('backchannel_logout_uri') ?? '').trim(),
     backchannelLogoutOnRevokeOnly: form.has('backchannel_logout_on_revoke_only'),
+    idTokenClaims: form.has('id_token_claims'),
     debugMode: form.has('debug_mode'),
   };
 }
@@ -105,6 +107,7 @@ export function formOf(app: Application): AppForm {
     accessTokenFormat: app.accessTokenFormat,
     backchannelLogoutUri: app.backchannelLogoutUri ?? '',
     backchannelLogoutOnRevokeOnly: app.backchannelLogoutOnRevokeOnly,
+    idTokenClaims: app.idTokenClaims,
     debugMode: app.debugMode,
   };
 }
@@ -123,6 +126,7 @@ export const NEW_APP: AppForm = {
   accessTokenFormat: 'inherit',
   backchannelLogoutUri: '',
   backchannelLogoutOnRevokeOnly: false,
+  idTokenClaims: false,
   debugMode: false,
 };
 
@@ -140,6 +144,7 @@ export function inputOf(form: AppForm): Omit<ApplicationInput, 'clientId' | 'cli
     accessTokenFormat: form.accessTokenFormat,
     backchannelLogoutUri: form.backchannelLogoutUri === '' ? null : form.backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly: form.backchannelLogoutOnRevokeOnly,
+    idTokenClaims: form.idTokenClaims,
     debugMode: form.debugMode,
   };
 }
@@ -258,6 +263,7 @@ export function appForm(
         ${checkbox('Require PKCE', 'pkce_required', values.pkceRequired)}
         ${checkbox('Skip the consent page', 'skip_authorization', values.skipAuthorization)}
         ${checkbox('Back-channel logout only when tokens are revoked', 'backchannel_logout_on_revoke_only', values.backchannelLogoutOnRevokeOnly)}
+        ${checkbox('Put the granted scopes’ claims (email, groups, username, …) in the ID token, for apps that read them only there', 'id_token_claims', values.idTokenClaims)}
         ${checkbox('Debug logging (verbose, still redacted)', 'debug_mode', values.debugMode)}
         ${error('pkce_required') ? html`<p class="field-error">${error('pkce_required')}</p>` : ''}
       </fieldset>

@@ -47,6 +47,7 @@ export function accountConsoleApplication(config: {
     accessTokenFormat: 'opaque',
     backchannelLogoutUri: null,
     backchannelLogoutOnRevokeOnly: false,
+    idTokenClaims: false,
     createdBy: 'built-in',
     createdAt: 0,
     updatedAt: 0,

@@ -62,6 +62,7 @@ const COMPARED_FIELDS = [
   ['accessTokenFormat', 'access_token_format'],
   ['backchannelLogoutUri', 'backchannel_logout_uri'],
   ['backchannelLogoutOnRevokeOnly', 'backchannel_logout_on_revoke_only'],
+  ['idTokenClaims', 'id_token_claims'],
 ] as const satisfies ReadonlyArray<readonly [keyof ValidApplication & keyof Application, string]>;
 
 /** The one write path for applications: every method validates before it writes. */
@@ -351,6 +352,7 @@ function mergePatch(current: Application, patch: ApplicationPatch): ApplicationI
       'backchannelLogoutOnRevokeOnly',
       current.backchannelLogoutOnRevokeOnly,
     ),
+    idTokenClaims: pick('idTokenClaims', current.idTokenClaims),
   };
 }
 
@@ -380,6 +382,7 @@ function preview(
     accessTokenFormat: valid.accessTokenFormat,
     backchannelLogoutUri: valid.backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly: valid.backchannelLogoutOnRevokeOnly,
+    idTokenClaims: valid.idTokenClaims,
     createdBy: current?.createdBy ?? actor,
     createdAt: current?.createdAt ?? at,
     updatedAt: at,

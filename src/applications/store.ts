@@ -59,6 +59,7 @@ export function toApplication(row: ApplicationQueryRow): Application {
     accessTokenFormat: row.access_token_format,
     backchannelLogoutUri: row.backchannel_logout_uri,
     backchannelLogoutOnRevokeOnly: row.backchannel_logout_on_revoke_only === 1,
+    idTokenClaims: row.id_token_claims === 1,
     createdBy: row.created_by,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
@@ -120,6 +121,7 @@ function settableColumns(app: ValidApplication) {
     access_token_format: app.accessTokenFormat,
     backchannel_logout_uri: app.backchannelLogoutUri,
     backchannel_logout_on_revoke_only: flag(app.backchannelLogoutOnRevokeOnly),
+    id_token_claims: flag(app.idTokenClaims),
   } as const;
 }
 

@@ -32,6 +32,12 @@ export interface Application {
   accessTokenFormat: AccessTokenFormatSetting;
   backchannelLogoutUri: string | null;
   backchannelLogoutOnRevokeOnly: boolean;
+  /**
+   * Its id_tokens also carry the claims of the granted scopes (email, groups, preferred_username, …),
+   * for relying parties that read them only there; otherwise the id_token holds the protocol claims
+   * (and what the claims parameter asks for) and the rest comes from userinfo.
+   */
+  idTokenClaims: boolean;
   createdBy: string | null;
   createdAt: number;
   updatedAt: number;
@@ -76,6 +82,8 @@ export interface ApplicationInput {
   accessTokenFormat?: AccessTokenFormatSetting;
   backchannelLogoutUri?: string | null;
   backchannelLogoutOnRevokeOnly?: boolean;
+  /** Default false: the id_token stays minimal. */
+  idTokenClaims?: boolean;
 }
 
 /** A change to an existing application: absent fields stay as they are; lists are replaced whole. */

@@ -55,6 +55,7 @@ export interface ValidApplication {
   accessTokenFormat: AccessTokenFormatSetting;
   backchannelLogoutUri: string | null;
   backchannelLogoutOnRevokeOnly: boolean;
+  idTokenClaims: boolean;
 }
 
 /**
@@ -113,6 +114,7 @@ export async function validateApplicationInput(
     false,
     problem,
   );
+  const idTokenClaims = checkFlag('id_token_claims', input.idTokenClaims, false, problem);
 
   const accessTokenFormat = input.accessTokenFormat ?? 'inherit';
   if (!ACCESS_TOKEN_FORMAT_SETTINGS.includes(accessTokenFormat))
@@ -148,6 +150,7 @@ export async function validateApplicationInput(
     accessTokenFormat,
     backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly,
+    idTokenClaims,
   };
 }
 

@@ -106,6 +106,8 @@ export interface ApplicationTable {
   access_token_format: 'inherit' | 'opaque' | 'jwt';
   backchannel_logout_uri: string | null;
   backchannel_logout_on_revoke_only: Flag;
+  /** Its id_tokens also carry the granted scopes' claims (not only the protocol claims). */
+  id_token_claims: ColumnType<Flag, Flag | undefined, Flag>;
   created_by: string | null;
   created_at: EpochMs;
   updated_at: EpochMs;

@@ -3,6 +3,7 @@ import type { Application } from '../applications/types.ts';
 import { decideApplication } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { ClientRefusal } from './client-policy.ts';
+import { ID_TOKEN_CLAIMS_METADATA } from './id-token-claims.ts';
 
 /** What the provider needs from the applications domain: one lookup by client_id. */
 export interface ApplicationLookup {
@@ -12,9 +13,15 @@ export interface ApplicationLookup {
 /**
  * Metadata our applications carry beyond the registered OIDC client fields. `access_token_format`
  * is the application's own setting (`inherit`, `opaque` or `jwt`): the token format is read from the
- * client already loaded in the request (src/tokens/formats.ts), not from another query.
+ * client already loaded in the request (src/tokens/formats.ts), not from another query;
+ * `id_token_claims` likewise says whether its id_tokens carry the scopes' claims (id-token-claims.ts).
  */
-export const EXTRA_CLIENT_METADATA = ['pkce_required', 'skip_authorization', 'access_token_format'] as const;
+export const EXTRA_CLIENT_METADATA = [
+  'pkce_required',
+  'skip_authorization',
+  'access_token_format',
+  ID_TOKEN_CLAIMS_METADATA,
+] as const;
 
 /**
  * An application as oidc-provider client metadata.
@@ -48,6 +55,7 @@ export function clientMetadataFor(app: Application): ClientMetadata {
     pkce_required: app.clientType === 'public' || app.pkceRequired,
     skip_authorization: app.skipAuthorization,
     access_token_format: app.accessTokenFormat,
+    [ID_TOKEN_CLAIMS_METADATA]: app.idTokenClaims,
   };
 }
 

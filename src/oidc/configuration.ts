@@ -104,7 +104,9 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       sid: null,
       ...scopeClaims(config.oidc, config.oidc.scopes),
     },
-    conformIdTokenClaims: true,
+    // Per application instead (id-token-claims.ts): the id_token is minimal unless the application
+    // asks for the scopes' claims there.
+    conformIdTokenClaims: false,
     // Access-token formats: JWT access tokens (chosen per application, src/tokens/formats.ts) carry auth_time
     // and the identity claims of the granted scopes, from the claims function userinfo uses.
     formats: { customizers: { jwt: jwtAccessTokenCustomizer(config.oidc, directory) } },

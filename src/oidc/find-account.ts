@@ -5,6 +5,7 @@ import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { claimsFor } from './claims.ts';
+import { idTokenClaims } from './id-token-claims.ts';
 import { loadOncePerRequest } from './request-memo.ts';
 
 /** What `findAccount` needs from the directory. */
@@ -62,7 +63,7 @@ export function createFindAccount(
     const profile = await load(ctx, sub);
     if (token !== undefined) await enforceForToken(policy, ctx, sub, profile, token);
     if (!profile || !profile.active) return undefined;
-    return accountFor(profile, config);
+    return accountFor(profile, config, ctx);
   };
 }
 
@@ -101,12 +102,20 @@ async function enforceForToken(
   }
 }
 
-export function accountFor(profile: UserProfile, config: Pick<Config, 'oidc'>): ProfileAccount {
+export function accountFor(
+  profile: UserProfile,
+  config: Pick<Config, 'oidc'>,
+  ctx?: KoaContextWithOIDC,
+): ProfileAccount {
   return {
     accountId: String(profile.id),
     profile,
     // Every configured scope: the provider then keeps only what the granted scopes and the claims
-    // parameter release (its `claims` configuration is `scopeClaims()`, the same mapping).
-    claims: () => claimsFor(profile, config.oidc.scopes, config.oidc),
+    // parameter release (its `claims` configuration is `scopeClaims()`, the same mapping). An
+    // id_token gets them only when its application asks for them (id-token-claims.ts).
+    claims: (use, _scope, requested) => {
+      const claims = claimsFor(profile, config.oidc.scopes, config.oidc);
+      return use === 'id_token' ? idTokenClaims(claims, ctx?.oidc?.client, requested) : claims;
+    },
   };
 }

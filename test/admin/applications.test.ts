@@ -50,6 +50,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       pkce_required: 'on',
       access_token_format: 'jwt',
       backchannel_logout_uri: receiver.url(),
+      id_token_claims: 'on',
     });
     assert.equal(created.status, 201, problems(created.body));
     assert.equal(created.body.includes(HOSTILE), false, 'the hostile name is escaped on the result page');
@@ -65,6 +66,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.deepEqual(app.states, [`Member ${HOSTILE}`]);
     assert.deepEqual(app.groups, ['Directors']);
     assert.equal(app.accessTokenFormat, 'jwt');
+    assert.equal(app.idTokenClaims, true, 'the ID-token claims box was ticked');
     assert.equal(app.createdBy, `admin:${adminName}`);
     assert.ok(verifyClientSecret(app, secret), 'the secret shown is the one stored (as a digest)');
     // Never again: the detail page has no secret.
@@ -109,6 +111,11 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
 
   it('edits the application through the service, recorded as an admin change', async () => {
     const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    assert.match(
+      form.body,
+      /name="id_token_claims"\s+value="on"\s+checked/,
+      'the form shows the option as set',
+    );
     const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, {
       name: 'Wiki',
       redirect_uris: 'https://wiki.example.org/callback',
@@ -124,6 +131,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(app.name, 'Wiki');
     assert.deepEqual(app.states, []);
     assert.deepEqual(app.groups, ['Directors']);
+    assert.equal(app.idTokenClaims, false, 'the box left unticked turns the option off');
     await server.app.audit.idle();
     const events = await server.app.auditStore.list({ clientId, kinds: ['admin_change'] });
     assert.ok(

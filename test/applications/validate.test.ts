@@ -50,6 +50,7 @@ describe('validateApplicationInput', () => {
     assert.deepEqual(valid.states, []);
     assert.equal(valid.logoUrl, null);
     assert.equal(valid.backchannelLogoutUri, null);
+    assert.equal(valid.idTokenClaims, false, 'a minimal id_token');
   });
 
   it('accepts loopback http, private-use schemes for public clients, and resolves whitelist names', async () => {
@@ -235,6 +236,11 @@ describe('validateApplicationInput', () => {
       'a non-boolean flag',
       { ...base, skipAuthorization: 'yes' as never },
       /^skip_authorization: must be true or false$/,
+    ],
+    [
+      'an id_token_claims that is not a boolean',
+      { ...base, idTokenClaims: 'yes' as never },
+      /^id_token_claims: must be true or false$/,
     ],
   ];
   for (const [what, input, message] of table) {

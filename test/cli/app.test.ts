@@ -199,4 +199,51 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
       ['grafana-prod'],
     );
   });
+
+  it('round-trips --id-token-claims through create, show, list and update, and refuses a value', async () => {
+    const created = JSON.parse(
+      await ok(
+        'app',
+        'create',
+        '--name',
+        'oauth2-proxy',
+        '--client-id',
+        'oauth2-proxy',
+        '--redirect-uri',
+        'https://proxy.example.org/oauth2/callback',
+        '--id-token-claims',
+        '--format',
+        'json',
+      ),
+    ) as Record<string, unknown>;
+    assert.equal(created.id_token_claims, true);
+    assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true);
+    assert.match(await ok('app', 'show', 'oauth2-proxy'), /^id_token_claims +true$/m);
+    const listed = JSON.parse(await ok('app', 'list', '--format', 'json')) as Array<Record<string, unknown>>;
+    assert.equal(listed.find((app) => app.client_id === 'oauth2-proxy')?.id_token_claims, true);
+    assert.equal(
+      listed.find((app) => app.client_id === 'grafana-prod')?.id_token_claims,
+      false,
+      'off unless asked for',
+    );
+
+    assert.equal(
+      await ok('app', 'update', 'oauth2-proxy', '--no-id-token-claims'),
+      'updated application oauth2-proxy: id_token_claims\n',
+    );
+    const shown = JSON.parse(await ok('app', 'show', 'oauth2-proxy', '--format', 'json')) as {
+      id_token_claims: boolean;
+    };
+    assert.equal(shown.id_token_claims, false);
+    assert.equal(
+      await ok('app', 'update', 'oauth2-proxy', '--id-token-claims'),
+      'updated application oauth2-proxy: id_token_claims\n',
+    );
+    assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true);
+
+    const refused = await cli('app', 'update', 'oauth2-proxy', '--id-token-claims=no');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--id-token-claims/);
+    assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true, 'nothing changed');
+  });
 });

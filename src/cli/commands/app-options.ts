@@ -28,6 +28,7 @@ export interface CreateOptions {
   accessTokenFormat?: string;
   backchannelLogoutUri?: string;
   backchannelLogoutOnRevokeOnly?: boolean;
+  idTokenClaims?: boolean;
   grantType?: string[];
   logoUrl?: string;
   debugMode?: boolean;
@@ -49,6 +50,7 @@ export function createInput(options: CreateOptions): ApplicationInput {
     accessTokenFormat: options.accessTokenFormat as AccessTokenFormatSetting | undefined,
     backchannelLogoutUri: options.backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly: options.backchannelLogoutOnRevokeOnly === true,
+    idTokenClaims: options.idTokenClaims === true,
     grantTypes: options.grantType as GrantType[] | undefined,
     logoUrl: options.logoUrl,
     debugMode: options.debugMode === true,
@@ -79,6 +81,7 @@ export interface UpdateOptions {
   pkceRequired?: boolean;
   debugMode?: boolean;
   backchannelLogoutOnRevokeOnly?: boolean;
+  idTokenClaims?: boolean;
   accessTokenFormat?: string;
   backchannelLogoutUri?: string;
   clearBackchannelLogoutUri?: boolean;
@@ -194,6 +197,7 @@ export function updatePatch(current: Application, options: UpdateOptions): Appli
     pkceRequired: options.pkceRequired,
     debugMode: options.debugMode,
     backchannelLogoutOnRevokeOnly: options.backchannelLogoutOnRevokeOnly,
+    idTokenClaims: options.idTokenClaims,
     accessTokenFormat: options.accessTokenFormat as AccessTokenFormatSetting | undefined,
     backchannelLogoutUri: options.clearBackchannelLogoutUri ? null : options.backchannelLogoutUri,
   };

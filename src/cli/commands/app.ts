@@ -28,6 +28,11 @@ Redirect URIs are matched as exact strings: absolute, no fragment, https (http o
 127.0.0.1, [::1] and localhost, or in development mode); public clients may also use a
 reverse-domain private-use scheme such as com.example.app:/callback.
 
+ID token: without --id-token-claims it carries only the protocol claims (sub, auth_time, sid, …)
+and what the claims parameter asks for; the scopes' claims come from userinfo. With it, the
+granted scopes' claims (email, email_verified, groups, preferred_username, name, …) are in the
+id_token too, for relying parties that read them only there (oauth2-proxy).
+
 The client secret of a confidential app is printed once, here; only its SHA-256 digest is kept.
 `;
 
@@ -64,6 +69,10 @@ export function registerApp(program: Command, io: CliIo): void {
     .option('--access-token-format <format>', 'inherit | opaque | jwt (default inherit: the global setting)')
     .option('--backchannel-logout-uri <uri>', 'back-channel logout endpoint of the app')
     .option('--backchannel-logout-on-revoke-only', 'send back-channel logout only for `tokens revoke-user`')
+    .option(
+      '--id-token-claims',
+      "also put the granted scopes' claims (email, groups, preferred_username, …) into the id_token",
+    )
     .option('--grant-type <type>', 'a grant type (repeatable; replaces the default list)', collect)
     .option('--logo-url <url>', 'http(s) URL of the logo shown on the consent page')
     .option('--debug-mode', 'verbose (still redacted) logging for this app')
@@ -144,6 +153,8 @@ export function registerApp(program: Command, io: CliIo): void {
     .option('--no-debug-mode', 'normal logging for this app')
     .option('--backchannel-logout-on-revoke-only', 'back-channel logout only for `tokens revoke-user`')
     .option('--no-backchannel-logout-on-revoke-only', 'back-channel logout for every trigger')
+    .option('--id-token-claims', "also put the granted scopes' claims into the id_token")
+    .option('--no-id-token-claims', 'a minimal id_token (the claims come from userinfo)')
     .option('--access-token-format <format>', 'inherit | opaque | jwt')
     .option('--backchannel-logout-uri <uri>', 'back-channel logout endpoint of the app')
     .option('--clear-backchannel-logout-uri', 'remove the back-channel logout endpoint')
