@@ -1,6 +1,8 @@
 import type { DirectoryChange, UserProfile } from '../directory/port.ts';
 import { assertNever } from '../util/assert-never.ts';
+import { NO_CHARACTER } from './directory.ts';
 import type { AllianceAuthChange, Fingerprints, UserFingerprint } from './fingerprint.ts';
+import { byName } from './user-queries.ts';
 
 /**
  * What a poll cycle found, as the directory port's lifecycle changes: the same values the built-in
@@ -23,22 +25,9 @@ export function profileFromFingerprint(userId: number, fingerprint: UserFingerpr
     superuser: fingerprint.superuser,
     oidcAccess: fingerprint.permission,
     locale: null,
-    mainCharacter: {
-      characterId: fingerprint.main?.characterId ?? null,
-      characterName: null,
-      corporationId: null,
-      corporationName: null,
-      corporationTicker: null,
-      allianceId: null,
-      allianceName: null,
-      allianceTicker: null,
-      factionId: null,
-      factionName: null,
-    },
+    mainCharacter: { ...NO_CHARACTER, characterId: fingerprint.main?.characterId ?? null },
     state: fingerprint.state ? { name: fingerprint.state.name, priority: 0, oidcAccess: false } : null,
-    groups: fingerprint.groups
-      .map((group) => ({ name: group.name, oidcAccess: false }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    groups: fingerprint.groups.map((group) => ({ name: group.name, oidcAccess: false })).sort(byName),
   };
 }
 

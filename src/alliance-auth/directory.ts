@@ -1,14 +1,7 @@
 import type { Directory, MainCharacter, UserProfile } from '../directory/port.ts';
-import {
-  type AaDb,
-  type AllianceAuthUser,
-  selectGroups,
-  selectStates,
-  selectUserById,
-  selectUserByUsername,
-  selectUserIdsCoveredBy,
-  selectUsers,
-} from './queries.ts';
+import { selectGroups, selectStates, selectUserIdsCoveredBy } from './catalog-queries.ts';
+import type { AaDb } from './schema.ts';
+import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
 
 /**
  * Alliance Auth's database as the directory port: users are `auth_user` rows (their id is `sub`, as
@@ -22,7 +15,8 @@ export interface AllianceAuthDirectoryOptions {
   emailVerified: boolean;
 }
 
-const NO_CHARACTER: MainCharacter = {
+/** A user without a main character: every field null. */
+export const NO_CHARACTER: MainCharacter = {
   characterId: null,
   characterName: null,
   corporationId: null,

@@ -2,7 +2,8 @@ import type { ExternalAuthenticator } from '../directory/authenticator.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decideEveSignIn, referralMessage } from './eve-login.ts';
 import { createEveSsoClient, type EveSsoClient, EveSsoError, type EveSsoSettings } from './eve-sso.ts';
-import { type AaDb, selectCharacterOwnership } from './queries.ts';
+import type { AaDb } from './schema.ts';
+import { selectCharacterOwnership } from './sign-in-queries.ts';
 
 /**
  * "Sign in with EVE Online": EVE SSO v2 proves which character (and owner) is at the keyboard, and

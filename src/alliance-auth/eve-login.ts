@@ -1,6 +1,6 @@
 import { assertNever } from '../util/assert-never.ts';
 import type { EveIdentity } from './eve-sso.ts';
-import type { CharacterOwnership } from './queries.ts';
+import type { CharacterOwnership } from './sign-in-queries.ts';
 
 /**
  * Whether an EVE SSO sign-in may proceed: exactly where Alliance Auth itself would log the user in

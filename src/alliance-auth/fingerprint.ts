@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { assertNever } from '../util/assert-never.ts';
-import { ACCESS_PERMISSION, type AaDb } from './queries.ts';
-import { truthy } from './schema.ts';
+import { accessHolders } from './access-permission.ts';
+import { type AaDb, truthy } from './schema.ts';
 
 /**
  * Alliance Auth has no events to subscribe to and no `updated_at` columns, so aa-oidc follows it by
@@ -113,13 +113,9 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
     group_name: string | null;
     permission: boolean | number | string;
   }>`
-    with access_permission as (
-      select perm.id from auth_permission perm join django_content_type ct on ct.id = perm.content_type_id
-      where ct.app_label = ${ACCESS_PERMISSION.appLabel} and perm.codename = ${ACCESS_PERMISSION.codename}
-    )
     select u.id, u.username, u.is_active, u.is_superuser, s.id as state_id, s.name as state_name,
       c.character_id as main_character_id, co.owner_hash, g.id as group_id, g.name as group_name,
-      (up.user_id is not null or sp.state_id is not null or gp.group_id is not null) as permission
+      (up.holder_id is not null or sp.holder_id is not null or gp.holder_id is not null) as permission
     from auth_user u
     left join authentication_userprofile p on p.user_id = u.id
     left join authentication_state s on s.id = p.state_id
@@ -127,18 +123,9 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
     left join authentication_characterownership co on co.character_id = p.main_character_id and co.user_id = u.id
     left join auth_user_groups m on m.user_id = u.id
     left join auth_group g on g.id = m.group_id
-    left join (
-      select distinct x.user_id from auth_user_user_permissions x
-      where x.permission_id in (select id from access_permission)
-    ) up on up.user_id = u.id
-    left join (
-      select distinct x.state_id from authentication_state_permissions x
-      where x.permission_id in (select id from access_permission)
-    ) sp on sp.state_id = p.state_id
-    left join (
-      select distinct x.group_id from auth_group_permissions x
-      where x.permission_id in (select id from access_permission)
-    ) gp on gp.group_id = m.group_id
+    left join ${accessHolders('user')} up on up.holder_id = u.id
+    left join ${accessHolders('state')} sp on sp.holder_id = p.state_id
+    left join ${accessHolders('group')} gp on gp.holder_id = m.group_id
   `.execute(db);
   const fingerprints: Fingerprints = new Map();
   for (const row of result.rows) {

@@ -1,6 +1,7 @@
 import type { PasswordAuthenticator } from '../directory/authenticator.ts';
 import { verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
-import { type AaDb, selectPasswordRecord } from './queries.ts';
+import type { AaDb } from './schema.ts';
+import { selectPasswordRecord } from './sign-in-queries.ts';
 
 /**
  * Sign-in with an Alliance Auth password (`AA_OIDC_AA_PASSWORD_LOGIN=true`): Django's

@@ -1,5 +1,4 @@
-import type { AaDb } from './queries.ts';
-import { truthy } from './schema.ts';
+import { type AaDb, truthy } from './schema.ts';
 
 /**
  * The Python plugin's applications (`allianceauth_oidc_allianceauthapplication`, a

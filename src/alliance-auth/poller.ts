@@ -241,20 +241,23 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     return running;
   };
 
-  const schedule = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      pollOnce()
-        .catch((error: Error) =>
-          logger.error(
-            { err: { name: error.name, message: error.message } },
-            'an Alliance Auth poll cycle failed',
-          ),
-        )
-        .finally(schedule);
-    }, deps.intervalMs);
-    timer.unref();
+  /** One cycle on the timer's behalf: a failure is logged, and the next cycle is scheduled. */
+  const cycleThenSchedule = () => {
+    pollOnce()
+      .catch((error: Error) =>
+        logger.error(
+          { err: { name: error.name, message: error.message } },
+          'an Alliance Auth poll cycle failed',
+        ),
+      )
+      .finally(schedule);
   };
+
+  function schedule() {
+    if (stopped) return;
+    timer = setTimeout(cycleThenSchedule, deps.intervalMs);
+    timer.unref();
+  }
 
   return {
     pollOnce,
@@ -262,14 +265,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       if (!stopped) return;
       stopped = false;
       // The first cycle right away: a restarted instance catches up at once.
-      pollOnce()
-        .catch((error: Error) =>
-          logger.error(
-            { err: { name: error.name, message: error.message } },
-            'an Alliance Auth poll cycle failed',
-          ),
-        )
-        .finally(schedule);
+      cycleThenSchedule();
     },
     async stop() {
       stopped = true;

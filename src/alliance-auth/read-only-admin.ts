@@ -7,15 +7,9 @@ import type {
   UserRef,
 } from '../directory/builtin/types.ts';
 import { DirectoryError, notFound } from '../directory/errors.ts';
-import {
-  type AaDb,
-  type AllianceAuthUser,
-  selectGroups,
-  selectStates,
-  selectUserById,
-  selectUserByUsername,
-  selectUsers,
-} from './queries.ts';
+import { selectGroups, selectStates } from './catalog-queries.ts';
+import type { AaDb } from './schema.ts';
+import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
 
 /**
  * The admin interface in Alliance Auth mode: every write refuses, saying that the directory is

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { AllianceAuthDatabaseKind } from './database.ts';
-import { type AaDb, accessPermissionExists } from './queries.ts';
+import { accessPermissionExists } from './access-permission.ts';
+import type { AaDb } from './schema.ts';
 
 /**
  * The check `serve` runs before it trusts Alliance Auth's database: Django's migration record says

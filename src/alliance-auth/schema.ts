@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 /**
  * The Alliance Auth tables aa-oidc reads (Alliance Auth 4.x on Django 4.2, and 5.x), as Kysely
  * types. Names and columns are AA's own: every foreign key holds the surrogate `id` of the row it
@@ -170,3 +171,6 @@ export interface AllianceAuthDatabase {
 export function truthy(value: AaBool | string | null | undefined): boolean {
   return value === true || value === 1 || value === '1';
 }
+
+/** Alliance Auth's database, read through Kysely. */
+export type AaDb = Kysely<AllianceAuthDatabase>;

@@ -1,17 +1,17 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
 import { toUserProfile } from '../../src/directory/builtin/profile.ts';
 import { claimsFor } from '../../src/oidc/claims.ts';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  allianceAuthEnv,
+  allianceAuthDirectory,
   type ExpectedFixture,
   expectedFixture,
   FIXTURE_PASSWORD,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { cli } from '../helpers/cli.ts';
@@ -80,9 +80,9 @@ function builtinClaims(
   return claimsFor(profile, SCOPE.split(' '), server.app.config.oidc);
 }
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Alliance Auth as the directory, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Alliance Auth as the directory, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let server: TestServer;
     let client: { clientId: string; clientSecret: string };
@@ -91,14 +91,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
     before(async () => {
       fixture = await createAllianceAuthDatabase(kind);
       server = await startServer({
-        directory: {
-          source: 'alliance-auth',
-          allianceAuth: {
-            databaseUrl: fixture.readerUrl,
-            loginUrl: 'https://auth.example.org/',
-            passwordLogin: true,
-          },
-        },
+        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }),
       });
       const created = await seedApp(server, { name: 'Wiki' });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
@@ -145,11 +138,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
     });
 
     it('lists, shows and explains AA users on the command line, and refuses to change them', async () => {
-      const env = testEnv(server.database, {
-        AA_OIDC_DIRECTORY: 'alliance-auth',
-        AA_OIDC_AA_DATABASE_URL: fixture.readerUrl,
-        AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
-      });
+      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
       const list = await cli(['user', 'list', '--format', 'json'], env);
       assert.equal(list.code, 0, list.stderr);
       const users = JSON.parse(list.stdout) as Array<{ id: number; username: string; state: string }>;
@@ -188,5 +177,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
         .executeTakeFirstOrThrow();
       assert.equal(Boolean(alice.is_active), true);
     });
-  });
-}
+  },
+);

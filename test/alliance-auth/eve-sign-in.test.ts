@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  AA_LOGIN_URL,
+  describeOnEachAllianceAuth,
+  allianceAuthDirectory,
   expectedFixture,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import {
@@ -25,8 +25,6 @@ import {
   type TestServer,
 } from '../helpers/server.ts';
 
-const AA_LOGIN_URL = 'https://auth.example.org/account/login/';
-
 const expected = expectedFixture();
 function character(username: string, main = true): EveCharacterLogin {
   const user = expected.users.find((candidate) => candidate.username === username)!;
@@ -38,9 +36,9 @@ function character(username: string, main = true): EveCharacterLogin {
   };
 }
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Sign in with EVE Online, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Sign in with EVE Online, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let eve: EveSsoStandIn;
     let server: TestServer;
@@ -50,10 +48,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       fixture = await createAllianceAuthDatabase(kind);
       eve = await startEveSsoStandIn();
       server = await startServer({
-        directory: {
-          source: 'alliance-auth',
-          allianceAuth: { databaseUrl: fixture.readerUrl, loginUrl: AA_LOGIN_URL },
-        },
+        directory: allianceAuthDirectory(fixture.readerUrl),
         eveSso: eve.settings,
       });
       const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
@@ -157,5 +152,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       assert.equal(response.status, 400);
       assert.match(await response.text(), /did not succeed/);
     });
-  });
-}
+  },
+);

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  allianceAuthDirectory,
   FIXTURE_PASSWORD,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
@@ -27,9 +26,9 @@ import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/r
  * consequences are those of the built-in directory's changes: tokens refused, revoked, back-channel
  * logout. Each test drives the cycle itself (`pollOnce`), so that nothing depends on timing.
  */
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Alliance Auth's changes reach the applications, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Alliance Auth's changes reach the applications, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let server: TestServer;
     let aa: AllianceAuthActions;
@@ -39,15 +38,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       fixture = await createAllianceAuthDatabase(kind);
       aa = allianceAuthActions(fixture);
       server = await startServer({
-        directory: {
-          source: 'alliance-auth',
-          allianceAuth: {
-            databaseUrl: fixture.readerUrl,
-            loginUrl: 'https://auth.example.org/',
-            passwordLogin: true,
-            pollSeconds: 3600,
-          },
-        },
+        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
         logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
       });
       // The server polled once when it started: the baseline every later cycle compares with.
@@ -167,5 +158,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       await assertLoggedOut(app, 6);
       await assertRefused(app, tokens);
     });
-  });
-}
+  },
+);

@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { clientSecretDigest } from '../../src/applications/secret.ts';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  allianceAuthEnv,
+  allianceAuthDirectory,
   FIXTURE_PASSWORD,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { cli } from '../helpers/cli.ts';
@@ -23,9 +23,9 @@ const SECRET = 'plugin-secret-kept-by-the-relying-party-0123456789';
 const CLEAR_SECRET = 'a-secret-the-plugin-kept-in-clear-9876543210';
 const REDIRECT = 'https://wiki.example.org/oidc/callback';
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`aa-oidc import plugin-apps, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `aa-oidc import plugin-apps, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let database: TestDatabase;
     let env: NodeJS.ProcessEnv;
@@ -84,10 +84,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       writeFileSync(configFile, JSON.stringify({ logout: { allowPrivateTargets: true } }));
       env = testEnv(database, {
         AA_OIDC_CONFIG: configFile,
-        AA_OIDC_DIRECTORY: 'alliance-auth',
-        AA_OIDC_AA_DATABASE_URL: fixture.readerUrl,
-        AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
-        AA_OIDC_AA_PASSWORD_LOGIN: 'true',
+        ...allianceAuthEnv(fixture.readerUrl, { passwordLogin: true }),
       });
       await pluginApp(
         {
@@ -206,14 +203,7 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       // The relying party signs alice in with the secret it always had.
       const server = await startServer(
         {
-          directory: {
-            source: 'alliance-auth',
-            allianceAuth: {
-              databaseUrl: fixture.readerUrl,
-              loginUrl: 'https://auth.example.org/',
-              passwordLogin: true,
-            },
-          },
+          directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }),
           logout: { allowPrivateTargets: true },
         },
         { database },
@@ -253,5 +243,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
         await server.close();
       }
     });
-  });
-}
+  },
+);

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  allianceAuthEnv,
+  allianceAuthDirectory,
   FIXTURE_PASSWORD,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
@@ -32,11 +32,10 @@ describe('an Alliance Auth database that cannot be reached at start stops the co
       const database = await createTestDatabase({ migrated: true });
       try {
         const port = await closedPort();
-        const env = testEnv(database, {
-          AA_OIDC_DIRECTORY: 'alliance-auth',
-          AA_OIDC_AA_DATABASE_URL: `${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`,
-          AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
-        });
+        const env = testEnv(
+          database,
+          allianceAuthEnv(`${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`),
+        );
         const result = await cli(['user', 'list'], env);
         assert.notEqual(result.code, 0);
         assert.match(result.stderr, /AA_OIDC_AA_DATABASE_URL/);
@@ -50,9 +49,9 @@ describe('an Alliance Auth database that cannot be reached at start stops the co
   }
 });
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Alliance Auth's database lost while serving, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Alliance Auth's database lost while serving, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let proxy: TcpProxy;
     let server: TestServer;
@@ -63,15 +62,10 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       const target = new URL(fixture.readerUrl);
       proxy = await startTcpProxy(target.hostname, Number(target.port || (kind === 'mysql' ? 3306 : 5432)));
       server = await startServer({
-        directory: {
-          source: 'alliance-auth',
-          allianceAuth: {
-            databaseUrl: proxy.wrap(fixture.readerUrl),
-            loginUrl: 'https://auth.example.org/',
-            passwordLogin: true,
-            pollSeconds: 3600,
-          },
-        },
+        directory: allianceAuthDirectory(proxy.wrap(fixture.readerUrl), {
+          passwordLogin: true,
+          pollSeconds: 3600,
+        }),
       });
       clientId = (await seedApp(server, { name: 'Wiki' })).clientId;
       await server.app.allianceAuth!.poller.pollOnce();
@@ -117,5 +111,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
       const signedIn = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(signedIn.status, 303, 'sign-in works again');
     });
-  });
-}
+  },
+);

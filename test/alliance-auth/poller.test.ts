@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { afterEach, beforeEach, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
-  kindLabel,
+  describeOnEachAllianceAuth,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
@@ -17,9 +15,9 @@ import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 const silent = { info() {}, warn() {}, error() {}, debug() {} };
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Following Alliance Auth's changes by polling, on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Following Alliance Auth's changes by polling, on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let aa: AllianceAuthConnection;
     let ours: TestDatabase;
@@ -185,5 +183,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
         await proxy.close();
       }
     });
-  });
-}
+  },
+);

@@ -1,29 +1,26 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
+import { selectGroups, selectStates } from '../../src/alliance-auth/catalog-queries.ts';
+import { selectCharacterOwnership } from '../../src/alliance-auth/sign-in-queries.ts';
 import {
   passesAllianceAuthGate,
-  selectCharacterOwnership,
-  selectGroups,
-  selectStates,
   selectUserById,
   selectUserByUsername,
   selectUsers,
-} from '../../src/alliance-auth/queries.ts';
+} from '../../src/alliance-auth/user-queries.ts';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
   expectedFixture,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 
 const expected = expectedFixture();
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`Reading Alliance Auth's tables on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `Reading Alliance Auth's tables on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let aa: AllianceAuthConnection;
     before(async () => {
@@ -162,5 +159,5 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
           ),
       );
     });
-  });
-}
+  },
+);

@@ -3,19 +3,18 @@ import { afterEach, beforeEach, describe, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
 import { checkAllianceAuthSchema } from '../../src/alliance-auth/schema-check.ts';
 import {
-  ALLIANCE_AUTH_KINDS,
-  allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  allianceAuthUnavailable,
+  describeOnEachAllianceAuth,
   expectedFixture,
-  kindLabel,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 
 const heads = expectedFixture().migration_heads;
 
-for (const kind of ALLIANCE_AUTH_KINDS) {
-  const skip = await allianceAuthUnavailable(kind);
-  describe(`The Alliance Auth schema check on ${kindLabel(kind)}`, { skip }, () => {
+await describeOnEachAllianceAuth(
+  (database) => `The Alliance Auth schema check on ${database}`,
+  (kind) => {
     let fixture: AllianceAuthTestDatabase;
     let aa: AllianceAuthConnection;
     beforeEach(async () => {
@@ -87,8 +86,8 @@ for (const kind of ALLIANCE_AUTH_KINDS) {
         /no permission allianceauth_oidc\.access_oidc: only superusers pass/,
       );
     });
-  });
-}
+  },
+);
 
 describe(
   'The Alliance Auth schema check on a database that is not Alliance Auth',

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
 import { createConnection, createPool } from 'mysql2';
@@ -46,6 +47,41 @@ const POSTGRES_URL =
 
 export function kindLabel(kind: AllianceAuthKind): string {
   return kind === 'mysql' ? 'MariaDB' : 'PostgreSQL';
+}
+
+/**
+ * One suite per database kind, titled by `title(label)`; a kind whose server does not answer is
+ * skipped with the reason (failed under AA_OIDC_REQUIRE_E2E=1).
+ */
+export async function describeOnEachAllianceAuth(
+  title: (database: string) => string,
+  suite: (kind: AllianceAuthKind) => void,
+): Promise<void> {
+  for (const kind of ALLIANCE_AUTH_KINDS) {
+    const skip = await allianceAuthUnavailable(kind);
+    describe(title(kindLabel(kind)), { skip }, () => suite(kind));
+  }
+}
+
+/** Where the tests' Alliance Auth sends people to sign in (never contacted). */
+export const AA_LOGIN_URL = 'https://auth.example.org/account/login/';
+
+/** The `directory` configuration of a test server whose directory is Alliance Auth at `databaseUrl`. */
+export function allianceAuthDirectory(
+  databaseUrl: string,
+  settings: { passwordLogin?: boolean; pollSeconds?: number } = {},
+) {
+  return { source: 'alliance-auth', allianceAuth: { databaseUrl, loginUrl: AA_LOGIN_URL, ...settings } };
+}
+
+/** The environment of a CLI run whose directory is Alliance Auth at `databaseUrl`. */
+export function allianceAuthEnv(databaseUrl: string, settings: { passwordLogin?: boolean } = {}) {
+  return {
+    AA_OIDC_DIRECTORY: 'alliance-auth',
+    AA_OIDC_AA_DATABASE_URL: databaseUrl,
+    AA_OIDC_AA_LOGIN_URL: AA_LOGIN_URL,
+    ...(settings.passwordLogin && { AA_OIDC_AA_PASSWORD_LOGIN: 'true' }),
+  };
 }
 
 /** The data set the fixture was made with (`expected.json`). */

@@ -15,7 +15,7 @@ import {
 import * as queries from './queries.ts';
 import { validateUserRef } from './records.ts';
 import type { BootstrapLogin, DirectoryAdmin, PasswordCheck } from './types.ts';
-import { insertUser } from './users.ts';
+import { insertUser } from './new-user.ts';
 import { normalizeUsername } from './validation.ts';
 
 /** The built-in directory's sign-in: password checks, the last-login stamp, the first superuser. */

@@ -1,58 +1,18 @@
 import type { Transaction } from 'kysely';
-import type { Database, GroupRow, NewUserRow, UserRow, UserUpdate } from '../../db/schema.ts';
-import { conflict, invalid } from '../errors.ts';
+import type { Database, UserRow, UserUpdate } from '../../db/schema.ts';
+import { conflict } from '../errors.ts';
 import type { DirectoryChange } from '../port.ts';
 import type { ChangeRunner, ChangeScope } from './change.ts';
+import { insertUser, validateNewUser } from './new-user.ts';
 import { hashPassword, validateNewPassword } from './passwords.ts';
 import { toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
-import { flag, lockUser, requireRecord, resolveGroup, resolveState, validateUserRef } from './records.ts';
-import type { DirectoryAdmin, NewUser, UserChange, UserChanges, UserField, UserRecord } from './types.ts';
-import {
-  MAIN_CHARACTER_FIELDS,
-  normalizeUsername,
-  quote,
-  validateEmail,
-  validateFlag,
-  validateLocale,
-  validateName,
-} from './validation.ts';
-import { nameKey } from '../../util/name-key.ts';
+import { lockUser, requireRecord, resolveGroup, resolveState, validateUserRef } from './records.ts';
+import type { DirectoryAdmin, UserChange, UserField, UserRecord } from './types.ts';
+import { COLUMN_OF, MAIN_CHARACTER_FIELD_NAMES, validateChanges } from './user-changes.ts';
+import { quote, validateName } from './validation.ts';
 
 /** The built-in directory's user writes: each one change, one event, and its port changes. */
-
-const USER_FIELDS: readonly UserField[] = [
-  'email',
-  'emailVerified',
-  'superuser',
-  'oidcAccess',
-  'locale',
-  ...MAIN_CHARACTER_FIELDS.map((entry) => entry.field),
-];
-
-const MAIN_CHARACTER_FIELD_NAMES: ReadonlySet<UserField> = new Set(
-  MAIN_CHARACTER_FIELDS.map((entry) => entry.field),
-);
-
-const COLUMN_OF: Record<UserField, keyof UserRow> = {
-  email: 'email',
-  emailVerified: 'email_verified',
-  superuser: 'superuser',
-  oidcAccess: 'oidc_access',
-  locale: 'locale',
-  ...Object.fromEntries(MAIN_CHARACTER_FIELDS.map((entry) => [entry.field, entry.column])),
-} as Record<UserField, keyof UserRow>;
-
-/** A validated new user, ready to insert. */
-export interface ValidUser {
-  username: string;
-  values: Omit<
-    NewUserRow,
-    'id' | 'username' | 'username_key' | 'password_hash' | 'state_id' | 'created_at' | 'updated_at'
-  >;
-  state: string | null;
-  groups: string[];
-}
 
 /** The port's change of one user, with its profile on each side. */
 function userChange(
@@ -61,109 +21,6 @@ function userChange(
   after: UserRecord,
 ): DirectoryChange {
   return { kind, userId: after.user.id, before: toUserProfile(before), after: toUserProfile(after) };
-}
-
-function validateNewUser(input: NewUser): ValidUser {
-  if (typeof input !== 'object' || input === null) throw invalid('a new user must be an object');
-  const values: ValidUser['values'] = {
-    email: validateEmail(input.email ?? ''),
-    email_verified: flag(
-      input.emailVerified === undefined ? false : validateFlag('emailVerified', input.emailVerified),
-    ),
-    superuser: flag(input.superuser === undefined ? false : validateFlag('superuser', input.superuser)),
-    oidc_access: flag(input.oidcAccess === undefined ? false : validateFlag('oidcAccess', input.oidcAccess)),
-    active: flag(input.active === undefined ? true : validateFlag('active', input.active)),
-    locale: input.locale === undefined ? null : validateLocale(input.locale),
-  };
-  for (const { field, column, validate } of MAIN_CHARACTER_FIELDS) {
-    const value = input[field];
-    if (value !== undefined) Object.assign(values, { [column]: validate(value) });
-  }
-  if (input.groups !== undefined && !Array.isArray(input.groups))
-    throw invalid('groups must be a list of group names');
-  return {
-    username: normalizeUsername(input.username),
-    values,
-    state: input.state === undefined || input.state === null ? null : validateName('state', input.state),
-    groups: (input.groups ?? []).map((group) => validateName('group', group)),
-  };
-}
-
-/** Inserts a validated user with its memberships and emits `user_created`. */
-export async function insertUser(
-  scope: ChangeScope,
-  input: ValidUser,
-  passwordHash: string | null,
-): Promise<UserRecord> {
-  const { trx } = scope;
-  const existing = await queries.selectUser(trx, { username: input.username });
-  if (existing) {
-    throw conflict(
-      existing.username === input.username
-        ? `username ${quote(input.username)} is taken`
-        : `username ${quote(input.username)} is taken by ${quote(existing.username)} (usernames are unique regardless of case and Unicode form)`,
-    );
-  }
-  const state = input.state === null ? null : await resolveState(trx, input.state);
-  const groups = new Map<number, GroupRow>();
-  for (const name of input.groups) {
-    const group = await resolveGroup(trx, name);
-    groups.set(group.id, group);
-  }
-  const now = Date.now();
-  const { id } = await trx
-    .insertInto('app_user')
-    .values({
-      ...input.values,
-      username: input.username,
-      username_key: nameKey(input.username),
-      password_hash: passwordHash,
-      state_id: state?.id ?? null,
-      created_at: now,
-      updated_at: now,
-    })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  if (groups.size > 0) {
-    await trx
-      .insertInto('user_group')
-      .values([...groups.keys()].map((groupId) => ({ user_id: id, group_id: groupId })))
-      .execute();
-  }
-  // A new user holds nothing yet: no port change.
-  await scope.emit({ kind: 'user_created', userId: id, username: input.username });
-  return requireRecord(trx, id);
-}
-
-/** Validates `changes` into column values; unknown keys are refused, naming the valid ones. */
-function validateChanges(changes: UserChanges): Map<UserField, unknown> {
-  if (typeof changes !== 'object' || changes === null) throw invalid('user changes must be an object');
-  const valid = new Map<UserField, unknown>();
-  for (const [key, value] of Object.entries(changes)) {
-    if (value === undefined) continue;
-    if (!(USER_FIELDS as readonly string[]).includes(key)) {
-      throw invalid(`unknown user field ${quote(key)}; valid fields: ${USER_FIELDS.join(', ')}`);
-    }
-    const field = key as UserField;
-    switch (field) {
-      case 'email':
-        valid.set(field, validateEmail(value));
-        break;
-      case 'emailVerified':
-      case 'superuser':
-      case 'oidcAccess':
-        valid.set(field, flag(validateFlag(field, value)));
-        break;
-      case 'locale':
-        valid.set(field, validateLocale(value));
-        break;
-      default: {
-        const entry = MAIN_CHARACTER_FIELDS.find((candidate) => candidate.field === field)!;
-        valid.set(field, entry.validate(value));
-      }
-    }
-  }
-  return valid;
 }
 
 /** Refuses to take away the last active superuser: nobody could administer the directory. */
@@ -197,6 +54,29 @@ export function userWrites(changes: ChangeRunner): UserWrites {
     changed: false,
     profile: await requireRecord(trx, user.id),
   });
+
+  /**
+   * Sets columns of the user's row and emits `event` with the port's change of `kind`, the user's
+   * record read on each side of the write.
+   */
+  const updateRow = async (
+    scope: ChangeScope,
+    user: UserRow,
+    set: UserUpdate,
+    kind: Parameters<typeof userChange>[0],
+    event: (before: UserRecord) => Parameters<ChangeScope['emit']>[0],
+  ): Promise<UserChange> => {
+    const { trx } = scope;
+    const before = await requireRecord(trx, user.id);
+    await trx
+      .updateTable('app_user')
+      .set({ ...set, updated_at: Date.now() })
+      .where('id', '=', user.id)
+      .execute();
+    const after = await requireRecord(trx, user.id);
+    await scope.emit(event(before), userChange(kind, before, after));
+    return { changed: true, profile: after };
+  };
 
   return {
     async createUser(input, options) {
@@ -283,18 +163,11 @@ export function userWrites(changes: ChangeRunner): UserWrites {
         const user = await lockUser(trx, target);
         if (user.active === 0) return unchanged(trx, user);
         await keepOneSuperuser(trx, user, 'deactivate');
-        const before = await requireRecord(trx, user.id);
-        await trx
-          .updateTable('app_user')
-          .set({ active: 0, updated_at: Date.now() })
-          .where('id', '=', user.id)
-          .execute();
-        const after = await requireRecord(trx, user.id);
-        await scope.emit(
-          { kind: 'user_deactivated', userId: user.id, username: user.username },
-          userChange('user_deactivated', before, after),
-        );
-        return { changed: true, profile: after };
+        return updateRow(scope, user, { active: 0 }, 'user_deactivated', () => ({
+          kind: 'user_deactivated',
+          userId: user.id,
+          username: user.username,
+        }));
       });
     },
 
@@ -304,18 +177,11 @@ export function userWrites(changes: ChangeRunner): UserWrites {
         const { trx } = scope;
         const user = await lockUser(trx, target);
         if (user.active === 1) return unchanged(trx, user);
-        const before = await requireRecord(trx, user.id);
-        await trx
-          .updateTable('app_user')
-          .set({ active: 1, updated_at: Date.now() })
-          .where('id', '=', user.id)
-          .execute();
-        const after = await requireRecord(trx, user.id);
-        await scope.emit(
-          { kind: 'user_activated', userId: user.id, username: user.username },
-          userChange('user_reactivated', before, after),
-        );
-        return { changed: true, profile: after };
+        return updateRow(scope, user, { active: 1 }, 'user_reactivated', () => ({
+          kind: 'user_activated',
+          userId: user.id,
+          username: user.username,
+        }));
       });
     },
 
@@ -327,24 +193,13 @@ export function userWrites(changes: ChangeRunner): UserWrites {
         const user = await lockUser(trx, target);
         const state = name === null ? null : await resolveState(trx, name);
         if ((state?.id ?? null) === user.state_id) return unchanged(trx, user);
-        const before = await requireRecord(trx, user.id);
-        await trx
-          .updateTable('app_user')
-          .set({ state_id: state?.id ?? null, updated_at: Date.now() })
-          .where('id', '=', user.id)
-          .execute();
-        const after = await requireRecord(trx, user.id);
-        await scope.emit(
-          {
-            kind: 'user_state_changed',
-            userId: user.id,
-            username: user.username,
-            fromState: before.state?.name ?? null,
-            toState: state?.name ?? null,
-          },
-          userChange('user_state_changed', before, after),
-        );
-        return { changed: true, profile: after };
+        return updateRow(scope, user, { state_id: state?.id ?? null }, 'user_state_changed', (before) => ({
+          kind: 'user_state_changed',
+          userId: user.id,
+          username: user.username,
+          fromState: before.state?.name ?? null,
+          toState: state?.name ?? null,
+        }));
       });
     },
 

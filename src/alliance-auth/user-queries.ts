@@ -1,16 +1,12 @@
-import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
-import { type AllianceAuthDatabase, truthy } from './schema.ts';
-import type { AllianceAuthDatabaseKind } from './database.ts';
+import { sql } from 'kysely';
+import { holdsAccess, holdsAccessThroughGroups } from './access-permission.ts';
+import { type AaDb, truthy } from './schema.ts';
 
 /**
- * The SQL aa-oidc runs against Alliance Auth's database: SELECTs only, each one query (or two issued
- * at once), on MariaDB/MySQL and PostgreSQL alike. Domain rules (the gate, EVE SSO) are elsewhere.
+ * Alliance Auth's users as aa-oidc reads them: one user with its profile, state, main character,
+ * groups and where it holds the access permission, by id, by username, or many at once. SELECTs
+ * only, the same SQL on MariaDB/MySQL and PostgreSQL.
  */
-export type AaDb = Kysely<AllianceAuthDatabase>;
-
-/** The plugin's permission, matched by app label and codename: ids differ between installations. */
-export const ACCESS_PERMISSION = { appLabel: 'allianceauth_oidc', codename: 'access_oidc' } as const;
-
 /** An AA user as aa-oidc sees it: plain values, no row types. */
 export interface AllianceAuthUser {
   /** `auth_user.id`: the OIDC `sub`, as the Python plugin. */
@@ -58,57 +54,6 @@ export function passesAllianceAuthGate(
   return user.active && (user.superuser || user.permissionVia.length > 0);
 }
 
-type UserEb = ExpressionBuilder<
-  AllianceAuthDatabase & {
-    u: AllianceAuthDatabase['auth_user'];
-    p: AllianceAuthDatabase['authentication_userprofile'];
-  },
-  'u' | 'p'
->;
-
-/** `auth_permission.id` of the access permission (a subquery: no id is assumed). */
-function accessPermissionIds(eb: ExpressionBuilder<AllianceAuthDatabase, never>) {
-  return eb
-    .selectFrom('auth_permission as perm')
-    .innerJoin('django_content_type as ct', 'ct.id', 'perm.content_type_id')
-    .select('perm.id')
-    .where('ct.app_label', '=', ACCESS_PERMISSION.appLabel)
-    .where('perm.codename', '=', ACCESS_PERMISSION.codename);
-}
-
-function permissionFlags(eb: UserEb) {
-  return [
-    eb
-      .exists(
-        eb
-          .selectFrom('auth_user_user_permissions as up')
-          .select('up.id')
-          .whereRef('up.user_id', '=', 'u.id')
-          .where('up.permission_id', 'in', accessPermissionIds(eb as never)),
-      )
-      .as('perm_user'),
-    eb
-      .exists(
-        eb
-          .selectFrom('auth_user_groups as ug')
-          .innerJoin('auth_group_permissions as gp', 'gp.group_id', 'ug.group_id')
-          .select('ug.id')
-          .whereRef('ug.user_id', '=', 'u.id')
-          .where('gp.permission_id', 'in', accessPermissionIds(eb as never)),
-      )
-      .as('perm_group'),
-    eb
-      .exists(
-        eb
-          .selectFrom('authentication_state_permissions as sp')
-          .select('sp.id')
-          .whereRef('sp.state_id', '=', 'p.state_id')
-          .where('sp.permission_id', 'in', accessPermissionIds(eb as never)),
-      )
-      .as('perm_state'),
-  ];
-}
-
 function userQuery(db: AaDb) {
   return db
     .selectFrom('auth_user as u')
@@ -137,12 +82,16 @@ function userQuery(db: AaDb) {
       'c.faction_id',
       'c.faction_name',
     ])
-    .select((eb) => permissionFlags(eb as unknown as UserEb));
+    .select([
+      holdsAccess('user', 'u.id').as('perm_user'),
+      holdsAccessThroughGroups('u.id').as('perm_group'),
+      holdsAccess('state', 'p.state_id').as('perm_state'),
+    ]);
 }
 
 type UserQueryRow = Awaited<ReturnType<ReturnType<typeof userQuery>['execute']>>[number];
 
-function toNumberOrNull(value: unknown): number | null {
+export function toNumberOrNull(value: unknown): number | null {
   return value === null || value === undefined ? null : Number(value);
 }
 
@@ -215,17 +164,7 @@ async function groupsOf(
       .selectFrom('auth_user_groups as ug')
       .innerJoin('auth_group as g', 'g.id', 'ug.group_id')
       .select(['ug.user_id', 'g.id', 'g.name'])
-      .select((eb) =>
-        eb
-          .exists(
-            eb
-              .selectFrom('auth_group_permissions as gp')
-              .select('gp.id')
-              .whereRef('gp.group_id', '=', 'g.id')
-              .where('gp.permission_id', 'in', accessPermissionIds(eb as never)),
-          )
-          .as('grants'),
-      )
+      .select(holdsAccess('group', 'g.id').as('grants'))
       .where('ug.user_id', 'in', userIds.slice(start, start + 1000))
       .execute();
     for (const row of rows) {
@@ -328,198 +267,4 @@ export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promi
     rows.map((row) => Number(row.id)),
   );
   return rows.map((row) => toUser(row, groups.get(Number(row.id)) ?? []));
-}
-
-export interface AllianceAuthState {
-  id: number;
-  name: string;
-  priority: number;
-  /** The state holds the access permission. */
-  grantsAccess: boolean;
-  userCount: number;
-}
-
-export interface AllianceAuthGroup {
-  id: number;
-  name: string;
-  grantsAccess: boolean;
-  userCount: number;
-}
-
-/** Highest priority first. */
-export async function selectStates(db: AaDb): Promise<AllianceAuthState[]> {
-  const rows = await db
-    .selectFrom('authentication_state as s')
-    .select(['s.id', 's.name', 's.priority'])
-    .select((eb) => [
-      eb
-        .exists(
-          eb
-            .selectFrom('authentication_state_permissions as sp')
-            .select('sp.id')
-            .whereRef('sp.state_id', '=', 's.id')
-            .where('sp.permission_id', 'in', accessPermissionIds(eb as never)),
-        )
-        .as('grants'),
-      eb
-        .selectFrom('authentication_userprofile as p')
-        .whereRef('p.state_id', '=', 's.id')
-        .select(eb.fn.countAll<number>().as('n'))
-        .as('user_count'),
-    ])
-    .orderBy('s.priority', 'desc')
-    .execute();
-  return rows.map((row) => ({
-    id: Number(row.id),
-    name: row.name,
-    priority: Number(row.priority),
-    grantsAccess: truthy(row.grants as never),
-    userCount: Number(row.user_count ?? 0),
-  }));
-}
-
-/** Sorted by name. */
-export async function selectGroups(db: AaDb): Promise<AllianceAuthGroup[]> {
-  const rows = await db
-    .selectFrom('auth_group as g')
-    .select(['g.id', 'g.name'])
-    .select((eb) => [
-      eb
-        .exists(
-          eb
-            .selectFrom('auth_group_permissions as gp')
-            .select('gp.id')
-            .whereRef('gp.group_id', '=', 'g.id')
-            .where('gp.permission_id', 'in', accessPermissionIds(eb as never)),
-        )
-        .as('grants'),
-      eb
-        .selectFrom('auth_user_groups as ug')
-        .whereRef('ug.group_id', '=', 'g.id')
-        .select(eb.fn.countAll<number>().as('n'))
-        .as('user_count'),
-    ])
-    .execute();
-  return rows
-    .map((row) => ({
-      id: Number(row.id),
-      name: row.name,
-      grantsAccess: truthy(row.grants as never),
-      userCount: Number(row.user_count ?? 0),
-    }))
-    .sort(byName);
-}
-
-/** What AA knows about one EVE character's ownership, for the EVE SSO decision. */
-export interface CharacterOwnership {
-  /** The character has an `eveonline_evecharacter` row. */
-  characterKnown: boolean;
-  ownership: {
-    userId: number;
-    ownerHash: string;
-    userActive: boolean;
-    /** The EVE id of the owner's main character, or null without one. */
-    mainCharacterId: number | null;
-  } | null;
-}
-
-export async function selectCharacterOwnership(db: AaDb, characterId: number): Promise<CharacterOwnership> {
-  const rows = await db
-    .selectFrom('eveonline_evecharacter as c')
-    .leftJoin('authentication_characterownership as co', 'co.character_id', 'c.id')
-    .leftJoin('auth_user as u', 'u.id', 'co.user_id')
-    .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
-    .leftJoin('eveonline_evecharacter as mc', 'mc.id', 'p.main_character_id')
-    .select(['c.id', 'co.user_id', 'co.owner_hash', 'u.is_active', 'mc.character_id as main_character_id'])
-    .where('c.character_id', '=', characterId)
-    .execute();
-  const row = rows[0];
-  if (!row) return { characterKnown: false, ownership: null };
-  if (row.user_id === null || row.owner_hash === null) return { characterKnown: true, ownership: null };
-  return {
-    characterKnown: true,
-    ownership: {
-      userId: Number(row.user_id),
-      ownerHash: row.owner_hash,
-      userActive: truthy(row.is_active),
-      mainCharacterId: toNumberOrNull(row.main_character_id),
-    },
-  };
-}
-
-/** The stored Django password hash of a user, with what the login decision needs. */
-export async function selectPasswordRecord(
-  db: AaDb,
-  username: string,
-): Promise<{ id: number; username: string; password: string; active: boolean } | undefined> {
-  const row = await db
-    .selectFrom('auth_user')
-    .select(['id', 'username', 'password', 'is_active'])
-    .where('username', '=', username)
-    .executeTakeFirst();
-  return row
-    ? { id: Number(row.id), username: row.username, password: row.password, active: truthy(row.is_active) }
-    : undefined;
-}
-
-/** True when AA's database holds the plugin's access permission at all. */
-export async function accessPermissionExists(db: AaDb): Promise<boolean> {
-  const row = await db
-    .selectFrom('auth_permission as perm')
-    .innerJoin('django_content_type as ct', 'ct.id', 'perm.content_type_id')
-    .select('perm.id')
-    .where('ct.app_label', '=', ACCESS_PERMISSION.appLabel)
-    .where('perm.codename', '=', ACCESS_PERMISSION.codename)
-    .executeTakeFirst();
-  return row !== undefined;
-}
-
-export type { AllianceAuthDatabaseKind };
-
-/**
- * The ids of the users whose stored state is one of `states` or who belong to one of `groups`, names
- * matched regardless of case (an application's whitelist).
- */
-export async function selectUserIdsCoveredBy(
-  db: AaDb,
-  states: readonly string[],
-  groups: readonly string[],
-): Promise<number[]> {
-  const stateNames = states.map((name) => name.toLowerCase());
-  const groupNames = groups.map((name) => name.toLowerCase());
-  if (stateNames.length === 0 && groupNames.length === 0) return [];
-  const rows = await db
-    .selectFrom('auth_user as u')
-    .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
-    .select('u.id')
-    .where((eb) =>
-      eb.or([
-        ...(stateNames.length > 0
-          ? [
-              eb.exists(
-                eb
-                  .selectFrom('authentication_state as s')
-                  .select('s.id')
-                  .whereRef('s.id', '=', 'p.state_id')
-                  .where(sql<boolean>`lower(s.name) in (${sql.join(stateNames)})`),
-              ),
-            ]
-          : []),
-        ...(groupNames.length > 0
-          ? [
-              eb.exists(
-                eb
-                  .selectFrom('auth_user_groups as ug')
-                  .innerJoin('auth_group as g', 'g.id', 'ug.group_id')
-                  .select('ug.id')
-                  .whereRef('ug.user_id', '=', 'u.id')
-                  .where(sql<boolean>`lower(g.name) in (${sql.join(groupNames)})`),
-              ),
-            ]
-          : []),
-      ]),
-    )
-    .orderBy('u.id')
-    .execute();
-  return rows.map((row) => Number(row.id));
 }

@@ -1,0 +1,55 @@
+import { type AaDb, truthy } from './schema.ts';
+import { toNumberOrNull } from './user-queries.ts';
+
+/** What the two sign-in methods read: a character's ownership (EVE SSO) and a password hash. */
+/** What AA knows about one EVE character's ownership, for the EVE SSO decision. */
+export interface CharacterOwnership {
+  /** The character has an `eveonline_evecharacter` row. */
+  characterKnown: boolean;
+  ownership: {
+    userId: number;
+    ownerHash: string;
+    userActive: boolean;
+    /** The EVE id of the owner's main character, or null without one. */
+    mainCharacterId: number | null;
+  } | null;
+}
+
+export async function selectCharacterOwnership(db: AaDb, characterId: number): Promise<CharacterOwnership> {
+  const rows = await db
+    .selectFrom('eveonline_evecharacter as c')
+    .leftJoin('authentication_characterownership as co', 'co.character_id', 'c.id')
+    .leftJoin('auth_user as u', 'u.id', 'co.user_id')
+    .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
+    .leftJoin('eveonline_evecharacter as mc', 'mc.id', 'p.main_character_id')
+    .select(['c.id', 'co.user_id', 'co.owner_hash', 'u.is_active', 'mc.character_id as main_character_id'])
+    .where('c.character_id', '=', characterId)
+    .execute();
+  const row = rows[0];
+  if (!row) return { characterKnown: false, ownership: null };
+  if (row.user_id === null || row.owner_hash === null) return { characterKnown: true, ownership: null };
+  return {
+    characterKnown: true,
+    ownership: {
+      userId: Number(row.user_id),
+      ownerHash: row.owner_hash,
+      userActive: truthy(row.is_active),
+      mainCharacterId: toNumberOrNull(row.main_character_id),
+    },
+  };
+}
+
+/** The stored Django password hash of a user, with what the login decision needs. */
+export async function selectPasswordRecord(
+  db: AaDb,
+  username: string,
+): Promise<{ id: number; username: string; password: string; active: boolean } | undefined> {
+  const row = await db
+    .selectFrom('auth_user')
+    .select(['id', 'username', 'password', 'is_active'])
+    .where('username', '=', username)
+    .executeTakeFirst();
+  return row
+    ? { id: Number(row.id), username: row.username, password: row.password, active: truthy(row.is_active) }
+    : undefined;
+}
