@@ -58,8 +58,9 @@ interface TokenModel {
  *    provider's keystore (kid = the key's RFC 7638 thumbprint), and the provider's `jwt` format
  *    signs it (`typ: at+jwt`, `formats.customizers.jwt` adds `auth_time` and the identity claims);
  * 3. the audience is taken off the model again, so that the stored token has none (userinfo keeps
- *    accepting it; the id_token keeps only protocol claims) and the stored row carries the format
- *    and the SHA-256 of the JWT (the adapter finds a JWT only by the whole token, never its jti).
+ *    accepting it; what the id_token carries is the application's choice, id-token-claims.ts) and
+ *    the stored row carries the format and the SHA-256 of the JWT (the adapter finds a JWT only by
+ *    the whole token, never its jti).
  *
  * A JWT over `tokens.jwtSizeWarnBytes` logs a warning naming the client and the size; the token is
  * issued unchanged.
