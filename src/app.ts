@@ -164,7 +164,8 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       config,
       applications: services.applications,
       directory: services.directory,
-      directoryAdmin: services.directoryAdmin,
+      // Alliance Auth's users, states and groups are changed in Alliance Auth: the pages only show them.
+      ...(services.directoryReadOnly ? {} : { directoryAdmin: services.directoryAdmin }),
       keys: services.keys,
       logout: services.logout,
       tokens: services.tokens,

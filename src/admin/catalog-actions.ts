@@ -15,7 +15,13 @@ import {
   whitelisting,
 } from './catalog-parts.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
-import { allianceAuthNote, applicationsById, impactList, readOnly } from './directory-parts.ts';
+import {
+  applicationsById,
+  impactList,
+  readOnly,
+  readOnlyRefusal,
+  writableDirectory,
+} from './directory-parts.ts';
 
 /**
  * The changes to a state or a group: rename, a state's priority, the OIDC access it grants, delete.
@@ -42,7 +48,7 @@ interface CatalogAction {
 }
 
 export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): ConsoleRoute[] {
-  const admin = deps.directoryAdmin;
+  const admin = () => writableDirectory(deps);
   const findEntry = (name: string) => findCatalogEntry(deps, entity, name);
 
   const actions: CatalogAction[] = [
@@ -55,10 +61,10 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       async run(entity, name, input, options) {
         const to = (input.get('to') ?? '').trim();
         if (entity === 'state') {
-          const result = await admin.renameState(name, to, options);
+          const result = await admin().renameState(name, to, options);
           return { changed: result.changed, target: result.state.name };
         }
-        const result = await admin.renameGroup(name, to, options);
+        const result = await admin().renameGroup(name, to, options);
         return { changed: result.changed, target: result.group.name };
       },
       notes(entity, name, _input, apps) {
@@ -82,7 +88,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       button: 'Change the priority',
       carry: ['priority'],
       async run(_entity, name, input, options) {
-        const result = await admin.setStatePriority(name, priorityOf(input), options);
+        const result = await admin().setStatePriority(name, priorityOf(input), options);
         return { changed: result.changed, target: result.state.name };
       },
       notes: () => html`<li>Priorities order the states; they grant nothing.</li>`,
@@ -100,8 +106,8 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
         const access = input.get('oidc_access') === 'yes';
         const result =
           entity === 'state'
-            ? await admin.grantStateAccess(name, access, options)
-            : await admin.grantGroupAccess(name, access, options);
+            ? await admin().grantStateAccess(name, access, options)
+            : await admin().grantGroupAccess(name, access, options);
         return { changed: result.changed, target: name };
       },
     },
@@ -112,8 +118,8 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       button: 'Delete',
       carry: [],
       async run(entity, name, _input, options) {
-        if (entity === 'state') await admin.deleteState(name, options);
-        else await admin.deleteGroup(name, options);
+        if (entity === 'state') await admin().deleteState(name, options);
+        else await admin().deleteGroup(name, options);
         return { changed: true, target: null };
       },
     },
@@ -127,17 +133,11 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     input: URLSearchParams,
     problem?: { message: string; status: number },
   ) => {
-    if (readOnly(deps)) {
-      renderAdmin(
-        request,
-        BASE[entity],
-        'Read-only',
-        html`<h1>Read-only</h1>
-          ${allianceAuthNote(deps)}`,
-        { status: 409 },
-      );
-      return;
-    }
+    if (readOnly(deps))
+      return readOnlyRefusal(request, deps, BASE[entity], {
+        href: entryPath(entity, name),
+        text: `Back to ${entity} ${name}`,
+      });
     const apps = await applicationsById(deps);
     let preview: Html;
     let possible = true;

@@ -2,7 +2,6 @@ import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
-import { readOnly } from './directory-parts.ts';
 
 /**
  * What the state and group pages share: where they are, their entries with what each grants and how
@@ -48,7 +47,7 @@ export function whitelisting(apps: Iterable<Application>, entity: Entity, name: 
 /** The states or groups, as the admin interface (or, read-only, the directory port) lists them. */
 export async function catalogEntries(deps: AdminDependencies, entity: Entity): Promise<CatalogEntry[]> {
   const admin = deps.directoryAdmin;
-  if (readOnly(deps)) {
+  if (!admin) {
     if (entity === 'state')
       return (await deps.directory.listStates()).map((state) => ({
         name: state.name,

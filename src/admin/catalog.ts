@@ -15,7 +15,7 @@ import {
   whitelisting,
 } from './catalog-parts.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
-import { allianceAuthNote, applicationsById, readOnly } from './directory-parts.ts';
+import { allianceAuthNote, applicationsById, readOnly, readOnlyRefusal } from './directory-parts.ts';
 
 /**
  * States and groups in the admin UI: the list with what each grants and how many hold it, create,
@@ -24,8 +24,6 @@ import { allianceAuthNote, applicationsById, readOnly } from './directory-parts.
  */
 
 export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
-  const admin = deps.directoryAdmin;
-
   const listPage = async (
     request: ConsoleRequest,
     entity: Entity,
@@ -102,7 +100,12 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: BASE[entity],
       access: 'superuser',
       async handle(request) {
-        if (readOnly(deps)) return listPage(request, entity);
+        const admin = deps.directoryAdmin;
+        if (!admin)
+          return readOnlyRefusal(request, deps, BASE[entity], {
+            href: BASE[entity],
+            text: entity === 'state' ? 'States' : 'Groups',
+          });
         const name = (request.form.get('name') ?? '').trim();
         const access = request.form.has('oidc_access');
         const options = { actor: adminActor(request) };

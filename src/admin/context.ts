@@ -20,8 +20,12 @@ export interface AdminDependencies {
   config: Config;
   applications: ApplicationService;
   directory: Directory;
-  /** The built-in directory's admin interface (user counts by state). */
-  directoryAdmin: DirectoryAdmin;
+  /**
+   * The built-in directory's admin interface: every directory write, and user counts by state. Absent
+   * for a read-only directory (Alliance Auth): the directory pages then show what the port reads and
+   * offer no change.
+   */
+  directoryAdmin?: DirectoryAdmin;
   keys: KeyService;
   logout: Pick<LogoutService, 'testDelivery'>;
   tokens: TokenRevocationService;

@@ -22,7 +22,12 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const since = Date.now() - DAY_MS;
         const [states, apps, denials, failures, keys, pending, withoutState] = await Promise.all([
-          deps.directoryAdmin.listStates(),
+          // A read-only directory (Alliance Auth) counts its users itself: its states are listed here.
+          deps.directoryAdmin
+            ? deps.directoryAdmin.listStates()
+            : deps.directory
+                .listStates()
+                .then((listed) => listed.map((state) => ({ ...state, userCount: null }))),
           deps.applications.list(),
           deps.auditStore.list({ kinds: ['policy_denied'], since, limit: 1000 }),
           listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
@@ -78,7 +83,15 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
               <section class="card" aria-labelledby="users-heading">
                 <h2 id="users-heading">Users by state</h2>
                 <ul>
-                  ${states.map((state) => html`<li>${state.name}: <strong>${state.userCount}</strong></li>`)}
+                  ${states.map((state) =>
+                    state.userCount === null
+                      ? html`<li>
+                          <a href="/admin/users?${new URLSearchParams({ state: state.name }).toString()}"
+                            >${state.name}</a
+                          >
+                        </li>`
+                      : html`<li>${state.name}: <strong>${state.userCount}</strong></li>`,
+                  )}
                   <li>No state: <strong>${withoutState.length}</strong></li>
                 </ul>
               </section>

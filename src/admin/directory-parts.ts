@@ -3,7 +3,9 @@ import type { ConsoleRequest } from '../console/http.ts';
 import { type Consequence, summarizeConsequences } from '../db/unit-of-work.ts';
 import type { UserProfile } from '../directory/port.ts';
 import { html, type Html } from '../http/pages/layout.ts';
-import { type AdminDependencies, renderAdmin } from './context.ts';
+import type { DirectoryAdmin } from '../directory/builtin/types.ts';
+import { DirectoryError } from '../directory/errors.ts';
+import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
 
 /**
  * What the directory pages of the admin UI (users, states, groups) share: where a user's pages are,
@@ -14,8 +16,19 @@ export function userPath(id: number, suffix = ''): string {
   return `/admin/users/${id}${suffix}`;
 }
 
+/** True when the directory is read-only here (Alliance Auth): the directory pages change nothing. */
 export function readOnly(deps: AdminDependencies): boolean {
-  return deps.config.directory.source !== 'builtin';
+  return deps.directoryAdmin === undefined;
+}
+
+/**
+ * The admin interface for a write; the read-only refusal where there is none (the routes refuse
+ * before they get here, so this is the last line, not the message people see).
+ */
+export function writableDirectory(deps: AdminDependencies): DirectoryAdmin {
+  if (!deps.directoryAdmin)
+    throw new DirectoryError('read_only', 'The directory is read-only here: change it in Alliance Auth.');
+  return deps.directoryAdmin;
 }
 
 /** Where Alliance Auth manages its users (its own admin). */
@@ -26,6 +39,28 @@ export function allianceAuthNote(deps: AdminDependencies): Html {
     Users, states and groups come from Alliance Auth and are read-only here.
     ${admin ? html`Change them in <a href="${admin}">Alliance Auth’s administration</a>.` : 'Change them in Alliance Auth.'}
   </p>`;
+}
+
+/**
+ * The answer to a change of the directory while it is read-only (a form nobody was offered, or a
+ * forged POST): 409, saying that nothing changed and where the change is made.
+ */
+export function readOnlyRefusal(
+  request: ConsoleRequest,
+  deps: AdminDependencies,
+  section: AdminSection,
+  back: { href: string; text: string },
+): void {
+  renderAdmin(
+    request,
+    section,
+    'Read-only',
+    html`<h1>Read-only</h1>
+      <p class="alert" role="alert">Nothing was changed: this directory is read-only in aa-oidc.</p>
+      ${allianceAuthNote(deps)}
+      <p><a href="${back.href}">${back.text}</a></p>`,
+    { status: 409 },
+  );
 }
 
 export function affiliation(profile: UserProfile): string {

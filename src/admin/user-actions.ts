@@ -12,13 +12,14 @@ import { countByClient, InvalidRevocationNoteError, MAX_NOTE_LENGTH } from '../t
 import { selectUserSessions } from '../tokens/store.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
-  allianceAuthNote,
   applicationsById,
   impactList,
   loadProfile,
   readOnly,
   userNotFound,
+  readOnlyRefusal,
   userPath,
+  writableDirectory,
 } from './directory-parts.ts';
 
 /**
@@ -40,6 +41,8 @@ interface UserAction {
   fields?(profile: UserProfile, input: URLSearchParams, error?: string): Html;
   /** The names carried from the GET query into the confirmation form. */
   carry: readonly string[];
+  /** Where the browser goes once it is done: the user's page, or the list (the user is gone). */
+  then?: 'list';
   /** Runs the action (a dry run with `dryRun`); returns what it caused and whether it changed anything. */
   run(
     profile: UserProfile,
@@ -50,7 +53,7 @@ interface UserAction {
 }
 
 export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
-  const admin = deps.directoryAdmin;
+  const admin = () => writableDirectory(deps);
 
   const directoryChange =
     (change: (profile: UserProfile, input: URLSearchParams, options: ChangeOptions) => Promise<UserChange>) =>
@@ -67,7 +70,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       title: (profile) => `Deactivate ${profile.username}?`,
       button: 'Deactivate',
       carry: [],
-      run: directoryChange((profile, _input, options) => admin.deactivate({ id: profile.id }, options)),
+      run: directoryChange((profile, _input, options) => admin().deactivate({ id: profile.id }, options)),
     },
     {
       slug: 'activate',
@@ -75,7 +78,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       title: (profile) => `Activate ${profile.username}?`,
       button: 'Activate',
       carry: [],
-      run: directoryChange((profile, _input, options) => admin.activate({ id: profile.id }, options)),
+      run: directoryChange((profile, _input, options) => admin().activate({ id: profile.id }, options)),
     },
     {
       slug: 'state',
@@ -89,7 +92,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       button: 'Change the state',
       carry: ['state'],
       run: directoryChange((profile, input, options) =>
-        admin.setState(
+        admin().setState(
           { id: profile.id },
           (input.get('state') ?? '') === '' ? null : input.get('state'),
           options,
@@ -103,7 +106,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       button: 'Add to the group',
       carry: ['group'],
       run: directoryChange((profile, input, options) =>
-        admin.addGroup({ id: profile.id }, input.get('group') ?? '', options),
+        admin().addGroup({ id: profile.id }, input.get('group') ?? '', options),
       ),
     },
     {
@@ -113,7 +116,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       button: 'Remove from the group',
       carry: ['group'],
       run: directoryChange((profile, input, options) =>
-        admin.removeGroup({ id: profile.id }, input.get('group') ?? '', options),
+        admin().removeGroup({ id: profile.id }, input.get('group') ?? '', options),
       ),
     },
     {
@@ -132,7 +135,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         }),
       // The preview runs with a throwaway password: what a new password causes does not depend on it.
       run: directoryChange((profile, input, options) =>
-        admin.setPassword(
+        admin().setPassword(
           { id: profile.id },
           options.dryRun ? randomBytes(16).toString('base64url') : (input.get('password') ?? ''),
           options,
@@ -208,6 +211,16 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     },
   });
 
+  actions.push({
+    slug: 'delete',
+    applies: () => true,
+    title: (profile) => `Delete ${profile.username}?`,
+    button: 'Delete the user',
+    carry: [],
+    then: 'list',
+    run: directoryChange((profile, _input, options) => admin().deleteUser({ id: profile.id }, options)),
+  });
+
   const actionPage = async (
     request: ConsoleRequest,
     action: UserAction,
@@ -215,18 +228,11 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     input: URLSearchParams,
     problem?: { message: string; field?: string; status: number },
   ) => {
-    if (readOnly(deps)) {
-      renderAdmin(
-        request,
-        '/admin/users',
-        'Read-only',
-        html`<h1>Read-only</h1>
-          ${allianceAuthNote(deps)}
-          <p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`,
-        { status: 409 },
-      );
-      return;
-    }
+    if (readOnly(deps))
+      return readOnlyRefusal(request, deps, '/admin/users', {
+        href: userPath(profile.id),
+        text: `Back to ${profile.username}`,
+      });
     const apps = await applicationsById(deps);
     let preview: Html;
     try {
@@ -290,7 +296,10 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
             { actor: adminActor(request), dryRun: false },
             apps,
           );
-          request.seeOther(`${userPath(profile.id)}?done=${result.changed ? action.slug : 'unchanged'}`);
+          const done = result.changed ? action.slug : 'unchanged';
+          request.seeOther(
+            action.then === 'list' ? `/admin/users?done=${done}` : `${userPath(profile.id)}?done=${done}`,
+          );
         } catch (error) {
           if (error instanceof InvalidRevocationNoteError)
             return actionPage(request, action, profile, request.form, {

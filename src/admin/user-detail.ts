@@ -31,6 +31,7 @@ export const USER_DONE: Readonly<Record<string, string>> = {
   password: 'Password set.',
   'revoke-tokens': 'Codes and tokens revoked; the applications were told.',
   'sign-out': 'Signed out everywhere.',
+  delete: 'User deleted.',
   unchanged: 'Nothing changed.',
 };
 
@@ -46,7 +47,7 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
         if (!profile) return userNotFound(request);
         const now = Date.now();
         const [record, apps, states, groups, grants, sessions, tokens, issued] = await Promise.all([
-          readOnly(deps) ? Promise.resolve(undefined) : admin.loadUserProfile(profile.id),
+          admin ? admin.loadUserProfile(profile.id) : Promise.resolve(undefined),
           applicationsById(deps),
           deps.directory.listStates(),
           deps.directory.listGroups(),
@@ -126,6 +127,7 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}"
                         >Revoke tokens…</a
                       >
+                      <a class="button danger" href="${userPath(profile.id, '/delete')}">Delete user…</a>
                     </p>
                     <form method="get" action="${userPath(profile.id, '/state')}">
                       ${select(

@@ -1,10 +1,10 @@
 import type { ConsoleRoute } from '../console/http.ts';
-import { queryText, select, textField } from '../console/ui.ts';
+import { doneMessage, queryText, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
-import { userDetailRoutes } from './user-detail.ts';
+import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
 export { allianceAuthNote, applicationsById, impactList, readOnly } from './directory-parts.ts';
 
@@ -50,7 +50,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/users',
           'Users',
           html`<h1>Users</h1>
-            ${readOnly(deps) ? allianceAuthNote(deps) : ''}
+            ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
             <form method="get" action="/admin/users" class="filters" role="search">
               ${textField('Username or email', 'q', q, { type: 'search' })}
               ${select(

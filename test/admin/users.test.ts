@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
@@ -216,5 +217,44 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(done.status, 303);
     const check = await server.app.directoryAdmin.verifyPassword(member.username, 'a brand new passphrase');
     assert.equal(check.outcome, 'valid');
+  });
+
+  it('deletes a user after showing the impact the dry run of `user delete --dry-run` computes', async () => {
+    const leaving = await seedUser(server, { state: 'Member', groups: ['Directors'] });
+    await holdTokensAt(server, new Browser(), wiki, leaving.username);
+    const detail = await consoleGet(admin, url(`/admin/users/${leaving.id}`));
+    assert.match(
+      detail.body,
+      /<a class="button danger" href="\/admin\/users\/\d+\/delete">Delete user…<\/a>/,
+    );
+
+    const consequences: Consequence[] = [];
+    await server.app.directoryAdmin.deleteUser({ id: leaving.id }, { dryRun: true, consequences });
+    const dryRun = summarizeConsequences(consequences);
+    assert.deepEqual(dryRun.accessLost, [wiki.clientId]);
+    assert.deepEqual(dryRun.logouts, [wiki.clientId]);
+    const preview = await consoleGet(admin, url(`/admin/users/${leaving.id}/delete`));
+    assert.equal(preview.status, 200);
+    const text = pageText(preview.body);
+    assert.ok(text.includes(`Delete ${leaving.username}?`), text);
+    assert.ok(text.includes(`${leaving.username} can no longer use Wiki ${HOSTILE}.`), text);
+    assert.ok(text.includes(`Back-channel logout is sent to Wiki ${HOSTILE}.`), text);
+    assert.ok(text.includes(`${dryRun.tokensRevokedTotal} code(s) and token(s) are revoked`), text);
+    assert.ok(await server.app.directory.profileById(leaving.id), 'the preview deleted nothing');
+
+    const before = receiver.requests.length;
+    const done = await consolePost(admin, url(`/admin/users/${leaving.id}/delete`), preview.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, '/admin/users?done=delete');
+    assert.equal(await server.app.directory.profileById(leaving.id), undefined);
+    const list = await consoleGet(admin, url('/admin/users?done=delete'));
+    assert.match(pageText(list.body), /User deleted\./);
+    assert.equal((await consoleGet(admin, url(`/admin/users/${leaving.id}`))).status, 404);
+    await server.app.logout.deliverDue();
+    assert.ok(receiver.requests.length > before, 'the application got a back-channel logout');
+    await verifyLogoutToken(server, receiver.tokens().at(-1)!, {
+      clientId: wiki.clientId,
+      sub: String(leaving.id),
+    });
   });
 });

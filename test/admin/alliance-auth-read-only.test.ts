@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import {
+  allianceAuthDirectory,
+  createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  expectedFixture,
+  FIXTURE_PASSWORD,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import type { Browser, TestServer } from '../helpers/server.ts';
+import { startServer } from '../helpers/server.ts';
+
+/** Every form of a page but the header's sign-out: what the page offers to change. */
+function offeredForms(body: string): string[] {
+  return [...body.matchAll(/<form\b[^>]*>/g)]
+    .map((match) => match[0])
+    .filter((form) => !form.includes('action="/account/sign-out"'))
+    .filter((form) => !/method="get"[^>]*action="\/admin\/users"/.test(form));
+}
+
+/** Links to the confirmation pages of the directory's changes. */
+function changeLinks(body: string): string[] {
+  return [
+    ...body.matchAll(
+      /href="(\/admin\/(?:users|states|groups)\/[^"]+\/(?:deactivate|activate|state|add-group|remove-group|password|revoke-tokens|sign-out|delete|rename|priority|access)[^"]*)"/g,
+    ),
+  ].map((match) => match[1]!);
+}
+
+await describeOnEachAllianceAuth(
+  (database) => `the admin UI over the Alliance Auth directory, on ${database}`,
+  (kind) => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let admin: Browser;
+    let csrf: string;
+    const expected = expectedFixture();
+    const alice = expected.users.find((user) => user.username === 'alice')!;
+    const superuser = expected.users.find((user) => user.is_superuser && user.is_active)!;
+    const group = alice.groups[0]!;
+    const state = expected.states[0]!.name;
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      server = await startServer({
+        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }),
+      });
+      admin = await consoleSignIn(server, superuser.username, {
+        password: FIXTURE_PASSWORD,
+        returnTo: '/admin',
+      });
+      csrf = (await consoleGet(admin, `${server.origin}/admin`)).csrf!;
+      assert.ok(csrf, 'the admin pages carry a CSRF token (the header sign-out)');
+    });
+    after(async () => {
+      await server?.close();
+      await fixture?.drop();
+    });
+
+    it("shows Alliance Auth's users, states and groups with no form to change them, and links to Alliance Auth", async () => {
+      const pages = [
+        '/admin',
+        '/admin/users',
+        `/admin/users/${alice.id}`,
+        '/admin/states',
+        `/admin/states/${encodeURIComponent(state)}`,
+        '/admin/groups',
+        `/admin/groups/${encodeURIComponent(group)}`,
+      ];
+      for (const path of pages) {
+        const page = await consoleGet(admin, `${server.origin}${path}`);
+        assert.equal(page.status, 200, `${path}: ${page.body.slice(0, 300)}`);
+        assert.deepEqual(offeredForms(page.body), [], `${path} offers no form`);
+        assert.deepEqual(changeLinks(page.body), [], `${path} links to no change`);
+        if (path !== '/admin') {
+          assert.match(pageText(page.body), /come from Alliance Auth and are read-only here/, path);
+          assert.ok(page.body.includes('href="https://auth.example.org/admin/"'), `${path} links to AA`);
+        }
+      }
+      const users = pageText((await consoleGet(admin, `${server.origin}/admin/users`)).body);
+      for (const user of expected.users) assert.ok(users.includes(user.username), user.username);
+      const detail = pageText((await consoleGet(admin, `${server.origin}/admin/users/${alice.id}`)).body);
+      assert.ok(detail.includes(group), 'the groups of the user');
+      const groups = pageText((await consoleGet(admin, `${server.origin}/admin/groups`)).body);
+      for (const item of expected.groups) assert.ok(groups.includes(item.name), item.name);
+    });
+
+    it('refuses a forged change with the CSRF token: 409, nothing changed, and says where to change it', async () => {
+      const forged: Array<[string, Record<string, string>]> = [
+        [`/admin/users/${alice.id}/deactivate`, {}],
+        [`/admin/users/${alice.id}/remove-group`, { group }],
+        [`/admin/users/${alice.id}/password`, { password: 'a new password 123' }],
+        [`/admin/users/${alice.id}/delete`, {}],
+        ['/admin/groups', { name: 'Forged group' }],
+        ['/admin/states', { name: 'Forged state', priority: '7' }],
+        [`/admin/groups/${encodeURIComponent(group)}/delete`, {}],
+        [`/admin/states/${encodeURIComponent(state)}/rename`, { to: 'Renamed' }],
+      ];
+      for (const [path, fields] of forged) {
+        const response = await consolePost(admin, `${server.origin}${path}`, csrf, fields);
+        assert.equal(response.status, 409, `${path}: ${response.body.slice(0, 300)}`);
+        const text = pageText(response.body);
+        assert.match(text, /Nothing was changed: this directory is read-only in aa-oidc/, path);
+        assert.match(text, /Change them in Alliance Auth’s administration/, path);
+      }
+      const after = await server.app.directory.profileById(alice.id);
+      assert.equal(after?.active, true);
+      assert.ok(after?.groups.some((item) => item.name === group));
+      const groups = await server.app.directory.listGroups();
+      assert.equal(
+        groups.some((item) => item.name === 'Forged group'),
+        false,
+      );
+      // Asking for a change's confirmation page is refused the same way.
+      const preview = await consoleGet(admin, `${server.origin}/admin/users/${alice.id}/deactivate`);
+      assert.equal(preview.status, 409);
+      assert.deepEqual(offeredForms(preview.body), []);
+    });
+  },
+);
