@@ -16,10 +16,12 @@ import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
 import { TwoFactorError, type TwoFactorService } from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+import { sessionRoutes, sessionsSection } from './sessions.ts';
 
 /**
  * The account page of every signed-in user (`/account`): who they are, the applications they allowed
- * (with revoke), their password, and two-factor sign-in. Every change goes through the service that
+ * (with revoke), where they are signed in (with sign out everywhere, `sessions.ts`), their password,
+ * and two-factor sign-in. Every change goes through the service that
  * owns it, as the CLI's do; every check of a password or a code is under the login throttle.
  */
 export interface AccountDependencies {
@@ -28,7 +30,7 @@ export interface AccountDependencies {
   /** The built-in directory's password checks and changes; absent for a read-only directory. */
   directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
   applications: Pick<ApplicationService, 'findByClientId'>;
-  tokens: Pick<TokenRevocationService, 'revokeApplication'>;
+  tokens: Pick<TokenRevocationService, 'revokeApplication' | 'signOutUser'>;
   twoFactor: TwoFactorService;
   throttle: LoginThrottle;
   db: Kysely<Database>;
@@ -128,9 +130,10 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
   ) => {
     const profile = profileOf(request);
     const userId = profile.id;
-    const [grants, twoFactor] = await Promise.all([
+    const [grants, twoFactor, sessions] = await Promise.all([
       selectUserGrants(deps.db, userId),
       deps.twoFactor.status(userId),
+      sessionsSection(deps, request),
     ]);
     const apps = await Promise.all(
       grants
@@ -175,7 +178,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           }
         </section>
 
-        ${deps.directoryAdmin ? passwordSection(request, notes.password) : ''}
+        ${sessions} ${deps.directoryAdmin ? passwordSection(request, notes.password) : ''}
 
         <section aria-labelledby="two-factor">
           <h2 id="two-factor">Two-factor sign-in</h2>
@@ -260,6 +263,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
   };
 
   return [
+    ...sessionRoutes(deps),
     {
       method: 'GET',
       path: '/account',

@@ -48,6 +48,11 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         render(
           deps.branding.name,
           html`<h1>${deps.branding.name}</h1>
+            ${
+              ctx.query['signed-out'] === 'everywhere' && !signedIn
+                ? html`<p class="ok" role="status">You are signed out everywhere.</p>`
+                : ''
+            }
             <p>
               One sign-in for the applications of ${deps.branding.name}. Applications send you here to sign
               in; what each of them may see is on your account page.

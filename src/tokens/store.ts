@@ -390,6 +390,8 @@ export async function deleteUserGrants(db: Db, userId: number, clientId: string)
 export interface UserSession {
   /** The storage id (a digest of the session id, never the id the cookie carries). */
   storageId: string;
+  /** The session's `uid` (what the web console's cookie names), when stored. */
+  uid: string | null;
   /** Epoch milliseconds of the sign-in, when known. */
   loginAt: number | null;
   /** How the person signed in (`pwd`, `otp`…). */
@@ -402,6 +404,7 @@ export interface UserSession {
 }
 
 interface StoredSessionPayload {
+  uid?: unknown;
   loginTs?: unknown;
   amr?: unknown;
   authorizations?: Record<string, { sid?: unknown } | undefined>;
@@ -424,6 +427,7 @@ function storedSession(row: { id: string; payload: string; expires_at: number | 
     .sort((a, b) => (a.clientId < b.clientId ? -1 : a.clientId > b.clientId ? 1 : 0));
   return {
     storageId: row.id,
+    uid: typeof payload.uid === 'string' ? payload.uid : null,
     loginAt: typeof payload.loginTs === 'number' ? payload.loginTs * 1000 : null,
     amr: Array.isArray(payload.amr) ? payload.amr.filter((method) => typeof method === 'string') : [],
     clientIds: clients.map((client) => client.clientId),

@@ -81,7 +81,8 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal(receiver.requests.length, 1, 'the application got a logout token');
     await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
     const after = await consoleGet(browser, url('/account?done=revoked'));
-    assert.equal(pageText(after.body).includes(`Wiki ${HOSTILE}`), false, 'no longer listed');
+    const allowed = /<section aria-labelledby="apps">[\s\S]*?<\/section>/.exec(after.body)![0];
+    assert.equal(pageText(allowed).includes(`Wiki ${HOSTILE}`), false, 'no longer listed');
     assert.match(pageText(after.body), /Access revoked/);
   });
 
@@ -154,5 +155,25 @@ describe(`the account page (${testDatabaseKind})`, () => {
     });
     assert.equal(off.status, 303);
     assert.equal((await server.app.twoFactor.status(user.id)).enrolled, false);
+  });
+
+  it('signs out everywhere only with the CSRF token, after a confirmation page', async () => {
+    const other = await consoleSignIn(server, user.username, { password: 'a brand new passphrase' });
+    const page = await consoleGet(browser, url('/account'));
+    assert.match(pageText(page.body), /Where you are signed in/);
+    assert.ok(page.body.includes('href="/account/sign-out-everywhere"'));
+    const forged = await consolePost(browser, url('/account/sign-out-everywhere'), null);
+    assert.equal(forged.status, 403);
+    assert.equal((await consoleGet(other, url('/account'))).status, 200, 'nothing ended');
+    const confirm = await consoleGet(browser, url('/account/sign-out-everywhere'));
+    assert.equal(confirm.status, 200);
+    assert.match(pageText(confirm.body), /Sign out everywhere\? .*session\(s\), this one included/);
+    const done = await consolePost(browser, url('/account/sign-out-everywhere'), confirm.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, '/?signed-out=everywhere');
+    for (const each of [browser, other]) {
+      const account = await consoleGet(each, url('/account'));
+      assert.equal(account.status, 302, 'back to the sign-in');
+    }
   });
 });
