@@ -22,12 +22,13 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
   let browser: Browser;
   let page: Page;
   let memberId: number;
+  let wikiId: string;
 
   before(async () => {
     server = await startServer({ branding: { name: 'Northern Coalition', accentColor: '#0b6e4f' } });
     await server.app.directoryAdmin.createState('Member', 100, true);
     await server.app.directoryAdmin.createGroup('Fleet Commanders');
-    await seedApp(server, { name: 'Alliance Wiki', groups: ['Fleet Commanders'] });
+    wikiId = (await seedApp(server, { name: 'Alliance Wiki', groups: ['Fleet Commanders'] })).clientId;
     await seedApp(server, { name: 'Forum', states: ['Member'] });
     await seedUser(server, { username: 'director', superuser: true, state: 'Member' });
     memberId = (
@@ -81,11 +82,14 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL(`${server.origin}/account`);
     await check('/account', 'account');
+    await check('/account/sign-out-everywhere', 'account-sign-out-everywhere');
     await check('/admin', 'admin-dashboard');
     await check('/admin/apps', 'admin-applications');
+    await check(`/admin/apps/${wikiId}`, 'admin-application');
     await check('/admin/users', 'admin-users');
     await check(`/admin/users/${memberId}`, 'admin-user');
     await check(`/admin/users/${memberId}/remove-group?group=Fleet+Commanders`, 'admin-user-impact');
+    await check('/admin/states', 'admin-states');
     await check('/admin/groups', 'admin-groups');
     await check('/admin/keys', 'admin-keys');
     await check('/admin/audit', 'admin-audit');
