@@ -32,7 +32,7 @@ export function profileFromFingerprint(userId: number, fingerprint: UserFingerpr
 }
 
 /**
- * One user's changes of a cycle become one change of the port (a reactivation may come with a
+ * One user's changes of a cycle become one change of the port (a reactivation or a new password may come with a
  * second). A deletion or a deactivation stands alone: it already ends everything (every token
  * revoked, every application told), so the state and group changes that come with it in Alliance
  * Auth add nothing.
@@ -41,6 +41,7 @@ export function toDirectoryChanges(
   changes: readonly AllianceAuthChange[],
   previous: Fingerprints,
   current: Fingerprints,
+  options: { passwordLogin: boolean },
 ): DirectoryChange[] {
   const byUser = new Map<number, AllianceAuthChange[]>();
   for (const change of changes) {
@@ -60,6 +61,7 @@ export function toDirectoryChanges(
     }
     const after = profileFromFingerprint(userId, now);
     const kinds = new Set<Exclude<DirectoryChange['kind'], 'catalog_renamed' | 'catalog_deleted'>>();
+    let passwordChanged = false;
     for (const change of list) {
       switch (change.kind) {
         case 'user_created':
@@ -81,6 +83,9 @@ export function toDirectoryChanges(
         case 'user_main_character_changed':
           kinds.add('user_main_character_changed');
           break;
+        case 'user_password_changed':
+          passwordChanged = true;
+          break;
         case 'user_updated':
           // Superuser and the access permission are the user's own permissions (port.ts).
           if (change.fields.some((field) => field !== 'username')) kinds.add('user_groups_changed');
@@ -101,6 +106,9 @@ export function toDirectoryChanges(
       (candidate) => kinds.has(candidate),
     );
     if (kind) result.push({ kind, userId, before, after });
+    // As the built-in directory's new password: the user's sessions end. Only where aa-oidc signs
+    // people in with AA's passwords; otherwise AA's password has no bearing on a session here.
+    if (passwordChanged && options.passwordLogin) result.push({ kind: 'user_password_changed', userId });
   }
   return result;
 }

@@ -175,7 +175,9 @@ export async function createAllianceAuthDirectory(
           'Alliance Auth changed a user; its consequences follow',
         );
       }
-      for (const change of toDirectoryChanges(changes, fingerprints.previous, fingerprints.current)) {
+      for (const change of toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
+        passwordLogin: settings.passwordLogin,
+      })) {
         await deps.publisher.deliverWithin(unit, change);
       }
     },

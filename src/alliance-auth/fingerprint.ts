@@ -19,6 +19,12 @@ export interface UserFingerprint {
   main: { characterId: number; ownerHash: string | null } | null;
   /** `allianceauth_oidc.access_oidc` through the user, one of the groups or the state. */
   permission: boolean;
+  /**
+   * A digest of `auth_user.password` computed by the database, so that AA's password hash itself is
+   * neither sent to aa-oidc nor stored here; absent from a fingerprint stored before it was recorded
+   * (nothing to compare with, so no change is read from it).
+   */
+  passwordDigest?: string;
 }
 
 export type Fingerprints = Map<number, UserFingerprint>;
@@ -29,6 +35,8 @@ export type AllianceAuthChange =
   | { kind: 'user_deleted'; userId: number; username: string }
   | { kind: 'user_deactivated'; userId: number; username: string }
   | { kind: 'user_activated'; userId: number; username: string }
+  /** `auth_user.password` changed: a new password, or AA made the password unusable. */
+  | { kind: 'user_password_changed'; userId: number; username: string }
   | {
       kind: 'user_state_changed';
       userId: number;
@@ -67,11 +75,12 @@ export function serializeFingerprint(fingerprint: UserFingerprint): string {
     fingerprint.groups.map((group) => [group.id, group.name]),
     fingerprint.main ? [fingerprint.main.characterId, fingerprint.main.ownerHash] : null,
     fingerprint.permission ? 1 : 0,
+    ...(fingerprint.passwordDigest === undefined ? [] : [fingerprint.passwordDigest]),
   ]);
 }
 
 export function parseFingerprint(text: string): UserFingerprint {
-  const [username, active, superuser, state, groups, main, permission] = JSON.parse(text) as [
+  const [username, active, superuser, state, groups, main, permission, passwordDigest] = JSON.parse(text) as [
     string,
     0 | 1,
     0 | 1,
@@ -79,6 +88,7 @@ export function parseFingerprint(text: string): UserFingerprint {
     Array<[number, string]>,
     [number, string | null] | null,
     0 | 1,
+    string | undefined,
   ];
   return {
     username,
@@ -88,6 +98,7 @@ export function parseFingerprint(text: string): UserFingerprint {
     groups: groups.map(([id, name]) => ({ id, name })),
     main: main ? { characterId: main[0], ownerHash: main[1] } : null,
     permission: permission === 1,
+    ...(passwordDigest !== undefined && { passwordDigest }),
   };
 }
 
@@ -112,10 +123,12 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
     group_id: number | null;
     group_name: string | null;
     permission: boolean | number | string;
+    password_digest: string;
   }>`
     select u.id, u.username, u.is_active, u.is_superuser, s.id as state_id, s.name as state_name,
       c.character_id as main_character_id, co.owner_hash, g.id as group_id, g.name as group_name,
-      (up.holder_id is not null or sp.holder_id is not null or gp.holder_id is not null) as permission
+      (up.holder_id is not null or sp.holder_id is not null or gp.holder_id is not null) as permission,
+      md5(u.password) as password_digest
     from auth_user u
     left join authentication_userprofile p on p.user_id = u.id
     left join authentication_state s on s.id = p.state_id
@@ -146,6 +159,7 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
             ? null
             : { characterId: Number(row.main_character_id), ownerHash: row.owner_hash },
         permission: false,
+        passwordDigest: row.password_digest,
       };
       fingerprints.set(userId, fingerprint);
     }
@@ -227,6 +241,8 @@ function diffUser(userId: number, was: UserFingerprint, now: UserFingerprint): A
     });
   }
   if (!was.active && now.active) changes.push({ kind: 'user_activated', userId, username });
+  if (was.passwordDigest !== undefined && was.passwordDigest !== now.passwordDigest)
+    changes.push({ kind: 'user_password_changed', userId, username });
   return changes;
 }
 
@@ -239,6 +255,7 @@ export function mayRemoveAccess(change: AllianceAuthChange): boolean {
     case 'user_group_removed':
     case 'user_main_character_changed':
     case 'user_updated':
+    case 'user_password_changed':
       return true;
     case 'user_created':
     case 'user_activated':

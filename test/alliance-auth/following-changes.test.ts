@@ -87,6 +87,20 @@ await describeOnEachAllianceAuth(
       return outcome.outcome === 'applied' ? outcome.changes.map((change) => change.kind) : [];
     }
 
+    /** The authorization request with `prompt=none`, answered from the browser's kept cookie. */
+    async function silently(browser: Browser, client: { clientId: string }) {
+      const { params } = authorizeParams(
+        { clientId: client.clientId, clientSecret: '' },
+        {
+          scope: 'openid',
+          prompt: 'none',
+        },
+      );
+      const response = await browser.follow(authorizeUrl(server, params), server.origin);
+      assert.equal(response.status, 303, 'the request leaves the server');
+      return response;
+    }
+
     async function assertRefused(
       client: { clientId: string; clientSecret: string },
       tokens: { access_token: string; refresh_token: string },
@@ -157,6 +171,47 @@ await describeOnEachAllianceAuth(
       assert.deepEqual(await nextCycle(), ['user_deleted']);
       await assertLoggedOut(app, 6);
       await assertRefused(app, tokens);
+    });
+
+    it("AA gives alice a new password: her browser sessions end, as with the built-in directory's set-password", async () => {
+      const app = await receiverApp({ name: 'Notes' });
+      const browser = new Browser();
+      const signedInHere = await signIn(
+        browser,
+        server,
+        authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+        { username: 'alice', password: FIXTURE_PASSWORD },
+      );
+      codeFrom(signedInHere);
+      // The kept cookie gets a code silently while the session lasts.
+      codeFrom(await silently(browser, app));
+      await aa.setPassword(2, 'a new AA passphrase 7');
+      assert.deepEqual(await nextCycle(), ['user_password_changed']);
+      const silent = await silently(browser, app);
+      assert.equal(new URL(silent.headers.get('location')!).searchParams.get('error'), 'login_required');
+      // Like the built-in directory's new password: sessions end, tokens and applications are untouched.
+      assert.equal(app.receiver.requests.length, 0, 'no back-channel logout');
+      // The new password signs her in; the old one no longer does.
+      const old = await signIn(
+        new Browser(),
+        server,
+        authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+        { username: 'alice', password: FIXTURE_PASSWORD },
+      );
+      assert.equal(old.status, 401, 'the old password is refused');
+      codeFrom(
+        await signIn(
+          new Browser(),
+          server,
+          authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+          {
+            username: 'alice',
+            password: 'a new AA passphrase 7',
+          },
+        ),
+      );
+      // Nothing is emitted twice.
+      assert.deepEqual(await nextCycle(), []);
     });
   },
 );

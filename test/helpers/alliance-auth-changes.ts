@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import type { AllianceAuthTestDatabase } from './alliance-auth.ts';
 
 /**
@@ -32,6 +33,19 @@ export interface AllianceAuthActions {
   deleteUser(userId: number): Promise<void>;
   /** `group.permissions.remove(access_oidc)` in the admin. */
   removeGroupPermission(group: string): Promise<void>;
+  /**
+   * `user.set_password(raw); user.save()` (the admin's password form, or `changepassword`): Django
+   * writes the new PBKDF2 hash; the other columns it saves keep their values.
+   */
+  setPassword(userId: number, password: string): Promise<void>;
+  /**
+   * The user adds an alt through AA's EVE SSO: `EveCharacter.objects.create_character`, the
+   * `CharacterOwnership`, and `ownership_record_creation`'s `OwnershipRecord`. The main stays.
+   */
+  addAlt(
+    userId: number,
+    character: { characterId: number; characterName: string; ownerHash: string },
+  ): Promise<void>;
 }
 
 export function allianceAuthActions(fixture: AllianceAuthTestDatabase): AllianceAuthActions {
@@ -149,6 +163,27 @@ export function allianceAuthActions(fixture: AllianceAuthTestDatabase): Alliance
       await sql`DELETE FROM auth_group_permissions WHERE group_id = ${id} AND permission_id IN (
                   SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
                   WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc')`.execute(owner);
+    },
+    async setPassword(userId, password) {
+      const hash = await makeDjangoPbkdf2(password, 20_000);
+      await sql`UPDATE auth_user SET password = ${hash} WHERE id = ${userId}`.execute(owner);
+    },
+    async addAlt(userId, character) {
+      await owner.transaction().execute(async (trx) => {
+        await sql`INSERT INTO eveonline_evecharacter (character_id, character_name, corporation_id, corporation_name,
+                    corporation_ticker, alliance_id, alliance_name, alliance_ticker, faction_id, faction_name)
+                  VALUES (${character.characterId}, ${character.characterName}, 98000001, 'Alt Storage Inc', 'ALTS',
+                    NULL, NULL, NULL, NULL, NULL)`.execute(trx);
+        const row = await trx
+          .selectFrom('eveonline_evecharacter')
+          .select('id')
+          .where('character_id', '=', character.characterId)
+          .executeTakeFirstOrThrow();
+        await sql`INSERT INTO authentication_characterownership (owner_hash, character_id, user_id)
+                  VALUES (${character.ownerHash}, ${row.id}, ${userId})`.execute(trx);
+        await sql`INSERT INTO authentication_ownershiprecord (owner_hash, created, character_id, user_id)
+                  VALUES (${character.ownerHash}, ${now()}, ${row.id}, ${userId})`.execute(trx);
+      });
     },
   };
 }
