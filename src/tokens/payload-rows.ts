@@ -1,0 +1,155 @@
+import { createHash } from 'node:crypto';
+import type { ExpressionBuilder, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { Database } from '../db/schema.ts';
+
+/**
+ * The provider's rows at rest, one at a time: what the storage adapter (src/oidc/adapter.ts) writes,
+ * finds, consumes, revokes and deletes, keyed by `storageId`. Part of the token store (store.ts).
+ */
+
+/** A connection or a transaction: every query of the token store runs on either. */
+export type Db = Kysely<Database> | Transaction<Database>;
+export type PayloadEb = ExpressionBuilder<Database, 'oidc_payload'>;
+
+/** The storage id of a provider id (a code or token value, a jti, a session id). */
+export function storageId(id: string): string {
+  return createHash('sha256').update(id, 'utf8').digest('base64url');
+}
+
+/** A row as the adapter writes it. */
+export type PayloadRow = Insertable<Database['oidc_payload']>;
+
+/** What a lookup returns of a row. */
+export type StoredPayload = Pick<
+  Selectable<Database['oidc_payload']>,
+  'payload' | 'expires_at' | 'consumed_at' | 'format' | 'value_sha256' | 'revoked_at'
+>;
+const STORED_COLUMNS = [
+  'payload',
+  'expires_at',
+  'consumed_at',
+  'format',
+  'value_sha256',
+  'revoked_at',
+] as const;
+
+/** The provider models that are codes or tokens. */
+export const TOKEN_MODELS = [
+  'AccessToken',
+  'ClientCredentials',
+  'RefreshToken',
+  'AuthorizationCode',
+] as const;
+export type TokenModel = (typeof TOKEN_MODELS)[number];
+
+/** Rows whose lifetime is not over at `now` (rows without an expiry never end). */
+export function unexpired(eb: PayloadEb, now: number) {
+  return eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
+}
+
+/** Writes (inserts or replaces) one row. */
+export async function writePayloadRow(db: Db, row: PayloadRow): Promise<void> {
+  const { model: _model, id: _id, ...columns } = row;
+  await db
+    .insertInto('oidc_payload')
+    .values(row)
+    .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns))
+    .execute();
+}
+
+export function findPayload(db: Db, model: string, id: string): Promise<StoredPayload | undefined> {
+  return db
+    .selectFrom('oidc_payload')
+    .select(STORED_COLUMNS)
+    .where('model', '=', model)
+    .where('id', '=', id)
+    .executeTakeFirst();
+}
+
+/** A session by its uid, or a device-flow row by its user code. */
+export function findPayloadBy(
+  db: Db,
+  model: string,
+  column: 'uid' | 'user_code',
+  value: string,
+): Promise<StoredPayload | undefined> {
+  return db
+    .selectFrom('oidc_payload')
+    .select(STORED_COLUMNS)
+    .where('model', '=', model)
+    .where(column, '=', value)
+    .executeTakeFirst();
+}
+
+/**
+ * Marks a live code or refresh token consumed; undefined when it was consumed or revoked already.
+ * One conditional UPDATE: of N concurrent redemptions exactly one gets past it.
+ */
+export function consumePayload(
+  trx: Db,
+  model: string,
+  id: string,
+  now: number,
+): Promise<{ client_id: string | null; user_id: string | null; grant_id: string | null } | undefined> {
+  return trx
+    .updateTable('oidc_payload')
+    .set({ consumed_at: now })
+    .where('model', '=', model)
+    .where('id', '=', id)
+    .where('consumed_at', 'is', null)
+    .where('revoked_at', 'is', null)
+    .returning(['client_id', 'user_id', 'grant_id'])
+    .executeTakeFirst();
+}
+
+/** Revokes one row in place (kept for listings until it expires). */
+export async function revokePayload(
+  db: Db,
+  model: string,
+  id: string,
+  now: number,
+  reason: string,
+): Promise<void> {
+  await db
+    .updateTable('oidc_payload')
+    .set({ revoked_at: now, revoked_reason: reason })
+    .where('model', '=', model)
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .execute();
+}
+
+/** Revokes in place every row of `model` in a grant. */
+export async function revokePayloadsOfGrant(
+  db: Db,
+  model: string,
+  grantId: string,
+  now: number,
+  reason: string,
+): Promise<void> {
+  await db
+    .updateTable('oidc_payload')
+    .set({ revoked_at: now, revoked_reason: reason })
+    .where('model', '=', model)
+    .where('grant_id', '=', grantId)
+    .where('revoked_at', 'is', null)
+    .execute();
+}
+
+export async function deletePayload(db: Db, model: string, id: string): Promise<void> {
+  await db.deleteFrom('oidc_payload').where('model', '=', model).where('id', '=', id).execute();
+}
+
+export async function deletePayloadsOfGrant(db: Db, model: string, grantId: string): Promise<void> {
+  await db.deleteFrom('oidc_payload').where('model', '=', model).where('grant_id', '=', grantId).execute();
+}
+
+/** Deletes rows whose lifetime is over; returns how many went. */
+export async function purgeExpiredPayloads(db: Db, now = Date.now()): Promise<number> {
+  const result = await db
+    .deleteFrom('oidc_payload')
+    .where('expires_at', 'is not', null)
+    .where('expires_at', '<=', now)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
