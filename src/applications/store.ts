@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
+import { precompiled } from '../db/precompiled.ts';
 import type { ApplicationTable, Database } from '../db/schema.ts';
 import type { Application, GrantType } from './types.ts';
 import type { ValidApplication } from './validate.ts';
@@ -66,14 +67,22 @@ export function toApplication(row: ApplicationQueryRow): Application {
   };
 }
 
+/** The lookup of one application by client id, compiled once (it runs for every provider request). */
+const findByClientId = {
+  sqlite: precompiled((db: Db, clientId: string) =>
+    selectApplications(db, 'sqlite').where('application.client_id', '=', clientId),
+  ),
+  postgres: precompiled((db: Db, clientId: string) =>
+    selectApplications(db, 'postgres').where('application.client_id', '=', clientId),
+  ),
+} satisfies Record<DatabaseKind, unknown>;
+
 export async function findApplication(
   db: Db,
   kind: DatabaseKind,
   clientId: string,
 ): Promise<Application | undefined> {
-  const row = await selectApplications(db, kind)
-    .where('application.client_id', '=', clientId)
-    .executeTakeFirst();
+  const row = await findByClientId[kind].takeFirst(db, clientId);
   return row === undefined ? undefined : toApplication(row as ApplicationQueryRow);
 }
 

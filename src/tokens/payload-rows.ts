@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ExpressionBuilder, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 
 /**
@@ -47,24 +48,66 @@ export function unexpired(eb: PayloadEb, now: number) {
   return eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
 }
 
-/** Writes (inserts or replaces) one row. */
-export async function writePayloadRow(db: Db, row: PayloadRow): Promise<void> {
-  const { model: _model, id: _id, ...columns } = row;
-  await db
-    .insertInto('oidc_payload')
-    .values(row)
-    .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns))
-    .execute();
+/** The columns the adapter writes for every row, in this order (the precompiled upsert's arguments). */
+const ADAPTER_COLUMNS = [
+  'model',
+  'id',
+  'consumed_at',
+  'payload',
+  'grant_id',
+  'user_id',
+  'client_id',
+  'uid',
+  'user_code',
+  'expires_at',
+  'format',
+  'value_sha256',
+] as const;
+
+type AdapterRow = { [K in (typeof ADAPTER_COLUMNS)[number]]: PayloadRow[K] };
+
+/** A row of exactly the adapter's columns: anything else (a row written revoked) is written as built. */
+function isAdapterRow(row: PayloadRow): row is PayloadRow & AdapterRow {
+  const keys = Object.keys(row);
+  return keys.length === ADAPTER_COLUMNS.length && ADAPTER_COLUMNS.every((column) => column in row);
 }
 
-export function findPayload(db: Db, model: string, id: string): Promise<StoredPayload | undefined> {
+function upsertQuery(db: Db, row: PayloadRow) {
+  const { model: _model, id: _id, ...columns } = row;
   return db
-    .selectFrom('oidc_payload')
-    .select(STORED_COLUMNS)
-    .where('model', '=', model)
-    .where('id', '=', id)
-    .executeTakeFirst();
+    .insertInto('oidc_payload')
+    .values(row)
+    .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns));
 }
+
+const upsertAdapterRow = precompiled((db: Db, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
+  upsertQuery(
+    db,
+    Object.fromEntries(ADAPTER_COLUMNS.map((column, index) => [column, values[index]])) as PayloadRow,
+  ),
+  ADAPTER_COLUMNS.length,
+);
+
+/**
+ * Writes (inserts or replaces) one row. Replacing keeps what the row does not name: a session ended
+ * in place (`revoked_at`) stays ended when a request that read it before saves it again.
+ */
+export async function writePayloadRow(db: Db, row: PayloadRow): Promise<void> {
+  if (isAdapterRow(row)) await upsertAdapterRow.execute(db, ...ADAPTER_COLUMNS.map((column) => row[column]));
+  else await upsertQuery(db, row).execute();
+}
+
+const findById = precompiled((db: Db, model: string, id: string) =>
+  db.selectFrom('oidc_payload').select(STORED_COLUMNS).where('model', '=', model).where('id', '=', id),
+);
+
+export function findPayload(db: Db, model: string, id: string): Promise<StoredPayload | undefined> {
+  return findById.takeFirst(db, model, id);
+}
+
+const findByUid = precompiled((db: Db, model: string, uid: string) =>
+  db.selectFrom('oidc_payload').select(STORED_COLUMNS).where('model', '=', model).where('uid', '=', uid),
+);
 
 /** A session by its uid, or a device-flow row by its user code. */
 export function findPayloadBy(
@@ -73,6 +116,7 @@ export function findPayloadBy(
   column: 'uid' | 'user_code',
   value: string,
 ): Promise<StoredPayload | undefined> {
+  if (column === 'uid') return findByUid.takeFirst(db, model, value);
   return db
     .selectFrom('oidc_payload')
     .select(STORED_COLUMNS)
@@ -85,21 +129,24 @@ export function findPayloadBy(
  * Marks a live code or refresh token consumed; undefined when it was consumed or revoked already.
  * One conditional UPDATE: of N concurrent redemptions exactly one gets past it.
  */
-export function consumePayload(
-  trx: Db,
-  model: string,
-  id: string,
-  now: number,
-): Promise<{ client_id: string | null; user_id: string | null; grant_id: string | null } | undefined> {
-  return trx
+const consumeLive = precompiled((trx: Db, model: string, id: string, now: number) =>
+  trx
     .updateTable('oidc_payload')
     .set({ consumed_at: now })
     .where('model', '=', model)
     .where('id', '=', id)
     .where('consumed_at', 'is', null)
     .where('revoked_at', 'is', null)
-    .returning(['client_id', 'user_id', 'grant_id'])
-    .executeTakeFirst();
+    .returning(['client_id', 'user_id', 'grant_id']),
+);
+
+export function consumePayload(
+  trx: Db,
+  model: string,
+  id: string,
+  now: number,
+): Promise<{ client_id: string | null; user_id: string | null; grant_id: string | null } | undefined> {
+  return consumeLive.takeFirst(trx, model, id, now);
 }
 
 /** Revokes one row in place (kept for listings until it expires). */

@@ -1,4 +1,5 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
+import { precompiled } from '../../db/precompiled.ts';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 import { nameKey } from '../../util/name-key.ts';
 import type { LifecycleEvent, UserRecord, UserRef } from './types.ts';
@@ -65,21 +66,28 @@ function splitProfileRow(row: ProfileRow): { user: UserRow; state: StateRow | nu
   return { user, state };
 }
 
-/** The groups of one user, sorted by name. */
-export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow[]> {
-  const rows = await db
+const groupsOfUser = precompiled((db: Db, userId: number) =>
+  db
     .selectFrom('user_group')
     .innerJoin('auth_group', 'auth_group.id', 'user_group.group_id')
     .selectAll('auth_group')
-    .where('user_group.user_id', '=', userId)
-    .execute();
-  return rows.sort(byName);
+    .where('user_group.user_id', '=', userId),
+);
+
+/** The groups of one user, sorted by name. */
+export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow[]> {
+  return (await groupsOfUser.rows(db, userId)).sort(byName);
 }
+
+/** The profile lookup of every request that names a user: compiled once. */
+const profileRowById = precompiled((db: Db, userId: number) =>
+  profileQuery(db).where('app_user.id', '=', userId),
+);
 
 /** User and state in one query, groups in a second one issued at the same time. */
 export async function selectProfileById(db: Db, userId: number): Promise<UserRecord | undefined> {
   const [row, groups] = await Promise.all([
-    profileQuery(db).where('app_user.id', '=', userId).executeTakeFirst(),
+    profileRowById.takeFirst(db, userId),
     selectUserGroups(db, userId),
   ]);
   if (!row) return undefined;
