@@ -80,11 +80,12 @@ function upsertQuery(db: Db, row: PayloadRow) {
     .onConflict((conflict) => conflict.columns(['model', 'id']).doUpdateSet(columns));
 }
 
-const upsertAdapterRow = precompiled((db: Db, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
-  upsertQuery(
-    db,
-    Object.fromEntries(ADAPTER_COLUMNS.map((column, index) => [column, values[index]])) as PayloadRow,
-  ),
+const upsertAdapterRow = precompiled(
+  (db: Db, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
+    upsertQuery(
+      db,
+      Object.fromEntries(ADAPTER_COLUMNS.map((column, index) => [column, values[index]])) as PayloadRow,
+    ),
   ADAPTER_COLUMNS.length,
 );
 
