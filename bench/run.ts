@@ -91,7 +91,7 @@ function parseOptions(argv: string[]): Options {
     )
     .option(
       '--cpu-prof <dir>',
-      'write a CPU profile of the aa-oidc process (node --cpu-prof) into this folder',
+      'write CPU profiles (node --cpu-prof) of the aa-oidc process into this folder and of the bare engine into its bare/ subfolder',
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
     .option('--keep', 'keep the working folder (database, logs) under .bench/')
@@ -201,6 +201,9 @@ async function main(): Promise<void> {
     });
 
     const nodeArgs = options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf)}`] : [];
+    const bareNodeArgs = options.cpuProf
+      ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf, 'bare')}`]
+      : [];
     progress('starting aa-oidc and the bare engine');
     engines['aa-oidc'] = await startAaOidc({
       env,
@@ -224,7 +227,7 @@ async function main(): Promise<void> {
         Interaction: 30 * 60,
       },
       logFile: path.join(workDir, 'bare.log'),
-      nodeArgs: [],
+      nodeArgs: bareNodeArgs,
     });
     cleanups.push(() => engines.bare?.stop());
     await new Promise((resolve) => setTimeout(resolve, 2000));
