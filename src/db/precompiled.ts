@@ -14,7 +14,8 @@ import type { Database } from './schema.ts';
  *
  * The builder must use each argument only as a value (a parameter of the SQL), never to choose the
  * query's shape (an `if`, a column name, an `in` list): the shape is fixed at the first call.
- * Values that are not arguments stay constants of the query.
+ * Values that are not arguments stay constants of the query. On a connection with Kysely plugins
+ * (which transform each query as it is compiled) the query is built and compiled on every call.
  */
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -58,6 +59,8 @@ export function precompiled<Args extends unknown[], Row>(
     return compiled;
   };
   const execute = (db: Db, args: Args): Promise<QueryResult<Row>> => {
+    // Plugins transform each query as it is compiled: a connection with plugins compiles every time.
+    if (db.getExecutor().plugins.length > 0) return db.executeQuery(build(db, ...args));
     const compiled = compiledFor(db);
     const parameters = compiled.parameters.map((value) =>
       value instanceof Argument ? args[value.index] : value,

@@ -6,6 +6,7 @@ import {
   consumePayload,
   deletePayload,
   deletePayloadsOfGrant,
+  findBearerPayloads,
   findPayload,
   findPayloadBy,
   type PayloadRow,
@@ -16,6 +17,7 @@ import {
   writePayloadRow,
 } from '../tokens/store.ts';
 import { currentRequest } from './provider-internals.ts';
+import { RequestMemo } from './request-memo.ts';
 
 /**
  * oidc-provider's storage adapter (one instance per model name), over the token store
@@ -93,22 +95,53 @@ function providerRevocationReason(): string {
   return 'provider';
 }
 
+/**
+ * Looks a presented value up in the access-token, client-credentials and refresh-token models at
+ * once. oidc-provider's introspection and revocation endpoints ask the three models for the same
+ * value at the same time; the finds of one request that are in flight together share one query
+ * (three lookups by primary key in one statement). Once that query has answered, the next find
+ * reads the database again. Outside a provider request every find is its own query.
+ */
+export interface BearerLookup {
+  find(db: Kysely<Database>, model: string, id: string): Promise<StoredPayload | undefined>;
+}
+
+const BEARER_LOOKUP_MODELS = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken']);
+
+export function bearerLookup(request: () => object | undefined = currentRequest): BearerLookup {
+  const inFlight = new RequestMemo<string, Promise<Array<StoredPayload & { model: string }>>>();
+  return {
+    async find(db, model, id) {
+      const ctx = request();
+      if (!ctx || !BEARER_LOOKUP_MODELS.has(model)) return findPayload(db, model, id);
+      const pending = inFlight.get(ctx, id, () => findBearerPayloads(db, id));
+      const settled = () => inFlight.forget(ctx, id, pending);
+      pending.then(settled, settled);
+      return (await pending).find((row) => row.model === model);
+    },
+  };
+}
+
 export class KyselyAdapter implements Adapter {
   readonly model: string;
   readonly #db: Kysely<Database>;
   readonly #now: () => number;
   readonly #hooks: AdapterWriteHooks;
+  readonly #lookup: BearerLookup | undefined;
 
+  /** `lookup`, shared by the adapters of one provider, lets one request's concurrent finds share a query. */
   constructor(
     model: string,
     db: Kysely<Database>,
     now: () => number = Date.now,
     hooks: AdapterWriteHooks = {},
+    lookup?: BearerLookup,
   ) {
     this.model = model;
     this.#db = db;
     this.#now = now;
     this.#hooks = hooks;
+    this.#lookup = lookup;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -145,7 +178,10 @@ export class KyselyAdapter implements Adapter {
    */
   async find(id: string): Promise<AdapterPayload | undefined> {
     const jti = STRUCTURED.has(this.model) ? structuredTokenId(id) : undefined;
-    const row = await findPayload(this.#db, this.model, storageId(jti ?? id));
+    const key = storageId(jti ?? id);
+    const row = await (this.#lookup
+      ? this.#lookup.find(this.#db, this.model, key)
+      : findPayload(this.#db, this.model, key));
     if (row?.format === 'jwt') {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = createHash('sha256').update(id, 'utf8').digest('hex');

@@ -5,7 +5,7 @@ import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from '
 import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
-import { KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
+import { bearerLookup, KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
@@ -80,6 +80,8 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   const clientAdapter = new ApplicationClientAdapter(applications, recordClientRefusal(accessPolicy));
   // One save_bearer decision per request for the access, refresh and client-credentials tokens.
   const guardBearerSaves = createBearerSaveGuard(accessPolicy);
+  // Introspection and revocation look a value up in three models at once: one query per request.
+  const lookup = bearerLookup();
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();
@@ -91,7 +93,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     adapter: (name: string) =>
       name === 'Client'
         ? clientAdapter
-        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks)),
+        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks, lookup)),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],
     findAccount: createFindAccount(directory, config, accessPolicy),

@@ -106,6 +106,22 @@ export function findPayload(db: Db, model: string, id: string): Promise<StoredPa
   return findById.takeFirst(db, model, id);
 }
 
+/** The models a presented bearer value may belong to: introspection and revocation look in all three. */
+const BEARER_MODELS = ['AccessToken', 'ClientCredentials', 'RefreshToken'];
+
+const findBearerRows = precompiled((db: Db, id: string) =>
+  db
+    .selectFrom('oidc_payload')
+    .select(['model', ...STORED_COLUMNS])
+    .where('model', 'in', BEARER_MODELS)
+    .where('id', '=', id),
+);
+
+/** The access-token, client-credentials and refresh-token rows stored under one id, in one query. */
+export function findBearerPayloads(db: Db, id: string): Promise<Array<StoredPayload & { model: string }>> {
+  return findBearerRows.rows(db, id);
+}
+
 const findByUid = precompiled((db: Db, model: string, uid: string) =>
   db.selectFrom('oidc_payload').select(STORED_COLUMNS).where('model', '=', model).where('uid', '=', uid),
 );

@@ -79,19 +79,49 @@ export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow
   return (await groupsOfUser.rows(db, userId)).sort(byName);
 }
 
-/** The profile lookup of every request that names a user: compiled once. */
-const profileRowById = precompiled((db: Db, userId: number) =>
-  profileQuery(db).where('app_user.id', '=', userId),
+/**
+ * The profile lookup of every request that names a user, in one statement compiled once: the user
+ * and its state, and one row per group (group columns null when the user has none).
+ */
+const profileRowsById = precompiled((db: Db, userId: number) =>
+  profileQuery(db)
+    .leftJoin('user_group', 'user_group.user_id', 'app_user.id')
+    .leftJoin('auth_group', 'auth_group.id', 'user_group.group_id')
+    .select([
+      'auth_group.id as g_id',
+      'auth_group.name as g_name',
+      'auth_group.name_key as g_name_key',
+      'auth_group.oidc_access as g_oidc_access',
+      'auth_group.created_at as g_created_at',
+    ])
+    .where('app_user.id', '=', userId),
 );
 
-/** User and state in one query, groups in a second one issued at the same time. */
+/** User, state and groups (sorted by name) in one query. */
 export async function selectProfileById(db: Db, userId: number): Promise<UserRecord | undefined> {
-  const [row, groups] = await Promise.all([
-    profileRowById.takeFirst(db, userId),
-    selectUserGroups(db, userId),
-  ]);
-  if (!row) return undefined;
-  return { ...splitProfileRow(row), groups };
+  const rows = await profileRowsById.rows(db, userId);
+  const first = rows[0];
+  if (!first) return undefined;
+  const groups: GroupRow[] = [];
+  for (const { g_id, g_name, g_name_key, g_oidc_access, g_created_at } of rows) {
+    if (g_id === null || g_name === null) continue;
+    groups.push({
+      id: g_id,
+      name: g_name,
+      name_key: g_name_key!,
+      oidc_access: g_oidc_access ?? 0,
+      created_at: Number(g_created_at),
+    });
+  }
+  const {
+    g_id: _id,
+    g_name: _name,
+    g_name_key: _key,
+    g_oidc_access: _access,
+    g_created_at: _at,
+    ...row
+  } = first;
+  return { ...splitProfileRow(row), groups: groups.sort(byName) };
 }
 
 export async function selectProfile(db: Db, ref: UserRef): Promise<UserRecord | undefined> {
