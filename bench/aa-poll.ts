@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -39,8 +39,13 @@ const program = new Command()
 const options = program.opts<{ users: number; cycles: number; changes: number }>();
 
 const SERVER = process.env.AA_OIDC_BENCH_MARIADB_URL ?? 'mysql://aa_oidc_ci:aa-oidc-ci@127.0.0.1:3306/';
+// As the tests find it: `shared/` beside the repository, or one level further up (a worktree).
 const FIXTURES =
   process.env.AA_OIDC_TEST_AA_FIXTURES ??
+  [
+    path.resolve(import.meta.dirname, '../../shared/fixtures/alliance-auth'),
+    path.resolve(import.meta.dirname, '../../../shared/fixtures/alliance-auth'),
+  ].find((candidate) => existsSync(path.join(candidate, 'aa-mariadb.sql'))) ??
   path.resolve(import.meta.dirname, '../../shared/fixtures/alliance-auth');
 
 const suffix = randomBytes(4).toString('hex');
