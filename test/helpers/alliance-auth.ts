@@ -327,9 +327,15 @@ async function createPostgres(
   const readerUrl = new URL(ownerUrl.toString());
   readerUrl.username = reader;
   readerUrl.password = readerPassword;
-  const owner = new Kysely<AllianceAuthDatabase>({
-    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: ownerUrl.toString(), max: 2 }) }),
+  const ownerPool = new pg.Pool({ connectionString: ownerUrl.toString(), max: 2 });
+  // The pool's end resolves before its connections have closed: the forced drop below can still
+  // terminate one, whose 'error' event would crash the test process without a listener. Only that
+  // termination is expected; any other error stays uncaught.
+  let dropping = false;
+  ownerPool.on('error', (error) => {
+    if (!(dropping && (error as { code?: string }).code === ADMIN_SHUTDOWN)) throw error;
   });
+  const owner = new Kysely<AllianceAuthDatabase>({ dialect: new PostgresDialect({ pool: ownerPool }) });
   return {
     kind: 'postgres',
     name,
@@ -340,6 +346,7 @@ async function createPostgres(
     },
     bool: (value) => value,
     async drop() {
+      dropping = true;
       await owner.destroy();
       const dropper = new pg.Client({ connectionString: POSTGRES_URL });
       await dropper.connect();
@@ -352,6 +359,9 @@ async function createPostgres(
     },
   };
 }
+
+/** PostgreSQL's code for a connection it terminates (`drop database … with (force)`, `pg_terminate_backend`). */
+const ADMIN_SHUTDOWN = '57P01';
 
 /** Inlines test-chosen parameters as SQL literals (tests only: the values are ours). */
 function bind(statement: string, parameters: readonly unknown[], kind: AllianceAuthKind): string {
