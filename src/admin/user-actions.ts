@@ -160,6 +160,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const result = await deps.tokens.revokeUser(profile.username, {
           reason: 'user_revoked',
           dryRun: options.dryRun,
+          actor: options.actor,
           // A preview before a reason was typed still shows what would be revoked.
           ...(options.dryRun && note === '' ? {} : { note }),
         });
@@ -190,7 +191,10 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     async run(profile, _input, options, apps) {
       // The applications signed in through a session hear of it too, as the service's hook tells them.
       const sessions = options.dryRun ? await selectUserSessions(deps.db, profile.id) : [];
-      const result = await deps.tokens.signOutUser(profile.username, { dryRun: options.dryRun });
+      const result = await deps.tokens.signOutUser(profile.username, {
+        dryRun: options.dryRun,
+        actor: options.actor,
+      });
       const consequences: Consequence[] = [];
       const held = new Set(sessions.flatMap((session) => session.clientIds));
       for (const [clientId, count] of countByClient(result.revoked)) {

@@ -31,6 +31,8 @@ export function describeAuditEvent(stored: Readonly<Record<string, unknown>>): s
       const fields = record.changed_fields.length > 0 ? ` (${record.changed_fields.join(', ')})` : '';
       return `${record.entity} ${record.name} ${record.action.replaceAll('_', ' ')}${fields} by ${record.actor ?? 'unknown'}`;
     }
+    case 'sessions_ended':
+      return `${record.count} browser session(s) ended: ${record.reason.replaceAll('_', ' ')} by ${record.actor ?? 'unknown'}`;
     default:
       return assertNever(record);
   }

@@ -53,6 +53,17 @@ export type LogoutDeliveryOutcome =
   | 'dns_resolve_failed'
   | 'unsafe_target_ip';
 
+/** Why a user's browser sessions were ended. */
+export type SessionsEndedReason =
+  /** `aa-oidc user sign-out` or the admin UI's "sign out everywhere". */
+  | 'signed_out'
+  /** `aa-oidc tokens revoke-user` or the admin UI's revoke. */
+  | 'user_revoked'
+  /** A new password (the session that changed it, on the account page, stays). */
+  | 'password_changed'
+  | 'user_deactivated'
+  | 'user_deleted';
+
 export type AdminEntity = 'application' | 'user' | 'state' | 'group';
 
 export type AdminAction =
@@ -179,6 +190,19 @@ export interface AdminChangeEvent {
   details: Record<string, AdminChangeDetail>;
 }
 
+/**
+ * A user's provider (browser) sessions were ended: their cookies meet the login page again. Says how
+ * many, never which (no session id, no cookie).
+ */
+export interface SessionsEndedEvent {
+  kind: 'sessions_ended';
+  user_id: number;
+  /** Who caused it (`cli:<os user>`, `admin:<username>`, `self:<username>`), or null when the source did not say. */
+  actor: string | null;
+  count: number;
+  reason: SessionsEndedReason;
+}
+
 export type AuditEvent =
   | TokenIssuedEvent
   | TokenRevokedEvent
@@ -187,7 +211,8 @@ export type AuditEvent =
   | LogoutRequiredEvent
   | LogoutDispatchedEvent
   | PolicyDeniedEvent
-  | AdminChangeEvent;
+  | AdminChangeEvent
+  | SessionsEndedEvent;
 
 export type AuditEventKind = AuditEvent['kind'];
 
@@ -200,6 +225,7 @@ export const AUDIT_EVENT_KINDS: readonly AuditEventKind[] = [
   'logout_dispatched',
   'policy_denied',
   'admin_change',
+  'sessions_ended',
 ];
 
 /** An event as receivers get it: stamped with the time of publication and, inside a request, its id. */

@@ -9,7 +9,8 @@ import type { AuditRecord } from './events.ts';
 /**
  * Events made only of identifiers, digests, enumerations, numbers and booleans (their types in
  * events.ts carry no free text): safe by construction, logged as they are. The others (admin
- * changes with names and details, a revocation's operator note) go through the logger's scrub.
+ * changes with names and details, a revocation's operator note, an actor's name) go through the
+ * logger's scrub.
  */
 function closedEvent(record: Readonly<AuditRecord>): boolean {
   switch (record.kind) {
@@ -23,6 +24,7 @@ function closedEvent(record: Readonly<AuditRecord>): boolean {
     case 'token_revoked':
       return record.note === undefined;
     case 'admin_change':
+    case 'sessions_ended':
       return false;
     default:
       return assertNever(record);

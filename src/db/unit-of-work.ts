@@ -20,6 +20,8 @@ export interface UnitOfWork {
   readonly at: number;
   /** True when the unit will be rolled back whatever happens (a dry run). */
   readonly dryRun: boolean;
+  /** Who made the change (`cli`, `admin:<username>`, …), for audit events; null when unknown. */
+  readonly actor: string | null;
   /** Runs `callback` after the commit; never when the unit rolls back. */
   afterCommit(callback: () => void | Promise<void>): void;
   /**
@@ -44,6 +46,8 @@ export type Consequence =
 export interface UnitOfWorkOptions {
   /** Run everything, then roll back: the result says what would happen, nothing is committed. */
   dryRun?: boolean;
+  /** Who makes the change (see `UnitOfWork.actor`). */
+  actor?: string | null;
   /** The clock (epoch milliseconds); tests inject one. */
   now?: () => number;
   /** Told about an after-commit callback that threw or rejected; the unit itself stands. */
@@ -82,6 +86,7 @@ export async function inUnitOfWork<T>(
         trx,
         at: (options.now ?? Date.now)(),
         dryRun,
+        actor: options.actor ?? null,
         afterCommit: (callback) => void callbacks.push(callback),
         report: (consequence) => void reported.push(consequence),
         reporting: options.consequences !== undefined,

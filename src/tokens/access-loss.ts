@@ -52,8 +52,19 @@ export function endAccessOnUserChange(deps: {
             : {}),
         });
         const grants = change.kind === 'user_deleted' ? await deleteGrantsOfUser(unit.trx, change.userId) : 0;
-        if (ended.length > 0)
+        if (ended.length > 0) {
           unit.report({ kind: 'sessions_ended', userId: change.userId, count: ended.length });
+          const reason = change.kind === 'user_password_changed' ? 'password_changed' : change.kind;
+          unit.afterCommit(() =>
+            deps.audit.publish({
+              kind: 'sessions_ended',
+              user_id: change.userId,
+              actor: unit.actor,
+              count: ended.length,
+              reason,
+            }),
+          );
+        }
         if (ended.length > 0 || grants > 0)
           unit.afterCommit(() =>
             deps.logger?.info(

@@ -118,18 +118,21 @@ export interface TokenRevocationService {
   /**
    * Revokes every live code and token of the user and ends the user's provider sessions in one
    * transaction (with `dryRun`, finds them and rolls back), then publishes `token_revoked` with
-   * `reason` for each token.
+   * `reason` for each token and `sessions_ended` (with `actor`) when sessions ended.
    */
   revokeUser(
     username: string,
-    options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean },
+    options?: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean; actor?: string },
   ): Promise<UserRevocationResult>;
   /**
    * `aa-oidc user sign-out`: as `revokeUser`, and removes every grant of the user too (each
    * application asks for consent again). Back-channel logout (`user_revoked`) goes to every
    * application that held a token or a session.
    */
-  signOutUser(username: string, options?: { note?: string; dryRun?: boolean }): Promise<UserRevocationResult>;
+  signOutUser(
+    username: string,
+    options?: { note?: string; dryRun?: boolean; actor?: string },
+  ): Promise<UserRevocationResult>;
   /**
    * Ends one application's access for a user (the account page's "revoke"): in one transaction the
    * user's codes and tokens of that application are revoked and the user's grants to it deleted (it
@@ -191,7 +194,13 @@ export function createTokenRevocation(deps: {
    */
   const cleanUser = async (
     username: string,
-    options: { reason?: TokenRevocationReason; note?: string; dryRun?: boolean; grants: boolean },
+    options: {
+      reason?: TokenRevocationReason;
+      note?: string;
+      dryRun?: boolean;
+      actor?: string;
+      grants: boolean;
+    },
   ): Promise<UserRevocationResult> => {
     const reason = options.reason ?? 'user_revoked';
     const dryRun = options.dryRun === true;
@@ -230,6 +239,14 @@ export function createTokenRevocation(deps: {
     if (!dryRun) {
       for (const committed of afterCommit) committed();
       publishRevocations(deps.audit, result.revoked, reason, note);
+      if (result.sessionsEnded > 0)
+        deps.audit.publish({
+          kind: 'sessions_ended',
+          user_id: user.id,
+          actor: options.actor ?? null,
+          count: result.sessionsEnded,
+          reason: options.grants ? 'signed_out' : 'user_revoked',
+        });
     }
     return { userId: user.id, username: user.username, ...result, dryRun };
   };

@@ -24,6 +24,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
   let receiver: RpReceiver;
   let wiki: { clientId: string; clientSecret: string | null };
   let member: { id: number; username: string };
+  let operator: { id: number; username: string };
 
   before(async () => {
     server = await startServer({ logout: { allowPrivateTargets: true } });
@@ -51,7 +52,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
       },
     );
     await holdTokensAt(server, new Browser(), wiki, member.username);
-    const operator = await seedUser(server, { superuser: true });
+    operator = await seedUser(server, { superuser: true });
     admin = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
   });
   after(async () => {
@@ -201,6 +202,23 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(done.location, `/admin/users/${member.id}?done=sign-out`);
     const detail = await consoleGet(admin, url(`/admin/users/${member.id}`));
     assert.match(pageText(detail.body), /No live session/);
+    // The audit trail says who ended how many sessions, and why; never which (no id, no cookie).
+    await until(async () => {
+      const events = await server.app.auditStore.list({ userId: member.id, kinds: ['sessions_ended'] });
+      return events.some((event) => event.record.reason === 'signed_out');
+    }, 'a sessions_ended event');
+    const events = await server.app.auditStore.list({ userId: member.id, kinds: ['sessions_ended'] });
+    const signedOut = events.filter((event) => event.record.reason === 'signed_out');
+    assert.equal(signedOut.length, 1);
+    const { time, request_id: _requestId, count, ...record } = signedOut[0]!.record;
+    assert.ok(typeof time === 'string');
+    assert.ok(typeof count === 'number' && count >= 1);
+    assert.deepEqual(record, {
+      kind: 'sessions_ended',
+      user_id: member.id,
+      actor: `admin:${operator.username}`,
+      reason: 'signed_out',
+    });
   });
 
   it('sets a password, which then signs in', async () => {

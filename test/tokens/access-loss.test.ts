@@ -153,6 +153,23 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
     );
     const after = await cli(['user', 'show', user.username, '--format', 'json'], env);
     assert.deepEqual((JSON.parse(after.stdout) as { sessions: unknown[] }).sessions, []);
+    // The audit trail: one event for the sign-out (none for the dry run), without session ids.
+    const audited = await cli(
+      ['audit', 'list', '--kind', 'sessions_ended', '--username', user.username, '--format', 'json'],
+      env,
+    );
+    assert.equal(audited.code, 0, audited.stderr);
+    const events = JSON.parse(audited.stdout) as Array<Record<string, unknown>>;
+    assert.equal(events.length, 1, audited.stdout);
+    const { id, time, actor, ...record } = events[0]!;
+    assert.ok(typeof id === 'number' && typeof time === 'string');
+    assert.match(String(actor), /^cli(:|$)/);
+    assert.deepEqual(record, {
+      kind: 'sessions_ended',
+      user_id: user.id,
+      count: 1,
+      reason: 'signed_out',
+    });
 
     const unknown = await cli(['user', 'sign-out', 'nobody-of-that-name'], env);
     assert.equal(unknown.code, 1);

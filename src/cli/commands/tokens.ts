@@ -7,7 +7,7 @@ import {
   UnknownUserError,
   type RevokedToken,
 } from '../../tokens/revocation.ts';
-import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
+import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 
 const REVOKED_COLUMNS: readonly Column<RevokedToken>[] = [
@@ -94,6 +94,7 @@ export function registerTokens(program: Command, io: CliIo): void {
               reason,
               ...(options.reason === undefined ? {} : { note: options.reason }),
               dryRun: options.dryRun === true,
+              actor: cliActor(io),
             });
           } catch (error) {
             if (error instanceof UnknownUserError || error instanceof InvalidRevocationNoteError)

@@ -225,7 +225,7 @@ export function registerUser(program: Command, io: CliIo): void {
       const dryRun = options.dryRun === true;
       const result = await withServices(io, async (services) => {
         try {
-          return await services.tokens.signOutUser(username, { dryRun });
+          return await services.tokens.signOutUser(username, { dryRun, actor: cliActor(io) });
         } catch (error) {
           if (error instanceof UnknownUserError) throw new CliError(error.message);
           throw error;

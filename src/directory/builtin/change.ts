@@ -106,6 +106,7 @@ export function createChangeRunner(
             }),
           {
             dryRun,
+            actor,
             ...(options?.consequences ? { consequences: options.consequences } : {}),
             onCallbackError: (error) =>
               logger?.error(
