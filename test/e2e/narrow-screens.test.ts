@@ -5,7 +5,15 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
-import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  PASSWORD,
+  pkcePair,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 // Skipped, with the reason shown by the runner, when Chromium is missing (a failure under AA_OIDC_REQUIRE_E2E=1).
 const skip = chromiumUnavailable();
@@ -23,13 +31,14 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
   let page: Page;
   let memberId: number;
   let wikiId: string;
+  let forumId: string;
 
   before(async () => {
     server = await startServer({ branding: { name: 'Northern Coalition', accentColor: '#0b6e4f' } });
     await server.app.directoryAdmin.createState('Member', 100, true);
     await server.app.directoryAdmin.createGroup('Fleet Commanders');
     wikiId = (await seedApp(server, { name: 'Alliance Wiki', groups: ['Fleet Commanders'] })).clientId;
-    await seedApp(server, { name: 'Forum', states: ['Member'] });
+    forumId = (await seedApp(server, { name: 'Forum', states: ['Member'] })).clientId;
     await seedUser(server, { username: 'director', superuser: true, state: 'Member' });
     memberId = (
       await seedUser(server, {
@@ -69,7 +78,7 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     }
   }
 
-  it('fits the login page, the account page and the admin pages on a phone', async () => {
+  it('fits the login page, the account page, the admin pages and the consent and logout questions on a phone', async () => {
     const login = await page.goto(`${server.origin}/account`);
     assert.equal(login?.status(), 200);
     if (screenshots) {
@@ -93,5 +102,19 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     await check('/admin/groups', 'admin-groups');
     await check('/admin/keys', 'admin-keys');
     await check('/admin/audit', 'admin-audit');
+
+    // The provider's own pages: the consent question and the logout question.
+    const issuerPath = new URL(server.issuer).pathname;
+    const params = new URLSearchParams({
+      client_id: forumId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid profile email',
+      state: 'xyz',
+      code_challenge: pkcePair().challenge,
+      code_challenge_method: 'S256',
+    });
+    await check(`${issuerPath}/authorize/?${params.toString()}`, 'consent');
+    await check(`${issuerPath}/logout/`, 'logout');
   });
 });
