@@ -74,6 +74,7 @@ button.link{background:none;border:none;color:var(--link);text-decoration:underl
 .note,.hint{color:#4a5468;font-size:.9rem}
 .field-error{color:#7a1a12;font-size:.9rem;margin:.25rem 0 0}
 .actions{display:flex;gap:.75rem;flex-wrap:wrap;align-items:center}
+.actions>a:not(.button){margin-top:1rem}
 .inline-form{display:inline}
 ul{padding-left:1.25rem}
 .table-wrap{overflow-x:auto}
