@@ -21,8 +21,8 @@ import { sessionRoutes, sessionsSection } from './sessions.ts';
 /**
  * The account page of every signed-in user (`/account`): who they are, the applications they allowed
  * (with revoke), where they are signed in (with sign out everywhere, `sessions.ts`), their password,
- * and two-factor sign-in. Every change goes through the service that
- * owns it, as the CLI's do; every check of a password or a code is under the login throttle.
+ * and two-factor sign-in. Every change goes through the service that owns it, as the CLI's do; every
+ * check of a password or a code is under the login throttle.
  */
 export interface AccountDependencies {
   config: Pick<Config, 'oidc' | 'twoFactor'>;

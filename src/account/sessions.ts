@@ -25,7 +25,7 @@ export const SIGN_OUT_EVERYWHERE_PATH = '/account/sign-out-everywhere';
 const HOW: Readonly<Record<string, string>> = {
   pwd: 'password',
   otp: 'code',
-  eve: 'EVE Online',
+  eve_sso: 'EVE Online',
 };
 
 /** The applications signed in through the sessions, by name (the console itself left out). */
