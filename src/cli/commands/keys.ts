@@ -117,6 +117,9 @@ export function registerKeys(program: Command, io: CliIo): void {
     .description('retire a next key (the active key is retired by `keys rotate`)')
     .argument('<kid>', 'the key id, as `keys list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
+    // A kid is a base64url thumbprint and may start with "-": anything that is not one of this
+    // command's options is the kid (an unknown word is then refused as "not a key id").
+    .allowUnknownOption()
     .action(async (kid: string, options: { dryRun?: boolean }) => {
       const result = await withKeyService(io, (service) =>
         service.retire(kid, { dryRun: options.dryRun === true }),
