@@ -120,8 +120,10 @@ export function sessionRoutes(deps: SessionDependencies): ConsoleRoute[] {
       path: SIGN_OUT_EVERYWHERE_PATH,
       access: 'signed_in',
       async handle(request) {
-        await deps.tokens.signOutUser(request.visitor!.username, {
+        const username = request.visitor!.username;
+        await deps.tokens.signOutUser(username, {
           note: 'signed out everywhere on the account page',
+          actor: `self:${username}`,
         });
         // This browser's session ended too: the landing page says so, signed out.
         request.seeOther('/?signed-out=everywhere');

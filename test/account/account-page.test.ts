@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import {
   basicAuth,
@@ -175,5 +176,15 @@ describe(`the account page (${testDatabaseKind})`, () => {
       const account = await consoleGet(each, url('/account'));
       assert.equal(account.status, 302, 'back to the sign-in');
     }
+    // The audit trail names the user as the one who ended them (audit events are stored in batches).
+    const signedOut = async () =>
+      (await server.app.auditStore.list({ userId: user.id, kinds: ['sessions_ended'] })).filter(
+        (event) => event.record.reason === 'signed_out',
+      );
+    await eventually(async () => (await signedOut()).length > 0, 'a sessions_ended event');
+    assert.deepEqual(
+      (await signedOut()).map((event) => [event.record.actor, event.record.count]),
+      [[`self:${user.username}`, 2]],
+    );
   });
 });

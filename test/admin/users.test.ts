@@ -6,17 +6,9 @@ import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-wo
 import { selectUserSessions } from '../../src/tokens/store.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 const HOSTILE = '<script>alert(1)</script>';
-
-/** Audit events reach the database in small batches, a moment after the change. */
-async function until(condition: () => Promise<boolean>, what: string): Promise<void> {
-  for (let attempt = 0; attempt < 300; attempt += 1) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting until ${what}`);
-}
 
 describe(`users in the admin UI (${testDatabaseKind})`, () => {
   let server: TestServer;
@@ -115,7 +107,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
       clientId: wiki.clientId,
       sub: String(member.id),
     });
-    await until(async () => {
+    await eventually(async () => {
       const audit = await consoleGet(admin, url(`/admin/audit?user=${member.username}`));
       return /group removed \(groups\) by admin:/.test(pageText(audit.body));
     }, 'the change in the audit log');
@@ -186,7 +178,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.ok(sessions.length > 0);
     assert.equal(receiver.requests.length, before + sessions.length);
     // Audit events reach the database in small batches, a moment later.
-    await until(async () => {
+    await eventually(async () => {
       const events = await server.app.auditStore.list({ userId: member.id, kinds: ['token_revoked'] });
       return events.some((event) => event.record.note === 'laptop stolen');
     }, 'a token_revoked event with the reason');
@@ -203,7 +195,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     const detail = await consoleGet(admin, url(`/admin/users/${member.id}`));
     assert.match(pageText(detail.body), /No live session/);
     // The audit trail says who ended how many sessions, and why; never which (no id, no cookie).
-    await until(async () => {
+    await eventually(async () => {
       const events = await server.app.auditStore.list({ userId: member.id, kinds: ['sessions_ended'] });
       return events.some((event) => event.record.reason === 'signed_out');
     }, 'a sessions_ended event');
