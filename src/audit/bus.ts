@@ -41,17 +41,21 @@ export interface AuditBusOptions {
   receivers?: readonly AuditReceiver[];
   /**
    * Deliveries to one receiver that may be pending at once; beyond that, events for that receiver
-   * are counted as failures instead of piling up behind a hung receiver (default 1000).
+   * are counted as failures instead of piling up behind a hung receiver (default 100,000: one
+   * committed change may publish that many at once, e.g. a state taken from thousands of users
+   * publishes a `token_revoked` per token and a `logout_required` per application and session).
    */
   maxPendingPerReceiver?: number;
 }
+
+export const DEFAULT_MAX_PENDING_PER_RECEIVER = 100_000;
 
 type Outcome =
   { ok: true } | { ok: false; failure: 'error'; error: unknown } | { ok: false; failure: 'timeout' };
 
 export function createAuditBus(options: AuditBusOptions): AuditBus {
   const { logger, metrics, receiverTimeoutMs } = options;
-  const maxPending = options.maxPendingPerReceiver ?? 1000;
+  const maxPending = options.maxPendingPerReceiver ?? DEFAULT_MAX_PENDING_PER_RECEIVER;
   const receivers = new Set<AuditReceiver>(options.receivers ?? []);
   const pendingByReceiver = new Map<AuditReceiver, number>();
   const inFlight = new Set<Promise<void>>();

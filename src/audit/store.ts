@@ -48,7 +48,7 @@ export interface AuditStore {
 
 export const DEFAULT_AUDIT_PAGE = 50;
 export const MAX_AUDIT_PAGE = 1000;
-const BATCH_SIZE = 200;
+const BATCH_SIZE = 1000;
 const BATCH_DELAY_MS = 20;
 
 /** The user and the application an event is about, as filterable columns. */
