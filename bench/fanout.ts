@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
@@ -131,21 +132,35 @@ export async function runFanout(options: {
   expected: number;
   /** Give up when nothing arrived for this long. */
   idleTimeoutSeconds?: number;
+  /** Where the state change command's log lines go. */
+  logFile: string;
+  /** Extra node flags for the state change command (`--cpu-prof`, …). */
+  nodeArgs?: readonly string[];
 }): Promise<FanoutResult> {
   const { receivers, expected } = options;
   await receivers.trust(options.engine, options.clientIds);
   const started = performance.now();
+  const log = openSync(options.logFile, 'a');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [path.join(ROOT, 'bin/aa-oidc.js'), 'state', 'grant-access', options.state, '--revoke'],
-      { cwd: ROOT, env: options.env, stdio: ['ignore', 'ignore', 'pipe'] },
+      [
+        ...(options.nodeArgs ?? []),
+        path.join(ROOT, 'bin/aa-oidc.js'),
+        'state',
+        'grant-access',
+        options.state,
+        '--revoke',
+      ],
+      // Its log lines (an audit line per revoked token and queued logout) go to a file: a pipe that
+      // this busy process drains late would make the command's synchronous stderr wait.
+      { cwd: ROOT, env: options.env, stdio: ['ignore', 'ignore', log] },
     );
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
-    child.once('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`state grant-access failed (${code}): ${stderr.trim()}`)),
-    );
+    child.once('exit', (code) => {
+      closeSync(log);
+      if (code === 0) resolve();
+      else reject(new Error(`state grant-access failed (${code}): ${tailOf(options.logFile)}`));
+    });
   });
   const commandSeconds = (performance.now() - started) / 1000;
   const idleLimit = (options.idleTimeoutSeconds ?? 30) * 1000;
@@ -173,4 +188,12 @@ export async function runFanout(options: {
     drainSeconds: ((stats.lastAt ?? started) - started) / 1000,
     deliveriesPerSecond: spanSeconds > 0 ? stats.distinct / spanSeconds : 0,
   };
+}
+
+function tailOf(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-20).join('\n');
+  } catch {
+    return '(no output)';
+  }
 }

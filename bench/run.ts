@@ -91,7 +91,7 @@ function parseOptions(argv: string[]): Options {
     )
     .option(
       '--cpu-prof <dir>',
-      'write CPU profiles (node --cpu-prof) of the aa-oidc process into this folder and of the bare engine into its bare/ subfolder',
+      'write CPU profiles (node --cpu-prof) of the aa-oidc server and of the fan-out state change command into this folder, and of the bare engine into its bare/ subfolder',
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
     .option('--keep', 'keep the working folder (database, logs) under .bench/')
@@ -306,6 +306,8 @@ async function main(): Promise<void> {
         env,
         state: seeded.fanout.state,
         expected: seeded.fanout.users * seeded.fanout.clientIds.length,
+        logFile: path.join(workDir, 'state-change.log'),
+        nodeArgs,
       });
       fanout = { ...result, users: seeded.fanout.users, applications: seeded.fanout.clientIds.length };
     }
