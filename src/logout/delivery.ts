@@ -6,7 +6,7 @@ import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { recordDeliveryAttempt } from './attempts.ts';
 import { receivesLogout } from './fanout.ts';
-import { type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
+import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
@@ -14,7 +14,8 @@ import type { LogoutDependencies } from './types.ts';
 
 /**
  * Delivery of back-channel logouts: one attempt signs the job's pinned token and sends it through
- * the SSRF gate and the pinned client of http-delivery.ts; its outcome is final or a retry. A final
+ * the SSRF gate and a kept-alive connection to the checked address (http-delivery.ts); its outcome
+ * is final or a retry. A final
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
  */
 
@@ -49,6 +50,8 @@ export interface Delivery {
   observed(entry: DeliveryEntry, final: Final, at: number): void;
   /** One attempt of one claimed job, to its next state. */
   processJob(job: ClaimedJob): Promise<void>;
+  /** Closes the kept-alive connections (the service closes). */
+  close(): Promise<void>;
 }
 
 export function createDelivery(
@@ -60,6 +63,12 @@ export function createDelivery(
   const { config, log, now, transport, owner } = deps;
   const db = deps.database.db;
   const gate = gateOptionsFor(config, deps.resolver);
+  // Kept-alive connections, one pool per application origin and checked address.
+  const pools = createDeliveryPools({
+    ...(deps.connector ? { connector: deps.connector } : {}),
+    connectTimeoutMs: config.logout.connectTimeoutMs,
+    requestTimeoutMs: config.logout.requestTimeoutMs,
+  });
 
   const finalOf = (result: DeliveryOutcome, exhausted: boolean): Final | 'retry' => {
     switch (result.outcome) {
@@ -124,7 +133,7 @@ export function createDelivery(
       url: app.backchannelLogoutUri!,
       logoutToken,
       gate,
-      ...(deps.connector ? { connector: deps.connector } : {}),
+      pools,
       connectTimeoutMs: config.logout.connectTimeoutMs,
       requestTimeoutMs: config.logout.requestTimeoutMs,
     });
@@ -220,5 +229,5 @@ export function createDelivery(
     if (finished) observed(entry, result, at);
   };
 
-  return { attemptOnce, recordFinal, observed, processJob };
+  return { attemptOnce, recordFinal, observed, processJob, close: () => pools.close() };
 }

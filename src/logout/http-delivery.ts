@@ -1,8 +1,14 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import { Client } from 'undici';
+import { Client, type Dispatcher } from 'undici';
 import { assertNever } from '../util/assert-never.ts';
+import {
+  ConnectFailure,
+  type ConnectionPoolOptions,
+  type ConnectionPools,
+  createConnectionPools,
+} from './connection-pools.ts';
 import type { AddressClass } from './ssrf/address-classes.ts';
 import { checkBackchannelTarget, type GateOptions } from './ssrf/target-gate.ts';
 
@@ -91,9 +97,11 @@ export interface DeliveryRequest {
   requestTimeoutMs?: number;
   /** Milliseconds, monotonic; default performance.now. */
   clock?: () => number;
+  /** Keep-alive connections shared by deliveries (a worker's); default one connection per attempt. */
+  pools?: ConnectionPools;
 }
 
-/** Delivers one logout token; never throws, never reads the response body. */
+/** Delivers one logout token; never throws, never reads more of the response body than a few KiB. */
 export async function deliverLogoutToken(request: DeliveryRequest): Promise<DeliveryOutcome> {
   const clock = request.clock ?? (() => performance.now());
   const started = clock();
@@ -128,25 +136,23 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
       protocol: gate.url.protocol as 'http:' | 'https:',
       servername: gate.literal ? null : gate.host,
     };
-    const connectFailure: { value?: { failure: NetworkFailure; detail: string } } = {};
-    const client = new Client(gate.url.origin, {
-      connect: (_options, callback) => {
-        connectPinned(connector, target, connectTimeoutMs, deadline.signal).then(
-          (socket) => callback(null, socket),
-          (error: unknown) => {
-            connectFailure.value = deadline.signal.aborted
-              ? { failure: 'request_timeout', detail: `no response within ${requestTimeoutMs} ms` }
-              : describeConnectError(error, connectTimeoutMs);
-            callback(error instanceof Error ? error : new Error('connect failed'), null);
-          },
-        );
-      },
-      pipelining: 1,
-      headersTimeout: requestTimeoutMs,
-      bodyTimeout: requestTimeoutMs,
-    });
+    // A kept-alive connection of the pool for this very address, or one connection for this attempt.
+    const dispatcher: Dispatcher =
+      request.pools?.poolFor(gate.url.origin, target) ??
+      new Client(gate.url.origin, {
+        connect: (_options, callback) => {
+          openPinned(connector, target, connectTimeoutMs, deadline.signal).then(
+            (socket) => callback(null, socket),
+            (error: Error) => callback(error, null),
+          );
+        },
+        pipelining: 1,
+        headersTimeout: requestTimeoutMs,
+        bodyTimeout: requestTimeoutMs,
+      });
     try {
-      const response = await client.request({
+      const response = await dispatcher.request({
+        origin: gate.url.origin,
         method: 'POST',
         path: `${gate.url.pathname}${gate.url.search}`,
         headers: {
@@ -157,19 +163,55 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         body: new URLSearchParams({ logout_token: request.logoutToken }).toString(),
         signal: deadline.signal,
       });
-      // Never read: the status is all a delivery needs, and a body could be arbitrarily large.
-      // Destroying a body emits an AbortError on it: expected, and nothing to report.
-      response.body.on('error', () => undefined);
-      response.body.destroy();
+      // The status is all a delivery needs. A short body is discarded so that the connection can
+      // carry the next delivery; a longer one (it could be arbitrarily large) closes the connection.
+      await response.body
+        .dump({ limit: DISCARDED_BODY_LIMIT, signal: deadline.signal })
+        .catch(() => undefined);
       return classifyStatus(response.statusCode, checked.address, elapsed());
     } catch (error) {
-      const failure = connectFailure.value ?? describeRequestError(error, deadline.signal, requestTimeoutMs);
+      const failure = deadline.signal.aborted
+        ? { failure: 'request_timeout' as const, detail: `no response within ${requestTimeoutMs} ms` }
+        : error instanceof ConnectFailure
+          ? { failure: error.failure, detail: error.detail }
+          : describeRequestError(error, deadline.signal, requestTimeoutMs);
       return { outcome: 'network_error', address: checked.address, ...failure, elapsedMs: elapsed() };
     } finally {
-      await client.destroy().catch(() => undefined);
+      if (!request.pools) await dispatcher.destroy().catch(() => undefined);
     }
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** The most of a response body read (and discarded) to keep its connection for the next delivery. */
+const DISCARDED_BODY_LIMIT = 16 * 1024;
+
+/**
+ * Keep-alive connection pools for the deliveries of one worker: every connection opened by the
+ * pinned connector under the connect timeout, a failure described as a `ConnectFailure`.
+ */
+export function createDeliveryPools(
+  options: Omit<ConnectionPoolOptions, 'connector'> & { connector?: Connector },
+): ConnectionPools {
+  return createConnectionPools(
+    { ...options, connector: options.connector ?? directConnector },
+    (connector, target, timeoutMs) => openPinned(connector, target, timeoutMs),
+  );
+}
+
+/** `connectPinned`, its failure described for the delivery outcome (`ConnectFailure`). */
+async function openPinned(
+  connector: Connector,
+  target: PinnedTarget,
+  timeoutMs: number,
+  deadline?: AbortSignal,
+): Promise<net.Socket> {
+  try {
+    return await connectPinned(connector, target, timeoutMs, deadline);
+  } catch (error) {
+    const described = describeConnectError(error, timeoutMs);
+    throw new ConnectFailure(described.failure, described.detail, { cause: error });
   }
 }
 
@@ -195,12 +237,12 @@ async function connectPinned(
   connector: Connector,
   target: PinnedTarget,
   timeoutMs: number,
-  deadline: AbortSignal,
+  deadline?: AbortSignal,
 ): Promise<net.Socket> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new ConnectTimeout()), timeoutMs);
   const onDeadline = () => controller.abort(new ConnectTimeout());
-  deadline.addEventListener('abort', onDeadline, { once: true });
+  deadline?.addEventListener('abort', onDeadline, { once: true });
   try {
     const connecting = connector(target, controller.signal);
     const result = await Promise.race([
@@ -213,7 +255,7 @@ async function connectPinned(
     return result;
   } finally {
     clearTimeout(timer);
-    deadline.removeEventListener('abort', onDeadline);
+    deadline?.removeEventListener('abort', onDeadline);
   }
 }
 

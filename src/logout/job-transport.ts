@@ -43,8 +43,8 @@ export interface LogoutJobTransport {
   readonly name: 'table' | 'pg-boss';
   /** Queues jobs inside `trx`: they commit or roll back with the change. */
   enqueue(trx: Transaction<Database>, jobs: readonly LogoutJob[], now: number): Promise<void>;
-  /** Claims the next due job for `owner` until `leaseUntil`; undefined when none is due. */
-  claim(owner: string, now: number, leaseUntil: number): Promise<ClaimedJob | undefined>;
+  /** Claims up to `limit` due jobs for `owner` until `leaseUntil`, oldest due first; empty when none is due. */
+  claim(owner: string, now: number, leaseUntil: number, limit: number): Promise<ClaimedJob[]>;
   /** The next attempt after `delaySeconds`; false when the claim was lost meanwhile. */
   reschedule(
     job: ClaimedJob,

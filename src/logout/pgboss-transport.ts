@@ -25,6 +25,9 @@ import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.
 export const PGBOSS_SCHEMA = 'pgboss';
 export const BCL_QUEUE = 'aa_oidc_bcl';
 
+/** Jobs queued by one statement. */
+const INSERT_BATCH = 1000;
+
 /** Lapsed claims a job survives; each one counts as an attempt, so the retries still run out. */
 const CRASH_RETRY_LIMIT = 1000;
 
@@ -199,29 +202,43 @@ export function createPgBossTransport(
     async enqueue(trx, jobs: readonly LogoutJob[]) {
       if (jobs.length === 0) return;
       const instance = await started();
-      for (const job of jobs) {
-        const data: BclJobData = {
-          ...pinned(job),
-          priorAttempts: 0,
-          firstAttemptAt: null,
-          lastHttpStatus: null,
-        };
-        await instance.send(BCL_QUEUE, data, sendOptions(trx, 0));
+      // One statement a batch (pg-boss's insert), in the caller's transaction.
+      for (let start = 0; start < jobs.length; start += INSERT_BATCH) {
+        await instance.insert(
+          BCL_QUEUE,
+          jobs.slice(start, start + INSERT_BATCH).map((job) => ({
+            data: {
+              ...pinned(job),
+              priorAttempts: 0,
+              firstAttemptAt: null,
+              lastHttpStatus: null,
+            } satisfies BclJobData,
+            expireInSeconds,
+            retryLimit: CRASH_RETRY_LIMIT,
+            retryDelay: 0,
+            retryBackoff: false,
+          })),
+          { db: kyselyExecutor(trx) },
+        );
       }
     },
-    async claim(_owner, now) {
+    async claim(_owner, now, _leaseUntil, limit) {
       const instance = await started();
-      const [job] = await instance.fetch<BclJobData>(BCL_QUEUE, { batchSize: 1, includeMetadata: true });
-      if (!job) return undefined;
-      const data = job.data;
-      return {
-        ...pinned(data),
-        id: `${job.id}#${job.retryCount}`,
-        attempts: data.priorAttempts + job.retryCount + 1,
-        // A claim that lapsed (retryCount > 0) made the first attempt when its job was due.
-        firstAttemptAt:
-          data.firstAttemptAt ?? (job.retryCount > 0 ? Math.min(now, job.createdOn.getTime()) : null),
-      };
+      const fetched = await instance.fetch<BclJobData>(BCL_QUEUE, {
+        batchSize: Math.max(1, Math.floor(limit)),
+        includeMetadata: true,
+      });
+      return fetched.map((job) => {
+        const data = job.data;
+        return {
+          ...pinned(data),
+          id: `${job.id}#${job.retryCount}`,
+          attempts: data.priorAttempts + job.retryCount + 1,
+          // A claim that lapsed (retryCount > 0) made the first attempt when its job was due.
+          firstAttemptAt:
+            data.firstAttemptAt ?? (job.retryCount > 0 ? Math.min(now, job.createdOn.getTime()) : null),
+        };
+      });
     },
     async reschedule(job, _owner, now, delaySeconds, httpStatus) {
       const instance = await started();

@@ -64,6 +64,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     testDelivery,
     async close() {
       await worker.stopWorker();
+      await delivery.close();
       await transport.close();
     },
   };

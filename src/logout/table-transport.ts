@@ -7,15 +7,23 @@ import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.
 /**
  * The `bcl_job` table transport of back-channel logout jobs (used on SQLite; pg-boss carries them on
  * PostgreSQL): the only module that queries `bcl_job`. Jobs are inserted with the caller's transaction (so a change and the logouts it causes
- * commit together) and claimed one at a time with a lease: a single UPDATE on SQLite (writers are
+ * commit together) and claimed a batch at a time with a lease: a single UPDATE on SQLite (writers are
  * serialised), `FOR UPDATE SKIP LOCKED` on PostgreSQL, so concurrent workers never share a claim.
  */
 
 export type BclJob = Selectable<BclJobTable>;
 type Db = Kysely<Database> | Transaction<Database>;
 
+/** Jobs inserted by one statement (13 parameters each: well under SQLite's limit of 32,766). */
+const INSERT_BATCH = 1000;
+
 export async function insertJobs(trx: Db, jobs: readonly LogoutJob[], now: number): Promise<void> {
-  if (jobs.length === 0) return;
+  for (let start = 0; start < jobs.length; start += INSERT_BATCH) {
+    await insertBatch(trx, jobs.slice(start, start + INSERT_BATCH), now);
+  }
+}
+
+async function insertBatch(trx: Db, jobs: readonly LogoutJob[], now: number): Promise<void> {
   await trx
     .insertInto('bcl_job')
     .values(
@@ -39,16 +47,18 @@ export async function insertJobs(trx: Db, jobs: readonly LogoutJob[], now: numbe
 }
 
 /**
- * Claims the next due job for `owner` until `leaseUntil`, counting the attempt; undefined when none
- * is due. A job whose lease ran out (its worker died mid-attempt) is due again.
+ * Claims up to `limit` due jobs for `owner` until `leaseUntil`, oldest due first, counting an
+ * attempt for each, in one statement; empty when none is due. A job whose lease ran out (its worker
+ * died mid-attempt) is due again.
  */
-export async function claimDueJob(
+export async function claimDueJobs(
   db: Kysely<Database>,
   kind: DatabaseKind,
   owner: string,
   now: number,
   leaseUntil: number,
-): Promise<BclJob | undefined> {
+  limit: number,
+): Promise<BclJob[]> {
   const lock = kind === 'postgres' ? sql`for update skip locked` : sql``;
   const result = await sql<BclJob>`
     update bcl_job
@@ -56,20 +66,31 @@ export async function claimDueJob(
            lease_until = ${leaseUntil},
            attempts = attempts + 1,
            first_attempt_at = coalesce(first_attempt_at, ${now})
-     where id = (
+     where id in (
        select id from bcl_job
         where status = 'pending'
           and next_attempt_at <= ${now}
           and (lease_until is null or lease_until < ${now})
         order by next_attempt_at, id
-        limit 1
+        limit ${Math.max(1, Math.floor(limit))}
         ${lock}
      )
        and status = 'pending'
     returning *`.execute(db);
-  const row = result.rows[0];
-  if (!row) return undefined;
-  return { ...row, user_id: row.user_id === null ? null : Number(row.user_id) };
+  return result.rows
+    .map((row) => ({ ...row, user_id: row.user_id === null ? null : Number(row.user_id) }))
+    .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || Number(a.id) - Number(b.id));
+}
+
+/** Claims the next due job for `owner` until `leaseUntil`; undefined when none is due. */
+export async function claimDueJob(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  owner: string,
+  now: number,
+  leaseUntil: number,
+): Promise<BclJob | undefined> {
+  return (await claimDueJobs(db, kind, owner, now, leaseUntil, 1))[0];
 }
 
 /** Schedules the next attempt and releases the lease; false when the lease was lost meanwhile. */
@@ -150,10 +171,8 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
   return {
     name: 'table',
     enqueue: (trx, jobs, now) => insertJobs(trx, jobs, now),
-    claim: async (owner, now, leaseUntil) => {
-      const row = await claimDueJob(db, database.kind, owner, now, leaseUntil);
-      if (!row) return undefined;
-      const claimed: ClaimedJob = {
+    claim: async (owner, now, leaseUntil, limit) =>
+      (await claimDueJobs(db, database.kind, owner, now, leaseUntil, limit)).map((row): ClaimedJob => ({
         id: row.id,
         trigger: row.trigger as LogoutJob['trigger'],
         userId: row.user_id,
@@ -166,9 +185,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
         sid: row.sid,
         attempts: Number(row.attempts),
         firstAttemptAt: row.first_attempt_at === null ? null : Number(row.first_attempt_at),
-      };
-      return claimed;
-    },
+      })),
     reschedule: (job, owner, now, delaySeconds, httpStatus) =>
       rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
     finish: (trx, job, owner, outcome, httpStatus, now) =>

@@ -5,13 +5,17 @@ import { leaseMs } from './jobs.ts';
 import type { LogoutService, LogoutWorker } from './types.ts';
 
 /**
- * The worker of back-channel logout: claims due jobs from the transport, a few lanes at a time, and
- * hands each to the delivery; polls when idle, wakes at once when this process queued jobs, and
- * purges finished jobs now and then. `deliverDue` is the same loop run once, to the end.
+ * The worker of back-channel logout: claims due jobs from the transport in batches and keeps up to
+ * `concurrency` deliveries in flight (each application's share bounded by its connection pool);
+ * polls when idle, wakes at once when this process queued jobs, and purges finished jobs now and
+ * then. `deliverDue` is the same loop run once, to the end.
  */
 
 /** How often a worker deletes finished jobs past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
+
+/** Deliveries in flight at once, by default. */
+export const DEFAULT_WORKER_CONCURRENCY = 32;
 
 export function createWorkerLoop(deps: {
   config: Config;
@@ -29,35 +33,60 @@ export function createWorkerLoop(deps: {
   const { config, log, now, transport, owner, processJob } = deps;
   let worker: LogoutWorker | undefined;
 
-  const claimNext = () => transport.claim(owner, now(), now() + leaseMs(config));
-
-  const deliverDue: LogoutService['deliverDue'] = async () => {
-    let count = 0;
-    for (;;) {
-      const job = await claimNext();
-      if (!job) return count;
-      count += 1;
-      await processJob(job);
+  /**
+   * Delivers due jobs until none is due, `concurrency` at a time: claims only as many as it can
+   * start at once (a claimed job's lease runs from its claim), and claims again once a quarter of
+   * the lanes are free, so that a busy queue costs a claim per batch rather than per job.
+   */
+  const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
+    const inFlight = new Set<Promise<void>>();
+    const refill = Math.max(1, Math.floor(concurrency / 4));
+    let attempts = 0;
+    let due = true;
+    try {
+      while (!stopped()) {
+        const free = concurrency - inFlight.size;
+        if (due && free >= Math.min(refill, concurrency)) {
+          const at = now();
+          const jobs = await transport.claim(owner, at, at + leaseMs(config), free);
+          due = jobs.length === free;
+          for (const job of jobs) {
+            attempts += 1;
+            const running: Promise<void> = processJob(job)
+              .catch((error: unknown) =>
+                log.error(
+                  { err: { name: (error as Error).name, message: (error as Error).message } },
+                  'logout worker',
+                ),
+              )
+              .finally(() => inFlight.delete(running));
+            inFlight.add(running);
+          }
+          if (jobs.length > 0) continue;
+        }
+        if (inFlight.size === 0) break;
+        await Promise.race(inFlight);
+        // A delivery finished: it may have rescheduled a job, and more may be due now.
+        due = true;
+      }
+    } finally {
+      await Promise.all(inFlight);
     }
+    return attempts;
   };
+
+  const deliverDue: LogoutService['deliverDue'] = () => drain(1, () => false);
 
   const startWorker: LogoutService['startWorker'] = (options = {}) => {
     if (worker) return worker;
     const pollIntervalMs = options.pollIntervalMs ?? 1000;
-    const concurrency = options.concurrency ?? 4;
+    const concurrency = Math.max(1, options.concurrency ?? DEFAULT_WORKER_CONCURRENCY);
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> | undefined;
     let again = false;
     let purgedAt = 0;
 
-    const lane = async () => {
-      while (!stopped) {
-        const job = await claimNext();
-        if (!job) return;
-        await processJob(job);
-      }
-    };
     const schedule = (delayMs: number) => {
       if (stopped) return;
       clearTimeout(timer);
@@ -71,7 +100,7 @@ export function createWorkerLoop(deps: {
       }
       running = (async () => {
         try {
-          await Promise.all(Array.from({ length: concurrency }, lane));
+          await drain(concurrency, () => stopped);
           if (now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
             await transport.purge(purgedAt);

@@ -1,0 +1,98 @@
+import type net from 'node:net';
+import { Pool } from 'undici';
+import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts';
+
+/**
+ * Keep-alive connections for back-channel deliveries: one undici pool per checked target (the
+ * application's origin and the address the SSRF gate approved for it), each connection opened by
+ * the pinned connector. A delivery runs the gate first and then borrows a connection of the pool
+ * for the address the gate just returned, so a connection is only ever reused for a delivery whose
+ * own gate check approved the very address it is connected to. Bounds the connections per target
+ * (the concurrency an application sees) and closes pools that stayed idle.
+ */
+export interface ConnectionPools {
+  /** The pool for this origin and pinned target (created on first use). */
+  poolFor(origin: string, target: PinnedTarget): Pool;
+  /** Closes every pool (the worker stops). */
+  close(): Promise<void>;
+}
+
+export interface ConnectionPoolOptions {
+  connector: Connector;
+  connectTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Connections to one target at once (default 8). */
+  connectionsPerTarget?: number;
+  /** A pool unused this long is closed (default 60 s). */
+  idleCloseMs?: number;
+  /** Milliseconds, monotonic (tests). */
+  clock?: () => number;
+}
+
+/** Why a pooled connection could not be opened: what the delivery reports. */
+export class ConnectFailure extends Error {
+  override name = 'ConnectFailure';
+  readonly failure: NetworkFailure;
+  readonly detail: string;
+  constructor(failure: NetworkFailure, detail: string, options?: { cause?: unknown }) {
+    super(detail, options);
+    this.failure = failure;
+    this.detail = detail;
+  }
+}
+
+export const DEFAULT_CONNECTIONS_PER_TARGET = 8;
+const DEFAULT_IDLE_CLOSE_MS = 60_000;
+
+export function createConnectionPools(
+  options: ConnectionPoolOptions,
+  open: (connector: Connector, target: PinnedTarget, timeoutMs: number) => Promise<net.Socket>,
+): ConnectionPools {
+  const clock = options.clock ?? (() => performance.now());
+  const idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
+  const pools = new Map<string, { pool: Pool; usedAt: number }>();
+  let sweptAt = clock();
+
+  const sweep = (now: number) => {
+    if (now - sweptAt < idleCloseMs / 2) return;
+    sweptAt = now;
+    for (const [key, entry] of pools) {
+      if (now - entry.usedAt < idleCloseMs) continue;
+      pools.delete(key);
+      entry.pool.close().catch(() => undefined);
+    }
+  };
+
+  return {
+    poolFor(origin, target) {
+      const now = clock();
+      sweep(now);
+      const key = `${origin} ${target.address} ${target.port} ${target.servername ?? ''}`;
+      let entry = pools.get(key);
+      if (!entry) {
+        const pool = new Pool(origin, {
+          connections: options.connectionsPerTarget ?? DEFAULT_CONNECTIONS_PER_TARGET,
+          pipelining: 1,
+          headersTimeout: options.requestTimeoutMs,
+          bodyTimeout: options.requestTimeoutMs,
+          connect: (_connectOptions, callback) => {
+            open(options.connector, target, options.connectTimeoutMs).then(
+              (socket) => callback(null, socket),
+              (error: unknown) =>
+                callback(error instanceof Error ? error : new Error('connect failed'), null),
+            );
+          },
+        });
+        entry = { pool, usedAt: now };
+        pools.set(key, entry);
+      }
+      entry.usedAt = now;
+      return entry.pool;
+    },
+    async close() {
+      const open = [...pools.values()];
+      pools.clear();
+      await Promise.all(open.map((entry) => entry.pool.destroy().catch(() => undefined)));
+    },
+  };
+}
