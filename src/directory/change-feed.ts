@@ -19,15 +19,18 @@ export function createChangeFeed(
       consumers.add(consumer);
       return () => consumers.delete(consumer);
     },
-    async deliverWithin(unit, change) {
-      for (const consumer of [...consumers]) await consumer(change, unit);
+    async deliverWithin(unit, ...changes) {
+      for (const consumer of [...consumers]) {
+        if (consumer.batch && changes.length > 1) await consumer.batch(changes, unit);
+        else for (const change of changes) await consumer(change, unit);
+      }
     },
     async deliver(changes, record) {
       if (changes.length === 0 && !record) return;
       await inUnitOfWork(
         db,
         async (unit) => {
-          for (const change of changes) await feed.deliverWithin(unit, change);
+          await feed.deliverWithin(unit, ...changes);
           await record?.(unit);
         },
         {

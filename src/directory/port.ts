@@ -141,7 +141,14 @@ export type DirectoryChangeKind = DirectoryChange['kind'];
  * whole unit back (for the built-in directory: the change itself is refused). Notifications belong
  * in `unit.afterCommit`.
  */
-export type ChangeConsumer = (change: DirectoryChange, unit: UnitOfWork) => Promise<void>;
+export type ChangeConsumer = ((change: DirectoryChange, unit: UnitOfWork) => Promise<void>) & {
+  /**
+   * Optional: the same for several changes of one unit at once (a state or group changed for
+   * thousands of members), with the same writes from fewer queries. The feed calls it when it has
+   * more than one change to deliver.
+   */
+  readonly batch?: (changes: readonly DirectoryChange[], unit: UnitOfWork) => Promise<void>;
+};
 
 /** Where consumers subscribe; they never learn who produced a change. */
 export interface ChangeFeed {
@@ -152,11 +159,12 @@ export interface ChangeFeed {
 /** The producer's side of the feed. */
 export interface ChangePublisher {
   /**
-   * Delivers `change` to every consumer, in subscription order, inside a unit of work the producer
-   * already runs. The built-in directory calls this from its change's own transaction (its tables
-   * live in aa-oidc's database), so the change and its consequences commit together.
+   * Delivers `changes` to every consumer, in subscription order, inside a unit of work the producer
+   * already runs: each consumer receives all of them (through its `batch`, when it has one) before
+   * the next consumer runs. The built-in directory calls this from its change's own transaction
+   * (its tables live in aa-oidc's database), so the change and its consequences commit together.
    */
-  deliverWithin(unit: UnitOfWork, change: DirectoryChange): Promise<void>;
+  deliverWithin(unit: UnitOfWork, ...changes: DirectoryChange[]): Promise<void>;
   /**
    * Delivers `changes` in one new unit of work of aa-oidc's database, and resolves once it
    * committed. A polling directory (whose own database aa-oidc never writes) calls this; `record`

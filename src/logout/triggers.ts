@@ -5,10 +5,12 @@ import { listApplications } from '../applications/store.ts';
 import type { Application } from '../applications/types.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
+import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import { decide } from '../policy/decide.ts';
-import { clientsWithLiveTokens, selectUserSessions } from '../tokens/store.ts';
-import { accessTrigger, logoutTargets, newlyDenied } from './fanout.ts';
+import { clientsWithLiveTokens, selectUserSessions, type UserSession } from '../tokens/store.ts';
+import { clientsWithLiveTokensOfUsers, selectSessionsOfUsers } from '../tokens/store-users.ts';
+import { accessTrigger, logoutTargets, newlyDenied, receivesLogout } from './fanout.ts';
 import type { LogoutJobTransport } from './job-transport.ts';
 import { type NewJobs, queuedLogouts as queued } from './jobs.ts';
 import type { LogoutService, QueuedLogout } from './types.ts';
@@ -48,21 +50,7 @@ export function createLogoutTriggers(deps: {
     endedByThisChange?: { at: number; reason: string },
   ): Promise<Array<{ clientId: string; sid: string | null }>> => {
     if (targets.length === 0) return [];
-    const sids = new Map<string, Set<string>>();
-    for (const session of await selectUserSessions(trx, userId, at, endedByThisChange)) {
-      for (const { clientId, sid } of session.clients) {
-        if (sid === null) continue;
-        let known = sids.get(clientId);
-        if (!known) sids.set(clientId, (known = new Set()));
-        known.add(sid);
-      }
-    }
-    return targets.flatMap((app): Array<{ clientId: string; sid: string | null }> => {
-      const known = sids.get(app.clientId);
-      return known && known.size > 0
-        ? [...known].sort().map((sid) => ({ clientId: app.clientId, sid }))
-        : [{ clientId: app.clientId, sid: null }];
-    });
+    return sessionTargets(await selectUserSessions(trx, userId, at, endedByThisChange), targets);
   };
 
   const enqueueLogoutForUser: LogoutService['enqueueLogoutForUser'] = async (trx, request) => {
@@ -96,7 +84,7 @@ export function createLogoutTriggers(deps: {
     if (list.length > 0) deps.wake();
   };
 
-  const onDirectoryChange: ChangeConsumer = async (change, unit) => {
+  const onOneChange = async (change: DirectoryChange, unit: UnitOfWork): Promise<void> => {
     let list: QueuedLogout[];
     switch (change.kind) {
       case 'user_deactivated':
@@ -114,25 +102,46 @@ export function createLogoutTriggers(deps: {
         list = await enqueueNewlyDenied(unit.trx, change, reason);
       }
     }
-    if (unit.reporting && 'userId' in change) {
-      // Every active application the change takes from the user, whether or not it holds a token.
-      const apps = await activeApplicationsIn(unit.trx);
-      const lost =
-        'after' in change
-          ? newlyDenied(change.before, change.after, apps)
-          : apps.filter((app) => decide(change.before, app).outcome === 'allow');
-      for (const app of lost)
-        unit.report({ kind: 'access_lost', userId: change.userId, clientId: app.clientId });
-      for (const job of list)
-        unit.report({
-          kind: 'logout_queued',
-          userId: job.userId,
-          clientId: job.clientId,
-          reason: job.reason,
-        });
-    }
+    await report(change, unit, list);
     if (list.length > 0) unit.afterCommit(() => published(list));
   };
+
+  /** What the change takes from the user, for whoever collects the unit's consequences. */
+  const report = async (
+    change: Extract<DirectoryChange, { before: unknown }>,
+    unit: UnitOfWork,
+    list: readonly QueuedLogout[],
+  ) => {
+    if (!unit.reporting) return;
+    // Every active application the change takes from the user, whether or not it holds a token.
+    const apps = await activeApplicationsIn(unit.trx);
+    const lost =
+      'after' in change
+        ? newlyDenied(change.before, change.after, apps)
+        : apps.filter((app) => decide(change.before, app).outcome === 'allow');
+    for (const app of lost)
+      unit.report({ kind: 'access_lost', userId: change.userId, clientId: app.clientId });
+    for (const job of list)
+      unit.report({ kind: 'logout_queued', userId: job.userId, clientId: job.clientId, reason: job.reason });
+  };
+
+  const onDirectoryChange: ChangeConsumer = Object.assign(onOneChange, {
+    /** State and group changes together (a few queries for all the users), the others one by one. */
+    async batch(changes: readonly DirectoryChange[], unit: UnitOfWork): Promise<void> {
+      const access: Array<{ change: Extract<DirectoryChange, { after: unknown }>; reason: LogoutReason }> =
+        [];
+      for (const change of changes) {
+        const reason = accessTrigger(change);
+        if (reason && 'after' in change) access.push({ change, reason });
+        else await onOneChange(change, unit);
+      }
+      if (access.length === 0) return;
+      const lists = await enqueueNewlyDeniedMany(unit.trx, access);
+      for (const [index, { change }] of access.entries()) await report(change, unit, lists[index]!);
+      const all = lists.flat();
+      if (all.length > 0) unit.afterCommit(() => published(all));
+    },
+  });
 
   /**
    * The active applications, read once per unit of work: one state or group change affects every
@@ -171,6 +180,48 @@ export function createLogoutTriggers(deps: {
     return queued(jobs);
   };
 
+  /**
+   * Many state and group changes of one unit (a state or group changed for every member): the same
+   * jobs as one `enqueueNewlyDenied` a change, from a few queries for all the users together.
+   */
+  const enqueueNewlyDeniedMany = async (
+    trx: Transaction<Database>,
+    changes: ReadonlyArray<{ change: Extract<DirectoryChange, { after: unknown }>; reason: LogoutReason }>,
+  ): Promise<QueuedLogout[][]> => {
+    const at = now();
+    const held = await clientsWithLiveTokensOfUsers(
+      trx,
+      changes.map(({ change }) => change.userId),
+      at,
+    );
+    const apps = await activeApplicationsIn(trx);
+    const targets = changes.map(({ change, reason }) => {
+      const holds = held.get(change.userId);
+      return holds
+        ? newlyDenied(
+            change.before,
+            change.after,
+            apps.filter((app) => holds.has(app.clientId) && receivesLogout(app, reason)),
+          )
+        : [];
+    });
+    const sessions = await selectSessionsOfUsers(
+      trx,
+      changes.filter((_, index) => targets[index]!.length > 0).map(({ change }) => change.userId),
+      at,
+    );
+    const jobs = changes.map(({ change, reason }, index) =>
+      newJobs(
+        change.userId,
+        String(change.userId),
+        reason,
+        sessionTargets(sessions.get(change.userId) ?? [], targets[index]!),
+      ),
+    );
+    await transport.enqueue(trx, jobs.flat(), at);
+    return jobs.map(queued);
+  };
+
   const enqueueSessionLogout: LogoutService['enqueueSessionLogout'] = async (trx, request) => {
     const targets = await logoutTargets(
       trx,
@@ -190,6 +241,32 @@ export function createLogoutTriggers(deps: {
   };
 
   return { enqueueLogoutForUser, enqueueSessionLogout, published, onDirectoryChange };
+}
+
+/**
+ * The logouts of one user at `targets`: one per session of theirs at each (with its `sid`), or
+ * `sub` alone where none is known. Sessions in `sessions` order (newest first), sids sorted.
+ */
+function sessionTargets(
+  sessions: readonly UserSession[],
+  targets: readonly Application[],
+): Array<{ clientId: string; sid: string | null }> {
+  if (targets.length === 0) return [];
+  const sids = new Map<string, Set<string>>();
+  for (const session of sessions) {
+    for (const { clientId, sid } of session.clients) {
+      if (sid === null) continue;
+      let known = sids.get(clientId);
+      if (!known) sids.set(clientId, (known = new Set()));
+      known.add(sid);
+    }
+  }
+  return targets.flatMap((app): Array<{ clientId: string; sid: string | null }> => {
+    const known = sids.get(app.clientId);
+    return known && known.size > 0
+      ? [...known].sort().map((sid) => ({ clientId: app.clientId, sid }))
+      : [{ clientId: app.clientId, sid: null }];
+  });
 }
 
 /**

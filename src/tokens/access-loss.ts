@@ -4,11 +4,19 @@ import { listApplications } from '../applications/store.ts';
 import type { Application } from '../applications/types.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
+import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decide } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { countByClient, publishRevocations, revokeTokens } from './revocation.ts';
+import {
+  countByClient,
+  publishRevocations,
+  type RevokedToken,
+  revokeTokens,
+  revokeTokensOfUsers,
+} from './revocation.ts';
+import { deleteGrantsOfUsers } from './store-users.ts';
 import { deleteGrantsOfUser, endUserSessions } from './store.ts';
 
 /**
@@ -41,7 +49,7 @@ export function endAccessOnUserChange(deps: {
     return applications;
   };
 
-  return async (change, unit) => {
+  const onOneChange = async (change: DirectoryChange, unit: UnitOfWork): Promise<void> => {
     switch (change.kind) {
       case 'user_deactivated':
       case 'user_deleted':
@@ -100,6 +108,45 @@ export function endAccessOnUserChange(deps: {
         return assertNever(change);
     }
   };
+
+  /**
+   * Many state and group changes of one unit (a state or group changed for every member): users
+   * who lose the same applications have their codes, tokens and grants there revoked and deleted
+   * together, a statement per few hundred users; the others one by one.
+   */
+  const batch = async (changes: readonly DirectoryChange[], unit: UnitOfWork): Promise<void> => {
+    const applications = await activeApplicationsIn(unit.trx);
+    const byLoss = new Map<string, { clientIds: string[]; userIds: number[] }>();
+    for (const change of changes) {
+      if (change.kind !== 'user_state_changed' && change.kind !== 'user_groups_changed') {
+        await onOneChange(change, unit);
+        continue;
+      }
+      const lost = applicationsLost(change, applications);
+      if (lost.length === 0) continue;
+      const key = lost.join(' ');
+      const group = byLoss.get(key);
+      if (group) group.userIds.push(change.userId);
+      else byLoss.set(key, { clientIds: lost, userIds: [change.userId] });
+    }
+    const revoked: RevokedToken[] = [];
+    for (const { clientIds, userIds } of byLoss.values()) {
+      revoked.push(...(await revokeTokensOfUsers(unit.trx, userIds, clientIds, 'policy_lost', unit.at)));
+      await deleteGrantsOfUsers(unit.trx, userIds, clientIds);
+    }
+    const counts = new Map<string, { userId: number; clientId: string | null; count: number }>();
+    for (const token of revoked) {
+      const key = `${token.userId} ${token.clientId}`;
+      const counted = counts.get(key);
+      if (counted) counted.count += 1;
+      else counts.set(key, { userId: Number(token.userId), clientId: token.clientId, count: 1 });
+    }
+    for (const { userId, clientId, count } of counts.values())
+      unit.report({ kind: 'tokens_revoked', userId, clientId, count });
+    if (revoked.length > 0) unit.afterCommit(() => publishRevocations(deps.audit, revoked, 'policy_lost'));
+  };
+
+  return Object.assign(onOneChange, { batch });
 }
 
 /** The client ids of the applications the user could use before the change and cannot after. */

@@ -11,7 +11,9 @@ import {
   revokeLiveTokenRows,
   selectUserSessions,
   type TokenModel,
+  type TokenRow,
 } from './store.ts';
+import { revokeLiveTokenRowsOfUsers } from './store-users.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
@@ -41,14 +43,32 @@ export async function revokeTokens(
   options: { dryRun?: boolean } = {},
 ): Promise<RevokedToken[]> {
   const rows = await revokeLiveTokenRows(trx, target, reason, now, options);
-  return rows.map((row) => ({
+  return rows.map(revokedToken);
+}
+
+/**
+ * `revokeTokens` for many users who lose the same applications (a state or group change of every
+ * member), a statement per few hundred users.
+ */
+export async function revokeTokensOfUsers(
+  trx: Transaction<Database> | Kysely<Database>,
+  userIds: readonly number[],
+  clientIds: readonly string[],
+  reason: TokenRevocationReason,
+  now: number,
+): Promise<RevokedToken[]> {
+  return (await revokeLiveTokenRowsOfUsers(trx, userIds, clientIds, reason, now)).map(revokedToken);
+}
+
+function revokedToken(row: TokenRow): RevokedToken {
+  return {
     model: row.model,
     id: row.id,
     clientId: row.client_id,
     userId: row.user_id,
     grantId: row.grant_id,
     format: row.format,
-  }));
+  };
 }
 
 /** `token_type` of the audit event for a revoked row; codes are not tokens (no event). */

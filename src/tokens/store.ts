@@ -5,7 +5,8 @@
  *
  * - payload-rows.ts: one row at a time, as the storage adapter reads and writes them;
  * - token-rows.ts: codes and tokens in bulk (revocation, listings, counts);
- * - user-sessions.ts: a user's grants and provider sessions.
+ * - user-sessions.ts: a user's grants and provider sessions;
+ * - store-users.ts: the same for many users at once (a state or group change of every member).
  *
  * Rows are keyed by `storageId(id)`, a SHA-256 digest of the provider's id: for codes and tokens
  * that id is the bearer value itself, and a copy of the database must not be a copy of live

@@ -20,7 +20,7 @@ export interface TokenRow {
   grant_id: string | null;
   format: string | null;
 }
-const TOKEN_ROW_COLUMNS = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
+export const TOKEN_ROW_COLUMNS = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
 
 /**
  * Which live codes and tokens: every one of a user (at one application, when given), or of a grant

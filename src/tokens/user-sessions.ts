@@ -91,7 +91,8 @@ interface StoredSessionPayload {
   authorizations?: Record<string, { sid?: unknown } | undefined>;
 }
 
-function storedSession(row: { id: string; payload: string; expires_at: number | null }): UserSession {
+/** A session row as a `UserSession` (store-users.ts reads many users' at once). */
+export function storedSession(row: { id: string; payload: string; expires_at: number | null }): UserSession {
   let payload: StoredSessionPayload = {};
   try {
     payload = JSON.parse(row.payload) as StoredSessionPayload;

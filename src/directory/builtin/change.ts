@@ -100,7 +100,7 @@ export function createChangeRunner(
                 const eventId = await queries.insertLifecycleEvent(unit.trx, event, actor, unit.at);
                 const meta: LifecycleEventMeta = { eventId, at: unit.at, actor, dryRun };
                 for (const subscriber of subscribers) await subscriber(event, unit.trx, meta);
-                for (const change of changes) await publisher?.deliverWithin(unit, change);
+                if (changes.length > 0) await publisher?.deliverWithin(unit, ...changes);
                 unit.afterCommit(() => notifyCommitted(event, meta));
               },
             }),

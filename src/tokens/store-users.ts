@@ -1,0 +1,143 @@
+import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import { TOKEN_MODELS } from './payload-rows.ts';
+import { TOKEN_ROW_COLUMNS, type TokenRow } from './token-rows.ts';
+import { storedSession, type UserSession } from './user-sessions.ts';
+
+/**
+ * The queries of store.ts for many users at once (one state or group change is a change of every
+ * member, thousands in one unit of work): a statement per few hundred users instead of one per
+ * user. Same rows, same conditions; one of the token store's files (store.ts).
+ */
+
+type Db = Kysely<Database> | Transaction<Database>;
+type PayloadEb = ExpressionBuilder<Database, 'oidc_payload'>;
+
+/** Users per statement: well under every database's limit on bound parameters. */
+const USERS_PER_STATEMENT = 500;
+
+function chunks<T>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (let start = 0; start < items.length; start += USERS_PER_STATEMENT)
+    out.push(items.slice(start, start + USERS_PER_STATEMENT));
+  return out;
+}
+
+/** Unexpired at `now`, and unrevoked or revoked by this very unit of work (same time and reason). */
+function liveAt(eb: PayloadEb, now: number, revokedByThisChange?: { at: number; reason: string }) {
+  return eb.and([
+    eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
+    revokedByThisChange
+      ? eb.or([
+          eb('revoked_at', 'is', null),
+          eb.and([
+            eb('revoked_at', '=', revokedByThisChange.at),
+            eb('revoked_reason', '=', revokedByThisChange.reason),
+          ]),
+        ])
+      : eb('revoked_at', 'is', null),
+  ]);
+}
+
+/** `clientsWithLiveTokens` of each user: the client ids where they hold live access or refresh tokens. */
+export async function clientsWithLiveTokensOfUsers(
+  db: Db,
+  userIds: readonly number[],
+  now: number,
+  revokedByThisChange?: { at: number; reason: string },
+): Promise<Map<number, Set<string>>> {
+  const held = new Map<number, Set<string>>();
+  for (const some of chunks(userIds)) {
+    const rows = await db
+      .selectFrom('oidc_payload')
+      .select(['user_id', 'client_id'])
+      .distinct()
+      .where('user_id', 'in', some.map(String))
+      .where('model', 'in', ['AccessToken', 'RefreshToken'])
+      .where('client_id', 'is not', null)
+      .where((eb) => liveAt(eb, now, revokedByThisChange))
+      .execute();
+    for (const row of rows) {
+      const userId = Number(row.user_id);
+      let clients = held.get(userId);
+      if (!clients) held.set(userId, (clients = new Set()));
+      clients.add(row.client_id!);
+    }
+  }
+  return held;
+}
+
+/** `selectUserSessions` of each user: their live provider sessions, newest sign-in first. */
+export async function selectSessionsOfUsers(
+  db: Db,
+  userIds: readonly number[],
+  now: number,
+  endedByThisChange?: { at: number; reason: string },
+): Promise<Map<number, UserSession[]>> {
+  const sessions = new Map<number, UserSession[]>();
+  for (const some of chunks(userIds)) {
+    const rows = await db
+      .selectFrom('oidc_payload')
+      .select(['user_id', 'id', 'payload', 'expires_at'])
+      .where('user_id', 'in', some.map(String))
+      .where('model', '=', 'Session')
+      .where((eb) => liveAt(eb, now, endedByThisChange))
+      .execute();
+    for (const row of rows) {
+      const userId = Number(row.user_id);
+      let list = sessions.get(userId);
+      if (!list) sessions.set(userId, (list = []));
+      list.push(storedSession(row));
+    }
+  }
+  for (const list of sessions.values()) list.sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
+  return sessions;
+}
+
+/**
+ * Revokes every live code and token of these users at these applications, stamped `now` and
+ * `reason` (as `revokeLiveTokenRows` does for one user), and returns them.
+ */
+export async function revokeLiveTokenRowsOfUsers(
+  db: Db,
+  userIds: readonly number[],
+  clientIds: readonly string[],
+  reason: string,
+  now: number,
+): Promise<TokenRow[]> {
+  if (clientIds.length === 0) return [];
+  const revoked: TokenRow[] = [];
+  for (const some of chunks(userIds)) {
+    const rows = await db
+      .updateTable('oidc_payload')
+      .set({ revoked_at: now, revoked_reason: reason })
+      .where('user_id', 'in', some.map(String))
+      .where('model', 'in', [...TOKEN_MODELS])
+      .where('client_id', 'in', [...clientIds])
+      .where((eb) => liveAt(eb, now))
+      .returning(TOKEN_ROW_COLUMNS)
+      .execute();
+    revoked.push(...(rows as TokenRow[]));
+  }
+  return revoked;
+}
+
+/** Deletes these users' grants at these applications; returns how many went. */
+export async function deleteGrantsOfUsers(
+  db: Db,
+  userIds: readonly number[],
+  clientIds: readonly string[],
+): Promise<number> {
+  if (clientIds.length === 0) return 0;
+  let deleted = 0;
+  for (const some of chunks(userIds)) {
+    const result = await db
+      .deleteFrom('oidc_payload')
+      .where('model', '=', 'Grant')
+      .where('user_id', 'in', some.map(String))
+      .where('client_id', 'in', [...clientIds])
+      .executeTakeFirst();
+    deleted += Number(result.numDeletedRows);
+  }
+  return deleted;
+}
