@@ -43,7 +43,8 @@ function rssOf(pid: number): number {
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-function cpuOf(pid: number): number {
+/** CPU time (user + system, every thread) a process has used so far, in seconds. */
+export function cpuOf(pid: number): number {
   // /proc/PID/stat: the command may hold spaces, so count fields after its closing parenthesis.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');

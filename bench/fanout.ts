@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
-import { ROOT, type RunningEngine } from './engines.ts';
+import { cpuOf, ROOT, type RunningEngine } from './engines.ts';
 
 /** Relying parties on loopback that receive back-channel logout tokens and check each one. */
 export interface Receivers {
@@ -116,6 +116,12 @@ export interface FanoutResult {
   drainSeconds: number;
   /** Distinct deliveries per second between the first and the last one. */
   deliveriesPerSecond: number;
+  /** CPU seconds (every thread) of the state change command. */
+  commandCpuSeconds: number;
+  /** CPU seconds (every thread) of aa-oidc serve, its worker delivering, from the command's start to the last delivery. */
+  serverCpuSeconds: number;
+  /** The server's CPU milliseconds per distinct delivery. */
+  serverCpuMsPerDelivery: number;
 }
 
 /**
@@ -140,6 +146,9 @@ export async function runFanout(options: {
   const { receivers, expected } = options;
   await receivers.trust(options.engine, options.clientIds);
   const started = performance.now();
+  const serverCpuBefore = options.engine.cpuSeconds();
+  let serverCpuAtLast = serverCpuBefore;
+  let commandCpuSeconds = 0;
   const log = openSync(options.logFile, 'a');
   await new Promise<void>((resolve, reject) => {
     const child = spawn(
@@ -156,7 +165,16 @@ export async function runFanout(options: {
       // this busy process drains late would make the command's synchronous stderr wait.
       { cwd: ROOT, env: options.env, stdio: ['ignore', 'ignore', log] },
     );
+    // The command's CPU time, read while it runs (a process that exited has no /proc entry).
+    const sampler = setInterval(() => {
+      try {
+        commandCpuSeconds = cpuOf(child.pid!);
+      } catch {
+        // exited meanwhile
+      }
+    }, 50);
     child.once('exit', (code) => {
+      clearInterval(sampler);
       closeSync(log);
       if (code === 0) resolve();
       else reject(new Error(`state grant-access failed (${code}): ${tailOf(options.logFile)}`));
@@ -171,6 +189,7 @@ export async function runFanout(options: {
     if (receivers.stats.received !== lastCount) {
       lastCount = receivers.stats.received;
       lastChange = performance.now();
+      serverCpuAtLast = options.engine.cpuSeconds();
     } else if (performance.now() - lastChange > idleLimit) break;
   }
   // A moment for verification of the last tokens and for any duplicate still on its way.
@@ -187,6 +206,10 @@ export async function runFanout(options: {
     commandSeconds,
     drainSeconds: ((stats.lastAt ?? started) - started) / 1000,
     deliveriesPerSecond: spanSeconds > 0 ? stats.distinct / spanSeconds : 0,
+    commandCpuSeconds,
+    serverCpuSeconds: serverCpuAtLast - serverCpuBefore,
+    serverCpuMsPerDelivery:
+      stats.distinct > 0 ? ((serverCpuAtLast - serverCpuBefore) * 1000) / stats.distinct : 0,
   };
 }
 

@@ -101,7 +101,8 @@ export function formatReport(report: BenchReport): string {
       `Back-channel fan-out (${number(f.users)} users × ${f.applications} applications, one state change): ` +
         `${number(f.distinct)} of ${number(f.expected)} delivered, ${number(f.lost)} lost, ${number(f.duplicates)} sent twice, ` +
         `${number(f.invalid)} invalid; state change ${number(f.commandSeconds, 1)} s, drained in ${number(f.drainSeconds, 1)} s ` +
-        `after the command started, ${number(f.deliveriesPerSecond)} deliveries/s.`,
+        `after the command started, ${number(f.deliveriesPerSecond)} deliveries/s; CPU: the command ${number(f.commandCpuSeconds, 1)} s, ` +
+        `the server ${number(f.serverCpuSeconds, 1)} s (${number(f.serverCpuMsPerDelivery, 2)} ms per delivery).`,
     );
   }
   const rss = (engine: EngineName) =>
