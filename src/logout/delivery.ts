@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { LogoutDeliveryOutcome, LogoutReason } from '../audit/events.ts';
 import type { Application } from '../applications/types.ts';
 import type { Database } from '../db/schema.ts';
@@ -18,6 +18,9 @@ import type { LogoutDependencies } from './types.ts';
  * is final or a retry. A final
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
  */
+
+/** The applications read for the jobs of one claimed batch, by client id. */
+export type ApplicationLookups = Map<string, Promise<Application | undefined>>;
 
 /** A final outcome of a delivery. */
 export interface Final {
@@ -48,8 +51,11 @@ export interface Delivery {
   recordFinal(db: Kysely<Database>, entry: DeliveryEntry, final: Final, at: number): Promise<void>;
   /** Metrics, `logout_dispatched` and the log line of a recorded final outcome. */
   observed(entry: DeliveryEntry, final: Final, at: number): void;
-  /** One attempt of one claimed job, to its next state. */
-  processJob(job: ClaimedJob): Promise<void>;
+  /**
+   * One attempt of one claimed job, to its next state. The jobs of one claimed batch share
+   * `applications`, so that each application is read once for all of them.
+   */
+  processJob(job: ClaimedJob, applications?: ApplicationLookups): Promise<void>;
   /** Closes the kept-alive connections (the service closes). */
   close(): Promise<void>;
 }
@@ -181,13 +187,20 @@ export function createDelivery(
     else log.warn({ ...line, detail: final.detail }, 'back-channel logout failed');
   };
 
-  const processJob: Delivery['processJob'] = async (job) => {
-    const app = await deps.applications.findByClientId(job.clientId);
+  const finishTogether = groupedTransactions(db);
+
+  const processJob: Delivery['processJob'] = async (job, applications = new Map()) => {
+    let lookup = applications.get(job.clientId);
+    if (!lookup) {
+      lookup = deps.applications.findByClientId(job.clientId);
+      applications.set(job.clientId, lookup);
+    }
+    const app = await lookup;
     const startedAt = job.firstAttemptAt ?? now();
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
-      await db.transaction().execute((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
+      await finishTogether((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
       log.info(
         { client_id: job.clientId },
         'back-channel logout cancelled: the application no longer receives it',
@@ -221,7 +234,7 @@ export function createDelivery(
       attempts: job.attempts,
       startedAt,
     };
-    const finished = await db.transaction().execute(async (trx) => {
+    const finished = await finishTogether(async (trx) => {
       if (!(await transport.finish(trx, job, owner, result.outcome, result.httpStatus, at))) return false;
       await recordFinal(trx, entry, result, at);
       return true;
@@ -230,4 +243,40 @@ export function createDelivery(
   };
 
   return { attemptOnce, recordFinal, observed, processJob, close: () => pools.close() };
+}
+
+/**
+ * Runs the work handed in during one turn of the event loop in one transaction (deliveries that
+ * finish together record their outcomes with one commit), each in the order given. When the shared
+ * transaction fails, each piece runs again alone, so that only the one at fault fails.
+ */
+function groupedTransactions(db: Kysely<Database>) {
+  interface Pending {
+    work: (trx: Transaction<Database>) => Promise<unknown>;
+    resolve: (value: unknown) => void;
+    reject: (error: unknown) => void;
+  }
+  let queue: Pending[] = [];
+  const flush = async () => {
+    const group = queue;
+    queue = [];
+    try {
+      const results = await db.transaction().execute(async (trx) => {
+        const values: unknown[] = [];
+        for (const pending of group) values.push(await pending.work(trx));
+        return values;
+      });
+      group.forEach((pending, index) => pending.resolve(results[index]));
+    } catch {
+      for (const pending of group)
+        db.transaction()
+          .execute((trx) => pending.work(trx))
+          .then(pending.resolve, pending.reject);
+    }
+  };
+  return <T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (queue.length === 0) setImmediate(() => void flush());
+      queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+    });
 }

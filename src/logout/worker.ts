@@ -1,4 +1,5 @@
 import type { Config } from '../config/load.ts';
+import type { ApplicationLookups } from './delivery.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
 import { leaseMs } from './jobs.ts';
@@ -23,7 +24,8 @@ export function createWorkerLoop(deps: {
   now: () => number;
   transport: LogoutJobTransport;
   owner: string;
-  processJob: (job: ClaimedJob) => Promise<void>;
+  /** One attempt of one job; the jobs of one claimed batch share `applications`. */
+  processJob: (job: ClaimedJob, applications: ApplicationLookups) => Promise<void>;
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
   /** Wakes the worker of this process, if it runs one. */
   wake(): void;
@@ -50,9 +52,11 @@ export function createWorkerLoop(deps: {
           const at = now();
           const jobs = await transport.claim(owner, at, at + leaseMs(config), free);
           due = jobs.length === free;
+          // Each application is read once for the batch.
+          const applications: ApplicationLookups = new Map();
           for (const job of jobs) {
             attempts += 1;
-            const running: Promise<void> = processJob(job)
+            const running: Promise<void> = processJob(job, applications)
               .catch((error: unknown) =>
                 log.error(
                   { err: { name: (error as Error).name, message: (error as Error).message } },
