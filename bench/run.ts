@@ -148,6 +148,20 @@ async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase
   };
 }
 
+/** The V8 heap of aa-oidc, from its /metrics listener (prom-client's default metrics). */
+async function heapOf(metricsPort: number): Promise<string> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const mb = (name: string) => {
+      const value = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
+      return value === undefined ? '?' : (Number(value) / 2 ** 20).toFixed(0);
+    };
+    return `heap ${mb('nodejs_heap_size_used_bytes')} MB used of ${mb('nodejs_heap_size_total_bytes')} MB, external ${mb('nodejs_external_memory_bytes')} MB`;
+  } catch {
+    return 'heap unknown';
+  }
+}
+
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
   const selected = (name: string) => !options.only || options.only.includes(name);
@@ -236,7 +250,7 @@ async function main(): Promise<void> {
       bare: { idle: engines.bare.rssMb(), afterBench: null },
     };
     progress(
-      `idle RSS: aa-oidc ${rssMb['aa-oidc'].idle.toFixed(0)} MB, bare ${rssMb.bare.idle.toFixed(0)} MB`,
+      `idle RSS: aa-oidc ${rssMb['aa-oidc'].idle.toFixed(0)} MB (${await heapOf(metricsPort)}), bare ${rssMb.bare.idle.toFixed(0)} MB`,
     );
 
     const targets: Record<EngineName, Target> = {
@@ -313,6 +327,9 @@ async function main(): Promise<void> {
     }
 
     rssMb['aa-oidc'].afterBench = engines['aa-oidc'].rssMb();
+    progress(
+      `RSS after the bench: aa-oidc ${rssMb['aa-oidc'].afterBench.toFixed(0)} MB (${await heapOf(metricsPort)})`,
+    );
     rssMb.bare.afterBench = engines.bare.rssMb();
 
     const report: BenchReport = {
