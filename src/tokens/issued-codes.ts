@@ -8,6 +8,8 @@ import type { Metrics } from '../metrics/registry.ts';
 import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
 import {
   findStoredCode,
+  purgeInBatches,
+  PURGE_BATCH_ROWS,
   type PayloadRow,
   storageId,
   type TokenModel,
@@ -239,13 +241,21 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 }
 
 /** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */
-export async function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): Promise<number> {
-  const result = await db
-    .deleteFrom('issued_code')
-    .where('reuse_count', '=', 0)
-    .where('expires_at', '<=', now)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
+export function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): Promise<number> {
+  return purgeInBatches(async () => {
+    const result = await db
+      .deleteFrom('issued_code')
+      .where('code_hash', 'in', (eb) =>
+        eb
+          .selectFrom('issued_code')
+          .select('code_hash')
+          .where('reuse_count', '=', 0)
+          .where('expires_at', '<=', now)
+          .limit(PURGE_BATCH_ROWS),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  });
 }
 
 /** A code presented again (an issued-code audit row with `reuse_count > 0`), for the admin UI. */

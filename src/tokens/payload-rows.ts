@@ -208,12 +208,42 @@ export async function deletePayloadsOfGrant(db: Db, model: string, grantId: stri
   await db.deleteFrom('oidc_payload').where('model', '=', model).where('grant_id', '=', grantId).execute();
 }
 
-/** Deletes rows whose lifetime is over; returns how many went. */
-export async function purgeExpiredPayloads(db: Db, now = Date.now()): Promise<number> {
-  const result = await db
-    .deleteFrom('oidc_payload')
-    .where('expires_at', 'is not', null)
-    .where('expires_at', '<=', now)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
+/** Rows deleted per statement by the periodic purges. */
+export const PURGE_BATCH_ROWS = 500;
+
+/**
+ * Runs `deleteBatch` (one statement deleting at most PURGE_BATCH_ROWS rows) until it deletes fewer,
+ * yielding to the event loop between statements: a single DELETE of ten minutes' worth of expired
+ * rows holds SQLite (synchronous in this process) for up to a second, and every request waits.
+ */
+export async function purgeInBatches(deleteBatch: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const deleted = await deleteBatch();
+    total += deleted;
+    if (deleted < PURGE_BATCH_ROWS) return total;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Deletes rows whose lifetime is over, in batches; returns how many went. */
+export function purgeExpiredPayloads(db: Db, now = Date.now()): Promise<number> {
+  return purgeInBatches(async () => {
+    const result = await db
+      .deleteFrom('oidc_payload')
+      .where(({ eb, refTuple, selectFrom }) =>
+        eb(
+          refTuple('model', 'id'),
+          'in',
+          selectFrom('oidc_payload')
+            .select(['model', 'id'])
+            .where('expires_at', 'is not', null)
+            .where('expires_at', '<=', now)
+            .limit(PURGE_BATCH_ROWS)
+            .$asTuple('model', 'id'),
+        ),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  });
 }

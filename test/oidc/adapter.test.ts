@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { KyselyAdapter } from '../../src/oidc/adapter.ts';
-import { purgeExpiredPayloads, storageId } from '../../src/tokens/store.ts';
+import { PURGE_BATCH_ROWS, purgeExpiredPayloads, storageId } from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`oidc storage adapter (${testDatabaseKind})`, () => {
@@ -60,6 +60,43 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
       .where('id', '=', storageId('short-lived'))
       .execute();
     assert.equal(left.length, 0);
+  });
+
+  it('purges in batches of PURGE_BATCH_ROWS until every expired row is gone, and nothing else', async () => {
+    const count = PURGE_BATCH_ROWS * 2 + 7;
+    const row = (id: string, expiresAt: number | null) => ({
+      model: 'AccessToken',
+      id,
+      payload: '{}',
+      grant_id: null,
+      user_id: null,
+      client_id: null,
+      uid: null,
+      expires_at: expiresAt,
+    });
+    const expired = Array.from({ length: count }, (_, index) => row(`batch-expired-${index}`, now - 1));
+    for (let start = 0; start < expired.length; start += 100)
+      await handle.db
+        .insertInto('oidc_payload')
+        .values(expired.slice(start, start + 100))
+        .execute();
+    await handle.db
+      .insertInto('oidc_payload')
+      .values([row('batch-live', now + 60_000), row('batch-forever', null)])
+      .execute();
+    const purged = await purgeExpiredPayloads(handle.db, now);
+    assert.equal(purged, count);
+    const left = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('id', 'like', 'batch-%')
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      left.map((each) => each.id),
+      ['batch-forever', 'batch-live'],
+    );
+    assert.equal(await purgeExpiredPayloads(handle.db, now), 0);
   });
 
   it('consumes once: a second consume of the same code is invalid_grant', async () => {
