@@ -60,6 +60,9 @@ export async function claimDueJobs(
   limit: number,
 ): Promise<BclJob[]> {
   const lock = kind === 'postgres' ? sql`for update skip locked` : sql``;
+  // SQLite: `+status` keeps the planner from answering the outer test with the status index (a scan
+  // of every pending job, 25,000 in a fan-out, per claim) instead of looking up the claimed ids.
+  const stillPending = kind === 'postgres' ? sql`status = 'pending'` : sql`+status = 'pending'`;
   const result = await sql<BclJob>`
     update bcl_job
        set lease_owner = ${owner},
@@ -75,11 +78,27 @@ export async function claimDueJobs(
         limit ${Math.max(1, Math.floor(limit))}
         ${lock}
      )
-       and status = 'pending'
+       and ${stillPending}
     returning *`.execute(db);
   return result.rows
     .map((row) => ({ ...row, user_id: row.user_id === null ? null : Number(row.user_id) }))
     .sort((a, b) => Number(a.next_attempt_at) - Number(b.next_attempt_at) || Number(a.id) - Number(b.id));
+}
+
+/**
+ * Whether a job is due and unclaimed, read without writing: an idle worker asks this before its
+ * claim, so that polling an empty queue takes no write lock.
+ */
+export async function anyDueJob(db: Kysely<Database>, now: number): Promise<boolean> {
+  const row = await db
+    .selectFrom('bcl_job')
+    .select('id')
+    .where('status', '=', 'pending')
+    .where('next_attempt_at', '<=', now)
+    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
 }
 
 /** Claims the next due job for `owner` until `leaseUntil`; undefined when none is due. */
@@ -168,11 +187,16 @@ export async function purgeFinishedJobs(db: Kysely<Database>, now: number): Prom
 /** The `bcl_job` table as a job transport. */
 export function createTableTransport(database: DatabaseHandle): LogoutJobTransport {
   const db = database.db;
+  // After a claim that found nothing, the next one first reads whether anything is due.
+  let idle = true;
   return {
     name: 'table',
     enqueue: (trx, jobs, now) => insertJobs(trx, jobs, now),
-    claim: async (owner, now, leaseUntil, limit) =>
-      (await claimDueJobs(db, database.kind, owner, now, leaseUntil, limit)).map((row): ClaimedJob => ({
+    claim: async (owner, now, leaseUntil, limit) => {
+      if (idle && !(await anyDueJob(db, now))) return [];
+      const rows = await claimDueJobs(db, database.kind, owner, now, leaseUntil, limit);
+      idle = rows.length === 0;
+      return rows.map((row): ClaimedJob => ({
         id: row.id,
         trigger: row.trigger as LogoutJob['trigger'],
         userId: row.user_id,
@@ -185,7 +209,8 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
         sid: row.sid,
         attempts: Number(row.attempts),
         firstAttemptAt: row.first_attempt_at === null ? null : Number(row.first_attempt_at),
-      })),
+      }));
+    },
     reschedule: (job, owner, now, delaySeconds, httpStatus) =>
       rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
     finish: (trx, job, owner, outcome, httpStatus, now) =>
