@@ -196,15 +196,23 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const mounted = mountProvider(issuerPath(config.issuer), current, branding);
   const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));
 
-  const purge = async () => {
+  // Aborted on close: a purge under way stops after its current statement.
+  const closing = new AbortController();
+  let purging: Promise<void> | undefined;
+  const purgeOnce = async () => {
     const [payloads, failures, codes] = await Promise.all([
-      purgeExpiredPayloads(db),
+      purgeExpiredPayloads(db, Date.now(), closing.signal),
       throttle.purge(),
-      purgeIssuedCodes(db),
+      purgeIssuedCodes(db, Date.now(), closing.signal),
     ]);
     if (payloads + failures + codes > 0)
       log.debug({ payloads, failures, issued_codes: codes }, 'purged expired oidc rows');
   };
+  /** One purge at a time: a purge still running when the next is due is the one that counts. */
+  const purge = (): Promise<void> =>
+    (purging ??= purgeOnce().finally(() => {
+      purging = undefined;
+    }));
   const timer = setInterval(() => {
     purge().catch((error: Error) =>
       log.warn({ err: { name: error.name, message: error.message } }, 'purge failed'),
@@ -221,6 +229,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     purge,
     close() {
       clearInterval(timer);
+      closing.abort();
       unsubscribe();
     },
   };

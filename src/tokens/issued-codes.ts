@@ -241,7 +241,11 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 }
 
 /** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */
-export function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): Promise<number> {
+export function purgeIssuedCodes(
+  db: Kysely<Database>,
+  now = Date.now(),
+  signal?: AbortSignal,
+): Promise<number> {
   return purgeInBatches(async () => {
     const result = await db
       .deleteFrom('issued_code')
@@ -255,7 +259,7 @@ export function purgeIssuedCodes(db: Kysely<Database>, now = Date.now()): Promis
       )
       .executeTakeFirst();
     return Number(result.numDeletedRows);
-  });
+  }, signal);
 }
 
 /** A code presented again (an issued-code audit row with `reuse_count > 0`), for the admin UI. */

@@ -209,25 +209,32 @@ export async function deletePayloadsOfGrant(db: Db, model: string, grantId: stri
 }
 
 /** Rows deleted per statement by the periodic purges. */
-export const PURGE_BATCH_ROWS = 500;
+export const PURGE_BATCH_ROWS = 200;
+/** Milliseconds the periodic purges pause between statements, so requests run in between. */
+export const PURGE_PAUSE_MS = 10;
 
 /**
  * Runs `deleteBatch` (one statement deleting at most PURGE_BATCH_ROWS rows) until it deletes fewer,
- * yielding to the event loop between statements: a single DELETE of ten minutes' worth of expired
- * rows holds SQLite (synchronous in this process) for up to a second, and every request waits.
+ * pausing between statements: a single DELETE of ten minutes' worth of expired rows holds SQLite
+ * (synchronous in this process) for up to a second, and every request waits; a short statement
+ * and a pause after it keep a request's wait at a few milliseconds. Stops early once `signal` is
+ * aborted (the server is closing); what is left goes at the next purge.
  */
-export async function purgeInBatches(deleteBatch: () => Promise<number>): Promise<number> {
+export async function purgeInBatches(
+  deleteBatch: () => Promise<number>,
+  signal?: AbortSignal,
+): Promise<number> {
   let total = 0;
   for (;;) {
     const deleted = await deleteBatch();
     total += deleted;
-    if (deleted < PURGE_BATCH_ROWS) return total;
-    await new Promise((resolve) => setImmediate(resolve));
+    if (deleted < PURGE_BATCH_ROWS || signal?.aborted) return total;
+    await new Promise((resolve) => setTimeout(resolve, PURGE_PAUSE_MS));
   }
 }
 
 /** Deletes rows whose lifetime is over, in batches; returns how many went. */
-export function purgeExpiredPayloads(db: Db, now = Date.now()): Promise<number> {
+export function purgeExpiredPayloads(db: Db, now = Date.now(), signal?: AbortSignal): Promise<number> {
   return purgeInBatches(async () => {
     const result = await db
       .deleteFrom('oidc_payload')
@@ -245,5 +252,5 @@ export function purgeExpiredPayloads(db: Db, now = Date.now()): Promise<number> 
       )
       .executeTakeFirst();
     return Number(result.numDeletedRows);
-  });
+  }, signal);
 }

@@ -565,28 +565,50 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
 
   it('lets requests in flight finish on SIGTERM while nginx sends new ones to the other instance', async () => {
     const tokens = await login(edge, client, admin);
-    // Hold every read of the users table, so that two userinfo requests (one at each instance)
-    // stay in flight.
+    // Hold every read of the token table, so that a userinfo request stays in flight at each
+    // instance: one request at a time, steered, so that neither depends on two concurrent requests
+    // being spread by round robin.
     const locker = new pg.Client({ connectionString: database.url });
     await locker.connect();
+    const waitingOnLock = async (): Promise<number> => {
+      const { rows } = await locker.query<{ waiting: number }>(
+        "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+      );
+      return rows[0]!.waiting;
+    };
     try {
       await locker.query('begin');
-      await locker.query('lock table app_user in access exclusive mode');
-      const inFlight = [0, 1].map(() =>
+      await locker.query('lock table oidc_payload in access exclusive mode');
+      const userinfoInFlight = () =>
         fetch(`${edge.issuer}/userinfo/`, {
           headers: { authorization: `Bearer ${tokens.accessToken}` },
         }).then(async (response) => ({
           status: response.status,
           upstream: servedBy(response.headers),
           body: await response.text(),
-        })),
-      );
-      await waitUntil(async () => {
-        const { rows } = await locker.query<{ waiting: number }>(
-          "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        }));
+      await steerTo(instances.a.upstream);
+      const inFlight = [userinfoInFlight()];
+      await waitUntil(async () => (await waitingOnLock()) >= 1, 'instance A waits on the locked table');
+      // Round robin: the request after A's goes to B.
+      inFlight.push(userinfoInFlight());
+      await waitUntil(
+        async () => (await waitingOnLock()) >= 2,
+        'instance B waits on the locked table too',
+      ).catch(async (error: Error) => {
+        // What each connection does, and any answer that came back without waiting: says why.
+        const { rows } = await locker.query(
+          'select application_name, client_port, state, wait_event_type, wait_event, left(query, 100) as query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()',
         );
-        return rows[0]!.waiting >= 2;
-      }, 'both instances wait on the locked table');
+        const answered = await Promise.all(
+          inFlight.map((each) =>
+            Promise.race([each, new Promise((resolve) => setTimeout(resolve, 100, 'pending'))]),
+          ),
+        );
+        throw new Error(
+          `${error.message}; answers: ${JSON.stringify(answered)}; connections: ${JSON.stringify(rows)}`,
+        );
+      });
 
       const stopping = instances.a.child!;
       let exited = false;

@@ -99,6 +99,29 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
     assert.equal(await purgeExpiredPayloads(handle.db, now), 0);
   });
 
+  it('stops a purge after its current statement once the server closes, leaving the rest for the next', async () => {
+    const count = PURGE_BATCH_ROWS * 2;
+    const expired = Array.from({ length: count }, (_, index) => ({
+      model: 'AccessToken',
+      id: `closing-expired-${index}`,
+      payload: '{}',
+      grant_id: null,
+      user_id: null,
+      client_id: null,
+      uid: null,
+      expires_at: now - 1,
+    }));
+    for (let start = 0; start < expired.length; start += 100)
+      await handle.db
+        .insertInto('oidc_payload')
+        .values(expired.slice(start, start + 100))
+        .execute();
+    const closing = new AbortController();
+    closing.abort();
+    assert.equal(await purgeExpiredPayloads(handle.db, now, closing.signal), PURGE_BATCH_ROWS);
+    assert.equal(await purgeExpiredPayloads(handle.db, now), count - PURGE_BATCH_ROWS);
+  });
+
   it('consumes once: a second consume of the same code is invalid_grant', async () => {
     const codes = new KyselyAdapter('AuthorizationCode', handle.db, clock);
     await codes.upsert('code-1', { jti: 'code-1', grantId: 'g3' }, 60);
