@@ -73,6 +73,16 @@ describe(
       const pool = server.app.database.pgPool!;
       const client = await pool.connect();
       const ended = once(client, 'error');
+      // The pool's idle connections are terminated too; the checks below start once the pool has
+      // dropped every one of them (else one could be handed out before its 'error' event arrived).
+      const open = pool.totalCount;
+      let removed = 0;
+      const allRemoved = new Promise<void>((resolve) =>
+        pool.on('remove', () => {
+          removed += 1;
+          if (removed === open) resolve();
+        }),
+      );
       try {
         await client.query('begin');
         await terminateAll();
@@ -81,6 +91,7 @@ describe(
       } finally {
         client.release(true);
       }
+      await allRemoved;
       assert.equal(await ready(), 200);
       assert.ok((await seedUser(server)).id > 0);
     });
