@@ -21,7 +21,15 @@ export interface RunningEngine {
   rssMb(): number;
   /** CPU time (user + system) the engine's process has used so far, in seconds. */
   cpuSeconds(): number;
+  /** The SQL statements the process has run so far, by text (with `--count-statements` only). */
+  statements?(): Promise<StatementCounts>;
   stop(): Promise<void>;
+}
+
+/** What bench/statement-counter.ts reports: statements run so far, in all and by SQL text. */
+export interface StatementCounts {
+  total: number;
+  byText: Record<string, number>;
 }
 
 export async function freePort(): Promise<number> {
@@ -95,16 +103,48 @@ export interface AaOidcOptions {
   logFile: string;
   /** Extra node flags (`--cpu-prof`, …). */
   nodeArgs: readonly string[];
+  /** Count the statements the server runs (bench/statement-counter.ts), through this file. */
+  statementsFile?: string;
+}
+
+/** Asks the counter in `pid` for its counts (SIGUSR2) and waits for the file it rewrites. */
+function statementReader(pid: number, file: string): () => Promise<StatementCounts> {
+  let seq = 0;
+  return async () => {
+    process.kill(pid, 'SIGUSR2');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      try {
+        const read = JSON.parse(readFileSync(file, 'utf8')) as StatementCounts & { seq: number };
+        if (read.seq > seq) {
+          seq = read.seq;
+          return { total: read.total, byText: read.byText };
+        }
+      } catch {
+        // not written yet, or being written
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error('the statement counter did not answer');
+  };
 }
 
 /** `aa-oidc serve` as an operator runs it (`bin/aa-oidc.js`), its log lines going to `logFile`. */
 export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine> {
   const out = openSync(options.logFile, 'a');
-  const child = spawn(process.execPath, [...options.nodeArgs, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'], {
-    cwd: ROOT,
-    env: options.env,
-    stdio: ['ignore', out, out],
-  });
+  const counter = options.statementsFile ? ['--import', path.join(ROOT, 'bench/statement-counter.ts')] : [];
+  const child = spawn(
+    process.execPath,
+    [...options.nodeArgs, ...counter, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
+    {
+      cwd: ROOT,
+      env: {
+        ...options.env,
+        ...(options.statementsFile ? { BENCH_STATEMENT_COUNTS_FILE: options.statementsFile } : {}),
+      },
+      stdio: ['ignore', out, out],
+    },
+  );
   const origin = `http://127.0.0.1:${options.port}`;
   const stop = stopper(child);
   try {
@@ -118,6 +158,7 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
+      ...(options.statementsFile ? { statements: statementReader(child.pid!, options.statementsFile) } : {}),
       stop,
     };
   } catch (error) {

@@ -1,4 +1,5 @@
 import autocannon from 'autocannon';
+import type { StatementCounts } from './engines.ts';
 
 /**
  * One HTTP request of a workload. A workload is a sequence of steps that each connection runs in a
@@ -33,6 +34,8 @@ export interface LoadOptions {
   passes?: number;
   /** CPU seconds the engine's process has used so far (to report CPU time per pass). */
   cpuSeconds?: () => number;
+  /** The SQL statements the engine's process has run so far (to report statements per pass). */
+  statements?: () => Promise<StatementCounts>;
 }
 
 /** What one run measured: passes (requests, or whole flows) that succeeded, and their latencies. */
@@ -45,6 +48,8 @@ export interface LoadResult {
   seconds: number;
   /** CPU seconds the engine's process used during the run (0 when unknown). */
   cpuSeconds: number;
+  /** The statements the engine ran during the run, by SQL text (when counted). */
+  statements?: StatementCounts;
   /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
   latencies: number[];
   /** The first unexpected response, for the report (status and the start of the body). */
@@ -108,6 +113,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     },
   }));
 
+  const statementsBefore = await options.statements?.();
   const cpuBefore = options.cpuSeconds?.() ?? 0;
   const started = performance.now();
   await new Promise<autocannon.Result>((resolve, reject) => {
@@ -129,7 +135,33 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   });
   const seconds = (performance.now() - started) / 1000;
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
-  return { completed, failed, seconds, cpuSeconds, latencies, ...(firstFailure ? { firstFailure } : {}) };
+  const statementsAfter = await options.statements?.();
+  const statements =
+    statementsBefore && statementsAfter ? subtractCounts(statementsAfter, statementsBefore) : undefined;
+  return {
+    completed,
+    failed,
+    seconds,
+    cpuSeconds,
+    latencies,
+    ...(statements ? { statements } : {}),
+    ...(firstFailure ? { firstFailure } : {}),
+  };
+}
+
+export function addCounts(a: StatementCounts, b: StatementCounts): StatementCounts {
+  const byText = { ...a.byText };
+  for (const [text, n] of Object.entries(b.byText)) byText[text] = (byText[text] ?? 0) + n;
+  return { total: a.total + b.total, byText };
+}
+
+export function subtractCounts(after: StatementCounts, before: StatementCounts): StatementCounts {
+  const byText: Record<string, number> = {};
+  for (const [text, n] of Object.entries(after.byText)) {
+    const delta = n - (before.byText[text] ?? 0);
+    if (delta > 0) byText[text] = delta;
+  }
+  return { total: after.total - before.total, byText };
 }
 
 function lowerCased(headers: Record<string, string | string[]>): Record<string, string | string[]> {

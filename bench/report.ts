@@ -12,6 +12,8 @@ export interface Measurement {
   completed: number;
   failed: number;
   seconds: number;
+  /** SQL statements the engine ran per unit, in all and by text (with `--count-statements`). */
+  statementsPerUnit?: { total: number; byText: Record<string, number> };
   firstFailure?: string;
 }
 
@@ -24,6 +26,18 @@ export function summarize(result: LoadResult): Measurement {
     completed: result.completed,
     failed: result.failed,
     seconds: result.seconds,
+    ...(result.statements && result.completed > 0
+      ? {
+          statementsPerUnit: {
+            total: result.statements.total / result.completed,
+            byText: Object.fromEntries(
+              Object.entries(result.statements.byText)
+                .sort(([, a], [, b]) => b - a)
+                .map(([text, n]) => [text, n / result.completed]),
+            ),
+          },
+        }
+      : {}),
     ...(result.firstFailure ? { firstFailure: result.firstFailure } : {}),
   };
 }

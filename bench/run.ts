@@ -36,6 +36,7 @@ interface Options {
   fanout: boolean;
   fanoutUsers: number;
   cpuProf?: string;
+  countStatements: boolean;
   out: string;
   keep: boolean;
 }
@@ -92,6 +93,11 @@ function parseOptions(argv: string[]): Options {
     .option(
       '--cpu-prof <dir>',
       'write CPU profiles (node --cpu-prof) of the aa-oidc server and of the fan-out state change command into this folder, and of the bare engine into its bare/ subfolder',
+    )
+    .option(
+      '--count-statements',
+      'count the SQL statements aa-oidc runs per unit (bench/statement-counter.ts, loaded into the server); printed with each measurement, and by SQL text in the JSON report',
+      false,
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
     .option('--keep', 'keep the working folder (database, logs) under .bench/')
@@ -224,6 +230,7 @@ async function main(): Promise<void> {
       port: aaPort,
       logFile: path.join(workDir, 'aa-oidc.log'),
       nodeArgs,
+      ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
     });
     cleanups.push(() => engines['aa-oidc']?.stop());
     const t = config.tokens;
@@ -287,8 +294,11 @@ async function main(): Promise<void> {
           (rounds[name] ??= []).push(measured);
           progress(
             `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
-              `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
+              `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit` +
+              `${measured.statementsPerUnit ? `, ${measured.statementsPerUnit.total.toFixed(2)} statements/unit` : ''}${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
           );
+          for (const [text, n] of Object.entries(measured.statementsPerUnit?.byText ?? {}).slice(0, 12))
+            progress(`    ${n.toFixed(2)} × ${text}`);
         }
       }
       const best: WorkloadReport['best'] = {};

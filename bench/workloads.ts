@@ -15,7 +15,7 @@ import {
   signIn,
   storeCookies,
 } from './http.ts';
-import { type LoadOptions, type LoadResult, runLoad, type Step } from './load.ts';
+import { addCounts, type LoadOptions, type LoadResult, runLoad, type Step } from './load.ts';
 
 /** An engine as the workloads use it: where it is and the client(s) it knows. */
 export interface Target {
@@ -65,9 +65,14 @@ const formHeaders = (client: BenchClient) => ({ authorization: basicAuthorizatio
 function load(
   target: Target,
   steps: readonly Step[],
-  options: Omit<LoadOptions, 'origin' | 'cpuSeconds'>,
+  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'statements'>,
 ): Promise<LoadResult> {
-  return runLoad(steps, { ...options, origin: target.engine.origin, cpuSeconds: target.engine.cpuSeconds });
+  return runLoad(steps, {
+    ...options,
+    origin: target.engine.origin,
+    cpuSeconds: target.engine.cpuSeconds,
+    ...(target.engine.statements ? { statements: target.engine.statements } : {}),
+  });
 }
 
 /** A fresh session (the flow workloads never reuse one: another workload's flood may have evicted it). */
@@ -217,6 +222,10 @@ export const WORKLOADS: readonly Workload[] = [
         total.seconds += batch.seconds;
         total.cpuSeconds += batch.cpuSeconds;
         total.latencies.push(...batch.latencies);
+        if (batch.statements)
+          total.statements = total.statements
+            ? addCounts(total.statements, batch.statements)
+            : batch.statements;
         if (batch.firstFailure) total.firstFailure ??= batch.firstFailure;
       }
       return total;

@@ -1,11 +1,16 @@
 import { type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
+import { raiseChangeEpoch } from '../db/change-epoch.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { ApplicationTable, Database } from '../db/schema.ts';
 import type { Application, GrantType } from './types.ts';
 import type { ValidApplication } from './validate.ts';
 
-/** The SQL for applications. Domain rules live in validate.ts and service.ts. */
+/**
+ * The SQL for applications. Domain rules live in validate.ts and service.ts. Every write raises the
+ * change epoch in its transaction (src/db/change-epoch.ts): the provider keeps applications in
+ * memory until it moves.
+ */
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -159,6 +164,7 @@ export async function insertApplication(
     })
     .execute();
   await replaceWhitelists(trx, app);
+  await raiseChangeEpoch(trx);
 }
 
 export async function updateApplicationRow(
@@ -176,6 +182,7 @@ export async function updateApplicationRow(
     await trx.deleteFrom('application_whitelist').where('client_id', '=', app.clientId).execute();
     await replaceWhitelists(trx, app);
   }
+  await raiseChangeEpoch(trx);
   return Number(result.numUpdatedRows) === 1;
 }
 
@@ -216,51 +223,73 @@ export async function renameWhitelisted(
     .where('kind', '=', kind)
     .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(from)])))
     .executeTakeFirst();
-  return Number(result.numUpdatedRows);
+  const renamed = Number(result.numUpdatedRows);
+  if (renamed > 0) await raiseChangeEpoch(trx);
+  return renamed;
 }
 
-export async function setSecretDigest(
-  db: Db,
+/** Runs one UPDATE of the application table and raises the change epoch with it when a row changed. */
+async function updateRaisingEpoch(
+  db: Kysely<Database>,
+  update: (trx: Transaction<Database>) => Promise<{ numUpdatedRows: bigint }>,
+): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const updated = Number((await update(trx)).numUpdatedRows) === 1;
+    if (updated) await raiseChangeEpoch(trx);
+    return updated;
+  });
+}
+
+export function setSecretDigest(
+  db: Kysely<Database>,
   clientId: string,
   digest: string,
   now: number,
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('application')
-    .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
-    .where('client_id', '=', clientId)
-    .where('client_type', '=', 'confidential')
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+  return updateRaisingEpoch(db, (trx) =>
+    trx
+      .updateTable('application')
+      .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
+      .where('client_id', '=', clientId)
+      .where('client_type', '=', 'confidential')
+      .executeTakeFirstOrThrow(),
+  );
 }
 
 /**
  * Replaces an imported PBKDF2 hash by a digest, only while that hash is still the stored one (a
  * rotation or a concurrent first authentication in between wins).
  */
-export async function replaceImportedSecret(
-  db: Db,
+export function replaceImportedSecret(
+  db: Kysely<Database>,
   clientId: string,
   pbkdf2: string,
   digest: string,
   now: number,
 ): Promise<boolean> {
-  const result = await db
-    .updateTable('application')
-    .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
-    .where('client_id', '=', clientId)
-    .where('client_secret_pbkdf2', '=', pbkdf2)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+  return updateRaisingEpoch(db, (trx) =>
+    trx
+      .updateTable('application')
+      .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
+      .where('client_id', '=', clientId)
+      .where('client_secret_pbkdf2', '=', pbkdf2)
+      .executeTakeFirstOrThrow(),
+  );
 }
 
-export async function setActive(db: Db, clientId: string, active: boolean, now: number): Promise<boolean> {
-  const result = await db
-    .updateTable('application')
-    .set({ active: flag(active), updated_at: now })
-    .where('client_id', '=', clientId)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+export function setActive(
+  db: Kysely<Database>,
+  clientId: string,
+  active: boolean,
+  now: number,
+): Promise<boolean> {
+  return updateRaisingEpoch(db, (trx) =>
+    trx
+      .updateTable('application')
+      .set({ active: flag(active), updated_at: now })
+      .where('client_id', '=', clientId)
+      .executeTakeFirstOrThrow(),
+  );
 }
 
 /** How many applications there are (the backup report). */

@@ -290,6 +290,15 @@ export interface RecoveryCodeTable {
   created_at: EpochMs;
 }
 
+/**
+ * The change epoch: one row (`id` 1) whose `value` every write to applications raises in its
+ * transaction (`src/db/change-epoch.ts`).
+ */
+export interface ChangeEpochTable {
+  id: number;
+  value: number;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -309,6 +318,7 @@ export interface Database {
   audit_event: AuditEventTable;
   totp_enrolment: TotpEnrolmentTable;
   recovery_code: RecoveryCodeTable;
+  change_epoch: ChangeEpochTable;
 }
 
 export type StateRow = Selectable<StateTable>;

@@ -108,8 +108,11 @@ export interface BearerLookup {
 
 const BEARER_LOOKUP_MODELS = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken']);
 
-export function bearerLookup(request: () => object | undefined = currentRequest): BearerLookup {
-  const inFlight = new RequestMemo<string, Promise<Array<StoredPayload & { model: string }>>>();
+export function bearerLookup(
+  request: () => object | undefined = currentRequest,
+  noteChangeEpoch?: (request: object, epoch: number | undefined) => void,
+): BearerLookup {
+  const inFlight = new RequestMemo<string, ReturnType<typeof findBearerPayloads>>();
   return {
     async find(db, model, id) {
       const ctx = request();
@@ -117,7 +120,11 @@ export function bearerLookup(request: () => object | undefined = currentRequest)
       const pending = inFlight.get(ctx, id, () => findBearerPayloads(db, id));
       const settled = () => inFlight.forget(ctx, id, pending);
       pending.then(settled, settled);
-      return (await pending).find((row) => row.model === model);
+      const { rows, changeEpoch } = await pending;
+      // The statement carried the change epoch: what this request reads from memory next is checked
+      // against it (change-epoch-cache.ts).
+      noteChangeEpoch?.(ctx, changeEpoch);
+      return rows.find((row) => row.model === model);
     },
   };
 }
@@ -178,6 +185,9 @@ export class KyselyAdapter implements Adapter {
    */
   async find(id: string): Promise<AdapterPayload | undefined> {
     const jti = STRUCTURED.has(this.model) ? structuredTokenId(id) : undefined;
+    // Refresh tokens are opaque: a JWT presented at introspection or revocation is none, and looking
+    // it up by its whole value would be a statement of its own beside the access-token lookup by `jti`.
+    if (this.model === 'RefreshToken' && structuredTokenId(id) !== undefined) return undefined;
     const key = storageId(jti ?? id);
     const row = await (this.#lookup
       ? this.#lookup.find(this.#db, this.model, key)

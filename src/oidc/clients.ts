@@ -60,9 +60,10 @@ export function clientMetadataFor(app: Application): ClientMetadata {
 }
 
 /**
- * The provider's `Client` model storage, answered from the `application` table on every lookup
- * (no cache across requests; `perRequestApplicationLookup` shares one load within a request), so
- * that a change or a deactivation takes effect on the next request. A deactivated
+ * The provider's `Client` model storage, answered from the `application` table, kept in memory
+ * while the change epoch stands (change-epoch-cache.ts; `perRequestApplicationLookup` shares one
+ * lookup within a request), so that a change or a deactivation takes effect on the next request,
+ * at every instance. A deactivated
  * application is not found: it can do nothing (no authorize, no token, no introspection, no logout).
  */
 export class ApplicationClientAdapter implements Adapter {

@@ -6,6 +6,7 @@ import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import { bearerLookup, KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
+import type { ChangeEpochs } from './change-epoch-cache.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
@@ -32,6 +33,8 @@ export interface ProviderConfigurationDependencies {
   policy: PolicyEnforcer;
   /** Code reuse: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
   adapterHooks?: AdapterWriteHooks;
+  /** Told the change epoch the token lookup carried (change-epoch-cache.ts). */
+  changeEpochs?: Pick<ChangeEpochs, 'note'>;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -81,7 +84,9 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   // One save_bearer decision per request for the access, refresh and client-credentials tokens.
   const guardBearerSaves = createBearerSaveGuard(accessPolicy);
   // Introspection and revocation look a value up in three models at once: one query per request.
-  const lookup = bearerLookup();
+  // It also carries the change epoch, which says whether applications and profiles kept in memory
+  // are still current (change-epoch-cache.ts).
+  const lookup = bearerLookup(undefined, deps.changeEpochs?.note.bind(deps.changeEpochs));
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();

@@ -12,9 +12,9 @@ export interface PolicyEnforcerDependencies {
   directory: Pick<Directory, 'profileById'>;
   applications: { findByClientId(clientId: string): Promise<Application | undefined> };
   /**
-   * Where the `save_bearer` stage reads the application: straight from the database, immediately
-   * before tokens are saved, even where `applications` shares one load across a request (one load per request,
-   * src/oidc/request-applications.ts). Defaults to `applications`.
+   * Where the `save_bearer` stage reads the application: current as of immediately before tokens
+   * are saved (the change epoch read afresh, change-epoch-cache.ts), even where `applications`
+   * shares one lookup across a request (src/oidc/request-applications.ts). Defaults to `applications`.
    */
   applicationsAtSave?: { findByClientId(clientId: string): Promise<Application | undefined> };
   metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
@@ -40,7 +40,7 @@ export type PolicyRequest = object;
 
 export interface PolicyEnforcer {
   /**
-   * Loads the user (unless given) and the application from the database now, decides, and records a
+   * Loads the user (unless given) from the directory and the application (current as of this request), decides, and records a
    * refusal (`aa_oidc_policy_rejections_total{stage,reason}`, a `policy_denied` event, and for the
    * authorization stages `aa_oidc_authorize_denied_total{reason}`).
    */

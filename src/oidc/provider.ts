@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { Kysely } from 'kysely';
 import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import { accountConsoleApplication, withAccountConsole } from '../applications/account-console.ts';
-import type { ApplicationService } from '../applications/types.ts';
+import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
@@ -30,6 +30,7 @@ import { interactionRoutes } from './interactions/routes.ts';
 import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { introspectionAudit } from './introspection-audit.ts';
+import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
 import { mountProvider } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
@@ -83,17 +84,33 @@ export interface Oidc {
 export function createOidc(deps: OidcDependencies): Oidc {
   const { config, logger, db } = deps;
   const log = logger.child({ component: 'oidc' });
-  // One load per request: within one provider request, the client lookup, the policy stages and the token
-  // format share one load of the application; every request loads it afresh. The save_bearer stage
-  // alone reads it again from the database, immediately before tokens are saved (save_bearer).
+  // One lookup per request: within one provider request, the client lookup, the policy stages and the
+  // token format share one lookup of the application. The save_bearer stage alone looks again, after
+  // reading the change epoch afresh, immediately before tokens are saved (save_bearer).
   // The built-in account console is a client too (src/applications/account-console.ts).
   const stored = withAccountConsole(deps.applications, accountConsoleApplication(config));
-  const applications = perRequestApplicationLookup(stored);
+  // Applications are kept in memory while the change epoch stands; each request checks it before it
+  // uses them (change-epoch-cache.ts).
+  const epochs = createChangeEpochs(db);
+  const applicationCache = new EpochCache<string, Application | undefined>();
+  const keptApplications = (source: EpochSource): ApplicationLookup => {
+    const find = epochCached(
+      (clientId: string) => stored.findByClientId(clientId),
+      epochs,
+      applicationCache,
+      source,
+    );
+    return {
+      findByClientId: (clientId) =>
+        typeof clientId === 'string' ? find(clientId) : stored.findByClientId(clientId),
+    };
+  };
+  const applications = perRequestApplicationLookup(keptApplications('request'));
   // The access policy, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
     directory: deps.directory,
     applications,
-    applicationsAtSave: stored,
+    applicationsAtSave: keptApplications('save'),
     metrics: deps.observability.metrics,
     audit: deps.observability.audit,
   });
@@ -123,6 +140,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         jwks: deps.keyStore.signingJwks(),
         policy,
         adapterHooks: codeExchange.adapterHooks,
+        changeEpochs: epochs,
       }),
     );
     provider.proxy = config.trustProxy;

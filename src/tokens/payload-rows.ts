@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ExpressionBuilder, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 
@@ -113,13 +114,25 @@ const findBearerRows = precompiled((db: Db, id: string) =>
   db
     .selectFrom('oidc_payload')
     .select(['model', ...STORED_COLUMNS])
+    .select(changeEpochColumn().as('change_epoch'))
     .where('model', 'in', BEARER_MODELS)
     .where('id', '=', id),
 );
 
-/** The access-token, client-credentials and refresh-token rows stored under one id, in one query. */
-export function findBearerPayloads(db: Db, id: string): Promise<Array<StoredPayload & { model: string }>> {
-  return findBearerRows.rows(db, id);
+/**
+ * The access-token, client-credentials and refresh-token rows stored under one id, in one query,
+ * and the change epoch as that statement saw it (src/db/change-epoch.ts; undefined when no row
+ * matched): the request then knows whether what the process keeps in memory is still current.
+ */
+export async function findBearerPayloads(
+  db: Db,
+  id: string,
+): Promise<{ rows: Array<StoredPayload & { model: string }>; changeEpoch: number | undefined }> {
+  const found = await findBearerRows.rows(db, id);
+  return {
+    rows: found.map(({ change_epoch: _epoch, ...row }) => row),
+    changeEpoch: epochValue(found[0]?.change_epoch),
+  };
 }
 
 const findByUid = precompiled((db: Db, model: string, uid: string) =>

@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import { spawnCli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import {
   basicAuth,
@@ -254,5 +256,81 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     const refreshedIdToken = refreshed.body.id_token as string;
     assert.equal(decodeProtectedHeader(refreshedIdToken).kid, newKid);
     await jwtVerify(refreshedIdToken, jwksB, { issuer: a.issuer, audience: client.clientId });
+  });
+
+  it('refuses at B, on the very next request, an application deactivated through A or by a CLI command in another process, and follows its secret and whitelists', async () => {
+    // A machine client of its own, so that the other tests keep theirs.
+    const machine = await seedApp(a, { grantTypes: ['client_credentials'], redirectUris: [] });
+    const secret = { current: machine.clientSecret! };
+    const machineToken = (instance: TestServer) =>
+      postForm(
+        `${instance.origin}/o/token/`,
+        { grant_type: 'client_credentials' },
+        {
+          authorization: basicAuth(machine.clientId, secret.current),
+        },
+      );
+    const machineIntrospect = (instance: TestServer, value: string) =>
+      postForm(
+        `${instance.origin}/o/introspect/`,
+        { token: value },
+        {
+          authorization: basicAuth(machine.clientId, secret.current),
+        },
+      );
+    const userinfoAt = (instance: TestServer, accessToken: string) =>
+      fetch(`${instance.origin}/o/userinfo/`, { headers: { authorization: `Bearer ${accessToken}` } });
+
+    // Both instances hold the applications in memory now.
+    const issued = await machineToken(b);
+    assert.equal(issued.status, 200, JSON.stringify(issued.body));
+    const machineAccess = issued.body.access_token as string;
+    assert.equal((await machineIntrospect(a, machineAccess)).body.active, true);
+    const { code, verifier } = await codeAcross([a]);
+    const tokens = await redeem(b, code, verifier);
+    assert.equal((await userinfoAt(b, tokens.access_token)).status, 200);
+    assert.equal((await introspect(b, tokens.access_token)).active, true);
+
+    // Deactivated through A: B refuses the next token request and introspection.
+    await a.app.applications.deactivate(machine.clientId, 'test');
+    const refused = await machineToken(b);
+    assert.equal(refused.status, 401, JSON.stringify(refused.body));
+    assert.equal(refused.body.error, 'invalid_client');
+    assert.equal((await machineIntrospect(b, machineAccess)).status, 401);
+    await a.app.applications.activate(machine.clientId, 'test');
+    assert.equal((await machineIntrospect(b, machineAccess)).body.active, true);
+
+    // A new secret through A: B refuses the old one at once and takes the new one.
+    const rotated = await a.app.applications.rotateSecret(machine.clientId, 'test');
+    const old = secret.current;
+    secret.current = rotated.clientSecret!;
+    assert.equal((await machineToken(b)).status, 200);
+    secret.current = old;
+    assert.equal((await machineToken(b)).status, 401);
+    secret.current = rotated.clientSecret!;
+
+    // A whitelist the user is not in, through A: B refuses the user's token at once.
+    await a.app.directoryAdmin.createGroup('Capitals', false, { actor: 'test' });
+    await a.app.applications.update(client.clientId, { groups: ['Capitals'] }, 'test');
+    assert.equal((await userinfoAt(b, tokens.access_token)).status, 401);
+    assert.equal((await introspect(b, tokens.access_token)).active, false);
+    await a.app.applications.update(client.clientId, { groups: [] }, 'test');
+    assert.equal((await userinfoAt(b, tokens.access_token)).status, 200);
+
+    // `aa-oidc app deactivate` in a process of its own, on the same database (the same SQLite file).
+    const deactivated = await spawnCli(['app', 'deactivate', client.clientId], testEnv(database));
+    assert.equal(deactivated.code, 0, deactivated.stderr);
+    assert.equal((await userinfoAt(a, tokens.access_token)).status, 401);
+    assert.equal((await userinfoAt(b, tokens.access_token)).status, 401);
+    const introspected = await postForm(
+      `${b.origin}/o/introspect/`,
+      { token: tokens.access_token },
+      { authorization: basicAuth(client.clientId, client.clientSecret) },
+    );
+    assert.equal(introspected.status, 401, JSON.stringify(introspected.body));
+    const reactivated = await spawnCli(['app', 'activate', client.clientId], testEnv(database));
+    assert.equal(reactivated.code, 0, reactivated.stderr);
+    assert.equal((await userinfoAt(b, tokens.access_token)).status, 200);
+    assert.equal((await introspect(a, tokens.access_token)).active, true);
   });
 });

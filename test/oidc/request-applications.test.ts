@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import pg from 'pg';
 import type { Application } from '../../src/applications/types.ts';
+import { raiseChangeEpoch } from '../../src/db/change-epoch.ts';
 import { perRequestApplicationLookup } from '../../src/oidc/request-applications.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
@@ -28,9 +29,12 @@ import { basicAuth, postForm, type TestServer, startServer } from '../helpers/se
  * reused, so preparing is not what counts), and pg's `Client#query`.
  */
 const READS_APPLICATION = /\bfrom\s+"application"(?![_\w])/i;
+/** The change epoch read on its own (not carried by the token lookup as a scalar subquery). */
+const READS_EPOCH_ALONE = /\bfrom\s+"change_epoch"/i;
 
 interface StatementCounter {
   readonly count: number;
+  readonly epochReads: number;
   restore(): void;
 }
 
@@ -38,9 +42,11 @@ const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
 
 function countApplicationStatements(): StatementCounter {
   let count = 0;
+  let epochReads = 0;
   const note = (text: unknown) => {
     const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
     if (typeof sql === 'string' && READS_APPLICATION.test(sql)) count += 1;
+    if (typeof sql === 'string' && READS_EPOCH_ALONE.test(sql)) epochReads += 1;
   };
   const probe = new BetterSqlite3(':memory:');
   const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
@@ -65,6 +71,9 @@ function countApplicationStatements(): StatementCounter {
     get count() {
       return count;
     },
+    get epochReads() {
+      return epochReads;
+    },
     restore() {
       for (const [name, run] of runs) statement[name] = run;
       client.query = query;
@@ -72,7 +81,7 @@ function countApplicationStatements(): StatementCounter {
   };
 }
 
-describe(`one shared application load per provider request (${testDatabaseKind})`, () => {
+describe(`applications kept in memory while the change epoch stands, one lookup per provider request (${testDatabaseKind})`, () => {
   let harness: LeakHarness;
   let server: TestServer;
   let statements: StatementCounter;
@@ -105,14 +114,23 @@ describe(`one shared application load per provider request (${testDatabaseKind})
     await server.close();
   });
 
-  /** Runs one request and returns how many times the application was loaded while it ran. */
-  async function loadsDuring<T>(work: () => Promise<T>): Promise<{ result: T; calls: number; sql: number }> {
+  /**
+   * Runs one request and returns how many times the application was loaded while it ran, and how
+   * many times the change epoch was read on its own.
+   */
+  async function loadsDuring<T>(
+    work: () => Promise<T>,
+  ): Promise<{ result: T; calls: number; sql: number; epochReads: number }> {
     lookups.clear();
     const before = statements.count;
+    const epochBefore = statements.epochReads;
     const result = await work();
     const calls = [...lookups.values()].reduce((sum, value) => sum + value, 0);
-    return { result, calls, sql: statements.count - before };
+    return { result, calls, sql: statements.count - before, epochReads: statements.epochReads - epochBefore };
   }
+
+  /** A write through another path (as another instance or a CLI command would make) moves the epoch. */
+  const moveEpoch = () => server.app.database.db.transaction().execute((trx) => raiseChangeEpoch(trx));
 
   const tokenRequest = (client: Client, form: Record<string, string>) =>
     postForm(`${server.issuer}/token/`, form, {
@@ -120,10 +138,13 @@ describe(`one shared application load per provider request (${testDatabaseKind})
     });
 
   for (const format of ['opaque', 'jwt'] as const) {
-    it(`loads the ${format} application once per request, and once more right before saving tokens`, async () => {
+    it(`keeps the ${format} application while the epoch stands, loads it once after a change, and reads the epoch once more right before saving tokens`, async () => {
       const client = format === 'jwt' ? jwtClient : opaqueClient;
       const authorized = await authorize(server, harness, client, pilot, 'openid profile groups');
 
+      // Kept since the authorization: the client lookup reads the epoch (client authentication
+      // comes before any statement that would carry it), save_bearer reads it afresh right before
+      // the tokens are saved; the application itself is not read.
       const exchange = await loadsDuring(() => redeem(server, client, authorized));
       assert.equal(exchange.result.status, 200, JSON.stringify(exchange.result.body));
       const accessToken = String(exchange.result.body.access_token);
@@ -131,10 +152,15 @@ describe(`one shared application load per provider request (${testDatabaseKind})
       harness.registerSecret(accessToken, 'access token');
       harness.registerSecret(refreshToken, 'refresh token');
       assert.equal(isJwt(accessToken), format === 'jwt', 'the format is the application setting');
-      // One load shared by the client lookup, validate_code and the token format; one more, from
-      // the database, by save_bearer immediately before the tokens are saved (save_bearer).
-      assert.deepEqual([exchange.calls, exchange.sql], [2, 2], 'code exchange: lookups, statements');
+      assert.deepEqual(
+        [exchange.calls, exchange.sql, exchange.epochReads],
+        [0, 0, 2],
+        'code exchange: lookups, statements, epoch reads',
+      );
 
+      // After a change elsewhere: one load shared by the client lookup, validate_refresh and the token
+      // format, and none more at save_bearer (the epoch it reads has not moved since).
+      await moveEpoch();
       const refresh = await loadsDuring(() =>
         tokenRequest(client, { grant_type: 'refresh_token', refresh_token: refreshToken }),
       );
@@ -143,22 +169,37 @@ describe(`one shared application load per provider request (${testDatabaseKind})
       harness.registerSecret(refreshed, 'access token');
       harness.registerSecret(String(refresh.result.body.refresh_token), 'refresh token');
       assert.equal(isJwt(refreshed), format === 'jwt');
-      // The same for a refresh: client lookup + validate_refresh + format, then save_bearer once
-      // for both the access and the rotated refresh token.
-      assert.deepEqual([refresh.calls, refresh.sql], [2, 2], 'refresh: lookups, statements');
+      assert.deepEqual(
+        [refresh.calls, refresh.sql, refresh.epochReads],
+        [1, 1, 2],
+        'refresh: lookups, statements, epoch reads',
+      );
 
+      // userinfo: the token lookup carries the epoch, nothing else is read for the application.
       const info = await loadsDuring(() => userinfo(server, refreshed));
       assert.equal(info.result.status, 200);
       assert.equal(info.result.body.sub, String(pilot.id));
-      assert.deepEqual([info.calls, info.sql], [1, 1], 'userinfo: lookups, statements');
+      assert.deepEqual([info.calls, info.sql, info.epochReads], [0, 0, 0], 'userinfo: lookups, statements');
+      await moveEpoch();
+      const reloaded = await loadsDuring(() => userinfo(server, refreshed));
+      assert.equal(reloaded.result.status, 200);
+      assert.deepEqual(
+        [reloaded.calls, reloaded.sql, reloaded.epochReads],
+        [1, 1, 0],
+        'userinfo after a change',
+      );
 
       const introspected = await loadsDuring(() => introspect(server, client, refreshed));
       assert.equal(introspected.result.active, true);
-      assert.deepEqual([introspected.calls, introspected.sql], [1, 1], 'introspection: lookups, statements');
+      assert.deepEqual(
+        [introspected.calls, introspected.sql, introspected.epochReads],
+        [0, 0, 1],
+        'introspection: lookups, statements, epoch reads',
+      );
     });
   }
 
-  it('loads a client_credentials application once, and once more right before saving the token', async () => {
+  it('loads a client_credentials application once after a change, and reads the epoch once more right before saving the token', async () => {
     const machine = await seedClient(server, harness, {
       grantTypes: ['client_credentials'],
       redirectUris: [],
@@ -169,11 +210,24 @@ describe(`one shared application load per provider request (${testDatabaseKind})
     const accessToken = String(issued.result.body.access_token);
     harness.registerSecret(accessToken, 'access token');
     assert.ok(isJwt(accessToken), 'the format is the application setting');
-    assert.deepEqual([issued.calls, issued.sql], [2, 2], 'client_credentials: lookups, statements');
+    assert.deepEqual(
+      [issued.calls, issued.sql, issued.epochReads],
+      [1, 1, 2],
+      'client_credentials: lookups, statements, epoch reads',
+    );
+
+    const again = await loadsDuring(() => tokenRequest(machine, { grant_type: 'client_credentials' }));
+    assert.equal(again.result.status, 200, JSON.stringify(again.result.body));
+    harness.registerSecret(String(again.result.body.access_token), 'access token');
+    assert.deepEqual([again.calls, again.sql, again.epochReads], [0, 0, 2], 'client_credentials, kept');
 
     const introspected = await loadsDuring(() => introspect(server, machine, accessToken));
     assert.equal(introspected.result.active, true);
-    assert.deepEqual([introspected.calls, introspected.sql], [1, 1], 'introspection: lookups, statements');
+    assert.deepEqual(
+      [introspected.calls, introspected.sql, introspected.epochReads],
+      [0, 0, 1],
+      'introspection: lookups, statements, epoch reads',
+    );
   });
 
   it('sees a whitelist change and a deactivation on the very next request', async () => {

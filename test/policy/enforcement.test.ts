@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { NewUser } from '../../src/directory/builtin/types.ts';
+import { raiseChangeEpoch } from '../../src/db/change-epoch.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
   Browser,
@@ -374,6 +375,9 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
 
     const { applications } = server.app;
     const original = applications.findByClientId;
+    // Applications are kept in memory while the change epoch stands: a write elsewhere moves it, so
+    // that the next request loads the application (and the change below lands during that load).
+    await server.app.database.db.transaction().execute((trx) => raiseChangeEpoch(trx));
     let armed = true;
     applications.findByClientId = async (clientId: string) => {
       const found = await original.call(applications, clientId);

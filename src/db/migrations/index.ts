@@ -15,6 +15,7 @@ import * as m0020 from './0020_recovery_codes.ts';
 import * as m0023 from './0023_name_keys.ts';
 import * as m0043 from './0043_id_token_claims.ts';
 import * as m0052 from './0052_payload_user_model_index.ts';
+import * as m0055 from './0055_change_epoch.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -37,4 +38,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0023_name_keys': m0023,
   '0043_id_token_claims': m0043,
   '0052_payload_user_model_index': m0052,
+  '0055_change_epoch': m0055,
 };

@@ -1,0 +1,110 @@
+import type { Kysely } from 'kysely';
+import { readChangeEpoch } from '../db/change-epoch.ts';
+import type { Database } from '../db/schema.ts';
+import { currentRequest as providerRequest } from './provider-internals.ts';
+import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
+
+/**
+ * Applications kept in memory across requests, for as long as the change epoch
+ * (src/db/change-epoch.ts) has not moved. Every write to applications raises the epoch in its own
+ * transaction, whichever process makes it (another instance on the same PostgreSQL database, a CLI
+ * command on the same SQLite file); each request learns the epoch from its database before it uses
+ * anything kept, so a change committed before a request began is seen by that request, on every
+ * instance, as if nothing were kept.
+ *
+ * - A request learns the epoch from the token lookup, which carries it as a scalar subquery (no
+ *   statement of its own), or, when it needs an application before any statement
+ *   carried it (client authentication comes first at introspection and the token endpoint), from
+ *   one small read, once per request.
+ * - The `save_bearer` stage reads the epoch afresh right before tokens are saved (once per
+ *   request), as it used to read the application afresh: a deactivation committed while the request
+ *   ran still stops the token.
+ * - Users' profiles are not kept: the policy must see a change the directory has not announced (an
+ *   Alliance Auth change before its poll, a row changed in the database) on the next request, and
+ *   only a write through aa-oidc could raise the epoch.
+ * - Entries loaded after the epoch was read belong to that epoch (their rows are at least as new);
+ *   a request that sees a newer epoch drops everything kept. Outside a provider request nothing is
+ *   kept.
+ */
+export interface ChangeEpochs {
+  /** Notes the epoch a statement of this request carried (the token lookup). */
+  note(request: object | undefined, epoch: number | undefined): void;
+  /** The epoch this request sees: the newest noted, or read now (once per request). */
+  ofRequest(request: object): Promise<number>;
+  /** The epoch read right before tokens are saved (once per request). */
+  atSave(request: object): Promise<number>;
+}
+
+export function createChangeEpochs(db: Kysely<Database>): ChangeEpochs {
+  const noted = new RequestMemo<'epoch', number>();
+  const read = loadOncePerRequest(() => readChangeEpoch(db));
+  const readAtSave = loadOncePerRequest(() => readChangeEpoch(db));
+  return {
+    note(request, epoch) {
+      if (!request || epoch === undefined) return;
+      const known = noted.peek(request, 'epoch');
+      if (known === undefined || epoch > known) noted.set(request, 'epoch', epoch);
+    },
+    async ofRequest(request) {
+      const known = noted.peek(request, 'epoch');
+      if (known !== undefined) return known;
+      const epoch = await read(request, 'epoch');
+      this.note(request, epoch);
+      return noted.peek(request, 'epoch') ?? epoch;
+    },
+    async atSave(request) {
+      const epoch = await readAtSave(request, 'epoch');
+      this.note(request, epoch);
+      return epoch;
+    },
+  };
+}
+
+/** Entries kept beyond this many are all dropped (a bound, not a policy: a change drops them anyway). */
+const MAX_ENTRIES = 20_000;
+
+/** Values by key, valid for one epoch; a newer epoch drops them all. */
+export class EpochCache<K, V> {
+  #epoch = -1;
+  #values = new Map<K, Promise<V>>();
+
+  /** The value kept for `key` at `epoch` (or a newer one), loaded with `load` when there is none. */
+  get(epoch: number, key: K, load: () => Promise<V>): Promise<V> {
+    if (epoch > this.#epoch) {
+      this.#epoch = epoch;
+      this.#values = new Map();
+    }
+    const values = this.#values;
+    const kept = values.get(key);
+    if (kept) return kept;
+    if (values.size >= MAX_ENTRIES) values.clear();
+    const loading = load();
+    values.set(key, loading);
+    loading.catch(() => {
+      if (values.get(key) === loading) values.delete(key);
+    });
+    return loading;
+  }
+}
+
+/** When a lookup asks: as the request goes (`request`), or right before tokens are saved (`save`). */
+export type EpochSource = 'request' | 'save';
+
+/**
+ * `load` answered from memory while the change epoch stands (see `ChangeEpochs`). Loads outside a
+ * provider request go to `load` every time.
+ */
+export function epochCached<K, V>(
+  load: (key: K) => Promise<V>,
+  epochs: ChangeEpochs,
+  cache: EpochCache<K, V>,
+  source: EpochSource,
+  currentRequest: () => object | undefined = providerRequest,
+): (key: K) => Promise<V> {
+  return async (key) => {
+    const request = currentRequest();
+    if (!request) return load(key);
+    const epoch = source === 'save' ? await epochs.atSave(request) : await epochs.ofRequest(request);
+    return cache.get(epoch, key, () => load(key));
+  };
+}
