@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
 import {
@@ -50,18 +50,19 @@ export const FORMAT_MARKER = 'aa_oidc_format';
 export const VALUE_DIGEST_MARKER = 'aa_oidc_value_sha256';
 
 /**
- * What the code exchange may do around the adapter's writes (code-exchange.ts): hold back
- * the token rows of a code exchange so that they are written in one transaction with the code's
- * issued-code row, and record that row when a code is consumed.
+ * What the token endpoint may do around the adapter's writes (code-exchange.ts): hold back the
+ * token rows of a code exchange so that they are written in one transaction with the code's
+ * issued-code row (and those of a refresh, written in one statement), and consume a code together
+ * with its issued-code row.
  */
 export interface AdapterWriteHooks {
   /** True when the row was taken (it will be written later, in a transaction of the taker's). */
   deferWrite?(row: PayloadRow): boolean;
-  /** Called inside the transaction that marks a code consumed. */
-  codeConsumed?(
-    trx: Transaction<Database>,
-    code: { value: string; clientId: string | null; userId: string | null; grantId: string | null },
-  ): Promise<void>;
+  /**
+   * Consumes an authorization code in place of the adapter and records it (the issued-code audit),
+   * atomically: false when the code was consumed or revoked already.
+   */
+  consumeCode?(code: { value: string; id: string; at: number }): Promise<boolean>;
 }
 
 /** The `jti` of a compact JWS, or undefined when the value is not one. */
@@ -219,18 +220,10 @@ export class KyselyAdapter implements Adapter {
    * this point; the others see `invalid_grant`, as a replay would.
    */
   async consume(id: string): Promise<void> {
-    const codeConsumed = this.model === 'AuthorizationCode' ? this.#hooks.codeConsumed : undefined;
-    const consumed = await this.#db.transaction().execute(async (trx) => {
-      const row = await consumePayload(trx, this.model, storageId(id), this.#now());
-      if (!row) return false;
-      await codeConsumed?.(trx, {
-        value: id,
-        clientId: row.client_id,
-        userId: row.user_id,
-        grantId: row.grant_id,
-      });
-      return true;
-    });
+    const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
+    const consumed = consumeCode
+      ? await consumeCode({ value: id, id: storageId(id), at: this.#now() })
+      : (await consumePayload(this.#db, this.model, storageId(id), this.#now())) !== undefined;
     if (!consumed) {
       throw new errors.InvalidGrant('grant already used or revoked');
     }

@@ -13,6 +13,15 @@ import { RequestMemo } from './request-memo.ts';
  * `authorization_code` exchange and record the consumed code; the middleware (installed with
  * `provider.use()`) writes the held rows with their audit row once the response is built, or judges
  * a refused code.
+ *
+ * A refresh token's rotation is held back the same way: its two rows (the new refresh token and the
+ * access token) are written in one statement once the response is built, before a byte of it is
+ * sent; if that fails the response becomes a `server_error`. The old refresh token was consumed
+ * when the provider asked (a conditional UPDATE of its own), so a replay is refused as before.
+ *
+ * So is an authorization request's writes: the code it issues and the session it saves again (the
+ * provider renews a session's expiry on every request) go in one statement once the response is
+ * built; if that fails the response becomes an error without the code.
  */
 export interface CodeExchangeHooks {
   /** Handed to the `KyselyAdapter`s of the provider. */
@@ -28,9 +37,25 @@ interface CodeExchange {
 }
 
 const DEFERRED_MODELS = new Set(['AccessToken', 'RefreshToken']);
+/** What an authorization request writes: its code and, once it is done, its session. */
+const AUTHORIZATION_MODELS = new Set(['AuthorizationCode', 'Session']);
 
 function isCodeExchange(ctx: Pick<KoaContextWithOIDC, 'oidc'> | undefined): boolean {
   return ctx?.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'authorization_code';
+}
+
+function isRefresh(ctx: Pick<KoaContextWithOIDC, 'oidc'> | undefined): boolean {
+  return ctx?.oidc?.route === 'token' && ctx.oidc.params?.grant_type === 'refresh_token';
+}
+
+function isAuthorization(ctx: Pick<KoaContextWithOIDC, 'oidc'> | undefined): boolean {
+  return ctx?.oidc?.route === 'authorization';
+}
+
+/** Whether this request holds back `model`'s rows until its response is built. */
+function holdsBack(ctx: Pick<KoaContextWithOIDC, 'oidc'> | undefined, model: string): boolean {
+  if (DEFERRED_MODELS.has(model)) return isCodeExchange(ctx) || isRefresh(ctx);
+  return AUTHORIZATION_MODELS.has(model) && isAuthorization(ctx);
 }
 
 export function codeExchangeHooks(
@@ -42,22 +67,23 @@ export function codeExchangeHooks(
 
   const adapterHooks: AdapterWriteHooks = {
     deferWrite(row) {
-      if (!DEFERRED_MODELS.has(row.model)) return false;
+      if (!DEFERRED_MODELS.has(row.model) && !AUTHORIZATION_MODELS.has(row.model)) return false;
       const ctx = currentRequest();
       const exchange = exchanges.peek(ctx, 'exchange');
-      if (!exchange || !isCodeExchange(ctx)) return false;
+      if (!exchange || !holdsBack(ctx, row.model)) return false;
       exchange.rows.push(row);
       return true;
     },
-    async codeConsumed(trx, code) {
+    async consumeCode(code) {
+      const consumed = await issuedCodes.consumeCode(code.value, code.id, code.at);
       const exchange = exchanges.peek(currentRequest(), 'exchange');
-      if (exchange) exchange.consumedHere = true;
-      await issuedCodes.recordConsumedCode(trx, code);
+      if (consumed && exchange) exchange.consumedHere = true;
+      return consumed;
     },
   };
 
   const middleware: Koa.Middleware = async (ctx, next) => {
-    if (ctx.method !== 'POST') return next();
+    if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
     const startedAt = now();
     const exchange: CodeExchange = { rows: [], consumedHere: false };
     exchanges.set(ctx, 'exchange', exchange);
@@ -67,6 +93,29 @@ export function codeExchangeHooks(
       exchanges.forget(ctx);
     }
     const provided = ctx as unknown as KoaContextWithOIDC;
+    if (provided.oidc && isAuthorization(provided) && exchange.rows.length > 0) {
+      try {
+        await issuedCodes.writeRows(exchange.rows);
+      } catch (error) {
+        logger.error({ err: error }, 'the code or session of an authorization could not be stored');
+        ctx.remove('Location');
+        ctx.status = 500;
+        ctx.type = 'text/plain';
+        ctx.body = 'The sign-in could not be completed. Please try again.';
+      }
+      return;
+    }
+    if (provided.oidc && isRefresh(provided) && exchange.rows.length > 0) {
+      if (ctx.status !== 200) return;
+      try {
+        await issuedCodes.writeRows(exchange.rows);
+      } catch (error) {
+        logger.error({ err: error }, 'the tokens of a refresh could not be stored');
+        ctx.status = 500;
+        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
+      }
+      return;
+    }
     if (!provided.oidc || !isCodeExchange(provided)) return;
     const code = provided.oidc.params?.code;
     if (typeof code !== 'string' || code.length === 0) return;

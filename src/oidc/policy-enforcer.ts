@@ -88,14 +88,16 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
   const decideNow = async (stage: PolicyStage, subject: PolicySubject): Promise<PolicyDecision> => {
     const applications =
       stage === 'save_bearer' ? (deps.applicationsAtSave ?? deps.applications) : deps.applications;
-    const app = await applications.findByClientId(subject.clientId);
     switch (subject.kind) {
       case 'client':
-        return decideApplication(app);
+        return decideApplication(await applications.findByClientId(subject.clientId));
       case 'user': {
         const userId = userIdOf(subject.accountId);
-        const profile =
-          subject.profile ?? (userId === null ? undefined : await deps.directory.profileById(userId));
+        // The application and the user are read at once (on PostgreSQL, two queries in flight).
+        const [app, profile] = await Promise.all([
+          applications.findByClientId(subject.clientId),
+          subject.profile ?? (userId === null ? undefined : deps.directory.profileById(userId)),
+        ]);
         // An unknown user passes no gate; like every global deny, this names no application.
         if (!profile) return { outcome: 'deny', reason: 'global' };
         return decide(profile, app);

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, PostgresAdapter, sql } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
@@ -7,6 +7,8 @@ import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
 import {
+  consumeLiveQuery,
+  consumePayload,
   findStoredCode,
   purgeInBatches,
   PURGE_BATCH_ROWS,
@@ -14,7 +16,8 @@ import {
   storageId,
   type TokenModel,
   tokenRowsRevokedSince,
-  writePayloadRow,
+  upsertPayloadRowsQuery,
+  writePayloadRows,
 } from './store.ts';
 
 /**
@@ -32,7 +35,7 @@ import {
  *    writing them.
  * 3. When the provider has built its response, and before a byte of it is sent, one transaction
  *    sets the token ids on the `issued_code` row (an UPDATE, which also takes the row's lock) and
- *    writes the token rows (`storeExchangedTokens`). If the code was replayed meanwhile
+ *    writes the token rows, one statement for both (`storeExchangedTokens`). If the code was replayed meanwhile
  *    (`reuse_count > 0`), the tokens are written already revoked. If the transaction fails, the
  *    response becomes a `server_error`: no token is handed out that is not stored.
  *
@@ -51,65 +54,123 @@ export interface IssuedCodeDependencies {
   now?: () => number;
 }
 
-/** A consumed authorization code, as the adapter saw it. */
-export interface ConsumedCode {
-  value: string;
-  clientId: string | null;
-  userId: string | null;
-  grantId: string | null;
-}
-
 export interface IssuedCodes {
-  /** Step 1: records the consumed code inside the transaction that consumed it. */
-  recordConsumedCode(trx: Transaction<Database>, code: ConsumedCode): Promise<void>;
+  /**
+   * Step 1: consumes the code (`value`, stored under `id`) and records it, atomically; false when
+   * it was consumed or revoked already.
+   */
+  consumeCode(value: string, id: string, at: number): Promise<boolean>;
   /** Step 3: the token rows and their ids on the audit row, in one transaction. Throws on failure. */
   storeExchangedTokens(code: string, rows: readonly PayloadRow[]): Promise<void>;
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
   judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
+  /**
+   * Rows a request that redeems no code held back, in one statement: a refresh token's rotation
+   * (the new refresh token and the access token), an authorization's code and session. Throws on
+   * failure.
+   */
+  writeRows(rows: readonly PayloadRow[]): Promise<void>;
 }
 
 export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   const { db, config, audit, metrics, logger } = deps;
   const now = deps.now ?? Date.now;
 
-  const recordConsumedCode: IssuedCodes['recordConsumedCode'] = async (trx, code) => {
-    const at = now();
-    await trx
-      .insertInto('issued_code')
-      .values({
-        code_hash: sha256Hex(code.value),
-        client_id: code.clientId ?? '',
-        user_id: code.userId,
-        grant_id: code.grantId,
-        access_token_id: null,
-        refresh_token_id: null,
-        reuse_count: 0,
-        last_reuse_at: null,
-        created_at: at,
-        expires_at: at + config.tokens.refreshTokenTtl * 1000,
-      })
-      .onConflict((conflict) => conflict.column('code_hash').doNothing())
-      .execute();
+  const postgres = isPostgres(db);
+
+  /** The issued-code row of a code consumed at `at` (no token ids yet). */
+  const issuedCodeRow = (value: string, at: number) => ({
+    code_hash: sha256Hex(value),
+    access_token_id: null,
+    refresh_token_id: null,
+    reuse_count: 0,
+    last_reuse_at: null,
+    created_at: at,
+    expires_at: at + config.tokens.refreshTokenTtl * 1000,
+  });
+
+  const consumeCode: IssuedCodes['consumeCode'] = async (value, id, at) => {
+    const row = issuedCodeRow(value, at);
+    if (postgres) {
+      // One statement, atomic by itself: the conditional UPDATE and the INSERT of its audit row.
+      const consumed = await db
+        .with('consumed', (qc) => consumeLiveQuery(qc, 'AuthorizationCode', id, at))
+        .with('recorded', (qc) =>
+          qc
+            .insertInto('issued_code')
+            .columns([
+              'code_hash',
+              'client_id',
+              'user_id',
+              'grant_id',
+              'access_token_id',
+              'refresh_token_id',
+              'reuse_count',
+              'last_reuse_at',
+              'created_at',
+              'expires_at',
+            ])
+            .expression((eb) =>
+              eb
+                .selectFrom('consumed')
+                .select([
+                  sql<string>`${row.code_hash}::text`.as('code_hash'),
+                  sql<string>`coalesce(client_id, '')`.as('client_id'),
+                  'user_id',
+                  'grant_id',
+                  sql<null>`null::text`.as('access_token_id'),
+                  sql<null>`null::text`.as('refresh_token_id'),
+                  sql<number>`0`.as('reuse_count'),
+                  sql<null>`null::bigint`.as('last_reuse_at'),
+                  sql<number>`${row.created_at}::bigint`.as('created_at'),
+                  sql<number>`${row.expires_at}::bigint`.as('expires_at'),
+                ]),
+            )
+            .onConflict((conflict) => conflict.column('code_hash').doNothing()),
+        )
+        .selectFrom('consumed')
+        .select('grant_id')
+        .executeTakeFirst();
+      return consumed !== undefined;
+    }
+    return db.transaction().execute(async (trx) => {
+      const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
+      if (!consumed) return false;
+      await trx
+        .insertInto('issued_code')
+        .values({
+          ...row,
+          client_id: consumed.client_id ?? '',
+          user_id: consumed.user_id,
+          grant_id: consumed.grant_id,
+        })
+        .onConflict((conflict) => conflict.column('code_hash').doNothing())
+        .execute();
+      return true;
+    });
   };
 
   const storeExchangedTokens: IssuedCodes['storeExchangedTokens'] = async (code, rows) => {
     const codeHash = sha256Hex(code);
     const accessToken = rows.find((row) => row.model === 'AccessToken');
     const refreshToken = rows.find((row) => row.model === 'RefreshToken');
-    const replayed = await db.transaction().execute(async (trx) => {
-      const audited = await trx
-        .updateTable('issued_code')
-        .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
-        .where('code_hash', '=', codeHash)
-        .returning(['reuse_count'])
-        .executeTakeFirst();
-      const replayed = (audited?.reuse_count ?? 0) > 0;
-      const at = now();
-      for (const row of rows) {
-        await writePayloadRow(trx, replayed ? { ...row, revoked_at: at, revoked_reason: 'code_reuse' } : row);
-      }
-      return replayed;
-    });
+    const at = now();
+    const replayed = postgres
+      ? await storeExchangedTokensAtOnce(db, codeHash, accessToken?.id, refreshToken?.id, rows, at)
+      : await db.transaction().execute(async (trx) => {
+          const audited = await trx
+            .updateTable('issued_code')
+            .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
+            .where('code_hash', '=', codeHash)
+            .returning(['reuse_count'])
+            .executeTakeFirst();
+          const replayed = (audited?.reuse_count ?? 0) > 0;
+          await writePayloadRows(
+            trx,
+            replayed ? rows.map((row) => ({ ...row, revoked_at: at, revoked_reason: 'code_reuse' })) : rows,
+          );
+          return replayed;
+        });
     if (replayed) {
       publishRevocations(
         audit,
@@ -237,7 +298,51 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
   };
 
-  return { recordConsumedCode, storeExchangedTokens, judgeRefusedCode };
+  const writeRows: IssuedCodes['writeRows'] = (rows) => writePayloadRows(db, rows);
+
+  return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
+}
+
+function isPostgres(db: Kysely<Database>): boolean {
+  return db.getExecutor().adapter instanceof PostgresAdapter;
+}
+
+/**
+ * Step 3 on PostgreSQL in one statement, atomic by itself: the UPDATE of the audit row (which takes
+ * its lock, so that a replay's judgement comes wholly before or after) and the token rows, written
+ * revoked when the code was replayed meanwhile. True when it was.
+ */
+async function storeExchangedTokensAtOnce(
+  db: Kysely<Database>,
+  codeHash: string,
+  accessTokenId: string | undefined,
+  refreshTokenId: string | undefined,
+  rows: readonly PayloadRow[],
+  at: number,
+): Promise<boolean> {
+  const replayed = sql`exists (select 1 from audited where reuse_count > 0)`;
+  const stored = await db
+    .with('audited', (qc) =>
+      qc
+        .updateTable('issued_code')
+        .set({ access_token_id: accessTokenId ?? null, refresh_token_id: refreshTokenId ?? null })
+        .where('code_hash', '=', codeHash)
+        .returning('reuse_count'),
+    )
+    .with('written', (qc) =>
+      upsertPayloadRowsQuery(
+        qc,
+        rows.map((row) => ({
+          ...row,
+          revoked_at: sql<number | null>`case when ${replayed} then ${at}::bigint end`,
+          revoked_reason: sql<string | null>`case when ${replayed} then 'code_reuse' end`,
+        })),
+      ).returning('id'),
+    )
+    .selectFrom('audited')
+    .select('reuse_count')
+    .executeTakeFirst();
+  return (stored?.reuse_count ?? 0) > 0;
 }
 
 /** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */

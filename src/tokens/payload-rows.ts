@@ -1,5 +1,13 @@
 import { createHash } from 'node:crypto';
-import type { ExpressionBuilder, Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type {
+  ExpressionBuilder,
+  Insertable,
+  InsertObject,
+  Kysely,
+  QueryCreator,
+  Selectable,
+  Transaction,
+} from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
@@ -99,6 +107,70 @@ export async function writePayloadRow(db: Db, row: PayloadRow): Promise<void> {
   else await upsertQuery(db, row).execute();
 }
 
+/**
+ * Rows of the same columns, replaced as `writePayloadRow` replaces one: each names what it sets. A
+ * value may be an expression (issued-codes.ts writes a code exchange's tokens in a CTE this way).
+ */
+export function upsertPayloadRowsQuery(
+  db: QueryCreator<Database>,
+  rows: ReadonlyArray<InsertObject<Database, 'oidc_payload'>>,
+) {
+  const columns = Object.keys(rows[0]!).filter((column) => column !== 'model' && column !== 'id') as Array<
+    keyof PayloadRow
+  >;
+  return db
+    .insertInto('oidc_payload')
+    .values([...rows])
+    .onConflict((conflict) =>
+      conflict
+        .columns(['model', 'id'])
+        .doUpdateSet((eb) =>
+          Object.fromEntries(columns.map((column) => [column, eb.ref(`excluded.${column}`)])),
+        ),
+    );
+}
+
+/** The two rows a token response stores (an access and a refresh token), precompiled. */
+const upsertTwoAdapterRows = precompiled(
+  (db: Db, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
+    upsertPayloadRowsQuery(
+      db,
+      [0, 1].map(
+        (row) =>
+          Object.fromEntries(
+            ADAPTER_COLUMNS.map((column, index) => [column, values[row * ADAPTER_COLUMNS.length + index]]),
+          ) as PayloadRow,
+      ),
+    ),
+  ADAPTER_COLUMNS.length * 2,
+);
+
+function sameColumns(rows: readonly PayloadRow[]): boolean {
+  const first = Object.keys(rows[0]!).sort().join(' ');
+  return rows.every((row) => Object.keys(row).sort().join(' ') === first);
+}
+
+/**
+ * Writes several rows (the tokens of one response) in one statement, each as `writePayloadRow`
+ * would; rows of different columns go one statement each.
+ */
+export async function writePayloadRows(db: Db, rows: readonly PayloadRow[]): Promise<void> {
+  if (rows.length === 1) return writePayloadRow(db, rows[0]!);
+  if (rows.length === 0) return;
+  if (rows.length === 2 && rows.every(isAdapterRow)) {
+    await upsertTwoAdapterRows.execute(
+      db,
+      ...rows.flatMap((row) => ADAPTER_COLUMNS.map((column) => (row as AdapterRow)[column])),
+    );
+    return;
+  }
+  if (!sameColumns(rows)) {
+    for (const row of rows) await writePayloadRow(db, row);
+    return;
+  }
+  await upsertPayloadRowsQuery(db, rows).execute();
+}
+
 const findById = precompiled((db: Db, model: string, id: string) =>
   db.selectFrom('oidc_payload').select(STORED_COLUMNS).where('model', '=', model).where('id', '=', id),
 );
@@ -159,15 +231,19 @@ export function findPayloadBy(
  * Marks a live code or refresh token consumed; undefined when it was consumed or revoked already.
  * One conditional UPDATE: of N concurrent redemptions exactly one gets past it.
  */
-const consumeLive = precompiled((trx: Db, model: string, id: string, now: number) =>
-  trx
+export function consumeLiveQuery(db: QueryCreator<Database>, model: string, id: string, now: number) {
+  return db
     .updateTable('oidc_payload')
     .set({ consumed_at: now })
     .where('model', '=', model)
     .where('id', '=', id)
     .where('consumed_at', 'is', null)
     .where('revoked_at', 'is', null)
-    .returning(['client_id', 'user_id', 'grant_id']),
+    .returning(['client_id', 'user_id', 'grant_id']);
+}
+
+const consumeLive = precompiled((trx: Db, model: string, id: string, now: number) =>
+  consumeLiveQuery(trx, model, id, now),
 );
 
 export function consumePayload(

@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type Kysely, sql } from 'kysely';
+import type { Database } from '../../src/db/schema.ts';
+import { storageId } from '../../src/tokens/store.ts';
+import * as flows from '../helpers/flows.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { Browser, REDIRECT_URI, startServer, type TestServer } from '../helpers/server.ts';
+import { type Client, codeFlow, type Pilot, seedClient, seedDirectory, seedPilot } from './helpers.ts';
+
+/**
+ * The rows a request holds back until its response is built (a refresh's two tokens, an
+ * authorization's code and session) are written in one statement: if it fails, nothing of it is
+ * stored and nothing unstored is handed out.
+ */
+describe(`rows written once the response is built (${testDatabaseKind})`, () => {
+  let harness: LeakHarness;
+  let server: TestServer;
+  let client: Client;
+  let pilot: Pilot;
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startServer({}, { harness });
+    await seedDirectory(server);
+    pilot = await seedPilot(server, harness);
+    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+  });
+  after(async () => {
+    await harness.assertNoLeaks();
+    await server.close();
+  });
+
+  /** Runs `work` while rows of `model` cannot be inserted (a real database fault, from a trigger). */
+  async function failingInserts<T>(model: string, work: () => Promise<T>): Promise<T> {
+    const db = server.app.database.db as Kysely<Database>;
+    if (server.app.database.kind === 'sqlite') {
+      await sql`CREATE TRIGGER fail_held_insert BEFORE INSERT ON oidc_payload
+        WHEN NEW.model = ${sql.lit(model)} BEGIN SELECT RAISE(ABORT, 'injected fault'); END`.execute(db);
+    } else {
+      await sql`CREATE FUNCTION fail_held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected fault'; END $$`.execute(db);
+      await sql`CREATE TRIGGER fail_held_insert BEFORE INSERT ON oidc_payload
+        FOR EACH ROW WHEN (NEW.model = ${sql.lit(model)}) EXECUTE FUNCTION fail_held_insert()`.execute(db);
+    }
+    try {
+      return await work();
+    } finally {
+      await sql`DROP TRIGGER fail_held_insert${sql.raw(server.app.database.kind === 'sqlite' ? '' : ' ON oidc_payload')}`.execute(
+        db,
+      );
+      if (server.app.database.kind !== 'sqlite') await sql`DROP FUNCTION fail_held_insert()`.execute(db);
+    }
+  }
+
+  it('rotates a refresh token in one write: a failing write hands out no token and stores neither', async () => {
+    const tokens = await codeFlow(server, harness, client, pilot, 'openid offline_access');
+    assert.ok(tokens.refreshToken);
+    const refresh = () =>
+      flows.tokenRequest(server, client, {
+        grant_type: 'refresh_token',
+        refresh_token: tokens.refreshToken!,
+      });
+    const countTokens = async () =>
+      (
+        await server.app.database.db
+          .selectFrom('oidc_payload')
+          .select('id')
+          .where('model', 'in', ['AccessToken', 'RefreshToken'])
+          .where('user_id', '=', String(pilot.id))
+          .execute()
+      ).length;
+    const before = await countTokens();
+    const failed = await failingInserts('RefreshToken', refresh);
+    assert.equal(failed.status, 500);
+    assert.equal(failed.body.error, 'server_error');
+    assert.equal(failed.body.access_token, undefined, 'no token is handed out that is not stored');
+    assert.equal(await countTokens(), before, 'the access token was not stored without its refresh token');
+    const stored = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('consumed_at')
+      .where('model', '=', 'RefreshToken')
+      .where('id', '=', storageId(tokens.refreshToken))
+      .executeTakeFirstOrThrow();
+    assert.ok(stored.consumed_at !== null, 'the presented refresh token stays used');
+
+    // Without the fault, a rotation stores both tokens in one go.
+    const next = await codeFlow(server, harness, client, pilot, 'openid offline_access');
+    const rotated = await flows.tokenRequest(server, client, {
+      grant_type: 'refresh_token',
+      refresh_token: next.refreshToken!,
+    });
+    assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+    harness.registerSecret(String(rotated.body.access_token), 'access token');
+    harness.registerSecret(String(rotated.body.refresh_token), 'refresh token');
+    for (const [model, value] of [
+      ['AccessToken', rotated.body.access_token],
+      ['RefreshToken', rotated.body.refresh_token],
+    ] as const) {
+      const row = await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select('id')
+        .where('model', '=', model)
+        .where('id', '=', storageId(String(value)))
+        .executeTakeFirst();
+      assert.ok(row, `${model} stored`);
+    }
+  });
+
+  it('stores an authorization code with its session: a failing write answers an error without the code', async () => {
+    const browser = new Browser();
+    const first = await flows.authorize(server, browser, client, pilot.username, { scope: 'openid' });
+    harness.registerSecret(flows.codeFrom(first.response), 'authorization code');
+    // Signed in: the next authorization is answered at once, from the session.
+    const failed = await failingInserts('AuthorizationCode', () =>
+      flows.authorize(server, browser, client, undefined, { scope: 'openid' }),
+    );
+    assert.equal(failed.response.status, 500);
+    assert.equal(failed.response.headers.get('location'), null, 'no code goes to the client');
+    const again = await flows.authorize(server, browser, client, undefined, { scope: 'openid' });
+    const code = flows.codeFrom(again.response);
+    harness.registerSecret(code, 'authorization code');
+    const redeemed = await flows.tokenRequest(server, client, {
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: again.verifier,
+    });
+    assert.equal(redeemed.status, 200, JSON.stringify(redeemed.body));
+    harness.registerSecret(String(redeemed.body.access_token), 'access token');
+    if (redeemed.body.refresh_token)
+      harness.registerSecret(String(redeemed.body.refresh_token), 'refresh token');
+  });
+});
