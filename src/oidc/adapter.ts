@@ -9,6 +9,7 @@ import {
   findBearerPayloads,
   findPayload,
   findPayloadBy,
+  findSessionAndGrant,
   type PayloadRow,
   revokePayload,
   revokePayloadsOfGrant,
@@ -38,6 +39,9 @@ const GRANTABLE = new Set([
 
 /** Models whose codes and tokens are revoked in place (`revoked_at`) rather than deleted. */
 const REVOCABLE = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken', 'AuthorizationCode']);
+
+/** Models whose rows, found at the token endpoint, name the session and grant read next. */
+const READ_AHEAD = new Set(['AuthorizationCode', 'RefreshToken']);
 
 /** Models whose value may be a JWT access token: found by the token, never by its `jti` alone. */
 const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
@@ -105,6 +109,14 @@ function providerRevocationReason(): string {
  */
 export interface BearerLookup {
   find(db: Kysely<Database>, model: string, id: string): Promise<StoredPayload | undefined>;
+  /** A session by its uid (read ahead by `readAhead` in this request, or now). */
+  findByUid(db: Kysely<Database>, model: string, uid: string): Promise<StoredPayload | undefined>;
+  /**
+   * At the token endpoint, the code or refresh token being redeemed names the session it is bound
+   * to and its grant, which the provider reads next (the session binding, then the grant): both are
+   * read now, in one query. Each read-ahead row answers one later find of the same request, once.
+   */
+  readAhead(db: Kysely<Database>, payload: AdapterPayload): void;
 }
 
 const BEARER_LOOKUP_MODELS = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken']);
@@ -114,9 +126,20 @@ export function bearerLookup(
   noteChangeEpoch?: (request: object, epoch: number | undefined) => void,
 ): BearerLookup {
   const inFlight = new RequestMemo<string, ReturnType<typeof findBearerPayloads>>();
+  const ahead = new RequestMemo<string, Promise<StoredPayload | undefined>>();
+  /** The read-ahead row for `key` in this request, once. */
+  const takeAhead = (ctx: object, key: string) => {
+    const pending = ahead.peek(ctx, key);
+    if (pending) ahead.forget(ctx, key, pending);
+    return pending;
+  };
   return {
     async find(db, model, id) {
       const ctx = request();
+      if (ctx && model === 'Grant') {
+        const read = takeAhead(ctx, `Grant ${id}`);
+        if (read) return read;
+      }
       if (!ctx || !BEARER_LOOKUP_MODELS.has(model)) return findPayload(db, model, id);
       const pending = inFlight.get(ctx, id, () => findBearerPayloads(db, id));
       const settled = () => inFlight.forget(ctx, id, pending);
@@ -126,6 +149,31 @@ export function bearerLookup(
       // against it (change-epoch-cache.ts).
       noteChangeEpoch?.(ctx, changeEpoch);
       return rows.find((row) => row.model === model);
+    },
+    async findByUid(db, model, uid) {
+      const ctx = request();
+      const read = ctx && model === 'Session' ? takeAhead(ctx, `Session ${uid}`) : undefined;
+      return read ?? findPayloadBy(db, model, 'uid', uid);
+    },
+    readAhead(db, payload) {
+      const ctx = request() as { oidc?: { route?: string } } | undefined;
+      const { sessionUid, grantId, expiresWithSession } = payload;
+      if (ctx?.oidc?.route !== 'token' || !expiresWithSession) return;
+      if (typeof sessionUid !== 'string' || typeof grantId !== 'string') return;
+      const grantKey = storageId(grantId);
+      const both = findSessionAndGrant(db, sessionUid, grantKey);
+      // Unused read-ahead rows must not reject unobserved; a find that takes one sees its failure.
+      both.catch(() => undefined);
+      ahead.set(
+        ctx,
+        `Session ${sessionUid}`,
+        both.then((rows) => rows.session),
+      );
+      ahead.set(
+        ctx,
+        `Grant ${grantKey}`,
+        both.then((rows) => rows.grant),
+      );
     },
   };
 }
@@ -200,11 +248,14 @@ export class KyselyAdapter implements Adapter {
       return this.#revive(row, jti);
     }
     if (jti !== undefined) return undefined;
-    return this.#revive(row, id);
+    const payload = this.#revive(row, id);
+    if (payload && READ_AHEAD.has(this.model)) this.#lookup?.readAhead(this.#db, payload);
+    return payload;
   }
 
-  findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    return this.#findByColumn('uid', uid);
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    if (!this.#lookup) return this.#findByColumn('uid', uid);
+    return this.#revive(await this.#lookup.findByUid(this.#db, this.model, uid));
   }
 
   findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {

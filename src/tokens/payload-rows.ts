@@ -207,6 +207,37 @@ export async function findBearerPayloads(
   };
 }
 
+const findSessionAndGrantRows = precompiled((db: Db, uid: string, grantKey: string) =>
+  db
+    .selectFrom('oidc_payload')
+    .select(['model', ...STORED_COLUMNS])
+    .where('model', '=', 'Session')
+    .where('uid', '=', uid)
+    .unionAll(
+      db
+        .selectFrom('oidc_payload')
+        .select(['model', ...STORED_COLUMNS])
+        .where('model', '=', 'Grant')
+        .where('id', '=', grantKey),
+    ),
+);
+
+/**
+ * A session by its uid and a grant by its storage id, in one query: what the token endpoint reads
+ * right after the code or refresh token it redeems.
+ */
+export async function findSessionAndGrant(
+  db: Db,
+  uid: string,
+  grantKey: string,
+): Promise<{ session: StoredPayload | undefined; grant: StoredPayload | undefined }> {
+  const rows = await findSessionAndGrantRows.rows(db, uid, grantKey);
+  return {
+    session: rows.find((row) => row.model === 'Session'),
+    grant: rows.find((row) => row.model === 'Grant'),
+  };
+}
+
 const findByUid = precompiled((db: Db, model: string, uid: string) =>
   db.selectFrom('oidc_payload').select(STORED_COLUMNS).where('model', '=', model).where('uid', '=', uid),
 );
