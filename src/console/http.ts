@@ -81,6 +81,12 @@ function compile(route: ConsoleRoute): CompiledRoute {
   return { route, pattern: new RegExp(`^${source}$`), names };
 }
 
+/** `account` of `/account/sign-in`, `` of `/`. */
+function firstSegment(path: string): string {
+  const end = path.indexOf('/', 1);
+  return end === -1 ? path.slice(1) : path.slice(1, end);
+}
+
 /** Security headers of every console response: personal data, never cached, framed or leaked. */
 export function consoleHeaders(ctx: Koa.Context): void {
   ctx.set('Cache-Control', 'no-store');
@@ -115,6 +121,10 @@ function consoleNav(session: ConsoleSession | undefined, visitor: UserProfile | 
 
 export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware {
   const compiled = deps.routes.map(compile);
+  // Most requests are for the provider, not the console: the first segment of the path tells
+  // them apart (`/o/…` is no console route's), unless a route starts with a parameter.
+  const firstSegments = new Set(deps.routes.map((route) => firstSegment(route.path)));
+  const anyFirstSegment = [...firstSegments].some((segment) => segment.startsWith(':'));
   const log = deps.logger.child({ component: 'console' });
 
   const renderPage = (
@@ -155,6 +165,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     );
 
   return async (ctx, next) => {
+    if (!anyFirstSegment && !firstSegments.has(firstSegment(ctx.path))) return next();
     const matches = compiled
       .map((entry) => ({ entry, match: entry.pattern.exec(ctx.path) }))
       .filter((candidate) => candidate.match !== null);

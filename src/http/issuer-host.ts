@@ -40,23 +40,33 @@ export function pinToIssuer(
   const issuer = new URL(config.issuer);
   const scheme = issuer.protocol.slice(0, -1);
   const issuerPath = issuer.pathname.replace(/\/+$/, '');
+  const underIssuer = `${issuerPath}/`;
+  const refuse = (ctx: Koa.Context, description: string) =>
+    answerRefusal(
+      ctx,
+      { status: 400, error: 'invalid_request', description },
+      pages.isBrowserPath(ctx.path) ? { page: pages.branding } : 'json',
+    );
+  // Clients send the same Host on every request: the last one's reading is kept.
+  let lastRaw: string | undefined;
+  let lastHost: string | undefined;
   return (ctx, next) => {
-    const refuse = (description: string) =>
-      answerRefusal(
-        ctx,
-        { status: 400, error: 'invalid_request', description },
-        pages.isBrowserPath(ctx.path) ? { page: pages.branding } : 'json',
-      );
-    const host = normalisedHost(requestedHost(ctx), issuer.protocol);
-    if (host === undefined) return refuse('The Host header of the request is malformed.');
+    const raw = requestedHost(ctx);
+    if (raw !== lastRaw) {
+      lastHost = normalisedHost(raw, issuer.protocol);
+      lastRaw = raw;
+    }
+    const host = lastHost;
+    if (host === undefined) return refuse(ctx, 'The Host header of the request is malformed.');
     if (config.mode === 'production') {
       if (ctx.protocol !== scheme)
         return refuse(
+          ctx,
           `This server answers only over ${scheme}, through its reverse proxy (which sets X-Forwarded-Proto).`,
         );
-      if (host !== issuer.host) return refuse(`This server answers only for ${issuer.host}.`);
+      if (host !== issuer.host) return refuse(ctx, `This server answers only for ${issuer.host}.`);
     }
-    if (ctx.path === issuerPath || ctx.path.startsWith(`${issuerPath}/`)) {
+    if (ctx.path === issuerPath || ctx.path.startsWith(underIssuer)) {
       ctx.req.headers.host = issuer.host;
       delete ctx.req.headers['x-forwarded-host'];
       Object.defineProperty(ctx.request, 'protocol', { value: scheme, configurable: true });

@@ -80,9 +80,15 @@ const PARAM_PATTERN = new RegExp(`(^|[?&#;\\s])(${SENSITIVE_PARAMS.join('|')})=(
 const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
 const JWT_PATTERN = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 
+/**
+ * What every one of the three patterns needs somewhere in the text: a parameter's `=`, a JWT's
+ * `eyJ`, the space after an authorization scheme. Most URLs and messages have none of them.
+ */
+const MAY_HOLD_CREDENTIAL = /=|eyJ|\s/;
+
 /** Replaces credentials recognisable by their shape inside free text (messages, URLs, stacks). */
 export function scrubString(text: string): string {
-  if (text.length < 4) return text;
+  if (text.length < 4 || !MAY_HOLD_CREDENTIAL.test(text)) return text;
   return text
     .replace(JWT_PATTERN, '[redacted-jwt]')
     .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)

@@ -27,24 +27,41 @@ export function acceptRequestId(incoming: string | undefined): string {
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
+ * `ctx.state` of a request: its id, and its child logger, made the first time a line of the
+ * request needs it (most requests write only the access line, which carries the id itself).
+ */
+class RequestState implements RequestLogState {
+  readonly requestId: string;
+  readonly #logger: Logger;
+  #child: Logger | undefined;
+
+  constructor(requestId: string, logger: Logger) {
+    this.requestId = requestId;
+    this.#logger = logger;
+  }
+
+  get log(): Logger {
+    return (this.#child ??= this.#logger.child(vetted({ requestId: this.requestId })));
+  }
+
+  /** The child logger if a line of the request made it, else undefined. */
+  get childIfMade(): Logger | undefined {
+    return this.#child;
+  }
+}
+
+/**
  * The first middleware: assigns the request id (a sane incoming `X-Request-Id` or a fresh UUID),
  * echoes it, binds a child logger on `ctx.state.log`, and writes one access line per request with
  * method, redacted URL, status and duration.
  */
 export function requestContext(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const requestId = acceptRequestId(ctx.get(REQUEST_ID_HEADER) || undefined);
-    // The child logger is made when a line of the request needs it: most requests write only the
-    // access line, which carries the id itself.
-    let child: Logger | undefined;
-    const state = ctx.state as Partial<RequestLogState>;
-    state.requestId = requestId;
-    Object.defineProperty(state, 'log', {
-      configurable: true,
-      enumerable: true,
-      get: () => (child ??= logger.child(vetted({ requestId }))),
-    });
+    const state = new RequestState(requestId, logger);
+    // Whatever an earlier middleware put on the state stays.
+    ctx.state = Object.assign(state, ctx.state);
     ctx.set(REQUEST_ID_HEADER, requestId);
     let status: number | undefined;
     try {
@@ -59,9 +76,31 @@ export function requestContext(logger: Logger): Koa.Middleware {
       }
       throw error;
     } finally {
+      const child = state.childIfMade;
       writeAccessLine(ctx, child ?? logger, child ? undefined : requestId, status, started);
     }
   };
+}
+
+/** The client's address, or undefined when it cannot be read (the socket already gone). */
+function remoteAddressOf(ctx: Koa.Context): string | undefined {
+  try {
+    return ctx.ip;
+  } catch {
+    try {
+      return ctx.req.socket?.remoteAddress;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function userAgentOf(ctx: Koa.Context): string | undefined {
+  try {
+    return ctx.get('user-agent');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -73,40 +112,35 @@ function writeAccessLine(
   log: Logger,
   requestId: string | undefined,
   status: number | undefined,
-  started: bigint,
+  started: number,
 ): void {
-  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-  const read = <T>(value: () => T): T | undefined => {
-    try {
-      return value();
-    } catch {
-      return undefined;
-    }
-  };
-  const id = requestId === undefined ? {} : { requestId };
+  const durationMs = performance.now() - started;
   try {
     const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
     if (!log.isLevelEnabled(level)) return;
-    const userAgent = read(() => ctx.get('user-agent'));
+    const userAgent = userAgentOf(ctx);
     // Safe by construction: the URL and the user agent are scrubbed here, and nothing else in the
     // line can carry a credential.
+    const req = vetted({
+      method: ctx.method,
+      url: redactUrl(ctx.originalUrl),
+      remoteAddress: remoteAddressOf(ctx),
+      userAgent: userAgent ? scrubString(userAgent) : userAgent,
+    });
+    const res = { status };
+    const rounded = Math.round(durationMs * 1000) / 1000;
     log[level](
-      vetted({
-        ...id,
-        req: vetted({
-          method: ctx.method,
-          url: redactUrl(ctx.originalUrl),
-          remoteAddress: read(() => ctx.ip) ?? read(() => ctx.req.socket?.remoteAddress),
-          userAgent: userAgent ? scrubString(userAgent) : userAgent,
-        }),
-        res: { status },
-        durationMs: Math.round(durationMs * 1000) / 1000,
-      }),
+      requestId === undefined
+        ? vetted({ req, res, durationMs: rounded })
+        : vetted({ requestId, req, res, durationMs: rounded }),
       'request completed',
     );
   } catch {
     // The line could not be built (a getter threw): the bare facts still go out.
-    log.warn({ ...id, res: { status } }, 'request completed');
+    log.warn(
+      requestId === undefined ? { res: { status } } : { requestId, res: { status } },
+      'request completed',
+    );
   }
 }
 

@@ -10,6 +10,7 @@ import type { Config } from '../config/load.ts';
  */
 export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'>): Koa.Middleware {
   const issuerOrigin = new URL(config.issuer).origin;
+  const onIssuerOrigin = `${issuerOrigin}/`;
   return async (ctx, next) => {
     await next();
     const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
@@ -34,8 +35,13 @@ export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'
     // The provider builds endpoint URLs from the request's Host; the document names the issuer's
     // own origin instead, so that a forged Host header cannot put foreign endpoints into a cached
     // copy of it.
-    for (const [name, value] of Object.entries(document)) {
-      if (typeof value === 'string' && (name.endsWith('_endpoint') || name === 'jwks_uri')) {
+    for (const name in document) {
+      const value = document[name];
+      if (
+        typeof value === 'string' &&
+        !value.startsWith(onIssuerOrigin) &&
+        (name.endsWith('_endpoint') || name === 'jwks_uri')
+      ) {
         const url = URL.parse(String(value));
         if (url && url.origin !== issuerOrigin)
           document[name] = `${issuerOrigin}${url.pathname}${url.search}`;

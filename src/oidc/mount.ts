@@ -36,6 +36,14 @@ const BLOCKED_UNDER_ISSUER = new Set([
   '/.well-known/oauth-protected-resource',
 ]);
 const BLOCKED_AT_ROOT = ['/.well-known/oauth-authorization-server', '/.well-known/oauth-protected-resource'];
+/** What every path blocked at the root starts with, in lower case. */
+const BLOCKED_AT_ROOT_PREFIX = '/.well-known/oauth-';
+
+function blockedAtRoot(path: string): boolean {
+  const lowered = path.toLowerCase();
+  if (!lowered.startsWith(BLOCKED_AT_ROOT_PREFIX)) return false;
+  return BLOCKED_AT_ROOT.some((blocked) => lowered === blocked || lowered.startsWith(`${blocked}/`));
+}
 
 /** The provider's own body limit for form posts (lib/shared/selective_body.js). */
 const FORM_BODY_LIMIT = 56 * 1024;
@@ -91,12 +99,10 @@ export function mountProvider(
     return runner;
   };
 
+  const underIssuer = `${issuerPath}/`;
   return async (ctx, next) => {
-    const lowered = ctx.path.toLowerCase();
-    if (BLOCKED_AT_ROOT.some((blocked) => lowered === blocked || lowered.startsWith(`${blocked}/`))) {
-      return notFound(ctx);
-    }
-    if (ctx.path !== issuerPath && !ctx.path.startsWith(`${issuerPath}/`)) return next();
+    if (blockedAtRoot(ctx.path)) return notFound(ctx);
+    if (ctx.path !== issuerPath && !ctx.path.startsWith(underIssuer)) return next();
 
     let inner = ctx.path.slice(issuerPath.length) || '/';
     const key = inner.toLowerCase().replace(/\/+$/, '');

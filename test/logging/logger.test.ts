@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createLogger } from '../../src/logging/logger.ts';
+import { batchedPerTurn, createLogger, isoTimeOncePerMillisecond } from '../../src/logging/logger.ts';
 import { isSensitiveKey, redactUrl, scrubString } from '../../src/logging/redact.ts';
 
 function capture(level: 'trace' | 'info' | 'warn' = 'trace') {
@@ -172,5 +172,55 @@ describe('structured logging redaction', () => {
     assert.equal(scrubString('code=abc&error_code=E1'), 'code=[redacted]&error_code=E1');
     assert.equal(scrubString('Authorization: Basic d2lraTpzZWNyZXQ='), 'Authorization: Basic [redacted]');
     assert.equal(scrubString('plain text without secrets'), 'plain text without secrets');
+    assert.equal(
+      scrubString('/o/userinfo/ Bearer\tabc.def'),
+      '/o/userinfo/ Bearer\t[redacted]',
+      'a tab counts as the space after a scheme',
+    );
+    assert.equal(
+      scrubString('/x/eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2ln'),
+      '/x/[redacted-jwt]',
+      'a JWT in a path, with neither a parameter nor a space',
+    );
+  });
+});
+
+describe('log line destination', () => {
+  it('formats the time as pino does, once per millisecond', () => {
+    let now = Date.UTC(2026, 11, 1, 15, 0, 0, 7);
+    const time = isoTimeOncePerMillisecond(() => now);
+    assert.equal(time(), ',"time":"2026-12-01T15:00:00.007Z"');
+    assert.equal(time(), ',"time":"2026-12-01T15:00:00.007Z"');
+    now += 1;
+    assert.equal(time(), ',"time":"2026-12-01T15:00:00.008Z"');
+  });
+
+  it('hands the lines of one turn of the event loop over in one write, in order', async () => {
+    const writes: string[] = [];
+    const target = { write: (chunk: string) => void writes.push(chunk), flushSync: () => {} };
+    const batched = batchedPerTurn(target);
+    batched.write('a\n');
+    batched.write('b\n');
+    assert.deepEqual(writes, [], 'nothing is written during the turn');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, ['a\nb\n']);
+    batched.write('c\n');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, ['a\nb\n', 'c\n']);
+  });
+
+  it('writes the pending lines first when the target is flushed synchronously (shutdown, exit)', () => {
+    const writes: string[] = [];
+    const target = {
+      write: (chunk: string) => void writes.push(chunk),
+      flushSync: () => void writes.push('|'),
+    };
+    const batched = batchedPerTurn(target);
+    batched.write('a\n');
+    target.flushSync();
+    assert.deepEqual(writes, ['a\n', '|']);
+    batched.write('b\n');
+    batched.flushSync();
+    assert.deepEqual(writes, ['a\n', '|', 'b\n', '|']);
   });
 });
