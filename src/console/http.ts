@@ -164,8 +164,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       status,
     );
 
-  return async (ctx, next) => {
-    if (!anyFirstSegment && !firstSegments.has(firstSegment(ctx.path))) return next();
+  const handle: Koa.Middleware = async (ctx, next) => {
     const matches = compiled
       .map((entry) => ({ entry, match: entry.pattern.exec(ctx.path) }))
       .filter((candidate) => candidate.match !== null);
@@ -275,6 +274,8 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       refuse(ctx, session, visitor, 500, 'Something went wrong', 'The request could not be completed.');
     }
   };
+  return (ctx, next) =>
+    anyFirstSegment || firstSegments.has(firstSegment(ctx.path)) ? handle(ctx, next) : next();
 }
 
 async function readForm(ctx: Koa.Context): Promise<URLSearchParams | 'too_large' | undefined> {

@@ -239,8 +239,8 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
     ctx.body = demoPage(title, body);
   }
 
-  return async (ctx, next) => {
-    if (ctx.path !== prefix && !ctx.path.startsWith(`${prefix}/`)) return next();
+  const underPrefix = `${prefix}/`;
+  const answer: Koa.Middleware = async (ctx) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
       ctx.set('Allow', 'GET, HEAD');
       return render(ctx, 405, 'Method not allowed', html`<h1>Method not allowed</h1>`);
@@ -275,4 +275,6 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
       );
     }
   };
+  return (ctx, next) =>
+    ctx.path === prefix || ctx.path.startsWith(underPrefix) ? answer(ctx, next) : next();
 }

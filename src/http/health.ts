@@ -21,8 +21,7 @@ export function healthRoutes(
   kind: DatabaseKind,
   dependencies: readonly ReadinessDependency[] = [],
 ): Koa.Middleware {
-  return async (ctx, next) => {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+  const answer: Koa.Middleware = async (ctx) => {
     if (ctx.path === '/healthz') {
       ctx.set('Cache-Control', 'no-store');
       ctx.body = { status: 'ok' };
@@ -44,8 +43,11 @@ export function healthRoutes(
         pendingMigrations: pending ?? undefined,
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
       };
-      return;
     }
-    return next();
   };
+  // Every other request passes on without waiting here.
+  return (ctx, next) =>
+    (ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === '/healthz' || ctx.path === '/readyz')
+      ? answer(ctx, next)
+      : next();
 }

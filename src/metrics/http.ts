@@ -28,9 +28,8 @@ export function bearerTokenMatches(authorization: string | undefined, expected: 
  * left to the rest of the app, which answers 404). A missing or wrong token gets 401.
  */
 export function metricsRoute(metrics: Metrics, bearerToken: string | undefined): Koa.Middleware {
-  return async (ctx, next) => {
-    if (bearerToken === undefined || ctx.path !== METRICS_PATH) return next();
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+  if (bearerToken === undefined) return (_ctx, next) => next();
+  const answer: Koa.Middleware = async (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     if (!bearerTokenMatches(ctx.get('authorization') || undefined, bearerToken)) {
       ctx.status = 401;
@@ -42,6 +41,8 @@ export function metricsRoute(metrics: Metrics, bearerToken: string | undefined):
     ctx.type = contentType;
     ctx.body = body;
   };
+  return (ctx, next) =>
+    ctx.path === METRICS_PATH && (ctx.method === 'GET' || ctx.method === 'HEAD') ? answer(ctx, next) : next();
 }
 
 export interface MetricsListener {

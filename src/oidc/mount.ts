@@ -100,10 +100,7 @@ export function mountProvider(
   };
 
   const underIssuer = `${issuerPath}/`;
-  return async (ctx, next) => {
-    if (blockedAtRoot(ctx.path)) return notFound(ctx);
-    if (ctx.path !== issuerPath && !ctx.path.startsWith(underIssuer)) return next();
-
+  const serve: Koa.Middleware = async (ctx, next) => {
     let inner = ctx.path.slice(issuerPath.length) || '/';
     const key = inner.toLowerCase().replace(/\/+$/, '');
     if (BLOCKED_UNDER_ISSUER.has(key)) return notFound(ctx);
@@ -146,6 +143,12 @@ export function mountProvider(
       ctx.path = outerPath;
       state.mountPath = undefined;
     }
+  };
+  // Requests for other paths pass on without waiting here.
+  return (ctx, next) => {
+    if (blockedAtRoot(ctx.path)) return notFound(ctx);
+    if (ctx.path !== issuerPath && !ctx.path.startsWith(underIssuer)) return next();
+    return serve(ctx, next);
   };
 }
 

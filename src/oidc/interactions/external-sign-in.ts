@@ -148,9 +148,7 @@ export function externalCallbacks(
   const byPath = new Map(
     authenticators.map((authenticator) => [externalCallbackPath(deps.issuer, authenticator), authenticator]),
   );
-  return async (ctx, next) => {
-    const authenticator = byPath.get(ctx.path);
-    if (!authenticator || ctx.method !== 'GET') return next();
+  const handle = async (ctx: Koa.Context, authenticator: ExternalAuthenticator) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set(
@@ -248,5 +246,9 @@ export function externalCallbacks(
         return;
       }
     }
+  };
+  return (ctx, next) => {
+    const authenticator = byPath.get(ctx.path);
+    return authenticator && ctx.method === 'GET' ? handle(ctx, authenticator) : next();
   };
 }

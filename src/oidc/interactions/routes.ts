@@ -59,8 +59,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     secure: deps.csrf.secure,
   };
   const callbacks = externalCallbacks(external, externals, (uid) => interactionPath(deps.config.issuer, uid));
-  return async (ctx, next) => {
-    if (!ctx.path.startsWith(base)) return callbacks(ctx, next);
+  const handle: Koa.Middleware = async (ctx, next) => {
     const [uid, action, ...rest] = ctx.path.slice(base.length).split('/');
     if (!uid || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(uid)) return next();
     const route = `${ctx.method} ${action ?? ''}`;
@@ -182,4 +181,5 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       return renderStatus(ctx, deps, 500, 'server_error', undefined);
     }
   };
+  return (ctx, next) => (ctx.path.startsWith(base) ? handle(ctx, next) : callbacks(ctx, next));
 }
