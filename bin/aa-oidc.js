@@ -7,6 +7,7 @@
 // the tests do, or else the JavaScript built into dist/ (`npm run build`, or a package made by
 // `npm pack`). Node.js never strips types under node_modules, so an installed package uses dist/.
 import { existsSync, readFileSync } from 'node:fs';
+import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const packageJson = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
@@ -19,6 +20,11 @@ if (major < neededMajor || (major === neededMajor && minor < neededMinor)) {
   );
   process.exit(1);
 }
+
+// Node.js's compile cache (in NODE_COMPILE_CACHE, or else the system's temporary folder): later
+// starts reuse the compiled code, and the TypeScript sources' stripped form, so that the type
+// stripper is never loaded (about 10 MB of resident memory less). NODE_DISABLE_COMPILE_CACHE=1 turns it off.
+if (typeof module.enableCompileCache === 'function') module.enableCompileCache();
 
 const sources = new URL('../src/cli/run.ts', import.meta.url);
 const compiled = new URL('../dist/cli/run.js', import.meta.url);

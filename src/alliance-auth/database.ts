@@ -1,6 +1,7 @@
 import { CompiledQuery, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
-import { createPool } from 'mysql2';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type * as mysql from 'mysql2';
+import type pg from 'pg';
 import { redactUrl } from '../config/load.ts';
 import type { AllianceAuthDatabase } from './schema.ts';
 
@@ -55,7 +56,7 @@ export function openAllianceAuthDatabase(
   const displayUrl = redactUrl(url);
   const poolSize = options.poolSize ?? 5;
   if (kind === 'mysql') {
-    const pool = createPool({
+    const pool = load<typeof mysql>('mysql2').createPool({
       uri: url.replace(/^mariadb:/i, 'mysql:'),
       connectionLimit: poolSize,
       connectTimeout: CONNECT_TIMEOUT_MS,
@@ -91,7 +92,7 @@ export function openAllianceAuthDatabase(
     });
     return { db, kind, displayUrl, close: () => db.destroy() };
   }
-  const pool = new pg.Pool({
+  const pool = new (load<typeof pg>('pg').Pool)({
     connectionString: url,
     max: poolSize,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
@@ -114,4 +115,9 @@ export async function allianceAuthReachable(db: Kysely<AllianceAuthDatabase>): P
   } catch {
     return false;
   }
+}
+
+/** A database driver, loaded when Alliance Auth's database is first opened (memory: most never load mysql2). */
+function load<T>(name: 'mysql2' | 'pg'): T {
+  return createRequire(import.meta.url)(name) as T;
 }

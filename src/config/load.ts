@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import type * as yaml from 'yaml';
 import type { z } from 'zod';
 import { ensurePrivateDirectory } from '../util/private-files.ts';
 import {
@@ -386,4 +387,9 @@ export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
 /** Hides the password of a URL so that it can appear in a message. */
 export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
+}
+
+/** YAML, loaded only when a YAML configuration file is read (memory). */
+function parseYaml(text: string): unknown {
+  return (createRequire(import.meta.url)('yaml') as typeof yaml).parse(text);
 }

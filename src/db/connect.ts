@@ -1,7 +1,8 @@
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
-import pg from 'pg';
+import { createRequire } from 'node:module';
+import type pg from 'pg';
 import { type Config, type DatabaseTarget, settingName } from '../config/load.ts';
 import {
   DatabaseUnavailableError,
@@ -71,7 +72,8 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
     return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
-  const pool = new pg.Pool({
+  const { Pool, types } = loadPg();
+  const pool = new Pool({
     connectionString: target.url,
     max: 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -84,7 +86,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID
           ? (value: string) => Number(value)
-          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+          : types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
   });
   // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
@@ -190,4 +192,9 @@ export async function isReachable(db: Kysely<Database>): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The PostgreSQL driver, loaded on first use: a process on SQLite never loads it (memory). */
+function loadPg(): typeof pg {
+  return createRequire(import.meta.url)('pg') as typeof pg;
 }

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { CompiledQuery, sql, type Transaction } from 'kysely';
-import { type Db as IDatabase, PgBoss } from 'pg-boss';
+import type { Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -64,10 +64,14 @@ export function kyselyExecutor(trx: Transaction<Database>): IDatabase {
   };
 }
 
-/** A pg-boss instance on our own pool, for `aa-oidc migrate` and the transport. */
-export function newPgBoss(database: DatabaseHandle, expireInSeconds: number): PgBoss {
+/**
+ * A pg-boss instance on our own pool, for `aa-oidc migrate` and the transport. pg-boss is loaded
+ * here, on first use: a process on SQLite never loads it (memory).
+ */
+export async function newPgBoss(database: DatabaseHandle, expireInSeconds: number): Promise<PgBoss> {
   const pool = database.pgPool;
   if (!pool) throw new Error('pg-boss needs the PostgreSQL pool');
+  const { PgBoss } = await import('pg-boss');
   // The supervisor pass (which expires lapsed claims) runs as often as half a claim lasts.
   const superviseSeconds = Math.min(60, Math.max(1, Math.ceil(expireInSeconds / 2)));
   return new PgBoss({
@@ -106,7 +110,7 @@ export async function installedPgBossSchemaVersion(database: DatabaseHandle): Pr
 /** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */
 export async function migratePgBoss(database: DatabaseHandle, leaseSeconds: number): Promise<void> {
   const expireInSeconds = Math.max(1, Math.ceil(leaseSeconds));
-  const boss = newPgBoss(database, expireInSeconds);
+  const boss = await newPgBoss(database, expireInSeconds);
   boss.on('error', () => undefined);
   await boss.start();
   try {
@@ -148,7 +152,7 @@ export function createPgBossTransport(
   const started = (): Promise<PgBoss> => {
     if (closed) return Promise.reject(new Error('the logout job transport is closed'));
     starting ??= (async () => {
-      const instance = newPgBoss(database, expireInSeconds);
+      const instance = await newPgBoss(database, expireInSeconds);
       instance.on('error', (error: Error) =>
         log.error({ err: { name: error.name, message: error.message } }, 'pg-boss'),
       );
