@@ -1,5 +1,6 @@
 import type Koa from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { IssuedCodes } from '../tokens/issued-codes.ts';
 import type { PayloadRow } from '../tokens/store.ts';
@@ -97,8 +98,10 @@ export function codeExchangeHooks(
       try {
         await issuedCodes.writeRows(exchange.rows);
       } catch (error) {
-        logger.error({ err: error }, 'the code or session of an authorization could not be stored');
         ctx.remove('Location');
+        // A database that is down or busy: answered 503 "try again" by the outer layer.
+        if (noteDatabaseUnavailable(ctx, error)) return;
+        logger.error({ err: error }, 'the code or session of an authorization could not be stored');
         ctx.status = 500;
         ctx.type = 'text/plain';
         ctx.body = 'The sign-in could not be completed. Please try again.';
@@ -110,6 +113,7 @@ export function codeExchangeHooks(
       try {
         await issuedCodes.writeRows(exchange.rows);
       } catch (error) {
+        if (noteDatabaseUnavailable(ctx, error)) return;
         logger.error({ err: error }, 'the tokens of a refresh could not be stored');
         ctx.status = 500;
         ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
@@ -124,6 +128,7 @@ export function codeExchangeHooks(
       try {
         await issuedCodes.storeExchangedTokens(code, exchange.rows);
       } catch (error) {
+        if (noteDatabaseUnavailable(ctx, error)) return;
         logger.error({ err: error }, 'the tokens of a code exchange could not be stored');
         ctx.status = 500;
         ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };

@@ -132,4 +132,37 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     if (redeemed.body.refresh_token)
       harness.registerSecret(String(redeemed.body.refresh_token), 'refresh token');
   });
+
+  it('answers "try again" (503) without the code when the database is unavailable at the write', async () => {
+    const browser = new Browser();
+    const first = await flows.authorize(server, browser, client, pilot.username, { scope: 'openid' });
+    harness.registerSecret(flows.codeFrom(first.response), 'authorization code');
+    const { database } = server.app;
+    const db = database.db as Kysely<Database>;
+    // A database that refuses writes for now: SQLite read-only (SQLITE_READONLY), PostgreSQL out of
+    // disk space (SQLSTATE 53100), each only for the statement that writes the held rows.
+    if (database.kind === 'sqlite') database.sqlite!.pragma('query_only = ON');
+    else {
+      await sql`CREATE FUNCTION fail_held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '53100'; END $$`.execute(db);
+      await sql`CREATE TRIGGER fail_held_insert BEFORE INSERT ON oidc_payload
+        FOR EACH ROW WHEN (NEW.model = 'AuthorizationCode') EXECUTE FUNCTION fail_held_insert()`.execute(db);
+    }
+    let failed: Awaited<ReturnType<typeof flows.authorize>>;
+    try {
+      failed = await flows.authorize(server, browser, client, undefined, { scope: 'openid' });
+    } finally {
+      if (database.kind === 'sqlite') database.sqlite!.pragma('query_only = OFF');
+      else {
+        await sql`DROP TRIGGER fail_held_insert ON oidc_payload`.execute(db);
+        await sql`DROP FUNCTION fail_held_insert()`.execute(db);
+      }
+    }
+    assert.equal(failed.response.status, 503);
+    assert.equal(failed.response.headers.get('retry-after'), '5');
+    assert.equal(failed.response.headers.get('location'), null, 'no code goes to the client');
+    const again = await flows.authorize(server, browser, client, undefined, { scope: 'openid' });
+    assert.equal(again.response.status, 303);
+    harness.registerSecret(flows.codeFrom(again.response), 'authorization code');
+  });
 });
