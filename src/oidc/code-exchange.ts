@@ -83,6 +83,21 @@ export function codeExchangeHooks(
     },
   };
 
+  /**
+   * Writes a token response's held rows before a byte of it is sent; if that fails, the response
+   * becomes a `server_error` (or, when the database is down or busy, the outer layer's 503).
+   */
+  async function storeTokens(ctx: Koa.Context, write: () => Promise<void>, what: string): Promise<void> {
+    try {
+      await write();
+    } catch (error) {
+      if (noteDatabaseUnavailable(ctx, error)) return;
+      logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
+      ctx.status = 500;
+      ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
+    }
+  }
+
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
     const startedAt = now();
@@ -110,14 +125,7 @@ export function codeExchangeHooks(
     }
     if (provided.oidc && isRefresh(provided) && exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      try {
-        await issuedCodes.writeRows(exchange.rows);
-      } catch (error) {
-        if (noteDatabaseUnavailable(ctx, error)) return;
-        logger.error({ err: error }, 'the tokens of a refresh could not be stored');
-        ctx.status = 500;
-        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
-      }
+      await storeTokens(ctx, () => issuedCodes.writeRows(exchange.rows), 'refresh');
       return;
     }
     if (!provided.oidc || !isCodeExchange(provided)) return;
@@ -125,14 +133,7 @@ export function codeExchangeHooks(
     if (typeof code !== 'string' || code.length === 0) return;
     if (exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      try {
-        await issuedCodes.storeExchangedTokens(code, exchange.rows);
-      } catch (error) {
-        if (noteDatabaseUnavailable(ctx, error)) return;
-        logger.error({ err: error }, 'the tokens of a code exchange could not be stored');
-        ctx.status = 500;
-        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
-      }
+      await storeTokens(ctx, () => issuedCodes.storeExchangedTokens(code, exchange.rows), 'code exchange');
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;
