@@ -16,6 +16,7 @@ import * as m0023 from './0023_name_keys.ts';
 import * as m0043 from './0043_id_token_claims.ts';
 import * as m0052 from './0052_payload_user_model_index.ts';
 import * as m0055 from './0055_change_epoch.ts';
+import * as m0070 from './0070_partial_payload_indexes.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -39,4 +40,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0043_id_token_claims': m0043,
   '0052_payload_user_model_index': m0052,
   '0055_change_epoch': m0055,
+  '0070_partial_payload_indexes': m0070,
 };
