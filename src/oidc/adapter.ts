@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
+import type { WriteBatch, WriteDb } from '../db/write-batch.ts';
 import {
   consumePayload,
   deletePayload,
@@ -184,20 +185,26 @@ export class KyselyAdapter implements Adapter {
   readonly #now: () => number;
   readonly #hooks: AdapterWriteHooks;
   readonly #lookup: BearerLookup | undefined;
+  readonly #writes: WriteBatch | undefined;
 
-  /** `lookup`, shared by the adapters of one provider, lets one request's concurrent finds share a query. */
+  /**
+   * `lookup`, shared by the adapters of one provider, lets one request's concurrent finds share a
+   * query; `writes`, rows saved by concurrent requests share a commit (src/db/write-batch.ts).
+   */
   constructor(
     model: string,
     db: Kysely<Database>,
     now: () => number = Date.now,
     hooks: AdapterWriteHooks = {},
     lookup?: BearerLookup,
+    writes?: WriteBatch,
   ) {
     this.model = model;
     this.#db = db;
     this.#now = now;
     this.#hooks = hooks;
     this.#lookup = lookup;
+    this.#writes = writes;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -225,7 +232,7 @@ export class KyselyAdapter implements Adapter {
     };
     const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
     if (this.#hooks.deferWrite?.(row)) return;
-    await writePayloadRow(this.#db, row);
+    await this.#write((db) => writePayloadRow(db, row));
   }
 
   /**
@@ -274,7 +281,7 @@ export class KyselyAdapter implements Adapter {
     const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
     const consumed = consumeCode
       ? await consumeCode({ value: id, id: storageId(id), at: this.#now() })
-      : (await consumePayload(this.#db, this.model, storageId(id), this.#now())) !== undefined;
+      : (await this.#write((db) => consumePayload(db, this.model, storageId(id), this.#now()))) !== undefined;
     if (!consumed) {
       throw new errors.InvalidGrant('grant already used or revoked');
     }
@@ -295,6 +302,11 @@ export class KyselyAdapter implements Adapter {
       return;
     }
     await deletePayloadsOfGrant(this.#db, this.model, grantId);
+  }
+
+  /** Runs a write through the write batch, or at once without one. */
+  #write<T>(write: (db: WriteDb) => Promise<T>): Promise<T> {
+    return this.#writes ? this.#writes.run(write) : write(this.#db);
   }
 
   #revive(row: StoredPayload | undefined, id?: string): AdapterPayload | undefined {

@@ -5,6 +5,7 @@ import { interactionPolicy, type Configuration, type KoaContextWithOIDC } from '
 import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
+import type { WriteBatch } from '../db/write-batch.ts';
 import { bearerLookup, KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
 import type { ChangeEpochs } from './change-epoch-cache.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
@@ -35,6 +36,8 @@ export interface ProviderConfigurationDependencies {
   adapterHooks?: AdapterWriteHooks;
   /** Told the change epoch the token lookup carried (change-epoch-cache.ts). */
   changeEpochs?: Pick<ChangeEpochs, 'note'>;
+  /** Where the adapters write the rows they save (src/db/write-batch.ts); at once when absent. */
+  writes?: WriteBatch;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -98,7 +101,10 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     adapter: (name: string) =>
       name === 'Client'
         ? clientAdapter
-        : guardBearerSaves(name, new KyselyAdapter(name, db, undefined, deps.adapterHooks, lookup)),
+        : guardBearerSaves(
+            name,
+            new KyselyAdapter(name, db, undefined, deps.adapterHooks, lookup, deps.writes),
+          ),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],
     findAccount: createFindAccount(directory, config, accessPolicy),

@@ -6,6 +6,7 @@ import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
+import { writeBatch } from '../db/write-batch.ts';
 import type { Authenticator } from '../directory/authenticator.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
@@ -115,10 +116,13 @@ export function createOidc(deps: OidcDependencies): Oidc {
     audit: deps.observability.audit,
   });
 
+  // Rows saved by concurrent requests, committed together on SQLite.
+  const writes = writeBatch(db, deps.databaseKind);
   // The issued-code audit and code-reuse detection around the code exchange.
   const codeExchange = codeExchangeHooks(
     createIssuedCodes({
       db,
+      writes,
       config,
       audit: deps.observability.audit,
       metrics: deps.observability.metrics,
@@ -141,6 +145,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         policy,
         adapterHooks: codeExchange.adapterHooks,
         changeEpochs: epochs,
+        writes,
       }),
     );
     provider.proxy = config.trustProxy;

@@ -2,6 +2,7 @@ import { type Kysely, PostgresAdapter, sql } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
+import { inTransaction, unbatchedWrites, type WriteBatch } from '../db/write-batch.ts';
 import type { Logger } from '../logging/logger.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -52,6 +53,8 @@ export interface IssuedCodeDependencies {
   metrics: Pick<Metrics, 'codeReuseAuditMisses'>;
   logger: Pick<Logger, 'error' | 'warn'>;
   now?: () => number;
+  /** Where the held-back rows are written (src/db/write-batch.ts); at once, each on its own, by default. */
+  writes?: WriteBatch;
 }
 
 export interface IssuedCodes {
@@ -75,6 +78,7 @@ export interface IssuedCodes {
 export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   const { db, config, audit, metrics, logger } = deps;
   const now = deps.now ?? Date.now;
+  const writes = deps.writes ?? unbatchedWrites(db);
 
   const postgres = isPostgres(db);
 
@@ -133,21 +137,23 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
         .executeTakeFirst();
       return consumed !== undefined;
     }
-    return db.transaction().execute(async (trx) => {
-      const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
-      if (!consumed) return false;
-      await trx
-        .insertInto('issued_code')
-        .values({
-          ...row,
-          client_id: consumed.client_id ?? '',
-          user_id: consumed.user_id,
-          grant_id: consumed.grant_id,
-        })
-        .onConflict((conflict) => conflict.column('code_hash').doNothing())
-        .execute();
-      return true;
-    });
+    return writes.run((batch) =>
+      inTransaction(batch, async (trx) => {
+        const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
+        if (!consumed) return false;
+        await trx
+          .insertInto('issued_code')
+          .values({
+            ...row,
+            client_id: consumed.client_id ?? '',
+            user_id: consumed.user_id,
+            grant_id: consumed.grant_id,
+          })
+          .onConflict((conflict) => conflict.column('code_hash').doNothing())
+          .execute();
+        return true;
+      }),
+    );
   };
 
   const storeExchangedTokens: IssuedCodes['storeExchangedTokens'] = async (code, rows) => {
@@ -157,20 +163,22 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     const at = now();
     const replayed = postgres
       ? await storeExchangedTokensAtOnce(db, codeHash, accessToken?.id, refreshToken?.id, rows, at)
-      : await db.transaction().execute(async (trx) => {
-          const audited = await trx
-            .updateTable('issued_code')
-            .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
-            .where('code_hash', '=', codeHash)
-            .returning(['reuse_count'])
-            .executeTakeFirst();
-          const replayed = (audited?.reuse_count ?? 0) > 0;
-          await writePayloadRows(
-            trx,
-            replayed ? rows.map((row) => ({ ...row, revoked_at: at, revoked_reason: 'code_reuse' })) : rows,
-          );
-          return replayed;
-        });
+      : await writes.run((batch) =>
+          inTransaction(batch, async (trx) => {
+            const audited = await trx
+              .updateTable('issued_code')
+              .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
+              .where('code_hash', '=', codeHash)
+              .returning(['reuse_count'])
+              .executeTakeFirst();
+            const replayed = (audited?.reuse_count ?? 0) > 0;
+            await writePayloadRows(
+              trx,
+              replayed ? rows.map((row) => ({ ...row, revoked_at: at, revoked_reason: 'code_reuse' })) : rows,
+            );
+            return replayed;
+          }),
+        );
     if (replayed) {
       publishRevocations(
         audit,
@@ -298,7 +306,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
   };
 
-  const writeRows: IssuedCodes['writeRows'] = (rows) => writePayloadRows(db, rows);
+  const writeRows: IssuedCodes['writeRows'] = (rows) => writes.run((batch) => writePayloadRows(batch, rows));
 
   return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
 }

@@ -1,0 +1,99 @@
+import type { Kysely, Transaction } from 'kysely';
+import type { DatabaseKind } from './connect.ts';
+import { isDatabaseUnavailable } from './errors.ts';
+import type { Database } from './schema.ts';
+
+/** A connection or a transaction: a batched write runs on either. */
+export type WriteDb = Kysely<Database> | Transaction<Database>;
+
+/**
+ * The writes requests make at their end (the tokens they issue, an authorization's code and
+ * session), committed together on SQLite. Each commit writes every page the rows touched (the
+ * table's and each index's) to the write-ahead log: rows committed together share the pages they
+ * both touch (the table's last page, the index pages of the same client or of recent expiries), so
+ * the writes that concurrent requests reach in one turn of the event loop go in one transaction.
+ * A request still waits until its own write is committed before it answers.
+ *
+ * A write that fails fails only its own request: the batch is rolled back and every write of it
+ * runs again on its own, as it would have without batching. A database that cannot be used (busy,
+ * read-only, disk full) fails every write of the batch at once with its error, answered 503 "try
+ * again" like any other request.
+ *
+ * On PostgreSQL every write runs at once on its own: connections write in parallel, and one
+ * transaction over several requests would only make them wait for each other.
+ */
+export interface WriteBatch {
+  /**
+   * Runs `write` (on a transaction shared with other writes, or on the connection when it runs
+   * alone) and resolves with its result once it is committed. `write` may run twice (see above), so
+   * it must do nothing but write: anything to tell others happens once it resolved.
+   */
+  run<T>(write: (db: WriteDb) => Promise<T>): Promise<T>;
+}
+
+interface Pending {
+  write: (db: WriteDb) => Promise<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** Writes that run at once, each on its own (PostgreSQL, and tests that need no batching). */
+export function unbatchedWrites(db: Kysely<Database>): WriteBatch {
+  return { run: (write) => write(db) };
+}
+
+/**
+ * The write batch of `db`. `schedule` runs the batch once the current turn's writes are in
+ * (`setImmediate`: after the I/O callbacks of this turn of the event loop, before the next).
+ */
+export function writeBatch(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  schedule: (flush: () => void) => void = setImmediate,
+): WriteBatch {
+  if (kind !== 'sqlite') return unbatchedWrites(db);
+  let pending: Pending[] = [];
+
+  const runAlone = (job: Pending) => job.write(db).then(job.resolve, job.reject);
+
+  const flush = async () => {
+    const jobs = pending;
+    pending = [];
+    if (jobs.length === 1) {
+      await runAlone(jobs[0]!);
+      return;
+    }
+    let results: unknown[];
+    try {
+      results = await db.transaction().execute(async (trx) => {
+        const values: unknown[] = [];
+        for (const job of jobs) values.push(await job.write(trx));
+        return values;
+      });
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) {
+        for (const job of jobs) job.reject(error);
+        return;
+      }
+      // One write failed (the batch was rolled back): each runs again on its own, so that only
+      // the failing one fails.
+      for (const job of jobs) await runAlone(job);
+      return;
+    }
+    jobs.forEach((job, index) => job.resolve(results[index]));
+  };
+
+  return {
+    run<T>(write: (db: WriteDb) => Promise<T>): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
+        if (pending.length === 1) schedule(() => void flush());
+      });
+    },
+  };
+}
+
+/** Runs `work` in a transaction: the batch's, or a new one when the write runs alone. */
+export function inTransaction<T>(db: WriteDb, work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
+  return db.isTransaction ? work(db as Transaction<Database>) : db.transaction().execute(work);
+}

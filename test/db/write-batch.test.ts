@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { isDatabaseUnavailable } from '../../src/db/errors.ts';
+import { type WriteDb, writeBatch } from '../../src/db/write-batch.ts';
+import { type PayloadRow, writePayloadRow } from '../../src/tokens/store.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+function row(id: string): PayloadRow {
+  return {
+    model: 'ClientCredentials',
+    id,
+    consumed_at: null,
+    payload: '{}',
+    grant_id: null,
+    user_id: null,
+    client_id: 'batch-client',
+    uid: null,
+    user_code: null,
+    expires_at: Date.now() + 60_000,
+    format: 'opaque',
+    value_sha256: null,
+  };
+}
+
+/**
+ * Writes that concurrent requests reach in one turn are committed together on SQLite; a failing
+ * write fails only its own request, a database that cannot be used fails them all with its error.
+ */
+describe(`the write batch (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  /** A batch whose flush runs when the test says so; `flush()` resolves once it ran. */
+  function manualBatch() {
+    const flushes: Array<() => void> = [];
+    const batch = writeBatch(handle.db, handle.kind, (flush) => void flushes.push(flush));
+    return {
+      batch,
+      flush: async () => {
+        for (const flush of flushes.splice(0)) flush();
+        await new Promise((resolve) => setImmediate(resolve));
+      },
+    };
+  }
+
+  const stored = async (ids: string[]) =>
+    (
+      await handle.db
+        .selectFrom('oidc_payload')
+        .select('id')
+        .where('model', '=', 'ClientCredentials')
+        .where('id', 'in', ids)
+        .orderBy('id')
+        .execute()
+    ).map((found) => found.id);
+
+  /** A write that records on what it ran (a shared transaction or the connection) and how often. */
+  function recorded(id: string, fail = false) {
+    const runs: boolean[] = [];
+    const write = async (db: WriteDb) => {
+      runs.push(db.isTransaction);
+      // A primary-key conflict: a fault of this write alone, not of the database.
+      if (fail) await db.insertInto('change_epoch').values({ id: 1, value: 0 }).execute();
+      await writePayloadRow(db, row(id));
+      return id;
+    };
+    return { runs, write };
+  }
+
+  it('commits the writes of one turn in one transaction, each answered with its own result', async () => {
+    const { batch, flush } = manualBatch();
+    const writes = ['one-a', 'one-b', 'one-c'].map((id) => recorded(id));
+    const results = writes.map((write) => batch.run(write.write));
+    await flush();
+    assert.deepEqual(await Promise.all(results), ['one-a', 'one-b', 'one-c']);
+    assert.deepEqual(await stored(['one-a', 'one-b', 'one-c']), ['one-a', 'one-b', 'one-c']);
+    const expected = handle.kind === 'sqlite' ? [true] : [false];
+    for (const write of writes) assert.deepEqual(write.runs, expected);
+  });
+
+  it('runs a write alone on the connection', async () => {
+    const { batch, flush } = manualBatch();
+    const write = recorded('alone');
+    const result = batch.run(write.write);
+    await flush();
+    assert.equal(await result, 'alone');
+    assert.deepEqual(write.runs, [false]);
+  });
+
+  it('fails only the failing write of a batch: the others run again on their own and are stored', async () => {
+    const { batch, flush } = manualBatch();
+    const good = [recorded('fault-a'), recorded('fault-c')];
+    const bad = recorded('fault-b', true);
+    const results = [batch.run(good[0]!.write), batch.run(bad.write), batch.run(good[1]!.write)];
+    const settled = Promise.allSettled(results);
+    await flush();
+    const [first, failed, third] = await settled;
+    assert.deepEqual(first, { status: 'fulfilled', value: 'fault-a' });
+    assert.deepEqual(third, { status: 'fulfilled', value: 'fault-c' });
+    assert.equal(failed!.status, 'rejected');
+    assert.equal(isDatabaseUnavailable((failed as PromiseRejectedResult).reason), false);
+    assert.deepEqual(await stored(['fault-a', 'fault-b', 'fault-c']), ['fault-a', 'fault-c']);
+    if (handle.kind === 'sqlite') {
+      // The batch stopped at the failing write; each then ran alone.
+      assert.deepEqual(good[0]!.runs, [true, false]);
+      assert.deepEqual(bad.runs, [true, false]);
+      assert.deepEqual(good[1]!.runs, [false]);
+    }
+  });
+
+  // PostgreSQL runs every write on its own: held-writes.test.ts covers its 503.
+  it(
+    'fails every write of a batch with the error of a database that cannot be used',
+    { skip: testDatabaseKind !== 'sqlite' && 'batches only on SQLite' },
+    async () => {
+      const { batch, flush } = manualBatch();
+      const writes = [recorded('readonly-a'), recorded('readonly-b')];
+      // A database that refuses writes for now (SQLITE_READONLY).
+      handle.sqlite!.pragma('query_only = ON');
+      try {
+        const settled = Promise.allSettled(writes.map((write) => batch.run(write.write)));
+        await flush();
+        for (const outcome of await settled) {
+          assert.equal(outcome.status, 'rejected');
+          assert.ok(isDatabaseUnavailable((outcome as PromiseRejectedResult).reason));
+        }
+      } finally {
+        handle.sqlite!.pragma('query_only = OFF');
+      }
+      // Not tried again one by one (the database said it cannot be used now): no write ran alone.
+      for (const write of writes) assert.equal(write.runs.includes(false), false);
+      assert.deepEqual(await stored(['readonly-a', 'readonly-b']), []);
+    },
+  );
+});
