@@ -7,7 +7,7 @@ import { assertNever } from '../util/assert-never.ts';
 import { recordDeliveryAttempt } from './attempts.ts';
 import { receivesLogout } from './fanout.ts';
 import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
-import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
+import type { ClaimedJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { LogoutDependencies } from './types.ts';
@@ -187,7 +187,11 @@ export function createDelivery(
     else log.warn({ ...line, detail: final.detail }, 'back-channel logout failed');
   };
 
-  const finishTogether = groupedTransactions(db);
+  const settle = settlementBatches({
+    db,
+    finish: (trx, settlements) => transport.finishMany(trx, settlements, owner, now()),
+    record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
+  });
 
   const processJob: Delivery['processJob'] = async (job, applications = new Map()) => {
     let lookup = applications.get(job.clientId);
@@ -200,7 +204,7 @@ export function createDelivery(
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
-      await finishTogether((trx) => transport.finish(trx, job, owner, 'cancelled', null, now()));
+      await settle({ settlement: { job, outcome: 'cancelled', httpStatus: null } });
       log.info(
         { client_id: job.clientId },
         'back-channel logout cancelled: the application no longer receives it',
@@ -234,10 +238,9 @@ export function createDelivery(
       attempts: job.attempts,
       startedAt,
     };
-    const finished = await finishTogether(async (trx) => {
-      if (!(await transport.finish(trx, job, owner, result.outcome, result.httpStatus, at))) return false;
-      await recordFinal(trx, entry, result, at);
-      return true;
+    const finished = await settle({
+      settlement: { job, outcome: result.outcome, httpStatus: result.httpStatus },
+      record: { entry, final: result, at },
     });
     if (finished) observed(entry, result, at);
   };
@@ -245,38 +248,64 @@ export function createDelivery(
   return { attemptOnce, recordFinal, observed, processJob, close: () => pools.close() };
 }
 
+/** A final outcome to record, and its attempt-table row (when it finished the job). */
+interface PendingSettlement {
+  settlement: Settlement;
+  record?: { entry: DeliveryEntry; final: Final; at: number };
+}
+
 /**
- * Runs the work handed in during one turn of the event loop in one transaction (deliveries that
- * finish together record their outcomes with one commit), each in the order given. When the shared
- * transaction fails, each piece runs again alone, so that only the one at fault fails.
+ * Records the final outcomes of deliveries in shared transactions, one at a time: the outcomes
+ * that arrive while one commits wait and go together into the next (a commit is what a delivery's
+ * record costs most, an fsync on PostgreSQL), and the transport finishes each group's jobs with a
+ * statement per distinct outcome. Resolves each with whether it finished its job (false when the
+ * claim was lost). When a shared transaction fails, each outcome is recorded again alone, so that
+ * only the one at fault fails.
  */
-function groupedTransactions(db: Kysely<Database>) {
-  interface Pending {
-    work: (trx: Transaction<Database>) => Promise<unknown>;
-    resolve: (value: unknown) => void;
+function settlementBatches(deps: {
+  db: Kysely<Database>;
+  finish: (trx: Transaction<Database>, settlements: readonly Settlement[]) => Promise<boolean[]>;
+  record: (trx: Transaction<Database>, record: NonNullable<PendingSettlement['record']>) => Promise<void>;
+}) {
+  interface Pending extends PendingSettlement {
+    resolve: (finished: boolean) => void;
     reject: (error: unknown) => void;
   }
   let queue: Pending[] = [];
-  const flush = async () => {
-    const group = queue;
-    queue = [];
-    try {
-      const results = await db.transaction().execute(async (trx) => {
-        const values: unknown[] = [];
-        for (const pending of group) values.push(await pending.work(trx));
-        return values;
-      });
-      group.forEach((pending, index) => pending.resolve(results[index]));
-    } catch {
-      for (const pending of group)
-        db.transaction()
-          .execute((trx) => pending.work(trx))
-          .then(pending.resolve, pending.reject);
+  let active = false;
+  const commit = (group: readonly Pending[]) =>
+    deps.db.transaction().execute(async (trx) => {
+      const finished = await deps.finish(
+        trx,
+        group.map((pending) => pending.settlement),
+      );
+      for (const [index, pending] of group.entries())
+        if (finished[index] && pending.record) await deps.record(trx, pending.record);
+      return finished;
+    });
+  const run = async () => {
+    while (queue.length > 0) {
+      const group = queue;
+      queue = [];
+      try {
+        const finished = await commit(group);
+        group.forEach((pending, index) => pending.resolve(finished[index] === true));
+      } catch {
+        await Promise.all(
+          group.map((pending) =>
+            commit([pending]).then((finished) => pending.resolve(finished[0] === true), pending.reject),
+          ),
+        );
+      }
     }
+    active = false;
   };
-  return <T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      if (queue.length === 0) setImmediate(() => void flush());
-      queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+  return (pending: PendingSettlement): Promise<boolean> =>
+    new Promise<boolean>((resolve, reject) => {
+      queue.push({ ...pending, resolve, reject });
+      if (active) return;
+      active = true;
+      // The outcomes of this turn of the event loop start the first group together.
+      setImmediate(() => void run());
     });
 }

@@ -39,6 +39,13 @@ export interface ClaimedJob extends LogoutJob {
   firstAttemptAt: number | null;
 }
 
+/** The final outcome of one claimed job, recorded with others in one transaction. */
+export interface Settlement {
+  job: ClaimedJob;
+  outcome: string;
+  httpStatus: number | null;
+}
+
 export interface LogoutJobTransport {
   readonly name: 'table' | 'pg-boss';
   /** Queues jobs inside `trx`: they commit or roll back with the change. */
@@ -53,15 +60,16 @@ export interface LogoutJobTransport {
     delaySeconds: number,
     httpStatus: number | null,
   ): Promise<boolean>;
-  /** Finishes a claimed job inside `trx` (with the outcome's record); false when the claim was lost. */
-  finish(
+  /**
+   * Finishes claimed jobs inside `trx`, one statement per distinct outcome (a fan-out's deliveries
+   * mostly share one): for each settlement in order, false when its claim was lost.
+   */
+  finishMany(
     trx: Transaction<Database>,
-    job: ClaimedJob,
+    settlements: readonly Settlement[],
     owner: string,
-    outcome: string,
-    httpStatus: number | null,
     now: number,
-  ): Promise<boolean>;
+  ): Promise<boolean[]>;
   /** The earliest time a pending job becomes due, when the transport knows it cheaply. */
   nextDueAt(): Promise<number | undefined>;
   /** Drops finished jobs past their retention (a no-op where the transport does it itself). */

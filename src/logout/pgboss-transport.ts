@@ -4,7 +4,7 @@ import type { Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
-import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.ts';
+import type { ClaimedJob, LogoutJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 
 /**
  * The back-channel logout jobs on PostgreSQL: a pg-boss queue. pg-boss keeps its tables
@@ -258,9 +258,26 @@ export function createPgBossTransport(
         return true;
       });
     },
-    async finish(trx, job, _owner, outcome, httpStatus) {
+    // One `complete` per distinct output (a fan-out's first attempts share one), each fenced to the
+    // claimed attempts; pg-boss returns the ids it settled.
+    async finishMany(trx, settlements: readonly Settlement[]) {
       const instance = await started();
-      return complete(instance, trx, job, { outcome, attempts: job.attempts, httpStatus });
+      const groups = new Map<string, { output: BclJobOutput; jobs: ClaimedJob[] }>();
+      for (const { job, outcome, httpStatus } of settlements) {
+        const output: BclJobOutput = { outcome, attempts: job.attempts, httpStatus };
+        const key = JSON.stringify(output);
+        let group = groups.get(key);
+        if (!group) groups.set(key, (group = { output, jobs: [] }));
+        group.jobs.push(job);
+      }
+      const settled = new Set<string>();
+      for (const { output, jobs } of groups.values()) {
+        const response = (await instance.complete(BCL_QUEUE, jobs.map(attemptOf), output, {
+          db: kyselyExecutor(trx),
+        })) as { settled?: string[] };
+        for (const id of response.settled ?? []) settled.add(id);
+      }
+      return settlements.map(({ job }) => settled.has(attemptOf(job).id));
     },
     // A read of pg-boss's job table, measured on the database's clock (so clock skew cannot delay a
     // retry): when the next created or retried job becomes due.

@@ -2,7 +2,7 @@ import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { BclJobTable, Database } from '../db/schema.ts';
-import type { ClaimedJob, LogoutJob, LogoutJobTransport } from './job-transport.ts';
+import type { ClaimedJob, LogoutJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 
 /**
  * The `bcl_job` table transport of back-channel logout jobs (used on SQLite; pg-boss carries them on
@@ -161,6 +161,50 @@ export async function finishJob(
   return Number(result.numUpdatedRows) === 1;
 }
 
+/** Jobs finished by one statement (their ids are parameters). */
+const FINISH_BATCH = 500;
+
+/**
+ * Finishes claimed jobs with their outcomes (inside `trx`): one UPDATE per distinct outcome and
+ * status, each fenced like `finishJob`; for each settlement, false when its lease was lost.
+ */
+export async function finishJobs(
+  trx: Db,
+  settlements: readonly Settlement[],
+  owner: string,
+  now: number,
+): Promise<boolean[]> {
+  const groups = new Map<string, { outcome: string; httpStatus: number | null; ids: number[] }>();
+  for (const { job, outcome, httpStatus } of settlements) {
+    const key = `${outcome} ${httpStatus ?? ''}`;
+    let group = groups.get(key);
+    if (!group) groups.set(key, (group = { outcome, httpStatus, ids: [] }));
+    group.ids.push(Number(job.id));
+  }
+  const finished = new Set<number>();
+  for (const { outcome, httpStatus, ids } of groups.values()) {
+    for (let start = 0; start < ids.length; start += FINISH_BATCH) {
+      const rows = await trx
+        .updateTable('bcl_job')
+        .set({
+          status: 'done',
+          outcome,
+          finished_at: now,
+          lease_owner: null,
+          lease_until: null,
+          last_http_status: httpStatus,
+        })
+        .where('id', 'in', ids.slice(start, start + FINISH_BATCH))
+        .where('lease_owner', '=', owner)
+        .where('status', '=', 'pending')
+        .returning('id')
+        .execute();
+      for (const row of rows) finished.add(Number(row.id));
+    }
+  }
+  return settlements.map(({ job }) => finished.has(Number(job.id)));
+}
+
 /** The earliest time a pending job becomes due (to sleep until then), or undefined. */
 export async function nextDueAt(db: Kysely<Database>): Promise<number | undefined> {
   const row = await db
@@ -213,8 +257,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
     },
     reschedule: (job, owner, now, delaySeconds, httpStatus) =>
       rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
-    finish: (trx, job, owner, outcome, httpStatus, now) =>
-      finishJob(trx, { id: Number(job.id) }, owner, outcome, httpStatus, now),
+    finishMany: (trx, settlements, owner, now) => finishJobs(trx, settlements, owner, now),
     nextDueAt: () => nextDueAt(db),
     purge: async (now) => {
       await purgeFinishedJobs(db, now);

@@ -16,7 +16,7 @@ import type { LogoutService, LogoutWorker } from './types.ts';
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Deliveries in flight at once, by default. */
-export const DEFAULT_WORKER_CONCURRENCY = 4;
+export const DEFAULT_WORKER_CONCURRENCY = 16;
 
 export function createWorkerLoop(deps: {
   config: Config;

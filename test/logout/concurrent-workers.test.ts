@@ -9,7 +9,7 @@ import { eventually } from '../helpers/eventually.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 
-const JOBS = 12;
+const JOBS = 40;
 
 /** Two worker processes on one queue: each job is claimed by one of them, and delivered once. */
 describe(`two back-channel logout workers at once (${testDatabaseKind})`, () => {

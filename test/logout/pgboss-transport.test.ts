@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import { newJti } from '../../src/logout/job-transport.ts';
 import { BCL_QUEUE, createPgBossTransport, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { createServices, type Services } from '../../src/services.ts';
 import { cli } from '../helpers/cli.ts';
@@ -146,6 +147,81 @@ describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseK
     assert.deepEqual(last.output, { outcome: 'success', attempts: 2, httpStatus: 200 });
     assert.equal(await services.logout.deliverDue(), 0, 'a completed job is never fetched again');
     assert.equal(await bclJobRows(), 0);
+  });
+
+  it('completes a batch of claimed jobs by outcome, each fenced to the attempt it claimed', async () => {
+    const transport = createPgBossTransport(services.database, {
+      expireInSeconds: 30,
+      logger: services.logger,
+    });
+    try {
+      const now = Date.now();
+      const job = (client: string) => ({
+        trigger: 'user_deactivated' as const,
+        userId: 7,
+        sub: '7',
+        clientId: client,
+        jti: newJti(),
+        iat: Math.floor(now / 1000),
+        exp: Math.floor(now / 1000) + 300,
+        kid: 'kid-1',
+        sid: null,
+      });
+      const clients = ['batch-a', 'batch-b', 'batch-c', 'batch-d'];
+      await services.database.db
+        .transaction()
+        .execute((trx) => transport.enqueue(trx, clients.map(job), now));
+      const claimed = (await transport.claim('worker-a', now, now + 30_000, 10)).filter((row) =>
+        row.clientId.startsWith('batch-'),
+      );
+      assert.equal(claimed.length, 4);
+      const byClient = new Map(claimed.map((row) => [row.clientId, row]));
+      // The claim of batch-c lapsed and another worker claimed the job again (its next attempt).
+      const lapsed = byClient.get('batch-c')!;
+      await sql`
+        update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set retry_count = retry_count + 1
+         where name = ${BCL_QUEUE} and data->>'jti' = ${lapsed.jti}`.execute(services.database.db);
+      const finished = await services.database.db.transaction().execute((trx) =>
+        transport.finishMany(
+          trx,
+          [
+            { job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 },
+            { job: byClient.get('batch-b')!, outcome: 'rp_client_error', httpStatus: 400 },
+            { job: lapsed, outcome: 'success', httpStatus: 200 },
+            { job: byClient.get('batch-d')!, outcome: 'success', httpStatus: 200 },
+          ],
+          'worker-a',
+          Date.now(),
+        ),
+      );
+      assert.deepEqual(finished, [true, true, false, true]);
+      const rows = (await pgBossJobs(services.database)).filter((row) =>
+        row.data.clientId.startsWith('batch-'),
+      );
+      assert.deepEqual(rows.map((row) => [row.data.clientId, row.state, row.output]).sort(), [
+        ['batch-a', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
+        ['batch-b', 'completed', { outcome: 'rp_client_error', attempts: 1, httpStatus: 400 }],
+        ['batch-c', 'active', null],
+        ['batch-d', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
+      ]);
+      // A completed job is never completed again.
+      const again = await services.database.db
+        .transaction()
+        .execute((trx) =>
+          transport.finishMany(
+            trx,
+            [{ job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 }],
+            'worker-a',
+            Date.now(),
+          ),
+        );
+      assert.deepEqual(again, [false]);
+      await sql`
+        delete from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+         where name = ${BCL_QUEUE} and data->>'clientId' like 'batch-%'`.execute(services.database.db);
+    } finally {
+      await transport.close();
+    }
   });
 
   it('aa-oidc migrate installs pg-boss’s schema and queue on a fresh database', async () => {

@@ -5,7 +5,9 @@ import { newJti } from '../../src/logout/job-transport.ts';
 import {
   claimDueJob,
   FINISHED_JOB_RETENTION_MS,
+  claimDueJobs,
   finishJob,
+  finishJobs,
   insertJobs,
   purgeFinishedJobs,
   rescheduleJob,
@@ -64,6 +66,65 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
     assert.equal(again?.attempts, 2);
     assert.equal(again?.last_http_status, 503);
     await finishJob(handle.db, again!, 'worker-a', 'retries_exhausted', 503, T + 10_001);
+  });
+
+  it('finishes a batch of claimed jobs by outcome, each fenced to its own lease', async () => {
+    const U = T + 1_000_000;
+    await handle.db
+      .transaction()
+      .execute((trx) => insertJobs(trx, ['batch-a', 'batch-b', 'batch-c', 'batch-d'].map(job), U));
+    const claimed = await claimDueJobs(handle.db, handle.kind, 'worker-a', U, U + 5000, 4);
+    assert.equal(claimed.length, 4);
+    // worker-a's lease of the third job ran out and worker-b took it over.
+    const lost = claimed[2]!;
+    await handle.db
+      .updateTable('bcl_job')
+      .set({ lease_owner: 'worker-b' })
+      .where('id', '=', lost.id)
+      .execute();
+    const settlement = (row: (typeof claimed)[number], outcome: string, httpStatus: number | null) => ({
+      job: { ...job(row.client_id), id: row.id, attempts: 1, firstAttemptAt: U },
+      outcome,
+      httpStatus,
+    });
+    const finished = await handle.db
+      .transaction()
+      .execute((trx) =>
+        finishJobs(
+          trx,
+          [
+            settlement(claimed[0]!, 'success', 200),
+            settlement(claimed[1]!, 'rp_client_error', 400),
+            settlement(lost, 'success', 200),
+            settlement(claimed[3]!, 'success', 204),
+          ],
+          'worker-a',
+          U + 10,
+        ),
+      );
+    assert.deepEqual(finished, [true, true, false, true]);
+    const rows = await handle.db
+      .selectFrom('bcl_job')
+      .select(['client_id', 'status', 'outcome', 'last_http_status', 'lease_owner', 'finished_at'])
+      .where('client_id', 'like', 'batch-%')
+      .orderBy('client_id')
+      .execute();
+    assert.deepEqual(
+      rows.map((row) => [row.client_id, row.status, row.outcome, row.last_http_status, row.lease_owner]),
+      [
+        ['batch-a', 'done', 'success', 200, null],
+        ['batch-b', 'done', 'rp_client_error', 400, null],
+        ['batch-c', 'pending', null, null, 'worker-b'],
+        ['batch-d', 'done', 'success', 204, null],
+      ],
+    );
+    // A second settlement of a finished job finishes nothing.
+    const again = await handle.db
+      .transaction()
+      .execute((trx) => finishJobs(trx, [settlement(claimed[0]!, 'success', 200)], 'worker-a', U + 20));
+    assert.deepEqual(again, [false]);
+    await finishJob(handle.db, lost, 'worker-b', 'success', 200, U + 30);
+    await handle.db.deleteFrom('bcl_job').where('client_id', 'like', 'batch-%').execute();
   });
 
   it('purges finished jobs past their retention only', async () => {
