@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load.ts';
+import { DEFAULT_CONNECTIONS_PER_TARGET } from '../../src/logout/connection-pools.ts';
+import { DEFAULT_WORKER_CONCURRENCY } from '../../src/logout/worker.ts';
 import { createServices, type Services } from '../../src/services.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
 import { spawnCli, startCliProcess } from '../helpers/cli.ts';
@@ -519,7 +521,10 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     const bcl = logoutReceiver(cert, readFileSync(path.join(folder, 'key.pem'), 'utf8'));
     receiver.current = bcl;
     const port = await bcl.listen();
-    const APPS = 16;
+    // Enough logouts that each worker fills all of its lanes once the first four are answered, and
+    // some are left over; the receiver sees a worker's lanes up to its connections to one target.
+    const APPS = 4 + 2 * DEFAULT_WORKER_CONCURRENCY + 4;
+    const onTheWire = Math.min(DEFAULT_WORKER_CONCURRENCY, DEFAULT_CONNECTIONS_PER_TARGET);
     const clients: Client[] = [];
     for (let index = 0; index < APPS; index += 1) {
       const created = await services.applications.create(
@@ -544,15 +549,26 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
       await worker.waitFor(/back-channel logout worker/);
     }
     // The first four are answered at once; then every delivery waits, until each worker has all
-    // of its four lanes waiting on the receiver: nobody is between an answer and its record.
+    // of its lanes claimed and its connections waiting on the receiver: nobody is between an answer
+    // and its record.
     bcl.hold(4);
     const deactivated = await spawnCli(['user', 'deactivate', member], env());
     assert.equal(deactivated.code, 0, deactivated.stderr);
-    await waitUntil(() => bcl.waiting() === 8, 'both workers wait on 8 deliveries', 60_000, 20);
+    await waitUntil(
+      () => bcl.waiting() === 2 * onTheWire,
+      `both workers wait on ${2 * onTheWire} deliveries`,
+      60_000,
+      20,
+    );
     assert.equal(bcl.delivered.length, 4);
 
     await workers[0]!.stop('SIGKILL');
-    await waitUntil(() => bcl.aborted.length >= 4, 'the killed worker’s 4 connections close', 30_000, 20);
+    await waitUntil(
+      () => bcl.aborted.length >= onTheWire,
+      `the killed worker’s ${onTheWire} connections close`,
+      30_000,
+      20,
+    );
     bcl.release();
 
     // The killed worker's claims lapse (2 × requestTimeoutMs + 1 s) and the other worker takes them.
