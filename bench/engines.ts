@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,11 @@ export interface RunningEngine {
   rssMb(): number;
   /** CPU time (user + system) the engine's process has used so far, in seconds. */
   cpuSeconds(): number;
+  /**
+   * PostgreSQL on this machine: CPU time (user + system) the server's backends serving the engine's
+   * database have used so far, in seconds (they compete with the engine for the same cores).
+   */
+  databaseCpuSeconds?(): number;
   /** The SQL statements the process has run so far, by text (with `--count-statements` only). */
   statements?(): Promise<StatementCounts>;
   stop(): Promise<void>;
@@ -105,6 +110,40 @@ export interface AaOidcOptions {
   nodeArgs: readonly string[];
   /** Count the statements the server runs (bench/statement-counter.ts), through this file. */
   statementsFile?: string;
+  /** The PostgreSQL database aa-oidc uses, when its server runs on this machine (for its CPU time). */
+  postgresDatabase?: string;
+}
+
+/**
+ * The CPU time of the local PostgreSQL backends serving `database` (their process title is
+ * `postgres: USER DATABASE HOST(PORT) STATE`), summed over every backend seen so far: a backend that
+ * exits keeps the time counted up to the last call, so the total only grows.
+ */
+export function postgresBackendCpu(database: string): () => number {
+  const seen = new Map<number, number>();
+  let total = 0;
+  return () => {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      let title: string;
+      try {
+        title = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (!title.startsWith('postgres: ') || !title.split(' ').includes(database)) continue;
+      let now: number;
+      try {
+        now = cpuOf(pid);
+      } catch {
+        continue;
+      }
+      total += now - (seen.get(pid) ?? 0);
+      seen.set(pid, now);
+    }
+    return total;
+  };
 }
 
 /** Asks the counter in `pid` for its counts (SIGUSR2) and waits for the file it rewrites. */
@@ -158,6 +197,9 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
+      ...(options.postgresDatabase
+        ? { databaseCpuSeconds: postgresBackendCpu(options.postgresDatabase) }
+        : {}),
       ...(options.statementsFile ? { statements: statementReader(child.pid!, options.statementsFile) } : {}),
       stop,
     };

@@ -34,6 +34,8 @@ export interface LoadOptions {
   passes?: number;
   /** CPU seconds the engine's process has used so far (to report CPU time per pass). */
   cpuSeconds?: () => number;
+  /** CPU seconds the engine's local PostgreSQL backends have used so far. */
+  databaseCpuSeconds?: () => number;
   /** The SQL statements the engine's process has run so far (to report statements per pass). */
   statements?: () => Promise<StatementCounts>;
 }
@@ -48,6 +50,8 @@ export interface LoadResult {
   seconds: number;
   /** CPU seconds the engine's process used during the run (0 when unknown). */
   cpuSeconds: number;
+  /** CPU seconds the engine's local PostgreSQL backends used during the run (when measured). */
+  databaseCpuSeconds?: number;
   /** The statements the engine ran during the run, by SQL text (when counted). */
   statements?: StatementCounts;
   /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
@@ -115,6 +119,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
 
   const statementsBefore = await options.statements?.();
   const cpuBefore = options.cpuSeconds?.() ?? 0;
+  const databaseCpuBefore = options.databaseCpuSeconds?.();
   const started = performance.now();
   await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
@@ -135,6 +140,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   });
   const seconds = (performance.now() - started) / 1000;
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
+  const databaseCpuAfter = options.databaseCpuSeconds?.();
   const statementsAfter = await options.statements?.();
   const statements =
     statementsBefore && statementsAfter ? subtractCounts(statementsAfter, statementsBefore) : undefined;
@@ -143,6 +149,9 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     failed,
     seconds,
     cpuSeconds,
+    ...(databaseCpuBefore !== undefined && databaseCpuAfter !== undefined
+      ? { databaseCpuSeconds: databaseCpuAfter - databaseCpuBefore }
+      : {}),
     latencies,
     ...(statements ? { statements } : {}),
     ...(firstFailure ? { firstFailure } : {}),

@@ -9,6 +9,8 @@ export interface Measurement {
   p99Ms: number;
   /** CPU time of the engine's process per unit (request, flow, login), in milliseconds. */
   cpuMsPerUnit: number;
+  /** CPU time of its local PostgreSQL backends per unit, in milliseconds (aa-oidc on PostgreSQL). */
+  databaseCpuMsPerUnit?: number;
   completed: number;
   failed: number;
   seconds: number;
@@ -23,6 +25,9 @@ export function summarize(result: LoadResult): Measurement {
     p50Ms: percentile(result.latencies, 50),
     p99Ms: percentile(result.latencies, 99),
     cpuMsPerUnit: result.completed > 0 ? (result.cpuSeconds * 1000) / result.completed : Number.NaN,
+    ...(result.databaseCpuSeconds !== undefined && result.completed > 0
+      ? { databaseCpuMsPerUnit: (result.databaseCpuSeconds * 1000) / result.completed }
+      : {}),
     completed: result.completed,
     failed: result.failed,
     seconds: result.seconds,

@@ -154,6 +154,14 @@ async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase
   };
 }
 
+/** The database a PostgreSQL URL names when its server runs on this machine (its backends' CPU is readable). */
+function localPostgresDatabase(databaseUrl: string): string | undefined {
+  if (databaseUrl.startsWith('sqlite:')) return undefined;
+  const url = new URL(databaseUrl);
+  if (!['127.0.0.1', 'localhost', '[::1]', ''].includes(url.hostname)) return undefined;
+  return decodeURIComponent(url.pathname.slice(1)) || undefined;
+}
+
 /** The V8 heap of aa-oidc, from its /metrics listener (prom-client's default metrics). */
 async function heapOf(metricsPort: number): Promise<string> {
   try {
@@ -231,6 +239,9 @@ async function main(): Promise<void> {
       logFile: path.join(workDir, 'aa-oidc.log'),
       nodeArgs,
       ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
+      ...(localPostgresDatabase(databaseUrl)
+        ? { postgresDatabase: localPostgresDatabase(databaseUrl)! }
+        : {}),
     });
     cleanups.push(() => engines['aa-oidc']?.stop());
     const t = config.tokens;
@@ -295,6 +306,7 @@ async function main(): Promise<void> {
           progress(
             `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
               `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit` +
+              `${measured.databaseCpuMsPerUnit !== undefined ? ` (+ PostgreSQL ${measured.databaseCpuMsPerUnit.toFixed(2)})` : ''}` +
               `${measured.statementsPerUnit ? `, ${measured.statementsPerUnit.total.toFixed(2)} statements/unit` : ''}${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
           );
           for (const [text, n] of Object.entries(measured.statementsPerUnit?.byText ?? {}).slice(0, 12))

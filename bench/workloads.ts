@@ -65,12 +65,13 @@ const formHeaders = (client: BenchClient) => ({ authorization: basicAuthorizatio
 function load(
   target: Target,
   steps: readonly Step[],
-  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'statements'>,
+  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'databaseCpuSeconds' | 'statements'>,
 ): Promise<LoadResult> {
   return runLoad(steps, {
     ...options,
     origin: target.engine.origin,
     cpuSeconds: target.engine.cpuSeconds,
+    ...(target.engine.databaseCpuSeconds ? { databaseCpuSeconds: target.engine.databaseCpuSeconds } : {}),
     ...(target.engine.statements ? { statements: target.engine.statements } : {}),
   });
 }
@@ -221,6 +222,8 @@ export const WORKLOADS: readonly Workload[] = [
         total.failed += batch.failed;
         total.seconds += batch.seconds;
         total.cpuSeconds += batch.cpuSeconds;
+        if (batch.databaseCpuSeconds !== undefined)
+          total.databaseCpuSeconds = (total.databaseCpuSeconds ?? 0) + batch.databaseCpuSeconds;
         total.latencies.push(...batch.latencies);
         if (batch.statements)
           total.statements = total.statements
