@@ -10,6 +10,7 @@ import {
   explainPostgresConnectError,
   explainSqliteOpenError,
 } from './errors.ts';
+import { namingStatements } from './named-statements.ts';
 import type { Database } from './schema.ts';
 import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
@@ -98,7 +99,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // the pool discards the client when it is released; the event only needs a listener, without which
   // it would crash the process.
   pool.on('connect', (client) => client.on('error', () => undefined));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingStatements(pool) }) });
   return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
 }
 

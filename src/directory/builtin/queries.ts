@@ -38,11 +38,44 @@ function integerValue(value: number) {
   return sql<number>`cast(${value} as integer)`;
 }
 
+/**
+ * The user's columns, named rather than `app_user.*`: PostgreSQL keeps the lookup prepared on each
+ * connection (src/db/named-statements.ts), which it refuses for a statement whose result gains a
+ * column. A column missing here fails the type check of `splitProfileRow`.
+ */
+const USER_COLUMNS = [
+  'app_user.id',
+  'app_user.username',
+  'app_user.username_key',
+  'app_user.email',
+  'app_user.email_verified',
+  'app_user.password_hash',
+  'app_user.active',
+  'app_user.superuser',
+  'app_user.oidc_access',
+  'app_user.state_id',
+  'app_user.character_id',
+  'app_user.character_name',
+  'app_user.corporation_id',
+  'app_user.corporation_name',
+  'app_user.corporation_ticker',
+  'app_user.alliance_id',
+  'app_user.alliance_name',
+  'app_user.alliance_ticker',
+  'app_user.faction_id',
+  'app_user.faction_name',
+  'app_user.locale',
+  'app_user.last_login_at',
+  'app_user.must_change_password',
+  'app_user.created_at',
+  'app_user.updated_at',
+] as const;
+
 function profileQuery(db: Db) {
   return db
     .selectFrom('app_user')
     .leftJoin('state', 'state.id', 'app_user.state_id')
-    .selectAll('app_user')
+    .select(USER_COLUMNS)
     .select([
       'state.name as s_name',
       'state.name_key as s_name_key',

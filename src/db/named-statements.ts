@@ -1,0 +1,103 @@
+import type { PostgresPool, PostgresPoolClient } from 'kysely';
+import type pg from 'pg';
+
+/**
+ * PostgreSQL: the pool as Kysely sees it, running each parameterized statement as a named prepared
+ * statement (pg's `{ name, text, values }`). The server then parses and plans the statement once per
+ * connection instead of at every run: the hot path runs the same few statements for every request,
+ * and on a machine where the database shares the cores with aa-oidc, parsing and planning them again
+ * cost about as much CPU as aa-oidc itself spent on the request.
+ *
+ * A statement gets a name when it has parameters (a statement without any runs through the simple
+ * protocol, which allows several statements in one text: its meaning must not change) and when its
+ * select or returning list names its columns: PostgreSQL plans a prepared statement again after a
+ * migration changes a table it reads, but refuses to run it when the columns it returns changed
+ * ("cached plan must not change result type"), which a `*` would do when a column is added. Should a
+ * named statement still hit that error (a column's type changed under a running server), its text runs
+ * unnamed from then on, and the statement is retried at once when no transaction is open.
+ *
+ * Names are given to the first `NAMED_STATEMENT_LIMIT` texts seen; later texts run unnamed. The
+ * statements the code issues are far fewer; a query whose text grows with its input (a batch of rows,
+ * an `in` list) makes several, and each is kept by every connection of the pool.
+ */
+export const NAMED_STATEMENT_LIMIT = 100;
+
+/** More parameters than this marks a text built for a batch: such texts vary, and run unnamed. */
+const MAX_NAMED_PARAMETERS = 64;
+
+/** `*` or `"table".*` as a select or returning item (not `count(*)`, not a product). */
+const EXPANDED_STAR = /"[^"]*"\.\*|(?:\bselect(?:\s+distinct)?|\breturning|,)\s*\*(?=\s*(?:,|\bfrom\b|$))/i;
+
+/** SQLSTATE feature_not_supported, which PostgreSQL answers for a prepared statement whose result type changed. */
+const FEATURE_NOT_SUPPORTED = '0A000';
+
+export function mayBeNamed(text: string, parameters: number): boolean {
+  return parameters > 0 && parameters <= MAX_NAMED_PARAMETERS && !EXPANDED_STAR.test(text);
+}
+
+export function namingStatements(pool: pg.Pool, limit = NAMED_STATEMENT_LIMIT): PostgresPool {
+  // text → its name, or null for a text that runs unnamed (not eligible, over the limit, or refused).
+  const names = new Map<string, string | null>();
+  let given = 0;
+  const nameOf = (text: string, parameters: number): string | null => {
+    let name = names.get(text);
+    if (name !== undefined) return name;
+    name = given < limit && mayBeNamed(text, parameters) ? `aa_${(given += 1)}` : null;
+    // Texts that run unnamed are remembered too, up to a bound, so the checks above run once each.
+    if (name !== null || names.size < limit * 4) names.set(text, name);
+    return name;
+  };
+  const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+  const viewOf = (client: pg.PoolClient): PostgresPoolClient => {
+    // Kysely opens and ends its transactions with these parameterless statements (never named).
+    let inTransaction = false;
+    const query = async (text: string, values: unknown[]): Promise<pg.QueryResult> => {
+      const name = nameOf(text, values.length);
+      if (name === null) {
+        const ends = /^(?:commit|rollback)$/i.test(text);
+        try {
+          const result = await client.query(text, values);
+          if (/^(?:begin|start transaction)\b/i.test(text)) inTransaction = true;
+          return result;
+        } finally {
+          if (ends) inTransaction = false;
+        }
+      }
+      try {
+        return await client.query({ name, text, values });
+      } catch (error) {
+        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) throw error;
+        names.set(text, null);
+        if (inTransaction) throw error;
+        return client.query(text, values);
+      }
+    };
+    return {
+      get processID() {
+        return (client as unknown as { processID?: number }).processID;
+      },
+      release: (destroy?: boolean) => client.release(destroy),
+      // A cursor (Kysely's streaming) passes through.
+      query: ((text: unknown, parameters?: readonly unknown[]) =>
+        typeof text === 'string'
+          ? query(text, (parameters ?? []) as unknown[])
+          : client.query(text as pg.Submittable)) as unknown as PostgresPoolClient['query'],
+    };
+  };
+  return {
+    Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client,
+    get options() {
+      return pool.options;
+    },
+    async connect() {
+      const client = await pool.connect();
+      let view = views.get(client);
+      if (!view) {
+        view = viewOf(client);
+        views.set(client, view);
+      }
+      return view;
+    },
+    end: () => pool.end(),
+  };
+}
