@@ -82,6 +82,20 @@ function structuredTokenId(value: string): string | undefined {
   }
 }
 
+/**
+ * `storageId` of the value hashed last: introspection and revocation look one presented value up in
+ * three models at once, each with its own adapter.
+ */
+let lastHashed: string | undefined;
+let lastStorageId = '';
+function storageIdOfPresented(value: string): string {
+  if (value !== lastHashed) {
+    lastStorageId = storageId(value);
+    lastHashed = value;
+  }
+  return lastStorageId;
+}
+
 function sameDigest(a: string, b: string): boolean {
   const left = Buffer.from(a, 'utf8');
   const right = Buffer.from(b, 'utf8');
@@ -244,7 +258,7 @@ export class KyselyAdapter implements Adapter {
     // Refresh tokens are opaque: a JWT presented at introspection or revocation is none, and looking
     // it up by its whole value would be a statement of its own beside the access-token lookup by `jti`.
     if (this.model === 'RefreshToken' && structuredTokenId(id) !== undefined) return undefined;
-    const key = storageId(jti ?? id);
+    const key = storageIdOfPresented(jti ?? id);
     const row = await (this.#lookup
       ? this.#lookup.find(this.#db, this.model, key)
       : findPayload(this.#db, this.model, key));

@@ -34,6 +34,22 @@ export const EXTRA_CLIENT_METADATA = [
  * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`.
  */
 export function clientMetadataFor(app: Application): ClientMetadata {
+  let metadata = metadataByApplication.get(app);
+  if (!metadata) {
+    metadata = buildClientMetadata(app);
+    metadataByApplication.set(app, metadata);
+  }
+  return metadata;
+}
+
+/**
+ * The metadata of each application object, built once: applications are kept in memory while the
+ * change epoch stands (change-epoch-cache.ts), and the provider asks for the client on every request
+ * (a changed application is a new object, so its metadata is built anew). The provider only reads it.
+ */
+const metadataByApplication = new WeakMap<Application, ClientMetadata>();
+
+function buildClientMetadata(app: Application): ClientMetadata {
   const native = app.redirectUris.some((uri) => !/^https?:/i.test(uri));
   const usesCode = app.grantTypes.includes('authorization_code');
   return {

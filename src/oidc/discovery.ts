@@ -3,16 +3,17 @@ import type { Config } from '../config/load.ts';
 
 /**
  * Post-processing of the provider's discovery document (and the CORS header of discovery and
- * JWKS), installed with `provider.use()` so that it sees the provider's response. The document ends
+ * JWKS), run once the provider has answered (`afterProviderResponse` in provider.ts). The document ends
  * up with exactly the fields aa-oidc supports: what the provider computes from our configuration, plus
  * the fields it does not know about (`backchannel_logout_session_supported`: ID tokens and logout
  * tokens of a session's end carry `sid` for back-channel logout); every endpoint on the issuer's origin.
  */
-export function discoveryPostProcessing(config: Pick<Config, 'logout' | 'issuer'>): Koa.Middleware {
+export function discoveryPostProcessing(
+  config: Pick<Config, 'logout' | 'issuer'>,
+): (ctx: Koa.Context) => void {
   const issuerOrigin = new URL(config.issuer).origin;
   const onIssuerOrigin = `${issuerOrigin}/`;
-  return async (ctx, next) => {
-    await next();
+  return (ctx) => {
     const route = (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
     if ((route === 'discovery' || route === 'jwks') && ctx.method !== 'OPTIONS') {
       ctx.set('Access-Control-Allow-Origin', '*');

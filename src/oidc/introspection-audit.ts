@@ -5,12 +5,11 @@ import { matchedRouteName } from './provider-internals.ts';
 import type { ObservabilityDependencies } from './token-events.ts';
 
 /**
- * `token_introspected` for every answered introspection request (installed with `provider.use()`,
- * so it sees the provider's response).
+ * `token_introspected` for every answered introspection request, run once the provider has answered
+ * (`afterProviderResponse` in provider.ts).
  */
-export function introspectionAudit(deps: ObservabilityDependencies): Koa.Middleware {
-  return async (ctx, next) => {
-    await next();
+export function introspectionAudit(deps: ObservabilityDependencies): (ctx: Koa.Context) => void {
+  return (ctx) => {
     const route = matchedRouteName(ctx);
     if (route !== 'introspection' || ctx.status !== 200) return;
     const oidc = (

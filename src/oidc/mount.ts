@@ -131,16 +131,16 @@ export function mountProvider(
 
     const outerPath = ctx.path;
     const state = ctx as unknown as { mountPath?: string };
-    ctx.path = inner;
+    setPath(ctx, inner);
     state.mountPath = issuerPath;
     try {
       await runnerFor(current())(ctx, async () => {
-        ctx.path = outerPath;
+        setPath(ctx, outerPath);
         state.mountPath = undefined;
         await next();
       });
     } finally {
-      ctx.path = outerPath;
+      setPath(ctx, outerPath);
       state.mountPath = undefined;
     }
   };
@@ -151,6 +151,23 @@ export function mountProvider(
     return serve(ctx, next);
   };
 }
+
+/**
+ * `ctx.path = path`, keeping the query, without Koa's round trip through `url.format` (which
+ * formats the whole parsed URL again, then parses it on the next read): for a request target in
+ * origin form (`/o/token/?…`), which is every request but a proxy's absolute form, the new URL is
+ * the path and the query as they stand. Koa's setter does the rest, and paths it would escape.
+ */
+function setPath(ctx: Koa.Context, path: string): void {
+  const url = ctx.url;
+  if (url.charCodeAt(0) !== SLASH || path.includes('#') || path.includes('?')) {
+    ctx.path = path;
+    return;
+  }
+  const query = url.indexOf('?');
+  ctx.url = query === -1 ? path : `${path}${url.slice(query)}`;
+}
+const SLASH = '/'.charCodeAt(0);
 
 /**
  * Authorization and logout requests arrive by GET or by form POST (both required by the specs).
@@ -202,14 +219,19 @@ function dropMalformedMaxAge(params: URLSearchParams): boolean {
 function compose(
   middleware: Koa.Middleware[],
 ): (ctx: Koa.Context, next: () => Promise<void>) => Promise<void> {
+  // As koa-compose: each layer's promise is handed on, not awaited in a function of its own.
   return (ctx, next) => {
     let index = -1;
-    const dispatch = async (i: number): Promise<void> => {
-      if (i <= index) throw new Error('next() called multiple times');
+    const dispatch = (i: number): Promise<void> => {
+      if (i <= index) return Promise.reject(new Error('next() called multiple times'));
       index = i;
       const fn = i === middleware.length ? next : middleware[i];
-      if (!fn) return;
-      await fn(ctx as Koa.ParameterizedContext, () => dispatch(i + 1));
+      if (!fn) return Promise.resolve();
+      try {
+        return Promise.resolve(fn(ctx as Koa.ParameterizedContext, () => dispatch(i + 1)));
+      } catch (error) {
+        return Promise.reject(error as Error);
+      }
     };
     return dispatch(0);
   };

@@ -11,3 +11,33 @@ declare module 'oidc-provider/lib/actions/revocation.js' {
 declare module 'oidc-provider/lib/actions/end_session.js' {
   export const confirm: unknown[];
 }
+declare module 'oidc-provider/lib/actions/userinfo.js' {
+  const stack: unknown[];
+  export default stack;
+}
+declare module 'oidc-provider/lib/helpers/certificate_thumbprint.js' {
+  export default function certificateThumbprint(cert: unknown): string;
+}
+declare module 'oidc-provider/lib/helpers/configuration_result.js' {
+  export function account<T>(value: T): T;
+}
+declare module 'oidc-provider/lib/helpers/validate_dpop.js' {
+  export default function dpopValidate(
+    provider: unknown,
+    ctx: unknown,
+    accessToken?: string,
+  ): Promise<{ thumbprint: string } | undefined>;
+  export function checkDpopReplay(
+    provider: unknown,
+    ctx: unknown,
+    dPoP: unknown,
+    clientId: string,
+    ErrorClass: unknown,
+  ): Promise<void>;
+}
+declare module 'oidc-provider/lib/helpers/weak_cache.js' {
+  export default function instance(provider: unknown): {
+    configuration: { findAccount(ctx: unknown, sub: string, token?: unknown): Promise<unknown> };
+    features: { mTLS: { getCertificate(ctx: unknown): unknown } };
+  };
+}

@@ -1,8 +1,13 @@
 import type Koa from 'koa';
-import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
+import Provider, { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import introspection from 'oidc-provider/lib/actions/introspection.js';
 import revocation from 'oidc-provider/lib/actions/revocation.js';
+import userinfoStack from 'oidc-provider/lib/actions/userinfo.js';
 import { confirm as endSessionConfirmStack } from 'oidc-provider/lib/actions/end_session.js';
+import certificateThumbprint from 'oidc-provider/lib/helpers/certificate_thumbprint.js';
+import { account as validateAccount } from 'oidc-provider/lib/helpers/configuration_result.js';
+import dpopValidate, { checkDpopReplay } from 'oidc-provider/lib/helpers/validate_dpop.js';
+import instance from 'oidc-provider/lib/helpers/weak_cache.js';
 
 /**
  * Everything aa-oidc reads or changes of oidc-provider beyond its documented configuration, in one
@@ -69,4 +74,99 @@ export function runBeforeEndSessionStep(): void {
 /** Registers the end-session confirmation step of one provider (see `runBeforeEndSessionStep`). */
 export function registerEndSessionStep(provider: object, step: ConfirmStep): void {
   confirmSteps.set(provider, step);
+}
+
+/** What the userinfo steps read of `ctx.oidc` beyond its published type. */
+interface InternalOidcContext {
+  provider: Provider;
+  accessToken?: { clientId: string; accountId: string };
+  getAccessToken(options: { acceptDPoP: boolean }): string;
+  entity(name: string, value: unknown): void;
+}
+
+type Step = ((ctx: KoaContextWithOIDC, next: () => Promise<void>) => Promise<void>) & { name?: string };
+
+/**
+ * oidc-provider 9's userinfo steps that load the access token, its client and its account
+ * (`shared/access_token.js`) build their `InvalidToken` before they know whether they need it
+ * (`ctx.assert(found, new InvalidToken(…))`): three errors, each with two stack captures, on every
+ * userinfo request that succeeds, a tenth of its CPU. The same steps in their place build the error
+ * only when they throw it: same checks, same order, same error, same entities set.
+ *
+ * The steps are replaced in the endpoint's middleware list, which oidc-provider reads when a
+ * Provider is constructed: call this before `new Provider(...)`. Idempotent. Throws when a provider
+ * upgrade moved a step (test/oidc/provider-internals.test.ts).
+ */
+export function buildUserinfoErrorsOnlyWhenThrown(): void {
+  const stack = userinfoStack as Step[];
+  const replacements: Record<string, Step> = {
+    validateAccessToken: validateUserinfoAccessToken,
+    loadAccessTokenClient: loadUserinfoClient,
+    loadAccessTokenAccount: loadUserinfoAccount,
+  };
+  if (stack.some((step) => step === validateUserinfoAccessToken)) return;
+  for (const [name, replacement] of Object.entries(replacements)) {
+    const index = stack.findIndex((step) => step.name === name);
+    if (index === -1) throw new Error(`oidc-provider: the userinfo step ${name} was not found`);
+    stack[index] = replacement;
+  }
+}
+
+/** `getValidateAccessToken({ afterFind })` of actions/userinfo.js, the error built when thrown. */
+async function validateUserinfoAccessToken(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  const oidc = ctx.oidc as unknown as InternalOidcContext;
+  const value = oidc.getAccessToken({ acceptDPoP: true });
+  const dPoP = await dpopValidate(oidc.provider, ctx, value);
+  const accessToken = await oidc.provider.AccessToken.find(value);
+  if (!accessToken) throw new errors.InvalidToken('access token not found');
+  oidc.entity('AccessToken', accessToken);
+
+  // The userinfo endpoint's afterFind.
+  if (!accessToken.scopes.size || !accessToken.scopes.has('openid')) {
+    throw new errors.InsufficientScope('access token missing openid scope', 'openid');
+  }
+
+  const token = accessToken as unknown as { 'x5t#S256'?: string; jkt?: string; clientId: string };
+  if (token['x5t#S256']) {
+    const { getCertificate } = instance(oidc.provider).features.mTLS;
+    const cert = getCertificate(ctx);
+    if (!cert || token['x5t#S256'] !== certificateThumbprint(cert)) {
+      throw new errors.InvalidToken('failed x5t#S256 verification');
+    }
+  }
+
+  await checkDpopReplay(oidc.provider, ctx, dPoP, token.clientId, errors.InvalidToken);
+
+  if (dPoP && !token.jkt) {
+    throw new errors.InvalidToken('access token is not sender-constrained but proof of possession was provided');
+  }
+  if (token.jkt && (!dPoP || token.jkt !== dPoP.thumbprint)) {
+    throw new errors.InvalidToken('failed jkt verification');
+  }
+
+  await next();
+}
+
+/** `loadAccessTokenClient` of shared/access_token.js, the error built when thrown. */
+async function loadUserinfoClient(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  const oidc = ctx.oidc as unknown as InternalOidcContext;
+  const client = await oidc.provider.Client.find(oidc.accessToken!.clientId);
+  if (!client) throw new errors.InvalidToken('associated client not found');
+  oidc.entity('Client', client);
+  await next();
+}
+
+/** `loadAccessTokenAccount` of shared/access_token.js, the error built when thrown. */
+async function loadUserinfoAccount(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+  const oidc = ctx.oidc as unknown as InternalOidcContext;
+  const account = validateAccount(
+    await instance(oidc.provider).configuration.findAccount(
+      ctx,
+      oidc.accessToken!.accountId,
+      oidc.accessToken,
+    ),
+  );
+  if (!account) throw new errors.InvalidToken('associated account not found');
+  oidc.entity('Account', account);
+  await next();
 }

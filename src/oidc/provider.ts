@@ -36,6 +36,7 @@ import { mountProvider } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
   acceptStoredJwtsAtIntrospectionAndRevocation,
+  buildUserinfoErrorsOnlyWhenThrown,
   registerEndSessionStep,
   runBeforeEndSessionStep,
 } from './provider-internals.ts';
@@ -131,8 +132,19 @@ export function createOidc(deps: OidcDependencies): Oidc {
     log,
   );
 
+  // What runs once the provider has answered, in one layer: introspection's audit event, then the
+  // discovery document's post-processing (each looks at its own route only).
+  const auditIntrospection = introspectionAudit(deps.observability);
+  const processDiscovery = discoveryPostProcessing(config);
+  const afterProviderResponse: Koa.Middleware = async (ctx, next) => {
+    await next();
+    auditIntrospection(ctx);
+    processDiscovery(ctx);
+  };
+
   const build = (): Provider => {
     acceptStoredJwtsAtIntrospectionAndRevocation();
+    buildUserinfoErrorsOnlyWhenThrown();
     runBeforeEndSessionStep();
     const provider = new Provider(
       config.issuer,
@@ -155,8 +167,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
     provider.use(codeExchange.middleware);
-    provider.use(discoveryPostProcessing(config));
-    provider.use(introspectionAudit(deps.observability));
+    provider.use(afterProviderResponse);
     registerEndSessionStep(
       provider,
       endSessionConfirm({

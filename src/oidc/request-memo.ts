@@ -1,6 +1,6 @@
 /**
  * Values kept for the duration of one provider request, and no longer: the one per-request cache of
- * aa-oidc. Entries are keyed (weakly) on the request's context, so they vanish with the request and
+ * aa-oidc. Entries are kept on the request's context, so they vanish with the request and
  * the next request reads the database again (a deactivation or a whitelist change made since is
  * seen). Without a request (the CLI, interaction pages outside the provider, tests calling a hook
  * directly) nothing is kept.
@@ -10,17 +10,49 @@
  * recorded refusal per stage (policy-enforcer.ts), and the token rows a code exchange holds back
  * (code-exchange.ts).
  */
+/**
+ * Where a request's values live: one map on the request object itself, by memo, so that they go
+ * with it. A property under a symbol of this module: no other code sees it (`Object.keys`,
+ * `JSON.stringify` and Koa's `inspect` skip symbols), and, unlike a WeakMap per memo, it costs no
+ * weak table entries for the garbage collector to trace on every request.
+ */
+const VALUES = Symbol('aa-oidc request memo');
+type Slots = Map<object, Map<unknown, unknown>>;
+/** A request object that cannot take the property (frozen, sealed) keeps its values here. */
+const unextensible = new WeakMap<object, Slots>();
+
+function slotsOf(request: object, create: true): Slots;
+function slotsOf(request: object, create: false): Slots | undefined;
+function slotsOf(request: object, create: boolean): Slots | undefined {
+  const holder = request as { [VALUES]?: Slots };
+  let slots = holder[VALUES] ?? unextensible.get(request);
+  if (slots === undefined && create) {
+    slots = new Map();
+    if (Object.isExtensible(request)) holder[VALUES] = slots;
+    else unextensible.set(request, slots);
+  }
+  return slots;
+}
+
 export class RequestMemo<K, V> {
-  readonly #byRequest = new WeakMap<object, Map<K, V>>();
+  #values(request: object): Map<K, V> | undefined {
+    return slotsOf(request, false)?.get(this) as Map<K, V> | undefined;
+  }
+
+  #valuesToWrite(request: object): Map<K, V> {
+    const slots = slotsOf(request, true);
+    let values = slots.get(this) as Map<K, V> | undefined;
+    if (!values) {
+      values = new Map();
+      slots.set(this, values as Map<unknown, unknown>);
+    }
+    return values;
+  }
 
   /** The value kept for `key` in this request; `make()` it the first time (every time without a request). */
   get(request: object | undefined, key: K, make: () => V): V {
     if (!request) return make();
-    let values = this.#byRequest.get(request);
-    if (!values) {
-      values = new Map();
-      this.#byRequest.set(request, values);
-    }
+    const values = this.#valuesToWrite(request);
     if (values.has(key)) return values.get(key)!;
     const value = make();
     values.set(key, value);
@@ -29,28 +61,23 @@ export class RequestMemo<K, V> {
 
   /** The value kept for `key` in this request, if any; never makes one. */
   peek(request: object | undefined, key: K): V | undefined {
-    return request ? this.#byRequest.get(request)?.get(key) : undefined;
+    return request ? this.#values(request)?.get(key) : undefined;
   }
 
   /** Keeps `value` for `key` in this request (nothing without a request). */
   set(request: object | undefined, key: K, value: V): void {
     if (!request) return;
-    let values = this.#byRequest.get(request);
-    if (!values) {
-      values = new Map();
-      this.#byRequest.set(request, values);
-    }
-    values.set(key, value);
+    this.#valuesToWrite(request).set(key, value);
   }
 
   /** Forgets `key` in this request (only while it still holds `value`, when given), or all of it. */
   forget(request: object | undefined, key?: K, value?: V): void {
     if (!request) return;
     if (key === undefined) {
-      this.#byRequest.delete(request);
+      slotsOf(request, false)?.delete(this);
       return;
     }
-    const values = this.#byRequest.get(request);
+    const values = this.#values(request);
     if (values && (value === undefined || values.get(key) === value)) values.delete(key);
   }
 }
