@@ -113,7 +113,10 @@ export function buildUserinfoErrorsOnlyWhenThrown(): void {
 }
 
 /** `getValidateAccessToken({ afterFind })` of actions/userinfo.js, the error built when thrown. */
-async function validateUserinfoAccessToken(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+async function validateUserinfoAccessToken(
+  ctx: KoaContextWithOIDC,
+  next: () => Promise<void>,
+): Promise<void> {
   const oidc = ctx.oidc as unknown as InternalOidcContext;
   const value = oidc.getAccessToken({ acceptDPoP: true });
   const dPoP = await dpopValidate(oidc.provider, ctx, value);
@@ -138,7 +141,9 @@ async function validateUserinfoAccessToken(ctx: KoaContextWithOIDC, next: () => 
   await checkDpopReplay(oidc.provider, ctx, dPoP, token.clientId, errors.InvalidToken);
 
   if (dPoP && !token.jkt) {
-    throw new errors.InvalidToken('access token is not sender-constrained but proof of possession was provided');
+    throw new errors.InvalidToken(
+      'access token is not sender-constrained but proof of possession was provided',
+    );
   }
   if (token.jkt && (!dPoP || token.jkt !== dPoP.thumbprint)) {
     throw new errors.InvalidToken('failed jkt verification');
