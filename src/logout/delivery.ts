@@ -211,6 +211,15 @@ export function createDelivery(
       );
       return;
     }
+    // Waited too long since its claim (a stalled process): sent now, it could still be in flight when
+    // the claim lapses and another worker sends it again. The claim lapses instead, then it is retried.
+    if (job.startBy !== undefined && now() > job.startBy) {
+      log.warn(
+        { client_id: job.clientId },
+        'back-channel logout attempt not started: its claim lapses first',
+      );
+      return;
+    }
     const retries = config.logout.retryBackoffSeconds;
     const exhausted = job.attempts > retries.length;
     let result: Awaited<ReturnType<Delivery['attemptOnce']>>;

@@ -37,6 +37,12 @@ export interface ClaimedJob extends LogoutJob {
   attempts: number;
   /** When the first attempt was made (epoch ms), or null for this first attempt. */
   firstAttemptAt: number | null;
+  /**
+   * The last moment (epoch ms) this attempt may start (set by the worker): one request timeout
+   * after the claim, so that a started attempt ends, and is recorded, before the claim lapses and
+   * another worker sends the job again.
+   */
+  startBy?: number;
 }
 
 /** The final outcome of one claimed job, recorded with others in one transaction. */

@@ -6,8 +6,8 @@ import type { QueuedLogout } from './types.ts';
 
 /**
  * How long a claimed attempt may take before another worker may take the job over (its worker died
- * mid-attempt). An attempt, gate included, is bounded by the request timeout; twice that and a
- * second covers signing and the database.
+ * mid-attempt). An attempt starts within one request timeout of its claim (the worker starts none
+ * later) and, gate included, is bounded by the request timeout; a second more covers its record.
  */
 export function leaseMs(config: Config): number {
   return 2 * config.logout.requestTimeoutMs + 1000;

@@ -70,7 +70,7 @@ export interface BclTestResult {
 export interface WorkerOptions {
   /** How often to look for due jobs when idle (default 1000 ms). */
   pollIntervalMs?: number;
-  /** Deliveries in flight at once (default 16), over kept-alive connections (at most 8 to one target). */
+  /** Deliveries in flight at once (default 32), over kept-alive connections (at most 8 to one target). */
   concurrency?: number;
 }
 

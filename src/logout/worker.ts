@@ -16,7 +16,7 @@ import type { LogoutService, LogoutWorker } from './types.ts';
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Deliveries in flight at once, by default. */
-export const DEFAULT_WORKER_CONCURRENCY = 16;
+export const DEFAULT_WORKER_CONCURRENCY = 32;
 
 export function createWorkerLoop(deps: {
   config: Config;
@@ -50,7 +50,9 @@ export function createWorkerLoop(deps: {
         const free = concurrency - inFlight.size;
         if (due && free >= Math.min(refill, concurrency)) {
           const at = now();
-          const jobs = await transport.claim(owner, at, at + leaseMs(config), free);
+          const claimed = await transport.claim(owner, at, at + leaseMs(config), free);
+          const startBy = at + config.logout.requestTimeoutMs;
+          const jobs = claimed.map((job) => ({ ...job, startBy }));
           due = jobs.length === free;
           // Each application is read once for the batch.
           const applications: ApplicationLookups = new Map();
