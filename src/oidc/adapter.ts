@@ -41,8 +41,14 @@ const GRANTABLE = new Set([
 /** Models whose codes and tokens are revoked in place (`revoked_at`) rather than deleted. */
 const REVOCABLE = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken', 'AuthorizationCode']);
 
-/** Models whose rows, found at the token endpoint, name the session and grant read next. */
-const READ_AHEAD = new Set(['AuthorizationCode', 'RefreshToken']);
+/** Models whose rows name the session and grant that the provider reads next. */
+const READ_AHEAD = new Set(['AuthorizationCode', 'RefreshToken', 'AccessToken']);
+
+/**
+ * Routes where a found code or token's session (its binding, checked as the token is found) and
+ * grant are read next: the token endpoint, userinfo and introspection.
+ */
+const READ_AHEAD_ROUTES = new Set(['token', 'userinfo', 'introspection']);
 
 /** Models whose value may be a JWT access token: found by the token, never by its `jti` alone. */
 const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
@@ -128,8 +134,9 @@ export interface BearerLookup {
   findByUid(db: Kysely<Database>, model: string, uid: string): Promise<StoredPayload | undefined>;
   /**
    * At the token endpoint, the code or refresh token being redeemed names the session it is bound
-   * to and its grant, which the provider reads next (the session binding, then the grant): both are
-   * read now, in one query. Each read-ahead row answers one later find of the same request, once.
+   * to and its grant, which the provider reads next (the session binding, then the grant); so does
+   * the access token of a userinfo request and the token being introspected. Both are read now, in
+   * one query. Each read-ahead row answers one later find of the same request, once.
    */
   readAhead(db: Kysely<Database>, payload: AdapterPayload): void;
 }
@@ -173,7 +180,7 @@ export function bearerLookup(
     readAhead(db, payload) {
       const ctx = request() as { oidc?: { route?: string } } | undefined;
       const { sessionUid, grantId, expiresWithSession } = payload;
-      if (ctx?.oidc?.route !== 'token' || !expiresWithSession) return;
+      if (!READ_AHEAD_ROUTES.has(ctx?.oidc?.route ?? '') || !expiresWithSession) return;
       if (typeof sessionUid !== 'string' || typeof grantId !== 'string') return;
       const grantKey = storageId(grantId);
       const both = findSessionAndGrant(db, sessionUid, grantKey);
@@ -266,10 +273,13 @@ export class KyselyAdapter implements Adapter {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = createHash('sha256').update(id, 'utf8').digest('hex');
       if (!sameDigest(digest, row.value_sha256)) return undefined;
-      return this.#revive(row, jti);
+      return this.#readAhead(this.#revive(row, jti));
     }
     if (jti !== undefined) return undefined;
-    const payload = this.#revive(row, id);
+    return this.#readAhead(this.#revive(row, id));
+  }
+
+  #readAhead(payload: AdapterPayload | undefined): AdapterPayload | undefined {
     if (payload && READ_AHEAD.has(this.model)) this.#lookup?.readAhead(this.#db, payload);
     return payload;
   }

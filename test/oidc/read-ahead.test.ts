@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { type TestServer, startServer } from '../helpers/server.ts';
+import {
+  type Client,
+  codeFlow,
+  introspect,
+  type Pilot,
+  seedClient,
+  seedDirectory,
+  seedPilot,
+  userinfo,
+} from '../tokens/helpers.ts';
+
+/** The SQL texts of the statements that read token storage, as the drivers are handed them. */
+function recordPayloadReads(): { texts: string[]; restore(): void } {
+  const texts: string[] = [];
+  const note = (text: unknown) => {
+    const sqlText = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
+    if (
+      typeof sqlText === 'string' &&
+      /^\s*select\b/i.test(sqlText) &&
+      /\bfrom\s+"oidc_payload"/i.test(sqlText)
+    )
+      texts.push(sqlText);
+  };
+  const probe = new BetterSqlite3(':memory:');
+  const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
+    string,
+    (...args: unknown[]) => unknown
+  >;
+  probe.close();
+  const runs = ['all', 'get', 'iterate'].map((name) => [name, statement[name]!] as const);
+  for (const [name, run] of runs) {
+    statement[name] = function countedRun(this: { source: string }, ...args: unknown[]) {
+      note(this.source);
+      return run.apply(this, args);
+    };
+  }
+  const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const query = client.query;
+  client.query = function countedQuery(this: unknown, ...args: unknown[]) {
+    note(args[0]);
+    return query.apply(this, args);
+  };
+  return {
+    texts,
+    restore() {
+      for (const [name, run] of runs) statement[name] = run;
+      client.query = query;
+    },
+  };
+}
+
+/** A read of the session and the grant together (a `union all` of the two lookups). */
+const SESSION_AND_GRANT = /"uid"\s*=.*\bunion all\b/is;
+
+describe(`userinfo and introspection read a token's session and grant in one statement (${testDatabaseKind})`, () => {
+  let harness: LeakHarness;
+  let server: TestServer;
+  let client: Client;
+  let pilot: Pilot;
+  let reads: ReturnType<typeof recordPayloadReads>;
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startServer({}, { harness });
+    await seedDirectory(server);
+    pilot = await seedPilot(server, harness);
+    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    reads = recordPayloadReads();
+  });
+  after(async () => {
+    reads?.restore();
+    await harness.assertNoLeaks();
+    await server.close();
+  });
+
+  async function readsDuring<T>(work: () => Promise<T>): Promise<{ result: T; texts: string[] }> {
+    const from = reads.texts.length;
+    const result = await work();
+    return { result, texts: reads.texts.slice(from) };
+  }
+
+  it('userinfo: the token, then its session and grant together', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    const { result, texts } = await readsDuring(() => userinfo(server, accessToken));
+    assert.equal(result.status, 200);
+    assert.equal(texts.length, 2, texts.join('\n'));
+    assert.match(texts[1]!, SESSION_AND_GRANT);
+  });
+
+  it('introspection: the token, then its session and grant together', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    const { result, texts } = await readsDuring(() => introspect(server, client, accessToken));
+    assert.equal(result.active, true);
+    assert.equal(texts.length, 2, texts.join('\n'));
+    assert.match(texts[1]!, SESSION_AND_GRANT);
+  });
+
+  it('a session ended since the token was issued is seen by the request that reads it ahead', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    // Ended through another path (another instance, a CLI command): the rows are gone.
+    await sql`delete from oidc_payload where model = 'Session'`.execute(server.app.database.db);
+    assert.equal((await userinfo(server, accessToken)).status, 401);
+    assert.equal((await introspect(server, client, accessToken)).active, false);
+  });
+});
