@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify } from 'jose';
-import { request } from 'undici';
+import type { Dispatcher } from 'undici';
+import { loadUndici } from '../util/undici.ts';
 
 /**
  * EVE SSO v2 as Alliance Auth uses it (django-esi): the authorization code flow at CCP's
@@ -176,8 +177,9 @@ async function fetchJson(
   body?: string,
   authorization?: string,
 ): Promise<unknown> {
-  let response: Awaited<ReturnType<typeof request>>;
+  let response: Dispatcher.ResponseData;
   try {
+    const { request } = await loadUndici();
     response = await request(url, {
       method,
       headers: {

@@ -1,5 +1,6 @@
 import type net from 'node:net';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { loadUndici } from '../util/undici.ts';
 import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts';
 
 /**
@@ -12,7 +13,7 @@ import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts
  */
 export interface ConnectionPools {
   /** The pool for this origin and pinned target (created on first use). */
-  poolFor(origin: string, target: PinnedTarget): Pool;
+  poolFor(origin: string, target: PinnedTarget): Promise<Pool>;
   /** Closes every pool (the worker stops). */
   close(): Promise<void>;
 }
@@ -64,7 +65,8 @@ export function createConnectionPools(
   };
 
   return {
-    poolFor(origin, target) {
+    async poolFor(origin, target) {
+      const { Pool } = await loadUndici();
       const now = clock();
       sweep(now);
       const key = `${origin} ${target.address} ${target.port} ${target.servername ?? ''}`;

@@ -1,7 +1,8 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import { Client, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { loadUndici } from '../util/undici.ts';
 import { assertNever } from '../util/assert-never.ts';
 import {
   ConnectFailure,
@@ -137,8 +138,9 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
       servername: gate.literal ? null : gate.host,
     };
     // A kept-alive connection of the pool for this very address, or one connection for this attempt.
+    const { Client } = await loadUndici();
     const dispatcher: Dispatcher =
-      request.pools?.poolFor(gate.url.origin, target) ??
+      (await request.pools?.poolFor(gate.url.origin, target)) ??
       new Client(gate.url.origin, {
         connect: (_options, callback) => {
           openPinned(connector, target, connectTimeoutMs, deadline.signal).then(
