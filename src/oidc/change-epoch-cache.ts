@@ -19,6 +19,8 @@ import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
  * - The `save_bearer` stage reads the epoch afresh right before tokens are saved (once per
  *   request), as it used to read the application afresh: a deactivation committed while the request
  *   ran still stops the token.
+ * - The requests that ask for the epoch in one turn of the event loop share one read, made after
+ *   they all asked (`sharedEpochReads`).
  * - Users' profiles are not kept: the policy must see a change the directory has not announced (an
  *   Alliance Auth change before its poll, a row changed in the database) on the next request, and
  *   only a write through aa-oidc could raise the epoch.
@@ -35,10 +37,36 @@ export interface ChangeEpochs {
   atSave(request: object): Promise<number>;
 }
 
-export function createChangeEpochs(db: Kysely<Database>): ChangeEpochs {
+/**
+ * One read of the epoch for every request that asks in the same turn of the event loop. Each read is
+ * a statement (on SQLite a read transaction of its own, with its file locks) for a single number;
+ * the read runs once the turn's requests have asked (`schedule`), so it sees every change committed
+ * before any of them asked, as a read of each request's own would. A request that asks while a read
+ * is already running waits for the next one.
+ */
+export function sharedEpochReads(
+  read: () => Promise<number>,
+  schedule: (run: () => void) => void = setImmediate,
+): () => Promise<number> {
+  let waiting: Promise<number> | undefined;
+  return () => {
+    if (waiting) return waiting;
+    const next = new Promise<number>((resolve, reject) => {
+      schedule(() => {
+        waiting = undefined;
+        read().then(resolve, reject);
+      });
+    });
+    waiting = next;
+    return next;
+  };
+}
+
+export function createChangeEpochs(db: Kysely<Database>, schedule?: (run: () => void) => void): ChangeEpochs {
   const noted = new RequestMemo<'epoch', number>();
-  const read = loadOncePerRequest(() => readChangeEpoch(db));
-  const readAtSave = loadOncePerRequest(() => readChangeEpoch(db));
+  const shared = sharedEpochReads(() => readChangeEpoch(db), schedule);
+  const read = loadOncePerRequest(shared);
+  const readAtSave = loadOncePerRequest(shared);
   return {
     note(request, epoch) {
       if (!request || epoch === undefined) return;

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type ChangeEpochs, EpochCache, epochCached } from '../../src/oidc/change-epoch-cache.ts';
+import {
+  type ChangeEpochs,
+  EpochCache,
+  epochCached,
+  sharedEpochReads,
+} from '../../src/oidc/change-epoch-cache.ts';
 
 /** Epochs as a test sets them: what a request sees, and what a read right before saving finds. */
 function epochs(state: { request: number; save: number }): ChangeEpochs {
@@ -86,5 +91,64 @@ describe('applications kept while the change epoch stands', () => {
     assert.equal(await cache.get(3, 'rp', async () => 'new'), 'new');
     assert.equal(await cache.get(2, 'rp', async () => 'old'), 'new');
     assert.equal(await cache.get(4, 'rp', async () => 'newer'), 'newer');
+  });
+});
+
+describe('epoch reads shared by the requests of one turn', () => {
+  /** A read of the epoch as stored now, counted; `run()` runs the scheduled reads. */
+  function setup() {
+    const stored = { epoch: 1, reads: 0, fail: false };
+    const scheduled: Array<() => void> = [];
+    const read = sharedEpochReads(
+      async () => {
+        stored.reads += 1;
+        if (stored.fail) throw new Error('database gone');
+        return stored.epoch;
+      },
+      (run) => void scheduled.push(run),
+    );
+    const run = () => {
+      for (const next of scheduled.splice(0)) next();
+    };
+    return { stored, read, run };
+  }
+
+  it('reads once for the requests that ask in one turn, after they all asked', async () => {
+    const { stored, read, run } = setup();
+    const first = read();
+    // Committed by another process after the first request asked, before the read ran.
+    stored.epoch = 2;
+    const second = read();
+    run();
+    assert.deepEqual(await Promise.all([first, second]), [2, 2]);
+    assert.equal(stored.reads, 1);
+  });
+
+  it('reads again for a request that asks once the shared read has started', async () => {
+    const { stored, read, run } = setup();
+    const first = read();
+    run();
+    stored.epoch = 3;
+    const later = read();
+    run();
+    assert.equal(await first, 1);
+    assert.equal(await later, 3, 'a change committed before the later request asked is seen');
+    assert.equal(stored.reads, 2);
+  });
+
+  it('fails the requests of a failed read, and reads afresh for the next', async () => {
+    const { stored, read, run } = setup();
+    stored.fail = true;
+    const failed = Promise.allSettled([read(), read()]);
+    run();
+    assert.deepEqual(
+      (await failed).map((outcome) => outcome.status),
+      ['rejected', 'rejected'],
+    );
+    stored.fail = false;
+    const next = read();
+    run();
+    assert.equal(await next, 1);
+    assert.equal(stored.reads, 2);
   });
 });
