@@ -15,233 +15,247 @@ import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
  * transaction of the change (rolled back with it), kept out of `bcl_job`, retried as new pg-boss
  * jobs after exactly the configured delay, and completed with their outcome.
  */
-describe('back-channel logout jobs on pg-boss (postgres)', { skip: testDatabaseKind !== 'postgres' }, () => {
-  let database: TestDatabase;
-  let services: Services;
-  let receiver: RpReceiver;
-  let clientId: string;
+describe(
+  'back-channel logout jobs on pg-boss (postgres)',
+  {
+    skip:
+      testDatabaseKind !== 'postgres' &&
+      'runs in the PostgreSQL pass (set AA_OIDC_TEST_DATABASE_URL): pg-boss needs PostgreSQL',
+  },
+  () => {
+    let database: TestDatabase;
+    let services: Services;
+    let receiver: RpReceiver;
+    let clientId: string;
 
-  before(async () => {
-    database = await createTestDatabase({ migrated: true });
-    receiver = await startRpReceiver([500, 200]);
-    services = await createServices(
-      testConfig(database, { logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] } }),
-      { migrate: true },
-    );
-    const created = await services.applications.create(
-      { name: 'Boss RP', redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri: receiver.url() },
-      'test',
-    );
-    clientId = created.application.clientId;
-  });
-  after(async () => {
-    await services?.close();
-    await receiver?.close();
-    await database?.drop();
-  });
+    before(async () => {
+      database = await createTestDatabase({ migrated: true });
+      receiver = await startRpReceiver([500, 200]);
+      services = await createServices(
+        testConfig(database, { logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] } }),
+        { migrate: true },
+      );
+      const created = await services.applications.create(
+        {
+          name: 'Boss RP',
+          redirectUris: ['https://rp.example.org/cb'],
+          backchannelLogoutUri: receiver.url(),
+        },
+        'test',
+      );
+      clientId = created.application.clientId;
+    });
+    after(async () => {
+      await services?.close();
+      await receiver?.close();
+      await database?.drop();
+    });
 
-  async function userWithToken(username: string): Promise<number> {
-    const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
-    await services.database.db
-      .insertInto('oidc_payload')
-      .values({
-        model: 'AccessToken',
-        id: `digest-${username}`,
-        payload: '{}',
-        grant_id: `grant-${username}`,
-        user_id: String(profile.user.id),
-        client_id: clientId,
-        uid: null,
-        user_code: null,
-        expires_at: Date.now() + 3_600_000,
-        consumed_at: null,
-      })
-      .execute();
-    return profile.user.id;
-  }
+    async function userWithToken(username: string): Promise<number> {
+      const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
+      await services.database.db
+        .insertInto('oidc_payload')
+        .values({
+          model: 'AccessToken',
+          id: `digest-${username}`,
+          payload: '{}',
+          grant_id: `grant-${username}`,
+          user_id: String(profile.user.id),
+          client_id: clientId,
+          uid: null,
+          user_code: null,
+          expires_at: Date.now() + 3_600_000,
+          consumed_at: null,
+        })
+        .execute();
+      return profile.user.id;
+    }
 
-  const bclJobRows = async () =>
-    (await services.database.db.selectFrom('bcl_job').select('id').execute()).length;
+    const bclJobRows = async () =>
+      (await services.database.db.selectFrom('bcl_job').select('id').execute()).length;
 
-  it('a job sent in a change that rolls back is gone with it; a committed one is in pg-boss', async () => {
-    const userId = await userWithToken('rolled-back');
-    const before = (await pgBossJobs(services.database)).length;
-    await assert.rejects(
-      services.database.db.transaction().execute(async (trx) => {
-        const queued = await services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' });
-        assert.equal(queued.length, 1, 'the job was sent inside the transaction');
-        const inside = await sql<{ count: string }>`
+    it('a job sent in a change that rolls back is gone with it; a committed one is in pg-boss', async () => {
+      const userId = await userWithToken('rolled-back');
+      const before = (await pgBossJobs(services.database)).length;
+      await assert.rejects(
+        services.database.db.transaction().execute(async (trx) => {
+          const queued = await services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' });
+          assert.equal(queued.length, 1, 'the job was sent inside the transaction');
+          const inside = await sql<{ count: string }>`
           select count(*) as count from ${sql.table(`${PGBOSS_SCHEMA}.job`)} where name = ${BCL_QUEUE}`.execute(
-          trx,
-        );
-        assert.equal(Number(inside.rows[0]!.count), before + 1, 'visible inside the transaction');
-        throw new Error('the change fails');
-      }),
-      /the change fails/,
-    );
-    assert.equal((await pgBossJobs(services.database)).length, before, 'no pg-boss job after the rollback');
+            trx,
+          );
+          assert.equal(Number(inside.rows[0]!.count), before + 1, 'visible inside the transaction');
+          throw new Error('the change fails');
+        }),
+        /the change fails/,
+      );
+      assert.equal((await pgBossJobs(services.database)).length, before, 'no pg-boss job after the rollback');
 
-    const queued = await services.database.db
-      .transaction()
-      .execute((trx) => services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' }));
-    const jobs = await pgBossJobs(services.database);
-    assert.equal(jobs.length, before + 1, 'the committed change left its job');
-    const job = jobs.at(-1)!;
-    assert.equal(job.state, 'created');
-    assert.equal(job.data.jti, queued[0]!.jti);
-    assert.equal(job.data.clientId, clientId);
-    assert.equal(await bclJobRows(), 0, 'bcl_job stays empty on PostgreSQL');
-    // Delivered (500 then 200 from the receiver) by the next test.
-  });
+      const queued = await services.database.db
+        .transaction()
+        .execute((trx) => services.logout.enqueueLogoutForUser(trx, { userId, reason: 'user_revoked' }));
+      const jobs = await pgBossJobs(services.database);
+      assert.equal(jobs.length, before + 1, 'the committed change left its job');
+      const job = jobs.at(-1)!;
+      assert.equal(job.state, 'created');
+      assert.equal(job.data.jti, queued[0]!.jti);
+      assert.equal(job.data.clientId, clientId);
+      assert.equal(await bclJobRows(), 0, 'bcl_job stays empty on PostgreSQL');
+      // Delivered (500 then 200 from the receiver) by the next test.
+    });
 
-  it('retries as a new pg-boss job after exactly the configured delay, then completes it', async () => {
-    const [pending] = await logoutJobs(services.database, { clientId });
-    assert.equal(pending?.status, 'pending');
-    assert.equal(await services.logout.deliverDue(), 1, 'the first attempt (HTTP 500)');
-    const chain = (await pgBossJobs(services.database)).filter((row) => row.data.jti === pending!.jti);
-    assert.equal(chain.length, 2);
-    assert.equal(chain[0]!.state, 'completed');
-    assert.equal(chain[0]!.output?.rescheduled, true);
-    assert.equal(chain[1]!.state, 'created');
-    assert.equal(chain[1]!.data.priorAttempts, 1);
-    assert.equal(chain[1]!.data.lastHttpStatus, 500);
-    const timing = await sql<{ delay: number; retry_backoff: boolean; retry_limit: number }>`
+    it('retries as a new pg-boss job after exactly the configured delay, then completes it', async () => {
+      const [pending] = await logoutJobs(services.database, { clientId });
+      assert.equal(pending?.status, 'pending');
+      assert.equal(await services.logout.deliverDue(), 1, 'the first attempt (HTTP 500)');
+      const chain = (await pgBossJobs(services.database)).filter((row) => row.data.jti === pending!.jti);
+      assert.equal(chain.length, 2);
+      assert.equal(chain[0]!.state, 'completed');
+      assert.equal(chain[0]!.output?.rescheduled, true);
+      assert.equal(chain[1]!.state, 'created');
+      assert.equal(chain[1]!.data.priorAttempts, 1);
+      assert.equal(chain[1]!.data.lastHttpStatus, 500);
+      const timing = await sql<{ delay: number; retry_backoff: boolean; retry_limit: number }>`
       select extract(epoch from start_after - created_on)::float8 as delay, retry_backoff, retry_limit
         from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
        where name = ${BCL_QUEUE} and state = 'created' and data->>'jti' = ${pending!.jti}`.execute(
-      services.database.db,
-    );
-    assert.deepEqual(timing.rows[0]?.delay, 7, 'the first configured backoff, not pg-boss’s');
-    assert.equal(timing.rows[0]?.retry_backoff, false);
-    assert.equal(await services.logout.deliverDue(), 0, 'not due before its delay');
-    // A worker sleeps until then (measured on the database clock).
-    const transport = createPgBossTransport(services.database, {
-      expireInSeconds: 5,
-      logger: services.logger,
-    });
-    try {
-      await transport.startWorker();
-      const dueIn = (await transport.nextDueAt())! - Date.now();
-      assert.ok(dueIn > 5000 && dueIn <= 7000, `the retry is due in about 7 s (${dueIn} ms)`);
-    } finally {
-      await transport.close();
-    }
-    assert.equal(receiver.requests.length, 1);
+        services.database.db,
+      );
+      assert.deepEqual(timing.rows[0]?.delay, 7, 'the first configured backoff, not pg-boss’s');
+      assert.equal(timing.rows[0]?.retry_backoff, false);
+      assert.equal(await services.logout.deliverDue(), 0, 'not due before its delay');
+      // A worker sleeps until then (measured on the database clock).
+      const transport = createPgBossTransport(services.database, {
+        expireInSeconds: 5,
+        logger: services.logger,
+      });
+      try {
+        await transport.startWorker();
+        const dueIn = (await transport.nextDueAt())! - Date.now();
+        assert.ok(dueIn > 5000 && dueIn <= 7000, `the retry is due in about 7 s (${dueIn} ms)`);
+      } finally {
+        await transport.close();
+      }
+      assert.equal(receiver.requests.length, 1);
 
-    // Bring the retry due (as if 7 s passed), then deliver it.
-    await sql`
+      // Bring the retry due (as if 7 s passed), then deliver it.
+      await sql`
       update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set start_after = now() - interval '1 second'
        where name = ${BCL_QUEUE} and state = 'created' and data->>'jti' = ${pending!.jti}`.execute(
-      services.database.db,
-    );
-    assert.equal(await services.logout.deliverDue(), 1, 'the retry (HTTP 200)');
-    const tokens = receiver.tokens();
-    assert.equal(tokens.length, 2);
-    assert.equal(tokens[1], tokens[0], 'the retry sends the same bytes');
-    const [done] = await logoutJobs(services.database, { clientId });
-    assert.equal(done?.status, 'done');
-    assert.equal(done?.outcome, 'success');
-    assert.equal(done?.attempts, 2);
-    const last = (await pgBossJobs(services.database)).filter((row) => row.data.jti === pending!.jti).at(-1)!;
-    assert.equal(last.state, 'completed');
-    assert.deepEqual(last.output, { outcome: 'success', attempts: 2, httpStatus: 200 });
-    assert.equal(await services.logout.deliverDue(), 0, 'a completed job is never fetched again');
-    assert.equal(await bclJobRows(), 0);
-  });
-
-  it('completes a batch of claimed jobs by outcome, each fenced to the attempt it claimed', async () => {
-    const transport = createPgBossTransport(services.database, {
-      expireInSeconds: 30,
-      logger: services.logger,
-    });
-    try {
-      const now = Date.now();
-      const job = (client: string) => ({
-        trigger: 'user_deactivated' as const,
-        userId: 7,
-        sub: '7',
-        clientId: client,
-        jti: newJti(),
-        iat: Math.floor(now / 1000),
-        exp: Math.floor(now / 1000) + 300,
-        kid: 'kid-1',
-        sid: null,
-      });
-      const clients = ['batch-a', 'batch-b', 'batch-c', 'batch-d'];
-      await services.database.db
-        .transaction()
-        .execute((trx) => transport.enqueue(trx, clients.map(job), now));
-      const claimed = (await transport.claim('worker-a', now, now + 30_000, 10)).filter((row) =>
-        row.clientId.startsWith('batch-'),
+        services.database.db,
       );
-      assert.equal(claimed.length, 4);
-      const byClient = new Map(claimed.map((row) => [row.clientId, row]));
-      // The claim of batch-c lapsed and another worker claimed the job again (its next attempt).
-      const lapsed = byClient.get('batch-c')!;
-      await sql`
+      assert.equal(await services.logout.deliverDue(), 1, 'the retry (HTTP 200)');
+      const tokens = receiver.tokens();
+      assert.equal(tokens.length, 2);
+      assert.equal(tokens[1], tokens[0], 'the retry sends the same bytes');
+      const [done] = await logoutJobs(services.database, { clientId });
+      assert.equal(done?.status, 'done');
+      assert.equal(done?.outcome, 'success');
+      assert.equal(done?.attempts, 2);
+      const last = (await pgBossJobs(services.database))
+        .filter((row) => row.data.jti === pending!.jti)
+        .at(-1)!;
+      assert.equal(last.state, 'completed');
+      assert.deepEqual(last.output, { outcome: 'success', attempts: 2, httpStatus: 200 });
+      assert.equal(await services.logout.deliverDue(), 0, 'a completed job is never fetched again');
+      assert.equal(await bclJobRows(), 0);
+    });
+
+    it('completes a batch of claimed jobs by outcome, each fenced to the attempt it claimed', async () => {
+      const transport = createPgBossTransport(services.database, {
+        expireInSeconds: 30,
+        logger: services.logger,
+      });
+      try {
+        const now = Date.now();
+        const job = (client: string) => ({
+          trigger: 'user_deactivated' as const,
+          userId: 7,
+          sub: '7',
+          clientId: client,
+          jti: newJti(),
+          iat: Math.floor(now / 1000),
+          exp: Math.floor(now / 1000) + 300,
+          kid: 'kid-1',
+          sid: null,
+        });
+        const clients = ['batch-a', 'batch-b', 'batch-c', 'batch-d'];
+        await services.database.db
+          .transaction()
+          .execute((trx) => transport.enqueue(trx, clients.map(job), now));
+        const claimed = (await transport.claim('worker-a', now, now + 30_000, 10)).filter((row) =>
+          row.clientId.startsWith('batch-'),
+        );
+        assert.equal(claimed.length, 4);
+        const byClient = new Map(claimed.map((row) => [row.clientId, row]));
+        // The claim of batch-c lapsed and another worker claimed the job again (its next attempt).
+        const lapsed = byClient.get('batch-c')!;
+        await sql`
         update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set retry_count = retry_count + 1
          where name = ${BCL_QUEUE} and data->>'jti' = ${lapsed.jti}`.execute(services.database.db);
-      const finished = await services.database.db.transaction().execute((trx) =>
-        transport.finishMany(
-          trx,
-          [
-            { job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 },
-            { job: byClient.get('batch-b')!, outcome: 'rp_client_error', httpStatus: 400 },
-            { job: lapsed, outcome: 'success', httpStatus: 200 },
-            { job: byClient.get('batch-d')!, outcome: 'success', httpStatus: 200 },
-          ],
-          'worker-a',
-          Date.now(),
-        ),
-      );
-      assert.deepEqual(finished, [true, true, false, true]);
-      const rows = (await pgBossJobs(services.database)).filter((row) =>
-        row.data.clientId.startsWith('batch-'),
-      );
-      assert.deepEqual(rows.map((row) => [row.data.clientId, row.state, row.output]).sort(), [
-        ['batch-a', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
-        ['batch-b', 'completed', { outcome: 'rp_client_error', attempts: 1, httpStatus: 400 }],
-        ['batch-c', 'active', null],
-        ['batch-d', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
-      ]);
-      // A completed job is never completed again.
-      const again = await services.database.db
-        .transaction()
-        .execute((trx) =>
+        const finished = await services.database.db.transaction().execute((trx) =>
           transport.finishMany(
             trx,
-            [{ job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 }],
+            [
+              { job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 },
+              { job: byClient.get('batch-b')!, outcome: 'rp_client_error', httpStatus: 400 },
+              { job: lapsed, outcome: 'success', httpStatus: 200 },
+              { job: byClient.get('batch-d')!, outcome: 'success', httpStatus: 200 },
+            ],
             'worker-a',
             Date.now(),
           ),
         );
-      assert.deepEqual(again, [false]);
-      await sql`
+        assert.deepEqual(finished, [true, true, false, true]);
+        const rows = (await pgBossJobs(services.database)).filter((row) =>
+          row.data.clientId.startsWith('batch-'),
+        );
+        assert.deepEqual(rows.map((row) => [row.data.clientId, row.state, row.output]).sort(), [
+          ['batch-a', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
+          ['batch-b', 'completed', { outcome: 'rp_client_error', attempts: 1, httpStatus: 400 }],
+          ['batch-c', 'active', null],
+          ['batch-d', 'completed', { outcome: 'success', attempts: 1, httpStatus: 200 }],
+        ]);
+        // A completed job is never completed again.
+        const again = await services.database.db
+          .transaction()
+          .execute((trx) =>
+            transport.finishMany(
+              trx,
+              [{ job: byClient.get('batch-a')!, outcome: 'success', httpStatus: 200 }],
+              'worker-a',
+              Date.now(),
+            ),
+          );
+        assert.deepEqual(again, [false]);
+        await sql`
         delete from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
          where name = ${BCL_QUEUE} and data->>'clientId' like 'batch-%'`.execute(services.database.db);
-    } finally {
-      await transport.close();
-    }
-  });
-
-  it('aa-oidc migrate installs pg-boss’s schema and queue on a fresh database', async () => {
-    const fresh = await createTestDatabase();
-    try {
-      const result = await cli(['migrate'], testEnv(fresh));
-      assert.equal(result.code, 0, result.stderr);
-      assert.match(result.stdout, /pg-boss/);
-      const check = await createServices(testConfig(fresh), { migrate: false });
-      try {
-        const queue = await sql<{ name: string }>`
-          select name from ${sql.table(`${PGBOSS_SCHEMA}.queue`)} where name = ${BCL_QUEUE}`.execute(
-          check.database.db,
-        );
-        assert.equal(queue.rows.length, 1);
       } finally {
-        await check.close();
+        await transport.close();
       }
-    } finally {
-      await fresh.drop();
-    }
-  });
-});
+    });
+
+    it('aa-oidc migrate installs pg-boss’s schema and queue on a fresh database', async () => {
+      const fresh = await createTestDatabase();
+      try {
+        const result = await cli(['migrate'], testEnv(fresh));
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(result.stdout, /pg-boss/);
+        const check = await createServices(testConfig(fresh), { migrate: false });
+        try {
+          const queue = await sql<{ name: string }>`
+          select name from ${sql.table(`${PGBOSS_SCHEMA}.queue`)} where name = ${BCL_QUEUE}`.execute(
+            check.database.db,
+          );
+          assert.equal(queue.rows.length, 1);
+        } finally {
+          await check.close();
+        }
+      } finally {
+        await fresh.drop();
+      }
+    });
+  },
+);
