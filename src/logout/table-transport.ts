@@ -144,21 +144,8 @@ export async function finishJob(
   httpStatus: number | null,
   now: number,
 ): Promise<boolean> {
-  const result = await trx
-    .updateTable('bcl_job')
-    .set({
-      status: 'done',
-      outcome,
-      finished_at: now,
-      lease_owner: null,
-      lease_until: null,
-      last_http_status: httpStatus,
-    })
-    .where('id', '=', job.id)
-    .where('lease_owner', '=', owner)
-    .where('status', '=', 'pending')
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
+  const [finished] = await finishJobs(trx, [{ job, outcome, httpStatus }], owner, now);
+  return finished === true;
 }
 
 /** Jobs finished by one statement (their ids are parameters). */
@@ -166,11 +153,11 @@ const FINISH_BATCH = 500;
 
 /**
  * Finishes claimed jobs with their outcomes (inside `trx`): one UPDATE per distinct outcome and
- * status, each fenced like `finishJob`; for each settlement, false when its lease was lost.
+ * status, each fenced by the job's lease (its owner, still pending); for each settlement, false when its lease was lost.
  */
 export async function finishJobs(
   trx: Db,
-  settlements: readonly Settlement[],
+  settlements: ReadonlyArray<Pick<Settlement, 'outcome' | 'httpStatus'> & { job: Pick<ClaimedJob, 'id'> }>,
   owner: string,
   now: number,
 ): Promise<boolean[]> {

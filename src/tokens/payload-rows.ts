@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type {
   ExpressionBuilder,
   Insertable,
@@ -21,9 +21,13 @@ import type { Database } from '../db/schema.ts';
 export type Db = Kysely<Database> | Transaction<Database>;
 export type PayloadEb = ExpressionBuilder<Database, 'oidc_payload'>;
 
-/** The storage id of a provider id (a code or token value, a jti, a session id). */
+/**
+ * The storage id of a provider id (a code or token value, a jti, a session id). `crypto.hash` is the
+ * one-shot form of `createHash().update().digest()`: the same digest without a Hash object per call
+ * (every find and write of the adapter hashes its id).
+ */
 export function storageId(id: string): string {
-  return createHash('sha256').update(id, 'utf8').digest('base64url');
+  return hash('sha256', id, 'base64url');
 }
 
 /** A row as the adapter writes it. */
