@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
 import { type App, createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
@@ -18,17 +18,30 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** A port nothing listens on right now (ephemeral range, so Chromium accepts it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports handed out for a test to listen on later: below Linux's ephemeral range (32768–60999), so that
+ * no outgoing connection of another test takes one as its source port between the check here and the
+ * test's own listen (a port from the ephemeral range could be, under the connection churn of the
+ * suite); above Chromium's unsafe ports (the highest is 10080).
+ */
+const LISTEN_PORTS = { from: 20_000, to: 32_000 };
+
+/** Binds `port` on 127.0.0.1 and lets it go: true when nothing listened on it. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** A port nothing listens on right now, for a server a test starts next. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt += 1) {
+    const port = LISTEN_PORTS.from + randomInt(LISTEN_PORTS.to - LISTEN_PORTS.from);
+    if (await isFree(port)) return port;
+  }
+  throw new Error(`no free port between ${LISTEN_PORTS.from} and ${LISTEN_PORTS.to} after 100 tries`);
 }
 
 /** Where a client reaches the provider: a test server, or a reverse proxy in front of instances. */
