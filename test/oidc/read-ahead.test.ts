@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
+import { watchStatements } from '../helpers/statements.ts';
 import {
   type Client,
   codeFlow,
@@ -20,41 +19,10 @@ import {
 /** The SQL texts of the statements that read token storage, as the drivers are handed them. */
 function recordPayloadReads(): { texts: string[]; restore(): void } {
   const texts: string[] = [];
-  const note = (text: unknown) => {
-    const sqlText = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
-    if (
-      typeof sqlText === 'string' &&
-      /^\s*select\b/i.test(sqlText) &&
-      /\bfrom\s+"oidc_payload"/i.test(sqlText)
-    )
-      texts.push(sqlText);
-  };
-  const probe = new BetterSqlite3(':memory:');
-  const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
-    string,
-    (...args: unknown[]) => unknown
-  >;
-  probe.close();
-  const runs = ['all', 'get', 'iterate'].map((name) => [name, statement[name]!] as const);
-  for (const [name, run] of runs) {
-    statement[name] = function countedRun(this: { source: string }, ...args: unknown[]) {
-      note(this.source);
-      return run.apply(this, args);
-    };
-  }
-  const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const query = client.query;
-  client.query = function countedQuery(this: unknown, ...args: unknown[]) {
-    note(args[0]);
-    return query.apply(this, args);
-  };
-  return {
-    texts,
-    restore() {
-      for (const [name, run] of runs) statement[name] = run;
-      client.query = query;
-    },
-  };
+  const restore = watchStatements((sql) => {
+    if (/^\s*select\b/i.test(sql) && /\bfrom\s+"oidc_payload"/i.test(sql)) texts.push(sql);
+  });
+  return { texts, restore };
 }
 
 /** A read of the session and the grant together (a `union all` of the two lookups). */

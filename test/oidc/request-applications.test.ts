@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
-import pg from 'pg';
 import type { Application } from '../../src/applications/types.ts';
 import { raiseChangeEpoch } from '../../src/db/change-epoch.ts';
 import { perRequestApplicationLookup } from '../../src/oidc/request-applications.ts';
@@ -21,12 +19,12 @@ import {
   userinfo,
 } from '../tokens/helpers.ts';
 import { basicAuth, postForm, type TestServer, startServer } from '../helpers/server.ts';
+import { watchStatements } from '../helpers/statements.ts';
 
 /**
  * The statements the database drivers are handed that read the `application` table itself (the
  * application load of `findApplication`; its correlated subqueries read other tables), counted at
- * the driver: each execution of a better-sqlite3 statement (statements are prepared once and
- * reused, so preparing is not what counts), and pg's `Client#query`.
+ * the driver (`watchStatements`).
  */
 const READS_APPLICATION = /\bfrom\s+"application"(?![_\w])/i;
 /** The change epoch read on its own (not carried by the token lookup as a scalar subquery). */
@@ -38,35 +36,13 @@ interface StatementCounter {
   restore(): void;
 }
 
-const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
-
 function countApplicationStatements(): StatementCounter {
   let count = 0;
   let epochReads = 0;
-  const note = (text: unknown) => {
-    const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
-    if (typeof sql === 'string' && READS_APPLICATION.test(sql)) count += 1;
-    if (typeof sql === 'string' && READS_EPOCH_ALONE.test(sql)) epochReads += 1;
-  };
-  const probe = new BetterSqlite3(':memory:');
-  const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
-    (typeof STATEMENT_RUNS)[number],
-    (...args: unknown[]) => unknown
-  >;
-  probe.close();
-  const runs = STATEMENT_RUNS.map((name) => [name, statement[name]] as const);
-  for (const [name, run] of runs) {
-    statement[name] = function countedRun(this: { source: string }, ...args: unknown[]) {
-      note(this.source);
-      return run.apply(this, args);
-    };
-  }
-  const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const query = client.query;
-  client.query = function countedQuery(this: unknown, ...args: unknown[]) {
-    note(args[0]);
-    return query.apply(this, args);
-  };
+  const restore = watchStatements((sql) => {
+    if (READS_APPLICATION.test(sql)) count += 1;
+    if (READS_EPOCH_ALONE.test(sql)) epochReads += 1;
+  });
   return {
     get count() {
       return count;
@@ -74,10 +50,7 @@ function countApplicationStatements(): StatementCounter {
     get epochReads() {
       return epochReads;
     },
-    restore() {
-      for (const [name, run] of runs) statement[name] = run;
-      client.query = query;
-    },
+    restore,
   };
 }
 

@@ -1,0 +1,40 @@
+import BetterSqlite3 from 'better-sqlite3';
+import pg from 'pg';
+
+const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
+
+/**
+ * Calls `onStatement` with the SQL text of every statement the database drivers are handed, from
+ * now until the returned `restore` is called: each execution of a better-sqlite3 statement
+ * (statements are prepared once and reused, so preparing is not what counts), and pg's
+ * `Client#query`. For tests that count what a request reads.
+ */
+export function watchStatements(onStatement: (sql: string) => void): () => void {
+  const note = (text: unknown) => {
+    const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
+    if (typeof sql === 'string') onStatement(sql);
+  };
+  const probe = new BetterSqlite3(':memory:');
+  const statement = Object.getPrototypeOf(probe.prepare('select 1')) as Record<
+    (typeof STATEMENT_RUNS)[number],
+    (...args: unknown[]) => unknown
+  >;
+  probe.close();
+  const runs = STATEMENT_RUNS.map((name) => [name, statement[name]] as const);
+  for (const [name, run] of runs) {
+    statement[name] = function countedRun(this: { source: string }, ...args: unknown[]) {
+      note(this.source);
+      return run.apply(this, args);
+    };
+  }
+  const client = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
+  const query = client.query;
+  client.query = function countedQuery(this: unknown, ...args: unknown[]) {
+    note(args[0]);
+    return query.apply(this, args);
+  };
+  return () => {
+    for (const [name, run] of runs) statement[name] = run;
+    client.query = query;
+  };
+}
