@@ -3,6 +3,7 @@ import type { Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import { declaresMoreThan, readBody, RequestBodyTooLarge } from '../http/request-body.ts';
+import { preparedAnswers } from './prepared-answers.ts';
 
 /**
  * The provider's routes, relative to the issuer path (`/o`): the Python plugin's paths, so that
@@ -81,7 +82,8 @@ function notFound(ctx: Koa.Context): void {
  * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET;
- * - browser-facing endpoints refuse framing; userinfo is never cached.
+ * - browser-facing endpoints refuse framing; userinfo is never cached;
+ * - discovery and the JWKS are answered from the provider's own first answer (prepared-answers.ts).
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
  */
 export function mountProvider(
@@ -100,6 +102,7 @@ export function mountProvider(
   };
 
   const underIssuer = `${issuerPath}/`;
+  const prepared = preparedAnswers(issuerPath);
   const serve: Koa.Middleware = async (ctx, next) => {
     let inner = ctx.path.slice(issuerPath.length) || '/';
     const key = inner.toLowerCase().replace(/\/+$/, '');
@@ -129,16 +132,19 @@ export function mountProvider(
       if (!handled) return;
     }
 
+    const provider = current();
+    const keepAnswer = prepared.watch(ctx, provider);
     const outerPath = ctx.path;
     const state = ctx as unknown as { mountPath?: string };
     setPath(ctx, inner);
     state.mountPath = issuerPath;
     try {
-      await runnerFor(current())(ctx, async () => {
+      await runnerFor(provider)(ctx, async () => {
         setPath(ctx, outerPath);
         state.mountPath = undefined;
         await next();
       });
+      keepAnswer?.();
     } finally {
       setPath(ctx, outerPath);
       state.mountPath = undefined;
@@ -148,6 +154,7 @@ export function mountProvider(
   return (ctx, next) => {
     if (blockedAtRoot(ctx.path)) return notFound(ctx);
     if (ctx.path !== issuerPath && !ctx.path.startsWith(underIssuer)) return next();
+    if (prepared.answer(ctx, current())) return;
     return serve(ctx, next);
   };
 }
