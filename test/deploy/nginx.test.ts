@@ -10,9 +10,11 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load.ts';
 import { DEFAULT_CONNECTIONS_PER_TARGET } from '../../src/logout/connection-pools.ts';
+import { BCL_QUEUE, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { DEFAULT_WORKER_CONCURRENCY } from '../../src/logout/worker.ts';
 import { createServices, type Services } from '../../src/services.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
@@ -517,6 +519,14 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     assert.equal(refresh.body.error, 'invalid_grant', 'and the refresh token');
   });
 
+  /** Back-channel logout jobs whose outcome is recorded (pg-boss marks them completed). */
+  const completedLogoutJobs = async (): Promise<number> => {
+    const { rows } = await sql<{ count: number }>`
+      select count(*)::int as count from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+       where name = ${BCL_QUEUE} and state = 'completed'`.execute(services.database.db);
+    return rows[0]!.count;
+  };
+
   it('delivers a back-channel fan-out with two workers, none twice and none lost when one is SIGKILLed midway', async () => {
     const bcl = logoutReceiver(cert, readFileSync(path.join(folder, 'key.pem'), 'utf8'));
     receiver.current = bcl;
@@ -552,6 +562,7 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     // of its lanes claimed and its connections waiting on the receiver: nobody is between an answer
     // and its record.
     bcl.hold(4);
+    const completedBefore = await completedLogoutJobs();
     const deactivated = await spawnCli(['user', 'deactivate', member], env());
     assert.equal(deactivated.code, 0, deactivated.stderr);
     await waitUntil(
@@ -561,6 +572,16 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
       20,
     );
     assert.equal(bcl.delivered.length, 4);
+    // A connection is free for the next delivery as soon as an answer arrives, before that answer's
+    // outcome is committed: the lanes can all be waiting while an outcome is still on its way to the
+    // database. Killed then, that delivery would be sent again (at least once, by design); the kill
+    // comes once the four answered deliveries are recorded, so that it interrupts only sends.
+    await waitUntil(
+      async () => (await completedLogoutJobs()) === completedBefore + 4,
+      'the four answered deliveries are recorded',
+      60_000,
+      20,
+    );
 
     await workers[0]!.stop('SIGKILL');
     await waitUntil(
