@@ -86,7 +86,7 @@ describe(
       const errored = once(client, 'error');
       // The pool's idle connections are terminated too; the checks below start once the pool has
       // dropped every one of them (else one could be handed out before its 'error' event arrived).
-      let ended = new Set<number>();
+      let ended: Set<number>;
       try {
         await client.query('begin');
         ended = await terminateAll();
