@@ -19,8 +19,9 @@ export type WriteDb = Kysely<Database> | Transaction<Database>;
  * read-only, disk full) fails every write of the batch at once with its error, answered 503 "try
  * again" like any other request.
  *
- * On PostgreSQL every write runs at once on its own: connections write in parallel, and one
- * transaction over several requests would only make them wait for each other.
+ * On PostgreSQL every write given to `run` runs at once on its own: connections write in parallel,
+ * and one transaction over several requests would only make them wait for each other. Writes that
+ * can merge (`merging`: rows of the same kind) go in one statement per turn instead.
  */
 export interface WriteBatch {
   /**
@@ -29,6 +30,24 @@ export interface WriteBatch {
    * it must do nothing but write: anything to tell others happens once it resolved.
    */
   run<T>(write: (db: WriteDb) => Promise<T>): Promise<T>;
+  /**
+   * A write whose items (one request's rows) merge with the items other requests reach in the same
+   * turn. On PostgreSQL they go in one statement (`together`): every query costs aa-oidc a round
+   * trip through the driver and a socket write, and the server a commit, whatever the rows. On
+   * SQLite each item is a write of the batch (`alone` on its transaction), which shares the commit.
+   * The contract is `run`'s: an item resolves once it is committed; when the merged statement fails
+   * every item is written again `alone`, so that only a failing one fails; a database that cannot be
+   * used fails them all with its error.
+   */
+  merging<Item>(write: MergedWrite<Item>): (item: Item) => Promise<void>;
+}
+
+/** A write of items that may go together in one statement (see `WriteBatch.merging`). */
+export interface MergedWrite<Item> {
+  /** Writes the items of several requests in one statement, on the connection (autocommitted). */
+  together(db: Kysely<Database>, items: Item[]): Promise<void>;
+  /** Writes one item as its request would on its own, on the connection or the batch's transaction. */
+  alone(db: WriteDb, item: Item): Promise<void>;
 }
 
 interface Pending {
@@ -37,9 +56,52 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-/** Writes that run at once, each on its own (PostgreSQL, and tests that need no batching). */
+/** Writes that run at once, each on its own (tests that need no batching). */
 export function unbatchedWrites(db: Kysely<Database>): WriteBatch {
-  return { run: (write) => write(db) };
+  return { run: (write) => write(db), merging: (write) => (item) => write.alone(db, item) };
+}
+
+/**
+ * PostgreSQL: `run` at once, `merging` per turn. The items of one turn are written together by one
+ * statement (a single item alone); when that fails for a reason of its own (a row the server
+ * refuses), each item is written again alone, one after the other in the order they came.
+ */
+function postgresWrites(db: Kysely<Database>, schedule: (flush: () => void) => void): WriteBatch {
+  return {
+    run: (write) => write(db),
+    merging<Item>(write: MergedWrite<Item>) {
+      let pending: Array<{ item: Item; resolve: () => void; reject: (error: unknown) => void }> = [];
+      const runAlone = (job: (typeof pending)[number]) =>
+        write.alone(db, job.item).then(job.resolve, job.reject);
+      const flush = async () => {
+        const jobs = pending;
+        pending = [];
+        if (jobs.length === 1) {
+          await runAlone(jobs[0]!);
+          return;
+        }
+        try {
+          await write.together(
+            db,
+            jobs.map((job) => job.item),
+          );
+        } catch (error) {
+          if (isDatabaseUnavailable(error)) {
+            for (const job of jobs) job.reject(error);
+            return;
+          }
+          for (const job of jobs) await runAlone(job);
+          return;
+        }
+        for (const job of jobs) job.resolve();
+      };
+      return (item: Item) =>
+        new Promise<void>((resolve, reject) => {
+          pending.push({ item, resolve, reject });
+          if (pending.length === 1) schedule(() => void flush());
+        });
+    },
+  };
 }
 
 /**
@@ -51,7 +113,7 @@ export function writeBatch(
   kind: DatabaseKind,
   schedule: (flush: () => void) => void = setImmediate,
 ): WriteBatch {
-  if (kind !== 'sqlite') return unbatchedWrites(db);
+  if (kind !== 'sqlite') return postgresWrites(db, schedule);
   let pending: Pending[] = [];
 
   const runAlone = (job: Pending) => job.write(db).then(job.resolve, job.reject);
@@ -83,14 +145,12 @@ export function writeBatch(
     jobs.forEach((job, index) => job.resolve(results[index]));
   };
 
-  return {
-    run<T>(write: (db: WriteDb) => Promise<T>): Promise<T> {
-      return new Promise<T>((resolve, reject) => {
-        pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
-        if (pending.length === 1) schedule(() => void flush());
-      });
-    },
-  };
+  const run = <T>(write: (db: WriteDb) => Promise<T>): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      if (pending.length === 1) schedule(() => void flush());
+    });
+  return { run, merging: (write) => (item) => run((batch) => write.alone(batch, item)) };
 }
 
 /** Runs `work` in a transaction: the batch's, or a new one when the write runs alone. */

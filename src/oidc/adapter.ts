@@ -12,6 +12,7 @@ import {
   findPayloadBy,
   findSessionAndGrant,
   type PayloadRow,
+  payloadRowWrites,
   revokePayload,
   revokePayloadsOfGrant,
   storageId,
@@ -253,7 +254,7 @@ export class KyselyAdapter implements Adapter {
     };
     const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
     if (this.#hooks.deferWrite?.(row)) return;
-    await this.#write((db) => writePayloadRow(db, row));
+    await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
   }
 
   /**

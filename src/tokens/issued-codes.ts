@@ -14,6 +14,7 @@ import {
   purgeInBatches,
   PURGE_BATCH_ROWS,
   type PayloadRow,
+  payloadRowWrites,
   storageId,
   type TokenModel,
   tokenRowsRevokedSince,
@@ -306,7 +307,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     }
   };
 
-  const writeRows: IssuedCodes['writeRows'] = (rows) => writes.run((batch) => writePayloadRows(batch, rows));
+  const writeRows: IssuedCodes['writeRows'] = payloadRowWrites(writes);
 
   return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
 }

@@ -8,9 +8,11 @@ import type {
   Selectable,
   Transaction,
 } from 'kysely';
+import { sql } from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
+import type { WriteBatch } from '../db/write-batch.ts';
 
 /**
  * The provider's rows at rest, one at a time: what the storage adapter (src/oidc/adapter.ts) writes,
@@ -173,6 +175,95 @@ export async function writePayloadRows(db: Db, rows: readonly PayloadRow[]): Pro
     return;
   }
   await upsertPayloadRowsQuery(db, rows).execute();
+}
+
+/** PostgreSQL's type of each adapter column, in `ADAPTER_COLUMNS` order (the arrays `unnest` takes apart). */
+const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'text' | 'int8'> = {
+  model: 'text',
+  id: 'text',
+  consumed_at: 'int8',
+  payload: 'text',
+  grant_id: 'text',
+  user_id: 'text',
+  client_id: 'text',
+  uid: 'text',
+  user_code: 'text',
+  expires_at: 'int8',
+  format: 'text',
+  value_sha256: 'text',
+};
+
+/**
+ * PostgreSQL: any number of adapter rows replaced as `writePayloadRow` replaces one, in a statement
+ * whose text does not depend on how many there are (one array of values per column): it is prepared
+ * once per connection like the single-row upsert, where a `values` list would make a text, and a
+ * parse, for every count.
+ */
+const upsertAdapterRowArrays = precompiled(
+  (db: Db, ...columns: Array<ReadonlyArray<AdapterRow[keyof AdapterRow]>>) =>
+    db
+      .insertInto('oidc_payload')
+      .columns([...ADAPTER_COLUMNS])
+      .expression(
+        sql`select * from unnest(${sql.join(
+          ADAPTER_COLUMNS.map(
+            (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
+          ),
+        )})`,
+      )
+      .onConflict((conflict) =>
+        conflict
+          .columns(['model', 'id'])
+          .doUpdateSet((eb) =>
+            Object.fromEntries(
+              ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
+                column,
+                eb.ref(`excluded.${column}`),
+              ]),
+            ),
+          ),
+      ),
+  ADAPTER_COLUMNS.length,
+);
+
+/**
+ * The rows of several requests in one statement (PostgreSQL). A row saved twice in the turn (a
+ * session two requests saved) is written once, as the later save left it, which is what writing
+ * them one after the other would leave; one statement may not replace a row twice. Rows go in key
+ * order, so that two such statements that touch the same rows take their locks in the same order.
+ */
+async function writeAdapterRowsTogether(db: Db, items: ReadonlyArray<readonly AdapterRow[]>): Promise<void> {
+  const byKey = new Map<string, AdapterRow>();
+  for (const rows of items) for (const row of rows) byKey.set(`${row.model} ${row.id}`, row);
+  const rows = [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+  await upsertAdapterRowArrays.execute(
+    db,
+    ...ADAPTER_COLUMNS.map((column) => rows.map((row) => row[column])),
+  );
+}
+
+const rowWritesOf = new WeakMap<WriteBatch, (rows: readonly PayloadRow[]) => Promise<void>>();
+
+/**
+ * Writes one request's rows (as `writePayloadRows`) through `writes`, merged with the rows other
+ * requests write in the same turn (`WriteBatch.merging`: on PostgreSQL one statement for them all).
+ * Rows that name other columns than the adapter's (written revoked) go on their own. One writer per
+ * batch, so that the adapter's saves and the token responses' rows merge with each other.
+ */
+export function payloadRowWrites(writes: WriteBatch): (rows: readonly PayloadRow[]) => Promise<void> {
+  let write = rowWritesOf.get(writes);
+  if (!write) {
+    const merged = writes.merging<readonly AdapterRow[]>({
+      together: writeAdapterRowsTogether,
+      alone: writePayloadRows,
+    });
+    write = (rows) =>
+      rows.length > 0 && rows.every(isAdapterRow)
+        ? merged(rows)
+        : writes.run((db) => writePayloadRows(db, rows));
+    rowWritesOf.set(writes, write);
+  }
+  return write;
 }
 
 const findById = precompiled((db: Db, model: string, id: string) =>

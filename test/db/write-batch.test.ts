@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { type WriteDb, writeBatch } from '../../src/db/write-batch.ts';
-import { type PayloadRow, writePayloadRow } from '../../src/tokens/store.ts';
+import {
+  type PayloadRow,
+  payloadRowWrites,
+  writePayloadRow,
+  writePayloadRows,
+} from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { watchStatements } from '../helpers/statements.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 function row(id: string): PayloadRow {
   return {
@@ -140,6 +147,120 @@ describe(`the write batch (${testDatabaseKind})`, () => {
       // Not tried again one by one (the database said it cannot be used now): no write ran alone.
       for (const write of writes) assert.equal(write.runs.includes(false), false);
       assert.deepEqual(await stored(['readonly-a', 'readonly-b']), []);
+    },
+  );
+
+  /** The `oidc_payload` writes the drivers are handed while `work` runs. */
+  async function payloadWritesDuring(work: () => Promise<void>): Promise<string[]> {
+    const texts: string[] = [];
+    const restore = watchStatements((text) => {
+      if (/^insert into "oidc_payload"/i.test(text)) texts.push(text);
+    });
+    try {
+      await work();
+    } finally {
+      restore();
+    }
+    return texts;
+  }
+
+  const payloadOf = async (id: string) =>
+    (
+      await handle.db
+        .selectFrom('oidc_payload')
+        .select('payload')
+        .where('model', '=', 'ClientCredentials')
+        .where('id', '=', id)
+        .executeTakeFirst()
+    )?.payload;
+
+  it('merges the rows requests write in one turn: one statement on PostgreSQL, one transaction on SQLite', async () => {
+    const { batch, flush } = manualBatch();
+    const write = payloadRowWrites(batch);
+    // The same rows writer for every caller of one batch, so that all their rows merge.
+    assert.equal(payloadRowWrites(batch), write);
+    let results: Array<Promise<void>> = [];
+    const texts = await payloadWritesDuring(async () => {
+      results = [
+        write([row('merge-a')]),
+        write([row('merge-b'), row('merge-c')]),
+        // The same row again in the turn: the later save is what stays.
+        write([{ ...row('merge-a'), payload: '{"saved":2}' }]),
+      ];
+      await flush();
+      await Promise.all(results);
+    });
+    assert.deepEqual(await stored(['merge-a', 'merge-b', 'merge-c']), ['merge-a', 'merge-b', 'merge-c']);
+    assert.equal(await payloadOf('merge-a'), '{"saved":2}');
+    // SQLite: each item is one write of the batch's transaction.
+    assert.equal(texts.length, handle.kind === 'postgres' ? 1 : 3);
+
+    // The merged statement replaces rows as the single-row one does: the columns it names.
+    const again = write([{ ...row('merge-b'), payload: '{"saved":3}' }]);
+    const other = write([row('merge-d')]);
+    await flush();
+    await Promise.all([again, other]);
+    assert.equal(await payloadOf('merge-b'), '{"saved":3}');
+    assert.deepEqual(await stored(['merge-b', 'merge-d']), ['merge-b', 'merge-d']);
+  });
+
+  it('fails only the request whose rows the database refuses; the others of its turn are stored', async () => {
+    const { batch, flush } = manualBatch();
+    const write = payloadRowWrites(batch);
+    // A row without its payload (NOT NULL): a fault of this write alone, not of the database.
+    const refused = { ...row('refused-b'), payload: null as unknown as string };
+    const settled = Promise.allSettled([
+      write([row('refused-a')]),
+      write([refused]),
+      write([row('refused-c'), row('refused-d')]),
+    ]);
+    await flush();
+    const [first, failed, third] = await settled;
+    assert.equal(first!.status, 'fulfilled');
+    assert.equal(third!.status, 'fulfilled');
+    assert.equal(failed!.status, 'rejected');
+    assert.equal(isDatabaseUnavailable((failed as PromiseRejectedResult).reason), false);
+    assert.deepEqual(await stored(['refused-a', 'refused-b', 'refused-c', 'refused-d']), [
+      'refused-a',
+      'refused-c',
+      'refused-d',
+    ]);
+  });
+
+  it(
+    'fails every merged write with the error of a PostgreSQL server that cannot be reached, without trying them alone',
+    { skip: testDatabaseKind !== 'postgres' && 'merges into one statement only on PostgreSQL' },
+    async () => {
+      const url = new URL(database.url);
+      const proxy = await startTcpProxy(url.hostname, Number(url.port || 5432));
+      const cut = openDatabase({ kind: 'postgres', url: proxy.wrap(database.url) });
+      try {
+        const flushes: Array<() => void> = [];
+        const batch = writeBatch(cut.db, cut.kind, (flush) => void flushes.push(flush));
+        const runs: string[] = [];
+        const write = batch.merging<PayloadRow[]>({
+          together: (db, items) => {
+            runs.push('together');
+            return writePayloadRows(db, items.flat());
+          },
+          alone: (db, item) => {
+            runs.push('alone');
+            return writePayloadRows(db, item);
+          },
+        });
+        proxy.cut();
+        const settled = Promise.allSettled([write([row('cut-a')]), write([row('cut-b')])]);
+        for (const flush of flushes.splice(0)) flush();
+        for (const outcome of await settled) {
+          assert.equal(outcome.status, 'rejected');
+          assert.ok(isDatabaseUnavailable((outcome as PromiseRejectedResult).reason));
+        }
+        assert.deepEqual(runs, ['together']);
+      } finally {
+        await cut.close();
+        await proxy.close();
+      }
+      assert.deepEqual(await stored(['cut-a', 'cut-b']), []);
     },
   );
 });
