@@ -56,7 +56,7 @@ interface Pending {
   reject: (error: unknown) => void;
 }
 
-/** Writes that run at once, each on its own (tests that need no batching). */
+/** Writes that run at once, each on its own (callers given no batch, and tests that need none). */
 export function unbatchedWrites(db: Kysely<Database>): WriteBatch {
   return { run: (write) => write(db), merging: (write) => (item) => write.alone(db, item) };
 }
