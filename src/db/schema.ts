@@ -299,6 +299,12 @@ export interface ChangeEpochTable {
   value: number;
 }
 
+/** What changed, named by the triggers of migration 0071 (src/db/change-log.ts). */
+export interface ChangeLogTable {
+  seq: Generated<number>;
+  key: string;
+}
+
 export interface Database {
   state: StateTable;
   auth_group: GroupTable;
@@ -319,6 +325,7 @@ export interface Database {
   totp_enrolment: TotpEnrolmentTable;
   recovery_code: RecoveryCodeTable;
   change_epoch: ChangeEpochTable;
+  change_log: ChangeLogTable;
 }
 
 export type StateRow = Selectable<StateTable>;

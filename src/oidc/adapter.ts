@@ -10,6 +10,7 @@ import {
   findBearerPayloads,
   findPayload,
   findPayloadBy,
+  findPayloadWithPosition,
   findSessionAndGrant,
   type PayloadRow,
   payloadRowWrites,
@@ -19,6 +20,8 @@ import {
   type StoredPayload,
   writePayloadRow,
 } from '../tokens/store.ts';
+import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
+import { KEPT_MODELS } from './kept-rows.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
@@ -140,21 +143,83 @@ export interface BearerLookup {
    * one query. Each read-ahead row answers one later find of the same request, once.
    */
   readAhead(db: Kysely<Database>, payload: AdapterPayload): void;
+  /**
+   * This process wrote the rows `keys` name (`<model> <storage id>`, `Session uid <uid>`), or rows it
+   * cannot name (no keys): what is kept of them goes (kept-rows.ts).
+   */
+  wrote(keys?: readonly string[]): void;
 }
 
 const BEARER_LOOKUP_MODELS = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken']);
 
+/** What the lookup needs of the change epochs (change-epoch-cache.ts) to keep rows across requests. */
+export type LookupEpochs = Pick<ProcessChangeEpochs, 'note' | 'synced' | 'kept'>;
+
 export function bearerLookup(
   request: () => object | undefined = currentRequest,
-  noteChangeEpoch?: (request: object, epoch: number | undefined) => void,
+  epochs?: LookupEpochs,
 ): BearerLookup {
-  const inFlight = new RequestMemo<string, ReturnType<typeof findBearerPayloads>>();
+  const inFlight = new RequestMemo<string, Promise<BearerRows>>();
   const ahead = new RequestMemo<string, Promise<StoredPayload | undefined>>();
+  const kept = epochs?.kept;
   /** The read-ahead row for `key` in this request, once. */
   const takeAhead = (ctx: object, key: string) => {
     const pending = ahead.peek(ctx, key);
     if (pending) ahead.forget(ctx, key, pending);
     return pending;
+  };
+  /**
+   * The rows kept under every key of `keys`, once this request's read of the change log has dropped
+   * what changed (kept-rows.ts); undefined when one is not kept.
+   */
+  const keptRows = async (ctx: object, keys: readonly string[]) => {
+    if (!kept || !epochs || !keys.every((key) => kept.peek(key))) return undefined;
+    await epochs.synced(ctx);
+    const rows = keys.map((key) => kept.peek(key));
+    return rows.every((found) => found !== undefined) ? rows : undefined;
+  };
+  const bearerRows = async (db: Kysely<Database>, ctx: object, id: string): Promise<BearerRows> => {
+    const key = `bearer ${id}`;
+    const hit = await keptRows(ctx, [key]);
+    if (hit) return { rows: hit[0] as BearerRows['rows'], changeEpoch: undefined };
+    const ticket = kept?.ticket() ?? 0;
+    const found = await findBearerPayloads(db, id);
+    // The statement carried the change epoch: what this request reads from memory next is checked
+    // against it (change-epoch-cache.ts).
+    epochs?.note(ctx, found.changeEpoch);
+    // A refresh token is redeemed once: rows of a value that is one are not kept.
+    if (found.rows.every((row) => row.model !== 'RefreshToken'))
+      kept?.keep(key, found.rows, found.position, ticket);
+    return found;
+  };
+  /** One row of a kept model by `column`, from memory or read now (and kept). */
+  const keptRow = async (
+    db: Kysely<Database>,
+    ctx: object | undefined,
+    model: string,
+    column: 'id' | 'uid',
+    value: string,
+  ): Promise<StoredPayload | undefined> => {
+    if (!ctx || !kept || !KEPT_MODELS.has(model)) {
+      return column === 'id' ? findPayload(db, model, value) : findPayloadBy(db, model, 'uid', value);
+    }
+    const key = column === 'id' ? `${model} ${value}` : `${model} uid ${value}`;
+    const hit = await keptRows(ctx, [key]);
+    if (hit) return hit[0]![0];
+    const ticket = kept.ticket();
+    const found = await findPayloadWithPosition(db, model, column, value);
+    kept.keep(key, found.rows, found.position, ticket);
+    return found.rows[0];
+  };
+  const sessionAndGrant = async (db: Kysely<Database>, ctx: object, uid: string, grantKey: string) => {
+    const keys = [`Session uid ${uid}`, `Grant ${grantKey}`];
+    const hit = await keptRows(ctx, keys);
+    if (hit) return { session: hit[0]![0], grant: hit[1]![0] };
+    const ticket = kept?.ticket() ?? 0;
+    const found = await findSessionAndGrant(db, uid, grantKey);
+    if (found.session) kept?.keep(keys[0]!, [found.session], found.position, ticket);
+    if (found.grant) kept?.keep(keys[1]!, [found.grant], found.position, ticket);
+    return found;
   };
   return {
     async find(db, model, id) {
@@ -163,28 +228,25 @@ export function bearerLookup(
         const read = takeAhead(ctx, `Grant ${id}`);
         if (read) return read;
       }
-      if (!ctx || !BEARER_LOOKUP_MODELS.has(model)) return findPayload(db, model, id);
-      const pending = inFlight.get(ctx, id, () => findBearerPayloads(db, id));
+      if (!ctx || !BEARER_LOOKUP_MODELS.has(model)) return keptRow(db, ctx, model, 'id', id);
+      const pending = inFlight.get(ctx, id, () => bearerRows(db, ctx, id));
       const settled = () => inFlight.forget(ctx, id, pending);
       pending.then(settled, settled);
-      const { rows, changeEpoch } = await pending;
-      // The statement carried the change epoch: what this request reads from memory next is checked
-      // against it (change-epoch-cache.ts).
-      noteChangeEpoch?.(ctx, changeEpoch);
+      const { rows } = await pending;
       return rows.find((row) => row.model === model);
     },
     async findByUid(db, model, uid) {
       const ctx = request();
       const read = ctx && model === 'Session' ? takeAhead(ctx, `Session ${uid}`) : undefined;
-      return read ?? findPayloadBy(db, model, 'uid', uid);
+      return read ?? keptRow(db, ctx, model, 'uid', uid);
     },
     readAhead(db, payload) {
       const ctx = request() as { oidc?: { route?: string } } | undefined;
       const { sessionUid, grantId, expiresWithSession } = payload;
-      if (!READ_AHEAD_ROUTES.has(ctx?.oidc?.route ?? '') || !expiresWithSession) return;
+      if (!ctx || !READ_AHEAD_ROUTES.has(ctx.oidc?.route ?? '') || !expiresWithSession) return;
       if (typeof sessionUid !== 'string' || typeof grantId !== 'string') return;
       const grantKey = storageId(grantId);
-      const both = findSessionAndGrant(db, sessionUid, grantKey);
+      const both = sessionAndGrant(db, ctx, sessionUid, grantKey);
       // Unused read-ahead rows must not reject unobserved; a find that takes one sees its failure.
       both.catch(() => undefined);
       ahead.set(
@@ -198,8 +260,13 @@ export function bearerLookup(
         both.then((rows) => rows.grant),
       );
     },
+    wrote(keys) {
+      kept?.wrote(keys);
+    },
   };
 }
+
+type BearerRows = Pick<Awaited<ReturnType<typeof findBearerPayloads>>, 'rows' | 'changeEpoch'>;
 
 export class KyselyAdapter implements Adapter {
   readonly model: string;
@@ -255,6 +322,13 @@ export class KyselyAdapter implements Adapter {
     const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
     if (this.#hooks.deferWrite?.(row)) return;
     await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
+    if (KEPT_MODELS.has(this.model)) {
+      this.#lookup?.wrote(
+        columns.uid === null
+          ? [`${this.model} ${row.id}`]
+          : [`${this.model} ${row.id}`, `Session uid ${columns.uid}`],
+      );
+    }
   }
 
   /**
@@ -316,17 +390,23 @@ export class KyselyAdapter implements Adapter {
     if (REVOCABLE.has(this.model)) {
       const key = STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id;
       await revokePayload(this.#db, this.model, storageId(key), this.#now(), providerRevocationReason());
+      if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote([`${this.model} ${storageId(key)}`]);
       return;
     }
     await deletePayload(this.#db, this.model, storageId(id));
+    // A session is also kept by its uid, which its id does not tell: everything kept goes.
+    if (KEPT_MODELS.has(this.model))
+      this.#lookup?.wrote(this.model === 'Session' ? undefined : [`${this.model} ${storageId(id)}`]);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
       await revokePayloadsOfGrant(this.#db, this.model, grantId, this.#now(), providerRevocationReason());
-      return;
+    } else {
+      await deletePayloadsOfGrant(this.#db, this.model, grantId);
     }
-    await deletePayloadsOfGrant(this.#db, this.model, grantId);
+    // The rows of a grant are not named one by one: everything kept goes.
+    if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote();
   }
 
   /** Runs a write through the write batch, or at once without one. */

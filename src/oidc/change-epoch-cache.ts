@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { readChangeEpoch } from '../db/change-epoch.ts';
 import type { Database } from '../db/schema.ts';
+import type { KeptRows } from './kept-rows.ts';
 import { currentRequest as providerRequest } from './provider-internals.ts';
 import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
 
@@ -24,6 +25,9 @@ import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
  * - Users' profiles are not kept: the policy must see a change the directory has not announced (an
  *   Alliance Auth change before its poll, a row changed in the database) on the next request, and
  *   only a write through aa-oidc could raise the epoch.
+ * - The same read carries the change log past this process's position (src/db/change-log.ts), which
+ *   drops the stored sessions, grants and tokens kept in memory that changed (kept-rows.ts): a request
+ *   that uses one first awaits its read (`synced`).
  * - Entries loaded after the epoch was read belong to that epoch (their rows are at least as new);
  *   a request that sees a newer epoch drops everything kept. Outside a provider request nothing is
  *   kept.
@@ -35,6 +39,17 @@ export interface ChangeEpochs {
   ofRequest(request: object): Promise<number>;
   /** The epoch read right before tokens are saved (once per request). */
   atSave(request: object): Promise<number>;
+}
+
+/** The change epochs of a process, with the stored rows it keeps in memory (kept-rows.ts). */
+export interface ProcessChangeEpochs extends ChangeEpochs {
+  /**
+   * The epoch from a read made for this request (once per request, after it asked), which also
+   * brought the kept rows up to date: what a request awaits before it uses one.
+   */
+  synced(request: object): Promise<number>;
+  /** Stored rows kept in memory, checked by the same reads (none when not given). */
+  readonly kept: KeptRows | undefined;
 }
 
 /**
@@ -62,9 +77,13 @@ export function sharedEpochReads(
   };
 }
 
-export function createChangeEpochs(db: Kysely<Database>, schedule?: (run: () => void) => void): ChangeEpochs {
+export function createChangeEpochs(
+  db: Kysely<Database>,
+  schedule?: (run: () => void) => void,
+  kept?: KeptRows,
+): ProcessChangeEpochs {
   const noted = new RequestMemo<'epoch', number>();
-  const shared = sharedEpochReads(() => readChangeEpoch(db), schedule);
+  const shared = sharedEpochReads(() => (kept ? kept.sync(db) : readChangeEpoch(db)), schedule);
   const read = loadOncePerRequest(shared);
   const readAtSave = loadOncePerRequest(shared);
   return {
@@ -85,6 +104,12 @@ export function createChangeEpochs(db: Kysely<Database>, schedule?: (run: () => 
       this.note(request, epoch);
       return epoch;
     },
+    async synced(request) {
+      const epoch = await read(request, 'epoch');
+      this.note(request, epoch);
+      return epoch;
+    },
+    kept,
   };
 }
 
@@ -124,7 +149,7 @@ export type EpochSource = 'request' | 'save';
  */
 export function epochCached<K, V>(
   load: (key: K) => Promise<V>,
-  epochs: ChangeEpochs,
+  epochs: Pick<ChangeEpochs, 'ofRequest' | 'atSave'>,
   cache: EpochCache<K, V>,
   source: EpochSource,
   currentRequest: () => object | undefined = providerRequest,

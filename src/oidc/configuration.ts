@@ -6,8 +6,7 @@ import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
-import { bearerLookup, KyselyAdapter, type AdapterWriteHooks } from './adapter.ts';
-import type { ChangeEpochs } from './change-epoch-cache.ts';
+import { bearerLookup, KyselyAdapter, type AdapterWriteHooks, type LookupEpochs } from './adapter.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
@@ -35,7 +34,7 @@ export interface ProviderConfigurationDependencies {
   /** Code reuse: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
   adapterHooks?: AdapterWriteHooks;
   /** Told the change epoch the token lookup carried (change-epoch-cache.ts). */
-  changeEpochs?: Pick<ChangeEpochs, 'note'>;
+  changeEpochs?: LookupEpochs;
   /** Where the adapters write the rows they save (src/db/write-batch.ts); at once when absent. */
   writes?: WriteBatch;
 }
@@ -89,7 +88,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   // Introspection and revocation look a value up in three models at once: one query per request.
   // It also carries the change epoch, which says whether applications and profiles kept in memory
   // are still current (change-epoch-cache.ts).
-  const lookup = bearerLookup(undefined, deps.changeEpochs?.note.bind(deps.changeEpochs));
+  const lookup = bearerLookup(undefined, deps.changeEpochs);
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();

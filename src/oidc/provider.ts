@@ -16,7 +16,7 @@ import { requestLog } from '../logging/request-context.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { LogoutService } from '../logout/service.ts';
 import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
-import { purgeExpiredPayloads } from '../tokens/store.ts';
+import { pruneChangeLog, purgeExpiredPayloads } from '../tokens/store.ts';
 import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
@@ -32,6 +32,7 @@ import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { introspectionAudit } from './introspection-audit.ts';
 import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
+import { KeptRows } from './kept-rows.ts';
 import { mountProvider } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
@@ -93,7 +94,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const stored = withAccountConsole(deps.applications, accountConsoleApplication(config));
   // Applications are kept in memory while the change epoch stands; each request checks it before it
   // uses them (change-epoch-cache.ts).
-  const epochs = createChangeEpochs(db);
+  const epochs = createChangeEpochs(db, undefined, new KeptRows());
   const applicationCache = new EpochCache<string, Application | undefined>();
   const keptApplications = (source: EpochSource): ApplicationLookup => {
     const find = epochCached(
@@ -234,8 +235,10 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const closing = new AbortController();
   let purging: Promise<void> | undefined;
   const purgeOnce = async () => {
-    const [payloads, failures, codes] = await Promise.all([
+    const [payloads, , failures, codes] = await Promise.all([
       purgeExpiredPayloads(db, Date.now(), closing.signal),
+      // The change log's rows the previous purge saw (every process read them long since).
+      pruneChangeLog(db, closing.signal),
       throttle.purge(),
       purgeIssuedCodes(db, Date.now(), closing.signal),
     ]);

@@ -10,6 +10,7 @@ import type {
 } from 'kysely';
 import { sql } from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
+import { isPostgres, type LogPosition, logPosition, logPositionColumn } from '../db/change-log.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
@@ -282,23 +283,33 @@ const findBearerRows = precompiled((db: Db, id: string) =>
     .selectFrom('oidc_payload')
     .select(['model', ...STORED_COLUMNS])
     .select(changeEpochColumn().as('change_epoch'))
+    .select(logPositionColumn(db).as('log_position'))
     .where('model', 'in', BEARER_MODELS)
     .where('id', '=', id),
 );
 
+/** Rows found by one statement, with the change log's position as that statement saw it. */
+export interface FoundPayloads<Row> {
+  rows: Row[];
+  /** Undefined when no row matched. */
+  position: LogPosition | undefined;
+}
+
 /**
  * The access-token, client-credentials and refresh-token rows stored under one id, in one query,
- * and the change epoch as that statement saw it (src/db/change-epoch.ts; undefined when no row
- * matched): the request then knows whether what the process keeps in memory is still current.
+ * and the change epoch and the change log's position as that statement saw them
+ * (src/db/change-epoch.ts, src/db/change-log.ts; undefined when no row matched): the request then
+ * knows whether what the process keeps in memory is still current, and whether the rows may be kept.
  */
 export async function findBearerPayloads(
   db: Db,
   id: string,
-): Promise<{ rows: Array<StoredPayload & { model: string }>; changeEpoch: number | undefined }> {
+): Promise<FoundPayloads<StoredPayload & { model: string }> & { changeEpoch: number | undefined }> {
   const found = await findBearerRows.rows(db, id);
   return {
-    rows: found.map(({ change_epoch: _epoch, ...row }) => row),
+    rows: found.map(({ change_epoch: _epoch, log_position: _position, ...row }) => row),
     changeEpoch: epochValue(found[0]?.change_epoch),
+    position: logPosition(found[0]?.log_position),
   };
 }
 
@@ -306,12 +317,14 @@ const findSessionAndGrantRows = precompiled((db: Db, uid: string, grantKey: stri
   db
     .selectFrom('oidc_payload')
     .select(['model', ...STORED_COLUMNS])
+    .select(logPositionColumn(db).as('log_position'))
     .where('model', '=', 'Session')
     .where('uid', '=', uid)
     .unionAll(
       db
         .selectFrom('oidc_payload')
         .select(['model', ...STORED_COLUMNS])
+        .select(logPositionColumn(db).as('log_position'))
         .where('model', '=', 'Grant')
         .where('id', '=', grantKey),
     ),
@@ -319,18 +332,59 @@ const findSessionAndGrantRows = precompiled((db: Db, uid: string, grantKey: stri
 
 /**
  * A session by its uid and a grant by its storage id, in one query: what the token endpoint reads
- * right after the code or refresh token it redeems.
+ * right after the code or refresh token it redeems. With the change log's position (src/db/change-log.ts).
  */
 export async function findSessionAndGrant(
   db: Db,
   uid: string,
   grantKey: string,
-): Promise<{ session: StoredPayload | undefined; grant: StoredPayload | undefined }> {
-  const rows = await findSessionAndGrantRows.rows(db, uid, grantKey);
+): Promise<{
+  session: StoredPayload | undefined;
+  grant: StoredPayload | undefined;
+  position: LogPosition | undefined;
+}> {
+  const rows = (await findSessionAndGrantRows.rows(db, uid, grantKey)).map(
+    ({ log_position: position, ...row }) => ({ row, position }),
+  );
   return {
-    session: rows.find((row) => row.model === 'Session'),
-    grant: rows.find((row) => row.model === 'Grant'),
+    session: rows.find(({ row }) => row.model === 'Session')?.row,
+    grant: rows.find(({ row }) => row.model === 'Grant')?.row,
+    position: logPosition(rows[0]?.position),
   };
+}
+
+const findKeptById = precompiled((db: Db, model: string, id: string) =>
+  db
+    .selectFrom('oidc_payload')
+    .select(STORED_COLUMNS)
+    .select(logPositionColumn(db).as('log_position'))
+    .where('model', '=', model)
+    .where('id', '=', id),
+);
+
+const findKeptByUid = precompiled((db: Db, model: string, uid: string) =>
+  db
+    .selectFrom('oidc_payload')
+    .select(STORED_COLUMNS)
+    .select(logPositionColumn(db).as('log_position'))
+    .where('model', '=', model)
+    .where('uid', '=', uid),
+);
+
+/**
+ * A row by its storage id (`column` 'id') or a session by its uid, with the change log's position
+ * (src/db/change-log.ts): a row the process may keep in memory.
+ */
+export async function findPayloadWithPosition(
+  db: Db,
+  model: string,
+  column: 'id' | 'uid',
+  value: string,
+): Promise<FoundPayloads<StoredPayload>> {
+  const found = await (column === 'id' ? findKeptById : findKeptByUid).takeFirst(db, model, value);
+  if (!found) return { rows: [], position: undefined };
+  const { log_position: position, ...row } = found;
+  return { rows: [row], position: logPosition(position) };
 }
 
 const findByUid = precompiled((db: Db, model: string, uid: string) =>
@@ -467,5 +521,34 @@ export function purgeExpiredPayloads(db: Db, now = Date.now(), signal?: AbortSig
       )
       .executeTakeFirst();
     return Number(result.numDeletedRows);
+  }, signal);
+}
+
+/**
+ * Deletes the change log's rows (src/db/change-log.ts) that were already there at the previous prune, in batches: the horizon is
+ * raised first, so a reader whose position is behind it (idle since before the previous prune) knows
+ * it may have missed keys and drops everything it keeps. Returns how many rows went.
+ */
+export async function pruneChangeLog(db: Kysely<Database>, signal?: AbortSignal): Promise<number> {
+  const postgres = isPostgres(db);
+  await db.transaction().execute(async (trx) => {
+    await sql`update change_epoch set value = (select value from change_epoch where id = 3) where id = 2`.execute(
+      trx,
+    );
+    await (
+      postgres
+        ? sql`update change_epoch set value = pg_snapshot_xmin(pg_current_snapshot())::text::bigint where id = 3`
+        : sql`update change_epoch set value = coalesce((select seq from sqlite_sequence where name = 'change_log'), 0) where id = 3`
+    ).execute(trx);
+  });
+  return purgeInBatches(async () => {
+    const result = await (
+      postgres
+        ? sql`delete from change_log where seq in (select seq from change_log
+          where xid < (select value from change_epoch where id = 2)::text::xid8 limit ${PURGE_BATCH_ROWS})`
+        : sql`delete from change_log where seq in (select seq from change_log
+          where seq <= (select value from change_epoch where id = 2) limit ${PURGE_BATCH_ROWS})`
+    ).execute(db);
+    return Number(result.numAffectedRows ?? 0);
   }, signal);
 }

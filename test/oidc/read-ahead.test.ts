@@ -55,8 +55,18 @@ describe(`userinfo and introspection read a token's session and grant in one sta
     return { result, texts: reads.texts.slice(from) };
   }
 
+  /**
+   * Sessions and grants read once are kept in memory (src/oidc/kept-rows.ts); a change made through
+   * another path (here an UPDATE that changes nothing) drops them, so that the next request reads them.
+   */
+  const forgetSessionsAndGrants = () =>
+    sql`update oidc_payload set payload = payload where model in ('Session', 'Grant')`.execute(
+      server.app.database.db,
+    );
+
   it('userinfo: the token, then its session and grant together', async () => {
     const { accessToken } = await codeFlow(server, harness, client, pilot);
+    await forgetSessionsAndGrants();
     const { result, texts } = await readsDuring(() => userinfo(server, accessToken));
     assert.equal(result.status, 200);
     assert.equal(texts.length, 2, texts.join('\n'));
@@ -65,6 +75,7 @@ describe(`userinfo and introspection read a token's session and grant in one sta
 
   it('introspection: the token, then its session and grant together', async () => {
     const { accessToken } = await codeFlow(server, harness, client, pilot);
+    await forgetSessionsAndGrants();
     const { result, texts } = await readsDuring(() => introspect(server, client, accessToken));
     assert.equal(result.active, true);
     assert.equal(texts.length, 2, texts.join('\n'));

@@ -1,0 +1,107 @@
+import type { Kysely } from 'kysely';
+import { covers, type LogPosition, readLog } from '../db/change-log.ts';
+import type { Database } from '../db/schema.ts';
+import type { StoredPayload } from '../tokens/store.ts';
+
+/**
+ * Stored sessions, grants, access tokens and client-credentials tokens kept in memory across
+ * requests, as found (never as written: a new row is kept once a request finds it), while the change
+ * log (src/db/change-log.ts) names no change to them. The rows are kept as read, not as parsed
+ * payloads: each find revives its own object and checks expiry and revocation against its own
+ * `now` (adapter.ts).
+ *
+ * - Every request that uses a kept row first awaits its read of the log (one per request, shared by
+ *   the requests of one turn of the event loop, made after they all asked: change-epoch-cache.ts),
+ *   which drops every row the log names past the process's position. A change committed by any
+ *   writer before the request arrived is therefore seen by it, as if nothing were kept.
+ * - A row is kept only if the statement that loaded it saw the log at or past the process's position
+ *   (`covers`): a row read before a change the process has already processed would never be dropped.
+ * - This process's own writes drop what they touch at once and refuse to keep rows whose load began
+ *   before they completed, so that a request reads its own writes even after its log read.
+ * - Codes and refresh tokens are redeemed once: they are never kept. Misses are never kept.
+ * - At most `max` rows: the oldest kept goes first.
+ */
+export class KeptRows {
+  readonly #max: number;
+  #rows = new Map<string, readonly StoredPayload[]>();
+  #position: LogPosition | undefined;
+  #ownWrites = 0;
+
+  constructor(max = MAX_KEPT_ROWS) {
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#rows.size;
+  }
+
+  /**
+   * Reads the change epoch and the log past this process's position in one statement, drops what the
+   * log names (everything on the first read, or when the log was pruned past the position) and
+   * returns the epoch.
+   */
+  async sync(db: Kysely<Database>): Promise<number> {
+    const read = await readLog(db, this.#position);
+    if (this.#position === undefined || read.lost) {
+      this.#rows.clear();
+    } else {
+      for (const key of read.keys) this.#rows.delete(keptKeyOf(key));
+    }
+    // Reads may overlap (a read asked for while another runs starts without waiting for it): the
+    // position only moves forward.
+    if (this.#position === undefined || read.lost || covers(read.position, this.#position)) {
+      this.#position = read.position;
+    }
+    return read.epoch;
+  }
+
+  /** The rows kept for `key`, if any. */
+  peek(key: string): readonly StoredPayload[] | undefined {
+    return this.#rows.get(key);
+  }
+
+  /** A ticket for a load that may be kept: taken before the statement runs (see `keep`). */
+  ticket(): number {
+    return this.#ownWrites;
+  }
+
+  /**
+   * Keeps `rows` (found by a statement that saw the log at `position`, started at `ticket`) unless the
+   * process has already processed a change the statement did not see, or written since it started.
+   */
+  keep(key: string, rows: readonly StoredPayload[], position: LogPosition | undefined, ticket: number): void {
+    if (rows.length === 0 || ticket !== this.#ownWrites || !covers(position, this.#position)) return;
+    this.#rows.delete(key);
+    if (this.#rows.size >= this.#max) {
+      const oldest = this.#rows.keys().next();
+      if (!oldest.done) this.#rows.delete(oldest.value);
+    }
+    this.#rows.set(key, rows);
+  }
+
+  /**
+   * This process wrote the rows `keys` name (in log form, e.g. `Session <id>`), or rows it cannot
+   * name (no keys: everything is dropped). Called once the write has completed.
+   */
+  wrote(keys?: readonly string[]): void {
+    this.#ownWrites += 1;
+    if (keys === undefined) this.#rows.clear();
+    else for (const key of keys) this.#rows.delete(keptKeyOf(key));
+  }
+}
+
+/** Rows kept beyond this many push out the oldest (the bench's RSS stays well under 300 MB). */
+export const MAX_KEPT_ROWS = 20_000;
+
+/** The models whose rows are kept (the change log's triggers name exactly these). */
+export const KEPT_MODELS = new Set(['AccessToken', 'ClientCredentials', 'Session', 'Grant']);
+
+/**
+ * The key of what is kept for a log key. A presented bearer value is looked up in three models at
+ * once (adapter.ts), so its rows are kept together under `bearer <id>`; a log key names one model.
+ */
+export function keptKeyOf(logKey: string): string {
+  if (logKey.startsWith('AccessToken ')) return `bearer ${logKey.slice('AccessToken '.length)}`;
+  if (logKey.startsWith('ClientCredentials ')) return `bearer ${logKey.slice('ClientCredentials '.length)}`;
+  return logKey;
+}

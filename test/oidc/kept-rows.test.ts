@@ -1,0 +1,263 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
+import { readLog } from '../../src/db/change-log.ts';
+import { KeptRows } from '../../src/oidc/kept-rows.ts';
+import { findPayloadWithPosition, pruneChangeLog, storageId } from '../../src/tokens/store.ts';
+import { connect, testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { type TestServer, startServer } from '../helpers/server.ts';
+import { watchStatements } from '../helpers/statements.ts';
+import {
+  type Client,
+  codeFlow,
+  introspect,
+  type Pilot,
+  seedClient,
+  seedDirectory,
+  seedPilot,
+  userinfo,
+} from '../tokens/helpers.ts';
+
+/** The SQL of every statement the drivers are handed while `work` runs. */
+async function statementsDuring<T>(work: () => Promise<T>): Promise<{ result: T; texts: string[] }> {
+  const texts: string[] = [];
+  const restore = watchStatements((text) => texts.push(text));
+  try {
+    return { result: await work(), texts };
+  } finally {
+    restore();
+  }
+}
+
+const READS_PAYLOAD = /\bfrom\s+"oidc_payload"/i;
+
+describe(`stored tokens, sessions and grants kept in memory while the change log names no change (${testDatabaseKind})`, () => {
+  let harness: LeakHarness;
+  let server: TestServer;
+  let client: Client;
+  let pilot: Pilot;
+  /** Another writer: a connection of the test's own, as another instance or a CLI command has. */
+  let other: ReturnType<typeof connect>;
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startServer({}, { harness });
+    await seedDirectory(server);
+    pilot = await seedPilot(server, harness);
+    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    other = connect(server.database);
+  });
+  after(async () => {
+    await other?.close();
+    await harness.assertNoLeaks();
+    await server.close();
+  });
+
+  it('answers a repeated userinfo and introspection of one token without reading token storage', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    const again = await statementsDuring(() => userinfo(server, accessToken));
+    assert.equal(again.result.status, 200);
+    assert.deepEqual(
+      again.texts.filter((text) => READS_PAYLOAD.test(text)),
+      [],
+      'userinfo: no statement reads oidc_payload',
+    );
+    assert.equal(
+      again.texts.filter((text) => /"change_log"|change_log l/.test(text)).length,
+      1,
+      again.texts.join('\n'),
+    );
+    assert.equal((await introspect(server, client, accessToken)).active, true);
+    const introspected = await statementsDuring(() => introspect(server, client, accessToken));
+    assert.equal(introspected.result.active, true);
+    assert.deepEqual(
+      introspected.texts.filter((text) => READS_PAYLOAD.test(text)),
+      [],
+    );
+  });
+
+  it('refuses a token revoked by another writer on the next request', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    await other.db
+      .updateTable('oidc_payload')
+      .set({ revoked_at: Date.now(), revoked_reason: 'test' })
+      .where('model', '=', 'AccessToken')
+      .where('id', '=', storageId(accessToken))
+      .execute();
+    assert.equal((await userinfo(server, accessToken)).status, 401);
+    assert.equal((await introspect(server, client, accessToken)).active, false);
+  });
+
+  it('refuses a token whose grant was revoked by another writer on the next request', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    assert.equal((await introspect(server, client, accessToken)).active, true);
+    await other.db.deleteFrom('oidc_payload').where('model', '=', 'Grant').execute();
+    assert.equal((await userinfo(server, accessToken)).status, 401);
+    assert.equal((await introspect(server, client, accessToken)).active, false);
+  });
+
+  it('refuses a token whose session was ended by another writer on the next request', async () => {
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    assert.equal((await userinfo(server, accessToken)).status, 200);
+    await other.db
+      .updateTable('oidc_payload')
+      .set({ revoked_at: Date.now(), revoked_reason: 'test' })
+      .where('model', '=', 'Session')
+      .execute();
+    await other.db.deleteFrom('oidc_payload').where('model', '=', 'Session').execute();
+    assert.equal((await userinfo(server, accessToken)).status, 401);
+  });
+
+  it('does not log new rows, nor the purge of rows expired a while ago', async () => {
+    const db = other.db;
+    const before = await readLog(db, undefined);
+    const now = Date.now();
+    const row = (id: string, expiresAt: number) => ({
+      model: 'AccessToken',
+      id,
+      payload: '{}',
+      expires_at: expiresAt,
+    });
+    await db
+      .insertInto('oidc_payload')
+      .values([row('log-test-old', now - 3_600_000), row('log-test-live', now + 3_600_000)])
+      .execute();
+    assert.deepEqual((await readLog(db, before.position)).keys, [], 'inserts are not logged');
+    await db.deleteFrom('oidc_payload').where('id', 'in', ['log-test-old', 'log-test-live']).execute();
+    assert.deepEqual((await readLog(db, before.position)).keys, ['AccessToken log-test-live']);
+  });
+});
+
+describe(`KeptRows and the change log (${testDatabaseKind})`, () => {
+  // No tokens here: rows written and read directly, on a server's migrated database.
+  let server: TestServer;
+  let other: ReturnType<typeof connect>;
+
+  before(async () => {
+    server = await startServer({});
+    other = connect(server.database);
+  });
+  after(async () => {
+    await other?.close();
+    await server.close();
+  });
+
+  const insertGrant = async (id: string) => {
+    await other.db
+      .insertInto('oidc_payload')
+      .values({ model: 'Grant', id, payload: '{"v":1}', expires_at: Date.now() + 3_600_000 })
+      .execute();
+  };
+  const changeGrant = async (id: string, payload: string) => {
+    await other.db
+      .updateTable('oidc_payload')
+      .set({ payload })
+      .where('model', '=', 'Grant')
+      .where('id', '=', id)
+      .execute();
+  };
+
+  it('drops a row the log names at the next read', async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    await kept.sync(db);
+    await insertGrant('kept-a');
+    const ticket = kept.ticket();
+    const found = await findPayloadWithPosition(db, 'Grant', 'id', 'kept-a');
+    kept.keep('Grant kept-a', found.rows, found.position, ticket);
+    await kept.sync(db);
+    assert.equal(kept.peek('Grant kept-a')?.[0]?.payload, '{"v":1}', 'kept while nothing changed');
+    await changeGrant('kept-a', '{"v":2}');
+    assert.ok(kept.peek('Grant kept-a'), 'still kept until the next read');
+    await kept.sync(db);
+    assert.equal(kept.peek('Grant kept-a'), undefined);
+  });
+
+  it('does not keep a row loaded before a change the reader has already processed', async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    await kept.sync(db);
+    await insertGrant('race-a');
+    // Loaded, then changed by another writer, then the change is read from the log: the row loaded
+    // first arrives last and must not be kept.
+    const ticket = kept.ticket();
+    const stale = await findPayloadWithPosition(db, 'Grant', 'id', 'race-a');
+    await changeGrant('race-a', '{"v":2}');
+    await kept.sync(db);
+    kept.keep('Grant race-a', stale.rows, stale.position, ticket);
+    assert.equal(kept.peek('Grant race-a'), undefined, 'the stale row is not kept');
+    // Loaded after the read: kept.
+    const fresh = await findPayloadWithPosition(db, 'Grant', 'id', 'race-a');
+    kept.keep('Grant race-a', fresh.rows, fresh.position, kept.ticket());
+    assert.equal(kept.peek('Grant race-a')?.[0]?.payload, '{"v":2}');
+  });
+
+  it("does not keep a row whose load began before one of this process's own writes", async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    await kept.sync(db);
+    await insertGrant('own-a');
+    const ticket = kept.ticket();
+    const found = await findPayloadWithPosition(db, 'Grant', 'id', 'own-a');
+    kept.wrote(['Grant own-a']);
+    kept.keep('Grant own-a', found.rows, found.position, ticket);
+    assert.equal(kept.peek('Grant own-a'), undefined);
+  });
+
+  it('drops everything when the log was pruned past its position', async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    await kept.sync(db);
+    await insertGrant('pruned-a');
+    await insertGrant('pruned-b');
+    const ticket = kept.ticket();
+    const found = await findPayloadWithPosition(db, 'Grant', 'id', 'pruned-a');
+    kept.keep('Grant pruned-a', found.rows, found.position, ticket);
+    assert.ok(kept.peek('Grant pruned-a'));
+    // Two prunes: the first marks what is there, the second deletes it; a reader that read nothing
+    // in between cannot know what it missed.
+    await changeGrant('pruned-b', '{"v":2}');
+    await pruneChangeLog(other.db);
+    await pruneChangeLog(other.db);
+    if (testDatabaseKind === 'sqlite') {
+      const left = await other.db.selectFrom('change_log').select('seq').execute();
+      assert.deepEqual(left, [], 'the second prune deleted what the first saw');
+    }
+    const horizon = await other.db
+      .selectFrom('change_epoch')
+      .select('value')
+      .where('id', '=', 2)
+      .executeTakeFirstOrThrow();
+    assert.ok(Number(horizon.value) > 0);
+    // A horizon past any position: the reader drops even rows the log never named.
+    await sql`update change_epoch set value = value + 1000000000 where id = 2`.execute(other.db);
+    try {
+      await kept.sync(db);
+      assert.equal(kept.peek('Grant pruned-a'), undefined);
+    } finally {
+      await sql`update change_epoch set value = value - 1000000000 where id = 2`.execute(other.db);
+    }
+  });
+
+  it('keeps at most its bound, the oldest going first', async () => {
+    const kept = new KeptRows(3);
+    const row = {
+      payload: '{}',
+      expires_at: null,
+      consumed_at: null,
+      format: null,
+      value_sha256: null,
+      revoked_at: null,
+    };
+    for (const key of ['a', 'b', 'c', 'd']) kept.keep(key, [row], 1, kept.ticket());
+    assert.equal(kept.size, 3);
+    assert.equal(kept.peek('a'), undefined);
+    assert.ok(kept.peek('d'));
+  });
+});
