@@ -63,6 +63,20 @@ export interface WorkloadReport {
   failures: number;
 }
 
+/** aa-oidc's memory at idle or after a workload, in MB (the heap's figures when /metrics answered). */
+export interface MemorySample {
+  /** `idle`, or the workload just finished (`fanout` for the fan-out). */
+  after: string;
+  rssMb: number;
+  heapUsedMb?: number;
+  heapTotalMb?: number;
+  externalMb?: number;
+  /** V8's young generation, reserved. */
+  newSpaceMb?: number;
+  /** V8's old generation, reserved. */
+  oldSpaceMb?: number;
+}
+
 export interface BenchReport {
   date: string;
   commit: string;
@@ -71,6 +85,8 @@ export interface BenchReport {
   machine: { cpus: number; model: string; loadBefore: number[]; loadAfter: number[] };
   options: Record<string, unknown>;
   rssMb: Record<EngineName, { idle: number; afterBench: number | null }>;
+  /** aa-oidc's memory at idle and after each workload, in the order run. */
+  memory: MemorySample[];
   workloads: WorkloadReport[];
   fanout: (FanoutResult & { users: number; applications: number }) | null;
 }
@@ -127,5 +143,15 @@ export function formatReport(report: BenchReport): string {
   const rss = (engine: EngineName) =>
     `${number(report.rssMb[engine].idle)} MB idle, ${report.rssMb[engine].afterBench === null ? '—' : `${number(report.rssMb[engine].afterBench!)} MB`} after the bench`;
   lines.push('', `Resident memory: aa-oidc ${rss('aa-oidc')}; bare engine ${rss('bare')}.`);
+  if (report.memory.length > 1)
+    lines.push(
+      '',
+      `aa-oidc's RSS (heap used / reserved) in MB: ${report.memory
+        .map(
+          (sample) =>
+            `${sample.after} ${number(sample.rssMb)} (${sample.heapUsedMb === undefined ? '?' : number(sample.heapUsedMb)} / ${sample.heapTotalMb === undefined ? '?' : number(sample.heapTotalMb)})`,
+        )
+        .join(', ')}.`,
+    );
   return `${lines.join('\n')}\n`;
 }

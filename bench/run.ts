@@ -18,6 +18,7 @@ import {
   bestOf,
   formatReport,
   type Measurement,
+  type MemorySample,
   summarize,
   type WorkloadReport,
 } from './report.ts';
@@ -162,19 +163,44 @@ function localPostgresDatabase(databaseUrl: string): string | undefined {
   return decodeURIComponent(url.pathname.slice(1)) || undefined;
 }
 
-/** The V8 heap of aa-oidc, from its /metrics listener (prom-client's default metrics). */
-async function heapOf(metricsPort: number): Promise<string> {
+/**
+ * aa-oidc's memory now: its resident set (from /proc) and its V8 heap, used and reserved, by space
+ * where it matters (from its /metrics listener, prom-client's default metrics).
+ */
+async function memoryOf(engine: RunningEngine, metricsPort: number, after: string): Promise<MemorySample> {
+  const rssMb = engine.rssMb();
+  const sample: MemorySample = { after, rssMb };
   try {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const mb = (name: string) => {
-      const value = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1];
-      return value === undefined ? '?' : (Number(value) / 2 ** 20).toFixed(0);
+    const mb = (name: string, labels = '') => {
+      const value = new RegExp(
+        `^${name}${labels ? `\\{[^}]*${labels}[^}]*\\}` : '(?:\\{[^}]*\\})?'} (\\S+)$`,
+        'm',
+      ).exec(text)?.[1];
+      return value === undefined ? undefined : Number(value) / 2 ** 20;
     };
-    return `heap ${mb('nodejs_heap_size_used_bytes')} MB used of ${mb('nodejs_heap_size_total_bytes')} MB, external ${mb('nodejs_external_memory_bytes')} MB`;
+    const heap = {
+      heapUsedMb: mb('nodejs_heap_size_used_bytes'),
+      heapTotalMb: mb('nodejs_heap_size_total_bytes'),
+      externalMb: mb('nodejs_external_memory_bytes'),
+      newSpaceMb: mb('nodejs_heap_space_size_total_bytes', 'space="new"'),
+      oldSpaceMb: mb('nodejs_heap_space_size_total_bytes', 'space="old"'),
+    };
+    for (const [key, value] of Object.entries(heap))
+      if (value !== undefined) sample[key as keyof typeof heap] = value;
   } catch {
-    return 'heap unknown';
+    // the heap is unknown; the resident set is still worth reporting
   }
+  return sample;
 }
+
+const describeMemory = (sample: MemorySample) => {
+  const mb = (value: number | undefined) => (value === undefined ? '?' : value.toFixed(0));
+  return (
+    `RSS ${mb(sample.rssMb)} MB (heap ${mb(sample.heapUsedMb)} MB used of ${mb(sample.heapTotalMb)} MB: ` +
+    `new space ${mb(sample.newSpaceMb)}, old space ${mb(sample.oldSpaceMb)}; external ${mb(sample.externalMb)} MB)`
+  );
+};
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
@@ -267,9 +293,10 @@ async function main(): Promise<void> {
       'aa-oidc': { idle: engines['aa-oidc'].rssMb(), afterBench: null },
       bare: { idle: engines.bare.rssMb(), afterBench: null },
     };
-    progress(
-      `idle RSS: aa-oidc ${rssMb['aa-oidc'].idle.toFixed(0)} MB (${await heapOf(metricsPort)}), bare ${rssMb.bare.idle.toFixed(0)} MB`,
-    );
+    // aa-oidc's memory at idle and after every workload: where the resident set grows, and whether
+    // it is V8's heap or native memory.
+    const memory: MemorySample[] = [await memoryOf(engines['aa-oidc'], metricsPort, 'idle')];
+    progress(`idle: aa-oidc ${describeMemory(memory[0]!)}, bare ${rssMb.bare.idle.toFixed(0)} MB`);
 
     const targets: Record<EngineName, Target> = {
       'aa-oidc': {
@@ -328,6 +355,8 @@ async function main(): Promise<void> {
           .flat()
           .reduce((sum, m) => sum + m.failed, 0),
       });
+      memory.push(await memoryOf(engines['aa-oidc'], metricsPort, workload.name));
+      progress(`after ${workload.name}: aa-oidc ${describeMemory(memory.at(-1)!)}`);
     }
 
     let fanout: BenchReport['fanout'] = null;
@@ -348,10 +377,9 @@ async function main(): Promise<void> {
       fanout = { ...result, users: seeded.fanout.users, applications: seeded.fanout.clientIds.length };
     }
 
+    if (fanout) memory.push(await memoryOf(engines['aa-oidc'], metricsPort, 'fanout'));
     rssMb['aa-oidc'].afterBench = engines['aa-oidc'].rssMb();
-    progress(
-      `RSS after the bench: aa-oidc ${rssMb['aa-oidc'].afterBench.toFixed(0)} MB (${await heapOf(metricsPort)})`,
-    );
+    progress(`after the bench: aa-oidc ${describeMemory(memory.at(-1)!)}`);
     rssMb.bare.afterBench = engines.bare.rssMb();
 
     const report: BenchReport = {
@@ -374,6 +402,7 @@ async function main(): Promise<void> {
         only: options.only ?? null,
       },
       rssMb,
+      memory,
       workloads,
       fanout,
     };
