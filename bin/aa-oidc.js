@@ -26,9 +26,13 @@ if (major < neededMajor || (major === neededMajor && minor < neededMinor)) {
 // - `--max-semi-space-size=16` (MB): V8 otherwise lets its young generation grow to 2 × 64 MB in a
 //   burst of requests and keeps it: about 100 MB of resident memory for garbage already collected;
 // - `MALLOC_ARENA_MAX=2`: glibc otherwise gives each thread that allocates (libuv's pool signing
-//   tokens, hashing passwords) an arena of its own, whose freed memory stays resident.
-// Each is left alone when the operator set it (NODE_OPTIONS or node's own flags; the environment),
-// and no restart happens when the semi-space size was given.
+//   tokens, hashing passwords) an arena of its own, whose freed memory stays resident;
+// - `MALLOC_MMAP_THRESHOLD_` and `MALLOC_TRIM_THRESHOLD_` fixed at 128 KiB (glibc's initial values):
+//   glibc otherwise raises both to the size of the largest block freed (up to 32 and 64 MB), after
+//   which such blocks come from the heap and stay resident once freed: each password hash (argon2,
+//   19 MiB) left about 30 MB, and a burst of requests tens of MB more that glibc kept for later.
+// Each is left alone when the operator set it (NODE_OPTIONS or node's own flags; the environment,
+// GLIBC_TUNABLES included), and no restart happens when the semi-space size was given.
 const command = process.argv.slice(2).find((argument) => !argument.startsWith('-'));
 const semiSpaceSet = [...process.execArgv, ...(process.env.NODE_OPTIONS || '').split(/\s+/)].some((flag) =>
   /^--max-semi-space-size\b/.test(flag),
@@ -41,7 +45,13 @@ if (
   mayExecute(process.execPath)
 ) {
   const env = { ...process.env };
-  if (env.MALLOC_ARENA_MAX === undefined) env.MALLOC_ARENA_MAX = '2';
+  const tunables = env.GLIBC_TUNABLES || '';
+  const glibcDefault = (name, tunable, value) => {
+    if (env[name] === undefined && !tunables.includes(`glibc.malloc.${tunable}=`)) env[name] = value;
+  };
+  glibcDefault('MALLOC_ARENA_MAX', 'arena_max', '2');
+  glibcDefault('MALLOC_MMAP_THRESHOLD_', 'mmap_threshold', String(128 * 1024));
+  glibcDefault('MALLOC_TRIM_THRESHOLD_', 'trim_threshold', String(128 * 1024));
   process.execve(
     process.execPath,
     [process.execPath, '--max-semi-space-size=16', ...process.execArgv, ...process.argv.slice(1)],

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { spawnCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { eventually } from '../helpers/eventually.ts';
 
 /**
  * What only a real `aa-oidc` process shows; every other CLI test runs the commands in-process.
@@ -34,4 +36,69 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
     assert.equal(await running.exited, 0, running.stderr());
     assert.equal(running.stderr(), '');
   });
+
+  it(
+    'runs `worker` (as `serve`) with the runtime settings of a resident server, keeping the operator’s own',
+    {
+      skip: process.platform !== 'linux' && 'the restart with these settings happens on Linux only',
+    },
+    async () => {
+      /** The flags and environment of the running process, once it restarted itself (same pid). */
+      const restarted = async (env: NodeJS.ProcessEnv) => {
+        const running = startCliProcess(['worker'], env);
+        try {
+          const pid = running.process.pid!;
+          const read = (file: string) => {
+            try {
+              return readFileSync(`/proc/${pid}/${file}`, 'utf8').split('\0');
+            } catch {
+              return [];
+            }
+          };
+          await eventually(
+            () => read('cmdline').some((argument) => argument.startsWith('--max-semi-space-size=')),
+            'the process restarted itself',
+          );
+          return {
+            args: read('cmdline'),
+            env: Object.fromEntries(
+              read('environ').map((entry) => [
+                entry.slice(0, entry.indexOf('=')),
+                entry.slice(entry.indexOf('=') + 1),
+              ]),
+            ) as Record<string, string>,
+          };
+        } finally {
+          await running.stop();
+        }
+      };
+      const base = testEnv(database);
+      for (const name of [
+        'MALLOC_ARENA_MAX',
+        'MALLOC_MMAP_THRESHOLD_',
+        'MALLOC_TRIM_THRESHOLD_',
+        'GLIBC_TUNABLES',
+      ])
+        delete base[name];
+
+      const defaults = await restarted(base);
+      assert.ok(defaults.args.includes('--max-semi-space-size=16'), defaults.args.join(' '));
+      // Large allocations (argon2's 19 MiB per password hash) go back to the system when freed, and
+      // freed memory at the top of the heap is returned: glibc's adaptive thresholds would otherwise
+      // keep the largest freed block's size resident.
+      assert.equal(defaults.env.MALLOC_ARENA_MAX, '2');
+      assert.equal(defaults.env.MALLOC_MMAP_THRESHOLD_, '131072');
+      assert.equal(defaults.env.MALLOC_TRIM_THRESHOLD_, '131072');
+
+      const own = await restarted({
+        ...base,
+        MALLOC_ARENA_MAX: '4',
+        GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=1048576',
+        MALLOC_TRIM_THRESHOLD_: '262144',
+      });
+      assert.equal(own.env.MALLOC_ARENA_MAX, '4');
+      assert.equal(own.env.MALLOC_MMAP_THRESHOLD_, undefined, 'set through GLIBC_TUNABLES');
+      assert.equal(own.env.MALLOC_TRIM_THRESHOLD_, '262144');
+    },
+  );
 });
