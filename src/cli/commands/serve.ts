@@ -8,6 +8,7 @@ import { systemChecks } from '../../checks/run.ts';
 import { bootstrapNotice, writeBootstrapPassword } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { type Config, settingName } from '../../config/load.ts';
+import { startMemoryRelease } from '../memory-release.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -76,7 +77,9 @@ export function registerServe(program: Command, io: CliIo): void {
         const terminal = (io.stdout as NodeJS.WritableStream & { isTTY?: boolean }).isTTY === true;
         io.stdout.write(bootstrapNotice(bootstrap, file, config, terminal));
       }
+      const memoryRelease = startMemoryRelease({ log: app.logger });
       const signal = await io.stopRequested();
+      memoryRelease.stop();
       app.logger.info({ signal }, 'shutting down');
       await metricsListener?.close();
       await app.close();

@@ -4,6 +4,7 @@ import { pendingMigrations } from '../../db/migrate.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { startMemoryRelease } from '../memory-release.ts';
 
 /** The system checks about where back-channel logouts may be delivered. */
 const WORKER_CHECKS: ReadonlySet<string> = new Set(['E006', 'W005']);
@@ -41,7 +42,9 @@ export function registerWorker(program: Command, io: CliIo): void {
       io.stdout.write(`aa-oidc back-channel logout worker (${config.mode})\n`);
       // The worker's timers do not keep the process alive; this does, until a stop request.
       const keepAlive = setInterval(() => undefined, 1 << 30);
+      const memoryRelease = startMemoryRelease({ log: services.logger });
       const signal = await io.stopRequested();
+      memoryRelease.stop();
       services.logger.info({ signal }, 'worker shutting down');
       clearInterval(keepAlive);
       await worker.stop();
