@@ -84,12 +84,20 @@ export interface BenchReport {
   database: 'sqlite' | 'postgres';
   machine: { cpus: number; model: string; loadBefore: number[]; loadAfter: number[] };
   options: Record<string, unknown>;
-  rssMb: Record<EngineName, { idle: number; afterBench: number | null }>;
+  /**
+   * Resident memory at idle, right after the last workload (`afterBench`), and after the bench's
+   * settle time with no load (`settled`): what a server holds once a burst is over, after its own
+   * memory release (src/cli/memory-release.ts) has had its quiet second.
+   */
+  rssMb: Record<EngineName, { idle: number; afterBench: number | null; settled: number | null }>;
   /** aa-oidc's memory at idle and after each workload, in the order run. */
   memory: MemorySample[];
   workloads: WorkloadReport[];
   fanout: (FanoutResult & { users: number; applications: number }) | null;
 }
+
+/** How long the bench leaves both engines without load before the last memory sample. */
+export const SETTLE_SECONDS = 5;
 
 export function bestOf(rounds: readonly Measurement[]): Measurement | undefined {
   return rounds.reduce<Measurement | undefined>(
@@ -140,8 +148,10 @@ export function formatReport(report: BenchReport): string {
         `the server ${number(f.serverCpuSeconds, 1)} s (${number(f.serverCpuMsPerDelivery, 2)} ms per delivery).`,
     );
   }
+  const mb = (value: number | null) => (value === null ? '—' : `${number(value)} MB`);
   const rss = (engine: EngineName) =>
-    `${number(report.rssMb[engine].idle)} MB idle, ${report.rssMb[engine].afterBench === null ? '—' : `${number(report.rssMb[engine].afterBench!)} MB`} after the bench`;
+    `${number(report.rssMb[engine].idle)} MB idle, ${mb(report.rssMb[engine].afterBench)} right after the bench, ` +
+    `${mb(report.rssMb[engine].settled)} ${SETTLE_SECONDS} s later`;
   lines.push('', `Resident memory: aa-oidc ${rss('aa-oidc')}; bare engine ${rss('bare')}.`);
   if (report.memory.length > 1)
     lines.push(

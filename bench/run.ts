@@ -19,6 +19,7 @@ import {
   formatReport,
   type Measurement,
   type MemorySample,
+  SETTLE_SECONDS,
   summarize,
   type WorkloadReport,
 } from './report.ts';
@@ -290,8 +291,8 @@ async function main(): Promise<void> {
     cleanups.push(() => engines.bare?.stop());
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const rssMb: BenchReport['rssMb'] = {
-      'aa-oidc': { idle: engines['aa-oidc'].rssMb(), afterBench: null },
-      bare: { idle: engines.bare.rssMb(), afterBench: null },
+      'aa-oidc': { idle: engines['aa-oidc'].rssMb(), afterBench: null, settled: null },
+      bare: { idle: engines.bare.rssMb(), afterBench: null, settled: null },
     };
     // aa-oidc's memory at idle and after every workload: where the resident set grows, and whether
     // it is V8's heap or native memory.
@@ -381,6 +382,13 @@ async function main(): Promise<void> {
     rssMb['aa-oidc'].afterBench = engines['aa-oidc'].rssMb();
     progress(`after the bench: aa-oidc ${describeMemory(memory.at(-1)!)}`);
     rssMb.bare.afterBench = engines.bare.rssMb();
+    // The same a few seconds later, without load: a burst's memory that the process hands back once
+    // quiet is not memory it holds.
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_SECONDS * 1000));
+    memory.push(await memoryOf(engines['aa-oidc'], metricsPort, `${SETTLE_SECONDS} s later`));
+    rssMb['aa-oidc'].settled = engines['aa-oidc'].rssMb();
+    rssMb.bare.settled = engines.bare.rssMb();
+    progress(`${SETTLE_SECONDS} s later: aa-oidc ${describeMemory(memory.at(-1)!)}`);
 
     const report: BenchReport = {
       date: new Date().toISOString(),
