@@ -6,7 +6,7 @@ import { connectDatabase, connectOptionsFor, type DatabaseHandle } from '../db/c
 import { pendingMigrations } from '../db/migrate.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
-import { batchedPerTurn } from '../logging/logger.ts';
+import { batchedLines } from '../logging/logger.ts';
 import { createServices, type Services } from '../services.ts';
 
 /** A failure the CLI reports as one line on stderr, exiting with `exitCode`. */
@@ -47,11 +47,11 @@ export function processIo(): CliIo {
     stdin: process.stdin,
     env: process.env,
     cwd: process.cwd(),
-    // stdout is buffered (a busy server's access lines), the lines of one turn of the event loop
-    // handed over in one write; stderr is written at once.
+    // stdout is buffered (a busy server's access lines), the lines of a few milliseconds handed over
+    // in one write; stderr is written at once.
     logDestination: (stream) =>
       stream === 'stdout'
-        ? (batchedPerTurn(pino.destination({ dest: 1, sync: false })) as pino.DestinationStream)
+        ? (batchedLines(pino.destination({ dest: 1, sync: false })) as pino.DestinationStream)
         : pino.destination({ dest: 2, sync: true }),
     stopRequested: () =>
       new Promise((resolve) => {

@@ -92,7 +92,7 @@ export function createLogger(config: Pick<Config, 'logging'>, options: LoggerOpt
           isVetted(bindings) ? bindings : (scrubValue(bindings) as Record<string, unknown>),
       },
     },
-    options.destination ?? batchedPerTurn(pino.destination({ dest: 1, sync: false })),
+    options.destination ?? batchedLines(pino.destination({ dest: 1, sync: false })),
   );
   // pino applies `formatters.bindings` to the root's bindings only; children (which inherit this
   // property) get theirs scrubbed here, once, when they are made.
@@ -124,27 +124,40 @@ export function isoTimeOncePerMillisecond(now: () => number = Date.now): () => s
   };
 }
 
-/** The part of an asynchronous destination (a SonicBoom) that `batchedPerTurn` uses. */
+/** The part of an asynchronous destination (a SonicBoom) that `batchedLines` uses. */
 export interface AsyncDestination {
   write(chunk: string): unknown;
   flushSync(): void;
 }
 
+/** How long a line may wait for others before `batchedLines` hands it over. */
+export const LINE_BATCH_DELAY_MS = 10;
+/** Pending characters past which `batchedLines` hands the lines over at once. */
+export const LINE_BATCH_MAX_CHARS = 64 * 1024;
+
 /**
- * Hands the lines written during one turn of the event loop to `target` in one write. The
- * asynchronous destination queues each write for a thread of libuv's pool (one system call, two
- * thread wake-ups) and measures the bytes it holds on every write: a line a request costs more
- * there than the line itself. The lines keep their order; `flushSync` (shutdown, or pino's own
- * flush of `target` when the process exits) writes what is pending first.
+ * Hands the lines written within a few milliseconds (`LINE_BATCH_DELAY_MS`) to `target` in one
+ * write, at once when they pass `LINE_BATCH_MAX_CHARS`. Each write of the asynchronous destination
+ * is a system call on a thread of libuv's pool, with a thread wake-up each way and the completion's
+ * callback on the event loop: per turn of the event loop, a busy server still wrote about once per
+ * request, which cost more than the line itself. The lines keep their order; `flushSync` (shutdown,
+ * or pino's own flush of `target` when the process exits) writes what is pending first. The timer
+ * does not keep the process alive.
  */
-export function batchedPerTurn<T extends AsyncDestination>(target: T): AsyncDestination {
+export function batchedLines<T extends AsyncDestination>(
+  target: T,
+  schedule: (handOver: () => void) => void = (handOver) => {
+    setTimeout(handOver, LINE_BATCH_DELAY_MS).unref();
+  },
+): AsyncDestination {
   let pending: string[] = [];
+  let pendingChars = 0;
   let scheduled = false;
   const handOver = () => {
-    scheduled = false;
     if (pending.length === 0) return;
     const lines = pending.length === 1 ? pending[0]! : pending.join('');
     pending = [];
+    pendingChars = 0;
     target.write(lines);
   };
   // pino flushes the destination it made synchronously on exit: the pending lines go first.
@@ -156,9 +169,17 @@ export function batchedPerTurn<T extends AsyncDestination>(target: T): AsyncDest
   return {
     write(line: string) {
       pending.push(line);
+      pendingChars += line.length;
+      if (pendingChars >= LINE_BATCH_MAX_CHARS) {
+        handOver();
+        return;
+      }
       if (!scheduled) {
         scheduled = true;
-        setImmediate(handOver);
+        schedule(() => {
+          scheduled = false;
+          handOver();
+        });
       }
     },
     flushSync: () => target.flushSync(),

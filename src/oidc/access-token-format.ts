@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Provider } from 'oidc-provider';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
@@ -7,6 +6,7 @@ import {
 } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../logging/logger.ts';
+import { sha256Hex } from '../logging/secrets.ts';
 import { FORMAT_MARKER, VALUE_DIGEST_MARKER } from './adapter.ts';
 
 export type AccessTokenFormat = 'opaque' | 'jwt';
@@ -131,7 +131,7 @@ export function installAccessTokenFormats(provider: Provider, deps: AccessTokenF
         payload: {
           ...payload,
           [FORMAT_MARKER]: 'jwt',
-          [VALUE_DIGEST_MARKER]: createHash('sha256').update(value, 'utf8').digest('hex'),
+          [VALUE_DIGEST_MARKER]: sha256Hex(value),
         },
       };
     };

@@ -1,7 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
+import { sha256Hex } from '../logging/secrets.ts';
 import type { WriteBatch, WriteDb } from '../db/write-batch.ts';
 import {
   consumePayload,
@@ -80,8 +81,23 @@ export interface AdapterWriteHooks {
   consumeCode?(code: { value: string; id: string; at: number }): Promise<boolean>;
 }
 
+/**
+ * `structuredTokenId` of the value read last: introspection and revocation ask the access-token,
+ * client-credentials and refresh-token adapters about one presented value, each reading its `jti`.
+ */
+let lastStructured: string | undefined;
+let lastStructuredId: string | undefined;
+
 /** The `jti` of a compact JWS, or undefined when the value is not one. */
 function structuredTokenId(value: string): string | undefined {
+  if (value !== lastStructured) {
+    lastStructuredId = readStructuredTokenId(value);
+    lastStructured = value;
+  }
+  return lastStructuredId;
+}
+
+function readStructuredTokenId(value: string): string | undefined {
   const parts = value.split('.');
   if (parts.length !== 3 || value.length > 16_384) return undefined;
   try {
@@ -346,7 +362,7 @@ export class KyselyAdapter implements Adapter {
       : findPayload(this.#db, this.model, key));
     if (row?.format === 'jwt') {
       if (jti === undefined || row.value_sha256 === null) return undefined;
-      const digest = createHash('sha256').update(id, 'utf8').digest('hex');
+      const digest = sha256Hex(id);
       if (!sameDigest(digest, row.value_sha256)) return undefined;
       return this.#readAhead(this.#revive(row, jti));
     }

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { batchedPerTurn, createLogger, isoTimeOncePerMillisecond } from '../../src/logging/logger.ts';
+import {
+  batchedLines,
+  createLogger,
+  isoTimeOncePerMillisecond,
+  LINE_BATCH_MAX_CHARS,
+} from '../../src/logging/logger.ts';
 import { isSensitiveKey, redactUrl, scrubString } from '../../src/logging/redact.ts';
 
 function capture(level: 'trace' | 'info' | 'warn' = 'trace') {
@@ -195,18 +200,35 @@ describe('log line destination', () => {
     assert.equal(time(), ',"time":"2026-12-01T15:00:00.008Z"');
   });
 
-  it('hands the lines of one turn of the event loop over in one write, in order', async () => {
+  it('hands the lines written until its scheduled hand-over in one write, in order', () => {
     const writes: string[] = [];
     const target = { write: (chunk: string) => void writes.push(chunk), flushSync: () => {} };
-    const batched = batchedPerTurn(target);
+    const due: Array<() => void> = [];
+    const batched = batchedLines(target, (handOver) => void due.push(handOver));
     batched.write('a\n');
     batched.write('b\n');
-    assert.deepEqual(writes, [], 'nothing is written during the turn');
-    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(writes, [], 'nothing is written before the hand-over is due');
+    assert.equal(due.length, 1, 'one hand-over scheduled for both lines');
+    due.shift()!();
     assert.deepEqual(writes, ['a\nb\n']);
     batched.write('c\n');
-    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(due.length, 1, 'the next line schedules the next hand-over');
+    due.shift()!();
     assert.deepEqual(writes, ['a\nb\n', 'c\n']);
+  });
+
+  it('hands the lines over at once when they grow past the batch size', () => {
+    const writes: string[] = [];
+    const target = { write: (chunk: string) => void writes.push(chunk), flushSync: () => {} };
+    const due: Array<() => void> = [];
+    const batched = batchedLines(target, (handOver) => void due.push(handOver));
+    const line = `${'x'.repeat(LINE_BATCH_MAX_CHARS / 2)}\n`;
+    batched.write(line);
+    assert.deepEqual(writes, []);
+    batched.write(line);
+    assert.deepEqual(writes, [`${line}${line}`], 'written without waiting for the hand-over');
+    due.shift()!();
+    assert.deepEqual(writes, [`${line}${line}`], 'the hand-over then finds nothing pending');
   });
 
   it('writes the pending lines first when the target is flushed synchronously (shutdown, exit)', () => {
@@ -215,7 +237,7 @@ describe('log line destination', () => {
       write: (chunk: string) => void writes.push(chunk),
       flushSync: () => void writes.push('|'),
     };
-    const batched = batchedPerTurn(target);
+    const batched = batchedLines(target);
     batched.write('a\n');
     target.flushSync();
     assert.deepEqual(writes, ['a\n', '|']);
