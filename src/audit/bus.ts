@@ -52,6 +52,7 @@ export const DEFAULT_MAX_PENDING_PER_RECEIVER = 100_000;
 
 type Outcome =
   { ok: true } | { ok: false; failure: 'error'; error: unknown } | { ok: false; failure: 'timeout' };
+const OK: Outcome = Object.freeze({ ok: true });
 
 export function createAuditBus(options: AuditBusOptions): AuditBus {
   const { logger, metrics, receiverTimeoutMs } = options;
@@ -79,17 +80,14 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
   };
 
   /**
-   * A receiver's outcome. Only an asynchronous receiver needs a timer: a synchronous one has
-   * finished by the time it returns (it cannot be interrupted, with or without a timer).
+   * The outcome of a receiver's promise, raced against `receiverTimeoutMs`. A receiver that answers
+   * several events with one promise (the database receiver: one per batch it inserts) gets one timer
+   * and one race for them all, timed from the first of them.
    */
-  const outcomeOf = (receiver: AuditReceiver, record: AuditRecord): Outcome | Promise<Outcome> => {
-    let result: void | Promise<void>;
-    try {
-      result = receiver.receive(record);
-    } catch (error) {
-      return { ok: false, failure: 'error', error };
-    }
-    if (typeof (result as Promise<void> | undefined)?.then !== 'function') return { ok: true };
+  const races = new WeakMap<PromiseLike<void>, Promise<Outcome>>();
+  const raceOf = (result: PromiseLike<void>): Promise<Outcome> => {
+    let raced = races.get(result);
+    if (raced) return raced;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<Outcome>((resolve) => {
       timer = setTimeout(() => resolve({ ok: false, failure: 'timeout' }), receiverTimeoutMs);
@@ -98,7 +96,64 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
       (): Outcome => ({ ok: true }),
       (error: unknown): Outcome => ({ ok: false, failure: 'error', error }),
     );
-    return Promise.race([run, timeout]).finally(() => clearTimeout(timer));
+    raced = Promise.race([run, timeout]).finally(() => clearTimeout(timer));
+    races.set(result, raced);
+    return raced;
+  };
+
+  /**
+   * A receiver's outcome. Only an asynchronous receiver needs a timer: a synchronous one has
+   * finished by the time it returns (it cannot be interrupted, with or without a timer).
+   */
+  const outcomeOf = (receiver: AuditReceiver, record: AuditRecord): Outcome | Promise<Outcome> => {
+    let result: void | PromiseLike<void>;
+    try {
+      result = receiver.receive(record);
+    } catch (error) {
+      return { ok: false, failure: 'error', error };
+    }
+    if (typeof (result as PromiseLike<void> | undefined)?.then !== 'function') return OK;
+    return raceOf(result as PromiseLike<void>);
+  };
+
+  const settle = (receiver: AuditReceiver, record: AuditRecord, outcome: Outcome) => {
+    pendingByReceiver.set(receiver, (pendingByReceiver.get(receiver) ?? 1) - 1);
+    if (!outcome.ok)
+      recordFailure(receiver, record, outcome.failure, 'error' in outcome ? outcome.error : undefined);
+  };
+
+  /**
+   * Deliveries published since the last drain, run in one microtask: off the publisher's path (a
+   * receiver never runs inside publish()), in publication order, without a promise chain of their
+   * own per event and receiver.
+   */
+  let queued: Array<{ receiver: AuditReceiver; record: AuditRecord }> = [];
+  const drain = () => {
+    const deliveries = queued;
+    queued = [];
+    // Events a receiver answered with one promise wait on it together.
+    let waiting: Map<Promise<Outcome>, { receiver: AuditReceiver; records: AuditRecord[] }> | undefined;
+    for (const { receiver, record } of deliveries) {
+      const outcome = outcomeOf(receiver, record);
+      if (!(outcome instanceof Promise)) {
+        settle(receiver, record, outcome);
+        continue;
+      }
+      waiting ??= new Map();
+      const group = waiting.get(outcome);
+      if (group && group.receiver === receiver) group.records.push(record);
+      else if (group) track(outcome, receiver, [record]);
+      else waiting.set(outcome, { receiver, records: [record] });
+    }
+    if (waiting) for (const [outcome, { receiver, records }] of waiting) track(outcome, receiver, records);
+  };
+  const track = (outcome: Promise<Outcome>, receiver: AuditReceiver, records: AuditRecord[]) => {
+    const tracked: Promise<void> = outcome
+      .then((settled) => {
+        for (const record of records) settle(receiver, record, settled);
+      })
+      .finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
   };
 
   const deliver = (receiver: AuditReceiver, record: AuditRecord) => {
@@ -108,16 +163,12 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
       return;
     }
     pendingByReceiver.set(receiver, pending + 1);
-    // Off the publisher's path: the receiver runs in a later microtask, never inside publish().
-    const tracked: Promise<void> = Promise.resolve()
-      .then(() => outcomeOf(receiver, record))
-      .then((outcome) => {
-        pendingByReceiver.set(receiver, (pendingByReceiver.get(receiver) ?? 1) - 1);
-        if (!outcome.ok)
-          recordFailure(receiver, record, outcome.failure, 'error' in outcome ? outcome.error : undefined);
-      })
-      .finally(() => inFlight.delete(tracked));
-    inFlight.add(tracked);
+    queued.push({ receiver, record });
+    if (queued.length > 1) return;
+    const drained: Promise<void> = Promise.resolve()
+      .then(drain)
+      .finally(() => inFlight.delete(drained));
+    inFlight.add(drained);
   };
 
   return {

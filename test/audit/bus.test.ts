@@ -128,6 +128,38 @@ describe('audit bus', () => {
     assert.equal(await failures('token_introspected', 'hangs'), 5);
   });
 
+  it('times the events a receiver answers with one promise (a batch) with one timer, and settles each', async () => {
+    let commit!: () => void;
+    const batch = new Promise<void>((resolve) => (commit = resolve));
+    const seen: AuditRecord[] = [];
+    const { bus, failures } = setup([
+      {
+        name: 'batched',
+        receive: (record) => {
+          seen.push(record);
+          return batch;
+        },
+      },
+    ]);
+    const realSetTimeout = globalThis.setTimeout;
+    let timers = 0;
+    globalThis.setTimeout = ((...args: Parameters<typeof setTimeout>) => {
+      timers += 1;
+      return realSetTimeout(...args);
+    }) as typeof setTimeout;
+    try {
+      for (let index = 0; index < 3; index += 1) bus.publish(introspected);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      globalThis.setTimeout = realSetTimeout;
+    }
+    assert.equal(seen.length, 3);
+    assert.equal(timers, 1, 'one timeout for the three events of the batch');
+    commit();
+    await bus.idle();
+    assert.equal(await failures('token_introspected', 'batched'), 0);
+  });
+
   it('never throws, even for an event that cannot be cloned, and keeps delivering afterwards', async () => {
     const seen = collector();
     const { bus, lines } = setup([seen.receiver]);
