@@ -1,4 +1,6 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import { isPostgres } from '../db/change-log.ts';
+import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import { scrubValue } from '../logging/redact.ts';
 import type { AuditReceiver } from './bus.ts';
@@ -7,8 +9,9 @@ import type { AuditEventKind, AuditRecord } from './events.ts';
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
  * JSON-lines file, and the queries of the admin UI and `aa-oidc audit list`. Events are written in
- * small batches (one INSERT for what arrived within a few milliseconds), off every request's path
- * like every receiver. Rows older than the retention are deleted by `purge()`.
+ * small batches (one INSERT for what arrived within a few milliseconds; on PostgreSQL the same
+ * prepared statement whatever the batch's size), off every request's path like every receiver. Rows
+ * older than the retention are deleted by `purge()`.
  */
 export interface AuditFilter {
   kinds?: readonly AuditEventKind[];
@@ -67,11 +70,38 @@ export function subjectsOf(record: Readonly<AuditRecord>): {
   return { userId, clientId };
 }
 
+/**
+ * PostgreSQL: a batch of events in a statement whose text does not depend on how many there are (one
+ * array per column), so it is prepared once per connection; a `values` list would make a text, and a
+ * parse, for every batch size.
+ */
+const insertAuditArrays = precompiled(
+  (
+    db: Kysely<Database>,
+    recordedAt: readonly number[],
+    kinds: readonly string[],
+    userIds: ReadonlyArray<number | null>,
+    clientIds: ReadonlyArray<string | null>,
+    requestIds: ReadonlyArray<string | null>,
+    payloads: readonly string[],
+  ) =>
+    db
+      .insertInto('audit_event')
+      .columns(['recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
+      .expression(
+        sql`select r.recorded_at, r.kind, r.user_id, r.client_id, r.request_id, r.payload
+          from unnest(${recordedAt}::int8[], ${kinds}::text[], ${userIds}::int4[], ${clientIds}::text[],
+            ${requestIds}::text[], ${payloads}::text[])
+          as r(recorded_at, kind, user_id, client_id, request_id, payload)`,
+      ),
+);
+
 export function createAuditStore(
   db: Kysely<Database>,
   options: { retentionDays: number; now?: () => number },
 ): AuditStore {
   const now = options.now ?? Date.now;
+  const postgres = isPostgres(db);
   let batch: Array<Readonly<AuditRecord>> = [];
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
@@ -89,7 +119,19 @@ export function createAuditStore(
         payload: JSON.stringify(scrubValue(record)),
       };
     });
-    await db.insertInto('audit_event').values(rows).execute();
+    if (!postgres) {
+      await db.insertInto('audit_event').values(rows).execute();
+      return;
+    }
+    await insertAuditArrays.execute(
+      db,
+      rows.map((row) => row.recorded_at),
+      rows.map((row) => row.kind),
+      rows.map((row) => row.user_id),
+      rows.map((row) => row.client_id),
+      rows.map((row) => row.request_id),
+      rows.map((row) => row.payload),
+    );
   };
 
   /** One promise per batch: every `receive` of that batch resolves (or fails) with its INSERT. */

@@ -37,17 +37,20 @@ export interface WriteBatch {
    * SQLite each item is a write of the batch (`alone` on its transaction), which shares the commit.
    * The contract is `run`'s: an item resolves once it is committed; when the merged statement fails
    * every item is written again `alone`, so that only a failing one fails; a database that cannot be
-   * used fails them all with its error.
+   * used fails them all with its error. An item resolves with its own result (`Result`).
    */
-  merging<Item>(write: MergedWrite<Item>): (item: Item) => Promise<void>;
+  merging<Item, Result = void>(write: MergedWrite<Item, Result>): (item: Item) => Promise<Result>;
 }
 
 /** A write of items that may go together in one statement (see `WriteBatch.merging`). */
-export interface MergedWrite<Item> {
-  /** Writes the items of several requests in one statement, on the connection (autocommitted). */
-  together(db: Kysely<Database>, items: Item[]): Promise<void>;
+export interface MergedWrite<Item, Result = void> {
+  /**
+   * Writes the items of several requests in one statement, on the connection (autocommitted), and
+   * gives each item's result in the items' order (nothing when `Result` is void).
+   */
+  together(db: Kysely<Database>, items: Item[]): Promise<readonly Result[] | void>;
   /** Writes one item as its request would on its own, on the connection or the batch's transaction. */
-  alone(db: WriteDb, item: Item): Promise<void>;
+  alone(db: WriteDb, item: Item): Promise<Result>;
 }
 
 interface Pending {
@@ -69,8 +72,9 @@ export function unbatchedWrites(db: Kysely<Database>): WriteBatch {
 function postgresWrites(db: Kysely<Database>, schedule: (flush: () => void) => void): WriteBatch {
   return {
     run: (write) => write(db),
-    merging<Item>(write: MergedWrite<Item>) {
-      let pending: Array<{ item: Item; resolve: () => void; reject: (error: unknown) => void }> = [];
+    merging<Item, Result>(write: MergedWrite<Item, Result>) {
+      let pending: Array<{ item: Item; resolve: (result: Result) => void; reject: (error: unknown) => void }> =
+        [];
       const runAlone = (job: (typeof pending)[number]) =>
         write.alone(db, job.item).then(job.resolve, job.reject);
       const flush = async () => {
@@ -80,8 +84,9 @@ function postgresWrites(db: Kysely<Database>, schedule: (flush: () => void) => v
           await runAlone(jobs[0]!);
           return;
         }
+        let results: readonly Result[] | void;
         try {
-          await write.together(
+          results = await write.together(
             db,
             jobs.map((job) => job.item),
           );
@@ -93,10 +98,10 @@ function postgresWrites(db: Kysely<Database>, schedule: (flush: () => void) => v
           for (const job of jobs) await runAlone(job);
           return;
         }
-        for (const job of jobs) job.resolve();
+        jobs.forEach((job, index) => job.resolve(results?.[index] as Result));
       };
       return (item: Item) =>
-        new Promise<void>((resolve, reject) => {
+        new Promise<Result>((resolve, reject) => {
           pending.push({ item, resolve, reject });
           if (pending.length === 1) schedule(() => void flush());
         });

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
 import { sha256Hex } from '../logging/secrets.ts';
-import type { WriteBatch, WriteDb } from '../db/write-batch.ts';
+import type { WriteBatch } from '../db/write-batch.ts';
 import {
   consumePayload,
   deletePayload,
@@ -14,6 +14,7 @@ import {
   findPayloadWithPosition,
   findSessionAndGrant,
   type PayloadRow,
+  payloadConsumes,
   payloadRowWrites,
   revokePayload,
   revokePayloadsOfGrant,
@@ -390,13 +391,16 @@ export class KyselyAdapter implements Adapter {
 
   /**
    * Marks a code or refresh token used. Atomic: of N concurrent redemptions exactly one gets past
-   * this point; the others see `invalid_grant`, as a replay would.
+   * this point; the others see `invalid_grant`, as a replay would. Through the write batch, the
+   * consumes of one turn go in one statement on PostgreSQL (`payloadConsumes`).
    */
   async consume(id: string): Promise<void> {
     const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
     const consumed = consumeCode
       ? await consumeCode({ value: id, id: storageId(id), at: this.#now() })
-      : (await this.#write((db) => consumePayload(db, this.model, storageId(id), this.#now()))) !== undefined;
+      : this.#writes
+        ? await payloadConsumes(this.#writes)({ model: this.model, id: storageId(id), at: this.#now() })
+        : (await consumePayload(this.#db, this.model, storageId(id), this.#now())) !== undefined;
     if (!consumed) {
       throw new errors.InvalidGrant('grant already used or revoked');
     }
@@ -423,11 +427,6 @@ export class KyselyAdapter implements Adapter {
     }
     // The rows of a grant are not named one by one: everything kept goes.
     if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote();
-  }
-
-  /** Runs a write through the write batch, or at once without one. */
-  #write<T>(write: (db: WriteDb) => Promise<T>): Promise<T> {
-    return this.#writes ? this.#writes.run(write) : write(this.#db);
   }
 
   #revive(row: StoredPayload | undefined, id?: string): AdapterPayload | undefined {

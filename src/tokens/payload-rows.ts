@@ -206,11 +206,12 @@ const upsertAdapterRowArrays = precompiled(
       .insertInto('oidc_payload')
       .columns([...ADAPTER_COLUMNS])
       .expression(
-        sql`select * from unnest(${sql.join(
+        // The columns by name, not `*`: a statement returning `*` runs unnamed (named-statements.ts).
+        sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))} from unnest(${sql.join(
           ADAPTER_COLUMNS.map(
             (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
           ),
-        )})`,
+        )}) as r(${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})`,
       )
       .onConflict((conflict) =>
         conflict
@@ -433,6 +434,79 @@ export function consumePayload(
   now: number,
 ): Promise<{ client_id: string | null; user_id: string | null; grant_id: string | null } | undefined> {
   return consumeLive.takeFirst(trx, model, id, now);
+}
+
+/** A consume one request asks for: a code's or a refresh token's row, at `at`. */
+export interface Consume {
+  model: string;
+  id: string;
+  at: number;
+}
+
+/**
+ * PostgreSQL: the consumes of several requests in one statement whose text does not depend on how
+ * many there are. Each row is updated under the same conditions as `consumeLiveQuery`'s, so a row
+ * another statement consumed first (on another connection: the update waits for its lock, then
+ * checks again) is not returned.
+ */
+const consumeLiveArrays = precompiled(
+  (db: Db, models: readonly string[], ids: readonly string[], ats: readonly number[]) => ({
+    compile: () =>
+      sql<{ model: string; id: string }>`update "oidc_payload" as p set "consumed_at" = c.at
+        from unnest(${models}::text[], ${ids}::text[], ${ats}::int8[]) as c(model, id, at)
+        where p."model" = c.model and p."id" = c.id and p."consumed_at" is null and p."revoked_at" is null
+        returning p."model", p."id"`.compile(db),
+  }),
+);
+
+/**
+ * The consumes of several requests in one statement (PostgreSQL). A row named twice in the turn (the
+ * same refresh token presented by two requests) is consumed by the first that named it, as running
+ * them one after the other would; the later one finds it consumed. Rows go in key order, so that two
+ * such statements that touch the same rows take their locks in the same order.
+ */
+async function consumeTogether(db: Db, items: readonly Consume[]): Promise<boolean[]> {
+  const first = new Map<string, number>();
+  items.forEach((item, index) => {
+    const key = `${item.model} ${item.id}`;
+    if (!first.has(key)) first.set(key, index);
+  });
+  const keys = [...first.keys()].sort();
+  const unique = keys.map((key) => items[first.get(key)!]!);
+  const consumed = new Set(
+    (
+      await consumeLiveArrays.rows(
+        db,
+        unique.map((item) => item.model),
+        unique.map((item) => item.id),
+        unique.map((item) => item.at),
+      )
+    ).map((row) => `${row.model} ${row.id}`),
+  );
+  return items.map((item, index) => {
+    const key = `${item.model} ${item.id}`;
+    return first.get(key) === index && consumed.has(key);
+  });
+}
+
+const consumesOf = new WeakMap<WriteBatch, (consume: Consume) => Promise<boolean>>();
+
+/**
+ * Marks a live code or refresh token consumed through `writes` (false when it was consumed or revoked
+ * already), merged with the consumes other requests make in the same turn (`WriteBatch.merging`: on
+ * PostgreSQL one statement for them all, on SQLite a write of the batch's transaction). Atomic as
+ * `consumePayload`: of N concurrent redemptions of one row exactly one gets true.
+ */
+export function payloadConsumes(writes: WriteBatch): (consume: Consume) => Promise<boolean> {
+  let consume = consumesOf.get(writes);
+  if (!consume) {
+    consume = writes.merging<Consume, boolean>({
+      together: consumeTogether,
+      alone: async (db, { model, id, at }) => (await consumePayload(db, model, id, at)) !== undefined,
+    });
+    consumesOf.set(writes, consume);
+  }
+  return consume;
 }
 
 /** Revokes one row in place (kept for listings until it expires). */
