@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logging/logger.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { watchStatements } from '../helpers/statements.ts';
 
 const DAY = 86_400_000;
 
@@ -126,5 +127,46 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
       counts.map((events) => events.length),
       [150, 150, 150],
     );
+  });
+
+  it('writes batches of any size with one statement text on PostgreSQL, prepared once', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const texts = new Set<string>();
+    const restore = watchStatements((text) => {
+      if (/^insert into "audit_event"/i.test(text)) texts.add(text);
+    });
+    try {
+      for (const size of [1, 3, 7]) {
+        await Promise.all(
+          Array.from({ length: size }, (_, index) =>
+            store.receiver.receive({
+              // Events without a user or an application (null columns) beside events with both.
+              ...(index % 2 === 0
+                ? denied(6000 + size, 'authorize')
+                : {
+                    kind: 'admin_change' as const,
+                    entity: 'group' as const,
+                    action: 'created',
+                    entity_id: 7,
+                    name: 'Fleet',
+                    actor: 'cli:root',
+                    changed_fields: [],
+                    details: {},
+                  }),
+              time: new Date().toISOString(),
+            }),
+          ),
+        );
+      }
+    } finally {
+      restore();
+    }
+    assert.equal(texts.size, testDatabaseKind === 'postgres' ? 1 : 3);
+    for (const size of [1, 3, 7]) {
+      const events = await store.list({ userId: 6000 + size, limit: 1000 });
+      assert.equal(events.length, Math.ceil(size / 2));
+      assert.equal(events[0]!.clientId, 'wiki');
+      assert.equal(events[0]!.record.stage, 'authorize');
+    }
   });
 });

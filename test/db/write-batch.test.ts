@@ -5,6 +5,7 @@ import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { type WriteDb, writeBatch } from '../../src/db/write-batch.ts';
 import {
   type PayloadRow,
+  payloadConsumes,
   payloadRowWrites,
   writePayloadRow,
   writePayloadRows,
@@ -225,6 +226,70 @@ describe(`the write batch (${testDatabaseKind})`, () => {
       'refused-c',
       'refused-d',
     ]);
+  });
+
+  it('consumes the refresh tokens requests present in one turn in one statement on PostgreSQL, each row once', async () => {
+    const { batch, flush } = manualBatch();
+    const consume = payloadConsumes(batch);
+    assert.equal(payloadConsumes(batch), consume);
+    const refresh = (id: string, extra: Partial<PayloadRow> = {}): PayloadRow => ({
+      ...row(id),
+      model: 'RefreshToken',
+      ...extra,
+    });
+    const at = Date.now();
+    await writePayloadRows(handle.db, [
+      refresh('consume-a'),
+      refresh('consume-b'),
+      refresh('consume-used', { consumed_at: at - 1000 }),
+    ]);
+    await writePayloadRow(handle.db, { ...refresh('consume-revoked'), revoked_at: at - 1000, revoked_reason: 'test' });
+    const updates: string[] = [];
+    const restore = watchStatements((text) => {
+      if (/^(?:with .*)?update "oidc_payload"/i.test(text)) updates.push(text);
+    });
+    let results: boolean[];
+    try {
+      const consumed = [
+        consume({ model: 'RefreshToken', id: 'consume-b', at }),
+        consume({ model: 'RefreshToken', id: 'consume-a', at }),
+        // The same token presented again in the turn: the first to present it wins, as one after the other.
+        consume({ model: 'RefreshToken', id: 'consume-b', at }),
+        consume({ model: 'RefreshToken', id: 'consume-used', at }),
+        consume({ model: 'RefreshToken', id: 'consume-revoked', at }),
+        consume({ model: 'RefreshToken', id: 'consume-missing', at }),
+      ];
+      await flush();
+      results = await Promise.all(consumed);
+    } finally {
+      restore();
+    }
+    assert.deepEqual(results, [true, true, false, false, false, false]);
+    assert.equal(updates.length, handle.kind === 'postgres' ? 1 : 6);
+    const consumedAt = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'consumed_at'])
+      .where('model', '=', 'RefreshToken')
+      .where('id', 'in', ['consume-a', 'consume-b', 'consume-used', 'consume-revoked'])
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      consumedAt.map((found) => [found.id, Number(found.consumed_at) || null]),
+      [
+        ['consume-a', at],
+        ['consume-b', at],
+        ['consume-revoked', null],
+        ['consume-used', at - 1000],
+      ],
+    );
+
+    // A later turn finds them consumed.
+    const again = [
+      consume({ model: 'RefreshToken', id: 'consume-a', at }),
+      consume({ model: 'RefreshToken', id: 'consume-b', at }),
+    ];
+    await flush();
+    assert.deepEqual(await Promise.all(again), [false, false]);
   });
 
   it(

@@ -380,6 +380,25 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     }
   });
 
+  it('lets exactly one of concurrent refreshes with one refresh token succeed', async () => {
+    const browser = new Browser();
+    const { code, verifier } = await codeFor(browser);
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200);
+    const form = { grant_type: 'refresh_token', refresh_token: exchanged.body.refresh_token as string };
+    const results = await Promise.all(Array.from({ length: 5 }, () => token(form)));
+    assert.equal(results.filter((result) => result.status === 200).length, 1);
+    for (const result of results.filter((r) => r.status !== 200)) {
+      assert.equal(result.status, 400);
+      assert.equal(result.body.error, 'invalid_grant');
+    }
+  });
+
   it('skips the login page for a signed-in browser and the consent page once granted; prompt=consent forces it', async () => {
     const browser = new Browser();
     await codeFor(browser);
