@@ -1,15 +1,19 @@
 import { type Kysely, PostgresAdapter, sql } from 'kysely';
+import { precompiled } from '../db/precompiled.ts';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
-import { inTransaction, unbatchedWrites, type WriteBatch } from '../db/write-batch.ts';
+import { inTransaction, unbatchedWrites, type WriteBatch, type WriteDb } from '../db/write-batch.ts';
 import type { Logger } from '../logging/logger.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
 import {
-  consumeLiveQuery,
+  ADAPTER_COLUMN_TYPES,
+  ADAPTER_COLUMNS,
+  type AdapterRow,
   consumePayload,
+  isAdapterRow,
   findStoredCode,
   purgeInBatches,
   PURGE_BATCH_ROWS,
@@ -94,68 +98,38 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     expires_at: at + config.tokens.refreshTokenTtl * 1000,
   });
 
-  const consumeCode: IssuedCodes['consumeCode'] = async (value, id, at) => {
-    const row = issuedCodeRow(value, at);
-    if (postgres) {
-      // One statement, atomic by itself: the conditional UPDATE and the INSERT of its audit row.
-      const consumed = await db
-        .with('consumed', (qc) => consumeLiveQuery(qc, 'AuthorizationCode', id, at))
-        .with('recorded', (qc) =>
-          qc
-            .insertInto('issued_code')
-            .columns([
-              'code_hash',
-              'client_id',
-              'user_id',
-              'grant_id',
-              'access_token_id',
-              'refresh_token_id',
-              'reuse_count',
-              'last_reuse_at',
-              'created_at',
-              'expires_at',
-            ])
-            .expression((eb) =>
-              eb
-                .selectFrom('consumed')
-                .select([
-                  sql<string>`${row.code_hash}::text`.as('code_hash'),
-                  sql<string>`coalesce(client_id, '')`.as('client_id'),
-                  'user_id',
-                  'grant_id',
-                  sql<null>`null::text`.as('access_token_id'),
-                  sql<null>`null::text`.as('refresh_token_id'),
-                  sql<number>`0`.as('reuse_count'),
-                  sql<null>`null::bigint`.as('last_reuse_at'),
-                  sql<number>`${row.created_at}::bigint`.as('created_at'),
-                  sql<number>`${row.expires_at}::bigint`.as('expires_at'),
-                ]),
-            )
-            .onConflict((conflict) => conflict.column('code_hash').doNothing()),
-        )
-        .selectFrom('consumed')
-        .select('grant_id')
-        .executeTakeFirst();
-      return consumed !== undefined;
-    }
-    return writes.run((batch) =>
-      inTransaction(batch, async (trx) => {
-        const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
-        if (!consumed) return false;
-        await trx
-          .insertInto('issued_code')
-          .values({
-            ...row,
-            client_id: consumed.client_id ?? '',
-            user_id: consumed.user_id,
-            grant_id: consumed.grant_id,
-          })
-          .onConflict((conflict) => conflict.column('code_hash').doNothing())
-          .execute();
-        return true;
-      }),
-    );
-  };
+  /** Step 1 on SQLite: the conditional UPDATE and the INSERT of its audit row, in the batch's transaction. */
+  const consumeCodeInTransaction = (batch: WriteDb, { value, id, at }: CodeConsume) =>
+    inTransaction(batch, async (trx) => {
+      const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
+      if (!consumed) return false;
+      await trx
+        .insertInto('issued_code')
+        .values({
+          ...issuedCodeRow(value, at),
+          client_id: consumed.client_id ?? '',
+          user_id: consumed.user_id,
+          grant_id: consumed.grant_id,
+        })
+        .onConflict((conflict) => conflict.column('code_hash').doNothing())
+        .execute();
+      return true;
+    });
+
+  // On PostgreSQL the codes redeemed in one turn are consumed and recorded by one statement, atomic by
+  // itself (a single code too: the statement is prepared once, where building the query costs CPU).
+  const consumeCodes = writes.merging<CodeConsume, boolean>(
+    postgres
+      ? {
+          together: (connection, items) =>
+            consumeCodesTogether(connection, items, config.tokens.refreshTokenTtl * 1000),
+          alone: async (connection, item) =>
+            (await consumeCodesTogether(connection, [item], config.tokens.refreshTokenTtl * 1000))[0]!,
+        }
+      : { together: async () => [], alone: consumeCodeInTransaction },
+  );
+
+  const consumeCode: IssuedCodes['consumeCode'] = (value, id, at) => consumeCodes({ value, id, at });
 
   const storeExchangedTokens: IssuedCodes['storeExchangedTokens'] = async (code, rows) => {
     const codeHash = sha256Hex(code);
@@ -163,7 +137,9 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     const refreshToken = rows.find((row) => row.model === 'RefreshToken');
     const at = now();
     const replayed = postgres
-      ? await storeExchangedTokensAtOnce(db, codeHash, accessToken?.id, refreshToken?.id, rows, at)
+      ? rows.every(isAdapterRow)
+        ? await exchangedTokens({ codeHash, rows, at })
+        : await storeExchangedTokensAtOnce(db, codeHash, accessToken?.id, refreshToken?.id, rows, at)
       : await writes.run((batch) =>
           inTransaction(batch, async (trx) => {
             const audited = await trx
@@ -309,11 +285,166 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 
   const writeRows: IssuedCodes['writeRows'] = payloadRowWrites(writes);
 
+  // PostgreSQL: the code exchanges of one turn store their tokens in one statement.
+  const exchangedTokens = writes.merging<ExchangedTokens, boolean>({
+    together: storeExchangedTokensTogether,
+    alone: async (connection, item) => (await storeExchangedTokensTogether(connection, [item]))[0]!,
+  });
+
   return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
 }
 
 function isPostgres(db: Kysely<Database>): boolean {
   return db.getExecutor().adapter instanceof PostgresAdapter;
+}
+
+/** A code one request redeems: its value, its storage id, and when. */
+interface CodeConsume {
+  value: string;
+  id: string;
+  at: number;
+}
+
+/**
+ * Step 1 on PostgreSQL: the codes of several requests consumed (each under the conditions of
+ * `consumeLiveQuery`) and their audit rows inserted, in one statement whose text does not depend on
+ * how many there are.
+ */
+const consumeCodeArrays = precompiled(
+  (
+    db: WriteDb,
+    ids: readonly string[],
+    codeHashes: readonly string[],
+    ats: readonly number[],
+    expiries: readonly number[],
+  ) => ({
+    compile: () =>
+      sql<{ id: string }>`with "consumed" as (
+          update "oidc_payload" as p set "consumed_at" = c.at
+          from unnest(${ids}::text[], ${codeHashes}::text[], ${ats}::int8[], ${expiries}::int8[])
+            as c(id, code_hash, at, expires_at)
+          where p."model" = 'AuthorizationCode' and p."id" = c.id
+            and p."consumed_at" is null and p."revoked_at" is null
+          returning p."id", p."client_id", p."user_id", p."grant_id", c.code_hash, c.at, c.expires_at),
+        "recorded" as (
+          insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
+            "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
+          select code_hash, coalesce(client_id, ''), user_id, grant_id, null, null, 0, null, at, expires_at
+          from "consumed"
+          on conflict ("code_hash") do nothing)
+        select "id" from "consumed"`.compile(db),
+  }),
+);
+
+/**
+ * The codes of one turn, consumed and recorded together. A code presented twice in the turn (two
+ * concurrent redemptions) is consumed by the first that presented it, as one after the other would;
+ * the later one finds it consumed. Rows go in id order, so that two such statements that touch the
+ * same rows take their locks in the same order.
+ */
+async function consumeCodesTogether(
+  db: WriteDb,
+  items: readonly CodeConsume[],
+  issuedCodeTtlMs: number,
+): Promise<boolean[]> {
+  const first = new Map<string, number>();
+  items.forEach((item, index) => {
+    if (!first.has(item.id)) first.set(item.id, index);
+  });
+  const unique = [...first.keys()].sort().map((id) => items[first.get(id)!]!);
+  const consumed = new Set(
+    (
+      await consumeCodeArrays.rows(
+        db,
+        unique.map((item) => item.id),
+        unique.map((item) => sha256Hex(item.value)),
+        unique.map((item) => item.at),
+        unique.map((item) => item.at + issuedCodeTtlMs),
+      )
+    ).map((row) => row.id),
+  );
+  return items.map((item, index) => first.get(item.id) === index && consumed.has(item.id));
+}
+
+/** The token rows of one code exchange (adapter rows), held back until its response is built. */
+interface ExchangedTokens {
+  codeHash: string;
+  rows: readonly AdapterRow[];
+  at: number;
+}
+
+/**
+ * Step 3 on PostgreSQL for the exchanges of several requests, in one statement atomic by itself (as
+ * `storeExchangedTokensAtOnce`): the UPDATE of each audit row, and each exchange's token rows written
+ * revoked when its code was replayed meanwhile. The text does not depend on how many there are.
+ */
+const storeExchangedTokenArrays = precompiled(
+  (
+    db: WriteDb,
+    codeHashes: readonly string[],
+    accessTokenIds: ReadonlyArray<string | null>,
+    refreshTokenIds: ReadonlyArray<string | null>,
+    rowCodeHashes: readonly string[],
+    rowAts: readonly number[],
+    ...columns: Array<ReadonlyArray<AdapterRow[keyof AdapterRow]>>
+  ) => ({
+    compile: () => {
+      const row = (column: string) => sql.ref(`r.${column}`);
+      const replayed = sql`a.reuse_count > 0`;
+      return sql<{ code_hash: string; reuse_count: number }>`with "audited" as (
+          update "issued_code" as i
+          set "access_token_id" = c.access_token_id, "refresh_token_id" = c.refresh_token_id
+          from unnest(${codeHashes}::text[], ${accessTokenIds}::text[], ${refreshTokenIds}::text[])
+            as c(code_hash, access_token_id, refresh_token_id)
+          where i."code_hash" = c.code_hash
+          returning i."code_hash", i."reuse_count"),
+        "written" as (
+          insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))},
+            "revoked_at", "revoked_reason")
+          select ${sql.join(ADAPTER_COLUMNS.map(row))},
+            case when ${replayed} then r.at end, case when ${replayed} then 'code_reuse' end
+          from unnest(${sql.join(
+            ADAPTER_COLUMNS.map(
+              (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
+            ),
+          )}, ${rowCodeHashes}::text[], ${rowAts}::int8[])
+            as r(${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))}, code_hash, at)
+          left join "audited" as a on a.code_hash = r.code_hash
+          on conflict ("model", "id") do update set ${sql.join(
+            [...ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id'), 'revoked_at', 'revoked_reason'].map(
+              (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
+            ),
+          )}
+          returning "id")
+        select "code_hash", "reuse_count" from "audited"`.compile(db);
+    },
+  }),
+  5 + ADAPTER_COLUMNS.length,
+);
+
+/**
+ * The exchanges of one turn, stored together; each is told whether its code was replayed. A code's
+ * audit row is updated once per statement: two exchanges of one code (which consuming it rules out)
+ * fail the statement, and each is then stored alone.
+ */
+async function storeExchangedTokensTogether(db: WriteDb, items: readonly ExchangedTokens[]): Promise<boolean[]> {
+  const codes = new Set(items.map((item) => item.codeHash));
+  if (codes.size !== items.length) throw new Error('one code exchanged twice in a turn');
+  const sorted = [...items].sort((a, b) => (a.codeHash < b.codeHash ? -1 : a.codeHash > b.codeHash ? 1 : 0));
+  const rows = sorted.flatMap((item) => item.rows.map((row) => ({ row, item })));
+  const tokenId = (item: ExchangedTokens, model: string) =>
+    item.rows.find((row) => row.model === model)?.id ?? null;
+  const audited = await storeExchangedTokenArrays.rows(
+    db,
+    sorted.map((item) => item.codeHash),
+    sorted.map((item) => tokenId(item, 'AccessToken')),
+    sorted.map((item) => tokenId(item, 'RefreshToken')),
+    rows.map(({ item }) => item.codeHash),
+    rows.map(({ item }) => item.at),
+    ...ADAPTER_COLUMNS.map((column) => rows.map(({ row }) => row[column])),
+  );
+  const replayed = new Set(audited.filter((row) => row.reuse_count > 0).map((row) => row.code_hash));
+  return items.map((item) => replayed.has(item.codeHash));
 }
 
 /**

@@ -65,7 +65,7 @@ export function unexpired(eb: PayloadEb, now: number) {
 }
 
 /** The columns the adapter writes for every row, in this order (the precompiled upsert's arguments). */
-const ADAPTER_COLUMNS = [
+export const ADAPTER_COLUMNS = [
   'model',
   'id',
   'consumed_at',
@@ -80,10 +80,10 @@ const ADAPTER_COLUMNS = [
   'value_sha256',
 ] as const;
 
-type AdapterRow = { [K in (typeof ADAPTER_COLUMNS)[number]]: PayloadRow[K] };
+export type AdapterRow = { [K in (typeof ADAPTER_COLUMNS)[number]]: PayloadRow[K] };
 
 /** A row of exactly the adapter's columns: anything else (a row written revoked) is written as built. */
-function isAdapterRow(row: PayloadRow): row is PayloadRow & AdapterRow {
+export function isAdapterRow(row: PayloadRow): row is PayloadRow & AdapterRow {
   const keys = Object.keys(row);
   return keys.length === ADAPTER_COLUMNS.length && ADAPTER_COLUMNS.every((column) => column in row);
 }
@@ -179,7 +179,7 @@ export async function writePayloadRows(db: Db, rows: readonly PayloadRow[]): Pro
 }
 
 /** PostgreSQL's type of each adapter column, in `ADAPTER_COLUMNS` order (the arrays `unnest` takes apart). */
-const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'text' | 'int8'> = {
+export const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'text' | 'int8'> = {
   model: 'text',
   id: 'text',
   consumed_at: 'int8',
