@@ -73,8 +73,11 @@ function postgresWrites(db: Kysely<Database>, schedule: (flush: () => void) => v
   return {
     run: (write) => write(db),
     merging<Item, Result>(write: MergedWrite<Item, Result>) {
-      let pending: Array<{ item: Item; resolve: (result: Result) => void; reject: (error: unknown) => void }> =
-        [];
+      let pending: Array<{
+        item: Item;
+        resolve: (result: Result) => void;
+        reject: (error: unknown) => void;
+      }> = [];
       const runAlone = (job: (typeof pending)[number]) =>
         write.alone(db, job.item).then(job.resolve, job.reject);
       const flush = async () => {

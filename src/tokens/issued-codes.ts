@@ -411,9 +411,11 @@ const storeExchangedTokenArrays = precompiled(
             as r(${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))}, code_hash, at)
           left join "audited" as a on a.code_hash = r.code_hash
           on conflict ("model", "id") do update set ${sql.join(
-            [...ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id'), 'revoked_at', 'revoked_reason'].map(
-              (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
-            ),
+            [
+              ...ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id'),
+              'revoked_at',
+              'revoked_reason',
+            ].map((column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`),
           )}
           returning "id")
         select "code_hash", "reuse_count" from "audited"`.compile(db);
@@ -427,7 +429,10 @@ const storeExchangedTokenArrays = precompiled(
  * audit row is updated once per statement: two exchanges of one code (which consuming it rules out)
  * fail the statement, and each is then stored alone.
  */
-async function storeExchangedTokensTogether(db: WriteDb, items: readonly ExchangedTokens[]): Promise<boolean[]> {
+async function storeExchangedTokensTogether(
+  db: WriteDb,
+  items: readonly ExchangedTokens[],
+): Promise<boolean[]> {
   const codes = new Set(items.map((item) => item.codeHash));
   if (codes.size !== items.length) throw new Error('one code exchanged twice in a turn');
   const sorted = [...items].sort((a, b) => (a.codeHash < b.codeHash ? -1 : a.codeHash > b.codeHash ? 1 : 0));

@@ -243,7 +243,11 @@ describe(`the write batch (${testDatabaseKind})`, () => {
       refresh('consume-b'),
       refresh('consume-used', { consumed_at: at - 1000 }),
     ]);
-    await writePayloadRow(handle.db, { ...refresh('consume-revoked'), revoked_at: at - 1000, revoked_reason: 'test' });
+    await writePayloadRow(handle.db, {
+      ...refresh('consume-revoked'),
+      revoked_at: at - 1000,
+      revoked_reason: 'test',
+    });
     const updates: string[] = [];
     const restore = watchStatements((text) => {
       if (/^(?:with .*)?update "oidc_payload"/i.test(text)) updates.push(text);

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { AuditEvent } from '../../src/audit/events.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { writeBatch } from '../../src/db/write-batch.ts';
+import { sha256Hex } from '../../src/logging/secrets.ts';
+import { createIssuedCodes, type IssuedCodes } from '../../src/tokens/issued-codes.ts';
+import { type PayloadRow, storageId, writePayloadRows } from '../../src/tokens/store.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { watchStatements } from '../helpers/statements.ts';
+
+const TTL_SECONDS = 3600;
+
+function row(model: string, id: string, grantId: string): PayloadRow {
+  return {
+    model,
+    id,
+    consumed_at: null,
+    payload: '{}',
+    grant_id: grantId,
+    user_id: '7',
+    client_id: 'merge-client',
+    uid: null,
+    user_code: null,
+    expires_at: Date.now() + 60_000,
+    format: model === 'AuthorizationCode' ? null : 'opaque',
+    value_sha256: null,
+  };
+}
+
+/**
+ * The code redemptions and code exchanges requests reach in one turn: on PostgreSQL one statement
+ * each for all of them, with the semantics of one after the other (a code twice: the first wins; a
+ * replayed code's tokens stored revoked).
+ */
+describe(`issued codes of one turn (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let codes: IssuedCodes;
+  const flushes: Array<() => void> = [];
+  const published: AuditEvent[] = [];
+  const flush = async () => {
+    for (const run of flushes.splice(0)) run();
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+    codes = createIssuedCodes({
+      db: handle.db,
+      config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
+      audit: { publish: (event: AuditEvent) => void published.push(event) } as never,
+      metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
+      logger: { error: () => undefined, warn: () => undefined } as never,
+      writes: writeBatch(handle.db, handle.kind, (run) => void flushes.push(run)),
+    });
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  /** The statements touching `issued_code` the drivers are handed while `work` runs. */
+  async function issuedCodeStatements(work: () => Promise<void>): Promise<number> {
+    let count = 0;
+    const restore = watchStatements((text) => {
+      if (/"issued_code"/.test(text)) count += 1;
+    });
+    try {
+      await work();
+    } finally {
+      restore();
+    }
+    return count;
+  }
+
+  it('consumes and records the codes of one turn, each once, then stores their tokens, revoked for a replayed code', async () => {
+    const values = ['code-one', 'code-two', 'code-three'];
+    await writePayloadRows(
+      handle.db,
+      values.map((value) => row('AuthorizationCode', storageId(value), `grant-${value}`)),
+    );
+    const at = Date.now();
+    let consumed: boolean[] = [];
+    const consumeStatements = await issuedCodeStatements(async () => {
+      const results = [
+        codes.consumeCode('code-one', storageId('code-one'), at),
+        codes.consumeCode('code-two', storageId('code-two'), at),
+        // Presented again in the same turn: the first presentation wins.
+        codes.consumeCode('code-one', storageId('code-one'), at),
+        codes.consumeCode('code-missing', storageId('code-missing'), at),
+      ];
+      await flush();
+      consumed = await Promise.all(results);
+    });
+    assert.deepEqual(consumed, [true, true, false, false]);
+    // SQLite: the consume and the audit row's insert, per code consumed, in the batch's transaction.
+    assert.equal(consumeStatements, handle.kind === 'postgres' ? 1 : 2);
+    const audit = await handle.db
+      .selectFrom('issued_code')
+      .select(['code_hash', 'client_id', 'user_id', 'grant_id', 'created_at', 'expires_at'])
+      .where('code_hash', 'in', values.map(sha256Hex))
+      .orderBy('grant_id')
+      .execute();
+    assert.deepEqual(
+      audit.map((found) => ({
+        ...found,
+        created_at: Number(found.created_at),
+        expires_at: Number(found.expires_at),
+      })),
+      ['code-one', 'code-two'].map((value) => ({
+        code_hash: sha256Hex(value),
+        client_id: 'merge-client',
+        user_id: '7',
+        grant_id: `grant-${value}`,
+        created_at: at,
+        expires_at: at + TTL_SECONDS * 1000,
+      })),
+    );
+
+    // code-two is presented again after its redemption: its audit row counts the reuse.
+    await codes.judgeRefusedCode('code-two', 'merge-client', at);
+    const tokens = (value: string) => [
+      row('AccessToken', `access-${value}`, `grant-${value}`),
+      row('RefreshToken', `refresh-${value}`, `grant-${value}`),
+    ];
+    const storeStatements = await issuedCodeStatements(async () => {
+      const stored = [
+        codes.storeExchangedTokens('code-one', tokens('code-one')),
+        codes.storeExchangedTokens('code-two', tokens('code-two')),
+      ];
+      await flush();
+      await Promise.all(stored);
+    });
+    assert.equal(storeStatements, handle.kind === 'postgres' ? 1 : 2);
+    const written = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'revoked_reason'])
+      .where('grant_id', 'in', ['grant-code-one', 'grant-code-two'])
+      .where('model', 'in', ['AccessToken', 'RefreshToken'])
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(written, [
+      { id: 'access-code-one', revoked_reason: null },
+      { id: 'access-code-two', revoked_reason: 'code_reuse' },
+      { id: 'refresh-code-one', revoked_reason: null },
+      { id: 'refresh-code-two', revoked_reason: 'code_reuse' },
+    ]);
+    const audited = await handle.db
+      .selectFrom('issued_code')
+      .select(['access_token_id', 'refresh_token_id', 'reuse_count'])
+      .where('code_hash', 'in', ['code-one', 'code-two'].map(sha256Hex))
+      .orderBy('access_token_id')
+      .execute();
+    assert.deepEqual(
+      audited.map((found) => ({ ...found, reuse_count: Number(found.reuse_count) })),
+      [
+        { access_token_id: 'access-code-one', refresh_token_id: 'refresh-code-one', reuse_count: 0 },
+        { access_token_id: 'access-code-two', refresh_token_id: 'refresh-code-two', reuse_count: 1 },
+      ],
+    );
+    // Announced revoked once stored: the access and the refresh token of the replayed code.
+    const revokedTypes = published
+      .filter((event) => event.kind === 'token_revoked' && event.client_id === 'merge-client')
+      .map((event) => (event as Extract<AuditEvent, { kind: 'token_revoked' }>).token_type)
+      .sort();
+    assert.deepEqual(revokedTypes, ['access_token', 'refresh_token']);
+  });
+});
