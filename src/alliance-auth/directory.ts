@@ -57,6 +57,8 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
   const groupId = async (name: string): Promise<number | undefined> =>
     (await selectGroups(aa)).find((group) => group.name.toLowerCase() === name.toLowerCase())?.id;
   return {
+    // No `keepable`: AA's database is not aa-oidc's and aa-oidc's change log cannot name a change
+    // made there, so no profile of it is kept in memory (src/oidc/kept-profiles.ts).
     async profileById(id) {
       if (!Number.isSafeInteger(id) || id <= 0) return undefined;
       const user = await selectUserById(aa, id);

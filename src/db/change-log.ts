@@ -3,10 +3,12 @@ import { epochValue } from './change-epoch.ts';
 import type { Database } from './schema.ts';
 
 /**
- * The change log (migration 0071): what the change epoch (change-epoch.ts) is for applications, the
- * log is for the stored sessions, grants and access tokens a process keeps in memory
- * (src/oidc/kept-rows.ts), one row per changed or deleted row, written by database triggers, so that
- * a change made by any writer — another instance, a CLI command, SQL typed by hand — is named.
+ * The change log (migrations 0071, 0072): what the change epoch (change-epoch.ts) is for
+ * applications, the log is for the stored sessions, grants and access tokens a process keeps in memory
+ * (src/oidc/kept-rows.ts), one row per changed or deleted row, and for the built-in directory's users'
+ * profiles (src/oidc/kept-profiles.ts: `User <id>`, `State <id>`, `Group <id>`), written by database
+ * triggers, so that a change made by any writer — another instance, a CLI command, SQL typed by hand
+ * — is named.
  *
  * A reader keeps a position in the log and reads, in one statement, the epoch and every key logged
  * past its position. A position is also what a statement that loads a row to keep saw of the log

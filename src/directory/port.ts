@@ -1,3 +1,4 @@
+import type { LogPosition } from '../db/change-log.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 
 /**
@@ -84,6 +85,14 @@ export interface ProfileFilter {
 export interface Directory {
   /** The user with this id, or undefined for an unknown one. */
   profileById(id: number): Promise<UserProfile | undefined>;
+  /**
+   * Present when aa-oidc's change log (src/db/change-log.ts) names every change to the profiles this
+   * directory returns, whoever makes it: the built-in directory, whose tables are in aa-oidc's
+   * database and have triggers. Its profiles may then be kept in memory (src/oidc/kept-profiles.ts).
+   * Absent for a directory whose database is not aa-oidc's (Alliance Auth): nothing tells a process
+   * of a change there before the next read, so every profile is read afresh.
+   */
+  readonly keepable?: KeepableProfiles;
   /** The user with this username (regardless of case), or undefined for an unknown one. */
   profileByUsername(username: string): Promise<UserProfile | undefined>;
   /** The known users among `ids` (unknown ids are left out), in no particular order. */
@@ -100,6 +109,20 @@ export interface Directory {
    * gate; an empty whitelist covers nobody here (an open application is the policy's business).
    */
   usersCoveredBy(whitelist: Whitelist): Promise<number[]>;
+}
+
+/** What keeping a directory's profiles in memory needs of it (`Directory.keepable`). */
+export interface KeepableProfiles {
+  /**
+   * `profileById`, with the change log's position as the statement that read it saw it (undefined
+   * for an unknown user): the profile may be kept if that position covers the reader's.
+   */
+  profileWithPositionById(id: number): Promise<{ profile: UserProfile | undefined; position: LogPosition | undefined }>;
+  /**
+   * Calls `listener` once each change this process makes to the directory has committed; returns the
+   * function that removes it.
+   */
+  afterOwnChange(listener: () => void): () => void;
 }
 
 /**

@@ -22,12 +22,14 @@ import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
  *   ran still stops the token.
  * - The requests that ask for the epoch in one turn of the event loop share one read, made after
  *   they all asked (`sharedEpochReads`).
- * - Users' profiles are not kept: the policy must see a change the directory has not announced (an
- *   Alliance Auth change before its poll, a row changed in the database) on the next request, and
- *   only a write through aa-oidc could raise the epoch.
+ * - Users' profiles are not kept by the epoch: the policy must see a change the directory has not
+ *   announced (a row changed in the database by hand) on the next request, and only a write through
+ *   aa-oidc could raise the epoch.
  * - The same read carries the change log past this process's position (src/db/change-log.ts), which
- *   drops the stored sessions, grants and tokens kept in memory that changed (kept-rows.ts): a request
- *   that uses one first awaits its read (`synced`).
+ *   drops the stored sessions, grants and tokens kept in memory that changed (kept-rows.ts), and the
+ *   built-in directory's users' profiles (kept-profiles.ts), whose changes its triggers log whoever
+ *   makes them: a request that uses one first awaits its read (`synced`). Alliance Auth's profiles are
+ *   never kept (its database is not aa-oidc's: nothing logs a change there).
  * - Entries loaded after the epoch was read belong to that epoch (their rows are at least as new);
  *   a request that sees a newer epoch drops everything kept. Outside a provider request nothing is
  *   kept.

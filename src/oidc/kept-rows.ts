@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { covers, type LogPosition, readLog } from '../db/change-log.ts';
 import type { Database } from '../db/schema.ts';
 import type { StoredPayload } from '../tokens/store.ts';
+import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
 
 /**
  * Stored sessions, grants, access tokens and client-credentials tokens kept in memory across
@@ -20,15 +21,20 @@ import type { StoredPayload } from '../tokens/store.ts';
  *   before they completed, so that a request reads its own writes even after its log read.
  * - Codes and refresh tokens are redeemed once: they are never kept. Misses are never kept.
  * - At most `max` rows: the oldest kept goes first.
+ *
+ * The same reads of the log keep users' profiles up to date (`profiles`, kept-profiles.ts).
  */
 export class KeptRows {
   readonly #max: number;
   #rows = new Map<string, readonly StoredPayload[]>();
   #position: LogPosition | undefined;
   #ownWrites = 0;
+  /** Users' profiles, dropped by the same reads of the log. */
+  readonly profiles: KeptProfiles;
 
-  constructor(max = MAX_KEPT_ROWS) {
+  constructor(max = MAX_KEPT_ROWS, maxProfiles = MAX_KEPT_PROFILES) {
     this.#max = max;
+    this.profiles = new KeptProfiles(() => this.#position, maxProfiles);
   }
 
   get size(): number {
@@ -37,15 +43,19 @@ export class KeptRows {
 
   /**
    * Reads the change epoch and the log past this process's position in one statement, drops what the
-   * log names (everything on the first read, or when the log was pruned past the position) and
-   * returns the epoch.
+   * log names, rows and profiles (everything on the first read, or when the log was pruned past the
+   * position) and returns the epoch.
    */
   async sync(db: Kysely<Database>): Promise<number> {
     const read = await readLog(db, this.#position);
     if (this.#position === undefined || read.lost) {
       this.#rows.clear();
+      this.profiles.clear();
     } else {
-      for (const key of read.keys) this.#rows.delete(keptKeyOf(key));
+      for (const key of read.keys) {
+        this.#rows.delete(keptKeyOf(key));
+        this.profiles.forget(key);
+      }
     }
     // Reads may overlap (a read asked for while another runs starts without waiting for it): the
     // position only moves forward.
@@ -93,7 +103,7 @@ export class KeptRows {
 /** Rows kept beyond this many push out the oldest (the bench's RSS stays well under 300 MB). */
 export const MAX_KEPT_ROWS = 20_000;
 
-/** The models whose rows are kept (the change log's triggers name exactly these). */
+/** The models whose rows are kept (the change log's triggers on `oidc_payload` name exactly these). */
 export const KEPT_MODELS = new Set(['AccessToken', 'ClientCredentials', 'Session', 'Grant']);
 
 /**

@@ -32,6 +32,7 @@ import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
 import { introspectionAudit } from './introspection-audit.ts';
 import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
+import { keptProfileLookup } from './kept-profiles.ts';
 import { KeptRows } from './kept-rows.ts';
 import { mountProvider } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
@@ -51,7 +52,7 @@ export interface OidcDependencies {
   databaseKind: DatabaseKind;
   /** Application lookups, and the verification of secrets imported from the Python plugin. */
   applications: ApplicationLookup & Pick<ApplicationService, 'verifyImportedSecret'>;
-  directory: Pick<Directory, 'profileById'>;
+  directory: Pick<Directory, 'profileById' | 'keepable'>;
   /** How people sign in at the login page (the directory's password check, EVE SSO, …). */
   authenticators: readonly Authenticator[];
   keyStore: Pick<KeyStore, 'signingJwks' | 'onChange'>;
@@ -95,6 +96,9 @@ export function createOidc(deps: OidcDependencies): Oidc {
   // Applications are kept in memory while the change epoch stands; each request checks it before it
   // uses them (change-epoch-cache.ts).
   const epochs = createChangeEpochs(db, undefined, new KeptRows());
+  // Users' profiles too, when the directory's changes are all in the change log (kept-profiles.ts):
+  // the provider's lookups and the policy's go through `profiles`; the login pages read the directory.
+  const profiles = keptProfileLookup(deps.directory, epochs);
   const applicationCache = new EpochCache<string, Application | undefined>();
   const keptApplications = (source: EpochSource): ApplicationLookup => {
     const find = epochCached(
@@ -111,7 +115,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const applications = perRequestApplicationLookup(keptApplications('request'));
   // The access policy, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
-    directory: deps.directory,
+    directory: profiles.directory,
     applications,
     applicationsAtSave: keptApplications('save'),
     metrics: deps.observability.metrics,
@@ -153,7 +157,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         config,
         db,
         applications,
-        directory: deps.directory,
+        directory: profiles.directory,
         jwks: deps.keyStore.signingJwks(),
         policy,
         adapterHooks: codeExchange.adapterHooks,
@@ -268,6 +272,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       clearInterval(timer);
       closing.abort();
       unsubscribe();
+      profiles.close();
     },
   };
 }

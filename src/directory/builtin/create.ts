@@ -6,7 +6,7 @@ import type { ChangePublisher, Directory } from '../port.ts';
 import { catalogWrites } from './catalog.ts';
 import { createChangeRunner } from './change.ts';
 import { builtinPasswordAuthenticator, loginOperations } from './login.ts';
-import { builtinDirectoryReader, recordReads } from './reads.ts';
+import { builtinDirectoryReader, keepableProfiles, recordReads } from './reads.ts';
 import type { DirectoryAdmin } from './types.ts';
 import { userWrites } from './users.ts';
 
@@ -45,7 +45,7 @@ export function createBuiltinDirectory(
 ): BuiltinDirectory {
   const admin = createDirectory(db, logger, publisher);
   return {
-    directory: builtinDirectoryReader(db),
+    directory: { ...builtinDirectoryReader(db), keepable: keepableProfiles(db, admin.afterCommit) },
     admin,
     authenticator: builtinPasswordAuthenticator(admin),
   };

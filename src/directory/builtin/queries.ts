@@ -1,4 +1,5 @@
 import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
+import { type LogPosition, logPosition, logPositionColumn } from '../../db/change-log.ts';
 import { precompiled } from '../../db/precompiled.ts';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 import { nameKey } from '../../util/name-key.ts';
@@ -126,8 +127,8 @@ export async function selectUserGroups(db: Db, userId: number): Promise<GroupRow
  * The profile lookup of every request that names a user, in one statement compiled once: the user
  * and its state, and one row per group (group columns null when the user has none).
  */
-const profileRowsById = precompiled((db: Db, userId: number) =>
-  profileQuery(db)
+function profileRowsQuery(db: Db, userId: number) {
+  return profileQuery(db)
     .leftJoin('user_group', 'user_group.user_id', 'app_user.id')
     .leftJoin('auth_group', 'auth_group.id', 'user_group.group_id')
     .select([
@@ -137,12 +138,20 @@ const profileRowsById = precompiled((db: Db, userId: number) =>
       'auth_group.oidc_access as g_oidc_access',
       'auth_group.created_at as g_created_at',
     ])
-    .where('app_user.id', '=', integerValue(userId)),
+    .where('app_user.id', '=', integerValue(userId));
+}
+
+const profileRowsById = precompiled((db: Db, userId: number) => profileRowsQuery(db, userId));
+
+/** The same, with the change log's position as the statement saw it (src/db/change-log.ts). */
+const profileRowsWithPositionById = precompiled((db: Db, userId: number) =>
+  profileRowsQuery(db, userId).select(logPositionColumn(db).as('log_position')),
 );
 
-/** User, state and groups (sorted by name) in one query. */
-export async function selectProfileById(db: Db, userId: number): Promise<UserRecord | undefined> {
-  const rows = await profileRowsById.rows(db, userId);
+type ProfileRowWithGroup = Awaited<ReturnType<typeof profileRowsById.rows>>[number];
+
+/** The record of the rows of one user's profile lookup (one row per group). */
+function profileRecord(rows: readonly ProfileRowWithGroup[]): UserRecord | undefined {
   const first = rows[0];
   if (!first) return undefined;
   const groups: GroupRow[] = [];
@@ -165,6 +174,24 @@ export async function selectProfileById(db: Db, userId: number): Promise<UserRec
     ...row
   } = first;
   return { ...splitProfileRow(row), groups: groups.sort(byName) };
+}
+
+/** User, state and groups (sorted by name) in one query. */
+export async function selectProfileById(db: Db, userId: number): Promise<UserRecord | undefined> {
+  return profileRecord(await profileRowsById.rows(db, userId));
+}
+
+/**
+ * `selectProfileById` with the change log's position as its statement saw it (undefined when there
+ * is no such user): a profile that may be kept in memory (src/oidc/kept-profiles.ts).
+ */
+export async function selectProfileWithPositionById(
+  db: Db,
+  userId: number,
+): Promise<{ record: UserRecord | undefined; position: LogPosition | undefined }> {
+  const rows = await profileRowsWithPositionById.rows(db, userId);
+  const record = profileRecord(rows.map(({ log_position: _position, ...row }) => row));
+  return { record, position: logPosition(rows[0]?.log_position) };
 }
 
 export async function selectProfile(db: Db, ref: UserRef): Promise<UserRecord | undefined> {

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../../db/schema.ts';
 import { DirectoryError, invalid, notFound } from '../errors.ts';
-import type { Directory, ProfileFilter } from '../port.ts';
+import type { Directory, KeepableProfiles, ProfileFilter } from '../port.ts';
 import { toDirectoryGroup, toDirectoryState, toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
 import { describeUser, resolveGroup, resolveState, validateUserRef } from './records.ts';
@@ -147,6 +147,27 @@ export function builtinDirectoryReader(db: Kysely<Database>): Directory {
 
     usersCoveredBy(whitelist) {
       return queries.selectUsersCoveredBy(db, whitelist.states, whitelist.groups);
+    },
+  };
+}
+
+/**
+ * The built-in directory's profiles may be kept in memory: the change log's triggers (migration
+ * 0072) name every change to the rows a profile is built from, and `afterCommit` (the directory
+ * admin's) tells of this process's own changes as soon as they commit.
+ */
+export function keepableProfiles(
+  db: Kysely<Database>,
+  afterCommit: DirectoryAdmin['afterCommit'],
+): KeepableProfiles {
+  return {
+    async profileWithPositionById(id) {
+      if (!isUserId(id)) return { profile: undefined, position: undefined };
+      const { record, position } = await queries.selectProfileWithPositionById(db, id);
+      return { profile: record && toUserProfile(record), position };
+    },
+    afterOwnChange(listener) {
+      return afterCommit(() => listener());
     },
   };
 }

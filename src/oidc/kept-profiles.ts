@@ -1,0 +1,138 @@
+import { covers, type LogPosition } from '../db/change-log.ts';
+import type { Directory, UserProfile } from '../directory/port.ts';
+import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
+import { currentRequest as providerRequest } from './provider-internals.ts';
+
+/**
+ * Users' profiles kept in memory across requests, as found, while the change log
+ * (src/db/change-log.ts) names no change to them: the profile lookup that userinfo, introspection and
+ * every token grant make (findAccount, the access policy, JWT access-token claims) is then answered
+ * without a statement. Only a directory whose every change the log names may have its profiles kept
+ * (`Directory.keepable`: the built-in directory, whose triggers log `User <id>` for a user's row and
+ * memberships, `State <id>` and `Group <id>` for a state's or group's row).
+ *
+ * The rules are those of the stored rows kept beside them (kept-rows.ts), whose read of the log drops
+ * profiles too:
+ * - A request that uses a kept profile first awaits its read of the log (one per request, shared by
+ *   the requests of one turn of the event loop), which drops the profiles of the users the log names
+ *   past the process's position; a state or a group that changed drops every profile (any number
+ *   embed it). A change committed by any writer before the request arrived is therefore seen by it.
+ * - A profile is kept only if the statement that loaded it saw the log at or past the process's
+ *   position: one read before a change the process has already processed would never be dropped.
+ * - This process's own directory changes drop every profile once committed, and refuse to keep those
+ *   whose load began before they completed.
+ * - A reader behind the log's pruning horizon drops everything. Unknown users are never kept.
+ * - At most `max` profiles: the oldest kept goes first.
+ *
+ * Kept profiles are frozen: every request is handed the same object.
+ */
+export class KeptProfiles {
+  readonly #max: number;
+  readonly #cursor: () => LogPosition | undefined;
+  #profiles = new Map<number, UserProfile>();
+  #ownWrites = 0;
+
+  /** `cursor` is the position the process has read the log up to (kept-rows.ts). */
+  constructor(cursor: () => LogPosition | undefined, max = MAX_KEPT_PROFILES) {
+    this.#cursor = cursor;
+    this.#max = max;
+  }
+
+  get size(): number {
+    return this.#profiles.size;
+  }
+
+  /** The profile kept for user `id`, if any. */
+  peek(id: number): UserProfile | undefined {
+    return this.#profiles.get(id);
+  }
+
+  /** A ticket for a load that may be kept: taken before the statement runs (see `keep`). */
+  ticket(): number {
+    return this.#ownWrites;
+  }
+
+  /**
+   * Keeps `profile` (found by a statement that saw the log at `position`, started at `ticket`) unless
+   * the process has already processed a change the statement did not see, or changed the directory
+   * since it started. Returns the profile as handed out from then on (frozen when kept).
+   */
+  keep(profile: UserProfile, position: LogPosition | undefined, ticket: number): UserProfile {
+    if (ticket !== this.#ownWrites || !covers(position, this.#cursor())) return profile;
+    const kept = frozen(profile);
+    this.#profiles.delete(kept.id);
+    if (this.#profiles.size >= this.#max) {
+      const oldest = this.#profiles.keys().next();
+      if (!oldest.done) this.#profiles.delete(oldest.value);
+    }
+    this.#profiles.set(kept.id, kept);
+    return kept;
+  }
+
+  /** Drops what a change-log key names: a user's profile, or every profile for a state or group. */
+  forget(logKey: string): void {
+    if (logKey.startsWith('User ')) this.#profiles.delete(Number(logKey.slice('User '.length)));
+    else if (logKey.startsWith('State ') || logKey.startsWith('Group ')) this.#profiles.clear();
+  }
+
+  clear(): void {
+    this.#profiles.clear();
+  }
+
+  /**
+   * This process changed the directory (called once the change committed). Directory changes are
+   * rare and a state's or a group's reaches many users: every profile goes.
+   */
+  wrote(): void {
+    this.#ownWrites += 1;
+    this.#profiles.clear();
+  }
+}
+
+/** Profiles kept beyond this many push out the oldest (a few hundred bytes to a few kB each). */
+export const MAX_KEPT_PROFILES = 20_000;
+
+function frozen(profile: UserProfile): UserProfile {
+  Object.freeze(profile.mainCharacter);
+  if (profile.state) Object.freeze(profile.state);
+  for (const group of profile.groups) Object.freeze(group);
+  Object.freeze(profile.groups);
+  return Object.freeze(profile);
+}
+
+/** What the profile lookup needs of the change epochs to keep profiles across requests. */
+export type ProfileEpochs = Pick<ProcessChangeEpochs, 'synced' | 'kept'>;
+
+/**
+ * `directory` whose `profileById` answers from the profiles kept in memory (`KeptProfiles`) inside a
+ * provider request, when the directory's profiles may be kept (`Directory.keepable`); the directory
+ * itself otherwise. Outside a provider request every lookup reads the directory. `close` stops
+ * following the directory's own changes.
+ */
+export function keptProfileLookup(
+  directory: Pick<Directory, 'profileById' | 'keepable'>,
+  epochs: ProfileEpochs,
+  request: () => object | undefined = providerRequest,
+): { directory: Pick<Directory, 'profileById'>; close(): void } {
+  const keepable = directory.keepable;
+  const profiles = epochs.kept?.profiles;
+  if (!keepable || !profiles) return { directory, close: () => undefined };
+  const stopFollowing = keepable.afterOwnChange(() => profiles.wrote());
+  return {
+    directory: {
+      async profileById(id) {
+        const ctx = request();
+        if (!ctx) return directory.profileById(id);
+        if (profiles.peek(id)) {
+          await epochs.synced(ctx);
+          const hit = profiles.peek(id);
+          if (hit) return hit;
+        }
+        const ticket = profiles.ticket();
+        const { profile, position } = await keepable.profileWithPositionById(id);
+        return profile && profiles.keep(profile, position, ticket);
+      },
+    },
+    close: stopFollowing,
+  };
+}
