@@ -117,7 +117,9 @@ export interface KeepableProfiles {
    * `profileById`, with the change log's position as the statement that read it saw it (undefined
    * for an unknown user): the profile may be kept if that position covers the reader's.
    */
-  profileWithPositionById(id: number): Promise<{ profile: UserProfile | undefined; position: LogPosition | undefined }>;
+  profileWithPositionById(
+    id: number,
+  ): Promise<{ profile: UserProfile | undefined; position: LogPosition | undefined }>;
   /**
    * Calls `listener` once each change this process makes to the directory has committed; returns the
    * function that removes it.

@@ -317,7 +317,11 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
     assert.equal(kept.profiles.peek(a), undefined);
     assert.ok(kept.profiles.peek(b), "another user's profile stays");
     await load(kept, a);
-    await other.db.updateTable('auth_group').set({ name: 'Kept group 2' }).where('name', '=', 'Kept group').execute();
+    await other.db
+      .updateTable('auth_group')
+      .set({ name: 'Kept group 2' })
+      .where('name', '=', 'Kept group')
+      .execute();
     await kept.sync(db());
     assert.equal(kept.profiles.size, 0, 'a group renamed: every profile goes');
     await load(kept, a);
@@ -428,7 +432,11 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
       await lookup.directory.profileById(id);
       assert.ok(kept.profiles.peek(id), 'inside a request: kept');
       await server.app.directoryAdmin.updateUser({ id }, { locale: 'pt-BR' });
-      assert.equal((await lookup.directory.profileById(id))?.locale, 'pt-BR', 'an own change is seen at once');
+      assert.equal(
+        (await lookup.directory.profileById(id))?.locale,
+        'pt-BR',
+        'an own change is seen at once',
+      );
     } finally {
       lookup.close();
     }

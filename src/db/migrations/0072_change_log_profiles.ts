@@ -50,7 +50,10 @@ const STATE_COLUMNS = ['name', 'priority', 'oidc_access'];
 const GROUP_COLUMNS = ['name', 'oidc_access'];
 
 /** `update of a, b` and the condition that one of them changed value (`is not`: nulls compare). */
-function updateOf(columns: readonly string[], distinct: 'is not' | 'is distinct from'): { of: string; changed: string } {
+function updateOf(
+  columns: readonly string[],
+  distinct: 'is not' | 'is distinct from',
+): { of: string; changed: string } {
   return {
     of: columns.join(', '),
     changed: columns.map((column) => `old.${column} ${distinct} new.${column}`).join(' or '),
