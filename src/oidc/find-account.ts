@@ -40,7 +40,8 @@ export function stageForToken(kind: string): PolicyStage | undefined {
 
 /**
  * The provider's `findAccount` hook. The account id is the directory's user id as a string. The profile is loaded
- * once per request (the provider may ask several times while answering one request), and an
+ * once per request (the provider may ask several times while answering one request; across requests
+ * the built-in directory's profiles are kept while unchanged: kept-profiles.ts), and an
  * unknown or deactivated user is no account: codes, refresh tokens and access tokens of a
  * deactivated user stop working at once (`invalid_grant`, `invalid_token`).
  *
