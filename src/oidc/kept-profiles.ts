@@ -17,6 +17,9 @@ import { currentRequest as providerRequest } from './provider-internals.ts';
  *   the requests of one turn of the event loop), which drops the profiles of the users the log names
  *   past the process's position; a state or a group that changed drops every profile (any number
  *   embed it). A change committed by any writer before the request arrived is therefore seen by it.
+ * - The `save_bearer` stage reads the log afresh (once per request, with the applications' epoch)
+ *   before it uses a kept profile (`directoryAtSave`): a change committed while the request ran still
+ *   stops its tokens, as it did when the stage read the user from the database.
  * - A profile is kept only if the statement that loaded it saw the log at or past the process's
  *   position: one read before a change the process has already processed would never be dropped.
  * - This process's own directory changes drop every profile once committed, and refuse to keep those
@@ -101,38 +104,53 @@ function frozen(profile: UserProfile): UserProfile {
 }
 
 /** What the profile lookup needs of the change epochs to keep profiles across requests. */
-export type ProfileEpochs = Pick<ProcessChangeEpochs, 'synced' | 'kept'>;
+export type ProfileEpochs = Pick<ProcessChangeEpochs, 'synced' | 'atSave' | 'kept'>;
+
+/** The profile lookups of a process that keeps profiles (`keptProfileLookup`). */
+export interface KeptProfileLookup {
+  /** Profiles as current as the database was when the request arrived (its read of the log). */
+  directory: Pick<Directory, 'profileById'>;
+  /**
+   * Profiles as current as the database was right before tokens are saved (the `save_bearer` stage:
+   * the log read afresh, once per request, as for applications): a change committed while the
+   * request ran still stops its tokens.
+   */
+  directoryAtSave: Pick<Directory, 'profileById'>;
+  /** Stops following the directory's own changes. */
+  close(): void;
+}
 
 /**
  * `directory` whose `profileById` answers from the profiles kept in memory (`KeptProfiles`) inside a
  * provider request, when the directory's profiles may be kept (`Directory.keepable`); the directory
- * itself otherwise. Outside a provider request every lookup reads the directory. `close` stops
- * following the directory's own changes.
+ * itself otherwise. Outside a provider request every lookup reads the directory.
  */
 export function keptProfileLookup(
   directory: Pick<Directory, 'profileById' | 'keepable'>,
   epochs: ProfileEpochs,
   request: () => object | undefined = providerRequest,
-): { directory: Pick<Directory, 'profileById'>; close(): void } {
+): KeptProfileLookup {
   const keepable = directory.keepable;
   const profiles = epochs.kept?.profiles;
-  if (!keepable || !profiles) return { directory, close: () => undefined };
+  if (!keepable || !profiles) return { directory, directoryAtSave: directory, close: () => undefined };
   const stopFollowing = keepable.afterOwnChange(() => profiles.wrote());
-  return {
-    directory: {
-      async profileById(id) {
-        const ctx = request();
-        if (!ctx) return directory.profileById(id);
-        if (profiles.peek(id)) {
-          await epochs.synced(ctx);
-          const hit = profiles.peek(id);
-          if (hit) return hit;
-        }
-        const ticket = profiles.ticket();
-        const { profile, position } = await keepable.profileWithPositionById(id);
-        return profile && profiles.keep(profile, position, ticket);
-      },
+  const lookup = (logRead: (request: object) => Promise<number>): Pick<Directory, 'profileById'> => ({
+    async profileById(id) {
+      const ctx = request();
+      if (!ctx) return directory.profileById(id);
+      if (profiles.peek(id)) {
+        await logRead(ctx);
+        const hit = profiles.peek(id);
+        if (hit) return hit;
+      }
+      const ticket = profiles.ticket();
+      const { profile, position } = await keepable.profileWithPositionById(id);
+      return profile && profiles.keep(profile, position, ticket);
     },
+  });
+  return {
+    directory: lookup((ctx) => epochs.synced(ctx)),
+    directoryAtSave: lookup((ctx) => epochs.atSave(ctx)),
     close: stopFollowing,
   };
 }

@@ -17,6 +17,12 @@ export interface PolicyEnforcerDependencies {
    * shares one lookup across a request (src/oidc/request-applications.ts). Defaults to `applications`.
    */
   applicationsAtSave?: { findByClientId(clientId: string): Promise<Application | undefined> };
+  /**
+   * Where the `save_bearer` stage reads the user: likewise current as of immediately before tokens are
+   * saved, where `directory` answers from profiles kept in memory (src/oidc/kept-profiles.ts).
+   * Defaults to `directory`.
+   */
+  directoryAtSave?: Pick<Directory, 'profileById'>;
   metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
   audit: Pick<AuditBus, 'publish'>;
 }
@@ -86,8 +92,9 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
   };
 
   const decideNow = async (stage: PolicyStage, subject: PolicySubject): Promise<PolicyDecision> => {
-    const applications =
-      stage === 'save_bearer' ? (deps.applicationsAtSave ?? deps.applications) : deps.applications;
+    const atSave = stage === 'save_bearer';
+    const applications = atSave ? (deps.applicationsAtSave ?? deps.applications) : deps.applications;
+    const directory = atSave ? (deps.directoryAtSave ?? deps.directory) : deps.directory;
     switch (subject.kind) {
       case 'client':
         return decideApplication(await applications.findByClientId(subject.clientId));
@@ -96,7 +103,7 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
         // The application and the user are read at once (on PostgreSQL, two queries in flight).
         const [app, profile] = await Promise.all([
           applications.findByClientId(subject.clientId),
-          subject.profile ?? (userId === null ? undefined : deps.directory.profileById(userId)),
+          subject.profile ?? (userId === null ? undefined : directory.profileById(userId)),
         ]);
         // An unknown user passes no gate; like every global deny, this names no application.
         if (!profile) return { outcome: 'deny', reason: 'global' };

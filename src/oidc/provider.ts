@@ -116,6 +116,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   // The access policy, asked at every stage; one per app, so that refusals are counted in its registry.
   const policy = createPolicyEnforcer({
     directory: profiles.directory,
+    directoryAtSave: profiles.directoryAtSave,
     applications,
     applicationsAtSave: keptApplications('save'),
     metrics: deps.observability.metrics,

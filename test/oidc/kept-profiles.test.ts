@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { readLog } from '../../src/db/change-log.ts';
 import type { Directory, UserProfile } from '../../src/directory/port.ts';
+import { createChangeEpochs } from '../../src/oidc/change-epoch-cache.ts';
 import { KeptProfiles, keptProfileLookup } from '../../src/oidc/kept-profiles.ts';
 import { KeptRows } from '../../src/oidc/kept-rows.ts';
 import { pruneChangeLog } from '../../src/tokens/store.ts';
@@ -421,8 +422,11 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
     const kept = new KeptRows();
     await kept.sync(db());
     let ctx: object | undefined;
-    const epochs = { kept, synced: async () => kept.sync(db()) };
-    const lookup = keptProfileLookup(server.app.directory, epochs, () => ctx);
+    const lookup = keptProfileLookup(
+      server.app.directory,
+      createChangeEpochs(db(), undefined, kept),
+      () => ctx,
+    );
     try {
       assert.equal((await lookup.directory.profileById(id))?.username, 'lookup-a');
       assert.equal(kept.profiles.size, 0, 'outside a request: nothing kept');
@@ -442,11 +446,33 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
     }
   });
 
+  it('reads the log afresh for the save_bearer stage: a change committed while the request ran is seen there', async () => {
+    const id = await newUser('at-save-a');
+    const kept = new KeptRows();
+    await kept.sync(db());
+    const epochs = createChangeEpochs(db(), undefined, kept);
+    let ctx: object = {};
+    const lookup = keptProfileLookup(server.app.directory, epochs, () => ctx);
+    try {
+      await lookup.directory.profileById(id);
+      assert.ok(kept.profiles.peek(id));
+      // A new request uses the kept profile once its read of the log found no change.
+      ctx = {};
+      assert.equal((await lookup.directory.profileById(id))?.active, true);
+      await other.db.updateTable('app_user').set({ active: 0 }).where('id', '=', id).execute();
+      // Later in the same request: as the database was when the request arrived (its one read)…
+      assert.equal((await lookup.directory.profileById(id))?.active, true);
+      // …but right before tokens are saved, as it is now.
+      assert.equal((await lookup.directoryAtSave.profileById(id))?.active, false);
+    } finally {
+      lookup.close();
+    }
+  });
+
   it('keeps no profile of a directory that does not say its profiles may be kept', async () => {
     const kept = new KeptRows();
     const { keepable: _keepable, ...unlogged } = server.app.directory;
-    const epochs = { kept, synced: async () => kept.sync(db()) };
-    const lookup = keptProfileLookup(unlogged, epochs, () => ({}));
+    const lookup = keptProfileLookup(unlogged, createChangeEpochs(db(), undefined, kept), () => ({}));
     assert.equal(lookup.directory, unlogged, 'the directory itself answers');
     const id = await newUser('unlogged-a');
     await lookup.directory.profileById(id);

@@ -332,15 +332,28 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
     // user: the change lands between the two checks of one request, as a concurrent change would.
     const { directory, directoryAdmin } = server.app;
     const original = directory.profileById;
+    const keepable = directory.keepable!;
+    const originalKept = keepable.profileWithPositionById;
     let armed = true;
-    directory.profileById = async (id: number) => {
-      const profile = await original.call(directory, id);
+    const afterLoad = async (id: number) => {
       if (armed && id === pilot.id) {
         armed = false;
         await directoryAdmin.removeGroup({ id }, 'Fleet');
       }
+    };
+    directory.profileById = async (id: number) => {
+      const profile = await original.call(directory, id);
+      await afterLoad(id);
       return profile;
     };
+    // The provider keeps profiles (src/oidc/kept-profiles.ts) and loads them through `keepable`; a
+    // change of the directory by this process drops them, so that validate_code loads the user.
+    keepable.profileWithPositionById = async (id: number) => {
+      const found = await originalKept.call(keepable, id);
+      await afterLoad(id);
+      return found;
+    };
+    await directoryAdmin.createGroup('Unrelated to the exchange', false);
     try {
       const validated = await rejections(server, 'validate_code', 'app');
       const moved = await counted(server, 'save_bearer', 'app', async () => {
@@ -358,6 +371,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
       assert.equal(armed, false);
     } finally {
       directory.profileById = original;
+      keepable.profileWithPositionById = originalKept;
     }
     assert.equal(await storedTokens(), 0, 'neither an access nor a refresh token was stored');
   });
