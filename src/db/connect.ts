@@ -1,6 +1,6 @@
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
+import { Kysely, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
 import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { type Config, type DatabaseTarget, settingName } from '../config/load.ts';
@@ -10,7 +10,8 @@ import {
   explainPostgresConnectError,
   explainSqliteOpenError,
 } from './errors.ts';
-import { namingStatements } from './named-statements.ts';
+import { LeanReadsDialect, leanReads } from './lean-reads.ts';
+import { namingStatements, statementNames } from './named-statements.ts';
 import type { Database } from './schema.ts';
 import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
@@ -73,23 +74,23 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
     return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
-  const { Pool, types } = loadPg();
-  const pool = new Pool({
+  const { Client, Pool, types } = loadPg();
+  const settings = {
     connectionString: target.url,
-    max: 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
     // A peer that vanished without closing (a dead host, a dropped route) is noticed by the kernel.
     keepAlive: true,
     // Times and counters are 64-bit integers that always fit a double; parse them as numbers
-    // for this pool only, never globally.
+    // for this database's connections only, never globally.
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID
           ? (value: string) => Number(value)
           : types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
     },
-  });
+  };
+  const pool = new Pool({ ...settings, max: 10 });
   // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
   // from the pool and the next query opens a new one; without a listener the event would crash the
   // process.
@@ -99,8 +100,20 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // the pool discards the client when it is released; the event only needs a listener, without which
   // it would crash the process.
   pool.on('connect', (client) => client.on('error', () => undefined));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: namingStatements(pool) }) });
-  return { db, kind: 'postgres', pgPool: pool, close: () => db.destroy() };
+  const names = statementNames();
+  // The precompiled reads outside transactions: one more connection, pipelined (src/db/lean-reads.ts).
+  const lean = leanReads(() => new Client({ ...settings, pipeline: true }), names);
+  const db = new Kysely<Database>({ dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean) });
+  lean.attach(db.getExecutor());
+  return {
+    db,
+    kind: 'postgres',
+    pgPool: pool,
+    close: async () => {
+      await lean.close();
+      await db.destroy();
+    },
+  };
 }
 
 /** How many prepared statements a SQLite connection keeps (the queries the code issues are far fewer). */

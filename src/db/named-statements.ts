@@ -29,24 +29,39 @@ const MAX_NAMED_PARAMETERS = 64;
 const EXPANDED_STAR = /"[^"]*"\.\*|(?:\bselect(?:\s+distinct)?|\breturning|,)\s*\*(?=\s*(?:,|\bfrom\b|$))/i;
 
 /** SQLSTATE feature_not_supported, which PostgreSQL answers for a prepared statement whose result type changed. */
-const FEATURE_NOT_SUPPORTED = '0A000';
+export const FEATURE_NOT_SUPPORTED = '0A000';
 
 export function mayBeNamed(text: string, parameters: number): boolean {
   return parameters > 0 && parameters <= MAX_NAMED_PARAMETERS && !EXPANDED_STAR.test(text);
 }
 
-export function namingStatements(pool: pg.Pool, limit = NAMED_STATEMENT_LIMIT): PostgresPool {
+/** Which texts run as named prepared statements, shared by every connection of a database. */
+export interface StatementNames {
+  /** The name `text` runs under, or null when it runs unnamed. */
+  nameOf(text: string, parameters: number): string | null;
+  /** `text` runs unnamed from now on (PostgreSQL refused its prepared form). */
+  unname(text: string): void;
+}
+
+export function statementNames(limit = NAMED_STATEMENT_LIMIT): StatementNames {
   // text → its name, or null for a text that runs unnamed (not eligible, over the limit, or refused).
   const names = new Map<string, string | null>();
   let given = 0;
-  const nameOf = (text: string, parameters: number): string | null => {
-    let name = names.get(text);
-    if (name !== undefined) return name;
-    name = given < limit && mayBeNamed(text, parameters) ? `aa_${(given += 1)}` : null;
-    // Texts that run unnamed are remembered too, up to a bound, so the checks above run once each.
-    if (name !== null || names.size < limit * 4) names.set(text, name);
-    return name;
+  return {
+    nameOf(text, parameters) {
+      let name = names.get(text);
+      if (name !== undefined) return name;
+      name = given < limit && mayBeNamed(text, parameters) ? `aa_${(given += 1)}` : null;
+      // Texts that run unnamed are remembered too, up to a bound, so the checks above run once each.
+      if (name !== null || names.size < limit * 4) names.set(text, name);
+      return name;
+    },
+    unname: (text) => void names.set(text, null),
   };
+}
+
+export function namingStatements(pool: pg.Pool, names: StatementNames = statementNames()): PostgresPool {
+  const nameOf = (text: string, parameters: number) => names.nameOf(text, parameters);
   const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
   const viewOf = (client: pg.PoolClient): PostgresPoolClient => {
     // Kysely opens and ends its transactions with these parameterless statements (never named).
@@ -67,7 +82,7 @@ export function namingStatements(pool: pg.Pool, limit = NAMED_STATEMENT_LIMIT): 
         return await client.query({ name, text, values });
       } catch (error) {
         if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) throw error;
-        names.set(text, null);
+        names.unname(text);
         if (inTransaction) throw error;
         return client.query(text, values);
       }

@@ -1,4 +1,5 @@
 import type { Compilable, CompiledQuery, Kysely, QueryResult, Transaction } from 'kysely';
+import { leanReadsFor } from './lean-reads.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -16,6 +17,10 @@ import type { Database } from './schema.ts';
  * query's shape (an `if`, a column name, an `in` list): the shape is fixed at the first call.
  * Values that are not arguments stay constants of the query. On a connection with Kysely plugins
  * (which transform each query as it is compiled) the query is built and compiled on every call.
+ *
+ * On PostgreSQL a precompiled select run outside a transaction takes the lean path
+ * (src/db/lean-reads.ts: a connection of its own, shared by the concurrent requests): it must only
+ * read, and leave no state on the connection.
  */
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -59,12 +64,17 @@ export function precompiled<Args extends unknown[], Row>(
     return compiled;
   };
   const execute = (db: Db, args: Args): Promise<QueryResult<Row>> => {
+    const executor = db.getExecutor();
     // Plugins transform each query as it is compiled: a connection with plugins compiles every time.
-    if (db.getExecutor().plugins.length > 0) return db.executeQuery(build(db, ...args));
+    if (executor.plugins.length > 0) return db.executeQuery(build(db, ...args));
     const compiled = compiledFor(db);
     const parameters = compiled.parameters.map((value) =>
       value instanceof Argument ? args[value.index] : value,
     );
+    if (compiled.query.kind === 'SelectQueryNode') {
+      const lean = leanReadsFor(executor);
+      if (lean) return lean.read<Row>(compiled.sql, parameters);
+    }
     return db.executeQuery<Row>({ ...compiled, parameters });
   };
   return {

@@ -1,0 +1,166 @@
+import { PostgresAdapter, PostgresDialect, type PostgresDialectConfig, type QueryResult } from 'kysely';
+import type pg from 'pg';
+import { FEATURE_NOT_SUPPORTED, type StatementNames } from './named-statements.ts';
+
+/**
+ * PostgreSQL: the precompiled reads (src/db/precompiled.ts) made outside a transaction run on one
+ * connection of their own, pipelined, instead of through Kysely and the pool. The hot path's
+ * statements are lookups by key that take the server tens of microseconds; through Kysely each one
+ * also cost aa-oidc a pool checkout and release (two timers, an event listener moved, a round of
+ * `process.nextTick`), about ten promises across Kysely's executor, driver and connection, and a
+ * socket write of its own. Here a read is one `client.query` on a connection that is always checked
+ * out, and the reads of one turn of the event loop leave in one socket write: the socket is corked
+ * at the turn's first read and uncorked once the turn's I/O callbacks ran (`setImmediate`).
+ *
+ * The connection runs in pg's pipeline mode: each statement is sent at once, with its own Sync, and
+ * the server answers them in order. A statement that fails (a bad value, a refused prepared
+ * statement) fails alone: the Sync after it ends its implicit transaction and the server goes on with
+ * the next one. A connection that dies fails every statement in flight on it with pg's connection
+ * error (answered 503 like any other), and the next read opens a new one. Only reads take this path:
+ * a write would make the reads queued behind it wait for its commit.
+ *
+ * A transaction, a single connection (`db.connection()`) and a connection with plugins have
+ * executors of their own: their statements take Kysely's path, on the pool's connections, and never
+ * share this one.
+ */
+export interface LeanReads {
+  /** Names the executor of the database's own Kysely instance, the only one served (see above). */
+  attach(executor: object): void;
+  /** True for the attached executor. */
+  serves(executor: object): boolean;
+  /** Runs one read (its SQL and parameters, as Kysely compiled them), autocommitted. */
+  read<Row>(text: string, parameters: readonly unknown[]): Promise<QueryResult<Row>>;
+  /** Ends the connection; reads afterwards fail. */
+  close(): Promise<void>;
+}
+
+/** The socket under a pg client (pg does not expose it in its types). */
+function socketOf(client: pg.Client): { cork?: () => void; uncork?: () => void } | undefined {
+  return (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection
+    ?.stream;
+}
+
+/**
+ * `openClient` makes a new (unconnected) pg client in pipeline mode with the pool's settings;
+ * `names` are the pool's statement names, so that a text refused in its prepared form runs unnamed
+ * everywhere.
+ */
+export function leanReads(openClient: () => pg.Client, names: StatementNames): LeanReads {
+  let client: pg.Client | undefined;
+  let connecting: Promise<pg.Client> | undefined;
+  let executor: object | undefined;
+  let closed = false;
+  // The client whose socket is corked for this turn, if any.
+  let corked: pg.Client | undefined;
+
+  const forget = (dead: pg.Client) => {
+    if (client === dead) client = undefined;
+    if (corked === dead) corked = undefined;
+  };
+
+  const connect = (): Promise<pg.Client> => {
+    connecting ??= (async () => {
+      const fresh = openClient();
+      // A connection that dies (server restart, `pg_terminate_backend`, a network cut) fails the
+      // reads in flight on it; the next read opens a new one. The listener also keeps the 'error'
+      // event from crashing the process.
+      fresh.on('error', () => {
+        forget(fresh);
+        fresh.end().catch(() => undefined);
+      });
+      fresh.on('end', () => forget(fresh));
+      try {
+        await fresh.connect();
+      } catch (error) {
+        await fresh.end().catch(() => undefined);
+        throw error;
+      } finally {
+        connecting = undefined;
+      }
+      if (closed) {
+        await fresh.end().catch(() => undefined);
+        throw new Error('the database has been closed');
+      }
+      client = fresh;
+      return fresh;
+    })();
+    return connecting;
+  };
+
+  const uncork = () => {
+    const socket = corked && socketOf(corked);
+    corked = undefined;
+    socket?.uncork?.();
+  };
+
+  const submit = (on: pg.Client, text: string, values: unknown[]): Promise<pg.QueryResult> => {
+    if (corked !== on) {
+      const socket = socketOf(on);
+      if (socket?.cork && socket.uncork) {
+        if (corked) uncork();
+        socket.cork();
+        corked = on;
+        setImmediate(uncork);
+      }
+    }
+    const name = names.nameOf(text, values.length);
+    return name === null ? on.query(text, values) : on.query({ name, text, values });
+  };
+
+  return {
+    attach(root) {
+      executor = root;
+    },
+    serves: (candidate) => candidate === executor,
+    async read<Row>(text: string, parameters: readonly unknown[]) {
+      if (closed) throw new Error('the database has been closed');
+      const on = client ?? (await connect());
+      const values = parameters as unknown[];
+      let result: pg.QueryResult;
+      try {
+        result = await submit(on, text, values);
+      } catch (error) {
+        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) throw error;
+        // A prepared statement whose result type changed (see named-statements.ts): the text runs
+        // unnamed from now on, and this read again at once (it is autocommitted).
+        names.unname(text);
+        result = await submit(on, text, values);
+      }
+      return { rows: result.rows as Row[] };
+    },
+    async close() {
+      closed = true;
+      const open = client;
+      client = undefined;
+      uncork();
+      await open?.end().catch(() => undefined);
+    },
+  };
+}
+
+/** The PostgreSQL adapter of a database with lean reads: precompiled queries find them through it. */
+export class LeanReadsAdapter extends PostgresAdapter {
+  readonly lean: LeanReads;
+  constructor(lean: LeanReads) {
+    super();
+    this.lean = lean;
+  }
+}
+
+/** Kysely's PostgreSQL dialect, with the adapter that carries the lean reads. */
+export class LeanReadsDialect extends PostgresDialect {
+  readonly #adapter: LeanReadsAdapter;
+  constructor(config: PostgresDialectConfig, lean: LeanReads) {
+    super(config);
+    this.#adapter = new LeanReadsAdapter(lean);
+  }
+  override createAdapter(): LeanReadsAdapter {
+    return this.#adapter;
+  }
+}
+
+/** The lean reads that serve `executor`, if any (a transaction's executor has none). */
+export function leanReadsFor(executor: { adapter: object }): LeanReads | undefined {
+  const { adapter } = executor;
+  return adapter instanceof LeanReadsAdapter && adapter.lean.serves(executor) ? adapter.lean : undefined;
+}
