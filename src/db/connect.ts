@@ -74,7 +74,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
     return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
-  const { Client, Pool, types } = loadPg();
+  const { Client, Pool, Query, types } = loadPg();
   const settings = {
     connectionString: target.url,
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -102,7 +102,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   pool.on('connect', (client) => client.on('error', () => undefined));
   const names = statementNames();
   // The precompiled reads outside transactions: one more connection, pipelined (src/db/lean-reads.ts).
-  const lean = leanReads(() => new Client({ ...settings, pipeline: true }), names);
+  const lean = leanReads({ openClient: () => new Client({ ...settings, pipeline: true }), Query }, names);
   const db = new Kysely<Database>({ dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean) });
   lean.attach(db.getExecutor());
   return {

@@ -40,12 +40,114 @@ function socketOf(client: pg.Client): { cork?: () => void; uncork?: () => void }
     ?.stream;
 }
 
+/** What pg's parser hands over for each column of an answer. */
+interface FieldDescription {
+  name: string;
+  dataTypeID: number;
+  format?: string;
+}
+
+type Parse = (value: string) => unknown;
+
+/** The columns of one statement's answer and their parsers, found at its first answer. */
+interface RowShape {
+  names: string[];
+  types: number[];
+  parsers: Parse[];
+}
+
+const COMMAND_TAG = /^([A-Za-z]+)(?: (\d+))?(?: (\d+))?/;
+
 /**
- * `openClient` makes a new (unconnected) pg client in pipeline mode with the pool's settings;
+ * The result of one lean read, in place of pg's `Result`: pg builds a column's parser again for
+ * every answer (a type lookup per column, and a dictionary-mode template object copied into each
+ * row), which cost more than parsing the rows of a lookup by key. Here the parsers of a statement's
+ * columns are found once and kept with its text, and reused as long as the server describes the
+ * same columns (checked at every answer: a migration may change an unnamed statement's columns).
+ */
+class LeanResult {
+  command: string | null = null;
+  rowCount: number | null = null;
+  oid: number | null = null;
+  rows: Array<Record<string, unknown>> = [];
+  fields: FieldDescription[] = [];
+  /** The connection's type parsers; pg sets them when the query is submitted. */
+  _types: { getTypeParser(oid: number, format?: string): Parse } | undefined;
+  readonly #text: string;
+  readonly #shapes: Map<string, RowShape>;
+  #shape: RowShape | undefined;
+
+  constructor(text: string, shapes: Map<string, RowShape>) {
+    this.#text = text;
+    this.#shapes = shapes;
+  }
+
+  addFields(fields: FieldDescription[]): void {
+    this.fields = fields;
+    let shape = this.#shapes.get(this.#text);
+    if (!shape || !describes(shape, fields)) {
+      shape = {
+        names: fields.map((field) => field.name),
+        types: fields.map((field) => field.dataTypeID),
+        parsers: fields.map((field) => this._types!.getTypeParser(field.dataTypeID, field.format ?? 'text')),
+      };
+      this.#shapes.set(this.#text, shape);
+    }
+    this.#shape = shape;
+  }
+
+  parseRow(values: Array<string | null>): Record<string, unknown> {
+    const { names, parsers } = this.#shape!;
+    const row: Record<string, unknown> = {};
+    for (let index = 0; index < values.length; index += 1) {
+      const value = values[index]!;
+      row[names[index]!] = value === null ? null : parsers[index]!(value);
+    }
+    return row;
+  }
+
+  addRow(row: Record<string, unknown>): void {
+    this.rows.push(row);
+  }
+
+  addCommandComplete(message: { text?: string; command?: string }): void {
+    const match = COMMAND_TAG.exec(message.text ?? message.command ?? '');
+    if (!match) return;
+    this.command = match[1]!;
+    if (match[3]) {
+      this.oid = Number.parseInt(match[2]!, 10);
+      this.rowCount = Number.parseInt(match[3], 10);
+    } else if (match[2]) {
+      this.rowCount = Number.parseInt(match[2], 10);
+    }
+  }
+}
+
+function describes(shape: RowShape, fields: FieldDescription[]): boolean {
+  if (shape.names.length !== fields.length) return false;
+  for (let index = 0; index < fields.length; index += 1) {
+    const field = fields[index]!;
+    if (field.name !== shape.names[index] || field.dataTypeID !== shape.types[index]) return false;
+  }
+  return true;
+}
+
+/** What the lean reads need of pg. */
+export interface LeanDriver {
+  /** A new (unconnected) client in pipeline mode, with the pool's settings. */
+  openClient(): pg.Client;
+  /** pg's `Query`. */
+  Query: typeof pg.Query;
+}
+
+/**
  * `names` are the pool's statement names, so that a text refused in its prepared form runs unnamed
  * everywhere.
  */
-export function leanReads(openClient: () => pg.Client, names: StatementNames): LeanReads {
+export function leanReads(driver: LeanDriver, names: StatementNames): LeanReads {
+  const { Query } = driver;
+  // Statement text → the shape of its rows. The texts are the precompiled selects': a fixed few.
+  const shapes = new Map<string, RowShape>();
   let client: pg.Client | undefined;
   let connecting: Promise<pg.Client> | undefined;
   let executor: object | undefined;
@@ -60,7 +162,7 @@ export function leanReads(openClient: () => pg.Client, names: StatementNames): L
 
   const connect = (): Promise<pg.Client> => {
     connecting ??= (async () => {
-      const fresh = openClient();
+      const fresh = driver.openClient();
       // A connection that dies (server restart, `pg_terminate_backend`, a network cut) fails the
       // reads in flight on it; the next read opens a new one. The listener also keeps the 'error'
       // event from crashing the process.
@@ -93,7 +195,7 @@ export function leanReads(openClient: () => pg.Client, names: StatementNames): L
     socket?.uncork?.();
   };
 
-  const submit = (on: pg.Client, text: string, values: unknown[]): Promise<pg.QueryResult> => {
+  const submit = (on: pg.Client, text: string, values: unknown[]): Promise<LeanResult> => {
     if (corked !== on) {
       const socket = socketOf(on);
       if (socket?.cork && socket.uncork) {
@@ -103,8 +205,17 @@ export function leanReads(openClient: () => pg.Client, names: StatementNames): L
         setImmediate(uncork);
       }
     }
-    const name = names.nameOf(text, values.length);
-    return name === null ? on.query(text, values) : on.query({ name, text, values });
+    return new Promise<LeanResult>((resolve, reject) => {
+      // pg's Query made here rather than from a `{ name, text, values }` config, which pg copies
+      // property by property for every query.
+      const query = new Query(text, values, (error, result) =>
+        error ? reject(error) : resolve(result as unknown as LeanResult),
+      ) as unknown as { name?: string; _result: LeanResult; _results: LeanResult };
+      const name = names.nameOf(text, values.length);
+      if (name !== null) query.name = name;
+      query._result = query._results = new LeanResult(text, shapes);
+      on.query(query as unknown as pg.Query);
+    });
   };
 
   return {
@@ -116,7 +227,7 @@ export function leanReads(openClient: () => pg.Client, names: StatementNames): L
       if (closed) throw new Error('the database has been closed');
       const on = client ?? (await connect());
       const values = parameters as unknown[];
-      let result: pg.QueryResult;
+      let result: LeanResult;
       try {
         result = await submit(on, text, values);
       } catch (error) {
