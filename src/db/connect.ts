@@ -103,7 +103,9 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   const names = statementNames();
   // The precompiled reads outside transactions: one more connection, pipelined (src/db/lean-reads.ts).
   const lean = leanReads({ openClient: () => new Client({ ...settings, pipeline: true }), Query }, names);
-  const db = new Kysely<Database>({ dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean) });
+  const db = new Kysely<Database>({
+    dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean),
+  });
   lean.attach(db.getExecutor());
   return {
     db,

@@ -36,8 +36,8 @@ export interface LeanReads {
 
 /** The socket under a pg client (pg does not expose it in its types). */
 function socketOf(client: pg.Client): { cork?: () => void; uncork?: () => void } | undefined {
-  return (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } }).connection
-    ?.stream;
+  return (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } })
+    .connection?.stream;
 }
 
 /** What pg's parser hands over for each column of an answer. */

@@ -66,7 +66,9 @@ describe(
     it('concurrent reads share one connection: the pool opens none for them', async () => {
       const fresh = connect(database);
       try {
-        const profiles = await Promise.all(Array.from({ length: 20 }, () => selectProfileById(fresh.db, userId)));
+        const profiles = await Promise.all(
+          Array.from({ length: 20 }, () => selectProfileById(fresh.db, userId)),
+        );
         for (const profile of profiles) assert.equal(profile?.user.username, 'pilot');
         assert.equal(fresh.pgPool!.totalCount, 0);
       } finally {
@@ -77,12 +79,13 @@ describe(
     it('the reads of one turn leave in one socket write', async () => {
       const fresh = connect(database);
       const port = Number(new URL(database.url).port || 5432);
-      const { _write: write, _writev: writev } = net.Socket.prototype as unknown as Record<string, Function>;
+      type Write = (this: net.Socket, ...args: unknown[]) => unknown;
+      const { _write: write, _writev: writev } = net.Socket.prototype as unknown as Record<string, Write>;
       let writes = 0;
       try {
         await probeById.takeFirst(fresh.db, 1);
         await new Promise((resolve) => setImmediate(resolve));
-        const counting = (original: Function) =>
+        const counting = (original: Write): Write =>
           function (this: net.Socket, ...args: unknown[]) {
             if (this.remotePort === port) writes += 1;
             return original.apply(this, args);
@@ -139,19 +142,22 @@ describe(
     });
 
     it('a transaction never shares the connection: its reads see its own writes, reads outside it do not', async () => {
-      await handle.db.transaction().execute(async (trx) => {
-        await trx
-          .updateTable('app_user')
-          .set({ email: 'changed@example.test' })
-          .where('id', '=', userId)
-          .execute();
-        assert.equal((await selectProfileById(trx, userId))?.user.email, 'changed@example.test');
-        // Outside, while the transaction holds the row: the committed value, without waiting for it.
-        assert.equal((await selectProfileById(handle.db, userId))?.user.email, 'pilot@example.test');
-        throw Object.assign(new Error('roll back'), { rollBack: true });
-      }).catch((error: { rollBack?: boolean }) => {
-        if (!error.rollBack) throw error;
-      });
+      await handle.db
+        .transaction()
+        .execute(async (trx) => {
+          await trx
+            .updateTable('app_user')
+            .set({ email: 'changed@example.test' })
+            .where('id', '=', userId)
+            .execute();
+          assert.equal((await selectProfileById(trx, userId))?.user.email, 'changed@example.test');
+          // Outside, while the transaction holds the row: the committed value, without waiting for it.
+          assert.equal((await selectProfileById(handle.db, userId))?.user.email, 'pilot@example.test');
+          throw Object.assign(new Error('roll back'), { rollBack: true });
+        })
+        .catch((error: { rollBack?: boolean }) => {
+          if (!error.rollBack) throw error;
+        });
       assert.equal((await selectProfileById(handle.db, userId))?.user.email, 'pilot@example.test');
     });
 
