@@ -1,5 +1,6 @@
-import { type Kysely, PostgresAdapter, type RawBuilder, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, PostgresAdapter, type RawBuilder, sql, type Transaction } from 'kysely';
 import { epochValue } from './change-epoch.ts';
+import { leanReadsFor } from './lean-reads.ts';
 import type { Database } from './schema.ts';
 
 /**
@@ -101,21 +102,34 @@ interface LogReadRow {
   key: string | null;
 }
 
+/**
+ * The log read's SQL, fixed: each turn's read is the same statement with one parameter, the position
+ * read from (null on a first read), so it is compiled never and, on PostgreSQL, prepared once and
+ * run on the hot reads' own connection (lean-reads.ts) like the lookups it serves.
+ */
+const POSTGRES_LOG_READ = `select e.value as epoch, p.value as pruned, pg_current_snapshot()::text as last, l.key as key
+  from "change_epoch" e join "change_epoch" p on p.id = 2
+  left join change_log l on l.xid >= pg_snapshot_xmin(cast($1 as pg_snapshot))
+    and not pg_visible_in_snapshot(l.xid, cast($1 as pg_snapshot))
+  where e.id = 1`;
+const SQLITE_LOG_READ = `select e.value as epoch, p.value as pruned,
+    coalesce((select seq from sqlite_sequence where name = 'change_log'), 0) as last, l.key as key
+  from "change_epoch" e join "change_epoch" p on p.id = 2
+  left join change_log l on l.seq > ?
+  where e.id = 1`;
+
 /** Reads the epoch and the keys logged past `from` (none on a first read) in one statement. */
 export async function readLog(db: Db, from: LogPosition | undefined): Promise<LogRead> {
-  const postgres = isPostgres(db);
-  const past = from ?? null;
-  const { rows } = postgres
-    ? await sql<LogReadRow>`select e.value as epoch, p.value as pruned, pg_current_snapshot()::text as last, l.key as key
-        from "change_epoch" e join "change_epoch" p on p.id = 2
-        left join change_log l on l.xid >= pg_snapshot_xmin(cast(${past} as pg_snapshot))
-          and not pg_visible_in_snapshot(l.xid, cast(${past} as pg_snapshot))
-        where e.id = 1`.execute(db)
-    : await sql<LogReadRow>`select e.value as epoch, p.value as pruned,
-          coalesce((select seq from sqlite_sequence where name = 'change_log'), 0) as last, l.key as key
-        from "change_epoch" e join "change_epoch" p on p.id = 2
-        left join change_log l on l.seq > ${past}
-        where e.id = 1`.execute(db);
+  const parameters = [from ?? null];
+  let rows: LogReadRow[];
+  if (isPostgres(db)) {
+    const lean = leanReadsFor(db.getExecutor());
+    ({ rows } = lean
+      ? await lean.read<LogReadRow>(POSTGRES_LOG_READ, parameters)
+      : await db.executeQuery<LogReadRow>(CompiledQuery.raw(POSTGRES_LOG_READ, parameters)));
+  } else {
+    ({ rows } = await db.executeQuery<LogReadRow>(CompiledQuery.raw(SQLITE_LOG_READ, parameters)));
+  }
   const first = rows[0];
   const position = logPosition(first?.last) ?? 0;
   const pruned = Number(first?.pruned ?? 0);

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
 import pg from 'pg';
+import { readLog } from '../../src/db/change-log.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { precompiled } from '../../src/db/precompiled.ts';
@@ -70,6 +71,20 @@ describe(
           Array.from({ length: 20 }, () => selectProfileById(fresh.db, userId)),
         );
         for (const profile of profiles) assert.equal(profile?.user.username, 'pilot');
+        assert.equal(fresh.pgPool!.totalCount, 0);
+      } finally {
+        await fresh.close();
+      }
+    });
+
+    it("the change log's read of each turn takes the same connection, and finds what another writer logged", async () => {
+      const fresh = connect(database);
+      try {
+        const first = await readLog(fresh.db, undefined);
+        await admin.query(`update app_user set locale = 'de' where id = $1`, [userId]);
+        const next = await readLog(fresh.db, first.position);
+        assert.ok(next.keys.includes(`User ${userId}`), `keys ${JSON.stringify(next.keys)}`);
+        assert.equal(next.lost, false);
         assert.equal(fresh.pgPool!.totalCount, 0);
       } finally {
         await fresh.close();
