@@ -2,14 +2,15 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Kysely } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import { readLog } from '../../src/db/change-log.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { precompiled } from '../../src/db/precompiled.ts';
 import { selectProfileById } from '../../src/directory/builtin/queries.ts';
-import { connect, createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
+import { connect, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { missing } from '../helpers/e2e.ts';
+import { createPostgresProbe, type PostgresProbe } from '../helpers/postgres-probe.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 const postgres = await reachablePostgres();
@@ -43,25 +44,17 @@ describe(
     let admin: pg.Client;
     let userId: number;
 
+    let probe: PostgresProbe | undefined;
+
     before(async () => {
-      database = await createTestDatabase({ migrated: true, postgresUrl: (postgres as { url: string }).url });
-      handle = connect(database);
-      admin = new pg.Client({ connectionString: database.url });
-      await admin.connect();
-      const now = Date.now();
-      const { rows } = await admin.query<{ id: number }>(
-        `insert into app_user (username, username_key, email, email_verified, active, superuser, oidc_access, created_at, updated_at)
-         values ('pilot', 'pilot', 'pilot@example.test', 1, 1, 0, 1, $1, $1) returning id`,
-        [now],
-      );
-      userId = Number(rows[0]!.id);
-      await admin.query('create table lean_probe (id integer primary key, v integer not null)');
-      await admin.query('insert into lean_probe values (1, 7), (2, 8)');
+      probe = await createPostgresProbe((postgres as { url: string }).url, 'lean_probe', [
+        [1, 7],
+        [2, 8],
+      ]);
+      ({ database, handle, admin, userId } = probe);
     });
     after(async () => {
-      await admin?.end();
-      await handle?.close();
-      await database?.drop();
+      await probe?.drop();
     });
 
     it('concurrent reads share one connection: the pool opens none for them', async () => {

@@ -5,8 +5,9 @@ import pg from 'pg';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { mayBeNamed } from '../../src/db/named-statements.ts';
 import { selectProfileById } from '../../src/directory/builtin/queries.ts';
-import { connect, createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
+import { reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { missing } from '../helpers/e2e.ts';
+import { createPostgresProbe, type PostgresProbe } from '../helpers/postgres-probe.ts';
 
 describe('which statements run as named prepared statements on PostgreSQL', () => {
   it('parameterized statements that name their columns', () => {
@@ -52,25 +53,14 @@ describe(
     let admin: pg.Client;
     let userId: number;
 
+    let probe: PostgresProbe | undefined;
+
     before(async () => {
-      database = await createTestDatabase({ migrated: true, postgresUrl: (postgres as { url: string }).url });
-      handle = connect(database);
-      admin = new pg.Client({ connectionString: database.url });
-      await admin.connect();
-      const now = Date.now();
-      const { rows } = await admin.query<{ id: number }>(
-        `insert into app_user (username, username_key, email, email_verified, active, superuser, oidc_access, created_at, updated_at)
-         values ('pilot', 'pilot', 'pilot@example.test', 1, 1, 0, 1, $1, $1) returning id`,
-        [now],
-      );
-      userId = Number(rows[0]!.id);
-      await admin.query('create table named_probe (id integer primary key, v integer not null)');
-      await admin.query('insert into named_probe values (1, 7)');
+      probe = await createPostgresProbe((postgres as { url: string }).url, 'named_probe', [[1, 7]]);
+      ({ database, handle, admin, userId } = probe);
     });
     after(async () => {
-      await admin?.end();
-      await handle?.close();
-      await database?.drop();
+      await probe?.drop();
     });
 
     /** The prepared statements of the connection a transaction holds. */

@@ -38,3 +38,14 @@ export function watchStatements(onStatement: (sql: string) => void): () => void 
     client.query = query;
   };
 }
+
+/** The SQL of every statement the drivers are handed while `work` runs. */
+export async function statementsDuring<T>(work: () => Promise<T>): Promise<{ result: T; texts: string[] }> {
+  const texts: string[] = [];
+  const restore = watchStatements((text) => texts.push(text));
+  try {
+    return { result: await work(), texts };
+  } finally {
+    restore();
+  }
+}

@@ -7,7 +7,7 @@ import { findPayloadWithPosition, pruneChangeLog, storageId } from '../../src/to
 import { connect, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
-import { watchStatements } from '../helpers/statements.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 import {
   type Client,
   codeFlow,
@@ -18,17 +18,6 @@ import {
   seedPilot,
   userinfo,
 } from '../tokens/helpers.ts';
-
-/** The SQL of every statement the drivers are handed while `work` runs. */
-async function statementsDuring<T>(work: () => Promise<T>): Promise<{ result: T; texts: string[] }> {
-  const texts: string[] = [];
-  const restore = watchStatements((text) => texts.push(text));
-  try {
-    return { result: await work(), texts };
-  } finally {
-    restore();
-  }
-}
 
 const READS_PAYLOAD = /\bfrom\s+"oidc_payload"/i;
 
