@@ -13,6 +13,7 @@ import {
 import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
 import type { Database } from './schema.ts';
+import { setNewest } from '../util/bounded-map.ts';
 import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
 export type DatabaseKind = DatabaseTarget['kind'];
@@ -135,8 +136,7 @@ export function cachingStatements(sqlite: BetterSqlite3.Database): SqliteDatabas
       let statement = statements.get(text);
       if (!statement) {
         statement = sqlite.prepare(text);
-        if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value!);
-        statements.set(text, statement);
+        setNewest(statements, text, statement, STATEMENT_CACHE_SIZE);
       }
       return statement;
     },

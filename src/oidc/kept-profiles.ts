@@ -1,5 +1,6 @@
 import { covers, type LogPosition } from '../db/change-log.ts';
 import type { Directory, UserProfile } from '../directory/port.ts';
+import { setNewest } from '../util/bounded-map.ts';
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
 import { currentRequest as providerRequest } from './provider-internals.ts';
 
@@ -63,12 +64,7 @@ export class KeptProfiles {
   keep(profile: UserProfile, position: LogPosition | undefined, ticket: number): UserProfile {
     if (ticket !== this.#ownWrites || !covers(position, this.#cursor())) return profile;
     const kept = frozen(profile);
-    this.#profiles.delete(kept.id);
-    if (this.#profiles.size >= this.#max) {
-      const oldest = this.#profiles.keys().next();
-      if (!oldest.done) this.#profiles.delete(oldest.value);
-    }
-    this.#profiles.set(kept.id, kept);
+    setNewest(this.#profiles, kept.id, kept, this.#max);
     return kept;
   }
 

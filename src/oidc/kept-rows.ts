@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { covers, type LogPosition, readLog } from '../db/change-log.ts';
 import type { Database } from '../db/schema.ts';
 import type { StoredPayload } from '../tokens/store.ts';
+import { setNewest } from '../util/bounded-map.ts';
 import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
 
 /**
@@ -81,12 +82,7 @@ export class KeptRows {
    */
   keep(key: string, rows: readonly StoredPayload[], position: LogPosition | undefined, ticket: number): void {
     if (rows.length === 0 || ticket !== this.#ownWrites || !covers(position, this.#position)) return;
-    this.#rows.delete(key);
-    if (this.#rows.size >= this.#max) {
-      const oldest = this.#rows.keys().next();
-      if (!oldest.done) this.#rows.delete(oldest.value);
-    }
-    this.#rows.set(key, rows);
+    setNewest(this.#rows, key, rows, this.#max);
   }
 
   /**
