@@ -354,23 +354,17 @@ export async function findSessionAndGrant(
   };
 }
 
-const findKeptById = precompiled((db: Db, model: string, id: string) =>
-  db
-    .selectFrom('oidc_payload')
-    .select(STORED_COLUMNS)
-    .select(logPositionColumn(db).as('log_position'))
-    .where('model', '=', model)
-    .where('id', '=', id),
-);
-
-const findKeptByUid = precompiled((db: Db, model: string, uid: string) =>
-  db
-    .selectFrom('oidc_payload')
-    .select(STORED_COLUMNS)
-    .select(logPositionColumn(db).as('log_position'))
-    .where('model', '=', model)
-    .where('uid', '=', uid),
-);
+/** A row by `column`, with the change log's position: one query per column (its shape is fixed). */
+const findKeptBy = (column: 'id' | 'uid') =>
+  precompiled((db: Db, model: string, value: string) =>
+    db
+      .selectFrom('oidc_payload')
+      .select(STORED_COLUMNS)
+      .select(logPositionColumn(db).as('log_position'))
+      .where('model', '=', model)
+      .where(column, '=', value),
+  );
+const findKept = { id: findKeptBy('id'), uid: findKeptBy('uid') };
 
 /**
  * A row by its storage id (`column` 'id') or a session by its uid, with the change log's position
@@ -382,7 +376,7 @@ export async function findPayloadWithPosition(
   column: 'id' | 'uid',
   value: string,
 ): Promise<FoundPayloads<StoredPayload>> {
-  const found = await (column === 'id' ? findKeptById : findKeptByUid).takeFirst(db, model, value);
+  const found = await findKept[column].takeFirst(db, model, value);
   if (!found) return { rows: [], position: undefined };
   const { log_position: position, ...row } = found;
   return { rows: [row], position: logPosition(position) };
