@@ -1,5 +1,6 @@
-import { CompiledQuery, type Kysely, PostgresAdapter, type RawBuilder, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import { epochValue } from './change-epoch.ts';
+import { isPostgres } from './dialect.ts';
 import { leanReadsFor } from './lean-reads.ts';
 import type { Database } from './schema.ts';
 
@@ -26,10 +27,6 @@ type Db = Kysely<Database> | Transaction<Database>;
 
 /** A place in the log: SQLite's last `seq`, PostgreSQL's snapshot. */
 export type LogPosition = number | string;
-
-export function isPostgres(db: Db): boolean {
-  return db.getExecutor().adapter instanceof PostgresAdapter;
-}
 
 /**
  * The log position as a column of a statement that loads rows to keep (the statement is compiled per

@@ -1,4 +1,5 @@
-import { type Kysely, PostgresAdapter, sql } from 'kysely';
+import { type Kysely, sql } from 'kysely';
+import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
@@ -292,10 +293,6 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   });
 
   return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
-}
-
-function isPostgres(db: Kysely<Database>): boolean {
-  return db.getExecutor().adapter instanceof PostgresAdapter;
 }
 
 /** A code one request redeems: its value, its storage id, and when. */

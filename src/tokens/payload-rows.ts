@@ -10,7 +10,8 @@ import type {
 } from 'kysely';
 import { sql } from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
-import { isPostgres, type LogPosition, logPosition, logPositionColumn } from '../db/change-log.ts';
+import { type LogPosition, logPosition, logPositionColumn } from '../db/change-log.ts';
+import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
