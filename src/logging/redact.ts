@@ -82,9 +82,10 @@ const JWT_PATTERN = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g
 
 /**
  * What every one of the three patterns needs somewhere in the text: a parameter's `=`, a JWT's
- * `eyJ`, the space after an authorization scheme. Most URLs and messages have none of them.
+ * `eyJ`, an authorization scheme and the space after it. Most URLs, user agents and messages have
+ * none of them (a bare space, in "request completed" or a browser's user agent, is not enough).
  */
-const MAY_HOLD_CREDENTIAL = /=|eyJ|\s/;
+const MAY_HOLD_CREDENTIAL = /=|eyJ|(?:Bearer|Basic|DPoP)\s/i;
 
 /** Replaces credentials recognisable by their shape inside free text (messages, URLs, stacks). */
 export function scrubString(text: string): string {

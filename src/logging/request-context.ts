@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type Koa from 'koa';
-import { type Logger, vetted } from './logger.ts';
+import { type Logger, vetted, VettedFields } from './logger.ts';
 import { redactUrl, scrubString } from './redact.ts';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
@@ -103,6 +103,52 @@ function userAgentOf(ctx: Koa.Context): string | undefined {
   }
 }
 
+/** The access line's `req`: its fields already made safe (see `writeAccessLine`). */
+class AccessRequest extends VettedFields {
+  readonly method: string;
+  readonly url: string;
+  readonly remoteAddress: string | undefined;
+  readonly userAgent: string | undefined;
+
+  constructor(method: string, url: string, remoteAddress: string | undefined, userAgent: string | undefined) {
+    super();
+    this.method = method;
+    this.url = url;
+    this.remoteAddress = remoteAddress;
+    this.userAgent = userAgent;
+  }
+}
+
+/** The access line written through the request's child logger, which carries the id itself. */
+class AccessLine extends VettedFields {
+  readonly req: AccessRequest;
+  readonly res: { status: number | undefined };
+  readonly durationMs: number;
+
+  constructor(req: AccessRequest, status: number | undefined, durationMs: number) {
+    super();
+    this.req = req;
+    this.res = { status };
+    this.durationMs = durationMs;
+  }
+}
+
+/** The access line written through the process logger: the request id comes first. */
+class AccessLineWithId extends VettedFields {
+  readonly requestId: string;
+  readonly req: AccessRequest;
+  readonly res: { status: number | undefined };
+  readonly durationMs: number;
+
+  constructor(requestId: string, req: AccessRequest, status: number | undefined, durationMs: number) {
+    super();
+    this.requestId = requestId;
+    this.req = req;
+    this.res = { status };
+    this.durationMs = durationMs;
+  }
+}
+
 /**
  * The access line of one request. Never throws: whatever state the request ended in (its socket
  * already gone, a header unreadable), the line is written with what can still be read.
@@ -121,18 +167,17 @@ function writeAccessLine(
     const userAgent = userAgentOf(ctx);
     // Safe by construction: the URL and the user agent are scrubbed here, and nothing else in the
     // line can carry a credential.
-    const req = vetted({
-      method: ctx.method,
-      url: redactUrl(ctx.originalUrl),
-      remoteAddress: remoteAddressOf(ctx),
-      userAgent: userAgent ? scrubString(userAgent) : userAgent,
-    });
-    const res = { status };
+    const req = new AccessRequest(
+      ctx.method,
+      redactUrl(ctx.originalUrl),
+      remoteAddressOf(ctx),
+      userAgent ? scrubString(userAgent) : userAgent,
+    );
     const rounded = Math.round(durationMs * 1000) / 1000;
     log[level](
       requestId === undefined
-        ? vetted({ req, res, durationMs: rounded })
-        : vetted({ requestId, req, res, durationMs: rounded }),
+        ? new AccessLine(req, status, rounded)
+        : new AccessLineWithId(requestId, req, status, rounded),
       'request completed',
     );
   } catch {

@@ -34,7 +34,7 @@ import { introspectionAudit } from './introspection-audit.ts';
 import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
 import { keptProfileLookup } from './kept-profiles.ts';
 import { KeptRows } from './kept-rows.ts';
-import { mountProvider } from './mount.ts';
+import { mountProvider, PROVIDER_ROUTES } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
   acceptStoredJwtsAtIntrospectionAndRevocation,
@@ -44,6 +44,27 @@ import {
 } from './provider-internals.ts';
 import { perRequestApplicationLookup } from './request-applications.ts';
 import { observeProvider, type ObservabilityDependencies } from './token-events.ts';
+
+/** The routes `afterProviderResponse` looks at (relative to the issuer path). */
+const POST_PROCESSED_ROUTES = [
+  PROVIDER_ROUTES.introspection,
+  PROVIDER_ROUTES.jwks,
+  '/.well-known/openid-configuration',
+];
+/** The first character of their paths, in both cases. */
+const POST_PROCESSED_FIRST = new Set(
+  POST_PROCESSED_ROUTES.flatMap((route) => [route[1]!.toLowerCase(), route[1]!.toUpperCase()]),
+);
+
+/**
+ * False for a path (relative to the issuer path, as the provider sees it) that the provider cannot
+ * route to introspection, discovery or the JWKS. Its router matches a path by its upper-case form,
+ * character for character (an ASCII letter only from an ASCII letter), so the first character after
+ * the slash tells most other routes (token, userinfo, authorization, logout) apart at once.
+ */
+export function mayBeIntrospectionOrDiscovery(path: string): boolean {
+  return path.length > 1 && POST_PROCESSED_FIRST.has(path[1]!);
+}
 
 export interface OidcDependencies {
   config: Config;
@@ -139,14 +160,17 @@ export function createOidc(deps: OidcDependencies): Oidc {
   );
 
   // What runs once the provider has answered, in one layer: introspection's audit event, then the
-  // discovery document's post-processing (each looks at its own route only).
+  // discovery document's post-processing (each looks at its own route only). Other routes (token,
+  // userinfo, authorization…) pass through without waiting here: see `mayBeIntrospectionOrDiscovery`.
   const auditIntrospection = introspectionAudit(deps.observability);
   const processDiscovery = discoveryPostProcessing(config);
-  const afterProviderResponse: Koa.Middleware = async (ctx, next) => {
+  const answered: Koa.Middleware = async (ctx, next) => {
     await next();
     auditIntrospection(ctx);
     processDiscovery(ctx);
   };
+  const afterProviderResponse: Koa.Middleware = (ctx, next) =>
+    mayBeIntrospectionOrDiscovery(ctx.path) ? answered(ctx, next) : next();
 
   const build = (): Provider => {
     acceptStoredJwtsAtIntrospectionAndRevocation();
