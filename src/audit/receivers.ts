@@ -12,7 +12,7 @@ import type { AuditRecord } from './events.ts';
  * changes with names and details, a revocation's operator note, an actor's name) go through the
  * logger's scrub.
  */
-function closedEvent(record: Readonly<AuditRecord>): boolean {
+export function closedEvent(record: Readonly<AuditRecord>): boolean {
   switch (record.kind) {
     case 'token_issued':
     case 'token_introspected':

@@ -1,10 +1,11 @@
-import { type Kysely, sql } from 'kysely';
+import { CompiledQuery, type Kysely, sql } from 'kysely';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import { scrubValue } from '../logging/redact.ts';
 import type { AuditReceiver } from './bus.ts';
 import type { AuditEventKind, AuditRecord } from './events.ts';
+import { closedEvent } from './receivers.ts';
 
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
@@ -35,7 +36,10 @@ export interface StoredAuditEvent {
   userId: number | null;
   clientId: string | null;
   requestId: string | null;
-  /** The record as the receivers got it (secrets were never in it; scrubbed again on the way in). */
+  /**
+   * The record as the receivers got it (secrets were never in it; those whose types carry free text
+   * are scrubbed again on the way in, as the log does).
+   */
   record: Readonly<Record<string, unknown>>;
 }
 
@@ -68,6 +72,22 @@ export function subjectsOf(record: Readonly<AuditRecord>): {
   const userId = 'user_id' in record && typeof record.user_id === 'number' ? record.user_id : null;
   const clientId = 'client_id' in record && typeof record.client_id === 'string' ? record.client_id : null;
   return { userId, clientId };
+}
+
+const AUDIT_COLUMNS = '"recorded_at", "kind", "user_id", "client_id", "request_id", "payload"';
+
+/**
+ * SQLite: the INSERT of a batch of `size` events, its text kept per size (Kysely's insert builder
+ * parsed and compiled six values per event on every batch; the text is the one it built).
+ */
+const sqliteInserts = new Map<number, string>();
+function sqliteInsertOf(size: number): string {
+  let text = sqliteInserts.get(size);
+  if (text === undefined) {
+    text = `insert into "audit_event" (${AUDIT_COLUMNS}) values ${Array.from({ length: size }, () => '(?, ?, ?, ?, ?, ?)').join(', ')}`;
+    sqliteInserts.set(size, text);
+  }
+  return text;
 }
 
 /**
@@ -107,31 +127,40 @@ export function createAuditStore(
   let timer: NodeJS.Timeout | undefined;
 
   const write = async (records: ReadonlyArray<Readonly<AuditRecord>>) => {
-    const rows = records.map((record) => {
+    const recordedAts: number[] = [];
+    const kinds: string[] = [];
+    const userIds: Array<number | null> = [];
+    const clientIds: Array<string | null> = [];
+    const requestIds: Array<string | null> = [];
+    const payloads: string[] = [];
+    for (const record of records) {
       const { userId, clientId } = subjectsOf(record);
       const recordedAt = Date.parse(record.time);
-      return {
-        recorded_at: Number.isFinite(recordedAt) ? recordedAt : now(),
-        kind: record.kind,
-        user_id: userId,
-        client_id: clientId === null ? null : clientId.slice(0, 100),
-        request_id: record.request_id === undefined ? null : record.request_id.slice(0, 128),
-        payload: JSON.stringify(scrubValue(record)),
-      };
-    });
+      recordedAts.push(Number.isFinite(recordedAt) ? recordedAt : now());
+      kinds.push(record.kind);
+      userIds.push(userId);
+      clientIds.push(clientId === null ? null : clientId.slice(0, 100));
+      requestIds.push(record.request_id === undefined ? null : record.request_id.slice(0, 128));
+      // Events whose types carry no free text are safe by construction, and the log writes them as
+      // they are (receivers.ts): only the others are scrubbed again.
+      payloads.push(JSON.stringify(closedEvent(record) ? record : scrubValue(record)));
+    }
     if (!postgres) {
-      await db.insertInto('audit_event').values(rows).execute();
+      const parameters: unknown[] = [];
+      for (let index = 0; index < records.length; index += 1) {
+        parameters.push(
+          recordedAts[index],
+          kinds[index],
+          userIds[index],
+          clientIds[index],
+          requestIds[index],
+          payloads[index],
+        );
+      }
+      await db.executeQuery(CompiledQuery.raw(sqliteInsertOf(records.length), parameters));
       return;
     }
-    await insertAuditArrays.execute(
-      db,
-      rows.map((row) => row.recorded_at),
-      rows.map((row) => row.kind),
-      rows.map((row) => row.user_id),
-      rows.map((row) => row.client_id),
-      rows.map((row) => row.request_id),
-      rows.map((row) => row.payload),
-    );
+    await insertAuditArrays.execute(db, recordedAts, kinds, userIds, clientIds, requestIds, payloads);
   };
 
   /** One promise per batch: every `receive` of that batch resolves (or fails) with its INSERT. */
