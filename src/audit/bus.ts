@@ -178,11 +178,13 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
           logger.warn({ signal: event.kind }, 'audit event published after shutdown was dropped');
           return;
         }
-        const record = frozenCopy({
-          time: new Date().toISOString(),
-          ...event,
-          ...(context.requestId === undefined ? {} : { request_id: context.requestId }),
-        }) as AuditRecord;
+        // Copied member by member into the record itself (the same members, in the same order, as
+        // `{ time, ...event, request_id }` copied whole), without the intermediate objects.
+        const copy: Record<string, unknown> = { time: new Date().toISOString() };
+        const members = event as unknown as Record<string, unknown>;
+        for (const key of Object.keys(members)) copy[key] = frozenCopy(members[key]);
+        if (context.requestId !== undefined) copy.request_id = context.requestId;
+        const record = Object.freeze(copy) as unknown as AuditRecord;
         for (const receiver of receivers) deliver(receiver, record);
       } catch (error) {
         // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.
