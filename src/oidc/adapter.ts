@@ -246,9 +246,14 @@ export function bearerLookup(
         if (read) return read;
       }
       if (!ctx || !BEARER_LOOKUP_MODELS.has(model)) return keptRow(db, ctx, model, 'id', id);
-      const pending = inFlight.get(ctx, id, () => bearerRows(db, ctx, id));
-      const settled = () => inFlight.forget(ctx, id, pending);
-      pending.then(settled, settled);
+      // The finds of one value in flight together share its read, forgotten once it has answered
+      // (attached once, to the read made, not by every find that shares it).
+      const pending = inFlight.get(ctx, id, () => {
+        const made = bearerRows(db, ctx, id);
+        const settled = () => inFlight.forget(ctx, id, made);
+        made.then(settled, settled);
+        return made;
+      });
       const { rows } = await pending;
       return rows.find((row) => row.model === model);
     },

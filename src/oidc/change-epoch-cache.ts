@@ -88,12 +88,25 @@ export function createChangeEpochs(
   const shared = sharedEpochReads(() => (kept ? kept.sync(db) : readChangeEpoch(db)), schedule);
   const read = loadOncePerRequest(shared);
   const readAtSave = loadOncePerRequest(shared);
+  const note = (request: object | undefined, epoch: number | undefined) => {
+    if (!request || epoch === undefined) return;
+    const known = noted.peek(request, 'epoch');
+    if (known === undefined || epoch > known) noted.set(request, 'epoch', epoch);
+  };
+  // `synced` is awaited before every use of a kept row or profile (several per request): one promise
+  // per request answers them all (a failed read is forgotten with it, as `read` forgets it).
+  const syncs = new RequestMemo<'epoch', Promise<number>>();
+  const synced = (request: object): Promise<number> =>
+    syncs.get(request, 'epoch', () => {
+      const pending = read(request, 'epoch').then((epoch) => {
+        note(request, epoch);
+        return epoch;
+      });
+      pending.catch(() => syncs.forget(request, 'epoch', pending));
+      return pending;
+    });
   return {
-    note(request, epoch) {
-      if (!request || epoch === undefined) return;
-      const known = noted.peek(request, 'epoch');
-      if (known === undefined || epoch > known) noted.set(request, 'epoch', epoch);
-    },
+    note,
     async ofRequest(request) {
       const known = noted.peek(request, 'epoch');
       if (known !== undefined) return known;
@@ -106,11 +119,7 @@ export function createChangeEpochs(
       this.note(request, epoch);
       return epoch;
     },
-    async synced(request) {
-      const epoch = await read(request, 'epoch');
-      this.note(request, epoch);
-      return epoch;
-    },
+    synced,
     kept,
   };
 }

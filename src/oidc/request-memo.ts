@@ -90,9 +90,12 @@ export function loadOncePerRequest<K, V>(
   load: (key: K) => Promise<V>,
 ): (request: object | undefined, key: K) => Promise<V> {
   const memo = new RequestMemo<K, Promise<V>>();
-  return (request, key) => {
-    const pending = memo.get(request, key, () => load(key));
-    pending.catch(() => memo.forget(request, key, pending));
-    return pending;
-  };
+  return (request, key) =>
+    // The handler that forgets a failed load is attached once, to the load it made (asks that find
+    // the load kept make no promise of their own).
+    memo.get(request, key, () => {
+      const pending = load(key);
+      pending.catch(() => memo.forget(request, key, pending));
+      return pending;
+    });
 }
