@@ -101,6 +101,44 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
     ]);
   });
 
+  it('stores the events whose types carry no free text as published, and scrubs the others again', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const bus = createAuditBus({
+      logger: createLogger({ logging: { level: 'silent', maskedSecrets: false } }),
+      metrics: createMetrics(),
+      receiverTimeoutMs: 2000,
+      receivers: [store.receiver],
+    });
+    const started = Date.now();
+    const introspected: AuditEvent = {
+      kind: 'token_introspected',
+      introspector: 'scrub-check-rs',
+      token_sha256: 'a'.repeat(64),
+      active: true,
+      client_id: 'scrub-check',
+    };
+    bus.publish(introspected, { requestId: 'req-closed' });
+    bus.publish({
+      kind: 'token_revoked',
+      client_id: 'scrub-check',
+      user_id: 77,
+      token_type: 'access_token',
+      token_sha256: 'b'.repeat(64),
+      reason: 'user_revoked',
+      note: 'pasted Bearer abcdefghijklmnopqrstuvwxyz0123456789 by mistake',
+    });
+    await bus.close();
+
+    const stored = await store.list({ since: started - 1000, clientId: 'scrub-check' });
+    const closed = stored.find((event) => event.kind === 'token_introspected')!;
+    const { time, ...rest } = closed.record;
+    assert.equal(typeof time, 'string');
+    assert.deepEqual(rest, { ...introspected, request_id: 'req-closed' });
+    const revoked = stored.find((event) => event.kind === 'token_revoked')!;
+    assert.doesNotMatch(String(revoked.record.note), /abcdefghijklmnopqrstuvwxyz0123456789/);
+    assert.equal(revoked.record.token_sha256, 'b'.repeat(64));
+  });
+
   it('deletes events older than the retention and keeps the rest', async () => {
     const now = Date.now();
     const store = createAuditStore(handle.db, { retentionDays: 30, now: () => now });
