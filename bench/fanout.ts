@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
-import { cpuOf, ROOT, type RunningEngine } from './engines.ts';
+import { cpuOf, ROOT, type RunningEngine, type StatementCounts } from './engines.ts';
 
 /** Relying parties on loopback that receive back-channel logout tokens and check each one. */
 export interface Receivers {
@@ -122,6 +122,13 @@ export interface FanoutResult {
   serverCpuSeconds: number;
   /** The server's CPU milliseconds per distinct delivery. */
   serverCpuMsPerDelivery: number;
+  /**
+   * CPU milliseconds of the local PostgreSQL backends of aa-oidc's database per distinct delivery,
+   * the state change command's included (PostgreSQL on this machine only).
+   */
+  databaseCpuMsPerDelivery?: number;
+  /** SQL statements the server ran per distinct delivery, in all and by text (`--count-statements`). */
+  statementsPerDelivery?: { total: number; byText: Record<string, number> };
 }
 
 /**
@@ -148,6 +155,9 @@ export async function runFanout(options: {
   const started = performance.now();
   const serverCpuBefore = options.engine.cpuSeconds();
   let serverCpuAtLast = serverCpuBefore;
+  const databaseCpuBefore = options.engine.databaseCpuSeconds?.();
+  let databaseCpuAtLast = databaseCpuBefore;
+  const statementsBefore = await options.engine.statements?.();
   let commandCpuSeconds = 0;
   const log = openSync(options.logFile, 'a');
   await new Promise<void>((resolve, reject) => {
@@ -190,11 +200,13 @@ export async function runFanout(options: {
       lastCount = receivers.stats.received;
       lastChange = performance.now();
       serverCpuAtLast = options.engine.cpuSeconds();
+      databaseCpuAtLast = options.engine.databaseCpuSeconds?.();
     } else if (performance.now() - lastChange > idleLimit) break;
   }
   // A moment for verification of the last tokens and for any duplicate still on its way.
   await new Promise((resolve) => setTimeout(resolve, 1000));
   const { stats } = receivers;
+  const statementsAfter = await options.engine.statements?.();
   const spanSeconds = ((stats.lastAt ?? started) - (stats.firstAt ?? started)) / 1000;
   return {
     expected,
@@ -210,6 +222,25 @@ export async function runFanout(options: {
     serverCpuSeconds: serverCpuAtLast - serverCpuBefore,
     serverCpuMsPerDelivery:
       stats.distinct > 0 ? ((serverCpuAtLast - serverCpuBefore) * 1000) / stats.distinct : 0,
+    ...(databaseCpuBefore !== undefined && databaseCpuAtLast !== undefined && stats.distinct > 0
+      ? { databaseCpuMsPerDelivery: ((databaseCpuAtLast - databaseCpuBefore) * 1000) / stats.distinct }
+      : {}),
+    ...(statementsBefore && statementsAfter && stats.distinct > 0
+      ? { statementsPerDelivery: perDelivery(statementsBefore, statementsAfter, stats.distinct) }
+      : {}),
+  };
+}
+
+/** The statements run between two counts, per delivery, most frequent first. */
+function perDelivery(before: StatementCounts, after: StatementCounts, deliveries: number) {
+  return {
+    total: (after.total - before.total) / deliveries,
+    byText: Object.fromEntries(
+      Object.entries(after.byText)
+        .map(([text, n]) => [text, (n - (before.byText[text] ?? 0)) / deliveries] as const)
+        .filter(([, n]) => n > 0)
+        .sort(([, a], [, b]) => b - a),
+    ),
   };
 }
 

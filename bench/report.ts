@@ -145,8 +145,12 @@ export function formatReport(report: BenchReport): string {
         `${number(f.distinct)} of ${number(f.expected)} delivered, ${number(f.lost)} lost, ${number(f.duplicates)} sent twice, ` +
         `${number(f.invalid)} invalid; state change ${number(f.commandSeconds, 1)} s, drained in ${number(f.drainSeconds, 1)} s ` +
         `after the command started, ${number(f.deliveriesPerSecond)} deliveries/s; CPU: the command ${number(f.commandCpuSeconds, 1)} s, ` +
-        `the server ${number(f.serverCpuSeconds, 1)} s (${number(f.serverCpuMsPerDelivery, 2)} ms per delivery).`,
+        `the server ${number(f.serverCpuSeconds, 1)} s (${number(f.serverCpuMsPerDelivery, 2)} ms per delivery)` +
+        `${f.databaseCpuMsPerDelivery === undefined ? '' : `, its PostgreSQL backends ${number(f.databaseCpuMsPerDelivery, 2)} ms per delivery`}` +
+        `${f.statementsPerDelivery ? `; ${number(f.statementsPerDelivery.total, 2)} statements per delivery` : ''}.`,
     );
+    for (const [text, n] of Object.entries(f.statementsPerDelivery?.byText ?? {}).slice(0, 12))
+      lines.push(`    ${number(n, 3)} × ${text}`);
   }
   const mb = (value: number | null) => (value === null ? '—' : `${number(value)} MB`);
   const rss = (engine: EngineName) =>

@@ -19,7 +19,7 @@ import type { LogoutDependencies } from './types.ts';
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
  */
 
-/** The applications read for the jobs of one claimed batch, by client id. */
+/** The applications read for the jobs of claimed batches (while the change epoch stands), by client id. */
 export type ApplicationLookups = Map<string, Promise<Application | undefined>>;
 
 /** A final outcome of a delivery. */
@@ -52,8 +52,8 @@ export interface Delivery {
   /** Metrics, `logout_dispatched` and the log line of a recorded final outcome. */
   observed(entry: DeliveryEntry, final: Final, at: number): void;
   /**
-   * One attempt of one claimed job, to its next state. The jobs of one claimed batch share
-   * `applications`, so that each application is read once for all of them.
+   * One attempt of one claimed job, to its next state. The jobs of claimed batches share
+   * `applications` while the change epoch stands, so that each application is read once for all of them.
    */
   processJob(job: ClaimedJob, applications?: ApplicationLookups): Promise<void>;
   /** Closes the kept-alive connections (the service closes). */
@@ -196,8 +196,13 @@ export function createDelivery(
   const processJob: Delivery['processJob'] = async (job, applications = new Map()) => {
     let lookup = applications.get(job.clientId);
     if (!lookup) {
-      lookup = deps.applications.findByClientId(job.clientId);
-      applications.set(job.clientId, lookup);
+      const loading = deps.applications.findByClientId(job.clientId);
+      applications.set(job.clientId, loading);
+      // A failed read is not kept for the next batches (the worker keeps the map while the epoch stands).
+      loading.catch(() => {
+        if (applications.get(job.clientId) === loading) applications.delete(job.clientId);
+      });
+      lookup = loading;
     }
     const app = await lookup;
     const startedAt = job.firstAttemptAt ?? now();

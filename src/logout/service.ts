@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { readChangeEpoch } from '../db/change-epoch.ts';
 import { createDelivery } from './delivery.ts';
 import { jobFactory, leaseMs } from './jobs.ts';
 import { createTestDelivery } from './test-delivery.ts';
@@ -39,7 +40,15 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
   const newJobs = jobFactory({ config, keyStore: deps.keyStore, now });
 
   const delivery = createDelivery({ ...deps, log, now, transport, owner });
-  const worker = createWorkerLoop({ config, log, now, transport, owner, processJob: delivery.processJob });
+  const worker = createWorkerLoop({
+    config,
+    log,
+    now,
+    transport,
+    owner,
+    changeEpoch: () => readChangeEpoch(database.db),
+    processJob: delivery.processJob,
+  });
   const triggers = createLogoutTriggers({
     database,
     audit: deps.audit,

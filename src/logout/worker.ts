@@ -24,6 +24,8 @@ export function createWorkerLoop(deps: {
   now: () => number;
   transport: LogoutJobTransport;
   owner: string;
+  /** The change epoch now (src/db/change-epoch.ts): every write to applications raises it. */
+  changeEpoch: () => Promise<number>;
   /** One attempt of one job; the jobs of one claimed batch share `applications`. */
   processJob: (job: ClaimedJob, applications: ApplicationLookups) => Promise<void>;
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
@@ -34,6 +36,16 @@ export function createWorkerLoop(deps: {
 } {
   const { config, log, now, transport, owner, processJob } = deps;
   let worker: LogoutWorker | undefined;
+  // The applications read for earlier batches, kept while the change epoch stands: a batch reads
+  // the epoch after its claim, so a deactivation, a removed URI or a switch to revoke-only committed
+  // before the claim still cancels its deliveries, and a fan-out reads each application once rather
+  // than once per batch.
+  let kept: { epoch: number; applications: ApplicationLookups } | undefined;
+  const applicationsAt = async (): Promise<ApplicationLookups> => {
+    const epoch = await deps.changeEpoch();
+    if (kept?.epoch !== epoch) kept = { epoch, applications: new Map() };
+    return kept.applications;
+  };
 
   /**
    * Delivers due jobs until none is due, `concurrency` at a time: claims only as many as it can
@@ -54,8 +66,8 @@ export function createWorkerLoop(deps: {
           const startBy = at + config.logout.requestTimeoutMs;
           const jobs = claimed.map((job) => ({ ...job, startBy }));
           due = jobs.length === free;
-          // Each application is read once for the batch.
-          const applications: ApplicationLookups = new Map();
+          // Each application is read once for the batch, or not at all when kept (see `kept`).
+          const applications = jobs.length > 0 ? await applicationsAt() : new Map();
           for (const job of jobs) {
             attempts += 1;
             const running: Promise<void> = processJob(job, applications)
