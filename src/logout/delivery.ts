@@ -151,8 +151,11 @@ export function createDelivery(
     return final;
   };
 
+  /** Whether a final outcome has a row in the attempt table (failures always, successes when configured). */
+  const recorded = (final: Final) => final.outcome !== 'success' || config.logout.recordSuccessfulDeliveries;
+
   const recordFinal: Delivery['recordFinal'] = async (trx, entry, final, at) => {
-    if (final.outcome !== 'success' || config.logout.recordSuccessfulDeliveries) {
+    if (recorded(final)) {
       await recordDeliveryAttempt(trx, {
         clientId: entry.clientId,
         clientName: entry.clientName,
@@ -190,6 +193,9 @@ export function createDelivery(
   const settle = settlementBatches({
     db,
     finish: (trx, settlements) => transport.finishMany(trx, settlements, owner, now()),
+    alone: (group) =>
+      group.every((pending) => !pending.record || !recorded(pending.record.final)) &&
+      transport.finishesInOneStatement(group.map((pending) => pending.settlement)),
     record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
   });
 
@@ -272,13 +278,16 @@ interface PendingSettlement {
  * Records the final outcomes of deliveries in shared transactions, one at a time: the outcomes
  * that arrive while one commits wait and go together into the next (a commit is what a delivery's
  * record costs most, an fsync on PostgreSQL), and the transport finishes each group's jobs with a
- * statement per distinct outcome. Resolves each with whether it finished its job (false when the
- * claim was lost). When a shared transaction fails, each outcome is recorded again alone, so that
+ * statement per distinct outcome; a group that is one such statement with no attempt-table row to
+ * write (a fan-out's successes, by default) commits that statement alone, without BEGIN and COMMIT
+ * around it. Resolves each with whether it finished its job (false when the claim was lost). When a shared transaction fails, each outcome is recorded again alone, so that
  * only the one at fault fails.
  */
 function settlementBatches(deps: {
   db: Kysely<Database>;
-  finish: (trx: Transaction<Database>, settlements: readonly Settlement[]) => Promise<boolean[]>;
+  finish: (trx: Kysely<Database>, settlements: readonly Settlement[]) => Promise<boolean[]>;
+  /** Whether the group is one statement of `finish` and nothing to record: it commits alone. */
+  alone: (group: readonly PendingSettlement[]) => boolean;
   record: (trx: Transaction<Database>, record: NonNullable<PendingSettlement['record']>) => Promise<void>;
 }) {
   interface Pending extends PendingSettlement {
@@ -288,15 +297,21 @@ function settlementBatches(deps: {
   let queue: Pending[] = [];
   let active = false;
   const commit = (group: readonly Pending[]) =>
-    deps.db.transaction().execute(async (trx) => {
-      const finished = await deps.finish(
-        trx,
-        group.map((pending) => pending.settlement),
-      );
-      for (const [index, pending] of group.entries())
-        if (finished[index] && pending.record) await deps.record(trx, pending.record);
-      return finished;
-    });
+    // A fan-out's successes, unrecorded by default, are one statement: no BEGIN and COMMIT around it.
+    deps.alone(group)
+      ? deps.finish(
+          deps.db,
+          group.map((pending) => pending.settlement),
+        )
+      : deps.db.transaction().execute(async (trx) => {
+          const finished = await deps.finish(
+            trx,
+            group.map((pending) => pending.settlement),
+          );
+          for (const [index, pending] of group.entries())
+            if (finished[index] && pending.record) await deps.record(trx, pending.record);
+          return finished;
+        });
   const run = async () => {
     while (queue.length > 0) {
       const group = queue;

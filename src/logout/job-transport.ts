@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { LogoutReason } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
 
@@ -67,15 +67,20 @@ export interface LogoutJobTransport {
     httpStatus: number | null,
   ): Promise<boolean>;
   /**
-   * Finishes claimed jobs inside `trx`, one statement per distinct outcome (a fan-out's deliveries
+   * Finishes claimed jobs inside `trx` (or alone, see `finishesInOneStatement`), one statement per distinct outcome (a fan-out's deliveries
    * mostly share one): for each settlement in order, false when its claim was lost.
    */
   finishMany(
-    trx: Transaction<Database>,
+    trx: Kysely<Database>,
     settlements: readonly Settlement[],
     owner: string,
     now: number,
   ): Promise<boolean[]>;
+  /**
+   * Whether `finishMany` finishes these in one statement: then, with nothing else to record, it needs
+   * no transaction around it (the statement commits alone, as durably).
+   */
+  finishesInOneStatement(settlements: readonly Settlement[]): boolean;
   /** The earliest time a pending job becomes due, when the transport knows it cheaply. */
   nextDueAt(): Promise<number | undefined>;
   /** Drops finished jobs past their retention (a no-op where the transport does it itself). */

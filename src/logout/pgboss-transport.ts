@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { CompiledQuery, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type { Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
@@ -54,8 +54,8 @@ export interface PgBossTransportOptions {
   logger: Logger;
 }
 
-/** pg-boss's executor on a Kysely transaction: its statements run inside it. */
-export function kyselyExecutor(trx: Transaction<Database>): IDatabase {
+/** pg-boss's executor on a Kysely transaction (its statements run inside it), or on the pool. */
+export function kyselyExecutor(trx: Kysely<Database>): IDatabase {
   return {
     async executeSql(text, values) {
       const result = await trx.executeQuery(CompiledQuery.raw(text, values ?? []));
@@ -129,6 +129,11 @@ async function ensureQueue(boss: PgBoss, expireInSeconds: number): Promise<void>
     retryBackoff: false,
     deleteAfterSeconds: 7 * 24 * 3600,
   });
+}
+
+/** The outputs `finishMany` completes with one statement share this key. */
+function outputKey(output: BclJobOutput): string {
+  return JSON.stringify(output);
 }
 
 /** The pinned scalars of a job, and nothing else. */
@@ -265,7 +270,7 @@ export function createPgBossTransport(
       const groups = new Map<string, { output: BclJobOutput; jobs: ClaimedJob[] }>();
       for (const { job, outcome, httpStatus } of settlements) {
         const output: BclJobOutput = { outcome, attempts: job.attempts, httpStatus };
-        const key = JSON.stringify(output);
+        const key = outputKey(output);
         let group = groups.get(key);
         if (!group) groups.set(key, (group = { output, jobs: [] }));
         group.jobs.push(job);
@@ -278,6 +283,18 @@ export function createPgBossTransport(
         for (const id of response.settled ?? []) settled.add(id);
       }
       return settlements.map(({ job }) => settled.has(attemptOf(job).id));
+    },
+    finishesInOneStatement(settlements) {
+      const first = settlements[0];
+      if (!first) return true;
+      const key = outputKey({
+        outcome: first.outcome,
+        attempts: first.job.attempts,
+        httpStatus: first.httpStatus,
+      });
+      return settlements.every(
+        ({ job, outcome, httpStatus }) => outputKey({ outcome, attempts: job.attempts, httpStatus }) === key,
+      );
     },
     // A read of pg-boss's job table, measured on the database's clock (so clock skew cannot delay a
     // retry): when the next created or retried job becomes due.

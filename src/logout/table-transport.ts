@@ -163,7 +163,7 @@ export async function finishJobs(
 ): Promise<boolean[]> {
   const groups = new Map<string, { outcome: string; httpStatus: number | null; ids: number[] }>();
   for (const { job, outcome, httpStatus } of settlements) {
-    const key = `${outcome} ${httpStatus ?? ''}`;
+    const key = finishKey(outcome, httpStatus);
     let group = groups.get(key);
     if (!group) groups.set(key, (group = { outcome, httpStatus, ids: [] }));
     group.ids.push(Number(job.id));
@@ -190,6 +190,23 @@ export async function finishJobs(
     }
   }
   return settlements.map(({ job }) => finished.has(Number(job.id)));
+}
+
+/** Whether `finishJobs` finishes these in one statement (one outcome and status, one batch). */
+export function finishesInOneStatement(
+  settlements: ReadonlyArray<Pick<Settlement, 'outcome' | 'httpStatus'>>,
+): boolean {
+  const first = settlements[0];
+  if (!first) return true;
+  const key = finishKey(first.outcome, first.httpStatus);
+  return (
+    settlements.length <= FINISH_BATCH &&
+    settlements.every(({ outcome, httpStatus }) => finishKey(outcome, httpStatus) === key)
+  );
+}
+
+function finishKey(outcome: string, httpStatus: number | null): string {
+  return `${outcome} ${httpStatus ?? ''}`;
 }
 
 /** The earliest time a pending job becomes due (to sleep until then), or undefined. */
@@ -245,6 +262,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
     reschedule: (job, owner, now, delaySeconds, httpStatus) =>
       rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
     finishMany: (trx, settlements, owner, now) => finishJobs(trx, settlements, owner, now),
+    finishesInOneStatement,
     nextDueAt: () => nextDueAt(db),
     purge: async (now) => {
       await purgeFinishedJobs(db, now);
