@@ -83,6 +83,8 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
 
       const defaults = await restarted(base);
       assert.ok(defaults.args.includes('--max-semi-space-size=16'), defaults.args.join(' '));
+      // The old generation is collected at twice what the last collection left, not up to 4 times.
+      assert.ok(defaults.args.includes('--heap-growing-percent=100'), defaults.args.join(' '));
       // Large allocations (argon2's 19 MiB per password hash) go back to the system when freed, and
       // freed memory at the top of the heap is returned: glibc's adaptive thresholds would otherwise
       // keep the largest freed block's size resident.
