@@ -45,6 +45,17 @@ export interface OpenDatabaseOptions {
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
 /**
+ * SQLite: how many pages (4 KiB) the write-ahead log collects before a commit checkpoints it (copies
+ * the pages back into the database file and syncs both files, on the thread that committed). A
+ * checkpoint copies each page once however often the log holds it, and every token row dirties a
+ * random page of the primary key's index that later rows dirty again: four times SQLite's default of
+ * 1,000 copies fewer pages per row written (5-10 % less CPU per token row in a micro-benchmark with
+ * the real schema) and syncs a quarter as often. The log stays bounded (about 16 MiB); durability is
+ * unchanged (a commit is in the log when it returns).
+ */
+export const WAL_CHECKPOINT_PAGES = 4000;
+
+/**
  * Opens the database named by the configuration. Creates the SQLite file (0600) and its folder (0700)
  * when needed; an
  * SQLite file that cannot be opened throws a `DatabaseUnavailableError` naming the file. PostgreSQL
@@ -65,6 +76,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
       sqlite.pragma('foreign_keys = ON');
       sqlite.pragma('busy_timeout = 5000');
       sqlite.pragma('synchronous = NORMAL');
+      sqlite.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
     } catch (error) {
       sqlite?.close();
       throw new DatabaseUnavailableError(
