@@ -19,6 +19,7 @@ import * as m0055 from './0055_change_epoch.ts';
 import * as m0070 from './0070_partial_payload_indexes.ts';
 import * as m0071 from './0071_change_log.ts';
 import * as m0072 from './0072_change_log_profiles.ts';
+import * as m0073 from './0073_partial_audit_user_index.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -45,4 +46,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0070_partial_payload_indexes': m0070,
   '0071_change_log': m0071,
   '0072_change_log_profiles': m0072,
+  '0073_partial_audit_user_index': m0073,
 };
