@@ -18,7 +18,12 @@ interface ProviderToken {
   clientId?: string;
   accountId?: string;
   gty?: string;
+  /**
+   * Set only when the token's lifetime was fixed before it was saved (a rotated refresh token);
+   * otherwise the stored token ends `expiration` seconds after the second it was saved in.
+   */
   exp?: number;
+  expiration: number;
   kind: string;
   /** `jwt` for a JWT access token (access-token-format.ts), else `opaque`. */
   format?: string;
@@ -63,7 +68,7 @@ export function observeProvider(provider: Provider, deps: ObservabilityDependenc
         token_type: tokenType,
         format,
         token_sha256: sha256Hex(token.jti),
-        expires_at: (token.exp ?? 0) * 1000,
+        expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
       },
       context(),
     );

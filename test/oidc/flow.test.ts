@@ -281,7 +281,8 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       });
       const accessToken = exchanged.body.access_token as string;
       const refreshToken = exchanged.body.refresh_token as string;
-      await introspect(accessToken);
+      const { exp } = (await introspect(accessToken)).body as { exp: number };
+      const { exp: refreshExp } = (await introspect(refreshToken)).body as { exp: number };
       await postForm(
         `${server.issuer}/revoke_token/`,
         { token: accessToken },
@@ -304,6 +305,16 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
           ['refresh_token', sha256Hex(refreshToken), user.id, client.clientId],
         ],
       );
+      // Its second, or the next one when the save was answered across a second's boundary.
+      issued.forEach((record, index) => {
+        const expected = [exp, refreshExp][index]! * 1000;
+        assert.ok(
+          record.kind === 'token_issued' &&
+            record.expires_at >= expected &&
+            record.expires_at <= expected + 1000,
+          `token_issued names when its token expires (${String(record.kind === 'token_issued' && record.expires_at)}, ${expected})`,
+        );
+      });
       const introspected = records.find((record) => record.kind === 'token_introspected');
       assert.ok(introspected && introspected.kind === 'token_introspected');
       assert.equal(introspected.token_sha256, sha256Hex(accessToken));
