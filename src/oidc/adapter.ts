@@ -165,6 +165,11 @@ export interface BearerLookup {
    * cannot name (no keys): what is kept of them goes (kept-rows.ts).
    */
   wrote(keys?: readonly string[]): void;
+  /**
+   * The row of a kept model kept under `<model> <storage id>` now (as of the last read of the change
+   * log), or undefined.
+   */
+  keptNow(model: string, id: string): StoredPayload | undefined;
 }
 
 const BEARER_LOOKUP_MODELS = new Set(['AccessToken', 'ClientCredentials', 'RefreshToken']);
@@ -285,6 +290,9 @@ export function bearerLookup(
     wrote(keys) {
       kept?.wrote(keys);
     },
+    keptNow(model, id) {
+      return KEPT_MODELS.has(model) ? kept?.peek(`${model} ${id}`)?.[0] : undefined;
+    },
   };
 }
 
@@ -342,6 +350,7 @@ export class KyselyAdapter implements Adapter {
       value_sha256: typeof valueSha256 === 'string' ? valueSha256 : null,
     };
     const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
+    if (this.model === 'Session' && this.#unchangedSession(row)) return;
     if (this.#hooks.deferWrite?.(row)) return;
     await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
     if (KEPT_MODELS.has(this.model)) {
@@ -351,6 +360,23 @@ export class KyselyAdapter implements Adapter {
           : [`${this.model} ${row.id}`, `Session uid ${columns.uid}`],
       );
     }
+  }
+
+  /**
+   * Whether saving `row` (a session) would write what is stored already: the provider saves the
+   * session again at the end of every request that loaded it (an SSO authorization among them),
+   * renewing its expiry, which counts in whole seconds. When the row kept for it (current as of this
+   * request's read of the change log) has the same payload, the same second of expiry included, and
+   * its `expires_at` is within that second, the write is skipped: rewriting it would store the same
+   * session and, through the change log's trigger, drop it (and its uid) from every process's kept
+   * rows, so that the next request and the code exchange after it read it (and its grant) again.
+   */
+  #unchangedSession(row: PayloadRow): boolean {
+    const kept = this.#lookup?.keptNow('Session', row.id);
+    if (!kept || kept.revoked_at !== null || kept.consumed_at !== null) return false;
+    if (kept.expires_at === null || typeof row.expires_at !== 'number') return false;
+    if (kept.expires_at <= this.#now() || kept.expires_at < row.expires_at - 1000) return false;
+    return kept.payload === row.payload;
   }
 
   /**

@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
-import { KyselyAdapter } from '../../src/oidc/adapter.ts';
-import { PURGE_BATCH_ROWS, purgeExpiredPayloads, storageId } from '../../src/tokens/store.ts';
+import { type BearerLookup, KyselyAdapter } from '../../src/oidc/adapter.ts';
+import {
+  findPayload,
+  PURGE_BATCH_ROWS,
+  purgeExpiredPayloads,
+  storageId,
+  type StoredPayload,
+} from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 
 describe(`oidc storage adapter (${testDatabaseKind})`, () => {
@@ -160,5 +166,66 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
       .where('model', '=', 'Session')
       .executeTakeFirstOrThrow();
     assert.equal(Number(count.n), 1);
+  });
+
+  it('does not write a session saved again unchanged (the same payload, its expiry in the same second) over the row kept for it', async () => {
+    const kept = new Map<string, StoredPayload>();
+    const lookup: BearerLookup = {
+      find: (db, model, id) => findPayload(db, model, id),
+      findByUid: () => Promise.resolve(undefined),
+      readAhead: () => undefined,
+      wrote: (keys) => {
+        if (keys) for (const key of keys) kept.delete(key);
+        else kept.clear();
+      },
+      keptNow: (model, id) => kept.get(`${model} ${id}`),
+    };
+    const sessions = new KyselyAdapter('Session', handle.db, clock, {}, lookup);
+    const id = storageId('sess-kept');
+    const stored = () =>
+      handle.db
+        .selectFrom('oidc_payload')
+        .select(['payload', 'expires_at'])
+        .where('model', '=', 'Session')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+    const exp = Math.floor(now / 1000) + 600;
+    const payload = { jti: 'sess-kept', uid: 'uid-kept', accountId: '9', exp };
+    await sessions.upsert('sess-kept', payload, 600);
+    const first = await stored();
+    // As a request's find keeps it.
+    const keep = async () => kept.set(`Session ${id}`, { ...(await findPayload(handle.db, 'Session', id))! });
+    await keep();
+
+    now += 400;
+    await sessions.upsert('sess-kept', payload, 600);
+    assert.deepEqual(await stored(), first, 'the same session, its expiry in the same second: not written');
+
+    await sessions.upsert('sess-kept', { ...payload, accountId: '10' }, 600);
+    assert.match((await stored()).payload, /"accountId":"10"/, 'a changed payload is written');
+    assert.equal(kept.size, 0, 'and what was kept of it goes');
+
+    await keep();
+    now += 1_000;
+    await sessions.upsert('sess-kept', { ...payload, accountId: '10', exp: exp + 1 }, 600);
+    assert.equal((await stored()).expires_at, now + 600_000, 'an expiry a second later is written');
+
+    await keep();
+    kept.set(`Session ${id}`, { ...kept.get(`Session ${id}`)!, revoked_at: now });
+    await sessions.upsert('sess-kept', { ...payload, accountId: '11', exp: exp + 1 }, 600);
+    assert.match(
+      (await stored()).payload,
+      /"accountId":"11"/,
+      'a kept row that is no longer live is no reference',
+    );
+    await keep();
+    kept.set(`Session ${id}`, { ...kept.get(`Session ${id}`)!, expires_at: now + 600_000 - 1_500 });
+    now += 10;
+    await sessions.upsert('sess-kept', { ...payload, accountId: '11', exp: exp + 1 }, 600);
+    assert.equal(
+      (await stored()).expires_at,
+      now + 600_000,
+      'a kept expiry more than a second earlier is renewed',
+    );
   });
 });
