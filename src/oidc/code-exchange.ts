@@ -21,7 +21,8 @@ import { RequestMemo } from './request-memo.ts';
  * when the provider asked (a conditional UPDATE of its own), so a replay is refused as before.
  *
  * So is an authorization request's writes: the code it issues and the session it saves again (the
- * provider renews a session's expiry on every request) go in one statement once the response is
+ * provider renews a session's expiry on every request; the adapter skips a save that changes nothing,
+ * its expiry in the same second) go in one statement once the response is
  * built; if that fails the response becomes an error without the code.
  */
 export interface CodeExchangeHooks {
