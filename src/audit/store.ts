@@ -10,8 +10,9 @@ import { closedEvent } from './receivers.ts';
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
  * JSON-lines file, and the queries of the admin UI and `aa-oidc audit list`. Events are written in
- * small batches (one INSERT for what arrived within a few milliseconds; on PostgreSQL the same
- * prepared statement whatever the batch's size), off every request's path like every receiver. Rows
+ * small batches (one INSERT for what arrived within a few milliseconds, on SQLite one per 64 events
+ * in one transaction; on PostgreSQL the same prepared statement whatever the batch's size), off every
+ * request's path like every receiver. Rows
  * older than the retention are deleted by `purge()`.
  */
 export interface AuditFilter {
@@ -77,8 +78,17 @@ export function subjectsOf(record: Readonly<AuditRecord>): {
 const AUDIT_COLUMNS = '"recorded_at", "kind", "user_id", "client_id", "request_id", "payload"';
 
 /**
- * SQLite: the INSERT of a batch of `size` events, its text kept per size (Kysely's insert builder
- * parsed and compiled six values per event on every batch; the text is the one it built).
+ * SQLite: the most events one INSERT names. A larger batch is written by several, in one transaction:
+ * the texts (`sqliteInsertOf`), and the statements the connection prepares from them and keeps
+ * (src/db/connect.ts), are at most this many, whatever the batch sizes (up to `BATCH_SIZE`) the load
+ * makes.
+ */
+const SQLITE_EVENTS_PER_INSERT = 64;
+
+/**
+ * SQLite: the INSERT of `size` events (at most `SQLITE_EVENTS_PER_INSERT`), its text kept per size
+ * (Kysely's insert builder parsed and compiled six values per event on every batch; the text is the
+ * one it built).
  */
 const sqliteInserts = new Map<number, string>();
 function sqliteInsertOf(size: number): string {
@@ -126,7 +136,56 @@ export function createAuditStore(
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
+  /** The columns of one event, in `AUDIT_COLUMNS` order, given to `push`. */
+  const columnsOf = (
+    record: Readonly<AuditRecord>,
+    push: (
+      recordedAt: number,
+      kind: string,
+      userId: number | null,
+      clientId: string | null,
+      requestId: string | null,
+      payload: string,
+    ) => void,
+  ) => {
+    const { userId, clientId } = subjectsOf(record);
+    const recordedAt = Date.parse(record.time);
+    push(
+      Number.isFinite(recordedAt) ? recordedAt : now(),
+      record.kind,
+      userId,
+      clientId === null ? null : clientId.slice(0, 100),
+      record.request_id === undefined ? null : record.request_id.slice(0, 128),
+      // Events whose types carry no free text are safe by construction, and the log writes them as
+      // they are (receivers.ts): only the others are scrubbed again.
+      JSON.stringify(closedEvent(record) ? record : scrubValue(record)),
+    );
+  };
+
   const write = async (records: ReadonlyArray<Readonly<AuditRecord>>) => {
+    if (!postgres) {
+      // SQLite binds the values of every event one after the other, in the order of the columns.
+      const inserts: CompiledQuery[] = [];
+      for (let start = 0; start < records.length; start += SQLITE_EVENTS_PER_INSERT) {
+        const end = Math.min(records.length, start + SQLITE_EVENTS_PER_INSERT);
+        const parameters: unknown[] = [];
+        for (let index = start; index < end; index += 1) {
+          columnsOf(records[index]!, (recordedAt, kind, userId, clientId, requestId, payload) => {
+            parameters.push(recordedAt, kind, userId, clientId, requestId, payload);
+          });
+        }
+        inserts.push(CompiledQuery.raw(sqliteInsertOf(end - start), parameters));
+      }
+      if (inserts.length === 1) await db.executeQuery(inserts[0]!);
+      else {
+        // A larger batch is still written, or not, as a whole.
+        await db.transaction().execute(async (trx) => {
+          for (const insert of inserts) await trx.executeQuery(insert);
+        });
+      }
+      return;
+    }
+    // PostgreSQL takes one array per column (`insertAuditArrays`).
     const recordedAts: number[] = [];
     const kinds: string[] = [];
     const userIds: Array<number | null> = [];
@@ -134,31 +193,14 @@ export function createAuditStore(
     const requestIds: Array<string | null> = [];
     const payloads: string[] = [];
     for (const record of records) {
-      const { userId, clientId } = subjectsOf(record);
-      const recordedAt = Date.parse(record.time);
-      recordedAts.push(Number.isFinite(recordedAt) ? recordedAt : now());
-      kinds.push(record.kind);
-      userIds.push(userId);
-      clientIds.push(clientId === null ? null : clientId.slice(0, 100));
-      requestIds.push(record.request_id === undefined ? null : record.request_id.slice(0, 128));
-      // Events whose types carry no free text are safe by construction, and the log writes them as
-      // they are (receivers.ts): only the others are scrubbed again.
-      payloads.push(JSON.stringify(closedEvent(record) ? record : scrubValue(record)));
-    }
-    if (!postgres) {
-      const parameters: unknown[] = [];
-      for (let index = 0; index < records.length; index += 1) {
-        parameters.push(
-          recordedAts[index],
-          kinds[index],
-          userIds[index],
-          clientIds[index],
-          requestIds[index],
-          payloads[index],
-        );
-      }
-      await db.executeQuery(CompiledQuery.raw(sqliteInsertOf(records.length), parameters));
-      return;
+      columnsOf(record, (recordedAt, kind, userId, clientId, requestId, payload) => {
+        recordedAts.push(recordedAt);
+        kinds.push(kind);
+        userIds.push(userId);
+        clientIds.push(clientId);
+        requestIds.push(requestId);
+        payloads.push(payload);
+      });
     }
     await insertAuditArrays.execute(db, recordedAts, kinds, userIds, clientIds, requestIds, payloads);
   };

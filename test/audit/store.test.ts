@@ -167,6 +167,25 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
     );
   });
 
+  it('writes a large batch in one transaction of inserts of at most 64 events each on SQLite', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const sizes: number[] = [];
+    const restore = watchStatements((text) => {
+      if (/^insert into "audit_event"/i.test(text)) sizes.push(text.split('(?, ?, ?, ?, ?, ?)').length - 1);
+    });
+    try {
+      await Promise.all(
+        Array.from({ length: 150 }, () =>
+          store.receiver.receive({ ...denied(7000, 'validate_code'), time: new Date().toISOString() }),
+        ),
+      );
+    } finally {
+      restore();
+    }
+    if (testDatabaseKind === 'sqlite') assert.deepEqual(sizes, [64, 64, 22]);
+    assert.equal((await store.list({ userId: 7000, limit: 1000 })).length, 150);
+  });
+
   it('writes batches of any size with one statement text on PostgreSQL, prepared once', async () => {
     const store = createAuditStore(handle.db, { retentionDays: 90 });
     const texts = new Set<string>();
