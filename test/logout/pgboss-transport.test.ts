@@ -3,10 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { newJti } from '../../src/logout/job-transport.ts';
 import { BCL_QUEUE, createPgBossTransport, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
-import { createServices, type Services } from '../../src/services.ts';
+import { createServices } from '../../src/services.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { logoutJobs, pgBossJobs } from './jobs.ts';
 import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
 
@@ -23,53 +24,25 @@ describe(
       'runs in the PostgreSQL pass (set AA_OIDC_TEST_DATABASE_URL): pg-boss needs PostgreSQL',
   },
   () => {
-    let database: TestDatabase;
-    let services: Services;
+    let fixture: LogoutWorkerFixture;
+    let services: LogoutWorkerFixture['services'];
     let receiver: RpReceiver;
     let clientId: string;
 
     before(async () => {
-      database = await createTestDatabase({ migrated: true });
       receiver = await startRpReceiver([500, 200]);
-      services = await createServices(
-        testConfig(database, { logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] } }),
-        { migrate: true },
-      );
-      const created = await services.applications.create(
-        {
-          name: 'Boss RP',
-          redirectUris: ['https://rp.example.org/cb'],
-          backchannelLogoutUri: receiver.url(),
-        },
-        'test',
-      );
-      clientId = created.application.clientId;
+      fixture = await startLogoutWorkerFixture({
+        logout: { allowPrivateTargets: true, retryBackoffSeconds: [7, 3] },
+      });
+      services = fixture.services;
+      clientId = await fixture.application('Boss RP', receiver.url());
     });
     after(async () => {
-      await services?.close();
+      await fixture?.close();
       await receiver?.close();
-      await database?.drop();
     });
 
-    async function userWithToken(username: string): Promise<number> {
-      const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
-      await services.database.db
-        .insertInto('oidc_payload')
-        .values({
-          model: 'AccessToken',
-          id: `digest-${username}`,
-          payload: '{}',
-          grant_id: `grant-${username}`,
-          user_id: String(profile.user.id),
-          client_id: clientId,
-          uid: null,
-          user_code: null,
-          expires_at: Date.now() + 3_600_000,
-          consumed_at: null,
-        })
-        .execute();
-      return profile.user.id;
-    }
+    const userWithToken = (username: string): Promise<number> => fixture.userHoldingToken(username, clientId);
 
     const bclJobRows = async () =>
       (await services.database.db.selectFrom('bcl_job').select('id').execute()).length;

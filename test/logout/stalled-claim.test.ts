@@ -3,9 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { leaseMs } from '../../src/logout/jobs.ts';
 import { createLogoutService } from '../../src/logout/service.ts';
 import { createLogoutTransport } from '../../src/logout/transport-for-database.ts';
-import { createServices, type Services } from '../../src/services.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 
@@ -14,50 +13,24 @@ import { logoutJobs } from './jobs.ts';
  * still be in flight when the claim lapses and another worker sends the same logout again.
  */
 describe(`a claim that waited too long is not sent (${testDatabaseKind})`, () => {
-  let database: TestDatabase;
-  let services: Services;
+  let fixture: LogoutWorkerFixture;
   let receiver: Receiver;
 
   before(async () => {
-    database = await createTestDatabase({ migrated: true });
     receiver = await startReceiver((_request, response) => response.end());
-    services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
-      migrate: true,
-    });
+    fixture = await startLogoutWorkerFixture({ logout: { allowPrivateTargets: true } });
   });
   after(async () => {
-    await services.close();
+    await fixture.close();
     await receiver.close();
-    await database.drop();
   });
 
   it('leaves the job claimed and unsent when its attempt would start after the start-by time', async () => {
-    const app = await services.applications.create(
-      {
-        name: 'Stalled RP',
-        redirectUris: ['https://rp.example.org/cb'],
-        backchannelLogoutUri: receiver.url(),
-      },
-      'test',
-    );
-    const profile = await services.directoryAdmin.createUser({ username: 'stalled', oidcAccess: true });
-    await services.database.db
-      .insertInto('oidc_payload')
-      .values({
-        model: 'AccessToken',
-        id: 'token-digest-stalled',
-        payload: '{}',
-        grant_id: 'grant-stalled',
-        user_id: String(profile.user.id),
-        client_id: app.application.clientId,
-        uid: null,
-        user_code: null,
-        expires_at: Date.now() + 3_600_000,
-        consumed_at: null,
-      })
-      .execute();
-    await services.directoryAdmin.deactivate({ id: profile.user.id });
-    assert.equal((await logoutJobs(services.database, { userId: profile.user.id })).length, 1);
+    const { services } = fixture;
+    const clientId = await fixture.application('Stalled RP', receiver.url());
+    const userId = await fixture.userHoldingToken('stalled', clientId);
+    await services.directoryAdmin.deactivate({ id: userId });
+    assert.equal((await logoutJobs(services.database, { userId })).length, 1);
 
     // The process stalls right after its claim: its clock jumps past one request timeout.
     const { config } = services;
@@ -91,7 +64,7 @@ describe(`a claim that waited too long is not sent (${testDatabaseKind})`, () =>
       await logout.close();
     }
     assert.equal(receiver.requests.length, 0, 'nothing was sent');
-    const [job] = await logoutJobs(services.database, { userId: profile.user.id });
+    const [job] = await logoutJobs(services.database, { userId });
     assert.equal(job?.status, 'pending', 'the claim lapses and the job is retried later');
     assert.equal(job?.outcome, null);
   });

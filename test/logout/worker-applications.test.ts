@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createServices, type Services } from '../../src/services.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { statementsDuring } from '../helpers/statements.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
@@ -16,53 +15,29 @@ const APPLICATION_READ = /^\s*select "application"\.\*/i;
  * next batch.
  */
 describe(`the logout worker's applications across batches (${testDatabaseKind})`, () => {
-  let database: TestDatabase;
-  let services: Services;
+  let fixture: LogoutWorkerFixture;
+  let services: LogoutWorkerFixture['services'];
   let receiver: Receiver;
   let clientId: string;
   let users = 0;
 
   before(async () => {
-    database = await createTestDatabase({ migrated: true });
     receiver = await startReceiver((_request, response) => response.end());
-    services = await createServices(testConfig(database, { logout: { allowPrivateTargets: true } }), {
-      migrate: true,
-    });
-    const app = await services.applications.create(
-      { name: 'Kept RP', redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri: receiver.url() },
-      'test',
-    );
-    clientId = app.application.clientId;
+    fixture = await startLogoutWorkerFixture({ logout: { allowPrivateTargets: true } });
+    services = fixture.services;
+    clientId = await fixture.application('Kept RP', receiver.url());
   });
   after(async () => {
-    await services.close();
+    await fixture.close();
     await receiver.close();
-    await database.drop();
   });
 
   /** Deactivates a new user who holds a live access token at the app: one job. */
   const deactivatedHolder = async () => {
     users += 1;
-    const profile = await services.directoryAdmin.createUser({
-      username: `holder${users}`,
-      oidcAccess: true,
+    await services.directoryAdmin.deactivate({
+      id: await fixture.userHoldingToken(`holder${users}`, clientId),
     });
-    await services.database.db
-      .insertInto('oidc_payload')
-      .values({
-        model: 'AccessToken',
-        id: `token-digest-${users}`,
-        payload: '{}',
-        grant_id: `grant-${users}`,
-        user_id: String(profile.user.id),
-        client_id: clientId,
-        uid: null,
-        user_code: null,
-        expires_at: Date.now() + 3_600_000,
-        consumed_at: null,
-      })
-      .execute();
-    await services.directoryAdmin.deactivate({ id: profile.user.id });
   };
 
   const applicationReads = (texts: readonly string[]) => texts.filter((text) => APPLICATION_READ.test(text));

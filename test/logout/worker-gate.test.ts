@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createServices, type Services } from '../../src/services.ts';
-import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import {
   type Answer,
   guardedConnector,
@@ -21,40 +20,29 @@ import { logoutJobs } from './jobs.ts';
  * records) anything else, so nothing leaves the machine.
  */
 describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () => {
-  let database: TestDatabase;
-  let services: Services;
+  let fixture: LogoutWorkerFixture;
+  let services: LogoutWorkerFixture['services'];
   let receiver: Receiver;
   let guarded: ReturnType<typeof guardedConnector>;
   const table: Record<string, Answer> = {};
 
   before(async () => {
-    database = await createTestDatabase({ migrated: true });
     receiver = await startReceiver((_request, response) => response.end());
     guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
     // Development mode (http allowed), private targets NOT allowed: the gate judges every address.
-    services = await createServices(testConfig(database), {
-      migrate: true,
-      resolver: tableResolver(table),
-      bclConnector: guarded.connector,
+    fixture = await startLogoutWorkerFixture({
+      services: { resolver: tableResolver(table), bclConnector: guarded.connector },
     });
+    services = fixture.services;
   });
   after(async () => {
-    await services.close();
+    await fixture.close();
     await receiver.close();
-    await database.drop();
   });
 
   async function appAt(host: string) {
     table[host] = [v4(PUBLIC_V4)];
-    const created = await services.applications.create(
-      {
-        name: `RP ${host}`,
-        redirectUris: ['https://rp.example.org/cb'],
-        backchannelLogoutUri: `http://${host}/bcl`,
-      },
-      'test',
-    );
-    return created.application.clientId;
+    return fixture.application(`RP ${host}`, `http://${host}/bcl`);
   }
 
   it('delivers to a public address through the pinned connection', async () => {
@@ -90,24 +78,8 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
 
   it('the worker refuses a queued job whose target turned private, and records it', async () => {
     const clientId = await appAt('turned.example.test');
-    const user = await services.directoryAdmin.createUser({ username: 'gate-pilot', oidcAccess: true });
-    // The user holds a live access token at the app (as the provider's adapter stores it).
-    await services.database.db
-      .insertInto('oidc_payload')
-      .values({
-        model: 'AccessToken',
-        id: 'digest-of-a-token',
-        payload: '{}',
-        grant_id: 'grant-1',
-        user_id: String(user.user.id),
-        client_id: clientId,
-        uid: null,
-        user_code: null,
-        expires_at: Date.now() + 3_600_000,
-        consumed_at: null,
-      })
-      .execute();
-    await services.directoryAdmin.deactivate({ id: user.user.id });
+    const userId = await fixture.userHoldingToken('gate-pilot', clientId);
+    await services.directoryAdmin.deactivate({ id: userId });
     table['turned.example.test'] = [v4('10.0.0.7')];
     const attempts = guarded.attempts.length;
     assert.equal(await services.logout.deliverDue(), 1);

@@ -1,0 +1,71 @@
+import { createServices, type Services, type ServicesOptions } from '../../src/services.ts';
+import { testConfig } from './config.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
+
+/**
+ * What the tests of the back-channel logout worker share: a migrated test database and the services
+ * on it (with the logout settings a test asks for), a way to make an application that receives
+ * back-channel logouts, and users who hold a live token at it, so that deactivating one queues a job.
+ */
+export interface LogoutWorkerFixture {
+  readonly database: TestDatabase;
+  readonly services: Services;
+  /** A new application receiving back-channel logouts at `backchannelLogoutUri`; its client id. */
+  application(name: string, backchannelLogoutUri: string): Promise<string>;
+  /**
+   * A new user (OIDC access) holding a live access token at `clientId`, as the provider's adapter
+   * stores it; its user id. Deactivating the user queues one back-channel logout to the application.
+   */
+  userHoldingToken(username: string, clientId: string): Promise<number>;
+  /** Closes the services, then drops the database. */
+  close(): Promise<void>;
+}
+
+export async function startLogoutWorkerFixture(
+  options: {
+    /** Logout settings over the test defaults. */
+    logout?: Record<string, unknown>;
+    /** Options of `createServices` beside `migrate` (a resolver, a connector). */
+    services?: Omit<ServicesOptions, 'migrate'>;
+  } = {},
+): Promise<LogoutWorkerFixture> {
+  const database = await createTestDatabase({ migrated: true });
+  const services = await createServices(
+    testConfig(database, options.logout ? { logout: options.logout } : {}),
+    { ...options.services, migrate: true },
+  );
+  return {
+    database,
+    services,
+    async application(name, backchannelLogoutUri) {
+      const created = await services.applications.create(
+        { name, redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri },
+        'test',
+      );
+      return created.application.clientId;
+    },
+    async userHoldingToken(username, clientId) {
+      const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
+      await services.database.db
+        .insertInto('oidc_payload')
+        .values({
+          model: 'AccessToken',
+          id: `token-digest-${username}`,
+          payload: '{}',
+          grant_id: `grant-${username}`,
+          user_id: String(profile.user.id),
+          client_id: clientId,
+          uid: null,
+          user_code: null,
+          expires_at: Date.now() + 3_600_000,
+          consumed_at: null,
+        })
+        .execute();
+      return profile.user.id;
+    },
+    async close() {
+      await services.close();
+      await database.drop();
+    },
+  };
+}
