@@ -54,8 +54,10 @@ export interface Delivery {
   /**
    * One attempt of one claimed job, to its next state. The jobs of claimed batches share
    * `applications` while the change epoch stands, so that each application is read once for all of them.
+   * `attempted` is called once the attempt needs nothing more than its record (its request answered,
+   * failed or not made), before that record commits; the returned promise settles once it committed.
    */
-  processJob(job: ClaimedJob, applications?: ApplicationLookups): Promise<void>;
+  processJob(job: ClaimedJob, applications?: ApplicationLookups, attempted?: () => void): Promise<void>;
   /** Closes the kept-alive connections (the service closes). */
   close(): Promise<void>;
 }
@@ -199,7 +201,7 @@ export function createDelivery(
     record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
   });
 
-  const processJob: Delivery['processJob'] = async (job, applications = new Map()) => {
+  const processJob: Delivery['processJob'] = async (job, applications = new Map(), attempted) => {
     let lookup = applications.get(job.clientId);
     if (!lookup) {
       const loading = deps.applications.findByClientId(job.clientId);
@@ -215,6 +217,7 @@ export function createDelivery(
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
+      attempted?.();
       await settle({ settlement: { job, outcome: 'cancelled', httpStatus: null } });
       log.info(
         { client_id: job.clientId },
@@ -243,6 +246,7 @@ export function createDelivery(
         ? { outcome: 'retries_exhausted', httpStatus: null, detail: 'the attempt failed' }
         : { retry: true, httpStatus: null, detail: 'the attempt failed' };
     }
+    attempted?.();
     if ('retry' in result) {
       const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
       await transport.reschedule(job, owner, now(), delaySeconds, result.httpStatus);

@@ -26,8 +26,11 @@ export function createWorkerLoop(deps: {
   owner: string;
   /** The change epoch now (src/db/change-epoch.ts): every write to applications raises it. */
   changeEpoch: () => Promise<number>;
-  /** One attempt of one job; the jobs of one claimed batch share `applications`. */
-  processJob: (job: ClaimedJob, applications: ApplicationLookups) => Promise<void>;
+  /**
+   * One attempt of one claimed job, settled once its outcome is recorded; the jobs of one claimed
+   * batch share `applications`, and `attempted` frees the job's lane before its record commits.
+   */
+  processJob: (job: ClaimedJob, applications: ApplicationLookups, attempted: () => void) => Promise<void>;
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
   /** Wakes the worker of this process, if it runs one. */
   wake(): void;
@@ -48,19 +51,26 @@ export function createWorkerLoop(deps: {
   };
 
   /**
-   * Delivers due jobs until none is due, `concurrency` at a time: claims only as many as it can
-   * start at once (a claimed job's lease runs from its claim), and claims again once a quarter of
-   * the lanes are free, so that a busy queue costs a claim per batch rather than per job.
+   * Delivers due jobs until none is due, `concurrency` attempts at a time: claims only as many as it
+   * can start at once (a claimed job's lease runs from its claim), and claims again once a quarter of
+   * the lanes are free, so that a busy queue costs a claim per batch rather than per job. A lane is
+   * free again once its attempt was made: the attempt's record then commits with the others that
+   * came meanwhile (delivery.ts records one group at a time) while the lane makes the next attempt,
+   * instead of standing idle through that commit. At most `concurrency` attempts wait for their
+   * record beside those in the lanes.
    */
   const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
-    const inFlight = new Set<Promise<void>>();
+    // The lanes: attempts being made.
+    const attempting = new Set<Promise<void>>();
+    // Every claimed job not yet at its next state (recorded, rescheduled, or left to its lease).
+    const unrecorded = new Set<Promise<void>>();
     const refill = Math.max(1, Math.floor(concurrency / 4));
     let attempts = 0;
     let due = true;
     try {
       while (!stopped()) {
-        const free = concurrency - inFlight.size;
-        if (due && free >= Math.min(refill, concurrency)) {
+        const free = Math.min(concurrency - attempting.size, 2 * concurrency - unrecorded.size);
+        if (due && free >= refill) {
           const at = now();
           const claimed = await transport.claim(owner, at, at + leaseMs(config), free);
           const startBy = at + config.logout.requestTimeoutMs;
@@ -70,25 +80,35 @@ export function createWorkerLoop(deps: {
           const applications = jobs.length > 0 ? await applicationsAt() : new Map();
           for (const job of jobs) {
             attempts += 1;
-            const running: Promise<void> = processJob(job, applications)
+            let attempted!: () => void;
+            const lane: Promise<void> = new Promise<void>((resolve) => {
+              attempted = resolve;
+            }).then(() => {
+              attempting.delete(lane);
+            });
+            attempting.add(lane);
+            const running: Promise<void> = processJob(job, applications, attempted)
               .catch((error: unknown) =>
                 log.error(
                   { err: { name: (error as Error).name, message: (error as Error).message } },
                   'logout worker',
                 ),
               )
-              .finally(() => inFlight.delete(running));
-            inFlight.add(running);
+              .finally(() => {
+                attempted();
+                unrecorded.delete(running);
+              });
+            unrecorded.add(running);
           }
           if (jobs.length > 0) continue;
         }
-        if (inFlight.size === 0) break;
-        await Promise.race(inFlight);
-        // A delivery finished: it may have rescheduled a job, and more may be due now.
+        if (unrecorded.size === 0) break;
+        await Promise.race([...attempting, ...unrecorded]);
+        // An attempt was made or recorded: a job may have been rescheduled, and more may be due now.
         due = true;
       }
     } finally {
-      await Promise.all(inFlight);
+      await Promise.all(unrecorded);
     }
     return attempts;
   };
