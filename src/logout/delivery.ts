@@ -188,7 +188,9 @@ export function createDelivery(
       duration_ms: durationMs,
     });
     const line = { client_id: entry.clientId, outcome: final.outcome, attempts: entry.attempts };
-    if (final.outcome === 'success') log.info(line, 'back-channel logout delivered');
+    // A success says nothing the audit log's `logout_dispatched` line does not (at INFO, with the same
+    // client, outcome and attempts): a fan-out wrote every delivery twice. A failure adds its detail.
+    if (final.outcome === 'success') log.debug(line, 'back-channel logout delivered');
     else log.warn({ ...line, detail: final.detail }, 'back-channel logout failed');
   };
 
