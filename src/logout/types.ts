@@ -70,7 +70,10 @@ export interface BclTestResult {
 export interface WorkerOptions {
   /** How often to look for due jobs when idle (default 1000 ms). */
   pollIntervalMs?: number;
-  /** Deliveries in flight at once (default 32), over kept-alive connections (at most 8 to one target). */
+  /**
+   * Attempts in flight at once (default 32), over kept-alive connections (at most 8 to one target);
+   * as many again may wait for their record to commit.
+   */
   concurrency?: number;
 }
 

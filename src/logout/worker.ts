@@ -7,7 +7,7 @@ import type { LogoutService, LogoutWorker } from './types.ts';
 
 /**
  * The worker of back-channel logout: claims due jobs from the transport in batches and keeps up to
- * `concurrency` deliveries in flight (each application's share bounded by its connection pool);
+ * `concurrency` attempts in flight (each application's share bounded by its connection pool);
  * polls when idle, wakes at once when this process queued jobs, and purges finished jobs now and
  * then. `deliverDue` is the same loop run once, to the end.
  */
@@ -15,7 +15,7 @@ import type { LogoutService, LogoutWorker } from './types.ts';
 /** How often a worker deletes finished jobs past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
-/** Deliveries in flight at once, by default. */
+/** Attempts in flight at once, by default. */
 export const DEFAULT_WORKER_CONCURRENCY = 32;
 
 export function createWorkerLoop(deps: {

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { newJti } from '../../src/logout/job-transport.ts';
-import { BCL_QUEUE, createPgBossTransport, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
+import {
+  BCL_QUEUE,
+  claimExecutor,
+  createPgBossTransport,
+  PGBOSS_SCHEMA,
+} from '../../src/logout/pgboss-transport.ts';
 import { createServices } from '../../src/services.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -207,6 +212,21 @@ describe(
          where name = ${BCL_QUEUE} and data->>'clientId' like 'batch-%'`.execute(services.database.db);
       } finally {
         await transport.close();
+      }
+    });
+
+    it('plans a claim without bitmap scans, and leaves the connection as it was', async () => {
+      const pool = services.database.pgPool!;
+      const client = await pool.connect();
+      try {
+        // On one connection: the claim's setting, then the same session's after it.
+        const claims = claimExecutor({ query: client.query.bind(client) as typeof pool.query });
+        const during = await claims.executeSql('show enable_bitmapscan', []);
+        assert.deepEqual(during.rows, [{ enable_bitmapscan: 'off' }]);
+        const after = await client.query<{ enable_bitmapscan: string }>('show enable_bitmapscan');
+        assert.equal(after.rows[0]?.enable_bitmapscan, 'on', 'set local ends with the claim');
+      } finally {
+        client.release();
       }
     });
 
