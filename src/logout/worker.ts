@@ -52,8 +52,8 @@ export function createWorkerLoop(deps: {
 
   /**
    * Delivers due jobs until none is due, `concurrency` attempts at a time: claims only as many as it
-   * can start at once (a claimed job's lease runs from its claim), and claims again once a quarter of
-   * the lanes are free, so that a busy queue costs a claim per batch rather than per job. A lane is
+   * can start at once (a claimed job's lease runs from its claim), and claims again once half of the
+   * lanes are free, so that a busy queue costs a claim per batch rather than per job. A lane is
    * free again once its attempt was made: the attempt's record then commits with the others that
    * came meanwhile (delivery.ts records one group at a time) while the lane makes the next attempt,
    * instead of standing idle through that commit. At most `concurrency` attempts wait for their
@@ -61,10 +61,18 @@ export function createWorkerLoop(deps: {
    */
   const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
     // The lanes: attempts being made.
-    const attempting = new Set<Promise<void>>();
+    const attempting = new Set<object>();
     // Every claimed job not yet at its next state (recorded, rescheduled, or left to its lease).
     const unrecorded = new Set<Promise<void>>();
-    const refill = Math.max(1, Math.floor(concurrency / 4));
+    // Wakes the loop when it waits (a lane freed, a record done): one callback, not a race of every
+    // promise in flight, whose reactions would pile up on the ones that stay pending.
+    let waiting: (() => void) | undefined;
+    const wake = () => {
+      const resolve = waiting;
+      waiting = undefined;
+      resolve?.();
+    };
+    const refill = Math.max(1, Math.floor(concurrency / 2));
     let attempts = 0;
     let due = true;
     try {
@@ -80,13 +88,11 @@ export function createWorkerLoop(deps: {
           const applications = jobs.length > 0 ? await applicationsAt() : new Map();
           for (const job of jobs) {
             attempts += 1;
-            let attempted!: () => void;
-            const lane: Promise<void> = new Promise<void>((resolve) => {
-              attempted = resolve;
-            }).then(() => {
-              attempting.delete(lane);
-            });
+            const lane = {};
             attempting.add(lane);
+            const attempted = () => {
+              if (attempting.delete(lane)) wake();
+            };
             const running: Promise<void> = processJob(job, applications, attempted)
               .catch((error: unknown) =>
                 log.error(
@@ -95,15 +101,18 @@ export function createWorkerLoop(deps: {
                 ),
               )
               .finally(() => {
-                attempted();
+                attempting.delete(lane);
                 unrecorded.delete(running);
+                wake();
               });
             unrecorded.add(running);
           }
           if (jobs.length > 0) continue;
         }
         if (unrecorded.size === 0) break;
-        await Promise.race([...attempting, ...unrecorded]);
+        await new Promise<void>((resolve) => {
+          waiting = resolve;
+        });
         // An attempt was made or recorded: a job may have been rescheduled, and more may be due now.
         due = true;
       }
