@@ -70,11 +70,12 @@ export function kyselyExecutor(trx: Kysely<Database>): IDatabase {
  * `limit` due jobs in the queue's order; statistics taken while the queue was nearly empty (every
  * fan-out starts so: pg-boss's job table holds finished jobs, or nothing) estimate a handful of due
  * jobs, and the planner then reads every due job through a bitmap scan and sorts them all at each
- * claim, a fan-out's claims costing the database the square of its jobs (25,000 jobs: 8 ms a claim
- * of 16 at the start). Without bitmap scans it walks the queue's index in order and stops after the
- * batch, whatever the statistics say. The setting is `set local`, sent in the same text as the claim
- * (one round trip, one implicit transaction), so nothing else on the connection is planned under it.
- * A claim with parameters (none in the pg-boss this was written for) runs as pg-boss sends it.
+ * claim, a fan-out's claims costing the database the square of its jobs (25,000 jobs claimed 16 at a
+ * time: 0.38 ms of the database's CPU per job for claims and completions, 0.16 ms without). Without
+ * bitmap scans it walks the queue's index in order and stops after the batch, whatever the
+ * statistics say. The setting is `set local`, sent in the same text as the claim (one round trip,
+ * one implicit transaction), so nothing else on the connection is planned under it. A claim with
+ * parameters (none in the pg-boss this was written for) runs as pg-boss sends it.
  */
 export function claimExecutor(pool: { query: pg.Pool['query'] }): IDatabase {
   return {
