@@ -175,3 +175,44 @@ async function loadUserinfoAccount(ctx: KoaContextWithOIDC, next: () => Promise<
   oidc.entity('Account', account);
   await next();
 }
+
+interface ClientClass {
+  find(this: ClientClass, id: unknown): Promise<unknown>;
+  adapter: { find(id: string): Promise<unknown> };
+}
+const clientFinds = new WeakSet<object>();
+
+/**
+ * oidc-provider 9's `Client.find` (models/client.js) serializes the metadata its adapter found and
+ * hashes it on every call, to find the client it built from the same metadata before (its
+ * `dynamicClients`): a `JSON.stringify` and a SHA-256 on every request that authenticates a client or
+ * loads a token's client. Inside a provider request our client adapter (clients.ts) hands out one
+ * metadata object per application object, kept while the change epoch stands, and a changed
+ * application is a new object with new metadata: the client the provider's `find` answered for a
+ * metadata object is kept beside it (a WeakMap entry, gone with the object) and answers the next
+ * requests without the digest. A metadata object seen for the first time goes to the provider's
+ * `find` (which asks the adapter again: the same request's application, from memory); so does every
+ * find outside a request. An unknown or refused client is undefined, as the provider answers it
+ * (`clientIdMetadataDocument`, its one other source of clients, is off), and the adapter is asked
+ * once, so a refusal is recorded once.
+ *
+ * Replaces `find` on this provider's Client class (each provider has its own). Idempotent.
+ */
+export function findClientsByMetadataObject(provider: Provider): void {
+  const Client = provider.Client as unknown as ClientClass;
+  if (clientFinds.has(Client)) return;
+  clientFinds.add(Client);
+  const providerFind = Client.find;
+  const built = new WeakMap<object, unknown>();
+  Client.find = async function find(this: ClientClass, id: unknown): Promise<unknown> {
+    if (currentRequest() === undefined) return providerFind.call(this, id);
+    if (typeof id !== 'string' || id.length === 0) return undefined;
+    const metadata = await this.adapter.find(id);
+    if (!metadata || typeof metadata !== 'object') return undefined;
+    const known = built.get(metadata);
+    if (known !== undefined) return known;
+    const client = await providerFind.call(this, id);
+    if (client !== undefined) built.set(metadata, client);
+    return client;
+  };
+}

@@ -39,6 +39,7 @@ import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
   acceptStoredJwtsAtIntrospectionAndRevocation,
   buildUserinfoErrorsOnlyWhenThrown,
+  findClientsByMetadataObject,
   registerEndSessionStep,
   runBeforeEndSessionStep,
 } from './provider-internals.ts';
@@ -194,6 +195,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     // The client address is the entry the trusted proxies appended, counted from the right.
     provider.maxIpsCount = config.trustedProxyHops;
     installDigestSecretComparison(provider, deps.applications);
+    findClientsByMetadataObject(provider);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
     provider.use(codeExchange.middleware);
