@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
-import { type BearerLookup, KyselyAdapter } from '../../src/oidc/adapter.ts';
+import { type BearerLookup, copyOfJson, KyselyAdapter } from '../../src/oidc/adapter.ts';
 import {
   findPayload,
   PURGE_BATCH_ROWS,
@@ -227,5 +227,52 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
       now + 600_000,
       'a kept expiry more than a second earlier is renewed',
     );
+  });
+
+  it('hands every find of one row a payload of its own, parsed once', async () => {
+    const row: StoredPayload = {
+      payload: JSON.stringify({
+        accountId: '7',
+        authorizations: { app: { sid: 's1', grantId: 'g1' } },
+        amr: ['pwd'],
+        nothing: null,
+      }),
+      expires_at: null,
+      consumed_at: null,
+      format: null,
+      value_sha256: null,
+      revoked_at: null,
+    };
+    // As the kept rows answer: the same row object at every find.
+    const lookup: BearerLookup = {
+      find: () => Promise.resolve(row),
+      findByUid: () => Promise.resolve(row),
+      readAhead: () => undefined,
+      wrote: () => undefined,
+      keptNow: () => undefined,
+    };
+    const sessions = new KyselyAdapter('Session', handle.db, clock, {}, lookup);
+    const first = (await sessions.findByUid('u1')) as Record<string, unknown> & {
+      authorizations: Record<string, Record<string, unknown>>;
+      amr: string[];
+    };
+    assert.deepEqual({ ...first }, JSON.parse(row.payload));
+    // The provider changes what it finds: the next find does not see it.
+    first.authorizations.app!.sid = 'changed';
+    first.amr.push('otp');
+    first.accountId = '8';
+    const second = await sessions.findByUid('u1');
+    assert.deepEqual({ ...second }, JSON.parse(row.payload));
+    assert.notEqual(second, first);
+    assert.equal(JSON.stringify(row), JSON.stringify({ ...row }), 'the row reads as it was read');
+  });
+
+  it('copies parsed JSON exactly, a `__proto__` member included', () => {
+    const text = '{"a":[1,"x",{"b":null,"c":[]}],"__proto__":{"polluted":true},"d":{"e":false}}';
+    const copy = copyOfJson(JSON.parse(text)) as Record<string, unknown>;
+    assert.deepEqual(copy, JSON.parse(text));
+    assert.equal(Object.getPrototypeOf(copy), Object.prototype);
+    assert.equal(JSON.stringify(copy), text);
+    assert.equal(({} as { polluted?: unknown }).polluted, undefined);
   });
 });
