@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
 import { sha256Hex } from '../logging/secrets.ts';
+import { setNewest } from '../util/bounded-map.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
 import {
   consumePayload,
@@ -99,6 +100,8 @@ function structuredTokenId(value: string): string | undefined {
 }
 
 function readStructuredTokenId(value: string): string | undefined {
+  // An opaque token has no dot: nothing to split.
+  if (!value.includes('.')) return undefined;
   const parts = value.split('.');
   if (parts.length !== 3 || value.length > 16_384) return undefined;
   try {
@@ -121,6 +124,22 @@ function storageIdOfPresented(value: string): string {
     lastHashed = value;
   }
   return lastStorageId;
+}
+
+/**
+ * `storageId` of the grants that tokens found lately name: every userinfo and introspection request
+ * reads its token's grant ahead (`readAhead`), and the tokens in use name a few grants again and
+ * again. At most `GRANT_IDS_KEPT`, the oldest first out.
+ */
+const grantStorageIds = new Map<string, string>();
+const GRANT_IDS_KEPT = 1_000;
+function grantStorageId(grantId: string): string {
+  let id = grantStorageIds.get(grantId);
+  if (id === undefined) {
+    id = storageId(grantId);
+    setNewest(grantStorageIds, grantId, id, GRANT_IDS_KEPT);
+  }
+  return id;
 }
 
 function sameDigest(a: string, b: string): boolean {
@@ -272,7 +291,7 @@ export function bearerLookup(
       const { sessionUid, grantId, expiresWithSession } = payload;
       if (!ctx || !READ_AHEAD_ROUTES.has(ctx.oidc?.route ?? '') || !expiresWithSession) return;
       if (typeof sessionUid !== 'string' || typeof grantId !== 'string') return;
-      const grantKey = storageId(grantId);
+      const grantKey = grantStorageId(grantId);
       const both = sessionAndGrant(db, ctx, sessionUid, grantKey);
       // Unused read-ahead rows must not reject unobserved; a find that takes one sees its failure.
       both.catch(() => undefined);
