@@ -8,9 +8,9 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
 /**
  * Stored sessions, grants, access tokens and client-credentials tokens kept in memory across
  * requests, as found (never as written: a new row is kept once a request finds it), while the change
- * log (src/db/change-log.ts) names no change to them. The rows are kept as read, not as parsed
- * payloads: each find revives its own object and checks expiry and revocation against its own
- * `now` (adapter.ts).
+ * log (src/db/change-log.ts) names no change to them. The rows are kept as read: each find checks
+ * expiry and revocation against its own `now` and gets a payload object of its own, copied from the
+ * payload parsed at the row's first find (adapter.ts).
  *
  * - Every request that uses a kept row first awaits its read of the log (one per request, shared by
  *   the requests of one turn of the event loop, made after they all asked: change-epoch-cache.ts),
