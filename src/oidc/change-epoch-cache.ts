@@ -95,16 +95,12 @@ export function createChangeEpochs(
   };
   // `synced` is awaited before every use of a kept row or profile (several per request): one promise
   // per request answers them all (a failed read is forgotten with it, as `read` forgets it).
-  const syncs = new RequestMemo<'epoch', Promise<number>>();
-  const synced = (request: object): Promise<number> =>
-    syncs.get(request, 'epoch', () => {
-      const pending = read(request, 'epoch').then((epoch) => {
-        note(request, epoch);
-        return epoch;
-      });
-      pending.catch(() => syncs.forget(request, 'epoch', pending));
-      return pending;
-    });
+  const syncedOnce = loadOncePerRequest(async (key: 'epoch', request) => {
+    const epoch = await read(request, key);
+    note(request, epoch);
+    return epoch;
+  });
+  const synced = (request: object): Promise<number> => syncedOnce(request, 'epoch');
   return {
     note,
     async ofRequest(request) {

@@ -83,18 +83,18 @@ export class RequestMemo<K, V> {
 }
 
 /**
- * A loader that loads each key once per request. A rejected load is not kept: a later ask in the
- * same request tries again.
+ * A loader that loads each key once per request (`load` is told the request too). A rejected load
+ * is not kept: a later ask in the same request tries again.
  */
 export function loadOncePerRequest<K, V>(
-  load: (key: K) => Promise<V>,
+  load: (key: K, request: object | undefined) => Promise<V>,
 ): (request: object | undefined, key: K) => Promise<V> {
   const memo = new RequestMemo<K, Promise<V>>();
   return (request, key) =>
     // The handler that forgets a failed load is attached once, to the load it made (asks that find
     // the load kept make no promise of their own).
     memo.get(request, key, () => {
-      const pending = load(key);
+      const pending = load(key, request);
       pending.catch(() => memo.forget(request, key, pending));
       return pending;
     });
