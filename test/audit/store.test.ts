@@ -28,6 +28,18 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
     await database.drop();
   });
 
+  /** An audit store with retention 90 days, the one receiver of a bus with a silent log. */
+  const storeOnBus = () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const bus = createAuditBus({
+      logger: createLogger({ logging: { level: 'silent', maskedSecrets: false } }),
+      metrics: createMetrics(),
+      receiverTimeoutMs: 2000,
+      receivers: [store.receiver],
+    });
+    return { store, bus };
+  };
+
   const denied = (userId: number, stage: 'authorize' | 'validate_code'): AuditEvent => ({
     kind: 'policy_denied',
     client_id: 'wiki',
@@ -37,13 +49,7 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
   });
 
   it('stores what the bus publishes, newest first, filterable by kind, user, application and time', async () => {
-    const store = createAuditStore(handle.db, { retentionDays: 90 });
-    const bus = createAuditBus({
-      logger: createLogger({ logging: { level: 'silent', maskedSecrets: false } }),
-      metrics: createMetrics(),
-      receiverTimeoutMs: 2000,
-      receivers: [store.receiver],
-    });
+    const { store, bus } = storeOnBus();
     const started = Date.now();
     bus.publish(denied(41, 'authorize'), { requestId: 'req-1' });
     bus.publish({
@@ -102,13 +108,7 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
   });
 
   it('stores the events whose types carry no free text as published, and scrubs the others again', async () => {
-    const store = createAuditStore(handle.db, { retentionDays: 90 });
-    const bus = createAuditBus({
-      logger: createLogger({ logging: { level: 'silent', maskedSecrets: false } }),
-      metrics: createMetrics(),
-      receiverTimeoutMs: 2000,
-      receivers: [store.receiver],
-    });
+    const { store, bus } = storeOnBus();
     const started = Date.now();
     const introspected: AuditEvent = {
       kind: 'token_introspected',
