@@ -4,8 +4,9 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import { setNewest } from '../util/bounded-map.ts';
-import type { WriteBatch } from '../db/write-batch.ts';
+import { unbatchedWrites, type WriteBatch } from '../db/write-batch.ts';
 import {
+  type AdapterRow,
   consumePayload,
   deletePayload,
   deletePayloadsOfGrant,
@@ -17,6 +18,7 @@ import {
   type PayloadRow,
   payloadConsumes,
   payloadRowWrites,
+  payloadRowWritesAtEpoch,
   revokePayload,
   revokePayloadsOfGrant,
   storageId,
@@ -66,6 +68,20 @@ const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
  */
 export const FORMAT_MARKER = 'aa_oidc_format';
 export const VALUE_DIGEST_MARKER = 'aa_oidc_value_sha256';
+/**
+ * A payload member the `save_bearer` stage (save-bearer.ts) adds for the adapter: the change epoch
+ * its decision saw. The row is written only while the epoch is still that one; otherwise nothing is
+ * written and `upsert` throws `ChangeEpochMoved`. Never part of the stored payload.
+ */
+export const CHANGE_EPOCH_MARKER = 'aa_oidc_change_epoch';
+
+/** A save made at a change epoch (`CHANGE_EPOCH_MARKER`) found the epoch moved: nothing was written. */
+export class ChangeEpochMoved extends Error {
+  constructor() {
+    super('the change epoch moved before the token was written');
+    this.name = 'ChangeEpochMoved';
+  }
+}
 
 /**
  * What the token endpoint may do around the adapter's writes (code-exchange.ts): hold back the
@@ -351,6 +367,7 @@ export class KyselyAdapter implements Adapter {
       consumed: _consumed,
       [FORMAT_MARKER]: format,
       [VALUE_DIGEST_MARKER]: valueSha256,
+      [CHANGE_EPOCH_MARKER]: atEpoch,
       ...rest
     } = payload as AdapterPayload & Record<string, unknown>;
     // A session keeps its id in the payload: `findByUid` must give it back, and the session cookie
@@ -370,8 +387,16 @@ export class KyselyAdapter implements Adapter {
     };
     const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
     if (this.model === 'Session' && this.#unchangedSession(row)) return;
-    if (this.#hooks.deferWrite?.(row)) return;
-    await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
+    if (typeof atEpoch === 'number') {
+      const written = await payloadRowWritesAtEpoch(this.#writes ?? unbatchedWrites(this.#db))(
+        [row as AdapterRow],
+        atEpoch,
+      );
+      if (!written) throw new ChangeEpochMoved();
+    } else {
+      if (this.#hooks.deferWrite?.(row)) return;
+      await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
+    }
     if (KEPT_MODELS.has(this.model)) {
       this.#lookup?.wrote(
         columns.uid === null

@@ -17,9 +17,11 @@ import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
  *   statement of its own), or, when it needs an application before any statement
  *   carried it (client authentication comes first at introspection and the token endpoint), from
  *   one small read, once per request.
- * - The `save_bearer` stage reads the epoch afresh right before tokens are saved (once per
+ * - The `save_bearer` stage reads the epoch afresh right before a user's tokens are saved (once per
  *   request), as it used to read the application afresh: a deactivation committed while the request
- *   ran still stops the token.
+ *   ran still stops the token. A client-credentials token is decided with the applications of the
+ *   request's epoch instead and written only while that epoch stands (save-bearer.ts): the write
+ *   itself checks, and when the epoch has moved the stage reads it afresh as for a user's token.
  * - The requests that ask for the epoch in one turn of the event loop share one read, made after
  *   they all asked (`sharedEpochReads`).
  * - Users' profiles are not kept by the epoch: the policy must see a change the directory has not

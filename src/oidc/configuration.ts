@@ -7,6 +7,7 @@ import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
 import { bearerLookup, KyselyAdapter, type AdapterWriteHooks, type LookupEpochs } from './adapter.ts';
+import type { ChangeEpochs } from './change-epoch-cache.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
@@ -33,8 +34,11 @@ export interface ProviderConfigurationDependencies {
   policy: PolicyEnforcer;
   /** Code reuse: the issued-code audit around the adapter's writes (src/tokens/issued-codes.ts). */
   adapterHooks?: AdapterWriteHooks;
-  /** Told the change epoch the token lookup carried (change-epoch-cache.ts). */
-  changeEpochs?: LookupEpochs;
+  /**
+   * Told the change epoch the token lookup carried (change-epoch-cache.ts); asked the epoch a request
+   * saw, at which a client-credentials token is written (save-bearer.ts).
+   */
+  changeEpochs?: LookupEpochs & Pick<ChangeEpochs, 'ofRequest'>;
   /** Where the adapters write the rows they save (src/db/write-batch.ts); at once when absent. */
   writes?: WriteBatch;
 }
@@ -84,7 +88,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   const { config, db, applications, directory, policy: accessPolicy } = deps;
   const clientAdapter = new ApplicationClientAdapter(applications, recordClientRefusal(accessPolicy));
   // One save_bearer decision per request for the access, refresh and client-credentials tokens.
-  const guardBearerSaves = createBearerSaveGuard(accessPolicy);
+  const guardBearerSaves = createBearerSaveGuard(accessPolicy, deps.changeEpochs);
   // Introspection and revocation look a value up in three models at once: one query per request.
   // It also carries the change epoch, which says whether applications and profiles kept in memory
   // are still current (change-epoch-cache.ts).

@@ -23,6 +23,13 @@ export interface PolicyEnforcerDependencies {
    * Defaults to `directory`.
    */
   directoryAtSave?: Pick<Directory, 'profileById'>;
+  /**
+   * Where the `save_bearer` stage of a client-credentials token reads the application when its token
+   * is written at the epoch the request saw (`EnforceOptions.applicationAsOfRequest`): the
+   * applications kept for that epoch, whose entries are at least as new as it (change-epoch-cache.ts).
+   * Defaults to `applications`.
+   */
+  applicationsAsOfRequest?: { findByClientId(clientId: string): Promise<Application | undefined> };
   metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
   audit: Pick<AuditBus, 'publish'>;
 }
@@ -50,7 +57,12 @@ export interface PolicyEnforcer {
    * refusal (`aa_oidc_policy_rejections_total{stage,reason}`, a `policy_denied` event, and for the
    * authorization stages `aa_oidc_authorize_denied_total{reason}`).
    */
-  enforce(stage: PolicyStage, subject: PolicySubject, request?: PolicyRequest): Promise<PolicyDecision>;
+  enforce(
+    stage: PolicyStage,
+    subject: PolicySubject,
+    request?: PolicyRequest,
+    options?: EnforceOptions,
+  ): Promise<PolicyDecision>;
   /** Records a refusal decided elsewhere (the client lookup's app-usability refusal). */
   recordDenial(
     stage: PolicyStage,
@@ -58,6 +70,16 @@ export interface PolicyEnforcer {
     who: { clientId: string | null; userId: number | null },
     request?: PolicyRequest,
   ): void;
+}
+
+export interface EnforceOptions {
+  /**
+   * The `save_bearer` stage of a client-credentials token: the application as of the change epoch
+   * this request saw (`applicationsAsOfRequest`) instead of a fresh read (`applicationsAtSave`). The
+   * token is then written only while that epoch stands (save-bearer.ts): the same check, made by the
+   * write itself.
+   */
+  applicationAsOfRequest?: boolean;
 }
 
 const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
@@ -91,9 +113,17 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
     );
   };
 
-  const decideNow = async (stage: PolicyStage, subject: PolicySubject): Promise<PolicyDecision> => {
+  const decideNow = async (
+    stage: PolicyStage,
+    subject: PolicySubject,
+    options: EnforceOptions | undefined,
+  ): Promise<PolicyDecision> => {
     const atSave = stage === 'save_bearer';
-    const applications = atSave ? (deps.applicationsAtSave ?? deps.applications) : deps.applications;
+    const applications = !atSave
+      ? deps.applications
+      : options?.applicationAsOfRequest === true
+        ? (deps.applicationsAsOfRequest ?? deps.applications)
+        : (deps.applicationsAtSave ?? deps.applications);
     const directory = atSave ? (deps.directoryAtSave ?? deps.directory) : deps.directory;
     switch (subject.kind) {
       case 'client':
@@ -116,8 +146,8 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
 
   return {
     recordDenial,
-    async enforce(stage, subject, request) {
-      const decision = await decideNow(stage, subject);
+    async enforce(stage, subject, request, options) {
+      const decision = await decideNow(stage, subject, options);
       switch (decision.outcome) {
         case 'allow':
           return decision;

@@ -112,7 +112,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const log = logger.child({ component: 'oidc' });
   // One lookup per request: within one provider request, the client lookup, the policy stages and the
   // token format share one lookup of the application. The save_bearer stage alone looks again, after
-  // reading the change epoch afresh, immediately before tokens are saved (save_bearer).
+  // reading the change epoch afresh, immediately before tokens are saved (save_bearer); for a
+  // client-credentials token, at the request's epoch, which the token's write checks (save-bearer.ts).
   // The built-in account console is a client too (src/applications/account-console.ts).
   const stored = withAccountConsole(deps.applications, accountConsoleApplication(config));
   // Applications are kept in memory while the change epoch stands; each request checks it before it
@@ -141,6 +142,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     directoryAtSave: profiles.directoryAtSave,
     applications,
     applicationsAtSave: keptApplications('save'),
+    applicationsAsOfRequest: keptApplications('request'),
     metrics: deps.observability.metrics,
     audit: deps.observability.audit,
   });

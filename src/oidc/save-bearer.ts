@@ -2,6 +2,8 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { PolicyDecision } from '../policy/decide.ts';
 import type { PolicyEnforcer, PolicySubject } from './policy-enforcer.ts';
 import { assertNever } from '../util/assert-never.ts';
+import { CHANGE_EPOCH_MARKER, ChangeEpochMoved } from './adapter.ts';
+import type { ChangeEpochs } from './change-epoch-cache.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
@@ -19,11 +21,21 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
  * Within one request the decision is taken once per user and application, shared by the adapters of
  * all three models (one guard per provider configuration), so that the access and the refresh token
  * of one response are both written or neither is.
+ *
+ * A client-credentials token (no user: only its application decides) is decided with the application
+ * as of the change epoch this request saw (change-epoch-cache.ts: client authentication read it) and
+ * written only while that epoch stands, the check made by the write itself (`CHANGE_EPOCH_MARKER`,
+ * adapter.ts), rather than after a read of the epoch of its own: a deactivation committed while the
+ * request ran, up to the token's write, still stops the token. When the epoch has moved, nothing was
+ * written, and the stage decides again as a user's token does, reading the epoch afresh.
  */
-export function createBearerSaveGuard(policy: PolicyEnforcer): (model: string, adapter: Adapter) => Adapter {
+export function createBearerSaveGuard(
+  policy: PolicyEnforcer,
+  epochs?: Pick<ChangeEpochs, 'ofRequest'>,
+): (model: string, adapter: Adapter) => Adapter {
   const decisions = new RequestMemo<string, Promise<PolicyDecision>>();
   return (model, adapter) =>
-    BEARER_MODELS.has(model) ? guardBearerSaves(model, adapter, policy, decisions) : adapter;
+    BEARER_MODELS.has(model) ? guardBearerSaves(model, adapter, policy, decisions, epochs) : adapter;
 }
 
 /**
@@ -49,11 +61,18 @@ function refuseIdentityScopes(payload: AdapterPayload): void {
     );
 }
 
+function refusal(subject: PolicySubject): Error {
+  return subject.kind === 'user'
+    ? new errors.InvalidGrant('the user may not use this application')
+    : new errors.UnauthorizedClient('this application may not obtain tokens');
+}
+
 function guardBearerSaves(
   model: string,
   adapter: Adapter,
   policy: PolicyEnforcer,
   decisions: RequestMemo<string, Promise<PolicyDecision>>,
+  epochs: Pick<ChangeEpochs, 'ofRequest'> | undefined,
 ): Adapter {
   const decideOnce = (subject: PolicySubject): Promise<PolicyDecision> => {
     const request = currentRequest();
@@ -69,14 +88,26 @@ function guardBearerSaves(
       if (model === 'ClientCredentials') refuseIdentityScopes(payload);
       const subject: PolicySubject =
         typeof accountId === 'string' ? { kind: 'user', clientId, accountId } : { kind: 'client', clientId };
+      const request = currentRequest();
+      if (model === 'ClientCredentials' && subject.kind === 'client' && epochs && request) {
+        const epoch = await epochs.ofRequest(request);
+        const decision = await policy.enforce('save_bearer', subject, request, {
+          applicationAsOfRequest: true,
+        });
+        if (decision.outcome === 'deny') throw refusal(subject);
+        try {
+          return await adapter.upsert(id, { ...payload, [CHANGE_EPOCH_MARKER]: epoch }, expiresIn);
+        } catch (error) {
+          // The application may have changed since: decided again below, from a fresh read.
+          if (!(error instanceof ChangeEpochMoved)) throw error;
+        }
+      }
       const decision = await decideOnce(subject);
       switch (decision.outcome) {
         case 'allow':
           return adapter.upsert(id, payload, expiresIn);
         case 'deny':
-          throw subject.kind === 'user'
-            ? new errors.InvalidGrant('the user may not use this application')
-            : new errors.UnauthorizedClient('this application may not obtain tokens');
+          throw refusal(subject);
         default:
           return assertNever(decision);
       }

@@ -199,20 +199,26 @@ export const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'tex
  * PostgreSQL: any number of adapter rows replaced as `writePayloadRow` replaces one, in a statement
  * whose text does not depend on how many there are (one array of values per column): it is prepared
  * once per connection like the single-row upsert, where a `values` list would make a text, and a
- * parse, for every count.
+ * parse, for every count. Each row may name the change epoch it is written at (`at_epoch`, null:
+ * whatever it is): such a row is written only while the epoch is still that one. Each row written
+ * returns the epoch the statement saw, which tells which rows were.
  */
 const upsertAdapterRowArrays = precompiled(
-  (db: Db, ...columns: Array<ReadonlyArray<AdapterRow[keyof AdapterRow]>>) =>
+  (db: Db, ...columns: Array<ReadonlyArray<AdapterRow[keyof AdapterRow] | number | null>>) =>
     db
       .insertInto('oidc_payload')
       .columns([...ADAPTER_COLUMNS])
       .expression(
         // The columns by name, not `*`: a statement returning `*` runs unnamed (named-statements.ts).
         sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))} from unnest(${sql.join(
-          ADAPTER_COLUMNS.map(
-            (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
-          ),
-        )}) as r(${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})`,
+          [
+            ...ADAPTER_COLUMNS.map(
+              (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
+            ),
+            sql`${columns[ADAPTER_COLUMNS.length]}::int8[]`,
+          ],
+        )}) as r(${sql.join([...ADAPTER_COLUMNS.map((column) => sql.ref(column)), sql.ref('at_epoch')])})
+        where r.at_epoch is null or r.at_epoch = ${changeEpochColumn()}`,
       )
       .onConflict((conflict) =>
         conflict
@@ -225,27 +231,115 @@ const upsertAdapterRowArrays = precompiled(
               ]),
             ),
           ),
-      ),
-  ADAPTER_COLUMNS.length,
+      )
+      // The epoch as the statement saw it (one snapshot for the whole statement), once per row written.
+      .returning(changeEpochColumn().as('seen_epoch')),
+  ADAPTER_COLUMNS.length + 1,
 );
 
 /**
- * The rows of several requests in one statement (PostgreSQL). A row saved twice in the turn (a
- * session two requests saved) is written once, as the later save left it, which is what writing
- * them one after the other would leave; one statement may not replace a row twice. Rows go in key
- * order, so that two such statements that touch the same rows take their locks in the same order.
+ * One request's rows, and the change epoch they are written at: `null`, whatever it is; a number,
+ * only while the epoch is still that one (the `save_bearer` stage decided with the applications of
+ * that epoch, src/oidc/save-bearer.ts).
  */
-async function writeAdapterRowsTogether(db: Db, items: ReadonlyArray<readonly AdapterRow[]>): Promise<void> {
-  const byKey = new Map<string, AdapterRow>();
-  for (const rows of items) for (const row of rows) byKey.set(`${row.model} ${row.id}`, row);
-  const rows = [...byKey.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
-  await upsertAdapterRowArrays.execute(
-    db,
-    ...ADAPTER_COLUMNS.map((column) => rows.map((row) => row[column])),
-  );
+export interface RowsAtEpoch {
+  rows: readonly AdapterRow[];
+  epoch: number | null;
 }
 
-const rowWritesOf = new WeakMap<WriteBatch, (rows: readonly PayloadRow[]) => Promise<void>>();
+/**
+ * The rows of several requests in one statement (PostgreSQL), each item true when its rows were
+ * written. A row saved twice in the turn (a session two requests saved) is written once, as the
+ * later save left it, which is what writing them one after the other would leave; one statement may
+ * not replace a row twice. Rows go in key order, so that two such statements that touch the same rows
+ * take their locks in the same order.
+ */
+async function writeAdapterRowsTogether(db: Db, items: readonly RowsAtEpoch[]): Promise<boolean[]> {
+  const byKey = new Map<string, { row: AdapterRow; epoch: number | null }>();
+  for (const { rows, epoch } of items)
+    for (const row of rows) byKey.set(`${row.model} ${row.id}`, { row, epoch });
+  const writes = [...byKey.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, write]) => write);
+  const answer = await upsertAdapterRowArrays.takeFirst(
+    db,
+    ...ADAPTER_COLUMNS.map((column) => writes.map(({ row }) => row[column])),
+    writes.map(({ epoch }) => epoch),
+  );
+  // No row written: every row named an epoch, and the epoch was none of them.
+  const seen = epochValue(answer?.seen_epoch);
+  const written = (epoch: number | null) => epoch === null || (seen !== undefined && epoch === seen);
+  return items.map(({ rows }) => rows.every((row) => written(byKey.get(`${row.model} ${row.id}`)!.epoch)));
+}
+
+/**
+ * One row written as `writePayloadRow` writes it, only while the change epoch is `epoch` (SQLite: in
+ * the write's transaction, where no other writer can move it before the commit).
+ */
+const upsertAdapterRowAtEpoch = precompiled(
+  (db: Db, epoch: number, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
+    db
+      .insertInto('oidc_payload')
+      .columns([...ADAPTER_COLUMNS])
+      .expression(sql`select ${sql.join(values)} where ${changeEpochColumn()} = ${epoch}`)
+      .onConflict((conflict) =>
+        conflict
+          .columns(['model', 'id'])
+          .doUpdateSet((eb) =>
+            Object.fromEntries(
+              ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
+                column,
+                eb.ref(`excluded.${column}`),
+              ]),
+            ),
+          ),
+      ),
+  ADAPTER_COLUMNS.length + 1,
+);
+
+/** One request's rows written alone (as `writePayloadRows`), true when they were (see `RowsAtEpoch`). */
+async function writeRowsAtEpoch(db: Db, { rows, epoch }: RowsAtEpoch): Promise<boolean> {
+  if (epoch === null) {
+    await writePayloadRows(db, rows);
+    return true;
+  }
+  if (isPostgres(db)) return (await writeAdapterRowsTogether(db, [{ rows, epoch }]))[0]!;
+  let written = true;
+  for (const row of rows) {
+    const result = await upsertAdapterRowAtEpoch.execute(
+      db,
+      epoch,
+      ...ADAPTER_COLUMNS.map((column) => row[column]),
+    );
+    written &&= Number(result.numAffectedRows ?? 0) > 0;
+  }
+  return written;
+}
+
+interface RowWrites {
+  any: (rows: readonly PayloadRow[]) => Promise<void>;
+  atEpoch: (item: RowsAtEpoch) => Promise<boolean>;
+}
+const rowWritesOf = new WeakMap<WriteBatch, RowWrites>();
+
+function rowWrites(writes: WriteBatch): RowWrites {
+  let found = rowWritesOf.get(writes);
+  if (!found) {
+    const merged = writes.merging<RowsAtEpoch, boolean>({
+      together: writeAdapterRowsTogether,
+      alone: writeRowsAtEpoch,
+    });
+    found = {
+      any: async (rows) => {
+        if (rows.length > 0 && rows.every(isAdapterRow)) await merged({ rows, epoch: null });
+        else await writes.run((db) => writePayloadRows(db, rows));
+      },
+      atEpoch: merged,
+    };
+    rowWritesOf.set(writes, found);
+  }
+  return found;
+}
 
 /**
  * Writes one request's rows (as `writePayloadRows`) through `writes`, merged with the rows other
@@ -254,19 +348,19 @@ const rowWritesOf = new WeakMap<WriteBatch, (rows: readonly PayloadRow[]) => Pro
  * batch, so that the adapter's saves and the token responses' rows merge with each other.
  */
 export function payloadRowWrites(writes: WriteBatch): (rows: readonly PayloadRow[]) => Promise<void> {
-  let write = rowWritesOf.get(writes);
-  if (!write) {
-    const merged = writes.merging<readonly AdapterRow[]>({
-      together: writeAdapterRowsTogether,
-      alone: writePayloadRows,
-    });
-    write = (rows) =>
-      rows.length > 0 && rows.every(isAdapterRow)
-        ? merged(rows)
-        : writes.run((db) => writePayloadRows(db, rows));
-    rowWritesOf.set(writes, write);
-  }
-  return write;
+  return rowWrites(writes).any;
+}
+
+/**
+ * Writes one request's rows as `payloadRowWrites` does, merged with them, only while the change epoch
+ * is still `epoch` (the rows' check and write are one statement, and on SQLite in the transaction
+ * that commits them): false, and nothing written, once it has moved.
+ */
+export function payloadRowWritesAtEpoch(
+  writes: WriteBatch,
+): (rows: readonly AdapterRow[], epoch: number) => Promise<boolean> {
+  const { atEpoch } = rowWrites(writes);
+  return (rows, epoch) => atEpoch({ rows, epoch });
 }
 
 const findById = precompiled((db: Db, model: string, id: string) =>

@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { isDatabaseUnavailable } from '../../src/db/errors.ts';
-import { type WriteDb, writeBatch } from '../../src/db/write-batch.ts';
+import { type WriteDb, unbatchedWrites, writeBatch } from '../../src/db/write-batch.ts';
+import { raiseChangeEpoch, readChangeEpoch } from '../../src/db/change-epoch.ts';
 import {
   type PayloadRow,
   payloadConsumes,
   payloadRowWrites,
+  payloadRowWritesAtEpoch,
   writePayloadRow,
   writePayloadRows,
 } from '../../src/tokens/store.ts';
@@ -203,6 +205,46 @@ describe(`the write batch (${testDatabaseKind})`, () => {
     await Promise.all([again, other]);
     assert.equal(await payloadOf('merge-b'), '{"saved":3}');
     assert.deepEqual(await stored(['merge-b', 'merge-d']), ['merge-b', 'merge-d']);
+  });
+
+  it('writes rows at a change epoch only while it stands, merged with the other rows of the turn', async () => {
+    const { batch, flush } = manualBatch();
+    const atEpoch = payloadRowWritesAtEpoch(batch);
+    const write = payloadRowWrites(batch);
+    const epoch = await readChangeEpoch(handle.db);
+    let results: Array<Promise<boolean | void>> = [];
+    const texts = await payloadWritesDuring(async () => {
+      results = [
+        atEpoch([row('epoch-a')], epoch),
+        // Decided with the applications of an epoch that has moved on since: not written.
+        atEpoch([row('epoch-b')], epoch - 1),
+        write([row('epoch-c')]),
+      ];
+      await flush();
+    });
+    assert.deepEqual(await Promise.all(results), [true, false, undefined]);
+    assert.deepEqual(await stored(['epoch-a', 'epoch-b', 'epoch-c']), ['epoch-a', 'epoch-c']);
+    // SQLite: each item is one write of the batch's transaction.
+    assert.equal(texts.length, handle.kind === 'postgres' ? 1 : 3);
+
+    // The epoch moves (an application changed, by any writer): a row at the old epoch is not written,
+    // alone or merged, through the batch or on the connection.
+    await handle.db.transaction().execute((trx) => raiseChangeEpoch(trx));
+    const alone = atEpoch([row('epoch-d')], epoch);
+    await flush();
+    assert.equal(await alone, false);
+    const merged = [atEpoch([row('epoch-e')], epoch), atEpoch([row('epoch-f')], epoch + 1)];
+    await flush();
+    assert.deepEqual(await Promise.all(merged), [false, true]);
+    const direct = payloadRowWritesAtEpoch(unbatchedWrites(handle.db));
+    assert.deepEqual(
+      [await direct([row('epoch-g')], epoch), await direct([row('epoch-h')], epoch + 1)],
+      [false, true],
+    );
+    assert.deepEqual(await stored(['epoch-d', 'epoch-e', 'epoch-f', 'epoch-g', 'epoch-h']), [
+      'epoch-f',
+      'epoch-h',
+    ]);
   });
 
   it('fails only the request whose rows the database refuses; the others of its turn are stored', async () => {

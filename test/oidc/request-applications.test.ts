@@ -102,6 +102,16 @@ describe(`applications kept in memory while the change epoch stands, one lookup 
     return { result, calls, sql: statements.count - before, epochReads: statements.epochReads - epochBefore };
   }
 
+  const storedClientCredentials = async (clientId: string) =>
+    (
+      await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select('id')
+        .where('model', '=', 'ClientCredentials')
+        .where('client_id', '=', clientId)
+        .execute()
+    ).length;
+
   /** A write through another path (as another instance or a CLI command would make) moves the epoch. */
   const moveEpoch = () => server.app.database.db.transaction().execute((trx) => raiseChangeEpoch(trx));
 
@@ -175,7 +185,7 @@ describe(`applications kept in memory while the change epoch stands, one lookup 
     });
   }
 
-  it('loads a client_credentials application once after a change, and reads the epoch once more right before saving the token', async () => {
+  it('loads a client_credentials application once after a change, and writes the token at the epoch the request read instead of reading it again', async () => {
     const machine = await seedClient(server, harness, {
       grantTypes: ['client_credentials'],
       redirectUris: [],
@@ -186,16 +196,49 @@ describe(`applications kept in memory while the change epoch stands, one lookup 
     const accessToken = String(issued.result.body.access_token);
     harness.registerSecret(accessToken, 'access token');
     assert.ok(isJwt(accessToken), 'the format is the application setting');
+    // The client lookup reads the epoch; save_bearer decides with the application of that epoch and
+    // the token's write checks that the epoch still stands (no read of its own).
     assert.deepEqual(
       [issued.calls, issued.sql, issued.epochReads],
-      [1, 1, 2],
+      [1, 1, 1],
       'client_credentials: lookups, statements, epoch reads',
     );
 
     const again = await loadsDuring(() => tokenRequest(machine, { grant_type: 'client_credentials' }));
     assert.equal(again.result.status, 200, JSON.stringify(again.result.body));
     harness.registerSecret(String(again.result.body.access_token), 'access token');
-    assert.deepEqual([again.calls, again.sql, again.epochReads], [0, 0, 2], 'client_credentials, kept');
+    assert.deepEqual([again.calls, again.sql, again.epochReads], [0, 0, 1], 'client_credentials, kept');
+
+    // The epoch moves while the request runs (after the client lookup read it, before the token's
+    // write): the write refuses, writes nothing, and save_bearer decides again from a fresh read of
+    // the epoch, which loads the application again; the token is issued once.
+    await moveEpoch();
+    const service = server.app.applications;
+    const lookup = service.findByClientId;
+    let armed = true;
+    service.findByClientId = async (clientId: string) => {
+      const found = await lookup.call(service, clientId);
+      if (armed && clientId === machine.clientId) {
+        armed = false;
+        await moveEpoch();
+      }
+      return found;
+    };
+    const storedBefore = await storedClientCredentials(machine.clientId);
+    try {
+      const moved = await loadsDuring(() => tokenRequest(machine, { grant_type: 'client_credentials' }));
+      assert.equal(moved.result.status, 200, JSON.stringify(moved.result.body));
+      harness.registerSecret(String(moved.result.body.access_token), 'access token');
+      assert.equal(armed, false);
+      assert.deepEqual(
+        [moved.calls, moved.sql, moved.epochReads],
+        [2, 2, 2],
+        'client_credentials, the epoch moved before the write',
+      );
+    } finally {
+      service.findByClientId = lookup;
+    }
+    assert.equal(await storedClientCredentials(machine.clientId), storedBefore + 1, 'one token written');
 
     const introspected = await loadsDuring(() => introspect(server, machine, accessToken));
     assert.equal(introspected.result.active, true);
