@@ -5,6 +5,7 @@ import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { type WriteDb, unbatchedWrites, writeBatch } from '../../src/db/write-batch.ts';
 import { raiseChangeEpoch, readChangeEpoch } from '../../src/db/change-epoch.ts';
 import {
+  type AdapterRow,
   type PayloadRow,
   payloadConsumes,
   payloadRowWrites,
@@ -16,7 +17,7 @@ import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from
 import { watchStatements } from '../helpers/statements.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
-function row(id: string): PayloadRow {
+function row(id: string): PayloadRow & AdapterRow {
   return {
     model: 'ClientCredentials',
     id,
