@@ -27,7 +27,8 @@ import {
 } from '../tokens/store.ts';
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
 import { KEPT_MODELS } from './kept-rows.ts';
-import { currentRequest } from './provider-internals.ts';
+import type { OwnCodes } from './own-codes.ts';
+import { currentRequest, revokeGrantAsProvider } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
 /**
@@ -340,10 +341,12 @@ export class KyselyAdapter implements Adapter {
   readonly #hooks: AdapterWriteHooks;
   readonly #lookup: BearerLookup | undefined;
   readonly #writes: WriteBatch | undefined;
+  readonly #own: OwnCodes | undefined;
 
   /**
    * `lookup`, shared by the adapters of one provider, lets one request's concurrent finds share a
-   * query; `writes`, rows saved by concurrent requests share a commit (src/db/write-batch.ts).
+   * query; `writes`, rows saved by concurrent requests share a commit (src/db/write-batch.ts); `own`,
+   * the codes and refresh tokens this process wrote, found without a read (own-codes.ts).
    */
   constructor(
     model: string,
@@ -352,6 +355,7 @@ export class KyselyAdapter implements Adapter {
     hooks: AdapterWriteHooks = {},
     lookup?: BearerLookup,
     writes?: WriteBatch,
+    own?: OwnCodes,
   ) {
     this.model = model;
     this.#db = db;
@@ -359,6 +363,7 @@ export class KyselyAdapter implements Adapter {
     this.#hooks = hooks;
     this.#lookup = lookup;
     this.#writes = writes;
+    this.#own = own;
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
@@ -396,6 +401,8 @@ export class KyselyAdapter implements Adapter {
     } else {
       if (this.#hooks.deferWrite?.(row)) return;
       await (this.#writes ? payloadRowWrites(this.#writes)([row]) : writePayloadRow(this.#db, row));
+      // A code or refresh token written now (a held-back one is kept once written, code-exchange.ts).
+      this.#own?.wrote([row], this.#now());
     }
     if (KEPT_MODELS.has(this.model)) {
       this.#lookup?.wrote(
@@ -433,9 +440,11 @@ export class KyselyAdapter implements Adapter {
     // it up by its whole value would be a statement of its own beside the access-token lookup by `jti`.
     if (this.model === 'RefreshToken' && structuredTokenId(id) !== undefined) return undefined;
     const key = storageIdOfPresented(jti ?? id);
-    const row = await (this.#lookup
-      ? this.#lookup.find(this.#db, this.model, key)
-      : findPayload(this.#db, this.model, key));
+    const row =
+      this.#own?.take(currentRequest(), this.model, key, this.#now()) ??
+      (await (this.#lookup
+        ? this.#lookup.find(this.#db, this.model, key)
+        : findPayload(this.#db, this.model, key)));
     if (row?.format === 'jwt') {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = sha256Hex(id);
@@ -470,15 +479,48 @@ export class KyselyAdapter implements Adapter {
    * consumes of one turn go in one statement on PostgreSQL (`payloadConsumes`).
    */
   async consume(id: string): Promise<void> {
+    const key = storageId(id);
     const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
     const consumed = consumeCode
-      ? await consumeCode({ value: id, id: storageId(id), at: this.#now() })
+      ? await consumeCode({ value: id, id: key, at: this.#now() })
       : this.#writes
-        ? await payloadConsumes(this.#writes)({ model: this.model, id: storageId(id), at: this.#now() })
-        : (await consumePayload(this.#db, this.model, storageId(id), this.#now())) !== undefined;
+        ? await payloadConsumes(this.#writes)({ model: this.model, id: key, at: this.#now() })
+        : (await consumePayload(this.#db, this.model, key, this.#now())) !== undefined;
     if (!consumed) {
+      const ctx = currentRequest();
+      const takenAt = this.#own?.takenAt(ctx, this.model, key);
+      if (ctx && takenAt !== undefined) await this.#refusedOwn(ctx, id, key, takenAt);
       throw new errors.InvalidGrant('grant already used or revoked');
     }
+  }
+
+  /**
+   * A code or refresh token found in memory (own-codes.ts) whose consume failed: the row is read now,
+   * and what the provider would have done had it read that row at the find (at `takenAt`) is done.
+   * Revoked or gone: not found. Consumed by then (a replay, e.g. of a token another process redeemed):
+   * the provider's replay answer, the grant revoked (and the refresh token itself destroyed). Consumed
+   * later: a concurrent redemption that won, refused as by the consume.
+   */
+  async #refusedOwn(
+    ctx: NonNullable<ReturnType<typeof currentRequest>>,
+    id: string,
+    key: string,
+    takenAt: number,
+  ) {
+    const label = this.model === 'RefreshToken' ? 'refresh token' : 'authorization code';
+    const row = await findPayload(this.#db, this.model, key);
+    if (!row || row.revoked_at !== null) throw new errors.InvalidGrant(`${label} not found`);
+    if (row.consumed_at === null || row.consumed_at > takenAt) return;
+    const { grantId } = JSON.parse(row.payload) as { grantId?: string };
+    if (this.model === 'RefreshToken') {
+      // oidc-provider's refresh_token grant on a consumed token (the token it found is its entity).
+      const token = ctx.oidc.entities.RefreshToken;
+      await Promise.all([token ? token.destroy() : this.destroy(id), revokeGrantAsProvider(ctx, grantId)]);
+      throw new errors.InvalidGrant('refresh token already used');
+    }
+    // oidc-provider's consumeGrantSource on a consumed code.
+    await revokeGrantAsProvider(ctx, grantId);
+    throw new errors.InvalidGrant('authorization code already consumed');
   }
 
   async destroy(id: string): Promise<void> {

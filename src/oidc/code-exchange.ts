@@ -5,6 +5,7 @@ import type { Logger } from '../logging/logger.ts';
 import type { IssuedCodes } from '../tokens/issued-codes.ts';
 import type { PayloadRow } from '../tokens/store.ts';
 import type { AdapterWriteHooks } from './adapter.ts';
+import type { OwnCodes } from './own-codes.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
@@ -24,6 +25,9 @@ import { RequestMemo } from './request-memo.ts';
  * provider renews a session's expiry on every request; the adapter skips a save that changes nothing,
  * its expiry in the same second) go in one statement once the response is
  * built; if that fails the response becomes an error without the code.
+ *
+ * Once written, the codes and refresh tokens among the held rows are kept in memory until their
+ * redemption (own-codes.ts), so that it does not read them back; tokens written revoked are not.
  */
 export interface CodeExchangeHooks {
   /** Handed to the `KyselyAdapter`s of the provider. */
@@ -63,6 +67,7 @@ function holdsBack(ctx: Pick<KoaContextWithOIDC, 'oidc'> | undefined, model: str
 export function codeExchangeHooks(
   issuedCodes: IssuedCodes,
   logger: Pick<Logger, 'error'>,
+  ownCodes?: OwnCodes,
   now: () => number = Date.now,
 ): CodeExchangeHooks {
   const exchanges = new RequestMemo<'exchange', CodeExchange>();
@@ -88,14 +93,20 @@ export function codeExchangeHooks(
    * Writes a token response's held rows before a byte of it is sent; if that fails, the response
    * becomes a `server_error` (or, when the database is down or busy, the outer layer's 503).
    */
-  async function storeTokens(ctx: Koa.Context, write: () => Promise<void>, what: string): Promise<void> {
+  async function storeTokens(
+    ctx: Koa.Context,
+    write: () => Promise<boolean>,
+    what: string,
+  ): Promise<boolean> {
     try {
-      await write();
+      return await write();
     } catch (error) {
-      if (noteDatabaseUnavailable(ctx, error)) return;
-      logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
-      ctx.status = 500;
-      ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
+      if (!noteDatabaseUnavailable(ctx, error)) {
+        logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
+        ctx.status = 500;
+        ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
+      }
+      return false;
     }
   }
 
@@ -113,6 +124,7 @@ export function codeExchangeHooks(
     if (provided.oidc && isAuthorization(provided) && exchange.rows.length > 0) {
       try {
         await issuedCodes.writeRows(exchange.rows);
+        ownCodes?.wrote(exchange.rows, now());
       } catch (error) {
         ctx.remove('Location');
         // A database that is down or busy: answered 503 "try again" by the outer layer.
@@ -126,7 +138,12 @@ export function codeExchangeHooks(
     }
     if (provided.oidc && isRefresh(provided) && exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      await storeTokens(ctx, () => issuedCodes.writeRows(exchange.rows), 'refresh');
+      const stored = await storeTokens(
+        ctx,
+        () => issuedCodes.writeRows(exchange.rows).then(() => true),
+        'refresh',
+      );
+      if (stored) ownCodes?.wrote(exchange.rows, now());
       return;
     }
     if (!provided.oidc || !isCodeExchange(provided)) return;
@@ -134,7 +151,13 @@ export function codeExchangeHooks(
     if (typeof code !== 'string' || code.length === 0) return;
     if (exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      await storeTokens(ctx, () => issuedCodes.storeExchangedTokens(code, exchange.rows), 'code exchange');
+      // Tokens written revoked (the code was replayed meanwhile) are not kept.
+      const stored = await storeTokens(
+        ctx,
+        async () => !(await issuedCodes.storeExchangedTokens(code, exchange.rows)),
+        'code exchange',
+      );
+      if (stored) ownCodes?.wrote(exchange.rows, now());
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;

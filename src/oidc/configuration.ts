@@ -6,6 +6,7 @@ import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
+import type { OwnCodes } from './own-codes.ts';
 import { bearerLookup, KyselyAdapter, type AdapterWriteHooks, type LookupEpochs } from './adapter.ts';
 import type { ChangeEpochs } from './change-epoch-cache.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
@@ -41,6 +42,8 @@ export interface ProviderConfigurationDependencies {
   changeEpochs?: LookupEpochs & Pick<ChangeEpochs, 'ofRequest'>;
   /** Where the adapters write the rows they save (src/db/write-batch.ts); at once when absent. */
   writes?: WriteBatch;
+  /** The codes and refresh tokens this process wrote, found without a read (own-codes.ts). */
+  ownCodes?: OwnCodes;
 }
 
 /** Lifetimes the spec does not make configurable. */
@@ -106,7 +109,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
         ? clientAdapter
         : guardBearerSaves(
             name,
-            new KyselyAdapter(name, db, undefined, deps.adapterHooks, lookup, deps.writes),
+            new KyselyAdapter(name, db, undefined, deps.adapterHooks, lookup, deps.writes, deps.ownCodes),
           ),
     clients: [],
     jwks: deps.jwks as Configuration['jwks'],

@@ -20,7 +20,8 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  *   (`covers`): a row read before a change the process has already processed would never be dropped.
  * - This process's own writes drop what they touch at once and refuse to keep rows whose load began
  *   before they completed, so that a request reads its own writes even after its log read.
- * - Codes and refresh tokens are redeemed once: they are never kept. Misses are never kept.
+ * - Codes and refresh tokens are redeemed once: they are never kept here (those this process wrote
+ *   are, as written, until their redemption: own-codes.ts). Misses are never kept.
  * - At most `max` rows: the oldest kept goes first.
  *
  * The same reads of the log keep users' profiles up to date (`profiles`, kept-profiles.ts).

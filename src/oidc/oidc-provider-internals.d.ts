@@ -21,6 +21,9 @@ declare module 'oidc-provider/lib/helpers/certificate_thumbprint.js' {
 declare module 'oidc-provider/lib/helpers/configuration_result.js' {
   export function account<T>(value: T): T;
 }
+declare module 'oidc-provider/lib/helpers/revoke.js' {
+  export default function revoke(ctx: unknown, grantId: string | undefined): Promise<void>;
+}
 declare module 'oidc-provider/lib/helpers/validate_dpop.js' {
   export default function dpopValidate(
     provider: unknown,

@@ -23,6 +23,7 @@ import { installDigestSecretComparison } from './client-auth.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { codeExchangeHooks } from './code-exchange.ts';
+import { OwnCodes } from './own-codes.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
 import { endSessionConfirm } from './end-session-confirm.ts';
@@ -149,6 +150,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
 
   // Rows saved by concurrent requests, committed together on SQLite.
   const writes = writeBatch(db, deps.databaseKind);
+  // The codes and refresh tokens this process wrote, redeemed without reading them back.
+  const ownCodes = new OwnCodes();
   // The issued-code audit and code-reuse detection around the code exchange.
   const codeExchange = codeExchangeHooks(
     createIssuedCodes({
@@ -160,6 +163,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       logger: log,
     }),
     log,
+    ownCodes,
   );
 
   // What runs once the provider has answered, in one layer: introspection's audit event, then the
@@ -191,6 +195,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
         adapterHooks: codeExchange.adapterHooks,
         changeEpochs: epochs,
         writes,
+        ownCodes,
       }),
     );
     provider.proxy = config.trustProxy;

@@ -69,8 +69,11 @@ export interface IssuedCodes {
    * it was consumed or revoked already.
    */
   consumeCode(value: string, id: string, at: number): Promise<boolean>;
-  /** Step 3: the token rows and their ids on the audit row, in one transaction. Throws on failure. */
-  storeExchangedTokens(code: string, rows: readonly PayloadRow[]): Promise<void>;
+  /**
+   * Step 3: the token rows and their ids on the audit row, in one transaction; true when the code was
+   * replayed meanwhile (the tokens were written revoked). Throws on failure.
+   */
+  storeExchangedTokens(code: string, rows: readonly PayloadRow[]): Promise<boolean>;
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
   judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
   /**
@@ -171,6 +174,7 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
         'code_reuse',
       );
     }
+    return replayed;
   };
 
   const judgeRefusedCode: IssuedCodes['judgeRefusedCode'] = async (code, callerClientId, startedAt) => {

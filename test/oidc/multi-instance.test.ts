@@ -3,6 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { AuditRecord } from '../../src/audit/events.ts';
+import { sha256Hex } from '../../src/logging/secrets.ts';
+import { storageId } from '../../src/tokens/store.ts';
 import { spawnCli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
@@ -50,6 +53,9 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
       startServer({ issuer, keys: { reloadIntervalMs: 200 } }, { database, port });
     a = await start(portA);
     b = await start(portB);
+    for (const instance of [a, b]) {
+      instance.app.audit.subscribe({ name: 'test', receive: (record) => void published.push(record) });
+    }
     user = await seedUser(a);
     const seeded = await seedApp(a);
     client = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
@@ -208,6 +214,133 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     assert.equal(reuse.body.error, 'invalid_grant');
     assert.equal((await introspect(b, second.access_token)).active, false);
     assert.equal((await introspect(b, second.refresh_token)).active, false);
+  });
+
+  /** The audit records of both instances, in the order published. */
+  const published: AuditRecord[] = [];
+  /**
+   * What a replay left behind: its answer, whether its grant is still stored, the state of the
+   * grant's codes and tokens, and the audit records published since `from`, without ids and times.
+   */
+  async function replayAftermath(
+    answer: { status: number; body: Record<string, unknown> },
+    grantId: string,
+    from: number,
+  ) {
+    await Promise.all([a.app.audit.idle(), b.app.audit.idle()]);
+    const db = a.app.database.db;
+    const grant = await db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('model', '=', 'Grant')
+      .where('id', '=', storageId(grantId))
+      .executeTakeFirst();
+    const rows = await db
+      .selectFrom('oidc_payload')
+      .select(['model', 'consumed_at', 'revoked_reason'])
+      .where('grant_id', '=', grantId)
+      .execute();
+    return {
+      answer: { status: answer.status, error: answer.body.error },
+      grantStored: grant !== undefined,
+      rows: rows
+        .map(
+          (row) =>
+            `${row.model} ${row.consumed_at === null ? 'unused' : 'used'} ${row.revoked_reason ?? 'live'}`,
+        )
+        .sort(),
+      audit: published
+        .slice(from)
+        .map((record) =>
+          [
+            record.kind,
+            'reason' in record ? record.reason : '',
+            'token_type' in record ? record.token_type : '',
+          ]
+            .filter(Boolean)
+            .join(' '),
+        )
+        .sort(),
+    };
+  }
+  const grantOf = async (model: 'RefreshToken' | 'AuthorizationCode', value: string) =>
+    (
+      await a.app.database.db
+        .selectFrom('oidc_payload')
+        .select('grant_id')
+        .where('model', '=', model)
+        .where('id', '=', storageId(value))
+        .executeTakeFirstOrThrow()
+    ).grant_id!;
+
+  it('answers a replay of a refresh token at the instance that wrote it, after the other rotated it, as the other would', async () => {
+    const refresh = (instance: TestServer, value: string) =>
+      token(instance, { grant_type: 'refresh_token', refresh_token: value });
+    /** A refreshes `first` (written by A), then `replayAt` presents it again; returns the aftermath. */
+    const scenario = async (rotateAt: TestServer, replayAt: TestServer) => {
+      const { code, verifier } = await codeAcross([a]);
+      const first = await redeem(a, code, verifier);
+      const grantId = await grantOf('RefreshToken', first.refresh_token);
+      const rotated = await refresh(rotateAt, first.refresh_token);
+      assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+      await Promise.all([a.app.audit.idle(), b.app.audit.idle()]);
+      const from = published.length;
+      const replay = await refresh(replayAt, first.refresh_token);
+      const second = rotated.body as unknown as Tokens;
+      assert.equal((await introspect(a, second.access_token)).active, false);
+      assert.equal((await introspect(b, second.refresh_token)).active, false);
+      return replayAftermath(replay, grantId, from);
+    };
+    // Rotated at B and replayed at A, which wrote it and still holds it as unused in memory.
+    const fromMemory = await scenario(b, a);
+    // Rotated at A (which took it from memory) and replayed at B, which reads it from the database.
+    const fromDatabase = await scenario(a, b);
+    assert.deepEqual(fromMemory, fromDatabase);
+    assert.deepEqual(fromMemory.answer, { status: 400, error: 'invalid_grant' });
+    assert.equal(fromMemory.grantStored, false, 'the grant is gone, as the provider does on a reuse');
+    assert.ok(
+      fromMemory.rows.every((row) => !row.endsWith(' live')),
+      `every code and token of the grant revoked: ${fromMemory.rows.join(', ')}`,
+    );
+  });
+
+  it('answers a replay of a code at the instance that wrote it, after the other redeemed it, as the other would', async () => {
+    const exchange = (instance: TestServer, code: string, verifier: string) =>
+      token(instance, {
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+    const scenario = async (redeemAt: TestServer, replayAt: TestServer) => {
+      const { code, verifier } = await codeAcross([a]);
+      const grantId = await grantOf('AuthorizationCode', code);
+      const tokens = await redeem(redeemAt, code, verifier);
+      await Promise.all([a.app.audit.idle(), b.app.audit.idle()]);
+      const from = published.length;
+      const replay = await exchange(replayAt, code, verifier);
+      assert.equal((await introspect(a, tokens.access_token)).active, false);
+      assert.equal((await introspect(b, tokens.refresh_token)).active, false);
+      const reuse = await a.app.database.db
+        .selectFrom('issued_code')
+        .select('reuse_count')
+        .where('code_hash', '=', sha256Hex(code))
+        .executeTakeFirstOrThrow();
+      return { ...(await replayAftermath(replay, grantId, from)), reuseCount: reuse.reuse_count };
+    };
+    // Redeemed at B and replayed at A, which wrote the code and still holds it as unused in memory.
+    const fromMemory = await scenario(b, a);
+    // Redeemed at A (which took it from memory) and replayed at B, which reads it from the database.
+    const fromDatabase = await scenario(a, b);
+    assert.deepEqual(fromMemory, fromDatabase);
+    assert.deepEqual(fromMemory.answer, { status: 400, error: 'invalid_grant' });
+    assert.equal(fromMemory.reuseCount, 1);
+    assert.equal(fromMemory.grantStored, false, 'the grant is gone, as the provider does on a reuse');
+    assert.ok(fromMemory.audit.includes('code_reuse_detected'), fromMemory.audit.join(', '));
+    assert.ok(
+      fromMemory.rows.every((row) => !row.endsWith(' live')),
+      `every code and token of the grant revoked: ${fromMemory.rows.join(', ')}`,
+    );
   });
 
   it('serves a key rotation made through A from B within seconds: new kid in B’s JWKS and id_tokens, old id_tokens still verify', async () => {
