@@ -28,10 +28,15 @@ export interface RunningEngine {
   databaseCpuSeconds?(): number;
   /** The SQL statements the process has run so far, by text (with `--count-statements` only). */
   statements?(): Promise<StatementCounts>;
+  /** The bytes the process has allocated so far, by place (with `--count-allocation` only). */
+  allocation?(): Promise<StatementCounts>;
   stop(): Promise<void>;
 }
 
-/** What bench/statement-counter.ts reports: statements run so far, in all and by SQL text. */
+/**
+ * What bench/statement-counter.ts reports: statements run so far, in all and by SQL text; and what
+ * bench/allocation-counter.ts reports: bytes allocated so far, in all and by place.
+ */
 export interface StatementCounts {
   total: number;
   byText: Record<string, number>;
@@ -110,6 +115,8 @@ export interface AaOidcOptions {
   nodeArgs: readonly string[];
   /** Count the statements the server runs (bench/statement-counter.ts), through this file. */
   statementsFile?: string;
+  /** Count the bytes the server allocates (bench/allocation-counter.ts), through this file. */
+  allocationFile?: string;
   /** The PostgreSQL database aa-oidc uses, when its server runs on this machine (for its CPU time). */
   postgresDatabase?: string;
 }
@@ -146,8 +153,11 @@ export function postgresBackendCpu(database: string): () => number {
   };
 }
 
-/** Asks the counter in `pid` for its counts (SIGUSR2) and waits for the file it rewrites. */
-function statementReader(pid: number, file: string): () => Promise<StatementCounts> {
+/**
+ * Asks the counters in `pid` for their counts (SIGUSR2, which every counter loaded answers) and waits
+ * for the file one of them rewrites.
+ */
+function countsReader(pid: number, file: string): () => Promise<StatementCounts> {
   let seq = 0;
   return async () => {
     process.kill(pid, 'SIGUSR2');
@@ -164,22 +174,26 @@ function statementReader(pid: number, file: string): () => Promise<StatementCoun
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new Error('the statement counter did not answer');
+    throw new Error(`the counter writing ${file} did not answer`);
   };
 }
 
 /** `aa-oidc serve` as an operator runs it (`bin/aa-oidc.js`), its log lines going to `logFile`. */
 export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine> {
   const out = openSync(options.logFile, 'a');
-  const counter = options.statementsFile ? ['--import', path.join(ROOT, 'bench/statement-counter.ts')] : [];
+  const counters = [
+    ...(options.statementsFile ? ['--import', path.join(ROOT, 'bench/statement-counter.ts')] : []),
+    ...(options.allocationFile ? ['--import', path.join(ROOT, 'bench/allocation-counter.ts')] : []),
+  ];
   const child = spawn(
     process.execPath,
-    [...options.nodeArgs, ...counter, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
+    [...options.nodeArgs, ...counters, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
     {
       cwd: ROOT,
       env: {
         ...options.env,
         ...(options.statementsFile ? { BENCH_STATEMENT_COUNTS_FILE: options.statementsFile } : {}),
+        ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
       },
       stdio: ['ignore', out, out],
     },
@@ -200,7 +214,8 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       ...(options.postgresDatabase
         ? { databaseCpuSeconds: postgresBackendCpu(options.postgresDatabase) }
         : {}),
-      ...(options.statementsFile ? { statements: statementReader(child.pid!, options.statementsFile) } : {}),
+      ...(options.statementsFile ? { statements: countsReader(child.pid!, options.statementsFile) } : {}),
+      ...(options.allocationFile ? { allocation: countsReader(child.pid!, options.allocationFile) } : {}),
       stop,
     };
   } catch (error) {
@@ -215,21 +230,29 @@ export interface BareOptions {
   ttl: Record<string, number>;
   logFile: string;
   nodeArgs: readonly string[];
+  /** Count the bytes the engine allocates (bench/allocation-counter.ts), through this file. */
+  allocationFile?: string;
 }
 
 /** The bare oidc-provider of bench/bare-provider.ts. */
 export async function startBare(options: BareOptions): Promise<RunningEngine> {
   const out = openSync(options.logFile, 'a');
-  const child = spawn(process.execPath, [...options.nodeArgs, path.join(ROOT, 'bench/bare-provider.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      BENCH_BARE_PORT: String(options.port),
-      BENCH_BARE_CLIENT: JSON.stringify(options.client),
-      BENCH_BARE_TTL: JSON.stringify(options.ttl),
+  const counter = options.allocationFile ? ['--import', path.join(ROOT, 'bench/allocation-counter.ts')] : [];
+  const child = spawn(
+    process.execPath,
+    [...options.nodeArgs, ...counter, path.join(ROOT, 'bench/bare-provider.ts')],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
+        BENCH_BARE_PORT: String(options.port),
+        BENCH_BARE_CLIENT: JSON.stringify(options.client),
+        BENCH_BARE_TTL: JSON.stringify(options.ttl),
+      },
+      stdio: ['ignore', out, out],
     },
-    stdio: ['ignore', out, out],
-  });
+  );
   const origin = `http://127.0.0.1:${options.port}`;
   const stop = stopper(child);
   try {
@@ -242,6 +265,7 @@ export async function startBare(options: BareOptions): Promise<RunningEngine> {
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
+      ...(options.allocationFile ? { allocation: countsReader(child.pid!, options.allocationFile) } : {}),
       stop,
     };
   } catch (error) {

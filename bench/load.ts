@@ -38,6 +38,8 @@ export interface LoadOptions {
   databaseCpuSeconds?: () => number;
   /** The SQL statements the engine's process has run so far (to report statements per pass). */
   statements?: () => Promise<StatementCounts>;
+  /** The bytes the engine's process has allocated so far (to report allocation per pass). */
+  allocation?: () => Promise<StatementCounts>;
 }
 
 /** What one run measured: passes (requests, or whole flows) that succeeded, and their latencies. */
@@ -54,6 +56,8 @@ export interface LoadResult {
   databaseCpuSeconds?: number;
   /** The statements the engine ran during the run, by SQL text (when counted). */
   statements?: StatementCounts;
+  /** The bytes the engine allocated during the run, by place (when counted). */
+  allocation?: StatementCounts;
   /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
   latencies: number[];
   /** The first unexpected response, for the report (status and the start of the body). */
@@ -118,6 +122,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   }));
 
   const statementsBefore = await options.statements?.();
+  const allocationBefore = await options.allocation?.();
   const cpuBefore = options.cpuSeconds?.() ?? 0;
   const databaseCpuBefore = options.databaseCpuSeconds?.();
   const started = performance.now();
@@ -142,6 +147,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
   const databaseCpuAfter = options.databaseCpuSeconds?.();
   const statementsAfter = await options.statements?.();
+  const allocationAfter = await options.allocation?.();
   const statements =
     statementsBefore && statementsAfter ? subtractCounts(statementsAfter, statementsBefore) : undefined;
   return {
@@ -154,6 +160,9 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
       : {}),
     latencies,
     ...(statements ? { statements } : {}),
+    ...(allocationBefore && allocationAfter
+      ? { allocation: subtractCounts(allocationAfter, allocationBefore) }
+      : {}),
     ...(firstFailure ? { firstFailure } : {}),
   };
 }

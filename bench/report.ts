@@ -16,6 +16,8 @@ export interface Measurement {
   seconds: number;
   /** SQL statements the engine ran per unit, in all and by text (with `--count-statements`). */
   statementsPerUnit?: { total: number; byText: Record<string, number> };
+  /** Bytes the engine allocated per unit, in all and by place (with `--count-allocation`). */
+  allocationPerUnit?: { total: number; byText: Record<string, number> };
   firstFailure?: string;
 }
 
@@ -33,17 +35,24 @@ export function summarize(result: LoadResult): Measurement {
     seconds: result.seconds,
     ...(result.statements && result.completed > 0
       ? {
-          statementsPerUnit: {
-            total: result.statements.total / result.completed,
-            byText: Object.fromEntries(
-              Object.entries(result.statements.byText)
-                .sort(([, a], [, b]) => b - a)
-                .map(([text, n]) => [text, n / result.completed]),
-            ),
-          },
+          statementsPerUnit: perUnit(result.statements, result.completed),
         }
       : {}),
+    ...(result.allocation && result.completed > 0
+      ? { allocationPerUnit: perUnit(result.allocation, result.completed) }
+      : {}),
     ...(result.firstFailure ? { firstFailure: result.firstFailure } : {}),
+  };
+}
+
+function perUnit(counts: { total: number; byText: Record<string, number> }, units: number) {
+  return {
+    total: counts.total / units,
+    byText: Object.fromEntries(
+      Object.entries(counts.byText)
+        .sort(([, a], [, b]) => b - a)
+        .map(([text, n]) => [text, n / units]),
+    ),
   };
 }
 

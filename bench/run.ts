@@ -39,6 +39,7 @@ interface Options {
   fanoutUsers: number;
   cpuProf?: string;
   countStatements: boolean;
+  countAllocation: boolean;
   out: string;
   keep: boolean;
 }
@@ -99,6 +100,11 @@ function parseOptions(argv: string[]): Options {
     .option(
       '--count-statements',
       'count the SQL statements aa-oidc runs per unit (bench/statement-counter.ts, loaded into the server); printed with each measurement, and by SQL text in the JSON report',
+      false,
+    )
+    .option(
+      '--count-allocation',
+      "measure the bytes each engine allocates per unit, by place (bench/allocation-counter.ts, V8's sampling heap profiler, loaded into both servers); printed with each measurement, and in the JSON report",
       false,
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
@@ -266,6 +272,7 @@ async function main(): Promise<void> {
       logFile: path.join(workDir, 'aa-oidc.log'),
       nodeArgs,
       ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
+      ...(options.countAllocation ? { allocationFile: path.join(workDir, 'allocation.json') } : {}),
       ...(localPostgresDatabase(databaseUrl)
         ? { postgresDatabase: localPostgresDatabase(databaseUrl)! }
         : {}),
@@ -287,6 +294,7 @@ async function main(): Promise<void> {
       },
       logFile: path.join(workDir, 'bare.log'),
       nodeArgs: bareNodeArgs,
+      ...(options.countAllocation ? { allocationFile: path.join(workDir, 'bare-allocation.json') } : {}),
     });
     cleanups.push(() => engines.bare?.stop());
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -339,6 +347,14 @@ async function main(): Promise<void> {
           );
           for (const [text, n] of Object.entries(measured.statementsPerUnit?.byText ?? {}).slice(0, 12))
             progress(`    ${n.toFixed(2)} × ${text}`);
+          if (measured.allocationPerUnit)
+            progress(
+              `    allocated ${(measured.allocationPerUnit.total / 1024).toFixed(1)} KB/unit: ` +
+                Object.entries(measured.allocationPerUnit.byText)
+                  .slice(0, 10)
+                  .map(([place, bytes]) => `${place} ${(bytes / 1024).toFixed(1)}`)
+                  .join(', '),
+            );
         }
       }
       const best: WorkloadReport['best'] = {};

@@ -65,7 +65,7 @@ const formHeaders = (client: BenchClient) => ({ authorization: basicAuthorizatio
 function load(
   target: Target,
   steps: readonly Step[],
-  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'databaseCpuSeconds' | 'statements'>,
+  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'databaseCpuSeconds' | 'statements' | 'allocation'>,
 ): Promise<LoadResult> {
   return runLoad(steps, {
     ...options,
@@ -73,6 +73,7 @@ function load(
     cpuSeconds: target.engine.cpuSeconds,
     ...(target.engine.databaseCpuSeconds ? { databaseCpuSeconds: target.engine.databaseCpuSeconds } : {}),
     ...(target.engine.statements ? { statements: target.engine.statements } : {}),
+    ...(target.engine.allocation ? { allocation: target.engine.allocation } : {}),
   });
 }
 
@@ -229,6 +230,10 @@ export const WORKLOADS: readonly Workload[] = [
           total.statements = total.statements
             ? addCounts(total.statements, batch.statements)
             : batch.statements;
+        if (batch.allocation)
+          total.allocation = total.allocation
+            ? addCounts(total.allocation, batch.allocation)
+            : batch.allocation;
         if (batch.firstFailure) total.firstFailure ??= batch.firstFailure;
       }
       return total;
