@@ -4,7 +4,7 @@ import type { Directory, UserProfile } from '../directory/port.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { claimsFor } from './claims.ts';
+import { type Claims, type ClaimValue, claimsFor } from './claims.ts';
 import { idTokenClaims } from './id-token-claims.ts';
 import { loadOncePerRequest } from './request-memo.ts';
 
@@ -115,8 +115,33 @@ export function accountFor(
     // parameter release (its `claims` configuration is `scopeClaims()`, the same mapping). An
     // id_token gets them only when its application asks for them (id-token-claims.ts).
     claims: (use, _scope, requested) => {
-      const claims = claimsFor(profile, config.oidc.scopes, config.oidc);
+      const claims = accountClaims(profile, config.oidc);
       return use === 'id_token' ? idTokenClaims(claims, ctx?.oidc?.client, requested) : claims;
     },
   };
+}
+
+/** The claims built for a kept profile, with the configuration they were built with. */
+const claimsOfKeptProfiles = new WeakMap<UserProfile, { config: Config['oidc']; claims: Claims }>();
+
+/**
+ * The account's claims for every configured scope. A kept profile (kept-profiles.ts: frozen, the
+ * same object from request to request until the user changes) has them built once, frozen to the
+ * last member, and each call gets a copy of the top level (the provider picks from it); any other
+ * profile has them built at each call, as before.
+ */
+function accountClaims(profile: UserProfile, config: Config['oidc']): Claims {
+  if (!Object.isFrozen(profile)) return claimsFor(profile, config.scopes, config);
+  let built = claimsOfKeptProfiles.get(profile);
+  if (built?.config !== config) {
+    built = { config, claims: deepFrozen(claimsFor(profile, config.scopes, config)) };
+    claimsOfKeptProfiles.set(profile, built);
+  }
+  return { ...built.claims };
+}
+
+function deepFrozen<T extends Claims | ClaimValue>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  for (const member of Object.values(value)) deepFrozen(member as ClaimValue);
+  return Object.freeze(value);
 }

@@ -129,11 +129,13 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
       case 'client':
         return decideApplication(await applications.findByClientId(subject.clientId));
       case 'user': {
+        // A profile already loaded (findAccount's) needs no second look: only the application is awaited.
+        if (subject.profile) return decide(subject.profile, await applications.findByClientId(subject.clientId));
         const userId = userIdOf(subject.accountId);
         // The application and the user are read at once (on PostgreSQL, two queries in flight).
         const [app, profile] = await Promise.all([
           applications.findByClientId(subject.clientId),
-          subject.profile ?? (userId === null ? undefined : directory.profileById(userId)),
+          userId === null ? undefined : directory.profileById(userId),
         ]);
         // An unknown user passes no gate; like every global deny, this names no application.
         if (!profile) return { outcome: 'deny', reason: 'global' };

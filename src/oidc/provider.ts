@@ -47,26 +47,34 @@ import {
 import { perRequestApplicationLookup } from './request-applications.ts';
 import { observeProvider, type ObservabilityDependencies } from './token-events.ts';
 
-/** The routes `afterProviderResponse` looks at (relative to the issuer path). */
-const POST_PROCESSED_ROUTES = [
+/**
+ * A test of a path (relative to the issuer path, as the provider sees it) that is false when the
+ * provider cannot route it to any of `routes`. Its router matches a path by its upper-case form,
+ * character for character (an ASCII letter only from an ASCII letter), so the first character after
+ * the slash tells most other routes apart at once: the layers that only some routes need let the
+ * other requests pass without a step of their own.
+ */
+function mayRouteTo(routes: readonly string[]): (path: string) => boolean {
+  const first = new Set(routes.flatMap((route) => [route[1]!.toLowerCase(), route[1]!.toUpperCase()]));
+  return (path) => path.length > 1 && first.has(path[1]!);
+}
+
+/**
+ * False for a path the provider cannot route to introspection, discovery or the JWKS (what
+ * `afterProviderResponse` looks at): token, userinfo, authorization and logout requests among them.
+ */
+export const mayBeIntrospectionOrDiscovery = mayRouteTo([
   PROVIDER_ROUTES.introspection,
   PROVIDER_ROUTES.jwks,
   '/.well-known/openid-configuration',
-];
-/** The first character of their paths, in both cases. */
-const POST_PROCESSED_FIRST = new Set(
-  POST_PROCESSED_ROUTES.flatMap((route) => [route[1]!.toLowerCase(), route[1]!.toUpperCase()]),
-);
+]);
 
 /**
- * False for a path (relative to the issuer path, as the provider sees it) that the provider cannot
- * route to introspection, discovery or the JWKS. Its router matches a path by its upper-case form,
- * character for character (an ASCII letter only from an ASCII letter), so the first character after
- * the slash tells most other routes (token, userinfo, authorization, logout) apart at once.
+ * False for a path the provider cannot route to the token endpoint or an authorization request (the
+ * requests whose writes the code exchange holds back, code-exchange.ts): userinfo and introspection
+ * among them.
  */
-export function mayBeIntrospectionOrDiscovery(path: string): boolean {
-  return path.length > 1 && POST_PROCESSED_FIRST.has(path[1]!);
-}
+export const mayBeTokenOrAuthorization = mayRouteTo([PROVIDER_ROUTES.token, PROVIDER_ROUTES.authorization]);
 
 export interface OidcDependencies {
   config: Config;
@@ -205,7 +213,9 @@ export function createOidc(deps: OidcDependencies): Oidc {
     findClientsByMetadataObject(provider);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
-    provider.use(codeExchange.middleware);
+    provider.use((ctx, next) =>
+      mayBeTokenOrAuthorization(ctx.path) ? codeExchange.middleware(ctx, next) : next(),
+    );
     provider.use(afterProviderResponse);
     registerEndSessionStep(
       provider,

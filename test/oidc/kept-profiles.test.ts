@@ -139,6 +139,28 @@ describe(`users' profiles kept in memory while the change log names no change ($
     await server.app.directoryAdmin.updateUser({ id: pilot.id }, { email: 'changed-here@example.org' });
     assert.equal((await userinfo(server, accessToken)).body.email, 'changed-here@example.org');
   });
+
+  it('answers the claims of a kept profile as it built them the first time, and the groups another writer changed', async () => {
+    const pilot = await seedPilot(server, harness, ['Fleet']);
+    const { accessToken } = await codeFlow(server, harness, client, pilot);
+    const first = await userinfo(server, accessToken);
+    const kept = await statementsDuring(() => userinfo(server, accessToken));
+    assert.deepEqual(
+      kept.texts.filter((text) => READS_USER.test(text)),
+      [],
+    );
+    assert.deepEqual(kept.result.body, first.body, 'the same claims from the kept profile');
+    assert.deepEqual((await userinfo(server, accessToken)).body, first.body, 'and again');
+    assert.ok((first.body.groups as string[]).includes('Fleet'), JSON.stringify(first.body));
+    await sql`insert into user_group (user_id, group_id)
+      select ${pilot.id}, id from auth_group where name = 'Wing'`.execute(other.db);
+    const changed = await userinfo(server, accessToken);
+    assert.deepEqual(
+      (changed.body.groups as string[]).filter((name) => name === 'Fleet' || name === 'Wing'),
+      ['Fleet', 'Wing'],
+    );
+    assert.deepEqual({ ...changed.body, groups: first.body.groups }, first.body, 'only the groups changed');
+  });
 });
 
 /** The columns of `app_user` that are no part of a profile: their changes are not logged. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PROVIDER_ROUTES } from '../../src/oidc/mount.ts';
-import { mayBeIntrospectionOrDiscovery } from '../../src/oidc/provider.ts';
+import { mayBeIntrospectionOrDiscovery, mayBeTokenOrAuthorization } from '../../src/oidc/provider.ts';
 
 describe('the layer that runs once the provider has answered', () => {
   it('looks at every path the provider may route to introspection, discovery or the JWKS, in any case', () => {
@@ -26,5 +26,28 @@ describe('the layer that runs once the provider has answered', () => {
       '',
     ])
       assert.equal(mayBeIntrospectionOrDiscovery(route), false, route);
+  });
+});
+
+describe('the layer that holds back the writes of code exchanges, refreshes and authorization requests', () => {
+  it('looks at every path the provider may route to the token endpoint or an authorization, in any case', () => {
+    for (const route of [PROVIDER_ROUTES.token, PROVIDER_ROUTES.authorization]) {
+      for (const path of [route, route.replace(/\/$/, ''), route.toUpperCase(), `${route}x`])
+        assert.ok(mayBeTokenOrAuthorization(path), path);
+    }
+  });
+
+  it('lets userinfo, introspection, revocation, logout, discovery and the JWKS pass without a step', () => {
+    for (const route of [
+      PROVIDER_ROUTES.userinfo,
+      PROVIDER_ROUTES.introspection,
+      PROVIDER_ROUTES.revocation,
+      PROVIDER_ROUTES.end_session,
+      PROVIDER_ROUTES.jwks,
+      '/.well-known/openid-configuration',
+      '/',
+      '',
+    ])
+      assert.equal(mayBeTokenOrAuthorization(route), false, route);
   });
 });
