@@ -227,19 +227,25 @@ export function bearerLookup(
     return pending;
   };
   /**
-   * The rows kept under every key of `keys`, once this request's read of the change log has dropped
+   * The rows kept under both keys of `keys`, once this request's read of the change log has dropped
    * what changed (kept-rows.ts); undefined when one is not kept.
    */
-  const keptRows = async (ctx: object, keys: readonly string[]) => {
-    if (!kept || !epochs || !keys.every((key) => kept.peek(key))) return undefined;
+  const keptRows = async (ctx: object, keys: readonly [string, string]) => {
+    if (!kept || !epochs || !kept.peek(keys[0]) || !kept.peek(keys[1])) return undefined;
     await epochs.synced(ctx);
-    const rows = keys.map((key) => kept.peek(key));
-    return rows.every((found) => found !== undefined) ? rows : undefined;
+    const rows = [kept.peek(keys[0]), kept.peek(keys[1])] as const;
+    return rows[0] !== undefined && rows[1] !== undefined ? rows : undefined;
+  };
+  /** The rows kept under `key`, as `keptRows` for one key. */
+  const keptRowsOf = async (ctx: object, key: string) => {
+    if (!kept || !epochs || !kept.peek(key)) return undefined;
+    await epochs.synced(ctx);
+    return kept.peek(key);
   };
   const bearerRows = async (db: Kysely<Database>, ctx: object, id: string): Promise<BearerRows> => {
     const key = `bearer ${id}`;
-    const hit = await keptRows(ctx, [key]);
-    if (hit) return { rows: hit[0] as BearerRows['rows'], changeEpoch: undefined };
+    const hit = await keptRowsOf(ctx, key);
+    if (hit) return { rows: hit as BearerRows['rows'], changeEpoch: undefined };
     const ticket = kept?.ticket() ?? 0;
     const found = await findBearerPayloads(db, id);
     // The statement carried the change epoch: what this request reads from memory next is checked
@@ -262,21 +268,21 @@ export function bearerLookup(
       return column === 'id' ? findPayload(db, model, value) : findPayloadBy(db, model, 'uid', value);
     }
     const key = column === 'id' ? `${model} ${value}` : `${model} uid ${value}`;
-    const hit = await keptRows(ctx, [key]);
-    if (hit) return hit[0]![0];
+    const hit = await keptRowsOf(ctx, key);
+    if (hit) return hit[0];
     const ticket = kept.ticket();
     const found = await findPayloadWithPosition(db, model, column, value);
     kept.keep(key, found.rows, found.position, ticket);
     return found.rows[0];
   };
   const sessionAndGrant = async (db: Kysely<Database>, ctx: object, uid: string, grantKey: string) => {
-    const keys = [`Session uid ${uid}`, `Grant ${grantKey}`];
+    const keys = [`Session uid ${uid}`, `Grant ${grantKey}`] as const;
     const hit = await keptRows(ctx, keys);
     if (hit) return { session: hit[0]![0], grant: hit[1]![0] };
     const ticket = kept?.ticket() ?? 0;
     const found = await findSessionAndGrant(db, uid, grantKey);
-    if (found.session) kept?.keep(keys[0]!, [found.session], found.position, ticket);
-    if (found.grant) kept?.keep(keys[1]!, [found.grant], found.position, ticket);
+    if (found.session) kept?.keep(keys[0], [found.session], found.position, ticket);
+    if (found.grant) kept?.keep(keys[1], [found.grant], found.position, ticket);
     return found;
   };
   return {
