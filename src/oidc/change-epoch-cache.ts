@@ -88,28 +88,28 @@ export function createChangeEpochs(
 ): ProcessChangeEpochs {
   const noted = new RequestMemo<'epoch', number>();
   const shared = sharedEpochReads(() => (kept ? kept.sync(db) : readChangeEpoch(db)), schedule);
-  const read = loadOncePerRequest(shared);
   const readAtSave = loadOncePerRequest(shared);
   const note = (request: object | undefined, epoch: number | undefined) => {
     if (!request || epoch === undefined) return;
     const known = noted.peek(request, 'epoch');
     if (known === undefined || epoch > known) noted.set(request, 'epoch', epoch);
   };
-  // `synced` is awaited before every use of a kept row or profile (several per request): one promise
-  // per request answers them all (a failed read is forgotten with it, as `read` forgets it).
-  const syncedOnce = loadOncePerRequest(async (key: 'epoch', request) => {
-    const epoch = await read(request, key);
-    note(request, epoch);
-    return epoch;
-  });
+  // The request's one read (shared with the turn's other requests), noted: `synced` is awaited before
+  // every use of a kept row or profile (several per request), and `ofRequest` reads through it too,
+  // so one promise per request answers them all (a failed read is forgotten, and asked again).
+  const syncedOnce = loadOncePerRequest((_key: 'epoch', request) =>
+    shared().then((epoch) => {
+      note(request, epoch);
+      return epoch;
+    }),
+  );
   const synced = (request: object): Promise<number> => syncedOnce(request, 'epoch');
   return {
     note,
     async ofRequest(request) {
       const known = noted.peek(request, 'epoch');
       if (known !== undefined) return known;
-      const epoch = await read(request, 'epoch');
-      this.note(request, epoch);
+      const epoch = await synced(request);
       return noted.peek(request, 'epoch') ?? epoch;
     },
     async atSave(request) {
