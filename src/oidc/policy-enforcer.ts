@@ -130,7 +130,8 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
         return decideApplication(await applications.findByClientId(subject.clientId));
       case 'user': {
         // A profile already loaded (findAccount's) needs no second look: only the application is awaited.
-        if (subject.profile) return decide(subject.profile, await applications.findByClientId(subject.clientId));
+        if (subject.profile)
+          return decide(subject.profile, await applications.findByClientId(subject.clientId));
         const userId = userIdOf(subject.accountId);
         // The application and the user are read at once (on PostgreSQL, two queries in flight).
         const [app, profile] = await Promise.all([
