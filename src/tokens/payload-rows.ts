@@ -4,6 +4,7 @@ import type {
   Insertable,
   InsertObject,
   Kysely,
+  OnConflictBuilder,
   QueryCreator,
   Selectable,
   Transaction,
@@ -138,6 +139,20 @@ export function upsertPayloadRowsQuery(
     );
 }
 
+/** On a row stored under the same key: its adapter columns replaced by the new row's. */
+function replaceAdapterColumns(conflict: OnConflictBuilder<Database, 'oidc_payload'>) {
+  return conflict
+    .columns(['model', 'id'])
+    .doUpdateSet((eb) =>
+      Object.fromEntries(
+        ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
+          column,
+          eb.ref(`excluded.${column}`),
+        ]),
+      ),
+    );
+}
+
 /** The two rows a token response stores (an access and a refresh token), precompiled. */
 const upsertTwoAdapterRows = precompiled(
   (db: Db, ...values: Array<AdapterRow[keyof AdapterRow]>) =>
@@ -220,18 +235,7 @@ const upsertAdapterRowArrays = precompiled(
         )}) as r(${sql.join([...ADAPTER_COLUMNS.map((column) => sql.ref(column)), sql.ref('at_epoch')])})
         where r.at_epoch is null or r.at_epoch = ${changeEpochColumn()}`,
       )
-      .onConflict((conflict) =>
-        conflict
-          .columns(['model', 'id'])
-          .doUpdateSet((eb) =>
-            Object.fromEntries(
-              ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
-                column,
-                eb.ref(`excluded.${column}`),
-              ]),
-            ),
-          ),
-      )
+      .onConflict(replaceAdapterColumns)
       // The epoch as the statement saw it (one snapshot for the whole statement), once per row written.
       .returning(changeEpochColumn().as('seen_epoch')),
   ADAPTER_COLUMNS.length + 1,
@@ -282,18 +286,7 @@ const upsertAdapterRowAtEpoch = precompiled(
       .insertInto('oidc_payload')
       .columns([...ADAPTER_COLUMNS])
       .expression(sql`select ${sql.join(values)} where ${changeEpochColumn()} = ${epoch}`)
-      .onConflict((conflict) =>
-        conflict
-          .columns(['model', 'id'])
-          .doUpdateSet((eb) =>
-            Object.fromEntries(
-              ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
-                column,
-                eb.ref(`excluded.${column}`),
-              ]),
-            ),
-          ),
-      ),
+      .onConflict(replaceAdapterColumns),
   ADAPTER_COLUMNS.length + 1,
 );
 
