@@ -5,7 +5,7 @@ import { readLog } from '../../src/db/change-log.ts';
 import { KeptRows } from '../../src/oidc/kept-rows.ts';
 import { findPayloadWithPosition, pruneChangeLog, storageId } from '../../src/tokens/store.ts';
 import { connect, testDatabaseKind } from '../helpers/database.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
 import { statementsDuring } from '../helpers/statements.ts';
 import {
@@ -13,9 +13,7 @@ import {
   codeFlow,
   introspect,
   type Pilot,
-  seedClient,
-  seedDirectory,
-  seedPilot,
+  startPilotServer,
   userinfo,
 } from '../tokens/helpers.ts';
 
@@ -30,11 +28,7 @@ describe(`stored tokens, sessions and grants kept in memory while the change log
   let other: ReturnType<typeof connect>;
 
   before(async () => {
-    harness = createLeakHarness();
-    server = await startServer({}, { harness });
-    await seedDirectory(server);
-    pilot = await seedPilot(server, harness);
-    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    ({ harness, server, pilot, client } = await startPilotServer());
     other = connect(server.database);
   });
   after(async () => {

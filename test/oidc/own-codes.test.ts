@@ -4,9 +4,9 @@ import { OwnCodes } from '../../src/oidc/own-codes.ts';
 import type { PayloadRow } from '../../src/tokens/store.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import * as flows from '../helpers/flows.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import type { TestServer } from '../helpers/server.ts';
 import {
   authorize,
   type Client,
@@ -14,9 +14,7 @@ import {
   isActive,
   type Pilot,
   redeem,
-  seedClient,
-  seedDirectory,
-  seedPilot,
+  startPilotServer,
 } from '../tokens/helpers.ts';
 
 const NOW = 1_000_000;
@@ -133,11 +131,7 @@ describe(`redeeming what this process wrote (${testDatabaseKind})`, () => {
     flows.tokenRequest(server, client, { grant_type: 'refresh_token', refresh_token: value });
 
   before(async () => {
-    harness = createLeakHarness();
-    server = await startServer({}, { harness });
-    await seedDirectory(server);
-    pilot = await seedPilot(server, harness);
-    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    ({ harness, server, pilot, client } = await startPilotServer());
   });
   after(async () => {
     await harness.assertNoLeaks();

@@ -2,17 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import { type TestServer, startServer } from '../helpers/server.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
+import type { TestServer } from '../helpers/server.ts';
 import { watchStatements } from '../helpers/statements.ts';
 import {
   type Client,
   codeFlow,
   introspect,
   type Pilot,
-  seedClient,
-  seedDirectory,
-  seedPilot,
+  startPilotServer,
   userinfo,
 } from '../tokens/helpers.ts';
 
@@ -36,11 +34,7 @@ describe(`userinfo and introspection read a token's session and grant in one sta
   let reads: ReturnType<typeof recordPayloadReads>;
 
   before(async () => {
-    harness = createLeakHarness();
-    server = await startServer({}, { harness });
-    await seedDirectory(server);
-    pilot = await seedPilot(server, harness);
-    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    ({ harness, server, pilot, client } = await startPilotServer());
     reads = recordPayloadReads();
   });
   after(async () => {

@@ -4,10 +4,10 @@ import { type Kysely, sql } from 'kysely';
 import type { Database } from '../../src/db/schema.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import * as flows from '../helpers/flows.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import type { LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { Browser, REDIRECT_URI, startServer, type TestServer } from '../helpers/server.ts';
-import { type Client, codeFlow, type Pilot, seedClient, seedDirectory, seedPilot } from './helpers.ts';
+import { Browser, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
+import { type Client, codeFlow, type Pilot, startPilotServer } from './helpers.ts';
 
 /**
  * The rows a request holds back until its response is built (a refresh's two tokens, an
@@ -21,11 +21,7 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
   let pilot: Pilot;
 
   before(async () => {
-    harness = createLeakHarness();
-    server = await startServer({}, { harness });
-    await seedDirectory(server);
-    pilot = await seedPilot(server, harness);
-    client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    ({ harness, server, pilot, client } = await startPilotServer());
   });
   after(async () => {
     await harness.assertNoLeaks();

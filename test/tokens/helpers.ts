@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyResult } from 'jose';
 import type { ApplicationInput } from '../../src/applications/types.ts';
-import type { LeakHarness } from '../helpers/leak-harness.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import * as flows from '../helpers/flows.ts';
 import type { Client } from '../helpers/flows.ts';
-import { Browser, PASSWORD, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
+import { Browser, PASSWORD, REDIRECT_URI, startServer, type TestServer } from '../helpers/server.ts';
 
 export type { Client };
 
@@ -59,6 +59,23 @@ export async function seedClient(
   );
   harness.registerSecret(created.clientSecret!, `client secret of ${created.application.clientId}`);
   return { clientId: created.application.clientId, clientSecret: created.clientSecret! };
+}
+
+/** A server watched by a leak harness, with the directory, a pilot and an opaque-token client seeded. */
+export interface PilotServer {
+  harness: LeakHarness;
+  server: TestServer;
+  pilot: Pilot;
+  client: Client;
+}
+
+export async function startPilotServer(): Promise<PilotServer> {
+  const harness = createLeakHarness();
+  const server = await startServer({}, { harness });
+  await seedDirectory(server);
+  const pilot = await seedPilot(server, harness);
+  const client = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+  return { harness, server, pilot, client };
 }
 
 export interface Authorized {
