@@ -153,13 +153,25 @@ export function postgresBackendCpu(database: string): () => number {
   };
 }
 
+/** The `seq` of the counts in `file`, or 0 when there are none yet (or it is being written). */
+function seqOf(file: string): number {
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as { seq: number }).seq;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * Asks the counters in `pid` for their counts (SIGUSR2, which every counter loaded answers) and waits
- * for the file one of them rewrites.
+ * for the file one of them rewrites. Every counter answers every signal: with both counters loaded,
+ * the other reader's signal has rewritten this file meanwhile (counts as of that earlier moment), so
+ * only a rewrite newer than what the file holds when this signal is sent counts.
  */
 function countsReader(pid: number, file: string): () => Promise<StatementCounts> {
   let seq = 0;
   return async () => {
+    seq = Math.max(seq, seqOf(file));
     process.kill(pid, 'SIGUSR2');
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
