@@ -101,30 +101,43 @@ function sqliteInsertOf(size: number): string {
 }
 
 /**
- * PostgreSQL: a batch of events in a statement whose text does not depend on how many there are (one
- * array per column), so it is prepared once per connection; a `values` list would make a text, and a
- * parse, for every batch size.
+ * PostgreSQL: a batch of events in a statement whose text does not depend on how many there are, so
+ * it is prepared once per connection (a `values` list would make a text, and a parse, for every batch
+ * size). The batch is one JSON parameter, an array of one object per event (`PostgresAuditRow`), read
+ * by `json_to_recordset`: one array parameter per column made pg quote and escape every element into
+ * an array literal in JavaScript (each event's payload above all), where `JSON.stringify` escapes the
+ * whole batch natively.
  */
-const insertAuditArrays = precompiled(
-  (
-    db: Kysely<Database>,
-    recordedAt: readonly number[],
-    kinds: readonly string[],
-    userIds: ReadonlyArray<number | null>,
-    clientIds: ReadonlyArray<string | null>,
-    requestIds: ReadonlyArray<string | null>,
-    payloads: readonly string[],
-  ) =>
-    db
-      .insertInto('audit_event')
-      .columns(['recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
-      .expression(
-        sql`select r.recorded_at, r.kind, r.user_id, r.client_id, r.request_id, r.payload
-          from unnest(${recordedAt}::int8[], ${kinds}::text[], ${userIds}::int4[], ${clientIds}::text[],
-            ${requestIds}::text[], ${payloads}::text[])
-          as r(recorded_at, kind, user_id, client_id, request_id, payload)`,
-      ),
+const insertAuditRecordset = precompiled((db: Kysely<Database>, rows: string) =>
+  db
+    .insertInto('audit_event')
+    .columns(['recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
+    .expression(
+      sql`select r.t, r.k, r.u, r.c, r.q, r.p
+        from json_to_recordset(${rows}::json) as r(t int8, k text, u int4, c text, q text, p text)`,
+    ),
 );
+
+/** One event of the PostgreSQL batch: its columns under short names (`insertAuditRecordset`). */
+interface PostgresAuditRow {
+  t: number;
+  k: string;
+  u: number | null;
+  c: string | null;
+  q: string | null;
+  p: string;
+}
+
+const LONE_SURROGATE_CANDIDATE = /[\uD800-\uDFFF]/;
+
+/**
+ * `text` as PostgreSQL will store it: a lone surrogate (which `JSON.stringify` writes as a `\uD800`
+ * escape, refused by PostgreSQL's JSON parser) becomes U+FFFD, as the UTF-8 encoding of a text
+ * parameter made it. The payload needs none of this: it is `JSON.stringify`'s output already.
+ */
+function wellFormed(text: string): string {
+  return LONE_SURROGATE_CANDIDATE.test(text) ? Buffer.from(text, 'utf8').toString('utf8') : text;
+}
 
 export function createAuditStore(
   db: Kysely<Database>,
@@ -185,24 +198,21 @@ export function createAuditStore(
       }
       return;
     }
-    // PostgreSQL takes one array per column (`insertAuditArrays`).
-    const recordedAts: number[] = [];
-    const kinds: string[] = [];
-    const userIds: Array<number | null> = [];
-    const clientIds: Array<string | null> = [];
-    const requestIds: Array<string | null> = [];
-    const payloads: string[] = [];
+    // PostgreSQL takes the batch as one JSON array (`insertAuditRecordset`).
+    const rows: PostgresAuditRow[] = [];
     for (const record of records) {
       columnsOf(record, (recordedAt, kind, userId, clientId, requestId, payload) => {
-        recordedAts.push(recordedAt);
-        kinds.push(kind);
-        userIds.push(userId);
-        clientIds.push(clientId);
-        requestIds.push(requestId);
-        payloads.push(payload);
+        rows.push({
+          t: recordedAt,
+          k: wellFormed(kind),
+          u: userId,
+          c: clientId === null ? null : wellFormed(clientId),
+          q: requestId === null ? null : wellFormed(requestId),
+          p: payload,
+        });
       });
     }
-    await insertAuditArrays.execute(db, recordedAts, kinds, userIds, clientIds, requestIds, payloads);
+    await insertAuditRecordset.execute(db, JSON.stringify(rows));
   };
 
   /** One promise per batch: every `receive` of that batch resolves (or fails) with its INSERT. */

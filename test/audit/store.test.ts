@@ -139,6 +139,33 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
     assert.equal(revoked.record.token_sha256, 'b'.repeat(64));
   });
 
+  it('stores text with quotes, backslashes, braces, control characters and lone surrogates in every column', async () => {
+    const store = createAuditStore(handle.db, { retentionDays: 90 });
+    const awkward = 'a "quoted" \\ back\\slash, {braces}, [1,2], NULL, tab\t, newline\n, é, 🛰 and a lone \uD800';
+    const clientId = 'odd "client" \\ {x} \uDC00';
+    const requestId = 'req-"odd"-\\-{}';
+    await store.receiver.receive({
+      kind: 'admin_change',
+      entity: 'application',
+      action: 'renamed',
+      entity_id: clientId,
+      name: awkward,
+      actor: 'cli:root',
+      changed_fields: ['name'],
+      details: { previous: awkward },
+      time: new Date().toISOString(),
+      request_id: requestId,
+    });
+    // A lone surrogate is stored as U+FFFD in a text column (UTF-8 has no form for it); the payload
+    // keeps its JSON escape, so the record reads back as published.
+    const stored = await store.list({ clientId: 'odd "client" \\ {x} \uFFFD' });
+    assert.equal(stored.length, 1);
+    assert.equal(stored[0]!.requestId, requestId);
+    assert.equal(stored[0]!.record.name, awkward);
+    assert.deepEqual(stored[0]!.record.details, { previous: awkward });
+    assert.equal(stored[0]!.record.entity_id, clientId);
+  });
+
   it('deletes events older than the retention and keeps the rest', async () => {
     const now = Date.now();
     const store = createAuditStore(handle.db, { retentionDays: 30, now: () => now });
