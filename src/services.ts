@@ -16,7 +16,7 @@ import { createLogger, flushLogger, type Logger, type LoggerOptions } from './lo
 import { createSecretFormatter, type SecretFormatter } from './logging/secrets.ts';
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
-import { type AuditStore, createAuditStore } from './audit/store.ts';
+import { type AuditStore, batchDelayFor, createAuditStore } from './audit/store.ts';
 import { auditApplicationChanges, auditDirectoryChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import { createTwoFactorService, type TwoFactorService } from './two-factor/service.ts';
@@ -117,7 +117,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
   const metrics = createMetrics();
   const secrets = createSecretFormatter(config);
-  const auditStore = createAuditStore(database.db, { retentionDays: config.audit.retentionDays });
+  const auditStore = createAuditStore(database.db, {
+    retentionDays: config.audit.retentionDays,
+    batchDelayMs: batchDelayFor(config.audit.receiverTimeoutMs),
+  });
   const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);
   closers.push(() => audit.close());
   const close = async () => {

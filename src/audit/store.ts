@@ -10,7 +10,7 @@ import { closedEvent } from './receivers.ts';
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
  * JSON-lines file, and the queries of the admin UI and `aa-oidc audit list`. Events are written in
- * batches (one commit for what arrived within `BATCH_DELAY_MS`, on SQLite one INSERT per 64 events
+ * batches (one commit for what arrived within `batchDelayMs`, on SQLite one INSERT per 64 events
  * in one transaction; on PostgreSQL the same prepared statement whatever the batch's size), off every
  * request's path like every receiver, and flushed on close. Rows older than the retention are
  * deleted by `purge()`.
@@ -58,13 +58,20 @@ export const DEFAULT_AUDIT_PAGE = 50;
 export const MAX_AUDIT_PAGE = 1000;
 const BATCH_SIZE = 1000;
 /**
- * How long the first event of a batch waits for others. Each commit costs the same whatever its size
- * (on SQLite about half a millisecond of the process's own CPU, mostly writing the table's and the
- * four indexes' pages to the WAL): at 2,400 introspections a second, a batch every 20 ms cost 18 µs of
- * CPU per event, one every 100 ms 8 µs. Events are never on a request's path, so a batch's wait is
- * only how late they reach the table (and how many a crash would lose before they are written).
+ * How long the first event of a batch waits for others, at most. Each commit costs about the same
+ * whatever its size (on SQLite about half a millisecond of the process's own CPU, mostly writing the
+ * table's and the four indexes' pages to the WAL): at 2,400 introspections a second, a batch every
+ * 20 ms cost 18 µs of CPU per event, one every 100 ms 8 µs. Events are never on a request's path, so
+ * a batch's wait is only how late they reach the table (and how many a crash would lose before they
+ * are written). The bus times the batch from its first event (`audit.receiverTimeoutMs`): the wait
+ * stays a quarter of that timeout at most (`batchDelayFor`).
  */
-const BATCH_DELAY_MS = 100;
+export const MAX_BATCH_DELAY_MS = 100;
+
+/** The batch delay under a receiver timeout of `receiverTimeoutMs`: a quarter of it, at most 100 ms. */
+export function batchDelayFor(receiverTimeoutMs: number): number {
+  return Math.min(MAX_BATCH_DELAY_MS, Math.floor(receiverTimeoutMs / 4));
+}
 
 /** The user and the application an event is about, as filterable columns. */
 export function subjectsOf(record: Readonly<AuditRecord>): {
@@ -148,9 +155,15 @@ function wellFormed(text: string): string {
 
 export function createAuditStore(
   db: Kysely<Database>,
-  options: { retentionDays: number; now?: () => number },
+  options: {
+    retentionDays: number;
+    now?: () => number;
+    /** How long a batch waits for more events (default `MAX_BATCH_DELAY_MS`; see `batchDelayFor`). */
+    batchDelayMs?: number;
+  },
 ): AuditStore {
   const now = options.now ?? Date.now;
+  const batchDelayMs = options.batchDelayMs ?? MAX_BATCH_DELAY_MS;
   const postgres = isPostgres(db);
   let batch: Array<Readonly<AuditRecord>> = [];
   let flushing: Promise<void> | undefined;
@@ -255,7 +268,7 @@ export function createAuditStore(
       }
       const { promise } = pending;
       if (batch.length >= BATCH_SIZE) flush();
-      else if (!timer) timer = setTimeout(flush, BATCH_DELAY_MS);
+      else if (!timer) timer = setTimeout(flush, batchDelayMs);
       return promise;
     },
     async close() {

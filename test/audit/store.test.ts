@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { createAuditBus } from '../../src/audit/bus.ts';
 import { describeAuditEvent } from '../../src/audit/describe.ts';
 import type { AuditEvent } from '../../src/audit/events.ts';
-import { createAuditStore } from '../../src/audit/store.ts';
+import { batchDelayFor, createAuditStore, MAX_BATCH_DELAY_MS } from '../../src/audit/store.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { createLogger } from '../../src/logging/logger.ts';
@@ -13,6 +13,17 @@ import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../help
 import { watchStatements } from '../helpers/statements.ts';
 
 const DAY = 86_400_000;
+
+describe("the audit store's batch delay", () => {
+  it('waits at most 100 ms, and a quarter of a shorter receiver timeout, within which the bus expects the batch', () => {
+    assert.equal(MAX_BATCH_DELAY_MS, 100);
+    assert.equal(batchDelayFor(2000), 100, 'the default timeout');
+    assert.equal(batchDelayFor(400), 100);
+    assert.equal(batchDelayFor(200), 50);
+    assert.equal(batchDelayFor(10), 2);
+    assert.equal(batchDelayFor(1), 0);
+  });
+});
 
 describe(`audit events in the database (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -141,13 +152,14 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
 
   it('stores text with quotes, backslashes, braces, control characters and lone surrogates in every column', async () => {
     const store = createAuditStore(handle.db, { retentionDays: 90 });
-    const awkward = 'a "quoted" \\ back\\slash, {braces}, [1,2], NULL, tab\t, newline\n, é, 🛰 and a lone \uD800';
+    const awkward =
+      'a "quoted" \\ back\\slash, {braces}, [1,2], NULL, tab\t, newline\n, é, 🛰 and a lone \uD800';
     const clientId = 'odd "client" \\ {x} \uDC00';
     const requestId = 'req-"odd"-\\-{}';
     await store.receiver.receive({
       kind: 'admin_change',
       entity: 'application',
-      action: 'renamed',
+      action: 'updated',
       entity_id: clientId,
       name: awkward,
       actor: 'cli:root',
