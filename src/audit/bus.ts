@@ -83,6 +83,11 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
    * The outcome of a receiver's promise, raced against `receiverTimeoutMs`. A receiver that answers
    * several events with one promise (the database receiver: one per batch it inserts) gets one timer
    * and one race for them all, timed from the first of them.
+   *
+   * The timeout is called one turn of the event loop after its timer fires (`setImmediate`, after the
+   * turn's I/O): when other synchronous work held the loop past the timeout (a large import, a state
+   * change over thousands of users on SQLite), the receiver's own timers, I/O and immediates that were
+   * due meanwhile run first, and a receiver that was only waiting for its turn is not counted as hung.
    */
   const races = new WeakMap<PromiseLike<void>, Promise<Outcome>>();
   const raceOf = (result: PromiseLike<void>): Promise<Outcome> => {
@@ -90,7 +95,10 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
     if (raced) return raced;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<Outcome>((resolve) => {
-      timer = setTimeout(() => resolve({ ok: false, failure: 'timeout' }), receiverTimeoutMs);
+      timer = setTimeout(
+        () => setImmediate(() => resolve({ ok: false, failure: 'timeout' })),
+        receiverTimeoutMs,
+      );
     });
     const run = Promise.resolve(result).then(
       (): Outcome => ({ ok: true }),

@@ -160,6 +160,29 @@ describe('audit bus', () => {
     assert.equal(await failures('token_introspected', 'batched'), 0);
   });
 
+  it('does not count a receiver as timed out when its timeout fell while other work held the event loop', async () => {
+    // The receiver's work finishes through a timer of its own and a later turn of the loop (the
+    // database receiver's batch delay, then its statement): shorter than its timeout, but something
+    // else holds the event loop past both. Its timeout and its own timer then fire in one turn.
+    const { bus, failures, lines } = setup([
+      {
+        name: 'batched',
+        receive: () => new Promise<void>((resolve) => setTimeout(() => setImmediate(resolve), 5)),
+      },
+    ]);
+    bus.publish(introspected);
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const until = Date.now() + 120; // other synchronous work, past the 50 ms timeout
+        while (Date.now() < until);
+        resolve();
+      }),
+    );
+    await bus.idle();
+    assert.equal(await failures('token_introspected', 'batched'), 0);
+    assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
+  });
+
   it('never throws, even for an event that cannot be cloned, and keeps delivering afterwards', async () => {
     const seen = collector();
     const { bus, lines } = setup([seen.receiver]);
