@@ -124,34 +124,28 @@ export function upsertPayloadRowsQuery(
   db: QueryCreator<Database>,
   rows: ReadonlyArray<InsertObject<Database, 'oidc_payload'>>,
 ) {
-  const columns = Object.keys(rows[0]!).filter((column) => column !== 'model' && column !== 'id') as Array<
-    keyof PayloadRow
-  >;
   return db
     .insertInto('oidc_payload')
     .values([...rows])
-    .onConflict((conflict) =>
-      conflict
-        .columns(['model', 'id'])
-        .doUpdateSet((eb) =>
-          Object.fromEntries(columns.map((column) => [column, eb.ref(`excluded.${column}`)])),
-        ),
-    );
+    .onConflict(replacing(Object.keys(rows[0]!) as Array<keyof PayloadRow>));
+}
+
+/**
+ * The conflict clause of a row stored under the same key (`model`, `id`): the row's other `columns`
+ * replaced by the new row's.
+ */
+function replacing(columns: ReadonlyArray<keyof PayloadRow>) {
+  const replaced = columns.filter((column) => column !== 'model' && column !== 'id');
+  return (conflict: OnConflictBuilder<Database, 'oidc_payload'>) =>
+    conflict
+      .columns(['model', 'id'])
+      .doUpdateSet((eb) =>
+        Object.fromEntries(replaced.map((column) => [column, eb.ref(`excluded.${column}`)])),
+      );
 }
 
 /** On a row stored under the same key: its adapter columns replaced by the new row's. */
-function replaceAdapterColumns(conflict: OnConflictBuilder<Database, 'oidc_payload'>) {
-  return conflict
-    .columns(['model', 'id'])
-    .doUpdateSet((eb) =>
-      Object.fromEntries(
-        ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map((column) => [
-          column,
-          eb.ref(`excluded.${column}`),
-        ]),
-      ),
-    );
-}
+const replaceAdapterColumns = replacing(ADAPTER_COLUMNS);
 
 /** The two rows a token response stores (an access and a refresh token), precompiled. */
 const upsertTwoAdapterRows = precompiled(
