@@ -90,24 +90,28 @@ export function codeExchangeHooks(
   };
 
   /**
-   * Writes a token response's held rows before a byte of it is sent; if that fails, the response
-   * becomes a `server_error` (or, when the database is down or busy, the outer layer's 503).
+   * Writes a token response's held rows before a byte of it is sent (`write` answers whether they
+   * were written live), then keeps its refresh token for its redemption; if the write fails, the
+   * response becomes a `server_error` (or, when the database is down or busy, the outer layer's 503).
    */
   async function storeTokens(
     ctx: Koa.Context,
+    rows: readonly PayloadRow[],
     write: () => Promise<boolean>,
     what: string,
-  ): Promise<boolean> {
+  ): Promise<void> {
+    let live: boolean;
     try {
-      return await write();
+      live = await write();
     } catch (error) {
       if (!noteDatabaseUnavailable(ctx, error)) {
         logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
         ctx.status = 500;
         ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
       }
-      return false;
+      return;
     }
+    if (live) ownCodes?.wrote(rows, now());
   }
 
   const middleware: Koa.Middleware = async (ctx, next) => {
@@ -138,12 +142,12 @@ export function codeExchangeHooks(
     }
     if (provided.oidc && isRefresh(provided) && exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      const stored = await storeTokens(
+      await storeTokens(
         ctx,
+        exchange.rows,
         () => issuedCodes.writeRows(exchange.rows).then(() => true),
         'refresh',
       );
-      if (stored) ownCodes?.wrote(exchange.rows, now());
       return;
     }
     if (!provided.oidc || !isCodeExchange(provided)) return;
@@ -152,12 +156,12 @@ export function codeExchangeHooks(
     if (exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
       // Tokens written revoked (the code was replayed meanwhile) are not kept.
-      const stored = await storeTokens(
+      await storeTokens(
         ctx,
+        exchange.rows,
         async () => !(await issuedCodes.storeExchangedTokens(code, exchange.rows)),
         'code exchange',
       );
-      if (stored) ownCodes?.wrote(exchange.rows, now());
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;
