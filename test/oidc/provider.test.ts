@@ -3,6 +3,11 @@ import { describe, it } from 'node:test';
 import { PROVIDER_ROUTES } from '../../src/oidc/mount.ts';
 import { mayBeIntrospectionOrDiscovery, mayBeTokenOrAuthorization } from '../../src/oidc/provider.ts';
 
+/** A route as the provider's router may see it: as is, without its trailing slash, upper-case, extended. */
+function spellings(route: string): string[] {
+  return [route, route.replace(/\/$/, ''), route.toUpperCase(), `${route}x`];
+}
+
 describe('the layer that runs once the provider has answered', () => {
   it('looks at every path the provider may route to introspection, discovery or the JWKS, in any case', () => {
     for (const route of [
@@ -10,8 +15,7 @@ describe('the layer that runs once the provider has answered', () => {
       PROVIDER_ROUTES.jwks,
       '/.well-known/openid-configuration',
     ]) {
-      for (const path of [route, route.replace(/\/$/, ''), route.toUpperCase(), `${route}x`])
-        assert.ok(mayBeIntrospectionOrDiscovery(path), path);
+      for (const path of spellings(route)) assert.ok(mayBeIntrospectionOrDiscovery(path), path);
     }
   });
 
@@ -32,8 +36,7 @@ describe('the layer that runs once the provider has answered', () => {
 describe('the layer that holds back the writes of code exchanges, refreshes and authorization requests', () => {
   it('looks at every path the provider may route to the token endpoint or an authorization, in any case', () => {
     for (const route of [PROVIDER_ROUTES.token, PROVIDER_ROUTES.authorization]) {
-      for (const path of [route, route.replace(/\/$/, ''), route.toUpperCase(), `${route}x`])
-        assert.ok(mayBeTokenOrAuthorization(path), path);
+      for (const path of spellings(route)) assert.ok(mayBeTokenOrAuthorization(path), path);
     }
   });
 
