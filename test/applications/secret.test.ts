@@ -26,5 +26,11 @@ describe('client ids and secrets', () => {
     assert.equal(verifyClientSecret(app, undefined), false);
     assert.equal(verifyClientSecret({ clientSecretSha256: null }, secret), false);
     assert.equal(verifyClientSecret({ clientSecretSha256: 'not-hex' }, secret), false);
+    const unusual = 'sécret ☃ 🔑';
+    assert.equal(verifyClientSecret({ clientSecretSha256: clientSecretDigest(unusual) }, unusual), true);
+    assert.equal(
+      verifyClientSecret({ clientSecretSha256: clientSecretDigest(unusual) }, 'secret ☃ 🔑'),
+      false,
+    );
   });
 });
