@@ -188,8 +188,14 @@ async function normaliseFrontChannelRequest(
   branding: Branding,
 ): Promise<boolean> {
   if (ctx.method === 'GET' || ctx.method === 'HEAD') {
-    const params = new URLSearchParams(ctx.querystring);
-    if (authorization && dropMalformedMaxAge(params)) ctx.querystring = params.toString();
+    // Koa's `ctx.query` (URLSearchParams, kept per query string) is the parse the provider reads
+    // the request's parameters from: looking at `max_age` there parses nothing twice. Only a
+    // malformed one costs a parse of its own, to hand on the query without it.
+    if (authorization && malformedMaxAge(ctx.query.max_age)) {
+      const params = new URLSearchParams(ctx.querystring);
+      params.delete('max_age');
+      ctx.querystring = params.toString();
+    }
     return true;
   }
   if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) return true;
@@ -214,13 +220,19 @@ async function normaliseFrontChannelRequest(
 }
 
 /** The provider accepts a non-negative safe integer; anything else is dropped, as if absent. */
-function dropMalformedMaxAge(params: URLSearchParams): boolean {
+function dropMalformedMaxAge(params: URLSearchParams): void {
   const values = params.getAll('max_age');
-  if (values.length !== 1) return false;
-  const parsed = +values[0]!;
-  if (values[0]!.trim() !== '' && Number.isSafeInteger(parsed) && parsed >= 0) return false;
-  params.delete('max_age');
-  return true;
+  if (values.length === 1 && malformedMaxAge(values[0])) params.delete('max_age');
+}
+
+/**
+ * True for one `max_age` value the provider would refuse. Repeated (an array), the provider refuses
+ * the request for the repetition itself: left as it is.
+ */
+function malformedMaxAge(value: string | string[] | undefined): boolean {
+  if (typeof value !== 'string') return false;
+  const parsed = +value;
+  return !(value.trim() !== '' && Number.isSafeInteger(parsed) && parsed >= 0);
 }
 
 function compose(

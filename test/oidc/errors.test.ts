@@ -173,6 +173,12 @@ describe(`protocol errors (${testDatabaseKind})`, () => {
         `max_age=${maxAge} leads to the login`,
       );
     }
+    // The name percent-encoded is the same parameter to the provider.
+    const encodedName = await fetch(`${authorizeUrl(server, validParams())}&max%5Fage=abc`, {
+      redirect: 'manual',
+    });
+    assert.equal(encodedName.status, 303, 'max%5Fage=abc');
+    assert.match(encodedName.headers.get('location')!, /\/o\/interaction\//);
     const post = await fetch(`${server.issuer}/authorize/`, {
       method: 'POST',
       redirect: 'manual',
