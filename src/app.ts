@@ -73,7 +73,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   koa.keys = oidc.cookieKeys;
   // Every URL the provider builds comes from the issuer; production answers only for its host.
   koa.use(
-    pinToIssuer(config, {
+    pinToIssuer(koa, config, {
       isBrowserPath: browserPaths(issuerPath(config.issuer)),
       branding: brandingFrom(config),
     }),

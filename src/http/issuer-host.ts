@@ -26,17 +26,45 @@ function requestedHost(ctx: Koa.Context): string {
   return ctx.get('Host');
 }
 
+/** Where a request pinned to the issuer holds the issuer's scheme (see `answerPinnedScheme`). */
+const PINNED_SCHEME = Symbol('aa-oidc issuer scheme');
+
+/**
+ * `request.protocol` of `koa`'s requests answers the issuer's scheme for a request pinned to it, and
+ * Koa's own reading for any other. Defined once on the application's request prototype: defining
+ * the property on each request object was a slow property definition per request.
+ */
+function answerPinnedScheme(koa: Koa): void {
+  let holder: object | null = koa.request;
+  let koaProtocol: (() => string) | undefined;
+  while (holder !== null && koaProtocol === undefined) {
+    koaProtocol = Object.getOwnPropertyDescriptor(holder, 'protocol')?.get as (() => string) | undefined;
+    holder = Object.getPrototypeOf(holder) as object | null;
+  }
+  if (koaProtocol === undefined) throw new Error("Koa's request has no protocol getter");
+  const readByKoa = koaProtocol;
+  Object.defineProperty(koa.request, 'protocol', {
+    configurable: true,
+    get(this: { [PINNED_SCHEME]?: string }): string {
+      return this[PINNED_SCHEME] ?? readByKoa.call(this);
+    },
+  });
+}
+
 /**
  * Pins every request to the configured issuer, so that no URL the provider builds (forms,
  * redirects, the logout question) comes from the request: a malformed host is a 400 everywhere; in
  * production a request for another host, or not over the issuer's scheme (https through the reverse
  * proxy), is a 400 too. Under the issuer's path the request is then seen with the issuer's own
  * scheme and host. Installed after health and metrics, which load balancers probe by address.
+ * `koa` is the application the middleware is for: its requests' `protocol` learns the pinned scheme.
  */
 export function pinToIssuer(
+  koa: Koa,
   config: Pick<Config, 'issuer' | 'mode'>,
   pages: { isBrowserPath: (path: string) => boolean; branding: Branding },
 ): Koa.Middleware {
+  answerPinnedScheme(koa);
   const issuer = new URL(config.issuer);
   const scheme = issuer.protocol.slice(0, -1);
   const issuerPath = issuer.pathname.replace(/\/+$/, '');
@@ -69,7 +97,7 @@ export function pinToIssuer(
     if (ctx.path === issuerPath || ctx.path.startsWith(underIssuer)) {
       ctx.req.headers.host = issuer.host;
       delete ctx.req.headers['x-forwarded-host'];
-      Object.defineProperty(ctx.request, 'protocol', { value: scheme, configurable: true });
+      (ctx.request as { [PINNED_SCHEME]?: string })[PINNED_SCHEME] = scheme;
     }
     return next();
   };
