@@ -105,7 +105,7 @@ export function mountProvider(
   const prepared = preparedAnswers(issuerPath);
   const serve: Koa.Middleware = async (ctx, next) => {
     let inner = ctx.path.slice(issuerPath.length) || '/';
-    const key = inner.toLowerCase().replace(/\/+$/, '');
+    const key = withoutTrailingSlashes(inner.toLowerCase());
     if (BLOCKED_UNDER_ISSUER.has(key)) return notFound(ctx);
     if (SLASHED.has(key) && !inner.endsWith('/')) inner = `${inner}/`;
 
@@ -157,6 +157,13 @@ export function mountProvider(
     if (prepared.answer(ctx, current())) return;
     return serve(ctx, next);
   };
+}
+
+/** `path.replace(/\/+$/, '')` without the regular expression, which tries every position of the path. */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === SLASH) end -= 1;
+  return end === path.length ? path : path.slice(0, end);
 }
 
 /**
