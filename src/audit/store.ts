@@ -169,6 +169,9 @@ export function createAuditStore(
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
 
+  // The events of one millisecond share their time (bus.ts): it is parsed once.
+  let lastTime: string | undefined;
+  let lastRecordedAt = Number.NaN;
   /** The columns of one event, in `AUDIT_COLUMNS` order, given to `push`. */
   const columnsOf = (
     record: Readonly<AuditRecord>,
@@ -182,7 +185,11 @@ export function createAuditStore(
     ) => void,
   ) => {
     const { userId, clientId } = subjectsOf(record);
-    const recordedAt = Date.parse(record.time);
+    if (record.time !== lastTime) {
+      lastRecordedAt = Date.parse(record.time);
+      lastTime = record.time;
+    }
+    const recordedAt = lastRecordedAt;
     push(
       Number.isFinite(recordedAt) ? recordedAt : now(),
       record.kind,
