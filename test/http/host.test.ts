@@ -80,6 +80,22 @@ describe(`URLs pinned to the issuer (development, ${testDatabaseKind})`, () => {
     }
   });
 
+  it("builds the issuer's own scheme into its URLs, whatever scheme the trusted proxy forwards", async () => {
+    const browser = new Browser();
+    const signedIn = await signIn(browser, server, authorize(), { username: user.username });
+    assert.equal(signedIn.status, 303);
+    const headers = { 'x-forwarded-proto': 'https' };
+    const page = await rawRequest(`${server.origin}/o/logout/`, { headers, browser });
+    assert.equal(page.status, 200);
+    assert.match(page.body, new RegExp(`action="http://${escaped(issuerHost)}/o/logout/confirm`));
+    const started = await rawRequest(authorize(), { headers, browser: new Browser() });
+    assert.equal(started.status, 303);
+    assert.ok(
+      new URL(started.headers.location!, server.origin).href.startsWith(`http://${issuerHost}/o/`),
+      `authorize redirects to ${started.headers.location}`,
+    );
+  });
+
   it('redirects after login and consent to the issuer, whatever Host the authorization came with', async () => {
     for (const headers of FOREIGN_HOSTS) {
       const browser = new Browser();
