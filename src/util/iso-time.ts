@@ -3,7 +3,7 @@
  * records in the same millisecond (the audit event of every introspection and every token issued),
  * and formatting a date costs more than the rest of stamping one.
  */
-export function isoNowOncePerMillisecond(now: () => number = Date.now): () => string {
+export function isoNowOncePerMillisecond(now: () => number = () => Date.now()): () => string {
   let formattedAt = Number.NaN;
   let formatted = '';
   return () => {
