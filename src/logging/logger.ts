@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import type { LOG_LEVELS } from '../config/schema.ts';
 import { redactUrl, scrubString, scrubValue } from './redact.ts';
+import { isoNowOncePerMillisecond } from '../util/iso-time.ts';
 
 export type { Logger };
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -116,17 +117,18 @@ export function createLogger(config: Pick<Config, 'logging'>, options: LoggerOpt
 }
 
 /**
- * pino's `isoTime` (`,"time":"2026-…Z"`), formatted once per millisecond: a busy server writes
- * several lines in the same millisecond.
+ * pino's `isoTime` (`,"time":"2026-…Z"`), formatted once per millisecond (`isoNowOncePerMillisecond`):
+ * a busy server writes several lines in the same millisecond.
  */
 export function isoTimeOncePerMillisecond(now: () => number = Date.now): () => string {
-  let formattedAt = Number.NaN;
+  const isoNow = isoNowOncePerMillisecond(now);
+  let iso = '';
   let formatted = '';
   return () => {
-    const millisecond = now();
-    if (millisecond !== formattedAt) {
-      formattedAt = millisecond;
-      formatted = `,"time":"${new Date(millisecond).toISOString()}"`;
+    const time = isoNow();
+    if (time !== iso) {
+      iso = time;
+      formatted = `,"time":"${time}"`;
     }
     return formatted;
   };
