@@ -5,6 +5,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BenchClient } from './common.ts';
 import { type Endpoints, discover } from './http.ts';
+import {
+  callgrindCounter,
+  type InstructionCounter,
+  START_TIMEOUT_UNDER_CALLGRIND_MS,
+  V8_ARGS_UNDER_CALLGRIND,
+  VALGRIND_ARGS,
+} from './instruction-counter.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -30,6 +37,8 @@ export interface RunningEngine {
   statements?(): Promise<StatementCounts>;
   /** The bytes the process has allocated so far, by place (with `--count-allocation` only). */
   allocation?(): Promise<StatementCounts>;
+  /** The instructions the process executes, switched on and off (with `--count-instructions` only). */
+  instructions?: InstructionCounter;
   stop(): Promise<void>;
 }
 
@@ -82,8 +91,15 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
-async function waitUntilServing(url: string, child: ChildProcess, logFile: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
+const START_TIMEOUT_MS = 120_000;
+
+async function waitUntilServing(
+  url: string,
+  child: ChildProcess,
+  logFile: string,
+  timeoutMs = START_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) {
       throw new Error(`the engine exited (code ${child.exitCode}); its output:\n${tail(logFile)}`);
@@ -96,8 +112,40 @@ async function waitUntilServing(url: string, child: ChildProcess, logFile: strin
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
-  throw new Error(`the engine did not answer ${url} within 120 s; its output:\n${tail(logFile)}`);
+  throw new Error(
+    `the engine did not answer ${url} within ${timeoutMs / 1000} s; its output:\n${tail(logFile)}`,
+  );
 }
+
+/**
+ * The command that runs `node ARGS`: node itself, or node under callgrind writing its dumps to
+ * `callgrindFile` (then valgrind's process is node's: the same process id).
+ */
+function nodeCommand(args: readonly string[], callgrindFile?: string): [string, string[]] {
+  if (!callgrindFile) return [process.execPath, [...args]];
+  return [
+    'valgrind',
+    [
+      ...VALGRIND_ARGS,
+      `--callgrind-out-file=${callgrindFile}`,
+      process.execPath,
+      ...V8_ARGS_UNDER_CALLGRIND,
+      ...args,
+    ],
+  ];
+}
+
+/**
+ * What bin/aa-oidc.js would restart `serve` with (its comments say why). Under callgrind it must not
+ * restart: valgrind would not follow the new program, and the process counted would be a bare node.
+ * Given here, `--max-semi-space-size` stops the restart, and the server runs as it would have after it.
+ */
+const SERVE_TUNING_ARGS = ['--max-semi-space-size=16', '--heap-growing-percent=100'];
+const SERVE_TUNING_ENV = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: String(128 * 1024),
+  MALLOC_TRIM_THRESHOLD_: String(128 * 1024),
+};
 
 function tail(file: string): string {
   try {
@@ -119,6 +167,8 @@ export interface AaOidcOptions {
   allocationFile?: string;
   /** The PostgreSQL database aa-oidc uses, when its server runs on this machine (for its CPU time). */
   postgresDatabase?: string;
+  /** Run under callgrind (bench/instruction-counter.ts), its dumps going to this file (`.1`, `.2`, …). */
+  callgrindFile?: string;
 }
 
 /**
@@ -197,23 +247,30 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
     ...(options.statementsFile ? ['--import', path.join(ROOT, 'bench/statement-counter.ts')] : []),
     ...(options.allocationFile ? ['--import', path.join(ROOT, 'bench/allocation-counter.ts')] : []),
   ];
-  const child = spawn(
-    process.execPath,
-    [...options.nodeArgs, ...counters, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
-    {
-      cwd: ROOT,
-      env: {
-        ...options.env,
-        ...(options.statementsFile ? { BENCH_STATEMENT_COUNTS_FILE: options.statementsFile } : {}),
-        ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
-      },
-      stdio: ['ignore', out, out],
-    },
+  const tuning = options.callgrindFile ? SERVE_TUNING_ARGS : [];
+  const [command, args] = nodeCommand(
+    [...tuning, ...options.nodeArgs, ...counters, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
+    options.callgrindFile,
   );
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: {
+      ...(options.callgrindFile ? SERVE_TUNING_ENV : {}),
+      ...options.env,
+      ...(options.statementsFile ? { BENCH_STATEMENT_COUNTS_FILE: options.statementsFile } : {}),
+      ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
+    },
+    stdio: ['ignore', out, out],
+  });
   const origin = `http://127.0.0.1:${options.port}`;
   const stop = stopper(child);
   try {
-    await waitUntilServing(`${origin}/readyz`, child, options.logFile);
+    await waitUntilServing(
+      `${origin}/readyz`,
+      child,
+      options.logFile,
+      options.callgrindFile ? START_TIMEOUT_UNDER_CALLGRIND_MS : START_TIMEOUT_MS,
+    );
     const issuer = `${origin}/o`;
     return {
       name: 'aa-oidc',
@@ -228,6 +285,9 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
         : {}),
       ...(options.statementsFile ? { statements: countsReader(child.pid!, options.statementsFile) } : {}),
       ...(options.allocationFile ? { allocation: countsReader(child.pid!, options.allocationFile) } : {}),
+      ...(options.callgrindFile
+        ? { instructions: callgrindCounter(child.pid!, options.callgrindFile, /aa-oidc\.js serve$/) }
+        : {}),
       stop,
     };
   } catch (error) {
@@ -244,31 +304,38 @@ export interface BareOptions {
   nodeArgs: readonly string[];
   /** Count the bytes the engine allocates (bench/allocation-counter.ts), through this file. */
   allocationFile?: string;
+  /** Run under callgrind (bench/instruction-counter.ts), its dumps going to this file (`.1`, `.2`, …). */
+  callgrindFile?: string;
 }
 
 /** The bare oidc-provider of bench/bare-provider.ts. */
 export async function startBare(options: BareOptions): Promise<RunningEngine> {
   const out = openSync(options.logFile, 'a');
   const counter = options.allocationFile ? ['--import', path.join(ROOT, 'bench/allocation-counter.ts')] : [];
-  const child = spawn(
-    process.execPath,
+  const [command, args] = nodeCommand(
     [...options.nodeArgs, ...counter, path.join(ROOT, 'bench/bare-provider.ts')],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH,
-        ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
-        BENCH_BARE_PORT: String(options.port),
-        BENCH_BARE_CLIENT: JSON.stringify(options.client),
-        BENCH_BARE_TTL: JSON.stringify(options.ttl),
-      },
-      stdio: ['ignore', out, out],
-    },
+    options.callgrindFile,
   );
+  const child = spawn(command, args, {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      ...(options.allocationFile ? { BENCH_ALLOCATION_COUNTS_FILE: options.allocationFile } : {}),
+      BENCH_BARE_PORT: String(options.port),
+      BENCH_BARE_CLIENT: JSON.stringify(options.client),
+      BENCH_BARE_TTL: JSON.stringify(options.ttl),
+    },
+    stdio: ['ignore', out, out],
+  });
   const origin = `http://127.0.0.1:${options.port}`;
   const stop = stopper(child);
   try {
-    await waitUntilServing(`${origin}/.well-known/openid-configuration`, child, options.logFile);
+    await waitUntilServing(
+      `${origin}/.well-known/openid-configuration`,
+      child,
+      options.logFile,
+      options.callgrindFile ? START_TIMEOUT_UNDER_CALLGRIND_MS : START_TIMEOUT_MS,
+    );
     return {
       name: 'bare',
       issuer: origin,
@@ -278,6 +345,9 @@ export async function startBare(options: BareOptions): Promise<RunningEngine> {
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
       ...(options.allocationFile ? { allocation: countsReader(child.pid!, options.allocationFile) } : {}),
+      ...(options.callgrindFile
+        ? { instructions: callgrindCounter(child.pid!, options.callgrindFile, /bare-provider\.ts$/) }
+        : {}),
       stop,
     };
   } catch (error) {

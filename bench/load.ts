@@ -1,5 +1,6 @@
 import autocannon from 'autocannon';
 import type { StatementCounts } from './engines.ts';
+import type { InstructionCounter } from './instruction-counter.ts';
 
 /**
  * One HTTP request of a workload. A workload is a sequence of steps that each connection runs in a
@@ -40,6 +41,8 @@ export interface LoadOptions {
   statements?: () => Promise<StatementCounts>;
   /** The bytes the engine's process has allocated so far (to report allocation per pass). */
   allocation?: () => Promise<StatementCounts>;
+  /** The engine's instruction count, switched on for the run only (to report instructions per pass). */
+  instructions?: InstructionCounter;
 }
 
 /** What one run measured: passes (requests, or whole flows) that succeeded, and their latencies. */
@@ -58,6 +61,8 @@ export interface LoadResult {
   statements?: StatementCounts;
   /** The bytes the engine allocated during the run, by place (when counted). */
   allocation?: StatementCounts;
+  /** The instructions the engine executed during the run (when counted). */
+  instructions?: number;
   /** Milliseconds per completed pass (a whole flow for multi-step workloads). */
   latencies: number[];
   /** The first unexpected response, for the report (status and the start of the body). */
@@ -125,6 +130,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   const allocationBefore = await options.allocation?.();
   const cpuBefore = options.cpuSeconds?.() ?? 0;
   const databaseCpuBefore = options.databaseCpuSeconds?.();
+  await options.instructions?.start();
   const started = performance.now();
   await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
@@ -144,6 +150,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     });
   });
   const seconds = (performance.now() - started) / 1000;
+  const instructions = await options.instructions?.stop();
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
   const databaseCpuAfter = options.databaseCpuSeconds?.();
   const statementsAfter = await options.statements?.();
@@ -163,6 +170,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     ...(allocationBefore && allocationAfter
       ? { allocation: subtractCounts(allocationAfter, allocationBefore) }
       : {}),
+    ...(instructions !== undefined ? { instructions } : {}),
     ...(firstFailure ? { firstFailure } : {}),
   };
 }

@@ -18,6 +18,8 @@ export interface Measurement {
   statementsPerUnit?: { total: number; byText: Record<string, number> };
   /** Bytes the engine allocated per unit, in all and by place (with `--count-allocation`). */
   allocationPerUnit?: { total: number; byText: Record<string, number> };
+  /** Machine instructions the engine's process executed per unit, under callgrind (with `--count-instructions`). */
+  instructionsPerUnit?: number;
   firstFailure?: string;
 }
 
@@ -40,6 +42,9 @@ export function summarize(result: LoadResult): Measurement {
       : {}),
     ...(result.allocation && result.completed > 0
       ? { allocationPerUnit: perUnit(result.allocation, result.completed) }
+      : {}),
+    ...(result.instructions !== undefined && result.completed > 0
+      ? { instructionsPerUnit: result.instructions / result.completed }
       : {}),
     ...(result.firstFailure ? { firstFailure: result.firstFailure } : {}),
   };
@@ -68,6 +73,11 @@ export interface WorkloadReport {
   best: Partial<Record<EngineName, Measurement>>;
   /** aa-oidc's best rate over the bare engine's best rate. */
   ratio: number | null;
+  /**
+   * With `--count-instructions`: aa-oidc's instructions per unit over the bare engine's (above 1,
+   * aa-oidc does more work per unit); its rates are then valgrind's, not the engines'.
+   */
+  instructionsRatio?: number | null;
   /** Requests that did not answer as expected, over all rounds (must be 0 for a valid figure). */
   failures: number;
 }
@@ -122,8 +132,42 @@ const number = (value: number, digits = 0) =>
 const cpu = (m: Measurement | undefined) => (m ? number(m.cpuMsPerUnit, 2) : '—');
 const latency = (m: Measurement | undefined) => (m ? `${number(m.p50Ms, 1)} / ${number(m.p99Ms, 1)}` : '—');
 
+/**
+ * With `--count-instructions`: instructions per unit of each engine and their ratio. Times, rates and
+ * memory under valgrind are valgrind's (30–60 times slower, its own memory): none is shown.
+ */
+function formatInstructionsReport(report: BenchReport): string {
+  const millions = (m: Measurement | undefined) =>
+    m?.instructionsPerUnit === undefined ? '—' : number(m.instructionsPerUnit / 1e6, 2);
+  const lines = [
+    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
+      `instructions under callgrind: ${String(report.options.units)} units per workload after ${String(report.options.warmupUnits)} unmeasured, ` +
+      `${String(report.options.connections)} connection(s)`,
+    '',
+    '| workload | unit | bare engine M instructions/unit | aa-oidc M instructions/unit | aa-oidc / bare |',
+    '|---|---|---:|---:|---:|',
+  ];
+  for (const workload of report.workloads) {
+    const ratio = workload.instructionsRatio;
+    lines.push(
+      `| ${workload.title}${workload.bareNote ? ' ¹' : ''}${workload.failures > 0 ? ` ⚠ ${workload.failures} failed` : ''} | ${workload.unit.replace('/s', '')} ` +
+        `| ${millions(workload.best.bare)} | ${millions(workload.best['aa-oidc'])} | ${ratio === null || ratio === undefined ? '—' : number(ratio, 2)} |`,
+    );
+  }
+  const notes = report.workloads.filter((workload) => workload.bareNote);
+  if (notes.length > 0)
+    lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
+  lines.push(
+    '',
+    'Instructions of the engine processes only (every thread), in user space: not the kernel, not time waiting, not PostgreSQL. ' +
+      "Times, rates and memory under valgrind are not the engines' and are not shown (the JSON report keeps the raw figures).",
+  );
+  return `${lines.join('\n')}\n`;
+}
+
 /** The report as Markdown: the table of docs/performance.md, then the fan-out and memory lines. */
 export function formatReport(report: BenchReport): string {
+  if (report.options.countInstructions) return formatInstructionsReport(report);
   const lines: string[] = [];
   // CPU ms: the engine process's CPU time per unit, a figure that other load on the machine skews less.
   lines.push(

@@ -23,10 +23,19 @@ import {
   summarize,
   type WorkloadReport,
 } from './report.ts';
+import { checkValgrind } from './instruction-counter.ts';
 import { seedAaOidc } from './seed.ts';
 import { type Target, WORKLOADS } from './workloads.ts';
 
 const FANOUT_APPLICATIONS = 5;
+
+/** Workloads `--count-instructions` leaves out, and why. */
+const NOT_UNDER_CALLGRIND: Record<string, string> = {
+  'password-login':
+    'each login hashes a password with argon2 (19 MiB, several passes), minutes of valgrind for a few hundred logins',
+  fanout:
+    'the fan-out runs a separate state-change command and thousands of deliveries, hours under valgrind',
+};
 
 interface Options {
   databaseUrl?: string;
@@ -40,6 +49,9 @@ interface Options {
   cpuProf?: string;
   countStatements: boolean;
   countAllocation: boolean;
+  countInstructions: boolean;
+  units: number;
+  warmupUnits: number;
   out: string;
   keep: boolean;
 }
@@ -107,14 +119,42 @@ function parseOptions(argv: string[]): Options {
       "measure the bytes each engine allocates per unit, by place (bench/allocation-counter.ts, V8's sampling heap profiler, loaded into both servers); printed with each measurement, and in the JSON report",
       false,
     )
+    .option(
+      '--count-instructions',
+      `count the machine instructions each engine executes per unit instead of timing it: both run under valgrind's callgrind (bench/instruction-counter.ts), a fixed number of units per workload from one connection unless --connections is given, switched on just before the first request and off 0.75 s after the last response (the work a response leaves behind, such as batched audit writes, included); a figure that repeats between runs where CPU time does not. Times are then valgrind's and not reported; --seconds, --rounds and --warmup do not apply; ${Object.keys(NOT_UNDER_CALLGRIND).join(' and ')} are skipped. Needs valgrind`,
+      false,
+    )
+    .option(
+      '--units <n>',
+      'with --count-instructions: units (requests, flows) counted per workload and engine',
+      positive('--units'),
+      300,
+    )
+    .option(
+      '--warmup-units <n>',
+      'with --count-instructions: unmeasured units on each engine before them',
+      positive('--warmup-units'),
+      200,
+    )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
     .option('--keep', 'keep the working folder (database, logs) under .bench/')
     .showHelpAfterError()
     .parse(argv);
-  return program.opts<Options>();
+  const options = program.opts<Options>();
+  if (options.countInstructions && program.getOptionValueSource('connections') === 'default')
+    options.connections = 1;
+  if (options.countInstructions && options.units === 0)
+    program.error('error: --units must be at least 1 with --count-instructions');
+  return options;
 }
 
 const progress = (message: string) => process.stderr.write(`[bench] ${message}\n`);
+
+/** The engine with no counter attached: warm-up units are neither counted nor timed. */
+function withoutCounters(engine: RunningEngine): RunningEngine {
+  const { statements: _statements, allocation: _allocation, instructions: _instructions, ...rest } = engine;
+  return rest;
+}
 
 function gitCommit(): string {
   try {
@@ -211,8 +251,16 @@ const describeMemory = (sample: MemorySample) => {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
-  const selected = (name: string) => !options.only || options.only.includes(name);
+  const chosen = (name: string) => !options.only || options.only.includes(name);
+  const selected = (name: string) =>
+    chosen(name) && !(options.countInstructions && NOT_UNDER_CALLGRIND[name]);
   const fanoutEnabled = options.fanout && selected('fanout');
+  if (options.countInstructions) {
+    await checkValgrind();
+    for (const [name, why] of Object.entries(NOT_UNDER_CALLGRIND))
+      if (chosen(name) && (name !== 'fanout' || options.fanout))
+        progress(`--count-instructions: ${name} skipped (${why})`);
+  }
   const loadBefore = os.loadavg();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const workDir = path.join(ROOT, '.bench', `run-${stamp}`);
@@ -265,7 +313,9 @@ async function main(): Promise<void> {
     const bareNodeArgs = options.cpuProf
       ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf, 'bare')}`]
       : [];
-    progress('starting aa-oidc and the bare engine');
+    progress(
+      `starting aa-oidc and the bare engine${options.countInstructions ? ' under valgrind (callgrind; a minute or more)' : ''}`,
+    );
     engines['aa-oidc'] = await startAaOidc({
       env,
       port: aaPort,
@@ -273,6 +323,7 @@ async function main(): Promise<void> {
       nodeArgs,
       ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
       ...(options.countAllocation ? { allocationFile: path.join(workDir, 'allocation.json') } : {}),
+      ...(options.countInstructions ? { callgrindFile: path.join(workDir, 'aa-oidc.callgrind') } : {}),
       ...(localPostgresDatabase(databaseUrl)
         ? { postgresDatabase: localPostgresDatabase(databaseUrl)! }
         : {}),
@@ -295,6 +346,7 @@ async function main(): Promise<void> {
       logFile: path.join(workDir, 'bare.log'),
       nodeArgs: bareNodeArgs,
       ...(options.countAllocation ? { allocationFile: path.join(workDir, 'bare-allocation.json') } : {}),
+      ...(options.countInstructions ? { callgrindFile: path.join(workDir, 'bare.callgrind') } : {}),
     });
     cleanups.push(() => engines.bare?.stop());
     await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -322,13 +374,21 @@ async function main(): Promise<void> {
     for (const workload of WORKLOADS.filter((w) => selected(w.name))) {
       const rounds: Partial<Record<EngineName, Measurement[]>> = {};
       for (const name of workload.engines) {
-        if (options.warmup > 0)
+        if (options.countInstructions) {
+          if (options.warmupUnits > 0)
+            await workload.measure(
+              { ...targets[name], engine: withoutCounters(targets[name].engine) },
+              { seconds: 0, connections: options.connections, units: options.warmupUnits },
+            );
+        } else if (options.warmup > 0)
           await workload.measure(targets[name], {
             seconds: options.warmup,
             connections: options.connections,
           });
       }
-      for (let round = 1; round <= options.rounds; round += 1) {
+      // Instructions repeat from run to run: one round of each engine is the figure.
+      const roundCount = options.countInstructions ? 1 : options.rounds;
+      for (let round = 1; round <= roundCount; round += 1) {
         // Alternate which engine goes first, so that neither always follows the other's load.
         const order = round % 2 === 1 ? workload.engines : [...workload.engines].reverse();
         for (const name of order) {
@@ -336,9 +396,17 @@ async function main(): Promise<void> {
             await workload.measure(targets[name], {
               seconds: options.seconds,
               connections: options.connections,
+              ...(options.countInstructions ? { units: options.units } : {}),
             }),
           );
           (rounds[name] ??= []).push(measured);
+          if (measured.instructionsPerUnit !== undefined) {
+            progress(
+              `${workload.name} ${name}: ${(measured.instructionsPerUnit / 1e6).toFixed(3)} M instructions/unit over ${measured.completed} ${workload.unit.replace('/s', '')}` +
+                `${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
+            );
+            continue;
+          }
           progress(
             `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
               `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit` +
@@ -368,6 +436,14 @@ async function main(): Promise<void> {
         rounds,
         best,
         ratio: best['aa-oidc'] && best.bare ? best['aa-oidc'].rate / best.bare.rate : null,
+        ...(options.countInstructions
+          ? {
+              instructionsRatio:
+                best['aa-oidc']?.instructionsPerUnit && best.bare?.instructionsPerUnit
+                  ? best['aa-oidc'].instructionsPerUnit / best.bare.instructionsPerUnit
+                  : null,
+            }
+          : {}),
         failures: Object.values(rounds)
           .flat()
           .reduce((sum, m) => sum + m.failed, 0),
@@ -424,6 +500,8 @@ async function main(): Promise<void> {
         warmup: options.warmup,
         fanoutUsers: fanoutEnabled ? options.fanoutUsers : 0,
         only: options.only ?? null,
+        countInstructions: options.countInstructions,
+        ...(options.countInstructions ? { units: options.units, warmupUnits: options.warmupUnits } : {}),
       },
       rssMb,
       memory,

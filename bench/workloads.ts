@@ -15,7 +15,7 @@ import {
   signIn,
   storeCookies,
 } from './http.ts';
-import { addCounts, type LoadOptions, type LoadResult, runLoad, type Step } from './load.ts';
+import { addCounts, type LoadResult, runLoad, type Step } from './load.ts';
 
 /** An engine as the workloads use it: where it is and the client(s) it knows. */
 export interface Target {
@@ -32,6 +32,8 @@ export interface Target {
 export interface MeasureOptions {
   seconds: number;
   connections: number;
+  /** A fixed number of units instead of `seconds` (`--count-instructions`). */
+  units?: number;
 }
 
 export interface Workload {
@@ -65,15 +67,23 @@ const formHeaders = (client: BenchClient) => ({ authorization: basicAuthorizatio
 function load(
   target: Target,
   steps: readonly Step[],
-  options: Omit<LoadOptions, 'origin' | 'cpuSeconds' | 'databaseCpuSeconds' | 'statements' | 'allocation'>,
+  options: MeasureOptions | { connections: number; passes: number },
 ): Promise<LoadResult> {
+  const amount =
+    'passes' in options
+      ? { passes: options.passes }
+      : options.units !== undefined
+        ? { passes: options.units }
+        : { seconds: options.seconds };
   return runLoad(steps, {
-    ...options,
+    connections: options.connections,
+    ...amount,
     origin: target.engine.origin,
     cpuSeconds: target.engine.cpuSeconds,
     ...(target.engine.databaseCpuSeconds ? { databaseCpuSeconds: target.engine.databaseCpuSeconds } : {}),
     ...(target.engine.statements ? { statements: target.engine.statements } : {}),
     ...(target.engine.allocation ? { allocation: target.engine.allocation } : {}),
+    ...(target.engine.instructions ? { instructions: target.engine.instructions } : {}),
   });
 }
 
@@ -209,8 +219,16 @@ export const WORKLOADS: readonly Workload[] = [
       const session = await freshSession(target);
       const total: LoadResult = { completed: 0, failed: 0, seconds: 0, cpuSeconds: 0, latencies: [] };
       // Batches of codes issued beforehand (not timed), then redeemed under load (timed).
-      while (total.seconds < options.seconds) {
-        const codes = await inParallel(CODE_BATCH, 8, () => issueCode(engine.endpoints, client, session));
+      const done = () =>
+        options.units !== undefined
+          ? total.completed + total.failed >= options.units
+          : total.seconds >= options.seconds;
+      while (!done()) {
+        const size =
+          options.units !== undefined
+            ? Math.min(CODE_BATCH, options.units - total.completed - total.failed)
+            : CODE_BATCH;
+        const codes = await inParallel(size, 8, () => issueCode(engine.endpoints, client, session));
         const step: Step = {
           method: 'POST',
           path: pathOf(engine.endpoints.token),
@@ -218,7 +236,7 @@ export const WORKLOADS: readonly Workload[] = [
           body: () => codeExchangeBody(client, codes.pop() ?? 'no-code-left'),
           check: ({ status, body }) => ok(status) && body.includes('"access_token"'),
         };
-        const batch = await load(target, [step], { connections: options.connections, passes: CODE_BATCH });
+        const batch = await load(target, [step], { connections: options.connections, passes: size });
         total.completed += batch.completed;
         total.failed += batch.failed;
         total.seconds += batch.seconds;
@@ -234,6 +252,8 @@ export const WORKLOADS: readonly Workload[] = [
           total.allocation = total.allocation
             ? addCounts(total.allocation, batch.allocation)
             : batch.allocation;
+        if (batch.instructions !== undefined)
+          total.instructions = (total.instructions ?? 0) + batch.instructions;
         if (batch.firstFailure) total.firstFailure ??= batch.firstFailure;
       }
       return total;
