@@ -136,11 +136,11 @@ function nodeCommand(args: readonly string[], callgrindFile?: string): [string, 
 }
 
 /**
- * What bin/aa-oidc.js would restart `serve` with (its comments say why). Under callgrind it must not
- * restart: valgrind would not follow the new program, and the process counted would be a bare node.
- * Given here, `--max-semi-space-size` stops the restart, and the server runs as it would have after it.
+ * The environment bin/aa-oidc.js would restart `serve` with (its comments say why), its flags being
+ * among V8_ARGS_UNDER_CALLGRIND. Under callgrind it must not restart: valgrind would not follow the
+ * new program, and the process counted would be a bare node. `--max-semi-space-size`, given, stops
+ * the restart, and the server runs as it would have after it.
  */
-const SERVE_TUNING_ARGS = ['--max-semi-space-size=16', '--heap-growing-percent=100'];
 const SERVE_TUNING_ENV = {
   MALLOC_ARENA_MAX: '2',
   MALLOC_MMAP_THRESHOLD_: String(128 * 1024),
@@ -247,9 +247,8 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
     ...(options.statementsFile ? ['--import', path.join(ROOT, 'bench/statement-counter.ts')] : []),
     ...(options.allocationFile ? ['--import', path.join(ROOT, 'bench/allocation-counter.ts')] : []),
   ];
-  const tuning = options.callgrindFile ? SERVE_TUNING_ARGS : [];
   const [command, args] = nodeCommand(
-    [...tuning, ...options.nodeArgs, ...counters, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
+    [...options.nodeArgs, ...counters, path.join(ROOT, 'bin/aa-oidc.js'), 'serve'],
     options.callgrindFile,
   );
   const child = spawn(command, args, {

@@ -28,9 +28,17 @@ export const VALGRIND_ARGS = [
 /**
  * V8 flags for an engine under callgrind: compilation and garbage collection run on the main thread,
  * in the order the work asks for them, instead of on background threads whose timing varies from run
- * to run (docs/performance.md says how much each choice repeats).
+ * to run; no memory reducer (its collections follow timers and the allocation rate per second, which
+ * valgrind slows down); and both engines get `serve`'s heap settings (bin/aa-oidc.js), the growth of
+ * the old generation then fixed instead of following the measured speed of collection
+ * (docs/performance.md says how much each choice repeats).
  */
-export const V8_ARGS_UNDER_CALLGRIND = ['--single-threaded'] as const;
+export const V8_ARGS_UNDER_CALLGRIND = [
+  '--single-threaded',
+  '--no-memory-reducer',
+  '--max-semi-space-size=16',
+  '--heap-growing-percent=100',
+] as const;
 
 /** Valgrind slows an engine down 30–60 times: how long its start-up may take. */
 export const START_TIMEOUT_UNDER_CALLGRIND_MS = 15 * 60_000;

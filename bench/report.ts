@@ -69,7 +69,7 @@ export interface WorkloadReport {
   bareNote: string | null;
   /** Every round of every engine, in the order run. */
   rounds: Partial<Record<EngineName, Measurement[]>>;
-  /** The best round (highest rate) of each engine. */
+  /** The best round (highest rate) of each engine; with `--count-instructions`, the median round by instructions. */
   best: Partial<Record<EngineName, Measurement>>;
   /** aa-oidc's best rate over the bare engine's best rate. */
   ratio: number | null;
@@ -125,6 +125,18 @@ export function bestOf(rounds: readonly Measurement[]): Measurement | undefined 
   );
 }
 
+/**
+ * With `--count-instructions`: the round of median instructions per unit (the lower middle one of an
+ * even number). A round that a garbage collection of the old generation falls into counts it whole;
+ * the median neither keeps nor drops such a round by chance.
+ */
+export function medianByInstructions(rounds: readonly Measurement[]): Measurement | undefined {
+  const sorted = rounds
+    .filter((round) => round.instructionsPerUnit !== undefined)
+    .sort((a, b) => a.instructionsPerUnit! - b.instructionsPerUnit!);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
 const number = (value: number, digits = 0) =>
   Number.isFinite(value)
     ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
@@ -141,8 +153,8 @@ function formatInstructionsReport(report: BenchReport): string {
     m?.instructionsPerUnit === undefined ? '—' : number(m.instructionsPerUnit / 1e6, 2);
   const lines = [
     `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
-      `instructions under callgrind: ${String(report.options.units)} units per workload after ${String(report.options.warmupUnits)} unmeasured, ` +
-      `${String(report.options.connections)} connection(s)`,
+      `instructions under callgrind: ${String(report.options.units)} units per round after ${String(report.options.warmupUnits)} unmeasured, ` +
+      `${String(report.options.rounds)} rounds (the median), ${String(report.options.connections)} connection(s)`,
     '',
     '| workload | unit | bare engine M instructions/unit | aa-oidc M instructions/unit | aa-oidc / bare |',
     '|---|---|---:|---:|---:|',

@@ -17,6 +17,7 @@ import {
   type BenchReport,
   bestOf,
   formatReport,
+  medianByInstructions,
   type Measurement,
   type MemorySample,
   SETTLE_SECONDS,
@@ -121,20 +122,20 @@ function parseOptions(argv: string[]): Options {
     )
     .option(
       '--count-instructions',
-      `count the machine instructions each engine executes per unit instead of timing it: both run under valgrind's callgrind (bench/instruction-counter.ts), a fixed number of units per workload from one connection unless --connections is given, switched on just before the first request and off 0.75 s after the last response (the work a response leaves behind, such as batched audit writes, included); a figure that repeats between runs where CPU time does not. Times are then valgrind's and not reported; --seconds, --rounds and --warmup do not apply; ${Object.keys(NOT_UNDER_CALLGRIND).join(' and ')} are skipped. Needs valgrind`,
+      `count the machine instructions each engine executes per unit instead of timing it: both run under valgrind's callgrind (bench/instruction-counter.ts); each round is a fixed number of units (--units) from one connection unless --connections is given, the count switched on just before its first request and off 0.75 s after its last response (the work a response leaves behind, such as batched audit writes, included); the median of --rounds rounds is the figure. Times are then valgrind's and not reported; --seconds and --warmup do not apply; ${Object.keys(NOT_UNDER_CALLGRIND).join(' and ')} are skipped. Needs valgrind`,
       false,
     )
     .option(
       '--units <n>',
-      'with --count-instructions: units (requests, flows) counted per workload and engine',
+      'with --count-instructions: units (requests, flows) counted per round',
       positive('--units'),
-      300,
+      200,
     )
     .option(
       '--warmup-units <n>',
-      'with --count-instructions: unmeasured units on each engine before them',
+      'with --count-instructions: unmeasured units on each engine before its first round',
       positive('--warmup-units'),
-      200,
+      100,
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
     .option('--keep', 'keep the working folder (database, logs) under .bench/')
@@ -386,9 +387,7 @@ async function main(): Promise<void> {
             connections: options.connections,
           });
       }
-      // Instructions repeat from run to run: one round of each engine is the figure.
-      const roundCount = options.countInstructions ? 1 : options.rounds;
-      for (let round = 1; round <= roundCount; round += 1) {
+      for (let round = 1; round <= options.rounds; round += 1) {
         // Alternate which engine goes first, so that neither always follows the other's load.
         const order = round % 2 === 1 ? workload.engines : [...workload.engines].reverse();
         for (const name of order) {
@@ -402,7 +401,7 @@ async function main(): Promise<void> {
           (rounds[name] ??= []).push(measured);
           if (measured.instructionsPerUnit !== undefined) {
             progress(
-              `${workload.name} ${name}: ${(measured.instructionsPerUnit / 1e6).toFixed(3)} M instructions/unit over ${measured.completed} ${workload.unit.replace('/s', '')}` +
+              `${workload.name} round ${round} ${name}: ${(measured.instructionsPerUnit / 1e6).toFixed(3)} M instructions/unit over ${measured.completed} ${workload.unit.replace('/s', '')}` +
                 `${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
             );
             continue;
@@ -426,7 +425,10 @@ async function main(): Promise<void> {
         }
       }
       const best: WorkloadReport['best'] = {};
-      for (const name of workload.engines) best[name] = bestOf(rounds[name] ?? []);
+      for (const name of workload.engines)
+        best[name] = options.countInstructions
+          ? medianByInstructions(rounds[name] ?? [])
+          : bestOf(rounds[name] ?? []);
       workloads.push({
         name: workload.name,
         title: workload.title,
