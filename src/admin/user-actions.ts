@@ -43,6 +43,11 @@ interface UserAction {
   carry: readonly string[];
   /** Where the browser goes once it is done: the user's page, or the list (the user is gone). */
   then?: 'list';
+  /**
+   * Set when the action would lock the superuser who does it out of the console (their sign-in
+   * refused from the next request): refused on their own account, with what they can do instead.
+   */
+  ownAccount?: string;
   /** Runs the action (a dry run with `dryRun`); returns what it caused and whether it changed anything. */
   run(
     profile: UserProfile,
@@ -70,6 +75,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       title: (profile) => `Deactivate ${profile.username}?`,
       button: 'Deactivate',
       carry: [],
+      ownAccount: 'deactivate',
       run: directoryChange((profile, _input, options) => admin().deactivate({ id: profile.id }, options)),
     },
     {
@@ -222,6 +228,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     button: 'Delete the user',
     carry: [],
     then: 'list',
+    ownAccount: 'delete',
     run: directoryChange((profile, _input, options) => admin().deleteUser({ id: profile.id }, options)),
   });
 
@@ -271,6 +278,33 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     );
   };
 
+  /**
+   * True (and the refusal rendered) when `action` would lock the signed-in superuser out: nothing is
+   * changed, and the page says who can do it instead, so that a console is never left without the
+   * superuser who was using it by a slip of theirs.
+   */
+  const refusedOnOwnAccount = (
+    request: ConsoleRequest,
+    action: UserAction,
+    profile: UserProfile,
+  ): boolean => {
+    if (!action.ownAccount || request.visitor?.id !== profile.id) return false;
+    renderAdmin(
+      request,
+      '/admin/users',
+      'Your own account',
+      html`<h1>Your own account</h1>
+        <p class="alert" role="alert">
+          Nothing was changed: you cannot ${action.ownAccount} the account you are signed in with here, as it
+          would lock you out of this console. Another superuser can, or
+          <code>aa-oidc user ${action.ownAccount} ${profile.username}</code> on the server.
+        </p>
+        <p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`,
+      { status: 409 },
+    );
+    return true;
+  };
+
   const actionRoutes = actions.flatMap((action): ConsoleRoute[] => [
     {
       method: 'GET',
@@ -281,6 +315,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         if (!profile) return userNotFound(request);
         const input = new URLSearchParams();
         for (const name of action.carry) input.set(name, queryText(request.ctx.query, name, 300));
+        if (refusedOnOwnAccount(request, action, profile)) return;
         await actionPage(request, action, profile, input);
       },
     },
@@ -292,6 +327,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const profile = await loadProfile(deps, request);
         if (!profile) return userNotFound(request);
         if (readOnly(deps)) return actionPage(request, action, profile, request.form);
+        if (refusedOnOwnAccount(request, action, profile)) return;
         try {
           const apps = await applicationsById(deps);
           const result = await action.run(

@@ -69,6 +69,11 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
           )
           .slice(0, 10);
         const editable = !readOnly(deps);
+        // Deactivating or deleting oneself is refused here (user-actions.ts): no button for it.
+        const ownAccount = request.visitor?.id === profile.id;
+        const deleteLink = html`<a class="button danger" href="${userPath(profile.id, '/delete')}"
+          >Delete user…</a
+        >`;
         const groupNames = new Set(profile.groups.map((item) => item.name));
         const main = profile.mainCharacter;
         renderAdmin(
@@ -112,11 +117,13 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 ? html`<h2>Actions</h2>
                     <p class="actions">
                       ${
-                        profile.active
-                          ? html`<a class="button danger" href="${userPath(profile.id, '/deactivate')}"
-                              >Deactivate…</a
-                            >`
-                          : html`<a class="button" href="${userPath(profile.id, '/activate')}">Activate…</a>`
+                        !profile.active
+                          ? html`<a class="button" href="${userPath(profile.id, '/activate')}">Activate…</a>`
+                          : ownAccount
+                            ? ''
+                            : html`<a class="button danger" href="${userPath(profile.id, '/deactivate')}"
+                                >Deactivate…</a
+                              >`
                       }
                       <a class="button secondary" href="${userPath(profile.id, '/password')}"
                         >Set password…</a
@@ -127,8 +134,16 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}"
                         >Revoke tokens…</a
                       >
-                      <a class="button danger" href="${userPath(profile.id, '/delete')}">Delete user…</a>
+                      ${ownAccount ? '' : deleteLink}
                     </p>
+                    ${
+                      ownAccount
+                        ? html`<p class="note">
+                            This is the account you are signed in with: another superuser (or the CLI) can
+                            deactivate or delete it, not you from here.
+                          </p>`
+                        : ''
+                    }
                     <form method="get" action="${userPath(profile.id, '/state')}">
                       ${select(
                         'State',

@@ -229,13 +229,39 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(check.outcome, 'valid');
   });
 
+  it('refuses to let a superuser deactivate or delete the account they are signed in with', async () => {
+    const detail = await consoleGet(admin, url(`/admin/users/${operator.id}`));
+    assert.equal(detail.status, 200);
+    assert.ok(!detail.body.includes(`/admin/users/${operator.id}/delete`), 'no delete button on one’s own page');
+    assert.ok(!detail.body.includes(`/admin/users/${operator.id}/deactivate`), 'no deactivate button either');
+    assert.match(pageText(detail.body), /This is the account you are signed in with/);
+
+    const csrf = (await consoleGet(admin, url(`/admin/users/${operator.id}/sign-out`))).csrf!;
+    for (const action of ['delete', 'deactivate']) {
+      const page = await consoleGet(admin, url(`/admin/users/${operator.id}/${action}`));
+      assert.equal(page.status, 409, action);
+      const text = pageText(page.body);
+      assert.ok(text.includes(`you cannot ${action} the account you are signed in with`), text);
+      assert.ok(text.includes(`aa-oidc user ${action} ${operator.username}`), text);
+      const post = await consolePost(admin, url(`/admin/users/${operator.id}/${action}`), csrf);
+      assert.equal(post.status, 409, action);
+      const still = await server.app.directory.profileById(operator.id);
+      assert.ok(still?.active, `${action}: the account is still there and active`);
+    }
+    // Still signed in and still a superuser: the console answers.
+    assert.equal((await consoleGet(admin, url('/admin/users'))).status, 200);
+    // Another user's page still offers both.
+    const other = await consoleGet(admin, url(`/admin/users/${member.id}`));
+    assert.ok(other.body.includes(`/admin/users/${member.id}/delete`));
+  });
+
   it('deletes a user after showing the impact the dry run of `user delete --dry-run` computes', async () => {
     const leaving = await seedUser(server, { state: 'Member', groups: ['Directors'] });
     await holdTokensAt(server, new Browser(), wiki, leaving.username);
     const detail = await consoleGet(admin, url(`/admin/users/${leaving.id}`));
     assert.match(
       detail.body,
-      /<a class="button danger" href="\/admin\/users\/\d+\/delete">Delete user…<\/a>/,
+      /<a class="button danger" href="\/admin\/users\/\d+\/delete"\s*>Delete user…<\/a\s*>/,
     );
 
     const consequences: Consequence[] = [];
