@@ -62,6 +62,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     logger: services.logger,
     db: services.database.db,
     databaseKind: services.database.kind,
+    writes: services.writes,
     applications: services.applications,
     directory: services.directory,
     authenticators: services.authenticators,

@@ -8,6 +8,8 @@ import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
 import type { Config } from './config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle } from './db/connect.ts';
+import { type WriteBatch, writeBatch } from './db/write-batch.ts';
+import { workerWrites } from './db/write-worker.ts';
 import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
 import { createKeyService, type KeyService } from './keys/service.ts';
 import { createKeyStore } from './keys/store.ts';
@@ -58,6 +60,11 @@ export interface Services {
   config: Config;
   logger: Logger;
   database: DatabaseHandle;
+  /**
+   * The writes requests make at their end, committed together (src/db/write-batch.ts); on a SQLite
+   * file, on a worker thread (src/db/write-worker.ts).
+   */
+  writes: WriteBatch;
   /** This app's Prometheus registry and its metrics (src/metrics/registry.ts). */
   metrics: Metrics;
   /** Typed audit events; `publish()` never throws nor waits for a receiver. */
@@ -115,11 +122,24 @@ export async function createServices(config: Config, options: ServicesOptions = 
       ),
   });
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
+  // A SQLite file's batched writes commit on a worker thread (src/db/write-worker.ts); ':memory:' has
+  // one connection only, and PostgreSQL's connections write in parallel anyway.
+  const writeWorker =
+    database.sqlite && !database.sqlite.memory
+      ? workerWrites(database.db, database.sqlite.name, {
+          onWorkerLost: (error) =>
+            logger.error({ err: { message: error.message } }, 'the SQLite write worker stopped'),
+        })
+      : undefined;
+  // Closed after everything that writes through it (the audit store, the server's requests).
+  if (writeWorker) closers.push(() => writeWorker.close());
+  const writes = writeWorker ?? writeBatch(database.db, database.kind);
   const metrics = createMetrics();
   const secrets = createSecretFormatter(config);
   const auditStore = createAuditStore(database.db, {
     retentionDays: config.audit.retentionDays,
     batchDelayMs: batchDelayFor(config.audit.receiverTimeoutMs),
+    ...(writeWorker ? { writes: writeWorker } : {}),
   });
   const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);
   closers.push(() => audit.close());
@@ -223,6 +243,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       config,
       logger,
       database,
+      writes,
       metrics,
       audit,
       auditStore,

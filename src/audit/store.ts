@@ -2,6 +2,7 @@ import { CompiledQuery, type Kysely, sql } from 'kysely';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
+import { plannedStatement, type WriteBatch } from '../db/write-batch.ts';
 import { scrubValue } from '../logging/redact.ts';
 import type { AuditReceiver } from './bus.ts';
 import type { AuditEventKind, AuditRecord } from './events.ts';
@@ -160,6 +161,11 @@ export function createAuditStore(
     now?: () => number;
     /** How long a batch waits for more events (default `MAX_BATCH_DELAY_MS`; see `batchDelayFor`). */
     batchDelayMs?: number;
+    /**
+     * SQLite: the batch of the requests' writes (src/db/write-batch.ts) that the events' INSERTs join,
+     * on the write worker for a database file (src/db/write-worker.ts). By default they run on `db`.
+     */
+    writes?: WriteBatch;
   },
 ): AuditStore {
   const now = options.now ?? Date.now;
@@ -216,7 +222,15 @@ export function createAuditStore(
         }
         inserts.push(CompiledQuery.raw(sqliteInsertOf(end - start), parameters));
       }
-      if (inserts.length === 1) await db.executeQuery(inserts[0]!);
+      if (options.writes) {
+        // A larger batch is still written, or not, as a whole: one write of the batch.
+        await options.writes.run(
+          async (trx) => {
+            for (const insert of inserts) await trx.executeQuery(insert);
+          },
+          () => ({ statements: inserts.map((insert) => plannedStatement(insert)), result: () => {} }),
+        );
+      } else if (inserts.length === 1) await db.executeQuery(inserts[0]!);
       else {
         // A larger batch is still written, or not, as a whole.
         await db.transaction().execute(async (trx) => {

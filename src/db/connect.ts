@@ -11,6 +11,7 @@ import {
   explainSqliteOpenError,
 } from './errors.ts';
 import { LeanReadsDialect, leanReads } from './lean-reads.ts';
+import { applySqliteSettings } from './sqlite-settings.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
 import type { Database } from './schema.ts';
 import { setNewest } from '../util/bounded-map.ts';
@@ -44,16 +45,7 @@ export interface OpenDatabaseOptions {
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
-/**
- * SQLite: how many pages (4 KiB) the write-ahead log collects before a commit checkpoints it (copies
- * the pages back into the database file and syncs both files, on the thread that committed). A
- * checkpoint copies each page once however often the log holds it, and every token row dirties a
- * random page of the primary key's index that later rows dirty again: four times SQLite's default of
- * 1,000 copies fewer pages per row written (5-10 % less CPU per token row in a micro-benchmark with
- * the real schema) and syncs a quarter as often. The log stays bounded (about 16 MiB); durability is
- * unchanged (a commit is in the log when it returns).
- */
-export const WAL_CHECKPOINT_PAGES = 4000;
+export { WAL_CHECKPOINT_PAGES } from './sqlite-settings.ts';
 
 /**
  * Opens the database named by the configuration. Creates the SQLite file (0600) and its folder (0700)
@@ -72,11 +64,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
         ensurePrivateFile(target.path);
       }
       sqlite = new BetterSqlite3(target.path);
-      sqlite.pragma('journal_mode = WAL');
-      sqlite.pragma('foreign_keys = ON');
-      sqlite.pragma('busy_timeout = 5000');
-      sqlite.pragma('synchronous = NORMAL');
-      sqlite.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+      applySqliteSettings(sqlite);
     } catch (error) {
       sqlite?.close();
       throw new DatabaseUnavailableError(

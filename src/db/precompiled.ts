@@ -40,6 +40,8 @@ export interface Precompiled<Args extends unknown[], Row> {
   takeFirst(db: Db, ...args: Args): Promise<Row | undefined>;
   /** The raw result (affected rows of a write without RETURNING). */
   execute(db: Db, ...args: Args): Promise<QueryResult<Row>>;
+  /** The query with these arguments, compiled for `db`'s dialect and not run (a write's plan). */
+  compile(db: Db, ...args: Args): CompiledQuery<Row>;
 }
 
 /**
@@ -63,19 +65,20 @@ export function precompiled<Args extends unknown[], Row>(
     }
     return compiled;
   };
+  const withArguments = (compiled: CompiledQuery<Row>, args: Args): CompiledQuery<Row> => ({
+    ...compiled,
+    parameters: compiled.parameters.map((value) => (value instanceof Argument ? args[value.index] : value)),
+  });
   const execute = (db: Db, args: Args): Promise<QueryResult<Row>> => {
     const executor = db.getExecutor();
     // Plugins transform each query as it is compiled: a connection with plugins compiles every time.
     if (executor.plugins.length > 0) return db.executeQuery(build(db, ...args));
-    const compiled = compiledFor(db);
-    const parameters = compiled.parameters.map((value) =>
-      value instanceof Argument ? args[value.index] : value,
-    );
+    const compiled = withArguments(compiledFor(db), args);
     if (compiled.query.kind === 'SelectQueryNode') {
       const lean = leanReadsFor(executor);
-      if (lean) return lean.read<Row>(compiled.sql, parameters);
+      if (lean) return lean.read<Row>(compiled.sql, compiled.parameters);
     }
-    return db.executeQuery<Row>({ ...compiled, parameters });
+    return db.executeQuery<Row>(compiled);
   };
   return {
     async rows(db, ...args) {
@@ -85,5 +88,9 @@ export function precompiled<Args extends unknown[], Row>(
       return (await execute(db, args)).rows[0];
     },
     execute: (db, ...args) => execute(db, args),
+    compile: (db, ...args) =>
+      db.getExecutor().plugins.length > 0
+        ? build(db, ...args).compile()
+        : withArguments(compiledFor(db), args),
   };
 }

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { CompiledQuery, Kysely, Transaction } from 'kysely';
 import type { DatabaseKind } from './connect.ts';
 import { isDatabaseUnavailable } from './errors.ts';
 import type { Database } from './schema.ts';
@@ -27,9 +27,11 @@ export interface WriteBatch {
   /**
    * Runs `write` (on a transaction shared with other writes, or on the connection when it runs
    * alone) and resolves with its result once it is committed. `write` may run twice (see above), so
-   * it must do nothing but write: anything to tell others happens once it resolved.
+   * it must do nothing but write: anything to tell others happens once it resolved. `plan` is the
+   * same write as data, which SQLite's write worker (write-worker.ts) runs instead: a batch that
+   * runs on the worker refuses a write without one.
    */
-  run<T>(write: (db: WriteDb) => Promise<T>): Promise<T>;
+  run<T>(write: (db: WriteDb) => Promise<T>, plan?: Plan<T>): Promise<T>;
   /**
    * A write whose items (one request's rows) merge with the items other requests reach in the same
    * turn. On PostgreSQL they go in one statement (`together`): every query costs aa-oidc a round
@@ -51,6 +53,43 @@ export interface MergedWrite<Item, Result = void> {
   together(db: Kysely<Database>, items: Item[]): Promise<readonly Result[] | void>;
   /** Writes one item as its request would on its own, on the connection or the batch's transaction. */
   alone(db: WriteDb, item: Item): Promise<Result>;
+  /** `alone` as data (see `PlannedWrite`): what SQLite's write worker runs. */
+  plan?(db: Kysely<Database>, item: Item): PlannedWrite<Result>;
+}
+
+/**
+ * A statement of a planned write: its SQL and parameters, compiled on the main thread (Kysely, or a
+ * precompiled query's `compile`).
+ */
+export interface PlannedStatement {
+  sql: string;
+  parameters: readonly unknown[];
+  /**
+   * Runs only when the write's previous statement changed (or returned) a row, and counts 0 when it
+   * does not: a write whose second statement needs the first's outcome stays one plan.
+   */
+  onlyAfterChange?: boolean;
+}
+
+/**
+ * A write as data, for a connection on another thread (write-worker.ts): its statements, run in order
+ * in the batch's transaction, and its result from the rows each statement changed (or returned: a
+ * statement with RETURNING, or a SELECT), in the statements' order. No statement may depend on an
+ * earlier one's result in JavaScript: such a write says it in SQL, or with `onlyAfterChange`.
+ */
+export interface PlannedWrite<T> {
+  statements: readonly PlannedStatement[];
+  result(changes: readonly number[]): T;
+}
+
+/** How a write is planned: compiled against the main connection (its dialect), never run there. */
+export type Plan<T> = (db: Kysely<Database>) => PlannedWrite<T>;
+
+/** A compiled query as a statement of a plan. */
+export function plannedStatement(query: CompiledQuery, onlyAfterChange = false): PlannedStatement {
+  return onlyAfterChange
+    ? { sql: query.sql, parameters: query.parameters, onlyAfterChange }
+    : { sql: query.sql, parameters: query.parameters };
 }
 
 interface Pending {
@@ -158,7 +197,13 @@ export function writeBatch(
       pending.push({ write, resolve: resolve as (value: unknown) => void, reject });
       if (pending.length === 1) schedule(() => void flush());
     });
-  return { run, merging: (write) => (item) => run((batch) => write.alone(batch, item)) };
+  return { run, merging: mergingAsWrites(run) };
+}
+
+/** `merging` for a batch of single writes (SQLite): each item is a write of the batch, with its plan. */
+export function mergingAsWrites(run: WriteBatch['run']): WriteBatch['merging'] {
+  return (write) => (item) =>
+    run((batch) => write.alone(batch, item), write.plan && ((db) => write.plan!(db, item)));
 }
 
 /** Runs `work` in a transaction: the batch's, or a new one when the write runs alone. */

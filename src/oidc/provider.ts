@@ -6,7 +6,7 @@ import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
-import { writeBatch } from '../db/write-batch.ts';
+import type { WriteBatch } from '../db/write-batch.ts';
 import type { Authenticator } from '../directory/authenticator.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
@@ -81,6 +81,8 @@ export interface OidcDependencies {
   logger: Logger;
   db: Kysely<Database>;
   databaseKind: DatabaseKind;
+  /** Where requests' writes are committed, together on SQLite (src/db/write-batch.ts). */
+  writes: WriteBatch;
   /** Application lookups, and the verification of secrets imported from the Python plugin. */
   applications: ApplicationLookup & Pick<ApplicationService, 'verifyImportedSecret'>;
   directory: Pick<Directory, 'profileById' | 'keepable'>;
@@ -157,7 +159,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   });
 
   // Rows saved by concurrent requests, committed together on SQLite.
-  const writes = writeBatch(db, deps.databaseKind);
+  const { writes } = deps;
   // The codes and refresh tokens this process wrote, redeemed without reading them back.
   const ownCodes = new OwnCodes();
   // The issued-code audit and code-reuse detection around the code exchange.

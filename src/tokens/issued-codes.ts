@@ -4,7 +4,13 @@ import { precompiled } from '../db/precompiled.ts';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
-import { inTransaction, unbatchedWrites, type WriteBatch, type WriteDb } from '../db/write-batch.ts';
+import {
+  inTransaction,
+  plannedStatement,
+  unbatchedWrites,
+  type WriteBatch,
+  type WriteDb,
+} from '../db/write-batch.ts';
 import type { Logger } from '../logging/logger.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -13,12 +19,14 @@ import {
   ADAPTER_COLUMN_TYPES,
   ADAPTER_COLUMNS,
   type AdapterRow,
+  consumeLiveStatement,
   consumePayload,
   isAdapterRow,
   findStoredCode,
   purgeInBatches,
   PURGE_BATCH_ROWS,
   type PayloadRow,
+  payloadRowsStatements,
   payloadRowWrites,
   storageId,
   type TokenModel,
@@ -130,7 +138,27 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
           alone: async (connection, item) =>
             (await consumeCodesTogether(connection, [item], config.tokens.refreshTokenTtl * 1000))[0]!,
         }
-      : { together: async () => [], alone: consumeCodeInTransaction },
+      : {
+          together: async () => [],
+          alone: consumeCodeInTransaction,
+          plan: (connection, { value, id, at }) => ({
+            statements: [
+              plannedStatement(consumeLiveStatement(connection, 'AuthorizationCode', id, at)),
+              // The audit row from the row just consumed, only when it was.
+              plannedStatement(
+                recordConsumedCode.compile(
+                  connection,
+                  id,
+                  sha256Hex(value),
+                  at,
+                  at + config.tokens.refreshTokenTtl * 1000,
+                ),
+                true,
+              ),
+            ],
+            result: ([consumed]) => consumed! > 0,
+          }),
+        },
   );
 
   const consumeCode: IssuedCodes['consumeCode'] = (value, id, at) => consumeCodes({ value, id, at });
@@ -144,20 +172,42 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
       ? rows.every(isAdapterRow)
         ? await exchangedTokens({ codeHash, rows, at })
         : await storeExchangedTokensAtOnce(db, codeHash, accessToken?.id, refreshToken?.id, rows, at)
-      : await writes.run((batch) =>
-          inTransaction(batch, async (trx) => {
-            const audited = await trx
-              .updateTable('issued_code')
-              .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
-              .where('code_hash', '=', codeHash)
-              .returning(['reuse_count'])
-              .executeTakeFirst();
-            const replayed = (audited?.reuse_count ?? 0) > 0;
-            await writePayloadRows(
-              trx,
-              replayed ? rows.map((row) => ({ ...row, revoked_at: at, revoked_reason: 'code_reuse' })) : rows,
-            );
-            return replayed;
+      : await writes.run(
+          (batch) =>
+            inTransaction(batch, async (trx) => {
+              const audited = await trx
+                .updateTable('issued_code')
+                .set({ access_token_id: accessToken?.id ?? null, refresh_token_id: refreshToken?.id ?? null })
+                .where('code_hash', '=', codeHash)
+                .returning(['reuse_count'])
+                .executeTakeFirst();
+              const replayed = (audited?.reuse_count ?? 0) > 0;
+              await writePayloadRows(
+                trx,
+                replayed
+                  ? rows.map((row) => ({ ...row, revoked_at: at, revoked_reason: 'code_reuse' }))
+                  : rows,
+              );
+              return replayed;
+            }),
+          // The same as data: whether the code was replayed is read, and the rows revoked, in SQL.
+          (connection) => ({
+            statements: [
+              plannedStatement(
+                setExchangedTokenIds.compile(
+                  connection,
+                  accessToken?.id ?? null,
+                  refreshToken?.id ?? null,
+                  codeHash,
+                ),
+              ),
+              plannedStatement(replayedCode.compile(connection, codeHash)),
+              ...payloadRowsStatements(connection, rows).map((query) => plannedStatement(query)),
+              ...rows.map((row) =>
+                plannedStatement(revokeIfReplayed.compile(connection, at, row.model, row.id, codeHash)),
+              ),
+            ],
+            result: (changes) => changes[1]! > 0,
           }),
         );
     if (replayed) {
@@ -298,6 +348,57 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 
   return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
 }
+
+/**
+ * SQLite, step 1's audit row as a statement of the consume's plan: from the code's row as the consume
+ * left it (run only once the consume changed it).
+ */
+const recordConsumedCode = precompiled(
+  (db: WriteDb, id: string, codeHash: string, at: number, expiresAt: number) => ({
+    compile: () =>
+      sql`insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
+          "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
+        select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", null, null, 0, null, ${at}, ${expiresAt}
+        from "oidc_payload" where "model" = 'AuthorizationCode' and "id" = ${id}
+        on conflict ("code_hash") do nothing`.compile(db),
+  }),
+);
+
+/** SQLite, step 3's plan: the token ids on the audit row. */
+const setExchangedTokenIds = precompiled(
+  (db: WriteDb, accessTokenId: string | null, refreshTokenId: string | null, codeHash: string) =>
+    db
+      .updateTable('issued_code')
+      .set({ access_token_id: accessTokenId, refresh_token_id: refreshTokenId })
+      .where('code_hash', '=', codeHash),
+);
+
+/** SQLite, step 3's plan: a row when the code was replayed meanwhile. */
+const replayedCode = precompiled((db: WriteDb, codeHash: string) =>
+  db
+    .selectFrom('issued_code')
+    .select('code_hash')
+    .where('code_hash', '=', codeHash)
+    .where('reuse_count', '>', 0),
+);
+
+/** SQLite, step 3's plan: a token row just written, revoked when its code was replayed meanwhile. */
+const revokeIfReplayed = precompiled((db: WriteDb, at: number, model: string, id: string, codeHash: string) =>
+  db
+    .updateTable('oidc_payload')
+    .set({ revoked_at: at, revoked_reason: 'code_reuse' })
+    .where('model', '=', model)
+    .where('id', '=', id)
+    .where((eb) =>
+      eb.exists(
+        eb
+          .selectFrom('issued_code')
+          .select('code_hash')
+          .where('code_hash', '=', codeHash)
+          .where('reuse_count', '>', 0),
+      ),
+    ),
+);
 
 /** A code one request redeems: its value, its storage id, and when. */
 interface CodeConsume {

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type {
+  CompiledQuery,
   ExpressionBuilder,
   Insertable,
   InsertObject,
@@ -15,7 +16,7 @@ import { type LogPosition, logPosition, logPositionColumn } from '../db/change-l
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
-import type { WriteBatch } from '../db/write-batch.ts';
+import { type PlannedWrite, plannedStatement, type WriteBatch } from '../db/write-batch.ts';
 
 /**
  * The provider's rows at rest, one at a time: what the storage adapter (src/oidc/adapter.ts) writes,
@@ -172,20 +173,35 @@ function sameColumns(rows: readonly PayloadRow[]): boolean {
  * would; rows of different columns go one statement each.
  */
 export async function writePayloadRows(db: Db, rows: readonly PayloadRow[]): Promise<void> {
-  if (rows.length === 1) return writePayloadRow(db, rows[0]!);
-  if (rows.length === 0) return;
+  for (const statement of payloadRowsStatements(db, rows)) await db.executeQuery(statement);
+}
+
+/** The statements `writePayloadRows` runs, compiled and not run (a write's plan, write-batch.ts). */
+export function payloadRowsStatements(db: Db, rows: readonly PayloadRow[]): CompiledQuery[] {
   if (rows.length === 2 && rows.every(isAdapterRow)) {
-    await upsertTwoAdapterRows.execute(
-      db,
-      ...rows.flatMap((row) => ADAPTER_COLUMNS.map((column) => (row as AdapterRow)[column])),
+    return [
+      upsertTwoAdapterRows.compile(
+        db,
+        ...rows.flatMap((row) => ADAPTER_COLUMNS.map((column) => (row as AdapterRow)[column])),
+      ),
+    ];
+  }
+  if (rows.length <= 1 || !sameColumns(rows)) {
+    return rows.map((row) =>
+      isAdapterRow(row)
+        ? upsertAdapterRow.compile(db, ...ADAPTER_COLUMNS.map((column) => row[column]))
+        : upsertQuery(db, row).compile(),
     );
-    return;
   }
-  if (!sameColumns(rows)) {
-    for (const row of rows) await writePayloadRow(db, row);
-    return;
-  }
-  await upsertPayloadRowsQuery(db, rows).execute();
+  return [upsertPayloadRowsQuery(db, rows).compile()];
+}
+
+/** `writePayloadRows` as a plan (SQLite's write worker). */
+function payloadRowsPlan(db: Db, rows: readonly PayloadRow[]): PlannedWrite<void> {
+  return {
+    statements: payloadRowsStatements(db, rows).map((query) => plannedStatement(query)),
+    result: () => {},
+  };
 }
 
 /** PostgreSQL's type of each adapter column, in `ADAPTER_COLUMNS` order (the arrays `unnest` takes apart). */
@@ -303,6 +319,19 @@ async function writeRowsAtEpoch(db: Db, { rows, epoch }: RowsAtEpoch): Promise<b
   return written;
 }
 
+/** `writeRowsAtEpoch` on SQLite as a plan: the same statements; written when each row was. */
+function rowsAtEpochPlan(db: Db, { rows, epoch }: RowsAtEpoch): PlannedWrite<boolean> {
+  if (epoch === null) return { ...payloadRowsPlan(db, rows), result: () => true };
+  return {
+    statements: rows.map((row) =>
+      plannedStatement(
+        upsertAdapterRowAtEpoch.compile(db, epoch, ...ADAPTER_COLUMNS.map((column) => row[column])),
+      ),
+    ),
+    result: (changes) => changes.every((changed) => changed > 0),
+  };
+}
+
 interface RowWrites {
   any: (rows: readonly PayloadRow[]) => Promise<void>;
   atEpoch: (item: RowsAtEpoch) => Promise<boolean>;
@@ -315,11 +344,16 @@ function rowWrites(writes: WriteBatch): RowWrites {
     const merged = writes.merging<RowsAtEpoch, boolean>({
       together: writeAdapterRowsTogether,
       alone: writeRowsAtEpoch,
+      plan: rowsAtEpochPlan,
     });
     found = {
       any: async (rows) => {
         if (rows.length > 0 && rows.every(isAdapterRow)) await merged({ rows, epoch: null });
-        else await writes.run((db) => writePayloadRows(db, rows));
+        else
+          await writes.run(
+            (db) => writePayloadRows(db, rows),
+            (db) => payloadRowsPlan(db, rows),
+          );
       },
       atEpoch: merged,
     };
@@ -503,6 +537,11 @@ const consumeLive = precompiled((trx: Db, model: string, id: string, now: number
   consumeLiveQuery(trx, model, id, now),
 );
 
+/** `consumePayload`'s statement, compiled and not run (a write's plan, write-batch.ts). */
+export function consumeLiveStatement(db: Db, model: string, id: string, now: number): CompiledQuery {
+  return consumeLive.compile(db, model, id, now);
+}
+
 export function consumePayload(
   trx: Db,
   model: string,
@@ -579,6 +618,10 @@ export function payloadConsumes(writes: WriteBatch): (consume: Consume) => Promi
     consume = writes.merging<Consume, boolean>({
       together: consumeTogether,
       alone: async (db, { model, id, at }) => (await consumePayload(db, model, id, at)) !== undefined,
+      plan: (db, { model, id, at }) => ({
+        statements: [plannedStatement(consumeLiveStatement(db, model, id, at))],
+        result: ([consumed]) => consumed! > 0,
+      }),
     });
     consumesOf.set(writes, consume);
   }
