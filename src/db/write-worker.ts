@@ -206,6 +206,8 @@ export function workerWrites(
       worker = undefined;
       if (!thread) return;
       const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+      // Held until it has closed its connection (an idle worker does not keep the process alive).
+      thread.ref();
       thread.postMessage('close');
       await exited;
     },
