@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -293,5 +294,26 @@ describe('the SQLite write worker', () => {
     await assert.rejects(after, (error: Error) => isDatabaseUnavailable(error));
     assert.equal(workers.length, 1);
     assert.deepEqual(lost, []);
+  });
+
+  it('lets a process end once closed: the worker closes its connection first', () => {
+    // A command (or `serve`) closes its services and has nothing else to wait for.
+    const script = `
+      const { openDatabase } = await import(${JSON.stringify(new URL('../../src/db/connect.ts', import.meta.url).href)});
+      const { workerWrites } = await import(${JSON.stringify(new URL('../../src/db/write-worker.ts', import.meta.url).href)});
+      const { payloadRowWrites } = await import(${JSON.stringify(new URL('../../src/tokens/store.ts', import.meta.url).href)});
+      const handle = openDatabase({ kind: 'sqlite', path: ${JSON.stringify(file)} });
+      const writes = workerWrites(handle.db, ${JSON.stringify(file)});
+      await payloadRowWrites(writes)([${JSON.stringify(row('process-a'))}]);
+      const last = payloadRowWrites(writes)([${JSON.stringify(row('process-b'))}]);
+      await writes.close();
+      await last;
+      await handle.close();
+      console.log('closed');
+    `;
+    const output = execFileSync(process.execPath, ['--input-type=module', '--eval', script], {
+      encoding: 'utf8',
+    });
+    assert.equal(output.trim(), 'closed');
   });
 });
