@@ -120,7 +120,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
 }
 
 /** How many prepared statements a SQLite connection keeps (the queries the code issues are far fewer). */
-const STATEMENT_CACHE_SIZE = 500;
+export const STATEMENT_CACHE_SIZE = 500;
 
 /**
  * The connection as Kysely sees it, preparing each distinct SQL text once: better-sqlite3 would

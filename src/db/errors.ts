@@ -124,7 +124,8 @@ const POSTGRES_CONNECTION_MESSAGES =
   /Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|is not queryable/;
 
 /** SQLite result codes of a database that cannot be used now (busy, disk, file access). */
-const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)(_|$)/;
+export const SQLITE_UNAVAILABLE =
+  /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|CORRUPT|NOTADB|PROTOCOL)(_|$)/;
 
 /**
  * True when `error` (or one of its causes) says the database cannot be reached or used right now,

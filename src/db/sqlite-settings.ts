@@ -2,8 +2,8 @@ import type BetterSqlite3 from 'better-sqlite3';
 
 /**
  * The settings of every SQLite connection aa-oidc opens: the main one (connect.ts) and the write
- * worker's (write-worker-thread.ts), which must agree (WAL, the busy wait, the checkpoint size).
- * Apart from connect.ts so that the worker loads no more than the driver.
+ * worker's (write-worker-thread.ts, which is given them as data), which must agree (WAL, the busy
+ * wait, the checkpoint size).
  */
 
 /**
@@ -24,10 +24,14 @@ export const WAL_CHECKPOINT_PAGES = 4000;
  */
 export const BUSY_TIMEOUT_MS = 5000;
 
+export const SQLITE_PRAGMAS: readonly string[] = [
+  'journal_mode = WAL',
+  'foreign_keys = ON',
+  `busy_timeout = ${BUSY_TIMEOUT_MS}`,
+  'synchronous = NORMAL',
+  `wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`,
+];
+
 export function applySqliteSettings(sqlite: BetterSqlite3.Database): void {
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  sqlite.pragma('synchronous = NORMAL');
-  sqlite.pragma(`wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`);
+  for (const pragma of SQLITE_PRAGMAS) sqlite.pragma(pragma);
 }

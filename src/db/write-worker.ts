@@ -1,6 +1,9 @@
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { Kysely } from 'kysely';
-import { DatabaseUnavailableError } from './errors.ts';
+import { STATEMENT_CACHE_SIZE } from './connect.ts';
+import { DatabaseUnavailableError, SQLITE_UNAVAILABLE } from './errors.ts';
+import { SQLITE_PRAGMAS } from './sqlite-settings.ts';
 import type { Database } from './schema.ts';
 import {
   mergingAsWrites,
@@ -9,6 +12,7 @@ import {
   type WriteBatch,
   type WriteDb,
 } from './write-batch.ts';
+import { type WriteWorkerData, writeWorkerThread } from './write-worker-thread.ts';
 
 /**
  * SQLite's write batch (write-batch.ts) committed on a worker thread with a connection of its own to
@@ -77,11 +81,19 @@ interface Job {
  */
 const WORKER_HEAP_LIMITS = { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2 };
 
-const workerFile = new URL(
-  // The sources run as TypeScript; a build (dist/) has the same file compiled to JavaScript.
-  `./write-worker-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`,
-  import.meta.url,
-);
+/** The thread's data: its file, and what it must share with the main connection. */
+function workerDataFor(file: string): WriteWorkerData {
+  return {
+    file,
+    driver: createRequire(import.meta.url).resolve('better-sqlite3'),
+    pragmas: SQLITE_PRAGMAS,
+    unavailableCodes: SQLITE_UNAVAILABLE.source,
+    statementCacheSize: STATEMENT_CACHE_SIZE,
+  };
+}
+
+/** The thread's program: `writeWorkerThread`'s text, called with the thread's `require` and data. */
+const WORKER_SOURCE = `(${writeWorkerThread.toString()})(require, require('node:worker_threads').workerData)`;
 
 function received({ name, message, code }: SentError): Error {
   return Object.assign(new Error(message), { name, ...(code === undefined ? {} : { code }) });
@@ -126,8 +138,9 @@ export function workerWrites(
 
   const started = (): Worker => {
     if (worker) return worker;
-    const thread = new Worker(workerFile, {
-      workerData: { file },
+    const thread = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: workerDataFor(file),
       resourceLimits: WORKER_HEAP_LIMITS,
       // Not the main thread's flags (`--import` hooks of the tests and the bench, `--cpu-prof`).
       execArgv: [],
