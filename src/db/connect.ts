@@ -123,6 +123,14 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
 export const STATEMENT_CACHE_SIZE = 500;
 
 /**
+ * How Kysely's transactions begin on SQLite: with the write lock (IMMEDIATE), waiting up to the busy
+ * timeout for another writer's commit. A transaction begun DEFERRED that reads, then writes after
+ * another connection committed (the write worker, write-worker.ts, or another process), fails at
+ * once with SQLITE_BUSY_SNAPSHOT: its snapshot is no longer the newest, and no wait can help.
+ */
+const BEGIN_WRITING = 'begin immediate';
+
+/**
  * The connection as Kysely sees it, preparing each distinct SQL text once: better-sqlite3 would
  * otherwise compile the statement again for every query. Kysely runs one query at a time on the
  * connection, so a cached statement is never in use twice at once. The oldest statement is dropped
@@ -135,7 +143,7 @@ export function cachingStatements(sqlite: BetterSqlite3.Database): SqliteDatabas
     prepare(text: string) {
       let statement = statements.get(text);
       if (!statement) {
-        statement = sqlite.prepare(text);
+        statement = sqlite.prepare(text === 'begin' ? BEGIN_WRITING : text);
         setNewest(statements, text, statement, STATEMENT_CACHE_SIZE);
       }
       return statement;

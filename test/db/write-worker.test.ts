@@ -245,6 +245,25 @@ describe('the SQLite write worker', () => {
     }
   });
 
+  it('lets a transaction of the main connection read, then write, while the worker commits', async () => {
+    const { writes, flush } = manualWorker();
+    try {
+      let written: Promise<void> | undefined;
+      await handle.db.transaction().execute(async (trx) => {
+        await trx.selectFrom('oidc_payload').select('id').where('id', '=', 'snapshot-b').execute();
+        written = payloadRowWrites(writes)([row('snapshot-a')]);
+        flush();
+        // The worker's batch is under way meanwhile (it waits for this transaction's lock).
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await writePayloadRows(trx, [row('snapshot-b')]);
+      });
+      await written;
+      assert.deepEqual(await stored(['snapshot-a', 'snapshot-b']), ['snapshot-a', 'snapshot-b']);
+    } finally {
+      await writes.close();
+    }
+  });
+
   it('fails the writes of a worker that dies, with a database error, and starts another for the next write', async () => {
     const lost: Error[] = [];
     const { writes, workers, flush } = manualWorker({ onWorkerLost: (error) => lost.push(error) });
