@@ -1,4 +1,5 @@
 import type BetterSqlite3 from 'better-sqlite3';
+import type * as WorkerThreads from 'node:worker_threads';
 import type { BatchAnswer, BatchRequest, SentError, WriteOutcome } from './write-worker.ts';
 import type { PlannedStatement } from './write-batch.ts';
 
@@ -26,7 +27,7 @@ export interface WriteWorkerData {
  * memory more than the thread itself (33 MB against 17, measured).
  */
 export function writeWorkerThread(require: NodeJS.Require, data: WriteWorkerData): void {
-  const { parentPort } = require('node:worker_threads') as typeof import('node:worker_threads');
+  const { parentPort } = require('node:worker_threads') as typeof WorkerThreads;
   const Database = require(data.driver) as typeof BetterSqlite3;
   const sqlite = new Database(data.file);
   for (const pragma of data.pragmas) sqlite.pragma(pragma);
