@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../../src/db/schema.ts';
 import { storageId } from '../../src/tokens/store.ts';
@@ -135,9 +136,12 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     harness.registerSecret(flows.codeFrom(first.response), 'authorization code');
     const { database } = server.app;
     const db = database.db as Kysely<Database>;
-    // A database that refuses writes for now: SQLite read-only (SQLITE_READONLY), PostgreSQL out of
-    // disk space (SQLSTATE 53100), each only for the statement that writes the held rows.
-    if (database.kind === 'sqlite') database.sqlite!.pragma('query_only = ON');
+    // A database that refuses writes for now: SQLite locked by another writer until the busy timeout
+    // (SQLITE_BUSY; the held rows are written on the write worker's connection,
+    // src/db/write-worker.ts), PostgreSQL out of disk space (SQLSTATE 53100), each only for the
+    // statement that writes the held rows.
+    const locker = database.kind === 'sqlite' ? new BetterSqlite3(database.sqlite!.name) : undefined;
+    if (locker) locker.prepare('begin immediate').run();
     else {
       await sql`CREATE FUNCTION fail_held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '53100'; END $$`.execute(db);
@@ -148,8 +152,10 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     try {
       failed = await flows.authorize(server, browser, client, undefined, { scope: 'openid' });
     } finally {
-      if (database.kind === 'sqlite') database.sqlite!.pragma('query_only = OFF');
-      else {
+      if (locker) {
+        locker.prepare('rollback').run();
+        locker.close();
+      } else {
         await sql`DROP TRIGGER fail_held_insert ON oidc_payload`.execute(db);
         await sql`DROP FUNCTION fail_held_insert()`.execute(db);
       }
