@@ -232,7 +232,10 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
   it('refuses to let a superuser deactivate or delete the account they are signed in with', async () => {
     const detail = await consoleGet(admin, url(`/admin/users/${operator.id}`));
     assert.equal(detail.status, 200);
-    assert.ok(!detail.body.includes(`/admin/users/${operator.id}/delete`), 'no delete button on one’s own page');
+    assert.ok(
+      !detail.body.includes(`/admin/users/${operator.id}/delete`),
+      'no delete button on one’s own page',
+    );
     assert.ok(!detail.body.includes(`/admin/users/${operator.id}/deactivate`), 'no deactivate button either');
     assert.match(pageText(detail.body), /This is the account you are signed in with/);
 
