@@ -60,23 +60,49 @@ export interface ProcessChangeEpochs extends ChangeEpochs {
  * One read of the epoch for every request that asks in the same turn of the event loop. Each read is
  * a statement (on SQLite a read transaction of its own, with its file locks) for a single number;
  * the read runs once the turn's requests have asked (`schedule`), so it sees every change committed
- * before any of them asked, as a read of each request's own would. A request that asks while a read
- * is already running waits for the next one.
+ * before any of them asked, as a read of each request's own would.
+ *
+ * One read at a time: the requests that ask while a read is running share the next one, started as
+ * soon as the running one has answered (so still after they all asked). On PostgreSQL a read takes a
+ * round trip, during which the event loop turns several times under load; a read per turn would be a
+ * socket write and a wake-up of the server's backend per turn, for the same answer.
  */
 export function sharedEpochReads(
   read: () => Promise<number>,
   schedule: (run: () => void) => void = setImmediate,
 ): () => Promise<number> {
+  // The next read, asked for and not yet started, and what starts it.
   let waiting: Promise<number> | undefined;
+  let startWaiting: (() => void) | undefined;
+  let reading = false;
+  const start = () => {
+    const run = startWaiting;
+    waiting = undefined;
+    startWaiting = undefined;
+    if (!run) return;
+    reading = true;
+    run();
+  };
+  const settled = () => {
+    reading = false;
+    if (startWaiting) start();
+  };
   return () => {
     if (waiting) return waiting;
     const next = new Promise<number>((resolve, reject) => {
-      schedule(() => {
-        waiting = undefined;
-        read().then(resolve, reject);
-      });
+      startWaiting = () => {
+        let made: Promise<number>;
+        try {
+          made = read();
+        } catch (error) {
+          made = Promise.reject(error as Error);
+        }
+        made.then(resolve, reject);
+        made.then(settled, settled);
+      };
     });
     waiting = next;
+    if (!reading) schedule(start);
     return next;
   };
 }

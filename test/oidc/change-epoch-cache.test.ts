@@ -136,6 +136,35 @@ describe('epoch reads shared by the requests of one turn', () => {
     assert.equal(stored.reads, 2);
   });
 
+  it('shares one read, started once the running read answers, among the requests that ask meanwhile', async () => {
+    const stored = { epoch: 1 };
+    const answers: Array<() => void> = [];
+    const scheduled: Array<() => void> = [];
+    // A read that finds the epoch stored when it is sent and answers when the test says (a round trip).
+    const read = sharedEpochReads(
+      () =>
+        new Promise<number>((resolve) => {
+          const found = stored.epoch;
+          answers.push(() => resolve(found));
+        }),
+      (run) => void scheduled.push(run),
+    );
+    const first = read();
+    for (const next of scheduled.splice(0)) next();
+    // Committed while the first read is on its way: the requests asking from now on must see it.
+    stored.epoch = 2;
+    const second = read();
+    const third = read();
+    assert.equal(scheduled.length, 0, 'nothing is scheduled while a read runs');
+    assert.equal(answers.length, 1);
+    answers[0]!();
+    assert.equal(await first, 1);
+    assert.equal(answers.length, 2, 'the next read is sent once the running one has answered');
+    answers[1]!();
+    assert.deepEqual(await Promise.all([second, third]), [2, 2]);
+    assert.equal(answers.length, 2, 'one read for both');
+  });
+
   it('fails the requests of a failed read, and reads afresh for the next', async () => {
     const { stored, read, run } = setup();
     stored.fail = true;
