@@ -22,8 +22,8 @@ import { loadOncePerRequest, RequestMemo } from './request-memo.ts';
  *   ran still stops the token. A client-credentials token is decided with the applications of the
  *   request's epoch instead and written only while that epoch stands (save-bearer.ts): the write
  *   itself checks, and when the epoch has moved the stage reads it afresh as for a user's token.
- * - The requests that ask for the epoch in one turn of the event loop share one read, made after
- *   they all asked (`sharedEpochReads`).
+ * - The requests that ask for the epoch in one turn of the event loop, or while the read before
+ *   runs, share one read, made after they all asked (`sharedEpochReads`).
  * - Users' profiles are not kept by the epoch: the policy must see a change the directory has not
  *   announced (a row changed in the database by hand) on the next request, and only a write through
  *   aa-oidc could raise the epoch.

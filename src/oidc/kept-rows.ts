@@ -13,7 +13,8 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  * payload parsed at the row's first find (adapter.ts).
  *
  * - Every request that uses a kept row first awaits its read of the log (one per request, shared by
- *   the requests of one turn of the event loop, made after they all asked: change-epoch-cache.ts),
+ *   the requests that ask in one turn of the event loop or while the read before runs, made after
+ *   they all asked: change-epoch-cache.ts),
  *   which drops every row the log names past the process's position. A change committed by any
  *   writer before the request arrived is therefore seen by it, as if nothing were kept.
  * - A row is kept only if the statement that loaded it saw the log at or past the process's position
@@ -59,8 +60,8 @@ export class KeptRows {
         this.profiles.forget(key);
       }
     }
-    // Reads may overlap (a read asked for while another runs starts without waiting for it): the
-    // position only moves forward.
+    // The position only moves forward, whatever order reads answer in (a process's reads run one at
+    // a time, change-epoch-cache.ts, but nothing here relies on it).
     if (this.#position === undefined || read.lost || covers(read.position, this.#position)) {
       this.#position = read.position;
     }
