@@ -183,6 +183,33 @@ describe('audit bus', () => {
     assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
   });
 
+  it('gives a receiver whose work needs several turns of the loop a full timeout once the loop is free', async () => {
+    // The database receiver's batch on SQLite's write worker: its delay (a timer), then the flush and
+    // the worker's answer, each a later turn. Other work holds the loop past the timeout right after
+    // the event is published; the receiver then needs three more turns, which a timeout fired in the
+    // same turn would not wait for.
+    const { bus, failures, lines } = setup([
+      {
+        name: 'worker',
+        receive: () =>
+          new Promise<void>((resolve) =>
+            setTimeout(() => setImmediate(() => setImmediate(() => setImmediate(resolve))), 5),
+          ),
+      },
+    ]);
+    bus.publish(introspected);
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const until = Date.now() + 120; // other synchronous work, past the 50 ms timeout
+        while (Date.now() < until);
+        resolve();
+      }),
+    );
+    await bus.idle();
+    assert.equal(await failures('token_introspected', 'worker'), 0);
+    assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
+  });
+
   it('never throws, even for an event that cannot be cloned, and keeps delivering afterwards', async () => {
     const seen = collector();
     const { bus, lines } = setup([seen.receiver]);
