@@ -51,8 +51,11 @@ export interface AuditBusOptions {
 
 export const DEFAULT_MAX_PENDING_PER_RECEIVER = 100_000;
 
-/** A receiver's timer firing later than this fraction of the timeout says the loop was held. */
-const HELD_FRACTION = 4;
+/**
+ * A receiver's timer firing later than this says the loop was held during the wait: a quarter of the
+ * timeout, at most 50 ms (a busy loop's timers run a few milliseconds late).
+ */
+const heldAfter = (receiverTimeoutMs: number) => Math.min(receiverTimeoutMs / 4, 50);
 
 type Outcome =
   { ok: true } | { ok: false; failure: 'error'; error: unknown } | { ok: false; failure: 'timeout' };
@@ -93,10 +96,10 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
    * turn's I/O): when other synchronous work held the loop past the timeout (a large import, a state
    * change over thousands of users on SQLite), the receiver's own timers, I/O and immediates that were
    * due meanwhile run first, and a receiver that was only waiting for its turn is not counted as hung.
-   * When the timer itself fired late (by more than a quarter of the timeout), the loop was held during
-   * the wait: the receiver gets a full timeout again from then, so that one whose work needs several
-   * turns (the database receiver's batch on SQLite's write worker) is not counted as hung either. A
-   * hung receiver is still counted, once the loop has been free for a whole timeout.
+   * When the timer itself fired late (`heldAfter`), the loop was held during the wait: the receiver
+   * gets a full timeout again from then, so that one whose work needs several turns (the database
+   * receiver's batch on SQLite's write worker) is not counted as hung either. A hung receiver is
+   * still counted, once the loop has been free for a whole timeout.
    */
   const races = new WeakMap<PromiseLike<void>, Promise<Outcome>>();
   const raceOf = (result: PromiseLike<void>): Promise<Outcome> => {
@@ -110,7 +113,7 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
           // Fired late: the loop was held for part of the wait, and a receiver whose work needs
           // turns of it (the database receiver's batch on SQLite's write worker: its delay, the
           // flush, the worker's answer) had less than its timeout. It gets a full one from now.
-          if (Date.now() - due > receiverTimeoutMs / HELD_FRACTION) arm();
+          if (Date.now() - due > heldAfter(receiverTimeoutMs)) arm();
           else setImmediate(() => resolve({ ok: false, failure: 'timeout' }));
         }, receiverTimeoutMs);
       };
