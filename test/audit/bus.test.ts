@@ -31,6 +31,17 @@ function setup(receivers: AuditReceiver[], receiverTimeoutMs = 50, maxPendingPer
   return { bus, lines, failures };
 }
 
+/** Holds the event loop with synchronous work for `ms`, starting on the next turn. */
+function holdTheLoop(ms: number): Promise<void> {
+  return new Promise((resolve) =>
+    setImmediate(() => {
+      const until = Date.now() + ms;
+      while (Date.now() < until);
+      resolve();
+    }),
+  );
+}
+
 function collector(name = 'collector') {
   const records: AuditRecord[] = [];
   return {
@@ -171,13 +182,7 @@ describe('audit bus', () => {
       },
     ]);
     bus.publish(introspected);
-    await new Promise<void>((resolve) =>
-      setImmediate(() => {
-        const until = Date.now() + 120; // other synchronous work, past the 50 ms timeout
-        while (Date.now() < until);
-        resolve();
-      }),
-    );
+    await holdTheLoop(120); // other synchronous work, past the 50 ms timeout
     await bus.idle();
     assert.equal(await failures('token_introspected', 'batched'), 0);
     assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
@@ -198,13 +203,7 @@ describe('audit bus', () => {
       },
     ]);
     bus.publish(introspected);
-    await new Promise<void>((resolve) =>
-      setImmediate(() => {
-        const until = Date.now() + 120; // other synchronous work, past the 50 ms timeout
-        while (Date.now() < until);
-        resolve();
-      }),
-    );
+    await holdTheLoop(120); // other synchronous work, past the 50 ms timeout
     await bus.idle();
     assert.equal(await failures('token_introspected', 'worker'), 0);
     assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
