@@ -373,14 +373,17 @@ const setExchangedTokenIds = precompiled(
       .where('code_hash', '=', codeHash),
 );
 
-/** SQLite, step 3's plan: a row when the code was replayed meanwhile. */
-const replayedCode = precompiled((db: WriteDb, codeHash: string) =>
-  db
+/** The issued-code row of `codeHash` when that code has been replayed (presented again). */
+function replayedRow(db: WriteDb, codeHash: string) {
+  return db
     .selectFrom('issued_code')
     .select('code_hash')
     .where('code_hash', '=', codeHash)
-    .where('reuse_count', '>', 0),
-);
+    .where('reuse_count', '>', 0);
+}
+
+/** SQLite, step 3's plan: a row when the code was replayed meanwhile. */
+const replayedCode = precompiled((db: WriteDb, codeHash: string) => replayedRow(db, codeHash));
 
 /** SQLite, step 3's plan: a token row just written, revoked when its code was replayed meanwhile. */
 const revokeIfReplayed = precompiled((db: WriteDb, at: number, model: string, id: string, codeHash: string) =>
@@ -389,15 +392,7 @@ const revokeIfReplayed = precompiled((db: WriteDb, at: number, model: string, id
     .set({ revoked_at: at, revoked_reason: 'code_reuse' })
     .where('model', '=', model)
     .where('id', '=', id)
-    .where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom('issued_code')
-          .select('code_hash')
-          .where('code_hash', '=', codeHash)
-          .where('reuse_count', '>', 0),
-      ),
-    ),
+    .where((eb) => eb.exists(replayedRow(db, codeHash))),
 );
 
 /** A code one request redeems: its value, its storage id, and when. */
