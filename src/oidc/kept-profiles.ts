@@ -15,9 +15,9 @@ import { currentRequest as providerRequest } from './provider-internals.ts';
  * The rules are those of the stored rows kept beside them (kept-rows.ts), whose read of the log drops
  * profiles too:
  * - A request that uses a kept profile first awaits its read of the log (one per request, shared by
- *   the requests that ask in one turn of the event loop or while the read before runs), which drops the profiles of the users the log names
- *   past the process's position; a state or a group that changed drops every profile (any number
- *   embed it). A change committed by any writer before the request arrived is therefore seen by it.
+ *   the requests that ask in one turn of the event loop or while the read before runs), which drops
+ *   the profiles of the users the log names past the process's position; a state or a group that
+ *   changed drops every profile (any number embed it). A change committed by any writer before the request arrived is therefore seen by it.
  * - The `save_bearer` stage reads the log afresh (once per request, with the applications' epoch)
  *   before it uses a kept profile (`directoryAtSave`): a change committed while the request ran still
  *   stops its tokens, as it did when the stage read the user from the database.
