@@ -45,8 +45,6 @@ export interface OpenDatabaseOptions {
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
 
-export { WAL_CHECKPOINT_PAGES } from './sqlite-settings.ts';
-
 /**
  * Opens the database named by the configuration. Creates the SQLite file (0600) and its folder (0700)
  * when needed; an

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { WAL_CHECKPOINT_PAGES, openDatabase } from '../../src/db/connect.ts';
+import { openDatabase } from '../../src/db/connect.ts';
+import { WAL_CHECKPOINT_PAGES } from '../../src/db/sqlite-settings.ts';
 
 describe('a SQLite database as aa-oidc opens it', () => {
   it('logs writes ahead, syncs at checkpoints, and checkpoints every few thousand pages', async () => {
