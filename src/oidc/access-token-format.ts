@@ -68,17 +68,14 @@ interface TokenModel {
 export function installAccessTokenFormats(provider: Provider, deps: AccessTokenFormatDependencies): void {
   const { config, logger, applications } = deps;
   /**
-   * The application's format setting: from the client metadata loaded (and checked) in this request
-   * when the token carries its client, else (a token without one) from the application lookup.
+   * The application's format setting from the client metadata loaded (and checked) in this request,
+   * when the token carries its client; undefined when it does not (then the application lookup says).
    */
-  const formatSettingOf = async (
-    token: TokenModel,
-    clientId: string,
-  ): Promise<AccessTokenFormatSetting | undefined> => {
+  const loadedSettingOf = (token: TokenModel, clientId: string): AccessTokenFormatSetting | undefined => {
     const client = token.client;
-    if (client?.clientId === clientId && isFormatSetting(client.access_token_format))
-      return client.access_token_format;
-    return (await applications.findByClientId(clientId))?.accessTokenFormat;
+    return client?.clientId === clientId && isFormatSetting(client.access_token_format)
+      ? client.access_token_format
+      : undefined;
   };
   const ResourceServer = (provider as unknown as { ResourceServer: new (id: string, data: object) => object })
     .ResourceServer;
@@ -88,36 +85,27 @@ export function installAccessTokenFormats(provider: Provider, deps: AccessTokenF
   }>) {
     const prototype = model.prototype;
     const original = prototype.getValueAndPayload;
-    prototype.getValueAndPayload = async function getValueAndPayloadInConfiguredFormat(this: TokenModel) {
-      const clientId = this.clientId;
-      const setting = clientId === undefined ? undefined : await formatSettingOf(this, clientId);
-      const format = accessTokenFormatFor(
-        setting === undefined ? undefined : { accessTokenFormat: setting },
-        config.tokens.defaultAccessTokenFormat,
-      );
-      if (!clientId || format !== 'jwt') {
-        this.format = 'opaque';
-        return original.call(this);
-      }
+    /** The provider's RFC 9068 JWT of the token, whose opaque payload is what is stored. */
+    const asJwt = async (token: TokenModel, clientId: string) => {
       // One issued-at and expiry for the stored payload and the JWT.
-      this.iat ??= Math.floor(Date.now() / 1000);
-      this.exp ??= this.iat + this.expiration;
-      this.format = 'opaque';
-      const { payload } = await original.call(this);
+      token.iat ??= Math.floor(Date.now() / 1000);
+      token.exp ??= token.iat + token.expiration;
+      token.format = 'opaque';
+      const { payload } = await original.call(token);
       if (!payload) throw new Error('the opaque access-token format returned no payload');
-      const audience = this.aud;
-      this.resourceServer = new ResourceServer(clientId, {
+      const audience = token.aud;
+      token.resourceServer = new ResourceServer(clientId, {
         audience: clientId,
         accessTokenFormat: 'jwt',
         jwt: { sign: { alg: 'RS256' } },
       });
-      this.format = 'jwt';
+      token.format = 'jwt';
       let value: string;
       try {
-        ({ value } = await original.call(this));
+        ({ value } = await original.call(token));
       } finally {
-        if (audience === undefined) delete this.aud;
-        else this.aud = audience;
+        if (audience === undefined) delete token.aud;
+        else token.aud = audience;
       }
       const size = Buffer.byteLength(value, 'utf8');
       if (size > config.tokens.jwtSizeWarnBytes) {
@@ -134,6 +122,36 @@ export function installAccessTokenFormats(provider: Provider, deps: AccessTokenF
           [VALUE_DIGEST_MARKER]: sha256Hex(value),
         },
       };
+    };
+    /** The token's value and payload in the format `setting` (the application's) gives it. */
+    const inFormat = (
+      token: TokenModel,
+      clientId: string | undefined,
+      setting: AccessTokenFormatSetting | undefined,
+    ): Promise<{ value: string; payload?: Record<string, unknown> }> => {
+      const format = accessTokenFormatFor(
+        setting === undefined ? undefined : { accessTokenFormat: setting },
+        config.tokens.defaultAccessTokenFormat,
+      );
+      if (!clientId || format !== 'jwt') {
+        token.format = 'opaque';
+        return original.call(token);
+      }
+      return asJwt(token, clientId);
+    };
+    // Not an async function: the setting of the client loaded in this request (every token the
+    // provider issues there) is known at once, and an opaque token is the provider's own answer.
+    prototype.getValueAndPayload = function getValueAndPayloadInConfiguredFormat(this: TokenModel) {
+      try {
+        const clientId = this.clientId;
+        const loaded = clientId === undefined ? undefined : loadedSettingOf(this, clientId);
+        if (clientId === undefined || loaded !== undefined) return inFormat(this, clientId, loaded);
+        return applications
+          .findByClientId(clientId)
+          .then((app) => inFormat(this, clientId, app?.accessTokenFormat));
+      } catch (error) {
+        return Promise.reject(error as Error);
+      }
     };
   }
 }

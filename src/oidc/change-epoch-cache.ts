@@ -41,6 +41,11 @@ export interface ChangeEpochs {
   note(request: object | undefined, epoch: number | undefined): void;
   /** The epoch this request sees: the newest noted, or read now (once per request). */
   ofRequest(request: object): Promise<number>;
+  /**
+   * The epoch this request has already seen (the newest noted), or undefined: what `ofRequest`
+   * answers without a read, told at once.
+   */
+  known(request: object): number | undefined;
   /** The epoch read right before tokens are saved (once per request). */
   atSave(request: object): Promise<number>;
 }
@@ -130,14 +135,17 @@ export function createChangeEpochs(
     }),
   );
   const synced = (request: object): Promise<number> => syncedOnce(request, 'epoch');
+  const known = (request: object): number | undefined => noted.peek(request, 'epoch');
   return {
     note,
-    async ofRequest(request) {
-      const known = noted.peek(request, 'epoch');
-      if (known !== undefined) return known;
-      const epoch = await synced(request);
-      return noted.peek(request, 'epoch') ?? epoch;
+    // Not an async function: a request asks several times, and each ask after the first is answered
+    // from what it noted, without a frame and its promises.
+    ofRequest(request) {
+      const epoch = known(request);
+      if (epoch !== undefined) return Promise.resolve(epoch);
+      return synced(request).then((read) => known(request) ?? read);
     },
+    known,
     async atSave(request) {
       const epoch = await readAtSave(request, 'epoch');
       this.note(request, epoch);
@@ -184,15 +192,24 @@ export type EpochSource = 'request' | 'save';
  */
 export function epochCached<K, V>(
   load: (key: K) => Promise<V>,
-  epochs: Pick<ChangeEpochs, 'ofRequest' | 'atSave'>,
+  epochs: Pick<ChangeEpochs, 'ofRequest' | 'atSave' | 'known'>,
   cache: EpochCache<K, V>,
   source: EpochSource,
   currentRequest: () => object | undefined = providerRequest,
 ): (key: K) => Promise<V> {
-  return async (key) => {
-    const request = currentRequest();
-    if (!request) return load(key);
-    const epoch = source === 'save' ? await epochs.atSave(request) : await epochs.ofRequest(request);
-    return cache.get(epoch, key, () => load(key));
+  // Not an async function: a request whose epoch is already known (every lookup after its first, as
+  // it goes) is handed the kept value's own promise, without a frame, a promise of its own, and the
+  // turns of the event loop that resolving one promise with another takes.
+  return (key) => {
+    try {
+      const request = currentRequest();
+      if (!request) return load(key);
+      const known = source === 'request' ? epochs.known(request) : undefined;
+      if (known !== undefined) return cache.get(known, key, () => load(key));
+      const epoch = source === 'save' ? epochs.atSave(request) : epochs.ofRequest(request);
+      return epoch.then((seen) => cache.get(seen, key, () => load(key)));
+    } catch (error) {
+      return Promise.reject(error as Error);
+    }
   };
 }

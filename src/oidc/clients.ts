@@ -95,9 +95,15 @@ export class ApplicationClientAdapter implements Adapter {
     this.#onRefused = onRefused;
   }
 
-  async find(clientId: string): Promise<AdapterPayload | undefined> {
-    if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 100) return undefined;
-    const app = await this.#applications.findByClientId(clientId);
+  // Not an async function: every request that authenticates a client comes here, and the answer is a
+  // chain on the application lookup's promise rather than a frame of its own awaiting it.
+  find(clientId: string): Promise<AdapterPayload | undefined> {
+    if (typeof clientId !== 'string' || clientId.length === 0 || clientId.length > 100)
+      return Promise.resolve(undefined);
+    return this.#applications.findByClientId(clientId).then((app) => this.#usable(clientId, app));
+  }
+
+  #usable(clientId: string, app: Application | undefined): AdapterPayload | undefined {
     const decision = decideApplication(app);
     switch (decision.outcome) {
       case 'allow':

@@ -113,7 +113,9 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
     );
   };
 
-  const decideNow = async (
+  // Not async functions: a token request asks at two stages, and each ask is a chain on the lookups'
+  // promises rather than a frame of its own awaiting them.
+  const decideNow = (
     stage: PolicyStage,
     subject: PolicySubject,
     options: EnforceOptions | undefined,
@@ -127,20 +129,20 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
     const directory = atSave ? (deps.directoryAtSave ?? deps.directory) : deps.directory;
     switch (subject.kind) {
       case 'client':
-        return decideApplication(await applications.findByClientId(subject.clientId));
+        return applications.findByClientId(subject.clientId).then(decideApplication);
       case 'user': {
         // A profile already loaded (findAccount's) needs no second look: only the application is awaited.
-        if (subject.profile)
-          return decide(subject.profile, await applications.findByClientId(subject.clientId));
+        const loaded = subject.profile;
+        if (loaded) return applications.findByClientId(subject.clientId).then((app) => decide(loaded, app));
         const userId = userIdOf(subject.accountId);
         // The application and the user are read at once (on PostgreSQL, two queries in flight).
-        const [app, profile] = await Promise.all([
+        return Promise.all([
           applications.findByClientId(subject.clientId),
           userId === null ? undefined : directory.profileById(userId),
-        ]);
-        // An unknown user passes no gate; like every global deny, this names no application.
-        if (!profile) return { outcome: 'deny', reason: 'global' };
-        return decide(profile, app);
+        ]).then(([app, profile]) =>
+          // An unknown user passes no gate; like every global deny, this names no application.
+          profile ? decide(profile, app) : { outcome: 'deny', reason: 'global' },
+        );
       }
       default:
         return assertNever(subject);
@@ -149,24 +151,30 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
 
   return {
     recordDenial,
-    async enforce(stage, subject, request, options) {
-      const decision = await decideNow(stage, subject, options);
-      switch (decision.outcome) {
-        case 'allow':
-          return decision;
-        case 'deny':
-          recordDenial(
-            stage,
-            decision,
-            {
-              clientId: subject.clientId,
-              userId: subject.kind === 'user' ? userIdOf(subject.accountId) : null,
-            },
-            request,
-          );
-          return decision;
-        default:
-          return assertNever(decision);
+    enforce(stage, subject, request, options) {
+      const recorded = (decision: PolicyDecision): PolicyDecision => {
+        switch (decision.outcome) {
+          case 'allow':
+            return decision;
+          case 'deny':
+            recordDenial(
+              stage,
+              decision,
+              {
+                clientId: subject.clientId,
+                userId: subject.kind === 'user' ? userIdOf(subject.accountId) : null,
+              },
+              request,
+            );
+            return decision;
+          default:
+            return assertNever(decision);
+        }
+      };
+      try {
+        return decideNow(stage, subject, options).then(recorded);
+      } catch (error) {
+        return Promise.reject(error as Error);
       }
     },
   };

@@ -218,15 +218,18 @@ export function findClientsByMetadataObject(provider: Provider): void {
   clientFinds.add(Client);
   const providerFind = Client.find;
   const built = new WeakMap<object, unknown>();
-  Client.find = async function find(this: ClientClass, id: unknown): Promise<unknown> {
+  // Not an async function: a chain on the adapter's promise, without a frame awaiting it.
+  Client.find = function find(this: ClientClass, id: unknown): Promise<unknown> {
     if (currentRequest() === undefined) return providerFind.call(this, id);
-    if (typeof id !== 'string' || id.length === 0) return undefined;
-    const metadata = await this.adapter.find(id);
-    if (!metadata || typeof metadata !== 'object') return undefined;
-    const known = built.get(metadata);
-    if (known !== undefined) return known;
-    const client = await providerFind.call(this, id);
-    if (client !== undefined) built.set(metadata, client);
-    return client;
+    if (typeof id !== 'string' || id.length === 0) return Promise.resolve(undefined);
+    return this.adapter.find(id).then((metadata) => {
+      if (!metadata || typeof metadata !== 'object') return undefined;
+      const known = built.get(metadata);
+      if (known !== undefined) return known;
+      return providerFind.call(this, id).then((client) => {
+        if (client !== undefined) built.set(metadata, client);
+        return client;
+      });
+    });
   };
 }

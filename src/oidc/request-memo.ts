@@ -17,9 +17,28 @@
  * weak table entries for the garbage collector to trace on every request.
  */
 const VALUES = Symbol('aa-oidc request memo');
-type Slots = Map<object, Map<unknown, unknown>>;
+type Slots = Map<object, Held<unknown, unknown>>;
 /** A request object that cannot take the property (frozen, sealed) keeps its values here. */
 const unextensible = new WeakMap<object, Slots>();
+
+/**
+ * A memo's one value in a request: most memos hold a single key per request (its epoch, its code
+ * exchange, its one application), and a pair is a fraction of a map's size; a second key makes it a map.
+ */
+class Single<K, V> {
+  readonly key: K;
+  value: V;
+  constructor(key: K, value: V) {
+    this.key = key;
+    this.value = value;
+  }
+}
+type Held<K, V> = Single<K, V> | Map<K, V>;
+
+/** The key equality of a `Map` (SameValueZero). */
+function sameKey(a: unknown, b: unknown): boolean {
+  return a === b || (a !== a && b !== b);
+}
 
 function slotsOf(request: object, create: true): Slots;
 function slotsOf(request: object, create: false): Slots | undefined;
@@ -35,39 +54,56 @@ function slotsOf(request: object, create: boolean): Slots | undefined {
 }
 
 export class RequestMemo<K, V> {
-  #values(request: object): Map<K, V> | undefined {
-    return slotsOf(request, false)?.get(this) as Map<K, V> | undefined;
+  #held(request: object): Held<K, V> | undefined {
+    return slotsOf(request, false)?.get(this) as Held<K, V> | undefined;
   }
 
-  #valuesToWrite(request: object): Map<K, V> {
+  #put(request: object, key: K, value: V): void {
     const slots = slotsOf(request, true);
-    let values = slots.get(this) as Map<K, V> | undefined;
-    if (!values) {
-      values = new Map();
-      slots.set(this, values as Map<unknown, unknown>);
+    const held = slots.get(this) as Held<K, V> | undefined;
+    if (held === undefined) {
+      slots.set(this, new Single(key, value));
+    } else if (held instanceof Single && sameKey(held.key, key)) {
+      held.value = value;
+    } else if (held instanceof Single) {
+      slots.set(
+        this,
+        new Map([
+          [held.key, held.value],
+          [key, value],
+        ]) as Map<unknown, unknown>,
+      );
+    } else {
+      held.set(key, value);
     }
-    return values;
   }
 
   /** The value kept for `key` in this request; `make()` it the first time (every time without a request). */
   get(request: object | undefined, key: K, make: () => V): V {
     if (!request) return make();
-    const values = this.#valuesToWrite(request);
-    if (values.has(key)) return values.get(key)!;
+    const held = this.#held(request);
+    if (held instanceof Single) {
+      if (sameKey(held.key, key)) return held.value;
+    } else if (held?.has(key)) {
+      return held.get(key)!;
+    }
     const value = make();
-    values.set(key, value);
+    this.#put(request, key, value);
     return value;
   }
 
   /** The value kept for `key` in this request, if any; never makes one. */
   peek(request: object | undefined, key: K): V | undefined {
-    return request ? this.#values(request)?.get(key) : undefined;
+    if (!request) return undefined;
+    const held = this.#held(request);
+    if (held instanceof Single) return sameKey(held.key, key) ? held.value : undefined;
+    return held?.get(key);
   }
 
   /** Keeps `value` for `key` in this request (nothing without a request). */
   set(request: object | undefined, key: K, value: V): void {
     if (!request) return;
-    this.#valuesToWrite(request).set(key, value);
+    this.#put(request, key, value);
   }
 
   /** Forgets `key` in this request (only while it still holds `value`, when given), or all of it. */
@@ -77,8 +113,13 @@ export class RequestMemo<K, V> {
       slotsOf(request, false)?.delete(this);
       return;
     }
-    const values = this.#values(request);
-    if (values && (value === undefined || values.get(key) === value)) values.delete(key);
+    const held = this.#held(request);
+    if (held instanceof Single) {
+      if (sameKey(held.key, key) && (value === undefined || held.value === value))
+        slotsOf(request, false)?.delete(this);
+    } else if (held && (value === undefined || held.get(key) === value)) {
+      held.delete(key);
+    }
   }
 }
 

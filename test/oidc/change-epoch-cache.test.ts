@@ -12,6 +12,7 @@ function epochs(state: { request: number; save: number }): ChangeEpochs {
   return {
     note: () => undefined,
     ofRequest: async () => state.request,
+    known: () => undefined,
     atSave: async () => state.save,
   };
 }
