@@ -4,6 +4,8 @@ import { type Logger, vetted, VettedFields } from './logger.ts';
 import { redactUrl, scrubString } from './redact.ts';
 
 export const REQUEST_ID_HEADER = 'X-Request-Id';
+/** `REQUEST_ID_HEADER` as Node's `IncomingMessage.headers` names it. */
+const REQUEST_ID_FIELD = 'x-request-id';
 
 /**
  * An incoming request id is kept only when it is short and made of characters that cannot break a
@@ -58,11 +60,14 @@ class RequestState implements RequestLogState {
 export function requestContext(logger: Logger): Koa.Middleware {
   return async (ctx, next) => {
     const started = performance.now();
-    const requestId = acceptRequestId(ctx.get(REQUEST_ID_HEADER) || undefined);
+    // The header read and written on Node's objects: Koa's `get` lower-cases the name and its `set`
+    // builds four arrays, per call, for what is one plain string here.
+    const incoming = ctx.req.headers[REQUEST_ID_FIELD];
+    const requestId = acceptRequestId(typeof incoming === 'string' && incoming !== '' ? incoming : undefined);
     const state = new RequestState(requestId, logger);
     // Whatever an earlier middleware put on the state stays.
     ctx.state = Object.assign(state, ctx.state);
-    ctx.set(REQUEST_ID_HEADER, requestId);
+    ctx.res.setHeader(REQUEST_ID_HEADER, requestId);
     let status: number | undefined;
     try {
       await next();

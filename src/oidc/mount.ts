@@ -124,8 +124,9 @@ export function mountProvider(
       return answerTooLarge(ctx, FORM_BODY_LIMIT, browser ? { page: branding } : 'json');
     }
     if (key === '/userinfo') {
-      ctx.set('Cache-Control', 'no-store');
-      ctx.set('Pragma', 'no-cache');
+      // On Node's response: Koa's `set` builds four arrays per call for one plain string.
+      ctx.res.setHeader('Cache-Control', 'no-store');
+      ctx.res.setHeader('Pragma', 'no-cache');
     }
     if (key === '/authorize' || key === '/logout') {
       const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize', branding);
