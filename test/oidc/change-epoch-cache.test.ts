@@ -47,6 +47,41 @@ describe('applications kept while the change epoch stands', () => {
     assert.deepEqual(source.calls, ['rp', 'rp']);
   });
 
+  it('answers a request that already knows its epoch at that epoch, and loads again once it moved', async () => {
+    const state = { request: 1, save: 1 };
+    const source = loader();
+    const cache = new EpochCache<string, string>();
+    const request = {};
+    const asked: string[] = [];
+    const knowing: ChangeEpochs = {
+      note: () => undefined,
+      ofRequest: async () => {
+        asked.push('ofRequest');
+        return state.request;
+      },
+      known: () => state.request,
+      atSave: async () => {
+        asked.push('atSave');
+        return state.save;
+      },
+    };
+    const find = epochCached(source.load, knowing, cache, 'request', () => request);
+    const atSave = epochCached(source.load, knowing, cache, 'save', () => request);
+    assert.equal(await find('rp'), 'rp@0');
+    assert.equal(await find('rp'), 'rp@0');
+    assert.deepEqual(source.calls, ['rp']);
+
+    source.bump();
+    state.request = 2;
+    assert.equal(await find('rp'), 'rp@1');
+    assert.deepEqual(source.calls, ['rp', 'rp']);
+    // The save stage still reads the epoch afresh, whatever the request knows.
+    source.bump();
+    state.save = 3;
+    assert.equal(await atSave('rp'), 'rp@2');
+    assert.deepEqual(asked, ['atSave']);
+  });
+
   it('checks the epoch afresh right before saving: a change committed during the request is seen there', async () => {
     const state = { request: 5, save: 5 };
     const source = loader();
