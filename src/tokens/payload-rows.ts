@@ -204,7 +204,7 @@ function payloadRowsPlan(db: Db, rows: readonly PayloadRow[]): PlannedWrite<void
   };
 }
 
-/** PostgreSQL's type of each adapter column, in `ADAPTER_COLUMNS` order (the arrays `unnest` takes apart). */
+/** PostgreSQL's type of each adapter column (the arrays `unnest` takes apart, the rows `json_to_recordset` reads). */
 export const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'text' | 'int8'> = {
   model: 'text',
   id: 'text',
@@ -222,34 +222,54 @@ export const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'tex
 
 /**
  * PostgreSQL: any number of adapter rows replaced as `writePayloadRow` replaces one, in a statement
- * whose text does not depend on how many there are (one array of values per column): it is prepared
- * once per connection like the single-row upsert, where a `values` list would make a text, and a
- * parse, for every count. Each row may name the change epoch it is written at (`at_epoch`, null:
- * whatever it is): such a row is written only while the epoch is still that one. Each row written
- * returns the epoch the statement saw, which tells which rows were.
+ * whose text does not depend on how many there are: it is prepared once per connection like the
+ * single-row upsert, where a `values` list would make a text, and a parse, for every count. The rows
+ * are one JSON parameter, an array of the rows as they are (read by `json_to_recordset`, which names
+ * each column's type), and their epochs one `int8[]` beside it, row by row (`rows from`): one array
+ * parameter per column made pg quote and escape every value into an array literal in JavaScript (the
+ * payloads above all), where `JSON.stringify` escapes them all natively (the audit store's batch does
+ * the same, src/audit/store.ts). Each row may name the change epoch it is written at (`at_epoch`,
+ * null: whatever it is): such a row is written only while the epoch is still that one. Each row
+ * written returns the epoch the statement saw, which tells which rows were.
  */
-const upsertAdapterRowArrays = precompiled(
-  (db: Db, ...columns: Array<ReadonlyArray<AdapterRow[keyof AdapterRow] | number | null>>) =>
-    db
-      .insertInto('oidc_payload')
-      .columns([...ADAPTER_COLUMNS])
-      .expression(
-        // The columns by name, not `*`: a statement returning `*` runs unnamed (named-statements.ts).
-        sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))} from unnest(${sql.join(
-          [
-            ...ADAPTER_COLUMNS.map(
-              (column, index) => sql`${columns[index]}::${sql.raw(ADAPTER_COLUMN_TYPES[column])}[]`,
-            ),
-            sql`${columns[ADAPTER_COLUMNS.length]}::int8[]`,
-          ],
-        )}) as r(${sql.join([...ADAPTER_COLUMNS.map((column) => sql.ref(column)), sql.ref('at_epoch')])})
+const upsertAdapterRowsJson = precompiled((db: Db, rows: string, epochs: ReadonlyArray<number | null>) =>
+  db
+    .insertInto('oidc_payload')
+    .columns([...ADAPTER_COLUMNS])
+    .expression(
+      // The columns by name, not `*`: a statement returning `*` runs unnamed (named-statements.ts).
+      sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+        from rows from (
+          json_to_recordset(${rows}::json) as (${sql.join(
+            ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+          )}),
+          unnest(${epochs}::int8[])
+        ) as r(${sql.join([...ADAPTER_COLUMNS.map((column) => sql.ref(column)), sql.ref('at_epoch')])})
         where r.at_epoch is null or r.at_epoch = ${changeEpochColumn()}`,
-      )
-      .onConflict(replaceAdapterColumns)
-      // The epoch as the statement saw it (one snapshot for the whole statement), once per row written.
-      .returning(changeEpochColumn().as('seen_epoch')),
-  ADAPTER_COLUMNS.length + 1,
+    )
+    .onConflict(replaceAdapterColumns)
+    // The epoch as the statement saw it (one snapshot for the whole statement), once per row written.
+    .returning(changeEpochColumn().as('seen_epoch')),
 );
+
+/**
+ * A lone surrogate, escaped: `JSON.stringify` writes one as `\ud800`, which PostgreSQL's JSON parser
+ * refuses. A match may also be an escaped backslash followed by `ud800` (a payload's own escape): the
+ * rows are then made well-formed anyway, which changes nothing in them.
+ */
+const ESCAPED_LONE_SURROGATE = /\\ud[89a-f]/;
+
+/**
+ * The rows as `json_to_recordset` reads them. A text with a lone surrogate is stored with U+FFFD in
+ * its place, as the UTF-8 encoding of a text parameter (the array literals before) stored it.
+ */
+function rowsAsJson(rows: readonly AdapterRow[]): string {
+  const json = JSON.stringify(rows);
+  if (!ESCAPED_LONE_SURROGATE.test(json)) return json;
+  return JSON.stringify(rows, (_key, value: unknown) =>
+    typeof value === 'string' ? Buffer.from(value, 'utf8').toString('utf8') : value,
+  );
+}
 
 /**
  * One request's rows, and the change epoch they are written at: `null`, whatever it is; a number,
@@ -272,14 +292,15 @@ async function writeAdapterRowsTogether(db: Db, items: readonly RowsAtEpoch[]): 
   const byKey = new Map<string, { row: AdapterRow; epoch: number | null }>();
   for (const { rows, epoch } of items)
     for (const row of rows) byKey.set(`${row.model} ${row.id}`, { row, epoch });
-  const writes = [...byKey.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, write]) => write);
-  const answer = await upsertAdapterRowArrays.takeFirst(
-    db,
-    ...ADAPTER_COLUMNS.map((column) => writes.map(({ row }) => row[column])),
-    writes.map(({ epoch }) => epoch),
-  );
+  const keys = [...byKey.keys()].sort();
+  const rows: AdapterRow[] = [];
+  const epochs: Array<number | null> = [];
+  for (const key of keys) {
+    const { row, epoch } = byKey.get(key)!;
+    rows.push(row);
+    epochs.push(epoch);
+  }
+  const answer = await upsertAdapterRowsJson.takeFirst(db, rowsAsJson(rows), epochs);
   // No row written: every row named an epoch, and the epoch was none of them.
   const seen = epochValue(answer?.seen_epoch);
   const written = (epoch: number | null) => epoch === null || (seen !== undefined && epoch === seen);

@@ -208,6 +208,52 @@ describe(`the write batch (${testDatabaseKind})`, () => {
     assert.deepEqual(await stored(['merge-b', 'merge-d']), ['merge-b', 'merge-d']);
   });
 
+  it('stores merged rows with quotes, backslashes, braces, control characters and lone surrogates as given', async () => {
+    const { batch, flush } = manualBatch();
+    const write = payloadRowWrites(batch);
+    const epoch = await readChangeEpoch(handle.db);
+    const awkward = 'a "quoted" \\ back\\slash, {braces}, [1,2], NULL, tab\t, newline\n, é, 🛰';
+    // A payload as the adapter writes it (JSON text), with a lone surrogate's escape in it.
+    const payload = JSON.stringify({ note: `${awkward} and a lone \uD800` });
+    const odd = (id: string): AdapterRow => ({
+      ...row(id),
+      payload,
+      grant_id: awkward,
+      user_id: 'NULL',
+      client_id: `odd "client" \\ {x} \uDC00`,
+      uid: '',
+      user_code: '{"a":1}',
+      consumed_at: 1_700_000_000_123,
+      expires_at: 9_007_199_254_740_991,
+      value_sha256: null,
+    });
+    const written = [write([odd('awkward-a')]), payloadRowWritesAtEpoch(batch)([odd('awkward-b')], epoch)];
+    await flush();
+    assert.deepEqual(await Promise.all(written), [undefined, true]);
+    const rows = await handle.db
+      .selectFrom('oidc_payload')
+      .selectAll()
+      .where('model', '=', 'ClientCredentials')
+      .where('id', 'in', ['awkward-a', 'awkward-b'])
+      .orderBy('id')
+      .execute();
+    assert.equal(rows.length, 2);
+    for (const stored of rows) {
+      assert.equal(stored.payload, payload);
+      assert.equal(JSON.parse(stored.payload).note, `${awkward} and a lone \uD800`);
+      assert.equal(stored.grant_id, awkward);
+      assert.equal(stored.user_id, 'NULL');
+      // UTF-8 has no form for a lone surrogate: a text column stores U+FFFD in its place.
+      assert.equal(stored.client_id, `odd "client" \\ {x} \uFFFD`);
+      assert.equal(stored.uid, '');
+      assert.equal(stored.user_code, '{"a":1}');
+      assert.equal(Number(stored.consumed_at), 1_700_000_000_123);
+      assert.equal(String(stored.expires_at), '9007199254740991');
+      assert.equal(stored.value_sha256, null);
+      assert.equal(stored.format, 'opaque');
+    }
+  });
+
   it('writes rows at a change epoch only while it stands, merged with the other rows of the turn', async () => {
     const { batch, flush } = manualBatch();
     const atEpoch = payloadRowWritesAtEpoch(batch);
