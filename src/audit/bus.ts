@@ -65,6 +65,8 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
   const { logger, metrics, receiverTimeoutMs } = options;
   const maxPending = options.maxPendingPerReceiver ?? DEFAULT_MAX_PENDING_PER_RECEIVER;
   const receivers = new Set<AuditReceiver>(options.receivers ?? []);
+  // The same, as an array: `publish` walks it by index, without an iterator per event.
+  let receiverList = [...receivers];
   const pendingByReceiver = new Map<AuditReceiver, number>();
   const inFlight = new Set<Promise<void>>();
   const isoNow = isoNowOncePerMillisecond();
@@ -154,13 +156,19 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
    * receiver never runs inside publish()), in publication order, without a promise chain of their
    * own per event and receiver.
    */
-  let queued: Array<{ receiver: AuditReceiver; record: AuditRecord }> = [];
+  // Side by side (the receiver and the record of each delivery), without an object per delivery.
+  let queuedReceivers: AuditReceiver[] = [];
+  let queuedRecords: AuditRecord[] = [];
   const drain = () => {
-    const deliveries = queued;
-    queued = [];
+    const deliveryReceivers = queuedReceivers;
+    const deliveryRecords = queuedRecords;
+    queuedReceivers = [];
+    queuedRecords = [];
     // Events a receiver answered with one promise wait on it together.
     let waiting: Map<Promise<Outcome>, { receiver: AuditReceiver; records: AuditRecord[] }> | undefined;
-    for (const { receiver, record } of deliveries) {
+    for (let index = 0; index < deliveryReceivers.length; index += 1) {
+      const receiver = deliveryReceivers[index]!;
+      const record = deliveryRecords[index]!;
       const outcome = outcomeOf(receiver, record);
       if (!(outcome instanceof Promise)) {
         settle(receiver, record, outcome);
@@ -190,8 +198,9 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
       return;
     }
     pendingByReceiver.set(receiver, pending + 1);
-    queued.push({ receiver, record });
-    if (queued.length > 1) return;
+    queuedReceivers.push(receiver);
+    queuedRecords.push(record);
+    if (queuedReceivers.length > 1) return;
     const drained: Promise<void> = Promise.resolve()
       .then(drain)
       .finally(() => inFlight.delete(drained));
@@ -209,10 +218,11 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
         // `{ time, ...event, request_id }` copied whole), without the intermediate objects.
         const copy: Record<string, unknown> = { time: isoNow() };
         const members = event as unknown as Record<string, unknown>;
-        for (const key of Object.keys(members)) copy[key] = frozenCopy(members[key]);
+        // for…in over the own members (Object.keys' members, in its order) without an array of them.
+        for (const key in members) if (Object.hasOwn(members, key)) copy[key] = frozenCopy(members[key]);
         if (context.requestId !== undefined) copy.request_id = context.requestId;
         const record = Object.freeze(copy) as unknown as AuditRecord;
-        for (const receiver of receivers) deliver(receiver, record);
+        for (let index = 0; index < receiverList.length; index += 1) deliver(receiverList[index]!, record);
       } catch (error) {
         // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.
         try {
@@ -227,8 +237,10 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
     },
     subscribe(receiver) {
       receivers.add(receiver);
+      receiverList = [...receivers];
       return () => {
         receivers.delete(receiver);
+        receiverList = [...receivers];
       };
     },
     async idle() {

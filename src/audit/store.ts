@@ -118,12 +118,30 @@ function sqliteInsertOf(size: number): string {
 /**
  * PostgreSQL: a batch of events in a statement whose text does not depend on how many there are, so
  * it is prepared once per connection (a `values` list would make a text, and a parse, for every batch
- * size). The batch is one JSON parameter, an array of one object per event (`PostgresAuditRow`), read
+ * size). The batch is one JSON parameter, an array of one object per event (`AuditRow`), read
  * by `json_to_recordset`: one array parameter per column made pg quote and escape every element into
  * an array literal in JavaScript (each event's payload above all), where `JSON.stringify` escapes the
- * whole batch natively.
+ * whole batch natively. The event itself is its row's `p`, read as `json`, whose text is kept as it
+ * came (PostgreSQL's `json` is the text given, unparsed): the text `JSON.stringify` made of the event
+ * within the batch, the same as of the event alone, stored as the payload. The event is so written
+ * once, where a payload made a text first was escaped again as a string of the batch.
  */
 const insertAuditRecordset = precompiled((db: Kysely<Database>, rows: string) =>
+  db
+    .insertInto('audit_event')
+    .columns(['recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
+    .expression(
+      sql`select r.t, r.k, r.u, r.c, r.q, r.p::text
+        from json_to_recordset(${rows}::json) as r(t int8, k text, u int4, c text, q text, p json)`,
+    ),
+);
+
+/**
+ * The same with each payload a text (`p` a JSON string), for a batch `insertAuditRecordset` cannot
+ * take: PostgreSQL's JSON parser refuses the escape `JSON.stringify` writes for a lone surrogate
+ * (`\ud800`), and one of NUL (`\u0000`) in a text it reads out of the JSON.
+ */
+const insertAuditRecordsetOfTexts = precompiled((db: Kysely<Database>, rows: string) =>
   db
     .insertInto('audit_event')
     .columns(['recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
@@ -133,15 +151,22 @@ const insertAuditRecordset = precompiled((db: Kysely<Database>, rows: string) =>
     ),
 );
 
-/** One event of the PostgreSQL batch: its columns under short names (`insertAuditRecordset`). */
-interface PostgresAuditRow {
+/** One event's columns under short names (`insertAuditRecordset`); `p`, what its payload is made of. */
+interface AuditRow {
   t: number;
   k: string;
   u: number | null;
   c: string | null;
   q: string | null;
-  p: string;
+  p: unknown;
 }
+
+/**
+ * An escape PostgreSQL's JSON parser refuses (a lone surrogate's) or cannot read into a text (NUL's).
+ * A match may also be an escaped backslash followed by `ud800` or `u0000`: the batch then goes as
+ * texts (`insertAuditRecordsetOfTexts`), which stores the same.
+ */
+const ESCAPE_POSTGRES_REFUSES = /\\u(?:d[89a-f]|0000)/;
 
 const LONE_SURROGATE_CANDIDATE = /[\uD800-\uDFFF]/;
 
@@ -178,34 +203,24 @@ export function createAuditStore(
   // The events of one millisecond share their time (bus.ts): it is parsed once.
   let lastTime: string | undefined;
   let lastRecordedAt = Number.NaN;
-  /** The columns of one event, in `AUDIT_COLUMNS` order, given to `push`. */
-  const columnsOf = (
-    record: Readonly<AuditRecord>,
-    push: (
-      recordedAt: number,
-      kind: string,
-      userId: number | null,
-      clientId: string | null,
-      requestId: string | null,
-      payload: string,
-    ) => void,
-  ) => {
+  /** The columns of one event; its payload is `JSON.stringify(row.p)`. */
+  const rowOf = (record: Readonly<AuditRecord>): AuditRow => {
     const { userId, clientId } = subjectsOf(record);
     if (record.time !== lastTime) {
       lastRecordedAt = Date.parse(record.time);
       lastTime = record.time;
     }
     const recordedAt = lastRecordedAt;
-    push(
-      Number.isFinite(recordedAt) ? recordedAt : now(),
-      record.kind,
-      userId,
-      clientId === null ? null : clientId.slice(0, 100),
-      record.request_id === undefined ? null : record.request_id.slice(0, 128),
+    return {
+      t: Number.isFinite(recordedAt) ? recordedAt : now(),
+      k: record.kind,
+      u: userId,
+      c: clientId === null ? null : clientId.slice(0, 100),
+      q: record.request_id === undefined ? null : record.request_id.slice(0, 128),
       // Events whose types carry no free text are safe by construction, and the log writes them as
       // they are (receivers.ts): only the others are scrubbed again.
-      JSON.stringify(closedEvent(record) ? record : scrubValue(record)),
-    );
+      p: closedEvent(record) ? record : scrubValue(record),
+    };
   };
 
   const write = async (records: ReadonlyArray<Readonly<AuditRecord>>) => {
@@ -216,9 +231,8 @@ export function createAuditStore(
         const end = Math.min(records.length, start + SQLITE_EVENTS_PER_INSERT);
         const parameters: unknown[] = [];
         for (let index = start; index < end; index += 1) {
-          columnsOf(records[index]!, (recordedAt, kind, userId, clientId, requestId, payload) => {
-            parameters.push(recordedAt, kind, userId, clientId, requestId, payload);
-          });
+          const row = rowOf(records[index]!);
+          parameters.push(row.t, row.k, row.u, row.c, row.q, JSON.stringify(row.p));
         }
         inserts.push(CompiledQuery.raw(sqliteInsertOf(end - start), parameters));
       }
@@ -240,20 +254,21 @@ export function createAuditStore(
       return;
     }
     // PostgreSQL takes the batch as one JSON array (`insertAuditRecordset`).
-    const rows: PostgresAuditRow[] = [];
-    for (const record of records) {
-      columnsOf(record, (recordedAt, kind, userId, clientId, requestId, payload) => {
-        rows.push({
-          t: recordedAt,
-          k: wellFormed(kind),
-          u: userId,
-          c: clientId === null ? null : wellFormed(clientId),
-          q: requestId === null ? null : wellFormed(requestId),
-          p: payload,
-        });
-      });
+    const rows: AuditRow[] = [];
+    for (const record of records) rows.push(rowOf(record));
+    const batchJson = JSON.stringify(rows);
+    if (!ESCAPE_POSTGRES_REFUSES.test(batchJson)) {
+      await insertAuditRecordset.execute(db, batchJson);
+      return;
     }
-    await insertAuditRecordset.execute(db, JSON.stringify(rows));
+    const texts = rows.map((row) => ({
+      ...row,
+      k: wellFormed(row.k),
+      c: row.c === null ? null : wellFormed(row.c),
+      q: row.q === null ? null : wellFormed(row.q),
+      p: JSON.stringify(row.p),
+    }));
+    await insertAuditRecordsetOfTexts.execute(db, JSON.stringify(texts));
   };
 
   /** One promise per batch: every `receive` of that batch resolves (or fails) with its INSERT. */
