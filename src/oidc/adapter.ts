@@ -70,13 +70,17 @@ const STRUCTURED = new Set(['AccessToken', 'ClientCredentials']);
 export const FORMAT_MARKER = 'aa_oidc_format';
 export const VALUE_DIGEST_MARKER = 'aa_oidc_value_sha256';
 /**
- * A payload member the `save_bearer` stage (save-bearer.ts) adds for the adapter: the change epoch
- * its decision saw. The row is written only while the epoch is still that one; otherwise nothing is
- * written and `upsert` throws `ChangeEpochMoved`. Never part of the stored payload.
+ * An adapter whose `upsert` may be given the change epoch the `save_bearer` stage's decision saw
+ * (save-bearer.ts): the row is then written only while the epoch is still that one; otherwise
+ * nothing is written and `upsert` throws `ChangeEpochMoved`. An argument of its own rather than a
+ * member of the payload, which would be a copy of the payload per token (and the adapter's copy
+ * without it another).
  */
-export const CHANGE_EPOCH_MARKER = 'aa_oidc_change_epoch';
+export interface EpochAwareAdapter extends Adapter {
+  upsert(id: string, payload: AdapterPayload, expiresIn: number, atEpoch?: number): Promise<void>;
+}
 
-/** A save made at a change epoch (`CHANGE_EPOCH_MARKER`) found the epoch moved: nothing was written. */
+/** A save made at a change epoch (`EpochAwareAdapter`) found the epoch moved: nothing was written. */
 export class ChangeEpochMoved extends Error {
   constructor() {
     super('the change epoch moved before the token was written');
@@ -382,20 +386,23 @@ export class KyselyAdapter implements Adapter {
     this.#own = own;
   }
 
-  async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+  async upsert(id: string, payload: AdapterPayload, expiresIn?: number, atEpoch?: number): Promise<void> {
     const {
       jti,
       consumed: _consumed,
       [FORMAT_MARKER]: format,
       [VALUE_DIGEST_MARKER]: valueSha256,
-      [CHANGE_EPOCH_MARKER]: atEpoch,
       ...rest
     } = payload as AdapterPayload & Record<string, unknown>;
     // A session keeps its id in the payload: `findByUid` must give it back, and the session cookie
     // that carries it is signed with keys that never reach the database.
     if (this.model === 'Session' && jti !== undefined) rest.jti = jti;
     const expiresAt = typeof expiresIn === 'number' ? this.#now() + expiresIn * 1000 : null;
-    const columns = {
+    // One literal, the columns in `ADAPTER_COLUMNS` order.
+    const row: PayloadRow & AdapterRow = {
+      model: this.model,
+      id: storageId(id),
+      consumed_at: null,
       payload: JSON.stringify(rest),
       grant_id: GRANTABLE.has(this.model) ? (payload.grantId ?? null) : null,
       user_id: payload.accountId ?? null,
@@ -406,11 +413,10 @@ export class KyselyAdapter implements Adapter {
       format: STRUCTURED.has(this.model) ? (format === 'jwt' ? 'jwt' : 'opaque') : null,
       value_sha256: typeof valueSha256 === 'string' ? valueSha256 : null,
     };
-    const row: PayloadRow = { model: this.model, id: storageId(id), consumed_at: null, ...columns };
     if (this.model === 'Session' && this.#unchangedSession(row)) return;
     if (typeof atEpoch === 'number') {
       const written = await payloadRowWritesAtEpoch(this.#writes ?? unbatchedWrites(this.#db))(
-        [row as AdapterRow],
+        [row],
         atEpoch,
       );
       if (!written) throw new ChangeEpochMoved();
@@ -422,9 +428,9 @@ export class KyselyAdapter implements Adapter {
     }
     if (KEPT_MODELS.has(this.model)) {
       this.#lookup?.wrote(
-        columns.uid === null
+        row.uid === null
           ? [`${this.model} ${row.id}`]
-          : [`${this.model} ${row.id}`, `Session uid ${columns.uid}`],
+          : [`${this.model} ${row.id}`, `Session uid ${row.uid}`],
       );
     }
   }

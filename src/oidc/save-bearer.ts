@@ -2,7 +2,7 @@ import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { PolicyDecision } from '../policy/decide.ts';
 import type { PolicyEnforcer, PolicySubject } from './policy-enforcer.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { CHANGE_EPOCH_MARKER, ChangeEpochMoved } from './adapter.ts';
+import { ChangeEpochMoved, type EpochAwareAdapter } from './adapter.ts';
 import type { ChangeEpochs } from './change-epoch-cache.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
@@ -24,7 +24,7 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
  *
  * A client-credentials token (no user: only its application decides) is decided with the application
  * as of the change epoch this request saw (change-epoch-cache.ts: client authentication read it) and
- * written only while that epoch stands, the check made by the write itself (`CHANGE_EPOCH_MARKER`,
+ * written only while that epoch stands, the check made by the write itself (`EpochAwareAdapter`,
  * adapter.ts), rather than after a read of the epoch of its own: a deactivation committed while the
  * request ran, up to the token's write, still stops the token. When the epoch has moved, nothing was
  * written, and the stage decides again as a user's token does, reading the epoch afresh.
@@ -32,7 +32,7 @@ const BEARER_MODELS = new Set(['AccessToken', 'RefreshToken', 'ClientCredentials
 export function createBearerSaveGuard(
   policy: PolicyEnforcer,
   epochs?: Pick<ChangeEpochs, 'ofRequest'>,
-): (model: string, adapter: Adapter) => Adapter {
+): (model: string, adapter: EpochAwareAdapter) => Adapter {
   const decisions = new RequestMemo<string, Promise<PolicyDecision>>();
   return (model, adapter) =>
     BEARER_MODELS.has(model) ? guardBearerSaves(model, adapter, policy, decisions, epochs) : adapter;
@@ -69,7 +69,7 @@ function refusal(subject: PolicySubject): Error {
 
 function guardBearerSaves(
   model: string,
-  adapter: Adapter,
+  adapter: EpochAwareAdapter,
   policy: PolicyEnforcer,
   decisions: RequestMemo<string, Promise<PolicyDecision>>,
   epochs: Pick<ChangeEpochs, 'ofRequest'> | undefined,
@@ -96,7 +96,7 @@ function guardBearerSaves(
         });
         if (decision.outcome === 'deny') throw refusal(subject);
         try {
-          return await adapter.upsert(id, { ...payload, [CHANGE_EPOCH_MARKER]: epoch }, expiresIn);
+          return await adapter.upsert(id, payload, expiresIn, epoch);
         } catch (error) {
           // The application may have changed since: decided again below, from a fresh read.
           if (!(error instanceof ChangeEpochMoved)) throw error;
