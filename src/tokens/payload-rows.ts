@@ -225,14 +225,14 @@ export const ADAPTER_COLUMN_TYPES: Record<(typeof ADAPTER_COLUMNS)[number], 'tex
  * whose text does not depend on how many there are: it is prepared once per connection like the
  * single-row upsert, where a `values` list would make a text, and a parse, for every count. The rows
  * are one JSON parameter, an array of the rows as they are (read by `json_to_recordset`, which names
- * each column's type), and their epochs one `int8[]` beside it, row by row (`rows from`): one array
+ * each column's type), and their epochs a JSON array beside it, row by row (`rows from`): one array
  * parameter per column made pg quote and escape every value into an array literal in JavaScript (the
  * payloads above all), where `JSON.stringify` escapes them all natively (the audit store's batch does
  * the same, src/audit/store.ts). Each row may name the change epoch it is written at (`at_epoch`,
  * null: whatever it is): such a row is written only while the epoch is still that one. Each row
  * written returns the epoch the statement saw, which tells which rows were.
  */
-const upsertAdapterRowsJson = precompiled((db: Db, rows: string, epochs: ReadonlyArray<number | null>) =>
+const upsertAdapterRowsJson = precompiled((db: Db, rows: string, epochs: string) =>
   db
     .insertInto('oidc_payload')
     .columns([...ADAPTER_COLUMNS])
@@ -243,9 +243,9 @@ const upsertAdapterRowsJson = precompiled((db: Db, rows: string, epochs: Readonl
           json_to_recordset(${rows}::json) as (${sql.join(
             ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
           )}),
-          unnest(${epochs}::int8[])
+          json_array_elements_text(${epochs}::json)
         ) as r(${sql.join([...ADAPTER_COLUMNS.map((column) => sql.ref(column)), sql.ref('at_epoch')])})
-        where r.at_epoch is null or r.at_epoch = ${changeEpochColumn()}`,
+        where r.at_epoch is null or r.at_epoch::int8 = ${changeEpochColumn()}`,
     )
     .onConflict(replaceAdapterColumns)
     // The epoch as the statement saw it (one snapshot for the whole statement), once per row written.
@@ -289,22 +289,46 @@ export interface RowsAtEpoch {
  * take their locks in the same order.
  */
 async function writeAdapterRowsTogether(db: Db, items: readonly RowsAtEpoch[]): Promise<boolean[]> {
-  const byKey = new Map<string, { row: AdapterRow; epoch: number | null }>();
-  for (const { rows, epoch } of items)
-    for (const row of rows) byKey.set(`${row.model} ${row.id}`, { row, epoch });
-  const keys = [...byKey.keys()].sort();
+  // Every row given, in the items' order (its key, its epoch), and the last save of each key.
+  const givenKeys: string[] = [];
+  const givenEpochs: Array<number | null> = [];
+  const givenRows: AdapterRow[] = [];
+  const lastSave = new Map<string, number>();
+  for (let item = 0; item < items.length; item += 1) {
+    const { rows, epoch } = items[item]!;
+    for (let index = 0; index < rows.length; index += 1) {
+      const row = rows[index]!;
+      const key = `${row.model} ${row.id}`;
+      lastSave.set(key, givenKeys.length);
+      givenKeys.push(key);
+      givenEpochs.push(epoch);
+      givenRows.push(row);
+    }
+  }
+  // Each key once (the keys given, when no row was saved twice), sorted.
+  const keys = (lastSave.size === givenKeys.length ? givenKeys.slice() : [...lastSave.keys()]).sort();
   const rows: AdapterRow[] = [];
   const epochs: Array<number | null> = [];
   for (const key of keys) {
-    const { row, epoch } = byKey.get(key)!;
-    rows.push(row);
-    epochs.push(epoch);
+    const save = lastSave.get(key)!;
+    rows.push(givenRows[save]!);
+    epochs.push(givenEpochs[save] ?? null);
   }
-  const answer = await upsertAdapterRowsJson.takeFirst(db, rowsAsJson(rows), epochs);
+  const answer = await upsertAdapterRowsJson.takeFirst(db, rowsAsJson(rows), JSON.stringify(epochs));
   // No row written: every row named an epoch, and the epoch was none of them.
   const seen = epochValue(answer?.seen_epoch);
-  const written = (epoch: number | null) => epoch === null || (seen !== undefined && epoch === seen);
-  return items.map(({ rows }) => rows.every((row) => written(byKey.get(`${row.model} ${row.id}`)!.epoch)));
+  const results: boolean[] = [];
+  let given = 0;
+  for (const { rows: itemRows } of items) {
+    let written = true;
+    for (let index = 0; index < itemRows.length; index += 1) {
+      const epoch = givenEpochs[lastSave.get(givenKeys[given + index]!)!] ?? null;
+      if (epoch !== null && (seen === undefined || epoch !== seen)) written = false;
+    }
+    given += itemRows.length;
+    results.push(written);
+  }
+  return results;
 }
 
 /**
