@@ -7,6 +7,7 @@ import { scrubValue } from '../logging/redact.ts';
 import type { AuditReceiver } from './bus.ts';
 import type { AuditEventKind, AuditRecord } from './events.ts';
 import { closedEvent } from './receivers.ts';
+import { wellFormed } from '../util/well-formed.ts';
 
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
@@ -167,17 +168,6 @@ interface AuditRow {
  * texts (`insertAuditRecordsetOfTexts`), which stores the same.
  */
 const ESCAPE_POSTGRES_REFUSES = /\\u(?:d[89a-f]|0000)/;
-
-const LONE_SURROGATE_CANDIDATE = /[\uD800-\uDFFF]/;
-
-/**
- * `text` as PostgreSQL will store it: a lone surrogate (which `JSON.stringify` writes as a `\uD800`
- * escape, refused by PostgreSQL's JSON parser) becomes U+FFFD, as the UTF-8 encoding of a text
- * parameter made it. The payload needs none of this: it is `JSON.stringify`'s output already.
- */
-function wellFormed(text: string): string {
-  return LONE_SURROGATE_CANDIDATE.test(text) ? Buffer.from(text, 'utf8').toString('utf8') : text;
-}
 
 export function createAuditStore(
   db: Kysely<Database>,

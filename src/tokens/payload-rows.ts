@@ -17,6 +17,7 @@ import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import { type PlannedWrite, plannedStatement, type WriteBatch } from '../db/write-batch.ts';
+import { wellFormed } from '../util/well-formed.ts';
 
 /**
  * The provider's rows at rest, one at a time: what the storage adapter (src/oidc/adapter.ts) writes,
@@ -267,7 +268,7 @@ function rowsAsJson(rows: readonly AdapterRow[]): string {
   const json = JSON.stringify(rows);
   if (!ESCAPED_LONE_SURROGATE.test(json)) return json;
   return JSON.stringify(rows, (_key, value: unknown) =>
-    typeof value === 'string' ? Buffer.from(value, 'utf8').toString('utf8') : value,
+    typeof value === 'string' ? wellFormed(value) : value,
   );
 }
 
