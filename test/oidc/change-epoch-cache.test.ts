@@ -30,6 +30,25 @@ function loader() {
   };
 }
 
+/**
+ * `find` answers `rp` from memory while the request's epoch stands (one load for two asks), and loads
+ * again once the application changed and the epoch moved to 2.
+ */
+async function answersFromMemoryUntilTheEpochMoves(
+  find: (key: string) => Promise<string>,
+  source: ReturnType<typeof loader>,
+  state: { request: number },
+): Promise<void> {
+  assert.equal(await find('rp'), 'rp@0');
+  assert.equal(await find('rp'), 'rp@0');
+  assert.deepEqual(source.calls, ['rp']);
+
+  source.bump();
+  state.request = 2;
+  assert.equal(await find('rp'), 'rp@1');
+  assert.deepEqual(source.calls, ['rp', 'rp']);
+}
+
 describe('applications kept while the change epoch stands', () => {
   it('answers from memory while the epoch stands, and loads again once it moved', async () => {
     const state = { request: 1, save: 1 };
@@ -37,14 +56,7 @@ describe('applications kept while the change epoch stands', () => {
     const cache = new EpochCache<string, string>();
     const request = {};
     const find = epochCached(source.load, epochs(state), cache, 'request', () => request);
-    assert.equal(await find('rp'), 'rp@0');
-    assert.equal(await find('rp'), 'rp@0');
-    assert.deepEqual(source.calls, ['rp']);
-
-    source.bump();
-    state.request = 2;
-    assert.equal(await find('rp'), 'rp@1');
-    assert.deepEqual(source.calls, ['rp', 'rp']);
+    await answersFromMemoryUntilTheEpochMoves(find, source, state);
   });
 
   it('answers a request that already knows its epoch at that epoch, and loads again once it moved', async () => {
@@ -67,14 +79,7 @@ describe('applications kept while the change epoch stands', () => {
     };
     const find = epochCached(source.load, knowing, cache, 'request', () => request);
     const atSave = epochCached(source.load, knowing, cache, 'save', () => request);
-    assert.equal(await find('rp'), 'rp@0');
-    assert.equal(await find('rp'), 'rp@0');
-    assert.deepEqual(source.calls, ['rp']);
-
-    source.bump();
-    state.request = 2;
-    assert.equal(await find('rp'), 'rp@1');
-    assert.deepEqual(source.calls, ['rp', 'rp']);
+    await answersFromMemoryUntilTheEpochMoves(find, source, state);
     // The save stage still reads the epoch afresh, whatever the request knows.
     source.bump();
     state.save = 3;
