@@ -64,9 +64,9 @@ const OK: Outcome = Object.freeze({ ok: true });
 export function createAuditBus(options: AuditBusOptions): AuditBus {
   const { logger, metrics, receiverTimeoutMs } = options;
   const maxPending = options.maxPendingPerReceiver ?? DEFAULT_MAX_PENDING_PER_RECEIVER;
-  const receivers = new Set<AuditReceiver>(options.receivers ?? []);
-  // The same, as an array: `publish` walks it by index, without an iterator per event.
-  let receiverList = [...receivers];
+  // Each receiver once, in the order they came; replaced, never changed in place, by `subscribe`.
+  // `publish` walks it by index, without an iterator per event.
+  let receivers: readonly AuditReceiver[] = [...new Set(options.receivers ?? [])];
   const pendingByReceiver = new Map<AuditReceiver, number>();
   const inFlight = new Set<Promise<void>>();
   const isoNow = isoNowOncePerMillisecond();
@@ -222,7 +222,7 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
         for (const key in members) if (Object.hasOwn(members, key)) copy[key] = frozenCopy(members[key]);
         if (context.requestId !== undefined) copy.request_id = context.requestId;
         const record = Object.freeze(copy) as unknown as AuditRecord;
-        for (let index = 0; index < receiverList.length; index += 1) deliver(receiverList[index]!, record);
+        for (let index = 0; index < receivers.length; index += 1) deliver(receivers[index]!, record);
       } catch (error) {
         // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.
         try {
@@ -236,11 +236,9 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
       }
     },
     subscribe(receiver) {
-      receivers.add(receiver);
-      receiverList = [...receivers];
+      if (!receivers.includes(receiver)) receivers = [...receivers, receiver];
       return () => {
-        receivers.delete(receiver);
-        receiverList = [...receivers];
+        receivers = receivers.filter((kept) => kept !== receiver);
       };
     },
     async idle() {
