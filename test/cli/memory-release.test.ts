@@ -31,7 +31,12 @@ function allocate(count: number, into: unknown[][]): void {
 describe('memory release after a burst (serve, worker)', () => {
   it('waits while the process is busy, then releases what the burst left once it is quiet', async () => {
     const { log, lines } = capturingLogger();
-    const release = startMemoryRelease({ log, intervalMs: 100, growthBytes: 16 * 2 ** 20 });
+    const release = startMemoryRelease({
+      log,
+      intervalMs: 100,
+      growthBytes: 16 * 2 ** 20,
+      afterStartup: false,
+    });
     try {
       const startMark = release.mark();
       // Busy: the event loop is used throughout while the heap grows past the threshold.
@@ -53,12 +58,39 @@ describe('memory release after a burst (serve, worker)', () => {
       kept = [];
       await eventually(() => released(lines).length > 0, 'the memory was released');
       const [line] = released(lines);
+      assert.equal(line!.after, 'burst');
       assert.ok(Number(line!.releasedMb) >= 16, `released ${String(line!.releasedMb)} MB`);
       assert.ok(release.mark() < peak, 'the next release waits for growth over what is left now');
 
       // Quiet without new growth: nothing more.
       await new Promise((resolve) => setTimeout(resolve, 1000));
       assert.equal(released(lines).length, 1);
+    } finally {
+      release.stop();
+    }
+  });
+
+  it('releases what start-up left at the first quiet interval, whatever the growth, then waits for growth', async () => {
+    const { log, lines } = capturingLogger();
+    // What a start-up leaves: a young generation grown by allocation that survived, then garbage.
+    {
+      const kept: unknown[][] = [];
+      for (let slice = 0; slice < 20; slice += 1) allocate(20_000, kept);
+    }
+    const release = startMemoryRelease({ log, intervalMs: 100, growthBytes: 1024 * 2 ** 20 });
+    try {
+      await eventually(() => released(lines).length > 0, 'the start-up memory was released');
+      const [line] = released(lines);
+      assert.equal(line!.after, 'start-up');
+      assert.ok(Number.isInteger(line!.releasedMb), 'the line says how much went');
+      assert.ok(
+        release.mark() <= (Number(line!.rssMb) + 1) * 2 ** 20,
+        'the next release counts growth from what this one left',
+      );
+
+      // Quiet, and far below the growth that makes a later release: nothing more.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(released(lines).length, 1, 'one release for start-up, the next waits for growth');
     } finally {
       release.stop();
     }
