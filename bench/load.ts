@@ -57,6 +57,11 @@ export interface LoadResult {
   cpuSeconds: number;
   /** CPU seconds the engine's local PostgreSQL backends used during the run (when measured). */
   databaseCpuSeconds?: number;
+  /**
+   * CPU seconds the load generator used during the run: this process (autocannon, building each
+   * request and checking each response), every thread. It shares the machine with the engine.
+   */
+  loadCpuSeconds: number;
   /** The statements the engine ran during the run, by SQL text (when counted). */
   statements?: StatementCounts;
   /** The bytes the engine allocated during the run, by place (when counted). */
@@ -131,6 +136,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   const cpuBefore = options.cpuSeconds?.() ?? 0;
   const databaseCpuBefore = options.databaseCpuSeconds?.();
   await options.instructions?.start();
+  const loadCpuBefore = process.cpuUsage();
   const started = performance.now();
   await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon(
@@ -150,6 +156,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     });
   });
   const seconds = (performance.now() - started) / 1000;
+  const loadCpu = process.cpuUsage(loadCpuBefore);
   const instructions = await options.instructions?.stop();
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
   const databaseCpuAfter = options.databaseCpuSeconds?.();
@@ -162,6 +169,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     failed,
     seconds,
     cpuSeconds,
+    loadCpuSeconds: (loadCpu.user + loadCpu.system) / 1e6,
     ...(databaseCpuBefore !== undefined && databaseCpuAfter !== undefined
       ? { databaseCpuSeconds: databaseCpuAfter - databaseCpuBefore }
       : {}),

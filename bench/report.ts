@@ -11,6 +11,8 @@ export interface Measurement {
   cpuMsPerUnit: number;
   /** CPU time of its local PostgreSQL backends per unit, in milliseconds (aa-oidc on PostgreSQL). */
   databaseCpuMsPerUnit?: number;
+  /** CPU time of the load generator (the bench's own process) per unit, in milliseconds. */
+  loadCpuMsPerUnit: number;
   completed: number;
   failed: number;
   seconds: number;
@@ -32,6 +34,7 @@ export function summarize(result: LoadResult): Measurement {
     ...(result.databaseCpuSeconds !== undefined && result.completed > 0
       ? { databaseCpuMsPerUnit: (result.databaseCpuSeconds * 1000) / result.completed }
       : {}),
+    loadCpuMsPerUnit: result.completed > 0 ? (result.loadCpuSeconds * 1000) / result.completed : Number.NaN,
     completed: result.completed,
     failed: result.failed,
     seconds: result.seconds,
@@ -80,6 +83,41 @@ export interface WorkloadReport {
   instructionsRatio?: number | null;
   /** Requests that did not answer as expected, over all rounds (must be 0 for a valid figure). */
   failures: number;
+  /** Where the machine's CPU went per unit in each engine's best round (not with `--count-instructions`). */
+  cpu?: CpuShares | null;
+}
+
+/**
+ * The machine's CPU per unit on each side of a workload, in milliseconds: the engine's process (every
+ * thread), aa-oidc's local PostgreSQL backends, and the load generator, which all share the machine's
+ * cores. When the cores are what limits both engines, the ratio of their rates comes to the ratio of
+ * these sums (`cpuRatio`); and had aa-oidc's own process cost exactly what the bare engine's does per
+ * unit, its ratio would still be held to `ceiling` by the database's CPU and the load generator's.
+ */
+export interface CpuShares {
+  bare: { engine: number; load: number };
+  aaOidc: { engine: number; database: number; load: number };
+  /** (bare engine + its load generator) / (aa-oidc + its database + its load generator). */
+  cpuRatio: number;
+  /** (bare engine + its load generator) / (bare engine + aa-oidc's database + aa-oidc's load generator). */
+  ceiling: number;
+}
+
+/** The CPU shares of two best rounds; null unless both engines were measured with CPU figures. */
+export function cpuShares(best: WorkloadReport['best']): CpuShares | null {
+  const bare = best.bare;
+  const aa = best['aa-oidc'];
+  if (!bare || !aa) return null;
+  const figures = [bare.cpuMsPerUnit, bare.loadCpuMsPerUnit, aa.cpuMsPerUnit, aa.loadCpuMsPerUnit];
+  if (!figures.every((figure) => Number.isFinite(figure) && figure > 0)) return null;
+  const database = aa.databaseCpuMsPerUnit ?? 0;
+  const bareSide = bare.cpuMsPerUnit + bare.loadCpuMsPerUnit;
+  return {
+    bare: { engine: bare.cpuMsPerUnit, load: bare.loadCpuMsPerUnit },
+    aaOidc: { engine: aa.cpuMsPerUnit, database, load: aa.loadCpuMsPerUnit },
+    cpuRatio: bareSide / (aa.cpuMsPerUnit + database + aa.loadCpuMsPerUnit),
+    ceiling: bareSide / (bare.cpuMsPerUnit + database + aa.loadCpuMsPerUnit),
+  };
 }
 
 /** aa-oidc's memory at idle or after a workload, in MB (the heap's figures when /metrics answered). */
@@ -145,6 +183,37 @@ const cpu = (m: Measurement | undefined) => (m ? number(m.cpuMsPerUnit, 2) : '�
 const latency = (m: Measurement | undefined) => (m ? `${number(m.p50Ms, 1)} / ${number(m.p99Ms, 1)}` : '—');
 
 /**
+ * The machine's CPU per unit of each workload's best rounds (`CpuShares`): what the engines, aa-oidc's
+ * PostgreSQL backends and the load generator spent, and the ratios the CPU allows.
+ */
+function formatCpuShares(report: BenchReport): string[] {
+  const measured = report.workloads.filter((workload) => workload.cpu);
+  if (measured.length === 0) return [];
+  const postgres = report.database === 'postgres';
+  const lines = [
+    '',
+    `Machine CPU per unit in ms (each engine's best round; the engines${postgres ? ', the PostgreSQL server' : ''} and the load generator share the ${report.machine.cpus} cores):`,
+    '',
+    `| workload | bare engine + load generator | aa-oidc${postgres ? ' + PostgreSQL' : ''} + load generator | CPU ratio | at the bare engine's cost |`,
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const workload of measured) {
+    const cpu = workload.cpu!;
+    lines.push(
+      `| ${workload.title} | ${number(cpu.bare.engine, 3)} + ${number(cpu.bare.load, 3)} ` +
+        `| ${number(cpu.aaOidc.engine, 3)}${postgres ? ` + ${number(cpu.aaOidc.database, 3)}` : ''} + ${number(cpu.aaOidc.load, 3)} ` +
+        `| ${number(cpu.cpuRatio, 2)} | ${number(cpu.ceiling, 2)} |`,
+    );
+  }
+  lines.push(
+    '',
+    "CPU ratio: what the ratio of rates comes to when the cores are the limit. At the bare engine's cost: " +
+      `the most the ratio could be if aa-oidc's own process spent exactly the bare engine's CPU per unit${postgres ? ' (PostgreSQL and the load generator unchanged)' : ''}.`,
+  );
+  return lines;
+}
+
+/**
  * With `--count-instructions`: instructions per unit of each engine and their ratio. Times, rates and
  * memory under valgrind are valgrind's (30–60 times slower, its own memory): none is shown.
  */
@@ -169,6 +238,7 @@ function formatInstructionsReport(report: BenchReport): string {
   const notes = report.workloads.filter((workload) => workload.bareNote);
   if (notes.length > 0)
     lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
+  lines.push(...formatCpuShares(report));
   lines.push(
     '',
     'Instructions of the engine processes only (every thread), in user space: not the kernel, not time waiting, not PostgreSQL. ' +
@@ -202,6 +272,7 @@ export function formatReport(report: BenchReport): string {
   const notes = report.workloads.filter((workload) => workload.bareNote);
   if (notes.length > 0)
     lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
+  lines.push(...formatCpuShares(report));
   if (report.fanout) {
     const f = report.fanout;
     lines.push(

@@ -16,6 +16,7 @@ import { type Receivers, runFanout, startReceivers } from './fanout.ts';
 import {
   type BenchReport,
   bestOf,
+  cpuShares,
   formatReport,
   medianByInstructions,
   type Measurement,
@@ -410,6 +411,7 @@ async function main(): Promise<void> {
             `${workload.name} round ${round} ${name}: ${measured.rate.toFixed(0)} ${workload.unit}, p50 ${measured.p50Ms.toFixed(1)} ms, ` +
               `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit` +
               `${measured.databaseCpuMsPerUnit !== undefined ? ` (+ PostgreSQL ${measured.databaseCpuMsPerUnit.toFixed(2)})` : ''}` +
+              `, load generator ${measured.loadCpuMsPerUnit.toFixed(2)}` +
               `${measured.statementsPerUnit ? `, ${measured.statementsPerUnit.total.toFixed(2)} statements/unit` : ''}${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
           );
           for (const [text, n] of Object.entries(measured.statementsPerUnit?.byText ?? {}).slice(0, 12))
@@ -438,6 +440,7 @@ async function main(): Promise<void> {
         rounds,
         best,
         ratio: best['aa-oidc'] && best.bare ? best['aa-oidc'].rate / best.bare.rate : null,
+        ...(options.countInstructions ? {} : { cpu: cpuShares(best) }),
         ...(options.countInstructions
           ? {
               instructionsRatio:

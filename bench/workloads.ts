@@ -217,7 +217,14 @@ export const WORKLOADS: readonly Workload[] = [
     async measure(target, options) {
       const { client, engine } = target;
       const session = await freshSession(target);
-      const total: LoadResult = { completed: 0, failed: 0, seconds: 0, cpuSeconds: 0, latencies: [] };
+      const total: LoadResult = {
+        completed: 0,
+        failed: 0,
+        seconds: 0,
+        cpuSeconds: 0,
+        loadCpuSeconds: 0,
+        latencies: [],
+      };
       // Batches of codes issued beforehand (not timed), then redeemed under load (timed).
       const done = () =>
         options.units !== undefined
@@ -241,6 +248,7 @@ export const WORKLOADS: readonly Workload[] = [
         total.failed += batch.failed;
         total.seconds += batch.seconds;
         total.cpuSeconds += batch.cpuSeconds;
+        total.loadCpuSeconds += batch.loadCpuSeconds;
         if (batch.databaseCpuSeconds !== undefined)
           total.databaseCpuSeconds = (total.databaseCpuSeconds ?? 0) + batch.databaseCpuSeconds;
         total.latencies.push(...batch.latencies);
