@@ -28,18 +28,29 @@ import { RequestMemo } from './request-memo.ts';
  *
  * Once written, the codes and refresh tokens among the held rows are kept in memory until their
  * redemption (own-codes.ts), so that it does not read them back; tokens written revoked are not.
+ *
+ * What tells others of a held token (its `token_issued` event and count, token-events.ts) waits for
+ * its write too (`onceTokensStored`): a token whose write failed was never issued.
  */
 export interface CodeExchangeHooks {
   /** Handed to the `KyselyAdapter`s of the provider. */
   adapterHooks: AdapterWriteHooks;
   /** Installed with `provider.use()`. */
   middleware: Koa.Middleware;
+  /**
+   * When the current request holds back its tokens (a code exchange, a refresh), keeps `tell` to run
+   * once they are stored (never, if their write fails or the response is not a success) and answers
+   * true; otherwise answers false and `tell` is the caller's to run.
+   */
+  onceTokensStored(tell: () => void): boolean;
 }
 
 interface CodeExchange {
   rows: PayloadRow[];
   /** This request consumed the code (a later refusal, e.g. a deactivated user, is no replay). */
   consumedHere: boolean;
+  /** What waits for the held tokens to be stored (`onceTokensStored`). */
+  onceStored: Array<() => void> | undefined;
 }
 
 const DEFERRED_MODELS = new Set(['AccessToken', 'RefreshToken']);
@@ -91,12 +102,13 @@ export function codeExchangeHooks(
 
   /**
    * Writes a token response's held rows before a byte of it is sent (`write` answers whether they
-   * were written live), then keeps its refresh token for its redemption; if the write fails, the
-   * response becomes a `server_error` (or, when the database is down or busy, the outer layer's 503).
+   * were written live), then keeps its refresh token for its redemption and tells what waited for
+   * them (`onceTokensStored`); if the write fails, the response becomes a `server_error` (or, when
+   * the database is down or busy, the outer layer's 503) and nothing is told.
    */
   async function storeTokens(
     ctx: Koa.Context,
-    rows: readonly PayloadRow[],
+    exchange: CodeExchange,
     write: () => Promise<boolean>,
     what: string,
   ): Promise<void> {
@@ -111,13 +123,22 @@ export function codeExchangeHooks(
       }
       return;
     }
-    if (live) ownCodes?.wrote(rows, now());
+    if (live) ownCodes?.wrote(exchange.rows, now());
+    if (exchange.onceStored) for (const tell of exchange.onceStored) tell();
+  }
+
+  function onceTokensStored(tell: () => void): boolean {
+    const ctx = currentRequest();
+    const exchange = exchanges.peek(ctx, 'exchange');
+    if (!exchange || !holdsBack(ctx, 'AccessToken')) return false;
+    (exchange.onceStored ??= []).push(tell);
+    return true;
   }
 
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
     const startedAt = now();
-    const exchange: CodeExchange = { rows: [], consumedHere: false };
+    const exchange: CodeExchange = { rows: [], consumedHere: false, onceStored: undefined };
     exchanges.set(ctx, 'exchange', exchange);
     try {
       await next();
@@ -144,7 +165,7 @@ export function codeExchangeHooks(
       if (ctx.status !== 200) return;
       await storeTokens(
         ctx,
-        exchange.rows,
+        exchange,
         () => issuedCodes.writeRows(exchange.rows).then(() => true),
         'refresh',
       );
@@ -158,7 +179,7 @@ export function codeExchangeHooks(
       // Tokens written revoked (the code was replayed meanwhile) are not kept.
       await storeTokens(
         ctx,
-        exchange.rows,
+        exchange,
         async () => !(await issuedCodes.storeExchangedTokens(code, exchange.rows)),
         'code exchange',
       );
@@ -170,5 +191,5 @@ export function codeExchangeHooks(
     }
   };
 
-  return { adapterHooks, middleware };
+  return { adapterHooks, middleware, onceTokensStored };
 }

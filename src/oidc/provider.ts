@@ -229,7 +229,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       }),
     );
     includeSessionIdInIdTokens(provider);
-    observeProvider(provider, deps.observability);
+    observeProvider(provider, deps.observability, codeExchange.onceTokensStored);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       // Answered 503 "try again" (and logged) by the app's unavailable-database handler.
       if (noteDatabaseUnavailable(ctx as unknown as Koa.Context, error)) return;

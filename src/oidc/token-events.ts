@@ -1,7 +1,7 @@
 import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
 import type { AuditBus } from '../audit/bus.ts';
-import type { TokenType } from '../audit/events.ts';
+import type { AuditEvent, TokenType } from '../audit/events.ts';
 import { publishContext } from '../logging/request-context.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -53,14 +53,25 @@ function userId(token: ProviderToken): number | null {
  * `aa_oidc_tokens_issued_total`), tokens revoked at the revocation endpoint and by refresh-token
  * rotation (`token_revoked`). Tokens appear only as `sha256Hex` digests (an opaque token's id is the
  * token itself).
+ *
+ * The provider tells of a token once its adapter returns, and the tokens of a code exchange or a
+ * refresh are written only once the response is built (code-exchange.ts): their `token_issued` and
+ * count wait for that write (`onceTokensStored`), so that a token whose write failed is never told
+ * of as issued.
  */
-export function observeProvider(provider: Provider, deps: ObservabilityDependencies): void {
-  const issued = (tokenType: TokenType, fallbackGrant: string) => (token: ProviderToken) => {
-    const clientId = token.clientId ?? '';
-    const grantType = lastGrantType(token.gty, fallbackGrant);
-    const format = tokenType === 'access_token' && token.format === 'jwt' ? 'jwt' : 'opaque';
-    deps.audit.publish(
-      {
+export function observeProvider(
+  provider: Provider,
+  deps: ObservabilityDependencies,
+  onceTokensStored: (tell: () => void) => boolean = () => false,
+): void {
+  // A client-credentials token is written by its own request, never held back.
+  const issued =
+    (tokenType: TokenType, fallbackGrant: string, mayBeHeld = true) =>
+    (token: ProviderToken) => {
+      const clientId = token.clientId ?? '';
+      const grantType = lastGrantType(token.gty, fallbackGrant);
+      const format = tokenType === 'access_token' && token.format === 'jwt' ? 'jwt' : 'opaque';
+      const record: AuditEvent = {
         kind: 'token_issued',
         client_id: clientId,
         user_id: userId(token),
@@ -69,15 +80,19 @@ export function observeProvider(provider: Provider, deps: ObservabilityDependenc
         format,
         token_sha256: sha256Hex(token.jti),
         expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
-      },
-      context(),
-    );
-    if (tokenType === 'access_token') {
-      deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format });
-    }
-  };
+      };
+      // The request's context as of now: the write it waits for ends the request's own work.
+      const publishedIn = context();
+      const tell = () => {
+        deps.audit.publish(record, publishedIn);
+        if (tokenType === 'access_token') {
+          deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format });
+        }
+      };
+      if (!mayBeHeld || !onceTokensStored(tell)) tell();
+    };
   provider.on('access_token.saved', issued('access_token', 'authorization_code'));
-  provider.on('client_credentials.saved', issued('access_token', 'client_credentials'));
+  provider.on('client_credentials.saved', issued('access_token', 'client_credentials', false));
   provider.on('refresh_token.saved', issued('refresh_token', 'authorization_code'));
 
   const revoked = (tokenType: TokenType) => (token: ProviderToken) => {

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
+import type { AuditRecord } from '../../src/audit/events.ts';
 import type { Database } from '../../src/db/schema.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import * as flows from '../helpers/flows.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { Browser, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
-import { type Client, codeFlow, type Pilot, startPilotServer } from './helpers.ts';
+import { authorize, type Client, codeFlow, type Pilot, redeem, startPilotServer } from './helpers.ts';
 
 /**
  * The rows a request holds back until its response is built (a refresh's two tokens, an
@@ -51,6 +52,59 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     }
   }
 
+  /** The `token_issued` events published and the tokens counted as issued while `work` runs. */
+  async function toldOfIssues<T>(
+    work: () => Promise<T>,
+  ): Promise<{ result: T; issued: AuditRecord[]; counted: number }> {
+    const counted = async () =>
+      (await server.app.metrics.tokensIssued.get()).values.reduce((sum, value) => sum + value.value, 0);
+    const records: AuditRecord[] = [];
+    const before = await counted();
+    const unsubscribe = server.app.audit.subscribe({
+      name: 'held-writes test',
+      receive: (record) => void records.push(record),
+    });
+    try {
+      const result = await work();
+      await server.app.audit.idle();
+      return {
+        result,
+        issued: records.filter((record) => record.kind === 'token_issued'),
+        counted: (await counted()) - before,
+      };
+    } finally {
+      unsubscribe();
+    }
+  }
+
+  it('tells of no token issued by a code exchange whose write failed, and of each one once it is stored', async () => {
+    const authorized = await authorize(server, harness, client, pilot, 'openid offline_access');
+    const failed = await toldOfIssues(() =>
+      failingInserts('AccessToken', () => redeem(server, client, authorized)),
+    );
+    assert.equal(failed.result.status, 500, JSON.stringify(failed.result.body));
+    assert.equal(failed.result.body.error, 'server_error');
+    assert.equal(failed.result.body.access_token, undefined);
+    assert.deepEqual(failed.issued, [], 'no token_issued for tokens that were not stored');
+    assert.equal(failed.counted, 0, 'aa_oidc_tokens_issued_total did not count them');
+
+    const next = await authorize(server, harness, client, pilot, 'openid offline_access');
+    const stored = await toldOfIssues(() => redeem(server, client, next));
+    assert.equal(stored.result.status, 200, JSON.stringify(stored.result.body));
+    harness.registerSecret(String(stored.result.body.access_token), 'access token');
+    harness.registerSecret(String(stored.result.body.refresh_token), 'refresh token');
+    assert.deepEqual(
+      stored.issued
+        .map((record) => record.kind === 'token_issued' && [record.token_type, record.grant_type])
+        .sort(),
+      [
+        ['access_token', 'authorization_code'],
+        ['refresh_token', 'authorization_code'],
+      ],
+    );
+    assert.equal(stored.counted, 1, 'the access token counted once');
+  });
+
   it('rotates a refresh token in one write: a failing write hands out no token and stores neither', async () => {
     const tokens = await codeFlow(server, harness, client, pilot, 'openid offline_access');
     assert.ok(tokens.refreshToken);
@@ -69,7 +123,10 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
           .execute()
       ).length;
     const before = await countTokens();
-    const failed = await failingInserts('RefreshToken', refresh);
+    const told = await toldOfIssues(() => failingInserts('RefreshToken', refresh));
+    const failed = told.result;
+    assert.deepEqual(told.issued, [], 'no token_issued for tokens that were not stored');
+    assert.equal(told.counted, 0);
     assert.equal(failed.status, 500);
     assert.equal(failed.body.error, 'server_error');
     assert.equal(failed.body.access_token, undefined, 'no token is handed out that is not stored');
