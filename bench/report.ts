@@ -238,7 +238,6 @@ function formatInstructionsReport(report: BenchReport): string {
   const notes = report.workloads.filter((workload) => workload.bareNote);
   if (notes.length > 0)
     lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
-  lines.push(...formatCpuShares(report));
   lines.push(
     '',
     'Instructions of the engine processes only (every thread), in user space: not the kernel, not time waiting, not PostgreSQL. ' +
