@@ -38,11 +38,11 @@ export interface CodeExchangeHooks {
   /** Installed with `provider.use()`. */
   middleware: Koa.Middleware;
   /**
-   * When the current request holds back its tokens (a code exchange, a refresh), keeps `tell` to run
-   * once they are stored (never, if their write fails or the response is not a success) and answers
-   * true; otherwise answers false and `tell` is the caller's to run.
+   * When the current request holds back its tokens (a code exchange, a refresh): what runs once they
+   * are stored (never, if their write fails or the response is not a success), for the caller to add
+   * to. Otherwise undefined: its tokens are stored by the time the provider tells of them.
    */
-  onceTokensStored(tell: () => void): boolean;
+  onceTokensStored(): Array<() => void> | undefined;
 }
 
 interface CodeExchange {
@@ -127,12 +127,11 @@ export function codeExchangeHooks(
     if (exchange.onceStored) for (const tell of exchange.onceStored) tell();
   }
 
-  function onceTokensStored(tell: () => void): boolean {
+  function onceTokensStored(): Array<() => void> | undefined {
     const ctx = currentRequest();
     const exchange = exchanges.peek(ctx, 'exchange');
-    if (!exchange || !holdsBack(ctx, 'AccessToken')) return false;
-    (exchange.onceStored ??= []).push(tell);
-    return true;
+    if (!exchange || !holdsBack(ctx, 'AccessToken')) return undefined;
+    return (exchange.onceStored ??= []);
   }
 
   const middleware: Koa.Middleware = async (ctx, next) => {

@@ -1,7 +1,7 @@
 import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
-import type { AuditBus } from '../audit/bus.ts';
-import type { AuditEvent, TokenType } from '../audit/events.ts';
+import type { AuditBus, PublishContext } from '../audit/bus.ts';
+import type { TokenIssuedEvent, TokenType } from '../audit/events.ts';
 import { publishContext } from '../logging/request-context.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -62,37 +62,37 @@ function userId(token: ProviderToken): number | null {
 export function observeProvider(
   provider: Provider,
   deps: ObservabilityDependencies,
-  onceTokensStored: (tell: () => void) => boolean = () => false,
+  onceTokensStored: () => Array<() => void> | undefined = () => undefined,
 ): void {
-  // A client-credentials token is written by its own request, never held back.
-  const issued =
-    (tokenType: TokenType, fallbackGrant: string, mayBeHeld = true) =>
-    (token: ProviderToken) => {
-      const clientId = token.clientId ?? '';
-      const grantType = lastGrantType(token.gty, fallbackGrant);
-      const format = tokenType === 'access_token' && token.format === 'jwt' ? 'jwt' : 'opaque';
-      const record: AuditEvent = {
-        kind: 'token_issued',
-        client_id: clientId,
-        user_id: userId(token),
-        grant_type: grantType,
-        token_type: tokenType,
-        format,
-        token_sha256: sha256Hex(token.jti),
-        expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
-      };
-      // The request's context as of now: the write it waits for ends the request's own work.
-      const publishedIn = context();
-      const tell = () => {
-        deps.audit.publish(record, publishedIn);
-        if (tokenType === 'access_token') {
-          deps.metrics.tokensIssued.inc({ client_id: clientId, grant_type: grantType, format });
-        }
-      };
-      if (!mayBeHeld || !onceTokensStored(tell)) tell();
+  const tell = (record: TokenIssuedEvent, publishedIn: PublishContext) => {
+    deps.audit.publish(record, publishedIn);
+    if (record.token_type === 'access_token') {
+      deps.metrics.tokensIssued.inc({
+        client_id: record.client_id,
+        grant_type: record.grant_type,
+        format: record.format,
+      });
+    }
+  };
+  const issued = (tokenType: TokenType, fallbackGrant: string) => (token: ProviderToken) => {
+    const record: TokenIssuedEvent = {
+      kind: 'token_issued',
+      client_id: token.clientId ?? '',
+      user_id: userId(token),
+      grant_type: lastGrantType(token.gty, fallbackGrant),
+      token_type: tokenType,
+      format: tokenType === 'access_token' && token.format === 'jwt' ? 'jwt' : 'opaque',
+      token_sha256: sha256Hex(token.jti),
+      expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
     };
+    // The request's context as of now: the write a held token waits for ends the request's own work.
+    const publishedIn = context();
+    const held = onceTokensStored();
+    if (held) held.push(() => tell(record, publishedIn));
+    else tell(record, publishedIn);
+  };
   provider.on('access_token.saved', issued('access_token', 'authorization_code'));
-  provider.on('client_credentials.saved', issued('access_token', 'client_credentials', false));
+  provider.on('client_credentials.saved', issued('access_token', 'client_credentials'));
   provider.on('refresh_token.saved', issued('refresh_token', 'authorization_code'));
 
   const revoked = (tokenType: TokenType) => (token: ProviderToken) => {
