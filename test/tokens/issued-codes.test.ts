@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import type { AuditEvent } from '../../src/audit/events.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { writeBatch } from '../../src/db/write-batch.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
-import { createIssuedCodes, type IssuedCodes } from '../../src/tokens/issued-codes.ts';
+import { consumeCodeArrays, createIssuedCodes, type IssuedCodes } from '../../src/tokens/issued-codes.ts';
 import { type PayloadRow, storageId, writePayloadRows } from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { watchStatements } from '../helpers/statements.ts';
@@ -167,4 +169,80 @@ describe(`issued codes of one turn (${testDatabaseKind})`, () => {
       .sort();
     assert.deepEqual(revokedTypes, ['access_token', 'refresh_token']);
   });
+});
+
+/**
+ * PostgreSQL keeps a prepared statement's generic plan for the connection's life, made with the
+ * statistics of that moment. Statistics that say the table holds no codes (taken before any was
+ * issued; autovacuum off; a new database) must not make consuming codes scan every code.
+ */
+describe(`consuming codes under statistics that know of none (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  before(async () => {
+    if (testDatabaseKind !== 'postgres') return;
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  it(
+    'looks each code up by its primary key in the generic plan',
+    { skip: testDatabaseKind !== 'postgres' && "generic plans and statistics are PostgreSQL's" },
+    async () => {
+      const client = new pg.Client({ connectionString: database.url });
+      await client.connect();
+      try {
+        // Statistics taken while the table held tokens and no code, then 3,000 codes issued.
+        await client.query(
+          `insert into oidc_payload (model, id, payload, client_id, expires_at, format)
+           select 'AccessToken', md5(g::text) || md5((g + 1)::text), repeat('x', 400), 'c', 4102444800000, 'opaque'
+           from generate_series(1, 3000) g`,
+        );
+        await client.query('analyze oidc_payload');
+        await client.query(
+          `insert into oidc_payload (model, id, payload, client_id, expires_at)
+           select 'AuthorizationCode', md5((g + 9000)::text), repeat('x', 400), 'c', 4102444800000
+           from generate_series(1, 3000) g`,
+        );
+        const ids = [randomBytes(16).toString('hex'), randomBytes(16).toString('hex')];
+        const compiled = consumeCodeArrays.compile(
+          handle.db,
+          ids.map(() => 'AuthorizationCode'),
+          ids,
+          ['a'.repeat(64), 'b'.repeat(64)],
+          [1, 2],
+          [3, 4],
+        );
+        await client.query('set plan_cache_mode = force_generic_plan');
+        await client.query(`prepare consume as ${compiled.sql}`);
+        // The arrays as literals (hex digits, model names and numbers: nothing to escape).
+        const literals = compiled.parameters
+          .map((value) => `'{${(value as unknown[]).join(',')}}'`)
+          .join(', ');
+        const explained = await client.query<{ 'QUERY PLAN': unknown }>(
+          `explain (format json) execute consume(${literals})`,
+        );
+        const scans: Array<{ type: string; cond?: string }> = [];
+        const walk = (node: Record<string, unknown>) => {
+          if (node['Relation Name'] === 'oidc_payload')
+            scans.push({ type: String(node['Node Type']), cond: node['Index Cond'] as string | undefined });
+          for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child);
+        };
+        const plan = (explained.rows[0]!['QUERY PLAN'] as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan;
+        walk(plan);
+        const reads = scans.filter((scan) => scan.type !== 'ModifyTable');
+        assert.ok(reads.length > 0, JSON.stringify(plan));
+        for (const scan of reads) {
+          assert.equal(scan.type, 'Index Scan', JSON.stringify(scans));
+          assert.match(scan.cond ?? '', /\bid\b/, JSON.stringify(scans));
+        }
+      } finally {
+        await client.end();
+      }
+    },
+  );
 });
