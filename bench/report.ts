@@ -139,6 +139,11 @@ export interface BenchReport {
   commit: string;
   node: string;
   database: 'sqlite' | 'postgres';
+  /**
+   * The PostgreSQL server aa-oidc ran on: its version, and whether autovacuum was on. Off, no table
+   * of the bench's database is analyzed or vacuumed while it runs: plans are made without statistics.
+   */
+  postgresServer?: { version: string; autovacuum: boolean };
   machine: { cpus: number; model: string; loadBefore: number[]; loadAfter: number[] };
   options: Record<string, unknown>;
   /**
@@ -221,7 +226,7 @@ function formatInstructionsReport(report: BenchReport): string {
   const millions = (m: Measurement | undefined) =>
     m?.instructionsPerUnit === undefined ? '—' : number(m.instructionsPerUnit / 1e6, 2);
   const lines = [
-    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
+    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database}${describeServer(report)} · ` +
       `instructions under callgrind: ${String(report.options.units)} units per round after ${String(report.options.warmupUnits)} unmeasured, ` +
       `${String(report.options.rounds)} rounds (the median), ${String(report.options.connections)} connection(s)`,
     '',
@@ -246,13 +251,20 @@ function formatInstructionsReport(report: BenchReport): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** PostgreSQL's version, and autovacuum when it was off (the header of the report). */
+function describeServer(report: BenchReport): string {
+  const server = report.postgresServer;
+  if (!server) return '';
+  return ` ${server.version}${server.autovacuum ? '' : ' (autovacuum off)'}`;
+}
+
 /** The report as Markdown: the table of docs/performance.md, then the fan-out and memory lines. */
 export function formatReport(report: BenchReport): string {
   if (report.options.countInstructions) return formatInstructionsReport(report);
   const lines: string[] = [];
   // CPU ms: the engine process's CPU time per unit, a figure that other load on the machine skews less.
   lines.push(
-    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database} · ` +
+    `${report.date} · commit ${report.commit} · Node ${report.node} · ${report.database}${describeServer(report)} · ` +
       `${report.machine.cpus} × ${report.machine.model} · load average before ${report.machine.loadBefore.map((l) => l.toFixed(2)).join(' ')}` +
       ` · ${report.options.connections} connections, ${report.options.seconds} s × ${report.options.rounds} rounds (best of)`,
     '',

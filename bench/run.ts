@@ -176,6 +176,8 @@ function gitCommit(): string {
 
 interface PostgresDatabase {
   url: string;
+  /** The server's version, and whether autovacuum is on (the report names both). */
+  server: { version: string; autovacuum: boolean };
   drop(): Promise<void>;
 }
 
@@ -183,8 +185,17 @@ async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase
   const name = `aa_oidc_bench_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: baseUrl });
   await admin.connect();
+  let server: PostgresDatabase['server'];
   try {
     await admin.query(`create database ${name}`);
+    const settings = await admin.query<{ version: string; autovacuum: string }>(
+      "select current_setting('server_version') as version, current_setting('autovacuum') as autovacuum",
+    );
+    // `15.20 (Debian 15.20-0+deb12u1)`: the number is enough.
+    server = {
+      version: settings.rows[0]!.version.split(' ')[0]!,
+      autovacuum: settings.rows[0]!.autovacuum === 'on',
+    };
   } finally {
     await admin.end();
   }
@@ -192,6 +203,7 @@ async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
+    server,
     async drop() {
       const dropper = new pg.Client({ connectionString: baseUrl });
       await dropper.connect();
@@ -280,10 +292,14 @@ async function main(): Promise<void> {
     if (receivers) cleanups.push(() => receivers.close());
 
     let databaseUrl = `sqlite:${path.join(workDir, 'aa-oidc.sqlite')}`;
+    let postgresServer: PostgresDatabase['server'] | undefined;
     if (options.databaseUrl) {
       const database = await createPostgresDatabase(options.databaseUrl);
       cleanups.push(() => database.drop());
       databaseUrl = database.url;
+      postgresServer = database.server;
+      if (!postgresServer.autovacuum)
+        progress('PostgreSQL runs without autovacuum: no table is analyzed or vacuumed during the bench');
     }
     const database = databaseUrl.startsWith('sqlite:') ? 'sqlite' : 'postgres';
     const [aaPort, metricsPort, barePort] = [await freePort(), await freePort(), await freePort()];
@@ -492,6 +508,7 @@ async function main(): Promise<void> {
       commit: gitCommit(),
       node: process.versions.node,
       database,
+      ...(postgresServer ? { postgresServer } : {}),
       machine: {
         cpus: os.cpus().length,
         model: os.cpus()[0]?.model.trim() ?? 'unknown',

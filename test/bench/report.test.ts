@@ -102,4 +102,13 @@ describe("the bench's machine CPU per unit", () => {
     );
     assert.doesNotMatch(onSqlite, /PostgreSQL/);
   });
+
+  it('names the PostgreSQL server’s version in the header, and autovacuum when it was off', () => {
+    const pair = bestPair({ cpuMsPerUnit: 0.241, loadCpuMsPerUnit: 0.054 }, { cpuMsPerUnit: 0.131 });
+    const header = (server: { version: string; autovacuum: boolean }) =>
+      formatReport({ ...report('postgres', pair), postgresServer: server }).split('\n')[0]!;
+    assert.match(header({ version: '15.19', autovacuum: false }), / · postgres 15\.19 \(autovacuum off\) · /);
+    assert.match(header({ version: '15.19', autovacuum: true }), / · postgres 15\.19 · /);
+    assert.match(formatReport(report('sqlite', pair)).split('\n')[0]!, / · sqlite · /);
+  });
 });
