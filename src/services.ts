@@ -139,6 +139,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
   const auditStore = createAuditStore(database.db, {
     retentionDays: config.audit.retentionDays,
     batchDelayMs: batchDelayFor(config.audit.receiverTimeoutMs),
+    skips: config.audit.databaseExclude,
     ...(writeWorker ? { writes: writeWorker } : {}),
   });
   const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);

@@ -1,6 +1,7 @@
 import { describeAuditEvent } from '../audit/describe.ts';
 import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } from '../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
+import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { formatTime, olderLink, queryText, select, textField } from '../console/ui.ts';
 import { html, type Html } from '../http/pages/layout.ts';
@@ -107,6 +108,13 @@ function page(
       </form>
       ${table} ${pager}`,
   );
+}
+
+/** The kinds the database does not keep, as the audit log's page says it (empty when it keeps all). */
+function notKept(config: Config): string {
+  const kinds = config.audit.databaseExclude;
+  if (!config.audit.database || kinds.length === 0) return '';
+  return `, but for ${kinds.join(', ')} events (audit.databaseExclude), which go only to the log and the JSON-lines file`;
 }
 
 export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
@@ -277,8 +285,8 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           'Audit log',
           html`<p>
             Every audit event, kept ${deps.config.audit.retentionDays}
-            days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}. The same
-            list on the command line: <code>aa-oidc audit list</code>.
+            days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}${notKept(deps.config)}.
+            The same list on the command line: <code>aa-oidc audit list</code>.
           </p>`,
           html`<div>
               ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kinds[0] ?? '')}

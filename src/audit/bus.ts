@@ -1,7 +1,7 @@
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { isoNowOncePerMillisecond } from '../util/iso-time.ts';
-import type { AuditEvent, AuditRecord } from './events.ts';
+import type { AuditEvent, AuditEventKind, AuditRecord } from './events.ts';
 
 /**
  * A consumer of audit records. `receive` may be synchronous or return a promise; either way it runs
@@ -11,6 +11,8 @@ export interface AuditReceiver {
   /** The `receiver` label of `aa_oidc_audit_receiver_failures_total`; short and fixed (`log`, `jsonl`). */
   readonly name: string;
   receive(record: Readonly<AuditRecord>): void | Promise<void>;
+  /** Kinds this receiver is never given (the database's `audit.databaseExclude`); it gets every kind without. */
+  readonly skips?: ReadonlySet<AuditEventKind>;
   /** Flushes and releases resources; called once by `AuditBus.close()`. */
   close?(): void | Promise<void>;
 }
@@ -222,7 +224,10 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
         for (const key in members) if (Object.hasOwn(members, key)) copy[key] = frozenCopy(members[key]);
         if (context.requestId !== undefined) copy.request_id = context.requestId;
         const record = Object.freeze(copy) as unknown as AuditRecord;
-        for (let index = 0; index < receivers.length; index += 1) deliver(receivers[index]!, record);
+        for (let index = 0; index < receivers.length; index += 1) {
+          const receiver = receivers[index]!;
+          if (receiver.skips?.has(event.kind) !== true) deliver(receiver, record);
+        }
       } catch (error) {
         // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.
         try {

@@ -8,6 +8,7 @@
  * numeric id (and username for admin changes), never by e-mail or other personal data.
  */
 
+import { AUDIT_EVENT_KIND_NAMES } from '../config/schema.ts';
 import type { DenyReason } from '../policy/decide.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 
@@ -216,17 +217,14 @@ export type AuditEvent =
 
 export type AuditEventKind = AuditEvent['kind'];
 
-export const AUDIT_EVENT_KINDS: readonly AuditEventKind[] = [
-  'token_issued',
-  'token_revoked',
-  'code_reuse_detected',
-  'token_introspected',
-  'logout_required',
-  'logout_dispatched',
-  'policy_denied',
-  'admin_change',
-  'sessions_ended',
-];
+/**
+ * A list of kinds, when it names every kind of the union; `never` when one is missing (a name the
+ * union lacks fails the assignment itself).
+ */
+type EveryKind<Names> = [AuditEventKind] extends [Names] ? readonly AuditEventKind[] : never;
+
+/** Every kind: the configuration's list (`audit.databaseExclude` takes them), checked against the union. */
+export const AUDIT_EVENT_KINDS: EveryKind<(typeof AUDIT_EVENT_KIND_NAMES)[number]> = AUDIT_EVENT_KIND_NAMES;
 
 /** An event as receivers get it: stamped with the time of publication and, inside a request, its id. */
 export type AuditRecord = AuditEvent & {

@@ -168,6 +168,8 @@ export function createAuditStore(
      * on the write worker for a database file (src/db/write-worker.ts). By default they run on `db`.
      */
     writes?: WriteBatch;
+    /** Kinds the database does not keep (`audit.databaseExclude`): the bus never gives them to its receiver. */
+    skips?: readonly AuditEventKind[];
   },
 ): AuditStore {
   const now = options.now ?? Date.now;
@@ -267,6 +269,7 @@ export function createAuditStore(
 
   const receiver: AuditReceiver = {
     name: 'database',
+    ...(options.skips && options.skips.length > 0 ? { skips: new Set(options.skips) } : {}),
     receive(record) {
       batch.push(record);
       if (!pending) {

@@ -35,15 +35,14 @@ const boolean = () =>
     z.boolean({ error: 'expected true or false' }),
   );
 
-const stringList = () =>
-  fromString(
-    (text) =>
-      text
-        .split(',')
-        .map((part) => part.trim())
-        .filter((part) => part.length > 0),
-    z.array(z.string().min(1)),
-  );
+/** A comma-separated list's members, trimmed, without empty ones. */
+const splitList = (text: string) =>
+  text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+
+const stringList = () => fromString(splitList, z.array(z.string().min(1)));
 
 /** An IP address (a range of one) or a CIDR range. */
 export function isAddressRange(text: string): boolean {
@@ -62,6 +61,18 @@ const httpUrl = z.url({ protocol: /^https?$/, normalize: false });
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ACCESS_TOKEN_FORMATS = ['opaque', 'jwt'] as const;
+/** The kinds of audit event (src/audit/events.ts, which checks that its union has exactly these). */
+export const AUDIT_EVENT_KIND_NAMES = [
+  'token_issued',
+  'token_revoked',
+  'code_reuse_detected',
+  'token_introspected',
+  'logout_required',
+  'logout_dispatched',
+  'policy_denied',
+  'admin_change',
+  'sessions_ended',
+] as const;
 export const PORTRAIT_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024];
 export const DIRECTORY_SOURCES = ['builtin', 'alliance-auth'] as const;
 /** CCP's EVE SSO v2 endpoints, the defaults (tests point them at a local stand-in). */
@@ -135,11 +146,31 @@ export const configSchema = z
         receiverTimeoutMs: integer(1, 60_000).default(2000),
         /** Keep audit events in the database too (the admin UI's audit log, `aa-oidc audit list`). */
         database: boolean().default(true),
+        /**
+         * The kinds the database does not keep (they still reach the log and the JSON-lines file). By
+         * default `token_introspected`: one per introspection, the most frequent event of a busy
+         * resource server, which would otherwise fill the table (Keycloak likewise stores no
+         * introspection event unless told to).
+         */
+        databaseExclude: fromString(
+          splitList,
+          z.array(
+            z.enum(AUDIT_EVENT_KIND_NAMES, {
+              error: (issue) =>
+                `"${String(issue.input)}" is not an audit event kind; valid: ${AUDIT_EVENT_KIND_NAMES.join(', ')}`,
+            }),
+          ),
+        ).default(['token_introspected']),
         /** Audit events older than this many days are deleted from the database. */
         retentionDays: integer(1, 36_500).default(90),
       })
       .strict()
-      .default({ receiverTimeoutMs: 2000, database: true, retentionDays: 90 }),
+      .default({
+        receiverTimeoutMs: 2000,
+        database: true,
+        databaseExclude: ['token_introspected'],
+        retentionDays: 90,
+      }),
     tokens: z
       .object({
         defaultAccessTokenFormat: z.enum(ACCESS_TOKEN_FORMATS).default('opaque'),

@@ -78,6 +78,10 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     await server.app.audit.idle();
     const page = await consoleGet(admin, url('/admin/audit?kind=admin_change&since=1h'));
     assert.match(page.body, /state Member created/);
+    assert.match(
+      pageText(page.body),
+      /kept 90 days, but for token_introspected events \(audit\.databaseExclude\), which go only to the log/,
+    );
     const unknown = await consoleGet(admin, url('/admin/audit?user=nobody-here&since=soon'));
     assert.match(unknown.body, /<p class="field-error" id="user-error">No user is named nobody-here\.<\/p>/);
     assert.match(unknown.body, /<p class="field-error" id="since-error">Not a time/);

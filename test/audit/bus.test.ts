@@ -132,6 +132,35 @@ describe('audit bus', () => {
     assert.equal(await failures('token_introspected', 'mutator'), 1);
   });
 
+  it('never gives a receiver the kinds it skips, and still gives them to the others', async () => {
+    const everything = collector('everything');
+    const picky = collector('picky');
+    const { bus } = setup([
+      everything.receiver,
+      { ...picky.receiver, skips: new Set(['token_introspected', 'policy_denied'] as const) },
+    ]);
+    const revoked: AuditEvent = {
+      kind: 'token_revoked',
+      reason: 'revocation_endpoint',
+      token_type: 'access_token',
+      token_sha256: 'b'.repeat(64),
+      client_id: 'wiki',
+      user_id: 7,
+    };
+    bus.publish(introspected);
+    bus.publish(revoked);
+    bus.publish({ kind: 'policy_denied', client_id: 'wiki', user_id: 7, stage: 'authorize', reason: 'app' });
+    await bus.idle();
+    assert.deepEqual(
+      everything.records.map((record) => record.kind),
+      ['token_introspected', 'token_revoked', 'policy_denied'],
+    );
+    assert.deepEqual(
+      picky.records.map((record) => record.kind),
+      ['token_revoked'],
+    );
+  });
+
   it('counts events beyond the pending limit of a hung receiver as failures instead of queueing them', async () => {
     const { bus, failures } = setup([{ name: 'hangs', receive: () => new Promise<void>(() => {}) }], 50, 2);
     for (let index = 0; index < 5; index += 1) bus.publish(introspected);

@@ -57,6 +57,24 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     assert.match(lines[1]!, /admin_change\s+group Pilots created by cli/);
   });
 
+  it('says so when a kind asked for is one the database does not keep (audit.databaseExclude)', async () => {
+    const excluded = await cli('audit', 'list', '--kind', 'token_introspected', '--format', 'json');
+    assert.equal(excluded.code, 0, excluded.stderr);
+    assert.deepEqual(JSON.parse(excluded.stdout), []);
+    assert.match(
+      excluded.stderr,
+      /note: the database does not keep token_introspected events \(audit\.databaseExclude\); they go to the log/,
+    );
+    const kept = await runCli(['audit', 'list', '--kind', 'token_introspected', '--format', 'json'], {
+      ...testEnv(database),
+      AA_OIDC_AUDIT_DATABASE_EXCLUDE: '',
+    });
+    assert.equal(kept.code, 0, kept.stderr);
+    assert.doesNotMatch(kept.stderr, /does not keep/);
+    const others = await cli('audit', 'list', '--kind', 'admin_change', '--limit', '1');
+    assert.doesNotMatch(others.stderr, /does not keep/);
+  });
+
   it('refuses an unknown kind, a malformed time and a bad limit, naming the option', async () => {
     const kind = await cli('audit', 'list', '--kind', 'token_stolen');
     assert.notEqual(kind.code, 0);

@@ -49,6 +49,22 @@ describe('configuration', () => {
     assert.equal(config.logout.rpInitiated, false);
   });
 
+  it('keeps every audit event kind in the database but token_introspected, unless told otherwise', () => {
+    assert.deepEqual(loadConfig({ env: {}, cwd: tempDir() }).audit.databaseExclude, ['token_introspected']);
+    const read = (value: string) =>
+      loadConfig({ env: { AA_OIDC_AUDIT_DATABASE_EXCLUDE: value }, cwd: tempDir() }).audit.databaseExclude;
+    assert.deepEqual(read(''), [], 'empty: every kind is kept');
+    assert.deepEqual(read(' policy_denied , token_issued '), ['policy_denied', 'token_issued']);
+    const cwd = tempDir();
+    writeFileSync(
+      path.join(cwd, 'aa.json'),
+      JSON.stringify({ audit: { databaseExclude: ['admin_change'] } }),
+    );
+    assert.deepEqual(loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }).audit.databaseExclude, [
+      'admin_change',
+    ]);
+  });
+
   it('maps nested keys to environment names mechanically', () => {
     assert.equal(envNameFor(['tokens', 'jwtSizeWarnBytes']), 'AA_OIDC_TOKENS_JWT_SIZE_WARN_BYTES');
     const config = loadConfig({ env: { AA_OIDC_TOKENS_JWT_SIZE_WARN_BYTES: '8192' }, cwd: tempDir() });
@@ -110,6 +126,11 @@ describe('configuration', () => {
       'a production start without secret key',
       { AA_OIDC_MODE: 'production', AA_OIDC_ISSUER: 'https://auth.example.org/o' },
       /AA_OIDC_SECRET_KEY: required in production/,
+    ],
+    [
+      'an audit event kind that does not exist',
+      { AA_OIDC_AUDIT_DATABASE_EXCLUDE: 'token_introspected,token_peeked' },
+      /AA_OIDC_AUDIT_DATABASE_EXCLUDE.*"token_peeked" is not an audit event kind; valid: token_issued, .*sessions_ended/,
     ],
     [
       'a short secret key',

@@ -332,6 +332,13 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
         0,
       );
       assert.equal(after - before, 1, 'one access token issued');
+      // The database keeps them too, but for the introspection (audit.databaseExclude's default).
+      const digests = new Set([sha256Hex(accessToken), sha256Hex(refreshToken)]);
+      const stored = (await server.app.auditStore.list({ clientId: client.clientId, limit: 1000 }))
+        .filter((event) => digests.has(event.record.token_sha256 as string))
+        .map((event) => event.kind)
+        .sort();
+      assert.deepEqual(stored, ['token_issued', 'token_issued', 'token_revoked']);
     } finally {
       unsubscribe();
     }

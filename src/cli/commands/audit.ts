@@ -81,6 +81,13 @@ export function registerAudit(program: Command, io: CliIo): void {
             if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
             userId = user.id;
           }
+          const notKept = options.kind.filter((kind) =>
+            (services.config.audit.databaseExclude as readonly string[]).includes(kind),
+          );
+          if (notKept.length > 0)
+            io.stderr.write(
+              `note: the database does not keep ${notKept.join(', ')} events (audit.databaseExclude); they go to the log and the JSON-lines file, and only those kept before are listed\n`,
+            );
           return services.auditStore.list({
             kinds: options.kind as AuditEventKind[],
             ...(since === undefined ? {} : { since }),
