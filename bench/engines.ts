@@ -138,8 +138,8 @@ function nodeCommand(args: readonly string[], callgrindFile?: string): [string, 
 /**
  * The environment bin/aa-oidc.js would restart `serve` with (its comments say why), its flags being
  * among V8_ARGS_UNDER_CALLGRIND. Under callgrind it must not restart: valgrind would not follow the
- * new program, and the process counted would be a bare node. `--max-semi-space-size`, given, stops
- * the restart, and the server runs as it would have after it.
+ * new program, and the process counted would be a bare node. `--max-semi-space-size` and this
+ * environment, given, leave it nothing to set: it does not restart, and runs as it would have after it.
  */
 const SERVE_TUNING_ENV = {
   MALLOC_ARENA_MAX: '2',

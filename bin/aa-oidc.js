@@ -38,38 +38,41 @@ if (major < neededMajor || (major === neededMajor && minor < neededMinor)) {
 //   which such blocks come from the heap and stay resident once freed: each password hash (argon2,
 //   19 MiB) left about 30 MB, and a burst of requests tens of MB more that glibc kept for later.
 // Each is left alone when the operator set it (NODE_OPTIONS or node's own flags; the environment,
-// GLIBC_TUNABLES included), and no restart happens when the semi-space size was given.
+// GLIBC_TUNABLES included). With the semi-space size given, the operator tunes V8: no V8 flag is
+// added, and the restart happens only for the glibc settings that are still unset (none, and no
+// restart, once it has happened: the restarted process finds them all set).
 const command = process.argv.slice(2).find((argument) => !argument.startsWith('-'));
 const semiSpaceSet = [...process.execArgv, ...(process.env.NODE_OPTIONS || '').split(/\s+/)].some((flag) =>
   /^--max-semi-space-size\b/.test(flag),
 );
 if (
   (command === 'serve' || command === 'worker') &&
-  !semiSpaceSet &&
   process.platform === 'linux' &&
-  typeof process.execve === 'function' &&
-  mayExecute(process.execPath)
+  typeof process.execve === 'function'
 ) {
   const env = { ...process.env };
   const tunables = env.GLIBC_TUNABLES || '';
+  let glibcAdded = false;
   const glibcDefault = (name, tunable, value) => {
-    if (env[name] === undefined && !tunables.includes(`glibc.malloc.${tunable}=`)) env[name] = value;
+    if (env[name] === undefined && !tunables.includes(`glibc.malloc.${tunable}=`)) {
+      env[name] = value;
+      glibcAdded = true;
+    }
   };
   glibcDefault('MALLOC_ARENA_MAX', 'arena_max', '2');
   glibcDefault('MALLOC_MMAP_THRESHOLD_', 'mmap_threshold', String(128 * 1024));
   glibcDefault('MALLOC_TRIM_THRESHOLD_', 'trim_threshold', String(128 * 1024));
   const heapGrowthSet = process.execArgv.some((flag) => /^--heap-growing-percent\b/.test(flag));
-  process.execve(
-    process.execPath,
-    [
+  const v8Flags = semiSpaceSet
+    ? []
+    : ['--max-semi-space-size=16', ...(heapGrowthSet ? [] : ['--heap-growing-percent=100'])];
+  if ((v8Flags.length > 0 || glibcAdded) && mayExecute(process.execPath)) {
+    process.execve(
       process.execPath,
-      '--max-semi-space-size=16',
-      ...(heapGrowthSet ? [] : ['--heap-growing-percent=100']),
-      ...process.execArgv,
-      ...process.argv.slice(1),
-    ],
-    env,
-  );
+      [process.execPath, ...v8Flags, ...process.execArgv, ...process.argv.slice(1)],
+      env,
+    );
+  }
 }
 
 // Node.js's compile cache (in NODE_COMPILE_CACHE, or else the system's temporary folder): later

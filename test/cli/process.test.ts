@@ -44,7 +44,11 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
     },
     async () => {
       /** The flags and environment of the running process, once it restarted itself (same pid). */
-      const restarted = async (env: NodeJS.ProcessEnv) => {
+      const restarted = async (
+        env: NodeJS.ProcessEnv,
+        sign = (read: (file: string) => string[]) =>
+          read('cmdline').some((argument) => argument.startsWith('--max-semi-space-size=')),
+      ) => {
         const running = startCliProcess(['worker'], env);
         try {
           const pid = running.process.pid!;
@@ -55,10 +59,7 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
               return [];
             }
           };
-          await eventually(
-            () => read('cmdline').some((argument) => argument.startsWith('--max-semi-space-size=')),
-            'the process restarted itself',
-          );
+          await eventually(() => sign(read), 'the process restarted itself');
           return {
             args: read('cmdline'),
             env: Object.fromEntries(
@@ -101,6 +102,22 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
       assert.equal(own.env.MALLOC_ARENA_MAX, '4');
       assert.equal(own.env.MALLOC_MMAP_THRESHOLD_, undefined, 'set through GLIBC_TUNABLES');
       assert.equal(own.env.MALLOC_TRIM_THRESHOLD_, '262144');
+
+      // The operator's own semi-space size: no V8 flag is added, and glibc's settings still are.
+      const ownV8 = await restarted({ ...base, NODE_OPTIONS: '--max-semi-space-size=32' }, (read) =>
+        read('environ').includes('MALLOC_ARENA_MAX=2'),
+      );
+      assert.ok(
+        !ownV8.args.some((argument) => argument.startsWith('--max-semi-space-size')),
+        ownV8.args.join(' '),
+      );
+      assert.ok(
+        !ownV8.args.some((argument) => argument.startsWith('--heap-growing-percent')),
+        ownV8.args.join(' '),
+      );
+      assert.equal(ownV8.env.NODE_OPTIONS, '--max-semi-space-size=32');
+      assert.equal(ownV8.env.MALLOC_MMAP_THRESHOLD_, '131072');
+      assert.equal(ownV8.env.MALLOC_TRIM_THRESHOLD_, '131072');
     },
   );
 });
