@@ -28,6 +28,8 @@ export interface RunningEngine {
   rssMb(): number;
   /** CPU time (user + system) the engine's process has used so far, in seconds. */
   cpuSeconds(): number;
+  /** CPU time of each of the process's threads so far (`threadCpuBetween` groups the difference). */
+  threadCpu(): ThreadCpu;
   /**
    * PostgreSQL on this machine: CPU time (user + system) the server's backends serving the engine's
    * database have used so far, in seconds (they compete with the engine for the same cores).
@@ -76,6 +78,63 @@ export function cpuOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/**
+ * The threads of a Node.js process, by what they do (their names, `/proc/PID/task/TID/comm`): the
+ * event loop's thread; V8's helpers (garbage collection, compilation); worker threads (aa-oidc's
+ * SQLite write worker, src/db/write-worker.ts); libuv's pool (crypto, argon2, file system); any other.
+ */
+export const THREAD_GROUPS = ['main', 'V8 helpers', 'worker threads', 'libuv pool', 'other'] as const;
+export type ThreadGroup = (typeof THREAD_GROUPS)[number];
+
+/** A thread's group: the process's own id is its main thread's. */
+export function threadGroupOf(pid: number, tid: number, name: string): ThreadGroup {
+  if (tid === pid) return 'main';
+  if (name.startsWith('V8')) return 'V8 helpers';
+  if (name === 'WorkerThread') return 'worker threads';
+  if (name.startsWith('libuv')) return 'libuv pool';
+  return 'other';
+}
+
+/** CPU seconds of each live thread of a process so far, by thread id, with the thread's group. */
+export type ThreadCpu = ReadonlyMap<number, { group: ThreadGroup; seconds: number }>;
+
+export function threadCpuOf(pid: number): ThreadCpu {
+  const threads = new Map<number, { group: ThreadGroup; seconds: number }>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return threads;
+  }
+  for (const entry of tids) {
+    const tid = Number(entry);
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8');
+      const name = readFileSync(`/proc/${pid}/task/${entry}/comm`, 'utf8').trim();
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      threads.set(tid, {
+        group: threadGroupOf(pid, tid, name),
+        seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND,
+      });
+    } catch {
+      // the thread ended between the listing and the read
+    }
+  }
+  return threads;
+}
+
+/**
+ * CPU seconds by group between two readings: each thread's growth (a thread started since counts from
+ * zero; one that ended since is not counted, its last stretch unknown).
+ */
+export function threadCpuBetween(before: ThreadCpu, after: ThreadCpu): Partial<Record<ThreadGroup, number>> {
+  const byGroup: Partial<Record<ThreadGroup, number>> = {};
+  for (const [tid, { group, seconds }] of after) {
+    byGroup[group] = (byGroup[group] ?? 0) + seconds - (before.get(tid)?.seconds ?? 0);
+  }
+  return byGroup;
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {
@@ -279,6 +338,7 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
+      threadCpu: () => threadCpuOf(child.pid!),
       ...(options.postgresDatabase
         ? { databaseCpuSeconds: postgresBackendCpu(options.postgresDatabase) }
         : {}),
@@ -343,6 +403,7 @@ export async function startBare(options: BareOptions): Promise<RunningEngine> {
       pid: child.pid!,
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
+      threadCpu: () => threadCpuOf(child.pid!),
       ...(options.allocationFile ? { allocation: countsReader(child.pid!, options.allocationFile) } : {}),
       ...(options.callgrindFile
         ? { instructions: callgrindCounter(child.pid!, options.callgrindFile, /bare-provider\.ts$/) }

@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import type { StatementCounts } from './engines.ts';
+import { type StatementCounts, type ThreadCpu, type ThreadGroup, threadCpuBetween } from './engines.ts';
 import type { InstructionCounter } from './instruction-counter.ts';
 
 /**
@@ -35,6 +35,8 @@ export interface LoadOptions {
   passes?: number;
   /** CPU seconds the engine's process has used so far (to report CPU time per pass). */
   cpuSeconds?: () => number;
+  /** CPU seconds of each of the engine's threads so far (to report CPU time per pass by thread). */
+  threadCpu?: () => ThreadCpu;
   /** CPU seconds the engine's local PostgreSQL backends have used so far. */
   databaseCpuSeconds?: () => number;
   /** The SQL statements the engine's process has run so far (to report statements per pass). */
@@ -55,6 +57,8 @@ export interface LoadResult {
   seconds: number;
   /** CPU seconds the engine's process used during the run (0 when unknown). */
   cpuSeconds: number;
+  /** The engine's CPU seconds during the run by kind of thread (when measured). */
+  threadCpuSeconds?: Partial<Record<ThreadGroup, number>>;
   /** CPU seconds the engine's local PostgreSQL backends used during the run (when measured). */
   databaseCpuSeconds?: number;
   /**
@@ -134,6 +138,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   const statementsBefore = await options.statements?.();
   const allocationBefore = await options.allocation?.();
   const cpuBefore = options.cpuSeconds?.() ?? 0;
+  const threadsBefore = options.threadCpu?.();
   const databaseCpuBefore = options.databaseCpuSeconds?.();
   await options.instructions?.start();
   const loadCpuBefore = process.cpuUsage();
@@ -159,6 +164,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
   const loadCpu = process.cpuUsage(loadCpuBefore);
   const instructions = await options.instructions?.stop();
   const cpuSeconds = (options.cpuSeconds?.() ?? 0) - cpuBefore;
+  const threadsAfter = options.threadCpu?.();
   const databaseCpuAfter = options.databaseCpuSeconds?.();
   const statementsAfter = await options.statements?.();
   const allocationAfter = await options.allocation?.();
@@ -170,6 +176,9 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
     seconds,
     cpuSeconds,
     loadCpuSeconds: (loadCpu.user + loadCpu.system) / 1e6,
+    ...(threadsBefore && threadsAfter
+      ? { threadCpuSeconds: threadCpuBetween(threadsBefore, threadsAfter) }
+      : {}),
     ...(databaseCpuBefore !== undefined && databaseCpuAfter !== undefined
       ? { databaseCpuSeconds: databaseCpuAfter - databaseCpuBefore }
       : {}),
@@ -187,6 +196,17 @@ export function addCounts(a: StatementCounts, b: StatementCounts): StatementCoun
   const byText = { ...a.byText };
   for (const [text, n] of Object.entries(b.byText)) byText[text] = (byText[text] ?? 0) + n;
   return { total: a.total + b.total, byText };
+}
+
+/** CPU seconds by kind of thread, summed (the code exchange's batches). */
+export function addGroups(
+  a: Partial<Record<ThreadGroup, number>> | undefined,
+  b: Partial<Record<ThreadGroup, number>>,
+): Partial<Record<ThreadGroup, number>> {
+  const sum = { ...a };
+  for (const [group, seconds] of Object.entries(b) as Array<[ThreadGroup, number]>)
+    sum[group] = (sum[group] ?? 0) + seconds;
+  return sum;
 }
 
 export function subtractCounts(after: StatementCounts, before: StatementCounts): StatementCounts {

@@ -1,4 +1,4 @@
-import type { EngineName } from './engines.ts';
+import { type EngineName, THREAD_GROUPS, type ThreadGroup } from './engines.ts';
 import type { FanoutResult } from './fanout.ts';
 import { type LoadResult, percentile } from './load.ts';
 
@@ -9,6 +9,8 @@ export interface Measurement {
   p99Ms: number;
   /** CPU time of the engine's process per unit (request, flow, login), in milliseconds. */
   cpuMsPerUnit: number;
+  /** The engine's CPU time per unit by kind of thread (engines.ts `THREAD_GROUPS`), in milliseconds. */
+  threadCpuMsPerUnit?: Partial<Record<ThreadGroup, number>>;
   /** CPU time of its local PostgreSQL backends per unit, in milliseconds (aa-oidc on PostgreSQL). */
   databaseCpuMsPerUnit?: number;
   /** CPU time of the load generator (the bench's own process) per unit, in milliseconds. */
@@ -31,6 +33,16 @@ export function summarize(result: LoadResult): Measurement {
     p50Ms: percentile(result.latencies, 50),
     p99Ms: percentile(result.latencies, 99),
     cpuMsPerUnit: result.completed > 0 ? (result.cpuSeconds * 1000) / result.completed : Number.NaN,
+    ...(result.threadCpuSeconds && result.completed > 0
+      ? {
+          threadCpuMsPerUnit: Object.fromEntries(
+            Object.entries(result.threadCpuSeconds).map(([group, seconds]) => [
+              group,
+              (seconds * 1000) / result.completed,
+            ]),
+          ),
+        }
+      : {}),
     ...(result.databaseCpuSeconds !== undefined && result.completed > 0
       ? { databaseCpuMsPerUnit: (result.databaseCpuSeconds * 1000) / result.completed }
       : {}),
@@ -219,6 +231,37 @@ function formatCpuShares(report: BenchReport): string[] {
 }
 
 /**
+ * Each engine's CPU per unit of each workload's best round, by kind of thread: which of the engine's
+ * threads spend the difference between the engines.
+ */
+const ENGINE_NAMES: readonly EngineName[] = ['bare', 'aa-oidc'];
+
+function formatThreadCpu(report: BenchReport): string[] {
+  const measured = report.workloads.filter((workload) =>
+    ENGINE_NAMES.some((engine) => workload.best[engine]?.threadCpuMsPerUnit),
+  );
+  if (measured.length === 0) return [];
+  const lines = [
+    '',
+    "Each engine's CPU per unit by thread, in ms (the best rounds): the event loop's thread, V8's helpers " +
+      "(garbage collection, compilation), worker threads (aa-oidc's SQLite write worker), libuv's pool (crypto, argon2), other:",
+    '',
+    `| workload | engine | ${THREAD_GROUPS.join(' | ')} |`,
+    `|---|---|${THREAD_GROUPS.map(() => '---:').join('|')}|`,
+  ];
+  for (const workload of measured) {
+    for (const engine of ENGINE_NAMES) {
+      const threads = workload.best[engine]?.threadCpuMsPerUnit;
+      if (!threads) continue;
+      lines.push(
+        `| ${workload.title} | ${engine === 'bare' ? 'bare engine' : engine} | ${THREAD_GROUPS.map((group) => number(threads[group] ?? 0, 3)).join(' | ')} |`,
+      );
+    }
+  }
+  return lines;
+}
+
+/**
  * With `--count-instructions`: instructions per unit of each engine and their ratio. Times, rates and
  * memory under valgrind are valgrind's (30–60 times slower, its own memory): none is shown.
  */
@@ -283,7 +326,7 @@ export function formatReport(report: BenchReport): string {
   const notes = report.workloads.filter((workload) => workload.bareNote);
   if (notes.length > 0)
     lines.push('', ...notes.map((workload) => `¹ ${workload.title}: ${workload.bareNote}.`));
-  lines.push(...formatCpuShares(report));
+  lines.push(...formatCpuShares(report), ...formatThreadCpu(report));
   if (report.fanout) {
     const f = report.fanout;
     lines.push(

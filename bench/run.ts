@@ -11,7 +11,16 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { loadConfig } from '../src/config/load.ts';
-import { type EngineName, freePort, ROOT, type RunningEngine, startAaOidc, startBare } from './engines.ts';
+import {
+  type EngineName,
+  freePort,
+  ROOT,
+  type RunningEngine,
+  startAaOidc,
+  startBare,
+  THREAD_GROUPS,
+  type ThreadGroup,
+} from './engines.ts';
 import { type Receivers, runFanout, startReceivers } from './fanout.ts';
 import {
   type BenchReport,
@@ -255,6 +264,12 @@ async function memoryOf(engine: RunningEngine, metricsPort: number, after: strin
   return sample;
 }
 
+/** CPU ms per unit of the kinds of thread that used any, e.g. `main 0.150, V8 helpers 0.030`. */
+const describeThreads = (threads: Partial<Record<ThreadGroup, number>>) =>
+  THREAD_GROUPS.filter((group) => (threads[group] ?? 0) >= 0.0005)
+    .map((group) => `${group} ${threads[group]!.toFixed(3)}`)
+    .join(', ');
+
 const describeMemory = (sample: MemorySample) => {
   const mb = (value: number | undefined) => (value === undefined ? '?' : value.toFixed(0));
   return (
@@ -428,6 +443,7 @@ async function main(): Promise<void> {
               `p99 ${measured.p99Ms.toFixed(1)} ms, CPU ${measured.cpuMsPerUnit.toFixed(2)} ms/unit` +
               `${measured.databaseCpuMsPerUnit !== undefined ? ` (+ PostgreSQL ${measured.databaseCpuMsPerUnit.toFixed(2)})` : ''}` +
               `, load generator ${measured.loadCpuMsPerUnit.toFixed(2)}` +
+              `${measured.threadCpuMsPerUnit ? ` (threads: ${describeThreads(measured.threadCpuMsPerUnit)})` : ''}` +
               `${measured.statementsPerUnit ? `, ${measured.statementsPerUnit.total.toFixed(2)} statements/unit` : ''}${measured.failed ? `, ${measured.failed} FAILED (${measured.firstFailure ?? ''})` : ''}`,
           );
           for (const [text, n] of Object.entries(measured.statementsPerUnit?.byText ?? {}).slice(0, 12))

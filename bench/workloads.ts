@@ -15,7 +15,7 @@ import {
   signIn,
   storeCookies,
 } from './http.ts';
-import { addCounts, type LoadResult, runLoad, type Step } from './load.ts';
+import { addCounts, addGroups, type LoadResult, runLoad, type Step } from './load.ts';
 
 /** An engine as the workloads use it: where it is and the client(s) it knows. */
 export interface Target {
@@ -80,6 +80,7 @@ function load(
     ...amount,
     origin: target.engine.origin,
     cpuSeconds: target.engine.cpuSeconds,
+    threadCpu: target.engine.threadCpu,
     ...(target.engine.databaseCpuSeconds ? { databaseCpuSeconds: target.engine.databaseCpuSeconds } : {}),
     ...(target.engine.statements ? { statements: target.engine.statements } : {}),
     ...(target.engine.allocation ? { allocation: target.engine.allocation } : {}),
@@ -249,6 +250,8 @@ export const WORKLOADS: readonly Workload[] = [
         total.seconds += batch.seconds;
         total.cpuSeconds += batch.cpuSeconds;
         total.loadCpuSeconds += batch.loadCpuSeconds;
+        if (batch.threadCpuSeconds)
+          total.threadCpuSeconds = addGroups(total.threadCpuSeconds, batch.threadCpuSeconds);
         if (batch.databaseCpuSeconds !== undefined)
           total.databaseCpuSeconds = (total.databaseCpuSeconds ?? 0) + batch.databaseCpuSeconds;
         total.latencies.push(...batch.latencies);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { threadCpuBetween, threadCpuOf, threadGroupOf } from '../../bench/engines.ts';
 import { type BenchReport, cpuShares, formatReport, type Measurement } from '../../bench/report.ts';
 
 const measurement = (figures: Partial<Measurement>): Measurement => ({
@@ -110,5 +112,83 @@ describe("the bench's machine CPU per unit", () => {
     assert.match(header({ version: '15.19', autovacuum: false }), / · postgres 15\.19 \(autovacuum off\) · /);
     assert.match(header({ version: '15.19', autovacuum: true }), / · postgres 15\.19 · /);
     assert.match(formatReport(report('sqlite', pair)).split('\n')[0]!, / · sqlite · /);
+  });
+});
+
+describe("the bench's CPU per unit by thread", () => {
+  it('names each thread by what it does, the process’s own id being its main thread', () => {
+    assert.equal(threadGroupOf(100, 100, 'MainThread'), 'main');
+    assert.equal(threadGroupOf(100, 100, 'node'), 'main');
+    assert.equal(threadGroupOf(100, 101, 'V8Worker'), 'V8 helpers');
+    assert.equal(threadGroupOf(100, 102, 'WorkerThread'), 'worker threads');
+    assert.equal(threadGroupOf(100, 103, 'libuv-worker'), 'libuv pool');
+    assert.equal(threadGroupOf(100, 104, 'SignalInspector'), 'other');
+  });
+
+  it('sums each thread’s growth by group, a thread started since counting from zero', () => {
+    const before = new Map([
+      [1, { group: 'main' as const, seconds: 2 }],
+      [2, { group: 'V8 helpers' as const, seconds: 0.5 }],
+      [3, { group: 'V8 helpers' as const, seconds: 0.25 }],
+      [9, { group: 'other' as const, seconds: 4 }],
+    ]);
+    const after = new Map([
+      [1, { group: 'main' as const, seconds: 3 }],
+      [2, { group: 'V8 helpers' as const, seconds: 0.75 }],
+      [3, { group: 'V8 helpers' as const, seconds: 0.5 }],
+      [4, { group: 'worker threads' as const, seconds: 0.125 }],
+    ]);
+    assert.deepEqual(threadCpuBetween(before, after), {
+      main: 1,
+      'V8 helpers': 0.5,
+      'worker threads': 0.125,
+    });
+  });
+
+  it('reads a live process’s threads: the CPU a worker thread spends lands in its group', async () => {
+    const before = threadCpuOf(process.pid);
+    assert.equal(before.get(process.pid)?.group, 'main');
+    const worker = new Worker(
+      'const end = Date.now() + 300; let x = 0; while (Date.now() < end) x += Math.sqrt(x + 1);',
+      { eval: true },
+    );
+    const during = await new Promise<ReturnType<typeof threadCpuOf>>((resolve, reject) => {
+      worker.once('error', reject);
+      worker.once('online', () => setTimeout(() => resolve(threadCpuOf(process.pid)), 250));
+    });
+    await new Promise((resolve) => worker.once('exit', resolve));
+    const spent = threadCpuBetween(before, during);
+    // The clock ticks are 10 ms: a thread busy for most of 250 ms shows at least 0.1 s.
+    assert.ok((spent['worker threads'] ?? 0) >= 0.1, JSON.stringify(spent));
+  });
+
+  it('prints both engines’ threads under the CPU shares', () => {
+    const pair = bestPair(
+      {
+        cpuMsPerUnit: 0.24,
+        threadCpuMsPerUnit: {
+          main: 0.149,
+          'V8 helpers': 0.055,
+          'worker threads': 0.035,
+          'libuv pool': 0.001,
+        },
+      },
+      { cpuMsPerUnit: 0.13, threadCpuMsPerUnit: { main: 0.107, 'V8 helpers': 0.02 } },
+    );
+    const printed = formatReport(report('sqlite', pair));
+    assert.match(
+      printed,
+      /\| workload \| engine \| main \| V8 helpers \| worker threads \| libuv pool \| other \|/,
+    );
+    assert.match(
+      printed,
+      /\| client_credentials \| bare engine \| 0\.107 \| 0\.020 \| 0\.000 \| 0\.000 \| 0\.000 \|/,
+    );
+    assert.match(
+      printed,
+      /\| client_credentials \| aa-oidc \| 0\.149 \| 0\.055 \| 0\.035 \| 0\.001 \| 0\.000 \|/,
+    );
+    assert.ok(printed.indexOf('Machine CPU per unit') < printed.indexOf('CPU per unit by thread'));
+    assert.doesNotMatch(formatReport(report('sqlite', bestPair({}, {}))), /by thread/);
   });
 });
