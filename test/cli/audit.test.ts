@@ -75,6 +75,19 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     assert.doesNotMatch(others.stderr, /does not keep/);
   });
 
+  it('says so when the database keeps no audit events at all (audit.database false)', async () => {
+    const off = await runCli(['audit', 'list', '--limit', '1', '--format', 'json'], {
+      ...testEnv(database),
+      AA_OIDC_AUDIT_DATABASE: 'false',
+    });
+    assert.equal(off.code, 0, off.stderr);
+    // What was kept before is still listed.
+    assert.equal((JSON.parse(off.stdout) as unknown[]).length, 1);
+    assert.match(off.stderr, /note: the database keeps no audit events \(audit\.database is false\)/);
+    const on = await cli('audit', 'list', '--limit', '1');
+    assert.doesNotMatch(on.stderr, /keeps no audit events/);
+  });
+
   it('refuses an unknown kind, a malformed time and a bad limit, naming the option', async () => {
     const kind = await cli('audit', 'list', '--kind', 'token_stolen');
     assert.notEqual(kind.code, 0);

@@ -84,7 +84,11 @@ export function registerAudit(program: Command, io: CliIo): void {
           const notKept = options.kind.filter((kind) =>
             (services.config.audit.databaseExclude as readonly string[]).includes(kind),
           );
-          if (notKept.length > 0)
+          if (!services.config.audit.database)
+            io.stderr.write(
+              'note: the database keeps no audit events (audit.database is false); they go to the log and the JSON-lines file, and only those kept before are listed\n',
+            );
+          else if (notKept.length > 0)
             io.stderr.write(
               `note: the database does not keep ${notKept.join(', ')} events (audit.databaseExclude); they go to the log and the JSON-lines file, and only those kept before are listed\n`,
             );
