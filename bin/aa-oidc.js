@@ -26,7 +26,7 @@ if (major < neededMajor || (major === neededMajor && minor < neededMinor)) {
 // - `--max-semi-space-size=16` (MB): V8 otherwise lets its young generation grow to 2 × 64 MB in a
 //   burst of requests and keeps it: about 100 MB of resident memory for garbage already collected
 //   (32 MB was measured under userinfo and introspection: fewer scavenges, each longer, about the
-//   same pause per request, and a larger resident set; docs/performance.md);
+//   same pause per request, and a larger resident set; docs/performance-history.md);
 // - `--heap-growing-percent=100`: the old generation is collected once it holds twice what the last
 //   collection left, where V8 otherwise lets it grow to up to 4 times that when collecting is cheap
 //   beside the work: in a back-channel fan-out, 100–130 MB of garbage in a 150 MB heap at its end,
