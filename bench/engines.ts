@@ -72,12 +72,16 @@ function rssOf(pid: number): number {
 
 const CLOCK_TICKS_PER_SECOND = 100;
 
-/** CPU time (user + system, every thread) a process has used so far, in seconds. */
-export function cpuOf(pid: number): number {
-  // /proc/PID/stat: the command may hold spaces, so count fields after its closing parenthesis.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** The CPU time (user + system) of a `/proc/…/stat` line, in seconds. */
+function cpuOfStat(stat: string): number {
+  // The command may hold spaces, so count fields after its closing parenthesis.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** CPU time (user + system, every thread) a process has used so far, in seconds. */
+export function cpuOf(pid: number): number {
+  return cpuOfStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 }
 
 /**
@@ -111,13 +115,9 @@ export function threadCpuOf(pid: number): ThreadCpu {
   for (const entry of tids) {
     const tid = Number(entry);
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8');
+      const seconds = cpuOfStat(readFileSync(`/proc/${pid}/task/${entry}/stat`, 'utf8'));
       const name = readFileSync(`/proc/${pid}/task/${entry}/comm`, 'utf8').trim();
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      threads.set(tid, {
-        group: threadGroupOf(pid, tid, name),
-        seconds: (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND,
-      });
+      threads.set(tid, { group: threadGroupOf(pid, tid, name), seconds });
     } catch {
       // the thread ended between the listing and the read
     }

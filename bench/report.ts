@@ -230,12 +230,12 @@ function formatCpuShares(report: BenchReport): string[] {
   return lines;
 }
 
+const ENGINE_NAMES: readonly EngineName[] = ['bare', 'aa-oidc'];
+
 /**
  * Each engine's CPU per unit of each workload's best round, by kind of thread: which of the engine's
  * threads spend the difference between the engines.
  */
-const ENGINE_NAMES: readonly EngineName[] = ['bare', 'aa-oidc'];
-
 function formatThreadCpu(report: BenchReport): string[] {
   const measured = report.workloads.filter((workload) =>
     ENGINE_NAMES.some((engine) => workload.best[engine]?.threadCpuMsPerUnit),
