@@ -9,6 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
+import { numberOption } from './options.ts';
 import pg from 'pg';
 import { loadConfig } from '../src/config/load.ts';
 import {
@@ -67,15 +68,9 @@ interface Options {
   keep: boolean;
 }
 
+/** A number option of the bench: whole unless `integer` is false, 0 or more. */
 function positive(name: string, integer = true) {
-  return (value: string) => {
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed < 0 || (integer && !Number.isInteger(parsed)))
-      throw new InvalidArgumentError(
-        `${name} must be a ${integer ? 'whole ' : ''}number ≥ 0 (got "${value}")`,
-      );
-    return parsed;
-  };
+  return numberOption(name, { integer, positive: false });
 }
 
 function parseOptions(argv: string[]): Options {

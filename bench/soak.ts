@@ -10,7 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { numberOption } from './options.ts';
 import pg from 'pg';
 import { Agent, request } from 'undici';
 import { loadConfig } from '../src/config/load.ts';
@@ -38,12 +39,7 @@ interface Options {
 }
 
 function positive(name: string) {
-  return (value: string) => {
-    const parsed = Number(value);
-    if (!Number.isFinite(parsed) || parsed <= 0)
-      throw new InvalidArgumentError(`${name} must be a number > 0`);
-    return parsed;
-  };
+  return numberOption(name, { integer: false, positive: true });
 }
 
 function parseOptions(argv: string[]): Options {

@@ -107,7 +107,7 @@ const SQLITE_EVENTS_PER_INSERT = 64;
  * one it built).
  */
 const sqliteInserts = new Map<number, string>();
-function sqliteInsertOf(size: number): string {
+export function sqliteInsertOf(size: number): string {
   let text = sqliteInserts.get(size);
   if (text === undefined) {
     text = `insert into "audit_event" (${AUDIT_COLUMNS}) values ${Array.from({ length: size }, () => '(?, ?, ?, ?, ?, ?)').join(', ')}`;

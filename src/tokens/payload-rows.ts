@@ -366,7 +366,7 @@ async function writeRowsAtEpoch(db: Db, { rows, epoch }: RowsAtEpoch): Promise<b
 }
 
 /** `writeRowsAtEpoch` on SQLite as a plan: the same statements; written when each row was. */
-function rowsAtEpochPlan(db: Db, { rows, epoch }: RowsAtEpoch): PlannedWrite<boolean> {
+export function rowsAtEpochPlan(db: Db, { rows, epoch }: RowsAtEpoch): PlannedWrite<boolean> {
   if (epoch === null) return { ...payloadRowsPlan(db, rows), result: () => true };
   return {
     statements: rows.map((row) =>
