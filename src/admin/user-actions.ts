@@ -26,8 +26,9 @@ import {
  * The actions on one user, as the CLI's `user` and `tokens` commands do them. Each first shows what
  * it would do — the same dry run as `--dry-run`, with what the change's consumers report
  * (applications lost, back-channel logouts, revoked tokens, ended sessions) — and runs only once
- * confirmed (POST with the CSRF token). With the Alliance Auth directory they are refused: users are
- * managed there.
+ * confirmed (POST with the CSRF token). With the Alliance Auth directory the changes of the directory
+ * are refused (users are managed there); revoking a user's tokens and signing them out everywhere
+ * change only aa-oidc's own tokens, sessions and grants, and are offered with either directory.
  */
 
 /** One action on a user: previewed by a dry run on GET, done on POST (with the CSRF token). */
@@ -43,6 +44,11 @@ interface UserAction {
   carry: readonly string[];
   /** Where the browser goes once it is done: the user's page, or the list (the user is gone). */
   then?: 'list';
+  /**
+   * Set when the action changes only aa-oidc's own tokens, sessions and grants, not the directory:
+   * offered over a read-only directory (Alliance Auth) too. Every other action is refused there.
+   */
+  outsideDirectory?: true;
   /**
    * Set when the action would lock the superuser who does it out of the console (their sign-in
    * refused from the next request): refused on their own account, with what they can do instead.
@@ -151,6 +157,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     {
       slug: 'revoke-tokens',
       applies: () => true,
+      outsideDirectory: true,
       title: (profile) => `Revoke every code and token of ${profile.username}?`,
       button: 'Revoke',
       carry: [],
@@ -191,6 +198,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
   actions.push({
     slug: 'sign-out',
     applies: () => true,
+    outsideDirectory: true,
     title: (profile) => `Sign ${profile.username} out everywhere?`,
     button: 'Sign out everywhere',
     carry: [],
@@ -239,7 +247,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     input: URLSearchParams,
     problem?: { message: string; field?: string; status: number },
   ) => {
-    if (readOnly(deps))
+    if (readOnly(deps) && !action.outsideDirectory)
       return readOnlyRefusal(request, deps, '/admin/users', {
         href: userPath(profile.id),
         text: `Back to ${profile.username}`,
@@ -326,7 +334,8 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const profile = await loadProfile(deps, request);
         if (!profile) return userNotFound(request);
-        if (readOnly(deps)) return actionPage(request, action, profile, request.form);
+        if (readOnly(deps) && !action.outsideDirectory)
+          return actionPage(request, action, profile, request.form);
         if (refusedOnOwnAccount(request, action, profile)) return;
         try {
           const apps = await applicationsById(deps);

@@ -18,8 +18,8 @@ import {
 
 /**
  * One user in the admin UI: state, groups, main character and affiliation, grants and live tokens
- * per application, live sessions, recent sign-ins, and the links to the actions (none with the
- * Alliance Auth directory, whose users are managed there).
+ * per application, live sessions, recent sign-ins, and the links to the actions (with the Alliance
+ * Auth directory, whose users are managed there, only signing out and revoking tokens).
  */
 
 export const USER_DONE: Readonly<Record<string, string>> = {
@@ -74,6 +74,11 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const deleteLink = html`<a class="button danger" href="${userPath(profile.id, '/delete')}"
           >Delete user…</a
         >`;
+        // Signing out and revoking change only aa-oidc's tokens and sessions: offered with either directory.
+        const tokenActions = html`<a class="button secondary" href="${userPath(profile.id, '/sign-out')}"
+            >Sign out everywhere…</a
+          >
+          <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}">Revoke tokens…</a>`;
         const groupNames = new Set(profile.groups.map((item) => item.name));
         const main = profile.mainCharacter;
         renderAdmin(
@@ -128,13 +133,7 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       <a class="button secondary" href="${userPath(profile.id, '/password')}"
                         >Set password…</a
                       >
-                      <a class="button secondary" href="${userPath(profile.id, '/sign-out')}"
-                        >Sign out everywhere…</a
-                      >
-                      <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}"
-                        >Revoke tokens…</a
-                      >
-                      ${ownAccount ? '' : deleteLink}
+                      ${tokenActions} ${ownAccount ? '' : deleteLink}
                     </p>
                     ${
                       ownAccount
@@ -184,7 +183,9 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                           </ul>`
                         : ''
                     }`
-                : ''
+                : // A read-only directory (Alliance Auth): aa-oidc's own tokens and sessions are still ours.
+                  html`<h2>Actions</h2>
+                    <p class="actions">${tokenActions}</p>`
             }
             <h2>Applications</h2>
             <div class="table-wrap">

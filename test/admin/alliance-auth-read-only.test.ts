@@ -9,8 +9,9 @@ import {
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
-import type { Browser, TestServer } from '../helpers/server.ts';
-import { startServer } from '../helpers/server.ts';
+import { authorizeParams, codeFrom, introspect, tokenRequest } from '../helpers/flows.ts';
+import type { TestServer } from '../helpers/server.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn, startServer } from '../helpers/server.ts';
 
 /** Every form of a page but the header's sign-out: what the page offers to change. */
 function offeredForms(body: string): string[] {
@@ -24,9 +25,16 @@ function offeredForms(body: string): string[] {
 function changeLinks(body: string): string[] {
   return [
     ...body.matchAll(
-      /href="(\/admin\/(?:users|states|groups)\/[^"]+\/(?:deactivate|activate|state|add-group|remove-group|password|revoke-tokens|sign-out|delete|rename|priority|access)[^"]*)"/g,
+      /href="(\/admin\/(?:users|states|groups)\/[^"]+\/(?:deactivate|activate|state|add-group|remove-group|password|delete|rename|priority|access)[^"]*)"/g,
     ),
   ].map((match) => match[1]!);
+}
+
+/** Links to the actions on aa-oidc's own tokens and sessions of a user (offered with either directory). */
+function tokenLinks(body: string): string[] {
+  return [...body.matchAll(/href="(\/admin\/users\/\d+\/(?:revoke-tokens|sign-out))"/g)].map(
+    (match) => match[1]!,
+  );
 }
 
 await describeOnEachAllianceAuth(
@@ -74,6 +82,13 @@ await describeOnEachAllianceAuth(
         assert.equal(page.status, 200, `${path}: ${page.body.slice(0, 300)}`);
         assert.deepEqual(offeredForms(page.body), [], `${path} offers no form`);
         assert.deepEqual(changeLinks(page.body), [], `${path} links to no change`);
+        assert.deepEqual(
+          tokenLinks(page.body),
+          path === `/admin/users/${alice.id}`
+            ? [`/admin/users/${alice.id}/sign-out`, `/admin/users/${alice.id}/revoke-tokens`]
+            : [],
+          `${path}: only the user's page links to signing out and revoking`,
+        );
         if (path !== '/admin') {
           assert.match(pageText(page.body), /come from Alliance Auth and are read-only here/, path);
           assert.ok(page.body.includes('href="https://auth.example.org/admin/"'), `${path} links to AA`);
@@ -117,6 +132,64 @@ await describeOnEachAllianceAuth(
       const preview = await consoleGet(admin, `${server.origin}/admin/users/${alice.id}/deactivate`);
       assert.equal(preview.status, 409);
       assert.deepEqual(offeredForms(preview.body), []);
+    });
+
+    it("revokes a user's tokens and signs them out everywhere: aa-oidc's own, not the directory's", async () => {
+      const created = await seedApp(server, { name: 'Wiki' });
+      const client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+      const signInAlice = async () => {
+        const browser = new Browser();
+        const { params, verifier } = authorizeParams(client);
+        const response = await signIn(browser, server, authorizeUrl(server, params), {
+          username: alice.username,
+          password: FIXTURE_PASSWORD,
+        });
+        const exchanged = await tokenRequest(server, client, {
+          grant_type: 'authorization_code',
+          code: codeFrom(response),
+          redirect_uri: REDIRECT_URI,
+          code_verifier: verifier,
+        });
+        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+        return { browser, accessToken: exchanged.body.access_token as string };
+      };
+      const active = async (token: string) => (await introspect(server, client, token)).body.active;
+
+      const first = await signInAlice();
+      assert.equal(await active(first.accessToken), true);
+      const revokePage = `${server.origin}/admin/users/${alice.id}/revoke-tokens`;
+      const preview = await consoleGet(admin, revokePage);
+      assert.equal(preview.status, 200, preview.body.slice(0, 300));
+      assert.match(pageText(preview.body), /code\(s\) and token\(s\) are revoked/);
+      const revoked = await consolePost(admin, revokePage, preview.csrf!, { reason: 'laptop stolen' });
+      assert.equal(revoked.status, 303, revoked.body.slice(0, 300));
+      assert.equal(revoked.location, `/admin/users/${alice.id}?done=revoke-tokens`);
+      assert.equal(await active(first.accessToken), false, 'the access token is revoked');
+
+      const second = await signInAlice();
+      const signOutPage = `${server.origin}/admin/users/${alice.id}/sign-out`;
+      const confirm = await consoleGet(admin, signOutPage);
+      assert.equal(confirm.status, 200, confirm.body.slice(0, 300));
+      assert.match(pageText(confirm.body), /browser session\(s\) end/);
+      const signedOut = await consolePost(admin, signOutPage, confirm.csrf!);
+      assert.equal(signedOut.status, 303, signedOut.body.slice(0, 300));
+      assert.equal(await active(second.accessToken), false, 'the access token is revoked');
+      assert.match(
+        pageText((await consoleGet(admin, `${server.origin}/admin/users/${alice.id}`)).body),
+        /No live session/,
+      );
+      // The browser's session ended: authorize asks for the password again.
+      const again = await signIn(
+        second.browser,
+        server,
+        authorizeUrl(server, authorizeParams(client).params),
+      );
+      assert.equal(again.status, 200);
+      assert.match(await again.text(), /name="password"/);
+      // The directory is untouched: Alliance Auth still says alice is active, with her groups.
+      const profile = await server.app.directory.profileById(alice.id);
+      assert.equal(profile?.active, true);
+      assert.ok(profile?.groups.some((item) => item.name === group));
     });
   },
 );

@@ -158,6 +158,13 @@ await describeOnEachAllianceAuth(
 
       const audit = await cli(['tokens', 'audit', '--username', 'alice'], env);
       assert.equal(audit.code, 0, audit.stderr);
+      // aa-oidc's own sessions and tokens of an AA user are ours to end.
+      const signOut = await cli(['user', 'sign-out', 'alice', '--dry-run'], env);
+      assert.equal(signOut.code, 0, signOut.stderr);
+      assert.match(signOut.stdout, /dry run: would sign alice out/);
+      const revoke = await cli(['tokens', 'revoke-user', '--username', 'alice', '--dry-run'], env);
+      assert.equal(revoke.code, 0, revoke.stderr);
+      assert.match(revoke.stdout, /dry run: would revoke \d+ code\(s\) and token\(s\) of alice/);
 
       for (const args of [
         ['user', 'deactivate', 'alice'],
