@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import { assertNever } from '../util/assert-never.ts';
 import { accessHolders } from './access-permission.ts';
 import { type AaDb, truthy } from './schema.ts';
 
@@ -244,24 +243,4 @@ function diffUser(userId: number, was: UserFingerprint, now: UserFingerprint): A
   if (was.passwordDigest !== undefined && was.passwordDigest !== now.passwordDigest)
     changes.push({ kind: 'user_password_changed', userId, username });
   return changes;
-}
-
-/** Whether a change can take access away (the ones that revoke, end sessions, log out). */
-export function mayRemoveAccess(change: AllianceAuthChange): boolean {
-  switch (change.kind) {
-    case 'user_deleted':
-    case 'user_deactivated':
-    case 'user_state_changed':
-    case 'user_group_removed':
-    case 'user_main_character_changed':
-    case 'user_updated':
-    case 'user_password_changed':
-      return true;
-    case 'user_created':
-    case 'user_activated':
-    case 'user_group_added':
-      return false;
-    default:
-      return assertNever(change);
-  }
 }

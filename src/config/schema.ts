@@ -132,14 +132,14 @@ export const configSchema = z
         enabled: boolean().default(true),
       })
       .strict()
-      .default({ port: 9464, host: '127.0.0.1', enabled: true }),
+      .prefault({}),
     logging: z
       .object({
         level: z.enum(LOG_LEVELS).default('info'),
         maskedSecrets: boolean().default(false),
       })
       .strict()
-      .default({ level: 'info', maskedSecrets: false }),
+      .prefault({}),
     audit: z
       .object({
         jsonlPath: z.string().min(1).optional(),
@@ -165,12 +165,7 @@ export const configSchema = z
         retentionDays: integer(1, 36_500).default(90),
       })
       .strict()
-      .default({
-        receiverTimeoutMs: 2000,
-        database: true,
-        databaseExclude: ['token_introspected'],
-        retentionDays: 90,
-      }),
+      .prefault({}),
     tokens: z
       .object({
         defaultAccessTokenFormat: z.enum(ACCESS_TOKEN_FORMATS).default('opaque'),
@@ -181,14 +176,7 @@ export const configSchema = z
         idTokenTtl: integer(30, 86_400).default(3600),
       })
       .strict()
-      .default({
-        defaultAccessTokenFormat: 'opaque',
-        jwtSizeWarnBytes: 4096,
-        accessTokenTtl: 3600,
-        refreshTokenTtl: 86_400,
-        codeTtl: 60,
-        idTokenTtl: 3600,
-      }),
+      .prefault({}),
     keys: z
       .object({
         /** How often each instance checks the database for a key rotation (one small query). */
@@ -200,7 +188,7 @@ export const configSchema = z
         retiredRetentionSeconds: integer(0, 31_536_000).default(86_400),
       })
       .strict()
-      .default({ reloadIntervalMs: 2000, retiredRetentionSeconds: 86_400 }),
+      .prefault({}),
     oidc: z
       .object({
         scopes: stringList().default(['openid', 'profile', 'email', 'groups', 'offline_access']),
@@ -222,14 +210,7 @@ export const configSchema = z
         purgeIntervalSeconds: integer(10, 86_400).default(600),
       })
       .strict()
-      .default({
-        scopes: ['openid', 'profile', 'email', 'groups', 'offline_access'],
-        claimPrefix: 'eve_',
-        eveClaimsScope: 'profile',
-        portraitUrlTemplate: 'https://images.evetech.net/characters/{character_id}/portrait?size={size}',
-        portraitSize: 128,
-        purgeIntervalSeconds: 600,
-      }),
+      .prefault({}),
     /**
      * Failed sign-ins within `failureWindowSeconds`, counted in three budgets: per account and client
      * address, per account across all addresses (much larger: guesses from elsewhere must not lock
@@ -243,12 +224,7 @@ export const configSchema = z
         failureWindowSeconds: integer(10, 86_400).default(900),
       })
       .strict()
-      .default({
-        maxFailuresPerAccountAndAddress: 5,
-        maxFailuresPerAccount: 50,
-        maxFailuresPerAddress: 20,
-        failureWindowSeconds: 900,
-      }),
+      .prefault({}),
     logout: z
       .object({
         rpInitiated: boolean().default(true),
@@ -270,24 +246,14 @@ export const configSchema = z
         deliverInServe: boolean().default(true),
       })
       .strict()
-      .default({
-        rpInitiated: true,
-        allowPrivateTargets: false,
-        allowPrivateTargetsInProduction: false,
-        retryBackoffSeconds: [5, 10, 20, 40, 80],
-        recordSuccessfulDeliveries: false,
-        dnsTimeoutMs: 3000,
-        connectTimeoutMs: 5000,
-        requestTimeoutMs: 10_000,
-        deliverInServe: true,
-      }),
+      .prefault({}),
     twoFactor: z
       .object({
         /** Superusers must sign in with a TOTP code; those without one enrol at their next sign-in. */
         requiredForSuperusers: boolean().default(false),
       })
       .strict()
-      .default({ requiredForSuperusers: false }),
+      .prefault({}),
     branding: z
       .object({
         /** The community's name: every page's header and title, and the logout question. */
@@ -308,7 +274,7 @@ export const configSchema = z
         supportUrl: z.url({ protocol: /^(?:https?|mailto)$/, normalize: false }).optional(),
       })
       .strict()
-      .default({ name: 'aa-oidc', accentColor: '#2459d4' }),
+      .prefault({}),
     directory: z
       .object({
         /**
@@ -333,13 +299,10 @@ export const configSchema = z
             emailVerified: boolean().default(true),
           })
           .strict()
-          .default({ pollSeconds: 30, passwordLogin: false, emailVerified: true }),
+          .prefault({}),
       })
       .strict()
-      .default({
-        source: 'builtin',
-        allianceAuth: { pollSeconds: 30, passwordLogin: false, emailVerified: true },
-      }),
+      .prefault({}),
     /** Sign-in with EVE SSO v2 (the Alliance Auth directory only). `AA_OIDC_EVE_SSO_*`. */
     eveSso: z
       .object({
@@ -350,7 +313,7 @@ export const configSchema = z
         jwksUrl: httpUrl.default(EVE_SSO_ENDPOINTS.jwksUrl),
       })
       .strict()
-      .default({ ...EVE_SSO_ENDPOINTS }),
+      .prefault({}),
   })
   .strict();
 
