@@ -289,7 +289,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       purgeExpiredPayloads(db, Date.now(), closing.signal),
       // The change log's rows the previous purge saw (every process read them long since).
       pruneChangeLog(db, closing.signal),
-      throttle.purge(),
+      throttle.purge(closing.signal),
       purgeIssuedCodes(db, Date.now(), closing.signal),
     ]);
     if (payloads + failures + codes > 0)

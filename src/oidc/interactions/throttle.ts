@@ -4,6 +4,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
+import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
 import { nameKey } from '../../util/name-key.ts';
 
 export type ThrottleConfig = Config['login'];
@@ -35,8 +36,11 @@ export interface LoginThrottle {
    * this address are forgotten (those from other addresses are not: they may be someone else's).
    */
   succeeded(attempt: ReservedAttempt): Promise<void>;
-  /** Deletes failures older than the window; returns how many went. */
-  purge(): Promise<number>;
+  /**
+   * Deletes failures older than the window, in batches (an attack leaves many); returns how many
+   * went. Stops after the current batch once `signal` is aborted.
+   */
+  purge(signal?: AbortSignal): Promise<number>;
 }
 
 /**
@@ -127,12 +131,21 @@ export function createLoginThrottle(
         )
         .execute();
     },
-    async purge() {
-      const result = await db
-        .deleteFrom('login_failure')
-        .where('failed_at', '<=', windowStart(now()))
-        .executeTakeFirst();
-      return Number(result.numDeletedRows);
+    purge(signal) {
+      const before = windowStart(now());
+      return purgeInBatches(async () => {
+        const result = await db
+          .deleteFrom('login_failure')
+          .where('id', 'in', (eb) =>
+            eb
+              .selectFrom('login_failure')
+              .select('id')
+              .where('failed_at', '<=', before)
+              .limit(PURGE_BATCH_ROWS),
+          )
+          .executeTakeFirst();
+        return Number(result.numDeletedRows);
+      }, signal);
     },
   };
 }
