@@ -163,7 +163,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const directoryLog = logger.child({ component: 'directory' });
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
     // each change and its consequences commit in one unit of work of this database.
-    const directoryChanges = createChangeFeed(database.db, directoryLog);
+    const directoryChanges = createChangeFeed();
     let directory: Directory;
     let directoryAdmin: DirectoryAdmin;
     let authenticators: Authenticator[];

@@ -1,7 +1,3 @@
-import type { Kysely } from 'kysely';
-import type { Database } from '../db/schema.ts';
-import { inUnitOfWork } from '../db/unit-of-work.ts';
-import type { Logger } from '../logging/logger.ts';
 import type { ChangeConsumer, ChangeFeed, ChangePublisher } from './port.ts';
 
 /**
@@ -9,10 +5,7 @@ import type { ChangeConsumer, ChangeFeed, ChangePublisher } from './port.ts';
  * back-channel logout, ended sessions). One per process, built by the composition root; the
  * directory in use publishes into it, consumers subscribe to it.
  */
-export function createChangeFeed(
-  db: Kysely<Database>,
-  logger?: Pick<Logger, 'error'>,
-): ChangeFeed & ChangePublisher {
+export function createChangeFeed(): ChangeFeed & ChangePublisher {
   const consumers = new Set<ChangeConsumer>();
   const feed: ChangeFeed & ChangePublisher = {
     subscribe(consumer) {
@@ -24,23 +17,6 @@ export function createChangeFeed(
         if (consumer.batch && changes.length > 1) await consumer.batch(changes, unit);
         else for (const change of changes) await consumer(change, unit);
       }
-    },
-    async deliver(changes, record) {
-      if (changes.length === 0 && !record) return;
-      await inUnitOfWork(
-        db,
-        async (unit) => {
-          await feed.deliverWithin(unit, ...changes);
-          await record?.(unit);
-        },
-        {
-          onCallbackError: (error) =>
-            logger?.error(
-              { err: { name: (error as Error)?.name, message: (error as Error)?.message } },
-              'a directory change consumer failed after commit; the change itself is committed',
-            ),
-        },
-      );
     },
   };
   return feed;

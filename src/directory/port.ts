@@ -187,14 +187,9 @@ export interface ChangePublisher {
    * Delivers `changes` to every consumer, in subscription order, inside a unit of work the producer
    * already runs: each consumer receives all of them (through its `batch`, when it has one) before
    * the next consumer runs. The built-in directory calls this from its change's own transaction
-   * (its tables live in aa-oidc's database), so the change and its consequences commit together.
+   * (its tables live in aa-oidc's database), so the change and its consequences commit together; the
+   * Alliance Auth poller from its cycle's, with the fingerprints it stores, so that a crash neither
+   * loses a change nor delivers it twice.
    */
   deliverWithin(unit: UnitOfWork, ...changes: DirectoryChange[]): Promise<void>;
-  /**
-   * Delivers `changes` in one new unit of work of aa-oidc's database, and resolves once it
-   * committed. A polling directory (whose own database aa-oidc never writes) calls this; `record`
-   * runs in the same unit after the consumers, so the poller can store what it has seen there and
-   * a crash can neither lose a change nor deliver it twice.
-   */
-  deliver(changes: readonly DirectoryChange[], record?: (unit: UnitOfWork) => Promise<void>): Promise<void>;
 }

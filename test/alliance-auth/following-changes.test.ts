@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import type { DirectoryChange } from '../../src/directory/port.ts';
 import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
@@ -122,6 +124,50 @@ await describeOnEachAllianceAuth(
         sub: String(userId),
       });
     }
+
+    it('two members leave Directors in one cycle: the consumers take both changes at once, and each application is told', async () => {
+      const app = await receiverApp({ name: 'Directors board', groups: ['Directors'] });
+      const alice = await signedIn(app, 'alice');
+      const carol = await signedIn(app, 'carol');
+      // What the consumers are given: the batch form with every change of the cycle, or one change.
+      const deliveries: number[][] = [];
+      const spy = Object.assign(
+        async (change: DirectoryChange) => {
+          deliveries.push(['userId' in change ? change.userId : -1]);
+        },
+        {
+          batch: async (changes: readonly DirectoryChange[]) => {
+            deliveries.push(changes.map((change) => ('userId' in change ? change.userId : -1)));
+          },
+        },
+      );
+      const unsubscribe = server.app.directoryChanges.subscribe(spy);
+      try {
+        await aa.removeGroup(2, 'Directors');
+        await aa.removeGroup(4, 'Directors');
+        await nextCycle();
+        unsubscribe();
+        assert.equal(deliveries.length, 1, JSON.stringify(deliveries));
+        assert.deepEqual([...new Set(deliveries[0])].sort(), [2, 4]);
+        assert.equal(app.receiver.requests.length, 2, 'one back-channel logout each');
+        const told = await Promise.all(
+          app.receiver.tokens().map(async (token) => {
+            const claims = decodeJwt(token);
+            await verifyLogoutToken(server, token, { clientId: app.clientId, sub: String(claims.sub) });
+            return claims.sub;
+          }),
+        );
+        assert.deepEqual(told.sort(), ['2', '4']);
+        await assertRefused(app, alice);
+        await assertRefused(app, carol);
+      } finally {
+        unsubscribe();
+        // Both back in Directors for what follows.
+        await aa.addGroup(2, 'Directors');
+        await aa.addGroup(4, 'Directors');
+        await nextCycle();
+      }
+    });
 
     it('an administrator deactivates frank in AA: his tokens are revoked and the application is told', async () => {
       const app = await receiverApp({ name: 'Wiki' });

@@ -328,7 +328,7 @@ describe(`application service (${testDatabaseKind})`, () => {
   });
 
   it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {
-    const feed = createChangeFeed(handle.db);
+    const feed = createChangeFeed();
     feed.subscribe(service.onDirectoryChange);
     const directory = createDirectory(handle.db, undefined, feed);
     await assert.rejects(directory.deleteState('Member'), {
