@@ -36,13 +36,18 @@ export function categoryOf(frame: CallFrame): string {
 
 function main(): void {
   const [file, ...rest] = process.argv.slice(2);
-  if (!file) {
-    process.stderr.write('usage: node bench/profile.ts FILE.cpuprofile [--top N]\n');
-    process.exitCode = 2;
+  const usage = 'usage: node bench/profile.ts FILE.cpuprofile [--top N] (N: functions listed, default 30)\n';
+  if (file === '--help' || file === '-h') {
+    process.stdout.write(usage);
     return;
   }
   const topIndex = rest.indexOf('--top');
   const top = topIndex === -1 ? 30 : Number(rest[topIndex + 1]);
+  if (!file || file.startsWith('-') || !Number.isInteger(top) || top < 1) {
+    process.stderr.write(usage);
+    process.exitCode = 2;
+    return;
+  }
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfTime = new Map<number, number>();

@@ -68,8 +68,13 @@ interface Options {
   keep: boolean;
 }
 
-/** A number option of the bench: whole unless `integer` is false, 0 or more. */
+/** A number option of the bench: whole unless `integer` is false, above 0. */
 function positive(name: string, integer = true) {
+  return numberOption(name, { integer, positive: true });
+}
+
+/** A number option of the bench that may be 0 (no warm-up). */
+function zeroOrMore(name: string, integer = true) {
   return numberOption(name, { integer, positive: false });
 }
 
@@ -94,7 +99,7 @@ function parseOptions(argv: string[]): Options {
     .option(
       '--warmup <seconds>',
       'unmeasured load on each engine before the first round',
-      positive('--warmup', false),
+      zeroOrMore('--warmup', false),
       1,
     )
     .option('--only <names>', `comma-separated workloads to run: ${names.join(', ')}`, (value: string) => {
@@ -139,7 +144,7 @@ function parseOptions(argv: string[]): Options {
     .option(
       '--warmup-units <n>',
       'with --count-instructions: unmeasured units on each engine before its first round',
-      positive('--warmup-units'),
+      zeroOrMore('--warmup-units'),
       100,
     )
     .option('--out <dir>', 'where the JSON report goes', path.join(ROOT, 'bench/results'))
