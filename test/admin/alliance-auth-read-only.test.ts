@@ -9,9 +9,9 @@ import {
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
-import { authorizeParams, codeFrom, introspect, tokenRequest } from '../helpers/flows.ts';
-import type { TestServer } from '../helpers/server.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn, startServer } from '../helpers/server.ts';
+import { authorizeParams, introspect, login } from '../helpers/flows.ts';
+import type { Browser, TestServer } from '../helpers/server.ts';
+import { authorizeUrl, seedApp, signIn, startServer } from '../helpers/server.ts';
 
 /** Every form of a page but the header's sign-out: what the page offers to change. */
 function offeredForms(body: string): string[] {
@@ -137,22 +137,7 @@ await describeOnEachAllianceAuth(
     it("revokes a user's tokens and signs them out everywhere: aa-oidc's own, not the directory's", async () => {
       const created = await seedApp(server, { name: 'Wiki' });
       const client = { clientId: created.clientId, clientSecret: created.clientSecret! };
-      const signInAlice = async () => {
-        const browser = new Browser();
-        const { params, verifier } = authorizeParams(client);
-        const response = await signIn(browser, server, authorizeUrl(server, params), {
-          username: alice.username,
-          password: FIXTURE_PASSWORD,
-        });
-        const exchanged = await tokenRequest(server, client, {
-          grant_type: 'authorization_code',
-          code: codeFrom(response),
-          redirect_uri: REDIRECT_URI,
-          code_verifier: verifier,
-        });
-        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-        return { browser, accessToken: exchanged.body.access_token as string };
-      };
+      const signInAlice = () => login(server, client, alice.username, { password: FIXTURE_PASSWORD });
       const active = async (token: string) => (await introspect(server, client, token)).body.active;
 
       const first = await signInAlice();

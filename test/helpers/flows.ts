@@ -52,12 +52,12 @@ export async function authorize(
   client: Client,
   username: string | undefined,
   extra: Record<string, string> = {},
-  seen?: SignInOptions['seen'],
+  options: Pick<SignInOptions, 'seen' | 'password'> = {},
 ): Promise<{ response: Response; verifier: string; state: string }> {
   const { params, verifier, state } = authorizeParams(client, extra);
   const response = await signIn(browser, server, authorizeUrl(server, params), {
     ...(username === undefined ? {} : { username }),
-    ...(seen ? { seen } : {}),
+    ...options,
   });
   return { response, verifier, state };
 }
@@ -104,7 +104,7 @@ export async function login(
   server: Endpoint,
   client: Client,
   username: string,
-  options: { browser?: Browser; scope?: string } = {},
+  options: { browser?: Browser; scope?: string; password?: string } = {},
 ): Promise<{
   accessToken: string;
   refreshToken: string;
@@ -119,6 +119,7 @@ export async function login(
     client,
     username,
     options.scope === undefined ? {} : { scope: options.scope },
+    options.password === undefined ? {} : { password: options.password },
   );
   const exchanged = await tokenRequest(server, client, {
     grant_type: 'authorization_code',

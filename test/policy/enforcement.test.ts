@@ -277,7 +277,7 @@ describe(`access policy over HTTP (${testDatabaseKind})`, () => {
 
     const seen: NonNullable<SignInOptions['seen']> = [];
     const interactive = await counted(server, 'validate_silent_auth', 'app', async () => {
-      const { response } = await authorize(server, browser, wiki, undefined, {}, seen);
+      const { response } = await authorize(server, browser, wiki, undefined, {}, { seen });
       assert.equal(response.status, 403);
       assert.equal(response.headers.get('x-frame-options'), 'DENY');
       const page = await response.text();
