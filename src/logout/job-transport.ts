@@ -37,6 +37,8 @@ export interface ClaimedJob extends LogoutJob {
   attempts: number;
   /** When the first attempt was made (epoch ms), or null for this first attempt. */
   firstAttemptAt: number | null;
+  /** The HTTP status of the last attempt, where the transport keeps it with the job (pg-boss). */
+  lastHttpStatus?: number | null;
   /**
    * The last moment (epoch ms) this attempt may start (set by the worker): one request timeout
    * after the claim, so that a started attempt ends, and is recorded, before the claim lapses and
@@ -66,6 +68,12 @@ export interface LogoutJobTransport {
     delaySeconds: number,
     httpStatus: number | null,
   ): Promise<boolean>;
+  /**
+   * Puts claimed jobs back, due after `delaySeconds`, without counting their claim as an attempt
+   * (nothing was sent: the worker had no lane for their application, whose attempts stall); for each
+   * job in order, false when its claim was lost meanwhile.
+   */
+  defer(jobs: readonly ClaimedJob[], owner: string, now: number, delaySeconds: number): Promise<boolean[]>;
   /**
    * Finishes claimed jobs inside `trx` (or alone, see `finishesInOneStatement`), one statement per distinct outcome (a fan-out's deliveries
    * mostly share one): for each settlement in order, false when its claim was lost.

@@ -271,10 +271,41 @@ export function createPgBossTransport(
           ...pinned(data),
           id: `${job.id}#${job.retryCount}`,
           attempts: data.priorAttempts + job.retryCount + 1,
+          lastHttpStatus: data.lastHttpStatus,
           // A claim that lapsed (retryCount > 0) made the first attempt when its job was due.
           firstAttemptAt:
             data.firstAttemptAt ?? (job.retryCount > 0 ? Math.min(now, job.createdOn.getTime()) : null),
         };
+      });
+    },
+    // Each job completed as deferred and sent again after the delay with the attempts it had before
+    // this claim (pg-boss counts the claim's retries in its own row; the successor starts from 0).
+    async defer(jobs, _owner, now, delaySeconds) {
+      if (jobs.length === 0) return [];
+      const instance = await started();
+      return database.db.transaction().execute(async (trx) => {
+        const deferred: boolean[] = [];
+        for (const job of jobs) {
+          const done = await complete(instance, trx, job, {
+            outcome: 'deferred',
+            attempts: job.attempts - 1,
+            httpStatus: job.lastHttpStatus ?? null,
+            rescheduled: true,
+          });
+          deferred.push(done);
+          if (!done) continue;
+          await instance.send(
+            BCL_QUEUE,
+            {
+              ...pinned(job),
+              priorAttempts: job.attempts - 1,
+              firstAttemptAt: job.attempts === 1 ? null : (job.firstAttemptAt ?? now),
+              lastHttpStatus: job.lastHttpStatus ?? null,
+            } satisfies BclJobData,
+            sendOptions(trx, delaySeconds),
+          );
+        }
+        return deferred;
       });
     },
     async reschedule(job, _owner, now, delaySeconds, httpStatus) {

@@ -135,6 +135,42 @@ export async function rescheduleJob(
   return Number(result.numUpdatedRows) === 1;
 }
 
+/**
+ * Puts claimed jobs back, due at `nextAttemptAt`, and takes back what their claim counted (the
+ * attempt, and the first attempt's time when this claim set it); false for a job whose lease was
+ * lost meanwhile.
+ */
+export async function deferJobs(
+  db: Kysely<Database>,
+  jobs: ReadonlyArray<{ id: number; attempts: number }>,
+  owner: string,
+  nextAttemptAt: number,
+): Promise<boolean[]> {
+  const deferred = new Set<number>();
+  // Those whose claim counted their first attempt (its time goes too), and the others: one UPDATE each.
+  for (const first of [true, false]) {
+    const ids = jobs.filter((job) => (job.attempts === 1) === first).map((job) => job.id);
+    for (let start = 0; start < ids.length; start += FINISH_BATCH) {
+      const rows = await db
+        .updateTable('bcl_job')
+        .set((eb) => ({
+          next_attempt_at: nextAttemptAt,
+          lease_owner: null,
+          lease_until: null,
+          attempts: eb('attempts', '-', 1),
+          ...(first ? { first_attempt_at: null } : {}),
+        }))
+        .where('id', 'in', ids.slice(start, start + FINISH_BATCH))
+        .where('lease_owner', '=', owner)
+        .where('status', '=', 'pending')
+        .returning('id')
+        .execute();
+      for (const row of rows) deferred.add(Number(row.id));
+    }
+  }
+  return jobs.map((job) => deferred.has(job.id));
+}
+
 /** Marks a job finished with its outcome (inside `trx`); false when the lease was lost meanwhile. */
 export async function finishJob(
   trx: Db,
@@ -261,6 +297,13 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
     },
     reschedule: (job, owner, now, delaySeconds, httpStatus) =>
       rescheduleJob(db, { id: Number(job.id) }, owner, now + delaySeconds * 1000, httpStatus),
+    defer: (jobs, owner, now, delaySeconds) =>
+      deferJobs(
+        db,
+        jobs.map((job) => ({ id: Number(job.id), attempts: job.attempts })),
+        owner,
+        now + delaySeconds * 1000,
+      ),
     finishMany: (trx, settlements, owner, now) => finishJobs(trx, settlements, owner, now),
     finishesInOneStatement,
     nextDueAt: () => nextDueAt(db),

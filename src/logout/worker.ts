@@ -1,13 +1,15 @@
 import type { Config } from '../config/load.ts';
 import type { ApplicationLookups } from './delivery.ts';
 import type { Logger } from '../logging/logger.ts';
+import { DEFAULT_CONNECTIONS_PER_TARGET } from './connection-pools.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
 import { leaseMs } from './jobs.ts';
 import type { LogoutService, LogoutWorker } from './types.ts';
 
 /**
  * The worker of back-channel logout: claims due jobs from the transport in batches and keeps up to
- * `concurrency` attempts in flight (each application's share bounded by its connection pool);
+ * `concurrency` attempts in flight (at most `LANES_PER_APPLICATION` at one application, and none more
+ * at one that stalled: see `drain`);
  * polls when idle, wakes at once when this process queued jobs, and purges finished jobs now and
  * then. `deliverDue` is the same loop run once, to the end.
  */
@@ -17,6 +19,22 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Attempts in flight at once, by default. */
 export const DEFAULT_WORKER_CONCURRENCY = 32;
+
+/** Attempts in flight at one application at most: its delivery pool's connections per target. */
+export const LANES_PER_APPLICATION = DEFAULT_CONNECTIONS_PER_TARGET;
+
+/**
+ * An application whose every lane holds an attempt this old has stalled (half the request timeout,
+ * at most a second: a relying party that answers at all answers in milliseconds).
+ */
+function stallAfterMs(config: Config): number {
+  return Math.min(1000, config.logout.requestTimeoutMs / 2);
+}
+
+/** How long a stalled application's jobs are put back for: until its attempts have timed out. */
+function deferSeconds(config: Config): number {
+  return Math.max(1, Math.ceil(config.logout.requestTimeoutMs / 1000));
+}
 
 export function createWorkerLoop(deps: {
   config: Config;
@@ -58,12 +76,27 @@ export function createWorkerLoop(deps: {
    * came meanwhile (delivery.ts records one group at a time) while the lane makes the next attempt,
    * instead of standing idle through that commit. At most `concurrency` attempts wait for their
    * record beside those in the lanes.
+   *
+   * One application has at most `LANES_PER_APPLICATION` lanes (its delivery pool's connections per
+   * target: more attempts would only wait for one of them); its other claimed jobs are held, in
+   * order, until one of its lanes is free. An application whose lanes are all taken by attempts
+   * older than `stallMs` (one that does not answer) gets no more: its held jobs, and those claimed
+   * for it later, are put back for one request timeout without counting an attempt, so that the
+   * other applications' jobs behind them in the queue go out meanwhile instead of waiting for its
+   * attempts to time out.
    */
   const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
     // The lanes: attempts being made.
     const attempting = new Set<object>();
-    // Every claimed job not yet at its next state (recorded, rescheduled, or left to its lease).
+    // Every claimed job not yet at its next state (recorded, rescheduled, deferred, or left to its
+    // lease), held ones apart.
     const unrecorded = new Set<Promise<void>>();
+    // By application: when each of its attempts in the lanes started, and its jobs held for a lane.
+    const lanesOf = new Map<string, Map<object, number>>();
+    const heldOf = new Map<string, Array<{ job: ClaimedJob; applications: ApplicationLookups }>>();
+    let held = 0;
+    const perApplication = Math.max(1, Math.min(LANES_PER_APPLICATION, concurrency));
+    const stallMs = stallAfterMs(config);
     // Wakes the loop when it waits (a lane freed, a record done): one callback, not a race of every
     // promise in flight, whose reactions would pile up on the ones that stay pending.
     let waiting: (() => void) | undefined;
@@ -75,9 +108,105 @@ export function createWorkerLoop(deps: {
     const refill = Math.max(1, Math.floor(concurrency / 2));
     let attempts = 0;
     let due = true;
+
+    /** True when every lane of the application is taken by an attempt older than `stallMs`. */
+    const stalled = (clientId: string): boolean => {
+      const lanes = lanesOf.get(clientId);
+      if (!lanes || lanes.size < perApplication) return false;
+      const since = now() - stallMs;
+      for (const startedAt of lanes.values()) if (startedAt > since) return false;
+      return true;
+    };
+
+    const defer = (jobs: readonly ClaimedJob[], delaySeconds: number) => {
+      if (jobs.length === 0) return;
+      const deferring: Promise<void> = transport
+        .defer(jobs, owner, now(), delaySeconds)
+        .then(
+          () => undefined,
+          (error: unknown) =>
+            log.error(
+              { err: { name: (error as Error).name, message: (error as Error).message } },
+              'logout worker: putting jobs back',
+            ),
+        )
+        .finally(() => {
+          unrecorded.delete(deferring);
+          // Not a reason to claim again (that would put back a stalled application's whole queue, a
+          // claim at a time); only the end of the last work in flight wakes the loop, to end it.
+          if (unrecorded.size === 0) wake();
+        });
+      unrecorded.add(deferring);
+    };
+
+    const start = (job: ClaimedJob, applications: ApplicationLookups) => {
+      attempts += 1;
+      const lane = {};
+      attempting.add(lane);
+      let lanes = lanesOf.get(job.clientId);
+      if (!lanes) lanesOf.set(job.clientId, (lanes = new Map()));
+      lanes.set(lane, now());
+      const attempted = () => {
+        if (!attempting.delete(lane)) return;
+        lanes.delete(lane);
+        if (lanes.size === 0 && lanesOf.get(job.clientId) === lanes) lanesOf.delete(job.clientId);
+        startHeld(job.clientId);
+        wake();
+      };
+      const running: Promise<void> = processJob(job, applications, attempted)
+        .catch((error: unknown) =>
+          log.error(
+            { err: { name: (error as Error).name, message: (error as Error).message } },
+            'logout worker',
+          ),
+        )
+        .finally(() => {
+          attempted();
+          unrecorded.delete(running);
+          wake();
+        });
+      unrecorded.add(running);
+    };
+
+    /** Starts the application's held jobs, in order, while it and the worker have free lanes. */
+    const startHeld = (clientId: string) => {
+      const queue = heldOf.get(clientId);
+      while (
+        queue &&
+        queue.length > 0 &&
+        attempting.size < concurrency &&
+        (lanesOf.get(clientId)?.size ?? 0) < perApplication
+      ) {
+        const next = queue.shift()!;
+        held -= 1;
+        start(next.job, next.applications);
+      }
+      if (queue?.length === 0) heldOf.delete(clientId);
+    };
+
+    /** Puts back the held jobs of `clientIds` (all applications by default). */
+    const deferHeld = (
+      clientIds: Iterable<string> = [...heldOf.keys()],
+      delaySeconds = deferSeconds(config),
+    ) => {
+      for (const clientId of [...clientIds]) {
+        const queue = heldOf.get(clientId);
+        if (!queue) continue;
+        heldOf.delete(clientId);
+        held -= queue.length;
+        defer(
+          queue.map((item) => item.job),
+          delaySeconds,
+        );
+      }
+    };
+
     try {
       while (!stopped()) {
-        const free = Math.min(concurrency - attempting.size, 2 * concurrency - unrecorded.size);
+        // Held jobs of applications that stalled meanwhile go back; the others may start now.
+        deferHeld([...heldOf.keys()].filter(stalled));
+        for (const clientId of [...heldOf.keys()]) startHeld(clientId);
+        const free = Math.min(concurrency - attempting.size - held, 2 * concurrency - unrecorded.size - held);
         if (due && free >= refill) {
           const at = now();
           const claimed = await transport.claim(owner, at, at + leaseMs(config), free);
@@ -86,37 +215,38 @@ export function createWorkerLoop(deps: {
           due = jobs.length === free;
           // Each application is read once for the batch, or not at all when kept (see `kept`).
           const applications = jobs.length > 0 ? await applicationsAt() : new Map();
+          const stalling: ClaimedJob[] = [];
           for (const job of jobs) {
-            attempts += 1;
-            const lane = {};
-            attempting.add(lane);
-            const attempted = () => {
-              if (attempting.delete(lane)) wake();
-            };
-            const running: Promise<void> = processJob(job, applications, attempted)
-              .catch((error: unknown) =>
-                log.error(
-                  { err: { name: (error as Error).name, message: (error as Error).message } },
-                  'logout worker',
-                ),
-              )
-              .finally(() => {
-                attempting.delete(lane);
-                unrecorded.delete(running);
-                wake();
-              });
-            unrecorded.add(running);
+            if (stalled(job.clientId)) {
+              stalling.push(job);
+              continue;
+            }
+            let queue = heldOf.get(job.clientId);
+            if (!queue) heldOf.set(job.clientId, (queue = []));
+            queue.push({ job, applications });
+            held += 1;
+            startHeld(job.clientId);
           }
+          defer(stalling, deferSeconds(config));
+          // Only a stalled application's jobs were due: claim again once a lane is free or at the
+          // next poll, rather than claiming and putting back its whole queue at once.
+          if (stalling.length > 0 && stalling.length === jobs.length) due = false;
           if (jobs.length > 0) continue;
         }
-        if (unrecorded.size === 0) break;
+        if (unrecorded.size === 0 && held === 0) break;
+        let timer: NodeJS.Timeout | undefined;
         await new Promise<void>((resolve) => {
           waiting = resolve;
+          // Held jobs wait for a lane of their application, or for it to be found stalled.
+          if (held > 0) timer = setTimeout(wake, Math.max(10, stallMs / 2));
         });
+        clearTimeout(timer);
         // An attempt was made or recorded: a job may have been rescheduled, and more may be due now.
         due = true;
       }
     } finally {
+      // Stopping: what is held goes back at once, for whichever worker claims next.
+      deferHeld(undefined, 0);
       await Promise.all(unrecorded);
     }
     return attempts;

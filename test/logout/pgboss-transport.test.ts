@@ -215,6 +215,66 @@ describe(
       }
     });
 
+    it('puts claimed jobs back as new pg-boss jobs after the delay, their claim not counted', async () => {
+      const transport = createPgBossTransport(services.database, {
+        expireInSeconds: 30,
+        logger: services.logger,
+      });
+      try {
+        const now = Date.now();
+        const job = (client: string) => ({
+          trigger: 'user_deactivated' as const,
+          userId: 7,
+          sub: '7',
+          clientId: client,
+          jti: newJti(),
+          iat: Math.floor(now / 1000),
+          exp: Math.floor(now / 1000) + 300,
+          kid: 'kid-1',
+          sid: null,
+        });
+        await services.database.db
+          .transaction()
+          .execute((trx) => transport.enqueue(trx, [job('defer-a'), job('defer-b')], now));
+        const claimed = (await transport.claim('worker-a', now, now + 30_000, 10)).filter((row) =>
+          row.clientId.startsWith('defer-'),
+        );
+        assert.equal(claimed.length, 2);
+        const [first, second] = claimed.sort((a, b) => (a.clientId < b.clientId ? -1 : 1));
+        // The claim of defer-b lapsed and another worker claimed the job again: its claim is lost.
+        await sql`
+        update ${sql.table(`${PGBOSS_SCHEMA}.job`)} set retry_count = retry_count + 1
+         where name = ${BCL_QUEUE} and data->>'jti' = ${second!.jti}`.execute(services.database.db);
+        assert.deepEqual(await transport.defer([first!, second!], 'worker-a', Date.now(), 9), [true, false]);
+        const chain = (await pgBossJobs(services.database)).filter((row) => row.data.jti === first!.jti);
+        assert.equal(chain.length, 2);
+        assert.equal(chain[0]!.state, 'completed');
+        assert.equal(chain[0]!.output?.rescheduled, true);
+        assert.equal(chain[1]!.state, 'created');
+        assert.equal(chain[1]!.data.priorAttempts, 0, 'the deferred claim is not an attempt');
+        assert.equal(chain[1]!.data.firstAttemptAt, null);
+        const [view] = await logoutJobs(services.database, { clientId: 'defer-a' });
+        assert.equal(view?.status, 'pending');
+        assert.equal(view?.attempts, 0);
+        const timing = await sql<{ delay: number }>`
+        select extract(epoch from start_after - created_on)::float8 as delay
+          from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+         where name = ${BCL_QUEUE} and state = 'created' and data->>'jti' = ${first!.jti}`.execute(
+          services.database.db,
+        );
+        assert.equal(timing.rows[0]?.delay, 9);
+        const due = (await transport.claim('worker-a', Date.now(), Date.now() + 30_000, 10)).filter((row) =>
+          row.clientId.startsWith('defer-'),
+        );
+        assert.deepEqual(due, [], 'not due before its delay');
+        await sql`
+        delete from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+         where name = ${BCL_QUEUE} and data->>'clientId' like 'defer-%'`.execute(services.database.db);
+      } finally {
+        await transport.close();
+      }
+    });
+
     it('plans a claim without bitmap scans, and leaves the connection as it was', async () => {
       const pool = services.database.pgPool!;
       const client = await pool.connect();

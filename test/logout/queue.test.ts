@@ -6,6 +6,7 @@ import {
   claimDueJob,
   FINISHED_JOB_RETENTION_MS,
   claimDueJobs,
+  deferJobs,
   finishJob,
   finishJobs,
   insertJobs,
@@ -66,6 +67,47 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
     assert.equal(again?.attempts, 2);
     assert.equal(again?.last_http_status, 503);
     await finishJob(handle.db, again!, 'worker-a', 'retries_exhausted', 503, T + 10_001);
+  });
+
+  it('puts claimed jobs back without counting their claim as an attempt, fenced to the lease', async () => {
+    await handle.db
+      .transaction()
+      .execute((trx) => insertJobs(trx, [job('deferred'), job('deferred-again')], T));
+    const [first, second] = await claimDueJobs(handle.db, handle.kind, 'worker-a', T, T + 5000, 2);
+    assert.equal(first?.attempts, 1);
+    // The second one was attempted once before (HTTP 503): its count and first time stay.
+    assert.equal(await rescheduleJob(handle.db, second!, 'worker-a', T + 1000, 503), true);
+    const retried = await claimDueJob(handle.db, handle.kind, 'worker-a', T + 1000, T + 6000);
+    assert.equal(retried?.attempts, 2);
+    const asClaimed = (row: typeof first) => ({ id: Number(row!.id), attempts: row!.attempts });
+    assert.deepEqual(
+      await deferJobs(handle.db, [asClaimed(first), asClaimed(retried)], 'worker-b', T + 9000),
+      [false, false],
+    );
+    assert.deepEqual(
+      await deferJobs(handle.db, [asClaimed(first), asClaimed(retried)], 'worker-a', T + 9000),
+      [true, true],
+    );
+    assert.equal(await claimDueJob(handle.db, handle.kind, 'worker-a', T + 8999, T + 20_000), undefined);
+    const [again, retriedAgain] = await claimDueJobs(
+      handle.db,
+      handle.kind,
+      'worker-a',
+      T + 9000,
+      T + 20_000,
+      2,
+    );
+    assert.equal(again?.id, first?.id);
+    assert.equal(again?.attempts, 1, 'the deferred claim was not counted');
+    assert.equal(again?.first_attempt_at, T + 9000, 'its first attempt is the one made now');
+    assert.equal(retriedAgain?.id, second?.id);
+    assert.equal(retriedAgain?.attempts, 2);
+    assert.equal(retriedAgain?.first_attempt_at, T, 'the first attempt made before is kept');
+    assert.equal(retriedAgain?.last_http_status, 503);
+    await handle.db
+      .deleteFrom('bcl_job')
+      .where('id', 'in', [Number(again!.id), Number(retriedAgain!.id)])
+      .execute();
   });
 
   it('finishes a batch of claimed jobs by outcome, each fenced to its own lease', async () => {

@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { LANES_PER_APPLICATION } from '../../src/logout/worker.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
+import { type Receiver, startReceiver } from './helpers.ts';
+import { logoutJobs } from './jobs.ts';
+
+const USERS = 40;
+
+/**
+ * An application that never answers takes at most its share of the worker's lanes, and only until it
+ * is found stalled: the logouts to the other applications go out meanwhile, long before its
+ * attempts time out, and its jobs beyond its lanes go back to the queue without counting an attempt.
+ */
+describe(`the logout worker with an application that never answers (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+  let hung: Receiver;
+  let healthy: Receiver;
+  const open: ServerResponse[] = [];
+  let releasing = false;
+
+  before(async () => {
+    hung = await startReceiver((_request, response) => {
+      if (releasing) response.end();
+      else open.push(response);
+    });
+    healthy = await startReceiver((_request, response) => response.end());
+    // Attempts at the hung application would wait a minute: the test ends long before.
+    fixture = await startLogoutWorkerFixture({
+      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000 },
+    });
+  });
+  after(async () => {
+    // The hung application answers at last, so that the worker's attempts end and it can stop.
+    releasing = true;
+    for (const response of open) response.end();
+    await fixture.services.logout.close();
+    await fixture.close();
+    await hung.close();
+    await healthy.close();
+  });
+
+  it("tells the healthy application every logout while the hung one's attempts still wait", async () => {
+    const { services } = fixture;
+    const hungApp = await fixture.application('Never answers', hung.url());
+    const healthyApp = await fixture.application('Answers', healthy.url());
+    for (let index = 0; index < USERS; index += 1) {
+      const userId = await fixture.userHoldingToken(`stalled-${index}`, hungApp);
+      await services.database.db
+        .insertInto('oidc_payload')
+        .values({
+          model: 'AccessToken',
+          id: `token-digest-stalled-${index}-healthy`,
+          payload: '{}',
+          grant_id: `grant-stalled-${index}-healthy`,
+          user_id: String(userId),
+          client_id: healthyApp,
+          uid: null,
+          user_code: null,
+          expires_at: Date.now() + 3_600_000,
+          consumed_at: null,
+        })
+        .execute();
+      await services.directoryAdmin.deactivate({ id: userId });
+    }
+
+    services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
+    await eventually(
+      () => healthy.requests.length === USERS,
+      'every logout reached the application that answers',
+      20_000,
+    );
+    // No attempt at the hung application has ended (each waits a minute): it has its lanes' worth.
+    assert.equal(open.length, hung.requests.length);
+    assert.ok(
+      hung.requests.length <= LANES_PER_APPLICATION,
+      `at most ${LANES_PER_APPLICATION} attempts at once at one application, not ${hung.requests.length}`,
+    );
+    // Its other jobs went back to the queue, pending, without an attempt counted for them.
+    await eventually(async () => {
+      const jobs = await logoutJobs(services.database, { clientId: hungApp });
+      const pending = jobs.filter((job) => job.status === 'pending');
+      return (
+        pending.length === USERS && pending.filter((job) => job.attempts > 0).length <= hung.requests.length
+      );
+    }, 'the hung application’s jobs are pending, attempted only as often as it was sent one');
+    const done = await logoutJobs(services.database, { clientId: healthyApp });
+    assert.equal(done.filter((job) => job.status === 'done' && job.outcome === 'success').length, USERS);
+  });
+});
