@@ -49,6 +49,23 @@ describe(
 
     const userWithToken = (username: string): Promise<number> => fixture.userHoldingToken(username, clientId);
 
+    /** A transport of its own for claiming by hand, with a 30 s lease. */
+    const claimingTransport = () =>
+      createPgBossTransport(services.database, { expireInSeconds: 30, logger: services.logger });
+
+    /** A job for `clientId`, issued at `now`. */
+    const jobFor = (clientId: string, now: number) => ({
+      trigger: 'user_deactivated' as const,
+      userId: 7,
+      sub: '7',
+      clientId,
+      jti: newJti(),
+      iat: Math.floor(now / 1000),
+      exp: Math.floor(now / 1000) + 300,
+      kid: 'kid-1',
+      sid: null,
+    });
+
     const bclJobRows = async () =>
       (await services.database.db.selectFrom('bcl_job').select('id').execute()).length;
 
@@ -141,23 +158,10 @@ describe(
     });
 
     it('completes a batch of claimed jobs by outcome, each fenced to the attempt it claimed', async () => {
-      const transport = createPgBossTransport(services.database, {
-        expireInSeconds: 30,
-        logger: services.logger,
-      });
+      const transport = claimingTransport();
       try {
         const now = Date.now();
-        const job = (client: string) => ({
-          trigger: 'user_deactivated' as const,
-          userId: 7,
-          sub: '7',
-          clientId: client,
-          jti: newJti(),
-          iat: Math.floor(now / 1000),
-          exp: Math.floor(now / 1000) + 300,
-          kid: 'kid-1',
-          sid: null,
-        });
+        const job = (client: string) => jobFor(client, now);
         const clients = ['batch-a', 'batch-b', 'batch-c', 'batch-d'];
         await services.database.db
           .transaction()
@@ -216,23 +220,10 @@ describe(
     });
 
     it('puts claimed jobs back as new pg-boss jobs after the delay, their claim not counted', async () => {
-      const transport = createPgBossTransport(services.database, {
-        expireInSeconds: 30,
-        logger: services.logger,
-      });
+      const transport = claimingTransport();
       try {
         const now = Date.now();
-        const job = (client: string) => ({
-          trigger: 'user_deactivated' as const,
-          userId: 7,
-          sub: '7',
-          clientId: client,
-          jti: newJti(),
-          iat: Math.floor(now / 1000),
-          exp: Math.floor(now / 1000) + 300,
-          kid: 'kid-1',
-          sid: null,
-        });
+        const job = (client: string) => jobFor(client, now);
         await services.database.db
           .transaction()
           .execute((trx) => transport.enqueue(trx, [job('defer-a'), job('defer-b')], now));
