@@ -233,30 +233,68 @@ export function createPgBossTransport(
     return response.affected === 1;
   };
 
+  /**
+   * Inserts jobs in `trx`, one statement a batch (pg-boss's insert), due after `startAfterSeconds`
+   * (a delay pg-boss measures on the database's clock).
+   */
+  const insertJobs = async (
+    instance: PgBoss,
+    trx: Transaction<Database>,
+    data: readonly BclJobData[],
+    startAfterSeconds = 0,
+  ) => {
+    for (let start = 0; start < data.length; start += INSERT_BATCH) {
+      await instance.insert(
+        BCL_QUEUE,
+        data.slice(start, start + INSERT_BATCH).map((item) => ({
+          data: item,
+          expireInSeconds,
+          retryLimit: CRASH_RETRY_LIMIT,
+          retryDelay: 0,
+          retryBackoff: false,
+          ...(startAfterSeconds > 0 ? { startAfter: startAfterSeconds } : {}),
+        })),
+        { db: kyselyExecutor(trx) },
+      );
+    }
+  };
+
+  /**
+   * Completes claimed jobs in `trx` with their outputs: one `complete` per distinct output (a
+   * fan-out's first attempts share one), each fenced to the claimed attempts. The ids pg-boss settled.
+   */
+  const completeAll = async (
+    instance: PgBoss,
+    trx: Kysely<Database>,
+    entries: ReadonlyArray<{ job: ClaimedJob; output: BclJobOutput }>,
+  ): Promise<Set<string>> => {
+    const groups = new Map<string, { output: BclJobOutput; jobs: ClaimedJob[] }>();
+    for (const { job, output } of entries) {
+      const key = outputKey(output);
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = { output, jobs: [] }));
+      group.jobs.push(job);
+    }
+    const settled = new Set<string>();
+    for (const { output, jobs } of groups.values()) {
+      const response = (await instance.complete(BCL_QUEUE, jobs.map(attemptOf), output, {
+        db: kyselyExecutor(trx),
+      })) as { settled?: string[] };
+      for (const id of response.settled ?? []) settled.add(id);
+    }
+    return settled;
+  };
+
   return {
     name: 'pg-boss',
     async enqueue(trx, jobs: readonly LogoutJob[]) {
       if (jobs.length === 0) return;
       const instance = await started();
-      // One statement a batch (pg-boss's insert), in the caller's transaction.
-      for (let start = 0; start < jobs.length; start += INSERT_BATCH) {
-        await instance.insert(
-          BCL_QUEUE,
-          jobs.slice(start, start + INSERT_BATCH).map((job) => ({
-            data: {
-              ...pinned(job),
-              priorAttempts: 0,
-              firstAttemptAt: null,
-              lastHttpStatus: null,
-            } satisfies BclJobData,
-            expireInSeconds,
-            retryLimit: CRASH_RETRY_LIMIT,
-            retryDelay: 0,
-            retryBackoff: false,
-          })),
-          { db: kyselyExecutor(trx) },
-        );
-      }
+      await insertJobs(
+        instance,
+        trx,
+        jobs.map((job) => ({ ...pinned(job), priorAttempts: 0, firstAttemptAt: null, lastHttpStatus: null })),
+      );
     },
     async claim(_owner, now, _leaseUntil, limit) {
       const instance = await started();
@@ -278,33 +316,39 @@ export function createPgBossTransport(
         };
       });
     },
-    // Each job completed as deferred and sent again after the delay with the attempts it had before
-    // this claim (pg-boss counts the claim's retries in its own row; the successor starts from 0).
+    // Each job completed as deferred and inserted again, due after the delay, with the attempts it had
+    // before this claim (pg-boss counts the claim's retries in its own row; the successor starts from 0).
     async defer(jobs, _owner, now, delaySeconds) {
       if (jobs.length === 0) return [];
       const instance = await started();
       return database.db.transaction().execute(async (trx) => {
-        const deferred: boolean[] = [];
-        for (const job of jobs) {
-          const done = await complete(instance, trx, job, {
-            outcome: 'deferred',
-            attempts: job.attempts - 1,
-            httpStatus: job.lastHttpStatus ?? null,
-            rescheduled: true,
-          });
-          deferred.push(done);
-          if (!done) continue;
-          await instance.send(
-            BCL_QUEUE,
-            {
+        const settled = await completeAll(
+          instance,
+          trx,
+          jobs.map((job) => ({
+            job,
+            output: {
+              outcome: 'deferred',
+              attempts: job.attempts - 1,
+              httpStatus: job.lastHttpStatus ?? null,
+              rescheduled: true,
+            },
+          })),
+        );
+        const deferred = jobs.map((job) => settled.has(attemptOf(job).id));
+        await insertJobs(
+          instance,
+          trx,
+          jobs
+            .filter((_job, index) => deferred[index])
+            .map((job) => ({
               ...pinned(job),
               priorAttempts: job.attempts - 1,
               firstAttemptAt: job.attempts === 1 ? null : (job.firstAttemptAt ?? now),
               lastHttpStatus: job.lastHttpStatus ?? null,
-            } satisfies BclJobData,
-            sendOptions(trx, delaySeconds),
-          );
-        }
+            })),
+          delaySeconds,
+        );
         return deferred;
       });
     },
@@ -322,25 +366,16 @@ export function createPgBossTransport(
         return true;
       });
     },
-    // One `complete` per distinct output (a fan-out's first attempts share one), each fenced to the
-    // claimed attempts; pg-boss returns the ids it settled.
     async finishMany(trx, settlements: readonly Settlement[]) {
       const instance = await started();
-      const groups = new Map<string, { output: BclJobOutput; jobs: ClaimedJob[] }>();
-      for (const { job, outcome, httpStatus } of settlements) {
-        const output: BclJobOutput = { outcome, attempts: job.attempts, httpStatus };
-        const key = outputKey(output);
-        let group = groups.get(key);
-        if (!group) groups.set(key, (group = { output, jobs: [] }));
-        group.jobs.push(job);
-      }
-      const settled = new Set<string>();
-      for (const { output, jobs } of groups.values()) {
-        const response = (await instance.complete(BCL_QUEUE, jobs.map(attemptOf), output, {
-          db: kyselyExecutor(trx),
-        })) as { settled?: string[] };
-        for (const id of response.settled ?? []) settled.add(id);
-      }
+      const settled = await completeAll(
+        instance,
+        trx,
+        settlements.map(({ job, outcome, httpStatus }) => ({
+          job,
+          output: { outcome, attempts: job.attempts, httpStatus },
+        })),
+      );
       return settlements.map(({ job }) => settled.has(attemptOf(job).id));
     },
     finishesInOneStatement(settlements) {
