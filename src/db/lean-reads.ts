@@ -1,6 +1,6 @@
 import { PostgresAdapter, PostgresDialect, type PostgresDialectConfig, type QueryResult } from 'kysely';
 import type pg from 'pg';
-import { FEATURE_NOT_SUPPORTED, type StatementNames } from './named-statements.ts';
+import { FEATURE_NOT_SUPPORTED, pooledConnectionError, type StatementNames } from './named-statements.ts';
 
 /**
  * PostgreSQL: the precompiled reads (src/db/precompiled.ts) made outside a transaction run on one
@@ -231,7 +231,10 @@ export function leanReads(driver: LeanDriver, names: StatementNames): LeanReads 
       try {
         result = await submit(on, text, values);
       } catch (error) {
-        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) throw error;
+        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) {
+          const name = names.nameOf(text, values.length);
+          throw (name !== null && pooledConnectionError(error, name)) || error;
+        }
         // A prepared statement whose result type changed (see named-statements.ts): the text runs
         // unnamed from now on, and this read again at once (it is autocommitted).
         names.unname(text);

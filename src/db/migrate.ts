@@ -29,8 +29,12 @@ export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind):
   const { error, results }: MigrationResultSet = await migratorFor(db, kind).migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === 'Error');
+    const reason = error instanceof Error ? error.message : String(error);
     throw new MigrationError(
-      `migration ${failed?.migrationName ?? '(unknown)'} failed: ${error instanceof Error ? error.message : String(error)}`,
+      failed
+        ? `migration ${failed.migrationName} failed: ${reason}`
+        : `cannot apply the migrations: ${reason}`,
+      { cause: error },
     );
   }
   return (results ?? [])

@@ -1,5 +1,7 @@
+import { randomBytes } from 'node:crypto';
 import type { PostgresPool, PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
+import { DatabaseUnavailableError } from './errors.ts';
 
 /**
  * PostgreSQL: the pool as Kysely sees it, running each parameterized statement as a named prepared
@@ -19,6 +21,14 @@ import type pg from 'pg';
  * Names are given to the first `NAMED_STATEMENT_LIMIT` texts seen; later texts run unnamed. The
  * statements the code issues are far fewer; a query whose text grows with its input (a batch of rows,
  * an `in` list) makes several, and each is kept by every connection of the pool.
+ *
+ * A statement prepared on a connection stays there: a connection pooler between aa-oidc and
+ * PostgreSQL must give each client connection one server connection (PgBouncer's session mode), or
+ * keep track of the statements itself (PgBouncer 1.21 or later with `max_prepared_statements`). One
+ * that passes server connections from client to client (transaction or statement mode otherwise)
+ * makes PostgreSQL find a name prepared already, or missing: the query then fails with
+ * `pooledConnectionError`, which says so. Each process names its statements with a tag of its own,
+ * so that there a name one process prepared never runs with another process's values.
  */
 export const NAMED_STATEMENT_LIMIT = 100;
 
@@ -30,6 +40,30 @@ const EXPANDED_STAR = /"[^"]*"\.\*|(?:\bselect(?:\s+distinct)?|\breturning|,)\s*
 
 /** SQLSTATE feature_not_supported, which PostgreSQL answers for a prepared statement whose result type changed. */
 export const FEATURE_NOT_SUPPORTED = '0A000';
+
+/** SQLSTATEs of a statement name the server connection already holds, and of one it lacks. */
+const DUPLICATE_PREPARED_STATEMENT = '42P05';
+const UNDEFINED_PREPARED_STATEMENT = '26000';
+
+/**
+ * The error to fail a named statement with when PostgreSQL found its name prepared already on the
+ * connection, or missing from it (see above): the server connection is not the one the client
+ * prepared its statements on, which only a pooler passing server connections between clients does.
+ * A database that cannot be used as configured: requests are answered 503, and the message tells
+ * the operator what to change. Undefined for any other error.
+ */
+export function pooledConnectionError(error: unknown, name: string): DatabaseUnavailableError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== DUPLICATE_PREPARED_STATEMENT && code !== UNDEFINED_PREPARED_STATEMENT) return undefined;
+  const found = code === DUPLICATE_PREPARED_STATEMENT ? 'already holds' : 'does not hold';
+  return new DatabaseUnavailableError(
+    `PostgreSQL's connection ${found} aa-oidc's prepared statement "${name}": a connection pooler ` +
+      'between aa-oidc and PostgreSQL passes server connections from client to client (PgBouncer with ' +
+      'pool_mode = transaction or statement). aa-oidc keeps statements prepared on its connections: ' +
+      'use pool_mode = session, or PgBouncer 1.21 or later with max_prepared_statements set',
+    { cause: error },
+  );
+}
 
 export function mayBeNamed(text: string, parameters: number): boolean {
   return parameters > 0 && parameters <= MAX_NAMED_PARAMETERS && !EXPANDED_STAR.test(text);
@@ -47,11 +81,13 @@ export function statementNames(limit = NAMED_STATEMENT_LIMIT): StatementNames {
   // text → its name, or null for a text that runs unnamed (not eligible, over the limit, or refused).
   const names = new Map<string, string | null>();
   let given = 0;
+  // This process's own names (see above).
+  const tag = randomBytes(4).toString('hex');
   return {
     nameOf(text, parameters) {
       let name = names.get(text);
       if (name !== undefined) return name;
-      name = given < limit && mayBeNamed(text, parameters) ? `aa_${(given += 1)}` : null;
+      name = given < limit && mayBeNamed(text, parameters) ? `aa_${tag}_${(given += 1)}` : null;
       // Texts that run unnamed are remembered too, up to a bound, so the checks above run once each.
       if (name !== null || names.size < limit * 4) names.set(text, name);
       return name;
@@ -81,7 +117,8 @@ export function namingStatements(pool: pg.Pool, names: StatementNames = statemen
       try {
         return await client.query({ name, text, values });
       } catch (error) {
-        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) throw error;
+        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED)
+          throw pooledConnectionError(error, name) ?? error;
         names.unname(text);
         if (inTransaction) throw error;
         return client.query(text, values);

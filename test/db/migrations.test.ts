@@ -55,4 +55,26 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
       await handle.close();
     }
   });
+
+  it('names the migration that failed, and says so when none could be tried', async () => {
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      await migrateToLatest(handle.db, handle.kind);
+      // 0010's column is there, its record is not: running it again fails on the column.
+      await sql`delete from schema_migration where name = '0010_must_change_password'`.execute(handle.db);
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+        name: 'MigrationError',
+        message: /^migration 0010_must_change_password failed: /,
+      });
+      // The table of applied migrations cannot be read: nothing was tried.
+      await sql`drop table schema_migration`.execute(handle.db);
+      await sql`create table schema_migration (other text)`.execute(handle.db);
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+        name: 'MigrationError',
+        message: /^cannot apply the migrations: /,
+      });
+    } finally {
+      await handle.close();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import pg from 'pg';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
-import { mayBeNamed } from '../../src/db/named-statements.ts';
+import { mayBeNamed, statementNames } from '../../src/db/named-statements.ts';
 import { selectProfileById } from '../../src/directory/builtin/queries.ts';
 import { reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { missing } from '../helpers/e2e.ts';
@@ -39,6 +39,15 @@ describe('which statements run as named prepared statements on PostgreSQL', () =
   it('not a batch text with many parameters (such texts vary with the batch)', () => {
     assert.equal(mayBeNamed('insert into "t" ("a") values ($1)', 64), true);
     assert.equal(mayBeNamed('insert into "t" ("a") values ($1)', 65), false);
+  });
+});
+
+describe('statement names', () => {
+  it('differ between processes for the same text (a pooler never runs one process’s with another’s values)', () => {
+    const text = 'select "id" from "app_user" where "id" = $1';
+    const [one, other] = [statementNames().nameOf(text, 1), statementNames().nameOf(text, 1)];
+    assert.match(one!, /^aa_[0-9a-f]{8}_1$/);
+    assert.notEqual(one, other);
   });
 });
 

@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { loadConfig } from '../../src/config/load.ts';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { isDatabaseUnavailable } from '../../src/db/errors.ts';
+import { selectProfileById } from '../../src/directory/builtin/queries.ts';
+import { createServices, type Services } from '../../src/services.ts';
+import { type Child, startChild } from '../helpers/child-process.ts';
+import { spawnCli, startCliProcess } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { connect, createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
+import { commandUnavailable, missing } from '../helpers/e2e.ts';
+import { type Client, introspect, login, tokenRequest, userinfo } from '../helpers/flows.ts';
+import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { type Receiver, startReceiver } from '../logout/helpers.ts';
+
+/** Debian's PgBouncer (in /usr/sbin, which a non-root PATH may lack). */
+const PGBOUNCER = existsSync('/usr/sbin/pgbouncer') ? '/usr/sbin/pgbouncer' : 'pgbouncer';
+
+/**
+ * The connections one aa-oidc process opens at most (docs/deployment.md): its pool of 10 and the
+ * pipelined connection of its frequent reads. PgBouncer here admits no more clients than that, so
+ * a process that opened one more would see it refused.
+ */
+const CONNECTIONS_PER_PROCESS = 11;
+
+const postgres = await reachablePostgres();
+const skip =
+  commandUnavailable(PGBOUNCER, ['--version'], 'pgbouncer') ||
+  ('missing' in postgres ? missing(postgres.missing) : false);
+
+/** PgBouncer's version, e.g. [1, 18] (0.0 when it cannot be read). */
+function pgbouncerVersion(): [number, number] {
+  try {
+    const match = /PgBouncer (\d+)\.(\d+)/.exec(execFileSync(PGBOUNCER, ['--version'], { encoding: 'utf8' }));
+    return match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  } catch {
+    return [0, 0];
+  }
+}
+
+/**
+ * Debian's PgBouncer on a free loopback port in front of the PostgreSQL server of `database` (trust
+ * authentication), its files in the database's folder; `url` reaches that database through it.
+ * `start` starts it (again, after a kill) and resolves once it listens.
+ */
+async function pgbouncerFor(
+  database: TestDatabase,
+  pooling: { mode: 'session' | 'transaction'; serverConnections: number; maxClients: number },
+): Promise<{ url: string; start: () => Promise<Child>; running: () => Child | undefined }> {
+  const direct = new URL(database.url);
+  const port = await freePort();
+  const through = new URL(direct);
+  through.hostname = '127.0.0.1';
+  through.port = String(port);
+  through.password = '';
+  const folder = database.dataDir;
+  const usersFile = path.join(folder, 'pgbouncer-users.txt');
+  const configFile = path.join(folder, 'pgbouncer.ini');
+  const [major, minor] = pgbouncerVersion();
+  writeFileSync(usersFile, `"${decodeURIComponent(direct.username || 'postgres')}" ""\n`, { mode: 0o644 });
+  writeFileSync(
+    configFile,
+    `[databases]
+* = host=${direct.hostname} port=${direct.port || '5432'}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = trust
+auth_file = ${usersFile}
+pool_mode = ${pooling.mode}
+max_client_conn = ${pooling.maxClients}
+default_pool_size = ${pooling.serverConnections}
+; a client over the limit is refused at once rather than queued
+query_wait_timeout = 5
+${
+  // From 1.21 PgBouncer can track prepared statements itself in transaction mode; 0 is the setting
+  // that does not (and the only behaviour before 1.21).
+  major > 1 || (major === 1 && minor >= 21) ? 'max_prepared_statements = 0\n' : ''
+}`,
+    { mode: 0o644 },
+  );
+  // PgBouncer refuses to run as root: as root, it switches to the postgres account (`-u`), which
+  // must be able to read its files.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) chmodSync(folder, 0o755);
+  let child: Child | undefined;
+  return {
+    url: through.href,
+    running: () => child,
+    async start() {
+      child = startChild(PGBOUNCER, [...(asRoot ? ['-u', 'postgres'] : []), configFile]);
+      await child.waitFor(/listening on 127\.0\.0\.1:\d+/, 'PgBouncer listening');
+      return child;
+    },
+  };
+}
+
+/**
+ * Production through a connection pooler: `aa-oidc migrate` and `serve` reach PostgreSQL through
+ * Debian's PgBouncer in session mode (what docs/deployment.md asks of a pooler), with room for no
+ * more clients than one process opens. Sign-in, the token endpoint, introspection and userinfo under
+ * concurrent requests, back-channel logout queued in pg-boss and delivered by `serve`'s worker, and
+ * a restart of PgBouncer under a running `serve`.
+ */
+describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
+  let database: TestDatabase;
+  let services: Services;
+  let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+  let serve: Child | undefined;
+  let receiver: Receiver;
+  let server: Endpoint;
+  let client: Client;
+  let member: { id: number; username: string };
+
+  before(async () => {
+    database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
+    bouncer = await pgbouncerFor(database, {
+      mode: 'session',
+      serverConnections: CONNECTIONS_PER_PROCESS,
+      maxClients: CONNECTIONS_PER_PROCESS,
+    });
+    await bouncer.start();
+
+    receiver = await startReceiver((_request, response) => response.end());
+    const port = await freePort();
+    server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
+    const env = testEnv(database, {
+      AA_OIDC_DATABASE_URL: bouncer.url,
+      AA_OIDC_ISSUER: server.issuer,
+      AA_OIDC_PORT: String(port),
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      AA_OIDC_METRICS_ENABLED: 'false',
+    });
+    // As an operator deploys: migrations through the pooler, then the server.
+    const migrated = await spawnCli(['migrate'], env);
+    assert.equal(migrated.code, 0, migrated.stderr);
+
+    // The test's own setup goes to PostgreSQL directly: PgBouncer's clients are the server's alone.
+    services = await createServices(
+      loadConfig({ env: testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' }) }),
+    );
+    const created = await services.directoryAdmin.createUser({
+      username: 'pilot',
+      password: PASSWORD,
+      oidcAccess: true,
+    });
+    member = { id: created.user.id, username: created.user.username };
+    const application = await services.applications.create(
+      {
+        name: 'Wiki',
+        redirectUris: [REDIRECT_URI],
+        skipAuthorization: true,
+        backchannelLogoutUri: receiver.url(),
+      },
+      'test',
+    );
+    client = { clientId: application.application.clientId, clientSecret: application.clientSecret! };
+
+    serve = startCliProcess(['serve'], env);
+    await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+  });
+
+  after(async () => {
+    await serve?.stop('SIGKILL');
+    await bouncer?.running()?.stop('SIGKILL');
+    await receiver?.close();
+    await services?.close();
+    await database?.drop();
+  });
+
+  it('signs in and answers the token endpoint, introspection and userinfo, 48 requests at a time', async () => {
+    const browser = new Browser();
+    const signedIn = await login(server, client, member.username, { browser });
+    const requests = Array.from({ length: 48 }, async (_, index) => {
+      if (index % 3 === 0) {
+        const answer = await introspect(server, client, signedIn.accessToken);
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        assert.equal(answer.body.active, true);
+      } else if (index % 3 === 1) {
+        const answer = await userinfo(server, signedIn.accessToken);
+        assert.equal(answer.status, 200, answer.body);
+        assert.equal(JSON.parse(answer.body).preferred_username, member.username);
+      } else {
+        // Each sign-in's refresh token rotates once; a fresh sign-in (the session is reused).
+        const again = await login(server, client, member.username, { browser });
+        const rotated = await tokenRequest(server, client, {
+          grant_type: 'refresh_token',
+          refresh_token: again.refreshToken,
+        });
+        assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+      }
+    });
+    const outcomes = await Promise.allSettled(requests);
+    const failed = outcomes.filter((outcome) => outcome.status === 'rejected');
+    assert.deepEqual(
+      failed.map((outcome) => String((outcome as PromiseRejectedResult).reason)),
+      [],
+      `every request answered (serve's output:\n${serve!.stderr().slice(-2000)})`,
+    );
+  });
+
+  it('queues a back-channel logout in pg-boss and delivers it from serve', async () => {
+    const held = await login(server, client, member.username);
+    const sid = decodeJwt(held.idToken!).sid;
+    const delivered = receiver.requests.length;
+    await services.directoryAdmin.deactivate({ id: member.id });
+    await waitUntil(() => receiver.requests.length > delivered, 'the logout reaches the application', 30_000);
+    const token = decodeJwt(new URLSearchParams(receiver.requests.at(-1)!.body).get('logout_token')!);
+    assert.equal(token.sub, String(member.id));
+    assert.equal(token.aud, client.clientId);
+    assert.ok(sid === undefined || token.sid !== undefined, 'a session-bound logout names a session');
+    const answer = await introspect(server, client, held.accessToken);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.active, false, 'the deactivated member’s token is no longer active');
+    await services.directoryAdmin.activate({ id: member.id });
+  });
+
+  it('answers again once a restarted PgBouncer is back', async () => {
+    await bouncer.running()!.stop('SIGKILL');
+    await bouncer.start();
+    // The connections PgBouncer closed fail at most the requests that were on them; the pool opens
+    // new ones for the next requests.
+    await waitUntil(
+      async () => (await fetch(`${server.origin}/readyz`)).status === 200,
+      'serve is ready through the new PgBouncer',
+      30_000,
+    );
+    const signedIn = await login(server, client, member.username);
+    const answer = await introspect(server, client, signedIn.accessToken);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.active, true);
+  });
+});
+
+/**
+ * A pooler that passes server connections from client to client (PgBouncer's transaction mode, which
+ * before 1.21, or with `max_prepared_statements = 0`, does not track prepared statements): a
+ * statement prepared through one of aa-oidc's connections is found on the server connection
+ * another one is given. With one server connection behind the pooler, the second client to prepare
+ * a statement always meets the first's. aa-oidc fails that statement as a database it cannot use
+ * (answered 503), with a message that says what to change, rather than pg's bare error.
+ */
+describe(
+  'aa-oidc through PgBouncer passing server connections between clients (transaction pooling)',
+  { skip },
+  () => {
+    let database: TestDatabase;
+    let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+    let handle: DatabaseHandle;
+    let userId: number;
+
+    before(async () => {
+      database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url, migrated: true });
+      bouncer = await pgbouncerFor(database, { mode: 'transaction', serverConnections: 1, maxClients: 20 });
+      await bouncer.start();
+      handle = connect({ ...database, url: bouncer.url });
+      const services = await createServices(loadConfig({ env: testEnv(database) }));
+      try {
+        userId = (await services.directoryAdmin.createUser({ username: 'pilot', oidcAccess: true })).user.id;
+      } finally {
+        await services.close();
+      }
+    });
+    after(async () => {
+      await handle?.close();
+      await bouncer?.running()?.stop('SIGKILL');
+      await database?.drop();
+    });
+
+    const explained = (error: unknown) => {
+      assert.ok(isDatabaseUnavailable(error), `answered as a database that cannot be used: ${String(error)}`);
+      assert.match(
+        (error as Error).message,
+        /prepared statement "aa_[0-9a-f]+_\d+": a connection pooler .* use pool_mode = session, or PgBouncer 1\.21 or later with max_prepared_statements set/,
+      );
+      return true;
+    };
+
+    it('fails a statement prepared through another of its connections, saying what to change', async () => {
+      // Two of the pool's connections, held at once; each prepares the same statement in turn.
+      await handle.db.connection().execute(async (first) => {
+        await handle.db.connection().execute(async (second) => {
+          assert.equal((await selectProfileById(first, userId))?.user.username, 'pilot');
+          await assert.rejects(selectProfileById(second, userId), explained);
+        });
+      });
+    });
+
+    it('fails a read of the pipelined connection the same way', async () => {
+      // The statement is prepared on the one server connection (through a pool connection); the
+      // pipelined reads' connection then prepares it too.
+      await handle.db.connection().execute((first) => selectProfileById(first, userId));
+      await assert.rejects(selectProfileById(handle.db, userId), explained);
+    });
+  },
+);
