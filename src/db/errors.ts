@@ -70,11 +70,37 @@ export function explainPostgresConnectError(
     case '57P03':
       return 'the server is starting up or shutting down; try again shortly';
   }
+  if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) {
+    return (
+      `the server's TLS certificate is not trusted (${text}); give the certificate of its authority in ` +
+      `${options.setting} (sslmode=verify-full&sslrootcert=/path/to/ca.pem). node-postgres checks the ` +
+      'certificate for sslmode=require as for verify-full'
+    );
+  }
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
+    return `the server's TLS certificate is not issued for ${host} (${text}); connect with a host name the certificate names`;
+  }
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+    return `the server's TLS certificate is not valid now (${text}); renew it on the server`;
+  }
+  if (/server does not support SSL/i.test(text)) {
+    return `the server does not accept TLS connections; enable ssl on the server, or remove sslmode from ${options.setting}`;
+  }
   if (/timeout|timed out/i.test(text)) {
     return `no answer within ${formatSeconds(options.timeoutMs)}; check that the server runs and that the host and port are right (the limit is ${options.timeoutSetting})`;
   }
   return text;
 }
+
+/** Node's codes for a TLS certificate whose chain does not lead to a trusted authority. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
 
 function formatSeconds(ms: number): string {
   const seconds = ms / 1000;

@@ -33,6 +33,7 @@ const postgres = await reachablePostgres();
 const skip =
   commandUnavailable(PGBOUNCER, ['--version'], 'pgbouncer') ||
   ('missing' in postgres ? missing(postgres.missing) : false);
+const tlsSkip = skip || commandUnavailable('openssl', ['version'], 'openssl');
 
 /** PgBouncer's version, e.g. [1, 18] (0.0 when it cannot be read). */
 function pgbouncerVersion(): [number, number] {
@@ -52,6 +53,8 @@ function pgbouncerVersion(): [number, number] {
 async function pgbouncerFor(
   database: TestDatabase,
   pooling: { mode: 'session' | 'transaction'; serverConnections: number; maxClients: number },
+  /** TLS required from clients, with this certificate and key (files). */
+  tls?: { certFile: string; keyFile: string },
 ): Promise<{ url: string; start: () => Promise<Child>; running: () => Child | undefined }> {
   const direct = new URL(database.url);
   const port = await freePort();
@@ -84,7 +87,11 @@ ${
   // From 1.21 PgBouncer can track prepared statements itself in transaction mode; 0 is the setting
   // that does not (and the only behaviour before 1.21).
   major > 1 || (major === 1 && minor >= 21) ? 'max_prepared_statements = 0\n' : ''
-}`,
+}${
+      tls
+        ? `client_tls_sslmode = require\nclient_tls_cert_file = ${tls.certFile}\nclient_tls_key_file = ${tls.keyFile}\n`
+        : ''
+    }`,
     { mode: 0o644 },
   );
   // PgBouncer refuses to run as root: as root, it switches to the postgres account (`-u`), which
@@ -224,6 +231,17 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
     await services.directoryAdmin.activate({ id: member.id });
   });
 
+  it('says so when the URL asks for TLS and the server does not offer it', async () => {
+    const url = new URL(bouncer.url);
+    url.searchParams.set('sslmode', 'verify-full');
+    const run = await spawnCli(['user', 'list'], testEnv(database, { AA_OIDC_DATABASE_URL: url.href }));
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      /^aa-oidc: cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ \(database \w+\) \(AA_OIDC_DATABASE_URL\): the server does not accept TLS connections; enable ssl on the server, or remove sslmode from AA_OIDC_DATABASE_URL\n$/,
+    );
+  });
+
   it('answers again once a restarted PgBouncer is back', async () => {
     await bouncer.running()!.stop('SIGKILL');
     await bouncer.start();
@@ -303,3 +321,121 @@ describe(
     });
   },
 );
+
+/**
+ * TLS between aa-oidc and PostgreSQL: PgBouncer requires it from its clients, with a certificate for
+ * 127.0.0.1 made here. The URL's `sslmode=verify-full&sslrootcert=FILE` (node-postgres's reading of
+ * the URL) carries every connection: the pool's, the pipelined reads' and pg-boss's. A certificate
+ * that is not trusted, or not issued for the host, stops the command with what to change.
+ */
+describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)', { skip: tlsSkip }, () => {
+  let database: TestDatabase;
+  let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+  let serve: Child | undefined;
+  let certFile: string;
+  let withTls: (host: string, parameters: Record<string, string>) => string;
+
+  before(async () => {
+    database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
+    certFile = path.join(database.dataDir, 'pgbouncer-cert.pem');
+    const keyFile = path.join(database.dataDir, 'pgbouncer-key.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
+      { stdio: 'ignore' },
+    );
+    chmodSync(keyFile, 0o644);
+    bouncer = await pgbouncerFor(
+      database,
+      { mode: 'session', serverConnections: CONNECTIONS_PER_PROCESS, maxClients: 30 },
+      { certFile, keyFile },
+    );
+    await bouncer.start();
+    withTls = (host, parameters) => {
+      const url = new URL(bouncer.url);
+      url.hostname = host;
+      for (const [name, value] of Object.entries(parameters)) url.searchParams.set(name, value);
+      return url.href;
+    };
+  });
+  after(async () => {
+    await serve?.stop('SIGKILL');
+    await bouncer?.running()?.stop('SIGKILL');
+    await database?.drop();
+  });
+
+  it('migrates and serves with sslmode=verify-full and the authority’s certificate', async () => {
+    const url = withTls('127.0.0.1', { sslmode: 'verify-full', sslrootcert: certFile });
+    const port = await freePort();
+    const server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
+    const env = testEnv(database, {
+      AA_OIDC_DATABASE_URL: url,
+      AA_OIDC_ISSUER: server.issuer,
+      AA_OIDC_PORT: String(port),
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_METRICS_ENABLED: 'false',
+    });
+    const migrated = await spawnCli(['migrate'], env);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    // The setup goes to PostgreSQL directly; the server goes over TLS.
+    const services = await createServices(loadConfig({ env: testEnv(database) }));
+    let client: Client;
+    try {
+      await services.directoryAdmin.createUser({ username: 'pilot', password: PASSWORD, oidcAccess: true });
+      const created = await services.applications.create(
+        { name: 'Wiki', redirectUris: [REDIRECT_URI], skipAuthorization: true },
+        'test',
+      );
+      client = { clientId: created.application.clientId, clientSecret: created.clientSecret! };
+    } finally {
+      await services.close();
+    }
+    serve = startCliProcess(['serve'], env);
+    await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+    const signedIn = await login(server, client, 'pilot');
+    const answer = await introspect(server, client, signedIn.accessToken);
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.active, true);
+    const info = await userinfo(server, signedIn.accessToken);
+    assert.equal(info.status, 200, info.body);
+  });
+
+  it('says what to change when the certificate is not trusted, or not issued for the host', async () => {
+    const untrusted = await spawnCli(
+      ['user', 'list'],
+      testEnv(database, { AA_OIDC_DATABASE_URL: withTls('127.0.0.1', { sslmode: 'verify-full' }) }),
+    );
+    assert.equal(untrusted.code, 1);
+    assert.match(
+      untrusted.stderr,
+      /\): the server's TLS certificate is not trusted \(self-signed certificate.*\); give the certificate of its authority in AA_OIDC_DATABASE_URL \(sslmode=verify-full&sslrootcert=\/path\/to\/ca\.pem\)/,
+    );
+    const otherName = await spawnCli(
+      ['user', 'list'],
+      testEnv(database, {
+        AA_OIDC_DATABASE_URL: withTls('localhost', { sslmode: 'verify-full', sslrootcert: certFile }),
+      }),
+    );
+    assert.equal(otherName.code, 1);
+    assert.match(
+      otherName.stderr,
+      /\): the server's TLS certificate is not issued for localhost \(.*\); connect with a host name the certificate names\n$/,
+    );
+  });
+});
