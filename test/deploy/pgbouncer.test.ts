@@ -64,7 +64,7 @@ async function pgbouncerFor(
   through.password = '';
   const folder = database.dataDir;
   const usersFile = path.join(folder, 'pgbouncer-users.txt');
-  const configFile = path.join(folder, 'pgbouncer.ini');
+  const configFile = path.join(folder, `pgbouncer-${port}.ini`);
   const [major, minor] = pgbouncerVersion();
   writeFileSync(usersFile, `"${decodeURIComponent(direct.username || 'postgres')}" ""\n`, { mode: 0o644 });
   writeFileSync(
@@ -229,17 +229,6 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
     assert.equal(answer.status, 200);
     assert.equal(answer.body.active, false, 'the deactivated member’s token is no longer active');
     await services.directoryAdmin.activate({ id: member.id });
-  });
-
-  it('says so when the URL asks for TLS and the server does not offer it', async () => {
-    const url = new URL(bouncer.url);
-    url.searchParams.set('sslmode', 'verify-full');
-    const run = await spawnCli(['user', 'list'], testEnv(database, { AA_OIDC_DATABASE_URL: url.href }));
-    assert.equal(run.code, 1);
-    assert.match(
-      run.stderr,
-      /^aa-oidc: cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ \(database \w+\) \(AA_OIDC_DATABASE_URL\): the server does not accept TLS connections; enable ssl on the server, or remove sslmode from AA_OIDC_DATABASE_URL\n$/,
-    );
   });
 
   it('answers again once a restarted PgBouncer is back', async () => {
@@ -436,6 +425,21 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
     assert.match(
       otherName.stderr,
       /\): the server's TLS certificate is not issued for localhost \(.*\); connect with a host name the certificate names\n$/,
+    );
+  });
+
+  it('says so when the URL asks for TLS and the server does not offer it', async () => {
+    // A PgBouncer of its own, without TLS.
+    const plain = await pgbouncerFor(database, { mode: 'session', serverConnections: 2, maxClients: 4 });
+    const child = await plain.start();
+    const url = new URL(plain.url);
+    url.searchParams.set('sslmode', 'verify-full');
+    const run = await spawnCli(['user', 'list'], testEnv(database, { AA_OIDC_DATABASE_URL: url.href }));
+    await child.stop('SIGKILL');
+    assert.equal(run.code, 1);
+    assert.match(
+      run.stderr,
+      /^aa-oidc: cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ \(database \w+\) \(AA_OIDC_DATABASE_URL\): the server does not accept TLS connections; enable ssl on the server, or remove sslmode from AA_OIDC_DATABASE_URL\n$/,
     );
   });
 });
