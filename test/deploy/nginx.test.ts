@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -34,6 +33,7 @@ import {
 } from '../helpers/flows.ts';
 import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { loopbackCertificate } from '../helpers/certificate.ts';
 
 /** Debian's nginx (in /usr/sbin, which a non-root PATH may lack). */
 const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
@@ -228,29 +228,8 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     folder = database.dataDir;
     // The certificate nginx presents for 127.0.0.1, trusted by this process (and by the workers,
     // which deliver to a receiver using the same certificate).
-    certFile = path.join(folder, 'cert.pem');
-    const keyFile = path.join(folder, 'key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-      ],
-      { stdio: 'ignore' },
-    );
+    let keyFile: string;
+    ({ certFile, keyFile } = loopbackCertificate(folder));
     cert = readFileSync(certFile, 'utf8');
     tls.setDefaultCACertificates([...tls.getCACertificates('default'), cert]);
 

@@ -17,6 +17,7 @@ import { commandUnavailable, missing } from '../helpers/e2e.ts';
 import { type Client, introspect, login, tokenRequest, userinfo } from '../helpers/flows.ts';
 import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { loopbackCertificate } from '../helpers/certificate.ts';
 import { type Receiver, startReceiver } from '../logout/helpers.ts';
 
 /** Debian's PgBouncer (in /usr/sbin, which a non-root PATH may lack). */
@@ -326,29 +327,8 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
 
   before(async () => {
     database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
-    certFile = path.join(database.dataDir, 'pgbouncer-cert.pem');
-    const keyFile = path.join(database.dataDir, 'pgbouncer-key.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-      ],
-      { stdio: 'ignore' },
-    );
+    let keyFile: string;
+    ({ certFile, keyFile } = loopbackCertificate(database.dataDir, 'pgbouncer-'));
     chmodSync(keyFile, 0o644);
     bouncer = await pgbouncerFor(
       database,
