@@ -28,7 +28,8 @@ import { DatabaseUnavailableError } from './errors.ts';
  * that passes server connections from client to client (transaction or statement mode otherwise)
  * makes PostgreSQL find a name prepared already, or missing: the query then fails with
  * `pooledConnectionError`, which says so. Each process names its statements with a tag of its own,
- * so that there a name one process prepared never runs with another process's values.
+ * so that behind such a pooler a statement one process prepared never runs with another process's
+ * values (a name of the same number and another text would).
  */
 export const NAMED_STATEMENT_LIMIT = 100;
 
