@@ -93,7 +93,7 @@ export function explainPostgresConnectError(
 }
 
 /** Node's codes for a TLS certificate whose chain does not lead to a trusted authority. */
-const UNTRUSTED_CERTIFICATE = new Set([
+const UNTRUSTED_CERTIFICATE: ReadonlySet<string> = new Set([
   'DEPTH_ZERO_SELF_SIGNED_CERT',
   'SELF_SIGNED_CERT_IN_CHAIN',
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -142,12 +142,23 @@ const CONNECTION_ERROR_CODES = new Set([
   'EHOSTDOWN',
 ]);
 
+/**
+ * Node's codes for a server certificate refused while connecting (not trusted, not issued for the
+ * host, out of date): the database cannot be reached as configured, like a refused connection.
+ */
+const TLS_REFUSED_CODES: ReadonlySet<string> = new Set([
+  ...UNTRUSTED_CERTIFICATE,
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+]);
+
 /** SQLSTATE classes and codes of a server that cannot take the query now (not of a bad query). */
 const POSTGRES_UNAVAILABLE = /^(08...|57P01|57P02|57P03|53...)$/;
 
-/** node-postgres's own messages for a connection that failed, timed out or died. */
+/** node-postgres's own messages for a connection that failed, timed out, died or found no TLS. */
 const POSTGRES_CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|is not queryable/;
+  /Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|is not queryable|server does not support SSL/;
 
 /** SQLite result codes of a database that cannot be used now (busy, disk, file access). */
 export const SQLITE_UNAVAILABLE =
@@ -165,6 +176,7 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (typeof code === 'string') {
       if (
         CONNECTION_ERROR_CODES.has(code) ||
+        TLS_REFUSED_CODES.has(code) ||
         POSTGRES_UNAVAILABLE.test(code) ||
         SQLITE_UNAVAILABLE.test(code)
       )

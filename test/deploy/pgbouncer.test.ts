@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
@@ -316,19 +316,26 @@ describe(
  * TLS between aa-oidc and PostgreSQL: PgBouncer requires it from its clients, with a certificate for
  * 127.0.0.1 made here. The URL's `sslmode=verify-full&sslrootcert=FILE` (node-postgres's reading of
  * the URL) carries every connection: the pool's, the pipelined reads' and pg-boss's. A certificate
- * that is not trusted, or not issued for the host, stops the command with what to change.
+ * that is not trusted, or not issued for the host, stops the command with what to change, and, met
+ * while `serve` runs, makes requests answer 503 "try again" (not 500) until one is trusted again.
  */
 describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)', { skip: tlsSkip }, () => {
   let database: TestDatabase;
   let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
   let serve: Child | undefined;
   let certFile: string;
+  let keyFile: string;
+  /** A copy of the authority's certificate PgBouncer first presents: what `serve` trusts. */
+  let trustedCa: string;
   let withTls: (host: string, parameters: Record<string, string>) => string;
+  let server: Endpoint;
+  let client: Client;
 
   before(async () => {
     database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
-    let keyFile: string;
     ({ certFile, keyFile } = loopbackCertificate(database.dataDir, 'pgbouncer-'));
+    trustedCa = path.join(database.dataDir, 'trusted-ca.pem');
+    copyFileSync(certFile, trustedCa);
     chmodSync(keyFile, 0o644);
     bouncer = await pgbouncerFor(
       database,
@@ -350,9 +357,9 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
   });
 
   it('migrates and serves with sslmode=verify-full and the authority’s certificate', async () => {
-    const url = withTls('127.0.0.1', { sslmode: 'verify-full', sslrootcert: certFile });
+    const url = withTls('127.0.0.1', { sslmode: 'verify-full', sslrootcert: trustedCa });
     const port = await freePort();
-    const server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
+    server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
     const env = testEnv(database, {
       AA_OIDC_DATABASE_URL: url,
       AA_OIDC_ISSUER: server.issuer,
@@ -364,7 +371,6 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
     assert.equal(migrated.code, 0, migrated.stderr);
     // The setup goes to PostgreSQL directly; the server goes over TLS.
     const services = await createServices(loadConfig({ env: testEnv(database) }));
-    let client: Client;
     try {
       await services.directoryAdmin.createUser({ username: 'pilot', password: PASSWORD, oidcAccess: true });
       const created = await services.applications.create(
@@ -406,6 +412,44 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
       otherName.stderr,
       /\): the server's TLS certificate is not issued for localhost \(.*\); connect with a host name the certificate names\n$/,
     );
+  });
+
+  it('answers 503 "try again" while the server presents a certificate it does not trust, and serves once it does', async () => {
+    const signedIn = await login(server, client, 'pilot');
+    const refresh = () =>
+      tokenRequest(server, client, { grant_type: 'refresh_token', refresh_token: signedIn.refreshToken });
+    // PgBouncer comes back with a new certificate (a renewal by another authority, say): the
+    // connections it closed are opened again, and the new certificate is refused.
+    const saved = { cert: `${certFile}.first`, key: `${keyFile}.first` };
+    copyFileSync(certFile, saved.cert);
+    copyFileSync(keyFile, saved.key);
+    await bouncer.running()!.stop('SIGKILL');
+    loopbackCertificate(database.dataDir, 'pgbouncer-');
+    chmodSync(keyFile, 0o644);
+    await bouncer.start();
+    const refused = await refresh();
+    assert.equal(refused.status, 503, JSON.stringify(refused.body));
+    assert.equal(refused.body.error, 'temporarily_unavailable');
+    await waitUntil(
+      () =>
+        serve!
+          .stdout()
+          .split('\n')
+          .some(
+            (line) =>
+              line.includes('"msg":"the database is unavailable; answering 503 until it returns"') &&
+              line.includes('"code":"DEPTH_ZERO_SELF_SIGNED_CERT"'),
+          ),
+      'serve logs why it answers 503',
+      10_000,
+    );
+    // The first certificate again: the next requests are served.
+    await bouncer.running()!.stop('SIGKILL');
+    copyFileSync(saved.cert, certFile);
+    copyFileSync(saved.key, keyFile);
+    await bouncer.start();
+    const served = await refresh();
+    assert.equal(served.status, 200, JSON.stringify(served.body));
   });
 
   it('says so when the URL asks for TLS and the server does not offer it', async () => {
