@@ -36,7 +36,7 @@ const skip =
   ('missing' in postgres ? missing(postgres.missing) : false);
 const tlsSkip = skip || commandUnavailable('openssl', ['version'], 'openssl');
 
-/** PgBouncer's version, e.g. [1, 18] (0.0 when it cannot be read). */
+/** PgBouncer's version, e.g. [1, 18] ([0, 0] when it cannot be read). */
 function pgbouncerVersion(): [number, number] {
   try {
     const match = /PgBouncer (\d+)\.(\d+)/.exec(execFileSync(PGBOUNCER, ['--version'], { encoding: 'utf8' }));
@@ -112,7 +112,7 @@ ${
 }
 
 /**
- * Production through a connection pooler: `aa-oidc migrate` and `serve` reach PostgreSQL through
+ * Through a connection pooler: `aa-oidc migrate` and `serve` reach PostgreSQL through
  * Debian's PgBouncer in session mode (what docs/deployment.md asks of a pooler), with room for no
  * more clients than one process opens. Sign-in, the token endpoint, introspection and userinfo under
  * concurrent requests, back-channel logout queued in pg-boss and delivered by `serve`'s worker, and
