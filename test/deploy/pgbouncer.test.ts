@@ -112,6 +112,63 @@ ${
 }
 
 /**
+ * As an operator deploys, through `databaseUrl`: `aa-oidc migrate`, then `serve` on a free loopback
+ * port. The member `pilot` and the application `Wiki` are seeded through `services`, which reach
+ * PostgreSQL directly (the caller closes them): PgBouncer's clients are the server's alone.
+ */
+async function deployThrough(
+  database: TestDatabase,
+  databaseUrl: string,
+  options: { backchannelLogoutUri?: string } = {},
+): Promise<{
+  server: Endpoint;
+  client: Client;
+  member: { id: number; username: string };
+  services: Services;
+  serve: Child;
+}> {
+  const allowPrivate: Record<string, string> = options.backchannelLogoutUri
+    ? { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' }
+    : {};
+  const port = await freePort();
+  const server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
+  const env = testEnv(database, {
+    AA_OIDC_DATABASE_URL: databaseUrl,
+    AA_OIDC_ISSUER: server.issuer,
+    AA_OIDC_PORT: String(port),
+    AA_OIDC_HOST: '127.0.0.1',
+    AA_OIDC_METRICS_ENABLED: 'false',
+    ...allowPrivate,
+  });
+  const migrated = await spawnCli(['migrate'], env);
+  assert.equal(migrated.code, 0, migrated.stderr);
+  const services = await createServices(loadConfig({ env: testEnv(database, allowPrivate) }));
+  const created = await services.directoryAdmin.createUser({
+    username: 'pilot',
+    password: PASSWORD,
+    oidcAccess: true,
+  });
+  const application = await services.applications.create(
+    {
+      name: 'Wiki',
+      redirectUris: [REDIRECT_URI],
+      skipAuthorization: true,
+      ...(options.backchannelLogoutUri ? { backchannelLogoutUri: options.backchannelLogoutUri } : {}),
+    },
+    'test',
+  );
+  const serve = startCliProcess(['serve'], env);
+  await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+  return {
+    server,
+    client: { clientId: application.application.clientId, clientSecret: application.clientSecret! },
+    member: { id: created.user.id, username: created.user.username },
+    services,
+    serve,
+  };
+}
+
+/**
  * Through a connection pooler: `aa-oidc migrate` and `serve` reach PostgreSQL through
  * Debian's PgBouncer in session mode (what docs/deployment.md asks of a pooler), with room for no
  * more clients than one process opens. Sign-in, the token endpoint, introspection and userinfo under
@@ -138,43 +195,9 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
     await bouncer.start();
 
     receiver = await startReceiver((_request, response) => response.end());
-    const port = await freePort();
-    server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
-    const env = testEnv(database, {
-      AA_OIDC_DATABASE_URL: bouncer.url,
-      AA_OIDC_ISSUER: server.issuer,
-      AA_OIDC_PORT: String(port),
-      AA_OIDC_HOST: '127.0.0.1',
-      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
-      AA_OIDC_METRICS_ENABLED: 'false',
-    });
-    // As an operator deploys: migrations through the pooler, then the server.
-    const migrated = await spawnCli(['migrate'], env);
-    assert.equal(migrated.code, 0, migrated.stderr);
-
-    // The test's own setup goes to PostgreSQL directly: PgBouncer's clients are the server's alone.
-    services = await createServices(
-      loadConfig({ env: testEnv(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' }) }),
-    );
-    const created = await services.directoryAdmin.createUser({
-      username: 'pilot',
-      password: PASSWORD,
-      oidcAccess: true,
-    });
-    member = { id: created.user.id, username: created.user.username };
-    const application = await services.applications.create(
-      {
-        name: 'Wiki',
-        redirectUris: [REDIRECT_URI],
-        skipAuthorization: true,
-        backchannelLogoutUri: receiver.url(),
-      },
-      'test',
-    );
-    client = { clientId: application.application.clientId, clientSecret: application.clientSecret! };
-
-    serve = startCliProcess(['serve'], env);
-    await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+    ({ server, client, member, services, serve } = await deployThrough(database, bouncer.url, {
+      backchannelLogoutUri: receiver.url(),
+    }));
   });
 
   after(async () => {
@@ -358,31 +381,9 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
 
   it('migrates and serves with sslmode=verify-full and the authority’s certificate', async () => {
     const url = withTls('127.0.0.1', { sslmode: 'verify-full', sslrootcert: trustedCa });
-    const port = await freePort();
-    server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
-    const env = testEnv(database, {
-      AA_OIDC_DATABASE_URL: url,
-      AA_OIDC_ISSUER: server.issuer,
-      AA_OIDC_PORT: String(port),
-      AA_OIDC_HOST: '127.0.0.1',
-      AA_OIDC_METRICS_ENABLED: 'false',
-    });
-    const migrated = await spawnCli(['migrate'], env);
-    assert.equal(migrated.code, 0, migrated.stderr);
-    // The setup goes to PostgreSQL directly; the server goes over TLS.
-    const services = await createServices(loadConfig({ env: testEnv(database) }));
-    try {
-      await services.directoryAdmin.createUser({ username: 'pilot', password: PASSWORD, oidcAccess: true });
-      const created = await services.applications.create(
-        { name: 'Wiki', redirectUris: [REDIRECT_URI], skipAuthorization: true },
-        'test',
-      );
-      client = { clientId: created.application.clientId, clientSecret: created.clientSecret! };
-    } finally {
-      await services.close();
-    }
-    serve = startCliProcess(['serve'], env);
-    await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+    let services: Services;
+    ({ server, client, services, serve } = await deployThrough(database, url));
+    await services.close();
     const signedIn = await login(server, client, 'pilot');
     const answer = await introspect(server, client, signedIn.accessToken);
     assert.equal(answer.status, 200);
