@@ -1,6 +1,10 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/load.ts';
-import { DatabaseUnavailableError, isDatabaseUnavailable } from '../db/errors.ts';
+import {
+  DatabaseUnavailableError,
+  explainPostgresConnectError,
+  isDatabaseUnavailable,
+} from '../db/errors.ts';
 import type { Database } from '../db/schema.ts';
 import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/authenticator.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
@@ -12,10 +16,12 @@ import {
   AllianceAuthDatabaseError,
   type AllianceAuthConnection,
   allianceAuthReachable,
+  CONNECT_TIMEOUT_MS,
   openAllianceAuthDatabase,
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
+import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
@@ -68,6 +74,35 @@ export function isAllianceAuthUnavailable(error: unknown): boolean {
 }
 
 /**
+ * `cannot connect to Alliance Auth's database at URL (setting): what to change`, when `error` says
+ * that a connection could not be opened or logged in (refused, TLS, credentials); undefined when it
+ * is anything else.
+ */
+export function allianceAuthConnectFailure(
+  error: unknown,
+  connection: AllianceAuthConnection,
+): string | undefined {
+  const reason = (error as Error | undefined)?.message ?? String(error);
+  if (!isAllianceAuthUnavailable(error) && !/access denied|password authentication/i.test(reason)) {
+    return undefined;
+  }
+  // The displayed URL (password hidden) names the host, user and database the explanations need.
+  const url = connection.displayUrl;
+  const explanation =
+    connection.kind === 'mysql'
+      ? explainMysqlConnectError(error, url.replace(/^mariadb:/i, 'mysql:'), {
+          setting: AA_DATABASE_SETTING,
+          tls: connection.mysqlTls,
+        })
+      : explainPostgresConnectError(error, url, {
+          setting: AA_DATABASE_SETTING,
+          timeoutMs: CONNECT_TIMEOUT_MS,
+          timeoutSetting: 'a fixed 5 s',
+        });
+  return `cannot connect to Alliance Auth's database at ${url} (${AA_DATABASE_SETTING}): ${explanation}`;
+}
+
+/**
  * Every method of `target`, with a failure to reach AA's database turned into the error that makes a
  * request answer "try again" (503), never a 500. The message names the setting, never the password.
  */
@@ -116,13 +151,14 @@ export async function createAllianceAuthDirectory(
     try {
       await connection.db.selectFrom('auth_user').select('id').limit(1).execute();
     } catch (error) {
-      const reason = (error as Error).message;
-      const unreachable =
-        isAllianceAuthUnavailable(error) || /access denied|password authentication/i.test(reason);
       throw new AllianceAuthDatabaseError(
-        unreachable
-          ? `cannot connect to Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}): ${reason}`
-          : `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) cannot be read: ${reason}`,
+        allianceAuthConnectFailure(error, connection) ??
+          `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) cannot be read: ${(error as Error).message}`,
+      );
+    }
+    if (connection.mysqlTls?.mode === 'REQUIRED') {
+      log.warn(
+        `${AA_DATABASE_SETTING} has ssl-mode=REQUIRED: the connection is encrypted, but the server's certificate is not checked, so anyone on the path can pose as the server; use ssl-mode=VERIFY_IDENTITY with ssl-ca`,
       );
     }
     const report = await checkAllianceAuthSchema(connection.db, connection.kind);

@@ -1,8 +1,10 @@
 import { CompiledQuery, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
 import { redactUrl } from '../config/load.ts';
+import { type MysqlTlsSettings, mysqlSslOption, mysqlUrlParts } from './mysql-tls.ts';
 import type { AllianceAuthDatabase } from './schema.ts';
 
 export type AllianceAuthDatabaseKind = 'mysql' | 'postgres';
@@ -13,6 +15,8 @@ export interface AllianceAuthConnection {
   kind: AllianceAuthDatabaseKind;
   /** The URL without its password, for messages. */
   displayUrl: string;
+  /** MariaDB's TLS settings from the URL (`ssl-mode`, `ssl-ca`); PostgreSQL's are node-postgres's own. */
+  mysqlTls: MysqlTlsSettings | undefined;
   close(): Promise<void>;
 }
 
@@ -23,7 +27,8 @@ export class AllianceAuthDatabaseError extends Error {
   override name = 'AllianceAuthDatabaseError';
 }
 
-const CONNECT_TIMEOUT_MS = 5000;
+/** How long a new connection may take to open. */
+export const CONNECT_TIMEOUT_MS = 5000;
 /** A query that takes longer than this is abandoned by the server (PostgreSQL) or the driver. */
 const STATEMENT_TIMEOUT_MS = 15_000;
 
@@ -56,8 +61,10 @@ export function openAllianceAuthDatabase(
   const displayUrl = redactUrl(url);
   const poolSize = options.poolSize ?? 5;
   if (kind === 'mysql') {
+    const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
     const pool = load<typeof mysql>('mysql2').createPool({
-      uri: url.replace(/^mariadb:/i, 'mysql:'),
+      uri,
+      ssl: tls && mysqlSslOption(tls, tls.caFile === undefined ? undefined : readAuthority(tls.caFile)),
       connectionLimit: poolSize,
       connectTimeout: CONNECT_TIMEOUT_MS,
       charset: 'utf8mb4',
@@ -90,7 +97,7 @@ export function openAllianceAuthDatabase(
         },
       }),
     });
-    return { db, kind, displayUrl, close: () => db.destroy() };
+    return { db, kind, displayUrl, mysqlTls: tls, close: () => db.destroy() };
   }
   const pool = new (load<typeof pg>('pg').Pool)({
     connectionString: url,
@@ -104,7 +111,27 @@ export function openAllianceAuthDatabase(
   // drops the connection when it is released.
   pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
   const db = new Kysely<AllianceAuthDatabase>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind, displayUrl, close: () => db.destroy() };
+  return { db, kind, displayUrl, mysqlTls: undefined, close: () => db.destroy() };
+}
+
+/** The URL's TLS parameters, or an error naming the setting and what would be valid. */
+function mysqlTls(url: string): ReturnType<typeof mysqlUrlParts> {
+  try {
+    return mysqlUrlParts(url);
+  } catch (error) {
+    throw new AllianceAuthDatabaseError(`${AA_DATABASE_SETTING}: ${(error as Error).message}`);
+  }
+}
+
+/** The authority's certificate `ssl-ca` names, read once as the pool opens. */
+function readAuthority(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new AllianceAuthDatabaseError(
+      `${AA_DATABASE_SETTING}: ssl-ca ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of the authority's certificate (PEM)`,
+    );
+  }
 }
 
 /** True when Alliance Auth's database answers a trivial query. */

@@ -284,7 +284,10 @@ export const configSchema = z
         source: z.enum(DIRECTORY_SOURCES).default('builtin'),
         allianceAuth: z
           .object({
-            /** `mysql://…` or `postgres://…` with a SELECT-only login. `AA_OIDC_AA_DATABASE_URL`. */
+            /**
+             * `mysql://…` (TLS: `ssl-mode`, `ssl-ca`) or `postgres://…` (TLS: `sslmode`, `sslrootcert`)
+             * with a SELECT-only login. `AA_OIDC_AA_DATABASE_URL`.
+             */
             databaseUrl: z.string().min(1).optional(),
             /** Alliance Auth's own sign-in page: where people are sent to register or pick a main. */
             loginUrl: httpUrl.optional(),

@@ -181,6 +181,8 @@ export interface AllianceAuthTestDatabase {
 export interface AllianceAuthFixtureOptions {
   /** Also create the plugin's application tables (`plugin-apps/schema.*.sql`). */
   pluginApps?: boolean;
+  /** Another MariaDB server than AA_OIDC_TEST_MARIADB_URL's (one a test started), as its root URL. */
+  mariadbUrl?: string;
 }
 
 function fixtureText(file: string): string {
@@ -207,7 +209,8 @@ async function createMariaDb(
   readerPassword: string,
   options: AllianceAuthFixtureOptions,
 ): Promise<AllianceAuthTestDatabase> {
-  const admin = await createPromiseConnection({ uri: MARIADB_URL, multipleStatements: true });
+  const serverUrl = options.mariadbUrl ?? MARIADB_URL;
+  const admin = await createPromiseConnection({ uri: serverUrl, multipleStatements: true });
   try {
     await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4`);
     await admin.query(`USE \`${name}\``);
@@ -218,8 +221,8 @@ async function createMariaDb(
   } finally {
     await admin.end();
   }
-  const server = new URL(MARIADB_URL);
-  const ownerUrl = new URL(MARIADB_URL);
+  const server = new URL(serverUrl);
+  const ownerUrl = new URL(serverUrl);
   ownerUrl.pathname = `/${name}`;
   const readerUrl = `mysql://${reader}:${readerPassword}@${server.host}/${name}`;
   const owner = new Kysely<AllianceAuthDatabase>({
@@ -238,7 +241,7 @@ async function createMariaDb(
     bool: (value) => (value ? 1 : 0),
     async drop() {
       await owner.destroy();
-      const dropper = createConnection({ uri: MARIADB_URL });
+      const dropper = createConnection({ uri: serverUrl });
       await dropper.promise().query(`DROP DATABASE IF EXISTS \`${name}\``);
       await dropper.promise().query(`DROP USER IF EXISTS '${reader}'@'%'`);
       await dropper.promise().end();

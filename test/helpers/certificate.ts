@@ -3,10 +3,15 @@ import path from 'node:path';
 
 /**
  * A self-signed certificate for 127.0.0.1 (RSA 2048, one day), made with openssl in `folder`: the
- * certificate a test's own TLS server (nginx, PgBouncer) presents, and the authority its clients
- * trust. The key file is readable by all (a server that switches to another account reads it).
+ * certificate a test's own TLS server (nginx, PgBouncer, MariaDB) presents, and the authority its
+ * clients trust. The key file is readable by all (a server that switches to another account reads
+ * it). `subjectAltName` names more than the address (`DNS:localhost,IP:127.0.0.1`).
  */
-export function loopbackCertificate(folder: string, prefix = ''): { certFile: string; keyFile: string } {
+export function loopbackCertificate(
+  folder: string,
+  prefix = '',
+  subjectAltName = 'IP:127.0.0.1',
+): { certFile: string; keyFile: string } {
   const certFile = path.join(folder, `${prefix}cert.pem`);
   const keyFile = path.join(folder, `${prefix}key.pem`);
   execFileSync(
@@ -22,7 +27,7 @@ export function loopbackCertificate(folder: string, prefix = ''): { certFile: st
       '-subj',
       '/CN=127.0.0.1',
       '-addext',
-      'subjectAltName=IP:127.0.0.1',
+      `subjectAltName=${subjectAltName}`,
       '-keyout',
       keyFile,
       '-out',

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { allianceAuthConnectFailure } from '../../alliance-auth/create.ts';
 import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
 import {
   PLUGIN_APPLICATION_TABLE,
@@ -50,7 +51,8 @@ export function registerImport(program: Command, io: CliIo): void {
             apps = await readPluginApplications(aa.db);
           } catch (error) {
             throw new CliError(
-              `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
+              allianceAuthConnectFailure(error, aa) ??
+                `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
             );
           }
           if (apps.length === 0) say('the plugin has no applications');

@@ -1,0 +1,153 @@
+import { isIP } from 'node:net';
+
+/**
+ * TLS to Alliance Auth's MariaDB or MySQL, set in its URL with the names of the `mysql` client's own
+ * options: `ssl-mode` (DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY) and `ssl-ca` (the file of the
+ * authority's certificate; without it, the system's authorities). `ssl-ca` alone means
+ * VERIFY_IDENTITY: the stricter reading, since the operator who names an authority wants it checked.
+ */
+export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
+export type MysqlSslMode = (typeof MYSQL_SSL_MODES)[number];
+
+export interface MysqlTlsSettings {
+  mode: MysqlSslMode;
+  /** The file holding the authority's certificate (PEM), when `ssl-ca` names one. */
+  caFile: string | undefined;
+}
+
+/** The URL without the TLS parameters (the driver would warn about options it does not know). */
+export interface MysqlUrlParts {
+  uri: string;
+  tls: MysqlTlsSettings | undefined;
+}
+
+const MODE_PARAMETERS = ['ssl-mode', 'ssl_mode'];
+const CA_PARAMETERS = ['ssl-ca', 'ssl_ca'];
+
+/**
+ * Reads `ssl-mode` and `ssl-ca` from a `mysql://` URL. A value that cannot work is refused with a
+ * message (without the setting's name, which the caller adds) naming the parameter and what is valid.
+ */
+export function mysqlUrlParts(url: string): MysqlUrlParts {
+  const parsed = new URL(url);
+  const mode = takeParameter(parsed, MODE_PARAMETERS);
+  const caFile = takeParameter(parsed, CA_PARAMETERS);
+  if (mode === undefined && caFile === undefined) return { uri: url, tls: undefined };
+  const chosen = mode === undefined ? 'VERIFY_IDENTITY' : mode.toUpperCase();
+  if (!isSslMode(chosen)) {
+    throw new Error(`ssl-mode "${mode}" is not one of ${MYSQL_SSL_MODES.join(', ')}`);
+  }
+  if (caFile === '') throw new Error('ssl-ca is empty; give the path of the authority’s certificate (PEM)');
+  if (caFile !== undefined && (chosen === 'DISABLED' || chosen === 'REQUIRED')) {
+    throw new Error(
+      `ssl-ca is used only to check the server's certificate, which ssl-mode=${chosen} does not do; use ssl-mode=VERIFY_IDENTITY`,
+    );
+  }
+  if (parsed.searchParams.has('ssl')) {
+    if (chosen !== 'DISABLED') {
+      throw new Error('give TLS either as ssl-mode and ssl-ca or as the driver’s ssl={…}, not both');
+    }
+    parsed.searchParams.delete('ssl');
+  }
+  const host = parsed.hostname.replace(/^\[|\]$/g, '');
+  if (chosen === 'VERIFY_IDENTITY' && isIP(host) !== 0) {
+    // mysql2 hands the TLS layer no server name for an address, and Node then checks the certificate
+    // against "localhost": an address could never be verified, however the certificate names it.
+    throw new Error(
+      `ssl-mode=VERIFY_IDENTITY needs the host name the server's certificate names, not the address ${host}; connect by that name, or use ssl-mode=VERIFY_CA (the certificate's authority checked, not its name)`,
+    );
+  }
+  return { uri: parsed.href, tls: { mode: chosen, caFile } };
+}
+
+/** The last value of the first of `names` present (removed from the URL), or undefined. */
+function takeParameter(url: URL, names: readonly string[]): string | undefined {
+  let value: string | undefined;
+  for (const name of names) {
+    const values = url.searchParams.getAll(name);
+    if (values.length > 0) value ??= values.at(-1);
+    url.searchParams.delete(name);
+  }
+  return value;
+}
+
+function isSslMode(value: string): value is MysqlSslMode {
+  return (MYSQL_SSL_MODES as readonly string[]).includes(value);
+}
+
+/** mysql2's `ssl` option for `settings` (none for DISABLED), the authority's certificate read from `ca`. */
+export function mysqlSslOption(
+  settings: MysqlTlsSettings,
+  ca: string | undefined,
+): undefined | { ca?: string; rejectUnauthorized: boolean; verifyIdentity?: boolean } {
+  switch (settings.mode) {
+    case 'DISABLED':
+      return undefined;
+    case 'REQUIRED':
+      return { rejectUnauthorized: false };
+    case 'VERIFY_CA':
+      return { ...(ca !== undefined && { ca }), rejectUnauthorized: true, verifyIdentity: false };
+    case 'VERIFY_IDENTITY':
+      return { ...(ca !== undefined && { ca }), rejectUnauthorized: true, verifyIdentity: true };
+  }
+}
+
+interface Details {
+  code?: unknown;
+  message?: unknown;
+}
+
+/**
+ * The reason a connection to Alliance Auth's MariaDB failed, and what to fix, for
+ * `cannot connect to …: REASON`. mysql2 reports every TLS failure as HANDSHAKE_SSL_ERROR with the
+ * TLS layer's message, so the certificate's trouble is read from that message.
+ */
+export function explainMysqlConnectError(
+  error: unknown,
+  url: string,
+  options: { setting: string; tls: MysqlTlsSettings | undefined },
+): string {
+  const { code, message } = (error ?? {}) as Details;
+  const text = typeof message === 'string' ? message : String(error);
+  const parsed = new URL(url);
+  const host = parsed.hostname;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused; is MariaDB running and listening on that address?';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name ${host} does not resolve; fix the host in ${options.setting}`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'the host is unreachable from here (routing or firewall)';
+    case 'ETIMEDOUT':
+      return `no answer in time; check that the server runs and that the host and port are right`;
+    case 'HANDSHAKE_NO_SSL_SUPPORT':
+      return `the server does not accept TLS connections; enable TLS on the server (ssl_cert, ssl_key), or remove ssl-mode and ssl-ca from ${options.setting}`;
+    case 'ER_ACCESS_DENIED_ERROR':
+      return (
+        `the server refused the user (${text}); check the user and password in ${options.setting} and the user's grants` +
+        (options.tls === undefined || options.tls.mode === 'DISABLED'
+          ? `. A server or user that requires TLS (require_secure_transport, REQUIRE SSL) refuses this way: add ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca.pem`
+          : '')
+      );
+    case 'ER_BAD_DB_ERROR':
+      return `${text}; fix the database's name in ${options.setting}`;
+    case 'HANDSHAKE_SSL_ERROR':
+      return explainCertificate(text, host, options.setting);
+  }
+  return text;
+}
+
+function explainCertificate(text: string, host: string, setting: string): string {
+  if (/self[- ]signed|unable to (verify|get)|certificate chain|not trusted/i.test(text)) {
+    return `the server's TLS certificate is not trusted (${text}); give the certificate of its authority in ${setting} (ssl-ca=/path/to/ca.pem)`;
+  }
+  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(text)) {
+    return `the server's TLS certificate is not issued for ${host} (${text}); connect with a host name the certificate names`;
+  }
+  if (/expired|not yet valid/i.test(text)) {
+    return `the server's TLS certificate is not valid now (${text}); renew it on the server`;
+  }
+  return `the TLS handshake failed (${text})`;
+}
