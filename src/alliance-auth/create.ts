@@ -94,11 +94,13 @@ export function allianceAuthConnectFailure(
           setting: AA_DATABASE_SETTING,
           tls: connection.mysqlTls,
         })
-      : explainPostgresConnectError(error, url, {
-          setting: AA_DATABASE_SETTING,
-          timeoutMs: CONNECT_TIMEOUT_MS,
-          timeoutSetting: 'a fixed 5 s',
-        });
+      : /unsupported startup parameter: options/.test(reason)
+        ? `a pooler in front of PostgreSQL (PgBouncer) refuses the startup parameter "options", with which aa-oidc makes its sessions read-only and limits a statement's time (${reason}); connect to PostgreSQL directly, or add options to PgBouncer's ignore_startup_parameters (the login's SELECT-only grants then keep aa-oidc from writing)`
+        : explainPostgresConnectError(error, url, {
+            setting: AA_DATABASE_SETTING,
+            timeoutMs: CONNECT_TIMEOUT_MS,
+            timeoutSetting: 'a fixed 5 s',
+          });
   return `cannot connect to Alliance Auth's database at ${url} (${AA_DATABASE_SETTING}): ${explanation}`;
 }
 

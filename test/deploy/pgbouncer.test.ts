@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
@@ -9,8 +10,14 @@ import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { isDatabaseUnavailable } from '../../src/db/errors.ts';
 import { selectProfileById } from '../../src/directory/builtin/queries.ts';
 import { createServices, type Services } from '../../src/services.ts';
+import {
+  allianceAuthEnv,
+  allianceAuthUnavailable,
+  type AllianceAuthTestDatabase,
+  createAllianceAuthDatabase,
+} from '../helpers/alliance-auth.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
-import { spawnCli, startCliProcess } from '../helpers/cli.ts';
+import { cli, spawnCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { commandUnavailable, missing } from '../helpers/e2e.ts';
@@ -35,6 +42,7 @@ const skip =
   commandUnavailable(PGBOUNCER, ['--version'], 'pgbouncer') ||
   ('missing' in postgres ? missing(postgres.missing) : false);
 const tlsSkip = skip || commandUnavailable('openssl', ['version'], 'openssl');
+const aaSkip = skip || (await allianceAuthUnavailable('postgres'));
 
 /** PgBouncer's version, e.g. [1, 18] ([0, 0] when it cannot be read). */
 function pgbouncerVersion(): [number, number] {
@@ -52,8 +60,14 @@ function pgbouncerVersion(): [number, number] {
  * `start` starts it (again, after a kill) and resolves once it listens.
  */
 async function pgbouncerFor(
-  database: TestDatabase,
-  pooling: { mode: 'session' | 'transaction'; serverConnections: number; maxClients: number },
+  database: Pick<TestDatabase, 'url' | 'dataDir'>,
+  pooling: {
+    mode: 'session' | 'transaction';
+    serverConnections: number;
+    maxClients: number;
+    /** PgBouncer's `ignore_startup_parameters`. */
+    ignoreStartupParameters?: string;
+  },
   /** TLS required from clients, with this certificate and key (files). */
   tls?: { certFile: string; keyFile: string },
 ): Promise<{ url: string; start: () => Promise<Child>; running: () => Child | undefined }> {
@@ -88,7 +102,7 @@ ${
   // From 1.21 PgBouncer can track prepared statements itself in transaction mode; 0 is the setting
   // that does not (and the only behaviour before 1.21).
   major > 1 || (major === 1 && minor >= 21) ? 'max_prepared_statements = 0\n' : ''
-}${
+}${pooling.ignoreStartupParameters ? `ignore_startup_parameters = ${pooling.ignoreStartupParameters}\n` : ''}${
       tls
         ? `client_tls_sslmode = require\nclient_tls_cert_file = ${tls.certFile}\nclient_tls_key_file = ${tls.keyFile}\n`
         : ''
@@ -466,5 +480,61 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
       run.stderr,
       /^aa-oidc: cannot connect to PostgreSQL at 127\.0\.0\.1:\d+ \(database \w+\) \(AA_OIDC_DATABASE_URL\): the server does not accept TLS connections; enable ssl on the server, or remove sslmode from AA_OIDC_DATABASE_URL\n$/,
     );
+  });
+});
+
+/**
+ * Alliance Auth's PostgreSQL behind PgBouncer (AA's own pooler, say): aa-oidc asks for read-only
+ * sessions with the startup parameter `options`, which PgBouncer refuses unless told to ignore it.
+ * The refusal stops the command with what to change; with `ignore_startup_parameters = options` the
+ * directory reads through PgBouncer (read-only then by the login's grants alone).
+ */
+describe("Alliance Auth's PostgreSQL behind PgBouncer", { skip: aaSkip }, () => {
+  let fixture: AllianceAuthTestDatabase;
+  let database: TestDatabase;
+  let folder: string;
+  const started: Child[] = [];
+
+  before(async () => {
+    fixture = await createAllianceAuthDatabase('postgres');
+    database = await createTestDatabase({ migrated: true });
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-aa-pgbouncer-'));
+  });
+  after(async () => {
+    for (const child of started) await child.stop('SIGKILL');
+    await database?.drop();
+    await fixture?.drop();
+    if (folder) rmSync(folder, { recursive: true, force: true });
+  });
+
+  /** The reader's URL through a PgBouncer of its own, started with `ignoreStartupParameters`. */
+  const readerThrough = async (ignoreStartupParameters?: string) => {
+    const bouncer = await pgbouncerFor(
+      { url: fixture.readerUrl, dataDir: folder },
+      {
+        mode: 'session',
+        serverConnections: 5,
+        maxClients: 10,
+        ...(ignoreStartupParameters && { ignoreStartupParameters }),
+      },
+    );
+    started.push(await bouncer.start());
+    return bouncer.url;
+  };
+  const listUsers = (url: string) => cli(['user', 'list'], testEnv(database, allianceAuthEnv(url)));
+
+  it('says what to change when PgBouncer refuses the read-only sessions’ startup parameter', async () => {
+    const result = await listUsers(await readerThrough());
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /cannot connect to Alliance Auth's database at .* \(AA_OIDC_AA_DATABASE_URL\): a pooler in front of PostgreSQL \(PgBouncer\) refuses the startup parameter "options", with which aa-oidc makes its sessions read-only and limits a statement's time \(unsupported startup parameter: options\); connect to PostgreSQL directly, or add options to PgBouncer's ignore_startup_parameters \(the login's SELECT-only grants then keep aa-oidc from writing\)\n$/,
+    );
+  });
+
+  it('reads the directory through a PgBouncer that ignores it', async () => {
+    const result = await listUsers(await readerThrough('options'));
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /alice/);
   });
 });
