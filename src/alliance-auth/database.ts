@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
 import { redactUrl } from '../config/load.ts';
-import { type MysqlTlsSettings, mysqlSslOption, mysqlUrlParts } from './mysql-tls.ts';
+import { type MysqlTlsFiles, type MysqlTlsSettings, mysqlSslOption, mysqlUrlParts } from './mysql-tls.ts';
 import type { AllianceAuthDatabase } from './schema.ts';
 
 export type AllianceAuthDatabaseKind = 'mysql' | 'postgres';
@@ -64,7 +64,7 @@ export function openAllianceAuthDatabase(
     const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
     const pool = load<typeof mysql>('mysql2').createPool({
       uri,
-      ssl: tls && mysqlSslOption(tls, tls.caFile === undefined ? undefined : readAuthority(tls.caFile)),
+      ssl: tls && mysqlSslOption(tls, readTlsFiles(tls)),
       connectionLimit: poolSize,
       connectTimeout: CONNECT_TIMEOUT_MS,
       charset: 'utf8mb4',
@@ -123,15 +123,24 @@ function mysqlTls(url: string): ReturnType<typeof mysqlUrlParts> {
   }
 }
 
-/** The authority's certificate `ssl-ca` names, read once as the pool opens. */
-function readAuthority(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new AllianceAuthDatabaseError(
-      `${AA_DATABASE_SETTING}: ssl-ca ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of the authority's certificate (PEM)`,
-    );
-  }
+/** The files `ssl-ca`, `ssl-cert` and `ssl-key` name, read once as the pool opens. */
+function readTlsFiles(tls: MysqlTlsSettings): MysqlTlsFiles {
+  const read = (parameter: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new AllianceAuthDatabaseError(
+        `${AA_DATABASE_SETTING}: ${parameter} ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a PEM file this user may read`,
+      );
+    }
+  };
+  return {
+    ...(tls.caFile !== undefined && { ca: read('ssl-ca', tls.caFile) }),
+    ...(tls.client && {
+      cert: read('ssl-cert', tls.client.certFile),
+      key: read('ssl-key', tls.client.keyFile),
+    }),
+  };
 }
 
 /** True when Alliance Auth's database answers a trivial query. */

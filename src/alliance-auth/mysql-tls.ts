@@ -1,9 +1,11 @@
 import { isIP } from 'node:net';
+import { explainNetworkError } from '../db/errors.ts';
 
 /**
  * TLS to Alliance Auth's MariaDB or MySQL, set in its URL with the names of the `mysql` client's own
- * options: `ssl-mode` (DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY) and `ssl-ca` (the file of the
- * authority's certificate; without it, the system's authorities). `ssl-ca` alone means
+ * options: `ssl-mode` (DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY), `ssl-ca` (the file of the
+ * authority's certificate; without it, the system's authorities), and `ssl-cert` with `ssl-key` (a
+ * client certificate, for a login created `REQUIRE X509`). TLS parameters without `ssl-mode` mean
  * VERIFY_IDENTITY: the stricter reading, since the operator who names an authority wants it checked.
  */
 export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
@@ -13,6 +15,8 @@ export interface MysqlTlsSettings {
   mode: MysqlSslMode;
   /** The file holding the authority's certificate (PEM), when `ssl-ca` names one. */
   caFile: string | undefined;
+  /** The client certificate and its key (PEM files), when `ssl-cert` and `ssl-key` name them. */
+  client: { certFile: string; keyFile: string } | undefined;
 }
 
 /** The URL without the TLS parameters (the driver would warn about options it does not know). */
@@ -23,21 +27,40 @@ export interface MysqlUrlParts {
 
 const MODE_PARAMETERS = ['ssl-mode', 'ssl_mode'];
 const CA_PARAMETERS = ['ssl-ca', 'ssl_ca'];
+const CERT_PARAMETERS = ['ssl-cert', 'ssl_cert'];
+const KEY_PARAMETERS = ['ssl-key', 'ssl_key'];
 
 /**
- * Reads `ssl-mode` and `ssl-ca` from a `mysql://` URL. A value that cannot work is refused with a
+ * Reads `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` from a `mysql://` URL. A value that cannot work is refused with a
  * message (without the setting's name, which the caller adds) naming the parameter and what is valid.
  */
 export function mysqlUrlParts(url: string): MysqlUrlParts {
   const parsed = new URL(url);
   const mode = takeParameter(parsed, MODE_PARAMETERS);
   const caFile = takeParameter(parsed, CA_PARAMETERS);
-  if (mode === undefined && caFile === undefined) return { uri: url, tls: undefined };
+  const certFile = takeParameter(parsed, CERT_PARAMETERS);
+  const keyFile = takeParameter(parsed, KEY_PARAMETERS);
+  if ([mode, caFile, certFile, keyFile].every((value) => value === undefined))
+    return { uri: url, tls: undefined };
   const chosen = mode === undefined ? 'VERIFY_IDENTITY' : mode.toUpperCase();
   if (!isSslMode(chosen)) {
     throw new Error(`ssl-mode "${mode}" is not one of ${MYSQL_SSL_MODES.join(', ')}`);
   }
-  if (caFile === '') throw new Error('ssl-ca is empty; give the path of the authority’s certificate (PEM)');
+  for (const [name, value] of [
+    ['ssl-ca', caFile],
+    ['ssl-cert', certFile],
+    ['ssl-key', keyFile],
+  ] as const) {
+    if (value === '') throw new Error(`${name} is empty; give the path of a PEM file`);
+  }
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new Error(
+      'a client certificate needs both ssl-cert (the certificate) and ssl-key (its private key)',
+    );
+  }
+  if (certFile !== undefined && chosen === 'DISABLED') {
+    throw new Error('ssl-cert and ssl-key need TLS, which ssl-mode=DISABLED turns off');
+  }
   if (caFile !== undefined && (chosen === 'DISABLED' || chosen === 'REQUIRED')) {
     throw new Error(
       `ssl-ca is used only to check the server's certificate, which ssl-mode=${chosen} does not do; use ssl-mode=VERIFY_IDENTITY`,
@@ -57,7 +80,8 @@ export function mysqlUrlParts(url: string): MysqlUrlParts {
       `ssl-mode=VERIFY_IDENTITY needs the host name the server's certificate names, not the address ${host}; connect by that name, or use ssl-mode=VERIFY_CA (the certificate's authority checked, not its name)`,
     );
   }
-  return { uri: parsed.href, tls: { mode: chosen, caFile } };
+  const client = certFile !== undefined && keyFile !== undefined ? { certFile, keyFile } : undefined;
+  return { uri: parsed.href, tls: { mode: chosen, caFile, client } };
 }
 
 /** The last value of the first of `names` present (removed from the URL), or undefined. */
@@ -75,20 +99,39 @@ function isSslMode(value: string): value is MysqlSslMode {
   return (MYSQL_SSL_MODES as readonly string[]).includes(value);
 }
 
-/** mysql2's `ssl` option for `settings` (none for DISABLED), the authority's certificate read from `ca`. */
+/** The PEM texts of the files `MysqlTlsSettings` names. */
+export interface MysqlTlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** mysql2's `ssl` option for `settings` (none for DISABLED), with the files' contents. */
 export function mysqlSslOption(
   settings: MysqlTlsSettings,
-  ca: string | undefined,
-): undefined | { ca?: string; rejectUnauthorized: boolean; verifyIdentity?: boolean } {
+  files: MysqlTlsFiles,
+): undefined | (MysqlTlsFiles & { rejectUnauthorized: boolean; verifyIdentity?: boolean }) {
+  const client =
+    files.cert !== undefined && files.key !== undefined ? { cert: files.cert, key: files.key } : {};
   switch (settings.mode) {
     case 'DISABLED':
       return undefined;
     case 'REQUIRED':
-      return { rejectUnauthorized: false };
+      return { ...client, rejectUnauthorized: false };
     case 'VERIFY_CA':
-      return { ...(ca !== undefined && { ca }), rejectUnauthorized: true, verifyIdentity: false };
+      return {
+        ...(files.ca !== undefined && { ca: files.ca }),
+        ...client,
+        rejectUnauthorized: true,
+        verifyIdentity: false,
+      };
     case 'VERIFY_IDENTITY':
-      return { ...(ca !== undefined && { ca }), rejectUnauthorized: true, verifyIdentity: true };
+      return {
+        ...(files.ca !== undefined && { ca: files.ca }),
+        ...client,
+        rejectUnauthorized: true,
+        verifyIdentity: true,
+      };
   }
 }
 
@@ -109,17 +152,10 @@ export function explainMysqlConnectError(
 ): string {
   const { code, message } = (error ?? {}) as Details;
   const text = typeof message === 'string' ? message : String(error);
-  const parsed = new URL(url);
-  const host = parsed.hostname;
+  const host = new URL(url).hostname;
+  const network = explainNetworkError(code, host, options.setting, 'MariaDB');
+  if (network !== undefined) return network;
   switch (code) {
-    case 'ECONNREFUSED':
-      return 'connection refused; is MariaDB running and listening on that address?';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `the host name ${host} does not resolve; fix the host in ${options.setting}`;
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return 'the host is unreachable from here (routing or firewall)';
     case 'ETIMEDOUT':
       return `no answer in time; check that the server runs and that the host and port are right`;
     case 'HANDSHAKE_NO_SSL_SUPPORT':
@@ -129,7 +165,9 @@ export function explainMysqlConnectError(
         `the server refused the user (${text}); check the user and password in ${options.setting} and the user's grants` +
         (options.tls === undefined || options.tls.mode === 'DISABLED'
           ? `. A server or user that requires TLS (require_secure_transport, REQUIRE SSL) refuses this way: add ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca.pem`
-          : '')
+          : options.tls.client === undefined
+            ? '. A user created REQUIRE X509 refuses this way without a client certificate: add ssl-cert and ssl-key'
+            : '')
       );
     case 'ER_BAD_DB_ERROR':
       return `${text}; fix the database's name in ${options.setting}`;

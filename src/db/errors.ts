@@ -51,15 +51,9 @@ export function explainPostgresConnectError(
   const { host, database, user } = postgresAddress(url);
   const { code, message } = (error ?? {}) as Details;
   const text = typeof message === 'string' ? message : String(error);
+  const network = explainNetworkError(code, host, options.setting, 'PostgreSQL');
+  if (network !== undefined) return network;
   switch (code) {
-    case 'ECONNREFUSED':
-      return 'connection refused; is PostgreSQL running and listening on that address?';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return `the host name ${host} does not resolve; fix the host in ${options.setting}`;
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return 'the host is unreachable from here (routing or firewall)';
     case '28P01':
     case '28000':
       return `the server refused user "${user}" (${text}); check the user and password in ${options.setting} and pg_hba.conf`;
@@ -90,6 +84,29 @@ export function explainPostgresConnectError(
     return `no answer within ${formatSeconds(options.timeoutMs)}; check that the server runs and that the host and port are right (the limit is ${options.timeoutSetting})`;
   }
   return text;
+}
+
+/**
+ * What a socket error code says when connecting to the database server `server` at `host` (the
+ * setting named by `setting` holds its URL); undefined for a code that is not one of those.
+ */
+export function explainNetworkError(
+  code: unknown,
+  host: string,
+  setting: string,
+  server: 'PostgreSQL' | 'MariaDB',
+): string | undefined {
+  switch (code) {
+    case 'ECONNREFUSED':
+      return `connection refused; is ${server} running and listening on that address?`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `the host name ${host} does not resolve; fix the host in ${setting}`;
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'the host is unreachable from here (routing or firewall)';
+  }
+  return undefined;
 }
 
 /** Node's codes for a TLS certificate whose chain does not lead to a trusted authority. */

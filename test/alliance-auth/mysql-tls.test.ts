@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   explainMysqlConnectError,
+  type MysqlSslMode,
   mysqlSslOption,
+  type MysqlTlsSettings,
   mysqlUrlParts,
 } from '../../src/alliance-auth/mysql-tls.ts';
 
@@ -16,19 +18,27 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
     });
   });
 
-  it('takes ssl-mode and ssl-ca (or ssl_mode and ssl_ca) out of the URL the driver sees', () => {
+  it('takes ssl-mode, ssl-ca, ssl-cert and ssl-key (or ssl_mode …) out of the URL the driver sees', () => {
     assert.deepEqual(mysqlUrlParts(`${base}?ssl-mode=verify_ca&ssl-ca=/etc/ca.pem&charset=utf8mb4`), {
       uri: `${base}?charset=utf8mb4`,
-      tls: { mode: 'VERIFY_CA', caFile: '/etc/ca.pem' },
+      tls: { mode: 'VERIFY_CA', caFile: '/etc/ca.pem', client: undefined },
     });
-    assert.deepEqual(mysqlUrlParts(`${base}?ssl_mode=REQUIRED`).tls, { mode: 'REQUIRED', caFile: undefined });
+    assert.deepEqual(mysqlUrlParts(`${base}?ssl_mode=REQUIRED&ssl_cert=/etc/c.pem&ssl_key=/etc/k.pem`), {
+      uri: base,
+      tls: { mode: 'REQUIRED', caFile: undefined, client: { certFile: '/etc/c.pem', keyFile: '/etc/k.pem' } },
+    });
   });
 
-  it('reads ssl-ca alone as VERIFY_IDENTITY', () => {
+  it('reads TLS parameters without ssl-mode as VERIFY_IDENTITY', () => {
     assert.deepEqual(mysqlUrlParts(`${base}?ssl-ca=/etc/ca.pem`).tls, {
       mode: 'VERIFY_IDENTITY',
       caFile: '/etc/ca.pem',
+      client: undefined,
     });
+    assert.equal(
+      mysqlUrlParts(`${base}?ssl-cert=/etc/c.pem&ssl-key=/etc/k.pem`).tls?.mode,
+      'VERIFY_IDENTITY',
+    );
   });
 
   it('refuses what cannot work, saying what would', () => {
@@ -38,6 +48,8 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
         /ssl-mode "PREFERRED" is not one of DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY/,
       ],
       ['?ssl-ca=', /ssl-ca is empty/],
+      ['?ssl-cert=/etc/c.pem', /a client certificate needs both ssl-cert \(the certificate\) and ssl-key/],
+      ['?ssl-mode=DISABLED&ssl-cert=/etc/c.pem&ssl-key=/etc/k.pem', /ssl-cert and ssl-key need TLS/],
       [
         '?ssl-mode=DISABLED&ssl-ca=/etc/ca.pem',
         /which ssl-mode=DISABLED does not do; use ssl-mode=VERIFY_IDENTITY/,
@@ -62,21 +74,28 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
   it('with ssl-mode=DISABLED, drops the driver’s own ssl={…} too', () => {
     assert.deepEqual(mysqlUrlParts(`${base}?ssl-mode=DISABLED&ssl={"rejectUnauthorized":false}`), {
       uri: base,
-      tls: { mode: 'DISABLED', caFile: undefined },
+      tls: { mode: 'DISABLED', caFile: undefined, client: undefined },
     });
   });
 
-  it('gives the driver what each mode checks', () => {
-    assert.equal(mysqlSslOption({ mode: 'DISABLED', caFile: undefined }, undefined), undefined);
-    assert.deepEqual(mysqlSslOption({ mode: 'REQUIRED', caFile: undefined }, undefined), {
+  it('gives the driver what each mode checks, and the client certificate', () => {
+    const settings = (mode: MysqlSslMode): MysqlTlsSettings => ({
+      mode,
+      caFile: undefined,
+      client: undefined,
+    });
+    assert.equal(mysqlSslOption(settings('DISABLED'), {}), undefined);
+    assert.deepEqual(mysqlSslOption(settings('REQUIRED'), { cert: 'C', key: 'K' }), {
+      cert: 'C',
+      key: 'K',
       rejectUnauthorized: false,
     });
-    assert.deepEqual(mysqlSslOption({ mode: 'VERIFY_CA', caFile: 'f' }, 'PEM'), {
+    assert.deepEqual(mysqlSslOption(settings('VERIFY_CA'), { ca: 'PEM' }), {
       ca: 'PEM',
       rejectUnauthorized: true,
       verifyIdentity: false,
     });
-    assert.deepEqual(mysqlSslOption({ mode: 'VERIFY_IDENTITY', caFile: undefined }, undefined), {
+    assert.deepEqual(mysqlSslOption(settings('VERIFY_IDENTITY'), {}), {
       rejectUnauthorized: true,
       verifyIdentity: true,
     });
@@ -86,7 +105,7 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
     const explain = (message: string) =>
       explainMysqlConnectError({ code: 'HANDSHAKE_SSL_ERROR', message }, base, {
         setting: 'AA_OIDC_AA_DATABASE_URL',
-        tls: { mode: 'VERIFY_IDENTITY', caFile: undefined },
+        tls: { mode: 'VERIFY_IDENTITY', caFile: undefined, client: undefined },
       });
     assert.equal(
       explain('certificate has expired'),

@@ -12,7 +12,7 @@ import {
   createAllianceAuthDatabase,
   FIXTURE_PASSWORD,
 } from '../helpers/alliance-auth.ts';
-import { loopbackCertificate } from '../helpers/certificate.ts';
+import { clientCertificate, loopbackCertificate } from '../helpers/certificate.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -42,20 +42,29 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
   let named: { certFile: string; keyFile: string };
   /** Another self-signed certificate, naming only 127.0.0.1. */
   let addressOnly: { certFile: string; keyFile: string };
-  /** The reader's URL at `host`, with these parameters. */
-  let readerAt: (host: string, parameters?: Record<string, string>) => string;
+  /** A client certificate for the login created REQUIRE X509, and the authority the server checks it by. */
+  let client: { caFile: string; certFile: string; keyFile: string };
+  /** The reader's URL at `host`, with these parameters (`user` instead: a login of the same grants). */
+  let readerAt: (host: string, parameters?: Record<string, string>, user?: string) => string;
 
   before(async () => {
     folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-mariadb-tls-'));
     named = loopbackCertificate(folder, 'named-', 'DNS:localhost,IP:127.0.0.1');
     addressOnly = loopbackCertificate(folder, 'address-');
+    client = clientCertificate(folder, 'aa_oidc');
     mariadb = await mariadbServer(folder);
-    await mariadb.start(named);
+    await mariadb.start({ ...named, clientCaFile: client.caFile });
     fixture = await createAllianceAuthDatabase('mysql', { mariadbUrl: mariadb.rootUrl });
     const reader = new URL(fixture.readerUrl);
     await fixture.run(`ALTER USER '${decodeURIComponent(reader.username)}'@'%' REQUIRE SSL`);
-    readerAt = (host, parameters = {}) => {
+    await fixture.run(`CREATE USER 'x509_${reader.username}'@'%' REQUIRE X509`);
+    await fixture.run(`GRANT SELECT, SHOW VIEW ON \`${fixture.name}\`.* TO 'x509_${reader.username}'@'%'`);
+    readerAt = (host, parameters = {}, user) => {
       const url = new URL(fixture.readerUrl);
+      if (user !== undefined) {
+        url.username = user;
+        url.password = '';
+      }
       url.hostname = host;
       url.port = String(mariadb.port);
       for (const [name, value] of Object.entries(parameters)) url.searchParams.set(name, value);
@@ -105,7 +114,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
     });
 
     it('answers 503 "try again" while the server presents a certificate it does not trust, and serves once it does', async () => {
-      await mariadb.start(addressOnly);
+      await mariadb.start({ ...addressOnly, clientCaFile: client.caFile });
       const page = await openLoginPage(server, clientId);
       const refused = await submitLogin(page, 'alice', FIXTURE_PASSWORD);
       assert.equal(refused.status, 503, 'a try-again page, not a server error');
@@ -128,7 +137,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
         /cannot connect to Alliance Auth's database at .* \(AA_OIDC_AA_DATABASE_URL\): the server's TLS certificate is not issued for localhost \(Hostname\/IP does not match certificate's altnames.*\); connect with a host name the certificate names\n$/,
       );
 
-      await mariadb.start(named);
+      await mariadb.start({ ...named, clientCaFile: client.caFile });
       const again = await openLoginPage(server, clientId);
       const served = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(served.status, 303, served.body);
@@ -181,6 +190,25 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
       /cannot connect to Alliance Auth's database at .* \(AA_OIDC_AA_DATABASE_URL\): the server's TLS certificate is not trusted \(self-signed certificate.*\); give the certificate of its authority/,
     );
     assert.doesNotMatch(result.stderr, /is allianceauth-oidc-provider installed there/);
+  });
+
+  it('presents a client certificate with ssl-cert and ssl-key, for a login created REQUIRE X509', async () => {
+    const user = `x509_${new URL(fixture.readerUrl).username}`;
+    const withCertificate = await listUsers(
+      readerAt(
+        'localhost',
+        { 'ssl-ca': named.certFile, 'ssl-cert': client.certFile, 'ssl-key': client.keyFile },
+        user,
+      ),
+    );
+    assert.equal(withCertificate.code, 0, withCertificate.stderr);
+    assert.match(withCertificate.stdout, /alice/);
+    const without = await listUsers(readerAt('localhost', { 'ssl-ca': named.certFile }, user));
+    assert.equal(without.code, 1);
+    assert.match(
+      without.stderr,
+      /: the server refused the user \(Access denied for user .*\); check the user and password in AA_OIDC_AA_DATABASE_URL and the user's grants\. A user created REQUIRE X509 refuses this way without a client certificate: add ssl-cert and ssl-key\n$/,
+    );
   });
 
   it('encrypts without checking the certificate with ssl-mode=REQUIRED, and warns that it does not check', async () => {

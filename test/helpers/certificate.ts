@@ -37,3 +37,58 @@ export function loopbackCertificate(
   );
   return { certFile, keyFile };
 }
+
+/**
+ * A client certificate (CN `commonName`) issued by an authority made for it, with openssl in
+ * `folder`: the authority's certificate is what a server checking client certificates trusts.
+ */
+export function clientCertificate(
+  folder: string,
+  commonName: string,
+): { caFile: string; certFile: string; keyFile: string } {
+  const file = (name: string) => path.join(folder, `client-${name}`);
+  const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  openssl([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=aa-oidc test client authority',
+    '-keyout',
+    file('ca-key.pem'),
+    '-out',
+    file('ca.pem'),
+  ]);
+  openssl([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-subj',
+    `/CN=${commonName}`,
+    '-keyout',
+    file('key.pem'),
+    '-out',
+    file('request.pem'),
+  ]);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    file('request.pem'),
+    '-CA',
+    file('ca.pem'),
+    '-CAkey',
+    file('ca-key.pem'),
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-out',
+    file('cert.pem'),
+  ]);
+  return { caFile: file('ca.pem'), certFile: file('cert.pem'), keyFile: file('key.pem') };
+}

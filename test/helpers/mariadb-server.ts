@@ -24,8 +24,11 @@ export interface MariaDbServer {
   port: number;
   /** The administrator's URL (root, no password, over TCP without TLS). */
   rootUrl: string;
-  /** Starts it (again), presenting `tls` when given, and resolves once it takes connections. */
-  start(tls?: { certFile: string; keyFile: string }): Promise<void>;
+  /**
+   * Starts it (again), presenting `tls` when given (and checking client certificates against
+   * `tls.clientCaFile`), and resolves once it takes connections.
+   */
+  start(tls?: { certFile: string; keyFile: string; clientCaFile?: string }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -72,6 +75,7 @@ export async function mariadbServer(folder: string): Promise<MariaDbServer> {
         '--skip-name-resolve',
         '--innodb-buffer-pool-size=16M',
         ...(tls ? [`--ssl-cert=${tls.certFile}`, `--ssl-key=${tls.keyFile}`] : []),
+        ...(tls?.clientCaFile ? [`--ssl-ca=${tls.clientCaFile}`] : []),
       ]);
       await child.waitFor(/ready for connections/, 'MariaDB ready for connections');
     },
