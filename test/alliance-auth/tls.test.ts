@@ -27,6 +27,23 @@ const skip =
   commandUnavailable('openssl', ['version'], 'openssl') ||
   (await allianceAuthUnavailable('mysql'));
 
+// Both suites' conditions are settled before either runs: the MariaDB suite blocks the event loop
+// for a moment (openssl, mariadb-install-db), which would time out a probe still connecting.
+const postgresSkip = (await allianceAuthUnavailable('postgres')) || (await postgresWithoutTls());
+
+/** The reason to skip when the test PostgreSQL server accepts TLS (the case needs one that does not). */
+async function postgresWithoutTls(): Promise<string | false> {
+  const fixture = await createAllianceAuthDatabase('postgres');
+  try {
+    const { rows } = await sql<{ ssl: string }>`show ssl`.execute(fixture.owner);
+    return rows[0]?.ssl === 'off'
+      ? false
+      : 'the test PostgreSQL server accepts TLS (ssl = on); the case needs one that does not';
+  } finally {
+    await fixture.drop();
+  }
+}
+
 /**
  * Alliance Auth's MariaDB over TLS, as an operator whose AA database is on another host sets it up:
  * a MariaDB server of the test's own presents a certificate made by the test, and aa-oidc's login is
@@ -253,21 +270,6 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
     );
   });
 });
-
-const postgresSkip = (await allianceAuthUnavailable('postgres')) || (await postgresWithoutTls());
-
-/** The reason to skip when the test PostgreSQL server accepts TLS (the case needs one that does not). */
-async function postgresWithoutTls(): Promise<string | false> {
-  const fixture = await createAllianceAuthDatabase('postgres');
-  try {
-    const { rows } = await sql<{ ssl: string }>`show ssl`.execute(fixture.owner);
-    return rows[0]?.ssl === 'off'
-      ? false
-      : 'the test PostgreSQL server accepts TLS (ssl = on); the case needs one that does not';
-  } finally {
-    await fixture.drop();
-  }
-}
 
 describe("Alliance Auth's PostgreSQL over TLS", { skip: postgresSkip }, () => {
   it('says so when the URL asks for TLS and the server does not offer it', async () => {

@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type Child, startChild } from './child-process.ts';
@@ -41,18 +42,14 @@ export async function mariadbServer(folder: string): Promise<MariaDbServer> {
   const asRoot = process.getuid?.() === 0;
   // The server refuses to run as root unless told to; as another user it runs as that user.
   const user = asRoot ? ['--user=root'] : [];
-  execFileSync(
-    INSTALL_DB,
-    [
-      '--no-defaults',
-      ...user,
-      `--datadir=${dataDir}`,
-      '--auth-root-authentication-method=normal',
-      '--skip-test-db',
-      '--skip-name-resolve',
-    ],
-    { stdio: 'ignore' },
-  );
+  await promisify(execFile)(INSTALL_DB, [
+    '--no-defaults',
+    ...user,
+    `--datadir=${dataDir}`,
+    '--auth-root-authentication-method=normal',
+    '--skip-test-db',
+    '--skip-name-resolve',
+  ]);
   const port = await freePort();
   let child: Child | undefined;
   const stop = async () => {
