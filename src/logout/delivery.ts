@@ -55,9 +55,14 @@ export interface Delivery {
    * One attempt of one claimed job, to its next state. The jobs of claimed batches share
    * `applications` while the change epoch stands, so that each application is read once for all of them.
    * `attempted` is called once the attempt needs nothing more than its record (its request answered,
-   * failed or not made), before that record commits; the returned promise settles once it committed.
+   * failed or not made), before that record commits, with `answered` true when the application
+   * answered over HTTP (whatever the status); the returned promise settles once it committed.
    */
-  processJob(job: ClaimedJob, applications?: ApplicationLookups, attempted?: () => void): Promise<void>;
+  processJob(
+    job: ClaimedJob,
+    applications?: ApplicationLookups,
+    attempted?: (answered: boolean) => void,
+  ): Promise<void>;
   /** Closes the kept-alive connections (the service closes). */
   close(): Promise<void>;
 }
@@ -219,7 +224,7 @@ export function createDelivery(
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
     if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
-      attempted?.();
+      attempted?.(false);
       await settle({ settlement: { job, outcome: 'cancelled', httpStatus: null } });
       log.info(
         { client_id: job.clientId },
@@ -248,7 +253,7 @@ export function createDelivery(
         ? { outcome: 'retries_exhausted', httpStatus: null, detail: 'the attempt failed' }
         : { retry: true, httpStatus: null, detail: 'the attempt failed' };
     }
-    attempted?.();
+    attempted?.(result.httpStatus !== null);
     if ('retry' in result) {
       const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
       await transport.reschedule(job, owner, now(), delaySeconds, result.httpStatus);

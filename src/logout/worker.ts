@@ -48,7 +48,11 @@ export function createWorkerLoop(deps: {
    * One attempt of one claimed job, settled once its outcome is recorded; the jobs of one claimed
    * batch share `applications`, and `attempted` frees the job's lane before its record commits.
    */
-  processJob: (job: ClaimedJob, applications: ApplicationLookups, attempted: () => void) => Promise<void>;
+  processJob: (
+    job: ClaimedJob,
+    applications: ApplicationLookups,
+    attempted: (answered: boolean) => void,
+  ) => Promise<void>;
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
   /** Wakes the worker of this process, if it runs one. */
   wake(): void;
@@ -62,6 +66,11 @@ export function createWorkerLoop(deps: {
   // before the claim still cancels its deliveries, and a fan-out reads each application once rather
   // than once per batch.
   let kept: { epoch: number; applications: ApplicationLookups } | undefined;
+  // By application: how long its last answered attempt took (any HTTP status). One that answers,
+  // however slowly, has not stalled; one that answers slowly holds no more jobs than it has lanes.
+  const answeredMs = new Map<string, number>();
+  // By slow application: until when its lanes are spoken for by the jobs put back for them.
+  const bookedUntil = new Map<string, number>();
   const applicationsAt = async (): Promise<ApplicationLookups> => {
     const epoch = await deps.changeEpoch();
     if (kept?.epoch !== epoch) kept = { epoch, applications: new Map() };
@@ -80,10 +89,14 @@ export function createWorkerLoop(deps: {
    * One application has at most `LANES_PER_APPLICATION` lanes (its delivery pool's connections per
    * target: more attempts would only wait for one of them); its other claimed jobs are held, in
    * order, until one of its lanes is free. An application whose lanes are all taken by attempts
-   * older than `stallMs` (one that does not answer) gets no more: its held jobs, and those claimed
+   * older than `stallMs` (one that does not answer), or than twice its last answer's time (one that
+   * answers slowly, up to half the request timeout), gets no more: its held jobs, and those claimed
    * for it later, are put back for one request timeout without counting an attempt, so that the
    * other applications' jobs behind them in the queue go out meanwhile instead of waiting for its
-   * attempts to time out.
+   * attempts to time out. An application that answers slowly (a quarter of `stallMs` or more) holds
+   * at most a lane's worth of jobs: held beyond that, they would keep the worker from claiming the
+   * other applications' jobs while it works through them. Its other jobs are put back, each until
+   * about when a lane will be free for it (`deferUntilLanesFree`), so that each is put back once.
    */
   const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
     // The lanes: attempts being made.
@@ -109,11 +122,15 @@ export function createWorkerLoop(deps: {
     let attempts = 0;
     let due = true;
 
-    /** True when every lane of the application is taken by an attempt older than `stallMs`. */
+    /** True when every lane of the application is taken by an attempt older than it should take. */
     const stalled = (clientId: string): boolean => {
       const lanes = lanesOf.get(clientId);
       if (!lanes || lanes.size < perApplication) return false;
-      const since = now() - stallMs;
+      const limit = Math.min(
+        config.logout.requestTimeoutMs / 2,
+        Math.max(stallMs, 2 * (answeredMs.get(clientId) ?? 0)),
+      );
+      const since = now() - limit;
       for (const startedAt of lanes.values()) if (startedAt > since) return false;
       return true;
     };
@@ -139,15 +156,40 @@ export function createWorkerLoop(deps: {
       unrecorded.add(deferring);
     };
 
+    /** True when the application's last answer took a quarter of `stallMs` or more. */
+    const answersSlowly = (clientId: string): boolean => (answeredMs.get(clientId) ?? 0) >= stallMs / 4;
+
+    /**
+     * Puts back jobs of slow applications whose held jobs fill a lane's worth, each until about when
+     * a lane will be free for it: one answer's time per lane for each job put back before it (in
+     * whole seconds, one at least). A job due a little early waits among the held ones.
+     */
+    const deferUntilLanesFree = (jobs: readonly ClaimedJob[]) => {
+      const at = now();
+      const byDelay = new Map<number, ClaimedJob[]>();
+      for (const job of jobs) {
+        const took = answeredMs.get(job.clientId) ?? stallMs;
+        const slot = Math.max(bookedUntil.get(job.clientId) ?? 0, at);
+        bookedUntil.set(job.clientId, slot + took / perApplication);
+        const delaySeconds = Math.max(1, Math.round((slot - at) / 1000));
+        let group = byDelay.get(delaySeconds);
+        if (!group) byDelay.set(delaySeconds, (group = []));
+        group.push(job);
+      }
+      for (const [delaySeconds, group] of byDelay) defer(group, delaySeconds);
+    };
+
     const start = (job: ClaimedJob, applications: ApplicationLookups) => {
       attempts += 1;
       const lane = {};
       attempting.add(lane);
       let lanes = lanesOf.get(job.clientId);
       if (!lanes) lanesOf.set(job.clientId, (lanes = new Map()));
-      lanes.set(lane, now());
-      const attempted = () => {
+      const startedAt = now();
+      lanes.set(lane, startedAt);
+      const attempted = (answered = false) => {
         if (!attempting.delete(lane)) return;
+        if (answered) answeredMs.set(job.clientId, now() - startedAt);
         lanes.delete(lane);
         if (lanes.size === 0 && lanesOf.get(job.clientId) === lanes) lanesOf.delete(job.clientId);
         startHeld(job.clientId);
@@ -216,9 +258,14 @@ export function createWorkerLoop(deps: {
           // Each application is read once for the batch, or not at all when kept (see `kept`).
           const applications = jobs.length > 0 ? await applicationsAt() : new Map();
           const stalling: ClaimedJob[] = [];
+          const waitingForLanes: ClaimedJob[] = [];
           for (const job of jobs) {
             if (stalled(job.clientId)) {
               stalling.push(job);
+              continue;
+            }
+            if (answersSlowly(job.clientId) && (heldOf.get(job.clientId)?.length ?? 0) >= perApplication) {
+              waitingForLanes.push(job);
               continue;
             }
             let queue = heldOf.get(job.clientId);
@@ -228,9 +275,11 @@ export function createWorkerLoop(deps: {
             startHeld(job.clientId);
           }
           defer(stalling, deferSeconds(config));
-          // Only a stalled application's jobs were due: claim again once a lane is free or at the
-          // next poll, rather than claiming and putting back its whole queue at once.
-          if (stalling.length > 0 && stalling.length === jobs.length) due = false;
+          deferUntilLanesFree(waitingForLanes);
+          // Only jobs put back were due: claim again once a lane is free or at the next poll, rather
+          // than claiming and putting back a stalled application's whole queue at once.
+          const putBack = stalling.length + waitingForLanes.length;
+          if (putBack > 0 && putBack === jobs.length) due = false;
           if (jobs.length > 0) continue;
         }
         if (unrecorded.size === 0 && held === 0) break;
