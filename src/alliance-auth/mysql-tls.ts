@@ -31,8 +31,9 @@ const CERT_PARAMETERS = ['ssl-cert', 'ssl_cert'];
 const KEY_PARAMETERS = ['ssl-key', 'ssl_key'];
 
 /**
- * Reads `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` from a `mysql://` URL. A value that cannot work is refused with a
- * message (without the setting's name, which the caller adds) naming the parameter and what is valid.
+ * Reads `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` from a `mysql://` URL. A value that cannot
+ * work is refused with a message (without the setting's name, which the caller adds) naming the
+ * parameter and what is valid.
  */
 export function mysqlUrlParts(url: string): MysqlUrlParts {
   const parsed = new URL(url);
