@@ -14,27 +14,10 @@ export function loopbackCertificate(
 ): { certFile: string; keyFile: string } {
   const certFile = path.join(folder, `${prefix}cert.pem`);
   const keyFile = path.join(folder, `${prefix}key.pem`);
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      `subjectAltName=${subjectAltName}`,
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  );
+  openssl([
+    ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'],
+    ...['-addext', `subjectAltName=${subjectAltName}`, '-keyout', keyFile, '-out', certFile],
+  ]);
   return { certFile, keyFile };
 }
 
@@ -47,7 +30,6 @@ export function clientCertificate(
   commonName: string,
 ): { caFile: string; certFile: string; keyFile: string } {
   const file = (name: string) => path.join(folder, `client-${name}`);
-  const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
   openssl([
     'req',
     '-x509',
@@ -91,4 +73,8 @@ export function clientCertificate(
     file('cert.pem'),
   ]);
   return { caFile: file('ca.pem'), certFile: file('cert.pem'), keyFile: file('key.pem') };
+}
+
+function openssl(args: readonly string[]): void {
+  execFileSync('openssl', args, { stdio: 'ignore' });
 }

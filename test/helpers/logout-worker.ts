@@ -17,6 +17,8 @@ export interface LogoutWorkerFixture {
    * stores it; its user id. Deactivating the user queues one back-channel logout to the application.
    */
   userHoldingToken(username: string, clientId: string): Promise<number>;
+  /** Gives the user a live access token at `clientId` too: deactivating them queues a logout there. */
+  tokenAt(userId: number, clientId: string): Promise<void>;
   /** Closes the services, then drops the database. */
   close(): Promise<void>;
 }
@@ -34,9 +36,27 @@ export async function startLogoutWorkerFixture(
     testConfig(database, options.logout ? { logout: options.logout } : {}),
     { ...options.services, migrate: true },
   );
+  const tokenAt = async (userId: number, clientId: string): Promise<void> => {
+    await services.database.db
+      .insertInto('oidc_payload')
+      .values({
+        model: 'AccessToken',
+        id: `token-digest-${userId}-${clientId}`,
+        payload: '{}',
+        grant_id: `grant-${userId}-${clientId}`,
+        user_id: String(userId),
+        client_id: clientId,
+        uid: null,
+        user_code: null,
+        expires_at: Date.now() + 3_600_000,
+        consumed_at: null,
+      })
+      .execute();
+  };
   return {
     database,
     services,
+    tokenAt,
     async application(name, backchannelLogoutUri) {
       const created = await services.applications.create(
         { name, redirectUris: ['https://rp.example.org/cb'], backchannelLogoutUri },
@@ -46,21 +66,7 @@ export async function startLogoutWorkerFixture(
     },
     async userHoldingToken(username, clientId) {
       const profile = await services.directoryAdmin.createUser({ username, oidcAccess: true });
-      await services.database.db
-        .insertInto('oidc_payload')
-        .values({
-          model: 'AccessToken',
-          id: `token-digest-${username}`,
-          payload: '{}',
-          grant_id: `grant-${username}`,
-          user_id: String(profile.user.id),
-          client_id: clientId,
-          uid: null,
-          user_code: null,
-          expires_at: Date.now() + 3_600_000,
-          consumed_at: null,
-        })
-        .execute();
+      await tokenAt(profile.user.id, clientId);
       return profile.user.id;
     },
     async close() {

@@ -3,7 +3,7 @@ import { after, describe, it } from 'node:test';
 import { LANES_PER_APPLICATION } from '../../src/logout/worker.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
+import { startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 
@@ -12,25 +12,6 @@ function slowReceiver(delayMs: number): Promise<Receiver> {
   return startReceiver((_request, response) => {
     setTimeout(() => response.end(), delayMs);
   });
-}
-
-/** Gives `userId` a live access token at `clientId` too, so that deactivating them queues a logout there. */
-async function alsoHoldingToken(fixture: LogoutWorkerFixture, userId: number, clientId: string) {
-  await fixture.services.database.db
-    .insertInto('oidc_payload')
-    .values({
-      model: 'AccessToken',
-      id: `token-digest-${userId}-${clientId}`,
-      payload: '{}',
-      grant_id: `grant-${userId}-${clientId}`,
-      user_id: String(userId),
-      client_id: clientId,
-      uid: null,
-      user_code: null,
-      expires_at: Date.now() + 3_600_000,
-      consumed_at: null,
-    })
-    .execute();
 }
 
 /**
@@ -60,7 +41,7 @@ describe(`the logout worker with an application that answers slowly (${testDatab
     const quickApp = await fixture.application('Answers at once', quick.url());
     for (let index = 0; index < users; index += 1) {
       const userId = await fixture.userHoldingToken(`slow-${index}`, slowApp);
-      await alsoHoldingToken(fixture, userId, quickApp);
+      await fixture.tokenAt(userId, quickApp);
       await fixture.services.directoryAdmin.deactivate({ id: userId });
     }
 

@@ -49,21 +49,7 @@ describe(`the logout worker with an application that never answers (${testDataba
     const healthyApp = await fixture.application('Answers', healthy.url());
     for (let index = 0; index < USERS; index += 1) {
       const userId = await fixture.userHoldingToken(`stalled-${index}`, hungApp);
-      await services.database.db
-        .insertInto('oidc_payload')
-        .values({
-          model: 'AccessToken',
-          id: `token-digest-stalled-${index}-healthy`,
-          payload: '{}',
-          grant_id: `grant-stalled-${index}-healthy`,
-          user_id: String(userId),
-          client_id: healthyApp,
-          uid: null,
-          user_code: null,
-          expires_at: Date.now() + 3_600_000,
-          consumed_at: null,
-        })
-        .execute();
+      await fixture.tokenAt(userId, healthyApp);
       await services.directoryAdmin.deactivate({ id: userId });
     }
 
