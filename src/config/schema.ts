@@ -293,7 +293,7 @@ export const configSchema = z
             loginUrl: httpUrl.optional(),
             /** How often Alliance Auth's changes are looked for. `AA_OIDC_AA_POLL_SECONDS`. */
             pollSeconds: integer(1, 3600).default(30),
-            /** Sign-in with Alliance Auth passwords (PBKDF2 hashes) too. `AA_OIDC_AA_PASSWORD_LOGIN`. */
+            /** Sign-in with Alliance Auth passwords (Django's PBKDF2 or Argon2 hashes) too. `AA_OIDC_AA_PASSWORD_LOGIN`. */
             passwordLogin: boolean().default(false),
             /**
              * The `email_verified` claim: Alliance Auth verifies addresses at registration unless

@@ -7,6 +7,7 @@ import { claimsFor } from '../../src/oidc/claims.ts';
 import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
+  djangoArgon2,
   allianceAuthEnv,
   allianceAuthDirectory,
   type ExpectedFixture,
@@ -183,6 +184,32 @@ await describeOnEachAllianceAuth(
         .where('id', '=', 2)
         .executeTakeFirstOrThrow();
       assert.equal(Boolean(alice.is_active), true);
+    });
+
+    it("signs in a user whose password Alliance Auth stored with Django's Argon2 hasher", async () => {
+      // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by
+      // argon2's own encoding. An AA whose settings put that hasher first re-hashes at each AA login.
+      const django = await djangoArgon2(FIXTURE_PASSWORD, {
+        memoryCost: 102_400,
+        timeCost: 2,
+        parallelism: 8,
+      });
+      assert.match(django, /^argon2\$argon2id\$v=19\$m=102400,t=2,p=8\$/);
+      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [django, 'carol']);
+      const attempt = (password: string) =>
+        signIn(
+          new Browser(),
+          server,
+          authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
+          {
+            username: 'carol',
+            password,
+          },
+        );
+      const signedIn = await attempt(FIXTURE_PASSWORD);
+      assert.ok(codeFrom(signedIn), 'signed in, a code for the application');
+      const refused = await attempt(`${FIXTURE_PASSWORD}-not`);
+      assert.equal(refused.status, 401, 'a wrong password is refused');
     });
   },
 );

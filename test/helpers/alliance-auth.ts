@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import argon2 from 'argon2';
 import { Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
 import { createConnection, createPool } from 'mysql2';
 import { createConnection as createPromiseConnection } from 'mysql2/promise';
@@ -379,4 +380,17 @@ function bind(statement: string, parameters: readonly unknown[], kind: AllianceA
       .replace(/'/g, "''")
       .replace(/\\/g, kind === 'mysql' ? '\\\\' : '\\')}'`;
   });
+}
+
+/**
+ * A password as Django's Argon2PasswordHasher stores it: "argon2" and argon2-cffi's encoding, whose
+ * parameters read `m=…,t=…,p=…` (node's argon2 writes them `m=…,p=…,t=…`).
+ */
+export async function djangoArgon2(
+  password: string,
+  options: { type?: 0 | 1 | 2; memoryCost?: number; timeCost?: number; parallelism?: number } = {},
+): Promise<string> {
+  const { type = argon2.argon2id, memoryCost = 1024, timeCost = 1, parallelism = 1 } = options;
+  const encoded = await argon2.hash(password, { type, memoryCost, timeCost, parallelism });
+  return `argon2${encoded.replace(/\$m=\d+,p=\d+,t=\d+\$/, `$m=${memoryCost},t=${timeCost},p=${parallelism}$`)}`;
 }
