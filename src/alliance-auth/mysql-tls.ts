@@ -120,18 +120,12 @@ export function mysqlSslOption(
     case 'REQUIRED':
       return { ...client, rejectUnauthorized: false };
     case 'VERIFY_CA':
-      return {
-        ...(files.ca !== undefined && { ca: files.ca }),
-        ...client,
-        rejectUnauthorized: true,
-        verifyIdentity: false,
-      };
     case 'VERIFY_IDENTITY':
       return {
         ...(files.ca !== undefined && { ca: files.ca }),
         ...client,
         rejectUnauthorized: true,
-        verifyIdentity: true,
+        verifyIdentity: settings.mode === 'VERIFY_IDENTITY',
       };
   }
 }
