@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config/load.ts';
+import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
-const cwd = () => mkdtempSync(path.join(tmpdir(), 'aa-oidc-config-'));
+const cwd = temporaryFolders('aa-oidc-config-');
 const AA = {
   AA_OIDC_DIRECTORY: 'alliance-auth',
   AA_OIDC_AA_DATABASE_URL: 'mysql://aa_oidc:s3cret-pw@db.example.org:3306/alliance_auth',

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
+import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
-const tempDir = () => mkdtempSync(path.join(tmpdir(), 'aa-oidc-config-'));
+const tempDir = temporaryFolders('aa-oidc-config-');
 
 describe('configuration', () => {
   it('gives development defaults with no input', () => {
