@@ -88,19 +88,21 @@ export function allianceAuthConnectFailure(
   }
   // The displayed URL (password hidden) names the host, user and database the explanations need.
   const url = connection.displayUrl;
-  const explanation =
-    connection.kind === 'mysql'
-      ? explainMysqlConnectError(error, url.replace(/^mariadb:/i, 'mysql:'), {
-          setting: AA_DATABASE_SETTING,
-          tls: connection.mysqlTls,
-        })
-      : /unsupported startup parameter: options/.test(reason)
-        ? `a pooler in front of PostgreSQL (PgBouncer) refuses the startup parameter "options", with which aa-oidc makes its sessions read-only and limits a statement's time (${reason}); connect to PostgreSQL directly, or add options to PgBouncer's ignore_startup_parameters (the login's SELECT-only grants then keep aa-oidc from writing)`
-        : explainPostgresConnectError(error, url, {
-            setting: AA_DATABASE_SETTING,
-            timeoutMs: CONNECT_TIMEOUT_MS,
-            timeoutSetting: 'a fixed 5 s',
-          });
+  let explanation: string;
+  if (connection.kind === 'mysql') {
+    explanation = explainMysqlConnectError(error, url, {
+      setting: AA_DATABASE_SETTING,
+      tls: connection.mysqlTls,
+    });
+  } else if (/unsupported startup parameter: options/.test(reason)) {
+    explanation = `a pooler in front of PostgreSQL (PgBouncer) refuses the startup parameter "options", with which aa-oidc makes its sessions read-only and limits a statement's time (${reason}); connect to PostgreSQL directly, or add options to PgBouncer's ignore_startup_parameters (the login's SELECT-only grants then keep aa-oidc from writing)`;
+  } else {
+    explanation = explainPostgresConnectError(error, url, {
+      setting: AA_DATABASE_SETTING,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+      timeoutSetting: 'a fixed 5 s',
+    });
+  }
   return `cannot connect to Alliance Auth's database at ${url} (${AA_DATABASE_SETTING}): ${explanation}`;
 }
 

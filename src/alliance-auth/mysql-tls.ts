@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { explainNetworkError } from '../db/errors.ts';
+import { explainNetworkError, explainRefusedCertificate } from '../db/errors.ts';
 
 /**
  * TLS to Alliance Auth's MariaDB or MySQL, set in its URL with the names of the `mysql` client's own
@@ -172,15 +172,16 @@ export function explainMysqlConnectError(
   return text;
 }
 
+/** mysql2 reports a refused certificate with the TLS layer's message only (its code is replaced). */
 function explainCertificate(text: string, host: string, setting: string): string {
-  if (/self[- ]signed|unable to (verify|get)|certificate chain|not trusted/i.test(text)) {
-    return `the server's TLS certificate is not trusted (${text}); give the certificate of its authority in ${setting} (ssl-ca=/path/to/ca.pem)`;
-  }
-  if (/does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(text)) {
-    return `the server's TLS certificate is not issued for ${host} (${text}); connect with a host name the certificate names`;
-  }
-  if (/expired|not yet valid/i.test(text)) {
-    return `the server's TLS certificate is not valid now (${text}); renew it on the server`;
-  }
-  return `the TLS handshake failed (${text})`;
+  const refusal = /self[- ]signed|unable to (verify|get)|certificate chain|not trusted/i.test(text)
+    ? 'untrusted'
+    : /does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i.test(text)
+      ? 'other-host'
+      : /expired|not yet valid/i.test(text)
+        ? 'out-of-date'
+        : undefined;
+  return refusal === undefined
+    ? `the TLS handshake failed (${text})`
+    : explainRefusedCertificate(refusal, text, host, `${setting} (ssl-ca=/path/to/ca.pem)`);
 }

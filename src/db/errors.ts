@@ -64,18 +64,22 @@ export function explainPostgresConnectError(
     case '57P03':
       return 'the server is starting up or shutting down; try again shortly';
   }
-  if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) {
-    return (
-      `the server's TLS certificate is not trusted (${text}); give the certificate of its authority in ` +
+  const refusal =
+    typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)
+      ? 'untrusted'
+      : code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+        ? 'other-host'
+        : code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID'
+          ? 'out-of-date'
+          : undefined;
+  if (refusal !== undefined) {
+    return explainRefusedCertificate(
+      refusal,
+      text,
+      host,
       `${options.setting} (sslmode=verify-full&sslrootcert=/path/to/ca.pem). node-postgres checks the ` +
-      'certificate for sslmode=require as for verify-full'
+        'certificate for sslmode=require as for verify-full',
     );
-  }
-  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return `the server's TLS certificate is not issued for ${host} (${text}); connect with a host name the certificate names`;
-  }
-  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
-    return `the server's TLS certificate is not valid now (${text}); renew it on the server`;
   }
   if (/server does not support SSL/i.test(text)) {
     return `the server does not accept TLS connections; enable ssl on the server, or remove sslmode from ${options.setting}`;
@@ -107,6 +111,27 @@ export function explainNetworkError(
       return 'the host is unreachable from here (routing or firewall)';
   }
   return undefined;
+}
+
+/**
+ * What to do about a server certificate refused while connecting to `host`: `text` is the TLS
+ * layer's reason, `whereToTrust` where the authority's certificate is given (the setting and its
+ * parameter).
+ */
+export function explainRefusedCertificate(
+  refusal: 'untrusted' | 'other-host' | 'out-of-date',
+  text: string,
+  host: string,
+  whereToTrust: string,
+): string {
+  switch (refusal) {
+    case 'untrusted':
+      return `the server's TLS certificate is not trusted (${text}); give the certificate of its authority in ${whereToTrust}`;
+    case 'other-host':
+      return `the server's TLS certificate is not issued for ${host} (${text}); connect with a host name the certificate names`;
+    case 'out-of-date':
+      return `the server's TLS certificate is not valid now (${text}); renew it on the server`;
+  }
 }
 
 /** Node's codes for a TLS certificate whose chain does not lead to a trusted authority. */

@@ -14,10 +14,7 @@ export function loopbackCertificate(
 ): { certFile: string; keyFile: string } {
   const certFile = path.join(folder, `${prefix}cert.pem`);
   const keyFile = path.join(folder, `${prefix}key.pem`);
-  openssl([
-    ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1'],
-    ...['-addext', `subjectAltName=${subjectAltName}`, '-keyout', keyFile, '-out', certFile],
-  ]);
+  selfSigned('/CN=127.0.0.1', certFile, keyFile, ['-addext', `subjectAltName=${subjectAltName}`]);
   return { certFile, keyFile };
 }
 
@@ -30,21 +27,7 @@ export function clientCertificate(
   commonName: string,
 ): { caFile: string; certFile: string; keyFile: string } {
   const file = (name: string) => path.join(folder, `client-${name}`);
-  openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=aa-oidc test client authority',
-    '-keyout',
-    file('ca-key.pem'),
-    '-out',
-    file('ca.pem'),
-  ]);
+  selfSigned('/CN=aa-oidc test client authority', file('ca.pem'), file('ca-key.pem'));
   openssl([
     'req',
     '-newkey',
@@ -73,6 +56,14 @@ export function clientCertificate(
     file('cert.pem'),
   ]);
   return { caFile: file('ca.pem'), certFile: file('cert.pem'), keyFile: file('key.pem') };
+}
+
+/** A self-signed certificate (RSA 2048, one day) for `subject`, with openssl's `extra` options. */
+function selfSigned(subject: string, certFile: string, keyFile: string, extra: readonly string[] = []): void {
+  openssl([
+    ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', subject],
+    ...[...extra, '-keyout', keyFile, '-out', certFile],
+  ]);
 }
 
 function openssl(args: readonly string[]): void {
