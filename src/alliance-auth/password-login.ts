@@ -1,23 +1,33 @@
 import type { PasswordAuthenticator } from '../directory/authenticator.ts';
-import { verifyDjangoPassword } from './django-password.ts';
+import type { Logger } from '../logging/logger.ts';
+import { explainUnverifiable, readDjangoPassword, verifyStoredDjangoPassword } from './django-password.ts';
 import type { AaDb } from './schema.ts';
 import { selectPasswordRecord } from './sign-in-queries.ts';
 
 /**
  * Sign-in with an Alliance Auth password (`AA_OIDC_AA_PASSWORD_LOGIN=true`): Django's
  * `pbkdf2_sha256$iterations$salt$hash` (its default), verified with node:crypto in constant time,
- * or its `argon2$…` (an AA whose settings put the Argon2 hasher first). Users made by
- * EVE SSO have an unusable password (`!…`) and never pass. The username is matched as Django's
+ * or its `argon2$…` and `scrypt$…` (an AA whose settings put one of those hashers first). Users made
+ * by EVE SSO have an unusable password (`!…`) and never pass. A password stored by a hasher aa-oidc
+ * does not verify (bcrypt, for one) is refused as a wrong one, and the log says which hasher and what
+ * to change, naming the user but never the stored value. The username is matched as Django's
  * login matches it (the database's collation decides the case). aa-oidc never writes to AA's
  * database, so AA's `last_login` is left alone and a password is never upgraded or replaced here.
  */
-export function allianceAuthPasswordAuthenticator(aa: AaDb): PasswordAuthenticator {
+export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): PasswordAuthenticator {
   return {
     kind: 'password',
     async authenticate(username, password) {
       const record = await selectPasswordRecord(aa, username);
+      const stored = readDjangoPassword(record?.password);
+      if (record && stored.kind === 'unverifiable') {
+        log.warn(
+          { username: record.username, hasher: stored.hasher },
+          `Alliance Auth password sign-in refused: ${explainUnverifiable(stored)}`,
+        );
+      }
       // One PBKDF2 run whatever the case (unknown user, unusable password), so timing tells nothing.
-      const valid = await verifyDjangoPassword(record?.password, password);
+      const valid = await verifyStoredDjangoPassword(stored, password);
       if (!record || !valid) return { outcome: 'refused', reason: 'invalid' };
       if (!record.active) return { outcome: 'refused', reason: 'inactive' };
       return { outcome: 'authenticated', userId: record.id, amr: ['pwd'] };

@@ -8,6 +8,7 @@ import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   djangoArgon2,
+  djangoScrypt,
   allianceAuthEnv,
   allianceAuthDirectory,
   type ExpectedFixture,
@@ -16,6 +17,7 @@ import {
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { cli } from '../helpers/cli.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testEnv } from '../helpers/config.ts';
 import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
 import {
@@ -87,13 +89,16 @@ await describeOnEachAllianceAuth(
     let fixture: AllianceAuthTestDatabase;
     let server: TestServer;
     let client: { clientId: string; clientSecret: string };
+    let harness: LeakHarness;
     const expected = expectedFixture();
 
     before(async () => {
       fixture = await createAllianceAuthDatabase(kind);
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }),
-      });
+      harness = createLeakHarness();
+      server = await startServer(
+        { directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }) },
+        { harness },
+      );
       const created = await seedApp(server, { name: 'Wiki' });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
     });
@@ -186,16 +191,7 @@ await describeOnEachAllianceAuth(
       assert.equal(Boolean(alice.is_active), true);
     });
 
-    it("signs in a user whose password Alliance Auth stored with Django's Argon2 hasher", async () => {
-      // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by
-      // argon2's own encoding. An AA whose settings put that hasher first re-hashes at each AA login.
-      const django = await djangoArgon2(FIXTURE_PASSWORD, {
-        memoryCost: 102_400,
-        timeCost: 2,
-        parallelism: 8,
-      });
-      assert.match(django, /^argon2\$argon2id\$v=19\$m=102400,t=2,p=8\$/);
-      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [django, 'carol']);
+    it("signs in a user whose password Alliance Auth stored with Django's Argon2 or scrypt hasher", async () => {
       const attempt = (password: string) =>
         signIn(
           new Browser(),
@@ -206,10 +202,62 @@ await describeOnEachAllianceAuth(
             password,
           },
         );
-      const signedIn = await attempt(FIXTURE_PASSWORD);
-      assert.ok(codeFrom(signedIn), 'signed in, a code for the application');
-      const refused = await attempt(`${FIXTURE_PASSWORD}-not`);
-      assert.equal(refused.status, 401, 'a wrong password is refused');
+      // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by
+      // argon2's own encoding. An AA whose settings put that hasher first re-hashes at each AA login.
+      const django = await djangoArgon2(FIXTURE_PASSWORD, {
+        memoryCost: 102_400,
+        timeCost: 2,
+        parallelism: 8,
+      });
+      assert.match(django, /^argon2\$argon2id\$v=19\$m=102400,t=2,p=8\$/);
+      // Django 5's ScryptPasswordHasher with its defaults (N = 2^14, r = 8, p = 5), made by OpenSSL.
+      const scrypt = await djangoScrypt(FIXTURE_PASSWORD, { p: 5 });
+      for (const stored of [django, scrypt]) {
+        await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [stored, 'carol']);
+        const signedIn = await attempt(FIXTURE_PASSWORD);
+        assert.ok(codeFrom(signedIn), `${stored.slice(0, 6)}: signed in, a code for the application`);
+        const refused = await attempt(`${FIXTURE_PASSWORD}-not`);
+        assert.equal(refused.status, 401, `${stored.slice(0, 6)}: a wrong password is refused`);
+      }
+    });
+
+    it('refuses a password stored by a hasher it does not verify, and tells the operator which and why', async () => {
+      // Django's BCryptSHA256PasswordHasher: bcrypt is not verified here (no dependency computes it).
+      const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';
+      harness.registerSecret(bcrypt, "carol's stored bcrypt hash");
+      harness.registerSecret(FIXTURE_PASSWORD, "carol's password");
+      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [bcrypt, 'carol']);
+      const linesBefore = harness.logLines.length;
+      const response = await signIn(
+        new Browser(),
+        server,
+        authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
+        { username: 'carol', password: FIXTURE_PASSWORD },
+      );
+      assert.equal(response.status, 401, 'refused as a wrong password: nothing tells the visitor more');
+      const warnings = harness.logLines
+        .slice(linesBefore)
+        .map((line) => JSON.parse(line) as { level: number; msg: string; username?: string; hasher?: string })
+        .filter((line) => line.hasher !== undefined);
+      assert.equal(warnings.length, 1, 'one warning for the one attempt');
+      const [warning] = warnings;
+      assert.equal(warning!.level, 40);
+      assert.equal(warning!.username, 'carol');
+      assert.equal(warning!.hasher, 'bcrypt_sha256');
+      assert.match(warning!.msg, /Django's bcrypt_sha256 hasher, which aa-oidc does not verify/);
+      assert.match(warning!.msg, /PASSWORD_HASHERS/);
+      // An EVE SSO user's unusable password is no news: no warning for it.
+      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', ['!unusable', 'carol']);
+      const quiet = harness.logLines.length;
+      const unusable = await signIn(
+        new Browser(),
+        server,
+        authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
+        { username: 'carol', password: FIXTURE_PASSWORD },
+      );
+      assert.equal(unusable.status, 401);
+      assert.equal(harness.logLines.slice(quiet).filter((line) => line.includes('"hasher"')).length, 0);
+      await harness.assertNoLeaks();
     });
   },
 );

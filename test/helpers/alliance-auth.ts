@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe } from 'node:test';
@@ -393,4 +395,31 @@ export async function djangoArgon2(
   const { type = argon2.argon2id, memoryCost = 1024, timeCost = 1, parallelism = 1 } = options;
   const encoded = await argon2.hash(password, { type, memoryCost, timeCost, parallelism });
   return `argon2${encoded.replace(/\$m=\d+,p=\d+,t=\d+\$/, `$m=${memoryCost},t=${timeCost},p=${parallelism}$`)}`;
+}
+
+/**
+ * A password as Django's ScryptPasswordHasher stores it (`scrypt$N$SALT$r$p$HASH`), computed by
+ * Python's hashlib (OpenSSL's scrypt, as Django computes it), not by the code under test. Django's
+ * defaults: N = 2^14, r = 8, p = 1 (Django 4.0 to 4.2; 5 from Django 5.0).
+ */
+export async function djangoScrypt(
+  password: string,
+  options: { n?: number; r?: number; p?: number } = {},
+): Promise<string> {
+  const { n = 16_384, r = 8, p = 1 } = options;
+  const program = [
+    'import base64, hashlib, secrets, string, sys',
+    "password = sys.stdin.read().encode('utf-8')",
+    "salt = ''.join(secrets.choice(string.ascii_letters + string.digits) for _ in range(22))",
+    `n, r, p = ${n}, ${r}, ${p}`,
+    'digest = hashlib.scrypt(password, salt=salt.encode(), n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=64)',
+    "print('scrypt$%d$%s$%d$%d$%s' % (n, salt, r, p, base64.b64encode(digest).decode('ascii')))",
+  ].join('\n');
+  const child = spawn('/usr/bin/python3', ['-c', program], { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin.end(password);
+  let output = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const [code] = (await once(child, 'close')) as [number | null];
+  if (code !== 0) throw new Error(`python3's hashlib.scrypt failed (exit ${code})`);
+  return output.trim();
 }
