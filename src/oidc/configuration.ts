@@ -242,7 +242,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       introspection: {
         enabled: true,
         // The validate_bearer stage of introspection, after who may ask (introspection-policy.ts).
-        allowedPolicy: introspectionAllowedPolicy(accessPolicy),
+        allowedPolicy: introspectionAllowedPolicy(accessPolicy, directory),
       },
       revocation: {
         enabled: true,

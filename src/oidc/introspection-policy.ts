@@ -1,4 +1,5 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { Directory } from '../directory/port.ts';
 import { isAllowed } from '../policy/decide.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 
@@ -11,8 +12,15 @@ interface IntrospectedToken {
   kind?: string;
   clientId?: string;
   accountId?: string;
+  scope?: string | undefined;
   sid?: string | undefined;
+  extra?: Record<string, unknown> | undefined;
 }
+
+/** The provider's account ids are the directory's user ids. */
+const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
+/** The scope under which `preferred_username` is released (claims.ts). */
+const PROFILE_SCOPE = /(?:^| )profile(?: |$)/;
 
 /**
  * `features.introspection.allowedPolicy`: oidc-provider asks it for every token it found valid,
@@ -28,22 +36,38 @@ interface IntrospectedToken {
  * Another client's answer leaves out `sid`: the session id of someone else's sign-in is no business
  * of a resource server (it would let it correlate the person's sessions across applications). The
  * provider builds the answer from this very token object after this hook, so it is dropped here.
+ *
+ * A user's token granted the `profile` scope is answered with RFC 7662's `username` too (the
+ * user's username, as `preferred_username`): django-oauth-toolkit, under the Python plugin, answered
+ * with it, and resource servers built against the plugin read it. The profile the policy decides on
+ * is the one it comes from (one load).
  */
-export function introspectionAllowedPolicy(policy: PolicyEnforcer) {
+export function introspectionAllowedPolicy(
+  policy: PolicyEnforcer,
+  directory: Pick<Directory, 'profileById'>,
+) {
   return async (ctx: KoaContextWithOIDC, caller: Caller, token: IntrospectedToken): Promise<boolean> => {
     if (typeof token.clientId !== 'string') return false;
     const own = token.clientId === caller.clientId;
     if (!own && caller.clientAuthMethod === 'none') return false;
     if (!own && token.kind === 'RefreshToken') return false;
+    const { accountId } = token;
+    if (accountId === undefined) {
+      return isAllowed(
+        await policy.enforce('validate_bearer', { kind: 'client', clientId: token.clientId }, ctx),
+      );
+    }
+    const profile = ACCOUNT_ID.test(accountId) ? await directory.profileById(Number(accountId)) : undefined;
     const decision = await policy.enforce(
       'validate_bearer',
-      token.accountId === undefined
-        ? { kind: 'client', clientId: token.clientId }
-        : { kind: 'user', clientId: token.clientId, accountId: token.accountId },
+      { kind: 'user', clientId: token.clientId, accountId, ...(profile && { profile }) },
       ctx,
     );
     if (!isAllowed(decision)) return false;
     if (!own) token.sid = undefined;
+    if (profile && token.scope !== undefined && PROFILE_SCOPE.test(token.scope)) {
+      token.extra = { ...token.extra, username: profile.username };
+    }
     return true;
   };
 }

@@ -49,6 +49,34 @@ describe(`introspection and client credentials decisions (${testDatabaseKind})`,
     assert.equal('sid' in other.body, false, 'no sid for another client');
   });
 
+  it("names the user (RFC 7662 username) of a token granted the profile scope, as the plugin's introspection did", async () => {
+    for (const format of ['opaque', 'jwt'] as const) {
+      const client = await app({ name: `Forum (${format})`, accessTokenFormat: format });
+      const user = await seedUser(server);
+      const withProfile = await login(server, client, user.username, {
+        scope: 'openid profile offline_access',
+      });
+      for (const token of [withProfile.accessToken, withProfile.refreshToken]) {
+        const own = await introspect(server, client, token);
+        assert.equal(own.body.active, true, format);
+        assert.equal(own.body.username, user.username, `${format}: the username`);
+        assert.equal(own.body.sub, String(user.id), format);
+      }
+      const byResourceServer = await introspect(server, resourceServer, withProfile.accessToken);
+      assert.equal(byResourceServer.body.username, user.username, `${format}: a resource server is told too`);
+      // Without profile, the person's username was not granted: sub alone names them.
+      const bare = await login(server, client, user.username, { scope: 'openid' });
+      const answer = await introspect(server, resourceServer, bare.accessToken);
+      assert.equal(answer.body.active, true, format);
+      assert.equal('username' in answer.body, false, `${format}: no username without profile`);
+    }
+    // client_credentials tokens have no user: no username.
+    const machineToken = await tokenRequest(server, machine, { grant_type: 'client_credentials' });
+    const machineAnswer = await introspect(server, machine, machineToken.body.access_token as string);
+    assert.equal(machineAnswer.body.active, true);
+    assert.equal('username' in machineAnswer.body, false);
+  });
+
   it('refuses identity scopes to client_credentials with invalid_scope, and still issues a token without them', async () => {
     for (const scope of ['openid', 'profile', 'email', 'groups', 'offline_access', 'openid profile email']) {
       const asked = await tokenRequest(server, machine, { grant_type: 'client_credentials', scope });

@@ -23,6 +23,7 @@ const API_PAGE = `<!DOCTYPE html>
 <p id="sub"><!--#echo var="OAUTH2_CLAIM_sub" --></p>
 <p id="client_id"><!--#echo var="OAUTH2_CLAIM_client_id" --></p>
 <p id="scope"><!--#echo var="OAUTH2_CLAIM_scope" --></p>
+<p id="username"><!--#echo var="OAUTH2_CLAIM_username" --></p>
 </body></html>
 `;
 
@@ -131,6 +132,8 @@ AddType text/html .shtml
     assert.equal(accepted.claims.sub, String(user.id));
     assert.equal(accepted.claims.client_id, opaqueClient.clientId);
     assert.match(accepted.claims.scope!, /\bprofile\b/);
+    // RFC 7662's username, for a token granted profile: what the plugin's introspection answered.
+    assert.equal(accepted.claims.username, user.username);
 
     const revoked = await aaOidc('tokens', 'revoke-user', '--username', user.username);
     assert.equal(revoked.code, 0, revoked.stderr);
