@@ -23,6 +23,7 @@ import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
 import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
+import { renameChanges } from './catalog-names.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
 import { checkAllianceAuthSchema } from './schema-check.ts';
@@ -215,15 +216,16 @@ export async function createAllianceAuthDirectory(
           'Alliance Auth changed a user; its consequences follow',
         );
       }
+      // Renames first: the whitelists follow them before any user's change is judged.
+      const renamed = renameChanges(fingerprints.renames);
+      if (renamed.length > 0) await deps.publisher.deliverWithin(unit, ...renamed);
       // All of the cycle's changes at once: a consumer with a batch form (token revocation,
       // back-channel logout) takes them together, so that a state AA changed for a whole corporation
       // costs a few statements per few hundred users rather than several per user.
-      await deps.publisher.deliverWithin(
-        unit,
-        ...toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
-          passwordLogin: settings.passwordLogin,
-        }),
-      );
+      const userChanges = toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
+        passwordLogin: settings.passwordLogin,
+      });
+      if (userChanges.length > 0) await deps.publisher.deliverWithin(unit, ...userChanges);
     },
   });
   return {

@@ -4,6 +4,15 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { inUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
+import {
+  CATALOG_ENTITIES,
+  type CatalogNames,
+  type CatalogRename,
+  catalogRenames,
+  namesSeenIn,
+  readCatalogNames,
+  underCurrentNames,
+} from './catalog-names.ts';
 import type { AllianceAuthConnection } from './database.ts';
 import {
   type AllianceAuthChange,
@@ -15,9 +24,10 @@ import {
 } from './fingerprint.ts';
 
 /**
- * Follows Alliance Auth's changes: every cycle reads all fingerprints with one query, diffs them
- * against the stored ones, and hands the changes to `apply` inside one transaction of aa-oidc's own
- * database that also stores the new fingerprints. Either both commit or neither does, so a restart
+ * Follows Alliance Auth's changes: every cycle reads all fingerprints with one query (and the names
+ * of the states and groups by id, catalog-names.ts), diffs them against the stored ones, and hands
+ * the changes and the renames to `apply` inside one transaction of aa-oidc's own database that also
+ * stores the new fingerprints and names. Either both commit or neither does, so a restart
  * (or another instance taking over) misses nothing and emits nothing twice. Only the instance
  * holding the lease polls; the commit is fenced by the lease, so a paused instance that lost it
  * cannot write over its successor.
@@ -27,7 +37,7 @@ export const LEASE_NAME = 'alliance-auth';
 export type PollOutcome =
   /** The first cycle ever: fingerprints stored, nothing emitted (there is nothing to compare with). */
   | { outcome: 'baseline'; users: number }
-  | { outcome: 'applied'; users: number; changes: AllianceAuthChange[] }
+  | { outcome: 'applied'; users: number; changes: AllianceAuthChange[]; renames: CatalogRename[] }
   /** Another instance holds the lease. */
   | { outcome: 'not_leader' }
   /** Alliance Auth's database did not answer; nothing changed, the next cycle tries again. */
@@ -44,13 +54,14 @@ export interface PollerDependencies {
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
   /**
    * Applies one cycle's changes inside the cycle's unit of work (the directory's change feed:
-   * revocation, logout jobs, ended sessions), which also stores the fingerprints; `previous` and
-   * `current` are the fingerprints on each side. Notifications go to `unit.afterCommit`.
+   * revocation, logout jobs, ended sessions, whitelists following `renames`), which also stores the
+   * fingerprints; `previous` and `current` are the fingerprints on each side, both under the
+   * current names. Notifications go to `unit.afterCommit`.
    */
   apply(
     unit: UnitOfWork,
     changes: readonly AllianceAuthChange[],
-    fingerprints: { previous: Fingerprints; current: Fingerprints },
+    fingerprints: { previous: Fingerprints; current: Fingerprints; renames: readonly CatalogRename[] },
   ): Promise<void>;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
@@ -76,7 +87,9 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   const owner = deps.owner ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   // A dead leader's lease lapses after three cycles (at least 30 s), then another instance polls.
   const leaseMs = Math.max(3 * deps.intervalMs, 30_000);
-  let cache: { generation: number; fingerprints: Fingerprints; texts: Map<number, string> } | undefined;
+  let cache:
+    | { generation: number; fingerprints: Fingerprints; texts: Map<number, string>; names: CatalogNames }
+    | undefined;
   let running: Promise<PollOutcome> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = true;
@@ -106,6 +119,14 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     return new Map(rows.map((row) => [Number(row.user_id), parseFingerprint(row.fingerprint)]));
   };
 
+  const storedNames = async (generation: number): Promise<CatalogNames> => {
+    if (cache && cache.generation === generation) return cache.names;
+    const rows = await db.selectFrom('aa_catalog_name').select(['entity', 'id', 'name']).execute();
+    const names = { state: new Map<number, string>(), group: new Map<number, string>() };
+    for (const row of rows) names[row.entity]?.set(Number(row.id), row.name);
+    return names;
+  };
+
   const cachedTexts = (generation: number): Map<number, string> | undefined =>
     cache && cache.generation === generation ? cache.texts : undefined;
 
@@ -115,9 +136,11 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       cache = undefined;
       return { outcome: 'not_leader' };
     }
-    let current: Fingerprints;
+    let read: Fingerprints;
+    let names: CatalogNames;
     try {
-      current = await readFingerprints(deps.aa.db);
+      read = await readFingerprints(deps.aa.db);
+      names = await readCatalogNames(deps.aa.db);
     } catch (error) {
       const message = (error as Error).message;
       if (unreachableSince === undefined) {
@@ -133,19 +156,27 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       logger.info({ downForMs: now() - unreachableSince }, "Alliance Auth's database answers again");
       unreachableSince = undefined;
     }
-    const previous = await storedFingerprints(generation);
-    if (current.size === 0 && previous.size > 0) {
+    const stored = await storedFingerprints(generation);
+    if (read.size === 0 && stored.size > 0) {
       logger.error(
-        { known: previous.size },
+        { known: stored.size },
         'Alliance Auth answered with no user at all; refusing to treat every user as deleted (check AA_OIDC_AA_DATABASE_URL)',
       );
-      return { outcome: 'refused_empty', known: previous.size };
+      return { outcome: 'refused_empty', known: stored.size };
     }
-    const baseline = generation === 0 && previous.size === 0;
+    const baseline = generation === 0 && stored.size === 0;
+    // Names by id: a rename is one change of the whitelists, and no change of any user's membership.
+    const namesBefore = await storedNames(generation);
+    const keptNames = namesBefore.state.size + namesBefore.group.size > 0;
+    const renames = baseline ? [] : catalogRenames(keptNames ? namesBefore : namesSeenIn(stored), names);
+    const previous = underCurrentNames(stored, names);
+    const current = underCurrentNames(read, names);
+    const nameWrites = catalogWrites(namesBefore, names);
     // Only the users whose stored form differs are diffed and written: on a quiet cycle that is
     // nobody, and the cycle costs the query and one serialisation per user.
     const at = now();
-    const previousText = cachedTexts(generation) ?? textsOf(previous);
+    // The stored texts, under the names they were stored with: a renamed member is written anew.
+    const previousText = cachedTexts(generation) ?? textsOf(stored);
     const currentText = textsOf(current);
     const upserts: Array<{ user_id: number; fingerprint: string; updated_at: number }> = [];
     const changedBefore: Fingerprints = new Map();
@@ -198,7 +229,27 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
               .where('user_id', 'in', deleted.slice(start, start + BATCH))
               .execute();
           }
-          if (changes.length > 0) await deps.apply(unit, changes, { previous, current });
+          for (let start = 0; start < nameWrites.upserts.length; start += BATCH) {
+            await trx
+              .insertInto('aa_catalog_name')
+              .values(nameWrites.upserts.slice(start, start + BATCH))
+              .onConflict((oc) =>
+                oc.columns(['entity', 'id']).doUpdateSet((eb) => ({ name: eb.ref('excluded.name') })),
+              )
+              .execute();
+          }
+          for (const entity of CATALOG_ENTITIES) {
+            const gone = nameWrites.deleted[entity];
+            for (let start = 0; start < gone.length; start += BATCH) {
+              await trx
+                .deleteFrom('aa_catalog_name')
+                .where('entity', '=', entity)
+                .where('id', 'in', gone.slice(start, start + BATCH))
+                .execute();
+            }
+          }
+          if (changes.length > 0 || renames.length > 0)
+            await deps.apply(unit, changes, { previous, current, renames });
           return Number(fenced.generation);
         },
         {
@@ -217,7 +268,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       }
       throw error;
     }
-    cache = { generation: nextGeneration, fingerprints: current, texts: currentText };
+    cache = { generation: nextGeneration, fingerprints: current, texts: currentText, names };
     if (baseline) {
       logger.info(
         { users: current.size },
@@ -225,8 +276,14 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       );
       return { outcome: 'baseline', users: current.size };
     }
+    for (const rename of renames) {
+      logger.info(
+        { entity: rename.entity, id: rename.id, from: rename.from, to: rename.to },
+        `Alliance Auth renamed a ${rename.entity}; application whitelists follow`,
+      );
+    }
     if (changes.length > 0) logger.info({ changes: changes.length }, 'Alliance Auth changes applied');
-    return { outcome: 'applied', users: current.size, changes };
+    return { outcome: 'applied', users: current.size, changes, renames };
   };
 
   const pollOnce = (): Promise<PollOutcome> => {
@@ -292,4 +349,23 @@ function textsOf(fingerprints: Fingerprints): Map<number, string> {
 
 class LeaseLost extends Error {
   override name = 'LeaseLost';
+}
+
+/** The rows of `aa_catalog_name` that differ between the stored names and the names read now. */
+function catalogWrites(
+  before: CatalogNames,
+  after: CatalogNames,
+): {
+  upserts: Array<{ entity: 'state' | 'group'; id: number; name: string }>;
+  deleted: Record<'state' | 'group', number[]>;
+} {
+  const upserts: Array<{ entity: 'state' | 'group'; id: number; name: string }> = [];
+  const deleted: Record<'state' | 'group', number[]> = { state: [], group: [] };
+  for (const entity of CATALOG_ENTITIES) {
+    for (const [id, name] of after[entity]) {
+      if (before[entity].get(id) !== name) upserts.push({ entity, id, name });
+    }
+    for (const id of before[entity].keys()) if (!after[entity].has(id)) deleted[entity].push(id);
+  }
+  return { upserts, deleted };
 }

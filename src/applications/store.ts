@@ -1,4 +1,11 @@
-import { type Kysely, type RawBuilder, type Selectable, sql, type Transaction } from 'kysely';
+import {
+  type ExpressionBuilder,
+  type Kysely,
+  type RawBuilder,
+  type Selectable,
+  sql,
+  type Transaction,
+} from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import { raiseChangeEpoch } from '../db/change-epoch.ts';
 import { precompiled } from '../db/precompiled.ts';
@@ -217,11 +224,29 @@ export async function renameWhitelisted(
   from: string,
   to: string,
 ): Promise<number> {
+  const named = (name: string) => (eb: ExpressionBuilder<Database, 'application_whitelist'>) =>
+    eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)]));
+  // An application that already whitelists the new name (one the directory no longer had) is left
+  // with one entry for it, the renamed one: two would name the same state or group twice.
+  if (from.toLowerCase() !== to.toLowerCase()) {
+    await trx
+      .deleteFrom('application_whitelist')
+      .where('kind', '=', kind)
+      .where(named(to))
+      .where('client_id', 'in', (eb) =>
+        eb
+          .selectFrom('application_whitelist')
+          .select('client_id')
+          .where('kind', '=', kind)
+          .where(named(from)),
+      )
+      .execute();
+  }
   const result = await trx
     .updateTable('application_whitelist')
     .set({ name: to })
     .where('kind', '=', kind)
-    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(from)])))
+    .where(named(from))
     .executeTakeFirst();
   const renamed = Number(result.numUpdatedRows);
   if (renamed > 0) await raiseChangeEpoch(trx);

@@ -247,6 +247,14 @@ export interface AaUserFingerprintTable {
   updated_at: EpochMs;
 }
 
+/** The Alliance Auth directory: each state's and group's name (by its id in AA) as of the last cycle. */
+export interface AaCatalogNameTable {
+  entity: 'state' | 'group';
+  /** `authentication_state.id` or `auth_group.id` in Alliance Auth's database. */
+  id: number;
+  name: string;
+}
+
 /** The Alliance Auth directory: who polls (one instance at a time). */
 export interface AaPollLeaseTable {
   name: string;
@@ -321,6 +329,7 @@ export interface Database {
   bcl_delivery_attempt: BclDeliveryAttemptTable;
   aa_user_fingerprint: AaUserFingerprintTable;
   aa_poll_lease: AaPollLeaseTable;
+  aa_catalog_name: AaCatalogNameTable;
   audit_event: AuditEventTable;
   totp_enrolment: TotpEnrolmentTable;
   recovery_code: RecoveryCodeTable;

@@ -125,6 +125,76 @@ await describeOnEachAllianceAuth(
       });
     }
 
+    it('AA renames a group and a state, and swaps two group names: the whitelists follow, nobody is told or refused', async () => {
+      const board = await receiverApp({ name: 'Board', groups: ['Directors'] });
+      const hall = await receiverApp({ name: 'Members hall', states: ['Member'] });
+      const fleet = await receiverApp({ name: 'Fleet tools', groups: ['Fleet Commanders'] });
+      const wiki = await receiverApp({ name: 'Wiki tools', groups: ['Wiki Editors'] });
+      const signedInBefore = [
+        { app: board, tokens: await signedIn(board, 'carol') },
+        { app: hall, tokens: await signedIn(hall, 'alice') },
+        { app: wiki, tokens: await signedIn(wiki, 'alice') },
+      ];
+      const whitelist = async (clientId: string) => {
+        const application = (await server.app.applications.findByClientId(clientId))!;
+        return { states: application.states, groups: application.groups };
+      };
+      try {
+        await aa.rename('group', [['Directors', 'Leadership']]);
+        await aa.rename('state', [['Member', 'Alliance Member']]);
+        // Fleet Commanders (id 2) and Wiki Editors (id 3) swap names, through a third one.
+        await aa.rename('group', [
+          ['Fleet Commanders', 'Swapping'],
+          ['Wiki Editors', 'Fleet Commanders'],
+          ['Swapping', 'Wiki Editors'],
+        ]);
+        const outcome = await poll();
+        assert.equal(outcome.outcome, 'applied', JSON.stringify(outcome));
+        assert.ok(outcome.outcome === 'applied');
+        assert.deepEqual(outcome.changes, [], 'a rename alone changes no user');
+        assert.deepEqual(
+          outcome.renames
+            .map((rename) => `${rename.entity} ${rename.id}: ${rename.from} → ${rename.to}`)
+            .sort(),
+          [
+            'group 1: Directors → Leadership',
+            'group 2: Fleet Commanders → Wiki Editors',
+            'group 3: Wiki Editors → Fleet Commanders',
+            'state 2: Member → Alliance Member',
+          ],
+        );
+        assert.deepEqual(await whitelist(board.clientId), { states: [], groups: ['Leadership'] });
+        assert.deepEqual(await whitelist(hall.clientId), { states: ['Alliance Member'], groups: [] });
+        // Each application still admits the same group (by id) under its new name.
+        assert.deepEqual(await whitelist(fleet.clientId), { states: [], groups: ['Wiki Editors'] });
+        assert.deepEqual(await whitelist(wiki.clientId), { states: [], groups: ['Fleet Commanders'] });
+        await server.app.logout.deliverDue();
+        for (const app of [board, hall, fleet, wiki])
+          assert.equal(app.receiver.requests.length, 0, 'nobody is logged out');
+        for (const { app, tokens } of signedInBefore) {
+          assert.equal((await userinfo(server, tokens.access_token)).status, 200, 'the token still works');
+          const refreshed = await tokenRequest(server, app, {
+            grant_type: 'refresh_token',
+            refresh_token: tokens.refresh_token,
+          });
+          assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+        }
+        await signedIn(board, 'carol');
+        await signedIn(wiki, 'alice');
+        const quiet = await poll();
+        assert.deepEqual(quiet, { outcome: 'applied', users: 6, changes: [], renames: [] });
+      } finally {
+        await aa.rename('group', [
+          ['Leadership', 'Directors'],
+          ['Wiki Editors', 'Swapping'],
+          ['Fleet Commanders', 'Wiki Editors'],
+          ['Swapping', 'Fleet Commanders'],
+        ]);
+        await aa.rename('state', [['Alliance Member', 'Member']]);
+        await poll();
+      }
+    });
+
     it('two members leave Directors in one cycle: the consumers take both changes at once, and each application is told', async () => {
       const app = await receiverApp({ name: 'Directors board', groups: ['Directors'] });
       const alice = await signedIn(app, 'alice');

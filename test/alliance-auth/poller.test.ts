@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
+import type { CatalogRename } from '../../src/alliance-auth/catalog-names.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
@@ -55,7 +56,7 @@ await describeOnEachAllianceAuth(
     it('records a baseline first, then finds nothing when nothing changed', async () => {
       const first = poller();
       assert.deepEqual(await first.pollOnce(), { outcome: 'baseline', users: 6 });
-      assert.deepEqual(await first.pollOnce(), { outcome: 'applied', users: 6, changes: [] });
+      assert.deepEqual(await first.pollOnce(), { outcome: 'applied', users: 6, changes: [], renames: [] });
       assert.deepEqual(applied, []);
       const stored = await database.db.selectFrom('aa_user_fingerprint').select('user_id').execute();
       assert.equal(stored.length, 6);
@@ -139,6 +140,58 @@ await describeOnEachAllianceAuth(
       await restarted.stop();
       // Carol was a Guest already: deactivating her changes nothing else.
       assert.deepEqual(applied, [[{ kind: 'user_deactivated', userId: 4, username: 'carol' }]]);
+    });
+
+    it('reads a rename by id: one rename, no change of membership, across a restart and after an upgrade', async () => {
+      const renames: CatalogRename[][] = [];
+      const watching = () =>
+        poller({
+          async apply(_trx, changes, fingerprints) {
+            applied.push([...changes]);
+            renames.push([...fingerprints.renames]);
+          },
+        });
+      const first = watching();
+      await first.pollOnce();
+      const names = await database.db
+        .selectFrom('aa_catalog_name')
+        .select(['entity', 'id', 'name'])
+        .execute();
+      assert.deepEqual(
+        names.map((row) => `${row.entity} ${Number(row.id)} ${row.name}`).sort(),
+        [
+          'group 1 Directors',
+          'group 2 Fleet Commanders',
+          'group 3 Wiki Editors',
+          'state 1 Guest',
+          'state 2 Member',
+          'state 3 Blue',
+        ],
+        "the baseline records every state's and group's name",
+      );
+      await first.stop();
+      // Renamed while no instance polled; bob leaves his group in the same cycle.
+      await actions.rename('group', [['Directors', 'Leadership']]);
+      await actions.removeGroup(3, 'Fleet Commanders');
+      const restarted = watching();
+      await restarted.pollOnce();
+      assert.deepEqual(renames, [[{ entity: 'group', id: 1, from: 'Directors', to: 'Leadership' }]]);
+      assert.deepEqual(applied, [
+        [{ kind: 'user_group_removed', userId: 3, username: 'bob', group: 'Fleet Commanders' }],
+      ]);
+      await restarted.pollOnce();
+      assert.equal(renames.length, 1, 'a rename is read once');
+      await restarted.stop();
+
+      // An installation upgraded while polling has fingerprints but no names yet: the names its
+      // fingerprints hold stand in for them.
+      await database.db.deleteFrom('aa_catalog_name').execute();
+      await actions.rename('state', [['Member', 'Alliance Member']]);
+      const upgraded = watching();
+      await upgraded.pollOnce();
+      assert.deepEqual(renames[1], [{ entity: 'state', id: 2, from: 'Member', to: 'Alliance Member' }]);
+      assert.deepEqual(applied[1], [], 'the members of the renamed state changed nothing');
+      await upgraded.stop();
     });
 
     it('lets one instance poll at a time; another takes over once the first stops', async () => {

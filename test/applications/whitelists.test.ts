@@ -131,6 +131,22 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     assert.match(check.stdout, /W006 warning: application .* whitelists the group "Disbanded"/);
   });
 
+  it('merges a rename into an entry the application already has for the new name', async () => {
+    const { directoryAdmin, applications } = services;
+    await directoryAdmin.createGroup('Recon');
+    const { application } = await applications.create(
+      { name: 'Scouting', groups: ['Recon'], ...REDIRECT },
+      'test',
+    );
+    // A name the directory no longer has (another directory's rename, a restored backup).
+    await services.database.db
+      .insertInto('application_whitelist')
+      .values({ client_id: application.clientId, kind: 'group', name: 'recon wing' })
+      .execute();
+    assert.equal((await directoryAdmin.renameGroup('Recon', 'Recon Wing')).changed, true);
+    assert.deepEqual((await applications.findByClientId(application.clientId))?.groups, ['Recon Wing']);
+  });
+
   it('renames and deletes from the command line', async () => {
     const env = testEnv(database);
     assert.equal((await cli(['group', 'create', 'Haulers'], env)).code, 0);

@@ -34,6 +34,12 @@ export interface AllianceAuthActions {
   /** `group.permissions.remove(access_oidc)` in the admin. */
   removeGroupPermission(group: string): Promise<void>;
   /**
+   * The group's name edited in the admin (`group.save()`: `auth_group.name`, its id unchanged), or
+   * a state's (`state.save()`: `authentication_state.name`); `names` are renamed in one transaction,
+   * in the order given (a swap goes through a third name, as the admin's unique names require).
+   */
+  rename(entity: 'state' | 'group', names: ReadonlyArray<readonly [from: string, to: string]>): Promise<void>;
+  /**
    * `user.set_password(raw); user.save()` (the admin's password form, or `changepassword`): Django
    * writes the new PBKDF2 hash; the other columns it saves keep their values.
    */
@@ -90,6 +96,14 @@ export function allianceAuthActions(fixture: AllianceAuthTestDatabase): Alliance
           trx,
         );
         await notify(trx, userId, `State changed to: ${state}`);
+      });
+    },
+    async rename(entity, names) {
+      const table = entity === 'state' ? 'authentication_state' : 'auth_group';
+      await owner.transaction().execute(async (trx) => {
+        for (const [from, to] of names) {
+          await trx.updateTable(table).set({ name: to }).where('name', '=', from).execute();
+        }
       });
     },
     async removeGroup(userId, group) {
