@@ -56,27 +56,28 @@ export function censorValue(value: unknown, key = ''): unknown {
   return REDACTED;
 }
 
-/** URL parameter names whose values are credentials (query, fragment or form body). */
-const SENSITIVE_PARAMS = [
-  'access_token',
-  'refresh_token',
-  'id_token',
-  'id_token_hint',
-  'logout_token',
-  'code',
-  'code_verifier',
-  'client_secret',
-  'client_assertion',
-  'password',
-  'token',
-  'secret',
-  'assertion',
-  'subject_token',
-  'device_code',
-  'user_code',
-];
+/**
+ * A parameter in a query, a fragment or a form body: a name after `?`, `&`, `#`, `;`, white space or
+ * the start, then `=` and the value. Whether the value is a credential is the name's to say, read as
+ * the server reads it (percent-decoded: `access%5Ftoken=` is `access_token=` to the provider) and
+ * judged as a key is (`isSensitiveKey`: `access_token`, `code`, `new_password`, `client_secret`, …).
+ */
+const PARAM_PATTERN = /(^|[?&#;\s])([^=&#;?\s"']{1,64})=([^&#\s"';]*)/g;
 
-const PARAM_PATTERN = new RegExp(`(^|[?&#;\\s])(${SENSITIVE_PARAMS.join('|')})=([^&#\\s"';]*)`, 'gi');
+/** A parameter's name as a server decodes it, or as written when it is not valid percent-encoding. */
+function decodedName(name: string): string {
+  if (!name.includes('%') && !name.includes('+')) return name;
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
+}
+
+function redactParameter(match: string, lead: string, name: string): string {
+  return isSensitiveKey(decodedName(name)) ? `${lead}${name}=${REDACTED}` : match;
+}
+
 const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
 const JWT_PATTERN = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 
@@ -93,7 +94,7 @@ export function scrubString(text: string): string {
   return text
     .replace(JWT_PATTERN, '[redacted-jwt]')
     .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)
-    .replace(PARAM_PATTERN, (_match, lead: string, name: string) => `${lead}${name}=${REDACTED}`);
+    .replace(PARAM_PATTERN, redactParameter);
 }
 
 /** A URL (absolute or path + query) with the values of sensitive query and fragment parameters replaced. */

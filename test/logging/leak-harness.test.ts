@@ -99,6 +99,11 @@ describe('leak harness', () => {
         })
       ).arrayBuffer();
       await (await fetch(`${base}/o/userinfo?access_token=${accessToken}`)).arrayBuffer();
+      // The same parameter with its name percent-encoded: the provider reads it as access_token.
+      await (await fetch(`${base}/o/userinfo?access%5Ftoken=${accessToken}`)).arrayBuffer();
+      await (
+        await fetch(`${base}/o/authorize?%63ode=${code}&new_password=${encodeURIComponent(password)}`)
+      ).arrayBuffer();
       await (
         await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${accessToken}` } })
       ).arrayBuffer();

@@ -175,6 +175,26 @@ describe('structured logging redaction', () => {
       'https://rp.example/cb#access_token=[redacted]&token_type=Bearer',
     );
     assert.equal(scrubString('code=abc&error_code=E1'), 'code=[redacted]&error_code=E1');
+    // A name is read as the server reads it: percent-decoded, and judged as a key is.
+    assert.equal(
+      redactUrl('/o/userinfo/?access%5Ftoken=abc123&%61ccess_token=def456&state=s1'),
+      '/o/userinfo/?access%5Ftoken=[redacted]&%61ccess_token=[redacted]&state=s1',
+    );
+    assert.equal(
+      redactUrl('/account/password?current_password=old-one&new_password=new-one&client%5Fsecret=x'),
+      '/account/password?current_password=[redacted]&new_password=[redacted]&client%5Fsecret=[redacted]',
+    );
+    assert.equal(
+      redactUrl(
+        '/o/authorize/?client_id=wiki&response_type=code&code_challenge=abc&id_token_hint=eyJx&pass+word=p',
+      ),
+      '/o/authorize/?client_id=wiki&response_type=code&code_challenge=abc&id_token_hint=[redacted]&pass+word=[redacted]',
+    );
+    assert.equal(
+      redactUrl('/x?%E0%A4%A=1&%zzcode=2'),
+      '/x?%E0%A4%A=1&%zzcode=2',
+      'a name that is not valid encoding',
+    );
     assert.equal(scrubString('Authorization: Basic d2lraTpzZWNyZXQ='), 'Authorization: Basic [redacted]');
     assert.equal(scrubString('plain text without secrets'), 'plain text without secrets');
     assert.equal(
