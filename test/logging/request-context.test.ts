@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { App } from '../../src/app.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
@@ -80,6 +81,52 @@ describe('request id and access log', () => {
         (line) => line.msg === 'request completed' && (line.res as { status: number }).status === 500,
       ),
     );
+  });
+
+  it("logs a client's malformed or broken-off request at debug, not as a failure of the server", async () => {
+    const url = new URL(base);
+    const send = (request: string, end: 'wait' | 'reset') =>
+      new Promise<string>((resolve) => {
+        const socket = connect(Number(url.port), url.hostname);
+        let answer = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (answer += chunk));
+        socket.on('error', () => undefined);
+        socket.on('close', () => resolve(answer));
+        socket.write(request, () => {
+          if (end === 'reset') setTimeout(() => socket.resetAndDestroy(), 100);
+          else setTimeout(() => socket.end(), 200);
+        });
+      });
+    const before = harness.logLines.length;
+    const head = (path: string, headers: string) =>
+      `POST ${path} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/x-www-form-urlencoded\r\n${headers}\r\n`;
+    // A chunk size that is not hexadecimal: Node answers 400 itself.
+    const malformed = await send(`${head('/o/token/', 'Transfer-Encoding: chunked\r\n')}zz\r\n`, 'wait');
+    assert.match(malformed, /^HTTP\/1\.1 400/);
+    // A body cut off, then the connection reset.
+    await send(`${head('/o/introspect/', 'Content-Length: 100\r\n')}token=abc`, 'reset');
+    // One that is answered without its body being read: no error at all.
+    await send(`${head('/nowhere', 'Content-Length: 100\r\n')}partial`, 'wait');
+    // The server hears of each closed connection on its own turn: wait (at most 5 s) for both.
+    await fetch(`${base}/healthz`);
+    const parsed = () =>
+      harness.logLines.slice(before).map((line) => JSON.parse(line) as Record<string, unknown>);
+    for (let waited = 0; waited < 5000; waited += 50) {
+      if (parsed().filter((line) => line.msg === 'client connection error' || line.level === 50).length >= 3)
+        break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const lines = parsed();
+    assert.deepEqual(
+      lines.filter((line) => (line.level as number) >= 50).map((line) => line.msg),
+      [],
+      'nothing at error level',
+    );
+    const debug = lines.filter((line) => line.msg === 'client connection error');
+    assert.equal(debug.length, 2, JSON.stringify(lines.map((line) => [line.level, line.msg])));
+    assert.ok(debug.every((line) => line.level === 20));
+    assert.ok(debug.some((line) => (line.err as { code: string }).code === 'HPE_INVALID_CHUNK_SIZE'));
   });
 
   it('writes no credential of the URL, headers or cookies into the access log', async () => {
