@@ -113,7 +113,7 @@ describe('request id and access log', () => {
     const parsed = () =>
       harness.logLines.slice(before).map((line) => JSON.parse(line) as Record<string, unknown>);
     for (let waited = 0; waited < 5000; waited += 50) {
-      if (parsed().filter((line) => line.msg === 'client connection error' || line.level === 50).length >= 3)
+      if (parsed().filter((line) => line.msg === 'client connection error' || line.level === 50).length >= 2)
         break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
