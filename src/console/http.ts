@@ -228,8 +228,11 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       const site = ctx.get('Sec-Fetch-Site');
       const origin = ctx.get('Origin');
       const parsed = await readForm(ctx);
-      if (parsed === 'too_large')
+      if (parsed === 'too_large') {
+        // The rest of the body is not wanted: the connection closes after the answer.
+        ctx.set('Connection', 'close');
         return refuse(ctx, session, visitor, 413, 'Form too large', 'This form is larger than 64 KiB.');
+      }
       if (
         (site !== '' && site !== 'same-origin') ||
         (origin !== '' && origin !== deps.origin) ||
@@ -280,6 +283,8 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
 async function readForm(ctx: Koa.Context): Promise<URLSearchParams | 'too_large' | undefined> {
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  // A declared length over the limit is refused before any of it is read.
+  if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
   const chunks: Buffer[] = [];
   let received = 0;
   try {

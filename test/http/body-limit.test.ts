@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
+import { consoleSignIn } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import {
@@ -15,7 +17,7 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { type RawResponse, rawRequest } from './raw-request.ts';
+import { cookieHeader, type RawResponse, rawRequest } from './raw-request.ts';
 
 /** Limits of the form bodies: authorize and logout as the provider's own, interaction forms 16 KiB. */
 const FRONT_CHANNEL_LIMIT = 56 * 1024;
@@ -138,6 +140,50 @@ describe(`request bodies over the limit (${testDatabaseKind})`, () => {
       body: overLimit(FRONT_CHANNEL_LIMIT, { grant_type: 'client_credentials' }),
     });
     assertTooLarge(response, 'json', 'token');
+  });
+
+  it('answers 413 with Connection: close on the account and admin forms, a declared length before reading it', async () => {
+    const admin = await seedUser(server, { superuser: true });
+    const browser = await consoleSignIn(server, admin.username);
+    const limit = 64 * 1024;
+    for (const path of ['/account/password', '/admin/states']) {
+      const response = await rawRequest(`${server.origin}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: server.origin },
+        body: overLimit(limit, { csrf_token: 'x' }),
+        browser,
+      });
+      assertTooLarge(response, 'html', path);
+    }
+    // 10 MB announced, 1 KiB sent: the answer comes without the rest, and the connection closes.
+    const url = new URL(`${server.origin}/account/password`);
+    const answer = await new Promise<{ status: number; connection: string | undefined }>(
+      (resolve, reject) => {
+        const request = http.request(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: 'POST',
+            agent: false,
+            headers: {
+              'content-type': 'application/x-www-form-urlencoded',
+              'content-length': String(10_000_000),
+              cookie: cookieHeader(browser, url),
+              origin: server.origin,
+            },
+          },
+          (response) => {
+            response.resume();
+            resolve({ status: response.statusCode ?? 0, connection: response.headers.connection });
+            request.destroy();
+          },
+        );
+        request.on('error', reject);
+        request.write('a'.repeat(1024));
+      },
+    );
+    assert.deepEqual(answer, { status: 413, connection: 'close' });
   });
 
   it('still serves forms at the limit', async () => {

@@ -25,10 +25,7 @@ export function rawRequest(
   const target = new URL(url);
   const headers: Record<string, string> = { ...options.headers };
   if (options.browser) {
-    const cookie = [...options.browser.cookies.entries()]
-      .filter(([key]) => target.pathname.startsWith(key.split('|')[0]!))
-      .map(([key, value]) => `${key.split('|')[1]}=${value}`)
-      .join('; ');
+    const cookie = cookieHeader(options.browser, target);
     if (cookie) headers.cookie = cookie;
   }
   if (options.body !== undefined) headers['content-length'] = String(Buffer.byteLength(options.body));
@@ -73,4 +70,12 @@ function keep(browser: Browser, lines: readonly string[]): void {
       browser.cookies.delete(key);
     else browser.cookies.set(key, value);
   }
+}
+
+/** The `Cookie` header `browser` sends to `target`'s path. */
+export function cookieHeader(browser: Browser, target: URL): string {
+  return [...browser.cookies.entries()]
+    .filter(([key]) => target.pathname.startsWith(key.split('|')[0]!))
+    .map(([key, value]) => `${key.split('|')[1]}=${value}`)
+    .join('; ');
 }
