@@ -206,7 +206,22 @@ async function normaliseFrontChannelRequest(
     }
     return true;
   }
-  if (ctx.method !== 'POST' || !ctx.is('application/x-www-form-urlencoded')) return true;
+  if (ctx.method !== 'POST') return true;
+  if (!ctx.is('application/x-www-form-urlencoded')) {
+    // OpenID Connect's POST is form serialisation; any other body is malformed, not a missing route.
+    // It is not read: the connection closes after the answer.
+    ctx.set('Connection', 'close');
+    answerRefusal(
+      ctx,
+      {
+        status: 400,
+        error: 'invalid_request',
+        description: `${authorization ? 'An authorization' : 'A logout'} request is sent as a query, or as a form (application/x-www-form-urlencoded).`,
+      },
+      { page: branding },
+    );
+    return false;
+  }
   let body: string;
   try {
     body = await readBody(ctx.req, FORM_BODY_LIMIT);

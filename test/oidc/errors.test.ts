@@ -335,6 +335,24 @@ describe(`protocol errors (${testDatabaseKind})`, () => {
     assert.equal(anonymous.status, 400);
   });
 
+  it('answers a POST to authorize or logout that is not a form with invalid_request, not 404', async () => {
+    for (const path of ['/authorize/', '/logout/']) {
+      for (const type of ['application/json', 'text/plain', undefined]) {
+        const response = await fetch(`${server.issuer}${path}`, {
+          method: 'POST',
+          redirect: 'manual',
+          headers: type ? { 'content-type': type } : {},
+          body: JSON.stringify({ client_id: 'wiki', response_type: 'code' }),
+        });
+        const what = `POST ${path} (${type ?? 'no content type'})`;
+        assert.equal(response.status, 400, what);
+        assert.equal(response.headers.get('connection'), 'close', what);
+        assert.match(response.headers.get('content-type') ?? '', /^text\/html/, what);
+        assert.match(await response.text(), /application\/x-www-form-urlencoded/, what);
+      }
+    }
+  });
+
   it('never answers 500 to random garbage on any endpoint', async () => {
     const paths = [
       '/authorize/',
