@@ -21,7 +21,7 @@ const MAX_ARGON2 = { memoryKiB: 1_048_576, passes: 16, lanes: 64 };
  * in base64, the salt Django's alphanumeric string used as its UTF-8 bytes.
  */
 const DJANGO_SCRYPT =
-  /^scrypt\$([1-9][0-9]{0,9})\$([A-Za-z0-9]{1,128})\$([1-9][0-9]{0,3})\$([1-9][0-9]{0,3})\$([A-Za-z0-9+/]{86}==)$/;
+  /^scrypt\$(?<cost>[1-9][0-9]{0,9})\$(?<salt>[A-Za-z0-9]{1,128})\$(?<blockSize>[1-9][0-9]{0,3})\$(?<passes>[1-9][0-9]{0,3})\$(?<hash>[A-Za-z0-9+/]{86}==)$/;
 
 /**
  * Django's defaults need 16 MiB (N = 2^14, r = 8) and 1 to 5 passes (p): up to 128 MiB of memory
@@ -121,19 +121,12 @@ function readArgon2(encoded: string): StoredDjangoPassword {
 }
 
 function readScrypt(encoded: string): StoredDjangoPassword {
-  const match = DJANGO_SCRYPT.exec(encoded);
-  if (!match) return { kind: 'unverifiable', hasher: 'scrypt', reason: 'malformed' };
-  const [, costText, salt, blockSizeText, passesText, hashText] = match as unknown as [
-    string,
-    string,
-    string,
-    string,
-    string,
-    string,
-  ];
-  const cost = Number(costText);
-  const blockSize = Number(blockSizeText);
-  const passes = Number(passesText);
+  const parts = DJANGO_SCRYPT.exec(encoded)?.groups;
+  if (!parts) return { kind: 'unverifiable', hasher: 'scrypt', reason: 'malformed' };
+  const { salt, hash } = parts as { salt: string; hash: string };
+  const cost = Number(parts.cost);
+  const blockSize = Number(parts.blockSize);
+  const passes = Number(parts.passes);
   const memory = 128 * cost * blockSize;
   // N must be a power of two above 1 (scrypt refuses anything else).
   if (cost < 2 || (cost & (cost - 1)) !== 0 || cost > 2 ** 30) {
@@ -142,7 +135,7 @@ function readScrypt(encoded: string): StoredDjangoPassword {
   if (memory > MAX_SCRYPT.memoryBytes || passes > MAX_SCRYPT.passes) {
     return { kind: 'unverifiable', hasher: 'scrypt', reason: 'cost' };
   }
-  const expected = Buffer.from(hashText, 'base64');
+  const expected = Buffer.from(hash, 'base64');
   return {
     kind: 'verifiable',
     verify: (password) =>

@@ -191,17 +191,14 @@ await describeOnEachAllianceAuth(
       assert.equal(Boolean(alice.is_active), true);
     });
 
+    /** Carol signs in with `password`, in a fresh browser. */
+    const carolSignsIn = (password: string) =>
+      signIn(new Browser(), server, authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params), {
+        username: 'carol',
+        password,
+      });
+
     it("signs in a user whose password Alliance Auth stored with Django's Argon2 or scrypt hasher", async () => {
-      const attempt = (password: string) =>
-        signIn(
-          new Browser(),
-          server,
-          authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
-          {
-            username: 'carol',
-            password,
-          },
-        );
       // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by
       // argon2's own encoding. An AA whose settings put that hasher first re-hashes at each AA login.
       const django = await djangoArgon2(FIXTURE_PASSWORD, {
@@ -214,9 +211,9 @@ await describeOnEachAllianceAuth(
       const scrypt = await djangoScrypt(FIXTURE_PASSWORD, { p: 5 });
       for (const stored of [django, scrypt]) {
         await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [stored, 'carol']);
-        const signedIn = await attempt(FIXTURE_PASSWORD);
+        const signedIn = await carolSignsIn(FIXTURE_PASSWORD);
         assert.ok(codeFrom(signedIn), `${stored.slice(0, 6)}: signed in, a code for the application`);
-        const refused = await attempt(`${FIXTURE_PASSWORD}-not`);
+        const refused = await carolSignsIn(`${FIXTURE_PASSWORD}-not`);
         assert.equal(refused.status, 401, `${stored.slice(0, 6)}: a wrong password is refused`);
       }
     });
@@ -228,12 +225,7 @@ await describeOnEachAllianceAuth(
       harness.registerSecret(FIXTURE_PASSWORD, "carol's password");
       await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [bcrypt, 'carol']);
       const linesBefore = harness.logLines.length;
-      const response = await signIn(
-        new Browser(),
-        server,
-        authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
-        { username: 'carol', password: FIXTURE_PASSWORD },
-      );
+      const response = await carolSignsIn(FIXTURE_PASSWORD);
       assert.equal(response.status, 401, 'refused as a wrong password: nothing tells the visitor more');
       const warnings = harness.logLines
         .slice(linesBefore)
@@ -249,12 +241,7 @@ await describeOnEachAllianceAuth(
       // An EVE SSO user's unusable password is no news: no warning for it.
       await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', ['!unusable', 'carol']);
       const quiet = harness.logLines.length;
-      const unusable = await signIn(
-        new Browser(),
-        server,
-        authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params),
-        { username: 'carol', password: FIXTURE_PASSWORD },
-      );
+      const unusable = await carolSignsIn(FIXTURE_PASSWORD);
       assert.equal(unusable.status, 401);
       assert.equal(harness.logLines.slice(quiet).filter((line) => line.includes('"hasher"')).length, 0);
       await harness.assertNoLeaks();
