@@ -10,6 +10,7 @@ import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { ChangePublisher, Directory } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
+import { renameChanges } from './catalog-names.ts';
 import { toDirectoryChanges } from './changes.ts';
 import {
   AA_DATABASE_SETTING,
@@ -23,7 +24,6 @@ import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
 import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
-import { renameChanges } from './catalog-names.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
 import { checkAllianceAuthSchema } from './schema-check.ts';

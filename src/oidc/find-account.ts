@@ -1,7 +1,7 @@
 import { errors, type Account, type FindAccount, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Config } from '../config/load.ts';
 import type { Directory, UserProfile } from '../directory/port.ts';
-import type { PolicyEnforcer } from './policy-enforcer.ts';
+import { type PolicyEnforcer, userIdOf } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { type Claims, type ClaimValue, claimsFor } from './claims.ts';
@@ -15,8 +15,6 @@ export type ProfileSource = Pick<Directory, 'profileById'>;
 export interface ProfileAccount extends Account {
   profile: UserProfile;
 }
-
-const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
 
 /**
  * The access-policy stage at which the provider loads an account for a token it was handed: every grant
@@ -59,7 +57,7 @@ export function createFindAccount(
   ((ctx: KoaContextWithOIDC, sub: string, token?: PolicyToken) => Promise<ProfileAccount | undefined>) {
   const loadProfile = loadOncePerRequest((sub: string) => directory.profileById(Number(sub)));
   const load = (ctx: object | undefined, sub: string): Promise<UserProfile | undefined> =>
-    ACCOUNT_ID.test(sub) ? loadProfile(ctx, sub) : Promise.resolve(undefined);
+    userIdOf(sub) === null ? Promise.resolve(undefined) : loadProfile(ctx, sub);
   return async (ctx: KoaContextWithOIDC | undefined, sub: string, token?: PolicyToken) => {
     const profile = await load(ctx, sub);
     if (token !== undefined) await enforceForToken(policy, ctx, sub, profile, token);

@@ -1,7 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Directory } from '../directory/port.ts';
 import { isAllowed } from '../policy/decide.ts';
-import type { PolicyEnforcer } from './policy-enforcer.ts';
+import { type PolicyEnforcer, userIdOf } from './policy-enforcer.ts';
 
 /** What the introspection hook reads of the calling client and of the token asked about. */
 interface Caller {
@@ -17,8 +17,6 @@ interface IntrospectedToken {
   extra?: Record<string, unknown> | undefined;
 }
 
-/** The provider's account ids are the directory's user ids. */
-const ACCOUNT_ID = /^[1-9][0-9]{0,15}$/;
 /** The scope under which `preferred_username` is released (claims.ts). */
 const PROFILE_SCOPE = /(?:^| )profile(?: |$)/;
 
@@ -57,10 +55,11 @@ export function introspectionAllowedPolicy(
         await policy.enforce('validate_bearer', { kind: 'client', clientId: token.clientId }, ctx),
       );
     }
-    const profile = ACCOUNT_ID.test(accountId) ? await directory.profileById(Number(accountId)) : undefined;
+    const userId = userIdOf(accountId);
+    const profile = userId === null ? undefined : await directory.profileById(userId);
     const decision = await policy.enforce(
       'validate_bearer',
-      { kind: 'user', clientId: token.clientId, accountId, ...(profile && { profile }) },
+      { kind: 'user', clientId: token.clientId, accountId, profile },
       ctx,
     );
     if (!isAllowed(decision)) return false;

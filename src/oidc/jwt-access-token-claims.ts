@@ -1,6 +1,7 @@
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Directory, UserProfile } from '../directory/port.ts';
 import { claimsFor, type ClaimsConfig } from './claims.ts';
+import { userIdOf } from './policy-enforcer.ts';
 
 /** What the JWT customizer reads from the request. */
 interface CustomizerContext {
@@ -34,8 +35,8 @@ export function jwtAccessTokenCustomizer(config: ClaimsConfig, profiles: Pick<Di
     if (typeof authTime === 'number') jwt.payload.auth_time = authTime;
     if (token.accountId === undefined) return;
     let profile = oidc?.account?.accountId === token.accountId ? oidc.account.profile : undefined;
-    if (!profile && /^[1-9][0-9]{0,15}$/.test(token.accountId))
-      profile = await profiles.profileById(Number(token.accountId));
+    const userId = userIdOf(token.accountId);
+    if (!profile && userId !== null) profile = await profiles.profileById(userId);
     if (!profile) throw new Error('JWT access token for an account without a profile');
     const claims = claimsFor(profile, (token.scope ?? '').split(' ').filter(Boolean), config);
     for (const [name, value] of Object.entries(claims)) {
