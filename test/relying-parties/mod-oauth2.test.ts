@@ -38,6 +38,8 @@ describe(`Apache mod_oauth2 as a resource server (${testDatabaseKind})`, { skip 
   let apache: RunningApache;
   let opaqueClient: Client;
   let jwtClient: Client;
+  /** An application of its own whose tokens are not meant for the API. */
+  let otherClient: Client;
 
   before(async () => {
     server = await startServer();
@@ -50,8 +52,10 @@ describe(`Apache mod_oauth2 as a resource server (${testDatabaseKind})`, { skip 
     });
     const opaque = await seedApp(server, { name: 'Inventory app', accessTokenFormat: 'opaque' });
     const jwt = await seedApp(server, { name: 'Inventory app (JWT)', accessTokenFormat: 'jwt' });
+    const other = await seedApp(server, { name: 'Killboard', accessTokenFormat: 'jwt' });
     opaqueClient = { clientId: opaque.clientId, clientSecret: opaque.clientSecret! };
     jwtClient = { clientId: jwt.clientId, clientSecret: jwt.clientSecret! };
+    otherClient = { clientId: other.clientId, clientSecret: other.clientSecret! };
 
     const introspection = new URLSearchParams({
       'introspect.auth': 'client_secret_basic',
@@ -84,8 +88,26 @@ AddType text/html .shtml
   OAuth2TokenVerify jwks_uri ${server.issuer}/.well-known/jwks.json verify.cache=jwks
   Require valid-user
   Options +Includes
+</Location>
+<Location /inventory-introspected>
+  AuthType oauth2
+  OAuth2TokenVerify introspect ${server.issuer}/introspect/ ${introspection.toString()}
+  Require oauth2_claim client_id:${opaqueClient.clientId}
+  Require oauth2_claim client_id:${jwtClient.clientId}
+  Options +Includes
+</Location>
+<Location /inventory-jwks>
+  AuthType oauth2
+  OAuth2TokenVerify jwks_uri ${server.issuer}/.well-known/jwks.json verify.cache=jwks
+  Require oauth2_claim client_id:${jwtClient.clientId}
+  Options +Includes
 </Location>`,
-      { 'htdocs/introspected/api.shtml': API_PAGE, 'htdocs/jwks/api.shtml': API_PAGE },
+      {
+        'htdocs/introspected/api.shtml': API_PAGE,
+        'htdocs/jwks/api.shtml': API_PAGE,
+        'htdocs/inventory-introspected/api.shtml': API_PAGE,
+        'htdocs/inventory-jwks/api.shtml': API_PAGE,
+      },
     );
   });
   after(async () => {
@@ -98,7 +120,10 @@ AddType text/html .shtml
   });
 
   /** One API call with the token as a bearer token. */
-  async function callApi(path: 'introspected' | 'jwks', token: string): Promise<ApiAnswer> {
+  async function callApi(
+    path: 'introspected' | 'jwks' | 'inventory-introspected' | 'inventory-jwks',
+    token: string,
+  ): Promise<ApiAnswer> {
     const response = await fetch(`${apache.origin}/${path}/api.shtml`, {
       headers: { authorization: `Bearer ${token}` },
     });
@@ -112,11 +137,11 @@ AddType text/html .shtml
     };
   }
 
-  /** A fresh user with a fresh access token of `client`. */
+  /** A fresh user with a fresh access token (and ID token) of `client`. */
   async function signedIn(client: Client) {
     const user = await seedUser(server, { state: 'Member' });
-    const { accessToken } = await login(server, client, user.username, { scope: 'openid profile' });
-    return { user, accessToken };
+    const { accessToken, idToken } = await login(server, client, user.username, { scope: 'openid profile' });
+    return { user, accessToken, idToken };
   }
 
   function aaOidc(...args: string[]) {
@@ -181,5 +206,34 @@ AddType text/html .shtml
     assert.equal((await callApi('introspected', 'not-a-token-aa-oidc-issued')).status, 401);
     const missing = await fetch(`${apache.origin}/introspected/api.shtml`);
     assert.equal(missing.status, 401, 'no token at all');
+  });
+
+  it("with `Require valid-user` takes any application's token, even an ID token; `Require oauth2_claim client_id:…` admits the API's own relying parties alone", async () => {
+    const mine = await signedIn(jwtClient);
+    const foreign = await signedIn(otherClient);
+    const mineOpaque = await signedIn(opaqueClient);
+
+    // The hazard the recipe warns of: aa-oidc signs ID tokens and every application's JWT access
+    // tokens with the same keys, and introspection answers any confidential application about any
+    // token; `Require valid-user` checks neither who the token was for nor what kind it is.
+    assert.equal((await callApi('jwks', foreign.accessToken)).status, 200);
+    assert.equal((await callApi('jwks', mine.idToken!)).status, 200, 'an ID token passes as a bearer token');
+    assert.equal((await callApi('introspected', foreign.accessToken)).status, 200);
+
+    // With the client_id required, the API's relying parties' access tokens pass, and nothing else.
+    const viaSignature = await callApi('inventory-jwks', mine.accessToken);
+    assert.equal(viaSignature.status, 200);
+    assert.equal(viaSignature.claims.sub, String(mine.user.id));
+    assert.equal((await callApi('inventory-introspected', mine.accessToken)).status, 200);
+    assert.equal((await callApi('inventory-introspected', mineOpaque.accessToken)).status, 200);
+    for (const [path, token, what] of [
+      ['inventory-jwks', foreign.accessToken, "another application's JWT access token"],
+      ['inventory-jwks', mine.idToken!, 'an ID token (it has no client_id)'],
+      ['inventory-introspected', foreign.accessToken, "another application's access token"],
+    ] as const) {
+      const refused = await callApi(path, token);
+      assert.equal(refused.status, 401, what);
+      assert.equal(refused.claims.sub, undefined, `${what}: the API never saw the request`);
+    }
   });
 });
