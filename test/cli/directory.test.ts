@@ -197,4 +197,58 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     }>;
     assert.equal(groups.find((group) => group.name === 'Scouts')?.oidc_access, false);
   });
+
+  it('records whether an address is verified: user create --email-verified and user set-email [--verified]', async () => {
+    /** The address and whether it is verified, as `user show --format json` prints them. */
+    const emailOf = async (username: string) => {
+      const shown = JSON.parse((await cli(['user', 'show', username, '--format', 'json'])).stdout) as {
+        email: string;
+        email_verified: boolean;
+      };
+      return { email: shown.email, verified: shown.email_verified };
+    };
+    const created = await cli(
+      ['user', 'create', 'erin', '--email', 'erin@example.org', '--email-verified', '--password-stdin'],
+      `${password}\n`,
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.deepEqual(await emailOf('erin'), { email: 'erin@example.org', verified: true });
+    assertFailsWithOneLine(
+      await cli(['user', 'create', 'frank', '--email-verified', '--password-stdin'], `${password}\n`),
+      '--email-verified needs an address (--email)',
+    );
+    assert.equal((await cli(['user', 'show', 'frank'])).code, 1, 'nobody was created');
+
+    // A new address is unverified unless the operator says otherwise, every time.
+    const moved = await cli(['user', 'set-email', 'erin', 'erin@corp.example.org']);
+    assert.equal(moved.stdout, 'erin now has email erin@corp.example.org (unverified)\n', moved.stderr);
+    assert.deepEqual(await emailOf('erin'), { email: 'erin@corp.example.org', verified: false });
+    const verified = await cli(['user', 'set-email', 'Erin', 'erin@corp.example.org', '--verified']);
+    assert.equal(verified.stdout, 'erin now has email erin@corp.example.org (verified)\n', verified.stderr);
+    const again = await cli(['user', 'set-email', 'erin', 'erin@corp.example.org', '--verified']);
+    assert.equal(again.stdout, 'erin already has email erin@corp.example.org (verified); nothing changed\n');
+    assert.deepEqual(await emailOf('erin'), { email: 'erin@corp.example.org', verified: true });
+
+    assertFailsWithOneLine(
+      await cli(['user', 'set-email', 'erin', 'not an address']),
+      /invalid email "not an address": expected an address like name@example\.org/,
+    );
+    assertFailsWithOneLine(
+      await cli(['user', 'set-email', 'erin', '', '--verified']),
+      '--verified needs an address, not ""',
+    );
+    assertFailsWithOneLine(
+      await cli(['user', 'set-email', 'nobody', 'a@example.org']),
+      /unknown user "nobody"/,
+    );
+    assert.deepEqual(
+      await emailOf('erin'),
+      { email: 'erin@corp.example.org', verified: true },
+      'the refused changes changed nothing',
+    );
+
+    const cleared = await cli(['user', 'set-email', 'erin', '']);
+    assert.equal(cleared.stdout, 'erin now has no email address\n', cleared.stderr);
+    assert.deepEqual(await emailOf('erin'), { email: '', verified: false });
+  });
 });

@@ -150,6 +150,10 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('create a user; the password is prompted for, or read from stdin (never from argv)')
     .argument('<username>', '1–150 letters, digits and @ . + - _')
     .option('--email <email>', 'email address')
+    .option(
+      '--email-verified',
+      'the address is known to be the user’s (released as email_verified: true; default: unverified)',
+    )
     .option('--state <name>', 'the state')
     .option('--group <name>', 'a group (repeatable)', collect, [])
     .option('--superuser', 'make the user a superuser')
@@ -159,12 +163,15 @@ export function registerUser(program: Command, io: CliIo): void {
         username: string,
         options: {
           email?: string;
+          emailVerified?: boolean;
           state?: string;
           group: string[];
           superuser?: boolean;
           passwordStdin?: boolean;
         },
       ) => {
+        if (options.emailVerified === true && !options.email)
+          throw new CliError('--email-verified needs an address (--email)');
         const password = await readNewPassword(io, username, options.passwordStdin === true);
         const profile = await withDirectory(io, (directory) =>
           directory.createUser(
@@ -172,6 +179,7 @@ export function registerUser(program: Command, io: CliIo): void {
               username,
               password,
               ...(options.email !== undefined && { email: options.email }),
+              ...(options.emailVerified === true && { emailVerified: true }),
               state: options.state ?? null,
               groups: options.group,
               superuser: options.superuser === true,
@@ -255,6 +263,32 @@ export function registerUser(program: Command, io: CliIo): void {
         directory.setPassword({ username }, password, changeOptions(io)),
       );
       say(`password of ${result.profile.user.username} changed; their browser sessions ended`);
+    });
+
+  user
+    .command('set-email')
+    .description(
+      'set a user’s email address ("" for none); it is unverified (email_verified: false) unless --verified',
+    )
+    .argument('<username>')
+    .argument('<address>')
+    .option('--verified', 'the address is known to be the user’s (released as email_verified: true)')
+    .action(async (username: string, address: string, options: { verified?: boolean }) => {
+      const verified = options.verified === true;
+      if (verified && address === '') throw new CliError('--verified needs an address, not ""');
+      const result = await withDirectory(io, (directory) =>
+        directory.updateUser({ username }, { email: address, emailVerified: verified }, changeOptions(io)),
+      );
+      const { user: changed } = result.profile;
+      const now =
+        changed.email === ''
+          ? 'no email address'
+          : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`;
+      say(
+        result.changed
+          ? `${changed.username} now has ${now}`
+          : `${changed.username} already has ${now}; nothing changed`,
+      );
     });
 
   user
