@@ -96,7 +96,8 @@ export async function selectSessionsOfUsers(
 
 /**
  * Revokes every live code and token of these users at these applications, stamped `now` and
- * `reason` (as `revokeLiveTokenRows` does for one user), and returns them.
+ * `reason` (as `revokeLiveTokenRows` does for one user: exchanged codes and rotated refresh tokens
+ * are left alone), and returns them.
  */
 export async function revokeLiveTokenRowsOfUsers(
   db: Db,
@@ -114,6 +115,7 @@ export async function revokeLiveTokenRowsOfUsers(
       .where('user_id', 'in', some.map(String))
       .where('model', 'in', [...TOKEN_MODELS])
       .where('client_id', 'in', [...clientIds])
+      .where('consumed_at', 'is', null)
       .where((eb) => liveAt(eb, now))
       .returning(TOKEN_ROW_COLUMNS)
       .execute();

@@ -31,8 +31,10 @@ export type LiveTokenSelection =
   | { grantId: string; ids?: readonly string[] };
 
 /**
- * Marks every matching live (unexpired, unrevoked) code and token revoked and returns them, in one
- * UPDATE … RETURNING; with `dryRun` only selects them. Expired rows are left alone.
+ * Marks every matching live (unexpired, unrevoked, unconsumed) code and token revoked and returns
+ * them, in one UPDATE … RETURNING; with `dryRun` only selects them. Expired rows are left alone, and
+ * so are codes already exchanged and refresh tokens already rotated: they can never be used again
+ * (one presented again revokes its grant), and their use was audited when it happened.
  */
 export async function revokeLiveTokenRows(
   db: Db,
@@ -45,6 +47,7 @@ export async function revokeLiveTokenRows(
     eb.and([
       eb('model', 'in', [...TOKEN_MODELS]),
       eb('revoked_at', 'is', null),
+      eb('consumed_at', 'is', null),
       unexpired(eb, now),
       'userId' in selection
         ? eb.and([

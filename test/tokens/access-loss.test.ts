@@ -95,6 +95,37 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
     await assertSignedOut(browser);
   });
 
+  it('revokes the live codes and tokens only: an exchanged code and rotated refresh tokens are not revoked (and audited) again', async () => {
+    const user = await seedUser(server);
+    const first = await login(server, open, user.username);
+    let refreshToken = first.refreshToken!;
+    const accessTokens = [first.accessToken];
+    for (let rotation = 0; rotation < 2; rotation += 1) {
+      const refreshed = await tokenRequest(server, open, {
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+      });
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      refreshToken = refreshed.body.refresh_token as string;
+      accessTokens.push(refreshed.body.access_token as string);
+    }
+    const dryRun = await server.app.tokens.revokeUser(user.username, { dryRun: true });
+    const result = await server.app.tokens.revokeUser(user.username);
+    for (const found of [dryRun, result]) {
+      const models = found.revoked.map((token) => token.model).sort();
+      // Three access tokens (one per exchange, each live until it expires) and the one refresh
+      // token not yet rotated; not the code, not the two refresh tokens rotated away.
+      assert.deepEqual(models, ['AccessToken', 'AccessToken', 'AccessToken', 'RefreshToken']);
+    }
+    for (const token of accessTokens)
+      assert.equal((await introspect(server, open, token)).body.active, false);
+    const refused = await tokenRequest(server, open, {
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+    });
+    assert.equal(refused.body.error, 'invalid_grant');
+  });
+
   it('deactivation ends the sessions, and reactivation does not bring them back', async () => {
     const user = await seedUser(server);
     const browser = await signedIn(user.username);
