@@ -20,6 +20,8 @@ export const URIS_MAX = 50;
 export const WHITELIST_MAX = 200;
 // Starts with a letter or digit: a leading `-` would read as an option on the command line.
 const CLIENT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{2,99}$/;
+/** Pages of the admin UI at `/admin/apps/<segment>`, behind which an application of that id would hide. */
+const ADMIN_PAGE_SEGMENTS: ReadonlySet<string> = new Set(['new', 'test-logout']);
 const LOOPBACK_HOSTS: ReadonlySet<string> = new Set(['127.0.0.1', '[::1]', 'localhost']);
 
 /** The names a directory has (a set of names, or the keys of a map from names). */
@@ -80,6 +82,8 @@ export async function validateApplicationInput(
     );
   else if (clientId.toLowerCase() === ACCOUNT_CONSOLE_CLIENT_ID)
     problem('client_id', 'is reserved for the built-in account console');
+  else if (ADMIN_PAGE_SEGMENTS.has(clientId))
+    problem('client_id', `"${clientId}" is reserved: /admin/apps/${clientId} is a page of the admin UI`);
 
   const name = checkName(input.name, problem);
 

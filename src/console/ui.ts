@@ -140,7 +140,8 @@ export function select(
 
 /** A message after a redirect (`?done=…`), from a fixed list: the query never carries text shown as is. */
 export function doneMessage(messages: Readonly<Record<string, string>>, done: unknown): Html {
-  const text = typeof done === 'string' ? messages[done] : undefined;
+  // Own keys only: `?done=constructor` names no message.
+  const text = typeof done === 'string' && Object.hasOwn(messages, done) ? messages[done] : undefined;
   return text ? html`<p class="ok" role="status">${text}</p>` : html``;
 }
 

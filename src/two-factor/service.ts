@@ -4,6 +4,7 @@ import {
   createHash,
   hkdfSync,
   randomBytes,
+  randomInt,
   timingSafeEqual,
 } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
@@ -58,12 +59,14 @@ export class TwoFactorError extends Error {
 
 export const RECOVERY_CODE_COUNT = 10;
 
-/** `abcde-fghij`: 50 bits each from a 32-letter alphabet without look-alikes. */
+/**
+ * `abcde-fghij`: ten characters drawn evenly (`randomInt`, unbiased) from a 31-letter alphabet
+ * without look-alikes: about 49.5 bits each.
+ */
 function newRecoveryCode(): string {
   const alphabet = 'abcdefghjkmnpqrstuvwxyz23456789';
-  const bytes = randomBytes(10);
   let code = '';
-  for (const byte of bytes) code += alphabet[byte % alphabet.length];
+  for (let index = 0; index < 10; index += 1) code += alphabet[randomInt(alphabet.length)];
   return `${code.slice(0, 5)}-${code.slice(5)}`;
 }
 

@@ -288,6 +288,11 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(await server.app.directory.profileById(leaving.id), undefined);
     const list = await consoleGet(admin, url('/admin/users?done=delete'));
     assert.match(pageText(list.body), /User deleted\./);
+    for (const inherited of ['constructor', '__proto__', 'toString']) {
+      const page = await consoleGet(admin, url(`/admin/users?done=${inherited}`));
+      assert.equal(page.status, 200);
+      assert.doesNotMatch(page.body, /role="status"/, `?done=${inherited} names no message`);
+    }
     assert.equal((await consoleGet(admin, url(`/admin/users/${leaving.id}`))).status, 404);
     await server.app.logout.deliverDue();
     assert.ok(receiver.requests.length > before, 'the application got a back-channel logout');

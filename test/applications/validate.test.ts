@@ -213,6 +213,16 @@ describe('validateApplicationInput', () => {
       /^client_id: is reserved for the built-in account console/,
     ],
     [
+      'a client_id that is a page of the admin UI',
+      { ...base, clientId: 'new' },
+      /^client_id: "new" is reserved: \/admin\/apps\/new is a page of the admin UI/,
+    ],
+    [
+      'another page of the admin UI',
+      { ...base, clientId: 'test-logout' },
+      /^client_id: "test-logout" is reserved/,
+    ],
+    [
       'an http back-channel URI in production',
       { ...base, backchannelLogoutUri: 'http://wiki.example.org/bcl' },
       /^backchannel_logout_uri: "http:\/\/wiki.example.org\/bcl" must use https in production$/,

@@ -116,6 +116,14 @@ describe(`directory service (${testDatabaseKind})`, () => {
     );
     await rejectsWith(directory.createState('Red', 1.5), 'invalid', /expected a whole number/);
     await rejectsWith(directory.createState(' Red', 1), 'invalid', /invalid state name " Red"/);
+    // A browser resolves /admin/groups/.. away: such a group could never be opened there.
+    await rejectsWith(
+      directory.createGroup('..'),
+      'invalid',
+      /invalid group name "\.\.": .*other than \. and \.\./,
+    );
+    await rejectsWith(directory.createState('.', 1), 'invalid', /invalid state name "\."/);
+    await rejectsWith(directory.renameGroup('Pilots', '..'), 'invalid', /invalid group name "\.\."/);
     await rejectsWith(directory.createGroup('PILOTS'), 'conflict', /group "Pilots" already exists/);
     await rejectsWith(
       directory.setState({ username: 'nobody' }, 'Member'),

@@ -57,12 +57,22 @@ export function validateEmail(value: unknown): string {
   return text;
 }
 
-/** Checks a state or group name: 1–150 characters, no control characters, no surrounding spaces. */
+/**
+ * Checks a state or group name: 1–150 characters, no control characters, no surrounding spaces, and
+ * not `.` or `..` (a browser resolves either away in the admin UI's `/admin/groups/<name>`).
+ */
 export function validateName(kind: 'state' | 'group', value: unknown): string {
   const text = requireString(`the ${kind} name`, value);
-  if (text.length < 1 || [...text].length > NAME_MAX_LENGTH || CONTROL.test(text) || text.trim() !== text) {
+  if (
+    text.length < 1 ||
+    [...text].length > NAME_MAX_LENGTH ||
+    CONTROL.test(text) ||
+    text.trim() !== text ||
+    text === '.' ||
+    text === '..'
+  ) {
     throw invalid(
-      `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces`,
+      `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces, other than . and ..`,
     );
   }
   return text;
