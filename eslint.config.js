@@ -48,7 +48,7 @@ const parts = {
   ],
   admin: [
     ...['console', 'applications', 'directory', 'keys', 'logout', 'tokens', 'audit', 'checks', 'http'],
-    ...['db', 'config', 'util'],
+    ...['two-factor', 'db', 'config', 'util'],
   ],
   cli: 'all',
 };

@@ -170,6 +170,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       keys: services.keys,
       logout: services.logout,
       tokens: services.tokens,
+      twoFactor: services.twoFactor,
       auditStore: services.auditStore,
       db: services.database.db,
       dbKind: services.database.kind,

@@ -7,6 +7,7 @@ import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { Directory } from '../directory/port.ts';
+import type { TwoFactorService } from '../two-factor/service.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import type { KeyService } from '../keys/service.ts';
 import type { LogoutService } from '../logout/service.ts';
@@ -29,6 +30,8 @@ export interface AdminDependencies {
   keys: KeyService;
   logout: Pick<LogoutService, 'testDelivery'>;
   tokens: TokenRevocationService;
+  /** Two-factor sign-in is aa-oidc's own, whichever the directory: shown and reset on a user's page. */
+  twoFactor: Pick<TwoFactorService, 'status' | 'reset'>;
   auditStore: AuditStore;
   db: Kysely<Database>;
   dbKind: DatabaseKind;

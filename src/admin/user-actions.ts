@@ -230,6 +230,27 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
   });
 
   actions.push({
+    slug: 'reset-two-factor',
+    applies: () => true,
+    outsideDirectory: true,
+    title: (profile) => `Reset ${profile.username}’s two-factor sign-in?`,
+    button: 'Reset two-factor sign-in',
+    carry: [],
+    async run(profile, _input, options) {
+      const user = { id: profile.id, username: profile.username };
+      return {
+        changed: await deps.twoFactor.reset(user, options),
+        consequences: [],
+        extra: html`<p>
+          ${profile.username}’s authenticator and recovery codes stop working. Their next sign-in asks for the
+          password alone, unless two-factor sign-in is required of them (superusers, when configured): then it
+          asks them to enrol again. They can enrol again on their account page.
+        </p>`,
+      };
+    },
+  });
+
+  actions.push({
     slug: 'delete',
     applies: () => true,
     title: (profile) => `Delete ${profile.username}?`,
@@ -259,7 +280,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       preview = dryRun.changed
         ? html`<div class="warn">
             <p><strong>What happens:</strong></p>
-            ${impactList(dryRun.consequences, apps, profile.username)}
+            ${impactList(dryRun.consequences, apps, profile.username)} ${dryRun.extra ?? ''}
           </div>`
         : html`<p class="note">Nothing would change.</p>`;
     } catch (error) {

@@ -31,6 +31,7 @@ export const USER_DONE: Readonly<Record<string, string>> = {
   password: 'Password set.',
   'revoke-tokens': 'Codes and tokens revoked; the applications were told.',
   'sign-out': 'Signed out everywhere.',
+  'reset-two-factor': 'Two-factor sign-in reset: the user can enrol again.',
   delete: 'User deleted.',
   unchanged: 'Nothing changed.',
 };
@@ -46,16 +47,19 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const profile = await loadProfile(deps, request);
         if (!profile) return userNotFound(request);
         const now = Date.now();
-        const [record, apps, states, groups, grants, sessions, tokens, issued] = await Promise.all([
-          admin ? admin.loadUserProfile(profile.id) : Promise.resolve(undefined),
-          applicationsById(deps),
-          deps.directory.listStates(),
-          deps.directory.listGroups(),
-          selectUserGrants(deps.db, profile.id, now),
-          selectUserSessions(deps.db, profile.id, now),
-          listTokens(deps.db, { userId: profile.id }),
-          deps.auditStore.list({ userId: profile.id, kinds: ['token_issued'], limit: 200 }),
-        ]);
+        const [record, apps, states, groups, grants, sessions, tokens, issued, twoFactor] = await Promise.all(
+          [
+            admin ? admin.loadUserProfile(profile.id) : Promise.resolve(undefined),
+            applicationsById(deps),
+            deps.directory.listStates(),
+            deps.directory.listGroups(),
+            selectUserGrants(deps.db, profile.id, now),
+            selectUserSessions(deps.db, profile.id, now),
+            listTokens(deps.db, { userId: profile.id }),
+            deps.auditStore.list({ userId: profile.id, kinds: ['token_issued'], limit: 200 }),
+            deps.twoFactor.status(profile.id),
+          ],
+        );
         const liveTokens = new Map<string, number>();
         for (const token of tokens)
           if (token.status === 'active' && token.clientId !== null)
@@ -78,7 +82,14 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const tokenActions = html`<a class="button secondary" href="${userPath(profile.id, '/sign-out')}"
             >Sign out everywhere…</a
           >
-          <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}">Revoke tokens…</a>`;
+          <a class="button secondary" href="${userPath(profile.id, '/revoke-tokens')}">Revoke tokens…</a>
+          ${
+            twoFactor.enrolled || twoFactor.pending
+              ? html`<a class="button secondary" href="${userPath(profile.id, '/reset-two-factor')}"
+                  >Reset two-factor…</a
+                >`
+              : ''
+          }`;
         const groupNames = new Set(profile.groups.map((item) => item.name));
         const main = profile.mainCharacter;
         renderAdmin(
@@ -108,6 +119,16 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
               </dd>
               <dt>Affiliation</dt>
               <dd>${affiliation(profile) || '—'}</dd>
+              <dt>Two-factor sign-in</dt>
+              <dd>
+                ${
+                  twoFactor.enrolled
+                    ? `on (${twoFactor.recoveryCodesLeft} recovery code(s) left)`
+                    : twoFactor.pending
+                      ? 'enrolment started, not confirmed'
+                      : 'off'
+                }
+              </dd>
               ${
                 record
                   ? html`<dt>Last sign-in</dt>

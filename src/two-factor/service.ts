@@ -49,6 +49,16 @@ export interface TwoFactorService {
   verify(userId: number, code: string): Promise<CodeCheck>;
   /** Removes the enrolment and its recovery codes when `code` is valid. */
   disable(user: { id: number; username: string }, code: string): Promise<CodeCheck>;
+  /**
+   * An operator's reset (a lost authenticator and recovery codes, or an enrolment the user did not
+   * make): removes the enrolment, confirmed or pending, and the recovery codes without a code, and
+   * publishes `two_factor_disabled` with the operator as the actor. False when there was none (with
+   * `dryRun`, only says whether there is one).
+   */
+  reset(
+    user: { id: number; username: string },
+    options: { actor: string; dryRun?: boolean },
+  ): Promise<boolean>;
   /** Removes a user's enrolment without a code (the user is gone), inside the change's transaction. */
   forget(userId: number, trx?: Transaction<Database>): Promise<void>;
 }
@@ -133,14 +143,19 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     return Number(row.n);
   };
 
-  const changed = (userId: number, username: string, action: 'two_factor_enabled' | 'two_factor_disabled') =>
+  const changed = (
+    userId: number,
+    username: string,
+    action: 'two_factor_enabled' | 'two_factor_disabled',
+    actor = `self:${username}`,
+  ) =>
     deps.audit.publish({
       kind: 'admin_change',
       entity: 'user',
       action,
       entity_id: userId,
       name: username,
-      actor: `self:${username}`,
+      actor,
       changed_fields: ['two_factor'],
       details: {},
     });
@@ -283,6 +298,20 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       });
       changed(userId, user.username, 'two_factor_disabled');
       return check;
+    },
+
+    async reset(user, options) {
+      if (options.dryRun) return (await enrolmentOf(user.id)) !== undefined;
+      const removed = await db.transaction().execute(async (trx) => {
+        const enrolments = await trx
+          .deleteFrom('totp_enrolment')
+          .where('user_id', '=', user.id)
+          .executeTakeFirst();
+        await trx.deleteFrom('recovery_code').where('user_id', '=', user.id).execute();
+        return Number(enrolments.numDeletedRows) > 0;
+      });
+      if (removed) changed(user.id, user.username, 'two_factor_disabled', options.actor);
+      return removed;
     },
 
     async forget(userId, within) {

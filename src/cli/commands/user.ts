@@ -292,6 +292,32 @@ export function registerUser(program: Command, io: CliIo): void {
     });
 
   user
+    .command('reset-two-factor')
+    .description(
+      'remove a user’s two-factor enrolment and recovery codes (a lost authenticator); they can enrol again on their account page',
+    )
+    .argument('<username>')
+    .option('--dry-run', 'say whether there is one to remove, change nothing')
+    .action(async (username: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const { name, removed } = await withDirectory(io, async (directory, services) => {
+        const { user: found } = await directory.getUserProfile({ username });
+        const target = { id: found.id, username: found.username };
+        return {
+          name: found.username,
+          removed: await services.twoFactor.reset(target, { actor: cliActor(io), dryRun }),
+        };
+      });
+      if (!removed) say(`${name} has no two-factor enrolment; nothing changed`);
+      else if (dryRun)
+        say(`dry run: would remove ${name}’s two-factor enrolment and recovery codes; nothing changed`);
+      else
+        say(
+          `${name}’s two-factor enrolment and recovery codes removed; they can enrol again on their account page`,
+        );
+    });
+
+  user
     .command('set-state')
     .description('move a user to another state')
     .argument('<username>')
