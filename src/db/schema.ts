@@ -307,6 +307,12 @@ export interface ChangeEpochTable {
   value: number;
 }
 
+/** When a user's sessions were last ended: two-factor sign-ins begun before then do not complete. */
+export interface UserSessionsEndedTable {
+  user_id: number;
+  ended_at: EpochMs;
+}
+
 /** What changed, named by the triggers of migration 0071 (src/db/change-log.ts). */
 export interface ChangeLogTable {
   seq: Generated<number>;
@@ -330,6 +336,7 @@ export interface Database {
   aa_user_fingerprint: AaUserFingerprintTable;
   aa_poll_lease: AaPollLeaseTable;
   aa_catalog_name: AaCatalogNameTable;
+  user_sessions_ended: UserSessionsEndedTable;
   audit_event: AuditEventTable;
   totp_enrolment: TotpEnrolmentTable;
   recovery_code: RecoveryCodeTable;

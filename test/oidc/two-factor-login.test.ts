@@ -44,7 +44,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   after(async () => server.close());
 
   /** Signs in with the password; returns the page that follows (the code page) and its browser. */
-  async function passwordStep(username = user.username) {
+  async function passwordStep(username = user.username, password = PASSWORD) {
     const browser = new Browser();
     const { verifier, challenge } = pkcePair();
     const response = await signIn(
@@ -58,7 +58,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
         code_challenge: challenge,
         code_challenge_method: 'S256',
       }),
-      { username },
+      { username, password },
     );
     return { browser, verifier, response, body: await response.text() };
   }
@@ -149,6 +149,39 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
     const response = await submitCode(browser, body, recoveryCodes[1]!, tampered);
     assert.equal(response.status, 400);
     assert.match(pageText(await response.text()), /took too long or was changed/);
+  });
+
+  it('does not complete a sign-in waiting for its code once the sessions were ended (a new password, signing out everywhere)', async () => {
+    const person = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(person);
+    assert.ok((await server.app.twoFactor.confirmEnrolment(person, currentCode(enrolment.secret))).ok);
+    // The confirmation spent the current step's code; a stopped sign-in spends none.
+    const code = () => currentCode(enrolment.secret, Date.now() + 30_000);
+
+    const newPassword = 'a new password, 2026';
+    for (const [password, reset] of [
+      [PASSWORD, () => server.app.directoryAdmin.setPassword({ id: person.id }, newPassword)],
+      [newPassword, () => server.app.tokens.signOutUser(person.username)],
+    ] as const) {
+      const waiting = await passwordStep(person.username, password);
+      assert.match(pageText(waiting.body), /Enter your code/);
+      await reset();
+      const stopped = await submitCode(waiting.browser, waiting.body, code());
+      assert.equal(stopped.status, 400);
+      assert.match(
+        pageText(await stopped.text()),
+        /This sign-in was stopped: the account was signed out everywhere/,
+      );
+      assert.equal(
+        (await server.app.twoFactor.status(person.id)).enrolled,
+        true,
+        'nothing else changed: the enrolment stays',
+      );
+    }
+    // A sign-in begun after the change completes, with the new password.
+    const fresh = await passwordStep(person.username, newPassword);
+    const done = await submitCode(fresh.browser, fresh.body, code());
+    assert.equal(done.status, 303, await done.clone().text());
   });
 
   it('counts wrong codes in the login throttle, and a right password buys no extra guesses', async () => {

@@ -17,6 +17,9 @@ import type { LoginThrottle } from './throttle.ts';
  * user who passed the password step, valid for five minutes), never trusted from the browser
  * otherwise. Every code is an attempt of the login throttle: the password's attempt stays counted as
  * a failure until the code is right, so knowing the password buys no extra guesses at the code.
+ * A sign-in waiting here does not complete once the user's sessions were ended after its password
+ * step (a new password, signing out everywhere, revoked tokens, deactivation): the password it
+ * passed with may be the one just replaced, and a reset must not be outlived by a sign-in under way.
  */
 export type TwoFactorLogin = Pick<
   TwoFactorService,
@@ -29,6 +32,8 @@ export interface TwoFactorStepDependencies {
   throttle: LoginThrottle;
   /** Superusers must use two-factor sign-in. */
   requiredForSuperusers: boolean;
+  /** When the user's sessions were last ended (`user_sessions_ended`); undefined when never. */
+  sessionsEndedAt(userId: number): Promise<number | undefined>;
   /** HMAC key of the signed state (the interaction CSRF key, under its own label). */
   key: Buffer;
   branding: Branding;
@@ -47,6 +52,8 @@ interface PendingLogin {
   username: string;
   amr: string[];
   stage: Stage;
+  /** When the password step passed, epoch milliseconds. */
+  at: number;
   /** Epoch milliseconds. */
   exp: number;
 }
@@ -81,6 +88,7 @@ function readPending(key: Buffer, value: string | null, uid: string, stage: Stag
   try {
     const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
     if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
+    if (typeof pending.at !== 'number') return undefined;
     return pending;
   } catch {
     return undefined;
@@ -140,7 +148,8 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       passed: { userId: number; username: string; amr: string[] },
     ): Promise<'complete' | 'handled'> {
       const status = await deps.twoFactor.status(passed.userId);
-      const base = { uid: request.uid, ...passed, exp: Date.now() + PENDING_LIFETIME_MS };
+      const now = Date.now();
+      const base = { uid: request.uid, ...passed, at: now, exp: now + PENDING_LIFETIME_MS };
       if (status.enrolled) {
         renderCode(request, { ...base, stage: 'code' });
         return 'handled';
@@ -162,6 +171,12 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         return request.fail(
           400,
           'This sign-in took too long or was changed. Start again from the application.',
+        );
+      const ended = await deps.sessionsEndedAt(pending.userId);
+      if (ended !== undefined && ended >= pending.at)
+        return request.fail(
+          400,
+          'This sign-in was stopped: the account was signed out everywhere (a new password, for one) after the password was given. Start again from the application.',
         );
       const fresh = { ...pending, exp: Date.now() + PENDING_LIFETIME_MS };
       const withOtp = [...new Set([...pending.amr, 'otp'])];
