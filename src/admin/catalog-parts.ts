@@ -36,12 +36,9 @@ export function entryPath(entity: Entity, name: string, suffix = ''): string {
   return `${BASE[entity]}/${encodeURIComponent(name)}${suffix}`;
 }
 
-/** The applications whose whitelist names `name` (regardless of case). */
+/** The applications whose whitelist names `name` (exactly, as the policy matches it). */
 export function whitelisting(apps: Iterable<Application>, entity: Entity, name: string): Application[] {
-  const key = name.toLowerCase();
-  return [...apps].filter((app) =>
-    (entity === 'state' ? app.states : app.groups).some((listed) => listed.toLowerCase() === key),
-  );
+  return [...apps].filter((app) => (entity === 'state' ? app.states : app.groups).includes(name));
 }
 
 /** The states or groups, as the admin interface (or, read-only, the directory port) lists them. */

@@ -96,18 +96,17 @@ function withCurrentNames(fingerprint: UserFingerprint, names: CatalogNames): Us
 
 /**
  * The directory's changes for a cycle's renames, which the application whitelists follow. Names are
- * matched regardless of case, as whitelists match them; when one rename's new name is another's old
- * one (two names swapped), each goes through a name of its own first, so that none lands on a name
- * another still holds.
+ * matched exactly, as whitelists match them; when one rename's new name is another's old one, even in
+ * another case (two names swapped), each goes through a name of its own first, so that none lands on
+ * a name another still holds (whitelists keep one entry per name regardless of case).
  */
 export function renameChanges(renames: readonly CatalogRename[]): DirectoryChange[] {
   const changes: DirectoryChange[] = [];
   for (const entity of CATALOG_ENTITIES) {
     const list = renames.filter((rename) => rename.entity === entity);
-    const sources = new Set(list.map((rename) => rename.from.toLowerCase()));
-    const chained = list.some(
-      (rename) =>
-        rename.to.toLowerCase() !== rename.from.toLowerCase() && sources.has(rename.to.toLowerCase()),
+    // Another rename's old name, in any case: whitelists hold one entry per name regardless of case.
+    const chained = list.some((rename) =>
+      list.some((other) => other !== rename && other.from.toLowerCase() === rename.to.toLowerCase()),
     );
     const through = (rename: CatalogRename) => `aa-oidc: renaming ${entity} ${rename.id}`;
     if (chained) {

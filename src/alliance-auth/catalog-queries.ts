@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import { countReferencing, holdsAccess } from './access-permission.ts';
 import { type AaDb, truthy } from './schema.ts';
 import { byName } from './user-queries.ts';
@@ -62,15 +61,16 @@ export async function selectGroups(db: AaDb): Promise<AllianceAuthGroup[]> {
 
 /**
  * The ids of the users whose stored state is one of `states` or who belong to one of `groups`, names
- * matched regardless of case (an application's whitelist).
+ * matched exactly, as the policy matches an application's whitelist (on PostgreSQL `Directors` and
+ * `directors` may be two groups; MariaDB's collation holds them for one name).
  */
 export async function selectUserIdsCoveredBy(
   db: AaDb,
   states: readonly string[],
   groups: readonly string[],
 ): Promise<number[]> {
-  const stateNames = states.map((name) => name.toLowerCase());
-  const groupNames = groups.map((name) => name.toLowerCase());
+  const stateNames = [...states];
+  const groupNames = [...groups];
   if (stateNames.length === 0 && groupNames.length === 0) return [];
   const rows = await db
     .selectFrom('auth_user as u')
@@ -85,7 +85,7 @@ export async function selectUserIdsCoveredBy(
                   .selectFrom('authentication_state as s')
                   .select('s.id')
                   .whereRef('s.id', '=', 'p.state_id')
-                  .where(sql<boolean>`lower(s.name) in (${sql.join(stateNames)})`),
+                  .where('s.name', 'in', stateNames),
               ),
             ]
           : []),
@@ -97,7 +97,7 @@ export async function selectUserIdsCoveredBy(
                   .innerJoin('auth_group as g', 'g.id', 'ug.group_id')
                   .select('ug.id')
                   .whereRef('ug.user_id', '=', 'u.id')
-                  .where(sql<boolean>`lower(g.name) in (${sql.join(groupNames)})`),
+                  .where('g.name', 'in', groupNames),
               ),
             ]
           : []),

@@ -52,10 +52,14 @@ const IDS_PER_QUERY = 1000;
 
 export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOptions): Directory {
   const profile = (user: AllianceAuthUser) => toUserProfile(user, options);
+  // The exact spelling first: on PostgreSQL `Directors` and `directors` may be two groups.
+  const byName = <T extends { name: string }>(list: readonly T[], name: string): T | undefined =>
+    list.find((item) => item.name === name) ??
+    list.find((item) => item.name.toLowerCase() === name.toLowerCase());
   const stateId = async (name: string): Promise<number | undefined> =>
-    (await selectStates(aa)).find((state) => state.name.toLowerCase() === name.toLowerCase())?.id;
+    byName(await selectStates(aa), name)?.id;
   const groupId = async (name: string): Promise<number | undefined> =>
-    (await selectGroups(aa)).find((group) => group.name.toLowerCase() === name.toLowerCase())?.id;
+    byName(await selectGroups(aa), name)?.id;
   return {
     // No `keepable`: AA's database is not aa-oidc's and aa-oidc's change log cannot name a change
     // made there, so no profile of it is kept in memory (src/oidc/kept-profiles.ts).

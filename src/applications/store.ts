@@ -224,15 +224,18 @@ export async function renameWhitelisted(
   from: string,
   to: string,
 ): Promise<number> {
+  // Exactly the old name, as whitelists are matched: on Alliance Auth over PostgreSQL another
+  // application's `directors` may be another group than this `Directors`.
   const named = (name: string) => (eb: ExpressionBuilder<Database, 'application_whitelist'>) =>
-    eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)]));
-  // An application that already whitelists the new name (one the directory no longer had) is left
-  // with one entry for it, the renamed one: two would name the same state or group twice.
+    eb('name', '=', name);
+  // An application that already whitelists the new name (one the directory no longer had), in any
+  // case, is left with one entry for it, the renamed one: its whitelist holds one entry per name
+  // regardless of case.
   if (from.toLowerCase() !== to.toLowerCase()) {
     await trx
       .deleteFrom('application_whitelist')
       .where('kind', '=', kind)
-      .where(named(to))
+      .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(to)])))
       .where('client_id', 'in', (eb) =>
         eb
           .selectFrom('application_whitelist')

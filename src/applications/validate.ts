@@ -2,6 +2,7 @@ import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
 import { hasControlCharacter, hasUnsafeUriCharacter } from './text.ts';
+import { nameKey } from '../util/name-key.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
   type AccessTokenFormatSetting,
@@ -310,8 +311,10 @@ function checkGrantTypes(value: unknown, clientType: ClientType, problem: Proble
 }
 
 /**
- * The whitelisted names, each as the directory spells it (names match regardless of case), sorted
- * and without duplicates; an unknown name is a problem naming the ones that exist.
+ * The whitelisted names, each as the directory spells it, sorted and without duplicates: a name typed
+ * in another case (or Unicode form) finds the directory's one, unless the directory has several
+ * such (Alliance Auth on PostgreSQL may hold `Directors` and `directors`): then only the exact
+ * spelling names one. An unknown or ambiguous name is a problem naming the ones that exist.
  */
 function checkWhitelist(
   field: 'states' | 'groups',
@@ -326,7 +329,8 @@ function checkWhitelist(
     return [];
   }
   if (value.length > WHITELIST_MAX) problem(field, `at most ${WHITELIST_MAX} ${field} are allowed`);
-  const byKey = new Map([...existing.keys()].map((name) => [name.toLowerCase(), name]));
+  const byKey = new Map<string, string[]>();
+  for (const name of existing.keys()) byKey.set(nameKey(name), [...(byKey.get(nameKey(name)) ?? []), name]);
   const found = new Set<string>();
   const unknown: string[] = [];
   for (const item of value as unknown[]) {
@@ -334,10 +338,25 @@ function checkWhitelist(
       problem(field, `${quote(item)} is not a valid ${noun} name (a string without NUL bytes)`);
       continue;
     }
-    const name = byKey.get(item.toLowerCase());
-    if (name === undefined) {
-      if (!unknown.includes(item)) unknown.push(item);
-    } else found.add(name);
+    const spellings = byKey.get(nameKey(item)) ?? [];
+    const name = spellings.includes(item) ? item : spellings.length === 1 ? spellings[0] : undefined;
+    if (name !== undefined) found.add(name);
+    else if (spellings.length > 1)
+      problem(
+        field,
+        `${quote(item)} could be the ${noun} ${spellings.map((spelling) => quote(spelling)).join(' or ')}, which differ only in case or Unicode form: give the exact name`,
+      );
+    else if (!unknown.includes(item)) unknown.push(item);
+  }
+  const foundKeys = new Map<string, string>();
+  for (const name of found) {
+    const other = foundKeys.get(nameKey(name));
+    if (other !== undefined)
+      problem(
+        field,
+        `${quote(other)} and ${quote(name)} differ only in case or Unicode form: an application may whitelist only one of them`,
+      );
+    foundKeys.set(nameKey(name), name);
   }
   if (unknown.length > 0) {
     const names = [...existing.keys()].sort();

@@ -1,5 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
+import { nameKey } from '../util/name-key.ts';
 
 /**
  * System checks: pure functions of the configuration, the registered applications and the names
@@ -23,17 +24,19 @@ export interface DirectoryNames {
 
 /**
  * W006: an application whitelists a state or group the directory no longer has (deleted or renamed
- * where aa-oidc could not follow, in another directory). Names match regardless of case. Only
- * active applications count: a deactivated one admits nobody anyway.
+ * where aa-oidc could not follow, in another directory). Names match exactly, as the policy matches
+ * them; one the directory spells in another case (after a move to another directory) is named in the
+ * hint. Only active applications count: a deactivated one admits nobody anyway.
  */
 export function whitelistChecks(
   apps: ReadonlyArray<Pick<Application, 'clientId' | 'active' | 'states' | 'groups'>>,
   directory: DirectoryNames,
 ): Finding[] {
-  const known = {
-    state: new Set(directory.states.map((name) => name.toLowerCase())),
-    group: new Set(directory.groups.map((name) => name.toLowerCase())),
-  };
+  const known = { state: new Set(directory.states), group: new Set(directory.groups) };
+  const spelt = (kind: 'state' | 'group', name: string) =>
+    (kind === 'state' ? directory.states : directory.groups).filter(
+      (candidate) => nameKey(candidate) === nameKey(name),
+    );
   const findings: Finding[] = [];
   for (const app of apps) {
     if (!app.active) continue;
@@ -42,12 +45,16 @@ export function whitelistChecks(
       ['group', app.groups],
     ] as const) {
       for (const name of names) {
-        if (known[kind].has(name.toLowerCase())) continue;
+        if (known[kind].has(name)) continue;
+        const others = spelt(kind, name);
         findings.push({
           id: 'W006',
           level: 'warning',
-          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have`,
-          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory)`,
+          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly)` : ''}`,
+          hint:
+            others.length > 0
+              ? `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} --add-${kind} ${JSON.stringify(others[0])}`
+              : `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory)`,
         });
       }
     }

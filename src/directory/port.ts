@@ -62,7 +62,7 @@ export interface UserProfile {
   groups: DirectoryGroup[];
 }
 
-/** State and group names, as an application whitelists them (matched regardless of case). */
+/** State and group names, as an application whitelists them (in the directory's spelling, matched exactly). */
 export interface Whitelist {
   states: readonly string[];
   groups: readonly string[];

@@ -1,7 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { nameKey } from '../util/name-key.ts';
 
 /**
  * The access decision. A global deny carries nothing about the application, so that
@@ -46,10 +45,14 @@ export function passesGlobalGate(profile: UserProfile): boolean {
   );
 }
 
-/** Whitelists name states and groups as the directory does, matched by `nameKey` (case, Unicode form). */
+/**
+ * Whitelists name states and groups exactly as the directory spells them (an application's names are
+ * stored in the directory's spelling when it is saved, and follow renames), so they are matched
+ * exactly: Alliance Auth on PostgreSQL may hold `Directors` and an open `directors` side by side,
+ * and whitelisting one must not admit the other's members.
+ */
 export function whitelists(names: readonly string[], name: string): boolean {
-  const key = nameKey(name);
-  return names.some((candidate) => nameKey(candidate) === key);
+  return names.includes(name);
 }
 
 /** App usability: the application exists and is active (its kill switch is off). */

@@ -74,6 +74,21 @@ describe("Alliance Auth's states and groups by id", () => {
       ],
       'a swap of group names goes through names of its own; the state (another kind) goes straight',
     );
+    // Alliance Auth on PostgreSQL: Directors (1) becomes directors, the name the open group (7) had
+    // until it became Social. Matched exactly, in either order, neither lands on the other's entries.
+    assert.deepEqual(
+      renameChanges([
+        { entity: 'group', id: 1, from: 'Directors', to: 'directors' },
+        { entity: 'group', id: 7, from: 'directors', to: 'Social' },
+      ]).map((change) => (change.kind === 'catalog_renamed' ? [change.from, change.to] : [])),
+      [
+        ['Directors', 'aa-oidc: renaming group 1'],
+        ['directors', 'aa-oidc: renaming group 7'],
+        ['aa-oidc: renaming group 1', 'directors'],
+        ['aa-oidc: renaming group 7', 'Social'],
+      ],
+      "a new name that is another's old one in another case goes through names of its own",
+    );
   });
 
   it('reads fingerprints under the current names, keeping what needs no change as it is', () => {

@@ -91,7 +91,7 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     assert.deepEqual((await directoryAdmin.getUserProfile({ id: pilot.user.id })).groups, []);
   });
 
-  it('warns (W006) about a whitelisted name the directory does not have', async () => {
+  it('warns (W006) about a whitelisted name the directory does not have, or spells otherwise', async () => {
     assert.deepEqual(
       whitelistChecks(
         [
@@ -101,6 +101,12 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
         { states: ['Member'], groups: [] },
       ).map((finding) => [finding.id, finding.level, finding.message]),
       [
+        // As a move to another directory leaves it: names match exactly, so "member" admits nobody.
+        [
+          'W006',
+          'warning',
+          'application wiki whitelists the state "member", which the directory does not have (it has "Member": names match exactly)',
+        ],
         [
           'W006',
           'warning',
