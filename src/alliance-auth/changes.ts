@@ -41,7 +41,14 @@ export function toDirectoryChanges(
   changes: readonly AllianceAuthChange[],
   previous: Fingerprints,
   current: Fingerprints,
-  options: { passwordLogin: boolean },
+  options: {
+    passwordLogin: boolean;
+    /**
+     * Users the previous cycle did not know who already hold a session, code or token here: they
+     * signed in between the two cycles. One of them found inactive was deactivated meanwhile.
+     */
+    newUsersHeldHere?: ReadonlySet<number>;
+  },
 ): DirectoryChange[] {
   const byUser = new Map<number, AllianceAuthChange[]>();
   for (const change of changes) {
@@ -53,7 +60,14 @@ export function toDirectoryChanges(
   for (const [userId, list] of byUser) {
     const was = previous.get(userId);
     const now = current.get(userId);
-    if (!was) continue; // a new user: nothing to take away
+    if (!was) {
+      // A new user has nothing to take away, unless they signed in before AA deactivated them.
+      if (now && !now.active && options.newUsersHeldHere?.has(userId)) {
+        const after = profileFromFingerprint(userId, now);
+        result.push({ kind: 'user_deactivated', userId, before: { ...after, active: true }, after });
+      }
+      continue;
+    }
     const before = profileFromFingerprint(userId, was);
     if (!now) {
       result.push({ kind: 'user_deleted', userId, before });

@@ -22,6 +22,7 @@ import {
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
+import { usersHoldingSignIns } from './held-here.ts';
 import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
@@ -222,8 +223,13 @@ export async function createAllianceAuthDirectory(
       // All of the cycle's changes at once: a consumer with a batch form (token revocation,
       // back-channel logout) takes them together, so that a state AA changed for a whole corporation
       // costs a few statements per few hundred users rather than several per user.
+      const newlyInactive = changes
+        .filter((change) => change.kind === 'user_created')
+        .map((change) => change.userId)
+        .filter((userId) => fingerprints.current.get(userId)?.active === false);
       const userChanges = toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
         passwordLogin: settings.passwordLogin,
+        newUsersHeldHere: await usersHoldingSignIns(unit.trx, newlyInactive, unit.at),
       });
       if (userChanges.length > 0) await deps.publisher.deliverWithin(unit, ...userChanges);
     },

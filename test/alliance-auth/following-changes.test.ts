@@ -252,6 +252,28 @@ await describeOnEachAllianceAuth(
       assert.equal(app.receiver.requests.length, 1);
     });
 
+    it('a user AA made after the last cycle signs in and is deactivated before the next: the next cycle revokes and tells', async () => {
+      const app = await receiverApp({ name: 'Killboard' });
+      const gina = await aa.createSuperuser('gina', FIXTURE_PASSWORD);
+      const tokens = await signedIn(app, 'gina');
+      assert.equal((await userinfo(server, tokens.access_token)).status, 200);
+      await aa.deactivate(gina);
+      // The cycle sees gina for the first time, already inactive: she signed in meanwhile, so her
+      // deactivation is one (a user who never signed in here has nothing to take away).
+      assert.deepEqual(await nextCycle(), ['user_created']);
+      await assertLoggedOut(app, gina);
+      await assertRefused(app, tokens);
+      await aa.reactivate(gina, 'Guest');
+      assert.deepEqual(await nextCycle(), ['user_activated']);
+      await assertRefused(app, tokens);
+      assert.equal(app.receiver.requests.length, 1, 'told once');
+      // Registered and still inactive (AA's pending registration), never signed in here: nothing.
+      const pending = await aa.createSuperuser('hana', FIXTURE_PASSWORD);
+      await aa.deactivate(pending);
+      assert.deepEqual(await nextCycle(), ['user_created']);
+      assert.equal(app.receiver.requests.length, 1);
+    });
+
     it('carol leaves Directors in AA: the application that whitelists Directors is told and refuses her', async () => {
       const app = await receiverApp({ name: 'Directors only', groups: ['Directors'] });
       const tokens = await signedIn(app, 'carol');

@@ -40,6 +40,12 @@ export interface AllianceAuthActions {
    */
   rename(entity: 'state' | 'group', names: ReadonlyArray<readonly [from: string, to: string]>): Promise<void>;
   /**
+   * `manage.py createsuperuser`: the user row (active, staff, superuser, with the password's PBKDF2
+   * hash), then `create_required_models`' profile in the Guest state, without a main character.
+   * Returns the new user's id.
+   */
+  createSuperuser(username: string, password: string): Promise<number>;
+  /**
    * `user.set_password(raw); user.save()` (the admin's password form, or `changepassword`): Django
    * writes the new PBKDF2 hash; the other columns it saves keep their values.
    */
@@ -177,6 +183,24 @@ export function allianceAuthActions(fixture: AllianceAuthTestDatabase): Alliance
       await sql`DELETE FROM auth_group_permissions WHERE group_id = ${id} AND permission_id IN (
                   SELECT p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
                   WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc')`.execute(owner);
+    },
+    async createSuperuser(username, password) {
+      const hash = await makeDjangoPbkdf2(password, 20_000);
+      const guest = await stateId('Guest');
+      return owner.transaction().execute(async (trx) => {
+        await sql`INSERT INTO auth_user (password, last_login, is_superuser, username, first_name, last_name, email,
+                    is_staff, is_active, date_joined)
+                  VALUES (${hash}, NULL, ${b(true)}, ${username}, '', '', ${`${username}@example.org`},
+                    ${b(true)}, ${b(true)}, ${now()})`.execute(trx);
+        const row = await trx
+          .selectFrom('auth_user')
+          .select('id')
+          .where('username', '=', username)
+          .executeTakeFirstOrThrow();
+        await sql`INSERT INTO authentication_userprofile (main_character_id, state_id, user_id, language, night_mode, theme)
+                  VALUES (NULL, ${guest}, ${row.id}, '', NULL, NULL)`.execute(trx);
+        return Number(row.id);
+      });
     },
     async setPassword(userId, password) {
       const hash = await makeDjangoPbkdf2(password, 20_000);
