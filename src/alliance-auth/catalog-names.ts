@@ -25,6 +25,13 @@ export interface CatalogRename {
   to: string;
 }
 
+/** A state or group whose id is gone from Alliance Auth since the last cycle. */
+export interface CatalogDeletion {
+  entity: CatalogEntity;
+  id: number;
+  name: string;
+}
+
 export const CATALOG_ENTITIES: readonly CatalogEntity[] = ['state', 'group'];
 
 /** Every state's and group's name in Alliance Auth's database, by id (two small queries). */
@@ -63,6 +70,15 @@ export function catalogRenames(before: CatalogNames, after: CatalogNames): Catal
     }
   }
   return renames;
+}
+
+/** The states and groups whose id `after` no longer has, with the name `before` knew. */
+export function catalogDeletions(before: CatalogNames, after: CatalogNames): CatalogDeletion[] {
+  const deletions: CatalogDeletion[] = [];
+  for (const entity of CATALOG_ENTITIES) {
+    for (const [id, name] of before[entity]) if (!after[entity].has(id)) deletions.push({ entity, id, name });
+  }
+  return deletions;
 }
 
 /**

@@ -8,7 +8,7 @@ import {
 import type { Database } from '../db/schema.ts';
 import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/authenticator.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
-import type { ChangePublisher, Directory } from '../directory/port.ts';
+import type { ChangePublisher, Directory, DirectoryChange } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { renameChanges } from './catalog-names.ts';
 import { toDirectoryChanges } from './changes.ts';
@@ -220,6 +220,14 @@ export async function createAllianceAuthDirectory(
       // Renames first: the whitelists follow them before any user's change is judged.
       const renamed = renameChanges(fingerprints.renames);
       if (renamed.length > 0) await deps.publisher.deliverWithin(unit, ...renamed);
+      // Deleted in AA: whoever still whitelists the name hears of it (nothing can refuse it now).
+      const deleted = fingerprints.deletions.map(({ entity, name }): DirectoryChange => ({
+        kind: 'catalog_deleted',
+        entity,
+        name,
+        alreadyDeleted: true,
+      }));
+      if (deleted.length > 0) await deps.publisher.deliverWithin(unit, ...deleted);
       // All of the cycle's changes at once: a consumer with a batch form (token revocation,
       // back-channel logout) takes them together, so that a state AA changed for a whole corporation
       // costs a few statements per few hundred users rather than several per user.

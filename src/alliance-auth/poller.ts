@@ -8,7 +8,9 @@ import {
   CATALOG_ENTITIES,
   type CatalogNames,
   type CatalogRename,
+  catalogDeletions,
   catalogRenames,
+  type CatalogDeletion,
   namesSeenIn,
   readCatalogNames,
   underCurrentNames,
@@ -37,7 +39,13 @@ export const LEASE_NAME = 'alliance-auth';
 export type PollOutcome =
   /** The first cycle ever: fingerprints stored, nothing emitted (there is nothing to compare with). */
   | { outcome: 'baseline'; users: number }
-  | { outcome: 'applied'; users: number; changes: AllianceAuthChange[]; renames: CatalogRename[] }
+  | {
+      outcome: 'applied';
+      users: number;
+      changes: AllianceAuthChange[];
+      renames: CatalogRename[];
+      deletions: CatalogDeletion[];
+    }
   /** Another instance holds the lease. */
   | { outcome: 'not_leader' }
   /** Alliance Auth's database did not answer; nothing changed, the next cycle tries again. */
@@ -61,7 +69,13 @@ export interface PollerDependencies {
   apply(
     unit: UnitOfWork,
     changes: readonly AllianceAuthChange[],
-    fingerprints: { previous: Fingerprints; current: Fingerprints; renames: readonly CatalogRename[] },
+    fingerprints: {
+      previous: Fingerprints;
+      current: Fingerprints;
+      renames: readonly CatalogRename[];
+      /** States and groups deleted in AA since the last cycle (known only once names are kept). */
+      deletions: readonly CatalogDeletion[];
+    },
   ): Promise<void>;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
@@ -169,6 +183,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     const namesBefore = await storedNames(generation);
     const keptNames = namesBefore.state.size + namesBefore.group.size > 0;
     const renames = baseline ? [] : catalogRenames(keptNames ? namesBefore : namesSeenIn(stored), names);
+    const deletions = baseline || !keptNames ? [] : catalogDeletions(namesBefore, names);
     const previous = underCurrentNames(stored, names);
     const current = underCurrentNames(read, names);
     const nameWrites = catalogWrites(namesBefore, names);
@@ -248,8 +263,8 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
                 .execute();
             }
           }
-          if (changes.length > 0 || renames.length > 0)
-            await deps.apply(unit, changes, { previous, current, renames });
+          if (changes.length > 0 || renames.length > 0 || deletions.length > 0)
+            await deps.apply(unit, changes, { previous, current, renames, deletions });
           return Number(fenced.generation);
         },
         {
@@ -283,7 +298,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       );
     }
     if (changes.length > 0) logger.info({ changes: changes.length }, 'Alliance Auth changes applied');
-    return { outcome: 'applied', users: current.size, changes, renames };
+    return { outcome: 'applied', users: current.size, changes, renames, deletions };
   };
 
   const pollOnce = (): Promise<PollOutcome> => {

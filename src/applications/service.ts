@@ -247,6 +247,17 @@ export function createApplicationService(
           const clientIds = await applicationsWhitelisting(unit.trx, change.entity, change.name);
           if (clientIds.length === 0) return;
           const option = change.entity === 'state' ? '--remove-state' : '--remove-group';
+          if (change.alreadyDeleted) {
+            // Kept, not dropped: an emptied whitelist would admit everyone. It admits nobody now, but
+            // a state or group given this name later would be admitted: the operator decides.
+            unit.afterCommit(() =>
+              log.warn(
+                { entity: change.entity, name: change.name, clientIds },
+                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)})`,
+              ),
+            );
+            return;
+          }
           throw conflict(
             `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)})`,
           );

@@ -156,7 +156,16 @@ export type DirectoryChange =
    * one). Application whitelists name states and groups, so they follow a rename in the same unit.
    */
   | { kind: 'catalog_renamed'; entity: 'state' | 'group'; from: string; to: string }
-  | { kind: 'catalog_deleted'; entity: 'state' | 'group'; name: string };
+  | {
+      kind: 'catalog_deleted';
+      entity: 'state' | 'group';
+      name: string;
+      /**
+       * Deleted at the source already (a polling directory that saw it gone): a consumer cannot
+       * refuse it, only act on it. Without it (the built-in directory) a consumer's throw refuses it.
+       */
+      alreadyDeleted?: true;
+    };
 
 export type DirectoryChangeKind = DirectoryChange['kind'];
 

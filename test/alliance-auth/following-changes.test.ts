@@ -11,6 +11,7 @@ import {
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import {
   authorizeUrl,
   Browser,
@@ -34,15 +35,20 @@ await describeOnEachAllianceAuth(
     let fixture: AllianceAuthTestDatabase;
     let server: TestServer;
     let aa: AllianceAuthActions;
+    let harness: LeakHarness;
     const receivers: RpReceiver[] = [];
 
     before(async () => {
       fixture = await createAllianceAuthDatabase(kind);
       aa = allianceAuthActions(fixture);
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
-        logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
-      });
+      harness = createLeakHarness();
+      server = await startServer(
+        {
+          directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
+          logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
+        },
+        { harness },
+      );
       // The server polled once when it started: the baseline every later cycle compares with.
       await poll();
     });
@@ -182,7 +188,7 @@ await describeOnEachAllianceAuth(
         await signedIn(board, 'carol');
         await signedIn(wiki, 'alice');
         const quiet = await poll();
-        assert.deepEqual(quiet, { outcome: 'applied', users: 6, changes: [], renames: [] });
+        assert.deepEqual(quiet, { outcome: 'applied', users: 6, changes: [], renames: [], deletions: [] });
       } finally {
         await aa.rename('group', [
           ['Leadership', 'Directors'],
@@ -272,6 +278,29 @@ await describeOnEachAllianceAuth(
       await aa.deactivate(pending);
       assert.deepEqual(await nextCycle(), ['user_created']);
       assert.equal(app.receiver.requests.length, 1);
+    });
+
+    it('AA deletes Fleet Commanders: alice loses the application that whitelisted it, which keeps the name, and the log says so', async () => {
+      const fleet = await receiverApp({ name: 'Fleet ops', groups: ['Fleet Commanders'] });
+      await aa.addGroup(2, 'Fleet Commanders');
+      assert.deepEqual(await nextCycle(), ['user_group_added']);
+      const tokens = await signedIn(fleet, 'alice');
+      const logged = harness.logLines.length;
+      await aa.deleteGroup('Fleet Commanders');
+      assert.deepEqual(await nextCycle(), ['user_group_removed', 'user_group_removed'], 'alice and bob');
+      await assertLoggedOut(fleet, 2);
+      await assertRefused(fleet, tokens);
+      // Kept: an emptied whitelist would admit everyone. The warning names the application.
+      assert.deepEqual((await server.app.applications.findByClientId(fleet.clientId))?.groups, [
+        'Fleet Commanders',
+      ]);
+      const warnings = harness.logLines
+        .slice(logged)
+        .filter((line) => line.includes('still whitelist') && line.includes(fleet.clientId));
+      assert.equal(warnings.length, 1, harness.logLines.slice(logged).join('\n'));
+      assert.match(warnings[0]!, /"level":40/);
+      assert.match(warnings[0]!, /--remove-group \\"Fleet Commanders\\"/);
+      assert.deepEqual(await nextCycle(), [], 'the next cycle is quiet');
     });
 
     it('carol leaves Directors in AA: the application that whitelists Directors is told and refuses her', async () => {

@@ -56,7 +56,13 @@ await describeOnEachAllianceAuth(
     it('records a baseline first, then finds nothing when nothing changed', async () => {
       const first = poller();
       assert.deepEqual(await first.pollOnce(), { outcome: 'baseline', users: 6 });
-      assert.deepEqual(await first.pollOnce(), { outcome: 'applied', users: 6, changes: [], renames: [] });
+      assert.deepEqual(await first.pollOnce(), {
+        outcome: 'applied',
+        users: 6,
+        changes: [],
+        renames: [],
+        deletions: [],
+      });
       assert.deepEqual(applied, []);
       const stored = await database.db.selectFrom('aa_user_fingerprint').select('user_id').execute();
       assert.equal(stored.length, 6);

@@ -31,6 +31,12 @@ export interface AllianceAuthActions {
   loseMainCharacter(userId: number): Promise<void>;
   /** `user.delete()`: Django's collector deletes what cascades, then the user. */
   deleteUser(userId: number): Promise<void>;
+  /**
+   * `group.delete()` in the admin: Django's collector deletes the group's request logs and requests,
+   * its groupmanagement row with its leaders and states, its permissions and memberships, then the
+   * group.
+   */
+  deleteGroup(group: string): Promise<void>;
   /** `group.permissions.remove(access_oidc)` in the admin. */
   removeGroupPermission(group: string): Promise<void>;
   /**
@@ -200,6 +206,23 @@ export function allianceAuthActions(fixture: AllianceAuthTestDatabase): Alliance
         await sql`INSERT INTO authentication_userprofile (main_character_id, state_id, user_id, language, night_mode, theme)
                   VALUES (NULL, ${guest}, ${row.id}, '', NULL, NULL)`.execute(trx);
         return Number(row.id);
+      });
+    },
+    async deleteGroup(group) {
+      const id = await groupId(group);
+      await owner.transaction().execute(async (trx) => {
+        for (const statement of [
+          sql`DELETE FROM groupmanagement_requestlog WHERE group_id = ${id}`,
+          sql`DELETE FROM groupmanagement_grouprequest WHERE group_id = ${id}`,
+          sql`DELETE FROM groupmanagement_authgroup_group_leader_groups WHERE authgroup_id = ${id} OR group_id = ${id}`,
+          sql`DELETE FROM groupmanagement_authgroup_group_leaders WHERE authgroup_id = ${id}`,
+          sql`DELETE FROM groupmanagement_authgroup_states WHERE authgroup_id = ${id}`,
+          sql`DELETE FROM groupmanagement_authgroup WHERE group_id = ${id}`,
+          sql`DELETE FROM auth_group_permissions WHERE group_id = ${id}`,
+          sql`DELETE FROM auth_user_groups WHERE group_id = ${id}`,
+          sql`DELETE FROM auth_group WHERE id = ${id}`,
+        ])
+          await statement.execute(trx);
       });
     },
     async setPassword(userId, password) {
