@@ -54,7 +54,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
     locale: user.locale,
     last_login_at: user.lastLoginAt,
     must_change_password: 0,
-    created_at: 0,
+    created_at: user.joinedAt ?? 0,
     updated_at: 0,
   };
 }

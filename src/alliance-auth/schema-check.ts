@@ -26,7 +26,16 @@ export const NEWEST_KNOWN_MIGRATIONS: Readonly<Record<string, string>> = {
 
 /** Every column aa-oidc reads, per table. */
 export const COLUMNS_READ: Readonly<Record<string, readonly string[]>> = {
-  auth_user: ['id', 'password', 'last_login', 'is_superuser', 'username', 'email', 'is_active'],
+  auth_user: [
+    'id',
+    'password',
+    'last_login',
+    'is_superuser',
+    'username',
+    'email',
+    'is_active',
+    'date_joined',
+  ],
   auth_group: ['id', 'name'],
   auth_user_groups: ['id', 'user_id', 'group_id'],
   auth_permission: ['id', 'content_type_id', 'codename'],

@@ -26,6 +26,8 @@ export interface AllianceAuthUser {
   permissionVia: Array<'user' | 'group' | 'state'>;
   /** Epoch milliseconds, or null when the user never signed in to AA. */
   lastLoginAt: number | null;
+  /** When AA made the account (`date_joined`), epoch milliseconds. */
+  joinedAt: number | null;
 }
 
 export interface AllianceAuthMembership {
@@ -67,6 +69,7 @@ function userQuery(db: AaDb) {
       'u.is_active',
       'u.is_superuser',
       'u.last_login',
+      'u.date_joined',
       'p.language',
       's.id as state_id',
       's.name as state_name',
@@ -146,6 +149,7 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
     locale: textOrNull(row.language),
     permissionVia,
     lastLoginAt: djangoTime(row.last_login),
+    joinedAt: djangoTime(row.date_joined),
   };
 }
 

@@ -4,6 +4,7 @@ import { decodeJwt } from 'jose';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
 import { toUserProfile } from '../../src/directory/builtin/profile.ts';
 import { claimsFor } from '../../src/oidc/claims.ts';
+import { djangoTime } from '../../src/alliance-auth/user-queries.ts';
 import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
@@ -156,7 +157,16 @@ await describeOnEachAllianceAuth(
       );
       const show = await cli(['user', 'show', 'alice', '--format', 'json'], env);
       assert.equal(show.code, 0, show.stderr);
-      assert.equal((JSON.parse(show.stdout) as { character_name: string }).character_name, 'Alice Alpha');
+      const shown = JSON.parse(show.stdout) as { character_name: string; created_at: string };
+      assert.equal(shown.character_name, 'Alice Alpha');
+      // When AA made the account (auth_user.date_joined), not the epoch.
+      const joined = await fixture.owner
+        .selectFrom('auth_user')
+        .select('date_joined')
+        .where('username', '=', 'alice')
+        .executeTakeFirstOrThrow();
+      assert.equal(Date.parse(shown.created_at), djangoTime(joined.date_joined));
+      assert.ok(Date.parse(shown.created_at) > Date.parse('2000-01-01'), shown.created_at);
 
       const policy = await cli(['policy', 'show', client.clientId, '--username', 'bob'], env);
       assert.equal(policy.code, 0, policy.stderr);
