@@ -107,3 +107,15 @@ export async function selectUserIdsCoveredBy(
     .execute();
   return rows.map((row) => Number(row.id));
 }
+
+/**
+ * The state or group an operator means by `name`: the one spelt so, else the only one spelt so but
+ * for case. None when two differ only in case (Alliance Auth on PostgreSQL may hold `Directors` and
+ * `directors`): the exact name must be given then.
+ */
+export function findByName<T extends { name: string }>(list: readonly T[], name: string): T | undefined {
+  const exact = list.find((item) => item.name === name);
+  if (exact) return exact;
+  const folded = list.filter((item) => item.name.toLowerCase() === name.toLowerCase());
+  return folded.length === 1 ? folded[0] : undefined;
+}

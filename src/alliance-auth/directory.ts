@@ -1,5 +1,5 @@
 import type { Directory, MainCharacter, UserProfile } from '../directory/port.ts';
-import { selectGroups, selectStates, selectUserIdsCoveredBy } from './catalog-queries.ts';
+import { findByName, selectGroups, selectStates, selectUserIdsCoveredBy } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
 
@@ -52,14 +52,10 @@ const IDS_PER_QUERY = 1000;
 
 export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOptions): Directory {
   const profile = (user: AllianceAuthUser) => toUserProfile(user, options);
-  // The exact spelling first: on PostgreSQL `Directors` and `directors` may be two groups.
-  const byName = <T extends { name: string }>(list: readonly T[], name: string): T | undefined =>
-    list.find((item) => item.name === name) ??
-    list.find((item) => item.name.toLowerCase() === name.toLowerCase());
   const stateId = async (name: string): Promise<number | undefined> =>
-    byName(await selectStates(aa), name)?.id;
+    findByName(await selectStates(aa), name)?.id;
   const groupId = async (name: string): Promise<number | undefined> =>
-    byName(await selectGroups(aa), name)?.id;
+    findByName(await selectGroups(aa), name)?.id;
   return {
     // No `keepable`: AA's database is not aa-oidc's and aa-oidc's change log cannot name a change
     // made there, so no profile of it is kept in memory (src/oidc/kept-profiles.ts).

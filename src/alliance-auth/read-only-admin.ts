@@ -7,7 +7,7 @@ import type {
   UserRef,
 } from '../directory/builtin/types.ts';
 import { DirectoryError, notFound } from '../directory/errors.ts';
-import { selectGroups, selectStates } from './catalog-queries.ts';
+import { findByName, selectGroups, selectStates } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
 
@@ -108,8 +108,6 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
       created_at: 0,
       userCount: group.userCount,
     }));
-  const byName = <T extends { name: string }>(list: T[], name: string): T | undefined =>
-    list.find((item) => item.name.toLowerCase() === name.toLowerCase());
   return {
     subscribe: () => () => undefined,
     afterCommit: () => () => undefined,
@@ -162,12 +160,12 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
       let groupId: number | undefined;
       if (filter.state === null) return [];
       if (filter.state !== undefined) {
-        const state = byName(await states(), filter.state);
+        const state = findByName(await states(), filter.state);
         if (!state) throw notFound(`no state named "${filter.state}" in Alliance Auth`);
         stateId = state.id;
       }
       if (filter.group !== undefined) {
-        const group = byName(await groups(), filter.group);
+        const group = findByName(await groups(), filter.group);
         if (!group) throw notFound(`no group named "${filter.group}" in Alliance Auth`);
         groupId = group.id;
       }
@@ -184,13 +182,13 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     listStates: states,
     listGroups: groups,
     async findStateByName(name): Promise<StateRow | undefined> {
-      const state = byName(await states(), name);
+      const state = findByName(await states(), name);
       if (!state) return undefined;
       const { userCount: _count, ...row } = state;
       return row;
     },
     async findGroupByName(name): Promise<GroupRow | undefined> {
-      const group = byName(await groups(), name);
+      const group = findByName(await groups(), name);
       if (!group) return undefined;
       const { userCount: _count, ...row } = group;
       return row;

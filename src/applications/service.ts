@@ -253,7 +253,7 @@ export function createApplicationService(
             unit.afterCommit(() =>
               log.warn(
                 { entity: change.entity, name: change.name, clientIds },
-                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)})`,
+                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)}), after whitelisting what should admit people instead: an application whose whitelists are empty admits everyone past the global gate`,
               ),
             );
             return;

@@ -201,7 +201,7 @@ async function replaceWhitelists(trx: Transaction<Database>, app: ValidApplicati
   if (rows.length > 0) await trx.insertInto('application_whitelist').values(rows).execute();
 }
 
-/** The client ids of the applications whose whitelist names `name` (regardless of case). */
+/** The client ids of the applications whose whitelist names `name` (exactly, as the policy matches). */
 export async function applicationsWhitelisting(
   db: Db,
   kind: 'state' | 'group',
@@ -211,7 +211,7 @@ export async function applicationsWhitelisting(
     .selectFrom('application_whitelist')
     .select('client_id')
     .where('kind', '=', kind)
-    .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(name)])))
+    .where('name', '=', name)
     .orderBy('client_id')
     .execute();
   return rows.map((row) => row.client_id);
@@ -228,14 +228,13 @@ export async function renameWhitelisted(
   // application's `directors` may be another group than this `Directors`.
   const named = (name: string) => (eb: ExpressionBuilder<Database, 'application_whitelist'>) =>
     eb('name', '=', name);
-  // An application that already whitelists the new name (one the directory no longer had), in any
-  // case, is left with one entry for it, the renamed one: its whitelist holds one entry per name
-  // regardless of case.
-  if (from.toLowerCase() !== to.toLowerCase()) {
+  // An application that already whitelists the new name (one the directory no longer had) is left
+  // with one entry for it, the renamed one: two would name the same state or group twice.
+  if (from !== to) {
     await trx
       .deleteFrom('application_whitelist')
       .where('kind', '=', kind)
-      .where((eb) => eb(eb.fn('lower', ['name']), '=', eb.fn('lower', [eb.val(to)])))
+      .where(named(to))
       .where('client_id', 'in', (eb) =>
         eb
           .selectFrom('application_whitelist')

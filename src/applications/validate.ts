@@ -348,16 +348,6 @@ function checkWhitelist(
       );
     else if (!unknown.includes(item)) unknown.push(item);
   }
-  const foundKeys = new Map<string, string>();
-  for (const name of found) {
-    const other = foundKeys.get(nameKey(name));
-    if (other !== undefined)
-      problem(
-        field,
-        `${quote(other)} and ${quote(name)} differ only in case or Unicode form: an application may whitelist only one of them`,
-      );
-    foundKeys.set(nameKey(name), name);
-  }
   if (unknown.length > 0) {
     const names = [...existing.keys()].sort();
     const known =

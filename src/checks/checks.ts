@@ -50,11 +50,9 @@ export function whitelistChecks(
         findings.push({
           id: 'W006',
           level: 'warning',
-          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly)` : ''}`,
-          hint:
-            others.length > 0
-              ? `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} --add-${kind} ${JSON.stringify(others[0])}`
-              : `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory)`,
+          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
+          // Never a ready-made --add: a name spelt otherwise may be another group that anyone can join.
+          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
         });
       }
     }

@@ -307,10 +307,10 @@ export interface ChangeEpochTable {
   value: number;
 }
 
-/** When a user's sessions were last ended: two-factor sign-ins begun before then do not complete. */
-export interface UserSessionsEndedTable {
+/** Raised when a user's sessions end or two-factor is reset: sign-ins of an earlier one stop. */
+export interface SignInGenerationTable {
   user_id: number;
-  ended_at: EpochMs;
+  generation: number;
 }
 
 /** What changed, named by the triggers of migration 0071 (src/db/change-log.ts). */
@@ -336,7 +336,7 @@ export interface Database {
   aa_user_fingerprint: AaUserFingerprintTable;
   aa_poll_lease: AaPollLeaseTable;
   aa_catalog_name: AaCatalogNameTable;
-  user_sessions_ended: UserSessionsEndedTable;
+  sign_in_generation: SignInGenerationTable;
   audit_event: AuditEventTable;
   totp_enrolment: TotpEnrolmentTable;
   recovery_code: RecoveryCodeTable;

@@ -105,7 +105,7 @@ export interface Directory {
   listGroups(): Promise<DirectoryGroup[]>;
   /**
    * The ids of the users an application's whitelist covers: their state is one of `states`, or they
-   * belong to one of `groups` (names matched regardless of case). Says nothing about the global
+   * belong to one of `groups` (names matched exactly, as the policy matches them). Says nothing about the global
    * gate; an empty whitelist covers nobody here (an open application is the policy's business).
    */
   usersCoveredBy(whitelist: Whitelist): Promise<number[]>;

@@ -16,7 +16,8 @@ import { requestLog } from '../logging/request-context.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { LogoutService } from '../logout/service.ts';
 import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
-import { pruneChangeLog, purgeExpiredPayloads, sessionsEndedAt } from '../tokens/store.ts';
+import { pruneChangeLog, purgeExpiredPayloads } from '../tokens/store.ts';
+import { signInGeneration } from '../db/sign-in-generation.ts';
 import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
@@ -274,7 +275,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
           twoFactor: {
             twoFactor: deps.twoFactor,
             requiredForSuperusers: config.twoFactor.requiredForSuperusers,
-            sessionsEndedAt: (userId: number) => sessionsEndedAt(deps.db, userId),
+            signInGeneration: (userId: number) => signInGeneration(deps.db, userId),
           },
         }
       : {}),

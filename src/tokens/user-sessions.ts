@@ -1,4 +1,5 @@
 import { type Db, unexpired } from './payload-rows.ts';
+import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
 
 /**
  * A user's grants and provider sessions: what the account page and the admin list, what
@@ -155,8 +156,8 @@ export async function selectUserSessions(
  * them, so a kept session cookie meets the login page (or `login_required`) on its next request, on
  * every instance. Ending in place rather than deleting means a request that read the session just
  * before cannot bring it back by saving it. Returns the sessions ended, read in the same statement.
- * Records the time too (`user_sessions_ended`): a sign-in waiting at the two-factor step since
- * before then does not complete ({@link sessionsEndedAt}), sessions or not.
+ * Raises the user's sign-in generation too (src/db/sign-in-generation.ts): a sign-in waiting at the
+ * two-factor step since before does not complete, sessions or not.
  */
 export async function endUserSessions(
   db: Db,
@@ -166,11 +167,7 @@ export async function endUserSessions(
   options: { dryRun?: boolean; exceptUid?: string } = {},
 ): Promise<UserSession[]> {
   if (options.dryRun) return selectUserSessions(db, userId, at);
-  await db
-    .insertInto('user_sessions_ended')
-    .values({ user_id: userId, ended_at: at })
-    .onConflict((conflict) => conflict.column('user_id').doUpdateSet({ ended_at: at }))
-    .execute();
+  await raiseSignInGeneration(db, userId);
   let query = db
     .updateTable('oidc_payload')
     .set({ revoked_at: at, revoked_reason: reason })
@@ -182,16 +179,6 @@ export async function endUserSessions(
     query = query.where((eb) => eb.or([eb('uid', 'is', null), eb('uid', '!=', options.exceptUid!)]));
   const rows = await query.returning(['id', 'payload', 'expires_at']).execute();
   return rows.map(storedSession).sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
-}
-
-/** When the user's sessions were last ended (see {@link endUserSessions}); undefined when never. */
-export async function sessionsEndedAt(db: Db, userId: number): Promise<number | undefined> {
-  const row = await db
-    .selectFrom('user_sessions_ended')
-    .select('ended_at')
-    .where('user_id', '=', userId)
-    .executeTakeFirst();
-  return row?.ended_at;
 }
 
 /** Deletes the user's grants (at one application, when given); returns how many went. */

@@ -10,6 +10,7 @@ import {
 import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Database } from '../db/schema.ts';
+import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
 import { acceptedStep, looksLikeTotpCode, newTotpSecret, normaliseCode, otpauthUri } from './totp.ts';
 
 /**
@@ -51,9 +52,11 @@ export interface TwoFactorService {
   disable(user: { id: number; username: string }, code: string): Promise<CodeCheck>;
   /**
    * An operator's reset (a lost authenticator and recovery codes, or an enrolment the user did not
-   * make): removes the enrolment, confirmed or pending, and the recovery codes without a code, and
-   * publishes `two_factor_disabled` with the operator as the actor. False when there was none (with
-   * `dryRun`, only says whether there is one).
+   * make): removes the enrolment, confirmed or pending, and the recovery codes without a code, stops
+   * the user's sign-ins waiting at the two-factor step (their sign-in generation is raised), and
+   * publishes `two_factor_disabled` with the operator as the actor. Sessions already signed in stay:
+   * "Sign out everywhere" ends them. False when there was none (with `dryRun`, only says whether
+   * there is one).
    */
   reset(
     user: { id: number; username: string },
@@ -308,7 +311,9 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
           .where('user_id', '=', user.id)
           .executeTakeFirst();
         await trx.deleteFrom('recovery_code').where('user_id', '=', user.id).execute();
-        return Number(enrolments.numDeletedRows) > 0;
+        const removed = Number(enrolments.numDeletedRows) > 0;
+        if (removed) await raiseSignInGeneration(trx, user.id);
+        return removed;
       });
       if (removed) changed(user.id, user.username, 'two_factor_disabled', options.actor);
       return removed;

@@ -82,6 +82,12 @@ describe(
       );
       const impact = await server.app.directory.usersCoveredBy({ states: [], groups: ['Directors'] });
       assert.deepEqual([...impact].sort(), [2, 4], 'alice and carol, not erin');
+      // The operator's listings (`aa-oidc user list --group …`, the admin UI) take the exact name too.
+      const members = async (group: string) =>
+        (await server.app.directoryAdmin.listUsers({ group })).map((record) => record.user.username).sort();
+      assert.deepEqual(await members('Directors'), ['alice', 'carol']);
+      assert.deepEqual(await members('directors'), ['erin']);
+      await assert.rejects(members('DIRECTORS'), /no group named "DIRECTORS" in Alliance Auth/);
 
       // carol is a director; erin only joined the open group of the same name in another case.
       codeFrom(await signInTo(board, 'carol'));
@@ -90,14 +96,28 @@ describe(
       codeFrom(await signInTo(social, 'erin'));
       assert.equal((await signInTo(social, 'carol')).status, 403, 'and carol is not in the open group');
 
-      // AA renames the open group: the whitelist that named it follows, the directorate's does not.
-      await allianceAuthActions(fixture).rename('group', [['directors', 'Social Club']]);
-      const cycle = await server.app.allianceAuth!.poller.pollOnce();
-      assert.equal(cycle.outcome, 'applied', JSON.stringify(cycle));
-      assert.deepEqual((await server.app.applications.findByClientId(board.clientId))?.groups, ['Directors']);
-      assert.deepEqual((await server.app.applications.findByClientId(social.clientId))?.groups, [
-        'Social Club',
-      ]);
+      // An application may whitelist both.
+      const both = await seedApp(server, { name: 'Both', groups: ['Directors', 'directors'] });
+      const groupsOf = async (client: { clientId: string }) =>
+        (await server.app.applications.findByClientId(client.clientId))?.groups;
+      assert.deepEqual(await groupsOf(both), ['Directors', 'directors']);
+
+      // AA renames the open group, first to a name that is the directorate's but for case: the
+      // whitelists that named it follow, and those naming the directorate keep it.
+      const poll = async () => {
+        const cycle = await server.app.allianceAuth!.poller.pollOnce();
+        assert.equal(cycle.outcome, 'applied', JSON.stringify(cycle));
+      };
+      await allianceAuthActions(fixture).rename('group', [['directors', 'DIRECTORS']]);
+      await poll();
+      assert.deepEqual(await groupsOf(board), ['Directors']);
+      assert.deepEqual(await groupsOf(social), ['DIRECTORS']);
+      assert.deepEqual(await groupsOf(both), ['DIRECTORS', 'Directors']);
+      await allianceAuthActions(fixture).rename('group', [['DIRECTORS', 'Social Club']]);
+      await poll();
+      assert.deepEqual(await groupsOf(board), ['Directors']);
+      assert.deepEqual(await groupsOf(social), ['Social Club']);
+      assert.deepEqual(await groupsOf(both), ['Directors', 'Social Club']);
       codeFrom(await signInTo(board, 'carol'));
       assert.equal((await signInTo(board, 'erin')).status, 403);
       codeFrom(await signInTo(social, 'erin'));

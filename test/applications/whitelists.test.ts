@@ -105,7 +105,7 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
         [
           'W006',
           'warning',
-          'application wiki whitelists the state "member", which the directory does not have (it has "Member": names match exactly)',
+          'application wiki whitelists the state "member", which the directory does not have (it has "Member": names match exactly, and on Alliance Auth over PostgreSQL that may be another state)',
         ],
         [
           'W006',
@@ -129,7 +129,7 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     assert.deepEqual(
       findings.filter((finding) => finding.id === 'W006').map((finding) => finding.hint),
       [
-        `aa-oidc app update ${application.clientId} --remove-group "Disbanded" (or restore the group in the directory)`,
+        `aa-oidc app update ${application.clientId} --remove-group "Disbanded" (or restore the group in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
       ],
     );
     const check = await cli(['check'], testEnv(database));
@@ -144,13 +144,20 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
       { name: 'Scouting', groups: ['Recon'], ...REDIRECT },
       'test',
     );
-    // A name the directory no longer has (another directory's rename, a restored backup).
+    // Names the directory no longer has (another directory's rename, a restored backup): the new
+    // name itself merges with the renamed entry; one spelt otherwise is another name, kept as it is.
     await services.database.db
       .insertInto('application_whitelist')
-      .values({ client_id: application.clientId, kind: 'group', name: 'recon wing' })
+      .values([
+        { client_id: application.clientId, kind: 'group', name: 'Recon Wing' },
+        { client_id: application.clientId, kind: 'group', name: 'recon wing' },
+      ])
       .execute();
     assert.equal((await directoryAdmin.renameGroup('Recon', 'Recon Wing')).changed, true);
-    assert.deepEqual((await applications.findByClientId(application.clientId))?.groups, ['Recon Wing']);
+    assert.deepEqual((await applications.findByClientId(application.clientId))?.groups, [
+      'Recon Wing',
+      'recon wing',
+    ]);
   });
 
   it('renames and deletes from the command line', async () => {

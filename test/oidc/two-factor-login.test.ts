@@ -248,6 +248,36 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
     assert.equal(adminPage.status, 200);
   });
 
+  it('does not complete an enrolment under way once an operator reset two-factor sign-in (Continue after the recovery codes is stopped)', async () => {
+    const superuser = await seedUser(server, { superuser: true });
+    const browser = new Browser();
+    const start = await signIn(browser, server, `${server.origin}/account/sign-in?return=/admin`, {
+      username: superuser.username,
+      password: PASSWORD,
+    });
+    const enrolPage = await start.text();
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrolPage)![1]!.replaceAll(' ', '');
+    const post = (page: string, fields: Record<string, string>) =>
+      browser.follow(formAction(page, server.origin), server.origin, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          csrf_token: formField(page, 'csrf_token'),
+          pending: formField(page, 'pending'),
+          ...fields,
+        }).toString(),
+      });
+    const codes = await post(enrolPage, { code: currentCode(secret) });
+    assert.equal(codes.status, 200);
+    const codesPage = await codes.text();
+    // Someone else enrolled with this password; the operator resets it before they continue.
+    assert.equal(await server.app.twoFactor.reset(superuser, { actor: 'cli:test' }), true);
+    const stopped = await post(codesPage, {});
+    assert.equal(stopped.status, 400);
+    assert.match(pageText(await stopped.text()), /two-factor sign-in was reset/);
+    assert.equal((await consoleGet(browser, `${server.origin}/admin`)).status, 302, 'not signed in');
+  });
+
   it('sends a superuser session signed in without a code through the sign-in again for the admin UI', async () => {
     const other = await seedUser(server, { superuser: false });
     // Promoted after signing in with a password alone (no code was asked: not a superuser then).

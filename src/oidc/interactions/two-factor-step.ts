@@ -18,8 +18,10 @@ import type { LoginThrottle } from './throttle.ts';
  * otherwise. Every code is an attempt of the login throttle: the password's attempt stays counted as
  * a failure until the code is right, so knowing the password buys no extra guesses at the code.
  * A sign-in waiting here does not complete once the user's sessions were ended after its password
- * step (a new password, signing out everywhere, revoked tokens, deactivation): the password it
- * passed with may be the one just replaced, and a reset must not be outlived by a sign-in under way.
+ * step (a new password, signing out everywhere, revoked tokens, deactivation) or their two-factor
+ * sign-in was reset: the password it passed with may be the one just replaced, and a reset must not
+ * be outlived by a sign-in under way. The step keeps the user's sign-in generation
+ * (src/db/sign-in-generation.ts) as it was after the password, and completes only under the same.
  */
 export type TwoFactorLogin = Pick<
   TwoFactorService,
@@ -32,8 +34,8 @@ export interface TwoFactorStepDependencies {
   throttle: LoginThrottle;
   /** Superusers must use two-factor sign-in. */
   requiredForSuperusers: boolean;
-  /** When the user's sessions were last ended (`user_sessions_ended`); undefined when never. */
-  sessionsEndedAt(userId: number): Promise<number | undefined>;
+  /** The user's sign-in generation now (src/db/sign-in-generation.ts). */
+  signInGeneration(userId: number): Promise<number>;
   /** HMAC key of the signed state (the interaction CSRF key, under its own label). */
   key: Buffer;
   branding: Branding;
@@ -52,8 +54,8 @@ interface PendingLogin {
   username: string;
   amr: string[];
   stage: Stage;
-  /** When the password step passed, epoch milliseconds. */
-  at: number;
+  /** The user's sign-in generation when the password step passed. */
+  generation: number;
   /** Epoch milliseconds. */
   exp: number;
 }
@@ -88,7 +90,7 @@ function readPending(key: Buffer, value: string | null, uid: string, stage: Stag
   try {
     const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
     if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
-    if (typeof pending.at !== 'number') return undefined;
+    if (typeof pending.generation !== 'number') return undefined;
     return pending;
   } catch {
     return undefined;
@@ -148,8 +150,8 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       passed: { userId: number; username: string; amr: string[] },
     ): Promise<'complete' | 'handled'> {
       const status = await deps.twoFactor.status(passed.userId);
-      const now = Date.now();
-      const base = { uid: request.uid, ...passed, at: now, exp: now + PENDING_LIFETIME_MS };
+      const generation = await deps.signInGeneration(passed.userId);
+      const base = { uid: request.uid, ...passed, generation, exp: Date.now() + PENDING_LIFETIME_MS };
       if (status.enrolled) {
         renderCode(request, { ...base, stage: 'code' });
         return 'handled';
@@ -172,11 +174,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
           400,
           'This sign-in took too long or was changed. Start again from the application.',
         );
-      const ended = await deps.sessionsEndedAt(pending.userId);
-      if (ended !== undefined && ended >= pending.at)
+      if ((await deps.signInGeneration(pending.userId)) !== pending.generation)
         return request.fail(
           400,
-          'This sign-in was stopped: the account was signed out everywhere (a new password, for one) after the password was given. Start again from the application.',
+          'This sign-in was stopped: the account was signed out everywhere (a new password, for one), or its two-factor sign-in was reset, after the password was given. Start again from the application.',
         );
       const fresh = { ...pending, exp: Date.now() + PENDING_LIFETIME_MS };
       const withOtp = [...new Set([...pending.amr, 'otp'])];
