@@ -28,6 +28,7 @@ import {
   type TokenRevocationService,
 } from './tokens/revocation.ts';
 import { endAccessOnUserChange } from './tokens/access-loss.ts';
+import { usersHoldingSignIns } from './tokens/store-users.ts';
 import {
   backchannelTargetCheck,
   gateOptionsFor,
@@ -175,6 +176,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
         db: database.db,
         publisher: directoryChanges,
         logger,
+        usersHoldingSignIns,
       });
       const opened = allianceAuth;
       closers.push(() => opened.close());

@@ -22,7 +22,6 @@ import {
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
-import { usersHoldingSignIns } from './held-here.ts';
 import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
@@ -54,6 +53,11 @@ export interface AllianceAuthDirectoryDependencies {
   db: Kysely<Database>;
   publisher: Pick<ChangePublisher, 'deliverWithin'>;
   logger: Logger;
+  /**
+   * Of these users, those who hold a live session, code or token in aa-oidc's database (the token
+   * store's `usersHoldingSignIns`), read within the cycle's transaction.
+   */
+  usersHoldingSignIns(db: Kysely<Database>, userIds: readonly number[], now: number): Promise<Set<number>>;
 }
 
 /** mysql2's codes for a connection that failed or died (node-postgres's are in db/errors.ts). */
@@ -237,7 +241,10 @@ export async function createAllianceAuthDirectory(
         .filter((userId) => fingerprints.current.get(userId)?.active === false);
       const userChanges = toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
         passwordLogin: settings.passwordLogin,
-        newUsersHeldHere: await usersHoldingSignIns(unit.trx, newlyInactive, unit.at),
+        newUsersHeldHere:
+          newlyInactive.length > 0
+            ? await deps.usersHoldingSignIns(unit.trx, newlyInactive, unit.at)
+            : new Set<number>(),
       });
       if (userChanges.length > 0) await deps.publisher.deliverWithin(unit, ...userChanges);
     },

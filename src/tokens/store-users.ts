@@ -67,6 +67,31 @@ export async function clientsWithLiveTokensOfUsers(
   return held;
 }
 
+/**
+ * Of `userIds`, those who hold a live session, code or token: people who signed in here. Alliance
+ * Auth's poller asks it of users it sees for the first time already inactive, who signed in before
+ * AA deactivated them.
+ */
+export async function usersHoldingSignIns(
+  db: Db,
+  userIds: readonly number[],
+  now: number,
+): Promise<Set<number>> {
+  const holding = new Set<number>();
+  for (const some of chunks(userIds)) {
+    const rows = await db
+      .selectFrom('oidc_payload')
+      .select('user_id')
+      .distinct()
+      .where('user_id', 'in', some.map(String))
+      .where('model', 'in', ['Session', 'AuthorizationCode', 'AccessToken', 'RefreshToken'])
+      .where((eb) => liveAt(eb, now))
+      .execute();
+    for (const row of rows) holding.add(Number(row.user_id));
+  }
+  return holding;
+}
+
 /** `selectUserSessions` of each user: their live provider sessions, newest sign-in first. */
 export async function selectSessionsOfUsers(
   db: Db,

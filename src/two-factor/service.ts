@@ -133,6 +133,16 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
   const now = deps.now ?? Date.now;
   const cipher = secretCipher(deps.secretKey);
 
+  /** Removes the user's enrolment (confirmed or pending) and recovery codes; true when there was one. */
+  const removeEnrolment = async (trx: Transaction<Database>, userId: number): Promise<boolean> => {
+    const enrolments = await trx
+      .deleteFrom('totp_enrolment')
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
+    return Number(enrolments.numDeletedRows) > 0;
+  };
+
   const enrolmentOf = (userId: number) =>
     db.selectFrom('totp_enrolment').selectAll().where('user_id', '=', userId).executeTakeFirst();
 
@@ -295,10 +305,7 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       const userId = user.id;
       const check = await verify(userId, code);
       if (!check.ok) return check;
-      await db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('totp_enrolment').where('user_id', '=', userId).execute();
-        await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
-      });
+      await db.transaction().execute((trx) => removeEnrolment(trx, userId));
       changed(userId, user.username, 'two_factor_disabled');
       return check;
     },
@@ -306,12 +313,7 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     async reset(user, options) {
       if (options.dryRun) return (await enrolmentOf(user.id)) !== undefined;
       const removed = await db.transaction().execute(async (trx) => {
-        const enrolments = await trx
-          .deleteFrom('totp_enrolment')
-          .where('user_id', '=', user.id)
-          .executeTakeFirst();
-        await trx.deleteFrom('recovery_code').where('user_id', '=', user.id).execute();
-        const removed = Number(enrolments.numDeletedRows) > 0;
+        const removed = await removeEnrolment(trx, user.id);
         if (removed) await raiseSignInGeneration(trx, user.id);
         return removed;
       });
@@ -320,12 +322,8 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     },
 
     async forget(userId, within) {
-      const remove = async (trx: Transaction<Database>) => {
-        await trx.deleteFrom('totp_enrolment').where('user_id', '=', userId).execute();
-        await trx.deleteFrom('recovery_code').where('user_id', '=', userId).execute();
-      };
-      if (within) await remove(within);
-      else await db.transaction().execute(remove);
+      if (within) await removeEnrolment(within, userId);
+      else await db.transaction().execute((trx) => removeEnrolment(trx, userId));
     },
   };
 }
