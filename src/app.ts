@@ -54,6 +54,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       services.database.db,
       services.database.kind,
       allianceAuth ? [{ name: 'allianceAuth', reachable: () => allianceAuth.reachable() }] : [],
+      { startedMigrated: services.startedMigrated },
     ),
   );
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));

@@ -62,6 +62,12 @@ export interface Services {
   logger: Logger;
   database: DatabaseHandle;
   /**
+   * False when the database had pending migrations as these services started (production before
+   * `aa-oidc migrate`): what start-up does only on a migrated database (the signing key, the
+   * bootstrap superuser, back-channel delivery) was not done, and a restart does it.
+   */
+  startedMigrated: boolean;
+  /**
    * The writes requests make at their end, committed together (src/db/write-batch.ts); on a SQLite
    * file, on a worker thread (src/db/write-worker.ts).
    */
@@ -246,6 +252,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       config,
       logger,
       database,
+      startedMigrated: migrated,
       writes,
       metrics,
       audit,

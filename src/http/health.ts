@@ -14,12 +14,16 @@ export interface ReadinessDependency {
 
 /**
  * `/healthz`: the process answers. `/readyz`: the database is reachable and fully migrated, and every
- * dependency answers.
+ * dependency answers. A process that started before the migrations were applied stays not ready
+ * once they are (`restart_required`): it has no signing key loaded, no bootstrap superuser and no
+ * back-channel delivery, which only a start on a migrated database sets up (`serve` stops itself
+ * then, for its supervisor to start it again).
  */
 export function healthRoutes(
   db: Kysely<Database>,
   kind: DatabaseKind,
   dependencies: readonly ReadinessDependency[] = [],
+  options: { startedMigrated?: boolean } = {},
 ): Koa.Middleware {
   const answer: Koa.Middleware = async (ctx) => {
     if (ctx.path === '/healthz') {
@@ -34,11 +38,12 @@ export function healthRoutes(
       const others = await Promise.all(
         dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
       );
-      const ready =
-        reachable && pending !== null && pending.length === 0 && others.every(([, answers]) => answers);
+      const migrated = pending !== null && pending.length === 0;
+      const restartRequired = migrated && options.startedMigrated === false;
+      const ready = reachable && migrated && !restartRequired && others.every(([, answers]) => answers);
       ctx.status = ready ? 200 : 503;
       ctx.body = {
-        status: ready ? 'ready' : 'not_ready',
+        status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
         database: reachable ? 'reachable' : 'unreachable',
         pendingMigrations: pending ?? undefined,
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),

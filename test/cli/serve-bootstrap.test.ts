@@ -239,3 +239,61 @@ describe(`the bootstrap notice on a terminal (${testDatabaseKind})`, () => {
     }
   });
 });
+
+describe(`a production server started before \`aa-oidc migrate\` (${testDatabaseKind})`, () => {
+  it('answers 503 until the migrations are in, then restart_required, and stops (exit 75) to be started again', async () => {
+    const database = await createTestDatabase();
+    try {
+      const port = await freePort();
+      const env = testEnv(database, {
+        AA_OIDC_PORT: String(port),
+        AA_OIDC_HOST: '127.0.0.1',
+        AA_OIDC_METRICS_ENABLED: 'false',
+        AA_OIDC_LOG_LEVEL: 'info',
+        NODE_ENV: 'production',
+        AA_OIDC_ISSUER: 'https://auth.example.org/o',
+        AA_OIDC_SECRET_KEY: 'a production secret key of at least 32 chars',
+        AA_OIDC_TRUST_PROXY: 'true',
+      });
+      const readiness = async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+        return { status: response.status, body: (await response.json()) as { status: string } };
+      };
+      const early = startCli(['serve'], env);
+      try {
+        await early.waitFor(/"aa-oidc listening"/);
+        assert.deepEqual((await readiness()).status, 503);
+        assert.equal((await readiness()).body.status, 'not_ready');
+        assert.equal((await cli(['migrate'], env)).code, 0);
+        // Migrated under it: never "ready" without its signing key, superuser and logout delivery.
+        assert.equal((await readiness()).body.status, 'restart_required');
+        assert.equal(await early.exited, 75, early.stderr());
+      } finally {
+        await early.stop();
+      }
+      assert.match(early.stdout(), /"the database was migrated after this server started: stopping/);
+      assert.match(early.stderr(), /aa-oidc: the database was migrated after this server started/);
+      assert.doesNotMatch(early.stdout(), /No superuser existed/, 'nothing was bootstrapped then');
+
+      const again = startCli(['serve'], env);
+      try {
+        await again.waitFor(/aa-oidc user set-password \S+\n/);
+        assert.deepEqual(await readiness(), {
+          status: 200,
+          body: { status: 'ready', database: 'reachable', pendingMigrations: [] },
+        });
+        const keys = JSON.parse((await cli(['keys', 'list', '--format', 'json'], env)).stdout) as Array<{
+          status: string;
+        }>;
+        assert.ok(
+          keys.some((key) => key.status === 'active'),
+          'an active signing key',
+        );
+      } finally {
+        await again.stop();
+      }
+    } finally {
+      await database.drop();
+    }
+  });
+});

@@ -78,12 +78,56 @@ export function registerServe(program: Command, io: CliIo): void {
         io.stdout.write(bootstrapNotice(bootstrap, file, config, terminal));
       }
       const memoryRelease = startMemoryRelease({ log: app.logger });
-      const signal = await io.stopRequested();
+      // Started before `aa-oidc migrate`: once the migrations are in, stop (exit code 75) so that
+      // the supervisor starts this server again to finish its start-up; /readyz says
+      // restart_required meanwhile.
+      const migratedMeanwhile = app.startedMigrated
+        ? undefined
+        : waitForMigrations(app.database.db, app.database.kind, MIGRATION_POLL_MS);
+      const signal = await Promise.race([
+        io.stopRequested(),
+        ...(migratedMeanwhile ? [migratedMeanwhile.done] : []),
+      ]);
+      migratedMeanwhile?.stop();
       memoryRelease.stop();
-      app.logger.info({ signal }, 'shutting down');
+      if (signal === MIGRATED_MEANWHILE) {
+        app.logger.warn(
+          'the database was migrated after this server started: stopping so that it starts again and finishes its start-up (signing key, bootstrap superuser, back-channel logout delivery); systemd (Restart=on-failure) or a container supervisor starts it again',
+        );
+      } else app.logger.info({ signal }, 'shutting down');
       await metricsListener?.close();
       await app.close();
+      if (signal === MIGRATED_MEANWHILE)
+        throw new CliError(
+          'the database was migrated after this server started; it stopped to be started again (exit code 75)',
+          EXIT_RESTART,
+        );
     });
+}
+
+const MIGRATION_POLL_MS = 5000;
+const MIGRATED_MEANWHILE = 'migrated meanwhile';
+/** EX_TEMPFAIL: stopped to be started again. */
+const EXIT_RESTART = 75;
+
+/** Resolves `done` once the database has no pending migration, looking every `intervalMs`. */
+function waitForMigrations(
+  db: Parameters<typeof pendingMigrations>[0],
+  kind: Parameters<typeof pendingMigrations>[1],
+  intervalMs: number,
+): { done: Promise<string>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<string>((resolve) => {
+    timer = setInterval(() => {
+      pendingMigrations(db, kind).then(
+        (pending) => {
+          if (pending.length === 0) resolve(MIGRATED_MEANWHILE);
+        },
+        () => undefined, // unreachable for now: /readyz says so; look again later
+      );
+    }, intervalMs);
+  });
+  return { done, stop: () => clearInterval(timer) };
 }
 
 /** A failure to bind the HTTP port, as one line naming the setting to change. */
