@@ -119,9 +119,19 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new ConfigError(
-      `AA_OIDC_CONFIG: ${file} is not valid ${/\.json$/i.test(file) ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
-    );
+    // The parser's first line (what and where), never the text it quotes: the line may hold the
+    // secret key or another secret (YAML's excerpt of the line, JSON's of the text).
+    const json = /\.json$/i.test(file);
+    const message = (error as Error).message;
+    const firstLine = (message.split('\n')[0] ?? '').replace(/:$/, '');
+    const position = /at position \d+(?: \(line \d+ column \d+\))?/.exec(message)?.[0];
+    const reason = json
+      ? `${firstLine
+          .split('"')[0]!
+          .replace(/ token '.*?'/, ' token')
+          .replace(/[,.\s]+$/, '')}${position ? ` ${position}` : ''}`
+      : firstLine;
+    throw new ConfigError(`AA_OIDC_CONFIG: ${file} is not valid ${json ? 'JSON' : 'YAML'}: ${reason}`);
   }
   if (parsed == null) return {};
   if (!isPlainObject(parsed))
@@ -386,7 +396,15 @@ export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
 
 /** Hides the password of a URL so that it can appear in a message. */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
+  // The password is whatever lies between the user's ':' and the last '@': generated passwords
+  // hold unencoded '/', '@' or '?' often enough (a URL that then does not parse at all).
+  const start = url.indexOf('//');
+  if (start === -1) return url;
+  const rest = url.slice(start + 2);
+  const at = rest.lastIndexOf('@');
+  const colon = rest.indexOf(':');
+  if (at === -1 || colon === -1 || colon > at) return url;
+  return `${url.slice(0, start + 2)}${rest.slice(0, colon)}:***${rest.slice(at)}`;
 }
 
 /** YAML, loaded only when a YAML configuration file is read (memory). */

@@ -91,6 +91,12 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       /^AA_OIDC_AA_DATABASE_URL: "oracle:\/\/aa:\*\*\*@db\/aa" is not supported; use mysql:\/\//,
     );
     assert.doesNotMatch(wrong, /hunter2/);
+    // Generated passwords with an unencoded '/' or '@' (the URL then does not even parse).
+    for (const password of ['pa/ss-hunter3', 'pa@ss-hunter3', 'p?a#s/s@hunter3']) {
+      const refused = refusal({ ...AA, AA_OIDC_AA_DATABASE_URL: `oracle://aa:${password}@db/aa` });
+      assert.match(refused, /"oracle:\/\/aa:\*\*\*@db\/aa" is not supported/, refused);
+      assert.doesNotMatch(refused, /hunter3|pa\/ss|pa@ss/, refused);
+    }
     assert.match(refusal({ ...AA, AA_OIDC_AA_LOGIN_URL: '' }), /AA_OIDC_AA_LOGIN_URL/);
     const { AA_OIDC_AA_LOGIN_URL: _login, ...noLogin } = AA;
     assert.match(refusal(noLogin), /^AA_OIDC_AA_LOGIN_URL: required when AA_OIDC_DIRECTORY=alliance-auth/);

@@ -174,6 +174,28 @@ describe('configuration', () => {
       () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
       (error: unknown) => !(error as Error).message.includes('987654321'),
     );
+    // A file that does not parse: the parser says where, never what the line holds.
+    const secret = 'TopSecretValue-0123456789-abcdefghij';
+    for (const [file, text, where] of [
+      [
+        'aa.yaml',
+        `issuer: https://auth.example.org/o\nsecretKey: @${secret}\n`,
+        /YAML: .*at line 2, column 12$/,
+      ],
+      ['aa.json', `{"secretKey": ${secret}}`, /JSON: /],
+    ] as const) {
+      writeFileSync(path.join(cwd, file), text);
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: file }, cwd }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, where);
+          assert.ok(!error.message.includes('TopSecret'), error.message);
+          assert.ok(!error.message.includes('\n'), 'one line');
+          return true;
+        },
+      );
+    }
   });
 
   it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {
