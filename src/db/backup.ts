@@ -1,4 +1,4 @@
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -46,10 +46,15 @@ export async function backupSqlite(
     throw new BackupError(`the folder ${path.dirname(target)} does not exist`);
   const partial = `${target}.partial-${process.pid}`;
   try {
+    // Private as the database is (password hashes, emails, two-factor enrolments): the file exists,
+    // mode 0600, before SQLite writes into it.
+    writeFileSync(partial, '', { mode: 0o600 });
     await database.sqlite.backup(partial, {
       progress: ({ totalPages }) => Math.max(totalPages, 1) * 2,
     });
-    const copy = new BetterSqlite3(partial, { readonly: true, fileMustExist: true });
+    const copy = new BetterSqlite3(partial, { fileMustExist: true });
+    // One self-contained file: no -wal or -shm beside it (the server sets WAL again when it opens it).
+    copy.pragma('journal_mode = DELETE');
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: copy }) });
     let counts: BackupCounts;
     try {
@@ -63,7 +68,7 @@ export async function backupSqlite(
     renameSync(partial, target);
     return { file: target, bytes: statSync(target).size, counts };
   } finally {
-    rmSync(partial, { force: true });
+    for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) rmSync(leftover, { force: true });
   }
 }
 

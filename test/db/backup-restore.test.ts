@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -210,6 +210,12 @@ describe(
         assert.equal((await cli(['migrate'], env)).code, 0);
         const file = path.join(database.dataDir, 'taken.sqlite');
         assert.equal((await cli(['backup', '--to', file], env)).code, 0);
+        assert.equal(statSync(file).mode & 0o777, 0o600, 'as private as the database');
+        assert.deepEqual(
+          readdirSync(database.dataDir).filter((name) => name.startsWith('taken.sqlite')),
+          ['taken.sqlite'],
+          'one file, nothing beside it',
+        );
         const again = await cli(['backup', '--to', file], env);
         assert.equal(again.code, 1);
         assert.equal(again.stderr, `aa-oidc: ${file} exists already; name a new file\n`);
