@@ -9,11 +9,12 @@ import { receivesLogout } from './fanout.ts';
 import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import type { ClaimedJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
+import { logoutTokenLifetimeSeconds } from './jobs.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { LogoutDependencies } from './types.ts';
 
 /**
- * Delivery of back-channel logouts: one attempt signs the job's pinned token and sends it through
+ * Delivery of back-channel logouts: one attempt signs the job's token afresh and sends it through
  * the SSRF gate and a kept-alive connection to the checked address (http-delivery.ts); its outcome
  * is final or a retry. A final
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
@@ -112,7 +113,7 @@ export function createDelivery(
     }
   };
 
-  /** The signing key a job pinned; reloads once in case it was created after our last reload. */
+  /** A loaded signing key by id; reloads once in case it was created after our last reload. */
   const pinnedKey = async (kid: string) => {
     const find = () => deps.keyStore.loadedKeys().find((key) => key.kid === kid);
     const found = find();
@@ -122,22 +123,28 @@ export function createDelivery(
   };
 
   const attemptOnce: Delivery['attemptOnce'] = async (job, app, exhausted) => {
-    const key = await pinnedKey(job.kid);
+    // Signed afresh by each attempt, with the active key: a job that waited in the queue (a crash, a
+    // slow application ahead of it, a stopped worker) must not arrive expired, or with an `iat` a
+    // receiver finds too old (mod_auth_openidc's slack is ten minutes), or under a key retired
+    // meanwhile. The `jti` stays the job's, so that a receiver recognises a second attempt.
+    const activeKid = deps.keyStore.activeKid();
+    const key = (await pinnedKey(activeKid)) ?? (await pinnedKey(job.kid));
     if (!key)
       return {
         outcome: 'signing_kid_retired',
         httpStatus: null,
         detail: `signing key ${job.kid} is no longer loaded`,
       };
+    const iat = Math.floor(now() / 1000);
     const logoutToken = await buildLogoutToken(
       {
         issuer: config.issuer,
         clientId: job.clientId,
         sub: job.sub,
         jti: job.jti,
-        iat: Number(job.iat),
-        exp: Number(job.exp),
-        kid: job.kid,
+        iat,
+        exp: iat + logoutTokenLifetimeSeconds(config),
+        kid: key.kid,
         sid: job.sid,
       },
       key.privateKey,

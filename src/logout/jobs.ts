@@ -14,8 +14,10 @@ export function leaseMs(config: Config): number {
 }
 
 /**
- * The logout token's lifetime: long enough for the last retry (a job re-sends the same token, whose
- * `exp` is pinned), and at least two minutes.
+ * The logout token's lifetime. Each attempt signs its token afresh (delivery.ts), so this need only
+ * cover one attempt and a receiver's clock; it stays as it was, the retry schedule's length, and at
+ * least two minutes. The job's own `iat`, `exp` and `kid` record when and under which key it was
+ * queued.
  */
 export function logoutTokenLifetimeSeconds(config: Config): number {
   const backoff = config.logout.retryBackoffSeconds.reduce((sum, seconds) => sum + seconds, 0);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import {
@@ -106,4 +107,32 @@ export async function setPendingJobKid(database: DatabaseHandle, jti: string, ki
      where name = ${BCL_QUEUE}
        and data->>'jti' = ${jti}
        and state < 'completed'`.execute(database.db);
+}
+
+/** Makes a pending job look queued long ago: its `iat` and `exp` moved back by `seconds`. */
+export async function agePendingJob(database: DatabaseHandle, jti: string, seconds: number): Promise<void> {
+  if (database.kind === 'sqlite') {
+    await database.db
+      .updateTable('bcl_job')
+      .set((eb) => ({ iat: eb('iat', '-', seconds), exp: eb('exp', '-', seconds) }))
+      .where('jti', '=', jti)
+      .execute();
+    return;
+  }
+  await sql`
+    update ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+       set data = data || jsonb_build_object('iat', (data->>'iat')::bigint - ${seconds}, 'exp', (data->>'exp')::bigint - ${seconds})
+     where name = ${BCL_QUEUE}
+       and data->>'jti' = ${jti}
+       and state < 'completed'`.execute(database.db);
+}
+
+/** Two logout tokens of one job: the same logout (jti, audience, subject, session), signed apart. */
+export function assertSameLogout(later: string, earlier: string, message: string): void {
+  const claims = (token: string) =>
+    JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+  const { iat: laterIat, exp: _laterExp, ...laterRest } = claims(later);
+  const { iat: earlierIat, exp: _earlierExp, ...earlierRest } = claims(earlier);
+  assert.deepEqual(laterRest, earlierRest, message);
+  assert.ok(Number(laterIat) >= Number(earlierIat), `${message}: signed no earlier`);
 }

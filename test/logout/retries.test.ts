@@ -6,7 +6,7 @@ import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
-import { logoutJobs, setPendingJobKid } from './jobs.ts';
+import { agePendingJob, assertSameLogout, logoutJobs, setPendingJobKid } from './jobs.ts';
 
 describe('logout token', () => {
   it('is rebuilt byte for byte from the same pinned values (RS256 is deterministic)', async () => {
@@ -70,7 +70,7 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
       .where('client_id', '=', clientId)
       .execute();
 
-  it('retries a receiver that fails twice with the same bytes, and succeeds on the third attempt', async () => {
+  it('retries a receiver that fails twice, each attempt the same logout signed afresh, and succeeds on the third', async () => {
     const { app, user, receiver, job } = await deactivatedHolderOf([500, 500, 200]);
     const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
     try {
@@ -80,8 +80,8 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     }
     const tokens = receiver.tokens();
     assert.equal(tokens.length, 3);
-    assert.equal(tokens[1], tokens[0], 'the second attempt sends the same bytes');
-    assert.equal(tokens[2], tokens[0], 'the third attempt sends the same bytes');
+    assertSameLogout(tokens[1]!, tokens[0]!, 'the second attempt');
+    assertSameLogout(tokens[2]!, tokens[1]!, 'the third attempt');
     await verifyLogoutToken(server, tokens[0]!, { clientId: app.clientId, sub: String(user.id) });
     const row = await job();
     assert.equal(row.outcome, 'success');
@@ -132,12 +132,27 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     assert.equal((await job()).outcome, 'redirect_blocked');
   });
 
-  it('reports signing_kid_retired when the pinned key is no longer loaded, sending nothing', async () => {
-    const { receiver, job } = await deactivatedHolderOf([200]);
+  it('signs with the active key a job queued under a key no longer loaded', async () => {
+    const { app, user, receiver, job } = await deactivatedHolderOf([200]);
     await setPendingJobKid(server.app.database, (await job()).jti, 'a-key-that-was-removed');
     await server.app.logout.deliverDue();
-    assert.equal(receiver.requests.length, 0);
-    assert.equal((await job()).outcome, 'signing_kid_retired');
+    assert.equal(receiver.requests.length, 1);
+    assert.equal((await job()).outcome, 'success');
+    await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
+  });
+
+  it('sends a job that waited in the queue past its first lifetime (a crash, a stopped worker) unexpired', async () => {
+    const { app, user, receiver, job } = await deactivatedHolderOf([200]);
+    // Queued an hour ago: the token then signed would have expired 55 minutes ago.
+    await agePendingJob(server.app.database, (await job()).jti, 3600);
+    await server.app.logout.deliverDue();
+    assert.equal((await job()).outcome, 'success');
+    const claims = await verifyLogoutToken(server, receiver.tokens()[0]!, {
+      clientId: app.clientId,
+      sub: String(user.id),
+    });
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(Number(claims.iat) >= now - 60 && Number(claims.exp) > now, JSON.stringify(claims));
   });
 
   it('bcl test delivers a token for a no-op subject and reports the outcome per app', async () => {
