@@ -16,6 +16,8 @@ import type { LogoutService, LogoutWorker } from './types.ts';
 
 /** How often a worker deletes finished jobs past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
+/** The longest wait between rounds of a worker whose rounds keep failing. */
+const MAX_FAILURE_BACKOFF_MS = 60_000;
 
 /** Attempts in flight at once, by default. */
 export const DEFAULT_WORKER_CONCURRENCY = 32;
@@ -312,6 +314,9 @@ export function createWorkerLoop(deps: {
     let running: Promise<void> | undefined;
     let again = false;
     let purgedAt = 0;
+    // Consecutive rounds that failed (a read-only or full disk, a database gone): each waits twice as
+    // long as the last, up to a minute, instead of trying again at once on jobs already due.
+    let failures = 0;
 
     const schedule = (delayMs: number) => {
       if (stopped) return;
@@ -331,11 +336,17 @@ export function createWorkerLoop(deps: {
             purgedAt = now();
             await transport.purge(purgedAt);
           }
+          failures = 0;
         } catch (error) {
+          failures += 1;
           log.error(
-            { err: { name: (error as Error).name, message: (error as Error).message } },
+            {
+              err: { name: (error as Error).name, message: (error as Error).message },
+              failures,
+            },
             'logout worker',
           );
+          return Math.min(pollIntervalMs * 2 ** (failures - 1), MAX_FAILURE_BACKOFF_MS);
         }
         let delay = pollIntervalMs;
         const due = await transport.nextDueAt().catch(() => undefined);
