@@ -12,8 +12,11 @@ import type BetterSqlite3 from 'better-sqlite3';
  * checkpoint copies each page once however often the log holds it, and every token row dirties a
  * random page of the primary key's index that later rows dirty again: four times SQLite's default of
  * 1,000 copies fewer pages per row written (5-10 % less CPU per token row in a micro-benchmark with
- * the real schema) and syncs a quarter as often. The log stays bounded (about 16 MiB); durability is
- * unchanged (a commit is in the log when it returns).
+ * the real schema) and syncs a quarter as often. The log stays bounded (about 16 MiB).
+ *
+ * `synchronous = NORMAL` (below): a commit is in the log when it returns, so it survives a crash of
+ * the process, but the log is synced only at checkpoints, so a power loss or an OS crash may take the
+ * last commits back (whole transactions, never part of one; the README says so).
  */
 export const WAL_CHECKPOINT_PAGES = 4000;
 

@@ -78,6 +78,10 @@ export async function inUnitOfWork<T>(
   const callbacks: Array<() => void | Promise<void>> = [];
   const reported: Consequence[] = [];
   let result: T;
+  // What the work itself threw: when SQLite already rolled the transaction back (a full disk,
+  // SQLITE_FULL), Kysely's own ROLLBACK fails too ("no transaction is active"), and that error must
+  // not hide the cause.
+  let workError: { error: unknown } | undefined;
   try {
     result = await db.transaction().execute(async (trx) => {
       callbacks.length = 0;
@@ -91,7 +95,13 @@ export async function inUnitOfWork<T>(
         report: (consequence) => void reported.push(consequence),
         reporting: options.consequences !== undefined,
       };
-      const value = await work(unit);
+      let value: T;
+      try {
+        value = await work(unit);
+      } catch (error) {
+        workError = { error };
+        throw error;
+      }
       if (dryRun) throw new DryRunRollback(value);
       return value;
     });
@@ -100,7 +110,7 @@ export async function inUnitOfWork<T>(
       options.consequences?.push(...reported);
       return error.result as T;
     }
-    throw error;
+    throw workError && workError.error !== error ? workError.error : error;
   }
   options.consequences?.push(...reported);
   for (const callback of callbacks) {
