@@ -3,6 +3,7 @@ import type { Application } from '../applications/types.ts';
 import { decideApplication } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { ClientRefusal } from './client-policy.ts';
+import { DEBUG_MODE_METADATA } from './application-debug.ts';
 import { ID_TOKEN_CLAIMS_METADATA } from './id-token-claims.ts';
 
 /** What the provider needs from the applications domain: one lookup by client_id. */
@@ -21,6 +22,7 @@ export const EXTRA_CLIENT_METADATA = [
   'skip_authorization',
   'access_token_format',
   ID_TOKEN_CLAIMS_METADATA,
+  DEBUG_MODE_METADATA,
 ] as const;
 
 /**
@@ -72,6 +74,7 @@ function buildClientMetadata(app: Application): ClientMetadata {
     skip_authorization: app.skipAuthorization,
     access_token_format: app.accessTokenFormat,
     [ID_TOKEN_CLAIMS_METADATA]: app.idTokenClaims,
+    [DEBUG_MODE_METADATA]: app.debugMode,
   };
 }
 

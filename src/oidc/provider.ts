@@ -28,6 +28,7 @@ import { OwnCodes } from './own-codes.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
 import { endSessionConfirm } from './end-session-confirm.ts';
+import { logApplicationDebug } from './application-debug.ts';
 import { includeSessionIdInIdTokens } from './include-sid.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
@@ -230,6 +231,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       }),
     );
     includeSessionIdInIdTokens(provider);
+    logApplicationDebug(provider, log);
     observeProvider(provider, deps.observability, codeExchange.onceTokensStored);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       // Answered 503 "try again" (and logged) by the app's unavailable-database handler.
