@@ -234,7 +234,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
 /** Keys whose value is a secret: a message names the key and what is wrong, never the value. */
 const SECRET_KEYS: ReadonlySet<string> = new Set(['secretKey', 'metrics.bearerToken', 'eveSso.clientSecret']);
 /** Keys whose value is a URL that may carry a password: shown with the password hidden. */
-const URL_KEYS: ReadonlySet<string> = new Set(['databaseUrl', 'directory.allianceAuth.databaseUrl']);
+const URL_KEYS: ReadonlySet<string> = new Set([
+  'databaseUrl',
+  'directory.allianceAuth.databaseUrl',
+  'issuer',
+]);
 
 function describeReceived(raw: Record<string, unknown>, issuePath: readonly PropertyKey[]): string {
   const key = issuePath.map(String).join('.');

@@ -87,7 +87,12 @@ export const configSchema = z
     mode: z.enum(['development', 'production']).optional(),
     port: integer(0, 65535).default(8000),
     host: z.string().min(1).optional(),
-    issuer: httpUrl.optional(),
+    // An issuer identifier has no query, fragment or credentials (OpenID Connect Discovery 1.0, 2):
+    // refused here, naming the setting, rather than by the provider when `serve` starts.
+    issuer: httpUrl
+      .refine((value) => !/[?#]/.test(value), 'must have no query (?) or fragment (#)')
+      .refine((value) => !/^https?:\/\/[^/]*@/.test(value), 'must not carry a user or password')
+      .optional(),
     databaseUrl: z.string().min(1).default('sqlite:./data/aa-oidc.sqlite'),
     /**
      * How long opening a PostgreSQL connection may take (TCP connect to the server's first answer):

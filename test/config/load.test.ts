@@ -198,6 +198,24 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses an issuer with a query, a fragment or credentials, naming the setting', () => {
+    for (const [issuer, reason] of [
+      ['https://auth.example.org/o?tenant=1', /^AA_OIDC_ISSUER: must have no query \(\?\) or fragment \(#\)/],
+      ['https://auth.example.org/o#top', /^AA_OIDC_ISSUER: must have no query \(\?\) or fragment \(#\)/],
+      ['https://admin:hunter2-pw@auth.example.org/o', /^AA_OIDC_ISSUER: must not carry a user or password/],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_ISSUER: issuer }, cwd: tempDir() }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.match(error.message, reason);
+          assert.doesNotMatch(error.message, /hunter2/);
+          return true;
+        },
+      );
+    }
+  });
+
   it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {
     const cwd = tempDir();
     writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ tokens: { accessTokenTTL: 10 } }));

@@ -38,7 +38,7 @@ function withKeyService<T>(io: CliIo, work: (keys: KeyService) => Promise<T>): P
 export function registerKeys(program: Command, io: CliIo): void {
   const keys = program
     .command('keys')
-    .description('signing keys: list, rotate, retire (lifecycle next → active → retired → removed)');
+    .description('signing keys: list, rotate, retire, import (lifecycle next → active → retired → removed)');
 
   keys
     .command('list')
