@@ -215,27 +215,36 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
   });
   after(async () => server.close());
 
-  it('makes a superuser without two-factor set it up during the login, then shows the recovery codes once', async () => {
+  /**
+   * A superuser's sign-in at the console up to the enrolment page: the page, the key it shows, and a
+   * way to post the step's forms (with their CSRF token and signed state).
+   */
+  async function enrolmentOf(username: string) {
     const browser = new Browser();
     const start = await signIn(browser, server, `${server.origin}/account/sign-in?return=/admin`, {
-      username: admin.username,
+      username,
       password: PASSWORD,
     });
-    const enrolPage = await start.text();
-    assert.equal(start.status, 200);
-    assert.match(pageText(enrolPage), /Set up two-factor sign-in/);
-    assert.match(enrolPage, /<svg[^>]*role="img"/);
-    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrolPage)![1]!.replaceAll(' ', '');
-    const post = (page: string, fields: Record<string, string>) =>
-      browser.follow(formAction(page, server.origin), server.origin, {
+    const page = await start.text();
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(page)?.[1]?.replaceAll(' ', '') ?? '';
+    const post = (form: string, fields: Record<string, string>) =>
+      browser.follow(formAction(form, server.origin), server.origin, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({
-          csrf_token: formField(page, 'csrf_token'),
-          pending: formField(page, 'pending'),
+          csrf_token: formField(form, 'csrf_token'),
+          pending: formField(form, 'pending'),
           ...fields,
         }).toString(),
       });
+    return { browser, status: start.status, page, secret, post };
+  }
+
+  it('makes a superuser without two-factor set it up during the login, then shows the recovery codes once', async () => {
+    const { browser, status, page: enrolPage, secret, post } = await enrolmentOf(admin.username);
+    assert.equal(status, 200);
+    assert.match(pageText(enrolPage), /Set up two-factor sign-in/);
+    assert.match(enrolPage, /<svg[^>]*role="img"/);
     const codes = await post(enrolPage, { code: currentCode(secret) });
     assert.equal(codes.status, 200);
     const codesPage = await codes.text();
@@ -250,23 +259,7 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
 
   it('does not complete an enrolment under way once an operator reset two-factor sign-in (Continue after the recovery codes is stopped)', async () => {
     const superuser = await seedUser(server, { superuser: true });
-    const browser = new Browser();
-    const start = await signIn(browser, server, `${server.origin}/account/sign-in?return=/admin`, {
-      username: superuser.username,
-      password: PASSWORD,
-    });
-    const enrolPage = await start.text();
-    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrolPage)![1]!.replaceAll(' ', '');
-    const post = (page: string, fields: Record<string, string>) =>
-      browser.follow(formAction(page, server.origin), server.origin, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          csrf_token: formField(page, 'csrf_token'),
-          pending: formField(page, 'pending'),
-          ...fields,
-        }).toString(),
-      });
+    const { browser, page: enrolPage, secret, post } = await enrolmentOf(superuser.username);
     const codes = await post(enrolPage, { code: currentCode(secret) });
     assert.equal(codes.status, 200);
     const codesPage = await codes.text();
