@@ -4,18 +4,16 @@ import { loadUndici } from '../util/undici.ts';
 import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts';
 
 /**
- * Keep-alive connections for back-channel deliveries: one undici pool per application and checked
- * target (the application's origin and the address the SSRF gate approved for it; applications that
- * share a host by path, `/wiki` and `/grafana`, get pools of their own, so that one that hangs does
- * not hold up the other's logouts), each connection opened by
+ * Keep-alive connections for back-channel deliveries: one undici pool per checked target (the
+ * application's origin and the address the SSRF gate approved for it), each connection opened by
  * the pinned connector. A delivery runs the gate first and then borrows a connection of the pool
  * for the address the gate just returned, so a connection is only ever reused for a delivery whose
  * own gate check approved the very address it is connected to. Bounds the connections per target
  * (the concurrency an application sees) and closes pools that stayed idle.
  */
 export interface ConnectionPools {
-  /** The pool for this application, origin and pinned target (created on first use). */
-  poolFor(origin: string, target: PinnedTarget, application?: string): Promise<Pool>;
+  /** The pool for this origin and pinned target (created on first use). */
+  poolFor(origin: string, target: PinnedTarget): Promise<Pool>;
   /** Closes every pool (the worker stops). */
   close(): Promise<void>;
 }
@@ -67,11 +65,11 @@ export function createConnectionPools(
   };
 
   return {
-    async poolFor(origin, target, application = '') {
+    async poolFor(origin, target) {
       const { Pool } = await loadUndici();
       const now = clock();
       sweep(now);
-      const key = `${application} ${origin} ${target.address} ${target.port} ${target.servername ?? ''}`;
+      const key = `${origin} ${target.address} ${target.port} ${target.servername ?? ''}`;
       let entry = pools.get(key);
       if (!entry) {
         const pool = new Pool(origin, {

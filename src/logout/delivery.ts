@@ -77,7 +77,7 @@ export function createDelivery(
   const { config, log, now, transport, owner } = deps;
   const db = deps.database.db;
   const gate = gateOptionsFor(config, deps.resolver);
-  // Kept-alive connections, one pool per application, origin and checked address.
+  // Kept-alive connections, one pool per application origin and checked address.
   const pools = createDeliveryPools({
     ...(deps.connector ? { connector: deps.connector } : {}),
     connectTimeoutMs: config.logout.connectTimeoutMs,
@@ -154,7 +154,6 @@ export function createDelivery(
       logoutToken,
       gate,
       pools,
-      application: job.clientId,
       connectTimeoutMs: config.logout.connectTimeoutMs,
       requestTimeoutMs: config.logout.requestTimeoutMs,
     });

@@ -100,8 +100,6 @@ export interface DeliveryRequest {
   clock?: () => number;
   /** Keep-alive connections shared by deliveries (a worker's); default one connection per attempt. */
   pools?: ConnectionPools;
-  /** Whose logout this is (the client id): its own pool of `pools`, apart from other applications'. */
-  application?: string;
 }
 
 /** Delivers one logout token; never throws, never reads more of the response body than a few KiB. */
@@ -142,7 +140,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
     // A kept-alive connection of the pool for this very address, or one connection for this attempt.
     const { Client } = await loadUndici();
     const dispatcher: Dispatcher =
-      (await request.pools?.poolFor(gate.url.origin, target, request.application)) ??
+      (await request.pools?.poolFor(gate.url.origin, target)) ??
       new Client(gate.url.origin, {
         connect: (_options, callback) => {
           openPinned(connector, target, connectTimeoutMs, deadline.signal).then(
