@@ -330,7 +330,12 @@ function checkWhitelist(
   }
   if (value.length > WHITELIST_MAX) problem(field, `at most ${WHITELIST_MAX} ${field} are allowed`);
   const byKey = new Map<string, string[]>();
-  for (const name of existing.keys()) byKey.set(nameKey(name), [...(byKey.get(nameKey(name)) ?? []), name]);
+  for (const name of existing.keys()) {
+    const key = nameKey(name);
+    const spellings = byKey.get(key);
+    if (spellings) spellings.push(name);
+    else byKey.set(key, [name]);
+  }
   const found = new Set<string>();
   const unknown: string[] = [];
   for (const item of value as unknown[]) {

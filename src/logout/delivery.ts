@@ -114,7 +114,7 @@ export function createDelivery(
   };
 
   /** A loaded signing key by id; reloads once in case it was created after our last reload. */
-  const pinnedKey = async (kid: string) => {
+  const loadedKey = async (kid: string) => {
     const find = () => deps.keyStore.loadedKeys().find((key) => key.kid === kid);
     const found = find();
     if (found) return found;
@@ -128,7 +128,7 @@ export function createDelivery(
     // receiver finds too old (mod_auth_openidc's slack is ten minutes), or under a key retired
     // meanwhile. The `jti` stays the job's, so that a receiver recognises a second attempt.
     const activeKid = deps.keyStore.activeKid();
-    const key = (await pinnedKey(activeKid)) ?? (await pinnedKey(job.kid));
+    const key = (await loadedKey(activeKid)) ?? (await loadedKey(job.kid));
     if (!key)
       return {
         outcome: 'signing_kid_retired',
