@@ -28,7 +28,7 @@ import {
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
 import { KEPT_MODELS } from './kept-rows.ts';
 import type { OwnCodes } from './own-codes.ts';
-import { currentRequest, revokeGrantAsProvider } from './provider-internals.ts';
+import { currentRequest, revokeGrantAsProvider, withinRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
 /**
@@ -102,6 +102,22 @@ export interface AdapterWriteHooks {
    * atomically: false when the code was consumed or revoked already.
    */
   consumeCode?(code: { value: string; id: string; at: number }): Promise<boolean>;
+  /**
+   * True when the consume of a refresh token was taken, to be written in one transaction with the
+   * rows of its rotation (the taker writes them, code-exchange.ts). When that write finds the token
+   * consumed or revoked meanwhile, the taker calls `refused`, which does what the adapter does for a
+   * consume that failed and throws the provider's error.
+   */
+  holdConsume?(consume: HeldConsume): boolean;
+}
+
+/** A refresh token's consume held back until its rotation is written (`holdConsume`). */
+export interface HeldConsume {
+  /** The token's storage id. */
+  id: string;
+  at: number;
+  /** Throws the provider's answer to a consume that failed (a replay also revokes the grant). */
+  refused(): Promise<never>;
 }
 
 /**
@@ -502,18 +518,32 @@ export class KyselyAdapter implements Adapter {
    */
   async consume(id: string): Promise<void> {
     const key = storageId(id);
+    const ctx = currentRequest();
+    if (
+      this.model === 'RefreshToken' &&
+      this.#hooks.holdConsume?.({
+        id: key,
+        at: this.#now(),
+        // Called once the provider's route is done: as part of the request still (its revocations' reason).
+        refused: () =>
+          ctx ? withinRequest(ctx, () => this.#refused(ctx, id, key)) : this.#refused(ctx, id, key),
+      })
+    )
+      return;
     const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
     const consumed = consumeCode
       ? await consumeCode({ value: id, id: key, at: this.#now() })
       : this.#writes
         ? await payloadConsumes(this.#writes)({ model: this.model, id: key, at: this.#now() })
         : (await consumePayload(this.#db, this.model, key, this.#now())) !== undefined;
-    if (!consumed) {
-      const ctx = currentRequest();
-      const takenAt = this.#own?.takenAt(ctx, this.model, key);
-      if (ctx && takenAt !== undefined) await this.#refusedOwn(ctx, id, key, takenAt);
-      throw new errors.InvalidGrant('grant already used or revoked');
-    }
+    if (!consumed) await this.#refused(ctx, id, key);
+  }
+
+  /** What a consume of `id` that failed answers (in `ctx`, the request that presented it). */
+  async #refused(ctx: ReturnType<typeof currentRequest>, id: string, key: string): Promise<never> {
+    const takenAt = this.#own?.takenAt(ctx, this.model, key);
+    if (ctx && takenAt !== undefined) await this.#refusedOwn(ctx, id, key, takenAt);
+    throw new errors.InvalidGrant('grant already used or revoked');
   }
 
   /**
@@ -535,8 +565,9 @@ export class KyselyAdapter implements Adapter {
     if (row.consumed_at === null || row.consumed_at > takenAt) return;
     const { grantId } = JSON.parse(row.payload) as { grantId?: string };
     if (this.model === 'RefreshToken') {
-      // oidc-provider's refresh_token grant on a consumed token (the token it found is its entity).
-      const token = ctx.oidc.entities.RefreshToken;
+      // oidc-provider's refresh_token grant on a consumed token (the token it found is its entity;
+      // once its rotation began, the rotated one).
+      const token = ctx.oidc.entities.RotatedRefreshToken ?? ctx.oidc.entities.RefreshToken;
       await Promise.all([token ? token.destroy() : this.destroy(id), revokeGrantAsProvider(ctx, grantId)]);
       throw new errors.InvalidGrant('refresh token already used');
     }

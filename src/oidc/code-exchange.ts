@@ -1,10 +1,10 @@
 import type Koa from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
+import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { IssuedCodes } from '../tokens/issued-codes.ts';
 import type { PayloadRow } from '../tokens/store.ts';
-import type { AdapterWriteHooks } from './adapter.ts';
+import type { AdapterWriteHooks, HeldConsume } from './adapter.ts';
 import type { OwnCodes } from './own-codes.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
@@ -16,10 +16,14 @@ import { RequestMemo } from './request-memo.ts';
  * `provider.use()`) writes the held rows with their audit row once the response is built, or judges
  * a refused code.
  *
- * A refresh token's rotation is held back the same way: its two rows (the new refresh token and the
- * access token) are written in one statement once the response is built, before a byte of it is
- * sent; if that fails the response becomes a `server_error`. The old refresh token was consumed
- * when the provider asked (a conditional UPDATE of its own), so a replay is refused as before.
+ * A refresh token's rotation is held back the same way, the consume of the presented token with
+ * it: the consume and the two rows (the new refresh token and the access token) are written in one
+ * transaction (on PostgreSQL one statement) once the response is built, before a byte of it is sent.
+ * If that write fails the response becomes a `server_error` and the presented token stays unused, so
+ * that the client's retry with the only refresh token it has is no replay; if the token was consumed
+ * or revoked meanwhile (a concurrent or another process's redemption) nothing is written and the
+ * response becomes the provider's `invalid_grant`, a replay revoking the grant as the adapter's own
+ * consume would have.
  *
  * So is an authorization request's writes: the code it issues and the session it saves again (the
  * provider renews a session's expiry on every request; the adapter skips a save that changes nothing,
@@ -47,6 +51,8 @@ export interface CodeExchangeHooks {
 
 interface CodeExchange {
   rows: PayloadRow[];
+  /** A refresh's consume of the presented token, written with `rows`. */
+  rotation: HeldConsume | undefined;
   /** This request consumed the code (a later refusal, e.g. a deactivated user, is no replay). */
   consumedHere: boolean;
   /** What waits for the held tokens to be stored (`onceTokensStored`). */
@@ -92,6 +98,13 @@ export function codeExchangeHooks(
       exchange.rows.push(row);
       return true;
     },
+    holdConsume(consume) {
+      const ctx = currentRequest();
+      const exchange = exchanges.peek(ctx, 'exchange');
+      if (!exchange || !isRefresh(ctx)) return false;
+      exchange.rotation = consume;
+      return true;
+    },
     async consumeCode(code) {
       const consumed = await issuedCodes.consumeCode(code.value, code.id, code.at);
       const exchange = exchanges.peek(currentRequest(), 'exchange');
@@ -116,6 +129,14 @@ export function codeExchangeHooks(
     try {
       live = await write();
     } catch (error) {
+      if (error instanceof errors.OIDCProviderError) {
+        // Refused once written (a refresh token consumed meanwhile): the provider's answer to it.
+        ctx.status = error.statusCode;
+        ctx.body = { error: error.error, error_description: error.error_description };
+        const provided = ctx as unknown as KoaContextWithOIDC;
+        provided.oidc?.provider.emit('grant.error', provided, error);
+        return;
+      }
       if (!noteDatabaseUnavailable(ctx, error)) {
         logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
         ctx.status = 500;
@@ -137,7 +158,12 @@ export function codeExchangeHooks(
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
     const startedAt = now();
-    const exchange: CodeExchange = { rows: [], consumedHere: false, onceStored: undefined };
+    const exchange: CodeExchange = {
+      rows: [],
+      rotation: undefined,
+      consumedHere: false,
+      onceStored: undefined,
+    };
     exchanges.set(ctx, 'exchange', exchange);
     try {
       await next();
@@ -160,12 +186,20 @@ export function codeExchangeHooks(
       }
       return;
     }
-    if (provided.oidc && isRefresh(provided) && exchange.rows.length > 0) {
+    if (provided.oidc && isRefresh(provided) && (exchange.rows.length > 0 || exchange.rotation)) {
       if (ctx.status !== 200) return;
+      const rotation = exchange.rotation;
       await storeTokens(
         ctx,
         exchange,
-        () => issuedCodes.writeRows(exchange.rows).then(() => true),
+        rotation
+          ? async () =>
+              (await issuedCodes.rotateRefreshToken({
+                id: rotation.id,
+                at: rotation.at,
+                rows: exchange.rows,
+              })) || rotation.refused()
+          : () => issuedCodes.writeRows(exchange.rows).then(() => true),
         'refresh',
       );
       return;

@@ -15,6 +15,11 @@ declare module 'oidc-provider/lib/actions/userinfo.js' {
   const stack: unknown[];
   export default stack;
 }
+declare module 'oidc-provider/lib/helpers/als.js' {
+  import type { AsyncLocalStorage } from 'node:async_hooks';
+  const als: AsyncLocalStorage<unknown>;
+  export default als;
+}
 declare module 'oidc-provider/lib/helpers/certificate_thumbprint.js' {
   export default function certificateThumbprint(cert: unknown): string;
 }

@@ -4,6 +4,7 @@ import introspection from 'oidc-provider/lib/actions/introspection.js';
 import revocation from 'oidc-provider/lib/actions/revocation.js';
 import userinfoStack from 'oidc-provider/lib/actions/userinfo.js';
 import { confirm as endSessionConfirmStack } from 'oidc-provider/lib/actions/end_session.js';
+import requestStore from 'oidc-provider/lib/helpers/als.js';
 import certificateThumbprint from 'oidc-provider/lib/helpers/certificate_thumbprint.js';
 import { account as validateAccount } from 'oidc-provider/lib/helpers/configuration_result.js';
 import revokeGrant from 'oidc-provider/lib/helpers/revoke.js';
@@ -20,6 +21,15 @@ import instance from 'oidc-provider/lib/helpers/weak_cache.js';
 /** The request oidc-provider is serving now (our Koa context), or undefined outside one. */
 export function currentRequest(): KoaContextWithOIDC | undefined {
   return Provider.ctx as KoaContextWithOIDC | undefined;
+}
+
+/**
+ * Runs `work` as part of serving `ctx` (`currentRequest()` answers it), for work a middleware outside
+ * the provider's routes does on its behalf once they are done (a rotation refused once written,
+ * code-exchange.ts).
+ */
+export function withinRequest<T>(ctx: KoaContextWithOIDC, work: () => T): T {
+  return requestStore.run(ctx, work);
 }
 
 /**

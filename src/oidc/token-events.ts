@@ -114,16 +114,18 @@ export function observeProvider(
   provider.on('client_credentials.destroyed', revoked('access_token'));
   provider.on('refresh_token.destroyed', revoked('refresh_token'));
   provider.on('refresh_token.consumed', (token: ProviderToken) => {
-    deps.audit.publish(
-      {
-        kind: 'token_revoked',
-        client_id: token.clientId ?? '',
-        user_id: userId(token),
-        token_type: 'refresh_token',
-        token_sha256: sha256Hex(token.jti),
-        reason: 'refresh_rotation',
-      },
-      context(),
-    );
+    const record = {
+      kind: 'token_revoked' as const,
+      client_id: token.clientId ?? '',
+      user_id: userId(token),
+      token_type: 'refresh_token' as const,
+      token_sha256: sha256Hex(token.jti),
+      reason: 'refresh_rotation' as const,
+    };
+    // A rotation's consume is written with its new tokens (code-exchange.ts): told once it is.
+    const publishedIn = context();
+    const held = onceTokensStored();
+    if (held) held.push(() => deps.audit.publish(record, publishedIn));
+    else deps.audit.publish(record, publishedIn);
   });
 }

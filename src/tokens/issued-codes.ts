@@ -28,6 +28,8 @@ import {
   type PayloadRow,
   payloadRowsStatements,
   payloadRowWrites,
+  type Rotation,
+  rotateRefreshToken,
   storageId,
   type TokenModel,
   tokenRowsRevokedSince,
@@ -85,11 +87,16 @@ export interface IssuedCodes {
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
   judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
   /**
-   * Rows a request that redeems no code held back, in one statement: a refresh token's rotation
-   * (the new refresh token and the access token), an authorization's code and session. Throws on
-   * failure.
+   * Rows a request that redeems no code held back, in one statement: an authorization's code and
+   * session, a refresh's access token when the refresh token is not rotated. Throws on failure.
    */
   writeRows(rows: readonly PayloadRow[]): Promise<void>;
+  /**
+   * A refresh token's rotation: the presented token consumed and the response's rows written in one
+   * transaction; false, and nothing written, when the token was consumed or revoked meanwhile. Throws
+   * on failure (the presented token then stays unused).
+   */
+  rotateRefreshToken(rotation: Rotation): Promise<boolean>;
 }
 
 export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
@@ -346,7 +353,9 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     alone: async (connection, item) => (await storeExchangedTokensTogether(connection, [item]))[0]!,
   });
 
-  return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows };
+  const rotate: IssuedCodes['rotateRefreshToken'] = (rotation) => rotateRefreshToken(writes, rotation);
+
+  return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows, rotateRefreshToken: rotate };
 }
 
 /**

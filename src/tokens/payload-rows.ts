@@ -16,7 +16,7 @@ import { type LogPosition, logPosition, logPositionColumn } from '../db/change-l
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
-import { type PlannedWrite, plannedStatement, type WriteBatch } from '../db/write-batch.ts';
+import { inTransaction, type PlannedWrite, plannedStatement, type WriteBatch } from '../db/write-batch.ts';
 import { wellFormed } from '../util/well-formed.ts';
 
 /**
@@ -672,6 +672,84 @@ export function payloadConsumes(writes: WriteBatch): (consume: Consume) => Promi
     consumesOf.set(writes, consume);
   }
   return consume;
+}
+
+/**
+ * A refresh token's rotation: the presented token consumed at `at` and the rows of the response (the
+ * new refresh token, the access token) written, all or nothing.
+ */
+export interface Rotation {
+  /** The presented refresh token's storage id. */
+  id: string;
+  at: number;
+  rows: readonly PayloadRow[];
+}
+
+/**
+ * PostgreSQL: a rotation in one statement, atomic by itself: the rows are inserted only when the
+ * consume (the same conditional UPDATE as `consumeLiveQuery`'s, in a CTE) changed the presented row.
+ * A row written counts as changed, so the statement changed rows exactly when it consumed.
+ */
+const rotateRefreshTokenJson = precompiled((db: Db, id: string, at: number, rows: string) =>
+  db
+    .with('consumed', (cte) =>
+      cte
+        .updateTable('oidc_payload')
+        .set({ consumed_at: at })
+        .where('model', '=', 'RefreshToken')
+        .where('id', '=', id)
+        .where('consumed_at', 'is', null)
+        .where('revoked_at', 'is', null)
+        .returning('id'),
+    )
+    .insertInto('oidc_payload')
+    .columns([...ADAPTER_COLUMNS])
+    .expression(
+      sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+        from json_to_recordset(${rows}::json) as r(${sql.join(
+          ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+        )})
+        where exists (select 1 from "consumed")`,
+    )
+    .onConflict(replaceAdapterColumns),
+);
+
+/** A rotation on its own connection or transaction (see `rotateRefreshToken`). */
+async function rotateAlone(db: Db, { id, at, rows }: Rotation): Promise<boolean> {
+  if (isPostgres(db) && rows.length > 0 && rows.every(isAdapterRow)) {
+    const result = await rotateRefreshTokenJson.execute(db, id, at, rowsAsJson(rows));
+    return Number(result.numAffectedRows ?? 0) > 0;
+  }
+  return inTransaction(db, async (trx) => {
+    if ((await consumePayload(trx, 'RefreshToken', id, at)) === undefined) return false;
+    await writePayloadRows(trx, rows);
+    return true;
+  });
+}
+
+/** `rotateAlone` on SQLite as a plan: the consume, then the rows only after it changed the row. */
+function rotationPlan(db: Db, { id, at, rows }: Rotation): PlannedWrite<boolean> {
+  return {
+    statements: [
+      plannedStatement(consumeLiveStatement(db, 'RefreshToken', id, at)),
+      ...payloadRowsStatements(db, rows).map((query) => plannedStatement(query, true)),
+    ],
+    result: ([consumed]) => consumed! > 0,
+  };
+}
+
+/**
+ * Rotates a refresh token through `writes`: consumes the presented token and writes the response's
+ * rows in one transaction (on PostgreSQL one statement), true when it did. False, and nothing
+ * written, when the token was consumed or revoked meanwhile (of N concurrent rotations of one token
+ * exactly one gets true). A write that fails leaves the presented token unconsumed, so that the
+ * client's retry with the only refresh token it holds is no replay.
+ */
+export function rotateRefreshToken(writes: WriteBatch, rotation: Rotation): Promise<boolean> {
+  return writes.run(
+    (db) => rotateAlone(db, rotation),
+    (db) => rotationPlan(db, rotation),
+  );
 }
 
 /** Revokes one row in place (kept for listings until it expires). */

@@ -55,7 +55,7 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
   /** The `token_issued` events published and the tokens counted as issued while `work` runs. */
   async function toldOfIssues<T>(
     work: () => Promise<T>,
-  ): Promise<{ result: T; issued: AuditRecord[]; counted: number }> {
+  ): Promise<{ result: T; issued: AuditRecord[]; rotated: AuditRecord[]; counted: number }> {
     const counted = async () =>
       (await server.app.metrics.tokensIssued.get()).values.reduce((sum, value) => sum + value.value, 0);
     const records: AuditRecord[] = [];
@@ -70,6 +70,9 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
       return {
         result,
         issued: records.filter((record) => record.kind === 'token_issued'),
+        rotated: records.filter(
+          (record) => record.kind === 'token_revoked' && record.reason === 'refresh_rotation',
+        ),
         counted: (await counted()) - before,
       };
     } finally {
@@ -105,7 +108,7 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     assert.equal(stored.counted, 1, 'the access token counted once');
   });
 
-  it('rotates a refresh token in one write: a failing write hands out no token and stores neither', async () => {
+  it('rotates a refresh token in one write: a failing write hands out no token, stores neither and leaves the presented token usable', async () => {
     const tokens = await codeFlow(server, harness, client, pilot, 'openid offline_access');
     assert.ok(tokens.refreshToken);
     const refresh = () =>
@@ -126,6 +129,7 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     const told = await toldOfIssues(() => failingInserts('RefreshToken', refresh));
     const failed = told.result;
     assert.deepEqual(told.issued, [], 'no token_issued for tokens that were not stored');
+    assert.deepEqual(told.rotated, [], 'no rotation told of for a rotation that was not stored');
     assert.equal(told.counted, 0);
     assert.equal(failed.status, 500);
     assert.equal(failed.body.error, 'server_error');
@@ -133,11 +137,30 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     assert.equal(await countTokens(), before, 'the access token was not stored without its refresh token');
     const stored = await server.app.database.db
       .selectFrom('oidc_payload')
-      .select('consumed_at')
+      .select(['consumed_at', 'revoked_at'])
       .where('model', '=', 'RefreshToken')
       .where('id', '=', storageId(tokens.refreshToken))
       .executeTakeFirstOrThrow();
-    assert.ok(stored.consumed_at !== null, 'the presented refresh token stays used');
+    assert.deepEqual(
+      stored,
+      { consumed_at: null, revoked_at: null },
+      'the presented refresh token stays unused',
+    );
+
+    // The client's retry with the only refresh token it holds is no replay: it rotates, once.
+    const retried = await toldOfIssues(refresh);
+    assert.equal(retried.result.status, 200, JSON.stringify(retried.result.body));
+    harness.registerSecret(String(retried.result.body.access_token), 'access token');
+    harness.registerSecret(String(retried.result.body.refresh_token), 'refresh token');
+    assert.deepEqual(
+      retried.issued.map((record) => record.kind === 'token_issued' && record.token_type).sort(),
+      ['access_token', 'refresh_token'],
+      'the retry told of its two tokens',
+    );
+    assert.equal(retried.rotated.length, 1, 'and of the rotation');
+    const replayed = await refresh();
+    assert.equal(replayed.status, 400);
+    assert.equal(replayed.body.error, 'invalid_grant');
 
     // Without the fault, a rotation stores both tokens in one go.
     const next = await codeFlow(server, harness, client, pilot, 'openid offline_access');
