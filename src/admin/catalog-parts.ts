@@ -82,10 +82,13 @@ export async function findCatalogEntry(
   return (await catalogEntries(deps, entity)).find((entry) => entry.name === name);
 }
 
-/** A whole number, or NaN: the directory names what is wrong with anything else. */
+/**
+ * A whole number (out of range too, so that the message names it), or NaN: the directory names what
+ * is wrong with anything else.
+ */
 export function priorityOf(input: URLSearchParams): number {
   const text = (input.get('priority') ?? '').trim();
-  return /^-?\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  return /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
 }
 
 export function catalogNotFound(request: ConsoleRequest, entity: Entity): void {

@@ -70,8 +70,15 @@ export function processIo(): CliIo {
  * The configuration every command reads (the same as `serve`). Administrative commands log at
  * `warn` unless a level is configured explicitly: their output is the answer, not progress lines.
  */
-export function cliConfig(io: CliIo, options: { quiet?: boolean } = {}): Config {
-  const config = loadConfig({ env: io.env, cwd: io.cwd });
+export function cliConfig(
+  io: CliIo,
+  options: { quiet?: boolean; createDevSecretKey?: boolean } = {},
+): Config {
+  const config = loadConfig({
+    env: io.env,
+    cwd: io.cwd,
+    createDevSecretKey: options.createDevSecretKey ?? true,
+  });
   if (options.quiet && config.origins['logging.level'] === undefined) {
     return { ...config, logging: { ...config.logging, level: 'warn' } };
   }
@@ -151,12 +158,21 @@ export async function withDatabase<T>(
   }
 }
 
-/** Reads all of standard input (for `--password-stdin`), without the trailing newline. */
+/**
+ * Reads all of standard input (for `--password-stdin`) as one line: the one trailing newline is
+ * dropped; any other line break is refused (a second line is a mistake, never part of a password).
+ */
 export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of stdin)
     chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
-  return Buffer.concat(chunks)
+  const line = Buffer.concat(chunks)
     .toString('utf8')
     .replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(line)) {
+    throw new CliError(
+      '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',
+    );
+  }
+  return line;
 }

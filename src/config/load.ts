@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as yaml from 'yaml';
@@ -263,6 +263,7 @@ function resolveConfig(
   const mode: Mode = parsed.mode ?? (env.NODE_ENV === 'production' ? 'production' : 'development');
   const host = parsed.host ?? (mode === 'production' ? '0.0.0.0' : '127.0.0.1');
   const dataDir = path.resolve(cwd, parsed.dataDir);
+  checkDataDir(dataDir, settingName(origins, 'dataDir'));
 
   let issuer = parsed.issuer;
   if (issuer === undefined) {
@@ -295,6 +296,7 @@ function resolveConfig(
   }
 
   checkDirectory(parsed, mode, origins);
+  checkEveClaimsScope(parsed, origins);
 
   const { mode: _mode, host: _host, issuer: _issuer, secretKey: _secret, databaseUrl, ...rest } = parsed;
   return {
@@ -374,9 +376,47 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
   }
 }
 
+/** The data directory is created when missing; a file in its place is refused, naming the setting. */
+function checkDataDir(dataDir: string, name: string): void {
+  let isDirectory: boolean;
+  try {
+    isDirectory = statSync(dataDir).isDirectory();
+  } catch (error) {
+    // Missing: created when first needed. ENOTDIR: a file where one of its parent folders should be.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOTDIR') return;
+    isDirectory = false;
+  }
+  if (!isDirectory) {
+    throw new ConfigError(
+      `${name}: ${dataDir} is not a directory; name a directory (it is created when missing), like ./data or /var/lib/aa-oidc`,
+    );
+  }
+}
+
+/**
+ * A configured EVE claims scope must be a supported one: the provider never grants any other, so the
+ * EVE claims would silently never be released. (The default, `profile`, may be left out of the
+ * scopes on purpose: then no EVE claims are released.)
+ */
+function checkEveClaimsScope(parsed: ParsedConfig, origins: Record<string, string>): void {
+  const { scopes, eveClaimsScope } = parsed.oidc;
+  if (origins['oidc.eveClaimsScope'] === undefined || scopes.includes(eveClaimsScope)) return;
+  throw new ConfigError(
+    `${settingName(origins, 'oidc.eveClaimsScope')}: ${JSON.stringify(eveClaimsScope)} is not a supported scope; name one of oidc.scopes (${scopes.join(', ') || 'none configured'}) or add it to them (AA_OIDC_OIDC_SCOPES)`,
+  );
+}
+
 function developmentSecretKey(dataDir: string, create: boolean): string {
   const file = path.join(dataDir, 'secret.key');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  if (existsSync(file)) {
+    const key = readFileSync(file, 'utf8').trim();
+    if (key === '') {
+      throw new ConfigError(
+        `${file}: the development secret key file is empty (or only spaces); delete it to have a new key generated, or set AA_OIDC_SECRET_KEY (at least 32 random characters)`,
+      );
+    }
+    return key;
+  }
   const generated = randomBytes(32).toString('base64url');
   if (create) {
     ensurePrivateDirectory(dataDir);

@@ -42,7 +42,31 @@ const splitList = (text: string) =>
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
 
-const stringList = () => fromString(splitList, z.array(z.string().min(1)));
+/**
+ * A list: a list in the config file, comma-separated in the environment. `described` says what a
+ * valid list holds, for the message about a value that is no list at all.
+ */
+const listOf = <T extends z.ZodType>(item: T, described: string, min = 0) =>
+  fromString(
+    splitList,
+    z
+      .array(item, { error: `expected a list of ${described} (comma-separated in the environment)` })
+      .min(min, `expected a list of ${described}, at least ${min}`),
+  );
+
+/**
+ * A secret: long enough, and not only spaces (a blank value, such as an unfilled template's, passes
+ * a length check while protecting nothing). `valid` says what to give instead.
+ */
+const secret = (min: number, valid: string) =>
+  z
+    .string({ error: `expected ${valid}` })
+    .min(min, min > 1 ? `must be at least ${min} characters` : `must not be empty; use ${valid}`)
+    .refine((text) => text.trim() !== '', `must not be only spaces; use ${valid}`);
+
+const DELAYS = '1 to 20 delays in seconds (like 5,10,20,40,80)';
+const notADelay = (issue: { input?: unknown }) =>
+  `${JSON.stringify(issue.input)} is not a delay: expected a whole number of seconds from 1 to 86400`;
 
 /** An IP address (a range of one) or a CIDR range. */
 export function isAddressRange(text: string): boolean {
@@ -57,7 +81,11 @@ export function isAddressRange(text: string): boolean {
   return ipaddr.isValid(text);
 }
 
-const httpUrl = z.url({ protocol: /^https?$/, normalize: false });
+const httpUrl = z.url({
+  protocol: /^https?$/,
+  normalize: false,
+  error: 'expected an http:// or https:// URL',
+});
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ACCESS_TOKEN_FORMATS = ['opaque', 'jwt'] as const;
@@ -99,7 +127,10 @@ export const configSchema = z
      * past it a command stops naming the host and port, and a request answers 503 "try again".
      */
     databaseConnectTimeoutMs: integer(100, 600_000).default(5000),
-    secretKey: z.string().min(32, 'must be at least 32 characters').optional(),
+    secretKey: secret(
+      32,
+      'at least 32 random characters (like the output of `openssl rand -hex 32`)',
+    ).optional(),
     dataDir: z.string().min(1).default('./data'),
     trustProxy: boolean().default(false),
     /**
@@ -113,27 +144,23 @@ export const configSchema = z
      * or CIDR ranges. A request from any other peer is taken as it arrived, its forwarded headers
      * dropped: a client that reaches the port directly cannot choose its address or host.
      */
-    trustedProxies: fromString(
-      (text) =>
-        text
-          .split(',')
-          .map((part) => part.trim())
-          .filter((part) => part.length > 0),
-      z
-        .array(
-          z.string().refine(isAddressRange, {
-            error: (issue) =>
-              `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`,
-          }),
-        )
-        .min(1, 'name at least one proxy address or range'),
+    trustedProxies: listOf(
+      z.string().refine(isAddressRange, {
+        error: (issue) =>
+          `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`,
+      }),
+      'proxy IP addresses or CIDR ranges (like 10.0.0.0/8,fd00::/8)',
+      1,
     ).default(['127.0.0.0/8', '::1/128']),
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),
         host: z.string().min(1).default('127.0.0.1'),
         /** When set, `/metrics` is also served on the main port behind `Authorization: Bearer …`. */
-        bearerToken: z.string().min(16, 'must be at least 16 characters').optional(),
+        bearerToken: secret(
+          16,
+          'at least 16 random characters (like the output of `openssl rand -hex 16`)',
+        ).optional(),
         enabled: boolean().default(true),
       })
       .strict()
@@ -157,14 +184,12 @@ export const configSchema = z
          * resource server, which would otherwise fill the table (Keycloak likewise stores no
          * introspection event unless told to).
          */
-        databaseExclude: fromString(
-          splitList,
-          z.array(
-            z.enum(AUDIT_EVENT_KIND_NAMES, {
-              error: (issue) =>
-                `"${String(issue.input)}" is not an audit event kind; valid: ${AUDIT_EVENT_KIND_NAMES.join(', ')}`,
-            }),
-          ),
+        databaseExclude: listOf(
+          z.enum(AUDIT_EVENT_KIND_NAMES, {
+            error: (issue) =>
+              `${JSON.stringify(issue.input)} is not an audit event kind; valid: ${AUDIT_EVENT_KIND_NAMES.join(', ')}`,
+          }),
+          `audit event kinds (${AUDIT_EVENT_KIND_NAMES.join(', ')})`,
         ).default(['token_introspected']),
         /** Audit events older than this many days are deleted from the database. */
         retentionDays: integer(1, 36_500).default(90),
@@ -196,7 +221,12 @@ export const configSchema = z
       .prefault({}),
     oidc: z
       .object({
-        scopes: stringList().default(['openid', 'profile', 'email', 'groups', 'offline_access']),
+        scopes: listOf(
+          z
+            .string({ error: (issue) => `${JSON.stringify(issue.input)} is not a scope name (like openid)` })
+            .min(1, 'a scope name must not be empty'),
+          'scope names (like openid,profile,email)',
+        ).default(['openid', 'profile', 'email', 'groups', 'offline_access']),
         claimPrefix: z
           .string()
           .regex(/^[a-z][a-z0-9_]*$/, 'must be lowercase letters, digits and underscores')
@@ -236,8 +266,18 @@ export const configSchema = z
         allowPrivateTargets: boolean().default(false),
         allowPrivateTargetsInProduction: boolean().default(false),
         retryBackoffSeconds: fromString(
-          (text) => text.split(',').map((part) => Number(part.trim())),
-          z.array(z.number().int().min(1).max(86_400)).min(1).max(20),
+          (text) => splitList(text).map((part) => (/^-?\d+$/.test(part) ? Number(part) : part)),
+          z
+            .array(
+              z
+                .number({ error: notADelay })
+                .int({ error: notADelay })
+                .min(1, { error: notADelay })
+                .max(86_400, { error: notADelay }),
+              { error: `expected a list of ${DELAYS}` },
+            )
+            .min(1, `expected a list of ${DELAYS}`)
+            .max(20, `expected a list of ${DELAYS}`),
         ).default([5, 10, 20, 40, 80]),
         recordSuccessfulDeliveries: boolean().default(false),
         /** Back-channel logout: resolving a back-channel host, connecting to it, the whole delivery. */
@@ -276,7 +316,13 @@ export const configSchema = z
           .regex(/^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/, 'expected a colour like #2459d4 or #25d')
           .default('#2459d4'),
         /** "Help" link on every page (http, https or mailto). */
-        supportUrl: z.url({ protocol: /^(?:https?|mailto)$/, normalize: false }).optional(),
+        supportUrl: z
+          .url({
+            protocol: /^(?:https?|mailto)$/,
+            normalize: false,
+            error: 'expected an http://, https:// or mailto: URL (like mailto:help@example.org)',
+          })
+          .optional(),
       })
       .strict()
       .prefault({}),
@@ -315,7 +361,10 @@ export const configSchema = z
     eveSso: z
       .object({
         clientId: z.string().min(1).optional(),
-        clientSecret: z.string().min(1).optional(),
+        clientSecret: secret(
+          1,
+          'the secret key CCP shows for the application at developers.eveonline.com',
+        ).optional(),
         authorizationUrl: httpUrl.default(EVE_SSO_ENDPOINTS.authorizationUrl),
         tokenUrl: httpUrl.default(EVE_SSO_ENDPOINTS.tokenUrl),
         jwksUrl: httpUrl.default(EVE_SSO_ENDPOINTS.jwksUrl),

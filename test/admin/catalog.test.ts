@@ -44,6 +44,15 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(taken.status, 409);
     assert.match(pageText(taken.body), /priority 100 is already used by state/);
     assert.match(taken.body, /value="Blue"/, 'the form keeps what was typed');
+    const huge = await consolePost(admin, url('/admin/states'), csrf, {
+      name: 'Blue',
+      priority: '99999999999',
+    });
+    assert.equal(huge.status, 400);
+    assert.match(
+      pageText(huge.body),
+      /invalid state priority 99999999999: expected a whole number from -2147483648 to 2147483647/,
+    );
     assert.equal(
       (await consolePost(admin, url('/admin/groups'), csrf, { name: `Pilots ${HOSTILE}`, oidc_access: 'on' }))
         .status,

@@ -80,6 +80,12 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     const typo = await cli(['user', 'set-state', 'alice', 'Membr']);
     const noPassword = await cli(['user', 'create', 'bob']);
     const badPriority = await cli(['state', 'create', 'Blue', '--priority', 'high']);
+    const hugePriority = await cli(['state', 'create', 'Blue', '--priority', '99999999999']);
+    const twoLines = await cli(
+      ['user', 'set-password', 'alice', '--password-stdin'],
+      `${password}\nsecond\n`,
+    );
+    const twoLinesCreate = await cli(['user', 'create', 'carol', '--password-stdin'], `${password}\r\n\n`);
     const tooShort = await cli(['user', 'set-password', 'alice', '--password-stdin'], 'short\n');
     const dryRun = await cli(['user', 'deactivate', 'alice', '--dry-run']);
 
@@ -120,7 +126,20 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
       noPassword,
       'no password: standard input is not a terminal, so there is no prompt; write the password to standard input and pass --password-stdin',
     );
-    assertFailsWithOneLine(badPriority, '--priority must be a whole number (got "high")');
+    assertFailsWithOneLine(
+      badPriority,
+      '--priority must be a whole number from -2147483648 to 2147483647 (got "high")',
+    );
+    assertFailsWithOneLine(
+      hugePriority,
+      '--priority must be a whole number from -2147483648 to 2147483647 (got "99999999999")',
+    );
+    for (const result of [twoLines, twoLinesCreate]) {
+      assertFailsWithOneLine(
+        result,
+        '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',
+      );
+    }
     assert.equal(dryRun.code, 0, dryRun.stderr);
     assert.equal(
       dryRun.stdout,
@@ -137,6 +156,7 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
       const directory = createDirectory(handle.db);
       assert.equal((await directory.verifyPassword('alice', password)).outcome, 'inactive');
       assert.equal((await directory.findUserByUsername('bob')) ?? null, null);
+      assert.equal((await directory.findUserByUsername('carol')) ?? null, null);
       assert.deepEqual(
         (await directory.listStates()).map((row) => row.name),
         ['Member'],

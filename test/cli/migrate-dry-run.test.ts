@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
@@ -7,6 +9,9 @@ import { pgBossSchemaVersion } from '../../src/logout/pgboss-transport.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { temporaryFolders } from '../helpers/temporary-folders.ts';
+
+const temporaryFolder = temporaryFolders('aa-oidc-dry-run-');
 
 describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -26,6 +31,8 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
 
   it('lists every pending migration and changes nothing', async () => {
     const names = Object.keys(MIGRATIONS).sort();
+    // An empty database (on SQLite, opening it creates the file; a missing one is the next test's).
+    assert.deepEqual(await pending(), names);
     const run = await cli(['migrate', '--dry-run'], testEnv(database));
     assert.equal(run.code, 0, run.stderr);
     const lines = [`${names.length} pending migration(s) would be applied: ${names.join(', ')}`];
@@ -33,6 +40,23 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
       lines.push(`pg-boss schema "pgboss" is not installed; it would be (version ${pgBossSchemaVersion()})`);
     assert.equal(run.stdout, `${lines.join('\n')}\n`);
     assert.deepEqual(await pending(), names, 'nothing was applied');
+  });
+
+  it('creates nothing for a SQLite file that does not exist yet, and says what migrate would do', async () => {
+    const folder = temporaryFolder();
+    const file = path.join(folder, 'new', 'aa-oidc.sqlite');
+    const dataDir = path.join(folder, 'data');
+    const names = Object.keys(MIGRATIONS).sort();
+    const run = await cli(
+      ['migrate', '--dry-run'],
+      testEnv(database, { AA_OIDC_DATABASE_URL: `sqlite:${file}`, AA_OIDC_DATA_DIR: dataDir }),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(
+      run.stdout,
+      `SQLite database ${file} does not exist yet; migrate would create it and apply ${names.length} migration(s): ${names.join(', ')}\n`,
+    );
+    assert.deepEqual(readdirSync(folder), [], 'no database file, folder or development secret key');
   });
 
   it('says the database is up to date once migrated', async () => {

@@ -49,6 +49,14 @@ describe('password prompt', () => {
     const piped = fakeTerminal(false);
     piped.stdin.end('s3cret password\n');
     assert.equal(await readNewPassword(piped.io, 'alice', true), 's3cret password');
+    const twoLines = fakeTerminal(false);
+    twoLines.stdin.end('s3cret\npassword\n');
+    await assert.rejects(
+      readNewPassword(twoLines.io, 'alice', true),
+      new CliError(
+        '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',
+      ),
+    );
     await assert.rejects(
       readNewPassword(fakeTerminal(false).io, 'alice', false),
       /standard input is not a terminal/,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
@@ -137,6 +137,41 @@ describe('configuration', () => {
       { AA_OIDC_SECRET_KEY: 'short' },
       /AA_OIDC_SECRET_KEY: must be at least 32 characters/,
     ],
+    [
+      'a secret key of spaces only',
+      { AA_OIDC_SECRET_KEY: ' '.repeat(32) },
+      /^AA_OIDC_SECRET_KEY: must not be only spaces; use at least 32 random characters \(like the output of `openssl rand -hex 32`\)$/,
+    ],
+    [
+      'a metrics bearer token of spaces only',
+      { AA_OIDC_METRICS_BEARER_TOKEN: ' '.repeat(20) },
+      /^AA_OIDC_METRICS_BEARER_TOKEN: must not be only spaces; use at least 16 random characters/,
+    ],
+    [
+      'an EVE SSO client secret of spaces only',
+      { AA_OIDC_EVE_SSO_CLIENT_ID: 'abc', AA_OIDC_EVE_SSO_CLIENT_SECRET: '   ' },
+      /^AA_OIDC_EVE_SSO_CLIENT_SECRET: must not be only spaces; use the secret key CCP shows/,
+    ],
+    [
+      'an ftp:// issuer',
+      { AA_OIDC_ISSUER: 'ftp://auth.example.org/o' },
+      /^AA_OIDC_ISSUER: expected an http:\/\/ or https:\/\/ URL \(got "ftp:\/\/auth\.example\.org\/o"\)$/,
+    ],
+    [
+      'retry delays that are not whole numbers of seconds',
+      { AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '5,soon,0' },
+      /^AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: "soon" is not a delay: expected a whole number of seconds from 1 to 86400; AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: 0 is not a delay: expected a whole number of seconds from 1 to 86400$/,
+    ],
+    [
+      'an empty list of retry delays',
+      { AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: ' , ' },
+      /^AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: expected a list of 1 to 20 delays in seconds \(like 5,10,20,40,80\)/,
+    ],
+    [
+      'an EVE claims scope that is not a supported scope',
+      { AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },
+      /^AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: "eve" is not a supported scope; name one of oidc\.scopes \(openid, profile, email, groups, offline_access\) or add it to them \(AA_OIDC_OIDC_SCOPES\)$/,
+    ],
   ];
   for (const [what, env, message] of rejects) {
     it(`rejects ${what} with a message naming the key`, () => {
@@ -214,6 +249,74 @@ describe('configuration', () => {
         },
       );
     }
+  });
+
+  it('names the list a list-valued key expects when given something else', () => {
+    const cwd = tempDir();
+    for (const [value, message] of [
+      [
+        { oidc: { scopes: 5 } },
+        /key "oidc\.scopes": expected a list of scope names \(like openid,profile,email\) \(comma-separated in the environment\) \(got 5\)$/,
+      ],
+      [{ oidc: { scopes: ['openid', 7] } }, /key "oidc\.scopes\.1": 7 is not a scope name \(like openid\)$/],
+      [
+        { audit: { databaseExclude: { kind: 'token_issued' } } },
+        /key "audit\.databaseExclude": expected a list of audit event kinds \(token_issued, .*sessions_ended\) \(comma-separated in the environment\)/,
+      ],
+      [
+        { trustedProxies: [] },
+        /key "trustedProxies": expected a list of proxy IP addresses or CIDR ranges \(like 10\.0\.0\.0\/8,fd00::\/8\), at least 1/,
+      ],
+      [
+        { logout: { retryBackoffSeconds: [5, 'ten'] } },
+        /key "logout\.retryBackoffSeconds\.1": "ten" is not a delay: expected a whole number of seconds from 1 to 86400$/,
+      ],
+    ] as const) {
+      writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify(value));
+      assert.throws(() => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }), message);
+    }
+  });
+
+  it('takes an EVE claims scope among the supported ones, and the default left out of them', () => {
+    const eve = loadConfig({
+      env: { AA_OIDC_OIDC_SCOPES: 'openid,profile,eve', AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },
+      cwd: tempDir(),
+    });
+    assert.equal(eve.oidc.eveClaimsScope, 'eve');
+    // Without `profile` and with the default untouched: no EVE claims, as before.
+    const noProfile = loadConfig({ env: { AA_OIDC_OIDC_SCOPES: 'openid,email' }, cwd: tempDir() });
+    assert.deepEqual(noProfile.oidc.scopes, ['openid', 'email']);
+  });
+
+  it('refuses a data directory that is a file, and an empty development secret key file', () => {
+    const cwd = tempDir();
+    writeFileSync(path.join(cwd, 'data-file'), '');
+    for (const dataDir of ['data-file', 'data-file/below']) {
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_DATA_DIR: dataDir }, cwd }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(
+            error.message,
+            `AA_OIDC_DATA_DIR: ${path.join(cwd, dataDir)} is not a directory; name a directory (it is created when missing), like ./data or /var/lib/aa-oidc`,
+          );
+          return true;
+        },
+      );
+    }
+    mkdirSync(path.join(cwd, 'data'));
+    writeFileSync(path.join(cwd, 'data', 'secret.key'), '  \n');
+    assert.throws(
+      () => loadConfig({ env: {}, cwd }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(
+          error.message,
+          /secret\.key: the development secret key file is empty \(or only spaces\); delete it to have a new key generated, or set AA_OIDC_SECRET_KEY/,
+        );
+        return true;
+      },
+    );
   });
 
   it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectDatabase, connectOptionsFor } from '../../db/connect.ts';
 import { migrateToLatest, pendingMigrations } from '../../db/migrate.ts';
+import { MIGRATIONS } from '../../db/migrations/index.ts';
 import {
   BCL_QUEUE,
   installedPgBossSchemaVersion,
@@ -15,9 +17,25 @@ export function registerMigrate(program: Command, io: CliIo): void {
   program
     .command('migrate')
     .description('apply every pending database migration (forward-only)')
-    .option('--dry-run', 'list the pending migrations and change nothing')
+    .option(
+      '--dry-run',
+      'list the pending migrations and change nothing (a missing SQLite file is not created)',
+    )
     .action(async (options: { dryRun?: boolean }) => {
-      const config = cliConfig(io);
+      // A dry run writes nothing: not the development secret key, not an empty SQLite file.
+      const config = cliConfig(io, { createDevSecretKey: !options.dryRun });
+      if (
+        options.dryRun &&
+        config.database.kind === 'sqlite' &&
+        config.database.path !== ':memory:' &&
+        !existsSync(config.database.path)
+      ) {
+        const all = Object.keys(MIGRATIONS).sort();
+        io.stdout.write(
+          `SQLite database ${config.database.path} does not exist yet; migrate would create it and apply ${all.length} migration(s): ${all.join(', ')}\n`,
+        );
+        return;
+      }
       // No query time limit: a migration of a large table may take long.
       const database = await connectDatabase(config.database, {
         ...connectOptionsFor(config),

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/builtin/types.ts';
+import { PRIORITY_MAX, PRIORITY_MIN } from '../../directory/builtin/validation.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
@@ -25,11 +26,13 @@ function stateJson(state: StateSummary): Record<string, unknown> {
 
 /** `--priority` as a whole number, or a one-line reason. */
 function parsePriority(text: string | undefined): number {
+  const range = `a whole number from ${PRIORITY_MIN} to ${PRIORITY_MAX}`;
   if (text === undefined)
-    throw new CliError('--priority N is required (a whole number; states have unique priorities)');
-  if (!/^-?\d{1,10}$/.test(text))
-    throw new CliError(`--priority must be a whole number (got ${JSON.stringify(text)})`);
-  return Number(text);
+    throw new CliError(`--priority N is required (${range}; states have unique priorities)`);
+  const priority = /^-?\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(priority >= PRIORITY_MIN && priority <= PRIORITY_MAX))
+    throw new CliError(`--priority must be ${range} (got ${JSON.stringify(text)})`);
+  return priority;
 }
 
 export function registerState(program: Command, io: CliIo): void {

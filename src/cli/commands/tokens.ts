@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ApplicationError } from '../../applications/errors.ts';
 import type { TokenRevocationReason } from '../../audit/events.ts';
 import { listTokens, type TokenListing } from '../../tokens/listing.ts';
 import {
@@ -153,6 +154,11 @@ export function registerTokens(program: Command, io: CliIo): void {
             if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
             userId = user.id;
           }
+          if (
+            options.clientId !== undefined &&
+            (await services.applications.findByClientId(options.clientId)) === undefined
+          )
+            throw ApplicationError.notFound(options.clientId);
           const listed = await listTokens(services.database.db, {
             ...(userId === undefined ? {} : { userId }),
             ...(options.clientId === undefined ? {} : { clientId: options.clientId }),

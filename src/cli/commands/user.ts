@@ -157,7 +157,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--state <name>', 'the state')
     .option('--group <name>', 'a group (repeatable)', collect, [])
     .option('--superuser', 'make the user a superuser')
-    .option('--password-stdin', 'read the password from standard input')
+    .option('--password-stdin', 'read the password from standard input (one line)')
     .action(
       async (
         username: string,
@@ -253,7 +253,7 @@ export function registerUser(program: Command, io: CliIo): void {
       'set a user’s password and end their browser sessions; prompted for, or read from stdin (never from argv)',
     )
     .argument('<username>')
-    .option('--password-stdin', 'read the password from standard input')
+    .option('--password-stdin', 'read the password from standard input (one line)')
     .action(async (username: string, options: { passwordStdin?: boolean }) => {
       // Fail on an unknown user before asking for a password.
       if (options.passwordStdin !== true)

@@ -6,6 +6,9 @@ export const NAME_MAX_LENGTH = 150;
 export const EMAIL_MAX_LENGTH = 254;
 const INT32_MIN = -2_147_483_648;
 const INT32_MAX = 2_147_483_647;
+/** A state's priority: the range of the 32-bit integer column that holds it. */
+export const PRIORITY_MIN = INT32_MIN;
+export const PRIORITY_MAX = INT32_MAX;
 
 const USERNAME_PATTERN = /^[\p{L}\p{N}@.+\-_]+$/u;
 // Deliberately loose (the mailbox is the mail server's business) but one @, a dotted domain, no
