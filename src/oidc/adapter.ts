@@ -103,21 +103,26 @@ export interface AdapterWriteHooks {
    */
   consumeCode?(code: { value: string; id: string; at: number }): Promise<boolean>;
   /**
-   * True when the consume of a refresh token was taken, to be written in one transaction with the
-   * rows of its rotation (the taker writes them, code-exchange.ts). When that write finds the token
-   * consumed or revoked meanwhile, the taker calls `refused`, which does what the adapter does for a
-   * consume that failed and throws the provider's error.
+   * True when the consume of a refresh token or a code was taken, to be written in one transaction
+   * with the rows of its rotation or exchange (the taker writes them, code-exchange.ts). When that
+   * write finds it consumed or revoked meanwhile, the taker calls `refused`, which does what the
+   * adapter does for a consume that failed and throws the provider's error.
    */
   holdConsume?(consume: HeldConsume): boolean;
 }
 
-/** A refresh token's consume held back until its rotation is written (`holdConsume`). */
+/** A refresh token's or a code's consume held back until its tokens are written (`holdConsume`). */
 export interface HeldConsume {
-  /** The token's storage id. */
+  model: 'RefreshToken' | 'AuthorizationCode';
+  /** Its storage id. */
   id: string;
-  at: number;
   /** Throws the provider's answer to a consume that failed (a replay also revokes the grant). */
   refused(): Promise<never>;
+  /**
+   * The consume written on its own, as the adapter would have (false when it was consumed or revoked
+   * already): for a request the provider refused after it, which uses the code or token up as before.
+   */
+  consumeAlone(): Promise<boolean>;
 }
 
 /**
@@ -514,29 +519,34 @@ export class KyselyAdapter implements Adapter {
   /**
    * Marks a code or refresh token used. Atomic: of N concurrent redemptions exactly one gets past
    * this point; the others see `invalid_grant`, as a replay would. Through the write batch, the
-   * consumes of one turn go in one statement on PostgreSQL (`payloadConsumes`).
+   * consumes of one turn go in one statement on PostgreSQL (`payloadConsumes`). At the token
+   * endpoint the consume is held back instead and written with the tokens it yields
+   * (`holdConsume`): the same conditional UPDATE, in their transaction.
    */
   async consume(id: string): Promise<void> {
     const key = storageId(id);
     const ctx = currentRequest();
+    const consumeAlone = async () => {
+      const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
+      return consumeCode
+        ? consumeCode({ value: id, id: key, at: this.#now() })
+        : this.#writes
+          ? payloadConsumes(this.#writes)({ model: this.model, id: key, at: this.#now() })
+          : (await consumePayload(this.#db, this.model, key, this.#now())) !== undefined;
+    };
+    // Called once the provider's route is done: as part of the request still (its revocations' reason).
+    const inRequest = <T>(work: () => Promise<T>) => (ctx ? withinRequest(ctx, work) : work());
     if (
-      this.model === 'RefreshToken' &&
+      (this.model === 'RefreshToken' || this.model === 'AuthorizationCode') &&
       this.#hooks.holdConsume?.({
+        model: this.model,
         id: key,
-        at: this.#now(),
-        // Called once the provider's route is done: as part of the request still (its revocations' reason).
-        refused: () =>
-          ctx ? withinRequest(ctx, () => this.#refused(ctx, id, key)) : this.#refused(ctx, id, key),
+        refused: () => inRequest(() => this.#refused(ctx, id, key)),
+        consumeAlone: () => inRequest(consumeAlone),
       })
     )
       return;
-    const consumeCode = this.model === 'AuthorizationCode' ? this.#hooks.consumeCode : undefined;
-    const consumed = consumeCode
-      ? await consumeCode({ value: id, id: key, at: this.#now() })
-      : this.#writes
-        ? await payloadConsumes(this.#writes)({ model: this.model, id: key, at: this.#now() })
-        : (await consumePayload(this.#db, this.model, key, this.#now())) !== undefined;
-    if (!consumed) await this.#refused(ctx, id, key);
+    if (!(await consumeAlone())) await this.#refused(ctx, id, key);
   }
 
   /** What a consume of `id` that failed answers (in `ctx`, the request that presented it). */
@@ -562,7 +572,7 @@ export class KyselyAdapter implements Adapter {
     const label = this.model === 'RefreshToken' ? 'refresh token' : 'authorization code';
     const row = await findPayload(this.#db, this.model, key);
     if (!row || row.revoked_at !== null) throw new errors.InvalidGrant(`${label} not found`);
-    if (row.consumed_at === null || row.consumed_at > takenAt) return;
+    if (row.consumed_at === null || row.consumed_at >= takenAt) return;
     const { grantId } = JSON.parse(row.payload) as { grantId?: string };
     if (this.model === 'RefreshToken') {
       // oidc-provider's refresh_token grant on a consumed token (the token it found is its entity;

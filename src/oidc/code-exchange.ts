@@ -51,8 +51,8 @@ export interface CodeExchangeHooks {
 
 interface CodeExchange {
   rows: PayloadRow[];
-  /** A refresh's consume of the presented token, written with `rows`. */
-  rotation: HeldConsume | undefined;
+  /** The consume of the presented code or refresh token, written with `rows`. */
+  held: HeldConsume | undefined;
   /** This request consumed the code (a later refusal, e.g. a deactivated user, is no replay). */
   consumedHere: boolean;
   /** What waits for the held tokens to be stored (`onceTokensStored`). */
@@ -101,8 +101,11 @@ export function codeExchangeHooks(
     holdConsume(consume) {
       const ctx = currentRequest();
       const exchange = exchanges.peek(ctx, 'exchange');
-      if (!exchange || !isRefresh(ctx)) return false;
-      exchange.rotation = consume;
+      if (!exchange) return false;
+      if (consume.model === 'RefreshToken' ? !isRefresh(ctx) : !isCodeExchange(ctx)) return false;
+      exchange.held = consume;
+      // A refusal after this point (a deactivated user) is no replay: the code stays unused.
+      exchange.consumedHere = true;
       return true;
     },
     async consumeCode(code) {
@@ -160,7 +163,7 @@ export function codeExchangeHooks(
     const startedAt = now();
     const exchange: CodeExchange = {
       rows: [],
-      rotation: undefined,
+      held: undefined,
       consumedHere: false,
       onceStored: undefined,
     };
@@ -186,9 +189,18 @@ export function codeExchangeHooks(
       }
       return;
     }
-    if (provided.oidc && isRefresh(provided) && (exchange.rows.length > 0 || exchange.rotation)) {
+    if (exchange.held && ctx.status >= 400 && ctx.status < 500) {
+      // Refused after the consume (a user who lost access): the code or token is used up, as when the
+      // consume was written at once. A write that failed (5xx) leaves it for the client's retry.
+      await exchange.held
+        .consumeAlone()
+        .catch((error: unknown) =>
+          logger.error({ err: error }, 'a refused redemption could not be recorded'),
+        );
+    }
+    if (provided.oidc && isRefresh(provided) && (exchange.rows.length > 0 || exchange.held)) {
       if (ctx.status !== 200) return;
-      const rotation = exchange.rotation;
+      const rotation = exchange.held;
       await storeTokens(
         ctx,
         exchange,
@@ -196,7 +208,10 @@ export function codeExchangeHooks(
           ? async () =>
               (await issuedCodes.rotateRefreshToken({
                 id: rotation.id,
-                at: rotation.at,
+                // Stamped as its write begins, not when the provider asked: the nearer its commit,
+                // the less a redemption elsewhere that found the token in memory meanwhile takes it
+                // for a replay (the adapter's refusal compares the stamp with when it found it).
+                at: now(),
                 rows: exchange.rows,
               })) || rotation.refused()
           : () => issuedCodes.writeRows(exchange.rows).then(() => true),
@@ -209,13 +224,27 @@ export function codeExchangeHooks(
     if (typeof code !== 'string' || code.length === 0) return;
     if (exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
-      // Tokens written revoked (the code was replayed meanwhile) are not kept.
+      const held = exchange.held;
+      if (!held) {
+        // Tokens written revoked (the code was replayed meanwhile) are not kept.
+        await storeTokens(
+          ctx,
+          exchange,
+          async () => !(await issuedCodes.storeExchangedTokens(code, exchange.rows)),
+          'code exchange',
+        );
+        return;
+      }
+      // Stamped as its write begins (see the refresh above).
       await storeTokens(
         ctx,
         exchange,
-        async () => !(await issuedCodes.storeExchangedTokens(code, exchange.rows)),
+        async () => (await issuedCodes.redeemCode(code, held.id, now(), exchange.rows)) || held.refused(),
         'code exchange',
       );
+      // Consumed meanwhile: a replay (or a concurrent redemption that won), judged as any refused code.
+      if ((ctx.status as number) === 400)
+        await issuedCodes.judgeRefusedCode(code, provided.oidc.client?.clientId ?? '', startedAt);
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;

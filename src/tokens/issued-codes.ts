@@ -30,6 +30,7 @@ import {
   payloadRowWrites,
   type Rotation,
   rotateRefreshToken,
+  rowsAsJson,
   storageId,
   type TokenModel,
   tokenRowsRevokedSince,
@@ -55,6 +56,14 @@ import {
  *    writes the token rows, one statement for both (`storeExchangedTokens`). If the code was replayed meanwhile
  *    (`reuse_count > 0`), the tokens are written already revoked. If the transaction fails, the
  *    response becomes a `server_error`: no token is handed out that is not stored.
+ *
+ * At the token endpoint the three steps are one (`redeemCode`): the code exchange holds the code's
+ * consume back too (src/oidc/code-exchange.ts) and writes it, the audit row with the token ids, and
+ * the token rows in one transaction (on PostgreSQL one statement) once the response is built. A write
+ * that fails leaves the code unused, so that the client's retry is no replay; a code consumed
+ * meanwhile writes nothing, and the request is judged as a refused code. Steps 1 and 3 apart remain
+ * for a consume outside such a request, and for a redemption refused after its consume (the code is
+ * then used up by step 1 alone, as before).
  *
  * A replay (`invalid_grant` for a code with an `issued_code` row, or a consumed code) increments
  * `reuse_count` under the same row lock and revokes every code and token of the code's grant and
@@ -84,6 +93,14 @@ export interface IssuedCodes {
    * replayed meanwhile (the tokens were written revoked). Throws on failure.
    */
   storeExchangedTokens(code: string, rows: readonly PayloadRow[]): Promise<boolean>;
+  /**
+   * Steps 1 and 3 at once, for an exchange that held its code's consume back until its response was
+   * built: the code consumed, its audit row (with the token ids) inserted and the token rows written,
+   * in one transaction (on PostgreSQL one statement); false, and nothing written, when the code was
+   * consumed or revoked meanwhile. Throws on failure, and the code then stays unused: the client's
+   * retry is no replay.
+   */
+  redeemCode(code: string, id: string, at: number, rows: readonly PayloadRow[]): Promise<boolean>;
   /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
   judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
   /**
@@ -159,6 +176,8 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
                   sha256Hex(value),
                   at,
                   at + config.tokens.refreshTokenTtl * 1000,
+                  null,
+                  null,
                 ),
                 true,
               ),
@@ -353,9 +372,47 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     alone: async (connection, item) => (await storeExchangedTokensTogether(connection, [item]))[0]!,
   });
 
+  const redeemCode: IssuedCodes['redeemCode'] = (code, id, at, rows) => {
+    const codeHash = sha256Hex(code);
+    const expiresAt = at + config.tokens.refreshTokenTtl * 1000;
+    const accessTokenId = rows.find((row) => row.model === 'AccessToken')?.id ?? null;
+    const refreshTokenId = rows.find((row) => row.model === 'RefreshToken')?.id ?? null;
+    const record = [id, codeHash, at, expiresAt, accessTokenId, refreshTokenId] as const;
+    return writes.run(
+      async (connection) => {
+        if (postgres && rows.length > 0 && rows.every(isAdapterRow)) {
+          const result = await redeemCodeJson.execute(connection, ...record, rowsAsJson(rows));
+          return Number(result.numAffectedRows ?? 0) > 0;
+        }
+        return inTransaction(connection, async (trx) => {
+          if ((await consumePayload(trx, 'AuthorizationCode', id, at)) === undefined) return false;
+          await writePayloadRows(trx, rows);
+          await recordConsumedCode.execute(trx, ...record);
+          return true;
+        });
+      },
+      // The same as data: the rows and the audit row only once the consume changed the code.
+      (connection) => ({
+        statements: [
+          plannedStatement(consumeLiveStatement(connection, 'AuthorizationCode', id, at)),
+          ...payloadRowsStatements(connection, rows).map((query) => plannedStatement(query, true)),
+          plannedStatement(recordConsumedCode.compile(connection, ...record), true),
+        ],
+        result: ([consumed]) => consumed! > 0,
+      }),
+    );
+  };
+
   const rotate: IssuedCodes['rotateRefreshToken'] = (rotation) => rotateRefreshToken(writes, rotation);
 
-  return { consumeCode, storeExchangedTokens, judgeRefusedCode, writeRows, rotateRefreshToken: rotate };
+  return {
+    consumeCode,
+    storeExchangedTokens,
+    redeemCode,
+    judgeRefusedCode,
+    writeRows,
+    rotateRefreshToken: rotate,
+  };
 }
 
 /**
@@ -363,13 +420,66 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
  * left it (run only once the consume changed it).
  */
 const recordConsumedCode = precompiled(
-  (db: WriteDb, id: string, codeHash: string, at: number, expiresAt: number) => ({
+  (
+    db: WriteDb,
+    id: string,
+    codeHash: string,
+    at: number,
+    expiresAt: number,
+    accessTokenId: string | null,
+    refreshTokenId: string | null,
+  ) => ({
     compile: () =>
       sql`insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
           "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
-        select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", null, null, 0, null, ${at}, ${expiresAt}
+        select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", ${accessTokenId}, ${refreshTokenId},
+          0, null, ${at}, ${expiresAt}
         from "oidc_payload" where "model" = 'AuthorizationCode' and "id" = ${id}
         on conflict ("code_hash") do nothing`.compile(db),
+  }),
+);
+
+/**
+ * PostgreSQL, a held redemption in one statement (`redeemCode`), atomic by itself: the code's
+ * conditional UPDATE (as `consumeLiveQuery`'s), its audit row with the token ids, and the token rows,
+ * inserted only when the UPDATE changed the code. A row written counts as changed, so the statement
+ * changed rows exactly when it consumed the code.
+ */
+const redeemCodeJson = precompiled(
+  (
+    db: WriteDb,
+    id: string,
+    codeHash: string,
+    at: number,
+    expiresAt: number,
+    accessTokenId: string | null,
+    refreshTokenId: string | null,
+    rows: string,
+  ) => ({
+    compile: () =>
+      sql`with "consumed" as (
+          update "oidc_payload" set "consumed_at" = ${at}
+          where "model" = 'AuthorizationCode' and "id" = ${id}
+            and "consumed_at" is null and "revoked_at" is null
+          returning "client_id", "user_id", "grant_id"),
+        "recorded" as (
+          insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
+            "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
+          select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", ${accessTokenId}, ${refreshTokenId},
+            0, null, ${at}::int8, ${expiresAt}::int8
+          from "consumed"
+          on conflict ("code_hash") do nothing)
+        insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})
+        select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+        from json_to_recordset(${rows}::json) as r(${sql.join(
+          ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+        )})
+        where exists (select 1 from "consumed")
+        on conflict ("model", "id") do update set ${sql.join(
+          ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map(
+            (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
+          ),
+        )}`.compile(db),
   }),
 );
 

@@ -264,7 +264,7 @@ const ESCAPED_LONE_SURROGATE = /\\ud[89a-f]/;
  * The rows as `json_to_recordset` reads them. A text with a lone surrogate is stored with U+FFFD in
  * its place, as the UTF-8 encoding of a text parameter (the array literals before) stored it.
  */
-function rowsAsJson(rows: readonly AdapterRow[]): string {
+export function rowsAsJson(rows: readonly AdapterRow[]): string {
   const json = JSON.stringify(rows);
   if (!ESCAPED_LONE_SURROGATE.test(json)) return json;
   return JSON.stringify(rows, (_key, value: unknown) =>

@@ -225,7 +225,7 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
     assert.equal(reuseEvents(authorized.code).length, 1, 'presenting it again is a replay');
   });
 
-  it('writes the audit row and the tokens in one transaction: a failing token write leaves neither', async () => {
+  it('writes the consume, the audit row and the tokens in one transaction: a failing token write leaves none, and the retry is no replay', async () => {
     const db = server.app.database.db;
     // A real database fault, injected with a trigger: refresh-token rows cannot be inserted.
     if (server.app.database.kind === 'sqlite') {
@@ -251,19 +251,38 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
     assert.equal(response.status, 500);
     assert.equal(response.body.error, 'server_error');
     assert.equal(response.body.access_token, undefined, 'no token is handed out that is not stored');
-    const row = await issuedCode(authorized.code);
-    assert.ok(row, 'the code was consumed and audited');
-    assert.equal(row.access_token_id, null, 'the token ids were rolled back with the tokens');
-    assert.equal(row.refresh_token_id, null);
+    assert.equal(await issuedCode(authorized.code), undefined, 'no audit row: the code was not redeemed');
+    const code = await db
+      .selectFrom('oidc_payload')
+      .select(['grant_id', 'consumed_at'])
+      .where('model', '=', 'AuthorizationCode')
+      .where('id', '=', storageId(authorized.code))
+      .executeTakeFirstOrThrow();
+    assert.equal(code.consumed_at, null, 'the code stays unused');
     const tokens = await db
       .selectFrom('oidc_payload')
       .select('model')
       .where('model', 'in', ['AccessToken', 'RefreshToken'])
-      .where('grant_id', '=', row.grant_id)
+      .where('grant_id', '=', code.grant_id)
       .execute();
     assert.deepEqual(tokens, [], 'the access-token row written before the failure was rolled back');
+
+    // The client's retry with the same code redeems it: no replay, no revoked grant.
+    const retried = await redeem(server, jwtClient, authorized);
+    assert.equal(retried.status, 200, JSON.stringify(retried.body));
+    harness.registerSecret(String(retried.body.access_token), 'access token');
+    if (retried.body.refresh_token)
+      harness.registerSecret(String(retried.body.refresh_token), 'refresh token');
+    await server.app.audit.idle();
+    assert.deepEqual(reuseEvents(authorized.code), [], 'no code_reuse_detected');
+    const row = await issuedCode(authorized.code);
+    assert.ok(row, 'the redemption is audited');
+    assert.equal(row.reuse_count, 0);
+    assert.ok(row.access_token_id !== null, 'with its tokens');
     const replay = await redeem(server, jwtClient, authorized);
-    assert.equal(replay.body.error, 'invalid_grant', 'the consumed code stays used');
+    assert.equal(replay.body.error, 'invalid_grant', 'the redeemed code is used up');
+    await server.app.audit.idle();
+    assert.equal(reuseEvents(authorized.code).length, 1, 'presenting it again is a replay');
   });
 
   it('purges unreused rows after the refresh-token lifetime and keeps reused ones', async () => {
