@@ -8,8 +8,14 @@ import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts
  * application's origin and the address the SSRF gate approved for it), each connection opened by
  * the pinned connector. A delivery runs the gate first and then borrows a connection of the pool
  * for the address the gate just returned, so a connection is only ever reused for a delivery whose
- * own gate check approved the very address it is connected to. Bounds the connections per target
- * (the concurrency an application sees) and closes pools that stayed idle.
+ * own gate check approved the very address it is connected to. Closes pools that stayed idle.
+ *
+ * A pool has no cap of its own: it opens a connection only when every one it has is busy, so it
+ * holds at most as many as there were deliveries in flight to its target at once, which the worker
+ * bounds (its concurrency in all, `LANES_PER_APPLICATION` for one application: worker.ts). A cap
+ * below the worker's concurrency would queue deliveries in the pool behind those of whichever
+ * application shares the target: applications that share a host by path (`/wiki`, `/grafana`)
+ * share its pool, and one that hangs would hold up the other's logouts.
  */
 export interface ConnectionPools {
   /** The pool for this origin and pinned target (created on first use). */
@@ -22,8 +28,6 @@ export interface ConnectionPoolOptions {
   connector: Connector;
   connectTimeoutMs: number;
   requestTimeoutMs: number;
-  /** Connections to one target at once (default 8). */
-  connectionsPerTarget?: number;
   /** A pool unused this long is closed (default 60 s). */
   idleCloseMs?: number;
   /** Milliseconds, monotonic (tests). */
@@ -42,7 +46,6 @@ export class ConnectFailure extends Error {
   }
 }
 
-export const DEFAULT_CONNECTIONS_PER_TARGET = 8;
 const DEFAULT_IDLE_CLOSE_MS = 60_000;
 
 export function createConnectionPools(
@@ -73,7 +76,8 @@ export function createConnectionPools(
       let entry = pools.get(key);
       if (!entry) {
         const pool = new Pool(origin, {
-          connections: options.connectionsPerTarget ?? DEFAULT_CONNECTIONS_PER_TARGET,
+          // As many as the deliveries in flight to this target (see above).
+          connections: null,
           pipelining: 1,
           headersTimeout: options.requestTimeoutMs,
           bodyTimeout: options.requestTimeoutMs,

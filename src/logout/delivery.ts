@@ -77,7 +77,8 @@ export function createDelivery(
   const { config, log, now, transport, owner } = deps;
   const db = deps.database.db;
   const gate = gateOptionsFor(config, deps.resolver);
-  // Kept-alive connections, one pool per application origin and checked address.
+  // Kept-alive connections, one pool per application origin and checked address, shared by the
+  // applications on that origin (a connection for each attempt in flight: connection-pools.ts).
   const pools = createDeliveryPools({
     ...(deps.connector ? { connector: deps.connector } : {}),
     connectTimeoutMs: config.logout.connectTimeoutMs,

@@ -1,7 +1,6 @@
 import type { Config } from '../config/load.ts';
 import type { ApplicationLookups } from './delivery.ts';
 import type { Logger } from '../logging/logger.ts';
-import { DEFAULT_CONNECTIONS_PER_TARGET } from './connection-pools.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
 import { leaseMs } from './jobs.ts';
 import type { LogoutService, LogoutWorker } from './types.ts';
@@ -22,8 +21,13 @@ const MAX_FAILURE_BACKOFF_MS = 60_000;
 /** Attempts in flight at once, by default. */
 export const DEFAULT_WORKER_CONCURRENCY = 32;
 
-/** Attempts in flight at one application at most: its delivery pool's connections per target. */
-export const LANES_PER_APPLICATION = DEFAULT_CONNECTIONS_PER_TARGET;
+/**
+ * Attempts in flight at one application at most: the connections it sees from one worker. Its
+ * delivery pool has no cap of its own (connection-pools.ts): applications that share a host share
+ * a pool, which opens a connection for every attempt in flight to it, so that one that hangs
+ * holds these lanes' connections and no more.
+ */
+export const LANES_PER_APPLICATION = 8;
 
 /**
  * An application whose every lane holds an attempt this old has stalled (half the request timeout,
@@ -88,9 +92,10 @@ export function createWorkerLoop(deps: {
    * instead of standing idle through that commit. At most `concurrency` attempts wait for their
    * record beside those in the lanes.
    *
-   * One application has at most `LANES_PER_APPLICATION` lanes (its delivery pool's connections per
-   * target: more attempts would only wait for one of them); its other claimed jobs are held, in
-   * order, until one of its lanes is free. An application whose lanes are all taken by attempts
+   * One application has at most `LANES_PER_APPLICATION` lanes (the connections it sees from this
+   * worker; the pool of a host that several applications share has a connection for each attempt
+   * in flight, so one application's hung attempts never hold up another's); its other claimed jobs
+   * are held, in order, until one of its lanes is free. An application whose lanes are all taken by attempts
    * older than `stallMs` (one that does not answer), or than twice its last answer's time (one that
    * answers slowly, up to half the request timeout), gets no more: its held jobs, and those claimed
    * for it later, are put back for one request timeout without counting an attempt, so that the

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -12,7 +12,6 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { loadConfig } from '../../src/config/load.ts';
-import { DEFAULT_CONNECTIONS_PER_TARGET } from '../../src/logout/connection-pools.ts';
 import { BCL_QUEUE, PGBOSS_SCHEMA } from '../../src/logout/pgboss-transport.ts';
 import { DEFAULT_WORKER_CONCURRENCY } from '../../src/logout/worker.ts';
 import { createServices, type Services } from '../../src/services.ts';
@@ -98,18 +97,25 @@ http {
 `;
 }
 
-/** A logout receiver over TLS that records every logout token it gets, and can hold its answers. */
+/**
+ * A logout receiver over TLS that records every logout token it gets, and can hold its answers;
+ * counts the connections open to it at once.
+ */
 function logoutReceiver(cert: string, key: string) {
   interface Held {
     answer(): void;
     closed: boolean;
     jti: string;
+    /** The sender's end of the connection: its local port. */
+    from: number;
   }
   const delivered: string[] = [];
   const aborted: string[] = [];
   const held: Held[] = [];
   let holding = false;
   let answerFirst = 0;
+  let open = 0;
+  let mostOpen = 0;
   const server = https.createServer({ cert, key }, (request, response) => {
     let body = '';
     request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
@@ -118,6 +124,7 @@ function logoutReceiver(cert: string, key: string) {
       const jti = String(decodeJwt(token).jti);
       const entry: Held = {
         jti,
+        from: request.socket.remotePort ?? 0,
         closed: false,
         answer() {
           if (entry.closed) return;
@@ -138,11 +145,19 @@ function logoutReceiver(cert: string, key: string) {
       }
     });
   });
+  server.on('secureConnection', (socket) => {
+    open += 1;
+    mostOpen = Math.max(mostOpen, open);
+    socket.once('close', () => (open -= 1));
+  });
   return {
     delivered,
     aborted,
-    /** Requests waiting for an answer whose connection is still open. */
-    waiting: () => held.filter((entry) => !entry.closed).length,
+    /** Requests waiting for an answer whose connection is still open (from these local ports). */
+    waiting: (from?: ReadonlySet<number>) =>
+      held.filter((entry) => !entry.closed && (from?.has(entry.from) ?? true)).length,
+    /** The most connections that were open to the receiver at once. */
+    mostOpen: () => mostOpen,
     /** Answers the next `first` requests, then holds every other one until `release`. */
     hold(first: number) {
       holding = true;
@@ -182,6 +197,33 @@ function directRequest(
     );
     request.on('error', reject);
   });
+}
+
+/**
+ * The local ports of a process's TCP connections to 127.0.0.1:`port` (Linux: its sockets in
+ * /proc/<pid>/fd, their connections in /proc/<pid>/net/tcp).
+ */
+function connectionsOf(pid: number, port: number): Set<number> {
+  const sockets = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let link: string;
+    try {
+      link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+    if (inode) sockets.add(inode);
+  }
+  // 127.0.0.1 and the port as /proc/net/tcp writes them: hexadecimal, the address in host order.
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const ports = new Set<number>();
+  for (const line of readFileSync(`/proc/${pid}/net/tcp`, 'utf8').split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[2] === remote && sockets.has(fields[9] ?? ''))
+      ports.add(parseInt(fields[1]!.split(':')[1]!, 16));
+  }
+  return ports;
 }
 
 /** True when nothing accepts connections on the loopback port any more. */
@@ -510,10 +552,11 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     const bcl = logoutReceiver(cert, readFileSync(path.join(folder, 'key.pem'), 'utf8'));
     receiver.current = bcl;
     const port = await bcl.listen();
-    // Enough logouts that each worker fills all of its lanes once the first four are answered, and
-    // some are left over; the receiver sees a worker's lanes up to its connections to one target.
-    const APPS = 4 + 2 * DEFAULT_WORKER_CONCURRENCY + 4;
-    const onTheWire = Math.min(DEFAULT_WORKER_CONCURRENCY, DEFAULT_CONNECTIONS_PER_TARGET);
+    // Applications sharing one origin by path, one logout each (fewer than an application's lanes):
+    // enough that each worker fills all of its lanes with the first claim, the first four answered
+    // at once, and some are left over.
+    const LANES = DEFAULT_WORKER_CONCURRENCY;
+    const APPS = 4 + 2 * LANES + 4;
     const clients: Client[] = [];
     for (let index = 0; index < APPS; index += 1) {
       const created = await services.applications.create(
@@ -537,21 +580,23 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
       workers.push(worker);
       await worker.waitFor(/back-channel logout worker/);
     }
-    // The first four are answered at once; then every delivery waits, until each worker has all
-    // of its lanes claimed and its connections waiting on the receiver: nobody is between an answer
-    // and its record.
+    // The first four are answered at once; then every delivery waits. Each worker claims a job for
+    // each of its lanes (its concurrency) and claims no more while they are taken (four free lanes
+    // are not worth a claim): together they claim all but the last eight, and every claimed logout
+    // is on the wire, since the origin's pool has a connection for every lane of its worker,
+    // whichever application the lane delivers for. Nobody is then between an answer and its record.
     bcl.hold(4);
     const completedBefore = await completedLogoutJobs();
     const deactivated = await spawnCli(['user', 'deactivate', member], env());
     assert.equal(deactivated.code, 0, deactivated.stderr);
     await waitUntil(
-      () => bcl.waiting() === 2 * onTheWire,
-      `both workers wait on ${2 * onTheWire} deliveries`,
+      () => bcl.waiting() === 2 * LANES - 4,
+      `both workers wait on ${2 * LANES - 4} deliveries`,
       60_000,
       20,
     );
     assert.equal(bcl.delivered.length, 4);
-    // A connection is free for the next delivery as soon as an answer arrives, before that answer's
+    // A lane is free for the next delivery as soon as an answer arrives, before that answer's
     // outcome is committed: the lanes can all be waiting while an outcome is still on its way to the
     // database. Killed then, that delivery would be sent again (at least once, by design); the kill
     // comes once the four answered deliveries are recorded, so that it interrupts only sends.
@@ -561,14 +606,28 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
       60_000,
       20,
     );
+    // Each worker's connections hold no more than its lanes.
+    assert.ok(bcl.mostOpen() <= 2 * LANES, `${bcl.mostOpen()} connections open at once`);
 
+    // The deliveries the worker about to be killed has sent: each is interrupted, and is sent again
+    // by the other worker once its claim lapses. Only once the receiver has seen every one of them
+    // interrupted are the others answered: answered before it noticed, one of them would count as
+    // delivered although its sender died waiting, and its resending as a second delivery.
+    const killedSends = connectionsOf(workers[0]!.process.pid!, port);
+    const interrupted = bcl.waiting(killedSends);
+    assert.ok(
+      interrupted >= LANES - 4 && interrupted <= LANES,
+      `the worker to be killed waits on ${interrupted} deliveries, all of its lanes`,
+    );
     await workers[0]!.stop('SIGKILL');
     await waitUntil(
-      () => bcl.aborted.length >= onTheWire,
-      `the killed worker’s ${onTheWire} connections close`,
+      () => bcl.waiting(killedSends) === 0,
+      `the killed worker’s ${interrupted} connections close`,
       30_000,
       20,
     );
+    assert.equal(bcl.aborted.length, interrupted, 'only the killed worker’s deliveries were interrupted');
+    assert.equal(bcl.waiting(), 2 * LANES - 4 - interrupted, 'the other worker still waits on its own');
     bcl.release();
 
     // The killed worker's claims lapse (2 × requestTimeoutMs + 1 s) and the other worker takes them.
@@ -576,6 +635,7 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     assert.equal(bcl.delivered.length, APPS, `no logout delivered twice: ${bcl.delivered.join(' ')}`);
     for (const jti of bcl.aborted)
       assert.ok(bcl.delivered.includes(jti), 'an interrupted delivery was retried');
+    assert.ok(bcl.mostOpen() <= 2 * LANES, `${bcl.mostOpen()} connections open at once`);
     assert.equal(workers[0]!.process.exitCode ?? workers[0]!.process.signalCode, 'SIGKILL');
   });
 

@@ -81,3 +81,51 @@ describe(`the logout worker with an application that never answers (${testDataba
     }, 'every healthy logout is recorded as delivered');
   });
 });
+
+/**
+ * Applications that share a host by path share its delivery pool: the hung one's attempts hold its
+ * lanes' connections and no more, and the pool opens others for the healthy one's logouts instead
+ * of queueing them behind the hung ones until those time out.
+ */
+describe(`the logout worker with a hung application beside a healthy one on the same host (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+  let shared: Receiver;
+  const open: ServerResponse[] = [];
+  let releasing = false;
+
+  before(async () => {
+    // One host serving two applications by path, as a reverse proxy does: /wiki never answers.
+    shared = await startReceiver((request, response) => {
+      if (request.url === '/wiki/bcl' && !releasing) open.push(response);
+      else response.end();
+    });
+    fixture = await startLogoutWorkerFixture({
+      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000 },
+    });
+  });
+  after(async () => {
+    releasing = true;
+    for (const response of open) response.end();
+    await fixture.services.logout.close();
+    await fixture.close();
+    await shared.close();
+  });
+
+  it("tells the healthy application every logout: the hung one's attempts hold only their own connections", async () => {
+    const { services } = fixture;
+    const hungApp = await fixture.application('Wiki (never answers)', shared.url('/wiki/bcl'));
+    const healthyApp = await fixture.application('Grafana (answers)', shared.url('/grafana/bcl'));
+    for (let index = 0; index < USERS; index += 1) {
+      const userId = await fixture.userHoldingToken(`shared-${index}`, hungApp);
+      await fixture.tokenAt(userId, healthyApp);
+      await services.directoryAdmin.deactivate({ id: userId });
+    }
+    services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
+    await eventually(
+      () => shared.requests.filter((request) => request.url === '/grafana/bcl').length === USERS,
+      'every logout reached the application that answers',
+      20_000,
+    );
+    assert.ok(open.length <= LANES_PER_APPLICATION, `${open.length} attempts wait at the hung application`);
+  });
+});
