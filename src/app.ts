@@ -1,8 +1,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
-import type { Config } from './config/load.ts';
+import { type Config, settingName } from './config/load.ts';
 import { describeDatabase } from './db/errors.ts';
+import { whyNotWritable } from './db/writable.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
@@ -54,7 +55,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       services.database.db,
       services.database.kind,
       allianceAuth ? [{ name: 'allianceAuth', reachable: () => allianceAuth.reachable() }] : [],
-      { startedMigrated: services.startedMigrated },
+      {
+        startedMigrated: services.startedMigrated,
+        writes: {
+          whyNotWritable: () =>
+            whyNotWritable(services.database, { setting: settingName(config.origins, 'databaseUrl') }),
+          database: describeDatabase(config.database),
+          logger: services.logger,
+        },
+      },
     ),
   );
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));

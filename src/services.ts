@@ -47,6 +47,12 @@ export interface ServicesOptions {
    * administrative commands pass false, so that reading never writes.
    */
   ensureSigningKey?: boolean;
+  /**
+   * The process writes (`serve`, `worker`, `demo`): a database that takes no writes stops it at start
+   * with a `DatabaseUnavailableError` naming the database and the cause (default false: the CLI's
+   * administrative commands still read a read-only file).
+   */
+  forWriting?: boolean;
   /** The back-channel logout SSRF gate's name resolver; default the system resolver. Tests inject one. */
   resolver?: Resolver;
   /** The back-channel delivery connection layer; tests inject one. */
@@ -122,6 +128,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
   const logger = createLogger(config, options.logger);
   const database = await connectDatabase(config.database, {
     ...connectOptionsFor(config),
+    forWriting: options.forWriting ?? false,
     onIdleConnectionError: (error) =>
       logger.warn(
         { err: { message: error.message } },

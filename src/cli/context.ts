@@ -3,7 +3,9 @@ import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
 import { type Config, loadConfig } from '../config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle } from '../db/connect.ts';
+import { describeDatabase } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
+import { writeRefusal } from '../db/writable.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
 import { batchedLines } from '../logging/logger.ts';
@@ -111,7 +113,9 @@ export async function withServices<T>(io: CliIo, work: (services: Services) => P
     return await work(services);
   } catch (error) {
     if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) throw new CliError((error as Error).message);
-    throw error;
+    // A read-only SQLite file (or a PostgreSQL standby): reading commands work, writing ones say
+    // which database refused and why.
+    throw (await writeRefusal(services.database, describeDatabase(config.database), error)) ?? error;
   } finally {
     await services.close();
   }
@@ -153,6 +157,8 @@ export async function withDatabase<T>(
       );
     }
     return await work(database);
+  } catch (error) {
+    throw (await writeRefusal(database, describeDatabase(config.database), error)) ?? error;
   } finally {
     await database.close();
   }

@@ -14,6 +14,7 @@ import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
 import type { Database } from './schema.ts';
+import { whyNotWritable } from './writable.ts';
 import { setNewest } from '../util/bounded-map.ts';
 import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
@@ -154,6 +155,11 @@ export interface ConnectDatabaseOptions extends OpenDatabaseOptions {
   setting?: string;
   /** Where the connect timeout came from, for messages (default `AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS`). */
   timeoutSetting?: string;
+  /**
+   * The command writes (`serve`, `worker`, `migrate`): a database that answers but takes no writes
+   * (see `whyNotWritable`) stops it too, instead of failing each write later.
+   */
+  forWriting?: boolean;
 }
 
 /**
@@ -176,21 +182,23 @@ export function connectOptionsFor(config: Config): ConnectDatabaseOptions {
 /**
  * Opens the database and proves that it answers, so that a wrong URL, a server that is down or one
  * that never answers stops the command at once with a `DatabaseUnavailableError` that names the
- * host and port (or the file) and what to check, instead of failing later or hanging.
+ * host and port (or the file) and what to check, instead of failing later or hanging. With
+ * `forWriting`, so does a database that takes no writes.
  */
 export async function connectDatabase(
   target: DatabaseTarget,
   options: ConnectDatabaseOptions = {},
 ): Promise<DatabaseHandle> {
   const handle = openDatabase(target, options);
+  const setting = options.setting ?? 'AA_OIDC_DATABASE_URL';
+  let readOnly: string | undefined;
   try {
     await sql`select count(*) from ${sql.raw(target.kind === 'sqlite' ? 'sqlite_master' : 'pg_namespace')}`.execute(
       handle.db,
     );
-    return handle;
+    if (options.forWriting) readOnly = await whyNotWritable(handle, { probe: true, setting });
   } catch (error) {
     await handle.close().catch(() => undefined);
-    const setting = options.setting ?? 'AA_OIDC_DATABASE_URL';
     const reason =
       target.kind === 'sqlite'
         ? explainSqliteOpenError(error)
@@ -204,6 +212,11 @@ export async function connectDatabase(
       cause: error,
     });
   }
+  if (readOnly !== undefined) {
+    await handle.close().catch(() => undefined);
+    throw new DatabaseUnavailableError(`cannot write ${describeDatabase(target)}: ${readOnly}`);
+  }
+  return handle;
 }
 
 /** True when the database answers a trivial query. */

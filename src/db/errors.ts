@@ -195,8 +195,12 @@ const TLS_REFUSED_CODES: ReadonlySet<string> = new Set([
   'CERT_NOT_YET_VALID',
 ]);
 
-/** SQLSTATE classes and codes of a server that cannot take the query now (not of a bad query). */
-const POSTGRES_UNAVAILABLE = /^(08...|57P01|57P02|57P03|53...)$/;
+/**
+ * SQLSTATE classes and codes of a server that cannot take the query now (not of a bad query); 25006,
+ * a write refused as read-only, comes from a standby (a URL that reached a replica, or a failover in
+ * progress): aa-oidc never opens a read-only transaction itself.
+ */
+const POSTGRES_UNAVAILABLE = /^(08...|57P01|57P02|57P03|53...|25006)$/;
 
 /** node-postgres's own messages for a connection that failed, timed out, died or found no TLS. */
 const POSTGRES_CONNECTION_MESSAGES =

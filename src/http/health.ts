@@ -4,6 +4,7 @@ import type { DatabaseKind } from '../db/connect.ts';
 import { isReachable } from '../db/connect.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
+import type { Logger } from '../logging/logger.ts';
 
 /** Another system the server cannot serve without (Alliance Auth's database), for `/readyz`. */
 export interface ReadinessDependency {
@@ -12,19 +13,46 @@ export interface ReadinessDependency {
   reachable(): Promise<boolean>;
 }
 
+/** How `/readyz` learns that the database takes no writes, and where it says so at length. */
+export interface WriteCheck {
+  /** Why the database takes no writes now (src/db/writable.ts), or undefined when it does. */
+  whyNotWritable(): Promise<string | undefined>;
+  /** The database as messages name it (`the SQLite file PATH`). */
+  database: string;
+  logger: Logger;
+}
+
 /**
- * `/healthz`: the process answers. `/readyz`: the database is reachable and fully migrated, and every
- * dependency answers. A process that started before the migrations were applied stays not ready
- * once they are (`restart_required`): it has no signing key loaded, no bootstrap superuser and no
- * back-channel delivery, which only a start on a migrated database sets up (`serve` stops itself
- * then, for its supervisor to start it again).
+ * `/healthz`: the process answers. `/readyz`: the database is reachable, takes writes and is fully
+ * migrated, and every dependency answers. A database that answers reads but takes no writes (a
+ * read-only file or mount, a PostgreSQL standby) is `read_only`: every sign-in and token would answer
+ * 503; the log says which database and why, once each time that changes. A process that started
+ * before the migrations were applied stays not ready once they are (`restart_required`): it has no
+ * signing key loaded, no bootstrap superuser and no back-channel delivery, which only a start on a
+ * migrated database sets up (`serve` stops itself then, for its supervisor to start it again).
  */
 export function healthRoutes(
   db: Kysely<Database>,
   kind: DatabaseKind,
   dependencies: readonly ReadinessDependency[] = [],
-  options: { startedMigrated?: boolean } = {},
+  options: { startedMigrated?: boolean; writes?: WriteCheck } = {},
 ): Koa.Middleware {
+  let lastReadOnly: string | undefined;
+  const readOnlyNow = async (): Promise<string | undefined> => {
+    const { writes } = options;
+    if (!writes) return undefined;
+    const reason = await writes.whyNotWritable().catch(() => undefined);
+    if (reason !== lastReadOnly) {
+      if (reason !== undefined)
+        writes.logger.error(
+          { database: writes.database, reason },
+          'the database takes no writes; /readyz answers 503 until it does',
+        );
+      else writes.logger.info({ database: writes.database }, 'the database takes writes again');
+      lastReadOnly = reason;
+    }
+    return reason;
+  };
   const answer: Koa.Middleware = async (ctx) => {
     if (ctx.path === '/healthz') {
       ctx.set('Cache-Control', 'no-store');
@@ -34,17 +62,23 @@ export function healthRoutes(
     if (ctx.path === '/readyz') {
       ctx.set('Cache-Control', 'no-store');
       const reachable = await isReachable(db);
+      const readOnly = reachable ? await readOnlyNow() : undefined;
       const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
       const others = await Promise.all(
         dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
       );
       const migrated = pending !== null && pending.length === 0;
       const restartRequired = migrated && options.startedMigrated === false;
-      const ready = reachable && migrated && !restartRequired && others.every(([, answers]) => answers);
+      const ready =
+        reachable &&
+        readOnly === undefined &&
+        migrated &&
+        !restartRequired &&
+        others.every(([, answers]) => answers);
       ctx.status = ready ? 200 : 503;
       ctx.body = {
         status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
-        database: reachable ? 'reachable' : 'unreachable',
+        database: !reachable ? 'unreachable' : readOnly !== undefined ? 'read_only' : 'reachable',
         pendingMigrations: pending ?? undefined,
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
       };

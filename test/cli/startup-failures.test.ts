@@ -1,34 +1,18 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { listenFailure } from '../../src/cli/commands/serve.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { connectDatabase } from '../../src/db/connect.ts';
 import { DatabaseUnavailableError } from '../../src/db/errors.ts';
-import { AA_OIDC_BIN, runToEnd } from '../helpers/child-process.ts';
+import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-
-/** Node's first act: become nobody (the node binary itself lives under /root, out of nobody's reach). */
-const DROP_TO_NOBODY = '--import=data:text/javascript,process.setgid(65534);process.setuid(65534);';
-
-/**
- * Why nobody cannot run aa-oidc from this checkout, or undefined when it can: every folder above
- * bin/aa-oidc.js must let others through (a checkout under a 0700 folder, such as one made by
- * `mktemp -d`, keeps nobody out, and the command would fail before it says anything of its own).
- */
-function whyNobodyCannotRun(): string | undefined {
-  for (let folder = path.dirname(AA_OIDC_BIN); ; folder = path.dirname(folder)) {
-    if ((statSync(folder).mode & 0o001) === 0) {
-      return `the checkout is not reachable by nobody (${folder} is closed to other users); clone it under a folder others may enter`;
-    }
-    if (folder === path.dirname(folder)) return undefined;
-  }
-}
+import { asRoot, DROP_TO_NOBODY, unprivilegedCommand, whyNobodyCannotRun } from '../helpers/unprivileged.ts';
 
 /** A loopback server that accepts connections and never says a word (a hung database). */
 async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -137,7 +121,6 @@ describe('a database that cannot be used stops a command with a message saying w
   it('names the SQLite file the process may not write', async (t) => {
     // A folder of root's (or of this user's) that the command may read but not write; as root the
     // command runs as nobody.
-    const asRoot = process.getuid?.() === 0;
     const unreachable = asRoot ? whyNobodyCannotRun() : undefined;
     if (unreachable) {
       t.skip(unreachable);
@@ -166,6 +149,84 @@ describe('a database that cannot be used stops a command with a message saying w
         'check that its folder exists and that this user may write there (SQLite also writes -wal and -shm files beside it)\n',
     );
   });
+});
+
+/**
+ * A migrated SQLite file the command may read but not write, in a folder it may write (SQLite creates
+ * its -wal and -shm files there): the file is root's, 0644, and the command runs as nobody when the
+ * tests run as root (file modes do not stop root); else the file is this user's, 0444.
+ */
+async function readOnlySqlite(folder: string): Promise<{ file: string; env: NodeJS.ProcessEnv }> {
+  chmodSync(folder, 0o755);
+  const dataDir = path.join(folder, 'data');
+  mkdirSync(dataDir);
+  chmodSync(dataDir, 0o777);
+  const file = path.join(dataDir, 'aa-oidc.sqlite');
+  const env = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'development',
+    AA_OIDC_DATABASE_URL: `sqlite:${file}`,
+    AA_OIDC_DATA_DIR: dataDir,
+    AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+    AA_OIDC_HOST: '127.0.0.1',
+    AA_OIDC_PORT: '0',
+    AA_OIDC_METRICS_ENABLED: 'false',
+    AA_OIDC_LOG_LEVEL: 'warn',
+  };
+  const migrated = await cli(['migrate'], env);
+  assert.equal(migrated.code, 0, migrated.stderr);
+  chmodSync(file, asRoot ? 0o644 : 0o444);
+  return { file, env };
+}
+
+describe('an SQLite file the process may not write stops serve and every writing command, naming the file', () => {
+  let folder: string;
+  let file: string;
+  let env: NodeJS.ProcessEnv;
+  const unreachable = asRoot ? whyNobodyCannotRun() : undefined;
+  before(async () => {
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-read-only-'));
+    ({ file, env } = await readOnlySqlite(folder));
+  });
+  after(() => rmSync(folder, { recursive: true, force: true }));
+
+  const refusal = () =>
+    `aa-oidc: cannot write the SQLite file ${file}: this user (${asRoot ? 'nobody' : userInfo().username}) may not write it; ` +
+    'give this user write access to the file and to its folder (SQLite also writes -wal and -shm files beside it)\n';
+
+  it(
+    'serve refuses to start instead of reporting ready and answering 503 to every sign-in',
+    { skip: unreachable },
+    async () => {
+      const serve = startChild(process.execPath, unprivilegedCommand(['serve']), { env });
+      const started = await serve.waitFor(/ server on http:\/\//).then(
+        () => true,
+        () => false,
+      );
+      if (started) await serve.stop('SIGTERM');
+      assert.equal(started, false, `serve started on a read-only database:\n${serve.stdout()}`);
+      assert.equal(await serve.exited, 1);
+      assert.equal(serve.stderr(), refusal());
+    },
+  );
+
+  it(
+    'migrate and writing commands say so; a dry run and reading commands still work',
+    { skip: unreachable },
+    async () => {
+      for (const args of [['migrate'], ['keys', 'rotate'], ['worker']]) {
+        const run = await runToEnd(process.execPath, unprivilegedCommand(args), { env });
+        assert.deepEqual([run.code, run.stderr], [1, refusal()], args.join(' '));
+      }
+      for (const args of [
+        ['migrate', '--dry-run'],
+        ['user', 'list'],
+      ]) {
+        const run = await runToEnd(process.execPath, unprivilegedCommand(args), { env });
+        assert.equal(run.code, 0, `${args.join(' ')}: ${run.stderr}`);
+      }
+    },
+  );
 });
 
 describe('aa-oidc serve, when it cannot start, says why in one line', () => {
@@ -203,7 +264,6 @@ describe('aa-oidc serve, when it cannot start, says why in one line', () => {
       return;
     }
     // As root, the server runs as nobody, on an SQLite file of its own.
-    const asRoot = process.getuid?.() === 0;
     const unreachable = asRoot ? whyNobodyCannotRun() : undefined;
     if (unreachable) {
       t.skip(unreachable);

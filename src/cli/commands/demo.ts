@@ -63,6 +63,7 @@ export function registerDemo(program: Command, io: CliIo): void {
       const services = await createServices(config, {
         // Development mode: the same database `serve` uses, migrated as `serve` would.
         migrate: true,
+        forWriting: true,
         logger: { destination: io.logDestination('stderr') },
       });
       let result: DemoSeedResult;

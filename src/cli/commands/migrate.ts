@@ -36,10 +36,12 @@ export function registerMigrate(program: Command, io: CliIo): void {
         );
         return;
       }
-      // No query time limit: a migration of a large table may take long.
+      // No query time limit: a migration of a large table may take long. A database that takes no
+      // writes is refused up front, naming it and the cause (a dry run only reads).
       const database = await connectDatabase(config.database, {
         ...connectOptionsFor(config),
         queryTimeoutMs: 0,
+        forWriting: !options.dryRun,
       });
       try {
         if (options.dryRun) {

@@ -16,7 +16,12 @@ export function registerServe(program: Command, io: CliIo): void {
     .description('run the OpenID Connect provider (migrations are applied automatically in development)')
     .action(async () => {
       const config = cliConfig(io);
-      const app = await createApp(config, { logger: { destination: io.logDestination('stdout') } });
+      // A database that takes no writes stops the start here, naming it and the cause: the server
+      // would otherwise report ready while every sign-in and token answered 503.
+      const app = await createApp(config, {
+        forWriting: true,
+        logger: { destination: io.logDestination('stdout') },
+      });
       let metricsListener: MetricsListener | undefined;
       let address;
       let bootstrap: BootstrapLogin | null = null;

@@ -19,7 +19,10 @@ export function registerWorker(program: Command, io: CliIo): void {
     .description('deliver queued back-channel logouts (also done inside serve) until SIGTERM')
     .action(async () => {
       const config = cliConfig(io);
-      const services = await createServices(config, { logger: { destination: io.logDestination('stdout') } });
+      const services = await createServices(config, {
+        forWriting: true,
+        logger: { destination: io.logDestination('stdout') },
+      });
       const pending = await pendingMigrations(services.database.db, services.database.kind);
       if (pending.length > 0) {
         await services.close();
