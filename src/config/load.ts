@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { ensurePrivateDirectory } from '../util/private-files.ts';
 import {
   configSchema,
+  DEFAULT_EVE_CLAIMS_SCOPE,
   ENV_ALIASES,
   ENV_NOT_CONFIG,
   ENV_NOT_CONFIG_PREFIXES,
@@ -395,12 +396,13 @@ function checkDataDir(dataDir: string, name: string): void {
 
 /**
  * A configured EVE claims scope must be a supported one: the provider never grants any other, so the
- * EVE claims would silently never be released. (The default, `profile`, may be left out of the
- * scopes on purpose: then no EVE claims are released.)
+ * EVE claims would silently never be released (a typo). The default, `profile`, given or not, may be
+ * left out of the scopes on purpose: then no EVE claims are released.
  */
 function checkEveClaimsScope(parsed: ParsedConfig, origins: Record<string, string>): void {
   const { scopes, eveClaimsScope } = parsed.oidc;
-  if (origins['oidc.eveClaimsScope'] === undefined || scopes.includes(eveClaimsScope)) return;
+  if (origins['oidc.eveClaimsScope'] === undefined || eveClaimsScope === DEFAULT_EVE_CLAIMS_SCOPE) return;
+  if (scopes.includes(eveClaimsScope)) return;
   throw new ConfigError(
     `${settingName(origins, 'oidc.eveClaimsScope')}: ${JSON.stringify(eveClaimsScope)} is not a supported scope; name one of oidc.scopes (${scopes.join(', ') || 'none configured'}) or add it to them (AA_OIDC_OIDC_SCOPES)`,
   );

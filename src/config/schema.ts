@@ -87,6 +87,9 @@ const httpUrl = z.url({
   error: 'expected an http:// or https:// URL',
 });
 
+/** The scope that carries the EVE claims unless configured otherwise (as the Python plugin's `profile`). */
+export const DEFAULT_EVE_CLAIMS_SCOPE = 'profile';
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export const ACCESS_TOKEN_FORMATS = ['opaque', 'jwt'] as const;
 /** The kinds of audit event (src/audit/events.ts, which checks that its union has exactly these). */
@@ -231,7 +234,7 @@ export const configSchema = z
           .string()
           .regex(/^[a-z][a-z0-9_]*$/, 'must be lowercase letters, digits and underscores')
           .default('eve_'),
-        eveClaimsScope: z.string().min(1).default('profile'),
+        eveClaimsScope: z.string().min(1).default(DEFAULT_EVE_CLAIMS_SCOPE),
         portraitUrlTemplate: z
           .string()
           .min(1)
@@ -266,7 +269,8 @@ export const configSchema = z
         allowPrivateTargets: boolean().default(false),
         allowPrivateTargetsInProduction: boolean().default(false),
         retryBackoffSeconds: fromString(
-          (text) => splitList(text).map((part) => (/^-?\d+$/.test(part) ? Number(part) : part)),
+          // A number as written (`5.0` is 5); anything else stays text, for the message to name it.
+          (text) => splitList(text).map((part) => (Number.isFinite(Number(part)) ? Number(part) : part)),
           z
             .array(
               z

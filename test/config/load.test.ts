@@ -286,6 +286,20 @@ describe('configuration', () => {
     // Without `profile` and with the default untouched: no EVE claims, as before.
     const noProfile = loadConfig({ env: { AA_OIDC_OIDC_SCOPES: 'openid,email' }, cwd: tempDir() });
     assert.deepEqual(noProfile.oidc.scopes, ['openid', 'email']);
+    // The default given explicitly is the default.
+    const explicit = loadConfig({
+      env: { AA_OIDC_OIDC_SCOPES: 'openid,email', AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'profile' },
+      cwd: tempDir(),
+    });
+    assert.equal(explicit.oidc.eveClaimsScope, 'profile');
+  });
+
+  it('takes retry delays written as numbers with a zero fraction or spaces, as before', () => {
+    const config = loadConfig({
+      env: { AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '5.0, 10 ,20' },
+      cwd: tempDir(),
+    });
+    assert.deepEqual(config.logout.retryBackoffSeconds, [5, 10, 20]);
   });
 
   it('refuses a data directory that is a file, and an empty development secret key file', () => {
