@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
 import { buildLogoutToken } from '../../src/logout/logout-token.ts';
+import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
@@ -182,5 +183,119 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const users = await server.app.directoryAdmin.listUsers();
     assert.ok(users.every((profile) => String(profile.user.id) !== claims.sub));
     assert.equal((await attemptRows(second.clientId))[0]?.trigger, 'admin_test');
+  });
+});
+
+describe(`back-channel logout deliveries with recordSuccessfulDeliveries on (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  const receivers: RpReceiver[] = [];
+
+  before(async () => {
+    server = await startServer({
+      logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1], recordSuccessfulDeliveries: true },
+    });
+    admin = await consoleSignIn(server, (await seedUser(server, { superuser: true })).username, {
+      returnTo: '/admin',
+    });
+  });
+  after(async () => {
+    for (const receiver of receivers) await receiver.close();
+    await server.close();
+  });
+
+  async function receiverApp(name: string, statuses: number[]) {
+    const receiver = await startRpReceiver(statuses);
+    receivers.push(receiver);
+    const app = await seedApp(server, {
+      name,
+      skipAuthorization: true,
+      backchannelLogoutUri: receiver.url(),
+    });
+    return { ...app, receiver };
+  }
+
+  it('records each successful delivery of a fan-out, with its attempts, and lists it on the deliveries page', async () => {
+    const user = await seedUser(server);
+    const retried = await receiverApp('Retried RP', [500, 200]);
+    const prompt = await receiverApp('Prompt RP', [200]);
+    const browser = new Browser();
+    for (const app of [retried, prompt]) await holdTokensAt(server, browser, app, user.username);
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    const jobs = await logoutJobs(server.app.database, { userId: user.id });
+    assert.equal(jobs.length, 2);
+
+    const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
+    try {
+      await eventually(
+        async () =>
+          (await logoutJobs(server.app.database, { userId: user.id })).every(
+            (job) => job.outcome === 'success',
+          ),
+        'both deliveries succeed',
+      );
+    } finally {
+      await worker.stop();
+    }
+    assert.equal(retried.receiver.requests.length, 2, 'one failure, then the success');
+    assert.equal(prompt.receiver.requests.length, 1);
+
+    const rows = await server.app.database.db
+      .selectFrom('bcl_delivery_attempt')
+      .select(['client_id', 'client_name', 'user_id', 'trigger', 'jti', 'attempts', 'outcome', 'http_status'])
+      .where('user_id', '=', user.id)
+      .orderBy('client_name')
+      .execute();
+    const jti = (clientId: string) => jobs.find((job) => job.client_id === clientId)!.jti;
+    assert.deepEqual(rows, [
+      {
+        client_id: prompt.clientId,
+        client_name: 'Prompt RP',
+        user_id: user.id,
+        trigger: 'user_deactivated',
+        jti: jti(prompt.clientId),
+        attempts: 1,
+        outcome: 'success',
+        http_status: 200,
+      },
+      {
+        client_id: retried.clientId,
+        client_name: 'Retried RP',
+        user_id: user.id,
+        trigger: 'user_deactivated',
+        jti: jti(retried.clientId),
+        attempts: 2,
+        outcome: 'success',
+        http_status: 200,
+      },
+    ]);
+
+    const page = await consoleGet(
+      admin,
+      `${server.origin}/admin/deliveries?client_id=${retried.clientId}&outcome=success`,
+    );
+    assert.equal(page.status, 200);
+    assert.match(pageText(page.body), /1 delivery outcome\(s\)/);
+    assert.match(pageText(page.body), /Retried RP/);
+    assert.match(pageText(page.body), /success/);
+    const failures = await consoleGet(
+      admin,
+      `${server.origin}/admin/deliveries?client_id=${retried.clientId}&outcome=failures`,
+    );
+    assert.match(failures.body, /No delivery matches/, 'the retried failure is not an outcome of its own');
+  });
+
+  it('records a successful bcl test delivery too', async () => {
+    const app = await receiverApp('Tested RP', [200]);
+    const [result] = await server.app.logout.testDelivery([app.clientId]);
+    assert.equal(result?.outcome, 'success');
+    const rows = await server.app.database.db
+      .selectFrom('bcl_delivery_attempt')
+      .select(['trigger', 'outcome', 'http_status', 'attempts', 'user_id'])
+      .where('client_id', '=', app.clientId)
+      .execute();
+    assert.deepEqual(rows, [
+      { trigger: 'admin_test', outcome: 'success', http_status: 200, attempts: 1, user_id: null },
+    ]);
   });
 });
