@@ -23,6 +23,7 @@ import {
   revokePayloadsOfGrant,
   storageId,
   type StoredPayload,
+  type TokenRow,
   writePayloadRow,
 } from '../tokens/store.ts';
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
@@ -109,6 +110,12 @@ export interface AdapterWriteHooks {
    * adapter does for a consume that failed and throws the provider's error.
    */
   holdConsume?(consume: HeldConsume): boolean;
+  /**
+   * The provider revoked these codes and tokens in the current request (`destroy`, `revokeByGrantId`),
+   * for `reason` (`providerRevocationReason`): only the rows this request's UPDATE found live, so that
+   * of concurrent requests that revoke one grant each row is told by one.
+   */
+  revoked?(rows: readonly TokenRow[], reason: string): void;
 }
 
 /** A refresh token's or a code's consume held back until its tokens are written (`holdConsume`). */
@@ -589,7 +596,8 @@ export class KyselyAdapter implements Adapter {
   async destroy(id: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
       const key = STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id;
-      await revokePayload(this.#db, this.model, storageId(key), this.#now(), providerRevocationReason());
+      const reason = providerRevocationReason();
+      this.#revoked(await revokePayload(this.#db, this.model, storageId(key), this.#now(), reason), reason);
       if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote([`${this.model} ${storageId(key)}`]);
       return;
     }
@@ -601,12 +609,17 @@ export class KyselyAdapter implements Adapter {
 
   async revokeByGrantId(grantId: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
-      await revokePayloadsOfGrant(this.#db, this.model, grantId, this.#now(), providerRevocationReason());
+      const reason = providerRevocationReason();
+      this.#revoked(await revokePayloadsOfGrant(this.#db, this.model, grantId, this.#now(), reason), reason);
     } else {
       await deletePayloadsOfGrant(this.#db, this.model, grantId);
     }
     // The rows of a grant are not named one by one: everything kept goes.
     if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote();
+  }
+
+  #revoked(rows: readonly TokenRow[], reason: string): void {
+    if (rows.length > 0) this.#hooks.revoked?.(rows, reason);
   }
 
   #revive(row: StoredPayload | undefined, id?: string): AdapterPayload | undefined {

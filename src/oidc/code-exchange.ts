@@ -3,6 +3,7 @@ import { errors, type KoaContextWithOIDC } from 'oidc-provider';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { IssuedCodes } from '../tokens/issued-codes.ts';
+import { revokedToken, type RevokedToken } from '../tokens/revocation.ts';
 import type { PayloadRow } from '../tokens/store.ts';
 import type { AdapterWriteHooks, HeldConsume } from './adapter.ts';
 import type { OwnCodes } from './own-codes.ts';
@@ -35,6 +36,11 @@ import { RequestMemo } from './request-memo.ts';
  *
  * What tells others of a held token (its `token_issued` event and count, token-events.ts) waits for
  * its write too (`onceTokensStored`): a token whose write failed was never issued.
+ *
+ * The codes and tokens the provider revokes itself when it finds the presented code consumed (its grant
+ * revocation, through the adapter) are told of (`token_revoked`) by the judgement of the same request,
+ * with those its own revocation takes: each by the one request whose UPDATE revoked it, however many
+ * redemptions of the code were refused at once.
  */
 export interface CodeExchangeHooks {
   /** Handed to the `KyselyAdapter`s of the provider. */
@@ -88,6 +94,12 @@ export function codeExchangeHooks(
   now: () => number = Date.now,
 ): CodeExchangeHooks {
   const exchanges = new RequestMemo<'exchange', CodeExchange>();
+  /**
+   * What the provider revoked in this request for a replayed code, to be told by its judgement. Apart
+   * from the exchange, which is forgotten once the provider's route is done: a held consume refused
+   * once written revokes after that (the adapter's `#refusedOwn`).
+   */
+  const revokedForReuse = new RequestMemo<'code_reuse', RevokedToken[]>();
 
   const adapterHooks: AdapterWriteHooks = {
     deferWrite(row) {
@@ -113,6 +125,13 @@ export function codeExchangeHooks(
       const exchange = exchanges.peek(currentRequest(), 'exchange');
       if (consumed && exchange) exchange.consumedHere = true;
       return consumed;
+    },
+    revoked(rows, reason) {
+      // Other reasons (the revocation endpoint, logout, a replayed refresh token) are not told here.
+      if (reason !== 'code_reuse') return;
+      const ctx = currentRequest();
+      if (!ctx) return;
+      revokedForReuse.get(ctx, 'code_reuse', () => []).push(...rows.map(revokedToken));
     },
   };
 
@@ -160,7 +179,6 @@ export function codeExchangeHooks(
 
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
-    const startedAt = now();
     const exchange: CodeExchange = {
       rows: [],
       held: undefined,
@@ -222,6 +240,13 @@ export function codeExchangeHooks(
     if (!provided.oidc || !isCodeExchange(provided)) return;
     const code = provided.oidc.params?.code;
     if (typeof code !== 'string' || code.length === 0) return;
+    const clientId = provided.oidc.client?.clientId ?? '';
+    /** What the provider revoked in this request for the code's reuse (told once, by the judgement). */
+    const revokedHere = () => {
+      const revoked = revokedForReuse.peek(ctx, 'code_reuse') ?? [];
+      revokedForReuse.forget(ctx);
+      return revoked;
+    };
     if (exchange.rows.length > 0) {
       if (ctx.status !== 200) return;
       const held = exchange.held;
@@ -243,13 +268,18 @@ export function codeExchangeHooks(
         'code exchange',
       );
       // Consumed meanwhile: a replay (or a concurrent redemption that won), judged as any refused code.
-      if ((ctx.status as number) === 400)
-        await issuedCodes.judgeRefusedCode(code, provided.oidc.client?.clientId ?? '', startedAt);
+      if ((ctx.status as number) === 400) await issuedCodes.judgeRefusedCode(code, clientId, revokedHere());
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;
-    if (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere) {
-      await issuedCodes.judgeRefusedCode(code, provided.oidc.client?.clientId ?? '', startedAt);
+    const revoked = revokedHere();
+    // A code the provider revoked the grant for is a replay, even when a revocation that failed half-way
+    // made the answer another error: what it revoked is told, and the judgement revokes the rest.
+    if (
+      revoked.length > 0 ||
+      (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere)
+    ) {
+      await issuedCodes.judgeRefusedCode(code, clientId, revoked);
     }
   };
 

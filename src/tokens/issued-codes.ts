@@ -33,7 +33,6 @@ import {
   rowsAsJson,
   storageId,
   type TokenModel,
-  tokenRowsRevokedSince,
   upsertPayloadRowsQuery,
   writePayloadRows,
 } from './store.ts';
@@ -70,6 +69,11 @@ import {
  * the token ids on the row, in one transaction (`judgeRefusedCode`). Whichever of the two
  * transactions comes second sees the other's work, so a token of a replayed code never stays
  * active. A code with no trace at all only increments `aa_oidc_code_reuse_audit_misses_total{client_id}`.
+ *
+ * Each code and token revoked for the reuse is told of (`token_revoked`) once, by the request whose
+ * statement revoked it, however many redemptions are refused at once: the judgement tells those it
+ * revoked (only live ones) and those the provider's own grant revocation revoked in the same request
+ * (`revokedHere`, src/oidc/code-exchange.ts); tokens written revoked are told by their write.
  */
 export interface IssuedCodeDependencies {
   db: Kysely<Database>;
@@ -101,8 +105,16 @@ export interface IssuedCodes {
    * retry is no replay.
    */
   redeemCode(code: string, id: string, at: number, rows: readonly PayloadRow[]): Promise<boolean>;
-  /** A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…). */
-  judgeRefusedCode(code: string, callerClientId: string, startedAt: number): Promise<void>;
+  /**
+   * A refused code: a replay of a redeemed one, a never-issued one, or neither (PKCE, redirect…).
+   * `revokedHere` are the codes and tokens the provider itself revoked in this request when it found
+   * the code consumed (its grant revocation): told of with those the judgement revokes, each once.
+   */
+  judgeRefusedCode(
+    code: string,
+    callerClientId: string,
+    revokedHere?: readonly RevokedToken[],
+  ): Promise<void>;
   /**
    * Rows a request that redeems no code held back, in one statement: an authorization's code and
    * session, a refresh's access token when the refresh token is not rotated. Throws on failure.
@@ -253,7 +265,11 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     return replayed;
   };
 
-  const judgeRefusedCode: IssuedCodes['judgeRefusedCode'] = async (code, callerClientId, startedAt) => {
+  const judgeRefusedCode: IssuedCodes['judgeRefusedCode'] = async (
+    code,
+    callerClientId,
+    revokedHere = [],
+  ) => {
     const codeHash = sha256Hex(code);
     const at = now();
     let outcome:
@@ -300,26 +316,11 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
             .executeTakeFirstOrThrow();
         }
         const ids = [row.access_token_id, row.refresh_token_id].filter((id): id is string => id !== null);
+        // Only the rows still live: those revoked already (by the provider in this request, by a
+        // concurrent replay, by the winner's write) are told by whoever revoked them.
         const revoked = row.grant_id
           ? await revokeTokens(trx, { grantId: row.grant_id, ids }, 'code_reuse', at)
           : [];
-        // oidc-provider itself revokes the grant when it sees a consumed code (the adapter records
-        // that as `code_reuse` too); those tokens get their token_revoked event here as well.
-        if (row.grant_id) {
-          const known = new Set(revoked.map((token) => token.id));
-          const already = await tokenRowsRevokedSince(trx, row.grant_id, 'code_reuse', startedAt);
-          for (const token of already) {
-            if (known.has(token.id)) continue;
-            revoked.push({
-              model: token.model,
-              id: token.id,
-              clientId: token.client_id,
-              userId: token.user_id,
-              grantId: token.grant_id,
-              format: token.format,
-            });
-          }
-        }
         return { kind: 'reuse' as const, row, revoked };
       });
     } catch (error) {
@@ -341,13 +342,16 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
           revoke_succeeded: false,
         });
       }
+      publishRevocations(audit, revokedHere, 'code_reuse');
       return;
     }
     switch (outcome.kind) {
       case 'miss':
         metrics.codeReuseAuditMisses.inc({ client_id: callerClientId });
+        publishRevocations(audit, revokedHere, 'code_reuse');
         return;
       case 'not_redeemed':
+        publishRevocations(audit, revokedHere, 'code_reuse');
         return;
       case 'reuse':
         audit.publish({
@@ -359,7 +363,8 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
           reuse_count: outcome.row.reuse_count,
           revoke_succeeded: true,
         });
-        publishRevocations(audit, outcome.revoked, 'code_reuse');
+        // Apart by construction: the provider's revocation was done before the judgement's began.
+        publishRevocations(audit, [...revokedHere, ...outcome.revoked], 'code_reuse');
         return;
     }
   };

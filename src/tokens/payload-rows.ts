@@ -63,6 +63,17 @@ export const TOKEN_MODELS = [
 ] as const;
 export type TokenModel = (typeof TOKEN_MODELS)[number];
 
+/** One code or token as revocation reports it: its storage id, never its value. */
+export interface TokenRow {
+  model: TokenModel;
+  id: string;
+  client_id: string | null;
+  user_id: string | null;
+  grant_id: string | null;
+  format: string | null;
+}
+export const TOKEN_ROW_COLUMNS = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
+
 /** Rows whose lifetime is not over at `now` (rows without an expiry never end). */
 export function unexpired(eb: PayloadEb, now: number) {
   return eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
@@ -752,38 +763,49 @@ export function rotateRefreshToken(writes: WriteBatch, rotation: Rotation): Prom
   );
 }
 
-/** Revokes one row in place (kept for listings until it expires). */
+/**
+ * Revokes one row in place (kept for listings until it expires); the row when this statement revoked
+ * it, none when it was revoked already (of concurrent revocations of one row, exactly one returns it).
+ * Only for a model of `TOKEN_MODELS`.
+ */
 export async function revokePayload(
   db: Db,
   model: string,
   id: string,
   now: number,
   reason: string,
-): Promise<void> {
-  await db
+): Promise<TokenRow[]> {
+  const rows = await db
     .updateTable('oidc_payload')
     .set({ revoked_at: now, revoked_reason: reason })
     .where('model', '=', model)
     .where('id', '=', id)
     .where('revoked_at', 'is', null)
+    .returning(TOKEN_ROW_COLUMNS)
     .execute();
+  return rows as TokenRow[];
 }
 
-/** Revokes in place every row of `model` in a grant. */
+/**
+ * Revokes in place every row of `model` in a grant; the rows this statement revoked (of concurrent
+ * revocations of one grant, each row is returned by exactly one). Only for a model of `TOKEN_MODELS`.
+ */
 export async function revokePayloadsOfGrant(
   db: Db,
   model: string,
   grantId: string,
   now: number,
   reason: string,
-): Promise<void> {
-  await db
+): Promise<TokenRow[]> {
+  const rows = await db
     .updateTable('oidc_payload')
     .set({ revoked_at: now, revoked_reason: reason })
     .where('model', '=', model)
     .where('grant_id', '=', grantId)
     .where('revoked_at', 'is', null)
+    .returning(TOKEN_ROW_COLUMNS)
     .execute();
+  return rows as TokenRow[];
 }
 
 export async function deletePayload(db: Db, model: string, id: string): Promise<void> {

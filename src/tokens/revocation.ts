@@ -60,7 +60,8 @@ export async function revokeTokensOfUsers(
   return (await revokeLiveTokenRowsOfUsers(trx, userIds, clientIds, reason, now)).map(revokedToken);
 }
 
-function revokedToken(row: TokenRow): RevokedToken {
+/** A revoked row as revocation reports it. */
+export function revokedToken(row: TokenRow): RevokedToken {
   return {
     model: row.model,
     id: row.id,

@@ -1,7 +1,6 @@
 import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import { TOKEN_MODELS } from './payload-rows.ts';
-import { TOKEN_ROW_COLUMNS, type TokenRow } from './token-rows.ts';
+import { TOKEN_MODELS, TOKEN_ROW_COLUMNS, type TokenRow } from './payload-rows.ts';
 import { storedSession, type UserSession } from './user-sessions.ts';
 
 /**

@@ -1,6 +1,13 @@
 import type { Selectable } from 'kysely';
 import type { Database } from '../db/schema.ts';
-import { type Db, type PayloadEb, TOKEN_MODELS, type TokenModel, unexpired } from './payload-rows.ts';
+import {
+  type Db,
+  type PayloadEb,
+  TOKEN_MODELS,
+  TOKEN_ROW_COLUMNS,
+  type TokenRow,
+  unexpired,
+} from './payload-rows.ts';
 
 /**
  * Codes and tokens in bulk: revoking every live one of a user or a grant, finding the applications a
@@ -10,17 +17,6 @@ import { type Db, type PayloadEb, TOKEN_MODELS, type TokenModel, unexpired } fro
 
 /** The provider models that are a user's tokens at an application. */
 const USER_TOKEN_MODELS = ['AccessToken', 'RefreshToken'] as const;
-
-/** One code or token as revocation reports it: its storage id, never its value. */
-export interface TokenRow {
-  model: TokenModel;
-  id: string;
-  client_id: string | null;
-  user_id: string | null;
-  grant_id: string | null;
-  format: string | null;
-}
-export const TOKEN_ROW_COLUMNS = ['model', 'id', 'client_id', 'user_id', 'grant_id', 'format'] as const;
 
 /**
  * Which live codes and tokens: every one of a user (at one application, when given), or of a grant
@@ -68,23 +64,6 @@ export async function revokeLiveTokenRows(
         .where(condition)
         .returning(TOKEN_ROW_COLUMNS)
         .execute();
-  return rows as TokenRow[];
-}
-
-/** The codes and tokens of a grant revoked for `reason` since `since` (by anyone, the provider too). */
-export async function tokenRowsRevokedSince(
-  db: Db,
-  grantId: string,
-  reason: string,
-  since: number,
-): Promise<TokenRow[]> {
-  const rows = await db
-    .selectFrom('oidc_payload')
-    .select(TOKEN_ROW_COLUMNS)
-    .where('grant_id', '=', grantId)
-    .where('revoked_reason', '=', reason)
-    .where('revoked_at', '>=', since)
-    .execute();
   return rows as TokenRow[];
 }
 

@@ -164,7 +164,7 @@ describe('the SQLite write worker', () => {
       );
 
       // One code is presented again after its redemption, before its tokens are stored.
-      await codes.judgeRefusedCode('code-replayed', 'worker-client', at);
+      await codes.judgeRefusedCode('code-replayed', 'worker-client');
       const tokens = (value: string) => [
         { ...row(`access-${value}`, 'AccessToken'), grant_id: `grant-${value}` },
         { ...row(`refresh-${value}`, 'RefreshToken'), grant_id: `grant-${value}` },

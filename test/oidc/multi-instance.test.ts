@@ -343,6 +343,42 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     );
   });
 
+  it('tells of each token of a code redeemed at both instances at once revoked exactly once', async () => {
+    const { code, verifier } = await codeAcross([a]);
+    await Promise.all([a.app.audit.idle(), b.app.audit.idle()]);
+    const from = published.length;
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, index) =>
+        token(index % 2 === 0 ? a : b, {
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: REDIRECT_URI,
+          code_verifier: verifier,
+        }),
+      ),
+    );
+    const winners = answers.filter((answer) => answer.status === 200);
+    assert.equal(
+      winners.length,
+      1,
+      `exactly one success: ${answers.map((answer) => answer.status).join(',')}`,
+    );
+    const tokens = winners[0]!.body as unknown as Tokens;
+    assert.equal((await introspect(a, tokens.access_token)).active, false);
+    assert.equal((await introspect(b, tokens.refresh_token)).active, false);
+    await Promise.all([a.app.audit.idle(), b.app.audit.idle()]);
+    const told = published
+      .slice(from)
+      .flatMap((record) => (record.kind === 'token_revoked' ? [`${record.token_type} ${record.reason}`] : []))
+      .sort();
+    assert.deepEqual(told, ['access_token code_reuse', 'refresh_token code_reuse'], 'once per token');
+    assert.equal(
+      published.slice(from).filter((record) => record.kind === 'code_reuse_detected').length,
+      9,
+      'one code_reuse_detected per refused redemption',
+    );
+  });
+
   it('serves a key rotation made through A from B within seconds: new kid in B’s JWKS and id_tokens, old id_tokens still verify', async () => {
     const browser = new Browser();
     const before = await codeAcross([a], browser).then(({ code, verifier }) => redeem(b, code, verifier));

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
+import { storageIdHex } from '../../src/tokens/revocation.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import { purgeIssuedCodes } from '../../src/tokens/issued-codes.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
@@ -171,6 +172,58 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
         .execute();
       assert.equal(stored.length, 2, 'both tokens were stored');
       for (const token of stored) assert.ok(token.revoked_at !== null);
+    });
+  }
+
+  for (const format of ['opaque', 'jwt'] as const) {
+    it(`tells of each token of a code redeemed 10 times at once revoked exactly once (${format})`, async () => {
+      const client = format === 'jwt' ? jwtClient : opaqueClient;
+      const authorized = await authorize(server, harness, client, pilot, 'openid profile');
+      await server.app.audit.idle();
+      const from = harness.auditRecords.length;
+      const responses = await Promise.all(
+        Array.from({ length: 10 }, () => redeem(server, client, authorized)),
+      );
+      const winners = responses.filter((response) => response.status === 200);
+      assert.equal(winners.length, 1, `exactly one success: ${responses.map((r) => r.status).join(',')}`);
+      const accessToken = String(winners[0]!.body.access_token);
+      const refreshToken = String(winners[0]!.body.refresh_token);
+      harness.registerSecret(accessToken, 'raced access token');
+      harness.registerSecret(refreshToken, 'raced refresh token');
+      const tokenIds = [accessTokenId(accessToken), storageId(refreshToken)];
+      const stored = await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select(['id', 'revoked_reason'])
+        .where('id', 'in', tokenIds)
+        .where('model', 'in', ['AccessToken', 'RefreshToken'])
+        .execute();
+      assert.deepEqual(
+        stored.map((token) => token.revoked_reason),
+        ['code_reuse', 'code_reuse'],
+        'both tokens are stored, revoked',
+      );
+      await server.app.audit.idle();
+      const published = harness.auditRecords.slice(from);
+      const revoked = published.filter(
+        (record): record is Extract<AuditRecord, { kind: 'token_revoked' }> =>
+          record.kind === 'token_revoked' && record.client_id === client.clientId,
+      );
+      assert.deepEqual(
+        revoked.map((record) => `${record.token_type} ${record.token_sha256} ${record.reason}`).sort(),
+        [
+          `access_token ${storageIdHex(tokenIds[0]!)} code_reuse`,
+          `refresh_token ${storageIdHex(tokenIds[1]!)} code_reuse`,
+        ].sort(),
+        'one token_revoked per revoked token',
+      );
+      // Each refused redemption is a replay of the code the winner redeemed, counted once.
+      assert.deepEqual(
+        reuseEvents(authorized.code)
+          .map((record) => record.reuse_count)
+          .sort((a, b) => a - b),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+      );
+      assert.equal((await issuedCode(authorized.code))?.reuse_count, 9);
     });
   }
 

@@ -122,7 +122,7 @@ describe(`issued codes of one turn (${testDatabaseKind})`, () => {
     );
 
     // code-two is presented again after its redemption: its audit row counts the reuse.
-    await codes.judgeRefusedCode('code-two', 'merge-client', at);
+    await codes.judgeRefusedCode('code-two', 'merge-client');
     const tokens = (value: string) => [
       row('AccessToken', `access-${value}`, `grant-${value}`),
       row('RefreshToken', `refresh-${value}`, `grant-${value}`),
