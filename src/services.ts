@@ -27,7 +27,7 @@ import {
   revokeTokensOnUserChange,
   type TokenRevocationService,
 } from './tokens/revocation.ts';
-import { endAccessOnUserChange } from './tokens/access-loss.ts';
+import { endAccessOnUserChange, endAccessOnWhitelistChange } from './tokens/access-loss.ts';
 import { usersHoldingSignIns } from './tokens/store-users.ts';
 import {
   backchannelTargetCheck,
@@ -239,6 +239,19 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // loses its codes, tokens and grant. After back-channel logout, which still reads them.
     closers.push(
       directoryChanges.subscribe(endAccessOnUserChange({ kind: database.kind, audit, logger: directoryLog })),
+    );
+    // Whitelists that no longer admit users who signed in at the application: back-channel logout
+    // first (it reads their tokens and sessions), then their codes, tokens and grant there, all in
+    // the update's unit of work.
+    closers.push(
+      applications.onWhitelistChange(
+        endAccessOnWhitelistChange({
+          directory,
+          audit,
+          logger: logger.child({ component: 'applications' }),
+          announce: logout.onWhitelistLoss,
+        }),
+      ),
     );
     const tokens = createTokenRevocation({ db: database.db, directory, audit });
     // `tokens revoke-user` queues `user_revoked` logouts in its transaction.

@@ -1,6 +1,7 @@
 import { ApplicationError } from '../applications/errors.ts';
 import { type Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import type { Consequence } from '../db/unit-of-work.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
@@ -108,9 +109,13 @@ export function editRoutes(
         if (!app) return;
         const values = readForm(request.form);
         try {
-          const result = await deps.applications.update(app.clientId, inputOf(values), adminActor(request));
+          const consequences: Consequence[] = [];
+          const result = await deps.applications.update(app.clientId, inputOf(values), adminActor(request), {
+            consequences,
+          });
+          const ended = consequences.some((consequence) => consequence.kind === 'access_lost');
           request.seeOther(
-            `${appPath(app.clientId)}?done=${result.changedFields.length > 0 ? 'updated' : 'unchanged'}`,
+            `${appPath(app.clientId)}?done=${result.changedFields.length === 0 ? 'unchanged' : ended ? 'updated_access_ended' : 'updated'}`,
           );
         } catch (error) {
           if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;

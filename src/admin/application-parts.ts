@@ -18,6 +18,8 @@ import { type AdminDependencies, renderAdmin } from './context.ts';
 
 export const DONE: Readonly<Record<string, string>> = {
   updated: 'Saved.',
+  updated_access_ended:
+    'Saved. The users who signed in here and whom the new whitelists no longer admit were signed out of it: their tokens here revoked, a back-channel logout queued.',
   unchanged: 'Nothing changed.',
   activated: 'The application is active again.',
   deactivated: 'The application is deactivated: it can do nothing until it is activated again.',

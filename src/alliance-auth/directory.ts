@@ -68,6 +68,7 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
       const user = await selectUserByUsername(aa, username);
       return user ? profile(user) : undefined;
     },
+    // A caller's unit of work (`within`) is of aa-oidc's database, not AA's: read AA's as always.
     async profilesByIds(ids) {
       const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id) && id > 0);
       const profiles: UserProfile[] = [];

@@ -3,6 +3,7 @@ import { conflict } from '../directory/errors.ts';
 import type { Directory } from '../directory/port.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
+import { inUnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
 import { syntacticBackchannelTargetCheck } from './backchannel-target.ts';
 import { ApplicationError, quote } from './errors.ts';
@@ -31,6 +32,7 @@ import type {
   ApplicationService,
   BackchannelTargetCheck,
   ImportedSecret,
+  WhitelistChangeConsumer,
 } from './types.ts';
 import { type ValidApplication, type ValidationContext, validateApplicationInput } from './validate.ts';
 
@@ -77,6 +79,7 @@ export function createApplicationService(
     dependencies.backchannelTargetCheck ?? syntacticBackchannelTargetCheck(config.mode);
   const now = dependencies.now ?? Date.now;
   const listeners = new Set<ApplicationChangeListener>();
+  const whitelistConsumers = new Set<WhitelistChangeConsumer>();
   const log = logger.child({ component: 'applications' });
 
   async function validationContext(): Promise<ValidationContext> {
@@ -156,17 +159,39 @@ export function createApplicationService(
       const changedFields = COMPARED_FIELDS.filter(
         ([key]) => JSON.stringify(valid[key]) !== JSON.stringify(current[key]),
       ).map(([, field]) => field);
-      if (options.dryRun || changedFields.length === 0) {
+      const whitelistsChanged = changedFields.includes('states') || changedFields.includes('groups');
+      const consumed = whitelistsChanged && whitelistConsumers.size > 0;
+      // A dry run of new whitelists runs their consumers too (rolled back): it tells who would lose
+      // the application. Any other dry run reads only.
+      if ((options.dryRun && !consumed) || changedFields.length === 0) {
         return {
           application: changedFields.length === 0 ? current : preview(valid, current, by, now()),
           changedFields,
         };
       }
-      const whitelistsChanged = changedFields.includes('states') || changedFields.includes('groups');
-      const updated = await db
-        .transaction()
-        .execute((trx) => updateApplicationRow(trx, valid, now(), whitelistsChanged));
+      // The new whitelists and what they take from users (revoked tokens, queued back-channel
+      // logouts) commit together, in one unit of work; the consumers' notifications after it.
+      const updated = await inUnitOfWork(
+        db,
+        async (unit) => {
+          if (!(await updateApplicationRow(unit.trx, valid, unit.at, whitelistsChanged))) return false;
+          if (consumed) {
+            const after = preview(valid, current, by, unit.at);
+            for (const consumer of whitelistConsumers) await consumer({ before: current, after }, unit);
+          }
+          return true;
+        },
+        {
+          dryRun: options.dryRun === true,
+          actor: by,
+          now,
+          onCallbackError: (error) =>
+            log.error({ err: error, clientId }, 'a notification after an application change failed'),
+          ...(options.consequences ? { consequences: options.consequences } : {}),
+        },
+      );
       if (!updated) throw ApplicationError.notFound(clientId);
+      if (options.dryRun) return { application: preview(valid, current, by, now()), changedFields };
       const application = await existing(clientId);
       notify({ clientId, name: application.name, action: 'updated', actor: by, fields: changedFields });
       return { application, changedFields };
@@ -225,6 +250,11 @@ export function createApplicationService(
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+
+    onWhitelistChange(consumer) {
+      whitelistConsumers.add(consumer);
+      return () => whitelistConsumers.delete(consumer);
     },
 
     // Whitelists name states and groups: a rename follows into them in the rename's unit of work,

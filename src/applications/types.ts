@@ -1,3 +1,4 @@
+import type { Consequence, UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer } from '../directory/port.ts';
 
 export type ClientType = 'confidential' | 'public';
@@ -127,6 +128,27 @@ export interface WriteOptions {
   dryRun?: boolean;
 }
 
+export interface UpdateOptions extends WriteOptions {
+  /**
+   * Collects what the update causes beyond the application itself (users who lose it, queued
+   * back-channel logouts, revoked codes and tokens), a dry run's too: see `UnitOfWork.report`.
+   */
+  consequences?: Consequence[];
+}
+
+/** An update that changed an application's whitelists: the application on each side of it. */
+export interface WhitelistChange {
+  before: Application;
+  after: Application;
+}
+
+/**
+ * Runs inside the unit of work of an update that changed the whitelists, after the new ones were
+ * written and before they commit: its writes commit with them (or roll back, a dry run's always),
+ * its notifications belong in `unit.afterCommit`, and a throw refuses the update.
+ */
+export type WhitelistChangeConsumer = (change: WhitelistChange, unit: UnitOfWork) => Promise<void>;
+
 /**
  * A secret that already exists elsewhere (`aa-oidc import plugin-apps`): its SHA-256 digest, or the
  * Django PBKDF2 hash django-oauth-toolkit kept. The application then keeps it instead of a new one.
@@ -153,11 +175,15 @@ export interface UpdatedApplication {
 /** The one write path for applications. Every method validates; errors are `ApplicationError`. */
 export interface ApplicationService {
   create(input: ApplicationInput, actor: Actor, options?: CreateOptions): Promise<CreatedApplication>;
+  /**
+   * Whitelists changed: the consumers (`onWhitelistChange`) run in the update's unit of work, a dry
+   * run's too (then rolled back), and report what they would do to `options.consequences`.
+   */
   update(
     clientId: string,
     patch: ApplicationPatch,
     actor: Actor,
-    options?: WriteOptions,
+    options?: UpdateOptions,
   ): Promise<UpdatedApplication>;
   /** A new secret for a confidential client; the old one stops working at once. */
   rotateSecret(
@@ -179,6 +205,11 @@ export interface ApplicationService {
   list(filter?: ApplicationFilter): Promise<Application[]>;
   /** Subscribes to committed changes; returns the unsubscribe function. */
   onChange(listener: ApplicationChangeListener): () => void;
+  /**
+   * Adds a consumer of whitelist changes, run in the update's own unit of work (the users the new
+   * whitelists no longer admit lose the application there); returns the function that removes it.
+   */
+  onWhitelistChange(consumer: WhitelistChangeConsumer): () => void;
   /**
    * For the directory's change feed: whitelists follow a renamed state or group, and a whitelisted
    * one cannot be deleted (the deletion is refused with a message naming the applications).

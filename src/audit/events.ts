@@ -25,7 +25,10 @@ export type TokenRevocationReason =
   | 'user_revoked'
   | 'user_deactivated'
   | 'user_deleted'
-  /** A state or group change made the policy deny this application. */
+  /**
+   * The policy denies this application now: a state or group change of the user, or a narrower
+   * whitelist of the application (`aa-oidc app update`, the admin UI's edit).
+   */
   | 'policy_lost'
   /** RP-initiated or back-channel logout ended the session the token belonged to. */
   | 'logout'
@@ -41,6 +44,8 @@ export type LogoutReason =
   | 'user_deactivated'
   | 'state_changed'
   | 'groups_changed'
+  /** The application's whitelists changed so that they no longer admit the user. */
+  | 'whitelist_changed'
   | 'user_deleted'
   | 'admin_test';
 

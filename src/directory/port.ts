@@ -95,8 +95,13 @@ export interface Directory {
   readonly keepable?: KeepableProfiles;
   /** The user with this username (regardless of case), or undefined for an unknown one. */
   profileByUsername(username: string): Promise<UserProfile | undefined>;
-  /** The known users among `ids` (unknown ids are left out), in no particular order. */
-  profilesByIds(ids: readonly number[]): Promise<UserProfile[]>;
+  /**
+   * The known users among `ids` (unknown ids are left out), in no particular order. A caller inside
+   * a unit of work of aa-oidc's database passes it as `within`: a directory whose tables are in that
+   * database reads through the unit's transaction (SQLite has one connection, which the unit holds
+   * until it ends); another directory reads its own database as always.
+   */
+  profilesByIds(ids: readonly number[], within?: UnitOfWork): Promise<UserProfile[]>;
   /** Users matching `filter`, sorted by username; unknown state or group names select nobody. */
   listProfiles(filter?: ProfileFilter): Promise<UserProfile[]>;
   /** Every state, highest priority first. */

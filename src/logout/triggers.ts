@@ -22,7 +22,7 @@ import type { LogoutService, QueuedLogout } from './types.ts';
  */
 export type LogoutTriggers = Pick<
   LogoutService,
-  'enqueueLogoutForUser' | 'enqueueSessionLogout' | 'published' | 'onDirectoryChange'
+  'enqueueLogoutForUser' | 'enqueueSessionLogout' | 'published' | 'onDirectoryChange' | 'onWhitelistLoss'
 >;
 
 export function createLogoutTriggers(deps: {
@@ -240,7 +240,27 @@ export function createLogoutTriggers(deps: {
     return queued(jobs);
   };
 
-  return { enqueueLogoutForUser, enqueueSessionLogout, published, onDirectoryChange };
+  /**
+   * An application's new whitelists no longer admit these users (`whitelist_changed`): one logout
+   * per session of each user who holds tokens there, from two queries for all of them (their
+   * sessions, then the jobs), reported and published once the update committed.
+   */
+  const onWhitelistLoss: LogoutService['onWhitelistLoss'] = async (loss, unit) => {
+    const reason: LogoutReason = 'whitelist_changed';
+    const app = loss.application;
+    if (loss.holdingTokens.length === 0 || !receivesLogout(app, reason)) return;
+    const sessions = await selectSessionsOfUsers(unit.trx, loss.holdingTokens, unit.at);
+    const jobs = loss.holdingTokens.flatMap((userId) =>
+      newJobs(userId, String(userId), reason, sessionTargets(sessions.get(userId) ?? [], [app])),
+    );
+    await transport.enqueue(unit.trx, jobs, unit.at);
+    const list = queued(jobs);
+    for (const job of list)
+      unit.report({ kind: 'logout_queued', userId: job.userId, clientId: job.clientId, reason: job.reason });
+    if (list.length > 0) unit.afterCommit(() => published(list));
+  };
+
+  return { enqueueLogoutForUser, enqueueSessionLogout, published, onDirectoryChange, onWhitelistLoss };
 }
 
 /**

@@ -5,10 +5,12 @@ import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
+import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
+import type { WhitelistLoss } from '../tokens/access-loss.ts';
 import type { Connector } from './http-delivery.ts';
 import type { LogoutJobTransport } from './job-transport.ts';
 import type { Resolver } from './ssrf/resolver.ts';
@@ -103,6 +105,12 @@ export interface LogoutService {
    * jobs in the change's unit of work and publishes them once it committed.
    */
   onDirectoryChange: ChangeConsumer;
+  /**
+   * An application's whitelists narrowed (src/tokens/access-loss.ts `endAccessOnWhitelistChange`):
+   * queues `whitelist_changed` logouts to it for the users it no longer admits who hold tokens there,
+   * in the update's unit of work, before their tokens are revoked; publishes them once it committed.
+   */
+  onWhitelistLoss(loss: WhitelistLoss, unit: UnitOfWork): Promise<void>;
   /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */
   deliverDue(): Promise<number>;
   /** Starts the polling worker of this process. */

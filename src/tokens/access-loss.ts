@@ -1,11 +1,11 @@
 import type { Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import { listApplications } from '../applications/store.ts';
-import type { Application } from '../applications/types.ts';
+import type { Application, WhitelistChangeConsumer } from '../applications/types.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
-import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
+import type { ChangeConsumer, Directory, DirectoryChange } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decide } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -16,7 +16,7 @@ import {
   revokeTokens,
   revokeTokensOfUsers,
 } from './revocation.ts';
-import { deleteGrantsOfUsers } from './store-users.ts';
+import { deleteGrantsOfUsers, usersSignedInAt } from './store-users.ts';
 import { deleteGrantsOfUser, endUserSessions } from './store.ts';
 
 /**
@@ -129,24 +129,100 @@ export function endAccessOnUserChange(deps: {
       if (group) group.userIds.push(change.userId);
       else byLoss.set(key, { clientIds: lost, userIds: [change.userId] });
     }
-    const revoked: RevokedToken[] = [];
-    for (const { clientIds, userIds } of byLoss.values()) {
-      revoked.push(...(await revokeTokensOfUsers(unit.trx, userIds, clientIds, 'policy_lost', unit.at)));
-      await deleteGrantsOfUsers(unit.trx, userIds, clientIds);
-    }
-    const counts = new Map<string, { userId: number; clientId: string | null; count: number }>();
-    for (const token of revoked) {
-      const key = `${token.userId} ${token.clientId}`;
-      const counted = counts.get(key);
-      if (counted) counted.count += 1;
-      else counts.set(key, { userId: Number(token.userId), clientId: token.clientId, count: 1 });
-    }
-    for (const { userId, clientId, count } of counts.values())
-      unit.report({ kind: 'tokens_revoked', userId, clientId, count });
-    if (revoked.length > 0) unit.afterCommit(() => publishRevocations(deps.audit, revoked, 'policy_lost'));
+    await revokeLostApplications(unit, deps.audit, [...byLoss.values()]);
   };
 
   return Object.assign(onOneChange, { batch });
+}
+
+/**
+ * Users who lose applications together: their codes and tokens there revoked (`policy_lost`) and
+ * their grants there deleted, a statement per few hundred users, reported per user and application
+ * and published once the unit committed. Returns how many codes and tokens went.
+ */
+async function revokeLostApplications(
+  unit: UnitOfWork,
+  audit: Pick<AuditBus, 'publish'>,
+  losses: ReadonlyArray<{ clientIds: readonly string[]; userIds: readonly number[] }>,
+): Promise<number> {
+  const revoked: RevokedToken[] = [];
+  for (const { clientIds, userIds } of losses) {
+    revoked.push(...(await revokeTokensOfUsers(unit.trx, userIds, clientIds, 'policy_lost', unit.at)));
+    await deleteGrantsOfUsers(unit.trx, userIds, clientIds);
+  }
+  const counts = new Map<string, { userId: number; clientId: string | null; count: number }>();
+  for (const token of revoked) {
+    const key = `${token.userId} ${token.clientId}`;
+    const counted = counts.get(key);
+    if (counted) counted.count += 1;
+    else counts.set(key, { userId: Number(token.userId), clientId: token.clientId, count: 1 });
+  }
+  for (const { userId, clientId, count } of counts.values())
+    unit.report({ kind: 'tokens_revoked', userId, clientId, count });
+  if (revoked.length > 0) unit.afterCommit(() => publishRevocations(audit, revoked, 'policy_lost'));
+  return revoked.length;
+}
+
+/**
+ * The users an application's new whitelists no longer admit: who must hear of it and what they
+ * lose. `application` is the application as the update leaves it; `holdingTokens` are those of
+ * the users who hold live access or refresh tokens there (whom a back-channel logout goes to).
+ */
+export interface WhitelistLoss {
+  application: Application;
+  userIds: readonly number[];
+  holdingTokens: readonly number[];
+}
+
+/**
+ * An application's whitelists narrowed (`aa-oidc app update`, the admin UI's edit): each user who
+ * holds a live code, token or grant there, whom the old whitelists admitted and the new ones do not,
+ * loses it as a state or group change would take it: `announce` first (back-channel logout, which
+ * still reads their tokens and sessions), then their codes and tokens there revoked (`policy_lost`)
+ * and their grant deleted, all in the update's unit of work. Whoever never signed in there has
+ * nothing to lose; the policy refuses them at their next request anyway.
+ *
+ * A few statements whatever the number of users: one for who holds what at the application, one
+ * directory read of their profiles (in the unit's transaction for the built-in directory), and the
+ * revocation a few hundred users at a time. As for a state or group change, only an active
+ * application counts: a deactivated one can do nothing and receives no logout (its tokens come back
+ * with it, and the policy judges them then); the old whitelists are judged as they admitted people
+ * while the application was active.
+ */
+export function endAccessOnWhitelistChange(deps: {
+  directory: Pick<Directory, 'profilesByIds'>;
+  audit: Pick<AuditBus, 'publish'>;
+  logger?: Pick<Logger, 'info'>;
+  announce?: (loss: WhitelistLoss, unit: UnitOfWork) => Promise<void>;
+}): WhitelistChangeConsumer {
+  return async ({ before, after }, unit) => {
+    if (!after.active) return;
+    const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, after.clientId, unit.at);
+    if (signedIn.size === 0) return;
+    const judgedBefore = { ...before, active: true };
+    const userIds = (await deps.directory.profilesByIds([...signedIn], unit))
+      .filter(
+        (profile) =>
+          decide(profile, judgedBefore).outcome === 'allow' && decide(profile, after).outcome === 'deny',
+      )
+      .map((profile) => profile.id)
+      .sort((a, b) => a - b);
+    if (userIds.length === 0) return;
+    for (const userId of userIds) unit.report({ kind: 'access_lost', userId, clientId: after.clientId });
+    await deps.announce?.(
+      { application: after, userIds, holdingTokens: userIds.filter((userId) => holdingTokens.has(userId)) },
+      unit,
+    );
+    const revoked = await revokeLostApplications(unit, deps.audit, [
+      { clientIds: [after.clientId], userIds },
+    ]);
+    unit.afterCommit(() =>
+      deps.logger?.info(
+        { client_id: after.clientId, users: userIds.length, revoked, actor: unit.actor },
+        'the whitelists of an application no longer admit users who signed in there: their access ended',
+      ),
+    );
+  };
 }
 
 /** The client ids of the applications the user could use before the change and cannot after. */

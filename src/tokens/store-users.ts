@@ -91,6 +91,35 @@ export async function usersHoldingSignIns(
   return holding;
 }
 
+/**
+ * Who holds anything live at one application: each user with a live code, token or grant there
+ * (`signedIn`), and among them those with a live access or refresh token (`holdingTokens`: whom a
+ * back-channel logout goes to). One statement, on the client_id index, however many users.
+ */
+export async function usersSignedInAt(
+  db: Db,
+  clientId: string,
+  now: number,
+): Promise<{ signedIn: Set<number>; holdingTokens: Set<number> }> {
+  const rows = await db
+    .selectFrom('oidc_payload')
+    .select(['user_id', 'model'])
+    .distinct()
+    .where('client_id', '=', clientId)
+    .where('user_id', 'is not', null)
+    .where('model', 'in', [...TOKEN_MODELS, 'Grant'])
+    .where((eb) => liveAt(eb, now))
+    .execute();
+  const signedIn = new Set<number>();
+  const holdingTokens = new Set<number>();
+  for (const row of rows) {
+    const userId = Number(row.user_id);
+    signedIn.add(userId);
+    if (row.model === 'AccessToken' || row.model === 'RefreshToken') holdingTokens.add(userId);
+  }
+  return { signedIn, holdingTokens };
+}
+
 /** `selectUserSessions` of each user: their live provider sessions, newest sign-in first. */
 export async function selectSessionsOfUsers(
   db: Db,

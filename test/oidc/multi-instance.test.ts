@@ -478,12 +478,16 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     assert.equal((await machineToken(b)).status, 401);
     secret.current = rotated.clientSecret!;
 
-    // A whitelist the user is not in, through A: B refuses the user's token at once.
+    // A whitelist the user is not in, through A: B refuses the user's token at once (the user lost
+    // the application, and with it the tokens there). Open again through A: B admits the user's
+    // next sign-in at once.
     await a.app.directoryAdmin.createGroup('Capitals', false, { actor: 'test' });
     await a.app.applications.update(client.clientId, { groups: ['Capitals'] }, 'test');
     assert.equal((await userinfoAt(b, tokens.access_token)).status, 401);
     assert.equal((await introspect(b, tokens.access_token)).active, false);
     await a.app.applications.update(client.clientId, { groups: [] }, 'test');
+    const again = await codeAcross([a]);
+    Object.assign(tokens, await redeem(b, again.code, again.verifier));
     assert.equal((await userinfoAt(b, tokens.access_token)).status, 200);
 
     // `aa-oidc app deactivate` in a process of its own, on the same database (the same SQLite file).

@@ -18,7 +18,8 @@ import {
   seedPilot,
   userinfo,
 } from '../tokens/helpers.ts';
-import { basicAuth, postForm, type TestServer, startServer } from '../helpers/server.ts';
+import * as flows from '../helpers/flows.ts';
+import { basicAuth, Browser, postForm, type TestServer, startServer } from '../helpers/server.ts';
 import { watchStatements } from '../helpers/statements.ts';
 
 /**
@@ -254,20 +255,26 @@ describe(`applications kept in memory while the change epoch stands, one lookup 
     const tokens = await codeFlow(server, harness, client, pilot, 'openid profile');
     assert.equal((await userinfo(server, tokens.accessToken)).status, 200);
 
-    // The pilot is in Fleet, not in Capitals: the next request refuses.
+    // The pilot is in Fleet, not in Capitals: the next request refuses (the pilot lost the
+    // application, and with it the tokens there).
     await server.app.applications.update(client.clientId, { groups: ['Capitals'] }, 'test');
     const refused = await loadsDuring(() => userinfo(server, tokens.accessToken));
     assert.equal(refused.result.status, 401);
-    assert.equal(refused.calls, 1);
     assert.equal((await introspect(server, client, tokens.accessToken)).active, false);
 
+    // A new sign-in is refused at once: the provider judges it with the new whitelist.
+    const { response: denied } = await flows.authorize(server, new Browser(), client, pilot.username);
+    assert.equal(denied.status, 403);
+
+    // Open again: the pilot's next sign-in is admitted at once.
     await server.app.applications.update(client.clientId, { groups: [] }, 'test');
-    assert.equal((await userinfo(server, tokens.accessToken)).status, 200);
+    const again = await codeFlow(server, harness, client, pilot, 'openid profile');
+    assert.equal((await userinfo(server, again.accessToken)).status, 200);
 
     await server.app.applications.deactivate(client.clientId, 'test');
     const refresh = await tokenRequest(client, {
       grant_type: 'refresh_token',
-      refresh_token: tokens.refreshToken!,
+      refresh_token: again.refreshToken!,
     });
     assert.equal(refresh.status, 401, JSON.stringify(refresh.body));
     assert.equal(refresh.body.error, 'invalid_client');

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { ApplicationError } from '../../applications/errors.ts';
 import type { ApplicationService } from '../../applications/types.ts';
+import type { Consequence } from '../../db/unit-of-work.ts';
 import { type CliIo, cliActor, withServices } from '../context.ts';
 import { formatOption, type OutputFormat, renderRows } from '../output.ts';
 import { collect, type CreateOptions, createInput, type UpdateOptions, updatePatch } from './app-options.ts';
@@ -43,6 +44,27 @@ order replace, add, remove; removing an entry that is not there is an error); --
 it. --grant-type (repeatable) replaces the grant types. Options not given leave the field as it
 is. The client type and client_id cannot be changed. The whole result is validated as at create.
 `;
+
+/**
+ * What new whitelists take from the users who signed in at the application: nothing printed when
+ * they take nothing; a dry run says what would happen.
+ */
+function accessLossLines(consequences: readonly Consequence[], dryRun: boolean): string[] {
+  const users = new Set<number>();
+  let logouts = 0;
+  let revoked = 0;
+  for (const consequence of consequences) {
+    if (consequence.kind === 'access_lost') users.add(consequence.userId);
+    else if (consequence.kind === 'logout_queued') logouts += 1;
+    else if (consequence.kind === 'tokens_revoked') revoked += consequence.count;
+  }
+  if (users.size === 0) return [];
+  return [
+    `  users who signed in here and ${dryRun ? 'would lose' : 'lost'} access: ${users.size}`,
+    `  back-channel logouts ${dryRun ? 'that would be ' : ''}queued: ${logouts}`,
+    `  codes and tokens ${dryRun ? 'that would be ' : ''}revoked: ${revoked}`,
+  ];
+}
 
 export function registerApp(program: Command, io: CliIo): void {
   const app = program
@@ -161,11 +183,13 @@ export function registerApp(program: Command, io: CliIo): void {
     .addOption(dryRunOption())
     .addHelpText('after', UPDATE_HELP)
     .action(async (clientId: string, options: UpdateOptions) => {
+      const consequences: Consequence[] = [];
       const result = await withApplications(io, async (service) => {
         const current = await service.findByClientId(clientId);
         if (current === undefined) throw ApplicationError.notFound(clientId);
         return service.update(clientId, updatePatch(current, options), cliActor(io), {
           dryRun: options.dryRun === true,
+          consequences,
         });
       });
       const fields = result.changedFields.join(', ');
@@ -176,6 +200,7 @@ export function registerApp(program: Command, io: CliIo): void {
             ? `dry run, nothing written: would change ${fields} of application ${clientId}\n`
             : `updated application ${clientId}: ${fields}\n`,
       );
+      for (const line of accessLossLines(consequences, options.dryRun === true)) io.stdout.write(`${line}\n`);
     });
 
   app

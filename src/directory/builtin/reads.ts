@@ -120,12 +120,14 @@ export function builtinDirectoryReader(db: Kysely<Database>): Directory {
       }, undefined);
     },
 
-    async profilesByIds(ids) {
+    async profilesByIds(ids, within) {
       const valid = [...new Set(ids.filter(isUserId))];
       const records: Awaited<ReturnType<typeof queries.selectProfiles>> = [];
+      // The directory's tables are in aa-oidc's database: a caller's unit of work reads them itself.
+      const reader = within?.trx ?? db;
       // Bounded `in` lists: SQLite allows 32766 parameters, PostgreSQL 65535.
       for (let start = 0; start < valid.length; start += 1000) {
-        records.push(...(await queries.selectProfiles(db, { ids: valid.slice(start, start + 1000) })));
+        records.push(...(await queries.selectProfiles(reader, { ids: valid.slice(start, start + 1000) })));
       }
       return records.map(toUserProfile);
     },

@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import {
+  allianceAuthDirectory,
+  allianceAuthEnv,
+  createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  expectedFixture,
+  FIXTURE_PASSWORD,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { authorizeParams, codeFrom, introspect, tokenRequest } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+import { logoutJobs } from '../logout/jobs.ts';
+import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+
+/**
+ * With Alliance Auth as the directory, narrowing an application's whitelists reads the profiles of
+ * the users who signed in there from AA's database: those no longer admitted are logged out of the
+ * application and lose their tokens there; the others keep theirs.
+ */
+await describeOnEachAllianceAuth(
+  (database) => `narrowed whitelists with Alliance Auth's users, on ${database}`,
+  (kind) => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let receiver: RpReceiver;
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      server = await startServer({
+        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
+        logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
+      });
+      receiver = await startRpReceiver();
+    });
+    after(async () => {
+      await server?.close();
+      await receiver?.close();
+      await fixture?.drop();
+    });
+
+    async function signedIn(client: { clientId: string; clientSecret: string }, username: string) {
+      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
+      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+        username,
+        password: FIXTURE_PASSWORD,
+      });
+      const exchanged = await tokenRequest(server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      return exchanged.body as { access_token: string; refresh_token: string; id_token: string };
+    }
+
+    it('app update --remove-group Directors logs carol (Guest, Directors) out, alice (Member) keeps access', async () => {
+      const users = new Map(expectedFixture().users.map((user) => [user.username, user.id]));
+      const created = await seedApp(server, {
+        name: 'Board',
+        skipAuthorization: true,
+        states: ['Member'],
+        groups: ['Directors'],
+        backchannelLogoutUri: receiver.url(),
+      });
+      const app = { clientId: created.clientId, clientSecret: created.clientSecret! };
+      const alice = await signedIn(app, 'alice');
+      const carol = await signedIn(app, 'carol');
+      const env = testEnv(server.database, {
+        ...allianceAuthEnv(fixture.readerUrl, { passwordLogin: true }),
+        AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      });
+
+      const dry = await cli(['app', 'update', app.clientId, '--remove-group', 'Directors', '--dry-run'], env);
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.deepEqual(await logoutJobs(server.app.database, { clientId: app.clientId }), []);
+      assert.equal((await introspect(server, app, carol.access_token)).body.active, true);
+
+      const done = await cli(['app', 'update', app.clientId, '--remove-group', 'Directors'], env);
+      assert.equal(done.code, 0, done.stderr);
+      const jobs = await logoutJobs(server.app.database, { clientId: app.clientId });
+      assert.deepEqual(
+        jobs.map((job) => [job.user_id, job.trigger]),
+        [[users.get('carol'), 'whitelist_changed']],
+      );
+      await server.app.logout.deliverDue();
+      assert.equal(receiver.tokens().length, 1);
+      const claims = await verifyLogoutToken(server, receiver.tokens()[0]!, {
+        clientId: app.clientId,
+        sub: String(users.get('carol')),
+        sid: 'present',
+      });
+      assert.equal(claims.sid, jobs[0]!.sid);
+      assert.equal((await introspect(server, app, carol.access_token)).body.active, false);
+      assert.equal((await introspect(server, app, alice.access_token)).body.active, true);
+      assert.match(dry.stdout, /users who signed in here and would lose access: 1\n/);
+    });
+  },
+);

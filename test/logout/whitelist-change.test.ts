@@ -1,0 +1,240 @@
+import assert from 'node:assert/strict';
+import { after, afterEach, before, describe, it } from 'node:test';
+import type { AuditRecord } from '../../src/audit/events.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { introspect } from '../helpers/flows.ts';
+import { Browser, REDIRECT_URI, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { logoutJobs } from './jobs.ts';
+import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+
+/**
+ * An operator narrows an application's whitelists: the users who signed in there and are no longer
+ * admitted get a back-channel logout (one per session, with its sid) and lose their codes, tokens and
+ * grant there, in the update's transaction, as a state or group change of their own would do.
+ */
+describe(`whitelist changes end access at the application (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  const receivers: RpReceiver[] = [];
+  const events: AuditRecord[] = [];
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] } });
+    server.app.audit.subscribe({ name: 'test', receive: (record) => void events.push(record) });
+    await server.app.directoryAdmin.createState('Member', 100, true);
+    await server.app.directoryAdmin.createState('Blue', 50, true);
+  });
+  after(async () => {
+    for (const receiver of receivers) await receiver.close();
+    await server.close();
+  });
+  afterEach(() => {
+    events.length = 0;
+  });
+
+  const env = () => testEnv(server.database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
+  const idTokenSid = (idToken: string) =>
+    (JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString()) as { sid?: string }).sid;
+
+  /** An app whitelisting Member and Blue, and a Member and a Blue user signed in there. */
+  async function signedInAtMemberAndBlue(name: string) {
+    const receiver = await startRpReceiver([200]);
+    receivers.push(receiver);
+    const app = await seedApp(server, {
+      name,
+      skipAuthorization: true,
+      states: ['Member', 'Blue'],
+      backchannelLogoutUri: receiver.url(),
+    });
+    const member = await seedUser(server, { state: 'Member' });
+    const blue = await seedUser(server, { state: 'Blue' });
+    const memberTokens = await holdTokensAt(server, new Browser(), app, member.username);
+    const blueTokens = await holdTokensAt(server, new Browser(), app, blue.username);
+    return { app, receiver, member, blue, memberTokens, blueTokens };
+  }
+
+  const active = async (app: { clientId: string; clientSecret: string | null }, token: string) => {
+    const response = await introspect(
+      server,
+      { clientId: app.clientId, clientSecret: app.clientSecret! },
+      token,
+    );
+    return response.body.active;
+  };
+
+  it('app update --dry-run changes nothing, and says how many users would lose the app', async () => {
+    const { app, blueTokens } = await signedInAtMemberAndBlue('Blue removed in a dry run');
+    const dry = await cli(['app', 'update', app.clientId, '--remove-state', 'Blue', '--dry-run'], env());
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /dry run, nothing written: would change states/);
+    assert.match(dry.stdout, /users who signed in here and would lose access: 1\n/);
+    assert.match(dry.stdout, /back-channel logouts that would be queued: 1\n/);
+    assert.deepEqual(
+      (await server.app.applications.findByClientId(app.clientId))!.states.sort(),
+      ['Blue', 'Member'],
+      'the whitelist unchanged',
+    );
+    assert.deepEqual(await logoutJobs(server.app.database, { clientId: app.clientId }), [], 'nothing queued');
+    assert.equal(await active(app, blueTokens.access_token), true, 'the dry run revoked nothing');
+    assert.equal(await active(app, blueTokens.refresh_token), true);
+  });
+
+  it('app update --remove-state logs the no longer admitted user out of that app, and only them', async () => {
+    const { app, receiver, member, blue, memberTokens, blueTokens } =
+      await signedInAtMemberAndBlue('Blue removed by the CLI');
+    const done = await cli(['app', 'update', app.clientId, '--remove-state', 'Blue'], env());
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(done.stdout, /updated application \S+: states\n/);
+
+    const jobs = await logoutJobs(server.app.database, { clientId: app.clientId });
+    assert.equal(jobs.length, 1, 'one logout: the Blue user’s one session');
+    assert.equal(jobs[0]!.user_id, blue.id);
+    assert.equal(jobs[0]!.trigger, 'whitelist_changed');
+    assert.equal(jobs[0]!.sid, idTokenSid(blueTokens.id_token));
+    assert.deepEqual(
+      await logoutJobs(server.app.database, { userId: member.id }),
+      [],
+      'the Member user untouched',
+    );
+
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.tokens().length, 1);
+    const claims = await verifyLogoutToken(server, receiver.tokens()[0]!, {
+      clientId: app.clientId,
+      sub: String(blue.id),
+      sid: 'present',
+    });
+    assert.equal(claims.sid, idTokenSid(blueTokens.id_token), 'the sid of the Blue user’s session');
+
+    assert.equal(
+      await active(app, blueTokens.access_token),
+      false,
+      'the Blue user’s access token is revoked',
+    );
+    assert.equal(await active(app, blueTokens.refresh_token), false, 'and their refresh token');
+    assert.equal(await active(app, memberTokens.access_token), true, 'the Member user keeps theirs');
+    assert.equal(await active(app, memberTokens.refresh_token), true);
+    assert.match(done.stdout, /users who signed in here and lost access: 1\n/);
+    const grants = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('user_id')
+      .where('model', '=', 'Grant')
+      .where('client_id', '=', app.clientId)
+      .execute();
+    assert.deepEqual(
+      grants.map((row) => Number(row.user_id)),
+      [member.id],
+      'the Blue user’s grant is gone, the Member’s kept',
+    );
+  });
+
+  it('whitelisting a state on an open application logs out those outside it', async () => {
+    const receiver = await startRpReceiver([200]);
+    receivers.push(receiver);
+    const app = await seedApp(server, {
+      name: 'Open to all',
+      skipAuthorization: true,
+      backchannelLogoutUri: receiver.url(),
+    });
+    const member = await seedUser(server, { state: 'Member' });
+    const blue = await seedUser(server, { state: 'Blue' });
+    const memberTokens = await holdTokensAt(server, new Browser(), app, member.username);
+    const blueTokens = await holdTokensAt(server, new Browser(), app, blue.username);
+    const done = await cli(['app', 'update', app.clientId, '--add-state', 'Member'], env());
+    assert.equal(done.code, 0, done.stderr);
+    const jobs = await logoutJobs(server.app.database, { clientId: app.clientId });
+    assert.deepEqual(
+      jobs.map((job) => [job.user_id, job.trigger]),
+      [[blue.id, 'whitelist_changed']],
+    );
+    assert.equal(await active(app, blueTokens.access_token), false);
+    assert.equal(await active(app, memberTokens.access_token), true);
+  });
+
+  it('narrowing a deactivated application sends nothing and revokes nothing', async () => {
+    const { app, blue, blueTokens } = await signedInAtMemberAndBlue('Switched off');
+    await server.app.applications.deactivate(app.clientId, 'test');
+    const done = await cli(['app', 'update', app.clientId, '--remove-state', 'Blue'], env());
+    assert.equal(done.code, 0, done.stderr);
+    assert.doesNotMatch(done.stdout, /lost access/);
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: blue.id }), []);
+    const live = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('user_id', '=', String(blue.id))
+      .where('client_id', '=', app.clientId)
+      .where('model', '=', 'AccessToken')
+      .where('revoked_at', 'is', null)
+      .execute();
+    assert.equal(live.length, 1, 'the token is left as deactivation leaves it');
+    await server.app.applications.activate(app.clientId, 'test');
+    assert.equal(
+      await active(app, blueTokens.access_token),
+      false,
+      'the policy refuses it once active again',
+    );
+  });
+
+  it('queues nothing when the new whitelists still admit everyone who signed in', async () => {
+    const { app, member, blue } = await signedInAtMemberAndBlue('Widened');
+    const done = await cli(
+      ['app', 'update', app.clientId, '--state', 'Blue', '--add-state', 'Member', '--name', 'Renamed'],
+      env(),
+    );
+    assert.equal(done.code, 0, done.stderr);
+    assert.doesNotMatch(done.stdout, /lost access/);
+    for (const user of [member, blue])
+      assert.deepEqual(await logoutJobs(server.app.database, { userId: user.id }), []);
+  });
+
+  it('the admin page’s edit ends the access of the users the new whitelists leave out', async () => {
+    const { app, receiver, member, blue, blueTokens } =
+      await signedInAtMemberAndBlue('Blue removed by the admin');
+    const operator = await seedUser(server, { superuser: true });
+    const browser = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
+    const url = `${server.origin}/admin/apps/${app.clientId}/edit`;
+    const form = await consoleGet(browser, url);
+    const saved = await consolePost(browser, url, form.csrf!, {
+      name: 'Blue removed by the admin',
+      redirect_uris: REDIRECT_URI,
+      grant_types: ['authorization_code', 'refresh_token'],
+      states: 'Member',
+      skip_authorization: 'on',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+      backchannel_logout_uri: receiver.url(),
+    });
+    assert.equal(saved.status, 303, saved.body);
+    assert.equal(saved.location, `/admin/apps/${app.clientId}?done=updated_access_ended`);
+    const shown = await consoleGet(browser, `${server.origin}${saved.location}`);
+    assert.match(shown.body, /whom the new whitelists no longer admit were signed out of it/);
+    assert.deepEqual((await server.app.applications.findByClientId(app.clientId))!.states, ['Member']);
+
+    const jobs = await logoutJobs(server.app.database, { clientId: app.clientId });
+    assert.deepEqual(
+      jobs.map((job) => [job.user_id, job.trigger, job.sid]),
+      [[blue.id, 'whitelist_changed', idTokenSid(blueTokens.id_token)]],
+    );
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: member.id }), []);
+    assert.equal(await active(app, blueTokens.access_token), false);
+    await server.app.audit.idle();
+    assert.ok(
+      events.some(
+        (event) =>
+          event.kind === 'logout_required' &&
+          event.user_id === blue.id &&
+          event.reason === 'whitelist_changed',
+      ),
+      'logout_required published after the commit',
+    );
+    assert.ok(
+      events.some(
+        (event) =>
+          event.kind === 'token_revoked' && event.user_id === blue.id && event.reason === 'policy_lost',
+      ),
+      'token_revoked (policy_lost) published',
+    );
+  });
+});
