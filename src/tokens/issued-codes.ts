@@ -422,7 +422,8 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 
 /**
  * SQLite, step 1's audit row as a statement of the consume's plan: from the code's row as the consume
- * left it (run only once the consume changed it).
+ * left it (run only once the consume changed it). Without token ids for step 1; with them for a held
+ * redemption (`redeemCode`), which writes the tokens in the same transaction.
  */
 const recordConsumedCode = precompiled(
   (
