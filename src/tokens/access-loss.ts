@@ -196,7 +196,7 @@ export function endAccessOnWhitelistChange(deps: {
   announce?: (loss: WhitelistLoss, unit: UnitOfWork) => Promise<void>;
 }): WhitelistChangeConsumer {
   return async ({ before, after }, unit) => {
-    if (!after.active) return;
+    if (!after.active || !mayDenyAnyone(before, after)) return;
     const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, after.clientId, unit.at);
     if (signedIn.size === 0) return;
     const judgedBefore = { ...before, active: true };
@@ -223,6 +223,20 @@ export function endAccessOnWhitelistChange(deps: {
       ),
     );
   };
+}
+
+/**
+ * Whether new whitelists can refuse anyone the old ones admitted: not when they are open (both
+ * empty), nor when they keep every state and group the old ones named (only widened). Then nobody
+ * is read, and the update's unit holds its write lock no longer than before.
+ */
+function mayDenyAnyone(before: Application, after: Application): boolean {
+  if (after.states.length === 0 && after.groups.length === 0) return false;
+  if (before.states.length === 0 && before.groups.length === 0) return true;
+  return (
+    before.states.some((name) => !after.states.includes(name)) ||
+    before.groups.some((name) => !after.groups.includes(name))
+  );
 }
 
 /** The client ids of the applications the user could use before the change and cannot after. */

@@ -189,6 +189,26 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
       assert.deepEqual(await logoutJobs(server.app.database, { userId: user.id }), []);
   });
 
+  it('widened whitelists read nobody: a widening holds the write lock no longer than before', async () => {
+    const { app } = await signedInAtMemberAndBlue('Widened');
+    await server.app.directoryAdmin.createState('Red', 10, true);
+    const directory = server.app.directory;
+    const original = directory.profilesByIds;
+    let reads = 0;
+    directory.profilesByIds = (ids, within) => {
+      reads += 1;
+      return original.call(directory, ids, within);
+    };
+    try {
+      await server.app.applications.update(app.clientId, { states: ['Member', 'Blue', 'Red'] }, 'test');
+      await server.app.applications.update(app.clientId, { states: [] }, 'test');
+    } finally {
+      directory.profilesByIds = original;
+    }
+    assert.equal(reads, 0, 'no profile read for whitelists that only widen');
+    assert.deepEqual(await logoutJobs(server.app.database, { clientId: app.clientId }), []);
+  });
+
   it('the admin page’s edit ends the access of the users the new whitelists leave out', async () => {
     const { app, receiver, member, blue, blueTokens } =
       await signedInAtMemberAndBlue('Blue removed by the admin');
