@@ -246,6 +246,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     closers.push(
       applications.onWhitelistChange(
         endAccessOnWhitelistChange({
+          db: database.db,
           directory,
           audit,
           logger: logger.child({ component: 'applications' }),

@@ -169,6 +169,13 @@ export function createApplicationService(
           changedFields,
         };
       }
+      // What the consumers read without a lock (a remote directory's profiles), before the unit.
+      const consumers = consumed ? [...whitelistConsumers] : [];
+      const prepared = await Promise.all(
+        consumers.map((consumer) =>
+          consumer.prepare({ before: current, after: preview(valid, current, by, now()) }),
+        ),
+      );
       // The new whitelists and what they take from users (revoked tokens, queued back-channel
       // logouts) commit together, in one unit of work; the consumers' notifications after it.
       const updated = await inUnitOfWork(
@@ -177,7 +184,8 @@ export function createApplicationService(
           if (!(await updateApplicationRow(unit.trx, valid, unit.at, whitelistsChanged))) return false;
           if (consumed) {
             const after = preview(valid, current, by, unit.at);
-            for (const consumer of whitelistConsumers) await consumer({ before: current, after }, unit);
+            for (const [index, consumer] of consumers.entries())
+              await consumer.inUnit({ before: current, after }, unit, prepared[index]);
           }
           return true;
         },

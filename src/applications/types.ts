@@ -143,11 +143,16 @@ export interface WhitelistChange {
 }
 
 /**
- * Runs inside the unit of work of an update that changed the whitelists, after the new ones were
- * written and before they commit: its writes commit with them (or roll back, a dry run's always),
- * its notifications belong in `unit.afterCommit`, and a throw refuses the update.
+ * What an update that changed the whitelists runs: `prepare` before its unit of work opens (reads
+ * that need no lock, such as a remote directory's profiles, so that the unit's write lock is not held
+ * across them; a throw refuses the update), then `inUnit` inside it with what `prepare` read, after
+ * the new whitelists were written and before they commit: its writes commit with them (or roll back,
+ * a dry run's always), its notifications belong in `unit.afterCommit`, and a throw refuses the update.
  */
-export type WhitelistChangeConsumer = (change: WhitelistChange, unit: UnitOfWork) => Promise<void>;
+export interface WhitelistChangeConsumer<Prepared = unknown> {
+  prepare(change: WhitelistChange): Promise<Prepared>;
+  inUnit(change: WhitelistChange, unit: UnitOfWork, prepared: Prepared): Promise<void>;
+}
 
 /**
  * A secret that already exists elsewhere (`aa-oidc import plugin-apps`): its SHA-256 digest, or the

@@ -1,11 +1,11 @@
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import { listApplications } from '../applications/store.ts';
-import type { Application, WhitelistChangeConsumer } from '../applications/types.ts';
+import type { Application, WhitelistChange, WhitelistChangeConsumer } from '../applications/types.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
-import type { ChangeConsumer, Directory, DirectoryChange } from '../directory/port.ts';
+import type { ChangeConsumer, Directory, DirectoryChange, UserProfile } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decide } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -190,17 +190,46 @@ export interface WhitelistLoss {
  * while the application was active.
  */
 export function endAccessOnWhitelistChange(deps: {
+  db: Kysely<Database>;
   directory: Pick<Directory, 'profilesByIds'>;
   audit: Pick<AuditBus, 'publish'>;
   logger?: Pick<Logger, 'info'>;
   announce?: (loss: WhitelistLoss, unit: UnitOfWork) => Promise<void>;
-}): WhitelistChangeConsumer {
-  return async ({ before, after }, unit) => {
-    if (!after.active || !mayDenyAnyone(before, after)) return;
-    const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, after.clientId, unit.at);
-    if (signedIn.size === 0) return;
+}): WhitelistChangeConsumer<Map<number, UserProfile>> {
+  /** Whether the change can end anyone's access (else nobody is read). */
+  const concerns = ({ before, after }: WhitelistChange) => after.active && mayDenyAnyone(before, after);
+  return {
+    // The users signed in at the application and their profiles, read before the update's write
+    // lock: a directory in another database (Alliance Auth) is not read while aa-oidc's is locked.
+    async prepare(change) {
+      if (!concerns(change)) return new Map<number, UserProfile>();
+      const { signedIn } = await usersSignedInAt(deps.db, change.after.clientId, Date.now());
+      const profiles = signedIn.size > 0 ? await deps.directory.profilesByIds([...signedIn]) : [];
+      return new Map(profiles.map((profile) => [profile.id, profile]));
+    },
+    async inUnit({ before, after }, unit, prepared) {
+      if (!concerns({ before, after })) return;
+      const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, after.clientId, unit.at);
+      if (signedIn.size === 0) return;
+      // Only those who signed in since `prepare` are read now (none, but for a sign-in in between).
+      const unread = [...signedIn].filter((userId) => !prepared.has(userId));
+      const profiles = [
+        ...[...signedIn].flatMap((userId) => prepared.get(userId) ?? []),
+        ...(unread.length > 0 ? await deps.directory.profilesByIds(unread, unit) : []),
+      ];
+      await endAccess(before, after, unit, profiles, holdingTokens);
+    },
+  };
+
+  async function endAccess(
+    before: Application,
+    after: Application,
+    unit: UnitOfWork,
+    profiles: readonly UserProfile[],
+    holdingTokens: ReadonlySet<number>,
+  ): Promise<void> {
     const judgedBefore = { ...before, active: true };
-    const userIds = (await deps.directory.profilesByIds([...signedIn], unit))
+    const userIds = profiles
       .filter(
         (profile) =>
           decide(profile, judgedBefore).outcome === 'allow' && decide(profile, after).outcome === 'deny',
@@ -222,7 +251,7 @@ export function endAccessOnWhitelistChange(deps: {
         'the whitelists of an application no longer admit users who signed in there: their access ended',
       ),
     );
-  };
+  }
 }
 
 /**

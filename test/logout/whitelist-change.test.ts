@@ -209,6 +209,25 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     assert.deepEqual(await logoutJobs(server.app.database, { clientId: app.clientId }), []);
   });
 
+  it('reads the profiles of those signed in before the update takes its write lock', async () => {
+    const { app, blue } = await signedInAtMemberAndBlue('Prepared');
+    const directory = server.app.directory;
+    const original = directory.profilesByIds;
+    const reads: Array<{ users: number; inTheUnit: boolean }> = [];
+    directory.profilesByIds = (ids, within) => {
+      reads.push({ users: ids.length, inTheUnit: within !== undefined });
+      return original.call(directory, ids, within);
+    };
+    try {
+      await server.app.applications.update(app.clientId, { states: ['Member'] }, 'test');
+    } finally {
+      directory.profilesByIds = original;
+    }
+    // A directory in another database (Alliance Auth) is then never read while aa-oidc's is locked.
+    assert.deepEqual(reads, [{ users: 2, inTheUnit: false }]);
+    assert.equal((await logoutJobs(server.app.database, { userId: blue.id })).length, 1, 'and Blue is out');
+  });
+
   it('the admin page’s edit ends the access of the users the new whitelists leave out', async () => {
     const { app, receiver, member, blue, blueTokens } =
       await signedInAtMemberAndBlue('Blue removed by the admin');
