@@ -11,16 +11,8 @@ import {
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
-import { authorizeParams, codeFrom, introspect, tokenRequest } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { introspect, login } from '../helpers/flows.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { logoutJobs } from '../logout/jobs.ts';
 import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 
@@ -50,22 +42,6 @@ await describeOnEachAllianceAuth(
       await fixture?.drop();
     });
 
-    async function signedIn(client: { clientId: string; clientSecret: string }, username: string) {
-      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
-        username,
-        password: FIXTURE_PASSWORD,
-      });
-      const exchanged = await tokenRequest(server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      return exchanged.body as { access_token: string; refresh_token: string; id_token: string };
-    }
-
     it('app update --remove-group Directors logs carol (Guest, Directors) out, alice (Member) keeps access', async () => {
       const users = new Map(expectedFixture().users.map((user) => [user.username, user.id]));
       const created = await seedApp(server, {
@@ -76,8 +52,10 @@ await describeOnEachAllianceAuth(
         backchannelLogoutUri: receiver.url(),
       });
       const app = { clientId: created.clientId, clientSecret: created.clientSecret! };
-      const alice = await signedIn(app, 'alice');
-      const carol = await signedIn(app, 'carol');
+      const signedIn = (username: string) =>
+        login(server, app, username, { scope: 'openid', password: FIXTURE_PASSWORD });
+      const alice = await signedIn('alice');
+      const carol = await signedIn('carol');
       const env = testEnv(server.database, {
         ...allianceAuthEnv(fixture.readerUrl, { passwordLogin: true }),
         AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
@@ -86,7 +64,7 @@ await describeOnEachAllianceAuth(
       const dry = await cli(['app', 'update', app.clientId, '--remove-group', 'Directors', '--dry-run'], env);
       assert.equal(dry.code, 0, dry.stderr);
       assert.deepEqual(await logoutJobs(server.app.database, { clientId: app.clientId }), []);
-      assert.equal((await introspect(server, app, carol.access_token)).body.active, true);
+      assert.equal((await introspect(server, app, carol.accessToken)).body.active, true);
 
       const done = await cli(['app', 'update', app.clientId, '--remove-group', 'Directors'], env);
       assert.equal(done.code, 0, done.stderr);
@@ -103,8 +81,8 @@ await describeOnEachAllianceAuth(
         sid: 'present',
       });
       assert.equal(claims.sid, jobs[0]!.sid);
-      assert.equal((await introspect(server, app, carol.access_token)).body.active, false);
-      assert.equal((await introspect(server, app, alice.access_token)).body.active, true);
+      assert.equal((await introspect(server, app, carol.accessToken)).body.active, false);
+      assert.equal((await introspect(server, app, alice.accessToken)).body.active, true);
       assert.match(dry.stdout, /users who signed in here and would lose access: 1\n/);
     });
   },

@@ -12,7 +12,13 @@ import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { asRoot, DROP_TO_NOBODY, unprivilegedCommand, whyNobodyCannotRun } from '../helpers/unprivileged.ts';
+import {
+  asRoot,
+  DROP_TO_NOBODY,
+  migratedSqliteEnv,
+  unprivilegedCommand,
+  whyNobodyCannotRun,
+} from '../helpers/unprivileged.ts';
 
 /** A loopback server that accepts connections and never says a word (a hung database). */
 async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
@@ -162,19 +168,7 @@ async function readOnlySqlite(folder: string): Promise<{ file: string; env: Node
   mkdirSync(dataDir);
   chmodSync(dataDir, 0o777);
   const file = path.join(dataDir, 'aa-oidc.sqlite');
-  const env = {
-    PATH: process.env.PATH,
-    NODE_ENV: 'development',
-    AA_OIDC_DATABASE_URL: `sqlite:${file}`,
-    AA_OIDC_DATA_DIR: dataDir,
-    AA_OIDC_SECRET_KEY: 'k'.repeat(32),
-    AA_OIDC_HOST: '127.0.0.1',
-    AA_OIDC_PORT: '0',
-    AA_OIDC_METRICS_ENABLED: 'false',
-    AA_OIDC_LOG_LEVEL: 'warn',
-  };
-  const migrated = await cli(['migrate'], env);
-  assert.equal(migrated.code, 0, migrated.stderr);
+  const env = await migratedSqliteEnv(file, dataDir);
   chmodSync(file, asRoot ? 0o644 : 0o444);
   return { file, env };
 }

@@ -1,6 +1,8 @@
+import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { AA_OIDC_BIN } from './child-process.ts';
+import { cli } from './cli.ts';
 
 /** Node's first act: become nobody (the node binary itself lives under /root, out of nobody's reach). */
 export const DROP_TO_NOBODY = '--import=data:text/javascript,process.setgid(65534);process.setuid(65534);';
@@ -25,4 +27,28 @@ export function whyNobodyCannotRun(): string | undefined {
 /** The arguments that run `aa-oidc ARGS` as a user file modes apply to (nobody, when run as root). */
 export function unprivilegedCommand(args: readonly string[]): string[] {
   return [...(asRoot ? [DROP_TO_NOBODY] : []), AA_OIDC_BIN, ...args];
+}
+
+/**
+ * The environment of a development aa-oidc on the SQLite `file` (its data in `dataDir`), on a free
+ * loopback port without metrics, once `aa-oidc migrate` has made the file (as this user).
+ */
+export async function migratedSqliteEnv(
+  file: string,
+  dataDir: string,
+): Promise<Record<string, string | undefined>> {
+  const env = {
+    PATH: process.env.PATH,
+    NODE_ENV: 'development',
+    AA_OIDC_DATABASE_URL: `sqlite:${file}`,
+    AA_OIDC_DATA_DIR: dataDir,
+    AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+    AA_OIDC_HOST: '127.0.0.1',
+    AA_OIDC_PORT: '0',
+    AA_OIDC_METRICS_ENABLED: 'false',
+    AA_OIDC_LOG_LEVEL: 'warn',
+  };
+  const migrated = await cli(['migrate'], env);
+  assert.equal(migrated.code, 0, migrated.stderr);
+  return env;
 }

@@ -4,10 +4,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Child, startChild } from '../helpers/child-process.ts';
-import { cli } from '../helpers/cli.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { asRoot, unprivilegedCommand, whyNobodyCannotRun } from '../helpers/unprivileged.ts';
+import {
+  asRoot,
+  migratedSqliteEnv,
+  unprivilegedCommand,
+  whyNobodyCannotRun,
+} from '../helpers/unprivileged.ts';
 
 describe('health endpoints', () => {
   let database: TestDatabase;
@@ -65,19 +69,7 @@ describe('/readyz on an SQLite file that stops taking writes', () => {
     async () => {
       chmodSync(folder, 0o777);
       const file = path.join(folder, 'aa-oidc.sqlite');
-      const env = {
-        PATH: process.env.PATH,
-        NODE_ENV: 'development',
-        AA_OIDC_DATABASE_URL: `sqlite:${file}`,
-        AA_OIDC_DATA_DIR: folder,
-        AA_OIDC_SECRET_KEY: 'k'.repeat(32),
-        AA_OIDC_HOST: '127.0.0.1',
-        AA_OIDC_PORT: '0',
-        AA_OIDC_METRICS_ENABLED: 'false',
-        AA_OIDC_LOG_LEVEL: 'warn',
-      };
-      const migrated = await cli(['migrate'], env);
-      assert.equal(migrated.code, 0, migrated.stderr);
+      const env = await migratedSqliteEnv(file, folder);
       const writable = asRoot ? 0o666 : 0o644;
       const readOnly = asRoot ? 0o644 : 0o444;
       chmodSync(file, writable);
