@@ -1,5 +1,6 @@
 import { ApplicationError } from '../applications/errors.ts';
 import { type Application } from '../applications/types.ts';
+import type { Consequence } from '../db/unit-of-work.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime, postButton } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
@@ -260,8 +261,10 @@ export function lifecycleRoutes(
       async handle(request) {
         const app = await load(request);
         if (!app) return;
-        await deps.applications.activate(app.clientId, adminActor(request));
-        request.seeOther(`${appPath(app.clientId)}?done=activated`);
+        const consequences: Consequence[] = [];
+        await deps.applications.activate(app.clientId, adminActor(request), { consequences });
+        const ended = consequences.some((consequence) => consequence.kind === 'access_lost');
+        request.seeOther(`${appPath(app.clientId)}?done=${ended ? 'activated_access_ended' : 'activated'}`);
       },
     },
   ];

@@ -22,6 +22,8 @@ export const DONE: Readonly<Record<string, string>> = {
     'Saved. The users who signed in here and whom the new whitelists no longer admit were signed out of it: their tokens here revoked, a back-channel logout queued.',
   unchanged: 'Nothing changed.',
   activated: 'The application is active again.',
+  activated_access_ended:
+    'The application is active again. The users who signed in here and whom it no longer admits (their state or groups changed, or its whitelists narrowed, while it was deactivated) were signed out of it: their tokens here revoked, a back-channel logout queued.',
   deactivated: 'The application is deactivated: it can do nothing until it is activated again.',
 };
 

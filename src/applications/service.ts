@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { conflict } from '../directory/errors.ts';
 import type { Directory } from '../directory/port.ts';
 import type { Config } from '../config/load.ts';
@@ -18,7 +18,7 @@ import {
   applicationsWhitelisting,
   renameWhitelisted,
   replaceImportedSecret,
-  setActive,
+  setActiveRow,
   setSecretDigest,
   updateApplicationRow,
 } from './store.ts';
@@ -32,6 +32,7 @@ import type {
   ApplicationService,
   BackchannelTargetCheck,
   ImportedSecret,
+  UpdateOptions,
   WhitelistChangeConsumer,
 } from './types.ts';
 import { type ValidApplication, type ValidationContext, validateApplicationInput } from './validate.ts';
@@ -160,43 +161,23 @@ export function createApplicationService(
         ([key]) => JSON.stringify(valid[key]) !== JSON.stringify(current[key]),
       ).map(([, field]) => field);
       const whitelistsChanged = changedFields.includes('states') || changedFields.includes('groups');
-      const consumed = whitelistsChanged && whitelistConsumers.size > 0;
-      // A dry run of new whitelists runs their consumers too (rolled back): it tells who would lose
-      // the application. Any other dry run reads only.
+      const consumed =
+        (whitelistsChanged || (valid.active && !current.active)) && whitelistConsumers.size > 0;
+      // A dry run of new whitelists (or of an activation) runs their consumers too (rolled back): it
+      // tells who would lose the application. Any other dry run reads only.
       if ((options.dryRun && !consumed) || changedFields.length === 0) {
         return {
           application: changedFields.length === 0 ? current : preview(valid, current, by, now()),
           changedFields,
         };
       }
-      // What the consumers read without a lock (a remote directory's profiles), before the unit.
-      const consumers = consumed ? [...whitelistConsumers] : [];
-      const prepared = await Promise.all(
-        consumers.map((consumer) =>
-          consumer.prepare({ before: current, after: preview(valid, current, by, now()) }),
-        ),
-      );
-      // The new whitelists and what they take from users (revoked tokens, queued back-channel
-      // logouts) commit together, in one unit of work; the consumers' notifications after it.
-      const updated = await inUnitOfWork(
-        db,
-        async (unit) => {
-          if (!(await updateApplicationRow(unit.trx, valid, unit.at, whitelistsChanged))) return false;
-          if (consumed) {
-            const after = preview(valid, current, by, unit.at);
-            for (const [index, consumer] of consumers.entries())
-              await consumer.inUnit({ before: current, after }, unit, prepared[index]);
-          }
-          return true;
-        },
-        {
-          dryRun: options.dryRun === true,
-          actor: by,
-          now,
-          onCallbackError: (error) =>
-            log.error({ err: error, clientId }, 'a notification after an application change failed'),
-          ...(options.consequences ? { consequences: options.consequences } : {}),
-        },
+      const updated = await writeAdmission(
+        current,
+        (at) => preview(valid, current, by, at),
+        consumed,
+        (trx, at) => updateApplicationRow(trx, valid, at, whitelistsChanged),
+        by,
+        options,
       );
       if (!updated) throw ApplicationError.notFound(clientId);
       if (options.dryRun) return { application: preview(valid, current, by, now()), changedFields };
@@ -223,9 +204,8 @@ export function createApplicationService(
       return { clientSecret };
     },
 
-    deactivate: (clientId, actor, options = {}) =>
-      switchActive(clientId, false, actor, options.dryRun === true),
-    activate: (clientId, actor, options = {}) => switchActive(clientId, true, actor, options.dryRun === true),
+    deactivate: (clientId, actor, options = {}) => switchActive(clientId, false, actor, options),
+    activate: (clientId, actor, options = {}) => switchActive(clientId, true, actor, options),
 
     findByClientId,
 
@@ -306,17 +286,71 @@ export function createApplicationService(
     },
   };
 
+  /**
+   * Writes a change to an application (`write`, in a unit of work) and, when it may admit fewer users
+   * than before (`consumed`: new whitelists, or the application activated), runs the consumers
+   * subscribed with `onWhitelistChange` on it: `prepare` before the unit opens (what they read
+   * without a lock), `inUnit` after the write, so that what they take from users commits with it. A
+   * dry run's unit is rolled back. False when the application is gone.
+   */
+  async function writeAdmission(
+    current: Application,
+    after: (at: number) => Application,
+    consumed: boolean,
+    write: (trx: Transaction<Database>, at: number) => Promise<boolean>,
+    actor: string,
+    options: UpdateOptions,
+  ): Promise<boolean> {
+    const consumers = consumed ? [...whitelistConsumers] : [];
+    const prepared = await Promise.all(
+      consumers.map((consumer) => consumer.prepare({ before: current, after: after(now()) })),
+    );
+    return inUnitOfWork(
+      db,
+      async (unit) => {
+        if (!(await write(unit.trx, unit.at))) return false;
+        const change = { before: current, after: after(unit.at) };
+        for (const [index, consumer] of consumers.entries())
+          await consumer.inUnit(change, unit, prepared[index]);
+        return true;
+      },
+      {
+        dryRun: options.dryRun === true,
+        actor,
+        now,
+        onCallbackError: (error) =>
+          log.error(
+            { err: error, clientId: current.clientId },
+            'a notification after an application change failed',
+          ),
+        ...(options.consequences ? { consequences: options.consequences } : {}),
+      },
+    );
+  }
+
   async function switchActive(
     clientId: string,
     active: boolean,
     actor: Actor,
-    dryRun: boolean,
+    options: UpdateOptions,
   ): Promise<Application> {
     const by = checkActor(actor);
     const current = await existing(clientId);
     if (current.active === active) return current;
-    if (dryRun) return { ...current, active };
-    if (!(await setActive(db, clientId, active, now()))) throw ApplicationError.notFound(clientId);
+    // Activated, it admits again whoever its whitelists admit now: those who lost it meanwhile (a
+    // state or group change, narrower whitelists while it was off) lose their tokens there now.
+    const consumed = active && whitelistConsumers.size > 0;
+    if (options.dryRun && !consumed) return { ...current, active };
+    const written = await writeAdmission(
+      current,
+      (at) => ({ ...current, active, updatedAt: at }),
+      consumed,
+      (trx, at) => setActiveRow(trx, clientId, active, at),
+      by,
+      options,
+    );
+    if (!written) throw ApplicationError.notFound(clientId);
+    if (options.dryRun) return { ...current, active };
     const application = await existing(clientId);
     notify({
       clientId,

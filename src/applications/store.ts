@@ -304,19 +304,21 @@ export function replaceImportedSecret(
   );
 }
 
-export function setActive(
-  db: Kysely<Database>,
+/** Switches an application on or off inside `trx`; false when it does not exist. */
+export async function setActiveRow(
+  trx: Transaction<Database>,
   clientId: string,
   active: boolean,
   now: number,
 ): Promise<boolean> {
-  return updateRaisingEpoch(db, (trx) =>
-    trx
-      .updateTable('application')
-      .set({ active: flag(active), updated_at: now })
-      .where('client_id', '=', clientId)
-      .executeTakeFirstOrThrow(),
-  );
+  const result = await trx
+    .updateTable('application')
+    .set({ active: flag(active), updated_at: now })
+    .where('client_id', '=', clientId)
+    .executeTakeFirst();
+  const updated = Number(result.numUpdatedRows) === 1;
+  if (updated) await raiseChangeEpoch(trx);
+  return updated;
 }
 
 /** How many applications there are (the backup report). */

@@ -136,18 +136,22 @@ export interface UpdateOptions extends WriteOptions {
   consequences?: Consequence[];
 }
 
-/** An update that changed an application's whitelists: the application on each side of it. */
+/**
+ * A change that may leave an application admitting fewer users (new whitelists, or the application
+ * activated): the application on each side of it.
+ */
 export interface WhitelistChange {
   before: Application;
   after: Application;
 }
 
 /**
- * What an update that changed the whitelists runs: `prepare` before its unit of work opens (reads
- * that need no lock, such as a remote directory's profiles, so that the unit's write lock is not held
- * across them; a throw refuses the update), then `inUnit` inside it with what `prepare` read, after
- * the new whitelists were written and before they commit: its writes commit with them (or roll back,
- * a dry run's always), its notifications belong in `unit.afterCommit`, and a throw refuses the update.
+ * What an update that changed the whitelists (or an activation) runs: `prepare` before its unit of
+ * work opens (reads that need no lock, such as a remote directory's profiles, so that the unit's
+ * write lock is not held across them; a throw refuses the change), then `inUnit` inside it with what
+ * `prepare` read, after the application was written and before it commits: its writes commit with it
+ * (or roll back, a dry run's always), its notifications belong in `unit.afterCommit`, and a throw
+ * refuses the change.
  */
 export interface WhitelistChangeConsumer<Prepared = unknown> {
   prepare(change: WhitelistChange): Promise<Prepared>;
@@ -197,7 +201,11 @@ export interface ApplicationService {
     options?: WriteOptions,
   ): Promise<{ clientSecret: string | null }>;
   deactivate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
-  activate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
+  /**
+   * Activated, the application admits again whoever its whitelists admit now: the consumers
+   * (`onWhitelistChange`) run in its unit of work as for new whitelists, a dry run's too.
+   */
+  activate(clientId: string, actor: Actor, options?: UpdateOptions): Promise<Application>;
   /**
    * Client authentication with a secret imported as a Django PBKDF2 hash: true when `presented`
    * matches it, and then the hash is replaced by the presented secret's SHA-256 digest, so that
@@ -211,8 +219,8 @@ export interface ApplicationService {
   /** Subscribes to committed changes; returns the unsubscribe function. */
   onChange(listener: ApplicationChangeListener): () => void;
   /**
-   * Adds a consumer of whitelist changes, run in the update's own unit of work (the users the new
-   * whitelists no longer admit lose the application there); returns the function that removes it.
+   * Adds a consumer of whitelist changes and activations, run in the change's own unit of work (the
+   * users the application no longer admits lose it there); returns the function that removes it.
    */
   onWhitelistChange(consumer: WhitelistChangeConsumer): () => void;
   /**

@@ -46,6 +46,11 @@ export type LogoutReason =
   | 'groups_changed'
   /** The application's whitelists changed so that they no longer admit the user. */
   | 'whitelist_changed'
+  /**
+   * The application was activated and no longer admits the user (who lost it while it was
+   * deactivated: a deactivated application hears of no state or group change).
+   */
+  | 'application_activated'
   | 'user_deleted'
   | 'admin_test';
 

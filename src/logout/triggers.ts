@@ -241,13 +241,13 @@ export function createLogoutTriggers(deps: {
   };
 
   /**
-   * An application's new whitelists no longer admit these users (`whitelist_changed`): one logout
-   * per session of each user who holds tokens there, from two queries for all of them (their
-   * sessions, then the jobs), reported and published once the update committed.
+   * An application no longer admits these users (its whitelists narrowed, `whitelist_changed`, or it
+   * was activated after they lost it, `application_activated`): one logout per session of each user
+   * who holds tokens there, from two queries for all of them (their sessions, then the jobs),
+   * reported and published once the change committed.
    */
   const onWhitelistLoss: LogoutService['onWhitelistLoss'] = async (loss, unit) => {
-    const reason: LogoutReason = 'whitelist_changed';
-    const app = loss.application;
+    const { reason, application: app } = loss;
     if (loss.holdingTokens.length === 0 || !receivesLogout(app, reason)) return;
     const sessions = await selectSessionsOfUsers(unit.trx, loss.holdingTokens, unit.at);
     const jobs = loss.holdingTokens.flatMap((userId) =>

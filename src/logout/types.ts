@@ -106,9 +106,10 @@ export interface LogoutService {
    */
   onDirectoryChange: ChangeConsumer;
   /**
-   * An application's whitelists narrowed (src/tokens/access-loss.ts `endAccessOnWhitelistChange`):
-   * queues `whitelist_changed` logouts to it for the users it no longer admits who hold tokens there,
-   * in the update's unit of work, before their tokens are revoked; publishes them once it committed.
+   * An application no longer admits users who signed in there (src/tokens/access-loss.ts
+   * `endAccessOnWhitelistChange`: its whitelists narrowed, or it was activated): queues the loss's
+   * logouts (`whitelist_changed`, `application_activated`) to it for those who hold tokens there, in
+   * the change's unit of work, before their tokens are revoked; publishes them once it committed.
    */
   onWhitelistLoss(loss: WhitelistLoss, unit: UnitOfWork): Promise<void>;
   /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */

@@ -164,30 +164,34 @@ async function revokeLostApplications(
 }
 
 /**
- * The users an application's new whitelists no longer admit: who must hear of it and what they
- * lose. `application` is the application as the update leaves it; `holdingTokens` are those of
- * the users who hold live access or refresh tokens there (whom a back-channel logout goes to).
+ * The users an application no longer admits (its whitelists narrowed, or it was activated after
+ * they lost it): who must hear of it and what they lose. `application` is the application as the
+ * change leaves it; `holdingTokens` are those of the users who hold live access or refresh tokens
+ * there (whom a back-channel logout goes to); `reason` is the logout's.
  */
 export interface WhitelistLoss {
   application: Application;
   userIds: readonly number[];
   holdingTokens: readonly number[];
+  reason: 'whitelist_changed' | 'application_activated';
 }
 
 /**
- * An application's whitelists narrowed (`aa-oidc app update`, the admin UI's edit): each user who
- * holds a live code, token or grant there, whom the old whitelists admitted and the new ones do not,
- * loses it as a state or group change would take it: `announce` first (back-channel logout, which
- * still reads their tokens and sessions), then their codes and tokens there revoked (`policy_lost`)
- * and their grant deleted, all in the update's unit of work. Whoever never signed in there has
- * nothing to lose; the policy refuses them at their next request anyway.
+ * An application that may admit fewer users than before: its whitelists narrowed (`aa-oidc app
+ * update`, the admin UI's edit), or it was activated (a deactivated application hears of no state or
+ * group change, so whoever lost it meanwhile still holds what they had there). Each user who holds a
+ * live code, token or grant there and whom it does not admit now loses it as a state or group change
+ * would take it: `announce` first (back-channel logout, which still reads their tokens and sessions),
+ * then their codes and tokens there revoked (`policy_lost`) and their grant deleted, all in the
+ * change's unit of work. Whoever never signed in there has nothing to lose; the policy refuses them
+ * at their next request anyway. Judged by the application as it is now only, not by what it admitted
+ * before: a user of a remote directory (Alliance Auth) whose state changed but was not yet read is
+ * judged by the new state, which the old whitelists may not have admitted either.
  *
  * A few statements whatever the number of users: one for who holds what at the application, one
- * directory read of their profiles (in the unit's transaction for the built-in directory), and the
- * revocation a few hundred users at a time. As for a state or group change, only an active
- * application counts: a deactivated one can do nothing and receives no logout (its tokens come back
- * with it, and the policy judges them then); the old whitelists are judged as they admitted people
- * while the application was active.
+ * directory read of their profiles, and the revocation a few hundred users at a time. Nothing while
+ * the application stays deactivated (it can do nothing and receives no logout: it is judged when
+ * activated), nor for whitelists only widened (nobody is then read).
  */
 export function endAccessOnWhitelistChange(deps: {
   db: Kysely<Database>;
@@ -197,7 +201,8 @@ export function endAccessOnWhitelistChange(deps: {
   announce?: (loss: WhitelistLoss, unit: UnitOfWork) => Promise<void>;
 }): WhitelistChangeConsumer<Map<number, UserProfile>> {
   /** Whether the change can end anyone's access (else nobody is read). */
-  const concerns = ({ before, after }: WhitelistChange) => after.active && mayDenyAnyone(before, after);
+  const concerns = ({ before, after }: WhitelistChange) =>
+    after.active && (!before.active || mayDenyAnyone(before, after));
   return {
     // The users signed in at the application and their profiles, read before the update's write
     // lock: a directory in another database (Alliance Auth) is not read while aa-oidc's is locked.
@@ -207,9 +212,9 @@ export function endAccessOnWhitelistChange(deps: {
       const profiles = signedIn.size > 0 ? await deps.directory.profilesByIds([...signedIn]) : [];
       return new Map(profiles.map((profile) => [profile.id, profile]));
     },
-    async inUnit({ before, after }, unit, prepared) {
-      if (!concerns({ before, after })) return;
-      const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, after.clientId, unit.at);
+    async inUnit(change, unit, prepared) {
+      if (!concerns(change)) return;
+      const { signedIn, holdingTokens } = await usersSignedInAt(unit.trx, change.after.clientId, unit.at);
       if (signedIn.size === 0) return;
       // Only those who signed in since `prepare` are read now (none, but for a sign-in in between).
       const unread = [...signedIn].filter((userId) => !prepared.has(userId));
@@ -217,29 +222,30 @@ export function endAccessOnWhitelistChange(deps: {
         ...[...signedIn].flatMap((userId) => prepared.get(userId) ?? []),
         ...(unread.length > 0 ? await deps.directory.profilesByIds(unread, unit) : []),
       ];
-      await endAccess(before, after, unit, profiles, holdingTokens);
+      await endAccess(change, unit, profiles, holdingTokens);
     },
   };
 
   async function endAccess(
-    before: Application,
-    after: Application,
+    { before, after }: WhitelistChange,
     unit: UnitOfWork,
     profiles: readonly UserProfile[],
     holdingTokens: ReadonlySet<number>,
   ): Promise<void> {
-    const judgedBefore = { ...before, active: true };
     const userIds = profiles
-      .filter(
-        (profile) =>
-          decide(profile, judgedBefore).outcome === 'allow' && decide(profile, after).outcome === 'deny',
-      )
+      .filter((profile) => decide(profile, after).outcome === 'deny')
       .map((profile) => profile.id)
       .sort((a, b) => a - b);
     if (userIds.length === 0) return;
     for (const userId of userIds) unit.report({ kind: 'access_lost', userId, clientId: after.clientId });
+    const reason = before.active ? 'whitelist_changed' : 'application_activated';
     await deps.announce?.(
-      { application: after, userIds, holdingTokens: userIds.filter((userId) => holdingTokens.has(userId)) },
+      {
+        application: after,
+        userIds,
+        holdingTokens: userIds.filter((userId) => holdingTokens.has(userId)),
+        reason,
+      },
       unit,
     );
     const revoked = await revokeLostApplications(unit, deps.audit, [
@@ -247,8 +253,10 @@ export function endAccessOnWhitelistChange(deps: {
     ]);
     unit.afterCommit(() =>
       deps.logger?.info(
-        { client_id: after.clientId, users: userIds.length, revoked, actor: unit.actor },
-        'the whitelists of an application no longer admit users who signed in there: their access ended',
+        { client_id: after.clientId, users: userIds.length, revoked, reason, actor: unit.actor },
+        before.active
+          ? 'the whitelists of an application no longer admit users who signed in there: their access ended'
+          : 'an application activated no longer admits users who signed in there before: their access ended',
       ),
     );
   }

@@ -85,5 +85,37 @@ await describeOnEachAllianceAuth(
       assert.equal((await introspect(server, app, alice.accessToken)).body.active, true);
       assert.match(dry.stdout, /users who signed in here and would lose access: 1\n/);
     });
+
+    it('narrowing judges by the state Alliance Auth has now: alice, made Guest there and not yet read, is logged out', async () => {
+      const aliceId = expectedFixture().users.find((user) => user.username === 'alice')!.id;
+      const created = await seedApp(server, {
+        name: 'Members only',
+        skipAuthorization: true,
+        states: ['Member'],
+        backchannelLogoutUri: receiver.url(),
+      });
+      const app = { clientId: created.clientId, clientSecret: created.clientSecret! };
+      const alice = await login(server, app, 'alice', { scope: 'openid', password: FIXTURE_PASSWORD });
+      // AA makes alice a Guest; aa-oidc polls hourly here, so it has not read that yet. When it does,
+      // it judges by the whitelists then (Blue only), which deny Member as well: no state change
+      // would tell the application.
+      await fixture.run('UPDATE authentication_userprofile SET state_id = ? WHERE user_id = ?', [1, aliceId]);
+      try {
+        await server.app.applications.update(app.clientId, { states: ['Blue'] }, 'test');
+        assert.deepEqual(
+          (await logoutJobs(server.app.database, { clientId: app.clientId })).map((job) => [
+            job.user_id,
+            job.trigger,
+          ]),
+          [[aliceId, 'whitelist_changed']],
+        );
+        assert.equal((await introspect(server, app, alice.accessToken)).body.active, false);
+      } finally {
+        await fixture.run('UPDATE authentication_userprofile SET state_id = ? WHERE user_id = ?', [
+          2,
+          aliceId,
+        ]);
+      }
+    });
   },
 );

@@ -153,8 +153,9 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     assert.equal(await active(app, memberTokens.access_token), true);
   });
 
-  it('narrowing a deactivated application sends nothing and revokes nothing', async () => {
-    const { app, blue, blueTokens } = await signedInAtMemberAndBlue('Switched off');
+  it('narrowing a deactivated application ends nothing until it is activated: then those it leaves out', async () => {
+    const { app, receiver, member, blue, memberTokens, blueTokens } =
+      await signedInAtMemberAndBlue('Switched off');
     await server.app.applications.deactivate(app.clientId, 'test');
     const done = await cli(['app', 'update', app.clientId, '--remove-state', 'Blue'], env());
     assert.equal(done.code, 0, done.stderr);
@@ -169,11 +170,92 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
       .where('revoked_at', 'is', null)
       .execute();
     assert.equal(live.length, 1, 'the token is left as deactivation leaves it');
-    await server.app.applications.activate(app.clientId, 'test');
-    assert.equal(
-      await active(app, blueTokens.access_token),
-      false,
-      'the policy refuses it once active again',
+
+    const dry = await cli(['app', 'activate', app.clientId, '--dry-run'], env());
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /would be activated\n {2}users who signed in here and would lose access: 1\n/);
+    assert.match(dry.stdout, /back-channel logouts that would be queued: 1\n/);
+    assert.equal((await server.app.applications.findByClientId(app.clientId))!.active, false);
+    assert.deepEqual(
+      await logoutJobs(server.app.database, { userId: blue.id }),
+      [],
+      'the dry run queued nothing',
+    );
+
+    const activated = await cli(['app', 'activate', app.clientId], env());
+    assert.equal(activated.code, 0, activated.stderr);
+    assert.match(activated.stdout, /activated\n {2}users who signed in here and lost access: 1\n/);
+    const jobs = await logoutJobs(server.app.database, { clientId: app.clientId });
+    assert.deepEqual(
+      jobs.map((job) => [job.user_id, job.trigger, job.sid]),
+      [[blue.id, 'application_activated', idTokenSid(blueTokens.id_token)]],
+      'the Blue user’s session at the application is told',
+    );
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.tokens().length, 1);
+    await verifyLogoutToken(server, receiver.tokens()[0]!, {
+      clientId: app.clientId,
+      sub: String(blue.id),
+      sid: 'present',
+    });
+    assert.equal(await active(app, blueTokens.refresh_token), false, 'and their refresh token revoked');
+    assert.equal(await active(app, memberTokens.access_token), true, 'the Member user keeps theirs');
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: member.id }), []);
+  });
+
+  it('activating an application logs out whom a state change took it from while it was off', async () => {
+    const { app, member, blue, memberTokens } = await signedInAtMemberAndBlue('Maintenance');
+    await server.app.applications.deactivate(app.clientId, 'test');
+    await server.app.directoryAdmin.createState('Guest', 20, true);
+    await server.app.directoryAdmin.setState({ id: blue.id }, 'Guest');
+    assert.deepEqual(
+      await logoutJobs(server.app.database, { userId: blue.id }),
+      [],
+      'a deactivated application hears of no state change',
+    );
+
+    // The admin page's activation, which says what it did.
+    const operator = await seedUser(server, { superuser: true });
+    const browser = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
+    const page = await consoleGet(browser, `${server.origin}/admin/apps/${app.clientId}`);
+    const activated = await consolePost(
+      browser,
+      `${server.origin}/admin/apps/${app.clientId}/activate`,
+      page.csrf!,
+    );
+    assert.equal(activated.status, 303, activated.body);
+    assert.equal(activated.location, `/admin/apps/${app.clientId}?done=activated_access_ended`);
+    const shown = await consoleGet(browser, `${server.origin}${activated.location}`);
+    assert.match(shown.body, /whom it no longer admits .* were signed out of it/);
+    assert.deepEqual(
+      (await logoutJobs(server.app.database, { clientId: app.clientId })).map((job) => [
+        job.user_id,
+        job.trigger,
+      ]),
+      [[blue.id, 'application_activated']],
+    );
+    const blueRows = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select(['model', 'revoked_reason'])
+      .where('user_id', '=', String(blue.id))
+      .where('client_id', '=', app.clientId)
+      .where('model', 'in', ['AccessToken', 'RefreshToken'])
+      .execute();
+    assert.deepEqual(
+      blueRows.map((row) => row.revoked_reason),
+      blueRows.map(() => 'policy_lost'),
+      'the tokens of the user who lost it are revoked',
+    );
+    assert.equal(await active(app, memberTokens.access_token), true, 'the Member user keeps theirs');
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: member.id }), []);
+    await server.app.audit.idle();
+    assert.ok(
+      events.some(
+        (event) =>
+          event.kind === 'logout_required' &&
+          event.user_id === blue.id &&
+          event.reason === 'application_activated',
+      ),
     );
   });
 

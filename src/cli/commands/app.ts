@@ -46,8 +46,8 @@ is. The client type and client_id cannot be changed. The whole result is validat
 `;
 
 /**
- * What new whitelists take from the users who signed in at the application: nothing printed when
- * they take nothing; a dry run says what would happen.
+ * What new whitelists (or an activation) take from the users who signed in at the application:
+ * nothing printed when they take nothing; a dry run says what would happen.
  */
 function accessLossLines(consequences: readonly Consequence[], dryRun: boolean): string[] {
   const users = new Set<number>();
@@ -224,24 +224,27 @@ export function registerApp(program: Command, io: CliIo): void {
       .command(command)
       .description(
         active
-          ? 'allow a deactivated application again'
+          ? 'allow a deactivated application again; whoever signed in there and is no longer admitted is logged out of it'
           : 'switch an application off: no authorize, no token, no introspection, no logout delivery',
       )
       .argument('<client_id>', 'the application')
       .addOption(dryRunOption())
       .action(async (clientId: string, options: { dryRun?: boolean }) => {
         const verb = active ? 'activated' : 'deactivated';
+        const dryRun = options.dryRun === true;
+        const consequences: Consequence[] = [];
         const message = await withApplications(io, async (service) => {
           const before = await service.findByClientId(clientId);
           if (before === undefined) throw ApplicationError.notFound(clientId);
           if (before.active === active) return `application ${clientId} is already ${verb}; nothing to do\n`;
-          const dryRun = options.dryRun === true;
-          await (active ? service.activate : service.deactivate)(clientId, cliActor(io), { dryRun });
+          if (active) await service.activate(clientId, cliActor(io), { dryRun, consequences });
+          else await service.deactivate(clientId, cliActor(io), { dryRun });
           return dryRun
             ? `dry run, nothing written: application ${clientId} would be ${verb}\n`
             : `application ${clientId} ${verb}\n`;
         });
         io.stdout.write(message);
+        for (const line of accessLossLines(consequences, dryRun)) io.stdout.write(`${line}\n`);
       });
   }
 }
