@@ -210,9 +210,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
         ownCodes,
       }),
     );
-    provider.proxy = config.trustProxy;
-    // The client address is the entry the trusted proxies appended, counted from the right.
-    provider.maxIpsCount = config.trustedProxyHops;
+    // No proxy settings of its own: its middleware runs on the app's Koa context (mount.ts), whose
+    // `proxy` and `maxIpsCount` (src/app.ts) say which forwarded headers count.
     installDigestSecretComparison(provider, deps.applications);
     findClientsByMetadataObject(provider);
     installAccessTokenHash(provider);
