@@ -1,4 +1,5 @@
 import type { DatabaseTarget } from '../config/load.ts';
+import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
 
 /**
  * The database cannot be used now: it refused or timed out a connection, or its file cannot be
@@ -164,6 +165,12 @@ export function explainSqliteOpenError(error: unknown): string {
       return `${text}; restore it from a backup (aa-oidc backup)`;
     case 'SQLITE_FULL':
       return `${text}; free some disk space`;
+    case 'SQLITE_BUSY':
+      return (
+        `${text}: another process held its write lock longer than ${BUSY_TIMEOUT_MS / 1000} s (another aa-oidc ` +
+        'serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction); let it ' +
+        'finish or stop it, then start again'
+      );
   }
   if (typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
     return `${text}; this user needs write access to the file and to its folder`;

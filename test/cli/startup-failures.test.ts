@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import Sqlite from 'better-sqlite3';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -113,6 +114,25 @@ describe('a database that cannot be used stops a command with a message saying w
       message,
       `cannot open the SQLite file ${file}: file is not a database; the file is not an SQLite database`,
     );
+  });
+
+  it('says what may hold the write lock of an SQLite file another process keeps locked', async () => {
+    const file = path.join(folder, 'locked.sqlite');
+    const env = await migratedSqliteEnv(file, path.join(folder, 'locked-data'));
+    const holder = new Sqlite(file);
+    holder.exec('begin immediate');
+    try {
+      const serve = await runToEnd(process.execPath, [AA_OIDC_BIN, 'serve'], { env });
+      assert.equal(serve.code, 1, serve.stdout);
+      assert.equal(
+        serve.stderr,
+        `aa-oidc: cannot open the SQLite file ${file} (AA_OIDC_DATABASE_URL): database is locked: another ` +
+          'process held its write lock longer than 5 s (another aa-oidc serve, worker or migrate on this ' +
+          'file, a backup, an sqlite3 shell inside a transaction); let it finish or stop it, then start again\n',
+      );
+    } finally {
+      holder.close();
+    }
   });
 
   it('names the SQLite file whose folder cannot be made', async () => {
