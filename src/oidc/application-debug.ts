@@ -57,7 +57,17 @@ interface Prompt {
   reasons?: unknown;
 }
 
-export function logApplicationDebug(provider: Provider, log: Logger): void {
+/**
+ * Logs the steps of debugged applications' requests. The provider tells of a code exchange's or a
+ * refresh's `grant.success` before its tokens are written (code-exchange.ts): it is logged once they
+ * are (`onceTokensStored`), so that a request whose write is refused (then `grant.error`) or fails
+ * logs no success.
+ */
+export function logApplicationDebug(
+  provider: Provider,
+  log: Logger,
+  onceTokensStored: () => Array<() => void> | undefined = () => undefined,
+): void {
   // The events' listeners differ in their second argument (an error, a prompt, none): one listener
   // takes them all.
   const on = provider.on.bind(provider) as unknown as (
@@ -77,18 +87,20 @@ export function logApplicationDebug(provider: Provider, log: Logger): void {
       }
       const error = event.endsWith('.error') ? detail : undefined;
       const prompt = event === 'interaction.started' ? detail : undefined;
-      requestLog(ctx as unknown as Koa.Context, log).info(
-        {
-          app_debug: event,
-          client_id: oidc?.client?.clientId,
-          route: oidc?.route,
-          params: shown,
-          ...(oidc?.session?.accountId ? { user_id: oidc.session.accountId } : {}),
-          ...(error ? { error: error.error, error_description: error.error_description } : {}),
-          ...(prompt ? { prompt: prompt.name, reasons: prompt.reasons } : {}),
-        },
-        `application debug: ${event}`,
-      );
+      const line = {
+        app_debug: event,
+        client_id: oidc?.client?.clientId,
+        route: oidc?.route,
+        params: shown,
+        ...(oidc?.session?.accountId ? { user_id: oidc.session.accountId } : {}),
+        ...(error ? { error: error.error, error_description: error.error_description } : {}),
+        ...(prompt ? { prompt: prompt.name, reasons: prompt.reasons } : {}),
+      };
+      const logLine = () =>
+        requestLog(ctx as unknown as Koa.Context, log).info(line, `application debug: ${event}`);
+      const held = event === 'grant.success' ? onceTokensStored() : undefined;
+      if (held) held.push(logLine);
+      else logLine();
     });
   }
 }

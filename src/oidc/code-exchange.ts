@@ -35,7 +35,9 @@ import { RequestMemo } from './request-memo.ts';
  * redemption (own-codes.ts), so that it does not read them back; tokens written revoked are not.
  *
  * What tells others of a held token (its `token_issued` event and count, token-events.ts) waits for
- * its write too (`onceTokensStored`): a token whose write failed was never issued.
+ * its write too (`onceTokensStored`): a token whose write failed was never issued. What tells of the
+ * held consume (a rotated refresh token's `token_revoked`) waits for the consume's write
+ * (`onceConsumed`): with the tokens, or alone when the provider refused the request after it.
  *
  * The codes and tokens the provider revokes itself when it finds the presented code consumed (its grant
  * revocation, through the adapter) are told of (`token_revoked`) by the judgement of the same request,
@@ -53,6 +55,12 @@ export interface CodeExchangeHooks {
    * to. Otherwise undefined: its tokens are stored by the time the provider tells of them.
    */
   onceTokensStored(): Array<() => void> | undefined;
+  /**
+   * When the current request holds back the consume of the code or refresh token it presented: what
+   * runs once that consume is written, with the tokens or alone (never, if it is not written: a write
+   * that failed, or a code or token consumed or revoked meanwhile, told of by what did that).
+   */
+  onceConsumed(): Array<() => void> | undefined;
 }
 
 interface CodeExchange {
@@ -63,6 +71,8 @@ interface CodeExchange {
   consumedHere: boolean;
   /** What waits for the held tokens to be stored (`onceTokensStored`). */
   onceStored: Array<() => void> | undefined;
+  /** What waits for the held consume to be written (`onceConsumed`). */
+  onceConsumed: Array<() => void> | undefined;
 }
 
 const DEFERRED_MODELS = new Set(['AccessToken', 'RefreshToken']);
@@ -167,6 +177,7 @@ export function codeExchangeHooks(
       return;
     }
     if (live) ownCodes?.wrote(exchange.rows, now());
+    if (exchange.onceConsumed) for (const tell of exchange.onceConsumed) tell();
     if (exchange.onceStored) for (const tell of exchange.onceStored) tell();
   }
 
@@ -177,6 +188,12 @@ export function codeExchangeHooks(
     return (exchange.onceStored ??= []);
   }
 
+  function onceConsumed(): Array<() => void> | undefined {
+    const exchange = exchanges.peek(currentRequest(), 'exchange');
+    if (!exchange?.held) return undefined;
+    return (exchange.onceConsumed ??= []);
+  }
+
   const middleware: Koa.Middleware = async (ctx, next) => {
     if (ctx.method !== 'POST' && ctx.method !== 'GET') return next();
     const exchange: CodeExchange = {
@@ -184,6 +201,7 @@ export function codeExchangeHooks(
       held: undefined,
       consumedHere: false,
       onceStored: undefined,
+      onceConsumed: undefined,
     };
     exchanges.set(ctx, 'exchange', exchange);
     try {
@@ -210,11 +228,11 @@ export function codeExchangeHooks(
     if (exchange.held && ctx.status >= 400 && ctx.status < 500) {
       // Refused after the consume (a user who lost access): the code or token is used up, as when the
       // consume was written at once. A write that failed (5xx) leaves it for the client's retry.
-      await exchange.held
-        .consumeAlone()
-        .catch((error: unknown) =>
-          logger.error({ err: error }, 'a refused redemption could not be recorded'),
-        );
+      const consumed = await exchange.held.consumeAlone().catch((error: unknown) => {
+        logger.error({ err: error }, 'a refused redemption could not be recorded');
+        return false;
+      });
+      if (consumed && exchange.onceConsumed) for (const tell of exchange.onceConsumed) tell();
     }
     if (provided.oidc && isRefresh(provided) && (exchange.rows.length > 0 || exchange.held)) {
       if (ctx.status !== 200) return;
@@ -283,5 +301,5 @@ export function codeExchangeHooks(
     }
   };
 
-  return { adapterHooks, middleware, onceTokensStored };
+  return { adapterHooks, middleware, onceTokensStored, onceConsumed };
 }

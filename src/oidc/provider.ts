@@ -230,8 +230,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
       }),
     );
     includeSessionIdInIdTokens(provider);
-    logApplicationDebug(provider, log);
-    observeProvider(provider, deps.observability, codeExchange.onceTokensStored);
+    logApplicationDebug(provider, log, codeExchange.onceTokensStored);
+    observeProvider(provider, deps.observability, codeExchange.onceTokensStored, codeExchange.onceConsumed);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       // Answered 503 "try again" (and logged) by the app's unavailable-database handler.
       if (noteDatabaseUnavailable(ctx as unknown as Koa.Context, error)) return;

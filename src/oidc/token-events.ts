@@ -57,12 +57,14 @@ function userId(token: ProviderToken): number | null {
  * The provider tells of a token once its adapter returns, and the tokens of a code exchange or a
  * refresh are written only once the response is built (code-exchange.ts): their `token_issued` and
  * count wait for that write (`onceTokensStored`), so that a token whose write failed is never told
- * of as issued.
+ * of as issued; a rotated refresh token's `token_revoked` waits for its consume's write
+ * (`onceConsumed`), which a refresh refused after the consume makes alone.
  */
 export function observeProvider(
   provider: Provider,
   deps: ObservabilityDependencies,
   onceTokensStored: () => Array<() => void> | undefined = () => undefined,
+  onceConsumed: () => Array<() => void> | undefined = () => undefined,
 ): void {
   const tell = (record: TokenIssuedEvent, publishedIn: PublishContext) => {
     deps.audit.publish(record, publishedIn);
@@ -122,9 +124,10 @@ export function observeProvider(
       token_sha256: sha256Hex(token.jti),
       reason: 'refresh_rotation' as const,
     };
-    // A rotation's consume is written with its new tokens (code-exchange.ts): told once it is.
+    // A rotation's consume is written with its new tokens, or alone when the provider refused the
+    // refresh after it (code-exchange.ts): told once it is, and never if a revocation came first.
     const publishedIn = context();
-    const held = onceTokensStored();
+    const held = onceConsumed();
     if (held) held.push(() => deps.audit.publish(record, publishedIn));
     else deps.audit.publish(record, publishedIn);
   });

@@ -89,4 +89,59 @@ describe(`per-application debug logging (${testDatabaseKind})`, () => {
     assert.deepEqual(debugLines(quiet.clientId), [], 'another application adds nothing');
     await harness.assertNoLeaks();
   });
+
+  it('logs a refresh refused at its write (the token redeemed meanwhile) as refused only, not as a grant that succeeded', async () => {
+    const user = await seedUser(server);
+    const tokens = await login(server, debugged, user.username, { scope: 'openid' });
+    harness.registerSecret(tokens.accessToken, 'the access token');
+    harness.registerSecret(tokens.refreshToken, 'the refresh token');
+
+    // Two refreshes with the one token, each held where it loads the user (before the consume, which
+    // is written with the new tokens once the response is built) until both are there: both find the
+    // token unused, and the second write finds it consumed by the first.
+    const keepable = server.app.directory.keepable!;
+    const profileWithPositionById = keepable.profileWithPositionById;
+    let arrived = 0;
+    let bothThere!: () => void;
+    const meeting = new Promise<void>((resolve) => (bothThere = resolve));
+    const timeout = setTimeout(bothThere, 5000);
+    keepable.profileWithPositionById = async (id: number) => {
+      const found = await profileWithPositionById.call(keepable, id);
+      if (id === user.id && ++arrived === 2) bothThere();
+      if (id === user.id) await meeting;
+      return found;
+    };
+    // The process's own directory change drops the kept profiles: each refresh loads the user.
+    await server.app.directoryAdmin.createGroup('Unrelated to the refreshes', false);
+    const from = harness.logLines.length;
+    let answers: Array<Awaited<ReturnType<typeof tokenRequest>>>;
+    try {
+      answers = await Promise.all(
+        [1, 2].map(() =>
+          tokenRequest(server, debugged, { grant_type: 'refresh_token', refresh_token: tokens.refreshToken }),
+        ),
+      );
+    } finally {
+      clearTimeout(timeout);
+      keepable.profileWithPositionById = profileWithPositionById;
+    }
+    assert.ok(arrived >= 2, 'both refreshes were held together');
+    for (const answer of answers) {
+      if (answer.status !== 200) continue;
+      harness.registerSecret(String(answer.body.access_token), 'the refreshed access token');
+      harness.registerSecret(String(answer.body.refresh_token), 'the refreshed refresh token');
+    }
+    assert.deepEqual(answers.map((answer) => `${answer.status} ${String(answer.body.error ?? '')}`).sort(), [
+      '200 ',
+      '400 invalid_grant',
+    ]);
+    const grantLines = harness.logLines
+      .slice(from)
+      .filter((line) => line.includes('"app_debug"') && line.includes(debugged.clientId))
+      .map((line) => (JSON.parse(line) as Record<string, unknown>).app_debug)
+      .filter((event) => event === 'grant.success' || event === 'grant.error')
+      .sort();
+    assert.deepEqual(grantLines, ['grant.error', 'grant.success'], 'one success, one refusal');
+    await harness.assertNoLeaks();
+  });
 });

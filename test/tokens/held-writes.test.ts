@@ -3,13 +3,24 @@ import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { AuditRecord } from '../../src/audit/events.ts';
+import { raiseChangeEpoch } from '../../src/db/change-epoch.ts';
 import type { Database } from '../../src/db/schema.ts';
+import { sha256Hex } from '../../src/logging/secrets.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import * as flows from '../helpers/flows.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { Browser, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
-import { authorize, type Client, codeFlow, type Pilot, redeem, startPilotServer } from './helpers.ts';
+import {
+  authorize,
+  type Client,
+  codeFlow,
+  type Pilot,
+  redeem,
+  seedClient,
+  seedPilot,
+  startPilotServer,
+} from './helpers.ts';
 
 /**
  * The rows a request holds back until its response is built (a refresh's two tokens, an
@@ -52,10 +63,17 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     }
   }
 
-  /** The `token_issued` events published and the tokens counted as issued while `work` runs. */
-  async function toldOfIssues<T>(
-    work: () => Promise<T>,
-  ): Promise<{ result: T; issued: AuditRecord[]; rotated: AuditRecord[]; counted: number }> {
+  /**
+   * The `token_issued` and `token_revoked` events published and the tokens counted as issued while `work`
+   * runs.
+   */
+  async function toldOfIssues<T>(work: () => Promise<T>): Promise<{
+    result: T;
+    issued: AuditRecord[];
+    rotated: AuditRecord[];
+    revoked: AuditRecord[];
+    counted: number;
+  }> {
     const counted = async () =>
       (await server.app.metrics.tokensIssued.get()).values.reduce((sum, value) => sum + value.value, 0);
     const records: AuditRecord[] = [];
@@ -73,6 +91,7 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
         rotated: records.filter(
           (record) => record.kind === 'token_revoked' && record.reason === 'refresh_rotation',
         ),
+        revoked: records.filter((record) => record.kind === 'token_revoked'),
         counted: (await counted()) - before,
       };
     } finally {
@@ -182,6 +201,109 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
         .where('id', '=', storageId(String(value)))
         .executeTakeFirst();
       assert.ok(row, `${model} stored`);
+    }
+  });
+
+  it('tells of the refresh token a rotation refused after its consume used up, once: as rotated, or as policy_lost when the lost access revoked it first', async () => {
+    /**
+     * Refreshes with `refreshToken`, refused right before the tokens are saved (save_bearer, for
+     * `reason`): what is stored of the token, and the reasons `token_revoked` told it with.
+     */
+    const refusedAtSave = async (to: Client, refreshToken: string, reason: string) => {
+      const rejections = async () =>
+        (await server.app.metrics.policyRejections.get()).values.find(
+          (value) => value.labels.stage === 'save_bearer' && value.labels.reason === reason,
+        )?.value ?? 0;
+      const before = await rejections();
+      const told = await toldOfIssues(() =>
+        flows.tokenRequest(server, to, { grant_type: 'refresh_token', refresh_token: refreshToken }),
+      );
+      assert.equal(told.result.status, 400, JSON.stringify(told.result.body));
+      assert.equal(told.result.body.error, 'invalid_grant');
+      assert.equal((await rejections()) - before, 1, 'refused at save_bearer, after the consume');
+      assert.deepEqual(told.issued, [], 'no token issued');
+      const stored = await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select(['consumed_at', 'revoked_reason'])
+        .where('model', '=', 'RefreshToken')
+        .where('id', '=', storageId(refreshToken))
+        .executeTakeFirstOrThrow();
+      return {
+        consumed: stored.consumed_at !== null,
+        revokedReason: stored.revoked_reason,
+        told: told.revoked.flatMap((record) =>
+          record.kind === 'token_revoked' && record.token_sha256 === sha256Hex(refreshToken)
+            ? [record.reason]
+            : [],
+        ),
+      };
+    };
+
+    // The application deactivated while the refresh runs, after its client was authenticated: the
+    // refusal right before the tokens are saved (save_bearer) comes after the consume, and nothing
+    // revokes the token (a deactivated application keeps its tokens for its return).
+    const deactivated = await seedClient(server, harness, { accessTokenFormat: 'opaque' });
+    const first = await codeFlow(server, harness, deactivated, pilot, 'openid offline_access');
+    const { applications } = server.app;
+    const findByClientId = applications.findByClientId;
+    // Applications are kept in memory while the change epoch stands: moved, the refresh loads it.
+    await server.app.database.db.transaction().execute((trx) => raiseChangeEpoch(trx));
+    applications.findByClientId = async (clientId: string) => {
+      const found = await findByClientId.call(applications, clientId);
+      if (clientId === deactivated.clientId) {
+        applications.findByClientId = findByClientId;
+        await applications.deactivate(clientId, 'test');
+      }
+      return found;
+    };
+    try {
+      assert.deepEqual(
+        await refusedAtSave(deactivated, first.refreshToken!, 'app_unusable'),
+        { consumed: true, revokedReason: null, told: ['refresh_rotation'] },
+        'used up by the refused rotation, and told once, as rotated',
+      );
+    } finally {
+      applications.findByClientId = findByClientId;
+    }
+
+    // The user loses the application's group while the refresh runs, right after the refresh_token
+    // stage loaded the user: the change revokes the token (policy_lost) before save_bearer refuses.
+    const fleetOnly = await seedClient(server, harness, { accessTokenFormat: 'opaque', groups: ['Fleet'] });
+    const leaver = await seedPilot(server, harness);
+    const second = await codeFlow(server, harness, fleetOnly, leaver, 'openid offline_access');
+    const { directory, directoryAdmin } = server.app;
+    const profileById = directory.profileById;
+    const keepable = directory.keepable!;
+    const profileWithPositionById = keepable.profileWithPositionById;
+    let armed = true;
+    const afterLoad = async (id: number) => {
+      if (armed && id === leaver.id) {
+        armed = false;
+        await directoryAdmin.removeGroup({ id }, 'Fleet');
+      }
+    };
+    directory.profileById = async (id: number) => {
+      const profile = await profileById.call(directory, id);
+      await afterLoad(id);
+      return profile;
+    };
+    keepable.profileWithPositionById = async (id: number) => {
+      const found = await profileWithPositionById.call(keepable, id);
+      await afterLoad(id);
+      return found;
+    };
+    // The process's own directory change drops the kept profiles: the refresh loads the user.
+    await directoryAdmin.createGroup('Unrelated to the refresh', false);
+    try {
+      assert.deepEqual(
+        await refusedAtSave(fleetOnly, second.refreshToken!, 'app'),
+        { consumed: false, revokedReason: 'policy_lost', told: ['policy_lost'] },
+        'revoked by the loss, and told once, as such',
+      );
+      assert.equal(armed, false);
+    } finally {
+      directory.profileById = profileById;
+      keepable.profileWithPositionById = profileWithPositionById;
     }
   });
 
