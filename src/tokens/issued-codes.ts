@@ -19,8 +19,7 @@ import {
   ADAPTER_COLUMN_TYPES,
   ADAPTER_COLUMNS,
   type AdapterRow,
-  consumeLiveStatement,
-  consumePayload,
+  type AfterConsume,
   isAdapterRow,
   findStoredCode,
   purgeInBatches,
@@ -28,9 +27,9 @@ import {
   type PayloadRow,
   payloadRowsStatements,
   payloadRowWrites,
-  type Rotation,
+  type Redemption,
+  redemptionWrite,
   rotateRefreshToken,
-  rowsAsJson,
   storageId,
   type TokenModel,
   upsertPayloadRowsQuery,
@@ -46,7 +45,7 @@ import {
  * saves the access token and the refresh token of a code exchange in separate adapter calls:
  *
  * 1. Consuming the code (a conditional UPDATE: of N concurrent redemptions exactly one gets past
- *    it) inserts the `issued_code` row in the same transaction (`recordConsumedCode`), with no token
+ *    it) inserts the `issued_code` row in the same transaction (`recordIssuedCode`), with no token
  *    ids yet.
  * 2. During a code exchange the adapter hands the token rows to the code exchange instead of
  *    writing them.
@@ -125,7 +124,7 @@ export interface IssuedCodes {
    * transaction; false, and nothing written, when the token was consumed or revoked meanwhile. Throws
    * on failure (the presented token then stays unused).
    */
-  rotateRefreshToken(rotation: Rotation): Promise<boolean>;
+  rotateRefreshToken(rotation: Redemption): Promise<boolean>;
 }
 
 export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
@@ -134,72 +133,32 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   const writes = deps.writes ?? unbatchedWrites(db);
 
   const postgres = isPostgres(db);
+  const issuedCodeTtlMs = config.tokens.refreshTokenTtl * 1000;
 
-  /** The issued-code row of a code consumed at `at` (no token ids yet). */
-  const issuedCodeRow = (value: string, at: number) => ({
-    code_hash: sha256Hex(value),
-    access_token_id: null,
-    refresh_token_id: null,
-    reuse_count: 0,
-    last_reuse_at: null,
-    created_at: at,
-    expires_at: at + config.tokens.refreshTokenTtl * 1000,
-  });
-
-  /** Step 1 on SQLite: the conditional UPDATE and the INSERT of its audit row, in the batch's transaction. */
-  const consumeCodeInTransaction = (batch: WriteDb, { value, id, at }: CodeConsume) =>
-    inTransaction(batch, async (trx) => {
-      const consumed = await consumePayload(trx, 'AuthorizationCode', id, at);
-      if (!consumed) return false;
-      await trx
-        .insertInto('issued_code')
-        .values({
-          ...issuedCodeRow(value, at),
-          client_id: consumed.client_id ?? '',
-          user_id: consumed.user_id,
-          grant_id: consumed.grant_id,
-        })
-        .onConflict((conflict) => conflict.column('code_hash').doNothing())
-        .execute();
-      return true;
-    });
+  const redeemCode: IssuedCodes['redeemCode'] = (code, id, at, rows) =>
+    recordedRedemption(
+      writes,
+      { id, at, rows },
+      sha256Hex(code),
+      at,
+      at + issuedCodeTtlMs,
+      rows.find((row) => row.model === 'AccessToken')?.id ?? null,
+      rows.find((row) => row.model === 'RefreshToken')?.id ?? null,
+    );
 
   // On PostgreSQL the codes redeemed in one turn are consumed and recorded by one statement, atomic by
   // itself (a single code too: the statement is prepared once, where building the query costs CPU).
-  const consumeCodes = writes.merging<CodeConsume, boolean>(
-    postgres
-      ? {
-          together: (connection, items) =>
-            consumeCodesTogether(connection, items, config.tokens.refreshTokenTtl * 1000),
-          alone: async (connection, item) =>
-            (await consumeCodesTogether(connection, [item], config.tokens.refreshTokenTtl * 1000))[0]!,
-        }
-      : {
-          together: async () => [],
-          alone: consumeCodeInTransaction,
-          plan: (connection, { value, id, at }) => ({
-            statements: [
-              plannedStatement(consumeLiveStatement(connection, 'AuthorizationCode', id, at)),
-              // The audit row from the row just consumed, only when it was.
-              plannedStatement(
-                recordConsumedCode.compile(
-                  connection,
-                  id,
-                  sha256Hex(value),
-                  at,
-                  at + config.tokens.refreshTokenTtl * 1000,
-                  null,
-                  null,
-                ),
-                true,
-              ),
-            ],
-            result: ([consumed]) => consumed! > 0,
-          }),
-        },
-  );
+  const consumeCodes =
+    postgres &&
+    writes.merging<CodeConsume, boolean>({
+      together: (connection, items) => consumeCodesTogether(connection, items, issuedCodeTtlMs),
+      alone: async (connection, item) =>
+        (await consumeCodesTogether(connection, [item], issuedCodeTtlMs))[0]!,
+    });
 
-  const consumeCode: IssuedCodes['consumeCode'] = (value, id, at) => consumeCodes({ value, id, at });
+  // On SQLite, a held redemption with no rows.
+  const consumeCode: IssuedCodes['consumeCode'] = (value, id, at) =>
+    consumeCodes ? consumeCodes({ value, id, at }) : redeemCode(value, id, at, []);
 
   const storeExchangedTokens: IssuedCodes['storeExchangedTokens'] = async (code, rows) => {
     const codeHash = sha256Hex(code);
@@ -377,37 +336,6 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
     alone: async (connection, item) => (await storeExchangedTokensTogether(connection, [item]))[0]!,
   });
 
-  const redeemCode: IssuedCodes['redeemCode'] = (code, id, at, rows) => {
-    const codeHash = sha256Hex(code);
-    const expiresAt = at + config.tokens.refreshTokenTtl * 1000;
-    const accessTokenId = rows.find((row) => row.model === 'AccessToken')?.id ?? null;
-    const refreshTokenId = rows.find((row) => row.model === 'RefreshToken')?.id ?? null;
-    const record = [id, codeHash, at, expiresAt, accessTokenId, refreshTokenId] as const;
-    return writes.run(
-      async (connection) => {
-        if (postgres && rows.length > 0 && rows.every(isAdapterRow)) {
-          const result = await redeemCodeJson.execute(connection, ...record, rowsAsJson(rows));
-          return Number(result.numAffectedRows ?? 0) > 0;
-        }
-        return inTransaction(connection, async (trx) => {
-          if ((await consumePayload(trx, 'AuthorizationCode', id, at)) === undefined) return false;
-          await writePayloadRows(trx, rows);
-          await recordConsumedCode.execute(trx, ...record);
-          return true;
-        });
-      },
-      // The same as data: the rows and the audit row only once the consume changed the code.
-      (connection) => ({
-        statements: [
-          plannedStatement(consumeLiveStatement(connection, 'AuthorizationCode', id, at)),
-          ...payloadRowsStatements(connection, rows).map((query) => plannedStatement(query, true)),
-          plannedStatement(recordConsumedCode.compile(connection, ...record), true),
-        ],
-        result: ([consumed]) => consumed! > 0,
-      }),
-    );
-  };
-
   const rotate: IssuedCodes['rotateRefreshToken'] = (rotation) => rotateRefreshToken(writes, rotation);
 
   return {
@@ -421,73 +349,43 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
 }
 
 /**
- * SQLite, step 1's audit row as a statement of the consume's plan: from the code's row as the consume
- * left it (run only once the consume changed it). Without token ids for step 1; with them for a held
- * redemption (`redeemCode`), which writes the tokens in the same transaction.
+ * A consumed code's audit row, from the code's row as the consume left it: without token ids for
+ * step 1, with them for a held redemption (`redeemCode`), which writes the tokens with it.
  */
-const recordConsumedCode = precompiled(
-  (
-    db: WriteDb,
-    id: string,
+const recordIssuedCode: AfterConsume<
+  [
     codeHash: string,
     at: number,
     expiresAt: number,
     accessTokenId: string | null,
     refreshTokenId: string | null,
-  ) => ({
-    compile: () =>
-      sql`insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
-          "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
-        select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", ${accessTokenId}, ${refreshTokenId},
-          0, null, ${at}, ${expiresAt}
-        from "oidc_payload" where "model" = 'AuthorizationCode' and "id" = ${id}
-        on conflict ("code_hash") do nothing`.compile(db),
-  }),
-);
+  ],
+  'issued_code'
+> = (db, codeHash, at, expiresAt, accessTokenId, refreshTokenId) =>
+  db
+    .insertInto('issued_code')
+    .columns([
+      'code_hash',
+      'client_id',
+      'user_id',
+      'grant_id',
+      'access_token_id',
+      'refresh_token_id',
+      'reuse_count',
+      'last_reuse_at',
+      'created_at',
+      'expires_at',
+    ])
+    // `where true`: SQLite would read the `on conflict` that follows as a join's `on`.
+    .expression(
+      sql`select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", ${accessTokenId}, ${refreshTokenId},
+        0, null, ${at}, ${expiresAt}
+        from "consumed" where true`,
+    )
+    .onConflict((conflict) => conflict.column('code_hash').doNothing());
 
-/**
- * PostgreSQL, a held redemption in one statement (`redeemCode`), atomic by itself: the code's
- * conditional UPDATE (as `consumeLiveQuery`'s), its audit row with the token ids, and the token rows,
- * inserted only when the UPDATE changed the code. A row written counts as changed, so the statement
- * changed rows exactly when it consumed the code.
- */
-const redeemCodeJson = precompiled(
-  (
-    db: WriteDb,
-    id: string,
-    codeHash: string,
-    at: number,
-    expiresAt: number,
-    accessTokenId: string | null,
-    refreshTokenId: string | null,
-    rows: string,
-  ) => ({
-    compile: () =>
-      sql`with "consumed" as (
-          update "oidc_payload" set "consumed_at" = ${at}
-          where "model" = 'AuthorizationCode' and "id" = ${id}
-            and "consumed_at" is null and "revoked_at" is null
-          returning "client_id", "user_id", "grant_id"),
-        "recorded" as (
-          insert into "issued_code" ("code_hash", "client_id", "user_id", "grant_id", "access_token_id",
-            "refresh_token_id", "reuse_count", "last_reuse_at", "created_at", "expires_at")
-          select ${codeHash}, coalesce("client_id", ''), "user_id", "grant_id", ${accessTokenId}, ${refreshTokenId},
-            0, null, ${at}::int8, ${expiresAt}::int8
-          from "consumed"
-          on conflict ("code_hash") do nothing)
-        insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})
-        select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
-        from json_to_recordset(${rows}::json) as r(${sql.join(
-          ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
-        )})
-        where exists (select 1 from "consumed")
-        on conflict ("model", "id") do update set ${sql.join(
-          ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map(
-            (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
-          ),
-        )}`.compile(db),
-  }),
-);
+/** A code consumed and its audit row inserted, with the rows of its token response (steps 1 and 3). */
+const recordedRedemption = redemptionWrite('AuthorizationCode', recordIssuedCode);
 
 /** SQLite, step 3's plan: the token ids on the audit row. */
 const setExchangedTokenIds = precompiled(

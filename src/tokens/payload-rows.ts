@@ -4,6 +4,8 @@ import type {
   ExpressionBuilder,
   Insertable,
   InsertObject,
+  InsertQueryBuilder,
+  InsertResult,
   Kysely,
   OnConflictBuilder,
   QueryCreator,
@@ -594,11 +596,6 @@ const consumeLive = precompiled((trx: Db, model: string, id: string, now: number
   consumeLiveQuery(trx, model, id, now),
 );
 
-/** `consumePayload`'s statement, compiled and not run (a write's plan, write-batch.ts). */
-export function consumeLiveStatement(db: Db, model: string, id: string, now: number): CompiledQuery {
-  return consumeLive.compile(db, model, id, now);
-}
-
 export function consumePayload(
   trx: Db,
   model: string,
@@ -676,7 +673,7 @@ export function payloadConsumes(writes: WriteBatch): (consume: Consume) => Promi
       together: consumeTogether,
       alone: async (db, { model, id, at }) => (await consumePayload(db, model, id, at)) !== undefined,
       plan: (db, { model, id, at }) => ({
-        statements: [plannedStatement(consumeLiveStatement(db, model, id, at))],
+        statements: [plannedStatement(consumeLive.compile(db, model, id, at))],
         result: ([consumed]) => consumed! > 0,
       }),
     });
@@ -686,82 +683,108 @@ export function payloadConsumes(writes: WriteBatch): (consume: Consume) => Promi
 }
 
 /**
- * A refresh token's rotation: the presented token consumed at `at` and the rows of the response (the
- * new refresh token, the access token) written, all or nothing.
+ * A code's or a refresh token's redemption: the presented row (its storage id) consumed at `at` and
+ * the rows of the response written, all or nothing.
  */
-export interface Rotation {
-  /** The presented refresh token's storage id. */
+export interface Redemption {
   id: string;
   at: number;
   rows: readonly PayloadRow[];
 }
 
-/**
- * PostgreSQL: a rotation in one statement, atomic by itself: the rows are inserted only when the
- * consume (the same conditional UPDATE as `consumeLiveQuery`'s, in a CTE) changed the presented row.
- * A row written counts as changed, so the statement changed rows exactly when it consumed.
- */
-const rotateRefreshTokenJson = precompiled((db: Db, id: string, at: number, rows: string) =>
-  db
-    .with('consumed', (cte) =>
-      cte
-        .updateTable('oidc_payload')
-        .set({ consumed_at: at })
-        .where('model', '=', 'RefreshToken')
-        .where('id', '=', id)
-        .where('consumed_at', 'is', null)
-        .where('revoked_at', 'is', null)
-        .returning('id'),
-    )
-    .insertInto('oidc_payload')
-    .columns([...ADAPTER_COLUMNS])
-    .expression(
-      sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
-        from json_to_recordset(${rows}::json) as r(${sql.join(
-          ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
-        )})
-        where exists (select 1 from "consumed")`,
-    )
-    .onConflict(replaceAdapterColumns),
-);
-
-/** A rotation on its own connection or transaction (see `rotateRefreshToken`). */
-async function rotateAlone(db: Db, { id, at, rows }: Rotation): Promise<boolean> {
-  if (isPostgres(db) && rows.length > 0 && rows.every(isAdapterRow)) {
-    const result = await rotateRefreshTokenJson.execute(db, id, at, rowsAsJson(rows));
-    return Number(result.numAffectedRows ?? 0) > 0;
-  }
-  return inTransaction(db, async (trx) => {
-    if ((await consumePayload(trx, 'RefreshToken', id, at)) === undefined) return false;
-    await writePayloadRows(trx, rows);
-    return true;
-  });
+/** The presented row as its consume left it (the columns `consumeLiveQuery` returns). */
+export interface ConsumedTable {
+  consumed: Pick<Selectable<Database['oidc_payload']>, 'client_id' | 'user_id' | 'grant_id'>;
 }
 
-/** `rotateAlone` on SQLite as a plan: the consume, then the rows only after it changed the row. */
-function rotationPlan(db: Db, { id, at, rows }: Rotation): PlannedWrite<boolean> {
-  return {
-    statements: [
-      plannedStatement(consumeLiveStatement(db, 'RefreshToken', id, at)),
-      ...payloadRowsStatements(db, rows).map((query) => plannedStatement(query, true)),
-    ],
-    result: ([consumed]) => consumed! > 0,
+/**
+ * A redemption's last statement (a code's audit row, issued-codes.ts), run only once the consume
+ * changed the presented row, which it reads from `consumed` (on PostgreSQL the consume's own CTE).
+ * Its arguments are values only, as a precompiled query's.
+ */
+export type AfterConsume<Args extends unknown[], Table extends keyof Database> = (
+  db: QueryCreator<Database & ConsumedTable>,
+  ...args: Args
+) => InsertQueryBuilder<Database & ConsumedTable, Table, InsertResult>;
+
+/**
+ * The write of a redemption of `model`, its statements compiled once: the presented row consumed (as
+ * by `consumeLiveQuery`), then the rows and `after` (given the call's `args`) only when that changed
+ * it, all or nothing; true when it did. False, and nothing written, when the row was consumed or
+ * revoked meanwhile (of N concurrent redemptions of one row exactly one gets true). PostgreSQL: one
+ * statement, the consume and `after` in CTEs; otherwise (or rows that are not the adapter's) one
+ * transaction, or on SQLite's write worker a plan whose statements after the consume run only once it
+ * changed the row. A write that fails leaves the row unconsumed: the client's retry is no replay.
+ */
+export function redemptionWrite<Args extends unknown[] = [], Table extends keyof Database = never>(
+  model: 'AuthorizationCode' | 'RefreshToken',
+  after?: AfterConsume<Args, Table>,
+): (writes: WriteBatch, redemption: Redemption, ...args: Args) => Promise<boolean> {
+  const afterArity = after ? after.length - 1 : 0;
+  // A row written counts as changed, so the statement changed rows exactly when it consumed.
+  const atOnce = precompiled((db: Db, id: string, at: number, rows: string, ...args: Args) => {
+    const consuming = db.with('consumed', (cte) => consumeLiveQuery(cte, model, id, at));
+    const creator: QueryCreator<Database & ConsumedTable> = after
+      ? consuming.with('after', (cte) => after(cte, ...args))
+      : consuming;
+    return creator
+      .insertInto('oidc_payload')
+      .columns([...ADAPTER_COLUMNS])
+      .expression(
+        sql`select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+          from json_to_recordset(${rows}::json) as r(${sql.join(
+            ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+          )})
+          where exists (select 1 from "consumed")`,
+      )
+      .onConflict(replaceAdapterColumns);
+  }, 3 + afterArity);
+  const afterAlone =
+    after &&
+    precompiled(
+      (db: Db, id: string, ...args: Args) =>
+        after(
+          db.with('consumed', (cte) =>
+            cte
+              .selectFrom('oidc_payload')
+              .select(['client_id', 'user_id', 'grant_id'])
+              .where('model', '=', model)
+              .where('id', '=', id),
+          ),
+          ...args,
+        ),
+      1 + afterArity,
+    );
+
+  const alone = async (db: Db, { id, at, rows }: Redemption, args: Args): Promise<boolean> => {
+    if (isPostgres(db) && rows.length > 0 && rows.every(isAdapterRow)) {
+      const result = await atOnce.execute(db, id, at, rowsAsJson(rows), ...args);
+      return Number(result.numAffectedRows ?? 0) > 0;
+    }
+    return inTransaction(db, async (trx) => {
+      if ((await consumePayload(trx, model, id, at)) === undefined) return false;
+      await writePayloadRows(trx, rows);
+      if (afterAlone) await afterAlone.execute(trx, id, ...args);
+      return true;
+    });
   };
+  const plan = (db: Db, { id, at, rows }: Redemption, args: Args): PlannedWrite<boolean> => {
+    const statements = [
+      plannedStatement(consumeLive.compile(db, model, id, at)),
+      ...payloadRowsStatements(db, rows).map((query) => plannedStatement(query, true)),
+    ];
+    if (afterAlone) statements.push(plannedStatement(afterAlone.compile(db, id, ...args), true));
+    return { statements, result: ([consumed]) => consumed! > 0 };
+  };
+  return (writes, redemption, ...args) =>
+    writes.run(
+      (db) => alone(db, redemption, args),
+      (db) => plan(db, redemption, args),
+    );
 }
 
-/**
- * Rotates a refresh token through `writes`: consumes the presented token and writes the response's
- * rows in one transaction (on PostgreSQL one statement), true when it did. False, and nothing
- * written, when the token was consumed or revoked meanwhile (of N concurrent rotations of one token
- * exactly one gets true). A write that fails leaves the presented token unconsumed, so that the
- * client's retry with the only refresh token it holds is no replay.
- */
-export function rotateRefreshToken(writes: WriteBatch, rotation: Rotation): Promise<boolean> {
-  return writes.run(
-    (db) => rotateAlone(db, rotation),
-    (db) => rotationPlan(db, rotation),
-  );
-}
+/** A refresh token's rotation: the presented token consumed, the new one and the access token written. */
+export const rotateRefreshToken = redemptionWrite('RefreshToken');
 
 /**
  * Revokes one row in place (kept for listings until it expires); the row when this statement revoked
