@@ -415,6 +415,26 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       assert.equal(result.status, 400);
       assert.equal(result.body.error, 'invalid_grant');
     }
+    // Only the rotation that consumed the token wrote rows: a refused one wrote none, not even revoked.
+    const grantId = (
+      await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select('grant_id')
+        .where('model', '=', 'RefreshToken')
+        .where('id', '=', storageId(form.refresh_token))
+        .executeTakeFirstOrThrow()
+    ).grant_id!;
+    const rows = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select('model')
+      .where('grant_id', '=', grantId)
+      .where('model', 'in', ['AccessToken', 'RefreshToken'])
+      .execute();
+    assert.deepEqual(
+      rows.map((row) => row.model).sort(),
+      ['AccessToken', 'AccessToken', 'RefreshToken', 'RefreshToken'],
+      'the code exchange’s two tokens and the one rotation’s',
+    );
   });
 
   it('skips the login page for a signed-in browser and the consent page once granted; prompt=consent forces it', async () => {
