@@ -581,7 +581,7 @@ export function findPayloadBy(
  * Marks a live code or refresh token consumed; undefined when it was consumed or revoked already.
  * One conditional UPDATE: of N concurrent redemptions exactly one gets past it.
  */
-export function consumeLiveQuery(db: QueryCreator<Database>, model: string, id: string, now: number) {
+function consumeLiveQuery(db: QueryCreator<Database>, model: string, id: string, now: number) {
   return db
     .updateTable('oidc_payload')
     .set({ consumed_at: now })
