@@ -1,5 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
+import { validatePriority } from '../directory/builtin/validation.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 
@@ -88,7 +89,8 @@ export async function findCatalogEntry(
  */
 export function priorityOf(input: URLSearchParams): number {
   const text = (input.get('priority') ?? '').trim();
-  return /^-?\d+$/.test(text) ? Number(text) : Number.NaN;
+  // Not a whole number: the directory's validation refuses the text as typed (its message names it).
+  return /^-?\d+$/.test(text) ? Number(text) : validatePriority(text);
 }
 
 export function catalogNotFound(request: ConsoleRequest, entity: Entity): void {

@@ -1,3 +1,4 @@
+import { hasControlCharacter } from '../applications/text.ts';
 import { describeAuditEvent } from '../audit/describe.ts';
 import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } from '../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
@@ -47,8 +48,12 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   const until = queryText(raw, 'until', 40);
   const filter: CommonFilter = { query: {}, impossible: false, errors: new Map() };
   if (clientId !== '') {
-    filter.clientId = clientId;
     filter.query.client_id = clientId;
+    // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
+    if (hasControlCharacter(clientId)) {
+      filter.impossible = true;
+      filter.errors.set('client_id', 'Not a client_id: it holds a control character.');
+    } else filter.clientId = clientId;
   }
   if (username !== '') {
     filter.query.user = username;
@@ -74,7 +79,9 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
 
 function filterFields(filter: CommonFilter): Html {
   const error = (name: string) => (filter.errors.has(name) ? { error: filter.errors.get(name)! } : {});
-  return html`<div>${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '')}</div>
+  return html`<div>
+      ${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '', error('client_id'))}
+    </div>
     <div>${textField('User (username)', 'user', filter.query.user ?? '', error('user'))}</div>
     <div>
       ${textField('Since', 'since', filter.query.since ?? '', { hint: '24h, 7d, 2024-05-01…', ...error('since') })}

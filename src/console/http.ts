@@ -187,7 +187,10 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     const params: Record<string, string> = {};
     try {
       names.forEach((name, index) => {
-        params[name] = decodeURIComponent(found.match![index + 1]!);
+        const value = decodeURIComponent(found.match![index + 1]!);
+        // No id or name holds a NUL byte, and PostgreSQL refuses one in a query parameter.
+        if (value.includes('\0')) throw new URIError(`NUL byte in :${name}`);
+        params[name] = value;
       });
     } catch {
       return refuse(ctx, undefined, undefined, 400, 'Bad address', 'This address is malformed.');
@@ -233,10 +236,16 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         ctx.set('Connection', 'close');
         return refuse(ctx, session, visitor, 413, 'Form too large', 'This form is larger than 64 KiB.');
       }
+      const foreign = (site !== '' && site !== 'same-origin') || (origin !== '' && origin !== deps.origin);
+      if (parsed === 'unsupported' && !foreign) {
+        const sent = ctx.get('Content-Type').split(';')[0]!.trim().slice(0, 100) || 'a body without a type';
+        const message = `This address takes a form sent as application/x-www-form-urlencoded, not ${sent}.`;
+        return refuse(ctx, session, visitor, 415, 'Form not understood', message);
+      }
       if (
-        (site !== '' && site !== 'same-origin') ||
-        (origin !== '' && origin !== deps.origin) ||
+        foreign ||
         !parsed ||
+        parsed === 'unsupported' ||
         (route.access !== 'public' &&
           (!session || !deps.sessions.verifyCsrf(session, parsed.get(CSRF_FIELD))))
       ) {
@@ -281,8 +290,13 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     anyFirstSegment || firstSegments.has(firstSegment(ctx.path)) ? handle(ctx, next) : next();
 }
 
-async function readForm(ctx: Koa.Context): Promise<URLSearchParams | 'too_large' | undefined> {
-  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+async function readForm(
+  ctx: Koa.Context,
+): Promise<URLSearchParams | 'too_large' | 'unsupported' | undefined> {
+  const kind = ctx.is('application/x-www-form-urlencoded');
+  // No body at all (null) is no form; a body of another type is named in the answer.
+  if (kind === null) return undefined;
+  if (kind === false) return 'unsupported';
   // A declared length over the limit is refused before any of it is read.
   if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
   const chunks: Buffer[] = [];

@@ -162,4 +162,21 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.ok(pageText(deletion.body).includes(held.username));
     assert.equal((await consoleGet(admin, url(path('states', 'Nope')))).status, 404);
   });
+
+  it('names a priority that is no whole number as it was typed, never as NaN', async () => {
+    const created = await consolePost(admin, url('/admin/states'), csrf, { name: 'Green', priority: 'ten' });
+    assert.equal(created.status, 400);
+    assert.match(pageText(created.body), /invalid state priority "ten": expected a whole number/);
+    await server.app.directoryAdmin.createState('Green', 70);
+    const preview = await consoleGet(admin, url(path('states', 'Green', '/priority?priority=7O')));
+    assert.match(
+      pageText(preview.body),
+      /Not possible: invalid state priority "7O": expected a whole number/,
+    );
+    const typo = await consolePost(admin, url(path('states', 'Green', '/priority')), csrf, {
+      priority: '7O',
+    });
+    assert.equal(typo.status, 400);
+    assert.match(pageText(typo.body), /invalid state priority "7O": expected a whole number/);
+  });
 });

@@ -88,6 +88,18 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.match(unknown.body, /No event matches/);
   });
 
+  it('names a client_id with a NUL byte at its field on every log, never a server error', async () => {
+    for (const log of ['/admin/deliveries', '/admin/code-reuse', '/admin/audit']) {
+      const page = await consoleGet(admin, url(`${log}?client_id=a%00b`));
+      assert.equal(page.status, 200, log);
+      assert.match(
+        page.body,
+        /<p class="field-error" id="client_id-error">Not a client_id: it holds a control character\.<\/p>/,
+        log,
+      );
+    }
+  });
+
   it('shows the dashboard: users by state, applications, keys, recent delivery failures', async () => {
     const page = await consoleGet(admin, url('/admin'));
     assert.equal(page.status, 200);

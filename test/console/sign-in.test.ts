@@ -84,6 +84,33 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
   });
 
+  it('refuses a NUL byte in an address, and names the type of a form that is not one, never a server error', async () => {
+    const browser = await consoleSignIn(server, member.username);
+    const page = await consoleGet(browser, `${server.origin}/account`);
+    const nul = await consolePost(browser, `${server.origin}/account/apps/a%00b/revoke`, page.csrf!);
+    assert.equal(nul.status, 400);
+    assert.match(pageText(nul.body), /This address is malformed/);
+    const json = await browser.fetch(`${server.origin}/account/two-factor/enrol`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: server.origin },
+      body: JSON.stringify({ csrf_token: page.csrf }),
+    });
+    assert.equal(json.status, 415);
+    assert.match(
+      pageText(await json.text()),
+      /takes a form sent as application\/x-www-form-urlencoded, not application\/json/,
+    );
+    // From another site, the answer stays the refusal that says nothing about the form.
+    const foreign = await browser.fetch(`${server.origin}/account/two-factor/enrol`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: 'https://evil.example' },
+      body: `csrf_token=${page.csrf}`,
+    });
+    assert.equal(foreign.status, 403);
+    assert.match(await foreign.text(), /Form refused/);
+    assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
+  });
+
   it('signs out through the provider logout, after which the console asks for a sign-in again', async () => {
     const browser = await consoleSignIn(server, member.username);
     const page = await consoleGet(browser, `${server.origin}/account`);
