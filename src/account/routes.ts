@@ -14,7 +14,7 @@ import { portraitUrl } from '../oidc/claims.ts';
 import type { LoginThrottle } from '../oidc/interactions/throttle.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
-import { TwoFactorError, type TwoFactorService } from '../two-factor/service.ts';
+import { type Enrolment, TwoFactorError, type TwoFactorService } from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import { sessionRoutes, sessionsSection } from './sessions.ts';
 
@@ -225,11 +225,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       </form>
     </section>`;
 
-  const enrolmentPage = (
-    request: ConsoleRequest,
-    pending: { secret: string; uri: string },
-    error?: string,
-  ) => {
+  const enrolmentPage = (request: ConsoleRequest, pending: Enrolment, error?: string) => {
     request.render(
       'Set up two-factor sign-in',
       html`<h1>Set up two-factor sign-in</h1>
@@ -246,6 +242,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         <p>Key: <code id="totp-secret">${pending.secret.replace(/(.{4})/g, '$1 ').trim()}</code></p>
         <form method="post" action="/account/two-factor/confirm" novalidate>
           ${csrfField(request.session)}
+          <input type="hidden" name="enrolment" value="${pending.id}" />
           ${textField('Code from your app', 'code', '', {
             autocomplete: 'one-time-code',
             inputmode: 'numeric',
@@ -346,9 +343,26 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         const user = who(request);
         const pending = await deps.twoFactor.pendingEnrolment(user);
         if (!pending) return request.seeOther('/account#two-factor');
+        // Started again elsewhere (another page or sign-in) since this page showed its code: that
+        // secret is not shown here; the person starts again.
+        if (request.form.get('enrolment') !== pending.id)
+          return overview(
+            request,
+            {
+              twoFactor: html`<p class="alert" role="alert">
+                Two-factor enrolment was started again elsewhere since that page was shown. Start again, and
+                scan the new code.
+              </p>`,
+            },
+            409,
+          );
         const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return enrolmentPage(request, pending, THROTTLED);
-        const result = await deps.twoFactor.confirmEnrolment(user, request.form.get('code') ?? '');
+        const result = await deps.twoFactor.confirmEnrolment(
+          user,
+          request.form.get('code') ?? '',
+          pending.id,
+        );
         if (!result.ok)
           return enrolmentPage(
             request,

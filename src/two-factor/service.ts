@@ -27,6 +27,16 @@ export interface TwoFactorStatus {
   recoveryCodesLeft: number;
 }
 
+/**
+ * An enrolment under way: its secret, the otpauth URI of the QR code, and an id for the pages to
+ * carry (a digest of the secret, which says nothing of it), so that what is confirmed is what was shown.
+ */
+export interface Enrolment {
+  secret: string;
+  uri: string;
+  id: string;
+}
+
 export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
 
 export interface TwoFactorService {
@@ -35,16 +45,18 @@ export interface TwoFactorService {
    * Starts (or restarts) an enrolment: a new secret, kept unconfirmed until `confirmEnrolment`.
    * Refused when one is confirmed already (disable it first).
    */
-  beginEnrolment(user: { id: number; username: string }): Promise<{ secret: string; uri: string }>;
-  /** The pending enrolment's secret and URI (to show the QR code again after a wrong code). */
-  pendingEnrolment(user: {
-    id: number;
-    username: string;
-  }): Promise<{ secret: string; uri: string } | undefined>;
-  /** Confirms the pending enrolment with a code from the app; returns the recovery codes, once. */
+  beginEnrolment(user: { id: number; username: string }): Promise<Enrolment>;
+  /** The pending enrolment (to show the QR code again after a wrong code). */
+  pendingEnrolment(user: { id: number; username: string }): Promise<Enrolment | undefined>;
+  /**
+   * Confirms the pending enrolment with a code from the app; returns the recovery codes, once. Only
+   * the enrolment that was shown (`enrolmentId`): one started again meanwhile (another sign-in or
+   * page, perhaps of someone who knows the password and so knows its secret) is not confirmed.
+   */
   confirmEnrolment(
     user: { id: number; username: string },
     code: string,
+    enrolmentId: string,
   ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false }>;
   /** A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used). */
   verify(userId: number, code: string): Promise<CodeCheck>;
@@ -85,6 +97,17 @@ function newRecoveryCode(): string {
 
 function normaliseRecoveryCode(code: string): string {
   return code.trim().toLowerCase().replace(/[\s-]/g, '');
+}
+
+function enrolmentId(secret: string): string {
+  return createHash('sha256').update(`totp-enrolment:${secret}`, 'utf8').digest('base64url');
+}
+
+/** Constant-time equality of two strings. */
+function sameText(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 function digest(code: string): string {
@@ -145,6 +168,12 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
   const enrolmentOf = (userId: number) =>
     db.selectFrom('totp_enrolment').selectAll().where('user_id', '=', userId).executeTakeFirst();
+
+  const enrolment = (user: { username: string }, secret: string): Enrolment => ({
+    secret,
+    uri: otpauthUri({ issuer: deps.issuerName, username: user.username, secret }),
+    id: enrolmentId(secret),
+  });
 
   const recoveryCodesLeft = async (userId: number) => {
     const row = await db
@@ -253,21 +282,22 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
           })
           .execute();
       });
-      return { secret, uri: otpauthUri({ issuer: deps.issuerName, username: user.username, secret }) };
+      return enrolment(user, secret);
     },
 
     async pendingEnrolment(user) {
       const current = await enrolmentOf(user.id);
       if (!current || current.confirmed_at !== null) return undefined;
-      const secret = cipher.open(user.id, current.secret_encrypted);
-      return { secret, uri: otpauthUri({ issuer: deps.issuerName, username: user.username, secret }) };
+      return enrolment(user, cipher.open(user.id, current.secret_encrypted));
     },
 
-    async confirmEnrolment(user, code) {
+    async confirmEnrolment(user, code, shown) {
       const userId = user.id;
       const current = await enrolmentOf(userId);
       if (!current || current.confirmed_at !== null || typeof code !== 'string') return { ok: false };
-      const step = acceptedStep(cipher.open(userId, current.secret_encrypted), code, null, now());
+      const secret = cipher.open(userId, current.secret_encrypted);
+      if (typeof shown !== 'string' || !sameText(enrolmentId(secret), shown)) return { ok: false };
+      const step = acceptedStep(secret, code, null, now());
       if (step === undefined) return { ok: false };
       const recoveryCodes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
       const at = now();

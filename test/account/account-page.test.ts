@@ -123,14 +123,32 @@ describe(`the account page (${testDatabaseKind})`, () => {
     const enrol = await consolePost(browser, url('/account/two-factor/enrol'), page.csrf!);
     assert.equal(enrol.status, 200);
     assert.match(enrol.body, /<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^>]*role="img"/);
-    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const shown = (body: string) => ({
+      secret: /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(body)![1]!.replaceAll(' ', ''),
+      enrolment: /name="enrolment" value="([^"]+)"/.exec(body)![1]!,
+    });
+    const first = shown(enrol.body);
+    // Started again (another page, or someone else who knows the password): the first page's
+    // confirmation is refused, and the new secret is not shown to it.
+    const again = await consolePost(browser, url('/account/two-factor/enrol'), page.csrf!);
+    const { secret, enrolment } = shown(again.body);
+    assert.notEqual(secret, first.secret);
+    const stale = await consolePost(browser, url('/account/two-factor/confirm'), page.csrf!, {
+      code: currentCode(secret),
+      enrolment: first.enrolment,
+    });
+    assert.equal(stale.status, 409);
+    assert.match(stale.body, /started again elsewhere/);
+    assert.doesNotMatch(stale.body, /totp-secret/, 'no secret is shown, the other enrolment’s least of all');
     const wrong = await consolePost(browser, url('/account/two-factor/confirm'), page.csrf!, {
       code: '000000',
+      enrolment,
     });
     assert.equal(wrong.status, 400);
     assert.match(wrong.body, /<p class="field-error" id="code-error">/);
     const confirmed = await consolePost(browser, url('/account/two-factor/confirm'), page.csrf!, {
       code: currentCode(secret),
+      enrolment,
     });
     assert.equal(confirmed.status, 200);
     const codes = [...confirmed.body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map(

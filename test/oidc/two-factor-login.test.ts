@@ -37,7 +37,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
     user = await seedUser(server);
     const enrolment = await server.app.twoFactor.beginEnrolment(user);
     secret = enrolment.secret;
-    const confirmed = await server.app.twoFactor.confirmEnrolment(user, currentCode(secret));
+    const confirmed = await server.app.twoFactor.confirmEnrolment(user, currentCode(secret), enrolment.id);
     assert.ok(confirmed.ok);
     recoveryCodes = confirmed.recoveryCodes;
   });
@@ -154,7 +154,9 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   it('does not complete a sign-in waiting for its code once the sessions were ended (a new password, signing out everywhere)', async () => {
     const person = await seedUser(server);
     const enrolment = await server.app.twoFactor.beginEnrolment(person);
-    assert.ok((await server.app.twoFactor.confirmEnrolment(person, currentCode(enrolment.secret))).ok);
+    assert.ok(
+      (await server.app.twoFactor.confirmEnrolment(person, currentCode(enrolment.secret), enrolment.id)).ok,
+    );
     // The confirmation spent the current step's code; a stopped sign-in spends none.
     const code = () => currentCode(enrolment.secret, Date.now() + 30_000);
 
@@ -187,7 +189,9 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   it('counts wrong codes in the login throttle, and a right password buys no extra guesses', async () => {
     const victim = await seedUser(server);
     const enrolment = await server.app.twoFactor.beginEnrolment(victim);
-    assert.ok((await server.app.twoFactor.confirmEnrolment(victim, currentCode(enrolment.secret))).ok);
+    assert.ok(
+      (await server.app.twoFactor.confirmEnrolment(victim, currentCode(enrolment.secret), enrolment.id)).ok,
+    );
     let throttled = false;
     for (let round = 0; round < 4 && !throttled; round += 1) {
       const { browser, body, response } = await passwordStep(victim.username);
@@ -255,6 +259,25 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
     assert.match(await done.text(), /http-equiv="refresh"/);
     const adminPage = await consoleGet(browser, `${server.origin}/admin`);
     assert.equal(adminPage.status, 200);
+  });
+
+  it('shows each sign-in a secret of its own: one left pending by another sign-in is never shown again, nor confirmed', async () => {
+    const superuser = await seedUser(server, { superuser: true });
+    // Someone who knows the password starts the enrolment and leaves it pending, its secret noted.
+    const planted = await enrolmentOf(superuser.username);
+    const owner = await enrolmentOf(superuser.username);
+    assert.notEqual(owner.secret, '');
+    assert.notEqual(owner.secret, planted.secret, 'the owner is shown a new secret');
+    // The first sign-in may not confirm now, not even with the secret the owner was shown.
+    for (const code of [currentCode(planted.secret), currentCode(owner.secret)]) {
+      const refused = await planted.post(planted.page, { code });
+      assert.equal(refused.status, 400);
+      assert.match(pageText(await refused.text()), /started again in another sign-in/);
+    }
+    assert.equal((await server.app.twoFactor.status(superuser.id)).enrolled, false);
+    const codes = await owner.post(owner.page, { code: currentCode(owner.secret) });
+    assert.equal(codes.status, 200);
+    assert.equal((await server.app.twoFactor.status(superuser.id)).enrolled, true);
   });
 
   it('does not complete an enrolment under way once an operator reset two-factor sign-in (Continue after the recovery codes is stopped)', async () => {

@@ -30,8 +30,8 @@ describe(`resetting a user's two-factor sign-in (${testDatabaseKind})`, () => {
 
   async function enrolledUser() {
     const user = await seedUser(server);
-    const { secret } = await server.app.twoFactor.beginEnrolment(user);
-    assert.ok((await server.app.twoFactor.confirmEnrolment(user, currentCode(secret))).ok);
+    const { secret, id } = await server.app.twoFactor.beginEnrolment(user);
+    assert.ok((await server.app.twoFactor.confirmEnrolment(user, currentCode(secret), id)).ok);
     return user;
   }
 

@@ -77,8 +77,15 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
       'not before confirmation',
     );
 
-    assert.deepEqual(await service.confirmEnrolment(alice, '000000'), { ok: false });
-    const confirmed = await service.confirmEnrolment(alice, currentCode(secret, clock));
+    assert.deepEqual(await service.confirmEnrolment(alice, '000000', started.id), { ok: false });
+    const restarted = await service.beginEnrolment(alice);
+    assert.deepEqual(
+      await service.confirmEnrolment(alice, currentCode(restarted.secret, clock), started.id),
+      { ok: false },
+      'an enrolment started again since is not the one shown: not confirmed, even with its own code',
+    );
+    secret = restarted.secret;
+    const confirmed = await service.confirmEnrolment(alice, currentCode(secret, clock), restarted.id);
     assert.ok(confirmed.ok);
     recoveryCodes = confirmed.recoveryCodes;
     assert.equal(recoveryCodes.length, RECOVERY_CODE_COUNT);

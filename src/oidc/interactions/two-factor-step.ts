@@ -4,7 +4,7 @@ import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
-import type { TwoFactorService } from '../../two-factor/service.ts';
+import type { Enrolment, TwoFactorService } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -56,6 +56,8 @@ interface PendingLogin {
   stage: Stage;
   /** The user's sign-in generation when the password step passed. */
   generation: number;
+  /** At the enrolment stage: the id of the enrolment this sign-in showed (`Enrolment.id`). */
+  enrolment?: string;
   /** Epoch milliseconds. */
   exp: number;
 }
@@ -119,7 +121,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
   const renderEnrol = (
     request: StepRequest,
     pending: PendingLogin,
-    enrolment: { secret: string; uri: string },
+    enrolment: Enrolment,
     status = 200,
     error?: string,
   ) => {
@@ -159,10 +161,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       if (!deps.requiredForSuperusers) return 'complete';
       const profile = await deps.directory.profileById(passed.userId);
       if (!profile?.superuser) return 'complete';
-      const user = { id: profile.id, username: profile.username };
-      const enrolment =
-        (await deps.twoFactor.pendingEnrolment(user)) ?? (await deps.twoFactor.beginEnrolment(user));
-      renderEnrol(request, { ...base, stage: 'enrol' }, enrolment);
+      // A new secret for each sign-in, never one left pending: whoever started that one (someone
+      // who knows the password, say) has seen its secret.
+      const enrolment = await deps.twoFactor.beginEnrolment({ id: profile.id, username: profile.username });
+      renderEnrol(request, { ...base, stage: 'enrol', enrolment: enrolment.id }, enrolment);
       return 'handled';
     },
 
@@ -201,8 +203,15 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       const enrolment = await deps.twoFactor.pendingEnrolment(user);
       if (!enrolment)
         return request.fail(400, 'This enrolment is no longer pending. Start again from the application.');
+      // Another sign-in started an enrolment since this one showed its own: its secret is not shown
+      // here (whoever started it may know it), and this sign-in starts again.
+      if (enrolment.id !== pending.enrolment)
+        return request.fail(
+          400,
+          'Two-factor enrolment was started again in another sign-in since this page was shown. Start again from the application, and scan the new code.',
+        );
       if (!attempt) return renderEnrol(request, fresh, enrolment, 429, THROTTLED);
-      const confirmed = await deps.twoFactor.confirmEnrolment(user, code);
+      const confirmed = await deps.twoFactor.confirmEnrolment(user, code, enrolment.id);
       if (!confirmed.ok) return renderEnrol(request, fresh, enrolment, 401, WRONG_CODE);
       await deps.throttle.succeeded(attempt);
       request.ctx.type = 'html';
