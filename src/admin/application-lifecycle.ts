@@ -250,7 +250,11 @@ export function lifecycleRoutes(
       async handle(request) {
         const app = await load(request);
         if (!app) return;
-        await deps.applications.deactivate(app.clientId, adminActor(request));
+        try {
+          await deps.applications.deactivate(app.clientId, adminActor(request));
+        } catch (error) {
+          return notSwitched(request, app, 'deactivated', error);
+        }
         request.seeOther(`${appPath(app.clientId)}?done=deactivated`);
       },
     },
@@ -262,10 +266,36 @@ export function lifecycleRoutes(
         const app = await load(request);
         if (!app) return;
         const consequences: Consequence[] = [];
-        await deps.applications.activate(app.clientId, adminActor(request), { consequences });
+        try {
+          await deps.applications.activate(app.clientId, adminActor(request), { consequences });
+        } catch (error) {
+          return notSwitched(request, app, 'activated', error);
+        }
         const ended = consequences.some((consequence) => consequence.kind === 'access_lost');
         request.seeOther(`${appPath(app.clientId)}?done=${ended ? 'activated_access_ended' : 'activated'}`);
       },
     },
   ];
+}
+
+/**
+ * An activation or deactivation the service refused (another operator changed the application
+ * meanwhile): said on a page of its own, nothing written. Anything else is thrown on.
+ */
+function notSwitched(
+  request: ConsoleRequest,
+  app: Application,
+  verb: 'activated' | 'deactivated',
+  error: unknown,
+): void {
+  if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+  renderAdmin(
+    request,
+    '/admin/apps',
+    `Not ${verb}`,
+    html`<h1>${app.name} was not ${verb}</h1>
+      <p class="alert" role="alert">${error.message}</p>
+      <p><a href="${appPath(app.clientId)}">Back to the application</a></p>`,
+    { status: error.code === 'conflict' ? 409 : 400 },
+  );
 }

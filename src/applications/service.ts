@@ -175,11 +175,11 @@ export function createApplicationService(
         current,
         (at) => preview(valid, current, by, at),
         consumed,
-        (trx, at) => updateApplicationRow(trx, valid, at, whitelistsChanged),
+        (trx, at) => updateApplicationRow(trx, valid, at, whitelistsChanged, current.updatedAt),
         by,
         options,
       );
-      if (!updated) throw ApplicationError.notFound(clientId);
+      if (!updated) throw await changedMeanwhile(clientId);
       if (options.dryRun) return { application: preview(valid, current, by, now()), changedFields };
       const application = await existing(clientId);
       notify({ clientId, name: application.name, action: 'updated', actor: by, fields: changedFields });
@@ -328,6 +328,20 @@ export function createApplicationService(
     );
   }
 
+  /**
+   * The error for a write that found its application gone, or changed by another write since it was
+   * read (what it decided, and whom it judged, was decided on the application as it was).
+   */
+  async function changedMeanwhile(clientId: string): Promise<ApplicationError> {
+    if ((await findByClientId(clientId)) === undefined) return ApplicationError.notFound(clientId);
+    return new ApplicationError('conflict', [
+      {
+        field: 'client_id',
+        message: `application ${quote(clientId)} was changed by someone else while this change was being made; nothing was written: look at it again and retry`,
+      },
+    ]);
+  }
+
   async function switchActive(
     clientId: string,
     active: boolean,
@@ -345,11 +359,16 @@ export function createApplicationService(
       current,
       (at) => ({ ...current, active, updatedAt: at }),
       consumed,
-      (trx, at) => setActiveRow(trx, clientId, active, at),
+      (trx, at) => setActiveRow(trx, clientId, active, at, current.updatedAt),
       by,
       options,
     );
-    if (!written) throw ApplicationError.notFound(clientId);
+    if (!written) {
+      // Another operator switched it first: theirs is the change (and its consequences).
+      const switched = await findByClientId(clientId);
+      if (switched?.active === active) return switched;
+      throw await changedMeanwhile(clientId);
+    }
     if (options.dryRun) return { ...current, active };
     const application = await existing(clientId);
     notify({

@@ -174,23 +174,30 @@ export async function insertApplication(
   await raiseChangeEpoch(trx);
 }
 
+/**
+ * Writes an update inside `trx`, only over the row as it was read (`readAt`, its `updated_at`): false,
+ * and nothing written, when it is gone or another write changed it since (see `versionedAt`).
+ */
 export async function updateApplicationRow(
   trx: Transaction<Database>,
   app: ValidApplication,
   now: number,
   whitelistsChanged: boolean,
+  readAt: number,
 ): Promise<boolean> {
   const result = await trx
     .updateTable('application')
-    .set({ ...settableColumns(app), updated_at: now })
+    .set({ ...settableColumns(app), updated_at: versionedAt(now, readAt) })
     .where('client_id', '=', app.clientId)
+    .where('updated_at', '=', readAt)
     .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return false;
   if (whitelistsChanged) {
     await trx.deleteFrom('application_whitelist').where('client_id', '=', app.clientId).execute();
     await replaceWhitelists(trx, app);
   }
   await raiseChangeEpoch(trx);
-  return Number(result.numUpdatedRows) === 1;
+  return true;
 }
 
 async function replaceWhitelists(trx: Transaction<Database>, app: ValidApplication): Promise<void> {
@@ -255,6 +262,14 @@ export async function renameWhitelisted(
   return renamed;
 }
 
+/**
+ * The `updated_at` a write over the row read at `readAt` stores: later than `readAt` even within the
+ * same millisecond, so that a write prepared on the row as it was before finds it changed.
+ */
+function versionedAt(now: number, readAt: number): number {
+  return Math.max(now, readAt + 1);
+}
+
 /** Runs one UPDATE of the application table and raises the change epoch with it when a row changed. */
 async function updateRaisingEpoch(
   db: Kysely<Database>,
@@ -304,17 +319,23 @@ export function replaceImportedSecret(
   );
 }
 
-/** Switches an application on or off inside `trx`; false when it does not exist. */
+/**
+ * Switches an application on or off inside `trx`, only over the row as it was read (`readAt`, its
+ * `updated_at`): false, and nothing written, when it is gone or another write changed it since (see
+ * `versionedAt`).
+ */
 export async function setActiveRow(
   trx: Transaction<Database>,
   clientId: string,
   active: boolean,
   now: number,
+  readAt: number,
 ): Promise<boolean> {
   const result = await trx
     .updateTable('application')
-    .set({ active: flag(active), updated_at: now })
+    .set({ active: flag(active), updated_at: versionedAt(now, readAt) })
     .where('client_id', '=', clientId)
+    .where('updated_at', '=', readAt)
     .executeTakeFirst();
   const updated = Number(result.numUpdatedRows) === 1;
   if (updated) await raiseChangeEpoch(trx);

@@ -327,6 +327,68 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.equal(changes.at(-1)?.action, 'activated');
   });
 
+  it('an edit that read the application before another operator switched it off or on neither undoes the switch nor writes', async () => {
+    // The edit is validated against the application as it read it; its back-channel URI's check (DNS,
+    // up to 3 s in production) is held open here while another operator switches the application.
+    let gate: { reached: () => void; released: Promise<void> } | undefined;
+    const slow = createApplicationService(handle.db, config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+      backchannelTargetCheck: async () => {
+        gate?.reached();
+        await gate?.released;
+        return { ok: true };
+      },
+    });
+    const { application } = await service.create(
+      {
+        name: 'Switched meanwhile',
+        redirectUris: ['https://switched.example.org/cb'],
+        backchannelLogoutUri: 'https://switched.example.org/logout',
+      },
+      ACTOR,
+    );
+    for (const [switchTo, expected] of [
+      [(id: string) => service.deactivate(id, 'admin:bob'), false],
+      [(id: string) => service.activate(id, 'admin:bob'), true],
+    ] as const) {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const reached = new Promise<void>((resolve) => (gate = { reached: resolve, released }));
+      const edit = slow.update(application.clientId, { name: 'Renamed by alice' }, 'admin:alice');
+      await reached;
+      await switchTo(application.clientId);
+      release();
+      await assert.rejects(
+        edit,
+        (error: unknown) => error instanceof ApplicationError && error.code === 'conflict',
+      );
+      const stored = (await service.findByClientId(application.clientId))!;
+      assert.equal(stored.active, expected, 'the switch stands');
+      assert.equal(stored.name, 'Switched meanwhile', 'the edit wrote nothing');
+    }
+  });
+
+  it('two operators activating one application at once: one activation, one change told', async () => {
+    const { application } = await service.create(
+      { name: 'Activated twice', redirectUris: ['https://twice.example.org/cb'] },
+      ACTOR,
+    );
+    await service.deactivate(application.clientId, ACTOR);
+    const before = changes.length;
+    const results = await Promise.all([
+      service.activate(application.clientId, 'admin:alice'),
+      service.activate(application.clientId, 'admin:bob'),
+    ]);
+    assert.deepEqual(
+      results.map((app) => app.active),
+      [true, true],
+    );
+    assert.deepEqual(
+      changes.slice(before).map((change) => change.action),
+      ['activated'],
+    );
+  });
+
   it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {
     const feed = createChangeFeed();
     feed.subscribe(service.onDirectoryChange);
