@@ -232,8 +232,10 @@ export function endAccessOnWhitelistChange(deps: {
     profiles: readonly UserProfile[],
     holdingTokens: ReadonlySet<number>,
   ): Promise<void> {
+    // A deactivated user's loss is their deactivation's (it revoked their tokens and told the
+    // applications): not counted again here.
     const userIds = profiles
-      .filter((profile) => decide(profile, after).outcome === 'deny')
+      .filter((profile) => profile.active && decide(profile, after).outcome === 'deny')
       .map((profile) => profile.id)
       .sort((a, b) => a - b);
     if (userIds.length === 0) return;

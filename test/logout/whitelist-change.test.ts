@@ -259,6 +259,21 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     );
   });
 
+  it('does not count a deactivated user again: their deactivation ended their access there', async () => {
+    const { app, blue } = await signedInAtMemberAndBlue('Blue deactivated first');
+    await server.app.directoryAdmin.deactivate({ id: blue.id });
+    const told = (await logoutJobs(server.app.database, { userId: blue.id })).map((job) => job.trigger);
+    assert.deepEqual(told, ['user_deactivated']);
+    const done = await cli(['app', 'update', app.clientId, '--remove-state', 'Blue'], env());
+    assert.equal(done.code, 0, done.stderr);
+    assert.doesNotMatch(done.stdout, /lost access/);
+    assert.deepEqual(
+      (await logoutJobs(server.app.database, { userId: blue.id })).map((job) => job.trigger),
+      told,
+      'no second logout',
+    );
+  });
+
   it('queues nothing when the new whitelists still admit everyone who signed in', async () => {
     const { app, member, blue } = await signedInAtMemberAndBlue('Widened');
     const done = await cli(
