@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
+import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { type ConsoleSession, type ConsoleSessions, CSRF_FIELD, safeReturnPath } from './session.ts';
@@ -279,6 +280,9 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       }
       await route.handle(request);
     } catch (error) {
+      // A database that is down or busy (aa-oidc's, or Alliance Auth's): answered 503 "try again"
+      // by the outer layer, as any request.
+      if (noteDatabaseUnavailable(ctx, error)) return;
       requestLog(ctx, log).error(
         { err: { name: (error as Error).name, message: (error as Error).message }, route: route.path },
         'console request failed',

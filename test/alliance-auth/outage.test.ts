@@ -13,7 +13,8 @@ import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase } from '../helpers/database.ts';
-import { openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 
@@ -110,6 +111,37 @@ await describeOnEachAllianceAuth(
       const again = await openLoginPage(server, clientId);
       const signedIn = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(signedIn.status, 303, 'sign-in works again');
+    });
+
+    it('answers an admin’s activation a try-again page while Alliance Auth is unreachable, and leaves the application off', async () => {
+      const created = await seedApp(server, { name: 'Off during the outage', skipAuthorization: true });
+      const app = { clientId: created.clientId, clientSecret: created.clientSecret! };
+      await login(server, app, 'alice', { scope: 'openid', password: FIXTURE_PASSWORD });
+      await server.app.applications.deactivate(app.clientId, 'test');
+      const admin = await consoleSignIn(server, 'frank', { password: FIXTURE_PASSWORD, returnTo: '/admin' });
+      const detail = await consoleGet(admin, `${server.origin}/admin/apps/${app.clientId}`);
+      assert.equal(detail.status, 200);
+      proxy.cut();
+      try {
+        // Activation judges who signed in there by Alliance Auth's profiles: it cannot now.
+        const refused = await consolePost(
+          admin,
+          `${server.origin}/admin/apps/${app.clientId}/activate`,
+          detail.csrf!,
+        );
+        assert.equal(refused.status, 503, 'a try-again page, not a server error');
+        assert.match(refused.body, /Try again/i);
+      } finally {
+        proxy.restore();
+      }
+      assert.equal((await server.app.applications.findByClientId(app.clientId))!.active, false);
+      const activated = await consolePost(
+        admin,
+        `${server.origin}/admin/apps/${app.clientId}/activate`,
+        detail.csrf!,
+      );
+      assert.equal(activated.status, 303);
+      assert.equal((await server.app.applications.findByClientId(app.clientId))!.active, true);
     });
   },
 );
