@@ -63,10 +63,14 @@ export function browserPaths(issuerPath: string): (path: string) => boolean {
   };
 }
 
-/** Pages a browser renders: never inside a frame (RFC 9700 §4.16, clickjacking). */
+/**
+ * Pages a browser renders: never inside a frame (RFC 9700 §4.16, clickjacking), never read as another
+ * type than the one they declare.
+ */
 export function denyFraming(ctx: Koa.Context): void {
   ctx.set('X-Frame-Options', 'DENY');
   ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
+  ctx.set('X-Content-Type-Options', 'nosniff');
 }
 
 function notFound(ctx: Koa.Context): void {

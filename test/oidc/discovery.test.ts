@@ -147,11 +147,13 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
       assert.equal(response.status, 400, variant);
       assert.equal(response.headers.get('x-frame-options'), 'DENY');
       assert.match(response.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
     }
     for (const variant of ['/logout', '/logout/']) {
       const response = await fetch(`${server.issuer}${variant}`, { redirect: 'manual' });
       assert.equal(response.status, 200, variant);
       assert.equal(response.headers.get('x-frame-options'), 'DENY');
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
     }
   });
 

@@ -141,6 +141,7 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       assert.equal(page.status, 200);
       assert.equal(page.headers.get('x-frame-options'), 'DENY');
       assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
       assert.match(page.body, /<html lang="en">/);
       assert.match(page.body, /name="csrf_token"/);
     }
