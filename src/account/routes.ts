@@ -14,7 +14,12 @@ import { portraitUrl } from '../oidc/claims.ts';
 import type { LoginThrottle } from '../oidc/interactions/throttle.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
-import { type Enrolment, TwoFactorError, type TwoFactorService } from '../two-factor/service.ts';
+import {
+  type Enrolment,
+  isShownEnrolment,
+  TwoFactorError,
+  type TwoFactorService,
+} from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import { sessionRoutes, sessionsSection } from './sessions.ts';
 
@@ -345,7 +350,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         if (!pending) return request.seeOther('/account#two-factor');
         // Started again elsewhere (another page or sign-in) since this page showed its code: that
         // secret is not shown here; the person starts again.
-        if (request.form.get('enrolment') !== pending.id)
+        if (!isShownEnrolment(pending, request.form.get('enrolment')))
           return overview(
             request,
             {

@@ -251,7 +251,7 @@ export function createApplicationService(
     async onDirectoryChange(change, unit) {
       switch (change.kind) {
         case 'catalog_renamed': {
-          const renamed = await renameWhitelisted(unit.trx, change.entity, change.from, change.to);
+          const renamed = await renameWhitelisted(unit.trx, change.entity, change.from, change.to, unit.at);
           if (renamed > 0)
             unit.afterCommit(() =>
               log.info(

@@ -224,17 +224,36 @@ export async function applicationsWhitelisting(
   return rows.map((row) => row.client_id);
 }
 
-/** Renames a whitelisted state or group in every whitelist that names it; returns how many. */
+/**
+ * Renames a whitelisted state or group in every whitelist that names it; returns how many. The
+ * applications whose whitelists it renames are versioned too (their `updated_at`, see `versionedAt`),
+ * first, so that an edit that read them before writes nothing instead of putting the old name back.
+ */
 export async function renameWhitelisted(
   trx: Transaction<Database>,
   kind: 'state' | 'group',
   from: string,
   to: string,
+  now: number,
 ): Promise<number> {
   // Exactly the old name, as whitelists are matched: on Alliance Auth over PostgreSQL another
   // application's `directors` may be another group than this `Directors`.
   const named = (name: string) => (eb: ExpressionBuilder<Database, 'application_whitelist'>) =>
     eb('name', '=', name);
+  await trx
+    .updateTable('application')
+    .set((eb) => ({
+      updated_at: eb
+        .case()
+        .when('updated_at', '<', now)
+        .then(now)
+        .else(eb('updated_at', '+', 1))
+        .end(),
+    }))
+    .where('client_id', 'in', (eb) =>
+      eb.selectFrom('application_whitelist').select('client_id').where('kind', '=', kind).where(named(from)),
+    )
+    .execute();
   // An application that already whitelists the new name (one the directory no longer had) is left
   // with one entry for it, the renamed one: two would name the same state or group twice.
   if (from !== to) {

@@ -99,6 +99,9 @@ function normaliseRecoveryCode(code: string): string {
   return code.trim().toLowerCase().replace(/[\s-]/g, '');
 }
 
+const alreadyOn = () =>
+  new TwoFactorError('two-factor sign-in is already on; turn it off first to enrol again');
+
 function enrolmentId(secret: string): string {
   return createHash('sha256').update(`totp-enrolment:${secret}`, 'utf8').digest('base64url');
 }
@@ -108,6 +111,14 @@ function sameText(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
   return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
+ * Whether `shown` (the id a page carries back) is this enrolment's: only then may the page show its
+ * secret again. Constant-time, as the id is all that stands between a form and the secret.
+ */
+export function isShownEnrolment(enrolment: Enrolment, shown: unknown): boolean {
+  return typeof shown === 'string' && sameText(enrolment.id, shown);
 }
 
 function digest(code: string): string {
@@ -261,27 +272,32 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
     async beginEnrolment(user) {
       const current = await enrolmentOf(user.id);
-      if (current?.confirmed_at != null)
-        throw new TwoFactorError('two-factor sign-in is already on; turn it off first to enrol again');
+      if (current?.confirmed_at != null) throw alreadyOn();
       const secret = newTotpSecret();
-      const sealed = cipher.seal(user.id, secret);
-      await db.transaction().execute(async (trx) => {
-        await trx
-          .deleteFrom('totp_enrolment')
-          .where('user_id', '=', user.id)
-          .where('confirmed_at', 'is', null)
-          .execute();
-        await trx
-          .insertInto('totp_enrolment')
-          .values({
-            user_id: user.id,
-            secret_encrypted: sealed,
-            confirmed_at: null,
-            last_used_step: null,
-            created_at: now(),
-          })
-          .execute();
-      });
+      const row = {
+        user_id: user.id,
+        secret_encrypted: cipher.seal(user.id, secret),
+        confirmed_at: null,
+        last_used_step: null,
+        created_at: now(),
+      };
+      // One statement over a pending enrolment, never over a confirmed one: two begun at once (a
+      // password form sent twice, two sign-ins) both answer, the later one's secret standing.
+      const result = await db
+        .insertInto('totp_enrolment')
+        .values(row)
+        .onConflict((conflict) =>
+          conflict
+            .column('user_id')
+            .doUpdateSet({
+              secret_encrypted: row.secret_encrypted,
+              last_used_step: null,
+              created_at: row.created_at,
+            })
+            .where('totp_enrolment.confirmed_at', 'is', null),
+        )
+        .executeTakeFirst();
+      if (Number(result.numInsertedOrUpdatedRows ?? 0) !== 1) throw alreadyOn();
       return enrolment(user, secret);
     },
 

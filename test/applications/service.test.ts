@@ -368,6 +368,46 @@ describe(`application service (${testDatabaseKind})`, () => {
     }
   });
 
+  it('an edit of the whitelists that read the application before its group was renamed does not put the old name back', async () => {
+    const feed = createChangeFeed();
+    feed.subscribe(service.onDirectoryChange);
+    const directory = createDirectory(handle.db, undefined, feed);
+    await directory.createGroup('Fleet Command');
+    let reached!: () => void;
+    let release!: () => void;
+    const atCheck = new Promise<void>((resolve) => (reached = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const slow = createApplicationService(handle.db, config, createLogger(config), {
+      directory: builtinDirectoryReader(handle.db),
+      backchannelTargetCheck: async () => {
+        reached();
+        await released;
+        return { ok: true };
+      },
+    });
+    const { application } = await service.create(
+      { name: 'Renamed group', redirectUris: ['https://renamed.example.org/cb'], groups: ['Fleet Command'] },
+      ACTOR,
+    );
+    const edit = slow.update(
+      application.clientId,
+      {
+        groups: ['Fleet Command', 'Wiki Editors'],
+        backchannelLogoutUri: 'https://renamed.example.org/logout',
+      },
+      'admin:alice',
+    );
+    await atCheck;
+    await directory.renameGroup('Fleet Command', 'Fleet Council');
+    release();
+    await edit.catch((error: unknown) => {
+      if (!(error instanceof ApplicationError && error.code === 'conflict')) throw error;
+    });
+    const stored = (await service.findByClientId(application.clientId))!;
+    assert.equal(stored.groups.includes('Fleet Command'), false, 'no whitelist names the old name');
+    assert.ok(stored.groups.includes('Fleet Council'), 'the rename stands');
+  });
+
   it('two operators activating one application at once: one activation, one change told', async () => {
     const { application } = await service.create(
       { name: 'Activated twice', redirectUris: ['https://twice.example.org/cb'] },

@@ -104,6 +104,16 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     await assert.rejects(service.beginEnrolment(alice), /already on/);
   });
 
+  it('two enrolments begun at once (two sign-ins of one superuser) both answer, and the one left pending is one of them', async () => {
+    const bob = { id: 8, username: 'bob' };
+    for (let round = 0; round < 20; round += 1) {
+      const started = await Promise.all([1, 2, 3].map(() => service.beginEnrolment(bob)));
+      const pending = await service.pendingEnrolment(bob);
+      assert.ok(pending && started.some((enrolment) => enrolment.id === pending.id));
+    }
+    await service.reset(bob, { actor: 'test', dryRun: false });
+  });
+
   it('accepts a code once: the confirmation code and any code of an earlier step are spent', async () => {
     assert.deepEqual(
       await service.verify(alice.id, currentCode(secret, clock)),

@@ -4,7 +4,7 @@ import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
-import type { Enrolment, TwoFactorService } from '../../two-factor/service.ts';
+import { type Enrolment, isShownEnrolment, type TwoFactorService } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -205,7 +205,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         return request.fail(400, 'This enrolment is no longer pending. Start again from the application.');
       // Another sign-in started an enrolment since this one showed its own: its secret is not shown
       // here (whoever started it may know it), and this sign-in starts again.
-      if (enrolment.id !== pending.enrolment)
+      if (!isShownEnrolment(enrolment, pending.enrolment))
         return request.fail(
           400,
           'Two-factor enrolment was started again in another sign-in since this page was shown. Start again from the application, and scan the new code.',
