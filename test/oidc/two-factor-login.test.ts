@@ -280,6 +280,35 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
     assert.equal((await server.app.twoFactor.status(superuser.id)).enrolled, true);
   });
 
+  it('asks for a code when another sign-in finished the enrolment after this one looked, never a server error', async () => {
+    const superuser = await seedUser(server, { superuser: true });
+    const service = server.app.twoFactor;
+    const status = service.status;
+    let raced = false;
+    // Another sign-in's enrolment completes between this sign-in's look at the status and its own.
+    service.status = async (userId) => {
+      const seen = await status.call(service, userId);
+      if (userId === superuser.id && !raced) {
+        raced = true;
+        const other = await service.beginEnrolment(superuser);
+        assert.ok((await service.confirmEnrolment(superuser, currentCode(other.secret), other.id)).ok);
+      }
+      return seen;
+    };
+    let start: Response;
+    try {
+      start = await signIn(new Browser(), server, `${server.origin}/account/sign-in?return=/admin`, {
+        username: superuser.username,
+        password: PASSWORD,
+      });
+    } finally {
+      service.status = status;
+    }
+    assert.ok(raced);
+    assert.equal(start.status, 200);
+    assert.match(pageText(await start.text()), /Enter your code/);
+  });
+
   it('does not complete an enrolment under way once an operator reset two-factor sign-in (Continue after the recovery codes is stopped)', async () => {
     const superuser = await seedUser(server, { superuser: true });
     const { browser, page: enrolPage, secret, post } = await enrolmentOf(superuser.username);

@@ -4,7 +4,12 @@ import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
-import { type Enrolment, isShownEnrolment, type TwoFactorService } from '../../two-factor/service.ts';
+import {
+  type Enrolment,
+  isShownEnrolment,
+  TwoFactorError,
+  type TwoFactorService,
+} from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
 import type { LoginThrottle } from './throttle.ts';
 
@@ -163,7 +168,15 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       if (!profile?.superuser) return 'complete';
       // A new secret for each sign-in, never one left pending: whoever started that one (someone
       // who knows the password, say) has seen its secret.
-      const enrolment = await deps.twoFactor.beginEnrolment({ id: profile.id, username: profile.username });
+      let enrolment: Enrolment;
+      try {
+        enrolment = await deps.twoFactor.beginEnrolment({ id: profile.id, username: profile.username });
+      } catch (error) {
+        // Enrolled meanwhile (another sign-in finished its enrolment): a code, as for any enrolled user.
+        if (!(error instanceof TwoFactorError)) throw error;
+        renderCode(request, { ...base, stage: 'code' });
+        return 'handled';
+      }
       renderEnrol(request, { ...base, stage: 'enrol', enrolment: enrolment.id }, enrolment);
       return 'handled';
     },
