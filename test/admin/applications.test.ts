@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
-import { type Kysely, sql } from 'kysely';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
-import type { Database } from '../../src/db/schema.ts';
-import { testDatabaseKind } from '../helpers/database.ts';
+import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import { type Browser, formField, seedUser, startServer, type TestServer } from '../helpers/server.ts';
@@ -185,30 +182,12 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
 
   it('answers "try again" (503), not a server error, when the database takes no write at a deactivation', async () => {
     const detail = await consoleGet(admin, url(`/admin/apps/${clientId}`));
-    const { database } = server.app;
-    const db = database.db as Kysely<Database>;
-    // SQLite locked by another writer past the busy timeout (SQLITE_BUSY); PostgreSQL out of disk
-    // space (SQLSTATE 53100) for an update of the application.
-    const locker = database.kind === 'sqlite' ? new BetterSqlite3(database.sqlite!.name) : undefined;
-    if (locker) locker.prepare('begin immediate').run();
-    else {
-      await sql`CREATE FUNCTION fail_app_update() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '53100'; END $$`.execute(db);
-      await sql`CREATE TRIGGER fail_app_update BEFORE UPDATE ON application
-        FOR EACH ROW EXECUTE FUNCTION fail_app_update()`.execute(db);
-    }
-    let refused: Awaited<ReturnType<typeof consolePost>>;
-    try {
-      refused = await consolePost(admin, url(`/admin/apps/${clientId}/deactivate`), detail.csrf!);
-    } finally {
-      if (locker) {
-        locker.prepare('rollback').run();
-        locker.close();
-      } else {
-        await sql`DROP TRIGGER fail_app_update ON application`.execute(db);
-        await sql`DROP FUNCTION fail_app_update()`.execute(db);
-      }
-    }
+    // The database refuses the application's update (SQLite locked, PostgreSQL out of space).
+    const refused = await whileWritesRefused(
+      server.app.database,
+      { table: 'application', event: 'UPDATE' },
+      () => consolePost(admin, url(`/admin/apps/${clientId}/deactivate`), detail.csrf!),
+    );
     assert.equal(refused.status, 503, refused.body.slice(0, 300));
     assert.match(refused.body, /Try again/i);
     assert.equal((await server.app.applications.findByClientId(clientId))!.active, true, 'nothing written');

@@ -2,10 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { type DatabaseTarget, parseDatabaseUrl } from '../../src/config/load.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
+import type { Database } from '../../src/db/schema.ts';
 
 /**
  * A fresh database for one test: a temporary SQLite file by default, or a new PostgreSQL database
@@ -187,5 +190,39 @@ function processExists(pid: number): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `work` while the database refuses writes for the database's sake, then lets it write again:
+ * SQLite locked by another writer past the busy timeout (SQLITE_BUSY; every write), PostgreSQL out of
+ * disk space (SQLSTATE 53100) for `event` on `table` (and the rows matching `when`, SQL of `NEW`).
+ */
+export async function whileWritesRefused<T>(
+  database: DatabaseHandle,
+  refused: { table: string; event: 'INSERT' | 'UPDATE'; when?: string },
+  work: () => Promise<T>,
+): Promise<T> {
+  const locker = database.kind === 'sqlite' ? new BetterSqlite3(database.sqlite!.name) : undefined;
+  const db = database.db as Kysely<Database>;
+  if (locker) locker.prepare('begin immediate').run();
+  else {
+    await sql`CREATE FUNCTION refuse_test_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '53100'; END $$`.execute(db);
+    await sql`CREATE TRIGGER refuse_test_write BEFORE ${sql.raw(refused.event)} ON ${sql.table(refused.table)}
+      FOR EACH ROW ${sql.raw(refused.when ? `WHEN (${refused.when})` : '')} EXECUTE FUNCTION refuse_test_write()`.execute(
+      db,
+    );
+  }
+  try {
+    return await work();
+  } finally {
+    if (locker) {
+      locker.prepare('rollback').run();
+      locker.close();
+    } else {
+      await sql`DROP TRIGGER refuse_test_write ON ${sql.table(refused.table)}`.execute(db);
+      await sql`DROP FUNCTION refuse_test_write()`.execute(db);
+    }
   }
 }

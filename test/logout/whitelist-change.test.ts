@@ -35,6 +35,13 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
   });
 
   const env = () => testEnv(server.database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
+  /** Whether `logout_required` for the user, with that reason, was published (once the bus is idle). */
+  const logoutRequired = async (userId: number, reason: string) => {
+    await server.app.audit.idle();
+    return events.some(
+      (event) => event.kind === 'logout_required' && event.user_id === userId && event.reason === reason,
+    );
+  };
   const idTokenSid = (idToken: string) =>
     (JSON.parse(Buffer.from(idToken.split('.')[1]!, 'base64url').toString()) as { sid?: string }).sid;
 
@@ -248,15 +255,7 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     );
     assert.equal(await active(app, memberTokens.access_token), true, 'the Member user keeps theirs');
     assert.deepEqual(await logoutJobs(server.app.database, { userId: member.id }), []);
-    await server.app.audit.idle();
-    assert.ok(
-      events.some(
-        (event) =>
-          event.kind === 'logout_required' &&
-          event.user_id === blue.id &&
-          event.reason === 'application_activated',
-      ),
-    );
+    assert.ok(await logoutRequired(blue.id, 'application_activated'));
   });
 
   it('does not count a deactivated user again: their deactivation ended their access there', async () => {
@@ -355,14 +354,8 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     );
     assert.deepEqual(await logoutJobs(server.app.database, { userId: member.id }), []);
     assert.equal(await active(app, blueTokens.access_token), false);
-    await server.app.audit.idle();
     assert.ok(
-      events.some(
-        (event) =>
-          event.kind === 'logout_required' &&
-          event.user_id === blue.id &&
-          event.reason === 'whitelist_changed',
-      ),
+      await logoutRequired(blue.id, 'whitelist_changed'),
       'logout_required published after the commit',
     );
     assert.ok(

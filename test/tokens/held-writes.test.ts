@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import BetterSqlite3 from 'better-sqlite3';
 import { type Kysely, sql } from 'kysely';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { raiseChangeEpoch } from '../../src/db/change-epoch.ts';
@@ -9,7 +8,7 @@ import { sha256Hex } from '../../src/logging/secrets.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import * as flows from '../helpers/flows.ts';
 import type { LeakHarness } from '../helpers/leak-harness.ts';
-import { testDatabaseKind } from '../helpers/database.ts';
+import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import { Browser, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
 import {
   authorize,
@@ -336,32 +335,15 @@ describe(`rows written once the response is built (${testDatabaseKind})`, () => 
     const browser = new Browser();
     const first = await flows.authorize(server, browser, client, pilot.username, { scope: 'openid' });
     harness.registerSecret(flows.codeFrom(first.response), 'authorization code');
-    const { database } = server.app;
-    const db = database.db as Kysely<Database>;
     // A database that refuses writes for now: SQLite locked by another writer until the busy timeout
     // (SQLITE_BUSY; the held rows are written on the write worker's connection,
     // src/db/write-worker.ts), PostgreSQL out of disk space (SQLSTATE 53100), each only for the
     // statement that writes the held rows.
-    const locker = database.kind === 'sqlite' ? new BetterSqlite3(database.sqlite!.name) : undefined;
-    if (locker) locker.prepare('begin immediate').run();
-    else {
-      await sql`CREATE FUNCTION fail_held_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '53100'; END $$`.execute(db);
-      await sql`CREATE TRIGGER fail_held_insert BEFORE INSERT ON oidc_payload
-        FOR EACH ROW WHEN (NEW.model = 'AuthorizationCode') EXECUTE FUNCTION fail_held_insert()`.execute(db);
-    }
-    let failed: Awaited<ReturnType<typeof flows.authorize>>;
-    try {
-      failed = await flows.authorize(server, browser, client, undefined, { scope: 'openid' });
-    } finally {
-      if (locker) {
-        locker.prepare('rollback').run();
-        locker.close();
-      } else {
-        await sql`DROP TRIGGER fail_held_insert ON oidc_payload`.execute(db);
-        await sql`DROP FUNCTION fail_held_insert()`.execute(db);
-      }
-    }
+    const failed = await whileWritesRefused(
+      server.app.database,
+      { table: 'oidc_payload', event: 'INSERT', when: "NEW.model = 'AuthorizationCode'" },
+      () => flows.authorize(server, browser, client, undefined, { scope: 'openid' }),
+    );
     assert.equal(failed.response.status, 503);
     assert.equal(failed.response.headers.get('retry-after'), '5');
     assert.equal(failed.response.headers.get('location'), null, 'no code goes to the client');
