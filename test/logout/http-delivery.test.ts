@@ -423,6 +423,31 @@ describe('deliverLogoutToken connects only to the address the gate just checked'
     );
   });
 
+  it('with private targets allowed, refuses a name that rebinds to a metadata service inside link-local or CGNAT space', async () => {
+    for (const metadata of ['169.254.170.2', '169.254.170.23', '100.100.100.200']) {
+      const resolver = tableResolver({
+        'lan-rp.test': { sequence: [[v4('10.0.0.5')], [v4(metadata)]] },
+      });
+      const gate = development({ allowPrivateTargets: true, resolver });
+      // The receiver stands in for the metadata service: a delivery that reaches it is a finding.
+      const { connector, attempts } = guardedConnector({
+        '10.0.0.5': receiver.port,
+        [metadata]: receiver.port,
+      });
+      receiver.requests.length = 0;
+      const { checkBackchannelTarget } = await import('../../src/logout/ssrf/target-gate.ts');
+      assert.ok((await checkBackchannelTarget('http://lan-rp.test/bcl', gate)).ok, 'the write is accepted');
+
+      const outcome = expectOutcome(
+        await deliverLogoutToken({ url: 'http://lan-rp.test/bcl', logoutToken: TOKEN, gate, connector }),
+        'unsafe_target_ip',
+      );
+      assert.equal(outcome.addressClass, 'cloud_metadata', metadata);
+      assert.deepEqual(attempts, [], `connected to ${metadata}`);
+      assert.equal(receiver.requests.length, 0);
+    }
+  });
+
   it('refuses an http URI in production at delivery time (scheme changed since the write)', async () => {
     const { connector, attempts } = guardedConnector({ [PUBLIC_V4]: receiver.port });
     const outcome = expectOutcome(

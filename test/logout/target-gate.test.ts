@@ -97,12 +97,24 @@ describe('SSRF gate: scheme and form', () => {
     ['/bcl', 'invalid_uri'],
     ['https://user:pass@rp.public.test/bcl', 'invalid_uri'],
     ['http://1.2.3.4.5/bcl', 'invalid_uri'],
+    ['http://rp.public.test:0/bcl', 'invalid_uri'],
+    [`https://${PUBLIC_V4}:0/bcl`, 'invalid_uri'],
   ] as const) {
     it(`refuses ${uri} with ${reason}`, async () => {
       const verdict = await checkBackchannelTarget(uri, development());
       assert.equal(verdict.ok ? null : verdict.reason, reason);
     });
   }
+
+  it('refuses port 0 at write time, naming it, without a lookup', async () => {
+    const resolver = tableResolver({ 'rp.public.test': [v4(PUBLIC_V4)] });
+    const verdict = await backchannelTargetCheck(development({ resolver }))('https://rp.public.test:0/bcl');
+    assert.deepEqual(verdict, {
+      ok: false,
+      reason: 'is refused by the SSRF gate (invalid_uri): has port 0, which no server listens on',
+    });
+    assert.deepEqual(resolver.lookups, []);
+  });
 
   it('the application check runs the syntactic check first (no lookup for a fragment)', async () => {
     const resolver = tableResolver({ 'rp.public.test': [v4(PUBLIC_V4)] });
@@ -190,6 +202,24 @@ describe('SSRF gate: logout.allowPrivateTargets (development escape hatch)', () 
     it(`still refuses ${what}`, async () => {
       const verdict = await checkBackchannelTarget(uri, allowing());
       assert.equal(verdict.ok ? null : verdict.reason, reason);
+    });
+  }
+
+  // Metadata and credential services that sit inside the ranges the escape hatch opens.
+  for (const [what, uri] of [
+    ['AWS ECS task metadata and credentials (link-local)', 'http://169.254.170.2/v2/credentials/x'],
+    ['EKS Pod Identity Agent (link-local)', 'http://169.254.170.23/v1/credentials'],
+    ['EKS Pod Identity Agent over IPv6 (unique-local)', 'http://[fd00:ec2::23]/v1/credentials'],
+    ['Alibaba Cloud metadata (CGNAT)', 'http://100.100.100.200/latest/meta-data/'],
+    ['Alibaba Cloud metadata, IPv4-mapped', 'http://[::ffff:100.100.100.200]/latest/meta-data/'],
+    ['a name resolving to the ECS credentials address', 'http://ecs.rp.test/bcl'],
+  ] as const) {
+    it(`still refuses ${what} as cloud metadata`, async () => {
+      const verdict = await checkBackchannelTarget(uri, allowing());
+      assert.equal(verdict.ok, false, `accepted ${uri}`);
+      if (verdict.ok) return;
+      assert.equal(verdict.reason, 'unsafe_target_ip');
+      assert.equal(verdict.addressClass, 'cloud_metadata', verdict.detail);
     });
   }
 });

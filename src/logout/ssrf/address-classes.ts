@@ -106,6 +106,10 @@ type RangeRow = readonly [cidr: string, addressClass: AddressClass];
 const IPV4_RANGES: readonly RangeRow[] = [
   ['169.254.169.254/32', 'cloud_metadata'], // AWS, GCP, Azure, OpenStack instance metadata
   ['168.63.129.16/32', 'cloud_metadata'], // Azure WireServer: public space, answered inside every VM
+  // Inside ranges that `allowPrivateTargets` opens (link-local, CGNAT): listed so that it never opens them.
+  ['169.254.170.2/32', 'cloud_metadata'], // AWS ECS task metadata and credentials
+  ['169.254.170.23/32', 'cloud_metadata'], // AWS EKS Pod Identity Agent credentials
+  ['100.100.100.200/32', 'cloud_metadata'], // Alibaba Cloud instance metadata
   ['255.255.255.255/32', 'broadcast'],
   ['0.0.0.0/8', 'unspecified'],
   ['10.0.0.0/8', 'private'],
@@ -132,6 +136,7 @@ const IPV6_RANGES: readonly RangeRow[] = [
   ['fd00:ec2::254/128', 'cloud_metadata'], // AWS instance metadata over IPv6
   ['::/128', 'unspecified'],
   ['::1/128', 'loopback'],
+  ['fd00:ec2::23/128', 'cloud_metadata'], // AWS EKS Pod Identity Agent over IPv6 (unique-local space)
   ['100::/64', 'reserved'], // discard-only
   ['2001:2::/48', 'benchmarking'],
   ['2001::/23', 'ietf_protocol'],

@@ -86,6 +86,8 @@ export async function checkBackchannelTarget(
   const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   if (host === '') return refuse('invalid_uri', 'has no host');
   const port = url.port === '' ? (protocol === 'https:' ? 443 : 80) : Number(url.port);
+  // WHATWG accepts it; a connection to it fails on every attempt, retried to exhaustion.
+  if (port === 0) return refuse('invalid_uri', 'has port 0, which no server listens on');
 
   const literal = parseAddress(host);
   if (literal !== undefined) {
