@@ -156,7 +156,14 @@ export function createApplicationService(
     async update(clientId, patch, actor, options = {}) {
       const by = checkActor(actor);
       const current = await existing(clientId);
-      const valid = await validateApplicationInput(mergePatch(current, patch), await validationContext());
+      const merged = mergePatch(current, patch);
+      const context = await validationContext();
+      // An unchanged back-channel URI passed the whole gate when it was written and passes it again at
+      // every delivery: an edit of something else (narrowing the whitelists, above all) is not refused
+      // because the application's host does not resolve now, or resolves elsewhere.
+      if (merged.backchannelLogoutUri === current.backchannelLogoutUri)
+        context.backchannelTargetCheck = syntacticBackchannelTargetCheck(config.mode);
+      const valid = await validateApplicationInput(merged, context);
       const changedFields = COMPARED_FIELDS.filter(
         ([key]) => JSON.stringify(valid[key]) !== JSON.stringify(current[key]),
       ).map(([, field]) => field);

@@ -328,8 +328,8 @@ describe(`application service (${testDatabaseKind})`, () => {
   });
 
   it('an edit that read the application before another operator switched it off or on neither undoes the switch nor writes', async () => {
-    // The edit is validated against the application as it read it; its back-channel URI's check (DNS,
-    // up to 3 s in production) is held open here while another operator switches the application.
+    // The edit is validated against the application as it read it; its new back-channel URI's check
+    // (DNS, up to 3 s in production) is held open here while another operator switches the application.
     let gate: { reached: () => void; released: Promise<void> } | undefined;
     const slow = createApplicationService(handle.db, config, createLogger(config), {
       directory: builtinDirectoryReader(handle.db),
@@ -354,7 +354,11 @@ describe(`application service (${testDatabaseKind})`, () => {
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
       const reached = new Promise<void>((resolve) => (gate = { reached: resolve, released }));
-      const edit = slow.update(application.clientId, { name: 'Renamed by alice' }, 'admin:alice');
+      const edit = slow.update(
+        application.clientId,
+        { name: 'Renamed by alice', backchannelLogoutUri: 'https://switched.example.org/logout-v2' },
+        'admin:alice',
+      );
       await reached;
       await switchTo(application.clientId);
       release();

@@ -112,6 +112,50 @@ describe(`application writes run the SSRF gate (createServices, ${testDatabaseKi
   });
 });
 
+describe(`an edit that keeps the back-channel URI does not depend on its host's DNS now (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let services: Services;
+  const table: Parameters<typeof tableResolver>[0] = { 'wiki.public.test': [v4(PUBLIC_V4)] };
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    services = await createServices(testConfig(database), { migrate: true, resolver: tableResolver(table) });
+    await services.directoryAdmin!.createState('Member', 100, true);
+    await services.directoryAdmin!.createState('Blue', 50, true);
+  });
+  after(async () => {
+    await services.close();
+    await database.drop();
+  });
+
+  it('narrows the whitelists of an application whose host now resolves privately, or not at all', async () => {
+    const { application } = await services.applications.create(
+      {
+        ...REDIRECTS,
+        name: 'Wiki',
+        states: ['Member', 'Blue'],
+        backchannelLogoutUri: 'https://wiki.public.test/bcl',
+      },
+      ACTOR,
+    );
+    table['wiki.public.test'] = [v4('10.0.0.9')];
+    const narrowed = await services.applications.update(application.clientId, { states: ['Member'] }, ACTOR);
+    assert.deepEqual(narrowed.application.states, ['Member']);
+    delete table['wiki.public.test'];
+    const renamed = await services.applications.update(application.clientId, { name: 'Old wiki' }, ACTOR);
+    assert.equal(renamed.application.name, 'Old wiki');
+    // Written again (the same text as a new value is no change; another URI is checked whole).
+    const moved = await refusal(
+      services.applications.update(
+        application.clientId,
+        { backchannelLogoutUri: 'https://wiki.public.test/other' },
+        ACTOR,
+      ),
+    );
+    assert.match(moved.message, /\(dns_resolve_failed\): wiki\.public\.test did not resolve/);
+  });
+});
+
 describe(`logout.allowPrivateTargets lets private targets through application writes (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let services: Services;
