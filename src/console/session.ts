@@ -1,7 +1,8 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type Koa from 'koa';
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { ConsoleSignIn, ProviderSessionInfo } from '../oidc/console-sign-in.ts';
+import { sameText } from '../util/same-text.ts';
 
 export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
 
@@ -67,12 +68,6 @@ export function safeReturnPath(candidate: string | undefined | null, fallback = 
 
 const s256 = (value: string) => createHash('sha256').update(value, 'ascii').digest('base64url');
 
-function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a, 'utf8');
-  const right = Buffer.from(b, 'utf8');
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
 export interface ConsoleSessions {
   /** The provider session of the request, if someone is signed in (read-only pages use this alone). */
   providerSession(ctx: Koa.Context): Promise<ProviderSessionInfo | undefined>;
@@ -121,7 +116,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       const cookieValue = readConsoleCookie(ctx);
       if (!cookieValue) return undefined;
       const session = await providerSession(ctx);
-      if (!session || !sameString(session.uid, cookieValue.uid)) return undefined;
+      if (!session || !sameText(session.uid, cookieValue.uid)) return undefined;
       return { ...session, csrfToken: csrfTokenFor(session.uid, cookieValue.nonce) };
     },
 
@@ -167,7 +162,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       if (!flow || Date.now() - flow.startedAt > FLOW_LIFETIME_MS)
         return { ok: false, reason: 'No sign-in is in progress in this browser (or it took too long).' };
       const state = ctx.query.state;
-      if (typeof state !== 'string' || !sameString(state, flow.state))
+      if (typeof state !== 'string' || !sameText(state, flow.state))
         return { ok: false, reason: 'This answer does not belong to the sign-in started in this browser.' };
       if (typeof ctx.query.error === 'string')
         return { ok: false, reason: `The sign-in did not complete (${ctx.query.error.slice(0, 60)}).` };
@@ -193,9 +188,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
     },
 
     verifyCsrf(session, submitted) {
-      return (
-        typeof submitted === 'string' && submitted.length > 0 && sameString(submitted, session.csrfToken)
-      );
+      return typeof submitted === 'string' && submitted.length > 0 && sameText(submitted, session.csrfToken);
     },
 
     clear(ctx) {

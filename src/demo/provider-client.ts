@@ -1,7 +1,8 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type Koa from 'koa';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from 'jose';
 import type { Html } from './page.ts';
+import { sameText } from '../util/same-text.ts';
 
 /**
  * The demo relying party's side of the protocol, as an external relying party would do it: the
@@ -32,12 +33,6 @@ export class DemoFailure extends Error {
     this.title = title;
     this.detail = detail;
   }
-}
-
-export function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a, 'utf8');
-  const right = Buffer.from(b, 'utf8');
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /** `http://ADDRESS:PORT` of the socket the request arrived on: the server's own listening address. */
@@ -138,14 +133,14 @@ export async function validateIdToken(
     throw new DemoFailure(502, 'The id_token is not valid', (error as Error).message);
   }
   const { payload, protectedHeader } = verified;
-  if (typeof payload.nonce !== 'string' || !sameString(payload.nonce, nonce))
+  if (typeof payload.nonce !== 'string' || !sameText(payload.nonce, nonce))
     throw new DemoFailure(502, 'The id_token is not valid', 'its nonce is not the one this sign-in sent');
   if (Array.isArray(payload.aud) && payload.aud.length > 1 && payload.azp !== clientId)
     throw new DemoFailure(502, 'The id_token is not valid', 'several audiences and azp is not this client');
   if (payload.at_hash !== undefined) {
     const digest = createHash('sha256').update(accessToken, 'ascii').digest();
     const expected = digest.subarray(0, digest.length / 2).toString('base64url');
-    if (typeof payload.at_hash !== 'string' || !sameString(payload.at_hash, expected))
+    if (typeof payload.at_hash !== 'string' || !sameText(payload.at_hash, expected))
       throw new DemoFailure(502, 'The id_token is not valid', 'its at_hash does not match the access token');
   }
   return { payload, kid: protectedHeader.kid ?? '(none)' };

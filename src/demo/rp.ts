@@ -11,12 +11,12 @@ import {
   fetchJson,
   oauthError,
   ownOrigin,
-  sameString,
   validateIdToken,
   viaOwnOrigin,
 } from './provider-client.ts';
 import { demoSetup } from './setup.ts';
 import { demoUrls } from './urls.ts';
+import { sameText } from '../util/same-text.ts';
 
 /**
  * The demo relying party: a confidential client that signs a person in through this
@@ -118,7 +118,7 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
     )
       throw new DemoFailure(400, 'The sign-in expired', html`It has to finish within 10 minutes. ${restart}`);
     const state = ctx.query.state;
-    if (typeof state !== 'string' || !sameString(state, flow.state))
+    if (typeof state !== 'string' || !sameText(state, flow.state))
       throw new DemoFailure(
         400,
         'State mismatch',

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Database } from '../db/schema.ts';
@@ -31,6 +30,7 @@ import { KEPT_MODELS } from './kept-rows.ts';
 import type { OwnCodes } from './own-codes.ts';
 import { currentRequest, revokeGrantAsProvider, withinRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
+import { sameText } from '../util/same-text.ts';
 
 /**
  * oidc-provider's storage adapter (one instance per model name), over the token store
@@ -189,12 +189,6 @@ function grantStorageId(grantId: string): string {
     setNewest(grantStorageIds, grantId, id, GRANT_IDS_KEPT);
   }
   return id;
-}
-
-function sameDigest(a: string, b: string): boolean {
-  const left = Buffer.from(a, 'utf8');
-  const right = Buffer.from(b, 'utf8');
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /** The revocation reason recorded when the provider itself revokes (endpoint, logout, grant). */
@@ -498,7 +492,7 @@ export class KyselyAdapter implements Adapter {
     if (row?.format === 'jwt') {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = sha256Hex(id);
-      if (!sameDigest(digest, row.value_sha256)) return undefined;
+      if (!sameText(digest, row.value_sha256)) return undefined;
       return this.#readAhead(this.#revive(row, jti));
     }
     if (jti !== undefined) return undefined;

@@ -12,6 +12,7 @@ import type { AuditBus } from '../audit/bus.ts';
 import type { Database } from '../db/schema.ts';
 import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
 import { acceptedStep, looksLikeTotpCode, newTotpSecret, normaliseCode, otpauthUri } from './totp.ts';
+import { sameText } from '../util/same-text.ts';
 
 /**
  * Two-factor sign-in: TOTP enrolment with a confirmation code, single-use recovery codes shown once,
@@ -104,13 +105,6 @@ const alreadyOn = () =>
 
 function enrolmentId(secret: string): string {
   return createHash('sha256').update(`totp-enrolment:${secret}`, 'utf8').digest('base64url');
-}
-
-/** Constant-time equality of two strings. */
-function sameText(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 /**

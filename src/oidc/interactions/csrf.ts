@@ -1,5 +1,6 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type Koa from 'koa';
+import { sameText } from '../../util/same-text.ts';
 
 /**
  * CSRF protection of the interaction forms: a double-submit token tied to the interaction. A random
@@ -45,7 +46,5 @@ export function verifyCsrfToken(
 ): boolean {
   const nonce = ctx.cookies.get(CSRF_COOKIE, { signed: false });
   if (!nonce || typeof submitted !== 'string' || submitted.length === 0) return false;
-  const expected = Buffer.from(tokenFor(options.key, uid, nonce));
-  const actual = Buffer.from(submitted);
-  return expected.length === actual.length && timingSafeEqual(expected, actual);
+  return sameText(tokenFor(options.key, uid, nonce), submitted);
 }

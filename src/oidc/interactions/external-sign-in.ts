@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type { ExternalAuthenticator, ExternalSignInResult } from '../../directory/authenticator.ts';
 import type { Logger } from '../../logging/logger.ts';
@@ -10,6 +10,7 @@ import { pageContext } from '../../http/pages/layout.ts';
 import { issuerPath } from '../configuration.ts';
 import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
 import type { LoginThrottle } from './throttle.ts';
+import { sameText } from '../../util/same-text.ts';
 
 /**
  * Sign-in through another identity provider (EVE SSO) from the login page:
@@ -66,20 +67,12 @@ function unseal<T>(key: Buffer, sealed: string | undefined): T | undefined {
   if (!sealed) return undefined;
   const [body, mac] = sealed.split('.');
   if (!body || !mac) return undefined;
-  const expected = Buffer.from(createHmac('sha256', key).update(body).digest('base64url'));
-  const actual = Buffer.from(mac);
-  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
+  if (!sameText(createHmac('sha256', key).update(body).digest('base64url'), mac)) return undefined;
   try {
     return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
   } catch {
     return undefined;
   }
-}
-
-function constantEqual(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
 }
 
 interface Flow {
@@ -177,7 +170,7 @@ export function externalCallbacks(
       flow.authenticator !== authenticator.id ||
       flow.expiresAt < Date.now() ||
       state === '' ||
-      !constantEqual(state, flow.state)
+      !sameText(state, flow.state)
     ) {
       return fail(400, 'invalid_request', 'This sign-in has expired. Start again from the application.');
     }

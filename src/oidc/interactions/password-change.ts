@@ -1,4 +1,5 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
+import { sameText } from '../../util/same-text.ts';
 
 /**
  * The proof, carried by the "choose a new password" form, that this interaction's sign-in already
@@ -27,9 +28,7 @@ export function verifyPasswordChangeToken(
   const parts = token.split('.');
   if (parts.length !== 4) return undefined;
   const [tokenUid, userId, expires, signature] = parts as [string, string, string, string];
-  const expected = Buffer.from(mac(key, `${tokenUid}.${userId}.${expires}`));
-  const actual = Buffer.from(signature);
-  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
+  if (!sameText(mac(key, `${tokenUid}.${userId}.${expires}`), signature)) return undefined;
   if (tokenUid !== uid || !/^[1-9]\d{0,15}$/.test(userId) || !/^\d{1,16}$/.test(expires)) return undefined;
   if (Number(expires) <= now) return undefined;
   return Number(userId);

@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
@@ -12,6 +12,7 @@ import {
 } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
 import type { LoginThrottle } from './throttle.ts';
+import { sameText } from '../../util/same-text.ts';
 
 /**
  * The login's second step, after a right password: a user enrolled in two-factor sign-in enters a
@@ -91,9 +92,8 @@ function readPending(key: Buffer, value: string | null, uid: string, stage: Stag
   if (!value || value.length > 4096) return undefined;
   const [body, mac] = value.split('.');
   if (!body || !mac) return undefined;
-  const expected = Buffer.from(createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url'));
-  const actual = Buffer.from(mac);
-  if (expected.length !== actual.length || !timingSafeEqual(expected, actual)) return undefined;
+  if (!sameText(createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url'), mac))
+    return undefined;
   try {
     const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
     if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
