@@ -11,6 +11,20 @@ import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
  * client that reaches the port directly can neither pick the address the throttle and the logs see
  * nor the scheme and host.
  */
+/** A wrong password for `username` from a client the proxy says is `forwardedFor`; the status. */
+async function wrongPassword(
+  server: TestServer,
+  clientId: string,
+  username: string,
+  forwardedFor: string,
+): Promise<number> {
+  const page = await openLoginPage(server, clientId);
+  const response = await submitLogin(page, username, 'wrong', {
+    headers: { 'x-forwarded-for': forwardedFor },
+  });
+  return response.status;
+}
+
 describe(`forwarded headers only from trusted proxies (${testDatabaseKind})`, () => {
   let server: TestServer;
   let harness: LeakHarness;
@@ -31,13 +45,8 @@ describe(`forwarded headers only from trusted proxies (${testDatabaseKind})`, ()
   });
   after(async () => server.close());
 
-  async function guess(username: string, forwardedFor: string): Promise<number> {
-    const page = await openLoginPage(server, clientId);
-    const response = await submitLogin(page, username, 'wrong', {
-      headers: { 'x-forwarded-for': forwardedFor },
-    });
-    return response.status;
-  }
+  const guess = (username: string, forwardedFor: string) =>
+    wrongPassword(server, clientId, username, forwardedFor);
 
   it('counts every guess of a direct client against its own address, whatever X-Forwarded-For says', async () => {
     for (let i = 1; i <= 3; i += 1) assert.equal(await guess(`someone-${i}`, `198.51.100.${i}`), 401);
@@ -124,13 +133,8 @@ for (const hops of [1, 2] as const) {
     });
     after(async () => server.close());
 
-    async function guess(username: string, forwardedFor: string): Promise<number> {
-      const page = await openLoginPage(server, clientId);
-      const response = await submitLogin(page, username, 'wrong', {
-        headers: { 'x-forwarded-for': forwardedFor },
-      });
-      return response.status;
-    }
+    const guess = (username: string, forwardedFor: string) =>
+      wrongPassword(server, clientId, username, forwardedFor);
 
     it(`throttles the address ${hops === 1 ? 'the proxy appended' : 'second from the right'}, whatever the client forges to its left`, async () => {
       for (let i = 1; i <= 3; i += 1)
