@@ -242,14 +242,7 @@ export async function renameWhitelisted(
     eb('name', '=', name);
   await trx
     .updateTable('application')
-    .set((eb) => ({
-      updated_at: eb
-        .case()
-        .when('updated_at', '<', now)
-        .then(now)
-        .else(eb('updated_at', '+', 1))
-        .end(),
-    }))
+    .set((eb) => ({ updated_at: nextVersion(eb, now) }))
     .where('client_id', 'in', (eb) =>
       eb.selectFrom('application_whitelist').select('client_id').where('kind', '=', kind).where(named(from)),
     )
@@ -289,6 +282,21 @@ function versionedAt(now: number, readAt: number): number {
   return Math.max(now, readAt + 1);
 }
 
+/**
+ * The `updated_at` of a write that did not read the row first (a rename, a secret): `now`, or one
+ * past the stored value when that is not earlier (written within the same millisecond, or by an
+ * instance whose clock runs ahead). The version only ever grows, so an edit prepared before such a
+ * write never finds its `readAt` again.
+ */
+function nextVersion(eb: ExpressionBuilder<Database, 'application'>, now: number) {
+  return eb
+    .case()
+    .when('updated_at', '<', now)
+    .then(now)
+    .else(eb('updated_at', '+', 1))
+    .end();
+}
+
 /** Runs one UPDATE of the application table and raises the change epoch with it when a row changed. */
 async function updateRaisingEpoch(
   db: Kysely<Database>,
@@ -310,7 +318,11 @@ export function setSecretDigest(
   return updateRaisingEpoch(db, (trx) =>
     trx
       .updateTable('application')
-      .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
+      .set((eb) => ({
+        client_secret_sha256: digest,
+        client_secret_pbkdf2: null,
+        updated_at: nextVersion(eb, now),
+      }))
       .where('client_id', '=', clientId)
       .where('client_type', '=', 'confidential')
       .executeTakeFirstOrThrow(),
@@ -331,7 +343,11 @@ export function replaceImportedSecret(
   return updateRaisingEpoch(db, (trx) =>
     trx
       .updateTable('application')
-      .set({ client_secret_sha256: digest, client_secret_pbkdf2: null, updated_at: now })
+      .set((eb) => ({
+        client_secret_sha256: digest,
+        client_secret_pbkdf2: null,
+        updated_at: nextVersion(eb, now),
+      }))
       .where('client_id', '=', clientId)
       .where('client_secret_pbkdf2', '=', pbkdf2)
       .executeTakeFirstOrThrow(),

@@ -412,6 +412,28 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.ok(stored.groups.includes('Fleet Council'), 'the rename stands');
   });
 
+  it('a secret rotation moves the version on even when it ran ahead of this clock: an edit read before never matches again', async () => {
+    const { application } = await service.create(
+      { name: 'Clock ahead', redirectUris: ['https://ahead.example.org/cb'] },
+      ACTOR,
+    );
+    // Written last by an instance whose clock runs a minute ahead (or versioned within one millisecond).
+    const ahead = Date.now() + 60_000;
+    await handle.db
+      .updateTable('application')
+      .set({ updated_at: ahead })
+      .where('client_id', '=', application.clientId)
+      .execute();
+    await service.rotateSecret(application.clientId, ACTOR);
+    const rotated = (await service.findByClientId(application.clientId))!.updatedAt;
+    assert.ok(rotated > ahead, `the version grew (${rotated} after ${ahead})`);
+    // An edit prepared on the row as read before the rotation now conflicts, even once the other
+    // instance's next write versions it again.
+    await service.deactivate(application.clientId, ACTOR);
+    const after = (await service.findByClientId(application.clientId))!.updatedAt;
+    assert.ok(after > rotated && after !== ahead, 'no later version repeats one an edit may hold');
+  });
+
   it('two operators activating one application at once: one activation, one change told', async () => {
     const { application } = await service.create(
       { name: 'Activated twice', redirectUris: ['https://twice.example.org/cb'] },
