@@ -385,7 +385,7 @@ const recordIssuedCode: AfterConsume<
     .onConflict((conflict) => conflict.column('code_hash').doNothing());
 
 /** A code consumed and its audit row inserted, with the rows of its token response (steps 1 and 3). */
-const recordedRedemption = redemptionWrite('AuthorizationCode', recordIssuedCode);
+const recordedRedemption = redemptionWrite('AuthorizationCode', { statement: recordIssuedCode, arity: 5 });
 
 /** SQLite, step 3's plan: the token ids on the audit row. */
 const setExchangedTokenIds = precompiled(

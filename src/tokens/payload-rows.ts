@@ -709,8 +709,8 @@ export type AfterConsume<Args extends unknown[], Table extends keyof Database> =
 
 /**
  * The write of a redemption of `model`, its statements compiled once: the presented row consumed (as
- * by `consumeLiveQuery`), then the rows and `after` (given the call's `args`) only when that changed
- * it, all or nothing; true when it did. False, and nothing written, when the row was consumed or
+ * by `consumeLiveQuery`), then the rows and `after.statement` (given the call's `args`) only when that
+ * changed it, all or nothing; true when it did. False, and nothing written, when the row was consumed or
  * revoked meanwhile (of N concurrent redemptions of one row exactly one gets true). PostgreSQL: one
  * statement, the consume and `after` in CTEs; otherwise (or rows that are not the adapter's) one
  * transaction, or on SQLite's write worker a plan whose statements after the consume run only once it
@@ -718,14 +718,16 @@ export type AfterConsume<Args extends unknown[], Table extends keyof Database> =
  */
 export function redemptionWrite<Args extends unknown[] = [], Table extends keyof Database = never>(
   model: 'AuthorizationCode' | 'RefreshToken',
-  after?: AfterConsume<Args, Table>,
+  /** `arity`: how many of the call's arguments `statement` takes, stated (and type-checked against
+   * `Args`) rather than read off the function, whose `length` a default or rest parameter shortens. */
+  after?: { statement: AfterConsume<Args, Table>; arity: Args['length'] },
 ): (writes: WriteBatch, redemption: Redemption, ...args: Args) => Promise<boolean> {
-  const afterArity = after ? after.length - 1 : 0;
+  const afterArity = after?.arity ?? 0;
   // A row written counts as changed, so the statement changed rows exactly when it consumed.
   const atOnce = precompiled((db: Db, id: string, at: number, rows: string, ...args: Args) => {
     const consuming = db.with('consumed', (cte) => consumeLiveQuery(cte, model, id, at));
     const creator: QueryCreator<Database & ConsumedTable> = after
-      ? consuming.with('after', (cte) => after(cte, ...args))
+      ? consuming.with('after', (cte) => after.statement(cte, ...args))
       : consuming;
     return creator
       .insertInto('oidc_payload')
@@ -743,7 +745,7 @@ export function redemptionWrite<Args extends unknown[] = [], Table extends keyof
     after &&
     precompiled(
       (db: Db, id: string, ...args: Args) =>
-        after(
+        after.statement(
           db.with('consumed', (cte) =>
             cte
               .selectFrom('oidc_payload')
