@@ -65,12 +65,15 @@ export function browserPaths(issuerPath: string): (path: string) => boolean {
 
 /**
  * Pages a browser renders: never inside a frame (RFC 9700 §4.16, clickjacking), never read as another
- * type than the one they declare.
+ * type than the one they declare, and no referrer (their address carries the authorization request)
+ * sent off the site, as their `<meta name="referrer">` says too (the header covers what the browser
+ * fetches before it reads the page, and pages that have no such tag).
  */
 export function denyFraming(ctx: Koa.Context): void {
   ctx.set('X-Frame-Options', 'DENY');
   ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
   ctx.set('X-Content-Type-Options', 'nosniff');
+  ctx.set('Referrer-Policy', 'same-origin');
 }
 
 function notFound(ctx: Koa.Context): void {

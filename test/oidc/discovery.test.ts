@@ -148,12 +148,14 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
       assert.equal(response.headers.get('x-frame-options'), 'DENY');
       assert.match(response.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
       assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal(response.headers.get('referrer-policy'), 'same-origin');
     }
     for (const variant of ['/logout', '/logout/']) {
       const response = await fetch(`${server.issuer}${variant}`, { redirect: 'manual' });
       assert.equal(response.status, 200, variant);
       assert.equal(response.headers.get('x-frame-options'), 'DENY');
       assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal(response.headers.get('referrer-policy'), 'same-origin');
     }
   });
 

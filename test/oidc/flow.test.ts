@@ -142,6 +142,7 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
       assert.equal(page.headers.get('x-frame-options'), 'DENY');
       assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/);
       assert.equal(page.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal(page.headers.get('referrer-policy'), 'same-origin');
       assert.match(page.body, /<html lang="en">/);
       assert.match(page.body, /name="csrf_token"/);
     }

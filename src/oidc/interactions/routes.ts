@@ -79,6 +79,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'",
     );
     ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'same-origin');
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
 
