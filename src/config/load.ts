@@ -440,8 +440,20 @@ export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
   );
 }
 
-/** Hides the password of a URL so that it can appear in a message. */
+/**
+ * A query parameter that carries a password or another secret: PostgreSQL's and MariaDB's drivers
+ * read every parameter of the URL as an option, `?password=…` (or `sslpassword`, `password1`…) too.
+ */
+const SECRET_PARAMETER = /([?&;])([^=&#;]*(?:pass|secret|token)[^=&#;]*)=([^&#;]*)/gi;
+
+/** Hides the passwords of a URL (the user's, and those given as query parameters) for a message. */
 export function redactUrl(url: string): string {
+  // The parameters first: a password given there may hold an '@', which the user's part below
+  // would take for the end of the user's password.
+  return redactUserPassword(url.replace(SECRET_PARAMETER, '$1$2=***'));
+}
+
+function redactUserPassword(url: string): string {
   // The password is whatever lies between the user's ':' and the last '@': generated passwords
   // hold unencoded '/', '@' or '?' often enough (a URL that then does not parse at all).
   const start = url.indexOf('//');

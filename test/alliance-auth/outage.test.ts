@@ -28,25 +28,34 @@ async function closedPort(): Promise<number> {
 }
 
 describe('an Alliance Auth database that cannot be reached at start stops the command, naming the setting', () => {
+  // The password as the user's, or as a query parameter (both drivers read `?password=`), which
+  // may hold an '@' too.
+  const forms = {
+    user: (scheme: string, port: number) =>
+      `${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`,
+    query: (scheme: string, port: number) =>
+      `${scheme}://aa_reader@127.0.0.1:${port}/alliance_auth?password=hunter2-secret`,
+    'query, with an @': (scheme: string, port: number) =>
+      `${scheme}://aa_reader@127.0.0.1:${port}/alliance_auth?password=hunter2-p@ss`,
+  };
   for (const scheme of ['mysql', 'postgres'] as const) {
-    it(`says so for ${scheme}://, without the password`, async () => {
-      const database = await createTestDatabase({ migrated: true });
-      try {
-        const port = await closedPort();
-        const env = testEnv(
-          database,
-          allianceAuthEnv(`${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`),
-        );
-        const result = await cli(['user', 'list'], env);
-        assert.notEqual(result.code, 0);
-        assert.match(result.stderr, /AA_OIDC_AA_DATABASE_URL/);
-        assert.match(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
-        assert.match(result.stderr, /cannot connect to Alliance Auth's database/);
-        assert.doesNotMatch(result.stderr, /hunter2/);
-      } finally {
-        await database.drop();
-      }
-    });
+    for (const [form, urlOf] of Object.entries(forms)) {
+      it(`says so for ${scheme}:// with the password in the ${form}, without the password`, async () => {
+        const database = await createTestDatabase({ migrated: true });
+        try {
+          const port = await closedPort();
+          const env = testEnv(database, allianceAuthEnv(urlOf(scheme, port)));
+          const result = await cli(['user', 'list'], env);
+          assert.notEqual(result.code, 0);
+          assert.match(result.stderr, /AA_OIDC_AA_DATABASE_URL/);
+          assert.match(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
+          assert.match(result.stderr, /cannot connect to Alliance Auth's database/);
+          assert.doesNotMatch(result.stderr, /hunter2|@ss/);
+        } finally {
+          await database.drop();
+        }
+      });
+    }
   }
 });
 

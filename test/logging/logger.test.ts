@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import {
   batchedLines,
@@ -207,6 +208,31 @@ describe('structured logging redaction', () => {
       '/x/[redacted-jwt]',
       'a JWT in a path, with neither a parameter nor a space',
     );
+    assert.equal(
+      scrubString(
+        'id-eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2ln and eyJx.eyJ-.eyJhbGciOiJSUzI1NiJ9.eyJzdWIi.',
+      ),
+      'id-[redacted-jwt] and eyJx.eyJ-.[redacted-jwt]',
+      'a JWT after a dash keeps what comes before it; one after fragments too short to be a JWT is found',
+    );
+  });
+
+  // A hang guard, not a measure of speed: a pattern that tried every `eyJ` of a run again over the
+  // rest of it (quadratic) took about 3.5 s for 64 KB of `eyJ-eyJ-…` and about a minute for each of
+  // these 256 KB; a linear one takes milliseconds. Synchronous work cannot be interrupted in this
+  // process, so it runs in a child stopped after 20 s.
+  it('scrubs text made of possible JWT starts without rescanning it', () => {
+    const script = `
+      import { scrubString } from ${JSON.stringify(new URL('../../src/logging/redact.ts', import.meta.url).href)};
+      for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768)]) {
+        if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
+      }`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
+      timeout: 20_000,
+      encoding: 'utf8',
+    });
+    assert.equal(child.signal, null, 'scrubbing 256 KB did not end within 20 s');
+    assert.equal(child.status, 0, child.stderr);
   });
 });
 
