@@ -15,7 +15,7 @@ import type { LogoutDependencies } from './types.ts';
 
 /**
  * Delivery of back-channel logouts: one attempt signs the job's token afresh and sends it through
- * the SSRF gate and a kept-alive connection to the checked address (http-delivery.ts); its outcome
+ * the SSRF gate and a kept-alive connection to a checked address (http-delivery.ts); its outcome
  * is final or a retry. A final
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
  */

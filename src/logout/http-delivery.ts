@@ -15,8 +15,9 @@ import { checkBackchannelTarget, type GateOptions } from './ssrf/target-gate.ts'
 
 /**
  * One HTTP attempt of a back-channel logout delivery: the SSRF gate again, then a POST
- * over a connection pinned to the address the gate just checked. No second DNS lookup, no
- * redirect followed, no response body read. Retries and the delivery-attempt table are upstream.
+ * over a connection pinned to an address the gate just checked (the next one only when no
+ * connection to the one before could be opened). No second DNS lookup, no redirect followed, no
+ * response body read. Retries and the delivery-attempt table are upstream.
  */
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -102,7 +103,7 @@ export interface DeliveryRequest {
   pools?: ConnectionPools;
 }
 
-/** Delivers one logout token; never throws, never reads more of the response body than a few KiB. */
+/** Delivers one logout token; never throws, never reads the response body (it ends on the status). */
 export async function deliverLogoutToken(request: DeliveryRequest): Promise<DeliveryOutcome> {
   const clock = request.clock ?? (() => performance.now());
   const started = clock();
@@ -127,67 +128,125 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
       };
     }
 
-    // Pinned: the connection goes to this address and nowhere else; `origin` only names the host
-    // for the Host header and the TLS server name.
-    const checked = gate.addresses[0]!;
-    const target: PinnedTarget = {
-      address: checked.address,
-      family: checked.family,
-      port: gate.port,
-      protocol: gate.url.protocol as 'http:' | 'https:',
-      servername: gate.literal ? null : gate.host,
-    };
-    // A kept-alive connection of the pool for this very address, or one connection for this attempt.
-    const { Client } = await loadUndici();
-    const dispatcher: Dispatcher =
-      (await request.pools?.poolFor(gate.url.origin, target)) ??
-      new Client(gate.url.origin, {
-        connect: (_options, callback) => {
-          openPinned(connector, target, connectTimeoutMs, deadline.signal).then(
-            (socket) => callback(null, socket),
-            (error: Error) => callback(error, null),
-          );
-        },
-        pipelining: 1,
-        headersTimeout: requestTimeoutMs,
-        bodyTimeout: requestTimeoutMs,
+    // Pinned: each connection goes to an address the gate just checked and nowhere else; `origin`
+    // only names the host for the Host header and the TLS server name. The next address is tried
+    // only when no connection to this one could be opened (the request was not sent: never twice),
+    // all of them within the attempt's deadline.
+    const candidates = gate.addresses.slice(0, MAX_ADDRESSES_TRIED);
+    const unreachable: string[] = [];
+    for (const [index, checked] of candidates.entries()) {
+      const target: PinnedTarget = {
+        address: checked.address,
+        family: checked.family,
+        port: gate.port,
+        protocol: gate.url.protocol as 'http:' | 'https:',
+        servername: gate.literal ? null : gate.host,
+      };
+      const sent = await sendPinned(request, gate.url, target, deadline.signal, {
+        connector,
+        connectTimeoutMs,
+        requestTimeoutMs,
       });
-    try {
-      const response = await dispatcher.request({
-        origin: gate.url.origin,
-        method: 'POST',
-        path: `${gate.url.pathname}${gate.url.search}`,
-        headers: {
-          'content-type': 'application/x-www-form-urlencoded',
-          'user-agent': 'aa-oidc back-channel logout',
-          accept: '*/*',
-        },
-        body: new URLSearchParams({ logout_token: request.logoutToken }).toString(),
-        signal: deadline.signal,
-      });
-      // The status is all a delivery needs. A short body is discarded so that the connection can
-      // carry the next delivery; a longer one (it could be arbitrarily large) closes the connection.
-      await response.body
-        .dump({ limit: DISCARDED_BODY_LIMIT, signal: deadline.signal })
-        .catch(() => undefined);
-      return classifyStatus(response.statusCode, checked.address, elapsed());
-    } catch (error) {
-      const failure = deadline.signal.aborted
-        ? { failure: 'request_timeout' as const, detail: `no response within ${requestTimeoutMs} ms` }
-        : error instanceof ConnectFailure
-          ? { failure: error.failure, detail: error.detail }
-          : describeRequestError(error, deadline.signal, requestTimeoutMs);
-      return { outcome: 'network_error', address: checked.address, ...failure, elapsedMs: elapsed() };
-    } finally {
-      if (!request.pools) await dispatcher.destroy().catch(() => undefined);
+      if ('status' in sent) return classifyStatus(sent.status, checked.address, elapsed());
+      const last = index === candidates.length - 1;
+      if (sent.connectFailed && !last && !deadline.signal.aborted) {
+        unreachable.push(`${checked.address}: ${sent.detail}`);
+        continue;
+      }
+      return {
+        outcome: 'network_error',
+        address: checked.address,
+        failure: sent.failure,
+        detail:
+          unreachable.length === 0
+            ? sent.detail
+            : [...unreachable, `${checked.address}: ${sent.detail}`].join('; '),
+        elapsedMs: elapsed(),
+      };
     }
+    throw new Error('unreachable: the gate returns at least one address');
   } finally {
     clearTimeout(timer);
   }
 }
 
-/** The most of a response body read (and discarded) to keep its connection for the next delivery. */
-const DISCARDED_BODY_LIMIT = 16 * 1024;
+/**
+ * At most this many of a host's addresses are tried by one attempt, each only after no connection
+ * to the one before it could be opened (a dual-stack host with two of each family).
+ */
+const MAX_ADDRESSES_TRIED = 4;
+
+type Sent =
+  | { status: number }
+  | {
+      failure: NetworkFailure;
+      detail: string;
+      /** No connection could be opened (refused, unreachable, connect timeout): nothing was sent. */
+      connectFailed: boolean;
+    };
+
+/** The POST to one pinned address: its response status, or why there is none. */
+async function sendPinned(
+  request: DeliveryRequest,
+  url: URL,
+  target: PinnedTarget,
+  deadline: AbortSignal,
+  limits: { connector: Connector; connectTimeoutMs: number; requestTimeoutMs: number },
+): Promise<Sent> {
+  // A kept-alive connection of the pool for this very address, or one connection for this attempt.
+  const { Client } = await loadUndici();
+  const dispatcher: Dispatcher =
+    (await request.pools?.poolFor(url.origin, target)) ??
+    new Client(url.origin, {
+      connect: (_options, callback) => {
+        openPinned(limits.connector, target, limits.connectTimeoutMs, deadline).then(
+          (socket) => callback(null, socket),
+          (error: Error) => callback(error, null),
+        );
+      },
+      pipelining: 1,
+      headersTimeout: limits.requestTimeoutMs,
+      bodyTimeout: limits.requestTimeoutMs,
+    });
+  try {
+    const response = await dispatcher.request({
+      origin: url.origin,
+      method: 'POST',
+      path: `${url.pathname}${url.search}`,
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        'user-agent': 'aa-oidc back-channel logout',
+        accept: '*/*',
+      },
+      body: new URLSearchParams({ logout_token: request.logoutToken }).toString(),
+      signal: deadline,
+    });
+    // The status is all a delivery needs: the attempt ends here, whatever the body does. A body
+    // that arrived whole with the headers leaves its connection to the next delivery (undici had
+    // finished the response); any other closes the connection now, so that a receiver that
+    // answers and then never ends its body holds neither this attempt nor a half-read connection.
+    response.body.on('error', () => undefined).destroy();
+    return { status: response.statusCode };
+  } catch (error) {
+    if (deadline.aborted)
+      return {
+        failure: 'request_timeout',
+        detail: `no response within ${limits.requestTimeoutMs} ms`,
+        connectFailed: false,
+      };
+    // Only the connect of a new connection fails with ConnectFailure, before the request is
+    // written; a failure on a kept-alive connection, or after TLS began, is not a reason to move on.
+    if (error instanceof ConnectFailure)
+      return {
+        failure: error.failure,
+        detail: error.detail,
+        connectFailed: error.failure === 'connection_failed' || error.failure === 'connect_timeout',
+      };
+    return { ...describeRequestError(error, deadline, limits.requestTimeoutMs), connectFailed: false };
+  } finally {
+    if (!request.pools) await dispatcher.destroy().catch(() => undefined);
+  }
+}
 
 /**
  * Keep-alive connection pools for the deliveries of one worker: every connection opened by the

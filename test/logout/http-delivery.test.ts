@@ -3,6 +3,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import {
+  type Connector,
+  createDeliveryPools,
   deliverLogoutToken,
   type DeliveryOutcome,
   type DeliveryRequest,
@@ -19,7 +21,9 @@ import {
   startReceiver,
   tableResolver,
   v4,
+  v6,
 } from './helpers.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { HOSTILE_TARGETS, hostileResolver, TEST_DNS_TIMEOUT_MS } from './hostile-targets.ts';
 
 // Not a real token: the shape of one, with the characters a JWT uses.
@@ -326,6 +330,122 @@ describe('deliverLogoutToken is bounded in time and never reads the body', () =>
   });
 });
 
+describe('deliverLogoutToken ends on the status of a receiver that never ends its body', () => {
+  /** What the receiver's side of each connection saw: closed by the client, or still open. */
+  interface Stalling {
+    receiver: Receiver;
+    /** One entry per request: whether the connection it came on has closed. */
+    closed: boolean[];
+  }
+  /** Answers `status` and its headers (a body announced, or chunked), then writes nothing more. */
+  async function stallingReceiver(status: number, framing: 'content-length' | 'chunked'): Promise<Stalling> {
+    const closed: boolean[] = [];
+    const receiver = await startReceiver((_request, response) => {
+      const index = closed.push(false) - 1;
+      response.socket!.once('close', () => (closed[index] = true));
+      if (status >= 300 && status < 400) response.setHeader('location', 'http://127.0.0.1:9/elsewhere');
+      if (framing === 'content-length') {
+        response.writeHead(status, { 'content-length': '4096' });
+        response.write('the first bytes of a short body that never comes');
+      } else {
+        response.writeHead(status, { 'content-type': 'text/plain' });
+        response.flushHeaders();
+      }
+    });
+    return { receiver, closed };
+  }
+
+  /** Timers and sockets of this process, by kind (what a finished attempt must not leave behind). */
+  const resources = () => {
+    const counts = new Map<string, number>();
+    for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1);
+    return { timers: counts.get('Timeout') ?? 0, sockets: counts.get('TCPSocketWrap') ?? 0 };
+  };
+
+  for (const [status, kind] of [
+    [200, 'success'],
+    [202, 'success'],
+    [302, 'redirect_blocked'],
+    [404, 'rp_client_error'],
+    [503, 'server_error'],
+  ] as const) {
+    for (const framing of ['content-length', 'chunked'] as const) {
+      it(`reports ${status} as ${kind} at once and closes the connection (${framing} body that never ends)`, async () => {
+        const { receiver, closed } = await stallingReceiver(status, framing);
+        try {
+          const before = resources();
+          const started = performance.now();
+          // A request timeout long enough to tell "at once" from "at the deadline" (the test never waits for it).
+          const outcome = expectOutcome(await deliverToLoopback(receiver, { requestTimeoutMs: 3000 }), kind);
+          const took = performance.now() - started;
+          assert.equal(outcome.status, status);
+          assert.ok(took < 1000, `took ${took} ms: the attempt waited for the body`);
+          await eventually(() => closed[0] === true, 'the stalled connection is closed', 1000);
+          assert.equal(receiver.requests.length, 1, 'never retried nor followed');
+          await eventually(
+            () => resources().sockets <= before.sockets && resources().timers <= before.timers,
+            `no socket or timer left behind (${JSON.stringify(resources())} after, ${JSON.stringify(before)} before)`,
+            1000,
+          );
+        } finally {
+          await receiver.close();
+        }
+      });
+    }
+  }
+
+  it("through a worker's pools: closes the stalled connection instead of reusing it, and keeps one whose response arrived whole", async () => {
+    let stall = true;
+    const closed: boolean[] = [];
+    const receiver = await startReceiver((_request, response) => {
+      const index = closed.push(false) - 1;
+      response.socket!.once('close', () => (closed[index] = true));
+      if (stall) {
+        response.writeHead(200, { 'content-length': '100' });
+        response.write('partial');
+      } else response.end('ok');
+    });
+    let connections = 0;
+    const guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    const counting: Connector = (target, signal) => {
+      connections += 1;
+      return guarded.connector(target, signal);
+    };
+    const pools = createDeliveryPools({
+      connector: counting,
+      connectTimeoutMs: 1000,
+      requestTimeoutMs: 3000,
+    });
+    const deliver = () =>
+      deliverLogoutToken({
+        url: `http://${PUBLIC_V4}/bcl`,
+        logoutToken: TOKEN,
+        gate: development(),
+        pools,
+        requestTimeoutMs: 3000,
+      });
+    try {
+      const started = performance.now();
+      expectOutcome(await deliver(), 'success');
+      assert.ok(performance.now() - started < 1000, 'the attempt waited for the body');
+      await eventually(() => closed[0] === true, 'the stalled connection is closed', 1000);
+
+      stall = false;
+      expectOutcome(await deliver(), 'success');
+      assert.equal(connections, 2, 'the half-read connection was reused');
+      await new Promise((resolve) => setImmediate(resolve));
+      expectOutcome(await deliver(), 'success');
+      assert.equal(connections, 2, 'a connection whose response arrived whole is kept for the next delivery');
+      assert.deepEqual(closed, [true, false, false]);
+      assert.equal(receiver.requests.length, 3);
+      refusals.push(...guarded.refused);
+    } finally {
+      await pools.close();
+      await receiver.close();
+    }
+  });
+});
+
 describe('deliverLogoutToken connects only to the address the gate just checked', () => {
   let receiver: Receiver;
   before(async () => {
@@ -460,6 +580,261 @@ describe('deliverLogoutToken connects only to the address the gate just checked'
       'unsafe_target_ip',
     );
     assert.equal(outcome.gateReason, 'scheme_not_allowed');
+    assert.deepEqual(attempts, []);
+  });
+});
+
+describe('deliverLogoutToken tries the next checked address only when the one before could not be reached', () => {
+  const SECOND_V4 = '93.184.215.15';
+  let receiver: Receiver;
+  let other: Receiver;
+  /** A loopback port nothing listens on: a connection to it is refused. */
+  let closedPort: number;
+  before(async () => {
+    receiver = await startReceiver((_request, response) => response.end());
+    other = await startReceiver((_request, response) => response.end());
+    const closed = net.createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    closedPort = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+  });
+  after(async () => {
+    await receiver.close();
+    await other.close();
+  });
+
+  const dual = (answers: ReturnType<typeof v4>[]) =>
+    development({ resolver: tableResolver({ 'dual.rp.test': answers }) });
+  /** Addresses mapped to loopback ports; `hang` ones never connect (a dropped SYN). */
+  function connectorFor(mapping: Record<string, number>, hang: string[] = []) {
+    const guarded = guardedConnector(mapping);
+    const connector: Connector = (target, signal) => {
+      if (!hang.includes(target.address)) return guarded.connector(target, signal);
+      guarded.attempts.push(target);
+      return new Promise<net.Socket>(() => {});
+    };
+    return { connector, attempts: guarded.attempts, check: () => refusals.push(...guarded.refused) };
+  }
+
+  for (const pooled of [false, true]) {
+    it(`delivers to the IPv4 address when the IPv6 one refuses the connection${pooled ? " (a worker's pools)" : ''}`, async () => {
+      receiver.requests.length = 0;
+      const { connector, attempts, check } = connectorFor({
+        [PUBLIC_V6]: closedPort,
+        [PUBLIC_V4]: receiver.port,
+      });
+      const pools = pooled
+        ? createDeliveryPools({ connector, connectTimeoutMs: 1000, requestTimeoutMs: 2000 })
+        : undefined;
+      try {
+        const outcome = expectOutcome(
+          await deliverLogoutToken({
+            url: 'http://dual.rp.test/bcl',
+            logoutToken: TOKEN,
+            gate: dual([v6(PUBLIC_V6), v4(PUBLIC_V4)]),
+            connector,
+            ...(pools ? { pools } : {}),
+          }),
+          'success',
+        );
+        check();
+        assert.equal(outcome.address, PUBLIC_V4);
+        assert.deepEqual(
+          attempts.map((attempt) => [attempt.address, attempt.servername]),
+          [
+            [PUBLIC_V6, 'dual.rp.test'],
+            [PUBLIC_V4, 'dual.rp.test'],
+          ],
+        );
+        assert.equal(receiver.requests.length, 1);
+        assert.equal(receiver.requests[0]!.headers.host, 'dual.rp.test');
+      } finally {
+        await pools?.close();
+      }
+    });
+  }
+
+  it('moves on after the connect timeout of an address that never connects, within the deadline', async () => {
+    receiver.requests.length = 0;
+    const { connector, attempts, check } = connectorFor({ [PUBLIC_V4]: receiver.port }, [PUBLIC_V6]);
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://dual.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: dual([v6(PUBLIC_V6), v4(PUBLIC_V4)]),
+        connector,
+        connectTimeoutMs: 150,
+        requestTimeoutMs: 2000,
+      }),
+      'success',
+    );
+    check();
+    assert.ok(outcome.elapsedMs >= 140 && outcome.elapsedMs < 1500, `took ${outcome.elapsedMs} ms`);
+    assert.deepEqual(
+      attempts.map((attempt) => attempt.address),
+      [PUBLIC_V6, PUBLIC_V4],
+    );
+    assert.equal(receiver.requests.length, 1);
+  });
+
+  it('ends at the deadline when no address connects: the time is bounded, not multiplied', async () => {
+    const hanging = ['93.184.215.20', '93.184.215.21', '93.184.215.22'];
+    const { connector, attempts, check } = connectorFor({}, hanging);
+    const started = performance.now();
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://dual.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: dual(hanging.map(v4)),
+        connector,
+        connectTimeoutMs: 200,
+        requestTimeoutMs: 300,
+      }),
+      'network_error',
+    );
+    check();
+    const took = performance.now() - started;
+    assert.equal(outcome.failure, 'request_timeout');
+    assert.ok(took >= 280 && took < 1500, `took ${took} ms`);
+    assert.deepEqual(
+      attempts.map((attempt) => attempt.address),
+      hanging.slice(0, 2),
+    );
+  });
+
+  it('tries at most four addresses, and says why each failed', async () => {
+    const refusing = ['93.184.215.30', '93.184.215.31', '93.184.215.32', '93.184.215.33', '93.184.215.34'];
+    const { connector, attempts, check } = connectorFor(
+      Object.fromEntries(refusing.map((address) => [address, closedPort])),
+    );
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://dual.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: dual(refusing.map(v4)),
+        connector,
+      }),
+      'network_error',
+    );
+    check();
+    assert.equal(outcome.failure, 'connection_failed');
+    assert.equal(outcome.address, refusing[3]);
+    assert.deepEqual(
+      attempts.map((attempt) => attempt.address),
+      refusing.slice(0, 4),
+    );
+    assert.equal(
+      outcome.detail,
+      refusing
+        .slice(0, 4)
+        .map((address) => `${address}: connection failed (ECONNREFUSED)`)
+        .join('; '),
+    );
+    assert.equal(isRetryable(outcome), true);
+  });
+
+  it('never sends twice: a request sent to the first address that got no answer is not sent to the second', async () => {
+    const dropping = await startReceiver((request) => request.socket.destroy());
+    try {
+      other.requests.length = 0;
+      const { connector, attempts, check } = connectorFor({
+        [PUBLIC_V4]: dropping.port,
+        [SECOND_V4]: other.port,
+      });
+      const outcome = expectOutcome(
+        await deliverLogoutToken({
+          url: 'http://dual.rp.test/bcl',
+          logoutToken: TOKEN,
+          gate: dual([v4(PUBLIC_V4), v4(SECOND_V4)]),
+          connector,
+        }),
+        'network_error',
+      );
+      check();
+      assert.equal(outcome.failure, 'connection_failed');
+      assert.equal(outcome.address, PUBLIC_V4);
+      assert.equal(dropping.requests.length, 1);
+      assert.deepEqual(
+        attempts.map((attempt) => attempt.address),
+        [PUBLIC_V4],
+      );
+      assert.equal(other.requests.length, 0);
+    } finally {
+      await dropping.close();
+    }
+  });
+
+  it('never sends twice: an answer of the first address, even 503, is the outcome', async () => {
+    const failing = await startReceiver((_request, response) => {
+      response.statusCode = 503;
+      response.end();
+    });
+    try {
+      other.requests.length = 0;
+      const { connector, attempts, check } = connectorFor({
+        [PUBLIC_V4]: failing.port,
+        [SECOND_V4]: other.port,
+      });
+      const outcome = expectOutcome(
+        await deliverLogoutToken({
+          url: 'http://dual.rp.test/bcl',
+          logoutToken: TOKEN,
+          gate: dual([v4(PUBLIC_V4), v4(SECOND_V4)]),
+          connector,
+        }),
+        'server_error',
+      );
+      check();
+      assert.equal(outcome.address, PUBLIC_V4);
+      assert.equal(attempts.length, 1);
+      assert.equal(other.requests.length, 0);
+    } finally {
+      await failing.close();
+    }
+  });
+
+  it('does not move on after a TLS failure (the host was reached)', async () => {
+    other.requests.length = 0;
+    const { connector: mapped, attempts, check } = connectorFor({ [SECOND_V4]: other.port });
+    const connector: Connector = (target, signal) =>
+      target.address === PUBLIC_V4
+        ? (attempts.push(target),
+          Promise.reject(
+            Object.assign(new Error('certificate mismatch'), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }),
+          ))
+        : mapped(target, signal);
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://dual.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: dual([v4(PUBLIC_V4), v4(SECOND_V4)]),
+        connector,
+      }),
+      'network_error',
+    );
+    check();
+    assert.equal(outcome.failure, 'tls_failed');
+    assert.equal(attempts.length, 1);
+    assert.equal(other.requests.length, 0);
+  });
+
+  it('still refuses the whole delivery, connecting nowhere, when any answer is unsafe', async () => {
+    const { connector, attempts, check } = connectorFor({
+      [PUBLIC_V6]: closedPort,
+      [PUBLIC_V4]: receiver.port,
+    });
+    const outcome = expectOutcome(
+      await deliverLogoutToken({
+        url: 'http://dual.rp.test/bcl',
+        logoutToken: TOKEN,
+        gate: dual([v6(PUBLIC_V6), v4(PUBLIC_V4), v4('10.0.0.1')]),
+        connector,
+      }),
+      'unsafe_target_ip',
+    );
+    check();
+    assert.equal(outcome.addressClass, 'private');
     assert.deepEqual(attempts, []);
   });
 });
