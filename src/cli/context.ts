@@ -2,8 +2,8 @@ import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
 import { type Config, loadConfig } from '../config/load.ts';
-import { connectDatabase, connectOptionsFor, type DatabaseHandle } from '../db/connect.ts';
-import { describeDatabase } from '../db/errors.ts';
+import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_MS } from '../db/connect.ts';
+import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { writeRefusal } from '../db/writable.ts';
 import { DirectoryError } from '../directory/errors.ts';
@@ -114,8 +114,13 @@ export async function withServices<T>(io: CliIo, work: (services: Services) => P
   } catch (error) {
     if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) throw new CliError((error as Error).message);
     // A read-only SQLite file (or a PostgreSQL standby): reading commands work, writing ones say
-    // which database refused and why.
-    throw (await writeRefusal(services.database, describeDatabase(config.database), error)) ?? error;
+    // which database refused and why; so does a wait for another session's lock that ran out.
+    const database = describeDatabase(config.database);
+    throw (
+      (await writeRefusal(services.database, database, error)) ??
+      lockWaitFailure(database, error, QUERY_TIMEOUT_MS) ??
+      error
+    );
   } finally {
     await services.close();
   }
@@ -158,7 +163,12 @@ export async function withDatabase<T>(
     }
     return await work(database);
   } catch (error) {
-    throw (await writeRefusal(database, describeDatabase(config.database), error)) ?? error;
+    const described = describeDatabase(config.database);
+    throw (
+      (await writeRefusal(database, described, error)) ??
+      lockWaitFailure(described, error, QUERY_TIMEOUT_MS) ??
+      error
+    );
   } finally {
     await database.close();
   }

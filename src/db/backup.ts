@@ -1,4 +1,4 @@
-import { existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -30,8 +30,10 @@ export interface BackupCounts {
  * An online, consistent copy of the SQLite database through SQLite's backup API, while aa-oidc keeps
  * serving: the pages are copied in one step, inside one read transaction, so the copy is the database
  * as of one instant (in WAL mode writers go on meanwhile). The copy is written beside `file`, checked
- * (`integrity_check`), then renamed into place: `file` never holds a partial copy. An existing `file`
- * is refused, never overwritten.
+ * (`integrity_check`), then linked into place: `file` never holds a partial copy. An existing `file`
+ * (a dangling symbolic link too) is refused, never overwritten, also when it appears while the copy is
+ * made (another backup to the same name); nothing is written through a symbolic link planted at the
+ * partial copy's name.
  */
 export async function backupSqlite(
   database: DatabaseHandle,
@@ -41,14 +43,27 @@ export async function backupSqlite(
 ): Promise<BackupReport> {
   if (!database.sqlite) throw new BackupError('backup --to works on SQLite databases only');
   const target = path.resolve(file);
-  if (existsSync(target)) throw new BackupError(`${target} exists already; name a new file`);
+  const taken = () => new BackupError(`${target} exists already; name a new file`);
+  if (lstatSync(target, { throwIfNoEntry: false })) throw taken();
   if (!existsSync(path.dirname(target)))
     throw new BackupError(`the folder ${path.dirname(target)} does not exist`);
   const partial = `${target}.partial-${process.pid}`;
+  let created = false;
   try {
     // Private as the database is (password hashes, emails, two-factor enrolments): the file exists,
-    // mode 0600, before SQLite writes into it.
-    writeFileSync(partial, '', { mode: 0o600 });
+    // mode 0600, before SQLite writes into it. Created new ('wx': never an existing file, never
+    // through a symbolic link someone placed at this name).
+    try {
+      writeFileSync(partial, '', { mode: 0o600, flag: 'wx' });
+      created = true;
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+      throw new BackupError(
+        code === 'EEXIST'
+          ? `${partial} exists already (left by another backup, or placed there); remove it and try again`
+          : `cannot create ${partial} (${code}); name a file in a folder this user may write`,
+      );
+    }
     await database.sqlite.backup(partial, {
       progress: ({ totalPages }) => Math.max(totalPages, 1) * 2,
     });
@@ -65,11 +80,30 @@ export async function backupSqlite(
     } finally {
       await db.destroy();
     }
-    renameSync(partial, target);
+    placeWithoutOverwriting(partial, target, taken);
     return { file: target, bytes: statSync(target).size, counts };
   } finally {
-    for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) rmSync(leftover, { force: true });
+    if (created)
+      for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) rmSync(leftover, { force: true });
   }
+}
+
+/**
+ * Gives the finished copy its name unless that name exists by now: a hard link fails on an existing
+ * name where a rename would replace it. On a file system without hard links (some network shares),
+ * a rename after one more look.
+ */
+function placeWithoutOverwriting(partial: string, target: string, taken: () => BackupError): void {
+  try {
+    linkSync(partial, target);
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw taken();
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw error;
+  }
+  if (lstatSync(target, { throwIfNoEntry: false })) throw taken();
+  renameSync(partial, target);
 }
 
 /** The pg_dump command that backs up a PostgreSQL database (the password stays out of it). */

@@ -178,6 +178,37 @@ export function explainSqliteOpenError(error: unknown): string {
   return text;
 }
 
+/**
+ * A statement that waited too long for another session's lock, as one line naming the database
+ * (`describeDatabase`) and what to look for; undefined for any other failure. SQLite gives up after
+ * its busy timeout (SQLITE_BUSY); PostgreSQL's wait ends at the client's query time limit
+ * (`queryTimeoutMs`), the usual cause of a statement that long.
+ */
+export function lockWaitFailure(
+  database: string,
+  error: unknown,
+  queryTimeoutMs: number,
+): DatabaseUnavailableError | undefined {
+  const { code, message } = (error ?? {}) as Details;
+  if (code === 'SQLITE_BUSY') {
+    return new DatabaseUnavailableError(
+      `cannot write ${database}: another process held its write lock longer than ${formatSeconds(BUSY_TIMEOUT_MS)} ` +
+        '(aa-oidc serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction); ' +
+        'let it finish, then run the command again',
+      { cause: error },
+    );
+  }
+  if (message === 'Query read timeout') {
+    return new DatabaseUnavailableError(
+      `${database} did not answer within ${formatSeconds(queryTimeoutMs)}: another session probably holds a lock ` +
+        'this command needs (a long transaction, a migration, an open psql session: pg_stat_activity shows it), ' +
+        'or the connection went silent; let it finish, then run the command again',
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
 const CONNECTION_ERROR_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { type MigrationResultSet, Migrator, type Migration as KyselyMigration } from 'kysely/migration';
 import type { DatabaseKind } from './connect.ts';
 import { MIGRATIONS } from './migrations/index.ts';
@@ -24,8 +24,12 @@ export class MigrationError extends Error {
   override name = 'MigrationError';
 }
 
-/** Applies every pending migration; returns the names applied. */
+/**
+ * Applies every pending migration; returns the names applied. A database that a newer release
+ * migrated (it records migrations this one does not ship) is refused, saying so.
+ */
 export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
+  await refuseNewerDatabase(db);
   const { error, results }: MigrationResultSet = await migratorFor(db, kind).migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === 'Error');
@@ -46,6 +50,32 @@ export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind):
 export async function pendingMigrations(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
   const all = await migratorFor(db, kind).getMigrations();
   return all.filter((migration) => migration.executedAt === undefined).map((migration) => migration.name);
+}
+
+/**
+ * Migrations recorded as applied that this release does not ship: a newer release migrated the
+ * database. Empty without a readable migration table (a new database; a table the migrator itself
+ * reports as unreadable).
+ */
+async function unknownMigrations(db: Kysely<Database>): Promise<string[]> {
+  const applied = await sql<{ name: string }>`select name from schema_migration order by name`
+    .execute(db)
+    .catch(() => ({ rows: [] }));
+  return applied.rows.map((row) => row.name).filter((name) => !Object.hasOwn(MIGRATIONS, name));
+}
+
+/**
+ * Throws a `MigrationError` naming the migrations a newer release applied: this release cannot
+ * migrate that database (migrations are forward-only), and its migrator would call it corrupted.
+ */
+export async function refuseNewerDatabase(db: Kysely<Database>): Promise<void> {
+  const unknown = await unknownMigrations(db);
+  if (unknown.length === 0) return;
+  throw new MigrationError(
+    `the database was migrated by a newer release of aa-oidc: it records ${unknown.length} migration(s) ` +
+      `this release does not have (${unknown.join(', ')}); run the newer release, or restore the backup ` +
+      'taken before that upgrade to go back to this one (migrations are forward-only, docs/upgrading.md)',
+  );
 }
 
 export function latestMigrationName(): string {

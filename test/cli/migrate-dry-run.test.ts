@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
 import { pgBossSchemaVersion } from '../../src/logout/pgboss-transport.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
 const temporaryFolder = temporaryFolders('aa-oidc-dry-run-');
@@ -67,5 +68,43 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
     if (testDatabaseKind === 'postgres')
       lines.push(`pg-boss schema "pgboss" is up to date (version ${pgBossSchemaVersion()})`);
     assert.equal(run.stdout, `${lines.join('\n')}\n`);
+  });
+
+  it('refuses, as migrate does, a database a newer release migrated, naming what this release lacks', async () => {
+    const newer = await createTestDatabase({ migrated: true });
+    try {
+      const handle = connect(newer);
+      try {
+        await sql`insert into schema_migration (name, timestamp) values ('9999_from_a_newer_release', '2099-01-01T00:00:00.000Z')`.execute(
+          handle.db,
+        );
+      } finally {
+        await handle.close();
+      }
+      const message =
+        'aa-oidc: the database was migrated by a newer release of aa-oidc: it records 1 migration(s) this ' +
+        'release does not have (9999_from_a_newer_release); run the newer release, or restore the backup ' +
+        'taken before that upgrade to go back to this one (migrations are forward-only, docs/upgrading.md)\n';
+      const dryRun = await cli(['migrate', '--dry-run'], testEnv(newer));
+      assert.deepEqual(
+        { code: dryRun.code, stdout: dryRun.stdout, stderr: dryRun.stderr },
+        {
+          code: 1,
+          stdout: '',
+          stderr: message,
+        },
+      );
+      const run = await cli(['migrate'], testEnv(newer));
+      assert.deepEqual(
+        { code: run.code, stdout: run.stdout, stderr: run.stderr },
+        {
+          code: 1,
+          stdout: '',
+          stderr: message,
+        },
+      );
+    } finally {
+      await newer.drop();
+    }
   });
 });

@@ -7,12 +7,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { listenFailure } from '../../src/cli/commands/serve.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { connectDatabase } from '../../src/db/connect.ts';
-import { DatabaseUnavailableError } from '../../src/db/errors.ts';
+import pg from 'pg';
+import { connectDatabase, QUERY_TIMEOUT_MS } from '../../src/db/connect.ts';
+import { DatabaseUnavailableError, lockWaitFailure } from '../../src/db/errors.ts';
 import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import {
   asRoot,
   DROP_TO_NOBODY,
@@ -132,6 +133,60 @@ describe('a database that cannot be used stops a command with a message saying w
       );
     } finally {
       holder.close();
+    }
+  });
+
+  it('names the SQLite file and what may hold its write lock when a command waits too long for it', async () => {
+    const file = path.join(folder, 'busy.sqlite');
+    const env = await migratedSqliteEnv(file, path.join(folder, 'busy-data'));
+    const holder = new Sqlite(file);
+    holder.exec('begin immediate');
+    try {
+      const run = await cli(['state', 'create', 'Blue', '--priority', '50'], env);
+      assert.equal(run.code, 1, run.stdout);
+      assert.equal(
+        run.stderr,
+        `aa-oidc: cannot write the SQLite file ${file}: another process held its write lock longer than 5 s ` +
+          '(aa-oidc serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction); ' +
+          'let it finish, then run the command again\n',
+      );
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('says what a PostgreSQL statement that ran out of time was probably waiting for', async (t) => {
+    const postgres = await reachablePostgres();
+    if ('missing' in postgres) {
+      t.skip(postgres.missing);
+      return;
+    }
+    const database = await createTestDatabase({ migrated: true, postgresUrl: postgres.url });
+    const holder = new pg.Client({ connectionString: database.url });
+    // The client's own time limit, as every command's (QUERY_TIMEOUT_MS), only shorter.
+    const waiter = new pg.Client({ connectionString: database.url, query_timeout: 300 });
+    try {
+      await holder.connect();
+      await waiter.connect();
+      await holder.query('begin');
+      await holder.query('lock table state in access exclusive mode');
+      const error = await waiter.query('select count(*) from state').then(
+        () => assert.fail('the lock did not hold'),
+        (failure: unknown) => failure,
+      );
+      const { hostname, port, pathname } = new URL(database.url);
+      const described = `PostgreSQL at ${hostname}:${port} (database ${pathname.slice(1)})`;
+      assert.equal(
+        lockWaitFailure(described, error, QUERY_TIMEOUT_MS)?.message,
+        `${described} did not answer within 60 s: another session probably holds a lock this command needs ` +
+          '(a long transaction, a migration, an open psql session: pg_stat_activity shows it), or the ' +
+          'connection went silent; let it finish, then run the command again',
+      );
+      assert.equal(lockWaitFailure(described, new Error('syntax error'), QUERY_TIMEOUT_MS), undefined);
+    } finally {
+      await holder.end().catch(() => undefined);
+      await waiter.end().catch(() => undefined);
+      await database.drop();
     }
   });
 

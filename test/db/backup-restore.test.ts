@@ -1,14 +1,27 @@
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
 import { createApp } from '../../src/app.ts';
+import { BackupError, backupSqlite } from '../../src/db/backup.ts';
 import { runToEnd } from '../helpers/child-process.ts';
 import { cli, spawnCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { commandUnavailable } from '../helpers/e2e.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
@@ -223,6 +236,91 @@ describe(
         await database.drop();
       }
     });
+
+    it('refuses a name that appears while the copy is made (another backup to the same name), keeping what is there', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      const handle = connect(database);
+      try {
+        const file = path.join(database.dataDir, 'nightly.sqlite');
+        const noCounts = { applications: 0, users: 0, signingKeys: 0, liveTokens: 0 };
+        // The other backup finishes first, while this one counts its copy's rows.
+        const other = async () => {
+          writeFileSync(file, 'the other backup');
+          return noCounts;
+        };
+        await assert.rejects(
+          backupSqlite(handle, file, other),
+          (error) =>
+            error instanceof BackupError && error.message === `${file} exists already; name a new file`,
+        );
+        assert.equal(readFileSync(file, 'utf8'), 'the other backup', 'the other backup is kept');
+        assert.deepEqual(
+          readdirSync(database.dataDir).filter((name) => name.startsWith('nightly.sqlite')),
+          ['nightly.sqlite'],
+          'no partial copy left beside it',
+        );
+      } finally {
+        await handle.close();
+        await database.drop();
+      }
+    });
+
+    it('writes nothing through a symbolic link, at the name or at the partial copy’s name', async () => {
+      const database = await createTestDatabase();
+      try {
+        const env = testEnv(database);
+        assert.equal((await cli(['migrate'], env)).code, 0);
+        const victim = path.join(database.dataDir, 'victim.txt');
+        writeFileSync(victim, 'precious');
+        // A dangling link at the name: refused like a file, the link left as it is.
+        const dangling = path.join(database.dataDir, 'dangling.sqlite');
+        symlinkSync(path.join(database.dataDir, 'nowhere'), dangling);
+        const refused = await cli(['backup', '--to', dangling], env);
+        assert.equal(refused.code, 1);
+        assert.equal(refused.stderr, `aa-oidc: ${dangling} exists already; name a new file\n`);
+        assert.ok(lstatSync(dangling).isSymbolicLink(), 'the link is not replaced');
+        // A link planted where the partial copy is written (the name is predictable: this process's id).
+        const file = path.join(database.dataDir, 'backup.sqlite');
+        const partial = `${file}.partial-${process.pid}`;
+        symlinkSync(victim, partial);
+        const planted = await cli(['backup', '--to', file], env);
+        assert.equal(planted.code, 1);
+        assert.equal(
+          planted.stderr,
+          `aa-oidc: ${partial} exists already (left by another backup, or placed there); remove it and try again\n`,
+        );
+        assert.equal(readFileSync(victim, 'utf8'), 'precious', 'nothing written through the link');
+        assert.equal(readlinkSync(partial), victim);
+        assert.equal(existsSync(file), false);
+      } finally {
+        await database.drop();
+      }
+    });
+
+    it(
+      'names the file it cannot create and why, instead of a bare system error',
+      { skip: process.platform !== 'linux' && 'uses /proc, a folder that takes no new files' },
+      async () => {
+        const database = await createTestDatabase();
+        try {
+          const env = testEnv(database);
+          assert.equal((await cli(['migrate'], env)).code, 0);
+          // A folder that exists but where no file can be created: a regular file's name as the folder
+          // is refused by its existence check, so use /proc, which takes no new files.
+          const file = '/proc/aa-oidc-backup.sqlite';
+          const run = await cli(['backup', '--to', file], env);
+          assert.equal(run.code, 1);
+          assert.match(
+            run.stderr,
+            new RegExp(
+              `^aa-oidc: cannot create ${file.replace(/[.]/g, '\\.')}\\.partial-\\d+ \\(E[A-Z]+\\); name a file in a folder this user may write\\n$`,
+            ),
+          );
+        } finally {
+          await database.drop();
+        }
+      },
+    );
   },
 );
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectDatabase, connectOptionsFor } from '../../db/connect.ts';
-import { migrateToLatest, pendingMigrations } from '../../db/migrate.ts';
+import { migrateToLatest, pendingMigrations, refuseNewerDatabase } from '../../db/migrate.ts';
 import { MIGRATIONS } from '../../db/migrations/index.ts';
 import {
   BCL_QUEUE,
@@ -45,6 +45,8 @@ export function registerMigrate(program: Command, io: CliIo): void {
       });
       try {
         if (options.dryRun) {
+          // What migrate would refuse, the dry run refuses too.
+          await refuseNewerDatabase(database.db);
           const pending = await pendingMigrations(database.db, database.kind);
           io.stdout.write(
             pending.length === 0
