@@ -139,6 +139,12 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </div>
             <form method="post" action="/admin/keys/rotate">
               ${csrfField(request.session)}
+              <input type="hidden" name="expected_active" value="${preview.retiredKid ?? ''}" />
+              <input
+                type="hidden"
+                name="expected_next"
+                value="${preview.promotedNext ? preview.activatedKid : ''}"
+              />
               <div class="actions">
                 <button type="submit" class="danger">Rotate</button>
                 <a href="/admin/keys">Cancel</a>
@@ -152,7 +158,22 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/rotate',
       access: 'superuser',
       async handle(request) {
-        await deps.keys.rotate();
+        // The keys the confirmation showed: a form sent twice, or a rotation by someone else since,
+        // must not activate a key other than the one confirmed. A form without them rotates as is.
+        const { form } = request;
+        const expect =
+          form.has('expected_active') && form.has('expected_next')
+            ? {
+                activeKid: form.get('expected_active') || null,
+                nextKid: form.get('expected_next') || null,
+              }
+            : undefined;
+        try {
+          await deps.keys.rotate(expect ? { expect } : {});
+        } catch (error) {
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
         request.seeOther('/admin/keys?done=rotated');
       },
     },

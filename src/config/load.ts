@@ -131,7 +131,7 @@ function readConfigFile(file: string): Record<string, unknown> {
           .split('"')[0]!
           .replace(/ token '.*?'/, ' token')
           .replace(/[,.\s]+$/, '')}${position ? ` ${position}` : ''}`
-      : firstLine;
+      : withoutQuotedYaml(firstLine);
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} is not valid ${json ? 'JSON' : 'YAML'}: ${reason}`);
   }
   if (parsed == null) return {};
@@ -182,6 +182,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const table = envNameTable();
   const fromEnv: Record<string, unknown> = {};
   const unknownEnv: string[] = [];
+  // A key with two names (the spec's `AA_OIDC_LOG_LEVEL` and the mechanical `AA_OIDC_LOGGING_LEVEL`):
+  // given two different values, which one won would depend on the order of the environment.
+  const setBy = new Map<string, string>();
+  const conflicts: string[] = [];
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith(ENV_PREFIX) || value === undefined) continue;
     if (ENV_NOT_CONFIG.has(name) || ENV_NOT_CONFIG_PREFIXES.some((prefix) => name.startsWith(prefix)))
@@ -191,14 +195,23 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
       unknownEnv.push(name);
       continue;
     }
+    const key = leaf.join('.');
+    const earlier = setBy.get(key);
+    // Never the values: the Alliance Auth database URL is one such key.
+    if (earlier !== undefined && env[earlier] !== value)
+      conflicts.push(
+        `${[earlier, name].sort().join(' and ')} both set "${key}", to different values; set only one of them`,
+      );
+    setBy.set(key, name);
     setPath(fromEnv, leaf, value);
-    origins[leaf.join('.')] = name;
+    origins[key] = name;
   }
   if (unknownEnv.length > 0) {
     throw new ConfigError(
       `unknown environment variable ${unknownEnv.sort().join(', ')}; valid names: ${[...table.keys()].sort().join(', ')}, AA_OIDC_CONFIG`,
     );
   }
+  if (conflicts.length > 0) throw new ConfigError(conflicts.join('; '));
   raw = deepMerge(raw, fromEnv);
   if (options.overrides) {
     const overridePaths: string[][] = [];
@@ -277,12 +290,14 @@ function resolveConfig(
   }
   issuer = issuer.replace(/\/+$/, '');
   if (mode === 'production' && !issuer.startsWith('https://')) {
-    throw new ConfigError(`AA_OIDC_ISSUER: production mode requires an https:// issuer (got "${issuer}")`);
+    throw new ConfigError(
+      `${settingName(origins, 'issuer')}: production mode requires an https:// issuer (got "${issuer}")`,
+    );
   }
 
   if (mode === 'production' && parsed.branding.logoUrl?.startsWith('http://')) {
     throw new ConfigError(
-      `AA_OIDC_BRANDING_LOGO_URL: production mode requires an https:// logo (got "${parsed.branding.logoUrl}")`,
+      `${settingName(origins, 'branding.logoUrl')}: production mode requires an https:// logo (got "${parsed.branding.logoUrl}")`,
     );
   }
 
@@ -308,7 +323,7 @@ function resolveConfig(
     issuer,
     issuerExplicit: parsed.issuer !== undefined,
     secretKey,
-    database: parseDatabaseUrl(databaseUrl, cwd),
+    database: parseDatabaseUrl(databaseUrl, cwd, settingName(origins, 'databaseUrl')),
     origins,
   };
 }
@@ -427,30 +442,44 @@ function developmentSecretKey(dataDir: string, create: boolean): string {
   return generated;
 }
 
-export function parseDatabaseUrl(url: string, cwd: string): DatabaseTarget {
+/** `setting` names where the URL came from, for messages. */
+export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DATABASE_URL'): DatabaseTarget {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { kind: 'postgres', url };
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length).replace(/^\/\//, '');
     if (file === '')
-      throw new ConfigError(`AA_OIDC_DATABASE_URL: "${url}" names no file; use sqlite:./data/aa-oidc.sqlite`);
+      throw new ConfigError(`${setting}: "${url}" names no file; use sqlite:./data/aa-oidc.sqlite`);
     return { kind: 'sqlite', path: file === ':memory:' ? file : path.resolve(cwd, file) };
   }
   throw new ConfigError(
-    `AA_OIDC_DATABASE_URL: "${redactUrl(url)}" is not supported; use sqlite:PATH or postgres://USER@HOST/DB`,
+    `${setting}: "${redactUrl(url)}" is not supported; use sqlite:PATH or postgres://USER@HOST/DB`,
   );
 }
 
 /**
  * A query parameter that carries a password or another secret: PostgreSQL's and MariaDB's drivers
- * read every parameter of the URL as an option, `?password=…` (or `sslpassword`, `password1`…) too.
+ * read every parameter of the URL as an option, `?password=…` (or libpq's `sslpassword`, mysql2's
+ * `password1`…) too; a name is judged as the drivers read it, percent-decoded.
  */
-const SECRET_PARAMETER = /([?&;])([^=&#;]*(?:pass|secret|token)[^=&#;]*)=([^&#;]*)/gi;
+const SECRET_PARAMETER_NAME = /pass|pwd|secret|token/i;
 
 /** Hides the passwords of a URL (the user's, and those given as query parameters) for a message. */
 export function redactUrl(url: string): string {
   // The parameters first: a password given there may hold an '@', which the user's part below
   // would take for the end of the user's password.
-  return redactUserPassword(url.replace(SECRET_PARAMETER, '$1$2=***'));
+  return redactUserPassword(
+    url.replace(/([?&;])([^=&#;]*)=([^&#;]*)/g, (match, lead: string, name: string) =>
+      SECRET_PARAMETER_NAME.test(decodedName(name)) ? `${lead}${name}=***` : match,
+    ),
+  );
+}
+
+function decodedName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name; // not valid percent-encoding: judged as written
+  }
 }
 
 function redactUserPassword(url: string): string {
@@ -467,5 +496,40 @@ function redactUserPassword(url: string): string {
 
 /** YAML, loaded only when a YAML configuration file is read (memory). */
 function parseYaml(text: string): unknown {
-  return (createRequire(import.meta.url)('yaml') as typeof yaml).parse(text);
+  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof yaml;
+  // Silent: the parser would print a warning (an unknown `!tag`) with its excerpt of the line, which
+  // may hold a secret. A warning stops loading like an error, since the value would not be as written.
+  const document = parseDocument(text, { logLevel: 'silent' });
+  const problem = document.errors[0] ?? document.warnings[0];
+  if (problem) throw problem;
+  return document.toJS();
+}
+
+/**
+ * YAML's messages that quote the text they stumbled on, which may be the start of a secret (an
+ * unquoted value beginning with `*`, `!`, `|` or `>` is read as an alias, a tag or a block scalar),
+ * said without it; the others quote only an indicator character.
+ */
+const QUOTING_YAML_MESSAGES: ReadonlyArray<readonly [RegExp, string]> = [
+  [
+    /^Unresolved alias\b/,
+    'a value starting with * is read as an alias to an anchor that does not exist (quote the value)',
+  ],
+  [/^Unresolved tag\b/, 'a value starting with ! is read as a tag that does not exist (quote the value)'],
+  [
+    /^Block scalar header includes extra characters/,
+    'a value starting with | or > is read as a block scalar header, which takes no other characters (quote the value)',
+  ],
+  [
+    /^Invalid escape sequence/,
+    'invalid escape sequence in a double-quoted value (write \\\\ for a backslash, or use single quotes)',
+  ],
+];
+
+function withoutQuotedYaml(firstLine: string): string {
+  const position = / at line \d+, column \d+$/.exec(firstLine)?.[0] ?? '';
+  for (const [pattern, said] of QUOTING_YAML_MESSAGES) {
+    if (pattern.test(firstLine)) return `${said}${position}`;
+  }
+  return firstLine;
 }

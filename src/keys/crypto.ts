@@ -138,10 +138,16 @@ export async function signingKeyFromPem(pem: string): Promise<GeneratedSigningKe
   if (/ENCRYPTED/.test(pem)) {
     throw new Error('the PEM key is encrypted; decrypt it first (openssl pkey -in KEY -out PLAIN)');
   }
-  if (!/-----BEGIN (RSA )?PRIVATE KEY-----/.test(pem)) {
+  const privateKeys = pem.match(/-----BEGIN (RSA )?PRIVATE KEY-----/g)?.length ?? 0;
+  if (privateKeys === 0) {
     throw new Error(
       'expected an RSA private key in PEM form (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----)',
     );
+  }
+  // The parser would take the first and ignore the rest: which key becomes the signing key must not
+  // depend on the order of a concatenated file.
+  if (privateKeys > 1) {
+    throw new Error(`the PEM holds ${privateKeys} private keys; import one key per file`);
   }
   let key: KeyObject;
   try {

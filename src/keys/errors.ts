@@ -1,5 +1,11 @@
 export type KeyErrorCode =
-  'invalid_kid' | 'unknown_kid' | 'active_key' | 'not_retirable' | 'invalid_key' | 'already_imported';
+  | 'invalid_kid'
+  | 'unknown_kid'
+  | 'active_key'
+  | 'not_retirable'
+  | 'invalid_key'
+  | 'already_imported'
+  | 'keys_changed';
 
 /** A refused key operation, with a message an operator can act on. */
 export class KeyError extends Error {

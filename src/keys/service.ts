@@ -167,6 +167,16 @@ export function createKeyService(
         const removedKids = await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
+        const { expect } = options;
+        if (
+          expect &&
+          (expect.activeKid !== (active?.kid ?? null) || expect.nextKid !== (next?.kid ?? null))
+        ) {
+          throw new KeyError(
+            'keys_changed',
+            'the signing keys changed since this rotation was shown (another rotation or an import came first); nothing was rotated: review the rotation again',
+          );
+        }
         let retiredPublishUntil: number | null = null;
         // Order matters for the partial unique indexes: free the active slot, then the next slot.
         if (active) {

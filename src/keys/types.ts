@@ -70,8 +70,13 @@ export interface KeyService {
   ensureActiveKey(): Promise<SigningKeySummary>;
   /** Every key, removed ones included: active first, then next, retired, removed; newest first. */
   list(): Promise<SigningKeySummary[]>;
-  /** Activates the next key (or a new one), retires the active one, and prepares a new next key. */
-  rotate(options?: { dryRun?: boolean }): Promise<RotationResult>;
+  /**
+   * Activates the next key (or a new one), retires the active one, and prepares a new next key. With
+   * `expect` (the kids a preview showed), refused with `keys_changed` when the active or next key is
+   * another by now (another rotation or an import came first): what was confirmed is what happens,
+   * and a confirmation sent twice does not activate the next key prepared a moment before.
+   */
+  rotate(options?: { dryRun?: boolean; expect?: ExpectedKeys }): Promise<RotationResult>;
   /**
    * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
    * instead, which retires it and activates another in one step.
@@ -88,6 +93,12 @@ export interface KeyService {
    * now is published.
    */
   importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
+}
+
+/** The active and next keys a rotation was previewed with; null where there was none. */
+export interface ExpectedKeys {
+  activeKid: string | null;
+  nextKid: string | null;
 }
 
 export interface ImportResult {

@@ -3,7 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
-import { type Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  type Browser,
+  formField,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})`, () => {
   let server: TestServer;
@@ -48,6 +55,23 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const after = await server.app.keys.list();
     assert.equal(after.find((key) => key.status === 'active')!.kid, next.kid);
     assert.equal(after.find((key) => key.kid === active.kid)!.status, 'retired');
+  });
+
+  it('rotates only the keys the confirmation showed: the same form sent twice is refused the second time', async () => {
+    const confirm = await consoleGet(admin, url('/admin/keys/rotate'));
+    const fields = {
+      expected_active: formField(confirm.body, 'expected_active'),
+      expected_next: formField(confirm.body, 'expected_next'),
+    };
+    const first = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!, fields);
+    assert.equal(first.status, 303);
+    const rotated = await server.app.keys.list();
+    const active = rotated.find((key) => key.status === 'active')!;
+    assert.equal(active.kid, fields.expected_next);
+    const again = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!, fields);
+    assert.equal(again.status, 409);
+    assert.match(pageText(again.body), /the signing keys changed since this rotation was shown/);
+    assert.deepEqual(await server.app.keys.list(), rotated, 'the key prepared a moment ago does not sign');
   });
 
   it('retires a next key, and refuses to retire the active one with the reason', async () => {

@@ -7,6 +7,13 @@ import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
 const tempDir = temporaryFolders('aa-oidc-config-');
 
+/** An `assert.throws` check: a ConfigError whose message matches. */
+const configError = (message: RegExp) => (error: unknown) => {
+  assert.ok(error instanceof ConfigError);
+  assert.match(error.message, message);
+  return true;
+};
+
 describe('configuration', () => {
   it('gives development defaults with no input', () => {
     const cwd = tempDir();
@@ -71,6 +78,11 @@ describe('configuration', () => {
     assert.equal(config.tokens.jwtSizeWarnBytes, 8192);
   });
 
+  it("takes a key's two environment names when they agree", () => {
+    const env = { AA_OIDC_LOG_LEVEL: 'debug', AA_OIDC_LOGGING_LEVEL: 'debug' };
+    assert.equal(loadConfig({ env, cwd: tempDir() }).logging.level, 'debug');
+  });
+
   it('reads a YAML or JSON config file, with the environment taking precedence', () => {
     const cwd = tempDir();
     writeFileSync(path.join(cwd, 'aa.yaml'), 'port: 8100\ntokens:\n  defaultAccessTokenFormat: jwt\n');
@@ -107,6 +119,39 @@ describe('configuration', () => {
       'an unsupported database URL',
       { AA_OIDC_DATABASE_URL: 'mysql://u:hunter2@h/db' },
       /AA_OIDC_DATABASE_URL: "mysql:\/\/u:\*\*\*@h\/db" is not supported/,
+    ],
+    [
+      "a key's two environment names set to different values",
+      { AA_OIDC_LOG_LEVEL: 'debug', AA_OIDC_LOGGING_LEVEL: 'error' },
+      /^AA_OIDC_LOGGING_LEVEL and AA_OIDC_LOG_LEVEL both set "logging\.level", to different values; set only one of them$/,
+    ],
+    [
+      "the Alliance Auth database URL's two environment names set to different values",
+      {
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: 'mysql://u:hunter2@h/aa',
+        AA_OIDC_DIRECTORY_ALLIANCE_AUTH_DATABASE_URL: 'mysql://u:hunter2@h/other',
+      },
+      /^AA_OIDC_AA_DATABASE_URL and AA_OIDC_DIRECTORY_ALLIANCE_AUTH_DATABASE_URL both set "directory\.allianceAuth\.databaseUrl", to different values; set only one of them$/,
+    ],
+    [
+      'an unsupported database URL with its password in the query',
+      { AA_OIDC_DATABASE_URL: 'mysql://u@h/db?ssl=true&password=hunter2&sslpassword=hunter2' },
+      /^AA_OIDC_DATABASE_URL: "mysql:\/\/u@h\/db\?ssl=true&password=\*\*\*&sslpassword=\*\*\*" is not supported/,
+    ],
+    [
+      'an unsupported database URL with its password under a percent-encoded name, holding an @',
+      { AA_OIDC_DATABASE_URL: 'mysql://u@h/db?pass%77ord=hun@ter2' },
+      /^AA_OIDC_DATABASE_URL: "mysql:\/\/u@h\/db\?pass%77ord=\*\*\*" is not supported/,
+    ],
+    [
+      'an unsupported Alliance Auth database URL with its password in the query',
+      {
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: 'mssql://u@h/aa?Password=hunter2',
+        AA_OIDC_AA_LOGIN_URL: 'https://aa.example.org/',
+      },
+      /^AA_OIDC_AA_DATABASE_URL: "mssql:\/\/u@h\/aa\?Password=\*\*\*" is not supported/,
     ],
     [
       'a plain-http issuer in production',
@@ -187,7 +232,7 @@ describe('configuration', () => {
     });
   }
 
-  it('never echoes a secret value in a validation message', () => {
+  it('never echoes a secret value in a validation message', async (t) => {
     const secrets: NodeJS.ProcessEnv = {
       AA_OIDC_SECRET_KEY: 'hunter2-almost-my-real-secret',
       AA_OIDC_METRICS_BEARER_TOKEN: 'tiny-token',
@@ -211,6 +256,10 @@ describe('configuration', () => {
     );
     // A file that does not parse: the parser says where, never what the line holds.
     const secret = 'TopSecretValue-0123456789-abcdefghij';
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.message}\n${String(warning.stack)}`);
+    process.on('warning', onWarning);
+    t.after(() => process.off('warning', onWarning));
     for (const [file, text, where] of [
       [
         'aa.yaml',
@@ -218,6 +267,19 @@ describe('configuration', () => {
         /YAML: .*at line 2, column 12$/,
       ],
       ['aa.json', `{"secretKey": ${secret}}`, /JSON: /],
+      // Unquoted, a value starting with *, ! or | is YAML syntax, which the parser's message quotes.
+      ['aa.yaml', `secretKey: *${secret}\n`, /YAML: a value starting with \* is read as an alias/],
+      [
+        'aa.yaml',
+        `secretKey: !${secret}\n`,
+        /YAML: a value starting with ! is read as a tag that does not exist \(quote the value\) at line 1, column 12$/,
+      ],
+      [
+        'aa.yaml',
+        `secretKey: |${secret}\n`,
+        /YAML: a value starting with \| or > is read as a block scalar header/,
+      ],
+      ['aa.yaml', `secretKey: "\\q${secret}"\n`, /YAML: invalid escape sequence in a double-quoted value/],
     ] as const) {
       writeFileSync(path.join(cwd, file), text);
       assert.throws(
@@ -231,6 +293,12 @@ describe('configuration', () => {
         },
       );
     }
+    // Nor does the parser print a warning quoting the line (process warnings are emitted on next tick).
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(
+      warnings.filter((warning) => warning.includes('TopSecret')),
+      [],
+    );
   });
 
   it('refuses an issuer with a query, a fragment or credentials, naming the setting', () => {
@@ -344,6 +412,38 @@ describe('configuration', () => {
     assert.throws(
       () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
       /config file .*aa\.json key "metrics\.port": expected an integer between 0 and 65535 \(got "nine"\)/,
+    );
+  });
+
+  it('names the config file key, not an environment variable never set, for a value the file gave', () => {
+    const cwd = tempDir();
+    const production = {
+      mode: 'production',
+      secretKey: 'k'.repeat(40),
+      issuer: 'https://auth.example.org/o',
+    };
+    for (const [settings, message] of [
+      [
+        { ...production, issuer: 'http://auth.example.org/o' },
+        /^config file .*aa\.json key "issuer": production mode requires an https:\/\/ issuer \(got "http:\/\/auth\.example\.org\/o"\)$/,
+      ],
+      [
+        { ...production, branding: { logoUrl: 'http://auth.example.org/logo.png' } },
+        /^config file .*aa\.json key "branding\.logoUrl": production mode requires an https:\/\/ logo/,
+      ],
+      [
+        { databaseUrl: 'mysql://u:hunter2@h/db' },
+        /^config file .*aa\.json key "databaseUrl": "mysql:\/\/u:\*\*\*@h\/db" is not supported/,
+      ],
+      [{ databaseUrl: 'sqlite:' }, /^config file .*aa\.json key "databaseUrl": "sqlite:" names no file/],
+    ] as const) {
+      writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify(settings));
+      assert.throws(() => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }), configError(message));
+    }
+    // Set in the environment, it is still named by its variable.
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json', AA_OIDC_DATABASE_URL: 'sqlite:' }, cwd }),
+      configError(/^AA_OIDC_DATABASE_URL: "sqlite:" names no file/),
     );
   });
 

@@ -112,6 +112,12 @@ describe('aa-oidc keys import --pem FILE', () => {
         /encrypted; decrypt it first/,
       ],
       [
+        // Concatenated keys: the parser would silently take the first.
+        'two-keys.pem',
+        pluginKey().pkcs1 + pluginKey().pkcs8,
+        /the PEM holds 2 private keys; import one key per file/,
+      ],
+      [
         'garbage.pem',
         '-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n',
         /cannot be parsed/,

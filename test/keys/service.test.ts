@@ -198,4 +198,18 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       await second.handle.close();
     }
   });
+
+  it('rotates as previewed only while the keys are the ones the preview showed', async () => {
+    const preview = await keys.rotate({ dryRun: true });
+    const expect = { activeKid: preview.retiredKid, nextKid: preview.activatedKid };
+    const done = await keys.rotate({ expect });
+    assert.equal(done.activatedKid, expect.nextKid);
+    const after = await keys.list();
+    // The same confirmation again (a form sent twice): the next key is the one prepared just now.
+    await assert.rejects(
+      keys.rotate({ expect }),
+      refusal('keys_changed', /changed since this rotation was shown/),
+    );
+    assert.deepEqual(await keys.list(), after, 'a refused rotation changes nothing');
+  });
 });

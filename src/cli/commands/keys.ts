@@ -82,7 +82,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .description(
       "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key (relying parties see the same key as before)",
     )
-    .requiredOption('--pem <file>', 'the PEM file (PKCS#1 or PKCS#8, unencrypted); never printed')
+    .requiredOption('--pem <file>', 'the PEM file (one key, PKCS#1 or PKCS#8, unencrypted); never printed')
     .addOption(
       new Option('--as <status>', 'active: sign with it from now on; retired: only publish it')
         .choices(['active', 'retired'])
