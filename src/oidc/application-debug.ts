@@ -6,7 +6,7 @@ import { requestLog } from '../logging/request-context.ts';
 /**
  * Per-application debug logging: an application with `debug_mode` (`app create|update
  * --debug-mode`, the admin form's "Debug logging") has each step of its requests logged at `info`,
- * whatever the log level otherwise keeps: the provider's event, the route, the request's
+ * whatever the log level otherwise keeps (but `silent`): the provider's event, the route, the request's
  * parameters that are not secrets, the error and its description, the prompt a sign-in stopped at
  * and why, the user. Redacted by construction: the parameters are an allowlist (never a code,
  * verifier, token, secret, state, nonce or hint), and the line goes through the logger's redaction
@@ -96,8 +96,14 @@ export function logApplicationDebug(
         ...(error ? { error: error.error, error_description: error.error_description } : {}),
         ...(prompt ? { prompt: prompt.name, reasons: prompt.reasons } : {}),
       };
-      const logLine = () =>
-        requestLog(ctx as unknown as Koa.Context, log).info(line, `application debug: ${event}`);
+      const logLine = () => {
+        const logger = requestLog(ctx as unknown as Koa.Context, log);
+        // At `info` whatever the level keeps (`warn` on a quiet server), but nothing when it is
+        // `silent`: the request's own logger, lowered for this line.
+        if (logger.isLevelEnabled('info')) logger.info(line, `application debug: ${event}`);
+        else if (logger.level !== 'silent')
+          logger.child({}, { level: 'info' }).info(line, `application debug: ${event}`);
+      };
       const held = event === 'grant.success' ? onceTokensStored() : undefined;
       if (held) held.push(logLine);
       else logLine();

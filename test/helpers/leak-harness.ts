@@ -71,7 +71,11 @@ export function encodedForms(value: string): RegisteredSecret['forms'] {
   return forms;
 }
 
-export function createLeakHarness(): LeakHarness {
+/**
+ * `level`: what the server's logger keeps (`trace` by default, every line; a test of what a quieter
+ * server logs names its level).
+ */
+export function createLeakHarness(options: { level?: string } = {}): LeakHarness {
   const logLines: string[] = [];
   const auditRecords: AuditRecord[] = [];
   const secrets: RegisteredSecret[] = [];
@@ -90,7 +94,7 @@ export function createLeakHarness(): LeakHarness {
   };
 
   return {
-    loggerOptions: { destination, level: 'trace' },
+    loggerOptions: { destination, level: options.level ?? 'trace' },
     logLines,
     auditRecords,
     attach(target) {

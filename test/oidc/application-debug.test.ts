@@ -23,7 +23,7 @@ describe(`per-application debug logging (${testDatabaseKind})`, () => {
   let server: TestServer;
   let debugged: Client;
   let quiet: Client;
-  const harness = createLeakHarness();
+  const harness = createLeakHarness({ level: 'warn' });
 
   before(async () => {
     server = await startServer({ logging: { level: 'warn' } }, { harness });
