@@ -75,7 +75,7 @@ export function encodedForms(value: string): RegisteredSecret['forms'] {
  * `level`: what the server's logger keeps (`trace` by default, every line; a test of what a quieter
  * server logs names its level).
  */
-export function createLeakHarness(options: { level?: string } = {}): LeakHarness {
+export function createLeakHarness(options: Pick<LoggerOptions, 'level'> = {}): LeakHarness {
   const logLines: string[] = [];
   const auditRecords: AuditRecord[] = [];
   const secrets: RegisteredSecret[] = [];
