@@ -23,6 +23,22 @@ export interface WriteCheck {
 }
 
 /**
+ * How long (ms) one readiness answer is reused after its check finished: a change of the databases
+ * shows on `/readyz` within this time and one check's (well within the few seconds between a load
+ * balancer's probes), and however many requests come, the check runs at most once in it. A
+ * failing answer is reused as long as a passing one: an outage is when a database can least afford a
+ * flood (each check waits for a connection to a database that may not answer), and a recovery shows
+ * as promptly as a failure.
+ */
+export const READINESS_REUSE_MS = 1000;
+
+/** One answer of `/readyz`: its status code and body. */
+interface Readiness {
+  status: 200 | 503;
+  body: Record<string, unknown>;
+}
+
+/**
  * `/healthz`: the process answers. `/readyz`: the database is reachable, takes writes and is fully
  * migrated, and every dependency answers. A database that answers reads but takes no writes (a
  * read-only file or mount, a PostgreSQL standby) is `read_only`: every sign-in and token would answer
@@ -30,6 +46,10 @@ export interface WriteCheck {
  * before the migrations were applied stays not ready once they are (`restart_required`): it has no
  * signing key loaded, no bootstrap superuser and no back-channel delivery, which only a start on a
  * migrated database sets up (`serve` stops itself then, for its supervisor to start it again).
+ *
+ * `/readyz` is public (load balancers) and its check reads both databases, so a flood of it must not
+ * become a flood of queries: concurrent requests share the check in flight, and its answer is reused
+ * for `READINESS_REUSE_MS` after it finishes (see there).
  */
 export function healthRoutes(
   db: Kysely<Database>,
@@ -53,36 +73,59 @@ export function healthRoutes(
     }
     return reason;
   };
-  const answer: Koa.Middleware = async (ctx) => {
-    if (ctx.path === '/healthz') {
-      ctx.set('Cache-Control', 'no-store');
-      ctx.body = { status: 'ok' };
-      return;
-    }
-    if (ctx.path === '/readyz') {
-      ctx.set('Cache-Control', 'no-store');
-      const reachable = await isReachable(db);
-      const readOnly = reachable ? await readOnlyNow() : undefined;
-      const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
-      const others = await Promise.all(
-        dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
-      );
-      const migrated = pending !== null && pending.length === 0;
-      const restartRequired = migrated && options.startedMigrated === false;
-      const ready =
-        reachable &&
-        readOnly === undefined &&
-        migrated &&
-        !restartRequired &&
-        others.every(([, answers]) => answers);
-      ctx.status = ready ? 200 : 503;
-      ctx.body = {
+  const check = async (): Promise<Readiness> => {
+    const reachable = await isReachable(db);
+    const readOnly = reachable ? await readOnlyNow() : undefined;
+    const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
+    const others = await Promise.all(
+      dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
+    );
+    const migrated = pending !== null && pending.length === 0;
+    const restartRequired = migrated && options.startedMigrated === false;
+    const ready =
+      reachable &&
+      readOnly === undefined &&
+      migrated &&
+      !restartRequired &&
+      others.every(([, answers]) => answers);
+    return {
+      status: ready ? 200 : 503,
+      body: {
         status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
         database: !reachable ? 'unreachable' : readOnly !== undefined ? 'read_only' : 'reachable',
         pendingMigrations: pending ?? undefined,
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
-      };
+      },
+    };
+  };
+  let inFlight: Promise<Readiness> | undefined;
+  let last: { readiness: Readiness; finishedAt: number } | undefined;
+  const readiness = (): Promise<Readiness> => {
+    if (last && performance.now() - last.finishedAt < READINESS_REUSE_MS)
+      return Promise.resolve(last.readiness);
+    // A check that throws is not kept: the next request checks again.
+    inFlight ??= check().then(
+      (readiness) => {
+        last = { readiness, finishedAt: performance.now() };
+        inFlight = undefined;
+        return readiness;
+      },
+      (error: unknown) => {
+        inFlight = undefined;
+        throw error;
+      },
+    );
+    return inFlight;
+  };
+  const answer: Koa.Middleware = async (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    if (ctx.path === '/healthz') {
+      ctx.body = { status: 'ok' };
+      return;
     }
+    const { status, body } = await readiness();
+    ctx.status = status;
+    ctx.body = body;
   };
   // Every other request passes on without waiting here.
   return (ctx, next) =>

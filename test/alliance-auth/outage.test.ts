@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
@@ -9,6 +10,7 @@ import {
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -96,6 +98,8 @@ await describeOnEachAllianceAuth(
       const page = await openLoginPage(server, clientId);
       proxy.cut();
       try {
+        // An answer of /readyz is reused for READINESS_REUSE_MS: the outage shows once that has passed.
+        await delay(READINESS_REUSE_MS + 50);
         const ready = await readiness();
         assert.equal(ready.status, 503);
         assert.equal(ready.body.allianceAuth, 'unreachable');
@@ -109,6 +113,7 @@ await describeOnEachAllianceAuth(
       } finally {
         proxy.restore();
       }
+      await delay(READINESS_REUSE_MS + 50);
       assert.equal((await readiness()).status, 200);
       const resumed = await server.app.allianceAuth!.poller.pollOnce();
       assert.equal(resumed.outcome, 'applied');

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import {
   allianceAuthDirectory,
@@ -12,6 +13,7 @@ import {
   createAllianceAuthDatabase,
   FIXTURE_PASSWORD,
 } from '../helpers/alliance-auth.ts';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { clientCertificate, loopbackCertificate } from '../helpers/certificate.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -136,6 +138,8 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
       const refused = await submitLogin(page, 'alice', FIXTURE_PASSWORD);
       assert.equal(refused.status, 503, 'a try-again page, not a server error');
       assert.match(refused.body, /Try again/i);
+      // An answer of /readyz is reused for READINESS_REUSE_MS: the refusal shows once that has passed.
+      await delay(READINESS_REUSE_MS + 50);
       const ready = await fetch(`${server.origin}/readyz`);
       assert.equal(ready.status, 503);
       assert.equal(((await ready.json()) as { allianceAuth?: string }).allianceAuth, 'unreachable');

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { type App, createApp } from '../../src/app.ts';
 import { postgresAddress } from '../../src/db/errors.ts';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { basicAuth, freePort, postForm, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
@@ -85,6 +88,8 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
     })}`;
 
   async function assertUnavailable(): Promise<void> {
+    // An answer of /readyz is reused for READINESS_REUSE_MS: the outage shows once that has passed.
+    await delay(READINESS_REUSE_MS + 50);
     const ready = await get('/readyz');
     assert.equal(ready.status, 503);
     assert.equal(((await ready.json()) as { database: string }).database, 'unreachable');
@@ -134,6 +139,27 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
     await assertUnavailable();
     proxy.restore();
     await assertRecovered(tokens.refreshToken!);
+  });
+
+  it('has the /readyz requests that come while a check waits on a slow database share that check', async () => {
+    await delay(READINESS_REUSE_MS + 50);
+    const { result: answers, texts } = await statementsDuring(async () => {
+      proxy.hold();
+      try {
+        const flood = Promise.all(Array.from({ length: 25 }, () => get('/readyz')));
+        // The requests arrive while the check waits; any later one finds its answer reused.
+        await delay(500);
+        proxy.release();
+        return await flood;
+      } finally {
+        proxy.release();
+      }
+    });
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      answers.map(() => 200),
+    );
+    assert.equal(texts.filter((text) => text.trim() === 'select 1').length, 1, 'one check for 25 requests');
   });
 
   it('logs the outage naming the database, never a token', async () => {

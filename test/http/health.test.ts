@@ -3,15 +3,22 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { sql } from 'kysely';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 import {
   asRoot,
   migratedSqliteEnv,
   unprivilegedCommand,
   whyNobodyCannotRun,
 } from '../helpers/unprivileged.ts';
+
+/** Waits until an answer of /readyz given before now is no longer reused (a margin for the timers). */
+const pastReuse = () => delay(READINESS_REUSE_MS + 50);
 
 describe('health endpoints', () => {
   let database: TestDatabase;
@@ -85,6 +92,7 @@ describe('/readyz on an SQLite file that stops taking writes', () => {
       });
 
       chmodSync(file, readOnly);
+      await pastReuse();
       assert.deepEqual(await readyz(), {
         status: 503,
         body: { status: 'not_ready', database: 'read_only', pendingMigrations: [] },
@@ -103,7 +111,87 @@ describe('/readyz on an SQLite file that stops taking writes', () => {
       assert.match(logged.reason, /^this user \(\S+\) may not write it; give this user write access/);
 
       chmodSync(file, writable);
+      await pastReuse();
       assert.equal((await readyz()).status, 200);
     },
   );
+});
+
+/**
+ * /readyz is public and its check reads the database: a flood of it must not become a flood of
+ * queries. Checks are counted at the database driver: each begins with `select 1` (is the database
+ * reachable), which nothing else sends.
+ */
+describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startServer();
+  });
+  after(async () => server?.close());
+
+  const readyz = async () => {
+    const response = await fetch(`${server.origin}/readyz`);
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const checksDuring = async <T>(work: () => Promise<T>) => {
+    const { result, texts } = await statementsDuring(work);
+    return { result, checks: texts.filter((text) => text.trim() === 'select 1').length };
+  };
+
+  it('runs one check for many requests at once, reuses its answer for a while, and checks again after', async () => {
+    const one = await checksDuring(readyz);
+    assert.equal(one.checks, 1);
+    assert.deepEqual(one.result, {
+      status: 200,
+      body: { status: 'ready', database: 'reachable', pendingMigrations: [] },
+    });
+
+    // Each round starts once the last answer is no longer reused; a round whose last request came
+    // later than the reuse time on a loaded machine proves nothing about reuse, and is played again.
+    let reuseSeen = false;
+    for (let round = 0; round < 5 && !reuseSeen; round += 1) {
+      await pastReuse();
+      const startedAt = performance.now();
+      const flood = await checksDuring(() => Promise.all(Array.from({ length: 25 }, readyz)));
+      assert.equal(flood.checks, 1, 'one check for 25 requests at once');
+      for (const answer of flood.result) assert.deepEqual(answer, one.result);
+      const next = await checksDuring(readyz);
+      assert.deepEqual(next.result, one.result);
+      if (performance.now() - startedAt < READINESS_REUSE_MS) {
+        assert.equal(next.checks, 0, 'the answer is reused');
+        reuseSeen = true;
+      }
+    }
+    assert.ok(reuseSeen, 'a request came within the reuse time of a check');
+
+    await pastReuse();
+    const later = await checksDuring(readyz);
+    assert.equal(later.checks, 1, 'checked again once the answer is older than the reuse time');
+    assert.deepEqual(later.result, one.result);
+  });
+
+  it('shows a change of readiness, and its recovery, once the reuse time has passed', async () => {
+    const db = server.app.database.db;
+    assert.equal((await readyz()).status, 200);
+    const { rows } = await sql<{ name: string; timestamp: string }>`
+      select name, timestamp from schema_migration order by name desc limit 1`.execute(db);
+    const latest = rows[0]!;
+    await sql`delete from schema_migration where name = ${latest.name}`.execute(db);
+    try {
+      await pastReuse();
+      assert.deepEqual(await readyz(), {
+        status: 503,
+        body: { status: 'not_ready', database: 'reachable', pendingMigrations: [latest.name] },
+      });
+    } finally {
+      await sql`insert into schema_migration (name, timestamp) values (${latest.name}, ${latest.timestamp})`.execute(
+        db,
+      );
+    }
+    await pastReuse();
+    assert.deepEqual(await readyz(), {
+      status: 200,
+      body: { status: 'ready', database: 'reachable', pendingMigrations: [] },
+    });
+  });
 });
