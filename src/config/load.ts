@@ -463,15 +463,30 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
  */
 const SECRET_PARAMETER_NAME = /pass|pwd|secret|token/i;
 
+/**
+ * A parameter's name and its `=`, after `?`, `&`, `;` or `#`: found anywhere, inside another
+ * parameter's value too (`?sslmode=require?password=…`, a user's password holding `?x=`), so that
+ * no value hides a secret parameter from the scan. The name holds none of those characters: each
+ * character is scanned once (a run of `?` took seconds when every one rescanned the rest).
+ */
+const PARAMETER_NAME = /[?&;#]([^=?&;#]*)=/g;
+
 /** Hides the passwords of a URL (the user's, and those given as query parameters) for a message. */
 export function redactUrl(url: string): string {
   // The parameters first: a password given there may hold an '@', which the user's part below
   // would take for the end of the user's password.
-  return redactUserPassword(
-    url.replace(/([?&;])([^=&#;]*)=([^&#;]*)/g, (match, lead: string, name: string) =>
-      SECRET_PARAMETER_NAME.test(decodedName(name)) ? `${lead}${name}=***` : match,
-    ),
-  );
+  let redacted = '';
+  let copied = 0;
+  for (const match of url.matchAll(PARAMETER_NAME)) {
+    if (match.index < copied || !SECRET_PARAMETER_NAME.test(decodedName(match[1]!))) continue;
+    // Up to the next '&', the drivers' only separator: a ';' is the password's own to them, and a
+    // '#' (unencoded) ends what they read but is still the operator's password.
+    const start = match.index + match[0].length;
+    const next = url.indexOf('&', start);
+    redacted += `${url.slice(copied, start)}***`;
+    copied = next === -1 ? url.length : next;
+  }
+  return redactUserPassword(redacted + url.slice(copied));
 }
 
 function decodedName(name: string): string {
@@ -485,13 +500,14 @@ function decodedName(name: string): string {
 function redactUserPassword(url: string): string {
   // The password is whatever lies between the user's ':' and the last '@': generated passwords
   // hold unencoded '/', '@' or '?' often enough (a URL that then does not parse at all).
-  const start = url.indexOf('//');
-  if (start === -1) return url;
-  const rest = url.slice(start + 2);
-  const at = rest.lastIndexOf('@');
-  const colon = rest.indexOf(':');
-  if (at === -1 || colon === -1 || colon > at) return url;
-  return `${url.slice(0, start + 2)}${rest.slice(0, colon)}:***${rest.slice(at)}`;
+  const at = url.lastIndexOf('@');
+  if (at === -1) return url;
+  // After `scheme://`; without it (`postgres:/u:p@h`, `u:p@h`: a mistyped URL, which is what an
+  // error message shows), from the first ':', the scheme's or the user's.
+  const authority = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(url);
+  const colon = url.indexOf(':', authority ? authority[0].length : 0);
+  if (colon === -1 || colon > at) return url;
+  return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
 /** YAML, loaded only when a YAML configuration file is read (memory). */

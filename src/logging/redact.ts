@@ -85,10 +85,12 @@ const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
  * segment is taken whole (a lookahead's capture, consumed by its back-reference: nothing to
  * backtrack into). `\beyJ…` tried at every position scanned the rest of a run again from each
  * `eyJ` in it: a 16 KB user agent of `eyJ-eyJ-…` held the event loop for a sixth of a second in
- * the access line of one request.
+ * the access line of one request. A JWT starts at a word boundary or right after a percent-escape:
+ * a URL carried, encoded, in another's parameter (`next=%2Fo%2Fauthorize%3Fid_token_hint%3DeyJ…`;
+ * encoding keeps the dots) puts the escape's hex digits right before the `eyJ`.
  */
 const JWT_PATTERN =
-  /(?<![A-Za-z0-9_-])(?=([A-Za-z0-9_-]*?)\beyJ[A-Za-z0-9_-]{4})\1(?=([A-Za-z0-9_-]+))\2\.(?=([A-Za-z0-9_-]{4,}))\3\.[A-Za-z0-9_-]*/g;
+  /(?<![A-Za-z0-9_-])(?=([A-Za-z0-9_-]*?)(?:\b|(?<=%[0-9A-Fa-f]{2}))eyJ[A-Za-z0-9_-]{4})\1(?=([A-Za-z0-9_-]+))\2\.(?=([A-Za-z0-9_-]{4,}))\3\.[A-Za-z0-9_-]*/g;
 
 /**
  * What every one of the three patterns needs somewhere in the text: a parameter's `=`, a JWT's

@@ -145,6 +145,31 @@ describe('configuration', () => {
       /^AA_OIDC_DATABASE_URL: "mysql:\/\/u@h\/db\?pass%77ord=\*\*\*" is not supported/,
     ],
     [
+      "an unsupported database URL whose query password holds a ';' and a '#'",
+      { AA_OIDC_DATABASE_URL: 'mysql://u@h/db?password=a;hunter2#hunter2&ssl=true' },
+      /^AA_OIDC_DATABASE_URL: "mysql:\/\/u@h\/db\?password=\*\*\*&ssl=true" is not supported/,
+    ],
+    [
+      "an unsupported database URL with its password after another parameter's value holding a '?'",
+      { AA_OIDC_DATABASE_URL: 'mysql://u:a?b=c@h/db?sslmode=require?password=hunter2' },
+      /^AA_OIDC_DATABASE_URL: "mysql:\/\/u:\*\*\*@h\/db\?sslmode=require\?password=\*\*\*" is not supported/,
+    ],
+    [
+      'an unsupported database URL with its password in the fragment',
+      { AA_OIDC_DATABASE_URL: 'mysql://u@h/db#password=hunter2' },
+      /^AA_OIDC_DATABASE_URL: "mysql:\/\/u@h\/db#password=\*\*\*" is not supported/,
+    ],
+    [
+      "a mistyped database URL without its '//'",
+      { AA_OIDC_DATABASE_URL: 'postgres:/u:hunter2@h/db' },
+      /^AA_OIDC_DATABASE_URL: "postgres:\*\*\*@h\/db" is not supported/,
+    ],
+    [
+      'a database URL without its scheme',
+      { AA_OIDC_DATABASE_URL: 'u:hunter2@h/db' },
+      /^AA_OIDC_DATABASE_URL: "u:\*\*\*@h\/db" is not supported/,
+    ],
+    [
       'an unsupported Alliance Auth database URL with its password in the query',
       {
         AA_OIDC_DIRECTORY: 'alliance-auth',

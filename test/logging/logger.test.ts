@@ -215,6 +215,13 @@ describe('structured logging redaction', () => {
       'id-[redacted-jwt] and eyJx.eyJ-.[redacted-jwt]',
       'a JWT after a dash keeps what comes before it; one after fragments too short to be a JWT is found',
     );
+    assert.equal(
+      scrubString(
+        `/login?next=${encodeURIComponent('/o/authorize?prompt=none&id_token_hint=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2ln')}`,
+      ),
+      '/login?next=%2Fo%2Fauthorize%3Fprompt%3Dnone%26id_token_hint%3D[redacted-jwt]',
+      'a JWT in a URL carried, percent-encoded, in a parameter: right after an escape',
+    );
   });
 
   // A hang guard, not a measure of speed: a pattern that tried every `eyJ` of a run again over the
@@ -224,7 +231,7 @@ describe('structured logging redaction', () => {
   it('scrubs text made of possible JWT starts without rescanning it', () => {
     const script = `
       import { scrubString } from ${JSON.stringify(new URL('../../src/logging/redact.ts', import.meta.url).href)};
-      for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768)]) {
+      for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768), '%3DeyJ-'.repeat(37_449)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
       }`;
     const child = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
