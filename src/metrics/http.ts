@@ -8,7 +8,9 @@ import type { Metrics } from './registry.ts';
 export const METRICS_PATH = '/metrics';
 
 /** The exposition text and its content type. */
-export async function renderMetrics(metrics: Metrics): Promise<{ contentType: string; body: string }> {
+export async function renderMetrics(
+  metrics: Pick<Metrics, 'registry'>,
+): Promise<{ contentType: string; body: string }> {
   return { contentType: metrics.registry.contentType, body: await metrics.registry.metrics() };
 }
 
@@ -57,7 +59,7 @@ export interface MetricsListener {
  * `GET /metrics` without authentication, 404 elsewhere, 405 for other methods.
  */
 export function startMetricsListener(
-  metrics: Metrics,
+  metrics: Pick<Metrics, 'registry'>,
   options: { host: string; port: number },
   logger?: Logger,
 ): Promise<MetricsListener> {

@@ -34,6 +34,28 @@ export const METRIC_NAMES = [
   'aa_oidc_bcl_delivery_seconds',
 ] as const;
 
+export type MetricName = (typeof METRIC_NAMES)[number];
+
+/**
+ * The aa-oidc metrics a process without the provider (`aa-oidc worker`) moves: its back-channel
+ * logout deliveries, and its audit receivers (each delivery publishes `logout_dispatched`).
+ */
+export const WORKER_METRIC_NAMES: readonly MetricName[] = [
+  'aa_oidc_audit_receiver_failures_total',
+  'aa_oidc_bcl_dispatches_total',
+  'aa_oidc_bcl_delivery_seconds',
+];
+
+/**
+ * A registry of the process metrics in `metrics` and of the named aa-oidc metrics only (the same
+ * metric objects, so their values): what a process exports when it never moves the others.
+ */
+export function registryOf(metrics: Metrics, names: readonly MetricName[]): Registry {
+  const registry = Registry.merge([metrics.registry]);
+  for (const name of METRIC_NAMES) if (!names.includes(name)) registry.removeSingleMetric(name);
+  return registry;
+}
+
 export interface MetricsOptions {
   /** Collect Node's default process metrics into the registry (default true). */
   defaultMetrics?: boolean;

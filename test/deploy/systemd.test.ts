@@ -55,6 +55,16 @@ describe('the systemd units in deploy/systemd', () => {
     });
   }
 
+  it('aa-oidc-worker.service gives the worker a metrics port apart from the instances of aa-oidc.service', () => {
+    const port = (unit: (typeof UNITS)[number]) =>
+      /\bAA_OIDC_METRICS_PORT=(\d+)\b/.exec(unitSettings(texts[unit]).get('Environment')?.at(-1) ?? '')?.[1];
+    const workerPort = port('aa-oidc-worker.service');
+    assert.ok(workerPort, 'the worker unit sets AA_OIDC_METRICS_PORT');
+    // aa-oidc.service keeps the default 9464; docs/deployment.md's instances take 18000 and 18001.
+    assert.equal(port('aa-oidc.service'), undefined);
+    assert.ok(!['9464', '18000', '18001'].includes(workerPort), workerPort);
+  });
+
   describe(
     'checked by systemd-analyze',
     { skip: commandUnavailable('systemd-analyze', ['--version'], 'systemd') },

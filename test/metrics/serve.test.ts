@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { METRIC_NAMES } from '../../src/metrics/registry.ts';
-import { startCli } from '../helpers/cli.ts';
+import { cli, startCli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
@@ -37,5 +39,34 @@ describe(`aa-oidc serve with the metrics listener (${testDatabaseKind})`, () => 
     }
     assert.equal(await serve.exited, 0, serve.stderr());
     await assert.rejects(fetch(metricsUrl), 'the listener is closed after shutdown');
+  });
+
+  it('refuses to start on a metrics port in use, naming the setting', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const { port } = holder.address() as AddressInfo;
+    try {
+      const serve = await cli(
+        ['serve'],
+        testEnv(database, {
+          AA_OIDC_PORT: '0',
+          AA_OIDC_HOST: '127.0.0.1',
+          AA_OIDC_METRICS_HOST: '127.0.0.1',
+          AA_OIDC_METRICS_PORT: String(port),
+        }),
+      );
+      assert.equal(serve.code, 1, serve.stdout);
+      assert.match(
+        serve.stderr,
+        new RegExp(
+          `^aa-oidc: the metrics listener cannot bind 127\\.0\\.0\\.1:${port}: the port is already in use .*` +
+            'a metrics port of its own with AA_OIDC_METRICS_PORT, or turn this listener off with AA_OIDC_METRICS_ENABLED=false$',
+          'm',
+        ),
+      );
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 });

@@ -2,13 +2,14 @@ import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/builtin/types.ts';
-import { type MetricsListener, startMetricsListener } from '../../metrics/http.ts';
+import type { MetricsListener } from '../../metrics/http.ts';
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { bootstrapNotice, writeBootstrapPassword } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { type Config, settingName } from '../../config/load.ts';
 import { startMemoryRelease } from '../memory-release.ts';
+import { startCommandMetricsListener } from '../metrics-listener.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -35,17 +36,7 @@ export function registerServe(program: Command, io: CliIo): void {
         if (findings.length > 0) io.stderr.write(formatFindings(findings));
         if (hasError(findings))
           throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
-        if (config.metrics.enabled) {
-          metricsListener = await startMetricsListener(app.metrics, config.metrics, app.logger).catch(
-            (error: unknown) => {
-              throw new CliError(
-                `the metrics listener cannot bind ${config.metrics.host}:${config.metrics.port} ` +
-                  `(${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); ` +
-                  'set AA_OIDC_METRICS_PORT to a free port or AA_OIDC_METRICS_ENABLED=false',
-              );
-            },
-          );
-        }
+        metricsListener = await startCommandMetricsListener(app.metrics, config, app.logger);
         // First run: a superuser to sign in with, its password written to a file below (never logged).
         // Not before `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and
         // the next start creates the superuser.

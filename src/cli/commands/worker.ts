@@ -5,13 +5,16 @@ import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { startMemoryRelease } from '../memory-release.ts';
+import { startCommandMetricsListener } from '../metrics-listener.ts';
+import { registryOf, WORKER_METRIC_NAMES } from '../../metrics/registry.ts';
 
 /** The system checks about where back-channel logouts may be delivered. */
 const WORKER_CHECKS: ReadonlySet<string> = new Set(['E006', 'W005']);
 
 /**
  * `aa-oidc worker`: the back-channel logout worker alone (when several instances run, `serve` may
- * leave delivery to dedicated workers; both claim jobs with a lease, so any number may run).
+ * leave delivery to dedicated workers; both claim jobs with a lease, so any number may run), with a
+ * metrics listener of its own, set as `serve`'s is.
  */
 export function registerWorker(program: Command, io: CliIo): void {
   program
@@ -40,9 +43,26 @@ export function registerWorker(program: Command, io: CliIo): void {
         await services.close();
         throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
       }
+      // Its own registry: the process metrics and the aa-oidc metrics a worker moves, none of the
+      // provider's (they would only ever read zero here).
+      const metricsListener = await startCommandMetricsListener(
+        { registry: registryOf(services.metrics, WORKER_METRIC_NAMES) },
+        config,
+        services.logger,
+      ).catch(async (error: unknown) => {
+        await services.close();
+        throw error;
+      });
       const worker = services.logout.startWorker();
-      services.logger.info({ mode: config.mode }, 'aa-oidc back-channel logout worker started');
-      io.stdout.write(`aa-oidc back-channel logout worker (${config.mode})\n`);
+      services.logger.info(
+        { mode: config.mode, metrics: metricsListener?.url ?? null },
+        'aa-oidc back-channel logout worker started',
+      );
+      io.stdout.write(
+        `aa-oidc back-channel logout worker (${config.mode})` +
+          (metricsListener ? `, metrics on ${metricsListener.url}` : '') +
+          '\n',
+      );
       // The worker's timers do not keep the process alive; this does, until a stop request.
       const keepAlive = setInterval(() => undefined, 1 << 30);
       const memoryRelease = startMemoryRelease({ log: services.logger });
@@ -51,6 +71,7 @@ export function registerWorker(program: Command, io: CliIo): void {
       services.logger.info({ signal }, 'worker shutting down');
       clearInterval(keepAlive);
       await worker.stop();
+      await metricsListener?.close();
       await services.close();
     });
 }
