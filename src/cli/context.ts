@@ -6,6 +6,7 @@ import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_
 import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { writeRefusal } from '../db/writable.ts';
+import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
 import { batchedLines } from '../logging/logger.ts';
@@ -174,14 +175,28 @@ export async function withDatabase<T>(
   }
 }
 
+/** Bytes `--password-stdin` reads at most: the longest password at 4 UTF-8 bytes a character, twice. */
+const PASSWORD_STDIN_LIMIT = 8 * MAX_PASSWORD_LENGTH;
+
 /**
- * Reads all of standard input (for `--password-stdin`) as one line: the one trailing newline is
- * dropped; any other line break is refused (a second line is a mistake, never part of a password).
+ * Reads standard input (for `--password-stdin`) as one line: the one trailing newline is dropped;
+ * any other line break is refused (a second line is a mistake, never part of a password). Input
+ * longer than `PASSWORD_STDIN_LIMIT` bytes is refused as soon as it is seen: an endless pipe
+ * neither fills the memory nor keeps the command waiting.
  */
 export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stdin)
-    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  let length = 0;
+  for await (const chunk of stdin) {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    length += bytes.length;
+    if (length > PASSWORD_STDIN_LIMIT) {
+      throw new CliError(
+        `--password-stdin: standard input is longer than ${PASSWORD_STDIN_LIMIT} bytes; a password has at most ${MAX_PASSWORD_LENGTH} characters`,
+      );
+    }
+    chunks.push(bytes);
+  }
   const line = Buffer.concat(chunks)
     .toString('utf8')
     .replace(/\r?\n$/, '');

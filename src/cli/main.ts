@@ -18,6 +18,7 @@ import { registerState } from './commands/state.ts';
 import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
+import { textBlock } from './output.ts';
 
 /** The version in package.json (two folders up from both src/cli/ and dist/cli/). */
 export function packageVersion(): string {
@@ -65,14 +66,14 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode;
     if (error instanceof CliError) {
-      io.stderr.write(`aa-oidc: ${error.message}\n`);
+      io.stderr.write(textBlock(`aa-oidc: ${error.message}`));
       return error.exitCode;
     }
     if (error instanceof ConfigError) {
-      io.stderr.write(`aa-oidc: configuration error: ${error.message}\n`);
+      io.stderr.write(textBlock(`aa-oidc: configuration error: ${error.message}`));
       return 2;
     }
-    io.stderr.write(`aa-oidc: ${error instanceof Error ? error.message : String(error)}\n`);
+    io.stderr.write(textBlock(`aa-oidc: ${error instanceof Error ? error.message : String(error)}`));
     return 1;
   }
 }

@@ -22,13 +22,74 @@ function cellText(cell: Cell): string {
   return String(cell);
 }
 
-function csvField(text: string): string {
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+// C0 controls, DEL and C1 controls: ESC (\x1b) and CSI (\u009b) start terminal escape sequences.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * Text with every control character shown as an escape (`\n`, `\x1b`, `\u009b`), so that a name or
+ * note from a database cannot move the cursor, rewrite the screen or retitle the operator's
+ * terminal, nor start a line of its own.
+ */
+export function visibleText(text: string): string {
+  return text.replace(CONTROL_CHARACTERS, (char) => {
+    const code = char.charCodeAt(0);
+    return (
+      NAMED_ESCAPES[char] ?? (code < 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : unicodeEscape(char))
+    );
+  });
+}
+
+/** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
+function unicodeEscape(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/** Lines for the operator (the line writer): each shown with `visibleText`, each ended by a newline. */
+export function textLines(lines: readonly string[]): string {
+  return lines.map((line) => `${visibleText(line)}\n`).join('');
+}
+
+/** Text already broken into lines (a report), written by `textLines`: its own line breaks stay. */
+export function textBlock(text: string): string {
+  return textLines(text.replace(/\n$/, '').split('\n'));
+}
+
+/** Writes one line (`textLines`) to `stream` per call: the `say` of the commands. */
+export function lineWriter(stream: NodeJS.WritableStream): (line: string) => void {
+  return (line) => {
+    stream.write(textLines([line]));
+  };
+}
+
+/**
+ * A JSON document, indented. JSON.stringify escapes C0 controls but leaves DEL and C1 controls as
+ * they are; as \u escapes they are the same JSON value and never reach a terminal.
+ */
+export function jsonDocument(value: unknown): string {
+  return `${JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, unicodeEscape)}\n`;
+}
+
+// A spreadsheet reads a cell that starts with one of these as a formula (OWASP "CSV injection").
+const FORMULA_START = /^[=+\-@\t\r\0]/;
+
+/**
+ * One CSV field (RFC 4180). A string that a spreadsheet would run as a formula gets a leading `'`
+ * (OWASP), and the field is quoted; numbers the program writes (a negative state priority) stay
+ * numbers. Control characters are shown as escapes, as in the table.
+ */
+function csvField(cell: Cell): string {
+  const raw = cellText(cell);
+  const formula = typeof cell !== 'number' && FORMULA_START.test(raw);
+  const text = visibleText(formula ? `'${raw}` : raw);
+  return formula || /[",]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 /**
  * Renders rows as an aligned table, JSON (an array of objects keyed by the JSON value of each row)
- * or CSV (RFC 4180, header first).
+ * or CSV (RFC 4180, header first). Table and CSV cells show control characters as escapes
+ * (`visibleText`); CSV cells that would start a spreadsheet formula are neutralised (`csvField`).
  */
 export function renderRows<Row>(
   rows: readonly Row[],
@@ -38,15 +99,14 @@ export function renderRows<Row>(
 ): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(rows.map(toJson), null, 2)}\n`;
+      return jsonDocument(rows.map(toJson));
     case 'csv': {
       const lines = [columns.map((column) => csvField(column.header)).join(',')];
-      for (const row of rows)
-        lines.push(columns.map((column) => csvField(cellText(column.value(row)))).join(','));
+      for (const row of rows) lines.push(columns.map((column) => csvField(column.value(row))).join(','));
       return `${lines.join('\r\n')}\r\n`;
     }
     case 'table': {
-      const cells = rows.map((row) => columns.map((column) => cellText(column.value(row))));
+      const cells = rows.map((row) => columns.map((column) => visibleText(cellText(column.value(row)))));
       const widths = columns.map((column, index) =>
         Math.max(column.header.length, ...cells.map((line) => line[index]!.length)),
       );

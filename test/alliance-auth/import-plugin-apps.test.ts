@@ -243,5 +243,23 @@ await describeOnEachAllianceAuth(
         await server.close();
       }
     });
+
+    it("shows the control characters of a plugin application's name escaped, never sending them to the terminal", async () => {
+      await pluginApp({
+        client_id: 'escape-sequence-client',
+        name: 'Evil\u001b]0;pwned\u0007\u001b[2J\u009b31m',
+        redirect_uris: 'https://evil.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /^not imported escape-sequence-client \(Evil\\x1b\]0;pwned\\x07\\x1b\[2J\\u009b31m\): name: must not contain control characters$/m,
+      );
+      // eslint-disable-next-line no-control-regex
+      assert.doesNotMatch(result.stdout + result.stderr, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    });
   },
 );

@@ -1,7 +1,7 @@
 import type { Application } from '../../applications/types.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { isoTime } from '../context.ts';
-import { type Column, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, jsonDocument, type OutputFormat, renderRows, textLines } from '../output.ts';
 
 /** What `aa-oidc app` prints: an application (never its secret's digest), a new secret once. */
 
@@ -91,7 +91,7 @@ function secretNotice(clientId: string): string {
 export function renderOne(application: Application, format: OutputFormat): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(applicationJson(application), null, 2)}\n`;
+      return jsonDocument(applicationJson(application));
     case 'csv':
       return renderRows([application], ALL_COLUMNS, 'csv', applicationJson);
     case 'table':
@@ -109,16 +109,12 @@ export function renderCreated(
 ): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(
-        {
-          client_id: application.clientId,
-          client_secret: clientSecret,
-          ...(dryRun ? { dry_run: true } : {}),
-          ...applicationJson(application),
-        },
-        null,
-        2,
-      )}\n`;
+      return jsonDocument({
+        client_id: application.clientId,
+        client_secret: clientSecret,
+        ...(dryRun ? { dry_run: true } : {}),
+        ...applicationJson(application),
+      });
     case 'csv':
       return renderRows(
         [application],
@@ -138,7 +134,7 @@ export function renderCreated(
       else if (clientSecret !== null)
         lines.push(`client_secret: ${clientSecret}`, secretNotice(application.clientId));
       else lines.push('client_secret: (generated on creation, not in a dry run)');
-      return `${lines.join('\n')}\n`;
+      return textLines(lines);
     }
     default:
       return assertNever(format);
@@ -148,7 +144,11 @@ export function renderCreated(
 export function renderRotated(clientId: string, clientSecret: string | null, format: OutputFormat): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify({ client_id: clientId, client_secret: clientSecret, ...(clientSecret === null ? { dry_run: true } : {}) }, null, 2)}\n`;
+      return jsonDocument({
+        client_id: clientId,
+        client_secret: clientSecret,
+        ...(clientSecret === null ? { dry_run: true } : {}),
+      });
     case 'csv':
       return renderRows(
         [clientId],
@@ -160,9 +160,17 @@ export function renderRotated(clientId: string, clientSecret: string | null, for
         (id) => id,
       );
     case 'table':
-      return clientSecret === null
-        ? `dry run, nothing written: the secret of ${clientId} would be replaced; the current one keeps working\n`
-        : `new client_secret for ${clientId}: ${clientSecret}\n${secretNotice(clientId)}\n  the previous secret no longer works\n`;
+      return textLines(
+        clientSecret === null
+          ? [
+              `dry run, nothing written: the secret of ${clientId} would be replaced; the current one keeps working`,
+            ]
+          : [
+              `new client_secret for ${clientId}: ${clientSecret}`,
+              secretNotice(clientId),
+              '  the previous secret no longer works',
+            ],
+      );
     default:
       return assertNever(format);
   }

@@ -3,7 +3,7 @@ import { ApplicationError } from '../../applications/errors.ts';
 import type { ApplicationService } from '../../applications/types.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
 import { type CliIo, cliActor, withServices } from '../context.ts';
-import { formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 import { collect, type CreateOptions, createInput, type UpdateOptions, updatePatch } from './app-options.ts';
 import {
   ALL_COLUMNS,
@@ -194,13 +194,15 @@ export function registerApp(program: Command, io: CliIo): void {
       });
       const fields = result.changedFields.join(', ');
       io.stdout.write(
-        result.changedFields.length === 0
-          ? `application ${clientId} unchanged (the values given are the current ones)\n`
-          : options.dryRun
-            ? `dry run, nothing written: would change ${fields} of application ${clientId}\n`
-            : `updated application ${clientId}: ${fields}\n`,
+        textLines([
+          result.changedFields.length === 0
+            ? `application ${clientId} unchanged (the values given are the current ones)`
+            : options.dryRun
+              ? `dry run, nothing written: would change ${fields} of application ${clientId}`
+              : `updated application ${clientId}: ${fields}`,
+          ...accessLossLines(consequences, options.dryRun === true),
+        ]),
       );
-      for (const line of accessLossLines(consequences, options.dryRun === true)) io.stdout.write(`${line}\n`);
     });
 
   app
@@ -236,15 +238,14 @@ export function registerApp(program: Command, io: CliIo): void {
         const message = await withApplications(io, async (service) => {
           const before = await service.findByClientId(clientId);
           if (before === undefined) throw ApplicationError.notFound(clientId);
-          if (before.active === active) return `application ${clientId} is already ${verb}; nothing to do\n`;
+          if (before.active === active) return `application ${clientId} is already ${verb}; nothing to do`;
           if (active) await service.activate(clientId, cliActor(io), { dryRun, consequences });
           else await service.deactivate(clientId, cliActor(io), { dryRun });
           return dryRun
-            ? `dry run, nothing written: application ${clientId} would be ${verb}\n`
-            : `application ${clientId} ${verb}\n`;
+            ? `dry run, nothing written: application ${clientId} would be ${verb}`
+            : `application ${clientId} ${verb}`;
         });
-        io.stdout.write(message);
-        for (const line of accessLossLines(consequences, dryRun)) io.stdout.write(`${line}\n`);
+        io.stdout.write(textLines([message, ...accessLossLines(consequences, dryRun)]));
       });
   }
 }

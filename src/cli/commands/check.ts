@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, withServices } from '../context.ts';
+import { jsonDocument, textBlock } from '../output.ts';
 
 export function registerCheck(program: Command, io: CliIo): void {
   program
@@ -13,7 +14,7 @@ export function registerCheck(program: Command, io: CliIo): void {
         systemChecks(services.config, services.applications, services.directory),
       );
       io.stdout.write(
-        options.format === 'json' ? `${JSON.stringify(findings, null, 2)}\n` : formatFindings(findings),
+        options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),
       );
       if (hasError(findings)) {
         const errors = findings.filter((finding) => finding.level === 'error').map((finding) => finding.id);

@@ -5,6 +5,7 @@ import { DirectoryError } from '../../directory/errors.ts';
 import { createServices } from '../../services.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, cliActor, cliConfig } from '../context.ts';
+import { jsonDocument, textLines } from '../output.ts';
 
 type DemoFormat = 'text' | 'json';
 
@@ -91,38 +92,34 @@ export function registerDemo(program: Command, io: CliIo): void {
 function render(result: DemoSeedResult, format: DemoFormat): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(
-        {
-          login_url: result.loginUrl,
-          issuer: result.issuer,
-          states: result.states.map((state) => ({
-            name: state.name,
-            priority: state.priority,
-            oidc_access: state.oidcAccess,
-            status: state.status,
-          })),
-          groups: result.groups,
-          users: result.users.map((user) => ({
-            username: user.username,
-            status: user.status,
-            password: user.password,
-            state: user.state,
-            groups: user.groups,
-            character_name: user.characterName,
-            purpose: user.purpose,
-          })),
-          application: {
-            client_id: result.application.clientId,
-            name: result.application.name,
-            redirect_uri: result.application.redirectUri,
-            active: result.application.active,
-            changes: result.application.changes,
-            secret_file: result.application.secretFile,
-          },
+      return jsonDocument({
+        login_url: result.loginUrl,
+        issuer: result.issuer,
+        states: result.states.map((state) => ({
+          name: state.name,
+          priority: state.priority,
+          oidc_access: state.oidcAccess,
+          status: state.status,
+        })),
+        groups: result.groups,
+        users: result.users.map((user) => ({
+          username: user.username,
+          status: user.status,
+          password: user.password,
+          state: user.state,
+          groups: user.groups,
+          character_name: user.characterName,
+          purpose: user.purpose,
+        })),
+        application: {
+          client_id: result.application.clientId,
+          name: result.application.name,
+          redirect_uri: result.application.redirectUri,
+          active: result.application.active,
+          changes: result.application.changes,
+          secret_file: result.application.secretFile,
         },
-        null,
-        2,
-      )}\n`;
+      });
     case 'text':
       return renderText(result);
     default:
@@ -160,7 +157,6 @@ function renderText(result: DemoSeedResult): string {
     'With the server running (`npm start` or `aa-oidc serve`), open in a browser:',
     `  ${result.loginUrl}`,
     'and sign in as demo-member: login, consent, then the demo relying party shows the claims.',
-    '',
   );
-  return lines.join('\n');
+  return textLines(lines);
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
+import { lineWriter } from '../output.ts';
 import { consequenceLines, withDirectory } from './user.ts';
 
 /**
@@ -20,7 +21,7 @@ export function registerGrantAccess(
     consequences: Consequence[],
   ) => Promise<{ changed: boolean; name: string }>,
 ): void {
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
   parent
     .command('grant-access')
     .description(`grant (or with --revoke, take away) the oidc_access permission of a ${entity}`)

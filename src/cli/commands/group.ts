@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { GroupSummary } from '../../directory/builtin/types.ts';
 import { type CliIo, isoTime } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, formatOption, lineWriter, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
 import { registerRenameAndDelete } from './rename-delete.ts';
 import { changeOptions, withDirectory } from './user.ts';
@@ -23,7 +23,7 @@ function groupJson(group: GroupSummary): Record<string, unknown> {
 
 export function registerGroup(program: Command, io: CliIo): void {
   const group = program.command('group').description('groups of the built-in directory');
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
 
   group
     .command('create')

@@ -16,6 +16,7 @@ import type {
 } from '../../applications/types.ts';
 import { isDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
+import { lineWriter } from '../output.ts';
 
 /**
  * `aa-oidc import plugin-apps [--dry-run]`: every application of the Python plugin
@@ -26,7 +27,7 @@ import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
  */
 export function registerImport(program: Command, io: CliIo): void {
   const command = program.command('import').description('import from the Python plugin');
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
 
   command
     .command('plugin-apps')

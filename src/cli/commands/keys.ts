@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary } from '../../keys/types.ts';
 import { type CliIo, isoTime, withServices } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
   { header: 'kid', value: (key) => key.kid },
@@ -33,6 +33,42 @@ function keyJson(key: SigningKeySummary): Record<string, unknown> {
 
 function withKeyService<T>(io: CliIo, work: (keys: KeyService) => Promise<T>): Promise<T> {
   return withServices(io, (services) => work(services.keys));
+}
+
+/** The largest PEM file `keys import` reads: an RSA key of 16384 bits is about 13 KB. */
+const PEM_FILE_LIMIT = 64 * 1024;
+
+/**
+ * The text of `--pem FILE`, read at most `PEM_FILE_LIMIT` + 1 bytes: a larger file (or /dev/zero,
+ * a pipe that never ends) is refused before it fills the memory.
+ */
+async function readPem(file: string): Promise<string> {
+  const buffer = Buffer.alloc(PEM_FILE_LIMIT + 1);
+  let length = 0;
+  try {
+    const handle = await open(file, 'r');
+    try {
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+        if (length > PEM_FILE_LIMIT) break;
+      }
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    throw new KeyError(
+      'invalid_key',
+      `--pem ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+    );
+  }
+  if (length > PEM_FILE_LIMIT)
+    throw new KeyError(
+      'invalid_key',
+      `--pem ${file}: larger than ${PEM_FILE_LIMIT / 1024} KiB; a PEM private key is a few kilobytes`,
+    );
+  return buffer.toString('utf8', 0, length);
 }
 
 export function registerKeys(program: Command, io: CliIo): void {
@@ -74,7 +110,7 @@ export function registerKeys(program: Command, io: CliIo): void {
             `next: ${result.nextKid} (published now, signs after the next rotation)`,
             ...result.removedKids.map((kid) => `removed: ${kid} (publication ended)`),
           ];
-      io.stdout.write(`${lines.join('\n')}\n`);
+      io.stdout.write(textLines(lines));
     });
 
   keys
@@ -82,7 +118,10 @@ export function registerKeys(program: Command, io: CliIo): void {
     .description(
       "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key (relying parties see the same key as before)",
     )
-    .requiredOption('--pem <file>', 'the PEM file (one key, PKCS#1 or PKCS#8, unencrypted); never printed')
+    .requiredOption(
+      '--pem <file>',
+      'the PEM file (one key, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
+    )
     .addOption(
       new Option('--as <status>', 'active: sign with it from now on; retired: only publish it')
         .choices(['active', 'retired'])
@@ -90,15 +129,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     )
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (options: { pem: string; as: 'active' | 'retired'; dryRun?: boolean }) => {
-      let pem: string;
-      try {
-        pem = await readFile(options.pem, 'utf8');
-      } catch (error) {
-        throw new KeyError(
-          'invalid_key',
-          `--pem ${options.pem}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
-        );
-      }
+      const pem = await readPem(options.pem);
       const result = await withKeyService(io, (service) =>
         service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
       );
@@ -109,7 +140,7 @@ export function registerKeys(program: Command, io: CliIo): void {
           ? [`${result.dryRun ? 'would retire' : 'retired'}: ${result.retiredKid} (published until ${until})`]
           : []),
       ];
-      io.stdout.write(`${lines.join('\n')}\n`);
+      io.stdout.write(textLines(lines));
     });
 
   keys
@@ -129,6 +160,6 @@ export function registerKeys(program: Command, io: CliIo): void {
         `${prefix}: ${result.key.kid} (a next key signs nothing, so it leaves JWKS at the next clean-up)`,
       ];
       for (const removed of result.removedKids) lines.push(`removed: ${removed} (publication ended)`);
-      io.stdout.write(`${lines.join('\n')}\n`);
+      io.stdout.write(textLines(lines));
     });
 }

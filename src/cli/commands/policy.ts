@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import { explainDecision, type PolicyExplanation } from '../../policy/explain.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, withServices } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import {
+  type Column,
+  formatOption,
+  jsonDocument,
+  type OutputFormat,
+  renderRows,
+  textLines,
+} from '../output.ts';
 
 const FIELDS: ReadonlyArray<{
   header: string;
@@ -43,13 +50,13 @@ function describe(row: PolicyExplanation): string {
     if (Array.isArray(value)) return value.length === 0 ? '-' : value.join(', ');
     return String(value);
   };
-  return `${FIELDS.map(({ header, value }) => `${header.padEnd(width)}  ${text(value(row))}`).join('\n')}\n`;
+  return textLines(FIELDS.map(({ header, value }) => `${header.padEnd(width)}  ${text(value(row))}`));
 }
 
 export function renderExplanation(row: PolicyExplanation, format: OutputFormat): string {
   switch (format) {
     case 'json':
-      return `${JSON.stringify(explanationJson(row), null, 2)}\n`;
+      return jsonDocument(explanationJson(row));
     case 'csv':
       return renderRows([row], CSV_COLUMNS, 'csv', explanationJson);
     case 'table':

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
+import { lineWriter } from '../output.ts';
 import { changeOptions, consequenceLines, withDirectory } from './user.ts';
 
 /**
@@ -10,7 +11,7 @@ import { changeOptions, consequenceLines, withDirectory } from './user.ts';
  * the state or group (or, for a state, while users are in it).
  */
 export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'state' | 'group'): void {
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
   const rename = (directory: DirectoryAdmin, name: string, newName: string) =>
     entity === 'state'
       ? directory.renameState(name, newName, changeOptions(io)).then((result) => ({

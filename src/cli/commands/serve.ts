@@ -7,6 +7,7 @@ import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { bootstrapNotice, writeBootstrapPassword } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { textBlock } from '../output.ts';
 import { type Config, settingName } from '../../config/load.ts';
 import { startMemoryRelease } from '../memory-release.ts';
 import { startCommandMetricsListener } from '../metrics-listener.ts';
@@ -33,7 +34,7 @@ export function registerServe(program: Command, io: CliIo): void {
         const findings = migrated
           ? await systemChecks(config, app.applications, app.directory)
           : runChecks(config, []);
-        if (findings.length > 0) io.stderr.write(formatFindings(findings));
+        if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
         if (hasError(findings))
           throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
         metricsListener = await startCommandMetricsListener(app.metrics, config, app.logger);

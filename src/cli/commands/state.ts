@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/builtin/types.ts';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../../directory/builtin/validation.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, formatOption, lineWriter, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
 import { registerRenameAndDelete } from './rename-delete.ts';
 import { changeOptions, withDirectory } from './user.ts';
@@ -39,7 +39,7 @@ export function registerState(program: Command, io: CliIo): void {
   const state = program
     .command('state')
     .description('states of the built-in directory (Member, Blue, Guest, …)');
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
 
   state
     .command('create')

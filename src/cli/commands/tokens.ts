@@ -9,7 +9,14 @@ import {
   type RevokedToken,
 } from '../../tokens/revocation.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import {
+  type Column,
+  formatOption,
+  jsonDocument,
+  type OutputFormat,
+  renderRows,
+  textLines,
+} from '../output.ts';
 
 const REVOKED_COLUMNS: readonly Column<RevokedToken>[] = [
   { header: 'token_sha256', value: (token) => storageIdHex(token.id) },
@@ -106,17 +113,13 @@ export function registerTokens(program: Command, io: CliIo): void {
         if (options.format !== 'table') {
           if (options.format === 'json') {
             io.stdout.write(
-              `${JSON.stringify(
-                {
-                  username: result.username,
-                  dry_run: result.dryRun,
-                  revoked: result.revoked.length,
-                  sessions_ended: result.sessionsEnded,
-                  tokens: result.revoked.map(revokedJson),
-                },
-                null,
-                2,
-              )}\n`,
+              jsonDocument({
+                username: result.username,
+                dry_run: result.dryRun,
+                revoked: result.revoked.length,
+                sessions_ended: result.sessionsEnded,
+                tokens: result.revoked.map(revokedJson),
+              }),
             );
           } else {
             io.stdout.write(renderRows(result.revoked, REVOKED_COLUMNS, 'csv', revokedJson));
@@ -126,7 +129,9 @@ export function registerTokens(program: Command, io: CliIo): void {
         const verb = result.dryRun ? 'would revoke' : 'revoked';
         const ended = result.dryRun ? 'would end' : 'ended';
         io.stdout.write(
-          `${result.dryRun ? 'dry run: ' : ''}${verb} ${result.revoked.length} code(s) and token(s) of ${result.username} and ${ended} ${result.sessionsEnded} browser session(s)${result.dryRun ? '; nothing changed' : ''}\n`,
+          textLines([
+            `${result.dryRun ? 'dry run: ' : ''}${verb} ${result.revoked.length} code(s) and token(s) of ${result.username} and ${ended} ${result.sessionsEnded} browser session(s)${result.dryRun ? '; nothing changed' : ''}`,
+          ]),
         );
         if (result.revoked.length > 0)
           io.stdout.write(renderRows(result.revoked, REVOKED_COLUMNS, 'table', revokedJson));

@@ -5,7 +5,14 @@ import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
 import { UnknownUserError } from '../../tokens/revocation.ts';
 import { type CliIo, CliError, cliActor, isoTime, withServices } from '../context.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import {
+  type Column,
+  formatOption,
+  jsonDocument,
+  lineWriter,
+  type OutputFormat,
+  renderRows,
+} from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
 
 /** Runs `work` with the directory admin interface of the services `serve` uses (see `withServices`). */
@@ -113,8 +120,7 @@ function sessionLine(session: SessionListing): string {
 
 function renderUserDetail(profile: UserRecord, sessions: SessionListing[], format: OutputFormat): string {
   const detail = userDetailJson(profile);
-  if (format === 'json')
-    return `${JSON.stringify({ ...detail, sessions: sessions.map(sessionJson) }, null, 2)}\n`;
+  if (format === 'json') return jsonDocument({ ...detail, sessions: sessions.map(sessionJson) });
   const rows = [
     ...Object.entries(detail).map(([field, value]) => ({ field, value })),
     { field: 'live_sessions', value: sessions.length },
@@ -143,7 +149,7 @@ function collect(value: string, previous: string[]): string[] {
 
 export function registerUser(program: Command, io: CliIo): void {
   const user = program.command('user').description('users of the built-in directory');
-  const say = (line: string) => io.stdout.write(`${line}\n`);
+  const say = lineWriter(io.stdout);
 
   user
     .command('create')

@@ -4,6 +4,7 @@ import { pendingMigrations } from '../../db/migrate.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { textBlock } from '../output.ts';
 import { startMemoryRelease } from '../memory-release.ts';
 import { startCommandMetricsListener } from '../metrics-listener.ts';
 import { registryOf, WORKER_METRIC_NAMES } from '../../metrics/registry.ts';
@@ -38,7 +39,7 @@ export function registerWorker(program: Command, io: CliIo): void {
       const findings = (await systemChecks(config, services.applications, services.directory)).filter(
         (finding) => WORKER_CHECKS.has(finding.id),
       );
-      if (findings.length > 0) io.stderr.write(formatFindings(findings));
+      if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
       if (hasError(findings)) {
         await services.close();
         throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');

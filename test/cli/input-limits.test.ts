@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { runCli } from '../../src/cli/main.ts';
+import { captureIo, cli as runCliCaptured, type CliResult } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const cli = (args: string[], stdin = ''): Promise<CliResult> =>
+    runCliCaptured(args, testEnv(database), { stdin });
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(() => database?.drop());
+
+  it('refuses a --pem file over 64 KiB, and /dev/zero at once, naming the option and the limit', async () => {
+    const key = generateKeyPairSync('rsa', { modulusLength: 2048 })
+      .privateKey.export({ format: 'pem', type: 'pkcs8' })
+      .toString();
+    // A key the parser would take, with 64 KiB of text after it.
+    const padded = path.join(database.dataDir, 'padded.pem');
+    writeFileSync(padded, `${key}${'# padding\n'.repeat(6554)}`);
+    const big = await cli(['keys', 'import', '--pem', padded, '--dry-run']);
+    assert.equal(big.code, 1, big.stdout);
+    assert.equal(
+      big.stderr.trim(),
+      `aa-oidc: --pem ${padded}: larger than 64 KiB; a PEM private key is a few kilobytes`,
+    );
+
+    const started = Date.now();
+    const zero = await cli(['keys', 'import', '--pem', '/dev/zero', '--dry-run']);
+    assert.equal(zero.code, 1);
+    assert.match(zero.stderr, /^aa-oidc: --pem \/dev\/zero: larger than 64 KiB/);
+    assert.ok(Date.now() - started < 5_000, 'refused without reading the endless file');
+
+    // The key alone still imports.
+    const plain = path.join(database.dataDir, 'plain.pem');
+    writeFileSync(plain, key);
+    const dry = await cli(['keys', 'import', '--pem', plain, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^dry run, nothing changed; would import: \S+ as active$/m);
+  });
+
+  it('refuses --password-stdin input over 8192 bytes, an endless pipe included, and takes the longest password', async () => {
+    const long = await cli(['user', 'create', 'alice', '--password-stdin'], `${'a'.repeat(100_000)}\n`);
+    assert.equal(long.code, 1);
+    assert.equal(
+      long.stderr.trim(),
+      'aa-oidc: --password-stdin: standard input is longer than 8192 bytes; a password has at most 1024 characters',
+    );
+
+    // A pipe that never ends (`yes | aa-oidc user create …`): refused after the limit, not read on.
+    let produced = 0;
+    const endless = new Readable({
+      read() {
+        produced += 16_384;
+        this.push(Buffer.alloc(16_384, 'y'));
+      },
+    });
+    const captured = captureIo(testEnv(database), { overrides: { stdin: endless } });
+    const code = await runCli(['user', 'create', 'bob', '--password-stdin'], captured.io);
+    assert.equal(code, 1);
+    assert.match(captured.stderr(), /--password-stdin: standard input is longer than 8192 bytes/);
+    assert.ok(produced <= 64 * 1024, `read ${produced} bytes of an endless pipe`);
+
+    const users = await cli(['user', 'list', '--format', 'json']);
+    assert.deepEqual(JSON.parse(users.stdout), [], 'nobody was created');
+
+    // 1024 characters of 4 UTF-8 bytes each, and the newline: within the limit.
+    const longest = '\u{1F600}'.repeat(1024);
+    const created = await cli(['user', 'create', 'carol', '--password-stdin'], `${longest}\n`);
+    assert.equal(created.code, 0, created.stderr);
+  });
+});

