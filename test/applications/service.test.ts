@@ -189,6 +189,12 @@ describe(`application service (${testDatabaseKind})`, () => {
     await assert.rejects(service.update('grafana-0001', { logoUrl: 'javascript:alert(1)' }, ACTOR), {
       message: 'logo_url: must be an http or https URL, not "javascript:"',
     });
+    // C1 controls too: U+009B starts a terminal escape sequence as ESC [ does.
+    for (const name of ['Wiki\u001b[2J', 'Wiki\u009b2J', 'Wiki\u007f']) {
+      await assert.rejects(service.update('grafana-0001', { name }, ACTOR), {
+        message: 'name: must not contain control characters',
+      });
+    }
     await assert.rejects(service.update('missing-app', { name: 'Y' }, ACTOR), {
       message: 'client_id: no application with client_id "missing-app"',
     });
