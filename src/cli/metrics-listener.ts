@@ -5,23 +5,37 @@ import type { Metrics } from '../metrics/registry.ts';
 import { CliError } from './context.ts';
 
 /**
- * The metrics listener of a long-running command (`serve`, `worker`) on `metrics.host`:`metrics.port`,
- * or none with `metrics.enabled` false. A port it cannot bind stops the start with one line naming
- * the setting to change: `serve` and a worker on one host both default to 9464.
+ * A worker's metrics port when `metrics.port` is not set: `serve`'s default (9464) plus one, so that
+ * a worker beside a `serve` on the same host starts with neither setting its port (a worker unit
+ * installed before workers had metrics, a development machine); on one port, whichever started
+ * second would refuse, `serve` too.
+ */
+export const WORKER_METRICS_PORT = 9465;
+
+/**
+ * The metrics listener of a long-running command (`serve`, `worker`) on `metrics.host`:`metrics.port`
+ * (or `defaultPort` when `metrics.port` is not set), or none with `metrics.enabled` false. A port it
+ * cannot bind stops the start with one line naming the setting to change.
  */
 export async function startCommandMetricsListener(
   metrics: Pick<Metrics, 'registry'>,
   config: Pick<Config, 'metrics' | 'origins'>,
   logger: Logger,
+  options: { defaultPort?: number } = {},
 ): Promise<MetricsListener | undefined> {
   if (!config.metrics.enabled) return undefined;
-  return startMetricsListener(metrics, config.metrics, logger).catch((error: unknown) => {
-    throw metricsListenFailure(error, config);
+  const port =
+    options.defaultPort !== undefined && config.origins['metrics.port'] === undefined
+      ? options.defaultPort
+      : config.metrics.port;
+  const { host } = config.metrics;
+  return startMetricsListener(metrics, { host, port }, logger).catch((error: unknown) => {
+    throw metricsListenFailure(error, `${host}:${port}`, config);
   });
 }
 
-function metricsListenFailure(error: unknown, config: Pick<Config, 'metrics' | 'origins'>): CliError {
-  const where = `the metrics listener cannot bind ${config.metrics.host}:${config.metrics.port}`;
+function metricsListenFailure(error: unknown, address: string, config: Pick<Config, 'origins'>): CliError {
+  const where = `the metrics listener cannot bind ${address}`;
   const port = settingName(config.origins, 'metrics.port');
   const off = 'AA_OIDC_METRICS_ENABLED=false';
   const code = (error as NodeJS.ErrnoException).code;

@@ -32,6 +32,14 @@ export interface WriteCheck {
  */
 export const READINESS_REUSE_MS = 1000;
 
+/**
+ * How long (ms) `/readyz`'s check waits for a dependency (Alliance Auth's database) before calling it
+ * unreachable. Its drivers put no time limit on a query (the statement timeout is the server's, which
+ * a connection gone silent never hears), and every request waits on the one shared check: without
+ * this, one pooled connection gone silent would hold every answer until TCP gave up on it.
+ */
+export const DEPENDENCY_DEADLINE_MS = 5000;
+
 /** One answer of `/readyz`: its status code and body. */
 interface Readiness {
   status: 200 | 503;
@@ -78,7 +86,10 @@ export function healthRoutes(
     const readOnly = reachable ? await readOnlyNow() : undefined;
     const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
     const others = await Promise.all(
-      dependencies.map(async (dependency) => [dependency.name, await dependency.reachable()] as const),
+      dependencies.map(
+        async (dependency) =>
+          [dependency.name, await answersWithin(dependency, DEPENDENCY_DEADLINE_MS)] as const,
+      ),
     );
     const migrated = pending !== null && pending.length === 0;
     const restartRequired = migrated && options.startedMigrated === false;
@@ -132,4 +143,17 @@ export function healthRoutes(
     (ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === '/healthz' || ctx.path === '/readyz')
       ? answer(ctx, next)
       : next();
+}
+
+/** Whether `dependency` answers within `deadlineMs` (a late query goes on until its connection answers or fails). */
+async function answersWithin(dependency: ReadinessDependency, deadlineMs: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, deadlineMs, false);
+  });
+  try {
+    return await Promise.race([dependency.reachable().catch(() => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

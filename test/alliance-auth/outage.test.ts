@@ -10,7 +10,7 @@ import {
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
-import { READINESS_REUSE_MS } from '../../src/http/health.ts';
+import { DEPENDENCY_DEADLINE_MS, READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -19,6 +19,7 @@ import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 /** A loopback port nobody listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -125,6 +126,36 @@ await describeOnEachAllianceAuth(
       const again = await openLoginPage(server, clientId);
       const signedIn = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(signedIn.status, 303, 'sign-in works again');
+    });
+
+    it('answers /readyz 503 within seconds, however many ask, when a connection to Alliance Auth goes silent', async () => {
+      await delay(READINESS_REUSE_MS + 50);
+      assert.equal((await readiness()).status, 200, 'a pooled connection to Alliance Auth, warm');
+      await delay(READINESS_REUSE_MS + 50);
+      // Its answers stop coming (a dead route): no driver time limit ends the wait on it.
+      proxy.hold();
+      try {
+        const started = performance.now();
+        const probe = async () => {
+          const response = await fetch(`${server.origin}/readyz`, {
+            signal: AbortSignal.timeout(DEPENDENCY_DEADLINE_MS + 5000),
+          });
+          return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+        };
+        const first = probe();
+        // Another probe while the first one's check waits: it shares that check.
+        await delay(1000);
+        for (const answer of await Promise.all([first, probe()])) {
+          assert.equal(answer.status, 503);
+          assert.equal(answer.body.allianceAuth, 'unreachable');
+          assert.equal(answer.body.database, 'reachable');
+        }
+        assert.ok(performance.now() - started < DEPENDENCY_DEADLINE_MS + 3000, 'within the deadline');
+      } finally {
+        proxy.release();
+        proxy.restore();
+      }
+      await waitUntil(async () => (await readiness()).status === 200, '/readyz answers 200 again');
     });
 
     it('answers an admin’s activation a try-again page while Alliance Auth is unreachable, and leaves the application off', async () => {

@@ -67,6 +67,24 @@ describe(`aa-oidc worker with the metrics listener (${testDatabaseKind})`, () =>
     await assert.rejects(fetch(metricsUrl), 'the listener is closed after shutdown');
   });
 
+  it("listens on 9465 when no metrics port is set, not on serve's 9464 (a worker unit without one)", async () => {
+    const env = testEnv(fixture.database, { AA_OIDC_METRICS_HOST: '127.0.0.1' });
+    delete env.AA_OIDC_METRICS_PORT;
+    const worker = startCliProcess(['worker'], env);
+    try {
+      const startup = await worker.waitFor(
+        /^aa-oidc back-channel logout worker \(development\), metrics on (\S+)$/m,
+        'the startup line',
+      );
+      assert.equal(startup[1], 'http://127.0.0.1:9465/metrics');
+      const response = await fetch('http://127.0.0.1:9465/metrics');
+      assert.equal(response.status, 200);
+      assert.match(await response.text(), /^# TYPE aa_oidc_bcl_dispatches_total counter$/m);
+    } finally {
+      assert.equal(await worker.stop(), 0, worker.stderr());
+    }
+  });
+
   it('refuses to start on the metrics port of a serve on the same host, naming the setting', async () => {
     const serve = startCli(
       ['serve'],

@@ -6,7 +6,7 @@ import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { textBlock } from '../output.ts';
 import { startMemoryRelease } from '../memory-release.ts';
-import { startCommandMetricsListener } from '../metrics-listener.ts';
+import { startCommandMetricsListener, WORKER_METRICS_PORT } from '../metrics-listener.ts';
 import { registryOf, WORKER_METRIC_NAMES } from '../../metrics/registry.ts';
 
 /** The system checks about where back-channel logouts may be delivered. */
@@ -15,7 +15,7 @@ const WORKER_CHECKS: ReadonlySet<string> = new Set(['E006', 'W005']);
 /**
  * `aa-oidc worker`: the back-channel logout worker alone (when several instances run, `serve` may
  * leave delivery to dedicated workers; both claim jobs with a lease, so any number may run), with a
- * metrics listener of its own, set as `serve`'s is.
+ * metrics listener of its own, set as `serve`'s is (but on 9465 when no port is set).
  */
 export function registerWorker(program: Command, io: CliIo): void {
   program
@@ -45,11 +45,12 @@ export function registerWorker(program: Command, io: CliIo): void {
         throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
       }
       // Its own registry: the process metrics and the aa-oidc metrics a worker moves, none of the
-      // provider's (they would only ever read zero here).
+      // provider's (they would only ever read zero here). Not on serve's default port unless told.
       const metricsListener = await startCommandMetricsListener(
         { registry: registryOf(services.metrics, WORKER_METRIC_NAMES) },
         config,
         services.logger,
+        { defaultPort: WORKER_METRICS_PORT },
       ).catch(async (error: unknown) => {
         await services.close();
         throw error;
