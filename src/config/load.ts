@@ -365,6 +365,12 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
         `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's sign-in page, where people register and pick a main character, e.g. https://auth.example.org/)`,
       );
     }
+    // People are sent there to sign in to Alliance Auth: not over plain http, as the logo is not.
+    if (mode === 'production' && aa.loginUrl.startsWith('http://')) {
+      throw new ConfigError(
+        `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: production mode requires an https:// Alliance Auth sign-in page (got "${aa.loginUrl}")`,
+      );
+    }
   }
   const eveSet = [eve.clientId, eve.clientSecret].filter((value) => value !== undefined).length;
   if (eveSet === 1) {

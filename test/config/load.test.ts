@@ -188,6 +188,18 @@ describe('configuration', () => {
       /AA_OIDC_ISSUER: production mode requires an https:\/\/ issuer/,
     ],
     [
+      'a plain-http Alliance Auth sign-in page in production (people are sent there to sign in)',
+      {
+        AA_OIDC_MODE: 'production',
+        AA_OIDC_ISSUER: 'https://auth.example.org/o',
+        AA_OIDC_SECRET_KEY: 'k'.repeat(40),
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: 'mysql://u:hunter2@h/aa',
+        AA_OIDC_AA_LOGIN_URL: 'http://aa.example.org/',
+      },
+      /^AA_OIDC_AA_LOGIN_URL: production mode requires an https:\/\/ Alliance Auth sign-in page \(got "http:\/\/aa\.example\.org\/"\)$/,
+    ],
+    [
       'a production start without issuer',
       { NODE_ENV: 'production', AA_OIDC_SECRET_KEY: 'k'.repeat(40) },
       /AA_OIDC_ISSUER: required in production/,
