@@ -7,14 +7,29 @@ import { nameKey } from '../util/name-key.ts';
  * the directory has. `aa-oidc check` prints the findings; `serve` refuses to start on any error.
  */
 
-export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005';
+export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
-  | { id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006'; level: 'warning'; message: string; hint: string };
+  | {
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007';
+      level: 'warning';
+      message: string;
+      hint: string;
+    };
 
 /** The checks of the configuration and the applications (`runChecks`). */
-export const CHECK_IDS: readonly CheckId[] = ['E001', 'E004', 'E006', 'E007', 'W001', 'W003', 'W004', 'W005'];
+export const CHECK_IDS: readonly CheckId[] = [
+  'E001',
+  'E004',
+  'E006',
+  'E007',
+  'W001',
+  'W003',
+  'W004',
+  'W005',
+  'W007',
+];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
 export interface DirectoryNames {
@@ -63,7 +78,13 @@ export function whitelistChecks(
 /** What the checks read from the configuration. */
 export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout' | 'trustProxy'> & {
   oidc: Pick<Config['oidc'], 'scopes'>;
+  metrics: Pick<Config['metrics'], 'enabled' | 'host'>;
 };
+
+/** A listen address only this host reaches. */
+function isLoopbackHost(host: string): boolean {
+  return /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i.test(host);
+}
 
 /** What the checks read from an application. */
 export type CheckedApplication = Pick<Application, 'clientId' | 'active' | 'backchannelLogoutUri'>;
@@ -144,6 +165,16 @@ export function runChecks(config: CheckedConfig, apps: readonly CheckedApplicati
       level: 'warning',
       message: 'private back-channel targets are allowed in production',
       hint: 'unset AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: it is a development escape hatch',
+    });
+  // The metrics listener has no authentication: beyond loopback, whoever reaches the port reads it.
+  if (production && config.metrics.enabled && !isLoopbackHost(config.metrics.host))
+    findings.push({
+      id: 'W007',
+      level: 'warning',
+      message: `the metrics listener (no authentication) listens on ${config.metrics.host} in production`,
+      hint:
+        'set AA_OIDC_METRICS_HOST=127.0.0.1 and scrape from this host, or scrape /metrics on the main port ' +
+        'with AA_OIDC_METRICS_BEARER_TOKEN; otherwise let a firewall keep the port to Prometheus',
     });
   return findings;
 }

@@ -29,6 +29,7 @@ const base: CheckedConfig = {
   },
   oidc: { scopes: ['openid', 'profile'] },
   trustProxy: true,
+  metrics: { enabled: true, host: '127.0.0.1' },
 };
 
 type Override = {
@@ -38,6 +39,7 @@ type Override = {
   scopes?: string[];
   logout?: Partial<CheckedConfig['logout']>;
   trustProxy?: boolean;
+  metrics?: Partial<CheckedConfig['metrics']>;
 };
 
 function config(override: Override = {}): CheckedConfig {
@@ -49,6 +51,7 @@ function config(override: Override = {}): CheckedConfig {
     logout: { ...base.logout, ...override.logout },
     oidc: { scopes: override.scopes ?? base.oidc.scopes },
     trustProxy: override.trustProxy ?? base.trustProxy,
+    metrics: { ...base.metrics, ...override.metrics },
   };
 }
 
@@ -128,9 +131,25 @@ const TABLE: Record<
       [{ mode: 'development', logout: { allowPrivateTargets: true } }, []],
     ],
   },
+  W007: {
+    fires: [
+      [{ mode: 'production', metrics: { host: '0.0.0.0' } }, []],
+      [{ mode: 'production', metrics: { host: '10.0.0.5' } }, []],
+    ],
+    silent: [
+      [{ mode: 'production', metrics: { host: '127.0.0.1' } }, []],
+      [{ mode: 'production', metrics: { host: '::1' } }, []],
+      [{ mode: 'production', metrics: { host: '0.0.0.0', enabled: false } }, []],
+      [{ mode: 'development', metrics: { host: '0.0.0.0' } }, []],
+    ],
+  },
 };
 
 describe('system checks', () => {
+  it('has a case for every check, and every case is a check', () => {
+    assert.deepEqual([...CHECK_IDS].sort(), Object.keys(TABLE).sort());
+  });
+
   for (const id of CHECK_IDS) {
     it(`${id} fires on the configuration that should trigger it and stays silent otherwise`, () => {
       for (const [override, apps] of TABLE[id].fires)
