@@ -114,14 +114,7 @@ export async function withServices<T>(io: CliIo, work: (services: Services) => P
     return await work(services);
   } catch (error) {
     if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) throw new CliError((error as Error).message);
-    // A read-only SQLite file (or a PostgreSQL standby): reading commands work, writing ones say
-    // which database refused and why; so does a wait for another session's lock that ran out.
-    const database = describeDatabase(config.database);
-    throw (
-      (await writeRefusal(services.database, database, error)) ??
-      lockWaitFailure(database, error, QUERY_TIMEOUT_MS) ??
-      error
-    );
+    throw await explainedFailure(services.database, config, error);
   } finally {
     await services.close();
   }
@@ -164,15 +157,24 @@ export async function withDatabase<T>(
     }
     return await work(database);
   } catch (error) {
-    const described = describeDatabase(config.database);
-    throw (
-      (await writeRefusal(database, described, error)) ??
-      lockWaitFailure(described, error, QUERY_TIMEOUT_MS) ??
-      error
-    );
+    throw await explainedFailure(database, config, error);
   } finally {
     await database.close();
   }
+}
+
+/**
+ * What a command's failure says about the database: a read-only SQLite file (or a PostgreSQL
+ * standby) refused the write, or a wait for another session's lock ran out, each naming the database
+ * and why; otherwise the error itself. Reading commands work on a read-only database.
+ */
+async function explainedFailure(database: DatabaseHandle, config: Config, error: unknown): Promise<unknown> {
+  const described = describeDatabase(config.database);
+  return (
+    (await writeRefusal(database, described, error)) ??
+    lockWaitFailure(described, error, QUERY_TIMEOUT_MS) ??
+    error
+  );
 }
 
 /** Bytes `--password-stdin` reads at most: the longest password at 4 UTF-8 bytes a character, twice. */

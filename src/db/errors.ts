@@ -150,6 +150,11 @@ function formatSeconds(ms: number): string {
   return `${Number.isInteger(seconds) ? seconds : seconds.toFixed(1)} s`;
 }
 
+/** Who may hold an SQLite file's write lock when SQLite gave up waiting for it (SQLITE_BUSY). */
+const SQLITE_LOCK_HOLDERS =
+  'aa-oidc serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction';
+const SQLITE_LOCK_WAIT = `another process held its write lock longer than ${formatSeconds(BUSY_TIMEOUT_MS)}`;
+
 /** What an SQLite failure to open means for the operator, for `cannot open …: REASON`. */
 export function explainSqliteOpenError(error: unknown): string {
   const { code, message } = (error ?? {}) as Details;
@@ -166,11 +171,7 @@ export function explainSqliteOpenError(error: unknown): string {
     case 'SQLITE_FULL':
       return `${text}; free some disk space`;
     case 'SQLITE_BUSY':
-      return (
-        `${text}: another process held its write lock longer than ${BUSY_TIMEOUT_MS / 1000} s (another aa-oidc ` +
-        'serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction); let it ' +
-        'finish or stop it, then start again'
-      );
+      return `${text}: ${SQLITE_LOCK_WAIT} (another ${SQLITE_LOCK_HOLDERS}); let it finish or stop it, then start again`;
   }
   if (typeof code === 'string' && code.startsWith('SQLITE_READONLY')) {
     return `${text}; this user needs write access to the file and to its folder`;
@@ -192,9 +193,7 @@ export function lockWaitFailure(
   const { code, message } = (error ?? {}) as Details;
   if (code === 'SQLITE_BUSY') {
     return new DatabaseUnavailableError(
-      `cannot write ${database}: another process held its write lock longer than ${formatSeconds(BUSY_TIMEOUT_MS)} ` +
-        '(aa-oidc serve, worker or migrate on this file, a backup, an sqlite3 shell inside a transaction); ' +
-        'let it finish, then run the command again',
+      `cannot write ${database}: ${SQLITE_LOCK_WAIT} (${SQLITE_LOCK_HOLDERS}); let it finish, then run the command again`,
       { cause: error },
     );
   }
