@@ -22,6 +22,14 @@ import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts
 export interface ConnectionPools {
   /** The pool for this origin and pinned target (created on first use). */
   poolFor(origin: string, target: PinnedTarget): Promise<Pool>;
+  /**
+   * The addresses a gate just checked, in the order to try them: one to which no connection could
+   * be opened within the last `unreachableForgetMs` goes after the others (their order kept). A
+   * host whose first address drops every SYN then costs one connect timeout, not one per delivery.
+   */
+  ordered<T extends { address: string }>(addresses: readonly T[], port: number): T[];
+  /** Remembers that no connection to `target` could be opened, or forgets that when it answered. */
+  noteConnect(target: PinnedTarget, opened: boolean): void;
   /** Closes every pool (the worker stops). */
   close(): Promise<void>;
 }
@@ -32,6 +40,8 @@ export interface ConnectionPoolOptions {
   requestTimeoutMs: number;
   /** A pool unused this long is closed (default 60 s). */
   idleCloseMs?: number;
+  /** How long an address no connection could be opened to is tried last (default 60 s). */
+  unreachableForgetMs?: number;
   /** Milliseconds, monotonic (tests). */
   clock?: () => number;
 }
@@ -49,6 +59,9 @@ export class ConnectFailure extends Error {
 }
 
 const DEFAULT_IDLE_CLOSE_MS = 60_000;
+const DEFAULT_UNREACHABLE_FORGET_MS = 60_000;
+/** Addresses remembered as unreachable at most; the oldest is forgotten first. */
+const MAX_UNREACHABLE_REMEMBERED = 1024;
 
 export function createConnectionPools(
   options: ConnectionPoolOptions,
@@ -56,7 +69,10 @@ export function createConnectionPools(
 ): ConnectionPools {
   const clock = options.clock ?? (() => performance.now());
   const idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
+  const unreachableForgetMs = options.unreachableForgetMs ?? DEFAULT_UNREACHABLE_FORGET_MS;
   const pools = new Map<string, { pool: Pool; usedAt: number }>();
+  /** `address port` → when a connection to it last failed to open (insertion order: oldest first). */
+  const unreachable = new Map<string, number>();
   let sweptAt = clock();
 
   const sweep = (now: number) => {
@@ -96,6 +112,32 @@ export function createConnectionPools(
       }
       entry.usedAt = now;
       return entry.pool;
+    },
+    ordered(addresses, port) {
+      if (unreachable.size === 0) return [...addresses];
+      const now = clock();
+      const failedLately = (address: string) => {
+        const key = `${address} ${port}`;
+        const at = unreachable.get(key);
+        if (at === undefined) return false;
+        if (now - at < unreachableForgetMs) return true;
+        unreachable.delete(key);
+        return false;
+      };
+      const reachable = addresses.filter((candidate) => !failedLately(candidate.address));
+      return reachable.length === addresses.length
+        ? reachable
+        : [...reachable, ...addresses.filter((candidate) => !reachable.includes(candidate))];
+    },
+    noteConnect(target, opened) {
+      const key = `${target.address} ${target.port}`;
+      unreachable.delete(key);
+      if (opened) return;
+      unreachable.set(key, clock());
+      if (unreachable.size > MAX_UNREACHABLE_REMEMBERED) {
+        const oldest = unreachable.keys().next();
+        if (!oldest.done) unreachable.delete(oldest.value);
+      }
     },
     async close() {
       const open = [...pools.values()];

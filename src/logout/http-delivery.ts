@@ -131,8 +131,12 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
     // Pinned: each connection goes to an address the gate just checked and nowhere else; `origin`
     // only names the host for the Host header and the TLS server name. The next address is tried
     // only when no connection to this one could be opened (the request was not sent: never twice),
-    // all of them within the attempt's deadline.
-    const candidates = gate.addresses.slice(0, MAX_ADDRESSES_TRIED);
+    // all of them within the attempt's deadline. A worker's pools put an address that could not be
+    // reached lately after the others.
+    const candidates = (request.pools?.ordered(gate.addresses, gate.port) ?? gate.addresses).slice(
+      0,
+      MAX_ADDRESSES_TRIED,
+    );
     const unreachable: string[] = [];
     for (const [index, checked] of candidates.entries()) {
       const target: PinnedTarget = {
@@ -147,7 +151,11 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         connectTimeoutMs,
         requestTimeoutMs,
       });
-      if ('status' in sent) return classifyStatus(sent.status, checked.address, elapsed());
+      if ('status' in sent) {
+        request.pools?.noteConnect(target, true);
+        return classifyStatus(sent.status, checked.address, elapsed());
+      }
+      if (sent.connectFailed) request.pools?.noteConnect(target, false);
       const last = index === candidates.length - 1;
       if (sent.connectFailed && !last && !deadline.signal.aborted) {
         unreachable.push(`${checked.address}: ${sent.detail}`);

@@ -685,6 +685,43 @@ describe('deliverLogoutToken tries the next checked address only when the one be
     assert.equal(receiver.requests.length, 1);
   });
 
+  it("through a worker's pools, tries an address that could not be reached lately after the others, until that is forgotten", async () => {
+    receiver.requests.length = 0;
+    const { connector, attempts, check } = connectorFor({ [PUBLIC_V4]: receiver.port }, [PUBLIC_V6]);
+    let now = 0;
+    const pools = createDeliveryPools({
+      connector,
+      connectTimeoutMs: 150,
+      requestTimeoutMs: 2000,
+      unreachableForgetMs: 60_000,
+      clock: () => now,
+    });
+    const deliverOnce = async () => {
+      attempts.length = 0;
+      const outcome = expectOutcome(
+        await deliverDual([v6(PUBLIC_V6), v4(PUBLIC_V4)], connector, { pools }),
+        'success',
+      );
+      check();
+      assert.equal(outcome.address, PUBLIC_V4);
+      return attempts.map((attempt) => attempt.address);
+    };
+    try {
+      assert.deepEqual(await deliverOnce(), [PUBLIC_V6, PUBLIC_V4]);
+      // Connections to IPv4 may be kept alive or opened anew; IPv6 is not tried first.
+      const neverV6 = (tried: string[]) => assert.ok(!tried.includes(PUBLIC_V6), tried.join(', '));
+      neverV6(await deliverOnce());
+      now += 59_000;
+      neverV6(await deliverOnce());
+      now += 2_000;
+      const forgotten = await deliverOnce();
+      assert.equal(forgotten[0], PUBLIC_V6, 'forgotten after a minute: tried first again');
+      assert.equal(receiver.requests.length, 4);
+    } finally {
+      await pools.close();
+    }
+  });
+
   it('ends at the deadline when no address connects: the time is bounded, not multiplied', async () => {
     const hanging = ['93.184.215.20', '93.184.215.21', '93.184.215.22'];
     const { connector, attempts, check } = connectorFor({}, hanging);
