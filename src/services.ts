@@ -28,7 +28,7 @@ import {
   type TokenRevocationService,
 } from './tokens/revocation.ts';
 import { endAccessOnUserChange, endAccessOnWhitelistChange } from './tokens/access-loss.ts';
-import { usersHoldingSignIns } from './tokens/store-users.ts';
+import { usersHoldingSignIns, usersHoldingTokensRedeemedSince } from './tokens/store-users.ts';
 import {
   backchannelTargetCheck,
   gateOptionsFor,
@@ -190,6 +190,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
         publisher: directoryChanges,
         logger,
         usersHoldingSignIns,
+        usersSignedInSince: usersHoldingTokensRedeemedSince,
       });
       const opened = allianceAuth;
       closers.push(() => opened.close());

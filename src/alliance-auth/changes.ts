@@ -126,3 +126,77 @@ export function toDirectoryChanges(
   }
   return result;
 }
+
+/**
+ * A profile that every active application admits: what a user who signed in to an application
+ * since the previous cycle is judged from. That cycle's fingerprint may predate the access they
+ * signed in with (AA gave it and took it back between two cycles, or made the user meanwhile), and
+ * the sign-in itself proves that the application admitted them then.
+ */
+function admittedAsSignedIn(profile: UserProfile): UserProfile {
+  return { ...profile, active: true, superuser: true };
+}
+
+/**
+ * The cycle's changes with the users who signed in to an application since the previous cycle
+ * (`signedInSince`) judged by what they hold rather than by the previous fingerprint: each one who
+ * lost anything meanwhile gets the change that takes it away, so that the applications they signed
+ * in to are told and their tokens there revoked, as for a change the fingerprints show.
+ *
+ * - A state or group change of such a user is judged from a profile every application admits
+ *   (an application the previous fingerprint did not admit may be one they signed in to since).
+ * - Such a user with no change that already ends or judges everything: gone from AA (deleted before
+ *   any cycle saw them) is a deletion; inactive (deactivated again after a reactivation no cycle
+ *   saw) a deactivation; otherwise a change of groups, whose consumers take away only the
+ *   applications the user is now refused (none when nothing was lost: nobody is told).
+ */
+export function judgeSignInsSinceLastCycle(
+  userChanges: readonly DirectoryChange[],
+  previous: Fingerprints,
+  current: Fingerprints,
+  signedInSince: ReadonlySet<number>,
+): DirectoryChange[] {
+  if (signedInSince.size === 0) return [...userChanges];
+  const judged = new Set<number>();
+  const result = userChanges.map((change): DirectoryChange => {
+    switch (change.kind) {
+      case 'user_deleted':
+      case 'user_deactivated':
+        judged.add(change.userId);
+        return change;
+      case 'user_state_changed':
+      case 'user_groups_changed':
+        if (!signedInSince.has(change.userId)) return change;
+        judged.add(change.userId);
+        return { ...change, before: admittedAsSignedIn(change.after) };
+      default:
+        return change;
+    }
+  });
+  for (const userId of [...signedInSince].sort((a, b) => a - b)) {
+    if (judged.has(userId)) continue;
+    const now = current.get(userId);
+    if (!now) {
+      // Known to the previous cycle, the deletion is among the changes already.
+      if (previous.has(userId)) continue;
+      const before = profileFromFingerprint(userId, {
+        username: '',
+        active: true,
+        superuser: true,
+        state: null,
+        groups: [],
+        main: null,
+        permission: true,
+      });
+      result.push({ kind: 'user_deleted', userId, before });
+      continue;
+    }
+    const after = profileFromFingerprint(userId, now);
+    if (!now.active) {
+      result.push({ kind: 'user_deactivated', userId, before: { ...after, active: true }, after });
+      continue;
+    }
+    result.push({ kind: 'user_groups_changed', userId, before: admittedAsSignedIn(after), after });
+  }
+  return result;
+}

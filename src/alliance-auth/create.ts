@@ -11,7 +11,7 @@ import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { ChangePublisher, Directory, DirectoryChange } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
 import { renameChanges } from './catalog-names.ts';
-import { toDirectoryChanges } from './changes.ts';
+import { judgeSignInsSinceLastCycle, toDirectoryChanges } from './changes.ts';
 import {
   AA_DATABASE_SETTING,
   AllianceAuthDatabaseError,
@@ -58,6 +58,11 @@ export interface AllianceAuthDirectoryDependencies {
    * store's `usersHoldingSignIns`), read within the cycle's transaction.
    */
   usersHoldingSignIns(db: Kysely<Database>, userIds: readonly number[], now: number): Promise<Set<number>>;
+  /**
+   * The users who redeemed a code at or after `since` and still hold live tokens (the token store's
+   * `usersHoldingTokensRedeemedSince`), read within the cycle's transaction.
+   */
+  usersSignedInSince(db: Kysely<Database>, since: number, now: number): Promise<Set<number>>;
 }
 
 /** mysql2's codes for a connection that failed or died (node-postgres's are in db/errors.ts). */
@@ -214,6 +219,7 @@ export async function createAllianceAuthDirectory(
     db: deps.db,
     intervalMs: settings.pollSeconds * 1000,
     logger: log,
+    usersSignedInSince: (trx, since, now) => deps.usersSignedInSince(trx, since, now),
     async apply(unit, changes, fingerprints) {
       for (const change of changes) {
         log.info(
@@ -239,13 +245,20 @@ export async function createAllianceAuthDirectory(
         .filter((change) => change.kind === 'user_created')
         .map((change) => change.userId)
         .filter((userId) => fingerprints.current.get(userId)?.active === false);
-      const userChanges = toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
-        passwordLogin: settings.passwordLogin,
-        newUsersHeldHere:
-          newlyInactive.length > 0
-            ? await deps.usersHoldingSignIns(unit.trx, newlyInactive, unit.at)
-            : new Set<number>(),
-      });
+      // Those who signed in since the previous cycle are judged by what they hold: their access may
+      // have come and gone between the two cycles, unseen by either fingerprint.
+      const userChanges = judgeSignInsSinceLastCycle(
+        toDirectoryChanges(changes, fingerprints.previous, fingerprints.current, {
+          passwordLogin: settings.passwordLogin,
+          newUsersHeldHere:
+            newlyInactive.length > 0
+              ? await deps.usersHoldingSignIns(unit.trx, newlyInactive, unit.at)
+              : new Set<number>(),
+        }),
+        fingerprints.previous,
+        fingerprints.current,
+        fingerprints.signedInSince,
+      );
       if (userChanges.length > 0) await deps.publisher.deliverWithin(unit, ...userChanges);
     },
   });

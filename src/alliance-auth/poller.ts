@@ -75,8 +75,20 @@ export interface PollerDependencies {
       renames: readonly CatalogRename[];
       /** States and groups deleted in AA since the last cycle (known only once names are kept). */
       deletions: readonly CatalogDeletion[];
+      /**
+       * Users who signed in to an application since about the previous cycle and still hold its
+       * tokens (`usersSignedInSince`; empty without it): their access may have come and gone
+       * between the two cycles, which the fingerprints cannot show.
+       */
+      signedInSince: ReadonlySet<number>;
     },
   ): Promise<void>;
+  /**
+   * Of the users who signed in to an application at or after `since`, those who still hold its
+   * tokens, read in the cycle's transaction of aa-oidc's database. A cycle asks it with the time
+   * of the previous cycle less {@link SIGN_IN_MARGIN_MS}, and calls `apply` when it names anyone.
+   */
+  usersSignedInSince?(trx: UnitOfWork['trx'], since: number, now: number): Promise<ReadonlySet<number>>;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
   owner?: string;
@@ -95,6 +107,14 @@ export interface AllianceAuthPoller {
 
 const BATCH = 500;
 
+/**
+ * How far before the previous cycle's time sign-ins still count as possibly unseen by it: that time
+ * is taken after AA's database was read (two statements of at most 15 s each), and another instance
+ * of aa-oidc, with a clock of its own, may have stamped the sign-in. Counting a sign-in twice costs
+ * one more judgement of the user, never a second logout (what it ends is ended by then).
+ */
+export const SIGN_IN_MARGIN_MS = 5 * 60_000;
+
 export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuthPoller {
   const { db, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -110,7 +130,9 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let last: PollOutcome | undefined;
   let unreachableSince: number | undefined;
 
-  const acquireLease = async (): Promise<number | undefined> => {
+  const acquireLease = async (): Promise<
+    { generation: number; lastSuccessAt: number | null } | undefined
+  > => {
     await db
       .insertInto('aa_poll_lease')
       .values({ name: LEASE_NAME, owner: null, lease_until: 0, generation: 0 })
@@ -122,9 +144,14 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       .set({ owner, lease_until: at + leaseMs })
       .where('name', '=', LEASE_NAME)
       .where((eb) => eb.or([eb('owner', '=', owner), eb('owner', 'is', null), eb('lease_until', '<', at)]))
-      .returning('generation')
+      .returning(['generation', 'last_success_at'])
       .executeTakeFirst();
-    return row ? Number(row.generation) : undefined;
+    return row
+      ? {
+          generation: Number(row.generation),
+          lastSuccessAt: row.last_success_at === null ? null : Number(row.last_success_at),
+        }
+      : undefined;
   };
 
   const storedFingerprints = async (generation: number): Promise<Fingerprints> => {
@@ -145,11 +172,12 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     cache && cache.generation === generation ? cache.texts : undefined;
 
   const cycle = async (): Promise<PollOutcome> => {
-    const generation = await acquireLease();
-    if (generation === undefined) {
+    const lease = await acquireLease();
+    if (lease === undefined) {
       cache = undefined;
       return { outcome: 'not_leader' };
     }
+    const { generation, lastSuccessAt } = lease;
     let read: Fingerprints;
     let names: CatalogNames;
     try {
@@ -263,8 +291,13 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
                 .execute();
             }
           }
-          if (changes.length > 0 || renames.length > 0 || deletions.length > 0)
-            await deps.apply(unit, changes, { previous, current, renames, deletions });
+          // Who signed in since the previous cycle may have had access that came and went meanwhile.
+          const signedInSince =
+            baseline || lastSuccessAt === null || !deps.usersSignedInSince
+              ? new Set<number>()
+              : await deps.usersSignedInSince(trx, lastSuccessAt - SIGN_IN_MARGIN_MS, unit.at);
+          if (changes.length > 0 || renames.length > 0 || deletions.length > 0 || signedInSince.size > 0)
+            await deps.apply(unit, changes, { previous, current, renames, deletions, signedInSince });
           return Number(fenced.generation);
         },
         {

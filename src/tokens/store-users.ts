@@ -92,6 +92,30 @@ export async function usersHoldingSignIns(
 }
 
 /**
+ * Of the users who redeemed an authorization code at or after `since`, those who still hold a live
+ * access or refresh token: who signed in to an application lately and kept it. Alliance Auth's poller
+ * asks it every cycle, since a user may sign in on access AA gives and takes back between two
+ * cycles, which neither cycle's fingerprint shows. Reads the codes redeemed since (`issued_code`,
+ * purged after the refresh-token lifetime), then their users' tokens by the user index.
+ */
+export async function usersHoldingTokensRedeemedSince(
+  db: Db,
+  since: number,
+  now: number,
+): Promise<Set<number>> {
+  const rows = await db
+    .selectFrom('issued_code')
+    .select('user_id')
+    .distinct()
+    .where('created_at', '>=', since)
+    .where('user_id', 'is not', null)
+    .execute();
+  const userIds = rows.map((row) => Number(row.user_id)).filter((id) => Number.isSafeInteger(id));
+  if (userIds.length === 0) return new Set();
+  return new Set((await clientsWithLiveTokensOfUsers(db, userIds, now)).keys());
+}
+
+/**
  * Who holds anything live at one application: each user with a live code, token or grant there
  * (`signedIn`), and among them those with a live access or refresh token (`holdingTokens`: whom a
  * back-channel logout goes to). One statement, on the client_id index, however many users.

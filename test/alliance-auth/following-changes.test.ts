@@ -380,5 +380,48 @@ await describeOnEachAllianceAuth(
       // Nothing is emitted twice.
       assert.deepEqual(await nextCycle(), []);
     });
+
+    // Sign-ins read AA live, so a user can sign in on access that AA gives and takes back between two
+    // cycles: neither cycle's fingerprint shows it, yet the applications they signed in to must hear.
+    it('bob (no access) joins Directors, signs in, and leaves again between two cycles: the next cycle revokes and tells', async () => {
+      const app = await receiverApp({ name: 'Directors notes', groups: ['Directors'] });
+      await aa.addGroup(3, 'Directors');
+      const tokens = await signedIn(app, 'bob');
+      await aa.removeGroup(3, 'Directors');
+      assert.deepEqual(await nextCycle(), [], 'the cycle sees bob as he was');
+      await assertLoggedOut(app, 3);
+      await assertRefused(app, tokens);
+      assert.deepEqual(await nextCycle(), []);
+      assert.equal(app.receiver.requests.length, 1, 'told once');
+    });
+
+    it('a user AA made after the last cycle signs in and loses Directors before the next: the next cycle revokes and tells', async () => {
+      const app = await receiverApp({ name: 'Directors wiki', groups: ['Directors'] });
+      const open = await receiverApp({ name: 'Open board' });
+      const ivy = await aa.createSuperuser('ivy', FIXTURE_PASSWORD);
+      await fixture.run('UPDATE auth_user SET is_superuser = ? WHERE id = ?', [false, ivy]);
+      await aa.addGroup(ivy, 'Directors');
+      const tokens = await signedIn(app, 'ivy');
+      const kept = await signedIn(open, 'ivy');
+      // Still active, with no permission left: every application she signed in to is lost.
+      await aa.removeGroup(ivy, 'Directors');
+      assert.deepEqual(await nextCycle(), ['user_created']);
+      await assertLoggedOut(app, ivy);
+      await assertLoggedOut(open, ivy);
+      await assertRefused(app, tokens);
+      await assertRefused(open, kept);
+    });
+
+    it('a user AA made after the last cycle signs in and is deleted before the next: the next cycle revokes and tells', async () => {
+      const app = await receiverApp({ name: 'Market' });
+      const jo = await aa.createSuperuser('jo', FIXTURE_PASSWORD);
+      const tokens = await signedIn(app, 'jo');
+      await aa.deleteUser(jo);
+      assert.deepEqual(await nextCycle(), [], 'no cycle ever saw jo');
+      await assertLoggedOut(app, jo);
+      await assertRefused(app, tokens);
+      assert.deepEqual(await nextCycle(), []);
+      assert.equal(app.receiver.requests.length, 1, 'told once');
+    });
   },
 );

@@ -3,7 +3,11 @@ import { afterEach, beforeEach, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
 import type { CatalogRename } from '../../src/alliance-auth/catalog-names.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
-import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
+import {
+  createAllianceAuthPoller,
+  type PollerDependencies,
+  SIGN_IN_MARGIN_MS,
+} from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import {
   createAllianceAuthDatabase,
@@ -121,6 +125,38 @@ await describeOnEachAllianceAuth(
           { kind: 'user_activated', userId: 5, username: 'dave' },
         ],
       ]);
+      await p.stop();
+    });
+
+    it('asks, every cycle, who signed in since a margin before the previous one, and applies a quiet cycle that names anyone', async () => {
+      let clock = 1_000_000_000;
+      const asked: number[] = [];
+      const given: Array<{ changes: number; signedIn: number[] }> = [];
+      let signedIn: number[] = [];
+      const p = poller({
+        now: () => clock,
+        async usersSignedInSince(_trx, since) {
+          asked.push(since);
+          return new Set(signedIn);
+        },
+        async apply(_unit, changes, fingerprints) {
+          given.push({ changes: changes.length, signedIn: [...fingerprints.signedInSince] });
+        },
+      });
+      assert.equal((await p.pollOnce()).outcome, 'baseline');
+      assert.deepEqual(asked, [], 'the baseline has nothing to compare with');
+      const baselineAt = clock;
+      clock += 30_000;
+      await p.pollOnce();
+      assert.deepEqual(asked, [baselineAt - SIGN_IN_MARGIN_MS]);
+      assert.deepEqual(given, [], 'nobody signed in: a quiet cycle applies nothing');
+      signedIn = [3];
+      const quietAt = clock;
+      clock += 30_000;
+      const outcome = await p.pollOnce();
+      assert.deepEqual(outcome, { outcome: 'applied', users: 6, changes: [], renames: [], deletions: [] });
+      assert.deepEqual(asked.at(-1), quietAt - SIGN_IN_MARGIN_MS);
+      assert.deepEqual(given, [{ changes: 0, signedIn: [3] }]);
       await p.stop();
     });
 

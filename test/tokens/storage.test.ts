@@ -5,6 +5,7 @@ import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { FORMAT_MARKER, KyselyAdapter, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
 import { selectUserSessions, storageId } from '../../src/tokens/store.ts';
+import { usersHoldingTokensRedeemedSince } from '../../src/tokens/store-users.ts';
 import { listTokens } from '../../src/tokens/listing.ts';
 import { createTokenRevocation, revokeTokens } from '../../src/tokens/revocation.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
@@ -65,6 +66,62 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       const details = plan.rows.map((row) => row.detail).join('; ');
       assert.match(details, /USING INDEX/, details);
       assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+    }
+  });
+
+  it('names who redeemed a code since a time and still holds its tokens, reading the codes on an index', async () => {
+    const code = (hash: string, userId: string, createdAt: number) => ({
+      code_hash: hash.padEnd(64, '0'),
+      client_id: 'app1',
+      user_id: userId,
+      grant_id: null,
+      access_token_id: null,
+      refresh_token_id: null,
+      reuse_count: 0,
+      last_reuse_at: null,
+      created_at: createdAt,
+      expires_at: createdAt + 86_400_000,
+    });
+    await handle.db
+      .insertInto('issued_code')
+      .values([
+        code('a1', '8001', now - 60_000), // recent, holds a token
+        code('a2', '8002', now - 60_000), // recent, its token expired
+        code('a3', '8003', now - 3_600_000), // before the time asked
+      ])
+      .execute();
+    const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
+    const token = (jti: string, accountId: string) => ({
+      jti,
+      kind: 'AccessToken',
+      accountId,
+      clientId: 'app1',
+      grantId: `g-${jti}`,
+      scope: 'openid',
+    });
+    await tokens.upsert('at-8001', token('at-8001', '8001'), 600);
+    await tokens.upsert('at-8003', token('at-8003', '8003'), 600);
+    await new KyselyAdapter('AccessToken', handle.db, () => now - 7_200_000).upsert(
+      'at-8002',
+      token('at-8002', '8002'),
+      60,
+    );
+
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now);
+    assert.deepEqual([...found], [8001]);
+    if (testDatabaseKind === 'sqlite') {
+      const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
+      const plan = await handle.db.executeQuery<{ detail: string }>({
+        ...compiled,
+        sql: `explain query plan ${compiled.sql}`,
+      });
+      const details = plan.rows.map((row) => row.detail).join('; ');
+      assert.match(details, /issued_code_created_at_idx/, details);
     }
   });
 
