@@ -46,10 +46,33 @@ export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind):
     .map((result) => result.migrationName);
 }
 
-/** Names of migrations not yet applied (empty when the database is at the latest version). */
+/**
+ * Names of migrations not yet applied, in name order (empty when the database is at the latest
+ * version; all of them without a migration table). Read from the migration table itself: Kysely's
+ * migrator learns whether the table exists by reading every column of every table (on PostgreSQL a
+ * join over pg_catalog calling a function for each column), and `/readyz` asks this every second.
+ */
 export async function pendingMigrations(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
-  const all = await migratorFor(db, kind).getMigrations();
-  return all.filter((migration) => migration.executedAt === undefined).map((migration) => migration.name);
+  const applied = new Set(await appliedMigrations(db, kind));
+  return Object.keys(MIGRATIONS)
+    .sort()
+    .filter((name) => !applied.has(name));
+}
+
+/**
+ * The names the migration table records, or none when there is no such table (a new database). The
+ * table is looked up as the query that reads it finds it: on PostgreSQL through the search path.
+ */
+async function appliedMigrations(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
+  const lookup =
+    kind === 'postgres'
+      ? sql<{ found: string | null }>`select to_regclass('schema_migration')::text as found`
+      : sql<{ found: string | null }>`select name as found from sqlite_master
+          where type in ('table', 'view') and name = 'schema_migration'`;
+  const { rows } = await lookup.execute(db);
+  if (!rows[0]?.found) return [];
+  const applied = await sql<{ name: string }>`select name from schema_migration`.execute(db);
+  return applied.rows.map((row) => row.name);
 }
 
 /**

@@ -33,10 +33,12 @@ export interface WriteCheck {
 export const READINESS_REUSE_MS = 1000;
 
 /**
- * How long (ms) `/readyz`'s check waits for a dependency (Alliance Auth's database) before calling it
- * unreachable. Its drivers put no time limit on a query (the statement timeout is the server's, which
- * a connection gone silent never hears), and every request waits on the one shared check: without
- * this, one pooled connection gone silent would hold every answer until TCP gave up on it.
+ * How long (ms) `/readyz`'s check waits for a database (aa-oidc's, and Alliance Auth's when it is the
+ * directory) before calling it unreachable. Alliance Auth's drivers put no time limit on a query (the
+ * statement timeout is the server's, which a connection gone silent never hears), and aa-oidc's only
+ * the query timeout (60 s, `QUERY_TIMEOUT_MS`), far beyond a load balancer's probe; every request waits
+ * on the one shared check: without this, one pooled connection gone silent would hold every answer
+ * until the driver or TCP gave up on it.
  */
 export const DEPENDENCY_DEADLINE_MS = 5000;
 
@@ -57,7 +59,8 @@ interface Readiness {
  *
  * `/readyz` is public (load balancers) and its check reads both databases, so a flood of it must not
  * become a flood of queries: concurrent requests share the check in flight, and its answer is reused
- * for `READINESS_REUSE_MS` after it finishes (see there).
+ * for `READINESS_REUSE_MS` after it finishes (see there). A database that has not answered within
+ * `DEPENDENCY_DEADLINE_MS` counts as unreachable.
  */
 export function healthRoutes(
   db: Kysely<Database>,
@@ -81,16 +84,29 @@ export function healthRoutes(
     }
     return reason;
   };
-  const check = async (): Promise<Readiness> => {
+  const ownDatabase = async (): Promise<OwnDatabase> => {
     const reachable = await isReachable(db);
     const readOnly = reachable ? await readOnlyNow() : undefined;
     const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
-    const others = await Promise.all(
-      dependencies.map(
-        async (dependency) =>
-          [dependency.name, await answersWithin(dependency, DEPENDENCY_DEADLINE_MS)] as const,
+    return { reachable, readOnly, pending };
+  };
+  const check = async (): Promise<Readiness> => {
+    const [{ reachable, readOnly, pending }, others] = await Promise.all([
+      within(ownDatabase(), DEPENDENCY_DEADLINE_MS, UNANSWERED),
+      Promise.all(
+        dependencies.map(
+          async (dependency) =>
+            [
+              dependency.name,
+              await within(
+                dependency.reachable().catch(() => false),
+                DEPENDENCY_DEADLINE_MS,
+                false,
+              ),
+            ] as const,
+        ),
       ),
-    );
+    ]);
     const migrated = pending !== null && pending.length === 0;
     const restartRequired = migrated && options.startedMigrated === false;
     const ready =
@@ -145,14 +161,29 @@ export function healthRoutes(
       : next();
 }
 
-/** Whether `dependency` answers within `deadlineMs` (a late query goes on until its connection answers or fails). */
-async function answersWithin(dependency: ReadinessDependency, deadlineMs: number): Promise<boolean> {
+/** What `/readyz` learned of aa-oidc's own database. */
+interface OwnDatabase {
+  reachable: boolean;
+  /** Why it takes no writes, or undefined when it does (or was not asked). */
+  readOnly: string | undefined;
+  /** The migrations not applied, or null when they could not be read. */
+  pending: string[] | null;
+}
+
+/** aa-oidc's database as `/readyz` answers it when its check ran out of time. */
+const UNANSWERED: OwnDatabase = { reachable: false, readOnly: undefined, pending: null };
+
+/**
+ * What `work` settles to, or `late` when that takes longer than `deadlineMs` (`work` goes on, its
+ * query until its connection answers or fails; it must not reject).
+ */
+async function within<T>(work: Promise<T>, deadlineMs: number, late: T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, deadlineMs, false);
+  const deadline = new Promise<T>((resolve) => {
+    timer = setTimeout(resolve, deadlineMs, late);
   });
   try {
-    return await Promise.race([dependency.reachable().catch(() => false), late]);
+    return await Promise.race([work, deadline]);
   } finally {
     clearTimeout(timer);
   }

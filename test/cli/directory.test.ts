@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { runCli as runCliWith } from '../../src/cli/main.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
-import { cli as runCli, type CliResult } from '../helpers/cli.ts';
+import { captureIo, cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
@@ -270,5 +272,106 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     const cleared = await cli(['user', 'set-email', 'erin', '']);
     assert.equal(cleared.stdout, 'erin now has no email address\n', cleared.stderr);
     assert.deepEqual(await emailOf('erin'), { email: '', verified: false });
+  });
+
+  it('makes a user a superuser and takes it away (user grant-superuser [--revoke]), never from the only active one', async () => {
+    for (const [name, extra] of [
+      ['gina', ['--superuser']],
+      ['hank', []],
+    ] as const) {
+      const created = await cli(['user', 'create', name, ...extra, '--password-stdin'], `${password}\n`);
+      assert.equal(created.code, 0, created.stderr);
+    }
+    const superuserOf = async (username: string) =>
+      (
+        JSON.parse((await cli(['user', 'show', username, '--format', 'json'])).stdout) as {
+          superuser: boolean;
+        }
+      ).superuser;
+
+    assertFailsWithOneLine(
+      await cli(['user', 'grant-superuser', 'gina', '--revoke']),
+      'refusing to remove superuser from "gina": it is the only active superuser; make another user a superuser first',
+    );
+    assertFailsWithOneLine(await cli(['user', 'grant-superuser', 'nobody']), /unknown user "nobody"/);
+    const dryRun = await cli(['user', 'grant-superuser', 'hank', '--dry-run']);
+    assert.equal(
+      dryRun.stdout,
+      'dry run: would make hank a superuser; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      dryRun.stderr,
+    );
+    assert.equal(await superuserOf('hank'), false, 'the dry run changed nothing');
+    const granted = await cli(['user', 'grant-superuser', 'Hank']);
+    assert.equal(granted.stdout, 'hank is now a superuser\n', granted.stderr);
+    const again = await cli(['user', 'grant-superuser', 'hank']);
+    assert.equal(again.stdout, 'hank is already a superuser; nothing changed\n', again.stderr);
+
+    const revokeDryRun = await cli(['user', 'grant-superuser', 'gina', '--revoke', '--dry-run']);
+    assert.equal(
+      revokeDryRun.stdout,
+      'dry run: would take superuser away from gina; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      revokeDryRun.stderr,
+    );
+    assert.equal(await superuserOf('gina'), true, 'the dry run changed nothing');
+    const revoked = await cli(['user', 'grant-superuser', 'gina', '--revoke']);
+    assert.equal(revoked.stdout, 'gina is no longer a superuser\n', revoked.stderr);
+    const revokedAgain = await cli(['user', 'grant-superuser', 'gina', '--revoke']);
+    assert.equal(revokedAgain.stdout, 'gina is not a superuser; nothing changed\n', revokedAgain.stderr);
+    assert.deepEqual([await superuserOf('gina'), await superuserOf('hank')], [false, true]);
+    assertFailsWithOneLine(
+      await cli(['user', 'grant-superuser', 'hank', '--revoke']),
+      'refusing to remove superuser from "hank": it is the only active superuser; make another user a superuser first',
+    );
+
+    // Each change is an admin_change in the audit log, by the CLI's actor; the dry runs and the
+    // refusals are not.
+    const events = JSON.parse(
+      (await cli(['audit', 'list', '--kind', 'admin_change', '--format', 'json'])).stdout,
+    ) as Array<{ name: string; action: string; changed_fields: string[]; actor: string }>;
+    const superuserChanges = events.filter((event) => event.changed_fields.includes('superuser'));
+    assert.deepEqual(
+      superuserChanges.map((event) => [event.name, event.action, event.changed_fields]),
+      [
+        ['gina', 'updated', ['superuser']],
+        ['hank', 'updated', ['superuser']],
+      ],
+    );
+    for (const event of superuserChanges) assert.match(event.actor, /^cli/);
+  });
+
+  it('refuses a taken or invalid username, or an unknown state, before asking for a password', async () => {
+    /** `user create ARGS` at a terminal that answers each password prompt as it appears. */
+    async function createAtTerminal(args: string[]): Promise<CliResult & { prompted: boolean }> {
+      const stdin = new PassThrough() as PassThrough & {
+        isTTY: boolean;
+        setRawMode: (mode: boolean) => void;
+      };
+      stdin.isTTY = true;
+      stdin.setRawMode = () => undefined;
+      const captured = captureIo(testEnv(database), { overrides: { stdin } });
+      let prompts = 0;
+      captured.onOutput(() => {
+        const seen = (captured.stderr().match(/New password for|Repeat the password/g) ?? []).length;
+        for (; prompts < seen; prompts += 1) setImmediate(() => stdin.write(`${password}\r`));
+      });
+      const code = await runCliWith(['user', 'create', ...args], captured.io);
+      return { code, stdout: captured.stdout(), stderr: captured.stderr(), prompted: prompts > 0 };
+    }
+    const taken = await createAtTerminal(['ERIN']);
+    assert.equal(taken.prompted, false, taken.stderr);
+    assertFailsWithOneLine(taken, /^aa-oidc: username "ERIN" is taken by "erin"/);
+    const invalid = await createAtTerminal(['no spaces']);
+    assert.equal(invalid.prompted, false, invalid.stderr);
+    assertFailsWithOneLine(invalid, /^aa-oidc: invalid username "no spaces"/);
+    const unknownState = await createAtTerminal(['ivy', '--state', 'Nowhere']);
+    assert.equal(unknownState.prompted, false, unknownState.stderr);
+    assertFailsWithOneLine(unknownState, /^aa-oidc: unknown state "Nowhere"/);
+    assert.equal((await cli(['user', 'show', 'ivy'])).code, 1, 'nobody was created');
+
+    const created = await createAtTerminal(['ivy']);
+    assert.equal(created.prompted, true);
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^created user ivy /);
+    assert.ok(!created.stderr.includes(password));
   });
 });

@@ -237,6 +237,23 @@ describe(
       }
     });
 
+    it('refuses an empty or blank --to, naming the option, and writes nothing', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        for (const name of ['', '   ']) {
+          const refused = await cli(['backup', '--to', name], testEnv(database));
+          assert.equal(refused.code, 1);
+          assert.equal(
+            refused.stderr,
+            `aa-oidc: --to needs the name of a new file to write the copy to (got ${JSON.stringify(name)})\n`,
+          );
+          if (name !== '') assert.equal(existsSync(path.resolve(name)), false, 'no file of that name');
+        }
+      } finally {
+        await database.drop();
+      }
+    });
+
     it('refuses a name that appears while the copy is made (another backup to the same name), keeping what is there', async () => {
       const database = await createTestDatabase({ migrated: true });
       const handle = connect(database);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import { Migrator } from 'kysely/migration';
 import { openDatabase } from '../../src/db/connect.ts';
 import { latestMigrationName, migrateToLatest, pendingMigrations } from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
@@ -75,6 +76,38 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
       });
     } finally {
       await handle.close();
+    }
+  });
+
+  it("lists the pending migrations as Kysely's migrator does: no table, an empty one, some applied", async () => {
+    const fresh = await createTestDatabase();
+    const handle = openDatabase(testConfig(fresh).database);
+    try {
+      const migrator = new Migrator({
+        db: handle.db,
+        provider: { getMigrations: async () => MIGRATIONS as never },
+        migrationTableName: 'schema_migration',
+        migrationLockTableName: 'schema_migration_lock',
+      });
+      const asKysely = async () =>
+        (await migrator.getMigrations()).filter((m) => m.executedAt === undefined).map((m) => m.name);
+      const same = async (state: string) =>
+        assert.deepEqual(await pendingMigrations(handle.db, handle.kind), await asKysely(), state);
+      await same('no migration table');
+      await sql`create table schema_migration (name varchar(255) primary key, timestamp varchar(255) not null)`.execute(
+        handle.db,
+      );
+      await same('an empty migration table');
+      assert.equal((await pendingMigrations(handle.db, handle.kind)).length, Object.keys(MIGRATIONS).length);
+      await sql`drop table schema_migration`.execute(handle.db);
+      await migrateToLatest(handle.db, handle.kind);
+      await sql`delete from schema_migration where name in ('0010_must_change_password', ${latestMigrationName()})`.execute(
+        handle.db,
+      );
+      await same('some applied');
+    } finally {
+      await handle.close();
+      await fresh.drop();
     }
   });
 });

@@ -162,6 +162,24 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
     assert.equal(texts.filter((text) => text.trim() === 'select 1').length, 1, 'one check for 25 requests');
   });
 
+  it('answers /readyz 503 when a pooled connection holds its check, instead of waiting for the query timeout', async () => {
+    // A check now leaves a connection idle in the pool; the next check takes it, and its answer
+    // never comes (a connection gone silent): the query timeout (60 s) is far beyond this test's
+    // hang guard (ANSWER_WITHIN_MS), so only the check's own deadline can answer in time.
+    await delay(READINESS_REUSE_MS + 50);
+    assert.equal((await get('/readyz')).status, 200);
+    await delay(READINESS_REUSE_MS + 50);
+    proxy.hold();
+    try {
+      const held = await get('/readyz');
+      assert.equal(held.status, 503);
+      assert.deepEqual(await held.json(), { status: 'not_ready', database: 'unreachable' });
+    } finally {
+      proxy.release();
+    }
+    await waitUntil(async () => (await get('/readyz')).status === 200, '/readyz answers 200 again');
+  });
+
   it('logs the outage naming the database, never a token', async () => {
     const lines = harness.logLines
       .map((line) => JSON.parse(line) as { msg: string; database?: string })

@@ -25,6 +25,11 @@ export function registerBackup(program: Command, io: CliIo): void {
           2,
         );
       }
+      // path.resolve would make "" the working folder, and a name of spaces is a slip, not a file.
+      if (options.to.trim() === '')
+        throw new CliError(
+          `--to needs the name of a new file to write the copy to (got ${JSON.stringify(options.to)})`,
+        );
       const report = await withDatabase(config, (database) =>
         backupSqlite(database, options.to, backupCounts).catch((error: unknown) => {
           throw error instanceof BackupError ? new CliError(error.message) : error;

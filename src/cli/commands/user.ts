@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { ChangeOptions, DirectoryAdmin, UserRecord } from '../../directory/builtin/types.ts';
+import type { ChangeOptions, DirectoryAdmin, NewUser, UserRecord } from '../../directory/builtin/types.ts';
 import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
 import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
@@ -153,7 +153,9 @@ export function registerUser(program: Command, io: CliIo): void {
 
   user
     .command('create')
-    .description('create a user; the password is prompted for, or read from stdin (never from argv)')
+    .description(
+      'create a user; the password is prompted for once the username, state and groups are checked, or read from stdin (never from argv)',
+    )
     .argument('<username>', '1–150 letters, digits and @ . + - _')
     .option('--email <email>', 'email address')
     .option(
@@ -178,20 +180,21 @@ export function registerUser(program: Command, io: CliIo): void {
       ) => {
         if (options.emailVerified === true && !options.email)
           throw new CliError('--email-verified needs an address (--email)');
+        const newUser: NewUser = {
+          username,
+          ...(options.email !== undefined && { email: options.email }),
+          ...(options.emailVerified === true && { emailVerified: true }),
+          state: options.state ?? null,
+          groups: options.group,
+          superuser: options.superuser === true,
+        };
+        // Refuse an invalid or taken username (or email, state, group) before the operator types a
+        // password at the prompt: the creation run dry, without one.
+        if (options.passwordStdin !== true && io.stdin.isTTY === true)
+          await withDirectory(io, (directory) => directory.createUser(newUser, changeOptions(io, true)));
         const password = await readNewPassword(io, username, options.passwordStdin === true);
         const profile = await withDirectory(io, (directory) =>
-          directory.createUser(
-            {
-              username,
-              password,
-              ...(options.email !== undefined && { email: options.email }),
-              ...(options.emailVerified === true && { emailVerified: true }),
-              state: options.state ?? null,
-              groups: options.group,
-              superuser: options.superuser === true,
-            },
-            changeOptions(io),
-          ),
+          directory.createUser({ ...newUser, password }, changeOptions(io)),
         );
         say(`created user ${profile.user.username} (id ${profile.user.id}; ${describe(profile)})`);
       },
@@ -379,6 +382,31 @@ export function registerUser(program: Command, io: CliIo): void {
         say(`dry run: would remove ${name} from group ${group}; nothing changed`);
         consequenceLines(consequences).forEach(say);
       } else say(`removed ${name} from group ${group}`);
+    });
+
+  user
+    .command('grant-superuser')
+    .description(
+      'make a user a superuser (or with --revoke, take it away; refused for the only active superuser)',
+    )
+    .argument('<username>')
+    .option('--revoke', 'take superuser away')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, options: { revoke?: boolean; dryRun?: boolean }) => {
+      const superuser = options.revoke !== true;
+      const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
+      const result = await withDirectory(io, (directory) =>
+        directory.updateUser({ username }, { superuser }, changeOptions(io, dryRun, consequences)),
+      );
+      const name = result.profile.user.username;
+      if (!result.changed) say(`${name} ${superuser ? 'is already' : 'is not'} a superuser; nothing changed`);
+      else if (dryRun) {
+        say(
+          `dry run: would ${superuser ? `make ${name} a superuser` : `take superuser away from ${name}`}; nothing changed`,
+        );
+        consequenceLines(consequences).forEach(say);
+      } else say(superuser ? `${name} is now a superuser` : `${name} is no longer a superuser`);
     });
 
   user
