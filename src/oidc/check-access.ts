@@ -3,6 +3,7 @@ import type { PolicyEnforcer } from './policy-enforcer.ts';
 import type { PolicyStage } from '../policy/stages.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { ProfileAccount } from './find-account.ts';
+import { grantSkippedConsent } from './skipped-consent.ts';
 
 /** The interaction prompt under which a denied authorization is shown (see `interactions/`). */
 export const ACCESS_PROMPT = 'access';
@@ -21,6 +22,9 @@ export function authorizationStage(ctx: KoaContextWithOIDC): PolicyStage {
  * before `consent`, whose one check asks the policy about the session's user and the requesting
  * application. oidc-provider runs the interaction policy on every authorization request and on every
  * resume, before any code is issued, so no authorization can skip it.
+ *
+ * Once it allows, an application with `skip_authorization` is given the grant the consent page would
+ * have asked for (skipped-consent.ts).
  *
  * Not requestable (it is not a `prompt` value a client can send). A refusal becomes the 403 denied
  * page (which names neither the application nor any whitelist) for an interactive request, and an
@@ -49,6 +53,7 @@ export function accessPrompt(policy: PolicyEnforcer): interactionPolicy.Prompt {
       );
       switch (decision.outcome) {
         case 'allow':
+          await grantSkippedConsent(ctx);
           return Check.NO_NEED_TO_PROMPT;
         case 'deny':
           return Check.REQUEST_PROMPT;

@@ -86,6 +86,66 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
     );
   });
 
+  it('answers prompt=none with a code for a skip_authorization application the session has no grant at yet, or for a scope more', async () => {
+    const browser = new Browser();
+    await tokensFor(browser);
+    const silently = async (clientId: string, scope: string) => {
+      const { verifier, challenge } = pkcePair();
+      const response = await browser.fetch(
+        authorizeUrl(server, {
+          client_id: clientId,
+          redirect_uri: REDIRECT_URI,
+          response_type: 'code',
+          scope,
+          prompt: 'none',
+          code_challenge: challenge,
+          code_challenge_method: 'S256',
+        }),
+      );
+      assert.equal(response.status, 303);
+      return { answer: new URL(response.headers.get('location')!).searchParams, verifier };
+    };
+    const grantsAt = async (clientId: string) =>
+      (
+        await server.app.database.db
+          .selectFrom('oidc_payload')
+          .select('id')
+          .where('model', '=', 'Grant')
+          .where('client_id', '=', clientId)
+          .execute()
+      ).length;
+
+    // The session signed in at `client` only: another application that skips authorization.
+    const other = await seedApp(server, { skipAuthorization: true });
+    const first = await silently(other.clientId, 'openid');
+    assert.equal(first.answer.get('error'), null, first.answer.get('error_description') ?? '');
+    const exchanged = await postForm(
+      `${server.issuer}/token/`,
+      {
+        grant_type: 'authorization_code',
+        code: first.answer.get('code')!,
+        redirect_uri: REDIRECT_URI,
+        code_verifier: first.verifier,
+      },
+      { authorization: basicAuth(other.clientId, other.clientSecret!) },
+    );
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+    assert.equal(exchanged.body.scope, 'openid');
+    const more = await silently(other.clientId, 'openid profile');
+    assert.ok(more.answer.get('code'), `a code for a scope more, not ${more.answer.get('error')}`);
+    const again = await silently(client.clientId, 'openid email profile');
+    assert.ok(again.answer.get('code'), `a code for a scope more, not ${again.answer.get('error')}`);
+
+    // Consent is still asked where the application does not skip it.
+    const asking = await seedApp(server);
+    assert.equal((await silently(asking.clientId, 'openid')).answer.get('error'), 'consent_required');
+    // A user the policy refuses is refused, and is given no grant at the application.
+    await server.app.directoryAdmin.createGroup('Nobody here', false);
+    const closed = await seedApp(server, { skipAuthorization: true, groups: ['Nobody here'] });
+    assert.equal((await silently(closed.clientId, 'openid')).answer.get('error'), 'access_denied');
+    assert.equal(await grantsAt(closed.clientId), 0);
+  });
+
   it('confirms logout on a page, redirects to the registered post_logout_redirect_uri and ends the grant', async () => {
     const browser = new Browser();
     const tokens = await tokensFor(browser);

@@ -64,6 +64,8 @@ export async function show(
       return;
     case 'consent': {
       const requested = String(interaction.params.prompt ?? '').split(' ');
+      // Its grant is made before this prompt (skipped-consent.ts); a native application's consent
+      // prompt, which asks for an interaction whatever the grant, is answered here.
       if (app.skipAuthorization && !requested.includes('consent')) {
         return finish(ctx, provider, { consent: await grantConsent(provider, interaction) });
       }
