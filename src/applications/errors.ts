@@ -1,3 +1,5 @@
+import { escapeHiddenCharacters } from '../util/hidden-characters.ts';
+
 /** What went wrong with one input field, in words an operator can act on. */
 export interface ApplicationIssue {
   /** The spec's field name (`redirect_uris[0]`, `name`, `client_id`). */
@@ -37,5 +39,5 @@ export function quote(value: unknown, max = 120): string {
   let text = typeof value === 'string' ? value : String(value);
   text = text.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
   if (text.length > max) text = `${text.slice(0, max)}…`;
-  return JSON.stringify(text);
+  return escapeHiddenCharacters(JSON.stringify(text));
 }

@@ -2,6 +2,7 @@ import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
 import { hasControlCharacter, hasUnsafeUriCharacter } from './text.ts';
+import { hiddenCharacter } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
@@ -173,6 +174,10 @@ function checkName(value: unknown, problem: Problem): string {
   const name = value.trim();
   if (name.length === 0 || name.length > NAME_MAX) problem('name', `must be 1–${NAME_MAX} characters`);
   else if (hasControlCharacter(name)) problem('name', 'must not contain control characters');
+  else {
+    const hidden = hiddenCharacter(name);
+    if (hidden) problem('name', `must not contain ${hidden} (it can make the name show as something else)`);
+  }
   return name;
 }
 

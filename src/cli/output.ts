@@ -1,5 +1,6 @@
 import { Option } from 'commander';
 import { assertNever } from '../util/assert-never.ts';
+import { escapeHiddenCharacters } from '../util/hidden-characters.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -30,15 +31,19 @@ const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\
 /**
  * Text with every control character shown as an escape (`\n`, `\x1b`, `\u009b`), so that a name or
  * note from a database cannot move the cursor, rewrite the screen or retitle the operator's
- * terminal, nor start a line of its own.
+ * terminal, nor start a line of its own; bidirectional controls and zero-width characters too
+ * (`\u202e`), so that it cannot show as something else (an Alliance Auth group named with U+202E).
  */
 export function visibleText(text: string): string {
-  return text.replace(CONTROL_CHARACTERS, (char) => {
-    const code = char.charCodeAt(0);
-    return (
-      NAMED_ESCAPES[char] ?? (code < 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : unicodeEscape(char))
-    );
-  });
+  return escapeHiddenCharacters(
+    text.replace(CONTROL_CHARACTERS, (char) => {
+      const code = char.charCodeAt(0);
+      return (
+        NAMED_ESCAPES[char] ??
+        (code < 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : unicodeEscape(char))
+      );
+    }),
+  );
 }
 
 /** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
@@ -64,11 +69,12 @@ export function lineWriter(stream: NodeJS.WritableStream): (line: string) => voi
 }
 
 /**
- * A JSON document, indented. JSON.stringify escapes C0 controls but leaves DEL and C1 controls as
- * they are; as \u escapes they are the same JSON value and never reach a terminal.
+ * A JSON document, indented. JSON.stringify escapes C0 controls but leaves DEL, C1 controls,
+ * bidirectional controls and zero-width characters as they are; as \u escapes they are the same JSON
+ * value and never reach a terminal.
  */
 export function jsonDocument(value: unknown): string {
-  return `${JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, unicodeEscape)}\n`;
+  return `${escapeHiddenCharacters(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, unicodeEscape))}\n`;
 }
 
 // A spreadsheet reads a cell that starts with one of these as a formula (OWASP "CSV injection").

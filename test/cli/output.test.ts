@@ -11,6 +11,8 @@ const FORMULA_START = /^[=+\-@\t\r\0]/;
 /** Control characters a terminal acts on; a line break is the output's own. */
 // eslint-disable-next-line no-control-regex
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+/** Bidirectional controls and zero-width characters (not the joiners U+200C, U+200D). */
+const RAW_HIDDEN = /[\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]/;
 
 /** The cells of an RFC 4180 document (quoted fields unquoted), line by line. */
 function csvCells(text: string): string[][] {
@@ -243,5 +245,68 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /nope\\u009b2J/);
     assert.doesNotMatch(missing.stderr, RAW_CONTROL);
+  });
+
+  it('refuses bidirectional controls and zero-width characters in the names it gives, and shows escaped those it reads', async () => {
+    // U+202E turns the rest of the line around: this group shows as "Admins team" … in reverse.
+    const bidiGroup = 'Corp \u202emaet snimdA\u202c';
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      // As Alliance Auth (or an older release) leaves it: read and shown, never refused.
+      await handle.db
+        .insertInto('auth_group')
+        .values({
+          name: bidiGroup,
+          name_key: bidiGroup.toLowerCase(),
+          oidc_access: 0,
+          created_at: Date.now(),
+        })
+        .execute();
+    } finally {
+      await handle.close();
+    }
+    const refusals: Array<[string[], RegExp]> = [
+      [
+        ['state', 'create', 'Blue\u202e', '--priority', '1'],
+        /invalid state name "Blue\\u202e": it contains U\+202E, a bidirectional control character/,
+      ],
+      [
+        ['group', 'create', 'Ops\u2067x'],
+        /invalid group name "Ops\\u2067x": it contains U\+2067, a bidirectional control character/,
+      ],
+      [
+        ['group', 'create', 'Di\u200brectors'],
+        /invalid group name "Di\\u200brectors": it contains U\+200B, an invisible character/,
+      ],
+      [
+        ['group', 'rename', bidiGroup, 'Corp \u200fteam'],
+        /invalid group name "Corp \\u200fteam": it contains U\+200F, a bidirectional control character/,
+      ],
+      [
+        ['app', 'create', '--name', 'Wiki\u2066', '--redirect-uri', 'https://wiki.example.org/cb'],
+        /name: must not contain U\+2066, a bidirectional control character/,
+      ],
+    ];
+    for (const [args, message] of refusals) {
+      const refused = await cli(args);
+      assert.equal(refused.code, 1, args.join(' '));
+      assert.match(refused.stderr, message);
+      assert.doesNotMatch(refused.stderr, RAW_HIDDEN);
+    }
+    // Zero-width joiner and non-joiner stay: emoji sequences and several scripts need them.
+    await ok(['group', 'create', '\u{1F469}\u200d\u{1F4BB} Devs']);
+    await ok(['group', 'create', 'می\u200cخواهم']);
+
+    const table = await ok(['group', 'list']);
+    const csv = await ok(['group', 'list', '--format', 'csv']);
+    const json = await ok(['group', 'list', '--format', 'json']);
+    for (const text of [table, csv, json]) {
+      assert.ok(text.includes('Corp \\u202emaet snimdA\\u202c'), text);
+      assert.doesNotMatch(text, RAW_HIDDEN);
+      assert.ok(text.includes('\u{1F469}\u200d\u{1F4BB} Devs'), text);
+    }
+    assert.ok((JSON.parse(json) as Array<{ name: string }>).some((group) => group.name === bidiGroup));
+    // A name that only finds one (the old name of a rename) is not refused.
+    await ok(['group', 'rename', bidiGroup, 'Corp team']);
   });
 });

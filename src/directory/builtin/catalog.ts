@@ -5,7 +5,7 @@ import { toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
 import { flag, resolveGroup, resolveState } from './records.ts';
 import type { DirectoryAdmin, GroupChange, StateChange, UserRecord } from './types.ts';
-import { quote, validateFlag, validateName, validatePriority } from './validation.ts';
+import { quote, validateFlag, validateName, validateNewName, validatePriority } from './validation.ts';
 import { nameKey } from '../../util/name-key.ts';
 
 /**
@@ -63,7 +63,7 @@ function accessChanges(
 export function catalogWrites(changes: ChangeRunner): CatalogWrites {
   return {
     async createState(stateName, priority, oidcAccess = false, options) {
-      const name = validateName('state', stateName);
+      const name = validateNewName('state', stateName);
       const validPriority = validatePriority(priority);
       const access = validateFlag('oidcAccess', oidcAccess);
       return changes.run(options, async (scope) => {
@@ -161,7 +161,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
 
     async renameState(stateName, newStateName, options) {
       const name = validateName('state', stateName);
-      const newName = validateName('state', newStateName);
+      const newName = validateNewName('state', newStateName);
       return changes.run(options, async (scope): Promise<StateChange> => {
         const { trx } = scope;
         const state = await resolveState(trx, name);
@@ -204,7 +204,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
     },
 
     async createGroup(groupName, oidcAccess = false, options) {
-      const name = validateName('group', groupName);
+      const name = validateNewName('group', groupName);
       const access = validateFlag('oidcAccess', oidcAccess);
       return changes.run(options, async (scope) => {
         const { trx } = scope;
@@ -253,7 +253,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
 
     async renameGroup(groupName, newGroupName, options) {
       const name = validateName('group', groupName);
-      const newName = validateName('group', newGroupName);
+      const newName = validateNewName('group', newGroupName);
       return changes.run(options, async (scope): Promise<GroupChange> => {
         const { trx } = scope;
         const group = await resolveGroup(trx, name);

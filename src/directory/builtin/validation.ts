@@ -1,3 +1,4 @@
+import { escapeHiddenCharacters, hiddenCharacter } from '../../util/hidden-characters.ts';
 import { invalid } from '../errors.ts';
 import type { MainCharacterFields } from './types.ts';
 
@@ -20,7 +21,7 @@ const CONTROL = /\p{Cc}/u;
 /** An input as it can appear inside an error message: quoted, escaped, and cut when long. */
 export function quote(value: unknown): string {
   if (typeof value !== 'string') return typeof value === 'number' ? String(value) : typeof value;
-  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  return escapeHiddenCharacters(JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
 }
 
 function requireString(label: string, value: unknown): string {
@@ -78,6 +79,22 @@ export function validateName(kind: 'state' | 'group', value: unknown): string {
       `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces, other than . and ..`,
     );
   }
+  return text;
+}
+
+/**
+ * Checks the name a state or group is given (created or renamed to) as `validateName` does, and
+ * refuses the bidirectional controls and zero-width characters that would let it show as something
+ * else. A name that only looks one up is not checked for them: a state made before can still be
+ * found, renamed and deleted.
+ */
+export function validateNewName(kind: 'state' | 'group', value: unknown): string {
+  const text = validateName(kind, value);
+  const hidden = hiddenCharacter(text);
+  if (hidden)
+    throw invalid(
+      `invalid ${kind} name ${quote(value)}: it contains ${hidden}, which can make the name show as something else; remove it`,
+    );
   return text;
 }
 
