@@ -128,6 +128,14 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 }
                 <li>A new next key is prepared. Every instance serves the change within seconds.</li>
                 ${
+                  preview.unpublished
+                    ? html`<li>
+                        <strong>Relying parties may not know the key yet:</strong>
+                        ${preview.unpublished.message}.
+                      </li>`
+                    : ''
+                }
+                ${
                   preview.removedKids.length > 0
                     ? html`<li>
                         Retired keys past their publication are removed:
@@ -145,6 +153,17 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 name="expected_next"
                 value="${preview.promotedNext ? preview.activatedKid : ''}"
               />
+              ${
+                preview.unpublished
+                  ? html`<p>
+                      <label class="inline" for="force"
+                        ><input type="checkbox" id="force" name="force" value="yes" required /> Rotate anyway:
+                        relying parties holding an older copy of the JWKS may reject new ID tokens until they
+                        fetch it again</label
+                      >
+                    </p>`
+                  : ''
+              }
               <div class="actions">
                 <button type="submit" class="danger">Rotate</button>
                 <a href="/admin/keys">Cancel</a>
@@ -160,6 +179,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         // The keys the confirmation showed: a form sent twice, or a rotation by someone else since,
         // must not activate a key other than the one confirmed. A form without them rotates as is.
+        // `force`: the "rotate anyway" box, shown when relying parties may not know the key yet.
         const { form } = request;
         const expect =
           form.has('expected_active') && form.has('expected_next')
@@ -169,8 +189,17 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
               }
             : undefined;
         try {
-          await deps.keys.rotate(expect ? { expect } : {});
+          await deps.keys.rotate({ ...(expect ? { expect } : {}), force: form.get('force') === 'yes' });
         } catch (error) {
+          if (error instanceof KeyError && error.code === 'unpublished_key') {
+            return refused(
+              request,
+              new KeyError(
+                error.code,
+                `${error.message}. To rotate now anyway, tick “Rotate anyway” on the confirmation page`,
+              ),
+            );
+          }
           if (error instanceof KeyError) return refused(request, error);
           throw error;
         }
@@ -199,7 +228,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
               <ul>
                 <li>The key is withdrawn before it ever signs; it leaves JWKS when its publication ends.</li>
                 <li>
-                  The next rotation generates a new key instead (relying parties meet it in JWKS only then).
+                  The next rotation generates a new key instead, which relying parties meet in JWKS only then:
+                  it asks to be forced (“Rotate anyway”).
                 </li>
               </ul>
             </div>

@@ -219,6 +219,12 @@ export const configSchema = z
          * the longest token lifetime (tokens.accessTokenTtl, refreshTokenTtl, idTokenTtl).
          */
         retiredRetentionSeconds: integer(0, 31_536_000).default(86_400),
+        /**
+         * How long relying parties may keep a copy of the JWKS (it is sent without Cache-Control, so
+         * their libraries decide: from minutes to a day). `keys rotate` activates a next key only once
+         * it has been published this long (plus reloadIntervalMs), unless forced.
+         */
+        jwksCacheSeconds: integer(0, 31_536_000).default(86_400),
       })
       .strict()
       .prefault({}),

@@ -5,7 +5,8 @@ export type KeyErrorCode =
   | 'not_retirable'
   | 'invalid_key'
   | 'already_imported'
-  | 'keys_changed';
+  | 'keys_changed'
+  | 'unpublished_key';
 
 /** A refused key operation, with a message an operator can act on. */
 export class KeyError extends Error {

@@ -21,9 +21,9 @@ import {
   setKeyStatus as setStatus,
   toSummary,
 } from './queries.ts';
-import type { ImportResult, KeyService, RotationResult, SigningKeySummary } from './types.ts';
+import type { ImportResult, KeyService, RotationResult, SigningKeySummary, UnpublishedKey } from './types.ts';
 
-export type { ImportResult, KeyService, RetireResult, RotationResult } from './types.ts';
+export type { ImportResult, KeyService, RetireResult, RotationResult, UnpublishedKey } from './types.ts';
 export { KeyError, type KeyErrorCode } from './errors.ts';
 
 /**
@@ -36,6 +36,11 @@ export interface KeyServiceDatabase {
   kind: DatabaseKind;
 }
 
+export interface KeyServiceOptions {
+  /** The clock (epoch milliseconds) the lifecycle dates are taken from; tests inject one. */
+  now?: () => number;
+}
+
 const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 const STATUS_ORDER: Record<SigningKeySummary['status'], number> = {
   active: 0,
@@ -44,13 +49,23 @@ const STATUS_ORDER: Record<SigningKeySummary['status'], number> = {
   removed: 3,
 };
 
+/** `90 s`, `15 min`, `24 h`: a duration as an operator reads it. */
+function describeSeconds(seconds: number): string {
+  const whole = Math.max(0, Math.round(seconds));
+  if (whole < 120) return `${whole} s`;
+  if (whole < 7200) return `${Math.round(whole / 60)} min`;
+  return `${Math.round((whole / 3600) * 10) / 10} h`;
+}
+
 export function createKeyService(
   database: KeyServiceDatabase,
   config: Pick<Config, 'secretKey' | 'tokens' | 'keys'>,
   logger?: Logger,
+  options: KeyServiceOptions = {},
 ): KeyService {
   const { db, kind } = database;
   const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
+  const clock = options.now ?? Date.now;
 
   const retiredPublicationSeconds = () =>
     Math.max(
@@ -59,6 +74,43 @@ export function createKeyService(
       config.tokens.idTokenTtl,
       config.keys.retiredRetentionSeconds,
     );
+
+  /**
+   * Null when activating the next key (or a new one, when there is none) cannot catch a relying party
+   * out; else why it can. A relying party may hold a copy of the JWKS for `keys.jwksCacheSeconds`,
+   * and every instance publishes a key written by another within `keys.reloadIntervalMs`: a key
+   * published less long ago is missing from some copies, whose holders would reject the tokens it
+   * signs. With no active key nothing has been signed yet, and no copy is worth keeping.
+   */
+  const unpublishedKey = (
+    active: SigningKeyRow | undefined,
+    next: SigningKeyRow | undefined,
+    now: number,
+  ): UnpublishedKey | null => {
+    if (!active) return null;
+    const cacheSeconds = config.keys.jwksCacheSeconds;
+    const cached = `relying parties may keep a copy of the JWKS for up to ${describeSeconds(cacheSeconds)} (keys.jwksCacheSeconds)`;
+    if (!next) {
+      return {
+        reason: 'no_next_key',
+        safeAt: null,
+        message:
+          `there is no next key (it was retired), so a new key would sign at once; ${cached}, ` +
+          'and those holding one fetched before the rotation would reject the ID tokens the new key signs',
+      };
+    }
+    const publishedAt = Number(next.created_at);
+    const safeAt = publishedAt + cacheSeconds * 1000 + config.keys.reloadIntervalMs;
+    if (now >= safeAt) return null;
+    return {
+      reason: 'recent_next_key',
+      safeAt,
+      message:
+        `the next key ${next.kid} was published only ${describeSeconds((now - publishedAt) / 1000)} ago ` +
+        `(${new Date(publishedAt).toISOString()}); ${cached}, and those holding one fetched before then ` +
+        `would reject the ID tokens it signs. Rotating is safe from ${new Date(safeAt).toISOString()}`,
+    };
+  };
 
   const writeTransaction = <T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> =>
     db.transaction().execute(async (trx) => {
@@ -95,6 +147,7 @@ export function createKeyService(
 
   const service: KeyService = {
     retiredPublicationSeconds,
+    jwksCacheSeconds: () => config.keys.jwksCacheSeconds,
 
     async ensureActiveKey() {
       const current = only(await keyRowsByStatus(db, 'active'), 'active');
@@ -104,7 +157,7 @@ export function createKeyService(
         await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
       );
       const { summary, created } = await writeTransaction(async (trx) => {
-        const now = Date.now();
+        const now = clock();
         await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         // Another instance or process got there first.
@@ -142,7 +195,7 @@ export function createKeyService(
 
     async rotate(options = {}) {
       if (options.dryRun) {
-        const now = Date.now();
+        const now = clock();
         const active = only(await keyRowsByStatus(db, 'active'), 'active');
         const next = only(await keyRowsByStatus(db, 'next'), 'next');
         const expired = (await keyRowsByStatus(db, 'retired')).filter(
@@ -156,6 +209,7 @@ export function createKeyService(
           retiredPublishUntil: active ? now + retiredPublicationSeconds() * 1000 : null,
           nextKid: null,
           removedKids: expired.map((row) => row.kid).sort(),
+          unpublished: unpublishedKey(active, next, now),
         };
       }
       const hasNext = (await keyRowsByStatus(db, 'next')).length > 0;
@@ -163,7 +217,7 @@ export function createKeyService(
         await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
       );
       const result = await writeTransaction(async (trx): Promise<RotationResult> => {
-        const now = Date.now();
+        const now = clock();
         const removedKids = await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
@@ -176,6 +230,10 @@ export function createKeyService(
             'keys_changed',
             'the signing keys changed since this rotation was shown (another rotation or an import came first); nothing was rotated: review the rotation again',
           );
+        }
+        const unpublished = unpublishedKey(active, next, now);
+        if (unpublished && !options.force) {
+          throw new KeyError('unpublished_key', `${unpublished.message}; nothing was rotated`);
         }
         let retiredPublishUntil: number | null = null;
         // Order matters for the partial unique indexes: free the active slot, then the next slot.
@@ -206,6 +264,7 @@ export function createKeyService(
           retiredPublishUntil,
           nextKid: nextKey.kid,
           removedKids,
+          unpublished,
         };
       });
       logger?.info(
@@ -214,6 +273,7 @@ export function createKeyService(
           retiredKid: result.retiredKid,
           nextKid: result.nextKid,
           removedKids: result.removedKids,
+          ...(result.unpublished ? { forced: result.unpublished.reason } : {}),
         },
         'rotated signing keys',
       );
@@ -256,7 +316,7 @@ export function createKeyService(
       };
       if (options.dryRun) {
         const row = check(await keyRow(db, kid));
-        const now = Date.now();
+        const now = clock();
         return {
           dryRun: true,
           key: { ...toSummary(row), status: 'retired', retiredAt: now, publishUntil: now },
@@ -265,7 +325,7 @@ export function createKeyService(
       }
       const result = await writeTransaction(async (trx) => {
         const row = check(await keyRow(trx, kid));
-        const now = Date.now();
+        const now = clock();
         const removedKids = await removeExpiredKeys(trx, now);
         // A next key never signed anything, so it need not stay published for a token lifetime: it
         // leaves JWKS at the next clean-up (within seconds while a server runs, see store.ts).
@@ -299,7 +359,7 @@ export function createKeyService(
       if (options.dryRun) {
         refuseExisting(await keyRow(db, key.kid));
         const active = only(await keyRowsByStatus(db, 'active'), 'active');
-        const now = Date.now();
+        const now = clock();
         return {
           dryRun: true,
           kid: key.kid,
@@ -310,7 +370,7 @@ export function createKeyService(
       }
       const result = await writeTransaction(async (trx): Promise<ImportResult> => {
         refuseExisting(await keyRow(trx, key.kid));
-        const now = Date.now();
+        const now = clock();
         const publishUntil = now + retiredPublicationSeconds() * 1000;
         if (as === 'retired') {
           await insertKey(trx, key, 'retired', now, publishUntil);
@@ -340,7 +400,7 @@ export function createKeyService(
       return result;
     },
 
-    async removeExpired(now = Date.now()) {
+    async removeExpired(now = clock()) {
       const removed = await writeTransaction((trx) => removeExpiredKeys(trx, now));
       if (removed.length > 0) logger?.info({ removedKids: removed }, 'removed expired signing keys');
       return removed;

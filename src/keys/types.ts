@@ -59,7 +59,10 @@ export interface LoadedSigningKey {
  *   keys (partial unique indexes back this up).
  * - `rotate()` also generates a fresh `next` key. It is published in JWKS at once but signs nothing
  *   until the following rotation, so relying parties that cache JWKS already hold it when it becomes
- *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.)
+ *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.) While
+ *   an active key signs, `rotate()` refuses, unless forced, to activate a key relying parties may not
+ *   have fetched yet: a next key published less than `keys.jwksCacheSeconds` (plus
+ *   `keys.reloadIntervalMs`) ago, or a new key when there is no next key.
  * - Expired retired keys are removed by `rotate()` and `retire()` (and when `ensureActiveKey()`
  *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
  *   (see store.ts); no separate job is needed.
@@ -74,9 +77,11 @@ export interface KeyService {
    * Activates the next key (or a new one), retires the active one, and prepares a new next key. With
    * `expect` (the kids a preview showed), refused with `keys_changed` when the active or next key is
    * another by now (another rotation or an import came first): what was confirmed is what happens,
-   * and a confirmation sent twice does not activate the next key prepared a moment before.
+   * and a confirmation sent twice does not activate the next key prepared a moment before. Refused
+   * with `unpublished_key` while the key it would activate is one relying parties may not know yet
+   * (`RotationResult.unpublished`), unless `force`; a dry run reports it instead.
    */
-  rotate(options?: { dryRun?: boolean; expect?: ExpectedKeys }): Promise<RotationResult>;
+  rotate(options?: { dryRun?: boolean; expect?: ExpectedKeys; force?: boolean }): Promise<RotationResult>;
   /**
    * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
    * instead, which retires it and activates another in one step.
@@ -86,11 +91,14 @@ export interface KeyService {
   removeExpired(now?: number): Promise<string[]>;
   /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
   retiredPublicationSeconds(): number;
+  /** Seconds relying parties may keep a copy of the JWKS (`keys.jwksCacheSeconds`). */
+  jwksCacheSeconds(): number;
   /**
-   * Imports an RSA private key (PEM), such as the Python plugin's `OIDC_RSA_PRIVATE_KEY`, so that
-   * tokens it signed keep verifying. `active` (the default) makes it the signing key, the current
-   * active key retiring as in a rotation; `retired` only publishes it, for as long as a key retired
-   * now is published.
+   * Imports an RSA private key (PEM, 2048 to 4096 bits, public exponent 65537), such as the Python
+   * plugin's `OIDC_RSA_PRIVATE_KEY`, so that tokens it signed keep verifying. `active` (the default)
+   * makes it the signing key at once, the current active key retiring as in a rotation (relying
+   * parties know it only if they knew it before, from the plugin's JWKS); `retired` only publishes
+   * it, for as long as a key retired now is published.
    */
   importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
 }
@@ -124,6 +132,21 @@ export interface RotationResult {
   nextKid: string | null;
   /** Retired keys whose publication ended, removed as part of the rotation. */
   removedKids: string[];
+  /**
+   * Set when the key activated (or to be activated) is one relying parties may not know yet, so that
+   * those holding a copy of the JWKS fetched earlier would reject the tokens it signs: such a
+   * rotation is refused unless forced. Null when nothing holds the rotation back.
+   */
+  unpublished: UnpublishedKey | null;
+}
+
+export interface UnpublishedKey {
+  /** `recent_next_key`: published too recently; `no_next_key`: a new key would sign at once. */
+  reason: 'recent_next_key' | 'no_next_key';
+  /** When the next key will have been published long enough; null when there is no next key. */
+  safeAt: number | null;
+  /** Says why, and from when rotating is safe. */
+  message: string;
 }
 
 export interface RetireResult {

@@ -50,7 +50,23 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
       active.kid,
       'the preview changed nothing',
     );
-    const done = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!);
+    // The next key was created when the server started, a moment ago: relying parties caching the
+    // JWKS may not hold it yet. The page says so and asks for an explicit choice.
+    assert.match(
+      pageText(confirm.body),
+      new RegExp(
+        `Relying parties may not know the key yet: the next key ${next.kid} was published only \\d+ s ago .* Rotating is safe from \\d{4}-`,
+      ),
+    );
+    assert.match(confirm.body, /<input type="checkbox" id="force" name="force" value="yes" required \/>/);
+    const unconfirmed = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!);
+    assert.equal(unconfirmed.status, 409);
+    assert.match(
+      pageText(unconfirmed.body),
+      /nothing was rotated\. To rotate now anyway, tick “Rotate anyway”/,
+    );
+    assert.deepEqual(await server.app.keys.list(), before, 'a refused rotation changes nothing');
+    const done = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!, { force: 'yes' });
     assert.equal(done.status, 303);
     const after = await server.app.keys.list();
     assert.equal(after.find((key) => key.status === 'active')!.kid, next.kid);
@@ -62,6 +78,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const fields = {
       expected_active: formField(confirm.body, 'expected_active'),
       expected_next: formField(confirm.body, 'expected_next'),
+      force: 'yes',
     };
     const first = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!, fields);
     assert.equal(first.status, 303);

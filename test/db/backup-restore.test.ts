@@ -103,7 +103,7 @@ function backupAndRestore(
       before_.pilot,
       'openid email offline_access',
     );
-    await server.app.keys.rotate();
+    await server.app.keys.rotate({ force: true });
     before_.kids = (await server.app.keys.list())
       .filter((key) => key.status !== 'removed')
       .map((key) => key.kid)

@@ -39,8 +39,27 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.match(first.stdout, /^active: [A-Za-z0-9_-]{43} \(new key\)$/m);
     assert.match(first.stdout, /^retired: nothing \(there was no active key\)$/m);
 
-    const rotated = await aaOidc(database, 'keys', 'rotate');
+    // The next key was published a moment ago: relying parties caching the JWKS may not hold it.
+    const early = await aaOidc(database, 'keys', 'rotate');
+    assert.equal(early.code, 1);
+    assert.equal(early.stdout, '');
+    assert.match(
+      early.stderr,
+      /^aa-oidc: the next key \S{43} was published only \d+ s ago \(.*\); relying parties may keep a copy of the JWKS for up to 24 h \(keys\.jwksCacheSeconds\), .* Rotating is safe from \d{4}-\d\d-\d\dT[\d:.]+Z; nothing was rotated\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
+    );
+    const earlyDryRun = await aaOidc(database, 'keys', 'rotate', '--dry-run');
+    assert.equal(earlyDryRun.code, 0, earlyDryRun.stderr);
+    assert.match(
+      earlyDryRun.stdout,
+      /^would be refused \(--force rotates anyway\): the next key \S{43} was published only /m,
+    );
+
+    const rotated = await aaOidc(database, 'keys', 'rotate', '--force');
     assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(
+      rotated.stdout,
+      /^forced: the next key \S{43} was published only .* Rotating is safe from /m,
+    );
     const activeKid = /^active: (\S+) \(was the next key\)$/m.exec(rotated.stdout)?.[1];
     const retiredKid = /^retired: (\S+) \(published until \d{4}-\d\d-\d\dT[\d:.]+Z\)$/m.exec(
       rotated.stdout,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { calculateJwkThumbprint } from 'jose';
 import {
@@ -9,7 +9,9 @@ import {
   generateSigningKey,
   importPrivateJwk,
   KeyDecryptionError,
+  signingKeyFromPem,
 } from '../../src/keys/crypto.ts';
+import { craftedPem } from './helpers.ts';
 
 const SECRET = 'a-test-secret-key-of-at-least-32-characters';
 const OTHER_SECRET = 'another-secret-key-of-at-least-32-characters';
@@ -78,5 +80,48 @@ describe('signing-key encryption at rest', () => {
       importPrivateJwk(other.privateJwk, key.kid, key.publicJwk),
       /does not match its kid/,
     );
+  });
+});
+
+/** A PKCS#8 PEM of a generated RSA key. */
+function rsaPem(bits: number, publicExponent = 65537): string {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: bits, publicExponent });
+  return privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+}
+
+describe('importing an RSA private key (PEM)', () => {
+  it('accepts 2048 to 4096 bits with public exponent 65537', async () => {
+    for (const bits of [2048, 4096]) {
+      const key = await signingKeyFromPem(rsaPem(bits));
+      assert.equal(Buffer.from(key.publicJwk.n!, 'base64url').length * 8, bits);
+      assert.equal(key.publicJwk.e, 'AQAB');
+    }
+  });
+
+  it('refuses a key larger than 4096 bits, whose every signature would be slow, naming its size and the valid ones', async () => {
+    for (const bits of [4104, 8192, 16384]) {
+      await assert.rejects(
+        signingKeyFromPem(craftedPem(bits, 65537)),
+        new RegExp(
+          `^Error: the RSA key has ${bits} bits; at most 4096 are accepted .*use a key of 2048 to 4096 bits$`,
+        ),
+        `${bits} bits`,
+      );
+    }
+  });
+
+  it('refuses a public exponent other than 65537 (small, large or even), naming it', async () => {
+    for (const [pem, exponent] of [
+      [rsaPem(2048, 3), 3],
+      [rsaPem(2048, 17), 17],
+      [rsaPem(2048, 65539), 65539],
+      [craftedPem(2048, 2), 2],
+    ] as const) {
+      await assert.rejects(
+        signingKeyFromPem(pem),
+        new RegExp(`^Error: the RSA key's public exponent is ${exponent}; a signing key must have 65537 `),
+        `exponent ${exponent}`,
+      );
+    }
   });
 });

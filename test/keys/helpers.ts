@@ -1,3 +1,4 @@
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { Config } from '../../src/config/load.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
@@ -28,4 +29,27 @@ export function capturingLogger(config: Config): { logger: Logger; lines: Array<
   });
   const logger = createLogger({ logging: { ...config.logging, level: 'info' } }, { destination });
   return { logger, lines };
+}
+
+/**
+ * A PEM that parses as an RSA private key of `bits` bits with exponent `e`, made of random numbers
+ * (generating a real 16384-bit key takes a minute): the checks refuse it before anything uses it.
+ */
+export function craftedPem(bits: number, e: number): string {
+  const number = (length: number) => randomBytes(length).toString('base64url');
+  const hex = e.toString(16);
+  const modulus = randomBytes(bits / 8);
+  modulus[0]! |= 0x80;
+  const jwk = {
+    kty: 'RSA',
+    n: modulus.toString('base64url'),
+    e: Buffer.from(hex.length % 2 === 1 ? `0${hex}` : hex, 'hex').toString('base64url'),
+    d: number(bits / 8),
+    p: number(bits / 16),
+    q: number(bits / 16),
+    dp: number(bits / 16),
+    dq: number(bits / 16),
+    qi: number(bits / 16),
+  };
+  return createPrivateKey({ key: jwk, format: 'jwk' }).export({ format: 'pem', type: 'pkcs8' }).toString();
 }

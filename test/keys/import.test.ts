@@ -7,6 +7,7 @@ import { calculateJwkThumbprint, createLocalJWKSet, importPKCS8, jwtVerify, Sign
 import { cli, type CliResult } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { craftedPem } from './helpers.ts';
 
 /** The Python plugin's key, as its settings hold it (`OIDC_RSA_PRIVATE_KEY`, PKCS#1 PEM). */
 function pluginKey(bits = 2048) {
@@ -41,6 +42,14 @@ describe('aa-oidc keys import --pem FILE', () => {
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout, new RegExp(`^imported: ${kid} as active$`, 'm'));
     assert.match(imported.stdout, new RegExp(`^retired: ${previous} \\(published until `, 'm'));
+    // Unlike a rotation's, the key was not published here before it signs.
+    assert.match(
+      imported.stdout,
+      new RegExp(
+        `^note: ${kid} signs at once; relying parties know it only if they fetched it before .*keys\\.jwksCacheSeconds`,
+        'm',
+      ),
+    );
     assert.doesNotMatch(imported.stdout + imported.stderr, /PRIVATE KEY|MII/);
 
     // A token the plugin signed (DOT puts the RFC 7638 thumbprint in `kid`), checked against our JWKS.
@@ -104,6 +113,15 @@ describe('aa-oidc keys import --pem FILE', () => {
         /expected an RSA key for RS256 \(got ec\)/,
       ],
       ['small.pem', pluginKey(1024).pkcs8, /has 1024 bits; at least 2048 are needed/],
+      // Every token is signed with the active key: a huge one makes each signature slow.
+      ['huge.pem', craftedPem(16384, 65537), /has 16384 bits; at most 4096 are accepted .*2048 to 4096 bits/],
+      [
+        'exponent-3.pem',
+        generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 })
+          .privateKey.export({ format: 'pem', type: 'pkcs8' })
+          .toString(),
+        /public exponent is 3; a signing key must have 65537/,
+      ],
       [
         'encrypted.pem',
         generateKeyPairSync('rsa', { modulusLength: 2048 })

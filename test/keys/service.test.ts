@@ -32,6 +32,13 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
   let config: Config;
   let handle: DatabaseHandle;
   let keys: KeyService;
+  // The services' clock: a rotation waits until relying parties caching the JWKS hold the next key.
+  let clock = Date.now();
+  const now = () => clock;
+  /** Moves the clock on until the next key created now has been published long enough. */
+  const untilPublished = () => {
+    clock += config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
+  };
   before(async () => {
     database = await createTestDatabase({ migrated: true });
     // The longest token lifetime (refresh, 7200 s) decides how long a retired key stays published.
@@ -39,7 +46,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       tokens: { accessTokenTtl: 600, refreshTokenTtl: 7200, idTokenTtl: 900 },
       keys: { retiredRetentionSeconds: 60 },
     }));
-    keys = createKeyService(handle, config);
+    keys = createKeyService(handle, config, undefined, { now });
   });
   after(async () => {
     await handle?.close();
@@ -51,7 +58,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       tokens: { accessTokenTtl: 600, refreshTokenTtl: 7200, idTokenTtl: 900 },
     });
     try {
-      const other = createKeyService(second.handle, second.config);
+      const other = createKeyService(second.handle, second.config, undefined, { now });
       const [mine, theirs] = await Promise.all([keys.ensureActiveKey(), other.ensureActiveKey()]);
       assert.equal(mine.kid, theirs.kid);
       assert.equal(mine.status, 'active');
@@ -92,6 +99,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
     const active = before.find((key) => key.status === 'active')!;
     const next = before.find((key) => key.status === 'next')!;
 
+    untilPublished();
     const preview = await keys.rotate({ dryRun: true });
     assert.equal(preview.dryRun, true);
     assert.equal(preview.activatedKid, next.kid);
@@ -163,8 +171,9 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
     assert.deepEqual(await keys.removeExpired(oldRetired.publishUntil! + 1), []);
     assert.deepEqual(await statuses(handle), { active: 1, removed: 2 });
 
-    // No next key now: the following rotation activates a new key directly and prepares a next one.
-    const rotation = await keys.rotate();
+    // No next key now: the following rotation activates a new key directly and prepares a next one
+    // (forced: relying parties meet that key only when it signs).
+    const rotation = await keys.rotate({ force: true });
     assert.equal(rotation.promotedNext, false);
     assert.deepEqual(await statuses(handle), { active: 1, next: 1, retired: 1, removed: 2 });
     assert.deepEqual(
@@ -176,8 +185,9 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
   it('never leaves two active keys: concurrent rotations serialise, and the database refuses a second active row', async () => {
     const second = await openInstance(database);
     try {
-      const other = createKeyService(second.handle, second.config);
-      const [first, then] = await Promise.all([keys.rotate(), other.rotate()]);
+      const other = createKeyService(second.handle, second.config, undefined, { now });
+      // Forced: the later one activates the next key the earlier one has just created.
+      const [first, then] = await Promise.all([keys.rotate({ force: true }), other.rotate({ force: true })]);
       const counts = await statuses(handle);
       assert.equal(counts.active, 1);
       assert.equal(counts.next, 1);
@@ -200,6 +210,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
   });
 
   it('rotates as previewed only while the keys are the ones the preview showed', async () => {
+    untilPublished();
     const preview = await keys.rotate({ dryRun: true });
     const expect = { activeKid: preview.retiredKid, nextKid: preview.activatedKid };
     const done = await keys.rotate({ expect });
@@ -211,5 +222,68 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       refusal('keys_changed', /changed since this rotation was shown/),
     );
     assert.deepEqual(await keys.list(), after, 'a refused rotation changes nothing');
+  });
+
+  it('activates no key relying parties caching the JWKS may not hold yet, unless forced, saying from when it is safe', async () => {
+    const listed = await keys.list();
+    const next = listed.find((key) => key.status === 'next')!;
+    // A copy of the JWKS may be kept for keys.jwksCacheSeconds; every instance publishes a key written
+    // elsewhere within keys.reloadIntervalMs.
+    const safeAt = next.createdAt + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
+    clock = safeAt - 1;
+    const early = await keys.rotate({ dryRun: true });
+    assert.equal(early.unpublished?.reason, 'recent_next_key');
+    assert.equal(early.unpublished?.safeAt, safeAt);
+    const recent = new RegExp(
+      `^the next key ${next.kid} was published only 24 h ago \\(${new Date(next.createdAt).toISOString()}\\); ` +
+        'relying parties may keep a copy of the JWKS for up to 24 h \\(keys.jwksCacheSeconds\\), .* ' +
+        `Rotating is safe from ${new Date(safeAt).toISOString()}; nothing was rotated$`,
+    );
+    await assert.rejects(keys.rotate(), refusal('unpublished_key', recent));
+    await assert.rejects(
+      keys.rotate({ expect: { activeKid: early.retiredKid, nextKid: early.activatedKid } }),
+      refusal('unpublished_key', recent),
+    );
+    assert.deepEqual(await keys.list(), listed, 'a refused rotation changes nothing');
+
+    clock = safeAt;
+    assert.equal((await keys.rotate({ dryRun: true })).unpublished, null);
+    const rotation = await keys.rotate();
+    assert.equal(rotation.activatedKid, next.kid);
+    assert.equal(rotation.unpublished, null);
+
+    // The next key it just created is published from now on: rotating again at once is refused...
+    await assert.rejects(keys.rotate(), refusal('unpublished_key', /published only 0 s ago/));
+    // ...and so is activating a key never published, when the next key was retired.
+    await keys.retire(rotation.nextKid!);
+    const unseen = await keys.rotate({ dryRun: true });
+    assert.equal(unseen.promotedNext, false);
+    assert.deepEqual([unseen.unpublished?.reason, unseen.unpublished?.safeAt], ['no_next_key', null]);
+    await assert.rejects(
+      keys.rotate(),
+      refusal(
+        'unpublished_key',
+        /^there is no next key \(it was retired\), so a new key would sign at once; .*nothing was rotated$/,
+      ),
+    );
+    const forced = await keys.rotate({ force: true });
+    assert.equal(forced.promotedNext, false);
+    assert.equal(forced.retiredKid, next.kid);
+    assert.equal(forced.unpublished?.reason, 'no_next_key', 'a forced rotation says what it overrode');
+    assert.equal((await keys.list()).find((key) => key.status === 'active')?.kid, forced.activatedKid);
+  });
+
+  it('activates a first key without asking: with no active key, nothing has been signed yet', async () => {
+    const fresh = await createTestDatabase({ migrated: true });
+    const instance = await openInstance(fresh);
+    try {
+      const service = createKeyService(instance.handle, instance.config, undefined, { now });
+      assert.equal((await service.rotate({ dryRun: true })).unpublished, null);
+      const first = await service.rotate();
+      assert.deepEqual([first.promotedNext, first.retiredKid, first.unpublished], [false, null, null]);
+    } finally {
+      await instance.handle.close();
+      await fresh.drop();
+    }
   });
 });

@@ -65,13 +65,15 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
     let clock = Date.now();
     const store = await createKeyStore(handle.db, config, createLogger(config), { now: () => clock });
     try {
-      const keys = createKeyService(handle, config);
+      const keys = createKeyService(handle, config, undefined, { now: () => clock });
       await keys.ensureActiveKey();
       assert.equal(await store.reload(), true);
       const oldKid = store.activeKid();
       const oldToken = await signWith(store, 'alice');
       assert.equal(decodeProtectedHeader(oldToken).kid, oldKid);
 
+      // Once relying parties caching the JWKS hold the next key.
+      clock += config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
       const rotation = await keys.rotate();
       assert.equal(await store.reload(), true);
       assert.equal(store.activeKid(), rotation.activatedKid);
@@ -178,7 +180,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
       const unsubscribe = store.onChange(() => {
         changes += 1;
       });
-      const rotation = await createKeyService(writer.handle, writer.config).rotate();
+      const rotation = await createKeyService(writer.handle, writer.config).rotate({ force: true });
       assert.notEqual(rotation.activatedKid, before);
       await eventually(
         () => store.activeKid() === rotation.activatedKid,
@@ -207,7 +209,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
       assert.equal(store.version(), version);
       const next = store.loadedKeys().find((key) => key.status === 'next')!;
       const nextBefore = store.signingJwks().keys.find((jwk) => jwk.kid === next.kid)!;
-      const rotation = await createKeyService(handle, config).rotate();
+      const rotation = await createKeyService(handle, config).rotate({ force: true });
       assert.equal(rotation.activatedKid, next.kid);
       assert.equal(await store.reload(), true);
       assert.equal(store.version(), version + 1);
@@ -240,7 +242,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
       try {
         const active = store.activeKid();
         // An instance configured with another secret key rotates: its new keys are unreadable here.
-        await createKeyService(handle, wrong).rotate();
+        await createKeyService(handle, wrong).rotate({ force: true });
         await eventually(
           () => lines.some((line) => /reloading signing keys failed/.test(String(line.msg))),
           'the failed reload is logged',

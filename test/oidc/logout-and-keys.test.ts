@@ -276,7 +276,7 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
     const oldKid = decodeProtectedHeader(before.id_token).kid;
     assert.equal(oldKid, server.app.keyStore.activeKid());
 
-    await server.app.keys.rotate();
+    await server.app.keys.rotate({ force: true });
     await server.app.keyStore.reload();
     const newKid = server.app.keyStore.activeKid();
     assert.notEqual(newKid, oldKid);

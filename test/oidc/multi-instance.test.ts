@@ -386,7 +386,7 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     const kidsBefore = await kidsOf(b);
     assert.ok(kidsBefore.includes(oldKid));
 
-    const rotation = await a.app.keys.rotate();
+    const rotation = await a.app.keys.rotate({ force: true });
     assert.equal(rotation.retiredKid, oldKid);
     const newKid = rotation.activatedKid!;
     const nextKid = rotation.nextKid!;

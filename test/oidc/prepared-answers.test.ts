@@ -111,7 +111,7 @@ describe(`discovery and JWKS answered from the engine's first answer (${testData
 
   it('serves the new keys after a rotation in this process, then answers from them again', async () => {
     const before = await get('/.well-known/jwks.json');
-    const rotation = await server.app.keys.rotate();
+    const rotation = await server.app.keys.rotate({ force: true });
     assert.ok(!kidsIn(before).includes(rotation.nextKid!));
     await server.app.keyStore.reload();
 
@@ -127,7 +127,7 @@ describe(`discovery and JWKS answered from the engine's first answer (${testData
     const before = await get('/.well-known/jwks.json');
     // The key service writes the rotation and tells no one: as a rotation by another instance or
     // the CLI, it reaches this server through its periodic look at the database.
-    const rotation = await server.app.keys.rotate();
+    const rotation = await server.app.keys.rotate({ force: true });
     await eventually(
       async () => kidsIn(await get('/.well-known/jwks.json')).includes(rotation.nextKid!),
       'the JWKS publishes the key the rotation created',

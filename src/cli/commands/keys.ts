@@ -35,7 +35,7 @@ function withKeyService<T>(io: CliIo, work: (keys: KeyService) => Promise<T>): P
   return withServices(io, (services) => work(services.keys));
 }
 
-/** The largest PEM file `keys import` reads: an RSA key of 16384 bits is about 13 KB. */
+/** The largest PEM file `keys import` reads: an RSA key of 4096 bits (the largest accepted) is about 3.3 KB. */
 const PEM_FILE_LIMIT = 64 * 1024;
 
 /**
@@ -88,14 +88,31 @@ export function registerKeys(program: Command, io: CliIo): void {
   keys
     .command('rotate')
     .description(
-      'activate the next key (or a new one), retire the active key (it stays published for the longest token lifetime), and prepare a new next key',
+      'activate the next key (or a new one), retire the active key (it stays published for the longest token lifetime), and prepare a new next key; ' +
+        'refused while the next key has been published for less than keys.jwksCacheSeconds (relying parties caching the JWKS would not know it yet), or when there is no next key, unless --force',
     )
     .option('--dry-run', 'show what would change, change nothing')
-    .action(async (options: { dryRun?: boolean }) => {
-      const result = await withKeyService(io, (service) =>
-        service.rotate({ dryRun: options.dryRun === true }),
-      );
+    .option(
+      '--force',
+      'rotate even when relying parties may not know the key yet (they may reject new ID tokens until they fetch the JWKS again)',
+    )
+    .action(async (options: { dryRun?: boolean; force?: boolean }) => {
+      const force = options.force === true;
+      const result = await withKeyService(io, async (service) => {
+        try {
+          return await service.rotate({ dryRun: options.dryRun === true, force });
+        } catch (error) {
+          if (error instanceof KeyError && error.code === 'unpublished_key') {
+            throw new KeyError(
+              error.code,
+              `${error.message}. To rotate now anyway: aa-oidc keys rotate --force`,
+            );
+          }
+          throw error;
+        }
+      });
       const retiredUntil = isoTime(result.retiredPublishUntil);
+      const { unpublished } = result;
       const lines = result.dryRun
         ? [
             'dry run: nothing changed',
@@ -103,12 +120,18 @@ export function registerKeys(program: Command, io: CliIo): void {
             `would retire: ${result.retiredKid === null ? 'nothing (there is no active key)' : `${result.retiredKid} (published until about ${retiredUntil})`}`,
             'would create: a new next key',
             ...result.removedKids.map((kid) => `would remove: ${kid} (publication ended)`),
+            ...(unpublished
+              ? [
+                  `${force ? 'would rotate only because of --force' : 'would be refused (--force rotates anyway)'}: ${unpublished.message}`,
+                ]
+              : []),
           ]
         : [
             `active: ${result.activatedKid} (${result.promotedNext ? 'was the next key' : 'new key'})`,
             `retired: ${result.retiredKid === null ? 'nothing (there was no active key)' : `${result.retiredKid} (published until ${retiredUntil})`}`,
             `next: ${result.nextKid} (published now, signs after the next rotation)`,
             ...result.removedKids.map((kid) => `removed: ${kid} (publication ended)`),
+            ...(unpublished ? [`forced: ${unpublished.message}`] : []),
           ];
       io.stdout.write(textLines(lines));
     });
@@ -116,11 +139,11 @@ export function registerKeys(program: Command, io: CliIo): void {
   keys
     .command('import')
     .description(
-      "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key (relying parties see the same key as before)",
+      "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key at once (relying parties see the same key as before, if they knew it from the plugin)",
     )
     .requiredOption(
       '--pem <file>',
-      'the PEM file (one key, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
+      'the PEM file (one RSA key of 2048 to 4096 bits with public exponent 65537, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
     )
     .addOption(
       new Option('--as <status>', 'active: sign with it from now on; retired: only publish it')
@@ -130,14 +153,22 @@ export function registerKeys(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (options: { pem: string; as: 'active' | 'retired'; dryRun?: boolean }) => {
       const pem = await readPem(options.pem);
-      const result = await withKeyService(io, (service) =>
-        service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
-      );
+      const { result, cacheSeconds } = await withKeyService(io, async (service) => ({
+        result: await service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
+        cacheSeconds: service.jwksCacheSeconds(),
+      }));
       const until = isoTime(result.publishUntil);
       const lines = [
         `${result.dryRun ? 'dry run, nothing changed; would import' : 'imported'}: ${result.kid} as ${result.status}${result.status === 'retired' ? ` (published until ${until})` : ''}`,
         ...(result.retiredKid
           ? [`${result.dryRun ? 'would retire' : 'retired'}: ${result.retiredKid} (published until ${until})`]
+          : []),
+        // The key signs at once: unlike a rotation's, it was never published here beforehand.
+        ...(result.status === 'active' && result.retiredKid
+          ? [
+              `note: ${result.kid} ${result.dryRun ? 'would sign' : 'signs'} at once; relying parties know it only if they fetched it before (from the plugin's JWKS); ` +
+                `others holding a copy of this server's JWKS (kept up to ${cacheSeconds} s, keys.jwksCacheSeconds) may reject new ID tokens until they fetch it again`,
+            ]
           : []),
       ];
       io.stdout.write(textLines(lines));
