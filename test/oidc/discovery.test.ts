@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { basicAuth, postForm, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 describe(`discovery and routes (${testDatabaseKind})`, () => {
   let server: TestServer;
@@ -116,6 +116,48 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
       assert.equal(key.kty, 'RSA');
       assert.equal(key.d, undefined, 'no private part is published');
     }
+  });
+
+  it('answers a browser (an Origin) at the token endpoint for a public client from its redirect origin only, never for a confidential one', async () => {
+    const spa = await seedApp(server, { name: 'SPA', clientType: 'public' });
+    const backend = await seedApp(server, { name: 'Backend' });
+    const token = server.issuer + '/token/';
+    const form = {
+      grant_type: 'authorization_code',
+      code: 'no-such-code',
+      redirect_uri: 'https://rp.example.org/callback',
+    };
+    const fromRedirectOrigin = await postForm(
+      token,
+      { ...form, client_id: spa.clientId },
+      { origin: 'https://rp.example.org' },
+    );
+    assert.equal(fromRedirectOrigin.status, 400);
+    assert.equal(fromRedirectOrigin.body.error, 'invalid_grant', JSON.stringify(fromRedirectOrigin.body));
+    assert.equal(fromRedirectOrigin.headers.get('access-control-allow-origin'), 'https://rp.example.org');
+    const fromElsewhere = await postForm(
+      token,
+      { ...form, client_id: spa.clientId },
+      { origin: 'https://elsewhere.example' },
+    );
+    assert.equal(fromElsewhere.status, 400);
+    assert.equal(fromElsewhere.body.error, 'invalid_request', JSON.stringify(fromElsewhere.body));
+    assert.equal(fromElsewhere.headers.get('access-control-allow-origin'), null);
+    const confidential = await postForm(token, form, {
+      origin: 'https://rp.example.org',
+      authorization: basicAuth(backend.clientId, backend.clientSecret!),
+    });
+    assert.equal(confidential.status, 400);
+    assert.equal(confidential.body.error, 'invalid_request', JSON.stringify(confidential.body));
+    assert.match(String(confidential.body.error_description), /origin .* not allowed/);
+    const server2server = await postForm(token, form, {
+      authorization: basicAuth(backend.clientId, backend.clientSecret!),
+    });
+    assert.equal(
+      server2server.body.error,
+      'invalid_grant',
+      'without an Origin, the request is judged on its merits',
+    );
   });
 
   it('answers every endpoint with and without the trailing slash', async () => {
