@@ -30,6 +30,7 @@ export class MigrationError extends Error {
  */
 export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
   await refuseNewerDatabase(db);
+  await refuseForeignDatabase(db, kind);
   const { error, results }: MigrationResultSet = await migratorFor(db, kind).migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === 'Error');
@@ -64,15 +65,46 @@ export async function pendingMigrations(db: Kysely<Database>, kind: DatabaseKind
  * table is looked up as the query that reads it finds it: on PostgreSQL through the search path.
  */
 async function appliedMigrations(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
+  if (!(await hasMigrationTable(db, kind))) return [];
+  const applied = await sql<{ name: string }>`select name from schema_migration`.execute(db);
+  return applied.rows.map((row) => row.name);
+}
+
+/** Whether the migration table exists, found as the query that reads it finds it. */
+async function hasMigrationTable(db: Kysely<Database>, kind: DatabaseKind): Promise<boolean> {
   const lookup =
     kind === 'postgres'
       ? sql<{ found: string | null }>`select to_regclass('schema_migration')::text as found`
       : sql<{ found: string | null }>`select name as found from sqlite_master
           where type in ('table', 'view') and name = 'schema_migration'`;
   const { rows } = await lookup.execute(db);
-  if (!rows[0]?.found) return [];
-  const applied = await sql<{ name: string }>`select name from schema_migration`.execute(db);
-  return applied.rows.map((row) => row.name);
+  return Boolean(rows[0]?.found);
+}
+
+/**
+ * Throws a `MigrationError` when the database has no migration table but holds tables of its own:
+ * another application's database (Alliance Auth's, named by mistake in `AA_OIDC_DATABASE_URL`), into
+ * which the migrations would write about fifty tables of aa-oidc's. On PostgreSQL, the tables of the
+ * schema the migrations would write into (the first of the search path) count.
+ */
+export async function refuseForeignDatabase(db: Kysely<Database>, kind: DatabaseKind): Promise<void> {
+  if (await hasMigrationTable(db, kind)) return;
+  const shown = 5;
+  const { rows } = await (
+    kind === 'postgres'
+      ? sql<{ name: string }>`select tablename as name from pg_tables
+          where schemaname = current_schema() order by tablename limit ${shown + 1}`
+      : sql<{ name: string }>`select name from sqlite_master
+          where type = 'table' and substr(name, 1, 7) <> 'sqlite_' order by name limit ${shown + 1}`
+  ).execute(db);
+  if (rows.length === 0) return;
+  const names = rows.slice(0, shown).map((row) => row.name);
+  throw new MigrationError(
+    `the database holds tables that are not aa-oidc's (${names.join(', ')}${rows.length > shown ? ', …' : ''}) ` +
+      "and no record of aa-oidc's migrations: it looks like another application's database (Alliance Auth's?). " +
+      'aa-oidc needs a database of its own: create an empty one (PostgreSQL: createdb aa_oidc; SQLite: a new file) ' +
+      'and name it in AA_OIDC_DATABASE_URL; no table was created',
+  );
 }
 
 /**

@@ -3,7 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { openDatabase } from '../../src/db/connect.ts';
-import { latestMigrationName, migrateToLatest, pendingMigrations } from '../../src/db/migrate.ts';
+import {
+  latestMigrationName,
+  migrateToLatest,
+  pendingMigrations,
+  refuseForeignDatabase,
+} from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
@@ -76,6 +81,35 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
       });
     } finally {
       await handle.close();
+    }
+  });
+
+  it("refuses another application's database (tables, no migration record), changing nothing", async () => {
+    const foreign = await createTestDatabase();
+    const handle = openDatabase(testConfig(foreign).database);
+    try {
+      // As Alliance Auth's database named by mistake.
+      for (const table of ['auth_user', 'auth_group', 'authentication_state', 'django_migrations'])
+        await sql`create table ${sql.table(table)} (id integer primary key)`.execute(handle.db);
+      const refusal = {
+        name: 'MigrationError',
+        message:
+          /^the database holds tables that are not aa-oidc's \(auth_group, auth_user, authentication_state, django_migrations\) and no record of aa-oidc's migrations: .*a database of its own.*no table was created$/,
+      };
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), refusal);
+      await assert.rejects(refuseForeignDatabase(handle.db, handle.kind), refusal);
+      const names = (await handle.db.introspection.getTables()).map((table) => table.name).sort();
+      assert.deepEqual(names, ['auth_group', 'auth_user', 'authentication_state', 'django_migrations']);
+      // Five names at most, then an ellipsis.
+      for (const table of ['eveonline_evecharacter', 'groupmanagement_groupmembership'])
+        await sql`create table ${sql.table(table)} (id integer primary key)`.execute(handle.db);
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+        message:
+          /\(auth_group, auth_user, authentication_state, django_migrations, eveonline_evecharacter, …\)/,
+      });
+    } finally {
+      await handle.close();
+      await foreign.drop();
     }
   });
 

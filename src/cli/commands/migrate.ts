@@ -1,7 +1,12 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectDatabase, connectOptionsFor } from '../../db/connect.ts';
-import { migrateToLatest, pendingMigrations, refuseNewerDatabase } from '../../db/migrate.ts';
+import {
+  migrateToLatest,
+  pendingMigrations,
+  refuseForeignDatabase,
+  refuseNewerDatabase,
+} from '../../db/migrate.ts';
 import { MIGRATIONS } from '../../db/migrations/index.ts';
 import {
   BCL_QUEUE,
@@ -47,6 +52,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
         if (options.dryRun) {
           // What migrate would refuse, the dry run refuses too.
           await refuseNewerDatabase(database.db);
+          await refuseForeignDatabase(database.db, database.kind);
           const pending = await pendingMigrations(database.db, database.kind);
           io.stdout.write(
             pending.length === 0
