@@ -59,10 +59,10 @@ export interface AllianceAuthDirectoryDependencies {
    */
   usersHoldingSignIns(db: Kysely<Database>, userIds: readonly number[], now: number): Promise<Set<number>>;
   /**
-   * The users who redeemed a code at or after `since` and still hold live tokens (the token store's
-   * `usersHoldingTokensRedeemedSince`), read within the cycle's transaction.
+   * The users who redeemed a code at or after `since` and before `until` and still hold live tokens
+   * (the token store's `usersHoldingTokensRedeemedSince`), read within the cycle's transaction.
    */
-  usersSignedInSince(db: Kysely<Database>, since: number, now: number): Promise<Set<number>>;
+  usersSignedInSince(db: Kysely<Database>, since: number, until: number, now: number): Promise<Set<number>>;
 }
 
 /** mysql2's codes for a connection that failed or died (node-postgres's are in db/errors.ts). */
@@ -219,7 +219,7 @@ export async function createAllianceAuthDirectory(
     db: deps.db,
     intervalMs: settings.pollSeconds * 1000,
     logger: log,
-    usersSignedInSince: (trx, since, now) => deps.usersSignedInSince(trx, since, now),
+    usersSignedInSince: (trx, since, until, now) => deps.usersSignedInSince(trx, since, until, now),
     async apply(unit, changes, fingerprints) {
       for (const change of changes) {
         log.info(

@@ -84,11 +84,17 @@ export interface PollerDependencies {
     },
   ): Promise<void>;
   /**
-   * Of the users who signed in to an application at or after `since`, those who still hold its
-   * tokens, read in the cycle's transaction of aa-oidc's database. A cycle asks it with the time
-   * of the previous cycle less {@link SIGN_IN_MARGIN_MS}, and calls `apply` when it names anyone.
+   * Of the users who signed in to an application at or after `since` and before `until`, those who
+   * still hold its tokens, read in the cycle's transaction of aa-oidc's database. A cycle asks it
+   * with the time of the previous cycle less {@link SIGN_IN_MARGIN_MS}, until the time it began
+   * reading AA, and calls `apply` when it names anyone.
    */
-  usersSignedInSince?(trx: UnitOfWork['trx'], since: number, now: number): Promise<ReadonlySet<number>>;
+  usersSignedInSince?(
+    trx: UnitOfWork['trx'],
+    since: number,
+    until: number,
+    now: number,
+  ): Promise<ReadonlySet<number>>;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
   owner?: string;
@@ -112,6 +118,12 @@ const BATCH = 500;
  * is taken after AA's database was read (two statements of at most 15 s each), and another instance
  * of aa-oidc, with a clock of its own, may have stamped the sign-in. Counting a sign-in twice costs
  * one more judgement of the user, never a second logout (what it ends is ended by then).
+ *
+ * A cycle judges only the sign-ins made before it began reading AA: one made during or after the
+ * read may rest on access the read does not show (sign-in reads AA live), and judging it by the read
+ * would revoke access the user still has. The next cycle judges it, its window starting at the end
+ * of this cycle's read less the margin. (A sign-in stamped by another instance whose clock runs
+ * behind this one's by more than the read took could still be judged by this read.)
  */
 export const SIGN_IN_MARGIN_MS = 5 * 60_000;
 
@@ -180,6 +192,9 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     const { generation, lastSuccessAt } = lease;
     let read: Fingerprints;
     let names: CatalogNames;
+    // Sign-ins from now on are judged by the next cycle: this read may not show the access they
+    // were given (AA read live at sign-in), and judging them by it would take that access away.
+    const readStartedAt = now();
     try {
       read = await readFingerprints(deps.aa.db);
       names = await readCatalogNames(deps.aa.db);
@@ -295,7 +310,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
           const signedInSince =
             baseline || lastSuccessAt === null || !deps.usersSignedInSince
               ? new Set<number>()
-              : await deps.usersSignedInSince(trx, lastSuccessAt - SIGN_IN_MARGIN_MS, unit.at);
+              : await deps.usersSignedInSince(trx, lastSuccessAt - SIGN_IN_MARGIN_MS, readStartedAt, unit.at);
           if (changes.length > 0 || renames.length > 0 || deletions.length > 0 || signedInSince.size > 0)
             await deps.apply(unit, changes, { previous, current, renames, deletions, signedInSince });
           return Number(fenced.generation);

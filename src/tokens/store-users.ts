@@ -92,15 +92,17 @@ export async function usersHoldingSignIns(
 }
 
 /**
- * Of the users who redeemed an authorization code at or after `since`, those who still hold a live
- * access or refresh token: who signed in to an application lately and kept it. Alliance Auth's poller
- * asks it every cycle, since a user may sign in on access AA gives and takes back between two
- * cycles, which neither cycle's fingerprint shows. Reads the codes redeemed since (`issued_code`,
- * purged after the refresh-token lifetime), then their users' tokens by the user index.
+ * Of the users who redeemed an authorization code at or after `since` and before `until`, those who
+ * still hold a live access or refresh token: who signed in to an application lately and kept it.
+ * Alliance Auth's poller asks it every cycle, since a user may sign in on access AA gives and takes
+ * back between two cycles, which neither cycle's fingerprint shows. Reads the codes redeemed then
+ * (`issued_code`, purged after the refresh-token lifetime), then their users' tokens by the user
+ * index.
  */
 export async function usersHoldingTokensRedeemedSince(
   db: Db,
   since: number,
+  until: number,
   now: number,
 ): Promise<Set<number>> {
   const rows = await db
@@ -108,6 +110,7 @@ export async function usersHoldingTokensRedeemedSince(
     .select('user_id')
     .distinct()
     .where('created_at', '>=', since)
+    .where('created_at', '<', until)
     .where('user_id', 'is not', null)
     .execute();
   const userIds = rows.map((row) => Number(row.user_id)).filter((id) => Number.isSafeInteger(id));

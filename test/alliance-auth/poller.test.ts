@@ -9,6 +9,8 @@ import {
   SIGN_IN_MARGIN_MS,
 } from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { KyselyAdapter } from '../../src/oidc/adapter.ts';
+import { usersHoldingTokensRedeemedSince } from '../../src/tokens/store-users.ts';
 import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
@@ -157,6 +159,76 @@ await describeOnEachAllianceAuth(
       assert.deepEqual(outcome, { outcome: 'applied', users: 6, changes: [], renames: [], deletions: [] });
       assert.deepEqual(asked.at(-1), quietAt - SIGN_IN_MARGIN_MS);
       assert.deepEqual(given, [{ changes: 0, signedIn: [3] }]);
+      await p.stop();
+    });
+
+    // Sign-in reads AA live: one made while a cycle reads AA may rest on access that read does not
+    // show (given a moment after it), and judging it by that read would take the access away.
+    it('judges a sign-in made while the cycle reads AA by the next cycle, not by that read', async () => {
+      let clock = 1_000_000_000;
+      let signInDuringRead = false;
+      const signIn = async () => {
+        clock += 1000;
+        await database.db
+          .insertInto('issued_code')
+          .values({
+            code_hash: 'c'.repeat(64),
+            client_id: 'app1',
+            user_id: '3',
+            grant_id: null,
+            access_token_id: null,
+            refresh_token_id: null,
+            reuse_count: 0,
+            last_reuse_at: null,
+            created_at: clock,
+            expires_at: clock + 86_400_000,
+          })
+          .execute();
+        await new KyselyAdapter('AccessToken', database.db, () => clock).upsert(
+          'at-bob',
+          {
+            jti: 'at-bob',
+            kind: 'AccessToken',
+            accountId: '3',
+            clientId: 'app1',
+            grantId: 'g-bob',
+            scope: 'openid',
+          },
+          3600,
+        );
+      };
+      // The sign-in completes once AA answered the cycle's first statement, before the cycle applies.
+      const reading: AllianceAuthConnection = {
+        ...aa,
+        db: aa.db.withPlugin({
+          transformQuery: (args) => args.node,
+          async transformResult(args) {
+            if (signInDuringRead) {
+              signInDuringRead = false;
+              await signIn();
+            }
+            return args.result;
+          },
+        }),
+      };
+      const judged: number[][] = [];
+      const p = poller({
+        aa: reading,
+        now: () => clock,
+        usersSignedInSince: (trx, since, until, at) => usersHoldingTokensRedeemedSince(trx, since, until, at),
+        async apply(_unit, _changes, fingerprints) {
+          judged.push([...fingerprints.signedInSince]);
+        },
+      });
+      await p.pollOnce();
+      clock += 30_000;
+      signInDuringRead = true;
+      await p.pollOnce();
+      assert.equal(signInDuringRead, false, 'bob signed in while the cycle read AA');
+      assert.deepEqual(judged, [], 'not judged by the read his sign-in may be newer than');
+      clock += 30_000;
+      await p.pollOnce();
+      assert.deepEqual(judged, [[3]], 'judged by the next cycle');
       await p.stop();
     });
 

@@ -88,6 +88,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
         code('a1', '8001', now - 60_000), // recent, holds a token
         code('a2', '8002', now - 60_000), // recent, its token expired
         code('a3', '8003', now - 3_600_000), // before the time asked
+        code('a4', '8004', now), // at the end of the time asked: not in it
       ])
       .execute();
     const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
@@ -101,6 +102,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     });
     await tokens.upsert('at-8001', token('at-8001', '8001'), 600);
     await tokens.upsert('at-8003', token('at-8003', '8003'), 600);
+    await tokens.upsert('at-8004', token('at-8004', '8004'), 600);
     await new KyselyAdapter('AccessToken', handle.db, () => now - 7_200_000).upsert(
       'at-8002',
       token('at-8002', '8002'),
@@ -112,7 +114,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       transformQuery: (args) => (queries.push(args), args.node),
       transformResult: async (args) => args.result,
     });
-    const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now);
+    const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now, now);
     assert.deepEqual([...found], [8001]);
     if (testDatabaseKind === 'sqlite') {
       const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
