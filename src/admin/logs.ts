@@ -5,6 +5,7 @@ import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { formatTime, olderLink, queryText, select, textField } from '../console/ui.ts';
+import { MAX_ROW_ID } from '../db/row-id.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
 import { listCodeReuse } from '../tokens/issued-codes.ts';
@@ -91,7 +92,8 @@ function filterFields(filter: CommonFilter): Html {
 
 function beforeId(request: ConsoleRequest): number | undefined {
   const before = queryText(request.ctx.query, 'before', 20);
-  return /^\d{1,15}$/.test(before) ? Number(before) : undefined;
+  // Above the largest id, every row is before it: no bound (PostgreSQL refuses the number).
+  return /^\d{1,15}$/.test(before) && Number(before) <= MAX_ROW_ID ? Number(before) : undefined;
 }
 
 function page(

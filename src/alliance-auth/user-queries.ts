@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { isRowId } from '../db/row-id.ts';
 import { holdsAccess, holdsAccessThroughGroups } from './access-permission.ts';
 import { type AaDb, truthy } from './schema.ts';
 
@@ -183,6 +184,8 @@ async function groupsOf(
 
 /** One user with state, main character, groups and the permission: two queries issued at once. */
 export async function selectUserById(db: AaDb, id: number): Promise<AllianceAuthUser | undefined> {
+  // No user has an id beyond the 32-bit column, and PostgreSQL refuses to compare one with it.
+  if (!isRowId(id)) return undefined;
   const [row, groups] = await Promise.all([
     userQuery(db).where('u.id', '=', id).executeTakeFirst(),
     groupsOf(db, [id]),
@@ -198,6 +201,8 @@ export async function selectUserByUsername(
   db: AaDb,
   username: string,
 ): Promise<AllianceAuthUser | undefined> {
+  // No username holds a NUL byte, and PostgreSQL refuses one in a query parameter.
+  if (username.includes('\0')) return undefined;
   const rows = await userQuery(db)
     .where(sql<boolean>`lower(u.username) = lower(${username})`)
     .limit(10)
@@ -230,9 +235,12 @@ function likePattern(text: string): string {
 export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promise<AllianceAuthUser[]> {
   let select = userQuery(db);
   if (query.ids !== undefined) {
-    if (query.ids.length === 0) return [];
-    select = select.where('u.id', 'in', [...query.ids]);
+    const ids = query.ids.filter(isRowId);
+    if (ids.length === 0) return [];
+    select = select.where('u.id', 'in', ids);
   }
+  // As for a username: a NUL byte matches nobody, and PostgreSQL would refuse it.
+  if (query.search?.includes('\0')) return [];
   if (query.stateId !== undefined) select = select.where('p.state_id', '=', query.stateId);
   if (query.groupId !== undefined) {
     const groupId = query.groupId;

@@ -158,7 +158,8 @@ export interface TokenRevocationService {
    * Ends one application's access for a user (the account page's "revoke"): in one transaction the
    * user's codes and tokens of that application are revoked and the user's grants to it deleted (it
    * asks for consent again next time), and the revoke hooks run for that application, so it gets a
-   * back-channel logout (`user_revoked`) whether or not a token was still live.
+   * back-channel logout (`user_revoked`) whether or not a token was still live. When the user had
+   * neither a grant nor a token there (never allowed, or revoked already), nothing runs: no logout.
    */
   revokeApplication(
     userId: number,
@@ -286,6 +287,9 @@ export function createTokenRevocation(deps: {
       const result = await deps.db.transaction().execute(async (trx) => {
         const revoked = await revokeTokens(trx, { userId, clientId }, reason, now());
         const grantsRemoved = await deleteUserGrants(trx, userId, clientId);
+        // Nothing of the user's there (an application never allowed, or revoked already): the
+        // application is not told, or any user could have logout tokens sent to any application.
+        if (revoked.length === 0 && grantsRemoved === 0) return { revoked, grantsRemoved };
         for (const hook of hooks) {
           const committed = await hook(trx, { userId, clientIds: [clientId], reason, dryRun: false });
           if (committed) afterCommit.push(committed);

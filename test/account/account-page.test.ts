@@ -87,6 +87,18 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.match(pageText(after.body), /Access revoked/);
   });
 
+  it('tells no application of a revoke when the user had nothing there: never allowed, or revoked already', async () => {
+    const never = await seedApp(server, { name: 'Never allowed', backchannelLogoutUri: receiver.url() });
+    const page = await consoleGet(browser, url('/account'));
+    const sent = receiver.requests.length;
+    for (const clientId of [never.clientId, never.clientId, app.clientId]) {
+      const revoked = await consolePost(browser, url(`/account/apps/${clientId}/revoke`), page.csrf!);
+      assert.equal(revoked.status, 303);
+    }
+    await server.app.logout.deliverDue();
+    assert.equal(receiver.requests.length, sent, 'no logout token for a user the application never had');
+  });
+
   it('changes the password only with the current one, and the new one works', async () => {
     const page = await consoleGet(browser, url('/account'));
     const wrong = await consolePost(browser, url('/account/password'), page.csrf!, {

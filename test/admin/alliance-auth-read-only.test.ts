@@ -102,6 +102,31 @@ await describeOnEachAllianceAuth(
       for (const item of expected.groups) assert.ok(groups.includes(item.name), item.name);
     });
 
+    it('finds nobody, never a server error, for a NUL byte in a username or search, or an id past 32 bits', async () => {
+      const pages: Array<[string, number, RegExp]> = [
+        ['/admin/users?q=a%00b', 200, /No user matches/],
+        ['/admin/audit?user=a%00b', 200, /No user is named a/],
+        ['/admin/deliveries?user=a%00b', 200, /No delivery matches/],
+        ['/admin/code-reuse?user=a%00b', 200, /No reused code matches/],
+        ['/admin/users/2147483648', 404, /No user has this id/],
+        ['/admin/users/999999999999999/sign-out', 404, /No user has this id/],
+      ];
+      for (const [path, status, text] of pages) {
+        const page = await consoleGet(admin, `${server.origin}${path}`);
+        assert.equal(page.status, status, `${path}: ${page.body.slice(0, 300)}`);
+        assert.match(pageText(page.body), text, path);
+      }
+      const revoked = await consolePost(
+        admin,
+        `${server.origin}/admin/users/2147483648/revoke-tokens`,
+        csrf,
+        {
+          reason: 'no such user',
+        },
+      );
+      assert.equal(revoked.status, 404);
+    });
+
     it('refuses a forged change with the CSRF token: 409, nothing changed, and says where to change it', async () => {
       const forged: Array<[string, Record<string, string>]> = [
         [`/admin/users/${alice.id}/deactivate`, {}],

@@ -141,6 +141,19 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     }
   });
 
+  it('takes a page bound beyond the largest id as no bound on every paged log, never a server error', async () => {
+    await server.app.logout.testDelivery([clientId]);
+    await server.app.audit.idle();
+    for (const before of ['2147483648', '999999999999999']) {
+      const deliveries = await consoleGet(admin, url(`/admin/deliveries?before=${before}`));
+      assert.equal(deliveries.status, 200, `deliveries before ${before}: ${deliveries.body.slice(0, 200)}`);
+      assert.match(deliveries.body, /admin_test/);
+      const audit = await consoleGet(admin, url(`/admin/audit?kind=admin_change&before=${before}`));
+      assert.equal(audit.status, 200, `audit before ${before}: ${audit.body.slice(0, 200)}`);
+      assert.match(audit.body, /state Member created/);
+    }
+  });
+
   it('shows the dashboard: users by state, applications, keys, recent delivery failures', async () => {
     const page = await consoleGet(admin, url('/admin'));
     assert.equal(page.status, 200);

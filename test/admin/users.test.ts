@@ -64,6 +64,21 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(none.body.includes(`href="/admin/users/${member.id}"`), false);
   });
 
+  it('answers 404 to a user id beyond the 32-bit id column, on the page and each action, never a 500', async () => {
+    const csrf = (await consoleGet(admin, url('/admin/users'))).csrf!;
+    for (const id of ['2147483648', '999999999999999']) {
+      const page = await consoleGet(admin, url(`/admin/users/${id}`));
+      assert.equal(page.status, 404, `GET /admin/users/${id}: ${page.body.slice(0, 200)}`);
+      assert.match(pageText(page.body), /No user has this id/);
+      const preview = await consoleGet(admin, url(`/admin/users/${id}/sign-out`));
+      assert.equal(preview.status, 404, `GET /admin/users/${id}/sign-out`);
+      const done = await consolePost(admin, url(`/admin/users/${id}/revoke-tokens`), csrf, {
+        reason: 'probe',
+      });
+      assert.equal(done.status, 404, `POST /admin/users/${id}/revoke-tokens`);
+    }
+  });
+
   it('shows a user: state, groups, main character, grants, live tokens, sessions and sign-ins', async () => {
     const detail = await consoleGet(admin, url(`/admin/users/${member.id}`));
     assert.equal(detail.status, 200);

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { isRowId } from '../../db/row-id.ts';
 import type { Database } from '../../db/schema.ts';
 import { DirectoryError, invalid, notFound } from '../errors.ts';
 import type { Directory, KeepableProfiles, ProfileFilter } from '../port.ts';
@@ -87,9 +88,9 @@ export function recordReads(db: Kysely<Database>): RecordReads {
   };
 }
 
-/** A user id the directory could hold; anything else is simply unknown. */
+/** A user id the directory could hold (its id column is 32-bit); anything else is simply unknown. */
 function isUserId(id: unknown): id is number {
-  return typeof id === 'number' && Number.isSafeInteger(id) && id > 0;
+  return isRowId(id);
 }
 
 /**
