@@ -8,8 +8,14 @@ import type { Logger } from '../logging/logger.ts';
 import { syntacticBackchannelTargetCheck } from './backchannel-target.ts';
 import { ApplicationError, quote } from './errors.ts';
 import { hasControlCharacter } from './text.ts';
-import { clientSecretDigest, generateClientId, generateClientSecret } from './secret.ts';
-import { isDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
+import {
+  clientSecretDigest,
+  generateClientId,
+  generateClientSecret,
+  IMPORTED_SECRET_MAX_ITERATIONS,
+  verifyClientSecret,
+} from './secret.ts';
+import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 import {
   clientIdExists,
   findApplication,
@@ -32,6 +38,7 @@ import type {
   ApplicationService,
   BackchannelTargetCheck,
   ImportedSecret,
+  ImportedSecretCheck,
   UpdateOptions,
   WhitelistChangeConsumer,
 } from './types.ts';
@@ -48,6 +55,7 @@ export interface ApplicationServiceDependencies {
 
 const ACTOR_MAX = 150;
 const CLIENT_ID_MAX = 100;
+const NOTHING_TO_CHECK: ImportedSecretCheck = { against: 'none', matches: false };
 
 /** Field names compared to report what an update changed (spec names, snake_case). */
 const COMPARED_FIELDS = [
@@ -217,12 +225,18 @@ export function createApplicationService(
     findByClientId,
 
     async verifyImportedSecret(clientId, presented) {
-      if (typeof presented !== 'string' || presented.length === 0 || presented.length > 1024) return false;
+      if (typeof presented !== 'string' || presented.length === 0 || presented.length > 1024)
+        return NOTHING_TO_CHECK;
       const application = await findByClientId(clientId);
-      const stored = application?.clientSecretPbkdf2 ?? null;
-      // One PBKDF2 run whatever the case, so the time taken says nothing about the application.
-      const matches = await verifyDjangoPbkdf2(stored, presented);
-      if (!application || stored === null || !matches) return false;
+      if (!application) return NOTHING_TO_CHECK;
+      const stored = application.clientSecretPbkdf2;
+      // Replaced by a concurrent first success, or rotated, since the request loaded its client.
+      if (stored === null) return { against: 'digest', matches: verifyClientSecret(application, presented) };
+      const iterations = parseDjangoPbkdf2(stored)?.iterations;
+      if (iterations === undefined) return NOTHING_TO_CHECK;
+      if (iterations > IMPORTED_SECRET_MAX_ITERATIONS)
+        return { against: 'too_costly', matches: false, iterations };
+      if (!(await verifyDjangoPbkdf2(stored, presented))) return { against: 'hash', matches: false };
       if (
         await replaceImportedSecret(db, application.clientId, stored, clientSecretDigest(presented), now())
       ) {
@@ -231,7 +245,7 @@ export function createApplicationService(
           'imported client secret verified and replaced by its SHA-256 digest',
         );
       }
-      return true;
+      return { against: 'hash', matches: true };
     },
 
     async list(filter = {}) {
@@ -401,8 +415,12 @@ function checkImportedSecret(
       throw invalid('an imported digest must be 64 lowercase hex characters (SHA-256)');
     return { sha256: secret.sha256Hex, pbkdf2: null };
   }
-  if (typeof secret.djangoPbkdf2 !== 'string' || !isDjangoPbkdf2(secret.djangoPbkdf2))
-    throw invalid('an imported hash must be a Django pbkdf2_sha256$iterations$salt$hash value');
+  const parsed = typeof secret.djangoPbkdf2 === 'string' ? parseDjangoPbkdf2(secret.djangoPbkdf2) : undefined;
+  if (!parsed) throw invalid('an imported hash must be a Django pbkdf2_sha256$iterations$salt$hash value');
+  if (parsed.iterations > IMPORTED_SECRET_MAX_ITERATIONS)
+    throw invalid(
+      `an imported hash may use at most ${IMPORTED_SECRET_MAX_ITERATIONS} PBKDF2 iterations (this one uses ${parsed.iterations})`,
+    );
   // The schema wants a digest for every confidential client: until the first authentication replaces
   // it, the digest is of a random value nobody knows, so only the imported hash can match.
   return { sha256: clientSecretDigest(generateClientSecret()), pbkdf2: secret.djangoPbkdf2 };

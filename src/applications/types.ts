@@ -164,6 +164,20 @@ export interface WhitelistChangeConsumer<Prepared = unknown> {
  */
 export type ImportedSecret = { sha256Hex: string } | { djangoPbkdf2: string };
 
+/** What `verifyImportedSecret` compared a presented secret with, and whether it matched. */
+export type ImportedSecretCheck =
+  /** The imported hash: one PBKDF2 run. A match replaced the hash by the digest. */
+  | { against: 'hash'; matches: boolean }
+  /** The current digest (the hash was gone): no PBKDF2 run. */
+  | { against: 'digest'; matches: boolean }
+  /**
+   * Nothing: the hash asks for more PBKDF2 iterations than aa-oidc runs for a client secret
+   * (`IMPORTED_SECRET_MAX_ITERATIONS`), so no presented secret can match until it is rotated.
+   */
+  | { against: 'too_costly'; matches: false; iterations: number }
+  /** Nothing: no such application, or no secret a client could send (empty, too long). */
+  | { against: 'none'; matches: false };
+
 export interface CreateOptions extends WriteOptions {
   /** Only for a confidential client; no secret is generated (nor returned). */
   importedSecret?: ImportedSecret;
@@ -207,11 +221,14 @@ export interface ApplicationService {
    */
   activate(clientId: string, actor: Actor, options?: UpdateOptions): Promise<Application>;
   /**
-   * Client authentication with a secret imported as a Django PBKDF2 hash: true when `presented`
-   * matches it, and then the hash is replaced by the presented secret's SHA-256 digest, so that
-   * every later authentication is the usual fast comparison.
+   * Client authentication of an application whose client was loaded with a secret imported as a
+   * Django PBKDF2 hash: one PBKDF2 run against the hash as stored now; on a match the hash is
+   * replaced by the presented secret's SHA-256 digest, so that every later authentication is the
+   * usual fast comparison. When the hash is gone by then (a concurrent first success replaced it, or
+   * the secret was rotated), the current digest is compared instead, without PBKDF2. Callers bound
+   * how many run at once (src/oidc/imported-secret-gate.ts).
    */
-  verifyImportedSecret(clientId: string, presented: unknown): Promise<boolean>;
+  verifyImportedSecret(clientId: string, presented: unknown): Promise<ImportedSecretCheck>;
   /** One database round trip; undefined for an unknown (or malformed) client_id. */
   findByClientId(clientId: string): Promise<Application | undefined>;
   /** Sorted by name, then client_id. */

@@ -22,6 +22,12 @@ export interface Metrics {
   bclDispatches: Counter<'client_id' | 'outcome'>;
   /** Time from the first delivery attempt of a back-channel logout to its final outcome. */
   bclDeliverySeconds: Histogram<'outcome'>;
+  /**
+   * Authentications of a client whose secret was imported from the Python plugin as a PBKDF2 hash,
+   * by outcome: `verified` and `wrong` ran PBKDF2; `digest` (the hash replaced meanwhile), `too_costly`,
+   * `busy`, `throttled` and `none` did not (src/oidc/imported-secret-gate.ts).
+   */
+  importedSecretChecks: Counter<'client_id' | 'outcome'>;
 }
 
 export const METRIC_NAMES = [
@@ -32,6 +38,7 @@ export const METRIC_NAMES = [
   'aa_oidc_audit_receiver_failures_total',
   'aa_oidc_bcl_dispatches_total',
   'aa_oidc_bcl_delivery_seconds',
+  'aa_oidc_imported_secret_checks_total',
 ] as const;
 
 export type MetricName = (typeof METRIC_NAMES)[number];
@@ -108,6 +115,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Seconds from the first back-channel logout delivery attempt to its final outcome.',
       labelNames: ['outcome'] as const,
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600],
+      registers,
+    }),
+    importedSecretChecks: new Counter({
+      name: 'aa_oidc_imported_secret_checks_total',
+      help: 'Authentications of clients whose secret is still a PBKDF2 hash imported from the Python plugin, by client and outcome (verified and wrong ran PBKDF2).',
+      labelNames: ['client_id', 'outcome'] as const,
       registers,
     }),
   };

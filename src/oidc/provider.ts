@@ -21,6 +21,7 @@ import { signInGeneration } from '../db/sign-in-generation.ts';
 import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
+import { createImportedSecretGate } from './imported-secret-gate.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { codeExchangeHooks } from './code-exchange.ts';
@@ -191,6 +192,15 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const afterProviderResponse: Koa.Middleware = (ctx, next) =>
     mayBeIntrospectionOrDiscovery(ctx.path) ? answered(ctx, next) : next();
 
+  // Checks of secrets imported from the Python plugin: bounded per process, across provider rebuilds.
+  const importedSecrets = {
+    gate: createImportedSecretGate((clientId, presented) =>
+      deps.applications.verifyImportedSecret(clientId, presented),
+    ),
+    metrics: deps.observability.metrics,
+    logger: log,
+    loggedTooCostly: new Set<string>(),
+  };
   const build = (): Provider => {
     acceptStoredJwtsAtIntrospectionAndRevocation();
     buildUserinfoErrorsOnlyWhenThrown();
@@ -212,7 +222,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     );
     // No proxy settings of its own: its middleware runs on the app's Koa context (mount.ts), whose
     // `proxy` and `maxIpsCount` (src/app.ts) say which forwarded headers count.
-    installDigestSecretComparison(provider, deps.applications);
+    installDigestSecretComparison(provider, importedSecrets);
     findClientsByMetadataObject(provider);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });

@@ -9,7 +9,10 @@ import { currentRequest } from './provider-internals.ts';
 
 export interface ObservabilityDependencies {
   audit: Pick<AuditBus, 'publish'>;
-  metrics: Pick<Metrics, 'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses'>;
+  metrics: Pick<
+    Metrics,
+    'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses' | 'importedSecretChecks'
+  >;
 }
 
 /** What the provider's token models carry that the events need. */

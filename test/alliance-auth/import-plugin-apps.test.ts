@@ -261,5 +261,25 @@ await describeOnEachAllianceAuth(
       // eslint-disable-next-line no-control-regex
       assert.doesNotMatch(result.stdout + result.stderr, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     });
+
+    it('refuses a secret hashed with more PBKDF2 iterations than aa-oidc checks, saying what to do', async () => {
+      const costly = (await makeDjangoPbkdf2(SECRET, 1000)).replace('$1000$', '$10000000$');
+      await pluginApp({
+        client_id: 'costly-hash-client',
+        name: 'Costly',
+        redirect_uris: 'https://costly.example.org/cb',
+        client_secret: costly,
+      });
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /^not imported costly-hash-client \(Costly\): its client secret is hashed with 10000000 PBKDF2 iterations, more than the 2000000 aa-oidc checks \(each wrong secret sent would cost that much\): give it a new secret in the plugin's admin with "Hash client secret" unticked \(aa-oidc keeps only a digest\) and import again$/m,
+      );
+      const list = JSON.parse((await cli(['app', 'list', '--format', 'json'], env)).stdout) as Array<{
+        client_id: string;
+      }>;
+      assert.ok(!list.some((app) => app.client_id === 'costly-hash-client'));
+    });
   },
 );

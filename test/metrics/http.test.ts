@@ -12,6 +12,7 @@ const SECTION_I = {
   aa_oidc_audit_receiver_failures_total: 'counter',
   aa_oidc_bcl_dispatches_total: 'counter',
   aa_oidc_bcl_delivery_seconds: 'histogram',
+  aa_oidc_imported_secret_checks_total: 'counter',
 } as const;
 
 function assertExposesSectionI(text: string) {

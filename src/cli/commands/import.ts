@@ -7,14 +7,14 @@ import {
   readPluginApplications,
 } from '../../alliance-auth/plugin-apps.ts';
 import { ApplicationError } from '../../applications/errors.ts';
-import { clientSecretDigest } from '../../applications/secret.ts';
+import { clientSecretDigest, IMPORTED_SECRET_MAX_ITERATIONS } from '../../applications/secret.ts';
 import type {
   AccessTokenFormatSetting,
   ApplicationInput,
   GrantType,
   ImportedSecret,
 } from '../../applications/types.ts';
-import { isDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
+import { parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 import { lineWriter } from '../output.ts';
 
@@ -138,8 +138,14 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
   let secret: ImportedSecret | undefined;
   if (app.clientType === 'confidential') {
     if (app.hashClientSecret) {
-      if (!isDjangoPbkdf2(app.clientSecret)) {
+      const hash = parseDjangoPbkdf2(app.clientSecret);
+      if (!hash) {
         return refuse('the stored client secret is hashed with something other than Django PBKDF2-SHA256');
+      }
+      if (hash.iterations > IMPORTED_SECRET_MAX_ITERATIONS) {
+        return refuse(
+          `its client secret is hashed with ${hash.iterations} PBKDF2 iterations, more than the ${IMPORTED_SECRET_MAX_ITERATIONS} aa-oidc checks (each wrong secret sent would cost that much): give it a new secret in the plugin's admin with "Hash client secret" unticked (aa-oidc keeps only a digest) and import again`,
+        );
       }
       secret = { djangoPbkdf2: app.clientSecret };
     } else {
