@@ -24,7 +24,7 @@ const parts = {
     ...['db', 'audit', 'tokens', 'directory', 'applications', 'policy', 'keys'],
     ...['config', 'logging', 'metrics', 'util'],
   ],
-  checks: ['applications', 'directory', 'config', 'util'],
+  checks: ['applications', 'directory', 'keys', 'config', 'util'],
   http: ['db', 'config', 'logging', 'util'],
   'two-factor': ['db', 'audit', 'util'],
   'alliance-auth': ['db', 'directory', 'audit', 'config', 'logging', 'metrics', 'util'],

@@ -36,7 +36,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
           deps.directory.listProfiles({ state: null }),
         ]);
         const findings = [
-          ...runChecks(deps.config, apps),
+          ...runChecks(deps.config, apps, keys),
           ...whitelistChecks(apps, {
             states: states.map((state) => state.name),
             groups: (await deps.directory.listGroups()).map((group) => group.name),

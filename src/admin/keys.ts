@@ -6,14 +6,17 @@ import type { SigningKeySummary } from '../keys/types.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 
 /**
- * Signing keys in the admin UI: the list with each key's lifecycle, rotate and retire, each confirmed
- * after the key service's own dry run says what would happen (as `keys rotate --dry-run` does).
+ * Signing keys in the admin UI: the list with each key's lifecycle, rotate, retire and prepare a next
+ * key, each confirmed after the key service's own dry run says what would happen (as `keys rotate
+ * --dry-run` does).
  */
 
 const DONE: Readonly<Record<string, string>> = {
   rotated:
     'Rotated: the former next key signs from now on; the former active key stays published while its tokens live.',
   retired: 'Retired: the key is no longer the next key.',
+  prepared:
+    'Prepared: the new next key is published; a rotation activates it once relying parties caching the JWKS hold it.',
 };
 
 const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
@@ -57,7 +60,14 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
               keys. A retired key stays published for
               ${Math.round(deps.keys.retiredPublicationSeconds() / 3600)} hour(s).
             </p>
-            <p><a class="button" href="/admin/keys/rotate">Rotate…</a></p>
+            <p>
+              <a class="button" href="/admin/keys/rotate">Rotate…</a>
+              ${
+                keys.some((key) => key.status === 'next')
+                  ? ''
+                  : html`<a class="button" href="/admin/keys/prepare-next">Prepare a next key…</a>`
+              }
+            </p>
             <div class="table-wrap">
               <table>
                 <caption>
@@ -115,7 +125,9 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       ? html`The next key <code>${preview.activatedKid}</code>, already published, signs every
                           new token.`
                       : html`A new key is generated and signs every new token (there is no next key yet, so
-                        relying parties meet it in JWKS for the first time).`
+                          relying parties meet it in JWKS for the first time). To avoid that,
+                          <a href="/admin/keys/prepare-next">prepare a next key</a> instead and rotate once it
+                          has been published long enough.`
                   }
                 </li>
                 ${
@@ -208,6 +220,56 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
     },
     {
       method: 'GET',
+      path: '/admin/keys/prepare-next',
+      access: 'superuser',
+      async handle(request) {
+        let preview;
+        try {
+          preview = await deps.keys.prepareNext({ dryRun: true });
+        } catch (error) {
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
+        renderAdmin(
+          request,
+          '/admin/keys',
+          'Prepare a next key',
+          html`<h1>Prepare a next key?</h1>
+            <div class="warn">
+              <ul>
+                <li>A new key is generated and published in JWKS at once; it signs nothing yet.</li>
+                <li>
+                  A rotation activates it without “Rotate anyway” from about
+                  ${formatTime(preview.rotationSafeAt)}, once relying parties caching the JWKS hold it.
+                </li>
+              </ul>
+            </div>
+            <form method="post" action="/admin/keys/prepare-next">
+              ${csrfField(request.session)}
+              <div class="actions">
+                <button type="submit">Prepare</button>
+                <a href="/admin/keys">Cancel</a>
+              </div>
+            </form>`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/prepare-next',
+      access: 'superuser',
+      async handle(request) {
+        try {
+          await deps.keys.prepareNext();
+        } catch (error) {
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
+        request.seeOther('/admin/keys?done=prepared');
+      },
+    },
+    {
+      method: 'GET',
       path: '/admin/keys/:kid/retire',
       access: 'superuser',
       async handle(request) {
@@ -229,7 +291,9 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 <li>The key is withdrawn before it ever signs; it leaves JWKS when its publication ends.</li>
                 <li>
                   The next rotation generates a new key instead, which relying parties meet in JWKS only then:
-                  it asks to be forced (“Rotate anyway”).
+                  it asks to be forced (“Rotate anyway”). To rotate without that, prepare a new next key
+                  afterwards (“Prepare a next key…” on the signing keys page) and rotate once it has been
+                  published long enough.
                 </li>
               </ul>
             </div>

@@ -1,18 +1,26 @@
 import type { Application } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
+import {
+  importBoundsProblems,
+  MAXIMUM_IMPORTED_BITS,
+  MINIMUM_IMPORTED_BITS,
+  PUBLIC_EXPONENT,
+} from '../keys/crypto.ts';
+import type { SigningKeySummary } from '../keys/types.ts';
 import { nameKey } from '../util/name-key.ts';
 
 /**
- * System checks: pure functions of the configuration, the registered applications and the names
- * the directory has. `aa-oidc check` prints the findings; `serve` refuses to start on any error.
+ * System checks: pure functions of the configuration, the registered applications, the signing
+ * keys and the names the directory has. `aa-oidc check` prints the findings; `serve` refuses to
+ * start on any error.
  */
 
-export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007';
+export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007';
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008';
       level: 'warning';
       message: string;
       hint: string;
@@ -29,6 +37,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W004',
   'W005',
   'W007',
+  'W008',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -89,7 +98,14 @@ function isLoopbackHost(host: string): boolean {
 /** What the checks read from an application. */
 export type CheckedApplication = Pick<Application, 'clientId' | 'active' | 'backchannelLogoutUri'>;
 
-export function runChecks(config: CheckedConfig, apps: readonly CheckedApplication[]): Finding[] {
+/** What the checks read from a signing key. */
+export type CheckedSigningKey = Pick<SigningKeySummary, 'kid' | 'status' | 'modulusBits' | 'publicExponent'>;
+
+export function runChecks(
+  config: CheckedConfig,
+  apps: readonly CheckedApplication[],
+  keys: readonly CheckedSigningKey[] = [],
+): Finding[] {
   const findings: Finding[] = [];
   const withUri = apps.filter((app) => app.backchannelLogoutUri !== null);
   const production = config.mode === 'production';
@@ -176,6 +192,24 @@ export function runChecks(config: CheckedConfig, apps: readonly CheckedApplicati
         'set AA_OIDC_METRICS_HOST=127.0.0.1 and scrape from this host, or scrape /metrics on the main port ' +
         'with AA_OIDC_METRICS_BEARER_TOKEN; otherwise let a firewall keep the port to Prometheus',
     });
+  // Keys imported before `keys import` had its bounds keep signing (the active key) or will (the
+  // next key): a huge key makes every signature slow, another exponent is refused by some relying
+  // parties' libraries. Retired keys only verify, and go when their tokens expire.
+  for (const key of keys) {
+    if (key.status !== 'active' && key.status !== 'next') continue;
+    const problems = importBoundsProblems(key.modulusBits, key.publicExponent);
+    if (problems.length === 0) continue;
+    findings.push({
+      id: 'W008',
+      level: 'warning',
+      message: `the ${key.status} signing key ${key.kid} has ${problems.join(' and ')}: keys import accepts RSA keys of ${MINIMUM_IMPORTED_BITS} to ${MAXIMUM_IMPORTED_BITS} bits with public exponent ${PUBLIC_EXPONENT} only (a larger key makes every signature slow; some relying parties refuse another exponent)`,
+      hint:
+        key.status === 'active'
+          ? 'aa-oidc keys rotate, once the next key has been published for keys.jwksCacheSeconds (aa-oidc keys rotate --dry-run says when; ' +
+            'without a next key, aa-oidc keys prepare-next first): the key then stops signing and stays published while its tokens live'
+          : `aa-oidc keys retire ${key.kid}, then aa-oidc keys prepare-next, before a rotation makes it sign`,
+    });
+  }
   return findings;
 }
 

@@ -2,11 +2,14 @@ import {
   createCipheriv,
   createDecipheriv,
   createPrivateKey,
+  createPublicKey,
   generateKeyPair,
   hkdfSync,
   type JsonWebKey,
   type KeyObject,
   randomBytes,
+  sign,
+  verify,
 } from 'node:crypto';
 import { promisify } from 'node:util';
 import { calculateJwkThumbprint, type JWK } from 'jose';
@@ -29,7 +32,7 @@ const TAG_BYTES = 16;
 export const SIGNING_ALG = 'RS256';
 export const MODULUS_BITS = 2048;
 /** F4, the public exponent of every key generated here and by every current RSA key generator. */
-const PUBLIC_EXPONENT = 65537n;
+export const PUBLIC_EXPONENT = 65537n;
 
 /** A stored private key that cannot be read back: wrong secret key, or damaged text. */
 export class KeyDecryptionError extends Error {
@@ -138,8 +141,65 @@ export async function generateSigningKey(): Promise<GeneratedSigningKey> {
  * times as much each time the size doubles (about 0.5 ms at 2048 bits, 5 ms at 4096, 50 ms at 8192):
  * a larger key would make every sign-in slow, and the server easy to overload.
  */
-const MINIMUM_IMPORTED_BITS = 2048;
-const MAXIMUM_IMPORTED_BITS = 4096;
+export const MINIMUM_IMPORTED_BITS = 2048;
+export const MAXIMUM_IMPORTED_BITS = 4096;
+
+/**
+ * What puts an RSA key outside the bounds `keys import` accepts (`8192 bits, at most 4096`,
+ * `public exponent 3, not 65537`); empty when it is within them. For keys already stored (the
+ * system checks), whose import may predate the bounds.
+ */
+export function importBoundsProblems(modulusBits: number, publicExponent: bigint): string[] {
+  const problems: string[] = [];
+  if (modulusBits < MINIMUM_IMPORTED_BITS)
+    problems.push(`${modulusBits} bits, fewer than ${MINIMUM_IMPORTED_BITS}`);
+  if (modulusBits > MAXIMUM_IMPORTED_BITS)
+    problems.push(`${modulusBits} bits, more than ${MAXIMUM_IMPORTED_BITS}`);
+  if (publicExponent !== PUBLIC_EXPONENT)
+    problems.push(`public exponent ${publicExponent}, not ${PUBLIC_EXPONENT}`);
+  return problems;
+}
+
+/** The modulus size and public exponent of a public RSA JWK (`n`, `e`: big-endian base64url). */
+export function rsaShape(publicJwk: JWK): { modulusBits: number; publicExponent: bigint } {
+  const number = (member: string | undefined) => {
+    const hex = Buffer.from(member ?? '', 'base64url').toString('hex');
+    return hex === '' ? 0n : BigInt(`0x${hex}`);
+  };
+  const modulus = number(publicJwk.n);
+  return {
+    modulusBits: modulus === 0n ? 0 : modulus.toString(2).length,
+    publicExponent: number(publicJwk.e),
+  };
+}
+
+/** What the import signs and verifies once, to prove the private key belongs to the public one. */
+const CONSISTENCY_PROBE = Buffer.from('aa-oidc signing-key import check', 'utf8');
+
+/**
+ * True when an RS256 signature made with the private key, as the key store will load it, verifies
+ * with the public key JWKS publishes. A PEM whose private parts do not belong to its modulus (a
+ * damaged or hand-edited file) parses, but relying parties would reject every token it signs.
+ * (OpenSSL redoes a signature whose CRT result fails its own check, so a key with one bad part
+ * may still sign correctly, if slower; this catches the keys whose signatures fail.)
+ */
+function signsVerifiably(privateJwk: JWK, publicJwk: JWK): boolean {
+  try {
+    const signature = sign(
+      'sha256',
+      CONSISTENCY_PROBE,
+      createPrivateKey({ key: privateJwk as JsonWebKey, format: 'jwk' }),
+    );
+    return verify(
+      'sha256',
+      CONSISTENCY_PROBE,
+      createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' }),
+      signature,
+    );
+  } catch {
+    return false;
+  }
+}
 
 /**
  * An RSA private key in PEM (PKCS#1 `BEGIN RSA PRIVATE KEY` or PKCS#8 `BEGIN PRIVATE KEY`), as the
@@ -192,6 +252,11 @@ export async function signingKeyFromPem(pem: string): Promise<GeneratedSigningKe
   }
   const privateJwk = key.export({ format: 'jwk' }) as JWK;
   const publicJwk = publicPart(privateJwk);
+  if (!signsVerifiably(privateJwk, publicJwk)) {
+    throw new Error(
+      'the RSA private key is inconsistent: a signature made with it does not verify with its public key (its private parts do not belong to its modulus; a damaged or edited file?), so relying parties would reject every token it signs: export the key again from its source (openssl rsa -check -noout -in KEY says what is wrong)',
+    );
+  }
   return { kid: await thumbprintOf(publicJwk), publicJwk, privateJwk };
 }
 

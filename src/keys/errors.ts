@@ -6,7 +6,8 @@ export type KeyErrorCode =
   | 'invalid_key'
   | 'already_imported'
   | 'keys_changed'
-  | 'unpublished_key';
+  | 'unpublished_key'
+  | 'next_key_exists';
 
 /** A refused key operation, with a message an operator can act on. */
 export class KeyError extends Error {

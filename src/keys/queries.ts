@@ -1,7 +1,8 @@
+import type { JWK } from 'jose';
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
-import { SIGNING_ALG } from './crypto.ts';
+import { rsaShape, SIGNING_ALG } from './crypto.ts';
 import type { SigningKeySummary } from './types.ts';
 
 /** SQL for the `signing_key` table; the lifecycle rules live in service.ts. */
@@ -18,6 +19,7 @@ export function toSummary(row: SigningKeyRow): SigningKeySummary {
     retiredAt: row.retired_at === null ? null : Number(row.retired_at),
     removedAt: row.removed_at === null ? null : Number(row.removed_at),
     publishUntil: row.publish_until === null ? null : Number(row.publish_until),
+    ...rsaShape(JSON.parse(row.public_jwk) as JWK),
   };
 }
 

@@ -21,9 +21,23 @@ import {
   setKeyStatus as setStatus,
   toSummary,
 } from './queries.ts';
-import type { ImportResult, KeyService, RotationResult, SigningKeySummary, UnpublishedKey } from './types.ts';
+import type {
+  ImportResult,
+  KeyService,
+  PrepareNextResult,
+  RotationResult,
+  SigningKeySummary,
+  UnpublishedKey,
+} from './types.ts';
 
-export type { ImportResult, KeyService, RetireResult, RotationResult, UnpublishedKey } from './types.ts';
+export type {
+  ImportResult,
+  KeyService,
+  PrepareNextResult,
+  RetireResult,
+  RotationResult,
+  UnpublishedKey,
+} from './types.ts';
 export { KeyError, type KeyErrorCode } from './errors.ts';
 
 /**
@@ -75,6 +89,10 @@ export function createKeyService(
       config.keys.retiredRetentionSeconds,
     );
 
+  /** When a next key published at `publishedAt` may be activated without forcing the rotation. */
+  const rotationSafeAt = (publishedAt: number) =>
+    publishedAt + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
+
   /**
    * Null when activating the next key (or a new one, when there is none) cannot catch a relying party
    * out; else why it can. A relying party may hold a copy of the JWKS for `keys.jwksCacheSeconds`,
@@ -96,11 +114,12 @@ export function createKeyService(
         safeAt: null,
         message:
           `there is no next key (it was retired), so a new key would sign at once; ${cached}, ` +
-          'and those holding one fetched before the rotation would reject the ID tokens the new key signs',
+          'and those holding one fetched before the rotation would reject the ID tokens the new key signs. ' +
+          `Prepare a next key instead (aa-oidc keys prepare-next) and rotate once it has been published for ${describeSeconds(cacheSeconds)}`,
       };
     }
     const publishedAt = Number(next.created_at);
-    const safeAt = publishedAt + cacheSeconds * 1000 + config.keys.reloadIntervalMs;
+    const safeAt = rotationSafeAt(publishedAt);
     if (now >= safeAt) return null;
     return {
       reason: 'recent_next_key',
@@ -143,6 +162,18 @@ export function createKeyService(
   const only = (rows: SigningKeyRow[], status: string): SigningKeyRow | undefined => {
     if (rows.length > 1) throw new Error(`more than one ${status} signing key (database integrity)`);
     return rows[0];
+  };
+
+  /** There is one next key at most: a second would make which one a rotation activates a guess. */
+  const refuseSecondNext = (next: SigningKeyRow | undefined, outcome: string) => {
+    if (!next) return;
+    const publishedAt = Number(next.created_at);
+    throw new KeyError(
+      'next_key_exists',
+      `there is already a next key, ${next.kid}, published since ${new Date(publishedAt).toISOString()}: ` +
+        `a rotation activates it (without --force from ${new Date(rotationSafeAt(publishedAt)).toISOString()}); ${outcome}. ` +
+        `To replace it, retire it first (aa-oidc keys retire ${next.kid})`,
+    );
   };
 
   const service: KeyService = {
@@ -280,6 +311,24 @@ export function createKeyService(
       return result;
     },
 
+    async prepareNext(options = {}) {
+      refuseSecondNext(only(await keyRowsByStatus(db, 'next'), 'next'), 'nothing was prepared');
+      if (options.dryRun) {
+        const now = clock();
+        return { dryRun: true, kid: null, rotationSafeAt: rotationSafeAt(now), removedKids: [] };
+      }
+      const key = await generateSigningKey();
+      const result = await writeTransaction(async (trx): Promise<PrepareNextResult> => {
+        const now = clock();
+        const removedKids = await removeExpiredKeys(trx, now);
+        refuseSecondNext(only(await keyRowsByStatus(trx, 'next'), 'next'), 'nothing was prepared');
+        await insertKey(trx, key, 'next', now);
+        return { dryRun: false, kid: key.kid, rotationSafeAt: rotationSafeAt(now), removedKids };
+      });
+      logger?.info({ nextKid: result.kid, removedKids: result.removedKids }, 'prepared a next signing key');
+      return result;
+    },
+
     async retire(kid, options = {}) {
       if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) {
         const shown = String(kid).slice(0, 64);
@@ -339,8 +388,11 @@ export function createKeyService(
 
     async importKey(pem, options = {}) {
       const as = options.as ?? 'active';
-      if (as !== 'active' && as !== 'retired') {
-        throw new KeyError('invalid_key', `cannot import a key as "${String(as)}": use active or retired`);
+      if (as !== 'active' && as !== 'next' && as !== 'retired') {
+        throw new KeyError(
+          'invalid_key',
+          `cannot import a key as "${String(as)}": use active, next or retired`,
+        );
       }
       let key: GeneratedSigningKey;
       try {
@@ -358,6 +410,8 @@ export function createKeyService(
       };
       if (options.dryRun) {
         refuseExisting(await keyRow(db, key.kid));
+        if (as === 'next')
+          refuseSecondNext(only(await keyRowsByStatus(db, 'next'), 'next'), 'nothing was imported');
         const active = only(await keyRowsByStatus(db, 'active'), 'active');
         const now = clock();
         return {
@@ -365,7 +419,9 @@ export function createKeyService(
           kid: key.kid,
           status: as,
           retiredKid: as === 'active' ? (active?.kid ?? null) : null,
-          publishUntil: as === 'retired' || active ? now + retiredPublicationSeconds() * 1000 : null,
+          publishUntil:
+            as === 'retired' || (as === 'active' && active) ? now + retiredPublicationSeconds() * 1000 : null,
+          rotationSafeAt: as === 'next' ? rotationSafeAt(now) : null,
         };
       }
       const result = await writeTransaction(async (trx): Promise<ImportResult> => {
@@ -374,7 +430,28 @@ export function createKeyService(
         const publishUntil = now + retiredPublicationSeconds() * 1000;
         if (as === 'retired') {
           await insertKey(trx, key, 'retired', now, publishUntil);
-          return { dryRun: false, kid: key.kid, status: as, retiredKid: null, publishUntil };
+          return {
+            dryRun: false,
+            kid: key.kid,
+            status: as,
+            retiredKid: null,
+            publishUntil,
+            rotationSafeAt: null,
+          };
+        }
+        // Published from now on, as a prepared next key: relying parties that cache the JWKS meet it
+        // before it signs (it may have been published elsewhere before, but that cannot be known here).
+        if (as === 'next') {
+          refuseSecondNext(only(await keyRowsByStatus(trx, 'next'), 'next'), 'nothing was imported');
+          await insertKey(trx, key, 'next', now);
+          return {
+            dryRun: false,
+            kid: key.kid,
+            status: as,
+            retiredKid: null,
+            publishUntil: null,
+            rotationSafeAt: rotationSafeAt(now),
+          };
         }
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         if (active) {
@@ -391,6 +468,7 @@ export function createKeyService(
           status: as,
           retiredKid: active?.kid ?? null,
           publishUntil: active ? publishUntil : null,
+          rotationSafeAt: null,
         };
       });
       logger?.info(

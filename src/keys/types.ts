@@ -13,6 +13,10 @@ export interface SigningKeySummary {
   removedAt: number | null;
   /** A retired key stays published in JWKS until then; null for next and active keys. */
   publishUntil: number | null;
+  /** The RSA modulus size, from the public key (the system checks compare it with import's bounds). */
+  modulusBits: number;
+  /** The RSA public exponent, from the public key. */
+  publicExponent: bigint;
 }
 
 /**
@@ -62,8 +66,9 @@ export interface LoadedSigningKey {
  *   active. (On first run `ensureActiveKey()` creates the active key and a next key likewise.) While
  *   an active key signs, `rotate()` refuses, unless forced, to activate a key relying parties may not
  *   have fetched yet: a next key published less than `keys.jwksCacheSeconds` (plus
- *   `keys.reloadIntervalMs`) ago, or a new key when there is no next key.
- * - Expired retired keys are removed by `rotate()` and `retire()` (and when `ensureActiveKey()`
+ *   `keys.reloadIntervalMs`) ago, or a new key when there is no next key (after `retire()`:
+ *   `prepareNext()` publishes a new one without activating anything).
+ * - Expired retired keys are removed by `rotate()`, `retire()` and `prepareNext()` (and when `ensureActiveKey()`
  *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
  *   (see store.ts); no separate job is needed.
  * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
@@ -83,6 +88,13 @@ export interface KeyService {
    */
   rotate(options?: { dryRun?: boolean; expect?: ExpectedKeys; force?: boolean }): Promise<RotationResult>;
   /**
+   * Generates a next key and publishes it at once, activating nothing: after `retire()` of the next
+   * key, so that a later rotation activates a key relying parties caching the JWKS already hold
+   * instead of one they meet only when it signs (which `rotate()` refuses unless forced). Refused
+   * with `next_key_exists` when there is a next key already (retire it first to replace it).
+   */
+  prepareNext(options?: { dryRun?: boolean }): Promise<PrepareNextResult>;
+  /**
    * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
    * instead, which retires it and activates another in one step.
    */
@@ -98,9 +110,15 @@ export interface KeyService {
    * plugin's `OIDC_RSA_PRIVATE_KEY`, so that tokens it signed keep verifying. `active` (the default)
    * makes it the signing key at once, the current active key retiring as in a rotation (relying
    * parties know it only if they knew it before, from the plugin's JWKS); `retired` only publishes
-   * it, for as long as a key retired now is published.
+   * it, for as long as a key retired now is published; `next` makes it the next key, published from
+   * now on and activated by a later rotation (refused, as `prepareNext()`, when there is one already).
+   * The key must sign verifiably: one RS256 signature made with its private part is checked with
+   * its public part, so that a damaged key is refused before it signs anything.
    */
-  importKey(pem: string, options?: { as?: 'active' | 'retired'; dryRun?: boolean }): Promise<ImportResult>;
+  importKey(
+    pem: string,
+    options?: { as?: 'active' | 'next' | 'retired'; dryRun?: boolean },
+  ): Promise<ImportResult>;
 }
 
 /** The active and next keys a rotation was previewed with; null where there was none. */
@@ -112,10 +130,22 @@ export interface ExpectedKeys {
 export interface ImportResult {
   dryRun: boolean;
   kid: string;
-  status: 'active' | 'retired';
+  status: 'active' | 'next' | 'retired';
   /** The formerly active key, now retired (importing as active); null otherwise. */
   retiredKid: string | null;
   publishUntil: number | null;
+  /** Importing as next: from when `rotate()` activates it without being forced; null otherwise. */
+  rotationSafeAt: number | null;
+}
+
+export interface PrepareNextResult {
+  dryRun: boolean;
+  /** The new next key; null in a dry run. */
+  kid: string | null;
+  /** From when `rotate()` activates it without being forced: once relying parties' copies hold it. */
+  rotationSafeAt: number;
+  /** Retired keys whose publication ended, removed on the way. */
+  removedKids: string[];
 }
 
 export interface RotationResult {
@@ -141,7 +171,10 @@ export interface RotationResult {
 }
 
 export interface UnpublishedKey {
-  /** `recent_next_key`: published too recently; `no_next_key`: a new key would sign at once. */
+  /**
+   * `recent_next_key`: published too recently; `no_next_key`: a new key would sign at once (prepare
+   * a next key instead, `prepareNext()`).
+   */
   reason: 'recent_next_key' | 'no_next_key';
   /** When the next key will have been published long enough; null when there is no next key. */
   safeAt: number | null;

@@ -1,5 +1,14 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { JWK } from 'jose';
+import {
+  deriveKeyEncryptionKey,
+  encryptPrivateJwk,
+  publicPart,
+  thumbprintOf,
+} from '../../src/keys/crypto.ts';
+import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
@@ -105,6 +114,47 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.equal((await server.app.keys.list()).find((key) => key.kid === next.kid)!.status, 'retired');
   });
 
+  it('offers to prepare a next key when there is none, and prepares one after saying what happens', async () => {
+    // The previous case retired the next key.
+    assert.ok(!(await server.app.keys.list()).some((key) => key.status === 'next'));
+    const without = await consoleGet(admin, url('/admin/keys'));
+    assert.match(
+      without.body,
+      /<a class="button" href="\/admin\/keys\/prepare-next">Prepare a next key…<\/a>/,
+    );
+    // The rotation's confirmation, which would need forcing now, points there as well.
+    const rotate = await consoleGet(admin, url('/admin/keys/rotate'));
+    assert.match(rotate.body, /<a href="\/admin\/keys\/prepare-next">prepare a next key<\/a> instead/);
+
+    const confirm = await consoleGet(admin, url('/admin/keys/prepare-next'));
+    assert.equal(confirm.status, 200);
+    assert.match(
+      pageText(confirm.body),
+      /A new key is generated and published in JWKS at once; it signs nothing yet\. A rotation activates it without “Rotate anyway” from about /,
+    );
+    assert.ok(
+      !(await server.app.keys.list()).some((key) => key.status === 'next'),
+      'the preview changed nothing',
+    );
+    const done = await consolePost(admin, url('/admin/keys/prepare-next'), confirm.csrf!);
+    assert.equal(done.status, 303);
+    assert.equal(done.location, '/admin/keys?done=prepared');
+    const next = (await server.app.keys.list()).find((key) => key.status === 'next')!;
+    assert.ok(next);
+    const withNext = await consoleGet(admin, url('/admin/keys?done=prepared'));
+    assert.match(pageText(withNext.body), /Prepared: the new next key is published/);
+    assert.doesNotMatch(withNext.body, /Prepare a next key…/);
+
+    // One next key at most: the same form sent twice is refused, naming the key there is.
+    const again = await consolePost(admin, url('/admin/keys/prepare-next'), confirm.csrf!);
+    assert.equal(again.status, 409);
+    assert.match(
+      pageText(again.body),
+      new RegExp(`there is already a next key, ${next.kid}, published since `),
+    );
+    assert.equal((await consoleGet(admin, url('/admin/keys/prepare-next'))).status, 409);
+  });
+
   it('lists failed back-channel deliveries, filterable by application and outcome', async () => {
     await server.app.logout.testDelivery([clientId]);
     const page = await consoleGet(admin, url(`/admin/deliveries?client_id=${clientId}&outcome=failures`));
@@ -162,5 +212,34 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.match(page.body, /<span class="big">1<\/span> active/);
     assert.match(page.body, /Failing RP/);
     assert.match(page.body, /No pending migration, every system check passes/);
+  });
+
+  it('names on the dashboard a next key that keys import would refuse (W008)', async () => {
+    const next = (await server.app.keys.list()).find((key) => key.status === 'next')!;
+    await server.app.keys.retire(next.kid);
+    // As a key imported before the bounds (exponent 3), written straight to the table.
+    const privateJwk = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      publicExponent: 3,
+    }).privateKey.export({
+      format: 'jwk',
+    }) as JWK;
+    const publicJwk = publicPart(privateJwk);
+    const kid = await thumbprintOf(publicJwk);
+    const encryptionKey = deriveKeyEncryptionKey(server.app.config.secretKey);
+    await server.app.database.db
+      .transaction()
+      .execute((trx) =>
+        insertKeyRow(
+          trx,
+          { kid, publicJwk, privateJwkEncrypted: encryptPrivateJwk(privateJwk, kid, encryptionKey) },
+          'next',
+          Date.now(),
+          null,
+        ),
+      );
+    const page = pageText((await consoleGet(admin, url('/admin'))).body);
+    assert.match(page, new RegExp(`W008 the next signing key ${kid} has public exponent 3, not 65537: `));
+    assert.match(page, new RegExp(`aa-oidc keys retire ${kid}, then aa-oidc keys prepare-next`));
   });
 });

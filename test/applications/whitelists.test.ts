@@ -125,7 +125,12 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
       .insertInto('application_whitelist')
       .values({ client_id: application.clientId, kind: 'group', name: 'Disbanded' })
       .execute();
-    const findings = await systemChecks(services.config, services.applications, services.directory);
+    const findings = await systemChecks(
+      services.config,
+      services.applications,
+      services.directory,
+      services.keys,
+    );
     assert.deepEqual(
       findings.filter((finding) => finding.id === 'W006').map((finding) => finding.hint),
       [

@@ -1,10 +1,21 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import type { JWK } from 'jose';
+import { openDatabase } from '../../src/db/connect.ts';
+import {
+  deriveKeyEncryptionKey,
+  encryptPrivateJwk,
+  publicPart,
+  thumbprintOf,
+} from '../../src/keys/crypto.ts';
+import { insertKeyRow } from '../../src/keys/queries.ts';
 import { createServices } from '../../src/services.ts';
 import {
   CHECK_IDS,
   type CheckedApplication,
   type CheckedConfig,
+  type CheckedSigningKey,
   type CheckId,
   runChecks,
 } from '../../src/checks/checks.ts';
@@ -68,14 +79,25 @@ const http: CheckedApplication = {
 const inactiveHttp: CheckedApplication = { ...http, clientId: 'rp-off', active: false };
 const plain: CheckedApplication = { clientId: 'rp-plain', active: true, backchannelLogoutUri: null };
 
-const ids = (override: Override, apps: CheckedApplication[]) =>
-  runChecks(config(override), apps).map((f) => f.id);
+/** A signing key as the checks see it: 2048 bits, exponent 65537 unless told. */
+const key = (
+  status: CheckedSigningKey['status'],
+  modulusBits = 2048,
+  publicExponent = 65537n,
+): CheckedSigningKey => ({
+  kid: `${status}-${modulusBits}-${publicExponent}`,
+  status,
+  modulusBits,
+  publicExponent,
+});
 
-/** For each id: configurations that must fire it, and close ones that must not. */
-const TABLE: Record<
-  CheckId,
-  { fires: Array<[Override, CheckedApplication[]]>; silent: Array<[Override, CheckedApplication[]]> }
-> = {
+type Case = [Override, CheckedApplication[], CheckedSigningKey[]?];
+
+const ids = (override: Override, apps: CheckedApplication[], keys: CheckedSigningKey[] = []) =>
+  runChecks(config(override), apps, keys).map((f) => f.id);
+
+/** For each id: configurations (applications, signing keys) that must fire it, and close ones that must not. */
+const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
   E001: {
     fires: [[{ issuerExplicit: false }, [https]]],
     silent: [
@@ -143,6 +165,20 @@ const TABLE: Record<
       [{ mode: 'development', metrics: { host: '0.0.0.0' } }, []],
     ],
   },
+  // Keys imported before `keys import` had bounds keep signing.
+  W008: {
+    fires: [
+      [{}, [], [key('active', 8192), key('next')]],
+      [{}, [], [key('active', 4104)]],
+      [{}, [], [key('active'), key('next', 2048, 3n)]],
+      [{ mode: 'production' }, [], [key('active', 2048, 65539n)]],
+    ],
+    silent: [
+      [{}, [], [key('active'), key('next', 4096)]],
+      // A retired key only verifies, until its tokens expire.
+      [{}, [], [key('active'), key('retired', 8192), key('removed', 2048, 3n)]],
+    ],
+  },
 };
 
 describe('system checks', () => {
@@ -152,15 +188,50 @@ describe('system checks', () => {
 
   for (const id of CHECK_IDS) {
     it(`${id} fires on the configuration that should trigger it and stays silent otherwise`, () => {
-      for (const [override, apps] of TABLE[id].fires)
-        assert.ok(ids(override, apps).includes(id), `${id} should fire for ${JSON.stringify(override)}`);
-      for (const [override, apps] of TABLE[id].silent)
+      const shown = (override: Override, keys: CheckedSigningKey[] = []) =>
+        `${JSON.stringify(override)}${keys.length > 0 ? ` with keys ${keys.map((k) => k.kid).join(', ')}` : ''}`;
+      for (const [override, apps, keys] of TABLE[id].fires)
+        assert.ok(ids(override, apps, keys).includes(id), `${id} should fire for ${shown(override, keys)}`);
+      for (const [override, apps, keys] of TABLE[id].silent)
         assert.ok(
-          !ids(override, apps).includes(id),
-          `${id} should stay silent for ${JSON.stringify(override)}`,
+          !ids(override, apps, keys).includes(id),
+          `${id} should stay silent for ${shown(override, keys)}`,
         );
     });
   }
+
+  it('W008 names each key outside the import bounds, what is wrong with it and how to replace it', () => {
+    const findings = runChecks(
+      config(),
+      [],
+      [key('active', 8192), key('next', 2048, 3n), key('retired', 8192)],
+    );
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message]),
+      [
+        [
+          'W008',
+          'warning',
+          'the active signing key active-8192-65537 has 8192 bits, more than 4096: keys import accepts RSA keys of 2048 to 4096 bits with public exponent 65537 only (a larger key makes every signature slow; some relying parties refuse another exponent)',
+        ],
+        [
+          'W008',
+          'warning',
+          'the next signing key next-2048-3 has public exponent 3, not 65537: keys import accepts RSA keys of 2048 to 4096 bits with public exponent 65537 only (a larger key makes every signature slow; some relying parties refuse another exponent)',
+        ],
+      ],
+    );
+    // The active key is replaced by a rotation, which must not catch relying parties out; a next key
+    // is replaced before it signs.
+    assert.match(
+      findings[0]!.hint,
+      /^aa-oidc keys rotate, once the next key has been published for keys\.jwksCacheSeconds .*aa-oidc keys prepare-next first/,
+    );
+    assert.equal(
+      findings[1]!.hint,
+      'aa-oidc keys retire next-2048-3, then aa-oidc keys prepare-next, before a rotation makes it sign',
+    );
+  });
 
   it('finds nothing on the defaults, and each finding has id, level, message and hint', () => {
     assert.deepEqual(runChecks(config(), [https, plain]), []);
@@ -332,5 +403,54 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
     assert.notEqual(result.code, 0);
     assert.match(result.stderr, /E006 error: /);
     assert.match(result.stderr, /refusing to start/);
+  });
+});
+
+describe(`aa-oidc check: signing keys import would refuse (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  it('warns (W008) about an active key imported before the bounds, until a rotation replaces it', async () => {
+    // As `keys import` stored keys before it had bounds: exponent 3 (a real key, so that it loads and signs).
+    const config = testConfig(database);
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 3 });
+    const privateJwk = privateKey.export({ format: 'jwk' }) as JWK;
+    const publicJwk = publicPart(privateJwk);
+    const kid = await thumbprintOf(publicJwk);
+    const handle = openDatabase(config.database);
+    try {
+      await handle.db.transaction().execute((trx) =>
+        insertKeyRow(
+          trx,
+          {
+            kid,
+            publicJwk,
+            privateJwkEncrypted: encryptPrivateJwk(privateJwk, kid, deriveKeyEncryptionKey(config.secretKey)),
+          },
+          'active',
+          Date.now(),
+          null,
+        ),
+      );
+    } finally {
+      await handle.close();
+    }
+    const env = testEnv(database);
+    const checked = await cli(['check'], env);
+    assert.equal(checked.code, 0, 'a warning: the key still signs verifiably');
+    assert.match(
+      checked.stdout,
+      new RegExp(`^W008 warning: the active signing key ${kid} has public exponent 3, not 65537: `, 'm'),
+    );
+    assert.match(checked.stdout, /^ {2}hint: aa-oidc keys rotate, once the next key has been published /m);
+
+    assert.equal((await cli(['keys', 'prepare-next'], env)).code, 0);
+    const rotated = await cli(['keys', 'rotate', '--force'], env);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    const after = await cli(['check', '--format', 'json'], env);
+    assert.deepEqual(JSON.parse(after.stdout), [], 'the retired key only verifies');
   });
 });

@@ -171,4 +171,63 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     ) as KeyJson[];
     assert.deepEqual(unchanged, listed, 'dry runs and refusals changed nothing');
   });
+
+  it('prepares a next key after the next key is retired, so that rotating needs no --force once it is published', async () => {
+    const list = async () =>
+      JSON.parse((await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout) as KeyJson[];
+    const before = await list();
+    const next = before.find((key) => key.status === 'next')!.kid;
+    const retired = await aaOidc(database, 'keys', 'retire', next);
+    assert.equal(retired.code, 0, retired.stderr);
+    assert.match(
+      retired.stdout,
+      /^note: there is no next key; `aa-oidc keys prepare-next` publishes a new one, which `aa-oidc keys rotate` activates once it has been published for keys\.jwksCacheSeconds$/m,
+    );
+    const unseen = await aaOidc(database, 'keys', 'rotate');
+    assert.equal(unseen.code, 1);
+    assert.match(
+      unseen.stderr,
+      /^aa-oidc: there is no next key \(it was retired\), .* Prepare a next key instead \(aa-oidc keys prepare-next\) and rotate once it has been published for 24 h; nothing was rotated\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
+    );
+
+    const dryRun = await aaOidc(database, 'keys', 'prepare-next', '--dry-run');
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    assert.match(
+      dryRun.stdout,
+      /^dry run: nothing changed\nwould create: a new next key \(published at once; `aa-oidc keys rotate` activates it from about \d{4}-\d\d-\d\dT[\d:.]+Z\)\n$/,
+    );
+    assert.ok(!(await list()).some((key) => key.status === 'next'), 'a dry run changes nothing');
+
+    const prepared = await aaOidc(database, 'keys', 'prepare-next');
+    assert.equal(prepared.code, 0, prepared.stderr);
+    const kid = /^next: (\S{43}) \(published now; `aa-oidc keys rotate` activates it from (\S+), /m.exec(
+      prepared.stdout,
+    );
+    assert.ok(kid, prepared.stdout);
+    const after = await list();
+    assert.equal(after.find((key) => key.status === 'next')?.kid, kid[1]);
+    assert.equal(
+      after.find((key) => key.status === 'active')?.kid,
+      before.find((key) => key.status === 'active')?.kid,
+      'nothing was activated',
+    );
+
+    const again = await aaOidc(database, 'keys', 'prepare-next');
+    assert.equal(again.code, 1);
+    assert.match(
+      again.stderr,
+      new RegExp(
+        `^aa-oidc: there is already a next key, ${kid[1]}, published since \\S+: a rotation activates it \\(without --force from ${kid[2]!.replaceAll('.', '\\.')}\\); nothing was prepared\\. To replace it, retire it first \\(aa-oidc keys retire ${kid[1]}\\)\n$`,
+      ),
+    );
+    // Published a moment ago: the rotation waits as for any next key, saying until when.
+    const early = await aaOidc(database, 'keys', 'rotate');
+    assert.equal(early.code, 1);
+    assert.match(
+      early.stderr,
+      new RegExp(
+        `^aa-oidc: the next key ${kid[1]} was published only .* Rotating is safe from ${kid[2]!.replaceAll('.', '\\.')}; `,
+      ),
+    );
+  });
 });

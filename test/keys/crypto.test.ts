@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { calculateJwkThumbprint } from 'jose';
 import {
@@ -7,8 +7,10 @@ import {
   deriveKeyEncryptionKey,
   encryptPrivateJwk,
   generateSigningKey,
+  importBoundsProblems,
   importPrivateJwk,
   KeyDecryptionError,
+  rsaShape,
   signingKeyFromPem,
 } from '../../src/keys/crypto.ts';
 import { craftedPem } from './helpers.ts';
@@ -108,6 +110,60 @@ describe('importing an RSA private key (PEM)', () => {
         `${bits} bits`,
       );
     }
+  });
+
+  it('refuses a key whose signatures would not verify: private parts that do not belong to its modulus', async () => {
+    const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+    const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+    const altered = (member: string | undefined) => {
+      const bytes = Buffer.from(member!, 'base64url');
+      bytes[bytes.length - 1]! ^= 0x02;
+      return bytes.toString('base64url');
+    };
+    // OpenSSL redoes with d a CRT signature that fails its own check, so a key with one bad private
+    // part still signs correctly: these spoil both ways of signing.
+    for (const [name, changes] of [
+      ['d and dp altered', { d: altered(jwk.d), dp: altered(jwk.dp) }],
+      ['d and qi altered', { d: altered(jwk.d), qi: altered(jwk.qi) }],
+      [
+        "another key's private parts",
+        { d: other.d, p: other.p, q: other.q, dp: other.dp, dq: other.dq, qi: other.qi },
+      ],
+    ] as const) {
+      const spoilt = { ...jwk, ...changes };
+      // Node takes such a key, and writes it out as any other.
+      const pem = createPrivateKey({ key: spoilt, format: 'jwk' })
+        .export({ format: 'pem', type: 'pkcs1' })
+        .toString();
+      await assert.rejects(
+        signingKeyFromPem(pem),
+        (error: unknown) => {
+          assert.match(
+            (error as Error).message,
+            /^the RSA private key is inconsistent: a signature made with it does not verify with its public key .*export the key again from its source/,
+          );
+          for (const member of [spoilt.n, spoilt.d, spoilt.p, pem.split('\n')[1]])
+            assert.ok(!(error as Error).message.includes(member!), 'no key material in the message');
+          return true;
+        },
+        name,
+      );
+    }
+  });
+
+  it('reads the modulus size and public exponent of a public key, and says what puts them outside the bounds', async () => {
+    for (const bits of [2048, 4096]) {
+      const { publicJwk } = await signingKeyFromPem(rsaPem(bits));
+      assert.deepEqual(rsaShape(publicJwk), { modulusBits: bits, publicExponent: 65537n });
+      assert.deepEqual(importBoundsProblems(bits, 65537n), []);
+    }
+    const crafted = createPrivateKey(craftedPem(4104, 3)).export({ format: 'jwk' });
+    assert.deepEqual(rsaShape(crafted), { modulusBits: 4104, publicExponent: 3n });
+    assert.deepEqual(importBoundsProblems(4104, 3n), [
+      '4104 bits, more than 4096',
+      'public exponent 3, not 65537',
+    ]);
+    assert.deepEqual(importBoundsProblems(1024, 65537n), ['1024 bits, fewer than 2048']);
   });
 
   it('refuses a public exponent other than 65537 (small, large or even), naming it', async () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -123,6 +123,22 @@ describe('aa-oidc keys import --pem FILE', () => {
         /public exponent is 3; a signing key must have 65537/,
       ],
       [
+        // Private parts that are not this modulus's: every signature would fail to verify.
+        'inconsistent.pem',
+        (() => {
+          const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+            format: 'jwk',
+          });
+          const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+            format: 'jwk',
+          });
+          return createPrivateKey({ key: { ...jwk, d: other.d, dp: other.dp }, format: 'jwk' })
+            .export({ format: 'pem', type: 'pkcs1' })
+            .toString();
+        })(),
+        /the RSA private key is inconsistent: a signature made with it does not verify with its public key/,
+      ],
+      [
         'encrypted.pem',
         generateKeyPairSync('rsa', { modulusLength: 2048 })
           .privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'x' })
@@ -149,5 +165,54 @@ describe('aa-oidc keys import --pem FILE', () => {
     }
     const missing = await run('keys', 'import', '--pem', path.join(dir, 'absent.pem'));
     assert.match(missing.stderr, /--pem .*absent\.pem: cannot read it \(ENOENT\)/);
+  });
+
+  it('publishes the key as the next key with --as next, once the next key is retired', async () => {
+    const key = pluginKey();
+    const kid = await calculateJwkThumbprint({ kty: 'RSA', n: key.publicJwk.n!, e: key.publicJwk.e! });
+    const file = path.join(server.database.dataDir, 'next.pem');
+    writeFileSync(file, key.pkcs8);
+    await server.app.keyStore.reload();
+    const active = server.app.keyStore.activeKid();
+    const next = server.app.keyStore.loadedKeys().find((loaded) => loaded.status === 'next')!.kid;
+
+    const refused = await run('keys', 'import', '--pem', file, '--as', 'next');
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `^aa-oidc: there is already a next key, ${next}, published since .*; nothing was imported\\. To replace it, retire it first \\(aa-oidc keys retire ${next}\\)\n$`,
+      ),
+    );
+    assert.equal((await run('keys', 'retire', next)).code, 0);
+
+    const dry = await run('keys', 'import', '--pem', file, '--as', 'next', '--dry-run');
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(
+      dry.stdout,
+      new RegExp(
+        `^dry run, nothing changed; would import: ${kid} as next \\(published from now; \`aa-oidc keys rotate\` activates it from about \\d{4}-`,
+        'm',
+      ),
+    );
+    const imported = await run('keys', 'import', '--pem', file, '--as', 'next');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.match(
+      imported.stdout,
+      new RegExp(
+        `^imported: ${kid} as next \\(published from now; \`aa-oidc keys rotate\` activates it from \\d{4}-[\\d:T.-]+Z\\)$`,
+        'm',
+      ),
+    );
+    assert.doesNotMatch(imported.stdout, /^retired:|^note:/m, 'the active key is untouched');
+    await server.app.keyStore.reload();
+    assert.equal(server.app.keyStore.activeKid(), active);
+    const jwks = (await (await fetch(`${server.issuer}/.well-known/jwks.json`)).json()) as {
+      keys: Array<{ kid: string }>;
+    };
+    assert.ok(
+      jwks.keys.some((entry) => entry.kid === kid),
+      'published at once',
+    );
   });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, type JWK } from 'jose';
 import type { Config } from '../../src/config/load.ts';
@@ -271,6 +272,92 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
     assert.equal(forced.retiredKid, next.kid);
     assert.equal(forced.unpublished?.reason, 'no_next_key', 'a forced rotation says what it overrode');
     assert.equal((await keys.list()).find((key) => key.status === 'active')?.kid, forced.activatedKid);
+  });
+
+  it('prepares a next key after a retirement, activating nothing, so that the rotation needs no force once it is published', async () => {
+    const iso = (time: number) => new Date(time).toISOString();
+    const listed = await keys.list();
+    const active = listed.find((key) => key.status === 'active')!;
+    const next = listed.find((key) => key.status === 'next')!;
+    // One next key at most: which key a rotation activates is never a guess.
+    const existing = new RegExp(
+      `^there is already a next key, ${next.kid}, published since ${iso(next.createdAt)}: a rotation activates it ` +
+        `\\(without --force from ${iso(next.createdAt + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs)}\\); ` +
+        `nothing was prepared\\. To replace it, retire it first \\(aa-oidc keys retire ${next.kid}\\)$`,
+    );
+    await assert.rejects(keys.prepareNext(), refusal('next_key_exists', existing));
+    await assert.rejects(keys.prepareNext({ dryRun: true }), refusal('next_key_exists', existing));
+    assert.deepEqual(await keys.list(), listed, 'a refusal changes nothing');
+
+    await keys.retire(next.kid);
+    // Without a next key, the refused rotation points the way.
+    await assert.rejects(
+      keys.rotate(),
+      refusal(
+        'unpublished_key',
+        /Prepare a next key instead \(aa-oidc keys prepare-next\) and rotate once it has been published for 24 h; nothing was rotated$/,
+      ),
+    );
+    const safeAt = (publishedAt: number) =>
+      publishedAt + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
+    const preview = await keys.prepareNext({ dryRun: true });
+    assert.deepEqual(preview, { dryRun: true, kid: null, rotationSafeAt: safeAt(clock), removedKids: [] });
+    assert.ok(!(await keys.list()).some((key) => key.status === 'next'), 'a dry run changes nothing');
+
+    const prepared = await keys.prepareNext();
+    const after = await keys.list();
+    const published = after.find((key) => key.status === 'next')!;
+    assert.equal(published.kid, prepared.kid);
+    assert.equal(prepared.rotationSafeAt, safeAt(published.createdAt));
+    assert.equal(after.find((key) => key.status === 'active')?.kid, active.kid, 'nothing was activated');
+    await assert.rejects(keys.prepareNext(), refusal('next_key_exists', /nothing was prepared/));
+
+    // Published from now: a rotation waits as after any other (not as for a key never published)...
+    const early = await keys.rotate({ dryRun: true });
+    assert.deepEqual(
+      [early.unpublished?.reason, early.unpublished?.safeAt],
+      ['recent_next_key', prepared.rotationSafeAt],
+    );
+    // ...and activates it without force from the time it said.
+    clock = prepared.rotationSafeAt;
+    const rotation = await keys.rotate();
+    assert.deepEqual(
+      [rotation.activatedKid, rotation.retiredKid, rotation.unpublished],
+      [prepared.kid, active.kid, null],
+    );
+  });
+
+  it('imports a key as the next key: published now, activated by a later rotation; refused while there is a next key', async () => {
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const next = (await keys.list()).find((key) => key.status === 'next')!;
+    await assert.rejects(
+      keys.importKey(pem, { as: 'next' }),
+      refusal(
+        'next_key_exists',
+        new RegExp(`^there is already a next key, ${next.kid}, .*nothing was imported\\. To replace it`),
+      ),
+    );
+    await assert.rejects(
+      keys.importKey(pem, { as: 'next', dryRun: true }),
+      refusal('next_key_exists', /nothing was imported/),
+    );
+    await keys.retire(next.kid);
+    const active = (await keys.list()).find((key) => key.status === 'active')!;
+    const dry = await keys.importKey(pem, { as: 'next', dryRun: true });
+    assert.deepEqual(
+      [dry.status, dry.retiredKid, dry.publishUntil, dry.rotationSafeAt],
+      ['next', null, null, clock + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs],
+    );
+    const imported = await keys.importKey(pem, { as: 'next' });
+    const listed = await keys.list();
+    assert.equal(listed.find((key) => key.status === 'next')?.kid, imported.kid);
+    assert.equal(listed.find((key) => key.status === 'active')?.kid, active.kid);
+    assert.equal((await keys.rotate({ dryRun: true })).unpublished?.safeAt, imported.rotationSafeAt);
+    await assert.rejects(
+      keys.importKey(pem, { as: 'pending' as never }),
+      refusal('invalid_key', /cannot import a key as "pending": use active, next or retired/),
+    );
   });
 
   it('activates a first key without asking: with no active key, nothing has been signed yet', async () => {

@@ -11,7 +11,7 @@ export function registerCheck(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
       const findings = await withServices(io, (services) =>
-        systemChecks(services.config, services.applications, services.directory),
+        systemChecks(services.config, services.applications, services.directory, services.keys),
       );
       io.stdout.write(
         options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),

@@ -74,7 +74,9 @@ async function readPem(file: string): Promise<string> {
 export function registerKeys(program: Command, io: CliIo): void {
   const keys = program
     .command('keys')
-    .description('signing keys: list, rotate, retire, import (lifecycle next → active → retired → removed)');
+    .description(
+      'signing keys: list, rotate, retire, prepare-next, import (lifecycle next → active → retired → removed)',
+    );
 
   keys
     .command('list')
@@ -89,7 +91,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .command('rotate')
     .description(
       'activate the next key (or a new one), retire the active key (it stays published for the longest token lifetime), and prepare a new next key; ' +
-        'refused while the next key has been published for less than keys.jwksCacheSeconds (relying parties caching the JWKS would not know it yet), or when there is no next key, unless --force',
+        'refused while the next key has been published for less than keys.jwksCacheSeconds (relying parties caching the JWKS would not know it yet), or when there is no next key (`keys prepare-next` makes one), unless --force',
     )
     .option('--dry-run', 'show what would change, change nothing')
     .option(
@@ -137,29 +139,63 @@ export function registerKeys(program: Command, io: CliIo): void {
     });
 
   keys
+    .command('prepare-next')
+    .description(
+      'generate a next key and publish it now, activating nothing (after `keys retire` of the next key): `keys rotate` activates it once it has been published for keys.jwksCacheSeconds; ' +
+        'refused when there is a next key already',
+    )
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (options: { dryRun?: boolean }) => {
+      const result = await withKeyService(io, (service) =>
+        service.prepareNext({ dryRun: options.dryRun === true }),
+      );
+      const safeAt = isoTime(result.rotationSafeAt);
+      const lines = result.dryRun
+        ? [
+            'dry run: nothing changed',
+            `would create: a new next key (published at once; \`aa-oidc keys rotate\` activates it from about ${safeAt})`,
+          ]
+        : [
+            `next: ${result.kid} (published now; \`aa-oidc keys rotate\` activates it from ${safeAt}, once relying parties caching the JWKS hold it)`,
+            ...result.removedKids.map((kid) => `removed: ${kid} (publication ended)`),
+          ];
+      io.stdout.write(textLines(lines));
+    });
+
+  keys
     .command('import')
     .description(
-      "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key at once (relying parties see the same key as before, if they knew it from the plugin)",
+      "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key at once (relying parties see the same key as before, if they knew it from the plugin); " +
+        'refused unless a signature made with it verifies with its public key',
     )
     .requiredOption(
       '--pem <file>',
       'the PEM file (one RSA key of 2048 to 4096 bits with public exponent 65537, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
     )
     .addOption(
-      new Option('--as <status>', 'active: sign with it from now on; retired: only publish it')
-        .choices(['active', 'retired'])
+      new Option(
+        '--as <status>',
+        'active: sign with it from now on; next: publish it now, `keys rotate` activates it later (refused when there is a next key); retired: only publish it',
+      )
+        .choices(['active', 'next', 'retired'])
         .default('active'),
     )
     .option('--dry-run', 'show what would change, change nothing')
-    .action(async (options: { pem: string; as: 'active' | 'retired'; dryRun?: boolean }) => {
+    .action(async (options: { pem: string; as: 'active' | 'next' | 'retired'; dryRun?: boolean }) => {
       const pem = await readPem(options.pem);
       const { result, cacheSeconds } = await withKeyService(io, async (service) => ({
         result: await service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
         cacheSeconds: service.jwksCacheSeconds(),
       }));
       const until = isoTime(result.publishUntil);
+      const detail =
+        result.status === 'retired'
+          ? ` (published until ${until})`
+          : result.status === 'next'
+            ? ` (published from now; \`aa-oidc keys rotate\` activates it from ${result.dryRun ? 'about ' : ''}${isoTime(result.rotationSafeAt)})`
+            : '';
       const lines = [
-        `${result.dryRun ? 'dry run, nothing changed; would import' : 'imported'}: ${result.kid} as ${result.status}${result.status === 'retired' ? ` (published until ${until})` : ''}`,
+        `${result.dryRun ? 'dry run, nothing changed; would import' : 'imported'}: ${result.kid} as ${result.status}${detail}`,
         ...(result.retiredKid
           ? [`${result.dryRun ? 'would retire' : 'retired'}: ${result.retiredKid} (published until ${until})`]
           : []),
@@ -191,6 +227,10 @@ export function registerKeys(program: Command, io: CliIo): void {
         `${prefix}: ${result.key.kid} (a next key signs nothing, so it leaves JWKS at the next clean-up)`,
       ];
       for (const removed of result.removedKids) lines.push(`removed: ${removed} (publication ended)`);
+      // Without a next key, a rotation would activate a key no relying party has seen.
+      lines.push(
+        `note: there ${result.dryRun ? 'would be' : 'is'} no next key; \`aa-oidc keys prepare-next\` publishes a new one, which \`aa-oidc keys rotate\` activates once it has been published for keys.jwksCacheSeconds`,
+      );
       io.stdout.write(textLines(lines));
     });
 }

@@ -32,7 +32,7 @@ export function registerServe(program: Command, io: CliIo): void {
         // configuration can be judged).
         const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;
         const findings = migrated
-          ? await systemChecks(config, app.applications, app.directory)
+          ? await systemChecks(config, app.applications, app.directory, app.keys)
           : runChecks(config, []);
         if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
         if (hasError(findings))

@@ -36,9 +36,9 @@ export function registerWorker(program: Command, io: CliIo): void {
       }
       // Private targets allowed in production (E006) refuse the worker as they refuse `serve`; the
       // checks about serving HTTP are not the worker's.
-      const findings = (await systemChecks(config, services.applications, services.directory)).filter(
-        (finding) => WORKER_CHECKS.has(finding.id),
-      );
+      const findings = (
+        await systemChecks(config, services.applications, services.directory, services.keys)
+      ).filter((finding) => WORKER_CHECKS.has(finding.id));
       if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
       if (hasError(findings)) {
         await services.close();
