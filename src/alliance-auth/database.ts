@@ -17,6 +17,8 @@ export interface AllianceAuthConnection {
   displayUrl: string;
   /** MariaDB's TLS settings from the URL (`ssl-mode`, `ssl-ca`); PostgreSQL's are node-postgres's own. */
   mysqlTls: MysqlTlsSettings | undefined;
+  /** How long the server lets one statement run (`STATEMENT_TIMEOUT_MS` unless a test set another). */
+  statementTimeoutMs: number;
   close(): Promise<void>;
 }
 
@@ -29,8 +31,12 @@ export class AllianceAuthDatabaseError extends Error {
 
 /** How long a new connection may take to open. */
 export const CONNECT_TIMEOUT_MS = 5000;
-/** A query that takes longer than this is abandoned by the server (PostgreSQL) or the driver. */
-const STATEMENT_TIMEOUT_MS = 15_000;
+/**
+ * A statement that runs longer than this is abandoned by the server: PostgreSQL's
+ * `statement_timeout`, MariaDB's `max_statement_time` (MySQL's `max_execution_time`). It counts the
+ * time spent waiting for a lock too (a migration altering AA's tables, a backup's `LOCK TABLES`).
+ */
+export const STATEMENT_TIMEOUT_MS = 15_000;
 
 /** `mysql://…` (or `mariadb://…`) or `postgres://…`; anything else names the setting and the valid forms. */
 export function allianceAuthDatabaseKind(url: string): AllianceAuthDatabaseKind {
@@ -46,6 +52,8 @@ export interface OpenAllianceAuthOptions {
   onIdleConnectionError?: (error: Error) => void;
   /** Connections in the pool (default 5: a poll cycle and a few sign-ins at once). */
   poolSize?: number;
+  /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; tests set a shorter one). */
+  statementTimeoutMs?: number;
 }
 
 /**
@@ -60,6 +68,7 @@ export function openAllianceAuthDatabase(
   const kind = allianceAuthDatabaseKind(url);
   const displayUrl = redactUrl(url);
   const poolSize = options.poolSize ?? 5;
+  const statementTimeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   if (kind === 'mysql') {
     const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
     const pool = load<typeof mysql>('mysql2').createPool({
@@ -85,25 +94,23 @@ export function openAllianceAuthDatabase(
           await connection.executeQuery(CompiledQuery.raw('SET SESSION group_concat_max_len = 1048576'));
           // MariaDB's name; MySQL calls it max_execution_time (milliseconds), hence best effort.
           await connection
-            .executeQuery(
-              CompiledQuery.raw(`SET SESSION max_statement_time = ${STATEMENT_TIMEOUT_MS / 1000}`),
-            )
+            .executeQuery(CompiledQuery.raw(`SET SESSION max_statement_time = ${statementTimeoutMs / 1000}`))
             .catch(() =>
               connection.executeQuery(
-                CompiledQuery.raw(`SET SESSION max_execution_time = ${STATEMENT_TIMEOUT_MS}`),
+                CompiledQuery.raw(`SET SESSION max_execution_time = ${statementTimeoutMs}`),
               ),
             )
             .catch(() => undefined);
         },
       }),
     });
-    return { db, kind, displayUrl, mysqlTls: tls, close: () => db.destroy() };
+    return { db, kind, displayUrl, mysqlTls: tls, statementTimeoutMs, close: () => db.destroy() };
   }
   const pool = new (load<typeof pg>('pg').Pool)({
     connectionString: url,
     max: poolSize,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    options: `-c default_transaction_read_only=on -c statement_timeout=${STATEMENT_TIMEOUT_MS}`,
+    options: `-c default_transaction_read_only=on -c statement_timeout=${statementTimeoutMs}`,
   });
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
   // A connection that dies while checked out emits 'error' with no pool listener attached: without
@@ -111,7 +118,18 @@ export function openAllianceAuthDatabase(
   // drops the connection when it is released.
   pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
   const db = new Kysely<AllianceAuthDatabase>({ dialect: new PostgresDialect({ pool }) });
-  return { db, kind, displayUrl, mysqlTls: undefined, close: () => db.destroy() };
+  return { db, kind, displayUrl, mysqlTls: undefined, statementTimeoutMs, close: () => db.destroy() };
+}
+
+/**
+ * True when the server abandoned the statement for running past the statement timeout: MariaDB's
+ * ER_STATEMENT_TIMEOUT (1969, "max_statement_time exceeded"), MySQL's ER_QUERY_TIMEOUT (3024), and
+ * PostgreSQL's query_canceled (57014, which an administrator's `pg_cancel_backend` raises too). The
+ * database answered: it is reachable, only too slow or held up by a lock.
+ */
+export function isStatementTimeout(error: unknown): boolean {
+  const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
+  return errno === 1969 || errno === 3024 || code === '57014';
 }
 
 /** The URL's TLS parameters, or an error naming the setting and what would be valid. */

@@ -15,7 +15,7 @@ import {
   readCatalogNames,
   underCurrentNames,
 } from './catalog-names.ts';
-import type { AllianceAuthConnection } from './database.ts';
+import { type AllianceAuthConnection, isStatementTimeout } from './database.ts';
 import {
   type AllianceAuthChange,
   diffFingerprints,
@@ -50,13 +50,18 @@ export type PollOutcome =
   | { outcome: 'not_leader' }
   /** Alliance Auth's database did not answer; nothing changed, the next cycle tries again. */
   | { outcome: 'aa_unreachable'; error: string }
+  /**
+   * Alliance Auth's database answered, but gave up on a read at its statement timeout (a lock held
+   * on AA's tables, a server short of CPU or disk); nothing changed, the next cycle tries again.
+   */
+  | { outcome: 'aa_timed_out'; error: string }
   /** Alliance Auth answered with no user at all while users were known: refused, not applied. */
   | { outcome: 'refused_empty'; known: number }
   /** Another instance took the lease over while this cycle ran: rolled back. */
   | { outcome: 'lease_lost' };
 
 export interface PollerDependencies {
-  aa: Pick<AllianceAuthConnection, 'db' | 'kind'>;
+  aa: Pick<AllianceAuthConnection, 'db' | 'kind' | 'statementTimeoutMs'>;
   db: Kysely<Database>;
   intervalMs: number;
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -140,7 +145,8 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let timer: NodeJS.Timeout | undefined;
   let stopped = true;
   let last: PollOutcome | undefined;
-  let unreachableSince: number | undefined;
+  /** Since when AA's database has failed every cycle, and how (logged once each time that changes). */
+  let failing: { since: number; kind: 'unreachable' | 'timed_out' } | undefined;
 
   const acquireLease = async (): Promise<
     { generation: number; lastSuccessAt: number | null } | undefined
@@ -183,6 +189,30 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   const cachedTexts = (generation: number): Map<number, string> | undefined =>
     cache && cache.generation === generation ? cache.texts : undefined;
 
+  /** How many users the last completed cycle recorded (for messages), or undefined when unknown. */
+  const usersRecorded = async (generation: number): Promise<number | undefined> => {
+    if (cache && cache.generation === generation) return cache.fingerprints.size;
+    const row = await db
+      .selectFrom('aa_user_fingerprint')
+      .select((eb) => eb.fn.countAll().as('users'))
+      .executeTakeFirst()
+      .catch(() => undefined);
+    return row === undefined ? undefined : Number(row.users);
+  };
+
+  /** Once a timeout episode: which read ran out of time, at how many users, and what to look at. */
+  const reportTimeout = async (read: string, message: string, generation: number) => {
+    const users = await usersRecorded(generation);
+    const seconds = deps.aa.statementTimeoutMs / 1000;
+    const scale = users
+      ? `at ${users.toLocaleString('en-US')} users (as of the last cycle)`
+      : 'before any cycle completed';
+    logger.error(
+      { err: { message }, users, statementTimeoutMs: deps.aa.statementTimeoutMs },
+      `the Alliance Auth ${read} ran out of time after ${seconds} s ${scale}: Alliance Auth's database answers but gave up on the statement. Look for what holds AA's tables (a migration or ALTER TABLE, a long transaction, a backup's LOCK TABLES: SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk; the query takes a few seconds at most with 50,000 users (docs/performance.md). Until it completes, AA's changes are not followed (no revocation or back-channel logout for them; sign-ins still read AA); polling goes on and resumes where it stopped`,
+    );
+  };
+
   const cycle = async (): Promise<PollOutcome> => {
     const lease = await acquireLease();
     if (lease === undefined) {
@@ -195,23 +225,33 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     // Sign-ins from now on are judged by the next cycle: this read may not show the access they
     // were given (AA read live at sign-in), and judging them by it would take that access away.
     const readStartedAt = now();
+    let reading = 'fingerprint query';
     try {
       read = await readFingerprints(deps.aa.db);
+      reading = 'query of the state and group names';
       names = await readCatalogNames(deps.aa.db);
     } catch (error) {
       const message = (error as Error).message;
-      if (unreachableSince === undefined) {
-        unreachableSince = now();
-        logger.warn(
-          { err: { message } },
-          "Alliance Auth's database is unreachable; polling goes on and resumes where it stopped",
-        );
+      const kind = isStatementTimeout(error) ? 'timed_out' : 'unreachable';
+      if (failing?.kind !== kind) {
+        failing = { since: failing?.since ?? now(), kind };
+        if (kind === 'timed_out') await reportTimeout(reading, message, generation);
+        else
+          logger.warn(
+            { err: { message } },
+            "Alliance Auth's database is unreachable; polling goes on and resumes where it stopped",
+          );
       }
-      return { outcome: 'aa_unreachable', error: message };
+      return { outcome: kind === 'timed_out' ? 'aa_timed_out' : 'aa_unreachable', error: message };
     }
-    if (unreachableSince !== undefined) {
-      logger.info({ downForMs: now() - unreachableSince }, "Alliance Auth's database answers again");
-      unreachableSince = undefined;
+    if (failing !== undefined) {
+      logger.info(
+        { downForMs: now() - failing.since },
+        failing.kind === 'timed_out'
+          ? "Alliance Auth's database completes the poll's queries again"
+          : "Alliance Auth's database answers again",
+      );
+      failing = undefined;
     }
     const stored = await storedFingerprints(generation);
     if (read.size === 0 && stored.size > 0) {

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, it } from 'node:test';
-import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
+import { sql } from 'kysely';
+import {
+  isStatementTimeout,
+  openAllianceAuthDatabase,
+  type AllianceAuthConnection,
+} from '../../src/alliance-auth/database.ts';
 import type { CatalogRename } from '../../src/alliance-auth/catalog-names.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import {
@@ -21,6 +26,20 @@ import { connect, createTestDatabase, type TestDatabase } from '../helpers/datab
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
 const silent = { info() {}, warn() {}, error() {}, debug() {} };
+
+it("knows each server's statement timeout, and nothing else, as one", () => {
+  // MariaDB's ER_STATEMENT_TIMEOUT, MySQL's ER_QUERY_TIMEOUT, PostgreSQL's query_canceled.
+  for (const error of [{ errno: 1969 }, { errno: 3024 }, { code: '57014' }])
+    assert.equal(
+      isStatementTimeout(Object.assign(new Error('timed out'), error)),
+      true,
+      JSON.stringify(error),
+    );
+  // Connection refused, an access denied, a lock wait on a write (never the poller's), none.
+  for (const error of [{ code: 'ECONNREFUSED' }, { errno: 1045 }, { errno: 1205 }, { code: '08006' }, {}])
+    assert.equal(isStatementTimeout(Object.assign(new Error('failed'), error)), false, JSON.stringify(error));
+  assert.equal(isStatementTimeout(undefined), false);
+});
 
 await describeOnEachAllianceAuth(
   (database) => `Following Alliance Auth's changes by polling, on ${database}`,
@@ -319,6 +338,67 @@ await describeOnEachAllianceAuth(
       assert.equal(applied.length, 1);
       assert.equal((await a.pollOnce()).outcome, 'not_leader');
       await b.stop();
+    });
+
+    it('reports a read AA gave up on at its statement timeout as such, not as unreachable, and resumes after', async () => {
+      const logged: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+      const record = (level: string) => (fields: object, message?: string) =>
+        logged.push({ level, fields: fields as Record<string, unknown>, message: message ?? '' });
+      const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug() {} };
+      const slow = openAllianceAuthDatabase(fixture.readerUrl, { statementTimeoutMs: 500 });
+      try {
+        const p = poller({ aa: slow, logger });
+        assert.equal((await p.pollOnce()).outcome, 'baseline');
+        // Alliance Auth's side holds the memberships table (a migration altering it, a backup's
+        // lock): the fingerprint query waits for it until the server gives up on the statement.
+        await fixture.owner.connection().execute(async (holder) => {
+          if (kind === 'mysql') await sql`LOCK TABLES auth_user_groups WRITE`.execute(holder);
+          else {
+            await sql`BEGIN`.execute(holder);
+            await sql`LOCK TABLE auth_user_groups IN ACCESS EXCLUSIVE MODE`.execute(holder);
+          }
+          try {
+            assert.equal((await p.pollOnce()).outcome, 'aa_timed_out');
+            assert.equal((await p.pollOnce()).outcome, 'aa_timed_out');
+          } finally {
+            await sql.raw(kind === 'mysql' ? 'UNLOCK TABLES' : 'ROLLBACK').execute(holder);
+          }
+        });
+        const errors = logged.filter((entry) => entry.level === 'error');
+        assert.equal(errors.length, 1, 'once while it lasts');
+        assert.match(
+          errors[0]!.message,
+          /^the Alliance Auth fingerprint query ran out of time after 0\.5 s at 6 users \(as of the last cycle\): Alliance Auth's database answers but gave up on the statement\. Look for what holds AA's tables .*SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL/,
+        );
+        assert.equal(errors[0]!.fields.users, 6);
+        assert.equal(errors[0]!.fields.statementTimeoutMs, 500);
+        assert.deepEqual(
+          logged.filter((entry) => /unreachable/.test(entry.message)),
+          [],
+          'not called unreachable',
+        );
+        assert.equal(applied.length, 0);
+        // Unseen by the cycles that timed out (MariaDB holds AA's own writes to the locked table's
+        // parent, so it is made once the lock is gone).
+        await actions.deactivate(2);
+        const resumed = await p.pollOnce();
+        assert.equal(resumed.outcome, 'applied');
+        assert.deepEqual(
+          applied.flat().map((change) => [change.kind, change.userId]),
+          [
+            ['user_deactivated', 2],
+            ['user_state_changed', 2],
+          ],
+          'the change made meanwhile, once',
+        );
+        assert.equal(
+          logged.filter((entry) => /completes the poll's queries again/.test(entry.message)).length,
+          1,
+        );
+        await p.stop();
+      } finally {
+        await slow.close();
+      }
     });
 
     it('survives losing the connection to AA: nothing is emitted meanwhile, and nothing spurious after', async () => {
