@@ -41,6 +41,19 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
         <p><a href="/admin/keys">Signing keys</a></p>`,
       { status: error.code === 'unknown_kid' || error.code === 'invalid_kid' ? 404 : 409 },
     );
+  /** What `work` answers, or undefined once the `KeyError` it threw is shown as the refusal page. */
+  const unlessRefused = async <T>(
+    request: ConsoleRequest,
+    work: () => Promise<T>,
+  ): Promise<T | undefined> => {
+    try {
+      return await work();
+    } catch (error) {
+      if (!(error instanceof KeyError)) throw error;
+      refused(request, error);
+      return undefined;
+    }
+  };
 
   return [
     {
@@ -223,13 +236,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/prepare-next',
       access: 'superuser',
       async handle(request) {
-        let preview;
-        try {
-          preview = await deps.keys.prepareNext({ dryRun: true });
-        } catch (error) {
-          if (error instanceof KeyError) return refused(request, error);
-          throw error;
-        }
+        const preview = await unlessRefused(request, () => deps.keys.prepareNext({ dryRun: true }));
+        if (!preview) return;
         renderAdmin(
           request,
           '/admin/keys',
@@ -259,12 +267,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/prepare-next',
       access: 'superuser',
       async handle(request) {
-        try {
-          await deps.keys.prepareNext();
-        } catch (error) {
-          if (error instanceof KeyError) return refused(request, error);
-          throw error;
-        }
+        if (!(await unlessRefused(request, () => deps.keys.prepareNext()))) return;
         request.seeOther('/admin/keys?done=prepared');
       },
     },
@@ -274,13 +277,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const kid = request.params.kid ?? '';
-        let preview;
-        try {
-          preview = await deps.keys.retire(kid, { dryRun: true });
-        } catch (error) {
-          if (error instanceof KeyError) return refused(request, error);
-          throw error;
-        }
+        const preview = await unlessRefused(request, () => deps.keys.retire(kid, { dryRun: true }));
+        if (!preview) return;
         renderAdmin(
           request,
           '/admin/keys',
@@ -312,12 +310,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/:kid/retire',
       access: 'superuser',
       async handle(request) {
-        try {
-          await deps.keys.retire(request.params.kid ?? '');
-        } catch (error) {
-          if (error instanceof KeyError) return refused(request, error);
-          throw error;
-        }
+        if (!(await unlessRefused(request, () => deps.keys.retire(request.params.kid ?? '')))) return;
         request.seeOther('/admin/keys?done=retired');
       },
     },
