@@ -9,16 +9,20 @@ import { addressKey } from './interactions/throttle.ts';
  * authorize URL. Unbounded, wrong-secret requests would keep libuv's thread pool (four threads) busy,
  * and Argon2 sign-ins, file reads and DNS lookups wait behind them. So, per process:
  *
- * - at most `running` checks run at once, and at most `waiting` more wait their turn, first come
- *   first served; beyond that a request is refused at once (`busy`) without any check;
+ * - at most `running` checks run at once, and at most `waiting` more wait their turn (or for a check
+ *   of their own pair, below), first come first served; beyond that a request is refused at once
+ *   (`busy`) without any check;
  * - after `failuresPerAddress` wrong secrets for one client from one address (an IPv6 /64) within
  *   `windowMs`, that address is refused unchecked for that client (`throttled`) until the oldest
  *   failure leaves the window. Other addresses are not: a relying party with the right secret still
  *   gets through, and its first success ends the hash, and with it every cost.
  *
- * A check that waited finds the hash replaced when the one before it was a success of the same
- * client: it then compares the cheap digest (`verifyImportedSecret`), so a relying party's burst of
- * parallel first requests all succeed for one PBKDF2 run.
+ * Checks of a pair under way count against its budget until they end: a request that would go past
+ * it only because of them waits (counted among the `waiting`) for one of them to end, and is then
+ * judged again: refused if they failed, checked if one succeeded. A check that waited finds the hash
+ * replaced when the one before it was a success of the same client: it then compares the cheap
+ * digest (`verifyImportedSecret`), so a relying party's burst of parallel first requests all
+ * succeed for one PBKDF2 run.
  */
 export interface ImportedSecretLimits {
   running: number;
@@ -56,6 +60,8 @@ interface AddressState {
   failures: number[];
   /** Checks of this pair running or waiting: they count against the budget until they end. */
   pending: number;
+  /** Requests of this pair waiting for one of its pending checks to end, to be judged again. */
+  parked: Array<() => void>;
 }
 
 export function createImportedSecretGate(
@@ -66,6 +72,8 @@ export function createImportedSecretGate(
   const addresses = new Map<string, AddressState>();
   const queue: Array<() => void> = [];
   let running = 0;
+  /** Requests waiting for a check of their own pair to end (`AddressState.parked`, all pairs). */
+  let parked = 0;
 
   const acquire = (): Promise<void> | undefined => {
     if (running < limits.running) {
@@ -84,21 +92,31 @@ export function createImportedSecretGate(
   return {
     async check(clientId, address, presented) {
       const key = `${clientId}\n${addressKey(address)}`;
-      const at = now();
-      let state = addresses.get(key);
-      if (state) state.failures = state.failures.filter((failedAt) => failedAt > at - limits.windowMs);
-      const used = state ? state.failures.length + state.pending : 0;
-      if (used >= limits.failuresPerAddress) {
-        const oldest = state!.failures[0];
-        return {
-          outcome: 'throttled',
-          retryAfterSeconds:
-            oldest === undefined ? 1 : Math.max(1, Math.ceil((oldest + limits.windowMs - at) / 1000)),
-        };
+      let state: AddressState | undefined;
+      for (;;) {
+        const at = now();
+        state = addresses.get(key);
+        if (state) state.failures = state.failures.filter((failedAt) => failedAt > at - limits.windowMs);
+        const failures = state?.failures ?? [];
+        if (failures.length >= limits.failuresPerAddress) {
+          return {
+            outcome: 'throttled',
+            retryAfterSeconds:
+              failures[0] === undefined
+                ? 1
+                : Math.max(1, Math.ceil((failures[0] + limits.windowMs - at) / 1000)),
+          };
+        }
+        if (running >= limits.running && queue.length + parked >= limits.waiting) return { outcome: 'busy' };
+        if (!state || failures.length + state.pending < limits.failuresPerAddress) break;
+        // The budget is spent only if the checks under way fail: wait for one to end, then judge again.
+        const { parked: waiters } = state;
+        parked += 1;
+        await new Promise<void>((resolve) => waiters.push(resolve));
+        parked -= 1;
       }
-      if (running >= limits.running && queue.length >= limits.waiting) return { outcome: 'busy' };
       if (!state) {
-        state = { failures: [], pending: 0 };
+        state = { failures: [], pending: 0, parked: [] };
         setNewest(addresses, key, state, limits.remembered);
       }
       state.pending += 1;
@@ -116,6 +134,7 @@ export function createImportedSecretGate(
         const forget = check?.matches === true || (state.pending === 0 && state.failures.length === 0);
         // Unless the bound forgot it meanwhile and a newer request keeps its own.
         if (forget && addresses.get(key) === state) addresses.delete(key);
+        for (const wake of state.parked.splice(0)) wake();
       }
       const throttles =
         check.against === 'hash' && !check.matches && state.failures.length === limits.failuresPerAddress;

@@ -118,6 +118,72 @@ describe('the gate of secrets imported as PBKDF2 hashes', () => {
     assert.ok(answer.outcome === 'checked' && answer.check.matches);
   });
 
+  it("checks a relying party's burst of right secrets from one address, past the budget of checks under way", async () => {
+    const hasher = heldHasher();
+    const gate = createImportedSecretGate((id, presented) => hasher.verify(id, presented));
+    const rp = '203.0.113.20';
+    // Eight first requests at once (several sign-ins exchanging their codes): none is wrong.
+    const answers = Array.from({ length: 8 }, () => gate.check('legacy', rp, 'right-secret'));
+    await settle();
+    while (hasher.held > 0) {
+      hasher.finishOne();
+      await settle();
+    }
+    const outcomes = await Promise.all(answers);
+    assert.deepEqual(
+      outcomes.map((answer) => (answer.outcome === 'checked' ? answer.check.matches : answer.outcome)),
+      Array(8).fill(true),
+    );
+    assert.equal(hasher.mostAtOnce, 1);
+  });
+
+  it('judges a request that waited on the checks under way of its address by their outcome', async () => {
+    const hasher = heldHasher();
+    const gate = createImportedSecretGate((id, presented) => hasher.verify(id, presented));
+    const address = '198.51.100.7';
+    // Four wrong secrets under way, then the right one: the budget has room for it.
+    const wrong = Array.from({ length: 4 }, (_, i) => gate.check('legacy', address, `guess-${i}`));
+    const right = gate.check('legacy', address, 'right-secret');
+    // A sixth waits: it would be refused only if the fifth failed as well.
+    const sixth = gate.check('legacy', address, 'guess-again');
+    await settle();
+    while (hasher.held > 0) {
+      hasher.finishOne();
+      await settle();
+    }
+    assert.ok((await Promise.all(wrong)).every((answer) => answer.outcome === 'checked'));
+    const passed = await right;
+    assert.ok(passed.outcome === 'checked' && passed.check.matches);
+    // The success forgot the failures: the sixth is checked (against the digest, in the service).
+    assert.equal((await sixth).outcome, 'checked');
+    assert.equal(hasher.runs, 6);
+  });
+
+  it('counts the requests waiting on their address among the 16 waiting', async () => {
+    const hasher = heldHasher();
+    const gate = createImportedSecretGate((id, presented) => hasher.verify(id, presented));
+    const { running, waiting, failuresPerAddress } = IMPORTED_SECRET_LIMITS;
+    const answered: string[] = [];
+    const answers: Array<Promise<ImportedSecretAnswer>> = [];
+    const ask = (address: string) => {
+      const answer = gate.check('legacy', address, 'wrong');
+      void answer.then(({ outcome }) => answered.push(outcome));
+      answers.push(answer);
+    };
+    // One address fills its budget and parks as many again; others fill the rest of the queue.
+    for (let i = 0; i < 2 * failuresPerAddress; i += 1) ask('198.51.100.1');
+    for (let i = 0; i < running + waiting; i += 1) ask(`203.0.113.${i + 1}`);
+    await settle();
+    const admitted = running + waiting;
+    assert.deepEqual(answered, Array(2 * failuresPerAddress + running + waiting - admitted).fill('busy'));
+    while (hasher.held > 0) {
+      hasher.finishOne();
+      await settle();
+    }
+    await Promise.all(answers);
+    assert.equal(hasher.runs, admitted - failuresPerAddress);
+  });
+
   it('counts IPv6 addresses of one /64 together', async () => {
     const hasher = heldHasher();
     const gate = createImportedSecretGate((id, presented) => hasher.verify(id, presented));
