@@ -44,6 +44,7 @@ export interface AccountDependencies {
 const DONE: Readonly<Record<string, string>> = {
   revoked:
     'Access revoked: the application was told to sign you out, and asks again before it can use your account.',
+  'nothing-held': 'Nothing to revoke: that application held no access to your account.',
   password: 'Password changed.',
   'two-factor-off': 'Two-factor sign-in is off.',
 };
@@ -279,11 +280,14 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       async handle(request) {
         const clientId = request.params.clientId ?? '';
         if (clientId !== ACCOUNT_CONSOLE_CLIENT_ID && clientId.length <= 100) {
-          await deps.tokens.revokeApplication(profileOf(request).id, clientId, {
+          const result = await deps.tokens.revokeApplication(profileOf(request).id, clientId, {
             note: 'revoked by the user on the account page',
           });
+          if (result.revoked.length > 0 || result.grantsRemoved > 0)
+            return request.seeOther('/account?done=revoked#apps');
         }
-        request.seeOther('/account?done=revoked#apps');
+        // Nothing of the user's there (never allowed, or revoked already): nothing was sent.
+        request.seeOther('/account?done=nothing-held#apps');
       },
     },
     {
@@ -293,8 +297,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       async handle(request) {
         const profile = profileOf(request);
         const current = (request.form.get('current_password') ?? '').slice(0, 1024);
-        const next = (request.form.get('new_password') ?? '').slice(0, 1024);
-        const again = (request.form.get('new_password_again') ?? '').slice(0, 1024);
+        // Whole: a new password too long for sign-in is refused below, never cut short.
+        const next = request.form.get('new_password') ?? '';
+        const again = request.form.get('new_password_again') ?? '';
         const refuse = (message: string, status = 400) =>
           overview(
             request,
@@ -397,6 +402,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         const user = who(request);
         const refuse = (message: string, status: number) =>
           overview(request, { twoFactor: html`<p class="alert" role="alert">${message}</p>` }, status);
+        // Nothing to turn off (already off, or turned off in another tab): no code to check, no attempt used.
+        if (!(await deps.twoFactor.status(user.id)).enrolled)
+          return refuse('Two-factor sign-in is not on, so there is nothing to turn off.', 409);
         const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');

@@ -58,9 +58,13 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   }
   if (username !== '') {
     filter.query.user = username;
-    const user = await deps.directory.profileByUsername(username);
+    // No username holds a control character; a NUL byte is not printed into the page either.
+    const user = hasControlCharacter(username) ? undefined : await deps.directory.profileByUsername(username);
     if (user) filter.userId = user.id;
-    else {
+    else if (hasControlCharacter(username)) {
+      filter.impossible = true;
+      filter.errors.set('user', 'Not a username: it holds a control character.');
+    } else {
       filter.impossible = true;
       filter.errors.set('user', `No user is named ${username}.`);
     }

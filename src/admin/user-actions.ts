@@ -285,7 +285,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         : html`<p class="note">Nothing would change.</p>`;
     } catch (error) {
       if (!(error instanceof DirectoryError || error instanceof InvalidRevocationNoteError)) throw error;
-      preview = html`<p class="alert" role="alert">${error.message}</p>`;
+      preview = html`<p class="alert" role="alert">${webMessage(error)}</p>`;
     }
     renderAdmin(
       request,
@@ -373,7 +373,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         } catch (error) {
           if (error instanceof InvalidRevocationNoteError)
             return actionPage(request, action, profile, request.form, {
-              message: error.message.replace('--reason', 'The reason'),
+              message: webMessage(error),
               field: 'reason',
               status: 400,
             });
@@ -390,4 +390,11 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
   ]);
 
   return actionRoutes;
+}
+
+/** An error as the page says it: the revocation's note is "The reason" here, not the CLI's `--reason`. */
+function webMessage(error: DirectoryError | InvalidRevocationNoteError): string {
+  return error instanceof InvalidRevocationNoteError
+    ? error.message.replace('--reason', 'The reason')
+    : error.message;
 }

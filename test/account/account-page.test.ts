@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { accountKey } from '../../src/oidc/interactions/throttle.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
@@ -97,6 +98,13 @@ describe(`the account page (${testDatabaseKind})`, () => {
     }
     await server.app.logout.deliverDue();
     assert.equal(receiver.requests.length, sent, 'no logout token for a user the application never had');
+    const revoked = await consolePost(browser, url(`/account/apps/${never.clientId}/revoke`), page.csrf!);
+    const after = await consoleGet(browser, url(revoked.location!));
+    assert.doesNotMatch(pageText(after.body), /Access revoked|was told/);
+    assert.match(
+      pageText(after.body),
+      /Nothing to revoke: that application held no access to your account\./,
+    );
   });
 
   it('changes the password only with the current one, and the new one works', async () => {
@@ -127,6 +135,32 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal(
       (await server.app.directoryAdmin.verifyPassword(user.username, PASSWORD)).outcome,
       'invalid',
+    );
+  });
+
+  it('refuses a new password longer than sign-in compares, never cutting it short', async () => {
+    const page = await consoleGet(browser, url('/account'));
+    // 513 emoji are 513 characters but 1026 UTF-16 units, and sign-in compares the first 1024.
+    for (const long of ['😀'.repeat(513), 'x'.repeat(1025)]) {
+      const refused = await consolePost(browser, url('/account/password'), page.csrf!, {
+        current_password: 'a brand new passphrase',
+        new_password: long,
+        new_password_again: long,
+      });
+      assert.equal(refused.status, 400);
+      assert.match(
+        pageText(refused.body),
+        /the password is too long: at most 1024 characters are accepted, an emoji counting as two/,
+      );
+      assert.equal((await server.app.directoryAdmin.verifyPassword(user.username, long)).outcome, 'invalid');
+      assert.equal(
+        (await server.app.directoryAdmin.verifyPassword(user.username, long.slice(0, 1024))).outcome,
+        'invalid',
+      );
+    }
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(user.username, 'a brand new passphrase')).outcome,
+      'valid',
     );
   });
 
@@ -186,6 +220,25 @@ describe(`the account page (${testDatabaseKind})`, () => {
     });
     assert.equal(off.status, 303);
     assert.equal((await server.app.twoFactor.status(user.id)).enrolled, false);
+
+    // Off already (another tab turned it off): said so, and no sign-in attempt is used up.
+    const failures = () =>
+      server.app.database.db
+        .selectFrom('login_failure')
+        .select('id')
+        .where('username', '=', accountKey(user.username))
+        .execute();
+    const before = (await failures()).length;
+    const offAlready = await consolePost(browser, url(`/account/two-factor/disable`), after.csrf!, {
+      code: '123456',
+    });
+    assert.equal(offAlready.status, 409);
+    assert.match(
+      pageText(offAlready.body),
+      /Two-factor sign-in is not on, so there is nothing to turn off\./,
+    );
+    assert.doesNotMatch(pageText(offAlready.body), /not valid|still on/);
+    assert.equal((await failures()).length, before, 'no throttle attempt counted');
   });
 
   it('signs out everywhere only with the CSRF token, after a confirmation page', async () => {

@@ -191,6 +191,17 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     }
   });
 
+  it('names a user= with a NUL byte at its field, printing no NUL byte into the page', async () => {
+    const page = await consoleGet(admin, url('/admin/audit?user=a%00b'));
+    assert.equal(page.status, 200);
+    assert.match(
+      page.body,
+      /<p class="field-error" id="user-error">Not a username: it holds a control character\.<\/p>/,
+    );
+    assert.equal(page.body.includes('\0'), false, 'no NUL byte in the HTML');
+    assert.ok(page.body.includes('value="a\uFFFDb"'), 'the field shows it as U+FFFD');
+  });
+
   it('takes a page bound beyond the largest id as no bound on every paged log, never a server error', async () => {
     await server.app.logout.testDelivery([clientId]);
     await server.app.audit.idle();

@@ -185,6 +185,16 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     });
     assert.equal(empty.status, 400);
     assert.match(empty.body, /class="field-error"/);
+    const control = await consolePost(admin, url(`/admin/users/${member.id}/revoke-tokens`), preview.csrf!, {
+      reason: 'laptop\u0007stolen',
+    });
+    assert.equal(control.status, 400);
+    assert.doesNotMatch(control.body, /--reason/, 'neither the field nor the preview speaks CLI');
+    assert.equal(
+      [...control.body.matchAll(/The reason must not contain control characters/g)].length,
+      2,
+      'the preview and the field say it the same way',
+    );
     const done = await consolePost(admin, url(`/admin/users/${member.id}/revoke-tokens`), preview.csrf!, {
       reason: 'laptop stolen',
     });
@@ -236,6 +246,12 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     });
     assert.equal(short.status, 400);
     assert.match(short.body, /aria-invalid="true"/);
+    // 513 emoji: 513 characters, but more than the 1024 UTF-16 units sign-in compares.
+    const long = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
+      password: '😀'.repeat(513),
+    });
+    assert.equal(long.status, 400);
+    assert.match(pageText(long.body), /at most 1024 characters are accepted, an emoji counting as two/);
     const done = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
       password: 'a brand new passphrase',
     });

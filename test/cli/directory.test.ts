@@ -89,6 +89,9 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     const twoLinesCreate = await cli(['user', 'create', 'carol', '--password-stdin'], `${password}\r\n\n`);
     const tooShort = await cli(['user', 'set-password', 'alice', '--password-stdin'], 'short\n');
+    // 513 emoji are 513 characters, but 1026 UTF-16 units: more than sign-in compares.
+    const tooLong = await cli(['user', 'set-password', 'alice', '--password-stdin'], `${'😀'.repeat(513)}\n`);
+    const tooLongCreate = await cli(['user', 'create', 'dave', '--password-stdin'], `${'😀'.repeat(513)}\n`);
     const dryRun = await cli(['user', 'deactivate', 'alice', '--dry-run']);
 
     assert.equal(json.code, 0, json.stderr);
@@ -149,6 +152,11 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
 
     assertFailsWithOneLine(tooShort, 'the password is too short; at least 8 characters are required');
+    for (const result of [tooLong, tooLongCreate])
+      assertFailsWithOneLine(
+        result,
+        'the password is too long: at most 1024 characters are accepted, an emoji counting as two',
+      );
     const deactivated = await cli(['user', 'deactivate', 'alice']);
     assert.equal(deactivated.stdout, 'deactivated alice\n');
 

@@ -3,7 +3,11 @@ import argon2 from 'argon2';
 import { invalid } from '../errors.ts';
 
 export const MIN_PASSWORD_LENGTH = 8;
-/** Longer inputs are refused before hashing so that nobody can make us hash megabytes. */
+/**
+ * Longer inputs are refused before hashing so that nobody can make us hash megabytes. Counted in
+ * UTF-16 units, as sign-in compares no more of a presented password (an emoji counts as two), so
+ * that no password can be set that could never sign in.
+ */
 export const MAX_PASSWORD_LENGTH = 1024;
 
 /**
@@ -21,11 +25,12 @@ export const PASSWORD_HASH_PARAMETERS = {
 export function validateNewPassword(password: string): void {
   if (typeof password !== 'string') throw invalid('the password must be a string');
   if (password.includes('\0')) throw invalid('the password must not contain NUL bytes');
-  const length = [...password].length;
-  if (length < MIN_PASSWORD_LENGTH)
+  if ([...password].length < MIN_PASSWORD_LENGTH)
     throw invalid(`the password is too short; at least ${MIN_PASSWORD_LENGTH} characters are required`);
-  if (length > MAX_PASSWORD_LENGTH)
-    throw invalid(`the password is too long: at most ${MAX_PASSWORD_LENGTH} characters are accepted`);
+  if (password.length > MAX_PASSWORD_LENGTH)
+    throw invalid(
+      `the password is too long: at most ${MAX_PASSWORD_LENGTH} characters are accepted, an emoji counting as two`,
+    );
 }
 
 export function hashPassword(password: string): Promise<string> {

@@ -11,10 +11,12 @@ const ESCAPES: Readonly<Record<string, string>> = {
   '>': '&gt;',
   '"': '&quot;',
   "'": '&#39;',
+  // Not allowed in HTML text; a parser would read it as U+FFFD (or drop it) anyway.
+  '\0': '\uFFFD',
 };
 
 export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"']/g, (char) => ESCAPES[char]!);
+  return String(value ?? '').replace(/[&<>"'\0]/g, (char) => ESCAPES[char]!);
 }
 
 /** A trusted HTML fragment, built only by the helpers in this folder. */

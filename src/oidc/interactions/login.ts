@@ -43,6 +43,7 @@ export async function submitLogin(
     return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
   const username = (form.get('username') ?? '').trim().slice(0, 150);
+  // As many UTF-16 units as a new password may hold (MAX_PASSWORD_LENGTH): every settable password fits.
   const password = (form.get('password') ?? '').slice(0, 1024);
   const again = (status: number, error: string) => {
     ctx.status = status;
