@@ -1,9 +1,10 @@
 import { ApplicationError } from '../applications/errors.ts';
+import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
 import { type Application } from '../applications/types.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime, postButton } from '../console/ui.ts';
-import { html } from '../http/pages/layout.ts';
+import { type Html, html } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import { appPath, DONE, FORMAT_LABELS, liveTokenImpact, secretOnce, yesNo } from './application-parts.ts';
 
@@ -39,6 +40,12 @@ export function showRoute(
               <dd>${app.active ? 'active' : html`<strong>inactive</strong> (can do nothing)`}</dd>
               <dt>Client type</dt>
               <dd>${app.clientType}</dd>
+              ${
+                app.clientType === 'confidential'
+                  ? html`<dt>Client secret</dt>
+                      <dd>${secretFact(app)}</dd>`
+                  : ''
+              }
               <dt>Redirect URIs</dt>
               <dd>
                 ${app.redirectUris.length === 0 ? '—' : app.redirectUris.map((uri) => html`<code>${uri}</code><br />`)}
@@ -110,6 +117,20 @@ export function showRoute(
       },
     },
   ];
+}
+
+/** How the secret is held: aa-oidc's digest, or (never shown) the hash imported from the Python plugin. */
+function secretFact(app: Application): Html | string {
+  const imported = importedSecretHash(app);
+  if (imported === null) return 'stored as a SHA-256 digest';
+  const rotate = html`<a href="${appPath(app.clientId, '/rotate-secret')}">Rotate it</a>`;
+  if (!imported.checked)
+    return html`<strong>a hash imported from the Python plugin that aa-oidc never checks</strong>
+      (${imported.iterations === null ? 'unreadable' : `${imported.iterations} PBKDF2 iterations, more than ${IMPORTED_SECRET_MAX_ITERATIONS}`}):
+      it authenticates nobody. ${rotate} and give the relying party the new secret.`;
+  return html`<strong>still the PBKDF2 hash imported from the Python plugin</strong> (${imported.iterations}
+    iterations): each authentication costs a PBKDF2 run until the relying party’s first success replaces it.
+    ${rotate} to end it now.`;
 }
 
 export function lifecycleRoutes(

@@ -1,4 +1,5 @@
 import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { parseDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 import type { Application } from './types.ts';
 
 /**
@@ -9,6 +10,30 @@ import type { Application } from './types.ts';
  * presented for its client would cost that much CPU (about 0.3 s per 2,000,000 on one core).
  */
 export const IMPORTED_SECRET_MAX_ITERATIONS = 2_000_000;
+
+/**
+ * What may be told of a client secret still held as the hash imported from the Python plugin: its
+ * cost, never the hash (salt and digest stay unshown).
+ */
+export interface ImportedSecretHash {
+  /** Its PBKDF2 iteration count; null when the stored value is no hash aa-oidc can read. */
+  iterations: number | null;
+  /**
+   * True when a client authentication checks it (one PBKDF2 run); false when aa-oidc never does (more
+   * than `IMPORTED_SECRET_MAX_ITERATIONS`, or unreadable): it then authenticates nobody.
+   */
+  checked: boolean;
+}
+
+/**
+ * The imported hash an application's secret still is (until the relying party's first successful
+ * authentication replaces it, or a rotation), or null when its secret is aa-oidc's digest (or it has none).
+ */
+export function importedSecretHash(app: Pick<Application, 'clientSecretPbkdf2'>): ImportedSecretHash | null {
+  if (app.clientSecretPbkdf2 === null) return null;
+  const iterations = parseDjangoPbkdf2(app.clientSecretPbkdf2)?.iterations ?? null;
+  return { iterations, checked: iterations !== null && iterations <= IMPORTED_SECRET_MAX_ITERATIONS };
+}
 
 /** Bytes of entropy in a client secret (256 bits). */
 export const CLIENT_SECRET_BYTES = 32;

@@ -1,3 +1,4 @@
+import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
 import type { Application } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import {
@@ -15,12 +16,13 @@ import { nameKey } from '../util/name-key.ts';
  * start on any error.
  */
 
-export type CheckId = 'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008';
+export type CheckId =
+  'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008' | 'W009';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008';
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009';
       level: 'warning';
       message: string;
       hint: string;
@@ -38,6 +40,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W005',
   'W007',
   'W008',
+  'W009',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -96,7 +99,10 @@ function isLoopbackHost(host: string): boolean {
 }
 
 /** What the checks read from an application. */
-export type CheckedApplication = Pick<Application, 'clientId' | 'active' | 'backchannelLogoutUri'>;
+export type CheckedApplication = Pick<
+  Application,
+  'clientId' | 'name' | 'active' | 'backchannelLogoutUri' | 'clientSecretPbkdf2'
+>;
 
 /** What the checks read from a signing key. */
 export type CheckedSigningKey = Pick<SigningKeySummary, 'kid' | 'status' | 'modulusBits' | 'publicExponent'>;
@@ -209,6 +215,28 @@ export function runChecks(
             'without a next key, aa-oidc keys prepare-next first): the key then stops signing and stays published while its tokens live'
           : `aa-oidc keys retire ${key.kid}, then aa-oidc keys prepare-next, before a rotation makes it sign`,
     });
+  }
+  // Secrets imported from the Python plugin as PBKDF2 hashes, still held (read with the applications,
+  // no query of its own). A deactivated application is not found by client authentication: no cost.
+  for (const app of apps) {
+    const imported = app.active ? importedSecretHash(app) : null;
+    if (!imported) continue;
+    const which = `application ${JSON.stringify(app.name)} (${app.clientId})`;
+    findings.push(
+      imported.checked
+        ? {
+            id: 'W009',
+            level: 'warning',
+            message: `${which} still holds a client secret imported from the Python plugin as a PBKDF2 hash (${imported.iterations} iterations): each authentication with it, right secret or wrong, costs a PBKDF2 run until the relying party's first success`,
+            hint: `aa-oidc app rotate-secret ${app.clientId} and give the relying party the new secret, or let the relying party sign in once (its first success replaces the hash); see docs/migrating-from-the-plugin.md`,
+          }
+        : {
+            id: 'W009',
+            level: 'warning',
+            message: `${which} holds a client secret imported from the Python plugin as ${imported.iterations === null ? 'a hash aa-oidc cannot read' : `a PBKDF2 hash of ${imported.iterations} iterations, more than the ${IMPORTED_SECRET_MAX_ITERATIONS} aa-oidc checks`}: it authenticates nobody`,
+            hint: `aa-oidc app rotate-secret ${app.clientId} and give the relying party the new secret`,
+          },
+    );
   }
   return findings;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
@@ -191,6 +192,37 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(refused.status, 503, refused.body.slice(0, 300));
     assert.match(refused.body, /Try again/i);
     assert.equal((await server.app.applications.findByClientId(clientId))!.active, true, 'nothing written');
+  });
+
+  it('says on the application page and the dashboard (W009) that a secret is still the imported PBKDF2 hash, never showing it', async () => {
+    const hash = await makeDjangoPbkdf2('plugin-secret-0123456789abcdefghijklmnopqrstuvwxyz', 1000);
+    const [, , salt, digest] = hash.split('$') as [string, string, string, string];
+    await server.app.applications.create(
+      { clientId: 'imported-wiki', name: 'Imported wiki', redirectUris: ['https://wiki.example.org/cb'] },
+      'import:plugin-apps',
+      { importedSecret: { djangoPbkdf2: hash } },
+    );
+    const detail = await consoleGet(admin, url('/admin/apps/imported-wiki'));
+    assert.equal(detail.status, 200);
+    assert.match(
+      detail.body,
+      /<dt>Client secret<\/dt>\s*<dd><strong>still the PBKDF2 hash imported from the Python plugin<\/strong>\s*\(1000\s+iterations\)/,
+    );
+    assert.ok(detail.body.includes('href="/admin/apps/imported-wiki/rotate-secret">Rotate it</a>'));
+    const dashboard = await consoleGet(admin, url('/admin'));
+    assert.match(
+      dashboard.body,
+      /<strong>W009<\/strong> application &quot;Imported wiki&quot; \(imported-wiki\) still holds a client secret imported from the Python plugin as a PBKDF2 hash \(1000 iterations\)/,
+    );
+    for (const page of [detail, dashboard]) {
+      assert.equal(page.body.includes(salt), false, 'never the salt');
+      assert.equal(page.body.includes(digest), false, 'never the digest');
+    }
+
+    await server.app.applications.rotateSecret('imported-wiki', 'test');
+    const rotated = await consoleGet(admin, url('/admin/apps/imported-wiki'));
+    assert.match(rotated.body, /<dt>Client secret<\/dt>\s*<dd>stored as a SHA-256 digest<\/dd>/);
+    assert.doesNotMatch((await consoleGet(admin, url('/admin'))).body, /W009/);
   });
 
   it('answers 404 for an unknown application', async () => {

@@ -192,6 +192,10 @@ await describeOnEachAllianceAuth(
       ) as Record<string, unknown>;
       assert.equal(forum.active, false);
       assert.equal(forum.pkce_required, false);
+      // Which secret is still the plugin's hash (never shown): the wiki's, until its first success.
+      assert.deepEqual([wiki.imported_secret_hash, wiki.imported_secret_iterations], [true, 20_000]);
+      assert.deepEqual([forum.imported_secret_hash, forum.imported_secret_iterations], [false, null]);
+      assert.equal(shown.stdout.includes('pbkdf2_sha256$'), false, 'never the hash');
 
       // Running it again changes nothing.
       const again = await cli(['import', 'plugin-apps'], env);
@@ -231,6 +235,10 @@ await describeOnEachAllianceAuth(
         const stored = await server.app.applications.findByClientId(client.clientId);
         assert.equal(stored?.clientSecretPbkdf2, null, 'the PBKDF2 hash is replaced after its first success');
         assert.equal(stored?.clientSecretSha256, clientSecretDigest(SECRET));
+        const after = JSON.parse(
+          (await cli(['app', 'show', client.clientId, '--format', 'json'], env)).stdout,
+        ) as Record<string, unknown>;
+        assert.equal(after.imported_secret_hash, false, 'app show tells the hash is gone');
         // And it goes on working with its digest.
         const introspected = await postForm(
           `${server.issuer}/introspect/`,

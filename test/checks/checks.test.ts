@@ -10,6 +10,7 @@ import {
   thumbprintOf,
 } from '../../src/keys/crypto.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
+import { IMPORTED_SECRET_MAX_ITERATIONS } from '../../src/applications/secret.ts';
 import { createServices } from '../../src/services.ts';
 import {
   CHECK_IDS,
@@ -68,16 +69,36 @@ function config(override: Override = {}): CheckedConfig {
 
 const https: CheckedApplication = {
   clientId: 'rp-https',
+  name: 'RP over https',
   active: true,
   backchannelLogoutUri: 'https://rp.example.org/bcl',
+  clientSecretPbkdf2: null,
 };
 const http: CheckedApplication = {
+  ...https,
   clientId: 'rp-http',
-  active: true,
+  name: 'RP over http',
   backchannelLogoutUri: 'http://rp.example.org/bcl',
 };
 const inactiveHttp: CheckedApplication = { ...http, clientId: 'rp-off', active: false };
-const plain: CheckedApplication = { clientId: 'rp-plain', active: true, backchannelLogoutUri: null };
+const plain: CheckedApplication = {
+  ...https,
+  clientId: 'rp-plain',
+  name: 'Plain RP',
+  backchannelLogoutUri: null,
+};
+
+/** A Django PBKDF2 hash as the Python plugin stored a client secret (salt and digest made up). */
+const pbkdf2 = (iterations: number) =>
+  `pbkdf2_sha256$${iterations}$c2FsdHNhbHQ$${Buffer.alloc(32, 7).toString('base64')}`;
+/** An application imported from the Python plugin whose relying party has not authenticated yet. */
+const imported = (iterations = 600_000, override: Partial<CheckedApplication> = {}): CheckedApplication => ({
+  ...plain,
+  clientId: `imported-${iterations}`,
+  name: 'Wiki',
+  clientSecretPbkdf2: pbkdf2(iterations),
+  ...override,
+});
 
 /** A signing key as the checks see it: 2048 bits, exponent 65537 unless told. */
 const key = (
@@ -179,6 +200,20 @@ const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
       [{}, [], [key('active'), key('retired', 8192), key('removed', 2048, 3n)]],
     ],
   },
+  // Secrets imported from the Python plugin as PBKDF2 hashes, until the first success or a rotation.
+  W009: {
+    fires: [
+      [{}, [imported()]],
+      [{ mode: 'production' }, [https, imported(1000)]],
+      [{}, [imported(IMPORTED_SECRET_MAX_ITERATIONS + 1)]],
+      [{}, [imported(600_000, { clientSecretPbkdf2: 'pbkdf2_sha256$garbage' })]],
+    ],
+    silent: [
+      [{}, [https, plain]],
+      // A deactivated application is not found by client authentication.
+      [{}, [imported(600_000, { active: false })]],
+    ],
+  },
 };
 
 describe('system checks', () => {
@@ -231,6 +266,35 @@ describe('system checks', () => {
       findings[1]!.hint,
       'aa-oidc keys retire next-2048-3, then aa-oidc keys prepare-next, before a rotation makes it sign',
     );
+  });
+
+  it('W009 names each active application still holding an imported PBKDF2 hash, its cost, and how to end it, never the hash', () => {
+    const costly = imported(IMPORTED_SECRET_MAX_ITERATIONS + 1, { clientId: 'costly', name: 'Forum' });
+    const apps = [imported(), costly, https];
+    const findings = runChecks(config(), apps);
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message, finding.hint]),
+      [
+        [
+          'W009',
+          'warning',
+          'application "Wiki" (imported-600000) still holds a client secret imported from the Python plugin as a PBKDF2 hash (600000 iterations): each authentication with it, right secret or wrong, costs a PBKDF2 run until the relying party\'s first success',
+          'aa-oidc app rotate-secret imported-600000 and give the relying party the new secret, or let the relying party sign in once (its first success replaces the hash); see docs/migrating-from-the-plugin.md',
+        ],
+        [
+          'W009',
+          'warning',
+          'application "Forum" (costly) holds a client secret imported from the Python plugin as a PBKDF2 hash of 2000001 iterations, more than the 2000000 aa-oidc checks: it authenticates nobody',
+          'aa-oidc app rotate-secret costly and give the relying party the new secret',
+        ],
+      ],
+    );
+    const unreadable = runChecks(config(), [imported(600_000, { clientSecretPbkdf2: 'pbkdf2_sha256$x' })]);
+    assert.match(unreadable[0]!.message, /as a hash aa-oidc cannot read: it authenticates nobody$/);
+    const text = JSON.stringify([...findings, ...unreadable]);
+    assert.equal(text.includes('c2FsdHNhbHQ'), false, 'never the salt');
+    assert.equal(text.includes(Buffer.alloc(32, 7).toString('base64')), false, 'never the digest');
+    assert.equal(text.includes('pbkdf2_sha256$'), false, 'never the stored value');
   });
 
   it('finds nothing on the defaults, and each finding has id, level, message and hint', () => {

@@ -6,6 +6,7 @@ import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { ApplicationService } from '../../src/applications/types.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
@@ -245,5 +246,65 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /--id-token-claims/);
     assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true, 'nothing changed');
+  });
+  it('app show and aa-oidc check (W009) tell a secret still held as the imported PBKDF2 hash, never the hash, until the first success or a rotation', async () => {
+    const secret = 'plugin-secret-0123456789abcdefghijklmnopqrstuvwxyz';
+    const hash = await makeDjangoPbkdf2(secret, 1000);
+    const [, , salt, digest] = hash.split('$') as [string, string, string, string];
+    const redirectUris = ['https://rp.example.org/cb'];
+    for (const clientId of ['imported-wiki', 'imported-forum'])
+      await service.create({ clientId, name: clientId, redirectUris }, 'import:plugin-apps', {
+        importedSecret: { djangoPbkdf2: hash },
+      });
+
+    const views = await Promise.all([
+      ok('app', 'show', 'imported-wiki'),
+      ok('app', 'show', 'imported-wiki', '--format', 'json'),
+      ok('app', 'show', 'imported-wiki', '--format', 'csv'),
+      ok('app', 'list', '--format', 'json'),
+      ok('check'),
+    ]);
+    for (const view of views) {
+      assert.equal(view.includes(salt), false, `never the salt:\n${view}`);
+      assert.equal(view.includes(digest), false, `never the digest:\n${view}`);
+    }
+    const [table, json, csv, list, check] = views as [string, string, string, string, string];
+    assert.match(table, /^imported_secret_hash +true$/m);
+    assert.match(table, /^imported_secret_iterations +1000$/m);
+    assert.match(
+      table,
+      /^its client secret is still the PBKDF2 hash imported from the Python plugin \(1000 iterations\): .*`aa-oidc app rotate-secret imported-wiki` ends it now$/m,
+    );
+    const shown = JSON.parse(json) as Record<string, unknown>;
+    assert.equal(shown.imported_secret_hash, true);
+    assert.equal(shown.imported_secret_iterations, 1000);
+    const [header, row] = csv.trimEnd().split('\r\n') as [string, string];
+    assert.match(header, /,imported_secret_hash,imported_secret_iterations$/);
+    assert.match(row, /,true,1000$/);
+    const listed = JSON.parse(list) as Array<Record<string, unknown>>;
+    assert.equal(listed.find((app) => app.client_id === 'imported-forum')?.imported_secret_hash, true);
+    assert.equal(listed.find((app) => app.client_id === 'grafana-prod')?.imported_secret_hash, false);
+    assert.match(
+      check,
+      /^W009 warning: application "imported-wiki" \(imported-wiki\) still holds a client secret imported from the Python plugin as a PBKDF2 hash \(1000 iterations\)/m,
+    );
+    assert.match(check, /^W009 warning: application "imported-forum" \(imported-forum\)/m);
+
+    // The relying party's first success replaces the hash; a rotation ends it too.
+    assert.deepEqual(await service.verifyImportedSecret('imported-wiki', secret), {
+      against: 'hash',
+      matches: true,
+    });
+    await ok('app', 'rotate-secret', 'imported-forum');
+    for (const clientId of ['imported-wiki', 'imported-forum']) {
+      const after = JSON.parse(await ok('app', 'show', clientId, '--format', 'json')) as Record<
+        string,
+        unknown
+      >;
+      assert.equal(after.imported_secret_hash, false, clientId);
+      assert.equal(after.imported_secret_iterations, null, clientId);
+      assert.doesNotMatch(await ok('app', 'show', clientId), /Python plugin/);
+    }
+    assert.doesNotMatch(await ok('check'), /W009/);
   });
 });

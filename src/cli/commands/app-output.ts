@@ -1,3 +1,4 @@
+import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../../applications/secret.ts';
 import type { Application } from '../../applications/types.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { isoTime } from '../context.ts';
@@ -5,8 +6,12 @@ import { type Column, jsonDocument, type OutputFormat, renderRows, textLines } f
 
 /** What `aa-oidc app` prints: an application (never its secret's digest), a new secret once. */
 
-/** An application as every output shows it: never the secret, never its digest. */
+/**
+ * An application as every output shows it: never the secret, never its digest, never an imported
+ * hash (only that the secret still is one, and its iteration count).
+ */
 export function applicationJson(app: Application): Record<string, unknown> {
+  const imported = importedSecretHash(app);
   return {
     client_id: app.clientId,
     name: app.name,
@@ -28,6 +33,8 @@ export function applicationJson(app: Application): Record<string, unknown> {
     created_by: app.createdBy,
     created_at: isoTime(app.createdAt),
     updated_at: isoTime(app.updatedAt),
+    imported_secret_hash: imported !== null,
+    imported_secret_iterations: imported?.iterations ?? null,
   };
 }
 
@@ -68,12 +75,15 @@ export const ALL_COLUMNS: readonly Column<Application>[] = [
   { header: 'created_by', value: (app) => app.createdBy },
   { header: 'created_at', value: (app) => isoTime(app.createdAt) },
   { header: 'updated_at', value: (app) => isoTime(app.updatedAt) },
+  // Last, so that the columns before keep their places in a CSV read by position.
+  { header: 'imported_secret_hash', value: (app) => importedSecretHash(app) !== null },
+  { header: 'imported_secret_iterations', value: (app) => importedSecretHash(app)?.iterations ?? null },
 ];
 
-/** `show` in table format: one line per field. */
+/** `show` in table format: one line per field, and what an imported hash means. */
 export function describeApplication(app: Application): string {
   const fields = ALL_COLUMNS.map((column) => ({ field: column.header, value: column.value(app) }));
-  return renderRows(
+  const table = renderRows(
     fields,
     [
       { header: 'field', value: (row) => row.field },
@@ -82,6 +92,17 @@ export function describeApplication(app: Application): string {
     'table',
     (row) => row,
   );
+  const note = importedSecretNote(app);
+  return note === null ? table : `${table}${textLines([note])}`;
+}
+
+/** What `show` says of a secret still held as the hash imported from the Python plugin; null otherwise. */
+function importedSecretNote(app: Application): string | null {
+  const imported = importedSecretHash(app);
+  if (imported === null) return null;
+  if (!imported.checked)
+    return `its client secret is a hash imported from the Python plugin that aa-oidc never checks (${imported.iterations === null ? 'unreadable' : `${imported.iterations} PBKDF2 iterations, more than ${IMPORTED_SECRET_MAX_ITERATIONS}`}): it authenticates nobody; \`aa-oidc app rotate-secret ${app.clientId}\` gives it a new one`;
+  return `its client secret is still the PBKDF2 hash imported from the Python plugin (${imported.iterations} iterations): each authentication costs a PBKDF2 run until the relying party's first success replaces it; \`aa-oidc app rotate-secret ${app.clientId}\` ends it now`;
 }
 
 function secretNotice(clientId: string): string {
