@@ -189,6 +189,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
         db: database.db,
         publisher: directoryChanges,
         logger,
+        metrics,
         usersHoldingSignIns,
         usersSignedInSince: usersHoldingTokensRedeemedSince,
       });

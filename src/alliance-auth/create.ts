@@ -10,6 +10,7 @@ import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { ChangePublisher, Directory, DirectoryChange } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
+import type { Metrics } from '../metrics/registry.ts';
 import { renameChanges } from './catalog-names.ts';
 import { judgeSignInsSinceLastCycle, toDirectoryChanges } from './changes.ts';
 import {
@@ -53,6 +54,8 @@ export interface AllianceAuthDirectoryDependencies {
   db: Kysely<Database>;
   publisher: Pick<ChangePublisher, 'deliverWithin'>;
   logger: Logger;
+  /** The poller's cycle outcomes and last success (`aa_oidc_aa_poll_*`). */
+  metrics: Pick<Metrics, 'aaPollCycles' | 'aaPollLastSuccess'>;
   /**
    * Of these users, those who hold a live session, code or token in aa-oidc's database (the token
    * store's `usersHoldingSignIns`), read within the cycle's transaction.
@@ -219,6 +222,7 @@ export async function createAllianceAuthDirectory(
     db: deps.db,
     intervalMs: settings.pollSeconds * 1000,
     logger: log,
+    metrics: deps.metrics,
     usersSignedInSince: (trx, since, until, now) => deps.usersSignedInSince(trx, since, until, now),
     async apply(unit, changes, fingerprints) {
       for (const change of changes) {

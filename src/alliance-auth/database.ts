@@ -132,6 +132,20 @@ export function isStatementTimeout(error: unknown): boolean {
   return errno === 1969 || errno === 3024 || code === '57014';
 }
 
+/**
+ * True when the server answered that what the statement reads is not there or may not be read: a
+ * column or a table missing (MariaDB's ER_BAD_FIELD_ERROR 1054 and ER_NO_SUCH_TABLE 1146,
+ * PostgreSQL's undefined_column 42703 and undefined_table 42P01: an Alliance Auth upgrade or a
+ * migration not applied) or the login lacking SELECT on it (ER_TABLEACCESS_DENIED_ERROR 1142,
+ * ER_COLUMNACCESS_DENIED_ERROR 1143, insufficient_privilege 42501). The database is reachable; no
+ * retry mends it until someone changes AA's schema or the login's grants.
+ */
+export function isSchemaOrPermissionError(error: unknown): boolean {
+  const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
+  if (typeof errno === 'number' && [1054, 1146, 1142, 1143].includes(errno)) return true;
+  return code === '42703' || code === '42P01' || code === '42501';
+}
+
 /** The URL's TLS parameters, or an error naming the setting and what would be valid. */
 function mysqlTls(url: string): ReturnType<typeof mysqlUrlParts> {
   try {

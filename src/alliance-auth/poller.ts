@@ -4,6 +4,7 @@ import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import { inUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
+import type { Metrics } from '../metrics/registry.ts';
 import {
   CATALOG_ENTITIES,
   type CatalogNames,
@@ -15,7 +16,7 @@ import {
   readCatalogNames,
   underCurrentNames,
 } from './catalog-names.ts';
-import { type AllianceAuthConnection, isStatementTimeout } from './database.ts';
+import { type AllianceAuthConnection, isSchemaOrPermissionError, isStatementTimeout } from './database.ts';
 import {
   type AllianceAuthChange,
   diffFingerprints,
@@ -24,6 +25,7 @@ import {
   readFingerprints,
   serializeFingerprint,
 } from './fingerprint.ts';
+import { checkAllianceAuthSchema } from './schema-check.ts';
 
 /**
  * Follows Alliance Auth's changes: every cycle reads all fingerprints with one query (and the names
@@ -55,6 +57,12 @@ export type PollOutcome =
    * on AA's tables, a server short of CPU or disk); nothing changed, the next cycle tries again.
    */
   | { outcome: 'aa_timed_out'; error: string }
+  /**
+   * Alliance Auth's database answered that a table or column read is missing (an AA upgrade, a
+   * migration not applied) or that the login may not read it; no retry mends it until AA's schema
+   * or the login's grants change. Nothing changed, the next cycle tries again.
+   */
+  | { outcome: 'aa_schema_error'; error: string }
   /** Alliance Auth answered with no user at all while users were known: refused, not applied. */
   | { outcome: 'refused_empty'; known: number }
   /** Another instance took the lease over while this cycle ran: rolled back. */
@@ -65,6 +73,11 @@ export interface PollerDependencies {
   db: Kysely<Database>;
   intervalMs: number;
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
+  /**
+   * Counts every cycle by outcome (`failed` for one that threw), and keeps the time the lease row
+   * says a cycle of any instance last completed.
+   */
+  metrics?: Pick<Metrics, 'aaPollCycles' | 'aaPollLastSuccess'>;
   /**
    * Applies one cycle's changes inside the cycle's unit of work (the directory's change feed:
    * revocation, logout jobs, ended sessions, whitelists following `renames`), which also stores the
@@ -132,6 +145,26 @@ const BATCH = 500;
  */
 export const SIGN_IN_MARGIN_MS = 5 * 60_000;
 
+/** The `outcome` label values of `aa_oidc_aa_poll_cycles_total`: every `PollOutcome`, and `failed`. */
+const CYCLE_OUTCOMES: Record<PollOutcome['outcome'] | 'failed', true> = {
+  baseline: true,
+  applied: true,
+  not_leader: true,
+  aa_unreachable: true,
+  aa_timed_out: true,
+  aa_schema_error: true,
+  refused_empty: true,
+  lease_lost: true,
+  failed: true,
+};
+
+/** What each way of failing to read AA is reported as. */
+const FAILURE_OUTCOMES = {
+  unreachable: 'aa_unreachable',
+  timed_out: 'aa_timed_out',
+  schema: 'aa_schema_error',
+} as const;
+
 export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuthPoller {
   const { db, logger } = deps;
   const now = deps.now ?? Date.now;
@@ -146,7 +179,13 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let stopped = true;
   let last: PollOutcome | undefined;
   /** Since when AA's database has failed every cycle, and how (logged once each time that changes). */
-  let failing: { since: number; kind: 'unreachable' | 'timed_out' } | undefined;
+  let failing: { since: number; kind: keyof typeof FAILURE_OUTCOMES } | undefined;
+  // Every outcome from 0, so that the first failure counts as an increase.
+  for (const outcome of Object.keys(CYCLE_OUTCOMES)) deps.metrics?.aaPollCycles.inc({ outcome }, 0);
+  /** The time of the last completed cycle of any instance, as the lease row has it. */
+  const noteLastSuccess = (at: number | null) => {
+    if (at !== null) deps.metrics?.aaPollLastSuccess.set(at / 1000);
+  };
 
   const acquireLease = async (): Promise<
     { generation: number; lastSuccessAt: number | null } | undefined
@@ -213,13 +252,38 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     );
   };
 
+  /**
+   * Once an episode: the read AA's database refused for its schema or the login's grants, what the
+   * start-up schema check finds now (src/alliance-auth/schema-check.ts), and what to do.
+   */
+  const reportSchemaError = async (read: string, message: string) => {
+    const findings = await checkAllianceAuthSchema(deps.aa.db, deps.aa.kind)
+      .then((report) => report.errors)
+      .catch(() => []);
+    const found = findings.length > 0 ? ` (the schema check finds: ${findings.join('; ')})` : '';
+    logger.error(
+      { err: { message }, findings },
+      `the Alliance Auth ${read} failed: Alliance Auth's database answers, but a table or column aa-oidc reads is missing or the login of AA_OIDC_AA_DATABASE_URL may not SELECT it${found}. Check Alliance Auth's version (AA 4.x, or AA 5 up to authentication 0024) and that its migrations are applied (python manage.py migrate), and the login's grants (SELECT on every table of AA's database: GRANT SELECT, SHOW VIEW ON alliance_auth.* on MariaDB). Until it completes, AA's changes are not followed (no revocation or back-channel logout for them); polling goes on and resumes where it stopped`,
+    );
+  };
+
   const cycle = async (): Promise<PollOutcome> => {
     const lease = await acquireLease();
     if (lease === undefined) {
       cache = undefined;
+      // The leader's last success, so that every instance exports it, not only the leader.
+      if (deps.metrics) {
+        const row = await db
+          .selectFrom('aa_poll_lease')
+          .select('last_success_at')
+          .where('name', '=', LEASE_NAME)
+          .executeTakeFirst();
+        noteLastSuccess(row?.last_success_at == null ? null : Number(row.last_success_at));
+      }
       return { outcome: 'not_leader' };
     }
     const { generation, lastSuccessAt } = lease;
+    noteLastSuccess(lastSuccessAt);
     let read: Fingerprints;
     let names: CatalogNames;
     // Sign-ins from now on are judged by the next cycle: this read may not show the access they
@@ -232,24 +296,29 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       names = await readCatalogNames(deps.aa.db);
     } catch (error) {
       const message = (error as Error).message;
-      const kind = isStatementTimeout(error) ? 'timed_out' : 'unreachable';
+      const kind = isStatementTimeout(error)
+        ? 'timed_out'
+        : isSchemaOrPermissionError(error)
+          ? 'schema'
+          : 'unreachable';
       if (failing?.kind !== kind) {
         failing = { since: failing?.since ?? now(), kind };
         if (kind === 'timed_out') await reportTimeout(reading, message, generation);
+        else if (kind === 'schema') await reportSchemaError(reading, message);
         else
           logger.warn(
             { err: { message } },
             "Alliance Auth's database is unreachable; polling goes on and resumes where it stopped",
           );
       }
-      return { outcome: kind === 'timed_out' ? 'aa_timed_out' : 'aa_unreachable', error: message };
+      return { outcome: FAILURE_OUTCOMES[kind], error: message };
     }
     if (failing !== undefined) {
       logger.info(
         { downForMs: now() - failing.since },
-        failing.kind === 'timed_out'
-          ? "Alliance Auth's database completes the poll's queries again"
-          : "Alliance Auth's database answers again",
+        failing.kind === 'unreachable'
+          ? "Alliance Auth's database answers again"
+          : "Alliance Auth's database completes the poll's queries again",
       );
       failing = undefined;
     }
@@ -372,6 +441,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       throw error;
     }
     cache = { generation: nextGeneration, fingerprints: current, texts: currentText, names };
+    noteLastSuccess(at);
     if (baseline) {
       logger.info(
         { users: current.size },
@@ -391,10 +461,17 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
 
   const pollOnce = (): Promise<PollOutcome> => {
     running ??= cycle()
-      .then((outcome) => {
-        last = outcome;
-        return outcome;
-      })
+      .then(
+        (outcome) => {
+          last = outcome;
+          deps.metrics?.aaPollCycles.inc({ outcome: outcome.outcome });
+          return outcome;
+        },
+        (error: unknown) => {
+          deps.metrics?.aaPollCycles.inc({ outcome: 'failed' });
+          throw error;
+        },
+      )
       .finally(() => {
         running = undefined;
       });

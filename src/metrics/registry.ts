@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * Every metric aa-oidc exports, defined once, with fixed label sets. Label values are bounded
@@ -28,6 +28,17 @@ export interface Metrics {
    * `busy`, `throttled` and `none` did not (src/oidc/imported-secret-gate.ts).
    */
   importedSecretChecks: Counter<'client_id' | 'outcome'>;
+  /**
+   * Alliance Auth poll cycles by outcome (src/alliance-auth/poller.ts's `PollOutcome`: `baseline`
+   * and `applied` completed; `not_leader` left it to the instance holding the lease; `aa_unreachable`,
+   * `aa_timed_out`, `aa_schema_error`, `refused_empty`, `lease_lost` and `failed` did not).
+   */
+  aaPollCycles: Counter<'outcome'>;
+  /**
+   * When a poll cycle of any instance last completed (the lease row's `last_success_at`, which every
+   * instance reads each cycle), in seconds since the epoch; 0 until this process has read it.
+   */
+  aaPollLastSuccess: Gauge;
 }
 
 export const METRIC_NAMES = [
@@ -39,6 +50,8 @@ export const METRIC_NAMES = [
   'aa_oidc_bcl_dispatches_total',
   'aa_oidc_bcl_delivery_seconds',
   'aa_oidc_imported_secret_checks_total',
+  'aa_oidc_aa_poll_cycles_total',
+  'aa_oidc_aa_poll_last_success_timestamp_seconds',
 ] as const;
 
 export type MetricName = (typeof METRIC_NAMES)[number];
@@ -121,6 +134,17 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'aa_oidc_imported_secret_checks_total',
       help: 'Authentications of clients whose secret is still a PBKDF2 hash imported from the Python plugin, by client and outcome (verified and wrong ran PBKDF2).',
       labelNames: ['client_id', 'outcome'] as const,
+      registers,
+    }),
+    aaPollCycles: new Counter({
+      name: 'aa_oidc_aa_poll_cycles_total',
+      help: 'Alliance Auth poll cycles by outcome (baseline and applied completed; not_leader left it to the instance holding the lease).',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    aaPollLastSuccess: new Gauge({
+      name: 'aa_oidc_aa_poll_last_success_timestamp_seconds',
+      help: "When a poll cycle of any instance last completed and stored Alliance Auth's state (seconds since the epoch; 0 until this process has read it).",
       registers,
     }),
   };

@@ -2,18 +2,21 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, it } from 'node:test';
 import { sql } from 'kysely';
 import {
+  isSchemaOrPermissionError,
   isStatementTimeout,
   openAllianceAuthDatabase,
   type AllianceAuthConnection,
 } from '../../src/alliance-auth/database.ts';
 import type { CatalogRename } from '../../src/alliance-auth/catalog-names.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
+import { COLUMNS_READ } from '../../src/alliance-auth/schema-check.ts';
 import {
   createAllianceAuthPoller,
   type PollerDependencies,
   SIGN_IN_MARGIN_MS,
 } from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { createMetrics } from '../../src/metrics/registry.ts';
 import { KyselyAdapter } from '../../src/oidc/adapter.ts';
 import { usersHoldingTokensRedeemedSince } from '../../src/tokens/store-users.ts';
 import {
@@ -40,6 +43,42 @@ it("knows each server's statement timeout, and nothing else, as one", () => {
     assert.equal(isStatementTimeout(Object.assign(new Error('failed'), error)), false, JSON.stringify(error));
   assert.equal(isStatementTimeout(undefined), false);
 });
+
+it('knows a missing column or table and a refused SELECT as a schema or permission problem, and nothing else', () => {
+  // MariaDB's ER_BAD_FIELD_ERROR, ER_NO_SUCH_TABLE, ER_TABLEACCESS_DENIED_ERROR,
+  // ER_COLUMNACCESS_DENIED_ERROR; PostgreSQL's undefined_column, undefined_table, insufficient_privilege.
+  for (const error of [
+    { errno: 1054 },
+    { errno: 1146 },
+    { errno: 1142 },
+    { errno: 1143 },
+    { code: '42703' },
+    { code: '42P01' },
+    { code: '42501' },
+  ])
+    assert.equal(
+      isSchemaOrPermissionError(Object.assign(new Error('no'), error)),
+      true,
+      JSON.stringify(error),
+    );
+  // A refused login, a statement timeout, a connection gone, none.
+  for (const error of [{ errno: 1045 }, { errno: 1969 }, { code: '57014' }, { code: 'ECONNREFUSED' }, {}])
+    assert.equal(
+      isSchemaOrPermissionError(Object.assign(new Error('failed'), error)),
+      false,
+      JSON.stringify(error),
+    );
+});
+
+/** The value of one sample in a registry's text, or undefined when it is not exported. */
+async function sample(
+  metrics: ReturnType<typeof createMetrics>,
+  series: string,
+): Promise<number | undefined> {
+  const text = await metrics.registry.metrics();
+  const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
 
 await describeOnEachAllianceAuth(
   (database) => `Following Alliance Auth's changes by polling, on ${database}`,
@@ -338,6 +377,137 @@ await describeOnEachAllianceAuth(
       assert.equal(applied.length, 1);
       assert.equal((await a.pollOnce()).outcome, 'not_leader');
       await b.stop();
+    });
+
+    it("exports each cycle's outcome, and the lease's last success from every instance, leader or not", async () => {
+      let clock = 1_700_000_000_000;
+      const now = () => clock;
+      const metricsA = createMetrics({ defaultMetrics: false });
+      const metricsB = createMetrics({ defaultMetrics: false });
+      const a = poller({ owner: 'instance-a', metrics: metricsA, now });
+      const b = poller({ owner: 'instance-b', metrics: metricsB, now });
+      const cycles = 'aa_oidc_aa_poll_cycles_total';
+      const lastSuccess = 'aa_oidc_aa_poll_last_success_timestamp_seconds';
+      // Every outcome from 0, before any cycle: the first failure is an increase.
+      for (const outcome of [
+        'baseline',
+        'applied',
+        'not_leader',
+        'aa_unreachable',
+        'aa_timed_out',
+        'aa_schema_error',
+        'refused_empty',
+        'lease_lost',
+        'failed',
+      ])
+        assert.equal(await sample(metricsA, `${cycles}{outcome="${outcome}"}`), 0, outcome);
+      assert.equal((await a.pollOnce()).outcome, 'baseline');
+      assert.equal(await sample(metricsA, `${cycles}{outcome="baseline"}`), 1);
+      assert.equal(await sample(metricsA, lastSuccess), clock / 1000);
+      clock += 10_000;
+      assert.equal((await b.pollOnce()).outcome, 'not_leader');
+      assert.equal(await sample(metricsB, `${cycles}{outcome="not_leader"}`), 1);
+      assert.equal(
+        await sample(metricsB, lastSuccess),
+        (clock - 10_000) / 1000,
+        "the leader's, read by the other",
+      );
+      assert.equal((await a.pollOnce()).outcome, 'applied');
+      assert.equal(await sample(metricsA, lastSuccess), clock / 1000);
+      assert.equal((await b.pollOnce()).outcome, 'not_leader');
+      assert.equal(await sample(metricsB, lastSuccess), clock / 1000);
+      await a.stop();
+      await b.stop();
+    });
+
+    it('reports a column missing after an Alliance Auth upgrade as a schema problem, once, with what the schema check finds, and resumes after', async () => {
+      const logged: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+      const record = (level: string) => (fields: object, message?: string) =>
+        logged.push({ level, fields: fields as Record<string, unknown>, message: message ?? '' });
+      const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug() {} };
+      const metrics = createMetrics({ defaultMetrics: false });
+      const p = poller({ logger, metrics });
+      assert.equal((await p.pollOnce()).outcome, 'baseline');
+      const succeeded = await sample(metrics, 'aa_oidc_aa_poll_last_success_timestamp_seconds');
+      const rename = (from: string, to: string) =>
+        fixture.run(`ALTER TABLE authentication_characterownership RENAME COLUMN ${from} TO ${to}`);
+      await rename('owner_hash', 'owner_hash_renamed');
+      try {
+        assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
+        assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
+      } finally {
+        await rename('owner_hash_renamed', 'owner_hash');
+      }
+      const errors = logged.filter((entry) => entry.level === 'error');
+      assert.equal(errors.length, 1, 'once while it lasts');
+      assert.match(
+        errors[0]!.message,
+        /^the Alliance Auth fingerprint query failed: Alliance Auth's database answers, but a table or column aa-oidc reads is missing or the login of AA_OIDC_AA_DATABASE_URL may not SELECT it \(the schema check finds: Alliance Auth's database lacks columns aa-oidc reads .*authentication_characterownership\.owner_hash\)\. Check Alliance Auth's version .*migrations are applied .*the login's grants/,
+      );
+      assert.match(String((errors[0]!.fields.err as { message: string }).message), /owner_hash/);
+      assert.deepEqual(
+        logged.filter((entry) => /unreachable/.test(entry.message)),
+        [],
+        'not called unreachable',
+      );
+      assert.equal(await sample(metrics, 'aa_oidc_aa_poll_cycles_total{outcome="aa_schema_error"}'), 2);
+      assert.equal(await sample(metrics, 'aa_oidc_aa_poll_cycles_total{outcome="aa_unreachable"}'), 0);
+      assert.equal(await sample(metrics, 'aa_oidc_aa_poll_last_success_timestamp_seconds'), succeeded);
+      await actions.deactivate(2);
+      assert.equal((await p.pollOnce()).outcome, 'applied');
+      assert.deepEqual(
+        applied.flat().map((change) => [change.kind, change.userId]),
+        [
+          ['user_deactivated', 2],
+          ['user_state_changed', 2],
+        ],
+      );
+      assert.equal(
+        logged.filter((entry) => /completes the poll's queries again/.test(entry.message)).length,
+        1,
+      );
+      await p.stop();
+    });
+
+    it('reports a table the login may not read as a schema or permission problem, and resumes once it may', async () => {
+      const logged: Array<{ level: string; message: string }> = [];
+      const record = (level: string) => (_fields: object, message?: string) =>
+        logged.push({ level, message: message ?? '' });
+      const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug() {} };
+      const reader = decodeURIComponent(new URL(fixture.readerUrl).username);
+      if (kind === 'mysql') {
+        // The database-wide grant, narrowed to every table but the memberships (a new connection
+        // sees a database-level change; a table-level one shows at once).
+        await fixture.run(`REVOKE SELECT ON \`${fixture.name}\`.* FROM '${reader}'@'%'`);
+        for (const table of [...Object.keys(COLUMNS_READ), 'django_migrations'])
+          if (table !== 'auth_user_groups')
+            await fixture.run(`GRANT SELECT ON \`${fixture.name}\`.\`${table}\` TO '${reader}'@'%'`);
+      } else await fixture.run(`REVOKE SELECT ON auth_user_groups FROM ${reader}`);
+      const limited = openAllianceAuthDatabase(fixture.readerUrl);
+      try {
+        const metrics = createMetrics({ defaultMetrics: false });
+        const p = poller({ aa: limited, logger, metrics });
+        assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
+        assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
+        const errors = logged.filter((entry) => entry.level === 'error');
+        assert.equal(errors.length, 1);
+        assert.match(
+          errors[0]!.message,
+          /may not SELECT it \(the schema check finds: .*auth_user_groups\.user_id/,
+        );
+        assert.match(errors[0]!.message, /the login's grants/);
+        assert.equal(await sample(metrics, 'aa_oidc_aa_poll_last_success_timestamp_seconds'), 0);
+        await fixture.run(
+          kind === 'mysql'
+            ? `GRANT SELECT ON \`${fixture.name}\`.auth_user_groups TO '${reader}'@'%'`
+            : `GRANT SELECT ON auth_user_groups TO ${reader}`,
+        );
+        assert.equal((await p.pollOnce()).outcome, 'baseline');
+        assert.equal(await sample(metrics, 'aa_oidc_aa_poll_cycles_total{outcome="aa_schema_error"}'), 2);
+        await p.stop();
+      } finally {
+        await limited.close();
+      }
     });
 
     it('reports a read AA gave up on at its statement timeout as such, not as unreachable, and resumes after', async () => {

@@ -13,6 +13,8 @@ const SECTION_I = {
   aa_oidc_bcl_dispatches_total: 'counter',
   aa_oidc_bcl_delivery_seconds: 'histogram',
   aa_oidc_imported_secret_checks_total: 'counter',
+  aa_oidc_aa_poll_cycles_total: 'counter',
+  aa_oidc_aa_poll_last_success_timestamp_seconds: 'gauge',
 } as const;
 
 function assertExposesSectionI(text: string) {

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import {
+  allianceAuthDirectory,
+  createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+
+const TOKEN = 'metrics-scrape-token-0123456789';
+
+await describeOnEachAllianceAuth(
+  (database) => `The Alliance Auth poller's metrics, scraped from a server on ${database}`,
+  (kind) => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      server = await startServer({
+        directory: allianceAuthDirectory(fixture.readerUrl, { pollSeconds: 3600 }),
+        metrics: { enabled: false, bearerToken: TOKEN },
+      });
+    });
+    after(async () => {
+      await server?.close();
+      await fixture?.drop();
+    });
+
+    const scrape = async () => {
+      const response = await fetch(`${server.origin}/metrics`, {
+        headers: { Authorization: `Bearer ${TOKEN}` },
+      });
+      assert.equal(response.status, 200);
+      return response.text();
+    };
+    const value = (text: string, series: string) => {
+      const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
+
+    it('counts cycles by outcome and keeps the last success while a column AA lost stops polling', async () => {
+      const poller = server.app.allianceAuth!.poller;
+      const before = Date.now() / 1000;
+      assert.notEqual((await poller.pollOnce()).outcome, 'aa_schema_error');
+      let text = await scrape();
+      assert.match(text, /^# TYPE aa_oidc_aa_poll_cycles_total counter$/m);
+      assert.match(text, /^# TYPE aa_oidc_aa_poll_last_success_timestamp_seconds gauge$/m);
+      assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="baseline"}'), 1);
+      assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="aa_schema_error"}'), 0);
+      const succeeded = value(text, 'aa_oidc_aa_poll_last_success_timestamp_seconds')!;
+      assert.ok(
+        succeeded >= Math.floor(before - 60) && succeeded <= Date.now() / 1000 + 1,
+        String(succeeded),
+      );
+
+      await fixture.run(
+        'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash TO owner_hash_renamed',
+      );
+      try {
+        assert.equal((await poller.pollOnce()).outcome, 'aa_schema_error');
+      } finally {
+        await fixture.run(
+          'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash_renamed TO owner_hash',
+        );
+      }
+      text = await scrape();
+      assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="aa_schema_error"}'), 1);
+      assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="aa_unreachable"}'), 0);
+      assert.equal(value(text, 'aa_oidc_aa_poll_last_success_timestamp_seconds'), succeeded, 'unchanged');
+    });
+  },
+);
