@@ -31,6 +31,25 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     await database.drop();
   });
 
+  /** The database handle with every query it is given recorded. */
+  const observedQueries = () => {
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    return { queries, observed };
+  };
+  /** SQLite's query plan of a recorded query, its steps joined by `; `. */
+  const sqlitePlan = async (query: { node: RootOperationNode; queryId: QueryId }) => {
+    const compiled = handle.db.getExecutor().compileQuery(query.node, query.queryId);
+    const plan = await handle.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `explain query plan ${compiled.sql}`,
+    });
+    return plan.rows.map((row) => row.detail).join('; ');
+  };
+
   it("finds a user's sessions, each application with its sid, in one query on an index", async () => {
     const sessions = new KyselyAdapter('Session', handle.db, clock);
     const session = (accountId: string, authorizations: Record<string, { sid: string }>) => ({
@@ -46,11 +65,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     );
     await sessions.upsert('session-b', session('7001', { app1: { sid: 'sid-b1' } }), 600);
     await sessions.upsert('session-c', session('7002', { app1: { sid: 'sid-c1' } }), 600);
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
-    });
+    const { queries, observed } = observedQueries();
     const found = await selectUserSessions(observed, 7001, now);
     assert.equal(queries.length, 1, 'one query');
     assert.deepEqual(
@@ -58,12 +73,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       ['app1:sid-a1', 'app1:sid-b1', 'app2:sid-a2'],
     );
     if (testDatabaseKind === 'sqlite') {
-      const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
-      const plan = await handle.db.executeQuery<{ detail: string }>({
-        ...compiled,
-        sql: `explain query plan ${compiled.sql}`,
-      });
-      const details = plan.rows.map((row) => row.detail).join('; ');
+      const details = await sqlitePlan(queries[0]!);
       assert.match(details, /USING INDEX/, details);
       assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
     }
@@ -109,20 +119,11 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       60,
     );
 
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
-    });
+    const { queries, observed } = observedQueries();
     const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now, now);
     assert.deepEqual([...found], [8001]);
     if (testDatabaseKind === 'sqlite') {
-      const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
-      const plan = await handle.db.executeQuery<{ detail: string }>({
-        ...compiled,
-        sql: `explain query plan ${compiled.sql}`,
-      });
-      const details = plan.rows.map((row) => row.detail).join('; ');
+      const details = await sqlitePlan(queries[0]!);
       assert.match(details, /issued_code_created_at_idx/, details);
     }
   });
