@@ -75,7 +75,11 @@ describe(`every admin route is for superusers only (${testDatabaseKind})`, () =>
   it('serves every admin page to a superuser without a server error', async () => {
     for (const route of routes.filter((candidate) => candidate.method === 'GET')) {
       const page = await consoleGet(admin, urlOf(server, route));
-      assert.ok([200, 404].includes(page.status), `${route.path}: ${page.status} ${page.body.slice(0, 200)}`);
+      // 404: a placeholder id; 409: an action refused in its preview (prepare-next while a next key exists).
+      assert.ok(
+        [200, 404, 409].includes(page.status),
+        `${route.path}: ${page.status} ${page.body.slice(0, 200)}`,
+      );
       assert.equal(page.body.includes('<nav aria-label="Administration"'), true, route.path);
     }
   });
