@@ -72,8 +72,9 @@ describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})
     const users = await cli(['user', 'list', '--format', 'json']);
     assert.deepEqual(JSON.parse(users.stdout), [], 'nobody was created');
 
-    // 1024 characters of 4 UTF-8 bytes each, and the newline: within the limit.
-    const longest = '\u{1F600}'.repeat(1024);
+    // 1024 characters of 3 UTF-8 bytes each (one UTF-16 unit, as sign-in counts), and the newline:
+    // within the limit.
+    const longest = '\u20ac'.repeat(1024);
     const created = await cli(['user', 'create', 'carol', '--password-stdin'], `${longest}\n`);
     assert.equal(created.code, 0, created.stderr);
   });
