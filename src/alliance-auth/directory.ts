@@ -2,6 +2,7 @@ import type { Directory, MainCharacter, UserProfile } from '../directory/port.ts
 import { findByName, selectGroups, selectStates, selectUserIdsCoveredBy } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
+import { isRowId } from '../db/row-id.ts';
 
 /**
  * Alliance Auth's database as the directory port: users are `auth_user` rows (their id is `sub`, as
@@ -70,7 +71,7 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
     },
     // A caller's unit of work (`within`) is of aa-oidc's database, not AA's: read AA's as always.
     async profilesByIds(ids) {
-      const unique = [...new Set(ids)].filter((id) => Number.isSafeInteger(id) && id > 0);
+      const unique = [...new Set(ids)].filter(isRowId);
       const profiles: UserProfile[] = [];
       for (let start = 0; start < unique.length; start += IDS_PER_QUERY) {
         const users = await selectUsers(aa, { ids: unique.slice(start, start + IDS_PER_QUERY) });
