@@ -7,6 +7,7 @@ import { whyNotWritable } from './db/writable.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
+import { refuseUnreadableTarget } from './http/request-target.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
@@ -47,6 +48,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Then: request id, child logger on ctx.state.log, one access line per request.
   koa.use(requestContext(services.logger));
   logKoaErrors(koa, services.logger);
+  // A request target that cannot be read (a malformed absolute form) is a 400 before anything reads it.
+  koa.use(refuseUnreadableTarget());
   // A database that is down or unreachable makes requests answer 503 "try again", not 500.
   koa.use(answerUnavailable(services.logger, describeDatabase(config.database)));
   const allianceAuth = services.allianceAuth;

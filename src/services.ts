@@ -19,7 +19,11 @@ import { createSecretFormatter, type SecretFormatter } from './logging/secrets.t
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
 import { type AuditStore, batchDelayFor, createAuditStore } from './audit/store.ts';
-import { auditApplicationChanges, auditDirectoryChanges } from './audit/directory-events.ts';
+import {
+  auditApplicationChanges,
+  auditDirectoryChanges,
+  auditKeyWithdrawals,
+} from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import { createTwoFactorService, type TwoFactorService } from './two-factor/service.ts';
 import {
@@ -167,7 +171,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
       const applied = await migrateToLatest(database.db, database.kind);
       if (applied.length > 0) logger.info({ migrations: applied }, 'applied database migrations');
     }
-    const keys = createKeyService(database, config, logger);
+    // A withdrawn signing key (a leaked private part) is an admin_change audit event.
+    const keys = createKeyService(database, config, logger, { onWithdrawn: auditKeyWithdrawals(audit) });
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;

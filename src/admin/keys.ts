@@ -3,12 +3,12 @@ import { csrfField, doneMessage, formatTime } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { KeyError } from '../keys/service.ts';
 import type { SigningKeySummary } from '../keys/types.ts';
-import { type AdminDependencies, renderAdmin } from './context.ts';
+import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 
 /**
- * Signing keys in the admin UI: the list with each key's lifecycle, rotate, retire and prepare a next
- * key, each confirmed after the key service's own dry run says what would happen (as `keys rotate
- * --dry-run` does).
+ * Signing keys in the admin UI: the list with each key's lifecycle, rotate, retire, prepare a next
+ * key and withdraw a leaked one, each confirmed after the key service's own dry run says what would
+ * happen (as `keys rotate --dry-run` does).
  */
 
 const DONE: Readonly<Record<string, string>> = {
@@ -17,6 +17,8 @@ const DONE: Readonly<Record<string, string>> = {
   retired: 'Retired: the key is no longer the next key.',
   prepared:
     'Prepared: the new next key is published; a rotation activates it once relying parties caching the JWKS hold it.',
+  withdrawn:
+    'Withdrawn: the key is no longer published and its private part is erased; every instance drops it within seconds.',
 };
 
 const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
@@ -25,6 +27,9 @@ const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
   retired: 'retired: published until its tokens expire',
   removed: 'removed: private part erased',
 };
+
+/** A key JWKS publishes can be withdrawn; a removed one is gone already. */
+const WITHDRAWABLE: ReadonlySet<SigningKeySummary['status']> = new Set(['next', 'active', 'retired']);
 
 function keyPath(kid: string, suffix: string): string {
   return `/admin/keys/${encodeURIComponent(kid)}${suffix}`;
@@ -71,7 +76,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
             <p>
               RS256 keys, lifecycle next → active → retired → removed. JWKS publishes next, active and retired
               keys. A retired key stays published for
-              ${Math.round(deps.keys.retiredPublicationSeconds() / 3600)} hour(s).
+              ${Math.round(deps.keys.retiredPublicationSeconds() / 3600)} hour(s). If a key's private part may
+              have leaked, withdraw it: it leaves JWKS at once.
             </p>
             <p>
               <a class="button" href="/admin/keys/rotate">Rotate…</a>
@@ -106,9 +112,13 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                         <td>${formatTime(key.createdAt)}</td>
                         <td>${formatTime(key.activatedAt)}</td>
                         <td>${formatTime(key.retiredAt)}</td>
-                        <td>${formatTime(key.publishUntil)}</td>
                         <td>
-                          ${key.status === 'next' ? html`<a href="${keyPath(key.kid, '/retire')}">Retire…</a>` : ''}
+                          ${formatTime(key.publishUntil)}
+                          ${key.withdrawnAt === null ? '' : html`<br /><strong>withdrawn</strong> ${formatTime(key.withdrawnAt)}`}
+                        </td>
+                        <td>
+                          ${key.status === 'next' ? html`<a href="${keyPath(key.kid, '/retire')}">Retire…</a> ` : ''}
+                          ${WITHDRAWABLE.has(key.status) ? html`<a href="${keyPath(key.kid, '/withdraw')}">Withdraw…</a>` : ''}
                         </td>
                       </tr>`,
                   )}
@@ -312,6 +322,124 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         if (!(await unlessRefused(request, () => deps.keys.retire(request.params.kid ?? '')))) return;
         request.seeOther('/admin/keys?done=retired');
+      },
+    },
+    {
+      method: 'GET',
+      path: '/admin/keys/:kid/withdraw',
+      access: 'superuser',
+      async handle(request) {
+        const kid = request.params.kid ?? '';
+        const preview = await unlessRefused(request, () => deps.keys.withdraw(kid, { dryRun: true }));
+        if (!preview) return;
+        const cacheSeconds = deps.keys.jwksCacheSeconds();
+        renderAdmin(
+          request,
+          '/admin/keys',
+          'Withdraw a signing key',
+          html`<h1>Withdraw key <code>${preview.key.kid}</code>?</h1>
+            <p>For a key whose private part may have leaked. It is the ${preview.formerStatus} key.</p>
+            <div class="warn">
+              <p><strong>What happens:</strong></p>
+              <ul>
+                <li>
+                  The key leaves JWKS at once, not when its publication ends, and its private part is erased.
+                  Every instance drops it within seconds: aa-oidc then refuses what it signed (an
+                  <code>id_token_hint</code> at logout or authorization).
+                </li>
+                ${
+                  preview.formerStatus === 'active'
+                    ? html`<li>
+                        ${
+                          preview.promotedNext
+                            ? html`The next key <code>${preview.activatedKid}</code>, already published, signs
+                                every new token in its place,`
+                            : html`A new key, which relying parties meet in JWKS for the first time, signs
+                              every new token in its place,`
+                        }
+                        and a new next key is prepared.
+                      </li>`
+                    : ''
+                }
+                ${
+                  preview.unpublished
+                    ? html`<li>
+                        <strong>Relying parties may not know the key that signs in its place:</strong>
+                        ${preview.unpublished.message}.
+                      </li>`
+                    : ''
+                }
+                <li>
+                  Relying parties holding a copy of the JWKS fetched before now keep trusting the key until
+                  they fetch it again: up to ${cacheSeconds} s (<code>keys.jwksCacheSeconds</code>), depending
+                  on their library.
+                </li>
+                <li>
+                  Tokens it signed no longer verify wherever the JWKS is fetched afresh (ID tokens, JWT access
+                  tokens that resource servers verify themselves). aa-oidc's introspection and userinfo find
+                  access tokens by their stored value: they never accepted a token forged with the key, and
+                  keep accepting those it issued until they expire or are revoked.
+                </li>
+                <li>
+                  If the key leaked, relying parties may have accepted tokens forged with it: tell their
+                  operators. “Revoke tokens…” on a user's page revokes a user's tokens, ends their sessions
+                  and tells the applications.
+                </li>
+                ${
+                  preview.formerStatus === 'next'
+                    ? html`<li>
+                        There is no next key afterwards: prepare one (“Prepare a next key…” on the signing
+                        keys page) before the next rotation.
+                      </li>`
+                    : ''
+                }
+              </ul>
+            </div>
+            <form method="post" action="${keyPath(kid, '/withdraw')}">
+              ${csrfField(request.session)}
+              ${
+                preview.unpublished
+                  ? html`<p>
+                      <label class="inline" for="force"
+                        ><input type="checkbox" id="force" name="force" value="yes" required /> Withdraw
+                        anyway: relying parties holding an older copy of the JWKS may reject new ID tokens
+                        until they fetch it again (a leaked key is the greater risk)</label
+                      >
+                    </p>`
+                  : ''
+              }
+              <div class="actions">
+                <button type="submit" class="danger">Withdraw</button>
+                <a href="/admin/keys">Cancel</a>
+              </div>
+            </form>`,
+        );
+      },
+    },
+    {
+      method: 'POST',
+      path: '/admin/keys/:kid/withdraw',
+      access: 'superuser',
+      async handle(request) {
+        const kid = request.params.kid ?? '';
+        const withdraw = () =>
+          deps.keys.withdraw(kid, { force: request.form.get('force') === 'yes', actor: adminActor(request) });
+        try {
+          await withdraw();
+        } catch (error) {
+          if (error instanceof KeyError && error.code === 'unpublished_key') {
+            return refused(
+              request,
+              new KeyError(
+                error.code,
+                `${error.message}. To withdraw it now anyway, tick “Withdraw anyway” on the confirmation page`,
+              ),
+            );
+          }
+          if (error instanceof KeyError) return refused(request, error);
+          throw error;
+        }
+        request.seeOther('/admin/keys?done=withdrawn');
       },
     },
   ];

@@ -178,3 +178,38 @@ export function auditApplicationChanges(audit: Pick<AuditBus, 'publish'>): Appli
       details: {},
     });
 }
+
+/** A signing key's withdrawal as the key service reports it (src/keys/types.ts, `KeyWithdrawal`). */
+export interface SigningKeyWithdrawal {
+  kid: string;
+  formerStatus: string;
+  activatedKid: string | null;
+  forced: string | null;
+  actor: string | null;
+}
+
+/**
+ * The key service's `onWithdrawn`: every committed withdrawal of a signing key becomes an
+ * `admin_change` audit event naming the key, the status it had and, for the active key, the key that
+ * signs in its place. Key ids are public (JWKS lists them); no key material appears.
+ */
+export function auditKeyWithdrawals(
+  audit: Pick<AuditBus, 'publish'>,
+): (withdrawal: SigningKeyWithdrawal) => void {
+  return (withdrawal) =>
+    audit.publish({
+      kind: 'admin_change',
+      entity: 'signing_key',
+      action: 'withdrawn',
+      entity_id: withdrawal.kid,
+      name: withdrawal.kid,
+      actor: withdrawal.actor,
+      changed_fields: ['status'],
+      details: {
+        from_status: withdrawal.formerStatus,
+        to_status: 'removed',
+        activated_kid: withdrawal.activatedKid,
+        forced: withdrawal.forced,
+      },
+    });
+}

@@ -75,7 +75,7 @@ export type SessionsEndedReason =
   | 'user_deactivated'
   | 'user_deleted';
 
-export type AdminEntity = 'application' | 'user' | 'state' | 'group';
+export type AdminEntity = 'application' | 'user' | 'state' | 'group' | 'signing_key';
 
 export type AdminAction =
   | 'created'
@@ -89,7 +89,9 @@ export type AdminAction =
   | 'password_changed'
   | 'secret_rotated'
   | 'two_factor_enabled'
-  | 'two_factor_disabled';
+  | 'two_factor_disabled'
+  /** A signing key taken out of JWKS at once (`aa-oidc keys withdraw`: its private part may have leaked). */
+  | 'withdrawn';
 
 /** A scalar detail of an admin change; never a password or a secret, only what changed to what. */
 export type AdminChangeDetail = string | number | boolean | null;
@@ -184,14 +186,14 @@ export interface PolicyDeniedEvent {
   reason: DenyReason;
 }
 
-/** An operator changed an application, user, state or group (CLI, admin UI, or the directory). */
+/** An operator changed an application, user, state, group or signing key (CLI, admin UI, or the directory). */
 export interface AdminChangeEvent {
   kind: 'admin_change';
   entity: AdminEntity;
   action: AdminAction;
-  /** The entity's id (client id for applications, numeric id otherwise). */
+  /** The entity's id (client id for applications, kid for signing keys, numeric id otherwise). */
   entity_id: string | number;
-  /** Username, state, group or application name at the time of the change. */
+  /** Username, state, group or application name at the time of the change (a signing key's kid). */
   name: string;
   /** Who made the change (`cli`, `admin:<username>`, `system`), or null when the source did not say. */
   actor: string | null;

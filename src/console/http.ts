@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
@@ -243,10 +244,14 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         const message = `This address takes a form sent as application/x-www-form-urlencoded, not ${sent}.`;
         return refuse(ctx, session, visitor, 415, 'Form not understood', message);
       }
+      if (parsed === 'malformed' && !foreign) {
+        const message =
+          'This form is malformed: its fields must be UTF-8 text with well-formed %-escapes, as a browser sends them.';
+        return refuse(ctx, session, visitor, 400, 'Form not understood', message);
+      }
       if (
         foreign ||
-        !parsed ||
-        parsed === 'unsupported' ||
+        !(parsed instanceof URLSearchParams) ||
         (route.access !== 'public' &&
           (!session || !deps.sessions.verifyCsrf(session, parsed.get(CSRF_FIELD))))
       ) {
@@ -296,7 +301,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
 async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | 'too_large' | 'unsupported' | undefined> {
+): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | undefined> {
   const kind = ctx.is('application/x-www-form-urlencoded');
   // No body at all (null) is no form; a body of another type is named in the answer.
   if (kind === null) return undefined;
@@ -315,5 +320,22 @@ async function readForm(
   } catch {
     return undefined;
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  const body = Buffer.concat(chunks);
+  const text = body.toString('utf8');
+  // Anything else would reach the routes with U+FFFD (or a stray `%`) in place of what was sent,
+  // and be stored as such: a group named "�", a password no one can type.
+  if (!isUtf8(body) || !hasWellFormedEscapes(text)) return 'malformed';
+  return new URLSearchParams(text);
+}
+
+/** True when every %-escape of a form body is a `%XX` of a UTF-8 sequence (`%ff`, `%e2%82`, `%zz` are not). */
+function hasWellFormedEscapes(body: string): boolean {
+  if (!body.includes('%')) return true;
+  try {
+    // A multi-byte sequence cut by `&` or `=` fails here too: its continuation bytes must follow as escapes.
+    decodeURIComponent(body);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -37,6 +37,7 @@ export interface BackupCounts {
  */
 export async function backupSqlite(
   database: DatabaseHandle,
+  /** Where the copy goes; a relative name is resolved against the process's working folder. */
   file: string,
   /** Counts the copy's rows; each table's owner counts its own (storage knows no domain). */
   count: (copy: Kysely<Database>) => Promise<BackupCounts>,

@@ -136,6 +136,8 @@ export interface SigningKeyTable {
   removed_at: EpochMs | null;
   /** A retired key stays in JWKS until then (retired_at + the longest token lifetime). */
   publish_until: EpochMs | null;
+  /** When an operator withdrew it (`keys withdraw`: removed at once, not at `publish_until`); else null. */
+  withdrawn_at: EpochMs | null;
   /** Grows with every change of the row; watched by every running instance. */
   revision: Generated<number>;
 }

@@ -18,6 +18,23 @@ export async function raiseSignInGeneration(db: Kysely<Database>, userId: number
     .execute();
 }
 
+/**
+ * Takes the user's generation row for the rest of the transaction, its value unchanged (a missing
+ * row is written as 0, the generation of a user never raised). What ends a user's sessions and tells
+ * the applications takes it first: two of them at once for one user (a "sign out everywhere" posted
+ * twice, each post on another instance) then run one after the other, and the second reads what the
+ * first left (no session to end, no application to tell) instead of what both found at the start.
+ */
+export async function lockSignInGeneration(db: Kysely<Database>, userId: number): Promise<void> {
+  await db
+    .insertInto('sign_in_generation')
+    .values({ user_id: userId, generation: 0 })
+    .onConflict((conflict) =>
+      conflict.column('user_id').doUpdateSet({ generation: sql`sign_in_generation.generation` }),
+    )
+    .execute();
+}
+
 /** The user's generation now: 0 when it was never raised. */
 export async function signInGeneration(db: Kysely<Database>, userId: number): Promise<number> {
   const row = await db

@@ -3,6 +3,7 @@ export type KeyErrorCode =
   | 'unknown_kid'
   | 'active_key'
   | 'not_retirable'
+  | 'already_removed'
   | 'invalid_key'
   | 'already_imported'
   | 'keys_changed'

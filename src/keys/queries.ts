@@ -18,6 +18,7 @@ export function toSummary(row: SigningKeyRow): SigningKeySummary {
     activatedAt: row.activated_at === null ? null : Number(row.activated_at),
     retiredAt: row.retired_at === null ? null : Number(row.retired_at),
     removedAt: row.removed_at === null ? null : Number(row.removed_at),
+    withdrawnAt: row.withdrawn_at === null ? null : Number(row.withdrawn_at),
     publishUntil: row.publish_until === null ? null : Number(row.publish_until),
     ...rsaShape(JSON.parse(row.public_jwk) as JWK),
   };
@@ -107,6 +108,7 @@ export async function insertKeyRow(
       activated_at: status === 'active' ? now : null,
       retired_at: status === 'retired' ? now : null,
       removed_at: null,
+      withdrawn_at: null,
       publish_until: publishUntil,
     })
     .execute();
@@ -127,6 +129,34 @@ export async function setKeyStatus(
   const result = await trx
     .updateTable('signing_key')
     .set((eb) => ({ ...changes, revision: eb('revision', '+', 1) }))
+    .where('kid', '=', kid)
+    .where('status', '=', from)
+    .executeTakeFirst();
+  // Unreachable under the writers' lock; guards against a schema or lock mistake.
+  if (Number(result.numUpdatedRows) !== 1) throw new Error(`signing key ${kid} changed concurrently`);
+}
+
+/**
+ * Withdraws one key that JWKS publishes (`from`): removed at once with its private part erased, as
+ * if its publication had ended now. A key that never stopped signing (`active`) is retired now too.
+ */
+export async function withdrawKeyRow(
+  trx: Transaction<Database>,
+  kid: string,
+  from: 'next' | 'active' | 'retired',
+  now: number,
+): Promise<void> {
+  const result = await trx
+    .updateTable('signing_key')
+    .set((eb) => ({
+      status: 'removed',
+      retired_at: eb.fn.coalesce('retired_at', eb.val(now)),
+      publish_until: now,
+      removed_at: now,
+      withdrawn_at: now,
+      private_jwk_encrypted: null,
+      revision: eb('revision', '+', 1),
+    }))
     .where('kid', '=', kid)
     .where('status', '=', from)
     .executeTakeFirst();

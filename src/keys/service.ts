@@ -20,14 +20,17 @@ import {
   removeExpiredKeys,
   setKeyStatus as setStatus,
   toSummary,
+  withdrawKeyRow,
 } from './queries.ts';
 import type {
   ImportResult,
   KeyService,
+  KeyWithdrawal,
   PrepareNextResult,
   RotationResult,
   SigningKeySummary,
   UnpublishedKey,
+  WithdrawResult,
 } from './types.ts';
 
 export type {
@@ -37,6 +40,7 @@ export type {
   RetireResult,
   RotationResult,
   UnpublishedKey,
+  WithdrawResult,
 } from './types.ts';
 export { KeyError, type KeyErrorCode } from './errors.ts';
 
@@ -53,6 +57,8 @@ export interface KeyServiceDatabase {
 export interface KeyServiceOptions {
   /** The clock (epoch milliseconds) the lifecycle dates are taken from; tests inject one. */
   now?: () => number;
+  /** Told of every committed withdrawal (the composition root makes it an audit event); must not throw. */
+  onWithdrawn?: (withdrawal: KeyWithdrawal) => void;
 }
 
 const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -71,6 +77,23 @@ function describeSeconds(seconds: number): string {
   return `${Math.round((whole / 3600) * 10) / 10} h`;
 }
 
+/** Refuses anything that cannot be a kid before a query sees it, quoting at most 64 characters of it. */
+function checkKid(kid: unknown): asserts kid is string {
+  if (typeof kid === 'string' && KID_PATTERN.test(kid)) return;
+  const shown = String(kid).slice(0, 64);
+  throw new KeyError(
+    'invalid_kid',
+    `"${shown}" is not a key id: expected the 43-character kid shown by \`aa-oidc keys list\``,
+  );
+}
+
+/** A key JWKS publishes: any but a removed one. */
+type PublishedKeyRow = SigningKeyRow & { status: WithdrawResult['formerStatus'] };
+const isPublished = (row: SigningKeyRow): row is PublishedKeyRow => row.status !== 'removed';
+
+const unknownKid = (kid: string) =>
+  new KeyError('unknown_kid', `no signing key has kid ${kid}; \`aa-oidc keys list\` shows them`);
+
 export function createKeyService(
   database: KeyServiceDatabase,
   config: Pick<Config, 'secretKey' | 'tokens' | 'keys'>,
@@ -80,6 +103,7 @@ export function createKeyService(
   const { db, kind } = database;
   const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
   const clock = options.now ?? Date.now;
+  const { onWithdrawn } = options;
 
   const retiredPublicationSeconds = () =>
     Math.max(
@@ -330,20 +354,9 @@ export function createKeyService(
     },
 
     async retire(kid, options = {}) {
-      if (typeof kid !== 'string' || !KID_PATTERN.test(kid)) {
-        const shown = String(kid).slice(0, 64);
-        throw new KeyError(
-          'invalid_kid',
-          `"${shown}" is not a key id: expected the 43-character kid shown by \`aa-oidc keys list\``,
-        );
-      }
+      checkKid(kid);
       const check = (row: SigningKeyRow | undefined): SigningKeyRow => {
-        if (!row) {
-          throw new KeyError(
-            'unknown_kid',
-            `no signing key has kid ${kid}; \`aa-oidc keys list\` shows them`,
-          );
-        }
+        if (!row) throw unknownKid(kid);
         switch (row.status) {
           case 'next':
             return row;
@@ -383,6 +396,119 @@ export function createKeyService(
         return { dryRun: false, key: toSummary(updated!), removedKids };
       });
       logger?.info({ kid }, 'retired the next signing key');
+      return result;
+    },
+
+    async withdraw(kid, options = {}) {
+      checkKid(kid);
+      const withdrawable = (row: SigningKeyRow | undefined): PublishedKeyRow => {
+        if (!row) throw unknownKid(kid);
+        if (isPublished(row)) return row;
+        const removedAt = new Date(Number(row.removed_at)).toISOString();
+        throw new KeyError(
+          'already_removed',
+          row.withdrawn_at === null
+            ? `signing key ${kid} was removed at ${removedAt} when its publication ended: JWKS no longer lists it and its private part is erased; nothing to withdraw`
+            : `signing key ${kid} was already withdrawn at ${new Date(Number(row.withdrawn_at)).toISOString()}: JWKS no longer lists it and its private part is erased; nothing to withdraw`,
+        );
+      };
+      /** Withdrawing the active key needs a key to sign with instead: as a rotation would activate it. */
+      const replacement = (row: SigningKeyRow, next: SigningKeyRow | undefined, now: number) => {
+        if (row.status !== 'active') return null;
+        const unpublished = unpublishedKey(row, next, now);
+        if (unpublished && !options.force) {
+          throw new KeyError(
+            'unpublished_key',
+            `${row.kid} is the active key and withdrawing it activates another in its place, but ${unpublished.message}; nothing was withdrawn`,
+          );
+        }
+        return { next, unpublished };
+      };
+      if (options.dryRun) {
+        const now = clock();
+        const row = withdrawable(await keyRow(db, kid));
+        const next = only(await keyRowsByStatus(db, 'next'), 'next');
+        // A dry run reports what a real run would refuse instead of refusing.
+        const unpublished = row.status === 'active' ? unpublishedKey(row, next, now) : null;
+        const withdrawn = { ...toSummary(row), status: 'removed' as const, removedAt: now, withdrawnAt: now };
+        return {
+          dryRun: true,
+          key: { ...withdrawn, retiredAt: withdrawn.retiredAt ?? now, publishUntil: now },
+          formerStatus: row.status,
+          activatedKid: row.status === 'active' ? (next?.kid ?? null) : null,
+          promotedNext: row.status === 'active' && next !== undefined,
+          nextKid: null,
+          removedKids: [],
+          unpublished,
+        };
+      }
+      // Withdrawing the active key activates one and prepares a next key: generated before the lock.
+      const before = await keyRow(db, kid);
+      const hasNext = (await keyRowsByStatus(db, 'next')).length > 0;
+      const take = keyPool(
+        before?.status !== 'active'
+          ? []
+          : await Promise.all(
+              hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()],
+            ),
+      );
+      const result = await writeTransaction(async (trx): Promise<WithdrawResult> => {
+        const now = clock();
+        const row = withdrawable(await keyRow(trx, kid));
+        const next = only(await keyRowsByStatus(trx, 'next'), 'next');
+        const replacing = replacement(row, next, now);
+        // Before the clean-up: a retired key past its publication, not removed yet, is withdrawn too.
+        // Order matters for the partial unique indexes: free the active slot, then the next slot.
+        await withdrawKeyRow(trx, kid, row.status, now);
+        const removedKids = await removeExpiredKeys(trx, now);
+        let activatedKid: string | null = null;
+        let nextKid: string | null = null;
+        if (replacing) {
+          if (replacing.next) {
+            await setStatus(trx, replacing.next.kid, 'next', { status: 'active', activated_at: now });
+            activatedKid = replacing.next.kid;
+          } else {
+            const key = await take();
+            await insertKey(trx, key, 'active', now);
+            activatedKid = key.kid;
+          }
+          const nextKey = await take();
+          await insertKey(trx, nextKey, 'next', now);
+          nextKid = nextKey.kid;
+        }
+        return {
+          dryRun: false,
+          key: toSummary((await keyRow(trx, kid))!),
+          formerStatus: row.status,
+          activatedKid,
+          promotedNext: replacing !== null && replacing.next !== undefined,
+          nextKid,
+          removedKids,
+          unpublished: replacing?.unpublished ?? null,
+        };
+      });
+      logger?.warn(
+        {
+          kid,
+          formerStatus: result.formerStatus,
+          ...(result.activatedKid ? { activeKid: result.activatedKid, nextKid: result.nextKid } : {}),
+          ...(result.unpublished ? { forced: result.unpublished.reason } : {}),
+          actor: options.actor ?? null,
+        },
+        'withdrew a signing key: it is no longer published',
+      );
+      try {
+        onWithdrawn?.({
+          kid,
+          formerStatus: result.formerStatus,
+          activatedKid: result.activatedKid,
+          forced: result.unpublished?.reason ?? null,
+          actor: options.actor ?? null,
+        });
+      } catch (error) {
+        // The withdrawal itself stands; only its audit event is missing, which the log line above replaces.
+        logger?.error({ err: error, kid }, 'a signing-key withdrawal listener failed');
+      }
       return result;
     },
 

@@ -11,6 +11,8 @@ export interface SigningKeySummary {
   activatedAt: number | null;
   retiredAt: number | null;
   removedAt: number | null;
+  /** When an operator withdrew it (`KeyService.withdraw()`): removed at once; null otherwise. */
+  withdrawnAt: number | null;
   /** A retired key stays published in JWKS until then; null for next and active keys. */
   publishUntil: number | null;
   /** The RSA modulus size, from the public key (the system checks compare it with import's bounds). */
@@ -71,6 +73,9 @@ export interface LoadedSigningKey {
  * - Expired retired keys are removed by `rotate()`, `retire()` and `prepareNext()` (and when `ensureActiveKey()`
  *   creates a key), and by every key store as soon as a key it publishes passes its `publish_until`
  *   (see store.ts); no separate job is needed.
+ * - `withdraw()` is the emergency exit, for a key whose private part may have leaked: any published
+ *   key goes straight to removed (the active one replaced as in a rotation), and every key store
+ *   drops it at its next reload, so nothing it signed verifies any more.
  * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
  */
 export interface KeyService {
@@ -99,6 +104,21 @@ export interface KeyService {
    * instead, which retires it and activates another in one step.
    */
   retire(kid: string, options?: { dryRun?: boolean }): Promise<RetireResult>;
+  /**
+   * Withdraws a key whose private part may have leaked: it leaves JWKS and every key store's set at
+   * once (instead of when its publication ends), its private part is erased, and the key becomes
+   * `removed` with `withdrawnAt` set. Tokens it signed stop verifying wherever the JWKS is fetched
+   * afresh, at aa-oidc itself too (an `id_token_hint` it signed is refused). The active key is
+   * replaced as in a rotation, in the same transaction: the next key (or a new one) signs from now
+   * on and a new next key is prepared; refused with `unpublished_key` when relying parties may not
+   * know the key activated (`WithdrawResult.unpublished`), unless `force`. Refused with
+   * `already_removed` for a removed key (withdrawn or expired: not published, nothing to withdraw).
+   * `actor` is recorded in the audit event.
+   */
+  withdraw(
+    kid: string,
+    options?: { dryRun?: boolean; force?: boolean; actor?: string },
+  ): Promise<WithdrawResult>;
   /** Moves retired keys whose `publish_until` has passed to removed; returns their kids. */
   removeExpired(now?: number): Promise<string[]>;
   /** Seconds a key retired now stays published: the longest token lifetime, or more if configured. */
@@ -180,6 +200,37 @@ export interface UnpublishedKey {
   safeAt: number | null;
   /** Says why, and from when rotating is safe. */
   message: string;
+}
+
+export interface WithdrawResult {
+  dryRun: boolean;
+  /** The key as it is after the withdrawal (in a dry run: as it would be). */
+  key: SigningKeySummary;
+  /** Its status before: a withdrawn active key is replaced by `activatedKid`. */
+  formerStatus: 'next' | 'active' | 'retired';
+  /** Withdrawing the active key: the key that signs from now on; null in a dry run that would generate one, and otherwise. */
+  activatedKid: string | null;
+  /** True when the activated key is the former next key (already published). */
+  promotedNext: boolean;
+  /** Withdrawing the active key: the new next key; null in a dry run and otherwise. */
+  nextKid: string | null;
+  /** Retired keys whose publication ended, removed on the way. */
+  removedKids: string[];
+  /**
+   * Withdrawing the active key: set when the key activated in its place is one relying parties may
+   * not know yet (as for `rotate()`); such a withdrawal is refused unless forced.
+   */
+  unpublished: UnpublishedKey | null;
+}
+
+/** What a withdrawal tells its listener (services.ts makes it an `admin_change` audit event). */
+export interface KeyWithdrawal {
+  kid: string;
+  formerStatus: WithdrawResult['formerStatus'];
+  activatedKid: string | null;
+  /** The `unpublished` reason a forced withdrawal overrode; null when nothing was forced. */
+  forced: UnpublishedKey['reason'] | null;
+  actor: string | null;
 }
 
 export interface RetireResult {

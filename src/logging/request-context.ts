@@ -167,7 +167,7 @@ function writeAccessLine(
 ): void {
   const durationMs = performance.now() - started;
   try {
-    const level = QUIET_PATHS.has(ctx.path) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
+    const level = isQuiet(ctx) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
     if (!log.isLevelEnabled(level)) return;
     const userAgent = userAgentOf(ctx);
     // Safe by construction: the URL and the user agent are scrubbed here, and nothing else in the
@@ -193,6 +193,15 @@ function writeAccessLine(
     );
   }
 }
+
+/**
+ * A load balancer's or scraper's probe. Only an origin-form target (`/healthz`) is one: Koa's parser
+ * is not asked about another, which it may not read (a malformed absolute form, see request-target.ts).
+ */
+function isQuiet(ctx: Koa.Context): boolean {
+  return ctx.originalUrl.charCodeAt(0) === SLASH && QUIET_PATHS.has(ctx.path);
+}
+const SLASH = '/'.charCodeAt(0);
 
 function httpStatusOf(error: unknown): number {
   if (typeof error === 'object' && error !== null) {

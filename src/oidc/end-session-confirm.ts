@@ -5,7 +5,7 @@ import { errorPage } from '../http/pages/error.ts';
 import { pageContext } from '../http/pages/layout.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { LogoutService, QueuedLogout } from '../logout/service.ts';
-import { deletePayload, storageId } from '../tokens/store.ts';
+import { deleteLiveSession, storageId } from '../tokens/store.ts';
 
 /** What the confirmation step reads of the provider's session. */
 interface ConfirmedSession {
@@ -34,7 +34,9 @@ export interface EndSessionConfirmDependencies {
  * - **"Yes, sign me out"** destroys the session in the same transaction that queues the
  *   back-channel logout of each of its applications (with the `sid` each was given), so a crash
  *   loses neither half; when the jobs cannot be queued the user gets an error page and nothing is
- *   destroyed. The provider's own step then revokes the grants, clears the cookie and redirects.
+ *   destroyed. A session another request ended first (the same confirmation posted twice at once,
+ *   on any instance) queues nothing again. The provider's own step then revokes the grants, clears
+ *   the cookie and redirects.
  */
 export function endSessionConfirm(deps: EndSessionConfirmDependencies) {
   return async (ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> => {
@@ -46,7 +48,11 @@ export function endSessionConfirm(deps: EndSessionConfirmDependencies) {
     let queued: QueuedLogout[];
     try {
       queued = await deps.database.db.transaction().execute(async (trx) => {
-        await deletePayload(trx, 'Session', storageId(session.id));
+        // Only the request that ends the session tells its applications: a confirmation posted
+        // twice at once (a double click, the posts balanced onto two instances) loaded the session
+        // twice, and another sign-out (everywhere, a deactivation) may have ended it meanwhile and
+        // told them already.
+        if (!(await deleteLiveSession(trx, storageId(session.id)))) return [];
         const accountId = session.accountId;
         if (!deps.logout || !accountId || !/^\d+$/.test(accountId)) return [];
         const clients = Object.keys(session.authorizations ?? {}).map((clientId) => ({

@@ -47,5 +47,6 @@ declare module 'oidc-provider/lib/helpers/weak_cache.js' {
   export default function instance(provider: unknown): {
     configuration: { findAccount(ctx: unknown, sub: string, token?: unknown): Promise<unknown> };
     features: { mTLS: { getCertificate(ctx: unknown): unknown } };
+    grantTypeHandlers: Map<string, (ctx: unknown) => Promise<void>>;
   };
 }

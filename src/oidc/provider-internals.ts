@@ -43,6 +43,26 @@ export function revokeGrantAsProvider(ctx: KoaContextWithOIDC, grantId: string |
   return revokeGrant(ctx, grantId);
 }
 
+type GrantHandler = (ctx: KoaContextWithOIDC) => Promise<void>;
+
+/**
+ * Puts `around` in front of this provider's handler of `grantType` at the token endpoint, once the
+ * client is authenticated and the parameters parsed (`ctx.oidc.params`); `around` calls `handler` to
+ * run the provider's own. oidc-provider registers its grant handlers per Provider
+ * (`registerGrantType`) and calls them from its `grantTypeHandlers` map. Throws when a provider
+ * upgrade moved the map; test/oidc/flow.test.ts fails if the refresh grant is no longer wrapped.
+ */
+export function aroundGrantHandler(
+  provider: Provider,
+  grantType: string,
+  around: (ctx: KoaContextWithOIDC, handler: GrantHandler) => Promise<void>,
+): void {
+  const handlers = instance(provider).grantTypeHandlers as Map<string, GrantHandler> | undefined;
+  const handler = handlers?.get(grantType);
+  if (!handlers || !handler) throw new Error(`oidc-provider: the ${grantType} grant handler was not found`);
+  handlers.set(grantType, (ctx) => around(ctx, handler));
+}
+
 /** The name of the provider route a request matched (`introspection`, `end_session_confirm`, …). */
 export function matchedRouteName(ctx: Koa.Context | KoaContextWithOIDC): string | undefined {
   return (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;

@@ -25,6 +25,7 @@ import { createImportedSecretGate } from './imported-secret-gate.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { codeExchangeHooks } from './code-exchange.ts';
+import { installRefreshScopeLeniency } from './refresh-scope.ts';
 import { OwnCodes } from './own-codes.ts';
 import { discoveryPostProcessing } from './discovery.ts';
 import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
@@ -226,6 +227,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     findClientsByMetadataObject(provider);
     installAccessTokenHash(provider);
     installAccessTokenFormats(provider, { config, logger: log, applications });
+    installRefreshScopeLeniency(provider, config.oidc.scopes);
     provider.use((ctx, next) =>
       mayBeTokenOrAuthorization(ctx.path) ? codeExchange.middleware(ctx, next) : next(),
     );

@@ -837,6 +837,22 @@ export async function deletePayload(db: Db, model: string, id: string): Promise<
   await db.deleteFrom('oidc_payload').where('model', '=', model).where('id', '=', id).execute();
 }
 
+/**
+ * Deletes a session's row; true when this statement ended it: the row was there and not ended
+ * already (a revoked session, `endUserSessions`). Of several requests ending one session at once
+ * (a sign-out confirmed twice, each post on another instance), only the one whose delete found it
+ * live is told so: the row lock orders them, and the later delete finds nothing.
+ */
+export async function deleteLiveSession(db: Db, id: string): Promise<boolean> {
+  const row = await db
+    .deleteFrom('oidc_payload')
+    .where('model', '=', 'Session')
+    .where('id', '=', id)
+    .returning('revoked_at')
+    .executeTakeFirst();
+  return row !== undefined && row.revoked_at === null;
+}
+
 export async function deletePayloadsOfGrant(db: Db, model: string, grantId: string): Promise<void> {
   await db.deleteFrom('oidc_payload').where('model', '=', model).where('grant_id', '=', grantId).execute();
 }

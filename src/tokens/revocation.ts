@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
+import { lockSignInGeneration } from '../db/sign-in-generation.ts';
 import type { ChangeConsumer, Directory } from '../directory/port.ts';
 import {
   deleteGrantsOfUser,
@@ -237,6 +238,8 @@ export function createTokenRevocation(deps: {
     const afterCommit: Array<() => void> = [];
     try {
       await deps.db.transaction().execute(async (trx) => {
+        // First, so that the same sign-out made twice at once reads what the other one left.
+        await lockSignInGeneration(trx, user.id);
         const at = now();
         const revoked = await revokeTokens(trx, { userId: user.id }, reason, at);
         const sessions = await selectUserSessions(trx, user.id, at);

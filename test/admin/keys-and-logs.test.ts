@@ -26,10 +26,12 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
   let admin: Browser;
   let failing: RpReceiver;
   let clientId: string;
+  let adminName: string;
 
   before(async () => {
     server = await startServer({ logout: { allowPrivateTargets: true } });
     const user = await seedUser(server, { superuser: true });
+    adminName = user.username;
     admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
     failing = await startRpReceiver([500]);
     clientId = (await seedApp(server, { name: 'Failing RP', backchannelLogoutUri: failing.url() })).clientId;
@@ -252,5 +254,115 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const page = pageText((await consoleGet(admin, url('/admin'))).body);
     assert.match(page, new RegExp(`W008 the next signing key ${kid} has public exponent 3, not 65537: `));
     assert.match(page, new RegExp(`aa-oidc keys retire ${kid}, then aa-oidc keys prepare-next`));
+  });
+  it('withdraws a key after a confirmation that says what follows, the active key only with “Withdraw anyway” while its replacement is recent', async () => {
+    const keys = await server.app.keys.list();
+    const active = keys.find((key) => key.status === 'active')!;
+    const next = keys.find((key) => key.status === 'next')!;
+    // A key retired by a rotation (a retired next key is removed at the next clean-up).
+    const retired = keys.find((key) => key.status === 'retired' && key.publishUntil! > Date.now() + 60_000)!;
+    const list = await consoleGet(admin, url('/admin/keys'));
+    for (const key of [active, next, retired])
+      assert.ok(list.body.includes(`href="/admin/keys/${key.kid}/withdraw">Withdraw…</a>`), key.status);
+
+    const confirm = await consoleGet(admin, url(`/admin/keys/${active.kid}/withdraw`));
+    assert.equal(confirm.status, 200);
+    const text = pageText(confirm.body);
+    assert.match(
+      text,
+      new RegExp(
+        `Withdraw key ${active.kid} \\? For a key whose private part may have leaked\\. It is the active key\\.`,
+      ),
+    );
+    assert.ok(
+      text.includes(`The next key ${next.kid}, already published, signs every new token in its place,`),
+    );
+    assert.match(
+      text,
+      /Relying parties may not know the key that signs in its place: the next key .* was published only/,
+    );
+    assert.match(
+      text,
+      /keep trusting the key until they fetch it again: up to 86400 s \( ?keys\.jwksCacheSeconds\)/,
+    );
+    assert.match(text, /introspection and userinfo find access tokens by their stored value/);
+    assert.match(confirm.body, /<input type="checkbox" id="force" name="force" value="yes" required \/>/);
+    assert.deepEqual(await server.app.keys.list(), keys, 'the preview changed nothing');
+
+    const unconfirmed = await consolePost(admin, url(`/admin/keys/${active.kid}/withdraw`), confirm.csrf!);
+    assert.equal(unconfirmed.status, 409);
+    assert.match(
+      pageText(unconfirmed.body),
+      /nothing was withdrawn\. To withdraw it now anyway, tick “Withdraw anyway” on the confirmation page/,
+    );
+    assert.deepEqual(await server.app.keys.list(), keys, 'a refused withdrawal changes nothing');
+
+    const done = await consolePost(admin, url(`/admin/keys/${active.kid}/withdraw`), confirm.csrf!, {
+      force: 'yes',
+    });
+    assert.equal(done.status, 303);
+    assert.equal(done.location, '/admin/keys?done=withdrawn');
+    const after = await server.app.keys.list();
+    assert.equal(after.find((key) => key.status === 'active')?.kid, next.kid);
+    const withdrawn = after.find((key) => key.kid === active.kid)!;
+    assert.equal(withdrawn.status, 'removed');
+    assert.ok(withdrawn.withdrawnAt !== null);
+    const shown = await consoleGet(admin, url('/admin/keys?done=withdrawn'));
+    assert.match(
+      pageText(shown.body),
+      /Withdrawn: the key is no longer published and its private part is erased/,
+    );
+    assert.ok(!shown.body.includes(`/admin/keys/${active.kid}/withdraw`), 'no action on a withdrawn key');
+
+    // Sent twice: the key is gone already.
+    const again = await consolePost(admin, url(`/admin/keys/${active.kid}/withdraw`), confirm.csrf!, {
+      force: 'yes',
+    });
+    assert.equal(again.status, 409);
+    assert.match(pageText(again.body), new RegExp(`signing key ${active.kid} was already withdrawn at `));
+
+    // A retired key signs nothing: nothing to force.
+    const retiredConfirm = await consoleGet(admin, url(`/admin/keys/${retired.kid}/withdraw`));
+    assert.equal(retiredConfirm.status, 200);
+    assert.doesNotMatch(retiredConfirm.body, /name="force"/);
+    const retiredDone = await consolePost(
+      admin,
+      url(`/admin/keys/${retired.kid}/withdraw`),
+      retiredConfirm.csrf!,
+    );
+    assert.equal(retiredDone.status, 303);
+    assert.equal((await server.app.keys.list()).find((key) => key.kid === retired.kid)?.status, 'removed');
+
+    await server.app.audit.idle();
+    const events = await server.app.auditStore.list({ kinds: ['admin_change'] });
+    assert.deepEqual(
+      events
+        .filter((event) => event.record.kind === 'admin_change' && event.record.entity === 'signing_key')
+        .map((event) => {
+          const record = event.record as {
+            action: string;
+            entity_id: string;
+            actor: string;
+            details: object;
+          };
+          return [record.action, record.entity_id, record.actor, record.details];
+        }),
+      [
+        [
+          'withdrawn',
+          retired.kid,
+          `admin:${adminName}`,
+          { from_status: 'retired', to_status: 'removed', activated_kid: null, forced: null },
+        ],
+        [
+          'withdrawn',
+          active.kid,
+          `admin:${adminName}`,
+          { from_status: 'active', to_status: 'removed', activated_kid: next.kid, forced: 'recent_next_key' },
+        ],
+      ],
+    );
+    const unknown = await consoleGet(admin, url(`/admin/keys/${'A'.repeat(43)}/withdraw`));
+    assert.equal(unknown.status, 404);
   });
 });

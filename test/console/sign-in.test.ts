@@ -111,6 +111,55 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
   });
 
+  it('refuses a form that is not UTF-8 or has a malformed %-escape (400) and changes nothing, never storing U+FFFD', async () => {
+    const browser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
+    const csrf = (await consoleGet(browser, `${server.origin}/admin/groups`)).csrf!;
+    const post = (body: string | Buffer) =>
+      browser.fetch(`${server.origin}/admin/groups`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: server.origin },
+        body,
+      });
+    const token = `csrf_token=${encodeURIComponent(csrf)}`;
+    const bodies: Array<string | Buffer> = [
+      `${token}&name=%ff`,
+      `${token}&name=a%e2%82`,
+      `${token}&name=%e2%82&x=%ac`,
+      `${token}&name=%ed%a0%80`,
+      `${token}&name=50%`,
+      `${token}&name=%zz`,
+      Buffer.concat([Buffer.from(`${token}&name=a`), Buffer.from([0xff])]),
+    ];
+    for (const body of bodies) {
+      const response = await post(body);
+      assert.equal(response.status, 400, String(body));
+      assert.match(
+        pageText(await response.text()),
+        /This form is malformed: its fields must be UTF-8 text with well-formed %-escapes/,
+      );
+    }
+    assert.deepEqual(
+      (await server.app.directory.listGroups()).map((group) => group.name),
+      [],
+      'no group was created',
+    );
+    // Well-formed escapes of any character, U+FFFD itself included, are a form like any other.
+    const created = await post(`${token}&name=${encodeURIComponent('Wing \u{1F6F0} \uFFFD 100%')}`);
+    assert.equal(created.status, 303);
+    assert.deepEqual(
+      (await server.app.directory.listGroups()).map((group) => group.name),
+      ['Wing \u{1F6F0} \uFFFD 100%'],
+    );
+    // From another site, the answer stays the refusal that says nothing about the form.
+    const foreign = await browser.fetch(`${server.origin}/admin/groups`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      body: `${token}&name=%ff`,
+    });
+    assert.equal(foreign.status, 403);
+    assert.match(await foreign.text(), /Form refused/);
+  });
+
   it('signs out through the provider logout, after which the console asks for a sign-in again', async () => {
     const browser = await consoleSignIn(server, member.username);
     const page = await consoleGet(browser, `${server.origin}/account`);

@@ -237,6 +237,22 @@ describe(
       }
     });
 
+    it('writes a relative --to in the working folder of the command, not of the process', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      const name = `relative-${process.pid}.sqlite`;
+      const inCommandFolder = path.join(database.dataDir, name);
+      try {
+        const run = await cli(['backup', '--to', name], testEnv(database), { cwd: database.dataDir });
+        assert.equal(run.code, 0, run.stderr);
+        assert.ok(run.stdout.includes(` to ${inCommandFolder} (`), run.stdout);
+        assert.equal(statSync(inCommandFolder).mode & 0o777, 0o600);
+        assert.equal(existsSync(path.resolve(name)), false, 'nothing in the test process’s folder');
+      } finally {
+        rmSync(path.resolve(name), { force: true });
+        await database.drop();
+      }
+    });
+
     it('refuses an empty or blank --to, naming the option, and writes nothing', async () => {
       const database = await createTestDatabase({ migrated: true });
       try {

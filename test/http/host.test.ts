@@ -67,6 +67,32 @@ describe(`URLs pinned to the issuer (development, ${testDatabaseKind})`, () => {
     }
   });
 
+  it('answers 400, not 500, to an absolute-form request target that cannot be read, and serves one that can', async () => {
+    for (const target of [
+      'http://[::1',
+      'http://[::1/o/token/',
+      'http://',
+      'https://',
+      'http://127.0.0.1:port/',
+    ]) {
+      for (const method of ['GET', 'POST']) {
+        const response = await rawRequest(`${server.origin}/`, { method, target });
+        assert.equal(response.status, 400, `${method} ${target}`);
+        assert.deepEqual(JSON.parse(response.body), {
+          error: 'invalid_request',
+          error_description:
+            'The request target is malformed: send a path such as /o/token/, or an absolute http(s) URL.',
+        });
+      }
+    }
+    // A proxy's absolute form is served as the origin form would be.
+    const discovery = await rawRequest(`${server.origin}/`, {
+      target: `http://${issuerHost}/o/.well-known/openid-configuration`,
+    });
+    assert.equal(discovery.status, 200);
+    assert.equal((JSON.parse(discovery.body) as { issuer: string }).issuer, server.issuer);
+  });
+
   it('keeps a foreign Host out of the logout form and question', async () => {
     const browser = new Browser();
     const signedIn = await signIn(browser, server, authorize(), { username: user.username });

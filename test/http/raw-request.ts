@@ -20,6 +20,8 @@ export function rawRequest(
     browser?: Browser;
     /** Store the answer's cookies in `browser`. */
     keepCookies?: boolean;
+    /** The request target as sent (an absolute form `http://host/path`), instead of the URL's path and query. */
+    target?: string;
   } = {},
 ): Promise<RawResponse> {
   const target = new URL(url);
@@ -34,7 +36,7 @@ export function rawRequest(
       {
         host: target.hostname,
         port: target.port,
-        path: `${target.pathname}${target.search}`,
+        path: options.target ?? `${target.pathname}${target.search}`,
         method: options.method ?? 'GET',
         headers,
         agent: false,

@@ -49,7 +49,12 @@ interface Summary {
   nonce_mismatch_rejected: boolean;
   forged_signature_rejected: boolean;
   userinfo: Record<string, unknown>;
-  refreshed: { rotated: boolean; access_token_changed: boolean } | null;
+  refreshed: {
+    rotated: boolean;
+    access_token_changed: boolean;
+    sent_scope: string | null;
+    scope: string;
+  } | null;
 }
 
 describe(
@@ -132,7 +137,37 @@ describe(
         eve_corporation_ticker: 'IOP',
         eve_affiliation: { corp: { id: 98000042, name: 'Interop Corp', ticker: 'IOP' }, state: 'Member' },
       });
-      assert.deepEqual(summary.refreshed, { rotated: true, access_token_changed: true });
+      assert.deepEqual(summary.refreshed, {
+        rotated: true,
+        access_token_changed: true,
+        sent_scope: 'openid profile email groups',
+        scope: 'openid profile email groups',
+      });
+    });
+
+    it('keeps refreshing when its scope holds offline_access and a scope aa-oidc does not offer, which authlib sends again with the refresh', async () => {
+      const user = await seedUser(server);
+      const redirectUri = `${server.origin}/authlib-rp/callback`;
+      const app = await seedApp(server, { name: 'Authlib RP', redirectUris: [redirectUri] });
+      const run = await runAuthlib({
+        issuer: server.issuer,
+        client_id: app.clientId,
+        client_secret: app.clientSecret!,
+        redirect_uri: redirectUri,
+        username: user.username,
+        password: PASSWORD,
+        // offline_access without prompt=consent, and `phone`: the authorization passes both over.
+        scope: 'openid email offline_access phone',
+      });
+      assert.equal(run.code, 0, `authlib_flow.py failed: ${run.stderr}`);
+      const summary = JSON.parse(run.stdout) as Summary;
+      assert.equal(summary.scope, 'openid email');
+      assert.deepEqual(summary.refreshed, {
+        rotated: true,
+        access_token_changed: true,
+        sent_scope: 'openid email offline_access phone',
+        scope: 'openid email',
+      });
     });
 
     it('fails visibly when the client secret is wrong (the script is not a rubber stamp)', async () => {

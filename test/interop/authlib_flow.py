@@ -10,7 +10,8 @@ PKCE (S256) and a nonce, the user's trip through the login and consent pages (dr
 requests and html.parser, the way a browser without JavaScript submits the forms), the code taken
 from the redirect to redirect_uri (captured, never followed), the code exchange with the verifier,
 id_token validation with authlib.jose against the provider's JWKS (signature, iss, aud, exp, nonce,
-at_hash), userinfo with the access token, and a refresh.
+at_hash), userinfo with the access token, and a refresh (which authlib sends with the session's
+scope again).
 
 Prints one JSON summary on stdout (claims and checks, never a token or secret). Exits non-zero with
 a message on stderr on any failure. Talks to loopback addresses only.
@@ -231,10 +232,15 @@ def main():
     refreshed = None
     if token.get("refresh_token"):
         before = token["refresh_token"]
+        # authlib sends the session's scope again with a refresh: the scope it sent, from the request.
+        refresh_bodies = []
+        client.hooks["response"].append(lambda response, **_: refresh_bodies.append(response.request.body))
         new = client.refresh_token(metadata["token_endpoint"], refresh_token=before, timeout=TIMEOUT)
         refreshed = {
             "rotated": bool(new.get("refresh_token")) and new["refresh_token"] != before,
             "access_token_changed": new["access_token"] != token["access_token"],
+            "sent_scope": form_value(refresh_bodies[-1], "scope") if refresh_bodies else None,
+            "scope": new.get("scope"),
         }
 
     print(
@@ -261,6 +267,13 @@ def main():
             }
         )
     )
+
+
+def form_value(body, name):
+    """One field of a form-encoded request body (str or bytes), or None."""
+    if isinstance(body, bytes):
+        body = body.decode("ascii")
+    return parse_qs(body or "").get(name, [None])[0]
 
 
 def jwt_header_kid(token):

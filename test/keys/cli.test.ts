@@ -19,6 +19,7 @@ interface KeyJson {
   retired_at: string | null;
   publish_until: string | null;
   removed_at: string | null;
+  withdrawn_at: string | null;
 }
 
 describe(`aa-oidc keys (${testDatabaseKind})`, () => {
@@ -91,6 +92,7 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
       'removed_at',
       'retired_at',
       'status',
+      'withdrawn_at',
     ]);
     const retired = listed[2]!;
     assert.ok(retired.retired_at && retired.publish_until);
@@ -98,7 +100,7 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
 
     const csv = await aaOidc(database, 'keys', 'list', '--format', 'csv');
     const csvLines = csv.stdout.trimEnd().split('\r\n');
-    assert.equal(csvLines[0], 'kid,alg,status,created,activated,retired,publish until,removed');
+    assert.equal(csvLines[0], 'kid,alg,status,created,activated,retired,publish until,removed,withdrawn');
     assert.equal(csvLines.length, 4);
     assert.ok(csvLines[3]!.startsWith(`${retiredKid},RS256,retired,`));
     assert.equal(csvLines[3]!.split(',')[6], retired.publish_until);
@@ -107,7 +109,7 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     const tableLines = table.stdout.trimEnd().split('\n');
     assert.match(
       tableLines[0]!,
-      /^KID\s+ALG\s+STATUS\s+CREATED\s+ACTIVATED\s+RETIRED\s+PUBLISH UNTIL\s+REMOVED$/,
+      /^KID\s+ALG\s+STATUS\s+CREATED\s+ACTIVATED\s+RETIRED\s+PUBLISH UNTIL\s+REMOVED\s+WITHDRAWN$/,
     );
     assert.match(tableLines[1]!, new RegExp(`^${activeKid}\\s+RS256\\s+active\\s`));
 
@@ -229,5 +231,93 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
         `^aa-oidc: the next key ${kid[1]} was published only .* Rotating is safe from ${kid[2]!.replaceAll('.', '\\.')}; `,
       ),
     );
+  });
+  it('withdraws a leaked key at once, saying what that means beyond this database, and audits it', async () => {
+    const list = async () =>
+      JSON.parse((await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout) as KeyJson[];
+    const before = await list();
+    const retired = before.find((key) => key.status === 'retired')!.kid;
+    const active = before.find((key) => key.status === 'active')!.kid;
+    const next = before.find((key) => key.status === 'next')!.kid;
+    const consequences = [
+      /^note: every aa-oidc instance (stops|would stop) publishing it and accepting what it signed \(an id_token_hint at logout or authorization\) at its next key reload \(keys\.reloadIntervalMs\)$/m,
+      /^note: relying parties holding a copy of the JWKS fetched before now keep trusting it until they fetch the JWKS again: up to 86400 s \(keys\.jwksCacheSeconds\), depending on their library$/m,
+      /^note: tokens it signed (will|would) no longer verify wherever the JWKS is fetched afresh .*aa-oidc's introspection and userinfo find access tokens by their stored value, not by signature/m,
+      /^note: if its private part leaked, relying parties may have accepted tokens forged with it: tell their operators; `aa-oidc tokens revoke-user --username U` /m,
+    ];
+
+    const dryRun = await aaOidc(database, 'keys', 'withdraw', retired, '--dry-run');
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    assert.match(
+      dryRun.stdout,
+      new RegExp(
+        `^dry run: nothing changed\nwould withdraw: ${retired} \\(was the retired key; it would leave JWKS at once and its private part would be erased\\)\n`,
+      ),
+    );
+    for (const line of consequences) assert.match(dryRun.stdout, line);
+    assert.deepEqual(await list(), before, 'a dry run changes nothing');
+
+    const done = await aaOidc(database, 'keys', 'withdraw', retired);
+    assert.equal(done.code, 0, done.stderr);
+    assert.match(
+      done.stdout,
+      new RegExp(
+        `^withdrawn: ${retired} \\(was the retired key; no longer published, private part erased\\)\n`,
+      ),
+    );
+    for (const line of consequences) assert.match(done.stdout, line);
+    const withdrawn = (await list()).find((key) => key.kid === retired)!;
+    assert.equal(withdrawn.status, 'removed');
+    assert.ok(withdrawn.withdrawn_at && withdrawn.withdrawn_at === withdrawn.removed_at);
+
+    const again = await aaOidc(database, 'keys', 'withdraw', retired);
+    assert.equal(again.code, 1);
+    assert.equal(
+      again.stderr,
+      `aa-oidc: signing key ${retired} was already withdrawn at ${withdrawn.withdrawn_at}: JWKS no longer lists it and its private part is erased; nothing to withdraw\n`,
+    );
+
+    // The active key: its replacement, the next key, was published a moment ago.
+    const early = await aaOidc(database, 'keys', 'withdraw', active);
+    assert.equal(early.code, 1);
+    assert.equal(early.stdout, '');
+    assert.match(
+      early.stderr,
+      new RegExp(
+        `^aa-oidc: ${active} is the active key and withdrawing it activates another in its place, but the next key ${next} was published only .*; nothing was withdrawn\\. A leaked key is the greater risk; to withdraw it now anyway: aa-oidc keys withdraw ${active} --force\n$`,
+      ),
+    );
+    const earlyDryRun = await aaOidc(database, 'keys', 'withdraw', active, '--dry-run');
+    assert.equal(earlyDryRun.code, 0, earlyDryRun.stderr);
+    assert.match(earlyDryRun.stdout, new RegExp(`^would activate: ${next} \\(the next key\\)$`, 'm'));
+    assert.match(earlyDryRun.stdout, /^would be refused \(--force withdraws anyway\): the next key /m);
+
+    const forced = await aaOidc(database, 'keys', 'withdraw', active, '--force');
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stdout, new RegExp(`^withdrawn: ${active} \\(was the active key; `, 'm'));
+    assert.match(forced.stdout, new RegExp(`^active: ${next} \\(was the next key\\)$`, 'm'));
+    assert.match(forced.stdout, /^next: \S{43} \(published now, signs after the next rotation\)$/m);
+    assert.match(forced.stdout, new RegExp(`^forced: the next key ${next} was published only `, 'm'));
+    const after = await list();
+    assert.equal(after.find((key) => key.status === 'active')?.kid, next);
+    assert.equal(after.find((key) => key.kid === active)?.status, 'removed');
+
+    const events = JSON.parse(
+      (await aaOidc(database, 'audit', 'list', '--kind', 'admin_change', '--format', 'json')).stdout,
+    ) as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      events
+        .filter((event) => event.entity === 'signing_key')
+        .map((event) => [
+          event.action,
+          event.entity_id,
+          (event.details as Record<string, unknown>).from_status,
+        ]),
+      [
+        ['withdrawn', active, 'active'],
+        ['withdrawn', retired, 'retired'],
+      ],
+    );
+    for (const event of events) assert.match(String(event.actor), /^cli/);
   });
 });

@@ -439,6 +439,49 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     );
   });
 
+  it('refreshes with the scope the authorization asked, offline_access and unknown values left out; a scope not granted is refused', async () => {
+    // As mod_auth_openidc and authlib do: the configured scope at authorization and again at every
+    // refresh. Without prompt=consent the authorization passes offline_access over, and `phone` is
+    // no scope of aa-oidc.
+    const asked = 'openid email offline_access phone';
+    const { code, verifier } = await codeFor(new Browser(), { scope: asked });
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200);
+    assert.equal(exchanged.body.scope, 'openid email');
+
+    const refreshed = await token({
+      grant_type: 'refresh_token',
+      refresh_token: exchanged.body.refresh_token as string,
+      scope: asked,
+    });
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    assert.equal(refreshed.body.scope, 'openid email');
+
+    // Nothing left to ask for: the refresh token's whole scope, as without `scope`.
+    const whole = await token({
+      grant_type: 'refresh_token',
+      refresh_token: refreshed.body.refresh_token as string,
+      scope: 'offline_access',
+    });
+    assert.equal(whole.status, 200, JSON.stringify(whole.body));
+    assert.equal(whole.body.scope, 'openid email');
+
+    // A scope of aa-oidc's that was not granted is no more than before.
+    const more = await token({
+      grant_type: 'refresh_token',
+      refresh_token: whole.body.refresh_token as string,
+      scope: 'openid email profile offline_access',
+    });
+    assert.equal(more.status, 400);
+    assert.equal(more.body.error, 'invalid_scope');
+    assert.equal(more.body.scope, 'profile');
+  });
+
   it('skips the login page for a signed-in browser and the consent page once granted; prompt=consent forces it', async () => {
     const browser = new Browser();
     await codeFor(browser);

@@ -295,4 +295,71 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
       'state survives the provider swap',
     );
   });
+  it('withdraws a key at once: JWKS no longer lists it, and aa-oidc refuses an id_token_hint it signed', async () => {
+    const browser = new Browser();
+    const before = await tokensFor(browser);
+    const kid = decodeProtectedHeader(before.id_token).kid!;
+    assert.equal(kid, server.app.keyStore.activeKid());
+    const logoutWith = (idToken: string) =>
+      browser.fetch(
+        `${server.issuer}/logout/?${new URLSearchParams({
+          id_token_hint: idToken,
+          post_logout_redirect_uri: 'https://rp.example.org/bye',
+        })}`,
+      );
+    const silentlyWith = async (idToken: string) => {
+      const { challenge } = pkcePair();
+      const response = await browser.fetch(
+        authorizeUrl(server, {
+          client_id: client.clientId,
+          redirect_uri: REDIRECT_URI,
+          response_type: 'code',
+          scope: 'openid',
+          prompt: 'none',
+          id_token_hint: idToken,
+          code_challenge: challenge,
+          code_challenge_method: 'S256',
+        }),
+      );
+      assert.equal(response.status, 303);
+      return new URL(response.headers.get('location')!).searchParams;
+    };
+    assert.equal((await logoutWith(before.id_token)).status, 200, 'accepted while the key is published');
+    assert.ok((await silentlyWith(before.id_token)).get('code'), 'accepted while the key is published');
+
+    // Forced: the next key was created when the server started, a moment ago.
+    const withdrawal = await server.app.keys.withdraw(kid, { force: true });
+    await server.app.keyStore.reload();
+    assert.equal(server.app.keyStore.activeKid(), withdrawal.activatedKid);
+
+    const published = (await (await fetch(`${server.issuer}/.well-known/jwks.json`)).json()) as JSONWebKeySet;
+    const kids = published.keys.map((key) => key.kid);
+    assert.ok(!kids.includes(kid), 'JWKS no longer lists the withdrawn key');
+    assert.ok(kids.includes(withdrawal.activatedKid!) && kids.includes(withdrawal.nextKid!));
+    await assert.rejects(
+      jwtVerify(before.id_token, createLocalJWKSet(published), {
+        issuer: server.issuer,
+        audience: client.clientId,
+      }),
+      /no applicable key found/,
+    );
+
+    const refused = await logoutWith(before.id_token);
+    assert.equal(refused.status, 400);
+    assert.match(await refused.text(), /could not validate id_token_hint/);
+    const silent = await silentlyWith(before.id_token);
+    assert.deepEqual(
+      [silent.get('error'), silent.get('error_description'), silent.get('code')],
+      ['invalid_request', 'could not validate id_token_hint', null],
+    );
+
+    // New tokens are signed with the key activated in its place, and verify with the JWKS.
+    const after = await tokensFor(browser);
+    assert.equal(decodeProtectedHeader(after.id_token).kid, withdrawal.activatedKid);
+    await jwtVerify(after.id_token, createLocalJWKSet(published), {
+      issuer: server.issuer,
+      audience: client.clientId,
+    });
+    assert.equal((await logoutWith(after.id_token)).status, 200);
+  });
 });

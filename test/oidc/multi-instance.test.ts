@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
@@ -9,6 +10,9 @@ import { storageId } from '../../src/tokens/store.ts';
 import { spawnCli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { login } from '../helpers/flows.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { logoutJobs } from '../logout/jobs.ts';
 import {
   basicAuth,
   Browser,
@@ -49,8 +53,12 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     const [portA, portB] = [await freePort(), await freePort()];
     const issuer = `http://127.0.0.1:${portA}/o`;
     // keys.reloadIntervalMs: how often an instance looks for a rotation made elsewhere (default 2 s).
+    // Back-channel logouts to loopback may be queued (nothing delivers them: no worker runs here).
     const start = (port: number): Promise<TestServer> =>
-      startServer({ issuer, keys: { reloadIntervalMs: 200 } }, { database, port });
+      startServer(
+        { issuer, keys: { reloadIntervalMs: 200 }, logout: { allowPrivateTargets: true } },
+        { database, port },
+      );
     a = await start(portA);
     b = await start(portB);
     for (const instance of [a, b]) {
@@ -506,4 +514,167 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     assert.equal((await userinfoAt(b, tokens.access_token)).status, 200);
     assert.equal((await introspect(a, tokens.access_token)).active, true);
   });
+
+  /**
+   * A user signed in at an application that hears of logouts, at the sign-out question ("Sign out?")
+   * its logout request led to: `confirm` posts "Yes, sign me out" to an instance.
+   */
+  async function atSignOutQuestion(name: string) {
+    const rp = await seedApp(a, {
+      name,
+      skipAuthorization: true,
+      backchannelLogoutUri: 'http://127.0.0.1:9/backchannel',
+    });
+    const signedIn = await login(
+      a,
+      { clientId: rp.clientId, clientSecret: rp.clientSecret! },
+      user.username,
+      {
+        scope: 'openid',
+      },
+    );
+    const question = await signedIn.browser.fetch(
+      `${a.issuer}/logout?${new URLSearchParams({
+        id_token_hint: signedIn.idToken!,
+        post_logout_redirect_uri: 'https://rp.example.org/bye',
+      })}`,
+    );
+    assert.equal(question.status, 200);
+    const page = await question.text();
+    const action = formAction(page, a.origin);
+    const confirm = async (instance: TestServer) => {
+      const answer = await signedIn.browser.fetch(on(instance, action), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ xsrf: formField(page, 'xsrf'), logout: 'yes' }).toString(),
+      });
+      await answer.arrayBuffer();
+      return answer.status;
+    };
+    const { sid } = JSON.parse(Buffer.from(signedIn.idToken!.split('.')[1]!, 'base64url').toString()) as {
+      sid: string;
+    };
+    /** The back-channel logouts queued for the application, the session's sid named as such. */
+    const queued = async () =>
+      (await logoutJobs(a.app.database, { clientId: rp.clientId })).map(
+        (job) => `${job.trigger} ${job.sid === sid ? 'the session' : job.sid}`,
+      );
+    return { confirm, queued };
+  }
+
+  /**
+   * Runs `confirmations` while a connection of the test's own holds the user's live sessions' rows
+   * locked, until `waiting` of them wait to end the session (each has loaded it by then); `then`
+   * runs in the locking transaction before it commits.
+   */
+  async function holdingSessions<T>(
+    confirmations: () => Promise<T>,
+    waiting: number,
+    then: (locker: pg.Client) => Promise<void> = async () => undefined,
+    userId = user.id,
+  ): Promise<T> {
+    const locker = new pg.Client({ connectionString: database.url });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      const locked = await locker.query(
+        `select id from oidc_payload where model = 'Session' and user_id = $1 and revoked_at is null for update`,
+        [String(userId)],
+      );
+      assert.ok(locked.rowCount! >= 1, 'the session rows are locked');
+      const answers = confirmations();
+      await waitUntil(async () => {
+        const { rows } = await locker.query<{ waiting: number }>(
+          "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+        );
+        return rows[0]!.waiting >= waiting;
+      }, `${waiting} request(s) wait to end the session`);
+      await then(locker);
+      await locker.query('commit');
+      return await answers;
+    } finally {
+      await locker.end();
+    }
+  }
+
+  const heldAtTheRowLock = {
+    skip:
+      testDatabaseKind !== 'postgres' &&
+      "holds the sign-outs at the session's row lock, taken from a connection of the test's own (PostgreSQL's row locks)",
+  };
+
+  it(
+    'tells the applications of a session once when its sign-out is confirmed twice at once, at A and at B',
+    heldAtTheRowLock,
+    async () => {
+      // A double click on "Yes, sign me out" behind a load balancer without stickiness: both posts
+      // load the session before either ends it.
+      const { confirm, queued } = await atSignOutQuestion('Signed out twice');
+      await holdingSessions(() => Promise.all([confirm(a), confirm(b)]), 2);
+      assert.deepEqual(
+        await queued(),
+        ['rp_initiated the session'],
+        'one back-channel logout for the session, not one per confirmation',
+      );
+    },
+  );
+
+  it(
+    'queues no logout of its own for a sign-out confirmed after another sign-out ended the session',
+    heldAtTheRowLock,
+    async () => {
+      const { confirm, queued } = await atSignOutQuestion('Signed out everywhere meanwhile');
+      // The confirmation at B has loaded the session when "sign out everywhere" ends it (as
+      // `endUserSessions` does; that sign-out tells the applications itself).
+      const status = await holdingSessions(
+        () => confirm(b),
+        1,
+        async (locker) => {
+          await locker.query(
+            `update oidc_payload set revoked_at = $1, revoked_reason = 'user_revoked'
+            where model = 'Session' and user_id = $2 and revoked_at is null`,
+            [Date.now(), String(user.id)],
+          );
+        },
+      );
+      assert.equal(status, 303, 'the browser still goes where the sign-out leads');
+      assert.deepEqual(await queued(), [], 'the sign-out that ended the session told the applications');
+    },
+  );
+
+  it(
+    'tells the applications once when a user is signed out everywhere twice at once, through A and through B',
+    heldAtTheRowLock,
+    async () => {
+      // "Sign out everywhere" posted twice (a double click, balanced onto both instances) for a user
+      // signed in whose tokens there are no longer live: nothing else holds the two apart.
+      const rp = await seedApp(a, {
+        name: 'Signed out everywhere twice',
+        skipAuthorization: true,
+        backchannelLogoutUri: 'http://127.0.0.1:9/backchannel',
+      });
+      const pilot = await seedUser(a);
+      await login(a, { clientId: rp.clientId, clientSecret: rp.clientSecret! }, pilot.username, {
+        scope: 'openid',
+      });
+      await a.app.tokens.revokeApplication(pilot.id, rp.clientId);
+      const before = (await logoutJobs(a.app.database, { clientId: rp.clientId })).length;
+      await holdingSessions(
+        () =>
+          Promise.all([
+            a.app.tokens.signOutUser(pilot.username, { actor: 'test' }),
+            b.app.tokens.signOutUser(pilot.username, { actor: 'test' }),
+          ]),
+        2,
+        async () => undefined,
+        pilot.id,
+      );
+      const jobs = (await logoutJobs(a.app.database, { clientId: rp.clientId })).slice(before);
+      assert.deepEqual(
+        jobs.map((job) => `${job.trigger} ${job.user_id === pilot.id ? 'the user' : job.user_id}`),
+        ['user_revoked the user'],
+        'one back-channel logout, not one per sign-out',
+      );
+    },
+  );
 });

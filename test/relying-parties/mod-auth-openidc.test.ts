@@ -10,10 +10,12 @@ import { logoutJobs } from '../logout/jobs.ts';
 
 /**
  * Apache's mod_auth_openidc (Debian's libapache2-mod-auth-openidc), set up the way the Python
- * plugin's documentation sets up a relying party (`openid profile email`), protecting a path:
- * Chromium signs in through aa-oidc's login and consent pages, the protected page shows the claims
- * the module received, the module's logout URL performs RP-initiated logout, and deactivating the
- * user delivers a back-channel logout that ends the module's session.
+ * plugin's documentation sets up a relying party (`openid profile email`, here with
+ * `offline_access` too, as sites that refresh ask), protecting a path: Chromium signs in through
+ * aa-oidc's login and consent pages, the protected page shows the claims the module received, the
+ * module refreshes its access token (sending its scope again), the module's logout URL performs
+ * RP-initiated logout, and deactivating the user delivers a back-channel logout that ends the
+ * module's session.
  */
 const skip = chromiumUnavailable() || apacheUnavailable(['auth_openidc']);
 
@@ -58,9 +60,11 @@ OIDCClientID ${app.clientId}
 OIDCClientSecret ${app.clientSecret}
 OIDCRedirectURI ${origin}/protected/redirect_uri
 OIDCCryptoPassphrase ${randomBytes(16).toString('hex')}
-OIDCScope "openid profile email"
+OIDCScope "openid profile email offline_access"
 OIDCPKCEMethod S256
 OIDCProviderTokenEndpointAuth client_secret_basic
+OIDCRefreshAccessTokenBeforeExpiry 30 logout_on_error
+OIDCInfoHook access_token refresh_token
 OIDCDefaultLoggedOutURL ${origin}/signed-out.html
 AddOutputFilter INCLUDES .shtml
 AddType text/html .shtml
@@ -87,11 +91,11 @@ AddType text/html .shtml
     await server?.close();
   });
 
-  async function signIn(page: Page, consent: boolean): Promise<void> {
+  async function signIn(page: Page, consent: boolean, who = user): Promise<void> {
     await page.goto(`${origin}/protected/claims.shtml`);
     assert.match(page.url(), new RegExp(`^${server.issuer}/interaction/`), 'sent to aa-oidc');
     assert.equal(await page.locator('h1').textContent(), 'Sign in');
-    await page.getByLabel('Username').fill(user.username);
+    await page.getByLabel('Username').fill(who.username);
     await page.getByLabel('Password').fill(PASSWORD);
     await page.getByRole('button', { name: 'Sign in' }).click();
     if (consent) {
@@ -132,6 +136,37 @@ AddType text/html .shtml
       await page.goto(`${origin}/protected/claims.shtml`);
       assert.match(page.url(), new RegExp(`^${server.issuer}/interaction/`), 'signed out everywhere');
       assert.equal(await page.locator('h1').textContent(), 'Sign in');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refreshes its access token with the scope it was configured with, offline_access included', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      // A user of its own: the session it leaves would be one more for the back-channel test.
+      const refresher = await seedUser(server, { state: 'Member' });
+      await signIn(page, true, refresher);
+      // The module's info hook; access_token_refresh_interval=0 makes it refresh at once, as
+      // OIDCRefreshAccessTokenBeforeExpiry does once the access token is about to expire. It
+      // sends `scope=openid profile email offline_access` with the refresh token, though the
+      // authorization passed offline_access over (no prompt=consent).
+      const info = async (query = '') => {
+        const response = await context.request.get(`${origin}/protected/redirect_uri?info=json${query}`);
+        assert.equal(response.status(), 200);
+        return (await response.json()) as { access_token: string; refresh_token: string };
+      };
+      const before = await info();
+      const after = await info('&access_token_refresh_interval=0');
+      assert.ok(after.access_token !== before.access_token, `refreshed: ${await apache.errorLog()}`);
+      assert.ok(after.refresh_token !== before.refresh_token, 'the refresh token rotated');
+      const userinfo = await fetch(`${server.issuer}/userinfo/`, {
+        headers: { authorization: `Bearer ${after.access_token}` },
+      });
+      assert.equal(userinfo.status, 200, 'the new access token is good');
+      await page.goto(`${origin}/protected/claims.shtml`);
+      assert.equal(await text(page, 'preferred_username'), refresher.username, 'the session goes on');
     } finally {
       await context.close();
     }

@@ -1,3 +1,4 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import { countApplications } from '../../applications/store.ts';
@@ -30,8 +31,10 @@ export function registerBackup(program: Command, io: CliIo): void {
         throw new CliError(
           `--to needs the name of a new file to write the copy to (got ${JSON.stringify(options.to)})`,
         );
+      // A relative name is in the command's working folder, as the configuration's relative paths are.
+      const to = path.resolve(io.cwd, options.to);
       const report = await withDatabase(config, (database) =>
-        backupSqlite(database, options.to, backupCounts).catch((error: unknown) => {
+        backupSqlite(database, to, backupCounts).catch((error: unknown) => {
           throw error instanceof BackupError ? new CliError(error.message) : error;
         }),
       );

@@ -2,8 +2,8 @@ import { open } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
-import type { SigningKeySummary } from '../../keys/types.ts';
-import { type CliIo, isoTime, withServices } from '../context.ts';
+import type { SigningKeySummary, WithdrawResult } from '../../keys/types.ts';
+import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
@@ -15,6 +15,7 @@ const COLUMNS: readonly Column<SigningKeySummary>[] = [
   { header: 'retired', value: (key) => isoTime(key.retiredAt) },
   { header: 'publish until', value: (key) => isoTime(key.publishUntil) },
   { header: 'removed', value: (key) => isoTime(key.removedAt) },
+  { header: 'withdrawn', value: (key) => isoTime(key.withdrawnAt) },
 ];
 
 /** Never private material: the summary has none. */
@@ -28,7 +29,23 @@ function keyJson(key: SigningKeySummary): Record<string, unknown> {
     retired_at: isoTime(key.retiredAt),
     publish_until: isoTime(key.publishUntil),
     removed_at: isoTime(key.removedAt),
+    withdrawn_at: isoTime(key.withdrawnAt),
   };
+}
+
+/**
+ * What a withdrawal means beyond this database, said every time (a dry run too): who still trusts
+ * the key and for how long, and what happens to the tokens it signed.
+ */
+function withdrawalConsequences(result: WithdrawResult, cacheSeconds: number): string[] {
+  const will = result.dryRun ? 'would' : 'will';
+  return [
+    `note: every aa-oidc instance ${result.dryRun ? 'would stop' : 'stops'} publishing it and accepting what it signed (an id_token_hint at logout or authorization) at its next key reload (keys.reloadIntervalMs)`,
+    `note: relying parties holding a copy of the JWKS fetched before now keep trusting it until they fetch the JWKS again: up to ${cacheSeconds} s (keys.jwksCacheSeconds), depending on their library`,
+    `note: tokens it signed ${will} no longer verify wherever the JWKS is fetched afresh (ID tokens, and JWT access tokens that resource servers verify themselves); ` +
+      "aa-oidc's introspection and userinfo find access tokens by their stored value, not by signature: they never accepted a token forged with it, and keep accepting the ones it issued until they expire or are revoked",
+    'note: if its private part leaked, relying parties may have accepted tokens forged with it: tell their operators; `aa-oidc tokens revoke-user --username U` revokes a user’s tokens and ends their sessions',
+  ];
 }
 
 function withKeyService<T>(io: CliIo, work: (keys: KeyService) => Promise<T>): Promise<T> {
@@ -75,7 +92,7 @@ export function registerKeys(program: Command, io: CliIo): void {
   const keys = program
     .command('keys')
     .description(
-      'signing keys: list, rotate, retire, prepare-next, import (lifecycle next → active → retired → removed)',
+      'signing keys: list, rotate, retire, prepare-next, import, withdraw (lifecycle next → active → retired → removed; withdraw: straight to removed)',
     );
 
   keys
@@ -212,7 +229,9 @@ export function registerKeys(program: Command, io: CliIo): void {
 
   keys
     .command('retire')
-    .description('retire a next key (the active key is retired by `keys rotate`)')
+    .description(
+      'retire a next key (the active key is retired by `keys rotate`; a key whose private part leaked: `keys withdraw`)',
+    )
     .argument('<kid>', 'the key id, as `keys list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     // A kid is a base64url thumbprint and may start with "-": anything that is not one of this
@@ -231,6 +250,80 @@ export function registerKeys(program: Command, io: CliIo): void {
       lines.push(
         `note: there ${result.dryRun ? 'would be' : 'is'} no next key; \`aa-oidc keys prepare-next\` publishes a new one, which \`aa-oidc keys rotate\` activates once it has been published for keys.jwksCacheSeconds`,
       );
+      io.stdout.write(textLines(lines));
+    });
+
+  keys
+    .command('withdraw')
+    .description(
+      'withdraw a key whose private part may have leaked: it leaves JWKS at once (not when its publication ends), its private part is erased, and tokens it signed stop verifying; ' +
+        'the active key is replaced in the same step as in a rotation (the next key signs from now on; refused, unless --force, when relying parties may not know that key yet)',
+    )
+    .argument('<kid>', 'the key id, as `keys list` shows it (next, active or retired)')
+    .option('--dry-run', 'show what would change, change nothing')
+    .option(
+      '--force',
+      'withdraw the active key even when the key activated in its place may be unknown to relying parties (they may reject new ID tokens until they fetch the JWKS again); usually right when the key leaked',
+    )
+    // A kid may start with "-", as for `keys retire`.
+    .allowUnknownOption()
+    .action(async (kid: string, options: { dryRun?: boolean; force?: boolean }) => {
+      const force = options.force === true;
+      const { result, cacheSeconds } = await withKeyService(io, async (service) => {
+        try {
+          return {
+            result: await service.withdraw(kid, {
+              dryRun: options.dryRun === true,
+              force,
+              actor: cliActor(io),
+            }),
+            cacheSeconds: service.jwksCacheSeconds(),
+          };
+        } catch (error) {
+          if (error instanceof KeyError && error.code === 'unpublished_key') {
+            throw new KeyError(
+              error.code,
+              `${error.message}. A leaked key is the greater risk; to withdraw it now anyway: aa-oidc keys withdraw ${kid} --force`,
+            );
+          }
+          throw error;
+        }
+      });
+      const { unpublished } = result;
+      const was = `was the ${result.formerStatus} key`;
+      const lines = result.dryRun
+        ? [
+            'dry run: nothing changed',
+            `would withdraw: ${result.key.kid} (${was}; it would leave JWKS at once and its private part would be erased)`,
+            ...(result.formerStatus === 'active'
+              ? [
+                  `would activate: ${result.promotedNext ? `${result.activatedKid} (the next key)` : 'a new key'}`,
+                  'would create: a new next key',
+                ]
+              : []),
+            ...(unpublished
+              ? [
+                  `${force ? 'would withdraw only because of --force' : 'would be refused (--force withdraws anyway)'}: ${unpublished.message}`,
+                ]
+              : []),
+          ]
+        : [
+            `withdrawn: ${result.key.kid} (${was}; no longer published, private part erased)`,
+            ...(result.activatedKid
+              ? [
+                  `active: ${result.activatedKid} (${result.promotedNext ? 'was the next key' : 'new key'})`,
+                  `next: ${result.nextKid} (published now, signs after the next rotation)`,
+                ]
+              : []),
+            ...result.removedKids.map((removed) => `removed: ${removed} (publication ended)`),
+            ...(unpublished ? [`forced: ${unpublished.message}`] : []),
+          ];
+      lines.push(...withdrawalConsequences(result, cacheSeconds));
+      // Withdrawing the next key leaves none: a later rotation would activate a key never published.
+      if (result.formerStatus === 'next')
+        lines.push(
+          `note: there ${result.dryRun ? 'would be' : 'is'} no next key; \`aa-oidc keys prepare-next\` publishes a new one`,
+        );
       io.stdout.write(textLines(lines));
     });
 }
