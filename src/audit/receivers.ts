@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type Logger, VettedFields } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { scrubValue } from '../logging/redact.ts';
+import { escapeUnshownInJson } from '../util/hidden-characters.ts';
 import type { AuditReceiver } from './bus.ts';
 import type { AuditRecord } from './events.ts';
 
@@ -75,7 +76,8 @@ export function jsonlAuditReceiver(file: string): AuditReceiver {
   return {
     name: 'jsonl',
     receive(record) {
-      const line = `${JSON.stringify(scrubValue(record))}\n`;
+      // A name from Alliance Auth may hold a C1 control or U+2028: escaped, as in the log's lines.
+      const line = `${escapeUnshownInJson(JSON.stringify(scrubValue(record)))}\n`;
       const write = tail.then(async () => {
         const file = await openOnce();
         await file.appendFile(line, 'utf8');

@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import type { LOG_LEVELS } from '../config/schema.ts';
 import { redactUrl, scrubString, scrubValue } from './redact.ts';
+import { escapeUnshownInJson } from '../util/hidden-characters.ts';
 import { isoNowOncePerMillisecond } from '../util/iso-time.ts';
 
 export type { Logger };
@@ -74,7 +75,8 @@ function isVetted(value: unknown): boolean {
 /**
  * The process logger. Redaction lives here so that every child logger inherits it: each logged
  * object that is not `vetted` is deep-scrubbed (sensitive keys at any depth, credentials in strings,
- * errors serialized), the message is scrubbed, bindings of child loggers too. Lines are written
+ * errors serialized), the message is scrubbed, bindings of child loggers too. Every line is written
+ * with its invisible and control characters escaped (`escapeUnshownInJson`). Lines are written
  * asynchronously; `flushLogger` writes out what is buffered (on shutdown).
  */
 export function createLogger(config: Pick<Config, 'logging'>, options: LoggerOptions = {}): Logger {
@@ -100,6 +102,10 @@ export function createLogger(config: Pick<Config, 'logging'>, options: LoggerOpt
         bindings: (bindings) =>
           isVetted(bindings) ? bindings : (scrubValue(bindings) as Record<string, unknown>),
       },
+      // A user agent (read as Latin-1: a byte 0x9b is the C1 CSI), a username from Alliance Auth or a
+      // note can hold characters that pino's JSON leaves raw and a terminal following the log obeys
+      // (`\u009b31m`) or shows as a line break (U+2028): they are written as escapes, in every line.
+      hooks: { streamWrite: escapeUnshownInJson },
     },
     options.destination ?? batchedLines(pino.destination({ dest: 1, sync: false })),
   );

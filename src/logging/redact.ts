@@ -6,7 +6,8 @@ import { stdSerializers } from 'pino';
  *
  * - by key: the value of any key that names a credential is replaced, at any depth (`isSensitiveKey`);
  * - by shape: inside every string, `Bearer …`/`Basic …` credentials, sensitive URL parameters
- *   (`?code=…`, `#access_token=…`) and compact JWTs are replaced (`scrubString`).
+ *   (`?code=…`, `#access_token=…`, `;code="…"`), URL passwords (`//user:…@`) and compact JWTs are
+ *   replaced (`scrubString`).
  *
  * Numbers, booleans and null are never secrets here and are kept, so that `client_secret_expires_at`
  * or a count stays readable.
@@ -57,12 +58,13 @@ export function censorValue(value: unknown, key = ''): unknown {
 }
 
 /**
- * A parameter in a query, a fragment or a form body: a name after `?`, `&`, `#`, `;`, white space or
- * the start, then `=` and the value. Whether the value is a credential is the name's to say, read as
- * the server reads it (percent-decoded: `access%5Ftoken=` is `access_token=` to the provider) and
- * judged as a key is (`isSensitiveKey`: `access_token`, `code`, `new_password`, `client_secret`, …).
+ * A parameter's name and its `=`, in a query, a fragment, a form body or free text: the name starts
+ * the text or follows `?`, `&`, `#`, `;` (a matrix parameter, a cookie), white space or a quote
+ * (`'code=…'` in a message). Whether the value is a credential is the name's to say, read as the
+ * server reads it (percent-decoded: `access%5Ftoken=` is `access_token=` to the provider) and judged
+ * as a key is (`isSensitiveKey`: `access_token`, `code`, `new_password`, `client_secret`, …).
  */
-const PARAM_PATTERN = /(^|[?&#;\s])([^=&#;?\s"']{1,64})=([^&#\s"';]*)/g;
+const PARAM_NAME = /(?<=^|[?&#;\s"'])[^=&#;?\s"']{1,64}=/g;
 
 /** A parameter's name as a server decodes it, or as written when it is not valid percent-encoding. */
 function decodedName(name: string): string {
@@ -74,9 +76,54 @@ function decodedName(name: string): string {
   }
 }
 
-function redactParameter(match: string, lead: string, name: string): string {
-  return isSensitiveKey(decodedName(name)) ? `${lead}${name}=${REDACTED}` : match;
+/** A value in double or single quotes, backslash escapes included, up to its closing quote. */
+const QUOTED_VALUE = /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/y;
+/** Where a server stops reading a parameter's value in a query: the next parameter, the fragment. */
+const UNQUOTED_VALUE_END = /[&#\s]/g;
+
+/**
+ * Where a credential's value ends. A quoted one (`code="…"`, in a message or a header's parameter)
+ * at its closing quote, or with the text when the quote is never closed. Any other where a server's
+ * reading of a query ends it, at `&`, `#` or white space: `;`, `?`, quotes and commas are part of the
+ * value (`?code=ab;cd` is the code `ab;cd`), and a value cut at one of them showed the rest of it.
+ */
+function endOfValue(text: string, start: number): number {
+  const first = text[start];
+  if (first === '"' || first === "'") {
+    QUOTED_VALUE.lastIndex = start;
+    return QUOTED_VALUE.test(text) ? QUOTED_VALUE.lastIndex : text.length;
+  }
+  UNQUOTED_VALUE_END.lastIndex = start;
+  return UNQUOTED_VALUE_END.exec(text)?.index ?? text.length;
 }
+
+/**
+ * The text with the value of every credential parameter replaced. The search goes on right after
+ * each harmless parameter's `=`, not after its value: whatever a value runs into (`?next=/x?code=…`,
+ * `state=s;code=…`) is searched for parameters too.
+ */
+function redactParameters(text: string): string {
+  let redacted = '';
+  let copied = 0;
+  PARAM_NAME.lastIndex = 0;
+  for (let found = PARAM_NAME.exec(text); found !== null; found = PARAM_NAME.exec(text)) {
+    if (!isSensitiveKey(decodedName(found[0].slice(0, -1)))) continue;
+    const start = PARAM_NAME.lastIndex;
+    const end = endOfValue(text, start);
+    redacted += `${text.slice(copied, start)}${REDACTED}`;
+    copied = end;
+    PARAM_NAME.lastIndex = end;
+  }
+  return copied === 0 ? text : redacted + text.slice(copied);
+}
+
+/**
+ * The password of a URL's user information (`postgres://aa:PASSWORD@db/aa`, a request's absolute
+ * target `http://user:PASSWORD@host/…`), up to the last `@` before the path. The user's name is
+ * taken up to the first `:` and the password up to the path: linear, nothing to backtrack into but
+ * the password's own `@`s.
+ */
+const USERINFO_PASSWORD = /(\/\/[^\s/?#@:]*:)[^\s/?#]*@/g;
 
 const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
 /**
@@ -93,11 +140,12 @@ const JWT_PATTERN =
   /(?<![A-Za-z0-9_-])(?=([A-Za-z0-9_-]*?)(?:\b|(?<=%[0-9A-Fa-f]{2}))eyJ[A-Za-z0-9_-]{4})\1(?=([A-Za-z0-9_-]+))\2\.(?=([A-Za-z0-9_-]{4,}))\3\.[A-Za-z0-9_-]*/g;
 
 /**
- * What every one of the three patterns needs somewhere in the text: a parameter's `=`, a JWT's
- * `eyJ`, an authorization scheme and the space after it. Most URLs, user agents and messages have
- * none of them (a bare space, in "request completed" or a browser's user agent, is not enough).
+ * What every one of the patterns needs somewhere in the text: a parameter's `=`, a JWT's `eyJ`, an
+ * authorization scheme and the space after it, a URL's `//user:password@`. Most URLs, user agents
+ * and messages have none of them (a bare space, in "request completed" or a browser's user agent, is
+ * not enough).
  */
-const MAY_HOLD_CREDENTIAL = /=|eyJ|(?:Bearer|Basic|DPoP)\s/i;
+const MAY_HOLD_CREDENTIAL = /=|eyJ|(?:Bearer|Basic|DPoP)\s|\/\/[^\s/?#@:]*:[^\s/?#]*@/i;
 
 /** Replaces credentials recognisable by their shape inside free text (messages, URLs, stacks). */
 export function scrubString(text: string): string {
@@ -106,12 +154,17 @@ export function scrubString(text: string): string {
   const withoutJwts = text.includes('eyJ')
     ? text.replace(JWT_PATTERN, (_match, before: string) => `${before}[redacted-jwt]`)
     : text;
-  return withoutJwts
-    .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)
-    .replace(PARAM_PATTERN, redactParameter);
+  return redactParameters(
+    withoutJwts
+      .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)
+      .replace(USERINFO_PASSWORD, `$1${REDACTED}@`),
+  );
 }
 
-/** A URL (absolute or path + query) with the values of sensitive query and fragment parameters replaced. */
+/**
+ * A URL (absolute or path + query) with the values of sensitive query and fragment parameters, and
+ * the password of its user information, replaced.
+ */
 export function redactUrl(url: string): string {
   return scrubString(url);
 }

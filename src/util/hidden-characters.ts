@@ -25,7 +25,30 @@ export function hiddenCharacter(text: string): string | undefined {
   return `${codePoint(found)}, ${BIDI_CONTROL.test(found) ? 'a bidirectional control character' : 'an invisible character'}`;
 }
 
+/** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
+function unicodeEscape(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+}
+
+/**
+ * What JSON.stringify leaves as it is although a terminal or a log reader acts on it instead of
+ * showing it: DEL, the C1 controls (U+0080–U+009F: U+009B is the CSI that starts a terminal's escape
+ * sequence, U+0085 ends a line for some readers), the line and paragraph separators, and the hidden
+ * format characters.
+ */
+const UNSHOWN_IN_JSON = new RegExp(`[\\u007f-\\u009f\\u2028\\u2029${HIDDEN.source.slice(1, -1)}]`);
+const UNSHOWN_IN_JSON_ALL = new RegExp(UNSHOWN_IN_JSON.source, 'g');
+
+/**
+ * A JSON text with each character of `UNSHOWN_IN_JSON` as its \u escape: the same JSON value (outside
+ * its strings JSON holds none of them; inside one, the escape stands for the character), which no
+ * longer rewrites the terminal a log is followed in, nor starts a line of its own there.
+ */
+export function escapeUnshownInJson(json: string): string {
+  return UNSHOWN_IN_JSON.test(json) ? json.replace(UNSHOWN_IN_JSON_ALL, unicodeEscape) : json;
+}
+
 /** `text` with each hidden format character as its JSON escape (`\u202e`), valid inside a JSON string. */
 export function escapeHiddenCharacters(text: string): string {
-  return text.replace(HIDDEN_ALL, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(HIDDEN_ALL, unicodeEscape);
 }

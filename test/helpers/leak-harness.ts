@@ -10,7 +10,9 @@ import type { LoggerOptions } from '../../src/logging/logger.ts';
  * the test handles (passwords, client secrets, tokens, codes), run the flow, then
  * `assertNoLeaks()`: it fails if any registered secret appears, raw or encoded, in a log line, an
  * audit event, a watched file (the JSON-lines sink) or any extra text handed to `scanText` (CLI
- * output, HTTP error bodies that must not echo secrets).
+ * output, HTTP error bodies that must not echo secrets). It fails too on a log line, or a line of a
+ * watched file, that holds a control or invisible character as it is rather than as its JSON escape:
+ * what forges a line or drives the terminal a log is followed in (`unshownCharacter`).
  *
  *     const harness = createLeakHarness();
  *     const app = await createApp(testConfig(database), { logger: harness.loggerOptions });
@@ -32,7 +34,10 @@ export interface LeakHarness {
   scanText(source: string, text: string): void;
   readonly logLines: readonly string[];
   readonly auditRecords: readonly AuditRecord[];
-  /** Waits for pending audit deliveries, then fails naming the secret, the encoding and the source. */
+  /**
+   * Waits for pending audit deliveries, then fails naming the secret, the encoding and the source,
+   * or the raw control character and the line that holds it.
+   */
   assertNoLeaks(): Promise<void>;
 }
 
@@ -69,6 +74,23 @@ export function encodedForms(value: string): RegisteredSecret['forms'] {
     }
   }
   return forms;
+}
+
+/**
+ * A character that no JSON line should hold as it is: C0 controls (JSON escapes them; a raw one, a
+ * line feed above all, forges or breaks a line), DEL, C1 controls (U+009B is the CSI of terminal
+ * escape sequences, U+0085 a line break to some readers), the line and paragraph separators, and the
+ * bidirectional and zero-width format characters (what shows a text as another).
+ */
+const UNSHOWN =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]/;
+
+/** The first character of `UNSHOWN` in `line`, as `U+009B at 57`, or undefined. */
+export function unshownCharacter(line: string): string | undefined {
+  const found = UNSHOWN.exec(line);
+  if (found === null) return undefined;
+  return `U+${found[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} at ${found.index}`;
 }
 
 /**
@@ -135,6 +157,22 @@ export function createLeakHarness(options: Pick<LoggerOptions, 'level'> = {}): L
         ...extra,
       ];
       const leaks: string[] = [];
+      const lines = [
+        ...logLines.map((text, index) => ({ source: `log line ${index + 1}`, text })),
+        ...(partial ? [{ source: 'unterminated log line', text: partial }] : []),
+        ...files.flatMap((file) =>
+          existsSync(file)
+            ? readFileSync(file, 'utf8')
+                .split('\n')
+                .map((text, index) => ({ source: `line ${index + 1} of file ${file}`, text }))
+            : [],
+        ),
+      ];
+      for (const { source, text } of lines) {
+        const unshown = unshownCharacter(text);
+        // Named by place only: the line may hold a secret too.
+        if (unshown !== undefined) leaks.push(`a raw ${unshown} in ${source}`);
+      }
       for (const { source, text } of sources) {
         const lowered = text.toLowerCase();
         for (const secret of secrets) {
@@ -150,7 +188,7 @@ export function createLeakHarness(options: Pick<LoggerOptions, 'level'> = {}): L
           }
         }
       }
-      assert.equal(leaks.length, 0, `secrets leaked:\n${leaks.join('\n')}`);
+      assert.equal(leaks.length, 0, `secrets or raw control characters leaked:\n${leaks.join('\n')}`);
     },
   };
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type App, createApp } from '../../src/app.ts';
@@ -8,6 +9,24 @@ import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+
+/**
+ * Sends `head` (a request line and headers, Latin-1: one byte a character) as it is, which fetch
+ * would not (it percent-encodes quotes, refuses bytes past 0x7f in headers), and reads the answer.
+ */
+function rawRequest(origin: string, head: string): Promise<string> {
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname);
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (answer += chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(answer));
+    // Not ended from this side: Node's server aborts a request whose client half-closes.
+    socket.write(Buffer.from(`${head}Connection: close\r\n\r\n`, 'latin1'));
+  });
+}
 
 describe('leak harness', () => {
   describe('catches a secret in every form it checks', () => {
@@ -46,6 +65,17 @@ describe('leak harness', () => {
         note: 'plain-password-123',
       });
       await assert.rejects(harness.assertNoLeaks(), /password \(raw\) in log line 1/);
+    });
+
+    it('a control character written raw into a log line or a watched file, named by place', async () => {
+      const harness = createLeakHarness();
+      harness.registerSecret('plain-password-123', 'password');
+      harness.loggerOptions.destination!.write('{"msg":"fine"}\n{"msg":"red \u009b31m, then \u2028"}\n');
+      await assert.rejects(harness.assertNoLeaks(), (error: Error) => {
+        assert.match(error.message, /a raw U\+009B at 12 in log line 2/);
+        assert.doesNotMatch(error.message, /log line 1/);
+        return true;
+      });
     });
 
     it('refuses to pass when no secret was registered', async () => {
@@ -108,6 +138,34 @@ describe('leak harness', () => {
         await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${accessToken}` } })
       ).arrayBuffer();
 
+      // As sent by a client that does not encode: quotes, `;` and `?` inside values, a password in
+      // the URL of an absolute request target, a parameter quoted in the user agent, and a byte 0x9b
+      // there (Node reads headers as Latin-1: the C1 CSI, which starts a terminal escape sequence).
+      const quotedCode = 'quoted-code-Rt5yU8iO2pA';
+      const passwordTail = 'colon-Pass-4fG7hJ';
+      const nestedCode = 'nested-code-Wq3eR6tY9uI';
+      const urlPassword = 'url-password-Kd8fJ2mN5b';
+      const agentToken = 'agent-token-Ls4kD7fG0hJ';
+      for (const [value, label] of [
+        [quotedCode, 'quoted code'],
+        [passwordTail, 'password after its semicolon'],
+        [nestedCode, 'code in a nested query'],
+        [urlPassword, 'password of a URL'],
+        [agentToken, 'token in the user agent'],
+      ] as const) {
+        harness.registerSecret(value, label);
+      }
+      const host = new URL(base).host;
+      const sent = [
+        `GET /o/authorize?client_id=wiki&code="${quotedCode}"&state=s1 HTTP/1.1\r\nHost: ${host}\r\n`,
+        `GET /o/authorize?client_id=wiki;password=semi;${passwordTail} HTTP/1.1\r\nHost: ${host}\r\n`,
+        `GET /o/authorize?next=/o/callback?code=${nestedCode} HTTP/1.1\r\nHost: ${host}\r\n`,
+        `GET http://wiki:${urlPassword}@${host}/o/authorize?client_id=wiki HTTP/1.1\r\nHost: ${host}\r\n`,
+        `GET /healthz HTTP/1.1\r\nHost: ${host}\r\nX-Request-Id: c1-agent\r\n` +
+          `User-Agent: probe \x9b31m ('access_token=${agentToken}')\r\n`,
+      ];
+      for (const head of sent) assert.match(await rawRequest(base, head), /^HTTP\/1\.1 \d{3} /);
+
       // What a careless caller might log: whole credential bags, nested.
       app.logger.info(
         { login: { username: 'alice', password }, client: { client_secret: clientSecret } },
@@ -136,12 +194,14 @@ describe('leak harness', () => {
         reuse_count: 1,
         revoke_succeeded: true,
       });
+      // A name from Alliance Auth: a C1 control, a line separator and a right-to-left override.
+      const forgedName = 'alice\u009b2J\u2028{"level":60}\u202e';
       app.audit.publish({
         kind: 'admin_change',
         entity: 'user',
         action: 'password_changed',
         entity_id: 7,
-        name: 'alice',
+        name: forgedName,
         actor: 'cli:root',
         changed_fields: ['password'],
         details: {},
@@ -155,7 +215,24 @@ describe('leak harness', () => {
         ['token_issued', 'code_reuse_detected', 'admin_change'],
       );
       assert.ok(harness.logLines.some((line) => line.includes(app.secrets.sha256Hex(code))));
-      assert.equal(readFileSync(jsonlPath, 'utf8').trimEnd().split('\n').length, 3);
+      const jsonl = readFileSync(jsonlPath, 'utf8').trimEnd().split('\n');
+      assert.equal(jsonl.length, 3);
+      // The characters are escaped, not dropped: the line reads back as the name.
+      assert.equal((JSON.parse(jsonl[2]!) as { name: string }).name, forgedName);
+      const urls = harness.logLines.map((line) => (JSON.parse(line) as { req?: { url?: string } }).req?.url);
+      for (const url of [
+        '/o/authorize?client_id=wiki&code=[redacted]&state=s1',
+        '/o/authorize?client_id=wiki;password=[redacted]',
+        '/o/authorize?next=/o/callback?code=[redacted]',
+        `http://wiki:[redacted]@${host}/o/authorize?client_id=wiki`,
+      ]) {
+        assert.ok(urls.includes(url), `no access line for ${url}`);
+      }
+      const agentLine = harness.logLines
+        .map((line) => JSON.parse(line) as { requestId?: string; req?: { userAgent?: string } })
+        .find((line) => line.requestId === 'c1-agent');
+      // The character is kept, as an escape; the token's value runs to the end of the word.
+      assert.equal(agentLine?.req?.userAgent, "probe \u009b31m ('access_token=[redacted]");
     });
   });
 

@@ -222,6 +222,79 @@ describe('structured logging redaction', () => {
       '/login?next=%2Fo%2Fauthorize%3Fprompt%3Dnone%26id_token_hint%3D[redacted-jwt]',
       'a JWT in a URL carried, percent-encoded, in a parameter: right after an escape',
     );
+    assert.equal(
+      redactUrl('/o/authorize?request=eyJhbGciOiJub25lIn0.eyJsb2dpbl9oaW50IjoiYSJ9.&client_id=wiki'),
+      '/o/authorize?request=[redacted-jwt]&client_id=wiki',
+      'an unsigned request object is a JWT with an empty signature',
+    );
+  });
+
+  it('redacts the whole of a value as a server reads it: through `;`, `?` and quotes', () => {
+    const cases: Array<[string, string, string]> = [
+      ['/cb?code=ab;cd&state=s1', '/cb?code=[redacted]&state=s1', 'a `;` inside the value'],
+      ['/cb?code=ab"cd&state=s1', '/cb?code=[redacted]&state=s1', 'a quote inside the value'],
+      ['/cb?code=ab,cd?e&state=s1', '/cb?code=[redacted]&state=s1', 'a comma and a `?` inside the value'],
+      ['/cb?a=1&code="x y&z"&state=s1', '/cb?a=1&code=[redacted]&state=s1', 'a double-quoted value'],
+      ["/cb?code='x\\'y z'&state=s1", '/cb?code=[redacted]&state=s1', 'a single-quoted value, an escape'],
+      ['token="never closed &state=s1', 'token=[redacted]', 'a quote never closed: to the end'],
+      ['/cb;code=abc;state=s1', '/cb;code=[redacted]', 'a matrix parameter'],
+      ['/cb?state=s1;code=abc', '/cb?state=s1;code=[redacted]', 'after a harmless value, at a `;`'],
+      ['/cb?next=/o/cb?code=abc&x=1', '/cb?next=/o/cb?code=[redacted]&x=1', 'a query inside a value'],
+      ['/cb?state="s1"code=abc', '/cb?state="s1"code=[redacted]', 'after a quote'],
+      [
+        "rejected 'code=abc' and (password=p1)",
+        "rejected 'code=[redacted] and (password=[redacted]",
+        'in a message',
+      ],
+      ['/cb?code=abc&code=def', '/cb?code=[redacted]&code=[redacted]', 'a repeated name'],
+      ['/cb?%63ode=abc&%2563ode=x', '/cb?%63ode=[redacted]&%2563ode=x', 'an encoded name, decoded once'],
+    ];
+    for (const [text, expected, what] of cases) assert.equal(scrubString(text), expected, what);
+    for (const name of [
+      'token',
+      'refresh_token',
+      'id_token_hint',
+      'logout_token',
+      'login_hint_token',
+      'client_secret',
+      'password',
+      'otp',
+      'assertion',
+      'client_assertion',
+      'user_code',
+      'device_code',
+    ]) {
+      assert.equal(redactUrl(`/x?a=1&${name}=v;w"z&b=2`), `/x?a=1&${name}=[redacted]&b=2`, name);
+    }
+    for (const kept of ['/x?state=s1;nonce=n1', '/x?client_id=wiki&scope=openid', '/x?a=b=code=c']) {
+      assert.equal(redactUrl(kept), kept);
+    }
+  });
+
+  it('redacts the password of a URL, and only that', () => {
+    assert.equal(
+      scrubString('GET http://wiki:p@ss:w0rd@127.0.0.1:8080/o/x?a=1 failed'),
+      'GET http://wiki:[redacted]@127.0.0.1:8080/o/x?a=1 failed',
+    );
+    assert.equal(scrubString('postgres://aa:s3cret@db/aa'), 'postgres://aa:[redacted]@db/aa');
+    for (const kept of ['postgres://aa@db/aa', 'https://host:8443/x@y', 'see https://rp/cb and a@b']) {
+      assert.equal(scrubString(kept), kept);
+    }
+  });
+
+  it('writes control and invisible characters as escapes, the same JSON value', () => {
+    const { logger, lines, parsed } = capture();
+    const name = 'alice\u009b2J\u0085\u007f\u2028{"level":60}\u2029\u202eevil\u200b';
+    logger.info({ name }, `signed in ${name}`);
+    logger.child({ user: name }).warn({ vetted: 'no' }, 'child');
+    for (const line of lines) {
+      assert.doesNotMatch(line, /[\u007f-\u009f\u2028\u2029\u202e\u200b]/, line);
+    }
+    assert.match(lines[0]!, /alice\\u009b2J\\u0085\\u007f\\u2028/);
+    const [first, second] = parsed();
+    assert.equal(first!.name, name);
+    assert.equal(first!.msg, `signed in ${name}`);
+    assert.equal(second!.user, name);
   });
 
   // A hang guard, not a measure of speed: a pattern that tried every `eyJ` of a run again over the
@@ -233,7 +306,11 @@ describe('structured logging redaction', () => {
       import { scrubString } from ${JSON.stringify(new URL('../../src/logging/redact.ts', import.meta.url).href)};
       for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768), '%3DeyJ-'.repeat(37_449)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
-      }`;
+      }
+      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381)]) {
+        if (scrubString(text) !== text) throw new Error('changed a text without a credential');
+      }
+      if (scrubString('code="' + '\\\\'.repeat(131_072)) !== 'code=[redacted]') throw new Error('a quoted value');`;
     const child = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
       timeout: 20_000,
       encoding: 'utf8',
