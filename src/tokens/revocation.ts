@@ -238,7 +238,8 @@ export function createTokenRevocation(deps: {
     const afterCommit: Array<() => void> = [];
     try {
       await deps.db.transaction().execute(async (trx) => {
-        // First, so that the same sign-out made twice at once reads what the other one left.
+        // First, so that the same sign-out made twice at once reads what the other one left (and
+        // first as well in a deactivation's unit of work, `revokeTokensOnUserChange`: one lock order).
         await lockSignInGeneration(trx, user.id);
         const at = now();
         const revoked = await revokeTokens(trx, { userId: user.id }, reason, at);
@@ -327,6 +328,10 @@ export function revokeTokensOnUserChange(audit: Pick<AuditBus, 'publish'>): Chan
       default:
         return;
     }
+    // The generation row before the token rows, in the order a sign-out of the user takes them
+    // (`cleanUser`): this unit raises the generation later (`endUserSessions`), and holding the
+    // tokens while waiting for it could deadlock with a sign-out holding it while waiting for them.
+    await lockSignInGeneration(unit.trx, change.userId);
     const revoked = await revokeTokens(unit.trx, { userId: change.userId }, reason, unit.at);
     for (const [clientId, count] of countByClient(revoked))
       unit.report({ kind: 'tokens_revoked', userId: change.userId, clientId, count });

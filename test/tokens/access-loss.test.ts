@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { authorize, type Client, codeFrom, introspect, login, tokenRequest } from '../helpers/flows.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { Browser, PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { logoutJobs } from '../logout/jobs.ts';
 
 /**
@@ -133,6 +135,55 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
     await server.app.directoryAdmin.activate({ id: user.id });
     await assertSignedOut(browser);
   });
+
+  it(
+    'signs a user out everywhere while the same user is deactivated, one after the other (no deadlock)',
+    {
+      skip:
+        testDatabaseKind !== 'postgres' &&
+        "holds both at the user's sign-in generation row, locked from a connection of the test's own (PostgreSQL's row locks)",
+    },
+    async () => {
+      // Both take the user's sign-in generation row and the user's token rows. A sign-out takes the
+      // generation first; if the deactivation took the tokens first, each would wait for the other.
+      const user = await seedUser(server);
+      await login(server, open, user.username);
+      const locker = new pg.Client({ connectionString: server.database.url });
+      await locker.connect();
+      try {
+        await locker.query('begin');
+        await locker.query(
+          `insert into sign_in_generation (user_id, generation) values ($1, 0)
+          on conflict (user_id) do update set generation = sign_in_generation.generation`,
+          [user.id],
+        );
+        const waiting = async (count: number) =>
+          waitUntil(async () => {
+            const { rows } = await locker.query<{ waiting: number }>(
+              "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+            );
+            return rows[0]!.waiting >= count;
+          }, `${count} transaction(s) wait for a lock`);
+        // The sign-out queues for the generation row first, then the deactivation.
+        const signedOut = server.app.tokens.signOutUser(user.username, { actor: 'test' });
+        await waiting(1);
+        const deactivated = server.app.directoryAdmin.deactivate({ id: user.id });
+        await waiting(2);
+        await locker.query('commit');
+        const [signOut, deactivation] = await Promise.allSettled([signedOut, deactivated]);
+        assert.equal(signOut.status, 'fulfilled', String((signOut as PromiseRejectedResult).reason));
+        assert.equal(
+          deactivation.status,
+          'fulfilled',
+          String((deactivation as PromiseRejectedResult).reason),
+        );
+      } finally {
+        await locker.end();
+      }
+      const profile = await server.app.directory.profileByUsername(user.username);
+      assert.equal(profile?.active, false);
+    },
+  );
 
   it('deletion ends the sessions and removes the grants', async () => {
     const user = await seedUser(server);
