@@ -12,6 +12,7 @@ import type { ChangeEpochs } from './change-epoch-cache.ts';
 import type { PolicyEnforcer } from './policy-enforcer.ts';
 import { accessPrompt } from './check-access.ts';
 import { recordClientRefusal } from './client-policy.ts';
+import { anotherAccountCheck, selectAccountPrompt } from './select-account.ts';
 import { scopeClaims } from './claims.ts';
 import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup } from './clients.ts';
 import { createFindAccount, type ProfileSource } from './find-account.ts';
@@ -99,7 +100,9 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
   const secure = config.mode === 'production';
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, secure, overwrite: true };
   const policy = interactionPolicy.base();
-  policy.add(accessPrompt(accessPolicy), 1);
+  policy.get('login')!.checks.add(anotherAccountCheck());
+  policy.add(selectAccountPrompt(), 0);
+  policy.add(accessPrompt(accessPolicy), 2);
   const tokens = config.tokens;
   const branding = brandingFrom(config);
 

@@ -24,7 +24,7 @@ export function discoveryPostProcessing(
     document.response_types_supported = ['code'];
     document.code_challenge_methods_supported = ['S256'];
     document.acr_values_supported = ['0'];
-    document.prompt_values_supported = ['none', 'login', 'consent'];
+    document.prompt_values_supported = ['none', 'login', 'consent', 'select_account'];
     document.claims_parameter_supported = true;
     document.request_parameter_supported = false;
     document.request_uri_parameter_supported = false;

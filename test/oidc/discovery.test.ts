@@ -46,7 +46,7 @@ describe(`discovery and routes (${testDatabaseKind})`, () => {
     assert.equal(document.backchannel_logout_supported, true);
     assert.equal(document.backchannel_logout_session_supported, true);
     assert.deepEqual(document.access_token_signing_alg_values_supported, ['RS256']);
-    assert.deepEqual(document.prompt_values_supported, ['none', 'login', 'consent']);
+    assert.deepEqual(document.prompt_values_supported, ['none', 'login', 'consent', 'select_account']);
     assert.ok(Array.isArray(document.response_modes_supported));
     assert.ok((document.response_modes_supported as string[]).includes('query'));
     assert.equal(document.op_policy_uri, 'https://example.org/policy');

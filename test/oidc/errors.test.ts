@@ -125,8 +125,9 @@ describe(`protocol errors (${testDatabaseKind})`, () => {
       'invalid_request',
     );
     assert.equal((await authorizeError({ ...validParams(), prompt: 'none login' })).error, 'invalid_request');
+    assert.equal((await authorizeError({ ...validParams(), prompt: 'create' })).error, 'invalid_request');
     assert.equal(
-      (await authorizeError({ ...validParams(), prompt: 'select_account' })).error,
+      (await authorizeError({ ...validParams(), prompt: 'none select_account' })).error,
       'invalid_request',
     );
     assert.equal((await authorizeError({ ...validParams(), prompt: 'none' })).error, 'login_required');

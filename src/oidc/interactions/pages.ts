@@ -6,6 +6,8 @@ import { deniedPage } from '../../http/pages/denied.ts';
 import { loginPage } from '../../http/pages/login.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { ACCESS_PROMPT } from '../check-access.ts';
+import { SELECT_ACCOUNT_PROMPT } from '../select-account.ts';
+import { selectAccountPage } from '../../http/pages/select-account.ts';
 import {
   finish,
   type Interaction,
@@ -16,7 +18,10 @@ import {
 import { grantConsent } from './consent.ts';
 import { issueCsrfToken } from './csrf.ts';
 
-/** The page an interaction shows for its prompt: the login form, the 403 denied page, or consent. */
+/**
+ * The page an interaction shows for its prompt: the account choice, the login form, the 403 denied
+ * page, or consent.
+ */
 
 const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   openid: 'Your account identifier',
@@ -43,6 +48,23 @@ export async function show(
   path: string,
 ): Promise<void> {
   switch (interaction.prompt.name) {
+    case SELECT_ACCOUNT_PROMPT: {
+      const accountId = interaction.session?.accountId;
+      const user = accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
+      // A user who is gone is not offered: the login page asks for an account instead.
+      if (!user) return finish(ctx, provider, { [SELECT_ACCOUNT_PROMPT]: { another: true } });
+      ctx.type = 'html';
+      ctx.body = selectAccountPage(
+        {
+          action: `${path}/select_account`,
+          csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
+          clientName: app.name,
+          username: user.username,
+        },
+        pageContext(deps.branding, ctx),
+      );
+      return;
+    }
     case 'login':
       ctx.type = 'html';
       ctx.body = loginPage(

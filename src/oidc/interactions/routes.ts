@@ -22,6 +22,7 @@ import { submitConsent } from './consent.ts';
 import { CSRF_FIELD, issueCsrfToken, verifyCsrfToken } from './csrf.ts';
 import { submitLogin, submitNewPassword } from './login.ts';
 import { show } from './pages.ts';
+import { submitAccountChoice } from './select-account.ts';
 import {
   TWO_FACTOR_ACTIONS,
   type TwoFactorAction,
@@ -33,7 +34,7 @@ export type { InteractionDependencies } from './common.ts';
 export { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from './login.ts';
 
 /**
- * The interaction pages (`/o/interaction/:uid`): login, the 403 denied page, consent. They are the
+ * The interaction pages (`/o/interaction/:uid`): the account choice, login, the 403 denied page, consent. They are the
  * provider's interactions: each reads the pending interaction through the provider
  * (`interactionDetails`, bound to the interaction cookie) and ends it with `interactionResult`,
  * then sends the browser back to the provider's resume URL.
@@ -68,6 +69,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       'POST login',
       'POST password',
       'POST consent',
+      'POST select_account',
       ...TWO_FACTOR_ACTIONS.map((step) => `POST ${step}`),
       ...externals.flatMap((authenticator) => [`POST ${authenticator.id}`, `GET ${authenticator.id}`]),
     ];
@@ -167,6 +169,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
         return await submitLogin(ctx, deps, provider, interaction, app, path, form, step, secondFactor);
       if (route === 'POST password')
         return await submitNewPassword(ctx, deps, interaction, app, path, form, step, secondFactor);
+      if (route === 'POST select_account')
+        return await submitAccountChoice(ctx, deps, provider, interaction, form);
       if (route !== 'POST consent') {
         if (!secondFactor || interaction.prompt.name !== 'login')
           return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
