@@ -19,11 +19,7 @@ import { createSecretFormatter, type SecretFormatter } from './logging/secrets.t
 import type { AuditBus } from './audit/bus.ts';
 import { createAudit } from './audit/create.ts';
 import { type AuditStore, batchDelayFor, createAuditStore } from './audit/store.ts';
-import {
-  auditApplicationChanges,
-  auditDirectoryChanges,
-  auditKeyWithdrawals,
-} from './audit/directory-events.ts';
+import { auditApplicationChanges, auditDirectoryChanges, auditKeyChanges } from './audit/directory-events.ts';
 import { createMetrics, type Metrics } from './metrics/registry.ts';
 import { createTwoFactorService, type TwoFactorService } from './two-factor/service.ts';
 import {
@@ -171,8 +167,8 @@ export async function createServices(config: Config, options: ServicesOptions = 
       const applied = await migrateToLatest(database.db, database.kind);
       if (applied.length > 0) logger.info({ migrations: applied }, 'applied database migrations');
     }
-    // A withdrawn signing key (a leaked private part) is an admin_change audit event.
-    const keys = createKeyService(database, config, logger, { onWithdrawn: auditKeyWithdrawals(audit) });
+    // Every committed signing-key change (a rotation, a withdrawal, …) is an admin_change audit event.
+    const keys = createKeyService(database, config, logger, { onKeyChange: auditKeyChanges(audit) });
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;

@@ -224,7 +224,11 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
               }
             : undefined;
         try {
-          await deps.keys.rotate({ ...(expect ? { expect } : {}), force: form.get('force') === 'yes' });
+          await deps.keys.rotate({
+            ...(expect ? { expect } : {}),
+            force: form.get('force') === 'yes',
+            actor: adminActor(request),
+          });
         } catch (error) {
           if (error instanceof KeyError && error.code === 'unpublished_key') {
             return refused(
@@ -277,7 +281,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/prepare-next',
       access: 'superuser',
       async handle(request) {
-        if (!(await unlessRefused(request, () => deps.keys.prepareNext()))) return;
+        if (!(await unlessRefused(request, () => deps.keys.prepareNext({ actor: adminActor(request) }))))
+          return;
         request.seeOther('/admin/keys?done=prepared');
       },
     },
@@ -320,7 +325,9 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/keys/:kid/retire',
       access: 'superuser',
       async handle(request) {
-        if (!(await unlessRefused(request, () => deps.keys.retire(request.params.kid ?? '')))) return;
+        const kid = request.params.kid ?? '';
+        if (!(await unlessRefused(request, () => deps.keys.retire(kid, { actor: adminActor(request) }))))
+          return;
         request.seeOther('/admin/keys?done=retired');
       },
     },

@@ -179,37 +179,82 @@ export function auditApplicationChanges(audit: Pick<AuditBus, 'publish'>): Appli
     });
 }
 
-/** A signing key's withdrawal as the key service reports it (src/keys/types.ts, `KeyWithdrawal`). */
-export interface SigningKeyWithdrawal {
-  kid: string;
-  formerStatus: string;
-  activatedKid: string | null;
-  forced: string | null;
-  actor: string | null;
+/**
+ * A signing key's lifecycle change as the key service reports it (src/keys/types.ts, `KeyChange`;
+ * audit/ may not use keys/, and services.ts, which hands one to the other, checks that they agree).
+ */
+export type SigningKeyChange =
+  | { action: 'created'; kid: string; formerStatus: string | null; nextKid: string; actor: string | null }
+  | {
+      action: 'rotated';
+      kid: string;
+      formerStatus: string | null;
+      retiredKid: string | null;
+      nextKid: string;
+      forced: string | null;
+      actor: string | null;
+    }
+  | { action: 'prepared' | 'retired'; kid: string; actor: string | null }
+  | { action: 'imported'; kid: string; status: string; retiredKid: string | null; actor: string | null }
+  | {
+      action: 'withdrawn';
+      kid: string;
+      formerStatus: string;
+      activatedKid: string | null;
+      forced: string | null;
+      actor: string | null;
+    };
+
+/** An `admin_change` event's `details` for a key change: the statuses the named key went between. */
+function keyChangeDetails(change: SigningKeyChange): AdminChangeEvent['details'] {
+  switch (change.action) {
+    case 'created':
+      return { from_status: change.formerStatus, to_status: 'active', next_kid: change.nextKid };
+    case 'rotated':
+      return {
+        from_status: change.formerStatus,
+        to_status: 'active',
+        retired_kid: change.retiredKid,
+        next_kid: change.nextKid,
+        forced: change.forced,
+      };
+    case 'prepared':
+      return { from_status: null, to_status: 'next' };
+    case 'retired':
+      return { from_status: 'next', to_status: 'retired' };
+    case 'imported':
+      return { from_status: null, to_status: change.status, retired_kid: change.retiredKid };
+    case 'withdrawn':
+      return {
+        from_status: change.formerStatus,
+        to_status: 'removed',
+        activated_kid: change.activatedKid,
+        forced: change.forced,
+      };
+    default:
+      return assertNever(change);
+  }
 }
 
 /**
- * The key service's `onWithdrawn`: every committed withdrawal of a signing key becomes an
- * `admin_change` audit event naming the key, the status it had and, for the active key, the key that
- * signs in its place. Key ids are public (JWKS lists them); no key material appears.
+ * The key service's `onKeyChange`: every committed signing-key change (created on a first start,
+ * rotated, prepared, retired, imported, withdrawn) becomes an `admin_change` audit event naming the
+ * key the change is about, who made it, the statuses it went between (`from_status` null for a key
+ * new to this database), the other keys it moved and, where a guard was overridden, `forced`. Key
+ * ids are public (JWKS lists them); no key material appears.
  */
-export function auditKeyWithdrawals(
-  audit: Pick<AuditBus, 'publish'>,
-): (withdrawal: SigningKeyWithdrawal) => void {
-  return (withdrawal) =>
+export function auditKeyChanges(audit: Pick<AuditBus, 'publish'>): (change: SigningKeyChange) => void {
+  return (change) => {
+    const details = keyChangeDetails(change);
     audit.publish({
       kind: 'admin_change',
       entity: 'signing_key',
-      action: 'withdrawn',
-      entity_id: withdrawal.kid,
-      name: withdrawal.kid,
-      actor: withdrawal.actor,
-      changed_fields: ['status'],
-      details: {
-        from_status: withdrawal.formerStatus,
-        to_status: 'removed',
-        activated_kid: withdrawal.activatedKid,
-        forced: withdrawal.forced,
-      },
+      action: change.action,
+      entity_id: change.kid,
+      name: change.kid,
+      actor: change.actor,
+      changed_fields: details.from_status === null ? [] : ['status'],
+      details,
     });
+  };
 }

@@ -90,6 +90,14 @@ export type AdminAction =
   | 'secret_rotated'
   | 'two_factor_enabled'
   | 'two_factor_disabled'
+  /** A signing key activated by `aa-oidc keys rotate` (the active one retired, a next key made). */
+  | 'rotated'
+  /** A next signing key published by `aa-oidc keys prepare-next`. */
+  | 'prepared'
+  /** A next signing key retired by `aa-oidc keys retire`. */
+  | 'retired'
+  /** A signing key brought in by `aa-oidc keys import`. */
+  | 'imported'
   /** A signing key taken out of JWKS at once (`aa-oidc keys withdraw`: its private part may have leaked). */
   | 'withdrawn';
 

@@ -24,8 +24,8 @@ import {
 } from './queries.ts';
 import type {
   ImportResult,
+  KeyChange,
   KeyService,
-  KeyWithdrawal,
   PrepareNextResult,
   RotationResult,
   SigningKeySummary,
@@ -57,8 +57,8 @@ export interface KeyServiceDatabase {
 export interface KeyServiceOptions {
   /** The clock (epoch milliseconds) the lifecycle dates are taken from; tests inject one. */
   now?: () => number;
-  /** Told of every committed withdrawal (the composition root makes it an audit event); must not throw. */
-  onWithdrawn?: (withdrawal: KeyWithdrawal) => void;
+  /** Told of every committed lifecycle change (the composition root makes it an audit event). */
+  onKeyChange?: (change: KeyChange) => void;
 }
 
 const KID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
@@ -103,7 +103,20 @@ export function createKeyService(
   const { db, kind } = database;
   const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
   const clock = options.now ?? Date.now;
-  const { onWithdrawn } = options;
+  const { onKeyChange } = options;
+
+  /** Tells the listener of a committed change; a listener that throws leaves the change standing. */
+  const tell = (change: KeyChange) => {
+    try {
+      onKeyChange?.(change);
+    } catch (error) {
+      // Only its audit event is missing, which the change's own log line replaces.
+      logger?.error(
+        { err: error, kid: change.kid, action: change.action },
+        'a signing-key change listener failed',
+      );
+    }
+  };
 
   const retiredPublicationSeconds = () =>
     Math.max(
@@ -122,12 +135,15 @@ export function createKeyService(
    * out; else why it can. A relying party may hold a copy of the JWKS for `keys.jwksCacheSeconds`,
    * and every instance publishes a key written by another within `keys.reloadIntervalMs`: a key
    * published less long ago is missing from some copies, whose holders would reject the tokens it
-   * signs. With no active key nothing has been signed yet, and no copy is worth keeping.
+   * signs. With no active key nothing has been signed yet, and no copy is worth keeping. The
+   * message's advice fits the `operation` that would activate the key: a rotation can wait, a
+   * withdrawal (a leaked key) is told what waiting would spare.
    */
   const unpublishedKey = (
     active: SigningKeyRow | undefined,
     next: SigningKeyRow | undefined,
     now: number,
+    operation: 'rotation' | 'withdrawal',
   ): UnpublishedKey | null => {
     if (!active) return null;
     const cacheSeconds = config.keys.jwksCacheSeconds;
@@ -137,21 +153,27 @@ export function createKeyService(
         reason: 'no_next_key',
         safeAt: null,
         message:
-          `there is no next key (it was retired), so a new key would sign at once; ${cached}, ` +
-          'and those holding one fetched before the rotation would reject the ID tokens the new key signs. ' +
-          `Prepare a next key instead (aa-oidc keys prepare-next) and rotate once it has been published for ${describeSeconds(cacheSeconds)}`,
+          `there is no next key (it was retired or withdrawn), so a new key would sign at once; ${cached}, ` +
+          `and those holding one fetched before the ${operation} would reject the ID tokens the new key signs. ` +
+          (operation === 'rotation'
+            ? `Prepare a next key instead (aa-oidc keys prepare-next) and rotate once it has been published for ${describeSeconds(cacheSeconds)}`
+            : `To withdraw without that risk, prepare a next key (aa-oidc keys prepare-next) and withdraw once it has been published for ${describeSeconds(cacheSeconds)}`),
       };
     }
     const publishedAt = Number(next.created_at);
     const safeAt = rotationSafeAt(publishedAt);
     if (now >= safeAt) return null;
+    const safeFrom = new Date(safeAt).toISOString();
     return {
       reason: 'recent_next_key',
       safeAt,
       message:
         `the next key ${next.kid} was published only ${describeSeconds((now - publishedAt) / 1000)} ago ` +
         `(${new Date(publishedAt).toISOString()}); ${cached}, and those holding one fetched before then ` +
-        `would reject the ID tokens it signs. Rotating is safe from ${new Date(safeAt).toISOString()}`,
+        `would reject the ID tokens it signs. ` +
+        (operation === 'rotation'
+          ? `Rotating is safe from ${safeFrom}`
+          : `It can take the active key's place without that risk from ${safeFrom}`),
     };
   };
 
@@ -216,7 +238,7 @@ export function createKeyService(
         await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         // Another instance or process got there first.
-        if (active) return { summary: toSummary(active), created: [] as string[] };
+        if (active) return { summary: toSummary(active), created: null };
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
         let activeKid: string;
         if (next) {
@@ -230,10 +252,20 @@ export function createKeyService(
         const nextKey = await take();
         await insertKey(trx, nextKey, 'next', now);
         const row = await keyRow(trx, activeKid);
-        return { summary: toSummary(row!), created: [activeKid, nextKey.kid] };
+        const creation: KeyChange = {
+          action: 'created',
+          kid: activeKid,
+          formerStatus: next ? 'next' : null,
+          nextKid: nextKey.kid,
+          // Nobody asked for it: a process found no key to sign with (a database's first start).
+          actor: 'system',
+        };
+        return { summary: toSummary(row!), created: creation };
       });
-      if (created.length > 0)
-        logger?.info({ activeKid: created[0], nextKid: created[1] }, 'created the active signing key');
+      if (created) {
+        logger?.info({ activeKid: created.kid, nextKid: created.nextKid }, 'created the active signing key');
+        tell(created);
+      }
       return summary;
     },
 
@@ -264,7 +296,7 @@ export function createKeyService(
           retiredPublishUntil: active ? now + retiredPublicationSeconds() * 1000 : null,
           nextKid: null,
           removedKids: expired.map((row) => row.kid).sort(),
-          unpublished: unpublishedKey(active, next, now),
+          unpublished: unpublishedKey(active, next, now, 'rotation'),
         };
       }
       const hasNext = (await keyRowsByStatus(db, 'next')).length > 0;
@@ -286,7 +318,7 @@ export function createKeyService(
             'the signing keys changed since this rotation was shown (another rotation or an import came first); nothing was rotated: review the rotation again',
           );
         }
-        const unpublished = unpublishedKey(active, next, now);
+        const unpublished = unpublishedKey(active, next, now, 'rotation');
         if (unpublished && !options.force) {
           throw new KeyError('unpublished_key', `${unpublished.message}; nothing was rotated`);
         }
@@ -332,6 +364,15 @@ export function createKeyService(
         },
         'rotated signing keys',
       );
+      tell({
+        action: 'rotated',
+        kid: result.activatedKid!,
+        formerStatus: result.promotedNext ? 'next' : null,
+        retiredKid: result.retiredKid,
+        nextKid: result.nextKid!,
+        forced: result.unpublished?.reason ?? null,
+        actor: options.actor ?? null,
+      });
       return result;
     },
 
@@ -350,6 +391,7 @@ export function createKeyService(
         return { dryRun: false, kid: key.kid, rotationSafeAt: rotationSafeAt(now), removedKids };
       });
       logger?.info({ nextKid: result.kid, removedKids: result.removedKids }, 'prepared a next signing key');
+      tell({ action: 'prepared', kid: result.kid!, actor: options.actor ?? null });
       return result;
     },
 
@@ -396,6 +438,7 @@ export function createKeyService(
         return { dryRun: false, key: toSummary(updated!), removedKids };
       });
       logger?.info({ kid }, 'retired the next signing key');
+      tell({ action: 'retired', kid, actor: options.actor ?? null });
       return result;
     },
 
@@ -415,7 +458,7 @@ export function createKeyService(
       /** Withdrawing the active key needs a key to sign with instead: as a rotation would activate it. */
       const replacement = (row: SigningKeyRow, next: SigningKeyRow | undefined, now: number) => {
         if (row.status !== 'active') return null;
-        const unpublished = unpublishedKey(row, next, now);
+        const unpublished = unpublishedKey(row, next, now, 'withdrawal');
         if (unpublished && !options.force) {
           throw new KeyError(
             'unpublished_key',
@@ -429,7 +472,7 @@ export function createKeyService(
         const row = withdrawable(await keyRow(db, kid));
         const next = only(await keyRowsByStatus(db, 'next'), 'next');
         // A dry run reports what a real run would refuse instead of refusing.
-        const unpublished = row.status === 'active' ? unpublishedKey(row, next, now) : null;
+        const unpublished = row.status === 'active' ? unpublishedKey(row, next, now, 'withdrawal') : null;
         const withdrawn = { ...toSummary(row), status: 'removed' as const, removedAt: now, withdrawnAt: now };
         return {
           dryRun: true,
@@ -497,18 +540,14 @@ export function createKeyService(
         },
         'withdrew a signing key: it is no longer published',
       );
-      try {
-        onWithdrawn?.({
-          kid,
-          formerStatus: result.formerStatus,
-          activatedKid: result.activatedKid,
-          forced: result.unpublished?.reason ?? null,
-          actor: options.actor ?? null,
-        });
-      } catch (error) {
-        // The withdrawal itself stands; only its audit event is missing, which the log line above replaces.
-        logger?.error({ err: error, kid }, 'a signing-key withdrawal listener failed');
-      }
+      tell({
+        action: 'withdrawn',
+        kid,
+        formerStatus: result.formerStatus,
+        activatedKid: result.activatedKid,
+        forced: result.unpublished?.reason ?? null,
+        actor: options.actor ?? null,
+      });
       return result;
     },
 
@@ -601,6 +640,13 @@ export function createKeyService(
         { kid: result.kid, status: result.status, retiredKid: result.retiredKid },
         'imported a signing key',
       );
+      tell({
+        action: 'imported',
+        kid: result.kid,
+        status: result.status,
+        retiredKid: result.retiredKid,
+        actor: options.actor ?? null,
+      });
       return result;
     },
 

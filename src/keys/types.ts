@@ -77,6 +77,8 @@ export interface LoadedSigningKey {
  *   key goes straight to removed (the active one replaced as in a rotation), and every key store
  *   drops it at its next reload, so nothing it signed verifies any more.
  * - RSA keys are generated before the transaction opens (it takes ~100 ms), so the lock is short.
+ * - Every committed change is told to the service's listener (`KeyChange`) with the `actor` the
+ *   caller passed: the composition root makes it an audit event.
  */
 export interface KeyService {
   /** Makes sure an active key exists (first run: generates one, plus a next key); returns it. */
@@ -91,19 +93,24 @@ export interface KeyService {
    * with `unpublished_key` while the key it would activate is one relying parties may not know yet
    * (`RotationResult.unpublished`), unless `force`; a dry run reports it instead.
    */
-  rotate(options?: { dryRun?: boolean; expect?: ExpectedKeys; force?: boolean }): Promise<RotationResult>;
+  rotate(options?: {
+    dryRun?: boolean;
+    expect?: ExpectedKeys;
+    force?: boolean;
+    actor?: string;
+  }): Promise<RotationResult>;
   /**
    * Generates a next key and publishes it at once, activating nothing: after `retire()` of the next
    * key, so that a later rotation activates a key relying parties caching the JWKS already hold
    * instead of one they meet only when it signs (which `rotate()` refuses unless forced). Refused
    * with `next_key_exists` when there is a next key already (retire it first to replace it).
    */
-  prepareNext(options?: { dryRun?: boolean }): Promise<PrepareNextResult>;
+  prepareNext(options?: { dryRun?: boolean; actor?: string }): Promise<PrepareNextResult>;
   /**
    * Retires a next key. The active key is refused (it would leave nothing to sign with): rotate
    * instead, which retires it and activates another in one step.
    */
-  retire(kid: string, options?: { dryRun?: boolean }): Promise<RetireResult>;
+  retire(kid: string, options?: { dryRun?: boolean; actor?: string }): Promise<RetireResult>;
   /**
    * Withdraws a key whose private part may have leaked: it leaves JWKS and every key store's set at
    * once (instead of when its publication ends), its private part is erased, and the key becomes
@@ -113,7 +120,6 @@ export interface KeyService {
    * on and a new next key is prepared; refused with `unpublished_key` when relying parties may not
    * know the key activated (`WithdrawResult.unpublished`), unless `force`. Refused with
    * `already_removed` for a removed key (withdrawn or expired: not published, nothing to withdraw).
-   * `actor` is recorded in the audit event.
    */
   withdraw(
     kid: string,
@@ -137,7 +143,7 @@ export interface KeyService {
    */
   importKey(
     pem: string,
-    options?: { as?: 'active' | 'next' | 'retired'; dryRun?: boolean },
+    options?: { as?: 'active' | 'next' | 'retired'; dryRun?: boolean; actor?: string },
   ): Promise<ImportResult>;
 }
 
@@ -198,7 +204,7 @@ export interface UnpublishedKey {
   reason: 'recent_next_key' | 'no_next_key';
   /** When the next key will have been published long enough; null when there is no next key. */
   safeAt: number | null;
-  /** Says why, and from when rotating is safe. */
+  /** Says why, and from when (or how) the key can be activated without that risk. */
   message: string;
 }
 
@@ -223,8 +229,67 @@ export interface WithdrawResult {
   unpublished: UnpublishedKey | null;
 }
 
-/** What a withdrawal tells its listener (services.ts makes it an `admin_change` audit event). */
+/**
+ * What the key service tells its listener after every committed lifecycle change, one per
+ * operation (services.ts makes each an `admin_change` audit event): the key it names (`kid`), who
+ * made it (`actor`: `cli:<user>`, `admin:<name>`, `system` for the first key of a database; null
+ * when the caller did not say) and the other keys it moved. Key ids only: JWKS publishes them; never
+ * key material. Not told: dry runs, refusals, and the removal of retired keys whose publication
+ * ended (planned when they were retired, and done by whichever key store or write comes first).
+ */
+export type KeyChange =
+  KeyCreation | KeyRotation | KeyPreparation | KeyRetirement | KeyImport | KeyWithdrawal;
+
+/** `ensureActiveKey()` found no active key (a database's first start) and made one, actor `system`. */
+export interface KeyCreation {
+  action: 'created';
+  /** The key active now: the former next key, or a new one (`formerStatus` null). */
+  kid: string;
+  formerStatus: 'next' | null;
+  /** The new next key. */
+  nextKid: string;
+  actor: string;
+}
+
+export interface KeyRotation {
+  action: 'rotated';
+  /** The key active now: the former next key, or a new one (`formerStatus` null). */
+  kid: string;
+  formerStatus: 'next' | null;
+  /** The formerly active key, now retired; null when there was none. */
+  retiredKid: string | null;
+  /** The new next key. */
+  nextKid: string;
+  /** The `unpublished` reason a forced rotation overrode; null when nothing was forced. */
+  forced: UnpublishedKey['reason'] | null;
+  actor: string | null;
+}
+
+/** `prepareNext()`: a new next key. */
+export interface KeyPreparation {
+  action: 'prepared';
+  kid: string;
+  actor: string | null;
+}
+
+/** `retire()`: a next key retired. */
+export interface KeyRetirement {
+  action: 'retired';
+  kid: string;
+  actor: string | null;
+}
+
+export interface KeyImport {
+  action: 'imported';
+  kid: string;
+  status: ImportResult['status'];
+  /** Imported as active: the formerly active key, now retired; null otherwise. */
+  retiredKid: string | null;
+  actor: string | null;
+}
+
 export interface KeyWithdrawal {
+  action: 'withdrawn';
   kid: string;
   formerStatus: WithdrawResult['formerStatus'];
   activatedKid: string | null;

@@ -8,6 +8,7 @@ import {
   publicPart,
   thumbprintOf,
 } from '../../src/keys/crypto.ts';
+import type { AdminChangeEvent } from '../../src/audit/events.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
@@ -281,6 +282,14 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
       text,
       /Relying parties may not know the key that signs in its place: the next key .* was published only/,
     );
+    // A withdrawal's advice, not a rotation's.
+    assert.match(
+      text,
+      new RegExp(
+        `would reject the ID tokens it signs\\. It can take the active key's place without that risk from \\d{4}-`,
+      ),
+    );
+    assert.doesNotMatch(text, /Rotating is safe/);
     assert.match(
       text,
       /keep trusting the key until they fetch it again: up to 86400 s \( ?keys\.jwksCacheSeconds\)/,
@@ -337,7 +346,12 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const events = await server.app.auditStore.list({ kinds: ['admin_change'] });
     assert.deepEqual(
       events
-        .filter((event) => event.record.kind === 'admin_change' && event.record.entity === 'signing_key')
+        .filter(
+          (event) =>
+            event.record.kind === 'admin_change' &&
+            event.record.entity === 'signing_key' &&
+            event.record.action === 'withdrawn',
+        )
         .map((event) => {
           const record = event.record as {
             action: string;
@@ -364,5 +378,45 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     );
     const unknown = await consoleGet(admin, url(`/admin/keys/${'A'.repeat(43)}/withdraw`));
     assert.equal(unknown.status, 404);
+  });
+  it('records every key change in the audit log with the admin who made it, and the first key with the system', async () => {
+    await server.app.audit.idle();
+    const events = (await server.app.auditStore.list({ kinds: ['admin_change'] }))
+      .filter((event) => event.record.kind === 'admin_change' && event.record.entity === 'signing_key')
+      .map((event) => event.record as unknown as AdminChangeEvent)
+      .reverse();
+    const byAdmin = `admin:${adminName}`;
+    assert.deepEqual(
+      events.map((record) => [
+        record.action,
+        record.actor,
+        record.details.from_status,
+        record.details.forced,
+      ]),
+      [
+        // The server's first start: no key to sign with, nobody asked.
+        ['created', 'system', null, undefined],
+        // “Rotate anyway” both times: the next key was a moment old.
+        ['rotated', byAdmin, 'next', 'recent_next_key'],
+        ['rotated', byAdmin, 'next', 'recent_next_key'],
+        ['retired', byAdmin, 'next', undefined],
+        ['prepared', byAdmin, null, undefined],
+        // The W008 case retires through the key service itself, which was not told who asked.
+        ['retired', null, 'next', undefined],
+        ['withdrawn', byAdmin, 'active', 'recent_next_key'],
+        ['withdrawn', byAdmin, 'retired', null],
+      ],
+    );
+    const [created, rotated] = events;
+    assert.equal(
+      rotated!.entity_id,
+      created!.details.next_kid,
+      'the first rotation activates the first next key',
+    );
+    assert.equal(rotated!.details.retired_kid, created!.entity_id);
+    // The admin UI's audit log shows them as it shows every admin change.
+    const log = pageText((await consoleGet(admin, url('/admin/audit?kind=admin_change'))).body);
+    assert.ok(log.includes(`signing_key ${created!.entity_id} created by system`), log);
+    assert.ok(log.includes(`signing_key ${rotated!.entity_id} rotated (status) by ${byAdmin}`), log);
   });
 });

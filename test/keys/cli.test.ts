@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { decryptPrivateJwk, deriveKeyEncryptionKey } from '../../src/keys/crypto.ts';
@@ -189,7 +192,7 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.equal(unseen.code, 1);
     assert.match(
       unseen.stderr,
-      /^aa-oidc: there is no next key \(it was retired\), .* Prepare a next key instead \(aa-oidc keys prepare-next\) and rotate once it has been published for 24 h; nothing was rotated\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
+      /^aa-oidc: there is no next key \(it was retired or withdrawn\), .* Prepare a next key instead \(aa-oidc keys prepare-next\) and rotate once it has been published for 24 h; nothing was rotated\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
     );
 
     const dryRun = await aaOidc(database, 'keys', 'prepare-next', '--dry-run');
@@ -307,7 +310,7 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     ) as Array<Record<string, unknown>>;
     assert.deepEqual(
       events
-        .filter((event) => event.entity === 'signing_key')
+        .filter((event) => event.entity === 'signing_key' && event.action === 'withdrawn')
         .map((event) => [
           event.action,
           event.entity_id,
@@ -319,5 +322,62 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
       ],
     );
     for (const event of events) assert.match(String(event.actor), /^cli/);
+  });
+  it('keeps every key change in the audit log with who made it and what was forced, as `audit list` shows', async () => {
+    const file = path.join(database.dataDir, 'plugin-key.pem');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const pem = privateKey.export({ format: 'pem', type: 'pkcs1' }).toString();
+    writeFileSync(file, pem, { mode: 0o600 });
+    const formerActive = (
+      JSON.parse((await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout) as KeyJson[]
+    ).find((key) => key.status === 'active')!.kid;
+    assert.equal((await aaOidc(database, 'keys', 'import', '--pem', file, '--dry-run')).code, 0);
+    const imported = await aaOidc(database, 'keys', 'import', '--pem', file);
+    assert.equal(imported.code, 0, imported.stderr);
+    const kid = /^imported: (\S{43}) as active$/m.exec(imported.stdout)?.[1];
+    assert.ok(kid, imported.stdout);
+
+    const listed = await aaOidc(database, 'audit', 'list', '--kind', 'admin_change', '--format', 'json');
+    assert.equal(listed.code, 0, listed.stderr);
+    // Newest first; every change of this file's commands since `migrate`, dry runs and refusals not.
+    const events = (JSON.parse(listed.stdout) as Array<Record<string, unknown>>)
+      .filter((event) => event.entity === 'signing_key')
+      .reverse();
+    const details = (event: Record<string, unknown> | undefined) => event?.details as Record<string, unknown>;
+    assert.deepEqual(
+      events.map((event) => [
+        event.action,
+        details(event).from_status,
+        details(event).to_status,
+        details(event).forced,
+      ]),
+      [
+        ['rotated', null, 'active', null],
+        ['rotated', 'next', 'active', 'recent_next_key'],
+        ['retired', 'next', 'retired', undefined],
+        ['prepared', null, 'next', undefined],
+        ['withdrawn', 'retired', 'removed', null],
+        ['withdrawn', 'active', 'removed', 'recent_next_key'],
+        ['imported', null, 'active', undefined],
+      ],
+    );
+    // Each names the keys it moved, so that one key's history can be followed from event to event.
+    const [first, forced, retired, prepared] = events;
+    assert.equal(details(forced).retired_kid, first!.entity_id);
+    assert.equal(retired!.entity_id, details(forced).next_kid);
+    assert.deepEqual(
+      [events.at(-1)!.entity_id, events.at(-1)!.name, details(events.at(-1)).retired_kid],
+      [kid, kid, formerActive],
+    );
+    assert.ok(prepared!.entity_id !== retired!.entity_id);
+    const actor = String(first!.actor);
+    assert.match(actor, /^cli/);
+    for (const event of events) assert.equal(event.actor, actor, String(event.action));
+    // Key ids only: no private part, whichever way it is written.
+    const jwk = privateKey.export({ format: 'jwk' });
+    for (const secret of [jwk.d!, jwk.p!, jwk.q!, 'PRIVATE KEY']) assert.ok(!listed.stdout.includes(secret));
+
+    const table = await aaOidc(database, 'audit', 'list', '--kind', 'admin_change', '--limit', '1');
+    assert.match(table.stdout, new RegExp(`admin_change\\s+signing_key ${kid} imported by cli`));
   });
 });

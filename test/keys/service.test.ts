@@ -6,6 +6,7 @@ import type { Config } from '../../src/config/load.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { decryptPrivateJwk, deriveKeyEncryptionKey } from '../../src/keys/crypto.ts';
 import { createKeyService, KeyError, type KeyService } from '../../src/keys/service.ts';
+import type { KeyChange } from '../../src/keys/types.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { openInstance } from './helpers.ts';
 
@@ -264,7 +265,7 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       keys.rotate(),
       refusal(
         'unpublished_key',
-        /^there is no next key \(it was retired\), so a new key would sign at once; .*nothing was rotated$/,
+        /^there is no next key \(it was retired or withdrawn\), so a new key would sign at once; .*nothing was rotated$/,
       ),
     );
     const forced = await keys.rotate({ force: true });
@@ -368,6 +369,78 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
       assert.equal((await service.rotate({ dryRun: true })).unpublished, null);
       const first = await service.rotate();
       assert.deepEqual([first.promotedNext, first.retiredKid, first.unpublished], [false, null, null]);
+    } finally {
+      await instance.handle.close();
+      await fresh.drop();
+    }
+  });
+  it('tells its listener of every committed change, with the actor and what a forced one overrode; dry runs and refusals not', async () => {
+    const fresh = await createTestDatabase({ migrated: true });
+    const instance = await openInstance(fresh);
+    const changes: KeyChange[] = [];
+    let failing = false;
+    try {
+      const service = createKeyService(instance.handle, instance.config, undefined, {
+        now,
+        onKeyChange: (change) => {
+          if (failing) throw new Error('the audit is down');
+          changes.push(change);
+        },
+      });
+      // A first start: nobody asked for the key, so the actor is the system.
+      const first = await service.ensureActiveKey();
+      const firstNext = (await service.list()).find((key) => key.status === 'next')!;
+      await service.ensureActiveKey();
+      assert.deepEqual(changes, [
+        { action: 'created', kid: first.kid, formerStatus: null, nextKid: firstNext.kid, actor: 'system' },
+      ]);
+
+      await service.rotate({ dryRun: true, actor: 'cli:ops' });
+      await assert.rejects(
+        service.rotate({ actor: 'cli:ops' }),
+        refusal('unpublished_key', /nothing was rotated/),
+      );
+      const rotation = await service.rotate({ force: true, actor: 'cli:ops' });
+      await service.retire(rotation.nextKid!, { dryRun: true, actor: 'admin:root' });
+      await service.retire(rotation.nextKid!, { actor: 'admin:root' });
+      await service.prepareNext({ dryRun: true, actor: 'admin:root' });
+      const prepared = await service.prepareNext({ actor: 'admin:root' });
+      await assert.rejects(service.prepareNext({ actor: 'admin:root' }), refusal('next_key_exists', /./));
+      const pems = [2048, 2048, 2048].map(() =>
+        generateKeyPairSync('rsa', { modulusLength: 2048 })
+          .privateKey.export({ format: 'pem', type: 'pkcs8' })
+          .toString(),
+      );
+      const asRetired = await service.importKey(pems[0]!, { as: 'retired', actor: 'cli:ops' });
+      await service.retire(prepared.kid!, { actor: 'cli:ops' });
+      const asNext = await service.importKey(pems[1]!, { as: 'next', actor: 'cli:ops' });
+      await service.importKey(pems[2]!, { as: 'active', dryRun: true, actor: 'cli:ops' });
+      const asActive = await service.importKey(pems[2]!, { as: 'active' });
+
+      assert.deepEqual(changes.slice(1), [
+        {
+          action: 'rotated',
+          kid: firstNext.kid,
+          formerStatus: 'next',
+          retiredKid: first.kid,
+          nextKid: rotation.nextKid,
+          forced: 'recent_next_key',
+          actor: 'cli:ops',
+        },
+        { action: 'retired', kid: rotation.nextKid, actor: 'admin:root' },
+        { action: 'prepared', kid: prepared.kid, actor: 'admin:root' },
+        { action: 'imported', kid: asRetired.kid, status: 'retired', retiredKid: null, actor: 'cli:ops' },
+        { action: 'retired', kid: prepared.kid, actor: 'cli:ops' },
+        { action: 'imported', kid: asNext.kid, status: 'next', retiredKid: null, actor: 'cli:ops' },
+        // A caller that does not say who it is: recorded as nobody rather than guessed.
+        { action: 'imported', kid: asActive.kid, status: 'active', retiredKid: firstNext.kid, actor: null },
+      ]);
+
+      // A listener that throws loses its event, never the change.
+      failing = true;
+      const retired = await service.retire(asNext.kid, { actor: 'cli:ops' });
+      assert.equal(retired.key.status, 'retired');
+      assert.equal((await service.list()).find((key) => key.kid === asNext.kid)?.status, 'retired');
     } finally {
       await instance.handle.close();
       await fresh.drop();

@@ -5,7 +5,7 @@ import type { Config } from '../../src/config/load.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createKeyService, KeyError, type KeyService } from '../../src/keys/service.ts';
 import { createKeyStore } from '../../src/keys/store.ts';
-import type { KeyStore, KeyWithdrawal } from '../../src/keys/types.ts';
+import type { KeyChange, KeyStore } from '../../src/keys/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { openInstance } from './helpers.ts';
@@ -44,7 +44,9 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
   let config: Config;
   let handle: DatabaseHandle;
   let keys: KeyService;
-  const withdrawals: KeyWithdrawal[] = [];
+  const changes: KeyChange[] = [];
+  /** What the service told its listener of withdrawals, in order. */
+  const withdrawals = () => changes.filter((change) => change.action === 'withdrawn');
   let clock = Date.now();
   const now = () => clock;
   /** Moves the clock on until the next key created now has been published long enough. */
@@ -58,7 +60,7 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
     ({ config, handle } = await openInstance(database));
     keys = createKeyService(handle, config, undefined, {
       now,
-      onWithdrawn: (withdrawal) => withdrawals.push(withdrawal),
+      onKeyChange: (change) => changes.push(change),
     });
     await keys.ensureActiveKey();
     untilPublished();
@@ -122,8 +124,15 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
         assert.ok(!store.signingJwks().keys.some((jwk) => jwk.kid === retired.kid), 'the provider loses it');
         assert.equal(await verifies(store, token), false, 'a token it signed no longer verifies');
       }
-      assert.deepEqual(withdrawals, [
-        { kid: retired.kid, formerStatus: 'retired', activatedKid: null, forced: null, actor: 'cli:ops' },
+      assert.deepEqual(withdrawals(), [
+        {
+          action: 'withdrawn',
+          kid: retired.kid,
+          formerStatus: 'retired',
+          activatedKid: null,
+          forced: null,
+          actor: 'cli:ops',
+        },
       ]);
     } finally {
       for (const store of stores) store.close();
@@ -155,7 +164,7 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
       refusal('unknown_kid', /no signing key has kid A{43}/),
     );
     await assert.rejects(keys.withdraw('a kid?'), refusal('invalid_kid', /"a kid\?" is not a key id/));
-    assert.equal(withdrawals.length, 1, 'refusals are not withdrawals');
+    assert.equal(withdrawals().length, 1, 'refusals are not withdrawals');
     await keys.prepareNext();
   });
 
@@ -179,6 +188,15 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
         ),
       ),
     );
+    // The advice is a withdrawal's, not a rotation's: from when the next key can take over.
+    const safeFrom = new Date(early.unpublished!.safeAt!).toISOString();
+    assert.ok(
+      early.unpublished!.message.endsWith(
+        `would reject the ID tokens it signs. It can take the active key's place without that risk from ${safeFrom}`,
+      ),
+      early.unpublished!.message,
+    );
+    assert.doesNotMatch(early.unpublished!.message, /[Rr]otat/);
     assert.deepEqual(await keys.list(), listed, 'a refused withdrawal changes nothing');
 
     untilPublished();
@@ -196,7 +214,8 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
       [withdrawn.status, withdrawn.retiredAt, withdrawn.publishUntil, withdrawn.withdrawnAt],
       ['removed', clock, clock, clock],
     );
-    assert.deepEqual(withdrawals.at(-1), {
+    assert.deepEqual(withdrawals().at(-1), {
+      action: 'withdrawn',
       kid: active.kid,
       formerStatus: 'active',
       activatedKid: next.kid,
@@ -221,9 +240,10 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
       keys.withdraw(active.kid),
       refusal(
         'unpublished_key',
-        /but there is no next key \(it was retired\), so a new key would sign at once; /,
+        /but there is no next key \(it was retired or withdrawn\), so a new key would sign at once; .* fetched before the withdrawal would reject the ID tokens the new key signs\. To withdraw without that risk, prepare a next key \(aa-oidc keys prepare-next\) and withdraw once it has been published for 24 h; nothing was withdrawn$/,
       ),
     );
+    assert.doesNotMatch(preview.unpublished!.message, /[Rr]otat/);
     const forced = await keys.withdraw(active.kid, { force: true });
     assert.equal(forced.promotedNext, false);
     assert.equal(forced.unpublished?.reason, 'no_next_key', 'a forced withdrawal says what it overrode');
@@ -235,6 +255,6 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
         [forced.nextKid, 'next'],
       ],
     );
-    assert.equal(withdrawals.at(-1)?.forced, 'no_next_key');
+    assert.equal(withdrawals().at(-1)?.forced, 'no_next_key');
   });
 });

@@ -215,10 +215,22 @@ describe('leak harness', () => {
         ['token_issued', 'code_reuse_detected', 'admin_change'],
       );
       assert.ok(harness.logLines.some((line) => line.includes(app.secrets.sha256Hex(code))));
-      const jsonl = readFileSync(jsonlPath, 'utf8').trimEnd().split('\n');
-      assert.equal(jsonl.length, 3);
+      // The file holds those three, after the signing key the server's first start created.
+      const written = readFileSync(jsonlPath, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+      assert.deepEqual(
+        written.map((record) => [record.kind, record.entity, record.action, record.actor]),
+        [
+          ['admin_change', 'signing_key', 'created', 'system'],
+          ['token_issued', undefined, undefined, undefined],
+          ['code_reuse_detected', undefined, undefined, undefined],
+          ['admin_change', 'user', 'password_changed', 'cli:root'],
+        ],
+      );
       // The characters are escaped, not dropped: the line reads back as the name.
-      assert.equal((JSON.parse(jsonl[2]!) as { name: string }).name, forgedName);
+      assert.equal(written[3]!.name, forgedName);
       const urls = harness.logLines.map((line) => (JSON.parse(line) as { req?: { url?: string } }).req?.url);
       for (const url of [
         '/o/authorize?client_id=wiki&code=[redacted]&state=s1',

@@ -119,7 +119,7 @@ export function registerKeys(program: Command, io: CliIo): void {
       const force = options.force === true;
       const result = await withKeyService(io, async (service) => {
         try {
-          return await service.rotate({ dryRun: options.dryRun === true, force });
+          return await service.rotate({ dryRun: options.dryRun === true, force, actor: cliActor(io) });
         } catch (error) {
           if (error instanceof KeyError && error.code === 'unpublished_key') {
             throw new KeyError(
@@ -164,7 +164,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (options: { dryRun?: boolean }) => {
       const result = await withKeyService(io, (service) =>
-        service.prepareNext({ dryRun: options.dryRun === true }),
+        service.prepareNext({ dryRun: options.dryRun === true, actor: cliActor(io) }),
       );
       const safeAt = isoTime(result.rotationSafeAt);
       const lines = result.dryRun
@@ -201,7 +201,11 @@ export function registerKeys(program: Command, io: CliIo): void {
     .action(async (options: { pem: string; as: 'active' | 'next' | 'retired'; dryRun?: boolean }) => {
       const pem = await readPem(options.pem);
       const { result, cacheSeconds } = await withKeyService(io, async (service) => ({
-        result: await service.importKey(pem, { as: options.as, dryRun: options.dryRun === true }),
+        result: await service.importKey(pem, {
+          as: options.as,
+          dryRun: options.dryRun === true,
+          actor: cliActor(io),
+        }),
         cacheSeconds: service.jwksCacheSeconds(),
       }));
       const until = isoTime(result.publishUntil);
@@ -239,7 +243,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     .allowUnknownOption()
     .action(async (kid: string, options: { dryRun?: boolean }) => {
       const result = await withKeyService(io, (service) =>
-        service.retire(kid, { dryRun: options.dryRun === true }),
+        service.retire(kid, { dryRun: options.dryRun === true, actor: cliActor(io) }),
       );
       const prefix = result.dryRun ? 'dry run, nothing changed; would retire' : 'retired';
       const lines = [
