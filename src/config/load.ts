@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as yaml from 'yaml';
 import type { z } from 'zod';
-import { ensurePrivateDirectory } from '../util/private-files.ts';
+import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
 import {
   configSchema,
   DEFAULT_EVE_CLAIMS_SCOPE,
@@ -441,11 +441,10 @@ function developmentSecretKey(dataDir: string, create: boolean): string {
     return key;
   }
   const generated = randomBytes(32).toString('base64url');
-  if (create) {
-    ensurePrivateDirectory(dataDir);
-    writeFileSync(file, `${generated}\n`, { mode: 0o600, flag: 'wx' });
-  }
-  return generated;
+  if (!create) return generated;
+  ensurePrivateDirectory(dataDir);
+  // Another process starting at the same moment may create it first: then its key is the one.
+  return createPrivateFileOnce(file, `${generated}\n`).trim();
 }
 
 /** `setting` names where the URL came from, for messages. */

@@ -1,8 +1,13 @@
 import { type Kysely, sql } from 'kysely';
 import { type MigrationResultSet, Migrator, type Migration as KyselyMigration } from 'kysely/migration';
 import type { DatabaseKind } from './connect.ts';
+import { explainSqliteOpenError } from './errors.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 import type { Database } from './schema.ts';
+import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
+
+/** The tables Kysely's migrator keeps (the applied migrations, its lock). */
+const MIGRATOR_TABLES: ReadonlySet<string> = new Set(['schema_migration', 'schema_migration_lock']);
 
 function migratorFor(db: Kysely<Database>, kind: DatabaseKind): Migrator {
   const migrations: Record<string, KyselyMigration> = {};
@@ -26,9 +31,18 @@ export class MigrationError extends Error {
 
 /**
  * Applies every pending migration; returns the names applied. A database that a newer release
- * migrated (it records migrations this one does not ship) is refused, saying so.
+ * migrated (it records migrations this one does not ship) is refused, saying so. Processes that
+ * migrate one database at once (`serve` and `worker` in development mode started together, a
+ * container's restart beside `aa-oidc migrate`) apply the migrations once: the others wait for the
+ * first, then find nothing pending. Either every pending migration is applied or none is.
  */
 export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
+  // PostgreSQL: Kysely's migrator takes an advisory lock and runs them all in one transaction.
+  if (kind === 'postgres') return applyPending(db, kind);
+  return holdingSqliteWriteLock(db, (connection) => applyPending(connection, kind));
+}
+
+async function applyPending(db: Kysely<Database>, kind: DatabaseKind): Promise<string[]> {
   await refuseNewerDatabase(db);
   await refuseForeignDatabase(db, kind);
   const { error, results }: MigrationResultSet = await migratorFor(db, kind).migrateToLatest();
@@ -45,6 +59,55 @@ export async function migrateToLatest(db: Kysely<Database>, kind: DatabaseKind):
   return (results ?? [])
     .filter((result) => result.status === 'Success')
     .map((result) => result.migrationName);
+}
+
+/**
+ * SQLite: runs `work` on one connection inside one transaction that holds the file's write lock from
+ * its first statement (BEGIN IMMEDIATE) to its commit. Kysely's migrator takes no lock on SQLite (its
+ * adapter counts on one connection per database, not on other processes) and runs each statement on
+ * its own: processes migrating a new file at once each found no table and created them, and all but
+ * one failed (`table "state" already exists`), leaving a migration half applied. Under the lock, the
+ * next process waits (up to the busy timeout) and reads the migration table only once the first has
+ * committed. In WAL mode readers are not held up meanwhile, and see the old schema until the commit.
+ */
+async function holdingSqliteWriteLock<T>(
+  db: Kysely<Database>,
+  work: (connection: Kysely<Database>) => Promise<T>,
+): Promise<T> {
+  return db.connection().execute(async (connection) => {
+    try {
+      await sql`begin immediate`.execute(connection);
+    } catch (error) {
+      throw migrationLockFailure(error);
+    }
+    try {
+      const result = await work(connection);
+      await sql`commit`.execute(connection);
+      return result;
+    } catch (error) {
+      await sql`rollback`.execute(connection).catch(() => undefined);
+      throw error;
+    }
+  });
+}
+
+/**
+ * Why the SQLite write lock could not be had, as a `MigrationError` saying what to do: another
+ * process held it past the busy timeout, or the file takes no writes (read-only, not a database).
+ */
+function migrationLockFailure(error: unknown): MigrationError {
+  if ((error as { code?: unknown } | null)?.code === 'SQLITE_BUSY') {
+    return new MigrationError(
+      `cannot apply the migrations: another process held the SQLite database's write lock longer than ` +
+        `${BUSY_TIMEOUT_MS / 1000} s (most likely applying these migrations: aa-oidc migrate, or serve or worker ` +
+        'in development mode, on this file; else a backup, an sqlite3 shell inside a transaction); ' +
+        'let it finish, then run the command again: nothing was applied',
+      { cause: error },
+    );
+  }
+  return new MigrationError(`cannot apply the migrations: ${explainSqliteOpenError(error)}`, {
+    cause: error,
+  });
 }
 
 /**
@@ -93,14 +156,17 @@ export async function refuseForeignDatabase(db: Kysely<Database>, kind: Database
   const { rows } = await (
     kind === 'postgres'
       ? sql<{ name: string }>`select tablename as name from pg_tables
-          where schemaname = current_schema() order by tablename limit ${shown + 1}`
+          where schemaname = current_schema() order by tablename limit ${shown + 1 + MIGRATOR_TABLES.size}`
       : sql<{ name: string }>`select name from sqlite_master
-          where type = 'table' and substr(name, 1, 7) <> 'sqlite_' order by name limit ${shown + 1}`
+          where type = 'table' and substr(name, 1, 7) <> 'sqlite_' order by name limit ${shown + 1 + MIGRATOR_TABLES.size}`
   ).execute(db);
-  if (rows.length === 0) return;
-  const names = rows.slice(0, shown).map((row) => row.name);
+  // Kysely's migrator creates its tables before it takes its lock: those of a process migrating
+  // this database at the same moment are aa-oidc's own.
+  const tables = rows.filter((row) => !MIGRATOR_TABLES.has(row.name));
+  if (tables.length === 0) return;
+  const names = tables.slice(0, shown).map((row) => row.name);
   throw new MigrationError(
-    `the database holds tables that are not aa-oidc's (${names.join(', ')}${rows.length > shown ? ', …' : ''}) ` +
+    `the database holds tables that are not aa-oidc's (${names.join(', ')}${tables.length > shown ? ', …' : ''}) ` +
       "and no record of aa-oidc's migrations: it looks like another application's database (Alliance Auth's?). " +
       'aa-oidc needs a database of its own: create an empty one (PostgreSQL: createdb aa_oidc; SQLite: a new file) ' +
       'and name it in AA_OIDC_DATABASE_URL; no table was created',

@@ -137,11 +137,41 @@ export async function migratePgBoss(database: DatabaseHandle, leaseSeconds: numb
   const expireInSeconds = Math.max(1, Math.ceil(leaseSeconds));
   const boss = await newPgBoss(database, expireInSeconds);
   boss.on('error', () => undefined);
-  await boss.start();
+  await holdingPgBossInstallLock(database, async () => {
+    await boss.start();
+    try {
+      await ensureQueue(boss, expireInSeconds);
+    } finally {
+      await boss.stop({ graceful: true, close: false });
+    }
+  });
+}
+
+/**
+ * The advisory lock (of this database) under which pg-boss is started and our queue created: 64
+ * bits of the SHA-256 of "aa-oidc pg-boss install", so that no other lock of ours takes the same.
+ */
+const PGBOSS_INSTALL_LOCK = '1955668011955163037';
+
+/**
+ * Runs `work`, which starts pg-boss (installing or migrating its schema) and makes sure of our
+ * queue, in one process at a time. pg-boss takes an advisory lock of its own to install, yet
+ * `aa-oidc migrate` started by several processes at once on a new database failed in all but one
+ * (`duplicate key value violates unique constraint "pg_namespace_nspname_index"`: its schema
+ * created twice). Under this session lock the next process waits for the first, then finds pg-boss
+ * installed and the queue there.
+ */
+async function holdingPgBossInstallLock(database: DatabaseHandle, work: () => Promise<void>): Promise<void> {
+  const client = await database.pgPool!.connect();
   try {
-    await ensureQueue(boss, expireInSeconds);
+    await client.query('select pg_advisory_lock($1::bigint)', [PGBOSS_INSTALL_LOCK]);
+    try {
+      await work();
+    } finally {
+      await client.query('select pg_advisory_unlock($1::bigint)', [PGBOSS_INSTALL_LOCK]);
+    }
   } finally {
-    await boss.stop({ graceful: true, close: false });
+    client.release();
   }
 }
 
@@ -186,8 +216,10 @@ export function createPgBossTransport(
       instance.on('error', (error: Error) =>
         log.error({ err: { name: error.name, message: error.message } }, 'pg-boss'),
       );
-      await instance.start();
-      await ensureQueue(instance, expireInSeconds);
+      await holdingPgBossInstallLock(database, async () => {
+        await instance.start();
+        await ensureQueue(instance, expireInSeconds);
+      });
       boss = instance;
       return instance;
     })();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
 import { sql } from 'kysely';
 import { Migrator } from 'kysely/migration';
 import { openDatabase } from '../../src/db/connect.ts';
@@ -11,7 +12,7 @@ import {
 } from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sqlite'})`, () => {
   let database: TestDatabase;
@@ -84,6 +85,69 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
     }
   });
 
+  it('applies every pending migration or none: a failure leaves the database as it was', async () => {
+    const fresh = await createTestDatabase();
+    const handle = openDatabase(testConfig(fresh).database);
+    try {
+      await migrateToLatest(handle.db, handle.kind);
+      // 0077 can be applied again once its index is gone; 0078's column is still there, so it fails.
+      await sql`drop index issued_code_created_at_idx`.execute(handle.db);
+      await sql`delete from schema_migration
+        where name in ('0077_issued_code_created_at', '0078_signing_key_withdrawn')`.execute(handle.db);
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+        name: 'MigrationError',
+        message: /^migration 0078_signing_key_withdrawn failed: /,
+      });
+      assert.deepEqual(await pendingMigrations(handle.db, handle.kind), [
+        '0077_issued_code_created_at',
+        '0078_signing_key_withdrawn',
+      ]);
+      const index = await (
+        handle.kind === 'postgres'
+          ? sql<{ found: string | null }>`select to_regclass('issued_code_created_at_idx')::text as found`
+          : sql<{ found: string | null }>`select name as found from sqlite_master
+              where type = 'index' and name = 'issued_code_created_at_idx'`
+      ).execute(handle.db);
+      assert.equal(index.rows[0]?.found ?? null, null, "0077's index was rolled back with the rest");
+      await sql`alter table signing_key drop column withdrawn_at`.execute(handle.db);
+      assert.deepEqual(await migrateToLatest(handle.db, handle.kind), [
+        '0077_issued_code_created_at',
+        '0078_signing_key_withdrawn',
+      ]);
+    } finally {
+      await handle.close();
+      await fresh.drop();
+    }
+  });
+
+  it(
+    "SQLite: waits for another process's write lock, and says so when it waited too long",
+    { skip: testDatabaseKind !== 'sqlite' && "SQLite only (PostgreSQL: the migrator's advisory lock)" },
+    async () => {
+      const fresh = await createTestDatabase();
+      const handle = openDatabase(testConfig(fresh).database);
+      // Another process in the middle of its migrations: it holds the file's write lock.
+      const other = new BetterSqlite3(handle.sqlite!.name);
+      try {
+        // The wait is the busy timeout (5 s); a shorter one keeps the test short.
+        handle.sqlite!.pragma('busy_timeout = 100');
+        other.prepare('begin immediate').run();
+        await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+          name: 'MigrationError',
+          message:
+            /^cannot apply the migrations: another process held the SQLite database's write lock longer than 5 s \(most likely applying these migrations: aa-oidc migrate, or serve or worker in development mode, on this file; .*\); let it finish, then run the command again: nothing was applied$/,
+        });
+        other.prepare('rollback').run();
+        assert.deepEqual(await pendingMigrations(handle.db, handle.kind), Object.keys(MIGRATIONS).sort());
+        assert.deepEqual(await migrateToLatest(handle.db, handle.kind), Object.keys(MIGRATIONS).sort());
+      } finally {
+        other.close();
+        await handle.close();
+        await fresh.drop();
+      }
+    },
+  );
+
   it("refuses another application's database (tables, no migration record), changing nothing", async () => {
     const foreign = await createTestDatabase();
     const handle = openDatabase(testConfig(foreign).database);
@@ -110,6 +174,22 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
     } finally {
       await handle.close();
       await foreign.drop();
+    }
+  });
+
+  it("does not take the migrator's lock table, made by a process migrating at the same moment, for another application's", async () => {
+    const fresh = await createTestDatabase();
+    const handle = openDatabase(testConfig(fresh).database);
+    try {
+      // Kysely's migrator creates its lock table before it takes its lock (outside it on PostgreSQL).
+      await sql`create table schema_migration_lock (id varchar(255) primary key, is_locked integer not null default 0)`.execute(
+        handle.db,
+      );
+      await refuseForeignDatabase(handle.db, handle.kind);
+      assert.deepEqual(await migrateToLatest(handle.db, handle.kind), Object.keys(MIGRATIONS).sort());
+    } finally {
+      await handle.close();
+      await fresh.drop();
     }
   });
 

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { CliIo } from '../../src/cli/context.ts';
@@ -166,4 +167,33 @@ export function startCliProcess(args: readonly string[], env: NodeJS.ProcessEnv)
 /** Runs `aa-oidc ARGS` as a separate process to its end. */
 export function spawnCli(args: readonly string[], env: NodeJS.ProcessEnv) {
   return runToEnd(process.execPath, [AA_OIDC_BIN, ...args], { env, cwd: ROOT });
+}
+
+const START_LINE = fileURLToPath(new URL('./start-line.ts', import.meta.url));
+
+/**
+ * Starts `count` processes of `aa-oidc ARGS` that begin the command at the same moment: each loads
+ * the CLI, then waits at a start line (start-line.ts) until all are there; `goFile` (a path that
+ * does not exist yet) lets them go. Their stderr begins with the start line's `start-line: ready`.
+ */
+export async function startCliProcessesAtOnce(
+  count: number,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  goFile: string,
+): Promise<Child[]> {
+  const lined = {
+    ...env,
+    NODE_OPTIONS: [env.NODE_OPTIONS, `--import=${START_LINE}`].filter(Boolean).join(' '),
+    TEST_START_LINE: goFile,
+  };
+  const children = Array.from({ length: count }, () => startCliProcess(args, lined));
+  try {
+    await Promise.all(children.map((child) => child.waitFor(/^start-line: ready$/m, 'the start line')));
+  } catch (error) {
+    await Promise.all(children.map((child) => child.stop()));
+    throw error;
+  }
+  writeFileSync(goFile, '');
+  return children;
 }
