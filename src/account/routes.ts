@@ -231,7 +231,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       </form>
     </section>`;
 
-  const enrolmentPage = (request: ConsoleRequest, pending: Enrolment, error?: string) => {
+  const enrolmentPage = (request: ConsoleRequest, pending: Enrolment, error?: string, status = 400) => {
     request.render(
       'Set up two-factor sign-in',
       html`<h1>Set up two-factor sign-in</h1>
@@ -261,7 +261,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             <a href="/account#two-factor">Cancel</a>
           </div>
         </form>`,
-      { status: error ? 400 : 200 },
+      { status: error ? status : 200 },
     );
   };
 
@@ -367,7 +367,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             409,
           );
         const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
-        if (!attempt) return enrolmentPage(request, pending, THROTTLED);
+        if (!attempt) return enrolmentPage(request, pending, THROTTLED, 429);
         const result = await deps.twoFactor.confirmEnrolment(
           user,
           request.form.get('code') ?? '',

@@ -52,6 +52,8 @@ export type LogoutReason =
    */
   | 'application_activated'
   | 'user_deleted'
+  /** A new password ended the user's sessions (but the one it was changed in, on the account page). */
+  | 'password_changed'
   | 'admin_test';
 
 /** The delivery outcomes of a back-channel logout. */

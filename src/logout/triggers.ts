@@ -96,6 +96,17 @@ export function createLogoutTriggers(deps: {
           revokedByThisChange: { at: unit.at, reason: change.kind },
         });
         break;
+      case 'user_password_changed':
+        list = await enqueuePasswordChanged(unit.trx, change.userId, change.keepSession);
+        for (const job of list)
+          unit.report({
+            kind: 'logout_queued',
+            userId: job.userId,
+            clientId: job.clientId,
+            reason: job.reason,
+          });
+        if (list.length > 0) unit.afterCommit(() => published(list));
+        return;
       default: {
         const reason = accessTrigger(change);
         if (!reason || !('after' in change)) return;
@@ -142,6 +153,34 @@ export function createLogoutTriggers(deps: {
       if (all.length > 0) unit.afterCommit(() => published(all));
     },
   });
+
+  /**
+   * A new password ends the user's sessions (all but `keepSession`, the one the person changed it
+   * in; `endAccessOnUserChange`, subscribed after this, ends them): the applications signed in
+   * through an ending session are told, one logout per such session carrying its `sid`, so that one
+   * signed in with a leaked password is signed out there too, while the session kept stays signed in
+   * everywhere. Read before the sessions end, in the same unit of work.
+   */
+  const enqueuePasswordChanged = async (
+    trx: Transaction<Database>,
+    userId: number,
+    keepSession: string | undefined,
+  ): Promise<QueuedLogout[]> => {
+    const at = now();
+    const ending = (await selectUserSessions(trx, userId, at)).filter(
+      (session) => keepSession === undefined || session.uid !== keepSession,
+    );
+    const clients = ending.flatMap((session) => session.clients);
+    const targets = await logoutTargets(
+      trx,
+      database.kind,
+      new Set(clients.map((client) => client.clientId)),
+      'password_changed',
+    );
+    const jobs = newJobs(userId, String(userId), 'password_changed', sessionTargets(ending, targets));
+    await transport.enqueue(trx, jobs, at);
+    return queued(jobs);
+  };
 
   /**
    * The active applications, read once per unit of work: one state or group change affects every

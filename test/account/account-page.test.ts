@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { decodeJwt } from 'jose';
 import { after, before, describe, it } from 'node:test';
 import { accountKey } from '../../src/oidc/interactions/throttle.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
@@ -138,6 +139,42 @@ describe(`the account page (${testDatabaseKind})`, () => {
     );
   });
 
+  it('ends the other sessions on a new password and tells their applications, per session, while this one stays', async () => {
+    const rp = await startRpReceiver([200]);
+    try {
+      const forum = await seedApp(server, {
+        name: 'Forum',
+        skipAuthorization: true,
+        backchannelLogoutUri: rp.url(),
+      });
+      const person = await seedUser(server);
+      const here = await consoleSignIn(server, person.username);
+      const kept = await holdTokensAt(server, here, forum, person.username);
+      const elsewhere = await consoleSignIn(server, person.username);
+      const ended = await holdTokensAt(server, elsewhere, forum, person.username);
+      const page = await consoleGet(here, url('/account'));
+      const changed = await consolePost(here, url('/account/password'), page.csrf!, {
+        current_password: PASSWORD,
+        new_password: 'a passphrase of its own',
+        new_password_again: 'a passphrase of its own',
+      });
+      assert.equal(changed.status, 303);
+      assert.equal((await consoleGet(here, url('/account'))).status, 200, 'this session stays');
+      assert.equal((await consoleGet(elsewhere, url('/account'))).status, 302, 'the other one ended');
+      await server.app.logout.deliverDue();
+      assert.equal(rp.requests.length, 1, 'one logout: the ended session’s, not the kept one’s');
+      const logout = await verifyLogoutToken(server, rp.tokens()[0]!, {
+        clientId: forum.clientId,
+        sub: String(person.id),
+        sid: 'present',
+      });
+      assert.equal(logout.sid, decodeJwt(ended.id_token).sid, 'the sid of the session that ended');
+      assert.notEqual(logout.sid, decodeJwt(kept.id_token).sid);
+    } finally {
+      await rp.close();
+    }
+  });
+
   it('refuses a new password longer than sign-in compares, never cutting it short', async () => {
     const page = await consoleGet(browser, url('/account'));
     // 513 emoji are 513 characters but 1026 UTF-16 units, and sign-in compares the first 1024.
@@ -239,6 +276,30 @@ describe(`the account page (${testDatabaseKind})`, () => {
     );
     assert.doesNotMatch(pageText(offAlready.body), /not valid|still on/);
     assert.equal((await failures()).length, before, 'no throttle attempt counted');
+  });
+
+  it('answers 429 to a confirmation code once the sign-in throttle is spent, even the right code', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+    // The default budget per account and address: five failures.
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      const wrong = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+        code: '000000',
+        enrolment,
+      });
+      assert.equal(wrong.status, 400);
+    }
+    const throttled = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+      code: currentCode(secret),
+      enrolment,
+    });
+    assert.equal(throttled.status, 429);
+    assert.match(pageText(throttled.body), /Too many wrong attempts/);
+    assert.equal((await server.app.twoFactor.status(person.id)).enrolled, false);
   });
 
   it('signs out everywhere only with the CSRF token, after a confirmation page', async () => {

@@ -356,8 +356,14 @@ await describeOnEachAllianceAuth(
       assert.deepEqual(await nextCycle(), ['user_password_changed']);
       const silent = await silently(browser, app);
       assert.equal(new URL(silent.headers.get('location')!).searchParams.get('error'), 'login_required');
-      // Like the built-in directory's new password: sessions end, tokens and applications are untouched.
-      assert.equal(app.receiver.requests.length, 0, 'no back-channel logout');
+      // Like the built-in directory's new password: sessions end, and the applications signed in
+      // through them are told, one logout per session (its sid).
+      assert.equal(app.receiver.requests.length, 1, 'one back-channel logout');
+      await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+        clientId: app.clientId,
+        sub: '2',
+        sid: 'present',
+      });
       // The new password signs her in; the old one no longer does.
       const old = await signIn(
         new Browser(),

@@ -259,7 +259,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('set-password')
     .description(
-      'set a user’s password and end their browser sessions; prompted for, or read from stdin (never from argv)',
+      'set a user’s password and end their browser sessions (the apps signed in through them get a back-channel logout); prompted for, or read from stdin (never from argv)',
     )
     .argument('<username>')
     .option('--password-stdin', 'read the password from standard input (one line)')
