@@ -205,6 +205,30 @@ export function createKeyService(
   /** Hands out keys generated ahead of the transaction, generating more only if the state moved. */
   const keyPool = (prepared: GeneratedSigningKey[]) => async () => prepared.shift() ?? generateSigningKey();
 
+  /**
+   * Puts a key in the active slot, left free by the caller: the next key if there is one, else a new
+   * key; then prepares a new next key. Returns both kids.
+   */
+  const activateNextOrNew = async (
+    trx: Transaction<Database>,
+    next: SigningKeyRow | undefined,
+    take: () => Promise<GeneratedSigningKey>,
+    now: number,
+  ): Promise<{ activeKid: string; nextKid: string }> => {
+    let activeKid: string;
+    if (next) {
+      await setStatus(trx, next.kid, 'next', { status: 'active', activated_at: now });
+      activeKid = next.kid;
+    } else {
+      const key = await take();
+      await insertKey(trx, key, 'active', now);
+      activeKid = key.kid;
+    }
+    const nextKey = await take();
+    await insertKey(trx, nextKey, 'next', now);
+    return { activeKid, nextKid: nextKey.kid };
+  };
+
   const only = (rows: SigningKeyRow[], status: string): SigningKeyRow | undefined => {
     if (rows.length > 1) throw new Error(`more than one ${status} signing key (database integrity)`);
     return rows[0];
@@ -240,23 +264,13 @@ export function createKeyService(
         // Another instance or process got there first.
         if (active) return { summary: toSummary(active), created: null };
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
-        let activeKid: string;
-        if (next) {
-          await setStatus(trx, next.kid, 'next', { status: 'active', activated_at: now });
-          activeKid = next.kid;
-        } else {
-          const key = await take();
-          await insertKey(trx, key, 'active', now);
-          activeKid = key.kid;
-        }
-        const nextKey = await take();
-        await insertKey(trx, nextKey, 'next', now);
+        const { activeKid, nextKid } = await activateNextOrNew(trx, next, take, now);
         const row = await keyRow(trx, activeKid);
         const creation: KeyChange = {
           action: 'created',
           kid: activeKid,
           formerStatus: next ? 'next' : null,
-          nextKid: nextKey.kid,
+          nextKid,
           // Nobody asked for it: a process found no key to sign with (a database's first start).
           actor: 'system',
         };
@@ -332,24 +346,14 @@ export function createKeyService(
             publish_until: retiredPublishUntil,
           });
         }
-        let activatedKid: string;
-        if (next) {
-          await setStatus(trx, next.kid, 'next', { status: 'active', activated_at: now });
-          activatedKid = next.kid;
-        } else {
-          const key = await take();
-          await insertKey(trx, key, 'active', now);
-          activatedKid = key.kid;
-        }
-        const nextKey = await take();
-        await insertKey(trx, nextKey, 'next', now);
+        const { activeKid: activatedKid, nextKid } = await activateNextOrNew(trx, next, take, now);
         return {
           dryRun: false,
           activatedKid,
           promotedNext: next !== undefined,
           retiredKid: active?.kid ?? null,
           retiredPublishUntil,
-          nextKid: nextKey.kid,
+          nextKid,
           removedKids,
           unpublished,
         };
@@ -504,28 +508,14 @@ export function createKeyService(
         // Order matters for the partial unique indexes: free the active slot, then the next slot.
         await withdrawKeyRow(trx, kid, row.status, now);
         const removedKids = await removeExpiredKeys(trx, now);
-        let activatedKid: string | null = null;
-        let nextKid: string | null = null;
-        if (replacing) {
-          if (replacing.next) {
-            await setStatus(trx, replacing.next.kid, 'next', { status: 'active', activated_at: now });
-            activatedKid = replacing.next.kid;
-          } else {
-            const key = await take();
-            await insertKey(trx, key, 'active', now);
-            activatedKid = key.kid;
-          }
-          const nextKey = await take();
-          await insertKey(trx, nextKey, 'next', now);
-          nextKid = nextKey.kid;
-        }
+        const replaced = replacing ? await activateNextOrNew(trx, replacing.next, take, now) : null;
         return {
           dryRun: false,
           key: toSummary((await keyRow(trx, kid))!),
           formerStatus: row.status,
-          activatedKid,
+          activatedKid: replaced?.activeKid ?? null,
           promotedNext: replacing !== null && replacing.next !== undefined,
-          nextKid,
+          nextKid: replaced?.nextKid ?? null,
           removedKids,
           unpublished: replacing?.unpublished ?? null,
         };
