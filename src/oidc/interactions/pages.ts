@@ -39,6 +39,12 @@ function scopeDescription(name: string, eveClaimsScope: string): string {
   return described ? `${described}; ${eve}` : eve.charAt(0).toUpperCase() + eve.slice(1);
 }
 
+/** The signed-in user of the interaction's session, or undefined when there is none (or they are gone). */
+async function sessionUser(deps: InteractionDependencies, interaction: Interaction) {
+  const accountId = interaction.session?.accountId;
+  return accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
+}
+
 export async function show(
   ctx: Koa.Context,
   deps: InteractionDependencies,
@@ -49,8 +55,7 @@ export async function show(
 ): Promise<void> {
   switch (interaction.prompt.name) {
     case SELECT_ACCOUNT_PROMPT: {
-      const accountId = interaction.session?.accountId;
-      const user = accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
+      const user = await sessionUser(deps, interaction);
       // A user who is gone is not offered: the login page asks for an account instead.
       if (!user) return finish(ctx, provider, { [SELECT_ACCOUNT_PROMPT]: { another: true } });
       ctx.type = 'html';
@@ -95,8 +100,7 @@ export async function show(
         missingOIDCScope?: string[];
         missingOIDCClaims?: string[];
       };
-      const accountId = interaction.session?.accountId;
-      const user = accountId ? await deps.directory.profileById(Number(accountId)) : undefined;
+      const user = await sessionUser(deps, interaction);
       ctx.type = 'html';
       ctx.body = consentPage(
         {
