@@ -120,9 +120,11 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       method: 'POST',
       path: '/account/sign-out',
       access: 'signed_in',
-      handle({ ctx, seeOther }) {
-        deps.sessions.clear(ctx);
-        // The provider's own logout ends the session (and tells the session's applications).
+      handle({ ctx, session, seeOther }) {
+        if (session) deps.sessions.signOut(ctx, session);
+        else deps.sessions.clear(ctx);
+        // The provider's own logout ends the session (and tells the session's applications); the
+        // note signOut leaves lets its page confirm by itself, for this console client only.
         const params = new URLSearchParams({
           client_id: ACCOUNT_CONSOLE_CLIENT_ID,
           post_logout_redirect_uri: `${origin}/`,

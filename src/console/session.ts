@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type Koa from 'koa';
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { ConsoleSignIn, ProviderSessionInfo } from '../oidc/console-sign-in.ts';
+import { noteConsoleSignOut } from '../oidc/console-sign-out.ts';
 import { sameText } from '../util/same-text.ts';
 
 export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
@@ -19,6 +20,9 @@ export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
  * 3. Every request reads the provider session (through the provider) and the console cookie; they must
  *    name the same session, and the user must still be active. Signing out anywhere (the provider's
  *    logout, "sign out everywhere", a deactivation) ends the console session on its next request.
+ * 4. The console's "Sign out" forgets the console cookie and sends the browser to the provider's
+ *    logout, with a note that the member asked for it here (oidc/console-sign-out.ts): the logout
+ *    page then confirms by itself, and the provider ends its session and tells the applications.
  *
  * The console cookie also carries the nonce from which the CSRF token of every form is derived.
  */
@@ -84,6 +88,11 @@ export interface ConsoleSessions {
   verifyCsrf(session: ConsoleSession, submitted: unknown): boolean;
   /** Forgets the console cookie (the provider session is ended by the provider's logout). */
   clear(ctx: Koa.Context): void;
+  /**
+   * The console's "Sign out" (a POST whose CSRF token was checked): forgets the console cookie and
+   * notes for the provider's logout page that follows that this session's member asked to sign out.
+   */
+  signOut(ctx: Koa.Context, session: ConsoleSession): void;
 }
 
 export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSessions {
@@ -193,6 +202,11 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
 
     clear(ctx) {
       ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+    },
+
+    signOut(ctx, session) {
+      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+      noteConsoleSignOut(ctx, session.uid, { issuer: options.issuer, secure: options.secure });
     },
   };
 }

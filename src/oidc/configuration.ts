@@ -254,7 +254,7 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
       },
       rpInitiatedLogout: {
         enabled: config.logout.rpInitiated,
-        logoutSource: logoutSource(branding),
+        logoutSource: logoutSource(branding, { issuer: config.issuer, secure }),
         postLogoutSuccessSource: postLogoutSuccessSource(branding),
       },
       // Advertised (backchannel_logout_supported); delivery is the back-channel logout's durable queue, so no

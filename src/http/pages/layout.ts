@@ -1,8 +1,9 @@
 import type { Branding } from './branding.ts';
 
 /**
- * Server-rendered pages (login, consent, denied, logout, errors): plain HTML, no script, one inline
- * style sheet. Every interpolated value goes through `escapeHtml`.
+ * Server-rendered pages (login, consent, denied, logout, errors): plain HTML, no script (but the
+ * logout page that follows the console's own sign-out, which confirms by itself: logout.ts), one
+ * inline style sheet. Every interpolated value goes through `escapeHtml`.
  */
 
 const ESCAPES: Readonly<Record<string, string>> = {

@@ -1,11 +1,22 @@
 import { html, page, type PageContext } from './layout.ts';
 
-/** The RP-initiated logout confirmation; `providerForm` is the provider's form (action + xsrf field). */
+/**
+ * Presses "Yes, sign me out" once the page is read: the console's own sign-out was the click
+ * (src/oidc/logout-source.ts allows this script by its hash).
+ */
+export const CONFIRM_BY_ITSELF_SCRIPT = "document.getElementById('aa-logout-yes').click();";
+
+/**
+ * The RP-initiated logout confirmation; `providerForm` is the provider's form (action + xsrf field).
+ * With `confirmByItself`, the page answers "Yes" by itself where script runs; the buttons stay for
+ * a browser without it.
+ */
 export function logoutConfirmPage(
-  input: { providerForm: string; clientName?: string },
+  input: { providerForm: string; clientName?: string; confirmByItself?: boolean },
   context: PageContext,
 ): string {
   const trustedForm = { html: input.providerForm };
+  const confirmScript = { html: `<script>${CONFIRM_BY_ITSELF_SCRIPT}</script>` };
   return page(
     'Sign out',
     html`<h1>Sign out?</h1>
@@ -16,11 +27,12 @@ export function logoutConfirmPage(
       </p>
       ${trustedForm}
       <div class="actions">
-        <button type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>
+        <button type="submit" form="op.logoutForm" name="logout" value="yes" id="aa-logout-yes" autofocus>
           Yes, sign me out
         </button>
         <button type="submit" form="op.logoutForm" class="secondary">No, stay signed in</button>
-      </div>`,
+      </div>
+      ${input.confirmByItself ? confirmScript : ''}`,
     { branding: context.branding },
   );
 }
