@@ -181,6 +181,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       // Alliance Auth's users, states and groups are changed in Alliance Auth: the pages only show them.
       ...(services.directoryReadOnly ? {} : { directoryAdmin: services.directoryAdmin }),
       keys: services.keys,
+      keyStore: services.keyStore,
       logout: services.logout,
       tokens: services.tokens,
       twoFactor: services.twoFactor,

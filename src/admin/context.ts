@@ -10,6 +10,7 @@ import type { Directory } from '../directory/port.ts';
 import type { TwoFactorService } from '../two-factor/service.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import type { KeyService } from '../keys/service.ts';
+import type { KeyStore } from '../keys/types.ts';
 import type { LogoutService } from '../logout/service.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 
@@ -28,6 +29,8 @@ export interface AdminDependencies {
    */
   directoryAdmin?: DirectoryAdmin;
   keys: KeyService;
+  /** This instance's key store: reloaded right after a key change made here. */
+  keyStore: Pick<KeyStore, 'reload'>;
   logout: Pick<LogoutService, 'testDelivery'>;
   tokens: TokenRevocationService;
   /** Two-factor sign-in is aa-oidc's own, whichever the directory: shown and reset on a user's page. */

@@ -1,8 +1,8 @@
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime } from '../console/ui.ts';
-import { html } from '../http/pages/layout.ts';
+import { type Html, html } from '../http/pages/layout.ts';
 import { KeyError } from '../keys/service.ts';
-import type { SigningKeySummary } from '../keys/types.ts';
+import type { ExpectedWithdrawal, SigningKeySummary, WithdrawResult } from '../keys/types.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 
 /**
@@ -18,7 +18,7 @@ const DONE: Readonly<Record<string, string>> = {
   prepared:
     'Prepared: the new next key is published; a rotation activates it once relying parties caching the JWKS hold it.',
   withdrawn:
-    'Withdrawn: the key is no longer published and its private part is erased; every instance drops it within seconds.',
+    'Withdrawn: the key is no longer published and its private part is erased; this instance dropped it at once, every other instance drops it within seconds.',
 };
 
 const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
@@ -33,6 +33,79 @@ const WITHDRAWABLE: ReadonlySet<SigningKeySummary['status']> = new Set(['next', 
 
 function keyPath(kid: string, suffix: string): string {
   return `/admin/keys/${encodeURIComponent(kid)}${suffix}`;
+}
+
+const isWithdrawable = (status: string): status is WithdrawResult['formerStatus'] =>
+  WITHDRAWABLE.has(status as SigningKeySummary['status']);
+
+/**
+ * A key change's confirmation: what happens (from the key service's dry run), then the form that
+ * makes the change. `fields` carry the state the page was shown for, so that the change is refused
+ * when the keys changed meanwhile; `force`, when the change would activate a key relying parties may
+ * not know yet, labels the box that makes it anyway.
+ */
+function confirmationPage(
+  request: ConsoleRequest,
+  page: {
+    title: string;
+    heading: Html;
+    intro?: Html;
+    happens: Html;
+    action: string;
+    fields?: Readonly<Record<string, string>>;
+    force?: string | null;
+    submit: string;
+    danger?: boolean;
+  },
+): void {
+  renderAdmin(
+    request,
+    '/admin/keys',
+    page.title,
+    html`<h1>${page.heading}</h1>
+      ${page.intro ?? ''}
+      <div class="warn">
+        <p><strong>What happens:</strong></p>
+        <ul>
+          ${page.happens}
+        </ul>
+      </div>
+      <form method="post" action="${page.action}">
+        ${csrfField(request.session)}
+        ${Object.entries(page.fields ?? {}).map(
+          ([name, value]) => html`<input type="hidden" name="${name}" value="${value}" />`,
+        )}
+        ${
+          page.force
+            ? html`<p>
+                <label class="inline" for="force"
+                  ><input type="checkbox" id="force" name="force" value="yes" required /> ${page.force}</label
+                >
+              </p>`
+            : ''
+        }
+        <div class="actions">
+          <button type="submit" ${page.danger ? html`class="danger"` : ''}>${page.submit}</button>
+          <a href="/admin/keys">Cancel</a>
+        </div>
+      </form>`,
+  );
+}
+
+/**
+ * After a withdrawal of the active key: the keys it activated and prepared, named only if they are
+ * keys (the query is the visitor's to edit).
+ */
+function replacementMessage(keys: readonly SigningKeySummary[], query: Record<string, unknown>): Html {
+  const known = (value: unknown) =>
+    typeof value === 'string' && keys.some((key) => key.kid === value) ? value : undefined;
+  const active = known(query.active);
+  const next = known(query.next);
+  if (query.done !== 'withdrawn' || !active || !next) return html``;
+  return html`<p class="ok" role="status">
+    In its place the key <code>${active}</code> became active and signs every new token; the key
+    <code>${next}</code> is the new next key.
+  </p>`;
 }
 
 export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
@@ -60,6 +133,13 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
     }
   };
 
+  /**
+   * Loads the keys this instance serves from the database now, after a change made here, so that it
+   * never signs with (or publishes) a key the change took away; every other instance follows at its
+   * next reload. A failed reload is retried (and logged) by the store's own timer.
+   */
+  const serveNow = () => deps.keyStore.reload().catch(() => false);
+
   return [
     {
       method: 'GET',
@@ -72,7 +152,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/keys',
           'Signing keys',
           html`<h1>Signing keys</h1>
-            ${doneMessage(DONE, request.ctx.query.done)}
+            ${doneMessage(DONE, request.ctx.query.done)} ${replacementMessage(keys, request.ctx.query)}
             <p>
               RS256 keys, lifecycle next → active → retired → removed. JWKS publishes next, active and retired
               keys. A retired key stays published for
@@ -134,77 +214,59 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const preview = await deps.keys.rotate({ dryRun: true });
-        renderAdmin(
-          request,
-          '/admin/keys',
-          'Rotate the signing key',
-          html`<h1>Rotate the signing key?</h1>
-            <div class="warn">
-              <p><strong>What happens:</strong></p>
-              <ul>
-                <li>
-                  ${
-                    preview.promotedNext
-                      ? html`The next key <code>${preview.activatedKid}</code>, already published, signs every
-                          new token.`
-                      : html`A new key is generated and signs every new token (there is no next key yet, so
-                          relying parties meet it in JWKS for the first time). To avoid that,
-                          <a href="/admin/keys/prepare-next">prepare a next key</a> instead and rotate once it
-                          has been published long enough.`
-                  }
-                </li>
-                ${
-                  preview.retiredKid
-                    ? html`<li>
-                        The active key <code>${preview.retiredKid}</code> is retired and stays published until
-                        ${formatTime(preview.retiredPublishUntil)}: tokens it signed keep verifying.
-                      </li>`
-                    : ''
-                }
-                <li>A new next key is prepared. Every instance serves the change within seconds.</li>
-                ${
-                  preview.unpublished
-                    ? html`<li>
-                        <strong>Relying parties may not know the key yet:</strong>
-                        ${preview.unpublished.message}.
-                      </li>`
-                    : ''
-                }
-                ${
-                  preview.removedKids.length > 0
-                    ? html`<li>
-                        Retired keys past their publication are removed:
-                        ${preview.removedKids.map((kid) => html`<code>${kid}</code> `)}
-                      </li>`
-                    : ''
-                }
-              </ul>
-            </div>
-            <form method="post" action="/admin/keys/rotate">
-              ${csrfField(request.session)}
-              <input type="hidden" name="expected_active" value="${preview.retiredKid ?? ''}" />
-              <input
-                type="hidden"
-                name="expected_next"
-                value="${preview.promotedNext ? preview.activatedKid : ''}"
-              />
+        confirmationPage(request, {
+          title: 'Rotate the signing key',
+          heading: html`Rotate the signing key?`,
+          happens: html`<li>
               ${
-                preview.unpublished
-                  ? html`<p>
-                      <label class="inline" for="force"
-                        ><input type="checkbox" id="force" name="force" value="yes" required /> Rotate anyway:
-                        relying parties holding an older copy of the JWKS may reject new ID tokens until they
-                        fetch it again</label
-                      >
-                    </p>`
-                  : ''
+                preview.promotedNext
+                  ? html`The next key <code>${preview.activatedKid}</code>, already published, signs every new
+                      token.`
+                  : html`A new key is generated and signs every new token (there is no next key yet, so
+                      relying parties meet it in JWKS for the first time). To avoid that,
+                      <a href="/admin/keys/prepare-next">prepare a next key</a> instead and rotate once it has
+                      been published long enough.`
               }
-              <div class="actions">
-                <button type="submit" class="danger">Rotate</button>
-                <a href="/admin/keys">Cancel</a>
-              </div>
-            </form>`,
-        );
+            </li>
+            ${
+              preview.retiredKid
+                ? html`<li>
+                    The active key <code>${preview.retiredKid}</code> is retired and stays published until
+                    ${formatTime(preview.retiredPublishUntil)}: tokens it signed keep verifying.
+                  </li>`
+                : ''
+            }
+            <li>
+              A new next key is prepared. This instance serves the change at once, every other instance within
+              seconds.
+            </li>
+            ${
+              preview.unpublished
+                ? html`<li>
+                    <strong>Relying parties may not know the key yet:</strong>
+                    ${preview.unpublished.message}.
+                  </li>`
+                : ''
+            }
+            ${
+              preview.removedKids.length > 0
+                ? html`<li>
+                    Retired keys past their publication are removed:
+                    ${preview.removedKids.map((kid) => html`<code>${kid}</code> `)}
+                  </li>`
+                : ''
+            }`,
+          action: '/admin/keys/rotate',
+          fields: {
+            expected_active: preview.retiredKid ?? '',
+            expected_next: preview.promotedNext ? (preview.activatedKid ?? '') : '',
+          },
+          force: preview.unpublished
+            ? 'Rotate anyway: relying parties holding an older copy of the JWKS may reject new ID tokens until they fetch it again'
+            : null,
+          submit: 'Rotate',
+          danger: true,
+        });
       },
     },
     {
@@ -242,6 +304,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           if (error instanceof KeyError) return refused(request, error);
           throw error;
         }
+        await serveNow();
         request.seeOther('/admin/keys?done=rotated');
       },
     },
@@ -252,28 +315,17 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const preview = await unlessRefused(request, () => deps.keys.prepareNext({ dryRun: true }));
         if (!preview) return;
-        renderAdmin(
-          request,
-          '/admin/keys',
-          'Prepare a next key',
-          html`<h1>Prepare a next key?</h1>
-            <div class="warn">
-              <ul>
-                <li>A new key is generated and published in JWKS at once; it signs nothing yet.</li>
-                <li>
-                  A rotation activates it without “Rotate anyway” from about
-                  ${formatTime(preview.rotationSafeAt)}, once relying parties caching the JWKS hold it.
-                </li>
-              </ul>
-            </div>
-            <form method="post" action="/admin/keys/prepare-next">
-              ${csrfField(request.session)}
-              <div class="actions">
-                <button type="submit">Prepare</button>
-                <a href="/admin/keys">Cancel</a>
-              </div>
-            </form>`,
-        );
+        confirmationPage(request, {
+          title: 'Prepare a next key',
+          heading: html`Prepare a next key?`,
+          happens: html`<li>A new key is generated and published in JWKS at once; it signs nothing yet.</li>
+            <li>
+              A rotation activates it without “Rotate anyway” from about
+              ${formatTime(preview.rotationSafeAt)}, once relying parties caching the JWKS hold it.
+            </li>`,
+          action: '/admin/keys/prepare-next',
+          submit: 'Prepare',
+        });
       },
     },
     {
@@ -283,6 +335,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         if (!(await unlessRefused(request, () => deps.keys.prepareNext({ actor: adminActor(request) }))))
           return;
+        await serveNow();
         request.seeOther('/admin/keys?done=prepared');
       },
     },
@@ -294,30 +347,22 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const kid = request.params.kid ?? '';
         const preview = await unlessRefused(request, () => deps.keys.retire(kid, { dryRun: true }));
         if (!preview) return;
-        renderAdmin(
-          request,
-          '/admin/keys',
-          'Retire the next key',
-          html`<h1>Retire key <code>${preview.key.kid}</code>?</h1>
-            <div class="warn">
-              <ul>
-                <li>The key is withdrawn before it ever signs; it leaves JWKS when its publication ends.</li>
-                <li>
-                  The next rotation generates a new key instead, which relying parties meet in JWKS only then:
-                  it asks to be forced (“Rotate anyway”). To rotate without that, prepare a new next key
-                  afterwards (“Prepare a next key…” on the signing keys page) and rotate once it has been
-                  published long enough.
-                </li>
-              </ul>
-            </div>
-            <form method="post" action="${keyPath(kid, '/retire')}">
-              ${csrfField(request.session)}
-              <div class="actions">
-                <button type="submit" class="danger">Retire</button>
-                <a href="/admin/keys">Cancel</a>
-              </div>
-            </form>`,
-        );
+        confirmationPage(request, {
+          title: 'Retire the next key',
+          heading: html`Retire key <code>${preview.key.kid}</code>?`,
+          happens: html`<li>
+              The key is withdrawn before it ever signs; it leaves JWKS when its publication ends.
+            </li>
+            <li>
+              The next rotation generates a new key instead, which relying parties meet in JWKS only then: it
+              asks to be forced (“Rotate anyway”). To rotate without that, prepare a new next key afterwards
+              (“Prepare a next key…” on the signing keys page) and rotate once it has been published long
+              enough.
+            </li>`,
+          action: keyPath(kid, '/retire'),
+          submit: 'Retire',
+          danger: true,
+        });
       },
     },
     {
@@ -328,6 +373,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const kid = request.params.kid ?? '';
         if (!(await unlessRefused(request, () => deps.keys.retire(kid, { actor: adminActor(request) }))))
           return;
+        await serveNow();
         request.seeOther('/admin/keys?done=retired');
       },
     },
@@ -340,87 +386,75 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const preview = await unlessRefused(request, () => deps.keys.withdraw(kid, { dryRun: true }));
         if (!preview) return;
         const cacheSeconds = deps.keys.jwksCacheSeconds();
-        renderAdmin(
-          request,
-          '/admin/keys',
-          'Withdraw a signing key',
-          html`<h1>Withdraw key <code>${preview.key.kid}</code>?</h1>
-            <p>For a key whose private part may have leaked. It is the ${preview.formerStatus} key.</p>
-            <div class="warn">
-              <p><strong>What happens:</strong></p>
-              <ul>
-                <li>
-                  The key leaves JWKS at once, not when its publication ends, and its private part is erased.
-                  Every instance drops it within seconds: aa-oidc then refuses what it signed (an
-                  <code>id_token_hint</code> at logout or authorization).
-                </li>
-                ${
-                  preview.formerStatus === 'active'
-                    ? html`<li>
-                        ${
-                          preview.promotedNext
-                            ? html`The next key <code>${preview.activatedKid}</code>, already published, signs
-                                every new token in its place,`
-                            : html`A new key, which relying parties meet in JWKS for the first time, signs
-                              every new token in its place,`
-                        }
-                        and a new next key is prepared.
-                      </li>`
-                    : ''
-                }
-                ${
-                  preview.unpublished
-                    ? html`<li>
-                        <strong>Relying parties may not know the key that signs in its place:</strong>
-                        ${preview.unpublished.message}.
-                      </li>`
-                    : ''
-                }
-                <li>
-                  Relying parties holding a copy of the JWKS fetched before now keep trusting the key until
-                  they fetch it again: up to ${cacheSeconds} s (<code>keys.jwksCacheSeconds</code>), depending
-                  on their library.
-                </li>
-                <li>
-                  Tokens it signed no longer verify wherever the JWKS is fetched afresh (ID tokens, JWT access
-                  tokens that resource servers verify themselves). aa-oidc's introspection and userinfo find
-                  access tokens by their stored value: they never accepted a token forged with the key, and
-                  keep accepting those it issued until they expire or are revoked.
-                </li>
-                <li>
-                  If the key leaked, relying parties may have accepted tokens forged with it: tell their
-                  operators. “Revoke tokens…” on a user's page revokes a user's tokens, ends their sessions
-                  and tells the applications.
-                </li>
-                ${
-                  preview.formerStatus === 'next'
-                    ? html`<li>
-                        There is no next key afterwards: prepare one (“Prepare a next key…” on the signing
-                        keys page) before the next rotation.
-                      </li>`
-                    : ''
-                }
-              </ul>
-            </div>
-            <form method="post" action="${keyPath(kid, '/withdraw')}">
-              ${csrfField(request.session)}
-              ${
-                preview.unpublished
-                  ? html`<p>
-                      <label class="inline" for="force"
-                        ><input type="checkbox" id="force" name="force" value="yes" required /> Withdraw
-                        anyway: relying parties holding an older copy of the JWKS may reject new ID tokens
-                        until they fetch it again (a leaked key is the greater risk)</label
-                      >
-                    </p>`
-                  : ''
-              }
-              <div class="actions">
-                <button type="submit" class="danger">Withdraw</button>
-                <a href="/admin/keys">Cancel</a>
-              </div>
-            </form>`,
-        );
+        confirmationPage(request, {
+          title: 'Withdraw a signing key',
+          heading: html`Withdraw key <code>${preview.key.kid}</code>?`,
+          intro: html`<p>
+            For a key whose private part may have leaked. It is the ${preview.formerStatus} key.
+          </p>`,
+          happens: html`<li>
+              The key leaves JWKS at once, not when its publication ends, and its private part is erased. This
+              instance drops it at once and every other instance within seconds: aa-oidc then refuses what it
+              signed (an <code>id_token_hint</code> at logout or authorization).
+            </li>
+            ${
+              preview.formerStatus === 'active'
+                ? html`<li>
+                    ${
+                      preview.promotedNext
+                        ? html`The next key <code>${preview.activatedKid}</code>, already published, signs
+                            every new token in its place,`
+                        : html`A new key, which relying parties meet in JWKS for the first time, signs every
+                          new token in its place,`
+                    }
+                    and a new next key is prepared.
+                  </li>`
+                : ''
+            }
+            ${
+              preview.unpublished
+                ? html`<li>
+                    <strong>Relying parties may not know the key that signs in its place:</strong>
+                    ${preview.unpublished.message}.
+                  </li>`
+                : ''
+            }
+            <li>
+              Relying parties holding a copy of the JWKS fetched before now keep trusting the key until they
+              fetch it again: up to ${cacheSeconds} s (<code>keys.jwksCacheSeconds</code>), depending on their
+              library.
+            </li>
+            <li>
+              Tokens it signed no longer verify wherever the JWKS is fetched afresh (ID tokens, JWT access
+              tokens that resource servers verify themselves). aa-oidc's introspection and userinfo find
+              access tokens by their stored value: they never accepted a token forged with the key, and keep
+              accepting those it issued until they expire or are revoked.
+            </li>
+            <li>
+              If the key leaked, relying parties may have accepted tokens forged with it: tell their
+              operators. “Revoke tokens…” on a user's page revokes a user's tokens, ends their sessions and
+              tells the applications.
+            </li>
+            ${
+              preview.formerStatus === 'next'
+                ? html`<li>
+                    There is no next key afterwards: prepare one (“Prepare a next key…” on the signing keys
+                    page) before the next rotation.
+                  </li>`
+                : ''
+            }`,
+          action: keyPath(kid, '/withdraw'),
+          fields: {
+            expected_status: preview.shown.status,
+            expected_active: preview.shown.activeKid ?? '',
+            expected_next: preview.shown.nextKid ?? '',
+          },
+          force: preview.unpublished
+            ? 'Withdraw anyway: relying parties holding an older copy of the JWKS may reject new ID tokens until they fetch it again (a leaked key is the greater risk)'
+            : null,
+          submit: 'Withdraw',
+          danger: true,
+        });
       },
     },
     {
@@ -429,10 +463,35 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const kid = request.params.kid ?? '';
-        const withdraw = () =>
-          deps.keys.withdraw(kid, { force: request.form.get('force') === 'yes', actor: adminActor(request) });
+        // The state the confirmation showed, as for a rotation: withdrawing the key is confirmed for
+        // that state only (a rotation since may have made a next key the active one). A form without
+        // it withdraws as is.
+        const { form } = request;
+        let expect: ExpectedWithdrawal | undefined;
+        if (form.has('expected_status') && form.has('expected_active') && form.has('expected_next')) {
+          const status = form.get('expected_status') ?? '';
+          if (!isWithdrawable(status)) {
+            return refused(
+              request,
+              new KeyError(
+                'keys_changed',
+                'the confirmation names no status a key is withdrawn from (next, active or retired); nothing was withdrawn: review the withdrawal again',
+              ),
+            );
+          }
+          expect = {
+            status,
+            activeKid: form.get('expected_active') || null,
+            nextKid: form.get('expected_next') || null,
+          };
+        }
+        let result: WithdrawResult;
         try {
-          await withdraw();
+          result = await deps.keys.withdraw(kid, {
+            ...(expect ? { expect } : {}),
+            force: form.get('force') === 'yes',
+            actor: adminActor(request),
+          });
         } catch (error) {
           if (error instanceof KeyError && error.code === 'unpublished_key') {
             return refused(
@@ -446,7 +505,12 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           if (error instanceof KeyError) return refused(request, error);
           throw error;
         }
-        request.seeOther('/admin/keys?done=withdrawn');
+        await serveNow();
+        const replaced =
+          result.activatedKid && result.nextKid
+            ? `&${new URLSearchParams({ active: result.activatedKid, next: result.nextKid }).toString()}`
+            : '';
+        request.seeOther(`/admin/keys?done=withdrawn${replaced}`);
       },
     },
   ];

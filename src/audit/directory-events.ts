@@ -201,6 +201,7 @@ export type SigningKeyChange =
       kid: string;
       formerStatus: string;
       activatedKid: string | null;
+      nextKid: string | null;
       forced: string | null;
       actor: string | null;
     };
@@ -229,6 +230,7 @@ function keyChangeDetails(change: SigningKeyChange): AdminChangeEvent['details']
         from_status: change.formerStatus,
         to_status: 'removed',
         activated_kid: change.activatedKid,
+        next_kid: change.nextKid,
         forced: change.forced,
       };
     default:

@@ -23,6 +23,7 @@ import {
   withdrawKeyRow,
 } from './queries.ts';
 import type {
+  ExpectedWithdrawal,
   ImportResult,
   KeyChange,
   KeyService,
@@ -471,9 +472,37 @@ export function createKeyService(
         }
         return { next, unpublished };
       };
+      const shownState = (
+        row: PublishedKeyRow,
+        active: SigningKeyRow | undefined,
+        next: SigningKeyRow | undefined,
+      ): ExpectedWithdrawal => ({
+        status: row.status,
+        activeKid: active?.kid ?? null,
+        nextKid: next?.kid ?? null,
+      });
+      /** A confirmation shown for another state confirms nothing: the operator reviews the new one. */
+      const refuseChanged = (expected: ExpectedWithdrawal, shown: ExpectedWithdrawal) => {
+        const review = 'nothing was withdrawn: review the withdrawal again';
+        if (expected.status !== shown.status) {
+          throw new KeyError(
+            'keys_changed',
+            `signing key ${kid} is the ${shown.status} key now, not the ${expected.status} key as when this withdrawal was shown (a rotation, retirement or withdrawal came first); ${review}`,
+          );
+        }
+        if (expected.activeKid !== shown.activeKid || expected.nextKid !== shown.nextKid) {
+          const name = (other: string | null) => other ?? 'none';
+          throw new KeyError(
+            'keys_changed',
+            `the signing keys changed since this withdrawal was shown (active key ${name(shown.activeKid)}, was ${name(expected.activeKid)}; ` +
+              `next key ${name(shown.nextKid)}, was ${name(expected.nextKid)}: a rotation, withdrawal or import came first); ${review}`,
+          );
+        }
+      };
       if (options.dryRun) {
         const now = clock();
         const row = withdrawable(await keyRow(db, kid));
+        const active = only(await keyRowsByStatus(db, 'active'), 'active');
         const next = only(await keyRowsByStatus(db, 'next'), 'next');
         // A dry run reports what a real run would refuse instead of refusing.
         const unpublished = row.status === 'active' ? unpublishedKey(row, next, now, 'withdrawal') : null;
@@ -482,6 +511,7 @@ export function createKeyService(
           dryRun: true,
           key: { ...withdrawn, retiredAt: withdrawn.retiredAt ?? now, publishUntil: now },
           formerStatus: row.status,
+          shown: shownState(row, active, next),
           activatedKid: row.status === 'active' ? (next?.kid ?? null) : null,
           promotedNext: row.status === 'active' && next !== undefined,
           nextKid: null,
@@ -502,7 +532,10 @@ export function createKeyService(
       const result = await writeTransaction(async (trx): Promise<WithdrawResult> => {
         const now = clock();
         const row = withdrawable(await keyRow(trx, kid));
+        const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
+        const shown = shownState(row, active, next);
+        if (options.expect) refuseChanged(options.expect, shown);
         const replacing = replacement(row, next, now);
         // Before the clean-up: a retired key past its publication, not removed yet, is withdrawn too.
         // Order matters for the partial unique indexes: free the active slot, then the next slot.
@@ -513,6 +546,7 @@ export function createKeyService(
           dryRun: false,
           key: toSummary((await keyRow(trx, kid))!),
           formerStatus: row.status,
+          shown,
           activatedKid: replaced?.activeKid ?? null,
           promotedNext: replacing !== null && replacing.next !== undefined,
           nextKid: replaced?.nextKid ?? null,
@@ -535,6 +569,7 @@ export function createKeyService(
         kid,
         formerStatus: result.formerStatus,
         activatedKid: result.activatedKid,
+        nextKid: result.nextKid,
         forced: result.unpublished?.reason ?? null,
         actor: options.actor ?? null,
       });

@@ -120,10 +120,13 @@ export interface KeyService {
    * on and a new next key is prepared; refused with `unpublished_key` when relying parties may not
    * know the key activated (`WithdrawResult.unpublished`), unless `force`. Refused with
    * `already_removed` for a removed key (withdrawn or expired: not published, nothing to withdraw).
+   * With `expect` (the key's status and the active and next keys a preview showed,
+   * `WithdrawResult.shown`), refused with `keys_changed` when any is another by now (a rotation,
+   * withdrawal or import came first): what was confirmed is what happens.
    */
   withdraw(
     kid: string,
-    options?: { dryRun?: boolean; force?: boolean; actor?: string },
+    options?: { dryRun?: boolean; expect?: ExpectedWithdrawal; force?: boolean; actor?: string },
   ): Promise<WithdrawResult>;
   /** Moves retired keys whose `publish_until` has passed to removed; returns their kids. */
   removeExpired(now?: number): Promise<string[]>;
@@ -151,6 +154,11 @@ export interface KeyService {
 export interface ExpectedKeys {
   activeKid: string | null;
   nextKid: string | null;
+}
+
+/** The state a withdrawal was previewed with: the key's status, and the active and next keys. */
+export interface ExpectedWithdrawal extends ExpectedKeys {
+  status: WithdrawResult['formerStatus'];
 }
 
 export interface ImportResult {
@@ -214,6 +222,8 @@ export interface WithdrawResult {
   key: SigningKeySummary;
   /** Its status before: a withdrawn active key is replaced by `activatedKid`. */
   formerStatus: 'next' | 'active' | 'retired';
+  /** The state the withdrawal was made (or previewed) in: a confirmation passes it back as `expect`. */
+  shown: ExpectedWithdrawal;
   /** Withdrawing the active key: the key that signs from now on; null in a dry run that would generate one, and otherwise. */
   activatedKid: string | null;
   /** True when the activated key is the former next key (already published). */
@@ -292,7 +302,10 @@ export interface KeyWithdrawal {
   action: 'withdrawn';
   kid: string;
   formerStatus: WithdrawResult['formerStatus'];
+  /** Withdrawing the active key: the key active in its place; null otherwise. */
   activatedKid: string | null;
+  /** Withdrawing the active key: the new next key prepared with it; null otherwise. */
+  nextKid: string | null;
   /** The `unpublished` reason a forced withdrawal overrode; null when nothing was forced. */
   forced: UnpublishedKey['reason'] | null;
   actor: string | null;

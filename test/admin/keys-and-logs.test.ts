@@ -112,6 +112,8 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const next = keys.find((key) => key.status === 'next')!;
     const confirm = await consoleGet(admin, url(`/admin/keys/${next.kid}/retire`));
     assert.equal(confirm.status, 200);
+    // Every key change's confirmation has the same shape: what happens, then the form.
+    assert.match(pageText(confirm.body), /What happens: The key is withdrawn before it ever signs/);
     const done = await consolePost(admin, url(`/admin/keys/${next.kid}/retire`), confirm.csrf!);
     assert.equal(done.status, 303);
     assert.equal((await server.app.keys.list()).find((key) => key.kid === next.kid)!.status, 'retired');
@@ -133,7 +135,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.equal(confirm.status, 200);
     assert.match(
       pageText(confirm.body),
-      /A new key is generated and published in JWKS at once; it signs nothing yet\. A rotation activates it without “Rotate anyway” from about /,
+      /What happens: A new key is generated and published in JWKS at once; it signs nothing yet\. A rotation activates it without “Rotate anyway” from about /,
     );
     assert.ok(
       !(await server.app.keys.list()).some((key) => key.status === 'next'),
@@ -310,17 +312,26 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
       force: 'yes',
     });
     assert.equal(done.status, 303);
-    assert.equal(done.location, '/admin/keys?done=withdrawn');
     const after = await server.app.keys.list();
     assert.equal(after.find((key) => key.status === 'active')?.kid, next.kid);
+    const newNext = after.find((key) => key.status === 'next')!;
+    assert.equal(done.location, `/admin/keys?done=withdrawn&active=${next.kid}&next=${newNext.kid}`);
     const withdrawn = after.find((key) => key.kid === active.kid)!;
     assert.equal(withdrawn.status, 'removed');
     assert.ok(withdrawn.withdrawnAt !== null);
-    const shown = await consoleGet(admin, url('/admin/keys?done=withdrawn'));
+    const shown = await consoleGet(admin, url(done.location!));
     assert.match(
       pageText(shown.body),
       /Withdrawn: the key is no longer published and its private part is erased/,
     );
+    assert.ok(
+      pageText(shown.body).includes(
+        `In its place the key ${next.kid} became active and signs every new token; the key ${newNext.kid} is the new next key.`,
+      ),
+    );
+    // The query names no key that is not one.
+    const made = await consoleGet(admin, url(`/admin/keys?done=withdrawn&active=${'A'.repeat(43)}&next=x`));
+    assert.doesNotMatch(pageText(made.body), /In its place/);
     assert.ok(!shown.body.includes(`/admin/keys/${active.kid}/withdraw`), 'no action on a withdrawn key');
 
     // Sent twice: the key is gone already.
@@ -366,13 +377,25 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
           'withdrawn',
           retired.kid,
           `admin:${adminName}`,
-          { from_status: 'retired', to_status: 'removed', activated_kid: null, forced: null },
+          {
+            from_status: 'retired',
+            to_status: 'removed',
+            activated_kid: null,
+            next_kid: null,
+            forced: null,
+          },
         ],
         [
           'withdrawn',
           active.kid,
           `admin:${adminName}`,
-          { from_status: 'active', to_status: 'removed', activated_kid: next.kid, forced: 'recent_next_key' },
+          {
+            from_status: 'active',
+            to_status: 'removed',
+            activated_kid: next.kid,
+            next_kid: newNext.kid,
+            forced: 'recent_next_key',
+          },
         ],
       ],
     );
@@ -418,5 +441,101 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const log = pageText((await consoleGet(admin, url('/admin/audit?kind=admin_change'))).body);
     assert.ok(log.includes(`signing_key ${created!.entity_id} created by system`), log);
     assert.ok(log.includes(`signing_key ${rotated!.entity_id} rotated (status) by ${byAdmin}`), log);
+  });
+});
+
+describe(`signing keys in the admin UI: served by this instance at once, and only as confirmed (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+
+  before(async () => {
+    // Ten minutes between the key store's own reloads: what this instance serves right after a
+    // change is what the change itself reloaded.
+    server = await startServer({ keys: { reloadIntervalMs: 600_000 } });
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+  const publishedKids = async () => {
+    const response = await fetch(`${server.issuer}/.well-known/jwks.json`);
+    assert.equal(response.status, 200);
+    return ((await response.json()) as { keys: JWK[] }).keys.map((key) => key.kid);
+  };
+  /** Sends a confirmation page's form as it was shown, ticking “… anyway” where it asks. */
+  const confirmAs = async (path: string) => {
+    const confirm = await consoleGet(admin, url(path));
+    assert.equal(confirm.status, 200, confirm.body.slice(0, 300));
+    const fields: Record<string, string> = {};
+    for (const name of ['expected_status', 'expected_active', 'expected_next']) {
+      if (confirm.body.includes(`name="${name}"`)) fields[name] = formField(confirm.body, name);
+    }
+    if (confirm.body.includes('name="force"')) fields.force = 'yes';
+    return () => consolePost(admin, url(path), confirm.csrf!, fields);
+  };
+
+  it('serves a rotation and a withdrawal from this instance as soon as the admin page answers', async () => {
+    const before = await server.app.keys.list();
+    const active = before.find((key) => key.status === 'active')!;
+    const next = before.find((key) => key.status === 'next')!;
+    assert.deepEqual((await publishedKids()).sort(), [active.kid, next.kid].sort());
+
+    const rotated = await (await confirmAs('/admin/keys/rotate'))();
+    assert.equal(rotated.status, 303);
+    const newNext = (await server.app.keys.list()).find((key) => key.status === 'next')!;
+    assert.equal(server.app.keyStore.activeKid(), next.kid, 'this instance signs with the key activated');
+    assert.ok((await publishedKids()).includes(newNext.kid), 'JWKS lists the new next key');
+
+    const withdrawn = await (await confirmAs(`/admin/keys/${next.kid}/withdraw`))();
+    assert.equal(withdrawn.status, 303, withdrawn.body.slice(0, 300));
+    const kids = await publishedKids();
+    assert.ok(!kids.includes(next.kid), 'JWKS no longer lists the withdrawn key');
+    assert.notEqual(server.app.keyStore.activeKid(), next.kid, 'this instance no longer signs with it');
+    assert.equal(server.app.keyStore.activeKid(), newNext.kid);
+    assert.ok(!server.app.keyStore.signingJwks().keys.some((jwk) => jwk.kid === next.kid));
+  });
+
+  it('refuses a withdrawal confirmed before another admin changed the keys, changing nothing', async () => {
+    const keys = await server.app.keys.list();
+    const next = keys.find((key) => key.status === 'next')!;
+    const retired = keys.find((key) => key.status === 'retired' && key.publishUntil! > Date.now() + 60_000)!;
+    const withdrawNext = await confirmAs(`/admin/keys/${next.kid}/withdraw`);
+    const withdrawRetired = await confirmAs(`/admin/keys/${retired.kid}/withdraw`);
+
+    // Another admin rotates meanwhile: the next key shown is the active key now.
+    await server.app.keys.rotate({ force: true, actor: 'admin:other' });
+    const listed = await server.app.keys.list();
+
+    const stale = await withdrawNext();
+    assert.equal(stale.status, 409);
+    assert.match(
+      pageText(stale.body),
+      new RegExp(
+        `signing key ${next.kid} is the active key now, not the next key as when this withdrawal was shown .*; nothing was withdrawn: review the withdrawal again`,
+      ),
+    );
+    const staleRetired = await withdrawRetired();
+    assert.equal(staleRetired.status, 409);
+    assert.match(pageText(staleRetired.body), /the signing keys changed since this withdrawal was shown/);
+    assert.deepEqual(await server.app.keys.list(), listed, 'a refused withdrawal changes nothing');
+
+    // A form that names no status a key is withdrawn from is refused the same way.
+    const confirm = await consoleGet(admin, url(`/admin/keys/${retired.kid}/withdraw`));
+    const forged = await consolePost(admin, url(`/admin/keys/${retired.kid}/withdraw`), confirm.csrf!, {
+      expected_status: 'removed',
+      expected_active: formField(confirm.body, 'expected_active'),
+      expected_next: formField(confirm.body, 'expected_next'),
+    });
+    assert.equal(forged.status, 409);
+    assert.match(pageText(forged.body), /nothing was withdrawn: review the withdrawal again/);
+    assert.deepEqual(await server.app.keys.list(), listed);
+
+    // Shown again, the withdrawal goes through.
+    const fresh = await (await confirmAs(`/admin/keys/${retired.kid}/withdraw`))();
+    assert.equal(fresh.status, 303);
+    assert.equal((await server.app.keys.list()).find((key) => key.kid === retired.kid)?.status, 'removed');
   });
 });

@@ -302,7 +302,10 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.stdout, new RegExp(`^withdrawn: ${active} \\(was the active key; `, 'm'));
     assert.match(forced.stdout, new RegExp(`^active: ${next} \\(was the next key\\)$`, 'm'));
-    assert.match(forced.stdout, /^next: \S{43} \(published now, signs after the next rotation\)$/m);
+    const newNext = /^next: (\S{43}) \(published now, signs after the next rotation\)$/m.exec(
+      forced.stdout,
+    )?.[1];
+    assert.ok(newNext, forced.stdout);
     assert.match(forced.stdout, new RegExp(`^forced: the next key ${next} was published only `, 'm'));
     const after = await list();
     assert.equal(after.find((key) => key.status === 'active')?.kid, next);
@@ -314,14 +317,20 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.deepEqual(
       events
         .filter((event) => event.entity === 'signing_key' && event.action === 'withdrawn')
-        .map((event) => [
-          event.action,
-          event.entity_id,
-          (event.details as Record<string, unknown>).from_status,
-        ]),
+        .map((event) => {
+          const details = event.details as Record<string, unknown>;
+          return [
+            event.action,
+            event.entity_id,
+            details.from_status,
+            details.activated_kid,
+            details.next_kid,
+          ];
+        }),
       [
-        ['withdrawn', active, 'active'],
-        ['withdrawn', retired, 'retired'],
+        // The event names the keys that took the withdrawn active key's place, as the output does.
+        ['withdrawn', active, 'active', next, newNext],
+        ['withdrawn', retired, 'retired', null, null],
       ],
     );
     for (const event of events) assert.match(String(event.actor), /^cli/);

@@ -130,6 +130,7 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
           kid: retired.kid,
           formerStatus: 'retired',
           activatedKid: null,
+          nextKid: null,
           forced: null,
           actor: 'cli:ops',
         },
@@ -219,9 +220,11 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
       kid: active.kid,
       formerStatus: 'active',
       activatedKid: next.kid,
+      nextKid: result.nextKid,
       forced: null,
       actor: null,
     });
+    assert.ok(result.nextKid, 'the event names the new next key');
   });
 
   it('withdraws the active key with no next key only when forced, activating a new key; withdraws a next key', async () => {
@@ -256,5 +259,51 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
       ],
     );
     assert.equal(withdrawals().at(-1)?.forced, 'no_next_key');
+  });
+
+  it('withdraws only in the state its preview showed: once a rotation came first it refuses, changing nothing', async () => {
+    untilPublished();
+    const first = await keys.rotate();
+    const retired = first.retiredKid!;
+    const retiredPreview = await keys.withdraw(retired, { dryRun: true });
+    const nextPreview = await keys.withdraw(first.nextKid!, { dryRun: true });
+    assert.deepEqual(nextPreview.shown, {
+      status: 'next',
+      activeKid: first.activatedKid,
+      nextKid: first.nextKid,
+    });
+    assert.deepEqual(retiredPreview.shown, { ...nextPreview.shown, status: 'retired' });
+
+    // Another operator rotates meanwhile (at once: the retired key stays published): the next key
+    // shown is the active key now.
+    const second = await keys.rotate({ force: true });
+    const listed = await keys.list();
+    const count = withdrawals().length;
+    await assert.rejects(
+      keys.withdraw(first.nextKid!, { expect: nextPreview.shown, force: true }),
+      refusal(
+        'keys_changed',
+        new RegExp(
+          `^signing key ${first.nextKid} is the active key now, not the next key as when this withdrawal was shown .*; nothing was withdrawn: review the withdrawal again$`,
+        ),
+      ),
+    );
+    // The retired key is still retired, but the keys around it are others.
+    await assert.rejects(
+      keys.withdraw(retired, { expect: retiredPreview.shown }),
+      refusal(
+        'keys_changed',
+        new RegExp(
+          `^the signing keys changed since this withdrawal was shown \\(active key ${second.activatedKid}, was ${first.activatedKid}; next key ${second.nextKid}, was ${first.nextKid}: `,
+        ),
+      ),
+    );
+    assert.deepEqual(await keys.list(), listed, 'a refused withdrawal changes nothing');
+    assert.equal(withdrawals().length, count, 'refusals are not withdrawals');
+
+    const fresh = await keys.withdraw(retired, { dryRun: true });
+    const done = await keys.withdraw(retired, { expect: fresh.shown });
+    assert.equal(done.key.status, 'removed');
+    assert.deepEqual(done.shown, fresh.shown);
   });
 });
