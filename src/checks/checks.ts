@@ -17,12 +17,12 @@ import { nameKey } from '../util/name-key.ts';
  */
 
 export type CheckId =
-  'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008' | 'W009';
+  'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008' | 'W009' | 'W010';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009';
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010';
       level: 'warning';
       message: string;
       hint: string;
@@ -41,6 +41,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W007',
   'W008',
   'W009',
+  'W010',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -88,7 +89,10 @@ export function whitelistChecks(
 }
 
 /** What the checks read from the configuration. */
-export type CheckedConfig = Pick<Config, 'mode' | 'issuerExplicit' | 'logging' | 'logout' | 'trustProxy'> & {
+export type CheckedConfig = Pick<
+  Config,
+  'mode' | 'issuerExplicit' | 'logging' | 'logout' | 'trustProxy' | 'readableConfigFile'
+> & {
   oidc: Pick<Config['oidc'], 'scopes'>;
   metrics: Pick<Config['metrics'], 'enabled' | 'host'>;
 };
@@ -198,6 +202,17 @@ export function runChecks(
         'set AA_OIDC_METRICS_HOST=127.0.0.1 and scrape from this host, or scrape /metrics on the main port ' +
         'with AA_OIDC_METRICS_BEARER_TOKEN; otherwise let a firewall keep the port to Prometheus',
     });
+  // The config file holds secrets that any user of the host reads (a file written under the usual
+  // umask): the environment file of docs/deployment.md is kept to root and the aa-oidc group.
+  if (production && config.readableConfigFile) {
+    const { path, mode, secrets } = config.readableConfigFile;
+    findings.push({
+      id: 'W010',
+      level: 'warning',
+      message: `the config file ${path} (mode ${mode.toString(8).padStart(4, '0')}) holds secrets (${secrets.join(', ')}) and every user of this host can read it`,
+      hint: `chmod o-rwx ${path} (like the environment file: mode 0640, owner root, group aa-oidc)`,
+    });
+  }
   // Keys imported before `keys import` had its bounds keep signing (the active key) or will (the
   // next key): a huge key makes every signature slow, another exponent is refused by some relying
   // parties' libraries. Retired keys only verify, and go when their tokens expire.

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { parse as parsePostgresUrl } from 'pg-connection-string';
 import type * as yaml from 'yaml';
 import type { z } from 'zod';
 import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
@@ -29,6 +30,11 @@ export interface Config extends Omit<ParsedConfig, 'mode' | 'host' | 'issuer' | 
   database: DatabaseTarget;
   /** Where each value came from, for messages: `env:AA_OIDC_PORT`, `file:…`, or absent for defaults. */
   origins: Readonly<Record<string, string>>;
+  /**
+   * The config file, when it holds secrets (the keys named) and users other than its owner and
+   * group may read it (check W010); otherwise null.
+   */
+  readableConfigFile: { path: string; mode: number; secrets: readonly string[] } | null;
 }
 
 export class ConfigError extends Error {
@@ -109,12 +115,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function readConfigFile(file: string): Record<string, unknown> {
+function readConfigFile(file: string): { settings: Record<string, unknown>; mode: number } {
   let text: string;
+  let mode: number;
   try {
     text = readFileSync(file, 'utf8');
+    mode = statSync(file).mode & 0o777;
   } catch (error) {
-    throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${(error as Error).message}`);
+    throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${whyUnreadable(error)}`);
   }
   let parsed: unknown;
   try {
@@ -125,19 +133,56 @@ function readConfigFile(file: string): Record<string, unknown> {
     const json = /\.json$/i.test(file);
     const message = (error as Error).message;
     const firstLine = (message.split('\n')[0] ?? '').replace(/:$/, '');
-    const position = /at position \d+(?: \(line \d+ column \d+\))?/.exec(message)?.[0];
+    // The position once: Node.js's message may already end with it. An unexpected token's message
+    // has none, only an excerpt (`Unexpected token 'h', "{"secretKey": h"... is not valid JSON`),
+    // which is cut off: then the position is found.
+    const position =
+      /at position \d+(?: \(line \d+ column \d+\))?/.exec(message)?.[0] ??
+      (json ? jsonErrorPosition(text) : undefined);
     const reason = json
       ? `${firstLine
           .split('"')[0]!
           .replace(/ token '.*?'/, ' token')
+          .replace(/ at position \d+.*$/, '')
           .replace(/[,.\s]+$/, '')}${position ? ` ${position}` : ''}`
       : withoutQuotedYaml(firstLine);
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} is not valid ${json ? 'JSON' : 'YAML'}: ${reason}`);
   }
-  if (parsed == null) return {};
+  if (parsed == null) return { settings: {}, mode };
   if (!isPlainObject(parsed))
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} must contain an object at the top level`);
-  return parsed;
+  return { settings: parsed, mode };
+}
+
+/** Why the config file could not be read, and what to do, for the usual causes. */
+function whyUnreadable(error: unknown): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return 'no such file; name an existing YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied; let the user aa-oidc runs as read it (like mode 0640, owner root, group aa-oidc)';
+    case 'EISDIR':
+      return 'it is a directory; name a YAML or JSON file';
+    default:
+      return (error as Error).message;
+  }
+}
+
+/**
+ * The keys of a config file that hold a secret: the secret keys, and the URLs that carry a password
+ * (as the user's, or a query parameter).
+ */
+function secretsIn(settings: Record<string, unknown>): string[] {
+  const found: string[] = [];
+  for (const key of [...SECRET_KEYS, ...URL_KEYS]) {
+    let node: unknown = settings;
+    for (const part of key.split('.')) node = isPlainObject(node) ? node[part] : undefined;
+    if (node === undefined) continue;
+    if (SECRET_KEYS.has(key) || (typeof node === 'string' && redactUrl(node) !== node)) found.push(key);
+  }
+  return found;
 }
 
 function collectPaths(value: unknown, prefix: string[], out: string[][]): void {
@@ -169,10 +214,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const origins: Record<string, string> = {};
 
   let raw: Record<string, unknown> = {};
+  let readableConfigFile: Config['readableConfigFile'] = null;
   const configFile = env.AA_OIDC_CONFIG;
   if (configFile) {
     const resolved = path.resolve(cwd, configFile);
-    const fromFile = readConfigFile(resolved);
+    const { settings: fromFile, mode } = readConfigFile(resolved);
+    const secrets = secretsIn(fromFile);
+    if ((mode & 0o004) !== 0 && secrets.length > 0) readableConfigFile = { path: resolved, mode, secrets };
     const filePaths: string[][] = [];
     collectPaths(fromFile, [], filePaths);
     for (const leaf of filePaths) origins[leaf.join('.')] = `config file ${resolved}`;
@@ -242,7 +290,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     });
     throw new ConfigError(messages.join('; '));
   }
-  return resolveConfig(result.data, env, cwd, origins, options.createDevSecretKey ?? true);
+  return {
+    ...resolveConfig(result.data, env, cwd, origins, options.createDevSecretKey ?? true),
+    readableConfigFile,
+  };
 }
 
 /** Keys whose value is a secret: a message names the key and what is wrong, never the value. */
@@ -273,7 +324,7 @@ function resolveConfig(
   cwd: string,
   origins: Record<string, string>,
   createDevSecretKey: boolean,
-): Config {
+): Omit<Config, 'readableConfigFile'> {
   const mode: Mode = parsed.mode ?? (env.NODE_ENV === 'production' ? 'production' : 'development');
   const host = parsed.host ?? (mode === 'production' ? '0.0.0.0' : '127.0.0.1');
   const dataDir = path.resolve(cwd, parsed.dataDir);
@@ -358,6 +409,15 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
     if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(aa.databaseUrl)) {
       throw new ConfigError(
         `${urlName}: "${redactUrl(aa.databaseUrl)}" is not supported; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth`,
+      );
+    }
+    // As each driver reads it (mysql2 a WHATWG URL), rather than "Invalid URL" at the first poll.
+    const readable = /^postgres/i.test(aa.databaseUrl)
+      ? postgresDriverReads(aa.databaseUrl)
+      : URL.canParse(aa.databaseUrl);
+    if (!readable) {
+      throw new ConfigError(
+        `${urlName}: "${redactUrl(aa.databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
       );
     }
     if (aa.loginUrl === undefined) {
@@ -449,7 +509,15 @@ function developmentSecretKey(dataDir: string, create: boolean): string {
 
 /** `setting` names where the URL came from, for messages. */
 export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DATABASE_URL'): DatabaseTarget {
-  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) return { kind: 'postgres', url };
+  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+    // Refused here, naming the setting: the driver would fail only when connecting, with "Invalid
+    // URL" and no word of which part.
+    if (!postgresDriverReads(url))
+      throw new ConfigError(
+        `${setting}: "${redactUrl(url)}" is not a valid URL; use postgres://USER:PASSWORD@HOST:PORT/DB (${URL_PARTS_HINT})`,
+      );
+    return { kind: 'postgres', url };
+  }
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length).replace(/^\/\//, '');
     if (file === '')
@@ -459,6 +527,20 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
   throw new ConfigError(
     `${setting}: "${redactUrl(url)}" is not supported; use sqlite:PATH or postgres://USER@HOST/DB`,
   );
+}
+
+/** What a database URL that does not parse usually got wrong. */
+const URL_PARTS_HINT =
+  "a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for /, %3A for :";
+
+/** Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). */
+function postgresDriverReads(url: string): boolean {
+  try {
+    parsePostgresUrl(url);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -546,6 +628,39 @@ const QUOTING_YAML_MESSAGES: ReadonlyArray<readonly [RegExp, string]> = [
     'invalid escape sequence in a double-quoted value (write \\\\ for a backslash, or use single quotes)',
   ],
 ];
+
+/**
+ * Where `JSON.parse` gives up on `text`, said as Node.js says it (`at position 13 (line 1 column
+ * 14)`): the end of the shortest start of the text that no JSON can begin with. A start that JSON
+ * may continue fails only at its end, or parses.
+ */
+function jsonErrorPosition(text: string): string | undefined {
+  const cannotContinue = (length: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, length));
+      return false;
+    } catch (error) {
+      const message = (error as Error).message;
+      return (
+        !message.startsWith('Unexpected end of JSON input') &&
+        !new RegExp(`at position ${length}\\b`).test(message)
+      );
+    }
+  };
+  if (!cannotContinue(text.length)) return undefined;
+  let low = 1;
+  let high = text.length;
+  while (low < high) {
+    const middle = Math.floor((low + high) / 2);
+    if (cannotContinue(middle)) high = middle;
+    else low = middle + 1;
+  }
+  const offset = low - 1;
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  const column = offset - before.lastIndexOf('\n');
+  return `at position ${offset} (line ${line} column ${column})`;
+}
 
 function withoutQuotedYaml(firstLine: string): string {
   const position = / at line \d+, column \d+$/.exec(firstLine)?.[0] ?? '';

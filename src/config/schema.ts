@@ -61,12 +61,26 @@ const listOf = <T extends z.ZodType>(item: T, described: string, min = 0) =>
 const secret = (min: number, valid: string) =>
   z
     .string({ error: `expected ${valid}` })
-    .min(min, min > 1 ? `must be at least ${min} characters` : `must not be empty; use ${valid}`)
+    // Aborting: an empty value is told once, not also as "only spaces".
+    .min(min, {
+      error: min > 1 ? `must be at least ${min} characters` : `must not be empty; use ${valid}`,
+      abort: true,
+    })
     .refine((text) => text.trim() !== '', `must not be only spaces; use ${valid}`);
+
+/**
+ * A text that must not be empty (an unfilled template's `AA_OIDC_HOST=`): `valid` says what to give,
+ * for the message about an empty value or one that is no text.
+ */
+const nonEmpty = (valid: string) =>
+  z.string({ error: `expected ${valid}` }).min(1, `must not be empty; use ${valid}`);
 
 const DELAYS = '1 to 20 delays in seconds (like 5,10,20,40,80)';
 const notADelay = (issue: { input?: unknown }) =>
   `${JSON.stringify(issue.input)} is not a delay: expected a whole number of seconds from 1 to 86400`;
+
+const notAnAddressRange = (issue: { input?: unknown }) =>
+  `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`;
 
 /** An IP address (a range of one) or a CIDR range. */
 export function isAddressRange(text: string): boolean {
@@ -117,14 +131,16 @@ export const configSchema = z
   .object({
     mode: z.enum(['development', 'production']).optional(),
     port: integer(0, 65535).default(8000),
-    host: z.string().min(1).optional(),
+    host: nonEmpty('a listen address (like 127.0.0.1, 0.0.0.0 or ::)').optional(),
     // An issuer identifier has no query, fragment or credentials (OpenID Connect Discovery 1.0, 2):
     // refused here, naming the setting, rather than by the provider when `serve` starts.
     issuer: httpUrl
       .refine((value) => !/[?#]/.test(value), 'must have no query (?) or fragment (#)')
       .refine((value) => !/^https?:\/\/[^/]*@/.test(value), 'must not carry a user or password')
       .optional(),
-    databaseUrl: z.string().min(1).default('sqlite:./data/aa-oidc.sqlite'),
+    databaseUrl: nonEmpty('sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB').default(
+      'sqlite:./data/aa-oidc.sqlite',
+    ),
     /**
      * How long opening a PostgreSQL connection may take (TCP connect to the server's first answer):
      * past it a command stops naming the host and port, and a request answers 503 "try again".
@@ -134,7 +150,7 @@ export const configSchema = z
       32,
       'at least 32 random characters (like the output of `openssl rand -hex 32`)',
     ).optional(),
-    dataDir: z.string().min(1).default('./data'),
+    dataDir: nonEmpty('a directory (like ./data or /var/lib/aa-oidc)').default('./data'),
     trustProxy: boolean().default(false),
     /**
      * With `trustProxy`: how many reverse proxies in front of aa-oidc append to X-Forwarded-For. The
@@ -148,17 +164,14 @@ export const configSchema = z
      * dropped: a client that reaches the port directly cannot choose its address or host.
      */
     trustedProxies: listOf(
-      z.string().refine(isAddressRange, {
-        error: (issue) =>
-          `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`,
-      }),
+      z.string({ error: notAnAddressRange }).refine(isAddressRange, { error: notAnAddressRange }),
       'proxy IP addresses or CIDR ranges (like 10.0.0.0/8,fd00::/8)',
       1,
     ).default(['127.0.0.0/8', '::1/128']),
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),
-        host: z.string().min(1).default('127.0.0.1'),
+        host: nonEmpty('a listen address (like 127.0.0.1 or 0.0.0.0)').default('127.0.0.1'),
         /** When set, `/metrics` is also served on the main port behind `Authorization: Bearer …`. */
         bearerToken: secret(
           16,
@@ -177,7 +190,7 @@ export const configSchema = z
       .prefault({}),
     audit: z
       .object({
-        jsonlPath: z.string().min(1).optional(),
+        jsonlPath: nonEmpty('a file path (like /var/log/aa-oidc/audit.jsonl)').optional(),
         receiverTimeoutMs: integer(1, 60_000).default(2000),
         /** Keep audit events in the database too (the admin UI's audit log, `aa-oidc audit list`). */
         database: boolean().default(true),
@@ -240,11 +253,12 @@ export const configSchema = z
           .string()
           .regex(/^[a-z][a-z0-9_]*$/, 'must be lowercase letters, digits and underscores')
           .default('eve_'),
-        eveClaimsScope: z.string().min(1).default(DEFAULT_EVE_CLAIMS_SCOPE),
-        portraitUrlTemplate: z
-          .string()
-          .min(1)
-          .default('https://images.evetech.net/characters/{character_id}/portrait?size={size}'),
+        eveClaimsScope: nonEmpty('a scope name among oidc.scopes (like profile)').default(
+          DEFAULT_EVE_CLAIMS_SCOPE,
+        ),
+        portraitUrlTemplate: nonEmpty('a URL template with {character_id} and {size}').default(
+          'https://images.evetech.net/characters/{character_id}/portrait?size={size}',
+        ),
         portraitSize: integer(32, 1024)
           .refine((size) => PORTRAIT_SIZES.includes(size), `must be one of ${PORTRAIT_SIZES.join(', ')}`)
           .default(128),
@@ -349,7 +363,9 @@ export const configSchema = z
              * `mysql://…` (TLS: `ssl-mode`, `ssl-ca`) or `postgres://…` (TLS: `sslmode`, `sslrootcert`)
              * with a SELECT-only login. `AA_OIDC_AA_DATABASE_URL`.
              */
-            databaseUrl: z.string().min(1).optional(),
+            databaseUrl: nonEmpty(
+              'mysql://USER:PASSWORD@HOST:3306/DB or postgres://USER:PASSWORD@HOST:5432/DB',
+            ).optional(),
             /** Alliance Auth's own sign-in page: where people are sent to register or pick a main. */
             loginUrl: httpUrl.optional(),
             /** How often Alliance Auth's changes are looked for. `AA_OIDC_AA_POLL_SECONDS`. */
@@ -370,7 +386,9 @@ export const configSchema = z
     /** Sign-in with EVE SSO v2 (the Alliance Auth directory only). `AA_OIDC_EVE_SSO_*`. */
     eveSso: z
       .object({
-        clientId: z.string().min(1).optional(),
+        clientId: nonEmpty(
+          'the client id CCP shows for the application at developers.eveonline.com',
+        ).optional(),
         clientSecret: secret(
           1,
           'the secret key CCP shows for the application at developers.eveonline.com',

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
 import { openDatabase } from '../../src/db/connect.ts';
@@ -42,6 +44,7 @@ const base: CheckedConfig = {
   oidc: { scopes: ['openid', 'profile'] },
   trustProxy: true,
   metrics: { enabled: true, host: '127.0.0.1' },
+  readableConfigFile: null,
 };
 
 type Override = {
@@ -52,6 +55,7 @@ type Override = {
   logout?: Partial<CheckedConfig['logout']>;
   trustProxy?: boolean;
   metrics?: Partial<CheckedConfig['metrics']>;
+  readableConfigFile?: CheckedConfig['readableConfigFile'];
 };
 
 function config(override: Override = {}): CheckedConfig {
@@ -64,6 +68,7 @@ function config(override: Override = {}): CheckedConfig {
     oidc: { scopes: override.scopes ?? base.oidc.scopes },
     trustProxy: override.trustProxy ?? base.trustProxy,
     metrics: { ...base.metrics, ...override.metrics },
+    readableConfigFile: override.readableConfigFile ?? null,
   };
 }
 
@@ -111,6 +116,8 @@ const key = (
   modulusBits,
   publicExponent,
 });
+
+const exposed = { path: '/etc/aa-oidc/config.yaml', mode: 0o644, secrets: ['secretKey'] };
 
 type Case = [Override, CheckedApplication[], CheckedSigningKey[]?];
 
@@ -212,6 +219,14 @@ const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
       [{}, [https, plain]],
       // A deactivated application is not found by client authentication.
       [{}, [imported(600_000, { active: false })]],
+    ],
+  },
+  // A config file with secrets that every user of the host reads.
+  W010: {
+    fires: [[{ mode: 'production', readableConfigFile: exposed }, []]],
+    silent: [
+      [{ mode: 'development', readableConfigFile: exposed }, []],
+      [{ mode: 'production' }, []],
     ],
   },
 };
@@ -387,6 +402,27 @@ describe(`aa-oidc check and serve (${testDatabaseKind})`, () => {
       (JSON.parse(result.stdout) as Array<{ id: string }>).map((finding) => finding.id),
       ['W004'],
     );
+  });
+
+  it('warns (W010) about a config file holding secrets that every user of the host can read, never quoting them', async () => {
+    const file = path.join(database.dataDir, 'config.yaml');
+    writeFileSync(file, `secretKey: ${SECRET}\n`);
+    const { AA_OIDC_SECRET_KEY: _fromEnvironment, ...withoutSecret } = production;
+    const env = {
+      ...withoutSecret,
+      AA_OIDC_CONFIG: file,
+      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true',
+    };
+    chmodSync(file, 0o644);
+    const readable = await cli(['check'], env);
+    assert.equal(readable.code, 0, readable.stderr);
+    assert.match(
+      readable.stdout,
+      /^W010 warning: the config file .*config\.yaml \(mode 0644\) holds secrets \(secretKey\) and every user of this host can read it\n {2}hint: chmod o-rwx /m,
+    );
+    assert.ok(!readable.stdout.includes(SECRET));
+    chmodSync(file, 0o640);
+    assert.doesNotMatch((await cli(['check'], env)).stdout, /W010/);
   });
 
   it('reports E007, naming AA_OIDC_TRUST_PROXY, when production does not trust its reverse proxy; serve refuses to start', async () => {

@@ -236,6 +236,58 @@ describe('a database that cannot be used stops a command with a message saying w
   });
 });
 
+describe('a config file the command cannot read', () => {
+  let folder: string;
+  before(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-config-file-'));
+    chmodSync(folder, 0o755);
+  });
+  after(() => rmSync(folder, { recursive: true, force: true }));
+
+  it('says what is wrong with it and what to do, naming AA_OIDC_CONFIG, without a stack trace', async (t) => {
+    const env = { PATH: process.env.PATH, AA_OIDC_SECRET_KEY: 'k'.repeat(32) };
+    const missing = await runToEnd(process.execPath, [AA_OIDC_BIN, 'check'], {
+      env: { ...env, AA_OIDC_CONFIG: path.join(folder, 'missing.yaml') },
+    });
+    assert.deepEqual(
+      [missing.code, missing.stderr],
+      [
+        2,
+        `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${path.join(folder, 'missing.yaml')}: no such file; name an existing YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG\n`,
+      ],
+    );
+    const directory = await runToEnd(process.execPath, [AA_OIDC_BIN, 'check'], {
+      env: { ...env, AA_OIDC_CONFIG: folder },
+    });
+    assert.deepEqual(
+      [directory.code, directory.stderr],
+      [
+        2,
+        `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${folder}: it is a directory; name a YAML or JSON file\n`,
+      ],
+    );
+    // A file of root's (or of this user's) kept from the command: as root the command runs as nobody.
+    const unreachable = asRoot ? whyNobodyCannotRun() : undefined;
+    if (unreachable) {
+      t.skip(unreachable);
+      return;
+    }
+    const file = path.join(folder, 'config.yaml');
+    writeFileSync(file, 'port: 8100\n');
+    chmodSync(file, asRoot ? 0o600 : 0o000);
+    const locked = await runToEnd(process.execPath, unprivilegedCommand(['check']), {
+      env: { ...env, AA_OIDC_CONFIG: file },
+    });
+    assert.deepEqual(
+      [locked.code, locked.stderr],
+      [
+        2,
+        `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${file}: permission denied; let the user aa-oidc runs as read it (like mode 0640, owner root, group aa-oidc)\n`,
+      ],
+    );
+  });
+});
+
 /**
  * A migrated SQLite file the command may read but not write, in a folder it may write (SQLite creates
  * its -wal and -shm files there): the file is root's, 0644, and the command runs as nobody when the

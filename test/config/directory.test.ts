@@ -107,6 +107,29 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     );
   });
 
+  it('refuses an Alliance Auth database URL its driver cannot read, naming the setting, never the password', () => {
+    for (const url of [
+      'mysql://aa:pa/ss-hunter3@db.example.org:3306/alliance_auth',
+      'mysql://aa:hunter3@db.example.org:3306x/alliance_auth',
+      'postgres://aa:hunter3@db.example.org:99999/alliance_auth',
+    ]) {
+      const refused = refusal({ ...AA, AA_OIDC_AA_DATABASE_URL: url });
+      assert.match(
+        refused,
+        /^AA_OIDC_AA_DATABASE_URL: "(mysql|postgres):\/\/aa:\*\*\*@db\.example\.org:\d+x?\/alliance_auth" is not a valid URL; use mysql:\/\/.* \(a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for \/, %3A for :\)$/,
+        refused,
+      );
+      assert.doesNotMatch(refused, /hunter3|pa\/ss/, refused);
+    }
+    // Encoded, the same password is read.
+    const encoded = 'mysql://aa:pa%2Fss-hunter3@db.example.org:3306/alliance_auth';
+    assert.equal(
+      loadConfig({ env: { ...AA, AA_OIDC_AA_DATABASE_URL: encoded }, cwd: cwd() }).directory.allianceAuth
+        .databaseUrl,
+      encoded,
+    );
+  });
+
   it('refuses half an EVE SSO client, EVE SSO without Alliance Auth, and plain-http endpoints in production', () => {
     assert.match(
       refusal({ ...AA, AA_OIDC_EVE_SSO_CLIENT_ID: 'x' }),

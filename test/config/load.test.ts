@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
@@ -250,6 +250,31 @@ describe('configuration', () => {
       /^AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: expected a list of 1 to 20 delays in seconds \(like 5,10,20,40,80\)/,
     ],
     [
+      'an empty listen address, saying what to give',
+      { AA_OIDC_HOST: '' },
+      /^AA_OIDC_HOST: must not be empty; use a listen address \(like 127\.0\.0\.1, 0\.0\.0\.0 or ::\) \(got ""\)$/,
+    ],
+    [
+      'an empty database URL, saying what to give',
+      { AA_OIDC_DATABASE_URL: '' },
+      /^AA_OIDC_DATABASE_URL: must not be empty; use sqlite:PATH or postgres:\/\/USER:PASSWORD@HOST:PORT\/DB \(got ""\)$/,
+    ],
+    [
+      'an empty EVE SSO client secret, said once',
+      { AA_OIDC_EVE_SSO_CLIENT_ID: 'abc', AA_OIDC_EVE_SSO_CLIENT_SECRET: '' },
+      /^AA_OIDC_EVE_SSO_CLIENT_SECRET: must not be empty; use the secret key CCP shows for the application at developers\.eveonline\.com$/,
+    ],
+    [
+      'a PostgreSQL URL whose port is no number, without its password',
+      { AA_OIDC_DATABASE_URL: 'postgres://aa:hunter2@127.0.0.1:54x2/aa_oidc' },
+      /^AA_OIDC_DATABASE_URL: "postgres:\/\/aa:\*\*\*@127\.0\.0\.1:54x2\/aa_oidc" is not a valid URL; use postgres:\/\/USER:PASSWORD@HOST:PORT\/DB \(a port from 1 to 65535; /,
+    ],
+    [
+      'a PostgreSQL URL whose port is out of range, with an unencoded / in its password',
+      { AA_OIDC_DATABASE_URL: 'postgres://aa:hunter2/x@127.0.0.1:99999/aa_oidc' },
+      /^AA_OIDC_DATABASE_URL: "postgres:\/\/aa:\*\*\*@127\.0\.0\.1:99999\/aa_oidc" is not a valid URL/,
+    ],
+    [
       'an EVE claims scope that is not a supported scope',
       { AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },
       /^AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: "eve" is not a supported scope; name one of oidc\.scopes \(openid, profile, email, groups, offline_access\) or add it to them \(AA_OIDC_OIDC_SCOPES\)$/,
@@ -336,6 +361,64 @@ describe('configuration', () => {
       warnings.filter((warning) => warning.includes('TopSecret')),
       [],
     );
+  });
+
+  it('takes the PostgreSQL URLs the driver reads: a socket folder, a space or a %-sign in the password', () => {
+    for (const url of [
+      'postgres://aa@/aa_oidc?host=/var/run/postgresql',
+      'postgresql://aa:a b@db.example.org/aa_oidc',
+      'postgres://aa:50%off@db.example.org:5432/aa_oidc',
+      'postgres://aa:p%40ss@[::1]:5432/aa_oidc?sslmode=require',
+    ]) {
+      const config = loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd: tempDir() });
+      assert.deepEqual(config.database, { kind: 'postgres', url });
+    }
+  });
+
+  it('says where a JSON config file stops parsing, once, and never what it holds there', () => {
+    const cwd = tempDir();
+    for (const [text, where] of [
+      ['{"port": 8000,\n "tokens": {}\n,}', 'at position 30 (line 3 column 2)'],
+      [
+        '{\n  "port": 8000,\n  "secretKey": TopSecret-0123456789-abcdefghij\n}',
+        'at position 33 (line 3 column 16)',
+      ],
+      ['{"secretKey": TopSecret}', 'at position 14 (line 1 column 15)'],
+    ] as const) {
+      writeFileSync(path.join(cwd, 'aa.json'), text);
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.ok(error.message.endsWith(` ${where}`), error.message);
+          assert.equal(error.message.split(' at position ').length, 2, `the position once: ${error.message}`);
+          assert.ok(!error.message.includes('TopSecret'), error.message);
+          return true;
+        },
+      );
+    }
+  });
+
+  it('tells (for check W010) a config file holding secrets that every user can read, and which keys', () => {
+    const cwd = tempDir();
+    const file = path.join(cwd, 'aa.yaml');
+    const read = (text: string, mode: number) => {
+      writeFileSync(file, text);
+      chmodSync(file, mode);
+      return loadConfig({ env: { AA_OIDC_CONFIG: 'aa.yaml' }, cwd }).readableConfigFile;
+    };
+    const secrets = `secretKey: ${'k'.repeat(40)}\ndatabaseUrl: "postgres://aa:hunter2@db.example.org/aa"\n`;
+    assert.deepEqual(read(secrets, 0o644), {
+      path: file,
+      mode: 0o644,
+      secrets: ['secretKey', 'databaseUrl'],
+    });
+    assert.deepEqual(read('metrics:\n  bearerToken: abcdefghijklmnopq\n', 0o604)?.secrets, [
+      'metrics.bearerToken',
+    ]);
+    // Kept from other users, or nothing secret in it: nothing to tell.
+    assert.equal(read(secrets, 0o640), null);
+    assert.equal(read('port: 8100\ndatabaseUrl: "postgres://aa@db.example.org/aa"\n', 0o644), null);
   });
 
   it('refuses an issuer with a query, a fragment or credentials, naming the setting', () => {
@@ -449,6 +532,13 @@ describe('configuration', () => {
     assert.throws(
       () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
       /config file .*aa\.json key "metrics\.port": expected an integer between 0 and 65535 \(got "nine"\)/,
+    );
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ trustedProxies: ['10.0.0.0/8', 10] }));
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      configError(
+        /^config file .*aa\.json key "trustedProxies\.1": 10 is not an IP address or CIDR range \(like 10\.0\.0\.0\/8 or fd00::\/8\)$/,
+      ),
     );
   });
 
