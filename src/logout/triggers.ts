@@ -5,6 +5,7 @@ import { listApplications } from '../applications/store.ts';
 import type { Application } from '../applications/types.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
+import { lockSignInGeneration } from '../db/sign-in-generation.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import { decide } from '../policy/decide.ts';
@@ -166,6 +167,10 @@ export function createLogoutTriggers(deps: {
     userId: number,
     keepSession: string | undefined,
   ): Promise<QueuedLogout[]> => {
+    // The generation row first, as a sign-out takes it before it reads the sessions (`cleanUser`):
+    // a sign-out of the user under way commits before these are read, and the sessions it ended
+    // are not announced a second time.
+    await lockSignInGeneration(trx, userId);
     const at = now();
     const ending = (await selectUserSessions(trx, userId, at)).filter(
       (session) => keepSession === undefined || session.uid !== keepSession,

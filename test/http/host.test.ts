@@ -74,6 +74,9 @@ describe(`URLs pinned to the issuer (development, ${testDatabaseKind})`, () => {
       'http://',
       'https://',
       'http://127.0.0.1:port/',
+      // Koa reads these, but the provider cannot build its URLs on them: only http(s) is served.
+      `ws://${issuerHost}/o/logout/`,
+      'foo://x/o/.well-known/openid-configuration',
     ]) {
       for (const method of ['GET', 'POST']) {
         const response = await rawRequest(`${server.origin}/`, { method, target });
@@ -91,6 +94,29 @@ describe(`URLs pinned to the issuer (development, ${testDatabaseKind})`, () => {
     });
     assert.equal(discovery.status, 200);
     assert.equal((JSON.parse(discovery.body) as { issuer: string }).issuer, server.issuer);
+  });
+
+  it('keeps the host an absolute-form request target names out of the URLs it builds', async () => {
+    const browser = new Browser();
+    const signedIn = await signIn(browser, server, authorize(), { username: user.username });
+    assert.equal(signedIn.status, 303);
+    // The target's authority is the request's host (RFC 9112 §3.2.2), whatever Host says.
+    for (const headers of [{}, ...FOREIGN_HOSTS] as Array<Record<string, string>>) {
+      const page = await rawRequest(`${server.origin}/`, {
+        target: 'http://evil.example/o/logout/',
+        headers,
+        browser,
+      });
+      assert.equal(page.status, 200, JSON.stringify(headers));
+      assert.doesNotMatch(page.body, /evil\.example/);
+      assert.match(page.body, new RegExp(`action="http://${escaped(issuerHost)}/o/logout/confirm`));
+    }
+    const authorizeTarget = new URL(authorize());
+    const started = await rawRequest(`${server.origin}/`, {
+      target: `http://evil.example${authorizeTarget.pathname}${authorizeTarget.search}`,
+    });
+    assert.equal(started.status, 303);
+    assert.doesNotMatch(started.headers.location ?? '', /evil\.example/);
   });
 
   it('keeps a foreign Host out of the logout form and question', async () => {
@@ -182,6 +208,29 @@ describe(`a production server answers only for the issuer's host (${testDatabase
     const body = (await response.json()) as { issuer: string; authorization_endpoint: string };
     assert.equal(body.issuer, issuer);
     assert.equal(body.authorization_endpoint, `${issuer}/authorize/`);
+  });
+
+  it('refuses (400) an absolute-form request target that names a foreign host', async () => {
+    const cases: Array<Record<string, string>> = [
+      { 'x-forwarded-proto': 'https' },
+      { 'x-forwarded-proto': 'https', host: 'auth.example.test' },
+    ];
+    for (const headers of cases) {
+      for (const path of ['/o/.well-known/openid-configuration', '/o/logout/', '/o/authorize/']) {
+        const response = await rawRequest(`${server.origin}/`, {
+          headers,
+          target: `https://evil.example${path}`,
+        });
+        assert.equal(response.status, 400, `${path} with ${JSON.stringify(headers)}`);
+        assert.doesNotMatch(response.body, /evil\.example/);
+      }
+    }
+    const served = await rawRequest(`${server.origin}/`, {
+      headers: { 'x-forwarded-proto': 'https', host: 'evil.example' },
+      target: 'https://auth.example.test/o/.well-known/openid-configuration',
+    });
+    assert.equal(served.status, 200);
+    assert.equal((JSON.parse(served.body) as { issuer: string }).issuer, issuer);
   });
 
   it('refuses (400) a foreign Host or X-Forwarded-Host, and plain http', async () => {

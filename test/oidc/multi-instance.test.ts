@@ -677,4 +677,54 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
       );
     },
   );
+  it(
+    'tells the applications once when a new password is set while the user is signed out everywhere',
+    heldAtTheRowLock,
+    async () => {
+      // The sign-out (at A) has read the user's sessions and waits to end them when the password
+      // changes (at B): the change reads them once the sign-out committed, and finds none left.
+      const rp = await seedApp(a, {
+        name: 'Signed out while the password changes',
+        skipAuthorization: true,
+        backchannelLogoutUri: 'http://127.0.0.1:9/backchannel',
+      });
+      const pilot = await seedUser(a);
+      await login(a, { clientId: rp.clientId, clientSecret: rp.clientSecret! }, pilot.username, {
+        scope: 'openid',
+      });
+      const before = (await logoutJobs(a.app.database, { clientId: rp.clientId })).length;
+      const waitingForLocks = async (count: number, what: string, locker: pg.Client) =>
+        waitUntil(async () => {
+          const { rows } = await locker.query<{ waiting: number }>(
+            "select count(*)::int as waiting from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+          );
+          return rows[0]!.waiting >= count;
+        }, what);
+      await holdingSessions(
+        async () => {
+          const signOut = a.app.tokens.signOutUser(pilot.username, { actor: 'test' });
+          const locker = new pg.Client({ connectionString: database.url });
+          await locker.connect();
+          try {
+            await waitingForLocks(1, 'the sign-out waits to end the sessions', locker);
+          } finally {
+            await locker.end();
+          }
+          const change = b.app.directoryAdmin.setPassword({ id: pilot.id }, `${PASSWORD} again`, {
+            actor: 'test',
+          });
+          return Promise.all([signOut, change]);
+        },
+        2,
+        async () => undefined,
+        pilot.id,
+      );
+      const jobs = (await logoutJobs(a.app.database, { clientId: rp.clientId })).slice(before);
+      assert.deepEqual(
+        jobs.map((job) => `${job.trigger} ${job.user_id === pilot.id ? 'the user' : job.user_id}`),
+        ['user_revoked the user'],
+        'one back-channel logout: the sessions the sign-out ended are not announced again',
+      );
+    },
+  );
 });
