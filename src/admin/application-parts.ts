@@ -244,10 +244,12 @@ export function appForm(
       ${checkboxGroup('States allowed', 'states', names.states, values.states, {
         hint: 'With no state and no group ticked, everyone past the global gate may use it.',
         empty: 'No states exist yet.',
+        missing: 'no longer in the directory',
         ...opt('states'),
       })}
       ${checkboxGroup('Groups allowed', 'groups', names.groups, values.groups, {
         empty: 'No groups exist yet.',
+        missing: 'no longer in the directory',
         ...opt('groups'),
       })}
       ${select(

@@ -1,6 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, queryText } from '../console/ui.ts';
+import { csrfField, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions } from '../directory/builtin/types.ts';
 import { DirectoryError } from '../directory/errors.ts';
@@ -37,6 +37,11 @@ interface CatalogAction {
   button: string;
   /** The fields carried from the query into the confirmation form. */
   carry: readonly string[];
+  /**
+   * The field the operator typed on the entry's page, if any: shown again, with what they typed and why
+   * it is refused, when the change is not possible.
+   */
+  field?: { label: string; name: string; numeric?: true };
   run(
     entity: Entity,
     name: string,
@@ -58,6 +63,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       title: (entity, name, input) => `Rename ${entity} ${name} to ${input.get('to') ?? ''}?`,
       button: 'Rename',
       carry: ['to'],
+      field: { label: 'New name', name: 'to' },
       async run(entity, name, input, options) {
         const to = (input.get('to') ?? '').trim();
         if (entity === 'state') {
@@ -87,6 +93,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       title: (_entity, name, input) => `Give state ${name} priority ${input.get('priority') ?? ''}?`,
       button: 'Change the priority',
       carry: ['priority'],
+      field: { label: 'Priority', name: 'priority', numeric: true },
       async run(_entity, name, input, options) {
         const result = await admin().setStatePriority(name, priorityOf(input), options);
         return { changed: result.changed, target: result.state.name };
@@ -141,6 +148,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     const apps = await applicationsById(deps);
     let preview: Html;
     let possible = true;
+    let refusal: string | undefined;
     try {
       const consequences: Consequence[] = [];
       const dryRun = await action.run(entity, name, input, {
@@ -164,14 +172,20 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     } catch (error) {
       if (!(error instanceof DirectoryError)) throw error;
       possible = false;
-      preview = html`<p class="alert" role="alert">Not possible: ${error.message}</p>`;
+      refusal = error.message;
+      preview = html`<p class="alert" role="alert">
+        Not possible:
+        ${action.field ? `correct the ${action.field.label.toLowerCase()} below.` : error.message}
+      </p>`;
     }
+    const field = action.field;
     renderAdmin(
       request,
       BASE[entity],
       action.title(entity, name, input),
       html`<h1>${action.title(entity, name, input)}</h1>
-        ${problem ? html`<p class="alert" role="alert">${problem.message}</p>` : ''} ${preview}
+        ${problem && problem.message !== refusal ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
+        ${preview}
         ${
           possible
             ? html`<form method="post" action="${entryPath(entity, name, `/${action.slug}`)}">
@@ -184,7 +198,21 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
                   <a href="${entryPath(entity, name)}">Cancel</a>
                 </div>
               </form>`
-            : html`<p><a href="${entryPath(entity, name)}">Back</a></p>`
+            : field
+              ? // What was typed stays, at its field with the reason, to be corrected and previewed again.
+                html`<form method="get" action="${entryPath(entity, name, `/${action.slug}`)}">
+                  ${textField(field.label, field.name, input.get(field.name) ?? '', {
+                    required: true,
+                    // A text field: a number field would show nothing for a value that is no number.
+                    ...(field.numeric ? { inputmode: 'numeric' } : { maxlength: 150 }),
+                    ...(refusal ? { error: refusal } : {}),
+                  })}
+                  <div class="actions">
+                    <button type="submit" class="secondary">${action.button}…</button>
+                    <a href="${entryPath(entity, name)}">Cancel</a>
+                  </div>
+                </form>`
+              : html`<p><a href="${entryPath(entity, name)}">Back</a></p>`
         }`,
       { status: problem?.status ?? (possible ? 200 : 409) },
     );

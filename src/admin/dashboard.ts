@@ -12,6 +12,8 @@ import { type AdminDependencies, renderAdmin } from './context.ts';
  * operator must fix (pending migrations, failing system checks).
  */
 const DAY_MS = 86_400_000;
+/** The refusals broken down by stage and reason: the most recent ones (each is read whole). */
+const DENIALS_READ = 1000;
 
 export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
   return [
@@ -21,20 +23,22 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const since = Date.now() - DAY_MS;
-        const [states, apps, denials, failures, keys, pending, withoutState] = await Promise.all([
-          // A read-only directory (Alliance Auth) counts its users itself: its states are listed here.
-          deps.directoryAdmin
-            ? deps.directoryAdmin.listStates()
-            : deps.directory
-                .listStates()
-                .then((listed) => listed.map((state) => ({ ...state, userCount: null }))),
-          deps.applications.list(),
-          deps.auditStore.list({ kinds: ['policy_denied'], since, limit: 1000 }),
-          listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
-          deps.keys.list(),
-          pendingMigrations(deps.db, deps.dbKind),
-          deps.directory.listProfiles({ state: null }),
-        ]);
+        const [states, apps, denials, denialCounts, failures, keys, pending, withoutState] =
+          await Promise.all([
+            // A read-only directory (Alliance Auth) counts its users itself: its states are listed here.
+            deps.directoryAdmin
+              ? deps.directoryAdmin.listStates()
+              : deps.directory
+                  .listStates()
+                  .then((listed) => listed.map((state) => ({ ...state, userCount: null }))),
+            deps.applications.list(),
+            deps.auditStore.list({ kinds: ['policy_denied'], since, limit: DENIALS_READ }),
+            deps.auditStore.countByKind({ kinds: ['policy_denied'], since }),
+            listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
+            deps.keys.list(),
+            pendingMigrations(deps.db, deps.dbKind),
+            deps.directory.listProfiles({ state: null }),
+          ]);
         const findings = [
           ...runChecks(deps.config, apps, keys),
           ...whitelistChecks(apps, {
@@ -140,6 +144,14 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       </tbody>
                     </table>
                   </div>`
+            }
+            ${
+              (denialCounts.get('policy_denied') ?? 0) > denials.length
+                ? html`<p class="note">
+                    The most recent ${denials.length} of ${denialCounts.get('policy_denied')} refusals, by
+                    stage and reason.
+                  </p>`
+                : ''
             }
             <p><a href="/admin/audit?kind=policy_denied&amp;since=24h">Every refusal in the audit log</a></p>
             <h2>Recent back-channel delivery failures</h2>

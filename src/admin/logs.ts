@@ -4,7 +4,7 @@ import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } fr
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { formatTime, olderLink, queryText, select, textField } from '../console/ui.ts';
+import { formatTime, olderLink, queryPage, queryText, select, textField } from '../console/ui.ts';
 import { MAX_ROW_ID } from '../db/row-id.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
@@ -210,10 +210,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const filter = await commonFilter(deps, request);
-        const pageNumber = Math.min(
-          Math.max(1, Number(queryText(request.ctx.query, 'page', 6)) || 1),
-          100_000,
-        );
+        const pageNumber = queryPage(request.ctx.query, 100_000);
         const rows = filter.impossible
           ? []
           : await listCodeReuse(deps.db, {

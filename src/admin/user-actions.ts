@@ -275,6 +275,9 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       });
     const apps = await applicationsById(deps);
     let preview: Html;
+    // A change refused by its dry run is offered no confirmation, unless it has a field to correct.
+    let confirmable = true;
+    let refusal: string | undefined;
     try {
       const dryRun = await action.run(profile, input, { actor: adminActor(request), dryRun: true }, apps);
       preview = dryRun.changed
@@ -285,25 +288,31 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
         : html`<p class="note">Nothing would change.</p>`;
     } catch (error) {
       if (!(error instanceof DirectoryError || error instanceof InvalidRevocationNoteError)) throw error;
-      preview = html`<p class="alert" role="alert">${webMessage(error)}</p>`;
+      confirmable = action.fields !== undefined;
+      refusal = webMessage(error);
+      preview = html`<p class="alert" role="alert">${confirmable ? '' : 'Not possible: '}${refusal}</p>`;
     }
     renderAdmin(
       request,
       '/admin/users',
       action.title(profile, input),
       html`<h1>${action.title(profile, input)}</h1>
-        ${problem && !problem.field ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
+        ${problem && !problem.field && problem.message !== refusal ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
         ${preview}
-        <form method="post" action="${userPath(profile.id, `/${action.slug}`)}">
-          ${csrfField(request.session)}
-          ${action.carry.map((name) => html`<input type="hidden" name="${name}" value="${input.get(name) ?? ''}" />`)}
-          ${action.fields ? action.fields(profile, input, problem?.field ? problem.message : undefined) : ''}
-          <div class="actions">
-            <button type="submit" class="danger">${action.button}</button>
-            <a href="${userPath(profile.id)}">Cancel</a>
-          </div>
-        </form>`,
-      { status: problem?.status ?? 200 },
+        ${
+          confirmable
+            ? html`<form method="post" action="${userPath(profile.id, `/${action.slug}`)}">
+                ${csrfField(request.session)}
+                ${action.carry.map((name) => html`<input type="hidden" name="${name}" value="${input.get(name) ?? ''}" />`)}
+                ${action.fields ? action.fields(profile, input, problem?.field ? problem.message : undefined) : ''}
+                <div class="actions">
+                  <button type="submit" class="danger">${action.button}</button>
+                  <a href="${userPath(profile.id)}">Cancel</a>
+                </div>
+              </form>`
+            : html`<p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`
+        }`,
+      { status: problem?.status ?? (confirmable ? 200 : 409) },
     );
   };
 

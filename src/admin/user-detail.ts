@@ -91,6 +91,8 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
               : ''
           }`;
         const groupNames = new Set(profile.groups.map((item) => item.name));
+        // An empty picker would send no group at all: offered only when there is one to add.
+        const addable = groups.filter((item) => !groupNames.has(item.name)).map((item) => item.name);
         const main = profile.mainCharacter;
         renderAdmin(
           request,
@@ -175,19 +177,23 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                         <button type="submit" class="secondary">Change the state…</button>
                       </div>
                     </form>
-                    <form method="get" action="${userPath(profile.id, '/add-group')}">
-                      ${select(
-                        'Add to group',
-                        'group',
-                        groups
-                          .filter((item) => !groupNames.has(item.name))
-                          .map((item) => [item.name, item.name] as const),
-                        '',
-                      )}
-                      <div class="actions">
-                        <button type="submit" class="secondary">Add to the group…</button>
-                      </div>
-                    </form>
+                    ${
+                      addable.length > 0
+                        ? html`<form method="get" action="${userPath(profile.id, '/add-group')}">
+                            ${select(
+                              'Add to group',
+                              'group',
+                              addable.map((name) => [name, name] as const),
+                              '',
+                            )}
+                            <div class="actions">
+                              <button type="submit" class="secondary">Add to the group…</button>
+                            </div>
+                          </form>`
+                        : html`<p class="note">
+                            ${groups.length === 0 ? 'No group exists yet.' : 'A member of every group.'}
+                          </p>`
+                    }
                     ${
                       profile.groups.length > 0
                         ? html`<ul>

@@ -1,5 +1,5 @@
 import type { ConsoleRoute } from '../console/http.ts';
-import { doneMessage, queryText, select, textField } from '../console/ui.ts';
+import { doneMessage, queryPage, queryText, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
@@ -16,6 +16,12 @@ export { allianceAuthNote, applicationsById, impactList, readOnly } from './dire
 
 const PAGE = 50;
 
+/**
+ * The state filter's "No state": a value no state is named (`.` is refused as a name), so that a state
+ * named `-` or `none` is filtered as itself.
+ */
+const NO_STATE = '.';
+
 export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
   return [
     {
@@ -28,13 +34,13 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const state = queryText(raw, 'state', 150);
         const group = queryText(raw, 'group', 150);
         const active = queryText(raw, 'active', 3);
-        const pageNumber = Math.max(1, Math.min(10_000, Number.parseInt(queryText(raw, 'page', 6), 10) || 1));
+        const pageNumber = queryPage(raw, 10_000);
         const [states, groups, users] = await Promise.all([
           deps.directory.listStates(),
           deps.directory.listGroups(),
           deps.directory.listProfiles({
             ...(q === '' ? {} : { search: q }),
-            ...(state === '' ? {} : { state: state === '-' ? null : state }),
+            ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
             ...(group === '' ? {} : { group }),
             ...(active === 'yes' ? { active: true } : active === 'no' ? { active: false } : {}),
             limit: PAGE + 1,
@@ -56,7 +62,11 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
               ${select(
                 'State',
                 'state',
-                [['', 'Any'], ['-', 'No state'], ...states.map((item) => [item.name, item.name] as const)],
+                [
+                  ['', 'Any'],
+                  [NO_STATE, 'No state'],
+                  ...states.map((item) => [item.name, item.name] as const),
+                ],
                 state,
               )}
               ${select('Group', 'group', [['', 'Any'], ...groups.map((item) => [item.name, item.name] as const)], group)}

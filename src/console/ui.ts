@@ -98,20 +98,28 @@ export function checkbox(
   >`;
 }
 
-/** A group of checkboxes (a picker of existing states or groups). */
+/**
+ * A group of checkboxes (a picker of existing states or groups). With `missing`, a selected value that
+ * is no choice is offered too, ticked and labelled with it: a form sent back unchanged keeps it (or is
+ * refused for it), never drops it unseen.
+ */
 export function checkboxGroup(
   legend: string,
   name: string,
   choices: readonly string[],
   selected: readonly string[],
-  options: { hint?: string; error?: string; empty?: string } = {},
+  options: { hint?: string; error?: string; empty?: string; missing?: string } = {},
 ): Html {
+  const extra = options.missing === undefined ? [] : selected.filter((value) => !choices.includes(value));
   return html`<fieldset ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}>
     <legend>${legend}</legend>
     ${
-      choices.length === 0
+      choices.length + extra.length === 0
         ? html`<p class="note">${options.empty ?? 'None exist yet.'}</p>`
-        : choices.map((choice) => checkbox(choice, name, selected.includes(choice), { value: choice }))
+        : [
+            ...choices.map((choice) => checkbox(choice, name, selected.includes(choice), { value: choice })),
+            ...extra.map((value) => checkbox(`${value} (${options.missing!})`, name, true, { value })),
+          ]
     }
     ${fieldNotes(name, options)}
   </fieldset>`;
@@ -153,6 +161,15 @@ export function queryText(
 ): string {
   const value = query[name];
   return typeof value === 'string' ? value.trim().slice(0, max) : '';
+}
+
+/**
+ * The page number of a paged listing (`?page=`): a whole number from 1 to `last`, and 1 for anything
+ * else (`-1`, `abc`, `1.5`), which would otherwise become a fractional or negative offset.
+ */
+export function queryPage(query: Record<string, string | string[] | undefined>, last: number): number {
+  const text = queryText(query, 'page', 12);
+  return /^\d{1,12}$/.test(text) ? Math.min(last, Math.max(1, Number(text))) : 1;
 }
 
 /** The next-page link of a newest-first listing paged by id. */

@@ -5,7 +5,14 @@ import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
-import { type Browser, formField, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  type Browser,
+  formField,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 const HOSTILE = '<script>alert(1)</script>';
 
@@ -223,6 +230,44 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     const rotated = await consoleGet(admin, url('/admin/apps/imported-wiki'));
     assert.match(rotated.body, /<dt>Client secret<\/dt>\s*<dd>stored as a SHA-256 digest<\/dd>/);
     assert.doesNotMatch((await consoleGet(admin, url('/admin'))).body, /W009/);
+  });
+
+  it('shows a whitelisted state the directory no longer has on the edit form, so that saving never drops it unseen', async () => {
+    // As after a state deleted in Alliance Auth (W006): the whitelist names a state no directory lists.
+    const { clientId: onlyDisbanded } = await seedApp(server, { name: 'Fleet board', groups: ['Directors'] });
+    await server.app.database.db
+      .insertInto('application_whitelist')
+      .values({ client_id: onlyDisbanded, kind: 'state', name: 'Disbanded' })
+      .execute();
+    const form = await consoleGet(admin, url(`/admin/apps/${onlyDisbanded}/edit`));
+    assert.match(
+      form.body,
+      /name="states"\s+value="Disbanded"\s+checked\s*\/>\s*Disbanded \(no longer in the directory\)/,
+      'the stale state is on the form, ticked and named as such',
+    );
+    // Sent back as shown (only the name changed): refused at the states field, nothing dropped.
+    const saved = await consolePost(admin, url(`/admin/apps/${onlyDisbanded}/edit`), form.csrf!, {
+      name: 'Fleet board (renamed)',
+      redirect_uris: 'https://rp.example.org/callback',
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+      states: 'Disbanded',
+      groups: 'Directors',
+    });
+    assert.equal(saved.status, 400, problems(saved.body));
+    assert.match(
+      /<p class="field-error" id="states-error">([^<]+)<\/p>/.exec(saved.body)?.[1] ?? '',
+      /unknown state &quot;Disbanded&quot;/,
+    );
+    assert.match(
+      saved.body,
+      /name="states"\s+value="Disbanded"\s+checked/,
+      'still ticked on the refused form',
+    );
+    const app = (await server.app.applications.findByClientId(onlyDisbanded))!;
+    assert.equal(app.name, 'Fleet board');
+    assert.deepEqual(app.states, ['Disbanded']);
   });
 
   it('answers 404 for an unknown application', async () => {

@@ -169,14 +169,37 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.match(pageText(created.body), /invalid state priority "ten": expected a whole number/);
     await server.app.directoryAdmin.createState('Green', 70);
     const preview = await consoleGet(admin, url(path('states', 'Green', '/priority?priority=7O')));
+    assert.equal(preview.status, 409);
     assert.match(
-      pageText(preview.body),
-      /Not possible: invalid state priority "7O": expected a whole number/,
+      preview.body,
+      /<p class="field-error" id="priority-error">invalid state priority &quot;7O&quot;: expected a whole number/,
     );
+    assert.match(preview.body, /name="priority"\s+value="7O"/, 'what was typed is kept at its field');
     const typo = await consolePost(admin, url(path('states', 'Green', '/priority')), csrf, {
       priority: '7O',
     });
     assert.equal(typo.status, 400);
     assert.match(pageText(typo.body), /invalid state priority "7O": expected a whole number/);
+  });
+
+  it('keeps a refused new name at its field with the reason, to correct and preview again', async () => {
+    await server.app.directoryAdmin.createGroup('Pilots');
+    const refused = await consoleGet(admin, url(path('groups', 'Pilots', '/rename?to=board')));
+    assert.equal(refused.status, 409);
+    const fieldError = /<p class="field-error" id="to-error">([^<]+)<\/p>/.exec(refused.body);
+    assert.ok(fieldError, `an error at the new name's field: ${pageText(refused.body).slice(0, 400)}`);
+    assert.match(fieldError[1]!, /group &quot;Board&quot; already exists/);
+    assert.match(refused.body, /name="to"\s+value="board"/, 'what was typed is kept');
+    assert.match(refused.body, /aria-invalid="true"/);
+    // The form previews the corrected name again (a GET to the same page), not a change unseen.
+    assert.match(refused.body, /<form method="get" action="\/admin\/groups\/Pilots\/rename">/);
+    const corrected = await consoleGet(admin, url(path('groups', 'Pilots', '/rename?to=Captains')));
+    assert.equal(corrected.status, 200);
+    assert.match(pageText(corrected.body), /No application whitelists it/);
+    assert.equal(
+      (await server.app.directory.listGroups()).some((group) => group.name === 'Pilots'),
+      true,
+      'nothing renamed by a preview',
+    );
   });
 });

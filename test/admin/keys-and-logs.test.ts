@@ -220,6 +220,46 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     }
   });
 
+  it('pages the reused codes by whole pages, taking a page number that is no whole number as the first page', async () => {
+    const now = Date.now();
+    // 60 reused codes, the newest reuse first: `00…` to `59…`.
+    await server.app.database.db
+      .insertInto('issued_code')
+      .values(
+        Array.from({ length: 60 }, (_, index) => ({
+          code_hash: `${String(index).padStart(2, '0')}${'e'.repeat(62)}`,
+          client_id: clientId,
+          user_id: null,
+          grant_id: 'paging-test',
+          access_token_id: null,
+          refresh_token_id: null,
+          reuse_count: 1,
+          last_reuse_at: now - 1000 - index,
+          created_at: now - 10_000,
+          expires_at: now + 3_600_000,
+        })),
+      )
+      .execute();
+    const shown = (body: string) =>
+      [...body.matchAll(/<code>(\d\d)e{14}…<\/code>/g)].map((match) => match[1]);
+    const first = await consoleGet(admin, url(`/admin/code-reuse?client_id=${clientId}`));
+    assert.deepEqual(
+      shown(first.body),
+      Array.from({ length: 50 }, (_, index) => String(index).padStart(2, '0')),
+    );
+    assert.match(first.body, /href="\/admin\/code-reuse\?client_id=[^"]*&amp;page=2"/);
+    const second = await consoleGet(admin, url(`/admin/code-reuse?client_id=${clientId}&page=2`));
+    assert.deepEqual(
+      shown(second.body),
+      Array.from({ length: 10 }, (_, index) => String(50 + index)),
+    );
+    for (const page of ['1.01', '1.5', '-3', '1e3', 'two']) {
+      const answer = await consoleGet(admin, url(`/admin/code-reuse?client_id=${clientId}&page=${page}`));
+      assert.equal(answer.status, 200, `page=${page}: ${pageText(answer.body).slice(-200)}`);
+      assert.deepEqual(shown(answer.body), shown(first.body), `page=${page} is the first page`);
+    }
+  });
+
   it('shows the dashboard: users by state, applications, keys, recent delivery failures', async () => {
     const page = await consoleGet(admin, url('/admin'));
     assert.equal(page.status, 200);
@@ -228,6 +268,38 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.match(page.body, /<span class="big">1<\/span> active/);
     assert.match(page.body, /Failing RP/);
     assert.match(page.body, /No pending migration, every system check passes/);
+  });
+
+  it('says on the dashboard when the refusals of the last 24 hours are more than it broke down', async () => {
+    const now = Date.now();
+    const refusal = {
+      kind: 'policy_denied',
+      client_id: null,
+      user_id: null,
+      stage: 'authorize',
+      reason: 'global',
+    };
+    await server.app.database.db
+      .insertInto('audit_event')
+      .values(
+        Array.from({ length: 1005 }, () => ({
+          recorded_at: now - 60_000,
+          kind: 'policy_denied',
+          user_id: null,
+          client_id: null,
+          request_id: null,
+          payload: JSON.stringify({ time: new Date(now - 60_000).toISOString(), ...refusal }),
+        })),
+      )
+      .execute();
+    const text = pageText((await consoleGet(admin, url('/admin'))).body);
+    assert.match(text, /authorize global 1000/, 'the breakdown of the refusals read');
+    const note = /The most recent 1000 of (\d+) refusals, by stage and reason\./.exec(text);
+    assert.ok(
+      note,
+      `the page says the breakdown is partial: ${text.slice(text.indexOf('Policy refusals'), text.indexOf('Policy refusals') + 200)}`,
+    );
+    assert.ok(Number(note[1]) >= 1005, note[0]);
   });
 
   it('names on the dashboard a next key that keys import would refuse (W008)', async () => {

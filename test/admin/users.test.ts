@@ -64,6 +64,59 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(none.body.includes(`href="/admin/users/${member.id}"`), false);
   });
 
+  it('filters by a state named "-" as that state, and by "No state" as no state', async () => {
+    await server.app.directoryAdmin.createState('-', 5);
+    const dashed = await seedUser(server, { username: `dash${Date.now() % 100000}`, state: '-' });
+    const stateless = await seedUser(server, { username: `nost${Date.now() % 100000}` });
+    const listed = (body: string) =>
+      [...body.matchAll(/<a href="\/admin\/users\/(\d+)">/g)].map((m) => Number(m[1]));
+    // The link of the state's own page, and the filter as the form sends it.
+    const entry = await consoleGet(admin, url('/admin/states/-'));
+    const members = /href="(\/admin\/users\?state=[^"]*)"/.exec(entry.body)![1]!;
+    const inDashed = await consoleGet(admin, url(members));
+    assert.deepEqual(listed(inDashed.body), [dashed.id], 'the members of state "-"');
+    const form = await consoleGet(admin, url('/admin/users'));
+    const noState = /<option value="([^"]*)"\s*>No state<\/option>/.exec(form.body)![1]!;
+    const withoutState = listed(
+      (await consoleGet(admin, url(`/admin/users?state=${encodeURIComponent(noState)}`))).body,
+    );
+    assert.ok(withoutState.includes(stateless.id), 'the stateless user is listed under "No state"');
+    assert.equal(withoutState.includes(dashed.id), false, 'not the user in state "-"');
+    assert.equal(
+      [...form.body.matchAll(new RegExp(`<option value="${noState.replace('.', '\\.')}"`, 'g'))].length,
+      1,
+      'one option per value',
+    );
+  });
+
+  it('offers no confirmation of a change its preview refuses, and no group picker without a group to add', async () => {
+    const allGroups = (await server.app.directory.listGroups()).map((group) => group.name);
+    const everywhere = await seedUser(server, { username: `every${Date.now() % 100000}`, groups: allGroups });
+    const detail = await consoleGet(admin, url(`/admin/users/${everywhere.id}`));
+    assert.equal(detail.body.includes(`/admin/users/${everywhere.id}/add-group`), false, 'no empty picker');
+    assert.match(pageText(detail.body), /A member of every group\./);
+    for (const [path, reason] of [
+      ['/state?state=Nope', /Not possible: unknown state "Nope"/],
+      ['/add-group?group=', /Not possible: invalid group name ""/],
+      ['/remove-group?group=Nope', /Not possible: unknown group "Nope"/],
+    ] as const) {
+      const preview = await consoleGet(admin, url(`/admin/users/${everywhere.id}${path}`));
+      assert.equal(preview.status, 409, path);
+      assert.match(pageText(preview.body), reason, path);
+      assert.equal(
+        /<form method="post" action="\/admin\/users\/\d+\//.test(preview.body),
+        false,
+        `${path}: no button that can only fail`,
+      );
+    }
+    // Sent anyway (a stale page): refused, said once.
+    const sent = await consolePost(admin, url(`/admin/users/${everywhere.id}/state`), detail.csrf!, {
+      state: 'Nope',
+    });
+    assert.equal(sent.status, 404);
+    assert.equal(pageText(sent.body).match(/unknown state "Nope"/g)?.length, 1);
+  });
+
   it('answers 404 to a user id beyond the 32-bit id column, on the page and each action, never a 500', async () => {
     const csrf = (await consoleGet(admin, url('/admin/users'))).csrf!;
     for (const id of ['2147483648', '999999999999999']) {
