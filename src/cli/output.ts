@@ -1,6 +1,6 @@
 import { Option } from 'commander';
 import { assertNever } from '../util/assert-never.ts';
-import { escapeHiddenCharacters } from '../util/hidden-characters.ts';
+import { escapeHiddenCharacters, escapeUnshownInJson } from '../util/hidden-characters.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -23,14 +23,16 @@ function cellText(cell: Cell): string {
   return String(cell);
 }
 
-// C0 controls, DEL and C1 controls: ESC (\x1b) and CSI (\u009b) start terminal escape sequences.
+// C0 controls, DEL and C1 controls: ESC (\x1b) and CSI (\u009b) start terminal escape sequences;
+// the line and paragraph separators (U+2028, U+2029), which a log reader or an editor takes for a
+// line break, as it does NEL (U+0085).
 // eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
 const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /**
- * Text with every control character shown as an escape (`\n`, `\x1b`, `\u009b`), so that a name or
- * note from a database cannot move the cursor, rewrite the screen or retitle the operator's
+ * Text with every control character shown as an escape (`\n`, `\x1b`, `\u009b`, `\u2028`), so that a
+ * name or note from a database cannot move the cursor, rewrite the screen or retitle the operator's
  * terminal, nor start a line of its own; bidirectional controls and zero-width characters too
  * (`\u202e`), so that it cannot show as something else (an Alliance Auth group named with U+202E).
  */
@@ -69,12 +71,12 @@ export function lineWriter(stream: NodeJS.WritableStream): (line: string) => voi
 }
 
 /**
- * A JSON document, indented. JSON.stringify escapes C0 controls but leaves DEL, C1 controls,
- * bidirectional controls and zero-width characters as they are; as \u escapes they are the same JSON
- * value and never reach a terminal.
+ * A JSON document, indented. JSON.stringify escapes C0 controls but leaves DEL, C1 controls, the line
+ * and paragraph separators, bidirectional controls and zero-width characters as they are; as \u
+ * escapes (`escapeUnshownInJson`) they are the same JSON value and never reach a terminal.
  */
 export function jsonDocument(value: unknown): string {
-  return `${escapeHiddenCharacters(JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, unicodeEscape))}\n`;
+  return `${escapeUnshownInJson(JSON.stringify(value, null, 2))}\n`;
 }
 
 // A spreadsheet reads a cell that starts with one of these as a formula (OWASP "CSV injection").

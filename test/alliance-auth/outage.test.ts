@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
@@ -18,17 +17,9 @@ import { createTestDatabase } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
-
-/** A loopback port nobody listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe('an Alliance Auth database that cannot be reached at start stops the command, naming the setting', () => {
   // The password as the user's, or as a query parameter (both drivers read `?password=`), which
@@ -45,8 +36,9 @@ describe('an Alliance Auth database that cannot be reached at start stops the co
     for (const [form, urlOf] of Object.entries(forms)) {
       it(`says so for ${scheme}:// with the password in the ${form}, without the password`, async () => {
         const database = await createTestDatabase({ migrated: true });
+        const refused = await refusedPort();
         try {
-          const port = await closedPort();
+          const { port } = refused;
           const env = testEnv(database, allianceAuthEnv(urlOf(scheme, port)));
           const result = await cli(['user', 'list'], env);
           assert.notEqual(result.code, 0);
@@ -55,6 +47,7 @@ describe('an Alliance Auth database that cannot be reached at start stops the co
           assert.match(result.stderr, /cannot connect to Alliance Auth's database/);
           assert.doesNotMatch(result.stderr, /hunter2|@ss/);
         } finally {
+          refused.close();
           await database.drop();
         }
       });

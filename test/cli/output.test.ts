@@ -247,6 +247,48 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
     assert.doesNotMatch(missing.stderr, RAW_CONTROL);
   });
 
+  it('shows the line and paragraph separators (U+2028, U+2029) of a name escaped, and as JSON escapes in JSON', async () => {
+    // Accepted in a name (neither a control nor a hidden character), but a log reader or an editor
+    // takes either for a line break: the name would start a line of its own.
+    const app = 'Wiki\u2028status: ok\u2029done';
+    const group = 'Ops\u2028team';
+    const escapedApp = 'Wiki\\u2028status: ok\\u2029done';
+    const created = await ok([
+      'app',
+      'create',
+      '--name',
+      app,
+      '--client-id',
+      'separator-app',
+      '--redirect-uri',
+      'https://separator.example.org/cb',
+    ]);
+    await ok(['group', 'create', group]);
+    const outputs: Record<string, string> = {
+      created,
+      list: await ok(['app', 'list']),
+      show: await ok(['app', 'show', 'separator-app']),
+      appsCsv: await ok(['app', 'list', '--format', 'csv']),
+      groups: await ok(['group', 'list']),
+      groupsCsv: await ok(['group', 'list', '--format', 'csv']),
+    };
+    assert.match(created, /^created application "Wiki\\u2028status: ok\\u2029done"$/m);
+    for (const name of ['list', 'show', 'appsCsv'])
+      assert.ok(outputs[name]!.includes(escapedApp), `${name}: ${outputs[name]}`);
+    for (const name of ['groups', 'groupsCsv'])
+      assert.ok(outputs[name]!.includes('Ops\\u2028team'), `${name}: ${outputs[name]}`);
+
+    const appJson = await ok(['app', 'show', 'separator-app', '--format', 'json']);
+    assert.ok(appJson.includes(`"name": "${escapedApp}"`), appJson);
+    assert.equal((JSON.parse(appJson) as { name: string }).name, app);
+    const appsJson = await ok(['app', 'list', '--format', 'json']);
+    assert.ok((JSON.parse(appsJson) as Array<{ name: string }>).some((row) => row.name === app));
+    const groupsJson = await ok(['group', 'list', '--format', 'json']);
+    assert.ok((JSON.parse(groupsJson) as Array<{ name: string }>).some((row) => row.name === group));
+    for (const [name, text] of Object.entries({ ...outputs, appJson, appsJson, groupsJson }))
+      assert.doesNotMatch(text, /[\u2028\u2029]/, `${name}: ${JSON.stringify(text)}`);
+  });
+
   it('refuses bidirectional controls and zero-width characters in the names it gives, and shows escaped those it reads', async () => {
     // U+202E turns the rest of the line around: this group shows as "Admins team" … in reverse.
     const bidiGroup = 'Corp \u202emaet snimdA\u202c';

@@ -14,6 +14,7 @@ import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 import {
   asRoot,
   DROP_TO_NOBODY,
@@ -39,15 +40,6 @@ async function silentServer(): Promise<{ port: number; close(): Promise<void> }>
         for (const socket of sockets) socket.destroy();
       }),
   };
-}
-
-/** A loopback port nobody listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function connectFailure(url: string, connectTimeoutMs?: number): Promise<string> {
@@ -98,13 +90,18 @@ describe('a database that cannot be used stops a command with a message saying w
   });
 
   it('says a refused connection is refused', async () => {
-    const port = await closedPort();
-    const message = await connectFailure(`postgres://aa_oidc@127.0.0.1:${port}/aa_oidc`);
-    assert.equal(
-      message,
-      `cannot connect to PostgreSQL at 127.0.0.1:${port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
-        'connection refused; is PostgreSQL running and listening on that address?',
-    );
+    const refused = await refusedPort();
+    try {
+      const { port } = refused;
+      const message = await connectFailure(`postgres://aa_oidc@127.0.0.1:${port}/aa_oidc`);
+      assert.equal(
+        message,
+        `cannot connect to PostgreSQL at 127.0.0.1:${port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+          'connection refused; is PostgreSQL running and listening on that address?',
+      );
+    } finally {
+      refused.close();
+    }
   });
 
   it('names the SQLite file that is not a database', async () => {

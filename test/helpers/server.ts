@@ -35,13 +35,29 @@ function isFree(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Ports this process handed out: free when checked, but perhaps not listened on yet (a test that
+ * takes two before starting either server must not be given the same one twice).
+ */
+const handedOut = new Set<number>();
+
 /** A port nothing listens on right now, for a server a test starts next. */
 export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt += 1) {
     const port = LISTEN_PORTS.from + randomInt(LISTEN_PORTS.to - LISTEN_PORTS.from);
-    if (await isFree(port)) return port;
+    if (handedOut.has(port) || !(await isFree(port))) continue;
+    handedOut.add(port);
+    return port;
   }
   throw new Error(`no free port between ${LISTEN_PORTS.from} and ${LISTEN_PORTS.to} after 100 tries`);
+}
+
+/** How many free ports `startServer` tries when another process takes the one it was given first. */
+const FREE_PORT_ATTEMPTS = 5;
+
+/** Whether a listen failed because something else listens on the port. */
+function addressInUse(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
 }
 
 /** Where a client reaches the provider: a test server, or a reverse proxy in front of instances. */
@@ -71,29 +87,36 @@ export async function startServer(
   const database = options.database ?? (await createTestDatabase({ migrated: options.migrate !== false }));
   const ownDatabase = options.database === undefined;
   try {
-    const port = options.port ?? (await freePort());
-    const app = await createApp(
-      testConfig(database, { port, issuer: `http://127.0.0.1:${port}/o`, ...overrides }),
-      { migrate: options.migrate ?? true, ...(options.harness && { logger: options.harness.loggerOptions }) },
-    );
-    try {
-      options.harness?.attach(app);
-      options.beforeListen?.(app);
-      await app.listen({ host: '127.0.0.1', port });
-    } catch (error) {
-      await app.close();
-      throw error;
-    }
-    return {
-      app,
-      database,
-      origin: `http://127.0.0.1:${port}`,
-      issuer: app.config.issuer,
-      async close() {
+    for (let attempt = 1; ; attempt += 1) {
+      const port = options.port ?? (await freePort());
+      const app = await createApp(
+        testConfig(database, { port, issuer: `http://127.0.0.1:${port}/o`, ...overrides }),
+        {
+          migrate: options.migrate ?? true,
+          ...(options.harness && { logger: options.harness.loggerOptions }),
+        },
+      );
+      try {
+        options.harness?.attach(app);
+        options.beforeListen?.(app);
+        await app.listen({ host: '127.0.0.1', port });
+      } catch (error) {
         await app.close();
-        if (ownDatabase) await database.drop();
-      },
-    };
+        // A test file running at the same time took the free port since `freePort` looked: another.
+        if (options.port === undefined && attempt < FREE_PORT_ATTEMPTS && addressInUse(error)) continue;
+        throw error;
+      }
+      return {
+        app,
+        database,
+        origin: `http://127.0.0.1:${port}`,
+        issuer: app.config.issuer,
+        async close() {
+          await app.close();
+          if (ownDatabase) await database.drop();
+        },
+      };
+    }
   } catch (error) {
     if (ownDatabase) await database.drop();
     throw error;

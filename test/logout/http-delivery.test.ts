@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import {
   type Connector,
@@ -24,6 +23,7 @@ import {
   v6,
 } from './helpers.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { type RefusedPort, refusedPort } from '../helpers/refused-port.ts';
 import { HOSTILE_TARGETS, hostileResolver, TEST_DNS_TIMEOUT_MS } from './hostile-targets.ts';
 
 // Not a real token: the shape of one, with the characters a JWT uses.
@@ -277,21 +277,15 @@ describe('deliverLogoutToken is bounded in time and never reads the body', () =>
   });
 
   it('reports a refused connection as a retryable network error', async () => {
-    const closed = net.createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    const port = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const refused = await refusedPort();
     const guarded = realLoopbackConnector();
-    const outcome = expectOutcome(
-      await deliverLogoutToken({
-        url: `http://127.0.0.1:${port}/bcl`,
-        logoutToken: TOKEN,
-        gate: development({ allowPrivateTargets: true }),
-        connector: guarded.connector,
-      }),
-      'network_error',
-    );
+    const delivered = await deliverLogoutToken({
+      url: `http://127.0.0.1:${refused.port}/bcl`,
+      logoutToken: TOKEN,
+      gate: development({ allowPrivateTargets: true }),
+      connector: guarded.connector,
+    }).finally(() => refused.close());
+    const outcome = expectOutcome(delivered, 'network_error');
     guarded.check();
     assert.equal(outcome.failure, 'connection_failed');
     assert.match(outcome.detail, /ECONNREFUSED/);
@@ -594,16 +588,15 @@ describe('deliverLogoutToken tries the next checked address only when the one be
   let other: Receiver;
   /** A loopback port nothing listens on: a connection to it is refused. */
   let closedPort: number;
+  let refused: RefusedPort;
   before(async () => {
     receiver = await startReceiver((_request, response) => response.end());
     other = await startReceiver((_request, response) => response.end());
-    const closed = net.createServer();
-    closed.listen(0, '127.0.0.1');
-    await once(closed, 'listening');
-    closedPort = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    refused = await refusedPort();
+    closedPort = refused.port;
   });
   after(async () => {
+    refused.close();
     await receiver.close();
     await other.close();
   });
