@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import type { Provider } from 'oidc-provider';
+import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import { declaresMoreThan, readBody, RequestBodyTooLarge } from '../http/request-body.ts';
@@ -48,6 +48,32 @@ function blockedAtRoot(path: string): boolean {
 
 /** The provider's own body limit for form posts (lib/shared/selective_body.js). */
 const FORM_BODY_LIMIT = 56 * 1024;
+
+/** What the provider's body reader throws past its limit, as the cause of its `invalid_request` (lib/shared/selective_body.js). */
+const BODY_TOO_LARGE = 'request entity too large';
+
+/**
+ * Tells `refused` of each request whose body the provider refused for its size: one it read past
+ * the limit, its length undeclared (a chunked body), which it answers as any unreadable body. The
+ * events are the errors of its routes that read a form body (lib/helpers/initialize_app.js).
+ */
+function noteBodiesTooLarge(provider: Provider, refused: (ctx: object) => void): void {
+  const listener = (ctx: KoaContextWithOIDC, error: errors.OIDCProviderError) => {
+    if ((error.cause as Error | undefined)?.message === BODY_TOO_LARGE) refused(ctx);
+  };
+  provider.on('grant.error', listener);
+  provider.on('introspection.error', listener);
+  provider.on('revocation.error', listener);
+  provider.on('userinfo.error', listener);
+  provider.on('end_session_confirm.error', listener);
+}
+
+/** The 413 for a form body over the provider's limit; whatever is still coming is read and dropped. */
+function refuseTooLarge(ctx: Koa.Context, key: string, branding: Branding): void {
+  ctx.req.resume();
+  const browser = key === '/authorize' || key === '/logout' || key.startsWith('/logout/');
+  answerTooLarge(ctx, FORM_BODY_LIMIT, browser ? { page: branding } : 'json');
+}
 
 /**
  * The paths under the issuer that a browser shows (authorization, logout, the sign-in pages, the EVE
@@ -99,11 +125,14 @@ export function mountProvider(
   branding: Branding,
 ): Koa.Middleware {
   const composed = new WeakMap<Provider, (ctx: Koa.Context, next: () => Promise<void>) => Promise<void>>();
+  /** Requests whose body the provider found over its limit only while reading it. */
+  const tooLarge = new WeakSet<object>();
   const runnerFor = (provider: Provider) => {
     let runner = composed.get(provider);
     if (!runner) {
       runner = compose(provider.middleware as Koa.Middleware[]);
       composed.set(provider, runner);
+      noteBodiesTooLarge(provider, (ctx) => tooLarge.add(ctx));
     }
     return runner;
   };
@@ -125,11 +154,8 @@ export function mountProvider(
       denyFraming(ctx);
     }
     // A body announced over the provider's own limit is refused before anything reads it.
-    if (ctx.method === 'POST' && declaresMoreThan(ctx.req, FORM_BODY_LIMIT)) {
-      ctx.req.resume();
-      const browser = key === '/authorize' || key === '/logout' || key.startsWith('/logout/');
-      return answerTooLarge(ctx, FORM_BODY_LIMIT, browser ? { page: branding } : 'json');
-    }
+    if (ctx.method === 'POST' && declaresMoreThan(ctx.req, FORM_BODY_LIMIT))
+      return refuseTooLarge(ctx, key, branding);
     if (key === '/userinfo') {
       // On Node's response: Koa's `set` builds four arrays per call for one plain string.
       ctx.res.setHeader('Cache-Control', 'no-store');
@@ -152,6 +178,8 @@ export function mountProvider(
         state.mountPath = undefined;
         await next();
       });
+      // One undeclared (chunked) is found too large only by reading it: the same answer.
+      if (tooLarge.has(ctx)) refuseTooLarge(ctx, key, branding);
       keepAnswer?.();
     } finally {
       setPath(ctx, outerPath);

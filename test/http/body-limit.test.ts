@@ -142,6 +142,64 @@ describe(`request bodies over the limit (${testDatabaseKind})`, () => {
     assertTooLarge(response, 'json', 'token');
   });
 
+  /** A POST whose body is sent in chunks, without a Content-Length: its size is known only once read. */
+  function chunkedRequest(path: string, body: string): Promise<RawResponse> {
+    const url = new URL(`${server.origin}${path}`);
+    return new Promise((resolve, reject) => {
+      const request = http.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          agent: false,
+          headers: { 'content-type': 'application/x-www-form-urlencoded', 'transfer-encoding': 'chunked' },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () =>
+            resolve({
+              status: response.statusCode ?? 0,
+              headers: response.headers,
+              body: Buffer.concat(chunks).toString('utf8'),
+            }),
+          );
+        },
+      );
+      // The server may answer and close before the last chunk: what matters is its answer.
+      request.on('error', () => {});
+      request.on('close', () => reject(new Error(`no answer to the chunked POST ${path}`)));
+      const half = Math.floor(body.length / 2);
+      request.write(body.slice(0, half));
+      request.end(body.slice(half));
+    });
+  }
+
+  it('answers 413 to a chunked body over the limit on the token, introspection, revocation, userinfo and logout confirmation endpoints', async () => {
+    const routes: Array<[string, 'html' | 'json']> = [
+      ['/o/token/', 'json'],
+      ['/o/introspect/', 'json'],
+      ['/o/revoke_token/', 'json'],
+      ['/o/userinfo/', 'json'],
+      ['/o/logout/confirm', 'html'],
+    ];
+    for (const [path, kind] of routes) {
+      const before = accessLines(path).length;
+      const response = await chunkedRequest(path, overLimit(FRONT_CHANNEL_LIMIT, { token: 'x' }));
+      assertTooLarge(response, kind, `chunked ${path}`);
+      const lines = accessLines(path).slice(before);
+      assert.equal(lines[0]?.res?.status, 413, `access line of chunked ${path}`);
+    }
+    // At the limit it is read and answered as the endpoint answers any form.
+    const atLimit = await chunkedRequest(
+      '/o/token/',
+      overLimit(FRONT_CHANNEL_LIMIT, { grant_type: 'client_credentials' }, 0),
+    );
+    assert.equal(atLimit.status, 400);
+    assert.notEqual((JSON.parse(atLimit.body) as { error: string }).error, undefined);
+  });
+
   it('answers 413 with Connection: close on the account and admin forms, a declared length before reading it', async () => {
     const admin = await seedUser(server, { superuser: true });
     const browser = await consoleSignIn(server, admin.username);
