@@ -37,7 +37,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
             listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
             deps.keys.list(),
             pendingMigrations(deps.db, deps.dbKind),
-            deps.directory.listProfiles({ state: null }),
+            deps.directory.countProfiles({ state: null }),
           ]);
         const findings = [
           ...runChecks(deps.config, apps, keys),
@@ -96,7 +96,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
                         </li>`
                       : html`<li>${state.name}: <strong>${state.userCount}</strong></li>`,
                   )}
-                  <li>No state: <strong>${withoutState.length}</strong></li>
+                  <li>No state: <strong>${withoutState}</strong></li>
                 </ul>
               </section>
               <section class="card" aria-labelledby="apps-heading">

@@ -162,6 +162,7 @@ export async function createAllianceAuthDirectory(
     );
   }
   const connection = openAllianceAuthDatabase(settings.databaseUrl, {
+    statementTimeoutMs: settings.statementTimeoutSeconds * 1000,
     onIdleConnectionError: (error) =>
       log.warn({ err: { message: error.message } }, "an idle connection to Alliance Auth's database closed"),
   });

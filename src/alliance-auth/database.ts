@@ -17,7 +17,7 @@ export interface AllianceAuthConnection {
   displayUrl: string;
   /** MariaDB's TLS settings from the URL (`ssl-mode`, `ssl-ca`); PostgreSQL's are node-postgres's own. */
   mysqlTls: MysqlTlsSettings | undefined;
-  /** How long the server lets one statement run (`STATEMENT_TIMEOUT_MS` unless a test set another). */
+  /** How long the server lets one statement run (`AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`). */
   statementTimeoutMs: number;
   close(): Promise<void>;
 }
@@ -32,9 +32,10 @@ export class AllianceAuthDatabaseError extends Error {
 /** How long a new connection may take to open. */
 export const CONNECT_TIMEOUT_MS = 5000;
 /**
- * A statement that runs longer than this is abandoned by the server: PostgreSQL's
+ * By default, a statement that runs longer than this is abandoned by the server: PostgreSQL's
  * `statement_timeout`, MariaDB's `max_statement_time` (MySQL's `max_execution_time`). It counts the
  * time spent waiting for a lock too (a migration altering AA's tables, a backup's `LOCK TABLES`).
+ * `AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS` sets another.
  */
 export const STATEMENT_TIMEOUT_MS = 15_000;
 
@@ -52,7 +53,7 @@ export interface OpenAllianceAuthOptions {
   onIdleConnectionError?: (error: Error) => void;
   /** Connections in the pool (default 5: a poll cycle and a few sign-ins at once). */
   poolSize?: number;
-  /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; tests set a shorter one). */
+  /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; the setting or a test sets another). */
   statementTimeoutMs?: number;
 }
 

@@ -1,7 +1,14 @@
-import type { Directory, MainCharacter, UserProfile } from '../directory/port.ts';
+import type { Directory, MainCharacter, ProfileCountFilter, UserProfile } from '../directory/port.ts';
 import { findByName, selectGroups, selectStates, selectUserIdsCoveredBy } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
-import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
+import {
+  type AllianceAuthUser,
+  type AllianceAuthUserQuery,
+  countUsers,
+  selectUserById,
+  selectUserByUsername,
+  selectUsers,
+} from './user-queries.ts';
 import { isRowId } from '../db/row-id.ts';
 
 /**
@@ -57,6 +64,21 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
     findByName(await selectStates(aa), name)?.id;
   const groupId = async (name: string): Promise<number | undefined> =>
     findByName(await selectGroups(aa), name)?.id;
+  /** AA's query for a directory filter (its page aside), or undefined when it selects nobody. */
+  const userQueryFor = async (filter: ProfileCountFilter): Promise<AllianceAuthUserQuery | undefined> => {
+    // Alliance Auth gives every user a profile and a state: "no state" selects nobody.
+    if (filter.state === null) return undefined;
+    const state = filter.state === undefined ? undefined : await stateId(filter.state);
+    const group = filter.group === undefined ? undefined : await groupId(filter.group);
+    if (filter.state !== undefined && state === undefined) return undefined;
+    if (filter.group !== undefined && group === undefined) return undefined;
+    return {
+      ...(state !== undefined && { stateId: state }),
+      ...(group !== undefined && { groupId: group }),
+      ...(filter.active !== undefined && { active: filter.active }),
+      ...(filter.search !== undefined && { search: filter.search }),
+    };
+  };
   return {
     // No `keepable`: AA's database is not aa-oidc's and aa-oidc's change log cannot name a change
     // made there, so no profile of it is kept in memory (src/oidc/kept-profiles.ts).
@@ -80,21 +102,18 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
       return profiles;
     },
     async listProfiles(filter = {}) {
-      // Alliance Auth gives every user a profile and a state: "no state" selects nobody.
-      if (filter.state === null) return [];
-      const state = filter.state === undefined ? undefined : await stateId(filter.state);
-      const group = filter.group === undefined ? undefined : await groupId(filter.group);
-      if (filter.state !== undefined && state === undefined) return [];
-      if (filter.group !== undefined && group === undefined) return [];
+      const query = await userQueryFor(filter);
+      if (query === undefined) return [];
       const users = await selectUsers(aa, {
-        ...(state !== undefined && { stateId: state }),
-        ...(group !== undefined && { groupId: group }),
-        ...(filter.active !== undefined && { active: filter.active }),
-        ...(filter.search !== undefined && { search: filter.search }),
+        ...query,
         ...(filter.limit !== undefined && { limit: filter.limit }),
         ...(filter.offset !== undefined && { offset: filter.offset }),
       });
       return users.map(profile);
+    },
+    async countProfiles(filter = {}) {
+      const query = await userQueryFor(filter);
+      return query === undefined ? 0 : countUsers(aa, query);
     },
     async listStates() {
       return (await selectStates(aa)).map((state) => ({

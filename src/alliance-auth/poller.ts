@@ -178,8 +178,11 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let timer: NodeJS.Timeout | undefined;
   let stopped = true;
   let last: PollOutcome | undefined;
-  /** Since when AA's database has failed every cycle, and how (logged once each time that changes). */
-  let failing: { since: number; kind: keyof typeof FAILURE_OUTCOMES } | undefined;
+  /**
+   * Since when AA's database has failed every cycle, or answered with no user at all (`empty`), and
+   * how (logged once each time that changes, and once when it clears).
+   */
+  let failing: { since: number; kind: keyof typeof FAILURE_OUTCOMES | 'empty' } | undefined;
   // Every outcome from 0, so that the first failure counts as an increase.
   for (const outcome of Object.keys(CYCLE_OUTCOMES)) deps.metrics?.aaPollCycles.inc({ outcome }, 0);
   /** The time of the last completed cycle of any instance, as the lease row has it. */
@@ -248,7 +251,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       : 'before any cycle completed';
     logger.error(
       { err: { message }, users, statementTimeoutMs: deps.aa.statementTimeoutMs },
-      `the Alliance Auth ${read} ran out of time after ${seconds} s ${scale}: Alliance Auth's database answers but gave up on the statement. Look for what holds AA's tables (a migration or ALTER TABLE, a long transaction, a backup's LOCK TABLES: SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk; the query takes a few seconds at most with 50,000 users (docs/performance.md). Until it completes, AA's changes are not followed (no revocation or back-channel logout for them; sign-ins still read AA); polling goes on and resumes where it stopped`,
+      `the Alliance Auth ${read} ran out of time after ${seconds} s ${scale}: Alliance Auth's database answers but gave up on the statement. Look for what holds AA's tables (a migration or ALTER TABLE, a long transaction, a backup's LOCK TABLES: SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk; the query takes a few seconds at most with 50,000 users (docs/performance.md), and a far larger directory may need a longer AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS. Until it completes, AA's changes are not followed (no revocation or back-channel logout for them; sign-ins still read AA); polling goes on and resumes where it stopped`,
     );
   };
 
@@ -313,7 +316,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       }
       return { outcome: FAILURE_OUTCOMES[kind], error: message };
     }
-    if (failing !== undefined) {
+    if (failing !== undefined && failing.kind !== 'empty') {
       logger.info(
         { downForMs: now() - failing.since },
         failing.kind === 'unreachable'
@@ -324,11 +327,22 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     }
     const stored = await storedFingerprints(generation);
     if (read.size === 0 && stored.size > 0) {
-      logger.error(
-        { known: stored.size },
-        'Alliance Auth answered with no user at all; refusing to treat every user as deleted (check AA_OIDC_AA_DATABASE_URL)',
-      );
+      // Once an episode, as the failures above: the metric counts every refused cycle.
+      if (failing === undefined) {
+        failing = { since: now(), kind: 'empty' };
+        logger.error(
+          { known: stored.size },
+          "Alliance Auth answered with no user at all; refusing to treat every user as deleted (check AA_OIDC_AA_DATABASE_URL); AA's changes are not followed until it answers with users again",
+        );
+      }
       return { outcome: 'refused_empty', known: stored.size };
+    }
+    if (failing !== undefined) {
+      logger.info(
+        { users: read.size, emptyForMs: now() - failing.since },
+        'Alliance Auth answers with users again; its changes are followed again',
+      );
+      failing = undefined;
     }
     const baseline = generation === 0 && stored.size === 0;
     // Names by id: a rename is one change of the whitelists, and no change of any user's membership.

@@ -57,10 +57,13 @@ export function passesAllianceAuthGate(
   return user.active && (user.superuser || user.permissionVia.length > 0);
 }
 
-function userQuery(db: AaDb) {
-  return db
-    .selectFrom('auth_user as u')
-    .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
+/** AA's users with their profile (`u`, `p`), before any column is chosen. */
+function usersWithProfile(db: AaDb) {
+  return db.selectFrom('auth_user as u').leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id');
+}
+
+function userQuery(db: AaDb, users: ReturnType<typeof usersWithProfile> = usersWithProfile(db)) {
+  return users
     .leftJoin('authentication_state as s', 's.id', 'p.state_id')
     .leftJoin('eveonline_evecharacter as c', 'c.id', 'p.main_character_id')
     .select([
@@ -231,16 +234,16 @@ function likePattern(text: string): string {
   return `%${text.replace(/[!%_]/g, (char) => `!${char}`)}%`;
 }
 
-/** Users matching the query, sorted by username: two queries (plus one per thousand users). */
-export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promise<AllianceAuthUser[]> {
-  let select = userQuery(db);
+/** The users `query` selects (its page aside), or undefined when it selects nobody. */
+function matchingUsers(db: AaDb, query: Omit<AllianceAuthUserQuery, 'limit' | 'offset'>) {
+  let select = usersWithProfile(db);
   if (query.ids !== undefined) {
     const ids = query.ids.filter(isRowId);
-    if (ids.length === 0) return [];
+    if (ids.length === 0) return undefined;
     select = select.where('u.id', 'in', ids);
   }
   // As for a username: a NUL byte matches nobody, and PostgreSQL would refuse it.
-  if (query.search?.includes('\0')) return [];
+  if (query.search?.includes('\0')) return undefined;
   if (query.stateId !== undefined) select = select.where('p.state_id', '=', query.stateId);
   if (query.groupId !== undefined) {
     const groupId = query.groupId;
@@ -266,6 +269,25 @@ export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promi
       sql<boolean>`(lower(u.username) like lower(${pattern}) escape '!' or lower(u.email) like lower(${pattern}) escape '!')`,
     );
   }
+  return select;
+}
+
+/** How many users match the query, counted by AA's database (no user is read). */
+export async function countUsers(
+  db: AaDb,
+  query: Omit<AllianceAuthUserQuery, 'limit' | 'offset'>,
+): Promise<number> {
+  const matching = matchingUsers(db, query);
+  if (matching === undefined) return 0;
+  const row = await matching.select((eb) => eb.fn.countAll().as('users')).executeTakeFirst();
+  return Number(row?.users ?? 0);
+}
+
+/** Users matching the query, sorted by username: two queries (plus one per thousand users). */
+export async function selectUsers(db: AaDb, query: AllianceAuthUserQuery): Promise<AllianceAuthUser[]> {
+  const matching = matchingUsers(db, query);
+  if (matching === undefined) return [];
+  let select = userQuery(db, matching);
   select = select.orderBy('u.username');
   if (query.limit !== undefined) select = select.limit(query.limit);
   if (query.offset !== undefined) {

@@ -370,6 +370,12 @@ export const configSchema = z
             loginUrl: httpUrl.optional(),
             /** How often Alliance Auth's changes are looked for. `AA_OIDC_AA_POLL_SECONDS`. */
             pollSeconds: integer(1, 3600).default(30),
+            /**
+             * How long one statement on AA's database may run (waiting for a lock included) before the
+             * server abandons it: MariaDB's `max_statement_time`, PostgreSQL's `statement_timeout`.
+             * `AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`.
+             */
+            statementTimeoutSeconds: integer(1, 3600).default(15),
             /** Sign-in with Alliance Auth passwords (Django's PBKDF2 or Argon2 hashes) too. `AA_OIDC_AA_PASSWORD_LOGIN`. */
             passwordLogin: boolean().default(false),
             /**
@@ -412,6 +418,7 @@ export const ENV_ALIASES: Readonly<Record<string, readonly string[]>> = {
   AA_OIDC_AA_DATABASE_URL: ['directory', 'allianceAuth', 'databaseUrl'],
   AA_OIDC_AA_LOGIN_URL: ['directory', 'allianceAuth', 'loginUrl'],
   AA_OIDC_AA_POLL_SECONDS: ['directory', 'allianceAuth', 'pollSeconds'],
+  AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: ['directory', 'allianceAuth', 'statementTimeoutSeconds'],
   AA_OIDC_AA_PASSWORD_LOGIN: ['directory', 'allianceAuth', 'passwordLogin'],
   AA_OIDC_AA_EMAIL_VERIFIED: ['directory', 'allianceAuth', 'emailVerified'],
 };

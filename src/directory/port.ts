@@ -81,6 +81,9 @@ export interface ProfileFilter {
   offset?: number;
 }
 
+/** A `ProfileFilter` for counting: every match counts, so no page. */
+export type ProfileCountFilter = Omit<ProfileFilter, 'limit' | 'offset'>;
+
 /** The read side of a directory. Every method reads now: nothing is cached across calls. */
 export interface Directory {
   /** The user with this id, or undefined for an unknown one. */
@@ -104,6 +107,8 @@ export interface Directory {
   profilesByIds(ids: readonly number[], within?: UnitOfWork): Promise<UserProfile[]>;
   /** Users matching `filter`, sorted by username; unknown state or group names select nobody. */
   listProfiles(filter?: ProfileFilter): Promise<UserProfile[]>;
+  /** How many users `listProfiles(filter)` would list, counted by the database without reading them. */
+  countProfiles(filter?: ProfileCountFilter): Promise<number>;
   /** Every state, highest priority first. */
   listStates(): Promise<DirectoryState[]>;
   /** Every group, sorted by name. */

@@ -571,6 +571,78 @@ await describeOnEachAllianceAuth(
       }
     });
 
+    it('refuses an answer with no user at all, logging it once when it starts and once when users are back', async () => {
+      const logged: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+      const record = (level: string) => (fields: object, message?: string) =>
+        logged.push({ level, fields: fields as Record<string, unknown>, message: message ?? '' });
+      const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug() {} };
+      const metrics = createMetrics({ defaultMetrics: false });
+      const refused = 'aa_oidc_aa_poll_cycles_total{outcome="refused_empty"}';
+      const p = poller({ logger, metrics });
+      assert.equal((await p.pollOnce()).outcome, 'baseline');
+      logged.length = 0;
+      // AA's users table, swapped for an empty one of the same shape the login may read.
+      const reader = decodeURIComponent(new URL(fixture.readerUrl).username);
+      const hideUsers = async () => {
+        if (kind === 'mysql') {
+          await fixture.run('RENAME TABLE auth_user TO auth_user_kept');
+          await fixture.run('CREATE TABLE auth_user LIKE auth_user_kept');
+        } else {
+          await fixture.run('ALTER TABLE auth_user RENAME TO auth_user_kept');
+          await fixture.run('CREATE TABLE auth_user (LIKE auth_user_kept INCLUDING ALL)');
+          await fixture.run(`GRANT SELECT ON auth_user TO "${reader}"`);
+        }
+      };
+      const restoreUsers = async () => {
+        await fixture.run('DROP TABLE auth_user');
+        await fixture.run(
+          kind === 'mysql'
+            ? 'RENAME TABLE auth_user_kept TO auth_user'
+            : 'ALTER TABLE auth_user_kept RENAME TO auth_user',
+        );
+      };
+      await hideUsers();
+      try {
+        for (let cycle = 0; cycle < 3; cycle += 1)
+          assert.deepEqual(await p.pollOnce(), { outcome: 'refused_empty', known: 6 });
+      } finally {
+        await restoreUsers();
+      }
+      assert.equal(await sample(metrics, refused), 3, 'every refused cycle counted');
+      const errors = logged.filter((entry) => entry.level === 'error');
+      assert.equal(errors.length, 1, 'once while it lasts');
+      assert.match(
+        errors[0]!.message,
+        /^Alliance Auth answered with no user at all; refusing to treat every user as deleted/,
+      );
+      assert.equal(errors[0]!.fields.known, 6);
+      assert.deepEqual(
+        logged.filter((entry) => entry.level === 'info').map((entry) => entry.message),
+        [],
+        'nothing cleared yet',
+      );
+
+      assert.equal((await p.pollOnce()).outcome, 'applied');
+      assert.equal((await p.pollOnce()).outcome, 'applied');
+      const infos = logged.filter((entry) => entry.level === 'info');
+      assert.equal(infos.length, 1, 'once when it clears');
+      assert.match(infos[0]!.message, /^Alliance Auth answers with users again/);
+      assert.equal(infos[0]!.fields.users, 6);
+      assert.equal(logged.filter((entry) => entry.level === 'error').length, 1);
+      assert.deepEqual(applied, [], 'no user taken for deleted');
+
+      // A second episode is logged again.
+      await hideUsers();
+      try {
+        assert.equal((await p.pollOnce()).outcome, 'refused_empty');
+      } finally {
+        await restoreUsers();
+      }
+      assert.equal(logged.filter((entry) => entry.level === 'error').length, 2);
+      assert.equal(await sample(metrics, refused), 4);
+      await p.stop();
+    });
+
     it('survives losing the connection to AA: nothing is emitted meanwhile, and nothing spurious after', async () => {
       const server = new URL(fixture.readerUrl);
       const proxy = await startTcpProxy(

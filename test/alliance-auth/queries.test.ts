@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { openAllianceAuthDatabase, type AllianceAuthConnection } from '../../src/alliance-auth/database.ts';
 import { selectGroups, selectStates } from '../../src/alliance-auth/catalog-queries.ts';
+import { allianceAuthDirectory } from '../../src/alliance-auth/directory.ts';
 import { selectCharacterOwnership } from '../../src/alliance-auth/sign-in-queries.ts';
 import {
   passesAllianceAuthGate,
@@ -106,6 +107,30 @@ await describeOnEachAllianceAuth(
         (await selectUsers(aa.db, { limit: 2, offset: 1 })).map((user) => user.username),
         all.slice(1, 3).map((user) => user.username),
       );
+    });
+
+    it('counts the users a filter selects as the directory lists them, without reading them', async () => {
+      const port = allianceAuthDirectory(aa.db, { emailVerified: true });
+      const named = (filter: (user: (typeof expected.users)[number]) => boolean) =>
+        expected.users.filter(filter).length;
+      const cases = [
+        [{}, expected.users.length],
+        [{ state: 'member' }, named((user) => user.state.name === 'Member')],
+        [{ group: 'DIRECTORS' }, named((user) => user.groups.includes('Directors'))],
+        [{ active: false }, named((user) => !user.is_active)],
+        [{ state: 'Member', active: true }, named((user) => user.state.name === 'Member' && user.is_active)],
+        [{ search: 'ali' }, 1],
+        // Every AA user has a state; an unknown name and a NUL byte select nobody.
+        [{ state: null }, 0],
+        [{ state: 'No Such State' }, 0],
+        [{ group: 'No Such Group' }, 0],
+        [{ search: 'a\0b' }, 0],
+      ] as const;
+      for (const [filter, count] of cases) {
+        assert.equal(await port.countProfiles(filter), count, JSON.stringify(filter));
+        assert.equal((await port.listProfiles(filter)).length, count, JSON.stringify(filter));
+      }
+      assert.equal(await port.countProfiles(), expected.users.length);
     });
 
     it('lists states by priority and groups by name, with the access permission and member counts', async () => {

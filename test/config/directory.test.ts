@@ -29,6 +29,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     assert.equal(config.directory.source, 'builtin');
     assert.deepEqual(config.directory.allianceAuth, {
       pollSeconds: 30,
+      statementTimeoutSeconds: 15,
       passwordLogin: false,
       emailVerified: true,
     });
@@ -45,6 +46,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
         ...AA,
         ...EVE,
         AA_OIDC_AA_POLL_SECONDS: '5',
+        AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: '120',
         AA_OIDC_AA_PASSWORD_LOGIN: 'true',
         AA_OIDC_EVE_SSO_TOKEN_URL: 'http://127.0.0.1:9/token',
       },
@@ -54,6 +56,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     assert.equal(config.directory.allianceAuth.databaseUrl, AA.AA_OIDC_AA_DATABASE_URL);
     assert.equal(config.directory.allianceAuth.loginUrl, AA.AA_OIDC_AA_LOGIN_URL);
     assert.equal(config.directory.allianceAuth.pollSeconds, 5);
+    assert.equal(config.directory.allianceAuth.statementTimeoutSeconds, 120);
     assert.equal(config.directory.allianceAuth.passwordLogin, true);
     assert.equal(config.eveSso.clientId, 'ccp-client');
     assert.equal(config.eveSso.tokenUrl, 'http://127.0.0.1:9/token');
@@ -71,6 +74,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
             databaseUrl: 'postgres://aa@127.0.0.1/aa',
             loginUrl: 'https://auth.example.org/',
             passwordLogin: true,
+            statementTimeoutSeconds: 60,
           },
         },
       }),
@@ -78,6 +82,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     const config = loadConfig({ env: { AA_OIDC_CONFIG: file }, cwd: dir });
     assert.equal(config.directory.source, 'alliance-auth');
     assert.equal(config.directory.allianceAuth.passwordLogin, true);
+    assert.equal(config.directory.allianceAuth.statementTimeoutSeconds, 60);
   });
 
   it("refuses the Alliance Auth directory without AA's database or login page, naming the setting", () => {
@@ -105,6 +110,12 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       refusal({ ...AA, AA_OIDC_AA_POLL_SECONDS: '0' }),
       /^AA_OIDC_AA_POLL_SECONDS: expected an integer between 1 and 3600/,
     );
+    for (const value of ['0', '3601', '1.5', 'ten', '-5'])
+      assert.match(
+        refusal({ ...AA, AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: value }),
+        /^AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: expected an integer between 1 and 3600/,
+        value,
+      );
   });
 
   it('refuses an Alliance Auth database URL its driver cannot read, naming the setting, never the password', () => {

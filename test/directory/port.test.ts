@@ -95,6 +95,23 @@ describe(`the built-in directory behind the port (${testDatabaseKind})`, () => {
       'an unknown name selects nobody',
     );
 
+    // Counted as listed, without reading the profiles (the admin dashboard's "No state").
+    for (const [filter, count] of [
+      [{}, 4],
+      [{ state: null }, 2],
+      [{ state: 'member' }, 1],
+      [{ group: 'FLEET' }, 1],
+      [{ state: null, group: 'Miners' }, 1],
+      [{ search: 'MIN' }, 1],
+      [{ active: true }, 4],
+      [{ active: false }, 0],
+      [{ state: 'No Such State' }, 0],
+    ] as const) {
+      assert.equal(await port.countProfiles(filter), count, JSON.stringify(filter));
+      assert.equal((await port.listProfiles(filter)).length, count, JSON.stringify(filter));
+    }
+    assert.equal(await port.countProfiles(), 4);
+
     assert.deepEqual(await port.usersCoveredBy({ states: ['member'], groups: ['FLEET'] }), [
       member.user.id,
       blueFleet.user.id,

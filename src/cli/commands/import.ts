@@ -44,7 +44,11 @@ export function registerImport(program: Command, io: CliIo): void {
             `${AA_DATABASE_SETTING} is not set: it names Alliance Auth's database, where the plugin keeps its applications`,
           );
         }
-        const own = services.allianceAuth ? undefined : openAllianceAuthDatabase(url);
+        const own = services.allianceAuth
+          ? undefined
+          : openAllianceAuthDatabase(url, {
+              statementTimeoutMs: services.config.directory.allianceAuth.statementTimeoutSeconds * 1000,
+            });
         const aa = services.allianceAuth?.connection ?? own!;
         try {
           let apps;

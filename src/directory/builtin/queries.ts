@@ -1,4 +1,4 @@
-import { type ExpressionBuilder, type Kysely, sql } from 'kysely';
+import { type Expression, type ExpressionBuilder, type Kysely, type SqlBool, sql } from 'kysely';
 import { type LogPosition, logPosition, logPositionColumn } from '../../db/change-log.ts';
 import { precompiled } from '../../db/precompiled.ts';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
@@ -335,33 +335,53 @@ function likePattern(text: string): string {
   return `%${text.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
 }
 
+/** The condition on `app_user` that `query` names (its ids, if any, are the caller's to apply). */
+function matchingUsers(query: Omit<UserQuery, 'ids' | 'limit' | 'offset'>) {
+  return (eb: ExpressionBuilder<Database, 'app_user'>) => {
+    const conditions: Array<Expression<SqlBool>> = [];
+    if (query.stateId === null) conditions.push(eb('app_user.state_id', 'is', null));
+    else if (query.stateId !== undefined) conditions.push(eb('app_user.state_id', '=', query.stateId));
+    if (query.groupId !== undefined) {
+      conditions.push(
+        eb.exists(
+          eb
+            .selectFrom('user_group')
+            .select('user_group.user_id')
+            .whereRef('user_group.user_id', '=', 'app_user.id')
+            .where('user_group.group_id', '=', query.groupId),
+        ),
+      );
+    }
+    if (query.active !== undefined) conditions.push(eb('app_user.active', '=', query.active ? 1 : 0));
+    if (query.search !== undefined && query.search !== '') {
+      const pattern = likePattern(query.search);
+      conditions.push(
+        sql<boolean>`(lower(app_user.username) like lower(${pattern}) escape '\\' or lower(app_user.email) like lower(${pattern}) escape '\\')`,
+      );
+    }
+    return eb.and(conditions);
+  };
+}
+
+/** How many users match `query`, counted by the database (no profile is read). */
+export async function countProfiles(
+  db: Db,
+  query: Omit<UserQuery, 'ids' | 'limit' | 'offset'>,
+): Promise<number> {
+  const row = await db
+    .selectFrom('app_user')
+    .where(matchingUsers(query))
+    .select((eb) => eb.fn.countAll().as('n'))
+    .executeTakeFirst();
+  return Number(row?.n ?? 0);
+}
+
 /** Users matching `query` with their state and groups, sorted by username: two queries in all. */
 export async function selectProfiles(db: Db, query: UserQuery): Promise<UserRecord[]> {
-  let select = profileQuery(db);
-  if (query.stateId === null) select = select.where('app_user.state_id', 'is', null);
-  else if (query.stateId !== undefined) select = select.where('app_user.state_id', '=', query.stateId);
-  if (query.groupId !== undefined) {
-    const groupId = query.groupId;
-    select = select.where((eb) =>
-      eb.exists(
-        eb
-          .selectFrom('user_group')
-          .select('user_group.user_id')
-          .whereRef('user_group.user_id', '=', 'app_user.id')
-          .where('user_group.group_id', '=', groupId),
-      ),
-    );
-  }
+  let select = profileQuery(db).where(matchingUsers(query));
   if (query.ids !== undefined) {
     if (query.ids.length === 0) return [];
     select = select.where('app_user.id', 'in', [...query.ids]);
-  }
-  if (query.active !== undefined) select = select.where('app_user.active', '=', query.active ? 1 : 0);
-  if (query.search !== undefined && query.search !== '') {
-    const pattern = likePattern(query.search);
-    select = select.where(
-      sql<boolean>`(lower(app_user.username) like lower(${pattern}) escape '\\' or lower(app_user.email) like lower(${pattern}) escape '\\')`,
-    );
   }
   select = select.orderBy('app_user.username');
   if (query.limit !== undefined) select = select.limit(query.limit);

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { isRowId } from '../../db/row-id.ts';
 import type { Database } from '../../db/schema.ts';
 import { DirectoryError, invalid, notFound } from '../errors.ts';
-import type { Directory, KeepableProfiles, ProfileFilter } from '../port.ts';
+import type { Directory, KeepableProfiles, ProfileCountFilter, ProfileFilter } from '../port.ts';
 import { toDirectoryGroup, toDirectoryState, toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
 import { describeUser, resolveGroup, resolveState, validateUserRef } from './records.ts';
@@ -138,6 +138,10 @@ export function builtinDirectoryReader(db: Kysely<Database>): Directory {
         async () => (await queries.selectProfiles(db, await userQuery(db, filter))).map(toUserProfile),
         [],
       );
+    },
+
+    countProfiles(filter: ProfileCountFilter = {}) {
+      return orNobody(async () => queries.countProfiles(db, await userQuery(db, filter)), 0);
     },
 
     async listStates() {
