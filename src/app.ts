@@ -162,7 +162,13 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
     return userId === null ? undefined : services.directory.profileById(userId);
   };
   const routes = [
-    ...consoleRoutes({ sessions, branding, issuer: config.issuer, loadUser }),
+    ...consoleRoutes({
+      sessions,
+      branding,
+      issuer: config.issuer,
+      rpInitiatedLogout: config.logout.rpInitiated,
+      loadUser,
+    }),
     ...accountRoutes({
       config,
       branding,

@@ -1,8 +1,8 @@
-import { isUtf8 } from 'node:buffer';
 import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
+import { MALFORMED_FORM_MESSAGE, parseFormBody } from '../http/request-body.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
@@ -245,9 +245,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         return refuse(ctx, session, visitor, 415, 'Form not understood', message);
       }
       if (parsed === 'malformed' && !foreign) {
-        const message =
-          'This form is malformed: its fields must be UTF-8 text with well-formed %-escapes, as a browser sends them.';
-        return refuse(ctx, session, visitor, 400, 'Form not understood', message);
+        return refuse(ctx, session, visitor, 400, 'Form not understood', MALFORMED_FORM_MESSAGE);
       }
       if (
         foreign ||
@@ -320,22 +318,5 @@ async function readForm(
   } catch {
     return undefined;
   }
-  const body = Buffer.concat(chunks);
-  const text = body.toString('utf8');
-  // Anything else would reach the routes with U+FFFD (or a stray `%`) in place of what was sent,
-  // and be stored as such: a group named "�", a password no one can type.
-  if (!isUtf8(body) || !hasWellFormedEscapes(text)) return 'malformed';
-  return new URLSearchParams(text);
-}
-
-/** True when every %-escape of a form body is a `%XX` of a UTF-8 sequence (`%ff`, `%e2%82`, `%zz` are not). */
-function hasWellFormedEscapes(body: string): boolean {
-  if (!body.includes('%')) return true;
-  try {
-    // A multi-byte sequence cut by `&` or `=` fails here too: its continuation bytes must follow as escapes.
-    decodeURIComponent(body);
-    return true;
-  } catch {
-    return false;
-  }
+  return parseFormBody(Buffer.concat(chunks)) ?? 'malformed';
 }

@@ -13,6 +13,8 @@ export interface ConsoleRouteDependencies {
   sessions: ConsoleSessions;
   branding: Branding;
   issuer: string;
+  /** `logout.rpInitiated`: the provider's logout endpoint exists, and Sign out goes through it. */
+  rpInitiatedLogout: boolean;
   loadUser(accountId: string): Promise<UserProfile | undefined>;
 }
 
@@ -48,11 +50,7 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         render(
           deps.branding.name,
           html`<h1>${deps.branding.name}</h1>
-            ${
-              ctx.query['signed-out'] === 'everywhere' && !signedIn
-                ? html`<p class="ok" role="status">You are signed out everywhere.</p>`
-                : ''
-            }
+            ${signedIn ? '' : signedOutNote(ctx.query['signed-out'])}
             <p>
               One sign-in for the applications of ${deps.branding.name}. Applications send you here to sign
               in; what each of them may see is on your account page.
@@ -120,7 +118,15 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       method: 'POST',
       path: '/account/sign-out',
       access: 'signed_in',
-      handle({ ctx, session, seeOther }) {
+      async handle({ ctx, session, seeOther }) {
+        if (!deps.rpInitiatedLogout) {
+          // No logout endpoint to go through (it would answer 404): the provider session of this
+          // browser ends here, so that the next visit asks for the password. The applications are
+          // not told, as with any sign-out while RP-initiated logout is off (check W003).
+          await deps.sessions.signOutHere(ctx);
+          seeOther('/?signed-out=browser');
+          return;
+        }
         if (session) deps.sessions.signOut(ctx, session);
         else deps.sessions.clear(ctx);
         // The provider's own logout ends the session (and tells the session's applications); the
@@ -143,4 +149,15 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       },
     },
   ];
+}
+
+/** The landing page's word after a sign-out (`?signed-out=`), shown only to someone signed out. */
+function signedOutNote(which: unknown) {
+  if (which === 'everywhere') return html`<p class="ok" role="status">You are signed out everywhere.</p>`;
+  if (which === 'browser')
+    return html`<p class="ok" role="status">
+      You are signed out in this browser. Applications you signed in to keep their own sign-in: sign out of
+      each of them too.
+    </p>`;
+  return '';
 }

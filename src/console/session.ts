@@ -23,6 +23,8 @@ export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
  * 4. The console's "Sign out" forgets the console cookie and sends the browser to the provider's
  *    logout, with a note that the member asked for it here (oidc/console-sign-out.ts): the logout
  *    page then confirms by itself, and the provider ends its session and tells the applications.
+ *    With RP-initiated logout off there is no such page: the console ends the provider session of
+ *    this browser itself, and no application is told (`signOutHere`).
  *
  * The console cookie also carries the nonce from which the CSRF token of every form is derived.
  */
@@ -93,6 +95,11 @@ export interface ConsoleSessions {
    * notes for the provider's logout page that follows that this session's member asked to sign out.
    */
   signOut(ctx: Koa.Context, session: ConsoleSession): void;
+  /**
+   * The console's "Sign out" when the provider has no logout endpoint (`logout.rpInitiated` off):
+   * forgets the console cookie and ends this browser's provider session here, telling no application.
+   */
+  signOutHere(ctx: Koa.Context): Promise<void>;
 }
 
 export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSessions {
@@ -207,6 +214,11 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
     signOut(ctx, session) {
       ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
       noteConsoleSignOut(ctx, session.uid, { issuer: options.issuer, secure: options.secure });
+    },
+
+    async signOutHere(ctx) {
+      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+      await options.provider.endSession(ctx);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 
 /** A request body longer than the route accepts: answered 413, the connection then closed. */
@@ -21,7 +22,12 @@ export function declaresMoreThan(req: IncomingMessage, limit: number): boolean {
  * `RequestBodyTooLarge` and leaves the request readable (its remainder is drained, not destroyed),
  * so that the 413 can still be written on the connection and logged.
  */
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return (await readBodyBytes(req, limit)).toString('utf8');
+}
+
+/** As `readBody`, the bytes as they were sent. */
+export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
   if (declaresMoreThan(req, limit)) {
     req.resume();
     return Promise.reject(new RequestBodyTooLarge(limit));
@@ -48,7 +54,7 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     };
     const onEnd = () => {
       stop();
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      resolve(Buffer.concat(chunks));
     };
     const onError = (error: Error) => {
       stop();
@@ -58,4 +64,31 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     req.on('end', onEnd);
     req.on('error', onError);
   });
+}
+
+/** What a form that `parseFormBody` refuses is answered (400). */
+export const MALFORMED_FORM_MESSAGE =
+  'This form is malformed: its fields must be UTF-8 text with well-formed %-escapes, as a browser sends them.';
+
+/**
+ * The fields of an application/x-www-form-urlencoded body, or undefined when it is not UTF-8 text
+ * with well-formed %-escapes. Anything else would reach the routes with U+FFFD (or a stray `%`) in
+ * place of what was sent, and be stored as such: a group named "\uFFFD", a password no one can type.
+ */
+export function parseFormBody(body: Buffer): URLSearchParams | undefined {
+  if (!isUtf8(body)) return undefined;
+  const text = body.toString('utf8');
+  return hasWellFormedEscapes(text) ? new URLSearchParams(text) : undefined;
+}
+
+/** True when every %-escape of a form body is a `%XX` of a UTF-8 sequence (`%ff`, `%e2%82`, `%zz` are not). */
+function hasWellFormedEscapes(body: string): boolean {
+  if (!body.includes('%')) return true;
+  try {
+    // A multi-byte sequence cut by `&` or `=` fails here too: its continuation bytes must follow as escapes.
+    decodeURIComponent(body);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -33,8 +33,18 @@ function normalizeKey(key: string): string {
   return key.toLowerCase().replace(/[^a-z0-9]/g, '');
 }
 
+/**
+ * The names of our cookies, whose values are sessions or what proves them: oidc-provider's
+ * (`_session`, `_interaction`, `_interaction_resume`, with their `.legacy` and `.sig` variants) and
+ * ours (`_aa_oidc_console`, `_aa_oidc_console_sign_out`, `_aa_oidc_csrf`, …: all `_aa_oidc_`). As
+ * written: normalized, `_session` would be any `session`.
+ */
+const COOKIE_NAME =
+  /^(?:_session|_interaction|_interaction_resume|_aa_oidc_[a-z0-9_]+)(?:\.legacy)?(?:\.sig)?$/i;
+
 /** True for a key whose value is a credential: `password`, `clientSecret`, `access_token`, `Cookie`, … */
 export function isSensitiveKey(key: string): boolean {
+  if (COOKIE_NAME.test(key)) return true;
   const normalized = normalizeKey(key);
   if (normalized === '') return false;
   if (EXACT.has(normalized)) return true;
@@ -59,12 +69,13 @@ export function censorValue(value: unknown, key = ''): unknown {
 
 /**
  * A parameter's name and its `=`, in a query, a fragment, a form body or free text: the name starts
- * the text or follows `?`, `&`, `#`, `;` (a matrix parameter, a cookie), white space or a quote
- * (`'code=…'` in a message). Whether the value is a credential is the name's to say, read as the
- * server reads it (percent-decoded: `access%5Ftoken=` is `access_token=` to the provider) and judged
- * as a key is (`isSensitiveKey`: `access_token`, `code`, `new_password`, `client_secret`, …).
+ * the text or follows `?`, `&`, `#`, `;` (a matrix parameter, a cookie), `,` (a list: `x=1,code=…`),
+ * white space or a quote (`'code=…'` in a message). Whether the value is a credential is the name's
+ * to say, read as the server reads it (percent-decoded: `access%5Ftoken=` is `access_token=` to the
+ * provider) and judged as a key is (`isSensitiveKey`: `access_token`, `code`, `new_password`,
+ * `client_secret`, `_session`, …).
  */
-const PARAM_NAME = /(?<=^|[?&#;\s"'])[^=&#;?\s"']{1,64}=/g;
+const PARAM_NAME = /(?<=^|[?&#;,\s"'])[^=&#;,?\s"']{1,64}=/g;
 
 /** A parameter's name as a server decodes it, or as written when it is not valid percent-encoding. */
 function decodedName(name: string): string {
@@ -117,13 +128,50 @@ function redactParameters(text: string): string {
   return copied === 0 ? text : redacted + text.slice(copied);
 }
 
+/** Where a URL's user information may hold a password: `//`, a user's name, its `:`. */
+const USERINFO_START = /\/\/[^\s/?#@:]*:/g;
+const USERINFO_CANDIDATE = /\/\/[^\s/?#@:]*:/;
+/** What is read of a URL's authority before its path, query or fragment. */
+const AUTHORITY_REST = /[^\s/?#]*/y;
+const WHITE_SPACE = /\s/g;
+
 /**
- * The password of a URL's user information (`postgres://aa:PASSWORD@db/aa`, a request's absolute
- * target `http://user:PASSWORD@host/…`), up to the last `@` before the path. The user's name is
- * taken up to the first `:` and the password up to the path: linear, nothing to backtrack into but
- * the password's own `@`s.
+ * The text with the password of every URL's user information replaced (`postgres://aa:PASSWORD@db/aa`,
+ * a request's absolute target `http://user:PASSWORD@host/…`). The password runs to the last `@`
+ * before the path; with no `@` there, to the last `@` of the URL (up to white space), as the
+ * configuration's `redactUrl` reads it: generated passwords hold an unencoded `/`, `?` or `#` often
+ * enough. Digits alone before the path are a port (`https://host:8443/x@y`), kept. Linear: the end
+ * of each run of text, and its last `@`, are found once.
  */
-const USERINFO_PASSWORD = /(\/\/[^\s/?#@:]*:)[^\s/?#]*@/g;
+function redactUserinfoPasswords(text: string): string {
+  let redacted = '';
+  let copied = 0;
+  let runEnd = -1;
+  let lastAt = -1;
+  USERINFO_START.lastIndex = 0;
+  for (let found = USERINFO_START.exec(text); found !== null; found = USERINFO_START.exec(text)) {
+    const start = USERINFO_START.lastIndex;
+    if (start > runEnd) {
+      WHITE_SPACE.lastIndex = start;
+      runEnd = WHITE_SPACE.exec(text)?.index ?? text.length;
+      const at = text.slice(start, runEnd).lastIndexOf('@');
+      lastAt = at === -1 ? -1 : start + at;
+    }
+    if (lastAt < start) continue;
+    AUTHORITY_REST.lastIndex = start;
+    AUTHORITY_REST.exec(text);
+    const authority = text.slice(start, AUTHORITY_REST.lastIndex);
+    const atInAuthority = authority.lastIndexOf('@');
+    let end: number;
+    if (atInAuthority !== -1) end = start + atInAuthority;
+    else if (/^\d*$/.test(authority)) continue;
+    else end = lastAt;
+    redacted += `${text.slice(copied, start)}${REDACTED}`;
+    copied = end;
+    USERINFO_START.lastIndex = end;
+  }
+  return copied === 0 ? text : redacted + text.slice(copied);
+}
 
 const AUTH_SCHEME_PATTERN = /\b(Bearer|Basic|DPoP)(\s+)[A-Za-z0-9._~+/=-]+/gi;
 /**
@@ -141,23 +189,30 @@ const JWT_PATTERN =
 
 /**
  * What every one of the patterns needs somewhere in the text: a parameter's `=`, a JWT's `eyJ`, an
- * authorization scheme and the space after it, a URL's `//user:password@`. Most URLs, user agents
+ * authorization scheme and the space after it; or an `@` and a URL's `//user:`. Most URLs, user agents
  * and messages have none of them (a bare space, in "request completed" or a browser's user agent, is
  * not enough).
  */
-const MAY_HOLD_CREDENTIAL = /=|eyJ|(?:Bearer|Basic|DPoP)\s|\/\/[^\s/?#@:]*:[^\s/?#]*@/i;
+const MAY_HOLD_CREDENTIAL = /=|eyJ|(?:Bearer|Basic|DPoP)\s/i;
 
 /** Replaces credentials recognisable by their shape inside free text (messages, URLs, stacks). */
 export function scrubString(text: string): string {
-  if (text.length < 4 || !MAY_HOLD_CREDENTIAL.test(text)) return text;
+  if (
+    text.length < 4 ||
+    !(MAY_HOLD_CREDENTIAL.test(text) || (text.includes('@') && USERINFO_CANDIDATE.test(text)))
+  )
+    return text;
   // The JWT pattern tries every run of base64url characters: only for a text that holds an `eyJ`.
   const withoutJwts = text.includes('eyJ')
     ? text.replace(JWT_PATTERN, (_match, before: string) => `${before}[redacted-jwt]`)
     : text;
   return redactParameters(
-    withoutJwts
-      .replace(AUTH_SCHEME_PATTERN, (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`)
-      .replace(USERINFO_PASSWORD, `$1${REDACTED}@`),
+    redactUserinfoPasswords(
+      withoutJwts.replace(
+        AUTH_SCHEME_PATTERN,
+        (_match, scheme: string, space: string) => `${scheme}${space}${REDACTED}`,
+      ),
+    ),
   );
 }
 

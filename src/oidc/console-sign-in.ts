@@ -27,6 +27,12 @@ export interface ConsoleSignIn {
     value: string,
     expected: { redirectUri: string; codeChallenge: string },
   ): Promise<{ accountId: string; sessionUid: string } | undefined>;
+  /**
+   * Ends the provider session behind a request, as the provider's own logout does (its cookie then
+   * names no session: the next sign-in asks for the password), but tells no application: for the
+   * console's "Sign out" when RP-initiated logout is off (`logout.rpInitiated`).
+   */
+  endSession(ctx: Koa.Context): Promise<void>;
 }
 
 export function consoleSignIn(current: () => Provider): ConsoleSignIn {
@@ -60,6 +66,10 @@ export function consoleSignIn(current: () => Provider): ConsoleSignIn {
         return undefined;
       }
       return { accountId: code.accountId, sessionUid: code.sessionUid };
+    },
+    async endSession(ctx) {
+      const session = await current().Session.get(ctx);
+      if (session.accountId) await session.destroy();
     },
   };
 }

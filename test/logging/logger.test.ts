@@ -7,7 +7,7 @@ import {
   isoTimeOncePerMillisecond,
   LINE_BATCH_MAX_CHARS,
 } from '../../src/logging/logger.ts';
-import { isSensitiveKey, redactUrl, scrubString } from '../../src/logging/redact.ts';
+import { isSensitiveKey, REDACTED, redactUrl, scrubString, scrubValue } from '../../src/logging/redact.ts';
 
 function capture(level: 'trace' | 'info' | 'warn' = 'trace') {
   const lines: string[] = [];
@@ -282,6 +282,64 @@ describe('structured logging redaction', () => {
     }
   });
 
+  it('redacts a URL password holding an unencoded `/`, `?` or `#`, up to the last `@`', () => {
+    const cases: Array<[string, string]> = [
+      ['connect //user:pa/ss@host failed', 'connect //user:[redacted]@host failed'],
+      [
+        'postgres://aa:s?c#r/t@db:5432/aa?sslmode=require',
+        'postgres://aa:[redacted]@db:5432/aa?sslmode=require',
+      ],
+      [
+        '"mysql://aa:a/b@c@db/aa" and "https://x:8443/p@q"',
+        '"mysql://aa:[redacted]@db/aa" and "https://x:8443/p@q"',
+      ],
+      [
+        'GET http://wiki:p/w@127.0.0.1:8080/o/x HTTP/1.1',
+        'GET http://wiki:[redacted]@127.0.0.1:8080/o/x HTTP/1.1',
+      ],
+      ['https://host:8443/r?next=//u:p/w@h', 'https://host:8443/r?next=//u:[redacted]@h'],
+    ];
+    for (const [text, expected] of cases) assert.equal(scrubString(text), expected, text);
+    for (const kept of ['https://host:8443/x?mail=a@b', 'https://host:/x@y', '//a:b/c and d@e']) {
+      assert.equal(scrubString(kept), kept);
+    }
+  });
+
+  it('redacts the values of our cookies, and parameters after a comma', () => {
+    for (const name of [
+      '_session',
+      '_session.sig',
+      '_session.legacy',
+      '_session.legacy.sig',
+      '_interaction',
+      '_interaction.sig',
+      '_interaction_resume',
+      '_interaction_resume.legacy.sig',
+      '_aa_oidc_console',
+      '_aa_oidc_console.sig',
+      '_aa_oidc_console_sign_out',
+      '_aa_oidc_console_flow',
+      '_aa_oidc_csrf',
+      '_aa_oidc_external_result',
+    ]) {
+      assert.equal(scrubString(`cookie ${name}=X1y2; lang=en`), `cookie ${name}=[redacted] lang=en`, name);
+      assert.equal(scrubString(`a=1; ${name}=X1y2`), `a=1; ${name}=[redacted]`, name);
+      assert.deepEqual(scrubValue({ [name]: 'X1y2' }), { [name]: REDACTED }, name);
+    }
+    assert.equal(scrubString('x=1,code=SECRET'), 'x=1,code=[redacted]');
+    assert.equal(scrubString('x=1,token=T&y=2'), 'x=1,token=[redacted]&y=2');
+    for (const kept of [
+      'session=abc',
+      'my_session=abc',
+      '_sessions=abc',
+      'x=1,scope=openid,profile',
+      'a,b=c',
+      '_interaction_id=1',
+    ]) {
+      assert.equal(scrubString(kept), kept);
+    }
+  });
+
   it('writes control and invisible characters as escapes, the same JSON value', () => {
     const { logger, lines, parsed } = capture();
     const name = 'alice\u009b2J\u0085\u007f\u2028{"level":60}\u2029\u202eevil\u200b';
@@ -307,7 +365,7 @@ describe('structured logging redaction', () => {
       for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768), '%3DeyJ-'.repeat(37_449)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
       }
-      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381)]) {
+      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381), '//a:1/'.repeat(43_690) + '@', '@ ' + '//a:b '.repeat(43_690)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a credential');
       }
       if (scrubString('code="' + '\\\\'.repeat(131_072)) !== 'code=[redacted]') throw new Error('a quoted value');`;

@@ -8,7 +8,7 @@ import type { Logger } from '../../logging/logger.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
-import { readBody, RequestBodyTooLarge } from '../../http/request-body.ts';
+import { parseFormBody, readBodyBytes, RequestBodyTooLarge } from '../../http/request-body.ts';
 import type { CsrfOptions } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
 import type { TwoFactorStepDependencies } from './two-factor-step.ts';
@@ -50,14 +50,21 @@ export async function finish(
   ctx.redirect(returnTo);
 }
 
-/** The posted form; undefined when it is not one or cannot be read; the error when it is too long. */
-export async function readForm(ctx: Koa.Context): Promise<URLSearchParams | RequestBodyTooLarge | undefined> {
+/**
+ * The posted form; undefined when it is not one or cannot be read; the error when it is too long;
+ * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`).
+ */
+export async function readForm(
+  ctx: Koa.Context,
+): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | undefined> {
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  let body: Buffer;
   try {
-    return new URLSearchParams(await readBody(ctx.req, FORM_LIMIT));
+    body = await readBodyBytes(ctx.req, FORM_LIMIT);
   } catch (error) {
     return error instanceof RequestBodyTooLarge ? error : undefined;
   }
+  return parseFormBody(body) ?? 'malformed';
 }
 
 export function renderStatus(

@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import { requestLog } from '../../logging/request-context.ts';
 import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
-import { RequestBodyTooLarge } from '../../http/request-body.ts';
+import { MALFORMED_FORM_MESSAGE, RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
 import {
   externalAuthenticators,
@@ -149,6 +149,9 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       const form = await readForm(ctx);
       if (form instanceof RequestBodyTooLarge)
         return answerTooLarge(ctx, form.limit, { page: deps.branding });
+      // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
+      if (form === 'malformed')
+        return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
           ctx,

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { openLoginPage, submitLogin } from '../helpers/flows.ts';
+import {
+  type Browser,
+  formAction,
+  formField,
+  PASSWORD,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+
+const MALFORMED = /This form is malformed: its fields must be UTF-8 text with well-formed %-escapes/;
+
+/** Bodies a browser never sends: not UTF-8, or %-escapes that decode to no text. */
+function malformedBodies(fields: string): Array<string | Buffer> {
+  return [
+    `${fields}=%ff`,
+    `${fields}=a%e2%82`,
+    `${fields}=%ed%a0%80`,
+    `${fields}=50%`,
+    `${fields}=%zz`,
+    Buffer.concat([Buffer.from(`${fields}=a`), Buffer.from([0xff])]),
+  ];
+}
+
+/** The sign-in forms (login, first-sign-in password, consent) refuse what the console forms refuse. */
+describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let clientId: string;
+
+  before(async () => {
+    server = await startServer();
+    clientId = (await seedApp(server)).clientId;
+  });
+  after(async () => server.close());
+
+  const post = (page: { browser: Browser }, action: string, body: string | Buffer) =>
+    page.browser.fetch(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body,
+    });
+
+  it('answers 400 naming the problem to a malformed login form, and counts no failed sign-in', async () => {
+    const user = await seedUser(server);
+    const page = await openLoginPage(server, clientId);
+    const fields = `csrf_token=${encodeURIComponent(page.csrf)}&username=${user.username}&password`;
+    for (const body of malformedBodies(fields)) {
+      const response = await post(page, page.action, body);
+      assert.equal(response.status, 400, String(body));
+      assert.match(await response.text(), MALFORMED);
+    }
+    const failures = await server.app.database.db.selectFrom('login_failure').select('id').execute();
+    assert.equal(failures.length, 0, 'a form that was not read is no failed sign-in');
+    // The same page still signs in with a well-formed form.
+    assert.equal((await submitLogin(page, user.username, PASSWORD)).status, 303);
+  });
+
+  it('stores no password from a malformed first-sign-in password form, never U+FFFD', async () => {
+    const user = await seedUser(server);
+    const db = server.app.database.db;
+    await db.updateTable('app_user').set({ must_change_password: 1 }).where('id', '=', user.id).execute();
+    const hashBefore = (
+      await db
+        .selectFrom('app_user')
+        .select('password_hash')
+        .where('id', '=', user.id)
+        .executeTakeFirstOrThrow()
+    ).password_hash;
+
+    const login = await openLoginPage(server, clientId);
+    const asked = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: login.csrf,
+        username: user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    const page = await asked.text();
+    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    const tokens = new URLSearchParams({
+      csrf_token: formField(page, 'csrf_token'),
+      change_token: formField(page, 'change_token'),
+      confirm_password: '\uFFFD\uFFFD\uFFFD\uFFFD\uFFFD\uFFFD\uFFFD\uFFFD',
+    }).toString();
+    const action = formAction(page, server.origin);
+    for (const body of [
+      `${tokens}&new_password=%ff%ff%ff%ff%ff%ff%ff%ff`,
+      Buffer.concat([Buffer.from(`${tokens}&new_password=`), Buffer.alloc(8, 0xff)]),
+      `${tokens}&new_password=${'%zz'.repeat(8)}`,
+    ]) {
+      const response = await post(login, action, body);
+      assert.equal(response.status, 400, String(body));
+      assert.match(await response.text(), MALFORMED);
+    }
+    const row = await db
+      .selectFrom('app_user')
+      .select(['password_hash', 'must_change_password'])
+      .where('id', '=', user.id)
+      .executeTakeFirstOrThrow();
+    assert.equal(row.password_hash, hashBefore, 'the password is unchanged');
+    assert.equal(row.must_change_password, 1, 'a new password is still to be chosen');
+  });
+
+  it('answers 400 naming the problem to a malformed consent form', async () => {
+    const user = await seedUser(server);
+    const login = await openLoginPage(server, clientId);
+    const consent = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: login.csrf,
+        username: user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    const page = await consent.text();
+    assert.match(page, /name="decision"/);
+    const fields = `csrf_token=${encodeURIComponent(formField(page, 'csrf_token'))}&decision`;
+    for (const body of malformedBodies(fields)) {
+      const response = await post(login, formAction(page, server.origin), body);
+      assert.equal(response.status, 400, String(body));
+      assert.match(await response.text(), MALFORMED);
+    }
+  });
+});
