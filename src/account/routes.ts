@@ -59,6 +59,29 @@ const SCOPE_TEXT: Readonly<Record<string, string>> = {
 
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then try again.';
 
+/** Why a password change was refused, and the field it is about (the one that takes the focus). */
+interface PasswordRefusal {
+  field: 'current_password' | 'new_password' | 'new_password_again';
+  message: string;
+}
+
+/** What the account page says in a section after a refused form there. */
+interface SectionNotes {
+  password?: PasswordRefusal;
+  /** About the section as a whole (no field of it is to blame). */
+  twoFactor?: string;
+  /** About the code given to turn two-factor sign-in off. */
+  twoFactorCode?: string;
+}
+
+/**
+ * A refusal about a section rather than one of its fields. It takes the focus, as a field in error
+ * does: the section may be far down the page the form's answer starts at the top of.
+ */
+function sectionAlert(message: string): Html {
+  return html`<p class="alert" role="alert" tabindex="-1" autofocus>${message}</p>`;
+}
+
 function identity(profile: UserProfile, config: AccountDependencies['config']): Html {
   const main = profile.mainCharacter;
   const portrait = main.characterId === null ? undefined : portraitUrl(main.characterId, config.oidc);
@@ -129,11 +152,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     username: profileOf(request).username,
   });
 
-  const overview = async (
-    request: ConsoleRequest,
-    notes: { password?: Html; twoFactor?: Html } = {},
-    status = 200,
-  ) => {
+  const overview = async (request: ConsoleRequest, notes: SectionNotes = {}, status = 200) => {
     const profile = profileOf(request);
     const userId = profile.id;
     const [grants, twoFactor, sessions] = await Promise.all([
@@ -185,10 +204,18 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         </section>
 
         ${sessions} ${deps.directoryAdmin ? passwordSection(request, notes.password) : ''}
+        ${
+          !deps.directoryAdmin && notes.password
+            ? html`<section aria-labelledby="password">
+                <h2 id="password">Password</h2>
+                ${sectionAlert(notes.password.message)}
+              </section>`
+            : ''
+        }
 
         <section aria-labelledby="two-factor">
           <h2 id="two-factor">Two-factor sign-in</h2>
-          ${notes.twoFactor ?? ''}
+          ${notes.twoFactor ? sectionAlert(notes.twoFactor) : ''}
           ${
             twoFactor.enrolled
               ? html`<p>
@@ -197,7 +224,13 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                   </p>
                   <form method="post" action="/account/two-factor/disable" novalidate>
                     ${csrfField(request.session)}
-                    ${textField('Code from your app, or a recovery code', 'code', '', { autocomplete: 'one-time-code', inputmode: 'numeric', required: true, maxlength: 64 })}
+                    ${textField('Code from your app, or a recovery code', 'code', '', {
+                      autocomplete: 'one-time-code',
+                      inputmode: 'numeric',
+                      required: true,
+                      maxlength: 64,
+                      ...(notes.twoFactorCode ? { error: notes.twoFactorCode, autofocus: true } : {}),
+                    })}
                     <button type="submit" class="danger">Turn off two-factor sign-in</button>
                   </form>`
               : html`<p>
@@ -211,10 +244,11 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     );
   };
 
-  const passwordSection = (request: ConsoleRequest, note: Html | undefined) =>
-    html`<section aria-labelledby="password">
+  const passwordSection = (request: ConsoleRequest, refusal: PasswordRefusal | undefined) => {
+    const at = (field: PasswordRefusal['field']) =>
+      refusal?.field === field ? { error: refusal.message, autofocus: true } : {};
+    return html`<section aria-labelledby="password">
       <h2 id="password">Password</h2>
-      ${note ?? ''}
       <form method="post" action="/account/password" novalidate>
         ${csrfField(request.session)}
         <input
@@ -224,12 +258,13 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           autocomplete="username"
           hidden
         />
-        ${textField('Current password', 'current_password', '', { type: 'password', autocomplete: 'current-password', required: true, maxlength: 1024 })}
-        ${textField('New password', 'new_password', '', { type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters.', maxlength: 1024 })}
-        ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: 1024 })}
+        ${textField('Current password', 'current_password', '', { type: 'password', autocomplete: 'current-password', required: true, maxlength: 1024, ...at('current_password') })}
+        ${textField('New password', 'new_password', '', { type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters.', maxlength: 1024, ...at('new_password') })}
+        ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: 1024, ...at('new_password_again') })}
         <button type="submit">Change password</button>
       </form>
     </section>`;
+  };
 
   const enrolmentPage = (request: ConsoleRequest, pending: Enrolment, error?: string, status = 400) => {
     request.render(
@@ -254,7 +289,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             inputmode: 'numeric',
             required: true,
             maxlength: 10,
-            ...(error ? { error } : {}),
+            ...(error ? { error, autofocus: true } : {}),
           })}
           <div class="actions">
             <button type="submit">Turn on</button>
@@ -300,20 +335,21 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         // Whole: a new password too long for sign-in is refused below, never cut short.
         const next = request.form.get('new_password') ?? '';
         const again = request.form.get('new_password_again') ?? '';
-        const refuse = (message: string, status = 400) =>
-          overview(
-            request,
-            { password: html`<p class="alert" role="alert" id="password-error">${message}</p>` },
-            status,
-          );
+        const refuse = (field: PasswordRefusal['field'], message: string, status = 400) =>
+          overview(request, { password: { field, message } }, status);
         const admin = deps.directoryAdmin;
-        if (!admin) return refuse('Passwords are managed by the directory this service uses, not here.', 409);
-        if (next !== again) return refuse('The two new passwords differ.');
+        if (!admin)
+          return refuse(
+            'current_password',
+            'Passwords are managed by the directory this service uses, not here.',
+            409,
+          );
+        if (next !== again) return refuse('new_password_again', 'The two new passwords differ.');
         const attempt = await deps.throttle.reserve(profile.username, request.ctx.ip);
-        if (!attempt) return refuse(THROTTLED, 429);
+        if (!attempt) return refuse('current_password', THROTTLED, 429);
         const check = await admin.verifyPassword(profile.username, current);
         if (check.outcome !== 'valid' || check.user.id !== profile.id)
-          return refuse('The current password is wrong.', 401);
+          return refuse('current_password', 'The current password is wrong.', 401);
         await deps.throttle.succeeded(attempt);
         try {
           // The person's other sessions end; the one they are using stays.
@@ -322,7 +358,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             ...(request.session ? { keepSession: request.session.uid } : {}),
           });
         } catch (error) {
-          if (error instanceof DirectoryError) return refuse(error.message);
+          // The directory's refusals are of the new password (too short, too long, too common).
+          if (error instanceof DirectoryError) return refuse('new_password', error.message);
           throw error;
         }
         request.seeOther('/account?done=password#password');
@@ -337,11 +374,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           enrolmentPage(request, await deps.twoFactor.beginEnrolment(who(request)));
         } catch (error) {
           if (!(error instanceof TwoFactorError)) throw error;
-          await overview(
-            request,
-            { twoFactor: html`<p class="alert" role="alert">${error.message}</p>` },
-            409,
-          );
+          await overview(request, { twoFactor: error.message }, 409);
         }
       },
     },
@@ -359,10 +392,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           return overview(
             request,
             {
-              twoFactor: html`<p class="alert" role="alert">
-                Two-factor enrolment was started again elsewhere since that page was shown. Start again, and
-                scan the new code.
-              </p>`,
+              twoFactor:
+                'Two-factor enrolment was started again elsewhere since that page was shown. Start again, and scan the new code.',
             },
             409,
           );
@@ -400,11 +431,15 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       access: 'signed_in',
       async handle(request) {
         const user = who(request);
-        const refuse = (message: string, status: number) =>
-          overview(request, { twoFactor: html`<p class="alert" role="alert">${message}</p>` }, status);
         // Nothing to turn off (already off, or turned off in another tab): no code to check, no attempt used.
         if (!(await deps.twoFactor.status(user.id)).enrolled)
-          return refuse('Two-factor sign-in is not on, so there is nothing to turn off.', 409);
+          return overview(
+            request,
+            { twoFactor: 'Two-factor sign-in is not on, so there is nothing to turn off.' },
+            409,
+          );
+        const refuse = (message: string, status: number) =>
+          overview(request, { twoFactorCode: message }, status);
         const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');

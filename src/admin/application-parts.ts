@@ -8,7 +8,6 @@ import {
   type GrantType,
 } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
-import { CONSOLE_SCRIPT_PATH } from '../console/routes.ts';
 import { checkbox, checkboxGroup, csrfField, linesField, select, textField } from '../console/ui.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listTokens } from '../tokens/listing.ts';
@@ -300,8 +299,7 @@ export function secretOnce(clientId: string, secret: string): Html {
       autocomplete="off"
       spellcheck="false"
     />
-    <button type="button" class="secondary" data-copy="client-secret" hidden>Copy secret</button>
-    <script src="${CONSOLE_SCRIPT_PATH}" defer></script>`;
+    <button type="button" class="secondary" data-copy="client-secret" hidden>Copy secret</button>`;
 }
 
 export async function liveTokenImpact(

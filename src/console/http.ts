@@ -64,6 +64,9 @@ export interface ConsoleHttpDependencies {
 
 const FORM_LIMIT = 64 * 1024;
 
+/** The console's one script (console/routes.ts), on every page: progressive enhancement only. */
+export const CONSOLE_SCRIPT_PATH = '/assets/console.js';
+
 interface CompiledRoute {
   route: ConsoleRoute;
   pattern: RegExp;
@@ -140,12 +143,17 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     ctx.status = status;
     ctx.type = 'html';
     const requestId = (ctx.state as { requestId?: string }).requestId;
-    ctx.body = page(title, body, {
-      branding: deps.branding,
-      wide: true,
-      nav: consoleNav(session, visitor),
-      ...(status >= 400 && requestId ? { requestId } : {}),
-    });
+    ctx.body = page(
+      title,
+      html`${body}
+        <script src="${CONSOLE_SCRIPT_PATH}" defer></script>`,
+      {
+        branding: deps.branding,
+        wide: true,
+        nav: consoleNav(session, visitor),
+        ...(status >= 400 && requestId ? { requestId } : {}),
+      },
+    );
   };
 
   const refuse = (

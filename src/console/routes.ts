@@ -2,8 +2,9 @@ import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../app
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html } from '../http/pages/layout.ts';
-import type { ConsoleRoute } from './http.ts';
-import { type ConsoleSessions, safeReturnPath } from './session.ts';
+import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
+import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
+import { type ConsoleSessions, CSRF_FIELD, safeReturnPath } from './session.ts';
 
 /**
  * The console's own routes: the landing page, signing in and out, and the one script (progressive
@@ -18,9 +19,10 @@ export interface ConsoleRouteDependencies {
   loadUser(accountId: string): Promise<UserProfile | undefined>;
 }
 
-export const CONSOLE_SCRIPT_PATH = '/assets/console.js';
+export { CONSOLE_SCRIPT_PATH };
 
 const CONSOLE_SCRIPT = `'use strict';
+${SEND_ONCE_SCRIPT}
 for (const button of document.querySelectorAll('button[data-copy]')) {
   const field = document.getElementById(button.dataset.copy);
   if (!field || !navigator.clipboard) continue;
@@ -117,8 +119,22 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
     {
       method: 'POST',
       path: '/account/sign-out',
-      access: 'signed_in',
-      async handle({ ctx, session, seeOther }) {
+      // Public: a member signed out already (in another tab, say) who presses "Sign out" is not
+      // asked to sign in first. With a console session, the form's CSRF token is checked here.
+      access: 'public',
+      async handle({ ctx, form, render, seeOther }) {
+        const session = await deps.sessions.current(ctx);
+        if (session && !deps.sessions.verifyCsrf(session, form.get(CSRF_FIELD))) {
+          render(
+            'Form refused',
+            html`<h1>Form refused</h1>
+              <p class="alert" role="alert">
+                This form has expired or did not come from this site. Go back, reload the page and try again.
+              </p>`,
+            { status: 403 },
+          );
+          return;
+        }
         if (!deps.rpInitiatedLogout) {
           // No logout endpoint to go through (it would answer 404): the provider session of this
           // browser ends here, so that the next visit asks for the password. The applications are
@@ -129,8 +145,11 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         }
         if (session) deps.sessions.signOut(ctx, session);
         else deps.sessions.clear(ctx);
+        // Nothing left to end: the landing page says who is signed in (no one).
+        if (!session && !(await deps.sessions.providerSession(ctx))) return seeOther('/');
         // The provider's own logout ends the session (and tells the session's applications); the
-        // note signOut leaves lets its page confirm by itself, for this console client only.
+        // note signOut leaves lets its page confirm by itself, for this console client only. A
+        // provider session without this console's (a cookie lost) meets the logout question.
         const params = new URLSearchParams({
           client_id: ACCOUNT_CONSOLE_CLIENT_ID,
           post_logout_redirect_uri: `${origin}/`,

@@ -25,6 +25,11 @@ export interface FieldOptions {
   inputmode?: string;
   maxlength?: number;
   pattern?: string;
+  /**
+   * Takes the focus when the page loads: the field a refused form is about, so that the error beside
+   * it is in view and read, wherever on a long page the form is.
+   */
+  autofocus?: boolean;
 }
 
 function describedBy(name: string, options: { hint?: string; error?: string }): Html | '' {
@@ -55,6 +60,7 @@ export function textField(
       ${options.inputmode ? html`inputmode="${options.inputmode}"` : ''}
       ${options.maxlength ? html`maxlength="${options.maxlength}"` : ''}
       ${options.pattern ? html`pattern="${options.pattern}"` : ''}
+      ${options.autofocus ? html`autofocus` : ''}
       ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     />
     ${fieldNotes(name, options)}`;

@@ -302,6 +302,74 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal((await server.app.twoFactor.status(person.id)).enrolled, false);
   });
 
+  it('shows a refused password change or turn-off at the field to blame, which takes the focus', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    /** The input named `name`, and whether it is focused, invalid and described by its error. */
+    const field = (body: string, name: string) => {
+      const input = new RegExp(`<input[^>]*name="${name}"[^>]*>`).exec(body)![0];
+      return {
+        autofocus: /\sautofocus[\s>]/.test(input),
+        invalid: input.includes('aria-invalid="true"'),
+        describedBy: /aria-describedby="([^"]*)"/.exec(input)?.[1] ?? '',
+        error: new RegExp(`<p class="field-error" id="${name}-error">([^<]*)</p>`).exec(body)?.[1],
+      };
+    };
+    const passwords = {
+      new_password: 'a brand new passphrase',
+      new_password_again: 'a brand new passphrase',
+    };
+
+    const differ = await consolePost(here, url('/account/password'), page.csrf!, {
+      current_password: PASSWORD,
+      ...passwords,
+      new_password_again: 'something else',
+    });
+    assert.equal(differ.status, 400);
+    assert.deepEqual(field(differ.body, 'new_password_again'), {
+      autofocus: true,
+      invalid: true,
+      describedBy: 'new_password_again-error',
+      error: 'The two new passwords differ.',
+    });
+    assert.equal(field(differ.body, 'current_password').autofocus, false, 'one field takes the focus');
+
+    const wrong = await consolePost(here, url('/account/password'), page.csrf!, {
+      current_password: 'not it',
+      ...passwords,
+    });
+    assert.equal(wrong.status, 401);
+    assert.deepEqual(field(wrong.body, 'current_password'), {
+      autofocus: true,
+      invalid: true,
+      describedBy: 'current_password-error',
+      error: 'The current password is wrong.',
+    });
+
+    const short = await consolePost(here, url('/account/password'), page.csrf!, {
+      current_password: PASSWORD,
+      new_password: 'short',
+      new_password_again: 'short',
+    });
+    assert.equal(short.status, 400);
+    assert.equal(field(short.body, 'new_password').autofocus, true);
+    assert.match(field(short.body, 'new_password').error ?? '', /8/);
+
+    await server.app.twoFactor.beginEnrolment(person);
+    const { secret, id } = (await server.app.twoFactor.pendingEnrolment(person))!;
+    await server.app.twoFactor.confirmEnrolment(person, currentCode(secret), id);
+    const on = await consoleGet(here, url('/account'));
+    const refused = await consolePost(here, url('/account/two-factor/disable'), on.csrf!, { code: '123456' });
+    assert.equal(refused.status, 401);
+    assert.deepEqual(field(refused.body, 'code'), {
+      autofocus: true,
+      invalid: true,
+      describedBy: 'code-error',
+      error: 'That code is not valid. Two-factor sign-in is still on.',
+    });
+  });
+
   it('signs out everywhere only with the CSRF token, after a confirmation page', async () => {
     const other = await consoleSignIn(server, user.username, { password: 'a brand new passphrase' });
     const page = await consoleGet(browser, url('/account'));

@@ -152,6 +152,25 @@ describe(`console sign-out ends the provider session (${testDatabaseKind})`, () 
     assert.equal(claims.sid, idTokenSid);
   });
 
+  it('sends a member signed out already (in another tab) who presses Sign out to the landing page, not to a sign-in', async () => {
+    const { user, browser } = await memberAtAppAndConsole();
+    const account = await consoleGet(browser, `${server.origin}/account`);
+    // The other tab: signed out everywhere there.
+    await server.app.tokens.signOutUser(user.username, { note: 'the other tab', actor: 'test' });
+    const out = await consolePost(browser, `${server.origin}/account/sign-out`, account.csrf!);
+    assert.equal(out.status, 303);
+    assert.equal(out.location, '/');
+    const landing = await consoleGet(browser, `${server.origin}/`);
+    assert.equal(landing.status, 200);
+    assert.match(landing.body, /Sign in to your account/);
+    // Still signed in, the form's token is checked as before.
+    const again = await memberAtAppAndConsole();
+    const refused = await consolePost(again.browser, `${server.origin}/account/sign-out`, 'x'.repeat(43));
+    assert.equal(refused.status, 403);
+    assert.deepEqual(noteLines(again.browser), []);
+    assert.ok((await silently(again.browser, again.app.clientId)).get('code'), 'still signed in');
+  });
+
   it('asks, and changes nothing, when the logout comes without the note: from another site, for another application, or with the note of another session', async () => {
     const { app, browser } = await memberAtAppAndConsole();
 

@@ -56,6 +56,7 @@ function passwordForm(input: LoginPageInput) {
       autocomplete="current-password"
       required
       maxlength="1024"
+      ${input.error ? html` aria-describedby="login-error" autofocus` : ''}
     />
     <button type="submit">Sign in</button>
   </form>`;

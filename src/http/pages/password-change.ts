@@ -13,7 +13,8 @@ export interface PasswordChangePageInput {
 
 /** The first sign-in of an account whose password someone else chose: a new one, before anything else. */
 export function passwordChangePage(input: PasswordChangePageInput, context: PageContext): string {
-  const described = input.error ? html` aria-describedby="password-error"` : '';
+  // The field to type again takes the focus, and names the error.
+  const described = input.error ? html` aria-describedby="password-error" autofocus` : '';
   return page(
     'Choose a new password',
     html`<h1>Choose a new password</h1>

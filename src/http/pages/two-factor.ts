@@ -1,4 +1,8 @@
 import { html, type Html, page, type PageContext } from './layout.ts';
+import { SEND_ONCE_SCRIPT } from './send-once.ts';
+
+/** The interaction's policy allows it by its hash (oidc/interactions/routes.ts). */
+const sendOnce: Html = { html: `<script>${SEND_ONCE_SCRIPT}</script>` };
 
 /**
  * The login's second step: the code from the authenticator app (or a recovery code), and, when
@@ -46,7 +50,8 @@ export function twoFactorCodePage(form: StepForm, context: PageContext): string 
         ${hidden(form)} ${codeField('Six-digit code from your authenticator app', form.error)}
         <p class="hint">Lost your phone? Enter one of your recovery codes instead.</p>
         <button type="submit">Continue</button>
-      </form>`,
+      </form>
+      ${sendOnce}`,
     { branding: context.branding },
   );
 }
@@ -68,7 +73,8 @@ export function twoFactorEnrolPage(
       <form method="post" action="${form.action}" novalidate>
         ${hidden(form)} ${codeField('Code from your app', form.error)}
         <button type="submit">Turn on and continue</button>
-      </form>`,
+      </form>
+      ${sendOnce}`,
     { branding: context.branding },
   );
 }
@@ -89,7 +95,8 @@ export function recoveryCodesPage(
       <form method="post" action="${form.action}">
         ${hidden(form)}
         <button type="submit">I have saved them, continue</button>
-      </form>`,
+      </form>
+      ${sendOnce}`,
     { branding: context.branding },
   );
 }
