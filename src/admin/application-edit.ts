@@ -12,6 +12,7 @@ import {
   formOf,
   inputOf,
   NEW_APP,
+  noSuchApplication,
   readForm,
   secretOnce,
 } from './application-parts.ts';
@@ -118,7 +119,9 @@ export function editRoutes(
             `${appPath(app.clientId)}?done=${result.changedFields.length === 0 ? 'unchanged' : ended ? 'updated_access_ended' : 'updated'}`,
           );
         } catch (error) {
-          if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+          if (!(error instanceof ApplicationError)) throw error;
+          // Deleted between loading it above and writing.
+          if (error.code === 'not_found') return noSuchApplication(request);
           renderAdmin(
             request,
             '/admin/apps',

@@ -6,7 +6,15 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime, postButton } from '../console/ui.ts';
 import { type Html, html } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
-import { appPath, DONE, FORMAT_LABELS, liveTokenImpact, secretOnce, yesNo } from './application-parts.ts';
+import {
+  appPath,
+  DONE,
+  FORMAT_LABELS,
+  liveTokenImpact,
+  noSuchApplication,
+  secretOnce,
+  yesNo,
+} from './application-parts.ts';
 
 /**
  * One application's page, and what changes its life: rotating the secret, deactivating and
@@ -205,7 +213,9 @@ export function lifecycleRoutes(
               <p><a href="${appPath(app.clientId)}">Back to the application</a></p>`,
           );
         } catch (error) {
-          if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+          if (!(error instanceof ApplicationError)) throw error;
+          // Deleted between loading it above and rotating.
+          if (error.code === 'not_found') return noSuchApplication(request);
           renderAdmin(
             request,
             '/admin/apps',
@@ -225,9 +235,13 @@ export function lifecycleRoutes(
         const app = await load(request);
         if (!app) return;
         // The same computation as `app deactivate --dry-run`, and who holds live tokens now.
-        const preview = await deps.applications.deactivate(app.clientId, adminActor(request), {
-          dryRun: true,
-        });
+        let preview: Awaited<ReturnType<AdminDependencies['applications']['deactivate']>>;
+        try {
+          preview = await deps.applications.deactivate(app.clientId, adminActor(request), { dryRun: true });
+        } catch (error) {
+          if (!(error instanceof ApplicationError) || error.code !== 'not_found') throw error;
+          return noSuchApplication(request);
+        }
         const impact = await liveTokenImpact(deps, app.clientId);
         renderAdmin(
           request,
@@ -309,7 +323,9 @@ function notSwitched(
   verb: 'activated' | 'deactivated',
   error: unknown,
 ): void {
-  if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+  if (!(error instanceof ApplicationError)) throw error;
+  // Deleted between loading it and switching it.
+  if (error.code === 'not_found') return noSuchApplication(request);
   renderAdmin(
     request,
     '/admin/apps',

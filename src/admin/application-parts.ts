@@ -235,10 +235,10 @@ export function appForm(
             )
           : ''
       }
-      <fieldset>
+      <fieldset ${error('grant_types') ? html`aria-invalid="true" aria-describedby="grant_types-error"` : ''}>
         <legend>Grant types</legend>
         ${GRANT_TYPES.map((grant) => checkbox(GRANT_LABELS[grant], 'grant_types', values.grantTypes.includes(grant), { value: grant }))}
-        ${error('grant_types') ? html`<p class="field-error">${error('grant_types')}</p>` : ''}
+        ${error('grant_types') ? html`<p class="field-error" id="grant_types-error">${error('grant_types')}</p>` : ''}
       </fieldset>
       ${checkboxGroup('States allowed', 'states', names.states, values.states, {
         hint: 'With no state and no group ticked, everyone past the global gate may use it.',
@@ -265,12 +265,12 @@ export function appForm(
       })}
       <fieldset>
         <legend>Options</legend>
-        ${checkbox('Require PKCE', 'pkce_required', values.pkceRequired)}
+        ${checkbox('Require PKCE', 'pkce_required', values.pkceRequired, opt('pkce_required'))}
         ${checkbox('Skip the consent page', 'skip_authorization', values.skipAuthorization)}
         ${checkbox('Back-channel logout only when tokens are revoked', 'backchannel_logout_on_revoke_only', values.backchannelLogoutOnRevokeOnly)}
         ${checkbox('Put the granted scopes’ claims (email, groups, username, …) in the ID token, for apps that read them only there', 'id_token_claims', values.idTokenClaims)}
         ${checkbox('Debug logging (verbose, still redacted)', 'debug_mode', values.debugMode)}
-        ${error('pkce_required') ? html`<p class="field-error">${error('pkce_required')}</p>` : ''}
+        ${error('pkce_required') ? html`<p class="field-error" id="pkce_required-error">${error('pkce_required')}</p>` : ''}
       </fieldset>
       <div class="actions">
         <button type="submit">${creating ? 'Create application' : 'Save changes'}</button>
@@ -349,15 +349,26 @@ export function applicationLoader(
 ): (request: ConsoleRequest) => Promise<Application | undefined> {
   return async (request) => {
     const app = await deps.applications.findByClientId(request.params.clientId ?? '');
-    if (!app)
-      renderAdmin(
-        request,
-        '/admin/apps',
-        'No such application',
-        html`<h1>No such application</h1>
-          <p><a href="/admin/apps">All applications</a></p>`,
-        { status: 404 },
-      );
+    if (!app) noSuchApplication(request);
     return app;
   };
+}
+
+/**
+ * The 404 page for an application that is not (or no longer) there: also the answer to a form sent
+ * for an application deleted meanwhile (by the CLI or another administrator), which changed nothing.
+ */
+export function noSuchApplication(request: ConsoleRequest): void {
+  renderAdmin(
+    request,
+    '/admin/apps',
+    'No such application',
+    html`<h1>No such application</h1>
+      <p class="alert" role="alert">
+        No application has this client_id: it does not exist, or it was deleted (perhaps from the command line
+        or by another administrator). Nothing was changed.
+      </p>
+      <p><a href="/admin/apps">All applications</a></p>`,
+    { status: 404 },
+  );
 }

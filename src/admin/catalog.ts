@@ -29,6 +29,10 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
     entity: Entity,
     form?: { values: URLSearchParams; error: string; status: number },
   ) => {
+    // The refusal at the field it is about: the directory's messages about a priority start so.
+    const priorityRefused = form !== undefined && /^(invalid state priority|priority )/.test(form.error);
+    const fieldError = (field: 'name' | 'priority') =>
+      form && (field === 'priority') === priorityRefused ? { error: form.error } : {};
     const listed = await catalogEntries(deps, entity);
     const title = entity === 'state' ? 'States' : 'Groups';
     renderAdmin(
@@ -69,14 +73,25 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
             : html`<h2>New ${entity}</h2>
                 <form method="post" action="${BASE[entity]}">
                   ${csrfField(request.session)}
-                  ${form ? html`<p class="alert" role="alert">${form.error}</p>` : ''}
-                  ${textField('Name', 'name', form?.values.get('name') ?? '', { required: true, maxlength: 150 })}
+                  ${
+                    form
+                      ? html`<p class="alert" role="alert">
+                          Not created: correct the ${priorityRefused ? 'priority' : 'name'} below.
+                        </p>`
+                      : ''
+                  }
+                  ${textField('Name', 'name', form?.values.get('name') ?? '', {
+                    required: true,
+                    maxlength: 150,
+                    ...fieldError('name'),
+                  })}
                   ${
                     entity === 'state'
                       ? textField('Priority', 'priority', form?.values.get('priority') ?? '', {
                           type: 'number',
                           required: true,
                           hint: 'Unique; higher ranks first.',
+                          ...fieldError('priority'),
                         })
                       : ''
                   }

@@ -2,7 +2,7 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime } from '../console/ui.ts';
 import { type Html, html } from '../http/pages/layout.ts';
 import { KeyError } from '../keys/service.ts';
-import type { ExpectedWithdrawal, SigningKeySummary, WithdrawResult } from '../keys/types.ts';
+import type { ExpectedWithdrawal, RotationResult, SigningKeySummary, WithdrawResult } from '../keys/types.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 
 /**
@@ -93,19 +93,26 @@ function confirmationPage(
 }
 
 /**
- * After a withdrawal of the active key: the keys it activated and prepared, named only if they are
- * keys (the query is the visitor's to edit).
+ * After a rotation, or a withdrawal of the active key: the keys it activated and prepared, named only
+ * if they are keys (the query is the visitor's to edit).
  */
 function replacementMessage(keys: readonly SigningKeySummary[], query: Record<string, unknown>): Html {
   const known = (value: unknown) =>
     typeof value === 'string' && keys.some((key) => key.kid === value) ? value : undefined;
   const active = known(query.active);
   const next = known(query.next);
-  if (query.done !== 'withdrawn' || !active || !next) return html``;
+  if ((query.done !== 'withdrawn' && query.done !== 'rotated') || !active || !next) return html``;
   return html`<p class="ok" role="status">
-    In its place the key <code>${active}</code> became active and signs every new token; the key
-    <code>${next}</code> is the new next key.
+    ${query.done === 'withdrawn' ? 'In its place the key' : 'The key'} <code>${active}</code> became active
+    and signs every new token; the key <code>${next}</code> is the new next key.
   </p>`;
+}
+
+/** `&active=…&next=…`: the keys a rotation or withdrawal activated and prepared, for the done message. */
+function replacementQuery(result: { activatedKid: string | null; nextKid: string | null }): string {
+  return result.activatedKid && result.nextKid
+    ? `&${new URLSearchParams({ active: result.activatedKid, next: result.nextKid }).toString()}`
+    : '';
 }
 
 export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
@@ -285,8 +292,9 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 nextKid: form.get('expected_next') || null,
               }
             : undefined;
+        let result: RotationResult;
         try {
-          await deps.keys.rotate({
+          result = await deps.keys.rotate({
             ...(expect ? { expect } : {}),
             force: form.get('force') === 'yes',
             actor: adminActor(request),
@@ -305,7 +313,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           throw error;
         }
         await serveNow();
-        request.seeOther('/admin/keys?done=rotated');
+        request.seeOther(`/admin/keys?done=rotated${replacementQuery(result)}`);
       },
     },
     {
@@ -506,11 +514,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           throw error;
         }
         await serveNow();
-        const replaced =
-          result.activatedKid && result.nextKid
-            ? `&${new URLSearchParams({ active: result.activatedKid, next: result.nextKid }).toString()}`
-            : '';
-        request.seeOther(`/admin/keys?done=withdrawn${replaced}`);
+        request.seeOther(`/admin/keys?done=withdrawn${replacementQuery(result)}`);
       },
     },
   ];

@@ -108,6 +108,7 @@ function page(
   filters: Html,
   table: Html,
   pager: Html,
+  status = 200,
 ): void {
   renderAdmin(
     request,
@@ -120,7 +121,16 @@ function page(
         <div><button type="submit">Filter</button></div>
       </form>
       ${table} ${pager}`,
+    { status },
   );
+}
+
+/**
+ * The refusal of a `?kind=` or `?outcome=` that is none of its values, shown at its field: a filter
+ * mistyped (or from an older link) must not list everything as if it were "Any".
+ */
+function unknownChoice(parameter: string, values: readonly string[]): string {
+  return `Not a ${parameter}: ${parameter}= takes one of ${values.join(', ')}, or nothing for any.`;
 }
 
 /** The kinds the database does not keep, as the audit log's page says it (empty when it keeps all). */
@@ -140,19 +150,21 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const filter = await commonFilter(deps, request);
         const outcome = queryText(request.ctx.query, 'outcome', 40);
         const query = { ...filter.query, ...(outcome === '' ? {} : { outcome }) };
-        const rows = filter.impossible
-          ? []
-          : await listDeliveryAttempts(deps.db, {
-              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
-              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
-              ...(filter.since === undefined ? {} : { since: filter.since }),
-              ...(filter.until === undefined ? {} : { until: filter.until }),
-              ...(outcome === 'failures' || (OUTCOMES as readonly string[]).includes(outcome)
-                ? { outcome }
-                : {}),
-              ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
-              limit: PAGE,
-            });
+        const outcomes = ['failures', ...OUTCOMES];
+        const outcomeError =
+          outcome === '' || outcomes.includes(outcome) ? undefined : unknownChoice('outcome', outcomes);
+        const rows =
+          filter.impossible || outcomeError !== undefined
+            ? []
+            : await listDeliveryAttempts(deps.db, {
+                ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
+                ...(filter.userId === undefined ? {} : { userId: filter.userId }),
+                ...(filter.since === undefined ? {} : { since: filter.since }),
+                ...(filter.until === undefined ? {} : { until: filter.until }),
+                ...(outcome === '' ? {} : { outcome }),
+                ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
+                limit: PAGE,
+              });
         page(
           request,
           '/admin/deliveries',
@@ -163,7 +175,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           </p>`,
           html`${filterFields(filter)}
             <div>
-              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome)}
+              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome, outcomeError === undefined ? {} : { error: outcomeError })}
             </div>`,
           html`<div class="table-wrap">
             <table>
@@ -201,6 +213,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/deliveries', query, rows.at(-1)?.id, rows.length === PAGE),
+          outcomeError === undefined ? 200 : 400,
         );
       },
     },
@@ -276,19 +289,22 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const filter = await commonFilter(deps, request);
         const kind = queryText(request.ctx.query, 'kind', 40);
-        const kinds = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind) ? [kind as AuditEventKind] : [];
-        const query = { ...filter.query, ...(kinds.length > 0 ? { kind } : {}) };
-        const events = filter.impossible
-          ? []
-          : await deps.auditStore.list({
-              kinds,
-              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
-              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
-              ...(filter.since === undefined ? {} : { since: filter.since }),
-              ...(filter.until === undefined ? {} : { until: filter.until }),
-              ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
-              limit: PAGE,
-            });
+        const known = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind);
+        const kinds = known ? [kind as AuditEventKind] : [];
+        const kindError = kind === '' || known ? undefined : unknownChoice('kind', AUDIT_EVENT_KINDS);
+        const query = { ...filter.query, ...(kind === '' ? {} : { kind }) };
+        const events =
+          filter.impossible || kindError !== undefined
+            ? []
+            : await deps.auditStore.list({
+                kinds,
+                ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
+                ...(filter.userId === undefined ? {} : { userId: filter.userId }),
+                ...(filter.since === undefined ? {} : { since: filter.since }),
+                ...(filter.until === undefined ? {} : { until: filter.until }),
+                ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
+                limit: PAGE,
+              });
         page(
           request,
           '/admin/audit',
@@ -299,7 +315,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             The same list on the command line: <code>aa-oidc audit list</code>.
           </p>`,
           html`<div>
-              ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kinds[0] ?? '')}
+              ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kind, kindError === undefined ? {} : { error: kindError })}
             </div>
             ${filterFields(filter)}`,
           html`<div class="table-wrap">
@@ -333,6 +349,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/audit', query, events.at(-1)?.id, events.length === PAGE),
+          kindError === undefined ? 200 : 400,
         );
       },
     },

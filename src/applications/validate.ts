@@ -1,8 +1,8 @@
 import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
-import { hasControlCharacter, hasUnsafeUriCharacter } from './text.ts';
-import { hiddenCharacter } from '../util/hidden-characters.ts';
+import { hasUnsafeUriCharacter } from './text.ts';
+import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
@@ -37,6 +37,11 @@ export interface ValidationContext {
   /** Every group the directory has. */
   groups: DirectoryNames;
   backchannelTargetCheck: BackchannelTargetCheck;
+  /**
+   * On an update, the name stored: kept unchanged, it is not refused for a character names may no
+   * longer be given (a line separator, say), so that an application named so before stays editable.
+   */
+  storedName?: string;
 }
 
 /** A complete, checked application, ready to be written. */
@@ -87,7 +92,7 @@ export async function validateApplicationInput(
   else if (ADMIN_PAGE_SEGMENTS.has(clientId))
     problem('client_id', `"${clientId}" is reserved: /admin/apps/${clientId} is a page of the admin UI`);
 
-  const name = checkName(input.name, problem);
+  const name = checkName(input.name, context.storedName, problem);
 
   const clientType = input.clientType ?? 'confidential';
   if (!CLIENT_TYPES.includes(clientType)) problem('client_type', `must be ${CLIENT_TYPES.join(' or ')}`);
@@ -162,7 +167,7 @@ export async function validateApplicationInput(
 
 type Problem = (field: string, message: string) => void;
 
-function checkName(value: unknown, problem: Problem): string {
+function checkName(value: unknown, storedName: string | undefined, problem: Problem): string {
   if (typeof value !== 'string') {
     problem('name', 'is required (1–100 characters)');
     return '';
@@ -173,10 +178,13 @@ function checkName(value: unknown, problem: Problem): string {
   }
   const name = value.trim();
   if (name.length === 0 || name.length > NAME_MAX) problem('name', `must be 1–${NAME_MAX} characters`);
-  else if (hasControlCharacter(name)) problem('name', 'must not contain control characters');
-  else {
-    const hidden = hiddenCharacter(name);
-    if (hidden) problem('name', `must not contain ${hidden} (it can make the name show as something else)`);
+  else if (name !== storedName) {
+    const unfit = unfitNameCharacter(name);
+    if (unfit)
+      problem(
+        'name',
+        `must not contain ${unfit} (it can make the name show as something else, or break its line)`,
+      );
   }
   return name;
 }

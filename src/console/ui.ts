@@ -85,13 +85,25 @@ ${values.join('\n')}</textarea>
     ${fieldNotes(name, options)}`;
 }
 
+/**
+ * `text` as the tail of an element id, a different one for every text: letters, digits and `-` stay,
+ * every other character becomes its code point in hex between two `_` (`A B` is `A_20_B`, `A_B` is
+ * `A_5f_B`), so that names differing only in punctuation or spacing never share a checkbox's id.
+ */
+function idPart(text: string): string {
+  let id = '';
+  for (const char of text)
+    id += /^[A-Za-z0-9-]$/.test(char) ? char : `_${char.codePointAt(0)!.toString(16)}_`;
+  return id;
+}
+
 export function checkbox(
   label: string,
   name: string,
   checked: boolean,
-  options: { value?: string } = {},
+  options: { value?: string; error?: string } = {},
 ): Html {
-  const id = `${name}-${options.value ?? 'on'}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  const id = `${name}-${idPart(options.value ?? 'on')}`;
   return html`<label class="inline" for="${id}"
     ><input
       type="checkbox"
@@ -99,6 +111,7 @@ export function checkbox(
       name="${name}"
       value="${options.value ?? 'on'}"
       ${checked ? html`checked` : ''}
+      ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     />
     ${label}</label
   >`;

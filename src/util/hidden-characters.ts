@@ -25,6 +25,28 @@ export function hiddenCharacter(text: string): string | undefined {
   return `${codePoint(found)}, ${BIDI_CONTROL.test(found) ? 'a bidirectional control character' : 'an invisible character'}`;
 }
 
+/** Control characters (C0, DEL, C1) and the line and paragraph separators. */
+// eslint-disable-next-line no-control-regex
+const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * The first character of `text` a name must not be given, named for a message (`U+2028, a line
+ * separator`), or undefined when there is none: a control character (C0, DEL, C1: U+009B starts a
+ * terminal's escape sequence, U+0085 ends a line for some readers), the line or paragraph separator
+ * (a log reader or an editor starts a new line there), or a hidden format character.
+ */
+export function unfitNameCharacter(text: string): string | undefined {
+  const found = LINE_BREAKING.exec(text)?.[0];
+  if (found === undefined) return hiddenCharacter(text);
+  const what =
+    found === '\u2028'
+      ? 'a line separator'
+      : found === '\u2029'
+        ? 'a paragraph separator'
+        : 'a control character';
+  return `${codePoint(found)}, ${what}`;
+}
+
 /** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
 function unicodeEscape(char: string): string {
   return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;

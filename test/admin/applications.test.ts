@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
   type Browser,
@@ -273,5 +273,129 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
   it('answers 404 for an unknown application', async () => {
     const page = await consoleGet(admin, url('/admin/apps/no-such-app'));
     assert.equal(page.status, 404);
+  });
+
+  it('refuses a line or paragraph separator or a control character in a name, naming it at the name field', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    for (const [name, named] of [
+      ['Wiki\u2028status: ok', 'U+2028, a line separator'],
+      ['Wiki\u2029done', 'U+2029, a paragraph separator'],
+      ['Wiki \u009b2J', 'U+009B, a control character'],
+      ['Wiki\u0085next', 'U+0085, a control character'],
+    ] as const) {
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        name,
+        redirect_uris: 'https://separator.example.org/cb',
+        client_type: 'confidential',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+      assert.equal(answer.status, 400, named);
+      const fieldError = /<p class="field-error" id="name-error">([^<]+)<\/p>/.exec(answer.body);
+      assert.ok(fieldError, `an error at the name field: ${problems(answer.body)}`);
+      assert.ok(fieldError[1]!.includes(`must not contain ${named}`), fieldError[1]);
+    }
+    const names = (await server.app.applications.list()).map((app) => app.name);
+    assert.ok(!names.some((name) => /[\u2028\u2029\u0085\u009b]/.test(name)), 'nothing created');
+  });
+
+  it('gives the boxes of names that differ only in punctuation distinct ids, each label bound to its own box', async () => {
+    await server.app.directoryAdmin.createGroup('Ops team');
+    await server.app.directoryAdmin.createGroup('Ops_team');
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const boxes = new Map<string, string>();
+    for (const match of form.body.matchAll(
+      /<label class="inline" for="([^"]+)"\s*><input\s+type="checkbox"\s+id="([^"]+)"\s+name="groups"\s+value="([^"]+)"/g,
+    )) {
+      assert.equal(match[1], match[2], `the label of ${match[3]} is for its own box`);
+      boxes.set(match[3]!, match[2]!);
+    }
+    assert.ok(boxes.has('Ops team') && boxes.has('Ops_team'), [...boxes.keys()].join(', '));
+    assert.notEqual(boxes.get('Ops team'), boxes.get('Ops_team'));
+    const ids = [...form.body.matchAll(/\sid="([^"]+)"/g)].map((match) => match[1]);
+    assert.equal(new Set(ids).size, ids.length, 'every id of the page is unique');
+  });
+
+  it('ties the grant-type and PKCE errors to their fields', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      name: 'Mobile',
+      redirect_uris: 'https://mobile.example.org/cb',
+      client_type: 'public',
+      grant_types: 'refresh_token',
+      access_token_format: 'inherit',
+    });
+    assert.equal(answer.status, 400);
+    assert.match(
+      answer.body,
+      /<p class="field-error" id="grant_types-error">refresh_token requires authorization_code/,
+    );
+    assert.match(
+      answer.body,
+      /<fieldset\s+aria-invalid="true" aria-describedby="grant_types-error"\s*>\s*<legend>Grant types<\/legend>/,
+    );
+    assert.match(
+      answer.body,
+      /<p class="field-error" id="pkce_required-error">public clients must require PKCE/,
+    );
+    assert.match(
+      answer.body,
+      /id="pkce_required-on"\s+name="pkce_required"\s+value="on"\s+aria-invalid="true" aria-describedby="pkce_required-error"/,
+    );
+  });
+
+  it('answers 404, changing nothing, when the application is deleted between its page and the form sent', async () => {
+    const sends: Array<[string, Record<string, string | string[]>]> = [
+      [
+        '/edit',
+        {
+          name: 'Renamed',
+          redirect_uris: 'https://gone.example.org/cb',
+          grant_types: 'authorization_code',
+          pkce_required: 'on',
+          access_token_format: 'inherit',
+        },
+      ],
+      ['/rotate-secret', {}],
+      ['/deactivate', {}],
+      ['/activate', {}],
+    ];
+    const deleteApp = (id: string) =>
+      server.app.database.db.deleteFrom('application').where('client_id', '=', id).execute();
+    for (const [action, fields] of sends) {
+      // Deleted (by the command line, another administrator) after the page was shown.
+      const early = (await seedApp(server, { name: 'Gone', redirectUris: ['https://gone.example.org/cb'] }))
+        .clientId;
+      const page = await consoleGet(
+        admin,
+        url(`/admin/apps/${early}${action === '/activate' ? '' : action}`),
+      );
+      assert.equal(page.status, 200, action);
+      await deleteApp(early);
+      const answer = await consolePost(admin, url(`/admin/apps/${early}${action}`), page.csrf!, fields);
+      assert.equal(answer.status, 404, `${action}: ${answer.body.slice(0, 300)}`);
+      assert.match(pageText(answer.body), /No such application .* it was deleted/, action);
+
+      // Deleted while the form is handled: after the application was looked up, before the write.
+      const late = (await seedApp(server, { name: 'Gone', redirectUris: ['https://gone.example.org/cb'] }))
+        .clientId;
+      const form = await consoleGet(admin, url(`/admin/apps/${late}${action === '/activate' ? '' : action}`));
+      const applications = server.app.applications;
+      const find = applications.findByClientId.bind(applications);
+      applications.findByClientId = async (id) => {
+        const found = await find(id);
+        if (id === late) await deleteApp(late);
+        return found;
+      };
+      try {
+        const raced = await consolePost(admin, url(`/admin/apps/${late}${action}`), form.csrf!, fields);
+        assert.equal(raced.status, 404, `${action}: ${raced.body.slice(0, 300)}`);
+        assert.match(pageText(raced.body), /No such application .* Nothing was changed/, action);
+      } finally {
+        applications.findByClientId = find;
+      }
+      assert.equal(await server.app.applications.findByClientId(late), undefined);
+    }
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
@@ -161,6 +162,82 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(deletion.status, 409);
     assert.ok(pageText(deletion.body).includes(held.username));
     assert.equal((await consoleGet(admin, url(path('states', 'Nope')))).status, 404);
+  });
+
+  it('ties a refused creation to the field it is about, the name or the priority', async () => {
+    await server.app.directoryAdmin.createState('Taken', 555);
+    for (const [fields, field, reason] of [
+      [{ name: 'Taken', priority: '556' }, 'name', /state &quot;Taken&quot; already exists/],
+      [{ name: 'Fresh', priority: '555' }, 'priority', /priority 555 is already used by state/],
+      [{ name: 'Fresh', priority: 'ten' }, 'priority', /invalid state priority &quot;ten&quot;/],
+      [{ name: 'Ops\u2028team', priority: '557' }, 'name', /it contains U\+2028, a line separator/],
+    ] as const) {
+      const refused = await consolePost(admin, url('/admin/states'), csrf, fields);
+      assert.ok(refused.status === 400 || refused.status === 409, String(refused.status));
+      const fieldError = new RegExp(`<p class="field-error" id="${field}-error">([^<]+)</p>`).exec(
+        refused.body,
+      );
+      assert.ok(fieldError, `an error at the ${field} field: ${pageText(refused.body).slice(0, 600)}`);
+      assert.match(fieldError[1]!, reason);
+      assert.match(
+        refused.body,
+        new RegExp(
+          `id="${field}"\\s+name="${field}"[^>]*aria-invalid="true" aria-describedby="(?:${field}-hint )?${field}-error"`,
+        ),
+      );
+      assert.match(pageText(refused.body), new RegExp(`Not created: correct the ${field} below`));
+    }
+    const group = await consolePost(admin, url('/admin/groups'), csrf, { name: 'Ops\u0085team' });
+    assert.equal(group.status, 400);
+    assert.match(
+      group.body,
+      /<p class="field-error" id="name-error">invalid group name &quot;Ops\\u0085team&quot;: it contains U\+0085, a control character/,
+    );
+  });
+
+  it('refuses a line or paragraph separator or a control character in a name it gives, keeping names made before', async () => {
+    for (const [name, named] of [
+      ['Ops\u2028team', 'U+2028, a line separator'],
+      ['Ops\u2029team', 'U+2029, a paragraph separator'],
+      ['Ops\u009b2Jteam', 'U+009B, a control character'],
+      ['Ops\tteam', 'U+0009, a control character'],
+    ] as const) {
+      await assert.rejects(server.app.directoryAdmin.createGroup(name), (error: Error) => {
+        assert.ok(error.message.includes(`it contains ${named}`), error.message);
+        assert.doesNotMatch(
+          error.message,
+          // eslint-disable-next-line no-control-regex
+          /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/,
+          'escaped in the message',
+        );
+        return true;
+      });
+      await assert.rejects(
+        server.app.directoryAdmin.createState(name, 999),
+        new RegExp(`it contains ${named.replace('+', '\\+')}`),
+      );
+    }
+    // A group named so before (an older release): still shown, renamed to a fit name, deleted.
+    await server.app.directoryAdmin.createGroup('Old team');
+    await server.app.database.db
+      .updateTable('auth_group')
+      .set({ name: 'Old\u2028team', name_key: nameKey('Old\u2028team') })
+      .where('name', '=', 'Old team')
+      .execute();
+    assert.equal((await consoleGet(admin, url(path('groups', 'Old\u2028team')))).status, 200);
+    const refused = await consoleGet(
+      admin,
+      url(path('groups', 'Old\u2028team', `/rename?to=${encodeURIComponent('New\u2029team')}`)),
+    );
+    assert.equal(refused.status, 409);
+    assert.match(refused.body, /<p class="field-error" id="to-error">[^<]*U\+2029, a paragraph separator/);
+    const confirm = await consoleGet(admin, url(path('groups', 'Old\u2028team', '/rename?to=New+team')));
+    assert.equal(confirm.status, 200, pageText(confirm.body).slice(0, 800));
+    const renamed = await consolePost(admin, url(path('groups', 'Old\u2028team', '/rename')), confirm.csrf!, {
+      to: 'New team',
+    });
+    assert.equal(renamed.status, 303);
+    assert.ok((await server.app.directory.listGroups()).some((group) => group.name === 'New team'));
   });
 
   it('names a priority that is no whole number as it was typed, never as NaN', async () => {

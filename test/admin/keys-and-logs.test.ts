@@ -83,6 +83,19 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     const after = await server.app.keys.list();
     assert.equal(after.find((key) => key.status === 'active')!.kid, next.kid);
     assert.equal(after.find((key) => key.kid === active.kid)!.status, 'retired');
+    // The done message names the key that signs now and the new next key, as a withdrawal's does.
+    const newNext = after.find((key) => key.status === 'next')!;
+    assert.equal(
+      done.location,
+      `/admin/keys?done=rotated&${new URLSearchParams({ active: next.kid, next: newNext.kid }).toString()}`,
+    );
+    const shown = await consoleGet(admin, url(done.location!));
+    assert.ok(
+      pageText(shown.body).includes(
+        `The key ${next.kid} became active and signs every new token; the key ${newNext.kid} is the new next key.`,
+      ),
+      pageText(shown.body).slice(0, 600),
+    );
   });
 
   it('rotates only the keys the confirmation showed: the same form sent twice is refused the second time', async () => {
@@ -182,6 +195,43 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.match(unknown.body, /<p class="field-error" id="user-error">No user is named nobody-here\.<\/p>/);
     assert.match(unknown.body, /<p class="field-error" id="since-error">Not a time/);
     assert.match(unknown.body, /No event matches/);
+  });
+
+  it('refuses an unknown kind or outcome with 400, naming the parameter and its values at its field', async () => {
+    for (const [log, parameter, value, valid] of [
+      [
+        '/admin/audit',
+        'kind',
+        'admin_chnage',
+        /kind= takes one of [a-z_]+, .*admin_change.*, or nothing for any\./,
+      ],
+      [
+        '/admin/deliveries',
+        'outcome',
+        'failure',
+        /outcome= takes one of failures, success, .*unsafe_target_ip, or nothing for any\./,
+      ],
+      ['/admin/audit', 'kind', '%00', /kind= takes one of/],
+    ] as const) {
+      const page = await consoleGet(admin, url(`${log}?${parameter}=${value}`));
+      assert.equal(page.status, 400, `${log}?${parameter}=${value}`);
+      const fieldError = new RegExp(`<p class="field-error" id="${parameter}-error">([^<]+)</p>`).exec(
+        page.body,
+      );
+      assert.ok(fieldError, `an error at the ${parameter} field: ${pageText(page.body).slice(0, 400)}`);
+      assert.match(fieldError[1]!, new RegExp(`^Not a ${parameter}: `));
+      assert.match(fieldError[1]!, valid);
+      assert.match(
+        page.body,
+        new RegExp(
+          `<select\\s+id="${parameter}"\\s+name="${parameter}"\\s+aria-invalid="true" aria-describedby="${parameter}-error"`,
+        ),
+      );
+      assert.match(page.body, /No (event|delivery) matches/, 'nothing listed as if it were "Any"');
+    }
+    // Known values and none at all still list.
+    assert.equal((await consoleGet(admin, url('/admin/audit?kind='))).status, 200);
+    assert.equal((await consoleGet(admin, url('/admin/deliveries?outcome=retries_exhausted'))).status, 200);
   });
 
   it('names a client_id with a NUL byte at its field on every log, never a server error', async () => {

@@ -264,7 +264,7 @@ await describeOnEachAllianceAuth(
       assert.equal(result.code, 1, result.stderr);
       assert.match(
         result.stdout,
-        /^not imported escape-sequence-client \(Evil\\x1b\]0;pwned\\x07\\x1b\[2J\\u009b31m\): name: must not contain control characters$/m,
+        /^not imported escape-sequence-client \(Evil\\x1b\]0;pwned\\x07\\x1b\[2J\\u009b31m\): name: must not contain U\+001B, a control character \(it can make the name show as something else, or break its line\)$/m,
       );
       // eslint-disable-next-line no-control-regex
       assert.doesNotMatch(result.stdout + result.stderr, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);

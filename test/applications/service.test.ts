@@ -189,10 +189,17 @@ describe(`application service (${testDatabaseKind})`, () => {
     await assert.rejects(service.update('grafana-0001', { logoUrl: 'javascript:alert(1)' }, ACTOR), {
       message: 'logo_url: must be an http or https URL, not "javascript:"',
     });
-    // C1 controls too: U+009B starts a terminal escape sequence as ESC [ does.
-    for (const name of ['Wiki\u001b[2J', 'Wiki\u009b2J', 'Wiki\u007f']) {
+    // C1 controls too: U+009B starts a terminal escape sequence as ESC [ does. And the line and
+    // paragraph separators, where a log reader or an editor starts a new line. Each is named.
+    for (const [name, named] of [
+      ['Wiki\u001b[2J', 'U+001B, a control character'],
+      ['Wiki\u009b2J', 'U+009B, a control character'],
+      ['Wiki\u007f', 'U+007F, a control character'],
+      ['Wiki\u2028x', 'U+2028, a line separator'],
+      ['Wiki\u2029x', 'U+2029, a paragraph separator'],
+    ]) {
       await assert.rejects(service.update('grafana-0001', { name }, ACTOR), {
-        message: 'name: must not contain control characters',
+        message: `name: must not contain ${named} (it can make the name show as something else, or break its line)`,
       });
     }
     await assert.rejects(service.update('missing-app', { name: 'Y' }, ACTOR), {

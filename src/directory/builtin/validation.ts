@@ -1,4 +1,4 @@
-import { escapeHiddenCharacters, hiddenCharacter } from '../../util/hidden-characters.ts';
+import { escapeUnshownInJson, unfitNameCharacter } from '../../util/hidden-characters.ts';
 import { invalid } from '../errors.ts';
 import type { MainCharacterFields } from './types.ts';
 
@@ -21,7 +21,7 @@ const CONTROL = /\p{Cc}/u;
 /** An input as it can appear inside an error message: quoted, escaped, and cut when long. */
 export function quote(value: unknown): string {
   if (typeof value !== 'string') return typeof value === 'number' ? String(value) : typeof value;
-  return escapeHiddenCharacters(JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
+  return escapeUnshownInJson(JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
 }
 
 function requireString(label: string, value: unknown): string {
@@ -84,18 +84,19 @@ export function validateName(kind: 'state' | 'group', value: unknown): string {
 
 /**
  * Checks the name a state or group is given (created or renamed to) as `validateName` does, and
- * refuses the bidirectional controls and zero-width characters that would let it show as something
- * else. A name that only looks one up is not checked for them: a state made before can still be
- * found, renamed and deleted.
+ * refuses, naming it, a control character, a line or paragraph separator (U+2028, U+2029), or one of
+ * the bidirectional controls and zero-width characters that would let it show as something else. A
+ * name that only looks one up is not checked for them: a state made before can still be found,
+ * renamed and deleted.
  */
 export function validateNewName(kind: 'state' | 'group', value: unknown): string {
-  const text = validateName(kind, value);
-  const hidden = hiddenCharacter(text);
-  if (hidden)
+  // Before `validateName`, whose message for a control character does not say which one.
+  const unfit = typeof value === 'string' && !value.includes('\0') ? unfitNameCharacter(value) : undefined;
+  if (unfit)
     throw invalid(
-      `invalid ${kind} name ${quote(value)}: it contains ${hidden}, which can make the name show as something else; remove it`,
+      `invalid ${kind} name ${quote(value)}: it contains ${unfit}, which can make the name show as something else or break its line; remove it`,
     );
-  return text;
+  return validateName(kind, value);
 }
 
 export function validatePriority(value: unknown): number {
