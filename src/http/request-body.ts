@@ -18,15 +18,10 @@ export function declaresMoreThan(req: IncomingMessage, limit: number): boolean {
 }
 
 /**
- * Reads a request body of at most `limit` bytes as UTF-8. Past the limit it rejects with
+ * Reads a request body of at most `limit` bytes, as they were sent. Past the limit it rejects with
  * `RequestBodyTooLarge` and leaves the request readable (its remainder is drained, not destroyed),
  * so that the 413 can still be written on the connection and logged.
  */
-export async function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  return (await readBodyBytes(req, limit)).toString('utf8');
-}
-
-/** As `readBody`, the bytes as they were sent. */
 export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buffer> {
   if (declaresMoreThan(req, limit)) {
     req.resume();

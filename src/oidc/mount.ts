@@ -2,7 +2,13 @@ import type Koa from 'koa';
 import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
-import { declaresMoreThan, readBody, RequestBodyTooLarge } from '../http/request-body.ts';
+import {
+  declaresMoreThan,
+  MALFORMED_FORM_MESSAGE,
+  parseFormBody,
+  readBodyBytes,
+  RequestBodyTooLarge,
+} from '../http/request-body.ts';
 import { preparedAnswers } from './prepared-answers.ts';
 
 /**
@@ -46,6 +52,17 @@ function blockedAtRoot(path: string): boolean {
   return BLOCKED_AT_ROOT.some((blocked) => lowered === blocked || lowered.startsWith(`${blocked}/`));
 }
 
+/** The provider's routes that read a form body (the sign-in forms read theirs in src/http/). */
+const FORM_ROUTES = new Set([
+  '/authorize',
+  '/token',
+  '/introspect',
+  '/revoke_token',
+  '/userinfo',
+  '/logout',
+  '/logout/confirm',
+]);
+
 /** The provider's own body limit for form posts (lib/shared/selective_body.js). */
 const FORM_BODY_LIMIT = 56 * 1024;
 
@@ -68,11 +85,42 @@ function noteBodiesTooLarge(provider: Provider, refused: (ctx: object) => void):
   provider.on('end_session_confirm.error', listener);
 }
 
+/** True for the provider's routes a browser posts to: their refusals are HTML pages, the others' JSON. */
+function browserRoute(key: string): boolean {
+  return key === '/authorize' || key === '/logout' || key.startsWith('/logout/');
+}
+
 /** The 413 for a form body over the provider's limit; whatever is still coming is read and dropped. */
 function refuseTooLarge(ctx: Koa.Context, key: string, branding: Branding): void {
   ctx.req.resume();
-  const browser = key === '/authorize' || key === '/logout' || key.startsWith('/logout/');
-  answerTooLarge(ctx, FORM_BODY_LIMIT, browser ? { page: branding } : 'json');
+  answerTooLarge(ctx, FORM_BODY_LIMIT, browserRoute(key) ? { page: branding } : 'json');
+}
+
+/**
+ * A body with a content coding (gzip, deflate, br…): the provider reads the bytes as they come, so a
+ * compressed form would be refused as missing its `grant_type`. Answered 415, RFC 9110's status for
+ * an unsupported content coding, with `Accept-Encoding: identity` to name the one accepted; the body
+ * is the OAuth `invalid_request`, as every refusal of these endpoints. It is not read: the
+ * connection closes after the answer.
+ */
+function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding): void {
+  ctx.set('Connection', 'close');
+  ctx.set('Accept-Encoding', 'identity');
+  answerRefusal(
+    ctx,
+    {
+      status: 415,
+      error: 'invalid_request',
+      description: 'Content encodings (gzip, deflate, br) are not accepted: send the form body uncompressed.',
+    },
+    browserRoute(key) ? { page: branding } : 'json',
+  );
+}
+
+/** True when the request declares a content coding other than none (`identity`). */
+function encodedBody(ctx: Koa.Context): boolean {
+  const coding = ctx.req.headers['content-encoding'];
+  return coding !== undefined && coding.trim().toLowerCase() !== 'identity' && coding.trim() !== '';
 }
 
 /**
@@ -114,7 +162,9 @@ function notFound(ctx: Koa.Context): void {
  * - the blocked paths answer 404;
  * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
- * - a form POST to authorize or logout is handed on as the equivalent GET;
+ * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
+ *   not UTF-8 with well-formed %-escapes;
+ * - a form body with a content coding is refused (415) on the provider's routes;
  * - browser-facing endpoints refuse framing; userinfo is never cached;
  * - discovery and the JWKS are answered from the provider's own first answer (prepared-answers.ts).
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
@@ -156,6 +206,8 @@ export function mountProvider(
     // A body announced over the provider's own limit is refused before anything reads it.
     if (ctx.method === 'POST' && declaresMoreThan(ctx.req, FORM_BODY_LIMIT))
       return refuseTooLarge(ctx, key, branding);
+    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && encodedBody(ctx))
+      return refuseContentEncoding(ctx, key, branding);
     if (key === '/userinfo') {
       // On Node's response: Koa's `set` builds four arrays per call for one plain string.
       ctx.res.setHeader('Cache-Control', 'no-store');
@@ -257,9 +309,9 @@ async function normaliseFrontChannelRequest(
     );
     return false;
   }
-  let body: string;
+  let body: Buffer;
   try {
-    body = await readBody(ctx.req, FORM_BODY_LIMIT);
+    body = await readBodyBytes(ctx.req, FORM_BODY_LIMIT);
   } catch (error) {
     if (error instanceof RequestBodyTooLarge) answerTooLarge(ctx, error.limit, { page: branding });
     else
@@ -270,7 +322,17 @@ async function normaliseFrontChannelRequest(
       );
     return false;
   }
-  const params = new URLSearchParams(body);
+  // Read loosely, U+FFFD in place of what was sent would be kept with the request (its nonce, its
+  // state) and handed back to the relying party as if it had sent it.
+  const params = parseFormBody(body);
+  if (!params) {
+    answerRefusal(
+      ctx,
+      { status: 400, error: 'invalid_request', description: MALFORMED_FORM_MESSAGE },
+      { page: branding },
+    );
+    return false;
+  }
   if (authorization) dropMalformedMaxAge(params);
   ctx.method = 'GET';
   ctx.querystring = params.toString();

@@ -16,7 +16,8 @@ export function rawRequest(
   options: {
     method?: string;
     headers?: Record<string, string>;
-    body?: string;
+    /** A Buffer is sent byte for byte (bytes that are not UTF-8). */
+    body?: string | Buffer;
     browser?: Browser;
     /** Store the answer's cookies in `browser`. */
     keepCookies?: boolean;
