@@ -152,26 +152,27 @@ export function inputOf(form: AppForm): Omit<ApplicationInput, 'clientId' | 'cli
   };
 }
 
+/** The fields of the application form that show their own error, in the form's order. */
+const FORM_FIELDS: readonly string[] = [
+  'name',
+  'logo_url',
+  'redirect_uris',
+  'post_logout_redirect_uris',
+  'client_type',
+  'grant_types',
+  'states',
+  'groups',
+  'access_token_format',
+  'backchannel_logout_uri',
+  'pkce_required',
+];
+
 /** The service's problems by form field (`redirect_uris[2]` → `redirect_uris`); the rest go on top. */
 export function errorsByField(error: ApplicationError): Map<string, string> {
   const byField = new Map<string, string>();
   for (const issue of error.issues) {
     const field = issue.field.replace(/\[\d+\]$/, '');
-    const known = [
-      'name',
-      'logo_url',
-      'redirect_uris',
-      'post_logout_redirect_uris',
-      'client_type',
-      'grant_types',
-      'states',
-      'groups',
-      'pkce_required',
-      'access_token_format',
-      'backchannel_logout_uri',
-    ].includes(field)
-      ? field
-      : '';
+    const known = FORM_FIELDS.includes(field) ? field : '';
     const text = known === '' ? `${issue.field}: ${issue.message}` : issue.message;
     byField.set(known, byField.has(known) ? `${byField.get(known)!} ${text}` : text);
   }
@@ -194,9 +195,11 @@ export function appForm(
   creating: boolean,
 ): Html {
   const error = (field: string) => errors.get(field);
+  // The first field at fault, in the form's order, takes the focus; the others are only marked.
+  const focused = FORM_FIELDS.find((field) => errors.has(field) && (creating || field !== 'client_type'));
   const opt = (field: string) => {
     const message = error(field);
-    return message === undefined ? {} : { error: message };
+    return message === undefined ? {} : { error: message, ...(field === focused ? { autofocus: true } : {}) };
   };
   return html`${
       errors.has('')
@@ -237,7 +240,7 @@ export function appForm(
       }
       <fieldset ${error('grant_types') ? html`aria-invalid="true" aria-describedby="grant_types-error"` : ''}>
         <legend>Grant types</legend>
-        ${GRANT_TYPES.map((grant) => checkbox(GRANT_LABELS[grant], 'grant_types', values.grantTypes.includes(grant), { value: grant }))}
+        ${GRANT_TYPES.map((grant, index) => checkbox(GRANT_LABELS[grant], 'grant_types', values.grantTypes.includes(grant), { value: grant, ...(index === 0 && focused === 'grant_types' ? { autofocus: true } : {}) }))}
         ${error('grant_types') ? html`<p class="field-error" id="grant_types-error">${error('grant_types')}</p>` : ''}
       </fieldset>
       ${checkboxGroup('States allowed', 'states', names.states, values.states, {

@@ -205,7 +205,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
                     required: true,
                     // A text field: a number field would show nothing for a value that is no number.
                     ...(field.numeric ? { inputmode: 'numeric' } : { maxlength: 150 }),
-                    ...(refusal ? { error: refusal } : {}),
+                    ...(refusal ? { error: refusal, autofocus: true } : {}),
                   })}
                   <div class="actions">
                     <button type="submit" class="secondary">${action.button}…</button>

@@ -32,7 +32,7 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
     // The refusal at the field it is about: the directory's messages about a priority start so.
     const priorityRefused = form !== undefined && /^(invalid state priority|priority )/.test(form.error);
     const fieldError = (field: 'name' | 'priority') =>
-      form && (field === 'priority') === priorityRefused ? { error: form.error } : {};
+      form && (field === 'priority') === priorityRefused ? { error: form.error, autofocus: true } : {};
     const listed = await catalogEntries(deps, entity);
     const title = entity === 'state' ? 'States' : 'Groups';
     renderAdmin(

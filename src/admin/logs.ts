@@ -36,8 +36,13 @@ interface CommonFilter {
   userId?: number;
   since?: number;
   until?: number;
-  /** A filter that matches nothing (an unknown user). */
+  /** A filter that matches nothing (an unknown user, or a refused filter). */
   impossible: boolean;
+  /**
+   * A filter that is no value of its field (a malformed time, a control character): the page answers
+   * 400, as for an unknown kind or outcome. An unknown user is a well-formed filter that matches nothing.
+   */
+  refused: boolean;
   errors: Map<string, string>;
 }
 
@@ -47,12 +52,13 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   const username = queryText(raw, 'user', 150);
   const since = queryText(raw, 'since', 40);
   const until = queryText(raw, 'until', 40);
-  const filter: CommonFilter = { query: {}, impossible: false, errors: new Map() };
+  const filter: CommonFilter = { query: {}, impossible: false, refused: false, errors: new Map() };
   if (clientId !== '') {
     filter.query.client_id = clientId;
     // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
     if (hasControlCharacter(clientId)) {
       filter.impossible = true;
+      filter.refused = true;
       filter.errors.set('client_id', 'Not a client_id: it holds a control character.');
     } else filter.clientId = clientId;
   }
@@ -63,6 +69,7 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
     if (user) filter.userId = user.id;
     else if (hasControlCharacter(username)) {
       filter.impossible = true;
+      filter.refused = true;
       filter.errors.set('user', 'Not a username: it holds a control character.');
     } else {
       filter.impossible = true;
@@ -76,8 +83,12 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
     if (text === '') continue;
     filter.query[name] = text;
     const at = parseTimeFilter(text);
-    if (at === undefined) filter.errors.set(name, `Not a time: use ${TIME_FILTER_FORMS}.`);
-    else filter[name] = at;
+    if (at === undefined) {
+      // Not listed as if the bound were absent.
+      filter.impossible = true;
+      filter.refused = true;
+      filter.errors.set(name, `Not a time: use ${TIME_FILTER_FORMS}.`);
+    } else filter[name] = at;
   }
   return filter;
 }
@@ -213,7 +224,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/deliveries', query, rows.at(-1)?.id, rows.length === PAGE),
-          outcomeError === undefined ? 200 : 400,
+          filter.refused || outcomeError !== undefined ? 400 : 200,
         );
       },
     },
@@ -279,6 +290,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 <a href="/admin/code-reuse?${next.toString()}">Older entries</a>
               </nav>`
             : html``,
+          filter.refused ? 400 : 200,
         );
       },
     },
@@ -349,7 +361,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/audit', query, events.at(-1)?.id, events.length === PAGE),
-          kindError === undefined ? 200 : 400,
+          filter.refused || kindError !== undefined ? 400 : 200,
         );
       },
     },

@@ -143,7 +143,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
           autocomplete: 'new-password',
           required: true,
           hint: 'At least 8 characters. Tell the user through a channel you trust.',
-          ...(error ? { error } : {}),
+          ...(error ? { error, autofocus: true } : {}),
         }),
       // The preview runs with a throwaway password: what a new password causes does not depend on it.
       run: directoryChange((profile, input, options) =>
@@ -166,7 +166,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
           required: true,
           maxlength: MAX_NOTE_LENGTH,
           hint: 'Recorded with each token_revoked audit event.',
-          ...(error ? { error } : {}),
+          ...(error ? { error, autofocus: true } : {}),
         }),
       async run(profile, input, options, apps) {
         const note = (input.get('reason') ?? '').trim();

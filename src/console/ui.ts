@@ -71,7 +71,7 @@ export function linesField(
   label: string,
   name: string,
   values: readonly string[],
-  options: { hint?: string; error?: string } = {},
+  options: { hint?: string; error?: string; autofocus?: boolean } = {},
 ): Html {
   return html`<label for="${name}">${label}</label>
     <textarea
@@ -79,6 +79,7 @@ export function linesField(
       name="${name}"
       rows="${Math.max(2, values.length + 1)}"
       spellcheck="false"
+      ${options.autofocus ? html`autofocus` : ''}
       ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     >
 ${values.join('\n')}</textarea>
@@ -101,7 +102,7 @@ export function checkbox(
   label: string,
   name: string,
   checked: boolean,
-  options: { value?: string; error?: string } = {},
+  options: { value?: string; error?: string; autofocus?: boolean } = {},
 ): Html {
   const id = `${name}-${idPart(options.value ?? 'on')}`;
   return html`<label class="inline" for="${id}"
@@ -111,6 +112,7 @@ export function checkbox(
       name="${name}"
       value="${options.value ?? 'on'}"
       ${checked ? html`checked` : ''}
+      ${options.autofocus ? html`autofocus` : ''}
       ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     />
     ${label}</label
@@ -127,17 +129,26 @@ export function checkboxGroup(
   name: string,
   choices: readonly string[],
   selected: readonly string[],
-  options: { hint?: string; error?: string; empty?: string; missing?: string } = {},
+  options: { hint?: string; error?: string; empty?: string; missing?: string; autofocus?: boolean } = {},
 ): Html {
   const extra = options.missing === undefined ? [] : selected.filter((value) => !choices.includes(value));
+  // A fieldset takes no focus: its first box does.
+  const focus = (index: number) => (options.autofocus && index === 0 ? { autofocus: true } : {});
   return html`<fieldset ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}>
     <legend>${legend}</legend>
     ${
       choices.length + extra.length === 0
         ? html`<p class="note">${options.empty ?? 'None exist yet.'}</p>`
         : [
-            ...choices.map((choice) => checkbox(choice, name, selected.includes(choice), { value: choice })),
-            ...extra.map((value) => checkbox(`${value} (${options.missing!})`, name, true, { value })),
+            ...choices.map((choice, index) =>
+              checkbox(choice, name, selected.includes(choice), { value: choice, ...focus(index) }),
+            ),
+            ...extra.map((value, index) =>
+              checkbox(`${value} (${options.missing!})`, name, true, {
+                value,
+                ...focus(choices.length + index),
+              }),
+            ),
           ]
     }
     ${fieldNotes(name, options)}
@@ -149,12 +160,13 @@ export function select(
   name: string,
   choices: ReadonlyArray<readonly [value: string, text: string]>,
   selected: string,
-  options: { hint?: string; error?: string } = {},
+  options: { hint?: string; error?: string; autofocus?: boolean } = {},
 ): Html {
   return html`<label for="${name}">${label}</label>
     <select
       id="${name}"
       name="${name}"
+      ${options.autofocus ? html`autofocus` : ''}
       ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     >
       ${choices.map(

@@ -105,9 +105,9 @@ await describeOnEachAllianceAuth(
     it('finds nobody, never a server error, for a NUL byte in a username or search, or an id past 32 bits', async () => {
       const pages: Array<[string, number, RegExp]> = [
         ['/admin/users?q=a%00b', 200, /No user matches/],
-        ['/admin/audit?user=a%00b', 200, /Not a username: it holds a control character/],
-        ['/admin/deliveries?user=a%00b', 200, /No delivery matches/],
-        ['/admin/code-reuse?user=a%00b', 200, /No reused code matches/],
+        ['/admin/audit?user=a%00b', 400, /Not a username: it holds a control character/],
+        ['/admin/deliveries?user=a%00b', 400, /No delivery matches/],
+        ['/admin/code-reuse?user=a%00b', 400, /No reused code matches/],
         ['/admin/users/2147483648', 404, /No user has this id/],
         ['/admin/users/999999999999999/sign-out', 404, /No user has this id/],
       ];

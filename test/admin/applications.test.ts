@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
   type Browser,
@@ -343,6 +343,61 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       answer.body,
       /id="pkce_required-on"\s+name="pkce_required"\s+value="on"\s+aria-invalid="true" aria-describedby="pkce_required-error"/,
     );
+  });
+
+  it('focuses the first field at fault of a refused form, and only it', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    assert.deepEqual(autofocusedIds(form.body), [], 'a fresh form focuses nothing');
+    const fields = {
+      name: 'Focus',
+      redirect_uris: 'https://focus.example.org/cb',
+      client_type: 'confidential',
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    };
+    for (const [sent, field, focused] of [
+      [
+        { backchannel_logout_uri: 'http://169.254.169.254/x' },
+        'backchannel_logout_uri',
+        'backchannel_logout_uri',
+      ],
+      // Two fields at fault: the first in the form takes the focus, both are marked.
+      [
+        { redirect_uris: 'not a uri', backchannel_logout_uri: 'http://169.254.169.254/x' },
+        'redirect_uris',
+        'redirect_uris',
+      ],
+      // A fieldset takes no focus: its first box does.
+      [{ grant_types: 'refresh_token' }, 'grant_types', 'grant_types-authorization_5f_code'],
+    ] as const) {
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, { ...fields, ...sent });
+      assert.equal(answer.status, 400, `${field}: ${problems(answer.body)}`);
+      assert.match(
+        answer.body,
+        new RegExp(`<p class="field-error" id="${field}-error">`),
+        problems(answer.body),
+      );
+      assert.deepEqual(autofocusedIds(answer.body), [focused], field);
+    }
+    const both = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      ...fields,
+      redirect_uris: 'not a uri',
+      backchannel_logout_uri: 'http://169.254.169.254/x',
+    });
+    assert.match(
+      both.body,
+      /id="backchannel_logout_uri"[^>]*aria-invalid="true"/,
+      'the second is still marked',
+    );
+    const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const edited = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      ...fields,
+      name: '',
+    });
+    assert.equal(edited.status, 400);
+    assert.deepEqual(autofocusedIds(edited.body), ['name']);
+    assert.match(edited.body, /id="name"[^>]*aria-invalid="true" aria-describedby="name-error"/);
   });
 
   it('answers 404, changing nothing, when the application is deleted between its page and the form sent', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
@@ -186,6 +186,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
         ),
       );
       assert.match(pageText(refused.body), new RegExp(`Not created: correct the ${field} below`));
+      assert.deepEqual(autofocusedIds(refused.body), [field], 'the field at fault takes the focus, no other');
     }
     const group = await consolePost(admin, url('/admin/groups'), csrf, { name: 'Ops\u0085team' });
     assert.equal(group.status, 400);
@@ -268,6 +269,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.match(fieldError[1]!, /group &quot;Board&quot; already exists/);
     assert.match(refused.body, /name="to"\s+value="board"/, 'what was typed is kept');
     assert.match(refused.body, /aria-invalid="true"/);
+    assert.deepEqual(autofocusedIds(refused.body), ['to'], 'the new name takes the focus');
     // The form previews the corrected name again (a GET to the same page), not a change unseen.
     assert.match(refused.body, /<form method="get" action="\/admin\/groups\/Pilots\/rename">/);
     const corrected = await consoleGet(admin, url(path('groups', 'Pilots', '/rename?to=Captains')));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
@@ -298,7 +298,12 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
       password: 'short',
     });
     assert.equal(short.status, 400);
-    assert.match(short.body, /aria-invalid="true"/);
+    assert.match(
+      short.body,
+      /id="password"[^>]*aria-invalid="true" aria-describedby="password-hint password-error"/,
+    );
+    assert.deepEqual(autofocusedIds(short.body), ['password'], 'the refused password takes the focus');
+    assert.deepEqual(autofocusedIds(form.body), [], 'nothing is focused before a refusal');
     // 513 emoji: 513 characters, but more than the 1024 UTF-16 units sign-in compares.
     const long = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
       password: '😀'.repeat(513),

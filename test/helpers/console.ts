@@ -72,3 +72,10 @@ export function pageText(body: string): string {
     .replace(/ ([.,;:)])/g, '$1')
     .trim();
 }
+
+/** The ids of a page's form controls that take the focus on load (`autofocus`), in page order. */
+export function autofocusedIds(body: string): string[] {
+  return [...body.matchAll(/<(?:input|select|textarea)\b[^>]*>/g)]
+    .filter((match) => /\sautofocus[\s/>]/.test(match[0]))
+    .map((match) => /\sid="([^"]*)"/.exec(match[0])?.[1] ?? '(no id)');
+}
