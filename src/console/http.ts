@@ -15,7 +15,12 @@ import { type ConsoleSession, type ConsoleSessions, CSRF_FIELD, safeReturnPath }
  * Access is decided before anything else runs, so every route of one access level answers alike:
  * no session → 302 into the provider's sign-in; signed in without the right → 403.
  */
-export type Access = 'public' | 'signed_in' | 'superuser';
+/**
+ * Who may use a route: anyone (`public`); anyone, with the console session when there is one and then
+ * a form CSRF-checked against it (`session_if_any`: "Sign out", pressed in a tab whose session another
+ * tab ended, is not sent to sign in first); a signed-in member; a superuser.
+ */
+export type Access = 'public' | 'session_if_any' | 'signed_in' | 'superuser';
 
 export interface ConsoleRoute {
   method: 'GET' | 'POST';
@@ -31,7 +36,7 @@ export interface ConsoleRequest {
   params: Readonly<Record<string, string>>;
   /** The form of a POST (checked for CSRF already); empty for a GET. */
   form: URLSearchParams;
-  /** Present on `signed_in` and `superuser` routes. */
+  /** Present on `signed_in` and `superuser` routes, and on `session_if_any` ones when there is one. */
   session: ConsoleSession | undefined;
   visitor: UserProfile | undefined;
   /** Renders a page in the console layout (header links, sign-out button, branding). */
@@ -208,7 +213,9 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
     let session: ConsoleSession | undefined;
     let visitor: UserProfile | undefined;
-    if (route.access !== 'public') {
+    if (route.access === 'session_if_any') {
+      session = await deps.sessions.current(ctx);
+    } else if (route.access !== 'public') {
       session = await deps.sessions.current(ctx);
       if (!session) {
         const returnTo =
@@ -255,11 +262,12 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       if (parsed === 'malformed' && !foreign) {
         return refuse(ctx, session, visitor, 400, 'Form not understood', MALFORMED_FORM_MESSAGE);
       }
+      const csrfChecked =
+        route.access !== 'public' && (route.access !== 'session_if_any' || session !== undefined);
       if (
         foreign ||
         !(parsed instanceof URLSearchParams) ||
-        (route.access !== 'public' &&
-          (!session || !deps.sessions.verifyCsrf(session, parsed.get(CSRF_FIELD))))
+        (csrfChecked && (!session || !deps.sessions.verifyCsrf(session, parsed.get(CSRF_FIELD))))
       ) {
         return refuse(
           ctx,

@@ -4,7 +4,7 @@ import type { Branding } from '../http/pages/branding.ts';
 import { html } from '../http/pages/layout.ts';
 import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
 import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
-import { type ConsoleSessions, CSRF_FIELD, safeReturnPath } from './session.ts';
+import { type ConsoleSessions, safeReturnPath } from './session.ts';
 
 /**
  * The console's own routes: the landing page, signing in and out, and the one script (progressive
@@ -119,22 +119,10 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
     {
       method: 'POST',
       path: '/account/sign-out',
-      // Public: a member signed out already (in another tab, say) who presses "Sign out" is not
-      // asked to sign in first. With a console session, the form's CSRF token is checked here.
-      access: 'public',
-      async handle({ ctx, form, render, seeOther }) {
-        const session = await deps.sessions.current(ctx);
-        if (session && !deps.sessions.verifyCsrf(session, form.get(CSRF_FIELD))) {
-          render(
-            'Form refused',
-            html`<h1>Form refused</h1>
-              <p class="alert" role="alert">
-                This form has expired or did not come from this site. Go back, reload the page and try again.
-              </p>`,
-            { status: 403 },
-          );
-          return;
-        }
+      // A member signed out already (in another tab, say) who presses "Sign out" is not asked to
+      // sign in first; with a console session, the form's CSRF token is checked against it.
+      access: 'session_if_any',
+      async handle({ ctx, session, seeOther }) {
         if (!deps.rpInitiatedLogout) {
           // No logout endpoint to go through (it would answer 404): the provider session of this
           // browser ends here, so that the next visit asks for the password. The applications are
