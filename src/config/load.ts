@@ -413,7 +413,7 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
     }
     // As each driver reads it (mysql2 a WHATWG URL), rather than "Invalid URL" at the first poll.
     const readable = /^postgres/i.test(aa.databaseUrl)
-      ? postgresDriverReads(aa.databaseUrl)
+      ? postgresDriverReads(aa.databaseUrl, urlName)
       : URL.canParse(aa.databaseUrl);
     if (!readable) {
       throw new ConfigError(
@@ -512,7 +512,7 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
     // Refused here, naming the setting: the driver would fail only when connecting, with "Invalid
     // URL" and no word of which part.
-    if (!postgresDriverReads(url))
+    if (!postgresDriverReads(url, setting))
       throw new ConfigError(
         `${setting}: "${redactUrl(url)}" is not a valid URL; use postgres://USER:PASSWORD@HOST:PORT/DB (${URL_PARTS_HINT})`,
       );
@@ -533,13 +533,38 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
 const URL_PARTS_HINT =
   "a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for /, %3A for :";
 
-/** Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). */
-function postgresDriverReads(url: string): boolean {
+/**
+ * Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). That
+ * parser also reads the files the URL's `sslcert`, `sslkey` and `sslrootcert` name: one it cannot
+ * read is refused naming the file and `setting`, not taken for a URL that does not parse.
+ */
+function postgresDriverReads(url: string, setting: string): boolean {
   try {
     parsePostgresUrl(url);
     return true;
-  } catch {
+  } catch (error) {
+    const { code, path: file } = error as NodeJS.ErrnoException;
+    if (typeof code === 'string' && typeof file === 'string')
+      throw new ConfigError(
+        `${setting}: cannot read ${file}, a TLS certificate or key the URL names (sslcert, sslkey or sslrootcert): ${whyCertificateUnreadable(error)}`,
+      );
     return false;
+  }
+}
+
+/** Why a file a database URL names could not be read, and what to do, for the usual causes. */
+function whyCertificateUnreadable(error: unknown): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return 'no such file; name an existing file (a relative path starts from the working directory)';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied; let the user aa-oidc runs as read it';
+    case 'EISDIR':
+      return 'it is a directory; name a file';
+    default:
+      return (error as Error).message;
   }
 }
 

@@ -128,9 +128,12 @@ function redactParameters(text: string): string {
   return copied === 0 ? text : redacted + text.slice(copied);
 }
 
-/** Where a URL's user information may hold a password: `//`, a user's name, its `:`. */
-const USERINFO_START = /\/\/[^\s/?#@:]*:/g;
-const USERINFO_CANDIDATE = /\/\/[^\s/?#@:]*:/;
+/**
+ * Where a URL's user information may hold a password: `//`, a user's name, its `:`. A user's name
+ * holds no `[` or `]` (RFC 3986): `//[::1]:8080` is an IPv6 host and its port, not a user `[`.
+ */
+const USERINFO_START = /\/\/[^\s/?#@:[\]]*:/g;
+const USERINFO_CANDIDATE = /\/\/[^\s/?#@:[\]]*:/;
 /** What is read of a URL's authority before its path, query or fragment. */
 const AUTHORITY_REST = /[^\s/?#]*/y;
 const WHITE_SPACE = /\s/g;

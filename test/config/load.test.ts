@@ -375,6 +375,45 @@ describe('configuration', () => {
     }
   });
 
+  it('names the TLS file a PostgreSQL URL names and cannot be read, not the URL, which parses', () => {
+    const dir = tempDir();
+    const missing = path.join(dir, 'missing-ca.pem');
+    for (const [setting, env] of [
+      [
+        'AA_OIDC_DATABASE_URL',
+        { AA_OIDC_DATABASE_URL: `postgres://aa:hunter2@db.example.org/aa_oidc?sslrootcert=${missing}` },
+      ],
+      [
+        'AA_OIDC_AA_DATABASE_URL',
+        {
+          AA_OIDC_DIRECTORY: 'alliance-auth',
+          AA_OIDC_AA_DATABASE_URL: `postgres://aa:hunter2@db.example.org/alliance_auth?sslcert=${missing}`,
+          AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+        },
+      ],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ env, cwd: dir }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(
+            error.message,
+            `${setting}: cannot read ${missing}, a TLS certificate or key the URL names (sslcert, sslkey or sslrootcert): no such file; name an existing file (a relative path starts from the working directory)`,
+          );
+          return true;
+        },
+      );
+    }
+    // A file that is there: the URL is taken.
+    const ca = path.join(dir, 'ca.pem');
+    writeFileSync(ca, 'not checked here\n');
+    const url = `postgres://aa:hunter2@db.example.org/aa_oidc?sslmode=verify-full&sslrootcert=${ca}`;
+    assert.deepEqual(loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd: dir }).database, {
+      kind: 'postgres',
+      url,
+    });
+  });
+
   it('says where a JSON config file stops parsing, once, and never what it holds there', () => {
     const cwd = tempDir();
     for (const [text, where] of [

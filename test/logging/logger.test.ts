@@ -305,6 +305,19 @@ describe('structured logging redaction', () => {
     }
   });
 
+  it('reads an IPv6 host and its port as such, not as a user and a password', () => {
+    for (const kept of [
+      'GET http://[::1]:8080/o/authorize?login_hint=a@b.example HTTP/1.1',
+      'redirecting to http://[2001:db8::1]/cb then mail a@b',
+    ]) {
+      assert.equal(scrubString(kept), kept);
+    }
+    assert.equal(
+      scrubString('GET http://wiki:s3cret@[::1]:8080/o/x?a=b@c HTTP/1.1'),
+      'GET http://wiki:[redacted]@[::1]:8080/o/x?a=b@c HTTP/1.1',
+    );
+  });
+
   it('redacts the values of our cookies, and parameters after a comma', () => {
     for (const name of [
       '_session',
