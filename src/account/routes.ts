@@ -300,6 +300,20 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     );
   };
 
+  const recoveryCodesPage = (request: ConsoleRequest, recoveryCodes: readonly string[]) =>
+    request.render(
+      'Two-factor sign-in is on',
+      html`<h1>Two-factor sign-in is on</h1>
+        <p class="warn" role="status">
+          Keep these recovery codes somewhere safe: each signs you in once without your phone. They are shown
+          only now.
+        </p>
+        <ul class="codes" id="recovery-codes">
+          ${recoveryCodes.map((code) => html`<li><code>${code}</code></li>`)}
+        </ul>
+        <p><a class="button" href="/account#two-factor">I have saved them</a></p>`,
+    );
+
   return [
     ...sessionRoutes(deps),
     {
@@ -384,11 +398,26 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       access: 'signed_in',
       async handle(request) {
         const user = who(request);
+        const code = request.form.get('code') ?? '';
+        const shown = request.form.get('enrolment');
+        // The browser session that confirms: only it may be shown the same recovery codes again.
+        const confirmer = request.session!.uid;
         const pending = await deps.twoFactor.pendingEnrolment(user);
-        if (!pending) return request.seeOther('/account#two-factor');
+        if (!pending) {
+          // This very form, sent again by this browser just now (a double click or a resend without
+          // script, the first answer never seen): the same recovery codes, under the throttle.
+          if (!(await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer)))
+            return request.seeOther('/account#two-factor');
+          const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+          if (!attempt) return request.seeOther('/account#two-factor');
+          const repeated = await deps.twoFactor.repeatConfirmation(user, code, shown, confirmer);
+          if (!repeated.ok) return request.seeOther('/account#two-factor');
+          await deps.throttle.succeeded(attempt);
+          return recoveryCodesPage(request, repeated.recoveryCodes);
+        }
         // Started again elsewhere (another page or sign-in) since this page showed its code: that
         // secret is not shown here; the person starts again.
-        if (!isShownEnrolment(pending, request.form.get('enrolment')))
+        if (!isShownEnrolment(pending, shown))
           return overview(
             request,
             {
@@ -399,11 +428,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           );
         const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return enrolmentPage(request, pending, THROTTLED, 429);
-        const result = await deps.twoFactor.confirmEnrolment(
-          user,
-          request.form.get('code') ?? '',
-          pending.id,
-        );
+        let result = await deps.twoFactor.confirmEnrolment(user, code, pending.id, confirmer);
+        // Confirmed meanwhile by the same form sent twice at once: the codes that one stored.
+        if (!result.ok) result = await deps.twoFactor.repeatConfirmation(user, code, pending.id, confirmer);
         if (!result.ok)
           return enrolmentPage(
             request,
@@ -411,18 +438,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             'That code is not the one your app shows now. Check the app, then try the next code.',
           );
         await deps.throttle.succeeded(attempt);
-        request.render(
-          'Two-factor sign-in is on',
-          html`<h1>Two-factor sign-in is on</h1>
-            <p class="warn" role="status">
-              Keep these recovery codes somewhere safe: each signs you in once without your phone. They are
-              shown only now.
-            </p>
-            <ul class="codes" id="recovery-codes">
-              ${result.recoveryCodes.map((code) => html`<li><code>${code}</code></li>`)}
-            </ul>
-            <p><a class="button" href="/account#two-factor">I have saved them</a></p>`,
-        );
+        recoveryCodesPage(request, result.recoveryCodes);
       },
     },
     {

@@ -2,9 +2,9 @@ import {
   createCipheriv,
   createDecipheriv,
   createHash,
+  createHmac,
   hkdfSync,
   randomBytes,
-  randomInt,
   timingSafeEqual,
 } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
@@ -38,6 +38,8 @@ export interface Enrolment {
   id: string;
 }
 
+export type RecoveryCodes = { ok: true; recoveryCodes: string[] } | { ok: false };
+
 export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
 
 export interface TwoFactorService {
@@ -53,12 +55,32 @@ export interface TwoFactorService {
    * Confirms the pending enrolment with a code from the app; returns the recovery codes, once. Only
    * the enrolment that was shown (`enrolmentId`): one started again meanwhile (another sign-in or
    * page, perhaps of someone who knows the password and so knows its secret) is not confirmed.
+   * `confirmer` names who confirms (the browser session): only it may have the same codes again from
+   * `repeatConfirmation`; without one, no one may.
    */
   confirmEnrolment(
     user: { id: number; username: string },
     code: string,
     enrolmentId: string,
-  ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false }>;
+    confirmer?: string,
+  ): Promise<RecoveryCodes>;
+  /**
+   * Whether `confirmer` confirmed the enrolment `enrolmentId` within the last
+   * `REPEAT_CONFIRMATION_WINDOW_MS` and no recovery code was used since: only then can
+   * `repeatConfirmation` answer (a caller throttles that check of a code, and no other).
+   */
+  confirmedJustNowBy(userId: number, enrolmentId: unknown, confirmer: string): Promise<boolean>;
+  /**
+   * The same confirmation sent again (a form sent twice, the first answer never seen): the recovery
+   * codes the first one stored, when `confirmedJustNowBy` holds and `code` is the very code that
+   * confirmed. Nothing is changed; nothing is enabled.
+   */
+  repeatConfirmation(
+    user: { id: number; username: string },
+    code: string,
+    enrolmentId: unknown,
+    confirmer: string,
+  ): Promise<RecoveryCodes>;
   /** A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used). */
   verify(userId: number, code: string): Promise<CodeCheck>;
   /** Removes the enrolment and its recovery codes when `code` is valid. */
@@ -86,14 +108,40 @@ export class TwoFactorError extends Error {
 export const RECOVERY_CODE_COUNT = 10;
 
 /**
- * `abcde-fghij`: ten characters drawn evenly (`randomInt`, unbiased) from a 31-letter alphabet
- * without look-alikes: about 49.5 bits each.
+ * How long after a confirmation the same form, sent again by the same session with the same code,
+ * shows the same recovery codes: the time a code from the app is accepted (±1 step of 30 s).
  */
-function newRecoveryCode(): string {
-  const alphabet = 'abcdefghjkmnpqrstuvwxyz23456789';
-  let code = '';
-  for (let index = 0; index < 10; index += 1) code += alphabet[randomInt(alphabet.length)];
-  return `${code.slice(0, 5)}-${code.slice(5)}`;
+export const REPEAT_CONFIRMATION_WINDOW_MS = 90_000;
+
+const RECOVERY_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789';
+
+/**
+ * The recovery codes of one confirmation, `abcde-fghij`: ten characters each drawn evenly (rejection
+ * sampling, unbiased) from a 31-letter alphabet without look-alikes, about 49.5 bits each. They are
+ * drawn from HMAC-SHA256 under a key derived from the secret key, over the user, the confirmer, the
+ * confirmation time and the enrolment's (random, 160-bit) secret: unpredictable without the secret
+ * key, and so computable again for the same confirmer while the window lasts, with nothing of them
+ * stored but their digests. Without a confirmer a random one stands in: no one can compute them again.
+ */
+function recoveryCodesOf(
+  key: Buffer,
+  input: { userId: number; confirmer: string; confirmedAt: number; secret: string },
+): string[] {
+  const characters: string[] = [];
+  const wanted = RECOVERY_CODE_COUNT * 10;
+  const limit = 256 - (256 % RECOVERY_ALPHABET.length);
+  for (let block = 0; characters.length < wanted; block += 1) {
+    const bytes = createHmac('sha256', key)
+      .update(JSON.stringify([input.userId, input.confirmer, input.confirmedAt, input.secret, block]))
+      .digest();
+    for (const byte of bytes)
+      if (byte < limit && characters.length < wanted)
+        characters.push(RECOVERY_ALPHABET[byte % RECOVERY_ALPHABET.length]!);
+  }
+  return Array.from({ length: RECOVERY_CODE_COUNT }, (_, index) => {
+    const code = characters.slice(index * 10, index * 10 + 10).join('');
+    return `${code.slice(0, 5)}-${code.slice(5)}`;
+  });
 }
 
 function normaliseRecoveryCode(code: string): string {
@@ -160,6 +208,9 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
   const { db } = deps;
   const now = deps.now ?? Date.now;
   const cipher = secretCipher(deps.secretKey);
+  const recoveryKey = Buffer.from(
+    hkdfSync('sha256', Buffer.from(deps.secretKey, 'utf8'), Buffer.alloc(0), 'aa-oidc recovery codes', 32),
+  );
 
   /** Removes the user's enrolment (confirmed or pending) and recovery codes; true when there was one. */
   const removeEnrolment = async (trx: Transaction<Database>, userId: number): Promise<boolean> => {
@@ -245,6 +296,31 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     return Number(result.numUpdatedRows) === 1;
   };
 
+  /**
+   * The recovery codes `confirmer` was shown for the enrolment `shown`, when it confirmed it within
+   * the window and every code is still unused; with the enrolment's secret and confirmation step.
+   */
+  const confirmedBy = async (userId: number, shown: unknown, confirmer: string) => {
+    if (typeof shown !== 'string' || typeof confirmer !== 'string' || confirmer === '') return undefined;
+    const current = await enrolmentOf(userId);
+    if (!current || current.confirmed_at === null || current.last_used_step === null) return undefined;
+    const confirmedAt = Number(current.confirmed_at);
+    if (now() - confirmedAt > REPEAT_CONFIRMATION_WINDOW_MS) return undefined;
+    const secret = cipher.open(userId, current.secret_encrypted);
+    if (!sameText(enrolmentId(secret), shown)) return undefined;
+    const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt, secret });
+    const stored = await db
+      .selectFrom('recovery_code')
+      .select('code_sha256')
+      .where('user_id', '=', userId)
+      .where('used_at', 'is', null)
+      .execute();
+    const unused = new Set(stored.map((row) => row.code_sha256));
+    if (stored.length !== recoveryCodes.length || !recoveryCodes.every((code) => unused.has(digest(code))))
+      return undefined;
+    return { secret, step: Number(current.last_used_step), recoveryCodes };
+  };
+
   const verify: TwoFactorService['verify'] = async (userId, code) => {
     if (typeof code !== 'string' || code.length > 64) return { ok: false };
     if (looksLikeTotpCode(code))
@@ -301,7 +377,7 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       return enrolment(user, cipher.open(user.id, current.secret_encrypted));
     },
 
-    async confirmEnrolment(user, code, shown) {
+    async confirmEnrolment(user, code, shown, confirmer = randomBytes(32).toString('base64url')) {
       const userId = user.id;
       const current = await enrolmentOf(userId);
       if (!current || current.confirmed_at !== null || typeof code !== 'string') return { ok: false };
@@ -309,8 +385,8 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       if (typeof shown !== 'string' || !sameText(enrolmentId(secret), shown)) return { ok: false };
       const step = acceptedStep(secret, code, null, now());
       if (step === undefined) return { ok: false };
-      const recoveryCodes = Array.from({ length: RECOVERY_CODE_COUNT }, newRecoveryCode);
       const at = now();
+      const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt: at, secret });
       const confirmed = await db.transaction().execute(async (trx) => {
         const result = await trx
           .updateTable('totp_enrolment')
@@ -337,6 +413,19 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       if (!confirmed) return { ok: false };
       changed(userId, user.username, 'two_factor_enabled');
       return { ok: true, recoveryCodes };
+    },
+
+    async confirmedJustNowBy(userId, shown, confirmer) {
+      return (await confirmedBy(userId, shown, confirmer)) !== undefined;
+    },
+
+    async repeatConfirmation(user, code, shown, confirmer) {
+      if (typeof code !== 'string') return { ok: false };
+      const confirmation = await confirmedBy(user.id, shown, confirmer);
+      // The very code that confirmed (its step), still valid now: a form sent again, not a new one.
+      if (!confirmation || acceptedStep(confirmation.secret, code, null, now()) !== confirmation.step)
+        return { ok: false };
+      return { ok: true, recoveryCodes: confirmation.recoveryCodes };
     },
 
     verify,

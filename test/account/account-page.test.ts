@@ -278,6 +278,82 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal((await failures()).length, before, 'no throttle attempt counted');
   });
 
+  it('answers a "Turn on" sent twice (no script: a double click, a resend) with the same recovery codes, the stored ones, to that browser alone', async () => {
+    const recoveryCodes = (body: string) =>
+      [...body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
+    const enrolled = async () => {
+      const person = await seedUser(server);
+      const here = await consoleSignIn(server, person.username);
+      // Another browser of the same member, signed in before two-factor sign-in is on.
+      const elsewhere = await consoleSignIn(server, person.username);
+      const page = await consoleGet(here, url('/account'));
+      const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+      const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+      const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+      const form = { code: currentCode(secret), enrolment };
+      return { person, here, elsewhere, csrf: page.csrf!, form };
+    };
+    /** The codes stored for `person` are these: each signs in once (one is spent to check). */
+    const stored = async (person: { id: number }, codes: string[]) => {
+      assert.equal((await server.app.twoFactor.status(person.id)).recoveryCodesLeft, 10);
+      assert.deepEqual(await server.app.twoFactor.verify(person.id, codes[9]!), {
+        ok: true,
+        method: 'recovery_code',
+      });
+    };
+
+    // One after the other: the browser sends again after a slow answer.
+    const one = await enrolled();
+    const first = await consolePost(one.here, url('/account/two-factor/confirm'), one.csrf, one.form);
+    const second = await consolePost(one.here, url('/account/two-factor/confirm'), one.csrf, one.form);
+    assert.equal(first.status, 200);
+    assert.equal(
+      second.status,
+      200,
+      `the second answer shows the codes too, not: ${second.status} ${second.location}`,
+    );
+    const codes = recoveryCodes(first.body);
+    assert.equal(codes.length, 10);
+    assert.deepEqual(recoveryCodes(second.body), codes, 'the same codes');
+    // Another browser of the same member, the same form and code: nothing shown, as before.
+    const otherPage = await consoleGet(one.elsewhere, url('/account'));
+    const other = await consolePost(
+      one.elsewhere,
+      url('/account/two-factor/confirm'),
+      otherPage.csrf!,
+      one.form,
+    );
+    assert.equal(other.status, 303);
+    assert.equal(recoveryCodes(other.body).length, 0);
+    // This browser, the form with another code (or another enrolment): nothing shown.
+    for (const form of [
+      { ...one.form, code: one.form.code === '000000' ? '111111' : '000000' },
+      { ...one.form, enrolment: 'x'.repeat(43) },
+    ]) {
+      const refused = await consolePost(one.here, url('/account/two-factor/confirm'), one.csrf, form);
+      assert.equal(refused.status, 303);
+      assert.equal(recoveryCodes(refused.body).length, 0);
+    }
+    await stored(one.person, codes);
+
+    // At once: a double click.
+    const two = await enrolled();
+    const both = await Promise.all(
+      [1, 2].map(() => consolePost(two.here, url('/account/two-factor/confirm'), two.csrf, two.form)),
+    );
+    assert.deepEqual(
+      both.map((answer) => answer.status),
+      [200, 200],
+    );
+    const shown = both.map((answer) => recoveryCodes(answer.body));
+    assert.equal(shown[0]!.length, 10);
+    assert.deepEqual(shown[1], shown[0], 'the same codes');
+    await stored(two.person, shown[0]!);
+    // Once a recovery code is used, the codes are not shown again.
+    const later = await consolePost(two.here, url('/account/two-factor/confirm'), two.csrf, two.form);
+    assert.equal(later.status, 303);
+  });
+
   it('answers 429 to a confirmation code once the sign-in throttle is spent, even the right code', async () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);

@@ -8,6 +8,7 @@ import { qrSvg } from '../../src/two-factor/qr.ts';
 import {
   createTwoFactorService,
   RECOVERY_CODE_COUNT,
+  REPEAT_CONFIRMATION_WINDOW_MS,
   type TwoFactorService,
 } from '../../src/two-factor/service.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
@@ -112,6 +113,56 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
       assert.ok(pending && started.some((enrolment) => enrolment.id === pending.id));
     }
     await service.reset(bob, { actor: 'test', dryRun: false });
+  });
+
+  it('shows the codes of a confirmation again only to its confirmer, with the same code, within the window, all unused', async () => {
+    const carol = { id: 9, username: 'carol' };
+    const started = await service.beginEnrolment(carol);
+    const code = currentCode(started.secret, clock);
+    const confirmed = await service.confirmEnrolment(carol, code, started.id, 'session-a');
+    assert.ok(confirmed.ok);
+    const enabledEvents = events.filter((event) => event.kind === 'admin_change' && event.name === 'carol');
+    assert.equal(enabledEvents.length, 1);
+    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-a'), true);
+    assert.deepEqual(await service.repeatConfirmation(carol, code, started.id, 'session-a'), confirmed);
+    assert.deepEqual(
+      events.filter((event) => event.kind === 'admin_change' && event.name === 'carol'),
+      enabledEvents,
+      'nothing enabled again',
+    );
+    assert.deepEqual(await service.confirmEnrolment(carol, code, started.id, 'session-a'), { ok: false });
+    for (const [confirmer, shown, again] of [
+      ['session-b', started.id, code],
+      ['', started.id, code],
+      ['session-a', 'x'.repeat(43), code],
+      ['session-a', started.id, currentCode(started.secret, clock + 30_000)],
+      ['session-a', started.id, code === '000000' ? '111111' : '000000'],
+    ] as const)
+      assert.deepEqual(await service.repeatConfirmation(carol, again, shown, confirmer), { ok: false });
+    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-b'), false);
+
+    // After the window: not again, even with a code still valid then.
+    const saved = clock;
+    clock += REPEAT_CONFIRMATION_WINDOW_MS + 1;
+    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-a'), false);
+    assert.deepEqual(await service.repeatConfirmation(carol, code, started.id, 'session-a'), { ok: false });
+    clock = saved;
+    // Once one recovery code is used: not again.
+    assert.ok((await service.verify(carol.id, confirmed.recoveryCodes[0]!)).ok);
+    assert.deepEqual(await service.repeatConfirmation(carol, code, started.id, 'session-a'), { ok: false });
+    await service.reset(carol, { actor: 'test' });
+
+    // Confirmed with no confirmer named: never again.
+    const other = await service.beginEnrolment(carol);
+    const otherCode = currentCode(other.secret, clock);
+    const once = await service.confirmEnrolment(carol, otherCode, other.id);
+    assert.ok(once.ok);
+    assert.equal(new Set(once.recoveryCodes).size, RECOVERY_CODE_COUNT);
+    for (const confirmer of ['', 'session-a'])
+      assert.deepEqual(await service.repeatConfirmation(carol, otherCode, other.id, confirmer), {
+        ok: false,
+      });
+    await service.reset(carol, { actor: 'test' });
   });
 
   it('accepts a code once: the confirmation code and any code of an earlier step are spent', async () => {
