@@ -134,23 +134,43 @@ function redactParameters(text: string): string {
  */
 const USERINFO_START = /\/\/[^\s/?#@:[\]]*:/g;
 const USERINFO_CANDIDATE = /\/\/[^\s/?#@:[\]]*:/;
-/** What is read of a URL's authority before its path, query or fragment. */
-const AUTHORITY_REST = /[^\s/?#]*/y;
+/** What a port is: at most five digits (none: the scheme's default), then a path, query or fragment. */
+const PORT = /(\d{0,5})[/?#]/y;
+/** A URL's host (a name, an address, `[IPv6]`) and perhaps its port, then its path, query or fragment. */
+const HOST_THEN_PATH = /(?:\[[^\s\]]*\]|[\w.~%-]+)(?::\d*)?[/?#]/y;
+/** The start of a host. */
+const HOST_START = /[\w[]/y;
+/** A web URL's scheme right before its `//`: those are the URLs with ports and `@` in paths. */
+const WEB_SCHEME = /(?:^|[^A-Za-z0-9+.-])(?:https?|wss?):$/i;
 const WHITE_SPACE = /\s/g;
 
 /**
  * The text with the password of every URL's user information replaced (`postgres://aa:PASSWORD@db/aa`,
- * a request's absolute target `http://user:PASSWORD@host/…`). The password runs to the last `@`
- * before the path; with no `@` there, to the last `@` of the URL (up to white space), as the
- * configuration's `redactUrl` reads it: generated passwords hold an unencoded `/`, `?` or `#` often
- * enough. Digits alone before the path are a port (`https://host:8443/x@y`), kept. Linear: the end
- * of each run of text, and its last `@`, are found once.
+ * a request's absolute target `http://user:PASSWORD@host/…`). The password runs to the last `@` of
+ * the URL (up to white space), as the configuration's `redactUrl` reads it: generated passwords hold
+ * an unencoded `@`, `/`, `?` or `#` often enough, and `p@ss:w/rd` cut at its first `@` showed `ss:w/rd`.
+ * Where the text is ambiguous this redacts too much rather than leak: after a password, an `@` in the
+ * path or the query (`http://u:pw@host/a?mail=b@c`) takes the host with it.
+ *
+ * Digits alone after `//name:` (up to 5, at most 65535, or none) followed by `/`, `?` or `#` are a
+ * port, and the URL is kept, unless what follows the last `@` reads as the end of a password:
+ * - a host (a name, an address, `[IPv6]`; perhaps its port) followed by a path, query or fragment:
+ *   `postgres://aa:1234/5678@db/aa`, `…@db:5432/aa`, `…@db?sslmode=…`;
+ * - a host ending the URL (`postgres://aa:1234/5678@db`), except in a web URL (`http`, `https`,
+ *   `ws`, `wss`), where `https://host:8443/x@y` and `https://host:8443/x?mail=a@b` are a port and
+ *   an `@` in the path or query. That is the one password shown: digits and a `/` in a web URL with
+ *   nothing after its host. An `@` with no host after it (`//a:1/b@`) ends no password.
+ * A port and a path holding an `@` before a host and a path read as a password too:
+ * `https://host:8443/users/bob@example.com/profile` loses `8443/users/bob`. Linear: the end of each
+ * run of text, its last `@` and what follows that `@` are read once; a port is at most 6 characters.
  */
 function redactUserinfoPasswords(text: string): string {
   let redacted = '';
   let copied = 0;
   let runEnd = -1;
   let lastAt = -1;
+  let hostThenPath = false;
+  let hostAfterAt = false;
   USERINFO_START.lastIndex = 0;
   for (let found = USERINFO_START.exec(text); found !== null; found = USERINFO_START.exec(text)) {
     const start = USERINFO_START.lastIndex;
@@ -159,19 +179,26 @@ function redactUserinfoPasswords(text: string): string {
       runEnd = WHITE_SPACE.exec(text)?.index ?? text.length;
       const at = text.slice(start, runEnd).lastIndexOf('@');
       lastAt = at === -1 ? -1 : start + at;
+      if (lastAt !== -1) {
+        HOST_THEN_PATH.lastIndex = lastAt + 1;
+        hostThenPath = HOST_THEN_PATH.test(text);
+        HOST_START.lastIndex = lastAt + 1;
+        hostAfterAt = HOST_START.test(text);
+      }
     }
     if (lastAt < start) continue;
-    AUTHORITY_REST.lastIndex = start;
-    AUTHORITY_REST.exec(text);
-    const authority = text.slice(start, AUTHORITY_REST.lastIndex);
-    const atInAuthority = authority.lastIndexOf('@');
-    let end: number;
-    if (atInAuthority !== -1) end = start + atInAuthority;
-    else if (/^\d*$/.test(authority)) continue;
-    else end = lastAt;
+    if (!hostThenPath) {
+      PORT.lastIndex = start;
+      const port = PORT.exec(text)?.[1];
+      const isPort =
+        port !== undefined &&
+        Number(port) <= 65_535 &&
+        (!hostAfterAt || WEB_SCHEME.test(text.slice(Math.max(0, found.index - 7), found.index)));
+      if (isPort) continue;
+    }
     redacted += `${text.slice(copied, start)}${REDACTED}`;
-    copied = end;
-    USERINFO_START.lastIndex = end;
+    copied = lastAt;
+    USERINFO_START.lastIndex = lastAt;
   }
   return copied === 0 ? text : redacted + text.slice(copied);
 }

@@ -313,9 +313,56 @@ describe('structured logging redaction', () => {
       assert.equal(scrubString(kept), kept);
     }
     assert.equal(
-      scrubString('GET http://wiki:s3cret@[::1]:8080/o/x?a=b@c HTTP/1.1'),
-      'GET http://wiki:[redacted]@[::1]:8080/o/x?a=b@c HTTP/1.1',
+      scrubString('GET http://wiki:s3cret@[::1]:8080/o/x?a=b HTTP/1.1'),
+      'GET http://wiki:[redacted]@[::1]:8080/o/x?a=b HTTP/1.1',
     );
+  });
+
+  it('redacts the whole of a URL password holding an `@` and a `/`, however far it runs', () => {
+    const cases: Array<[string, string]> = [
+      ['mysql://aa:p@ss:w/rd@db/aa', 'mysql://aa:[redacted]@db/aa'],
+      ['mysql://aa:p@ss/rd@db/aa', 'mysql://aa:[redacted]@db/aa'],
+      [
+        'connect "postgres://aa:a@b?c#d/e@db:5432/aa" failed',
+        'connect "postgres://aa:[redacted]@db:5432/aa" failed',
+      ],
+      // Ambiguous: the `@` in the query may end the password. Too much is redacted, not too little.
+      ['GET http://wiki:s3cret@[::1]:8080/o/x?a=b@c HTTP/1.1', 'GET http://wiki:[redacted]@c HTTP/1.1'],
+      ['http://u:pw@host/a@b', 'http://u:[redacted]@b'],
+    ];
+    for (const [text, expected] of cases) assert.equal(scrubString(text), expected, text);
+  });
+
+  it('tells a digits-only password before a `/` from a port', () => {
+    const cases: Array<[string, string]> = [
+      ['postgres://aa:1234/5678@db/aa', 'postgres://aa:[redacted]@db/aa'],
+      [
+        'postgres://aa:1234/5678@db:5432/aa?sslmode=require',
+        'postgres://aa:[redacted]@db:5432/aa?sslmode=require',
+      ],
+      ['postgres://aa:1234/5678@db?sslmode=require', 'postgres://aa:[redacted]@db?sslmode=require'],
+      ['"postgres://aa:1234/5678@db" refused', '"postgres://aa:[redacted]@db" refused'],
+      ['mysql://aa:/5678@[::1]', 'mysql://aa:[redacted]@[::1]'],
+      ['connect //aa:123456/7@db', 'connect //aa:[redacted]@db'],
+      // Not a port: six digits, or above 65535.
+      ['https://aa:123456/7@db', 'https://aa:[redacted]@db'],
+      ['https://aa:65536/7@db', 'https://aa:[redacted]@db'],
+      // A host then a path after the `@` ends a password even in a web URL; that path may be the URL's own.
+      ['http://u:1234/5678@db/x', 'http://u:[redacted]@db/x'],
+      ['https://host:8443/users/bob@example.com/profile', 'https://host:[redacted]@example.com/profile'],
+    ];
+    for (const [text, expected] of cases) assert.equal(scrubString(text), expected, text);
+    for (const kept of [
+      'https://host:8443/x@y',
+      'https://host:443/users/bob@example.com',
+      'https://host/users/bob@example.com/profile',
+      'http://host:8080?mail=a@b',
+      'wss://host:8443/x#a@b.example',
+      'https://host:8443/x@',
+      '//a:1/b@',
+    ]) {
+      assert.equal(scrubString(kept), kept);
+    }
   });
 
   it('redacts the values of our cookies, and parameters after a comma', () => {
@@ -378,7 +425,7 @@ describe('structured logging redaction', () => {
       for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768), '%3DeyJ-'.repeat(37_449)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
       }
-      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381), '//a:1/'.repeat(43_690) + '@', '@ ' + '//a:b '.repeat(43_690)]) {
+      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381), '//a:1/'.repeat(43_690) + '@', '@ ' + '//a:b '.repeat(43_690), 'https://a:1/' + 'b'.repeat(262_144) + '@' + 'c'.repeat(262_144), '//a:1/@ '.repeat(32_768)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a credential');
       }
       if (scrubString('code="' + '\\\\'.repeat(131_072)) !== 'code=[redacted]') throw new Error('a quoted value');`;
