@@ -1,5 +1,6 @@
 import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
+import { pagePolicy } from '../http/content-security-policy.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
 import { MALFORMED_FORM_MESSAGE, parseFormBody } from '../http/request-body.ts';
@@ -102,10 +103,7 @@ export function consoleHeaders(ctx: Koa.Context): void {
   ctx.set('Cache-Control', 'no-store');
   ctx.set('Pragma', 'no-cache');
   ctx.set('X-Frame-Options', 'DENY');
-  ctx.set(
-    'Content-Security-Policy',
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; script-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-  );
+  ctx.set('Content-Security-Policy', pagePolicy({ scripts: ["'self'"], formsToSelf: true }));
   // No referrer leaves the site; a same-origin one stays, because with `no-referrer` Chromium sends
   // `Origin: null` with the console's own forms, and the origin check refuses them.
   ctx.set('Referrer-Policy', 'same-origin');

@@ -119,6 +119,10 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
 
   const providerSession: ConsoleSessions['providerSession'] = (ctx) => options.provider.providerSession(ctx);
 
+  const clear: ConsoleSessions['clear'] = (ctx) => {
+    ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+  };
+
   const readConsoleCookie = (ctx: Koa.Context): { uid: string; nonce: string } | undefined => {
     const value = ctx.cookies.get(CONSOLE_COOKIE, { signed: true });
     const match = value ? /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/.exec(value) : null;
@@ -207,17 +211,15 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       return typeof submitted === 'string' && submitted.length > 0 && sameText(submitted, session.csrfToken);
     },
 
-    clear(ctx) {
-      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
-    },
+    clear,
 
     signOut(ctx, session) {
-      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+      clear(ctx);
       noteConsoleSignOut(ctx, session.uid, { issuer: options.issuer, secure: options.secure });
     },
 
     async signOutHere(ctx) {
-      ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+      clear(ctx);
       await options.provider.endSession(ctx);
     },
   };

@@ -16,9 +16,12 @@ import { answerRefusal } from './refusal.ts';
  */
 export function refuseUnreadableTarget(): Koa.Middleware {
   return (ctx, next) => {
-    if (ctx.req.url?.charCodeAt(0) === SLASH) return next();
-    if (readableTarget(ctx)) {
-      toOriginForm(ctx);
+    const target = ctx.req.url ?? '';
+    // The asterisk form (`OPTIONS *`) has no path to build on, and is answered 404 as any unknown path.
+    if (target.charCodeAt(0) === SLASH || target === '*') return next();
+    const originForm = httpAbsoluteForm(target);
+    if (originForm) {
+      toOriginForm(ctx, originForm);
       return next();
     }
     answerRefusal(
@@ -34,35 +37,37 @@ export function refuseUnreadableTarget(): Koa.Middleware {
   };
 }
 
-function readableTarget(ctx: Koa.Context): boolean {
-  const target = ctx.req.url ?? '';
-  // The asterisk form (`OPTIONS *`) has no path to build on, and is answered 404 as any unknown path.
-  if (target === '*') return true;
-  // Only an http(s) URL is an absolute form to serve (another scheme, `ws://host/o/logout/`, reads
-  // as a path to Koa, but the provider's URLs cannot be built on it: a 500). One the WHATWG parser
-  // refuses is refused here: Koa's parser (Node's legacy `url.parse`) would print a deprecation
-  // warning with the URL on stderr before it throws.
-  if (!/^https?:/i.test(target) || !URL.canParse(target)) return false;
-  try {
-    return typeof ctx.path === 'string';
-  } catch {
-    return false;
-  }
-}
-
-/** `http://host/path?query` → `/path?query`, Host `host`; the path and query as sent, not normalised. */
+/** `http://host/path?query` → `/path?query`: the path and query as sent, not normalised. */
 const HTTP_ABSOLUTE_FORM = /^https?:\/\/[^/?#]*([^#]*)/is;
 
-function toOriginForm(ctx: Koa.Context): void {
-  const url = ctx.req.url ?? '';
-  const rest = HTTP_ABSOLUTE_FORM.exec(url)?.[1];
-  if (rest === undefined) return;
-  const origin = rest.charCodeAt(0) === SLASH ? rest : `/${rest}`;
-  ctx.req.headers.host = new URL(url).host;
-  ctx.req.url = origin;
+/**
+ * The target's host and origin form when it is an http(s) URL written `scheme://authority…` that the
+ * WHATWG parser reads. Any other scheme (`ws://host/o/logout/` reads as a path to Koa, but the
+ * provider's URLs cannot be built on it: a 500) is not served, nor a target without its authority
+ * (`http:/o/token/`, which Node's HTTP parser refuses before us), nor one the WHATWG parser refuses
+ * (Koa's parser, Node's legacy `url.parse`, would print a deprecation warning with the URL on stderr
+ * before it throws). The WHATWG parse decides and names the host; the path is taken as sent.
+ */
+function httpAbsoluteForm(target: string): OriginForm | undefined {
+  const asSent = HTTP_ABSOLUTE_FORM.exec(target)?.[1];
+  if (asSent === undefined) return undefined;
+  const url = URL.parse(target);
+  if (!url) return undefined;
+  return { host: url.host, path: asSent.charCodeAt(0) === SLASH ? asSent : `/${asSent}` };
+}
+
+/** What an absolute form is served as: its path and query, for the host it names. */
+interface OriginForm {
+  host: string;
+  path: string;
+}
+
+function toOriginForm(ctx: Koa.Context, { host, path }: OriginForm): void {
+  ctx.req.headers.host = host;
+  ctx.req.url = path;
   // `ctx.href` reads the request's copy of the target Koa took when the request came in; the
   // context's copy stays as sent, for the access line.
-  ctx.request.originalUrl = origin;
+  ctx.request.originalUrl = path;
 }
 
 const SLASH = '/'.charCodeAt(0);

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type Koa from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+import { notFramedPolicy } from '../http/content-security-policy.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { pageContext } from '../http/pages/layout.ts';
 import { CONFIRM_BY_ITSELF_SCRIPT, logoutConfirmPage } from '../http/pages/logout.ts';
@@ -24,26 +25,12 @@ export function logoutSource(branding: Branding, cookies: ConsoleSignOutCookieOp
   return async (ctx: KoaContextWithOIDC, form: string): Promise<void> => {
     const noted = takeConsoleSignOut(ctx as unknown as Koa.Context, ctx.oidc.session?.uid, cookies);
     const confirmByItself = noted && ctx.oidc.client?.clientId === ACCOUNT_CONSOLE_CLIENT_ID;
-    if (confirmByItself) allowScript(ctx, CONFIRM_SCRIPT_SOURCE);
+    // Without the script, the page keeps the policy mount.ts gives every provider page.
+    if (confirmByItself) ctx.set('Content-Security-Policy', notFramedPolicy([CONFIRM_SCRIPT_SOURCE]));
     ctx.type = 'html';
     ctx.body = logoutConfirmPage(
       { providerForm: form, clientName: ctx.oidc.client?.clientName ?? undefined, confirmByItself },
       pageContext(branding, ctx),
     );
   };
-}
-
-/** Adds `source` to the page's script-src (the page's other directives stay). */
-function allowScript(ctx: KoaContextWithOIDC, source: string): void {
-  const policy = ctx.response.get('Content-Security-Policy');
-  const directives = policy
-    ? policy
-        .split(';')
-        .map((directive) => directive.trim())
-        .filter(Boolean)
-    : [];
-  const index = directives.findIndex((directive) => /^script-src(\s|$)/i.test(directive));
-  if (index === -1) directives.push(`script-src ${source}`);
-  else directives[index] = `${directives[index]} ${source}`;
-  ctx.set('Content-Security-Policy', directives.join('; '));
 }

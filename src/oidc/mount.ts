@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
+import { notFramedPolicy } from '../http/content-security-policy.ts';
 import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
   declaresMoreThan,
@@ -145,7 +146,7 @@ export function browserPaths(issuerPath: string): (path: string) => boolean {
  */
 export function denyFraming(ctx: Koa.Context): void {
   ctx.set('X-Frame-Options', 'DENY');
-  ctx.set('Content-Security-Policy', "frame-ancestors 'none'");
+  ctx.set('Content-Security-Policy', notFramedPolicy());
   ctx.set('X-Content-Type-Options', 'nosniff');
   ctx.set('Referrer-Policy', 'same-origin');
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import {
+  consoleCookieForgotten,
+  consoleGet,
+  consolePost,
+  consoleSignIn,
+  pageText,
+} from '../helpers/console.ts';
 import { seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
 /**
@@ -37,6 +43,7 @@ describe(`web console sign-out without RP-initiated logout (${testDatabaseKind})
     assert.equal(out.status, 303);
     assert.equal(out.location, '/?signed-out=browser', 'not to the logout endpoint, which does not exist');
     assert.equal((await liveSessions()).length, 0, 'the provider session ended');
+    assert.ok(consoleCookieForgotten(browser), 'the sign-out forgets the console cookie');
 
     const landing = await consoleGet(browser, `${server.origin}${out.location}`);
     assert.equal(landing.status, 200);

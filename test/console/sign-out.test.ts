@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
+import { consoleCookieForgotten, consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import {
   authorizeUrl,
   Browser,
@@ -94,6 +94,7 @@ describe(`console sign-out ends the provider session (${testDatabaseKind})`, () 
     const logoutUrl = new URL(out.location!);
     assert.equal(logoutUrl.pathname, '/o/logout/');
     assert.equal(logoutUrl.searchParams.get('client_id'), ACCOUNT_CONSOLE_CLIENT_ID);
+    assert.ok(consoleCookieForgotten(browser), 'the sign-out forgets the console cookie');
     const [note] = noteLines(browser);
     assert.ok(note, 'the sign-out leaves its note for the logout page');
     assert.match(note, /httponly/i);

@@ -79,3 +79,8 @@ export function autofocusedIds(body: string): string[] {
     .filter((match) => /\sautofocus[\s/>]/.test(match[0]))
     .map((match) => /\sid="([^"]*)"/.exec(match[0])?.[1] ?? '(no id)');
 }
+
+/** True when an answer to `browser` removed the console cookie (the sign-in it named is forgotten). */
+export function consoleCookieForgotten(browser: Browser): boolean {
+  return browser.setCookieLines.some((line) => /^_aa_oidc_console=;.*expires=Thu, 01 Jan 1970/i.test(line));
+}

@@ -4,6 +4,7 @@ import type { ExternalAuthenticator, ExternalSignInResult } from '../../director
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
+import { pagePolicy } from '../../http/content-security-policy.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import { referralPage } from '../../http/pages/referral.ts';
 import { pageContext } from '../../http/pages/layout.ts';
@@ -144,10 +145,7 @@ export function externalCallbacks(
   const handle = async (ctx: Koa.Context, authenticator: ExternalAuthenticator) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.set('X-Frame-Options', 'DENY');
-    ctx.set(
-      'Content-Security-Policy',
-      "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; base-uri 'none'; frame-ancestors 'none'",
-    );
+    ctx.set('Content-Security-Policy', pagePolicy());
     const callbackPath = externalCallbackPath(deps.issuer, authenticator);
     const flow = unseal<Flow>(deps.key, ctx.cookies.get(FLOW_COOKIE, { signed: false }));
     ctx.cookies.set(FLOW_COOKIE, null, {

@@ -4,6 +4,7 @@ import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
 import { MALFORMED_FORM_MESSAGE, RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
+import { pagePolicy } from '../../http/content-security-policy.ts';
 import { SEND_ONCE_SCRIPT_SOURCE } from '../../http/pages/send-once.ts';
 import {
   externalAuthenticators,
@@ -77,10 +78,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     if (!routes.includes(route)) return next();
 
     ctx.set('X-Frame-Options', 'DENY');
-    ctx.set(
-      'Content-Security-Policy',
-      `default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; script-src ${SEND_ONCE_SCRIPT_SOURCE}; base-uri 'none'; frame-ancestors 'none'`,
-    );
+    ctx.set('Content-Security-Policy', pagePolicy({ scripts: [SEND_ONCE_SCRIPT_SOURCE] }));
     ctx.set('X-Content-Type-Options', 'nosniff');
     ctx.set('Referrer-Policy', 'same-origin');
     ctx.set('Cache-Control', 'no-store');
