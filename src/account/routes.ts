@@ -21,6 +21,7 @@ import {
   type TwoFactorService,
 } from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
+import { isShownLogoUrl } from '../applications/validate.ts';
 import { sessionRoutes, sessionsSection } from './sessions.ts';
 
 /**
@@ -189,7 +190,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                   ${apps.map(
                     ({ grant, app }) =>
                       html`<li>
-                        ${app?.logoUrl ? html`<img class="logo" src="${app.logoUrl}" alt="" width="32" height="32" />` : ''}
+                        ${isShownLogoUrl(app?.logoUrl) ? html`<img class="logo" src="${app.logoUrl}" alt="" width="32" height="32" />` : ''}
                         <strong>${app?.name ?? grant.clientId}</strong
                         >${app && !app.active ? ' (switched off)' : ''} <br /><span class="note"
                           >Can see

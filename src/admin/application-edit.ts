@@ -128,7 +128,7 @@ export function editRoutes(
             `Edit ${app.name}`,
             html`<h1>Edit ${app.name}</h1>
               ${appForm(request, appPath(app.clientId, '/edit'), { ...values, clientType: app.clientType }, await directoryNames(deps), errorsByField(error), false)}`,
-            { status: 400 },
+            { status: error.code === 'conflict' ? 409 : 400 },
           );
         }
       },

@@ -1,9 +1,10 @@
 import { ApplicationError } from '../applications/errors.ts';
 import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
 import { type Application } from '../applications/types.ts';
+import { isShownLogoUrl } from '../applications/validate.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, doneMessage, formatTime, postButton } from '../console/ui.ts';
+import { csrfField, doneMessage, formAlert, formatTime, postButton } from '../console/ui.ts';
 import { type Html, html } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
@@ -38,10 +39,19 @@ export function showRoute(
           request,
           '/admin/apps',
           app.name,
-          html`${app.logoUrl ? html`<img class="logo" src="${app.logoUrl}" alt="${app.name} logo" />` : ''}
+          html`${isShownLogoUrl(app.logoUrl) ? html`<img class="logo" src="${app.logoUrl}" alt="${app.name} logo" />` : ''}
             <h1>${app.name}</h1>
             ${doneMessage(DONE, request.ctx.query.done)}
             <dl class="facts">
+              ${
+                app.logoUrl !== null && !isShownLogoUrl(app.logoUrl)
+                  ? html`<dt>Logo URL</dt>
+                      <dd>
+                        <code>${app.logoUrl}</code>: <strong>not shown</strong>, as the pages load images over
+                        https only; <a href="${appPath(app.clientId, '/edit')}">give an https URL</a>.
+                      </dd>`
+                  : ''
+              }
               <dt>client_id</dt>
               <dd><code>${app.clientId}</code></dd>
               <dt>Status</dt>
@@ -169,7 +179,7 @@ export function lifecycleRoutes(
           html`<h1>Rotate the secret of ${app.name}?</h1>
             ${
               refusal
-                ? html`<p class="alert" role="alert">${refusal}</p>`
+                ? formAlert(refusal)
                 : html`<div class="warn">
                       <p><strong>What happens:</strong></p>
                       <ul>
@@ -221,7 +231,7 @@ export function lifecycleRoutes(
             '/admin/apps',
             'Secret not rotated',
             html`<h1>Secret not rotated</h1>
-              <p class="alert" role="alert">${error.message}</p>`,
+              ${formAlert(error.message)}`,
             { status: 400 },
           );
         }
@@ -331,7 +341,7 @@ function notSwitched(
     '/admin/apps',
     `Not ${verb}`,
     html`<h1>${app.name} was not ${verb}</h1>
-      <p class="alert" role="alert">${error.message}</p>
+      ${formAlert(error.message)}
       <p><a href="${appPath(app.clientId)}">Back to the application</a></p>`,
     { status: error.code === 'conflict' ? 409 : 400 },
   );

@@ -8,7 +8,15 @@ import {
   type GrantType,
 } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
-import { checkbox, checkboxGroup, csrfField, linesField, select, textField } from '../console/ui.ts';
+import {
+  checkbox,
+  checkboxGroup,
+  csrfField,
+  formAlert,
+  linesField,
+  select,
+  textField,
+} from '../console/ui.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listTokens } from '../tokens/listing.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
@@ -201,11 +209,13 @@ export function appForm(
     const message = error(field);
     return message === undefined ? {} : { error: message, ...(field === focused ? { autofocus: true } : {}) };
   };
+  // With no field of the form at fault (the application changed meanwhile), the alert takes the focus.
+  const alertFocus = { focus: focused === undefined };
   return html`${
       errors.has('')
-        ? html`<p class="alert" role="alert" id="form-error">${errors.get('')}</p>`
+        ? formAlert(errors.get('')!, { id: 'form-error', ...alertFocus })
         : errors.size > 0
-          ? html`<p class="alert" role="alert">Some fields need attention; each says what is wrong.</p>`
+          ? formAlert('Some fields need attention; each says what is wrong.', alertFocus)
           : ''
     }
     <form method="post" action="${action}" novalidate>
@@ -213,7 +223,7 @@ export function appForm(
       ${textField('Name', 'name', values.name, { required: true, maxlength: 100, ...opt('name') })}
       ${textField('Logo URL', 'logo_url', values.logoUrl, {
         type: 'url',
-        hint: 'Shown on the consent page (https).',
+        hint: 'Shown on the consent page; https only.',
         ...opt('logo_url'),
       })}
       ${linesField('Redirect URIs', 'redirect_uris', values.redirectUris, {

@@ -1,6 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, queryText, textField } from '../console/ui.ts';
+import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions } from '../directory/builtin/types.ts';
 import { DirectoryError } from '../directory/errors.ts';
@@ -173,19 +173,23 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       if (!(error instanceof DirectoryError)) throw error;
       possible = false;
       refusal = error.message;
-      preview = html`<p class="alert" role="alert">
-        Not possible:
-        ${action.field ? `correct the ${action.field.label.toLowerCase()} below.` : error.message}
-      </p>`;
+      preview = html``;
     }
     const field = action.field;
+    // A refusal with a field to correct focuses that field; any other, its alert (the first shown).
+    const fieldFocused = !possible && field !== undefined;
+    const problemShown = problem !== undefined && problem.message !== refusal;
+    if (!possible)
+      preview = formAlert(
+        html`Not possible: ${field ? `correct the ${field.label.toLowerCase()} below.` : refusal}`,
+        { focus: !fieldFocused && !problemShown },
+      );
     renderAdmin(
       request,
       BASE[entity],
       action.title(entity, name, input),
       html`<h1>${action.title(entity, name, input)}</h1>
-        ${problem && problem.message !== refusal ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
-        ${preview}
+        ${problemShown ? formAlert(problem.message, { focus: !fieldFocused }) : ''} ${preview}
         ${
           possible
             ? html`<form method="post" action="${entryPath(entity, name, `/${action.slug}`)}">

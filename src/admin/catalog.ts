@@ -1,5 +1,6 @@
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { checkbox, csrfField, doneMessage, textField } from '../console/ui.ts';
+import { PRIORITY_MAX, PRIORITY_MIN } from '../directory/builtin/validation.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { html } from '../http/pages/layout.ts';
 import { catalogActionRoutes } from './catalog-actions.ts';
@@ -90,6 +91,10 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       ? textField('Priority', 'priority', form?.values.get('priority') ?? '', {
                           type: 'number',
                           required: true,
+                          // The directory's range (a 32-bit integer), which the server checks again.
+                          min: PRIORITY_MIN,
+                          max: PRIORITY_MAX,
+                          step: 1,
                           hint: 'Unique; higher ranks first.',
                           ...fieldError('priority'),
                         })

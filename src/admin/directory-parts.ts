@@ -1,5 +1,6 @@
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
+import { formAlert } from '../console/ui.ts';
 import { type Consequence, summarizeConsequences } from '../db/unit-of-work.ts';
 import type { UserProfile } from '../directory/port.ts';
 import { html, type Html } from '../http/pages/layout.ts';
@@ -56,8 +57,7 @@ export function readOnlyRefusal(
     section,
     'Read-only',
     html`<h1>Read-only</h1>
-      <p class="alert" role="alert">Nothing was changed: this directory is read-only in aa-oidc.</p>
-      ${allianceAuthNote(deps)}
+      ${formAlert('Nothing was changed: this directory is read-only in aa-oidc.')} ${allianceAuthNote(deps)}
       <p><a href="${back.href}">${back.text}</a></p>`,
     { status: 409 },
   );

@@ -1,5 +1,5 @@
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, doneMessage, formatTime } from '../console/ui.ts';
+import { csrfField, doneMessage, formAlert, formatTime } from '../console/ui.ts';
 import { type Html, html } from '../http/pages/layout.ts';
 import { KeyError } from '../keys/service.ts';
 import type { ExpectedWithdrawal, RotationResult, SigningKeySummary, WithdrawResult } from '../keys/types.ts';
@@ -122,7 +122,7 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       '/admin/keys',
       'Not possible',
       html`<h1>Not possible</h1>
-        <p class="alert" role="alert">${error.message}</p>
+        ${formAlert(error.message)}
         <p><a href="/admin/keys">Signing keys</a></p>`,
       { status: error.code === 'unknown_kid' || error.code === 'invalid_kid' ? 404 : 409 },
     );

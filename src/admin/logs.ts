@@ -93,8 +93,28 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   return filter;
 }
 
-function filterFields(filter: CommonFilter): Html {
-  const error = (name: string) => (filter.errors.has(name) ? { error: filter.errors.get(name)! } : {});
+const COMMON_FIELDS = ['client_id', 'user', 'since', 'until'] as const;
+
+/**
+ * The filter field to focus: the first at fault in the page's order (`before` come before the common
+ * fields, `after` after them), as on the other admin forms, so that its error is in view and read.
+ */
+function firstAtFault(
+  filter: CommonFilter,
+  before: ReadonlyArray<[name: string, error: string | undefined]> = [],
+  after: ReadonlyArray<[name: string, error: string | undefined]> = [],
+): string | undefined {
+  const common = COMMON_FIELDS.map((name): [string, string | undefined] => [name, filter.errors.get(name)]);
+  return [...before, ...common, ...after].find(([, error]) => error !== undefined)?.[0];
+}
+
+/** A filter field's error, and the focus when it is the field at fault. */
+function fieldError(name: string, error: string | undefined, focused: string | undefined) {
+  return error === undefined ? {} : { error, ...(name === focused ? { autofocus: true } : {}) };
+}
+
+function filterFields(filter: CommonFilter, focused: string | undefined): Html {
+  const error = (name: string) => fieldError(name, filter.errors.get(name), focused);
   return html`<div>
       ${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '', error('client_id'))}
     </div>
@@ -164,6 +184,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const outcomes = ['failures', ...OUTCOMES];
         const outcomeError =
           outcome === '' || outcomes.includes(outcome) ? undefined : unknownChoice('outcome', outcomes);
+        const focused = firstAtFault(filter, [], [['outcome', outcomeError]]);
         const rows =
           filter.impossible || outcomeError !== undefined
             ? []
@@ -184,9 +205,9 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             The final outcome of each back-channel logout delivery: failures always, successes when
             <code>logout.recordSuccessfulDeliveries</code> is on.
           </p>`,
-          html`${filterFields(filter)}
+          html`${filterFields(filter, focused)}
             <div>
-              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome, outcomeError === undefined ? {} : { error: outcomeError })}
+              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome, fieldError('outcome', outcomeError, focused))}
             </div>`,
           html`<div class="table-wrap">
             <table>
@@ -254,7 +275,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             Authorization codes presented more than once: everything such a code produced was revoked. Codes
             are shown by their SHA-256, never their value.
           </p>`,
-          filterFields(filter),
+          filterFields(filter, firstAtFault(filter)),
           html`<div class="table-wrap">
             <table>
               <caption>
@@ -304,6 +325,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const known = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind);
         const kinds = known ? [kind as AuditEventKind] : [];
         const kindError = kind === '' || known ? undefined : unknownChoice('kind', AUDIT_EVENT_KINDS);
+        const focused = firstAtFault(filter, [['kind', kindError]]);
         const query = { ...filter.query, ...(kind === '' ? {} : { kind }) };
         const events =
           filter.impossible || kindError !== undefined
@@ -327,9 +349,9 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             The same list on the command line: <code>aa-oidc audit list</code>.
           </p>`,
           html`<div>
-              ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kind, kindError === undefined ? {} : { error: kindError })}
+              ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kind, fieldError('kind', kindError, focused))}
             </div>
-            ${filterFields(filter)}`,
+            ${filterFields(filter, focused)}`,
           html`<div class="table-wrap">
             <table>
               <caption>

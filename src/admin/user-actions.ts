@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, queryText, textField } from '../console/ui.ts';
+import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions, UserChange } from '../directory/builtin/types.ts';
 import { DirectoryError } from '../directory/errors.ts';
@@ -290,15 +290,21 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       if (!(error instanceof DirectoryError || error instanceof InvalidRevocationNoteError)) throw error;
       confirmable = action.fields !== undefined;
       refusal = webMessage(error);
-      preview = html`<p class="alert" role="alert">${confirmable ? '' : 'Not possible: '}${refusal}</p>`;
+      preview = html``;
     }
+    // A refusal at a field focuses that field; any other, its alert (the first shown).
+    const fieldFocused = problem?.field !== undefined && confirmable && action.fields !== undefined;
+    const problemShown = problem !== undefined && !problem.field && problem.message !== refusal;
+    if (refusal !== undefined)
+      preview = formAlert(`${confirmable ? '' : 'Not possible: '}${refusal}`, {
+        focus: !fieldFocused && !problemShown,
+      });
     renderAdmin(
       request,
       '/admin/users',
       action.title(profile, input),
       html`<h1>${action.title(profile, input)}</h1>
-        ${problem && !problem.field && problem.message !== refusal ? html`<p class="alert" role="alert">${problem.message}</p>` : ''}
-        ${preview}
+        ${problemShown ? formAlert(problem.message, { focus: !fieldFocused }) : ''} ${preview}
         ${
           confirmable
             ? html`<form method="post" action="${userPath(profile.id, `/${action.slug}`)}">
@@ -332,11 +338,11 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       '/admin/users',
       'Your own account',
       html`<h1>Your own account</h1>
-        <p class="alert" role="alert">
-          Nothing was changed: you cannot ${action.ownAccount} the account you are signed in with here, as it
-          would lock you out of this console. Another superuser can, or
-          <code>aa-oidc user ${action.ownAccount} ${profile.username}</code> on the server.
-        </p>
+        ${formAlert(
+          html`Nothing was changed: you cannot ${action.ownAccount} the account you are signed in with here,
+            as it would lock you out of this console. Another superuser can, or
+            <code>aa-oidc user ${action.ownAccount} ${profile.username}</code> on the server.`,
+        )}
         <p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`,
       { status: 409 },
     );

@@ -165,7 +165,11 @@ export function createApplicationService(
       const by = checkActor(actor);
       const current = await existing(clientId);
       const merged = mergePatch(current, patch);
-      const context = { ...(await validationContext()), storedName: current.name };
+      const context = {
+        ...(await validationContext()),
+        storedName: current.name,
+        storedLogoUrl: current.logoUrl,
+      };
       // An unchanged back-channel URI passed the whole gate when it was written and passes it again at
       // every delivery: an edit of something else (narrowing the whitelists, above all) is not refused
       // because the application's host does not resolve now, or resolves elsewhere.

@@ -42,6 +42,11 @@ export interface ValidationContext {
    * longer be given (a line separator, say), so that an application named so before stays editable.
    */
   storedName?: string;
+  /**
+   * On an update, the logo URL stored: kept unchanged, an http one (accepted before logos had to be
+   * https) is not refused, so that an edit of something else still goes through; it is not shown.
+   */
+  storedLogoUrl?: string | null;
 }
 
 /** A complete, checked application, ready to be written. */
@@ -97,7 +102,7 @@ export async function validateApplicationInput(
   const clientType = input.clientType ?? 'confidential';
   if (!CLIENT_TYPES.includes(clientType)) problem('client_type', `must be ${CLIENT_TYPES.join(' or ')}`);
 
-  const logoUrl = checkLogoUrl(input.logoUrl, problem);
+  const logoUrl = checkLogoUrl(input.logoUrl, context.storedLogoUrl, problem);
 
   const grantTypes = checkGrantTypes(input.grantTypes, clientType, problem);
 
@@ -217,8 +222,22 @@ function authorityOf(value: string): string | undefined {
   return /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(value)?.[1];
 }
 
-function checkLogoUrl(value: unknown, problem: Problem): string | null {
+/**
+ * Whether a logo URL can be shown: the pages' Content-Security-Policy (`img-src 'self' https: data:`)
+ * loads an application's logo over https only, so an http one (stored before logos had to be https)
+ * would be a broken image.
+ */
+export function isShownLogoUrl(value: string | null | undefined): value is string {
+  return typeof value === 'string' && schemeOf(value) === 'https';
+}
+
+function checkLogoUrl(
+  value: unknown,
+  storedLogoUrl: string | null | undefined,
+  problem: Problem,
+): string | null {
   if (value === undefined || value === null || value === '') return null;
+  if (typeof value === 'string' && value === storedLogoUrl) return value;
   const textProblem = uriTextProblem(value);
   if (textProblem !== null) {
     problem('logo_url', textProblem);
@@ -226,17 +245,19 @@ function checkLogoUrl(value: unknown, problem: Problem): string | null {
   }
   const text = value as string;
   const scheme = schemeOf(text);
-  if (scheme !== 'http' && scheme !== 'https') {
+  if (scheme !== 'https') {
     problem(
       'logo_url',
       scheme === undefined
-        ? `${quote(text)} must be an absolute http or https URL`
-        : `must be an http or https URL, not ${quote(`${scheme}:`)}`,
+        ? `${quote(text)} must be an absolute https URL such as https://app.example.com/logo.png`
+        : scheme === 'http'
+          ? `${quote(text)} must use https: the pages load images over https only (their Content-Security-Policy), so an http logo would not show`
+          : `must be an https URL, not ${quote(`${scheme}:`)}`,
     );
     return null;
   }
   if (!authorityOf(text) || !URL.canParse(text)) {
-    problem('logo_url', `${quote(text)} is malformed: expected http(s)://host/path`);
+    problem('logo_url', `${quote(text)} is malformed: expected https://host/path`);
     return null;
   }
   return text;

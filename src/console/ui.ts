@@ -25,6 +25,10 @@ export interface FieldOptions {
   inputmode?: string;
   maxlength?: number;
   pattern?: string;
+  /** The bounds and step of a number field, those the server's validation enforces. */
+  min?: number;
+  max?: number;
+  step?: number;
   /**
    * Takes the focus when the page loads: the field a refused form is about, so that the error beside
    * it is in view and read, wherever on a long page the form is.
@@ -41,6 +45,17 @@ function fieldNotes(name: string, options: { hint?: string; error?: string }): H
   return html`${options.hint ? html`<p class="hint" id="${name}-hint">${options.hint}</p>` : ''}${
     options.error ? html`<p class="field-error" id="${name}-error">${options.error}</p>` : ''
   }`;
+}
+
+/**
+ * A refusal about a form as a whole (no field of it is at fault: the record changed meanwhile, the
+ * change is not possible). With `focus`, it takes the focus as a field at fault would, so that a
+ * keyboard or screen-reader user learns of it; without, another element of the page has the focus.
+ */
+export function formAlert(message: Html | string, options: { focus?: boolean; id?: string } = {}): Html {
+  const id = options.id ? html` id="${options.id}"` : '';
+  const focus = options.focus === false ? '' : html` tabindex="-1" autofocus`;
+  return html`<p class="alert" role="alert" ${id}${focus}>${message}</p>`;
 }
 
 export function textField(
@@ -60,6 +75,9 @@ export function textField(
       ${options.inputmode ? html`inputmode="${options.inputmode}"` : ''}
       ${options.maxlength ? html`maxlength="${options.maxlength}"` : ''}
       ${options.pattern ? html`pattern="${options.pattern}"` : ''}
+      ${options.min === undefined ? '' : html`min="${options.min}"`}
+      ${options.max === undefined ? '' : html`max="${options.max}"`}
+      ${options.step === undefined ? '' : html`step="${options.step}"`}
       ${options.autofocus ? html`autofocus` : ''}
       ${options.error ? html`aria-invalid="true"` : ''}${describedBy(name, options)}
     />

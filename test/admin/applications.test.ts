@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
-import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import {
+  autofocusedIds,
+  consoleGet,
+  consolePost,
+  consoleSignIn,
+  focusedAlerts,
+  pageText,
+} from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
   type Browser,
@@ -398,6 +406,125 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(edited.status, 400);
     assert.deepEqual(autofocusedIds(edited.body), ['name']);
     assert.match(edited.body, /id="name"[^>]*aria-invalid="true" aria-describedby="name-error"/);
+  });
+
+  it('focuses the alert of a refusal no field is at fault for (changed meanwhile, not possible)', async () => {
+    const { clientId: raced } = await seedApp(server, {
+      name: 'Raced',
+      redirectUris: ['https://raced.example.org/cb'],
+    });
+    const edit = await consoleGet(admin, url(`/admin/apps/${raced}/edit`));
+    assert.deepEqual(focusedAlerts(edit.body), [], 'a fresh form focuses nothing');
+    // Another write wins the race: the database skips this one's row, as when updated_at moved on.
+    const db = server.app.database.db;
+    if (server.app.database.kind === 'sqlite')
+      await sql`CREATE TRIGGER skip_test_update BEFORE UPDATE ON application BEGIN SELECT RAISE(IGNORE); END`.execute(
+        db,
+      );
+    else {
+      await sql`CREATE FUNCTION skip_test_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`.execute(
+        db,
+      );
+      await sql`CREATE TRIGGER skip_test_update BEFORE UPDATE ON application FOR EACH ROW EXECUTE FUNCTION skip_test_update()`.execute(
+        db,
+      );
+    }
+    let answer;
+    try {
+      answer = await consolePost(admin, url(`/admin/apps/${raced}/edit`), edit.csrf!, {
+        name: 'Raced (renamed)',
+        redirect_uris: 'https://raced.example.org/cb',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+    } finally {
+      await sql`DROP TRIGGER skip_test_update${sql.raw(server.app.database.kind === 'sqlite' ? '' : ' ON application')}`.execute(
+        db,
+      );
+      if (server.app.database.kind !== 'sqlite') await sql`DROP FUNCTION skip_test_update()`.execute(db);
+    }
+    assert.equal(answer.status, 409, problems(answer.body));
+    assert.deepEqual(autofocusedIds(answer.body), [], 'no field is at fault');
+    const [alert, ...others] = focusedAlerts(answer.body);
+    assert.match(
+      alert ?? '',
+      /was changed by someone else while this change was being made; nothing was written/,
+    );
+    assert.deepEqual(others, []);
+    assert.match(answer.body, /<p class="alert" role="alert"\s+id="form-error" tabindex="-1" autofocus>/);
+
+    // With a field at fault, the field takes the focus and the alert does not.
+    const fieldAtFault = await consolePost(admin, url(`/admin/apps/${raced}/edit`), edit.csrf!, {
+      name: '',
+      redirect_uris: 'https://raced.example.org/cb',
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    });
+    assert.equal(fieldAtFault.status, 400);
+    assert.deepEqual(autofocusedIds(fieldAtFault.body), ['name']);
+    assert.deepEqual(focusedAlerts(fieldAtFault.body), []);
+
+    // A refusal on a page of its own: a public client has no secret to rotate.
+    const { clientId: publicApp } = await seedApp(server, { name: 'Public', clientType: 'public' });
+    const rotate = await consoleGet(admin, url(`/admin/apps/${publicApp}/rotate-secret`));
+    assert.match(focusedAlerts(rotate.body)[0] ?? '', /public client and has no secret/);
+    const rotated = await consolePost(admin, url(`/admin/apps/${publicApp}/rotate-secret`), rotate.csrf!, {});
+    assert.equal(rotated.status, 400);
+    assert.match(focusedAlerts(rotated.body)[0] ?? '', /public client and has no secret/);
+  });
+
+  it('refuses an http logo URL at its field, naming https; an http logo stored before is kept but not shown', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const fields = {
+      name: 'Logo',
+      redirect_uris: 'https://logo.example.org/cb',
+      client_type: 'confidential',
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    };
+    const refused = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      ...fields,
+      logo_url: 'http://cdn.example.org/logo.png',
+    });
+    assert.equal(refused.status, 400, problems(refused.body));
+    assert.match(
+      /<p class="field-error" id="logo_url-error">([^<]+)<\/p>/.exec(refused.body)?.[1] ?? '',
+      /&quot;http:\/\/cdn\.example\.org\/logo\.png&quot; must use https/,
+    );
+    assert.deepEqual(autofocusedIds(refused.body), ['logo_url']);
+
+    // Stored by an earlier version, which took http: not rendered, said on the application's page.
+    const { clientId: old } = await seedApp(server, {
+      name: 'Old logo',
+      logoUrl: 'https://cdn.example.org/logo.png',
+    });
+    await server.app.database.db
+      .updateTable('application')
+      .set({ logo_url: 'http://cdn.example.org/logo.png' })
+      .where('client_id', '=', old)
+      .execute();
+    const detail = await consoleGet(admin, url(`/admin/apps/${old}`));
+    assert.equal(detail.status, 200);
+    assert.equal(detail.body.includes('<img class="logo"'), false, 'no broken image');
+    assert.match(
+      pageText(detail.body),
+      /Logo URL http:\/\/cdn\.example\.org\/logo\.png: not shown, as the pages load images over https only/,
+    );
+    // An edit of something else keeps it, not refused for it.
+    const edit = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
+    const saved = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, {
+      ...fields,
+      name: 'Old logo (renamed)',
+      logo_url: 'http://cdn.example.org/logo.png',
+      redirect_uris: 'https://rp.example.org/callback',
+    });
+    assert.equal(saved.status, 303, problems(saved.body));
+    const app = (await server.app.applications.findByClientId(old))!;
+    assert.equal(app.name, 'Old logo (renamed)');
+    assert.equal(app.logoUrl, 'http://cdn.example.org/logo.png');
   });
 
   it('answers 404, changing nothing, when the application is deleted between its page and the form sent', async () => {

@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import {
+  autofocusedIds,
+  consoleGet,
+  consolePost,
+  consoleSignIn,
+  focusedAlerts,
+  pageText,
+} from '../helpers/console.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 
@@ -162,6 +169,38 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(deletion.status, 409);
     assert.ok(pageText(deletion.body).includes(held.username));
     assert.equal((await consoleGet(admin, url(path('states', 'Nope')))).status, 404);
+  });
+
+  it('offers the priority as a whole number in the range the directory takes, which still checks it', async () => {
+    const list = await consoleGet(admin, url('/admin/states'));
+    const field = /<input\b[^>]*\bid="priority"[^>]*>/.exec(list.body)?.[0] ?? '';
+    assert.match(field, /type="number"/);
+    assert.match(field, /\smin="-2147483648"/);
+    assert.match(field, /\smax="2147483647"/);
+    assert.match(field, /\sstep="1"/);
+    // A form sent past the browser's checks is refused by the server, at the field.
+    const fraction = await consolePost(admin, url('/admin/states'), csrf, { name: 'Half', priority: '1.5' });
+    assert.equal(fraction.status, 400);
+    assert.match(
+      fraction.body,
+      /<p class="field-error" id="priority-error">invalid state priority &quot;1\.5&quot;/,
+    );
+    assert.deepEqual(autofocusedIds(fraction.body), ['priority']);
+  });
+
+  it('focuses the alert of a refused change no field can correct', async () => {
+    await server.app.directoryAdmin.createState('Held', 31);
+    await seedUser(server, { state: 'Held' });
+    const preview = await consoleGet(admin, url(path('states', 'Held', '/delete')));
+    assert.equal(preview.status, 409);
+    assert.deepEqual(autofocusedIds(preview.body), []);
+    assert.equal(focusedAlerts(preview.body).length, 1, 'the refusal takes the focus');
+    const refused = await consolePost(admin, url(path('states', 'Held', '/delete')), csrf, {});
+    assert.equal(refused.status, 409);
+    const alerts = focusedAlerts(refused.body);
+    assert.equal(alerts.length, 1, `one focused alert: ${alerts.join(' | ')}`);
+    assert.match(alerts[0]!, /^Not possible: /);
+    assert.deepEqual(autofocusedIds(refused.body), []);
   });
 
   it('ties a refused creation to the field it is about, the name or the priority', async () => {

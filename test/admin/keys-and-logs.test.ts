@@ -11,7 +11,7 @@ import {
 import type { AdminChangeEvent } from '../../src/audit/events.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
   type Browser,
@@ -224,6 +224,31 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.doesNotMatch(good.body, /No event matches/);
   });
 
+  it('focuses the first filter at fault of a refused filter, tied to its error, as the other admin forms do', async () => {
+    for (const [path, focused] of [
+      ['/admin/audit?client_id=a%00b', 'client_id'],
+      ['/admin/audit?user=a%00b&since=soon', 'user'],
+      ['/admin/deliveries?since=soon&until=later', 'since'],
+      ['/admin/code-reuse?until=later', 'until'],
+      // The kind comes first on the audit log, the outcome last on the deliveries.
+      ['/admin/audit?kind=nope&until=later', 'kind'],
+      ['/admin/deliveries?outcome=nope&until=later', 'until'],
+      ['/admin/deliveries?outcome=nope', 'outcome'],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      assert.deepEqual(autofocusedIds(page.body), [focused], path);
+      assert.match(
+        page.body,
+        new RegExp(
+          `id="${focused}"[^>]*aria-invalid="true" aria-describedby="(?:${focused}-hint )?${focused}-error"`,
+        ),
+        path,
+      );
+    }
+    assert.deepEqual(autofocusedIds((await consoleGet(admin, url('/admin/audit?since=1h'))).body), []);
+  });
+
   it('refuses an unknown kind or outcome with 400, naming the parameter and its values at its field', async () => {
     for (const [log, parameter, value, valid] of [
       [
@@ -251,7 +276,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
       assert.match(
         page.body,
         new RegExp(
-          `<select\\s+id="${parameter}"\\s+name="${parameter}"\\s+aria-invalid="true" aria-describedby="${parameter}-error"`,
+          `<select\\s+id="${parameter}"\\s+name="${parameter}"\\s+autofocus\\s+aria-invalid="true" aria-describedby="${parameter}-error"`,
         ),
       );
       assert.match(page.body, /No (event|delivery) matches/, 'nothing listed as if it were "Any"');

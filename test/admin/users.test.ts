@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import {
+  autofocusedIds,
+  consoleGet,
+  consolePost,
+  consoleSignIn,
+  focusedAlerts,
+  pageText,
+} from '../helpers/console.ts';
 import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
@@ -53,6 +60,19 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
   });
 
   const url = (path: string) => `${server.origin}${path}`;
+
+  it('focuses the refusal to deactivate the account the admin is signed in with (no field to correct)', async () => {
+    const page = await consoleGet(admin, url(`/admin/users/${member.id}/deactivate`));
+    const refused = await consolePost(admin, url(`/admin/users/${operator.id}/deactivate`), page.csrf!, {});
+    assert.equal(refused.status, 409);
+    const alerts = focusedAlerts(refused.body);
+    assert.equal(alerts.length, 1, alerts.join(' | '));
+    assert.match(
+      alerts[0]!,
+      /^Nothing was changed: you cannot deactivate the account you are signed in with/,
+    );
+    assert.deepEqual(autofocusedIds(refused.body), []);
+  });
 
   it('finds users by name and filters, escaping what they are called', async () => {
     const list = await consoleGet(admin, url(`/admin/users?q=${member.username}&group=Directors&active=yes`));

@@ -116,6 +116,7 @@ await describeOnEachAllianceAuth(
         name: 'Fleet tool',
         client_type: 'public',
         redirect_uris: 'https://fleet.example.org/cb',
+        logo_url: 'http://fleet.example.org/logo.png',
       });
       await pluginApp({
         client_id: 'legacy-implicit-client',
@@ -150,6 +151,13 @@ await describeOnEachAllianceAuth(
         result.stdout,
         /imported wiki-client-id-from-the-plugin \(Wiki\): its PBKDF2-hashed secret keeps working/,
       );
+      // An http logo would not show on the pages (https only): the application comes without it.
+      assert.match(
+        result.stdout,
+        /imported spa-public-client-id \(Fleet tool\): a public client; left out its http logo "http:\/\/fleet\.example\.org\/logo\.png"/,
+      );
+      const fleet = await cli(['app', 'show', 'spa-public-client-id', '--format', 'json'], env);
+      assert.equal((JSON.parse(fleet.stdout) as Record<string, unknown>).logo_url, null);
       const shown = await cli(['app', 'show', 'wiki-client-id-from-the-plugin', '--format', 'json'], env);
       assert.equal(shown.code, 0, shown.stderr);
       const wiki = JSON.parse(shown.stdout) as Record<string, unknown>;

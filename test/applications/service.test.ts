@@ -187,8 +187,14 @@ describe(`application service (${testDatabaseKind})`, () => {
       message: 'groups: unknown group "Nobody"; existing groups: Directors, Wiki Editors',
     });
     await assert.rejects(service.update('grafana-0001', { logoUrl: 'javascript:alert(1)' }, ACTOR), {
-      message: 'logo_url: must be an http or https URL, not "javascript:"',
+      message: 'logo_url: must be an https URL, not "javascript:"',
     });
+    await assert.rejects(
+      service.update('grafana-0001', { logoUrl: 'http://cdn.example.org/logo.png' }, ACTOR),
+      {
+        message: /^logo_url: "http:\/\/cdn\.example\.org\/logo\.png" must use https/,
+      },
+    );
     // C1 controls too: U+009B starts a terminal escape sequence as ESC [ does. And the line and
     // paragraph separators, where a log reader or an editor starts a new line. Each is named.
     for (const [name, named] of [

@@ -69,7 +69,7 @@ describe('validateApplicationInput', () => {
         states: ['Member', 'Blue'],
         groups: ['Wiki Editors'],
         backchannelLogoutUri: 'https://wiki.example.org/bcl',
-        logoUrl: 'http://cdn.example.org/logo.png',
+        logoUrl: 'https://cdn.example.org/logo.png',
       },
       context(),
     );
@@ -153,12 +153,23 @@ describe('validateApplicationInput', () => {
     [
       'a javascript: logo URL',
       { ...base, logoUrl: 'javascript:alert(1)' },
-      /^logo_url: must be an http or https URL, not "javascript:"$/,
+      /^logo_url: must be an https URL, not "javascript:"$/,
     ],
     [
       'a relative logo URL',
       { ...base, logoUrl: 'logo.png' },
-      /^logo_url: "logo.png" must be an absolute http or https URL$/,
+      /^logo_url: "logo.png" must be an absolute https URL such as https:\/\/app\.example\.com\/logo\.png$/,
+    ],
+    [
+      // The pages' Content-Security-Policy (img-src 'self' https: data:) would block it.
+      'an http logo URL',
+      { ...base, logoUrl: 'http://cdn.example.org/logo.png' },
+      /^logo_url: "http:\/\/cdn\.example\.org\/logo\.png" must use https: the pages load images over https only \(their Content-Security-Policy\), so an http logo would not show$/,
+    ],
+    [
+      'an http logo URL on a loopback host',
+      { ...base, logoUrl: 'http://127.0.0.1:8080/logo.png' },
+      /^logo_url: ".*" must use https/,
     ],
     [
       'an unknown state',
@@ -258,6 +269,32 @@ describe('validateApplicationInput', () => {
       assert.match((await refusal(input)).message, message);
     });
   }
+
+  it('takes an https logo only, in development too, but keeps an http logo stored before on an update', async () => {
+    const http = 'http://localhost:8080/logo.png';
+    // The pages' Content-Security-Policy is the same in every mode: an http logo never shows.
+    assert.match(
+      (await refusal({ ...base, logoUrl: http }, 'development')).message,
+      /^logo_url: .* must use https/,
+    );
+    const https = await validateApplicationInput(
+      { ...base, logoUrl: 'https://cdn.example.org/l.svg' },
+      context(),
+    );
+    assert.equal(https.logoUrl, 'https://cdn.example.org/l.svg');
+    const kept = await validateApplicationInput(
+      { ...base, logoUrl: http },
+      { ...context(), storedLogoUrl: http },
+    );
+    assert.equal(kept.logoUrl, http, 'an edit of something else is not refused for it');
+    await assert.rejects(
+      validateApplicationInput(
+        { ...base, logoUrl: 'http://localhost:8080/other.png' },
+        { ...context(), storedLogoUrl: http },
+      ),
+      /logo_url: .* must use https/,
+    );
+  });
 
   it('reports every problem at once, and says when no states exist yet', async () => {
     const error = await refusal(

@@ -172,7 +172,7 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     assert.deepEqual(afterUpdate.redirectUris, ['https://wiki.example.org/cb']);
     const badUpdate = await cli('app', 'update', clientId, '--logo-url', 'javascript:alert(1)');
     assert.equal(badUpdate.code, 1);
-    assert.equal(badUpdate.stderr, 'aa-oidc: logo_url: must be an http or https URL, not "javascript:"\n');
+    assert.equal(badUpdate.stderr, 'aa-oidc: logo_url: must be an https URL, not "javascript:"\n');
 
     const rotated = JSON.parse(await ok('app', 'rotate-secret', clientId, '--format', 'json')) as {
       client_id: string;

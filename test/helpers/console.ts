@@ -84,3 +84,18 @@ export function autofocusedIds(body: string): string[] {
 export function consoleCookieForgotten(browser: Browser): boolean {
   return browser.setCookieLines.some((line) => /^_aa_oidc_console=;.*expires=Thu, 01 Jan 1970/i.test(line));
 }
+
+/**
+ * The texts of a page's alerts that take the focus on load (`tabindex="-1" autofocus`: a refusal about
+ * the form as a whole), in page order.
+ */
+export function focusedAlerts(body: string): string[] {
+  return [...body.matchAll(/<p class="alert" role="alert"([^>]*)>([\s\S]*?)<\/p>/g)]
+    .filter((match) => /\stabindex="-1"/.test(match[1]!) && /\sautofocus(?:[\s/]|$)/.test(match[1]!))
+    .map((match) =>
+      match[2]!
+        .replace(/<[^>]+>/g, '')
+        .replace(/\s+/g, ' ')
+        .trim(),
+    );
+}

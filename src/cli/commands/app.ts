@@ -96,7 +96,7 @@ export function registerApp(program: Command, io: CliIo): void {
       "also put the granted scopes' claims (email, groups, preferred_username, …) into the id_token",
     )
     .option('--grant-type <type>', 'a grant type (repeatable; replaces the default list)', collect)
-    .option('--logo-url <url>', 'http(s) URL of the logo shown on the consent page')
+    .option('--logo-url <url>', 'https URL of the logo shown on the consent page')
     .option('--debug-mode', 'verbose (still redacted) logging for this app')
     .addOption(dryRunOption())
     .addOption(formatOption())
@@ -145,7 +145,7 @@ export function registerApp(program: Command, io: CliIo): void {
     .description('change an application; fields not given stay as they are')
     .argument('<client_id>', 'the application')
     .option('--name <name>', 'display name')
-    .option('--logo-url <url>', 'http(s) logo URL')
+    .option('--logo-url <url>', 'https logo URL')
     .option('--clear-logo-url', 'remove the logo URL')
     .option('--redirect-uri <uri>', 'replace the redirect URIs with these (repeatable)', collect)
     .option('--add-redirect-uri <uri>', 'add a redirect URI (repeatable)', collect)

@@ -90,7 +90,8 @@ export function registerImport(program: Command, io: CliIo): void {
                 ? 'its PBKDF2-hashed secret keeps working'
                 : 'its secret kept as a digest'
               : 'a public client';
-            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}`);
+            const leftOut = plan.leftOut ? `; left out ${plan.leftOut}` : '';
+            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}`);
           }
           return failures;
         } finally {
@@ -107,7 +108,15 @@ export function registerImport(program: Command, io: CliIo): void {
 
 /** What the import does with one plugin application. */
 export type PluginImportPlan =
-  | { clientId: string; name: string; outcome: 'import'; input: ApplicationInput; secret?: ImportedSecret }
+  | {
+      clientId: string;
+      name: string;
+      outcome: 'import';
+      input: ApplicationInput;
+      secret?: ImportedSecret;
+      /** What the import leaves out of the application, said beside it. */
+      leftOut?: string;
+    }
   | { clientId: string; name: string; outcome: 'unsupported'; reason: string };
 
 /** django-oauth-toolkit's grant type → aa-oidc's grant types (DOT issues refresh tokens with codes). */
@@ -157,10 +166,12 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       secret = { sha256Hex: clientSecretDigest(app.clientSecret) };
     }
   }
+  // The pages show logos over https only: an http one is left out, not the application.
+  const httpLogo = app.logoUrl !== null && /^http:/i.test(app.logoUrl);
   const input: ApplicationInput = {
     clientId: app.clientId,
     name: app.name,
-    logoUrl: app.logoUrl,
+    logoUrl: httpLogo ? null : app.logoUrl,
     redirectUris: app.redirectUris,
     postLogoutRedirectUris: app.postLogoutRedirectUris,
     clientType: app.clientType,
@@ -181,5 +192,8 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     outcome: 'import',
     input,
     ...(secret !== undefined && { secret }),
+    ...(httpLogo && {
+      leftOut: `its http logo ${JSON.stringify(app.logoUrl)} (logos must be https; give it one in aa-oidc's admin)`,
+    }),
   };
 }

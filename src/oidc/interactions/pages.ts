@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import type { Provider } from 'oidc-provider';
 import type { Application } from '../../applications/types.ts';
+import { isShownLogoUrl } from '../../applications/validate.ts';
 import { consentPage } from '../../http/pages/consent.ts';
 import { deniedPage } from '../../http/pages/denied.ts';
 import { loginPage } from '../../http/pages/login.ts';
@@ -107,7 +108,7 @@ export async function show(
           action: `${path}/consent`,
           csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
           clientName: app.name,
-          logoUrl: app.logoUrl,
+          logoUrl: isShownLogoUrl(app.logoUrl) ? app.logoUrl : null,
           username: user?.username ?? '',
           scopes: (details.missingOIDCScope ?? []).map((name) => ({
             name,
