@@ -55,8 +55,8 @@ export interface TwoFactorService {
    * Confirms the pending enrolment with a code from the app; returns the recovery codes, once. Only
    * the enrolment that was shown (`enrolmentId`): one started again meanwhile (another sign-in or
    * page, perhaps of someone who knows the password and so knows its secret) is not confirmed.
-   * `confirmer` names who confirms (the browser session): only it may have the same codes again from
-   * `repeatConfirmation`; without one, no one may.
+   * `confirmer` names who confirms (the browser session, or the sign-in): only it may have the same
+   * codes again from `repeatConfirmation`; without one, no one may.
    */
   confirmEnrolment(
     user: { id: number; username: string },

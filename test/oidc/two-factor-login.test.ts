@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout } from 'node:timers/promises';
 import { decodeJwt } from 'jose';
+import type { AuditRecord } from '../../src/audit/events.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
@@ -321,6 +323,147 @@ describe(`two-factor sign-in required for superusers (${testDatabaseKind})`, () 
     assert.equal(stopped.status, 400);
     assert.match(pageText(await stopped.text()), /two-factor sign-in was reset/);
     assert.equal((await consoleGet(browser, `${server.origin}/admin`)).status, 302, 'not signed in');
+  });
+
+  it('answers the enrolment form sent twice (no script: a resend, a double click) with the same recovery codes, to that sign-in alone, and signs in once', async () => {
+    const recoveryCodes = (body: string) =>
+      [...body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
+    const records: AuditRecord[] = [];
+    const unsubscribe = server.app.audit.subscribe({ name: 'test', receive: (r) => void records.push(r) });
+    /** The enrolments confirmed for `id` (audit), and its sign-ins (sessions, grants). */
+    const signedIn = async (id: number) => {
+      await server.app.audit.idle();
+      const rows = async (model: string) =>
+        (
+          await server.app.database.db
+            .selectFrom('oidc_payload')
+            .select('id')
+            .where('model', '=', model)
+            .where('user_id', '=', String(id))
+            .execute()
+        ).length;
+      return {
+        enabled: records.filter(
+          (r) => r.kind === 'admin_change' && r.action === 'two_factor_enabled' && r.entity_id === id,
+        ).length,
+        sessions: await rows('Session'),
+        grants: await rows('Grant'),
+      };
+    };
+    /** The codes stored for `id` are these: each signs in once (one is spent to check). */
+    const stored = async (id: number, codes: string[]) => {
+      assert.equal((await server.app.twoFactor.status(id)).recoveryCodesLeft, 10);
+      assert.deepEqual(await server.app.twoFactor.verify(id, codes[9]!), {
+        ok: true,
+        method: 'recovery_code',
+      });
+    };
+    try {
+      // One after the other: the browser sends again after a slow answer.
+      const one = await seedUser(server, { superuser: true });
+      const here = await enrolmentOf(one.username);
+      const code = currentCode(here.secret);
+      const first = await here.post(here.page, { code });
+      const second = await here.post(here.page, { code });
+      assert.equal(first.status, 200);
+      const firstPage = await first.text();
+      const secondPage = await second.text();
+      assert.equal(second.status, 200, `the second answer shows the codes too, not: ${pageText(secondPage)}`);
+      const codes = recoveryCodes(firstPage);
+      assert.equal(codes.length, 10);
+      assert.deepEqual(recoveryCodes(secondPage), codes, 'the same codes');
+      // Another browser with this form (and every cookie but the interaction's): nothing shown.
+      const elsewhere = new Browser();
+      for (const [key, value] of here.browser.cookies)
+        if (!key.split('|')[1]!.startsWith('_interaction')) elsewhere.cookies.set(key, value);
+      const foreign = await elsewhere.follow(formAction(here.page, server.origin), server.origin, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          csrf_token: formField(here.page, 'csrf_token'),
+          pending: formField(here.page, 'pending'),
+          code,
+        }).toString(),
+      });
+      assert.equal(foreign.status, 400);
+      const foreignPage = await foreign.text();
+      assert.match(pageText(foreignPage), /does not match your browser session|has expired/);
+      assert.equal(recoveryCodes(foreignPage).length, 0);
+      // This sign-in, the form with another code: nothing shown, as before.
+      const other = await here.post(here.page, { code: code === '000000' ? '111111' : '000000' });
+      assert.equal(other.status, 400);
+      const otherPage = await other.text();
+      assert.match(pageText(otherPage), /no longer pending/);
+      assert.equal(recoveryCodes(otherPage).length, 0);
+      // Nothing signed in yet; Continue signs in, once.
+      assert.deepEqual(await signedIn(one.id), { enabled: 1, sessions: 0, grants: 0 });
+      const done = await here.post(secondPage, {});
+      assert.equal(done.status, 200, 'the console callback page');
+      assert.equal((await consoleGet(here.browser, `${server.origin}/admin`)).status, 200);
+      assert.deepEqual(await signedIn(one.id), { enabled: 1, sessions: 1, grants: 1 });
+      // The form once more after Continue: the sign-in is over, nothing shown.
+      const late = await here.post(here.page, { code });
+      assert.equal(late.status, 400);
+      assert.equal(recoveryCodes(await late.text()).length, 0);
+      await stored(one.id, codes);
+
+      // At once: a double click.
+      const two = await seedUser(server, { superuser: true });
+      const there = await enrolmentOf(two.username);
+      // Both find the enrolment pending, then both confirm it: one stores the codes, the other finds
+      // them stored.
+      const service = server.app.twoFactor;
+      const pendingEnrolment = service.pendingEnrolment;
+      let arrived = 0;
+      let bothRead!: () => void;
+      const barrier = new Promise<void>((resolve) => (bothRead = resolve));
+      service.pendingEnrolment = async (user) => {
+        const seen = await pendingEnrolment.call(service, user);
+        if (user.id === two.id && (arrived += 1) === 2) bothRead();
+        if (user.id === two.id) await Promise.race([barrier, setTimeout(5_000)]);
+        return seen;
+      };
+      let both: Response[];
+      try {
+        both = await Promise.all(
+          [1, 2].map(() => there.post(there.page, { code: currentCode(there.secret) })),
+        );
+      } finally {
+        service.pendingEnrolment = pendingEnrolment;
+      }
+      assert.equal(arrived, 2);
+      const pages = await Promise.all(both.map((answer) => answer.text()));
+      assert.deepEqual(
+        both.map((answer) => answer.status),
+        [200, 200],
+        pages.map(pageText).join('\n'),
+      );
+      const shown = pages.map(recoveryCodes);
+      assert.equal(shown[0]!.length, 10);
+      assert.deepEqual(shown[1], shown[0], 'the same codes');
+      assert.deepEqual(await signedIn(two.id), { enabled: 1, sessions: 0, grants: 0 });
+      assert.equal((await there.post(pages[0]!, {})).status, 200);
+      assert.equal((await consoleGet(there.browser, `${server.origin}/admin`)).status, 200);
+      assert.deepEqual(await signedIn(two.id), { enabled: 1, sessions: 1, grants: 1 });
+      await stored(two.id, shown[0]!);
+    } finally {
+      unsubscribe();
+    }
+  });
+
+  it('counts the enrolment form sent again in the login throttle: once it is spent, no codes (429)', async () => {
+    const superuser = await seedUser(server, { superuser: true });
+    const { page, secret, post } = await enrolmentOf(superuser.username);
+    const code = currentCode(secret);
+    assert.equal((await post(page, { code })).status, 200);
+    // The default budget per account and address: five failures (wrong codes sent again).
+    for (let attempt = 0; attempt < 5; attempt += 1)
+      assert.equal((await post(page, { code: code === '000000' ? '111111' : '000000' })).status, 400);
+    const throttled = await post(page, { code });
+    assert.equal(throttled.status, 429);
+    const body = await throttled.text();
+    assert.match(pageText(body), /Too many wrong attempts/);
+    assert.doesNotMatch(body, /<li><code>/);
   });
 
   it('sends a superuser session signed in without a code through the sign-in again for the admin UI', async () => {

@@ -28,10 +28,19 @@ import { sameText } from '../../util/same-text.ts';
  * sign-in was reset: the password it passed with may be the one just replaced, and a reset must not
  * be outlived by a sign-in under way. The step keeps the user's sign-in generation
  * (src/db/sign-in-generation.ts) as it was after the password, and completes only under the same.
+ * The enrolment form sent again by the same sign-in (a double click, a resend without script) shows
+ * the recovery codes the first one stored, as the account page does (`repeatConfirmation`, the
+ * interaction as the confirmer); the login goes on only from that page's Continue.
  */
 export type TwoFactorLogin = Pick<
   TwoFactorService,
-  'status' | 'verify' | 'beginEnrolment' | 'pendingEnrolment' | 'confirmEnrolment'
+  | 'status'
+  | 'verify'
+  | 'beginEnrolment'
+  | 'pendingEnrolment'
+  | 'confirmEnrolment'
+  | 'confirmedJustNowBy'
+  | 'repeatConfirmation'
 >;
 
 export interface TwoFactorStepDependencies {
@@ -213,9 +222,37 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       const profile = await deps.directory.profileById(pending.userId);
       if (!profile) return request.fail(400, 'This account is no longer available.');
       const user = { id: profile.id, username: profile.username };
+      // Who confirms: this sign-in, which only the browser holding its (signed) interaction cookie
+      // reaches; only it may be shown the same recovery codes again.
+      const confirmer = `interaction:${request.uid}`;
+      const showCodes = (recoveryCodes: readonly string[]) => {
+        request.ctx.type = 'html';
+        request.ctx.body = recoveryCodesPage(
+          {
+            action: `${request.path}/otp-continue`,
+            csrfToken: request.csrfToken(),
+            pending: sign(deps.key, { ...fresh, stage: 'done' }),
+            clientName: request.clientName,
+            codes: recoveryCodes,
+          },
+          pageContext(deps.branding, request.ctx),
+        );
+      };
       const enrolment = await deps.twoFactor.pendingEnrolment(user);
-      if (!enrolment)
+      if (!enrolment) {
+        // This very form, sent again by this sign-in just now (a double click or a resend without
+        // script, the first answer never seen): the same recovery codes, under the throttle. The
+        // login goes on only from the page's Continue, as after the first answer.
+        if (await deps.twoFactor.confirmedJustNowBy(user.id, pending.enrolment, confirmer)) {
+          if (!attempt) return request.fail(429, THROTTLED);
+          const repeated = await deps.twoFactor.repeatConfirmation(user, code, pending.enrolment, confirmer);
+          if (repeated.ok) {
+            await deps.throttle.succeeded(attempt);
+            return showCodes(repeated.recoveryCodes);
+          }
+        }
         return request.fail(400, 'This enrolment is no longer pending. Start again from the application.');
+      }
       // Another sign-in started an enrolment since this one showed its own: its secret is not shown
       // here (whoever started it may know it), and this sign-in starts again.
       if (!isShownEnrolment(enrolment, pending.enrolment))
@@ -224,20 +261,13 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
           'Two-factor enrolment was started again in another sign-in since this page was shown. Start again from the application, and scan the new code.',
         );
       if (!attempt) return renderEnrol(request, fresh, enrolment, 429, THROTTLED);
-      const confirmed = await deps.twoFactor.confirmEnrolment(user, code, enrolment.id);
+      let confirmed = await deps.twoFactor.confirmEnrolment(user, code, enrolment.id, confirmer);
+      // Confirmed meanwhile by the same form sent twice at once: the codes that one stored.
+      if (!confirmed.ok)
+        confirmed = await deps.twoFactor.repeatConfirmation(user, code, enrolment.id, confirmer);
       if (!confirmed.ok) return renderEnrol(request, fresh, enrolment, 401, WRONG_CODE);
       await deps.throttle.succeeded(attempt);
-      request.ctx.type = 'html';
-      request.ctx.body = recoveryCodesPage(
-        {
-          action: `${request.path}/otp-continue`,
-          csrfToken: request.csrfToken(),
-          pending: sign(deps.key, { ...fresh, stage: 'done' }),
-          clientName: request.clientName,
-          codes: confirmed.recoveryCodes,
-        },
-        pageContext(deps.branding, request.ctx),
-      );
+      showCodes(confirmed.recoveryCodes);
     },
   };
 }
