@@ -216,7 +216,14 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   let raw: Record<string, unknown> = {};
   let readableConfigFile: Config['readableConfigFile'] = null;
   const configFile = env.AA_OIDC_CONFIG;
-  if (configFile) {
+  // Set but empty (a variable that a unit or a script expanded to nothing): refused rather than
+  // read as unset, which would start with a configuration other than the one meant.
+  if (configFile !== undefined && configFile.trim() === '') {
+    throw new ConfigError(
+      'AA_OIDC_CONFIG: set but empty; name the config file (a YAML or JSON file, like /etc/aa-oidc/config.yaml; a relative path starts from the working directory), or unset AA_OIDC_CONFIG to use none',
+    );
+  }
+  if (configFile !== undefined) {
     const resolved = path.resolve(cwd, configFile);
     const { settings: fromFile, mode } = readConfigFile(resolved);
     const secrets = secretsIn(fromFile);
@@ -534,38 +541,83 @@ const URL_PARTS_HINT =
   "a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for /, %3A for :";
 
 /**
- * Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). That
- * parser also reads the files the URL's `sslcert`, `sslkey` and `sslrootcert` name: one it cannot
- * read is refused naming the file and `setting`, not taken for a URL that does not parse.
+ * Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). It
+ * also reads the files the URL names (`sslrootcert`, `sslcert`, `sslkey`): one it cannot read is
+ * refused here, naming `setting`, the parameter and the path, rather than as a bare ENOENT when
+ * connecting.
  */
 function postgresDriverReads(url: string, setting: string): boolean {
   try {
     parsePostgresUrl(url);
     return true;
   } catch (error) {
-    const { code, path: file } = error as NodeJS.ErrnoException;
-    if (typeof code === 'string' && typeof file === 'string')
-      throw new ConfigError(
-        `${setting}: cannot read ${file}, a TLS certificate or key the URL names (sslcert, sslkey or sslrootcert): ${whyCertificateUnreadable(error)}`,
-      );
+    const unreadable = unreadableUrlFile(error, url);
+    if (unreadable !== undefined) throw new ConfigError(`${setting}: ${unreadable}`);
     return false;
   }
 }
 
-/** Why a file a database URL names could not be read, and what to do, for the usual causes. */
-function whyCertificateUnreadable(error: unknown): string {
-  switch ((error as NodeJS.ErrnoException).code) {
+/** The parameters of a PostgreSQL URL that name a file the driver reads, and what the file holds. */
+const POSTGRES_URL_FILES: Readonly<Record<string, string>> = {
+  sslrootcert: "the certificate of the authority that issued the server's certificate",
+  sslcert: "this client's certificate",
+  sslkey: "this client's private key",
+};
+
+/**
+ * What a failure to read a file named by a PostgreSQL URL means, as `cannot read PATH (sslrootcert):
+ * REASON; what to do`; undefined when `error` is not the driver's failure to open such a file. The
+ * driver reads them when it parses the URL: at configuration load here, and again at each connection.
+ */
+export function unreadableUrlFile(error: unknown, url: string): string | undefined {
+  const { code, path: failed, syscall } = (error ?? {}) as NodeJS.ErrnoException;
+  const named = Object.keys(POSTGRES_URL_FILES).flatMap((parameter) =>
+    urlParameterValues(url, parameter).map((file) => ({ parameter, file })),
+  );
+  // Opening a folder succeeds: reading it fails, with no path given.
+  const found =
+    syscall === 'open' && typeof failed === 'string'
+      ? named.find(({ file }) => file === failed)
+      : code === 'EISDIR'
+        ? named.find(({ file }) => isFolder(file))
+        : undefined;
+  if (found === undefined) return undefined;
+  const { parameter, file } = found;
+  const wanted = `a PEM file holding ${POSTGRES_URL_FILES[parameter]!}`;
+  let reason: string;
+  switch (code) {
     case 'ENOENT':
     case 'ENOTDIR':
-      return 'no such file; name an existing file (a relative path starts from the working directory)';
+      reason = `no such file; name ${wanted} (a relative path starts from the working directory)`;
+      break;
     case 'EACCES':
     case 'EPERM':
-      return 'permission denied; let the user aa-oidc runs as read it';
+      reason = 'permission denied; let the user aa-oidc runs as read it';
+      break;
     case 'EISDIR':
-      return 'it is a directory; name a file';
+      reason = `it is a directory; name ${wanted}`;
+      break;
     default:
-      return (error as Error).message;
+      reason = (error as Error).message;
   }
+  return `cannot read ${file} (${parameter}): ${reason}`;
+}
+
+function isFolder(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The values of the query parameter `name` of `url`, percent-decoded as the driver reads them. */
+function urlParameterValues(url: string, name: string): string[] {
+  const values: string[] = [];
+  for (const match of url.matchAll(/[?&]([^=&#]*)=([^&#]*)/g)) {
+    if (decodedName(match[1]!) === name) values.push(decodedName(match[2]!));
+  }
+  return values;
 }
 
 /**

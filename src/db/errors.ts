@@ -1,4 +1,4 @@
-import type { DatabaseTarget } from '../config/load.ts';
+import { type DatabaseTarget, unreadableUrlFile } from '../config/load.ts';
 import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
 
 /**
@@ -10,33 +10,67 @@ export class DatabaseUnavailableError extends Error {
   override name = 'DatabaseUnavailableError';
 }
 
-/** How a message names the database: `PostgreSQL at HOST:PORT (database NAME)` or `the SQLite file PATH`. */
+/**
+ * How a message names the database: `PostgreSQL at HOST:PORT (database NAME)`, `PostgreSQL at the
+ * Unix socket FOLDER/.s.PGSQL.PORT (database NAME)` or `the SQLite file PATH`: what the driver tries.
+ */
 export function describeDatabase(target: DatabaseTarget): string {
   if (target.kind === 'sqlite') return `the SQLite file ${target.path}`;
   const { host, port, database } = postgresAddress(target.url);
-  return `PostgreSQL at ${host}:${port}${database ? ` (database ${database})` : ''}`;
+  const where = isSocketFolder(host)
+    ? `the Unix socket ${socketPath(host, port)}`
+    : `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return `PostgreSQL at ${where}${database ? ` (database ${database})` : ''}`;
 }
 
-/** Host, port, database and user of a `postgres://` URL, with libpq's defaults. */
+/** A PostgreSQL host that is a folder holding the server's Unix socket, as libpq and node-postgres read it. */
+function isSocketFolder(host: string): boolean {
+  return host.startsWith('/');
+}
+
+/** The Unix socket node-postgres connects to for the socket folder `host`. */
+function socketPath(host: string, port: number): string {
+  return `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`;
+}
+
+/**
+ * Host (a name, an address without brackets, or a socket folder), port, database and user of a
+ * `postgres://` URL, read as node-postgres reads them (pg-connection-string, then PGHOST and PGPORT,
+ * then localhost:5432). The files the URL names are not read.
+ */
 export function postgresAddress(url: string): { host: string; port: number; database: string; user: string } {
-  let parsed: URL;
+  const defaultHost = process.env.PGHOST || 'localhost';
+  const defaultPort = Number(process.env.PGPORT) || 5432;
+  // As pg-connection-string: spaces and stray %-signs encoded; a URL with a user and no host
+  // (`postgres://aa@/db?host=/run/postgresql`) read with a placeholder host.
+  const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
+    ? encodeURI(url).replace(/%25(\d\d)/g, '%$1')
+    : url;
+  let parsed: URL | undefined;
+  let noHost = false;
   try {
-    parsed = new URL(url);
+    parsed = new URL(text);
   } catch {
-    return { host: 'localhost', port: 5432, database: '', user: '' };
+    try {
+      parsed = new URL(text.replace('@/', '@___DUMMY___/'));
+      noHost = true;
+    } catch {
+      return { host: defaultHost, port: defaultPort, database: '', user: '' };
+    }
   }
-  const host = parsed.searchParams.get('host') ?? decodeURIComponent(parsed.hostname || 'localhost');
+  const hostname = noHost ? '' : decodeURIComponent(parsed.hostname.replace(/^\[(.+)\]$/, '$1'));
   return {
-    host,
-    port: Number(parsed.searchParams.get('port') ?? parsed.port) || 5432,
+    host: parsed.searchParams.get('host') || hostname || defaultHost,
+    port: Number(parsed.searchParams.get('port') || parsed.port) || defaultPort,
     database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
-    user: decodeURIComponent(parsed.username),
+    user: parsed.searchParams.get('user') || decodeURIComponent(parsed.username),
   };
 }
 
 interface Details {
   code?: unknown;
   message?: unknown;
+  syscall?: unknown;
   cause?: unknown;
 }
 
@@ -49,9 +83,21 @@ export function explainPostgresConnectError(
   url: string,
   options: { setting: string; timeoutMs: number; timeoutSetting: string },
 ): string {
-  const { host, database, user } = postgresAddress(url);
-  const { code, message } = (error ?? {}) as Details;
+  const { host, port, database, user } = postgresAddress(url);
+  const { code, message, syscall } = (error ?? {}) as Details;
   const text = typeof message === 'string' ? message : String(error);
+  // The driver reads the files the URL names (sslrootcert…) for each connection it opens.
+  const unreadable = unreadableUrlFile(error, url);
+  if (unreadable !== undefined) return unreadable;
+  if (isSocketFolder(host) && syscall === 'connect') {
+    switch (code) {
+      case 'ENOENT':
+        return `no such socket; is PostgreSQL running, and is ${host} one of its unix_socket_directories (and ${port} its port)? Otherwise fix the host in ${options.setting}`;
+      case 'EACCES':
+      case 'EPERM':
+        return 'permission denied on the socket; let the user aa-oidc runs as use it (its folder and unix_socket_permissions)';
+    }
+  }
   const network = explainNetworkError(code, host, options.setting, 'PostgreSQL');
   if (network !== undefined) return network;
   switch (code) {
@@ -255,10 +301,12 @@ export function isDatabaseUnavailable(error: unknown): boolean {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth += 1) {
     if (current instanceof DatabaseUnavailableError) return true;
-    const { code, message, cause } = current as Details;
+    const { code, message, syscall, cause } = current as Details;
     if (typeof code === 'string') {
       if (
         CONNECTION_ERROR_CODES.has(code) ||
+        // A Unix socket that is not there: the server is stopped (it removes its socket).
+        (code === 'ENOENT' && syscall === 'connect') ||
         TLS_REFUSED_CODES.has(code) ||
         POSTGRES_UNAVAILABLE.test(code) ||
         SQLITE_UNAVAILABLE.test(code)

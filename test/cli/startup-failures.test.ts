@@ -9,7 +9,8 @@ import { listenFailure } from '../../src/cli/commands/serve.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import pg from 'pg';
 import { connectDatabase, QUERY_TIMEOUT_MS } from '../../src/db/connect.ts';
-import { DatabaseUnavailableError, lockWaitFailure } from '../../src/db/errors.ts';
+import { pgDumpCommand } from '../../src/db/backup.ts';
+import { DatabaseUnavailableError, isDatabaseUnavailable, lockWaitFailure } from '../../src/db/errors.ts';
 import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -102,6 +103,56 @@ describe('a database that cannot be used stops a command with a message saying w
     } finally {
       refused.close();
     }
+  });
+
+  it('names the Unix socket it tried, for a socket folder given either way, and says none is there', async () => {
+    // A fresh folder: no server's socket in it, so the connection fails at once.
+    const sockets = mkdtempSync(path.join(folder, 'sockets-'));
+    for (const url of [
+      `postgres://aa_oidc@/aa_oidc?host=${sockets}`,
+      `postgres:///aa_oidc?host=${encodeURIComponent(sockets)}&port=6432`,
+    ]) {
+      const port = url.includes('port=6432') ? 6432 : 5432;
+      const error = await connectDatabase(
+        loadConfig({ env: {}, overrides: { databaseUrl: url, secretKey: 'k'.repeat(32) } }).database,
+      ).then(
+        () => assert.fail('connected'),
+        (failure: unknown) => failure,
+      );
+      assert.ok(error instanceof DatabaseUnavailableError, String(error));
+      assert.equal(
+        error.message,
+        `cannot connect to PostgreSQL at the Unix socket ${sockets}/.s.PGSQL.${port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+          `no such socket; is PostgreSQL running, and is ${sockets} one of its unix_socket_directories (and ${port} its port)? ` +
+          'Otherwise fix the host in AA_OIDC_DATABASE_URL',
+      );
+      // Met later, while serving (the server stopped, removing its socket): a 503, not a 500.
+      assert.ok(isDatabaseUnavailable(error.cause), String(error.cause));
+    }
+    assert.equal(
+      pgDumpCommand(`postgres://aa_oidc@/aa_oidc?host=${sockets}`),
+      `pg_dump --format=custom --host=${sockets} --port=5432 --username=aa_oidc --file=aa-oidc-$(date +%F).dump aa_oidc`,
+    );
+  });
+
+  it('names the certificate file a PostgreSQL URL names and the driver cannot read when connecting', async () => {
+    // Refused at configuration load too: here the file went missing after it (or the URL came
+    // from elsewhere).
+    const missing = path.join(folder, 'gone', 'ca.pem');
+    const error = await connectDatabase({
+      kind: 'postgres',
+      url: `postgres://aa_oidc@127.0.0.1/aa_oidc?sslmode=verify-full&sslrootcert=${missing}`,
+    }).then(
+      () => assert.fail('connected'),
+      (failure: unknown) => failure,
+    );
+    assert.ok(error instanceof DatabaseUnavailableError, String(error));
+    assert.equal(
+      error.message,
+      'cannot connect to PostgreSQL at 127.0.0.1:5432 (database aa_oidc) (AA_OIDC_DATABASE_URL): ' +
+        `cannot read ${missing} (sslrootcert): no such file; name a PEM file holding the certificate of the ` +
+        "authority that issued the server's certificate (a relative path starts from the working directory)",
+    );
   });
 
   it('names the SQLite file that is not a database', async () => {
@@ -251,6 +302,17 @@ describe('a config file the command cannot read', () => {
       [
         2,
         `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${path.join(folder, 'missing.yaml')}: no such file; name an existing YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG\n`,
+      ],
+    );
+    // Set but empty (a unit's variable that expanded to nothing): not read as unset.
+    const empty = await runToEnd(process.execPath, [AA_OIDC_BIN, 'check'], {
+      env: { ...env, AA_OIDC_CONFIG: '' },
+    });
+    assert.deepEqual(
+      [empty.code, empty.stderr],
+      [
+        2,
+        'aa-oidc: configuration error: AA_OIDC_CONFIG: set but empty; name the config file (a YAML or JSON file, like /etc/aa-oidc/config.yaml; a relative path starts from the working directory), or unset AA_OIDC_CONFIG to use none\n',
       ],
     );
     const directory = await runToEnd(process.execPath, [AA_OIDC_BIN, 'check'], {

@@ -375,40 +375,66 @@ describe('configuration', () => {
     }
   });
 
-  it('names the TLS file a PostgreSQL URL names and cannot be read, not the URL, which parses', () => {
-    const dir = tempDir();
-    const missing = path.join(dir, 'missing-ca.pem');
-    for (const [setting, env] of [
-      [
-        'AA_OIDC_DATABASE_URL',
-        { AA_OIDC_DATABASE_URL: `postgres://aa:hunter2@db.example.org/aa_oidc?sslrootcert=${missing}` },
-      ],
-      [
-        'AA_OIDC_AA_DATABASE_URL',
-        {
-          AA_OIDC_DIRECTORY: 'alliance-auth',
-          AA_OIDC_AA_DATABASE_URL: `postgres://aa:hunter2@db.example.org/alliance_auth?sslcert=${missing}`,
-          AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
-        },
-      ],
-    ] as const) {
+  it('refuses AA_OIDC_CONFIG set but empty, rather than reading no file', () => {
+    for (const value of ['', '  ']) {
       assert.throws(
-        () => loadConfig({ env, cwd: dir }),
-        (error: unknown) => {
-          assert.ok(error instanceof ConfigError);
-          assert.equal(
-            error.message,
-            `${setting}: cannot read ${missing}, a TLS certificate or key the URL names (sslcert, sslkey or sslrootcert): no such file; name an existing file (a relative path starts from the working directory)`,
-          );
-          return true;
-        },
+        () => loadConfig({ env: { AA_OIDC_CONFIG: value }, cwd: tempDir() }),
+        configError(
+          /^AA_OIDC_CONFIG: set but empty; name the config file \(a YAML or JSON file, like \/etc\/aa-oidc\/config\.yaml; a relative path starts from the working directory\), or unset AA_OIDC_CONFIG to use none$/,
+        ),
       );
     }
-    // A file that is there: the URL is taken.
-    const ca = path.join(dir, 'ca.pem');
-    writeFileSync(ca, 'not checked here\n');
-    const url = `postgres://aa:hunter2@db.example.org/aa_oidc?sslmode=verify-full&sslrootcert=${ca}`;
-    assert.deepEqual(loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd: dir }).database, {
+  });
+
+  it('refuses a PostgreSQL URL naming a certificate or key file that cannot be read, naming the setting, parameter and path', () => {
+    const cwd = tempDir();
+    const missing = path.join(cwd, 'missing', 'ca.pem');
+    assert.throws(
+      () =>
+        loadConfig({
+          env: {
+            AA_OIDC_DATABASE_URL: `postgres://aa:hunter2@127.0.0.1/aa_oidc?sslmode=verify-full&sslrootcert=${missing}`,
+          },
+          cwd,
+        }),
+      configError(
+        new RegExp(
+          `^AA_OIDC_DATABASE_URL: cannot read ${missing} \\(sslrootcert\\): no such file; name a PEM file holding the certificate of the authority that issued the server's certificate \\(a relative path starts from the working directory\\)$`,
+        ),
+      ),
+    );
+    // Percent-encoded, from a config file key, and a folder where the client's key should be.
+    writeFileSync(
+      path.join(cwd, 'aa.json'),
+      JSON.stringify({ databaseUrl: `postgres://aa@127.0.0.1/aa_oidc?sslkey=${encodeURIComponent(cwd)}` }),
+    );
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      configError(
+        new RegExp(
+          `^config file .*aa\\.json key "databaseUrl": cannot read ${cwd} \\(sslkey\\): it is a directory; name a PEM file holding this client's private key$`,
+        ),
+      ),
+    );
+    // Alliance Auth's database URL too.
+    assert.throws(
+      () =>
+        loadConfig({
+          env: {
+            AA_OIDC_DIRECTORY: 'alliance-auth',
+            AA_OIDC_AA_DATABASE_URL: `postgres://aa@127.0.0.1/alliance_auth?sslcert=${missing}`,
+            AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+          },
+          cwd,
+        }),
+      configError(
+        new RegExp(`^AA_OIDC_AA_DATABASE_URL: cannot read ${missing} \\(sslcert\\): no such file; `),
+      ),
+    );
+    const ca = path.join(cwd, 'ca.pem');
+    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    const url = `postgres://aa@127.0.0.1/aa_oidc?sslmode=verify-full&sslrootcert=${ca}`;
+    assert.deepEqual(loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd }).database, {
       kind: 'postgres',
       url,
     });
