@@ -21,7 +21,11 @@ import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { commandUnavailable } from '../helpers/e2e.ts';
 import { openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
-import { type MariaDbServer, mariadbServer, mariadbServerUnavailable } from '../helpers/mariadb-server.ts';
+import {
+  type MariaDbServer,
+  mariadbServerUnavailable,
+  startMariadbServer,
+} from '../helpers/mariadb-server.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 const skip =
@@ -71,8 +75,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
     named = loopbackCertificate(folder, 'named-', 'DNS:localhost,IP:127.0.0.1');
     addressOnly = loopbackCertificate(folder, 'address-');
     client = clientCertificate(folder, 'aa_oidc');
-    mariadb = await mariadbServer(folder);
-    await mariadb.start({ ...named, clientCaFile: client.caFile });
+    mariadb = await startMariadbServer(folder, { ...named, clientCaFile: client.caFile });
     fixture = await createAllianceAuthDatabase('mysql', { mariadbUrl: mariadb.rootUrl });
     const reader = new URL(fixture.readerUrl);
     await fixture.run(`ALTER USER '${decodeURIComponent(reader.username)}'@'%' REQUIRE SSL`);
@@ -133,7 +136,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
     });
 
     it('answers 503 "try again" while the server presents a certificate it does not trust, and serves once it does', async () => {
-      await mariadb.start({ ...addressOnly, clientCaFile: client.caFile });
+      await mariadb.restart({ ...addressOnly, clientCaFile: client.caFile });
       const page = await openLoginPage(server, clientId);
       const refused = await submitLogin(page, 'alice', FIXTURE_PASSWORD);
       assert.equal(refused.status, 503, 'a try-again page, not a server error');
@@ -158,7 +161,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
         /cannot connect to Alliance Auth's database at .* \(AA_OIDC_AA_DATABASE_URL\): the server's TLS certificate is not issued for localhost \(Hostname\/IP does not match certificate's altnames.*\); connect with a host name the certificate names\n$/,
       );
 
-      await mariadb.start({ ...named, clientCaFile: client.caFile });
+      await mariadb.restart({ ...named, clientCaFile: client.caFile });
       const again = await openLoginPage(server, clientId);
       const served = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(served.status, 303, served.body);
@@ -263,7 +266,7 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
 
   // Last: the server comes back without TLS.
   it('says so when the URL asks for TLS and the server does not offer it', async () => {
-    await mariadb.start();
+    await mariadb.restart();
     const result = await listUsers(
       readerAt('localhost', { 'ssl-mode': 'VERIFY_IDENTITY', 'ssl-ca': named.certFile }),
     );

@@ -10,7 +10,14 @@ import { createServices } from '../../src/services.ts';
 import { cli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
-import { Browser, formAction, formField, freePort, pkcePair, REDIRECT_URI } from '../helpers/server.ts';
+import {
+  Browser,
+  formAction,
+  formField,
+  pkcePair,
+  REDIRECT_URI,
+  startOnFreePort,
+} from '../helpers/server.ts';
 
 /** The bootstrap password file `serve` wrote, read as an operator would. */
 function readBootstrapFile(dataDir: string): { file: string; username: string; password: string } {
@@ -86,28 +93,36 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
 
 describe(`the bootstrap superuser's first sign-in (${testDatabaseKind})`, () => {
   let database: TestDatabase;
-  let port: number;
   let origin: string;
   let issuer: string;
   let clientId: string;
   let serve: ReturnType<typeof startCli>;
 
   before(async () => {
-    database = await createTestDatabase();
-    port = await freePort();
-    origin = `http://127.0.0.1:${port}`;
-    issuer = `${origin}/o`;
-    serve = startCli(
-      ['serve'],
-      testEnv(database, {
-        AA_OIDC_PORT: String(port),
-        AA_OIDC_HOST: '127.0.0.1',
-        AA_OIDC_ISSUER: issuer,
-        AA_OIDC_METRICS_ENABLED: 'false',
-        AA_OIDC_LOG_LEVEL: 'info',
-      }),
-    );
-    await serve.waitFor(/aa-oidc user set-password \S+\n/);
+    serve = await startOnFreePort(async (port) => {
+      // A database of each try's own: serve creates the superuser before it listens, so a second
+      // try on the same database would find one and show no password.
+      database = await createTestDatabase();
+      origin = `http://127.0.0.1:${port}`;
+      issuer = `${origin}/o`;
+      const started = startCli(
+        ['serve'],
+        testEnv(database, {
+          AA_OIDC_PORT: String(port),
+          AA_OIDC_HOST: '127.0.0.1',
+          AA_OIDC_ISSUER: issuer,
+          AA_OIDC_METRICS_ENABLED: 'false',
+          AA_OIDC_LOG_LEVEL: 'info',
+        }),
+      );
+      try {
+        await started.waitFor(/aa-oidc user set-password \S+\n/);
+      } catch (error) {
+        await database.drop();
+        throw error;
+      }
+      return started;
+    });
     const services = await createServices(testConfig(database, { issuer }), { migrate: false });
     try {
       const created = await services.applications.create(
@@ -246,24 +261,29 @@ describe(`a production server started before \`aa-oidc migrate\` (${testDatabase
   it('answers 503 until the migrations are in, then restart_required, and stops (exit 75) to be started again', async () => {
     const database = await createTestDatabase();
     try {
-      const port = await freePort();
-      const env = testEnv(database, {
-        AA_OIDC_PORT: String(port),
-        AA_OIDC_HOST: '127.0.0.1',
-        AA_OIDC_METRICS_ENABLED: 'false',
-        AA_OIDC_LOG_LEVEL: 'info',
-        NODE_ENV: 'production',
-        AA_OIDC_ISSUER: 'https://auth.example.org/o',
-        AA_OIDC_SECRET_KEY: 'a production secret key of at least 32 chars',
-        AA_OIDC_TRUST_PROXY: 'true',
-      });
+      let env: NodeJS.ProcessEnv = {};
+      let port: number | undefined;
       const readiness = async () => {
         const response = await fetch(`http://127.0.0.1:${port}/readyz`);
         return { status: response.status, body: (await response.json()) as { status: string } };
       };
-      const early = startCli(['serve'], env);
+      const early = await startOnFreePort(async (free) => {
+        port = free;
+        env = testEnv(database, {
+          AA_OIDC_PORT: String(port),
+          AA_OIDC_HOST: '127.0.0.1',
+          AA_OIDC_METRICS_ENABLED: 'false',
+          AA_OIDC_LOG_LEVEL: 'info',
+          NODE_ENV: 'production',
+          AA_OIDC_ISSUER: 'https://auth.example.org/o',
+          AA_OIDC_SECRET_KEY: 'a production secret key of at least 32 chars',
+          AA_OIDC_TRUST_PROXY: 'true',
+        });
+        const started = startCli(['serve'], env);
+        await started.waitFor(/"aa-oidc listening"/);
+        return started;
+      });
       try {
-        await early.waitFor(/"aa-oidc listening"/);
         assert.deepEqual((await readiness()).status, 503);
         assert.equal((await readiness()).body.status, 'not_ready');
         const migrating = performance.now();

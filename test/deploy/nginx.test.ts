@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -30,7 +38,14 @@ import {
   tokenRequest,
   userinfo,
 } from '../helpers/flows.ts';
-import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
+import {
+  Browser,
+  type Endpoint,
+  freePort,
+  PASSWORD,
+  REDIRECT_URI,
+  startOnFreePort,
+} from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { loopbackCertificate } from '../helpers/certificate.ts';
 
@@ -95,6 +110,30 @@ http {
   include ${prefix}/aa-oidc.conf;
 }
 `;
+}
+
+/** Where nothing listens: nginx's instances until they do. */
+const DISCARD_PORT = 9;
+
+/**
+ * Starts nginx in the foreground with the configuration under `prefix`; resolves once it listens,
+ * which its pid file says (it writes it once it has bound its ports; a connection could reach
+ * another process that took one first).
+ */
+async function startNginx(prefix: string): Promise<Child> {
+  const pidFile = path.join(prefix, 'nginx.pid');
+  rmSync(pidFile, { force: true });
+  const child = startChild(NGINX, ['-e', 'stderr', '-p', prefix, '-c', path.join(prefix, 'nginx.conf')]);
+  let ended = false;
+  void child.exited.then(() => (ended = true));
+  try {
+    await waitUntil(() => ended || existsSync(pidFile), 'nginx writes its pid file');
+  } catch (error) {
+    await child.stop('SIGKILL');
+    throw error;
+  }
+  if (ended) throw new Error(`nginx ended before it listened:\n${child.stderr()}`);
+  return child;
 }
 
 /**
@@ -275,12 +314,30 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     cert = readFileSync(certFile, 'utf8');
     tls.setDefaultCACertificates([...tls.getCACertificates('default'), cert]);
 
-    const [httpsPort, portA, portB] = [await freePort(), await freePort(), await freePort()];
-    httpPort = await freePort();
-    instances.a.port = portA;
-    instances.b.port = portB;
-    instances.a.upstream = `127.0.0.1:${portA}`;
-    instances.b.upstream = `127.0.0.1:${portB}`;
+    // nginx starts first: the issuer the instances serve names its HTTPS port. Until the instances
+    // listen it proxies to the discard port, where nothing listens; a reload then gives it theirs.
+    const prefix = path.join(folder, 'nginx');
+    for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
+      mkdirSync(path.join(prefix, 'tmp', sub), { recursive: true });
+    writeFileSync(path.join(prefix, 'nginx.conf'), nginxMainConfig(prefix));
+    let httpsPort = 0;
+    const writeSite = (instancePorts: [number, number]) =>
+      writeFileSync(
+        path.join(prefix, 'aa-oidc.conf'),
+        nginxSiteFromDeployFile(readFileSync(DEPLOY_CONF, 'utf8'), {
+          httpsPort,
+          httpPort,
+          instancePorts,
+          cert: certFile,
+          key: keyFile,
+        }),
+      );
+    nginx = await startOnFreePort(async (port) => {
+      httpsPort = port;
+      httpPort = await freePort();
+      writeSite([DISCARD_PORT, DISCARD_PORT]);
+      return startNginx(prefix);
+    });
     edge = { origin: `https://127.0.0.1:${httpsPort}`, issuer: `https://127.0.0.1:${httpsPort}/o` };
 
     const secretKey = randomBytes(32).toString('base64url');
@@ -320,32 +377,25 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     );
     client = { clientId: created.application.clientId, clientSecret: created.clientSecret! };
 
-    const prefix = path.join(folder, 'nginx');
-    for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'])
-      mkdirSync(path.join(prefix, 'tmp', sub), { recursive: true });
-    writeFileSync(
-      path.join(prefix, 'aa-oidc.conf'),
-      nginxSiteFromDeployFile(readFileSync(DEPLOY_CONF, 'utf8'), {
-        httpsPort,
-        httpPort,
-        instancePorts: [portA, portB],
-        cert: certFile,
-        key: keyFile,
+    await Promise.all(
+      (['a', 'b'] as const).map(async (name) => {
+        instances[name].child = await startOnFreePort(async (port) => {
+          instances[name].port = port;
+          instances[name].upstream = `127.0.0.1:${port}`;
+          const child = startCliProcess(['serve'], env({ AA_OIDC_PORT: String(port) }));
+          await child.waitFor(/aa-oidc production server on/, 'the listening line');
+          return child;
+        });
       }),
     );
-    writeFileSync(path.join(prefix, 'nginx.conf'), nginxMainConfig(prefix));
-    nginx = startChild(NGINX, ['-e', 'stderr', '-p', prefix, '-c', path.join(prefix, 'nginx.conf')]);
-
-    for (const name of ['a', 'b'] as const) {
-      const child = startCliProcess(['serve'], env({ AA_OIDC_PORT: String(instances[name].port) }));
-      instances[name].child = child;
-    }
-    for (const name of ['a', 'b'] as const)
-      await instances[name].child!.waitFor(/aa-oidc production server on/);
-    await waitUntil(
-      async () => (await fetch(`${edge.origin}/readyz`).catch(() => undefined))?.status === 200,
-      'nginx answers /readyz through an instance',
-    );
+    writeSite([instances.a.port, instances.b.port]);
+    nginx.process.kill('SIGHUP'); // nginx reads its configuration again
+    const answered = new Set<string>();
+    await waitUntil(async () => {
+      const response = await fetch(`${edge.origin}/readyz`).catch(() => undefined);
+      if (response?.status === 200) answered.add(response.headers.get(UPSTREAM) ?? '');
+      return answered.has(instances.a.upstream) && answered.has(instances.b.upstream);
+    }, 'nginx answers /readyz through both instances');
   });
 
   after(async () => {

@@ -22,7 +22,7 @@ import { testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { commandUnavailable, missing } from '../helpers/e2e.ts';
 import { type Client, introspect, login, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { Browser, type Endpoint, freePort, PASSWORD, REDIRECT_URI } from '../helpers/server.ts';
+import { Browser, type Endpoint, PASSWORD, REDIRECT_URI, startOnFreePort } from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { loopbackCertificate } from '../helpers/certificate.ts';
 import { type Receiver, startReceiver } from '../logout/helpers.ts';
@@ -55,11 +55,11 @@ function pgbouncerVersion(): [number, number] {
 }
 
 /**
- * Debian's PgBouncer on a free loopback port in front of the PostgreSQL server of `database` (trust
- * authentication), its files in the database's folder; `url` reaches that database through it.
- * `start` starts it (again, after a kill) and resolves once it listens.
+ * Starts Debian's PgBouncer on a free loopback port in front of the PostgreSQL server of `database`
+ * (trust authentication), its files in the database's folder, and resolves once it listens; `url`
+ * reaches that database through it. `restart` starts it again on its port, after a kill.
  */
-async function pgbouncerFor(
+async function startPgbouncer(
   database: Pick<TestDatabase, 'url' | 'dataDir'>,
   pooling: {
     mode: 'session' | 'transaction';
@@ -70,21 +70,31 @@ async function pgbouncerFor(
   },
   /** TLS required from clients, with this certificate and key (files). */
   tls?: { certFile: string; keyFile: string },
-): Promise<{ url: string; start: () => Promise<Child>; running: () => Child | undefined }> {
+): Promise<{ url: string; restart: () => Promise<Child>; running: () => Child }> {
   const direct = new URL(database.url);
-  const port = await freePort();
-  const through = new URL(direct);
-  through.hostname = '127.0.0.1';
-  through.port = String(port);
-  through.password = '';
   const folder = database.dataDir;
   const usersFile = path.join(folder, 'pgbouncer-users.txt');
-  const configFile = path.join(folder, `pgbouncer-${port}.ini`);
   const [major, minor] = pgbouncerVersion();
   writeFileSync(usersFile, `"${decodeURIComponent(direct.username || 'postgres')}" ""\n`, { mode: 0o644 });
-  writeFileSync(
-    configFile,
-    `[databases]
+  // PgBouncer refuses to run as root: as root, it switches to the postgres account (`-u`), which
+  // must be able to read its files.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) chmodSync(folder, 0o755);
+  const start = async (configFile: string) => {
+    const child = startChild(PGBOUNCER, [...(asRoot ? ['-u', 'postgres'] : []), configFile]);
+    await child.waitFor(/listening on 127\.0\.0\.1:\d+/, 'PgBouncer listening');
+    return child;
+  };
+  let configFile = '';
+  const through = new URL(direct);
+  through.hostname = '127.0.0.1';
+  through.password = '';
+  let child = await startOnFreePort(async (port) => {
+    through.port = String(port);
+    configFile = path.join(folder, `pgbouncer-${port}.ini`);
+    writeFileSync(
+      configFile,
+      `[databases]
 * = host=${direct.hostname} port=${direct.port || '5432'}
 
 [pgbouncer]
@@ -103,23 +113,19 @@ ${
   // that does not (and the only behaviour before 1.21).
   major > 1 || (major === 1 && minor >= 21) ? 'max_prepared_statements = 0\n' : ''
 }${pooling.ignoreStartupParameters ? `ignore_startup_parameters = ${pooling.ignoreStartupParameters}\n` : ''}${
-      tls
-        ? `client_tls_sslmode = require\nclient_tls_cert_file = ${tls.certFile}\nclient_tls_key_file = ${tls.keyFile}\n`
-        : ''
-    }`,
-    { mode: 0o644 },
-  );
-  // PgBouncer refuses to run as root: as root, it switches to the postgres account (`-u`), which
-  // must be able to read its files.
-  const asRoot = process.getuid?.() === 0;
-  if (asRoot) chmodSync(folder, 0o755);
-  let child: Child | undefined;
+        tls
+          ? `client_tls_sslmode = require\nclient_tls_cert_file = ${tls.certFile}\nclient_tls_key_file = ${tls.keyFile}\n`
+          : ''
+      }`,
+      { mode: 0o644 },
+    );
+    return start(configFile);
+  });
   return {
     url: through.href,
     running: () => child,
-    async start() {
-      child = startChild(PGBOUNCER, [...(asRoot ? ['-u', 'postgres'] : []), configFile]);
-      await child.waitFor(/listening on 127\.0\.0\.1:\d+/, 'PgBouncer listening');
+    async restart() {
+      child = await start(configFile);
       return child;
     },
   };
@@ -144,17 +150,17 @@ async function deployThrough(
   const allowPrivate: Record<string, string> = options.backchannelLogoutUri
     ? { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' }
     : {};
-  const port = await freePort();
-  const server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
-  const env = testEnv(database, {
-    AA_OIDC_DATABASE_URL: databaseUrl,
-    AA_OIDC_ISSUER: server.issuer,
-    AA_OIDC_PORT: String(port),
-    AA_OIDC_HOST: '127.0.0.1',
-    AA_OIDC_METRICS_ENABLED: 'false',
-    ...allowPrivate,
-  });
-  const migrated = await spawnCli(['migrate'], env);
+  const env = (port: number) =>
+    testEnv(database, {
+      AA_OIDC_DATABASE_URL: databaseUrl,
+      AA_OIDC_ISSUER: `http://127.0.0.1:${port}/o`,
+      AA_OIDC_PORT: String(port),
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_METRICS_ENABLED: 'false',
+      ...allowPrivate,
+    });
+  // The port is the server's to pick when it starts: migrate listens on none.
+  const migrated = await spawnCli(['migrate'], env(0));
   assert.equal(migrated.code, 0, migrated.stderr);
   const services = await createServices(loadConfig({ env: testEnv(database, allowPrivate) }));
   const created = await services.directoryAdmin.createUser({
@@ -171,8 +177,13 @@ async function deployThrough(
     },
     'test',
   );
-  const serve = startCliProcess(['serve'], env);
-  await serve.waitFor(/aa-oidc development server on/, 'the listening line');
+  let server: Endpoint = { origin: '', issuer: '' };
+  const serve = await startOnFreePort(async (port) => {
+    server = { origin: `http://127.0.0.1:${port}`, issuer: `http://127.0.0.1:${port}/o` };
+    const started = startCliProcess(['serve'], env(port));
+    await started.waitFor(/aa-oidc development server on/, 'the listening line');
+    return started;
+  });
   return {
     server,
     client: { clientId: application.application.clientId, clientSecret: application.clientSecret! },
@@ -192,7 +203,7 @@ async function deployThrough(
 describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
   let database: TestDatabase;
   let services: Services;
-  let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+  let bouncer: Awaited<ReturnType<typeof startPgbouncer>>;
   let serve: Child | undefined;
   let receiver: Receiver;
   let server: Endpoint;
@@ -201,12 +212,11 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
 
   before(async () => {
     database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url });
-    bouncer = await pgbouncerFor(database, {
+    bouncer = await startPgbouncer(database, {
       mode: 'session',
       serverConnections: CONNECTIONS_PER_PROCESS,
       maxClients: CONNECTIONS_PER_PROCESS,
     });
-    await bouncer.start();
 
     receiver = await startReceiver((_request, response) => response.end());
     ({ server, client, member, services, serve } = await deployThrough(database, bouncer.url, {
@@ -216,7 +226,7 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
 
   after(async () => {
     await serve?.stop('SIGKILL');
-    await bouncer?.running()?.stop('SIGKILL');
+    await bouncer?.running().stop('SIGKILL');
     await receiver?.close();
     await services?.close();
     await database?.drop();
@@ -270,8 +280,8 @@ describe('aa-oidc through PgBouncer (session pooling)', { skip }, () => {
   });
 
   it('answers again once a restarted PgBouncer is back', async () => {
-    await bouncer.running()!.stop('SIGKILL');
-    await bouncer.start();
+    await bouncer.running().stop('SIGKILL');
+    await bouncer.restart();
     // The connections PgBouncer closed fail at most the requests that were on them; the pool opens
     // new ones for the next requests.
     await waitUntil(
@@ -299,14 +309,13 @@ describe(
   { skip },
   () => {
     let database: TestDatabase;
-    let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+    let bouncer: Awaited<ReturnType<typeof startPgbouncer>>;
     let handle: DatabaseHandle;
     let userId: number;
 
     before(async () => {
       database = await createTestDatabase({ postgresUrl: (postgres as { url: string }).url, migrated: true });
-      bouncer = await pgbouncerFor(database, { mode: 'transaction', serverConnections: 1, maxClients: 20 });
-      await bouncer.start();
+      bouncer = await startPgbouncer(database, { mode: 'transaction', serverConnections: 1, maxClients: 20 });
       handle = connect({ ...database, url: bouncer.url });
       const services = await createServices(loadConfig({ env: testEnv(database) }));
       try {
@@ -317,7 +326,7 @@ describe(
     });
     after(async () => {
       await handle?.close();
-      await bouncer?.running()?.stop('SIGKILL');
+      await bouncer?.running().stop('SIGKILL');
       await database?.drop();
     });
 
@@ -358,7 +367,7 @@ describe(
  */
 describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)', { skip: tlsSkip }, () => {
   let database: TestDatabase;
-  let bouncer: Awaited<ReturnType<typeof pgbouncerFor>>;
+  let bouncer: Awaited<ReturnType<typeof startPgbouncer>>;
   let serve: Child | undefined;
   let certFile: string;
   let keyFile: string;
@@ -374,12 +383,11 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
     trustedCa = path.join(database.dataDir, 'trusted-ca.pem');
     copyFileSync(certFile, trustedCa);
     chmodSync(keyFile, 0o644);
-    bouncer = await pgbouncerFor(
+    bouncer = await startPgbouncer(
       database,
       { mode: 'session', serverConnections: CONNECTIONS_PER_PROCESS, maxClients: 30 },
       { certFile, keyFile },
     );
-    await bouncer.start();
     withTls = (host, parameters) => {
       const url = new URL(bouncer.url);
       url.hostname = host;
@@ -389,7 +397,7 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
   });
   after(async () => {
     await serve?.stop('SIGKILL');
-    await bouncer?.running()?.stop('SIGKILL');
+    await bouncer?.running().stop('SIGKILL');
     await database?.drop();
   });
 
@@ -438,10 +446,10 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
     const saved = { cert: `${certFile}.first`, key: `${keyFile}.first` };
     copyFileSync(certFile, saved.cert);
     copyFileSync(keyFile, saved.key);
-    await bouncer.running()!.stop('SIGKILL');
+    await bouncer.running().stop('SIGKILL');
     loopbackCertificate(database.dataDir, 'pgbouncer-');
     chmodSync(keyFile, 0o644);
-    await bouncer.start();
+    await bouncer.restart();
     const refused = await refresh();
     assert.equal(refused.status, 503, JSON.stringify(refused.body));
     assert.equal(refused.body.error, 'temporarily_unavailable');
@@ -459,18 +467,18 @@ describe('aa-oidc to PostgreSQL over TLS (PgBouncer requiring it from clients)',
       10_000,
     );
     // The first certificate again: the next requests are served.
-    await bouncer.running()!.stop('SIGKILL');
+    await bouncer.running().stop('SIGKILL');
     copyFileSync(saved.cert, certFile);
     copyFileSync(saved.key, keyFile);
-    await bouncer.start();
+    await bouncer.restart();
     const served = await refresh();
     assert.equal(served.status, 200, JSON.stringify(served.body));
   });
 
   it('says so when the URL asks for TLS and the server does not offer it', async () => {
     // A PgBouncer of its own, without TLS.
-    const plain = await pgbouncerFor(database, { mode: 'session', serverConnections: 2, maxClients: 4 });
-    const child = await plain.start();
+    const plain = await startPgbouncer(database, { mode: 'session', serverConnections: 2, maxClients: 4 });
+    const child = plain.running();
     const url = new URL(plain.url);
     url.searchParams.set('sslmode', 'verify-full');
     const run = await spawnCli(['user', 'list'], testEnv(database, { AA_OIDC_DATABASE_URL: url.href }));
@@ -509,7 +517,7 @@ describe("Alliance Auth's PostgreSQL behind PgBouncer", { skip: aaSkip }, () => 
 
   /** The reader's URL through a PgBouncer of its own, started with `ignoreStartupParameters`. */
   const readerThrough = async (ignoreStartupParameters?: string) => {
-    const bouncer = await pgbouncerFor(
+    const bouncer = await startPgbouncer(
       { url: fixture.readerUrl, dataDir: folder },
       {
         mode: 'session',
@@ -518,7 +526,7 @@ describe("Alliance Auth's PostgreSQL behind PgBouncer", { skip: aaSkip }, () => 
         ...(ignoreStartupParameters && { ignoreStartupParameters }),
       },
     );
-    started.push(await bouncer.start());
+    started.push(bouncer.running());
     return bouncer.url;
   };
   const listUsers = (url: string) => cli(['user', 'list'], testEnv(database, allianceAuthEnv(url)));

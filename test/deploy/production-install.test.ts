@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../helpers/server.ts';
+import { startOnFreePort } from '../helpers/server.ts';
 import { type Child, runToEnd, startChild } from '../helpers/child-process.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -67,7 +67,6 @@ describe('a fresh clone installed with npm ci --omit=dev', () => {
     assert.equal(version.code, 0, version.stderr);
     assert.equal(version.stdout, `aa-oidc ${manifest.version}\n`);
 
-    const port = await freePort();
     const production = hostEnv({
       NODE_ENV: 'production',
       NODE_OPTIONS: `--import=${NETWORK_GUARD}`,
@@ -75,7 +74,6 @@ describe('a fresh clone installed with npm ci --omit=dev', () => {
       AA_OIDC_SECRET_KEY: randomBytes(32).toString('base64url'),
       AA_OIDC_DATABASE_URL: 'sqlite:./data/aa-oidc.sqlite',
       AA_OIDC_HOST: '127.0.0.1',
-      AA_OIDC_PORT: String(port),
       AA_OIDC_METRICS_ENABLED: 'false',
       // Behind the TLS-terminating reverse proxy a production server needs (check E007).
       AA_OIDC_TRUST_PROXY: 'true',
@@ -87,8 +85,16 @@ describe('a fresh clone installed with npm ci --omit=dev', () => {
     assert.equal(migrate.code, 0, migrate.stderr);
     assert.match(migrate.stdout, /applied \d+ migration\(s\)/);
 
-    server = startChild('npm', ['start'], { cwd: clone, env: production });
-    await server.waitFor(/aa-oidc production server on http:\/\/127\.0\.0\.1:\d+/, 'the listening line');
+    let port = 0;
+    server = await startOnFreePort(async (free) => {
+      port = free;
+      const started = startChild('npm', ['start'], {
+        cwd: clone,
+        env: { ...production, AA_OIDC_PORT: String(port) },
+      });
+      await started.waitFor(/aa-oidc production server on http:\/\/127\.0\.0\.1:\d+/, 'the listening line');
+      return started;
+    });
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     assert.equal(ready.status, 200);
     const discovery = await fetch(`http://127.0.0.1:${port}/o/.well-known/openid-configuration`, {

@@ -88,7 +88,7 @@ export async function startApache(
     await rm(directory, { recursive: true, force: true });
   };
   try {
-    await acceptsConnections(port, child);
+    await listening(port, join(directory, 'httpd.pid'), child);
   } catch (error) {
     const log = await errorLog();
     await stop();
@@ -97,18 +97,24 @@ export async function startApache(
   return { origin: `http://127.0.0.1:${port}`, directory, errorLog, stop };
 }
 
-async function acceptsConnections(port: number, child: Child): Promise<void> {
+/**
+ * Resolves once Apache listens on `port`: it writes its pid file once it has bound the port (a
+ * connection alone could reach another process that took the port first).
+ */
+async function listening(port: number, pidFile: string, child: Child): Promise<void> {
   let ended = false;
   void child.exited.then(() => (ended = true));
   for (let attempt = 0; attempt < 600; attempt += 1) {
     if (ended) throw new Error('apache2 ended before it listened');
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on('error', () => resolve(false));
-    });
+    const open =
+      existsSync(pidFile) &&
+      (await new Promise<boolean>((resolve) => {
+        const socket = connect({ host: '127.0.0.1', port }, () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.on('error', () => resolve(false));
+      }));
     if (open) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { type Child, startChild } from './child-process.ts';
 import { commandUnavailable, missing } from './e2e.ts';
-import { freePort } from './server.ts';
+import { startOnFreePort } from './server.ts';
 
 /** Debian's MariaDB server and its installer (in /usr/sbin and /usr/bin, which a non-root PATH may lack). */
 const MARIADBD = existsSync('/usr/sbin/mariadbd') ? '/usr/sbin/mariadbd' : 'mariadbd';
@@ -25,19 +25,24 @@ export interface MariaDbServer {
   port: number;
   /** The administrator's URL (root, no password, over TCP without TLS). */
   rootUrl: string;
-  /**
-   * Starts it (again), presenting `tls` when given (and checking client certificates against
-   * `tls.clientCaFile`), and resolves once it takes connections.
-   */
-  start(tls?: { certFile: string; keyFile: string; clientCaFile?: string }): Promise<void>;
+  /** Starts it again on its port, after `stop` or while it runs, with `tls` as `startMariadbServer` takes it. */
+  restart(tls?: MariaDbTls): Promise<void>;
   stop(): Promise<void>;
 }
 
+/** The certificate a server presents, and the authority it checks client certificates by (if any). */
+export interface MariaDbTls {
+  certFile: string;
+  keyFile: string;
+  clientCaFile?: string;
+}
+
 /**
- * A MariaDB server of the test's own on a free loopback port, its data in `folder` (made with
- * mariadb-install-db, ignoring the machine's my.cnf). Not started until `start`.
+ * Starts a MariaDB server of the test's own on a free loopback port, its data in `folder` (made with
+ * mariadb-install-db, ignoring the machine's my.cnf), presenting `tls` when given; resolves once it
+ * takes connections.
  */
-export async function mariadbServer(folder: string): Promise<MariaDbServer> {
+export async function startMariadbServer(folder: string, tls?: MariaDbTls): Promise<MariaDbServer> {
   const dataDir = path.join(folder, 'mariadb-data');
   const asRoot = process.getuid?.() === 0;
   // The server refuses to run as root unless told to; as another user it runs as that user.
@@ -50,31 +55,35 @@ export async function mariadbServer(folder: string): Promise<MariaDbServer> {
     '--skip-test-db',
     '--skip-name-resolve',
   ]);
-  const port = await freePort();
   let child: Child | undefined;
+  const start = async (port: number, tls?: MariaDbTls) => {
+    child = startChild(MARIADBD, [
+      '--no-defaults',
+      ...user,
+      `--datadir=${dataDir}`,
+      `--socket=${path.join(folder, 'mariadb.sock')}`,
+      `--pid-file=${path.join(folder, 'mariadb.pid')}`,
+      '--bind-address=127.0.0.1',
+      `--port=${port}`,
+      '--skip-name-resolve',
+      '--innodb-buffer-pool-size=16M',
+      ...(tls ? [`--ssl-cert=${tls.certFile}`, `--ssl-key=${tls.keyFile}`] : []),
+      ...(tls?.clientCaFile ? [`--ssl-ca=${tls.clientCaFile}`] : []),
+    ]);
+    await child.waitFor(/ready for connections/, 'MariaDB ready for connections');
+    return port;
+  };
   const stop = async () => {
     await child?.stop('SIGTERM');
     child = undefined;
   };
+  const port = await startOnFreePort((free) => start(free, tls));
   return {
     port,
     rootUrl: `mysql://root@127.0.0.1:${port}/`,
-    async start(tls) {
+    async restart(tls) {
       await stop();
-      child = startChild(MARIADBD, [
-        '--no-defaults',
-        ...user,
-        `--datadir=${dataDir}`,
-        `--socket=${path.join(folder, 'mariadb.sock')}`,
-        `--pid-file=${path.join(folder, 'mariadb.pid')}`,
-        '--bind-address=127.0.0.1',
-        `--port=${port}`,
-        '--skip-name-resolve',
-        '--innodb-buffer-pool-size=16M',
-        ...(tls ? [`--ssl-cert=${tls.certFile}`, `--ssl-key=${tls.keyFile}`] : []),
-        ...(tls?.clientCaFile ? [`--ssl-ca=${tls.clientCaFile}`] : []),
-      ]);
-      await child.waitFor(/ready for connections/, 'MariaDB ready for connections');
+      await start(port, tls);
     },
     stop,
   };

@@ -52,12 +52,38 @@ export async function freePort(): Promise<number> {
   throw new Error(`no free port between ${LISTEN_PORTS.from} and ${LISTEN_PORTS.to} after 100 tries`);
 }
 
-/** How many free ports `startServer` tries when another process takes the one it was given first. */
+/** How many free ports a server is tried on when another process takes the one it was given first. */
 const FREE_PORT_ATTEMPTS = 5;
 
-/** Whether a listen failed because something else listens on the port. */
-function addressInUse(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE';
+/**
+ * What a server says when something else listens on its port: Node's EADDRINUSE (`aa-oidc serve`
+ * says "the port is already in use"), "Address already in use" from nginx, Apache, PgBouncer and
+ * MariaDB.
+ */
+const ADDRESS_IN_USE = /EADDRINUSE|already in use/i;
+
+/** Whether a start failed because something else listens on the port: by the error's code or message. */
+export function addressInUse(error: unknown): boolean {
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') return true;
+  return ADDRESS_IN_USE.test(error instanceof Error ? error.message : String(error));
+}
+
+/**
+ * Starts a server a test needs on a free port: `start(port)` resolves once it listens there, or
+ * rejects when it could not, leaving nothing running, with what the server said in the error's
+ * message (as `Child.waitFor` does). When another process took the port since `freePort` looked (a
+ * test file running at the same time, other work on the machine), `start` is called again with
+ * another port.
+ */
+export async function startOnFreePort<T>(start: (port: number) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await start(await freePort());
+    } catch (error) {
+      if (attempt < FREE_PORT_ATTEMPTS && addressInUse(error)) continue;
+      throw error;
+    }
+  }
 }
 
 /** Where a client reaches the provider: a test server, or a reverse proxy in front of instances. */

@@ -1,16 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { type App, createApp } from '../../src/app.ts';
 import { postgresAddress } from '../../src/db/errors.ts';
 import { READINESS_REUSE_MS } from '../../src/http/health.ts';
-import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { statementsDuring } from '../helpers/statements.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
-import { basicAuth, freePort, postForm, REDIRECT_URI, type TestServer } from '../helpers/server.ts';
+import { basicAuth, postForm, REDIRECT_URI, startServer, type TestServer } from '../helpers/server.ts';
 import {
   type Client,
   codeFlow,
@@ -38,7 +36,6 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
   const harness = createLeakHarness();
   let database: TestDatabase;
   let proxy: TcpProxy;
-  let app: App;
   let server: TestServer;
   let client: Client;
   let pilot: Pilot;
@@ -47,24 +44,16 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
     database = await createTestDatabase();
     const { host, port } = postgresAddress(database.url);
     proxy = await startTcpProxy(host, port);
-    const listenPort = await freePort();
-    const issuer = `http://127.0.0.1:${listenPort}/o`;
-    const config = testConfig(database, {
-      port: listenPort,
-      issuer,
-      databaseUrl: proxy.wrap(database.url),
-      databaseConnectTimeoutMs: 1000,
-    });
-    app = await createApp(config, { migrate: true, logger: harness.loggerOptions });
-    harness.attach(app);
-    await app.listen({ host: '127.0.0.1', port: listenPort });
-    server = { app, database, origin: `http://127.0.0.1:${listenPort}`, issuer, close: () => app.close() };
+    server = await startServer(
+      { databaseUrl: proxy.wrap(database.url), databaseConnectTimeoutMs: 1000 },
+      { database, harness },
+    );
     await seedDirectory(server);
     pilot = await seedPilot(server, harness);
     client = await seedClient(server, harness);
   });
   after(async () => {
-    await app?.close();
+    await server?.close();
     await proxy?.close();
     await database?.drop();
   });

@@ -18,7 +18,6 @@ import {
   Browser,
   formAction,
   formField,
-  freePort,
   PASSWORD,
   pkcePair,
   postForm,
@@ -50,17 +49,12 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
 
   before(async () => {
     database = await createTestDatabase({ migrated: true });
-    const [portA, portB] = [await freePort(), await freePort()];
-    const issuer = `http://127.0.0.1:${portA}/o`;
     // keys.reloadIntervalMs: how often an instance looks for a rotation made elsewhere (default 2 s).
     // Back-channel logouts to loopback may be queued (nothing delivers them: no worker runs here).
-    const start = (port: number): Promise<TestServer> =>
-      startServer(
-        { issuer, keys: { reloadIntervalMs: 200 }, logout: { allowPrivateTargets: true } },
-        { database, port },
-      );
-    a = await start(portA);
-    b = await start(portB);
+    const settings = { keys: { reloadIntervalMs: 200 }, logout: { allowPrivateTargets: true } };
+    // B serves A's issuer, as instances behind one load balancer do.
+    a = await startServer(settings, { database });
+    b = await startServer({ ...settings, issuer: a.issuer }, { database });
     for (const instance of [a, b]) {
       instance.app.audit.subscribe({ name: 'test', receive: (record) => void published.push(record) });
     }

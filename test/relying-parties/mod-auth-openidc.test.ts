@@ -5,7 +5,14 @@ import type { Browser, Page } from 'playwright-core';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { apacheUnavailable, startApache, type RunningApache } from '../helpers/apache.ts';
 import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
-import { freePort, PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  PASSWORD,
+  seedApp,
+  seedUser,
+  startOnFreePort,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 import { logoutJobs } from '../logout/jobs.ts';
 
 /**
@@ -43,18 +50,19 @@ describe(`Apache mod_auth_openidc as a relying party (${testDatabaseKind})`, { s
     await server.app.directoryAdmin.createState('Member', 100, true);
     await server.app.directoryAdmin.createGroup('Fleet', false);
     user = await seedUser(server, { state: 'Member', groups: ['Fleet'], oidcAccess: false });
-    const port = await freePort();
-    origin = `http://127.0.0.1:${port}`;
-    app = await seedApp(server, {
-      name: 'Apache wiki',
-      redirectUris: [`${origin}/protected/redirect_uri`],
-      postLogoutRedirectUris: [`${origin}/signed-out.html`],
-      backchannelLogoutUri: `${origin}/protected/redirect_uri?logout=backchannel`,
-    });
-    apache = await startApache(
-      port,
-      ['auth_openidc'],
-      `LogLevel warn auth_openidc:info
+    // The application names Apache's port: registered again for each port tried.
+    apache = await startOnFreePort(async (port) => {
+      origin = `http://127.0.0.1:${port}`;
+      app = await seedApp(server, {
+        name: 'Apache wiki',
+        redirectUris: [`${origin}/protected/redirect_uri`],
+        postLogoutRedirectUris: [`${origin}/signed-out.html`],
+        backchannelLogoutUri: `${origin}/protected/redirect_uri?logout=backchannel`,
+      });
+      return startApache(
+        port,
+        ['auth_openidc'],
+        `LogLevel warn auth_openidc:info
 OIDCProviderMetadataURL ${server.issuer}/.well-known/openid-configuration
 OIDCClientID ${app.clientId}
 OIDCClientSecret ${app.clientSecret}
@@ -73,12 +81,13 @@ AddType text/html .shtml
   Require valid-user
   Options +Includes
 </Location>`,
-      {
-        'htdocs/protected/claims.shtml': PROTECTED_PAGE,
-        'htdocs/signed-out.html':
-          '<!DOCTYPE html><html><body><h1>Signed out of the wiki</h1></body></html>\n',
-      },
-    );
+        {
+          'htdocs/protected/claims.shtml': PROTECTED_PAGE,
+          'htdocs/signed-out.html':
+            '<!DOCTYPE html><html><body><h1>Signed out of the wiki</h1></body></html>\n',
+        },
+      );
+    });
     browser = await launchChromium();
   });
   after(async () => {

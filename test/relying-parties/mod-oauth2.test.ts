@@ -5,7 +5,7 @@ import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { type Client, login } from '../helpers/flows.ts';
-import { freePort, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { seedApp, seedUser, startOnFreePort, startServer, type TestServer } from '../helpers/server.ts';
 
 /**
  * Apache's mod_oauth2 (Debian's libapache2-mod-oauth2) as an OAuth 2.0 resource server in front of
@@ -65,14 +65,14 @@ describe(`Apache mod_oauth2 as a resource server (${testDatabaseKind})`, { skip 
       expiry: '0',
       'verify.cache': 'introspected',
     });
-    const port = await freePort();
-    apache = await startApache(
-      port,
-      ['oauth2'],
-      // Each path keeps its verdicts in a cache of its own: in one shared cache (mod_oauth2 keys
-      // verdicts by the token alone), a JWT the JWKS path accepted would pass the introspecting
-      // path too, unasked.
-      `LogLevel warn
+    apache = await startOnFreePort((port) =>
+      startApache(
+        port,
+        ['oauth2'],
+        // Each path keeps its verdicts in a cache of its own: in one shared cache (mod_oauth2 keys
+        // verdicts by the token alone), a JWT the JWKS path accepted would pass the introspecting
+        // path too, unasked.
+        `LogLevel warn
 OAuth2Cache shm name=introspected
 OAuth2Cache shm name=jwks
 AddOutputFilter INCLUDES .shtml
@@ -102,12 +102,13 @@ AddType text/html .shtml
   Require oauth2_claim client_id:${jwtClient.clientId}
   Options +Includes
 </Location>`,
-      {
-        'htdocs/introspected/api.shtml': API_PAGE,
-        'htdocs/jwks/api.shtml': API_PAGE,
-        'htdocs/inventory-introspected/api.shtml': API_PAGE,
-        'htdocs/inventory-jwks/api.shtml': API_PAGE,
-      },
+        {
+          'htdocs/introspected/api.shtml': API_PAGE,
+          'htdocs/jwks/api.shtml': API_PAGE,
+          'htdocs/inventory-introspected/api.shtml': API_PAGE,
+          'htdocs/inventory-jwks/api.shtml': API_PAGE,
+        },
+      ),
     );
   });
   after(async () => {
