@@ -3,7 +3,12 @@ import type { UserProfile } from '../directory/port.ts';
 import { pagePolicy } from '../http/content-security-policy.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
-import { MALFORMED_FORM_MESSAGE, parseFormBody } from '../http/request-body.ts';
+import {
+  declaresNonUtf8Charset,
+  FORM_CHARSET_MESSAGE,
+  MALFORMED_FORM_MESSAGE,
+  parseFormBody,
+} from '../http/request-body.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
@@ -260,6 +265,11 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       if (parsed === 'malformed' && !foreign) {
         return refuse(ctx, session, visitor, 400, 'Form not understood', MALFORMED_FORM_MESSAGE);
       }
+      if (parsed === 'charset' && !foreign) {
+        // The body is not read: the connection closes after the answer.
+        ctx.set('Connection', 'close');
+        return refuse(ctx, session, visitor, 415, 'Form not understood', FORM_CHARSET_MESSAGE);
+      }
       const csrfChecked =
         route.access !== 'public' && (route.access !== 'session_if_any' || session !== undefined);
       if (
@@ -313,11 +323,12 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
 async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | undefined> {
+): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | 'charset' | undefined> {
   const kind = ctx.is('application/x-www-form-urlencoded');
   // No body at all (null) is no form; a body of another type is named in the answer.
   if (kind === null) return undefined;
   if (kind === false) return 'unsupported';
+  if (declaresNonUtf8Charset(ctx)) return 'charset';
   // A declared length over the limit is refused before any of it is read.
   if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
   const chunks: Buffer[] = [];

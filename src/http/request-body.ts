@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
+import type Koa from 'koa';
 
 /** A request body longer than the route accepts: answered 413, the connection then closed. */
 export class RequestBodyTooLarge extends Error {
@@ -74,6 +75,37 @@ export function parseFormBody(body: Buffer): URLSearchParams | undefined {
   if (!isUtf8(body)) return undefined;
   const text = body.toString('utf8');
   return hasWellFormedEscapes(text) ? new URLSearchParams(text) : undefined;
+}
+
+/** What a form declared in a charset other than UTF-8 is answered (415). */
+export const FORM_CHARSET_MESSAGE =
+  'This form declares a charset other than UTF-8: send it as UTF-8 (application/x-www-form-urlencoded, with no charset or charset=utf-8).';
+
+/**
+ * True when the request's Content-Type names a charset other than UTF-8 (`charset=ISO-8859-1`):
+ * its bytes would otherwise be read as UTF-8 all the same, `é` sent as 0xE9 refused as malformed or,
+ * in plain ASCII, taken for what it may not mean. A type without parameters (what browsers send) is
+ * not parsed at all.
+ */
+export function declaresNonUtf8Charset(ctx: Koa.Context): boolean {
+  if (!ctx.req.headers['content-type']?.includes(';')) return false;
+  // Koa's reading of the header: the parameter unquoted (`charset="UTF-8"`), '' when there is none.
+  const charset = ctx.request.charset.toLowerCase();
+  return charset !== '' && charset !== 'utf-8' && charset !== 'utf8';
+}
+
+/** What a query that `wellFormedQuery` refuses is answered (400). */
+export const MALFORMED_QUERY_MESSAGE =
+  'This address is malformed: its query must be UTF-8 text with well-formed %-escapes, as a browser sends it.';
+
+/**
+ * False when the request's query holds a %-escape that is not UTF-8 text (`%ff`, `%e2%82`, `%zz`, a
+ * lone `%`): Koa's reading puts U+FFFD (or the `%` itself) in its place. Only a request target with
+ * a `%` in it is looked at further.
+ */
+export function wellFormedQuery(ctx: Koa.Context): boolean {
+  if (!ctx.req.url?.includes('%')) return true;
+  return hasWellFormedEscapes(ctx.querystring);
 }
 
 /** True when every %-escape of a form body is a `%XX` of a UTF-8 sequence (`%ff`, `%e2%82`, `%zz` are not). */

@@ -5,10 +5,14 @@ import { notFramedPolicy } from '../http/content-security-policy.ts';
 import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
   declaresMoreThan,
+  declaresNonUtf8Charset,
+  FORM_CHARSET_MESSAGE,
   MALFORMED_FORM_MESSAGE,
+  MALFORMED_QUERY_MESSAGE,
   parseFormBody,
   readBodyBytes,
   RequestBodyTooLarge,
+  wellFormedQuery,
 } from '../http/request-body.ts';
 import { preparedAnswers } from './prepared-answers.ts';
 
@@ -118,6 +122,20 @@ function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding
   );
 }
 
+/**
+ * A form declared in a charset other than UTF-8: the provider would decode its raw bytes in that
+ * charset but its %-escapes as UTF-8, our authorization and logout forms all of it as UTF-8. Answered
+ * as a content coding is (415, not read, the connection closed), as what cannot be read as sent.
+ */
+function refuseCharset(ctx: Koa.Context, key: string, branding: Branding): void {
+  ctx.set('Connection', 'close');
+  answerRefusal(
+    ctx,
+    { status: 415, error: 'invalid_request', description: FORM_CHARSET_MESSAGE },
+    browserRoute(key) ? { page: branding } : 'json',
+  );
+}
+
 /** True when the request declares a content coding other than none (`identity`). */
 function encodedBody(ctx: Koa.Context): boolean {
   const coding = ctx.req.headers['content-encoding'];
@@ -151,6 +169,28 @@ export function denyFraming(ctx: Koa.Context): void {
   ctx.set('Referrer-Policy', 'same-origin');
 }
 
+/**
+ * Refuses (400 `invalid_request`) a request under the issuer whose query is not UTF-8 text with
+ * well-formed %-escapes, before the interaction pages and the provider read it: read loosely, U+FFFD
+ * (or a stray `%`) would stand in its `state`, `nonce` or `login_hint`, be kept with the request and
+ * handed back to the relying party, in a redirect to it, as if it had sent it. Answered here, the
+ * refusal is never such a redirect. True when the request was answered.
+ */
+export function refuseMalformedQuery(issuerPath: string, branding: Branding): (ctx: Koa.Context) => boolean {
+  const underIssuer = `${issuerPath}/`;
+  const browserPath = browserPaths(issuerPath);
+  return (ctx) => {
+    if (wellFormedQuery(ctx)) return false;
+    if (ctx.path !== issuerPath && !ctx.path.startsWith(underIssuer)) return false;
+    answerRefusal(
+      ctx,
+      { status: 400, error: 'invalid_request', description: MALFORMED_QUERY_MESSAGE },
+      browserPath(ctx.path) ? { page: branding } : 'json',
+    );
+    return true;
+  };
+}
+
 function notFound(ctx: Koa.Context): void {
   ctx.status = 404;
   ctx.set('Cache-Control', 'no-store');
@@ -165,7 +205,8 @@ function notFound(ctx: Koa.Context): void {
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
  *   not UTF-8 with well-formed %-escapes;
- * - a form body with a content coding is refused (415) on the provider's routes;
+ * - a form body with a content coding, or declared in a charset other than UTF-8, is refused (415)
+ *   on the provider's routes;
  * - browser-facing endpoints refuse framing; userinfo is never cached;
  * - discovery and the JWKS are answered from the provider's own first answer (prepared-answers.ts).
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
@@ -209,6 +250,8 @@ export function mountProvider(
       return refuseTooLarge(ctx, key, branding);
     if (ctx.method === 'POST' && FORM_ROUTES.has(key) && encodedBody(ctx))
       return refuseContentEncoding(ctx, key, branding);
+    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && declaresNonUtf8Charset(ctx))
+      return refuseCharset(ctx, key, branding);
     if (key === '/userinfo') {
       // On Node's response: Koa's `set` builds four arrays per call for one plain string.
       ctx.res.setHeader('Cache-Control', 'no-store');

@@ -39,7 +39,7 @@ import { introspectionAudit } from './introspection-audit.ts';
 import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
 import { keptProfileLookup } from './kept-profiles.ts';
 import { KeptRows } from './kept-rows.ts';
-import { mountProvider, PROVIDER_ROUTES } from './mount.ts';
+import { mountProvider, PROVIDER_ROUTES, refuseMalformedQuery } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
   acceptStoredJwtsAtIntrospectionAndRevocation,
@@ -294,7 +294,9 @@ export function createOidc(deps: OidcDependencies): Oidc {
       : {}),
   });
   const mounted = mountProvider(issuerPath(config.issuer), current, branding);
-  const middleware: Koa.Middleware = (ctx, next) => interactions(ctx, () => mounted(ctx, next));
+  const malformedQuery = refuseMalformedQuery(issuerPath(config.issuer), branding);
+  const middleware: Koa.Middleware = (ctx, next) =>
+    malformedQuery(ctx) ? undefined : interactions(ctx, () => mounted(ctx, next));
 
   // Aborted on close: a purge under way stops after its current statement.
   const closing = new AbortController();

@@ -160,6 +160,49 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.match(await foreign.text(), /Form refused/);
   });
 
+  it('answers 415 to a form declared in a charset other than UTF-8 and changes nothing; charset=utf-8 is read as UTF-8', async () => {
+    const browser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
+    const csrf = (await consoleGet(browser, `${server.origin}/admin/groups`)).csrf!;
+    const post = (charset: string, name: Buffer) =>
+      browser.fetch(`${server.origin}/admin/groups`, {
+        method: 'POST',
+        headers: {
+          'content-type': `application/x-www-form-urlencoded; charset=${charset}`,
+          origin: server.origin,
+        },
+        body: Buffer.concat([Buffer.from(`csrf_token=${encodeURIComponent(csrf)}&name=`), name]),
+      });
+    const groupsBefore = (await server.app.directory.listGroups()).map((group) => group.name);
+    // "Café" as ISO-8859-1 sends it: 0xE9, or %E9 escaped.
+    for (const [charset, name] of [
+      ['ISO-8859-1', Buffer.from([0x43, 0x61, 0x66, 0xe9])],
+      ['iso-8859-1', Buffer.from('Caf%E9')],
+      ['"windows-1252"', Buffer.from('Plain')],
+    ] as const) {
+      const response = await post(charset, name);
+      assert.equal(response.status, 415, charset);
+      assert.match(
+        pageText(await response.text()),
+        /This form declares a charset other than UTF-8: send it as UTF-8/,
+        charset,
+      );
+    }
+    assert.deepEqual(
+      (await server.app.directory.listGroups()).map((group) => group.name),
+      groupsBefore,
+      'no group was created',
+    );
+    for (const [charset, name] of [
+      ['utf-8', 'Caf\u00e9 One'],
+      ['"UTF-8"', 'Caf\u00e9 Two'],
+    ] as const) {
+      const response = await post(charset, Buffer.from(encodeURIComponent(name)));
+      assert.equal(response.status, 303, charset);
+    }
+    const names = (await server.app.directory.listGroups()).map((group) => group.name);
+    assert.ok(names.includes('Caf\u00e9 One') && names.includes('Caf\u00e9 Two'), String(names));
+  });
+
   it('signs out through the provider logout, after which the console asks for a sign-in again', async () => {
     const browser = await consoleSignIn(server, member.username);
     const page = await consoleGet(browser, `${server.origin}/account`);

@@ -129,4 +129,27 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       assert.match(await response.text(), MALFORMED);
     }
   });
+
+  it('answers 415 to a login form declared in a charset other than UTF-8, and signs in with charset=utf-8', async () => {
+    const user = await seedUser(server);
+    const page = await openLoginPage(server, clientId);
+    const failuresBefore = (await server.app.database.db.selectFrom('login_failure').select('id').execute())
+      .length;
+    for (const charset of ['ISO-8859-1', 'windows-1252', '"latin1"']) {
+      const refused = await submitLogin(page, user.username, PASSWORD, {
+        headers: { 'content-type': `application/x-www-form-urlencoded; charset=${charset}` },
+      });
+      assert.equal(refused.status, 415, charset);
+      assert.match(refused.body, /This form declares a charset other than UTF-8: send it as UTF-8/, charset);
+    }
+    const failures = await server.app.database.db.selectFrom('login_failure').select('id').execute();
+    assert.equal(failures.length, failuresBefore, 'a form that was not read is no failed sign-in');
+    for (const charset of ['utf-8', '"UTF-8"']) {
+      const again = await openLoginPage(server, clientId);
+      const signedIn = await submitLogin(again, user.username, PASSWORD, {
+        headers: { 'content-type': `application/x-www-form-urlencoded; charset=${charset}` },
+      });
+      assert.equal(signedIn.status, 303, charset);
+    }
+  });
 });

@@ -223,4 +223,130 @@ describe(`malformed form bodies on the provider's routes (${testDatabaseKind})`,
     assert.equal(identity.status, 400);
     assert.equal(jsonError(identity), 'invalid_grant');
   });
+
+  it('refuses a query under the issuer that is not UTF-8 or has a malformed %-escape, with 400 invalid_request and no redirect', async () => {
+    const authorize = () =>
+      new URLSearchParams({
+        client_id: clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+        // Without a session, an error the provider redirects back with the request's state.
+        prompt: 'none',
+      });
+    const withField = (params: URLSearchParams, field: string, escape: string) => {
+      params.delete(field);
+      return `${params.toString()}&${field}=x${escape}`;
+    };
+    const cases: Array<[string, (escape: string) => string, 'html' | 'json']> = [
+      ...['state', 'nonce', 'login_hint', 'redirect_uri', 'client_id'].map(
+        (field): [string, (escape: string) => string, 'html'] => [
+          `/o/authorize/ ${field}`,
+          (escape) => `/o/authorize/?${withField(authorize(), field, escape)}`,
+          'html',
+        ],
+      ),
+      [
+        '/o/logout/ state',
+        (escape) =>
+          `/o/logout/?client_id=${clientId}&post_logout_redirect_uri=${encodeURIComponent('https://rp.example.org/bye')}&state=x${escape}`,
+        'html',
+      ],
+      ['/o/interaction/', (escape) => `/o/interaction/unknown?x=${escape}`, 'html'],
+      ['/o/userinfo/', (escape) => `/o/userinfo/?x=${escape}`, 'json'],
+      ['/o/token/', (escape) => `/o/token/?x=${escape}`, 'json'],
+    ];
+    for (const [name, target, kind] of cases) {
+      for (const escape of ['%ff', '%zz', '%e2%82', '%ed%a0%80', '%']) {
+        const what = `${name}=x${escape}`;
+        const response = await rawRequest(`${server.origin}${target(escape)}`, {
+          ...(name === '/o/token/' && {
+            method: 'POST',
+            headers: { ...FORM, authorization: basicAuth(clientId, secret) },
+            body: 'grant_type=refresh_token&refresh_token=unknown',
+          }),
+        });
+        assertNoStack(response, what);
+        assert.equal(response.status, 400, what);
+        assert.equal(response.headers.location, undefined, what);
+        if (kind === 'json') {
+          assert.deepEqual(
+            JSON.parse(response.body),
+            {
+              error: 'invalid_request',
+              error_description:
+                'This address is malformed: its query must be UTF-8 text with well-formed %-escapes, as a browser sends it.',
+            },
+            what,
+          );
+        } else {
+          assert.match(String(response.headers['content-type']), /^text\/html/, what);
+          assert.match(response.body, /invalid_request/, what);
+          assert.match(response.body, /its query must be UTF-8 text with well-formed %-escapes/, what);
+        }
+      }
+    }
+    // Well-formed escapes of any character go on: the state comes back as sent.
+    const valid = await rawRequest(
+      `${server.origin}/o/authorize/?${authorize().toString()}&state=caf%C3%A9%2550`,
+    );
+    assert.equal(valid.status, 303);
+    const location = new URL(String(valid.headers.location));
+    assert.equal(location.origin + location.pathname, REDIRECT_URI);
+    assert.equal(location.searchParams.get('error'), 'login_required');
+    assert.equal(location.searchParams.get('state'), 'caf\u00e9%50');
+  });
+
+  it('refuses a form declared in a charset other than UTF-8 with 415, and reads charset=utf-8 as UTF-8', async () => {
+    const routes: Array<[string, 'json' | 'html', string, number, string | undefined]> = [
+      ['/o/token/', 'json', 'grant_type=refresh_token&refresh_token=unknown', 400, 'invalid_grant'],
+      ['/o/introspect/', 'json', 'token=unknown', 200, undefined],
+      ['/o/revoke_token/', 'json', 'token=unknown', 200, undefined],
+      ['/o/userinfo/', 'json', 'access_token=unknown', 401, 'invalid_token'],
+      ['/o/authorize/', 'html', `${authorizeForm()}&state=caf%C3%A9`, 303, undefined],
+      ['/o/logout/', 'html', `client_id=${clientId}`, 200, undefined],
+      ['/o/logout/confirm', 'html', 'logout=yes&xsrf=unknown', 400, undefined],
+    ];
+    for (const [path, kind, body, status, error] of routes) {
+      for (const charset of ['ISO-8859-1', 'windows-1252', '"us-ascii"', 'UTF-16']) {
+        const what = `${path} charset=${charset}`;
+        const response = await rawRequest(`${server.origin}${path}`, {
+          method: 'POST',
+          headers: {
+            'content-type': `application/x-www-form-urlencoded; charset=${charset}`,
+            ...(kind === 'json' && path !== '/o/userinfo/' && { authorization: basicAuth(clientId, secret) }),
+          },
+          body,
+        });
+        assertNoStack(response, what);
+        assert.equal(response.status, 415, what);
+        assert.equal(response.headers.connection, 'close', what);
+        if (kind === 'json') {
+          const answer = JSON.parse(response.body) as { error: string; error_description: string };
+          assert.equal(answer.error, 'invalid_request', what);
+          assert.match(answer.error_description, /charset other than UTF-8/, what);
+        } else {
+          assert.match(String(response.headers['content-type']), /^text\/html/, what);
+          assert.match(response.body, /invalid_request/, what);
+          assert.match(response.body, /charset other than UTF-8/, what);
+        }
+      }
+      for (const charset of ['utf-8', 'UTF-8', '"UTF-8"', 'utf8']) {
+        const what = `${path} charset=${charset}`;
+        const response = await rawRequest(`${server.origin}${path}`, {
+          method: 'POST',
+          headers: {
+            'content-type': `application/x-www-form-urlencoded; charset=${charset}`,
+            ...(kind === 'json' && path !== '/o/userinfo/' && { authorization: basicAuth(clientId, secret) }),
+          },
+          body,
+        });
+        assertNoStack(response, what);
+        assert.equal(response.status, status, what);
+        if (error) assert.equal(jsonError(response), error, what);
+      }
+    }
+  });
 });

@@ -8,7 +8,12 @@ import type { Logger } from '../../logging/logger.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
-import { parseFormBody, readBodyBytes, RequestBodyTooLarge } from '../../http/request-body.ts';
+import {
+  declaresNonUtf8Charset,
+  parseFormBody,
+  readBodyBytes,
+  RequestBodyTooLarge,
+} from '../../http/request-body.ts';
 import type { CsrfOptions } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
 import type { TwoFactorStepDependencies } from './two-factor-step.ts';
@@ -52,12 +57,14 @@ export async function finish(
 
 /**
  * The posted form; undefined when it is not one or cannot be read; the error when it is too long;
- * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`).
+ * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); 'charset', unread,
+ * when it declares a charset other than UTF-8.
  */
 export async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | undefined> {
+): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | 'charset' | undefined> {
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
+  if (declaresNonUtf8Charset(ctx)) return 'charset';
   let body: Buffer;
   try {
     body = await readBodyBytes(ctx.req, FORM_LIMIT);

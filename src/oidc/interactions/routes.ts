@@ -2,7 +2,11 @@ import type Koa from 'koa';
 import { requestLog } from '../../logging/request-context.ts';
 import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
-import { MALFORMED_FORM_MESSAGE, RequestBodyTooLarge } from '../../http/request-body.ts';
+import {
+  FORM_CHARSET_MESSAGE,
+  MALFORMED_FORM_MESSAGE,
+  RequestBodyTooLarge,
+} from '../../http/request-body.ts';
 import { answerTooLarge } from '../../http/refusal.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
 import { SEND_ONCE_SCRIPT_SOURCE } from '../../http/pages/send-once.ts';
@@ -151,6 +155,11 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
       if (form === 'malformed')
         return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
+      if (form === 'charset') {
+        // The body is not read: the connection closes after the answer.
+        ctx.set('Connection', 'close');
+        return renderStatus(ctx, deps, 415, 'invalid_request', FORM_CHARSET_MESSAGE);
+      }
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
           ctx,
