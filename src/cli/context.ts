@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
-import { type Config, loadConfig } from '../config/load.ts';
+import { type Config, loadConfig, settingName } from '../config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_MS } from '../db/connect.ts';
 import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -99,6 +100,7 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
  */
 export async function withServices<T>(io: CliIo, work: (services: Services) => Promise<T>): Promise<T> {
   const config = cliConfig(io, { quiet: true });
+  refuseMissingSqliteFile(config);
   const services = await createServices(config, {
     migrate: false,
     ensureSigningKey: false,
@@ -147,6 +149,7 @@ export async function withDatabase<T>(
   config: Config,
   work: (database: DatabaseHandle) => Promise<T>,
 ): Promise<T> {
+  refuseMissingSqliteFile(config);
   const database = await connectDatabase(config.database, connectOptionsFor(config));
   try {
     const pending = await pendingMigrations(database.db, database.kind);
@@ -161,6 +164,20 @@ export async function withDatabase<T>(
   } finally {
     await database.close();
   }
+}
+
+/**
+ * An SQLite file that does not exist is refused, naming it and the setting that placed it: opening
+ * it would create an empty database (and its folder) at a mistyped path, and only `migrate` (or
+ * `serve` and `demo` in development) is meant to create one.
+ */
+export function refuseMissingSqliteFile(config: Config): void {
+  const target = config.database;
+  if (target.kind !== 'sqlite' || target.path === ':memory:' || existsSync(target.path)) return;
+  const setting = settingName(config.origins, 'databaseUrl');
+  throw new CliError(
+    `the SQLite file ${target.path} (${setting}) does not exist; check ${setting}, or create the database with \`aa-oidc migrate\``,
+  );
 }
 
 /**
@@ -199,9 +216,15 @@ export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
     }
     chunks.push(bytes);
   }
-  const line = Buffer.concat(chunks)
-    .toString('utf8')
-    .replace(/\r?\n$/, '');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new CliError(
+      '--password-stdin: standard input holds bytes that are not UTF-8; write the password as UTF-8 text (a password no one can type again is never set)',
+    );
+  }
+  const line = text.replace(/\r?\n$/, '');
   if (/[\r\n]/.test(line)) {
     throw new CliError(
       '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',

@@ -61,6 +61,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
 export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const program = buildProgram(io);
   try {
+    refuseUndecodedArguments(argv);
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (error) {
@@ -76,4 +77,18 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     io.stderr.write(textBlock(`aa-oidc: ${error instanceof Error ? error.message : String(error)}`));
     return 1;
   }
+}
+
+/**
+ * Node.js decodes the command line as UTF-8, putting U+FFFD in place of bytes that are not (a
+ * terminal or script in Latin-1): such an argument is refused, as the web forms refuse a body that
+ * is not UTF-8, so that no state, group or application is named, and no user looked up, by a
+ * replacement character in place of what was typed.
+ */
+function refuseUndecodedArguments(argv: readonly string[]): void {
+  const index = argv.findIndex((argument) => argument.includes('\uFFFD'));
+  if (index === -1) return;
+  throw new CliError(
+    `argument ${index + 1} (${JSON.stringify(argv[index]).replace(/\uFFFD/g, '\\ufffd')}) holds bytes that are not UTF-8 (each shown here as \\ufffd); use a UTF-8 terminal or script (LANG, LC_ALL)`,
+  );
 }

@@ -47,6 +47,38 @@ describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})
     assert.match(dry.stdout, /^dry run, nothing changed; would import: \S+ as active$/m);
   });
 
+  it('refuses arguments and --password-stdin input that were not UTF-8, naming them, and writes nothing', async () => {
+    // Node.js decodes argv as UTF-8, a byte that is not (Latin-1 \xe9) becoming U+FFFD.
+    for (const args of [
+      ['state', 'create', 'Caf\uFFFD', '--priority', '7'],
+      ['group', 'create', '\uFFFD\uFFFD'],
+      ['user', 'show', 'ren\uFFFD'],
+    ]) {
+      const result = await cli(args);
+      assert.equal(result.code, 1, `aa-oidc ${args.join(' ')}: ${result.stdout}`);
+      assert.equal(result.stdout, '');
+      assert.equal(
+        result.stderr,
+        `aa-oidc: argument 3 (${JSON.stringify(args[2]).replace(/\uFFFD/g, '\\ufffd')}) holds bytes that are not UTF-8 (each shown here as \\ufffd); use a UTF-8 terminal or script (LANG, LC_ALL)\n`,
+      );
+    }
+    const states = JSON.parse((await cli(['state', 'list', '--format', 'json'])).stdout) as unknown[];
+    assert.deepEqual(states, []);
+    const groups = JSON.parse((await cli(['group', 'list', '--format', 'json'])).stdout) as unknown[];
+    assert.deepEqual(groups, []);
+
+    const latin1 = await runCliCaptured(['user', 'create', 'latin1', '--password-stdin'], testEnv(database), {
+      stdin: Buffer.from('mot de passe \xe9t\xe9\n', 'latin1'),
+    });
+    assert.equal(latin1.code, 1, latin1.stdout);
+    assert.equal(
+      latin1.stderr,
+      'aa-oidc: --password-stdin: standard input holds bytes that are not UTF-8; write the password as UTF-8 text (a password no one can type again is never set)\n',
+    );
+    const users = JSON.parse((await cli(['user', 'list', '--format', 'json'])).stdout) as unknown[];
+    assert.deepEqual(users, []);
+  });
+
   it('refuses --password-stdin input over 8192 bytes, an endless pipe included, and takes the longest password', async () => {
     const long = await cli(['user', 'create', 'alice', '--password-stdin'], `${'a'.repeat(100_000)}\n`);
     assert.equal(long.code, 1);

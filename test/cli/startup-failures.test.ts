@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import Sqlite from 'better-sqlite3';
 import { tmpdir, userInfo } from 'node:os';
@@ -239,6 +239,34 @@ describe('a database that cannot be used stops a command with a message saying w
       await holder.end().catch(() => undefined);
       await waiter.end().catch(() => undefined);
       await database.drop();
+    }
+  });
+
+  it('never creates a missing SQLite file (nor its folder) for a command other than migrate, naming it', async () => {
+    const file = path.join(folder, 'mistyped', 'aa-oidc.sqlite');
+    const missing: TestDatabase = {
+      kind: 'sqlite',
+      url: `sqlite:${file}`,
+      dataDir: folder,
+      drop: async () => {},
+    };
+    const env = testEnv(missing);
+    for (const args of [
+      ['user', 'list'],
+      ['app', 'list', '--format', 'json'],
+      ['keys', 'list'],
+      ['worker'],
+      ['backup', '--to', path.join(folder, 'copy.sqlite')],
+    ]) {
+      const result = await cli(args, env);
+      assert.equal(result.code, 1, `aa-oidc ${args.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stdout, '');
+      assert.equal(
+        result.stderr,
+        `aa-oidc: the SQLite file ${file} (AA_OIDC_DATABASE_URL) does not exist; check AA_OIDC_DATABASE_URL, or create the database with \`aa-oidc migrate\`\n`,
+      );
+      assert.equal(existsSync(path.dirname(file)), false, `aa-oidc ${args.join(' ')} made the folder`);
+      assert.equal(existsSync(path.join(folder, 'copy.sqlite')), false);
     }
   });
 

@@ -20,8 +20,8 @@ export interface CliResult {
 }
 
 export interface CliOptions {
-  /** Standard input: a pipe (never a terminal) that ends after this text. */
-  stdin?: string;
+  /** Standard input: a pipe (never a terminal) that ends after this text (or these bytes). */
+  stdin?: string | Buffer;
   /** The working folder (default: the test process's). */
   cwd?: string;
   /** In-process runs only: standard output claims to be a terminal (`isTTY`). */

@@ -3,7 +3,7 @@ import { createServices } from '../../services.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
-import { CliError, type CliIo, cliConfig } from '../context.ts';
+import { CliError, type CliIo, cliConfig, refuseMissingSqliteFile } from '../context.ts';
 import { textBlock } from '../output.ts';
 import { startMemoryRelease } from '../memory-release.ts';
 import { startCommandMetricsListener, WORKER_METRICS_PORT } from '../metrics-listener.ts';
@@ -23,6 +23,7 @@ export function registerWorker(program: Command, io: CliIo): void {
     .description('deliver queued back-channel logouts (also done inside serve) until SIGTERM')
     .action(async () => {
       const config = cliConfig(io);
+      refuseMissingSqliteFile(config);
       const services = await createServices(config, {
         forWriting: true,
         logger: { destination: io.logDestination('stdout') },
