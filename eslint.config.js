@@ -48,7 +48,7 @@ const parts = {
   ],
   admin: [
     ...['console', 'applications', 'directory', 'keys', 'logout', 'tokens', 'audit', 'checks', 'http'],
-    ...['two-factor', 'db', 'config', 'util'],
+    ...['two-factor', 'db', 'config', 'logging', 'util'],
   ],
   cli: 'all',
 };

@@ -194,6 +194,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       auditStore: services.auditStore,
       db: services.database.db,
       dbKind: services.database.kind,
+      logger: services.logger,
     }),
   ];
   // With twoFactor.requiredForSuperusers, the admin UI wants a session signed in with a code: an

@@ -11,6 +11,7 @@ import type { TwoFactorService } from '../two-factor/service.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import type { KeyService } from '../keys/service.ts';
 import type { KeyStore } from '../keys/types.ts';
+import type { Logger } from '../logging/logger.ts';
 import type { LogoutService } from '../logout/service.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 
@@ -38,6 +39,8 @@ export interface AdminDependencies {
   auditStore: AuditStore;
   db: Kysely<Database>;
   dbKind: DatabaseKind;
+  /** Where a page logs what it cannot show the admin (a request's own logger when it has one). */
+  logger: Logger;
 }
 
 /** The admin sections, in the order of the admin navigation. */

@@ -1,6 +1,7 @@
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formAlert, formatTime } from '../console/ui.ts';
 import { type Html, html } from '../http/pages/layout.ts';
+import { requestLog } from '../logging/request-context.ts';
 import { KeyError } from '../keys/service.ts';
 import type { ExpectedWithdrawal, RotationResult, SigningKeySummary, WithdrawResult } from '../keys/types.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
@@ -27,6 +28,21 @@ const STATUS_TEXT: Readonly<Record<SigningKeySummary['status'], string>> = {
   retired: 'retired: published until its tokens expire',
   removed: 'removed: private part erased',
 };
+
+/**
+ * The done messages that say what this instance does at once, when it could not reload its keys
+ * after the change (`&served=later`): the change is saved, this instance follows at a later reload.
+ */
+const DONE_SERVED_LATER: Readonly<Record<string, string>> = {
+  ...DONE,
+  rotated:
+    'Rotated: the former next key is now the active key; the former active key stays published while its tokens live.',
+  withdrawn:
+    'Withdrawn: the key is removed and its private part is erased; every instance, this one included, stops publishing it and signing with it at its next reload.',
+};
+
+/** The query value a key change's redirect carries when this instance could not serve it at once. */
+const SERVED_LATER = 'later';
 
 /** A key JWKS publishes can be withdrawn; a removed one is gone already. */
 const WITHDRAWABLE: ReadonlySet<SigningKeySummary['status']> = new Set(['next', 'active', 'retired']);
@@ -143,9 +159,37 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
   /**
    * Loads the keys this instance serves from the database now, after a change made here, so that it
    * never signs with (or publishes) a key the change took away; every other instance follows at its
-   * next reload. A failed reload is retried (and logged) by the store's own timer.
+   * next reload. A failed reload is logged here (the message only: no key material) and retried by
+   * the store's own timer; the answer is the query that makes the done page say so
+   * (`&served=later`), '' when this instance serves the change already.
    */
-  const serveNow = () => deps.keyStore.reload().catch(() => false);
+  const serveNow = async (request: ConsoleRequest): Promise<string> => {
+    try {
+      await deps.keyStore.reload();
+      return '';
+    } catch (error) {
+      requestLog(request.ctx, deps.logger).warn(
+        {
+          err: error instanceof Error ? error.message : String(error),
+          reloadIntervalMs: deps.config.keys.reloadIntervalMs,
+        },
+        'the key change is saved, but reloading this instance’s signing keys failed: it keeps serving the keys it had until a reload succeeds',
+      );
+      return `&served=${SERVED_LATER}`;
+    }
+  };
+  const reloadSeconds = Math.max(1, Math.round(deps.config.keys.reloadIntervalMs / 1000));
+  /** On the keys page after a change this instance could not load at once. */
+  const servedLaterMessage = (query: Record<string, unknown>): Html =>
+    query.served === SERVED_LATER && typeof query.done === 'string' && Object.hasOwn(DONE, query.done)
+      ? html`<div class="warn" role="status">
+          <p>
+            The change is saved, but this instance could not reload its signing keys just now (its log says
+            why): it still signs with and publishes the keys it had. It serves the change at its next
+            successful reload, tried every ${reloadSeconds} s; other instances follow at their own reload.
+          </p>
+        </div>`
+      : html``;
 
   return [
     {
@@ -159,7 +203,11 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/keys',
           'Signing keys',
           html`<h1>Signing keys</h1>
-            ${doneMessage(DONE, request.ctx.query.done)} ${replacementMessage(keys, request.ctx.query)}
+            ${doneMessage(
+              request.ctx.query.served === SERVED_LATER ? DONE_SERVED_LATER : DONE,
+              request.ctx.query.done,
+            )}
+            ${servedLaterMessage(request.ctx.query)} ${replacementMessage(keys, request.ctx.query)}
             <p>
               RS256 keys, lifecycle next → active → retired → removed. JWKS publishes next, active and retired
               keys. A retired key stays published for
@@ -312,8 +360,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           if (error instanceof KeyError) return refused(request, error);
           throw error;
         }
-        await serveNow();
-        request.seeOther(`/admin/keys?done=rotated${replacementQuery(result)}`);
+        const served = await serveNow(request);
+        request.seeOther(`/admin/keys?done=rotated${replacementQuery(result)}${served}`);
       },
     },
     {
@@ -343,8 +391,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         if (!(await unlessRefused(request, () => deps.keys.prepareNext({ actor: adminActor(request) }))))
           return;
-        await serveNow();
-        request.seeOther('/admin/keys?done=prepared');
+        const served = await serveNow(request);
+        request.seeOther(`/admin/keys?done=prepared${served}`);
       },
     },
     {
@@ -381,8 +429,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const kid = request.params.kid ?? '';
         if (!(await unlessRefused(request, () => deps.keys.retire(kid, { actor: adminActor(request) }))))
           return;
-        await serveNow();
-        request.seeOther('/admin/keys?done=retired');
+        const served = await serveNow(request);
+        request.seeOther(`/admin/keys?done=retired${served}`);
       },
     },
     {
@@ -513,8 +561,8 @@ export function keyRoutes(deps: AdminDependencies): ConsoleRoute[] {
           if (error instanceof KeyError) return refused(request, error);
           throw error;
         }
-        await serveNow();
-        request.seeOther(`/admin/keys?done=withdrawn${replacementQuery(result)}`);
+        const served = await serveNow(request);
+        request.seeOther(`/admin/keys?done=withdrawn${replacementQuery(result)}${served}`);
       },
     },
   ];

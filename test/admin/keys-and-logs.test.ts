@@ -11,6 +11,7 @@ import {
 import type { AdminChangeEvent } from '../../src/audit/events.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
@@ -711,5 +712,84 @@ describe(`signing keys in the admin UI: served by this instance at once, and onl
     const fresh = await (await confirmAs(`/admin/keys/${retired.kid}/withdraw`))();
     assert.equal(fresh.status, 303);
     assert.equal((await server.app.keys.list()).find((key) => key.kid === retired.kid)?.status, 'removed');
+  });
+});
+
+describe(`signing keys in the admin UI: a change this instance cannot load at once (${testDatabaseKind})`, () => {
+  const harness = createLeakHarness({ level: 'info' });
+  let server: TestServer;
+  let admin: Browser;
+
+  before(async () => {
+    // No reload of the store's own meanwhile: the only reload is the one after the admin's change.
+    server = await startServer({ keys: { reloadIntervalMs: 600_000 } }, { harness });
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('logs the failed reload (its message, no key material) and says the change is saved but served at the next reload', async () => {
+    // A retired key encrypted under another secret key: the next reload cannot decrypt it.
+    const privateJwk = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({
+      format: 'jwk',
+    }) as JWK;
+    harness.registerSecret(privateJwk.d!, 'private exponent of the undecryptable key');
+    const publicJwk = publicPart(privateJwk);
+    const kid = await thumbprintOf(publicJwk);
+    const otherKey = deriveKeyEncryptionKey('another secret key of at least 32 characters');
+    await server.app.database.db
+      .transaction()
+      .execute((trx) =>
+        insertKeyRow(
+          trx,
+          { kid, publicJwk, privateJwkEncrypted: encryptPrivateJwk(privateJwk, kid, otherKey) },
+          'retired',
+          Date.now(),
+          Date.now() + 3_600_000,
+        ),
+      );
+    const before = await server.app.keys.list();
+    const active = before.find((key) => key.status === 'active')!;
+    const next = before.find((key) => key.status === 'next')!;
+
+    const confirm = await consoleGet(admin, url('/admin/keys/rotate'));
+    assert.equal(confirm.status, 200, confirm.body.slice(0, 300));
+    const rotated = await consolePost(admin, url('/admin/keys/rotate'), confirm.csrf!, {
+      expected_active: formField(confirm.body, 'expected_active'),
+      expected_next: formField(confirm.body, 'expected_next'),
+      force: 'yes',
+    });
+    assert.equal(rotated.status, 303, rotated.body.slice(0, 300));
+    assert.equal(
+      (await server.app.keys.list()).find((key) => key.status === 'active')?.kid,
+      next.kid,
+      'the rotation is saved',
+    );
+    assert.equal(server.app.keyStore.activeKid(), active.kid, 'this instance still serves the keys it had');
+
+    const warnings = harness.logLines
+      .map(
+        (line) => JSON.parse(line) as { level: number; msg: string; err?: string; reloadIntervalMs?: number },
+      )
+      .filter((line) => line.msg.includes('reloading this instance’s signing keys failed'));
+    assert.equal(warnings.length, 1, harness.logLines.join('\n'));
+    assert.equal(warnings[0]!.level, 40, 'a warning');
+    assert.match(warnings[0]!.err ?? '', new RegExp(`signing key ${kid} cannot be decrypted`));
+    assert.equal(warnings[0]!.reloadIntervalMs, 600_000);
+
+    const page = await consoleGet(admin, url(rotated.location!));
+    assert.equal(page.status, 200);
+    const text = pageText(page.body);
+    assert.match(
+      text,
+      /The change is saved, but this instance could not reload its signing keys just now \(its log says why\): it still signs with and publishes the keys it had\. It serves the change at its next successful reload, tried every 600 s/,
+    );
+    assert.match(text, /Rotated: the former next key is now the active key/);
+    harness.scanText('the keys page', page.body);
+    await harness.assertNoLeaks();
   });
 });

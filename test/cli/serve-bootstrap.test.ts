@@ -1,13 +1,15 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { openDatabase } from '../../src/db/connect.ts';
 import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
+import { hasActiveSuperuser } from '../../src/directory/builtin/queries.ts';
 import { createServices } from '../../src/services.ts';
-import { cli, startCli, startCliProcess } from '../helpers/cli.ts';
+import { cli, spawnCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import {
@@ -87,6 +89,69 @@ describe(`aa-oidc serve on a first run (${testDatabaseKind})`, () => {
       assert.equal(check.outcome === 'valid' && check.user.must_change_password, 1);
     } finally {
       await handle.close();
+    }
+  });
+});
+
+describe(`aa-oidc serve on a first run that cannot listen (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let blocker: net.Server;
+  before(async () => {
+    database = await createTestDatabase();
+    blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    await database.drop();
+  });
+
+  it('creates no superuser then, so that the next start that listens shows a usable one-time password', async () => {
+    const { port } = blocker.address() as net.AddressInfo;
+    const env = (listenOn: number) =>
+      testEnv(database, {
+        AA_OIDC_PORT: String(listenOn),
+        AA_OIDC_HOST: '127.0.0.1',
+        AA_OIDC_METRICS_ENABLED: 'false',
+        AA_OIDC_LOG_LEVEL: 'info',
+      });
+    const failed = await spawnCli(['serve'], env(port));
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.match(
+      failed.stderr,
+      new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: the port is already in use`),
+    );
+    assert.doesNotMatch(failed.stdout, /No superuser existed/);
+    assert.ok(!existsSync(path.join(database.dataDir, 'bootstrap-password')), 'no password file either');
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      assert.equal(await hasActiveSuperuser(handle.db), false, 'the failed start created no superuser');
+    } finally {
+      await handle.close();
+    }
+
+    const serve = startCliProcess(['serve'], env(0));
+    try {
+      await serve.waitFor(/"aa-oidc listening"/);
+      await serve.waitFor(
+        /No superuser existed, so one was created: username admin\n/,
+        'the bootstrap notice',
+        10_000,
+      );
+    } finally {
+      await serve.stop('SIGTERM');
+    }
+    assert.equal(await serve.exited, 0, serve.stderr());
+    const { username, password } = readBootstrapFile(database.dataDir);
+    assert.equal(username, 'admin');
+    const again = openDatabase(testConfig(database).database);
+    try {
+      const check = await createDirectory(again.db).verifyPassword(username, password);
+      assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
+      assert.equal(check.outcome === 'valid' && check.user.superuser, 1);
+      assert.equal(check.outcome === 'valid' && check.user.must_change_password, 1);
+    } finally {
+      await again.close();
     }
   });
 });

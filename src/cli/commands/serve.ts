@@ -38,14 +38,17 @@ export function registerServe(program: Command, io: CliIo): void {
         if (hasError(findings))
           throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
         metricsListener = await startCommandMetricsListener(app.metrics, config, app.logger);
-        // First run: a superuser to sign in with, its password written to a file below (never logged).
-        // Not before `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and
-        // the next start creates the superuser.
-        if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
-          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
         address = await app.listen().catch((error: unknown) => {
           throw listenFailure(error, config);
         });
+        // First run: a superuser to sign in with, its password written to a file below (never logged).
+        // Only once the port is bound: a start that cannot listen (port in use, a low port) creates
+        // nobody, so the start that can is the one that creates the superuser and shows its file;
+        // otherwise the one-time password would be lost with the failed start. Not before
+        // `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and the next
+        // start creates the superuser.
+        if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
+          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
         // This process also delivers queued back-channel logouts (so may `aa-oidc worker`), unless
         // the deployment leaves that to dedicated workers.
         if (migrated && config.logout.deliverInServe) app.logout.startWorker();
