@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
-import { redactUrl } from '../config/load.ts';
+import { redactUrl, unreadableFile } from '../config/load.ts';
 import { type MysqlTlsFiles, type MysqlTlsSettings, mysqlSslOption, mysqlUrlParts } from './mysql-tls.ts';
 import type { AllianceAuthDatabase } from './schema.ts';
 
@@ -156,14 +156,17 @@ function mysqlTls(url: string): ReturnType<typeof mysqlUrlParts> {
   }
 }
 
-/** The files `ssl-ca`, `ssl-cert` and `ssl-key` name, read once as the pool opens. */
+/**
+ * The files `ssl-ca`, `ssl-cert` and `ssl-key` name, read once as the pool opens (configuration load
+ * has read them too: this finds one gone or changed since, with the same message).
+ */
 function readTlsFiles(tls: MysqlTlsSettings): MysqlTlsFiles {
   const read = (parameter: string, file: string): string => {
     try {
       return readFileSync(file, 'utf8');
     } catch (error) {
       throw new AllianceAuthDatabaseError(
-        `${AA_DATABASE_SETTING}: ${parameter} ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give the path of a PEM file this user may read`,
+        `${AA_DATABASE_SETTING}: ${unreadableFile(error, parameter, file)}`,
       );
     }
   };

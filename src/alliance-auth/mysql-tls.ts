@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { MYSQL_URL_FILES } from '../config/load.ts';
 import { explainNetworkError, explainRefusedCertificate } from '../db/errors.ts';
 
 /**
@@ -26,9 +27,9 @@ export interface MysqlUrlParts {
 }
 
 const MODE_PARAMETERS = ['ssl-mode', 'ssl_mode'];
-const CA_PARAMETERS = ['ssl-ca', 'ssl_ca'];
-const CERT_PARAMETERS = ['ssl-cert', 'ssl_cert'];
-const KEY_PARAMETERS = ['ssl-key', 'ssl_key'];
+const CA_PARAMETERS = MYSQL_URL_FILES['ssl-ca'];
+const CERT_PARAMETERS = MYSQL_URL_FILES['ssl-cert'];
+const KEY_PARAMETERS = MYSQL_URL_FILES['ssl-key'];
 
 /**
  * Reads `ssl-mode`, `ssl-ca`, `ssl-cert` and `ssl-key` from a `mysql://` URL. A value that cannot

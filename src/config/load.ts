@@ -427,6 +427,7 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
         `${urlName}: "${redactUrl(aa.databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
       );
     }
+    if (!/^postgres/i.test(aa.databaseUrl)) mysqlUrlFilesReadable(aa.databaseUrl, urlName);
     if (aa.loginUrl === undefined) {
       throw new ConfigError(
         `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's sign-in page, where people register and pick a main character, e.g. https://auth.example.org/)`,
@@ -557,12 +558,31 @@ function postgresDriverReads(url: string, setting: string): boolean {
   }
 }
 
-/** The parameters of a PostgreSQL URL that name a file the driver reads, and what the file holds. */
-const POSTGRES_URL_FILES: Readonly<Record<string, string>> = {
+/** What each parameter of a database URL that names a file wants the file to hold (PEM). */
+const URL_FILE_HOLDS: Readonly<Record<string, string>> = {
+  // node-postgres (pg-connection-string)
   sslrootcert: "the certificate of the authority that issued the server's certificate",
   sslcert: "this client's certificate",
   sslkey: "this client's private key",
+  // MariaDB and MySQL, with the `mysql` client's option names (src/alliance-auth/mysql-tls.ts)
+  'ssl-ca': "the certificate of the authority that issued the server's certificate",
+  'ssl-cert': "this client's certificate",
+  'ssl-key': "this client's private key",
 };
+
+/** The parameters of a PostgreSQL URL that name a file the driver reads. */
+const POSTGRES_URL_FILES = ['sslrootcert', 'sslcert', 'sslkey'];
+
+/**
+ * The parameters of a MariaDB or MySQL URL that name a file, each with its other spelling (the
+ * `mysql` client takes both; the first present counts, its last value): aa-oidc reads these files
+ * itself and gives mysql2 their contents.
+ */
+export const MYSQL_URL_FILES = {
+  'ssl-ca': ['ssl-ca', 'ssl_ca'],
+  'ssl-cert': ['ssl-cert', 'ssl_cert'],
+  'ssl-key': ['ssl-key', 'ssl_key'],
+} as const;
 
 /**
  * What a failure to read a file named by a PostgreSQL URL means, as `cannot read PATH (sslrootcert):
@@ -571,7 +591,7 @@ const POSTGRES_URL_FILES: Readonly<Record<string, string>> = {
  */
 export function unreadableUrlFile(error: unknown, url: string): string | undefined {
   const { code, path: failed, syscall } = (error ?? {}) as NodeJS.ErrnoException;
-  const named = Object.keys(POSTGRES_URL_FILES).flatMap((parameter) =>
+  const named = POSTGRES_URL_FILES.flatMap((parameter) =>
     urlParameterValues(url, parameter).map((file) => ({ parameter, file })),
   );
   // Opening a folder succeeds: reading it fails, with no path given.
@@ -581,11 +601,18 @@ export function unreadableUrlFile(error: unknown, url: string): string | undefin
       : code === 'EISDIR'
         ? named.find(({ file }) => isFolder(file))
         : undefined;
-  if (found === undefined) return undefined;
-  const { parameter, file } = found;
-  const wanted = `a PEM file holding ${POSTGRES_URL_FILES[parameter]!}`;
+  return found === undefined ? undefined : unreadableFile(error, found.parameter, found.file);
+}
+
+/**
+ * Why the file `file`, which the URL parameter `parameter` (a key of `URL_FILE_HOLDS`) names, could
+ * not be read, and what to do: `cannot read PATH (PARAMETER): REASON; what to do`.
+ */
+export function unreadableFile(error: unknown, parameter: string, file: string): string {
+  const holds = URL_FILE_HOLDS[parameter];
+  const wanted = holds === undefined ? 'a PEM file' : `a PEM file holding ${holds}`;
   let reason: string;
-  switch (code) {
+  switch (((error ?? {}) as NodeJS.ErrnoException).code) {
     case 'ENOENT':
     case 'ENOTDIR':
       reason = `no such file; name ${wanted} (a relative path starts from the working directory)`;
@@ -601,6 +628,24 @@ export function unreadableUrlFile(error: unknown, url: string): string | undefin
       reason = (error as Error).message;
   }
   return `cannot read ${file} (${parameter}): ${reason}`;
+}
+
+/**
+ * The files a MariaDB or MySQL URL names (`ssl-ca`, `ssl-cert`, `ssl-key`), read here so that one
+ * that cannot be read is refused at load, naming `setting`, the parameter and the path, rather than
+ * when Alliance Auth's database is first opened. An empty value is left to that opening's message.
+ */
+function mysqlUrlFilesReadable(url: string, setting: string): void {
+  const parameters = new URL(url).searchParams;
+  for (const [parameter, spellings] of Object.entries(MYSQL_URL_FILES)) {
+    const file = spellings.map((name) => parameters.getAll(name).at(-1)).find((value) => value !== undefined);
+    if (file === undefined || file === '') continue;
+    try {
+      readFileSync(file);
+    } catch (error) {
+      throw new ConfigError(`${setting}: ${unreadableFile(error, parameter, file)}`);
+    }
+  }
 }
 
 function isFolder(file: string): boolean {

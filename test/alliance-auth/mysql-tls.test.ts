@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
+import { openAllianceAuthDatabase } from '../../src/alliance-auth/database.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import {
   explainMysqlConnectError,
   type MysqlSslMode,
@@ -7,6 +11,9 @@ import {
   type MysqlTlsSettings,
   mysqlUrlParts,
 } from '../../src/alliance-auth/mysql-tls.ts';
+import { temporaryFolders } from '../helpers/temporary-folders.ts';
+
+const tempDir = temporaryFolders('aa-oidc-mysql-tls-');
 
 describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
   const base = 'mysql://aa_oidc:secret@db.example.org:3306/alliance_auth';
@@ -98,6 +105,27 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
     assert.deepEqual(mysqlSslOption(settings('VERIFY_IDENTITY'), {}), {
       rejectUnauthorized: true,
       verifyIdentity: true,
+    });
+  });
+
+  it('names a TLS file gone since configuration load as the load does: setting, parameter, path, what it holds', () => {
+    const folder = tempDir();
+    const ca = path.join(folder, 'ca.pem');
+    writeFileSync(ca, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    const url = `mysql://aa_oidc:secret@127.0.0.1:3306/alliance_auth?ssl-mode=VERIFY_CA&ssl-ca=${ca}`;
+    const { databaseUrl } = loadConfig({
+      env: {
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        AA_OIDC_AA_DATABASE_URL: url,
+        AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+      },
+      cwd: folder,
+    }).directory.allianceAuth;
+    rmSync(ca);
+    // Opening reads the files before anything connects.
+    assert.throws(() => openAllianceAuthDatabase(databaseUrl!), {
+      name: 'AllianceAuthDatabaseError',
+      message: `AA_OIDC_AA_DATABASE_URL: cannot read ${ca} (ssl-ca): no such file; name a PEM file holding the certificate of the authority that issued the server's certificate (a relative path starts from the working directory)`,
     });
   });
 

@@ -255,13 +255,19 @@ describe("Alliance Auth's MariaDB over TLS", { skip }, () => {
         { 'ssl-mode': 'REQUIRED', 'ssl-ca': named.certFile },
         /ssl-ca is used only to check the server's certificate, which ssl-mode=REQUIRED does not do/,
       ],
-      [{ 'ssl-ca': path.join(folder, 'missing.pem') }, /ssl-ca \S+missing\.pem cannot be read \(ENOENT\)/],
     ];
     for (const [parameters, message] of cases) {
       const result = await listUsers(readerAt('localhost', parameters));
       assert.equal(result.code, 1, JSON.stringify(parameters));
       assert.match(result.stderr, new RegExp(`AA_OIDC_AA_DATABASE_URL: ${message.source}`));
     }
+    // A file that cannot be read: refused with the configuration, before anything connects.
+    const missing = await listUsers(readerAt('localhost', { 'ssl-ca': path.join(folder, 'missing.pem') }));
+    assert.equal(missing.code, 2);
+    assert.match(
+      missing.stderr,
+      /configuration error: AA_OIDC_AA_DATABASE_URL: cannot read \S+missing\.pem \(ssl-ca\): no such file; name a PEM file holding the certificate of the authority/,
+    );
   });
 
   // Last: the server comes back without TLS.

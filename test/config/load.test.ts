@@ -440,6 +440,68 @@ describe('configuration', () => {
     });
   });
 
+  it("refuses Alliance Auth's MariaDB URL naming a TLS file that cannot be read (ssl-ca, ssl-cert, ssl-key), naming the setting, parameter and path", () => {
+    const cwd = tempDir();
+    const missing = path.join(cwd, 'missing', 'ca.pem');
+    const aaEnv = (url: string): Record<string, string> => ({
+      AA_OIDC_DIRECTORY: 'alliance-auth',
+      AA_OIDC_AA_DATABASE_URL: url,
+      AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+    });
+    assert.throws(
+      () =>
+        loadConfig({
+          env: aaEnv(
+            `mysql://aa:hunter2@db.example.org:3306/alliance_auth?ssl-mode=VERIFY_IDENTITY&ssl-ca=${missing}`,
+          ),
+          cwd,
+        }),
+      configError(
+        new RegExp(
+          `^AA_OIDC_AA_DATABASE_URL: cannot read ${missing} \\(ssl-ca\\): no such file; name a PEM file holding the certificate of the authority that issued the server's certificate \\(a relative path starts from the working directory\\)$`,
+        ),
+      ),
+    );
+    // The client certificate's files, spelt either way; a folder where the key should be.
+    const cert = path.join(cwd, 'client.pem');
+    writeFileSync(cert, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    assert.throws(
+      () =>
+        loadConfig({
+          env: aaEnv(`mariadb://aa@db.example.org/alliance_auth?ssl_cert=${missing}&ssl-key=${cert}`),
+          cwd,
+        }),
+      configError(
+        new RegExp(
+          `^AA_OIDC_AA_DATABASE_URL: cannot read ${missing} \\(ssl-cert\\): no such file; name a PEM file holding this client's certificate `,
+        ),
+      ),
+    );
+    writeFileSync(
+      path.join(cwd, 'aa.json'),
+      JSON.stringify({
+        directory: {
+          source: 'alliance-auth',
+          allianceAuth: {
+            databaseUrl: `mysql://aa@db.example.org/alliance_auth?ssl-cert=${cert}&ssl-key=${encodeURIComponent(cwd)}`,
+            loginUrl: 'http://localhost:8080/',
+          },
+        },
+      }),
+    );
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      configError(
+        new RegExp(
+          `^config file .*aa\\.json key "directory\\.allianceAuth\\.databaseUrl": cannot read ${cwd} \\(ssl-key\\): it is a directory; name a PEM file holding this client's private key$`,
+        ),
+      ),
+    );
+    // Files that are there: the URL is taken (their contents are the driver's to judge).
+    const url = `mysql://aa@db.example.org/alliance_auth?ssl-ca=${cert}&ssl-cert=${cert}&ssl-key=${cert}`;
+    assert.equal(loadConfig({ env: aaEnv(url), cwd }).directory.allianceAuth.databaseUrl, url);
+  });
+
   it('says where a JSON config file stops parsing, once, and never what it holds there', () => {
     const cwd = tempDir();
     for (const [text, where] of [
