@@ -1,4 +1,5 @@
 import type { Config } from '../config/load.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { ApplicationLookups } from './delivery.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
@@ -12,6 +13,20 @@ import type { LogoutService, LogoutWorker } from './types.ts';
  * polls when idle, wakes at once when this process queued jobs, and purges finished jobs now and
  * then. `deliverDue` is the same loop run once, to the end.
  */
+
+/**
+ * The log line of a failure of the worker's own work (a claim, a record, a round): `what`, and when
+ * the database could not be used (down, restarting, its connections cut), that it was the database,
+ * so that it is not taken for a relying party's connection. The error's name, message and code only.
+ */
+function failureLine(
+  error: unknown,
+  what: string,
+): [{ err: { name: string; message: string; code?: string } }, string] {
+  const { name, message, code } = Object(error) as { name?: unknown; message?: unknown; code?: unknown };
+  const err = { name: String(name), message: String(message), ...(typeof code === 'string' ? { code } : {}) };
+  return [{ err }, isDatabaseUnavailable(error) ? `${what}: the database is unavailable` : what];
+}
 
 /** How often a worker deletes finished jobs past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
@@ -148,11 +163,7 @@ export function createWorkerLoop(deps: {
         .defer(jobs, owner, now(), delaySeconds)
         .then(
           () => undefined,
-          (error: unknown) =>
-            log.error(
-              { err: { name: (error as Error).name, message: (error as Error).message } },
-              'logout worker: putting jobs back',
-            ),
+          (error: unknown) => log.error(...failureLine(error, 'logout worker: putting jobs back')),
         )
         .finally(() => {
           unrecorded.delete(deferring);
@@ -203,12 +214,7 @@ export function createWorkerLoop(deps: {
         wake();
       };
       const running: Promise<void> = processJob(job, applications, attempted)
-        .catch((error: unknown) =>
-          log.error(
-            { err: { name: (error as Error).name, message: (error as Error).message } },
-            'logout worker',
-          ),
-        )
+        .catch((error: unknown) => log.error(...failureLine(error, 'logout worker')))
         .finally(() => {
           attempted();
           unrecorded.delete(running);
@@ -344,13 +350,8 @@ export function createWorkerLoop(deps: {
           failures = 0;
         } catch (error) {
           failures += 1;
-          log.error(
-            {
-              err: { name: (error as Error).name, message: (error as Error).message },
-              failures,
-            },
-            'logout worker',
-          );
+          const [fields, message] = failureLine(error, 'logout worker');
+          log.error({ ...fields, failures }, message);
           return Math.min(pollIntervalMs * 2 ** (failures - 1), MAX_FAILURE_BACKOFF_MS);
         }
         let delay = pollIntervalMs;

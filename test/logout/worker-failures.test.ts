@@ -34,7 +34,7 @@ describe(
       const user = await seedUser(server);
       await holdTokensAt(server, new Browser(), app, user.username);
       await server.app.directoryAdmin.deactivate({ id: user.id });
-      const failed = () => harness.logLines.filter((line) => line.includes('"msg":"logout worker"')).length;
+      const failed = () => harness.logLines.filter((line) => line.includes('"msg":"logout worker')).length;
 
       server.app.database.sqlite!.pragma('query_only = ON');
       const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
