@@ -549,8 +549,11 @@ const URL_PARTS_HINT =
  */
 function postgresDriverReads(url: string, setting: string): boolean {
   try {
-    parsePostgresUrl(url);
-    return true;
+    // An '@' in the database name as the driver reads it (it decodes no %40 there) is a password's
+    // '@' or '/' left unencoded: `postgres://aa:ab@/cd@db/aa` is read as no host and the database
+    // `cd@db/aa`, `postgres://aa:1234/cd@db/aa` as the host `aa`, port 1234 and the database
+    // `cd@db/aa`; the connection would go elsewhere, and its errors name part of the password.
+    return !parsePostgresUrl(url).database?.includes('@');
   } catch (error) {
     const unreadable = unreadableUrlFile(error, url);
     if (unreadable !== undefined) throw new ConfigError(`${setting}: ${unreadable}`);

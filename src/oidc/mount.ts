@@ -126,6 +126,11 @@ function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding
  * A form declared in a charset other than UTF-8: the provider would decode its raw bytes in that
  * charset but its %-escapes as UTF-8, our authorization and logout forms all of it as UTF-8. Answered
  * as a content coding is (415, not read, the connection closed), as what cannot be read as sent.
+ * Except on the endpoints a relying party's back end calls (token, introspection, revocation,
+ * userinfo) for US-ASCII and ISO-8859-1 (`latinCharset`): what such a request holds is ASCII,
+ * the same bytes in either, and Apache HttpClient 4.0–4.1 (Android's too) declares
+ * `charset=ISO-8859-1` by default. Nothing of those bodies is kept, and the provider decodes them in
+ * the charset declared.
  */
 function refuseCharset(ctx: Koa.Context, key: string, branding: Branding): void {
   ctx.set('Connection', 'close');
@@ -134,6 +139,21 @@ function refuseCharset(ctx: Koa.Context, key: string, branding: Branding): void 
     { status: 415, error: 'invalid_request', description: FORM_CHARSET_MESSAGE },
     browserRoute(key) ? { page: branding } : 'json',
   );
+}
+
+/** Whether the form's declared charset is refused on the route `key` (`refuseCharset`). */
+function refusedCharset(ctx: Koa.Context, key: string): boolean {
+  if (!declaresNonUtf8Charset(ctx)) return false;
+  return browserRoute(key) || !latinCharset(ctx.request.charset);
+}
+
+/** US-ASCII or ISO-8859-1 under any of their names: those a decoder reads as windows-1252 (WHATWG Encoding). */
+function latinCharset(charset: string): boolean {
+  try {
+    return new TextDecoder(charset).encoding === 'windows-1252';
+  } catch {
+    return false;
+  }
 }
 
 /** True when the request declares a content coding other than none (`identity`). */
@@ -206,7 +226,8 @@ function notFound(ctx: Koa.Context): void {
  * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
  *   not UTF-8 with well-formed %-escapes;
  * - a form body with a content coding, or declared in a charset other than UTF-8, is refused (415)
- *   on the provider's routes;
+ *   on the provider's routes (US-ASCII and ISO-8859-1 taken on token, introspection, revocation
+ *   and userinfo);
  * - browser-facing endpoints refuse framing; userinfo is never cached;
  * - discovery and the JWKS are answered from the provider's own first answer (prepared-answers.ts).
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
@@ -250,7 +271,7 @@ export function mountProvider(
       return refuseTooLarge(ctx, key, branding);
     if (ctx.method === 'POST' && FORM_ROUTES.has(key) && encodedBody(ctx))
       return refuseContentEncoding(ctx, key, branding);
-    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && declaresNonUtf8Charset(ctx))
+    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && refusedCharset(ctx, key))
       return refuseCharset(ctx, key, branding);
     if (key === '/userinfo') {
       // On Node's response: Koa's `set` builds four arrays per call for one plain string.

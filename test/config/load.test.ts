@@ -275,6 +275,19 @@ describe('configuration', () => {
       /^AA_OIDC_DATABASE_URL: "postgres:\/\/aa:\*\*\*@127\.0\.0\.1:99999\/aa_oidc" is not a valid URL/,
     ],
     [
+      // Read by the driver as no host and the database "ter2@127.0.0.1:5432/aa_oidc": connection
+      // errors (ours, and the server's "database … does not exist") named part of the password.
+      'a PostgreSQL URL with an unencoded @/ in its password, without any part of it',
+      { AA_OIDC_DATABASE_URL: 'postgres://aa:hun@/ter2hunter2@127.0.0.1:5432/aa_oidc' },
+      /^AA_OIDC_DATABASE_URL: "postgres:\/\/aa:\*\*\*@127\.0\.0\.1:5432\/aa_oidc" is not a valid URL; use postgres:\/\/USER:PASSWORD@HOST:PORT\/DB \(.*%40 for @, %2F for \//,
+    ],
+    [
+      // Read by the driver as the host "aa", the port 1234 and the database "hunter2@127.0.0.1/aa_oidc".
+      'a PostgreSQL URL with digits and an unencoded / in its password, without any part of it',
+      { AA_OIDC_DATABASE_URL: 'postgres://aa:1234/hunter2@127.0.0.1:5432/aa_oidc' },
+      /^AA_OIDC_DATABASE_URL: "postgres:\/\/aa:\*\*\*@127\.0\.0\.1:5432\/aa_oidc" is not a valid URL/,
+    ],
+    [
       'an EVE claims scope that is not a supported scope',
       { AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },
       /^AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: "eve" is not a supported scope; name one of oidc\.scopes \(openid, profile, email, groups, offline_access\) or add it to them \(AA_OIDC_OIDC_SCOPES\)$/,
