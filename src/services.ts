@@ -44,7 +44,8 @@ export interface ServicesOptions {
   migrate?: boolean;
   /**
    * Create the first signing key when none is active (default true: `serve` needs one). The CLI's
-   * administrative commands pass false, so that reading never writes.
+   * administrative commands pass false, so that reading never writes; they sign nothing (or fail
+   * naming the missing key, `bcl test`), so neither do they log that no key is active.
    */
   ensureSigningKey?: boolean;
   /**
@@ -173,7 +174,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;
     if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
-    const keyStore = await createKeyStore(database.db, config, logger, { initialLoad: migrated });
+    const keyStore = await createKeyStore(database.db, config, logger, {
+      initialLoad: migrated,
+      warnWithoutActiveKey: options.ensureSigningKey ?? true,
+    });
     closers.push(() => keyStore.close());
     const directoryLog = logger.child({ component: 'directory' });
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and

@@ -17,12 +17,24 @@ import { nameKey } from '../util/name-key.ts';
  */
 
 export type CheckId =
-  'E001' | 'E004' | 'E006' | 'E007' | 'W001' | 'W003' | 'W004' | 'W005' | 'W007' | 'W008' | 'W009' | 'W010';
+  | 'E001'
+  | 'E004'
+  | 'E006'
+  | 'E007'
+  | 'W001'
+  | 'W003'
+  | 'W004'
+  | 'W005'
+  | 'W007'
+  | 'W008'
+  | 'W009'
+  | 'W010'
+  | 'W011';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010';
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010' | 'W011';
       level: 'warning';
       message: string;
       hint: string;
@@ -42,6 +54,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W008',
   'W009',
   'W010',
+  'W011',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -114,7 +127,8 @@ export type CheckedSigningKey = Pick<SigningKeySummary, 'kid' | 'status' | 'modu
 export function runChecks(
   config: CheckedConfig,
   apps: readonly CheckedApplication[],
-  keys: readonly CheckedSigningKey[] = [],
+  /** The signing keys; omitted when they could not be read (a database with pending migrations). */
+  keys?: readonly CheckedSigningKey[],
 ): Finding[] {
   const findings: Finding[] = [];
   const withUri = apps.filter((app) => app.backchannelLogoutUri !== null);
@@ -216,7 +230,22 @@ export function runChecks(
   // Keys imported before `keys import` had its bounds keep signing (the active key) or will (the
   // next key): a huge key makes every signature slow, another exponent is refused by some relying
   // parties' libraries. Retired keys only verify, and go when their tokens expire.
-  for (const key of keys) {
+  // Nothing signs ID tokens nor logout tokens without an active key: `serve` and `worker` create one
+  // at their start, but a running server whose active key went (a withdrawal) keeps failing.
+  if (keys && !keys.some((key) => key.status === 'active')) {
+    const next = keys.find((key) => key.status === 'next');
+    findings.push({
+      id: 'W011',
+      level: 'warning',
+      message: next
+        ? `there is no active signing key, only the next key ${next.kid}: a running server signs no ID token nor logout token until one is active (serve and worker activate the next key at their start)`
+        : 'there is no active signing key (nor a next key): a running server signs no ID token nor logout token until one is active (serve and worker create one at their start)',
+      hint: next
+        ? `aa-oidc keys rotate activates the next key ${next.kid} now; running servers load it within seconds`
+        : 'aa-oidc keys rotate creates an active key (and a next key) now; running servers load it within seconds',
+    });
+  }
+  for (const key of keys ?? []) {
     if (key.status !== 'active' && key.status !== 'next') continue;
     const problems = importBoundsProblems(key.modulusBits, key.publicExponent);
     if (problems.length === 0) continue;

@@ -33,6 +33,9 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .description('OpenID Connect provider for Alliance Auth style communities')
     .version(`aa-oidc ${packageVersion()}`, '-V, --version', 'print the version')
     .showHelpAfterError()
+    // Descriptions wrap beside terms as long as `user`'s (`remove-group [options] <username> <group>`)
+    // too: commander's default (40 columns left) would print those lines unwrapped, 200 wide.
+    .configureHelp({ minWidthToWrap: 30 })
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -54,7 +57,41 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerDemo(program, io);
   registerTokens(program, io);
   registerAudit(program, io);
+  refuseNegatedPairs(program);
   return program;
+}
+
+/**
+ * `--x` together with `--no-x` (`app update --skip-authorization --no-skip-authorization`) is
+ * refused, naming both, as `--logo-url` with `--clear-logo-url` is: commander would let the last one
+ * win silently, so that a mistyped script changes what it did not mean to.
+ */
+function refuseNegatedPairs(program: Command): void {
+  const given = new Map<Command, Set<string>>();
+  const watch = (command: Command) => {
+    for (const negated of command.options.filter((option) => option.negate)) {
+      const long = negated.long?.replace(/^--no-/, '--');
+      const positive = command.options.find((option) => !option.negate && option.long === long);
+      if (!positive) continue;
+      for (const option of [positive, negated]) {
+        command.on(`option:${option.name()}`, () => {
+          const seen = given.get(command) ?? new Set<string>();
+          seen.add(option.long!);
+          given.set(command, seen);
+        });
+      }
+    }
+    for (const sub of command.commands) watch(sub);
+  };
+  watch(program);
+  program.hook('preAction', (_program, action) => {
+    const seen = given.get(action);
+    if (!seen) return;
+    for (const flag of seen) {
+      const negated = flag.replace(/^--/, '--no-');
+      if (seen.has(negated)) throw new CliError(`${flag} cannot be combined with ${negated}`);
+    }
+  });
 }
 
 /** Runs the CLI and returns the exit code: 0 on success, non-zero with a one-line reason otherwise. */

@@ -13,6 +13,12 @@ export interface KeyStoreOptions {
   initialLoad?: boolean;
   /** Overrides `config.keys.reloadIntervalMs`. */
   reloadIntervalMs?: number;
+  /**
+   * Log a warning when the database has no active key (default true: a process that signs, `serve`
+   * or `worker`). The CLI's administrative commands sign nothing, or fail naming the cause when they
+   * would (`bcl test`); `aa-oidc check` reports the state (W011).
+   */
+  warnWithoutActiveKey?: boolean;
   /** For tests. */
   now?: () => number;
 }
@@ -131,8 +137,9 @@ export async function createKeyStore(
     signature = nextSignature;
     currentVersion += 1;
     const active = keys.find((key) => key.status === 'active')?.kid;
-    if (active === undefined) log.warn('no active signing key in the database');
-    else if (active !== previousActive)
+    if (active === undefined) {
+      if (options.warnWithoutActiveKey ?? true) log.warn('no active signing key in the database');
+    } else if (active !== previousActive)
       log.info({ activeKid: active, keys: keys.length, version: currentVersion }, 'loaded signing keys');
     for (const listener of listeners) {
       try {

@@ -229,6 +229,18 @@ const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
       [{ mode: 'production' }, []],
     ],
   },
+  // Nothing signs without an active key.
+  W011: {
+    fires: [
+      [{}, [], []],
+      [{}, [], [key('next')]],
+      [{}, [], [key('retired'), key('removed')]],
+    ],
+    silent: [
+      [{}, [], [key('active')]],
+      [{}, [], [key('active'), key('next')]],
+    ],
+  },
 };
 
 describe('system checks', () => {
@@ -552,5 +564,40 @@ describe(`aa-oidc check: signing keys import would refuse (${testDatabaseKind})`
     assert.equal(rotated.code, 0, rotated.stderr);
     const after = await cli(['check', '--format', 'json'], env);
     assert.deepEqual(JSON.parse(after.stdout), [], 'the retired key only verifies');
+  });
+});
+
+describe(`aa-oidc check: no active signing key (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  it('warns (W011) without an active signing key, naming the next key and the command that activates it', async () => {
+    const env = testEnv(database);
+    const none = await cli(['check'], env);
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /^W011 warning: there is no active signing key \(nor a next key\): /m);
+    assert.match(none.stdout, /^ {2}hint: aa-oidc keys rotate creates an active key/m);
+
+    const prepared = await cli(['keys', 'prepare-next'], env);
+    assert.equal(prepared.code, 0, prepared.stderr);
+    const nextKid = /^next: (\S+)/m.exec(prepared.stdout)?.[1];
+    assert.ok(nextKid, prepared.stdout);
+    const onlyNext = await cli(['check'], env);
+    assert.equal(onlyNext.code, 0, onlyNext.stderr);
+    assert.match(
+      onlyNext.stdout,
+      new RegExp(`^W011 warning: there is no active signing key, only the next key ${nextKid}: `, 'm'),
+    );
+    assert.match(
+      onlyNext.stdout,
+      new RegExp(`^ {2}hint: aa-oidc keys rotate activates the next key ${nextKid} now`, 'm'),
+    );
+
+    const rotated = await cli(['keys', 'rotate'], env);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.deepEqual(JSON.parse((await cli(['check', '--format', 'json'], env)).stdout), []);
   });
 });

@@ -247,6 +247,41 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     assert.match(refused.stderr, /--id-token-claims/);
     assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true, 'nothing changed');
   });
+
+  it('refuses --x together with --no-x, naming both, whichever comes last', async () => {
+    for (const flag of [
+      'skip-authorization',
+      'pkce-required',
+      'debug-mode',
+      'backchannel-logout-on-revoke-only',
+      'id-token-claims',
+    ]) {
+      for (const args of [
+        [`--${flag}`, `--no-${flag}`],
+        [`--no-${flag}`, '--name', 'Proxy', `--${flag}`],
+      ]) {
+        const refused = await cli('app', 'update', 'oauth2-proxy', ...args, '--dry-run');
+        assert.equal(refused.code, 1, `${args.join(' ')}: ${refused.stderr}`);
+        assert.equal(refused.stdout, '');
+        assert.equal(refused.stderr, `aa-oidc: --${flag} cannot be combined with --no-${flag}\n`);
+      }
+    }
+    const before = await service.findByClientId('oauth2-proxy');
+    const refused = await cli(
+      'app',
+      'update',
+      'oauth2-proxy',
+      '--skip-authorization',
+      '--no-skip-authorization',
+    );
+    assert.equal(refused.code, 1);
+    assert.deepEqual(await service.findByClientId('oauth2-proxy'), before, 'nothing changed');
+    // The same negation given twice is no contradiction.
+    assert.equal(
+      (await cli('app', 'update', 'oauth2-proxy', '--no-debug-mode', '--no-debug-mode', '--dry-run')).code,
+      0,
+    );
+  });
   it('app show and aa-oidc check (W009) tell a secret still held as the imported PBKDF2 hash, never the hash, until the first success or a rotation', async () => {
     const secret = 'plugin-secret-0123456789abcdefghijklmnopqrstuvwxyz';
     const hash = await makeDjangoPbkdf2(secret, 1000);

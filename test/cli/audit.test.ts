@@ -97,6 +97,21 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     assert.match(since.stderr, /--since "yesterday" is not a time/);
     const limit = await cli('audit', 'list', '--limit', '0');
     assert.match(limit.stderr, /--limit must be an integer from 1 to 1000/);
+    // An empty range (--since at or after --until) is refused rather than listed as nothing.
+    for (const [sinceValue, untilValue] of [
+      ['0m', '1d'],
+      ['2024-05-02T00:00:00Z', '2024-05-01T00:00:00Z'],
+      ['2024-05-01T00:00:00Z', '2024-05-01T00:00:00Z'],
+    ]) {
+      const empty = await cli('audit', 'list', '--until', untilValue!, '--since', sinceValue!);
+      assert.equal(empty.code, 1);
+      assert.equal(empty.stdout, '');
+      assert.match(
+        empty.stderr,
+        /^aa-oidc: --since "[^"]+" \([^)]+\) is not before --until "[^"]+" \([^)]+\): no event can match; /,
+      );
+    }
+    assert.equal((await cli('audit', 'list', '--since', '1d', '--until', '0m')).code, 0);
   });
 
   it('reads relative and absolute times', () => {

@@ -393,3 +393,25 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.match(table.stdout, new RegExp(`admin_change\\s+signing_key ${kid} imported by cli`));
   });
 });
+
+describe(`aa-oidc administrative commands without an active signing key (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  it('log no warning about the missing key before their own output (they sign nothing)', async () => {
+    // Only a next key: nothing is active.
+    assert.equal((await aaOidc(database, 'keys', 'prepare-next')).code, 0);
+    const users = await aaOidc(database, 'user', 'list');
+    assert.equal(users.code, 0, users.stderr);
+    assert.equal(users.stderr, '');
+    const retire = await aaOidc(database, 'keys', 'retire', 'nope');
+    assert.equal(retire.code, 1);
+    assert.match(retire.stderr, /^aa-oidc: [^\n]*nope[^\n]*\n$/);
+    const withdraw = await aaOidc(database, 'keys', 'withdraw', 'nope');
+    assert.equal(withdraw.code, 1);
+    assert.match(withdraw.stderr, /^aa-oidc: [^\n]*nope[^\n]*\n$/);
+  });
+});

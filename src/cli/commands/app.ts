@@ -21,28 +21,36 @@ function withApplications<T>(io: CliIo, work: (service: ApplicationService) => P
 const dryRunOption = () => new Option('--dry-run', 'validate and show what would change; write nothing');
 
 const CREATE_HELP = `
-Grant types: without --grant-type a new app gets authorization_code and refresh_token. Each
---grant-type gives the complete list (authorization_code, refresh_token, client_credentials);
-client_credentials is for confidential clients only.
+Grant types: without --grant-type a new app gets authorization_code and
+refresh_token. Each --grant-type gives the complete list (authorization_code,
+refresh_token, client_credentials); client_credentials is for confidential
+clients only.
 
-Redirect URIs are matched as exact strings: absolute, no fragment, https (http only for
-127.0.0.1, [::1] and localhost, or in development mode); public clients may also use a
-reverse-domain private-use scheme such as com.example.app:/callback.
+Redirect URIs are matched as exact strings: absolute, no fragment, https (http
+only for 127.0.0.1, [::1] and localhost, or in development mode); public clients
+may also use a reverse-domain private-use scheme such as
+com.example.app:/callback.
 
-ID token: without --id-token-claims it carries only the protocol claims (sub, auth_time, sid, …)
-and what the claims parameter asks for; the scopes' claims come from userinfo. With it, the
-granted scopes' claims (email, email_verified, groups, preferred_username, name, …) are in the
-id_token too, for relying parties that read them only there (oauth2-proxy).
+ID token: without --id-token-claims it carries only the protocol claims (sub,
+auth_time, sid, …) and what the claims parameter asks for; the scopes' claims
+come from userinfo. With it, the granted scopes' claims (email, email_verified,
+groups, preferred_username, name, …) are in the id_token too, for relying
+parties that read them only there (oauth2-proxy).
 
-The client secret of a confidential app is printed once, here; only its SHA-256 digest is kept.
+The client secret of a confidential app is printed once, here; only its SHA-256
+digest is kept.
 `;
 
 const UPDATE_HELP = `
-List options: --redirect-uri, --post-logout-redirect-uri, --state and --group (each repeatable)
-REPLACE the whole list; --add-… and --remove-… edit the current list instead (applied in the
-order replace, add, remove; removing an entry that is not there is an error); --clear-… empties
-it. --grant-type (repeatable) replaces the grant types. Options not given leave the field as it
-is. The client type and client_id cannot be changed. The whole result is validated as at create.
+List options: --redirect-uri, --post-logout-redirect-uri, --state and --group
+(each repeatable) REPLACE the whole list; --add-… and --remove-… edit the
+current list instead (applied in the order replace, add, remove; removing an
+entry that is not there is an error); --clear-… empties it. --grant-type
+(repeatable) replaces the grant types. Options not given leave the field as it
+is. The client type and client_id cannot be changed. The whole result is
+validated as at create. A switch and its --no-… form together (--debug-mode
+--no-debug-mode) are refused, as are --logo-url with --clear-logo-url and
+--backchannel-logout-uri with --clear-backchannel-logout-uri.
 `;
 
 /**

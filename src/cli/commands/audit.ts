@@ -72,8 +72,14 @@ export function registerAudit(program: Command, io: CliIo): void {
           throw new CliError(
             `--limit must be an integer from 1 to ${MAX_AUDIT_PAGE} (got "${options.limit}")`,
           );
-        const since = options.since === undefined ? undefined : parseTime('--since', options.since);
-        const until = options.until === undefined ? undefined : parseTime('--until', options.until);
+        const now = Date.now();
+        const since = options.since === undefined ? undefined : parseTime('--since', options.since, now);
+        const until = options.until === undefined ? undefined : parseTime('--until', options.until, now);
+        // Events at or after --since and before --until: no event can be in an empty range.
+        if (since !== undefined && until !== undefined && since >= until)
+          throw new CliError(
+            `--since "${options.since}" (${isoTime(since)}) is not before --until "${options.until}" (${isoTime(until)}): no event can match; give the earlier time to --since`,
+          );
         const events = await withServices(io, async (services) => {
           let userId: number | undefined;
           if (options.username !== undefined) {

@@ -35,13 +35,17 @@ function parseIssuerUrl(value: string): string {
 
 const HELP = `
 Seeds, in development mode only (production refuses):
-  states Member (priority 100, oidc_access), Blue (50, oidc_access), Guest (10, no access);
+  states Member (priority 100, oidc_access), Blue (50, oidc_access),
+    Guest (10, no access);
   groups Directors and Fleet Commanders;
-  users demo-member, demo-director, demo-blue, demo-guest with fictional EVE characters,
-    each with a random password printed once (--reset-passwords prints new ones later);
-  the application "aa-oidc-demo" (confidential, whitelists Member and Blue), whose secret is
-    kept in DATA_DIR/demo-client.json (mode 0600) for the demo relying party.
-Running it again creates nothing twice. Then open the printed URL with \`aa-oidc serve\` running.
+  users demo-member, demo-director, demo-blue, demo-guest with fictional EVE
+    characters, each with a random password printed once (--reset-passwords
+    prints new ones later);
+  the application "aa-oidc-demo" (confidential, whitelists Member and Blue),
+    whose secret is kept in DATA_DIR/demo-client.json (mode 0600) for the demo
+    relying party.
+Running it again creates nothing twice. Then open the printed URL with
+\`aa-oidc serve\` running.
 `;
 
 export function registerDemo(program: Command, io: CliIo): void {

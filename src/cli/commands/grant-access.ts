@@ -25,7 +25,7 @@ export function registerGrantAccess(
   parent
     .command('grant-access')
     .description(`grant (or with --revoke, take away) the oidc_access permission of a ${entity}`)
-    .argument('<name>')
+    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
     .option('--revoke', 'take the permission away')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {

@@ -28,7 +28,7 @@ export function registerGroup(program: Command, io: CliIo): void {
   group
     .command('create')
     .description('create a group')
-    .argument('<name>')
+    .argument('<name>', "the new group's name")
     .option('--oidc-access', 'grant the oidc_access permission to every member')
     .action(async (name: string, options: { oidcAccess?: boolean }) => {
       const created = await withDirectory(io, (directory) =>

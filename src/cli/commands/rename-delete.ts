@@ -26,8 +26,8 @@ export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'sta
   parent
     .command('rename')
     .description(`rename a ${entity}; application whitelists follow`)
-    .argument('<name>')
-    .argument('<new-name>')
+    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
+    .argument('<new-name>', `the ${entity}'s new name`)
     .action(async (name: string, newName: string) => {
       const result = await withDirectory(io, (directory) => rename(directory, name, newName));
       say(
@@ -44,7 +44,7 @@ export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'sta
         ? 'delete a state nobody is in and no application whitelists'
         : 'delete a group no application whitelists; its members lose it (back-channel logout tells the apps they lose)',
     )
-    .argument('<name>')
+    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (name: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;

@@ -44,7 +44,7 @@ export function registerState(program: Command, io: CliIo): void {
   state
     .command('create')
     .description('create a state')
-    .argument('<name>')
+    .argument('<name>', "the new state's name")
     .option('--priority <n>', 'unique priority (higher ranks first)')
     .option('--oidc-access', 'grant the oidc_access permission to everyone in this state')
     .action(async (name: string, options: { priority?: string; oidcAccess?: boolean }) => {
@@ -69,7 +69,7 @@ export function registerState(program: Command, io: CliIo): void {
   state
     .command('set-priority')
     .description('give a state another priority (unique; higher ranks first)')
-    .argument('<name>')
+    .argument('<name>', 'the state, as `state list` shows it')
     .requiredOption('--priority <n>', 'the new priority')
     .action(async (name: string, options: { priority?: string }) => {
       const priority = parsePriority(options.priority);

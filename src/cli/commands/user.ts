@@ -221,7 +221,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('show')
     .description('show one user: state, groups, main character, live browser sessions')
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .addOption(formatOption())
     .action(async (username: string, options: { format: OutputFormat }) => {
       const { profile, sessions } = await withDirectory(io, async (directory, services) => {
@@ -236,7 +236,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'sign a user out everywhere, in one transaction: end their browser sessions, remove their grants, revoke their codes and tokens, and queue back-channel logout (user_revoked) to each app',
     )
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--dry-run', 'show what would end, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -261,7 +261,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'set a user’s password and end their browser sessions (the apps signed in through them get a back-channel logout); prompted for, or read from stdin (never from argv)',
     )
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--password-stdin', 'read the password from standard input (one line)')
     .action(async (username: string, options: { passwordStdin?: boolean }) => {
       // Fail on an unknown user before asking for a password.
@@ -279,8 +279,8 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'set a user’s email address ("" for none); it is unverified (email_verified: false) unless --verified',
     )
-    .argument('<username>')
-    .argument('<address>')
+    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<address>', 'the email address ("" for none)')
     .option('--verified', 'the address is known to be the user’s (released as email_verified: true)')
     .action(async (username: string, address: string, options: { verified?: boolean }) => {
       const verified = options.verified === true;
@@ -305,7 +305,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'remove a user’s two-factor enrolment and recovery codes (a lost authenticator); they can enrol again on their account page',
     )
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--dry-run', 'say whether there is one to remove, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -329,8 +329,8 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('set-state')
     .description('move a user to another state')
-    .argument('<username>')
-    .argument('<state>')
+    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<state>', 'the state, as `state list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -350,8 +350,8 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('add-group')
     .description('add a user to a group')
-    .argument('<username>')
-    .argument('<group>')
+    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<group>', 'the group, as `group list` shows it')
     .action(async (username: string, group: string) => {
       const result = await withDirectory(io, (directory) =>
         directory.addGroup({ username }, group, changeOptions(io)),
@@ -367,8 +367,8 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('remove-group')
     .description('remove a user from a group')
-    .argument('<username>')
-    .argument('<group>')
+    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<group>', 'the group, as `group list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -389,7 +389,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'make a user a superuser (or with --revoke, take it away; refused for the only active superuser)',
     )
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--revoke', 'take superuser away')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { revoke?: boolean; dryRun?: boolean }) => {
@@ -414,7 +414,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'deactivate a user: their browser sessions end, every app refuses them from the next request, and back-channel logout tells each app',
     )
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -433,7 +433,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('activate')
     .description('activate a deactivated user')
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .action(async (username: string) => {
       const result = await withDirectory(io, (directory) =>
         directory.activate({ username }, changeOptions(io)),
@@ -445,7 +445,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('delete')
     .description('delete a user and their memberships (back-channel logout tells each app)')
-    .argument('<username>')
+    .argument('<username>', 'the user, as `user list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
