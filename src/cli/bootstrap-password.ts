@@ -1,5 +1,6 @@
 import path from 'node:path';
-import type { Config } from '../config/load.ts';
+import { type Config, settingName } from '../config/load.ts';
+import { CliError } from './context.ts';
 import type { BootstrapLogin } from '../directory/builtin/types.ts';
 import { ensurePrivateDirectory, writePrivateFile } from '../util/private-files.ts';
 
@@ -24,6 +25,34 @@ export function writeBootstrapPassword(dataDir: string, login: BootstrapLogin, a
     ].join('\n'),
   );
   return file;
+}
+
+/**
+ * `writeBootstrapPassword` for `serve`, which creates the superuser only once this succeeded: a
+ * failure is a `CliError` naming the file, the cause and what to do.
+ */
+export function saveBootstrapPassword(
+  config: Pick<Config, 'dataDir' | 'origins'>,
+  login: BootstrapLogin,
+): string {
+  try {
+    return writeBootstrapPassword(config.dataDir, login);
+  } catch (error) {
+    const file = bootstrapPasswordFile(config.dataDir);
+    const cause = error instanceof Error ? error.message : String(error);
+    const directory = `the data directory ${config.dataDir} (${settingName(config.origins, 'dataDir')})`;
+    const fix: Record<string, string> = {
+      EISDIR: `remove the directory at ${file}`,
+      ENOTEMPTY: `remove the directory at ${file}`,
+      ENOSPC: `free space on the disk of ${directory}`,
+      EDQUOT: `free space (this user's disk quota) on the disk of ${directory}`,
+    };
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    throw new CliError(
+      `cannot write the bootstrap superuser's one-time password to ${file} (${cause}), so no superuser was created; ` +
+        `${fix[code] ?? `make ${directory} writable by this user`}, then start again`,
+    );
+  }
 }
 
 /**

@@ -37,14 +37,18 @@ export function refuseUnreadableTarget(): Koa.Middleware {
   };
 }
 
-/** `http://host/path?query` → `/path?query`: the path and query as sent, not normalised. */
-const HTTP_ABSOLUTE_FORM = /^https?:\/\/[^/?#]*([^#]*)/is;
+/**
+ * `http://host/path?query` → `/path?query`: the path and query as sent, not normalised. The
+ * authority may not be empty: the WHATWG parser reads `http:///o/token/` as host `o`, path
+ * `/token/`, while the path as sent would be `/o/token/`.
+ */
+const HTTP_ABSOLUTE_FORM = /^https?:\/\/[^/?#]+([^#]*)/is;
 
 /**
  * The target's host and origin form when it is an http(s) URL written `scheme://authority…` that the
  * WHATWG parser reads. Any other scheme (`ws://host/o/logout/` reads as a path to Koa, but the
  * provider's URLs cannot be built on it: a 500) is not served, nor a target without its authority
- * (`http:/o/token/`, which Node's HTTP parser refuses before us), nor one the WHATWG parser refuses
+ * (`http:/o/token/`, which Node's HTTP parser refuses before us; `http:///o/token/`), nor one the WHATWG parser refuses
  * (Koa's parser, Node's legacy `url.parse`, would print a deprecation warning with the URL on stderr
  * before it throws). The WHATWG parse decides and names the host; the path is taken as sent.
  */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -12,6 +12,7 @@ import { createServices } from '../../src/services.ts';
 import { cli, spawnCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { asRoot } from '../helpers/unprivileged.ts';
 import {
   Browser,
   formAction,
@@ -150,6 +151,75 @@ describe(`aa-oidc serve on a first run that cannot listen (${testDatabaseKind})`
       assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
       assert.equal(check.outcome === 'valid' && check.user.superuser, 1);
       assert.equal(check.outcome === 'valid' && check.user.must_change_password, 1);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+describe(`aa-oidc serve on a first run that cannot write the password file (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase();
+  });
+  after(async () => database.drop());
+
+  it('stops, naming the file and what to do, and creates no superuser; the next start after the fix does', async () => {
+    // The data directory alone, the SQLite file elsewhere: only the password file cannot be written.
+    const dataDir = path.join(database.dataDir, 'locked-data');
+    const file = path.join(dataDir, 'bootstrap-password');
+    mkdirSync(dataDir, { mode: 0o700 });
+    // A read-only directory; root writes into one anyway, so then a directory stands in the file's way.
+    if (asRoot) mkdirSync(file);
+    else chmodSync(dataDir, 0o500);
+    const env = testEnv(database, {
+      AA_OIDC_DATA_DIR: dataDir,
+      AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+      AA_OIDC_PORT: '0',
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_METRICS_ENABLED: 'false',
+      AA_OIDC_LOG_LEVEL: 'info',
+    });
+    const first = startCliProcess(['serve'], env);
+    const code = await Promise.race([first.exited, delay(30_000).then(() => 'still running')]);
+    if (code === 'still running') await first.stop('SIGKILL');
+    const failed = { code, stdout: first.stdout(), stderr: first.stderr() };
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.ok(
+      failed.stderr.includes(`cannot write the bootstrap superuser's one-time password to ${file} (`),
+      failed.stderr,
+    );
+    const fix = asRoot
+      ? `remove the directory at ${file}`
+      : `make the data directory ${dataDir} (AA_OIDC_DATA_DIR) writable by this user`;
+    assert.ok(failed.stderr.includes(`so no superuser was created; ${fix}, then start again`), failed.stderr);
+    assert.doesNotMatch(failed.stdout, /No superuser existed|created the bootstrap superuser/);
+    assert.deepEqual(readdirSync(dataDir), asRoot ? ['bootstrap-password'] : [], 'no file is left behind');
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      assert.equal(await hasActiveSuperuser(handle.db), false, 'the failed start created no superuser');
+    } finally {
+      await handle.close();
+    }
+
+    if (asRoot) rmdirSync(file);
+    else chmodSync(dataDir, 0o700);
+    const serve = startCliProcess(['serve'], env);
+    try {
+      await serve.waitFor(/"aa-oidc listening"/);
+      await serve.waitFor(/aa-oidc user set-password \S+\n/, 'the bootstrap notice', 10_000);
+    } finally {
+      await serve.stop('SIGTERM');
+    }
+    assert.equal(await serve.exited, 0, serve.stderr());
+    const { username, password } = readBootstrapFile(dataDir);
+    assert.equal(username, 'admin');
+    assert.equal(mode(file), 0o600);
+    const again = openDatabase(testConfig(database).database);
+    try {
+      const check = await createDirectory(again.db).verifyPassword(username, password);
+      assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
+      assert.equal(check.outcome === 'valid' && check.user.superuser, 1);
     } finally {
       await again.close();
     }

@@ -74,6 +74,9 @@ describe(`URLs pinned to the issuer (development, ${testDatabaseKind})`, () => {
       'http://',
       'https://',
       'http://127.0.0.1:port/',
+      // No authority: the WHATWG parser would take `o` for the host while the path kept `/o/…`.
+      'http:///o/.well-known/openid-configuration',
+      'https:///o/token/',
       // Koa reads these, but the provider cannot build its URLs on them: only http(s) is served.
       `ws://${issuerHost}/o/logout/`,
       'foo://x/o/.well-known/openid-configuration',

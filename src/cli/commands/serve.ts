@@ -5,7 +5,7 @@ import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import type { MetricsListener } from '../../metrics/http.ts';
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
-import { bootstrapNotice, writeBootstrapPassword } from '../bootstrap-password.ts';
+import { bootstrapNotice, saveBootstrapPassword } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { textBlock } from '../output.ts';
 import { type Config, settingName } from '../../config/load.ts';
@@ -27,6 +27,7 @@ export function registerServe(program: Command, io: CliIo): void {
       let metricsListener: MetricsListener | undefined;
       let address;
       let bootstrap: BootstrapLogin | null = null;
+      let bootstrapFile = '';
       try {
         // The system checks: refuse to start on an error (before the database is migrated, only the
         // configuration can be judged).
@@ -47,8 +48,16 @@ export function registerServe(program: Command, io: CliIo): void {
         // otherwise the one-time password would be lost with the failed start. Not before
         // `aa-oidc migrate` in production: serve runs meanwhile (/readyz says why) and the next
         // start creates the superuser.
-        if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0)
-          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser();
+        // The file is written before the superuser is committed: a data directory that cannot take it
+        // (not writable, disk full) stops the start and creates nobody, rather than a superuser
+        // whose password nobody will ever see.
+        if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0) {
+          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser({
+            handOver: (login) => {
+              bootstrapFile = saveBootstrapPassword(config, login);
+            },
+          });
+        }
         // This process also delivers queued back-channel logouts (so may `aa-oidc worker`), unless
         // the deployment leaves that to dedicated workers.
         if (migrated && config.logout.deliverInServe) app.logout.startWorker();
@@ -73,9 +82,8 @@ export function registerServe(program: Command, io: CliIo): void {
           '\n',
       );
       if (bootstrap) {
-        const file = writeBootstrapPassword(config.dataDir, bootstrap);
         const terminal = (io.stdout as NodeJS.WritableStream & { isTTY?: boolean }).isTTY === true;
-        io.stdout.write(bootstrapNotice(bootstrap, file, config, terminal));
+        io.stdout.write(bootstrapNotice(bootstrap, bootstrapFile, config, terminal));
       }
       const memoryRelease = startMemoryRelease({ log: app.logger });
       // Started before `aa-oidc migrate`: once the migrations are in, stop (exit code 75) so that

@@ -96,6 +96,8 @@ export function loginOperations(
               },
               passwordHash,
             );
+            // Last, so that the commit follows: a login that cannot be handed over is rolled back.
+            await options?.handOver?.({ username: record.user.username, password });
             return record.user.username;
           });
         } catch (error) {

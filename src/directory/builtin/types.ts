@@ -178,6 +178,15 @@ export interface BootstrapLogin {
   password: string;
 }
 
+/** How the first-run superuser is created. */
+export interface BootstrapOptions extends ChangeOptions {
+  /**
+   * Hands the new login to the operator (`serve` writes the bootstrap password file), before the
+   * superuser is committed; a failure rolls the superuser back.
+   */
+  handOver?(login: BootstrapLogin): void | Promise<void>;
+}
+
 /**
  * The built-in directory's admin interface: the one write path for users, states, groups and
  * memberships, password checks, first-run setup, and the records behind them. Every change runs in
@@ -267,7 +276,8 @@ export interface DirectoryAdmin {
   /**
    * When no active superuser exists, creates `admin` (or `admin-N` when taken) as a superuser with
    * a random password that must be changed at its first sign-in, and returns the login; otherwise
-   * returns null.
+   * returns null. `options.handOver` receives the login inside the transaction, before the commit:
+   * when it throws, nobody is created, so that no superuser exists whose password nobody saw.
    */
-  ensureBootstrapSuperuser(options?: ChangeOptions): Promise<BootstrapLogin | null>;
+  ensureBootstrapSuperuser(options?: BootstrapOptions): Promise<BootstrapLogin | null>;
 }
