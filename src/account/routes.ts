@@ -410,7 +410,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           if (!(await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer)))
             return request.seeOther('/account#two-factor');
           const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
-          if (!attempt) return request.seeOther('/account#two-factor');
+          // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
+          if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
           const repeated = await deps.twoFactor.repeatConfirmation(user, code, shown, confirmer);
           if (!repeated.ok) return request.seeOther('/account#two-factor');
           await deps.throttle.succeeded(attempt);

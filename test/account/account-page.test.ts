@@ -378,6 +378,30 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal((await server.app.twoFactor.status(person.id)).enrolled, false);
   });
 
+  it('answers 429 to a "Turn on" sent again once the sign-in throttle is spent, rather than a quiet redirect', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+    const form = { code: currentCode(secret), enrolment };
+    const first = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, form);
+    assert.equal(first.status, 200);
+    // Resends of this form with a wrong code: each a failure of the throttle's (five by default).
+    for (let attempt = 0; attempt < 5; attempt += 1) {
+      const wrong = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+        code: form.code === '000000' ? '111111' : '000000',
+        enrolment,
+      });
+      assert.equal(wrong.status, 303);
+    }
+    const throttled = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, form);
+    assert.equal(throttled.status, 429, `not ${throttled.status} ${throttled.location}`);
+    assert.match(pageText(throttled.body), /Too many wrong attempts/);
+    assert.doesNotMatch(throttled.body, /<li><code>[a-z0-9]{5}-[a-z0-9]{5}<\/code><\/li>/);
+  });
+
   it('shows a refused password change or turn-off at the field to blame, which takes the focus', async () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);
