@@ -32,10 +32,8 @@ const OUTCOMES: readonly LogoutDeliveryOutcome[] = [
 interface CommonFilter {
   /** The filter as typed, to show it back and to carry it to the next page. */
   query: Record<string, string>;
-  clientId?: string;
-  userId?: number;
-  since?: number;
-  until?: number;
+  /** What every list reads of it: only the bounds given and well formed (the lists' own options). */
+  bounds: { clientId?: string; userId?: number; since?: number; until?: number };
   /** A filter that matches nothing (an unknown user, or a refused filter). */
   impossible: boolean;
   /**
@@ -52,7 +50,13 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   const username = queryText(raw, 'user', 150);
   const since = queryText(raw, 'since', 40);
   const until = queryText(raw, 'until', 40);
-  const filter: CommonFilter = { query: {}, impossible: false, refused: false, errors: new Map() };
+  const filter: CommonFilter = {
+    query: {},
+    bounds: {},
+    impossible: false,
+    refused: false,
+    errors: new Map(),
+  };
   if (clientId !== '') {
     filter.query.client_id = clientId;
     // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
@@ -60,13 +64,13 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
       filter.impossible = true;
       filter.refused = true;
       filter.errors.set('client_id', 'Not a client_id: it holds a control character.');
-    } else filter.clientId = clientId;
+    } else filter.bounds.clientId = clientId;
   }
   if (username !== '') {
     filter.query.user = username;
     // No username holds a control character; a NUL byte is not printed into the page either.
     const user = hasControlCharacter(username) ? undefined : await deps.directory.profileByUsername(username);
-    if (user) filter.userId = user.id;
+    if (user) filter.bounds.userId = user.id;
     else if (hasControlCharacter(username)) {
       filter.impossible = true;
       filter.refused = true;
@@ -88,7 +92,7 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
       filter.impossible = true;
       filter.refused = true;
       filter.errors.set(name, `Not a time: use ${TIME_FILTER_FORMS}.`);
-    } else filter[name] = at;
+    } else filter.bounds[name] = at;
   }
   return filter;
 }
@@ -189,10 +193,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           filter.impossible || outcomeError !== undefined
             ? []
             : await listDeliveryAttempts(deps.db, {
-                ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
-                ...(filter.userId === undefined ? {} : { userId: filter.userId }),
-                ...(filter.since === undefined ? {} : { since: filter.since }),
-                ...(filter.until === undefined ? {} : { until: filter.until }),
+                ...filter.bounds,
                 ...(outcome === '' ? {} : { outcome }),
                 ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
                 limit: PAGE,
@@ -259,10 +260,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const rows = filter.impossible
           ? []
           : await listCodeReuse(deps.db, {
-              ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
-              ...(filter.userId === undefined ? {} : { userId: filter.userId }),
-              ...(filter.since === undefined ? {} : { since: filter.since }),
-              ...(filter.until === undefined ? {} : { until: filter.until }),
+              ...filter.bounds,
               offset: (pageNumber - 1) * PAGE,
               limit: PAGE,
             });
@@ -332,10 +330,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             ? []
             : await deps.auditStore.list({
                 kinds,
-                ...(filter.clientId === undefined ? {} : { clientId: filter.clientId }),
-                ...(filter.userId === undefined ? {} : { userId: filter.userId }),
-                ...(filter.since === undefined ? {} : { since: filter.since }),
-                ...(filter.until === undefined ? {} : { until: filter.until }),
+                ...filter.bounds,
                 ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
                 limit: PAGE,
               });

@@ -109,16 +109,12 @@ function refuseTooLarge(ctx: Koa.Context, key: string, branding: Branding): void
  * connection closes after the answer.
  */
 function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding): void {
-  ctx.set('Connection', 'close');
   ctx.set('Accept-Encoding', 'identity');
-  answerRefusal(
+  refuseUnreadForm(
     ctx,
-    {
-      status: 415,
-      error: 'invalid_request',
-      description: 'Content encodings (gzip, deflate, br) are not accepted: send the form body uncompressed.',
-    },
-    browserRoute(key) ? { page: branding } : 'json',
+    key,
+    branding,
+    'Content encodings (gzip, deflate, br) are not accepted: send the form body uncompressed.',
   );
 }
 
@@ -133,10 +129,15 @@ function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding
  * the charset declared.
  */
 function refuseCharset(ctx: Koa.Context, key: string, branding: Branding): void {
+  refuseUnreadForm(ctx, key, branding, FORM_CHARSET_MESSAGE);
+}
+
+/** A form body refused unread (415 `invalid_request`, `description`): the connection closes after the answer. */
+function refuseUnreadForm(ctx: Koa.Context, key: string, branding: Branding, description: string): void {
   ctx.set('Connection', 'close');
   answerRefusal(
     ctx,
-    { status: 415, error: 'invalid_request', description: FORM_CHARSET_MESSAGE },
+    { status: 415, error: 'invalid_request', description },
     browserRoute(key) ? { page: branding } : 'json',
   );
 }
