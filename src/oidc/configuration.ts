@@ -18,6 +18,7 @@ import { ApplicationClientAdapter, EXTRA_CLIENT_METADATA, type ApplicationLookup
 import { createFindAccount, type ProfileSource } from './find-account.ts';
 import { introspectionAllowedPolicy } from './introspection-policy.ts';
 import { jwtAccessTokenCustomizer } from './jwt-access-token-claims.ts';
+import { keepGrantedOfflineAccess } from './refresh-scope.ts';
 import { renderError } from './render-error.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
 import { logoutSource } from './logout-source.ts';
@@ -163,7 +164,12 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     },
 
     issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    rotateRefreshToken: true,
+    // Every refresh rotates; the call is also where a refresh asking again for the offline_access
+    // its token carries gets it back in the new access token's scope (refresh-scope.ts).
+    rotateRefreshToken: (ctx) => {
+      keepGrantedOfflineAccess(ctx);
+      return true;
+    },
     // Every code and token is bound to the browser session that authorized it, offline_access or
     // not: signing out (RP-initiated logout) or the session's end revokes them, as the Python
     // plugin's logout deleted the user's tokens. Within the session they live by their own TTLs.

@@ -482,6 +482,48 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     assert.equal(more.body.scope, 'profile');
   });
 
+  it('keeps offline_access granted with prompt=consent in the scope of every access token, refreshed or not', async () => {
+    // OIDC Core §11: offline_access is granted with prompt=consent. The first access token carries
+    // it, and so does each refreshed one, whether the RP sends its configured scope again (as
+    // mod_auth_openidc and authlib do) or no scope at all (RFC 6749 §6: the original grant).
+    const asked = 'openid email offline_access';
+    const { code, verifier } = await codeFor(new Browser(), { scope: asked, prompt: 'consent' });
+    const exchanged = await token({
+      grant_type: 'authorization_code',
+      code,
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+    assert.equal(exchanged.body.scope, asked);
+    assert.equal((await introspect(exchanged.body.access_token as string)).body.scope, asked);
+
+    const again = await token({
+      grant_type: 'refresh_token',
+      refresh_token: exchanged.body.refresh_token as string,
+      scope: asked,
+    });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.equal(again.body.scope, asked);
+    assert.equal((await introspect(again.body.access_token as string)).body.scope, asked);
+
+    const whole = await token({
+      grant_type: 'refresh_token',
+      refresh_token: again.body.refresh_token as string,
+    });
+    assert.equal(whole.status, 200, JSON.stringify(whole.body));
+    assert.equal(whole.body.scope, asked);
+
+    // Asking for less is still less (RFC 6749 §6), offline_access included.
+    const narrower = await token({
+      grant_type: 'refresh_token',
+      refresh_token: whole.body.refresh_token as string,
+      scope: 'openid offline_access',
+    });
+    assert.equal(narrower.status, 200, JSON.stringify(narrower.body));
+    assert.equal(narrower.body.scope, 'openid offline_access');
+  });
+
   it('skips the login page for a signed-in browser and the consent page once granted; prompt=consent forces it', async () => {
     const browser = new Browser();
     await codeFor(browser);

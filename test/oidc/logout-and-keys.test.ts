@@ -146,6 +146,79 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
     assert.equal(await grantsAt(closed.clientId), 0);
   });
 
+  it('answers prompt=none with interaction_required at a native skip_authorization application, which signs in without a consent page', async () => {
+    // RFC 8252 §8.6: another app can claim a native app's custom URI scheme, so the user interacts
+    // at every authorization (oidc-provider's `native_client_prompt` check); skip_authorization
+    // spares the native app the consent page, not that interaction.
+    const browser = new Browser();
+    await tokensFor(browser);
+    const nativeRedirectUri = 'org.example.app:/callback';
+    const app = await seedApp(server, {
+      clientType: 'public',
+      skipAuthorization: true,
+      redirectUris: [nativeRedirectUri],
+    });
+    const authorizeAt = async (
+      extra: Record<string, string>,
+      seen?: SignInOptions['seen'],
+      clientId = app.clientId,
+      redirectUri = nativeRedirectUri,
+    ) => {
+      const response = await signIn(
+        browser,
+        server,
+        authorizeUrl(server, {
+          client_id: clientId,
+          redirect_uri: redirectUri,
+          response_type: 'code',
+          scope: 'openid',
+          code_challenge: pkcePair().challenge,
+          code_challenge_method: 'S256',
+          ...extra,
+        }),
+        { username: user.username, ...(seen && { seen }) },
+      );
+      assert.equal(response.status, 303);
+      const location = new URL(response.headers.get('location')!);
+      assert.equal(location.href.split('?')[0], redirectUri);
+      return location.searchParams;
+    };
+
+    const silent = await authorizeAt({ prompt: 'none' });
+    assert.equal(silent.get('error'), 'interaction_required');
+    assert.equal(silent.get('error_description'), 'native clients require End-User interaction');
+
+    const seen: NonNullable<SignInOptions['seen']> = [];
+    const interactive = await authorizeAt({}, seen);
+    assert.ok(interactive.get('code'), `a code, not ${interactive.get('error')}`);
+    assert.deepEqual(seen, [], 'neither a login nor a consent page for the signed-in browser');
+
+    // Granted now, and still no silent sign-in.
+    assert.equal((await authorizeAt({ prompt: 'none' })).get('error'), 'interaction_required');
+
+    // A native app that does not skip consent asks for it at every sign-in.
+    const asking = await seedApp(server, { clientType: 'public', redirectUris: [nativeRedirectUri] });
+    for (let round = 0; round < 2; round += 1) {
+      const pages: NonNullable<SignInOptions['seen']> = [];
+      const answer = await authorizeAt({}, pages, asking.clientId);
+      assert.ok(answer.get('code'), `a code, not ${answer.get('error')}`);
+      assert.deepEqual(
+        pages.map((page) => page.kind),
+        ['consent'],
+      );
+    }
+
+    // A loopback redirect URI does not make an application native.
+    const loopback = 'http://127.0.0.1:8765/callback';
+    const cli = await seedApp(server, {
+      clientType: 'public',
+      skipAuthorization: true,
+      redirectUris: [loopback],
+    });
+    const quiet = await authorizeAt({ prompt: 'none' }, undefined, cli.clientId, loopback);
+    assert.ok(quiet.get('code'), `a code, not ${quiet.get('error')}`);
+  });
+
   it('confirms logout on a page, redirects to the registered post_logout_redirect_uri and ends the grant', async () => {
     const browser = new Browser();
     const tokens = await tokensFor(browser);
