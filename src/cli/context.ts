@@ -168,8 +168,8 @@ export async function withDatabase<T>(
 
 /**
  * An SQLite file that does not exist is refused, naming it and the setting that placed it: opening
- * it would create an empty database (and its folder) at a mistyped path, and only `migrate` (or
- * `serve` and `demo` in development) is meant to create one.
+ * it would create an empty database (and its folder) at a mistyped path, and only `migrate`, `serve`
+ * and `demo` (in development) are meant to create one.
  */
 export function refuseMissingSqliteFile(config: Config): void {
   const target = config.database;

@@ -130,16 +130,20 @@ function redactParameters(text: string): string {
 
 /**
  * Where a URL's user information may hold a password: `//`, a user's name, its `:`. A user's name
- * holds no `[` or `]` (RFC 3986): `//[::1]:8080` is an IPv6 host and its port, not a user `[`.
+ * starts with no `[`: `//[::1]:8080` is an IPv6 host and its port, not a user `[`. Further on, a `[`
+ * (percent-encoded by a URL parser, kept by the drivers) may be part of it: `//a[b:PASSWORD@db`.
  */
-const USERINFO_START = /\/\/[^\s/?#@:[\]]*:/g;
-const USERINFO_CANDIDATE = /\/\/[^\s/?#@:[\]]*:/;
+const USERINFO_START = /\/\/(?!\[)[^\s/?#@:]*:/g;
+const USERINFO_CANDIDATE = /\/\/(?!\[)[^\s/?#@:]*:/;
 /** What a port is: at most five digits (none: the scheme's default), then a path, query or fragment. */
 const PORT = /(\d{0,5})[/?#]/y;
 /** A URL's host (a name, an address, `[IPv6]`) and perhaps its port, then its path, query or fragment. */
 const HOST_THEN_PATH = /(?:\[[^\s\]]*\]|[\w.~%-]+)(?::\d*)?[/?#]/y;
-/** The start of a host. */
-const HOST_START = /[\w[]/y;
+/**
+ * The start of a host, or of what follows a URL's empty host: its path, query or fragment
+ * (`postgres://aa:PASSWORD@/aa?host=/run/postgresql`, a Unix socket), or its port.
+ */
+const HOST_START = /[\w[/?#:]/y;
 /** A web URL's scheme right before its `//`: those are the URLs with ports and `@` in paths. */
 const WEB_SCHEME = /(?:^|[^A-Za-z0-9+.-])(?:https?|wss?):$/i;
 const WHITE_SPACE = /\s/g;
@@ -156,10 +160,12 @@ const WHITE_SPACE = /\s/g;
  * port, and the URL is kept, unless what follows the last `@` reads as the end of a password:
  * - a host (a name, an address, `[IPv6]`; perhaps its port) followed by a path, query or fragment:
  *   `postgres://aa:1234/5678@db/aa`, `…@db:5432/aa`, `…@db?sslmode=…`;
- * - a host ending the URL (`postgres://aa:1234/5678@db`), except in a web URL (`http`, `https`,
- *   `ws`, `wss`), where `https://host:8443/x@y` and `https://host:8443/x?mail=a@b` are a port and
- *   an `@` in the path or query. That is the one password shown: digits and a `/` in a web URL with
- *   nothing after its host. An `@` with no host after it (`//a:1/b@`) ends no password.
+ * - a host ending the URL (`postgres://aa:1234/5678@db`), or an empty host and what follows it
+ *   (`postgres://aa:1234/5678@/aa?host=/run/postgresql`, a Unix socket), except in a web URL
+ *   (`http`, `https`, `ws`, `wss`), where `https://host:8443/x@y` and `https://host:8443/x?mail=a@b`
+ *   are a port and an `@` in the path or query. That is the one password shown: digits and a `/` in
+ *   a web URL with nothing after its host. An `@` with nothing of a URL after it (`//a:1/b@`) ends
+ *   no password.
  * A port and a path holding an `@` before a host and a path read as a password too:
  * `https://host:8443/users/bob@example.com/profile` loses `8443/users/bob`. Linear: the end of each
  * run of text, its last `@` and what follows that `@` are read once; a port is at most 6 characters.

@@ -316,6 +316,8 @@ describe('structured logging redaction', () => {
       scrubString('GET http://wiki:s3cret@[::1]:8080/o/x?a=b HTTP/1.1'),
       'GET http://wiki:[redacted]@[::1]:8080/o/x?a=b HTTP/1.1',
     );
+    // A `[` further on in a user's name (the drivers read it so) does not make it a host.
+    assert.equal(scrubString('postgres://a[b:s3cret@db/aa'), 'postgres://a[b:[redacted]@db/aa');
   });
 
   it('redacts the whole of a URL password holding an `@` and a `/`, however far it runs', () => {
@@ -343,6 +345,12 @@ describe('structured logging redaction', () => {
       ['postgres://aa:1234/5678@db?sslmode=require', 'postgres://aa:[redacted]@db?sslmode=require'],
       ['"postgres://aa:1234/5678@db" refused', '"postgres://aa:[redacted]@db" refused'],
       ['mysql://aa:/5678@[::1]', 'mysql://aa:[redacted]@[::1]'],
+      // An empty host (a Unix socket) and what follows it.
+      [
+        'postgres://aa:1234/5678@/aa?host=/run/postgresql',
+        'postgres://aa:[redacted]@/aa?host=/run/postgresql',
+      ],
+      ['postgres://aa:1234/5678@?host=/run/postgresql', 'postgres://aa:[redacted]@?host=/run/postgresql'],
       ['connect //aa:123456/7@db', 'connect //aa:[redacted]@db'],
       // Not a port: six digits, or above 65535.
       ['https://aa:123456/7@db', 'https://aa:[redacted]@db'],
