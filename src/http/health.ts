@@ -5,6 +5,7 @@ import { isReachable } from '../db/connect.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
+import { answerMethodNotAllowed } from './refusal.ts';
 
 /** Another system the server cannot serve without (Alliance Auth's database), for `/readyz`. */
 export interface ReadinessDependency {
@@ -155,10 +156,11 @@ export function healthRoutes(
     ctx.body = body;
   };
   // Every other request passes on without waiting here.
-  return (ctx, next) =>
-    (ctx.method === 'GET' || ctx.method === 'HEAD') && (ctx.path === '/healthz' || ctx.path === '/readyz')
-      ? answer(ctx, next)
-      : next();
+  return (ctx, next) => {
+    if (ctx.path !== '/healthz' && ctx.path !== '/readyz') return next();
+    if (ctx.method === 'GET' || ctx.method === 'HEAD') return answer(ctx, next);
+    answerMethodNotAllowed(ctx, ['GET', 'HEAD'], 'json');
+  };
 }
 
 /** What `/readyz` learned of aa-oidc's own database. */

@@ -42,3 +42,24 @@ export function answerTooLarge(ctx: Koa.Context, limit: number, format: RefusalF
     format,
   );
 }
+
+/**
+ * A 405 for a method the path does not take (RFC 9110 §15.5.6): `allowed` are those it does, named
+ * in `Allow` and in the description.
+ */
+export function answerMethodNotAllowed(
+  ctx: Koa.Context,
+  allowed: readonly string[],
+  format: RefusalFormat,
+): void {
+  ctx.set('Allow', allowed.join(', '));
+  answerRefusal(
+    ctx,
+    {
+      status: 405,
+      error: 'invalid_request',
+      description: `This endpoint takes ${allowed.join(', ')} requests only.`,
+    },
+    format,
+  );
+}

@@ -27,7 +27,8 @@ export function bearerTokenMatches(authorization: string | undefined, expected: 
 
 /**
  * `/metrics` on the main port, only when `metrics.bearerToken` is configured (otherwise the path is
- * left to the rest of the app, which answers 404). A missing or wrong token gets 401.
+ * left to the rest of the app, which answers 404). A missing or wrong token gets 401; another method
+ * than GET or HEAD, 405.
  */
 export function metricsRoute(metrics: Metrics, bearerToken: string | undefined): Koa.Middleware {
   if (bearerToken === undefined) return (_ctx, next) => next();
@@ -43,8 +44,17 @@ export function metricsRoute(metrics: Metrics, bearerToken: string | undefined):
     ctx.type = contentType;
     ctx.body = body;
   };
-  return (ctx, next) =>
-    ctx.path === METRICS_PATH && (ctx.method === 'GET' || ctx.method === 'HEAD') ? answer(ctx, next) : next();
+  return (ctx, next) => {
+    if (ctx.path !== METRICS_PATH) return next();
+    if (ctx.method === 'GET' || ctx.method === 'HEAD') return answer(ctx, next);
+    ctx.status = 405;
+    ctx.set('Allow', 'GET, HEAD');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = {
+      error: 'invalid_request',
+      error_description: 'This endpoint takes GET, HEAD requests only.',
+    };
+  };
 }
 
 export interface MetricsListener {

@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { notFramedPolicy } from '../http/content-security-policy.ts';
-import { answerRefusal, answerTooLarge } from '../http/refusal.ts';
+import { answerMethodNotAllowed, answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
   declaresMoreThan,
   declaresNonUtf8Charset,
@@ -15,6 +15,7 @@ import {
   wellFormedQuery,
 } from '../http/request-body.ts';
 import { preparedAnswers } from './prepared-answers.ts';
+import { providerRouteMethods } from './provider-internals.ts';
 
 /**
  * The provider's routes, relative to the issuer path (`/o`): the Python plugin's paths, so that
@@ -221,7 +222,8 @@ function notFound(ctx: Koa.Context): void {
 /**
  * Serves the provider under the issuer's path. In front of it, one small normalisation step:
  * - each route answers with or without its trailing slash;
- * - the blocked paths answer 404;
+ * - the blocked paths answer 404; a method the provider has no route for, where it has routes for
+ *   others, 405 with `Allow`;
  * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
@@ -295,6 +297,8 @@ export function mountProvider(
         setPath(ctx, outerPath);
         state.mountPath = undefined;
         await next();
+        // No route of the provider took the request: only then are its routes for other methods looked up.
+        if (ctx.body == null && ctx.status === 404) refuseMethod(ctx, provider, inner, key, branding);
       });
       // One undeclared (chunked) is found too large only by reading it: the same answer.
       if (tooLarge.has(ctx)) refuseTooLarge(ctx, key, branding);
@@ -311,6 +315,30 @@ export function mountProvider(
     if (prepared.answer(ctx, current())) return;
     return serve(ctx, next);
   };
+}
+
+/** The order an `Allow` header names methods in. */
+const ALLOW_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS'];
+
+/**
+ * A request no route answered, at a path where the provider has routes for other methods (`PUT
+ * /o/token/`, `POST /o/.well-known/jwks.json`): 405 with `Allow` naming them (RFC 9110 §15.5.6),
+ * not a 404 that says the endpoint does not exist. The methods are the provider's own router's
+ * (OPTIONS where it answers CORS preflights), plus POST on authorization and logout, whose form
+ * POST this mount hands on as the equivalent GET. Elsewhere, the 404 stands.
+ */
+function refuseMethod(
+  ctx: Koa.Context,
+  provider: Provider,
+  inner: string,
+  key: string,
+  branding: Branding,
+): void {
+  const routed = providerRouteMethods(provider, inner);
+  if (routed.length === 0 || routed.includes(ctx.method)) return;
+  const formPost = (key === '/authorize' || key === '/logout') && routed.includes('GET');
+  const allowed = ALLOW_ORDER.filter((method) => routed.includes(method) || (formPost && method === 'POST'));
+  answerMethodNotAllowed(ctx, allowed, browserRoute(key) ? { page: branding } : 'json');
 }
 
 /** `path.replace(/\/+$/, '')` without the regular expression, which tries every position of the path. */

@@ -48,5 +48,7 @@ declare module 'oidc-provider/lib/helpers/weak_cache.js' {
     configuration: { findAccount(ctx: unknown, sub: string, token?: unknown): Promise<unknown> };
     features: { mTLS: { getCertificate(ctx: unknown): unknown } };
     grantTypeHandlers: Map<string, (ctx: unknown) => Promise<void>>;
+    /** `lib/helpers/router.js`: the route a method and a path match, undefined when none does. */
+    router?: { match(method: string, path: string): unknown };
   };
 }

@@ -68,6 +68,20 @@ export function matchedRouteName(ctx: Koa.Context | KoaContextWithOIDC): string 
   return (ctx as unknown as { _matchedRouteName?: string })._matchedRouteName;
 }
 
+/** The methods a provider route can be registered for (oidc-provider's `lib/helpers/router.js`). */
+const ROUTE_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS'] as const;
+
+/**
+ * The methods oidc-provider's own router has a route for at `path` (relative to its mount, as the
+ * router sees it): `['POST', 'OPTIONS']` at `/token/`, none where it has no route. Empty, too, when
+ * a provider upgrade moved the router (test/oidc/wrong-method.test.ts fails then).
+ */
+export function providerRouteMethods(provider: Provider, path: string): string[] {
+  const router = instance(provider).router;
+  if (typeof router?.match !== 'function') return [];
+  return ROUTE_METHODS.filter((method) => router.match(method, path) !== undefined);
+}
+
 /**
  * oidc-provider 9 answers `unsupported_token_type` when a JWT is presented at the introspection or
  * revocation endpoint (`shared/reject_structured_tokens.js`): it assumes JWT access tokens are

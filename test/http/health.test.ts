@@ -51,6 +51,27 @@ describe('health endpoints', () => {
       await migrated?.close();
     }
   });
+
+  it('answers 405 naming GET and HEAD to another method on /healthz and /readyz', async () => {
+    const server = await startServer();
+    try {
+      for (const [method, path] of [
+        ['POST', '/healthz'],
+        ['PUT', '/readyz'],
+        ['DELETE', '/healthz'],
+      ]) {
+        const response = await fetch(`${server.origin}${path}`, { method });
+        assert.equal(response.status, 405, `${method} ${path}`);
+        assert.equal(response.headers.get('allow'), 'GET, HEAD', `${method} ${path}`);
+        assert.deepEqual(await response.json(), {
+          error: 'invalid_request',
+          error_description: 'This endpoint takes GET, HEAD requests only.',
+        });
+      }
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 /**

@@ -109,6 +109,15 @@ describe('metrics', () => {
       assert.equal(response.status, 200);
       assertExposesSectionI(await response.text());
     });
+
+    it('answers 405 naming GET and HEAD to another method, with the token or without', async () => {
+      for (const headers of [{}, { Authorization: `Bearer ${token}` }]) {
+        const response = await fetch(`${base}/metrics`, { method: 'POST', headers });
+        assert.equal(response.status, 405);
+        assert.equal(response.headers.get('allow'), 'GET, HEAD');
+        assert.doesNotMatch(await response.text(), /aa_oidc_/);
+      }
+    });
   });
 
   it('does not serve /metrics on the main port when no bearer token is configured', async () => {

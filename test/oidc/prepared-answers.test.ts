@@ -79,7 +79,8 @@ describe(`discovery and JWKS answered from the engine's first answer (${testData
       assert.equal(preflight.status, 204);
       assert.equal(preflight.headers.get('access-control-allow-methods'), 'GET');
       const post = await fetch(`${server.issuer}${path}`, { method: 'POST' });
-      assert.equal(post.status, 404);
+      assert.equal(post.status, 405);
+      assert.equal(post.headers.get('allow'), 'GET, HEAD, OPTIONS');
       assert.deepEqual(engine().slice(1), [`OPTIONS ${path}`, `POST ${path}`]);
     });
   }
