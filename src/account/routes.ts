@@ -407,12 +407,12 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         if (!pending) {
           // This very form, sent again by this browser just now (a double click or a resend without
           // script, the first answer never seen): the same recovery codes, under the throttle.
-          if (!(await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer)))
-            return request.seeOther('/account#two-factor');
+          const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer);
+          if (!confirmation) return request.seeOther('/account#two-factor');
           const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
           // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
           if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
-          const repeated = await deps.twoFactor.repeatConfirmation(user, code, shown, confirmer);
+          const repeated = confirmation.repeat(code);
           if (!repeated.ok) return request.seeOther('/account#two-factor');
           await deps.throttle.succeeded(attempt);
           return recoveryCodesPage(request, repeated.recoveryCodes);

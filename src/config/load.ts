@@ -122,7 +122,12 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
     text = readFileSync(file, 'utf8');
     mode = statSync(file).mode & 0o777;
   } catch (error) {
-    throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${whyUnreadable(error)}`);
+    const why = whyUnreadable(error, {
+      file: 'a YAML or JSON file',
+      orElse: 'unset AA_OIDC_CONFIG',
+      access: 'like mode 0640, owner root, group aa-oidc',
+    });
+    throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${why}`);
   }
   let parsed: unknown;
   try {
@@ -154,17 +159,21 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
   return { settings: parsed, mode };
 }
 
-/** Why the config file could not be read, and what to do, for the usual causes. */
-function whyUnreadable(error: unknown): string {
-  switch ((error as NodeJS.ErrnoException).code) {
+/**
+ * Why a file could not be read, and what to do, for the usual causes: `wanted.file` is what to name
+ * instead, `wanted.orElse` another way out when there is no such file, and `wanted.access` an example
+ * of the permissions that let aa-oidc read it.
+ */
+function whyUnreadable(error: unknown, wanted: { file: string; orElse?: string; access?: string }): string {
+  switch (((error ?? {}) as NodeJS.ErrnoException).code) {
     case 'ENOENT':
     case 'ENOTDIR':
-      return 'no such file; name an existing YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG';
+      return `no such file; name ${wanted.file} (a relative path starts from the working directory)${wanted.orElse === undefined ? '' : `, or ${wanted.orElse}`}`;
     case 'EACCES':
     case 'EPERM':
-      return 'permission denied; let the user aa-oidc runs as read it (like mode 0640, owner root, group aa-oidc)';
+      return `permission denied; let the user aa-oidc runs as read it${wanted.access === undefined ? '' : ` (${wanted.access})`}`;
     case 'EISDIR':
-      return 'it is a directory; name a YAML or JSON file';
+      return `it is a directory; name ${wanted.file}`;
     default:
       return (error as Error).message;
   }
@@ -614,23 +623,7 @@ export function unreadableUrlFile(error: unknown, url: string): string | undefin
 export function unreadableFile(error: unknown, parameter: string, file: string): string {
   const holds = URL_FILE_HOLDS[parameter];
   const wanted = holds === undefined ? 'a PEM file' : `a PEM file holding ${holds}`;
-  let reason: string;
-  switch (((error ?? {}) as NodeJS.ErrnoException).code) {
-    case 'ENOENT':
-    case 'ENOTDIR':
-      reason = `no such file; name ${wanted} (a relative path starts from the working directory)`;
-      break;
-    case 'EACCES':
-    case 'EPERM':
-      reason = 'permission denied; let the user aa-oidc runs as read it';
-      break;
-    case 'EISDIR':
-      reason = `it is a directory; name ${wanted}`;
-      break;
-    default:
-      reason = (error as Error).message;
-  }
-  return `cannot read ${file} (${parameter}): ${reason}`;
+  return `cannot read ${file} (${parameter}): ${whyUnreadable(error, { file: wanted })}`;
 }
 
 /**

@@ -40,6 +40,15 @@ export interface Enrolment {
 
 export type RecoveryCodes = { ok: true; recoveryCodes: string[] } | { ok: false };
 
+/** A confirmation just now, as `confirmedJustNowBy` found it (read once, for one request). */
+export interface RecentConfirmation {
+  /**
+   * The recovery codes it stored, when `code` is the very code that confirmed (its step), still
+   * valid now, and the window still lasts: `repeatConfirmation` without reading the enrolment again.
+   */
+  repeat(code: string): RecoveryCodes;
+}
+
 export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
 
 export interface TwoFactorService {
@@ -65,11 +74,15 @@ export interface TwoFactorService {
     confirmer?: string,
   ): Promise<RecoveryCodes>;
   /**
-   * Whether `confirmer` confirmed the enrolment `enrolmentId` within the last
-   * `REPEAT_CONFIRMATION_WINDOW_MS` and no recovery code was used since: only then can
-   * `repeatConfirmation` answer (a caller throttles that check of a code, and no other).
+   * The confirmation of the enrolment `enrolmentId` by `confirmer`, when it was within the last
+   * `REPEAT_CONFIRMATION_WINDOW_MS` and no recovery code was used since: only then can the same
+   * confirmation be repeated (a caller throttles that check of a code, and no other).
    */
-  confirmedJustNowBy(userId: number, enrolmentId: unknown, confirmer: string): Promise<boolean>;
+  confirmedJustNowBy(
+    userId: number,
+    enrolmentId: unknown,
+    confirmer: string,
+  ): Promise<RecentConfirmation | undefined>;
   /**
    * The same confirmation sent again (a form sent twice, the first answer never seen): the recovery
    * codes the first one stored, when `confirmedJustNowBy` holds and `code` is the very code that
@@ -298,14 +311,15 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
   /**
    * The recovery codes `confirmer` was shown for the enrolment `shown`, when it confirmed it within
-   * the window and every code is still unused; with the enrolment's secret and confirmation step.
+   * the window and every code is still unused; to show again for the very code that confirmed.
    */
-  const confirmedBy = async (userId: number, shown: unknown, confirmer: string) => {
+  const confirmedJustNowBy: TwoFactorService['confirmedJustNowBy'] = async (userId, shown, confirmer) => {
     if (typeof shown !== 'string' || typeof confirmer !== 'string' || confirmer === '') return undefined;
     const current = await enrolmentOf(userId);
     if (!current || current.confirmed_at === null || current.last_used_step === null) return undefined;
     const confirmedAt = Number(current.confirmed_at);
-    if (now() - confirmedAt > REPEAT_CONFIRMATION_WINDOW_MS) return undefined;
+    const withinWindow = () => now() - confirmedAt <= REPEAT_CONFIRMATION_WINDOW_MS;
+    if (!withinWindow()) return undefined;
     const secret = cipher.open(userId, current.secret_encrypted);
     if (!sameText(enrolmentId(secret), shown)) return undefined;
     const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt, secret });
@@ -318,7 +332,15 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     const unused = new Set(stored.map((row) => row.code_sha256));
     if (stored.length !== recoveryCodes.length || !recoveryCodes.every((code) => unused.has(digest(code))))
       return undefined;
-    return { secret, step: Number(current.last_used_step), recoveryCodes };
+    const step = Number(current.last_used_step);
+    return {
+      repeat(code) {
+        // The very code that confirmed (its step), still valid now: a form sent again, not a new one.
+        if (typeof code !== 'string' || !withinWindow() || acceptedStep(secret, code, null, now()) !== step)
+          return { ok: false };
+        return { ok: true, recoveryCodes };
+      },
+    };
   };
 
   const verify: TwoFactorService['verify'] = async (userId, code) => {
@@ -415,17 +437,11 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       return { ok: true, recoveryCodes };
     },
 
-    async confirmedJustNowBy(userId, shown, confirmer) {
-      return (await confirmedBy(userId, shown, confirmer)) !== undefined;
-    },
+    confirmedJustNowBy,
 
     async repeatConfirmation(user, code, shown, confirmer) {
       if (typeof code !== 'string') return { ok: false };
-      const confirmation = await confirmedBy(user.id, shown, confirmer);
-      // The very code that confirmed (its step), still valid now: a form sent again, not a new one.
-      if (!confirmation || acceptedStep(confirmation.secret, code, null, now()) !== confirmation.step)
-        return { ok: false };
-      return { ok: true, recoveryCodes: confirmation.recoveryCodes };
+      return (await confirmedJustNowBy(user.id, shown, confirmer))?.repeat(code) ?? { ok: false };
     },
 
     verify,

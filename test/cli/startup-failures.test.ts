@@ -329,7 +329,7 @@ describe('a config file the command cannot read', () => {
       [missing.code, missing.stderr],
       [
         2,
-        `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${path.join(folder, 'missing.yaml')}: no such file; name an existing YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG\n`,
+        `aa-oidc: configuration error: AA_OIDC_CONFIG: cannot read ${path.join(folder, 'missing.yaml')}: no such file; name a YAML or JSON file (a relative path starts from the working directory), or unset AA_OIDC_CONFIG\n`,
       ],
     );
     // Set but empty (a unit's variable that expanded to nothing): not read as unset.

@@ -123,7 +123,8 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     assert.ok(confirmed.ok);
     const enabledEvents = events.filter((event) => event.kind === 'admin_change' && event.name === 'carol');
     assert.equal(enabledEvents.length, 1);
-    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-a'), true);
+    const recent = await service.confirmedJustNowBy(carol.id, started.id, 'session-a');
+    assert.deepEqual(recent?.repeat(code), confirmed);
     assert.deepEqual(await service.repeatConfirmation(carol, code, started.id, 'session-a'), confirmed);
     assert.deepEqual(
       events.filter((event) => event.kind === 'admin_change' && event.name === 'carol'),
@@ -139,12 +140,13 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
       ['session-a', started.id, code === '000000' ? '111111' : '000000'],
     ] as const)
       assert.deepEqual(await service.repeatConfirmation(carol, again, shown, confirmer), { ok: false });
-    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-b'), false);
+    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-b'), undefined);
 
     // After the window: not again, even with a code still valid then.
     const saved = clock;
     clock += REPEAT_CONFIRMATION_WINDOW_MS + 1;
-    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-a'), false);
+    assert.equal(await service.confirmedJustNowBy(carol.id, started.id, 'session-a'), undefined);
+    assert.deepEqual(recent?.repeat(code), { ok: false }, 'nor from a confirmation read within it');
     assert.deepEqual(await service.repeatConfirmation(carol, code, started.id, 'session-a'), { ok: false });
     clock = saved;
     // Once one recovery code is used: not again.

@@ -29,7 +29,7 @@ import { sameText } from '../../util/same-text.ts';
  * be outlived by a sign-in under way. The step keeps the user's sign-in generation
  * (src/db/sign-in-generation.ts) as it was after the password, and completes only under the same.
  * The enrolment form sent again by the same sign-in (a double click, a resend without script) shows
- * the recovery codes the first one stored, as the account page does (`repeatConfirmation`, the
+ * the recovery codes the first one stored, as the account page does (`confirmedJustNowBy`, the
  * interaction as the confirmer); the login goes on only from that page's Continue.
  */
 export type TwoFactorLogin = Pick<
@@ -243,9 +243,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         // This very form, sent again by this sign-in just now (a double click or a resend without
         // script, the first answer never seen): the same recovery codes, under the throttle. The
         // login goes on only from the page's Continue, as after the first answer.
-        if (await deps.twoFactor.confirmedJustNowBy(user.id, pending.enrolment, confirmer)) {
+        const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, pending.enrolment, confirmer);
+        if (confirmation) {
           if (!attempt) return request.fail(429, THROTTLED);
-          const repeated = await deps.twoFactor.repeatConfirmation(user, code, pending.enrolment, confirmer);
+          const repeated = confirmation.repeat(code);
           if (repeated.ok) {
             await deps.throttle.succeeded(attempt);
             return showCodes(repeated.recoveryCodes);
