@@ -30,6 +30,16 @@ export interface PluginApplication {
   hashClientSecret: boolean;
   states: string[];
   groups: string[];
+  debugMode: boolean;
+  /** The id_token signing algorithm: `RS256`, `HS256`, or `""` (the plugin then issued none). */
+  algorithm: string;
+  /** The origins the plugin answered CORS requests from. */
+  allowedOrigins: string[];
+  /**
+   * `manual` (an operator made it; also every application of a plugin older than its migration
+   * 0021), or how the client registered itself: `dcr`, `cimd`.
+   */
+  registrationSource: string;
 }
 
 function words(text: string | null | undefined): string[] {
@@ -82,5 +92,9 @@ export async function readPluginApplications(aa: AaDb): Promise<PluginApplicatio
     hashClientSecret: truthy(row.hash_client_secret),
     states: namesOf(states, row.id),
     groups: namesOf(groups, row.id),
+    debugMode: truthy(row.debug_mode),
+    algorithm: (row.algorithm ?? '').trim(),
+    allowedOrigins: words(row.allowed_origins),
+    registrationSource: textOrNull(row.registration_source) ?? 'manual',
   }));
 }

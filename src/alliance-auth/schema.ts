@@ -110,7 +110,8 @@ export interface EveCharacterTable {
 
 /**
  * The Python plugin's application table (app label `allianceauth_oidc`): a django-oauth-toolkit
- * application plus the plugin's fields, as its migrations 0001–0022 leave it.
+ * application plus the plugin's fields, as its migrations 0001–0022 leave it. It is read with
+ * `selectAll()`, so a column an older plugin lacks comes back `undefined`: those are optional.
  */
 export interface PluginApplicationTable {
   id: number | string;
@@ -125,15 +126,23 @@ export interface PluginApplicationTable {
   client_secret: string;
   name: string;
   skip_authorization: AaBool;
+  /** The id_token signing algorithm: `RS256`, `HS256` (keyed with the client secret), or `""`. */
   algorithm: string;
   active: AaBool;
   debug_mode: AaBool;
   logo_url: string;
+  /** Space-separated origins the plugin answered CORS requests from (its token endpoint). */
+  allowed_origins: string;
   hash_client_secret: AaBool;
   pkce_required: AaBool;
   access_token_format: string | null;
   backchannel_logout_uri: string;
   backchannel_logout_on_revoke_only: AaBool;
+  /**
+   * `manual` (made in the plugin's admin), `dcr` (RFC 7591 dynamic client registration) or `cimd`
+   * (a client ID metadata document): absent before the plugin's migration 0021.
+   */
+  registration_source?: string;
 }
 
 export interface PluginApplicationStatesTable {

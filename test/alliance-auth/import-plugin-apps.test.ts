@@ -260,6 +260,126 @@ await describeOnEachAllianceAuth(
       }
     });
 
+    it('leaves out the applications clients registered themselves (dynamic registration, metadata documents), naming each', async () => {
+      // As django-oauth-toolkit's registration leaves them: no whitelist, so open to everyone.
+      await pluginApp({
+        client_id: 'dcr-registered-client',
+        name: 'Self-registered',
+        redirect_uris: 'https://selfreg.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+        registration_source: 'dcr',
+      });
+      await pluginApp({
+        client_id: 'https://mcp.example.org/oauth/client.json',
+        name: 'MCP client',
+        client_type: 'public',
+        redirect_uris: 'https://mcp.example.org/cb',
+        registration_source: 'cimd',
+        cimd_expires_at: '2025-01-02 00:00:00',
+      });
+      // A later plugin's way, unknown here, is not taken for an operator's.
+      await pluginApp({
+        client_id: 'unknown-source-client',
+        name: 'Unknown source',
+        redirect_uris: 'https://unknown.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+        registration_source: 'federation',
+      });
+      for (const dryRun of [['--dry-run'], []]) {
+        const result = await cli(['import', 'plugin-apps', ...dryRun], env);
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(
+          result.stdout,
+          /^not imported dcr-registered-client \(Self-registered\): the client registered itself through the plugin's dynamic client registration \(registration source "dcr"\): aa-oidc takes only applications an operator made, with whitelists chosen for them; if the relying party is wanted, create it with "aa-oidc app create" and whitelist its states or groups$/m,
+        );
+        assert.match(
+          result.stdout,
+          /^not imported https:\/\/mcp\.example\.org\/oauth\/client\.json \(MCP client\): the client registered itself from a client ID metadata document the plugin fetched \(registration source "cimd"\): aa-oidc takes only/m,
+        );
+        assert.match(
+          result.stdout,
+          /^not imported unknown-source-client \(Unknown source\): registration source "federation" is not one aa-oidc knows: it imports only applications an operator made \("manual"\)$/m,
+        );
+      }
+      const list = JSON.parse((await cli(['app', 'list', '--format', 'json'], env)).stdout) as Array<{
+        client_id: string;
+      }>;
+      assert.deepEqual(
+        list.filter((app) => /dcr|mcp|unknown/.test(app.client_id)),
+        [],
+      );
+    });
+
+    it('carries debug mode over, and names on the line the id_token signing and CORS origins aa-oidc does not keep', async () => {
+      const secret = { client_secret: CLEAR_SECRET, hash_client_secret: fixture.bool(false) };
+      await pluginApp({
+        client_id: 'hs256-client',
+        name: 'Signed with the secret',
+        redirect_uris: 'https://hs.example.org/cb',
+        algorithm: 'HS256',
+        debug_mode: fixture.bool(true),
+        ...secret,
+      });
+      await pluginApp({
+        client_id: 'spa-with-origins',
+        name: 'SPA',
+        client_type: 'public',
+        redirect_uris: 'https://spa.example.org/cb',
+        allowed_origins: 'https://spa.example.org https://other.example.org',
+      });
+      // The plugin issued no id_token without an algorithm: aa-oidc's RS256 ones lose nothing.
+      await pluginApp({
+        client_id: 'spa-same-origin',
+        name: 'Same-origin SPA',
+        client_type: 'public',
+        redirect_uris: 'https://same.example.org/cb',
+        allowed_origins: 'https://same.example.org',
+        algorithm: '',
+      });
+      // Its origin is a redirect URI's, but aa-oidc's token endpoint answers browsers for public clients only.
+      await pluginApp({
+        client_id: 'server-with-origin',
+        name: 'Server',
+        redirect_uris: 'https://server.example.org/cb',
+        allowed_origins: 'https://server.example.org',
+        ...secret,
+      });
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.equal(result.code, 1, result.stderr);
+      const cors =
+        "\\(aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients\\)";
+      assert.match(
+        result.stdout,
+        /^imported hs256-client \(Signed with the secret\): its secret kept as a digest; left out its "HS256" id_token signing \(aa-oidc signs id_tokens with RS256 only: set the relying party to verify them with the issuer's JWKS, not the client secret\)$/m,
+      );
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^imported spa-with-origins \\(SPA\\): a public client; left out its CORS origin "https://other\\.example\\.org" ${cors}$`,
+          'm',
+        ),
+      );
+      assert.match(result.stdout, /^imported spa-same-origin \(Same-origin SPA\): a public client$/m);
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^imported server-with-origin \\(Server\\): its secret kept as a digest; left out its CORS origin "https://server\\.example\\.org" ${cors}$`,
+          'm',
+        ),
+      );
+      const debugMode = async (clientId: string) =>
+        (
+          JSON.parse((await cli(['app', 'show', clientId, '--format', 'json'], env)).stdout) as Record<
+            string,
+            unknown
+          >
+        ).debug_mode;
+      assert.equal(await debugMode('hs256-client'), true);
+      assert.equal(await debugMode('spa-same-origin'), false);
+    });
+
     it("shows the control characters of a plugin application's name escaped, never sending them to the terminal", async () => {
       await pluginApp({
         client_id: 'escape-sequence-client',
@@ -296,6 +416,26 @@ await describeOnEachAllianceAuth(
         client_id: string;
       }>;
       assert.ok(!list.some((app) => app.client_id === 'costly-hash-client'));
+    });
+
+    // Last: it drops a column of the plugin's table.
+    it('imports from a plugin older than its migration 0021, whose table has no registration source', async () => {
+      await pluginApp({
+        client_id: 'older-plugin-client',
+        name: 'Older plugin',
+        redirect_uris: 'https://older.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+      await sql`alter table allianceauth_oidc_allianceauthapplication drop column registration_source`.execute(
+        fixture.owner,
+      );
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.match(
+        result.stdout,
+        /^would import older-plugin-client \(Older plugin\): its secret kept as a digest$/m,
+        result.stderr,
+      );
     });
   },
 );

@@ -19,11 +19,12 @@ import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 import { lineWriter } from '../output.ts';
 
 /**
- * `aa-oidc import plugin-apps [--dry-run]`: every application of the Python plugin
+ * `aa-oidc import plugin-apps [--dry-run]`: every application an operator made in the Python plugin
  * (allianceauth-oidc-provider) becomes an aa-oidc application with the same client id, secret,
  * URIs, settings and whitelists, through the same validating write path as `app create` (the
- * back-channel URI passes the SSRF gate). Reads Alliance Auth's database only; an application that
- * already exists here is left alone, so the command can run again.
+ * back-channel URI passes the SSRF gate); one a client registered itself is named and left out.
+ * Reads Alliance Auth's database only; an application that already exists here is left alone, so
+ * the command can run again.
  */
 export function registerImport(program: Command, io: CliIo): void {
   const command = program.command('import').description('import from the Python plugin');
@@ -35,6 +36,7 @@ export function registerImport(program: Command, io: CliIo): void {
       `create the applications of allianceauth-oidc-provider (${PLUGIN_APPLICATION_TABLE} in Alliance Auth's database, ${AA_DATABASE_SETTING}) with the same client ids and secrets`,
     )
     .option('--dry-run', 'show what would be imported, import nothing')
+    .addHelpText('after', PLUGIN_APPS_HELP)
     .action(async (options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
       const failed = await withServices(io, async (services) => {
@@ -90,7 +92,7 @@ export function registerImport(program: Command, io: CliIo): void {
                 ? 'its PBKDF2-hashed secret keeps working'
                 : 'its secret kept as a digest'
               : 'a public client';
-            const leftOut = plan.leftOut ? `; left out ${plan.leftOut}` : '';
+            const leftOut = plan.leftOut ? `; left out ${plan.leftOut.join('; ')}` : '';
             say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}`);
           }
           return failures;
@@ -106,6 +108,16 @@ export function registerImport(program: Command, io: CliIo): void {
     });
 }
 
+const PLUGIN_APPS_HELP = `
+Each application gets a line. Not imported, with the reason: one a client
+registered itself (the plugin's dynamic client registration or a client ID
+metadata document), one with a grant type aa-oidc does not offer (implicit,
+password, hybrid), one whose secret cannot be checked. An imported one's line
+names what it leaves out: an http logo, HS256 id_token signing (aa-oidc signs
+with RS256 only), CORS origins aa-oidc does not answer for it. Exits 1 when an
+application was not imported.
+`;
+
 /** What the import does with one plugin application. */
 export type PluginImportPlan =
   | {
@@ -114,8 +126,8 @@ export type PluginImportPlan =
       outcome: 'import';
       input: ApplicationInput;
       secret?: ImportedSecret;
-      /** What the import leaves out of the application, said beside it. */
-      leftOut?: string;
+      /** What the import leaves out of the application, each said beside it. */
+      leftOut?: string[];
     }
   | { clientId: string; name: string; outcome: 'unsupported'; reason: string };
 
@@ -125,6 +137,23 @@ const GRANT_TYPES: Readonly<Record<string, GrantType[]>> = {
   'client-credentials': ['client_credentials'],
 };
 
+/** How a client that registered itself came into the plugin's table, by its `registration_source`. */
+const SELF_REGISTRATIONS: Readonly<Record<string, string>> = {
+  dcr: "through the plugin's dynamic client registration",
+  cimd: 'from a client ID metadata document the plugin fetched',
+};
+
+/**
+ * The plugin's CORS origins (answered at its token endpoint) that aa-oidc does not answer for this
+ * client: it takes browsers' calls only from a redirect URI's origin, and at the token endpoint only
+ * for a public client (oidc/configuration.ts, clientBasedCORS).
+ */
+function corsOriginsLeftOut(app: PluginApplication): string[] {
+  if (app.clientType !== 'public') return app.allowedOrigins;
+  const redirectOrigins = new Set(app.redirectUris.map((uri) => URL.parse(uri)?.origin));
+  return app.allowedOrigins.filter((origin) => !redirectOrigins.has(URL.parse(origin)?.origin ?? origin));
+}
+
 /** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
 export function planPluginImport(app: PluginApplication): PluginImportPlan {
   const refuse = (reason: string): PluginImportPlan => ({
@@ -133,6 +162,16 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     outcome: 'unsupported',
     reason,
   });
+  // Spec B: no self-registration, since such a client's redirect URIs and whitelists (empty, so
+  // open to everyone past the global gate) were never an operator's choice.
+  if (app.registrationSource !== 'manual') {
+    const how = SELF_REGISTRATIONS[app.registrationSource];
+    return refuse(
+      how
+        ? `the client registered itself ${how} (registration source "${app.registrationSource}"): aa-oidc takes only applications an operator made, with whitelists chosen for them; if the relying party is wanted, create it with "aa-oidc app create" and whitelist its states or groups`
+        : `registration source "${app.registrationSource}" is not one aa-oidc knows: it imports only applications an operator made ("manual")`,
+    );
+  }
   const grantTypes = GRANT_TYPES[app.grantType];
   if (!grantTypes) {
     return refuse(
@@ -180,20 +219,38 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     states: app.states,
     groups: app.groups,
     active: app.active,
+    debugMode: app.debugMode,
     // A public client always uses PKCE here.
     pkceRequired: app.clientType === 'public' ? true : app.pkceRequired,
     accessTokenFormat,
     backchannelLogoutUri: app.backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly: app.backchannelLogoutOnRevokeOnly,
   };
+  const leftOut: string[] = [];
+  if (httpLogo) {
+    leftOut.push(
+      `its http logo ${JSON.stringify(app.logoUrl)} (logos must be https; give it one in aa-oidc's admin)`,
+    );
+  }
+  // "" meant no id_token at all there; HS256 keyed it with the client secret, which aa-oidc keeps
+  // only as a digest.
+  if (app.algorithm !== '' && app.algorithm !== 'RS256') {
+    leftOut.push(
+      `its ${JSON.stringify(app.algorithm)} id_token signing (aa-oidc signs id_tokens with RS256 only: set the relying party to verify them with the issuer's JWKS, not the client secret)`,
+    );
+  }
+  const origins = corsOriginsLeftOut(app);
+  if (origins.length > 0) {
+    leftOut.push(
+      `its CORS origin${origins.length === 1 ? '' : 's'} ${origins.map((origin) => JSON.stringify(origin)).join(' ')} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
+    );
+  }
   return {
     clientId: app.clientId,
     name: app.name,
     outcome: 'import',
     input,
     ...(secret !== undefined && { secret }),
-    ...(httpLogo && {
-      leftOut: `its http logo ${JSON.stringify(app.logoUrl)} (logos must be https; give it one in aa-oidc's admin)`,
-    }),
+    ...(leftOut.length > 0 && { leftOut }),
   };
 }
