@@ -3,7 +3,8 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions } from '../directory/builtin/types.ts';
-import { DirectoryError } from '../directory/errors.ts';
+import { quote } from '../directory/builtin/validation.ts';
+import { DirectoryError, invalid } from '../directory/errors.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import {
   BASE,
@@ -106,11 +107,17 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
       title: (entity, name, input) =>
         input.get('oidc_access') === 'yes'
           ? `Grant OIDC access to everyone in ${entity} ${name}?`
-          : `Stop granting OIDC access through ${entity} ${name}?`,
+          : input.get('oidc_access') === 'no'
+            ? `Stop granting OIDC access through ${entity} ${name}?`
+            : `Change the OIDC access of ${entity} ${name}?`,
       button: 'Change OIDC access',
       carry: ['oidc_access'],
       async run(entity, name, input, options) {
-        const access = input.get('oidc_access') === 'yes';
+        const value = input.get('oidc_access') ?? '';
+        // Anything but yes must not be taken for no: that would take the access away.
+        if (value !== 'yes' && value !== 'no')
+          throw invalid(`oidc_access= takes yes or no, not ${quote(value)}`);
+        const access = value === 'yes';
         const result =
           entity === 'state'
             ? await admin().grantStateAccess(name, access, options)

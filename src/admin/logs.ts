@@ -4,7 +4,7 @@ import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } fr
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { formatTime, olderLink, queryPage, queryText, select, textField } from '../console/ui.ts';
+import { formAlert, formatTime, olderLink, queryPage, queryText, select, textField } from '../console/ui.ts';
 import { MAX_ROW_ID } from '../db/row-id.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
@@ -57,6 +57,12 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
     refused: false,
     errors: new Map(),
   };
+  for (const name of COMMON_FIELDS) {
+    if (!Array.isArray(raw[name])) continue;
+    filter.impossible = true;
+    filter.refused = true;
+    filter.errors.set(name, givenTwice(name));
+  }
   if (clientId !== '') {
     filter.query.client_id = clientId;
     // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
@@ -80,13 +86,15 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
       filter.errors.set('user', `No user is named ${username}.`);
     }
   }
+  // One instant for both bounds: `1h` and `60m` are the same time.
+  const now = Date.now();
   for (const [name, text] of [
     ['since', since],
     ['until', until],
   ] as const) {
     if (text === '') continue;
     filter.query[name] = text;
-    const at = parseTimeFilter(text);
+    const at = parseTimeFilter(text, now);
     if (at === undefined) {
       // Not listed as if the bound were absent.
       filter.impossible = true;
@@ -94,10 +102,25 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
       filter.errors.set(name, `Not a time: use ${TIME_FILTER_FORMS}.`);
     } else filter.bounds[name] = at;
   }
+  const { since: from, until: to } = filter.bounds;
+  // Events at or after since and before until: no event can be in an empty range (as `audit list`).
+  if (from !== undefined && to !== undefined && from >= to) {
+    filter.impossible = true;
+    filter.refused = true;
+    filter.errors.set(
+      'since',
+      `Since "${since}" (${new Date(from).toISOString()}) is not before Until "${until}" (${new Date(to).toISOString()}): no event can match; give the earlier time to Since.`,
+    );
+  }
   return filter;
 }
 
 const COMMON_FIELDS = ['client_id', 'user', 'since', 'until'] as const;
+
+/** The refusal of a filter given more than once (`?since=1h&since=2d`): neither is taken, nor both ignored. */
+function givenTwice(parameter: string): string {
+  return `${parameter}= is given more than once: give it once.`;
+}
 
 /**
  * The filter field to focus: the first at fault in the page's order (`before` come before the common
@@ -129,10 +152,21 @@ function filterFields(filter: CommonFilter, focused: string | undefined): Html {
     <div>${textField('Until', 'until', filter.query.until ?? '', error('until'))}</div>`;
 }
 
-function beforeId(request: ConsoleRequest): number | undefined {
+/**
+ * The page bound of a log paged by id (`?before=`, from its "Older entries" link): no bound when
+ * absent, refused when it is no whole number (a mistyped link must not list the newest entries as if
+ * it were absent).
+ */
+function beforeBound(request: ConsoleRequest): { beforeId?: number; error?: string } {
+  if (Array.isArray(request.ctx.query.before)) return { error: givenTwice('before') };
   const before = queryText(request.ctx.query, 'before', 20);
+  if (before === '') return {};
+  if (!/^\d{1,15}$/.test(before))
+    return {
+      error: `Not a page bound: before= takes a whole number (the id after which older entries are listed, as the "Older entries" link gives it); remove it for the newest entries.`,
+    };
   // Above the largest id, every row is before it: no bound (PostgreSQL refuses the number).
-  return /^\d{1,15}$/.test(before) && Number(before) <= MAX_ROW_ID ? Number(before) : undefined;
+  return Number(before) <= MAX_ROW_ID ? { beforeId: Number(before) } : {};
 }
 
 function page(
@@ -186,16 +220,20 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const outcome = queryText(request.ctx.query, 'outcome', 40);
         const query = { ...filter.query, ...(outcome === '' ? {} : { outcome }) };
         const outcomes = ['failures', ...OUTCOMES];
-        const outcomeError =
-          outcome === '' || outcomes.includes(outcome) ? undefined : unknownChoice('outcome', outcomes);
+        const outcomeError = Array.isArray(request.ctx.query.outcome)
+          ? givenTwice('outcome')
+          : outcome === '' || outcomes.includes(outcome)
+            ? undefined
+            : unknownChoice('outcome', outcomes);
         const focused = firstAtFault(filter, [], [['outcome', outcomeError]]);
+        const { error: boundError, ...bound } = beforeBound(request);
         const rows =
-          filter.impossible || outcomeError !== undefined
+          filter.impossible || outcomeError !== undefined || boundError !== undefined
             ? []
             : await listDeliveryAttempts(deps.db, {
                 ...filter.bounds,
                 ...(outcome === '' ? {} : { outcome }),
-                ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
+                ...bound,
                 limit: PAGE,
               });
         page(
@@ -203,9 +241,10 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/deliveries',
           'Back-channel deliveries',
           html`<p>
-            The final outcome of each back-channel logout delivery: failures always, successes when
-            <code>logout.recordSuccessfulDeliveries</code> is on.
-          </p>`,
+              The final outcome of each back-channel logout delivery: failures always, successes when
+              <code>logout.recordSuccessfulDeliveries</code> is on.
+            </p>
+            ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,
           html`${filterFields(filter, focused)}
             <div>
               ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome, fieldError('outcome', outcomeError, focused))}
@@ -246,7 +285,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/deliveries', query, rows.at(-1)?.id, rows.length === PAGE),
-          filter.refused || outcomeError !== undefined ? 400 : 200,
+          filter.refused || outcomeError !== undefined || boundError !== undefined ? 400 : 200,
         );
       },
     },
@@ -322,27 +361,28 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const kind = queryText(request.ctx.query, 'kind', 40);
         const known = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind);
         const kinds = known ? [kind as AuditEventKind] : [];
-        const kindError = kind === '' || known ? undefined : unknownChoice('kind', AUDIT_EVENT_KINDS);
+        const kindError = Array.isArray(request.ctx.query.kind)
+          ? givenTwice('kind')
+          : kind === '' || known
+            ? undefined
+            : unknownChoice('kind', AUDIT_EVENT_KINDS);
         const focused = firstAtFault(filter, [['kind', kindError]]);
         const query = { ...filter.query, ...(kind === '' ? {} : { kind }) };
+        const { error: boundError, ...bound } = beforeBound(request);
         const events =
-          filter.impossible || kindError !== undefined
+          filter.impossible || kindError !== undefined || boundError !== undefined
             ? []
-            : await deps.auditStore.list({
-                kinds,
-                ...filter.bounds,
-                ...(beforeId(request) === undefined ? {} : { beforeId: beforeId(request)! }),
-                limit: PAGE,
-              });
+            : await deps.auditStore.list({ kinds, ...filter.bounds, ...bound, limit: PAGE });
         page(
           request,
           '/admin/audit',
           'Audit log',
           html`<p>
-            Every audit event, kept ${deps.config.audit.retentionDays}
-            days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}${notKept(deps.config)}.
-            The same list on the command line: <code>aa-oidc audit list</code>.
-          </p>`,
+              Every audit event, kept ${deps.config.audit.retentionDays}
+              days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}${notKept(deps.config)}.
+              The same list on the command line: <code>aa-oidc audit list</code>.
+            </p>
+            ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,
           html`<div>
               ${select('Kind', 'kind', [['', 'Any'], ...AUDIT_EVENT_KINDS.map((k) => [k, k] as const)], kind, fieldError('kind', kindError, focused))}
             </div>
@@ -378,7 +418,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
             </table>
           </div>`,
           olderLink('/admin/audit', query, events.at(-1)?.id, events.length === PAGE),
-          filter.refused || kindError !== undefined ? 400 : 200,
+          filter.refused || kindError !== undefined || boundError !== undefined ? 400 : 200,
         );
       },
     },

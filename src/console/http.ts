@@ -7,7 +7,9 @@ import {
   declaresNonUtf8Charset,
   FORM_CHARSET_MESSAGE,
   MALFORMED_FORM_MESSAGE,
+  MALFORMED_QUERY_MESSAGE,
   parseFormBody,
+  wellFormedQuery,
 } from '../http/request-body.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -212,6 +214,11 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       });
     } catch {
       return refuse(ctx, undefined, undefined, 400, 'Bad address', 'This address is malformed.');
+    }
+    // Koa's reading of `?q=%ff` is U+FFFD (`%zz`, a lone `%`: the text as sent): refused, as under the
+    // issuer, before a sign-in carries it as the address to return to.
+    if (!wellFormedQuery(ctx)) {
+      return refuse(ctx, undefined, undefined, 400, 'Bad address', MALFORMED_QUERY_MESSAGE);
     }
 
     let session: ConsoleSession | undefined;

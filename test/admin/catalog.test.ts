@@ -114,6 +114,29 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     });
   });
 
+  it('refuses an OIDC access change that is neither yes nor no, never taking it for no', async () => {
+    await server.app.directoryAdmin!.createGroup('Access probe', true);
+    for (const value of ['true', 'on', 'Yes', '']) {
+      const preview = await consoleGet(
+        admin,
+        url(path('groups', 'Access probe', `/access?oidc_access=${encodeURIComponent(value)}`)),
+      );
+      assert.equal(preview.status, 409, `preview of oidc_access=${value}`);
+      assert.match(pageText(preview.body), /Not possible: oidc_access= takes yes or no, not "/);
+      assert.doesNotMatch(pageText(preview.body), /Stop granting/);
+      const done = await consolePost(admin, url(path('groups', 'Access probe', '/access')), csrf, {
+        oidc_access: value,
+      });
+      assert.equal(done.status, 400, `oidc_access=${value}`);
+      assert.match(pageText(done.body), /oidc_access= takes yes or no/);
+    }
+    assert.deepEqual(
+      (await server.app.directory.listGroups()).find((group) => group.name === 'Access probe'),
+      { name: 'Access probe', oidcAccess: true },
+      'the group still grants access',
+    );
+  });
+
   it('renames a whitelisted group, the whitelist following, after saying so', async () => {
     const wiki = await seedApp(server, { name: 'Wiki', groups: ['Directors'] });
     wikiId = wiki.clientId;

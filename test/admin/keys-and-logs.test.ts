@@ -225,6 +225,83 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.doesNotMatch(good.body, /No event matches/);
   });
 
+  it('refuses a since at or after until with 400 on every log, naming both inputs, keeping the filter filled in', async () => {
+    await server.app.audit.idle();
+    await server.app.logout.testDelivery([clientId]);
+    for (const log of ['/admin/deliveries', '/admin/code-reuse', '/admin/audit']) {
+      for (const [since, until] of [
+        ['2025-02-01', '2025-01-01'],
+        ['1h', '2h'],
+        ['1h', '60m'],
+      ] as const) {
+        const path = `${log}?client_id=${clientId}&since=${since}&until=${until}`;
+        const page = await consoleGet(admin, url(path));
+        assert.equal(page.status, 400, path);
+        const error = /<p class="field-error" id="since-error">([^<]+)<\/p>/.exec(page.body);
+        assert.ok(error, `an error at the since field: ${pageText(page.body).slice(0, 400)}`);
+        assert.match(
+          pageText(error[1]!),
+          new RegExp(
+            `^Since "${since}" \\(\\d{4}-[^)]+Z\\) is not before Until "${until}" \\(\\d{4}-[^)]+Z\\): no event can match; give the earlier time to Since\\.$`,
+          ),
+          path,
+        );
+        assert.deepEqual(autofocusedIds(page.body), ['since'], path);
+        assert.match(page.body, new RegExp(`id="since"[^>]*value="${since}"`), path);
+        assert.match(page.body, new RegExp(`id="until"[^>]*value="${until}"`), path);
+        assert.match(page.body, new RegExp(`id="client_id"[^>]*value="${clientId}"`), path);
+        assert.match(page.body, /No (event|delivery|reused code) matches/, path);
+      }
+    }
+    const good = await consoleGet(admin, url('/admin/deliveries?since=2h&until=1h'));
+    assert.equal(good.status, 200);
+  });
+
+  it('refuses a page bound that is no whole number with 400 on the logs paged by id, listing nothing', async () => {
+    await server.app.audit.idle();
+    await server.app.logout.testDelivery([clientId]);
+    for (const log of ['/admin/deliveries', '/admin/audit']) {
+      for (const before of ['abc', '-5', '1.5', '1e3']) {
+        const page = await consoleGet(admin, url(`${log}?before=${before}`));
+        assert.equal(page.status, 400, `${log}?before=${before}`);
+        assert.match(
+          pageText(page.body),
+          /Not a page bound: before= takes a whole number \(the id after which older entries are listed/,
+        );
+        assert.match(page.body, /No (event|delivery) matches/, `${log}?before=${before}: not the newest`);
+      }
+      // No bound at all still lists.
+      assert.equal((await consoleGet(admin, url(`${log}?before=`))).status, 200);
+    }
+  });
+
+  it('refuses a filter given more than once with 400 at its field, never ignoring both', async () => {
+    await server.app.audit.idle();
+    for (const [path, field] of [
+      ['/admin/audit?since=1h&since=2h', 'since'],
+      ['/admin/code-reuse?until=1h&until=2h', 'until'],
+      [`/admin/deliveries?client_id=${clientId}&client_id=other`, 'client_id'],
+      ['/admin/audit?user=a&user=b', 'user'],
+      ['/admin/audit?kind=admin_change&kind=login_failed', 'kind'],
+      ['/admin/deliveries?outcome=success&outcome=failures', 'outcome'],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      assert.match(
+        page.body,
+        new RegExp(
+          `<p class="field-error" id="${field}-error">${field}= is given more than once: give it once\\.</p>`,
+        ),
+        path,
+      );
+      assert.match(page.body, /No (event|delivery|reused code) matches/, path);
+    }
+    const before = await consoleGet(admin, url('/admin/audit?before=5&before=6'));
+    assert.equal(before.status, 400);
+    assert.match(pageText(before.body), /before= is given more than once: give it once\./);
+    assert.match(before.body, /No event matches/);
+  });
+
   it('focuses the first filter at fault of a refused filter, tied to its error, as the other admin forms do', async () => {
     for (const [path, focused] of [
       ['/admin/audit?client_id=a%00b', 'client_id'],

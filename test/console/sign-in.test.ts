@@ -111,6 +111,34 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
   });
 
+  it('refuses a query with a malformed or non-UTF-8 %-escape on every console page with a 400 page, as under the issuer', async () => {
+    const adminBrowser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
+    const memberBrowser = await consoleSignIn(server, member.username);
+    for (const [browser, path] of [
+      [adminBrowser, '/admin/audit?user=%ff'],
+      [adminBrowser, '/admin/users?q=%zz'],
+      [adminBrowser, '/admin/apps?q=caf%e9'],
+      [memberBrowser, '/account?tab=%'],
+      [memberBrowser, '/account?done=%e2%82'],
+      // Signed out: refused, not carried into a sign-in as the address to return to.
+      [new Browser(), '/admin?q=%ff'],
+      [new Browser(), '/account/sign-in?return=%2Fadmin%ff'],
+      [new Browser(), '/?signed-out=%'],
+    ] as const) {
+      const page = await consoleGet(browser, `${server.origin}${path}`);
+      assert.equal(page.status, 400, path);
+      assert.match(page.body, /^<!doctype html>/i, path);
+      assert.match(
+        pageText(page.body),
+        /This address is malformed: its query must be UTF-8 text with well-formed %-escapes/,
+        path,
+      );
+    }
+    // Well-formed escapes, UTF-8 included, are read as before.
+    assert.equal((await consoleGet(adminBrowser, `${server.origin}/admin/users?q=caf%C3%A9%25`)).status, 200);
+    assert.equal((await consoleGet(memberBrowser, `${server.origin}/account?tab=%41`)).status, 200);
+  });
+
   it('refuses a form that is not UTF-8 or has a malformed %-escape (400) and changes nothing, never storing U+FFFD', async () => {
     const browser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
     const csrf = (await consoleGet(browser, `${server.origin}/admin/groups`)).csrf!;
