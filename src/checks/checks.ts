@@ -34,7 +34,7 @@ export type CheckId =
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010' | 'W011';
+      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010' | 'W011' | 'W012';
       level: 'warning';
       message: string;
       hint: string;

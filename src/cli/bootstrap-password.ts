@@ -1,58 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Config, settingName } from '../config/load.ts';
 import { CliError } from './context.ts';
 import type { BootstrapLogin } from '../directory/builtin/types.ts';
-import { ensurePrivateDirectory, writePrivateFile } from '../util/private-files.ts';
+import { ensurePrivateDirectory } from '../util/private-files.ts';
 
 /** Where `serve` leaves the first superuser's one-time password: never on stdout, the log stream. */
 export function bootstrapPasswordFile(dataDir: string): string {
   return path.join(dataDir, 'bootstrap-password');
 }
 
-/** Writes the login to the bootstrap password file (mode 0600, in a 0700 data directory). */
-export function writeBootstrapPassword(dataDir: string, login: BootstrapLogin, at = new Date()): string {
-  ensurePrivateDirectory(dataDir);
-  const file = bootstrapPasswordFile(dataDir);
-  writePrivateFile(
-    file,
-    [
-      `# aa-oidc created this superuser on ${at.toISOString()} because none existed.`,
-      '# Sign in with it once: the first sign-in asks for a new password before anything else.',
-      '# Then delete this file.',
-      `username: ${login.username}`,
-      `password: ${login.password}`,
-      '',
-    ].join('\n'),
-  );
-  return file;
+/** What the bootstrap password file says. */
+function bootstrapPasswordText(login: BootstrapLogin, at: Date): string {
+  return [
+    `# aa-oidc created this superuser on ${at.toISOString()} because none existed.`,
+    '# Sign in with it once: the first sign-in asks for a new password before anything else.',
+    '# Then delete this file.',
+    `username: ${login.username}`,
+    `password: ${login.password}`,
+    '',
+  ].join('\n');
+}
+
+/** A bootstrap password written beside its file, not yet in place (`prepareBootstrapPassword`). */
+export interface PreparedBootstrapPassword {
+  /** Puts it in place once the superuser is committed (replacing a file an earlier start left). */
+  publish(): string;
+  /** Removes it: the superuser was not committed. */
+  discard(): void;
 }
 
 /**
- * `writeBootstrapPassword` for `serve`, which creates the superuser only once this succeeded: a
- * failure is a `CliError` naming the file, the cause and what to do.
+ * Writes the login for `serve` beside the bootstrap password file (mode 0600, in a 0700 data
+ * directory), before the superuser is committed: a data directory that cannot take it stops the
+ * start with a `CliError` naming the file, the cause and what to do, and nobody is created. Only a
+ * committed superuser's password is put in place (`publish`); one whose commit failed is removed
+ * (`discard`), so that the file never names an account that does not exist.
  */
-export function saveBootstrapPassword(
+export function prepareBootstrapPassword(
   config: Pick<Config, 'dataDir' | 'origins'>,
   login: BootstrapLogin,
-): string {
+  at = new Date(),
+): PreparedBootstrapPassword {
+  const file = bootstrapPasswordFile(config.dataDir);
+  const temporary = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
-    return writeBootstrapPassword(config.dataDir, login);
+    ensurePrivateDirectory(config.dataDir);
+    writeFileSync(temporary, bootstrapPasswordText(login, at), { mode: 0o600, flag: 'wx' });
+    // A directory in the file's way would make the rename after the commit fail: refused now.
+    if (statSync(file, { throwIfNoEntry: false })?.isDirectory())
+      throw Object.assign(new Error(`${file} is a directory`), { code: 'EISDIR' });
   } catch (error) {
-    const file = bootstrapPasswordFile(config.dataDir);
-    const cause = error instanceof Error ? error.message : String(error);
-    const directory = `the data directory ${config.dataDir} (${settingName(config.origins, 'dataDir')})`;
-    const fix: Record<string, string> = {
-      EISDIR: `remove the directory at ${file}`,
-      ENOTEMPTY: `remove the directory at ${file}`,
-      ENOSPC: `free space on the disk of ${directory}`,
-      EDQUOT: `free space (this user's disk quota) on the disk of ${directory}`,
-    };
-    const code = (error as NodeJS.ErrnoException).code ?? '';
-    throw new CliError(
-      `cannot write the bootstrap superuser's one-time password to ${file} (${cause}), so no superuser was created; ` +
-        `${fix[code] ?? `make ${directory} writable by this user`}, then start again`,
-    );
+    rmSync(temporary, { force: true });
+    throw writeFailure(config, error);
   }
+  return {
+    publish() {
+      try {
+        renameSync(temporary, file);
+      } catch (error) {
+        const cause = error instanceof Error ? error.message : String(error);
+        throw new CliError(
+          `the superuser ${login.username} was created, but its one-time password could not be moved from ${temporary} to ${file} (${cause}); ` +
+            `read it there, or set one with aa-oidc user set-password ${login.username}`,
+        );
+      }
+      return file;
+    },
+    discard() {
+      rmSync(temporary, { force: true });
+    },
+  };
+}
+
+/** A failure to write the bootstrap password file, naming it, the cause and what to do. */
+function writeFailure(config: Pick<Config, 'dataDir' | 'origins'>, error: unknown): CliError {
+  const file = bootstrapPasswordFile(config.dataDir);
+  const cause = error instanceof Error ? error.message : String(error);
+  const directory = `the data directory ${config.dataDir} (${settingName(config.origins, 'dataDir')})`;
+  const fix: Record<string, string> = {
+    EISDIR: `remove the directory at ${file}`,
+    ENOTEMPTY: `remove the directory at ${file}`,
+    ENOSPC: `free space on the disk of ${directory}`,
+    EDQUOT: `free space (this user's disk quota) on the disk of ${directory}`,
+  };
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return new CliError(
+    `cannot write the bootstrap superuser's one-time password to ${file} (${cause}), so no superuser was created; ` +
+      `${fix[code] ?? `make ${directory} writable by this user`}, then start again`,
+  );
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
@@ -25,6 +26,13 @@ import {
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { runToEnd } from '../helpers/child-process.ts';
+import {
+  asRoot,
+  migratedSqliteEnv,
+  unprivilegedCommand,
+  whyNobodyCannotRun,
+} from '../helpers/unprivileged.ts';
 
 const base: CheckedConfig = {
   mode: 'development',
@@ -599,5 +607,102 @@ describe(`aa-oidc check: no active signing key (${testDatabaseKind})`, () => {
     const rotated = await cli(['keys', 'rotate'], env);
     assert.equal(rotated.code, 0, rotated.stderr);
     assert.deepEqual(JSON.parse((await cli(['check', '--format', 'json'], env)).stdout), []);
+  });
+});
+
+describe('aa-oidc check: places serve writes that the user may not write (W012)', () => {
+  // Judged as the user running the check: as root, which file modes do not stop, it runs as nobody.
+  const unreachable = asRoot ? whyNobodyCannotRun() : undefined;
+  let folder: string;
+  before(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-w012-'));
+    chmodSync(folder, 0o755);
+  });
+  after(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** A migrated SQLite file anyone may write, in a folder anyone may write, and a data directory. */
+  async function setUp(name: string) {
+    const databaseFolder = path.join(folder, `${name}-db`);
+    mkdirSync(databaseFolder);
+    chmodSync(databaseFolder, 0o777);
+    const file = path.join(databaseFolder, 'aa-oidc.sqlite');
+    const dataDir = path.join(folder, `${name}-data`);
+    mkdirSync(dataDir);
+    chmodSync(dataDir, 0o777);
+    const env = await migratedSqliteEnv(file, dataDir);
+    chmodSync(file, 0o666);
+    return { databaseFolder, file, dataDir, env };
+  }
+  /** A mode this user (nobody, as root) may read but not write: root's 0755, else 0555. */
+  const readOnly = asRoot ? 0o755 : 0o555;
+  const check = (env: NodeJS.ProcessEnv) =>
+    runToEnd(process.execPath, unprivilegedCommand(['check', '--format', 'json']), { env });
+  const w012 = (stdout: string) =>
+    (JSON.parse(stdout) as Array<{ id: string; message: string; hint: string }>).filter(
+      (finding) => finding.id === 'W012',
+    );
+
+  it(
+    'warns while no superuser exists and the data directory cannot take the bootstrap password file',
+    { skip: unreachable },
+    async () => {
+      const { dataDir, env } = await setUp('bootstrap');
+      assert.deepEqual(w012((await check(env)).stdout), [], 'a writable data directory: no warning');
+
+      chmodSync(dataDir, readOnly);
+      const locked = await check(env);
+      assert.equal(locked.code, 0, locked.stderr);
+      const user = asRoot ? 'nobody' : userInfo().username;
+      assert.deepEqual(w012(locked.stdout), [
+        {
+          id: 'W012',
+          level: 'warning',
+          message: `no superuser exists, and serve cannot write the bootstrap superuser's one-time password to the data directory ${dataDir} (AA_OIDC_DATA_DIR): this user (${user}) may not create files there; its start would stop`,
+          hint: `run aa-oidc check as the user serve runs as; give that user write access to ${dataDir} (chown it to that user, or chmod u+w), or create a superuser first: aa-oidc user create NAME --superuser`,
+        },
+      ]);
+      const text = await runToEnd(process.execPath, unprivilegedCommand(['check']), { env });
+      assert.match(text.stdout, /^W012 warning: no superuser exists, and serve cannot write /m);
+
+      // A missing data directory is made in the folder above it: judged there.
+      const missing = path.join(dataDir, 'below');
+      const below = w012((await check({ ...env, AA_OIDC_DATA_DIR: missing })).stdout);
+      assert.equal(below.length, 1);
+      assert.ok(
+        below[0]!.message.includes(`${missing} (AA_OIDC_DATA_DIR), which it would create in ${dataDir}: `),
+      );
+
+      // Once a superuser exists, serve writes nothing there.
+      const created = await cli(['user', 'create', 'boss', '--superuser', '--password-stdin'], env, {
+        stdin: 'a long enough password\n',
+      });
+      assert.equal(created.code, 0, created.stderr);
+      assert.deepEqual(w012((await check(env)).stdout), []);
+    },
+  );
+
+  it('warns when the SQLite file or its folder cannot be written', { skip: unreachable }, async () => {
+    const { databaseFolder, file, env } = await setUp('database');
+    chmodSync(file, asRoot ? 0o644 : 0o444);
+    const user = asRoot ? 'nobody' : userInfo().username;
+    const readOnlyFile = await check(env);
+    assert.equal(readOnlyFile.code, 0, readOnlyFile.stderr);
+    assert.deepEqual(
+      w012(readOnlyFile.stdout).map((finding) => finding.message),
+      [
+        `serve cannot write the SQLite file ${file} and would refuse to start: this user (${user}) may not write it; give this user write access to the file and to its folder (SQLite also writes -wal and -shm files beside it)`,
+      ],
+    );
+
+    chmodSync(file, 0o666);
+    chmodSync(databaseFolder, readOnly);
+    const readOnlyFolder = await check(env);
+    assert.equal(readOnlyFolder.code, 0, readOnlyFolder.stderr);
+    assert.deepEqual(
+      w012(readOnlyFolder.stdout).map((finding) => finding.message),
+      [
+        `serve cannot create the -wal and -shm files of the SQLite file ${file} in its folder ${databaseFolder}: this user (${user}) may not create files there`,
+      ],
+    );
   });
 });

@@ -4,6 +4,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { sql } from 'kysely';
+import pg from 'pg';
 import { openDatabase } from '../../src/db/connect.ts';
 import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
@@ -11,7 +13,14 @@ import { hasActiveSuperuser } from '../../src/directory/builtin/queries.ts';
 import { createServices } from '../../src/services.ts';
 import { cli, spawnCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import {
+  connect,
+  createTestDatabase,
+  reachablePostgres,
+  type TestDatabase,
+  testDatabaseKind,
+} from '../helpers/database.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { asRoot } from '../helpers/unprivileged.ts';
 import {
   Browser,
@@ -225,6 +234,173 @@ describe(`aa-oidc serve on a first run that cannot write the password file (${te
     }
   });
 });
+
+describe(`aa-oidc serve on a first run whose superuser cannot be committed (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  /**
+   * A real commit failure: a trigger files each new account in a table whose deferred foreign key
+   * points nowhere, so the insert passes and the COMMIT fails (a constraint checked at commit).
+   */
+  const blocker = {
+    sqlite: [
+      'create table bootstrap_blocker_target (id integer primary key)',
+      'create table bootstrap_blocker (user_id integer references bootstrap_blocker_target (id) deferrable initially deferred)',
+      'create trigger bootstrap_blocker after insert on app_user begin insert into bootstrap_blocker values (new.id); end',
+    ],
+    postgres: [
+      'create table bootstrap_blocker_target (id bigint primary key)',
+      'create table bootstrap_blocker (user_id bigint references bootstrap_blocker_target (id) deferrable initially deferred)',
+      'create function bootstrap_blocker() returns trigger language plpgsql as $$ begin insert into bootstrap_blocker values (new.id); return new; end $$',
+      'create trigger bootstrap_blocker after insert on app_user for each row execute function bootstrap_blocker()',
+    ],
+  };
+  const unblock = [
+    'drop trigger bootstrap_blocker' + (testDatabaseKind === 'postgres' ? ' on app_user' : ''),
+    'drop table bootstrap_blocker',
+    'drop table bootstrap_blocker_target',
+  ];
+  async function run(statements: readonly string[]) {
+    const handle = connect(database);
+    try {
+      for (const statement of statements) await sql.raw(statement).execute(handle.db);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  it('leaves no password file naming an account that does not exist, and the next start creates one', async () => {
+    const dataDir = path.join(database.dataDir, 'commit-data');
+    await run(blocker[testDatabaseKind]);
+    const env = testEnv(database, {
+      AA_OIDC_DATA_DIR: dataDir,
+      AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+      AA_OIDC_PORT: '0',
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_METRICS_ENABLED: 'false',
+      AA_OIDC_LOG_LEVEL: 'info',
+    });
+    const failed = await spawnCli(['serve'], env);
+    assert.equal(failed.code, 1, failed.stderr);
+    assert.deepEqual(readdirSync(dataDir), [], 'no password file (nor a temporary one) is left behind');
+    assert.match(
+      failed.stderr,
+      /^aa-oidc: could not commit the bootstrap superuser \(.*\), so none was created and no password file was left; /,
+    );
+    assert.ok(failed.stderr.includes('if `aa-oidc user list` shows a superuser anyway'), failed.stderr);
+    assert.doesNotMatch(failed.stdout, /No superuser existed|created the bootstrap superuser/);
+    const handle = connect(database);
+    try {
+      assert.equal(await hasActiveSuperuser(handle.db), false, 'the failed start created no superuser');
+    } finally {
+      await handle.close();
+    }
+
+    await run(unblock);
+    const serve = startCliProcess(['serve'], env);
+    try {
+      await serve.waitFor(/"aa-oidc listening"/);
+      await serve.waitFor(/aa-oidc user set-password \S+\n/, 'the bootstrap notice', 10_000);
+    } finally {
+      await serve.stop('SIGTERM');
+    }
+    assert.equal(await serve.exited, 0, serve.stderr());
+    assert.deepEqual(readdirSync(dataDir), ['bootstrap-password']);
+    const { username, password } = readBootstrapFile(dataDir);
+    const again = connect(database);
+    try {
+      const check = await createDirectory(again.db).verifyPassword(username, password);
+      assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
+      assert.equal(check.outcome === 'valid' && check.user.superuser, 1);
+    } finally {
+      await again.close();
+    }
+  });
+});
+
+const postgres = await reachablePostgres();
+
+describe(
+  'two aa-oidc serve starting at once on one new PostgreSQL database',
+  { skip: 'missing' in postgres ? postgres.missing : false },
+  () => {
+    it('create one superuser and one password file between them, and both start', async () => {
+      const database = await createTestDatabase({
+        migrated: true,
+        postgresUrl: (postgres as { url: string }).url,
+      });
+      // The test's lock on app_user holds both starts at their insert of the superuser, each having
+      // found none, then lets them go together: the race, every time.
+      const holder = new pg.Client({ connectionString: database.url });
+      const servers: Array<ReturnType<typeof startCliProcess>> = [];
+      const dataDirs = ['one', 'two'].map((name) => path.join(database.dataDir, name));
+      try {
+        await holder.connect();
+        await holder.query('begin');
+        await holder.query('lock table app_user in share mode');
+        for (const dataDir of dataDirs) {
+          servers.push(
+            startCliProcess(
+              ['serve'],
+              testEnv(database, {
+                AA_OIDC_DATA_DIR: dataDir,
+                AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+                AA_OIDC_PORT: '0',
+                AA_OIDC_HOST: '127.0.0.1',
+                AA_OIDC_METRICS_ENABLED: 'false',
+                AA_OIDC_LOG_LEVEL: 'info',
+              }),
+            ),
+          );
+        }
+        const waiting = async () => {
+          const { rows } = await holder.query<{ count: string }>(
+            "select count(*) from pg_locks where relation = 'app_user'::regclass and not granted",
+          );
+          return Number(rows[0]!.count) >= 2;
+        };
+        await eventually(waiting, 'both starts wait to insert their superuser', 60_000);
+        await holder.query('rollback');
+        // A start says where it serves once its bootstrap is done, whichever way it went.
+        for (const serve of servers) {
+          const [, port] = await serve.waitFor(/ server on http:\/\/127\.0\.0\.1:(\d+) /);
+          // An answer: the process went on past that line (it takes SIGTERM from then on).
+          assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+        }
+        const superusers = async () =>
+          (await holder.query<{ username: string }>('select username from app_user where superuser = 1'))
+            .rows;
+        await servers[0]!.stop('SIGTERM');
+        await servers[1]!.stop('SIGTERM');
+        for (const serve of servers) assert.equal(await serve.exited, 0, serve.stderr());
+        assert.deepEqual(await superusers(), [{ username: 'admin' }], 'one superuser');
+        const notices = servers.filter((serve) => /No superuser existed/.test(serve.stdout()));
+        assert.equal(notices.length, 1, 'one start shows the notice');
+        const withFile = dataDirs.filter((dataDir) => existsSync(dataDir) && readdirSync(dataDir).length > 0);
+        assert.equal(withFile.length, 1, 'one password file, and no temporary one');
+        assert.deepEqual(readdirSync(withFile[0]!), ['bootstrap-password']);
+        const { username, password } = readBootstrapFile(withFile[0]!);
+        assert.equal(username, 'admin');
+        const handle = connect(database);
+        try {
+          const check = await createDirectory(handle.db).verifyPassword(username, password);
+          assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
+        } finally {
+          await handle.close();
+        }
+        for (const serve of servers) assert.doesNotMatch(serve.stderr(), /error|conflict/i);
+      } finally {
+        for (const serve of servers) await serve.stop('SIGKILL');
+        await holder.end().catch(() => undefined);
+        await database.drop();
+      }
+    });
+  },
+);
 
 describe(`the bootstrap superuser's first sign-in (${testDatabaseKind})`, () => {
   let database: TestDatabase;

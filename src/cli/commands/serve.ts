@@ -5,7 +5,11 @@ import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import type { MetricsListener } from '../../metrics/http.ts';
 import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
-import { bootstrapNotice, saveBootstrapPassword } from '../bootstrap-password.ts';
+import {
+  bootstrapNotice,
+  type PreparedBootstrapPassword,
+  prepareBootstrapPassword,
+} from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { textBlock } from '../output.ts';
 import { type Config, settingName } from '../../config/load.ts';
@@ -50,13 +54,27 @@ export function registerServe(program: Command, io: CliIo): void {
         // start creates the superuser.
         // The file is written before the superuser is committed: a data directory that cannot take it
         // (not writable, disk full) stops the start and creates nobody, rather than a superuser
-        // whose password nobody will ever see.
+        // whose password nobody will ever see. It is written beside its place and put there only
+        // once the commit succeeded: a commit that fails leaves no file naming an account that does
+        // not exist (and the next start writes a new one).
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0) {
-          bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser({
-            handOver: (login) => {
-              bootstrapFile = saveBootstrapPassword(config, login);
-            },
-          });
+          let prepared: PreparedBootstrapPassword | undefined;
+          try {
+            bootstrap = await app.directoryAdmin.ensureBootstrapSuperuser({
+              handOver: (login) => {
+                // A retry (a racing start's conflict) hands over a new login: the last one counts.
+                prepared?.discard();
+                prepared = undefined;
+                prepared = prepareBootstrapPassword(config, login);
+              },
+            });
+          } catch (error) {
+            if (!prepared) throw error;
+            prepared.discard();
+            throw uncommittedBootstrap(error);
+          }
+          if (bootstrap && prepared) bootstrapFile = prepared.publish();
+          else prepared?.discard();
         }
         // This process also delivers queued back-channel logouts (so may `aa-oidc worker`), unless
         // the deployment leaves that to dedicated workers.
@@ -136,6 +154,20 @@ function waitForMigrations(
     }, intervalMs);
   });
   return { done, stop: () => clearInterval(timer) };
+}
+
+/**
+ * The bootstrap superuser's commit failed after its login was handed over (a constraint checked at
+ * commit, a connection lost): its password file was removed. A commit whose answer was lost may
+ * still have gone through, hence the way to tell.
+ */
+function uncommittedBootstrap(error: unknown): CliError {
+  const cause = error instanceof Error ? error.message : String(error);
+  return new CliError(
+    `could not commit the bootstrap superuser (${cause}), so none was created and no password file was left; ` +
+      'fix the database, then start again (if `aa-oidc user list` shows a superuser anyway, ' +
+      'set its password with aa-oidc user set-password NAME)',
+  );
 }
 
 /** A failure to bind the HTTP port, as one line naming the setting to change. */
