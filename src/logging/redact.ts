@@ -7,7 +7,8 @@ import { stdSerializers } from 'pino';
  * - by key: the value of any key that names a credential is replaced, at any depth (`isSensitiveKey`);
  * - by shape: inside every string, `Bearer …`/`Basic …` credentials, sensitive URL parameters
  *   (`?code=…`, `#access_token=…`, `;code="…"`), URL passwords (`//user:…@`) and compact JWTs are
- *   replaced (`scrubString`).
+ *   replaced (`scrubString`). A credential written as JSON inside a string (`"password":"…"` in a
+ *   message) is none of these shapes and is kept: an object logged as a field is redacted by key.
  *
  * Numbers, booleans and null are never secrets here and are kept, so that `client_secret_expires_at`
  * or a count stays readable.
@@ -89,14 +90,19 @@ function decodedName(name: string): string {
 
 /** A value in double or single quotes, backslash escapes included, up to its closing quote. */
 const QUOTED_VALUE = /"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/y;
-/** Where a server stops reading a parameter's value in a query: the next parameter, the fragment. */
-const UNQUOTED_VALUE_END = /[&#\s]/g;
+/**
+ * Where a server stops reading a parameter's value in a query: the next parameter, the fragment,
+ * ASCII white space. Not the rest of Unicode's (`\s`): a URL parser percent-encodes a no-break space
+ * (U+00A0) or an ideographic one (U+3000) as part of the value, and a password holding one showed
+ * what followed it.
+ */
+const UNQUOTED_VALUE_END = /[&#\t\n\v\f\r ]/g;
 
 /**
  * Where a credential's value ends. A quoted one (`code="…"`, in a message or a header's parameter)
  * at its closing quote, or with the text when the quote is never closed. Any other where a server's
- * reading of a query ends it, at `&`, `#` or white space: `;`, `?`, quotes and commas are part of the
- * value (`?code=ab;cd` is the code `ab;cd`), and a value cut at one of them showed the rest of it.
+ * reading of a query ends it, at `&`, `#` or ASCII white space: `;`, `?`, quotes and commas are part
+ * of the value (`?code=ab;cd` is the code `ab;cd`), and a value cut at one of them showed the rest of it.
  */
 function endOfValue(text: string, start: number): number {
   const first = text[start];
@@ -131,27 +137,33 @@ function redactParameters(text: string): string {
 /**
  * Where a URL's user information may hold a password: `//`, a user's name, its `:`. A user's name
  * starts with no `[`: `//[::1]:8080` is an IPv6 host and its port, not a user `[`. Further on, a `[`
- * (percent-encoded by a URL parser, kept by the drivers) may be part of it: `//a[b:PASSWORD@db`.
+ * (percent-encoded by a URL parser, kept by the drivers) may be part of it: `//a[b:PASSWORD@db`. A URL
+ * in free text ends at ASCII white space only: a URL parser percent-encodes any other (a no-break
+ * space, U+3000) as part of the URL, and `//aa:pa\u00a0ss@db` cut there showed the password.
  */
-const USERINFO_START = /\/\/(?!\[)[^\s/?#@:]*:/g;
-const USERINFO_CANDIDATE = /\/\/(?!\[)[^\s/?#@:]*:/;
+const USERINFO_START = /\/\/(?!\[)[^\t\n\v\f\r /?#@:]*:/g;
+const USERINFO_CANDIDATE = /\/\/(?!\[)[^\t\n\v\f\r /?#@:]*:/;
 /** What a port is: at most five digits (none: the scheme's default), then a path, query or fragment. */
 const PORT = /(\d{0,5})[/?#]/y;
-/** A URL's host (a name, an address, `[IPv6]`) and perhaps its port, then its path, query or fragment. */
-const HOST_THEN_PATH = /(?:\[[^\s\]]*\]|[\w.~%-]+)(?::\d*)?[/?#]/y;
 /**
- * The start of a host, or of what follows a URL's empty host: its path, query or fragment
- * (`postgres://aa:PASSWORD@/aa?host=/run/postgresql`, a Unix socket), or its port.
+ * A URL's host (a name, an address, `[IPv6]`, an internationalized name as written) and perhaps its
+ * port, then its path, query or fragment.
  */
-const HOST_START = /[\w[/?#:]/y;
+const HOST_THEN_PATH = /(?:\[[^\s\]]*\]|[\w.~%\u0080-\uffff-]+)(?::\d*)?[/?#]/y;
+/**
+ * The start of a host (an internationalized one as written: `ñ.example`), or of what follows a URL's
+ * empty host: its path, query or fragment (`postgres://aa:PASSWORD@/aa?host=/run/postgresql`, a Unix
+ * socket), or its port.
+ */
+const HOST_START = /[\w[/?#:\u0080-\uffff]/y;
 /** A web URL's scheme right before its `//`: those are the URLs with ports and `@` in paths. */
 const WEB_SCHEME = /(?:^|[^A-Za-z0-9+.-])(?:https?|wss?):$/i;
-const WHITE_SPACE = /\s/g;
+const WHITE_SPACE = /[\t\n\v\f\r ]/g;
 
 /**
  * The text with the password of every URL's user information replaced (`postgres://aa:PASSWORD@db/aa`,
  * a request's absolute target `http://user:PASSWORD@host/…`). The password runs to the last `@` of
- * the URL (up to white space), as the configuration's `redactUrl` reads it: generated passwords hold
+ * the URL (up to ASCII white space), as the configuration's `redactUrl` reads it: generated passwords hold
  * an unencoded `@`, `/`, `?` or `#` often enough, and `p@ss:w/rd` cut at its first `@` showed `ss:w/rd`.
  * Where the text is ambiguous this redacts too much rather than leak: after a password, an `@` in the
  * path or the query (`http://u:pw@host/a?mail=b@c`) takes the host with it.

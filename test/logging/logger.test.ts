@@ -8,6 +8,7 @@ import {
   LINE_BATCH_MAX_CHARS,
 } from '../../src/logging/logger.ts';
 import { isSensitiveKey, REDACTED, redactUrl, scrubString, scrubValue } from '../../src/logging/redact.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 
 function capture(level: 'trace' | 'info' | 'warn' = 'trace') {
   const lines: string[] = [];
@@ -371,6 +372,37 @@ describe('structured logging redaction', () => {
     ]) {
       assert.equal(scrubString(kept), kept);
     }
+  });
+
+  it('redacts the whole of a password holding a no-break space or other Unicode', () => {
+    const cases: Array<[string, string]> = [
+      ['postgres://aa:pa\u00a0ss@db/aa', 'postgres://aa:[redacted]@db/aa'],
+      ['connect mysql://aa:p\u3000a/ss@db:3306/aa failed', 'connect mysql://aa:[redacted]@db:3306/aa failed'],
+      ['postgres://aa:x\u2028y\ufeffz@db', 'postgres://aa:[redacted]@db'],
+      ['//us\u00a0er:s3cret@db', '//us\u00a0er:[redacted]@db'],
+      ['/login?password=pa\u00a0ss\u2003wd&next=/', '/login?password=[redacted]&next=/'],
+      ['_session=ab\u00a0cd; lang=en', '_session=[redacted] lang=en'],
+      // An internationalized host after the `@` ends a digits-only password as any host does.
+      ['https://u:1234/5678@\u00f1.example/x', 'https://u:[redacted]@\u00f1.example/x'],
+      ['postgres://aa:1234/5678@b\u00fccher.example', 'postgres://aa:[redacted]@b\u00fccher.example'],
+      ['postgres://aa:1234/5678@\u00f1.example', 'postgres://aa:[redacted]@\u00f1.example'],
+    ];
+    for (const [text, expected] of cases) assert.equal(scrubString(text), expected, JSON.stringify(text));
+  });
+
+  it('writes no part of such a password in a log line', async () => {
+    const harness = createLeakHarness();
+    const password = 'correct\u00a0horse/b\u00e4ttery@\u3000staple';
+    harness.registerSecret(password, 'database password');
+    harness.registerSecret('horse/b\u00e4ttery', 'the rest of the database password');
+    const logger = createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions);
+    logger.error(
+      { detail: `postgres://aa:${password}@db:5432/aa` },
+      `cannot reach postgres://aa:${password}@db/aa`,
+    );
+    logger.warn(`sign-in refused: /login?username=alice&password=${password}`);
+    await harness.assertNoLeaks();
+    assert.equal(harness.logLines.length, 2);
   });
 
   it('redacts the values of our cookies, and parameters after a comma', () => {
