@@ -63,7 +63,12 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
   it('keeps verifying a token signed before a rotation, signs new tokens with the new key, and drops the old key when its publication ends', async () => {
     const { config, handle } = await openInstance(database);
     let clock = Date.now();
-    const store = await createKeyStore(handle.db, config, createLogger(config), { now: () => clock });
+    // Ten minutes between the store's own reloads: each change below is seen (and an expired key
+    // removed) by the reload the test makes, not by a timer reload just before it.
+    const store = await createKeyStore(handle.db, config, createLogger(config), {
+      now: () => clock,
+      reloadIntervalMs: 600_000,
+    });
     try {
       const keys = createKeyService(handle, config, undefined, { now: () => clock });
       await keys.ensureActiveKey();
@@ -202,7 +207,10 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
 
   it('parses each key once: an unchanged database reloads nothing, and a promoted key keeps its parsed object', async () => {
     const { config, handle } = await openInstance(database);
-    const store = await createKeyStore(handle.db, config, createLogger(config));
+    // No timer reload in between: the rotation is loaded by the reload the test makes.
+    const store = await createKeyStore(handle.db, config, createLogger(config), {
+      reloadIntervalMs: 600_000,
+    });
     try {
       const version = store.version();
       assert.equal(await store.reload(), false);

@@ -73,9 +73,12 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
 
   it('takes a retired key out of JWKS at once: every key store drops it at its next reload, and tokens it signed stop verifying', async () => {
     const second = await openInstance(database);
+    // Ten minutes between the stores' own reloads: the withdrawal is seen by the reload the test
+    // makes, not by a timer reload just before it.
+    const options = { now, reloadIntervalMs: 600_000 };
     const stores = [
-      await createKeyStore(handle.db, config, createLogger(config), { now }),
-      await createKeyStore(second.handle.db, second.config, createLogger(second.config), { now }),
+      await createKeyStore(handle.db, config, createLogger(config), options),
+      await createKeyStore(second.handle.db, second.config, createLogger(second.config), options),
     ];
     try {
       const retired = (await keys.list()).find((key) => key.status === 'retired')!;
