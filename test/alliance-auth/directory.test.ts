@@ -185,6 +185,18 @@ await describeOnEachAllianceAuth(
       for (const args of [
         ['user', 'deactivate', 'alice'],
         ['user', 'set-state', 'alice', 'Blue'],
+        [
+          'user',
+          'set-main-character',
+          'alice',
+          '--character-id',
+          '95465499',
+          '--character-name',
+          'Kaelen Voss',
+        ],
+        ['user', 'set-main-character', 'alice', '--clear'],
+        ['user', 'set-locale', 'alice', 'de'],
+        ['user', 'set-password', 'alice', '--dry-run'],
         ['group', 'create', 'Pilots'],
         ['state', 'create', 'Allies', '--priority', '10'],
       ]) {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { ChangeOptions, DirectoryAdmin, NewUser, UserRecord } from '../../directory/builtin/types.ts';
 import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
+import { generatePassword } from '../../directory/builtin/passwords.ts';
 import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
 import { UnknownUserError } from '../../tokens/revocation.ts';
@@ -14,6 +15,11 @@ import {
   renderRows,
 } from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
+import {
+  describeMainCharacter,
+  type MainCharacterOptions,
+  mainCharacterFromOptions,
+} from './user-main-character.ts';
 
 /** Runs `work` with the directory admin interface of the services `serve` uses (see `withServices`). */
 export function withDirectory<T>(
@@ -263,15 +269,28 @@ export function registerUser(program: Command, io: CliIo): void {
     )
     .argument('<username>', 'the user, as `user list` shows it')
     .option('--password-stdin', 'read the password from standard input (one line)')
-    .action(async (username: string, options: { passwordStdin?: boolean }) => {
+    .option(
+      '--dry-run',
+      'show the sessions it would end and the apps told, change nothing; asks for no password (one given with --password-stdin is checked)',
+    )
+    .action(async (username: string, options: { passwordStdin?: boolean; dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const fromStdin = options.passwordStdin === true;
       // Fail on an unknown user before asking for a password.
-      if (options.passwordStdin !== true)
+      if (!fromStdin && !dryRun)
         await withDirectory(io, (directory) => directory.getUserProfile({ username }));
-      const password = await readNewPassword(io, username, options.passwordStdin === true);
+      // A dry run asks for none: the change runs with a password nobody knows, and is rolled back.
+      const password =
+        dryRun && !fromStdin ? generatePassword() : await readNewPassword(io, username, fromStdin);
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.setPassword({ username }, password, changeOptions(io)),
+        directory.setPassword({ username }, password, changeOptions(io, dryRun, consequences)),
       );
-      say(`password of ${result.profile.user.username} changed; their browser sessions ended`);
+      const name = result.profile.user.username;
+      if (dryRun) {
+        say(`dry run: would set the password of ${name} and end their browser sessions; nothing changed`);
+        consequenceLines(consequences).forEach(say);
+      } else say(`password of ${name} changed; their browser sessions ended`);
     });
 
   user
@@ -293,6 +312,55 @@ export function registerUser(program: Command, io: CliIo): void {
         changed.email === ''
           ? 'no email address'
           : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`;
+      say(
+        result.changed
+          ? `${changed.username} now has ${now}`
+          : `${changed.username} already has ${now}; nothing changed`,
+      );
+    });
+
+  user
+    .command('set-main-character')
+    .description(
+      'set the EVE character a user is known by, with its corporation, alliance and faction: the name, picture and eve_* claims (eve_affiliation adds the state); it replaces the whole main character, so a part left out is removed',
+    )
+    .argument('<username>', 'the user, as `user list` shows it')
+    .option('--character-id <id>', 'the character’s EVE id (required, with --character-name)')
+    .option('--character-name <name>', 'the character’s name, released as the name claim')
+    .option('--corporation-id <id>', 'the corporation’s EVE id (with --corporation-name)')
+    .option('--corporation-name <name>', 'the corporation’s name')
+    .option('--corporation-ticker <ticker>', 'the corporation’s ticker')
+    .option('--alliance-id <id>', 'the alliance’s EVE id (with --alliance-name; needs the corporation)')
+    .option('--alliance-name <name>', 'the alliance’s name')
+    .option('--alliance-ticker <ticker>', 'the alliance’s ticker')
+    .option('--faction-id <id>', 'the faction’s EVE id (with --faction-name)')
+    .option('--faction-name <name>', 'the faction’s name')
+    .option('--clear', 'remove the main character, corporation, alliance and faction')
+    .action(async (username: string, options: MainCharacterOptions) => {
+      const fields = mainCharacterFromOptions(options);
+      const result = await withDirectory(io, (directory) =>
+        directory.updateUser({ username }, fields, changeOptions(io)),
+      );
+      const { user: changed } = result.profile;
+      const now = describeMainCharacter(changed);
+      say(
+        result.changed
+          ? `${changed.username} now has ${now}`
+          : `${changed.username} already has ${now}; nothing changed`,
+      );
+    });
+
+  user
+    .command('set-locale')
+    .description('set the language a user prefers ("" for none), released as the locale claim')
+    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<locale>', 'a language tag such as en, de or pt-BR ("" for none)')
+    .action(async (username: string, locale: string) => {
+      const result = await withDirectory(io, (directory) =>
+        directory.updateUser({ username }, { locale: locale === '' ? null : locale }, changeOptions(io)),
+      );
+      const { user: changed } = result.profile;
+      const now = changed.locale === null ? 'no locale' : `locale ${changed.locale}`;
       say(
         result.changed
           ? `${changed.username} now has ${now}`

@@ -116,9 +116,7 @@ export function validateLocale(value: unknown): string | null {
   if (value === null) return null;
   const text = requireString('the locale', value);
   if (text.length > 35 || !LOCALE_PATTERN.test(text)) {
-    throw invalid(
-      `invalid locale ${quote(value)}: expected a language tag such as en, de or pt-BR, or null for none`,
-    );
+    throw invalid(`invalid locale ${quote(value)}: expected a language tag such as en, de or pt-BR, or none`);
   }
   return text;
 }
@@ -133,7 +131,7 @@ export function validateSearch(value: unknown): string {
 function validateEveId(label: string, value: unknown): number | null {
   if (value === null) return null;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw invalid(`invalid ${label} ${quote(value)}: expected a positive whole number, or null for none`);
+    throw invalid(`invalid ${label} ${quote(value)}: expected a positive whole number, or none`);
   }
   return value;
 }
@@ -143,7 +141,7 @@ function validateText(label: string, value: unknown, maxLength: number): string 
   const text = requireString(label, value);
   if (text.length < 1 || [...text].length > maxLength || CONTROL.test(text) || text.trim() !== text) {
     throw invalid(
-      `invalid ${label} ${quote(value)}: use 1–${maxLength} characters without control characters or surrounding spaces, or null for none`,
+      `invalid ${label} ${quote(value)}: use 1–${maxLength} characters without control characters or surrounding spaces, or none`,
     );
   }
   return text;
