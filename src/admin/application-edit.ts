@@ -1,5 +1,5 @@
 import { ApplicationError } from '../applications/errors.ts';
-import { type Application } from '../applications/types.ts';
+import { type Application, type ClientType } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import { html } from '../http/pages/layout.ts';
@@ -43,7 +43,8 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const values = readForm(request.form);
         try {
           const created = await deps.applications.create(
-            { ...inputOf(values), clientType: values.clientType },
+            // The type as sent: the service refuses one that is neither confidential nor public.
+            { ...inputOf(values), clientType: values.clientType as ClientType },
             adminActor(request),
           );
           const { application, clientSecret } = created;

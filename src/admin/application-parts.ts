@@ -52,19 +52,22 @@ export function appPath(clientId: string, suffix = ''): string {
   return `/admin/apps/${encodeURIComponent(clientId)}${suffix}`;
 }
 
-/** The fields of the create and edit forms, as the form posts them. */
+/**
+ * The fields of the create and edit forms, as the form posts them: a choice is the text sent, which the
+ * applications service refuses (naming the field and its values) when it is none of them.
+ */
 export interface AppForm {
   name: string;
   logoUrl: string;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
-  clientType: 'confidential' | 'public';
-  grantTypes: GrantType[];
+  clientType: string;
+  grantTypes: string[];
   skipAuthorization: boolean;
   states: string[];
   groups: string[];
   pkceRequired: boolean;
-  accessTokenFormat: AccessTokenFormatSetting;
+  accessTokenFormat: string;
   backchannelLogoutUri: string;
   backchannelLogoutOnRevokeOnly: boolean;
   idTokenClaims: boolean;
@@ -79,23 +82,18 @@ export function lines(text: string | null): string[] {
 }
 
 export function readForm(form: URLSearchParams): AppForm {
-  const format = form.get('access_token_format') ?? 'inherit';
   return {
     name: (form.get('name') ?? '').trim(),
     logoUrl: (form.get('logo_url') ?? '').trim(),
     redirectUris: lines(form.get('redirect_uris')),
     postLogoutRedirectUris: lines(form.get('post_logout_redirect_uris')),
-    clientType: form.get('client_type') === 'public' ? 'public' : 'confidential',
-    grantTypes: form
-      .getAll('grant_types')
-      .filter((grant): grant is GrantType => (GRANT_TYPES as readonly string[]).includes(grant)),
+    clientType: form.get('client_type') ?? 'confidential',
+    grantTypes: form.getAll('grant_types'),
     skipAuthorization: form.has('skip_authorization'),
     states: form.getAll('states'),
     groups: form.getAll('groups'),
     pkceRequired: form.has('pkce_required'),
-    accessTokenFormat: (ACCESS_TOKEN_FORMAT_SETTINGS as readonly string[]).includes(format)
-      ? (format as AccessTokenFormatSetting)
-      : 'inherit',
+    accessTokenFormat: form.get('access_token_format') ?? 'inherit',
     backchannelLogoutUri: (form.get('backchannel_logout_uri') ?? '').trim(),
     backchannelLogoutOnRevokeOnly: form.has('backchannel_logout_on_revoke_only'),
     idTokenClaims: form.has('id_token_claims'),
@@ -141,18 +139,19 @@ export const NEW_APP: AppForm = {
   debugMode: false,
 };
 
+/** The service's input, the choices as sent: the service checks them, as it does the CLI's (run-time checks). */
 export function inputOf(form: AppForm): Omit<ApplicationInput, 'clientId' | 'clientType'> {
   return {
     name: form.name,
     logoUrl: form.logoUrl === '' ? null : form.logoUrl,
     redirectUris: form.redirectUris,
     postLogoutRedirectUris: form.postLogoutRedirectUris,
-    grantTypes: form.grantTypes,
+    grantTypes: form.grantTypes as GrantType[],
     skipAuthorization: form.skipAuthorization,
     states: form.states,
     groups: form.groups,
     pkceRequired: form.pkceRequired,
-    accessTokenFormat: form.accessTokenFormat,
+    accessTokenFormat: form.accessTokenFormat as AccessTokenFormatSetting,
     backchannelLogoutUri: form.backchannelLogoutUri === '' ? null : form.backchannelLogoutUri,
     backchannelLogoutOnRevokeOnly: form.backchannelLogoutOnRevokeOnly,
     idTokenClaims: form.idTokenClaims,

@@ -4,6 +4,7 @@ import { csrfField, queryText, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { applicationLoader, appPath, FORMAT_LABELS, testResults } from './application-parts.ts';
+import { fieldError, queryChoice } from './filter-parts.ts';
 import { createRoutes, editRoutes } from './application-edit.ts';
 import { lifecycleRoutes, showRoute } from './application-lifecycle.ts';
 
@@ -13,6 +14,9 @@ import { lifecycleRoutes, showRoute } from './application-lifecycle.ts';
  * field), rotate the secret and deactivate (each confirmed after its impact is shown), activate, and
  * "send test back-channel logout". Every write is the applications service's, as for the CLI.
  */
+
+/** The applications one test back-channel logout reaches: each is one delivery, made in turn while the page waits. */
+const TEST_LOGOUT_MAX = 100;
 
 export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const load = applicationLoader(deps);
@@ -25,20 +29,49 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const query = request.ctx.query;
         const search = queryText(query, 'q', 100);
-        const active = queryText(query, 'active');
-        const format = queryText(query, 'format');
-        const pkce = queryText(query, 'pkce');
-        const bcl = queryText(query, 'bcl');
-        let apps = await deps.applications.list({
-          ...(search === '' ? {} : { search: search.replaceAll('\0', '') }),
-          ...(active === 'active' ? { active: true } : active === 'inactive' ? { active: false } : {}),
-        });
-        if ((ACCESS_TOKEN_FORMAT_SETTINGS as readonly string[]).includes(format))
-          apps = apps.filter((app) => app.accessTokenFormat === format);
-        if (pkce === 'required' || pkce === 'optional')
-          apps = apps.filter((app) => app.pkceRequired === (pkce === 'required'));
-        if (bcl === 'yes' || bcl === 'no')
-          apps = apps.filter((app) => (app.backchannelLogoutUri !== null) === (bcl === 'yes'));
+        const { value: active, error: activeError } = queryChoice(
+          query,
+          'active',
+          ['active', 'inactive'],
+          'status',
+        );
+        const { value: format, error: formatError } = queryChoice(
+          query,
+          'format',
+          ACCESS_TOKEN_FORMAT_SETTINGS,
+          'token format',
+        );
+        const { value: pkce, error: pkceError } = queryChoice(
+          query,
+          'pkce',
+          ['required', 'optional'],
+          'PKCE setting',
+        );
+        const { value: bcl, error: bclError } = queryChoice(
+          query,
+          'bcl',
+          ['yes', 'no'],
+          'back-channel logout setting',
+        );
+        // The first filter at fault, in the form's order, takes the focus; nothing is listed as if it were "Any".
+        const focused = (
+          [
+            ['active', activeError],
+            ['format', formatError],
+            ['pkce', pkceError],
+            ['bcl', bclError],
+          ] as const
+        ).find(([, error]) => error !== undefined)?.[0];
+        let apps =
+          focused === undefined
+            ? await deps.applications.list({
+                ...(search === '' ? {} : { search: search.replaceAll('\0', '') }),
+                ...(active === '' ? {} : { active: active === 'active' }),
+              })
+            : [];
+        if (format !== '') apps = apps.filter((app) => app.accessTokenFormat === format);
+        if (pkce !== '') apps = apps.filter((app) => app.pkceRequired === (pkce === 'required'));
+        if (bcl !== '') apps = apps.filter((app) => (app.backchannelLogoutUri !== null) === (bcl === 'yes'));
         renderAdmin(
           request,
           '/admin/apps',
@@ -57,10 +90,11 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     ['inactive', 'Inactive'],
                   ],
                   active,
+                  fieldError('active', activeError, focused),
                 )}
               </div>
               <div>
-                ${select('Token format', 'format', [['', 'Any'], ...ACCESS_TOKEN_FORMAT_SETTINGS.map((f) => [f, FORMAT_LABELS[f]] as const)], format)}
+                ${select('Token format', 'format', [['', 'Any'], ...ACCESS_TOKEN_FORMAT_SETTINGS.map((f) => [f, FORMAT_LABELS[f]] as const)], format, fieldError('format', formatError, focused))}
               </div>
               <div>
                 ${select(
@@ -72,6 +106,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     ['optional', 'Optional'],
                   ],
                   pkce,
+                  fieldError('pkce', pkceError, focused),
                 )}
               </div>
               <div>
@@ -84,6 +119,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     ['no', 'None'],
                   ],
                   bcl,
+                  fieldError('bcl', bclError, focused),
                 )}
               </div>
               <div><button type="submit">Filter</button></div>
@@ -134,10 +170,12 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   </tbody>
                 </table>
               </div>
+              <p class="hint">At most ${TEST_LOGOUT_MAX} applications at a time.</p>
               <button type="submit" class="secondary">
                 Send test back-channel logout to the ticked applications
               </button>
             </form>`,
+          { status: focused === undefined ? 200 : 400 },
         );
       },
     },
@@ -146,14 +184,20 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: '/admin/apps/test-logout',
       access: 'superuser',
       async handle(request) {
-        const clientIds = [...new Set(request.form.getAll('client_id'))].slice(0, 100);
-        if (clientIds.length === 0) {
+        const clientIds = [...new Set(request.form.getAll('client_id'))];
+        const refusal =
+          clientIds.length === 0
+            ? 'Tick at least one application with a back-channel logout URI.'
+            : clientIds.length > TEST_LOGOUT_MAX
+              ? `Nothing was sent: ${clientIds.length} applications are ticked, and at most ${TEST_LOGOUT_MAX} are tested at a time. Tick at most ${TEST_LOGOUT_MAX}, then the rest.`
+              : undefined;
+        if (refusal !== undefined) {
           renderAdmin(
             request,
             '/admin/apps',
             'Test back-channel logout',
             html`<h1>Test back-channel logout</h1>
-              <p class="alert" role="alert">Tick at least one application with a back-channel logout URI.</p>
+              <p class="alert" role="alert">${refusal}</p>
               <p><a href="/admin/apps">Back to the applications</a></p>`,
             { status: 400 },
           );

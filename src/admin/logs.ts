@@ -1,6 +1,6 @@
 import { hasControlCharacter } from '../applications/text.ts';
 import { describeAuditEvent } from '../audit/describe.ts';
-import { AUDIT_EVENT_KINDS, type AuditEventKind, type LogoutDeliveryOutcome } from '../audit/events.ts';
+import { AUDIT_EVENT_KINDS, type LogoutDeliveryOutcome } from '../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
@@ -10,6 +10,7 @@ import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
 import { listCodeReuse } from '../tokens/issued-codes.ts';
 import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
+import { fieldError, givenTwice, queryChoice } from './filter-parts.ts';
 
 /**
  * The read-only logs of the admin UI: back-channel delivery attempts, code-reuse audits and the
@@ -117,11 +118,6 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
 
 const COMMON_FIELDS = ['client_id', 'user', 'since', 'until'] as const;
 
-/** The refusal of a filter given more than once (`?since=1h&since=2d`): neither is taken, nor both ignored. */
-function givenTwice(parameter: string): string {
-  return `${parameter}= is given more than once: give it once.`;
-}
-
 /**
  * The filter field to focus: the first at fault in the page's order (`before` come before the common
  * fields, `after` after them), as on the other admin forms, so that its error is in view and read.
@@ -133,11 +129,6 @@ function firstAtFault(
 ): string | undefined {
   const common = COMMON_FIELDS.map((name): [string, string | undefined] => [name, filter.errors.get(name)]);
   return [...before, ...common, ...after].find(([, error]) => error !== undefined)?.[0];
-}
-
-/** A filter field's error, and the focus when it is the field at fault. */
-function fieldError(name: string, error: string | undefined, focused: string | undefined) {
-  return error === undefined ? {} : { error, ...(name === focused ? { autofocus: true } : {}) };
 }
 
 function filterFields(filter: CommonFilter, focused: string | undefined): Html {
@@ -194,14 +185,6 @@ function page(
   );
 }
 
-/**
- * The refusal of a `?kind=` or `?outcome=` that is none of its values, shown at its field: a filter
- * mistyped (or from an older link) must not list everything as if it were "Any".
- */
-function unknownChoice(parameter: string, values: readonly string[]): string {
-  return `Not a ${parameter}: ${parameter}= takes one of ${values.join(', ')}, or nothing for any.`;
-}
-
 /** The kinds the database does not keep, as the audit log's page says it (empty when it keeps all). */
 function notKept(config: Config): string {
   const kinds = config.audit.databaseExclude;
@@ -217,14 +200,11 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const filter = await commonFilter(deps, request);
-        const outcome = queryText(request.ctx.query, 'outcome', 40);
+        const { value: outcome, error: outcomeError } = queryChoice(request.ctx.query, 'outcome', [
+          'failures',
+          ...OUTCOMES,
+        ]);
         const query = { ...filter.query, ...(outcome === '' ? {} : { outcome }) };
-        const outcomes = ['failures', ...OUTCOMES];
-        const outcomeError = Array.isArray(request.ctx.query.outcome)
-          ? givenTwice('outcome')
-          : outcome === '' || outcomes.includes(outcome)
-            ? undefined
-            : unknownChoice('outcome', outcomes);
         const focused = firstAtFault(filter, [], [['outcome', outcomeError]]);
         const { error: boundError, ...bound } = beforeBound(request);
         const rows =
@@ -358,14 +338,8 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const filter = await commonFilter(deps, request);
-        const kind = queryText(request.ctx.query, 'kind', 40);
-        const known = (AUDIT_EVENT_KINDS as readonly string[]).includes(kind);
-        const kinds = known ? [kind as AuditEventKind] : [];
-        const kindError = Array.isArray(request.ctx.query.kind)
-          ? givenTwice('kind')
-          : kind === '' || known
-            ? undefined
-            : unknownChoice('kind', AUDIT_EVENT_KINDS);
+        const { value: kind, error: kindError } = queryChoice(request.ctx.query, 'kind', AUDIT_EVENT_KINDS);
+        const kinds = kind === '' ? [] : [kind];
         const focused = firstAtFault(filter, [['kind', kindError]]);
         const query = { ...filter.query, ...(kind === '' ? {} : { kind }) };
         const { error: boundError, ...bound } = beforeBound(request);

@@ -3,6 +3,7 @@ import { doneMessage, queryPage, queryText, select, textField } from '../console
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
+import { queryChoice } from './filter-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
 import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
@@ -33,19 +34,22 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const q = queryText(raw, 'q', 150);
         const state = queryText(raw, 'state', 150);
         const group = queryText(raw, 'group', 150);
-        const active = queryText(raw, 'active', 3);
+        // Refused at its field, listing nobody: a mistyped filter must not list everyone as if it were "Any".
+        const { value: active, error: activeError } = queryChoice(raw, 'active', ['yes', 'no'], 'status');
         const pageNumber = queryPage(raw, 10_000);
         const [states, groups, users] = await Promise.all([
           deps.directory.listStates(),
           deps.directory.listGroups(),
-          deps.directory.listProfiles({
-            ...(q === '' ? {} : { search: q }),
-            ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
-            ...(group === '' ? {} : { group }),
-            ...(active === 'yes' ? { active: true } : active === 'no' ? { active: false } : {}),
-            limit: PAGE + 1,
-            offset: (pageNumber - 1) * PAGE,
-          }),
+          activeError !== undefined
+            ? []
+            : deps.directory.listProfiles({
+                ...(q === '' ? {} : { search: q }),
+                ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
+                ...(group === '' ? {} : { group }),
+                ...(active === '' ? {} : { active: active === 'yes' }),
+                limit: PAGE + 1,
+                offset: (pageNumber - 1) * PAGE,
+              }),
         ]);
         const shown = users.slice(0, PAGE);
         const query = { q, state, group, active };
@@ -79,6 +83,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   ['no', 'Inactive'],
                 ],
                 active,
+                activeError === undefined ? {} : { error: activeError, autofocus: true },
               )}
               <div class="actions"><button type="submit">Search</button></div>
             </form>
@@ -114,9 +119,10 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
               </table>
             </div>
             <nav class="pager" aria-label="Pages">
-              ${pageNumber > 1 ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
+              ${pageNumber > 1 && activeError === undefined ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
               ${users.length > PAGE ? html`<a href="${pageLink(pageNumber + 1)}">Next page</a>` : ''}
             </nav>`,
+          { status: activeError === undefined ? 200 : 400 },
         );
       },
     },

@@ -100,7 +100,8 @@ export async function validateApplicationInput(
   const name = checkName(input.name, context.storedName, problem);
 
   const clientType = input.clientType ?? 'confidential';
-  if (!CLIENT_TYPES.includes(clientType)) problem('client_type', `must be ${CLIENT_TYPES.join(' or ')}`);
+  if (!CLIENT_TYPES.includes(clientType))
+    problem('client_type', `${quote(clientType)} is not valid; use ${CLIENT_TYPES.join(' or ')}`);
 
   const logoUrl = checkLogoUrl(input.logoUrl, context.storedLogoUrl, problem);
 

@@ -167,6 +167,78 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(receiver.requests.length, before + 1, 'the receiver got one logout token');
   });
 
+  it('refuses a test back-channel logout to more applications than it tests at a time, sending nothing', async () => {
+    const list = await consoleGet(admin, url('/admin/apps'));
+    assert.match(pageText(list.body), /At most 100 applications at a time\./);
+    const unknown = (count: number) => Array.from({ length: count }, (_, index) => `no-such-app-${index}`);
+    const before = receiver.requests.length;
+    const tooMany = await consolePost(admin, url('/admin/apps/test-logout'), list.csrf!, {
+      client_id: [clientId, ...unknown(100)],
+    });
+    assert.equal(tooMany.status, 400);
+    assert.match(
+      pageText(tooMany.body),
+      /Nothing was sent: 101 applications are ticked, and at most 100 are tested at a time\./,
+    );
+    assert.equal(receiver.requests.length, before, 'no application got a logout token');
+    // The limit counts applications, not boxes: one ticked twice is one.
+    const atTheLimit = await consolePost(admin, url('/admin/apps/test-logout'), list.csrf!, {
+      client_id: [clientId, clientId, ...unknown(99)],
+    });
+    assert.equal(atTheLimit.status, 200, problems(atTheLimit.body));
+    assert.equal(receiver.requests.length, before + 1, 'the one application with a receiver got its token');
+    assert.match(pageText(atTheLimit.body), /no-such-app-98 .*no such application/);
+  });
+
+  it('refuses an unknown status, token format, PKCE or back-channel filter with 400 at its field, listing nothing', async () => {
+    for (const [path, field, message] of [
+      [
+        '/admin/apps?active=maybe',
+        'active',
+        'Not a status: active= takes one of active, inactive, or nothing for any.',
+      ],
+      [
+        '/admin/apps?format=paseto',
+        'format',
+        'Not a token format: format= takes one of inherit, opaque, jwt, or nothing for any.',
+      ],
+      [
+        '/admin/apps?pkce=yes',
+        'pkce',
+        'Not a PKCE setting: pkce= takes one of required, optional, or nothing for any.',
+      ],
+      [
+        '/admin/apps?bcl=configured',
+        'bcl',
+        'Not a back-channel logout setting: bcl= takes one of yes, no, or nothing for any.',
+      ],
+      ['/admin/apps?bcl=yes&bcl=no', 'bcl', 'bcl= is given more than once: give it once.'],
+      // Two filters at fault: the first in the form takes the focus.
+      ['/admin/apps?pkce=maybe&active=maybe', 'active', 'Not a status: '],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      const fieldError = new RegExp(`<p class="field-error" id="${field}-error">([^<]+)</p>`).exec(page.body);
+      assert.ok(fieldError, `an error at the ${field} field: ${problems(page.body)}`);
+      assert.ok(pageText(fieldError[1]!).startsWith(message), `${path}: ${fieldError[1]}`);
+      assert.deepEqual(autofocusedIds(page.body), [field], path);
+      assert.equal(
+        page.body.includes(`<code>${clientId}</code>`),
+        false,
+        `${path}: nothing listed as if it were "Any"`,
+      );
+    }
+    // Known values and none at all still list.
+    for (const path of [
+      '/admin/apps?active=active&format=opaque&pkce=required&bcl=yes',
+      '/admin/apps?active=&bcl=',
+    ]) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 200, path);
+      assert.ok(page.body.includes(`<code>${clientId}</code>`), path);
+    }
+  });
+
   it('rotates the secret after showing what happens, the new one shown once', async () => {
     const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/rotate-secret`));
     assert.match(confirm.body, /The current secret stops working at once/);
@@ -351,6 +423,64 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       answer.body,
       /id="pkce_required-on"\s+name="pkce_required"\s+value="on"\s+aria-invalid="true" aria-describedby="pkce_required-error"/,
     );
+  });
+
+  it('refuses an unknown client type, grant type or token format at its field, keeping the form filled in', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const fields = {
+      name: 'Chosen',
+      redirect_uris: 'https://chosen.example.org/cb',
+      client_type: 'confidential',
+      grant_types: ['authorization_code'],
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    };
+    const before = (await server.app.applications.list({})).length;
+    const cases: Array<[sent: Record<string, string | string[]>, field: string, message: string]> = [
+      [{ client_type: 'native' }, 'client_type', '"native" is not valid; use confidential or public'],
+      // Sent with a known one, the unknown one is not dropped unseen.
+      [
+        { grant_types: ['authorization_code', 'password'] },
+        'grant_types',
+        'unknown grant type "password"; valid: authorization_code, refresh_token, client_credentials',
+      ],
+      [
+        { access_token_format: 'paseto' },
+        'access_token_format',
+        '"paseto" is not valid; use one of inherit, opaque, jwt',
+      ],
+    ];
+    for (const [sent, field, message] of cases) {
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, { ...fields, ...sent });
+      assert.equal(answer.status, 400, `${field}: ${problems(answer.body)}`);
+      const fieldError = new RegExp(`<p class="field-error" id="${field}-error">([^<]+)</p>`).exec(
+        answer.body,
+      );
+      assert.ok(fieldError, `an error at the ${field} field: ${problems(answer.body)}`);
+      assert.equal(pageText(fieldError[1]!), message);
+      assert.ok(answer.body.includes('value="Chosen"'), 'the name typed is kept');
+      assert.ok(answer.body.includes('https://chosen.example.org/cb</textarea>'), 'the redirect URI is kept');
+      assert.match(answer.body, /value="authorization_code"\s+checked/, 'the known grant type stays ticked');
+    }
+    assert.equal((await server.app.applications.list({})).length, before, 'nothing created');
+    // The edit form the same, saving nothing.
+    const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const stored = await server.app.applications.findByClientId(clientId);
+    const edited = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      ...fields,
+      grant_types: ['authorization_code', 'refresh_token', 'implicit'],
+      access_token_format: 'paseto',
+    });
+    assert.equal(edited.status, 400);
+    assert.match(
+      edited.body,
+      /<p class="field-error" id="grant_types-error">unknown grant type &quot;implicit&quot;/,
+    );
+    assert.match(
+      edited.body,
+      /<p class="field-error" id="access_token_format-error">&quot;paseto&quot; is not valid/,
+    );
+    assert.deepEqual(await server.app.applications.findByClientId(clientId), stored, 'nothing saved');
   });
 
   it('focuses the first field at fault of a refused form, and only it', async () => {

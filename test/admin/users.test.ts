@@ -84,6 +84,33 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(none.body.includes(`href="/admin/users/${member.id}"`), false);
   });
 
+  it('refuses an active filter that is neither yes nor no with 400 at its field, listing nobody', async () => {
+    for (const [path, message] of [
+      [
+        `/admin/users?q=${member.username}&active=maybe`,
+        'Not a status: active= takes one of yes, no, or nothing for any.',
+      ],
+      [
+        `/admin/users?q=${member.username}&active=yes&active=no`,
+        'active= is given more than once: give it once.',
+      ],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      assert.ok(
+        page.body.includes(`<p class="field-error" id="active-error">${message}</p>`),
+        `${path}: ${pageText(page.body).slice(0, 600)}`,
+      );
+      assert.deepEqual(autofocusedIds(page.body), ['active'], path);
+      assert.equal(
+        page.body.includes(`href="/admin/users/${member.id}"`),
+        false,
+        'nobody listed as if it were "Any"',
+      );
+      assert.ok(page.body.includes(`value="${member.username}"`), 'the search typed is kept');
+    }
+  });
+
   it('filters by a state named "-" as that state, and by "No state" as no state', async () => {
     await server.app.directoryAdmin.createState('-', 5);
     const dashed = await seedUser(server, { username: `dash${Date.now() % 100000}`, state: '-' });

@@ -205,7 +205,7 @@ describe('validateApplicationInput', () => {
     [
       'a bad client type',
       { ...base, clientType: 'native' as never },
-      /^client_type: must be confidential or public$/,
+      /^client_type: "native" is not valid; use confidential or public$/,
     ],
     [
       'a public client without PKCE',
