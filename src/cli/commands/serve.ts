@@ -84,6 +84,10 @@ export function registerServe(program: Command, io: CliIo): void {
         await app.close();
         throw error;
       }
+      // Listened for before the line that says the server is up: a supervisor (or a test) may stop it
+      // as soon as it reads that line, and a SIGTERM before the listener would kill the process
+      // outright instead of shutting it down.
+      const stopRequested = io.stopRequested();
       app.logger.info(
         {
           host: address.address,
@@ -111,7 +115,7 @@ export function registerServe(program: Command, io: CliIo): void {
         ? undefined
         : waitForMigrations(app.database.db, app.database.kind, MIGRATION_POLL_MS);
       const signal = await Promise.race([
-        io.stopRequested(),
+        stopRequested,
         ...(migratedMeanwhile ? [migratedMeanwhile.done] : []),
       ]);
       migratedMeanwhile?.stop();
