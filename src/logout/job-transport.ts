@@ -3,7 +3,12 @@ import type { Kysely, Transaction } from 'kysely';
 import type { LogoutReason } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
 
-/** What a job pins: scalars only, from which every attempt rebuilds a byte-identical token. */
+/**
+ * What a job pins: scalars only. Every attempt signs its token afresh with the active key and a new
+ * `iat`/`exp` (delivery.ts `attemptOnce`); the `jti` stays the job's, so that a receiver recognises a
+ * second attempt. The pinned `iat` and `exp` are the queueing's; the pinned `kid` (the key active then)
+ * signs only when no active key is loaded.
+ */
 export interface LogoutJob {
   trigger: LogoutReason;
   /** Null only for the `admin_test` no-op subject. */

@@ -6,7 +6,8 @@ import { type MigrationContext, idColumn } from './helpers.ts';
  *
  * - `bcl_job`: the durable delivery queue, one row per (logout, application). It is written in the
  *   transaction of the change that causes the logout and carries only scalars: the pinned `jti`,
- *   `iat`, `exp` and signing `kid` from which every attempt rebuilds a byte-identical token. A
+ *   `iat`, `exp` and signing `kid` (each attempt now signs afresh with the active key, keeping the
+ *   `jti`: src/logout/delivery.ts). A
  *   worker claims a due row with a lease (`lease_owner`, `lease_until`), so two processes never
  *   deliver the same attempt and a crashed worker's claim expires.
  * - `bcl_delivery_attempt`: the final outcome of a delivery (failures always, successes when
