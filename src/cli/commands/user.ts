@@ -1,5 +1,11 @@
 import type { Command } from 'commander';
-import type { ChangeOptions, DirectoryAdmin, NewUser, UserRecord } from '../../directory/builtin/types.ts';
+import type {
+  ChangeOptions,
+  DirectoryAdmin,
+  NewUser,
+  UserChange,
+  UserRecord,
+} from '../../directory/builtin/types.ts';
 import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
 import { generatePassword } from '../../directory/builtin/passwords.ts';
 import type { Services } from '../../services.ts';
@@ -156,6 +162,16 @@ function collect(value: string, previous: string[]): string[] {
 export function registerUser(program: Command, io: CliIo): void {
   const user = program.command('user').description('users of the built-in directory');
   const say = lineWriter(io.stdout);
+  /** What a profile change left, `NAME now has …`, or that the user already had it. */
+  const sayProfileChange = (result: UserChange, describe: (user: UserRecord['user']) => string) => {
+    const { user: changed } = result.profile;
+    const now = describe(changed);
+    say(
+      result.changed
+        ? `${changed.username} now has ${now}`
+        : `${changed.username} already has ${now}; nothing changed`,
+    );
+  };
 
   user
     .command('create')
@@ -307,15 +323,10 @@ export function registerUser(program: Command, io: CliIo): void {
       const result = await withDirectory(io, (directory) =>
         directory.updateUser({ username }, { email: address, emailVerified: verified }, changeOptions(io)),
       );
-      const { user: changed } = result.profile;
-      const now =
+      sayProfileChange(result, (changed) =>
         changed.email === ''
           ? 'no email address'
-          : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`;
-      say(
-        result.changed
-          ? `${changed.username} now has ${now}`
-          : `${changed.username} already has ${now}; nothing changed`,
+          : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`,
       );
     });
 
@@ -341,13 +352,7 @@ export function registerUser(program: Command, io: CliIo): void {
       const result = await withDirectory(io, (directory) =>
         directory.updateUser({ username }, fields, changeOptions(io)),
       );
-      const { user: changed } = result.profile;
-      const now = describeMainCharacter(changed);
-      say(
-        result.changed
-          ? `${changed.username} now has ${now}`
-          : `${changed.username} already has ${now}; nothing changed`,
-      );
+      sayProfileChange(result, describeMainCharacter);
     });
 
   user
@@ -359,12 +364,8 @@ export function registerUser(program: Command, io: CliIo): void {
       const result = await withDirectory(io, (directory) =>
         directory.updateUser({ username }, { locale: locale === '' ? null : locale }, changeOptions(io)),
       );
-      const { user: changed } = result.profile;
-      const now = changed.locale === null ? 'no locale' : `locale ${changed.locale}`;
-      say(
-        result.changed
-          ? `${changed.username} now has ${now}`
-          : `${changed.username} already has ${now}; nothing changed`,
+      sayProfileChange(result, (changed) =>
+        changed.locale === null ? 'no locale' : `locale ${changed.locale}`,
       );
     });
 
