@@ -290,6 +290,9 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     if (authority.includes('@') || url.username !== '' || url.password !== '')
       return `${quote(text)} must not contain credentials (user:password@)`;
     if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
+    // A URL parser takes `*` as a host's letter, and DNS never answers for it: a wildcard meant.
+    if (url.hostname.includes('*'))
+      return `${quote(text)} has a * in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI`;
     if (scheme === 'http' && rules.mode !== 'development' && !LOOPBACK_HOSTS.has(url.hostname))
       return `${quote(text)} must use https (http is allowed only for the loopback hosts 127.0.0.1, [::1] and localhost, or in development mode)`;
     return null;

@@ -131,6 +131,16 @@ describe('validateApplicationInput', () => {
       /^redirect_uris\[0\]: "https:\/\/\*\*\*@wiki.example.org\/cb" must not contain credentials/,
     ],
     [
+      'a wildcard host in a redirect URI',
+      { ...base, redirectUris: ['https://*.example.org/cb'] },
+      /^redirect_uris\[0\]: "https:\/\/\*\.example\.org\/cb" has a \* in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI$/,
+    ],
+    [
+      'a wildcard host in a post-logout redirect URI',
+      { ...base, postLogoutRedirectUris: ['https://wiki.*/'] },
+      /^post_logout_redirect_uris\[0\]: ".*" has a \* in its host/,
+    ],
+    [
       'a javascript: redirect URI',
       { ...base, clientType: 'public', redirectUris: ['javascript:alert(1)'] },
       /^redirect_uris\[0\]: scheme "javascript:" is not allowed/,
