@@ -94,6 +94,19 @@ export function declaresNonUtf8Charset(ctx: Koa.Context): boolean {
   return charset !== '' && charset !== 'utf-8' && charset !== 'utf8';
 }
 
+/** What a form body with a content coding is answered (415, with `Accept-Encoding: identity`). */
+export const CONTENT_ENCODING_MESSAGE =
+  'Content encodings (gzip, deflate, br) are not accepted: send the form body uncompressed.';
+
+/**
+ * True when the request declares a content coding other than none (`identity`): its bytes are read
+ * as they come, so a compressed form would be refused as malformed or missing its fields.
+ */
+export function declaresContentCoding(ctx: Koa.Context): boolean {
+  const coding = ctx.req.headers['content-encoding'];
+  return coding !== undefined && coding.trim().toLowerCase() !== 'identity' && coding.trim() !== '';
+}
+
 /** What a query that `wellFormedQuery` refuses is answered (400). */
 export const MALFORMED_QUERY_MESSAGE =
   'This address is malformed: its query must be UTF-8 text with well-formed %-escapes, as a browser sends it.';

@@ -4,6 +4,8 @@ import type { Branding } from '../http/pages/branding.ts';
 import { notFramedPolicy } from '../http/content-security-policy.ts';
 import { answerMethodNotAllowed, answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
+  CONTENT_ENCODING_MESSAGE,
+  declaresContentCoding,
   declaresMoreThan,
   declaresNonUtf8Charset,
   FORM_CHARSET_MESSAGE,
@@ -111,12 +113,7 @@ function refuseTooLarge(ctx: Koa.Context, key: string, branding: Branding): void
  */
 function refuseContentEncoding(ctx: Koa.Context, key: string, branding: Branding): void {
   ctx.set('Accept-Encoding', 'identity');
-  refuseUnreadForm(
-    ctx,
-    key,
-    branding,
-    'Content encodings (gzip, deflate, br) are not accepted: send the form body uncompressed.',
-  );
+  refuseUnreadForm(ctx, key, branding, CONTENT_ENCODING_MESSAGE);
 }
 
 /**
@@ -156,12 +153,6 @@ function latinCharset(charset: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** True when the request declares a content coding other than none (`identity`). */
-function encodedBody(ctx: Koa.Context): boolean {
-  const coding = ctx.req.headers['content-encoding'];
-  return coding !== undefined && coding.trim().toLowerCase() !== 'identity' && coding.trim() !== '';
 }
 
 /**
@@ -223,7 +214,7 @@ function notFound(ctx: Koa.Context): void {
  * Serves the provider under the issuer's path. In front of it, one small normalisation step:
  * - each route answers with or without its trailing slash;
  * - the blocked paths answer 404; a method the provider has no route for, where it has routes for
- *   others, 405 with `Allow`;
+ *   others, 405 with `Allow`; an OPTIONS that is no CORS preflight, 204 with `Allow`;
  * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
@@ -272,7 +263,7 @@ export function mountProvider(
     // A body announced over the provider's own limit is refused before anything reads it.
     if (ctx.method === 'POST' && declaresMoreThan(ctx.req, FORM_BODY_LIMIT))
       return refuseTooLarge(ctx, key, branding);
-    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && encodedBody(ctx))
+    if (ctx.method === 'POST' && FORM_ROUTES.has(key) && declaresContentCoding(ctx))
       return refuseContentEncoding(ctx, key, branding);
     if (ctx.method === 'POST' && FORM_ROUTES.has(key) && refusedCharset(ctx, key))
       return refuseCharset(ctx, key, branding);
@@ -302,6 +293,8 @@ export function mountProvider(
       });
       // One undeclared (chunked) is found too large only by reading it: the same answer.
       if (tooLarge.has(ctx)) refuseTooLarge(ctx, key, branding);
+      if (ctx.method === 'OPTIONS' && ctx.body == null && ctx.status === 404)
+        describeOptions(ctx, provider, inner);
       keepAnswer?.();
     } finally {
       setPath(ctx, outerPath);
@@ -339,6 +332,19 @@ function refuseMethod(
   const formPost = (key === '/authorize' || key === '/logout') && routed.includes('GET');
   const allowed = ALLOW_ORDER.filter((method) => routed.includes(method) || (formPost && method === 'POST'));
   answerMethodNotAllowed(ctx, allowed, browserRoute(key) ? { page: branding } : 'json');
+}
+
+/**
+ * An OPTIONS request that is no CORS preflight (no `Access-Control-Request-Method`), at an endpoint
+ * whose preflights the provider answers: its CORS step hands it to a last step that does nothing,
+ * which would leave a 404. Answered 204 with `Allow` naming the endpoint's methods (RFC 9110
+ * §9.3.7), the provider's CORS handling left as it is.
+ */
+function describeOptions(ctx: Koa.Context, provider: Provider, inner: string): void {
+  const routed = providerRouteMethods(provider, inner);
+  if (!routed.includes('OPTIONS')) return;
+  ctx.status = 204;
+  ctx.set('Allow', ALLOW_ORDER.filter((method) => routed.includes(method)).join(', '));
 }
 
 /** `path.replace(/\/+$/, '')` without the regular expression, which tries every position of the path. */

@@ -152,5 +152,24 @@ await describeOnEachAllianceAuth(
       assert.equal(response.status, 400);
       assert.match(await response.text(), /did not succeed/);
     });
+
+    it('answers 405 with Allow to a method the EVE routes do not take: a HEAD never ends a sign-in', async () => {
+      const browser = new Browser();
+      const page = await browser.follow(authorizeUrl(server, authorizeParams(client).params), server.origin);
+      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(await page.text());
+      assert.ok(button, 'the login page offers EVE SSO');
+      const eveRoute = new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href;
+      for (const [method, url, allow] of [
+        ['HEAD', eveRoute, 'GET, POST'],
+        ['PUT', eveRoute, 'GET, POST'],
+        ['HEAD', `${server.origin}/o/eve-sso/callback?code=abc&state=forged`, 'GET'],
+        ['POST', `${server.origin}/o/eve-sso/callback`, 'GET'],
+      ] as const) {
+        const response = await browser.fetch(url, { method });
+        assert.equal(response.status, 405, `${method} ${url}`);
+        assert.equal(response.headers.get('allow'), allow, `${method} ${url}`);
+        assert.equal(response.headers.get('x-frame-options'), 'DENY', `${method} ${url}`);
+      }
+    });
   },
 );

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { openLoginPage, submitLogin } from '../helpers/flows.ts';
 import {
@@ -151,5 +153,64 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       });
       assert.equal(signedIn.status, 303, charset);
     }
+  });
+  it('answers 415 to a compressed login, consent or two-factor form, as the provider routes do', async () => {
+    const compressed = async (page: { browser: Browser }, action: string, fields: Record<string, string>) => {
+      const response = await page.browser.fetch(action, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'gzip' },
+        body: gzipSync(new URLSearchParams(fields).toString()),
+      });
+      assert.equal(response.status, 415, action);
+      assert.equal(response.headers.get('accept-encoding'), 'identity', action);
+      assert.match(String(response.headers.get('content-type')), /^text\/html/, action);
+      assert.match(await response.text(), /Content encodings \(gzip, deflate, br\) are not accepted/, action);
+    };
+    const signInFields = (csrf: string, username: string) => ({
+      csrf_token: csrf,
+      username,
+      password: PASSWORD,
+    });
+
+    const failures = async () =>
+      (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+    const failuresBefore = await failures();
+    const user = await seedUser(server);
+    const login = await openLoginPage(server, clientId);
+    await compressed(login, login.action, signInFields(login.csrf, user.username));
+    assert.equal(await failures(), failuresBefore, 'a form that was not read is no failed sign-in');
+    const consent = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(signInFields(login.csrf, user.username)).toString(),
+    });
+    const consentPage = await consent.text();
+    assert.match(consentPage, /name="decision"/);
+    await compressed(login, formAction(consentPage, server.origin), {
+      csrf_token: formField(consentPage, 'csrf_token'),
+      decision: 'allow',
+    });
+
+    const enrolled = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(enrolled);
+    const confirmed = await server.app.twoFactor.confirmEnrolment(
+      enrolled,
+      currentCode(enrolment.secret),
+      enrolment.id,
+    );
+    assert.ok(confirmed.ok);
+    const second = await openLoginPage(server, clientId);
+    const codeStep = await second.browser.follow(second.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(signInFields(second.csrf, enrolled.username)).toString(),
+    });
+    const codePage = await codeStep.text();
+    assert.match(codePage, /name="code"/);
+    await compressed(second, formAction(codePage, server.origin), {
+      csrf_token: formField(codePage, 'csrf_token'),
+      pending: formField(codePage, 'pending'),
+      code: currentCode(enrolment.secret),
+    });
   });
 });

@@ -9,6 +9,7 @@ import { errorPage } from '../../http/pages/error.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import {
+  declaresContentCoding,
   declaresNonUtf8Charset,
   parseFormBody,
   readBodyBytes,
@@ -58,11 +59,13 @@ export async function finish(
 /**
  * The posted form; undefined when it is not one or cannot be read; the error when it is too long;
  * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); 'charset', unread,
- * when it declares a charset other than UTF-8.
+ * when it declares a charset other than UTF-8; 'encoded', unread, when it declares a content coding
+ * (gzip…), as the provider's routes refuse it (src/oidc/mount.ts).
  */
 export async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | 'charset' | undefined> {
+): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | 'charset' | 'encoded' | undefined> {
+  if (declaresContentCoding(ctx)) return 'encoded';
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
   if (declaresNonUtf8Charset(ctx)) return 'charset';
   let body: Buffer;

@@ -6,6 +6,7 @@ import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
 import { errorPage } from '../../http/pages/error.ts';
+import { answerMethodNotAllowed } from '../../http/refusal.ts';
 import { referralPage } from '../../http/pages/referral.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { issuerPath } from '../configuration.ts';
@@ -240,6 +241,11 @@ export function externalCallbacks(
   };
   return (ctx, next) => {
     const authenticator = byPath.get(ctx.path);
-    return authenticator && ctx.method === 'GET' ? handle(ctx, authenticator) : next();
+    if (!authenticator) return next();
+    if (ctx.method === 'GET') return handle(ctx, authenticator);
+    // Not HEAD either: the GET redeems the code and ends the flow, which a HEAD must not do.
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('X-Frame-Options', 'DENY');
+    answerMethodNotAllowed(ctx, ['GET'], { page: deps.branding });
   };
 }

@@ -1,13 +1,15 @@
 import type Koa from 'koa';
+import type { ExternalAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
 import {
+  CONTENT_ENCODING_MESSAGE,
   FORM_CHARSET_MESSAGE,
   MALFORMED_FORM_MESSAGE,
   RequestBodyTooLarge,
 } from '../../http/request-body.ts';
-import { answerTooLarge } from '../../http/refusal.ts';
+import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
 import { SEND_ONCE_SCRIPT_SOURCE } from '../../http/pages/send-once.ts';
 import {
@@ -66,20 +68,12 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     secure: deps.csrf.secure,
   };
   const callbacks = externalCallbacks(external, externals, (uid) => interactionPath(deps.config.issuer, uid));
+  const routes = interactionRouteMethods(externals);
   const handle: Koa.Middleware = async (ctx, next) => {
-    const [uid, action, ...rest] = ctx.path.slice(base.length).split('/');
+    const [uid, action = '', ...rest] = ctx.path.slice(base.length).split('/');
     if (!uid || rest.length > 0 || !/^[A-Za-z0-9_-]{1,64}$/.test(uid)) return next();
-    const route = `${ctx.method} ${action ?? ''}`;
-    const routes = [
-      'GET ',
-      'POST login',
-      'POST password',
-      'POST consent',
-      'POST select_account',
-      ...TWO_FACTOR_ACTIONS.map((step) => `POST ${step}`),
-      ...externals.flatMap((authenticator) => [`POST ${authenticator.id}`, `GET ${authenticator.id}`]),
-    ];
-    if (!routes.includes(route)) return next();
+    const methods = routes.get(action);
+    if (!methods) return next();
 
     ctx.set('X-Frame-Options', 'DENY');
     ctx.set('Content-Security-Policy', pagePolicy({ scripts: [SEND_ONCE_SCRIPT_SOURCE] }));
@@ -87,6 +81,9 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     ctx.set('Referrer-Policy', 'same-origin');
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
+    if (!methods.includes(ctx.method)) return answerMethodNotAllowed(ctx, methods, { page: deps.branding });
+    // HEAD on the page answers as GET does, without the body (Koa leaves it out).
+    const route = `${ctx.method === 'HEAD' ? 'GET' : ctx.method} ${action}`;
 
     const provider = deps.provider();
     let interaction: Interaction;
@@ -155,10 +152,12 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
       if (form === 'malformed')
         return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
-      if (form === 'charset') {
+      if (form === 'charset' || form === 'encoded') {
         // The body is not read: the connection closes after the answer.
         ctx.set('Connection', 'close');
-        return renderStatus(ctx, deps, 415, 'invalid_request', FORM_CHARSET_MESSAGE);
+        if (form === 'charset') return renderStatus(ctx, deps, 415, 'invalid_request', FORM_CHARSET_MESSAGE);
+        ctx.set('Accept-Encoding', 'identity');
+        return renderStatus(ctx, deps, 415, 'invalid_request', CONTENT_ENCODING_MESSAGE);
       }
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
@@ -199,4 +198,18 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     }
   };
   return (ctx, next) => (ctx.path.startsWith(base) ? handle(ctx, next) : callbacks(ctx, next));
+}
+
+/**
+ * The methods each interaction route takes, by its action (`''` for the page itself): another method
+ * is answered 405 with `Allow`. HEAD only on the page: an external authenticator's GET (the return
+ * from the identity provider) takes its one-time result, which a HEAD must not use up.
+ */
+function interactionRouteMethods(externals: readonly ExternalAuthenticator[]): Map<string, string[]> {
+  const routes = new Map<string, string[]>([['', ['GET', 'HEAD']]]);
+  for (const action of ['login', 'password', 'consent', 'select_account', ...TWO_FACTOR_ACTIONS]) {
+    routes.set(action, ['POST']);
+  }
+  for (const authenticator of externals) routes.set(authenticator.id, ['GET', 'POST']);
+  return routes;
 }
