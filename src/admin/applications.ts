@@ -156,7 +156,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
                               ${app.backchannelLogoutUri ? '' : html`disabled`}
                             />
                           </td>
-                          <td><a href="${appPath(app.clientId)}">${app.name}</a></td>
+                          <td class="name"><a href="${appPath(app.clientId)}">${app.name}</a></td>
                           <td><code>${app.clientId}</code></td>
                           <td>${app.active ? 'active' : html`<strong>inactive</strong>`}</td>
                           <td>${app.accessTokenFormat}</td>

@@ -232,7 +232,7 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   ${appIds.map((clientId) => {
                     const grant = grantOf.get(clientId);
                     return html`<tr>
-                      <td>${appName(apps, clientId)}</td>
+                      <td class="name">${appName(apps, clientId)}</td>
                       <td>${grant ? grant.scopes.join(' ') : '—'}</td>
                       <td>${formatTime(grant?.grantedAt)}</td>
                       <td>${liveTokens.get(clientId) ?? 0}</td>

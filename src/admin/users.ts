@@ -105,7 +105,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   ${shown.map(
                     (user) =>
                       html`<tr>
-                        <td>
+                        <td class="name">
                           <a href="${userPath(user.id)}">${user.username}</a
                           >${user.superuser ? html` <span class="note">(superuser)</span>` : ''}
                         </td>

@@ -32,6 +32,9 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
   let memberId: number;
   let wikiId: string;
   let forumId: string;
+  let longNameId: string;
+  let longUsernameId: number;
+  let directorId: number;
 
   before(async () => {
     server = await startServer({ branding: { name: 'Northern Coalition', accentColor: '#0b6e4f' } });
@@ -39,7 +42,16 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     await server.app.directoryAdmin.createGroup('Fleet Commanders');
     wikiId = (await seedApp(server, { name: 'Alliance Wiki', groups: ['Fleet Commanders'] })).clientId;
     forumId = (await seedApp(server, { name: 'Forum', states: ['Member'] })).clientId;
-    await seedUser(server, { username: 'director', superuser: true, state: 'Member' });
+    // Names with no space to break at: they wrap rather than widen the page.
+    longNameId = (await seedApp(server, { name: 'X'.repeat(100) })).clientId;
+    longUsernameId = (await seedUser(server, { username: 'u'.repeat(150) })).id;
+    directorId = (await seedUser(server, { username: 'director', superuser: true, state: 'Member' })).id;
+    const grant = new (server.app.oidc.current().Grant)({
+      accountId: String(directorId),
+      clientId: longNameId,
+    });
+    grant.addOIDCScope('openid profile');
+    await grant.save();
     memberId = (
       await seedUser(server, {
         username: 'kaelen.voss',
@@ -97,6 +109,8 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     await check(`/admin/apps/${wikiId}`, 'admin-application');
     await check('/admin/users', 'admin-users');
     await check(`/admin/users/${memberId}`, 'admin-user');
+    await check(`/admin/apps/${longNameId}`, 'admin-application-long-name');
+    await check(`/admin/users/${longUsernameId}`, 'admin-user-long-name');
     await check(`/admin/users/${memberId}/remove-group?group=Fleet+Commanders`, 'admin-user-impact');
     await check('/admin/states', 'admin-states');
     await check('/admin/groups', 'admin-groups');
@@ -116,5 +130,18 @@ describe(`pages at 390 px (${testDatabaseKind})`, { skip }, () => {
     });
     await check(`${issuerPath}/authorize/?${params.toString()}`, 'consent');
     await check(`${issuerPath}/logout/`, 'logout');
+  });
+
+  it('shows every column of the lists on a 1280 px screen, however long a name without spaces', async () => {
+    // Signed in by the test above.
+    await page.setViewportSize({ width: 1280, height: 800 });
+    for (const path of ['/admin/apps', '/admin/users', `/admin/users/${directorId}`]) {
+      const response = await page.goto(`${server.origin}${path}`);
+      assert.equal(response?.status(), 200, path);
+      const wide = await page.evaluate(
+        '[...document.querySelectorAll(".table-wrap")].filter((e) => e.scrollWidth > e.clientWidth + 1).map((e) => e.scrollWidth)',
+      );
+      assert.deepEqual(wide, [], `${path}: no table scrolls sideways at 1280 px`);
+    }
   });
 });

@@ -126,6 +126,12 @@ describe(`the community's look on every provider page (${testDatabaseKind})`, ()
     assert.ok(body.includes(`<code id="request-id">${requestId}</code>`), 'the request id on the page');
   });
 
+  it("titles the landing page with the community's name once", async () => {
+    const response = await fetch(`${server.origin}/`);
+    assert.equal(response.status, 200);
+    assert.match(await response.text(), /<title>Goon &lt;Fleet&gt; &amp; Co<\/title>/);
+  });
+
   it('asks about the community by name in the logout question', async () => {
     const browser = new Browser();
     await signIn(browser, server, authorize(), { username: user.username, password: PASSWORD });

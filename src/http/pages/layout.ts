@@ -43,7 +43,8 @@ function render(value: unknown): string {
 
 /**
  * The one style sheet of the provider's pages (sign-in, consent, logout, errors, landing, account,
- * admin). Colours from the branding arrive as custom properties; everything reflows down to 390 px.
+ * admin). Colours from the branding arrive as custom properties; everything reflows down to 390 px,
+ * and a long name without spaces wraps (in a table's name column, past 18rem) rather than widening it.
  */
 const STYLE = `
 :root{--accent:#2459d4;--accent-text:#fff;--link:#1f4fbf}
@@ -58,6 +59,9 @@ header.site{background:#fff;border-top:4px solid var(--accent);box-shadow:0 1px 
 .brand nav ul{display:flex;flex-wrap:wrap;gap:.25rem 1rem;list-style:none;margin:0;padding:0}
 main{max-width:26rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;border-radius:.5rem;box-shadow:0 1px 3px rgba(0,0,0,.15)}
 main.wide{max-width:64rem}
+main{overflow-wrap:anywhere}
+main table{overflow-wrap:normal}
+td.name a{display:inline-block;max-width:18rem;overflow-wrap:anywhere}
 h1{font-size:1.4rem;margin-top:0}
 h2{font-size:1.15rem;margin-top:1.75rem}
 h3{font-size:1rem}
@@ -145,7 +149,8 @@ function brandingStyle(branding: Branding): string {
 
 export function page(title: string, body: Html, options: PageOptions = {}): string {
   const { lang = 'en', style = STYLE, branding } = options;
-  const fullTitle = branding ? `${title} · ${branding.name}` : title;
+  // The landing page's title is the community's name already: not "Name · Name".
+  const fullTitle = branding && title !== branding.name ? `${title} · ${branding.name}` : title;
   const header = branding
     ? html`<a class="skip" href="#content">Skip to content</a>
         <header class="site">
