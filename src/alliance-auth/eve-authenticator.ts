@@ -1,3 +1,4 @@
+import { isRowId, MAX_ROW_ID } from '../db/row-id.ts';
 import type { ExternalAuthenticator } from '../directory/authenticator.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decideEveSignIn, referralMessage } from './eve-login.ts';
@@ -45,6 +46,11 @@ export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): Externa
         identity,
         await selectCharacterOwnership(deps.aa, identity.characterId),
       );
+      if (decision.outcome === 'accept' && !isRowId(decision.userId)) {
+        const message = `the Alliance Auth user's id ${decision.userId} is beyond the 32-bit ids aa-oidc keeps (${MAX_ROW_ID}); Django's auth_user.id is a 32-bit AutoField, so check whether Alliance Auth's database was altered`;
+        deps.logger.warn({ characterId: identity.characterId }, `EVE SSO sign-in refused: ${message}`);
+        return { outcome: 'failed', kind: 'rejected', message };
+      }
       if (decision.outcome === 'accept') {
         return { outcome: 'authenticated', userId: decision.userId, amr: ['eve_sso'], subject };
       }

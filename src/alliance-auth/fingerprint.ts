@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { isRowId } from '../db/row-id.ts';
 import { accessHolders } from './access-permission.ts';
 import { type AaDb, truthy } from './schema.ts';
 
@@ -142,6 +143,9 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
   const fingerprints: Fingerprints = new Map();
   for (const row of result.rows) {
     const userId = Number(row.id);
+    // An id beyond 32 bits (an `auth_user.id` widened to bigint) is no user aa-oidc can sign in, and
+    // aa-oidc's own tables could not store its fingerprint: every cycle would fail on it.
+    if (!isRowId(userId)) continue;
     let fingerprint = fingerprints.get(userId);
     if (!fingerprint) {
       fingerprint = {

@@ -197,8 +197,9 @@ export async function selectUserById(db: AaDb, id: number): Promise<AllianceAuth
 }
 
 /**
- * By username, regardless of case (the exact spelling first: on PostgreSQL two users may differ in
- * case only).
+ * By username, regardless of case: the exact spelling first, else the one user whose name differs
+ * in case only. On PostgreSQL two users may differ in case only (`Alice` and `ALICE`): a spelling
+ * that is neither of them could mean either and finds nobody, as a state or group name does.
  */
 export async function selectUserByUsername(
   db: AaDb,
@@ -210,7 +211,8 @@ export async function selectUserByUsername(
     .where(sql<boolean>`lower(u.username) = lower(${username})`)
     .limit(10)
     .execute();
-  const row = rows.find((candidate) => candidate.username === username) ?? rows[0];
+  const row =
+    rows.find((candidate) => candidate.username === username) ?? (rows.length === 1 ? rows[0] : undefined);
   if (!row) return undefined;
   const groups = await groupsOf(db, [Number(row.id)]);
   return toUser(row, groups.get(Number(row.id)) ?? []);

@@ -1,0 +1,206 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
+import {
+  allianceAuthDirectory,
+  allianceAuthEnv,
+  allianceAuthUnavailable,
+  createAllianceAuthDatabase,
+  FIXTURE_PASSWORD,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { cli } from '../helpers/cli.ts';
+import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import { testEnv } from '../helpers/config.ts';
+import { authorizeParams, codeFrom } from '../helpers/flows.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import {
+  authorizeUrl,
+  Browser,
+  formField,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+
+/**
+ * Users a long-lived Alliance Auth on PostgreSQL can hold that the fixture does not: two usernames
+ * that differ in case only (PostgreSQL keeps them apart where MariaDB's collation would not), and a
+ * user whose id is beyond 32 bits (an `auth_user.id` column someone widened to bigint; Django's is
+ * a 32-bit AutoField). A spelling that could mean either of two users finds neither, and a user
+ * aa-oidc cannot keep is refused at sign-in and left out by the poller, which goes on following
+ * everyone else.
+ */
+describe(
+  'Alliance Auth users with names differing in case, or ids beyond 32 bits, on PostgreSQL',
+  { skip: await allianceAuthUnavailable('postgres') },
+  () => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let harness: LeakHarness;
+    let client: { clientId: string; clientSecret: string };
+    let eve: EveSsoStandIn | undefined;
+    let eveServer: TestServer | undefined;
+
+    /** A user as AA's admin makes one, with the access permission and a profile in the Guest state. */
+    async function addUser(id: number, username: string): Promise<void> {
+      const hash = await makeDjangoPbkdf2(FIXTURE_PASSWORD, 1000);
+      await fixture.run(
+        `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+         VALUES (?, ?, NULL, false, ?, '', '', ?, false, true, '2024-01-01 00:00:00')`,
+        [id, hash, username, `${username.toLowerCase()}-${id}@example.org`],
+      );
+      await fixture.run(
+        `INSERT INTO auth_user_user_permissions (user_id, permission_id)
+         SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+         WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
+        [id],
+      );
+      await fixture.run(
+        `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
+        [id],
+      );
+    }
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase('postgres');
+      // The columns holding a user's id, widened as `ALTER … TYPE bigint` would leave them.
+      for (const [table, column] of [
+        ['auth_user', 'id'],
+        ['auth_user_groups', 'user_id'],
+        ['auth_user_user_permissions', 'user_id'],
+        ['authentication_userprofile', 'user_id'],
+        ['authentication_characterownership', 'user_id'],
+      ] as const) {
+        await fixture.run(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE bigint`);
+      }
+      harness = createLeakHarness();
+      server = await startServer(
+        { directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }) },
+        { harness },
+      );
+      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+      await server.app.allianceAuth!.poller.pollOnce();
+    });
+    after(async () => {
+      await server?.close();
+      await eveServer?.close();
+      await eve?.close();
+      await fixture?.drop();
+    });
+
+    const signInAs = (username: string) =>
+      signIn(
+        new Browser(),
+        server,
+        authorizeUrl(server, authorizeParams(client, { scope: 'openid' }).params),
+        {
+          username,
+          password: FIXTURE_PASSWORD,
+        },
+      );
+
+    it('finds a user by a spelling in another case only when it can mean one user', async () => {
+      await addUser(30, 'ALICE');
+      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
+      const show = async (username: string) => {
+        const result = await cli(['user', 'show', username, '--format', 'json'], env);
+        return {
+          ...result,
+          shown: result.code === 0 ? (JSON.parse(result.stdout) as { id: number }).id : null,
+        };
+      };
+      assert.equal((await show('alice')).shown, 2);
+      assert.equal((await show('ALICE')).shown, 30);
+      assert.equal((await show('Carol')).shown, 4, 'carol is the only user by that name');
+      const ambiguous = await show('Alice');
+      assert.notEqual(ambiguous.code, 0, 'alice or ALICE: neither is picked at random');
+      assert.match(ambiguous.stderr, /no user named "Alice" in Alliance Auth/);
+      assert.equal(await server.app.directory.profileByUsername('Alice'), undefined);
+      // Revoking "Alice"'s tokens ends neither user's.
+      const revoke = await cli(['tokens', 'revoke-user', '--username', 'Alice', '--dry-run'], env);
+      assert.notEqual(revoke.code, 0);
+      assert.doesNotMatch(revoke.stdout, /would revoke/);
+    });
+
+    it('refuses at sign-in a user whose id is beyond 32 bits, and the poller follows everyone else', async () => {
+      await addUser(5_000_000_000, 'widened');
+      harness.registerSecret(FIXTURE_PASSWORD, 'the password');
+      const refused = await signInAs('widened');
+      assert.equal(refused.status, 401, 'refused as a sign-in, not a server error');
+      const warning = harness.logLines
+        .map((line) => JSON.parse(line) as { msg: string; username?: string })
+        .find((line) => line.username === 'widened');
+      assert.match(warning?.msg ?? '', /id 5000000000 is beyond the 32-bit ids aa-oidc keeps/);
+
+      const cycle = await server.app.allianceAuth!.poller.pollOnce();
+      assert.equal(cycle.outcome, 'applied', JSON.stringify(cycle));
+      assert.ok(cycle.outcome === 'applied');
+      assert.deepEqual(
+        cycle.changes.map((change) => [change.kind, change.userId]),
+        [['user_created', 30]],
+        'ALICE is new; the widened user is left out',
+      );
+      // And it goes on following AA's changes: erin leaves, her access with her.
+      await fixture.run('DELETE FROM auth_user_user_permissions WHERE user_id = ?', [6]);
+      const next = await server.app.allianceAuth!.poller.pollOnce();
+      assert.ok(next.outcome === 'applied', JSON.stringify(next));
+      assert.deepEqual(
+        next.changes.map((change) => [change.kind, change.userId]),
+        [['user_updated', 6]],
+      );
+      codeFrom(await signInAs('frank'));
+      await harness.assertNoLeaks();
+    });
+
+    it('sends a user whose id is beyond 32 bits back from EVE SSO with a refusal, not a server error', async () => {
+      // The widened user's main character, as AA records it after an EVE SSO registration.
+      const character = {
+        characterId: 2119000001,
+        characterName: 'Wide Pilot',
+        ownerHash: 'd2lkZS1waWxvdC1vd25lci1oYXNo',
+      };
+      await fixture.run(
+        `INSERT INTO eveonline_evecharacter (character_id, character_name, corporation_id, corporation_name,
+           corporation_ticker, alliance_id, alliance_name, alliance_ticker, faction_id, faction_name)
+         VALUES (?, ?, 98000001, 'Alt Storage Inc', 'ALTS', NULL, NULL, NULL, NULL, NULL)`,
+        [character.characterId, character.characterName],
+      );
+      await fixture.run(
+        `INSERT INTO authentication_characterownership (character_id, owner_hash, user_id)
+         SELECT id, ?, ? FROM eveonline_evecharacter WHERE character_id = ?`,
+        [character.ownerHash, 5_000_000_000, character.characterId],
+      );
+      await fixture.run(
+        `UPDATE authentication_userprofile SET main_character_id =
+           (SELECT id FROM eveonline_evecharacter WHERE character_id = ?) WHERE user_id = ?`,
+        [character.characterId, 5_000_000_000],
+      );
+      eve = await startEveSsoStandIn();
+      eveServer = await startServer({
+        directory: allianceAuthDirectory(fixture.readerUrl, { pollSeconds: 3600 }),
+        eveSso: eve.settings,
+      });
+      const seeded = await seedApp(eveServer, { name: 'Wiki', skipAuthorization: true });
+      const eveClient = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
+      const browser = new Browser();
+      const { params } = authorizeParams(eveClient, { scope: 'openid' });
+      const page = await browser.follow(authorizeUrl(eveServer, params), eveServer.origin);
+      const body = await page.text();
+      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
+      assert.ok(button, 'the login page offers EVE SSO');
+      eve.signInAs(character);
+      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), eveServer.origin).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
+      });
+      const back = await browser.fetch(toEve.headers.get('location')!);
+      const response = await browser.follow(back.headers.get('location')!, eveServer.origin);
+      assert.equal(response.status, 400, 'a refusal, not a server error');
+      assert.match(await response.text(), /did not succeed/);
+    });
+  },
+);
