@@ -3,7 +3,7 @@ import { doneMessage, queryPage, queryText, select, textField } from '../console
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
-import { queryChoice } from './filter-parts.ts';
+import { fieldError, queryChoice } from './filter-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
 import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
@@ -83,7 +83,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   ['no', 'Inactive'],
                 ],
                 active,
-                activeError === undefined ? {} : { error: activeError, autofocus: true },
+                fieldError('active', activeError, 'active'),
               )}
               <div class="actions"><button type="submit">Search</button></div>
             </form>

@@ -1,10 +1,9 @@
-import { isRowId, MAX_ROW_ID } from '../db/row-id.ts';
 import type { ExternalAuthenticator } from '../directory/authenticator.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decideEveSignIn, referralMessage } from './eve-login.ts';
 import { createEveSsoClient, type EveSsoClient, EveSsoError, type EveSsoSettings } from './eve-sso.ts';
 import type { AaDb } from './schema.ts';
-import { selectCharacterOwnership } from './sign-in-queries.ts';
+import { selectCharacterOwnership, unkeptUserId } from './sign-in-queries.ts';
 
 /**
  * "Sign in with EVE Online": EVE SSO v2 proves which character (and owner) is at the keyboard, and
@@ -46,8 +45,9 @@ export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): Externa
         identity,
         await selectCharacterOwnership(deps.aa, identity.characterId),
       );
-      if (decision.outcome === 'accept' && !isRowId(decision.userId)) {
-        const message = `the Alliance Auth user's id ${decision.userId} is beyond the 32-bit ids aa-oidc keeps (${MAX_ROW_ID}); Django's auth_user.id is a 32-bit AutoField, so check whether Alliance Auth's database was altered`;
+      const unkept = decision.outcome === 'accept' ? unkeptUserId(decision.userId) : undefined;
+      if (unkept !== undefined) {
+        const message = `the Alliance Auth user's ${unkept}`;
         deps.logger.warn({ characterId: identity.characterId }, `EVE SSO sign-in refused: ${message}`);
         return { outcome: 'failed', kind: 'rejected', message };
       }

@@ -1,9 +1,8 @@
 import type { PasswordAuthenticator } from '../directory/authenticator.ts';
-import { isRowId, MAX_ROW_ID } from '../db/row-id.ts';
 import type { Logger } from '../logging/logger.ts';
 import { explainUnverifiable, readDjangoPassword, verifyStoredDjangoPassword } from './django-password.ts';
 import type { AaDb } from './schema.ts';
-import { selectPasswordRecord } from './sign-in-queries.ts';
+import { selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
 
 /**
  * Sign-in with an Alliance Auth password (`AA_OIDC_AA_PASSWORD_LOGIN=true`): Django's
@@ -31,11 +30,11 @@ export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): Passwo
       const valid = await verifyStoredDjangoPassword(stored, password);
       if (!record || !valid) return { outcome: 'refused', reason: 'invalid' };
       if (!record.active) return { outcome: 'refused', reason: 'inactive' };
-      const userId: number = record.id;
-      if (!isRowId(userId)) {
+      const unkept = unkeptUserId(record.id);
+      if (unkept !== undefined) {
         log.warn(
           { username: record.username },
-          `Alliance Auth password sign-in refused: the user's id ${record.id} is beyond the 32-bit ids aa-oidc keeps (${MAX_ROW_ID}); Django's auth_user.id is a 32-bit AutoField, so check whether Alliance Auth's database was altered`,
+          `Alliance Auth password sign-in refused: the user's ${unkept}`,
         );
         return { outcome: 'refused', reason: 'invalid' };
       }

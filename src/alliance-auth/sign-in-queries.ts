@@ -1,3 +1,4 @@
+import { isRowId, MAX_ROW_ID } from '../db/row-id.ts';
 import { type AaDb, truthy } from './schema.ts';
 import { toNumberOrNull } from './user-queries.ts';
 
@@ -52,4 +53,14 @@ export async function selectPasswordRecord(
   return row
     ? { id: Number(row.id), username: row.username, password: row.password, active: truthy(row.is_active) }
     : undefined;
+}
+
+/**
+ * Why aa-oidc cannot sign in the Alliance Auth user with this id: one beyond the 32-bit ids its own
+ * tables keep (an `auth_user.id` widened by hand). Undefined for every id Django makes.
+ */
+export function unkeptUserId(id: number): string | undefined {
+  return isRowId(id)
+    ? undefined
+    : `id ${id} is beyond the 32-bit ids aa-oidc keeps (${MAX_ROW_ID}); Django's auth_user.id is a 32-bit AutoField, so check whether Alliance Auth's database was altered`;
 }
