@@ -7,6 +7,7 @@ import { whyNotWritable } from './db/writable.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
+import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { browserPaths } from './oidc/mount.ts';
@@ -70,6 +71,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ),
   );
   koa.use(metricsRoute(services.metrics, config.metrics.bearerToken));
+  // An address nothing below answers is a 404 page to a browser, a JSON 404 to a program.
+  koa.use(answerUnknownPaths(brandingFrom(config)));
   const oidc = createOidc({
     config,
     logger: services.logger,

@@ -1,7 +1,9 @@
 import type Koa from 'koa';
+import { pagePolicy } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
 import { errorPage } from './pages/error.ts';
 import { pageContext } from './pages/layout.ts';
+import { notFoundPage } from './pages/not-found.ts';
 
 /** A request refused before any route handled it. */
 export interface Refusal {
@@ -62,4 +64,24 @@ export function answerMethodNotAllowed(
     },
     format,
   );
+}
+
+/**
+ * A 404 for an address nothing answers: `{"error":"not_found"}` as JSON, or with `page`, the branded
+ * page, with the headers of the server's own pages (no script, no frame, no sniffing, no referrer
+ * off the site).
+ */
+export function answerNotFound(ctx: Koa.Context, format: RefusalFormat): void {
+  ctx.status = 404;
+  ctx.set('Cache-Control', 'no-store');
+  if (format === 'json') {
+    ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
+    return;
+  }
+  ctx.set('X-Frame-Options', 'DENY');
+  ctx.set('Content-Security-Policy', pagePolicy());
+  ctx.set('X-Content-Type-Options', 'nosniff');
+  ctx.set('Referrer-Policy', 'same-origin');
+  ctx.type = 'html';
+  ctx.body = notFoundPage(pageContext(format.page, ctx));
 }

@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
 import { notFramedPolicy } from '../http/content-security-policy.ts';
-import { answerMethodNotAllowed, answerRefusal, answerTooLarge } from '../http/refusal.ts';
+import { answerMethodNotAllowed, answerNotFound, answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
   CONTENT_ENCODING_MESSAGE,
   declaresContentCoding,
@@ -204,10 +204,9 @@ export function refuseMalformedQuery(issuerPath: string, branding: Branding): (c
   };
 }
 
+/** A blocked path: the JSON 404 whoever asks, as an endpoint that does not exist. */
 function notFound(ctx: Koa.Context): void {
-  ctx.status = 404;
-  ctx.set('Cache-Control', 'no-store');
-  ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
+  answerNotFound(ctx, 'json');
 }
 
 /**
