@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
 import { pagePolicy } from '../http/content-security-policy.ts';
 import type { Branding } from '../http/pages/branding.ts';
+import { isForeignForm } from '../http/foreign-form.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
 import {
   declaresNonUtf8Charset,
@@ -255,15 +256,13 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
     let form = new URLSearchParams();
     if (method === 'POST') {
-      const site = ctx.get('Sec-Fetch-Site');
-      const origin = ctx.get('Origin');
       const parsed = await readForm(ctx);
       if (parsed === 'too_large') {
         // The rest of the body is not wanted: the connection closes after the answer.
         ctx.set('Connection', 'close');
         return refuse(ctx, session, visitor, 413, 'Form too large', 'This form is larger than 64 KiB.');
       }
-      const foreign = (site !== '' && site !== 'same-origin') || (origin !== '' && origin !== deps.origin);
+      const foreign = isForeignForm(ctx, deps.origin);
       if (parsed === 'unsupported' && !foreign) {
         const sent = ctx.get('Content-Type').split(';')[0]!.trim().slice(0, 100) || 'a body without a type';
         const message = `This address takes a form sent as application/x-www-form-urlencoded, not ${sent}.`;

@@ -10,6 +10,7 @@ import {
   RequestBodyTooLarge,
 } from '../../http/request-body.ts';
 import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
+import { isForeignForm } from '../../http/foreign-form.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
 import { SEND_ONCE_SCRIPT_SOURCE } from '../../http/pages/send-once.ts';
 import {
@@ -41,6 +42,10 @@ import {
 export type { InteractionDependencies } from './common.ts';
 export { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from './login.ts';
 
+/** The sign-in pages' answer to a form another site sent (`isForeignForm`). */
+export const FOREIGN_FORM_MESSAGE =
+  'This form did not come from this site. Go back, reload the page and try again.';
+
 /**
  * The interaction pages (`/o/interaction/:uid`): the account choice, login, the 403 denied page, consent. They are the
  * provider's interactions: each reads the pending interaction through the provider
@@ -49,6 +54,7 @@ export { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from './login.ts';
  */
 export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware {
   const base = interactionPath(deps.config.issuer, '');
+  const issuerOrigin = new URL(deps.config.issuer).origin;
   const secondFactor = deps.twoFactor
     ? twoFactorStep({
         ...deps.twoFactor,
@@ -149,6 +155,14 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       const form = await readForm(ctx);
       if (form instanceof RequestBodyTooLarge)
         return answerTooLarge(ctx, form.limit, { page: deps.branding });
+      // A form the browser says another site sent is refused before anything of it is used or
+      // counted (no failed sign-in, no code tried): the interaction and its CSRF cookie stay as they
+      // were, so the page, reloaded, signs in. As the console's POSTs (console/http.ts).
+      if (isForeignForm(ctx, issuerOrigin)) {
+        // A body left unread (a charset or content coding refused below) stays unread.
+        if (form === 'charset' || form === 'encoded') ctx.set('Connection', 'close');
+        return renderStatus(ctx, deps, 403, 'invalid_request', FOREIGN_FORM_MESSAGE);
+      }
       // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
       if (form === 'malformed')
         return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
