@@ -10,8 +10,9 @@ import { selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
  * or its `argon2$…` and `scrypt$…` (an AA whose settings put one of those hashers first). Users made
  * by EVE SSO have an unusable password (`!…`) and never pass. A password stored by a hasher aa-oidc
  * does not verify (bcrypt, for one) is refused as a wrong one, and the log says which hasher and what
- * to change, naming the user but never the stored value. The username is matched as Django's
- * login matches it (the database's collation decides the case). aa-oidc never writes to AA's
+ * to change, naming the user but never the stored value. The username is read and matched as
+ * Django's login reads and matches it (NFKC, then the database's collation decides the case; see
+ * `selectPasswordRecord`). aa-oidc never writes to AA's
  * database, so AA's `last_login` is left alone and a password is never upgraded or replaced here.
  */
 export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): PasswordAuthenticator {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { isRowId, MAX_ROW_ID } from '../db/row-id.ts';
 import { type AaDb, truthy } from './schema.ts';
 import { toNumberOrNull } from './user-queries.ts';
@@ -40,15 +41,29 @@ export async function selectCharacterOwnership(db: AaDb, characterId: number): P
   };
 }
 
-/** The stored Django password hash of a user, with what the login decision needs. */
+/** The most characters Django's `auth_user.username` holds (`max_length=150`). */
+export const AA_USERNAME_MAX_LENGTH = 150;
+
+/**
+ * The stored Django password hash of the user a typed username names, with what the login decision
+ * needs. The name is read as Django's login form reads it (`UsernameField`: NFKC, so `ｐｉｌｏｔ` or
+ * `𝐩𝐢𝐥𝐨𝐭` is `pilot`) and matched as its `ModelBackend` matches it (`username =`: the database's
+ * collation decides the case). A name stored in another form (written to `auth_user` by hand: Django
+ * stores NFKC) is still found when typed exactly as stored, but the NFKC form's user comes first. A
+ * name longer than the column holds is nobody's: it is never cut to fit, which could name another.
+ */
 export async function selectPasswordRecord(
   db: AaDb,
-  username: string,
+  typed: string,
 ): Promise<{ id: number; username: string; password: string; active: boolean } | undefined> {
+  const username = typed.normalize('NFKC');
+  if ([...username].length > AA_USERNAME_MAX_LENGTH) return undefined;
   const row = await db
     .selectFrom('auth_user')
     .select(['id', 'username', 'password', 'is_active'])
-    .where('username', '=', username)
+    .where('username', 'in', [...new Set([username, typed])])
+    .orderBy(sql`case when ${sql.ref('username')} = ${username} then 0 else 1 end`)
+    .limit(1)
     .executeTakeFirst();
   return row
     ? { id: Number(row.id), username: row.username, password: row.password, active: truthy(row.is_active) }

@@ -37,8 +37,10 @@ export type PasswordReplacement =
 export interface PasswordAuthenticator {
   readonly kind: 'password';
   /**
-   * Checks the password. Takes the same time whether or not the username exists, and never puts
-   * the password in an error, a log line or an event.
+   * Checks the password. The username is as typed, trimmed but never cut: read it as the directory
+   * compares names (NFKC first, as Django does), and one longer than any it holds is no user's.
+   * Takes the same time whether or not the username exists, and never puts the password in an
+   * error, a log line or an event.
    */
   authenticate(username: string, password: string): Promise<AuthenticationResult>;
   /**

@@ -42,7 +42,9 @@ export async function submitLogin(
   if (interaction.prompt.name !== 'login') {
     return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
-  const username = (form.get('username') ?? '').trim().slice(0, 150);
+  // Never cut: the first 150 characters of a longer name may be another user's. A name longer than
+  // any directory holds goes on like any unknown one (throttled, one hash check) and fails the same.
+  const username = (form.get('username') ?? '').trim();
   // As many UTF-16 units as a new password may hold (MAX_PASSWORD_LENGTH): every settable password fits.
   const password = (form.get('password') ?? '').slice(0, 1024);
   const again = (status: number, error: string) => {

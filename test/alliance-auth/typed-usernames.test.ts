@@ -1,0 +1,136 @@
+import assert from 'node:assert/strict';
+import { after, before, it } from 'node:test';
+import { decodeJwt } from 'jose';
+import { LOGIN_FAILED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
+import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
+import {
+  allianceAuthDirectory,
+  createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  FIXTURE_PASSWORD,
+  type AllianceAuthTestDatabase,
+} from '../helpers/alliance-auth.ts';
+import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
+
+/**
+ * The username typed at password sign-in with an Alliance Auth directory, read as Django's login
+ * reads it: NFKC (`UsernameField.to_python`), then looked up whole. A compatibility form finds the
+ * user Django finds; a name stored in another form by hand is still found as stored; a name longer
+ * than `auth_user.username` holds is nobody's, never cut to the 150 characters another user may have.
+ */
+await describeOnEachAllianceAuth(
+  (database) => `usernames typed at Alliance Auth password sign-in (${database})`,
+  (kind) => {
+    let fixture: AllianceAuthTestDatabase;
+    let server: TestServer;
+    let client: { clientId: string; clientSecret: string };
+
+    /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
+    async function addUser(id: number, username: string): Promise<void> {
+      const hash = await makeDjangoPbkdf2(FIXTURE_PASSWORD, 1000);
+      await fixture.run(
+        `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+         VALUES (?, ?, NULL, ?, ?, '', '', ?, ?, ?, '2024-01-01 00:00:00')`,
+        [
+          id,
+          hash,
+          fixture.bool(false),
+          username,
+          `user-${id}@example.org`,
+          fixture.bool(false),
+          fixture.bool(true),
+        ],
+      );
+      await fixture.run(
+        `INSERT INTO auth_user_user_permissions (user_id, permission_id)
+         SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+         WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
+        [id],
+      );
+      await fixture.run(
+        `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
+        [id],
+      );
+    }
+
+    before(async () => {
+      fixture = await createAllianceAuthDatabase(kind);
+      await addUser(40, 'fiona');
+      // Not NFKC: only a hand-written row holds one (Django's create_user normalises).
+      await addUser(41, 'ｇｅｏｒｇｅ');
+      await addUser(44, 'finn');
+      await addUser(45, 'ﬁnn');
+      await addUser(42, 'p'.repeat(150));
+      // 105 characters, 205 UTF-16 units.
+      await addUser(43, `pilot${'𠀀'.repeat(100)}`);
+      server = await startServer({
+        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
+      });
+      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+    });
+    after(async () => {
+      await server?.close();
+      await fixture?.drop();
+    });
+
+    async function signInAs(username: string): Promise<Response> {
+      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
+      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+        username,
+        password: FIXTURE_PASSWORD,
+      });
+      if (response.status !== 303) return response;
+      const exchanged = await tokenRequest(server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      return new Response(decodeJwt(exchanged.body.id_token as string).sub, { status: 303 });
+    }
+    const subOf = async (username: string) => {
+      const response = await signInAs(username);
+      assert.equal(response.status, 303, `${JSON.stringify(username)} signs in`);
+      return response.text();
+    };
+
+    it('finds the user Django finds for a compatibility form: fullwidth, mathematical letters, a ligature', async () => {
+      assert.equal(await subOf('ａｌｉｃｅ'), '2', 'fullwidth alice');
+      assert.equal(await subOf('𝐚𝐥𝐢𝐜𝐞'), '2', 'mathematical bold alice');
+      assert.equal(await subOf('ﬁona'), '40', 'the ﬁ ligature');
+    });
+
+    it('still finds a user whose stored name is not NFKC when it is typed as stored, unless the NFKC form is a user', async () => {
+      assert.equal(await subOf('ｇｅｏｒｇｅ'), '41');
+      // Two users, one under each form: Django's (the NFKC form's) wins.
+      assert.equal(await subOf('ﬁnn'), '44');
+      assert.equal(await subOf('finn'), '44');
+    });
+
+    it('never cuts a long username: 151 characters fail as an unknown user would, and are throttled', async () => {
+      const failures = async () =>
+        (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+      const before = await failures();
+      const refused = await signInAs('p'.repeat(151));
+      assert.equal(refused.status, 401, 'the same refusal as a wrong password');
+      assert.ok((await refused.text()).includes(LOGIN_FAILED_MESSAGE));
+      assert.equal(await failures(), before + 1, 'the attempt counts against the throttle');
+      assert.equal(await subOf('p'.repeat(150)), '42', 'the 150-character name itself signs in');
+    });
+
+    it('signs in a name of up to 150 characters that is longer in UTF-16 units', async () => {
+      assert.equal(await subOf(`pilot${'𠀀'.repeat(100)}`), '43');
+    });
+  },
+);
