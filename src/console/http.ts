@@ -5,11 +5,13 @@ import type { Branding } from '../http/pages/branding.ts';
 import { isForeignForm } from '../http/foreign-form.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
 import {
-  declaresNonUtf8Charset,
-  FORM_CHARSET_MESSAGE,
+  answerUnreadForm,
+  declaresContentCoding,
   MALFORMED_FORM_MESSAGE,
   MALFORMED_QUERY_MESSAGE,
   parseFormBody,
+  type UnreadForm,
+  unreadFormParameters,
   wellFormedQuery,
 } from '../http/request-body.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
@@ -271,10 +273,10 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       if (parsed === 'malformed' && !foreign) {
         return refuse(ctx, session, visitor, 400, 'Form not understood', MALFORMED_FORM_MESSAGE);
       }
-      if (parsed === 'charset' && !foreign) {
-        // The body is not read: the connection closes after the answer.
-        ctx.set('Connection', 'close');
-        return refuse(ctx, session, visitor, 415, 'Form not understood', FORM_CHARSET_MESSAGE);
+      // Refused unread, as on the sign-in pages, the session and its CSRF token kept for the form sent
+      // again; from another site the answer stays the 403 below, which says nothing of the form.
+      if ((parsed === 'encoded' || parsed === 'content_type' || parsed === 'charset') && !foreign) {
+        return refuse(ctx, session, visitor, 415, 'Form not understood', answerUnreadForm(ctx, parsed));
       }
       const csrfChecked =
         route.access !== 'public' && (route.access !== 'session_if_any' || session !== undefined);
@@ -329,12 +331,15 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
 async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | 'charset' | undefined> {
+): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | UnreadForm | undefined> {
+  // A content coding first, whatever the type, as on the sign-in pages (src/oidc/interactions/common.ts).
+  if (declaresContentCoding(ctx)) return 'encoded';
   const kind = ctx.is('application/x-www-form-urlencoded');
   // No body at all (null) is no form; a body of another type is named in the answer.
   if (kind === null) return undefined;
   if (kind === false) return 'unsupported';
-  if (declaresNonUtf8Charset(ctx)) return 'charset';
+  const unread = unreadFormParameters(ctx);
+  if (unread) return unread;
   // A declared length over the limit is refused before any of it is read.
   if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
   const chunks: Buffer[] = [];

@@ -88,10 +88,70 @@ export const FORM_CHARSET_MESSAGE =
  * not parsed at all.
  */
 export function declaresNonUtf8Charset(ctx: Koa.Context): boolean {
-  if (!ctx.req.headers['content-type']?.includes(';')) return false;
-  // Koa's reading of the header: the parameter unquoted (`charset="UTF-8"`), '' when there is none.
-  const charset = ctx.request.charset.toLowerCase();
-  return charset !== '' && charset !== 'utf-8' && charset !== 'utf8';
+  return nonUtf8Charset(ctx) !== undefined;
+}
+
+/**
+ * The charset other than UTF-8 that the request's Content-Type names (lower case, unquoted:
+ * `charset="ISO-8859-1"` is `iso-8859-1`; of several, the last, which Koa's reading and the provider's
+ * take); undefined when it names none, only UTF-8, or its parameters cannot be read
+ * (`contentTypeUnreadable`).
+ */
+export function nonUtf8Charset(ctx: Koa.Context): string | undefined {
+  const parameters = contentTypeParameters(ctx);
+  return parameters
+    ?.filter(([name, value]) => name === 'charset' && value !== '')
+    .map(([, value]) => value.toLowerCase())
+    .findLast((charset) => charset !== 'utf-8' && charset !== 'utf8');
+}
+
+/** What a form whose Content-Type parameters cannot be read is answered (415). */
+export const FORM_CONTENT_TYPE_MESSAGE =
+  "This form's Content-Type header cannot be read: send it as application/x-www-form-urlencoded, with no charset or charset=utf-8.";
+
+/**
+ * True when the request's Content-Type has parameters that are not `; name=value` pairs (RFC 9110
+ * §5.6.6: `; charset`, `; charset="utf-8`, `; charset=utf 8`), which Koa's reading takes for no
+ * charset at all: what charset it declares cannot be told, so a form is not read as UTF-8 on a guess.
+ */
+export function contentTypeUnreadable(ctx: Koa.Context): boolean {
+  return contentTypeParameters(ctx) === undefined;
+}
+
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const QUOTED_STRING = '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t \\x21-\\x7e\\x80-\\xff])*"';
+/**
+ * One `OWS ";" OWS [ parameter ]` of RFC 9110 §5.6.6, where the last one ended (sticky); whitespace
+ * around the `=` is let pass, as Koa's reading (the content-type package) does.
+ */
+const PARAMETER = new RegExp(`[\\t ]*;[\\t ]*(?:(${TOKEN})[\\t ]*=[\\t ]*(${TOKEN}|${QUOTED_STRING}))?`, 'y');
+
+/**
+ * The parameters of the request's Content-Type (name lower case, value unquoted), in order; [] when
+ * it has none; undefined when they cannot be read. Empty ones (`;;`, a `;` at the end) are allowed,
+ * as RFC 9110 allows them (Koa's own reading refuses them, and with them the charset beside them).
+ */
+function contentTypeParameters(ctx: Koa.Context): Array<[string, string]> | undefined {
+  const header = ctx.req.headers['content-type'];
+  const start = header?.indexOf(';') ?? -1;
+  if (start < 0) return [];
+  // Trailing whitespace cut without a regular expression, which would try every position of a long run.
+  let end = header!.length;
+  while (end > start && (header![end - 1] === ' ' || header![end - 1] === '\t')) end -= 1;
+  const text = header!.slice(0, end);
+  const parameters: Array<[string, string]> = [];
+  for (let at = start; at < end;) {
+    PARAMETER.lastIndex = at;
+    const match = PARAMETER.exec(text);
+    if (!match) return undefined;
+    const [, name, value] = match;
+    if (name !== undefined && value !== undefined) {
+      const unquoted = value.startsWith('"') ? value.slice(1, -1).replace(/\\(.)/g, '$1') : value;
+      parameters.push([name.toLowerCase(), unquoted]);
+    }
+    at = PARAMETER.lastIndex;
+  }
+  return parameters;
 }
 
 /** What a form body with a content coding is answered (415, with `Accept-Encoding: identity`). */
@@ -105,6 +165,36 @@ export const CONTENT_ENCODING_MESSAGE =
 export function declaresContentCoding(ctx: Koa.Context): boolean {
   const coding = ctx.req.headers['content-encoding'];
   return coding !== undefined && coding.trim().toLowerCase() !== 'identity' && coding.trim() !== '';
+}
+
+/**
+ * Why a form is refused unread (415): a content coding (gzip…), a Content-Type whose parameters
+ * cannot be read, a charset other than UTF-8.
+ */
+export type UnreadForm = 'encoded' | 'content_type' | 'charset';
+
+/**
+ * Whether a form body, its type found to be application/x-www-form-urlencoded, is refused unread
+ * for its Content-Type's parameters (`contentTypeUnreadable`, `declaresNonUtf8Charset`). A content
+ * coding (`declaresContentCoding`) is looked at before its type, since its type says nothing of it.
+ */
+export function unreadFormParameters(ctx: Koa.Context): 'content_type' | 'charset' | undefined {
+  if (contentTypeUnreadable(ctx)) return 'content_type';
+  return declaresNonUtf8Charset(ctx) ? 'charset' : undefined;
+}
+
+/**
+ * Sets the headers of the 415 that refuses a form unread (the connection closes after the answer,
+ * as the body is not read; `Accept-Encoding: identity` for a content coding), and returns what it says:
+ * the same on the sign-in pages, the account and the admin pages.
+ */
+export function answerUnreadForm(ctx: Koa.Context, why: UnreadForm): string {
+  ctx.set('Connection', 'close');
+  if (why === 'encoded') {
+    ctx.set('Accept-Encoding', 'identity');
+    return CONTENT_ENCODING_MESSAGE;
+  }
+  return why === 'charset' ? FORM_CHARSET_MESSAGE : FORM_CONTENT_TYPE_MESSAGE;
 }
 
 /** What a query that `wellFormedQuery` refuses is answered (400). */

@@ -7,10 +7,10 @@ import {
   CONTENT_ENCODING_MESSAGE,
   declaresContentCoding,
   declaresMoreThan,
-  declaresNonUtf8Charset,
   FORM_CHARSET_MESSAGE,
   MALFORMED_FORM_MESSAGE,
   MALFORMED_QUERY_MESSAGE,
+  nonUtf8Charset,
   parseFormBody,
   readBodyBytes,
   RequestBodyTooLarge,
@@ -142,8 +142,9 @@ function refuseUnreadForm(ctx: Koa.Context, key: string, branding: Branding, des
 
 /** Whether the form's declared charset is refused on the route `key` (`refuseCharset`). */
 function refusedCharset(ctx: Koa.Context, key: string): boolean {
-  if (!declaresNonUtf8Charset(ctx)) return false;
-  return browserRoute(key) || !latinCharset(ctx.request.charset);
+  const charset = nonUtf8Charset(ctx);
+  if (charset === undefined) return false;
+  return browserRoute(key) || !latinCharset(charset);
 }
 
 /** US-ASCII or ISO-8859-1 under any of their names: those a decoder reads as windows-1252 (WHATWG Encoding). */

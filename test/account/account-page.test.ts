@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { decodeJwt } from 'jose';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { accountKey } from '../../src/oidc/interactions/throttle.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
@@ -497,6 +498,63 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.deepEqual(
       (await signedOut()).map((event) => [event.record.actor, event.record.count]),
       [[`self:${user.username}`, 2]],
+    );
+  });
+
+  it('answers 415 to a compressed form or an unreadable Content-Type, as the sign-in pages do, the session and its CSRF token still good', async () => {
+    const member = await seedUser(server);
+    const visitor = await consoleSignIn(server, member.username);
+    const csrf = (await consoleGet(visitor, url('/account'))).csrf!;
+    const fields = new URLSearchParams({
+      csrf_token: csrf,
+      current_password: PASSWORD,
+      new_password: 'a compressed passphrase',
+      new_password_again: 'a compressed passphrase',
+    }).toString();
+    const post = (headers: Record<string, string>, body: string | Buffer) =>
+      visitor.fetch(url('/account/password'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin: server.origin, ...headers },
+        body,
+      });
+    for (const coding of ['gzip', 'deflate', 'br']) {
+      const body =
+        coding === 'gzip'
+          ? gzipSync(fields)
+          : coding === 'deflate'
+            ? deflateSync(fields)
+            : brotliCompressSync(fields);
+      const refused = await post({ 'content-encoding': coding }, body);
+      assert.equal(refused.status, 415, coding);
+      assert.equal(refused.headers.get('accept-encoding'), 'identity', coding);
+      assert.match(
+        pageText(await refused.text()),
+        /Content encodings \(gzip, deflate, br\) are not accepted: send the form body uncompressed/,
+        coding,
+      );
+    }
+    for (const type of ['; charset', '; charset="utf-8', '; charset=utf 8', '; charset=ISO-8859-1; x']) {
+      const refused = await post({ 'content-type': `application/x-www-form-urlencoded${type}` }, fields);
+      assert.equal(refused.status, 415, type);
+      assert.match(pageText(await refused.text()), /This form's Content-Type header cannot be read/, type);
+    }
+    // A charset beside an empty parameter, which Koa's reading took for none, is still refused.
+    const latin = await post(
+      { 'content-type': 'application/x-www-form-urlencoded; charset=ISO-8859-1;' },
+      fields,
+    );
+    assert.equal(latin.status, 415);
+    assert.match(pageText(await latin.text()), /This form declares a charset other than UTF-8/);
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(member.username, PASSWORD)).outcome,
+      'valid',
+    );
+    // The same token, sent again uncompressed, is taken.
+    const changed = await post({}, fields);
+    assert.equal(changed.status, 303);
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(member.username, 'a compressed passphrase')).outcome,
+      'valid',
     );
   });
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
 import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
@@ -342,5 +343,35 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
       true,
       'nothing renamed by a preview',
     );
+  });
+
+  it('answers 415 to a compressed form, as the sign-in pages do, creating nothing; the token is still good', async () => {
+    const fields = new URLSearchParams({ csrf_token: csrf, name: 'Compressed' }).toString();
+    const post = (headers: Record<string, string>, origin = server.origin) =>
+      admin.fetch(url('/admin/groups'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', origin, ...headers },
+        body: headers['content-encoding'] ? gzipSync(fields) : fields,
+      });
+    const refused = await post({ 'content-encoding': 'gzip' });
+    assert.equal(refused.status, 415);
+    assert.equal(refused.headers.get('accept-encoding'), 'identity');
+    assert.equal(refused.headers.get('connection'), 'close');
+    assert.match(
+      pageText(await refused.text()),
+      /Content encodings \(gzip, deflate, br\) are not accepted: send the form body uncompressed/,
+    );
+    const unreadable = await post({ 'content-type': 'application/x-www-form-urlencoded; charset' });
+    assert.equal(unreadable.status, 415);
+    assert.match(pageText(await unreadable.text()), /This form's Content-Type header cannot be read/);
+    // From another site, the answer stays the refusal that says nothing about the form.
+    const foreign = await post({ 'content-encoding': 'gzip' }, 'https://evil.example');
+    assert.equal(foreign.status, 403);
+    assert.match(await foreign.text(), /Form refused/);
+    const names = async () => (await server.app.directory.listGroups()).map((group) => group.name);
+    assert.ok(!(await names()).includes('Compressed'), 'no group was created');
+    const created = await post({});
+    assert.equal(created.status, 303);
+    assert.ok((await names()).includes('Compressed'));
   });
 });

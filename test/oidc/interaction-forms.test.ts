@@ -154,6 +154,31 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       assert.equal(signedIn.status, 303, charset);
     }
   });
+  it('answers 415 naming the header to a login form whose Content-Type cannot be read, and signs in on the same page after', async () => {
+    const user = await seedUser(server);
+    const page = await openLoginPage(server, clientId);
+    const failuresBefore = (await server.app.database.db.selectFrom('login_failure').select('id').execute())
+      .length;
+    for (const type of ['; charset', '; charset="utf-8', '; charset=ISO-8859-1; x y', '; charset=utf 8']) {
+      const refused = await submitLogin(page, user.username, PASSWORD, {
+        headers: { 'content-type': `application/x-www-form-urlencoded${type}` },
+      });
+      assert.equal(refused.status, 415, type);
+      assert.match(refused.body, /This form&#39;s Content-Type header cannot be read/, type);
+    }
+    // Beside an empty parameter (`;` at the end), which Koa's reading took for no charset at all.
+    const latin = await submitLogin(page, user.username, PASSWORD, {
+      headers: { 'content-type': 'application/x-www-form-urlencoded; charset=ISO-8859-1;' },
+    });
+    assert.equal(latin.status, 415);
+    assert.match(latin.body, /This form declares a charset other than UTF-8/);
+    const failures = await server.app.database.db.selectFrom('login_failure').select('id').execute();
+    assert.equal(failures.length, failuresBefore, 'a form that was not read is no failed sign-in');
+    const signedIn = await submitLogin(page, user.username, PASSWORD, {
+      headers: { 'content-type': 'application/x-www-form-urlencoded; ; charset=utf-8;' },
+    });
+    assert.equal(signedIn.status, 303);
+  });
   it('answers 415 to a compressed login, consent or two-factor form, as the provider routes do', async () => {
     const compressed = async (page: { browser: Browser }, action: string, fields: Record<string, string>) => {
       const response = await page.browser.fetch(action, {

@@ -10,10 +10,11 @@ import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import {
   declaresContentCoding,
-  declaresNonUtf8Charset,
   parseFormBody,
   readBodyBytes,
   RequestBodyTooLarge,
+  type UnreadForm,
+  unreadFormParameters,
 } from '../../http/request-body.ts';
 import type { CsrfOptions } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
@@ -58,16 +59,17 @@ export async function finish(
 
 /**
  * The posted form; undefined when it is not one or cannot be read; the error when it is too long;
- * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); 'charset', unread,
- * when it declares a charset other than UTF-8; 'encoded', unread, when it declares a content coding
- * (gzip…), as the provider's routes refuse it (src/oidc/mount.ts).
+ * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); why it is
+ * refused unread (`UnreadForm`): a content coding (gzip…), as the provider's routes refuse it
+ * (src/oidc/mount.ts), a Content-Type whose parameters cannot be read, a charset other than UTF-8.
  */
 export async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | 'charset' | 'encoded' | undefined> {
+): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | UnreadForm | undefined> {
   if (declaresContentCoding(ctx)) return 'encoded';
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
-  if (declaresNonUtf8Charset(ctx)) return 'charset';
+  const unread = unreadFormParameters(ctx);
+  if (unread) return unread;
   let body: Buffer;
   try {
     body = await readBodyBytes(ctx.req, FORM_LIMIT);

@@ -3,12 +3,7 @@ import type { ExternalAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
-import {
-  CONTENT_ENCODING_MESSAGE,
-  FORM_CHARSET_MESSAGE,
-  MALFORMED_FORM_MESSAGE,
-  RequestBodyTooLarge,
-} from '../../http/request-body.ts';
+import { answerUnreadForm, MALFORMED_FORM_MESSAGE, RequestBodyTooLarge } from '../../http/request-body.ts';
 import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
 import { isForeignForm } from '../../http/foreign-form.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
@@ -166,13 +161,9 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
       if (form === 'malformed')
         return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
-      if (form === 'charset' || form === 'encoded') {
-        // The body is not read: the connection closes after the answer.
-        ctx.set('Connection', 'close');
-        if (form === 'charset') return renderStatus(ctx, deps, 415, 'invalid_request', FORM_CHARSET_MESSAGE);
-        ctx.set('Accept-Encoding', 'identity');
-        return renderStatus(ctx, deps, 415, 'invalid_request', CONTENT_ENCODING_MESSAGE);
-      }
+      // Refused unread, its CSRF token unused: the same page takes the form sent again as it should be.
+      if (form === 'charset' || form === 'encoded' || form === 'content_type')
+        return renderStatus(ctx, deps, 415, 'invalid_request', answerUnreadForm(ctx, form));
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
           ctx,
