@@ -199,7 +199,8 @@ export async function selectUserById(db: AaDb, id: number): Promise<AllianceAuth
 /**
  * By username, regardless of case: the exact spelling first, else the one user whose name differs
  * in case only. On PostgreSQL two users may differ in case only (`Alice` and `ALICE`): a spelling
- * that is neither of them could mean either and finds nobody, as a state or group name does.
+ * that is neither of them could mean either and finds nobody, as a state or group name does. A user
+ * whose id is beyond 32 bits finds nobody either.
  */
 export async function selectUserByUsername(
   db: AaDb,
@@ -213,7 +214,10 @@ export async function selectUserByUsername(
     .execute();
   const row =
     rows.find((candidate) => candidate.username === username) ?? (rows.length === 1 ? rows[0] : undefined);
-  if (!row) return undefined;
+  // One whose id is beyond the 32-bit ids aa-oidc keeps (an `auth_user.id` widened by hand) is found
+  // by name no more than by id (`selectUserById`): its id would be compared with aa-oidc's own
+  // columns (the audit log's filter), which PostgreSQL refuses.
+  if (!row || !isRowId(Number(row.id))) return undefined;
   const groups = await groupsOf(db, [Number(row.id)]);
   return toUser(row, groups.get(Number(row.id)) ?? []);
 }

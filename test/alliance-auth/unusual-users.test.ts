@@ -6,10 +6,12 @@ import {
   allianceAuthEnv,
   allianceAuthUnavailable,
   createAllianceAuthDatabase,
+  expectedFixture,
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { cli } from '../helpers/cli.ts';
+import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
 import { testEnv } from '../helpers/config.ts';
 import { authorizeParams, codeFrom } from '../helpers/flows.ts';
@@ -153,6 +155,27 @@ describe(
       );
       codeFrom(await signInAs('frank'));
       await harness.assertNoLeaks();
+    });
+
+    it('finds no user by the name of one whose id is beyond 32 bits, where the audit filters would compare its id', async () => {
+      await addUser(6_000_000_000, 'widest');
+      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
+      // Not PostgreSQL's "value out of range for type integer" on the audit log's filter.
+      const audit = await cli(['audit', 'list', '--username', 'widest'], env);
+      assert.notEqual(audit.code, 0);
+      assert.match(audit.stderr, /no user named 'widest'/);
+      assert.doesNotMatch(audit.stderr, /out of range/);
+      const superuser = expectedFixture().users.find((user) => user.is_superuser && user.is_active)!;
+      const admin = await consoleSignIn(server, superuser.username, {
+        password: FIXTURE_PASSWORD,
+        returnTo: '/admin',
+      });
+      for (const path of ['/admin/audit?user=widest', '/admin/deliveries?user=widest']) {
+        const page = await consoleGet(admin, `${server.origin}${path}`);
+        assert.equal(page.status, 200, `${path}: not a server error`);
+        assert.match(pageText(page.body), /No user is named widest\./, path);
+      }
+      assert.equal(await server.app.directory.profileByUsername('widest'), undefined);
     });
 
     it('sends a user whose id is beyond 32 bits back from EVE SSO with a refusal, not a server error', async () => {
