@@ -1,14 +1,72 @@
 import { randomBytes } from 'node:crypto';
-import { renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Config, settingName } from '../config/load.ts';
 import { CliError } from './context.ts';
 import type { BootstrapLogin } from '../directory/builtin/types.ts';
+import type { Logger } from '../logging/logger.ts';
 import { ensurePrivateDirectory } from '../util/private-files.ts';
+
+const BOOTSTRAP_PASSWORD_NAME = 'bootstrap-password';
 
 /** Where `serve` leaves the first superuser's one-time password: never on stdout, the log stream. */
 export function bootstrapPasswordFile(dataDir: string): string {
-  return path.join(dataDir, 'bootstrap-password');
+  return path.join(dataDir, BOOTSTRAP_PASSWORD_NAME);
+}
+
+/**
+ * The name of a bootstrap password written beside its file (`prepareBootstrapPassword`): the
+ * writing process's id, then random hex. Nothing else in the data directory matches it.
+ */
+const TEMPORARY_NAME = new RegExp(`^${BOOTSTRAP_PASSWORD_NAME}\\.([1-9][0-9]*)\\.[0-9a-f]{12}\\.tmp$`);
+
+function temporaryFile(dataDir: string): string {
+  return `${bootstrapPasswordFile(dataDir)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+}
+
+/**
+ * Removes the bootstrap passwords written beside their file by a `serve` that stopped (killed)
+ * before it put its file in place or removed it: each holds a password. Only files of exactly the
+ * name `prepareBootstrapPassword` gives, and only those of a process that is gone: a start running
+ * now beside this one (on one database) may be about to put its file in place. Called at the start,
+ * before this process writes its own: one named with this process's id is an earlier process's
+ * that had the same id (a container's first process has the same one at every start). Logs each
+ * file it removes (never what the file says); one it cannot remove is logged and left.
+ */
+export function removeStaleBootstrapPasswords(dataDir: string, logger: Pick<Logger, 'warn'>): void {
+  let names: string[];
+  try {
+    names = readdirSync(dataDir);
+  } catch {
+    return; // no data directory (yet), or one this user may not read: nothing of ours in it
+  }
+  for (const name of names) {
+    const pid = Number(TEMPORARY_NAME.exec(name)?.[1]);
+    if (!Number.isSafeInteger(pid) || (pid !== process.pid && processIsRunning(pid))) continue;
+    const file = path.join(dataDir, name);
+    try {
+      rmSync(file);
+      logger.warn(
+        { file },
+        'removed a bootstrap password file that a start stopped before putting in place; if `aa-oidc user list` shows a superuser nobody knows the password of, set one with aa-oidc user set-password NAME',
+      );
+    } catch (error) {
+      logger.warn(
+        { file, code: (error as NodeJS.ErrnoException).code },
+        'could not remove a bootstrap password file that a start stopped before putting in place; remove it',
+      );
+    }
+  }
+}
+
+/** True while a process with this id exists (one of another user counts). */
+function processIsRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** What the bootstrap password file says. */
@@ -44,7 +102,7 @@ export function prepareBootstrapPassword(
   at = new Date(),
 ): PreparedBootstrapPassword {
   const file = bootstrapPasswordFile(config.dataDir);
-  const temporary = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  const temporary = temporaryFile(config.dataDir);
   try {
     ensurePrivateDirectory(config.dataDir);
     writeFileSync(temporary, bootstrapPasswordText(login, at), { mode: 0o600, flag: 'wx' });

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
+import pg from 'pg';
 import { openDatabase } from '../../src/db/connect.ts';
 import {
   deriveKeyEncryptionKey,
@@ -25,7 +26,12 @@ import {
 } from '../../src/checks/checks.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import {
+  createTestDatabase,
+  reachablePostgres,
+  testDatabaseKind,
+  type TestDatabase,
+} from '../helpers/database.ts';
 import { runToEnd } from '../helpers/child-process.ts';
 import {
   asRoot,
@@ -706,3 +712,120 @@ describe('aa-oidc check: places serve writes that the user may not write (W012)'
     );
   });
 });
+
+const postgres = await reachablePostgres();
+
+describe(
+  'aa-oidc check: a PostgreSQL role that may not write (W012)',
+  { skip: 'missing' in postgres ? postgres.missing : false },
+  () => {
+    // A role of the test's own, dropped afterwards: the shared roles and databases are never altered.
+    const role = `aa_oidc_t_role_${randomBytes(6).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    let database: TestDatabase;
+    let env: NodeJS.ProcessEnv;
+    /** A query as the database's owner (the run's PostgreSQL user). */
+    let asOwner: (text: string) => Promise<void>;
+    let owner: pg.Client;
+    before(async () => {
+      database = await createTestDatabase({ migrated: true, postgresUrl: (postgres as { url: string }).url });
+      // pg-boss's schema too, as `aa-oidc migrate` makes it.
+      const migrated = await cli(['migrate'], testEnv(database));
+      assert.equal(migrated.code, 0, migrated.stderr);
+      owner = new pg.Client({ connectionString: database.url });
+      await owner.connect();
+      asOwner = async (text) => void (await owner.query(text));
+      await asOwner(`create role ${role} login password '${password}'`);
+      await asOwner(`grant select on all tables in schema public to ${role}`);
+      const url = new URL(database.url);
+      url.username = role;
+      url.password = password;
+      env = { ...testEnv(database), AA_OIDC_DATABASE_URL: url.toString() };
+    });
+    after(async () => {
+      await owner?.end();
+      await database?.drop();
+      const admin = new pg.Client({ connectionString: (postgres as { url: string }).url });
+      await admin.connect();
+      try {
+        await admin.query(`drop role if exists ${role}`);
+      } finally {
+        await admin.end();
+      }
+    });
+    const w012 = async () => {
+      const checked = await cli(['check', '--format', 'json'], env);
+      assert.equal(checked.code, 0, checked.stderr);
+      return (JSON.parse(checked.stdout) as Array<{ id: string; message: string; hint: string }>).filter(
+        (finding) => finding.id === 'W012',
+      );
+    };
+    const grantAll = async () => {
+      for (const schema of ['public', 'pgboss']) {
+        await asOwner(`grant usage on schema ${schema} to ${role}`);
+        await asOwner(`grant select, insert, update, delete on all tables in schema ${schema} to ${role}`);
+      }
+    };
+    /** aa-oidc's tables (all but the migrator's) and pg-boss's job table. */
+    const writtenTableCount = async () =>
+      Number(
+        (
+          await owner.query<{ count: string }>(
+            `select count(*) from pg_tables where schemaname = 'public' and tablename not like 'schema_migration%'`,
+          )
+        ).rows[0]!.count,
+      ) + 1;
+    const where = () =>
+      `PostgreSQL at ${new URL(database.url).host} (database ${new URL(database.url).pathname.slice(1)})`;
+
+    it('warns about tables it may not write, naming what it lacks and the grant', async () => {
+      const selectOnly = await w012();
+      assert.equal(selectOnly.length, 1, JSON.stringify(selectOnly));
+      const [count, shown] = selectOnly[0]!.message.split(' table(s) serve writes in ');
+      assert.equal(count, `the role ${role} may not write ${await writtenTableCount()}`);
+      assert.ok(
+        shown!.startsWith(
+          `${where()}: public.aa_catalog_name (INSERT, UPDATE, DELETE), public.aa_poll_lease (INSERT, UPDATE, DELETE), `,
+        ),
+        shown,
+      );
+      assert.ok(
+        selectOnly[0]!.message.endsWith(
+          ", …; serve's writes there fail (permission denied), at its start or later",
+        ),
+      );
+
+      await asOwner(`grant insert, update, delete on all tables in schema public to ${role}`);
+      await asOwner(`revoke delete on audit_event from ${role}`);
+      assert.deepEqual(await w012(), [
+        {
+          id: 'W012',
+          level: 'warning',
+          message: `the role ${role} may not write 2 table(s) serve writes in ${where()}: public.audit_event (DELETE), pgboss.job (USAGE on its schema, INSERT, UPDATE, DELETE); serve's writes there fail (permission denied), at its start or later`,
+          hint: `as the owner of the tables: GRANT USAGE ON SCHEMA public TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}; GRANT USAGE ON SCHEMA pgboss TO ${role}; GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA pgboss TO ${role}; (aa-oidc check judges for the role it connects as: run it with serve's AA_OIDC_DATABASE_URL)`,
+        },
+      ]);
+
+      await grantAll();
+      assert.deepEqual(await w012(), [], 'a role that may write every table');
+    });
+
+    it('warns when the server takes no writes for this role (default_transaction_read_only)', async () => {
+      await grantAll();
+      await asOwner(`alter role ${role} set default_transaction_read_only = on`);
+      try {
+        assert.deepEqual(await w012(), [
+          {
+            id: 'W012',
+            level: 'warning',
+            message: `serve cannot write ${where()} and would refuse to start: the server takes no writes (a hot standby, or default_transaction_read_only is on for this database or user); point AA_OIDC_DATABASE_URL at the primary, or turn the setting off`,
+            hint: "aa-oidc check judges for the role it connects as: run it with serve's AA_OIDC_DATABASE_URL",
+          },
+        ]);
+      } finally {
+        await asOwner(`alter role ${role} reset default_transaction_read_only`);
+      }
+      assert.deepEqual(await w012(), []);
+    });
+  },
+);

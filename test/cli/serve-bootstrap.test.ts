@@ -1,5 +1,15 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -319,6 +329,69 @@ describe(`aa-oidc serve on a first run whose superuser cannot be committed (${te
     } finally {
       await again.close();
     }
+  });
+});
+
+describe(`aa-oidc serve after a start killed while bootstrapping (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  it('removes the one-time passwords such a start left beside the file, and logs it without their content', async () => {
+    const dataDir = path.join(database.dataDir, 'killed-data');
+    mkdirSync(dataDir, { mode: 0o700 });
+    // A process that is gone (it ran and ended), and one that runs (this test's).
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    const secret = 'password: left-by-a-killed-start';
+    const stale = `bootstrap-password.${gone}.0123456789ab.tmp`;
+    const running = `bootstrap-password.${process.pid}.0123456789ab.tmp`;
+    const notOurs = [
+      'bootstrap-password.tmp',
+      `bootstrap-password.${gone}.tmp`,
+      `bootstrap-password.${gone}.0123456789ab.tmp.bak`,
+      `bootstrap-password.${gone}.0123456789AB.tmp`,
+      'bootstrap-password.0123456789ab.tmp',
+    ];
+    for (const name of [stale, running, ...notOurs]) writeFileSync(path.join(dataDir, name), `${secret}\n`);
+
+    const serve = startCliProcess(
+      ['serve'],
+      testEnv(database, {
+        AA_OIDC_DATA_DIR: dataDir,
+        AA_OIDC_PORT: '0',
+        AA_OIDC_HOST: '127.0.0.1',
+        AA_OIDC_METRICS_ENABLED: 'false',
+        AA_OIDC_LOG_LEVEL: 'info',
+      }),
+    );
+    try {
+      await serve.waitFor(/"aa-oidc listening"/);
+      await serve.waitFor(/aa-oidc user set-password \S+\n/, 'the bootstrap notice', 10_000);
+    } finally {
+      await serve.stop('SIGTERM');
+    }
+    assert.equal(await serve.exited, 0, serve.stderr());
+    assert.deepEqual(
+      readdirSync(dataDir)
+        .filter((name) => name.startsWith('bootstrap-password'))
+        .sort(),
+      ['bootstrap-password', running, ...notOurs].sort(),
+      "only the gone process's temporary file is removed",
+    );
+    const removals = serve
+      .stdout()
+      .split('\n')
+      .filter((line) => line.includes('removed a bootstrap password file'))
+      .map((line) => JSON.parse(line) as { level: number; file: string; msg: string });
+    assert.deepEqual(
+      removals.map((line) => line.file),
+      [path.join(dataDir, stale)],
+    );
+    assert.ok(!serve.stdout().includes('left-by-a-killed-start'), 'the content reaches no output');
+    assert.ok(!serve.stderr().includes('left-by-a-killed-start'));
+    readBootstrapFile(dataDir);
   });
 });
 

@@ -11,7 +11,8 @@ export function registerCheck(program: Command, io: CliIo): void {
     .description('run the system checks; exits non-zero when any finding is an error')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
-      // The system checks that serve runs too, then where serve writes (W012, judged for this user).
+      // The system checks that serve runs too, then where serve writes (W012, judged for this user and
+      // the database role it connects as).
       const findings = await withServices(io, async (services) => [
         ...(await systemChecks(services.config, services.applications, services.directory, services.keys)),
         ...(await storageChecks(services.config, services.database)),

@@ -9,6 +9,7 @@ import {
   bootstrapNotice,
   type PreparedBootstrapPassword,
   prepareBootstrapPassword,
+  removeStaleBootstrapPasswords,
 } from '../bootstrap-password.ts';
 import { CliError, type CliIo, cliConfig } from '../context.ts';
 import { textBlock } from '../output.ts';
@@ -33,6 +34,8 @@ export function registerServe(program: Command, io: CliIo): void {
       let bootstrap: BootstrapLogin | null = null;
       let bootstrapFile = '';
       try {
+        // A start killed while bootstrapping may have left its one-time password beside the file.
+        removeStaleBootstrapPasswords(config.dataDir, app.logger);
         // The system checks: refuse to start on an error (before the database is migrated, only the
         // configuration can be judged).
         const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;

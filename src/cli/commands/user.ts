@@ -27,6 +27,9 @@ import {
   mainCharacterFromOptions,
 } from './user-main-character.ts';
 
+/** The help of the `<username>` argument of every `user` subcommand that takes an existing user. */
+const USERNAME_HELP = 'the user, as `user list` shows it';
+
 /** Runs `work` with the directory admin interface of the services `serve` uses (see `withServices`). */
 export function withDirectory<T>(
   io: CliIo,
@@ -243,7 +246,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('show')
     .description('show one user: state, groups, main character, live browser sessions')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .addOption(formatOption())
     .action(async (username: string, options: { format: OutputFormat }) => {
       const { profile, sessions } = await withDirectory(io, async (directory, services) => {
@@ -258,7 +261,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'sign a user out everywhere, in one transaction: end their browser sessions, remove their grants, revoke their codes and tokens, and queue back-channel logout (user_revoked) to each app',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--dry-run', 'show what would end, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -283,7 +286,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'set a user’s password and end their browser sessions (the apps signed in through them get a back-channel logout); prompted for, or read from stdin (never from argv)',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--password-stdin', 'read the password from standard input (one line)')
     .option(
       '--dry-run',
@@ -314,7 +317,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'set a user’s email address ("" for none); it is unverified (email_verified: false) unless --verified',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .argument('<address>', 'the email address ("" for none)')
     .option('--verified', 'the address is known to be the user’s (released as email_verified: true)')
     .action(async (username: string, address: string, options: { verified?: boolean }) => {
@@ -335,7 +338,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'set the EVE character a user is known by, with its corporation, alliance and faction: the name, picture and eve_* claims (eve_affiliation adds the state); it replaces the whole main character, so a part left out is removed',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--character-id <id>', 'the character’s EVE id (required, with --character-name)')
     .option('--character-name <name>', 'the character’s name, released as the name claim')
     .option('--corporation-id <id>', 'the corporation’s EVE id (with --corporation-name)')
@@ -358,7 +361,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('set-locale')
     .description('set the language a user prefers ("" for none), released as the locale claim')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .argument('<locale>', 'a language tag such as en, de or pt-BR ("" for none)')
     .action(async (username: string, locale: string) => {
       const result = await withDirectory(io, (directory) =>
@@ -374,7 +377,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'remove a user’s two-factor enrolment and recovery codes (a lost authenticator); they can enrol again on their account page',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--dry-run', 'say whether there is one to remove, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -398,7 +401,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('set-state')
     .description('move a user to another state')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .argument('<state>', 'the state, as `state list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
@@ -419,7 +422,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('add-group')
     .description('add a user to a group')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .argument('<group>', 'the group, as `group list` shows it')
     .action(async (username: string, group: string) => {
       const result = await withDirectory(io, (directory) =>
@@ -436,7 +439,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('remove-group')
     .description('remove a user from a group')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .argument('<group>', 'the group, as `group list` shows it')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
@@ -458,7 +461,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'make a user a superuser (or with --revoke, take it away; refused for the only active superuser)',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--revoke', 'take superuser away')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { revoke?: boolean; dryRun?: boolean }) => {
@@ -483,7 +486,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .description(
       'deactivate a user: their browser sessions end, every app refuses them from the next request, and back-channel logout tells each app',
     )
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -502,7 +505,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('activate')
     .description('activate a deactivated user')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .action(async (username: string) => {
       const result = await withDirectory(io, (directory) =>
         directory.activate({ username }, changeOptions(io)),
@@ -514,7 +517,7 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('delete')
     .description('delete a user and their memberships (back-channel logout tells each app)')
-    .argument('<username>', 'the user, as `user list` shows it')
+    .argument('<username>', USERNAME_HELP)
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
