@@ -1,7 +1,7 @@
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
-import { html } from '../http/pages/layout.ts';
+import { escapeHtml, html } from '../http/pages/layout.ts';
 import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
 import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
 import { type ConsoleSessions, safeReturnPath } from './session.ts';
@@ -112,7 +112,7 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         // console cookie goes with it even when the sign-in began with a link from another site.
         ctx.status = 200;
         ctx.type = 'html';
-        const target = html`${result.returnTo}`.html;
+        const target = escapeHtml(result.returnTo);
         ctx.body = `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=${target}"><title>Signed in</title></head><body><p>Signed in. <a href="${target}">Continue</a>.</p></body></html>`;
       },
     },

@@ -1,3 +1,5 @@
+import { assertNever } from '../../util/assert-never.ts';
+import { wellFormed } from '../../util/well-formed.ts';
 import type { Branding } from './branding.ts';
 
 /**
@@ -12,33 +14,112 @@ const ESCAPES: Readonly<Record<string, string>> = {
   '>': '&gt;',
   '"': '&quot;',
   "'": '&#39;',
-  // Not allowed in HTML text; a parser would read it as U+FFFD (or drop it) anyway.
-  '\0': '\uFFFD',
 };
 
+/**
+ * What `escapeHtml` escapes, and the characters an HTML document must not hold, which become U+FFFD:
+ * the control characters but tab, line feed, form feed and carriage return (C0 with NUL, DEL, C1; a
+ * character reference would not do, `&#x80;` reads as €) and the noncharacters U+FDD0–U+FDEF, U+FFFE
+ * and U+FFFF. A lone surrogate becomes U+FFFD too (`wellFormed`), as UTF-8 would make it.
+ */
+// eslint-disable-next-line no-control-regex
+const ESCAPED = /[&<>"'\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
+
 export function escapeHtml(value: unknown): string {
-  return String(value ?? '').replace(/[&<>"'\0]/g, (char) => ESCAPES[char]!);
+  const text = String(value ?? '');
+  return wellFormed(text).replace(ESCAPED, (char) => ESCAPES[char] ?? '\uFFFD');
 }
+
+/**
+ * The bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): within a name
+ * they make it show as something else (U+202E shows `evil` as `live`); shown as `[U+202E]` instead. The
+ * marks (U+200E, U+200F, U+061C) stay: right-to-left text needs them, and they reorder nothing.
+ */
+const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/g;
+
+/** A text shown to the reader with each bidirectional embedding, override or isolate as `[U+202E]`. */
+export function showBidiFormatting(text: string): string {
+  return text.replace(BIDI_FORMATTING, (char) => `[U+${char.charCodeAt(0).toString(16).toUpperCase()}]`);
+}
+
+/**
+ * Right-to-left letters (Hebrew, Arabic, Syriac, Thaana, N'Ko and the other right-to-left blocks) and
+ * bidirectional controls: a text holding one, shown inline, could move the page's own words and
+ * punctuation around it (`<strong>NAME</strong> asks to use…`), so it is isolated in a `<bdi>`.
+ */
+const NEEDS_ISOLATION =
+  /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
 
 /** A trusted HTML fragment, built only by the helpers in this folder. */
 export interface Html {
   readonly html: string;
 }
 
-/** Tagged template: interpolations are escaped unless they are `Html` fragments (or arrays of them). */
+/**
+ * Where a value is interpolated: in an element's text (`text`), in the text of an element that holds
+ * no other element but that is shown (`title`, `option`: `plain`), in an attribute shown to the reader
+ * (`title=`, `alt=`, `aria-label=`, `placeholder=`: `shown`), or where the text is data kept as it is
+ * (any other attribute, a `textarea`'s value, `script`, `style`: `data`).
+ */
+type Slot = 'text' | 'plain' | 'shown' | 'data';
+
+const SHOWN_ATTRIBUTES: ReadonlySet<string> = new Set(['title', 'alt', 'aria-label', 'placeholder']);
+const ATTRIBUTE_VALUE = /([^\s"'=<>/]+)="[^"]*$/;
+const TEXT_ONLY_ELEMENT = /^<(textarea|script|style|title|option)[\s>]/i;
+
+/**
+ * The slot after `out`, the HTML written so far: every `<` and `>` in it is markup (an escaped value
+ * holds neither, and an `Html` fragment is whole elements or whole attributes).
+ */
+function slotAfter(out: string): Slot {
+  const open = out.lastIndexOf('<');
+  const close = out.lastIndexOf('>');
+  if (open > close || close === -1) {
+    const attribute = ATTRIBUTE_VALUE.exec(open > close ? out.slice(open) : out)?.[1];
+    if (attribute !== undefined) return SHOWN_ATTRIBUTES.has(attribute.toLowerCase()) ? 'shown' : 'data';
+    if (open > close) return 'data';
+    return 'text';
+  }
+  const element = TEXT_ONLY_ELEMENT.exec(out.slice(open, close + 1))?.[1]?.toLowerCase();
+  if (element === undefined) return 'text';
+  return element === 'title' || element === 'option' ? 'plain' : 'data';
+}
+
+/**
+ * Tagged template: interpolations are escaped unless they are `Html` fragments (or arrays of them).
+ * A text shown to the reader has its bidirectional embeddings, overrides and isolates shown as
+ * `[U+202E]`; in an element's text, one with right-to-left letters or bidirectional controls is
+ * isolated in a `<bdi>`, so that a name from Alliance Auth, EVE or an operator neither shows as
+ * another nor reorders the page's words around it. Attribute values and a textarea's text are kept as
+ * they are (escaped): a form sent back unchanged sends the same value.
+ */
 export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
   let out = strings[0]!;
   values.forEach((value, index) => {
-    out += render(value) + strings[index + 1]!;
+    out += render(value, out) + strings[index + 1]!;
   });
   return { html: out };
 }
 
-function render(value: unknown): string {
-  if (Array.isArray(value)) return value.map(render).join('');
+function render(value: unknown, before: string): string {
+  if (Array.isArray(value)) return value.map((item) => render(item, before)).join('');
   if (value && typeof value === 'object' && 'html' in value) return (value as Html).html;
   if (value === false || value === null || value === undefined) return '';
-  return escapeHtml(value);
+  const text = String(value);
+  // Most text holds neither right-to-left letters nor bidirectional controls: escaped, wherever it is.
+  if (!NEEDS_ISOLATION.test(text)) return escapeHtml(text);
+  const slot = slotAfter(before);
+  switch (slot) {
+    case 'data':
+      return escapeHtml(text);
+    case 'plain':
+    case 'shown':
+      return escapeHtml(showBidiFormatting(text));
+    case 'text':
+      return `<bdi>${escapeHtml(showBidiFormatting(text))}</bdi>`;
+    default:
+      return assertNever(slot);
+  }
 }
 
 /**
@@ -184,7 +265,7 @@ export function page(title: string, body: Html, options: PageOptions = {}): stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
-<title>${escapeHtml(fullTitle)}</title>
+<title>${escapeHtml(showBidiFormatting(fullTitle))}</title>
 <style>${style}${branding ? brandingStyle(branding) : ''}</style>
 </head>
 <body>

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { consoleGet, consoleSignIn } from '../helpers/console.ts';
+import { openLoginPage } from '../helpers/flows.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+
+/** `Wiki admin` to the eye, were the override left to act: U+202E shows `nimda` reversed. */
+const SPOOFING_NAME = 'Wiki \u202enimda';
+/** Hebrew (which would pull the page's neighbouring words and punctuation), a BEL and a C1 CSI. */
+const RTL_USERNAME = '\u05e9\u05dc\u05d5\u05dd\u0007\u009b';
+/** What no page may hold raw: controls but whitespace, bidirectional embeddings, overrides, isolates. */
+// eslint-disable-next-line no-control-regex
+const UNFIT = /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+
+/**
+ * Names aa-oidc does not check (a user's from Alliance Auth or EVE, a name stored before bidirectional
+ * controls were refused): on the sign-in pages and in the admin console each is isolated from the
+ * page's own text, shows its bidirectional overrides instead of obeying them, and holds no control
+ * character; a form field keeps it as it is.
+ */
+describe(`hostile names on the pages (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let clientId: string;
+  let username: string;
+  let admin: string;
+
+  before(async () => {
+    server = await startServer();
+    clientId = (await seedApp(server, { name: 'Wiki' })).clientId;
+    // As they are stored by someone else (Alliance Auth's database, an older aa-oidc): not through
+    // the services, which refuse them.
+    const db = server.app.database.db;
+    await db
+      .updateTable('application')
+      .set({ name: SPOOFING_NAME })
+      .where('client_id', '=', clientId)
+      .execute();
+    const user = await seedUser(server);
+    username = user.username;
+    await db.updateTable('app_user').set({ username: RTL_USERNAME }).where('id', '=', user.id).execute();
+    admin = (await seedUser(server, { superuser: true })).username;
+  });
+  after(async () => server.close());
+
+  it('isolates the application name and the username on the consent page and shows the override', async () => {
+    const login = await openLoginPage(server, clientId);
+    const consent = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ csrf_token: login.csrf, username, password: PASSWORD }).toString(),
+    });
+    const page = await consent.text();
+    assert.equal(consent.status, 200, page.slice(0, 300));
+    assert.match(page, /name="decision"/);
+    assert.ok(
+      page.includes('<p><strong><bdi>Wiki [U+202E]nimda</bdi></strong> asks to use your account'),
+      page,
+    );
+    assert.ok(page.includes('<strong><bdi>\u05e9\u05dc\u05d5\u05dd\ufffd\ufffd</bdi></strong>.'), page);
+    assert.equal(UNFIT.exec(page), null, 'no control character, no bidirectional override');
+  });
+
+  it('isolates the names in the admin lists and keeps them unchanged in the edit form', async () => {
+    const browser = await consoleSignIn(server, admin, { returnTo: '/admin' });
+    const apps = await consoleGet(browser, `${server.origin}/admin/apps`);
+    assert.equal(apps.status, 200);
+    assert.ok(apps.body.includes(`"><bdi>Wiki [U+202E]nimda</bdi></a></td>`), apps.body);
+    assert.equal(UNFIT.exec(apps.body), null);
+
+    const users = await consoleGet(browser, `${server.origin}/admin/users`);
+    assert.equal(users.status, 200);
+    assert.ok(users.body.includes('<bdi>\u05e9\u05dc\u05d5\u05dd\ufffd\ufffd</bdi>'), users.body);
+    assert.equal(UNFIT.exec(users.body), null);
+
+    // A form sent back unchanged sends the name stored, override and all (escaped, not isolated).
+    const edit = await consoleGet(browser, `${server.origin}/admin/apps/${clientId}/edit`);
+    assert.equal(edit.status, 200);
+    assert.ok(edit.body.includes(`value="${SPOOFING_NAME}"`), edit.body);
+    assert.ok(edit.body.includes(`<title>Edit Wiki [U+202E]nimda`), 'the title shows the override');
+  });
+});
