@@ -29,7 +29,11 @@ export interface PinnedTarget {
   family: 4 | 6;
   port: number;
   protocol: 'http:' | 'https:';
-  /** The TLS server name (SNI and certificate check): the URL's host, or null for an IP host. */
+  /**
+   * The TLS server name (SNI and certificate check): the URL's host without the trailing dot of a
+   * fully qualified name (RFC 6066 §3; Go's TLS servers refuse a ClientHello with one), or null for
+   * an IP host.
+   */
   servername: string | null;
 }
 
@@ -144,7 +148,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
         family: checked.family,
         port: gate.port,
         protocol: gate.url.protocol as 'http:' | 'https:',
-        servername: gate.literal ? null : gate.host,
+        servername: gate.literal ? null : gate.host.replace(/\.+$/, ''),
       };
       const sent = await sendPinned(request, gate.url, target, deadline.signal, {
         connector,

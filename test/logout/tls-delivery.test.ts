@@ -98,7 +98,11 @@ describe('pinned https delivery', { skip }, () => {
   }
 
   const resolver = () =>
-    tableResolver({ 'rp.public.test': [v4(PUBLIC_V4)], 'impostor.public.test': [v4(PUBLIC_V4)] });
+    tableResolver({
+      'rp.public.test': [v4(PUBLIC_V4)],
+      'rp.public.test.': [v4(PUBLIC_V4)],
+      'impostor.public.test': [v4(PUBLIC_V4)],
+    });
 
   async function deliver(
     url: string,
@@ -128,6 +132,19 @@ describe('pinned https delivery', { skip }, () => {
     ]);
     assert.deepEqual(seen, [
       { servername: 'rp.public.test', host: 'rp.public.test', body: `logout_token=${TOKEN}` },
+    ]);
+  });
+
+  it('sends SNI without the trailing dot of a fully qualified host (RFC 6066), the Host header as written', async () => {
+    seen.length = 0;
+    const { outcome, attempts } = await deliver(
+      'https://rp.public.test./bcl',
+      createDirectConnector({ ca: cert }),
+    );
+    assert.equal(outcome.outcome, 'success', JSON.stringify(outcome));
+    assert.equal(attempts[0]?.servername, 'rp.public.test');
+    assert.deepEqual(seen, [
+      { servername: 'rp.public.test', host: 'rp.public.test.', body: `logout_token=${TOKEN}` },
     ]);
   });
 

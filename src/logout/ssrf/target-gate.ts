@@ -40,7 +40,7 @@ export type GateVerdict =
   | {
       ok: true;
       url: URL;
-      /** The host as written in the URL, brackets removed; the TLS server name when not an IP. */
+      /** The host as written in the URL, brackets removed (the TLS server name drops a trailing dot). */
       host: string;
       /** True when the URL names an IP address (then nothing was resolved). */
       literal: boolean;
