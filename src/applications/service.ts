@@ -169,6 +169,8 @@ export function createApplicationService(
         ...(await validationContext()),
         storedName: current.name,
         storedLogoUrl: current.logoUrl,
+        storedRedirectUris: current.redirectUris,
+        storedPostLogoutRedirectUris: current.postLogoutRedirectUris,
       };
       // An unchanged back-channel URI passed the whole gate when it was written and passes it again at
       // every delivery: an edit of something else (narrowing the whitelists, above all) is not refused

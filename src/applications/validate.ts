@@ -47,6 +47,14 @@ export interface ValidationContext {
    * https) is not refused, so that an edit of something else still goes through; it is not shown.
    */
   storedLogoUrl?: string | null;
+  /**
+   * On an update, the redirect URIs stored: one kept unchanged in its list is not refused for a `*`
+   * in its host (taken before such URIs were refused), so that an edit of something else (narrowing
+   * the whitelists, above all) still goes through; a new one is.
+   */
+  storedRedirectUris?: readonly string[];
+  /** On an update, the post-logout redirect URIs stored: kept unchanged like `storedRedirectUris`. */
+  storedPostLogoutRedirectUris?: readonly string[];
 }
 
 /** A complete, checked application, ready to be written. */
@@ -108,14 +116,19 @@ export async function validateApplicationInput(
   const grantTypes = checkGrantTypes(input.grantTypes, clientType, problem);
 
   const uriRules = { mode: context.mode, clientType };
-  const redirectUris = checkUriList('redirect_uris', input.redirectUris, uriRules, problem);
+  const redirectUris = checkUriList(
+    'redirect_uris',
+    input.redirectUris,
+    { ...uriRules, stored: context.storedRedirectUris },
+    problem,
+  );
   const redirectUrisReported = issues.some((issue) => issue.field.startsWith('redirect_uris'));
   if (grantTypes.includes('authorization_code') && redirectUris.length === 0 && !redirectUrisReported)
     problem('redirect_uris', 'at least one redirect URI is required for the authorization_code grant');
   const postLogoutRedirectUris = checkUriList(
     'post_logout_redirect_uris',
     input.postLogoutRedirectUris,
-    uriRules,
+    { ...uriRules, stored: context.storedPostLogoutRedirectUris },
     problem,
   );
 
@@ -267,6 +280,8 @@ function checkLogoUrl(
 interface UriRules {
   mode: Mode;
   clientType: ClientType;
+  /** The URIs of this list stored before: a `*` in their host, taken then, is not refused now. */
+  stored?: readonly string[] | undefined;
 }
 
 /**
@@ -290,8 +305,7 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     if (authority.includes('@') || url.username !== '' || url.password !== '')
       return `${quote(text)} must not contain credentials (user:password@)`;
     if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
-    // A URL parser takes `*` as a host's letter, and DNS never answers for it: a wildcard meant.
-    if (url.hostname.includes('*'))
+    if (hostHasWildcard(url) && !rules.stored?.includes(text))
       return `${quote(text)} has a * in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI`;
     if (scheme === 'http' && rules.mode !== 'development' && !LOOPBACK_HOSTS.has(url.hostname))
       return `${quote(text)} must use https (http is allowed only for the loopback hosts 127.0.0.1, [::1] and localhost, or in development mode)`;
@@ -302,6 +316,20 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
   if (rules.clientType !== 'public')
     return `private-use scheme ${quote(`${scheme}:`)} is allowed for public clients only; a confidential client needs https (or http on a loopback host)`;
   return null;
+}
+
+// A URL parser takes `*` as a host's letter, and DNS never answers for it: a wildcard meant.
+function hostHasWildcard(url: URL): boolean {
+  return url.hostname.includes('*');
+}
+
+/**
+ * Whether an http(s) redirect URI has a `*` in its host: refused since, but one stored before is kept
+ * (and matches only itself, exactly, never a host under it). `aa-oidc check` names such (W013).
+ */
+export function hasWildcardHost(uri: string): boolean {
+  const scheme = schemeOf(uri);
+  return (scheme === 'https' || scheme === 'http') && URL.canParse(uri) && hostHasWildcard(new URL(uri));
 }
 
 function checkUriList(field: string, value: unknown, rules: UriRules, problem: Problem): string[] {

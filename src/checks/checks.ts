@@ -1,5 +1,6 @@
 import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
 import type { Application } from '../applications/types.ts';
+import { hasWildcardHost } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
 import {
   importBoundsProblems,
@@ -29,12 +30,25 @@ export type CheckId =
   | 'W008'
   | 'W009'
   | 'W010'
-  | 'W011';
+  | 'W011'
+  | 'W013';
 
 export type Finding =
   | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
   | {
-      id: 'W001' | 'W003' | 'W004' | 'W005' | 'W006' | 'W007' | 'W008' | 'W009' | 'W010' | 'W011' | 'W012';
+      id:
+        | 'W001'
+        | 'W003'
+        | 'W004'
+        | 'W005'
+        | 'W006'
+        | 'W007'
+        | 'W008'
+        | 'W009'
+        | 'W010'
+        | 'W011'
+        | 'W012'
+        | 'W013';
       level: 'warning';
       message: string;
       hint: string;
@@ -55,6 +69,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W009',
   'W010',
   'W011',
+  'W013',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -118,7 +133,13 @@ function isLoopbackHost(host: string): boolean {
 /** What the checks read from an application. */
 export type CheckedApplication = Pick<
   Application,
-  'clientId' | 'name' | 'active' | 'backchannelLogoutUri' | 'clientSecretPbkdf2'
+  | 'clientId'
+  | 'name'
+  | 'active'
+  | 'backchannelLogoutUri'
+  | 'clientSecretPbkdf2'
+  | 'redirectUris'
+  | 'postLogoutRedirectUris'
 >;
 
 /** What the checks read from a signing key. */
@@ -281,6 +302,26 @@ export function runChecks(
             hint: `aa-oidc app rotate-secret ${app.clientId} and give the relying party the new secret`,
           },
     );
+  }
+  // Redirect URIs with a * in the host, taken before such URIs were refused and kept by edits since:
+  // matched exactly, they admit no host under them, only that literal string (which no host has).
+  for (const app of apps) {
+    if (!app.active) continue;
+    for (const [list, uris] of [
+      ['redirect', app.redirectUris],
+      ['post-logout-redirect', app.postLogoutRedirectUris],
+    ] as const) {
+      for (const uri of uris) {
+        if (!hasWildcardHost(uri)) continue;
+        const noun = list === 'redirect' ? 'redirect URI' : 'post-logout redirect URI';
+        findings.push({
+          id: 'W013',
+          level: 'warning',
+          message: `application ${app.clientId} has the ${noun} ${JSON.stringify(uri)}, with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it`,
+          hint: `aa-oidc app update ${app.clientId} --remove-${list}-uri ${JSON.stringify(uri)} --add-${list}-uri https://… for each host's URI it was meant for`,
+        });
+      }
+    }
   }
   return findings;
 }

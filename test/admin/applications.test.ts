@@ -657,6 +657,56 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(app.logoUrl, 'http://cdn.example.org/logo.png');
   });
 
+  it('keeps a redirect URI with a * in its host stored before such were refused on an edit that narrows the whitelists, and refuses a new one', async () => {
+    await server.app.directoryAdmin.createGroup('Wiki Editors');
+    const { clientId: old } = await seedApp(server, {
+      name: 'Old star',
+      groups: ['Directors', 'Wiki Editors'],
+    });
+    // Written as an earlier version took it: the * stored as a literal host.
+    await server.app.database.db
+      .updateTable('application')
+      .set({
+        redirect_uris: JSON.stringify(['https://rp.example.org/cb', 'https://*.example.org/cb']),
+        post_logout_redirect_uris: JSON.stringify(['https://*.example.org/']),
+      })
+      .where('client_id', '=', old)
+      .execute();
+    const fields = {
+      name: 'Old star',
+      redirect_uris: 'https://rp.example.org/cb\r\nhttps://*.example.org/cb',
+      post_logout_redirect_uris: 'https://*.example.org/',
+      grant_types: 'authorization_code',
+      groups: 'Directors',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    };
+    const edit = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
+    assert.ok(edit.body.includes('https://*.example.org/cb'), 'the form shows the stored URI');
+    const narrowed = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, fields);
+    assert.equal(narrowed.status, 303, problems(narrowed.body));
+    const app = (await server.app.applications.findByClientId(old))!;
+    assert.deepEqual(app.groups, ['Directors']);
+    assert.deepEqual(app.redirectUris, ['https://rp.example.org/cb', 'https://*.example.org/cb']);
+    assert.deepEqual(app.postLogoutRedirectUris, ['https://*.example.org/']);
+
+    const again = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
+    const added = await consolePost(admin, url(`/admin/apps/${old}/edit`), again.csrf!, {
+      ...fields,
+      redirect_uris: `${fields.redirect_uris}\r\nhttps://*.other.example.org/cb`,
+    });
+    assert.equal(added.status, 400, problems(added.body));
+    assert.match(
+      /<p class="field-error" id="redirect_uris-error">([^<]+)<\/p>/.exec(added.body)?.[1] ?? '',
+      /&quot;https:\/\/\*\.other\.example\.org\/cb&quot; has a \* in its host/,
+    );
+    assert.deepEqual(
+      (await server.app.applications.findByClientId(old))!.redirectUris,
+      ['https://rp.example.org/cb', 'https://*.example.org/cb'],
+      'nothing written',
+    );
+  });
+
   it('answers 404, changing nothing, when the application is deleted between its page and the form sent', async () => {
     const sends: Array<[string, Record<string, string | string[]>]> = [
       [

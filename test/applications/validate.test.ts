@@ -306,6 +306,26 @@ describe('validateApplicationInput', () => {
     );
   });
 
+  it('keeps a redirect URI with a * in its host stored before on an update, in its own list only', async () => {
+    const star = 'https://*.example.org/cb';
+    const kept = await validateApplicationInput(
+      { ...base, redirectUris: [star, 'https://wiki.example.org/cb'], postLogoutRedirectUris: [] },
+      { ...context(), storedRedirectUris: [star] },
+    );
+    assert.deepEqual(kept.redirectUris, [star, 'https://wiki.example.org/cb']);
+    const refused = validateApplicationInput(
+      { ...base, redirectUris: [star, 'https://*.other.example.org/cb'], postLogoutRedirectUris: [star] },
+      { ...context(), storedRedirectUris: [star] },
+    );
+    await assert.rejects(refused, ApplicationError);
+    assert.deepEqual(
+      ((await refused.catch((error: unknown) => error)) as ApplicationError).issues.map(
+        (issue) => issue.field,
+      ),
+      ['redirect_uris[1]', 'post_logout_redirect_uris[0]'],
+    );
+  });
+
   it('reports every problem at once, and says when no states exist yet', async () => {
     const error = await refusal(
       { ...base, name: '', redirectUris: ['nope'], states: ['Alumni'] },

@@ -92,6 +92,8 @@ const https: CheckedApplication = {
   active: true,
   backchannelLogoutUri: 'https://rp.example.org/bcl',
   clientSecretPbkdf2: null,
+  redirectUris: ['https://rp.example.org/cb', 'com.example.rp:/cb'],
+  postLogoutRedirectUris: ['https://rp.example.org/'],
 };
 const http: CheckedApplication = {
   ...https,
@@ -129,6 +131,14 @@ const key = (
   status,
   modulusBits,
   publicExponent,
+});
+
+/** An application whose redirect URIs an earlier version took with a * in the host. */
+const starred = (override: Partial<CheckedApplication> = {}): CheckedApplication => ({
+  ...plain,
+  clientId: 'rp-star',
+  redirectUris: ['https://rp.example.org/cb', 'https://*.example.org/cb'],
+  ...override,
 });
 
 const exposed = { path: '/etc/aa-oidc/config.yaml', mode: 0o644, secrets: ['secretKey'] };
@@ -255,6 +265,23 @@ const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
       [{}, [], [key('active'), key('next')]],
     ],
   },
+  // Redirect URIs with a * in the host, stored before such URIs were refused.
+  W013: {
+    fires: [
+      [{}, [starred()]],
+      [{ mode: 'production' }, [https, starred()]],
+      [
+        {},
+        [starred({ redirectUris: ['https://rp.example.org/cb'], postLogoutRedirectUris: ['https://*/'] })],
+      ],
+    ],
+    silent: [
+      [{}, [https, plain]],
+      // A deactivated application admits nobody; a * outside the host is a character like another.
+      [{}, [starred({ active: false })]],
+      [{}, [starred({ redirectUris: ['https://rp.example.org/*/cb?x=*', 'com.example.*:/cb'] })]],
+    ],
+  },
 };
 
 describe('system checks', () => {
@@ -336,6 +363,27 @@ describe('system checks', () => {
     assert.equal(text.includes('c2FsdHNhbHQ'), false, 'never the salt');
     assert.equal(text.includes(Buffer.alloc(32, 7).toString('base64')), false, 'never the digest');
     assert.equal(text.includes('pbkdf2_sha256$'), false, 'never the stored value');
+  });
+
+  it('W013 names each stored redirect URI with a * in its host, and how to replace it', () => {
+    const findings = runChecks(config(), [starred({ postLogoutRedirectUris: ['https://wiki.*/'] })]);
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message, finding.hint]),
+      [
+        [
+          'W013',
+          'warning',
+          'application rp-star has the redirect URI "https://*.example.org/cb", with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it',
+          'aa-oidc app update rp-star --remove-redirect-uri "https://*.example.org/cb" --add-redirect-uri https://… for each host\'s URI it was meant for',
+        ],
+        [
+          'W013',
+          'warning',
+          'application rp-star has the post-logout redirect URI "https://wiki.*/", with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it',
+          'aa-oidc app update rp-star --remove-post-logout-redirect-uri "https://wiki.*/" --add-post-logout-redirect-uri https://… for each host\'s URI it was meant for',
+        ],
+      ],
+    );
   });
 
   it('finds nothing on the defaults, and each finding has id, level, message and hint', () => {

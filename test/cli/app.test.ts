@@ -282,6 +282,75 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
       0,
     );
   });
+  it('app update keeps a redirect URI with a * in its host stored before such were refused, and refuses a new one; check warns (W013)', async () => {
+    const { application } = await service.create(
+      {
+        clientId: 'star-wiki',
+        name: 'Star wiki',
+        redirectUris: ['https://rp.example.org/cb'],
+        states: ['Member', 'Blue'],
+      },
+      'cli:test',
+    );
+    // Written as an earlier version took it: the * stored as a literal host.
+    await handle.db
+      .updateTable('application')
+      .set({
+        redirect_uris: JSON.stringify(['https://rp.example.org/cb', 'https://*.example.org/cb']),
+        post_logout_redirect_uris: JSON.stringify(['https://*.example.org/']),
+      })
+      .where('client_id', '=', application.clientId)
+      .execute();
+
+    await ok('app', 'update', 'star-wiki', '--remove-state', 'Blue');
+    await ok(
+      'app',
+      'update',
+      'star-wiki',
+      '--remove-redirect-uri',
+      'https://rp.example.org/cb',
+      '--add-redirect-uri',
+      'https://wiki.example.org/cb',
+    );
+    const kept = (await service.findByClientId('star-wiki'))!;
+    assert.deepEqual(kept.states, ['Member']);
+    assert.deepEqual(kept.redirectUris, ['https://*.example.org/cb', 'https://wiki.example.org/cb']);
+    assert.deepEqual(kept.postLogoutRedirectUris, ['https://*.example.org/']);
+
+    for (const args of [
+      ['--add-redirect-uri', 'https://*.other.example.org/cb'],
+      // Kept in the list it was stored in only.
+      ['--add-post-logout-redirect-uri', 'https://*.example.org/cb'],
+    ]) {
+      const refused = await cli('app', 'update', 'star-wiki', '--remove-state', 'Member', ...args);
+      assert.notEqual(refused.code, 0, args.join(' '));
+      assert.match(
+        refused.stderr,
+        new RegExp(`"${args[1]!.replace(/[.*]/g, '\\$&')}" has a \\* in its host`),
+      );
+    }
+    assert.deepEqual((await service.findByClientId('star-wiki'))!.states, ['Member'], 'nothing written');
+
+    const check = await ok('check');
+    assert.match(
+      check,
+      /^W013 warning: application star-wiki has the redirect URI "https:\/\/\*\.example\.org\/cb", with a \* in its host/m,
+    );
+    assert.match(
+      check,
+      /^W013 warning: application star-wiki has the post-logout redirect URI "https:\/\/\*\.example\.org\/"/m,
+    );
+    await ok(
+      'app',
+      'update',
+      'star-wiki',
+      '--remove-redirect-uri',
+      'https://*.example.org/cb',
+      '--clear-post-logout-redirect-uris',
+    );
+    assert.doesNotMatch(await ok('check'), /W013/);
+  });
+
   it('app show and aa-oidc check (W009) tell a secret still held as the imported PBKDF2 hash, never the hash, until the first success or a rotation', async () => {
     const secret = 'plugin-secret-0123456789abcdefghijklmnopqrstuvwxyz';
     const hash = await makeDjangoPbkdf2(secret, 1000);
