@@ -258,7 +258,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
                         >${row.httpStatus === null ? '' : ` (HTTP ${row.httpStatus})`}
                       </td>
                       <td>${row.attempts}</td>
-                      <td>${row.detail ?? ''}</td>
+                      <td class="prose">${row.detail ?? ''}</td>
                     </tr>`,
                 )}
               </tbody>
@@ -382,7 +382,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     html`<tr>
                       <td>${formatTime(event.recordedAt)}</td>
                       <td>${event.kind}</td>
-                      <td>${describeAuditEvent(event.record)}</td>
+                      <td class="prose">${describeAuditEvent(event.record)}</td>
                       <td>${event.userId ?? '—'}</td>
                       <td>${event.clientId ? html`<code>${event.clientId}</code>` : '—'}</td>
                       <td>${event.requestId ? html`<code>${event.requestId}</code>` : '—'}</td>

@@ -62,30 +62,36 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
           html`<h1>Users</h1>
             ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
             <form method="get" action="/admin/users" class="filters" role="search">
-              ${textField('Username or email', 'q', q, { type: 'search' })}
-              ${select(
-                'State',
-                'state',
-                [
-                  ['', 'Any'],
-                  [NO_STATE, 'No state'],
-                  ...states.map((item) => [item.name, item.name] as const),
-                ],
-                state,
-              )}
-              ${select('Group', 'group', [['', 'Any'], ...groups.map((item) => [item.name, item.name] as const)], group)}
-              ${select(
-                'Active',
-                'active',
-                [
-                  ['', 'Any'],
-                  ['yes', 'Active'],
-                  ['no', 'Inactive'],
-                ],
-                active,
-                fieldError('active', activeError, 'active'),
-              )}
-              <div class="actions"><button type="submit">Search</button></div>
+              <div>${textField('Username or email', 'q', q, { type: 'search' })}</div>
+              <div>
+                ${select(
+                  'State',
+                  'state',
+                  [
+                    ['', 'Any'],
+                    [NO_STATE, 'No state'],
+                    ...states.map((item) => [item.name, item.name] as const),
+                  ],
+                  state,
+                )}
+              </div>
+              <div>
+                ${select('Group', 'group', [['', 'Any'], ...groups.map((item) => [item.name, item.name] as const)], group)}
+              </div>
+              <div>
+                ${select(
+                  'Active',
+                  'active',
+                  [
+                    ['', 'Any'],
+                    ['yes', 'Active'],
+                    ['no', 'Inactive'],
+                  ],
+                  active,
+                  fieldError('active', activeError, 'active'),
+                )}
+              </div>
+              <div><button type="submit">Search</button></div>
             </form>
             <div class="table-wrap">
               <table>

@@ -124,8 +124,13 @@ function render(value: unknown, before: string): string {
 
 /**
  * The one style sheet of the provider's pages (sign-in, consent, logout, errors, landing, account,
- * admin). Colours from the branding arrive as custom properties; everything reflows down to 390 px,
+ * admin). Colours from the branding arrive as custom properties; everything reflows down to 375 px,
  * and a long name without spaces wraps (in a table's name column, past 18rem) rather than widening it.
+ * A table's sentence (an audit event, a delivery's detail) wraps anywhere past 14rem. An identifier in
+ * a table (kid, client_id) breaks anywhere but keeps 16 characters a line, so that a narrow table
+ * scrolls in its box rather than squeezing it to a column of letters. A listing's filters are a grid
+ * (two columns on a phone) whose fields share rows (label, control, hint, error), so that the controls
+ * of a row line up whatever their labels and hints.
  */
 const STYLE = `
 :root{--accent:#2459d4;--accent-text:#fff;--link:#1f4fbf}
@@ -143,6 +148,7 @@ main.wide{max-width:64rem}
 main{overflow-wrap:anywhere}
 main table{overflow-wrap:normal}
 td.name a{display:inline-block;max-width:18rem;overflow-wrap:anywhere}
+td.prose{min-width:14rem;overflow-wrap:anywhere}
 h1{font-size:1.4rem;margin-top:0}
 h2{font-size:1.15rem;margin-top:1.75rem}
 h3{font-size:1rem}
@@ -171,6 +177,7 @@ th,td{text-align:left;vertical-align:top;padding:.4rem .5rem;border-bottom:1px s
 th{white-space:nowrap;font-weight:600}
 caption{text-align:left;font-weight:600;padding:.25rem 0}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88rem;word-break:break-all}
+td code{display:inline-block;min-width:16ch}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:1rem}
 .card{border:1px solid #e1e4ea;border-radius:.4rem;padding:.75rem 1rem}
 .card h2,.card h3{margin:.1rem 0 .5rem}
@@ -178,9 +185,11 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font
 .badge{display:inline-block;padding:.05rem .45rem;border-radius:1rem;font-size:.8rem;border:1px solid #6b7588}
 .logo{width:4rem;height:4rem;object-fit:contain;float:right;margin:0 0 .5rem .75rem}
 .portrait{width:4rem;height:4rem;border-radius:.25rem;float:left;margin:0 .75rem .5rem 0}
-.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:flex-end}
-.filters label{margin:.25rem 0}
-.filters>div{min-width:9rem;flex:1}
+.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,9.5rem),1fr));gap:0 1rem;margin-bottom:.5rem}
+.filters>div{display:grid;grid-row:span 4;grid-template-rows:subgrid;min-width:0;padding-bottom:.5rem}
+.filters label{margin:.5rem 0 .25rem;align-self:end}
+.filters button{grid-row:2;margin-top:0;align-self:start;justify-self:start}
+.filters .hint,.filters .field-error{margin:.25rem 0 0}
 .pager{display:flex;gap:1rem;margin-top:1rem}
 .secret{font-size:1rem;padding:.6rem;border:1px dashed #6b7588;background:#f7f8fa}
 .qr svg{width:13rem;height:13rem;background:#fff}
