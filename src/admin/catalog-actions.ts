@@ -21,6 +21,7 @@ import {
   impactList,
   readOnly,
   readOnlyRefusal,
+  refusalStatus,
   writableDirectory,
 } from './directory-parts.ts';
 
@@ -155,7 +156,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     const apps = await applicationsById(deps);
     let preview: Html;
     let possible = true;
-    let refusal: string | undefined;
+    let refusal: { message: string; status: number } | undefined;
     try {
       const consequences: Consequence[] = [];
       const dryRun = await action.run(entity, name, input, {
@@ -179,16 +180,17 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     } catch (error) {
       if (!(error instanceof DirectoryError)) throw error;
       possible = false;
-      refusal = error.message;
+      // The dry run refuses as the confirmed change would (the same validation): the same status.
+      refusal = { message: error.message, status: refusalStatus(error) };
       preview = html``;
     }
     const field = action.field;
     // A refusal with a field to correct focuses that field; any other, its alert (the first shown).
     const fieldFocused = !possible && field !== undefined;
-    const problemShown = problem !== undefined && problem.message !== refusal;
+    const problemShown = problem !== undefined && problem.message !== refusal?.message;
     if (!possible)
       preview = formAlert(
-        html`Not possible: ${field ? `correct the ${field.label.toLowerCase()} below.` : refusal}`,
+        html`Not possible: ${field ? `correct the ${field.label.toLowerCase()} below.` : refusal?.message}`,
         { focus: !fieldFocused && !problemShown },
       );
     renderAdmin(
@@ -216,7 +218,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
                     required: true,
                     // A text field: a number field would show nothing for a value that is no number.
                     ...(field.numeric ? { inputmode: 'numeric' } : { maxlength: 150 }),
-                    ...(refusal ? { error: refusal, autofocus: true } : {}),
+                    ...(refusal ? { error: refusal.message, autofocus: true } : {}),
                   })}
                   <div class="actions">
                     <button type="submit" class="secondary">${action.button}…</button>
@@ -225,7 +227,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
                 </form>`
               : html`<p><a href="${entryPath(entity, name)}">Back</a></p>`
         }`,
-      { status: problem?.status ?? (possible ? 200 : 409) },
+      { status: problem?.status ?? refusal?.status ?? 200 },
     );
   };
 
@@ -264,7 +266,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
             if (!(error instanceof DirectoryError)) throw error;
             await actionPage(request, entity, action, name, request.form, {
               message: error.message,
-              status: error.code === 'conflict' ? 409 : 400,
+              status: refusalStatus(error),
             });
           }
         },

@@ -16,7 +16,13 @@ import {
   whitelisting,
 } from './catalog-parts.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
-import { allianceAuthNote, applicationsById, readOnly, readOnlyRefusal } from './directory-parts.ts';
+import {
+  allianceAuthNote,
+  applicationsById,
+  readOnly,
+  readOnlyRefusal,
+  refusalStatus,
+} from './directory-parts.ts';
 
 /**
  * States and groups in the admin UI: the list with what each grants and how many hold it, create,
@@ -137,7 +143,7 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
           return listPage(request, entity, {
             values: request.form,
             error: error.message,
-            status: error.code === 'conflict' ? 409 : 400,
+            status: refusalStatus(error),
           });
         }
         request.seeOther(`${entryPath(entity, name)}?done=created`);

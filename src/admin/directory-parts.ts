@@ -63,6 +63,15 @@ export function readOnlyRefusal(
   );
 }
 
+/**
+ * The status of a page that shows a refused directory change, its preview or its form: 409 when it
+ * conflicts with what is there (a name or priority taken, a state with users, a whitelisted group,
+ * a concurrent change), 400 for input that is wrong (its message names the field and what is valid).
+ */
+export function refusalStatus(error: DirectoryError): 400 | 409 {
+  return error.code === 'conflict' ? 409 : 400;
+}
+
 export function affiliation(profile: UserProfile): string {
   const main = profile.mainCharacter;
   return [

@@ -6,12 +6,12 @@ import { isForeignForm } from '../http/foreign-form.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
 import {
   answerUnreadForm,
-  declaresContentCoding,
+  isUnreadForm,
   MALFORMED_FORM_MESSAGE,
   MALFORMED_QUERY_MESSAGE,
   parseFormBody,
   type UnreadForm,
-  unreadFormParameters,
+  unreadForm,
   wellFormedQuery,
 } from '../http/request-body.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
@@ -265,17 +265,12 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         return refuse(ctx, session, visitor, 413, 'Form too large', 'This form is larger than 64 KiB.');
       }
       const foreign = isForeignForm(ctx, deps.origin);
-      if (parsed === 'unsupported' && !foreign) {
-        const sent = ctx.get('Content-Type').split(';')[0]!.trim().slice(0, 100) || 'a body without a type';
-        const message = `This address takes a form sent as application/x-www-form-urlencoded, not ${sent}.`;
-        return refuse(ctx, session, visitor, 415, 'Form not understood', message);
-      }
       if (parsed === 'malformed' && !foreign) {
         return refuse(ctx, session, visitor, 400, 'Form not understood', MALFORMED_FORM_MESSAGE);
       }
       // Refused unread, as on the sign-in pages, the session and its CSRF token kept for the form sent
       // again; from another site the answer stays the 403 below, which says nothing of the form.
-      if ((parsed === 'encoded' || parsed === 'content_type' || parsed === 'charset') && !foreign) {
+      if (isUnreadForm(parsed) && !foreign) {
         return refuse(ctx, session, visitor, 415, 'Form not understood', answerUnreadForm(ctx, parsed));
       }
       const csrfChecked =
@@ -331,15 +326,11 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
 
 async function readForm(
   ctx: Koa.Context,
-): Promise<URLSearchParams | 'too_large' | 'unsupported' | 'malformed' | UnreadForm | undefined> {
-  // A content coding first, whatever the type, as on the sign-in pages (src/oidc/interactions/common.ts).
-  if (declaresContentCoding(ctx)) return 'encoded';
-  const kind = ctx.is('application/x-www-form-urlencoded');
-  // No body at all (null) is no form; a body of another type is named in the answer.
-  if (kind === null) return undefined;
-  if (kind === false) return 'unsupported';
-  const unread = unreadFormParameters(ctx);
+): Promise<URLSearchParams | 'too_large' | 'malformed' | UnreadForm | undefined> {
+  // Refused unread as on the sign-in pages (src/oidc/interactions/common.ts); no body at all is no form.
+  const unread = unreadForm(ctx);
   if (unread) return unread;
+  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
   // A declared length over the limit is refused before any of it is read.
   if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
   const chunks: Buffer[] = [];

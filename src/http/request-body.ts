@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type Koa from 'koa';
+import { assertNever } from '../util/assert-never.ts';
 
 /** A request body longer than the route accepts: answered 413, the connection then closed. */
 export class RequestBodyTooLarge extends Error {
@@ -168,19 +169,47 @@ export function declaresContentCoding(ctx: Koa.Context): boolean {
 }
 
 /**
- * Why a form is refused unread (415): a content coding (gzip…), a Content-Type whose parameters
- * cannot be read, a charset other than UTF-8.
+ * Why a form is refused unread (415): a content coding (gzip…), a body of another type than
+ * application/x-www-form-urlencoded (JSON, text/plain, multipart/form-data: the pages' forms declare
+ * no enctype, so a browser posts none of these from them), a Content-Type whose parameters cannot be
+ * read, a charset other than UTF-8.
  */
-export type UnreadForm = 'encoded' | 'content_type' | 'charset';
+export type UnreadForm = 'encoded' | 'other_type' | 'content_type' | 'charset';
+
+const UNREAD_FORMS: ReadonlySet<unknown> = new Set<UnreadForm>([
+  'encoded',
+  'other_type',
+  'content_type',
+  'charset',
+]);
+
+/** True for a reader's answer that says why a form was refused unread. */
+export function isUnreadForm(value: unknown): value is UnreadForm {
+  return UNREAD_FORMS.has(value);
+}
+
+const FORM_TYPE = 'application/x-www-form-urlencoded';
 
 /**
- * Whether a form body, its type found to be application/x-www-form-urlencoded, is refused unread
- * for its Content-Type's parameters (`contentTypeUnreadable`, `declaresNonUtf8Charset`). A content
- * coding (`declaresContentCoding`) is looked at before its type, since its type says nothing of it.
+ * Why a form body is refused unread (`UnreadForm`); undefined when it is to be read, or when there
+ * is no body at all (no form, refused as such by the caller). A content coding (`declaresContentCoding`)
+ * is looked at before the type, since the type says nothing of it; then the type; then its parameters
+ * (`contentTypeUnreadable`, `declaresNonUtf8Charset`). The same on the sign-in, account and admin pages.
  */
-export function unreadFormParameters(ctx: Koa.Context): 'content_type' | 'charset' | undefined {
+export function unreadForm(ctx: Koa.Context): UnreadForm | undefined {
+  if (declaresContentCoding(ctx)) return 'encoded';
+  const kind = ctx.is(FORM_TYPE);
+  if (kind === null) return undefined;
+  if (kind === false) return 'other_type';
   if (contentTypeUnreadable(ctx)) return 'content_type';
   return declaresNonUtf8Charset(ctx) ? 'charset' : undefined;
+}
+
+/** What a body of another type than a form is answered (415): the type sent, and the one taken. */
+function formTypeMessage(ctx: Koa.Context): string {
+  // The type only, without its parameters, at most 100 characters: the page escapes it.
+  const sent = ctx.get('Content-Type').split(';')[0]!.trim().slice(0, 100) || 'a body without a type';
+  return `This address takes a form sent as ${FORM_TYPE}, not ${sent}.`;
 }
 
 /**
@@ -190,11 +219,19 @@ export function unreadFormParameters(ctx: Koa.Context): 'content_type' | 'charse
  */
 export function answerUnreadForm(ctx: Koa.Context, why: UnreadForm): string {
   ctx.set('Connection', 'close');
-  if (why === 'encoded') {
-    ctx.set('Accept-Encoding', 'identity');
-    return CONTENT_ENCODING_MESSAGE;
+  switch (why) {
+    case 'encoded':
+      ctx.set('Accept-Encoding', 'identity');
+      return CONTENT_ENCODING_MESSAGE;
+    case 'other_type':
+      return formTypeMessage(ctx);
+    case 'content_type':
+      return FORM_CONTENT_TYPE_MESSAGE;
+    case 'charset':
+      return FORM_CHARSET_MESSAGE;
+    default:
+      return assertNever(why);
   }
-  return why === 'charset' ? FORM_CHARSET_MESSAGE : FORM_CONTENT_TYPE_MESSAGE;
 }
 
 /** What a query that `wellFormedQuery` refuses is answered (400). */

@@ -122,7 +122,8 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
         admin,
         url(path('groups', 'Access probe', `/access?oidc_access=${encodeURIComponent(value)}`)),
       );
-      assert.equal(preview.status, 409, `preview of oidc_access=${value}`);
+      // Wrong input, not a conflict: 400 in the preview as in the confirmed form.
+      assert.equal(preview.status, 400, `preview of oidc_access=${value}`);
       assert.match(pageText(preview.body), /Not possible: oidc_access= takes yes or no, not "/);
       assert.doesNotMatch(pageText(preview.body), /Stop granting/);
       const done = await consolePost(admin, url(path('groups', 'Access probe', '/access')), csrf, {
@@ -293,7 +294,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
       admin,
       url(path('groups', 'Old\u2028team', `/rename?to=${encodeURIComponent('New\u2029team')}`)),
     );
-    assert.equal(refused.status, 409);
+    assert.equal(refused.status, 400, 'a name with a separator is wrong input, no conflict');
     assert.match(refused.body, /<p class="field-error" id="to-error">[^<]*U\+2029, a paragraph separator/);
     const confirm = await consoleGet(admin, url(path('groups', 'Old\u2028team', '/rename?to=New+team')));
     assert.equal(confirm.status, 200, pageText(confirm.body).slice(0, 800));
@@ -310,7 +311,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.match(pageText(created.body), /invalid state priority "ten": expected a whole number/);
     await server.app.directoryAdmin.createState('Green', 70);
     const preview = await consoleGet(admin, url(path('states', 'Green', '/priority?priority=7O')));
-    assert.equal(preview.status, 409);
+    assert.equal(preview.status, 400, 'a typo is no conflict, in the preview as in the form');
     assert.match(
       preview.body,
       /<p class="field-error" id="priority-error">invalid state priority &quot;7O&quot;: expected a whole number/,
@@ -321,6 +322,16 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     });
     assert.equal(typo.status, 400);
     assert.match(pageText(typo.body), /invalid state priority "7O": expected a whole number/);
+    // A priority another state holds is a conflict: 409 in both.
+    await server.app.directoryAdmin.createState('Amber', 71);
+    const taken = await consoleGet(admin, url(path('states', 'Green', '/priority?priority=71')));
+    assert.equal(taken.status, 409);
+    assert.match(pageText(taken.body), /priority 71 is already used by state "Amber"/);
+    const confirmed = await consolePost(admin, url(path('states', 'Green', '/priority')), csrf, {
+      priority: '71',
+    });
+    assert.equal(confirmed.status, 409);
+    assert.match(pageText(confirmed.body), /priority 71 is already used by state "Amber"/);
   });
 
   it('keeps a refused new name at its field with the reason, to correct and preview again', async () => {

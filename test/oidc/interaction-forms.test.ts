@@ -238,4 +238,94 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       code: currentCode(enrolment.secret),
     });
   });
+  it('answers 415 naming the type to a login, consent or two-factor form sent as JSON, text or multipart, as the account pages do, losing nothing', async () => {
+    // The pages' forms declare no enctype: a browser posts them urlencoded, never multipart.
+    const otherTypes = (fields: Record<string, string>) => [
+      { type: 'application/json', body: JSON.stringify(fields) as string | FormData },
+      { type: 'text/plain', body: new URLSearchParams(fields).toString() },
+      { type: 'multipart/form-data', body: formData(fields) },
+    ];
+    const formData = (fields: Record<string, string>) => {
+      const data = new FormData();
+      for (const [name, value] of Object.entries(fields)) data.set(name, value);
+      return data;
+    };
+    const refused = async (page: { browser: Browser }, action: string, fields: Record<string, string>) => {
+      for (const { type, body } of otherTypes(fields)) {
+        const response = await page.browser.fetch(action, {
+          method: 'POST',
+          // A FormData body brings its own type, with its boundary.
+          headers: body instanceof FormData ? {} : { 'content-type': type },
+          body,
+        });
+        assert.equal(response.status, 415, `${type} to ${action}`);
+        assert.equal(response.headers.get('connection'), 'close', type);
+        const text = await response.text();
+        assert.match(
+          text,
+          new RegExp(`This address takes a form sent as application/x-www-form-urlencoded, not ${type}\\.`),
+          type,
+        );
+        assert.doesNotMatch(text, /expired/, type);
+      }
+    };
+    const failures = async () =>
+      (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+    const failuresBefore = await failures();
+    const urlencoded = (fields: Record<string, string>) => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields).toString(),
+    });
+
+    const user = await seedUser(server);
+    const login = await openLoginPage(server, clientId);
+    const signIn = { csrf_token: login.csrf, username: user.username, password: PASSWORD };
+    await refused(login, login.action, signIn);
+    assert.equal(await failures(), failuresBefore, 'a form that was not read is no failed sign-in');
+    // From another site the answer stays the refusal that says nothing of the form.
+    const foreign = await login.browser.fetch(login.action, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: 'https://evil.example' },
+      body: new URLSearchParams(signIn).toString(),
+    });
+    assert.equal(foreign.status, 403);
+    // The same page, its CSRF cookie and token, signs in with the form sent as it should be.
+    const consent = await login.browser.follow(login.action, server.origin, urlencoded(signIn));
+    const consentPage = await consent.text();
+    assert.match(consentPage, /name="decision"/);
+    const decision = { csrf_token: formField(consentPage, 'csrf_token'), decision: 'allow' };
+    await refused(login, formAction(consentPage, server.origin), decision);
+    const allowed = await login.browser.fetch(formAction(consentPage, server.origin), urlencoded(decision));
+    assert.equal(allowed.status, 303);
+
+    const enrolled = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(enrolled);
+    const confirmed = await server.app.twoFactor.confirmEnrolment(
+      enrolled,
+      currentCode(enrolment.secret),
+      enrolment.id,
+    );
+    assert.ok(confirmed.ok);
+    const second = await openLoginPage(server, clientId);
+    const codeStep = await second.browser.follow(
+      second.action,
+      server.origin,
+      urlencoded({ csrf_token: second.csrf, username: enrolled.username, password: PASSWORD }),
+    );
+    const codePage = await codeStep.text();
+    assert.match(codePage, /name="code"/);
+    const failuresAtCode = await failures();
+    const code = {
+      csrf_token: formField(codePage, 'csrf_token'),
+      pending: formField(codePage, 'pending'),
+      // A recovery code, good once (the current TOTP code was used up by the enrolment).
+      code: confirmed.recoveryCodes[0]!,
+    };
+    await refused(second, formAction(codePage, server.origin), code);
+    assert.equal(await failures(), failuresAtCode, 'no code tried');
+    // The code, not used up by the refused forms, signs in on the same page.
+    const signedIn = await second.browser.fetch(formAction(codePage, server.origin), urlencoded(code));
+    assert.equal(signedIn.status, 303);
+  });
 });

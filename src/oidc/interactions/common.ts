@@ -9,12 +9,11 @@ import { errorPage } from '../../http/pages/error.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import {
-  declaresContentCoding,
   parseFormBody,
   readBodyBytes,
   RequestBodyTooLarge,
   type UnreadForm,
-  unreadFormParameters,
+  unreadForm,
 } from '../../http/request-body.ts';
 import type { CsrfOptions } from './csrf.ts';
 import type { LoginThrottle } from './throttle.ts';
@@ -58,18 +57,18 @@ export async function finish(
 }
 
 /**
- * The posted form; undefined when it is not one or cannot be read; the error when it is too long;
- * 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); why it is
- * refused unread (`UnreadForm`): a content coding (gzip…), as the provider's routes refuse it
- * (src/oidc/mount.ts), a Content-Type whose parameters cannot be read, a charset other than UTF-8.
+ * The posted form; undefined when there is no body or it cannot be read; the error when it is too
+ * long; 'malformed' when it is not UTF-8 text with well-formed %-escapes (`parseFormBody`); why it is
+ * refused unread (`unreadForm`), as on the account and admin pages: a content coding (gzip…), as the
+ * provider's routes refuse it (src/oidc/mount.ts), a body of another type (JSON, multipart), a
+ * Content-Type whose parameters cannot be read, a charset other than UTF-8.
  */
 export async function readForm(
   ctx: Koa.Context,
 ): Promise<URLSearchParams | RequestBodyTooLarge | 'malformed' | UnreadForm | undefined> {
-  if (declaresContentCoding(ctx)) return 'encoded';
-  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
-  const unread = unreadFormParameters(ctx);
+  const unread = unreadForm(ctx);
   if (unread) return unread;
+  if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
   let body: Buffer;
   try {
     body = await readBodyBytes(ctx.req, FORM_LIMIT);

@@ -3,7 +3,12 @@ import type { ExternalAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import { isDatabaseUnavailable } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
-import { answerUnreadForm, MALFORMED_FORM_MESSAGE, RequestBodyTooLarge } from '../../http/request-body.ts';
+import {
+  answerUnreadForm,
+  isUnreadForm,
+  MALFORMED_FORM_MESSAGE,
+  RequestBodyTooLarge,
+} from '../../http/request-body.ts';
 import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
 import { isForeignForm } from '../../http/foreign-form.ts';
 import { pagePolicy } from '../../http/content-security-policy.ts';
@@ -154,15 +159,16 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // counted (no failed sign-in, no code tried): the interaction and its CSRF cookie stay as they
       // were, so the page, reloaded, signs in. As the console's POSTs (console/http.ts).
       if (isForeignForm(ctx, issuerOrigin)) {
-        // A body left unread (a charset or content coding refused below) stays unread.
-        if (form === 'charset' || form === 'encoded') ctx.set('Connection', 'close');
+        // A body left unread (refused unread below) stays unread.
+        if (isUnreadForm(form)) ctx.set('Connection', 'close');
         return renderStatus(ctx, deps, 403, 'invalid_request', FOREIGN_FORM_MESSAGE);
       }
       // Nothing of it is used, its CSRF token included: U+FFFD would stand where a byte was sent.
       if (form === 'malformed')
         return renderStatus(ctx, deps, 400, 'invalid_request', MALFORMED_FORM_MESSAGE);
-      // Refused unread, its CSRF token unused: the same page takes the form sent again as it should be.
-      if (form === 'charset' || form === 'encoded' || form === 'content_type')
+      // Refused unread (a JSON or multipart body too), its CSRF token unused, no sign-in counted: the
+      // same page takes the form sent again as it should be. As the account and admin pages answer.
+      if (isUnreadForm(form))
         return renderStatus(ctx, deps, 415, 'invalid_request', answerUnreadForm(ctx, form));
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
