@@ -38,6 +38,11 @@ export interface ConsoleRoute {
   /** `/admin/apps/:clientId`: `:name` segments are parameters (one path segment each). */
   path: string;
   access: Access;
+  /**
+   * A GET that uses up something once (the sign-in's callback redeems its code): a HEAD, which must
+   * change nothing (RFC 9110 §9.2.1), is refused (405) instead of answered as the GET.
+   */
+  refusesHead?: true;
   handle(request: ConsoleRequest): Promise<void> | void;
 }
 
@@ -194,7 +199,9 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     if (matches.length === 0) return next();
     consoleHeaders(ctx);
     const method = ctx.method === 'HEAD' ? 'GET' : ctx.method;
-    const found = matches.find((candidate) => candidate.entry.route.method === method);
+    const found = matches.find(
+      ({ entry: { route } }) => route.method === method && !(ctx.method === 'HEAD' && route.refusesHead),
+    );
     if (!found) {
       ctx.set('Allow', [...new Set(matches.map((candidate) => candidate.entry.route.method))].join(', '));
       return refuse(

@@ -96,6 +96,7 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       method: 'GET',
       path: ACCOUNT_CONSOLE_CALLBACK_PATH,
       access: 'public',
+      refusesHead: true,
       async handle({ ctx, render }) {
         const result = await deps.sessions.completeSignIn(ctx);
         if (!result.ok) {

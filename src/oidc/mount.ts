@@ -214,7 +214,8 @@ function notFound(ctx: Koa.Context): void {
  * Serves the provider under the issuer's path. In front of it, one small normalisation step:
  * - each route answers with or without its trailing slash;
  * - the blocked paths answer 404; a method the provider has no route for, where it has routes for
- *   others, 405 with `Allow`; an OPTIONS that is no CORS preflight, 204 with `Allow`;
+ *   others, 405 with `Allow`; an OPTIONS that is no CORS preflight, 204 with `Allow`; a HEAD where
+ *   a GET changes state (authorization, its return from the sign-in pages, logout), 405;
  * - the authorization endpoint drops a malformed `max_age` (ignored, where the provider
  *   would refuse the request);
  * - a form POST to authorize or logout is handed on as the equivalent GET, refused (400) when it is
@@ -272,12 +273,13 @@ export function mountProvider(
       ctx.res.setHeader('Cache-Control', 'no-store');
       ctx.res.setHeader('Pragma', 'no-cache');
     }
+    const provider = current();
+    if (ctx.method === 'HEAD' && refusesHead(key) && refuseHead(ctx, provider, inner, key, branding)) return;
     if (key === '/authorize' || key === '/logout') {
       const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize', branding);
       if (!handled) return;
     }
 
-    const provider = current();
     const keepAnswer = prepared.watch(ctx, provider);
     const outerPath = ctx.path;
     const state = ctx as unknown as { mountPath?: string };
@@ -329,9 +331,50 @@ function refuseMethod(
 ): void {
   const routed = providerRouteMethods(provider, inner);
   if (routed.length === 0 || routed.includes(ctx.method)) return;
+  answerMethodNotAllowed(ctx, allowedMethods(routed, key), browserRoute(key) ? { page: branding } : 'json');
+}
+
+/**
+ * The methods an endpoint takes, for its `Allow`: the provider's router's (`routed`), plus POST on
+ * authorization and logout, whose form POST this mount hands on as the equivalent GET, less HEAD
+ * where a GET changes state (`refusesHead`).
+ */
+function allowedMethods(routed: readonly string[], key: string): string[] {
   const formPost = (key === '/authorize' || key === '/logout') && routed.includes('GET');
-  const allowed = ALLOW_ORDER.filter((method) => routed.includes(method) || (formPost && method === 'POST'));
-  answerMethodNotAllowed(ctx, allowed, browserRoute(key) ? { page: branding } : 'json');
+  return ALLOW_ORDER.filter(
+    (method) =>
+      (routed.includes(method) || (formPost && method === 'POST')) &&
+      !(method === 'HEAD' && refusesHead(key)),
+  );
+}
+
+/**
+ * The provider's routes whose GET changes state: authorization (with a session, it issues a code;
+ * without, it starts an interaction), its return from the sign-in pages (`/authorize/:uid`, which
+ * takes the interaction's result and issues the code) and logout (it writes the confirmation's secret
+ * into the session, so a confirmation page already shown no longer works). oidc-provider's router
+ * answers HEAD as GET on every GET route, running all of it; a HEAD must change nothing (RFC 9110
+ * §9.2.1), so there it is refused, as on the sign-in pages (interactions/routes.ts).
+ */
+function refusesHead(key: string): boolean {
+  return key === '/authorize' || key === '/logout' || key.startsWith('/authorize/');
+}
+
+/**
+ * A HEAD where `refusesHead`: 405 with `Allow` when the provider has a GET route there (`/authorize/`
+ * and its `/authorize/:uid`); false, answering nothing, elsewhere (`/authorize/a/b` keeps its 404).
+ */
+function refuseHead(
+  ctx: Koa.Context,
+  provider: Provider,
+  inner: string,
+  key: string,
+  branding: Branding,
+): boolean {
+  const routed = providerRouteMethods(provider, inner);
+  if (!routed.includes('GET')) return false;
+  answerMethodNotAllowed(ctx, allowedMethods(routed, key), { page: branding });
+  return true;
 }
 
 /**

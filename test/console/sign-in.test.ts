@@ -4,6 +4,7 @@ import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-consol
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { Browser, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { rawRequest } from '../http/raw-request.ts';
 
 describe(`web console sign-in through the provider (${testDatabaseKind})`, () => {
   let server: TestServer;
@@ -58,6 +59,25 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     const admin = await consoleGet(browser, `${server.origin}/admin`);
     assert.equal(admin.status, 403);
     assert.match(admin.body, /Administrators only/);
+  });
+
+  it('refuses HEAD on the callback, whose GET redeems the code: the GET then signs in', async () => {
+    // A browser with a provider session: the sign-in comes straight back with a code.
+    const browser = await consoleSignIn(server, member.username);
+    let url = `${server.origin}/account/sign-in?return=/account`;
+    for (let hop = 0; hop < 6 && !url.startsWith(`${server.origin}/account/callback`); hop += 1) {
+      const response = await browser.fetch(url);
+      assert.ok(response.status >= 300 && response.status < 400, `a redirect from ${url}`);
+      url = new URL(response.headers.get('location')!, url).href;
+    }
+    assert.ok(url.startsWith(`${server.origin}/account/callback?`), url);
+    const head = await rawRequest(url, { method: 'HEAD', browser, keepCookies: true });
+    assert.equal(head.status, 405);
+    assert.equal(head.headers.allow, 'GET');
+    assert.equal(head.body, '');
+    const callback = await browser.fetch(url);
+    assert.equal(callback.status, 200, 'the code is still there to redeem');
+    assert.match(await callback.text(), /Signed in\./);
   });
 
   it('refuses a callback that does not belong to a sign-in of this browser', async () => {

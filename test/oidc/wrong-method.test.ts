@@ -1,8 +1,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { storageId } from '../../src/tokens/store.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { openLoginPage, submitLogin } from '../helpers/flows.ts';
-import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  authorizeUrl,
+  Browser,
+  PASSWORD,
+  pkcePair,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  signIn,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 import { rawRequest } from '../http/raw-request.ts';
 
 /**
@@ -48,8 +60,8 @@ describe(`wrong methods on the provider's endpoints (${testDatabaseKind})`, () =
 
   it('answers 405 with an HTML page on the endpoints a browser shows, naming the form POST too', async () => {
     for (const [method, path, allow] of [
-      ['PUT', '/o/authorize/', 'GET, HEAD, POST'],
-      ['DELETE', '/o/logout/', 'GET, HEAD, POST'],
+      ['PUT', '/o/authorize/', 'GET, POST'],
+      ['DELETE', '/o/logout/', 'GET, POST'],
       ['GET', '/o/logout/confirm', 'POST'],
     ] as const) {
       const what = `${method} ${path}`;
@@ -110,29 +122,29 @@ describe(`wrong methods on the provider's endpoints (${testDatabaseKind})`, () =
     // Where the provider takes no OPTIONS, or has no endpoint, the answers are as for any other method.
     const authorize = await rawRequest(`${server.origin}/o/authorize/`, { method: 'OPTIONS' });
     assert.equal(authorize.status, 405);
-    assert.equal(authorize.headers.allow, 'GET, HEAD, POST');
+    assert.equal(authorize.headers.allow, 'GET, POST');
     assert.equal(
       (await rawRequest(`${server.origin}/o/no-such-endpoint`, { method: 'OPTIONS' })).status,
       404,
     );
   });
 
-  it('answers HEAD on the sign-in page as GET, and 405 with Allow to other methods on the sign-in routes', async () => {
+  it('answers 405 with Allow to the methods the sign-in routes do not take, HEAD on the page included', async () => {
     const { clientId } = await seedApp(server);
     const user = await seedUser(server);
     const page = await openLoginPage(server, clientId);
     const pageUrl = page.action.replace(/\/login$/, '');
     const head = await rawRequest(pageUrl, { method: 'HEAD', browser: page.browser });
-    assert.equal(head.status, 200);
-    assert.match(String(head.headers['content-type']), /^text\/html/);
+    assert.equal(head.status, 405);
+    assert.equal(head.headers.allow, 'GET');
     assert.equal(head.headers['x-frame-options'], 'DENY');
     assert.equal(head.headers['cache-control'], 'no-store');
     assert.equal(head.body, '');
 
     for (const [method, url, allow] of [
-      ['PUT', pageUrl, 'GET, HEAD'],
-      ['POST', pageUrl, 'GET, HEAD'],
-      ['OPTIONS', pageUrl, 'GET, HEAD'],
+      ['PUT', pageUrl, 'GET'],
+      ['POST', pageUrl, 'GET'],
+      ['OPTIONS', pageUrl, 'GET'],
       ['GET', page.action, 'POST'],
       ['HEAD', page.action, 'POST'],
       ['DELETE', `${pageUrl}/consent`, 'POST'],
@@ -150,5 +162,90 @@ describe(`wrong methods on the provider's endpoints (${testDatabaseKind})`, () =
     // An action the sign-in has not keeps its 404; the page still signs in.
     assert.equal((await rawRequest(`${pageUrl}/no-such-step`, { browser: page.browser })).status, 404);
     assert.equal((await submitLogin(page, user.username, PASSWORD)).status, 303);
+  });
+
+  it('refuses HEAD wherever a GET may end a sign-in step: no consent is granted, no code issued', async () => {
+    // A native application that skips consent: a signed-in browser's GET of its consent step grants
+    // consent and ends the step (pages.ts), its authorization GET then issues a code.
+    const nativeRedirectUri = 'org.example.app:/callback';
+    const { clientId } = await seedApp(server, {
+      clientType: 'public',
+      skipAuthorization: true,
+      redirectUris: [nativeRedirectUri],
+    });
+    // A web application that skips consent: a signed-in browser's authorization GET issues a code.
+    const web = await seedApp(server, { skipAuthorization: true });
+    const user = await seedUser(server);
+    const browser = new Browser();
+    const authorizeAt = (at = clientId, redirectUri = nativeRedirectUri) =>
+      authorizeUrl(server, {
+        client_id: at,
+        redirect_uri: redirectUri,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      });
+    const webAuthorization = () => authorizeAt(web.clientId, REDIRECT_URI);
+    assert.equal(
+      (await signIn(browser, server, webAuthorization(), { username: user.username })).status,
+      303,
+    );
+    const stored = async (model: string, at = clientId) =>
+      (
+        await server.app.database.db
+          .selectFrom('oidc_payload')
+          .select('id')
+          .where('model', '=', model)
+          .where('client_id', '=', at)
+          .execute()
+      ).length;
+    const refused = async (url: string, allow: string) => {
+      const response = await rawRequest(url, { method: 'HEAD', browser, keepCookies: true });
+      assert.equal(response.status, 405, `HEAD ${url}`);
+      assert.equal(response.headers.allow, allow, `HEAD ${url}`);
+      assert.equal(response.headers.location, undefined, `HEAD ${url}`);
+      assert.equal(response.headers['x-frame-options'], 'DENY', `HEAD ${url}`);
+      assert.equal(response.body, '', `HEAD ${url}`);
+    };
+
+    // The authorization request, which would issue a code to the signed-in browser.
+    const codesBefore = await stored('AuthorizationCode', web.clientId);
+    await refused(webAuthorization(), 'GET, POST');
+    assert.equal(await stored('AuthorizationCode', web.clientId), codesBefore, 'a HEAD issues no code');
+    assert.equal((await browser.fetch(webAuthorization())).status, 303);
+    assert.equal(await stored('AuthorizationCode', web.clientId), codesBefore + 1, 'its GET does');
+
+    // The consent step, which a GET would end with consent granted.
+    const started = await browser.fetch(authorizeAt());
+    assert.equal(started.status, 303);
+    const pageUrl = new URL(started.headers.get('location')!, server.origin).href;
+    assert.match(pageUrl, /\/o\/interaction\/[^/]+$/);
+    const stepResult = async () => {
+      const row = await server.app.database.db
+        .selectFrom('oidc_payload')
+        .select('payload')
+        .where('model', '=', 'Interaction')
+        .where('id', '=', storageId(pageUrl.slice(pageUrl.lastIndexOf('/') + 1)))
+        .executeTakeFirstOrThrow();
+      return (JSON.parse(row.payload) as { result?: unknown }).result;
+    };
+    await refused(pageUrl, 'GET');
+    assert.equal(await stepResult(), undefined, 'a HEAD neither grants consent nor ends the step');
+    // The step is still there: its GET ends it, and the return to authorization (refused to a
+    // HEAD too, as it would issue the code) issues the code.
+    const ended = await browser.fetch(pageUrl);
+    assert.equal(ended.status, 303);
+    assert.ok(await stepResult(), 'its GET ends it');
+    const resume = new URL(ended.headers.get('location')!, server.origin).href;
+    assert.match(resume, /\/o\/authorize\/[^/?]+$/);
+    await refused(resume, 'GET');
+    const answer = await browser.follow(resume, server.origin);
+    assert.equal(answer.status, 303);
+    const location = new URL(answer.headers.get('location')!);
+    assert.ok(location.searchParams.get('code'), `a code, not ${location.searchParams.get('error')}`);
+
+    // The logout request, whose GET writes the session's logout confirmation.
+    await refused(`${server.origin}/o/logout/`, 'GET, POST');
   });
 });

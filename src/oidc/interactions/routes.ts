@@ -88,8 +88,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
     if (!methods.includes(ctx.method)) return answerMethodNotAllowed(ctx, methods, { page: deps.branding });
-    // HEAD on the page answers as GET does, without the body (Koa leaves it out).
-    const route = `${ctx.method === 'HEAD' ? 'GET' : ctx.method} ${action}`;
+    const route = `${ctx.method} ${action}`;
 
     const provider = deps.provider();
     let interaction: Interaction;
@@ -213,11 +212,14 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
 
 /**
  * The methods each interaction route takes, by its action (`''` for the page itself): another method
- * is answered 405 with `Allow`. HEAD only on the page: an external authenticator's GET (the return
- * from the identity provider) takes its one-time result, which a HEAD must not use up.
+ * is answered 405 with `Allow`. No HEAD: a HEAD must change nothing (RFC 9110 §9.2.1), and a GET
+ * may end a step: the page's grants consent at an application that skips it, or passes an account
+ * that is gone to the login page (pages.ts); an external authenticator's (the return from the
+ * identity provider) takes its one-time result. Refused on every route, whatever the step, so that
+ * `Allow` does not change with it and no HEAD has to work out what its GET would do.
  */
 function interactionRouteMethods(externals: readonly ExternalAuthenticator[]): Map<string, string[]> {
-  const routes = new Map<string, string[]>([['', ['GET', 'HEAD']]]);
+  const routes = new Map<string, string[]>([['', ['GET']]]);
   for (const action of ['login', 'password', 'consent', 'select_account', ...TWO_FACTOR_ACTIONS]) {
     routes.set(action, ['POST']);
   }
