@@ -5,6 +5,7 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime, postButton, textField } from '../console/ui.ts';
 import type { Database } from '../db/schema.ts';
 import { DirectoryError } from '../directory/errors.ts';
+import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
@@ -259,9 +260,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           autocomplete="username"
           hidden
         />
-        ${textField('Current password', 'current_password', '', { type: 'password', autocomplete: 'current-password', required: true, maxlength: 1024, ...at('current_password') })}
-        ${textField('New password', 'new_password', '', { type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters.', maxlength: 1024, ...at('new_password') })}
-        ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: 1024, ...at('new_password_again') })}
+        ${textField('Current password', 'current_password', '', { type: 'password', autocomplete: 'current-password', required: true, maxlength: MAX_PASSWORD_LENGTH, ...at('current_password') })}
+        ${textField('New password', 'new_password', '', { type: 'password', autocomplete: 'new-password', required: true, hint: 'At least 8 characters.', maxlength: MAX_PASSWORD_LENGTH, ...at('new_password') })}
+        ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: MAX_PASSWORD_LENGTH, ...at('new_password_again') })}
         <button type="submit">Change password</button>
       </form>
     </section>`;
@@ -346,8 +347,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       access: 'signed_in',
       async handle(request) {
         const profile = profileOf(request);
-        const current = (request.form.get('current_password') ?? '').slice(0, 1024);
-        // Whole: a new password too long for sign-in is refused below, never cut short.
+        // Both whole: a current password longer than any fails as a wrong one (verifyPassword), and a
+        // new one too long for sign-in is refused below, naming the limit; neither is cut short.
+        const current = request.form.get('current_password') ?? '';
         const next = request.form.get('new_password') ?? '';
         const again = request.form.get('new_password_again') ?? '';
         const refuse = (field: PasswordRefusal['field'], message: string, status = 400) =>

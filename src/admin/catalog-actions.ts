@@ -3,7 +3,7 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions } from '../directory/builtin/types.ts';
-import { quote } from '../directory/builtin/validation.ts';
+import { NAME_FIELD_MAXLENGTH, quote } from '../directory/builtin/validation.ts';
 import { DirectoryError, invalid } from '../directory/errors.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import {
@@ -217,7 +217,7 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
                   ${textField(field.label, field.name, input.get(field.name) ?? '', {
                     required: true,
                     // A text field: a number field would show nothing for a value that is no number.
-                    ...(field.numeric ? { inputmode: 'numeric' } : { maxlength: 150 }),
+                    ...(field.numeric ? { inputmode: 'numeric' } : { maxlength: NAME_FIELD_MAXLENGTH }),
                     ...(refusal ? { error: refusal.message, autofocus: true } : {}),
                   })}
                   <div class="actions">

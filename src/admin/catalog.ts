@@ -1,6 +1,6 @@
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { checkbox, csrfField, doneMessage, textField } from '../console/ui.ts';
-import { PRIORITY_MAX, PRIORITY_MIN } from '../directory/builtin/validation.ts';
+import { NAME_FIELD_MAXLENGTH, PRIORITY_MAX, PRIORITY_MIN } from '../directory/builtin/validation.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { html } from '../http/pages/layout.ts';
 import { catalogActionRoutes } from './catalog-actions.ts';
@@ -89,7 +89,7 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   }
                   ${textField('Name', 'name', form?.values.get('name') ?? '', {
                     required: true,
-                    maxlength: 150,
+                    maxlength: NAME_FIELD_MAXLENGTH,
                     ...fieldError('name'),
                   })}
                   ${
@@ -197,7 +197,7 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 ? ''
                 : html`<h2>Change</h2>
                     <form method="get" action="${entryPath(entity, name, '/rename')}">
-                      ${textField('New name', 'to', name, { required: true, maxlength: 150 })}
+                      ${textField('New name', 'to', name, { required: true, maxlength: NAME_FIELD_MAXLENGTH })}
                       <div class="actions"><button type="submit" class="secondary">Rename…</button></div>
                     </form>
                     ${

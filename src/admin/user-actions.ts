@@ -3,6 +3,7 @@ import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
+import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { ChangeOptions, UserChange } from '../directory/builtin/types.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import type { UserProfile } from '../directory/port.ts';
@@ -142,6 +143,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
           type: 'password',
           autocomplete: 'new-password',
           required: true,
+          maxlength: MAX_PASSWORD_LENGTH,
           hint: 'At least 8 characters. Tell the user through a channel you trust.',
           ...(error ? { error, autofocus: true } : {}),
         }),

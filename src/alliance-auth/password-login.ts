@@ -1,4 +1,5 @@
 import type { PasswordAuthenticator } from '../directory/authenticator.ts';
+import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { Logger } from '../logging/logger.ts';
 import { explainUnverifiable, readDjangoPassword, verifyStoredDjangoPassword } from './django-password.ts';
 import type { AaDb } from './schema.ts';
@@ -27,9 +28,12 @@ export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): Passwo
           `Alliance Auth password sign-in refused: ${explainUnverifiable(stored)}`,
         );
       }
+      // Never cut: a password longer than sign-in takes fails as a wrong one, its hash check run on
+      // an empty one instead.
+      const usable = password.length <= MAX_PASSWORD_LENGTH;
       // One PBKDF2 run whatever the case (unknown user, unusable password), so timing tells nothing.
-      const valid = await verifyStoredDjangoPassword(stored, password);
-      if (!record || !valid) return { outcome: 'refused', reason: 'invalid' };
+      const valid = await verifyStoredDjangoPassword(stored, usable ? password : '');
+      if (!record || !usable || !valid) return { outcome: 'refused', reason: 'invalid' };
       if (!record.active) return { outcome: 'refused', reason: 'inactive' };
       const unkept = unkeptUserId(record.id);
       if (unkept !== undefined) {

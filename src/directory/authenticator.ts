@@ -39,6 +39,7 @@ export interface PasswordAuthenticator {
   /**
    * Checks the password. The username is as typed, trimmed but never cut: read it as the directory
    * compares names (NFKC first, as Django does), and one longer than any it holds is no user's.
+   * The password is never cut either: one longer than `MAX_PASSWORD_LENGTH` is refused as wrong.
    * Takes the same time whether or not the username exists, and never puts the password in an
    * error, a log line or an event.
    */

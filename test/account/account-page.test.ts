@@ -176,9 +176,28 @@ describe(`the account page (${testDatabaseKind})`, () => {
     }
   });
 
-  it('refuses a new password longer than sign-in compares, never cutting it short', async () => {
+  it('refuses a current password longer than any, whose first 1024 UTF-16 units are right, as a wrong one', async () => {
+    const current = 'k'.repeat(1024);
+    const person = await seedUser(server, { password: current });
+    const own = await consoleSignIn(server, person.username, { password: current });
+    const failures = async () =>
+      (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+    const before = await failures();
+    const page = await consoleGet(own, url('/account'));
+    const refused = await consolePost(own, url('/account/password'), page.csrf!, {
+      current_password: `${current}x`,
+      new_password: 'a passphrase of its own',
+      new_password_again: 'a passphrase of its own',
+    });
+    assert.equal(refused.status, 401, 'never cut to the right 1024 units');
+    assert.match(pageText(refused.body), /The current password is wrong/);
+    assert.equal(await failures(), before + 1, 'the attempt counts against the throttle');
+    assert.equal((await server.app.directoryAdmin.verifyPassword(person.username, current)).outcome, 'valid');
+  });
+
+  it('refuses a new password longer than sign-in takes, naming the limit, never cutting it short', async () => {
     const page = await consoleGet(browser, url('/account'));
-    // 513 emoji are 513 characters but 1026 UTF-16 units, and sign-in compares the first 1024.
+    // 513 emoji are 513 characters but 1026 UTF-16 units, and sign-in takes at most 1024.
     for (const long of ['😀'.repeat(513), 'x'.repeat(1025)]) {
       const refused = await consolePost(browser, url('/account/password'), page.csrf!, {
         current_password: 'a brand new passphrase',

@@ -356,6 +356,26 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     );
   });
 
+  it('lets a name field take 150 characters outside the BMP (300 UTF-16 units, as a browser counts them)', async () => {
+    const name = '𠀀'.repeat(150);
+    const maxlengths = (body: string, field: string) =>
+      [...body.matchAll(new RegExp(`name="${field}"[^>]*maxlength="(\\d+)"`, 'g'))].map((match) =>
+        Number(match[1]),
+      );
+    for (const kind of ['states', 'groups'] as const) {
+      const page = await consoleGet(admin, url(`/admin/${kind}`));
+      assert.deepEqual(maxlengths(page.body, 'name'), [name.length], `the new ${kind} name`);
+    }
+    await server.app.directoryAdmin.createGroup('Wide');
+    const rename = await consoleGet(admin, url(path('groups', 'Wide')));
+    assert.deepEqual(maxlengths(rename.body, 'to'), [name.length], 'the new name of a rename');
+    const refused = await consoleGet(admin, url(path('groups', 'Wide', '/rename?to=..')));
+    assert.deepEqual(maxlengths(refused.body, 'to'), [name.length], 'the new name kept at its field');
+    // And the directory takes such a name.
+    const created = await consolePost(admin, url('/admin/groups'), csrf, { name });
+    assert.equal(created.status, 303);
+  });
+
   it('answers 415 to a compressed form, as the sign-in pages do, creating nothing; the token is still good', async () => {
     const fields = new URLSearchParams({ csrf_token: csrf, name: 'Compressed' }).toString();
     const post = (headers: Record<string, string>, origin = server.origin) =>

@@ -341,6 +341,11 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
   it('sets a password, which then signs in', async () => {
     const form = await consoleGet(admin, url(`/admin/users/${member.id}/password`));
     assert.equal(form.status, 200);
+    assert.match(
+      form.body,
+      /name="password"[^>]*maxlength="1024"/,
+      'the most sign-in takes, in UTF-16 units',
+    );
     const short = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
       password: 'short',
     });
@@ -351,7 +356,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     );
     assert.deepEqual(autofocusedIds(short.body), ['password'], 'the refused password takes the focus');
     assert.deepEqual(autofocusedIds(form.body), [], 'nothing is focused before a refusal');
-    // 513 emoji: 513 characters, but more than the 1024 UTF-16 units sign-in compares.
+    // 513 emoji: 513 characters, but more than the 1024 UTF-16 units sign-in takes.
     const long = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
       password: '😀'.repeat(513),
     });

@@ -26,7 +26,11 @@ import {
  * reads it: NFKC (`UsernameField.to_python`), then looked up whole. A compatibility form finds the
  * user Django finds; a name stored in another form by hand is still found as stored; a name longer
  * than `auth_user.username` holds is nobody's, never cut to the 150 characters another user may have.
+ * The password is never cut either: one longer than sign-in takes fails as a wrong one.
  */
+/** As long as a password may be at sign-in: 1024 UTF-16 units. */
+const LONG_PASSWORD = 'h'.repeat(1000) + '😀'.repeat(12);
+
 await describeOnEachAllianceAuth(
   (database) => `usernames typed at Alliance Auth password sign-in (${database})`,
   (kind) => {
@@ -35,8 +39,8 @@ await describeOnEachAllianceAuth(
     let client: { clientId: string; clientSecret: string };
 
     /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
-    async function addUser(id: number, username: string): Promise<void> {
-      const hash = await makeDjangoPbkdf2(FIXTURE_PASSWORD, 1000);
+    async function addUser(id: number, username: string, password = FIXTURE_PASSWORD): Promise<void> {
+      const hash = await makeDjangoPbkdf2(password, 1000);
       await fixture.run(
         `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
          VALUES (?, ?, NULL, ?, ?, '', '', ?, ?, ?, '2024-01-01 00:00:00')`,
@@ -72,6 +76,7 @@ await describeOnEachAllianceAuth(
       await addUser(42, 'p'.repeat(150));
       // 105 characters, 205 UTF-16 units.
       await addUser(43, `pilot${'𠀀'.repeat(100)}`);
+      await addUser(46, 'hana', LONG_PASSWORD);
       server = await startServer({
         directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
       });
@@ -83,11 +88,11 @@ await describeOnEachAllianceAuth(
       await fixture?.drop();
     });
 
-    async function signInAs(username: string): Promise<Response> {
+    async function signInAs(username: string, password = FIXTURE_PASSWORD): Promise<Response> {
       const { params, verifier } = authorizeParams(client, { scope: 'openid' });
       const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
         username,
-        password: FIXTURE_PASSWORD,
+        password,
       });
       if (response.status !== 303) return response;
       const exchanged = await tokenRequest(server, client, {
@@ -131,6 +136,21 @@ await describeOnEachAllianceAuth(
 
     it('signs in a name of up to 150 characters that is longer in UTF-16 units', async () => {
       assert.equal(await subOf(`pilot${'𠀀'.repeat(100)}`), '43');
+    });
+
+    it('never cuts a long password: the right 1024 UTF-16 units and one more fail as a wrong password would, and are throttled', async () => {
+      const failures = async () =>
+        (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+      const before = await failures();
+      for (const longer of [`${LONG_PASSWORD}x`, `${LONG_PASSWORD}😀`]) {
+        const refused = await signInAs('hana', longer);
+        assert.equal(refused.status, 401, 'the same refusal as a wrong password');
+        assert.ok((await refused.text()).includes(LOGIN_FAILED_MESSAGE));
+      }
+      assert.equal(await failures(), before + 2, 'each attempt counts against the throttle');
+      const signedIn = await signInAs('hana', LONG_PASSWORD);
+      assert.equal(signedIn.status, 303, 'the password itself signs in');
+      assert.equal(await signedIn.text(), '46');
     });
   },
 );

@@ -141,6 +141,30 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
     assert.equal((await submitCode(second.browser, second.body, recoveryCodes[0]!)).status, 401);
   });
 
+  it('never cuts a code: a right recovery code with a character past the 64 a code may have fails, and stays unspent', async () => {
+    const person = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(person);
+    const confirmed = await server.app.twoFactor.confirmEnrolment(
+      person,
+      currentCode(enrolment.secret),
+      enrolment.id,
+    );
+    assert.ok(confirmed.ok);
+    const code = confirmed.recoveryCodes[0]!;
+    // The first 64 characters are the code and spaces, which a code may hold: cut there, it would pass.
+    const longer = `${code.padEnd(64, ' ')}x`;
+    const first = await passwordStep(person.username);
+    const refused = await submitCode(first.browser, first.body, longer);
+    assert.equal(refused.status, 401);
+    assert.match(pageText(await refused.text()), /That code is not valid/);
+    const second = await passwordStep(person.username);
+    assert.equal(
+      (await submitCode(second.browser, second.body, code)).status,
+      303,
+      'the code itself, unspent',
+    );
+  });
+
   it('refuses a changed or foreign sign-in state', async () => {
     const { browser, body } = await passwordStep();
     const pending = formField(body, 'pending');

@@ -4,14 +4,22 @@ import { decodeJwt } from 'jose';
 import { LOGIN_FAILED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
-import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  formAction,
+  formField,
+  PASSWORD,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 /**
  * The username typed at password sign-in with the built-in directory, read as Django reads it:
  * NFKC, so a compatibility form finds the user, and whole: a name longer than any user's is nobody's,
- * never cut to the 150 characters another user may have.
+ * never cut to the 150 characters another user may have. The password is never cut either.
  */
-describe(`usernames typed at password sign-in (${testDatabaseKind})`, () => {
+describe(`usernames and passwords typed at password sign-in (${testDatabaseKind})`, () => {
   let server: TestServer;
   let client: { clientId: string; clientSecret: string };
 
@@ -60,5 +68,74 @@ describe(`usernames typed at password sign-in (${testDatabaseKind})`, () => {
     // 105 characters, 205 UTF-16 units.
     const user = await seedUser(server, { username: `pilot${'𠀀'.repeat(100)}` });
     assert.equal(await subOf(user.username), String(user.id));
+  });
+
+  it('lets the form take a 150-character name outside the BMP, and a password as long as may be set', async () => {
+    const page = await openLoginPage(server, client.clientId);
+    const maxlength = (name: string) =>
+      Number(new RegExp(`name="${name}"[^>]*maxlength="(\\d+)"`).exec(page.body)?.[1]);
+    // A browser counts UTF-16 units: 150 such characters are 300.
+    assert.ok(
+      maxlength('username') >= '𠀀'.repeat(150).length,
+      `username maxlength ${maxlength('username')}`,
+    );
+    assert.equal(maxlength('password'), 1024, 'the most a password may have, in UTF-16 units');
+  });
+
+  it('never cuts a long password: the right 1024 UTF-16 units and one more fail as a wrong password would, and are throttled', async () => {
+    for (const password of ['w'.repeat(1024), '😀'.repeat(512)]) {
+      const user = await seedUser(server, { password });
+      const failures = async () =>
+        (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+      const before = await failures();
+      for (const longer of [`${password}x`, `${password}😀`, `${password}${'x'.repeat(4000)}`]) {
+        const refused = await submitLogin(
+          await openLoginPage(server, client.clientId),
+          user.username,
+          longer,
+        );
+        assert.equal(refused.status, 401, 'the same refusal as a wrong password');
+        assert.ok(refused.body.includes(LOGIN_FAILED_MESSAGE));
+      }
+      assert.equal(await failures(), before + 3, 'each attempt counts against the throttle');
+      const { idToken } = await login(server, client, user.username, { password });
+      assert.equal(decodeJwt(idToken!).sub, String(user.id), 'the password itself signs in');
+    }
+  });
+
+  it('refuses at the first sign-in a new password longer than sign-in takes, naming the limit, and takes the longest', async () => {
+    const user = await seedUser(server);
+    await server.app.database.db
+      .updateTable('app_user')
+      .set({ must_change_password: 1 })
+      .where('id', '=', user.id)
+      .execute();
+    const opened = await openLoginPage(server, client.clientId);
+    let page = (await submitLogin(opened, user.username, PASSWORD)).body;
+    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    assert.match(page, /name="new_password"[^>]*maxlength="1024"/);
+    const choose = async (password: string) => {
+      const response = await opened.browser.fetch(formAction(page, server.origin), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          csrf_token: formField(page, 'csrf_token'),
+          change_token: formField(page, 'change_token'),
+          new_password: password,
+          confirm_password: password,
+        }).toString(),
+      });
+      return { status: response.status, body: await response.text() };
+    };
+    const refused = await choose('😀'.repeat(513));
+    assert.equal(refused.status, 400);
+    assert.match(
+      refused.body,
+      /The password is too long: at most 1024 characters are accepted, an emoji counting as two/,
+    );
+    page = refused.body;
+    assert.equal((await choose('😀'.repeat(512))).status, 303, 'the longest password is taken');
+    const { idToken } = await login(server, client, user.username, { password: '😀'.repeat(512) });
+    assert.equal(decodeJwt(idToken!).sub, String(user.id), 'and signs in');
   });
 });

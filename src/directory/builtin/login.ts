@@ -8,6 +8,7 @@ import {
   createDummyHash,
   generatePassword,
   hashPassword,
+  MAX_PASSWORD_LENGTH,
   passwordMatches,
   passwordNeedsRehash,
   validateNewPassword,
@@ -38,7 +39,9 @@ export function loginOperations(
       } catch (error) {
         if (!(error instanceof DirectoryError)) throw error;
       }
-      const usable = typeof password === 'string' && password.length <= 4096 && !password.includes('\0');
+      // Never cut: a longer password is nobody's (none can be set), and fails after the same hash check.
+      const usable =
+        typeof password === 'string' && password.length <= MAX_PASSWORD_LENGTH && !password.includes('\0');
       // One argon2 verification whatever happens, so that timing tells nothing about the username.
       const hash = user?.password_hash ?? (await dummyHash());
       const matches = await passwordMatches(hash, usable ? password : '');

@@ -4,9 +4,10 @@ import { invalid } from '../errors.ts';
 
 export const MIN_PASSWORD_LENGTH = 8;
 /**
- * Longer inputs are refused before hashing so that nobody can make us hash megabytes. Counted in
- * UTF-16 units, as sign-in compares no more of a presented password (an emoji counts as two), so
- * that no password can be set that could never sign in.
+ * The longest password, in UTF-16 units (an emoji counts as two), for every directory: a longer new
+ * one is refused with this limit named, and a longer one presented at sign-in (or as the current
+ * password) fails as a wrong one would, after the same hash check, never cut to this length. So no
+ * password can be set that could never sign in, and nobody can make us hash megabytes.
  */
 export const MAX_PASSWORD_LENGTH = 1024;
 

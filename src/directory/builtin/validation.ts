@@ -4,6 +4,13 @@ import type { MainCharacterFields } from './types.ts';
 
 export const USERNAME_MAX_LENGTH = 150;
 export const NAME_MAX_LENGTH = 150;
+/**
+ * The `maxlength` of a form field for a username or a state or group name: the limits above count
+ * characters (code points, as Django does) but a browser counts UTF-16 units, two for a character
+ * outside the BMP, so the field takes twice as many and the server decides.
+ */
+export const USERNAME_FIELD_MAXLENGTH = 2 * USERNAME_MAX_LENGTH;
+export const NAME_FIELD_MAXLENGTH = 2 * NAME_MAX_LENGTH;
 export const EMAIL_MAX_LENGTH = 254;
 const INT32_MIN = -2_147_483_648;
 const INT32_MAX = 2_147_483_647;

@@ -6,6 +6,8 @@ export interface LoginPageInput {
   /** The application asking, by name (its registered client name). */
   clientName: string;
   username?: string;
+  /** The form fields' `maxlength`, in UTF-16 units as browsers count: the server decides within it. */
+  fieldLimits: { username: number; password: number };
   /** Shown above the form: what went wrong, in words that do not say whether the user exists. */
   error?: string;
   /** Offer the username and password form (default true). */
@@ -44,7 +46,7 @@ function passwordForm(input: LoginPageInput) {
       autocapitalize="none"
       spellcheck="false"
       required
-      maxlength="150"
+      maxlength="${input.fieldLimits.username}"
       value="${input.username ?? ''}"
       ${input.error ? html` aria-describedby="login-error"` : ''}
     />
@@ -55,7 +57,7 @@ function passwordForm(input: LoginPageInput) {
       name="password"
       autocomplete="current-password"
       required
-      maxlength="1024"
+      maxlength="${input.fieldLimits.password}"
       ${input.error ? html` aria-describedby="login-error" autofocus` : ''}
     />
     <button type="submit">Sign in</button>

@@ -7,6 +7,8 @@ export interface PasswordChangePageInput {
   changeToken: string;
   clientName: string;
   username: string;
+  /** The new password fields' `maxlength`: the longest password sign-in takes, in UTF-16 units. */
+  passwordMaxLength: number;
   /** What was wrong with the last submission. */
   error?: string;
 }
@@ -34,7 +36,7 @@ export function passwordChangePage(input: PasswordChangePageInput, context: Page
           autocomplete="new-password"
           required
           minlength="8"
-          maxlength="1024"
+          maxlength="${input.passwordMaxLength}"
           ${described}
         />
         <label for="confirm_password">New password, again</label>
@@ -45,7 +47,7 @@ export function passwordChangePage(input: PasswordChangePageInput, context: Page
           autocomplete="new-password"
           required
           minlength="8"
-          maxlength="1024"
+          maxlength="${input.passwordMaxLength}"
         />
         <button type="submit">Set password and continue</button>
       </form>`,

@@ -3,6 +3,8 @@ import type { Provider } from 'oidc-provider';
 import type { ApplicationLookup } from '../clients.ts';
 import type { Config } from '../../config/load.ts';
 import type { Authenticator, ExternalAuthenticator } from '../../directory/authenticator.ts';
+import { MAX_PASSWORD_LENGTH } from '../../directory/builtin/passwords.ts';
+import { USERNAME_FIELD_MAXLENGTH } from '../../directory/builtin/validation.ts';
 import type { Directory } from '../../directory/port.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { errorPage } from '../../http/pages/error.ts';
@@ -93,6 +95,12 @@ export function renderStatus(
 export function externalAuthenticators(authenticators: readonly Authenticator[]): ExternalAuthenticator[] {
   return authenticators.filter((authenticator) => authenticator.kind === 'external');
 }
+
+/**
+ * The sign-in form's `maxlength`s, in UTF-16 units as browsers count them: a username's 150
+ * characters may take twice as many (the directory decides), a password's limit is counted in them.
+ */
+export const SIGN_IN_FIELD_LIMITS = { username: USERNAME_FIELD_MAXLENGTH, password: MAX_PASSWORD_LENGTH };
 
 /** What the login page offers besides the form: one button per external authenticator. */
 export function signInChoices(deps: Pick<InteractionDependencies, 'authenticators'>, path: string) {

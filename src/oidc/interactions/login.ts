@@ -12,6 +12,7 @@ import {
   type Interaction,
   type InteractionDependencies,
   renderStatus,
+  SIGN_IN_FIELD_LIMITS,
   signInChoices,
 } from './common.ts';
 import { issueCsrfToken } from './csrf.ts';
@@ -45,8 +46,9 @@ export async function submitLogin(
   // Never cut: the first 150 characters of a longer name may be another user's. A name longer than
   // any directory holds goes on like any unknown one (throttled, one hash check) and fails the same.
   const username = (form.get('username') ?? '').trim();
-  // As many UTF-16 units as a new password may hold (MAX_PASSWORD_LENGTH): every settable password fits.
-  const password = (form.get('password') ?? '').slice(0, 1024);
+  // Whole as well: one longer than any password may be (MAX_PASSWORD_LENGTH) fails in the directory as
+  // a wrong one does (throttled, one hash check), never cut to a prefix that might be right.
+  const password = form.get('password') ?? '';
   const again = (status: number, error: string) => {
     ctx.status = status;
     ctx.type = 'html';
@@ -56,6 +58,7 @@ export async function submitLogin(
         csrfToken: issueCsrfToken(ctx, interaction.uid, path, deps.csrf),
         clientName: app.name,
         username,
+        fieldLimits: SIGN_IN_FIELD_LIMITS,
         error,
         ...signInChoices(deps, path),
       },
@@ -113,6 +116,7 @@ function askForNewPassword(
       changeToken: issuePasswordChangeToken(deps.passwordChangeKey, interaction.uid, user.userId),
       clientName: app.name,
       username: user.username,
+      passwordMaxLength: SIGN_IN_FIELD_LIMITS.password,
       ...(error !== undefined && { error }),
     },
     pageContext(deps.branding, ctx),

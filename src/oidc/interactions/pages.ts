@@ -14,6 +14,7 @@ import {
   type Interaction,
   type InteractionDependencies,
   renderStatus,
+  SIGN_IN_FIELD_LIMITS,
   signInChoices,
 } from './common.ts';
 import { grantConsent } from './consent.ts';
@@ -80,6 +81,7 @@ export async function show(
           clientName: app.name,
           username:
             typeof interaction.params.login_hint === 'string' ? interaction.params.login_hint : undefined,
+          fieldLimits: SIGN_IN_FIELD_LIMITS,
           ...signInChoices(deps, path),
         },
         pageContext(deps.branding, ctx),
