@@ -6,6 +6,7 @@ import { parse as parsePostgresUrl } from 'pg-connection-string';
 import type * as yaml from 'yaml';
 import type { z } from 'zod';
 import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
+import { scrubString } from '../util/scrub-text.ts';
 import {
   configSchema,
   DEFAULT_EVE_CLAIMS_SCOPE,
@@ -430,7 +431,7 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
     // As each driver reads it (mysql2 a WHATWG URL), rather than "Invalid URL" at the first poll.
     const readable = /^postgres/i.test(aa.databaseUrl)
       ? postgresDriverReads(aa.databaseUrl, urlName)
-      : URL.canParse(aa.databaseUrl);
+      : URL.canParse(aa.databaseUrl) && !atAfterHost(aa.databaseUrl);
     if (!readable) {
       throw new ConfigError(
         `${urlName}: "${redactUrl(aa.databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
@@ -548,7 +549,7 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
 
 /** What a database URL that does not parse usually got wrong. */
 const URL_PARTS_HINT =
-  "a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for /, %3A for :";
+  "a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for /, %3A for :, %3F for ?, %23 for #";
 
 /**
  * Whether the PostgreSQL driver can read `url`: the driver's own parser (pg-connection-string). It
@@ -562,12 +563,25 @@ function postgresDriverReads(url: string, setting: string): boolean {
     // '@' or '/' left unencoded: `postgres://aa:ab@/cd@db/aa` is read as no host and the database
     // `cd@db/aa`, `postgres://aa:1234/cd@db/aa` as the host `aa`, port 1234 and the database
     // `cd@db/aa`; the connection would go elsewhere, and its errors name part of the password.
-    return !parsePostgresUrl(url).database?.includes('@');
+    return !parsePostgresUrl(url).database?.includes('@') && !atAfterHost(url);
   } catch (error) {
     const unreadable = unreadableUrlFile(error, url);
     if (unreadable !== undefined) throw new ConfigError(`${setting}: ${unreadable}`);
     return false;
   }
+}
+
+/**
+ * Whether an '@' lies after the URL's host, in its path, query or fragment: the drivers end the host
+ * at the first '/', '?' or '#', so a password holding one of them unencoded is read as the host,
+ * the port and the rest. `postgres://aa:1234?x@db/aa` is the host `aa`, the port 1234 and the
+ * parameter `x@db/aa`: the connection goes elsewhere and its errors name the password's digits. An
+ * '@' in a parameter's value is written %40, as in a password.
+ */
+function atAfterHost(url: string): boolean {
+  const afterScheme = url.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, '');
+  const hostEnd = afterScheme.search(/[/?#]/);
+  return hostEnd !== -1 && afterScheme.includes('@', hostEnd);
 }
 
 /** What each parameter of a database URL that names a file wants the file to hold (PEM). */
@@ -676,8 +690,17 @@ const SECRET_PARAMETER_NAME = /pass|pwd|secret|token/i;
  */
 const PARAMETER_NAME = /[?&;#]([^=?&;#]*)=/g;
 
-/** Hides the passwords of a URL (the user's, and those given as query parameters) for a message. */
+/**
+ * Hides the passwords of a URL (the user's, and those given as query parameters) for a message.
+ * What a log line would hide of it (`scrubString`, the log's reader) is hidden first, so that a
+ * message never shows more of a URL than the log does; then this reading, which takes the whole
+ * text for one URL (white space and all) and hides more where the two differ.
+ */
 export function redactUrl(url: string): string {
+  return redactUrlAsConfig(scrubString(url));
+}
+
+function redactUrlAsConfig(url: string): string {
   // The parameters first: a password given there may hold an '@', which the user's part below
   // would take for the end of the user's password.
   let redacted = '';

@@ -123,14 +123,20 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       'mysql://aa:pa/ss-hunter3@db.example.org:3306/alliance_auth',
       'mysql://aa:hunter3@db.example.org:3306x/alliance_auth',
       'postgres://aa:hunter3@db.example.org:99999/alliance_auth',
+      // Read by the drivers as the host "aa", the port 1234 and the rest: the connection would go
+      // there, and its errors name the password's digits.
+      'mysql://aa:1234/hunter3@db.example.org:3306/alliance_auth',
+      'mariadb://aa:1234?hunter3@db.example.org:3306/alliance_auth',
+      'postgres://aa:1234?hunter3@db.example.org:5432/alliance_auth',
+      'mysql://aa:1234#hunter3@db.example.org:3306/alliance_auth',
     ]) {
       const refused = refusal({ ...AA, AA_OIDC_AA_DATABASE_URL: url });
       assert.match(
         refused,
-        /^AA_OIDC_AA_DATABASE_URL: "(mysql|postgres):\/\/aa:\*\*\*@db\.example\.org:\d+x?\/alliance_auth" is not a valid URL; use mysql:\/\/.* \(a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for \/, %3A for :\)$/,
+        /^AA_OIDC_AA_DATABASE_URL: "(mysql|mariadb|postgres):\/\/aa:\*\*\*@db\.example\.org:\d+x?\/alliance_auth" is not a valid URL; use mysql:\/\/.* \(a port from 1 to 65535; a password's special characters percent-encoded, like %40 for @, %2F for \/, %3A for :, %3F for \?, %23 for #\)$/,
         refused,
       );
-      assert.doesNotMatch(refused, /hunter3|pa\/ss/, refused);
+      assert.doesNotMatch(refused, /hunter3|pa\/ss|1234/, refused);
     }
     // Encoded, the same password is read.
     const encoded = 'mysql://aa:pa%2Fss-hunter3@db.example.org:3306/alliance_auth';
