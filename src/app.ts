@@ -9,6 +9,7 @@ import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
 import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
+import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
@@ -35,8 +36,15 @@ export interface App extends Services {
   oidc: Oidc;
   /** Every route of the web console (landing, account page, admin UI), with its access level. */
   consoleRoutes: readonly ConsoleRoute[];
-  /** Starts listening on the configured host and port; resolves with the bound address. */
-  listen(overrides?: { port?: number; host?: string }): Promise<AddressInfo>;
+  /**
+   * Starts listening on the configured host and port, with HTTP_SERVER_LIMITS (a test may narrow
+   * them); resolves with the bound address.
+   */
+  listen(overrides?: {
+    port?: number;
+    host?: string;
+    limits?: Partial<HttpServerLimits>;
+  }): Promise<AddressInfo>;
   /** Stops accepting connections, lets in-flight requests finish, then closes the services. */
   close(): Promise<void>;
 }
@@ -121,7 +129,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     consoleRoutes: web.routes,
     listen(overrides = {}) {
       return new Promise((resolve, reject) => {
-        const listening = koa.listen(overrides.port ?? config.port, overrides.host ?? config.host);
+        const listening = createHttpServer(koa.callback(), config, overrides.limits);
+        listening.listen(overrides.port ?? config.port, overrides.host ?? config.host);
         listening.once('error', reject);
         listening.once('listening', () => {
           server = listening;

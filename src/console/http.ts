@@ -10,6 +10,8 @@ import {
   MALFORMED_FORM_MESSAGE,
   MALFORMED_QUERY_MESSAGE,
   parseFormBody,
+  readBodyBytes,
+  RequestBodyTooLarge,
   type UnreadForm,
   unreadForm,
   wellFormedQuery,
@@ -340,17 +342,11 @@ async function readForm(
   if (!ctx.is('application/x-www-form-urlencoded')) return undefined;
   // A declared length over the limit is refused before any of it is read.
   if ((ctx.request.length ?? 0) > FORM_LIMIT) return 'too_large';
-  const chunks: Buffer[] = [];
-  let received = 0;
+  let body: Buffer;
   try {
-    for await (const chunk of ctx.req) {
-      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-      received += buffer.length;
-      if (received > FORM_LIMIT) return 'too_large';
-      chunks.push(buffer);
-    }
-  } catch {
-    return undefined;
+    body = await readBodyBytes(ctx.req, FORM_LIMIT);
+  } catch (error) {
+    return error instanceof RequestBodyTooLarge ? 'too_large' : undefined;
   }
-  return parseFormBody(Buffer.concat(chunks)) ?? 'malformed';
+  return parseFormBody(body) ?? 'malformed';
 }

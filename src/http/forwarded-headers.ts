@@ -18,6 +18,11 @@ function parseRanges(entries: readonly string[]): Range[] {
   });
 }
 
+/** The peers whose forwarded headers are believed: the `trustedProxies`, none without `trustProxy`. */
+export function trustedProxyRanges(config: Pick<Config, 'trustProxy' | 'trustedProxies'>): Range[] {
+  return config.trustProxy ? parseRanges(config.trustedProxies) : [];
+}
+
 /** True when `peer` (a socket's remote address) lies in one of `ranges`. */
 export function isTrustedPeer(peer: string | undefined, ranges: readonly Range[]): boolean {
   if (peer === undefined) return false;

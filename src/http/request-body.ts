@@ -13,6 +13,9 @@ export class RequestBodyTooLarge extends Error {
   }
 }
 
+/** The first allocation for a body; it doubles as the body grows, up to its limit. */
+const INITIAL_BODY_BYTES = 4096;
+
 /** True when the request announces a body longer than `limit` (Content-Length). */
 export function declaresMoreThan(req: IncomingMessage, limit: number): boolean {
   const declared = req.headers['content-length'];
@@ -30,7 +33,9 @@ export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buff
     return Promise.reject(new RequestBodyTooLarge(limit));
   }
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    // The bytes are copied into one buffer as they come: a body trickled a byte a packet would
+    // otherwise be kept as that many Buffers, some hundred bytes each, 56 KiB becoming megabytes.
+    let body = Buffer.alloc(Math.min(limit, INITIAL_BODY_BYTES));
     let received = 0;
     const stop = () => {
       req.off('data', onData);
@@ -39,19 +44,24 @@ export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buff
     };
     const onData = (chunk: Buffer | string) => {
       const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-      received += buffer.length;
-      if (received > limit) {
+      if (received + buffer.length > limit) {
         stop();
         // Whatever is still coming is read and dropped while the answer goes out.
         req.resume();
         reject(new RequestBodyTooLarge(limit));
         return;
       }
-      chunks.push(buffer);
+      if (received + buffer.length > body.length) {
+        const grown = Buffer.alloc(Math.min(limit, Math.max(body.length * 2, received + buffer.length)));
+        body.copy(grown, 0, 0, received);
+        body = grown;
+      }
+      buffer.copy(body, received);
+      received += buffer.length;
     };
     const onEnd = () => {
       stop();
-      resolve(Buffer.concat(chunks));
+      resolve(body.subarray(0, received));
     };
     const onError = (error: Error) => {
       stop();

@@ -1,6 +1,6 @@
 import type { ImportedSecretCheck } from '../applications/types.ts';
 import { setNewest } from '../util/bounded-map.ts';
-import { addressKey } from './interactions/throttle.ts';
+import { addressKey } from '../util/address-key.ts';
 
 /**
  * A client secret imported from the Python plugin as a Django PBKDF2 hash costs one PBKDF2 run per

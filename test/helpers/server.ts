@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { type App, createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { NewUser } from '../../src/directory/builtin/types.ts';
+import type { HttpServerLimits } from '../../src/http/server-limits.ts';
 import { testConfig } from './config.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import type { LeakHarness } from './leak-harness.ts';
@@ -100,6 +101,8 @@ export interface StartServerOptions {
   port?: number;
   /** Runs before the server listens: the place to add Koa middleware of the test's own. */
   beforeListen?: (app: App) => void;
+  /** Narrower HTTP server limits than serve's (a test of what happens when one is reached). */
+  limits?: Partial<HttpServerLimits>;
 }
 
 /**
@@ -125,7 +128,7 @@ export async function startServer(
       try {
         options.harness?.attach(app);
         options.beforeListen?.(app);
-        await app.listen({ host: '127.0.0.1', port });
+        await app.listen({ host: '127.0.0.1', port, ...(options.limits && { limits: options.limits }) });
       } catch (error) {
         await app.close();
         // A test file running at the same time took the free port since `freePort` looked: another.

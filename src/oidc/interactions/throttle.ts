@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
 import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
+import { addressKey } from '../../util/address-key.ts';
 import { nameKey } from '../../util/name-key.ts';
 
 export type ThrottleConfig = Config['login'];
@@ -49,19 +49,6 @@ export interface LoginThrottle {
  */
 export function accountKey(username: string): string {
   return nameKey(username).trim().slice(0, 150);
-}
-
-/**
- * The address a failure counts against: an IPv4 address as it is (also when IPv4-mapped), an IPv6
- * address as its /64, which one subscriber usually holds whole.
- */
-export function addressKey(address: string): string {
-  const bare = address.replace(/%.*$/, '');
-  if (!ipaddr.isValid(bare)) return address.slice(0, 64);
-  const parsed = ipaddr.process(bare);
-  if (parsed.kind() === 'ipv4') return parsed.toString();
-  const parts = (parsed as ipaddr.IPv6).parts.slice(0, 4);
-  return `${new ipaddr.IPv6([...parts, 0, 0, 0, 0]).toString()}/64`;
 }
 
 /** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+
+/** What came back on a raw connection before the server closed it ('' for nothing). */
+interface Closed {
+  answer: string;
+  closedByServer: boolean;
+}
+
+/**
+ * Opens a connection, sends `sent` and nothing more, and resolves once the server closes it; a
+ * connection still open after `giveUpMs` is closed here and reported as not closed by the server.
+ */
+function sendAndWaitForClose(origin: string, sent: string, giveUpMs = 20_000): Promise<Closed> {
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve) => {
+    const socket = net.connect(Number(port), hostname);
+    let answer = '';
+    let gaveUp = false;
+    const giveUp = setTimeout(() => {
+      gaveUp = true;
+      socket.destroy();
+    }, giveUpMs);
+    socket.on('connect', () => socket.write(sent));
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(giveUp);
+      resolve({ answer, closedByServer: !gaveUp });
+    });
+  });
+}
+
+/** A keep-alive connection that has had one answer from the server, and stays open. */
+async function heldConnection(origin: string): Promise<net.Socket> {
+  const { hostname, port } = new URL(origin);
+  const socket = net.connect(Number(port), hostname);
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => socket.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'));
+    socket.once('data', () => resolve());
+    socket.once('close', () => reject(new Error('the server closed a connection within the limit')));
+  });
+  return socket;
+}
+
+describe(`HTTP server limits (${testDatabaseKind})`, () => {
+  describe('a request that trickles in', () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startServer(
+        {},
+        { limits: { headersTimeoutMs: 300, requestTimeoutMs: 400, connectionsCheckingIntervalMs: 50 } },
+      );
+    });
+    after(async () => server.close());
+
+    it('is answered 408 and its connection closed when its headers never end', async () => {
+      const closed = await sendAndWaitForClose(
+        server.origin,
+        'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a',
+      );
+      assert.equal(closed.closedByServer, true);
+      assert.match(closed.answer, /^HTTP\/1\.1 408 /);
+    });
+
+    it('is answered 408 and its connection closed when its form body never ends', async () => {
+      const closed = await sendAndWaitForClose(
+        server.origin,
+        'POST /o/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n' +
+          'Content-Length: 50000\r\n\r\ngrant_type=client_credentials&scope=',
+      );
+      assert.equal(closed.closedByServer, true);
+      assert.match(closed.answer, /^HTTP\/1\.1 408 /);
+    });
+  });
+
+  describe('connections at once', () => {
+    const beyondTheLimit = async (server: TestServer, limit: number) => {
+      const held = [];
+      for (let n = 0; n < limit; n += 1) held.push(await heldConnection(server.origin));
+      try {
+        return await sendAndWaitForClose(
+          server.origin,
+          'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+        );
+      } finally {
+        for (const socket of held) socket.destroy();
+      }
+    };
+
+    it('closes a connection beyond the limit unanswered while the others are held', async () => {
+      const server = await startServer(
+        {},
+        { limits: { maxConnections: 2, maxConnectionsPerAddress: 10, keepAliveTimeoutMs: 60_000 } },
+      );
+      try {
+        const closed = await beyondTheLimit(server, 2);
+        assert.equal(closed.closedByServer, true);
+        assert.equal(closed.answer, '');
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('closes a connection beyond the limit of one client address unanswered', async () => {
+      const server = await startServer(
+        {},
+        { limits: { maxConnections: 10, maxConnectionsPerAddress: 2, keepAliveTimeoutMs: 60_000 } },
+      );
+      try {
+        const closed = await beyondTheLimit(server, 2);
+        assert.equal(closed.closedByServer, true);
+        assert.equal(closed.answer, '');
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('does not count the connections of a trusted proxy against one address', async () => {
+      const server = await startServer(
+        { trustProxy: true, trustedProxies: '127.0.0.1' },
+        { limits: { maxConnections: 10, maxConnectionsPerAddress: 2, keepAliveTimeoutMs: 60_000 } },
+      );
+      try {
+        const closed = await beyondTheLimit(server, 2);
+        assert.equal(closed.closedByServer, true);
+        assert.match(closed.answer, /^HTTP\/1\.1 200 /);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+});
