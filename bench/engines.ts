@@ -3,6 +3,7 @@ import { openSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_HTTP_CONNECTION_CAPS } from '../src/config/schema.ts';
 import type { BenchClient } from './common.ts';
 import { type Endpoints, discover } from './http.ts';
 import {
@@ -212,6 +213,22 @@ function tail(file: string): string {
   } catch {
     return '(no output)';
   }
+}
+
+/**
+ * serve's connection caps (`http.*`) for a load of `connections` from one address (127.0.0.1): never
+ * below the defaults, and twice the load, as a round's connections may still be closing on the
+ * server's side while the next round opens its own. Over the cap, connections would be closed
+ * unanswered and counted as failures.
+ */
+export function connectionCapsFor(connections: number): NodeJS.ProcessEnv {
+  const room = 2 * connections;
+  return {
+    AA_OIDC_HTTP_MAX_CONNECTIONS: String(Math.max(DEFAULT_HTTP_CONNECTION_CAPS.maxConnections, room)),
+    AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: String(
+      Math.max(DEFAULT_HTTP_CONNECTION_CAPS.maxConnectionsPerAddress, room),
+    ),
+  };
 }
 
 export interface AaOidcOptions {

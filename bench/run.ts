@@ -13,6 +13,7 @@ import { numberOption } from './options.ts';
 import pg from 'pg';
 import { loadConfig } from '../src/config/load.ts';
 import {
+  connectionCapsFor,
   type EngineName,
   freePort,
   ROOT,
@@ -332,6 +333,7 @@ async function main(): Promise<void> {
       AA_OIDC_LOG_LEVEL: 'info',
       // The fan-out receivers listen on loopback: the SSRF gate's development escape hatch.
       AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
+      ...connectionCapsFor(options.connections),
     };
     const config = loadConfig({ env, cwd: workDir });
 

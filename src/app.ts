@@ -37,8 +37,8 @@ export interface App extends Services {
   /** Every route of the web console (landing, account page, admin UI), with its access level. */
   consoleRoutes: readonly ConsoleRoute[];
   /**
-   * Starts listening on the configured host and port, with HTTP_SERVER_LIMITS (a test may narrow
-   * them); resolves with the bound address.
+   * Starts listening on the configured host and port, with HTTP_SERVER_TIMEOUTS and the configured
+   * connection caps (a test may narrow them); resolves with the bound address.
    */
   listen(overrides?: {
     port?: number;

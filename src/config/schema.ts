@@ -14,15 +14,14 @@ import { z } from 'zod';
 const fromString = <T extends z.ZodType>(parse: (text: string) => unknown, inner: T) =>
   z.preprocess((value) => (typeof value === 'string' ? parse(value.trim()) : value), inner);
 
-const integer = (min: number, max: number) =>
-  fromString(
+/** An integer from `min` to `max`; `note` (like `0: no limit`) is told with the range. */
+const integer = (min: number, max: number, note?: string) => {
+  const expected = `expected an integer between ${min} and ${max}${note ? ` (${note})` : ''}`;
+  return fromString(
     (text) => (/^-?\d+$/.test(text) ? Number(text) : text),
-    z
-      .number({ error: `expected an integer between ${min} and ${max}` })
-      .int(`expected an integer between ${min} and ${max}`)
-      .min(min, `expected an integer between ${min} and ${max}`)
-      .max(max, `expected an integer between ${min} and ${max}`),
+    z.number({ error: expected }).int(expected).min(min, expected).max(max, expected),
   );
+};
 
 const boolean = () =>
   fromString(
@@ -101,6 +100,9 @@ const httpUrl = z.url({
   error: 'expected an http:// or https:// URL',
 });
 
+/** serve's connection caps unless configured otherwise (`http.*`; docs/deployment.md "Connection limits"). */
+export const DEFAULT_HTTP_CONNECTION_CAPS = { maxConnections: 1000, maxConnectionsPerAddress: 100 } as const;
+
 /** The scope that carries the EVE claims unless configured otherwise (as the Python plugin's `profile`). */
 export const DEFAULT_EVE_CLAIMS_SCOPE = 'profile';
 
@@ -168,6 +170,23 @@ export const configSchema = z
       'proxy IP addresses or CIDR ranges (like 10.0.0.0/8,fd00::/8)',
       1,
     ).default(['127.0.0.0/8', '::1/128']),
+    /**
+     * How many connections `serve` holds open at once (0: no limit): in all, and from one client
+     * address (an IPv6 client: its /64), so that one client cannot take every place; with
+     * `trustProxy`, the `trustedProxies` are not counted per address. The request timeouts are fixed
+     * (src/http/server-limits.ts).
+     */
+    http: z
+      .object({
+        maxConnections: integer(0, 1_000_000, '0: no limit').default(
+          DEFAULT_HTTP_CONNECTION_CAPS.maxConnections,
+        ),
+        maxConnectionsPerAddress: integer(0, 1_000_000, '0: no limit').default(
+          DEFAULT_HTTP_CONNECTION_CAPS.maxConnectionsPerAddress,
+        ),
+      })
+      .strict()
+      .prefault({}),
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),

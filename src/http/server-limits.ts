@@ -18,39 +18,40 @@ export interface HttpServerLimits {
   keepAliveTimeoutMs: number;
   /** How often the two request deadlines are looked at: a slow request is cut at most this late. */
   connectionsCheckingIntervalMs: number;
-  /** Connections open at once; one more is closed as soon as it is accepted. */
+  /** Connections open at once; one more is closed as soon as it is accepted. 0: no limit. */
   maxConnections: number;
   /**
    * Connections open at once from one client address (an IPv6 client: its /64), so that one client
-   * cannot take every place; the configured proxies (with `trustProxy`) are not counted.
+   * cannot take every place; the configured proxies (with `trustProxy`) are not counted. 0: no limit.
    */
   maxConnectionsPerAddress: number;
 }
+
+/** The connection caps are configured (`http.*`); these are not. */
+type HttpServerTimeouts = Omit<HttpServerLimits, 'maxConnections' | 'maxConnectionsPerAddress'>;
 
 /**
  * A reverse proxy (deploy/nginx) reads a request whole before passing it on, so these only matter
  * to a client that reaches the port itself; they are generous to any client that is not hostile.
  */
-export const HTTP_SERVER_LIMITS: HttpServerLimits = {
+export const HTTP_SERVER_TIMEOUTS: HttpServerTimeouts = {
   headersTimeoutMs: 20_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
   connectionsCheckingIntervalMs: 2_000,
-  maxConnections: 1_000,
-  maxConnectionsPerAddress: 100,
 };
 
 /**
- * The HTTP server of `serve`, with `limits` (HTTP_SERVER_LIMITS unless a test narrows them). With
- * `trustProxy`, connections from the `trustedProxies` are held without a per-address limit: every
- * client behind the proxy comes from its address.
+ * The HTTP server of `serve`: HTTP_SERVER_TIMEOUTS and the configured connection caps (`http.*`),
+ * unless a test narrows them with `limits`. With `trustProxy`, connections from the `trustedProxies`
+ * are held without a per-address limit: every client behind the proxy comes from its address.
  */
 export function createHttpServer(
   handler: RequestListener,
-  config: Pick<Config, 'trustProxy' | 'trustedProxies'>,
+  config: Pick<Config, 'trustProxy' | 'trustedProxies' | 'http'>,
   limits: Partial<HttpServerLimits> = {},
 ): Server {
-  const chosen = { ...HTTP_SERVER_LIMITS, ...limits };
+  const chosen: HttpServerLimits = { ...HTTP_SERVER_TIMEOUTS, ...config.http, ...limits };
   const server = http.createServer(
     {
       headersTimeout: chosen.headersTimeoutMs,
@@ -60,7 +61,8 @@ export function createHttpServer(
     },
     handler,
   );
-  server.maxConnections = chosen.maxConnections;
+  if (chosen.maxConnections > 0) server.maxConnections = chosen.maxConnections;
+  if (chosen.maxConnectionsPerAddress === 0) return server;
   const proxies = trustedProxyRanges(config);
   const open = new Map<string, number>();
   server.on('connection', (socket: Socket) => {

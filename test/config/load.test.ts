@@ -56,6 +56,18 @@ describe('configuration', () => {
     assert.equal(config.logout.rpInitiated, false);
   });
 
+  it("takes serve's connection caps from the environment, 1000 and 100 unless told, 0 for no limit", () => {
+    assert.deepEqual(loadConfig({ env: {}, cwd: tempDir() }).http, {
+      maxConnections: 1000,
+      maxConnectionsPerAddress: 100,
+    });
+    const config = loadConfig({
+      env: { AA_OIDC_HTTP_MAX_CONNECTIONS: '5000', AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0' },
+      cwd: tempDir(),
+    });
+    assert.deepEqual(config.http, { maxConnections: 5000, maxConnectionsPerAddress: 0 });
+  });
+
   it('keeps every audit event kind in the database but token_introspected, unless told otherwise', () => {
     assert.deepEqual(loadConfig({ env: {}, cwd: tempDir() }).audit.databaseExclude, ['token_introspected']);
     const read = (value: string) =>
@@ -213,6 +225,16 @@ describe('configuration', () => {
       'an audit event kind that does not exist',
       { AA_OIDC_AUDIT_DATABASE_EXCLUDE: 'token_introspected,token_peeked' },
       /AA_OIDC_AUDIT_DATABASE_EXCLUDE.*"token_peeked" is not an audit event kind; valid: token_issued, .*sessions_ended/,
+    ],
+    [
+      'a negative connection cap per client address',
+      { AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: '-1' },
+      /^AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: expected an integer between 0 and 1000000 \(0: no limit\) \(got "-1"\)$/,
+    ],
+    [
+      'a connection cap that is no number',
+      { AA_OIDC_HTTP_MAX_CONNECTIONS: 'lots' },
+      /^AA_OIDC_HTTP_MAX_CONNECTIONS: expected an integer between 0 and 1000000 \(0: no limit\) \(got "lots"\)$/,
     ],
     [
       'a short secret key',

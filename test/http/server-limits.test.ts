@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { connectionCapsFor } from '../../bench/engines.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
@@ -117,6 +122,55 @@ describe(`HTTP server limits (${testDatabaseKind})`, () => {
         assert.equal(closed.answer, '');
       } finally {
         await server.close();
+      }
+    });
+
+    /** Whether serve, started with `config`, answers one connection more than `held` from one address. */
+    const answersOneMore = async (config: Record<string, unknown>, held: number) => {
+      const server = await startServer(config, { limits: { keepAliveTimeoutMs: 60_000 } });
+      try {
+        const closed = await beyondTheLimit(server, held);
+        assert.equal(closed.closedByServer, true);
+        return /^HTTP\/1\.1 200 /.test(closed.answer);
+      } finally {
+        await server.close();
+      }
+    };
+
+    it('holds the configured caps: http.maxConnections and http.maxConnectionsPerAddress', async () => {
+      assert.equal(
+        await answersOneMore({ http: { maxConnections: 2, maxConnectionsPerAddress: 10 } }, 2),
+        false,
+      );
+      assert.equal(
+        await answersOneMore({ http: { maxConnections: 10, maxConnectionsPerAddress: 2 } }, 2),
+        false,
+      );
+    });
+
+    it('admits more connections from one address than the default 100 when http.maxConnectionsPerAddress is raised, or 0', async () => {
+      assert.equal(await answersOneMore({}, 100), false, 'the default: 100');
+      assert.equal(await answersOneMore({ http: { maxConnectionsPerAddress: 150 } }, 100), true);
+      assert.equal(await answersOneMore({ http: { maxConnectionsPerAddress: 0 } }, 100), true);
+    });
+
+    it('takes 0 connections at once as no limit, not as none', async () => {
+      assert.equal(
+        await answersOneMore({ http: { maxConnections: 0, maxConnectionsPerAddress: 0 } }, 2),
+        true,
+      );
+    });
+
+    it('admits the load of npm run bench -- --connections 150 on the serve the bench starts', async () => {
+      const cwd = mkdtempSync(path.join(tmpdir(), 'aa-oidc-bench-caps-'));
+      try {
+        const benchConfig = loadConfig({
+          env: { ...connectionCapsFor(150), AA_OIDC_SECRET_KEY: 'k'.repeat(40) },
+          cwd,
+        });
+        assert.equal(await answersOneMore({ http: benchConfig.http }, 150), true);
+      } finally {
+        rmSync(cwd, { recursive: true, force: true });
       }
     });
 
