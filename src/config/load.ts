@@ -572,16 +572,25 @@ function postgresDriverReads(url: string, setting: string): boolean {
 }
 
 /**
- * Whether an '@' lies after the URL's host, in its path, query or fragment: the drivers end the host
- * at the first '/', '?' or '#', so a password holding one of them unencoded is read as the host,
- * the port and the rest. `postgres://aa:1234?x@db/aa` is the host `aa`, the port 1234 and the
- * parameter `x@db/aa`: the connection goes elsewhere and its errors name the password's digits. An
- * '@' in a parameter's value is written %40, as in a password.
+ * Whether an '@' lies after the URL's host where no URL puts one: in its path, a parameter's name
+ * or its fragment. The drivers end the host at the first '/', '?' or '#', so a password holding one
+ * of them unencoded is read as the host, the port and the rest: `postgres://aa:1234?x@db/aa` is the
+ * host `aa`, the port 1234 and the parameter `x@db/aa`; the connection goes elsewhere and its errors
+ * name the password's digits. An '@' in a parameter's value is let pass: a password may be given as
+ * `?password=…`, and both drivers read it whole there.
  */
 function atAfterHost(url: string): boolean {
   const afterScheme = url.replace(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//, '');
   const hostEnd = afterScheme.search(/[/?#]/);
-  return hostEnd !== -1 && afterScheme.includes('@', hostEnd);
+  if (hostEnd === -1) return false;
+  const rest = afterScheme.slice(hostEnd);
+  const queryAt = rest.indexOf('?');
+  const fragmentAt = rest.indexOf('#');
+  const pathEnd = Math.min(...[queryAt, fragmentAt, rest.length].filter((at) => at !== -1));
+  if (rest.slice(0, pathEnd).includes('@')) return true;
+  if (fragmentAt !== -1 && (queryAt === -1 || fragmentAt < queryAt)) return rest.includes('@', fragmentAt);
+  const [query, fragment = ''] = rest.slice(queryAt + 1).split(/#(.*)/s);
+  return fragment.includes('@') || query!.split('&').some((pair) => pair.split('=', 1)[0]!.includes('@'));
 }
 
 /** What each parameter of a database URL that names a file wants the file to hold (PEM). */
