@@ -509,6 +509,31 @@ describe(`two instances on one database (${testDatabaseKind})`, () => {
     assert.equal((await introspect(a, tokens.access_token)).active, true);
   });
 
+  it("refuses at B, on the very next request, a user whose state's access was turned off through A: userinfo, introspection and refresh", async () => {
+    // A user with no access of their own: the state alone lets them in.
+    await a.app.directoryAdmin.createState('Reservists', 40, true, { actor: 'test' });
+    const reservist = await seedUser(a, { oidcAccess: false });
+    await a.app.directoryAdmin.setState({ id: reservist.id }, 'Reservists', { actor: 'test' });
+    const tokens = await login(a, client, reservist.username, { scope: 'openid' });
+    const userinfoAt = async (instance: TestServer) =>
+      (
+        await fetch(`${instance.origin}/o/userinfo/`, {
+          headers: { authorization: `Bearer ${tokens.accessToken}` },
+        })
+      ).status;
+    // Twice at B: the second answer comes from the profile B keeps in memory.
+    for (let round = 0; round < 2; round += 1) {
+      assert.equal(await userinfoAt(b), 200);
+      assert.equal((await introspect(b, tokens.accessToken)).active, true);
+    }
+
+    await a.app.directoryAdmin.grantStateAccess('Reservists', false, { actor: 'test' });
+    assert.equal(await userinfoAt(b), 401, 'userinfo at B refuses the access token');
+    assert.equal((await introspect(b, tokens.accessToken)).active, false);
+    const refreshed = await token(b, { grant_type: 'refresh_token', refresh_token: tokens.refreshToken });
+    assert.equal(refreshed.body.error, 'invalid_grant', 'and B refuses the refresh token');
+  });
+
   /**
    * A user signed in at an application that hears of logouts, at the sign-out question ("Sign out?")
    * its logout request led to: `confirm` posts "Yes, sign me out" to an instance.
