@@ -143,16 +143,19 @@ export function isoTime(epochMs: number | null): string | null {
 
 /**
  * Runs `work` with an open, migrated database, and always closes it. Commands other than `migrate`
- * refuse to run on a database with pending migrations, naming the command that fixes it.
+ * refuse to run on a database with pending migrations, naming the command that fixes it, unless they
+ * read it as it is (`backup`: the copy taken before `aa-oidc migrate` is the one an upgrade needs).
  */
 export async function withDatabase<T>(
   config: Config,
   work: (database: DatabaseHandle) => Promise<T>,
+  options: { pendingMigrations: 'refuse' | 'allow' } = { pendingMigrations: 'refuse' },
 ): Promise<T> {
   refuseMissingSqliteFile(config);
   const database = await connectDatabase(config.database, connectOptionsFor(config));
   try {
-    const pending = await pendingMigrations(database.db, database.kind);
+    const pending =
+      options.pendingMigrations === 'refuse' ? await pendingMigrations(database.db, database.kind) : [];
     if (pending.length > 0) {
       throw new CliError(
         `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,

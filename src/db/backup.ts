@@ -45,7 +45,9 @@ export async function backupSqlite(
   if (!database.sqlite) throw new BackupError('backup --to works on SQLite databases only');
   const target = path.resolve(file);
   const taken = () => new BackupError(`${target} exists already; name a new file`);
-  if (lstatSync(target, { throwIfNoEntry: false })) throw taken();
+  const existing = lookAt(target);
+  if (existing?.isDirectory()) throw new BackupError(`${target} is a folder; name a new file in it`);
+  if (existing) throw taken();
   if (!existsSync(path.dirname(target)))
     throw new BackupError(`the folder ${path.dirname(target)} does not exist`);
   const partial = `${target}.partial-${process.pid}`;
@@ -65,12 +67,17 @@ export async function backupSqlite(
           : `cannot create ${partial} (${code}); name a file in a folder this user may write`,
       );
     }
-    await database.sqlite.backup(partial, {
-      progress: ({ totalPages }) => Math.max(totalPages, 1) * 2,
-    });
-    const copy = new BetterSqlite3(partial, { fileMustExist: true });
-    // One self-contained file: no -wal or -shm beside it (the server sets WAL again when it opens it).
-    copy.pragma('journal_mode = DELETE');
+    let copy: BetterSqlite3.Database;
+    try {
+      await database.sqlite.backup(partial, {
+        progress: ({ totalPages }) => Math.max(totalPages, 1) * 2,
+      });
+      copy = new BetterSqlite3(partial, { fileMustExist: true });
+      // One self-contained file: no -wal or -shm beside it (the server sets WAL again when it opens it).
+      copy.pragma('journal_mode = DELETE');
+    } catch (error) {
+      throw copyFailure(error, target) ?? error;
+    }
     const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: copy }) });
     let counts: BackupCounts;
     try {
@@ -87,6 +94,38 @@ export async function backupSqlite(
     if (created)
       for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) rmSync(leftover, { force: true });
   }
+}
+
+/**
+ * What is at `target` (undefined: nothing), or a `BackupError` naming the path when it cannot be
+ * looked at (a file where a folder of the path should be, a folder this user may not enter).
+ */
+function lookAt(target: string) {
+  try {
+    return lstatSync(target, { throwIfNoEntry: false });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new BackupError(
+      code === 'ENOTDIR'
+        ? `cannot write ${target}: part of its folder ${path.dirname(target)} is a file, not a folder`
+        : `cannot write ${target} (${code}); name a file in a folder this user may write`,
+    );
+  }
+}
+
+/**
+ * A failed write of the copy (the disk full, a file size limit or quota, an I/O error) as a
+ * `BackupError` naming the file: SQLite's own message ("database or disk is full") reads as if the
+ * database were in trouble. The partial copy is removed by the caller.
+ */
+function copyFailure(error: unknown, target: string): BackupError | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return undefined;
+  const reason =
+    code === 'SQLITE_FULL'
+      ? `the disk of ${path.dirname(target)} is full`
+      : `${(error as Error).message} (${code}; a file size limit or quota, or a failing disk)`;
+  return new BackupError(`cannot make the copy ${target}: ${reason}; nothing was kept`);
 }
 
 /**

@@ -16,9 +16,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
+import { Migrator } from 'kysely/migration';
 import { createApp } from '../../src/app.ts';
 import { BackupError, backupSqlite } from '../../src/db/backup.ts';
-import { runToEnd } from '../helpers/child-process.ts';
+import { MIGRATIONS } from '../../src/db/migrations/index.ts';
+import { AA_OIDC_BIN, runToEnd } from '../helpers/child-process.ts';
 import { cli, spawnCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
@@ -329,6 +331,133 @@ describe(
         await database.drop();
       }
     });
+
+    it('backs up a database with pending migrations (the copy an upgrade takes before migrate), saying so', async () => {
+      // As a database of the previous release: every migration but the latest applied.
+      const database = await createTestDatabase();
+      const handle = connect(database);
+      const names = Object.keys(MIGRATIONS).sort();
+      const latest = names.at(-1)!;
+      try {
+        const migrations = Object.fromEntries(
+          names.map((name) => [
+            name,
+            { up: (trx: never) => MIGRATIONS[name]!.up(trx, { kind: handle.kind }) },
+          ]),
+        );
+        const migrator = new Migrator({
+          db: handle.db,
+          provider: { getMigrations: async () => migrations },
+          migrationTableName: 'schema_migration',
+          migrationLockTableName: 'schema_migration_lock',
+        });
+        const { error } = await migrator.migrateTo(names.at(-2)!);
+        assert.equal(error, undefined);
+      } finally {
+        await handle.close();
+      }
+      try {
+        const env = testEnv(database);
+        const file = path.join(database.dataDir, 'before-upgrade.sqlite');
+        const run = await cli(['backup', '--to', file], env);
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(run.stdout, /^backed up .* \(\d+ bytes, integrity ok\): 0 application\(s\), /);
+        assert.ok(
+          run.stdout.endsWith(
+            `the copy is as migrated as the database: 1 migration(s) of this release not applied yet (${latest}); \`aa-oidc migrate\` applies them\n`,
+          ),
+          run.stdout,
+        );
+        // The copy restores, and the upgrade goes on from it.
+        const restored = { ...database, url: `sqlite:${file}` };
+        const migrated = await cli(['migrate'], testEnv(restored));
+        assert.equal(migrated.code, 0, migrated.stderr);
+        assert.equal(migrated.stdout, `applied 1 migration(s): ${latest}\n`);
+      } finally {
+        await database.drop();
+      }
+    });
+
+    it('refuses a file that holds no aa-oidc database, writing nothing', async () => {
+      const database = await createTestDatabase();
+      try {
+        const empty = database.url.slice('sqlite:'.length);
+        writeFileSync(empty, '');
+        const file = path.join(database.dataDir, 'copy.sqlite');
+        const run = await cli(['backup', '--to', file], testEnv(database));
+        assert.equal(run.code, 1);
+        assert.equal(
+          run.stderr,
+          `aa-oidc: ${empty} holds no aa-oidc database (no migration applied); nothing to back up\n`,
+        );
+        assert.equal(existsSync(file), false);
+      } finally {
+        await database.drop();
+      }
+    });
+
+    it('names a folder, or a file where a folder should be, given as --to', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        const env = testEnv(database);
+        const folder = await cli(['backup', '--to', database.dataDir], env);
+        assert.equal(folder.code, 1);
+        assert.equal(folder.stderr, `aa-oidc: ${database.dataDir} is a folder; name a new file in it\n`);
+        const aFile = path.join(database.dataDir, 'notes.txt');
+        writeFileSync(aFile, 'notes');
+        const under = path.join(aFile, 'copy.sqlite');
+        const beneath = await cli(['backup', '--to', under], env);
+        assert.equal(beneath.code, 1);
+        assert.equal(
+          beneath.stderr,
+          `aa-oidc: cannot write ${under}: part of its folder ${aFile} is a file, not a folder\n`,
+        );
+        assert.equal(readFileSync(aFile, 'utf8'), 'notes');
+      } finally {
+        await database.drop();
+      }
+    });
+
+    it(
+      'names the copy it could not write when the space runs out, and keeps nothing of it',
+      { skip: process.platform === 'win32' && 'uses the shell’s ulimit -f' },
+      async () => {
+        const database = await createTestDatabase({ migrated: true });
+        try {
+          const file = path.join(database.dataDir, 'too-big.sqlite');
+          // A file size limit of 64 KiB (128 blocks of 512 bytes; the database's -shm file takes 32 KiB),
+          // below a migrated database's size: the copy's write fails with EFBIG (SIGXFSZ ignored), as it
+          // would on a quota or a file system that takes no larger file.
+          const run = await runToEnd(
+            'sh',
+            [
+              '-c',
+              'trap "" XFSZ; ulimit -f 128; exec "$0" "$@"',
+              process.execPath,
+              AA_OIDC_BIN,
+              'backup',
+              '--to',
+              file,
+            ],
+            { env: testEnv(database) },
+          );
+          assert.equal(run.code, 1);
+          assert.match(
+            run.stderr,
+            new RegExp(
+              `^aa-oidc: cannot make the copy ${file.replace(/[.]/g, '\\.')}: .+ \\(SQLITE_IOERR[A-Z_]*; a file size limit or quota, or a failing disk\\); nothing was kept\\n$`,
+            ),
+          );
+          assert.deepEqual(
+            readdirSync(database.dataDir).filter((name) => name.startsWith('too-big')),
+            [],
+            'no partial copy left',
+          );
+        } finally {
+          await database.drop();
+        }
+      },
+    );
 
     it(
       'names the file it cannot create and why, instead of a bare system error',

@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import type { Kysely } from 'kysely';
 import { countApplications } from '../../applications/store.ts';
 import { BackupError, type BackupCounts, backupSqlite, pgDumpCommand } from '../../db/backup.ts';
+import { pendingMigrations } from '../../db/migrate.ts';
+import { MIGRATIONS } from '../../db/migrations/index.ts';
 import type { Database } from '../../db/schema.ts';
 import { countUsers } from '../../directory/builtin/queries.ts';
 import { countSigningKeys } from '../../keys/queries.ts';
@@ -33,16 +35,33 @@ export function registerBackup(program: Command, io: CliIo): void {
         );
       // A relative name is in the command's working folder, as the configuration's relative paths are.
       const to = path.resolve(io.cwd, options.to);
-      const report = await withDatabase(config, (database) =>
-        backupSqlite(database, to, backupCounts).catch((error: unknown) => {
-          throw error instanceof BackupError ? new CliError(error.message) : error;
-        }),
+      const source = config.database.path;
+      // A database with pending migrations is copied as it is: the backup an upgrade takes before
+      // `aa-oidc migrate` is often made with the new release already installed.
+      const { report, pending } = await withDatabase(
+        config,
+        async (database) => {
+          const pending = await pendingMigrations(database.db, database.kind);
+          if (pending.length === Object.keys(MIGRATIONS).length)
+            throw new CliError(
+              `${source} holds no aa-oidc database (no migration applied); nothing to back up`,
+            );
+          const report = await backupSqlite(database, to, backupCounts).catch((error: unknown) => {
+            throw error instanceof BackupError ? new CliError(error.message) : error;
+          });
+          return { report, pending };
+        },
+        { pendingMigrations: 'allow' },
       );
       const { applications, users, signingKeys, liveTokens } = report.counts;
       io.stdout.write(
-        `backed up ${config.database.path} to ${report.file} (${report.bytes} bytes, integrity ok): ` +
+        `backed up ${source} to ${report.file} (${report.bytes} bytes, integrity ok): ` +
           `${applications} application(s), ${users} user(s), ${signingKeys} signing key(s), ${liveTokens} unexpired token(s)\n`,
       );
+      if (pending.length > 0)
+        io.stdout.write(
+          `the copy is as migrated as the database: ${pending.length} migration(s) of this release not applied yet (${pending.join(', ')}); \`aa-oidc migrate\` applies them\n`,
+        );
     });
 }
 
