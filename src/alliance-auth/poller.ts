@@ -63,7 +63,11 @@ export type PollOutcome =
    * or the login's grants change. Nothing changed, the next cycle tries again.
    */
   | { outcome: 'aa_schema_error'; error: string }
-  /** Alliance Auth answered with no user at all while users were known: refused, not applied. */
+  /**
+   * Alliance Auth answered with no user at all while users were known, or with users of whom none
+   * has a state while users with one were known (every AA user has a profile in a state: its
+   * profile or state table emptied, as while a backup is restored): refused, not applied.
+   */
   | { outcome: 'refused_empty'; known: number }
   /** Another instance took the lease over while this cycle ran: rolled back. */
   | { outcome: 'lease_lost' };
@@ -179,10 +183,11 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let stopped = true;
   let last: PollOutcome | undefined;
   /**
-   * Since when AA's database has failed every cycle, or answered with no user at all (`empty`), and
-   * how (logged once each time that changes, and once when it clears).
+   * Since when AA's database has failed every cycle, or answered with no user at all (`empty`) or
+   * with no user in any state (`stateless`), and how (logged once each time that changes, and once
+   * when it clears).
    */
-  let failing: { since: number; kind: keyof typeof FAILURE_OUTCOMES | 'empty' } | undefined;
+  let failing: { since: number; kind: keyof typeof FAILURE_OUTCOMES | 'empty' | 'stateless' } | undefined;
   // Every outcome from 0, so that the first failure counts as an increase.
   for (const outcome of Object.keys(CYCLE_OUTCOMES)) deps.metrics?.aaPollCycles.inc({ outcome }, 0);
   /** The time of the last completed cycle of any instance, as the lease row has it. */
@@ -316,7 +321,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       }
       return { outcome: FAILURE_OUTCOMES[kind], error: message };
     }
-    if (failing !== undefined && failing.kind !== 'empty') {
+    if (failing !== undefined && failing.kind !== 'empty' && failing.kind !== 'stateless') {
       logger.info(
         { downForMs: now() - failing.since },
         failing.kind === 'unreachable'
@@ -328,8 +333,8 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     const stored = await storedFingerprints(generation);
     if (read.size === 0 && stored.size > 0) {
       // Once an episode, as the failures above: the metric counts every refused cycle.
-      if (failing === undefined) {
-        failing = { since: now(), kind: 'empty' };
+      if (failing?.kind !== 'empty') {
+        failing = { since: failing?.since ?? now(), kind: 'empty' };
         logger.error(
           { known: stored.size },
           "Alliance Auth answered with no user at all; refusing to treat every user as deleted (check AA_OIDC_AA_DATABASE_URL); AA's changes are not followed until it answers with users again",
@@ -337,10 +342,25 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       }
       return { outcome: 'refused_empty', known: stored.size };
     }
+    // Every AA user has a profile in a state (AA creates it with the user, and a state's deletion
+    // moves its users first): none in any state is AA's profile or state table read empty, as while
+    // a backup is restored table by table, and would be read as every user losing their state.
+    if (read.size > 0 && !anyInAState(read) && anyInAState(stored)) {
+      if (failing?.kind !== 'stateless') {
+        failing = { since: failing?.since ?? now(), kind: 'stateless' };
+        logger.error(
+          { known: stored.size, users: read.size },
+          "Alliance Auth answered with users but none in any state (its authentication_userprofile or authentication_state table read empty: a restore in progress, or the wrong database); refusing to treat every user as having lost their state (check AA_OIDC_AA_DATABASE_URL); AA's changes are not followed until its users have states again",
+        );
+      }
+      return { outcome: 'refused_empty', known: stored.size };
+    }
     if (failing !== undefined) {
       logger.info(
         { users: read.size, emptyForMs: now() - failing.since },
-        'Alliance Auth answers with users again; its changes are followed again',
+        failing.kind === 'empty'
+          ? 'Alliance Auth answers with users again; its changes are followed again'
+          : "Alliance Auth answers with users' states again; its changes are followed again",
       );
       failing = undefined;
     }
@@ -533,6 +553,12 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     },
     lastOutcome: () => last,
   };
+}
+
+/** Whether any user is in a state (stops at the first: on a sound read, at once). */
+function anyInAState(fingerprints: Fingerprints): boolean {
+  for (const fingerprint of fingerprints.values()) if (fingerprint.state !== null) return true;
+  return false;
 }
 
 function textsOf(fingerprints: Fingerprints): Map<number, string> {
