@@ -37,6 +37,16 @@ describe('branding colours', () => {
     assert.equal(dark.linkColor, '#1a237e');
   });
 
+  it('edges a button filled with a light accent in the text colour, so that it stands out from the page', () => {
+    for (const accentColor of ['#fc0', '#ffffff', '#e0e0e0']) {
+      const light = brandingFrom({ branding: { name: 'x', accentColor } });
+      assert.equal(light.accentEdgeColor, '#000000', accentColor);
+      assert.ok(contrastRatio(light.accentEdgeColor, '#ffffff') >= 3, accentColor);
+    }
+    const dark = brandingFrom({ branding: { name: 'x', accentColor: '#1a237e' } });
+    assert.equal(dark.accentEdgeColor, '#1a237e');
+  });
+
   it('refuses a colour that is not #rgb or #rrggbb, naming the key', () => {
     assert.throws(
       () =>

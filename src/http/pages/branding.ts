@@ -13,6 +13,12 @@ export interface Branding {
   accentTextColor: string;
   /** The accent when it is readable as text on white (contrast ≥ 4.5), a dark default otherwise. */
   linkColor: string;
+  /**
+   * The edge of a button filled with the accent: the accent itself when it stands out from the white
+   * page (contrast ≥ 3, WCAG 1.4.11), otherwise the text colour on it, so that a yellow or white
+   * button is still seen as a button.
+   */
+  accentEdgeColor: string;
   supportUrl: string | null;
 }
 
@@ -22,12 +28,14 @@ const FALLBACK_LINK_COLOR = '#1f4fbf';
 
 export function brandingFrom(config: Pick<Config, 'branding'>): Branding {
   const accent = expandHex(config.branding.accentColor);
+  const accentTextColor =
+    contrastRatio(accent, '#000000') >= contrastRatio(accent, '#ffffff') ? '#000000' : '#ffffff';
   return {
     name: config.branding.name,
     logoUrl: config.branding.logoUrl ?? null,
     accentColor: accent,
-    accentTextColor:
-      contrastRatio(accent, '#000000') >= contrastRatio(accent, '#ffffff') ? '#000000' : '#ffffff',
+    accentTextColor,
+    accentEdgeColor: contrastRatio(accent, '#ffffff') >= 3 ? accent : accentTextColor,
     linkColor: contrastRatio(accent, '#ffffff') >= 4.5 ? accent : FALLBACK_LINK_COLOR,
     supportUrl: config.branding.supportUrl ?? null,
   };

@@ -133,7 +133,7 @@ function render(value: unknown, before: string): string {
  * of a row line up whatever their labels and hints.
  */
 const STYLE = `
-:root{--accent:#2459d4;--accent-text:#fff;--link:#1f4fbf}
+:root{--accent:#2459d4;--accent-text:#fff;--accent-edge:#2459d4;--link:#1f4fbf}
 *{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2330;line-height:1.45}
 .skip{position:absolute;left:-999px;top:0;background:#fff;padding:.5rem;z-index:1}
@@ -157,7 +157,7 @@ label{display:block;margin:.75rem 0 .25rem;font-weight:600}
 label.inline{display:inline-flex;gap:.4rem;align-items:center;font-weight:400;margin:.25rem 1rem .25rem 0}
 input[type=text],input[type=password],input[type=url],input[type=number],input[type=search],input[type=datetime-local],select,textarea{width:100%;padding:.55rem;font-size:1rem;border:1px solid #6b7588;border-radius:.25rem;background:#fff;color:inherit;font-family:inherit}
 textarea{min-height:5rem}
-button,.button{display:inline-block;margin-top:1rem;padding:.6rem 1.1rem;font-size:1rem;border-radius:.25rem;border:1px solid var(--accent);background:var(--accent);color:var(--accent-text);cursor:pointer;text-decoration:none;font-family:inherit}
+button,.button{display:inline-block;margin-top:1rem;padding:.6rem 1.1rem;font-size:1rem;border-radius:.25rem;border:1px solid var(--accent-edge);background:var(--accent);color:var(--accent-text);cursor:pointer;text-decoration:none;font-family:inherit}
 button.secondary,.button.secondary{background:#fff;color:var(--link);border-color:currentColor}
 button.danger,.button.danger{background:#b3261e;border-color:#b3261e;color:#fff}
 button.link{background:none;border:none;color:var(--link);text-decoration:underline;padding:0;margin:0}
@@ -198,7 +198,7 @@ fieldset{border:1px solid #d5d9e0;border-radius:.25rem;margin:.75rem 0;padding:.
 legend{font-weight:600;padding:0 .25rem}
 .admin-nav ul{display:flex;flex-wrap:wrap;gap:.25rem .5rem;list-style:none;padding:0;margin:0 0 1.25rem;border-bottom:1px solid #e1e4ea;padding-bottom:.75rem}
 .admin-nav a{display:inline-block;padding:.2rem .5rem;border-radius:.25rem}
-.admin-nav a[aria-current=page]{background:var(--accent);color:var(--accent-text);text-decoration:none}
+.admin-nav a[aria-current=page]{background:var(--accent);color:var(--accent-text);box-shadow:inset 0 0 0 1px var(--accent-edge);text-decoration:none}
 dl.facts{display:grid;grid-template-columns:minmax(8rem,max-content) 1fr;gap:.35rem 1rem;margin:0}
 dl.facts dt{font-weight:600}
 dl.facts dd{margin:0;word-break:break-word}
@@ -234,13 +234,15 @@ export interface PageOptions {
 }
 
 function brandingStyle(branding: Branding): string {
-  return `:root{--accent:${branding.accentColor};--accent-text:${branding.accentTextColor};--link:${branding.linkColor}}`;
+  return `:root{--accent:${branding.accentColor};--accent-text:${branding.accentTextColor};--accent-edge:${branding.accentEdgeColor};--link:${branding.linkColor}}`;
 }
 
 export function page(title: string, body: Html, options: PageOptions = {}): string {
   const { lang = 'en', style = STYLE, branding } = options;
-  // The landing page's title is the community's name already: not "Name · Name".
-  const fullTitle = branding && title !== branding.name ? `${title} · ${branding.name}` : title;
+  // The landing page's title is the community's name already: not "Name · Name". A form sent back
+  // with a field marked invalid says so in the title, the first thing a screen reader reads of it.
+  const refused = body.html.includes('aria-invalid="true"') ? 'Error: ' : '';
+  const fullTitle = refused + (branding && title !== branding.name ? `${title} · ${branding.name}` : title);
   const header = branding
     ? html`<a class="skip" href="#content">Skip to content</a>
         <header class="site">

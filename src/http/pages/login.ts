@@ -34,6 +34,10 @@ export function loginPage(input: LoginPageInput, context: PageContext): string {
   );
 }
 
+/**
+ * After a failed sign-in the password, to type again, is the field marked invalid and given the focus
+ * (the page's title then starts with "Error:"); which of the two was wrong is not told.
+ */
 function passwordForm(input: LoginPageInput) {
   return html`<form method="post" action="${input.action}" novalidate>
     <input type="hidden" name="csrf_token" value="${input.csrfToken}" />
@@ -58,7 +62,7 @@ function passwordForm(input: LoginPageInput) {
       autocomplete="current-password"
       required
       maxlength="${input.fieldLimits.password}"
-      ${input.error ? html` aria-describedby="login-error" autofocus` : ''}
+      ${input.error ? html` aria-invalid="true" aria-describedby="login-error" autofocus` : ''}
     />
     <button type="submit">Sign in</button>
   </form>`;

@@ -16,7 +16,7 @@ export interface PasswordChangePageInput {
 /** The first sign-in of an account whose password someone else chose: a new one, before anything else. */
 export function passwordChangePage(input: PasswordChangePageInput, context: PageContext): string {
   // The field to type again takes the focus, and names the error.
-  const described = input.error ? html` aria-describedby="password-error" autofocus` : '';
+  const described = input.error ? html` aria-invalid="true" aria-describedby="password-error" autofocus` : '';
   return page(
     'Choose a new password',
     html`<h1>Choose a new password</h1>
