@@ -414,7 +414,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
           // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
           if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
-          const repeated = confirmation.repeat(code);
+          const repeated = await confirmation.repeat(code);
           if (!repeated.ok) return request.seeOther('/account#two-factor');
           await deps.throttle.succeeded(attempt);
           return recoveryCodesPage(request, repeated.recoveryCodes);

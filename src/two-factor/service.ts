@@ -40,13 +40,16 @@ export interface Enrolment {
 
 export type RecoveryCodes = { ok: true; recoveryCodes: string[] } | { ok: false };
 
-/** A confirmation just now, as `confirmedJustNowBy` found it (read once, for one request). */
+/** A confirmation just now, as `confirmedJustNowBy` found it (decrypted and derived once, for one request). */
 export interface RecentConfirmation {
   /**
    * The recovery codes it stored, when `code` is the very code that confirmed (its step), still
-   * valid now, and the window still lasts: `repeatConfirmation` without reading the enrolment again.
+   * valid now, the window still lasts, and the enrolment and its unused codes are still as found:
+   * `repeatConfirmation` without decrypting or deriving again. The store is read again, as a caller
+   * waits between the two (the throttle): a recovery code used, two-factor turned off or reset, or
+   * enrolled anew meanwhile, and the codes are not shown.
    */
-  repeat(code: string): RecoveryCodes;
+  repeat(code: string): Promise<RecoveryCodes>;
 }
 
 export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
@@ -309,34 +312,58 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     return Number(result.numUpdatedRows) === 1;
   };
 
-  /**
-   * The recovery codes `confirmer` was shown for the enrolment `shown`, when it confirmed it within
-   * the window and every code is still unused; to show again for the very code that confirmed.
-   */
-  const confirmedJustNowBy: TwoFactorService['confirmedJustNowBy'] = async (userId, shown, confirmer) => {
-    if (typeof shown !== 'string' || typeof confirmer !== 'string' || confirmer === '') return undefined;
-    const current = await enrolmentOf(userId);
-    if (!current || current.confirmed_at === null || current.last_used_step === null) return undefined;
-    const confirmedAt = Number(current.confirmed_at);
-    const withinWindow = () => now() - confirmedAt <= REPEAT_CONFIRMATION_WINDOW_MS;
-    if (!withinWindow()) return undefined;
-    const secret = cipher.open(userId, current.secret_encrypted);
-    if (!sameText(enrolmentId(secret), shown)) return undefined;
-    const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt, secret });
+  /** A confirmed enrolment and the digests of its unused recovery codes, as stored now. */
+  const confirmedEnrolmentOf = async (userId: number) => {
+    const enrolment = await enrolmentOf(userId);
+    if (!enrolment || enrolment.confirmed_at === null || enrolment.last_used_step === null) return undefined;
     const stored = await db
       .selectFrom('recovery_code')
       .select('code_sha256')
       .where('user_id', '=', userId)
       .where('used_at', 'is', null)
       .execute();
-    const unused = new Set(stored.map((row) => row.code_sha256));
-    if (stored.length !== recoveryCodes.length || !recoveryCodes.every((code) => unused.has(digest(code))))
-      return undefined;
-    const step = Number(current.last_used_step);
+    return { enrolment, unused: stored.map((row) => row.code_sha256) };
+  };
+
+  /**
+   * The recovery codes `confirmer` was shown for the enrolment `shown`, when it confirmed it within
+   * the window and every code is still unused; to show again for the very code that confirmed.
+   */
+  const confirmedJustNowBy: TwoFactorService['confirmedJustNowBy'] = async (userId, shown, confirmer) => {
+    if (typeof shown !== 'string' || typeof confirmer !== 'string' || confirmer === '') return undefined;
+    const found = await confirmedEnrolmentOf(userId);
+    if (!found) return undefined;
+    const { enrolment } = found;
+    const confirmedAt = Number(enrolment.confirmed_at);
+    const step = Number(enrolment.last_used_step);
+    const withinWindow = () => now() - confirmedAt <= REPEAT_CONFIRMATION_WINDOW_MS;
+    if (!withinWindow()) return undefined;
+    const secret = cipher.open(userId, enrolment.secret_encrypted);
+    if (!sameText(enrolmentId(secret), shown)) return undefined;
+    const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt, secret });
+    const digests = recoveryCodes.map(digest);
+    // Every code of this confirmation, and no other, stored and unused.
+    const allUnused = (unused: readonly string[]) => {
+      const set = new Set(unused);
+      return unused.length === digests.length && digests.every((code) => set.has(code));
+    };
+    if (!allUnused(found.unused)) return undefined;
     return {
-      repeat(code) {
+      async repeat(code) {
         // The very code that confirmed (its step), still valid now: a form sent again, not a new one.
         if (typeof code !== 'string' || !withinWindow() || acceptedStep(secret, code, null, now()) !== step)
+          return { ok: false };
+        // Still the same enrolment, at the same step, with every code unused: read again, as the
+        // caller may have waited since (the throttle), and a code used meanwhile ends the repeat.
+        const still = await confirmedEnrolmentOf(userId);
+        if (
+          !still ||
+          still.enrolment.secret_encrypted !== enrolment.secret_encrypted ||
+          Number(still.enrolment.confirmed_at) !== confirmedAt ||
+          Number(still.enrolment.last_used_step) !== step ||
+          !allUnused(still.unused) ||
+          !withinWindow()
+        )
           return { ok: false };
         return { ok: true, recoveryCodes };
       },
@@ -441,7 +468,8 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
     async repeatConfirmation(user, code, shown, confirmer) {
       if (typeof code !== 'string') return { ok: false };
-      return (await confirmedJustNowBy(user.id, shown, confirmer))?.repeat(code) ?? { ok: false };
+      const confirmation = await confirmedJustNowBy(user.id, shown, confirmer);
+      return confirmation ? confirmation.repeat(code) : { ok: false };
     },
 
     verify,

@@ -247,7 +247,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, pending.enrolment, confirmer);
         if (confirmation) {
           if (!attempt) return request.fail(429, THROTTLED);
-          const repeated = confirmation.repeat(code);
+          const repeated = await confirmation.repeat(code);
           if (repeated.ok) {
             await deps.throttle.succeeded(attempt);
             return showCodes(repeated.recoveryCodes);
