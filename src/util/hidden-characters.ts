@@ -1,17 +1,28 @@
 /**
- * Format characters (Unicode Cf) that change how the text around them is shown without showing
- * themselves: the bidirectional controls (marks, embeddings, overrides and isolates: what lets a name
- * display as something else, "Trojan Source"), and the zero-width ones (zero-width space, word
- * joiner, invisible operators, byte order mark), which make two names that look the same differ.
- * The zero-width joiner and non-joiner (U+200D, U+200C) are not among them: emoji sequences and
- * several scripts need them.
+ * Characters that change how the text around them is shown without showing themselves: the
+ * bidirectional controls (marks, embeddings, overrides and isolates: what lets a name display as
+ * something else, "Trojan Source"), and the invisible ones, which make two names that look the same
+ * differ (`admin` and `adm\u200bin`). The zero-width joiner and non-joiner (U+200D, U+200C) are not
+ * among them: emoji sequences and several scripts need them; nor are the variation selectors, which
+ * only choose how the character before them is drawn.
  */
 const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
-const HIDDEN = /[\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]/;
+
+/**
+ * The invisible characters that are not bidirectional controls: the soft hyphen (U+00AD, shown only
+ * where a line breaks), the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0, drawn blank), the
+ * Mongolian vowel separator (U+180E), the zero-width space (U+200B), the word joiner, invisible
+ * operators and deprecated format characters (U+2060–U+2065, U+206A–U+206F) and the byte order mark
+ * (U+FEFF). The web pages show them as `[U+200B]` (pages/layout.ts).
+ */
+export const INVISIBLE_CHARACTER =
+  /[\u00ad\u115f\u1160\u180e\u200b\u2060-\u2065\u206a-\u206f\u3164\ufeff\uffa0]/;
+
+const HIDDEN = new RegExp(`[${BIDI_CONTROL.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`);
 const HIDDEN_ALL = new RegExp(HIDDEN.source, 'g');
 
 /** The character as `U+202E`. */
-function codePoint(char: string): string {
+export function codePoint(char: string): string {
   return `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
 }
 

@@ -11,8 +11,9 @@ const FORMULA_START = /^[=+\-@\t\r\0]/;
 /** Control characters a terminal acts on; a line break is the output's own. */
 // eslint-disable-next-line no-control-regex
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
-/** Bidirectional controls and zero-width characters (not the joiners U+200C, U+200D). */
-const RAW_HIDDEN = /[\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]/;
+/** Bidirectional controls and invisible characters (not the joiners U+200C, U+200D). */
+const RAW_HIDDEN =
+  /[\u00ad\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]/;
 
 /** The cells of an RFC 4180 document (quoted fields unquoted), line by line. */
 function csvCells(text: string): string[][] {
@@ -340,6 +341,19 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
       [
         ['group', 'create', 'Di\u200brectors'],
         /invalid group name "Di\\u200brectors": it contains U\+200B, an invisible character/,
+      ],
+      // The soft hyphen and the Hangul fillers show nothing either (`Admins`, `Blue`, `Wiki`).
+      [
+        ['group', 'create', 'Ad\u00admins'],
+        /invalid group name "Ad\\u00admins": it contains U\+00AD, an invisible character/,
+      ],
+      [
+        ['state', 'create', 'Blue\u3164', '--priority', '1'],
+        /invalid state name "Blue\\u3164": it contains U\+3164, an invisible character/,
+      ],
+      [
+        ['app', 'create', '--name', 'Wiki\uffa0', '--redirect-uri', 'https://wiki.example.org/cb'],
+        /name: must not contain U\+FFA0, an invisible character/,
       ],
       [
         ['group', 'rename', bidiGroup, 'Corp \u200fteam'],

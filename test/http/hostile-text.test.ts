@@ -9,9 +9,22 @@ import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../he
 const SPOOFING_NAME = 'Wiki \u202enimda';
 /** Hebrew (which would pull the page's neighbouring words and punctuation), a BEL and a C1 CSI. */
 const RTL_USERNAME = '\u05e9\u05dc\u05d5\u05dd\u0007\u009b';
-/** What no page may hold raw: controls but whitespace, bidirectional embeddings, overrides, isolates. */
-// eslint-disable-next-line no-control-regex
-const UNFIT = /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
+/**
+ * `Wiki admin` to the eye, were its invisible characters left unshown: a zero-width space, a soft
+ * hyphen, a word joiner, a byte order mark, a Hangul filler; and a technologist emoji, whose zero-width
+ * joiner stays.
+ */
+const LOOKALIKE_NAME = 'Wiki adm\u200bi\u00adn\u2060\ufeff\u3164 \u{1f469}\u200d\u{1f4bb}';
+const LOOKALIKE_SHOWN = 'Wiki adm[U+200B]i[U+00AD]n[U+2060][U+FEFF][U+3164] \u{1f469}\u200d\u{1f4bb}';
+/** `admin` to the eye: a Mongolian vowel separator, an invisible times, a halfwidth Hangul filler. */
+const LOOKALIKE_USERNAME = 'ad\u180emi\u2062n\uffa0';
+/**
+ * What no page may hold raw: controls but whitespace, bidirectional embeddings, overrides, isolates,
+ * invisible characters (not the zero-width joiner).
+ */
+const UNFIT =
+  // eslint-disable-next-line no-control-regex
+  /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u00ad\u115f\u1160\u180e\u200b\u2060-\u2064\u3164\ufeff\uffa0]/u;
 
 /**
  * Names aa-oidc does not check (a user's from Alliance Auth or EVE, a name stored before bidirectional
@@ -24,6 +37,7 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
   let clientId: string;
   let username: string;
   let admin: string;
+  let lookalikeClientId: string;
 
   before(async () => {
     server = await startServer();
@@ -40,6 +54,18 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
     username = user.username;
     await db.updateTable('app_user').set({ username: RTL_USERNAME }).where('id', '=', user.id).execute();
     admin = (await seedUser(server, { superuser: true })).username;
+    lookalikeClientId = (await seedApp(server, { name: 'Lookalike' })).clientId;
+    await db
+      .updateTable('application')
+      .set({ name: LOOKALIKE_NAME })
+      .where('client_id', '=', lookalikeClientId)
+      .execute();
+    const lookalike = await seedUser(server);
+    await db
+      .updateTable('app_user')
+      .set({ username: LOOKALIKE_USERNAME })
+      .where('id', '=', lookalike.id)
+      .execute();
   });
   after(async () => server.close());
 
@@ -78,5 +104,24 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
     assert.equal(edit.status, 200);
     assert.ok(edit.body.includes(`value="${SPOOFING_NAME}"`), edit.body);
     assert.ok(edit.body.includes(`<title>Edit Wiki [U+202E]nimda`), 'the title shows the override');
+  });
+
+  it('shows the invisible characters of a name in the admin console, and keeps them in the edit form', async () => {
+    const browser = await consoleSignIn(server, admin, { returnTo: '/admin' });
+    const apps = await consoleGet(browser, `${server.origin}/admin/apps`);
+    assert.equal(apps.status, 200);
+    // Shown, not isolated: nothing in it reorders the page's words.
+    assert.ok(apps.body.includes(`">${LOOKALIKE_SHOWN}</a></td>`), apps.body);
+    assert.equal(UNFIT.exec(apps.body), null);
+
+    const users = await consoleGet(browser, `${server.origin}/admin/users`);
+    assert.equal(users.status, 200);
+    assert.ok(users.body.includes('ad[U+180E]mi[U+2062]n[U+FFA0]'), users.body);
+    assert.equal(UNFIT.exec(users.body), null);
+
+    const edit = await consoleGet(browser, `${server.origin}/admin/apps/${lookalikeClientId}/edit`);
+    assert.equal(edit.status, 200);
+    assert.ok(edit.body.includes(`value="${LOOKALIKE_NAME}"`), edit.body);
+    assert.ok(edit.body.includes(`<title>Edit ${LOOKALIKE_SHOWN}`), 'the title shows them');
   });
 });

@@ -1,4 +1,5 @@
 import { assertNever } from '../../util/assert-never.ts';
+import { codePoint, INVISIBLE_CHARACTER } from '../../util/hidden-characters.ts';
 import { wellFormed } from '../../util/well-formed.ts';
 import type { Branding } from './branding.ts';
 
@@ -31,15 +32,21 @@ export function escapeHtml(value: unknown): string {
 }
 
 /**
- * The bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): within a name
- * they make it show as something else (U+202E shows `evil` as `live`); shown as `[U+202E]` instead. The
- * marks (U+200E, U+200F, U+061C) stay: right-to-left text needs them, and they reorder nothing.
+ * What a text shown to the reader shows as `[U+202E]`: the bidirectional embeddings, overrides and
+ * isolates (U+202A–U+202E, U+2066–U+2069), which within a name make it show as something else (U+202E
+ * shows `evil` as `live`), and the invisible characters (`INVISIBLE_CHARACTER`: U+200B, U+00AD, the
+ * Hangul fillers…), which make two names look the same (`admin`, `adm\u200bin`). The marks (U+200E,
+ * U+200F, U+061C) stay: right-to-left text needs them, and they reorder nothing; so do the zero-width
+ * joiner and non-joiner, which emoji sequences and several scripts need.
  */
-const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/g;
+const SHOWN_AS_CODE_POINT = new RegExp(
+  `[\\u202a-\\u202e\\u2066-\\u2069${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
+  'g',
+);
 
-/** A text shown to the reader with each bidirectional embedding, override or isolate as `[U+202E]`. */
-export function showBidiFormatting(text: string): string {
-  return text.replace(BIDI_FORMATTING, (char) => `[U+${char.charCodeAt(0).toString(16).toUpperCase()}]`);
+/** A text shown to the reader with each of `SHOWN_AS_CODE_POINT` as `[U+202E]`. */
+export function showHiddenCharacters(text: string): string {
+  return text.replace(SHOWN_AS_CODE_POINT, (char) => `[${codePoint(char)}]`);
 }
 
 /**
@@ -49,6 +56,12 @@ export function showBidiFormatting(text: string): string {
  */
 const NEEDS_ISOLATION =
   /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
+
+/** What a text shown to the reader is changed for: `NEEDS_ISOLATION` or `SHOWN_AS_CODE_POINT`. */
+const NEEDS_CARE = new RegExp(
+  `[${NEEDS_ISOLATION.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
+  'u',
+);
 
 /** A trusted HTML fragment, built only by the helpers in this folder. */
 export interface Html {
@@ -87,11 +100,11 @@ function slotAfter(out: string): Slot {
 
 /**
  * Tagged template: interpolations are escaped unless they are `Html` fragments (or arrays of them).
- * A text shown to the reader has its bidirectional embeddings, overrides and isolates shown as
- * `[U+202E]`; in an element's text, one with right-to-left letters or bidirectional controls is
- * isolated in a `<bdi>`, so that a name from Alliance Auth, EVE or an operator neither shows as
- * another nor reorders the page's words around it. Attribute values and a textarea's text are kept as
- * they are (escaped): a form sent back unchanged sends the same value.
+ * A text shown to the reader has its bidirectional embeddings, overrides and isolates and its
+ * invisible characters shown as `[U+202E]`, `[U+200B]`; in an element's text, one with right-to-left
+ * letters or bidirectional controls is isolated in a `<bdi>`, so that a name from Alliance Auth, EVE or
+ * an operator neither shows as another nor reorders the page's words around it. Attribute values and
+ * a textarea's text are kept as they are (escaped): a form sent back unchanged sends the same value.
  */
 export function html(strings: TemplateStringsArray, ...values: unknown[]): Html {
   let out = strings[0]!;
@@ -106,17 +119,20 @@ function render(value: unknown, before: string): string {
   if (value && typeof value === 'object' && 'html' in value) return (value as Html).html;
   if (value === false || value === null || value === undefined) return '';
   const text = String(value);
-  // Most text holds neither right-to-left letters nor bidirectional controls: escaped, wherever it is.
-  if (!NEEDS_ISOLATION.test(text)) return escapeHtml(text);
+  // Most text holds no right-to-left letter, bidirectional control or invisible character: escaped,
+  // wherever it is, after this one test.
+  if (!NEEDS_CARE.test(text)) return escapeHtml(text);
   const slot = slotAfter(before);
   switch (slot) {
     case 'data':
       return escapeHtml(text);
     case 'plain':
     case 'shown':
-      return escapeHtml(showBidiFormatting(text));
-    case 'text':
-      return `<bdi>${escapeHtml(showBidiFormatting(text))}</bdi>`;
+      return escapeHtml(showHiddenCharacters(text));
+    case 'text': {
+      const shown = escapeHtml(showHiddenCharacters(text));
+      return NEEDS_ISOLATION.test(text) ? `<bdi>${shown}</bdi>` : shown;
+    }
     default:
       return assertNever(slot);
   }
@@ -276,7 +292,7 @@ export function page(title: string, body: Html, options: PageOptions = {}): stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
-<title>${escapeHtml(showBidiFormatting(fullTitle))}</title>
+<title>${escapeHtml(showHiddenCharacters(fullTitle))}</title>
 <style>${style}${branding ? brandingStyle(branding) : ''}</style>
 </head>
 <body>
