@@ -102,6 +102,18 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.equal(foreign.status, 403);
     // Still signed in: none of those did anything.
     assert.equal((await consoleGet(browser, `${server.origin}/account`)).status, 200);
+    // The page's own post where a privacy setting makes the referrer policy no-referrer: the
+    // browser sends Origin: null, and Sec-Fetch-Site says it is the page's own.
+    const own = await browser.fetch(`${server.origin}/account/sign-out`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: 'null',
+        'sec-fetch-site': 'same-origin',
+      },
+      body: new URLSearchParams({ csrf_token: page.csrf }).toString(),
+    });
+    assert.equal(own.status, 303);
   });
 
   it('refuses a NUL byte in an address, and names the type of a form that is not one, never a server error', async () => {

@@ -73,6 +73,17 @@ describe(`sign-in forms posted from another site (${testDatabaseKind})`, () => {
     assert.equal((await submitLogin(page, user.username, PASSWORD)).status, 303);
   });
 
+  it('signs in with Origin: null when Sec-Fetch-Site says same-origin (a no-referrer privacy setting), refusing it without', async () => {
+    const { clientId } = await seedApp(server, { skipAuthorization: true });
+    const user = await seedUser(server);
+    const page = await openLoginPage(server, clientId);
+    // A sandboxed frame on an older browser sends Origin: null and no Sec-Fetch-Site: still foreign.
+    const bare = await submitLogin(page, user.username, PASSWORD, { headers: { origin: 'null' } });
+    assert.equal(bare.status, 403);
+    const headers = { origin: 'null', 'sec-fetch-site': 'same-origin' };
+    assert.equal((await submitLogin(page, user.username, PASSWORD, { headers })).status, 303);
+  });
+
   it('refuses a consent form from another site, and the consent page then answers', async () => {
     const { clientId } = await seedApp(server);
     const user = await seedUser(server);
