@@ -3,8 +3,10 @@ import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import type pg from 'pg';
 import type { Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
+import { MigrationError } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
+import { assertNever } from '../util/assert-never.ts';
 import type { ClaimedJob, LogoutJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 
 /**
@@ -118,18 +120,86 @@ export function pgBossSchemaVersion(): number {
 }
 
 /**
- * The pg-boss schema version installed in the database (null when it is not installed), read
- * without changing anything: for `aa-oidc migrate --dry-run`.
+ * What the database holds of pg-boss, read without changing anything. pg-boss itself calls its
+ * schema installed when its table `pgboss.version` exists, and reads the version from it:
+ * - `absent`: no schema `pgboss`; pg-boss creates it;
+ * - `empty`: the schema exists but holds nothing; pg-boss installs in it;
+ * - `without-version`: the schema holds tables, types or functions but no version table (a partly
+ *   dropped or restored schema, or someone else's): pg-boss takes it for not installed, its install
+ *   then fails on the first object that exists, and it swallows that failure as a race with another
+ *   installer, so it would neither install nor say so;
+ * - `installed`: the version table exists; `version` is null when it holds no row (pg-boss then
+ *   neither migrates nor reinstalls).
  */
-export async function installedPgBossSchemaVersion(database: DatabaseHandle): Promise<number | null> {
+export type PgBossInstall =
+  | { kind: 'absent' }
+  | { kind: 'empty' }
+  | { kind: 'without-version'; objects: string[] }
+  | { kind: 'installed'; version: number | null };
+
+export async function pgBossInstall(database: DatabaseHandle): Promise<PgBossInstall> {
   const table = await sql<{
     name: string | null;
   }>`select to_regclass(${`${PGBOSS_SCHEMA}.version`})::text as name`.execute(database.db);
-  if (!table.rows[0]?.name) return null;
-  const version = await sql<{
-    version: number;
-  }>`select version from ${sql.table(`${PGBOSS_SCHEMA}.version`)}`.execute(database.db);
-  return version.rows[0]?.version ?? null;
+  if (table.rows[0]?.name) {
+    const version = await sql<{
+      version: number;
+    }>`select version from ${sql.table(`${PGBOSS_SCHEMA}.version`)}`.execute(database.db);
+    return { kind: 'installed', version: version.rows[0]?.version ?? null };
+  }
+  const schema = await sql<{ oid: number }>`
+    select oid from pg_namespace where nspname = ${PGBOSS_SCHEMA}`.execute(database.db);
+  const oid = schema.rows[0]?.oid;
+  if (oid === undefined) return { kind: 'absent' };
+  // Relations (not their indexes or sequences), types of their own (not a table's row type or an
+  // array type) and functions: what pg-boss's install creates and would collide with.
+  const objects = await sql<{ name: string }>`
+    select name from (
+      select relname::text as name from pg_class where relnamespace = ${oid} and relkind in ('r', 'p', 'v', 'm', 'f')
+      union
+      select typname::text from pg_type where typnamespace = ${oid} and typtype in ('e', 'd', 'b', 'r', 'm') and typcategory <> 'A'
+      union
+      select proname::text from pg_proc where pronamespace = ${oid}
+    ) o order by name`.execute(database.db);
+  return objects.rows.length === 0
+    ? { kind: 'empty' }
+    : { kind: 'without-version', objects: objects.rows.map((row) => row.name) };
+}
+
+/** What pg-boss can install or upgrade: no version table, or one that records a version. */
+export type UsablePgBossInstall =
+  { kind: 'absent' } | { kind: 'empty' } | { kind: 'installed'; version: number };
+
+/**
+ * Throws a `MigrationError` when pg-boss would leave its schema as it is (`without-version`, or a
+ * version table without a row): `aa-oidc migrate` and its dry run refuse, instead of reporting a
+ * schema installed or to be installed that pg-boss would not touch.
+ */
+export function usablePgBossInstall(install: PgBossInstall): UsablePgBossInstall {
+  const remedy =
+    'restore the database from its backup, or, if nothing in it is needed (queued back-channel logouts ' +
+    `are lost), drop it (DROP SCHEMA ${PGBOSS_SCHEMA} CASCADE) and run aa-oidc migrate again`;
+  switch (install.kind) {
+    case 'absent':
+    case 'empty':
+      return install;
+    case 'without-version': {
+      const shown = install.objects.slice(0, 5).join(', ');
+      const more = install.objects.length > 5 ? `, and ${install.objects.length - 5} more` : '';
+      throw new MigrationError(
+        `pg-boss schema "${PGBOSS_SCHEMA}" holds ${install.objects.length} object(s) (${shown}${more}) but not ` +
+          `pg-boss's version table ${PGBOSS_SCHEMA}.version, so pg-boss can neither install nor upgrade it; ${remedy}`,
+      );
+    }
+    case 'installed':
+      if (install.version !== null) return { kind: 'installed', version: install.version };
+      throw new MigrationError(
+        `pg-boss's version table ${PGBOSS_SCHEMA}.version is empty, so pg-boss cannot tell which version ` +
+          `its schema "${PGBOSS_SCHEMA}" is at and would not upgrade it; ${remedy}`,
+      );
+    default:
+      return assertNever(install);
+  }
 }
 
 /** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */

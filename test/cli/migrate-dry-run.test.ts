@@ -107,4 +107,90 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
       await newer.drop();
     }
   });
+
+  describe(
+    'pg-boss schema',
+    { skip: testDatabaseKind !== 'postgres' && 'pg-boss runs on PostgreSQL only' },
+    () => {
+      /** A migrated database (pg-boss installed) that `change` then alters, dropped afterwards. */
+      const withPgBoss = async (change: string, check: (env: NodeJS.ProcessEnv) => Promise<void>) => {
+        const probe = await createTestDatabase();
+        try {
+          const env = testEnv(probe);
+          assert.equal((await cli(['migrate'], env)).code, 0);
+          const handle = connect(probe);
+          try {
+            await sql.raw(change).execute(handle.db);
+          } finally {
+            await handle.close();
+          }
+          await check(env);
+        } finally {
+          await probe.drop();
+        }
+      };
+
+      it('names the version an older pg-boss left and the one migrate would upgrade it to', async () => {
+        const needed = pgBossSchemaVersion();
+        await withPgBoss(`update pgboss.version set version = ${needed - 1}`, async (env) => {
+          const run = await cli(['migrate', '--dry-run'], env);
+          assert.equal(run.code, 0, run.stderr);
+          assert.equal(
+            run.stdout,
+            'database is up to date; nothing would be applied\n' +
+              `pg-boss schema "pgboss" is at version ${needed - 1}; it would be upgraded to ${needed}\n`,
+          );
+        });
+      });
+
+      it('says an empty pgboss schema exists and that pg-boss would be installed in it', async () => {
+        await withPgBoss('drop schema pgboss cascade; create schema pgboss', async (env) => {
+          const run = await cli(['migrate', '--dry-run'], env);
+          assert.equal(run.code, 0, run.stderr);
+          assert.equal(
+            run.stdout,
+            'database is up to date; nothing would be applied\n' +
+              `pg-boss schema "pgboss" exists but is empty; pg-boss would be installed in it (version ${pgBossSchemaVersion()})\n`,
+          );
+          assert.equal((await cli(['migrate'], env)).code, 0);
+          const after = await cli(['migrate', '--dry-run'], env);
+          assert.match(after.stdout, /pg-boss schema "pgboss" is up to date/);
+        });
+      });
+
+      it('refuses, as migrate does, a pgboss schema without its version table (pg-boss would leave it as it is)', async () => {
+        await withPgBoss('drop table pgboss.version', async (env) => {
+          const dryRun = await cli(['migrate', '--dry-run'], env);
+          assert.equal(dryRun.code, 1, dryRun.stdout);
+          assert.equal(dryRun.stdout, '');
+          assert.match(
+            dryRun.stderr,
+            /^aa-oidc: pg-boss schema "pgboss" holds \d+ object\(s\) \(bam, create_queue, delete_queue, instance, job, and \d+ more\) but not pg-boss's version table pgboss\.version, so pg-boss can neither install nor upgrade it; restore the database from its backup, or, if nothing in it is needed \(queued back-channel logouts are lost\), drop it \(DROP SCHEMA pgboss CASCADE\) and run aa-oidc migrate again\n$/,
+          );
+          const run = await cli(['migrate'], env);
+          assert.deepEqual(
+            { code: run.code, stdout: run.stdout, stderr: run.stderr },
+            { code: 1, stdout: '', stderr: dryRun.stderr },
+          );
+        });
+      });
+
+      it('refuses, as migrate does, a pg-boss version table without a row', async () => {
+        await withPgBoss('delete from pgboss.version', async (env) => {
+          const message =
+            "aa-oidc: pg-boss's version table pgboss.version is empty, so pg-boss cannot tell which version its " +
+            'schema "pgboss" is at and would not upgrade it; restore the database from its backup, or, if nothing ' +
+            'in it is needed (queued back-channel logouts are lost), drop it (DROP SCHEMA pgboss CASCADE) and run ' +
+            'aa-oidc migrate again\n';
+          for (const args of [['migrate', '--dry-run'], ['migrate']]) {
+            const run = await cli(args, env);
+            assert.deepEqual(
+              { code: run.code, stdout: run.stdout, stderr: run.stderr },
+              { code: 1, stdout: '', stderr: message },
+            );
+          }
+        });
+      });
+    },
+  );
 });

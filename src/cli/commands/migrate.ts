@@ -10,12 +10,15 @@ import {
 import { MIGRATIONS } from '../../db/migrations/index.ts';
 import {
   BCL_QUEUE,
-  installedPgBossSchemaVersion,
   migratePgBoss,
   PGBOSS_SCHEMA,
+  pgBossInstall,
+  type UsablePgBossInstall,
+  usablePgBossInstall,
   pgBossSchemaVersion,
 } from '../../logout/pgboss-transport.ts';
 import { leaseMs } from '../../logout/service.ts';
+import { assertNever } from '../../util/assert-never.ts';
 import { type CliIo, cliConfig } from '../context.ts';
 
 export function registerMigrate(program: Command, io: CliIo): void {
@@ -53,25 +56,19 @@ export function registerMigrate(program: Command, io: CliIo): void {
           // What migrate would refuse, the dry run refuses too.
           await refuseNewerDatabase(database.db);
           await refuseForeignDatabase(database.db, database.kind);
+          const pgBoss =
+            database.kind === 'postgres' ? usablePgBossInstall(await pgBossInstall(database)) : null;
           const pending = await pendingMigrations(database.db, database.kind);
           io.stdout.write(
             pending.length === 0
               ? 'database is up to date; nothing would be applied\n'
               : `${pending.length} pending migration(s) would be applied: ${pending.join(', ')}\n`,
           );
-          if (database.kind === 'postgres') {
-            const installed = await installedPgBossSchemaVersion(database);
-            const needed = pgBossSchemaVersion();
-            io.stdout.write(
-              installed === null
-                ? `pg-boss schema "${PGBOSS_SCHEMA}" is not installed; it would be (version ${needed})\n`
-                : installed < needed
-                  ? `pg-boss schema "${PGBOSS_SCHEMA}" is at version ${installed}; it would be upgraded to ${needed}\n`
-                  : `pg-boss schema "${PGBOSS_SCHEMA}" is up to date (version ${installed})\n`,
-            );
-          }
+          if (pgBoss) io.stdout.write(`${pgBossDryRun(pgBoss)}\n`);
           return;
         }
+        // A pg-boss schema pg-boss would leave as it is is refused before anything is applied.
+        if (database.kind === 'postgres') usablePgBossInstall(await pgBossInstall(database));
         const applied = await migrateToLatest(database.db, database.kind);
         io.stdout.write(
           applied.length === 0
@@ -87,4 +84,22 @@ export function registerMigrate(program: Command, io: CliIo): void {
         await database.close();
       }
     });
+}
+
+/** What `migrate` would do to pg-boss's schema, for the dry run. */
+function pgBossDryRun(install: UsablePgBossInstall): string {
+  const needed = pgBossSchemaVersion();
+  const schema = `pg-boss schema "${PGBOSS_SCHEMA}"`;
+  switch (install.kind) {
+    case 'absent':
+      return `${schema} is not installed; it would be (version ${needed})`;
+    case 'empty':
+      return `${schema} exists but is empty; pg-boss would be installed in it (version ${needed})`;
+    case 'installed':
+      return install.version < needed
+        ? `${schema} is at version ${install.version}; it would be upgraded to ${needed}`
+        : `${schema} is up to date (version ${install.version})`;
+    default:
+      return assertNever(install);
+  }
 }
