@@ -73,6 +73,77 @@ export function readBodyBytes(req: IncomingMessage, limit: number): Promise<Buff
   });
 }
 
+/**
+ * Waits until a request body has all come (or more than `limit` bytes of it), and puts what it read
+ * back in front of the rest, unread (`readable.unshift`), for a reader that
+ * keeps a Buffer per chunk it reads: oidc-provider's, which would keep a body trickled a byte a packet
+ * as that many Buffers, some hundred bytes each, 56 KiB becoming megabytes. A body that comes in one
+ * chunk is put back as it came; in more, from the second on, it is copied into one buffer (of the
+ * declared length, or doubling up to the limit). Nothing is refused here: the reader meets the same
+ * bytes, length and end as it would have, and answers them as it does. False when the request failed
+ * or was closed first (its client gone, its time up): there is nothing left to read, nor anyone to answer.
+ */
+export function gatherBody(req: IncomingMessage, limit: number): Promise<boolean> {
+  // All of it has come (or none will): it waits in the request's own buffer, which the reader takes in one read.
+  if (req.complete || declaresMoreThan(req, limit)) return Promise.resolve(true);
+  const declared = req.headers['content-length'];
+  const capacity = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
+  if (capacity === 0) return Promise.resolve(true);
+  // A read asked for before listening: the listener would otherwise ask for one in the next tick,
+  // which, should an empty (chunked) body end meanwhile, would end the stream before the reader reads it.
+  req.read(0);
+  return new Promise((resolve) => {
+    let first: Buffer | undefined;
+    let gathered: Buffer | undefined;
+    let received = 0;
+    const stop = (ready: boolean) => {
+      req.off('readable', onReadable);
+      req.off('error', failed);
+      req.off('close', failed);
+      resolve(ready);
+    };
+    const failed = () => stop(false);
+    const putBack = (over?: Buffer) => {
+      stop(true);
+      if (over) req.unshift(over);
+      if (gathered) req.unshift(gathered.subarray(0, received));
+      else if (first) req.unshift(first);
+    };
+    const take = (chunk: Buffer): boolean => {
+      if (received + chunk.length > limit) return false;
+      if (!first && !gathered) first = chunk;
+      else {
+        if (!gathered || received + chunk.length > gathered.length) {
+          const size = Math.min(
+            limit,
+            Math.max(received + chunk.length, capacity ?? INITIAL_BODY_BYTES, (gathered?.length ?? 0) * 2),
+          );
+          const grown = Buffer.alloc(size);
+          (gathered ?? first!).copy(grown, 0, 0, received);
+          gathered = grown;
+          first = undefined;
+        }
+        chunk.copy(gathered, received);
+      }
+      received += chunk.length;
+      return true;
+    };
+    const onReadable = () => {
+      // A read of exactly what is there: a read past it, at the end, would end the stream.
+      while (req.readableLength > 0) {
+        const chunk = req.read(req.readableLength) as Buffer | null;
+        if (chunk === null) break;
+        if (!take(chunk)) return putBack(chunk);
+      }
+      // The end is known before the stream ends: it is put back while the stream can still take it.
+      if (req.complete) putBack();
+    };
+    req.on('readable', onReadable);
+    req.on('error', failed);
+    req.on('close', failed);
+  });
+}
+
 /** What a form that `parseFormBody` refuses is answered (400). */
 export const MALFORMED_FORM_MESSAGE =
   'This form is malformed: its fields must be UTF-8 text with well-formed %-escapes, as a browser sends them.';

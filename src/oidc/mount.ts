@@ -8,6 +8,7 @@ import {
   declaresContentCoding,
   declaresMoreThan,
   FORM_CHARSET_MESSAGE,
+  gatherBody,
   MALFORMED_FORM_MESSAGE,
   MALFORMED_QUERY_MESSAGE,
   nonUtf8Charset,
@@ -130,6 +131,18 @@ function refuseCharset(ctx: Koa.Context, key: string, branding: Branding): void 
   refuseUnreadForm(ctx, key, branding, FORM_CHARSET_MESSAGE);
 }
 
+/**
+ * A request gone (its client, or its time) before its form body had all come: answered as the provider
+ * answers a body it cannot read (400 `invalid_request`), for the access log, as no one is left to read it.
+ */
+function refuseUnreadBody(ctx: Koa.Context, key: string, branding: Branding): void {
+  answerRefusal(
+    ctx,
+    { status: 400, error: 'invalid_request', description: 'failed to parse the request body' },
+    browserRoute(key) ? { page: branding } : 'json',
+  );
+}
+
 /** A form body refused unread (415 `invalid_request`, `description`): the connection closes after the answer. */
 function refuseUnreadForm(ctx: Koa.Context, key: string, branding: Branding, description: string): void {
   ctx.set('Connection', 'close');
@@ -223,6 +236,8 @@ function notFound(ctx: Koa.Context): void {
  * - a form body with a content coding, or declared in a charset other than UTF-8, is refused (415)
  *   on the provider's routes (US-ASCII and ISO-8859-1 taken on token, introspection, revocation
  *   and userinfo);
+ * - a form body the provider reads itself is gathered into one buffer first (`gatherBody`): the
+ *   provider keeps a Buffer per chunk, a body trickled a byte a packet megabytes;
  * - browser-facing endpoints refuse framing; userinfo is never cached;
  * - discovery and the JWKS are answered from the provider's own first answer (prepared-answers.ts).
  * `current()` is read per request: the provider instance is replaced when the signing keys change.
@@ -279,6 +294,15 @@ export function mountProvider(
       const handled = await normaliseFrontChannelRequest(ctx, key === '/authorize', branding);
       if (!handled) return;
     }
+    // The provider keeps a Buffer per chunk of the forms it reads (lib/shared/selective_body.js):
+    // one trickled a byte a packet is gathered first, and handed on as one.
+    if (
+      ctx.method === 'POST' &&
+      FORM_ROUTES.has(key) &&
+      ctx.is('application/x-www-form-urlencoded') &&
+      !(await gatherBody(ctx.req, FORM_BODY_LIMIT))
+    )
+      return refuseUnreadBody(ctx, key, branding);
 
     const keepAnswer = prepared.watch(ctx, provider);
     const outerPath = ctx.path;
