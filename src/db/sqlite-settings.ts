@@ -27,8 +27,10 @@ export const WAL_CHECKPOINT_PAGES = 4000;
  */
 export const BUSY_TIMEOUT_MS = 5000;
 
+const TO_WAL = 'journal_mode = WAL';
+
 export const SQLITE_PRAGMAS: readonly string[] = [
-  'journal_mode = WAL',
+  TO_WAL,
   'foreign_keys = ON',
   `busy_timeout = ${BUSY_TIMEOUT_MS}`,
   'synchronous = NORMAL',
@@ -36,5 +38,34 @@ export const SQLITE_PRAGMAS: readonly string[] = [
 ];
 
 export function applySqliteSettings(sqlite: BetterSqlite3.Database): void {
-  for (const pragma of SQLITE_PRAGMAS) sqlite.pragma(pragma);
+  for (const pragma of SQLITE_PRAGMAS) {
+    if (pragma === TO_WAL) switchToWal(sqlite);
+    else sqlite.pragma(pragma);
+  }
+}
+
+/** How long the WAL switch pauses before it tries again (below). */
+const WAL_SWITCH_RETRY_MS = 10;
+
+/**
+ * `journal_mode = WAL`, tried again for up to the busy timeout while another connection holds the
+ * write lock. On a file not yet in WAL mode (a new one) the switch reads the file's header, then
+ * writes it: SQLite does not call the busy handler for a read that must become a write (waiting
+ * could deadlock two such connections), so while another process writes the file (its own switch,
+ * `aa-oidc migrate` creating the tables) the switch fails at once with SQLITE_BUSY instead of
+ * waiting. Several processes started at once on a new file (migrate, serve and worker) met that.
+ * A file already in WAL mode is only read, and waits as any read does.
+ */
+function switchToWal(sqlite: BetterSqlite3.Database): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      sqlite.pragma(TO_WAL);
+      return;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'SQLITE_BUSY' || Date.now() >= deadline) throw error;
+    }
+    // Opening is synchronous (better-sqlite3): the pause blocks this thread, as SQLite's own wait does.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, WAL_SWITCH_RETRY_MS);
+  }
 }
