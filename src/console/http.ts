@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import type { UserProfile } from '../directory/port.ts';
-import { pagePolicy } from '../http/content-security-policy.ts';
+import { pagePolicy, setPageHeaders } from '../http/content-security-policy.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { isForeignForm } from '../http/foreign-form.ts';
 import { html, type Html, page } from '../http/pages/layout.ts';
@@ -119,12 +119,7 @@ function firstSegment(path: string): string {
 export function consoleHeaders(ctx: Koa.Context): void {
   ctx.set('Cache-Control', 'no-store');
   ctx.set('Pragma', 'no-cache');
-  ctx.set('X-Frame-Options', 'DENY');
-  ctx.set('Content-Security-Policy', pagePolicy({ scripts: ["'self'"], formsToSelf: true }));
-  // No referrer leaves the site; a same-origin one stays, because with `no-referrer` Chromium sends
-  // `Origin: null` with the console's own forms, and the origin check refuses them.
-  ctx.set('Referrer-Policy', 'same-origin');
-  ctx.set('X-Content-Type-Options', 'nosniff');
+  setPageHeaders(ctx, pagePolicy({ scripts: ["'self'"], formsToSelf: true }));
 }
 
 /** The header links: account, administration (superusers), and the sign-out button. */

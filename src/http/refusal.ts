@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import { pagePolicy } from './content-security-policy.ts';
+import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
 import { errorPage } from './pages/error.ts';
 import { pageContext } from './pages/layout.ts';
@@ -78,10 +78,7 @@ export function answerNotFound(ctx: Koa.Context, format: RefusalFormat): void {
     ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
     return;
   }
-  ctx.set('X-Frame-Options', 'DENY');
-  ctx.set('Content-Security-Policy', pagePolicy());
-  ctx.set('X-Content-Type-Options', 'nosniff');
-  ctx.set('Referrer-Policy', 'same-origin');
+  setPageHeaders(ctx, pagePolicy());
   ctx.type = 'html';
   ctx.body = notFoundPage(pageContext(format.page, ctx));
 }

@@ -1,7 +1,7 @@
 import type Koa from 'koa';
 import type { errors, KoaContextWithOIDC, Provider } from 'oidc-provider';
 import type { Branding } from '../http/pages/branding.ts';
-import { notFramedPolicy } from '../http/content-security-policy.ts';
+import { notFramedPolicy, setPageHeaders } from '../http/content-security-policy.ts';
 import { answerMethodNotAllowed, answerNotFound, answerRefusal, answerTooLarge } from '../http/refusal.ts';
 import {
   CONTENT_ENCODING_MESSAGE,
@@ -190,10 +190,7 @@ export function browserPaths(issuerPath: string): (path: string) => boolean {
  * fetches before it reads the page, and pages that have no such tag).
  */
 export function denyFraming(ctx: Koa.Context): void {
-  ctx.set('X-Frame-Options', 'DENY');
-  ctx.set('Content-Security-Policy', notFramedPolicy());
-  ctx.set('X-Content-Type-Options', 'nosniff');
-  ctx.set('Referrer-Policy', 'same-origin');
+  setPageHeaders(ctx, notFramedPolicy());
 }
 
 /**

@@ -11,7 +11,7 @@ import {
 } from '../../http/request-body.ts';
 import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
 import { isForeignForm } from '../../http/foreign-form.ts';
-import { pagePolicy } from '../../http/content-security-policy.ts';
+import { pagePolicy, setPageHeaders } from '../../http/content-security-policy.ts';
 import { SEND_ONCE_SCRIPT_SOURCE } from '../../http/pages/send-once.ts';
 import {
   externalAuthenticators,
@@ -81,10 +81,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     const methods = routes.get(action);
     if (!methods) return next();
 
-    ctx.set('X-Frame-Options', 'DENY');
-    ctx.set('Content-Security-Policy', pagePolicy({ scripts: [SEND_ONCE_SCRIPT_SOURCE] }));
-    ctx.set('X-Content-Type-Options', 'nosniff');
-    ctx.set('Referrer-Policy', 'same-origin');
+    setPageHeaders(ctx, pagePolicy({ scripts: [SEND_ONCE_SCRIPT_SOURCE] }));
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Pragma', 'no-cache');
     if (!methods.includes(ctx.method)) return answerMethodNotAllowed(ctx, methods, { page: deps.branding });
