@@ -1,12 +1,19 @@
 /**
+ * The bidirectional controls that reorder text: the embeddings, overrides and isolates (U+202A–U+202E,
+ * U+2066–U+2069). The web pages show them as `[U+202E]` (pages/layout.ts).
+ */
+export const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/;
+
+/**
  * Characters that change how the text around them is shown without showing themselves: the
  * bidirectional controls (marks, embeddings, overrides and isolates: what lets a name display as
  * something else, "Trojan Source"), and the invisible ones, which make two names that look the same
  * differ (`admin` and `adm\u200bin`). The zero-width joiner and non-joiner (U+200D, U+200C) are not
  * among them: emoji sequences and several scripts need them; nor are the variation selectors, which
  * only choose how the character before them is drawn.
+ * The bidirectional ones are `BIDI_FORMATTING` and the marks (U+061C, U+200E, U+200F).
  */
-const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+export const BIDI_CONTROL = new RegExp(`[\\u061c\\u200e\\u200f${BIDI_FORMATTING.source.slice(1, -1)}]`);
 
 /**
  * The invisible characters that are not bidirectional controls: the soft hyphen (U+00AD, shown only

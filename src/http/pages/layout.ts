@@ -1,5 +1,10 @@
 import { assertNever } from '../../util/assert-never.ts';
-import { codePoint, INVISIBLE_CHARACTER } from '../../util/hidden-characters.ts';
+import {
+  BIDI_CONTROL,
+  BIDI_FORMATTING,
+  codePoint,
+  INVISIBLE_CHARACTER,
+} from '../../util/hidden-characters.ts';
 import { wellFormed } from '../../util/well-formed.ts';
 import type { Branding } from './branding.ts';
 
@@ -40,7 +45,7 @@ export function escapeHtml(value: unknown): string {
  * joiner and non-joiner, which emoji sequences and several scripts need.
  */
 const SHOWN_AS_CODE_POINT = new RegExp(
-  `[\\u202a-\\u202e\\u2066-\\u2069${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
+  `[${BIDI_FORMATTING.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
   'g',
 );
 
@@ -54,8 +59,10 @@ export function showHiddenCharacters(text: string): string {
  * bidirectional controls: a text holding one, shown inline, could move the page's own words and
  * punctuation around it (`<strong>NAME</strong> asks to use…`), so it is isolated in a `<bdi>`.
  */
-const NEEDS_ISOLATION =
-  /[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u{10800}-\u{10fff}\u{1e800}-\u{1efff}]/u;
+const NEEDS_ISOLATION = new RegExp(
+  `[\\u0590-\\u08ff\\ufb1d-\\ufdff\\ufe70-\\ufefc${BIDI_CONTROL.source.slice(1, -1)}\\u{10800}-\\u{10fff}\\u{1e800}-\\u{1efff}]`,
+  'u',
+);
 
 /** What a text shown to the reader is changed for: `NEEDS_ISOLATION` or `SHOWN_AS_CODE_POINT`. */
 const NEEDS_CARE = new RegExp(
