@@ -1,4 +1,5 @@
 import { escapeHiddenCharacters } from '../util/hidden-characters.ts';
+import { scrubString } from '../util/scrub-text.ts';
 
 /** What went wrong with one input field, in words an operator can act on. */
 export interface ApplicationIssue {
@@ -32,12 +33,21 @@ export class ApplicationError extends Error {
 }
 
 /**
- * A value quoted for a message: JSON escapes make NUL and control characters visible, long values
- * are cut, and URI credentials (`user:pass@`) are masked.
+ * The user information of a URL at the start of a value, up to the last `@` before its path, query
+ * or fragment: all of it is masked (`https://***@host`), since a user's name alone may be a token.
+ */
+const LEADING_USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/;
+
+/**
+ * A value quoted for a message: what a log line hides of it is hidden first (`scrubString`: a URL's
+ * password up to its last `@`, `/`, `?` or `#` in it included, `?token=…`, `#access_token=…`, JWTs),
+ * then a URL's whole user information is masked, long values are cut (after the hiding: a cut could
+ * leave a password without the `@` that shows it is one), and JSON escapes make NUL and control
+ * characters visible.
  */
 export function quote(value: unknown, max = 120): string {
-  let text = typeof value === 'string' ? value : String(value);
-  text = text.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+  let text = scrubString(typeof value === 'string' ? value : String(value));
+  text = text.replace(LEADING_USERINFO, '$1***@');
   if (text.length > max) text = `${text.slice(0, max)}…`;
   return escapeHiddenCharacters(JSON.stringify(text));
 }

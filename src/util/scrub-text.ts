@@ -7,9 +7,10 @@ import { isIPv6 } from 'node:net';
  *
  * - by key: the value of any key that names a credential is replaced, at any depth (`isSensitiveKey`);
  * - by shape: inside every string, `Bearer …`/`Basic …` credentials, sensitive URL parameters
- *   (`?code=…`, `#access_token=…`, `;code="…"`), URL passwords (`//user:…@`) and compact JWTs are
- *   replaced (`scrubString`). A credential written as JSON inside a string (`"password":"…"` in a
- *   message) is none of these shapes and is kept: an object logged as a field is redacted by key.
+ *   (`?code=…`, `#access_token=…`, `;code="…"`), URL passwords (`//user:…@`, through spaces in a
+ *   quoted URL) and compact JWTs are replaced (`scrubString`). A credential written as JSON inside a
+ *   string (`"password":"…"` in a message) is none of these shapes and is kept: an object logged as
+ *   a field is redacted by key.
  *
  * Numbers, booleans and null are never secrets here and are kept, so that `client_secret_expires_at`
  * or a count stays readable.
@@ -17,9 +18,12 @@ import { isIPv6 } from 'node:net';
 
 export const REDACTED = '[redacted]';
 
+// `pwd` as the drivers and the configuration's `redactUrl` read it (`?pwd=…`, ODBC's `PWD=…`). A
+// value is redacted, never a name: `$PWD/aa-oidc.yaml` or the `amr` value `pwd` stay as they are.
 const CONTAINS = [
   'password',
   'passwd',
+  'pwd',
   'secret',
   'cookie',
   'authorization',
@@ -44,7 +48,7 @@ function normalizeKey(key: string): string {
 const COOKIE_NAME =
   /^(?:_session|_interaction|_interaction_resume|_aa_oidc_[a-z0-9_]+)(?:\.legacy)?(?:\.sig)?$/i;
 
-/** True for a key whose value is a credential: `password`, `clientSecret`, `access_token`, `Cookie`, … */
+/** True for a key whose value is a credential: `password`, `db_pwd`, `clientSecret`, `access_token`, `Cookie`, … */
 export function isSensitiveKey(key: string): boolean {
   if (COOKIE_NAME.test(key)) return true;
   const normalized = normalizeKey(key);
@@ -160,6 +164,48 @@ function ipv6Host(text: string, index: number): boolean {
 }
 
 /**
+ * What ends the search for the character that closes a URL opened by a quote or an angle bracket
+ * (RFC 3986, appendix C): that character, or another `<`, which opens the next URL searched from.
+ */
+const CLOSING = new Map([
+  ['"', /"/g],
+  ["'", /'/g],
+  ['`', /`/g],
+  ['<', /[<>]/g],
+]);
+const SCHEME_CHARACTER = /[A-Za-z0-9+.-]/;
+const LINE_BREAK = /[\n\v\f\r]/;
+
+/**
+ * Where the password of a URL written in quotes or angle brackets ends (`"postgres://aa:pa ss@db/aa"`,
+ * a message quoting a connection string; `'//aa:pa ss@db'` without a scheme too): at the last `@`
+ * before the closing quote, on the same line; -1 for a URL not so written, or none there. A password
+ * may hold a space as it may an `@`, and the quote says where the URL ends where white space cannot.
+ * A URL without them ends at white space still: in free text, `postgres://aa:pa ss@db` cannot be
+ * told from `http://api:v2 then ask bob@example.org`, and an `@` a few words on is too often a mail
+ * address. Linear: the scheme walked back over holds no `/`, so no two URLs share it,
+ * and a search for a closing quote stops at the next quote of its kind (or `<`), which opens the
+ * next URL a search is made for.
+ */
+function quotedPasswordEnd(text: string, slashes: number, start: number): number {
+  let opening = slashes - 1;
+  if (text[opening] === ':') {
+    const colon = opening;
+    while (opening > 0 && SCHEME_CHARACTER.test(text[opening - 1]!)) opening -= 1;
+    if (opening === colon || !/[A-Za-z]/.test(text[opening]!)) return -1;
+    opening -= 1;
+  }
+  const closing = CLOSING.get(text[opening] ?? '');
+  if (closing === undefined) return -1;
+  closing.lastIndex = start;
+  const close = closing.exec(text)?.index ?? -1;
+  if (close === -1 || text[close] === '<') return -1;
+  const quoted = text.slice(start, close);
+  const at = quoted.lastIndexOf('@');
+  return at === -1 || LINE_BREAK.test(quoted.slice(0, at)) ? -1 : start + at;
+}
+
+/**
  * The text with the password of every URL's user information replaced (`postgres://aa:PASSWORD@db/aa`,
  * a request's absolute target `http://user:PASSWORD@host/…`). The password runs from the `:` after
  * `//` and a user's name to the last `@` of the URL (up to ASCII white space), as the
@@ -169,8 +215,9 @@ function ipv6Host(text: string, index: number): boolean {
  * `https://host:8443/x@y`, and the drivers read `postgres://aa:1234?x@db/aa` as the host `aa` and
  * the port 1234; both lose what lies between the `:` and the `@`. Where the text is ambiguous this
  * redacts too much rather than leak: an `@` in the path or the query (`http://u:pw@host/a?mail=b@c`,
- * `https://host:8443/x?mail=a@b`) takes the host with it. Linear: the end of each run of text and its
- * last `@` are found once.
+ * `https://host:8443/x?mail=a@b`) takes the host with it. A URL in quotes or angle brackets
+ * (`"postgres://aa:pa ss@db/aa"`, `<…>`) runs to the closing one, white space included
+ * (`quotedPasswordEnd`). Linear: the end of each run of text and its last `@` are found once.
  */
 function redactUserinfoPasswords(text: string): string {
   let redacted = '';
@@ -187,10 +234,11 @@ function redactUserinfoPasswords(text: string): string {
       const at = text.slice(start, runEnd).lastIndexOf('@');
       lastAt = at === -1 ? -1 : start + at;
     }
-    if (lastAt < start) continue;
+    const end = Math.max(lastAt, quotedPasswordEnd(text, found.index, start));
+    if (end < start) continue;
     redacted += `${text.slice(copied, start)}${REDACTED}`;
-    copied = lastAt;
-    USERINFO_START.lastIndex = lastAt;
+    copied = end;
+    USERINFO_START.lastIndex = end;
   }
   return copied === 0 ? text : redacted + text.slice(copied);
 }

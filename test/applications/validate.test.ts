@@ -4,6 +4,7 @@ import { syntacticBackchannelTargetCheck } from '../../src/applications/backchan
 import { ApplicationError } from '../../src/applications/errors.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import { type ValidationContext, validateApplicationInput } from '../../src/applications/validate.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 
 function context(mode: 'development' | 'production' = 'production'): ValidationContext {
   return {
@@ -340,6 +341,27 @@ describe('validateApplicationInput', () => {
     await assert.rejects(validateApplicationInput({ ...base, states: ['Member'] }, noStates), {
       message: 'states: unknown state "Member"; no states exist yet (create one with `aa-oidc state create`)',
     });
+  });
+
+  it('quotes a refused URI without its password, its credential parameters or a token in its fragment', async () => {
+    const secrets = ['hunter2/x?y#z', 'tok-query-8f3a', 'sec-query-5b2c', 'at-fragment-7d1e'];
+    const uri = `https://wiki:${secrets[0]}@wiki.example.org/cb?token=${secrets[1]}&client_secret=${secrets[2]}&state=s1#access_token=${secrets[3]}`;
+    const error = await refusal({
+      ...base,
+      redirectUris: [uri],
+      postLogoutRedirectUris: [uri.replace('/cb', '/bye')],
+      backchannelLogoutUri: uri.replace('/cb', '/bcl'),
+      logoUrl: `${uri} `,
+    });
+    assert.equal(
+      error.issues.find((issue) => issue.field === 'redirect_uris[0]')?.message,
+      '"https://***@wiki.example.org/cb?token=[redacted]&client_secret=[redacted]&state=s1#access_token=[redacted]" must not contain a fragment (#…)',
+    );
+    assert.equal(error.issues.length, 4, error.message);
+    const harness = createLeakHarness();
+    for (const [index, secret] of secrets.entries()) harness.registerSecret(secret, `secret ${index + 1}`);
+    harness.scanText('the refusal', `${error.message}\n${JSON.stringify(error.issues)}`);
+    await harness.assertNoLeaks();
   });
 
   it('uses the injected back-channel target check and reports its reason', async () => {

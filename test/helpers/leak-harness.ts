@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AuditBus } from '../../src/audit/bus.ts';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import type { LoggerOptions } from '../../src/logging/logger.ts';
+import { BIDI_CONTROL, INVISIBLE_CHARACTER } from '../../src/util/hidden-characters.ts';
 
 /**
  * Catches secrets escaping into observable output during a test. Give the app the harness's
@@ -80,11 +81,13 @@ export function encodedForms(value: string): RegisteredSecret['forms'] {
  * A character that no JSON line should hold as it is: C0 controls (JSON escapes them; a raw one, a
  * line feed above all, forges or breaks a line), DEL, C1 controls (U+009B is the CSI of terminal
  * escape sequences, U+0085 a line break to some readers), the line and paragraph separators, and the
- * bidirectional and zero-width format characters (what shows a text as another).
+ * hidden format characters the logger escapes: the bidirectional controls and the invisible ones
+ * (what shows a text as another), taken from `util/hidden-characters.ts` so that a character added
+ * there is looked for here too.
  */
-const UNSHOWN =
-  // eslint-disable-next-line no-control-regex
-  /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff]/;
+const UNSHOWN = new RegExp(
+  `[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029${BIDI_CONTROL.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
+);
 
 /** The first character of `UNSHOWN` in `line`, as `U+009B at 57`, or undefined. */
 export function unshownCharacter(line: string): string | undefined {

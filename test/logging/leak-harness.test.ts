@@ -78,6 +78,39 @@ describe('leak harness', () => {
       });
     });
 
+    it('every hidden character the logger escapes, written raw, and none of them as its escape', async () => {
+      // Each one that hidden-characters.ts names: bidirectional marks, embeddings, overrides and
+      // isolates, and the invisible ones (a soft hyphen, the Hangul fillers, a zero-width space…).
+      for (const char of [
+        '\u061c',
+        '\u200f',
+        '\u202e',
+        '\u2067',
+        '\u00ad',
+        '\u115f',
+        '\u3164',
+        '\uffa0',
+        '\u2060',
+        '\ufeff',
+      ]) {
+        const code = char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
+        const harness = createLeakHarness();
+        harness.registerSecret('plain-password-123', 'password');
+        harness.loggerOptions.destination!.write(`{"msg":"admin${char}"}\n`);
+        await assert.rejects(
+          harness.assertNoLeaks(),
+          new RegExp(`a raw U\\+${code} at 13 in log line 1`),
+          code,
+        );
+        const escaped = createLeakHarness();
+        escaped.registerSecret('plain-password-123', 'password');
+        escaped.loggerOptions.destination!.write(
+          `${JSON.stringify({ msg: `admin${char}` }).replace(char, `\\u${code.toLowerCase()}`)}\n`,
+        );
+        await escaped.assertNoLeaks();
+      }
+    });
+
     it('refuses to pass when no secret was registered', async () => {
       await assert.rejects(createLeakHarness().assertNoLeaks(), /register the secrets/);
     });

@@ -172,6 +172,36 @@ describe('structured logging redaction', () => {
     }
   });
 
+  it('redacts a password named pwd, by key and as a parameter, and keeps the name PWD where no value follows', () => {
+    for (const key of ['pwd', 'PWD', 'db_pwd', 'userPwd', 'pwd2']) assert.ok(isSensitiveKey(key), key);
+    assert.deepEqual(scrubValue({ user: 'aa', pwd: 'hunter2-x', nested: { DB_PWD: 'hunter3-y' } }), {
+      user: 'aa',
+      pwd: REDACTED,
+      nested: { DB_PWD: REDACTED },
+    });
+    assert.deepEqual(scrubValue(JSON.parse('{"uid":"aa","pwd":"x"}')), { uid: 'aa', pwd: REDACTED });
+    assert.equal(redactUrl('/login?user=aa&pwd=secret&next=/'), '/login?user=aa&pwd=[redacted]&next=/');
+    assert.equal(
+      scrubString('mysql://aa@db/aa?PWD=s3cret;x failed'),
+      'mysql://aa@db/aa?PWD=[redacted] failed',
+    );
+    assert.equal(scrubString('Driver=x;UID=sa;PWD=s3cret;'), 'Driver=x;UID=sa;PWD=[redacted]');
+    // The name alone, in a path or a sentence, and `pwd` as a value (an `amr`), are no password.
+    for (const kept of [
+      'cannot read $PWD/aa-oidc.yaml',
+      'cannot read ${PWD}/data (PWD is /srv/aa-oidc)',
+      'amr=pwd&acr=0',
+      'signed in with pwd and otp',
+      '/home/pwd/aa-oidc.yaml',
+    ]) {
+      assert.equal(scrubString(kept), kept);
+    }
+    assert.deepEqual(scrubValue({ amr: ['pwd', 'otp'], cwd: '/srv/aa-oidc' }), {
+      amr: ['pwd', 'otp'],
+      cwd: '/srv/aa-oidc',
+    });
+  });
+
   it('scrubs credentials recognisable by shape in free text and URLs', () => {
     assert.equal(
       redactUrl('https://rp.example/cb#access_token=abc123&token_type=Bearer'),
@@ -430,6 +460,49 @@ describe('structured logging redaction', () => {
     assert.equal(harness.logLines.length, 2);
   });
 
+  it('redacts a password holding a space in a URL written in quotes or angle brackets, up to the closing one', () => {
+    const cases: Array<[string, string]> = [
+      ['connect "postgres://u:pa ss@host/db" failed', 'connect "postgres://u:[redacted]@host/db" failed'],
+      [
+        "cannot reach 'mysql://aa:correct horse battery staple@db:3306/aa'",
+        "cannot reach 'mysql://aa:[redacted]@db:3306/aa'",
+      ],
+      ['see <postgres://aa:pa ss@db>, then a@b', 'see <postgres://aa:[redacted]@db>, then a@b'],
+      ['`redis://:a b c@cache:6379`', '`redis://:[redacted]@cache:6379`'],
+      ['{"url":"postgres://aa:p@ss w/rd@db/aa"}', '{"url":"postgres://aa:[redacted]@db/aa"}'],
+      ['url "//aa:pa ss@db/aa"', 'url "//aa:[redacted]@db/aa"'],
+      [
+        '"postgres://aa:pa\tss@db" and "https://x:y z@w"',
+        '"postgres://aa:[redacted]@db" and "https://x:[redacted]@w"',
+      ],
+    ];
+    for (const [text, expected] of cases) assert.equal(scrubString(text), expected, JSON.stringify(text));
+    // Without the quotes a URL ends at white space; a quote that closes before the next `@`, or on
+    // another line, ends it too; a URL must start right after the quote.
+    for (const kept of [
+      'see http://api:v2 then ask bob@example.org',
+      '"http://api:v2" then ask bob@example.org',
+      '"see http://api:v2 then ask bob@example.org"',
+      "'https://rp.example:8443/cb' isn't allowed; ask admin@example.org",
+      '"https://rp.example:8443/cb\nadmin@example.org"',
+      '"//[::1]:5432 a@b"',
+      '<https://host:v2 a>@b',
+    ]) {
+      assert.equal(scrubString(kept), kept, JSON.stringify(kept));
+    }
+  });
+
+  it('writes no part of a password holding spaces, quoted in a message, in a log line', async () => {
+    const harness = createLeakHarness();
+    harness.registerSecret('correct horse battery staple', 'database passphrase');
+    const logger = createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions);
+    const url = 'postgres://aa:correct horse battery staple@db:5432/aa';
+    logger.error({ err: new Error(`cannot connect to "${url}": ECONNREFUSED`) }, `cannot reach <${url}>`);
+    await harness.assertNoLeaks();
+    for (const word of ['correct', 'horse', 'battery', 'staple'])
+      assert.doesNotMatch(harness.logLines.join('\n'), new RegExp(word));
+  });
+
   it('writes no part of a password after a user name starting with `[`, or digits and `?`', async () => {
     const harness = createLeakHarness();
     harness.registerSecret('s3cret-horse', 'the password of the user [aa');
@@ -576,12 +649,14 @@ describe('structured logging redaction', () => {
       for (const text of ['eyJ-'.repeat(65_536), 'eyJ-'.repeat(32_768) + '.' + 'eyJ-'.repeat(32_768), '%3DeyJ-'.repeat(37_449)]) {
         if (scrubString(text) !== text) throw new Error('changed a text without a JWT');
       }
-      for (const text of [';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381), '@ ' + '//a:b '.repeat(43_690), '//[::1]:1/'.repeat(26_214) + '@', '//[' + ':'.repeat(262_144) + ' @']) {
+      for (const text of ['@ ' + '"a://b:c '.repeat(29_127), '@ ' + '"a://b:c \\'a://b:c <a://b:c '.repeat(9_709), '@ ' + '\\'//a:b "//a:b '.repeat(18_724), ';a='.repeat(65_536), '//' + ':'.repeat(262_144), '//a:' + 'b//a:'.repeat(52_428), 'a="'.repeat(87_381), '@ ' + '//a:b '.repeat(43_690), '//[::1]:1/'.repeat(26_214) + '@', '//[' + ':'.repeat(262_144) + ' @']) {
         if (scrubString(text) !== text) throw new Error('changed a text without a credential');
       }
       if (scrubString('//a:1/'.repeat(43_690) + '@') !== '//a:[redacted]@') throw new Error('one password');
       if (scrubString('https://a:1/' + 'b'.repeat(262_144) + '@' + 'c'.repeat(262_144)) !== 'https://a:[redacted]@' + 'c'.repeat(262_144)) throw new Error('a long password');
       if (scrubString('//a:1/@ '.repeat(32_768)) !== '//a:[redacted]@ '.repeat(32_768)) throw new Error('many passwords');
+      if (scrubString('"a://b:c ' + 'd '.repeat(131_072) + '@e"') !== '"a://b:[redacted]@e"') throw new Error('a long quoted password');
+      if (scrubString('"a://b:c d@e" '.repeat(18_724)) !== '"a://b:[redacted]@e" '.repeat(18_724)) throw new Error('many quoted passwords');
       if (scrubString('code="' + '\\\\'.repeat(131_072)) !== 'code=[redacted]') throw new Error('a quoted value');`;
     const child = spawnSync(process.execPath, ['--input-type=module', '--eval', script], {
       timeout: 20_000,
