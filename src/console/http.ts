@@ -26,7 +26,8 @@ import { type ConsoleSession, type ConsoleSessions, CSRF_FIELD, safeReturnPath }
  * access check in front of every route, CSRF on every POST, and one way to render a page.
  *
  * Access is decided before anything else runs, so every route of one access level answers alike:
- * no session → 302 into the provider's sign-in; signed in without the right → 403.
+ * no session → 302 into the provider's sign-in (a HEAD, to `/account/sign-in`, starting nothing);
+ * signed in without the right → 403.
  */
 /**
  * Who may use a route: anyone (`public`); anyone, with the console session when there is one and then
@@ -41,8 +42,10 @@ export interface ConsoleRoute {
   path: string;
   access: Access;
   /**
-   * A GET that uses up something once (the sign-in's callback redeems its code): a HEAD, which must
-   * change nothing (RFC 9110 §9.2.1), is refused (405) instead of answered as the GET.
+   * A GET that changes something: starts a flow (`/account/sign-in` sets the sign-in's flow cookie,
+   * replacing one in progress) or uses something up once (the sign-in's callback redeems its code).
+   * A HEAD, which must change nothing (RFC 9110 §9.2.1), is refused (405) instead of answered as the
+   * GET.
    */
   refusesHead?: true;
   handle(request: ConsoleRequest): Promise<void> | void;

@@ -4,7 +4,7 @@ import type { Branding } from '../http/pages/branding.ts';
 import { escapeHtml, html } from '../http/pages/layout.ts';
 import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
 import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
-import { type ConsoleSessions, safeReturnPath } from './session.ts';
+import { type ConsoleSessions, safeReturnPath, SIGN_IN_PATH } from './session.ts';
 
 /**
  * The console's own routes: the landing page, signing in and out, and the one script (progressive
@@ -85,8 +85,9 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
     },
     {
       method: 'GET',
-      path: '/account/sign-in',
+      path: SIGN_IN_PATH,
       access: 'public',
+      refusesHead: true,
       handle({ ctx }) {
         const target = typeof ctx.query.return === 'string' ? ctx.query.return : undefined;
         deps.sessions.startSignIn(ctx, safeReturnPath(target));

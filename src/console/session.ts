@@ -32,6 +32,8 @@ export const CONSOLE_COOKIE = '_aa_oidc_console';
 /** The sign-in in progress (state, PKCE verifier, where to return): SameSite=Lax, ten minutes. */
 export const CONSOLE_FLOW_COOKIE = '_aa_oidc_console_flow';
 export const CSRF_FIELD = 'csrf_token';
+/** Where a sign-in starts (its GET; console/routes.ts). */
+export const SIGN_IN_PATH = '/account/sign-in';
 
 const FLOW_LIFETIME_MS = 10 * 60 * 1000;
 
@@ -79,7 +81,11 @@ export interface ConsoleSessions {
   providerSession(ctx: Koa.Context): Promise<ProviderSessionInfo | undefined>;
   /** The console session: the provider session and a console cookie naming it. */
   current(ctx: Koa.Context): Promise<ConsoleSession | undefined>;
-  /** Starts a sign-in: remembers the flow and redirects (302) to the provider's authorization endpoint. */
+  /**
+   * Starts a sign-in: remembers the flow and redirects (302) to the provider's authorization endpoint.
+   * A HEAD starts none (it must change nothing, RFC 9110 §9.2.1, and a new flow cookie would replace
+   * the one of a sign-in in progress): it is redirected (302) to `/account/sign-in`, whose GET starts it.
+   */
   startSignIn(ctx: Koa.Context, returnTo: string, options?: SignInOptions): void;
   /**
    * The callback: checks the flow, redeems the code, sets the console cookie. Returns where to go
@@ -141,6 +147,14 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
     },
 
     startSignIn(ctx, returnTo, signInOptions = {}) {
+      ctx.set('Cache-Control', 'no-store');
+      if (ctx.method === 'HEAD') {
+        ctx.status = 302;
+        ctx.redirect(
+          `${SIGN_IN_PATH}?${new URLSearchParams({ return: safeReturnPath(returnTo) }).toString()}`,
+        );
+        return;
+      }
       const flow: FlowState = {
         state: randomBytes(24).toString('base64url'),
         verifier: randomBytes(32).toString('base64url'),
@@ -162,7 +176,6 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
         code_challenge_method: 'S256',
         ...(signInOptions.forceLogin ? { prompt: 'login' } : {}),
       });
-      ctx.set('Cache-Control', 'no-store');
       ctx.status = 302;
       ctx.redirect(`${options.issuer}/authorize/?${params.toString()}`);
     },

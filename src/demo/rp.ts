@@ -240,9 +240,14 @@ export function demoRelyingParty(deps: DemoRelyingPartyDependencies): Koa.Middle
   }
 
   const underPrefix = `${prefix}/`;
+  // No HEAD where the GET changes something, as a HEAD must not (RFC 9110 §9.2.1): the start asks
+  // the provider's discovery and sets the flow cookie (replacing one in progress), the callback
+  // takes that cookie and redeems the code.
+  const changesState = new Set([`${prefix}/`, `${prefix}/callback`]);
   const answer: Koa.Middleware = async (ctx) => {
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') {
-      ctx.set('Allow', 'GET, HEAD');
+    const allowed = changesState.has(ctx.path) ? ['GET'] : ['GET', 'HEAD'];
+    if (!allowed.includes(ctx.method)) {
+      ctx.set('Allow', allowed.join(', '));
       return render(ctx, 405, 'Method not allowed', html`<h1>Method not allowed</h1>`);
     }
     try {

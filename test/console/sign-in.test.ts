@@ -61,9 +61,10 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.match(admin.body, /Administrators only/);
   });
 
-  it('refuses HEAD on the callback, whose GET redeems the code: the GET then signs in', async () => {
+  /** A browser whose console sign-in is under way: its flow cookie set, the callback URL not yet visited. */
+  async function signInUnderWay(username: string): Promise<{ browser: Browser; callback: string }> {
     // A browser with a provider session: the sign-in comes straight back with a code.
-    const browser = await consoleSignIn(server, member.username);
+    const browser = await consoleSignIn(server, username);
     let url = `${server.origin}/account/sign-in?return=/account`;
     for (let hop = 0; hop < 6 && !url.startsWith(`${server.origin}/account/callback`); hop += 1) {
       const response = await browser.fetch(url);
@@ -71,6 +72,11 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
       url = new URL(response.headers.get('location')!, url).href;
     }
     assert.ok(url.startsWith(`${server.origin}/account/callback?`), url);
+    return { browser, callback: url };
+  }
+
+  it('refuses HEAD on the callback, whose GET redeems the code: the GET then signs in', async () => {
+    const { browser, callback: url } = await signInUnderWay(member.username);
     const head = await rawRequest(url, { method: 'HEAD', browser, keepCookies: true });
     assert.equal(head.status, 405);
     assert.equal(head.headers.allow, 'GET');
@@ -78,6 +84,71 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     const callback = await browser.fetch(url);
     assert.equal(callback.status, 200, 'the code is still there to redeem');
     assert.match(await callback.text(), /Signed in\./);
+  });
+
+  it('refuses HEAD on /account/sign-in, whose GET starts a sign-in: no flow cookie, the one under way completes', async () => {
+    const fresh = await rawRequest(`${server.origin}/account/sign-in?return=/admin`, { method: 'HEAD' });
+    assert.equal(fresh.status, 405);
+    assert.equal(fresh.headers.allow, 'GET');
+    assert.equal(fresh.headers['set-cookie'], undefined, 'no sign-in started');
+    assert.equal(fresh.headers.location, undefined);
+    assert.equal(fresh.body, '');
+
+    const { browser, callback } = await signInUnderWay(member.username);
+    const cookies = new Map(browser.cookies);
+    const head = await rawRequest(`${server.origin}/account/sign-in?return=/admin`, {
+      method: 'HEAD',
+      browser,
+      keepCookies: true,
+    });
+    assert.equal(head.status, 405);
+    assert.equal(head.headers['set-cookie'], undefined, 'the flow under way is not replaced');
+    assert.deepEqual(browser.cookies, cookies);
+    const done = await browser.fetch(callback);
+    assert.equal(done.status, 200, 'the sign-in under way completes');
+    assert.match(await done.text(), /Signed in\./);
+  });
+
+  it('sends a HEAD without a session to /account/sign-in instead of starting a sign-in: no flow cookie', async () => {
+    for (const [path, returnTo] of [
+      ['/account', '/account'],
+      ['/admin/apps?q=x', '/admin/apps?q=x'],
+      ['/account/sign-out-everywhere', '/account/sign-out-everywhere'],
+    ] as const) {
+      const head = await rawRequest(`${server.origin}${path}`, { method: 'HEAD' });
+      assert.equal(head.status, 302, `HEAD ${path}`);
+      assert.equal(
+        head.headers.location,
+        `/account/sign-in?${new URLSearchParams({ return: returnTo }).toString()}`,
+        `HEAD ${path}`,
+      );
+      assert.equal(head.headers['set-cookie'], undefined, `HEAD ${path} starts no sign-in`);
+      assert.equal(head.headers['cache-control'], 'no-store');
+    }
+    // A sign-in under way in this browser (its console cookie gone) is left as it is.
+    const { browser, callback } = await signInUnderWay(member.username);
+    browser.cookies.delete('/|_aa_oidc_console');
+    browser.cookies.delete('/|_aa_oidc_console.sig');
+    const cookies = new Map(browser.cookies);
+    const head = await rawRequest(`${server.origin}/account`, { method: 'HEAD', browser, keepCookies: true });
+    assert.equal(head.status, 302);
+    assert.equal(head.headers['set-cookie'], undefined);
+    assert.deepEqual(browser.cookies, cookies);
+    const done = await browser.fetch(callback);
+    assert.equal(done.status, 200, 'the sign-in under way completes');
+  });
+
+  it('answers HEAD as GET on the pages that only show something', async () => {
+    const browser = await consoleSignIn(server, admin.username, { returnTo: '/admin' });
+    for (const path of ['/', '/account', '/account/sign-out-everywhere', '/admin', '/assets/console.js']) {
+      const get = await browser.fetch(`${server.origin}${path}`);
+      const head = await rawRequest(`${server.origin}${path}`, { method: 'HEAD', browser });
+      assert.equal(head.status, get.status, `HEAD ${path}`);
+      assert.equal(head.status, 200, `HEAD ${path}`);
+      assert.equal(head.headers['content-type'], get.headers.get('content-type'), `HEAD ${path}`);
+      assert.equal(head.headers['set-cookie'], undefined, `HEAD ${path}`);
+      assert.equal(head.body, '');
+    }
   });
 
   it('refuses a callback that does not belong to a sign-in of this browser', async () => {

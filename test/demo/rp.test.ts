@@ -6,6 +6,7 @@ import { demoClientFilePath } from '../../src/demo/client-file.ts';
 import { seedDemo, type DemoSeedResult } from '../../src/demo/seed.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { Browser, signIn, startServer, type TestServer } from '../helpers/server.ts';
+import { rawRequest } from '../http/raw-request.ts';
 
 function passwordOf(seeded: DemoSeedResult, username: string): string {
   const password = seeded.users.find((user) => user.username === username)?.password;
@@ -142,6 +143,47 @@ describe(`demo relying party at /demo/ (${testDatabaseKind})`, () => {
     );
     assert.equal(tampered.status, 400);
     assert.match(await tampered.text(), /No sign-in in progress/);
+  });
+
+  it('refuses HEAD on the start and the callback, whose GETs start a flow and redeem its code', async () => {
+    const seeded = await seedDemo(server.app, { resetPasswords: true });
+    const stranger = await rawRequest(demo(), { method: 'HEAD' });
+    assert.equal(stranger.status, 405);
+    assert.equal(stranger.headers.allow, 'GET');
+    assert.equal(stranger.headers['set-cookie'], undefined, 'no flow started');
+    assert.equal(stranger.body, '');
+    // HEAD stays answered where the GET changes nothing.
+    const bare = await rawRequest(`${server.origin}/demo`, { method: 'HEAD' });
+    assert.equal(bare.status, 301);
+    const other = await rawRequest(demo('elsewhere'), { method: 'HEAD' });
+    assert.equal(other.status, 404);
+
+    // Signed in at the provider with consent given, a flow comes straight back to the callback.
+    const browser = new Browser();
+    const first = await browser.fetch(demo());
+    const signedIn = await signIn(browser, server, first.headers.get('location')!, {
+      username: 'demo-member',
+      password: passwordOf(seeded, 'demo-member'),
+    });
+    assert.equal(signedIn.status, 200, await signedIn.text());
+    let url = demo();
+    for (let hop = 0; hop < 6 && !url.startsWith(demo('callback')); hop += 1) {
+      const response = await browser.fetch(url);
+      assert.ok(response.status >= 300 && response.status < 400, `a redirect from ${url}`);
+      url = new URL(response.headers.get('location')!, url).href;
+    }
+    assert.ok(url.startsWith(`${demo('callback')}?`), url);
+    const cookies = new Map(browser.cookies);
+    for (const target of [demo(), url]) {
+      const head = await rawRequest(target, { method: 'HEAD', browser, keepCookies: true });
+      assert.equal(head.status, 405, `HEAD ${target}`);
+      assert.equal(head.headers.allow, 'GET', `HEAD ${target}`);
+      assert.equal(head.headers['set-cookie'], undefined, `HEAD ${target}`);
+    }
+    assert.deepEqual(browser.cookies, cookies, 'the flow under way is kept');
+    const page = await browser.fetch(url);
+    assert.equal(page.status, 200, 'the code is still there to redeem');
+    assert.match(await page.text(), /<h1>Signed in as /);
   });
 
   it('shows the provider’s access_denied when the person denies consent', async () => {
