@@ -45,6 +45,10 @@ export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): Passwo
       }
       return { outcome: 'authenticated', userId: record.id, amr: ['pwd'] };
     },
+    async throttledName(username) {
+      // As `authenticate` finds the user: the database's collation decides which spellings are one.
+      return (await selectPasswordRecord(aa, username))?.username ?? username;
+    },
     async replacePassword() {
       // Passwords are Alliance Auth's: nobody is ever asked to choose one here.
       return { outcome: 'not_pending' };

@@ -45,6 +45,14 @@ export interface PasswordAuthenticator {
    */
   authenticate(username: string, password: string): Promise<AuthenticationResult>;
   /**
+   * The name a sign-in with `username` counts against in the login throttle, where the directory finds
+   * users by names the throttle's key (`accountKey`: NFKC, lower case) tells apart: the name it holds
+   * for the user `username` finds (Alliance Auth on MySQL or MariaDB, whose collation finds `zoe` for
+   * `zóe` or `ZOË`), else `username`. Without it, every spelling would have a budget of its own for
+   * guessing one user's password. Absent: `username` is the key.
+   */
+  throttledName?(username: string): Promise<string>;
+  /**
    * After `password_change_required`, once the caller has made sure this very sign-in gave the
    * current password: sets the person's own password (it must differ from the one they were given)
    * and signs them in.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { decodeJwt } from 'jose';
-import { LOGIN_FAILED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
+import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import {
   allianceAuthDirectory,
@@ -77,6 +77,7 @@ await describeOnEachAllianceAuth(
       // 105 characters, 205 UTF-16 units.
       await addUser(43, `pilot${'𠀀'.repeat(100)}`);
       await addUser(46, 'hana', LONG_PASSWORD);
+      await addUser(47, 'zoe');
       server = await startServer({
         directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
       });
@@ -151,6 +152,20 @@ await describeOnEachAllianceAuth(
       const signedIn = await signInAs('hana', LONG_PASSWORD);
       assert.equal(signedIn.status, 303, 'the password itself signs in');
       assert.equal(await signedIn.text(), '46');
+    });
+
+    it("counts every spelling the database's collation finds as the user against that user's sign-in budget", async () => {
+      // MariaDB's utf8mb4_general_ci finds `zoe` for `zóe` or `ZÓË` (accents and case are one there);
+      // PostgreSQL's = finds nobody for them. Five failures spend `zoe`'s budget from this address.
+      for (let n = 0; n < 5; n += 1) assert.equal((await signInAs('zoe', 'wrong-password')).status, 401);
+      assert.equal((await signInAs('zoe')).status, 429, 'the budget is spent: the right password waits');
+      for (const spelling of ['zóe', 'ZÓË', 'zoé']) {
+        const response = await signInAs(spelling);
+        if (kind === 'mysql') {
+          assert.equal(response.status, 429, `${spelling} is zoe there, and waits with zoe`);
+          assert.ok((await response.text()).includes(LOGIN_THROTTLED_MESSAGE));
+        } else assert.equal(response.status, 401, `${spelling} is nobody there`);
+      }
     });
   },
 );

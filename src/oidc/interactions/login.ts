@@ -70,12 +70,17 @@ export async function submitLogin(
   if (username === '' || password === '' || /[\u0000-\u001f\u007f]/.test(username)) {
     return again(400, LOGIN_FAILED_MESSAGE);
   }
+  const authenticator = passwordAuthenticator(deps.authenticators);
+  // Counted against the user the directory finds, whatever the spelling typed. A directory that cannot
+  // be read here is met again by `authenticate` below, which answers it as it does.
+  const account = authenticator?.throttledName
+    ? await authenticator.throttledName(username).catch(() => username)
+    : username;
   // The attempt takes its place in the budgets before the password is verified: a burst of parallel
   // guesses gets at most the remaining budget checked, and the rest never reach argon2.
-  const attempt = await deps.throttle.reserve(username, ctx.ip);
+  const attempt = await deps.throttle.reserve(account, ctx.ip);
   if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
-  const authenticator = passwordAuthenticator(deps.authenticators);
   const result = authenticator
     ? await authenticator.authenticate(username, password)
     : ({ outcome: 'refused', reason: 'invalid' } as const);
@@ -90,7 +95,7 @@ export async function submitLogin(
     return askForNewPassword(ctx, deps, interaction, app, path, result);
   }
   // With two-factor sign-in the password's attempt stays counted until the code is right.
-  const passed = { userId: result.userId, username, amr: result.amr };
+  const passed = { userId: result.userId, username: account, amr: result.amr };
   if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
   await deps.throttle.succeeded(attempt);
   return finish(ctx, provider, {

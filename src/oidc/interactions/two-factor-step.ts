@@ -65,7 +65,7 @@ type Stage = 'code' | 'enrol' | 'done';
 interface PendingLogin {
   uid: string;
   userId: number;
-  /** The username as typed: the throttle's account key. */
+  /** The throttle's account key: the username as typed, or as the directory holds it (`throttledName`). */
   username: string;
   amr: string[];
   stage: Stage;
