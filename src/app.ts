@@ -4,6 +4,7 @@ import Koa from 'koa';
 import { type Config, settingName } from './config/load.ts';
 import { describeDatabase } from './db/errors.ts';
 import { whyNotWritable } from './db/writable.ts';
+import { declaredTypesOnly } from './http/content-security-policy.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
 import { healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
@@ -52,6 +53,8 @@ export interface App extends Services {
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   const services = await createServices(config, options);
   const koa = new Koa({ proxy: config.trustProxy, maxIpsCount: config.trustedProxyHops });
+  // No answer is read as another type than it declares, a JSON one included.
+  koa.use(declaredTypesOnly());
   // Forwarded headers count only from the configured proxies, before anything reads them.
   koa.use(forwardedHeadersOnlyFromProxies(config));
   // Then: request id, child logger on ctx.state.log, one access line per request.

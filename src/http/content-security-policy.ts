@@ -43,6 +43,19 @@ function policy(directives: ReadonlyArray<string | undefined>): string {
 }
 
 /**
+ * `X-Content-Type-Options: nosniff` on every answer, those meant for programs included (discovery,
+ * the JWKS, token, userinfo, health, metrics): a browser that opens one reads it only as the type it
+ * declares. The pages' other headers are `setPageHeaders`'. Set on Node's response: Koa's `set`
+ * builds four arrays per call for one plain string.
+ */
+export function declaredTypesOnly(): Koa.Middleware {
+  return (ctx, next) => {
+    ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
+    return next();
+  };
+}
+
+/**
  * The headers of a page a browser renders: `contentSecurityPolicy`, never inside a frame (RFC 9700
  * §4.16, clickjacking), never read as another type than the one it declares, and no referrer sent off
  * the site (a same-origin one stays: with `no-referrer` Chromium sends `Origin: null` with the site's

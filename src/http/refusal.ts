@@ -15,8 +15,9 @@ export interface Refusal {
 }
 
 /**
- * How a refusal is answered: an HTML page (with the community's branding) on the routes a browser
- * shows (authorization, logout, the sign-in pages), JSON everywhere else.
+ * How a refusal is answered: an HTML page (with the community's branding and the headers of the
+ * server's own pages, `setPageHeaders`) on the routes a browser shows (authorization, logout, the
+ * sign-in pages), JSON everywhere else.
  */
 export type RefusalFormat = { page: Branding } | 'json';
 
@@ -27,6 +28,8 @@ export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: Refusa
     ctx.body = { error: refusal.error, error_description: refusal.description };
     return;
   }
+  // Whatever policy the route set for its own pages: this one runs no script.
+  setPageHeaders(ctx, pagePolicy());
   ctx.type = 'html';
   ctx.body = errorPage(refusal, pageContext(format.page, ctx));
 }

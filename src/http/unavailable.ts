@@ -1,6 +1,7 @@
 import type Koa from 'koa';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { Logger } from '../logging/logger.ts';
+import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { unavailablePage } from './pages/unavailable.ts';
 
@@ -56,6 +57,7 @@ export function answerUnavailable(logger: Logger, database: string): Koa.Middlew
     ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
     ctx.set('Cache-Control', 'no-store');
     if (ctx.accepts('json', 'html') === 'html') {
+      setPageHeaders(ctx, pagePolicy());
       ctx.type = 'html';
       ctx.body = unavailablePage();
     } else {

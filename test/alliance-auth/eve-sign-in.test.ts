@@ -81,13 +81,20 @@ await describeOnEachAllianceAuth(
         body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
       });
       assert.equal(toEve.status, 303);
+      assertPageHeaders(toEve, 'the redirect to EVE SSO');
       const authorize = new URL(toEve.headers.get('location')!);
       assert.equal(authorize.origin + authorize.pathname, eve.settings.authorizationUrl);
       assert.ok(authorize.searchParams.get('state'), 'a state goes with the request');
       assert.equal(authorize.searchParams.get('redirect_uri'), `${server.origin}/o/eve-sso/callback`);
       const back = await browser.fetch(authorize.href);
       assert.equal(back.status, 302);
-      const response = await browser.follow(back.headers.get('location')!, server.origin);
+      // The callback's own answer: a page (a refusal, a referral), or the redirect to the sign-in.
+      const callback = await browser.fetch(back.headers.get('location')!);
+      assertPageHeaders(callback, `the callback's ${callback.status}`);
+      const next = callback.headers.get('location');
+      const response = next
+        ? await browser.follow(new URL(next, server.origin).href, server.origin)
+        : callback;
       return { response, verifier, browser };
     }
 
@@ -147,6 +154,10 @@ await describeOnEachAllianceAuth(
       const browser = new Browser();
       const forged = await browser.fetch(`${server.origin}/o/eve-sso/callback?code=abc&state=forged`);
       assert.equal(forged.status, 400);
+      assertPageHeaders(forged, 'a forged state');
+      const declined = await browser.fetch(`${server.origin}/o/eve-sso/callback?error=access_denied`);
+      assert.equal(declined.status, 400);
+      assertPageHeaders(declined, 'declined at EVE SSO');
       eve.tamperNextToken({ foreignKey: true });
       const { response } = await throughEveSso(character('alice'));
       assert.equal(response.status, 400);
@@ -168,8 +179,16 @@ await describeOnEachAllianceAuth(
         const response = await browser.fetch(url, { method });
         assert.equal(response.status, 405, `${method} ${url}`);
         assert.equal(response.headers.get('allow'), allow, `${method} ${url}`);
-        assert.equal(response.headers.get('x-frame-options'), 'DENY', `${method} ${url}`);
+        assertPageHeaders(response, `${method} ${url}`);
       }
     });
   },
 );
+
+/** The four headers of the server's pages (`setPageHeaders`), on a page or a redirect of the EVE sign-in. */
+function assertPageHeaders(response: Response, what: string): void {
+  assert.equal(response.headers.get('x-frame-options'), 'DENY', what);
+  assert.match(response.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, what);
+  assert.equal(response.headers.get('x-content-type-options'), 'nosniff', what);
+  assert.equal(response.headers.get('referrer-policy'), 'same-origin', what);
+}

@@ -91,10 +91,20 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
       error_description: 'the service cannot reach its database right now; try again in a few seconds',
     });
 
-    const page = await get(authorizePath(), { accept: 'text/html' });
-    assert.equal(page.status, 503);
-    assert.match(page.headers.get('content-type') ?? '', /text\/html/);
-    assert.match(await page.text(), /Try again in a few seconds/);
+    // The page, with the headers of the server's pages, wherever a browser meets the outage.
+    for (const [path, headers] of [
+      [authorizePath(), {}],
+      ['/o/userinfo/', { authorization: 'Bearer some-access-token-value' }],
+    ] as const) {
+      const page = await get(path, { accept: 'text/html', ...headers });
+      assert.equal(page.status, 503, path);
+      assert.match(page.headers.get('content-type') ?? '', /text\/html/, path);
+      assert.equal(page.headers.get('x-frame-options'), 'DENY', path);
+      assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path);
+      assert.equal(page.headers.get('x-content-type-options'), 'nosniff', path);
+      assert.equal(page.headers.get('referrer-policy'), 'same-origin', path);
+      assert.match(await page.text(), /Try again in a few seconds/, path);
+    }
   }
 
   /** Waits (polling, generously) until the service answers again, then checks a real token path. */

@@ -4,7 +4,7 @@ import type { ExternalAuthenticator, ExternalSignInResult } from '../../director
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
-import { pagePolicy } from '../../http/content-security-policy.ts';
+import { pagePolicy, setPageHeaders } from '../../http/content-security-policy.ts';
 import { errorPage } from '../../http/pages/error.ts';
 import { answerMethodNotAllowed } from '../../http/refusal.ts';
 import { referralPage } from '../../http/pages/referral.ts';
@@ -145,8 +145,7 @@ export function externalCallbacks(
   );
   const handle = async (ctx: Koa.Context, authenticator: ExternalAuthenticator) => {
     ctx.set('Cache-Control', 'no-store');
-    ctx.set('X-Frame-Options', 'DENY');
-    ctx.set('Content-Security-Policy', pagePolicy());
+    setPageHeaders(ctx, pagePolicy());
     const callbackPath = externalCallbackPath(deps.issuer, authenticator);
     const flow = unseal<Flow>(deps.key, ctx.cookies.get(FLOW_COOKIE, { signed: false }));
     ctx.cookies.set(FLOW_COOKIE, null, {
@@ -244,8 +243,6 @@ export function externalCallbacks(
     if (!authenticator) return next();
     if (ctx.method === 'GET') return handle(ctx, authenticator);
     // Not HEAD either: the GET redeems the code and ends the flow, which a HEAD must not do.
-    ctx.set('Cache-Control', 'no-store');
-    ctx.set('X-Frame-Options', 'DENY');
     answerMethodNotAllowed(ctx, ['GET'], { page: deps.branding });
   };
 }
