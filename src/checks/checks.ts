@@ -34,7 +34,7 @@ export type CheckId =
   | 'W013';
 
 export type Finding =
-  | { id: 'E001' | 'E004' | 'E006' | 'E007'; level: 'error'; message: string; hint: string }
+  | { id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008'; level: 'error'; message: string; hint: string }
   | {
       id:
         | 'W001'

@@ -9,8 +9,9 @@ import { describeDatabase } from '../db/errors.ts';
 import type { Database } from '../db/schema.ts';
 import { fileNotWritable, whyNotWritable } from '../db/writable.ts';
 import { hasActiveSuperuser } from '../directory/builtin/queries.ts';
-import { PGBOSS_SCHEMA } from '../logout/pgboss-transport.ts';
+import { judgePgBossInstall, PGBOSS_SCHEMA, readablePgBossInstall } from '../logout/pgboss-transport.ts';
 import type { Finding } from '../checks/checks.ts';
+import { assertNever } from '../util/assert-never.ts';
 
 /** What the storage check reads from the configuration. */
 export type StorageConfig = Pick<Config, 'dataDir' | 'origins' | 'database'> & {
@@ -80,6 +81,34 @@ export async function storageChecks(config: StorageConfig, database: DatabaseHan
       );
   }
   return findings;
+}
+
+/**
+ * E008 (PostgreSQL): a pg-boss schema that pg-boss would leave as it is (objects but no version
+ * table, or a version table without a row), which `aa-oidc migrate`, `serve` and `worker` refuse,
+ * judged as they judge it. Nothing to judge on SQLite, nor for a role that may not read that schema
+ * (W012 names what it lacks).
+ */
+export async function pgBossChecks(database: DatabaseHandle): Promise<Finding[]> {
+  if (database.kind !== 'postgres') return [];
+  const install = await readablePgBossInstall(database);
+  if (!install) return [];
+  const judged = judgePgBossInstall(install);
+  switch (judged.kind) {
+    case 'usable':
+      return [];
+    case 'unusable':
+      return [
+        {
+          id: 'E008',
+          level: 'error',
+          message: `${judged.problem}; aa-oidc migrate, serve and worker refuse it`,
+          hint: judged.remedy,
+        },
+      ];
+    default:
+      return assertNever(judged);
+  }
 }
 
 /** The tables of aa-oidc's schema, each written by `serve` (listed against the schema's type). */

@@ -171,35 +171,86 @@ export type UsablePgBossInstall =
   { kind: 'absent' } | { kind: 'empty' } | { kind: 'installed'; version: number };
 
 /**
- * Throws a `MigrationError` when pg-boss would leave its schema as it is (`without-version`, or a
- * version table without a row): `aa-oidc migrate` and its dry run refuse, instead of reporting a
- * schema installed or to be installed that pg-boss would not touch.
+ * Whether pg-boss can install or upgrade its schema, or else why it would leave it as it is
+ * (`without-version`, or a version table without a row) and what the operator can do: one judgement
+ * for `aa-oidc migrate`, its dry run, `serve`, `worker` and `aa-oidc check` (E008).
  */
-export function usablePgBossInstall(install: PgBossInstall): UsablePgBossInstall {
+export type PgBossInstallJudgement =
+  { kind: 'usable'; install: UsablePgBossInstall } | { kind: 'unusable'; problem: string; remedy: string };
+
+export function judgePgBossInstall(install: PgBossInstall): PgBossInstallJudgement {
   const remedy =
     'restore the database from its backup, or, if nothing in it is needed (queued back-channel logouts ' +
     `are lost), drop it (DROP SCHEMA ${PGBOSS_SCHEMA} CASCADE) and run aa-oidc migrate again`;
   switch (install.kind) {
     case 'absent':
     case 'empty':
-      return install;
+      return { kind: 'usable', install };
     case 'without-version': {
       const shown = install.objects.slice(0, 5).join(', ');
       const more = install.objects.length > 5 ? `, and ${install.objects.length - 5} more` : '';
-      throw new MigrationError(
-        `pg-boss schema "${PGBOSS_SCHEMA}" holds ${install.objects.length} object(s) (${shown}${more}) but not ` +
-          `pg-boss's version table ${PGBOSS_SCHEMA}.version, so pg-boss can neither install nor upgrade it; ${remedy}`,
-      );
+      return {
+        kind: 'unusable',
+        problem:
+          `pg-boss schema "${PGBOSS_SCHEMA}" holds ${install.objects.length} object(s) (${shown}${more}) but not ` +
+          `pg-boss's version table ${PGBOSS_SCHEMA}.version, so pg-boss can neither install nor upgrade it`,
+        remedy,
+      };
     }
     case 'installed':
-      if (install.version !== null) return { kind: 'installed', version: install.version };
-      throw new MigrationError(
-        `pg-boss's version table ${PGBOSS_SCHEMA}.version is empty, so pg-boss cannot tell which version ` +
-          `its schema "${PGBOSS_SCHEMA}" is at and would not upgrade it; ${remedy}`,
-      );
+      if (install.version !== null)
+        return { kind: 'usable', install: { kind: 'installed', version: install.version } };
+      return {
+        kind: 'unusable',
+        problem:
+          `pg-boss's version table ${PGBOSS_SCHEMA}.version is empty, so pg-boss cannot tell which version ` +
+          `its schema "${PGBOSS_SCHEMA}" is at and would not upgrade it`,
+        remedy,
+      };
     default:
       return assertNever(install);
   }
+}
+
+/**
+ * Throws a `MigrationError` when pg-boss would leave its schema as it is (`judgePgBossInstall`):
+ * `aa-oidc migrate` and its dry run refuse, instead of reporting a schema installed or to be
+ * installed that pg-boss would not touch.
+ */
+export function usablePgBossInstall(install: PgBossInstall): UsablePgBossInstall {
+  const judged = judgePgBossInstall(install);
+  if (judged.kind === 'unusable') throw new MigrationError(`${judged.problem}; ${judged.remedy}`);
+  return judged.install;
+}
+
+/**
+ * Refuses, as `aa-oidc migrate` does, a pg-boss schema pg-boss would leave as it is (a
+ * `MigrationError`), for `serve` and `worker` on PostgreSQL. Started on a schema without its version
+ * table, pg-boss swallows its failed install and every supervisor pass then fails on that table, so
+ * a job whose claim lapsed (its worker died mid-delivery) stays claimed and that logout is never
+ * delivered; on a version table without a row it never upgrades its schema. Nothing to judge on
+ * SQLite.
+ */
+export async function refuseUnusablePgBoss(database: DatabaseHandle): Promise<void> {
+  if (database.kind !== 'postgres') return;
+  const install = await readablePgBossInstall(database);
+  if (install) usablePgBossInstall(install);
+}
+
+/**
+ * `pgBossInstall`, or undefined when this role may not read pg-boss's schema (no USAGE on it, or no
+ * SELECT on its version table): `aa-oidc check` names those privileges (W012), and pg-boss's own
+ * statements fail on them.
+ */
+export async function readablePgBossInstall(database: DatabaseHandle): Promise<PgBossInstall | undefined> {
+  const access = await sql<{ usage: boolean; readsVersion: boolean | null }>`
+    select has_schema_privilege(n.oid, 'USAGE') as usage,
+           (select has_table_privilege(c.oid, 'SELECT') from pg_class c
+             where c.relnamespace = n.oid and c.relname = 'version') as "readsVersion"
+      from pg_namespace n where n.nspname = ${PGBOSS_SCHEMA}`.execute(database.db);
+  const row = access.rows[0];
+  if (row && (!row.usage || row.readsVersion === false)) return undefined;
+  return pgBossInstall(database);
 }
 
 /** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */

@@ -7,7 +7,7 @@ import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
 import { pgBossSchemaVersion } from '../../src/logout/pgboss-transport.ts';
-import { cli } from '../helpers/cli.ts';
+import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { temporaryFolders } from '../helpers/temporary-folders.ts';
@@ -172,6 +172,98 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
             { code: run.code, stdout: run.stdout, stderr: run.stderr },
             { code: 1, stdout: '', stderr: dryRun.stderr },
           );
+        });
+      });
+
+      /**
+       * How `aa-oidc ARGS` ends its start: refused (its exit code and output), or `started` once it
+       * says it runs (then stopped).
+       */
+      const start = async (args: readonly string[], env: NodeJS.ProcessEnv) => {
+        const running = startCli(args, env);
+        const started = await Promise.race([
+          running.exited.then(() => false),
+          running.waitFor(/^aa-oidc .*(server on|back-channel logout worker \()/m).then(
+            () => true,
+            () => false,
+          ),
+        ]);
+        if (started) await running.stop();
+        return {
+          code: started ? 'started' : await running.exited,
+          stdout: running.stdout(),
+          stderr: running.stderr(),
+        };
+      };
+
+      it('serve and worker refuse, in production and development, a pgboss schema without its version table with migrate’s message; check reports E008', async () => {
+        // Started on it, pg-boss said nothing at its start: each supervisor pass then failed on the
+        // missing version table, so a job whose claim lapsed stayed claimed and its logout was lost.
+        await withPgBoss('drop table pgboss.version', async (migrated) => {
+          const development = {
+            ...migrated,
+            AA_OIDC_SECRET_KEY: 'a-test-secret-key-long-enough-0123456789',
+            AA_OIDC_HOST: '127.0.0.1',
+            AA_OIDC_PORT: '0',
+          };
+          const production = {
+            ...development,
+            NODE_ENV: 'production',
+            AA_OIDC_ISSUER: 'https://auth.example.org/o',
+            AA_OIDC_TRUST_PROXY: 'true',
+          };
+          const migrate = await cli(['migrate'], development);
+          assert.equal(migrate.code, 1);
+          assert.match(
+            migrate.stderr,
+            /^aa-oidc: pg-boss schema "pgboss" holds \d+ object\(s\) .* but not pg-boss's version table pgboss\.version/,
+          );
+          for (const [mode, env] of [
+            ['development', development],
+            ['production', production],
+          ] as const) {
+            for (const command of ['serve', 'worker']) {
+              const run = await start([command], env);
+              assert.deepEqual(
+                { code: run.code, stderr: run.stderr },
+                { code: 1, stderr: migrate.stderr },
+                `${mode} ${command}: ${run.stdout}`,
+              );
+            }
+            const check = await cli(['check', '--format', 'json'], env);
+            assert.equal(check.code, 1, check.stderr);
+            assert.match(check.stderr, /system check found 1 error\(s\): E008/);
+            const [problem, remedy] = migrate.stderr
+              .replace(/^aa-oidc: /, '')
+              .trimEnd()
+              .split('; restore ');
+            assert.deepEqual(
+              (JSON.parse(check.stdout) as Array<{ id: string }>).filter((finding) => finding.id === 'E008'),
+              [
+                {
+                  id: 'E008',
+                  level: 'error',
+                  message: `${problem}; aa-oidc migrate, serve and worker refuse it`,
+                  hint: `restore ${remedy}`,
+                },
+              ],
+              mode,
+            );
+          }
+        });
+      });
+
+      it('check reports E008 for a pg-boss version table without a row, which serve refuses too', async () => {
+        await withPgBoss('delete from pgboss.version', async (env) => {
+          const check = await cli(['check'], env);
+          assert.equal(check.code, 1, check.stderr);
+          assert.match(
+            check.stdout,
+            /^E008 error: pg-boss's version table pgboss\.version is empty, .*; aa-oidc migrate, serve and worker refuse it\n {2}hint: restore the database from its backup, /m,
+          );
+          const serve = await start(['serve'], { ...env, AA_OIDC_PORT: '0' });
+          assert.equal(serve.code, 1, serve.stdout);
+          assert.match(serve.stderr, /^aa-oidc: pg-boss's version table pgboss\.version is empty/);
         });
       });
 

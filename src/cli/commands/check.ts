@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
-import { storageChecks } from '../storage-checks.ts';
+import { pgBossChecks, storageChecks } from '../storage-checks.ts';
 import { CliError, type CliIo, withServices } from '../context.ts';
 import { jsonDocument, textBlock } from '../output.ts';
 
@@ -11,10 +11,11 @@ export function registerCheck(program: Command, io: CliIo): void {
     .description('run the system checks; exits non-zero when any finding is an error')
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
-      // The system checks that serve runs too, then where serve writes (W012, judged for this user and
-      // the database role it connects as).
+      // The system checks that serve runs too, then a pg-boss schema serve and worker refuse (E008), and
+      // where serve writes (W012, judged for this user and the database role it connects as).
       const findings = await withServices(io, async (services) => [
         ...(await systemChecks(services.config, services.applications, services.directory, services.keys)),
+        ...(await pgBossChecks(services.database)),
         ...(await storageChecks(services.config, services.database)),
       ]);
       io.stdout.write(

@@ -13,6 +13,7 @@ import {
   migratePgBoss,
   PGBOSS_SCHEMA,
   pgBossInstall,
+  refuseUnusablePgBoss,
   type UsablePgBossInstall,
   usablePgBossInstall,
   pgBossSchemaVersion,
@@ -68,7 +69,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
           return;
         }
         // A pg-boss schema pg-boss would leave as it is is refused before anything is applied.
-        if (database.kind === 'postgres') usablePgBossInstall(await pgBossInstall(database));
+        await refuseUnusablePgBoss(database);
         const applied = await migrateToLatest(database.db, database.kind);
         io.stdout.write(
           applied.length === 0

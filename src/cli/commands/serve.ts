@@ -16,6 +16,7 @@ import { textBlock } from '../output.ts';
 import { type Config, settingName } from '../../config/load.ts';
 import { startMemoryRelease } from '../memory-release.ts';
 import { startCommandMetricsListener } from '../metrics-listener.ts';
+import { refuseUnusablePgBoss } from '../../logout/pgboss-transport.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -34,6 +35,9 @@ export function registerServe(program: Command, io: CliIo): void {
       let bootstrap: BootstrapLogin | null = null;
       let bootstrapFile = '';
       try {
+        // A pg-boss schema that `aa-oidc migrate` would refuse stops the start, with migrate's message
+        // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
+        await refuseUnusablePgBoss(app.database);
         // A start killed while bootstrapping may have left its one-time password beside the file.
         removeStaleBootstrapPasswords(config.dataDir, app.logger);
         // The system checks: refuse to start on an error (before the database is migrated, only the

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createServices } from '../../services.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
+import { refuseUnusablePgBoss } from '../../logout/pgboss-transport.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig, refuseMissingSqliteFile } from '../context.ts';
@@ -27,6 +28,12 @@ export function registerWorker(program: Command, io: CliIo): void {
       const services = await createServices(config, {
         forWriting: true,
         logger: { destination: io.logDestination('stdout') },
+      });
+      // A pg-boss schema that `aa-oidc migrate` would refuse stops the worker, with migrate's message
+      // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
+      await refuseUnusablePgBoss(services.database).catch(async (error: unknown) => {
+        await services.close();
+        throw error;
       });
       const pending = await pendingMigrations(services.database.db, services.database.kind);
       if (pending.length > 0) {
