@@ -134,7 +134,10 @@ export interface SigningKeyTable {
   activated_at: EpochMs | null;
   retired_at: EpochMs | null;
   removed_at: EpochMs | null;
-  /** A retired key stays in JWKS until then (retired_at + the longest token lifetime). */
+  /**
+   * A retired key stays in JWKS until then (retired_at + the longest token lifetime +
+   * keys.reloadIntervalMs).
+   */
   publish_until: EpochMs | null;
   /** When an operator withdrew it (`keys withdraw`: removed at once, not at `publish_until`); else null. */
   withdrawn_at: EpochMs | null;

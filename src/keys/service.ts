@@ -127,6 +127,14 @@ export function createKeyService(
       config.keys.retiredRetentionSeconds,
     );
 
+  /**
+   * Until when a key retired at `retiredAt` stays published: the longest token lifetime after the
+   * last token it can have signed. An instance that has not reloaded since the rotation signs with it
+   * for up to `keys.reloadIntervalMs` more (the same lag `rotationSafeAt` allows for).
+   */
+  const retiredKeyPublishedUntil = (retiredAt: number) =>
+    retiredAt + retiredPublicationSeconds() * 1000 + config.keys.reloadIntervalMs;
+
   /** When a next key published at `publishedAt` may be activated without forcing the rotation. */
   const rotationSafeAt = (publishedAt: number) =>
     publishedAt + config.keys.jwksCacheSeconds * 1000 + config.keys.reloadIntervalMs;
@@ -308,7 +316,7 @@ export function createKeyService(
           activatedKid: next?.kid ?? null,
           promotedNext: next !== undefined,
           retiredKid: active?.kid ?? null,
-          retiredPublishUntil: active ? now + retiredPublicationSeconds() * 1000 : null,
+          retiredPublishUntil: active ? retiredKeyPublishedUntil(now) : null,
           nextKid: null,
           removedKids: expired.map((row) => row.kid).sort(),
           unpublished: unpublishedKey(active, next, now, 'rotation'),
@@ -340,7 +348,7 @@ export function createKeyService(
         let retiredPublishUntil: number | null = null;
         // Order matters for the partial unique indexes: free the active slot, then the next slot.
         if (active) {
-          retiredPublishUntil = now + retiredPublicationSeconds() * 1000;
+          retiredPublishUntil = retiredKeyPublishedUntil(now);
           await setStatus(trx, active.kid, 'active', {
             status: 'retired',
             retired_at: now,
@@ -610,14 +618,14 @@ export function createKeyService(
           status: as,
           retiredKid: as === 'active' ? (active?.kid ?? null) : null,
           publishUntil:
-            as === 'retired' || (as === 'active' && active) ? now + retiredPublicationSeconds() * 1000 : null,
+            as === 'retired' || (as === 'active' && active) ? retiredKeyPublishedUntil(now) : null,
           rotationSafeAt: as === 'next' ? rotationSafeAt(now) : null,
         };
       }
       const result = await writeTransaction(async (trx): Promise<ImportResult> => {
         refuseExisting(await keyRow(trx, key.kid));
         const now = clock();
-        const publishUntil = now + retiredPublicationSeconds() * 1000;
+        const publishUntil = retiredKeyPublishedUntil(now);
         if (as === 'retired') {
           await insertKey(trx, key, 'retired', now, publishUntil);
           return {

@@ -284,12 +284,23 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
       });
     } catch (error) {
       logger.error({ err: error, code_hash: codeHash }, 'authorization-code reuse could not be handled');
+      // The revocation failed, the reuse stands: counted on the row in a statement of its own, so that
+      // the row is kept past the purge and listed, and a winner's tokens stored after it are revoked.
+      const columns = ['client_id', 'access_token_id', 'refresh_token_id', 'reuse_count'] as const;
       const row = await db
-        .selectFrom('issued_code')
-        .select(['client_id', 'access_token_id', 'refresh_token_id', 'reuse_count'])
+        .updateTable('issued_code')
+        .set((eb) => ({ reuse_count: eb('reuse_count', '+', 1), last_reuse_at: at }))
         .where('code_hash', '=', codeHash)
+        .returning(columns)
         .executeTakeFirst()
-        .catch(() => undefined);
+        .catch(() =>
+          db
+            .selectFrom('issued_code')
+            .select(columns)
+            .where('code_hash', '=', codeHash)
+            .executeTakeFirst()
+            .catch(() => undefined),
+        );
       if (row) {
         audit.publish({
           kind: 'code_reuse_detected',

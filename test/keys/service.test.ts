@@ -125,7 +125,8 @@ describe(`signing keys: KeyService (${testDatabaseKind})`, () => {
     );
     const retired = after.find((key) => key.kid === active.kid)!;
     assert.ok(retired.retiredAt !== null);
-    assert.equal(retired.publishUntil, retired.retiredAt + 7200 * 1000);
+    // The longest lifetime after the last token an instance not yet reloaded can sign with it.
+    assert.equal(retired.publishUntil, retired.retiredAt + 7200 * 1000 + config.keys.reloadIntervalMs);
     assert.equal(result.retiredPublishUntil, retired.publishUntil);
     const promoted = after.find((key) => key.kid === next.kid)!;
     assert.equal(promoted.activatedAt, retired.retiredAt);

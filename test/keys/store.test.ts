@@ -116,6 +116,43 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
     }
   });
 
+  it('keeps a retired key published until the last token an instance that has not reloaded yet could sign with it expires', async () => {
+    const { config, handle } = await openInstance(database);
+    let clock = Date.now();
+    // An instance that has not seen the rotation yet: it reloads at its next timer, up to
+    // keys.reloadIntervalMs after the rotation committed, and signs with the old key until then.
+    const lagging = await createKeyStore(handle.db, config, createLogger(config), {
+      now: () => clock,
+      reloadIntervalMs: 600_000,
+    });
+    try {
+      const keys = createKeyService(handle, config, undefined, { now: () => clock });
+      await keys.ensureActiveKey();
+      await lagging.reload();
+      const oldKid = lagging.activeKid();
+      const rotation = await keys.rotate({ force: true });
+      assert.equal(rotation.retiredKid, oldKid);
+
+      // Its last token under the old key, signed just before its reload, for the longest lifetime.
+      const signedAt = clock + config.keys.reloadIntervalMs - 1;
+      const expiresAt = signedAt + keys.retiredPublicationSeconds() * 1000;
+      assert.equal(lagging.activeKid(), oldKid, 'not reloaded yet');
+      assert.ok(
+        rotation.retiredPublishUntil! >= expiresAt,
+        `published until ${rotation.retiredPublishUntil}, the token lives until ${expiresAt}`,
+      );
+      clock = expiresAt - 1;
+      await lagging.reload();
+      assert.ok(
+        lagging.publicJwks().keys.some((jwk) => jwk.kid === oldKid),
+        'the key of a token still valid is still published',
+      );
+    } finally {
+      lagging.close();
+      await handle.close();
+    }
+  });
+
   it('publishes only public members, and marks keys other than the active one verify-only', async () => {
     const { config, handle } = await openInstance(database);
     const store = await createKeyStore(handle.db, config, createLogger(config));

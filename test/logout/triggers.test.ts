@@ -175,6 +175,41 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     );
   });
 
+  it('a deactivation or a lost state reaches only the apps where the user still holds an unexpired, unrevoked token', async () => {
+    await server.app.directoryAdmin.createState('amber', 30, true);
+    await server.app.directoryAdmin.createState('grey', 2, false);
+    const db = server.app.database.db;
+    for (const change of ['state_changed', 'user_deactivated'] as const) {
+      const user = await seedUser(server, { oidcAccess: false, state: 'amber' });
+      const live = await receiverApp({ name: 'Live tokens' });
+      const expired = await receiverApp({ name: 'Expired tokens' });
+      const revoked = await receiverApp({ name: 'Revoked tokens' });
+      const browser = new Browser();
+      for (const app of [live, expired, revoked]) await holdTokensAt(server, browser, app, user.username);
+      const tokensAt = (clientId: string) =>
+        db
+          .updateTable('oidc_payload')
+          .where('client_id', '=', clientId)
+          .where('user_id', '=', String(user.id))
+          .where('model', 'in', ['AccessToken', 'RefreshToken']);
+      await tokensAt(expired.clientId)
+        .set({ expires_at: Date.now() - 1000 })
+        .execute();
+      await tokensAt(revoked.clientId)
+        .set({ revoked_at: Date.now() - 1000, revoked_reason: 'revocation_endpoint' })
+        .execute();
+
+      if (change === 'state_changed') await server.app.directoryAdmin.setState({ id: user.id }, 'grey');
+      else await server.app.directoryAdmin.deactivate({ id: user.id });
+      const jobs = await jobsOf(user.id);
+      assert.deepEqual(
+        jobs.map((job) => [job.client_id, job.trigger]),
+        [[live.clientId, change]],
+        change,
+      );
+    }
+  });
+
   it('a deactivated app is not told; tokens revoke-user reaches revoke-only apps too', async () => {
     const user = await seedUser(server);
     const normal = await receiverApp({ name: 'Normal' });

@@ -7,6 +7,7 @@ import { sha256Hex } from '../../src/logging/secrets.ts';
 import { storageIdHex } from '../../src/tokens/revocation.ts';
 import { storageId } from '../../src/tokens/store.ts';
 import { purgeIssuedCodes } from '../../src/tokens/issued-codes.ts';
+import * as flows from '../helpers/flows.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
@@ -226,6 +227,25 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
       assert.equal((await issuedCode(authorized.code))?.reuse_count, 9);
     });
   }
+
+  it('revokes on a replay the tokens the code’s grant got since, from a refresh', async () => {
+    const tokens = await codeFlow(server, harness, opaqueClient, pilot);
+    const refreshed = await flows.tokenRequest(server, opaqueClient, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refreshToken!,
+    });
+    assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+    const accessToken = String(refreshed.body.access_token);
+    const refreshToken = String(refreshed.body.refresh_token);
+    harness.registerSecret(accessToken, 'access token');
+    harness.registerSecret(refreshToken, 'refresh token');
+    assert.equal(await isActive(server, opaqueClient, accessToken), true);
+
+    const replay = await redeem(server, opaqueClient, tokens);
+    assert.equal(replay.body.error, 'invalid_grant');
+    assert.equal(await isActive(server, opaqueClient, accessToken), false, 'the refreshed access token');
+    assert.equal(await isActive(server, opaqueClient, refreshToken), false, 'the rotated refresh token');
+  });
 
   it('counts a never-issued code as an audit miss, and nothing else', async () => {
     const before = await misses(opaqueClient.clientId);

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import pg from 'pg';
 import type { AuditEvent } from '../../src/audit/events.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { writeBatch } from '../../src/db/write-batch.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
-import { consumeCodeArrays, createIssuedCodes, type IssuedCodes } from '../../src/tokens/issued-codes.ts';
+import {
+  consumeCodeArrays,
+  createIssuedCodes,
+  type IssuedCodes,
+  purgeIssuedCodes,
+} from '../../src/tokens/issued-codes.ts';
 import { type PayloadRow, storageId, writePayloadRows } from '../../src/tokens/store.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { watchStatements } from '../helpers/statements.ts';
@@ -245,4 +251,97 @@ describe(`consuming codes under statistics that know of none (${testDatabaseKind
       }
     },
   );
+});
+
+/**
+ * A replay whose revocation fails (a real database fault, from a trigger): the tokens could not be
+ * revoked, but the reuse is still recorded on the audit row and told with `revoke_succeeded: false`.
+ */
+describe(`a replayed code whose revocation fails (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let codes: IssuedCodes;
+  const published: AuditEvent[] = [];
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+    codes = createIssuedCodes({
+      db: handle.db,
+      config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
+      audit: { publish: (event: AuditEvent) => void published.push(event) } as never,
+      metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
+      logger: { error: () => undefined, warn: () => undefined } as never,
+    });
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  /** Runs `work` while no token can be revoked for a code's reuse. */
+  async function failingReuseRevocations(work: () => Promise<void>): Promise<void> {
+    if (handle.kind === 'sqlite') {
+      await sql`CREATE TRIGGER fail_reuse_revocation BEFORE UPDATE ON oidc_payload
+        WHEN NEW.revoked_reason = 'code_reuse' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`.execute(
+        handle.db,
+      );
+    } else {
+      await sql`CREATE FUNCTION fail_reuse_revocation() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected fault'; END $$`.execute(handle.db);
+      await sql`CREATE TRIGGER fail_reuse_revocation BEFORE UPDATE ON oidc_payload
+        FOR EACH ROW WHEN (NEW.revoked_reason = 'code_reuse') EXECUTE FUNCTION fail_reuse_revocation()`.execute(
+        handle.db,
+      );
+    }
+    try {
+      await work();
+    } finally {
+      await sql`DROP TRIGGER fail_reuse_revocation${sql.raw(handle.kind === 'sqlite' ? '' : ' ON oidc_payload')}`.execute(
+        handle.db,
+      );
+      if (handle.kind === 'postgres') await sql`DROP FUNCTION fail_reuse_revocation()`.execute(handle.db);
+    }
+  }
+
+  it('still counts the reuse on the audit row, keeps the row from the purge, and tells it with revoke_succeeded false', async () => {
+    const code = 'code-revocation-fails';
+    await writePayloadRows(handle.db, [row('AuthorizationCode', storageId(code), 'grant-fails')]);
+    const at = Date.now();
+    const redeemed = await codes.redeemCode(code, storageId(code), at, [
+      row('AccessToken', 'access-fails', 'grant-fails'),
+      row('RefreshToken', 'refresh-fails', 'grant-fails'),
+    ]);
+    assert.equal(redeemed, true);
+
+    await failingReuseRevocations(() => codes.judgeRefusedCode(code, 'merge-client'));
+
+    const audited = await handle.db
+      .selectFrom('issued_code')
+      .select(['reuse_count', 'last_reuse_at', 'expires_at'])
+      .where('code_hash', '=', sha256Hex(code))
+      .executeTakeFirstOrThrow();
+    assert.equal(Number(audited.reuse_count), 1, 'the reuse is counted');
+    assert.ok(audited.last_reuse_at !== null && Number(audited.last_reuse_at) >= at);
+    const events = published.filter((event) => event.kind === 'code_reuse_detected');
+    assert.deepEqual(events, [
+      {
+        kind: 'code_reuse_detected',
+        client_id: 'merge-client',
+        code_hash: sha256Hex(code),
+        access_token_id: 'access-fails',
+        refresh_token_id: 'refresh-fails',
+        reuse_count: 1,
+        revoke_succeeded: false,
+      },
+    ]);
+    // A reused row outlives the refresh-token lifetime: the evidence of the reuse is kept.
+    await purgeIssuedCodes(handle.db, Number(audited.expires_at) + 1);
+    const kept = await handle.db
+      .selectFrom('issued_code')
+      .select('code_hash')
+      .where('code_hash', '=', sha256Hex(code))
+      .executeTakeFirst();
+    assert.ok(kept, 'the row of a reused code is not purged');
+  });
 });
