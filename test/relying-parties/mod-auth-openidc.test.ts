@@ -19,7 +19,8 @@ import { logoutJobs } from '../logout/jobs.ts';
  * Apache's mod_auth_openidc (Debian's libapache2-mod-auth-openidc), set up the way the Python
  * plugin's documentation sets up a relying party (`openid profile email`, here with
  * `offline_access` too, as sites that refresh ask), protecting a path: Chromium signs in through
- * aa-oidc's login and consent pages, the protected page shows the claims the module received, the
+ * aa-oidc's login and consent pages, the protected page shows the claims the module received,
+ * `Require claim groups:…` admits by group and by state name and refuses otherwise, the
  * module refreshes its access token (sending its scope again), the module's logout URL performs
  * RP-initiated logout, and deactivating the user delivers a back-channel logout that ends the
  * module's session.
@@ -80,9 +81,21 @@ AddType text/html .shtml
   AuthType openid-connect
   Require valid-user
   Options +Includes
+</Location>
+<Location /protected/fleet>
+  Require claim groups:Fleet
+</Location>
+<Location /protected/members>
+  Require claim groups:Member
+</Location>
+<Location /protected/directors>
+  Require claim groups:Directors
 </Location>`,
         {
           'htdocs/protected/claims.shtml': PROTECTED_PAGE,
+          'htdocs/protected/fleet/claims.shtml': PROTECTED_PAGE,
+          'htdocs/protected/members/claims.shtml': PROTECTED_PAGE,
+          'htdocs/protected/directors/claims.shtml': PROTECTED_PAGE,
           'htdocs/signed-out.html':
             '<!DOCTYPE html><html><body><h1>Signed out of the wiki</h1></body></html>\n',
         },
@@ -127,6 +140,24 @@ AddType text/html .shtml
       assert.equal(await text(page, 'groups'), 'Fleet,Member', 'groups under profile, the state name last');
       assert.equal(await text(page, 'email'), `${user.username}@example.org`);
       assert.equal(await text(page, 'preferred_username'), user.username);
+
+      // docs/apps/mod_auth_openidc.md's role rule, `Require claim groups:<name>`: a group the user
+      // is in and the state name admit, a group the user is not in refuses.
+      for (const admitted of ['fleet', 'members']) {
+        const response = await context.request.get(`${origin}/protected/${admitted}/claims.shtml`, {
+          maxRedirects: 0,
+        });
+        assert.equal(response.status(), 200, `Require claim groups at /protected/${admitted}`);
+        assert.match(await response.text(), /<h1>Protected<\/h1>/);
+      }
+      const refused = await context.request.get(`${origin}/protected/directors/claims.shtml`, {
+        maxRedirects: 0,
+      });
+      assert.ok(
+        [401, 403].includes(refused.status()),
+        `refused at /protected/directors: ${refused.status()}`,
+      );
+      assert.doesNotMatch(await refused.text(), /<h1>Protected<\/h1>/);
 
       // The module's own logout URL: RP-initiated logout at aa-oidc, confirmed, back to the wiki.
       await page.goto(
