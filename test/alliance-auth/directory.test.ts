@@ -1,35 +1,24 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import type { GroupRow, StateRow, UserRow } from '../../src/db/schema.ts';
 import { toUserProfile } from '../../src/directory/builtin/profile.ts';
 import { claimsFor } from '../../src/oidc/claims.ts';
 import { djangoTime } from '../../src/alliance-auth/user-queries.ts';
 import {
-  createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   djangoArgon2,
   djangoScrypt,
   allianceAuthEnv,
-  allianceAuthDirectory,
   type ExpectedFixture,
   expectedFixture,
   FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testEnv } from '../helpers/config.ts';
 import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn, type TestServer } from '../helpers/server.ts';
 
 const SCOPE = 'openid profile email groups';
 
@@ -87,32 +76,20 @@ function builtinClaims(
 await describeOnEachAllianceAuth(
   (database) => `Alliance Auth as the directory, on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
+    const suite = serveAllianceAuth(kind, { directory: { passwordLogin: true }, harness: true });
     let client: { clientId: string; clientSecret: string };
-    let harness: LeakHarness;
     const expected = expectedFixture();
 
     before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      harness = createLeakHarness();
-      server = await startServer(
-        { directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }) },
-        { harness },
-      );
-      const created = await seedApp(server, { name: 'Wiki' });
+      const created = await seedApp(suite.server, { name: 'Wiki' });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
-    });
-    after(async () => {
-      await server?.close();
-      await fixture?.drop();
     });
 
     it("gives every user of expected.json its access, and the built-in directory's claims for the same data", async () => {
       for (const want of expected.users) {
         const browser = new Browser();
         const { params, verifier } = authorizeParams(client, { scope: SCOPE });
-        const response = await signIn(browser, server, authorizeUrl(server, params), {
+        const response = await signIn(browser, suite.server, authorizeUrl(suite.server, params), {
           username: want.username,
           password: FIXTURE_PASSWORD,
         });
@@ -125,7 +102,7 @@ await describeOnEachAllianceAuth(
           assert.match(await response.text(), /access|allowed|denied/i);
           continue;
         }
-        const exchanged = await tokenRequest(server, client, {
+        const exchanged = await tokenRequest(suite.server, client, {
           grant_type: 'authorization_code',
           code: codeFrom(response),
           redirect_uri: REDIRECT_URI,
@@ -134,10 +111,10 @@ await describeOnEachAllianceAuth(
         assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
         const idToken = decodeJwt(exchanged.body.id_token as string);
         assert.equal(idToken.sub, String(want.id), `${want.username}: sub is auth_user.id`);
-        const info = await userinfo(server, exchanged.body.access_token as string);
+        const info = await userinfo(suite.server, exchanged.body.access_token as string);
         assert.equal(info.status, 200);
         const claims = JSON.parse(info.body) as Record<string, unknown>;
-        assert.deepEqual(claims, builtinClaims(server, expected, want), `${want.username}'s claims`);
+        assert.deepEqual(claims, builtinClaims(suite.server, expected, want), `${want.username}'s claims`);
         assert.equal(claims.sub, String(want.id));
         assert.equal(claims.name, want.main_character?.character_name);
         assert.deepEqual(claims.groups, [...want.groups.toSorted(), want.state.name]);
@@ -145,7 +122,7 @@ await describeOnEachAllianceAuth(
     });
 
     it('lists, shows and explains AA users on the command line, and refuses to change them', async () => {
-      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
+      const env = testEnv(suite.server.database, allianceAuthEnv(suite.fixture.readerUrl));
       const list = await cli(['user', 'list', '--format', 'json'], env);
       assert.equal(list.code, 0, list.stderr);
       const users = JSON.parse(list.stdout) as Array<{ id: number; username: string; state: string }>;
@@ -160,7 +137,7 @@ await describeOnEachAllianceAuth(
       const shown = JSON.parse(show.stdout) as { character_name: string; created_at: string };
       assert.equal(shown.character_name, 'Alice Alpha');
       // When AA made the account (auth_user.date_joined), not the epoch.
-      const joined = await fixture.owner
+      const joined = await suite.fixture.owner
         .selectFrom('auth_user')
         .select('date_joined')
         .where('username', '=', 'alice')
@@ -205,7 +182,7 @@ await describeOnEachAllianceAuth(
         assert.match(refused.stderr, /The directory is Alliance Auth/, args.join(' '));
       }
       // Nothing changed in Alliance Auth.
-      const alice = await fixture.owner
+      const alice = await suite.fixture.owner
         .selectFrom('auth_user')
         .select('is_active')
         .where('id', '=', 2)
@@ -215,10 +192,15 @@ await describeOnEachAllianceAuth(
 
     /** Carol signs in with `password`, in a fresh browser. */
     const carolSignsIn = (password: string) =>
-      signIn(new Browser(), server, authorizeUrl(server, authorizeParams(client, { scope: SCOPE }).params), {
-        username: 'carol',
-        password,
-      });
+      signIn(
+        new Browser(),
+        suite.server,
+        authorizeUrl(suite.server, authorizeParams(client, { scope: SCOPE }).params),
+        {
+          username: 'carol',
+          password,
+        },
+      );
 
     it("signs in a user whose password Alliance Auth stored with Django's Argon2 or scrypt hasher", async () => {
       // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by
@@ -232,7 +214,7 @@ await describeOnEachAllianceAuth(
       // Django 5's ScryptPasswordHasher with its defaults (N = 2^14, r = 8, p = 5), made by OpenSSL.
       const scrypt = await djangoScrypt(FIXTURE_PASSWORD, { p: 5 });
       for (const stored of [django, scrypt]) {
-        await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [stored, 'carol']);
+        await suite.fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [stored, 'carol']);
         const signedIn = await carolSignsIn(FIXTURE_PASSWORD);
         assert.ok(codeFrom(signedIn), `${stored.slice(0, 6)}: signed in, a code for the application`);
         const refused = await carolSignsIn(`${FIXTURE_PASSWORD}-not`);
@@ -243,13 +225,13 @@ await describeOnEachAllianceAuth(
     it('refuses a password stored by a hasher it does not verify, and tells the operator which and why', async () => {
       // Django's BCryptSHA256PasswordHasher: bcrypt is not verified here (no dependency computes it).
       const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';
-      harness.registerSecret(bcrypt, "carol's stored bcrypt hash");
-      harness.registerSecret(FIXTURE_PASSWORD, "carol's password");
-      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [bcrypt, 'carol']);
-      const linesBefore = harness.logLines.length;
+      suite.harness.registerSecret(bcrypt, "carol's stored bcrypt hash");
+      suite.harness.registerSecret(FIXTURE_PASSWORD, "carol's password");
+      await suite.fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [bcrypt, 'carol']);
+      const linesBefore = suite.harness.logLines.length;
       const response = await carolSignsIn(FIXTURE_PASSWORD);
       assert.equal(response.status, 401, 'refused as a wrong password: nothing tells the visitor more');
-      const warnings = harness.logLines
+      const warnings = suite.harness.logLines
         .slice(linesBefore)
         .map((line) => JSON.parse(line) as { level: number; msg: string; username?: string; hasher?: string })
         .filter((line) => line.hasher !== undefined);
@@ -261,12 +243,12 @@ await describeOnEachAllianceAuth(
       assert.match(warning!.msg, /Django's bcrypt_sha256 hasher, which aa-oidc does not verify/);
       assert.match(warning!.msg, /PASSWORD_HASHERS/);
       // An EVE SSO user's unusable password is no news: no warning for it.
-      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', ['!unusable', 'carol']);
-      const quiet = harness.logLines.length;
+      await suite.fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', ['!unusable', 'carol']);
+      const quiet = suite.harness.logLines.length;
       const unusable = await carolSignsIn(FIXTURE_PASSWORD);
       assert.equal(unusable.status, 401);
-      assert.equal(harness.logLines.slice(quiet).filter((line) => line.includes('"hasher"')).length, 0);
-      await harness.assertNoLeaks();
+      assert.equal(suite.harness.logLines.slice(quiet).filter((line) => line.includes('"hasher"')).length, 0);
+      await suite.harness.assertNoLeaks();
     });
   },
 );

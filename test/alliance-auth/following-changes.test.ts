@@ -1,27 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import { decodeJwt } from 'jose';
 import type { DirectoryChange } from '../../src/directory/port.ts';
-import {
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  allianceAuthDirectory,
-  FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
-import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { followAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
-import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, signIn } from '../helpers/server.ts';
+import { verifyLogoutToken } from '../logout/rp-receiver.ts';
 
 /**
  * Alliance Auth's own changes (the SQL its code runs, test/helpers/alliance-auth-changes.ts) reach the
@@ -32,52 +17,16 @@ import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/r
 await describeOnEachAllianceAuth(
   (database) => `Alliance Auth's changes reach the applications, on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
-    let aa: AllianceAuthActions;
-    let harness: LeakHarness;
-    const receivers: RpReceiver[] = [];
-
-    before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      aa = allianceAuthActions(fixture);
-      harness = createLeakHarness();
-      server = await startServer(
-        {
-          directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
-          logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
-        },
-        { harness },
-      );
-      // The server polled once when it started: the baseline every later cycle compares with.
-      await poll();
-    });
-    after(async () => {
-      await server?.close();
-      for (const receiver of receivers) await receiver.close();
-      await fixture?.drop();
-    });
-
-    const poll = () => server.app.allianceAuth!.poller.pollOnce();
-
-    async function receiverApp(input: Parameters<typeof seedApp>[1]) {
-      const receiver = await startRpReceiver();
-      receivers.push(receiver);
-      const created = await seedApp(server, {
-        skipAuthorization: true,
-        backchannelLogoutUri: receiver.url(),
-        ...input,
-      });
-      return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
-    }
+    const suite = followAllianceAuth(kind);
+    const { poll, receiverApp, nextCycle } = suite;
 
     async function signedIn(client: { clientId: string; clientSecret: string }, username: string) {
       const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
         username,
         password: FIXTURE_PASSWORD,
       });
-      const exchanged = await tokenRequest(server, client, {
+      const exchanged = await tokenRequest(suite.server, client, {
         grant_type: 'authorization_code',
         code: codeFrom(response),
         redirect_uri: REDIRECT_URI,
@@ -85,14 +34,6 @@ await describeOnEachAllianceAuth(
       });
       assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
       return exchanged.body as { access_token: string; refresh_token: string };
-    }
-
-    /** The next cycle and the logout worker's next round; returns what the cycle found. */
-    async function nextCycle() {
-      const outcome = await poll();
-      assert.equal(outcome.outcome, 'applied', JSON.stringify(outcome));
-      await server.app.logout.deliverDue();
-      return outcome.outcome === 'applied' ? outcome.changes.map((change) => change.kind) : [];
     }
 
     /** The authorization request with `prompt=none`, answered from the browser's kept cookie. */
@@ -104,7 +45,7 @@ await describeOnEachAllianceAuth(
           prompt: 'none',
         },
       );
-      const response = await browser.follow(authorizeUrl(server, params), server.origin);
+      const response = await browser.follow(authorizeUrl(suite.server, params), suite.server.origin);
       assert.equal(response.status, 303, 'the request leaves the server');
       return response;
     }
@@ -113,10 +54,14 @@ await describeOnEachAllianceAuth(
       client: { clientId: string; clientSecret: string },
       tokens: { access_token: string; refresh_token: string },
     ) {
-      assert.equal((await userinfo(server, tokens.access_token)).status, 401, 'userinfo refuses the token');
-      const inspected = await introspect(server, client, tokens.access_token);
+      assert.equal(
+        (await userinfo(suite.server, tokens.access_token)).status,
+        401,
+        'userinfo refuses the token',
+      );
+      const inspected = await introspect(suite.server, client, tokens.access_token);
       assert.equal(inspected.body.active, false, 'introspection says inactive');
-      const refreshed = await tokenRequest(server, client, {
+      const refreshed = await tokenRequest(suite.server, client, {
         grant_type: 'refresh_token',
         refresh_token: tokens.refresh_token,
       });
@@ -125,7 +70,7 @@ await describeOnEachAllianceAuth(
 
     async function assertLoggedOut(app: Awaited<ReturnType<typeof receiverApp>>, userId: number) {
       assert.equal(app.receiver.requests.length, 1, 'one back-channel logout');
-      await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+      await verifyLogoutToken(suite.server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: String(userId),
       });
@@ -142,14 +87,14 @@ await describeOnEachAllianceAuth(
         { app: wiki, tokens: await signedIn(wiki, 'alice') },
       ];
       const whitelist = async (clientId: string) => {
-        const application = (await server.app.applications.findByClientId(clientId))!;
+        const application = (await suite.server.app.applications.findByClientId(clientId))!;
         return { states: application.states, groups: application.groups };
       };
       try {
-        await aa.rename('group', [['Directors', 'Leadership']]);
-        await aa.rename('state', [['Member', 'Alliance Member']]);
+        await suite.aa.rename('group', [['Directors', 'Leadership']]);
+        await suite.aa.rename('state', [['Member', 'Alliance Member']]);
         // Fleet Commanders (id 2) and Wiki Editors (id 3) swap names, through a third one.
-        await aa.rename('group', [
+        await suite.aa.rename('group', [
           ['Fleet Commanders', 'Swapping'],
           ['Wiki Editors', 'Fleet Commanders'],
           ['Swapping', 'Wiki Editors'],
@@ -174,12 +119,16 @@ await describeOnEachAllianceAuth(
         // Each application still admits the same group (by id) under its new name.
         assert.deepEqual(await whitelist(fleet.clientId), { states: [], groups: ['Wiki Editors'] });
         assert.deepEqual(await whitelist(wiki.clientId), { states: [], groups: ['Fleet Commanders'] });
-        await server.app.logout.deliverDue();
+        await suite.server.app.logout.deliverDue();
         for (const app of [board, hall, fleet, wiki])
           assert.equal(app.receiver.requests.length, 0, 'nobody is logged out');
         for (const { app, tokens } of signedInBefore) {
-          assert.equal((await userinfo(server, tokens.access_token)).status, 200, 'the token still works');
-          const refreshed = await tokenRequest(server, app, {
+          assert.equal(
+            (await userinfo(suite.server, tokens.access_token)).status,
+            200,
+            'the token still works',
+          );
+          const refreshed = await tokenRequest(suite.server, app, {
             grant_type: 'refresh_token',
             refresh_token: tokens.refresh_token,
           });
@@ -190,13 +139,13 @@ await describeOnEachAllianceAuth(
         const quiet = await poll();
         assert.deepEqual(quiet, { outcome: 'applied', users: 6, changes: [], renames: [], deletions: [] });
       } finally {
-        await aa.rename('group', [
+        await suite.aa.rename('group', [
           ['Leadership', 'Directors'],
           ['Wiki Editors', 'Swapping'],
           ['Fleet Commanders', 'Wiki Editors'],
           ['Swapping', 'Fleet Commanders'],
         ]);
-        await aa.rename('state', [['Alliance Member', 'Member']]);
+        await suite.aa.rename('state', [['Alliance Member', 'Member']]);
         await poll();
       }
     });
@@ -217,10 +166,10 @@ await describeOnEachAllianceAuth(
           },
         },
       );
-      const unsubscribe = server.app.directoryChanges.subscribe(spy);
+      const unsubscribe = suite.server.app.directoryChanges.subscribe(spy);
       try {
-        await aa.removeGroup(2, 'Directors');
-        await aa.removeGroup(4, 'Directors');
+        await suite.aa.removeGroup(2, 'Directors');
+        await suite.aa.removeGroup(4, 'Directors');
         await nextCycle();
         unsubscribe();
         assert.equal(deliveries.length, 1, JSON.stringify(deliveries));
@@ -229,7 +178,7 @@ await describeOnEachAllianceAuth(
         const told = await Promise.all(
           app.receiver.tokens().map(async (token) => {
             const claims = decodeJwt(token);
-            await verifyLogoutToken(server, token, { clientId: app.clientId, sub: String(claims.sub) });
+            await verifyLogoutToken(suite.server, token, { clientId: app.clientId, sub: String(claims.sub) });
             return claims.sub;
           }),
         );
@@ -239,8 +188,8 @@ await describeOnEachAllianceAuth(
       } finally {
         unsubscribe();
         // Both back in Directors for what follows.
-        await aa.addGroup(2, 'Directors');
-        await aa.addGroup(4, 'Directors');
+        await suite.aa.addGroup(2, 'Directors');
+        await suite.aa.addGroup(4, 'Directors');
         await nextCycle();
       }
     });
@@ -248,8 +197,8 @@ await describeOnEachAllianceAuth(
     it('an administrator deactivates frank in AA: his tokens are revoked and the application is told', async () => {
       const app = await receiverApp({ name: 'Wiki' });
       const tokens = await signedIn(app, 'frank');
-      assert.equal((await userinfo(server, tokens.access_token)).status, 200);
-      await aa.deactivate(1);
+      assert.equal((await userinfo(suite.server, tokens.access_token)).status, 200);
+      await suite.aa.deactivate(1);
       assert.deepEqual(await nextCycle(), ['user_updated', 'user_deactivated', 'user_state_changed']);
       await assertLoggedOut(app, 1);
       await assertRefused(app, tokens);
@@ -260,44 +209,44 @@ await describeOnEachAllianceAuth(
 
     it('a user AA made after the last cycle signs in and is deactivated before the next: the next cycle revokes and tells', async () => {
       const app = await receiverApp({ name: 'Killboard' });
-      const gina = await aa.createSuperuser('gina', FIXTURE_PASSWORD);
+      const gina = await suite.aa.createSuperuser('gina', FIXTURE_PASSWORD);
       const tokens = await signedIn(app, 'gina');
-      assert.equal((await userinfo(server, tokens.access_token)).status, 200);
-      await aa.deactivate(gina);
+      assert.equal((await userinfo(suite.server, tokens.access_token)).status, 200);
+      await suite.aa.deactivate(gina);
       // The cycle sees gina for the first time, already inactive: she signed in meanwhile, so her
       // deactivation is one (a user who never signed in here has nothing to take away).
       assert.deepEqual(await nextCycle(), ['user_created']);
       await assertLoggedOut(app, gina);
       await assertRefused(app, tokens);
-      await aa.reactivate(gina, 'Guest');
+      await suite.aa.reactivate(gina, 'Guest');
       assert.deepEqual(await nextCycle(), ['user_activated']);
       await assertRefused(app, tokens);
       assert.equal(app.receiver.requests.length, 1, 'told once');
       // Registered and still inactive (AA's pending registration), never signed in here: nothing.
-      const pending = await aa.createSuperuser('hana', FIXTURE_PASSWORD);
-      await aa.deactivate(pending);
+      const pending = await suite.aa.createSuperuser('hana', FIXTURE_PASSWORD);
+      await suite.aa.deactivate(pending);
       assert.deepEqual(await nextCycle(), ['user_created']);
       assert.equal(app.receiver.requests.length, 1);
     });
 
     it('AA deletes Fleet Commanders: alice loses the application that whitelisted it, which keeps the name, and the log says so', async () => {
       const fleet = await receiverApp({ name: 'Fleet ops', groups: ['Fleet Commanders'] });
-      await aa.addGroup(2, 'Fleet Commanders');
+      await suite.aa.addGroup(2, 'Fleet Commanders');
       assert.deepEqual(await nextCycle(), ['user_group_added']);
       const tokens = await signedIn(fleet, 'alice');
-      const logged = harness.logLines.length;
-      await aa.deleteGroup('Fleet Commanders');
+      const logged = suite.harness.logLines.length;
+      await suite.aa.deleteGroup('Fleet Commanders');
       assert.deepEqual(await nextCycle(), ['user_group_removed', 'user_group_removed'], 'alice and bob');
       await assertLoggedOut(fleet, 2);
       await assertRefused(fleet, tokens);
       // Kept: an emptied whitelist would admit everyone. The warning names the application.
-      assert.deepEqual((await server.app.applications.findByClientId(fleet.clientId))?.groups, [
+      assert.deepEqual((await suite.server.app.applications.findByClientId(fleet.clientId))?.groups, [
         'Fleet Commanders',
       ]);
-      const warnings = harness.logLines
+      const warnings = suite.harness.logLines
         .slice(logged)
         .filter((line) => line.includes('still whitelist') && line.includes(fleet.clientId));
-      assert.equal(warnings.length, 1, harness.logLines.slice(logged).join('\n'));
+      assert.equal(warnings.length, 1, suite.harness.logLines.slice(logged).join('\n'));
       assert.match(warnings[0]!, /"level":40/);
       assert.match(warnings[0]!, /--remove-group \\"Fleet Commanders\\"/);
       assert.deepEqual(await nextCycle(), [], 'the next cycle is quiet');
@@ -306,7 +255,7 @@ await describeOnEachAllianceAuth(
     it('carol leaves Directors in AA: the application that whitelists Directors is told and refuses her', async () => {
       const app = await receiverApp({ name: 'Directors only', groups: ['Directors'] });
       const tokens = await signedIn(app, 'carol');
-      await aa.removeGroup(4, 'Directors');
+      await suite.aa.removeGroup(4, 'Directors');
       assert.deepEqual(await nextCycle(), ['user_updated', 'user_group_removed']);
       await assertLoggedOut(app, 4);
       await assertRefused(app, tokens);
@@ -317,7 +266,7 @@ await describeOnEachAllianceAuth(
       const open = await receiverApp({ name: 'Open' });
       const tokens = await signedIn(memberOnly, 'alice');
       const kept = await signedIn(open, 'alice');
-      await aa.moveMainToAlliance(
+      await suite.aa.moveMainToAlliance(
         2,
         { id: 1354830081, name: 'Goonswarm Federation', ticker: 'CONDI' },
         'Blue',
@@ -328,13 +277,13 @@ await describeOnEachAllianceAuth(
       await assertRefused(memberOnly, tokens);
       // Alice keeps what she still may use (Directors grants her the permission).
       assert.equal(open.receiver.requests.length, 0, 'the open application is not told');
-      assert.equal((await userinfo(server, kept.access_token)).status, 200);
+      assert.equal((await userinfo(suite.server, kept.access_token)).status, 200);
     });
 
     it('AA deletes erin: her tokens are revoked and the application is told', async () => {
       const app = await receiverApp({ name: 'Forum' });
       const tokens = await signedIn(app, 'erin');
-      await aa.deleteUser(6);
+      await suite.aa.deleteUser(6);
       assert.deepEqual(await nextCycle(), ['user_deleted']);
       await assertLoggedOut(app, 6);
       await assertRefused(app, tokens);
@@ -345,21 +294,21 @@ await describeOnEachAllianceAuth(
       const browser = new Browser();
       const signedInHere = await signIn(
         browser,
-        server,
-        authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+        suite.server,
+        authorizeUrl(suite.server, authorizeParams(app, { scope: 'openid' }).params),
         { username: 'alice', password: FIXTURE_PASSWORD },
       );
       codeFrom(signedInHere);
       // The kept cookie gets a code silently while the session lasts.
       codeFrom(await silently(browser, app));
-      await aa.setPassword(2, 'a new AA passphrase 7');
+      await suite.aa.setPassword(2, 'a new AA passphrase 7');
       assert.deepEqual(await nextCycle(), ['user_password_changed']);
       const silent = await silently(browser, app);
       assert.equal(new URL(silent.headers.get('location')!).searchParams.get('error'), 'login_required');
       // Like the built-in directory's new password: sessions end, and the applications signed in
       // through them are told, one logout per session (its sid).
       assert.equal(app.receiver.requests.length, 1, 'one back-channel logout');
-      await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+      await verifyLogoutToken(suite.server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: '2',
         sid: 'present',
@@ -367,16 +316,16 @@ await describeOnEachAllianceAuth(
       // The new password signs her in; the old one no longer does.
       const old = await signIn(
         new Browser(),
-        server,
-        authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+        suite.server,
+        authorizeUrl(suite.server, authorizeParams(app, { scope: 'openid' }).params),
         { username: 'alice', password: FIXTURE_PASSWORD },
       );
       assert.equal(old.status, 401, 'the old password is refused');
       codeFrom(
         await signIn(
           new Browser(),
-          server,
-          authorizeUrl(server, authorizeParams(app, { scope: 'openid' }).params),
+          suite.server,
+          authorizeUrl(suite.server, authorizeParams(app, { scope: 'openid' }).params),
           {
             username: 'alice',
             password: 'a new AA passphrase 7',
@@ -391,9 +340,9 @@ await describeOnEachAllianceAuth(
     // cycles: neither cycle's fingerprint shows it, yet the applications they signed in to must hear.
     it('bob (no access) joins Directors, signs in, and leaves again between two cycles: the next cycle revokes and tells', async () => {
       const app = await receiverApp({ name: 'Directors notes', groups: ['Directors'] });
-      await aa.addGroup(3, 'Directors');
+      await suite.aa.addGroup(3, 'Directors');
       const tokens = await signedIn(app, 'bob');
-      await aa.removeGroup(3, 'Directors');
+      await suite.aa.removeGroup(3, 'Directors');
       assert.deepEqual(await nextCycle(), [], 'the cycle sees bob as he was');
       await assertLoggedOut(app, 3);
       await assertRefused(app, tokens);
@@ -404,13 +353,13 @@ await describeOnEachAllianceAuth(
     it('a user AA made after the last cycle signs in and loses Directors before the next: the next cycle revokes and tells', async () => {
       const app = await receiverApp({ name: 'Directors wiki', groups: ['Directors'] });
       const open = await receiverApp({ name: 'Open board' });
-      const ivy = await aa.createSuperuser('ivy', FIXTURE_PASSWORD);
-      await fixture.run('UPDATE auth_user SET is_superuser = ? WHERE id = ?', [false, ivy]);
-      await aa.addGroup(ivy, 'Directors');
+      const ivy = await suite.aa.createSuperuser('ivy', FIXTURE_PASSWORD);
+      await suite.fixture.run('UPDATE auth_user SET is_superuser = ? WHERE id = ?', [false, ivy]);
+      await suite.aa.addGroup(ivy, 'Directors');
       const tokens = await signedIn(app, 'ivy');
       const kept = await signedIn(open, 'ivy');
       // Still active, with no permission left: every application she signed in to is lost.
-      await aa.removeGroup(ivy, 'Directors');
+      await suite.aa.removeGroup(ivy, 'Directors');
       assert.deepEqual(await nextCycle(), ['user_created']);
       await assertLoggedOut(app, ivy);
       await assertLoggedOut(open, ivy);
@@ -420,9 +369,9 @@ await describeOnEachAllianceAuth(
 
     it('a user AA made after the last cycle signs in and is deleted before the next: the next cycle revokes and tells', async () => {
       const app = await receiverApp({ name: 'Market' });
-      const jo = await aa.createSuperuser('jo', FIXTURE_PASSWORD);
+      const jo = await suite.aa.createSuperuser('jo', FIXTURE_PASSWORD);
       const tokens = await signedIn(app, 'jo');
-      await aa.deleteUser(jo);
+      await suite.aa.deleteUser(jo);
       assert.deepEqual(await nextCycle(), [], 'no cycle ever saw jo');
       await assertLoggedOut(app, jo);
       await assertRefused(app, tokens);

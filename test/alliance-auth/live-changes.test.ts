@@ -1,25 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  allianceAuthDirectory,
-  FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
-import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { it } from 'node:test';
+import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { followAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
-import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, signIn } from '../helpers/server.ts';
+import { verifyLogoutToken } from '../logout/rp-receiver.ts';
 
 /**
  * Changes made in Alliance Auth's database while users are signed in to applications, as AA's own
@@ -31,43 +16,9 @@ import { type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/r
 await describeOnEachAllianceAuth(
   (database) => `Alliance Auth changed while users are signed in, on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
-    let aa: AllianceAuthActions;
-    let harness: LeakHarness;
-    const receivers: RpReceiver[] = [];
+    const suite = followAllianceAuth(kind);
+    const { poll, receiverApp, nextCycle } = suite;
 
-    before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      aa = allianceAuthActions(fixture);
-      harness = createLeakHarness();
-      server = await startServer(
-        {
-          directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
-          logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] },
-        },
-        { harness },
-      );
-      await poll();
-    });
-    after(async () => {
-      await server?.close();
-      for (const receiver of receivers) await receiver.close();
-      await fixture?.drop();
-    });
-
-    const poll = () => server.app.allianceAuth!.poller.pollOnce();
-
-    async function receiverApp(input: Parameters<typeof seedApp>[1]) {
-      const receiver = await startRpReceiver();
-      receivers.push(receiver);
-      const created = await seedApp(server, {
-        skipAuthorization: true,
-        backchannelLogoutUri: receiver.url(),
-        ...input,
-      });
-      return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
-    }
     type App = Awaited<ReturnType<typeof receiverApp>>;
     type Tokens = { access_token: string; refresh_token: string };
 
@@ -76,11 +27,11 @@ await describeOnEachAllianceAuth(
         scope: 'openid profile offline_access',
         prompt: 'consent',
       });
-      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
         username,
         password: FIXTURE_PASSWORD,
       });
-      const exchanged = await tokenRequest(server, client, {
+      const exchanged = await tokenRequest(suite.server, client, {
         grant_type: 'authorization_code',
         code: codeFrom(response),
         redirect_uri: REDIRECT_URI,
@@ -90,30 +41,30 @@ await describeOnEachAllianceAuth(
       return exchanged.body as Tokens;
     }
 
-    /** The next cycle and the logout worker's next round; returns the kinds of change it found. */
-    async function nextCycle() {
-      const outcome = await poll();
-      assert.equal(outcome.outcome, 'applied', JSON.stringify(outcome));
-      await server.app.logout.deliverDue();
-      return outcome.outcome === 'applied' ? outcome.changes.map((change) => change.kind) : [];
-    }
-
     const setState = (userId: number, state: string) =>
-      fixture.run(
+      suite.fixture.run(
         'UPDATE authentication_userprofile SET state_id = (SELECT id FROM authentication_state WHERE name = ?) WHERE user_id = ?',
         [state, userId],
       );
 
     async function claims(tokens: Tokens) {
-      const response = await userinfo(server, tokens.access_token);
+      const response = await userinfo(suite.server, tokens.access_token);
       assert.equal(response.status, 200, response.body);
       return JSON.parse(response.body) as Record<string, unknown>;
     }
 
     async function assertRefused(client: App, tokens: Tokens) {
-      assert.equal((await userinfo(server, tokens.access_token)).status, 401, 'userinfo refuses the token');
-      assert.equal((await introspect(server, client, tokens.access_token)).body.active, false, 'inactive');
-      const refreshed = await tokenRequest(server, client, {
+      assert.equal(
+        (await userinfo(suite.server, tokens.access_token)).status,
+        401,
+        'userinfo refuses the token',
+      );
+      assert.equal(
+        (await introspect(suite.server, client, tokens.access_token)).body.active,
+        false,
+        'inactive',
+      );
+      const refreshed = await tokenRequest(suite.server, client, {
         grant_type: 'refresh_token',
         refresh_token: tokens.refresh_token,
       });
@@ -122,7 +73,7 @@ await describeOnEachAllianceAuth(
 
     async function assertLoggedOut(app: App, userId: number) {
       assert.equal(app.receiver.requests.length, 1, 'one back-channel logout');
-      await verifyLogoutToken(server, app.receiver.tokens()[0]!, {
+      await verifyLogoutToken(suite.server, app.receiver.tokens()[0]!, {
         clientId: app.clientId,
         sub: String(userId),
       });
@@ -140,7 +91,7 @@ await describeOnEachAllianceAuth(
       await assertRefused(hall, hallTokens);
       assert.equal(wiki.receiver.requests.length, 0, 'the application that still admits her is not told');
       assert.deepEqual((await claims(wikiTokens)).groups, ['Directors', 'Wiki Editors', 'Guest']);
-      const refreshed = await tokenRequest(server, wiki, {
+      const refreshed = await tokenRequest(suite.server, wiki, {
         grant_type: 'refresh_token',
         refresh_token: wikiTokens.refresh_token,
       });
@@ -160,7 +111,7 @@ await describeOnEachAllianceAuth(
       const wiki = await receiverApp({ name: 'Wiki 2', groups: ['Wiki Editors'] });
       const tokens = await signedIn(wiki, 'alice');
       assert.equal((await claims(tokens)).name, 'Alice Alpha');
-      await fixture.run(
+      await suite.fixture.run(
         'UPDATE authentication_userprofile SET main_character_id = (SELECT id FROM eveonline_evecharacter WHERE character_id = ?) WHERE user_id = ?',
         [2112000002, 2],
       );
@@ -170,7 +121,7 @@ await describeOnEachAllianceAuth(
       assert.match(String(afterMain.picture), /\/characters\/2112000002\//);
       assert.equal(afterMain.eve_corporation_name, 'GoonWaffe');
       // `run_model_update` writes the character's new corporation; no user row changes.
-      await fixture.run(
+      await suite.fixture.run(
         'UPDATE eveonline_evecharacter SET corporation_id = ?, corporation_name = ?, corporation_ticker = ? WHERE character_id = ?',
         [98000009, 'New Corp', 'NEWC', 2112000002],
       );
@@ -186,11 +137,11 @@ await describeOnEachAllianceAuth(
     it('AA deactivates carol, a cycle reads it, then reactivates her: her old tokens stay revoked, a new sign-in works, she is told once', async () => {
       const app = await receiverApp({ name: 'Open' });
       const tokens = await signedIn(app, 'carol');
-      await aa.deactivate(4);
+      await suite.aa.deactivate(4);
       assert.deepEqual(await nextCycle(), ['user_deactivated']);
       await assertLoggedOut(app, 4);
       await assertRefused(app, tokens);
-      await aa.reactivate(4, 'Guest');
+      await suite.aa.reactivate(4, 'Guest');
       assert.deepEqual(await nextCycle(), ['user_activated']);
       await assertRefused(app, tokens);
       await claims(await signedIn(app, 'carol'));
@@ -205,7 +156,7 @@ await describeOnEachAllianceAuth(
       const tokens = await signedIn(lounge, 'carol');
       const kept = await signedIn(open, 'carol');
       const blue = '(SELECT id FROM authentication_state WHERE name = ?)';
-      await fixture.run(
+      await suite.fixture.run(
         `UPDATE authentication_userprofile SET state_id = (SELECT id FROM authentication_state WHERE name = ?) WHERE state_id = ${blue}`,
         ['Guest', 'Blue'],
       );
@@ -217,14 +168,16 @@ await describeOnEachAllianceAuth(
         'authentication_state_member_factions',
         'groupmanagement_authgroup_states',
       ])
-        await fixture.run(`DELETE FROM ${table} WHERE state_id = ${blue}`, ['Blue']);
-      await fixture.run('DELETE FROM authentication_state WHERE name = ?', ['Blue']);
+        await suite.fixture.run(`DELETE FROM ${table} WHERE state_id = ${blue}`, ['Blue']);
+      await suite.fixture.run('DELETE FROM authentication_state WHERE name = ?', ['Blue']);
       assert.deepEqual(await nextCycle(), ['user_state_changed', 'user_state_changed'], 'bob and carol');
       await assertLoggedOut(lounge, 4);
       await assertRefused(lounge, tokens);
       assert.equal(open.receiver.requests.length, 0);
       await claims(kept);
-      assert.deepEqual((await server.app.applications.findByClientId(lounge.clientId))?.states, ['Blue']);
+      assert.deepEqual((await suite.server.app.applications.findByClientId(lounge.clientId))?.states, [
+        'Blue',
+      ]);
     });
 
     // A backup restored into AA's database table by table (pg_dump's COPYs, mysqldump's DROP, CREATE
@@ -233,43 +186,49 @@ await describeOnEachAllianceAuth(
     it("AA's profiles read empty while its users are there: refused, nobody is told or refused, and the next full read changes nothing", async () => {
       const hall = await receiverApp({ name: 'Members hall 2', states: ['Member'] });
       const tokens = await signedIn(hall, 'alice');
-      const reader = decodeURIComponent(new URL(fixture.readerUrl).username);
+      const reader = decodeURIComponent(new URL(suite.fixture.readerUrl).username);
       if (kind === 'mysql') {
-        await fixture.run('RENAME TABLE authentication_userprofile TO authentication_userprofile_kept');
-        await fixture.run('CREATE TABLE authentication_userprofile LIKE authentication_userprofile_kept');
+        await suite.fixture.run('RENAME TABLE authentication_userprofile TO authentication_userprofile_kept');
+        await suite.fixture.run(
+          'CREATE TABLE authentication_userprofile LIKE authentication_userprofile_kept',
+        );
       } else {
-        await fixture.run('ALTER TABLE authentication_userprofile RENAME TO authentication_userprofile_kept');
-        await fixture.run(
+        await suite.fixture.run(
+          'ALTER TABLE authentication_userprofile RENAME TO authentication_userprofile_kept',
+        );
+        await suite.fixture.run(
           'CREATE TABLE authentication_userprofile (LIKE authentication_userprofile_kept INCLUDING ALL)',
         );
-        await fixture.run(`GRANT SELECT ON authentication_userprofile TO "${reader}"`);
+        await suite.fixture.run(`GRANT SELECT ON authentication_userprofile TO "${reader}"`);
       }
-      const logged = harness.logLines.length;
+      const logged = suite.harness.logLines.length;
       try {
         for (let cycle = 0; cycle < 2; cycle += 1) {
           const outcome = await poll();
           assert.equal(outcome.outcome, 'refused_empty', JSON.stringify(outcome));
         }
-        await server.app.logout.deliverDue();
+        await suite.server.app.logout.deliverDue();
       } finally {
-        await fixture.run('DROP TABLE authentication_userprofile');
-        await fixture.run(
+        await suite.fixture.run('DROP TABLE authentication_userprofile');
+        await suite.fixture.run(
           kind === 'mysql'
             ? 'RENAME TABLE authentication_userprofile_kept TO authentication_userprofile'
             : 'ALTER TABLE authentication_userprofile_kept RENAME TO authentication_userprofile',
         );
       }
       assert.equal(hall.receiver.requests.length, 0, 'nobody is told');
-      const errors = harness.logLines.slice(logged).filter((line) => line.includes('none in any state'));
+      const errors = suite.harness.logLines
+        .slice(logged)
+        .filter((line) => line.includes('none in any state'));
       assert.equal(errors.length, 1, 'logged once while it lasts');
       assert.deepEqual(await nextCycle(), [], 'the full read is what the last applied cycle saw');
       assert.equal(
-        harness.logLines.slice(logged).filter((line) => line.includes("users' states again")).length,
+        suite.harness.logLines.slice(logged).filter((line) => line.includes("users' states again")).length,
         1,
       );
       assert.equal(hall.receiver.requests.length, 0);
       assert.equal((await claims(tokens)).sub, '2');
-      assert.equal((await introspect(server, hall, tokens.access_token)).body.active, true);
+      assert.equal((await introspect(suite.server, hall, tokens.access_token)).body.active, true);
     });
   },
 );

@@ -1,34 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  allianceAuthDirectory,
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { it } from 'node:test';
+import { describeOnEachAllianceAuth } from '../helpers/alliance-auth.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 
 const TOKEN = 'metrics-scrape-token-0123456789';
 
 await describeOnEachAllianceAuth(
   (database) => `The Alliance Auth poller's metrics, scraped from a server on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
-    before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { pollSeconds: 3600 }),
-        metrics: { enabled: false, bearerToken: TOKEN },
-      });
-    });
-    after(async () => {
-      await server?.close();
-      await fixture?.drop();
+    const suite = serveAllianceAuth(kind, {
+      directory: { pollSeconds: 3600 },
+      config: { metrics: { enabled: false, bearerToken: TOKEN } },
     });
 
     const scrape = async () => {
-      const response = await fetch(`${server.origin}/metrics`, {
+      const response = await fetch(`${suite.server.origin}/metrics`, {
         headers: { Authorization: `Bearer ${TOKEN}` },
       });
       assert.equal(response.status, 200);
@@ -40,7 +26,7 @@ await describeOnEachAllianceAuth(
     };
 
     it('counts cycles by outcome and keeps the last success while a column AA lost stops polling', async () => {
-      const poller = server.app.allianceAuth!.poller;
+      const poller = suite.server.app.allianceAuth!.poller;
       const before = Date.now() / 1000;
       assert.notEqual((await poller.pollOnce()).outcome, 'aa_schema_error');
       let text = await scrape();
@@ -54,13 +40,13 @@ await describeOnEachAllianceAuth(
         String(succeeded),
       );
 
-      await fixture.run(
+      await suite.fixture.run(
         'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash TO owner_hash_renamed',
       );
       try {
         assert.equal((await poller.pollOnce()).outcome, 'aa_schema_error');
       } finally {
-        await fixture.run(
+        await suite.fixture.run(
           'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash_renamed TO owner_hash',
         );
       }

@@ -1,23 +1,10 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  allianceAuthDirectory,
-  FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
+import { before, it } from 'node:test';
+import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn } from '../helpers/server.ts';
 
 /**
  * The built-in directory's profiles are kept in memory until aa-oidc's change log names a change
@@ -28,38 +15,29 @@ import {
 await describeOnEachAllianceAuth(
   (database) => `Alliance Auth's profiles are read at every request, on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
+    // No poll during the test: what refuses the token is the profile read at the request.
+    const suite = serveAllianceAuth(kind, { directory: { passwordLogin: true, pollSeconds: 3600 } });
     let aa: AllianceAuthActions;
 
     before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      aa = allianceAuthActions(fixture);
-      // No poll during the test: what refuses the token is the profile read at the request.
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
-      });
-      await server.app.allianceAuth!.poller.pollOnce();
-    });
-    after(async () => {
-      await server?.close();
-      await fixture?.drop();
+      aa = allianceAuthActions(suite.fixture);
+      await suite.poll();
     });
 
     it('refuses at the next userinfo and introspection a user deactivated in AA, before any poll', async () => {
       assert.equal(
-        server.app.directory.keepable,
+        suite.server.app.directory.keepable,
         undefined,
         'the directory does not offer its profiles to keep',
       );
-      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
       const client = { clientId: created.clientId, clientSecret: created.clientSecret! };
       const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
         username: 'frank',
         password: FIXTURE_PASSWORD,
       });
-      const exchanged = await tokenRequest(server, client, {
+      const exchanged = await tokenRequest(suite.server, client, {
         grant_type: 'authorization_code',
         code: codeFrom(response),
         redirect_uri: REDIRECT_URI,
@@ -67,13 +45,13 @@ await describeOnEachAllianceAuth(
       });
       assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
       const token = exchanged.body.access_token as string;
-      assert.equal((await userinfo(server, token)).status, 200);
-      assert.equal((await userinfo(server, token)).status, 200);
-      assert.equal((await introspect(server, client, token)).body.active, true);
+      assert.equal((await userinfo(suite.server, token)).status, 200);
+      assert.equal((await userinfo(suite.server, token)).status, 200);
+      assert.equal((await introspect(suite.server, client, token)).body.active, true);
       await aa.deactivate(1);
-      assert.equal((await userinfo(server, token)).status, 401, 'userinfo refuses the token');
+      assert.equal((await userinfo(suite.server, token)).status, 401, 'userinfo refuses the token');
       assert.equal(
-        (await introspect(server, client, token)).body.active,
+        (await introspect(suite.server, client, token)).body.active,
         false,
         'introspection says inactive',
       );

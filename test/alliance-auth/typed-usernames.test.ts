@@ -1,25 +1,12 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
+import { before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
-import {
-  allianceAuthDirectory,
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
+import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn } from '../helpers/server.ts';
 
 /**
  * The username typed at password sign-in with an Alliance Auth directory, read as Django's login
@@ -34,69 +21,64 @@ const LONG_PASSWORD = 'h'.repeat(1000) + '😀'.repeat(12);
 await describeOnEachAllianceAuth(
   (database) => `usernames typed at Alliance Auth password sign-in (${database})`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
+    const suite = serveAllianceAuth(kind, {
+      directory: { passwordLogin: true, pollSeconds: 3600 },
+      async prepare() {
+        await addUser(40, 'fiona');
+        // Not NFKC: only a hand-written row holds one (Django's create_user normalises).
+        await addUser(41, 'ｇｅｏｒｇｅ');
+        await addUser(44, 'finn');
+        await addUser(45, 'ﬁnn');
+        await addUser(42, 'p'.repeat(150));
+        // 105 characters, 205 UTF-16 units.
+        await addUser(43, `pilot${'𠀀'.repeat(100)}`);
+        await addUser(46, 'hana', LONG_PASSWORD);
+        await addUser(47, 'zoe');
+      },
+    });
     let client: { clientId: string; clientSecret: string };
 
     /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
     async function addUser(id: number, username: string, password = FIXTURE_PASSWORD): Promise<void> {
       const hash = await makeDjangoPbkdf2(password, 1000);
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
          VALUES (?, ?, NULL, ?, ?, '', '', ?, ?, ?, '2024-01-01 00:00:00')`,
         [
           id,
           hash,
-          fixture.bool(false),
+          suite.fixture.bool(false),
           username,
           `user-${id}@example.org`,
-          fixture.bool(false),
-          fixture.bool(true),
+          suite.fixture.bool(false),
+          suite.fixture.bool(true),
         ],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO auth_user_user_permissions (user_id, permission_id)
          SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
          WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
         [id],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
         [id],
       );
     }
 
     before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      await addUser(40, 'fiona');
-      // Not NFKC: only a hand-written row holds one (Django's create_user normalises).
-      await addUser(41, 'ｇｅｏｒｇｅ');
-      await addUser(44, 'finn');
-      await addUser(45, 'ﬁnn');
-      await addUser(42, 'p'.repeat(150));
-      // 105 characters, 205 UTF-16 units.
-      await addUser(43, `pilot${'𠀀'.repeat(100)}`);
-      await addUser(46, 'hana', LONG_PASSWORD);
-      await addUser(47, 'zoe');
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }),
-      });
-      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
-    });
-    after(async () => {
-      await server?.close();
-      await fixture?.drop();
     });
 
     async function signInAs(username: string, password = FIXTURE_PASSWORD): Promise<Response> {
       const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), server, authorizeUrl(server, params), {
+      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
         username,
         password,
       });
       if (response.status !== 303) return response;
-      const exchanged = await tokenRequest(server, client, {
+      const exchanged = await tokenRequest(suite.server, client, {
         grant_type: 'authorization_code',
         code: codeFrom(response),
         redirect_uri: REDIRECT_URI,
@@ -126,7 +108,7 @@ await describeOnEachAllianceAuth(
 
     it('never cuts a long username: 151 characters fail as an unknown user would, and are throttled', async () => {
       const failures = async () =>
-        (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+        (await suite.server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
       const before = await failures();
       const refused = await signInAs('p'.repeat(151));
       assert.equal(refused.status, 401, 'the same refusal as a wrong password');
@@ -141,7 +123,7 @@ await describeOnEachAllianceAuth(
 
     it('never cuts a long password: the right 1024 UTF-16 units and one more fail as a wrong password would, and are throttled', async () => {
       const failures = async () =>
-        (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+        (await suite.server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
       const before = await failures();
       for (const longer of [`${LONG_PASSWORD}x`, `${LONG_PASSWORD}😀`]) {
         const refused = await signInAs('hana', longer);

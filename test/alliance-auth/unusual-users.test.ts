@@ -5,17 +5,15 @@ import {
   allianceAuthDirectory,
   allianceAuthEnv,
   allianceAuthUnavailable,
-  createAllianceAuthDatabase,
   expectedFixture,
   FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
 import { testEnv } from '../helpers/config.ts';
 import { authorizeParams, codeFrom } from '../helpers/flows.ts';
-import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import {
   authorizeUrl,
   Browser,
@@ -38,9 +36,22 @@ describe(
   'Alliance Auth users with names differing in case, or ids beyond 32 bits, on PostgreSQL',
   { skip: await allianceAuthUnavailable('postgres') },
   () => {
-    let fixture: AllianceAuthTestDatabase;
-    let server: TestServer;
-    let harness: LeakHarness;
+    const suite = serveAllianceAuth('postgres', {
+      directory: { passwordLogin: true, pollSeconds: 3600 },
+      harness: true,
+      async prepare(fixture) {
+        // The columns holding a user's id, widened as `ALTER … TYPE bigint` would leave them.
+        for (const [table, column] of [
+          ['auth_user', 'id'],
+          ['auth_user_groups', 'user_id'],
+          ['auth_user_user_permissions', 'user_id'],
+          ['authentication_userprofile', 'user_id'],
+          ['authentication_characterownership', 'user_id'],
+        ] as const) {
+          await fixture.run(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE bigint`);
+        }
+      },
+    });
     let client: { clientId: string; clientSecret: string };
     let eve: EveSsoStandIn | undefined;
     let eveServer: TestServer | undefined;
@@ -48,56 +59,38 @@ describe(
     /** A user as AA's admin makes one, with the access permission and a profile in the Guest state. */
     async function addUser(id: number, username: string): Promise<void> {
       const hash = await makeDjangoPbkdf2(FIXTURE_PASSWORD, 1000);
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
          VALUES (?, ?, NULL, false, ?, '', '', ?, false, true, '2024-01-01 00:00:00')`,
         [id, hash, username, `${username.toLowerCase()}-${id}@example.org`],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO auth_user_user_permissions (user_id, permission_id)
          SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
          WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
         [id],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
         [id],
       );
     }
 
     before(async () => {
-      fixture = await createAllianceAuthDatabase('postgres');
-      // The columns holding a user's id, widened as `ALTER … TYPE bigint` would leave them.
-      for (const [table, column] of [
-        ['auth_user', 'id'],
-        ['auth_user_groups', 'user_id'],
-        ['auth_user_user_permissions', 'user_id'],
-        ['authentication_userprofile', 'user_id'],
-        ['authentication_characterownership', 'user_id'],
-      ] as const) {
-        await fixture.run(`ALTER TABLE ${table} ALTER COLUMN ${column} TYPE bigint`);
-      }
-      harness = createLeakHarness();
-      server = await startServer(
-        { directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true, pollSeconds: 3600 }) },
-        { harness },
-      );
-      const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
+      const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
-      await server.app.allianceAuth!.poller.pollOnce();
+      await suite.server.app.allianceAuth!.poller.pollOnce();
     });
     after(async () => {
-      await server?.close();
       await eveServer?.close();
       await eve?.close();
-      await fixture?.drop();
     });
 
     const signInAs = (username: string) =>
       signIn(
         new Browser(),
-        server,
-        authorizeUrl(server, authorizeParams(client, { scope: 'openid' }).params),
+        suite.server,
+        authorizeUrl(suite.server, authorizeParams(client, { scope: 'openid' }).params),
         {
           username,
           password: FIXTURE_PASSWORD,
@@ -106,7 +99,7 @@ describe(
 
     it('finds a user by a spelling in another case only when it can mean one user', async () => {
       await addUser(30, 'ALICE');
-      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
+      const env = testEnv(suite.server.database, allianceAuthEnv(suite.fixture.readerUrl));
       const show = async (username: string) => {
         const result = await cli(['user', 'show', username, '--format', 'json'], env);
         return {
@@ -120,7 +113,7 @@ describe(
       const ambiguous = await show('Alice');
       assert.notEqual(ambiguous.code, 0, 'alice or ALICE: neither is picked at random');
       assert.match(ambiguous.stderr, /no user named "Alice" in Alliance Auth/);
-      assert.equal(await server.app.directory.profileByUsername('Alice'), undefined);
+      assert.equal(await suite.server.app.directory.profileByUsername('Alice'), undefined);
       // Revoking "Alice"'s tokens ends neither user's.
       const revoke = await cli(['tokens', 'revoke-user', '--username', 'Alice', '--dry-run'], env);
       assert.notEqual(revoke.code, 0);
@@ -129,15 +122,15 @@ describe(
 
     it('refuses at sign-in a user whose id is beyond 32 bits, and the poller follows everyone else', async () => {
       await addUser(5_000_000_000, 'widened');
-      harness.registerSecret(FIXTURE_PASSWORD, 'the password');
+      suite.harness.registerSecret(FIXTURE_PASSWORD, 'the password');
       const refused = await signInAs('widened');
       assert.equal(refused.status, 401, 'refused as a sign-in, not a server error');
-      const warning = harness.logLines
+      const warning = suite.harness.logLines
         .map((line) => JSON.parse(line) as { msg: string; username?: string })
         .find((line) => line.username === 'widened');
       assert.match(warning?.msg ?? '', /id 5000000000 is beyond the 32-bit ids aa-oidc keeps/);
 
-      const cycle = await server.app.allianceAuth!.poller.pollOnce();
+      const cycle = await suite.server.app.allianceAuth!.poller.pollOnce();
       assert.equal(cycle.outcome, 'applied', JSON.stringify(cycle));
       assert.ok(cycle.outcome === 'applied');
       assert.deepEqual(
@@ -146,36 +139,36 @@ describe(
         'ALICE is new; the widened user is left out',
       );
       // And it goes on following AA's changes: erin leaves, her access with her.
-      await fixture.run('DELETE FROM auth_user_user_permissions WHERE user_id = ?', [6]);
-      const next = await server.app.allianceAuth!.poller.pollOnce();
+      await suite.fixture.run('DELETE FROM auth_user_user_permissions WHERE user_id = ?', [6]);
+      const next = await suite.server.app.allianceAuth!.poller.pollOnce();
       assert.ok(next.outcome === 'applied', JSON.stringify(next));
       assert.deepEqual(
         next.changes.map((change) => [change.kind, change.userId]),
         [['user_updated', 6]],
       );
       codeFrom(await signInAs('frank'));
-      await harness.assertNoLeaks();
+      await suite.harness.assertNoLeaks();
     });
 
     it('finds no user by the name of one whose id is beyond 32 bits, where the audit filters would compare its id', async () => {
       await addUser(6_000_000_000, 'widest');
-      const env = testEnv(server.database, allianceAuthEnv(fixture.readerUrl));
+      const env = testEnv(suite.server.database, allianceAuthEnv(suite.fixture.readerUrl));
       // Not PostgreSQL's "value out of range for type integer" on the audit log's filter.
       const audit = await cli(['audit', 'list', '--username', 'widest'], env);
       assert.notEqual(audit.code, 0);
       assert.match(audit.stderr, /no user named 'widest'/);
       assert.doesNotMatch(audit.stderr, /out of range/);
       const superuser = expectedFixture().users.find((user) => user.is_superuser && user.is_active)!;
-      const admin = await consoleSignIn(server, superuser.username, {
+      const admin = await consoleSignIn(suite.server, superuser.username, {
         password: FIXTURE_PASSWORD,
         returnTo: '/admin',
       });
       for (const path of ['/admin/audit?user=widest', '/admin/deliveries?user=widest']) {
-        const page = await consoleGet(admin, `${server.origin}${path}`);
+        const page = await consoleGet(admin, `${suite.server.origin}${path}`);
         assert.equal(page.status, 200, `${path}: not a server error`);
         assert.match(pageText(page.body), /No user is named widest\./, path);
       }
-      assert.equal(await server.app.directory.profileByUsername('widest'), undefined);
+      assert.equal(await suite.server.app.directory.profileByUsername('widest'), undefined);
     });
 
     it('sends a user whose id is beyond 32 bits back from EVE SSO with a refusal, not a server error', async () => {
@@ -185,25 +178,25 @@ describe(
         characterName: 'Wide Pilot',
         ownerHash: 'd2lkZS1waWxvdC1vd25lci1oYXNo',
       };
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO eveonline_evecharacter (character_id, character_name, corporation_id, corporation_name,
            corporation_ticker, alliance_id, alliance_name, alliance_ticker, faction_id, faction_name)
          VALUES (?, ?, 98000001, 'Alt Storage Inc', 'ALTS', NULL, NULL, NULL, NULL, NULL)`,
         [character.characterId, character.characterName],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `INSERT INTO authentication_characterownership (character_id, owner_hash, user_id)
          SELECT id, ?, ? FROM eveonline_evecharacter WHERE character_id = ?`,
         [character.ownerHash, 5_000_000_000, character.characterId],
       );
-      await fixture.run(
+      await suite.fixture.run(
         `UPDATE authentication_userprofile SET main_character_id =
            (SELECT id FROM eveonline_evecharacter WHERE character_id = ?) WHERE user_id = ?`,
         [character.characterId, 5_000_000_000],
       );
       eve = await startEveSsoStandIn();
       eveServer = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { pollSeconds: 3600 }),
+        directory: allianceAuthDirectory(suite.fixture.readerUrl, { pollSeconds: 3600 }),
         eveSso: eve.settings,
       });
       const seeded = await seedApp(eveServer, { name: 'Wiki', skipAuthorization: true });

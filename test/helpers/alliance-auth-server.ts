@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { after, before } from 'node:test';
+import type { PollOutcome } from '../../src/alliance-auth/poller.ts';
+import { type RpReceiver, startRpReceiver } from '../logout/rp-receiver.ts';
+import {
+  allianceAuthDirectory,
+  createAllianceAuthDatabase,
+  type AllianceAuthKind,
+  type AllianceAuthTestDatabase,
+} from './alliance-auth.ts';
+import { allianceAuthActions, type AllianceAuthActions } from './alliance-auth-changes.ts';
+import { createLeakHarness, type LeakHarness } from './leak-harness.ts';
+import { seedApp, startServer, type TestServer } from './server.ts';
+
+/**
+ * What a suite serving Alliance Auth's users shares: a fresh copy of the fixture and a test server
+ * whose directory it is. The fields are there once the suite's first `before` has run.
+ */
+export interface AllianceAuthSuite {
+  readonly fixture: AllianceAuthTestDatabase;
+  readonly server: TestServer;
+  /** What the server logged and audited (only with `harness: true`). */
+  readonly harness: LeakHarness;
+  /** One cycle of the server's poller, now. */
+  poll(): Promise<PollOutcome>;
+}
+
+export interface AllianceAuthSuiteOptions {
+  /** The directory's settings (`allianceAuthDirectory`'s). */
+  directory?: Parameters<typeof allianceAuthDirectory>[1];
+  /** The rest of the server's configuration (`startServer`'s overrides), beside the directory. */
+  config?: Record<string, unknown>;
+  /** The server logs into a leak harness, `suite.harness`. */
+  harness?: boolean;
+  /** Rows of the suite's own, written to the fixture before the server starts. */
+  prepare?: (fixture: AllianceAuthTestDatabase) => Promise<void>;
+}
+
+/**
+ * Registers, in the suite it is called in, a `before` that copies the fixture to `kind` (then
+ * `prepare`) and starts the server, and an `after` that closes the server and drops the copy. Call
+ * it before the suite's own hooks, which then run after it.
+ */
+export function serveAllianceAuth(
+  kind: AllianceAuthKind,
+  options: AllianceAuthSuiteOptions = {},
+): AllianceAuthSuite {
+  let fixture: AllianceAuthTestDatabase | undefined;
+  let server: TestServer | undefined;
+  let harness: LeakHarness | undefined;
+  before(async () => {
+    fixture = await createAllianceAuthDatabase(kind);
+    await options.prepare?.(fixture);
+    if (options.harness) harness = createLeakHarness();
+    server = await startServer(
+      { directory: allianceAuthDirectory(fixture.readerUrl, options.directory), ...options.config },
+      { ...(harness && { harness }) },
+    );
+  });
+  after(async () => {
+    await server?.close();
+    await fixture?.drop();
+  });
+  return {
+    get fixture() {
+      return ready(fixture, 'fixture');
+    },
+    get server() {
+      return ready(server, 'server');
+    },
+    get harness() {
+      return ready(harness, 'harness (with harness: true)');
+    },
+    poll: () => ready(server, 'server').app.allianceAuth!.poller.pollOnce(),
+  };
+}
+
+function ready<T>(value: T | undefined, name: string): T {
+  if (value === undefined) throw new Error(`the suite's ${name} is read before its before hook has made it`);
+  return value;
+}
+
+/** An application whose back-channel logouts `receiver` records. */
+export interface ReceiverApp {
+  clientId: string;
+  clientSecret: string;
+  receiver: RpReceiver;
+}
+
+/** A suite following Alliance Auth's changes to the applications, one cycle at a time. */
+export interface FollowingSuite extends AllianceAuthSuite {
+  /** Alliance Auth's own changes to the fixture. */
+  readonly aa: AllianceAuthActions;
+  /** An application (consent skipped) with a back-channel receiver of its own, closed after the suite. */
+  receiverApp(input: Parameters<typeof seedApp>[1]): Promise<ReceiverApp>;
+  /** The next cycle and the logout worker's next round; returns the kinds of change the cycle found. */
+  nextCycle(): Promise<string[]>;
+}
+
+/**
+ * `serveAllianceAuth` with password sign-in, a poller that runs only when a test drives it
+ * (`poll`, `nextCycle`), back-channel logout to loopback retried after a second, and a leak harness;
+ * the server has polled once, the baseline every later cycle compares with, before the tests.
+ */
+export function followAllianceAuth(kind: AllianceAuthKind): FollowingSuite {
+  const suite = serveAllianceAuth(kind, {
+    directory: { passwordLogin: true, pollSeconds: 3600 },
+    config: { logout: { allowPrivateTargets: true, retryBackoffSeconds: [1, 1] } },
+    harness: true,
+  });
+  let aa: AllianceAuthActions | undefined;
+  const receivers: RpReceiver[] = [];
+  before(async () => {
+    aa = allianceAuthActions(suite.fixture);
+    await suite.poll();
+  });
+  after(async () => {
+    for (const receiver of receivers) await receiver.close();
+  });
+  return {
+    get fixture() {
+      return suite.fixture;
+    },
+    get server() {
+      return suite.server;
+    },
+    get harness() {
+      return suite.harness;
+    },
+    get aa() {
+      return ready(aa, 'aa');
+    },
+    poll: suite.poll,
+    async receiverApp(input) {
+      const receiver = await startRpReceiver();
+      receivers.push(receiver);
+      const created = await seedApp(suite.server, {
+        skipAuthorization: true,
+        backchannelLogoutUri: receiver.url(),
+        ...input,
+      });
+      return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
+    },
+    async nextCycle() {
+      const outcome = await suite.poll();
+      assert.equal(outcome.outcome, 'applied', JSON.stringify(outcome));
+      await suite.server.app.logout.deliverDue();
+      return outcome.outcome === 'applied' ? outcome.changes.map((change) => change.kind) : [];
+    },
+  };
+}
