@@ -16,24 +16,38 @@ export function bootstrapPasswordFile(dataDir: string): string {
 
 /**
  * The name of a bootstrap password written beside its file (`prepareBootstrapPassword`): the
- * writing process's id, then random hex. Nothing else in the data directory matches it.
+ * writing process's id (for the operator: it says nothing to a start in another PID namespace), then
+ * random hex. Nothing else in the data directory matches it.
  */
-const TEMPORARY_NAME = new RegExp(`^${BOOTSTRAP_PASSWORD_NAME}\\.([1-9][0-9]*)\\.[0-9a-f]{12}\\.tmp$`);
+const TEMPORARY_NAME = new RegExp(`^${BOOTSTRAP_PASSWORD_NAME}\\.[1-9][0-9]*\\.[0-9a-f]{12}\\.tmp$`);
 
 function temporaryFile(dataDir: string): string {
   return `${bootstrapPasswordFile(dataDir)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
 }
 
 /**
+ * How old a file of that name must be (its modification time) before a start removes it: far beyond
+ * the time a start holds one (from its superuser's insert to the commit, then the rename), so that
+ * one is not taken from a start running now, whatever its process id. Should a commit wait longer,
+ * that start writes its file again (`publish`).
+ */
+export const STALE_BOOTSTRAP_PASSWORD_AGE_MS = 10 * 60_000;
+
+/**
  * Removes the bootstrap passwords written beside their file by a `serve` that stopped (killed)
  * before it put its file in place or removed it: each holds a password. Only files of exactly the
- * name `prepareBootstrapPassword` gives, and only those of a process that is gone: a start running
- * now beside this one (on one database) may be about to put its file in place. Called at the start,
- * before this process writes its own: one named with this process's id is an earlier process's
- * that had the same id (a container's first process has the same one at every start). Logs each
- * file it removes (never what the file says); one it cannot remove is logged and left.
+ * name `prepareBootstrapPassword` gives, and only those written at least
+ * `STALE_BOOTSTRAP_PASSWORD_AGE_MS` ago. Not by the process id in the name: starts sharing a data
+ * directory need not share process ids (containers on one volume, each its own PID namespace),
+ * so a start running beside this one may have an id that is gone here (its file must stay: it is
+ * about to be put in place), and a killed start's id may be alive here (a container's first
+ * process is 1 everywhere; its file must go). A file dated in the future (another host's clock) is
+ * kept until it is old enough. Logs each file it removes (never what the file says); one it cannot
+ * remove is logged and left, one that went meanwhile (put in place, or removed by another start) is
+ * not.
  */
 export function removeStaleBootstrapPasswords(dataDir: string, logger: Pick<Logger, 'warn'>): void {
+  const now = Date.now();
   let names: string[];
   try {
     names = readdirSync(dataDir);
@@ -41,31 +55,24 @@ export function removeStaleBootstrapPasswords(dataDir: string, logger: Pick<Logg
     return; // no data directory (yet), or one this user may not read: nothing of ours in it
   }
   for (const name of names) {
-    const pid = Number(TEMPORARY_NAME.exec(name)?.[1]);
-    if (!Number.isSafeInteger(pid) || (pid !== process.pid && processIsRunning(pid))) continue;
+    if (!TEMPORARY_NAME.test(name)) continue;
     const file = path.join(dataDir, name);
     try {
+      const written = statSync(file, { throwIfNoEntry: false });
+      if (!written?.isFile() || now - written.mtimeMs < STALE_BOOTSTRAP_PASSWORD_AGE_MS) continue;
       rmSync(file);
       logger.warn(
         { file },
         'removed a bootstrap password file that a start stopped before putting in place; if `aa-oidc user list` shows a superuser nobody knows the password of, set one with aa-oidc user set-password NAME',
       );
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue; // gone meanwhile: put in place, or removed by another start
       logger.warn(
-        { file, code: (error as NodeJS.ErrnoException).code },
+        { file, code },
         'could not remove a bootstrap password file that a start stopped before putting in place; remove it',
       );
     }
-  }
-}
-
-/** True while a process with this id exists (one of another user counts). */
-function processIsRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -94,7 +101,10 @@ export interface PreparedBootstrapPassword {
  * directory), before the superuser is committed: a data directory that cannot take it stops the
  * start with a `CliError` naming the file, the cause and what to do, and nobody is created. Only a
  * committed superuser's password is put in place (`publish`); one whose commit failed is removed
- * (`discard`), so that the file never names an account that does not exist.
+ * (`discard`), so that the file never names an account that does not exist. One removed before it
+ * was put in place (a start sharing the data directory took it for a killed start's, its commit
+ * having waited that long, or an operator) is written again from memory: the superuser is
+ * committed, and its password would otherwise be lost.
  */
 export function prepareBootstrapPassword(
   config: Pick<Config, 'dataDir' | 'origins'>,
@@ -103,9 +113,10 @@ export function prepareBootstrapPassword(
 ): PreparedBootstrapPassword {
   const file = bootstrapPasswordFile(config.dataDir);
   const temporary = temporaryFile(config.dataDir);
+  const text = bootstrapPasswordText(login, at);
   try {
     ensurePrivateDirectory(config.dataDir);
-    writeFileSync(temporary, bootstrapPasswordText(login, at), { mode: 0o600, flag: 'wx' });
+    writeFileSync(temporary, text, { mode: 0o600, flag: 'wx' });
     // A directory in the file's way would make the rename after the commit fail: refused now.
     if (statSync(file, { throwIfNoEntry: false })?.isDirectory())
       throw Object.assign(new Error(`${file} is a directory`), { code: 'EISDIR' });
@@ -117,11 +128,26 @@ export function prepareBootstrapPassword(
     publish() {
       try {
         renameSync(temporary, file);
+        return file;
       } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+          const cause = error instanceof Error ? error.message : String(error);
+          throw new CliError(
+            `the superuser ${login.username} was created, but its one-time password could not be moved from ${temporary} to ${file} (${cause}); ` +
+              `read it there, or set one with aa-oidc user set-password ${login.username}`,
+          );
+        }
+      }
+      const again = temporaryFile(config.dataDir);
+      try {
+        writeFileSync(again, text, { mode: 0o600, flag: 'wx' });
+        renameSync(again, file);
+      } catch (error) {
+        rmSync(again, { force: true });
         const cause = error instanceof Error ? error.message : String(error);
         throw new CliError(
-          `the superuser ${login.username} was created, but its one-time password could not be moved from ${temporary} to ${file} (${cause}); ` +
-            `read it there, or set one with aa-oidc user set-password ${login.username}`,
+          `the superuser ${login.username} was created, but its one-time password file ${temporary} was removed before it could be moved to ${file}, and writing it there again failed (${cause}); ` +
+            `set a password with aa-oidc user set-password ${login.username}`,
         );
       }
       return file;

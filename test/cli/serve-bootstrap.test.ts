@@ -8,6 +8,7 @@ import {
   readFileSync,
   rmdirSync,
   statSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
@@ -16,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
 import pg from 'pg';
+import { STALE_BOOTSTRAP_PASSWORD_AGE_MS } from '../../src/cli/bootstrap-password.ts';
 import { openDatabase } from '../../src/db/connect.ts';
 import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
@@ -342,11 +344,15 @@ describe(`aa-oidc serve after a start killed while bootstrapping (${testDatabase
   it('removes the one-time passwords such a start left beside the file, and logs it without their content', async () => {
     const dataDir = path.join(database.dataDir, 'killed-data');
     mkdirSync(dataDir, { mode: 0o700 });
-    // A process that is gone (it ran and ended), and one that runs (this test's).
+    // A process that is gone (it ran and ended), and ones that run (this test's, and the first).
     const gone = spawnSync(process.execPath, ['-e', '']).pid;
     const secret = 'password: left-by-a-killed-start';
-    const stale = `bootstrap-password.${gone}.0123456789ab.tmp`;
-    const running = `bootstrap-password.${process.pid}.0123456789ab.tmp`;
+    // Written long ago, whatever the process id says: a killed start's, here or in a container
+    // sharing the volume (whose first process is 1 too, and whose ids mean nothing here).
+    const stale = [gone, process.pid, 1].map((pid) => `bootstrap-password.${pid}.0123456789ab.tmp`);
+    // Written just now: a start running beside this one, in this PID namespace or another one (where
+    // its id may be gone here), about to put its file in place.
+    const fresh = [gone, process.pid].map((pid) => `bootstrap-password.${pid}.ba9876543210.tmp`);
     const notOurs = [
       'bootstrap-password.tmp',
       `bootstrap-password.${gone}.tmp`,
@@ -354,7 +360,11 @@ describe(`aa-oidc serve after a start killed while bootstrapping (${testDatabase
       `bootstrap-password.${gone}.0123456789AB.tmp`,
       'bootstrap-password.0123456789ab.tmp',
     ];
-    for (const name of [stale, running, ...notOurs]) writeFileSync(path.join(dataDir, name), `${secret}\n`);
+    const longAgo = new Date(Date.now() - STALE_BOOTSTRAP_PASSWORD_AGE_MS - 60_000);
+    for (const name of [...stale, ...fresh, ...notOurs]) {
+      writeFileSync(path.join(dataDir, name), `${secret}\n`);
+      if (!fresh.includes(name)) utimesSync(path.join(dataDir, name), longAgo, longAgo);
+    }
 
     const serve = startCliProcess(
       ['serve'],
@@ -377,8 +387,8 @@ describe(`aa-oidc serve after a start killed while bootstrapping (${testDatabase
       readdirSync(dataDir)
         .filter((name) => name.startsWith('bootstrap-password'))
         .sort(),
-      ['bootstrap-password', running, ...notOurs].sort(),
-      "only the gone process's temporary file is removed",
+      ['bootstrap-password', ...fresh, ...notOurs].sort(),
+      'only the temporary files written long ago are removed',
     );
     const removals = serve
       .stdout()
@@ -386,8 +396,8 @@ describe(`aa-oidc serve after a start killed while bootstrapping (${testDatabase
       .filter((line) => line.includes('removed a bootstrap password file'))
       .map((line) => JSON.parse(line) as { level: number; file: string; msg: string });
     assert.deepEqual(
-      removals.map((line) => line.file),
-      [path.join(dataDir, stale)],
+      removals.map((line) => line.file).sort(),
+      stale.map((name) => path.join(dataDir, name)).sort(),
     );
     assert.ok(!serve.stdout().includes('left-by-a-killed-start'), 'the content reaches no output');
     assert.ok(!serve.stderr().includes('left-by-a-killed-start'));
