@@ -326,6 +326,11 @@ describe('configuration', () => {
       { AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },
       /^AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: "eve" is not a supported scope; name one of oidc\.scopes \(openid, profile, email, groups, offline_access\) or add it to them \(AA_OIDC_OIDC_SCOPES\)$/,
     ],
+    [
+      'a portrait size the EVE image server does not serve',
+      { AA_OIDC_OIDC_PORTRAIT_SIZE: '100' },
+      /^AA_OIDC_OIDC_PORTRAIT_SIZE: must be one of 32, 64, 128, 256, 512, 1024 \(got "100"\)$/,
+    ],
   ];
   for (const [what, env, message] of rejects) {
     it(`rejects ${what} with a message naming the key`, () => {

@@ -225,6 +225,8 @@ describe(`authorization code flow with PKCE (${testDatabaseKind})`, () => {
     );
     assert.equal(viaPost.status, 200);
     assert.equal(viaPost.body.sub, String(user.id));
+    assert.equal(viaPost.headers.get('cache-control'), 'no-store');
+    assert.equal(viaPost.headers.get('pragma'), 'no-cache');
 
     const active = await introspect(accessToken);
     assert.equal(active.status, 200);
