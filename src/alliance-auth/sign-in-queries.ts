@@ -17,7 +17,17 @@ export interface CharacterOwnership {
   } | null;
 }
 
+/**
+ * The largest EVE id `eveonline_evecharacter.character_id` holds: MariaDB's column is unsigned,
+ * PostgreSQL's a signed 32-bit integer (it holds up to `MAX_ROW_ID`).
+ */
+const MAX_CHARACTER_ID = 4_294_967_295;
+
 export async function selectCharacterOwnership(db: AaDb, characterId: number): Promise<CharacterOwnership> {
+  // An id no column holds is nobody's character (EVE SSO's subject may name any number).
+  if (!Number.isSafeInteger(characterId) || characterId < 1 || characterId > MAX_CHARACTER_ID) {
+    return { characterKnown: false, ownership: null };
+  }
   const rows = await db
     .selectFrom('eveonline_evecharacter as c')
     .leftJoin('authentication_characterownership as co', 'co.character_id', 'c.id')
@@ -25,7 +35,13 @@ export async function selectCharacterOwnership(db: AaDb, characterId: number): P
     .leftJoin('authentication_userprofile as p', 'p.user_id', 'u.id')
     .leftJoin('eveonline_evecharacter as mc', 'mc.id', 'p.main_character_id')
     .select(['c.id', 'co.user_id', 'co.owner_hash', 'u.is_active', 'mc.character_id as main_character_id'])
-    .where('c.character_id', '=', characterId)
+    .where((eb) =>
+      characterId <= MAX_ROW_ID
+        ? eb('c.character_id', '=', characterId)
+        : // Beyond 2^31 only MariaDB's unsigned column can hold it: PostgreSQL refuses to compare
+          // its 32-bit column with such a number unless both are read as decimals.
+          eb('c.character_id', '=', sql<number>`cast(${characterId} as decimal(10, 0))`),
+    )
     .execute();
   const row = rows[0];
   if (!row) return { characterKnown: false, ownership: null };

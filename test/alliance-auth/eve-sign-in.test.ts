@@ -113,6 +113,26 @@ await describeOnEachAllianceAuth(
       assert.equal((JSON.parse(info.body) as { name: string }).name, 'Alice Alpha');
     });
 
+    it('signs carol (Guest) in through Directors, and refuses bob, whose main AA accepts, at the global gate', async () => {
+      const carol = await throughEveSso(character('carol'));
+      const exchanged = await tokenRequest(server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(carol.response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: carol.verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      assert.equal(decodeJwt(exchanged.body.id_token as string).sub, '4');
+      const info = JSON.parse((await userinfo(server, exchanged.body.access_token as string)).body) as {
+        groups: string[];
+      };
+      assert.deepEqual(info.groups, ['Directors', 'Guest']);
+
+      const bob = await throughEveSso(character('bob'));
+      assert.equal(bob.response.status, 403, 'bob holds no access_oidc: the global gate refuses him');
+      assert.doesNotMatch(await bob.response.text(), new RegExp(`href="${AA_LOGIN_URL}"`));
+    });
+
     for (const [what, login, reason] of [
       ["alice's alt", character('alice', false), /not your main character/],
       [
@@ -124,6 +144,11 @@ await describeOnEachAllianceAuth(
       [
         'a character Alliance Auth has never seen',
         { characterId: 2119999999, characterName: 'New Pilot', ownerHash: 'bmV3LXBpbG90LW93bmVyLWhhc2g=' },
+        /not registered/,
+      ],
+      [
+        'a character id beyond what Alliance Auth stores (32 bits)',
+        { characterId: 2147483648, characterName: 'Far Pilot', ownerHash: 'ZmFyLXBpbG90LW93bmVyLWhhc2g=' },
         /not registered/,
       ],
     ] as const) {

@@ -51,6 +51,13 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
     await assert.rejects(client.identify(code, REDIRECT, codeVerifier), /refused the request \(400\)/);
   });
 
+  it("accepts CCP's issuer from before its 2023 change (login.eveonline.com, without https://)", async () => {
+    standIn.signInAs(ALICE);
+    const { code, codeVerifier } = await authorize(client);
+    standIn.tamperNextToken({ issuer: 'login.eveonline.com' });
+    assert.deepEqual(await client.identify(code, REDIRECT, codeVerifier), ALICE);
+  });
+
   for (const [label, tamper, message] of [
     [
       'an issuer other than CCP',

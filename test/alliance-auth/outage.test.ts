@@ -15,8 +15,16 @@ import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
-import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
-import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
+import { startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import { authorizeParams, login, openLoginPage, submitLogin } from '../helpers/flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  formField,
+  seedApp,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -119,6 +127,54 @@ await describeOnEachAllianceAuth(
       const again = await openLoginPage(server, clientId);
       const signedIn = await submitLogin(again, 'alice', FIXTURE_PASSWORD);
       assert.equal(signedIn.status, 303, 'sign-in works again');
+    });
+
+    it('answers an EVE SSO callback with a try-again page while Alliance Auth is unreachable', async () => {
+      // A server of its own: with EVE SSO its login page opens with the EVE button's form.
+      const eve = await startEveSsoStandIn();
+      const withEve = await startServer({
+        directory: allianceAuthDirectory(proxy.wrap(fixture.readerUrl), { pollSeconds: 3600 }),
+        eveSso: eve.settings,
+      });
+      try {
+        const app = await seedApp(withEve, { name: 'Wiki' });
+        const browser = new Browser();
+        const page = await browser.follow(
+          authorizeUrl(
+            withEve,
+            authorizeParams({ clientId: app.clientId, clientSecret: app.clientSecret! }).params,
+          ),
+          withEve.origin,
+        );
+        const body = await page.text();
+        const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
+        assert.ok(button, 'the login page offers EVE SSO');
+        // Alice's main character, as CCP identifies it.
+        eve.signInAs({
+          characterId: 2112000001,
+          characterName: 'Alice Alpha',
+          ownerHash: 'P8rvoR9OjWGt6ovw4rQkclyzj0k=',
+        });
+        const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), withEve.origin).href, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
+        });
+        assert.equal(toEve.status, 303);
+        const back = await browser.fetch(toEve.headers.get('location')!);
+        assert.equal(back.status, 302);
+        proxy.cut();
+        try {
+          const callback = await browser.fetch(back.headers.get('location')!);
+          assert.equal(callback.status, 503, 'a try-again page, not a server error');
+          assert.match(await callback.text(), /Try again/i);
+        } finally {
+          proxy.restore();
+        }
+      } finally {
+        await withEve.close();
+        await eve.close();
+      }
     });
 
     it('answers /readyz 503 within seconds, however many ask, when a connection to Alliance Auth goes silent', async () => {

@@ -174,6 +174,35 @@ await describeOnEachAllianceAuth(
       });
     });
 
+    it('finds no owner for a character id beyond the 32-bit column, rather than failing the sign-in', async () => {
+      // PostgreSQL's `character_id` is a signed 32-bit integer (it would refuse the comparison),
+      // MariaDB's an unsigned one: an id neither holds is nobody's character.
+      for (const characterId of [2_147_483_648, 4_294_967_296, Number.MAX_SAFE_INTEGER + 2]) {
+        assert.deepEqual(
+          await selectCharacterOwnership(aa.db, characterId),
+          { characterKnown: false, ownership: null },
+          String(characterId),
+        );
+      }
+      if (kind === 'mysql') {
+        // MariaDB's unsigned column holds ids beyond 2^31: such a character is still found.
+        const frank = await fixture.owner
+          .selectFrom('eveonline_evecharacter')
+          .selectAll()
+          .where('character_id', '=', 2112000007)
+          .executeTakeFirstOrThrow();
+        const { id: _id, ...columns } = frank;
+        await fixture.owner
+          .insertInto('eveonline_evecharacter')
+          .values({ ...columns, id: 100, character_id: 3_000_000_000, character_name: 'Far Pilot' })
+          .execute();
+        assert.deepEqual(await selectCharacterOwnership(aa.db, 3_000_000_000), {
+          characterKnown: true,
+          ownership: null,
+        });
+      }
+    });
+
     it('cannot write through the SELECT-only login', async () => {
       await assert.rejects(
         fixture.owner
