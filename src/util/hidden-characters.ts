@@ -2,7 +2,7 @@
  * The bidirectional controls that reorder text: the embeddings, overrides and isolates (U+202A–U+202E,
  * U+2066–U+2069). The web pages show them as `[U+202E]` (pages/layout.ts).
  */
-export const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/;
+export const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/u;
 
 /**
  * Characters that change how the text around them is shown without showing themselves: the
@@ -13,24 +13,44 @@ export const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/;
  * only choose how the character before them is drawn.
  * The bidirectional ones are `BIDI_FORMATTING` and the marks (U+061C, U+200E, U+200F).
  */
-export const BIDI_CONTROL = new RegExp(`[\\u061c\\u200e\\u200f${BIDI_FORMATTING.source.slice(1, -1)}]`);
+export const BIDI_CONTROL = new RegExp(`[\\u061c\\u200e\\u200f${BIDI_FORMATTING.source.slice(1, -1)}]`, 'u');
+
+/** The tag characters of a subdivision code in a flag: digits and small letters (U+E0030–U+E007A). */
+const FLAG_TAG = '[\\u{e0030}-\\u{e0039}\\u{e0061}-\\u{e007a}]';
 
 /**
- * The invisible characters that are not bidirectional controls: the soft hyphen (U+00AD, shown only
- * where a line breaks), the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0, drawn blank), the
- * Mongolian vowel separator (U+180E), the zero-width space (U+200B), the word joiner, invisible
- * operators and deprecated format characters (U+2060–U+2065, U+206A–U+206F) and the byte order mark
- * (U+FEFF). The web pages show them as `[U+200B]` (pages/layout.ts).
+ * A tag character (U+E0000–U+E007F) that is not part of a flag's emoji tag sequence (UTS #51: U+1F3F4,
+ * the 3 to 7 tags of a subdivision code, U+E007F; U+1F3F4 `gbsct` U+E007F is Scotland's flag): there
+ * the tags choose the flag drawn, anywhere else they draw nothing. The look-behind reaches back at most
+ * 9 characters and the look-ahead in it 8: linear in the text.
  */
-export const INVISIBLE_CHARACTER =
-  /[\u00ad\u115f\u1160\u180e\u200b\u2060-\u2065\u206a-\u206f\u3164\ufeff\uffa0]/;
+const UNFLAGGED_TAG = `[\\u{e0000}-\\u{e007f}](?<!\\u{1f3f4}(?=${FLAG_TAG}{3,7}\\u{e007f})${FLAG_TAG}{0,7}(?:${FLAG_TAG}|\\u{e007f}))`;
 
-const HIDDEN = new RegExp(`[${BIDI_CONTROL.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`);
-const HIDDEN_ALL = new RegExp(HIDDEN.source, 'g');
+/**
+ * The invisible characters that are not bidirectional controls (a character, or an alternative
+ * matching one character: compose with `|`, not inside a `[…]`): the soft hyphen (U+00AD, shown only
+ * where a line breaks), the combining grapheme joiner (U+034F), the Hangul fillers (U+115F, U+1160,
+ * U+3164, U+FFA0, drawn blank), the Khmer inherent vowels (U+17B4, U+17B5), the Mongolian vowel
+ * separator (U+180E), the zero-width space (U+200B), the word joiner, invisible operators and
+ * deprecated format characters (U+2060–U+2065, U+206A–U+206F), the blank braille pattern (U+2800, a
+ * favourite of "invisible" names), the byte order mark (U+FEFF), the interlinear annotation controls
+ * (U+FFF9–U+FFFB), the shorthand format controls (U+1BCA0–U+1BCA3), the musical null notehead and
+ * format controls (U+1D159, U+1D173–U+1D17A), and the tag characters but in a flag (`UNFLAGGED_TAG`).
+ * U+034F, U+17B4 and U+17B5 are apart: a combining mark in a `[…]` reads as joined to the one before.
+ * The ideographic space (U+3000) is not among them: it shows as a wide space. The web pages show them
+ * as `[U+200B]` (pages/layout.ts).
+ */
+export const INVISIBLE_CHARACTER = new RegExp(
+  `[\\u00ad\\u115f\\u1160\\u180e\\u200b\\u2060-\\u2065\\u206a-\\u206f\\u2800\\u3164\\ufeff\\uffa0\\ufff9-\\ufffb\\u{1bca0}-\\u{1bca3}\\u{1d159}\\u{1d173}-\\u{1d17a}]|\\u034f|\\u17b4|\\u17b5|${UNFLAGGED_TAG}`,
+  'u',
+);
 
-/** The character as `U+202E`. */
+const HIDDEN = new RegExp(`${BIDI_CONTROL.source}|${INVISIBLE_CHARACTER.source}`, 'u');
+const HIDDEN_ALL = new RegExp(HIDDEN.source, 'gu');
+
+/** The character as `U+202E`, `U+1BCA0`. */
 export function codePoint(char: string): string {
-  return `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  return `U+${char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
 /**
@@ -65,9 +85,12 @@ export function unfitNameCharacter(text: string): string | undefined {
   return `${codePoint(found)}, ${what}`;
 }
 
-/** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
+/** `\u009b`, `\ud82f\udca0`: the JSON escape of a character (of each half of a surrogate pair). */
 function unicodeEscape(char: string): string {
-  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  let escaped = '';
+  for (let index = 0; index < char.length; index += 1)
+    escaped += `\\u${char.charCodeAt(index).toString(16).padStart(4, '0')}`;
+  return escaped;
 }
 
 /**
@@ -76,8 +99,11 @@ function unicodeEscape(char: string): string {
  * sequence, U+0085 ends a line for some readers), the line and paragraph separators, and the hidden
  * format characters.
  */
-const UNSHOWN_IN_JSON = new RegExp(`[\\u007f-\\u009f\\u2028\\u2029${HIDDEN.source.slice(1, -1)}]`);
-const UNSHOWN_IN_JSON_ALL = new RegExp(UNSHOWN_IN_JSON.source, 'g');
+const UNSHOWN_IN_JSON = new RegExp(`[\\u007f-\\u009f\\u2028\\u2029]|${HIDDEN.source}`, 'u');
+/** Anything `UNSHOWN_IN_JSON` can match is beyond printable ASCII (U+007F and up). */
+// eslint-disable-next-line no-control-regex -- the class names all of ASCII but DEL
+const BEYOND_PRINTABLE_ASCII = /[^\u0000-\u007e]/;
+const UNSHOWN_IN_JSON_ALL = new RegExp(UNSHOWN_IN_JSON.source, 'gu');
 
 /**
  * A JSON text with each character of `UNSHOWN_IN_JSON` as its \u escape: the same JSON value (outside
@@ -85,6 +111,8 @@ const UNSHOWN_IN_JSON_ALL = new RegExp(UNSHOWN_IN_JSON.source, 'g');
  * longer rewrites the terminal a log is followed in, nor starts a line of its own there.
  */
 export function escapeUnshownInJson(json: string): string {
+  // Most lines are printable ASCII: one scan of a plain class settles them.
+  if (!BEYOND_PRINTABLE_ASCII.test(json)) return json;
   return UNSHOWN_IN_JSON.test(json) ? json.replace(UNSHOWN_IN_JSON_ALL, unicodeEscape) : json;
 }
 

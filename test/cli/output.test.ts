@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { openDatabase } from '../../src/db/connect.ts';
 import { renderRows } from '../../src/cli/output.ts';
+import { BIDI_CONTROL, INVISIBLE_CHARACTER } from '../../src/util/hidden-characters.ts';
 import { cli as runCli, type CliResult } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
@@ -11,9 +12,10 @@ const FORMULA_START = /^[=+\-@\t\r\0]/;
 /** Control characters a terminal acts on; a line break is the output's own. */
 // eslint-disable-next-line no-control-regex
 const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
-/** Bidirectional controls and invisible characters (not the joiners U+200C, U+200D). */
-const RAW_HIDDEN =
-  /[\u00ad\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]/;
+/** Bidirectional controls and invisible characters (not the joiners U+200C, U+200D, nor a flag's tags). */
+const RAW_HIDDEN = new RegExp(`${BIDI_CONTROL.source}|${INVISIBLE_CHARACTER.source}`, 'u');
+/** Scotland's flag: U+1F3F4, the tags `gbsct`, U+E007F. */
+const SCOTLAND = '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}';
 
 /** The cells of an RFC 4180 document (quoted fields unquoted), line by line. */
 function csvCells(text: string): string[][] {
@@ -355,6 +357,23 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
         ['app', 'create', '--name', 'Wiki\uffa0', '--redirect-uri', 'https://wiki.example.org/cb'],
         /name: must not contain U\+FFA0, an invisible character/,
       ],
+      // Nor do the braille blank, the grapheme joiner, a shorthand format control, a tag outside a flag.
+      [
+        ['group', 'create', '\u2800\u2800'],
+        /invalid group name "\\u2800\\u2800": it contains U\+2800, an invisible character/,
+      ],
+      [
+        ['state', 'create', 'Bl\u034fue', '--priority', '1'],
+        /invalid state name "Bl\\u034fue": it contains U\+034F, an invisible character/,
+      ],
+      [
+        ['app', 'create', '--name', 'Wiki\u{1bca0}', '--redirect-uri', 'https://wiki.example.org/cb'],
+        /name: must not contain U\+1BCA0, an invisible character/,
+      ],
+      [
+        ['group', 'create', 'Ops\u{e0041}'],
+        /invalid group name "Ops\\udb40\\udc41": it contains U\+E0041, an invisible character/,
+      ],
       [
         ['group', 'rename', bidiGroup, 'Corp \u200fteam'],
         /invalid group name "Corp \\u200fteam": it contains U\+200F, a bidirectional control character/,
@@ -404,6 +423,8 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
     // Zero-width joiner and non-joiner stay: emoji sequences and several scripts need them.
     await ok(['group', 'create', '\u{1F469}\u200d\u{1F4BB} Devs']);
     await ok(['group', 'create', 'می\u200cخواهم']);
+    // So do the tags of a flag, which draw it.
+    await ok(['group', 'create', `Highlanders ${SCOTLAND}`]);
 
     const table = await ok(['group', 'list']);
     const csv = await ok(['group', 'list', '--format', 'csv']);
@@ -412,6 +433,7 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
       assert.ok(text.includes('Corp \\u202emaet snimdA\\u202c'), text);
       assert.doesNotMatch(text, RAW_HIDDEN);
       assert.ok(text.includes('\u{1F469}\u200d\u{1F4BB} Devs'), text);
+      assert.ok(text.includes(`Highlanders ${SCOTLAND}`), text);
     }
     assert.ok((JSON.parse(json) as Array<{ name: string }>).some((group) => group.name === bidiGroup));
     // A name that only finds one (the old name of a rename) is not refused.

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { AuditBus } from '../../src/audit/bus.ts';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import type { LoggerOptions } from '../../src/logging/logger.ts';
-import { BIDI_CONTROL, INVISIBLE_CHARACTER } from '../../src/util/hidden-characters.ts';
+import { BIDI_CONTROL, codePoint, INVISIBLE_CHARACTER } from '../../src/util/hidden-characters.ts';
 
 /**
  * Catches secrets escaping into observable output during a test. Give the app the harness's
@@ -86,14 +86,15 @@ export function encodedForms(value: string): RegisteredSecret['forms'] {
  * there is looked for here too.
  */
 const UNSHOWN = new RegExp(
-  `[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029${BIDI_CONTROL.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
+  `[\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]|${BIDI_CONTROL.source}|${INVISIBLE_CHARACTER.source}`,
+  'u',
 );
 
 /** The first character of `UNSHOWN` in `line`, as `U+009B at 57`, or undefined. */
 export function unshownCharacter(line: string): string | undefined {
   const found = UNSHOWN.exec(line);
   if (found === null) return undefined;
-  return `U+${found[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} at ${found.index}`;
+  return `${codePoint(found[0])} at ${found.index}`;
 }
 
 /**

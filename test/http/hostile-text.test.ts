@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { BIDI_FORMATTING, INVISIBLE_CHARACTER } from '../../src/util/hidden-characters.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consoleSignIn } from '../helpers/console.ts';
 import { openLoginPage } from '../helpers/flows.ts';
@@ -18,13 +19,19 @@ const LOOKALIKE_NAME = 'Wiki adm\u200bi\u00adn\u2060\ufeff\u3164 \u{1f469}\u200d
 const LOOKALIKE_SHOWN = 'Wiki adm[U+200B]i[U+00AD]n[U+2060][U+FEFF][U+3164] \u{1f469}\u200d\u{1f4bb}';
 /** `admin` to the eye: a Mongolian vowel separator, an invisible times, a halfwidth Hangul filler. */
 const LOOKALIKE_USERNAME = 'ad\u180emi\u2062n\uffa0';
+/** Blank to the eye (an "invisible" EVE name): U+2800, U+034F, U+1BCA0, U+1D159 and a stray tag. */
+const BLANK_USERNAME = '\u2800\u034f\u{1bca0}\u{1d159}\u{e0041}';
+const BLANK_SHOWN = '[U+2800][U+034F][U+1BCA0][U+1D159][U+E0041]';
+/** Scotland's flag: U+1F3F4, the tags `gbsct`, U+E007F. The tags draw it, and stay. */
+const FLAG_USERNAME = 'Highlander \u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}';
 /**
  * What no page may hold raw: controls but whitespace, bidirectional embeddings, overrides, isolates,
- * invisible characters (not the zero-width joiner).
+ * invisible characters (not the zero-width joiner, nor a flag's tags).
  */
-const UNFIT =
-  // eslint-disable-next-line no-control-regex
-  /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069\u00ad\u115f\u1160\u180e\u200b\u2060-\u2064\u3164\ufeff\uffa0]/u;
+const UNFIT = new RegExp(
+  `[\\u0000-\\u0008\\u000b\\u000e-\\u001f\\u007f-\\u009f]|${BIDI_FORMATTING.source}|${INVISIBLE_CHARACTER.source}`,
+  'u',
+);
 
 /**
  * Names aa-oidc does not check (a user's from Alliance Auth or EVE, a name stored before bidirectional
@@ -66,6 +73,10 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
       .set({ username: LOOKALIKE_USERNAME })
       .where('id', '=', lookalike.id)
       .execute();
+    for (const name of [BLANK_USERNAME, FLAG_USERNAME]) {
+      const user = await seedUser(server);
+      await db.updateTable('app_user').set({ username: name }).where('id', '=', user.id).execute();
+    }
   });
   after(async () => server.close());
 
@@ -117,6 +128,8 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
     const users = await consoleGet(browser, `${server.origin}/admin/users`);
     assert.equal(users.status, 200);
     assert.ok(users.body.includes('ad[U+180E]mi[U+2062]n[U+FFA0]'), users.body);
+    assert.ok(users.body.includes(BLANK_SHOWN), users.body);
+    assert.ok(users.body.includes(FLAG_USERNAME), 'the flag is shown as it is');
     assert.equal(UNFIT.exec(users.body), null);
 
     const edit = await consoleGet(browser, `${server.origin}/admin/apps/${lookalikeClientId}/edit`);

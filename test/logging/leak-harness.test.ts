@@ -92,6 +92,8 @@ describe('leak harness', () => {
         '\uffa0',
         '\u2060',
         '\ufeff',
+        '\u2800',
+        '\u034f',
       ]) {
         const code = char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
         const harness = createLeakHarness();
@@ -109,6 +111,19 @@ describe('leak harness', () => {
         );
         await escaped.assertNoLeaks();
       }
+    });
+
+    it('a hidden character beyond U+FFFF written raw, named by its code point; a flag passes', async () => {
+      const harness = createLeakHarness();
+      harness.registerSecret('plain-password-123', 'password');
+      harness.loggerOptions.destination!.write(
+        '{"msg":"\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}"}\n{"msg":"admin\u{1bca0}"}\n',
+      );
+      await assert.rejects(harness.assertNoLeaks(), (error: Error) => {
+        assert.match(error.message, /a raw U\+1BCA0 at 13 in log line 2/);
+        assert.doesNotMatch(error.message, /log line 1/);
+        return true;
+      });
     });
 
     it('refuses to pass when no secret was registered', async () => {

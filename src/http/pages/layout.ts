@@ -40,14 +40,12 @@ export function escapeHtml(value: unknown): string {
  * What a text shown to the reader shows as `[U+202E]`: the bidirectional embeddings, overrides and
  * isolates (U+202A–U+202E, U+2066–U+2069), which within a name make it show as something else (U+202E
  * shows `evil` as `live`), and the invisible characters (`INVISIBLE_CHARACTER`: U+200B, U+00AD, the
- * Hangul fillers…), which make two names look the same (`admin`, `adm\u200bin`). The marks (U+200E,
- * U+200F, U+061C) stay: right-to-left text needs them, and they reorder nothing; so do the zero-width
- * joiner and non-joiner, which emoji sequences and several scripts need.
+ * Hangul fillers, U+2800, the tag characters outside a flag…), which make two names look the same
+ * (`admin`, `adm\u200bin`). The marks (U+200E, U+200F, U+061C) stay: right-to-left text needs them,
+ * and they reorder nothing; so do the zero-width joiner and non-joiner, which emoji sequences and
+ * several scripts need, and the tags of a flag (U+1F3F4 and tags: Scotland's), which draw it.
  */
-const SHOWN_AS_CODE_POINT = new RegExp(
-  `[${BIDI_FORMATTING.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
-  'g',
-);
+const SHOWN_AS_CODE_POINT = new RegExp(`${BIDI_FORMATTING.source}|${INVISIBLE_CHARACTER.source}`, 'gu');
 
 /** A text shown to the reader with each of `SHOWN_AS_CODE_POINT` as `[U+202E]`. */
 export function showHiddenCharacters(text: string): string {
@@ -65,10 +63,7 @@ const NEEDS_ISOLATION = new RegExp(
 );
 
 /** What a text shown to the reader is changed for: `NEEDS_ISOLATION` or `SHOWN_AS_CODE_POINT`. */
-const NEEDS_CARE = new RegExp(
-  `[${NEEDS_ISOLATION.source.slice(1, -1)}${INVISIBLE_CHARACTER.source.slice(1, -1)}]`,
-  'u',
-);
+const NEEDS_CARE = new RegExp(`${NEEDS_ISOLATION.source}|${INVISIBLE_CHARACTER.source}`, 'u');
 
 /** A trusted HTML fragment, built only by the helpers in this folder. */
 export interface Html {

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  escapeHiddenCharacters,
+  escapeUnshownInJson,
+  unfitNameCharacter,
+} from '../../src/util/hidden-characters.ts';
+
+/** `text` as tag characters (U+E0020–U+E007E): `tags('gbsct')`. */
+function tags(text: string): string {
+  return [...text].map((char) => String.fromCodePoint(0xe0000 + char.codePointAt(0)!)).join('');
+}
+
+const CANCEL_TAG = '\u{e007f}';
+const BLACK_FLAG = '\u{1f3f4}';
+const SCOTLAND = `${BLACK_FLAG}${tags('gbsct')}${CANCEL_TAG}`;
+
+describe('hidden characters', () => {
+  it('names the blank-looking characters that make two names look the same, as invisible ones', () => {
+    for (const [char, code] of [
+      ['\u034f', 'U+034F'],
+      ['\u17b4', 'U+17B4'],
+      ['\u2800', 'U+2800'],
+      ['\ufff9', 'U+FFF9'],
+      ['\ufffb', 'U+FFFB'],
+      ['\u{1bca0}', 'U+1BCA0'],
+      ['\u{1bca3}', 'U+1BCA3'],
+      ['\u{1d159}', 'U+1D159'],
+      ['\u{1d173}', 'U+1D173'],
+      ['\u{1d17a}', 'U+1D17A'],
+      ['\u{e0001}', 'U+E0001'],
+      ['\u{e0041}', 'U+E0041'],
+      [CANCEL_TAG, 'U+E007F'],
+    ] as const) {
+      assert.equal(unfitNameCharacter(`adm${char}in`), `${code}, an invisible character`, code);
+      const escaped = char
+        .split('')
+        .map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
+        .join('');
+      assert.equal(escapeHiddenCharacters(`adm${char}in`), `adm${escaped}in`, code);
+      const json = escapeUnshownInJson(JSON.stringify({ name: `adm${char}in` }));
+      assert.equal(json, `{"name":"adm${escaped}in"}`, code);
+      assert.equal((JSON.parse(json) as { name: string }).name, `adm${char}in`, code);
+    }
+  });
+
+  it('keeps the tags of a flag, and names the tags outside one', () => {
+    const wales = `${BLACK_FLAG}${tags('gbwls')}${CANCEL_TAG}`;
+    // Subdivision codes run from 3 to 7 digits and small letters (CLDR): `usca` is California.
+    for (const flagged of [
+      SCOTLAND,
+      `Highlands ${SCOTLAND} Wing`,
+      `${SCOTLAND}${wales}`,
+      `${BLACK_FLAG}${tags('usca')}${CANCEL_TAG}`,
+      `${BLACK_FLAG}${tags('fr75c')}${CANCEL_TAG}`,
+    ]) {
+      assert.equal(unfitNameCharacter(flagged), undefined, flagged);
+      assert.equal(escapeHiddenCharacters(flagged), flagged);
+      assert.equal(escapeUnshownInJson(JSON.stringify(flagged)), JSON.stringify(flagged));
+    }
+    for (const [unflagged, code] of [
+      [`Scot${tags('gbsct')}${CANCEL_TAG}`, 'U+E0067'],
+      [`${BLACK_FLAG}${tags('gbsct')}`, 'U+E0067'],
+      [`${BLACK_FLAG}${tags('GBSCT')}${CANCEL_TAG}`, 'U+E0047'],
+      [`${BLACK_FLAG}${tags('gb')}${CANCEL_TAG}`, 'U+E0067'],
+      [`${BLACK_FLAG}${tags('gbabcdef')}${CANCEL_TAG}`, 'U+E0067'],
+      [`${BLACK_FLAG}${CANCEL_TAG}`, 'U+E007F'],
+      [`${SCOTLAND}${CANCEL_TAG}`, 'U+E007F'],
+      [`${SCOTLAND}${tags('x')}`, 'U+E0078'],
+      [`${BLACK_FLAG}\u{e0001}${tags('gbsct')}${CANCEL_TAG}`, 'U+E0001'],
+    ] as const) {
+      assert.equal(unfitNameCharacter(unflagged), `${code}, an invisible character`, unflagged);
+    }
+    assert.equal(
+      escapeHiddenCharacters(`${SCOTLAND}${tags('x')}`),
+      `${SCOTLAND}\\udb40\\udc78`,
+      'the flag stays, the tag after it is escaped',
+    );
+  });
+
+  it('leaves the ideographic space, which shows as a wide space', () => {
+    assert.equal(unfitNameCharacter('東京\u3000支部'), undefined);
+    assert.equal(escapeHiddenCharacters('東京\u3000支部'), '東京\u3000支部');
+  });
+});
