@@ -63,7 +63,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // A request target that cannot be read (a malformed absolute form) is a 400 before anything reads it.
   koa.use(refuseUnreadableTarget());
   // A database that is down or unreachable makes requests answer 503 "try again", not 500.
-  koa.use(answerUnavailable(services.logger, describeDatabase(config.database)));
+  koa.use(answerUnavailable(services.logger, describeDatabase(config.database), brandingFrom(config)));
   const allianceAuth = services.allianceAuth;
   koa.use(
     healthRoutes(

@@ -58,6 +58,12 @@ export interface PasswordAuthenticator {
    * and signs them in.
    */
   replacePassword(userId: number, newPassword: string): Promise<PasswordReplacement>;
+  /**
+   * Stamps the last login of a sign-in that is complete, every factor given (a right password whose
+   * second factor was never given, or was wrong, is no login). Absent: the directory keeps no such
+   * stamp here (Alliance Auth's `last_login` is left alone).
+   */
+  recordSignIn?(userId: number): Promise<void>;
 }
 
 /** Where a sign-in through another identity provider sends the browser first. */

@@ -2,6 +2,8 @@ import type Koa from 'koa';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
+import type { Branding } from './pages/branding.ts';
+import { pageContext } from './pages/layout.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { unavailablePage } from './pages/unavailable.ts';
 
@@ -30,7 +32,7 @@ export function noteDatabaseUnavailable(ctx: Koa.Context, error: unknown): boole
  * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).
  * Nothing is kept in memory: once the database answers again, so does every request.
  */
-export function answerUnavailable(logger: Logger, database: string): Koa.Middleware {
+export function answerUnavailable(logger: Logger, database: string, branding: Branding): Koa.Middleware {
   let lastLoggedAt = 0;
   let unlogged = 0;
   return async (ctx, next) => {
@@ -59,7 +61,7 @@ export function answerUnavailable(logger: Logger, database: string): Koa.Middlew
     if (ctx.accepts('json', 'html') === 'html') {
       setPageHeaders(ctx, pagePolicy());
       ctx.type = 'html';
-      ctx.body = unavailablePage();
+      ctx.body = unavailablePage(pageContext(branding, ctx));
     } else {
       ctx.body = {
         error: 'temporarily_unavailable',

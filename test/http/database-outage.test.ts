@@ -23,6 +23,14 @@ const skip =
     ? false
     : 'needs PostgreSQL (set AA_OIDC_TEST_DATABASE_URL): the outage is played on its TCP connection path';
 
+/** The community's look, which the "try again" page carries as every other page does. */
+const BRANDING = {
+  name: 'Goon <Fleet> & Co',
+  logoUrl: 'https://static.example.org/goon-logo.png',
+  accentColor: '#ffcc00',
+  supportUrl: 'https://help.example.org/auth',
+};
+
 /** Every request of these tests must end; a hang fails it here instead of stalling the run. */
 const ANSWER_WITHIN_MS = 30_000;
 
@@ -45,7 +53,7 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
     const { host, port } = postgresAddress(database.url);
     proxy = await startTcpProxy(host, port);
     server = await startServer(
-      { databaseUrl: proxy.wrap(database.url), databaseConnectTimeoutMs: 1000 },
+      { databaseUrl: proxy.wrap(database.url), databaseConnectTimeoutMs: 1000, branding: BRANDING },
       { database, harness },
     );
     await seedDirectory(server);
@@ -91,7 +99,8 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
       error_description: 'the service cannot reach its database right now; try again in a few seconds',
     });
 
-    // The page, with the headers of the server's pages, wherever a browser meets the outage.
+    // The page, with the headers and the community's look of the server's pages, and the request id to
+    // quote, wherever a browser meets the outage.
     for (const [path, headers] of [
       [authorizePath(), {}],
       ['/o/userinfo/', { authorization: 'Bearer some-access-token-value' }],
@@ -103,7 +112,19 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
       assert.match(page.headers.get('content-security-policy') ?? '', /frame-ancestors 'none'/, path);
       assert.equal(page.headers.get('x-content-type-options'), 'nosniff', path);
       assert.equal(page.headers.get('referrer-policy'), 'same-origin', path);
-      assert.match(await page.text(), /Try again in a few seconds/, path);
+      const body = await page.text();
+      assert.match(body, /Try again in a few seconds/, path);
+      assert.ok(body.includes('<title>Temporarily unavailable · Goon &lt;Fleet&gt; &amp; Co</title>'), path);
+      assert.match(body, /<header class="site">[\s\S]*<span\s*>Goon &lt;Fleet&gt; &amp; Co<\/span/, path);
+      assert.match(body, /<img src="https:\/\/static\.example\.org\/goon-logo\.png" alt="" \/>/, path);
+      assert.match(body, /--accent:#ffcc00;--accent-text:#000000/, path);
+      assert.match(body, /<a href="https:\/\/help\.example\.org\/auth">Help and support<\/a>/, path);
+      const requestId = page.headers.get('x-request-id');
+      assert.ok(requestId, path);
+      assert.ok(
+        body.includes(`<code id="request-id">${requestId}</code>`),
+        `${path}: the request id on the page`,
+      );
     }
   }
 

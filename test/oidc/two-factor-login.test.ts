@@ -133,6 +133,47 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
     assert.equal(replay.status, 401);
   });
 
+  it('stamps the last login once the sign-in is complete, never at a right password whose code is wrong or not given yet', async () => {
+    const lastLogin = async (id: number) => {
+      const row = await server.app.database.db
+        .selectFrom('app_user')
+        .select('last_login_at')
+        .where('id', '=', id)
+        .executeTakeFirstOrThrow();
+      return row.last_login_at === null ? null : Number(row.last_login_at);
+    };
+    const person = await seedUser(server);
+    const enrolment = await server.app.twoFactor.beginEnrolment(person);
+    const confirmed = await server.app.twoFactor.confirmEnrolment(
+      person,
+      currentCode(enrolment.secret),
+      enrolment.id,
+    );
+    assert.ok(confirmed.ok);
+
+    const { browser, body } = await passwordStep(person.username);
+    assert.match(pageText(body), /Enter your code/);
+    assert.equal(await lastLogin(person.id), null, 'a right password awaiting its code is no login');
+    const wrong = await submitCode(browser, body, '000000');
+    assert.equal(wrong.status, 401);
+    assert.equal(await lastLogin(person.id), null, 'a wrong code is no login');
+
+    const before = Date.now();
+    const done = await submitCode(
+      browser,
+      await wrong.text(),
+      currentCode(enrolment.secret, Date.now() + 30_000),
+    );
+    assert.equal(done.status, 303);
+    assert.ok(((await lastLogin(person.id)) ?? 0) >= before, 'stamped when the code completes the sign-in');
+
+    // Without two-factor sign-in, the password completes it.
+    const plain = await seedUser(server);
+    const signedIn = await passwordStep(plain.username);
+    assert.equal(signedIn.response.status, 303);
+    assert.ok(((await lastLogin(plain.id)) ?? 0) >= before, 'stamped at the password alone');
+  });
+
   it('accepts a recovery code instead, once', async () => {
     const first = await passwordStep();
     const done = await submitCode(first.browser, first.body, recoveryCodes[0]!);

@@ -123,7 +123,7 @@ export function loginOperations(
 
 /**
  * The built-in directory's password authenticator: argon2id hashes in `app_user`, the same time
- * for unknown and known usernames, and the last-login stamp on success. An account whose password
+ * for unknown and known usernames, and the last-login stamp of a complete sign-in. An account whose password
  * someone else chose (`must_change_password`) signs in only after choosing its own.
  */
 export function builtinPasswordAuthenticator(
@@ -141,7 +141,6 @@ export function builtinPasswordAuthenticator(
               userId: check.user.id,
               username: check.user.username,
             };
-          await login.recordLogin(check.user.id);
           return { outcome: 'authenticated', userId: check.user.id, amr: ['pwd'] };
         case 'inactive':
           return { outcome: 'refused', reason: 'inactive' };
@@ -163,9 +162,10 @@ export function builtinPasswordAuthenticator(
       if ((await login.verifyPassword(user.username, newPassword)).outcome === 'valid')
         return { outcome: 'unacceptable', message: 'Choose a password other than the one you were given.' };
       await login.setPassword({ id: user.id }, newPassword, { actor: `self:${user.username}` });
-      await login.recordLogin(user.id);
       return { outcome: 'authenticated', userId: user.id, amr: ['pwd'] };
     },
+
+    recordSignIn: (userId) => login.recordLogin(userId),
   };
 }
 

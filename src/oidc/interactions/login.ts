@@ -1,5 +1,4 @@
 import type Koa from 'koa';
-import type { Provider } from 'oidc-provider';
 import type { Application } from '../../applications/types.ts';
 import type { Authenticator, PasswordAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
@@ -8,7 +7,6 @@ import { passwordChangePage } from '../../http/pages/password-change.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import {
-  finish,
   type Interaction,
   type InteractionDependencies,
   renderStatus,
@@ -32,7 +30,6 @@ export const LOGIN_THROTTLED_MESSAGE =
 export async function submitLogin(
   ctx: Koa.Context,
   deps: InteractionDependencies,
-  provider: Provider,
   interaction: Interaction,
   app: Application,
   path: string,
@@ -98,9 +95,7 @@ export async function submitLogin(
   const passed = { userId: result.userId, username: account, amr: result.amr };
   if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
   await deps.throttle.succeeded(attempt);
-  return finish(ctx, provider, {
-    login: { accountId: String(result.userId), acr: '0', amr: result.amr, remember: true },
-  });
+  return step.finishLogin(result.userId, result.amr);
 }
 
 function askForNewPassword(

@@ -65,6 +65,9 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       })
     : undefined;
   const externals = externalAuthenticators(deps.authenticators);
+  const passwordAuthenticator = deps.authenticators.find(
+    (authenticator) => authenticator.kind === 'password',
+  );
   const external: ExternalSignInDependencies = {
     issuer: deps.config.issuer,
     logger: deps.logger,
@@ -117,8 +120,12 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
     }
     const path = interactionPath(deps.config.issuer, uid);
 
-    const finishLogin = (userId: number, amr: string[]) =>
-      finish(ctx, provider, { login: { accountId: String(userId), acr: '0', amr, remember: true } });
+    // Every way a sign-in completes (a password, with its second factor if any, or another identity
+    // provider) passes here: the last login is stamped now, never at a password whose code is to come.
+    const finishLogin = async (userId: number, amr: string[]) => {
+      await passwordAuthenticator?.recordSignIn?.(userId);
+      await finish(ctx, provider, { login: { accountId: String(userId), acr: '0', amr, remember: true } });
+    };
     const stepRequest = (): StepRequest => ({
       ctx,
       uid,
@@ -183,7 +190,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
         return startExternalSignIn(ctx, external, startExternal, uid);
       }
       if (route === 'POST login')
-        return await submitLogin(ctx, deps, provider, interaction, app, path, form, step, secondFactor);
+        return await submitLogin(ctx, deps, interaction, app, path, form, step, secondFactor);
       if (route === 'POST password')
         return await submitNewPassword(ctx, deps, interaction, app, path, form, step, secondFactor);
       if (route === 'POST select_account')
