@@ -101,7 +101,10 @@ export interface StartServerOptions {
   port?: number;
   /** Runs before the server listens: the place to add Koa middleware of the test's own. */
   beforeListen?: (app: App) => void;
-  /** Narrower HTTP server limits than serve's (a test of what happens when one is reached). */
+  /**
+   * Other HTTP server limits than serve's: narrower (a test of what happens when one is reached), or
+   * wider (a test that is slow on purpose and not about them).
+   */
   limits?: Partial<HttpServerLimits>;
 }
 

@@ -73,7 +73,9 @@ describe(`provider endpoints reading a trickled body (${testDatabaseKind})`, () 
   let machine: { clientId: string; clientSecret: string };
 
   before(async () => {
-    server = await startServer();
+    // 50,000 turns of the event loop per body: on a loaded machine that can outlast serve's 30 s
+    // deadline for a whole request, which this test is not about (test/http/server-limits.test.ts is).
+    server = await startServer({}, { limits: { requestTimeoutMs: 10 * 60_000 } });
     const created = await seedApp(server, {
       name: 'Cron',
       grantTypes: ['client_credentials'],
