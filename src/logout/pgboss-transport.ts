@@ -253,7 +253,7 @@ export async function readablePgBossInstall(database: DatabaseHandle): Promise<P
   return pgBossInstall(database);
 }
 
-/** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`, development auto-migrate). */
+/** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`). */
 export async function migratePgBoss(database: DatabaseHandle, leaseSeconds: number): Promise<void> {
   const expireInSeconds = Math.max(1, Math.ceil(leaseSeconds));
   const boss = await newPgBoss(database, expireInSeconds);
