@@ -57,13 +57,13 @@ export function declaredTypesOnly(): Koa.Middleware {
 
 /**
  * The headers of a page a browser renders: `contentSecurityPolicy`, never inside a frame (RFC 9700
- * §4.16, clickjacking), never read as another type than the one it declares, and no referrer sent off
+ * §4.16, clickjacking), never read as another type than the one it declares (`declaredTypesOnly`,
+ * which the app runs first, sets that on every answer), and no referrer sent off
  * the site (a same-origin one stays: with `no-referrer` Chromium sends `Origin: null` with the site's
  * own forms, which the origin check of forms then has to judge by `Sec-Fetch-Site` alone).
  */
 export function setPageHeaders(ctx: Koa.Context, contentSecurityPolicy: string): void {
   ctx.set('X-Frame-Options', 'DENY');
   ctx.set('Content-Security-Policy', contentSecurityPolicy);
-  ctx.set('X-Content-Type-Options', 'nosniff');
   ctx.set('Referrer-Policy', 'same-origin');
 }
