@@ -11,7 +11,6 @@ import { fileNotWritable, whyNotWritable } from '../db/writable.ts';
 import { hasActiveSuperuser } from '../directory/builtin/queries.ts';
 import { judgePgBossInstall, PGBOSS_SCHEMA, readablePgBossInstall } from '../logout/pgboss-transport.ts';
 import type { Finding } from '../checks/checks.ts';
-import { assertNever } from '../util/assert-never.ts';
 
 /** What the storage check reads from the configuration. */
 export type StorageConfig = Pick<Config, 'dataDir' | 'origins' | 'database'> & {
@@ -90,25 +89,17 @@ export async function storageChecks(config: StorageConfig, database: DatabaseHan
  * (W012 names what it lacks).
  */
 export async function pgBossChecks(database: DatabaseHandle): Promise<Finding[]> {
-  if (database.kind !== 'postgres') return [];
   const install = await readablePgBossInstall(database);
-  if (!install) return [];
-  const judged = judgePgBossInstall(install);
-  switch (judged.kind) {
-    case 'usable':
-      return [];
-    case 'unusable':
-      return [
-        {
-          id: 'E008',
-          level: 'error',
-          message: `${judged.problem}; aa-oidc migrate, serve and worker refuse it`,
-          hint: judged.remedy,
-        },
-      ];
-    default:
-      return assertNever(judged);
-  }
+  const judged = install && judgePgBossInstall(install);
+  if (judged?.kind !== 'unusable') return [];
+  return [
+    {
+      id: 'E008',
+      level: 'error',
+      message: `${judged.problem}; aa-oidc migrate, serve and worker refuse it`,
+      hint: judged.remedy,
+    },
+  ];
 }
 
 /** The tables of aa-oidc's schema, each written by `serve` (listed against the schema's type). */

@@ -232,17 +232,17 @@ export function usablePgBossInstall(install: PgBossInstall): UsablePgBossInstall
  * SQLite.
  */
 export async function refuseUnusablePgBoss(database: DatabaseHandle): Promise<void> {
-  if (database.kind !== 'postgres') return;
   const install = await readablePgBossInstall(database);
   if (install) usablePgBossInstall(install);
 }
 
 /**
- * `pgBossInstall`, or undefined when this role may not read pg-boss's schema (no USAGE on it, or no
- * SELECT on its version table): `aa-oidc check` names those privileges (W012), and pg-boss's own
- * statements fail on them.
+ * `pgBossInstall`, or undefined on SQLite (no pg-boss there) or when this role may not read pg-boss's
+ * schema (no USAGE on it, or no SELECT on its version table): `aa-oidc check` names those privileges
+ * (W012), and pg-boss's own statements fail on them.
  */
 export async function readablePgBossInstall(database: DatabaseHandle): Promise<PgBossInstall | undefined> {
+  if (database.kind !== 'postgres') return undefined;
   const access = await sql<{ usage: boolean; readsVersion: boolean | null }>`
     select has_schema_privilege(n.oid, 'USAGE') as usage,
            (select has_table_privilege(c.oid, 'SELECT') from pg_class c
