@@ -5,7 +5,7 @@ import type { DirectoryChange } from '../../src/directory/port.ts';
 import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
 import { followAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, signIn } from '../helpers/server.ts';
+import { authorizeUrl, Browser, signIn } from '../helpers/server.ts';
 import { verifyLogoutToken } from '../logout/rp-receiver.ts';
 
 /**
@@ -20,21 +20,8 @@ await describeOnEachAllianceAuth(
     const suite = followAllianceAuth(kind);
     const { poll, receiverApp, nextCycle } = suite;
 
-    async function signedIn(client: { clientId: string; clientSecret: string }, username: string) {
-      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
-        username,
-        password: FIXTURE_PASSWORD,
-      });
-      const exchanged = await tokenRequest(suite.server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      return exchanged.body as { access_token: string; refresh_token: string };
-    }
+    const signedIn = (client: { clientId: string; clientSecret: string }, username: string) =>
+      suite.signedIn(client, username, { scope: 'openid' });
 
     /** The authorization request with `prompt=none`, answered from the browser's kept cookie. */
     async function silently(browser: Browser, client: { clientId: string }) {

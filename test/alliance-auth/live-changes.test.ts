@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
-import { followAllianceAuth } from '../helpers/alliance-auth-server.ts';
-import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, signIn } from '../helpers/server.ts';
+import { describeOnEachAllianceAuth } from '../helpers/alliance-auth.ts';
+import { followAllianceAuth, type Tokens } from '../helpers/alliance-auth-server.ts';
+import { introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
 import { verifyLogoutToken } from '../logout/rp-receiver.ts';
 
 /**
@@ -20,26 +19,9 @@ await describeOnEachAllianceAuth(
     const { poll, receiverApp, nextCycle } = suite;
 
     type App = Awaited<ReturnType<typeof receiverApp>>;
-    type Tokens = { access_token: string; refresh_token: string };
 
-    async function signedIn(client: App, username: string): Promise<Tokens> {
-      const { params, verifier } = authorizeParams(client, {
-        scope: 'openid profile offline_access',
-        prompt: 'consent',
-      });
-      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
-        username,
-        password: FIXTURE_PASSWORD,
-      });
-      const exchanged = await tokenRequest(suite.server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      return exchanged.body as Tokens;
-    }
+    const signedIn = (client: App, username: string) =>
+      suite.signedIn(client, username, { scope: 'openid profile offline_access', prompt: 'consent' });
 
     const setState = (userId: number, state: string) =>
       suite.fixture.run(

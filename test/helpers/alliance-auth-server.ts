@@ -5,12 +5,22 @@ import { type RpReceiver, startRpReceiver } from '../logout/rp-receiver.ts';
 import {
   allianceAuthDirectory,
   createAllianceAuthDatabase,
+  FIXTURE_PASSWORD,
   type AllianceAuthKind,
   type AllianceAuthTestDatabase,
 } from './alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from './alliance-auth-changes.ts';
 import { createLeakHarness, type LeakHarness } from './leak-harness.ts';
-import { seedApp, startServer, type TestServer } from './server.ts';
+import { authorizeParams, type Client, codeFrom, tokenRequest } from './flows.ts';
+import {
+  authorizeUrl,
+  Browser,
+  REDIRECT_URI,
+  seedApp,
+  signIn,
+  startServer,
+  type TestServer,
+} from './server.ts';
 
 /**
  * What a suite serving Alliance Auth's users shares: a fresh copy of the fixture and a test server
@@ -95,7 +105,15 @@ export interface FollowingSuite extends AllianceAuthSuite {
   receiverApp(input: Parameters<typeof seedApp>[1]): Promise<ReceiverApp>;
   /** The next cycle and the logout worker's next round; returns the kinds of change the cycle found. */
   nextCycle(): Promise<string[]>;
+  /**
+   * `username` signed in with the fixture's password through `client` (authorization parameters
+   * `authorize`, `authorizeParams`'), and the code exchanged: the token response.
+   */
+  signedIn(client: Client, username: string, authorize: Record<string, string>): Promise<Tokens>;
 }
+
+/** The token response of a sign-in. */
+export type Tokens = { access_token: string; refresh_token: string };
 
 /**
  * `serveAllianceAuth` with password sign-in, a poller that runs only when a test drives it
@@ -140,6 +158,21 @@ export function followAllianceAuth(kind: AllianceAuthKind): FollowingSuite {
         ...input,
       });
       return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
+    },
+    async signedIn(client, username, authorize) {
+      const { params, verifier } = authorizeParams(client, authorize);
+      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
+        username,
+        password: FIXTURE_PASSWORD,
+      });
+      const exchanged = await tokenRequest(suite.server, client, {
+        grant_type: 'authorization_code',
+        code: codeFrom(response),
+        redirect_uri: REDIRECT_URI,
+        code_verifier: verifier,
+      });
+      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+      return exchanged.body as Tokens;
     },
     async nextCycle() {
       const outcome = await suite.poll();
