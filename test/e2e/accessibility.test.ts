@@ -228,6 +228,18 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
           (await page.title()).startsWith('Error: '),
           `${where}: the title does not say the form was refused`,
         );
+        // The browser moves the focus to an `autofocus` field when it next renders, which on a loaded
+        // machine can come after 'load': wait for the focus to leave the body (or give up after 5 s
+        // and let the checks below say where it is).
+        await page
+          .waitForFunction(
+            'document.activeElement !== null && document.activeElement !== document.body',
+            null,
+            {
+              timeout: 5_000,
+            },
+          )
+          .catch(() => undefined);
         const focus = (await page.evaluate(`(() => {
       const focused = document.activeElement;
       const first = document.querySelector('[aria-invalid="true"]');
