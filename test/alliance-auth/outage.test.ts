@@ -129,6 +129,24 @@ await describeOnEachAllianceAuth(
       assert.equal(signedIn.status, 303, 'sign-in works again');
     });
 
+    it('answers a password sign-in with the try-again page after at most one connection to a silent Alliance Auth, not two', async () => {
+      const page = await openLoginPage(server, clientId);
+      proxy.silence();
+      try {
+        const attempt = await submitLogin(page, 'alice', FIXTURE_PASSWORD);
+        assert.equal(attempt.status, 503, 'a try-again page, not a server error');
+        // Each new connection to a silent AA waits out the connect timeout: a look-up that failed is
+        // not asked again in the same request, so the sign-in waits once at most. (A pooled
+        // connection that the silence dropped fails at once and opens none.)
+        assert.ok(
+          proxy.silencedConnections <= 1,
+          `${proxy.silencedConnections} connections opened to the silent AA`,
+        );
+      } finally {
+        proxy.restore();
+      }
+    });
+
     it('answers an EVE SSO callback with a try-again page while Alliance Auth is unreachable', async () => {
       // A server of its own: with EVE SSO its login page opens with the EVE button's form.
       const eve = await startEveSsoStandIn();

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { openDatabase } from '../../src/db/connect.ts';
 import { pendingMigrations } from '../../src/db/migrate.ts';
 import { MIGRATIONS } from '../../src/db/migrations/index.ts';
@@ -265,6 +267,48 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
           assert.equal(serve.code, 1, serve.stdout);
           assert.match(serve.stderr, /^aa-oidc: pg-boss's version table pgboss\.version is empty/);
         });
+      });
+
+      it('refuses, before applying anything, a pgboss schema its role may not read, as the dry run does', async () => {
+        // pg-boss's schema installed by another role, one this role may not use: migrate cannot judge
+        // it nor let pg-boss install or upgrade it, so nothing of aa-oidc's is applied either.
+        const probe = await createTestDatabase();
+        const role = `aa_oidc_t_role_${randomBytes(6).toString('hex')}`;
+        const password = randomBytes(12).toString('hex');
+        const owner = new pg.Client({ connectionString: probe.url });
+        await owner.connect();
+        try {
+          await owner.query(`create role ${role} login password '${password}'`);
+          await owner.query(`grant create on schema public to ${role}`);
+          await owner.query('create schema pgboss; create table pgboss.version (version int)');
+          await owner.query(`insert into pgboss.version values (${pgBossSchemaVersion()})`);
+          const url = new URL(probe.url);
+          url.username = role;
+          url.password = password;
+          const env = { ...testEnv(probe), AA_OIDC_DATABASE_URL: url.toString() };
+          const dryRun = await cli(['migrate', '--dry-run'], env);
+          assert.equal(dryRun.code, 1, dryRun.stdout);
+          assert.match(dryRun.stderr, /permission denied for schema pgboss/);
+          const run = await cli(['migrate'], env);
+          assert.deepEqual(
+            { code: run.code, stdout: run.stdout, stderr: run.stderr },
+            { code: 1, stdout: '', stderr: dryRun.stderr },
+          );
+          const applied = await owner.query<{ name: string | null }>(
+            "select to_regclass('public.schema_migration')::text as name",
+          );
+          assert.equal(applied.rows[0]?.name, null, 'no migration of aa-oidc applied');
+        } finally {
+          await owner.end();
+          await probe.drop();
+          const admin = new pg.Client({ connectionString: process.env.AA_OIDC_TEST_DATABASE_URL });
+          await admin.connect();
+          try {
+            await admin.query(`drop role if exists ${role}`);
+          } finally {
+            await admin.end();
+          }
+        }
       });
 
       it('refuses, as migrate does, a pg-boss version table without a row', async () => {

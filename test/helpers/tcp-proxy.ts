@@ -15,6 +15,8 @@ export interface TcpProxy {
   wrap(url: string): string;
   cut(): void;
   silence(): void;
+  /** Connections accepted and left unanswered since the last `silence()`. */
+  readonly silencedConnections: number;
   restore(): void;
   hold(): void;
   release(): void;
@@ -25,6 +27,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
   const sockets = new Set<net.Socket>();
   let mode: 'open' | 'cut' | 'silent' = 'open';
   let holding = false;
+  let silencedConnections = 0;
   const held: Array<() => void> = [];
   const server = net.createServer((client) => {
     if (mode === 'cut') {
@@ -34,6 +37,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     sockets.add(client);
     client.on('error', () => client.destroy()).on('close', () => sockets.delete(client));
     if (mode === 'silent') {
+      silencedConnections += 1;
       client.resume();
       return;
     }
@@ -74,7 +78,11 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     silence() {
       mode = 'silent';
+      silencedConnections = 0;
       dropAll();
+    },
+    get silencedConnections() {
+      return silencedConnections;
     },
     restore() {
       mode = 'open';

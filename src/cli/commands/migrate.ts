@@ -13,7 +13,6 @@ import {
   migratePgBoss,
   PGBOSS_SCHEMA,
   pgBossInstall,
-  refuseUnusablePgBoss,
   type UsablePgBossInstall,
   usablePgBossInstall,
   pgBossSchemaVersion,
@@ -68,8 +67,10 @@ export function registerMigrate(program: Command, io: CliIo): void {
           if (pgBoss) io.stdout.write(`${pgBossDryRun(pgBoss)}\n`);
           return;
         }
-        // A pg-boss schema pg-boss would leave as it is is refused before anything is applied.
-        await refuseUnusablePgBoss(database);
+        // A pg-boss schema pg-boss would leave as it is is refused before anything is applied, and so
+        // is one this role may not read (as the dry run does): not `refuseUnusablePgBoss`, which lets
+        // that pass for serve, since migrate would then apply aa-oidc's migrations and fail at pg-boss's.
+        if (database.kind === 'postgres') usablePgBossInstall(await pgBossInstall(database));
         const applied = await migrateToLatest(database.db, database.kind);
         io.stdout.write(
           applied.length === 0

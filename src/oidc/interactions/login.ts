@@ -69,10 +69,9 @@ export async function submitLogin(
   }
   const authenticator = passwordAuthenticator(deps.authenticators);
   // Counted against the user the directory finds, whatever the spelling typed. A directory that cannot
-  // be read here is met again by `authenticate` below, which answers it as it does.
-  const account = authenticator?.throttledName
-    ? await authenticator.throttledName(username).catch(() => username)
-    : username;
+  // be read here is answered at once, as `authenticate` would answer it: asked again (its look-up is
+  // `authenticate`'s), one that does not answer would keep the sign-in waiting twice as long.
+  const account = authenticator?.throttledName ? await authenticator.throttledName(username) : username;
   // The attempt takes its place in the budgets before the password is verified: a burst of parallel
   // guesses gets at most the remaining budget checked, and the rest never reach argon2.
   const attempt = await deps.throttle.reserve(account, ctx.ip);
