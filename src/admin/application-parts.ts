@@ -226,11 +226,11 @@ export function appForm(
         ...opt('logo_url'),
       })}
       ${linesField('Redirect URIs', 'redirect_uris', values.redirectUris, {
-        hint: 'One per line; matched exactly.',
+        hint: 'One per line; matched exactly (at a native app, an http://127.0.0.1 or http://[::1] one at any port).',
         ...opt('redirect_uris'),
       })}
       ${linesField('Post-logout redirect URIs', 'post_logout_redirect_uris', values.postLogoutRedirectUris, {
-        hint: 'One per line.',
+        hint: 'One per line; matched as redirect URIs are.',
         ...opt('post_logout_redirect_uris'),
       })}
       ${

@@ -33,7 +33,8 @@ export const EXTRA_CLIENT_METADATA = [
  *   compares digests (`client-auth.ts`), and no HMAC algorithm is enabled that would use it as a key.
  * - `backchannel_logout_uri` is deliberately left out: the provider would deliver logout tokens
  *   itself, without the SSRF gate and the durable queue of back-channel logout.
- * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`.
+ * - Clients with any non-http(s) redirect URI (an app's custom scheme) are `native`, others `web`;
+ *   a native app's loopback IP redirect URIs match at any port (loopback-redirects.ts).
  */
 export function clientMetadataFor(app: Application): ClientMetadata {
   let metadata = metadataByApplication.get(app);

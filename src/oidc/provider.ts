@@ -32,6 +32,7 @@ import { type ConsoleSignIn, consoleSignIn } from './console-sign-in.ts';
 import { endSessionConfirm } from './end-session-confirm.ts';
 import { logApplicationDebug } from './application-debug.ts';
 import { includeSessionIdInIdTokens } from './include-sid.ts';
+import { allowAnyPortOnlyForLoopbackIps } from './loopback-redirects.ts';
 import { interactionRoutes } from './interactions/routes.ts';
 import type { TwoFactorLogin } from './interactions/two-factor-step.ts';
 import { createLoginThrottle, type LoginThrottle } from './interactions/throttle.ts';
@@ -242,6 +243,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       }),
     );
     includeSessionIdInIdTokens(provider);
+    allowAnyPortOnlyForLoopbackIps(provider);
     logApplicationDebug(provider, log, codeExchange.onceTokensStored);
     observeProvider(provider, deps.observability, codeExchange.onceTokensStored, codeExchange.onceConsumed);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {

@@ -77,6 +77,49 @@ describe(`introspection and client credentials decisions (${testDatabaseKind})`,
     assert.equal('username' in machineAnswer.body, false);
   });
 
+  it("answers a JWT access token's jti, and no jti for an opaque token, whose jti is the token itself", async () => {
+    // oidc-provider keys an opaque token by its value: its jti is the secret bearer token, which an
+    // introspection answer must not repeat (it leaves jti out when it equals the token presented).
+    // A JWT access token's jti is an id of its own, the JWT's claim.
+    const user = await seedUser(server);
+    for (const format of ['opaque', 'jwt'] as const) {
+      const cron = await app({
+        name: `Cron (${format})`,
+        grantTypes: ['client_credentials'],
+        redirectUris: [],
+        accessTokenFormat: format,
+      });
+      const forum = await app({ name: `Board (${format})`, accessTokenFormat: format });
+      const issued = await tokenRequest(server, cron, { grant_type: 'client_credentials' });
+      const signedIn = await login(server, forum, user.username, { scope: 'openid offline_access' });
+      const presented: [Client, string, string][] = [
+        [cron, issued.body.access_token as string, 'client_credentials access token'],
+        [forum, signedIn.accessToken, 'access token'],
+        [resourceServer, signedIn.accessToken, "another client's access token"],
+        [forum, signedIn.refreshToken, 'refresh token'],
+      ];
+      for (const [introspector, token, kind] of presented) {
+        const answer = await introspect(server, introspector, token);
+        const label = `${format} ${kind}`;
+        assert.equal(answer.body.active, true, label);
+        assert.equal(
+          JSON.stringify(answer.body).includes(token),
+          false,
+          `${label}: the answer never carries the token presented`,
+        );
+        const jwtAccessToken = format === 'jwt' && kind !== 'refresh token';
+        if (jwtAccessToken) {
+          const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as {
+            jti: string;
+          };
+          assert.equal(answer.body.jti, claims.jti, `${label}: the JWT's jti`);
+        } else {
+          assert.equal('jti' in answer.body, false, `${label}: no jti`);
+        }
+      }
+    }
+  });
+
   it('refuses identity scopes to client_credentials with invalid_scope, and still issues a token without them', async () => {
     for (const scope of ['openid', 'profile', 'email', 'groups', 'offline_access', 'openid profile email']) {
       const asked = await tokenRequest(server, machine, { grant_type: 'client_credentials', scope });

@@ -29,7 +29,10 @@ clients only.
 Redirect URIs are matched as exact strings: absolute, no fragment, https (http
 only for 127.0.0.1, [::1] and localhost, or in development mode); public clients
 may also use a reverse-domain private-use scheme such as
-com.example.app:/callback.
+com.example.app:/callback. An app with such a scheme is native: there an
+http://127.0.0.1/... or http://[::1]/... URI matches at any port (RFC 8252
+7.3), path and query still exactly; localhost URIs, and every URI of other
+apps, match with their port. Post-logout redirect URIs likewise.
 
 ID token: without --id-token-claims it carries only the protocol claims (sub,
 auth_time, sid, …) and what the claims parameter asks for; the scopes' claims
@@ -89,7 +92,7 @@ export function registerApp(program: Command, io: CliIo): void {
       '--client-id <id>',
       'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -, starting with a letter or digit); default: 32 random letters and digits',
     )
-    .option('--redirect-uri <uri>', 'an exact redirect URI (repeatable)', collect)
+    .option('--redirect-uri <uri>', 'a redirect URI, matched exactly (repeatable; see below)', collect)
     .option('--post-logout-redirect-uri <uri>', 'an exact post-logout redirect URI (repeatable)', collect)
     .option('--public', 'a public client (no secret; PKCE always required)')
     .option('--state <name>', 'whitelist a state by name (repeatable)', collect)
