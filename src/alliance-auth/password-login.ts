@@ -1,9 +1,9 @@
-import type { PasswordAuthenticator } from '../directory/authenticator.ts';
+import type { AuthenticationResult, PasswordAuthenticator } from '../directory/authenticator.ts';
 import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { Logger } from '../logging/logger.ts';
 import { explainUnverifiable, readDjangoPassword, verifyStoredDjangoPassword } from './django-password.ts';
 import type { AaDb } from './schema.ts';
-import { selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
+import { type PasswordRecord, selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
 
 /**
  * Sign-in with an Alliance Auth password (`AA_OIDC_AA_PASSWORD_LOGIN=true`): Django's
@@ -17,37 +17,43 @@ import { selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
  * database, so AA's `last_login` is left alone and a password is never upgraded or replaced here.
  */
 export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): PasswordAuthenticator {
+  async function checkPassword(
+    record: PasswordRecord | undefined,
+    password: string,
+  ): Promise<AuthenticationResult> {
+    const stored = readDjangoPassword(record?.password);
+    if (record && stored.kind === 'unverifiable') {
+      log.warn(
+        { username: record.username, hasher: stored.hasher },
+        `Alliance Auth password sign-in refused: ${explainUnverifiable(stored)}`,
+      );
+    }
+    // Never cut: a password longer than sign-in takes fails as a wrong one, its hash check run on
+    // an empty one instead.
+    const usable = password.length <= MAX_PASSWORD_LENGTH;
+    // One PBKDF2 run whatever the case (unknown user, unusable password), so timing tells nothing.
+    const valid = await verifyStoredDjangoPassword(stored, usable ? password : '');
+    if (!record || !usable || !valid) return { outcome: 'refused', reason: 'invalid' };
+    if (!record.active) return { outcome: 'refused', reason: 'inactive' };
+    const unkept = unkeptUserId(record.id);
+    if (unkept !== undefined) {
+      log.warn({ username: record.username }, `Alliance Auth password sign-in refused: the user's ${unkept}`);
+      return { outcome: 'refused', reason: 'invalid' };
+    }
+    return { outcome: 'authenticated', userId: record.id, amr: ['pwd'] };
+  }
+
   return {
     kind: 'password',
-    async authenticate(username, password) {
+    async prepare(username) {
+      // One read serves the attempt: the throttle counts the name the database's collation found
+      // (`zoe` for `zóe` on MariaDB), and the password is checked against the row it found. A read
+      // that fails is the attempt's failure (create.ts answers an outage with the try-again page).
       const record = await selectPasswordRecord(aa, username);
-      const stored = readDjangoPassword(record?.password);
-      if (record && stored.kind === 'unverifiable') {
-        log.warn(
-          { username: record.username, hasher: stored.hasher },
-          `Alliance Auth password sign-in refused: ${explainUnverifiable(stored)}`,
-        );
-      }
-      // Never cut: a password longer than sign-in takes fails as a wrong one, its hash check run on
-      // an empty one instead.
-      const usable = password.length <= MAX_PASSWORD_LENGTH;
-      // One PBKDF2 run whatever the case (unknown user, unusable password), so timing tells nothing.
-      const valid = await verifyStoredDjangoPassword(stored, usable ? password : '');
-      if (!record || !usable || !valid) return { outcome: 'refused', reason: 'invalid' };
-      if (!record.active) return { outcome: 'refused', reason: 'inactive' };
-      const unkept = unkeptUserId(record.id);
-      if (unkept !== undefined) {
-        log.warn(
-          { username: record.username },
-          `Alliance Auth password sign-in refused: the user's ${unkept}`,
-        );
-        return { outcome: 'refused', reason: 'invalid' };
-      }
-      return { outcome: 'authenticated', userId: record.id, amr: ['pwd'] };
-    },
-    async throttledName(username) {
-      // As `authenticate` finds the user: the database's collation decides which spellings are one.
-      return (await selectPasswordRecord(aa, username))?.username ?? username;
+      return {
+        throttledName: record?.username ?? username,
+        authenticate: (password) => checkPassword(record, password),
+      };
     },
     async replacePassword() {
       // Passwords are Alliance Auth's: nobody is ever asked to choose one here.

@@ -60,6 +60,14 @@ export async function selectCharacterOwnership(db: AaDb, characterId: number): P
 /** The most characters Django's `auth_user.username` holds (`max_length=150`). */
 export const AA_USERNAME_MAX_LENGTH = 150;
 
+/** An `auth_user` row as password sign-in reads it. */
+export interface PasswordRecord {
+  id: number;
+  username: string;
+  password: string;
+  active: boolean;
+}
+
 /**
  * The stored Django password hash of the user a typed username names, with what the login decision
  * needs. The name is read as Django's login form reads it (`UsernameField`: NFKC, so `ｐｉｌｏｔ` or
@@ -68,10 +76,7 @@ export const AA_USERNAME_MAX_LENGTH = 150;
  * stores NFKC) is still found when typed exactly as stored, but the NFKC form's user comes first. A
  * name longer than the column holds is nobody's: it is never cut to fit, which could name another.
  */
-export async function selectPasswordRecord(
-  db: AaDb,
-  typed: string,
-): Promise<{ id: number; username: string; password: string; active: boolean } | undefined> {
+export async function selectPasswordRecord(db: AaDb, typed: string): Promise<PasswordRecord | undefined> {
   const username = typed.normalize('NFKC');
   if ([...username].length > AA_USERNAME_MAX_LENGTH) return undefined;
   const row = await db

@@ -33,25 +33,41 @@ export type PasswordReplacement =
   /** No change is pending for this user any more (done meanwhile, deactivated, deleted). */
   | { outcome: 'not_pending' };
 
+/**
+ * One password sign-in attempt for one typed username, the user looked up once: first the name the
+ * login throttle counts it against, then (once the throttle has let it through) the password check.
+ */
+export interface PasswordAttempt {
+  /**
+   * The name the attempt counts against in the login throttle: the name the directory holds for the
+   * user `username` finds, where it finds users by names the throttle's key (`accountKey`: NFKC,
+   * lower case) tells apart (Alliance Auth on MySQL or MariaDB, whose collation finds `zoe` for
+   * `zóe` or `ZOË`); else `username` as typed. Without
+   * it, every spelling would have a budget of its own for guessing one user's password.
+   */
+  readonly throttledName: string;
+  /**
+   * Checks the password, of the user looked up for this attempt (none: it fails after the same hash
+   * work). The password is never cut: one longer than `MAX_PASSWORD_LENGTH` is refused as a wrong
+   * one. Takes the same time whether or not the username exists, and never puts the password in an
+   * error, a log line or an event.
+   */
+  authenticate(password: string): Promise<AuthenticationResult>;
+}
+
 /** Username and password, checked by the directory that holds the user. */
 export interface PasswordAuthenticator {
   readonly kind: 'password';
   /**
-   * Checks the password. The username is as typed, trimmed but never cut: read it as the directory
-   * compares names (NFKC first, as Django does), and one longer than any it holds is no user's.
-   * The password is never cut either: one longer than `MAX_PASSWORD_LENGTH` is refused as wrong.
-   * Takes the same time whether or not the username exists, and never puts the password in an
-   * error, a log line or an event.
+   * Starts a sign-in attempt with `username`, as typed, trimmed but never cut: read as the directory
+   * compares names (NFKC first, as Django does), and one longer than any it holds is no user's. The
+   * routes reserve the attempt's place in the login throttle (`throttledName`) before any password is
+   * verified (`authenticate`). A directory that cannot be read here fails the attempt at once,
+   * before the throttle: asked again past it, one that does not answer would double the wait. A
+   * directory whose names the throttle's key already tells apart reads nothing here, and its user
+   * when the password is checked.
    */
-  authenticate(username: string, password: string): Promise<AuthenticationResult>;
-  /**
-   * The name a sign-in with `username` counts against in the login throttle, where the directory finds
-   * users by names the throttle's key (`accountKey`: NFKC, lower case) tells apart: the name it holds
-   * for the user `username` finds (Alliance Auth on MySQL or MariaDB, whose collation finds `zoe` for
-   * `zóe` or `ZOË`), else `username`. Without it, every spelling would have a budget of its own for
-   * guessing one user's password. Absent: `username` is the key.
-   */
-  throttledName?(username: string): Promise<string>;
+  prepare(username: string): Promise<PasswordAttempt>;
   /**
    * After `password_change_required`, once the caller has made sure this very sign-in gave the
    * current password: sets the person's own password (it must differ from the one they were given)

@@ -6,6 +6,7 @@ import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn } from '../helpers/server.ts';
 
 /**
@@ -147,6 +148,28 @@ await describeOnEachAllianceAuth(
           assert.equal(response.status, 429, `${spelling} is zoe there, and waits with zoe`);
           assert.ok((await response.text()).includes(LOGIN_THROTTLED_MESSAGE));
         } else assert.equal(response.status, 401, `${spelling} is nobody there`);
+      }
+    });
+
+    it('reads the user from auth_user once per password attempt, for the throttle and the password alike', async () => {
+      // The password's read of `auth_user` (`selectPasswordRecord`), on either driver's SQL.
+      const passwordReads = (texts: string[]) =>
+        texts.filter((text) => /\bfrom [`"]?auth_user[`"]? /i.test(text) && /[`"]password[`"]/.test(text))
+          .length;
+      const attempts: [string, string, number][] = [
+        ['fiona', FIXTURE_PASSWORD, 303],
+        ['fiona', 'wrong-password', 401],
+        ['nobody-at-all', 'wrong-password', 401],
+        // MariaDB finds `fiona` (and its throttle counts `fiona`); PostgreSQL finds nobody.
+        ['FÍONA', 'wrong-password', 401],
+      ];
+      for (const [username, password, status] of attempts) {
+        const { params } = authorizeParams(client, { scope: 'openid' });
+        const { result: response, texts } = await statementsDuring(() =>
+          signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), { username, password }),
+        );
+        assert.equal(response.status, status, `${username} with ${password}`);
+        assert.equal(passwordReads(texts), 1, `one read of ${username}'s password record`);
       }
     });
   },

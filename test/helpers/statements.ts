@@ -1,4 +1,5 @@
 import BetterSqlite3 from 'better-sqlite3';
+import mysql from 'mysql2';
 import pg from 'pg';
 
 const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
@@ -6,8 +7,9 @@ const STATEMENT_RUNS = ['all', 'get', 'run', 'iterate'] as const;
 /**
  * Calls `onStatement` with the SQL text of every statement the database drivers are handed, from
  * now until the returned `restore` is called: each execution of a better-sqlite3 statement
- * (statements are prepared once and reused, so preparing is not what counts), and pg's
- * `Client#query`. For tests that count what a request reads.
+ * (statements are prepared once and reused, so preparing is not what counts), pg's `Client#query`,
+ * and mysql2's `query` and `execute` (Alliance Auth on MariaDB). For tests that count what a request
+ * reads.
  */
 export function watchStatements(onStatement: (sql: string) => void): () => void {
   const note = (text: unknown) => {
@@ -33,9 +35,22 @@ export function watchStatements(onStatement: (sql: string) => void): () => void 
     note(args[0]);
     return query.apply(this, args);
   };
+  // The class that defines them, under `Connection` and `PoolConnection`.
+  const connection = Object.getPrototypeOf(mysql.Connection.prototype) as Record<
+    'query' | 'execute',
+    (...args: unknown[]) => unknown
+  >;
+  const mysqlRuns = (['query', 'execute'] as const).map((name) => [name, connection[name]] as const);
+  for (const [name, run] of mysqlRuns) {
+    connection[name] = function countedMysqlRun(this: unknown, ...args: unknown[]) {
+      note(args[0]);
+      return run.apply(this, args);
+    };
+  }
   return () => {
     for (const [name, run] of runs) statement[name] = run;
     client.query = query;
+    for (const [name, run] of mysqlRuns) connection[name] = run;
   };
 }
 

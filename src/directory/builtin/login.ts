@@ -131,22 +131,29 @@ export function builtinPasswordAuthenticator(
 ): PasswordAuthenticator {
   return {
     kind: 'password',
-    async authenticate(username, password) {
-      const check = await login.verifyPassword(username, password);
-      switch (check.outcome) {
-        case 'valid':
-          if (check.user.must_change_password === 1)
-            return {
-              outcome: 'password_change_required',
-              userId: check.user.id,
-              username: check.user.username,
-            };
-          return { outcome: 'authenticated', userId: check.user.id, amr: ['pwd'] };
-        case 'inactive':
-          return { outcome: 'refused', reason: 'inactive' };
-        case 'invalid':
-          return { outcome: 'refused', reason: 'invalid' };
-      }
+    async prepare(username) {
+      // The throttle's key tells names apart as this directory does (both `nameKey`: NFKC, lower
+      // case): nothing to read before the throttle, and the user is read once, with the password.
+      return {
+        throttledName: username,
+        async authenticate(password) {
+          const check = await login.verifyPassword(username, password);
+          switch (check.outcome) {
+            case 'valid':
+              if (check.user.must_change_password === 1)
+                return {
+                  outcome: 'password_change_required',
+                  userId: check.user.id,
+                  username: check.user.username,
+                };
+              return { outcome: 'authenticated', userId: check.user.id, amr: ['pwd'] };
+            case 'inactive':
+              return { outcome: 'refused', reason: 'inactive' };
+            case 'invalid':
+              return { outcome: 'refused', reason: 'invalid' };
+          }
+        },
+      };
     },
 
     async replacePassword(userId, newPassword) {

@@ -68,17 +68,19 @@ export async function submitLogin(
     return again(400, LOGIN_FAILED_MESSAGE);
   }
   const authenticator = passwordAuthenticator(deps.authenticators);
-  // Counted against the user the directory finds, whatever the spelling typed. A directory that cannot
-  // be read here is answered at once, as `authenticate` would answer it: asked again (its look-up is
-  // `authenticate`'s), one that does not answer would keep the sign-in waiting twice as long.
-  const account = authenticator?.throttledName ? await authenticator.throttledName(username) : username;
+  // Counted against the user the directory finds, whatever the spelling typed; the directory looks
+  // the user up once for both the throttle and the password (`prepare`). A directory that cannot be
+  // read fails here, before the throttle, and is not asked again: one that does not answer would
+  // keep the sign-in waiting twice as long.
+  const passwordAttempt = authenticator ? await authenticator.prepare(username) : undefined;
+  const account = passwordAttempt?.throttledName ?? username;
   // The attempt takes its place in the budgets before the password is verified: a burst of parallel
   // guesses gets at most the remaining budget checked, and the rest never reach argon2.
   const attempt = await deps.throttle.reserve(account, ctx.ip);
   if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
-  const result = authenticator
-    ? await authenticator.authenticate(username, password)
+  const result = passwordAttempt
+    ? await passwordAttempt.authenticate(password)
     : ({ outcome: 'refused', reason: 'invalid' } as const);
   if (result.outcome === 'refused') {
     requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: result.reason }, 'login failed');
