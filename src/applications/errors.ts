@@ -33,10 +33,15 @@ export class ApplicationError extends Error {
 }
 
 /**
- * The user information of a URL at the start of a value, up to the last `@` before its path, query
- * or fragment: all of it is masked (`https://***@host`), since a user's name alone may be a token.
+ * The user information of a URL at the start of a value: all of it is masked (`https://***@host`),
+ * since a user's name alone may be a token. With a password (a `:` after the user's name) it runs to
+ * the last `@` of the value, which is one field's and so ends where the URL does: a password may hold
+ * a `/`, `?`, `#` and white space together (`https://wiki:pa ss/x@host`), where a log line's scrubbing,
+ * which cuts a URL in free text at white space, leaves it whole. This hides too much rather than
+ * leak: an `@` in the path or the query takes the host with it, as there. Without a password it runs
+ * to the last `@` before the path, query or fragment.
  */
-const LEADING_USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/;
+const LEADING_USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(?:[^/?#@:]*:[\s\S]*@|[^/?#]*@)/;
 
 /**
  * A value quoted for a message: what a log line hides of it is hidden first (`scrubString`: a URL's

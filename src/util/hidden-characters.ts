@@ -9,8 +9,9 @@ export const BIDI_FORMATTING = /[\u202a-\u202e\u2066-\u2069]/u;
  * bidirectional controls (marks, embeddings, overrides and isolates: what lets a name display as
  * something else, "Trojan Source"), and the invisible ones, which make two names that look the same
  * differ (`admin` and `adm\u200bin`). The zero-width joiner and non-joiner (U+200D, U+200C) are not
- * among them: emoji sequences and several scripts need them; nor are the variation selectors, which
- * only choose how the character before them is drawn.
+ * among them: emoji sequences and several scripts need them; nor are the variation selectors
+ * (U+FE00–U+FE0F, and those of the supplement after an ideograph), which only choose how the
+ * character before them is drawn.
  * The bidirectional ones are `BIDI_FORMATTING` and the marks (U+061C, U+200E, U+200F).
  */
 export const BIDI_CONTROL = new RegExp(`[\\u061c\\u200e\\u200f${BIDI_FORMATTING.source.slice(1, -1)}]`, 'u');
@@ -27,21 +28,36 @@ const FLAG_TAG = '[\\u{e0030}-\\u{e0039}\\u{e0061}-\\u{e007a}]';
 const UNFLAGGED_TAG = `[\\u{e0000}-\\u{e007f}](?<!\\u{1f3f4}(?=${FLAG_TAG}{3,7}\\u{e007f})${FLAG_TAG}{0,7}(?:${FLAG_TAG}|\\u{e007f}))`;
 
 /**
+ * A selector of the variation selectors supplement (U+E0100–U+E01EF) that does not follow a unified
+ * ideograph: after one it chooses the glyph drawn (an ideographic variation sequence, UTS #37: the
+ * registered forms of a family name's kanji, `葛` and U+E0100), anywhere else it draws nothing. The
+ * look-behind reaches back one character: linear in the text.
+ */
+const UNSELECTING_VARIATION_SELECTOR =
+  '[\\u{e0100}-\\u{e01ef}](?<!\\p{Unified_Ideograph}[\\u{e0100}-\\u{e01ef}])';
+
+/**
  * The invisible characters that are not bidirectional controls (a character, or an alternative
  * matching one character: compose with `|`, not inside a `[…]`): the soft hyphen (U+00AD, shown only
  * where a line breaks), the combining grapheme joiner (U+034F), the Hangul fillers (U+115F, U+1160,
  * U+3164, U+FFA0, drawn blank), the Khmer inherent vowels (U+17B4, U+17B5), the Mongolian vowel
  * separator (U+180E), the zero-width space (U+200B), the word joiner, invisible operators and
  * deprecated format characters (U+2060–U+2065, U+206A–U+206F), the blank braille pattern (U+2800, a
- * favourite of "invisible" names), the byte order mark (U+FEFF), the interlinear annotation controls
- * (U+FFF9–U+FFFB), the shorthand format controls (U+1BCA0–U+1BCA3), the musical null notehead and
- * format controls (U+1D159, U+1D173–U+1D17A), and the tag characters but in a flag (`UNFLAGGED_TAG`).
+ * favourite of "invisible" names), the byte order mark (U+FEFF), the unassigned U+FFF0–U+FFF8 and the
+ * interlinear annotation controls (U+FFF9–U+FFFB), the shorthand format controls (U+1BCA0–U+1BCA3),
+ * the musical null notehead and format controls (U+1D159, U+1D173–U+1D17A), the tag characters but in
+ * a flag (`UNFLAGGED_TAG`), the variation selectors supplement but after an ideograph
+ * (`UNSELECTING_VARIATION_SELECTOR`), and the unassigned rest of plane 14 (U+E0080–U+E00FF,
+ * U+E01F0–U+E0FFF). The unassigned ones are default-ignorable (Unicode's DerivedCoreProperties): a
+ * font draws nothing for them today, nor once they are given a meaning.
  * U+034F, U+17B4 and U+17B5 are apart: a combining mark in a `[…]` reads as joined to the one before.
- * The ideographic space (U+3000) is not among them: it shows as a wide space. The web pages show them
- * as `[U+200B]` (pages/layout.ts).
+ * The ideographic space (U+3000) is not among them: it shows as a wide space; nor are the spaces of
+ * fixed width (U+2000–U+200A, U+202F, U+205F), which show as spaces and which NFKC folds to U+0020
+ * where names are compared (`nameKey`), so that `Bob\u2003Smith` is `Bob Smith`'s name. The web pages
+ * show them as `[U+200B]` (pages/layout.ts).
  */
 export const INVISIBLE_CHARACTER = new RegExp(
-  `[\\u00ad\\u115f\\u1160\\u180e\\u200b\\u2060-\\u2065\\u206a-\\u206f\\u2800\\u3164\\ufeff\\uffa0\\ufff9-\\ufffb\\u{1bca0}-\\u{1bca3}\\u{1d159}\\u{1d173}-\\u{1d17a}]|\\u034f|\\u17b4|\\u17b5|${UNFLAGGED_TAG}`,
+  `[\\u00ad\\u115f\\u1160\\u180e\\u200b\\u2060-\\u2065\\u206a-\\u206f\\u2800\\u3164\\ufeff\\uffa0\\ufff0-\\ufffb\\u{1bca0}-\\u{1bca3}\\u{1d159}\\u{1d173}-\\u{1d17a}\\u{e0080}-\\u{e00ff}\\u{e01f0}-\\u{e0fff}]|\\u034f|\\u17b4|\\u17b5|${UNFLAGGED_TAG}|${UNSELECTING_VARIATION_SELECTOR}`,
   'u',
 );
 

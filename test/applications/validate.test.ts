@@ -364,6 +364,23 @@ describe('validateApplicationInput', () => {
     await harness.assertNoLeaks();
   });
 
+  it('quotes a refused URI without any part of a password that holds both white space and a slash', async () => {
+    // A log line's scrubbing cuts a URL in free text at white space; a field's value is the URL whole.
+    const password = 'hunter2 pa/ss?wo#rd';
+    const uri = `https://wiki:${password}@wiki.example.org/cb`;
+    const error = await refusal({ ...base, redirectUris: [uri], logoUrl: uri });
+    const messages = error.issues.map((issue) => issue.message);
+    assert.deepEqual(messages, [
+      '"https://***@wiki.example.org/cb" is malformed: it contains whitespace, control characters or backslashes',
+      '"https://***@wiki.example.org/cb" is malformed: it contains whitespace, control characters or backslashes',
+    ]);
+    for (const part of ['hunter2', 'pa/ss', 'wo#rd']) assert.doesNotMatch(error.message, new RegExp(part));
+    const harness = createLeakHarness();
+    harness.registerSecret(password, 'the password');
+    harness.scanText('the refusal', `${error.message}\n${JSON.stringify(error.issues)}`);
+    await harness.assertNoLeaks();
+  });
+
   it('uses the injected back-channel target check and reports its reason', async () => {
     const seen: string[] = [];
     const ctx: ValidationContext = {

@@ -64,6 +64,38 @@ describe(`names unique regardless of case and Unicode form (${testDatabaseKind})
       user.user.id,
     ]);
   });
+
+  it('refuses a state or group whose name differs only by a space of fixed width, and any such space in a username', async () => {
+    // They show as spaces (`Bob\u2003Smith` reads `Bob Smith`); NFKC folds each to U+0020.
+    const fixedWidthSpaces = [
+      ...Array.from({ length: 11 }, (_, offset) => String.fromCharCode(0x2000 + offset)),
+      '\u202f',
+      '\u205f',
+    ];
+    const admin = services.directoryAdmin;
+    await admin.createState('Bob Smith', 50, true);
+    await admin.createGroup('Home Guard');
+    await admin.createGroup('Scouts');
+    for (const space of fixedWidthSpaces) {
+      const code = `U+${space.charCodeAt(0).toString(16).toUpperCase()}`;
+      await assert.rejects(
+        admin.createState(`Bob${space}Smith`, 40, true),
+        /state "Bob Smith" already exists/,
+        code,
+      );
+      await assert.rejects(admin.createGroup(`Home${space}Guard`), /group "Home Guard" already exists/, code);
+      await assert.rejects(
+        admin.renameGroup('Scouts', `home${space}guard`),
+        /group "Home Guard" already exists/,
+        code,
+      );
+      await assert.rejects(
+        admin.createUser({ username: `bob${space}smith`, email: 'bob@example.org' }),
+        /invalid username/,
+        code,
+      );
+    }
+  });
 });
 
 describe(`the name-key migration stops on a collision, naming both rows (${testDatabaseKind})`, () => {

@@ -19,11 +19,19 @@ const LOOKALIKE_NAME = 'Wiki adm\u200bi\u00adn\u2060\ufeff\u3164 \u{1f469}\u200d
 const LOOKALIKE_SHOWN = 'Wiki adm[U+200B]i[U+00AD]n[U+2060][U+FEFF][U+3164] \u{1f469}\u200d\u{1f4bb}';
 /** `admin` to the eye: a Mongolian vowel separator, an invisible times, a halfwidth Hangul filler. */
 const LOOKALIKE_USERNAME = 'ad\u180emi\u2062n\uffa0';
-/** Blank to the eye (an "invisible" EVE name): U+2800, U+034F, U+1BCA0, U+1D159 and a stray tag. */
-const BLANK_USERNAME = '\u2800\u034f\u{1bca0}\u{1d159}\u{e0041}';
-const BLANK_SHOWN = '[U+2800][U+034F][U+1BCA0][U+1D159][U+E0041]';
-/** Scotland's flag: U+1F3F4, the tags `gbsct`, U+E007F. The tags draw it, and stay. */
-const FLAG_USERNAME = 'Highlander \u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}';
+/**
+ * Blank to the eye (an "invisible" EVE name): U+2800, U+034F, U+1BCA0, U+1D159, a stray tag, an
+ * unassigned U+FFF0, a variation selector of the supplement after no ideograph and an unassigned
+ * character of plane 14.
+ */
+const BLANK_USERNAME = '\u2800\u034f\u{1bca0}\u{1d159}\u{e0041}\ufff0\u{e0100}\u{e0fff}';
+const BLANK_SHOWN = '[U+2800][U+034F][U+1BCA0][U+1D159][U+E0041][U+FFF0][U+E0100][U+E0FFF]';
+/**
+ * Scotland's flag: U+1F3F4, the tags `gbsct`, U+E007F. The tags draw it, and stay; so does the
+ * variation selector after 葛, which chooses the kanji's registered form.
+ */
+const FLAG_USERNAME =
+  'Highlander \u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} 葛\u{e0100}城';
 /**
  * What no page may hold raw: controls but whitespace, bidirectional embeddings, overrides, isolates,
  * invisible characters (not the zero-width joiner, nor a flag's tags).
@@ -129,7 +137,7 @@ describe(`hostile names on the pages (${testDatabaseKind})`, () => {
     assert.equal(users.status, 200);
     assert.ok(users.body.includes('ad[U+180E]mi[U+2062]n[U+FFA0]'), users.body);
     assert.ok(users.body.includes(BLANK_SHOWN), users.body);
-    assert.ok(users.body.includes(FLAG_USERNAME), 'the flag is shown as it is');
+    assert.ok(users.body.includes(FLAG_USERNAME), 'the flag and the kanji are shown as they are');
     assert.equal(UNFIT.exec(users.body), null);
 
     const edit = await consoleGet(browser, `${server.origin}/admin/apps/${lookalikeClientId}/edit`);

@@ -94,6 +94,8 @@ describe('leak harness', () => {
         '\ufeff',
         '\u2800',
         '\u034f',
+        '\ufff0',
+        '\ufff8',
       ]) {
         const code = char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0');
         const harness = createLeakHarness();
@@ -124,6 +126,29 @@ describe('leak harness', () => {
         assert.doesNotMatch(error.message, /log line 1/);
         return true;
       });
+    });
+
+    it('a variation selector of the supplement written raw but after an ideograph, and plane 14 unassigned', async () => {
+      for (const [char, code] of [
+        ['\u{e0100}', 'E0100'],
+        ['\u{e01ef}', 'E01EF'],
+        ['\u{e0080}', 'E0080'],
+        ['\u{e0fff}', 'E0FFF'],
+      ] as const) {
+        const harness = createLeakHarness();
+        harness.registerSecret('plain-password-123', 'password');
+        // Line 1: 葛 and U+E0100, a registered form of the kanji, drawn as one character.
+        harness.loggerOptions.destination!.write(`{"msg":"葛\u{e0100}"}\n{"msg":"admin${char}"}\n`);
+        await assert.rejects(
+          harness.assertNoLeaks(),
+          (error: Error) => {
+            assert.match(error.message, new RegExp(`a raw U\\+${code} at 13 in log line 2`));
+            assert.doesNotMatch(error.message, /log line 1/);
+            return true;
+          },
+          code,
+        );
+      }
     });
 
     it('refuses to pass when no secret was registered', async () => {

@@ -5,6 +5,7 @@ import {
   escapeUnshownInJson,
   unfitNameCharacter,
 } from '../../src/util/hidden-characters.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 
 /** `text` as tag characters (U+E0020–U+E007E): `tags('gbsct')`. */
 function tags(text: string): string {
@@ -21,6 +22,8 @@ describe('hidden characters', () => {
       ['\u034f', 'U+034F'],
       ['\u17b4', 'U+17B4'],
       ['\u2800', 'U+2800'],
+      ['\ufff0', 'U+FFF0'],
+      ['\ufff8', 'U+FFF8'],
       ['\ufff9', 'U+FFF9'],
       ['\ufffb', 'U+FFFB'],
       ['\u{1bca0}', 'U+1BCA0'],
@@ -31,6 +34,12 @@ describe('hidden characters', () => {
       ['\u{e0001}', 'U+E0001'],
       ['\u{e0041}', 'U+E0041'],
       [CANCEL_TAG, 'U+E007F'],
+      ['\u{e0080}', 'U+E0080'],
+      ['\u{e00ff}', 'U+E00FF'],
+      ['\u{e0100}', 'U+E0100'],
+      ['\u{e01ef}', 'U+E01EF'],
+      ['\u{e01f0}', 'U+E01F0'],
+      ['\u{e0fff}', 'U+E0FFF'],
     ] as const) {
       assert.equal(unfitNameCharacter(`adm${char}in`), `${code}, an invisible character`, code);
       const escaped = char
@@ -76,6 +85,35 @@ describe('hidden characters', () => {
       `${SCOTLAND}\\udb40\\udc78`,
       'the flag stays, the tag after it is escaped',
     );
+  });
+
+  it('keeps a variation selector of the supplement after an ideograph, and names one anywhere else', () => {
+    // 葛 with U+E0100: a registered form of the kanji (ideographic variation sequence), drawn as one.
+    for (const selected of ['葛\u{e0100}城', '\u{20b9f}\u{e0101}', '辻\u{e01ef}']) {
+      assert.equal(unfitNameCharacter(selected), undefined, selected);
+      assert.equal(escapeHiddenCharacters(selected), selected);
+      assert.equal(escapeUnshownInJson(JSON.stringify(selected)), JSON.stringify(selected));
+    }
+    for (const [unselected, code] of [
+      ['admin\u{e0100}', 'U+E0100'],
+      ['\u{e0100}葛', 'U+E0100'],
+      ['葛\u{e0100}\u{e0101}', 'U+E0101'],
+      ['葛 \u{e0102}', 'U+E0102'],
+    ] as const) {
+      assert.equal(unfitNameCharacter(unselected), `${code}, an invisible character`, unselected);
+    }
+    assert.equal(escapeHiddenCharacters('葛\u{e0100}a\u{e0100}'), '葛\u{e0100}a\\udb40\\udd00');
+  });
+
+  it('leaves the spaces of fixed width, which show as spaces and compare as U+0020', () => {
+    for (const space of ['\u2000', '\u2003', '\u200a', '\u202f', '\u205f']) {
+      assert.equal(unfitNameCharacter(`Bob${space}Smith`), undefined);
+      assert.equal(
+        escapeUnshownInJson(JSON.stringify(`Bob${space}Smith`)),
+        JSON.stringify(`Bob${space}Smith`),
+      );
+      assert.equal(nameKey(`Bob${space}Smith`), nameKey('Bob Smith'));
+    }
   });
 
   it('leaves the ideographic space, which shows as a wide space', () => {
