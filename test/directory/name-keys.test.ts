@@ -96,6 +96,21 @@ describe(`names unique regardless of case and Unicode form (${testDatabaseKind})
       );
     }
   });
+
+  it('refuses a new username holding a Hangul filler, which the letters of the pattern take but which draws nothing, and still finds a user by name', async () => {
+    const admin = services.directoryAdmin;
+    await admin.createUser({ username: 'warden', email: 'warden@example.org' });
+    for (const filler of ['\u115f', '\u1160', '\u3164', '\uffa0']) {
+      const code = `U+${filler.charCodeAt(0).toString(16).toUpperCase()}`;
+      await assert.rejects(
+        admin.createUser({ username: `warden${filler}`, email: 'other@example.org' }),
+        /invalid username .*: it contains U\+/,
+        code,
+      );
+    }
+    // Looking a user up is not refused for them: it finds nobody.
+    assert.equal(await services.directory.profileByUsername('warden\u3164'), undefined);
+  });
 });
 
 describe(`the name-key migration stops on a collision, naming both rows (${testDatabaseKind})`, () => {

@@ -7,7 +7,7 @@ import { flag, requireRecord, resolveGroup, resolveState } from './records.ts';
 import type { NewUser, UserRecord } from './types.ts';
 import {
   MAIN_CHARACTER_FIELDS,
-  normalizeUsername,
+  normalizeNewUsername,
   quote,
   validateEmail,
   validateFlag,
@@ -50,7 +50,7 @@ export function validateNewUser(input: NewUser): ValidUser {
   if (input.groups !== undefined && !Array.isArray(input.groups))
     throw invalid('groups must be a list of group names');
   return {
-    username: normalizeUsername(input.username),
+    username: normalizeNewUsername(input.username),
     values,
     state: input.state === undefined || input.state === null ? null : validateName('state', input.state),
     groups: (input.groups ?? []).map((group) => validateName('group', group)),

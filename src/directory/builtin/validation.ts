@@ -56,6 +56,22 @@ export function normalizeUsername(value: unknown): string {
   return text;
 }
 
+/**
+ * `normalizeUsername` for a user being made: the pattern takes every letter, the Hangul fillers
+ * (U+115F, U+1160, U+3164, U+FFA0) among them, which draw nothing, so `admin` followed by one would
+ * show as `admin`. A name that only looks a user up is not checked for them: a user made before can
+ * still sign in and be found.
+ */
+export function normalizeNewUsername(value: unknown): string {
+  const text = normalizeUsername(value);
+  const unfit = unfitNameCharacter(text);
+  if (unfit)
+    throw invalid(
+      `invalid username ${quote(value)}: it contains ${unfit}, which can make the name show as something else; remove it`,
+    );
+  return text;
+}
+
 /** Checks an email address; the empty string means "no email". */
 export function validateEmail(value: unknown): string {
   const text = requireString('the email', value);
