@@ -12,6 +12,7 @@ import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
 import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
 import { answerUnavailable } from './http/unavailable.ts';
+import { judgePgBossInstall, readablePgBossInstall } from './logout/pgboss-transport.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
@@ -76,6 +77,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
           whyNotWritable: () =>
             whyNotWritable(services.database, { setting: settingName(config.origins, 'databaseUrl') }),
           database: describeDatabase(config.database),
+          logger: services.logger,
+        },
+        pgBoss: {
+          // On SQLite (no pg-boss there) undefined, without a query.
+          whyUnusable: async () => {
+            const install = await readablePgBossInstall(services.database);
+            const judged = install && judgePgBossInstall(install);
+            return judged?.kind === 'unusable' ? judged : undefined;
+          },
           logger: services.logger,
         },
       },

@@ -24,6 +24,20 @@ export interface WriteCheck {
 }
 
 /**
+ * How `/readyz` learns that pg-boss cannot use its schema (PostgreSQL), the judgement `serve` and
+ * `worker` refuse to start on (`judgePgBossInstall`, src/logout/pgboss-transport.ts).
+ */
+export interface PgBossCheck {
+  /** What is wrong with the pg-boss schema and what to do, or undefined when pg-boss can use it. */
+  whyUnusable(): Promise<{ problem: string; remedy: string } | undefined>;
+  logger: Logger;
+}
+
+/** What `/readyz` says of an unusable pg-boss schema (the log says what is wrong at length). */
+export const PGBOSS_UNUSABLE_REASON =
+  'pg-boss cannot use its schema "pgboss" (back-channel logouts cannot be queued or delivered); see the log';
+
+/**
  * How long (ms) one readiness answer is reused after its check finished: a change of the databases
  * shows on `/readyz` within this time and one check's (well within the few seconds between a load
  * balancer's probes), and however many requests come, the check runs at most once in it. A
@@ -56,7 +70,11 @@ interface Readiness {
  * 503; the log says which database and why, once each time that changes. A process that started
  * before the migrations were applied stays not ready once they are (`restart_required`): it has no
  * signing key loaded, no bootstrap superuser and no back-channel delivery, which only a start on a
- * migrated database sets up (`serve` stops itself then, for its supervisor to start it again).
+ * migrated database sets up (`serve` stops itself then, for its supervisor to start it again). On
+ * PostgreSQL, a pg-boss schema that pg-boss cannot use (its version table dropped or emptied, by hand
+ * or a partial restore: `serve` and `worker` refuse to start on it) is `"pgBoss": "unusable"` with a
+ * reason: logouts could not be queued or their jobs supervised; the log says what is wrong and what to
+ * do, once each time that changes. The shared, reused check reads it: no query per request.
  *
  * `/readyz` is public (load balancers) and its check reads both databases, so a flood of it must not
  * become a flood of queries: concurrent requests share the check in flight, and its answer is reused
@@ -67,7 +85,7 @@ export function healthRoutes(
   db: Kysely<Database>,
   kind: DatabaseKind,
   dependencies: readonly ReadinessDependency[] = [],
-  options: { startedMigrated?: boolean; writes?: WriteCheck } = {},
+  options: { startedMigrated?: boolean; writes?: WriteCheck; pgBoss?: PgBossCheck } = {},
 ): Koa.Middleware {
   let lastReadOnly: string | undefined;
   const readOnlyNow = async (): Promise<string | undefined> => {
@@ -85,14 +103,32 @@ export function healthRoutes(
     }
     return reason;
   };
+  let lastPgBossProblem: string | undefined;
+  /** Whether pg-boss cannot use its schema now (a schema that cannot be read is not judged). */
+  const pgBossUnusableNow = async (): Promise<boolean> => {
+    const { pgBoss } = options;
+    if (!pgBoss) return false;
+    const judged = await pgBoss.whyUnusable().catch(() => undefined);
+    if (judged?.problem !== lastPgBossProblem) {
+      if (judged !== undefined)
+        pgBoss.logger.error(
+          { problem: judged.problem, remedy: judged.remedy },
+          'pg-boss cannot use its schema; /readyz answers 503 until it can',
+        );
+      else pgBoss.logger.info('pg-boss can use its schema again');
+      lastPgBossProblem = judged?.problem;
+    }
+    return judged !== undefined;
+  };
   const ownDatabase = async (): Promise<OwnDatabase> => {
     const reachable = await isReachable(db);
     const readOnly = reachable ? await readOnlyNow() : undefined;
     const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
-    return { reachable, readOnly, pending };
+    const pgBossUnusable = reachable && pending !== null ? await pgBossUnusableNow() : false;
+    return { reachable, readOnly, pending, pgBossUnusable };
   };
   const check = async (): Promise<Readiness> => {
-    const [{ reachable, readOnly, pending }, others] = await Promise.all([
+    const [{ reachable, readOnly, pending, pgBossUnusable }, others] = await Promise.all([
       within(ownDatabase(), DEPENDENCY_DEADLINE_MS, UNANSWERED),
       Promise.all(
         dependencies.map(
@@ -115,6 +151,7 @@ export function healthRoutes(
       readOnly === undefined &&
       migrated &&
       !restartRequired &&
+      !pgBossUnusable &&
       others.every(([, answers]) => answers);
     return {
       status: ready ? 200 : 503,
@@ -122,6 +159,7 @@ export function healthRoutes(
         status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
         database: !reachable ? 'unreachable' : readOnly !== undefined ? 'read_only' : 'reachable',
         pendingMigrations: pending ?? undefined,
+        ...(pgBossUnusable && { pgBoss: 'unusable', reason: PGBOSS_UNUSABLE_REASON }),
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
       },
     };
@@ -170,10 +208,17 @@ interface OwnDatabase {
   readOnly: string | undefined;
   /** The migrations not applied, or null when they could not be read. */
   pending: string[] | null;
+  /** pg-boss cannot use its schema (PostgreSQL; false when it can, or was not asked). */
+  pgBossUnusable: boolean;
 }
 
 /** aa-oidc's database as `/readyz` answers it when its check ran out of time. */
-const UNANSWERED: OwnDatabase = { reachable: false, readOnly: undefined, pending: null };
+const UNANSWERED: OwnDatabase = {
+  reachable: false,
+  readOnly: undefined,
+  pending: null,
+  pgBossUnusable: false,
+};
 
 /**
  * What `work` settles to, or `late` when that takes longer than `deadlineMs` (`work` goes on, its

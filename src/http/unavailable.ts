@@ -27,6 +27,15 @@ export function noteDatabaseUnavailable(ctx: Koa.Context, error: unknown): boole
 }
 
 /**
+ * Marks the request as failed because the database could not do what it must, whatever the error:
+ * for a failure that no other answer fits (a replayed code whose grant could not be revoked, which
+ * the client's next try revokes again), answered 503 "try again" as an outage.
+ */
+export function noteDatabaseFault(ctx: Koa.Context, error: unknown): void {
+  (ctx.state as UnavailableState).databaseUnavailable = error ?? new Error('database fault');
+}
+
+/**
  * A request that failed because the database is down, busy or unreachable is answered 503 with
  * `Retry-After`: a "try again" page to browsers, `{"error":"temporarily_unavailable"}` to everyone
  * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).

@@ -116,6 +116,11 @@ export interface AdapterWriteHooks {
    * of concurrent requests that revoke one grant each row is told by one.
    */
   revoked?(rows: readonly TokenRow[], reason: string): void;
+  /**
+   * A revocation the provider asked for in the current request (`destroy`, `revokeByGrantId`) failed
+   * with `error`, for `reason`: told before the error goes on to the provider.
+   */
+  revocationFailed?(reason: string, error: unknown): void;
 }
 
 /** A refresh token's or a code's consume held back until its tokens are written (`holdConsume`). */
@@ -588,6 +593,15 @@ export class KyselyAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    try {
+      await this.#destroy(id);
+    } catch (error) {
+      this.#hooks.revocationFailed?.(providerRevocationReason(), error);
+      throw error;
+    }
+  }
+
+  async #destroy(id: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
       const key = STRUCTURED.has(this.model) ? (structuredTokenId(id) ?? id) : id;
       const reason = providerRevocationReason();
@@ -602,6 +616,15 @@ export class KyselyAdapter implements Adapter {
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    try {
+      await this.#revokeByGrantId(grantId);
+    } catch (error) {
+      this.#hooks.revocationFailed?.(providerRevocationReason(), error);
+      throw error;
+    }
+  }
+
+  async #revokeByGrantId(grantId: string): Promise<void> {
     if (REVOCABLE.has(this.model)) {
       const reason = providerRevocationReason();
       this.#revoked(await revokePayloadsOfGrant(this.#db, this.model, grantId, this.#now(), reason), reason);

@@ -1,6 +1,6 @@
 import type Koa from 'koa';
 import { errors, type KoaContextWithOIDC } from 'oidc-provider';
-import { noteDatabaseUnavailable } from '../http/unavailable.ts';
+import { noteDatabaseFault, noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { IssuedCodes } from '../tokens/issued-codes.ts';
 import { revokedToken, type RevokedToken } from '../tokens/revocation.ts';
@@ -42,7 +42,10 @@ import { RequestMemo } from './request-memo.ts';
  * The codes and tokens the provider revokes itself when it finds the presented code consumed (its grant
  * revocation, through the adapter) are told of (`token_revoked`) by the judgement of the same request,
  * with those its own revocation takes: each by the one request whose UPDATE revoked it, however many
- * redemptions of the code were refused at once.
+ * redemptions of the code were refused at once. When the provider's revocation fails (a database
+ * fault), the judgement still runs (it revokes what it can, and counts the reuse on the code's row
+ * either way) and the response is the 503 "try again" of an unavailable database, never a 500: the
+ * client sent a used code, and its next try revokes the grant again.
  */
 export interface CodeExchangeHooks {
   /** Handed to the `KyselyAdapter`s of the provider. */
@@ -110,6 +113,8 @@ export function codeExchangeHooks(
    * once written revokes after that (the adapter's `#refusedOwn`).
    */
   const revokedForReuse = new RequestMemo<'code_reuse', RevokedToken[]>();
+  /** The error of the provider's revocation for a replayed code that failed in this request. */
+  const failedReuseRevocation = new RequestMemo<'code_reuse', { error: unknown }>();
 
   const adapterHooks: AdapterWriteHooks = {
     deferWrite(row) {
@@ -143,6 +148,12 @@ export function codeExchangeHooks(
       if (!ctx) return;
       revokedForReuse.get(ctx, 'code_reuse', () => []).push(...rows.map(revokedToken));
     },
+    revocationFailed(reason, error) {
+      if (reason !== 'code_reuse') return;
+      const ctx = currentRequest();
+      if (!ctx || failedReuseRevocation.peek(ctx, 'code_reuse')) return;
+      failedReuseRevocation.set(ctx, 'code_reuse', { error });
+    },
   };
 
   /**
@@ -169,7 +180,11 @@ export function codeExchangeHooks(
         provided.oidc?.provider.emit('grant.error', provided, error);
         return;
       }
-      if (!noteDatabaseUnavailable(ctx, error)) {
+      const failedRevocation = failedReuseRevocation.peek(ctx, 'code_reuse');
+      if (failedRevocation) {
+        // A code consumed meanwhile (a replay) whose grant could not be revoked: judged below.
+        noteDatabaseFault(ctx, failedRevocation.error);
+      } else if (!noteDatabaseUnavailable(ctx, error)) {
         logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
         ctx.status = 500;
         ctx.body = { error: 'server_error', error_description: 'the tokens could not be issued' };
@@ -286,19 +301,28 @@ export function codeExchangeHooks(
         'code exchange',
       );
       // Consumed meanwhile: a replay (or a concurrent redemption that won), judged as any refused code.
-      if ((ctx.status as number) === 400) await issuedCodes.judgeRefusedCode(code, clientId, revokedHere());
+      if ((ctx.status as number) === 400 || failedReuseRevocation.peek(ctx, 'code_reuse')) {
+        await issuedCodes.judgeRefusedCode(code, clientId, revokedHere());
+      }
+      failedReuseRevocation.forget(ctx);
       return;
     }
     const body = ctx.body as { error?: unknown } | undefined;
     const revoked = revokedHere();
-    // A code the provider revoked the grant for is a replay, even when a revocation that failed half-way
-    // made the answer another error: what it revoked is told, and the judgement revokes the rest.
+    const failedRevocation = failedReuseRevocation.peek(ctx, 'code_reuse');
+    failedReuseRevocation.forget(ctx);
+    // A code the provider revoked the grant for, or tried to, is a replay, even when a revocation that
+    // failed made the answer another error: what it revoked is told, and the judgement revokes the rest
+    // and counts the reuse.
     if (
       revoked.length > 0 ||
+      failedRevocation !== undefined ||
       (ctx.status === 400 && body?.error === 'invalid_grant' && !exchange.consumedHere)
     ) {
       await issuedCodes.judgeRefusedCode(code, clientId, revoked);
     }
+    // The provider answered its failed revocation with a 500 (or the 503 of an outage).
+    if (failedRevocation !== undefined) noteDatabaseFault(ctx, failedRevocation.error);
   };
 
   return { adapterHooks, middleware, onceTokensStored, onceConsumed };

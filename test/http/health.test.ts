@@ -5,11 +5,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
-import { READINESS_REUSE_MS } from '../../src/http/health.ts';
+import { PGBOSS_UNUSABLE_REASON, READINESS_REUSE_MS } from '../../src/http/health.ts';
+import { migratePgBoss } from '../../src/logout/pgboss-transport.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import { statementsDuring } from '../helpers/statements.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 import {
   asRoot,
   migratedSqliteEnv,
@@ -145,8 +147,9 @@ describe('/readyz on an SQLite file that stops taking writes', () => {
  */
 describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
   let server: TestServer;
+  const harness = createLeakHarness();
   before(async () => {
-    server = await startServer();
+    server = await startServer({}, { harness });
   });
   after(async () => server?.close());
 
@@ -233,4 +236,51 @@ describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
       body: { status: 'ready', database: 'reachable', pendingMigrations: [] },
     });
   });
+
+  it(
+    'answers not ready, naming the pg-boss schema, while pg-boss cannot use it, and ready once it can',
+    { skip: testDatabaseKind !== 'postgres' && 'pg-boss runs on PostgreSQL only' },
+    async () => {
+      const database = server.app.database;
+      // The test's own database: pg-boss installed as `aa-oidc migrate` installs it.
+      await migratePgBoss(database, 60);
+      await pastReuse();
+      const ready = { status: 200, body: { status: 'ready', database: 'reachable', pendingMigrations: [] } };
+      assert.deepEqual(await readyz(), ready);
+      const notReady = {
+        status: 503,
+        body: {
+          status: 'not_ready',
+          database: 'reachable',
+          pendingMigrations: [],
+          pgBoss: 'unusable',
+          reason: PGBOSS_UNUSABLE_REASON,
+        },
+      };
+      const logged = harness.logLines.length;
+      // Damaged as an operator might: the version table emptied, then gone (renamed away).
+      await sql`create table pgboss_version_kept as select * from pgboss.version`.execute(database.db);
+      await sql`delete from pgboss.version`.execute(database.db);
+      try {
+        await pastReuse();
+        assert.deepEqual(await readyz(), notReady);
+        await sql`alter table pgboss.version rename to version_moved`.execute(database.db);
+        try {
+          await pastReuse();
+          assert.deepEqual(await readyz(), notReady);
+        } finally {
+          await sql`alter table pgboss.version_moved rename to version`.execute(database.db);
+        }
+      } finally {
+        await sql`insert into pgboss.version select * from pgboss_version_kept`.execute(database.db);
+        await sql`drop table pgboss_version_kept`.execute(database.db);
+      }
+      await pastReuse();
+      assert.deepEqual(await readyz(), ready);
+      const lines = harness.logLines.slice(logged).join('\n');
+      assert.match(lines, /version table pgboss\.version is empty.*pg-boss cannot use its schema/);
+      assert.match(lines, /but not pg-boss's version table.*pg-boss cannot use its schema/);
+      assert.match(lines, /pg-boss can use its schema again/);
+    },
+  );
 });

@@ -143,6 +143,54 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
     });
   }
 
+  it('answers a replay whose revocation fails with a database fault 503 temporarily_unavailable, and counts it', async () => {
+    const db = server.app.database.db;
+    const tokens = await codeFlow(server, harness, opaqueClient, pilot);
+    const logged = harness.logLines.length;
+    // A real database fault, injected with a trigger: no row can be revoked for a code's reuse.
+    if (server.app.database.kind === 'sqlite') {
+      await sql`CREATE TRIGGER fail_reuse_revocation BEFORE UPDATE ON oidc_payload
+        WHEN NEW.revoked_reason = 'code_reuse' BEGIN SELECT RAISE(ABORT, 'injected fault'); END`.execute(db);
+    } else {
+      await sql`CREATE FUNCTION fail_reuse_revocation() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected fault'; END $$`.execute(db);
+      await sql`CREATE TRIGGER fail_reuse_revocation BEFORE UPDATE ON oidc_payload
+        FOR EACH ROW WHEN (NEW.revoked_reason = 'code_reuse') EXECUTE FUNCTION fail_reuse_revocation()`.execute(
+        db,
+      );
+    }
+    let replay;
+    try {
+      replay = await redeem(server, opaqueClient, tokens);
+    } finally {
+      await sql`DROP TRIGGER fail_reuse_revocation${sql.raw(server.app.database.kind === 'sqlite' ? '' : ' ON oidc_payload')}`.execute(
+        db,
+      );
+      if (server.app.database.kind !== 'sqlite') await sql`DROP FUNCTION fail_reuse_revocation()`.execute(db);
+    }
+    assert.equal(replay.status, 503, JSON.stringify(replay.body));
+    assert.equal(replay.body.error, 'temporarily_unavailable');
+    assert.equal(replay.headers.get('retry-after'), '5');
+    assert.equal(replay.body.access_token, undefined);
+    assert.equal((await issuedCode(tokens.code))?.reuse_count, 1, 'the reuse is counted on its row');
+    await server.app.audit.idle();
+    assert.deepEqual(
+      reuseEvents(tokens.code).map((record) => [record.reuse_count, record.revoke_succeeded]),
+      [[1, false]],
+    );
+    const lines = harness.logLines.slice(logged).join('\n');
+    assert.match(lines, /injected fault/, 'the fault is logged');
+    assert.ok(!lines.includes(tokens.code), 'without the code');
+
+    // Presented again once the database works: the grant is revoked, as for any replay.
+    const again = await redeem(server, opaqueClient, tokens);
+    assert.equal(again.status, 400);
+    assert.equal(again.body.error, 'invalid_grant');
+    assert.equal(await isActive(server, opaqueClient, tokens.accessToken), false);
+    assert.equal(await isActive(server, opaqueClient, tokens.refreshToken!), false);
+    assert.equal((await issuedCode(tokens.code))?.reuse_count, 2);
+  });
+
   for (const format of ['opaque', 'jwt'] as const) {
     it(`lets exactly one of 20 concurrent redemptions of one code succeed, then revokes its tokens (${format})`, async () => {
       const client = format === 'jwt' ? jwtClient : opaqueClient;
