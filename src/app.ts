@@ -12,6 +12,7 @@ import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
 import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
 import { answerUnavailable } from './http/unavailable.ts';
+import { answerUnexpectedErrors } from './http/unexpected-error.ts';
 import { judgePgBossInstall, readablePgBossInstall } from './logout/pgboss-transport.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
@@ -61,6 +62,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Then: request id, child logger on ctx.state.log, one access line per request.
   koa.use(requestContext(services.logger));
   logKoaErrors(koa, services.logger);
+  // An error nothing below handles is a 500 with the headers every answer has, not Koa's bare one.
+  koa.use(answerUnexpectedErrors(brandingFrom(config)));
   // A request target that cannot be read (a malformed absolute form) is a 400 before anything reads it.
   koa.use(refuseUnreadableTarget());
   // A database that is down or unreachable makes requests answer 503 "try again", not 500.

@@ -61,7 +61,7 @@ export interface ConsoleRequest {
   session: ConsoleSession | undefined;
   visitor: UserProfile | undefined;
   /** Renders a page in the console layout (header links, sign-out button, branding). */
-  render(title: string, body: Html, options?: { status?: number }): void;
+  render(title: string, body: Html, options?: { status?: number; refreshTo?: string }): void;
   /** 303 to a console path (after a POST). */
   seeOther(path: string): void;
 }
@@ -157,6 +157,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
     title: string,
     body: Html,
     status = 200,
+    refreshTo?: string,
   ) => {
     ctx.status = status;
     ctx.type = 'html';
@@ -170,6 +171,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         wide: true,
         nav: consoleNav(session, visitor),
         ...(status >= 400 && requestId ? { requestId } : {}),
+        ...(refreshTo !== undefined && { refreshTo }),
       },
     );
   };
@@ -305,7 +307,8 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       form,
       session,
       visitor,
-      render: (title, body, options = {}) => renderPage(ctx, session, visitor, title, body, options.status),
+      render: (title, body, options = {}) =>
+        renderPage(ctx, session, visitor, title, body, options.status, options.refreshTo),
       seeOther: (path) => {
         ctx.status = 303;
         ctx.redirect(path);

@@ -1,7 +1,7 @@
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
-import { escapeHtml, html } from '../http/pages/layout.ts';
+import { html } from '../http/pages/layout.ts';
 import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
 import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
 import { type ConsoleSessions, safeReturnPath, SIGN_IN_PATH } from './session.ts';
@@ -111,11 +111,14 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
           return;
         }
         // A page, not a redirect: the next request then starts on this site, so the SameSite=Strict
-        // console cookie goes with it even when the sign-in began with a link from another site.
-        ctx.status = 200;
-        ctx.type = 'html';
-        const target = escapeHtml(result.returnTo);
-        ctx.body = `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0; url=${target}"><title>Signed in</title></head><body><p>Signed in. <a href="${target}">Continue</a>.</p></body></html>`;
+        // console cookie goes with it even when the sign-in began with a link from another site (a
+        // redirect would carry on the navigation that other site started). Its refresh needs no script.
+        render(
+          'Signed in',
+          html`<h1>Signed in</h1>
+            <p class="ok" role="status">You are signed in. <a href="${result.returnTo}">Continue</a>.</p>`,
+          { refreshTo: result.returnTo },
+        );
       },
     },
     {

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
-import { Browser, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { Browser, PASSWORD, seedUser, signIn, startServer, type TestServer } from '../helpers/server.ts';
 import { rawRequest } from '../http/raw-request.ts';
 
 describe(`web console sign-in through the provider (${testDatabaseKind})`, () => {
@@ -51,6 +51,36 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     );
   });
 
+  it('continues after the sign-in on a hop page in the console layout, by a meta refresh and without script', async () => {
+    const browser = new Browser();
+    const returnTo = '/admin/apps?q=a&page=2';
+    const response = await signIn(
+      browser,
+      server,
+      `${server.origin}/account/sign-in?return=${encodeURIComponent(returnTo)}`,
+      { username: admin.username, password: PASSWORD },
+    );
+    const body = await response.text();
+    assert.equal(response.status, 200, body.slice(0, 300));
+    // The next request starts on this site (the SameSite=Strict console cookie goes with it).
+    const head = body.slice(0, body.indexOf('</head>'));
+    assert.ok(head.includes('<meta http-equiv="refresh" content="0; url=/admin/apps?q=a&amp;page=2">'), head);
+    assert.ok(body.includes('<a href="/admin/apps?q=a&amp;page=2">Continue</a>'));
+    // The console's branded layout: the community's name in the title and the header.
+    assert.match(body, /<title>Signed in · aa-oidc<\/title>/);
+    assert.match(body, /<header class="site">[\s\S]*>aa-oidc<\/span[\s\S]*<\/header>/);
+    assert.match(body, /<h1>Signed in<\/h1>/);
+    // The console's headers: not cached, never framed, no script but the site's own file.
+    assert.equal(response.headers.get('cache-control'), 'no-store');
+    assert.equal(response.headers.get('x-frame-options'), 'DENY');
+    assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(response.headers.get('referrer-policy'), 'same-origin');
+    const policy = response.headers.get('content-security-policy') ?? '';
+    assert.match(policy, /frame-ancestors 'none'/);
+    assert.doesNotMatch(policy, /script-src[^;]*'unsafe-inline'/);
+    assert.doesNotMatch(body, /<script>/, 'no inline script');
+  });
+
   it('admits a user without access to any application to the account page, not to the admin UI', async () => {
     const browser = await consoleSignIn(server, guest.username);
     const account = await consoleGet(browser, `${server.origin}/account`);
@@ -83,7 +113,7 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.equal(head.body, '');
     const callback = await browser.fetch(url);
     assert.equal(callback.status, 200, 'the code is still there to redeem');
-    assert.match(await callback.text(), /Signed in\./);
+    assert.match(await callback.text(), /<h1>Signed in<\/h1>/);
   });
 
   it('refuses HEAD on /account/sign-in, whose GET starts a sign-in: no flow cookie, the one under way completes', async () => {
@@ -106,7 +136,7 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.deepEqual(browser.cookies, cookies);
     const done = await browser.fetch(callback);
     assert.equal(done.status, 200, 'the sign-in under way completes');
-    assert.match(await done.text(), /Signed in\./);
+    assert.match(await done.text(), /<h1>Signed in<\/h1>/);
   });
 
   it('sends a HEAD without a session to /account/sign-in instead of starting a sign-in: no flow cookie', async () => {

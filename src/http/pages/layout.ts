@@ -249,6 +249,11 @@ export interface PageOptions {
   wide?: boolean;
   /** Links in the header (account and admin pages). */
   nav?: Html;
+  /**
+   * A path of this site the browser goes on to at once (`<meta http-equiv="refresh">`, no script): a
+   * hop page, whose next request starts on this site.
+   */
+  refreshTo?: string;
 }
 
 function brandingStyle(branding: Branding): string {
@@ -294,7 +299,7 @@ export function page(title: string, body: Html, options: PageOptions = {}): stri
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
-<title>${escapeHtml(showHiddenCharacters(fullTitle))}</title>
+${options.refreshTo === undefined ? '' : `<meta http-equiv="refresh" content="0; url=${escapeHtml(options.refreshTo)}">\n`}<title>${escapeHtml(showHiddenCharacters(fullTitle))}</title>
 <style>${style}${branding ? brandingStyle(branding) : ''}</style>
 </head>
 <body>

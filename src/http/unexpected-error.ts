@@ -1,0 +1,69 @@
+import type Koa from 'koa';
+import { REQUEST_ID_HEADER } from '../logging/request-context.ts';
+import type { Branding } from './pages/branding.ts';
+import { answerRefusal, type Refusal } from './refusal.ts';
+
+/**
+ * The answer to an error nothing else handled (a route's bug, a failure in the provider outside its
+ * own error handling), in place of Koa's: Koa drops every header before its bare "Internal Server
+ * Error", `X-Content-Type-Options: nosniff` and the pages' headers included. Here the headers every
+ * answer got before the failing step (`X-Content-Type-Options`, `X-Request-Id`) stay, those the
+ * failing step set (a half-made `Location`, `Set-Cookie` or `Content-Length`) go, and the answer is
+ * the branded error page with the request id to a browser (with the pages' headers), `server_error`
+ * as JSON to a program: never the error's message or stack. The error goes to the app's `error` event
+ * (`logKoaErrors`), which logs it once with the request id. A database that is down is not one of
+ * these: `answerUnavailable`, further in, answers it 503. Runs right after `requestContext`, so that
+ * the access line has the status of this answer.
+ */
+export function answerUnexpectedErrors(branding: Branding): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (thrown) {
+      const error = thrown instanceof Error ? thrown : new Error(`non-error thrown: ${String(thrown)}`);
+      // Part of the answer went out already (or the client is gone): Koa can only report it.
+      if (ctx.headerSent || !ctx.writable) throw error;
+      ctx.app.emit('error', error, ctx);
+      keepOnlyEveryAnswersHeaders(ctx);
+      answerRefusal(
+        ctx,
+        refusalOf(ctx, error),
+        ctx.accepts('json', 'html') === 'html' ? { page: branding } : 'json',
+      );
+    }
+  };
+}
+
+/**
+ * The headers every answer gets before this middleware runs (app.ts: `declaredTypesOnly`,
+ * `requestContext`); read back when an error comes instead of noted for every request.
+ */
+const EVERY_ANSWERS_HEADERS = ['X-Content-Type-Options', REQUEST_ID_HEADER] as const;
+
+/** The answer keeps the headers every answer gets; whatever the failing step set is dropped. */
+function keepOnlyEveryAnswersHeaders(ctx: Koa.Context): void {
+  const kept = EVERY_ANSWERS_HEADERS.map((name) => [name, ctx.res.getHeader(name)] as const);
+  for (const name of ctx.res.getHeaderNames()) ctx.res.removeHeader(name);
+  for (const [name, value] of kept) {
+    if (value !== undefined) ctx.res.setHeader(name, value);
+  }
+}
+
+/**
+ * A client error meant for the client (an `http-errors` one with `expose`, as Koa's `ctx.throw(400,
+ * …)` makes) keeps its status, message and headers (`Allow`, `WWW-Authenticate`), as Koa would answer
+ * it; anything else is a 500 that says nothing of its cause.
+ */
+function refusalOf(ctx: Koa.Context, error: Error): Refusal {
+  const { status, expose, headers } = error as { status?: unknown; expose?: unknown; headers?: unknown };
+  if (expose === true && typeof status === 'number' && status >= 400 && status < 500) {
+    if (typeof headers === 'object' && headers !== null) ctx.set(headers as Record<string, string>);
+    return { status, error: 'invalid_request', description: error.message };
+  }
+  return {
+    status: 500,
+    error: 'server_error',
+    description:
+      'The server could not complete the request. Try again; if it keeps failing, quote the request id.',
+  };
+}

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+import { type RawResponse, rawRequest } from './raw-request.ts';
+
+const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
+/** What the failing steps below put in their error: it must reach the log only, never the answer. */
+const INTERNAL_DETAIL = 'internal detail: the widgets table is corrupt';
+
+/**
+ * An error nothing handles (a route's bug; a step of the provider outside its own error handling)
+ * is answered by the server, not by Koa: Koa would drop every header (`nosniff`, the pages' headers)
+ * before its bare "Internal Server Error".
+ */
+describe(`an unexpected error (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let harness: LeakHarness;
+
+  before(async () => {
+    harness = createLeakHarness();
+    server = await startServer(
+      { branding: { name: 'Goon Fleet' } },
+      {
+        harness,
+        beforeListen: (app) => {
+          // A route of the server's own that fails after setting headers of its answer.
+          app.koa.use(async (ctx, next) => {
+            if (ctx.path === '/test/boom') {
+              ctx.set('Location', '/half-made');
+              ctx.cookies.set('half_made', 'x');
+              throw new Error(INTERNAL_DETAIL);
+            }
+            if (ctx.path === '/test/refused') ctx.throw(400, 'The test parameter is missing.');
+            return next();
+          });
+          // A step in the provider's own middleware, outside its routes' error handling.
+          app.oidc.current().use(async (ctx, next) => {
+            if (ctx.path.endsWith('/test-boom')) throw new TypeError(INTERNAL_DETAIL);
+            return next();
+          });
+        },
+      },
+    );
+  });
+  after(async () => server.close());
+
+  const failures = () =>
+    harness.logLines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === 'request failed');
+
+  for (const [where, path] of [
+    ['a route of the server', '/test/boom'],
+    ["the provider's middleware", '/o/test-boom'],
+  ] as const) {
+    it(`answers a browser the branded 500 page with the pages' headers (${where})`, async () => {
+      const before = failures().length;
+      const response = await rawRequest(`${server.origin}${path}`, {
+        headers: { accept: BROWSER_ACCEPT, 'x-request-id': `html-${path.length}` },
+      });
+      assert.equal(response.status, 500, response.body.slice(0, 200));
+      assertHeadersOfEveryAnswer(response, `html-${path.length}`);
+      assert.deepEqual(missingPageHeaders(response), []);
+      assert.match(String(response.headers['content-type']), /^text\/html/);
+      assert.ok(response.body.includes('Goon Fleet'), 'the branding');
+      assert.ok(response.body.includes(`<code id="request-id">html-${path.length}</code>`), 'the request id');
+      assert.ok(response.body.includes('server_error'));
+      assertNothingInternal(response);
+      // Logged once, with the request id and the error's detail.
+      const logged = failures().slice(before);
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0]!.requestId, `html-${path.length}`);
+      assert.match(JSON.stringify(logged[0]!.err), /the widgets table is corrupt/);
+    });
+
+    it(`answers a program server_error as JSON with nosniff (${where})`, async () => {
+      const before = failures().length;
+      const response = await rawRequest(`${server.origin}${path}`, {
+        headers: { accept: 'application/json', 'x-request-id': `json-${path.length}` },
+      });
+      assert.equal(response.status, 500);
+      assertHeadersOfEveryAnswer(response, `json-${path.length}`);
+      assert.match(String(response.headers['content-type']), /^application\/json/);
+      assert.equal((JSON.parse(response.body) as { error: string }).error, 'server_error');
+      assertNothingInternal(response);
+      assert.equal(failures().slice(before).length, 1);
+    });
+  }
+
+  it('keeps the status and message of a client error thrown for the client (ctx.throw)', async () => {
+    const response = await rawRequest(`${server.origin}/test/refused`, {
+      headers: { accept: BROWSER_ACCEPT },
+    });
+    assert.equal(response.status, 400);
+    assert.deepEqual(missingPageHeaders(response), []);
+    assert.ok(response.body.includes('The test parameter is missing.'));
+  });
+
+  it('writes the access line with the status answered', async () => {
+    await rawRequest(`${server.origin}/test/boom`, { headers: { 'x-request-id': 'access-500' } });
+    const access = harness.logLines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .find((line) => line.requestId === 'access-500' && line.msg === 'request completed');
+    assert.equal((access?.res as { status: number } | undefined)?.status, 500);
+  });
+});
+
+/**
+ * The headers every answer has (nosniff, the request id, not cached) are there; those the failing
+ * step set (a half-made redirect, a cookie) are not.
+ */
+function assertHeadersOfEveryAnswer(response: RawResponse, requestId: string): void {
+  assert.equal(response.headers['x-content-type-options'], 'nosniff');
+  assert.equal(response.headers['x-request-id'], requestId);
+  assert.equal(response.headers['cache-control'], 'no-store');
+  assert.equal(response.headers.location, undefined);
+  assert.equal(response.headers['set-cookie'], undefined);
+}
+
+/** The four headers of `setPageHeaders` that `response` lacks. */
+function missingPageHeaders(response: RawResponse): string[] {
+  return [
+    response.headers['x-frame-options'] === 'DENY' ? undefined : 'X-Frame-Options',
+    /frame-ancestors 'none'/.test(String(response.headers['content-security-policy']))
+      ? undefined
+      : 'Content-Security-Policy',
+    response.headers['x-content-type-options'] === 'nosniff' ? undefined : 'X-Content-Type-Options',
+    response.headers['referrer-policy'] === 'same-origin' ? undefined : 'Referrer-Policy',
+  ].filter((header) => header !== undefined);
+}
+
+function assertNothingInternal(response: RawResponse): void {
+  assert.ok(!response.body.includes('widgets'), 'the error message');
+  assert.doesNotMatch(response.body, /\bat .+\.ts:\d+/, 'a stack trace');
+}
