@@ -27,7 +27,8 @@ const parts = {
   checks: ['applications', 'directory', 'keys', 'config', 'util'],
   http: ['db', 'config', 'logging', 'util'],
   'two-factor': ['db', 'audit', 'util'],
-  'alliance-auth': ['db', 'directory', 'audit', 'config', 'logging', 'metrics', 'util'],
+  // logout/ for its SSRF gate and pinned connection alone: EVE SSO's requests pass the same gate.
+  'alliance-auth': ['db', 'directory', 'audit', 'config', 'logging', 'metrics', 'util', 'logout'],
   oidc: [
     ...['util', 'config', 'logging', 'metrics', 'db', 'directory', 'applications', 'keys', 'policy'],
     ...['audit', 'tokens', 'logout', 'checks', 'http', 'two-factor', 'alliance-auth'],

@@ -1,7 +1,14 @@
+import type { Mode } from '../config/load.ts';
 import type { ExternalAuthenticator } from '../directory/authenticator.ts';
 import type { Logger } from '../logging/logger.ts';
 import { decideEveSignIn, referralMessage } from './eve-login.ts';
-import { createEveSsoClient, type EveSsoClient, EveSsoError, type EveSsoSettings } from './eve-sso.ts';
+import {
+  createEveSsoClient,
+  type EveIdentity,
+  type EveSsoClient,
+  EveSsoError,
+  type EveSsoSettings,
+} from './eve-sso.ts';
 import type { AaDb } from './schema.ts';
 import { selectCharacterOwnership, unkeptUserId } from './sign-in-queries.ts';
 
@@ -15,32 +22,35 @@ import { selectCharacterOwnership, unkeptUserId } from './sign-in-queries.ts';
 export interface EveAuthenticatorDependencies {
   aa: AaDb;
   settings: EveSsoSettings;
+  /** The server's mode: EVE SSO's endpoints may be http only in development. */
+  mode: Mode;
   /** Alliance Auth's own sign-in page. */
   loginUrl: string;
   logger: Pick<Logger, 'info' | 'warn'>;
-  /** The EVE SSO client (tests may pass one with its own clock). */
+  /** The EVE SSO client (tests may pass one with its own clock or network). */
   client?: EveSsoClient;
 }
 
 export const EVE_AUTHENTICATOR_ID = 'eve';
 
-export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): ExternalAuthenticator {
-  const client = deps.client ?? createEveSsoClient(deps.settings);
+export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): ExternalAuthenticator<EveIdentity> {
+  const client = deps.client ?? createEveSsoClient(deps.settings, { mode: deps.mode });
   return {
     kind: 'external',
     label: 'EVE Online',
     id: EVE_AUTHENTICATOR_ID,
     authorizationRequest: (redirectUri) => client.authorizationRequest(redirectUri),
-    async complete(code, redirectUri, codeVerifier) {
-      let identity;
+    async verify(code, redirectUri, codeVerifier) {
       try {
-        identity = await client.identify(code, redirectUri, codeVerifier);
+        const identity = await client.identify(code, redirectUri, codeVerifier);
+        return { outcome: 'verified', subject: `eve:${identity.characterId}`, identity };
       } catch (error) {
         if (!(error instanceof EveSsoError)) throw error;
         deps.logger.warn({ err: { kind: error.kind, message: error.message } }, 'EVE SSO sign-in failed');
         return { outcome: 'failed', kind: error.kind, message: error.message };
       }
-      const subject = `eve:${identity.characterId}`;
+    },
+    async judge(identity) {
       const decision = decideEveSignIn(
         identity,
         await selectCharacterOwnership(deps.aa, identity.characterId),
@@ -52,7 +62,7 @@ export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): Externa
         return { outcome: 'failed', kind: 'rejected', message };
       }
       if (decision.outcome === 'accept') {
-        return { outcome: 'authenticated', userId: decision.userId, amr: ['eve_sso'], subject };
+        return { outcome: 'authenticated', userId: decision.userId, amr: ['eve_sso'] };
       }
       deps.logger.info(
         { characterId: identity.characterId, reason: decision.reason },
@@ -63,7 +73,6 @@ export function eveSsoAuthenticator(deps: EveAuthenticatorDependencies): Externa
         reason: decision.reason,
         message: referralMessage(decision.reason, identity.characterName),
         referTo: deps.loginUrl,
-        subject,
       };
     },
   };

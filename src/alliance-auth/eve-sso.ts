@@ -1,6 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify } from 'jose';
 import type { Dispatcher } from 'undici';
+import type { Mode } from '../config/load.ts';
+import { ConnectFailure } from '../logout/connection-pools.ts';
+import { type Connector, directConnector, openPinned, type PinnedTarget } from '../logout/http-delivery.ts';
+import { type Resolver, systemResolver } from '../logout/ssrf/resolver.ts';
+import { checkBackchannelTarget, type GateOptions } from '../logout/ssrf/target-gate.ts';
 import { loadUndici } from '../util/undici.ts';
 
 /**
@@ -8,6 +13,12 @@ import { loadUndici } from '../util/undici.ts';
  * `/v2/oauth/authorize` and `/v2/oauth/token`, and the access token, a JWT, verified against CCP's
  * JWKS. Only the identity is taken from it: the character id (`sub` = `CHARACTER:EVE:<id>`), its
  * name and the owner hash (`owner`), which changes when the character is sold or transferred.
+ *
+ * Every request to CCP passes the SSRF gate of back-channel logout first (src/logout/ssrf/): the
+ * endpoint's host must resolve only to public unicast addresses (https in production), and the
+ * connection goes to an address the gate just checked, never to a name resolved again. The token
+ * request carries the client secret: a name that resolves (or is rebound) to an internal address
+ * must not receive it, nor make this server probe the inside of its network.
  */
 
 /** CCP's issuers, before and after the 2023 change; they stay the same whatever the endpoints. */
@@ -22,6 +33,22 @@ export interface EveSsoSettings {
   authorizationUrl: string;
   tokenUrl: string;
   jwksUrl: string;
+  /**
+   * `eveSso.allowPrivateEndpoints`: the gate lets loopback and private addresses through (a local
+   * stand-in for CCP in development; the configuration refuses it in production). Its own switch,
+   * not `logout.allowPrivateTargets`: allowing internal relying parties must not also let the
+   * client secret go wherever CCP's name points.
+   */
+  allowPrivateEndpoints: boolean;
+}
+
+/** How the client reaches CCP: the mode (http only in development) and, in tests, the network. */
+export interface EveSsoNetwork {
+  mode: Mode;
+  /** Default: the system resolver. */
+  resolver?: Resolver;
+  /** Default: TCP (and TLS) to the checked address. */
+  connector?: Connector;
 }
 
 /** The character that signed in, as the verified token says. */
@@ -41,6 +68,7 @@ export class EveSsoError extends Error {
   }
 }
 
+/** Connecting, waiting for the headers, and for each part of the body. */
 const TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 /** A JWKS is fetched again at most this often when a token names an unknown key. */
@@ -61,12 +89,24 @@ export interface EveSsoClient {
   identify(code: string, redirectUri: string, codeVerifier: string): Promise<EveIdentity>;
 }
 
-export function createEveSsoClient(settings: EveSsoSettings, now: () => number = Date.now): EveSsoClient {
+export function createEveSsoClient(
+  settings: EveSsoSettings,
+  network: EveSsoNetwork,
+  now: () => number = Date.now,
+): EveSsoClient {
+  const outbound: Outbound = {
+    gate: {
+      mode: network.mode,
+      allowPrivateTargets: settings.allowPrivateEndpoints,
+      resolver: network.resolver ?? systemResolver,
+    },
+    connector: network.connector ?? directConnector,
+  };
   let jwks: { set: ReturnType<typeof createLocalJWKSet>; kids: Set<string>; fetchedAt: number } | undefined;
   let jwksPending: Promise<void> | undefined;
 
   const loadJwks = async (): Promise<void> => {
-    const body = (await fetchJson('GET', settings.jwksUrl)) as JSONWebKeySet;
+    const body = (await fetchJson(outbound, 'GET', settings.jwksUrl)) as JSONWebKeySet;
     if (!body || !Array.isArray(body.keys))
       throw new EveSsoError('unavailable', 'the EVE SSO JWKS is malformed');
     jwks = {
@@ -103,6 +143,7 @@ export function createEveSsoClient(settings: EveSsoSettings, now: () => number =
 
     async identify(code, redirectUri, codeVerifier) {
       const token = (await fetchJson(
+        outbound,
         'POST',
         settings.tokenUrl,
         new URLSearchParams({
@@ -171,33 +212,96 @@ export async function verifyEveAccessToken(
   return { characterId, characterName: name, ownerHash: owner };
 }
 
+/** The gate's options for EVE SSO's endpoints, and how a checked address is connected to. */
+interface Outbound {
+  gate: GateOptions;
+  connector: Connector;
+}
+
+/**
+ * Of an endpoint's checked addresses, at most this many are tried, each only when no connection to
+ * the one before could be opened (as a back-channel delivery does).
+ */
+const MAX_ADDRESSES_TRIED = 4;
+
 async function fetchJson(
+  outbound: Outbound,
   method: 'GET' | 'POST',
   url: string,
   body?: string,
   authorization?: string,
 ): Promise<unknown> {
-  let response: Dispatcher.ResponseData;
-  try {
-    const { request } = await loadUndici();
-    response = await request(url, {
-      method,
-      headers: {
-        accept: 'application/json',
-        'user-agent': 'aa-oidc (EVE SSO sign-in)',
-        ...(body !== undefined ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
-        ...(authorization ? { authorization } : {}),
+  const gate = await checkBackchannelTarget(url, outbound.gate);
+  if (!gate.ok) {
+    // The log names the host, the refused address and its class; the request (and its secret) was never sent.
+    const what = gate.addressClass === undefined ? gate.reason : `${gate.reason}, ${gate.addressClass}`;
+    throw new EveSsoError(
+      'unavailable',
+      `the SSRF gate refused the EVE SSO endpoint (${what}): ${gate.detail}`,
+    );
+  }
+  const { Client } = await loadUndici();
+  const candidates = gate.addresses.slice(0, MAX_ADDRESSES_TRIED);
+  const unreachable: string[] = [];
+  for (const [index, checked] of candidates.entries()) {
+    // Pinned: the connection goes to the address the gate just checked; the URL's host only names
+    // the Host header and the TLS server name.
+    const target: PinnedTarget = {
+      address: checked.address,
+      family: checked.family,
+      port: gate.port,
+      protocol: gate.url.protocol as 'http:' | 'https:',
+      servername: gate.literal ? null : gate.host.replace(/\.+$/, ''),
+    };
+    const client = new Client(gate.url.origin, {
+      connect: (_options, callback) => {
+        openPinned(outbound.connector, target, TIMEOUT_MS).then(
+          (socket) => callback(null, socket),
+          (error: Error) => callback(error, null),
+        );
       },
-      ...(body !== undefined ? { body } : {}),
+      pipelining: 1,
       headersTimeout: TIMEOUT_MS,
       bodyTimeout: TIMEOUT_MS,
     });
-  } catch (error) {
-    throw new EveSsoError(
-      'unavailable',
-      `EVE SSO is unreachable (${new URL(url).host}: ${(error as Error).message})`,
-    );
+    try {
+      const response = await client.request({
+        origin: gate.url.origin,
+        method,
+        path: `${gate.url.pathname}${gate.url.search}`,
+        headers: {
+          accept: 'application/json',
+          'user-agent': 'aa-oidc (EVE SSO sign-in)',
+          ...(body !== undefined ? { 'content-type': 'application/x-www-form-urlencoded' } : {}),
+          ...(authorization ? { authorization } : {}),
+        },
+        ...(body !== undefined ? { body } : {}),
+      });
+      return await readJson(response);
+    } catch (error) {
+      if (error instanceof EveSsoError) throw error;
+      // The next address only when nothing was sent to this one: a request is never made twice.
+      const connectFailed =
+        error instanceof ConnectFailure &&
+        (error.failure === 'connection_failed' || error.failure === 'connect_timeout');
+      const detail = `${checked.address}: ${(error as Error).message}`;
+      if (connectFailed && index < candidates.length - 1) {
+        unreachable.push(detail);
+        continue;
+      }
+      throw new EveSsoError(
+        'unavailable',
+        `EVE SSO is unreachable (${gate.url.host}: ${[...unreachable, detail].join('; ')})`,
+      );
+    } finally {
+      await client.destroy().catch(() => undefined);
+    }
   }
+  throw new Error('unreachable: the gate returns at least one address');
+}
+
+/** The response as JSON, read up to `MAX_RESPONSE_BYTES`; its status decides what a failure is. */
+async function readJson(response: Dispatcher.ResponseData): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body) {

@@ -461,6 +461,12 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
       `${settingName(origins, 'eveSso.clientId', 'AA_OIDC_EVE_SSO_CLIENT_ID')}: sign-in with EVE SSO needs the Alliance Auth directory (AA_OIDC_DIRECTORY=alliance-auth), which knows the characters' owners`,
     );
   }
+  // CCP's endpoints are public: a private one is a development stand-in, never a production setup.
+  if (mode === 'production' && eve.allowPrivateEndpoints) {
+    throw new ConfigError(
+      `${settingName(origins, 'eveSso.allowPrivateEndpoints', 'AA_OIDC_EVE_SSO_ALLOW_PRIVATE_ENDPOINTS')}: development only (a local stand-in for EVE SSO); production reaches CCP's public endpoints, so unset it`,
+    );
+  }
   if (mode === 'production') {
     for (const [key, env] of [
       ['authorizationUrl', 'AA_OIDC_EVE_SSO_AUTHORIZATION_URL'],

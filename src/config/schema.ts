@@ -421,6 +421,11 @@ export const configSchema = z
         authorizationUrl: httpUrl.default(EVE_SSO_ENDPOINTS.authorizationUrl),
         tokenUrl: httpUrl.default(EVE_SSO_ENDPOINTS.tokenUrl),
         jwksUrl: httpUrl.default(EVE_SSO_ENDPOINTS.jwksUrl),
+        /**
+         * Lets EVE SSO's requests reach loopback and private addresses (a local stand-in for CCP):
+         * development only. EVE SSO's own switch, not `logout.allowPrivateTargets`.
+         */
+        allowPrivateEndpoints: boolean().default(false),
       })
       .strict()
       .prefault({}),

@@ -91,36 +91,43 @@ export interface ExternalAuthorizationRequest {
 }
 
 /**
- * The outcome of a sign-in through another identity provider. `referred`: the person proved who
- * they are there, but only the directory's own site can let them in (register, record a new owner,
- * choose a main character); `message` says what to do there, `referTo` is where.
+ * What the identity provider proved, before the directory is asked anything. `subject` (the
+ * character, `eve:<id>`) is the account the login throttle counts the attempt against; `identity` is
+ * what `judge` needs. `rejected`: the answer did not verify (never shown in detail to the person);
+ * `unavailable`: the identity provider cannot be reached now, try again later.
+ */
+export type ExternalVerification<Identity> =
+  | { outcome: 'verified'; subject: string; identity: Identity }
+  | { outcome: 'failed'; kind: 'rejected' | 'unavailable'; message: string };
+
+/**
+ * Whether the directory lets a verified person in. `referred`: the person proved who they are at
+ * the identity provider, but only the directory's own site can let them in (register, record a new
+ * owner, choose a main character); `message` says what to do there, `referTo` is where. `failed`:
+ * the directory refuses (as `ExternalVerification`'s failure).
  */
 export type ExternalSignInResult =
-  | { outcome: 'authenticated'; userId: number; amr: string[]; subject: string }
-  | { outcome: 'referred'; reason: string; message: string; referTo: string; subject: string }
-  /**
-   * `rejected`: the answer did not verify (never shown in detail to the person); `unavailable`: the
-   * identity provider cannot be reached now, try again later.
-   */
+  | { outcome: 'authenticated'; userId: number; amr: string[] }
+  | { outcome: 'referred'; reason: string; message: string; referTo: string }
   | { outcome: 'failed'; kind: 'rejected' | 'unavailable'; message: string };
 
 /**
  * A sign-in through another identity provider (EVE SSO): the login page offers a button labelled
  * with `label`; the browser goes to `authorizationRequest(…).url` and comes back to the callback with
- * a code, which `complete` redeems and judges.
+ * a code, which `verify` redeems and, once the login throttle has room for the account it proves,
+ * `judge` decides on. Two steps, so that the directory is asked only under the throttle.
  */
-export interface ExternalAuthenticator {
+export interface ExternalAuthenticator<Identity = unknown> {
   readonly kind: 'external';
   /** Who the button names: "Sign in with <label>". */
   readonly label: string;
   /** Short, URL-safe: the path segment of its routes (`eve`). */
   readonly id: string;
   authorizationRequest(redirectUri: string): ExternalAuthorizationRequest;
-  /**
-   * Redeems the code and judges who it proves. `subject` (the character, `eve:<id>`) is the account
-   * the login throttle counts the attempt against.
-   */
-  complete(code: string, redirectUri: string, codeVerifier: string): Promise<ExternalSignInResult>;
+  /** Redeems the code at the identity provider and verifies who it proves; asks the directory nothing. */
+  verify(code: string, redirectUri: string, codeVerifier: string): Promise<ExternalVerification<Identity>>;
+  /** Asks the directory whether the verified person may sign in (only under the login throttle). */
+  judge(identity: Identity): Promise<ExternalSignInResult>;
 }
 
 /** Every kind of authenticator the login page can offer. */

@@ -273,8 +273,12 @@ export function createDeliveryPools(
   );
 }
 
-/** `connectPinned`, its failure described for the delivery outcome (`ConnectFailure`). */
-async function openPinned(
+/**
+ * `connectPinned`, its failure described for the delivery outcome (`ConnectFailure`). Also how EVE
+ * SSO's requests connect (src/alliance-auth/eve-sso.ts): the same pinned connection for every
+ * outbound request that passed the gate.
+ */
+export async function openPinned(
   connector: Connector,
   target: PinnedTarget,
   timeoutMs: number,

@@ -164,15 +164,34 @@ await describeOnEachAllianceAuth(
       });
     }
 
-    it('counts EVE sign-ins that Alliance Auth would not accept under the login throttle', async () => {
-      const alt = character('alice', false);
-      let status = 200;
-      for (let attempt = 0; attempt < 8 && status === 200; attempt += 1) {
-        const { response } = await throughEveSso(alt);
-        status = response.status;
-        await response.body?.cancel();
+    it('counts EVE sign-ins that Alliance Auth would not accept under the login throttle, and asks AA nothing once it is spent', async () => {
+      // Every question to Alliance Auth's database goes through judge(): counted here.
+      const authenticator = server.app.authenticators.find((candidate) => candidate.kind === 'external')!;
+      const judge = authenticator.judge;
+      let judged = 0;
+      authenticator.judge = (identity) => {
+        judged += 1;
+        return judge.call(authenticator, identity);
+      };
+      try {
+        const alt = character('alice', false);
+        let status = 200;
+        let referred = 0;
+        for (let attempt = 0; attempt < 8 && status === 200; attempt += 1) {
+          const { response } = await throughEveSso(alt);
+          status = response.status;
+          if (status === 200) referred += 1;
+          await response.body?.cancel();
+        }
+        assert.equal(status, 429, 'the character and address budget runs out');
+        assert.equal(
+          judged,
+          referred,
+          "the attempt the throttle refused never reached Alliance Auth's database",
+        );
+      } finally {
+        authenticator.judge = judge;
       }
-      assert.equal(status, 429, 'the character and address budget runs out');
     });
 
     it('refuses a callback whose state does not match, and a token that does not verify', async () => {

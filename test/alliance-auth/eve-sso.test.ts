@@ -1,8 +1,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { eveSsoAuthenticator } from '../../src/alliance-auth/eve-authenticator.ts';
 import { decideEveSignIn } from '../../src/alliance-auth/eve-login.ts';
-import { createEveSsoClient, type EveSsoClient, EveSsoError } from '../../src/alliance-auth/eve-sso.ts';
-import { startEveSsoStandIn, type EveSsoStandIn, type TokenTamper } from '../helpers/eve-sso-stand-in.ts';
+import {
+  createEveSsoClient,
+  type EveSsoClient,
+  EveSsoError,
+  type EveSsoSettings,
+} from '../../src/alliance-auth/eve-sso.ts';
+import type { AaDb } from '../../src/alliance-auth/schema.ts';
+import {
+  startEveSsoStandIn,
+  STAND_IN_CLIENT,
+  type EveSsoStandIn,
+  type TokenTamper,
+} from '../helpers/eve-sso-stand-in.ts';
+import { guardedConnector, PUBLIC_V4, tableResolver, v4 } from '../logout/helpers.ts';
 
 const ALICE = {
   characterId: 2112000001,
@@ -26,7 +39,7 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
   let client: EveSsoClient;
   before(async () => {
     standIn = await startEveSsoStandIn();
-    client = createEveSsoClient(standIn.settings);
+    client = createEveSsoClient(standIn.settings, { mode: 'development' });
   });
   after(() => standIn?.close());
 
@@ -99,11 +112,142 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
     } finally {
       standIn.failTokenEndpoint(undefined);
     }
-    const closed = createEveSsoClient({ ...standIn.settings, tokenUrl: 'http://127.0.0.1:9/v2/oauth/token' });
+    const closed = createEveSsoClient(
+      { ...standIn.settings, tokenUrl: 'http://127.0.0.1:9/v2/oauth/token' },
+      { mode: 'development' },
+    );
     await assert.rejects(
       closed.identify('code', REDIRECT, 'verifier'),
       (error: EveSsoError) => error.kind === 'unavailable',
     );
+  });
+});
+
+describe("EVE SSO's requests pass the SSRF gate (names resolved by a table, connections mapped to loopback)", () => {
+  let standIn: EveSsoStandIn;
+  let port: number;
+  before(async () => {
+    standIn = await startEveSsoStandIn();
+    port = Number(new URL(standIn.settings.tokenUrl).port);
+  });
+  after(() => standIn?.close());
+
+  /** The stand-in's endpoints under a name (the authorization URL stays: the browser goes there). */
+  const named = (host: string, over: Partial<EveSsoSettings> = {}): EveSsoSettings => ({
+    ...standIn.settings,
+    tokenUrl: `http://${host}:${port}/v2/oauth/token`,
+    jwksUrl: `http://${host}:${port}/oauth/jwks`,
+    allowPrivateEndpoints: false,
+    ...over,
+  });
+
+  it('signs in when the name resolves to a public address, connecting only to that address', async () => {
+    const resolver = tableResolver({ 'login.eve.test': [v4(PUBLIC_V4)] });
+    const { connector, attempts, refused } = guardedConnector({ [PUBLIC_V4]: port });
+    const gated = createEveSsoClient(named('login.eve.test'), { mode: 'development', resolver, connector });
+    standIn.signInAs(ALICE);
+    const { code, codeVerifier } = await authorize(gated);
+    assert.deepEqual(await gated.identify(code, REDIRECT, codeVerifier), ALICE);
+    // The token request and the JWKS, each resolved once and pinned to the address checked.
+    assert.deepEqual(resolver.lookups, ['login.eve.test', 'login.eve.test']);
+    assert.deepEqual(
+      attempts.map((target) => [target.address, target.port, target.servername]),
+      [
+        [PUBLIC_V4, port, 'login.eve.test'],
+        [PUBLIC_V4, port, 'login.eve.test'],
+      ],
+    );
+    assert.deepEqual(refused, []);
+  });
+
+  for (const [label, answer, addressClass, settings] of [
+    ['a private address', '10.20.30.40', 'private', {}],
+    ['a CGNAT address', '100.64.1.2', 'cgnat', {}],
+    ['a loopback address', '127.0.0.1', 'loopback', {}],
+    // Not even the escape hatch lets a request reach the cloud's metadata and credentials.
+    ['the cloud metadata address', '169.254.169.254', 'cloud_metadata', { allowPrivateEndpoints: true }],
+  ] as const) {
+    it(`refuses a token endpoint whose name resolves to ${label}: "unavailable", logged with the class, nothing sent`, async () => {
+      const resolver = tableResolver({ 'login.eve.test': [v4(answer)] });
+      const { connector, attempts } = guardedConnector({ [answer]: port });
+      const gated = createEveSsoClient(named('login.eve.test', settings), {
+        mode: 'development',
+        resolver,
+        connector,
+      });
+      const warnings: { fields: unknown; line: string }[] = [];
+      const authenticator = eveSsoAuthenticator({
+        // verify() never asks Alliance Auth's database.
+        aa: {} as AaDb,
+        settings: named('login.eve.test', settings),
+        mode: 'development',
+        loginUrl: 'https://auth.example.org/',
+        logger: {
+          info: () => undefined,
+          warn: (fields: unknown, line: string) => warnings.push({ fields, line }),
+        } as never,
+        client: gated,
+      });
+      const redeemedBefore = standIn.redeemed();
+      standIn.signInAs(ALICE);
+      const { code, codeVerifier } = await authorize(gated);
+      const verified = await authenticator.verify(code, REDIRECT, codeVerifier);
+      assert.equal(verified.outcome, 'failed');
+      assert.ok(verified.outcome === 'failed');
+      assert.equal(verified.kind, 'unavailable');
+      assert.deepEqual(attempts, [], 'no connection was opened');
+      assert.equal(standIn.redeemed(), redeemedBefore, 'the code never reached the stand-in');
+      assert.equal(warnings.length, 1);
+      const logged = JSON.stringify(warnings[0]);
+      assert.match(logged, new RegExp(`unsafe_target_ip, ${addressClass}`));
+      assert.match(logged, new RegExp(answer.replaceAll('.', '\\.')));
+      assert.match(logged, /login\.eve\.test/);
+      for (const secret of [STAND_IN_CLIENT.clientSecret, code, codeVerifier])
+        assert.ok(!logged.includes(secret), 'no secret, code or verifier in the log line');
+    });
+  }
+
+  it('refuses a JWKS whose name resolves to a private address, even after the token request passed', async () => {
+    const resolver = tableResolver({
+      'login.eve.test': [v4(PUBLIC_V4)],
+      'keys.eve.test': [v4('192.168.1.9')],
+    });
+    const { connector, attempts } = guardedConnector({ [PUBLIC_V4]: port, '192.168.1.9': port });
+    const gated = createEveSsoClient(
+      named('login.eve.test', { jwksUrl: `http://keys.eve.test:${port}/oauth/jwks` }),
+      { mode: 'development', resolver, connector },
+    );
+    standIn.signInAs(ALICE);
+    const { code, codeVerifier } = await authorize(gated);
+    await assert.rejects(gated.identify(code, REDIRECT, codeVerifier), (error: unknown) => {
+      assert.ok(error instanceof EveSsoError);
+      assert.equal(error.kind, 'unavailable');
+      assert.match(error.message, /SSRF gate refused the EVE SSO endpoint \(unsafe_target_ip, private\)/);
+      assert.match(error.message, /keys\.eve\.test resolves to an unsafe address: 192\.168\.1\.9/);
+      return true;
+    });
+    assert.deepEqual(
+      attempts.map((target) => target.address),
+      [PUBLIC_V4],
+      'only the token request was sent',
+    );
+  });
+
+  it('refuses the loopback stand-in itself without the escape hatch, and plain http outside development', async () => {
+    const { connector, attempts } = guardedConnector({ '127.0.0.1': port });
+    for (const [settings, mode, message] of [
+      [{ ...standIn.settings, allowPrivateEndpoints: false }, 'development', /unsafe_target_ip, loopback/],
+      [standIn.settings, 'production', /scheme_not_allowed\): uses http, but production requires https/],
+    ] as const) {
+      const gated = createEveSsoClient(settings, { mode, connector });
+      await assert.rejects(gated.identify('code', REDIRECT, 'verifier'), (error: unknown) => {
+        assert.ok(error instanceof EveSsoError);
+        assert.equal(error.kind, 'unavailable');
+        assert.match(error.message, message);
+        return true;
+      });
+    }
+    assert.deepEqual(attempts, []);
   });
 });
 

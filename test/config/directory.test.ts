@@ -37,6 +37,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       authorizationUrl: 'https://login.eveonline.com/v2/oauth/authorize',
       tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
       jwksUrl: 'https://login.eveonline.com/oauth/jwks',
+      allowPrivateEndpoints: false,
     });
   });
 
@@ -49,6 +50,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
         AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: '120',
         AA_OIDC_AA_PASSWORD_LOGIN: 'true',
         AA_OIDC_EVE_SSO_TOKEN_URL: 'http://127.0.0.1:9/token',
+        AA_OIDC_EVE_SSO_ALLOW_PRIVATE_ENDPOINTS: 'true',
       },
       cwd: cwd(),
     });
@@ -60,6 +62,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     assert.equal(config.directory.allianceAuth.passwordLogin, true);
     assert.equal(config.eveSso.clientId, 'ccp-client');
     assert.equal(config.eveSso.tokenUrl, 'http://127.0.0.1:9/token');
+    assert.equal(config.eveSso.allowPrivateEndpoints, true);
   });
 
   it('reads the same settings from a config file', () => {
@@ -165,6 +168,15 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       AA_OIDC_EVE_SSO_JWKS_URL: 'http://login.example.org/jwks',
     };
     assert.match(refusal(production), /^AA_OIDC_EVE_SSO_JWKS_URL: production mode requires https/);
+    // A local stand-in for CCP is a development setup: production never lets EVE SSO reach inside.
+    assert.match(
+      refusal({
+        ...production,
+        AA_OIDC_EVE_SSO_JWKS_URL: 'https://login.eveonline.com/oauth/jwks',
+        AA_OIDC_EVE_SSO_ALLOW_PRIVATE_ENDPOINTS: 'true',
+      }),
+      /^AA_OIDC_EVE_SSO_ALLOW_PRIVATE_ENDPOINTS: development only/,
+    );
     const badSecret = refusal({ ...AA, ...EVE, AA_OIDC_EVE_SSO_CLIENT_SECRET: '' });
     assert.match(badSecret, /AA_OIDC_EVE_SSO_CLIENT_SECRET/);
   });

@@ -157,6 +157,8 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
       authorizationUrl: `${base}/v2/oauth/authorize`,
       tokenUrl: `${base}/v2/oauth/token`,
       jwksUrl: `${base}/oauth/jwks`,
+      // The stand-in listens on loopback, which the SSRF gate refuses without the escape hatch.
+      allowPrivateEndpoints: true,
     },
     signInAs(login) {
       next = login;

@@ -1,6 +1,10 @@
 import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
-import type { ExternalAuthenticator, ExternalSignInResult } from '../../directory/authenticator.ts';
+import type {
+  ExternalAuthenticator,
+  ExternalSignInResult,
+  ExternalVerification,
+} from '../../directory/authenticator.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
@@ -12,6 +16,7 @@ import { pageContext } from '../../http/pages/layout.ts';
 import { issuerPath } from '../configuration.ts';
 import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
 import type { LoginThrottle } from './throttle.ts';
+import { assertNever } from '../../util/assert-never.ts';
 import { sameText } from '../../util/same-text.ts';
 
 /**
@@ -22,8 +27,9 @@ import { sameText } from '../../util/same-text.ts';
  *    state, the verifier and the interaction go into a signed, short-lived cookie scoped to the
  *    callback.
  * 2. `GET /o/<id>-sso/callback?code&state` (the one redirect URI registered at the provider): the
- *    state must match the cookie; the code is redeemed and judged by the authenticator, under the
- *    login throttle (the character is the account). Someone the directory would not let in gets a
+ *    state must match the cookie; the code is redeemed at the provider, and the directory is asked
+ *    about the person it proves only once the login throttle has room for that account (the
+ *    character) and the client's address. Someone the directory would not let in gets a
  *    page sending them to the directory's own site; someone it would gets a signed, short-lived
  *    result cookie scoped to their interaction and goes back to it.
  * 3. `GET /o/interaction/<uid>/<id>`: the interaction routes take the result and finish the login.
@@ -180,31 +186,42 @@ export function externalCallbacks(
         `Sign-in with ${authenticator.label} did not finish. Start again from the application.`,
       );
     }
-    const result: ExternalSignInResult = await authenticator.complete(
+    const redirectUri = externalRedirectUri(deps.issuer, authenticator);
+    const verified: ExternalVerification<unknown> = await authenticator.verify(
       code,
-      externalRedirectUri(deps.issuer, authenticator),
+      redirectUri,
       flow.verifier,
     );
-    if (result.outcome === 'failed' && result.kind === 'unavailable') {
-      return fail(
+    const unavailable = () =>
+      fail(
         503,
         'temporarily_unavailable',
         `${authenticator.label} cannot be reached right now. Try again in a few minutes.`,
       );
-    }
+    const didNotSucceed = () =>
+      fail(
+        400,
+        'access_denied',
+        `Sign-in with ${authenticator.label} did not succeed. Start again from the application.`,
+      );
+    if (verified.outcome === 'failed' && verified.kind === 'unavailable') return unavailable();
     // The character is the account whose budget the attempt takes; the address's budget counts too.
-    const account = result.outcome === 'failed' ? `${authenticator.id}:unverified` : result.subject;
+    // Reserved before the directory is asked anything (as the password form reserves before the
+    // hash is checked); the account is known only once the provider has verified the code.
+    const account = verified.outcome === 'failed' ? `${authenticator.id}:unverified` : verified.subject;
     const attempt = await deps.throttle.reserve(account, ctx.ip);
     if (!attempt) return fail(429, 'invalid_request', LOGIN_THROTTLED_MESSAGE);
     const log = requestLog(ctx, deps.logger);
+    if (verified.outcome === 'failed') {
+      log.info({ authenticator: authenticator.id }, 'external sign-in did not verify');
+      return didNotSucceed();
+    }
+    const result: ExternalSignInResult = await authenticator.judge(verified.identity);
     switch (result.outcome) {
       case 'failed':
-        log.info({ authenticator: authenticator.id }, 'external sign-in did not verify');
-        return fail(
-          400,
-          'access_denied',
-          `Sign-in with ${authenticator.label} did not succeed. Start again from the application.`,
-        );
+        if (result.kind === 'unavailable') return unavailable();
+        log.info({ authenticator: authenticator.id }, 'external sign-in refused by the directory');
+        return didNotSucceed();
       case 'referred':
         return render(
           200,
@@ -236,6 +253,8 @@ export function externalCallbacks(
         ctx.redirect(`${path}/${authenticator.id}`);
         return;
       }
+      default:
+        return assertNever(result);
     }
   };
   return (ctx, next) => {
