@@ -1,17 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, it } from 'node:test';
-import {
-  allianceAuthDirectory,
-  createAllianceAuthDatabase,
-  describeOnEachAllianceAuth,
-  expectedFixture,
-  FIXTURE_PASSWORD,
-  type AllianceAuthTestDatabase,
-} from '../helpers/alliance-auth.ts';
+import { before, it } from 'node:test';
+import { describeOnEachAllianceAuth, expectedFixture, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { authorizeParams, introspect, login } from '../helpers/flows.ts';
 import type { Browser, TestServer } from '../helpers/server.ts';
-import { authorizeUrl, seedApp, signIn, startServer } from '../helpers/server.ts';
+import { authorizeUrl, seedApp, signIn } from '../helpers/server.ts';
 
 /** Every form of a page but the header's sign-out: what the page offers to change. */
 function offeredForms(body: string): string[] {
@@ -40,7 +34,7 @@ function tokenLinks(body: string): string[] {
 await describeOnEachAllianceAuth(
   (database) => `the admin UI over the Alliance Auth directory, on ${database}`,
   (kind) => {
-    let fixture: AllianceAuthTestDatabase;
+    const suite = serveAllianceAuth(kind, { directory: { passwordLogin: true } });
     let server: TestServer;
     let admin: Browser;
     let csrf: string;
@@ -51,20 +45,13 @@ await describeOnEachAllianceAuth(
     const state = expected.states[0]!.name;
 
     before(async () => {
-      fixture = await createAllianceAuthDatabase(kind);
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl, { passwordLogin: true }),
-      });
+      server = suite.server;
       admin = await consoleSignIn(server, superuser.username, {
         password: FIXTURE_PASSWORD,
         returnTo: '/admin',
       });
       csrf = (await consoleGet(admin, `${server.origin}/admin`)).csrf!;
       assert.ok(csrf, 'the admin pages carry a CSRF token (the header sign-out)');
-    });
-    after(async () => {
-      await server?.close();
-      await fixture?.drop();
     });
 
     it("shows Alliance Auth's users, states and groups with no form to change them, and links to Alliance Auth", async () => {

@@ -17,8 +17,8 @@ import {
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
-import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn, type TestServer } from '../helpers/server.ts';
+import { authorize, codeFrom, exchangeCode, userinfo } from '../helpers/flows.ts';
+import { Browser, seedApp, type TestServer } from '../helpers/server.ts';
 
 const SCOPE = 'openid profile email groups';
 
@@ -87,12 +87,14 @@ await describeOnEachAllianceAuth(
 
     it("gives every user of expected.json its access, and the built-in directory's claims for the same data", async () => {
       for (const want of expected.users) {
-        const browser = new Browser();
-        const { params, verifier } = authorizeParams(client, { scope: SCOPE });
-        const response = await signIn(browser, suite.server, authorizeUrl(suite.server, params), {
-          username: want.username,
-          password: FIXTURE_PASSWORD,
-        });
+        const { response, verifier } = await authorize(
+          suite.server,
+          new Browser(),
+          client,
+          want.username,
+          { scope: SCOPE },
+          { password: FIXTURE_PASSWORD },
+        );
         if (!want.is_active) {
           assert.equal(response.status, 401, `${want.username}: an inactive user cannot sign in`);
           continue;
@@ -102,16 +104,10 @@ await describeOnEachAllianceAuth(
           assert.match(await response.text(), /access|allowed|denied/i);
           continue;
         }
-        const exchanged = await tokenRequest(suite.server, client, {
-          grant_type: 'authorization_code',
-          code: codeFrom(response),
-          redirect_uri: REDIRECT_URI,
-          code_verifier: verifier,
-        });
-        assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-        const idToken = decodeJwt(exchanged.body.id_token as string);
+        const tokens = await exchangeCode(suite.server, client, response, verifier);
+        const idToken = decodeJwt(tokens.id_token as string);
         assert.equal(idToken.sub, String(want.id), `${want.username}: sub is auth_user.id`);
-        const info = await userinfo(suite.server, exchanged.body.access_token as string);
+        const info = await userinfo(suite.server, tokens.access_token as string);
         assert.equal(info.status, 200);
         const claims = JSON.parse(info.body) as Record<string, unknown>;
         assert.deepEqual(claims, builtinClaims(suite.server, expected, want), `${want.username}'s claims`);
@@ -191,16 +187,9 @@ await describeOnEachAllianceAuth(
     });
 
     /** Carol signs in with `password`, in a fresh browser. */
-    const carolSignsIn = (password: string) =>
-      signIn(
-        new Browser(),
-        suite.server,
-        authorizeUrl(suite.server, authorizeParams(client, { scope: SCOPE }).params),
-        {
-          username: 'carol',
-          password,
-        },
-      );
+    const carolSignsIn = async (password: string) =>
+      (await authorize(suite.server, new Browser(), client, 'carol', { scope: SCOPE }, { password }))
+        .response;
 
     it("signs in a user whose password Alliance Auth stored with Django's Argon2 or scrypt hasher", async () => {
       // As Django's Argon2PasswordHasher stores it, with its default parameters: "argon2" followed by

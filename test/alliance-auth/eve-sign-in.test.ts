@@ -14,12 +14,11 @@ import {
   type EveSsoStandIn,
   startEveSsoStandIn,
 } from '../helpers/eve-sso-stand-in.ts';
-import { authorizeParams, codeFrom, tokenRequest, userinfo } from '../helpers/flows.ts';
+import { authorizeParams, exchangeCode, userinfo } from '../helpers/flows.ts';
 import {
   authorizeUrl,
   Browser,
   formField,
-  REDIRECT_URI,
   seedApp,
   startServer,
   type TestServer,
@@ -100,30 +99,18 @@ await describeOnEachAllianceAuth(
 
     it("signs alice in with her main character: the provider's own sign-in, sub is her AA user id", async () => {
       const { response, verifier } = await throughEveSso(character('alice'));
-      const exchanged = await tokenRequest(server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      const idToken = decodeJwt(exchanged.body.id_token as string);
+      const tokens = await exchangeCode(server, client, response, verifier);
+      const idToken = decodeJwt(tokens.id_token as string);
       assert.equal(idToken.sub, '2');
-      const info = await userinfo(server, exchanged.body.access_token as string);
+      const info = await userinfo(server, tokens.access_token as string);
       assert.equal((JSON.parse(info.body) as { name: string }).name, 'Alice Alpha');
     });
 
     it('signs carol (Guest) in through Directors, and refuses bob, whose main AA accepts, at the global gate', async () => {
       const carol = await throughEveSso(character('carol'));
-      const exchanged = await tokenRequest(server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(carol.response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: carol.verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      assert.equal(decodeJwt(exchanged.body.id_token as string).sub, '4');
-      const info = JSON.parse((await userinfo(server, exchanged.body.access_token as string)).body) as {
+      const tokens = await exchangeCode(server, client, carol.response, carol.verifier);
+      assert.equal(decodeJwt(tokens.id_token as string).sub, '4');
+      const info = JSON.parse((await userinfo(server, tokens.access_token as string)).body) as {
         groups: string[];
       };
       assert.deepEqual(info.groups, ['Directors', 'Guest']);

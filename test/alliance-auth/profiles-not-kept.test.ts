@@ -3,8 +3,8 @@ import { before, it } from 'node:test';
 import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
-import { authorizeParams, codeFrom, introspect, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn } from '../helpers/server.ts';
+import { introspect, login, userinfo } from '../helpers/flows.ts';
+import { seedApp } from '../helpers/server.ts';
 
 /**
  * The built-in directory's profiles are kept in memory until aa-oidc's change log names a change
@@ -32,19 +32,10 @@ await describeOnEachAllianceAuth(
       );
       const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
       const client = { clientId: created.clientId, clientSecret: created.clientSecret! };
-      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
-        username: 'frank',
+      const { accessToken: token } = await login(suite.server, client, 'frank', {
+        scope: 'openid',
         password: FIXTURE_PASSWORD,
       });
-      const exchanged = await tokenRequest(suite.server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      const token = exchanged.body.access_token as string;
       assert.equal((await userinfo(suite.server, token)).status, 200);
       assert.equal((await userinfo(suite.server, token)).status, 200);
       assert.equal((await introspect(suite.server, client, token)).body.active, true);

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
-import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
-import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
+import { authorize, authorizeParams, exchangeCode } from '../helpers/flows.ts';
 import { statementsDuring } from '../helpers/statements.ts';
-import { authorizeUrl, Browser, REDIRECT_URI, seedApp, signIn } from '../helpers/server.ts';
+import { authorizeUrl, Browser, seedApp, signIn } from '../helpers/server.ts';
 
 /**
  * The username typed at password sign-in with an Alliance Auth directory, read as Django's login
@@ -24,7 +24,10 @@ await describeOnEachAllianceAuth(
   (kind) => {
     const suite = serveAllianceAuth(kind, {
       directory: { passwordLogin: true, pollSeconds: 3600 },
-      async prepare() {
+      async prepare(fixture) {
+        /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
+        const addUser = (id: number, username: string, password = FIXTURE_PASSWORD) =>
+          insertAllianceAuthUser(fixture, id, username, password);
         await addUser(40, 'fiona');
         // Not NFKC: only a hand-written row holds one (Django's create_user normalises).
         await addUser(41, 'ｇｅｏｒｇｅ');
@@ -39,54 +42,23 @@ await describeOnEachAllianceAuth(
     });
     let client: { clientId: string; clientSecret: string };
 
-    /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
-    async function addUser(id: number, username: string, password = FIXTURE_PASSWORD): Promise<void> {
-      const hash = await makeDjangoPbkdf2(password, 1000);
-      await suite.fixture.run(
-        `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
-         VALUES (?, ?, NULL, ?, ?, '', '', ?, ?, ?, '2024-01-01 00:00:00')`,
-        [
-          id,
-          hash,
-          suite.fixture.bool(false),
-          username,
-          `user-${id}@example.org`,
-          suite.fixture.bool(false),
-          suite.fixture.bool(true),
-        ],
-      );
-      await suite.fixture.run(
-        `INSERT INTO auth_user_user_permissions (user_id, permission_id)
-         SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-         WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
-        [id],
-      );
-      await suite.fixture.run(
-        `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
-        [id],
-      );
-    }
-
     before(async () => {
       const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
     });
 
     async function signInAs(username: string, password = FIXTURE_PASSWORD): Promise<Response> {
-      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
+      const { response, verifier } = await authorize(
+        suite.server,
+        new Browser(),
+        client,
         username,
-        password,
-      });
+        { scope: 'openid' },
+        { password },
+      );
       if (response.status !== 303) return response;
-      const exchanged = await tokenRequest(suite.server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      return new Response(decodeJwt(exchanged.body.id_token as string).sub, { status: 303 });
+      const tokens = await exchangeCode(suite.server, client, response, verifier);
+      return new Response(decodeJwt(tokens.id_token as string).sub, { status: 303 });
     }
     const subOf = async (username: string) => {
       const response = await signInAs(username);

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
 import {
   allianceAuthDirectory,
   allianceAuthEnv,
@@ -8,18 +7,18 @@ import {
   expectedFixture,
   FIXTURE_PASSWORD,
 } from '../helpers/alliance-auth.ts';
+import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
 import { testEnv } from '../helpers/config.ts';
-import { authorizeParams, codeFrom } from '../helpers/flows.ts';
+import { authorize, authorizeParams, codeFrom } from '../helpers/flows.ts';
 import {
   authorizeUrl,
   Browser,
   formField,
   seedApp,
-  signIn,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
@@ -57,24 +56,8 @@ describe(
     let eveServer: TestServer | undefined;
 
     /** A user as AA's admin makes one, with the access permission and a profile in the Guest state. */
-    async function addUser(id: number, username: string): Promise<void> {
-      const hash = await makeDjangoPbkdf2(FIXTURE_PASSWORD, 1000);
-      await suite.fixture.run(
-        `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
-         VALUES (?, ?, NULL, false, ?, '', '', ?, false, true, '2024-01-01 00:00:00')`,
-        [id, hash, username, `${username.toLowerCase()}-${id}@example.org`],
-      );
-      await suite.fixture.run(
-        `INSERT INTO auth_user_user_permissions (user_id, permission_id)
-         SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
-         WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
-        [id],
-      );
-      await suite.fixture.run(
-        `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
-        [id],
-      );
-    }
+    const addUser = (id: number, username: string) =>
+      insertAllianceAuthUser(suite.fixture, id, username, FIXTURE_PASSWORD);
 
     before(async () => {
       const created = await seedApp(suite.server, { name: 'Wiki', skipAuthorization: true });
@@ -86,16 +69,19 @@ describe(
       await eve?.close();
     });
 
-    const signInAs = (username: string) =>
-      signIn(
-        new Browser(),
-        suite.server,
-        authorizeUrl(suite.server, authorizeParams(client, { scope: 'openid' }).params),
-        {
+    const signInAs = async (username: string) =>
+      (
+        await authorize(
+          suite.server,
+          new Browser(),
+          client,
           username,
-          password: FIXTURE_PASSWORD,
-        },
-      );
+          { scope: 'openid' },
+          {
+            password: FIXTURE_PASSWORD,
+          },
+        )
+      ).response;
 
     it('finds a user by a spelling in another case only when it can mean one user', async () => {
       await addUser(30, 'ALICE');

@@ -248,3 +248,40 @@ export function allianceAuthActions(fixture: AllianceAuthTestDatabase): Alliance
     },
   };
 }
+
+/**
+ * A user row written by hand, as given (the id, and a username Django's `create_user` would have
+ * normalised), with the access permission and a profile in the Guest state: for users the fixture
+ * cannot hold. The password is hashed with few iterations, to keep the tests quick.
+ */
+export async function insertAllianceAuthUser(
+  fixture: AllianceAuthTestDatabase,
+  id: number,
+  username: string,
+  password: string,
+): Promise<void> {
+  const hash = await makeDjangoPbkdf2(password, 1000);
+  await fixture.run(
+    `INSERT INTO auth_user (id, password, last_login, is_superuser, username, first_name, last_name, email, is_staff, is_active, date_joined)
+     VALUES (?, ?, NULL, ?, ?, '', '', ?, ?, ?, '2024-01-01 00:00:00')`,
+    [
+      id,
+      hash,
+      fixture.bool(false),
+      username,
+      `user-${id}@example.org`,
+      fixture.bool(false),
+      fixture.bool(true),
+    ],
+  );
+  await fixture.run(
+    `INSERT INTO auth_user_user_permissions (user_id, permission_id)
+     SELECT ?, p.id FROM auth_permission p JOIN django_content_type ct ON ct.id = p.content_type_id
+     WHERE ct.app_label = 'allianceauth_oidc' AND p.codename = 'access_oidc'`,
+    [id],
+  );
+  await fixture.run(
+    `INSERT INTO authentication_userprofile (user_id, state_id, language, main_character_id) VALUES (?, 1, '', NULL)`,
+    [id],
+  );
+}

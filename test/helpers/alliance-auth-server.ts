@@ -11,16 +11,8 @@ import {
 } from './alliance-auth.ts';
 import { allianceAuthActions, type AllianceAuthActions } from './alliance-auth-changes.ts';
 import { createLeakHarness, type LeakHarness } from './leak-harness.ts';
-import { authorizeParams, type Client, codeFrom, tokenRequest } from './flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  REDIRECT_URI,
-  seedApp,
-  signIn,
-  startServer,
-  type TestServer,
-} from './server.ts';
+import { authorize, type Client, exchangeCode } from './flows.ts';
+import { Browser, seedApp, startServer, type TestServer } from './server.ts';
 
 /**
  * What a suite serving Alliance Auth's users shares: a fresh copy of the fixture and a test server
@@ -159,20 +151,18 @@ export function followAllianceAuth(kind: AllianceAuthKind): FollowingSuite {
       });
       return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
     },
-    async signedIn(client, username, authorize) {
-      const { params, verifier } = authorizeParams(client, authorize);
-      const response = await signIn(new Browser(), suite.server, authorizeUrl(suite.server, params), {
+    async signedIn(client, username, authorizeExtra) {
+      const { response, verifier } = await authorize(
+        suite.server,
+        new Browser(),
+        client,
         username,
-        password: FIXTURE_PASSWORD,
-      });
-      const exchanged = await tokenRequest(suite.server, client, {
-        grant_type: 'authorization_code',
-        code: codeFrom(response),
-        redirect_uri: REDIRECT_URI,
-        code_verifier: verifier,
-      });
-      assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-      return exchanged.body as Tokens;
+        authorizeExtra,
+        {
+          password: FIXTURE_PASSWORD,
+        },
+      );
+      return (await exchangeCode(suite.server, client, response, verifier)) as Tokens;
     },
     async nextCycle() {
       const outcome = await suite.poll();

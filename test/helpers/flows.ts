@@ -121,6 +121,24 @@ export async function login(
     options.scope === undefined ? {} : { scope: options.scope },
     options.password === undefined ? {} : { password: options.password },
   );
+  const body = await exchangeCode(server, client, response, verifier);
+  const accessToken = body.access_token as string;
+  const refreshToken = body.refresh_token as string;
+  assert.ok(accessToken && refreshToken);
+  const idToken = body.id_token as string | undefined;
+  return { accessToken, refreshToken, idToken, body, browser };
+}
+
+/**
+ * The code in `response` (the redirect `authorize` ended with) exchanged at the token endpoint with
+ * its PKCE `verifier`; the exchange must succeed. Returns the token response.
+ */
+export async function exchangeCode(
+  server: Endpoint,
+  client: Client,
+  response: Response,
+  verifier: string,
+): Promise<Record<string, unknown>> {
   const exchanged = await tokenRequest(server, client, {
     grant_type: 'authorization_code',
     code: codeFrom(response),
@@ -128,11 +146,7 @@ export async function login(
     code_verifier: verifier,
   });
   assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
-  const accessToken = exchanged.body.access_token as string;
-  const refreshToken = exchanged.body.refresh_token as string;
-  assert.ok(accessToken && refreshToken);
-  const idToken = exchanged.body.id_token as string | undefined;
-  return { accessToken, refreshToken, idToken, body: exchanged.body, browser };
+  return exchanged.body;
 }
 
 /** A login page reached through /authorize: the browser holding its cookies, the page, its form. */
