@@ -3,7 +3,13 @@ import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify 
 import type { Dispatcher } from 'undici';
 import type { Mode } from '../config/load.ts';
 import { ConnectFailure } from '../logout/connection-pools.ts';
-import { type Connector, directConnector, openPinned, type PinnedTarget } from '../logout/http-delivery.ts';
+import {
+  type Connector,
+  directConnector,
+  MAX_ADDRESSES_TRIED,
+  openPinned,
+  pinnedTarget,
+} from '../logout/http-delivery.ts';
 import { type Resolver, systemResolver } from '../logout/ssrf/resolver.ts';
 import { checkBackchannelTarget, type GateOptions } from '../logout/ssrf/target-gate.ts';
 import { loadUndici } from '../util/undici.ts';
@@ -219,11 +225,10 @@ interface Outbound {
 }
 
 /**
- * Of an endpoint's checked addresses, at most this many are tried, each only when no connection to
- * the one before could be opened (as a back-channel delivery does).
+ * One request to an EVE SSO endpoint through the SSRF gate: of the checked addresses, at most
+ * `MAX_ADDRESSES_TRIED` are tried, each only when no connection to the one before could be opened
+ * (as a back-channel delivery does), so that a request is never sent twice.
  */
-const MAX_ADDRESSES_TRIED = 4;
-
 async function fetchJson(
   outbound: Outbound,
   method: 'GET' | 'POST',
@@ -246,13 +251,7 @@ async function fetchJson(
   for (const [index, checked] of candidates.entries()) {
     // Pinned: the connection goes to the address the gate just checked; the URL's host only names
     // the Host header and the TLS server name.
-    const target: PinnedTarget = {
-      address: checked.address,
-      family: checked.family,
-      port: gate.port,
-      protocol: gate.url.protocol as 'http:' | 'https:',
-      servername: gate.literal ? null : gate.host.replace(/\.+$/, ''),
-    };
+    const target = pinnedTarget(gate, checked);
     const client = new Client(gate.url.origin, {
       connect: (_options, callback) => {
         openPinned(outbound.connector, target, TIMEOUT_MS).then(

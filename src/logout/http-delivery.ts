@@ -11,7 +11,12 @@ import {
   createConnectionPools,
 } from './connection-pools.ts';
 import type { AddressClass } from './ssrf/address-classes.ts';
-import { checkBackchannelTarget, type GateOptions } from './ssrf/target-gate.ts';
+import {
+  type CheckedAddress,
+  checkBackchannelTarget,
+  type GateOptions,
+  type GateVerdict,
+} from './ssrf/target-gate.ts';
 
 /**
  * One HTTP attempt of a back-channel logout delivery: the SSRF gate again, then a POST
@@ -35,6 +40,20 @@ export interface PinnedTarget {
    * an IP host.
    */
   servername: string | null;
+}
+
+/** Where a connection to `checked`, one of the addresses the gate let through for `gate`'s URL, goes. */
+export function pinnedTarget(
+  gate: Extract<GateVerdict, { ok: true }>,
+  checked: CheckedAddress,
+): PinnedTarget {
+  return {
+    address: checked.address,
+    family: checked.family,
+    port: gate.port,
+    protocol: gate.url.protocol as 'http:' | 'https:',
+    servername: gate.literal ? null : gate.host.replace(/\.+$/, ''),
+  };
 }
 
 /**
@@ -143,13 +162,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
     );
     const unreachable: string[] = [];
     for (const [index, checked] of candidates.entries()) {
-      const target: PinnedTarget = {
-        address: checked.address,
-        family: checked.family,
-        port: gate.port,
-        protocol: gate.url.protocol as 'http:' | 'https:',
-        servername: gate.literal ? null : gate.host.replace(/\.+$/, ''),
-      };
+      const target = pinnedTarget(gate, checked);
       const sent = await sendPinned(request, gate.url, target, deadline.signal, {
         connector,
         connectTimeoutMs,
@@ -186,7 +199,7 @@ export async function deliverLogoutToken(request: DeliveryRequest): Promise<Deli
  * At most this many of a host's addresses are tried by one attempt, each only after no connection
  * to the one before it could be opened (a dual-stack host with two of each family).
  */
-const MAX_ADDRESSES_TRIED = 4;
+export const MAX_ADDRESSES_TRIED = 4;
 
 type Sent =
   | { status: number }
