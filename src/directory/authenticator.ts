@@ -42,8 +42,8 @@ export interface PasswordAttempt {
    * The name the attempt counts against in the login throttle: the name the directory holds for the
    * user `username` finds, where it finds users by names the throttle's key (`accountKey`: NFKC,
    * lower case) tells apart (Alliance Auth on MySQL or MariaDB, whose collation finds `zoe` for
-   * `zóe` or `ZOË`); else `username` as typed. Without
-   * it, every spelling would have a budget of its own for guessing one user's password.
+   * `zóe` or `ZOË`); else `username` as typed. Without it, every spelling would have a budget of its
+   * own for guessing one user's password.
    */
   readonly throttledName: string;
   /**
