@@ -66,7 +66,8 @@ export interface MetricsListener {
 
 /**
  * The dedicated metrics listener (`metrics.host`:`metrics.port`, loopback by default): answers
- * `GET /metrics` without authentication, 404 elsewhere, 405 for other methods.
+ * `GET /metrics` without authentication, 404 elsewhere, 405 for other methods; every answer with
+ * `X-Content-Type-Options: nosniff`, as on the main port.
  */
 export function startMetricsListener(
   metrics: Pick<Metrics, 'registry'>,
@@ -74,6 +75,9 @@ export function startMetricsListener(
   logger?: Logger,
 ): Promise<MetricsListener> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
+    // What `declaredTypesOnly` (http/) sets on every answer of the main port, set here by hand:
+    // metrics/ may not import http/. Before any answer is written, so 404, 405 and 500 carry it too.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     const path = (req.url ?? '/').split('?')[0];
     if (path !== METRICS_PATH) {
       res.writeHead(404, { 'Content-Type': 'text/plain; charset=utf-8' }).end('not found\n');

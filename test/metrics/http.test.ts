@@ -66,6 +66,39 @@ describe('metrics', () => {
       assert.equal((await fetch(`${base}/`)).status, 404);
       assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
     });
+
+    it('answers every request with X-Content-Type-Options: nosniff, as the main port does', async () => {
+      const base = `http://127.0.0.1:${listener.address.port}`;
+      const answers = [
+        await fetch(`${base}/metrics`),
+        await fetch(`${base}/metrics`, { method: 'HEAD' }),
+        await fetch(`${base}/`),
+        await fetch(`${base}/metrics`, { method: 'POST' }),
+      ];
+      assert.deepEqual(
+        answers.map((answer) => answer.status),
+        [200, 200, 404, 405],
+      );
+      for (const answer of answers) {
+        assert.equal(answer.headers.get('x-content-type-options'), 'nosniff', `${answer.status}`);
+        await answer.body?.cancel();
+      }
+    });
+  });
+
+  it('answers 500 with X-Content-Type-Options: nosniff when the metrics cannot be rendered', async () => {
+    const failing = {
+      registry: { contentType: 'text/plain', metrics: () => Promise.reject(new Error('registry broke')) },
+    } as unknown as ReturnType<typeof createMetrics>;
+    const listener = await startMetricsListener(failing, { host: '127.0.0.1', port: 0 });
+    try {
+      const answer = await fetch(`http://127.0.0.1:${listener.address.port}/metrics`);
+      assert.equal(answer.status, 500);
+      assert.equal(answer.headers.get('x-content-type-options'), 'nosniff');
+      await answer.body?.cancel();
+    } finally {
+      await listener.close();
+    }
   });
 
   it('keeps two apps in one process apart (one registry each)', async () => {
