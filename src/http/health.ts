@@ -72,9 +72,11 @@ interface Readiness {
  * signing key loaded, no bootstrap superuser and no back-channel delivery, which only a start on a
  * migrated database sets up (`serve` stops itself then, for its supervisor to start it again). On
  * PostgreSQL, a pg-boss schema that pg-boss cannot use (its version table dropped or emptied, by hand
- * or a partial restore: `serve` and `worker` refuse to start on it) is `"pgBoss": "unusable"` with a
- * reason: logouts could not be queued or their jobs supervised; the log says what is wrong and what to
- * do, once each time that changes. The shared, reused check reads it: no query per request.
+ * or a partial restore: `serve` and `worker` refuse to start on it; or the whole schema dropped or
+ * emptied once this process's pg-boss started, as it installs only when it starts) is
+ * `"pgBoss": "unusable"` with a reason: logouts could not be queued or their jobs supervised; the log
+ * says what is wrong and what to do, once each time that changes. The shared, reused check reads it:
+ * no query per request.
  *
  * `/readyz` is public (load balancers) and its check reads both databases, so a flood of it must not
  * become a flood of queries: concurrent requests share the check in flight, and its answer is reused

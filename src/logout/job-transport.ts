@@ -100,6 +100,11 @@ export interface LogoutJobTransport {
   purge(now: number): Promise<void>;
   /** Called once when this process starts a worker (pg-boss: its supervisor, which expires claims). */
   startWorker(): Promise<void>;
+  /**
+   * Whether this process's transport has started (pg-boss: installed or found its schema, which it
+   * does once only). The table transport has nothing to start: always true.
+   */
+  hasStarted(): boolean;
   /** Stops whatever the transport runs, and closes its connections. */
   close(): Promise<void>;
 }

@@ -213,6 +213,24 @@ export function judgePgBossInstall(install: PgBossInstall): PgBossInstallJudgeme
 }
 
 /**
+ * `judgePgBossInstall` for a running process (`/readyz`): once this process's pg-boss has started it
+ * neither creates its schema nor installs in it again, so a schema dropped or emptied since
+ * (`absent`, `empty`: what `aa-oidc migrate` would install) leaves nowhere to queue logouts.
+ */
+export function judgeRunningPgBossInstall(install: PgBossInstall, started: boolean): PgBossInstallJudgement {
+  if (!started || (install.kind !== 'absent' && install.kind !== 'empty')) return judgePgBossInstall(install);
+  return {
+    kind: 'unusable',
+    problem:
+      `pg-boss schema "${PGBOSS_SCHEMA}" ${install.kind === 'absent' ? 'is gone' : 'is empty'} although ` +
+      `this process's pg-boss started on it, and pg-boss installs its schema only when it starts`,
+    remedy:
+      'restore the database from its backup, or run aa-oidc migrate to install the schema again ' +
+      '(back-channel logouts queued in it are lost)',
+  };
+}
+
+/**
  * Throws a `MigrationError` when pg-boss would leave its schema as it is (`judgePgBossInstall`):
  * `aa-oidc migrate` and its dry run refuse, instead of reporting a schema installed or to be
  * installed that pg-boss would not touch.
@@ -556,6 +574,9 @@ export function createPgBossTransport(
     },
     // pg-boss deletes completed jobs after the queue's `deleteAfterSeconds` (7 days).
     purge: async () => undefined,
+    hasStarted() {
+      return boss !== undefined;
+    },
     async startWorker() {
       const instance = await started();
       if (supervisor) return;

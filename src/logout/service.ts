@@ -70,6 +70,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     ...triggers,
     deliverDue: worker.deliverDue,
     startWorker: worker.startWorker,
+    transportStarted: () => transport.hasStarted(),
     testDelivery,
     async close() {
       await worker.stopWorker();

@@ -311,6 +311,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
       await purgeFinishedJobs(db, now);
     },
     startWorker: async () => undefined,
+    hasStarted: () => true,
     close: async () => undefined,
   };
 }

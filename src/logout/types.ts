@@ -116,6 +116,11 @@ export interface LogoutService {
   deliverDue(): Promise<number>;
   /** Starts the polling worker of this process. */
   startWorker(options?: WorkerOptions): LogoutWorker;
+  /**
+   * Whether this process's job transport has started: pg-boss then installs no schema again, so one
+   * dropped or emptied since leaves nowhere to queue logouts (`/readyz`).
+   */
+  transportStarted(): boolean;
   /** `aa-oidc bcl test`: one test token for a no-op subject to each application, now. */
   testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
   /** Stops the worker, if started. */

@@ -281,6 +281,37 @@ describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
       assert.match(lines, /version table pgboss\.version is empty.*pg-boss cannot use its schema/);
       assert.match(lines, /but not pg-boss's version table.*pg-boss cannot use its schema/);
       assert.match(lines, /pg-boss can use its schema again/);
+
+      // Dropped while this process's pg-boss has not started: it installs the schema when it starts.
+      await sql`drop schema pgboss cascade`.execute(database.db);
+      await pastReuse();
+      assert.deepEqual(await readyz(), ready);
+      await migratePgBoss(database, 60);
+      // Started (a delivery pass claims through it), pg-boss installs nothing again: a schema dropped
+      // or emptied since leaves nowhere to queue logouts.
+      await server.app.logout.deliverDue();
+      assert.equal(server.app.logout.transportStarted(), true);
+      const startedLogged = harness.logLines.length;
+      await sql`drop schema pgboss cascade`.execute(database.db);
+      await pastReuse();
+      assert.deepEqual(await readyz(), notReady);
+      await sql`create schema pgboss`.execute(database.db);
+      await pastReuse();
+      assert.deepEqual(await readyz(), notReady);
+      // The test's own database gets its schema back as the remedy says: aa-oidc migrate.
+      await sql`drop schema pgboss cascade`.execute(database.db);
+      await migratePgBoss(database, 60);
+      await pastReuse();
+      assert.deepEqual(await readyz(), ready);
+      const startedLines = harness.logLines.slice(startedLogged).join('\n');
+      assert.match(
+        startedLines,
+        /is gone although this process's pg-boss started on it.*pg-boss cannot use its schema/,
+      );
+      assert.match(
+        startedLines,
+        /is empty although this process's pg-boss started on it.*pg-boss cannot use its schema/,
+      );
     },
   );
 });
