@@ -6,6 +6,7 @@ import type { NewUser } from '../../src/directory/builtin/types.ts';
 import type { HttpServerLimits } from '../../src/http/server-limits.ts';
 import { testConfig } from './config.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+import { currentCode } from '../../src/two-factor/totp.ts';
 import type { LeakHarness } from './leak-harness.ts';
 
 /** A real aa-oidc server on 127.0.0.1 with a real database. */
@@ -171,6 +172,24 @@ export async function seedUser(
     username,
   });
   return { id: profile.user.id, username };
+}
+
+/**
+ * A user (`seedUser`) enrolled in two-factor sign-in: the enrolment confirmed with the current TOTP
+ * code, which that spends. Gives the user, the TOTP secret and the recovery codes.
+ */
+export async function seedTwoFactorUser(
+  server: TestServer,
+): Promise<{ user: { id: number; username: string }; secret: string; recoveryCodes: string[] }> {
+  const user = await seedUser(server);
+  const enrolment = await server.app.twoFactor.beginEnrolment(user);
+  const confirmed = await server.app.twoFactor.confirmEnrolment(
+    user,
+    currentCode(enrolment.secret),
+    enrolment.id,
+  );
+  if (!confirmed.ok) throw new Error(`the two-factor enrolment of ${user.username} was not confirmed`);
+  return { user, secret: enrolment.secret, recoveryCodes: confirmed.recoveryCodes };
 }
 
 export const REDIRECT_URI = 'https://rp.example.org/callback';

@@ -10,6 +10,7 @@ import {
   formField,
   PASSWORD,
   seedApp,
+  seedTwoFactorUser,
   seedUser,
   startServer,
   type TestServer,
@@ -216,14 +217,8 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       decision: 'allow',
     });
 
-    const enrolled = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(enrolled);
-    const confirmed = await server.app.twoFactor.confirmEnrolment(
-      enrolled,
-      currentCode(enrolment.secret),
-      enrolment.id,
-    );
-    assert.ok(confirmed.ok);
+    const enrolment = await seedTwoFactorUser(server);
+    const enrolled = enrolment.user;
     const second = await openLoginPage(server, clientId);
     const codeStep = await second.browser.follow(second.action, server.origin, {
       method: 'POST',
@@ -299,14 +294,8 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     const allowed = await login.browser.fetch(formAction(consentPage, server.origin), urlencoded(decision));
     assert.equal(allowed.status, 303);
 
-    const enrolled = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(enrolled);
-    const confirmed = await server.app.twoFactor.confirmEnrolment(
-      enrolled,
-      currentCode(enrolment.secret),
-      enrolment.id,
-    );
-    assert.ok(confirmed.ok);
+    const enrolment = await seedTwoFactorUser(server);
+    const enrolled = enrolment.user;
     const second = await openLoginPage(server, clientId);
     const codeStep = await second.browser.follow(
       second.action,
@@ -320,7 +309,7 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
       csrf_token: formField(codePage, 'csrf_token'),
       pending: formField(codePage, 'pending'),
       // A recovery code, good once (the current TOTP code was used up by the enrolment).
-      code: confirmed.recoveryCodes[0]!,
+      code: enrolment.recoveryCodes[0]!,
     };
     await refused(second, formAction(codePage, server.origin), code);
     assert.equal(await failures(), failuresAtCode, 'no code tried');

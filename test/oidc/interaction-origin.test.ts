@@ -13,6 +13,7 @@ import {
   pkcePair,
   REDIRECT_URI,
   seedApp,
+  seedTwoFactorUser,
   seedUser,
   startServer,
   type TestServer,
@@ -113,11 +114,8 @@ describe(`sign-in forms posted from another site (${testDatabaseKind})`, () => {
 
   it('refuses a two-factor code from another site without using it up', async () => {
     const { clientId } = await seedApp(server, { skipAuthorization: true });
-    const user = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(user);
-    assert.ok(
-      (await server.app.twoFactor.confirmEnrolment(user, currentCode(enrolment.secret), enrolment.id)).ok,
-    );
+    const enrolment = await seedTwoFactorUser(server);
+    const user = enrolment.user;
     const page = await openLoginPage(server, clientId);
     const asked = await page.browser.follow(page.action, server.origin, {
       ...form({ csrf_token: page.csrf, username: user.username, password: PASSWORD }),

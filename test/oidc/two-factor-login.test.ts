@@ -17,6 +17,7 @@ import {
   postForm,
   REDIRECT_URI,
   seedApp,
+  seedTwoFactorUser,
   seedUser,
   signIn,
   startServer,
@@ -36,12 +37,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
       login: { maxFailuresPerAccountAndAddress: 4, maxFailuresPerAccount: 20, maxFailuresPerAddress: 50 },
     });
     client = await seedApp(server, { skipAuthorization: true });
-    user = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(user);
-    secret = enrolment.secret;
-    const confirmed = await server.app.twoFactor.confirmEnrolment(user, currentCode(secret), enrolment.id);
-    assert.ok(confirmed.ok);
-    recoveryCodes = confirmed.recoveryCodes;
+    ({ user, secret, recoveryCodes } = await seedTwoFactorUser(server));
   });
   after(async () => server.close());
 
@@ -142,14 +138,8 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
         .executeTakeFirstOrThrow();
       return row.last_login_at === null ? null : Number(row.last_login_at);
     };
-    const person = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(person);
-    const confirmed = await server.app.twoFactor.confirmEnrolment(
-      person,
-      currentCode(enrolment.secret),
-      enrolment.id,
-    );
-    assert.ok(confirmed.ok);
+    const enrolment = await seedTwoFactorUser(server);
+    const person = enrolment.user;
 
     const { browser, body } = await passwordStep(person.username);
     assert.match(pageText(body), /Enter your code/);
@@ -183,15 +173,9 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   });
 
   it('never cuts a code: a right recovery code with a character past the 64 a code may have fails, and stays unspent', async () => {
-    const person = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(person);
-    const confirmed = await server.app.twoFactor.confirmEnrolment(
-      person,
-      currentCode(enrolment.secret),
-      enrolment.id,
-    );
-    assert.ok(confirmed.ok);
-    const code = confirmed.recoveryCodes[0]!;
+    const enrolment = await seedTwoFactorUser(server);
+    const person = enrolment.user;
+    const code = enrolment.recoveryCodes[0]!;
     // The first 64 characters are the code and spaces, which a code may hold: cut there, it would pass.
     const longer = `${code.padEnd(64, ' ')}x`;
     const first = await passwordStep(person.username);
@@ -219,11 +203,8 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   });
 
   it('does not complete a sign-in waiting for its code once the sessions were ended (a new password, signing out everywhere)', async () => {
-    const person = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(person);
-    assert.ok(
-      (await server.app.twoFactor.confirmEnrolment(person, currentCode(enrolment.secret), enrolment.id)).ok,
-    );
+    const enrolment = await seedTwoFactorUser(server);
+    const person = enrolment.user;
     // The confirmation spent the current step's code; a stopped sign-in spends none.
     const code = () => currentCode(enrolment.secret, Date.now() + 30_000);
 
@@ -254,11 +235,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   });
 
   it('counts wrong codes in the login throttle, and a right password buys no extra guesses', async () => {
-    const victim = await seedUser(server);
-    const enrolment = await server.app.twoFactor.beginEnrolment(victim);
-    assert.ok(
-      (await server.app.twoFactor.confirmEnrolment(victim, currentCode(enrolment.secret), enrolment.id)).ok,
-    );
+    const victim = (await seedTwoFactorUser(server)).user;
     let throttled = false;
     for (let round = 0; round < 4 && !throttled; round += 1) {
       const { browser, body, response } = await passwordStep(victim.username);
