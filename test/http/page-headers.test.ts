@@ -13,7 +13,7 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { type RawResponse, rawRequest } from './raw-request.ts';
+import { missingPageHeaders, type RawResponse, rawRequest } from './raw-request.ts';
 
 /** What a browser sends when it opens an address. */
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
@@ -217,14 +217,7 @@ function assertPageHeaders(answers: ReadonlyArray<[string, RawResponse, number]>
   const lacking: string[] = [];
   for (const [what, response, status] of answers) {
     assert.equal(response.status, status, `${what}: ${response.body.slice(0, 200)}`);
-    const missing = [
-      response.headers['x-frame-options'] === 'DENY' ? undefined : 'X-Frame-Options',
-      /frame-ancestors 'none'/.test(String(response.headers['content-security-policy']))
-        ? undefined
-        : 'Content-Security-Policy',
-      response.headers['x-content-type-options'] === 'nosniff' ? undefined : 'X-Content-Type-Options',
-      response.headers['referrer-policy'] === 'same-origin' ? undefined : 'Referrer-Policy',
-    ].filter((header) => header !== undefined);
+    const missing = missingPageHeaders(response);
     if (missing.length > 0) lacking.push(`${what}: ${missing.join(', ')}`);
   }
   assert.deepEqual(lacking, []);

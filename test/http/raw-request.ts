@@ -82,3 +82,15 @@ export function cookieHeader(browser: Browser, target: URL): string {
     .map(([key, value]) => `${key.split('|')[1]}=${value}`)
     .join('; ');
 }
+
+/** The four headers of `setPageHeaders` that `response` lacks. */
+export function missingPageHeaders(response: RawResponse): string[] {
+  return [
+    response.headers['x-frame-options'] === 'DENY' ? undefined : 'X-Frame-Options',
+    /frame-ancestors 'none'/.test(String(response.headers['content-security-policy']))
+      ? undefined
+      : 'Content-Security-Policy',
+    response.headers['x-content-type-options'] === 'nosniff' ? undefined : 'X-Content-Type-Options',
+    response.headers['referrer-policy'] === 'same-origin' ? undefined : 'Referrer-Policy',
+  ].filter((header) => header !== undefined);
+}

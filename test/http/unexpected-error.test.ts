@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { type RawResponse, rawRequest } from './raw-request.ts';
+import { missingPageHeaders, type RawResponse, rawRequest } from './raw-request.ts';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 /** What the failing steps below put in their error: it must reach the log only, never the answer. */
@@ -117,18 +117,6 @@ function assertHeadersOfEveryAnswer(response: RawResponse, requestId: string): v
   assert.equal(response.headers['cache-control'], 'no-store');
   assert.equal(response.headers.location, undefined);
   assert.equal(response.headers['set-cookie'], undefined);
-}
-
-/** The four headers of `setPageHeaders` that `response` lacks. */
-function missingPageHeaders(response: RawResponse): string[] {
-  return [
-    response.headers['x-frame-options'] === 'DENY' ? undefined : 'X-Frame-Options',
-    /frame-ancestors 'none'/.test(String(response.headers['content-security-policy']))
-      ? undefined
-      : 'Content-Security-Policy',
-    response.headers['x-content-type-options'] === 'nosniff' ? undefined : 'X-Content-Type-Options',
-    response.headers['referrer-policy'] === 'same-origin' ? undefined : 'Referrer-Policy',
-  ].filter((header) => header !== undefined);
 }
 
 function assertNothingInternal(response: RawResponse): void {
