@@ -27,6 +27,17 @@ describe('configuration', () => {
     assert.equal(config.metrics.port, 9464);
     assert.equal(config.logging.level, 'info');
     assert.equal(config.tokens.defaultAccessTokenFormat, 'opaque');
+    assert.equal(config.tokens.jwtSizeWarnBytes, 4096);
+    assert.equal(config.tokens.accessTokenTtl, 3600);
+    assert.equal(config.tokens.refreshTokenTtl, 86_400);
+    assert.equal(config.tokens.codeTtl, 60);
+    assert.equal(config.oidc.claimPrefix, 'eve_');
+    assert.equal(config.oidc.eveClaimsScope, 'profile');
+    assert.equal(
+      config.oidc.portraitUrlTemplate,
+      'https://images.evetech.net/characters/{character_id}/portrait?size={size}',
+    );
+    assert.equal(config.oidc.portraitSize, 128);
     assert.ok(config.secretKey.length >= 32, 'a development secret key is generated');
     assert.equal(loadConfig({ env: {}, cwd }).secretKey, config.secretKey, 'and kept across starts');
   });

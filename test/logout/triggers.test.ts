@@ -238,6 +238,28 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     assert.equal(switchedOff.receiver.requests.length, 0);
   });
 
+  it('a logout queued before the app was deactivated is cancelled, not sent; bcl test sends nothing to it', async () => {
+    const user = await seedUser(server);
+    const doomed = await receiverApp({ name: 'Deactivated after the queue' });
+    await holdTokensAt(server, new Browser(), doomed, user.username);
+    await server.app.tokens.revokeUser(user.username);
+    assert.deepEqual(
+      (await jobsOf(user.id)).map((job) => [job.client_id, job.status]),
+      [[doomed.clientId, 'pending']],
+    );
+
+    await server.app.applications.deactivate(doomed.clientId, 'test');
+    await server.app.logout.deliverDue();
+    assert.deepEqual(
+      (await jobsOf(user.id)).map((job) => [job.status, job.outcome]),
+      [['done', 'cancelled']],
+    );
+    const [tested] = await server.app.logout.testDelivery([doomed.clientId]);
+    assert.equal(tested?.outcome, 'not_sent');
+    assert.match(tested?.detail ?? '', /deactivated/);
+    assert.equal(doomed.receiver.requests.length, 0, 'a deactivated application is told nothing');
+  });
+
   it('a group or state change reaches only the apps it newly denies', async () => {
     await server.app.directoryAdmin.createGroup('fleet-command', false);
     await server.app.directoryAdmin.createState('blue', 10, true);

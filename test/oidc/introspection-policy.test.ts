@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { type Client, introspect, login, tokenRequest } from '../helpers/flows.ts';
-import { seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { authorize, type Client, codeFrom, introspect, login, tokenRequest } from '../helpers/flows.ts';
+import {
+  Browser,
+  postForm,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 
 /**
  * Who learns what about a token: introspection and the client-credentials grant over HTTP against a
@@ -47,6 +55,33 @@ describe(`introspection and client credentials decisions (${testDatabaseKind})`,
     assert.equal(other.body.active, true);
     assert.equal(other.body.sub, String(user.id));
     assert.equal('sid' in other.body, false, 'no sid for another client');
+  });
+
+  it('answers a public client, which has no secret to authenticate with, about its own tokens only', async () => {
+    const user = await seedUser(server);
+    const spa = await seedApp(server, { name: 'SPA', clientType: 'public' });
+    const { response, verifier } = await authorize(
+      server,
+      new Browser(),
+      { clientId: spa.clientId, clientSecret: '' },
+      user.username,
+    );
+    const exchanged = await postForm(`${server.issuer}/token/`, {
+      grant_type: 'authorization_code',
+      code: codeFrom(response),
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+      client_id: spa.clientId,
+    });
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
+    const askedBySpa = (token: string) =>
+      postForm(`${server.issuer}/introspect/`, { token, client_id: spa.clientId });
+    const own = await askedBySpa(exchanged.body.access_token as string);
+    assert.equal(own.body.active, true);
+    assert.equal(own.body.client_id, spa.clientId);
+    const someoneElses = await login(server, issuedTo, user.username);
+    assert.equal((await introspect(server, resourceServer, someoneElses.accessToken)).body.active, true);
+    assert.deepEqual((await askedBySpa(someoneElses.accessToken)).body, { active: false });
   });
 
   it("names the user (RFC 7662 username) of a token granted the profile scope, as the plugin's introspection did", async () => {
