@@ -52,8 +52,16 @@ export function clientMetadataFor(app: Application): ClientMetadata {
  */
 const metadataByApplication = new WeakMap<Application, ClientMetadata>();
 
+/**
+ * Whether an application with these redirect URIs is a native app: one with a URI of another scheme
+ * than http(s) (a private-use one, such as `com.example.app:/callback`).
+ */
+export function isNativeApplication(redirectUris: readonly string[]): boolean {
+  return redirectUris.some((uri) => !/^https?:/i.test(uri));
+}
+
 function buildClientMetadata(app: Application): ClientMetadata {
-  const native = app.redirectUris.some((uri) => !/^https?:/i.test(uri));
+  const native = isNativeApplication(app.redirectUris);
   const usesCode = app.grantTypes.includes('authorization_code');
   return {
     client_id: app.clientId,

@@ -380,6 +380,63 @@ await describeOnEachAllianceAuth(
       assert.equal(await debugMode('spa-same-origin'), false);
     });
 
+    it('warns, naming them, about a confidential application whose redirect URIs are all on loopback, and about loopback IP URIs that now match only at their port', async () => {
+      const secret = { client_secret: CLEAR_SECRET, hash_client_secret: fixture.bool(false) };
+      await pluginApp({
+        client_id: 'dev-copy-client',
+        name: 'Developer copy',
+        redirect_uris: 'http://localhost:8000/oidc/callback http://127.0.0.1:8000/oidc/callback',
+        ...secret,
+      });
+      // Its server's https URI beside a developer's one: members can sign in; only the port changes.
+      await pluginApp({
+        client_id: 'wiki-with-dev-uri',
+        name: 'Wiki and its dev copy',
+        redirect_uris: 'https://wiki2.example.org/cb http://[::1]:8000/cb',
+        ...secret,
+      });
+      // A command-line tool listening on a port the system gives it.
+      await pluginApp({
+        client_id: 'cli-tool-client',
+        name: 'CLI tool',
+        client_type: 'public',
+        redirect_uris: 'http://127.0.0.1/callback',
+      });
+      // A native app: its loopback IP URIs match at any port here too, as under the plugin.
+      await pluginApp({
+        client_id: 'native-app-client',
+        name: 'Native app',
+        client_type: 'public',
+        redirect_uris: 'org.example.app:/callback http://127.0.0.1/callback',
+      });
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(result.code, 1, result.stderr);
+      const anyPort = (uri: string) =>
+        `warning: its loopback redirect URI ${uri} matches here only at the port registered, exactly \\(the plugin took any port\\): a program that listens on a port the system gives it at each sign-in is refused \\(docs/migrating-from-the-plugin\\.md, step 5\\)`;
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^would import dev-copy-client \\(Developer copy\\): its secret kept as a digest; warning: its redirect URIs are all on loopback \\("http://localhost:8000/oidc/callback" "http://127\\.0\\.0\\.1:8000/oidc/callback"\\): a member's browser would be sent back to the member's own machine, so it cannot sign anyone in from a server \\(a developer's copy\\?\\); give it its server's https URI \\("aa-oidc app update CLIENT_ID --add-redirect-uri …"\\) or deactivate it; ${anyPort('"http://127\\.0\\.0\\.1:8000/oidc/callback"')}$`,
+          'm',
+        ),
+      );
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^would import wiki-with-dev-uri \\(Wiki and its dev copy\\): its secret kept as a digest; ${anyPort('"http://\\[::1\\]:8000/cb"')}$`,
+          'm',
+        ),
+      );
+      assert.match(
+        result.stdout,
+        new RegExp(
+          `^would import cli-tool-client \\(CLI tool\\): a public client; ${anyPort('"http://127\\.0\\.0\\.1/callback"')}$`,
+          'm',
+        ),
+      );
+      assert.match(result.stdout, /^would import native-app-client \(Native app\): a public client$/m);
+    });
+
     it("shows the control characters of a plugin application's name escaped, never sending them to the terminal", async () => {
       await pluginApp({
         client_id: 'escape-sequence-client',

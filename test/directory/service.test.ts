@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import argon2 from 'argon2';
 import { PASSWORD_HASH_PARAMETERS } from '../../src/directory/builtin/passwords.ts';
 import { DirectoryError } from '../../src/directory/errors.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 import type { LifecycleEvent, LifecycleEventMeta } from '../../src/directory/builtin/types.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { directoryFixture } from './fixture.ts';
@@ -170,6 +171,64 @@ describe(`directory service (${testDatabaseKind})`, () => {
       (await events()).slice(before).map((row) => row.kind),
       ['user_created', 'user_created'],
     );
+  });
+
+  it('refuses a new state or group name with spaces in a row, and still finds, renames and deletes one stored before', async (t) => {
+    const { db, directory } = await directoryFixture(t);
+    await directory.createState('Bob Smith', 10);
+    await directory.createGroup('Home Guard');
+    const inARow = (kind: string, shown: string) =>
+      new RegExp(
+        `^invalid ${kind} name "${shown}": it has spaces in a row, which show as one; separate its words with a single space$`,
+      );
+    // Beside `Bob Smith` a web page would show `Bob  Smith` alike: another state a lookup with one space misses.
+    await rejectsWith(directory.createState('Bob  Smith', 20), 'invalid', inARow('state', 'Bob  Smith'));
+    await rejectsWith(
+      directory.createGroup('Home \u3000Guard'),
+      'invalid',
+      inARow('group', 'Home \u3000Guard'),
+    );
+    await rejectsWith(
+      directory.createGroup('Home\u00a0 Guard'),
+      'invalid',
+      inARow('group', 'Home\u00a0 Guard'),
+    );
+    await rejectsWith(
+      directory.renameGroup('Home Guard', 'Home   Guard'),
+      'invalid',
+      inARow('group', 'Home   Guard'),
+    );
+    await rejectsWith(
+      directory.renameState('Bob Smith', 'Bob  Smith'),
+      'invalid',
+      inARow('state', 'Bob  Smith'),
+    );
+    // Ends and control characters were refused before; they still are.
+    await rejectsWith(
+      directory.createGroup('Home Guard '),
+      'invalid',
+      /^invalid group name "Home Guard ": use 1–150/,
+    );
+    await rejectsWith(directory.createGroup('Home\tGuard'), 'invalid', /U\+0009, a control character/);
+    // One stored before the check (or by an older aa-oidc) is still found, renamed and deleted.
+    await db
+      .insertInto('state')
+      .values({
+        name: 'Old  State',
+        name_key: nameKey('Old  State'),
+        priority: 30,
+        oidc_access: 0,
+        created_at: Date.now(),
+      })
+      .execute();
+    assert.equal((await directory.findStateByName('Old  State'))?.name, 'Old  State');
+    assert.equal((await directory.renameState('Old  State', 'Old State')).state.name, 'Old State');
+    await db
+      .insertInto('auth_group')
+      .values({ name: 'Old  Group', name_key: nameKey('Old  Group'), oidc_access: 0, created_at: Date.now() })
+      .execute();
+    await directory.deleteGroup('Old  Group');
+    assert.equal(await directory.findGroupByName('Old  Group'), undefined);
   });
 
   it('never repeats a refused password in an error message', async (t) => {

@@ -93,7 +93,11 @@ export function registerApp(program: Command, io: CliIo): void {
       'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -, starting with a letter or digit); default: 32 random letters and digits',
     )
     .option('--redirect-uri <uri>', 'a redirect URI, matched exactly (repeatable; see below)', collect)
-    .option('--post-logout-redirect-uri <uri>', 'an exact post-logout redirect URI (repeatable)', collect)
+    .option(
+      '--post-logout-redirect-uri <uri>',
+      'a post-logout redirect URI, matched as redirect URIs are (repeatable; see below)',
+      collect,
+    )
     .option('--public', 'a public client (no secret; PKCE always required)')
     .option('--state <name>', 'whitelist a state by name (repeatable)', collect)
     .option('--group <name>', 'whitelist a group by name (repeatable)', collect)

@@ -14,6 +14,7 @@ import type {
   GrantType,
   ImportedSecret,
 } from '../../applications/types.ts';
+import { isNativeApplication } from '../../oidc/clients.ts';
 import { parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 import { lineWriter } from '../output.ts';
@@ -93,7 +94,8 @@ export function registerImport(program: Command, io: CliIo): void {
                 : 'its secret kept as a digest'
               : 'a public client';
             const leftOut = plan.leftOut ? `; left out ${plan.leftOut.join('; ')}` : '';
-            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}`);
+            const warnings = (plan.warnings ?? []).map((warning) => `; warning: ${warning}`).join('');
+            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}${warnings}`);
           }
           return failures;
         } finally {
@@ -114,8 +116,15 @@ registered itself (the plugin's dynamic client registration or a client ID
 metadata document), one with a grant type aa-oidc does not offer (implicit,
 password, hybrid), one whose secret cannot be checked. An imported one's line
 names what it leaves out: an http logo, HS256 id_token signing (aa-oidc signs
-with RS256 only), CORS origins aa-oidc does not answer for it. Exits 1 when an
-application was not imported.
+with RS256 only), CORS origins aa-oidc does not answer for it. It warns about
+a confidential application whose redirect URIs are all on loopback (no
+member's browser can reach its server there) and about http://127.0.0.1 and
+http://[::1] redirect URIs of an application that is not native: the plugin
+took them at any port, aa-oidc only at the one registered. Every redirect URI
+matches exactly here: a relying party that adds query parameters to its
+registered URI (the plugin accepted that) is refused after the switch; see
+docs/migrating-from-the-plugin.md. Exits 1 when an application was not
+imported.
 `;
 
 /** What the import does with one plugin application. */
@@ -128,6 +137,8 @@ export type PluginImportPlan =
       secret?: ImportedSecret;
       /** What the import leaves out of the application, each said beside it. */
       leftOut?: string[];
+      /** What may keep the imported application from working as it did, each said beside it. */
+      warnings?: string[];
     }
   | { clientId: string; name: string; outcome: 'unsupported'; reason: string };
 
@@ -152,6 +163,56 @@ function corsOriginsLeftOut(app: PluginApplication): string[] {
   if (app.clientType !== 'public') return app.allowedOrigins;
   const redirectOrigins = new Set(app.redirectUris.map((uri) => URL.parse(uri)?.origin));
   return app.allowedOrigins.filter((origin) => !redirectOrigins.has(URL.parse(origin)?.origin ?? origin));
+}
+
+/** A URI whose host is the loopback interface of whoever follows it: 127.0.0.0/8, `[::1]`, `localhost`. */
+function onLoopback(uri: string): boolean {
+  const host = URL.parse(uri)?.hostname;
+  return host === 'localhost' || host === '[::1]' || (host !== undefined && /^127(\.\d+){3}$/.test(host));
+}
+
+/**
+ * A loopback IP redirect URI, which django-oauth-toolkit matches at any port (its older versions: when
+ * registered without one), as RFC 8252 §7.3 asks for native apps; aa-oidc does so only at a native
+ * app (oidc/loopback-redirects.ts).
+ */
+function matchedAtAnyPortByThePlugin(uri: string): boolean {
+  const url = URL.parse(uri);
+  return url?.protocol === 'http:' && (url.hostname === '127.0.0.1' || url.hostname === '[::1]');
+}
+
+function quotedList(uris: readonly string[]): string {
+  return uris.map((uri) => JSON.stringify(uri)).join(' ');
+}
+
+/**
+ * What the import warns about an application's redirect URIs: a confidential one whose URIs are all on
+ * loopback (a member's browser is sent to the member's own machine, where no relying party's server
+ * listens: a developer's copy, most likely), and loopback IP URIs of a web application, which the
+ * plugin matched at any port and aa-oidc matches only at the registered one.
+ */
+function redirectUriWarnings(app: PluginApplication): string[] {
+  // A native app's loopback IP URIs match at any port here too; its `localhost` ones did not there.
+  if (isNativeApplication(app.redirectUris)) return [];
+  const loopback = app.redirectUris.filter(onLoopback);
+  const warnings: string[] = [];
+  if (
+    app.clientType === 'confidential' &&
+    loopback.length > 0 &&
+    loopback.length === app.redirectUris.length
+  ) {
+    warnings.push(
+      `its redirect URI${loopback.length === 1 ? ' is' : 's are all'} on loopback (${quotedList(loopback)}): a member's browser would be sent back to the member's own machine, so it cannot sign anyone in from a server (a developer's copy?); give it its server's https URI ("aa-oidc app update CLIENT_ID --add-redirect-uri …") or deactivate it`,
+    );
+  }
+  const anyPort = loopback.filter(matchedAtAnyPortByThePlugin);
+  if (anyPort.length > 0) {
+    const one = anyPort.length === 1;
+    warnings.push(
+      `its loopback redirect URI${one ? '' : 's'} ${quotedList(anyPort)} match${one ? 'es' : ''} here only at the port registered, exactly (the plugin took any port): a program that listens on a port the system gives it at each sign-in is refused (docs/migrating-from-the-plugin.md, step 5)`,
+    );
+  }
+  return warnings;
 }
 
 /** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
@@ -245,6 +306,7 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       `its CORS origin${origins.length === 1 ? '' : 's'} ${origins.map((origin) => JSON.stringify(origin)).join(' ')} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
     );
   }
+  const warnings = redirectUriWarnings(app);
   return {
     clientId: app.clientId,
     name: app.name,
@@ -252,5 +314,6 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     input,
     ...(secret !== undefined && { secret }),
     ...(leftOut.length > 0 && { leftOut }),
+    ...(warnings.length > 0 && { warnings }),
   };
 }

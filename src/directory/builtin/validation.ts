@@ -105,12 +105,17 @@ export function validateName(kind: 'state' | 'group', value: unknown): string {
   return text;
 }
 
+/** Two or more whitespace characters in a row (spaces of any width; tabs are control characters). */
+const SPACES_IN_A_ROW = /\s{2,}/u;
+
 /**
  * Checks the name a state or group is given (created or renamed to) as `validateName` does, and
  * refuses, naming it, a control character, a line or paragraph separator (U+2028, U+2029), or one of
- * the bidirectional controls and zero-width characters that would let it show as something else. A
- * name that only looks one up is not checked for them: a state made before can still be found,
- * renamed and deleted.
+ * the bidirectional controls and zero-width characters that would let it show as something else, and
+ * spaces in a row: `Bob  Smith` looks like `Bob Smith` (a web page shows both alike) but is another
+ * name, which a whitelist or a lookup typed with one space would miss. A name that only looks one up
+ * is not checked for them: a state made before can still be found, renamed and deleted, and Alliance
+ * Auth's names, which aa-oidc only reads, are taken as they are.
  */
 export function validateNewName(kind: 'state' | 'group', value: unknown): string {
   // Before `validateName`, whose message for a control character does not say which one.
@@ -119,7 +124,12 @@ export function validateNewName(kind: 'state' | 'group', value: unknown): string
     throw invalid(
       `invalid ${kind} name ${quote(value)}: it contains ${unfit}, which can make the name show as something else or break its line; remove it`,
     );
-  return validateName(kind, value);
+  const name = validateName(kind, value);
+  if (SPACES_IN_A_ROW.test(name))
+    throw invalid(
+      `invalid ${kind} name ${quote(value)}: it has spaces in a row, which show as one; separate its words with a single space`,
+    );
+  return name;
 }
 
 export function validatePriority(value: unknown): number {
