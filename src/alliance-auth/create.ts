@@ -197,7 +197,7 @@ export async function createAllianceAuthDirectory(
   const directory = unavailableAsTryAgain(allianceAuthDirectory(connection.db, options), label);
   const admin = unavailableAsTryAgain(allianceAuthReadOnlyAdmin(connection.db, options), label);
   const passwordAuthenticator = settings.passwordLogin
-    ? unavailableAsTryAgain(allianceAuthPasswordAuthenticator(connection.db, log), label)
+    ? unavailableAsTryAgain(allianceAuthPasswordAuthenticator(connection.db, connection.kind, log), label)
     : undefined;
   const eve = deps.config.eveSso;
   const eveAuthenticator =

@@ -1,9 +1,11 @@
 import type { AuthenticationResult, PasswordAuthenticator } from '../directory/authenticator.ts';
 import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { Logger } from '../logging/logger.ts';
+import type { AllianceAuthDatabaseKind } from './database.ts';
 import { explainUnverifiable, readDjangoPassword, verifyStoredDjangoPassword } from './django-password.ts';
 import type { AaDb } from './schema.ts';
 import { type PasswordRecord, selectPasswordRecord, unkeptUserId } from './sign-in-queries.ts';
+import { allianceAuthThrottleKey } from './throttle-key.ts';
 
 /**
  * Sign-in with an Alliance Auth password (`AA_OIDC_AA_PASSWORD_LOGIN=true`): Django's
@@ -13,10 +15,16 @@ import { type PasswordRecord, selectPasswordRecord, unkeptUserId } from './sign-
  * does not verify (bcrypt, for one) is refused as a wrong one, and the log says which hasher and what
  * to change, naming the user but never the stored value. The username is read and matched as
  * Django's login reads and matches it (NFKC, then the database's collation decides the case; see
- * `selectPasswordRecord`). aa-oidc never writes to AA's
+ * `selectPasswordRecord`), and counted in the login throttle as the database compares it, whether or
+ * not it is a user's (`allianceAuthThrottleKey`). aa-oidc never writes to AA's
  * database, so AA's `last_login` is left alone and a password is never upgraded or replaced here.
  */
-export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): PasswordAuthenticator {
+export function allianceAuthPasswordAuthenticator(
+  aa: AaDb,
+  kind: AllianceAuthDatabaseKind,
+  log: Logger,
+): PasswordAuthenticator {
+  const throttleKey = allianceAuthThrottleKey(aa, kind);
   async function checkPassword(
     record: PasswordRecord | undefined,
     password: string,
@@ -46,12 +54,13 @@ export function allianceAuthPasswordAuthenticator(aa: AaDb, log: Logger): Passwo
   return {
     kind: 'password',
     async prepare(username) {
-      // One read serves the attempt: the throttle counts the name the database's collation found
-      // (`zoe` for `zóe` on MariaDB), and the password is checked against the row it found. A read
-      // that fails is the attempt's failure (create.ts answers an outage with the try-again page).
+      // One read of auth_user serves the attempt: the password is checked against the row it found.
+      // The throttle counts the typed name as the database compares it, never the row's name, which
+      // would tell whether there is one. Either read failing is the attempt's failure, before the
+      // throttle (create.ts answers an outage with the try-again page).
       const record = await selectPasswordRecord(aa, username);
       return {
-        throttledName: record?.username ?? username,
+        throttledName: await throttleKey(username),
         authenticate: (password) => checkPassword(record, password),
       };
     },

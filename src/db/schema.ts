@@ -193,7 +193,11 @@ export interface IssuedCodeTable {
 /** One failed login attempt, kept for throttling per account and per address. */
 export interface LoginFailureTable {
   id: Generated<number>;
-  /** NFKC-normalised and lower-cased (`accountKey`): present whether or not the user exists. */
+  /**
+   * The attempt's `throttledName`, NFKC-normalised and lower-cased (`accountKey`), the same whether or
+   * not the user exists: the name typed, or with Alliance Auth on MySQL or MariaDB a hash of how the
+   * collation compares it (`allianceAuthThrottleKey`).
+   */
   username: string;
   address: string;
   failed_at: EpochMs;

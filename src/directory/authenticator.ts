@@ -39,11 +39,13 @@ export type PasswordReplacement =
  */
 export interface PasswordAttempt {
   /**
-   * The name the attempt counts against in the login throttle: the name the directory holds for the
-   * user `username` finds, where it finds users by names the throttle's key (`accountKey`: NFKC,
-   * lower case) tells apart (Alliance Auth on MySQL or MariaDB, whose collation finds `zoe` for
-   * `zóe` or `ZOË`); else `username` as typed. Without it, every spelling would have a budget of its
-   * own for guessing one user's password.
+   * The name the attempt counts against in the login throttle. It depends on `username` alone, never
+   * on whether the directory has such a user: a key that changed with the answer would let a 429 tell
+   * whether a name is real. Every spelling the directory finds as one user must give one key (after
+   * the throttle's own fold, `accountKey`: NFKC, lower case), or each spelling would have a budget of
+   * its own for guessing that user's password: `username` as typed where the directory compares names
+   * as that fold does; else the typed name as the directory compares it (Alliance Auth on MySQL or
+   * MariaDB, whose collation finds `zoe` for `zóe` or `ZOË`: `allianceAuthThrottleKey`).
    */
   readonly throttledName: string;
   /**
@@ -64,8 +66,8 @@ export interface PasswordAuthenticator {
    * routes reserve the attempt's place in the login throttle (`throttledName`) before any password is
    * verified (`authenticate`). A directory that cannot be read here fails the attempt at once,
    * before the throttle: asked again past it, one that does not answer would double the wait. A
-   * directory whose names the throttle's key already tells apart reads nothing here, and its user
-   * when the password is checked.
+   * directory that compares names as the throttle's key does reads nothing here, and its user when
+   * the password is checked.
    */
   prepare(username: string): Promise<PasswordAttempt>;
   /**

@@ -53,7 +53,7 @@ const log = createLogger({ logging: { level: 'silent', maskedSecrets: false } })
 const PASSWORD = 'Correct-Horse-9-battery';
 
 describe("Alliance Auth's password sign-in attempt", () => {
-  it('counts the name the database holds in the throttle, and checks the password against the row that one read found', async () => {
+  it('counts the name as typed (NFKC) in the throttle, and checks the password against the row that one read found', async () => {
     const row = {
       id: 47,
       username: 'zoe',
@@ -61,9 +61,9 @@ describe("Alliance Auth's password sign-in attempt", () => {
       is_active: true,
     };
     const { aa, asked } = standInDatabase(async () => [row]);
-    const authenticator = allianceAuthPasswordAuthenticator(aa, log);
-    const attempt = await authenticator.prepare('ZÓË');
-    assert.equal(attempt.throttledName, 'zoe');
+    const authenticator = allianceAuthPasswordAuthenticator(aa, 'postgres', log);
+    const attempt = await authenticator.prepare('ＺÓË');
+    assert.equal(attempt.throttledName, 'ZÓË', 'the name typed, never the one the database holds');
     assert.deepEqual(await attempt.authenticate(PASSWORD), {
       outcome: 'authenticated',
       userId: 47,
@@ -73,10 +73,10 @@ describe("Alliance Auth's password sign-in attempt", () => {
     assert.equal(asked.length, 1, 'one read of auth_user for the attempt');
   });
 
-  it('counts the name as typed when nobody has it, and refuses any password', async () => {
+  it('counts the name as typed when nobody has it, as when somebody has, and refuses any password', async () => {
     const { aa, asked } = standInDatabase(async () => []);
-    const attempt = await allianceAuthPasswordAuthenticator(aa, log).prepare('nobody');
-    assert.equal(attempt.throttledName, 'nobody');
+    const attempt = await allianceAuthPasswordAuthenticator(aa, 'postgres', log).prepare('ＺÓË');
+    assert.equal(attempt.throttledName, 'ZÓË');
     assert.deepEqual(await attempt.authenticate(PASSWORD), { outcome: 'refused', reason: 'invalid' });
     assert.equal(asked.length, 1);
   });
@@ -87,7 +87,7 @@ describe("Alliance Auth's password sign-in attempt", () => {
       throw outage;
     });
     await assert.rejects(
-      allianceAuthPasswordAuthenticator(aa, log).prepare('ZÓË'),
+      allianceAuthPasswordAuthenticator(aa, 'postgres', log).prepare('ZÓË'),
       (error) => error === outage,
     );
     assert.equal(asked.length, 1, 'one read, not a second one past the throttle');

@@ -133,7 +133,10 @@ export function builtinPasswordAuthenticator(
     kind: 'password',
     async prepare(username) {
       // The throttle's key tells names apart as this directory does (both `nameKey`: NFKC, lower
-      // case): nothing to read before the throttle, and the user is read once, with the password.
+      // case), so the typed name is the key: every spelling of a user shares its budget, and the key
+      // is the same whether or not the user exists (no coarser fold needed, which would only merge
+      // the budgets of users such as `zoe` and `zöe`). Nothing to read before the throttle; the user
+      // is read once, with the password.
       return {
         throttledName: username,
         async authenticate(password) {

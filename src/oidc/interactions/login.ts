@@ -68,10 +68,10 @@ export async function submitLogin(
     return again(400, LOGIN_FAILED_MESSAGE);
   }
   const authenticator = passwordAuthenticator(deps.authenticators);
-  // Counted against the user the directory finds, whatever the spelling typed; the directory looks
-  // the user up once for both the throttle and the password (`prepare`). A directory that cannot be
-  // read fails here, before the throttle, and is not asked again: one that does not answer would
-  // keep the sign-in waiting twice as long.
+  // Counted against the typed name as the directory compares it (`throttledName`), so every spelling
+  // of one user shares a budget, and the same whether or not there is such a user. A directory that
+  // cannot be read fails here, before the throttle, and is not asked again: one that does not answer
+  // would keep the sign-in waiting twice as long.
   const passwordAttempt = authenticator ? await authenticator.prepare(username) : undefined;
   const account = passwordAttempt?.throttledName ?? username;
   // The attempt takes its place in the budgets before the password is verified: a burst of parallel

@@ -65,7 +65,7 @@ type Stage = 'code' | 'enrol' | 'done';
 interface PendingLogin {
   uid: string;
   userId: number;
-  /** The throttle's account key: the username as typed, or as the directory holds it (`throttledName`). */
+  /** The throttle's account key: the password attempt's `throttledName`. */
   username: string;
   amr: string[];
   stage: Stage;

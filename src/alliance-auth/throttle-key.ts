@@ -1,0 +1,66 @@
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { AllianceAuthDatabaseKind } from './database.ts';
+import type { AaDb } from './schema.ts';
+
+/**
+ * The name a password attempt with Alliance Auth counts against in the login throttle
+ * (`PasswordAttempt.throttledName`). It depends on the typed name alone, never on whether AA has such
+ * a user: were it the stored name when the typed one finds a user and the typed one otherwise, anyone
+ * could learn whether `zoe` exists by spending `zoe`'s budget and then trying `zóe` (an early 429 only
+ * when the two are one user). Yet every spelling the database finds as one user has to share that
+ * user's budget, or each accent or case would be a fresh budget for guessing the same password.
+ *
+ * So the key is the typed name as the database compares it, asked of the database itself:
+ * - MySQL and MariaDB compare `auth_user.username` under its collation, which folds far more than
+ *   case and accents: `utf8mb4_general_ci` (MariaDB's default) makes `ß` an `s` and every character
+ *   beyond the BMP one; the UCA collations (`utf8mb4_unicode_ci`, which AA's install guide creates,
+ *   and the newer servers' defaults) ignore format characters and hold `٣` for `3` and `đ` for `d`.
+ *   No fold written here (NFKC, case, marks stripped) is as coarse as all of them, and each miss would
+ *   be another budget per letter. `WEIGHT_STRING` under the column's own collation is what `=`
+ *   compares; trailing spaces go first, as PAD SPACE collations ignore them. Its hex grows past the
+ *   throttle's 150 characters with the name, so the key is its SHA-256.
+ * - PostgreSQL compares the bytes (Django's `=` under a deterministic collation): the key is the NFKC
+ *   form Django reads, which the throttle then folds to lower case (`accountKey`), merging only.
+ */
+export function allianceAuthThrottleKey(
+  db: AaDb,
+  kind: AllianceAuthDatabaseKind,
+): (typed: string) => Promise<string> {
+  if (kind === 'postgres') return async (typed) => typed.normalize('NFKC');
+  let collation: Promise<UsernameCollation> | undefined;
+  return async (typed) => {
+    // Read once; a read that failed is tried again by the next attempt.
+    collation ??= selectUsernameCollation(db).catch((error: unknown) => {
+      collation = undefined;
+      throw error;
+    });
+    const { charset, name } = await collation;
+    const result = await sql<{ weight: string | null }>`
+      select hex(weight_string(rtrim(convert(${typed.normalize('NFKC')} using ${sql.raw(charset)})) collate ${sql.raw(name)})) as weight`.execute(
+      db,
+    );
+    const weight = result.rows[0]?.weight ?? '';
+    return `collation ${createHash('sha256').update(weight).digest('hex')}`;
+  };
+}
+
+interface UsernameCollation {
+  charset: string;
+  name: string;
+}
+
+async function selectUsernameCollation(db: AaDb): Promise<UsernameCollation> {
+  const result = await sql<{ charset: string | null; name: string | null }>`
+    select character_set_name as charset, collation_name as name from information_schema.columns
+    where table_schema = database() and table_name = 'auth_user' and column_name = 'username'`.execute(db);
+  const { charset, name } = result.rows[0] ?? {};
+  // Written into the statement: only a plain identifier, as MySQL names its character sets and collations.
+  const plain = /^[A-Za-z0-9_]+$/;
+  if (!charset || !name || !plain.test(charset) || !plain.test(name)) {
+    throw new Error(
+      `Alliance Auth's auth_user.username has no character set and collation aa-oidc can read (character set ${JSON.stringify(charset ?? null)}, collation ${JSON.stringify(name ?? null)}); check that the login may read information_schema.columns for auth_user`,
+    );
+  }
+  return { charset, name };
+}
