@@ -25,6 +25,11 @@ export interface RunningEngine {
   origin: string;
   endpoints: Endpoints;
   pid: number;
+  /**
+   * Seconds the load generator waits for one response before it gives the request up (and its
+   * connection with it): a refresh token sent in a request given up is rotated, its successor lost.
+   */
+  requestTimeoutSeconds: number;
   /** Resident set size of the engine's process now, in MB. */
   rssMb(): number;
   /** CPU time (user + system) the engine's process has used so far, in seconds. */
@@ -201,6 +206,13 @@ function nodeCommand(args: readonly string[], callgrindFile?: string): [string, 
  * new program, and the process counted would be a bare node. `--max-semi-space-size` and this
  * environment, given, leave it nothing to set: it does not restart, and runs as it would have after it.
  */
+/**
+ * A request's time limit: 30 s, or under callgrind 15 minutes. Valgrind runs the engine 20–60 times
+ * slower, and switching its count on (`callgrind_control --instr=on`) makes it translate the code
+ * again as it runs, so a round's first requests have taken 35–55 s on a busy machine.
+ */
+const requestTimeoutSeconds = (callgrindFile?: string) => (callgrindFile ? 15 * 60 : 30);
+
 const SERVE_TUNING_ENV = {
   MALLOC_ARENA_MAX: '2',
   MALLOC_MMAP_THRESHOLD_: String(128 * 1024),
@@ -353,6 +365,7 @@ export async function startAaOidc(options: AaOidcOptions): Promise<RunningEngine
       origin,
       endpoints: await discover(issuer),
       pid: child.pid!,
+      requestTimeoutSeconds: requestTimeoutSeconds(options.callgrindFile),
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
       threadCpu: () => threadCpuOf(child.pid!),
@@ -418,6 +431,7 @@ export async function startBare(options: BareOptions): Promise<RunningEngine> {
       origin,
       endpoints: await discover(origin),
       pid: child.pid!,
+      requestTimeoutSeconds: requestTimeoutSeconds(options.callgrindFile),
       rssMb: () => rssOf(child.pid!),
       cpuSeconds: () => cpuOf(child.pid!),
       threadCpu: () => threadCpuOf(child.pid!),

@@ -33,6 +33,8 @@ export interface LoadOptions {
   seconds?: number;
   /** …or until this many passes were started (each step once per pass). */
   passes?: number;
+  /** Seconds to wait for one response before giving the request up (default 30). */
+  timeoutSeconds?: number;
   /** CPU seconds the engine's process has used so far (to report CPU time per pass). */
   cpuSeconds?: () => number;
   /** CPU seconds of each of the engine's threads so far (to report CPU time per pass by thread). */
@@ -151,7 +153,7 @@ export async function runLoad(steps: readonly Step[], options: LoadOptions): Pro
         ...(options.passes !== undefined
           ? { amount: options.passes * steps.length }
           : { duration: options.seconds ?? 5 }),
-        timeout: 30,
+        timeout: options.timeoutSeconds ?? 30,
         requests: requests as unknown as autocannon.Request[],
       },
       (error, finished) => (error ? reject(error) : resolve(finished)),

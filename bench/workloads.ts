@@ -79,6 +79,7 @@ function load(
     connections: options.connections,
     ...amount,
     origin: target.engine.origin,
+    timeoutSeconds: target.engine.requestTimeoutSeconds,
     cpuSeconds: target.engine.cpuSeconds,
     threadCpu: target.engine.threadCpu,
     ...(target.engine.databaseCpuSeconds ? { databaseCpuSeconds: target.engine.databaseCpuSeconds } : {}),
