@@ -17,9 +17,10 @@ export interface Refusal {
 /**
  * How a refusal is answered: an HTML page (with the community's branding and the headers of the
  * server's own pages, `setPageHeaders`) on the routes a browser shows (authorization, logout, the
- * sign-in pages), JSON everywhere else.
+ * sign-in pages), JSON everywhere else. The page is titled "Sign-in error" unless `title` says
+ * otherwise (a refusal that may come on any path: the admin pages, the account page).
  */
-export type RefusalFormat = { page: Branding } | 'json';
+export type RefusalFormat = { page: Branding; title?: string } | 'json';
 
 export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: RefusalFormat): void {
   ctx.status = refusal.status;
@@ -31,7 +32,7 @@ export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: Refusa
   // Whatever policy the route set for its own pages: this one runs no script.
   setPageHeaders(ctx, pagePolicy());
   ctx.type = 'html';
-  ctx.body = errorPage(refusal, pageContext(format.page, ctx));
+  ctx.body = errorPage(refusal, pageContext(format.page, ctx), format.title);
 }
 
 /** A 413: the connection is closed after the answer (the rest of the body is not wanted). */

@@ -13,7 +13,11 @@ export const RETRY_AFTER_SECONDS = 5;
 const LOG_INTERVAL_MS = 10_000;
 
 interface UnavailableState {
-  databaseUnavailable?: unknown;
+  /**
+   * Why the request is answered 503: the database's error and, for a fault a caller noted
+   * (`noteDatabaseFault`), what it stopped.
+   */
+  databaseFailure?: { error: unknown; what?: string };
 }
 
 /**
@@ -22,24 +26,28 @@ interface UnavailableState {
  */
 export function noteDatabaseUnavailable(ctx: Koa.Context, error: unknown): boolean {
   if (!isDatabaseUnavailable(error)) return false;
-  (ctx.state as UnavailableState).databaseUnavailable = error;
+  (ctx.state as UnavailableState).databaseFailure = { error };
   return true;
 }
 
 /**
  * Marks the request as failed because the database could not do what it must, whatever the error:
  * for a failure that no other answer fits (a replayed code whose grant could not be revoked, which
- * the client's next try revokes again), answered 503 "try again" as an outage.
+ * the client's next try revokes again), answered 503 "try again" as an outage. `what` is what failed,
+ * for the log line when the error is not an outage (a constraint, a trigger, a bug); it names no code
+ * or token.
  */
-export function noteDatabaseFault(ctx: Koa.Context, error: unknown): void {
-  (ctx.state as UnavailableState).databaseUnavailable = error ?? new Error('database fault');
+export function noteDatabaseFault(ctx: Koa.Context, error: unknown, what: string): void {
+  (ctx.state as UnavailableState).databaseFailure = { error: error ?? new Error('database fault'), what };
 }
 
 /**
  * A request that failed because the database is down, busy or unreachable is answered 503 with
  * `Retry-After`: a "try again" page to browsers, `{"error":"temporarily_unavailable"}` to everyone
  * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).
- * Nothing is kept in memory: once the database answers again, so does every request.
+ * Nothing is kept in memory: once the database answers again, so does every request. An outage is
+ * logged at most once per LOG_INTERVAL_MS; a fault that is no outage (`noteDatabaseFault`) is logged
+ * each time, as what it is.
  */
 export function answerUnavailable(logger: Logger, database: string, branding: Branding): Koa.Middleware {
   let lastLoggedAt = 0;
@@ -50,13 +58,19 @@ export function answerUnavailable(logger: Logger, database: string, branding: Br
     } catch (error) {
       if (!noteDatabaseUnavailable(ctx, error)) throw error;
     }
-    const cause = (ctx.state as UnavailableState).databaseUnavailable;
-    if (cause === undefined) return;
+    const failure = (ctx.state as UnavailableState).databaseFailure;
+    if (failure === undefined) return;
+    const { name, message, code } = failure.error as { name?: string; message?: string; code?: string };
+    const err = { name, message, code };
     const now = Date.now();
-    if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
-      const { name, message, code } = cause as { name?: string; message?: string; code?: string };
+    if (!isDatabaseUnavailable(failure.error)) {
       requestLog(ctx, logger).error(
-        { database, err: { name, message, code }, alsoFailedSinceLastLine: unlogged },
+        { database, err },
+        `${failure.what ?? 'a database operation failed'}: a database error, not an outage; answering 503 so that the client tries again`,
+      );
+    } else if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
+      requestLog(ctx, logger).error(
+        { database, err, alsoFailedSinceLastLine: unlogged },
         'the database is unavailable; answering 503 until it returns',
       );
       lastLoggedAt = now;

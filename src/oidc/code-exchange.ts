@@ -10,6 +10,9 @@ import type { OwnCodes } from './own-codes.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
 
+/** What the log says failed when a replayed code's grant could not be revoked (`noteDatabaseFault`). */
+const REUSE_REVOCATION_FAILED = 'the grant of a replayed authorization code could not be revoked';
+
 /**
  * The code exchange around oidc-provider's token endpoint, for the issued-code audit and code-reuse
  * detection (src/tokens/issued-codes.ts): the adapter hooks hold back the token rows of an
@@ -183,7 +186,7 @@ export function codeExchangeHooks(
       const failedRevocation = failedReuseRevocation.peek(ctx, 'code_reuse');
       if (failedRevocation) {
         // A code consumed meanwhile (a replay) whose grant could not be revoked: judged below.
-        noteDatabaseFault(ctx, failedRevocation.error);
+        noteDatabaseFault(ctx, failedRevocation.error, REUSE_REVOCATION_FAILED);
       } else if (!noteDatabaseUnavailable(ctx, error)) {
         logger.error({ err: error }, `the tokens of a ${what} could not be stored`);
         ctx.status = 500;
@@ -322,7 +325,9 @@ export function codeExchangeHooks(
       await issuedCodes.judgeRefusedCode(code, clientId, revoked);
     }
     // The provider answered its failed revocation with a 500 (or the 503 of an outage).
-    if (failedRevocation !== undefined) noteDatabaseFault(ctx, failedRevocation.error);
+    if (failedRevocation !== undefined) {
+      noteDatabaseFault(ctx, failedRevocation.error, REUSE_REVOCATION_FAILED);
+    }
   };
 
   return { adapterHooks, middleware, onceTokensStored, onceConsumed };

@@ -65,6 +65,11 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
       assert.deepEqual(missingPageHeaders(response), []);
       assert.match(String(response.headers['content-type']), /^text\/html/);
       assert.ok(response.body.includes('Goon Fleet'), 'the branding');
+      // Not "Sign-in error": the failing request may be any page (the admin pages, the account page).
+      assert.ok(
+        response.body.includes('<title>Something went wrong · Goon Fleet</title>'),
+        response.body.match(/<title>.*<\/title>/)?.[0],
+      );
       assert.ok(response.body.includes(`<code id="request-id">html-${path.length}</code>`), 'the request id');
       assert.ok(response.body.includes('server_error'));
       assertNothingInternal(response);
@@ -96,6 +101,10 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
     assert.equal(response.status, 400);
     assert.deepEqual(missingPageHeaders(response), []);
     assert.ok(response.body.includes('The test parameter is missing.'));
+    assert.ok(
+      response.body.includes('<title>Something went wrong · Goon Fleet</title>'),
+      'a title for any path',
+    );
   });
 
   it('writes the access line with the status answered', async () => {

@@ -146,6 +146,7 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
   it('answers a replay whose revocation fails with a database fault 503 temporarily_unavailable, and counts it', async () => {
     const db = server.app.database.db;
     const tokens = await codeFlow(server, harness, opaqueClient, pilot);
+    const other = await codeFlow(server, harness, opaqueClient, pilot);
     const logged = harness.logLines.length;
     // A real database fault, injected with a trigger: no row can be revoked for a code's reuse.
     if (server.app.database.kind === 'sqlite') {
@@ -160,8 +161,10 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
       );
     }
     let replay;
+    let otherReplay;
     try {
       replay = await redeem(server, opaqueClient, tokens);
+      otherReplay = await redeem(server, opaqueClient, other);
     } finally {
       await sql`DROP TRIGGER fail_reuse_revocation${sql.raw(server.app.database.kind === 'sqlite' ? '' : ' ON oidc_payload')}`.execute(
         db,
@@ -178,9 +181,22 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
       reuseEvents(tokens.code).map((record) => [record.reuse_count, record.revoke_succeeded]),
       [[1, false]],
     );
+    assert.equal(otherReplay.status, 503);
     const lines = harness.logLines.slice(logged).join('\n');
     assert.match(lines, /injected fault/, 'the fault is logged');
     assert.ok(!lines.includes(tokens.code), 'without the code');
+    // Told as what it is, a database error that is no outage, each time: not as an outage's repeats.
+    assert.doesNotMatch(lines, /database is unavailable/);
+    const faults = harness.logLines
+      .slice(logged)
+      .map((line) => JSON.parse(line) as { msg?: string; err?: { message?: string } })
+      .filter(
+        (line) =>
+          line.msg ===
+          'the grant of a replayed authorization code could not be revoked: a database error, not an outage; answering 503 so that the client tries again',
+      );
+    assert.equal(faults.length, 2, lines);
+    assert.match(String(faults[0]!.err?.message), /injected fault/);
 
     // Presented again once the database works: the grant is revoked, as for any replay.
     const again = await redeem(server, opaqueClient, tokens);
