@@ -114,9 +114,15 @@ export function createDelivery(
     }
   };
 
-  /** A loaded signing key by id; reloads once in case it was created after our last reload. */
-  const loadedKey = async (kid: string) => {
-    const find = () => deps.keyStore.loadedKeys().find((key) => key.kid === kid);
+  /**
+   * The key an attempt signs with: the active key, or, when none is loaded (the active key went and
+   * none took its place yet), the job's own key if it is still loaded; reloads once before giving up.
+   */
+  const signingKey = async (kid: string) => {
+    const find = () => {
+      const keys = deps.keyStore.loadedKeys();
+      return keys.find((key) => key.status === 'active') ?? keys.find((key) => key.kid === kid);
+    };
     const found = find();
     if (found) return found;
     await deps.keyStore.reload().catch(() => false);
@@ -128,13 +134,12 @@ export function createDelivery(
     // slow application ahead of it, a stopped worker) must not arrive expired, or with an `iat` a
     // receiver finds too old (mod_auth_openidc's slack is ten minutes), or under a key retired
     // meanwhile. The `jti` stays the job's, so that a receiver recognises a second attempt.
-    const activeKid = deps.keyStore.activeKid();
-    const key = (await loadedKey(activeKid)) ?? (await loadedKey(job.kid));
+    const key = await signingKey(job.kid);
     if (!key)
       return {
         outcome: 'signing_kid_retired',
         httpStatus: null,
-        detail: `signing key ${job.kid} is no longer loaded`,
+        detail: `no active signing key is loaded, and signing key ${job.kid} is no longer loaded`,
       };
     const iat = Math.floor(now() / 1000);
     const logoutToken = await buildLogoutToken(

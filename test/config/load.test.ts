@@ -42,6 +42,20 @@ describe('configuration', () => {
     assert.equal(loadConfig({ env: {}, cwd }).secretKey, config.secretKey, 'and kept across starts');
   });
 
+  it('gives the back-channel logout defaults of the spec: RP-initiated logout on, five retries after 5, 10, 20, 40 and 80 s, DNS within 3 s, connect within 5 s, all within 10 s', () => {
+    assert.deepEqual(loadConfig({ env: {}, cwd: tempDir() }).logout, {
+      rpInitiated: true,
+      allowPrivateTargets: false,
+      allowPrivateTargetsInProduction: false,
+      retryBackoffSeconds: [5, 10, 20, 40, 80],
+      recordSuccessfulDeliveries: false,
+      dnsTimeoutMs: 3000,
+      connectTimeoutMs: 5000,
+      requestTimeoutMs: 10_000,
+      deliverInServe: true,
+    });
+  });
+
   it('reads the environment names of the spec table', () => {
     const config = loadConfig({
       env: {

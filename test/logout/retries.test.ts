@@ -142,6 +142,46 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
   });
 
+  it('without an active key, signs with the job’s own key while it is loaded, and ends with signing_kid_retired, recorded, once it is not', async () => {
+    const kept = await deactivatedHolderOf([200]);
+    const gone = await deactivatedHolderOf([200]);
+    await setPendingJobKid(server.app.database, (await gone.job()).jti, 'a-key-that-was-removed');
+    const activeKid = server.app.keyStore.activeKid();
+    // The active key retired with none in its place (a restored backup): it still verifies, in JWKS.
+    const setStatus = async (status: 'active' | 'retired') => {
+      await server.app.database.db
+        .updateTable('signing_key')
+        .set((eb) => ({
+          status,
+          publish_until: status === 'retired' ? Date.now() + 3_600_000 : null,
+          revision: eb('revision', '+', 1),
+        }))
+        .where('kid', '=', activeKid)
+        .execute();
+      await server.app.keyStore.reload();
+    };
+    await setStatus('retired');
+    try {
+      assert.ok(!server.app.keyStore.loadedKeys().some((key) => key.status === 'active'));
+      await server.app.logout.deliverDue();
+    } finally {
+      await setStatus('active');
+    }
+    assert.equal((await kept.job()).outcome, 'success');
+    const claims = await verifyLogoutToken(server, kept.receiver.tokens()[0]!, {
+      clientId: kept.app.clientId,
+      sub: String(kept.user.id),
+    });
+    assert.ok(claims, 'signed with the job’s key, still published');
+    const row = await gone.job();
+    assert.equal(row.outcome, 'signing_kid_retired');
+    assert.equal(row.attempts, 1, 'no retry: nothing could sign it');
+    assert.equal(gone.receiver.requests.length, 0, 'nothing sent');
+    const [recorded] = await attemptRows(gone.app.clientId);
+    assert.equal(recorded?.outcome, 'signing_kid_retired');
+    assert.match(recorded?.detail ?? '', /signing key a-key-that-was-removed is no longer loaded/);
+  });
+
   it('sends a job that waited in the queue past its first lifetime (a crash, a stopped worker) unexpired', async () => {
     const { app, user, receiver, job } = await deactivatedHolderOf([200]);
     // Queued an hour ago: the token then signed would have expired 55 minutes ago.

@@ -24,9 +24,31 @@ function assertExposesSectionI(text: string) {
   }
 }
 
+/** The labels of each metric: the spec's sets, bounded values only, never a user identifier. */
+const LABELS: Record<keyof typeof SECTION_I, readonly string[]> = {
+  aa_oidc_tokens_issued_total: ['client_id', 'grant_type', 'format'],
+  aa_oidc_authorize_denied_total: ['reason'],
+  aa_oidc_policy_rejections_total: ['stage', 'reason'],
+  aa_oidc_code_reuse_audit_misses_total: ['client_id'],
+  aa_oidc_audit_receiver_failures_total: ['signal', 'receiver'],
+  aa_oidc_bcl_dispatches_total: ['client_id', 'outcome'],
+  aa_oidc_bcl_delivery_seconds: ['outcome'],
+  aa_oidc_imported_secret_checks_total: ['client_id', 'outcome'],
+  aa_oidc_aa_poll_cycles_total: ['outcome'],
+  aa_oidc_aa_poll_last_success_timestamp_seconds: [],
+};
+
 describe('metrics', () => {
   it('defines exactly the metrics aa-oidc exports', () => {
     assert.deepEqual([...METRIC_NAMES].sort(), Object.keys(SECTION_I).sort());
+  });
+
+  it('labels each metric with its bounded set only, never a user identifier', () => {
+    const { registry } = createMetrics({ defaultMetrics: false });
+    for (const name of METRIC_NAMES) {
+      const metric = registry.getSingleMetric(name) as unknown as { labelNames: readonly string[] };
+      assert.deepEqual([...metric.labelNames], LABELS[name], name);
+    }
   });
 
   describe('dedicated listener', () => {

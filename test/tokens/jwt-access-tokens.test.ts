@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import * as oidc from 'openid-client';
+import type { AuditRecord } from '../../src/audit/events.ts';
 import { sha256Hex } from '../../src/logging/secrets.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
@@ -106,6 +107,40 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
       await fetch(`${server.issuer}/.well-known/openid-configuration`)
     ).json()) as Record<string, unknown>;
     assert.deepEqual(discovery.access_token_signing_alg_values_supported, ['RS256']);
+  });
+
+  it('tells of each access token in its format: token_issued carries it, aa_oidc_tokens_issued_total counts it', async () => {
+    const records: AuditRecord[] = [];
+    const unsubscribe = server.app.audit.subscribe({
+      name: 'test',
+      receive: (record) => void records.push(record),
+    });
+    try {
+      await codeFlow(server, harness, jwtClient, pilot, 'openid');
+      await codeFlow(server, harness, opaqueClient, pilot, 'openid');
+      await server.app.audit.idle();
+    } finally {
+      unsubscribe();
+    }
+    const formats = (client: Client) =>
+      records.flatMap((record) =>
+        record.kind === 'token_issued' &&
+        record.token_type === 'access_token' &&
+        record.client_id === client.clientId
+          ? [record.format]
+          : [],
+      );
+    assert.deepEqual(formats(jwtClient), ['jwt']);
+    assert.deepEqual(formats(opaqueClient), ['opaque']);
+    const counted = (await server.app.metrics.tokensIssued.get()).values;
+    const count = (client: Client, format: string) =>
+      counted.find((sample) => sample.labels.client_id === client.clientId && sample.labels.format === format)
+        ?.value ?? 0;
+    assert.ok(count(jwtClient, 'jwt') >= 1 && count(jwtClient, 'opaque') === 0, JSON.stringify(counted));
+    assert.ok(
+      count(opaqueClient, 'opaque') >= 1 && count(opaqueClient, 'jwt') === 0,
+      JSON.stringify(counted),
+    );
   });
 
   it('introspects a JWT as active, revokes it at the revocation endpoint, and then refuses it everywhere', async () => {
