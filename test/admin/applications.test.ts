@@ -239,6 +239,37 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 
+  it('lists by each filter only the applications that match it: search, status, token format, PKCE, back-channel logout', async () => {
+    const alpha = await seedApp(server, {
+      name: 'Filter Alpha',
+      accessTokenFormat: 'jwt',
+      backchannelLogoutUri: receiver.url(),
+    });
+    const beta = await seedApp(server, {
+      name: 'Filter Beta',
+      accessTokenFormat: 'opaque',
+      pkceRequired: false,
+      active: false,
+    });
+    for (const [query, listed] of [
+      ['q=Filter+Alpha', alpha],
+      [`q=${beta.clientId}`, beta],
+      ['q=Filter&active=active', alpha],
+      ['q=Filter&active=inactive', beta],
+      ['q=Filter&format=jwt', alpha],
+      ['q=Filter&format=opaque', beta],
+      ['q=Filter&pkce=required', alpha],
+      ['q=Filter&pkce=optional', beta],
+      ['q=Filter&bcl=yes', alpha],
+      ['q=Filter&bcl=no', beta],
+    ] as const) {
+      const page = await consoleGet(admin, url(`/admin/apps?${query}`));
+      assert.equal(page.status, 200, query);
+      const shown = [alpha, beta].filter((app) => page.body.includes(`<code>${app.clientId}</code>`));
+      assert.deepEqual(shown, [listed], query);
+    }
+  });
+
   it('rotates the secret after showing what happens, the new one shown once', async () => {
     const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/rotate-secret`));
     assert.match(confirm.body, /The current secret stops working at once/);

@@ -447,6 +447,43 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     }
   });
 
+  it('lists reused codes filtered by application, user and time', async () => {
+    const now = Date.now();
+    // The user seeded in before(): a user made here would change the dashboard's counts.
+    const pilot = (await server.app.directory.profileByUsername('stateless'))!;
+    // Codes of an application deleted since: an application made here would change the dashboard's counts.
+    const other = 'deleted-rp';
+    const reused = (prefix: string, client: string, userId: number | null, lastReuseAt: number) => ({
+      code_hash: `${prefix}${'f'.repeat(64 - prefix.length)}`,
+      client_id: client,
+      user_id: userId === null ? null : String(userId),
+      grant_id: 'filter-test',
+      access_token_id: null,
+      refresh_token_id: null,
+      reuse_count: 1,
+      last_reuse_at: lastReuseAt,
+      created_at: lastReuseAt - 1000,
+      expires_at: now + 3_600_000,
+    });
+    await server.app.database.db
+      .insertInto('issued_code')
+      .values([reused('a1', other, pilot.id, now - 60_000), reused('b2', other, null, now - 3 * 3_600_000)])
+      .execute();
+    const shown = (body: string) =>
+      [...body.matchAll(/<code>(a1|b2)f{14}…<\/code>/g)].map((match) => match[1]);
+    for (const [query, expected] of [
+      [`client_id=${other}`, ['a1', 'b2']],
+      [`client_id=${other}&user=stateless`, ['a1']],
+      [`client_id=${other}&since=1h`, ['a1']],
+      [`client_id=${other}&until=1h`, ['b2']],
+      ['client_id=someone-else', []],
+    ] as const) {
+      const page = await consoleGet(admin, url(`/admin/code-reuse?${query}`));
+      assert.equal(page.status, 200, query);
+      assert.deepEqual(shown(page.body), expected, query);
+    }
+  });
+
   it('shows the dashboard: users by state, applications, keys, recent delivery failures', async () => {
     const page = await consoleGet(admin, url('/admin'));
     assert.equal(page.status, 200);

@@ -75,6 +75,23 @@ await describeOnEachAllianceAuth(
       assert.equal(await selectUserById(aa.db, 999), undefined);
     });
 
+    it("takes the locale from the profile's language, and none from an empty one", async () => {
+      const alice = expected.users.find((user) => user.username === 'alice')!;
+      await fixture.run('UPDATE authentication_userprofile SET language = ? WHERE user_id = ?', [
+        'de',
+        alice.id,
+      ]);
+      try {
+        assert.equal((await selectUserById(aa.db, alice.id))?.locale, 'de');
+      } finally {
+        await fixture.run('UPDATE authentication_userprofile SET language = ? WHERE user_id = ?', [
+          '',
+          alice.id,
+        ]);
+      }
+      assert.equal((await selectUserById(aa.db, alice.id))?.locale, null);
+    });
+
     it('finds users by username and lists them sorted, filtered by state, group and text', async () => {
       assert.equal((await selectUserByUsername(aa.db, 'carol'))?.id, 4);
       const all = await selectUsers(aa.db, {});
@@ -201,6 +218,29 @@ await describeOnEachAllianceAuth(
           ownership: null,
         });
       }
+    });
+
+    it('opens every session read-only: even a login that may write cannot write through aa-oidc', async () => {
+      const privileged = openAllianceAuthDatabase(fixture.ownerUrl);
+      try {
+        assert.equal((await selectUserById(privileged.db, 1))?.id, 1, 'it reads');
+        await assert.rejects(
+          privileged.db
+            .updateTable('auth_user')
+            .set({ email: 'x@example.org' })
+            .where('id', '=', 1)
+            .execute(),
+          /read[ -]only/i,
+        );
+      } finally {
+        await privileged.close();
+      }
+      const row = await fixture.owner
+        .selectFrom('auth_user')
+        .select('email')
+        .where('id', '=', 1)
+        .executeTakeFirstOrThrow();
+      assert.notEqual(row.email, 'x@example.org', 'nothing was written');
     });
 
     it('cannot write through the SELECT-only login', async () => {

@@ -248,6 +248,73 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     assert.equal((await service.findByClientId('oauth2-proxy'))?.idTokenClaims, true, 'nothing changed');
   });
 
+  it('creates a public app (no secret, PKCE required) and a confidential one without PKCE, skipping consent, as scripts ask', async () => {
+    const publicApp = JSON.parse(
+      await ok(
+        'app',
+        'create',
+        '--name',
+        'Desktop tool',
+        '--client-id',
+        'desktop-tool',
+        '--redirect-uri',
+        'http://127.0.0.1/callback',
+        '--post-logout-redirect-uri',
+        'http://127.0.0.1/bye',
+        '--public',
+        '--format',
+        'json',
+      ),
+    ) as Record<string, unknown>;
+    assert.equal(publicApp.client_id, 'desktop-tool');
+    assert.equal(publicApp.client_secret, null, 'a public client has no secret');
+    assert.equal(publicApp.client_type, 'public');
+    assert.equal(publicApp.pkce_required, true);
+    assert.deepEqual(publicApp.post_logout_redirect_uris, ['http://127.0.0.1/bye']);
+    const stored = (await service.findByClientId('desktop-tool'))!;
+    assert.equal(stored.clientType, 'public');
+    assert.equal(stored.clientSecretSha256, null);
+
+    const refused = await cli(
+      'app',
+      'create',
+      '--name',
+      'Careless tool',
+      '--redirect-uri',
+      'http://127.0.0.1/callback',
+      '--public',
+      '--no-pkce-required',
+    );
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stdout, '');
+    assert.match(refused.stderr, /^aa-oidc: pkce_required: public clients must require PKCE/m);
+
+    const legacy = JSON.parse(
+      await ok(
+        'app',
+        'create',
+        '--name',
+        'Legacy wiki',
+        '--client-id',
+        'legacy-wiki',
+        '--redirect-uri',
+        'https://legacy.example.org/cb',
+        '--no-pkce-required',
+        '--skip-authorization',
+        '--format',
+        'json',
+      ),
+    ) as Record<string, unknown>;
+    assert.equal(legacy.client_type, 'confidential');
+    assert.equal(typeof legacy.client_secret, 'string');
+    assert.equal(legacy.pkce_required, false);
+    assert.equal(legacy.skip_authorization, true);
+    const legacyStored = (await service.findByClientId('legacy-wiki'))!;
+    assert.equal(legacyStored.pkceRequired, false);
+    assert.equal(legacyStored.skipAuthorization, true);
+    assert.equal(verifyClientSecret(legacyStored, legacy.client_secret as string), true);
+  });
+
   it('refuses --x together with --no-x, naming both, whichever comes last', async () => {
     for (const flag of [
       'skip-authorization',

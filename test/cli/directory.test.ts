@@ -348,6 +348,52 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     for (const event of superuserChanges) assert.match(event.actor, /^cli/);
   });
 
+  it('adds a user to a group and removes them (dry run first), and activates a deactivated user', async () => {
+    /** Groups and whether active, as `user show --format json` prints them. */
+    const shown = async (username: string) => {
+      const detail = JSON.parse((await cli(['user', 'show', username, '--format', 'json'])).stdout) as {
+        groups: string[];
+        active: boolean;
+      };
+      return { groups: detail.groups, active: detail.active };
+    };
+    assert.equal((await cli(['user', 'create', 'kate', '--password-stdin'], `${password}\n`)).code, 0);
+
+    const added = await cli(['user', 'add-group', 'kate', 'Pilots']);
+    assert.equal(added.stdout, 'added kate to group Pilots (groups: Pilots)\n', added.stderr);
+    const addedAgain = await cli(['user', 'add-group', 'Kate', 'Pilots']);
+    assert.equal(addedAgain.stdout, 'kate is already in group Pilots; nothing changed\n', addedAgain.stderr);
+    assertFailsWithOneLine(await cli(['user', 'add-group', 'kate', 'Nowhere']), /unknown group "Nowhere"/);
+    assertFailsWithOneLine(await cli(['user', 'add-group', 'nobody', 'Pilots']), /unknown user "nobody"/);
+    assert.deepEqual(await shown('kate'), { groups: ['Pilots'], active: true });
+
+    const dryRun = await cli(['user', 'remove-group', 'kate', 'Pilots', '--dry-run']);
+    assert.equal(
+      dryRun.stdout,
+      'dry run: would remove kate from group Pilots; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      dryRun.stderr,
+    );
+    assert.deepEqual(
+      await shown('kate'),
+      { groups: ['Pilots'], active: true },
+      'the dry run changed nothing',
+    );
+    const removed = await cli(['user', 'remove-group', 'kate', 'Pilots']);
+    assert.equal(removed.stdout, 'removed kate from group Pilots\n', removed.stderr);
+    const removedAgain = await cli(['user', 'remove-group', 'kate', 'Pilots']);
+    assert.equal(removedAgain.stdout, 'kate is not in group Pilots; nothing changed\n', removedAgain.stderr);
+    assert.deepEqual(await shown('kate'), { groups: [], active: true });
+
+    assert.equal((await cli(['user', 'deactivate', 'kate'])).stdout, 'deactivated kate\n');
+    assert.deepEqual(await shown('kate'), { groups: [], active: false });
+    const activated = await cli(['user', 'activate', 'kate']);
+    assert.equal(activated.stdout, 'activated kate\n', activated.stderr);
+    const activatedAgain = await cli(['user', 'activate', 'kate']);
+    assert.equal(activatedAgain.stdout, 'kate is already active; nothing changed\n', activatedAgain.stderr);
+    assertFailsWithOneLine(await cli(['user', 'activate', 'nobody']), /unknown user "nobody"/);
+    assert.deepEqual(await shown('kate'), { groups: [], active: true });
+  });
+
   it('refuses a taken or invalid username, or an unknown state, before asking for a password', async () => {
     /** `user create ARGS` at a terminal that answers each password prompt as it appears. */
     async function createAtTerminal(args: string[]): Promise<CliResult & { prompted: boolean }> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
@@ -39,6 +39,9 @@ describe('configuration', () => {
     );
     assert.equal(config.oidc.portraitSize, 128);
     assert.ok(config.secretKey.length >= 32, 'a development secret key is generated');
+    const keyFile = path.join(cwd, 'data', 'secret.key');
+    assert.equal(readFileSync(keyFile, 'utf8').trim(), config.secretKey, 'into ./data/secret.key');
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600, 'readable by its owner only');
     assert.equal(loadConfig({ env: {}, cwd }).secretKey, config.secretKey, 'and kept across starts');
   });
 
@@ -152,6 +155,11 @@ describe('configuration', () => {
       /AA_OIDC_LOGOUT_RP_INITIATED: expected true or false/,
     ],
     ['an unknown log level', { AA_OIDC_LOG_LEVEL: 'loud' }, /AA_OIDC_LOG_LEVEL: .*"info"/],
+    [
+      'an unknown mode',
+      { AA_OIDC_MODE: 'prod' },
+      /^AA_OIDC_MODE: .*"development"\|"production" \(got "prod"\)$/,
+    ],
     [
       'an unsupported database URL',
       { AA_OIDC_DATABASE_URL: 'mysql://u:hunter2@h/db' },
@@ -789,5 +797,36 @@ describe('configuration', () => {
     });
     assert.equal(config.mode, 'production');
     assert.equal(config.host, '0.0.0.0');
+  });
+
+  it('keeps the metrics listener on loopback in production too, where serve listens on every address', () => {
+    const production = loadConfig({
+      env: {
+        AA_OIDC_MODE: 'production',
+        AA_OIDC_ISSUER: 'https://auth.example.org/o',
+        AA_OIDC_SECRET_KEY: 'k'.repeat(40),
+      },
+      cwd: tempDir(),
+    });
+    assert.equal(production.host, '0.0.0.0');
+    assert.deepEqual([production.metrics.host, production.metrics.port], ['127.0.0.1', 9464]);
+    const configured = loadConfig({ env: { AA_OIDC_METRICS_HOST: '0.0.0.0' }, cwd: tempDir() });
+    assert.equal(configured.metrics.host, '0.0.0.0', 'unless configured otherwise');
+  });
+
+  it('derives the development issuer from the port', () => {
+    const config = loadConfig({ env: { AA_OIDC_PORT: '9100' }, cwd: tempDir() });
+    assert.equal(config.issuer, 'http://localhost:9100/o');
+    assert.equal(config.issuerExplicit, false);
+  });
+
+  it('takes AA_OIDC_MODE over NODE_ENV', () => {
+    const config = loadConfig({
+      env: { NODE_ENV: 'production', AA_OIDC_MODE: 'development' },
+      cwd: tempDir(),
+    });
+    assert.equal(config.mode, 'development');
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.issuer, 'http://localhost:8000/o');
   });
 });

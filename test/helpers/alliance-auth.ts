@@ -172,6 +172,8 @@ export interface AllianceAuthTestDatabase {
   name: string;
   /** The value for AA_OIDC_AA_DATABASE_URL: a login with SELECT only. */
   readerUrl: string;
+  /** Alliance Auth's own login: full rights (as a URL for AA_OIDC_AA_DATABASE_URL). */
+  ownerUrl: string;
   /** Alliance Auth's own side: full rights, to make the changes AA makes. */
   owner: Kysely<AllianceAuthDatabase>;
   /** Runs one statement as Alliance Auth would (`?` placeholders on both databases). */
@@ -237,6 +239,7 @@ async function createMariaDb(
     kind: 'mysql',
     name,
     readerUrl,
+    ownerUrl: ownerUrl.toString(),
     owner,
     async run(statement, parameters = []) {
       await sql.raw(bind(statement, parameters, 'mysql')).execute(owner);
@@ -346,6 +349,7 @@ async function createPostgres(
     kind: 'postgres',
     name,
     readerUrl: readerUrl.toString(),
+    ownerUrl: ownerUrl.toString(),
     owner,
     async run(statement, parameters = []) {
       await sql.raw(bind(statement, parameters, 'postgres')).execute(owner);

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import { brandingFrom, contrastRatio } from '../../src/http/pages/branding.ts';
+import { escapeHtml } from '../../src/http/pages/layout.ts';
+import { consoleGet, consoleSignIn } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import {
   authorizeUrl,
@@ -98,7 +100,8 @@ describe(`the community's look on every provider page (${testDatabaseKind})`, ()
     });
 
   function assertBranded(body: string, title: string): void {
-    assert.ok(body.includes(`<title>${title} · Goon &lt;Fleet&gt; &amp; Co</title>`), `title ${title}`);
+    const fullTitle = title === BRANDING.name ? escapeHtml(title) : `${title} · Goon &lt;Fleet&gt; &amp; Co`;
+    assert.ok(body.includes(`<title>${fullTitle}</title>`), `title ${title}`);
     assert.match(body, /<header class="site">[\s\S]*<span\s*>Goon &lt;Fleet&gt; &amp; Co<\/span/);
     assert.match(body, /<img src="https:\/\/static\.example\.org\/goon-logo\.png" alt="" \/>/);
     assert.match(body, /--accent:#ffcc00;--accent-text:#000000/);
@@ -134,6 +137,25 @@ describe(`the community's look on every provider page (${testDatabaseKind})`, ()
     const requestId = response.headers.get('x-request-id');
     assert.ok(requestId);
     assert.ok(body.includes(`<code id="request-id">${requestId}</code>`), 'the request id on the page');
+  });
+
+  it('brands the landing page, the account page and the admin pages: name, logo, colour and help link', async () => {
+    const operator = await seedUser(server, { superuser: true });
+    const browser = await consoleSignIn(server, operator.username, { returnTo: '/admin' });
+    const landing = await consoleGet(browser, `${server.origin}/`);
+    assert.equal(landing.status, 200);
+    assertBranded(landing.body, 'Goon <Fleet> & Co');
+    for (const [path, title] of [
+      ['/account', 'Your account'],
+      ['/admin', 'Administration'],
+      ['/admin/apps', 'Applications'],
+      ['/admin/users', 'Users'],
+      ['/admin/keys', 'Signing keys'],
+    ] as const) {
+      const response = await consoleGet(browser, `${server.origin}${path}`);
+      assert.equal(response.status, 200, path);
+      assertBranded(response.body, title);
+    }
   });
 
   it("titles the landing page with the community's name once", async () => {

@@ -6,6 +6,7 @@ import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { type Receiver, startReceiver } from './helpers.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
 import { agePendingJob, assertSameLogout, logoutJobs, setPendingJobKid } from './jobs.ts';
 
@@ -337,5 +338,47 @@ describe(`back-channel logout deliveries with recordSuccessfulDeliveries on (${t
     assert.deepEqual(rows, [
       { trigger: 'admin_test', outcome: 'success', http_status: 200, attempts: 1, user_id: null },
     ]);
+  });
+});
+
+describe(`stopping the back-channel logout worker (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let slow: Receiver;
+  /** The receiver's answers, held until the test releases them. */
+  const answers: Array<() => void> = [];
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    slow = await startReceiver((_request, response) => answers.push(() => response.end()));
+  });
+  after(async () => {
+    for (const answer of answers) answer();
+    await slow.close();
+    await server.close();
+  });
+
+  it('finishes and records the delivery in flight before it stops (SIGTERM)', async () => {
+    const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: slow.url() });
+    const user = await seedUser(server);
+    await holdTokensAt(server, new Browser(), app, user.username);
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
+    try {
+      await eventually(() => answers.length === 1, 'the logout reaches the receiver', 10_000);
+      let stopped = false;
+      const stopping = worker.stop().then(() => (stopped = true));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(stopped, false, 'the worker waits for the receiver to answer');
+      answers[0]!();
+      await stopping;
+    } finally {
+      for (const answer of answers) answer();
+      await worker.stop();
+    }
+    const [row] = await logoutJobs(server.app.database, { userId: user.id });
+    assert.equal(row?.status, 'done', 'recorded before the worker stopped');
+    assert.equal(row?.outcome, 'success');
+    assert.equal(row?.attempts, 1);
+    assert.equal(slow.requests.length, 1);
   });
 });

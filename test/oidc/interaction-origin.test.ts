@@ -160,20 +160,62 @@ describe(`sign-in forms behind a TLS-terminating proxy (${testDatabaseKind})`, (
   });
   after(async () => server.close());
 
+  /** Every Set-Cookie line of the responses `throughProxy` saw. */
+  const setCookies: string[] = [];
+
   /** Fetches an issuer URL as the proxy forwards it, following redirects that stay on the issuer. */
   async function throughProxy(browser: Browser, url: string, init: RequestInit = {}): Promise<Response> {
     let response = await browser.fetch(url.replace(issuerOrigin, server.origin), {
       ...init,
       headers: { ...proxied, ...(init.headers as Record<string, string>) },
     });
+    setCookies.push(...response.headers.getSetCookie());
     for (let hop = 0; hop < 10 && response.status >= 300 && response.status < 400; hop += 1) {
       const location = new URL(response.headers.get('location')!, url).href;
       if (!location.startsWith(issuerOrigin)) break;
       url = location;
       response = await browser.fetch(url.replace(issuerOrigin, server.origin), { headers: proxied });
+      setCookies.push(...response.headers.getSetCookie());
     }
     return response;
   }
+
+  it('sets every cookie of a sign-in Secure and HttpOnly in production', async () => {
+    const { clientId } = await seedApp(server, { skipAuthorization: true });
+    const user = await seedUser(server);
+    const browser = new Browser();
+    setCookies.length = 0;
+    const loginPage = await throughProxy(
+      browser,
+      authorizeUrl(
+        { issuer, origin: issuerOrigin },
+        {
+          client_id: clientId,
+          redirect_uri: REDIRECT_URI,
+          response_type: 'code',
+          scope: 'openid',
+          code_challenge: pkcePair().challenge,
+          code_challenge_method: 'S256',
+        },
+      ),
+    );
+    const body = await loginPage.text();
+    const signedIn = await throughProxy(browser, formAction(body, issuerOrigin), {
+      ...form({ csrf_token: formField(body, 'csrf_token'), username: user.username, password: PASSWORD }),
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        origin: issuerOrigin,
+        'sec-fetch-site': 'same-origin',
+      },
+    });
+    assert.ok(signedIn.headers.get('location')!.startsWith(`${REDIRECT_URI}?code=`));
+    const names = new Set(setCookies.map((line) => line.split('=')[0]));
+    for (const name of ['_interaction', '_session', '_aa_oidc_csrf']) assert.ok(names.has(name), name);
+    for (const line of setCookies) {
+      assert.match(line, /;\s*secure/i, line.split('=')[0]);
+      assert.match(line, /;\s*httponly/i, line.split('=')[0]);
+    }
+  });
 
   it("accepts a login form from the issuer's origin and refuses one naming the request's own", async () => {
     const { clientId } = await seedApp(server, { skipAuthorization: true });
