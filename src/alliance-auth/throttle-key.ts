@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
 import type { AllianceAuthDatabaseKind } from './database.ts';
 import type { AaDb } from './schema.ts';
+import { AA_USERNAME_MAX_LENGTH } from './sign-in-queries.ts';
 
 /**
  * The name a password attempt with Alliance Auth counts against in the login throttle
@@ -18,8 +19,11 @@ import type { AaDb } from './schema.ts';
  *   and the newer servers' defaults) ignore format characters and hold `٣` for `3` and `đ` for `d`.
  *   No fold written here (NFKC, case, marks stripped) is as coarse as all of them, and each miss would
  *   be another budget per letter. `WEIGHT_STRING` under the column's own collation is what `=`
- *   compares; trailing spaces go first, as PAD SPACE collations ignore them. Its hex grows past the
- *   throttle's 150 characters with the name, so the key is its SHA-256.
+ *   compares, of the shortest start of the name that the collation holds equal to all of it: a PAD
+ *   SPACE collation (all but MySQL 8's `_0900_` ones) compares `pilot3 \u200b` equal to `pilot3` (the
+ *   zero-width space weighs nothing, then the space is padding), yet their weight strings differ by
+ *   the space, and each number of spaces would be another budget. Its hex grows past the throttle's
+ *   150 characters with the name, so the key is its SHA-256.
  * - PostgreSQL compares the bytes (Django's `=` under a deterministic collation): the key is the NFKC
  *   form Django reads, which the throttle then folds to lower case (`accountKey`), merging only.
  */
@@ -36,10 +40,18 @@ export function allianceAuthThrottleKey(
       throw error;
     });
     const { charset, name } = await collation;
+    // The longest cut from the end that leaves the name equal under the collation (trailing spaces,
+    // characters that weigh nothing, both); tried up to the longest name AA holds, which bounds the
+    // work whatever the length typed (a longer name finds nobody: `selectPasswordRecord`).
     const result = await sql<{ weight: string | null }>`
-      select hex(weight_string(rtrim(convert(${typed.normalize('NFKC')} using ${sql.raw(charset)})) collate ${sql.raw(name)})) as weight`.execute(
-      db,
-    );
+      with recursive typed (s) as (
+        select rtrim(convert(${typed.normalize('NFKC')} using ${sql.raw(charset)})) collate ${sql.raw(name)}
+      ), cut (n) as (
+        select 0 union all
+        select cut.n + 1 from cut, typed where cut.n < least(char_length(typed.s), ${AA_USERNAME_MAX_LENGTH})
+      )
+      select hex(weight_string(left(typed.s, char_length(typed.s) - max(cut.n)))) as weight
+      from typed, cut where left(typed.s, char_length(typed.s) - cut.n) = typed.s`.execute(db);
     const weight = result.rows[0]?.weight ?? '';
     return `collation ${createHash('sha256').update(weight).digest('hex')}`;
   };

@@ -10,6 +10,7 @@ import {
   type QueryResult,
 } from 'kysely';
 import { allianceAuthPasswordAuthenticator } from '../../src/alliance-auth/password-login.ts';
+import { allianceAuthThrottleKey } from '../../src/alliance-auth/throttle-key.ts';
 import type { AaDb } from '../../src/alliance-auth/schema.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
@@ -91,5 +92,40 @@ describe("Alliance Auth's password sign-in attempt", () => {
       (error) => error === outage,
     );
     assert.equal(asked.length, 1, 'one read, not a second one past the throttle');
+  });
+});
+
+describe("Alliance Auth's login throttle key on MySQL or MariaDB", () => {
+  it('writes only a plain character set and collation name into its statement, refusing any other before asking for a weight', async () => {
+    for (const [charset, name] of [
+      ['utf8mb4', "utf8mb4_bin)) as weight; select password from auth_user where ('1"],
+      ['utf8mb4 using latin1', 'utf8mb4_general_ci'],
+      ['utf8mb4', null],
+    ]) {
+      const { aa, asked } = standInDatabase(async () => [{ charset, name }]);
+      await assert.rejects(
+        allianceAuthThrottleKey(aa, 'mysql')('zoe'),
+        /auth_user\.username has no character set and collation aa-oidc can read/,
+      );
+      assert.equal(asked.length, 1, `only information_schema was asked (${String(name)})`);
+    }
+  });
+
+  it('reads the collation again after a read that failed, and once it was read, no more', async () => {
+    const outage = Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    let down = true;
+    const { aa, asked } = standInDatabase(async () => {
+      if (down) throw outage;
+      return asked.at(-1)!.includes('information_schema')
+        ? [{ charset: 'utf8mb4', name: 'utf8mb4_general_ci' }]
+        : [{ weight: '005A004F0045' }];
+    });
+    const key = allianceAuthThrottleKey(aa, 'mysql');
+    await assert.rejects(key('zoe'), (error) => error === outage);
+    down = false;
+    const first = await key('zoe');
+    assert.equal(await key('ZOE'), first, 'the same weight, the same key');
+    assert.equal(asked.filter((statement) => statement.includes('information_schema')).length, 2);
+    assert.ok(asked.at(-1)!.includes('collate utf8mb4_general_ci'), asked.at(-1));
   });
 });

@@ -114,6 +114,7 @@ describe(
           [],
         );
         await insertAllianceAuthUser(fixture, 48, 'pilot3', FIXTURE_PASSWORD);
+        await insertAllianceAuthUser(fixture, 49, 'scout7', FIXTURE_PASSWORD);
       },
     });
     const { signInAs, failuresBefore429 } = signingIn(suite);
@@ -133,6 +134,27 @@ describe(
         await failuresBefore429(['ghost3', 'GHO\u200bST٣', 'ghóst۳', 'ghost\u20603']),
         5,
         'the same for a name nobody has',
+      );
+    });
+
+    it('counts a name with spaces and then a character that weighs nothing at its end, which the collation pads away, against the name’s budget', async () => {
+      // `scout7 \u200b` finds scout7 (the space is padding once the zero-width space weighs nothing),
+      // yet its weight string has the space: without the cut, each number of spaces a fresh budget.
+      assert.equal(
+        (await signInAs('scout7 \u200b', FIXTURE_PASSWORD)).status,
+        303,
+        'the database finds scout7',
+      );
+      assert.equal(
+        await failuresBefore429([
+          'scout7',
+          'scout7 \u200b',
+          'SCOUT7  \u200b',
+          'scout7   \u2060',
+          'scout7 \u200b \u200b',
+        ]),
+        5,
+        'five failures in all, whatever the spaces',
       );
     });
   },
