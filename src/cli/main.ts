@@ -18,7 +18,7 @@ import { registerState } from './commands/state.ts';
 import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, processIo } from './context.ts';
-import { textBlock } from './output.ts';
+import { textBlock, textLines } from './output.ts';
 
 /** The version in package.json (two folders up from both src/cli/ and dist/cli/). */
 export function packageVersion(): string {
@@ -32,7 +32,6 @@ export function buildProgram(io: CliIo = processIo()): Command {
   const program = new Command('aa-oidc')
     .description('OpenID Connect provider for Alliance Auth style communities')
     .version(`aa-oidc ${packageVersion()}`, '-V, --version', 'print the version')
-    .showHelpAfterError()
     // Descriptions wrap beside terms as long as `user`'s (`remove-group [options] <username> <group>`)
     // too: commander's default (40 columns left) would print those lines unwrapped, 200 wide.
     .configureHelp({ minWidthToWrap: 30 })
@@ -58,7 +57,37 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerTokens(program, io);
   registerAudit(program, io);
   refuseNegatedPairs(program);
+  reportUsageErrorsOnOneLine(program);
   return program;
+}
+
+/**
+ * A usage error (a missing or unknown option, a value not among an option's choices, an argument too
+ * many or too few, an unknown command) is one line on stderr, `aa-oidc: REASON; see aa-oidc COMMAND
+ * --help`, as every other failure is, and exits 1: commander's own form (`error: …`, a blank line,
+ * the whole help) is not one line that a script can read. `--help` still prints the help.
+ */
+function reportUsageErrorsOnOneLine(command: Command): void {
+  const path: string[] = [];
+  for (let at: Command | null = command; at; at = at.parent) path.unshift(at.name());
+  command.configureOutput({
+    outputError: (message, write) =>
+      write(textLines([`aa-oidc: ${usageReason(message)}; see ${path.join(' ')} --help`])),
+  });
+  for (const sub of command.commands) reportUsageErrorsOnOneLine(sub);
+}
+
+/**
+ * commander's message as one clause: `error: unknown option '--activ'\n(Did you mean --active?)\n`
+ * becomes `unknown option '--activ' (did you mean --active?)`. Any other line break, one in a value
+ * typed, stays and is shown as `\n` (`textLines`).
+ */
+function usageReason(message: string): string {
+  return message
+    .replace(/\n$/, '')
+    .replace(/^error: /, '')
+    .replace(/\n\(Did you mean (.*)\)$/, ' (did you mean $1)')
+    .replace(/\.$/, '');
 }
 
 /**
@@ -102,6 +131,7 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
     await program.parseAsync([...argv], { from: 'user' });
     return 0;
   } catch (error) {
+    // Already written: the help (`--help`, exit 0) or the usage error's line (`reportUsageErrorsOnOneLine`).
     if (error instanceof CommanderError) return error.exitCode;
     if (error instanceof CliError) {
       io.stderr.write(textBlock(`aa-oidc: ${error.message}`));

@@ -36,3 +36,70 @@ describe('aa-oidc --help', () => {
     }
   });
 });
+
+describe('aa-oidc usage errors', () => {
+  /** What a script reads of a refused command line: its exit code and its one line on stderr. */
+  async function refused(args: readonly string[]): Promise<string> {
+    const result = await cli(args, {});
+    assert.equal(result.code, 1, `aa-oidc ${args.join(' ')}: ${result.stderr}`);
+    assert.equal(result.stdout, '');
+    assert.match(result.stderr, /^aa-oidc: [^\n]*\n$/, `aa-oidc ${args.join(' ')}: not one line`);
+    return result.stderr;
+  }
+
+  it('names a missing required option in one line, and where the usage is', async () => {
+    assert.equal(
+      await refused(['app', 'create', '--redirect-uri', 'https://rp.example/cb']),
+      "aa-oidc: required option '--name <name>' not specified; see aa-oidc app create --help\n",
+    );
+  });
+
+  it('names an unknown option in one line, with the option it may have meant', async () => {
+    assert.equal(
+      await refused(['app', 'list', '--activ']),
+      "aa-oidc: unknown option '--activ' (did you mean --active?); see aa-oidc app list --help\n",
+    );
+    assert.equal(
+      await refused(['--frobnicate']),
+      "aa-oidc: unknown option '--frobnicate'; see aa-oidc --help\n",
+    );
+  });
+
+  it('names an option given a value outside its choices, and the choices, in one line', async () => {
+    assert.equal(
+      await refused(['user', 'list', '--format', 'yaml']),
+      "aa-oidc: option '--format <format>' argument 'yaml' is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n",
+    );
+    // A line break typed in the value is shown, not written: the reason stays one line.
+    assert.equal(
+      await refused(['user', 'list', '--format', 'table\nsecond line']),
+      "aa-oidc: option '--format <format>' argument 'table\\nsecond line' is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n",
+    );
+  });
+
+  it('refuses a missing or extra argument, an option without its value and an unknown command in one line', async () => {
+    assert.equal(
+      await refused(['state', 'create']),
+      "aa-oidc: missing required argument 'name'; see aa-oidc state create --help\n",
+    );
+    assert.equal(
+      await refused(['user', 'show', 'alice', 'bob']),
+      "aa-oidc: too many arguments for 'show'. Expected 1 argument but got 2: alice, bob; see aa-oidc user show --help\n",
+    );
+    assert.equal(
+      await refused(['app', 'list', '--format']),
+      "aa-oidc: option '--format <format>' argument missing; see aa-oidc app list --help\n",
+    );
+    assert.equal(
+      await refused(['user', 'frobnicate']),
+      "aa-oidc: unknown command 'frobnicate'; see aa-oidc user --help\n",
+    );
+  });
+
+  it('still prints the help for --help, on stdout, and exits 0', async () => {
+    const result = await cli(['app', 'create', '--help'], {});
+    assert.equal(result.code, 0);
+    assert.equal(result.stderr, '');
+    assert.match(result.stdout, /^Usage: aa-oidc app create \[options\]\n/);
+  });
+});
