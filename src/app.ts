@@ -110,7 +110,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     authenticators: services.authenticators,
     twoFactor: services.twoFactor,
     keyStore: services.keyStore,
-    observability: { audit: services.audit, metrics: services.metrics },
+    observability: { audit: services.audit, metrics: services.metrics, secrets: services.secrets },
     logout: services.logout,
   });
   koa.keys = oidc.cookieKeys;

@@ -13,6 +13,12 @@ export interface AuditReceiver {
   receive(record: Readonly<AuditRecord>): void | Promise<void>;
   /** Kinds this receiver is never given (the database's `audit.databaseExclude`); it gets every kind without. */
   readonly skips?: ReadonlySet<AuditEventKind>;
+  /**
+   * True for the receivers whose records carry the publisher's `masked` fragments (`PublishContext`):
+   * the log and the JSON-lines sink, what a developer reads while the server runs. The others (the
+   * database's table, a test's or an embedder's receiver) get the event alone.
+   */
+  readonly showsMaskedSecrets?: boolean;
   /** Flushes and releases resources; called once by `AuditBus.close()`. */
   close?(): void | Promise<void>;
 }
@@ -20,7 +26,21 @@ export interface AuditReceiver {
 export interface PublishContext {
   /** The request the event belongs to (`ctx.state.requestId`). */
   requestId?: string;
+  /**
+   * Head/tail fragments (`SecretFormatter.maskSecret`) of the token or code the event names by digest,
+   * given only when masks are enabled (development with `logging.maskedSecrets`; never in production,
+   * where check W001 warns of the setting). Added to the records of the receivers that show them
+   * (`showsMaskedSecrets`: the log and the JSON-lines sink), never to the event: the database's
+   * `audit_event` table is kept for `audit.retentionDays`, shown to every admin and by `aa-oidc audit
+   * list`, and goes into backups, where 8 characters of a token serve nobody's debugging and only
+   * narrow the guess of a token that may still be live; a developer correlating a token with the
+   * server's work reads the log.
+   */
+  masked?: MaskedFragment;
 }
+
+/** What `PublishContext.masked` adds to a record: a token's (`token_sha256`), or a code's (`code_hash`). */
+export type MaskedFragment = { readonly token_masked: string } | { readonly code_masked: string };
 
 export interface AuditBus {
   /**
@@ -224,9 +244,16 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
         for (const key in members) if (Object.hasOwn(members, key)) copy[key] = frozenCopy(members[key]);
         if (context.requestId !== undefined) copy.request_id = context.requestId;
         const record = Object.freeze(copy) as unknown as AuditRecord;
+        // With masks off (the default, and always in production) no publisher gives fragments: no
+        // second record, and every receiver gets the same one.
+        const shown =
+          context.masked === undefined
+            ? record
+            : (Object.freeze({ ...record, ...context.masked }) as AuditRecord);
         for (let index = 0; index < receivers.length; index += 1) {
           const receiver = receivers[index]!;
-          if (receiver.skips?.has(event.kind) !== true) deliver(receiver, record);
+          if (receiver.skips?.has(event.kind) !== true)
+            deliver(receiver, receiver.showsMaskedSecrets === true ? shown : record);
         }
       } catch (error) {
         // A malformed event (e.g. not cloneable) is a programming error; it must still not fail the caller.

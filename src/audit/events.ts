@@ -4,7 +4,9 @@
  * Field names are snake_case because these objects are written as they are to the log and the
  * JSON-lines sink. No member carries a token, code, secret or password: tokens and codes appear only
  * as `sha256Hex` digests (`token_sha256`, `code_hash`), ids only where they are not the secret itself
- * (oidc-provider's opaque token id *is* the token, so such ids are digests too). Users appear by
+ * (oidc-provider's opaque token id *is* the token, so such ids are digests too); with masks enabled
+ * (development only), the log's and the JSON-lines sink's records add head/tail fragments beside the
+ * digests (`AuditRecord`'s `token_masked`, `code_masked`), never the events. Users appear by
  * numeric id (and username for admin changes), never by e-mail or other personal data.
  */
 
@@ -253,4 +255,11 @@ export type AuditRecord = AuditEvent & {
   /** ISO 8601 time of `publish()`. */
   time: string;
   request_id?: string;
+  /**
+   * `abcd…wxyz`: head and tail of the value `token_sha256` digests, in the log's and the JSON-lines
+   * sink's records only, when masks are enabled (`PublishContext.masked`, src/audit/bus.ts).
+   */
+  token_masked?: string;
+  /** The same of the code `code_hash` digests (`code_reuse_detected`). */
+  code_masked?: string;
 };

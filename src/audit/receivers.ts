@@ -47,6 +47,7 @@ export function logAuditReceiver(logger: Logger): AuditReceiver {
   const log = logger.child({ component: 'audit' });
   return {
     name: 'log',
+    showsMaskedSecrets: true,
     receive(record) {
       if (!log.isLevelEnabled('info')) return;
       log.info(closedEvent(record) ? new ClosedEventLine(record) : { audit: record }, `audit ${record.kind}`);
@@ -75,6 +76,7 @@ export function jsonlAuditReceiver(file: string): AuditReceiver {
   };
   return {
     name: 'jsonl',
+    showsMaskedSecrets: true,
     receive(record) {
       // A name from Alliance Auth may hold a C1 control or U+2028: escaped, as in the log's lines.
       const line = `${escapeUnshownInJson(JSON.stringify(scrubValue(record)))}\n`;

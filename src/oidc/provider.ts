@@ -175,6 +175,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       config,
       audit: deps.observability.audit,
       metrics: deps.observability.metrics,
+      secrets: deps.observability.secrets,
       logger: log,
     }),
     log,

@@ -3,7 +3,7 @@ import type { Provider } from 'oidc-provider';
 import type { AuditBus, PublishContext } from '../audit/bus.ts';
 import type { TokenIssuedEvent, TokenType } from '../audit/events.ts';
 import { publishContext } from '../logging/request-context.ts';
-import { sha256Hex } from '../logging/secrets.ts';
+import { type SecretFormatter, sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { currentRequest } from './provider-internals.ts';
 
@@ -13,6 +13,8 @@ export interface ObservabilityDependencies {
     Metrics,
     'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses' | 'importedSecretChecks'
   >;
+  /** Whether events name their token by head/tail fragments too, in the log (`maskedFragment`). */
+  secrets: Pick<SecretFormatter, 'masksEnabled' | 'maskSecret'>;
 }
 
 /** What the provider's token models carry that the events need. */
@@ -37,9 +39,22 @@ function currentContext(): Koa.Context | undefined {
   return currentRequest() as unknown as Koa.Context | undefined;
 }
 
-function context(): { requestId?: string } {
+function context(): PublishContext {
   const ctx = currentContext();
   return ctx ? publishContext(ctx) : {};
+}
+
+/**
+ * `context` with the head/tail fragment of `value` (what `token_sha256` digests) for the log and the
+ * JSON-lines sink. Called only when masks are enabled: with them off, the token's path makes no
+ * fragment, no object, not even the digest `maskSecret` would give.
+ */
+export function maskedFragment(
+  secrets: Pick<SecretFormatter, 'maskSecret'>,
+  context: PublishContext,
+  value: string,
+): PublishContext {
+  return { ...context, masked: { token_masked: secrets.maskSecret(value) } };
 }
 
 /** `authorization_code refresh_token` (a token issued by a refresh of a code grant) → `refresh_token`. */
@@ -69,6 +84,8 @@ export function observeProvider(
   onceTokensStored: () => Array<() => void> | undefined = () => undefined,
   onceConsumed: () => Array<() => void> | undefined = () => undefined,
 ): void {
+  const { secrets } = deps;
+  const { masksEnabled } = secrets;
   const tell = (record: TokenIssuedEvent, publishedIn: PublishContext) => {
     deps.audit.publish(record, publishedIn);
     if (record.token_type === 'access_token') {
@@ -91,7 +108,7 @@ export function observeProvider(
       expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
     };
     // The request's context as of now: the write a held token waits for ends the request's own work.
-    const publishedIn = context();
+    const publishedIn = masksEnabled ? maskedFragment(secrets, context(), token.jti) : context();
     const held = onceTokensStored();
     if (held) held.push(() => tell(record, publishedIn));
     else tell(record, publishedIn);
@@ -112,7 +129,7 @@ export function observeProvider(
         token_sha256: sha256Hex(token.jti),
         reason: 'revocation_endpoint',
       },
-      context(),
+      masksEnabled ? maskedFragment(secrets, context(), token.jti) : context(),
     );
   };
   provider.on('access_token.destroyed', revoked('access_token'));
@@ -129,7 +146,7 @@ export function observeProvider(
     };
     // A rotation's consume is written with its new tokens, or alone when the provider refused the
     // refresh after it (code-exchange.ts): told once it is, and never if a revocation came first.
-    const publishedIn = context();
+    const publishedIn = masksEnabled ? maskedFragment(secrets, context(), token.jti) : context();
     const held = onceConsumed();
     if (held) held.push(() => deps.audit.publish(record, publishedIn));
     else deps.audit.publish(record, publishedIn);

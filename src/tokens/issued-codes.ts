@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
-import type { AuditBus } from '../audit/bus.ts';
+import type { AuditBus, PublishContext } from '../audit/bus.ts';
 import type { Config } from '../config/load.ts';
 import type { Database } from '../db/schema.ts';
 import {
@@ -12,7 +12,7 @@ import {
   type WriteDb,
 } from '../db/write-batch.ts';
 import type { Logger } from '../logging/logger.ts';
-import { sha256Hex } from '../logging/secrets.ts';
+import { type SecretFormatter, sha256Hex } from '../logging/secrets.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { publishRevocations, revokeTokens, type RevokedToken } from './revocation.ts';
 import {
@@ -80,6 +80,8 @@ export interface IssuedCodeDependencies {
   audit: Pick<AuditBus, 'publish'>;
   metrics: Pick<Metrics, 'codeReuseAuditMisses'>;
   logger: Pick<Logger, 'error' | 'warn'>;
+  /** With masks enabled, `code_reuse_detected` names the code by head/tail fragments too, in the log; off without. */
+  secrets?: Pick<SecretFormatter, 'masksEnabled' | 'maskSecret'>;
   now?: () => number;
   /** Where the held-back rows are written (src/db/write-batch.ts); at once, each on its own, by default. */
   writes?: WriteBatch;
@@ -231,6 +233,9 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
   ) => {
     const codeHash = sha256Hex(code);
     const at = now();
+    const publishedIn: PublishContext | undefined = deps.secrets?.masksEnabled
+      ? { masked: { code_masked: deps.secrets.maskSecret(code) } }
+      : undefined;
     let outcome:
       | {
           kind: 'reuse';
@@ -302,15 +307,18 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
             .catch(() => undefined),
         );
       if (row) {
-        audit.publish({
-          kind: 'code_reuse_detected',
-          client_id: row.client_id,
-          code_hash: codeHash,
-          access_token_id: row.access_token_id,
-          refresh_token_id: row.refresh_token_id,
-          reuse_count: row.reuse_count,
-          revoke_succeeded: false,
-        });
+        audit.publish(
+          {
+            kind: 'code_reuse_detected',
+            client_id: row.client_id,
+            code_hash: codeHash,
+            access_token_id: row.access_token_id,
+            refresh_token_id: row.refresh_token_id,
+            reuse_count: row.reuse_count,
+            revoke_succeeded: false,
+          },
+          publishedIn,
+        );
       }
       publishRevocations(audit, revokedHere, 'code_reuse');
       return;
@@ -324,15 +332,18 @@ export function createIssuedCodes(deps: IssuedCodeDependencies): IssuedCodes {
         publishRevocations(audit, revokedHere, 'code_reuse');
         return;
       case 'reuse':
-        audit.publish({
-          kind: 'code_reuse_detected',
-          client_id: outcome.row.client_id,
-          code_hash: codeHash,
-          access_token_id: outcome.row.access_token_id,
-          refresh_token_id: outcome.row.refresh_token_id,
-          reuse_count: outcome.row.reuse_count,
-          revoke_succeeded: true,
-        });
+        audit.publish(
+          {
+            kind: 'code_reuse_detected',
+            client_id: outcome.row.client_id,
+            code_hash: codeHash,
+            access_token_id: outcome.row.access_token_id,
+            refresh_token_id: outcome.row.refresh_token_id,
+            reuse_count: outcome.row.reuse_count,
+            revoke_succeeded: true,
+          },
+          publishedIn,
+        );
         // Apart by construction: the provider's revocation was done before the judgement's began.
         publishRevocations(audit, [...revokedHere, ...outcome.revoked], 'code_reuse');
         return;

@@ -13,7 +13,10 @@ import { BIDI_CONTROL, codePoint, INVISIBLE_CHARACTER } from '../../src/util/hid
  * audit event, a watched file (the JSON-lines sink) or any extra text handed to `scanText` (CLI
  * output, HTTP error bodies that must not echo secrets). It fails too on a log line, or a line of a
  * watched file, that holds a control or invisible character as it is rather than as its JSON escape:
- * what forges a line or drives the terminal a log is followed in (`unshownCharacter`).
+ * what forges a line or drives the terminal a log is followed in (`unshownCharacter`). It fails as
+ * well on a head/tail fragment of a token or code (`token_masked`, `code_masked`) in a log line or a
+ * watched file, unless the test runs masks on purpose (`maskedFragments`): a server under test has
+ * masks off, as every production server has.
  *
  *     const harness = createLeakHarness();
  *     const app = await createApp(testConfig(database), { logger: harness.loggerOptions });
@@ -97,11 +100,22 @@ export function unshownCharacter(line: string): string | undefined {
   return `${codePoint(found[0])} at ${found.index}`;
 }
 
+/** A member that holds a head/tail fragment of a token or code, as a JSON line writes it. */
+const MASKED_FRAGMENT = /"(?:token|code)_masked":/;
+
+export interface LeakHarnessOptions extends Pick<LoggerOptions, 'level'> {
+  /**
+   * The server runs with masks enabled (development with `logging.maskedSecrets`): fragments in the
+   * log and the JSON-lines sink are expected. Without it, one fails `assertNoLeaks()`.
+   */
+  maskedFragments?: boolean;
+}
+
 /**
  * `level`: what the server's logger keeps (`trace` by default, every line; a test of what a quieter
  * server logs names its level).
  */
-export function createLeakHarness(options: Pick<LoggerOptions, 'level'> = {}): LeakHarness {
+export function createLeakHarness(options: LeakHarnessOptions = {}): LeakHarness {
   const logLines: string[] = [];
   const auditRecords: AuditRecord[] = [];
   const secrets: RegisteredSecret[] = [];
@@ -176,6 +190,8 @@ export function createLeakHarness(options: Pick<LoggerOptions, 'level'> = {}): L
         const unshown = unshownCharacter(text);
         // Named by place only: the line may hold a secret too.
         if (unshown !== undefined) leaks.push(`a raw ${unshown} in ${source}`);
+        if (options.maskedFragments !== true && MASKED_FRAGMENT.test(text))
+          leaks.push(`a masked fragment of a token or code in ${source}, with masks meant to be off`);
       }
       for (const { source, text } of sources) {
         const lowered = text.toLowerCase();

@@ -151,6 +151,26 @@ describe('leak harness', () => {
       }
     });
 
+    it('a masked fragment of a token or code, unless the test runs masks on purpose', async () => {
+      const line = '{"audit":{"kind":"token_issued","token_sha256":"ab12","token_masked":"Zm9v…NDU2"}}\n';
+      const harness = createLeakHarness();
+      harness.registerSecret('plain-password-123', 'password');
+      harness.loggerOptions.destination!.write(`{"msg":"fine"}\n${line}`);
+      await assert.rejects(
+        harness.assertNoLeaks(),
+        /a masked fragment of a token or code in log line 2, with masks meant to be off/,
+      );
+      const codeHarness = createLeakHarness();
+      codeHarness.registerSecret('plain-password-123', 'password');
+      codeHarness.scanText('ignored: not a line of the log', line);
+      codeHarness.loggerOptions.destination!.write('{"audit":{"code_masked":"Zm9v…NDU2"}}\n');
+      await assert.rejects(codeHarness.assertNoLeaks(), /masked fragment of a token or code in log line 1,/);
+      const meant = createLeakHarness({ maskedFragments: true });
+      meant.registerSecret('plain-password-123', 'password');
+      meant.loggerOptions.destination!.write(line);
+      await meant.assertNoLeaks();
+    });
+
     it('refuses to pass when no secret was registered', async () => {
       await assert.rejects(createLeakHarness().assertNoLeaks(), /register the secrets/);
     });
