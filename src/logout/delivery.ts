@@ -139,7 +139,10 @@ export function createDelivery(
       return {
         outcome: 'signing_kid_retired',
         httpStatus: null,
-        detail: `no active signing key is loaded, and signing key ${job.kid} is no longer loaded`,
+        detail:
+          job.kid === ''
+            ? 'no active signing key is loaded, nor was any key when the logout was queued (serve and worker create one at their start; `aa-oidc check` tells)'
+            : `no active signing key is loaded, and signing key ${job.kid} is no longer loaded`,
       };
     const iat = Math.floor(now() / 1000);
     const logoutToken = await buildLogoutToken(

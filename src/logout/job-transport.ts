@@ -19,6 +19,7 @@ export interface LogoutJob {
   /** Seconds since the epoch. */
   iat: number;
   exp: number;
+  /** The key active when it was queued (another loaded key when none was, '' when none was loaded: jobs.ts). */
   kid: string;
   sid: string | null;
 }

@@ -32,17 +32,32 @@ export type NewJobs = (
   clients: ReadonlyArray<{ clientId: string; sid: string | null }>,
 ) => LogoutJob[];
 
+/**
+ * The signing key a new job names: the active key. With none loaded (the active key went and none
+ * took its place yet, or the process started on a database without keys), the loaded key that stays
+ * loaded longest, the one an attempt then signs with (delivery.ts `signingKey`): the next key, else
+ * the retired key published longest (`loadedKeys()` lists them in that order); with no key loaded at
+ * all, none (''). Never a reason not to queue: the change that causes the logout queues it in its
+ * own transaction, which must neither fail nor lose the logout for want of a key; each attempt signs
+ * with the active key loaded by then, and only one that finds no key to sign with ends
+ * `signing_kid_retired`, recorded.
+ */
+function kidForNewJob(keyStore: Pick<KeyStore, 'loadedKeys'>): string {
+  const keys = keyStore.loadedKeys();
+  return (keys.find((key) => key.status === 'active') ?? keys[0])?.kid ?? '';
+}
+
 /** Builds the jobs of one logout: one per client, all pinned to the same time and signing key. */
 export function jobFactory(deps: {
   config: Config;
-  keyStore: Pick<KeyStore, 'activeKid'>;
+  keyStore: Pick<KeyStore, 'loadedKeys'>;
   now: () => number;
 }): NewJobs {
   return (userId, sub, reason, clients) => {
     if (clients.length === 0) return [];
     const iat = Math.floor(deps.now() / 1000);
     const exp = iat + logoutTokenLifetimeSeconds(deps.config);
-    const kid = deps.keyStore.activeKid();
+    const kid = kidForNewJob(deps.keyStore);
     return clients.map(({ clientId, sid }) => ({
       trigger: reason,
       userId,

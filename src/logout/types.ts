@@ -24,7 +24,7 @@ export interface LogoutDependencies {
   audit: Pick<AuditBus, 'publish'>;
   metrics: Pick<Metrics, 'bclDispatches' | 'bclDeliverySeconds'>;
   applications: Pick<ApplicationService, 'findByClientId'>;
-  keyStore: Pick<KeyStore, 'activeKid' | 'loadedKeys' | 'reload'>;
+  keyStore: Pick<KeyStore, 'loadedKeys' | 'reload'>;
   /** The SSRF gate's resolver (default the system resolver). */
   resolver?: Resolver;
   /** The delivery connection layer (default: TCP/TLS to the checked address). */
@@ -82,7 +82,10 @@ export interface WorkerOptions {
 export interface LogoutWorker {
   /** Looks for due jobs now (after this process queued some). */
   wake(): void;
-  /** Stops claiming; resolves when the attempts in flight have finished. */
+  /**
+   * Stops claiming; resolves when the attempts in flight have finished. Stopped for good: the
+   * service's `startWorker` then starts a new worker.
+   */
   stop(): Promise<void>;
 }
 
@@ -114,7 +117,11 @@ export interface LogoutService {
   onWhitelistLoss(loss: WhitelistLoss, unit: UnitOfWork): Promise<void>;
   /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */
   deliverDue(): Promise<number>;
-  /** Starts the polling worker of this process. */
+  /**
+   * Starts the polling worker of this process, or returns the one running (whatever `options` say).
+   * After its `stop()`, a new one starts, claiming once the stopped one has finished its attempts:
+   * a stopped worker is never handed back, and a process never runs two at once.
+   */
   startWorker(options?: WorkerOptions): LogoutWorker;
   /**
    * Whether this process's job transport has started: pg-boss then installs no schema again, so one

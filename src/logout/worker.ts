@@ -77,11 +77,14 @@ export function createWorkerLoop(deps: {
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
   /** Wakes the worker of this process, if it runs one. */
   wake(): void;
-  /** Stops the worker, if started; a later `startWorker` starts a new one. */
+  /** Stops the worker, if started (as its `stop()`); a later `startWorker` starts a new one. */
   stopWorker(): Promise<void>;
 } {
   const { config, log, now, transport, owner, processJob } = deps;
   let worker: LogoutWorker | undefined;
+  // Settles once every worker stopped so far has ended its round: a worker started after a stop
+  // claims only then, so that this process never runs two (each holds up to `concurrency` attempts).
+  let lastStopped: Promise<void> = Promise.resolve();
   // The applications read for earlier batches, kept while the change epoch stands: a batch reads
   // the epoch after its claim, so a deactivation, a removed URI or a switch to revoke-only committed
   // before the claim still cancels its deliveries, and a fan-out reads each application once rather
@@ -321,6 +324,8 @@ export function createWorkerLoop(deps: {
     const pollIntervalMs = options.pollIntervalMs ?? 1000;
     const concurrency = Math.max(1, options.concurrency ?? DEFAULT_WORKER_CONCURRENCY);
     let stopped = false;
+    // Settles once the round in flight when it stopped has ended.
+    let ended: Promise<void> | undefined;
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> | undefined;
     let again = false;
@@ -329,8 +334,10 @@ export function createWorkerLoop(deps: {
     // long as the last, up to a minute, instead of trying again at once on jobs already due.
     let failures = 0;
 
+    // False until the workers stopped before it have ended (`lastStopped`): a wake-up waits as well.
+    let ready = false;
     const schedule = (delayMs: number) => {
-      if (stopped) return;
+      if (stopped || !ready) return;
       clearTimeout(timer);
       timer = setTimeout(tick, Math.max(0, delayMs));
       timer.unref();
@@ -365,22 +372,32 @@ export function createWorkerLoop(deps: {
       });
     };
     // pg-boss: this process's supervisor puts back the jobs of workers that died mid-attempt.
-    transport.startWorker().then(
-      () => schedule(0),
-      (error: Error) => {
-        log.error({ err: { name: error.name, message: error.message } }, 'logout worker');
-        schedule(pollIntervalMs);
-      },
+    const transportStarted = transport.startWorker().then(
+      () => undefined,
+      (error: Error) => error,
     );
-    worker = {
+    void Promise.all([lastStopped, transportStarted]).then(([, error]) => {
+      if (error) log.error({ err: { name: error.name, message: error.message } }, 'logout worker');
+      ready = true;
+      schedule(error ? pollIntervalMs : 0);
+    });
+    const started: LogoutWorker = {
       wake: () => schedule(0),
-      async stop() {
-        stopped = true;
-        clearTimeout(timer);
-        await running;
+      stop() {
+        if (!ended) {
+          stopped = true;
+          clearTimeout(timer);
+          // A later `startWorker` starts a new worker instead of handing back this one, which would
+          // deliver nothing; that one claims once this one's round has ended (see `lastStopped`).
+          if (worker === started) worker = undefined;
+          ended = (running ?? Promise.resolve()).then(() => undefined);
+          lastStopped = Promise.all([lastStopped, ended]).then(() => undefined);
+        }
+        return ended;
       },
     };
-    return worker;
+    worker = started;
+    return started;
   };
 
   return {
@@ -389,7 +406,6 @@ export function createWorkerLoop(deps: {
     wake: () => worker?.wake(),
     async stopWorker() {
       await worker?.stop();
-      worker = undefined;
     },
   };
 }

@@ -143,12 +143,12 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
   });
 
-  it('without an active key, signs with the job’s own key while it is loaded, and ends with signing_kid_retired, recorded, once it is not', async () => {
-    const kept = await deactivatedHolderOf([200]);
-    const gone = await deactivatedHolderOf([200]);
-    await setPendingJobKid(server.app.database, (await gone.job()).jti, 'a-key-that-was-removed');
+  /**
+   * Runs `work` with the active key retired and none in its place (a restored backup): the key
+   * still verifies, in JWKS, and the next key stays next. Returns the retired key's kid.
+   */
+  async function withoutActiveKey(work: () => Promise<void>): Promise<string> {
     const activeKid = server.app.keyStore.activeKid();
-    // The active key retired with none in its place (a restored backup): it still verifies, in JWKS.
     const setStatus = async (status: 'active' | 'retired') => {
       await server.app.database.db
         .updateTable('signing_key')
@@ -164,10 +164,23 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     await setStatus('retired');
     try {
       assert.ok(!server.app.keyStore.loadedKeys().some((key) => key.status === 'active'));
-      await server.app.logout.deliverDue();
+      await work();
     } finally {
       await setStatus('active');
     }
+    return activeKid;
+  }
+
+  it('without an active key, signs with the job’s own key while it is loaded, and ends with signing_kid_retired, recorded, once it is not', async () => {
+    const kept = await deactivatedHolderOf([200]);
+    const gone = await deactivatedHolderOf([200]);
+    const none = await deactivatedHolderOf([200]);
+    await setPendingJobKid(server.app.database, (await gone.job()).jti, 'a-key-that-was-removed');
+    // Queued while no key at all was loaded (jobs.ts): it names none.
+    await setPendingJobKid(server.app.database, (await none.job()).jti, '');
+    await withoutActiveKey(async () => {
+      await server.app.logout.deliverDue();
+    });
     assert.equal((await kept.job()).outcome, 'success');
     const claims = await verifyLogoutToken(server, kept.receiver.tokens()[0]!, {
       clientId: kept.app.clientId,
@@ -181,6 +194,41 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const [recorded] = await attemptRows(gone.app.clientId);
     assert.equal(recorded?.outcome, 'signing_kid_retired');
     assert.match(recorded?.detail ?? '', /signing key a-key-that-was-removed is no longer loaded/);
+    assert.equal((await none.job()).outcome, 'signing_kid_retired');
+    assert.equal(none.receiver.requests.length, 0, 'nothing sent');
+    const [unnamed] = await attemptRows(none.app.clientId);
+    assert.match(
+      unnamed?.detail ?? '',
+      /^no active signing key is loaded, nor was any key when the logout was queued \(serve and worker create one/,
+    );
+  });
+
+  it('queues the logouts of a deactivation made while no active key is loaded, under a loaded key, and delivers them', async () => {
+    const receiver = await startRpReceiver([200]);
+    receivers.push(receiver);
+    const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
+    const user = await seedUser(server);
+    await holdTokensAt(server, new Browser(), app, user.username);
+    const nextKid = server.app.keyStore.loadedKeys().find((key) => key.status === 'next')?.kid;
+    assert.ok(nextKid, 'the server prepared a next key');
+    await withoutActiveKey(async () => {
+      // Before, the job factory threw inside the deactivation's transaction: no deactivation, no logout.
+      await server.app.directoryAdmin.deactivate({ id: user.id });
+      const [row] = await logoutJobs(server.app.database, { userId: user.id });
+      assert.ok(row, 'the logout is queued');
+      assert.equal(row.kid, nextKid, 'under the key loaded longest: the next key');
+      assert.equal(await server.app.logout.deliverDue(), 1);
+    });
+    const [row] = await logoutJobs(server.app.database, { userId: user.id });
+    assert.equal(row?.outcome, 'success');
+    assert.equal(receiver.requests.length, 1);
+    await verifyLogoutToken(server, receiver.tokens()[0]!, { clientId: app.clientId, sub: String(user.id) });
+    const [header] = receiver.tokens()[0]!.split('.');
+    assert.equal(
+      (JSON.parse(Buffer.from(header!, 'base64url').toString()) as { kid: string }).kid,
+      nextKid,
+      'signed with the job’s key, no key being active',
+    );
   });
 
   it('sends a job that waited in the queue past its first lifetime (a crash, a stopped worker) unexpired', async () => {
@@ -380,5 +428,58 @@ describe(`stopping the back-channel logout worker (${testDatabaseKind})`, () => 
     assert.equal(row?.outcome, 'success');
     assert.equal(row?.attempts, 1);
     assert.equal(slow.requests.length, 1);
+  });
+
+  it('starts a new worker after a stop instead of handing back the stopped one, and it delivers', async () => {
+    const receiver = await startRpReceiver([200]);
+    try {
+      const first = server.app.logout.startWorker({ pollIntervalMs: 50 });
+      assert.equal(server.app.logout.startWorker(), first, 'a running worker is the one returned');
+      await first.stop();
+      const second = server.app.logout.startWorker({ pollIntervalMs: 50 });
+      try {
+        assert.notEqual(second, first, 'the stopped worker is not handed back');
+        const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
+        const user = await seedUser(server);
+        await holdTokensAt(server, new Browser(), app, user.username);
+        await server.app.directoryAdmin.deactivate({ id: user.id });
+        await eventually(() => receiver.requests.length === 1, 'the new worker delivers the logout', 10_000);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it('a worker started while the stopped one finishes an attempt claims only once that attempt ended', async () => {
+    const receiver = await startRpReceiver([200]);
+    const held = answers.length;
+    try {
+      const slowApp = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: slow.url() });
+      const slowUser = await seedUser(server);
+      await holdTokensAt(server, new Browser(), slowApp, slowUser.username);
+      await server.app.directoryAdmin.deactivate({ id: slowUser.id });
+      const first = server.app.logout.startWorker({ pollIntervalMs: 50 });
+      await eventually(() => answers.length === held + 1, 'the logout reaches the slow receiver', 10_000);
+      const stopping = first.stop();
+      const second = server.app.logout.startWorker({ pollIntervalMs: 50 });
+      try {
+        const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
+        const user = await seedUser(server);
+        await holdTokensAt(server, new Browser(), app, user.username);
+        await server.app.directoryAdmin.deactivate({ id: user.id });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(receiver.requests.length, 0, 'one worker at a time: the new one waits');
+        answers[held]!();
+        await stopping;
+        await eventually(() => receiver.requests.length === 1, 'the new worker delivers the logout', 10_000);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      for (const answer of answers) answer();
+      await receiver.close();
+    }
   });
 });
