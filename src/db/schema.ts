@@ -194,9 +194,15 @@ export interface IssuedCodeTable {
 export interface LoginFailureTable {
   id: Generated<number>;
   /**
-   * The attempt's `throttledName`, NFKC-normalised and lower-cased (`accountKey`), the same whether or
-   * not the user exists: the name typed, or with Alliance Auth on MySQL or MariaDB a hash of how the
-   * collation compares it (`allianceAuthThrottleKey`).
+   * How the attempt signed in: `password`, or `external` (an identity provider such as EVE SSO). An
+   * account's budgets count only failures of its own method (`ThrottledAccount`).
+   */
+  method: ColumnType<'password' | 'external', 'password' | 'external' | undefined, never>;
+  /**
+   * The account, NFKC-normalised and lower-cased (`accountKey`). For `password`, the attempt's
+   * `throttledName`, the same whether or not the user exists: the name typed, or with Alliance Auth
+   * on MySQL or MariaDB a hash of how the collation compares it (`allianceAuthThrottleKey`). For
+   * `external`, what the identity provider proved (`eve:<character id>`).
    */
   username: string;
   address: string;

@@ -94,7 +94,8 @@ export interface ExternalAuthorizationRequest {
 
 /**
  * What the identity provider proved, before the directory is asked anything. `subject` (the
- * character, `eve:<id>`) is the account the login throttle counts the attempt against; `identity` is
+ * character, `eve:<id>`) is the account the login throttle counts the attempt against (an external
+ * one: no name typed into the password form shares its budget); `identity` is
  * what `judge` needs. `rejected`: the answer did not verify (never shown in detail to the person);
  * `unavailable`: the identity provider cannot be reached now, try again later.
  */

@@ -63,6 +63,33 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
     }
   });
 
+  it('0079 counts every login failure kept before it as a password failure', async () => {
+    const fresh = await createTestDatabase();
+    const handle = openDatabase(testConfig(fresh).database);
+    try {
+      await migrateToLatest(handle.db, handle.kind);
+      // As before 0079: no method column, and a password failure and an EVE failure kept.
+      await sql`alter table login_failure drop column method`.execute(handle.db);
+      await sql`delete from schema_migration where name = '0079_login_failure_method'`.execute(handle.db);
+      await sql`insert into login_failure (username, address, failed_at)
+        values ('bob', '192.0.2.1', 1), ('eve:95465499', '192.0.2.1', 2)`.execute(handle.db);
+      assert.deepEqual(await migrateToLatest(handle.db, handle.kind), ['0079_login_failure_method']);
+      const rows = await handle.db
+        .selectFrom('login_failure')
+        .select(['username', 'method'])
+        .orderBy('failed_at')
+        .execute();
+      // The EVE failure now counts for the typed name `eve:95465499` until it leaves the window.
+      assert.deepEqual(rows, [
+        { username: 'bob', method: 'password' },
+        { username: 'eve:95465499', method: 'password' },
+      ]);
+    } finally {
+      await handle.close();
+      await fresh.drop();
+    }
+  });
+
   it('names the migration that failed, and says so when none could be tried', async () => {
     const handle = openDatabase(testConfig(database).database);
     try {

@@ -205,11 +205,12 @@ export function externalCallbacks(
         `Sign-in with ${authenticator.label} did not succeed. Start again from the application.`,
       );
     if (verified.outcome === 'failed' && verified.kind === 'unavailable') return unavailable();
-    // The character is the account whose budget the attempt takes; the address's budget counts too.
-    // Reserved before the directory is asked anything (as the password form reserves before the
-    // hash is checked); the account is known only once the provider has verified the code.
-    const account = verified.outcome === 'failed' ? `${authenticator.id}:unverified` : verified.subject;
-    const attempt = await deps.throttle.reserve(account, ctx.ip);
+    // The character is the account whose budget the attempt takes (an external one, which no name
+    // typed into the password form can spend); the address's budget counts too. Reserved before the
+    // directory is asked anything (as the password form reserves before the hash is checked); the
+    // account is known only once the provider has verified the code.
+    const subject = verified.outcome === 'failed' ? `${authenticator.id}:unverified` : verified.subject;
+    const attempt = await deps.throttle.reserve({ method: 'external', subject }, ctx.ip);
     if (!attempt) return fail(429, 'invalid_request', LOGIN_THROTTLED_MESSAGE);
     const log = requestLog(ctx, deps.logger);
     if (verified.outcome === 'failed') {

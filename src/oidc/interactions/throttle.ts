@@ -5,13 +5,25 @@ import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
 import { addressKey } from '../../util/address-key.ts';
+import { assertNever } from '../../util/assert-never.ts';
 import { nameKey } from '../../util/name-key.ts';
 
 export type ThrottleConfig = Config['login'];
 
+/**
+ * Whose budget a sign-in attempt takes: a name typed into a password form (`throttledName`, or the
+ * username of a signed-in person confirming their password), or the account an identity provider
+ * proved (`eve:<character id>`). The two never share a budget, whatever the strings: else anyone
+ * could lock a pilot out of EVE sign-in by typing `eve:<id>` into the password form.
+ */
+export type ThrottledAccount =
+  | { readonly method: 'password'; readonly name: string }
+  | { readonly method: 'external'; readonly subject: string };
+
 /** A sign-in attempt that holds its place in every budget; forgotten when the password was right. */
 export interface ReservedAttempt {
   readonly id: number;
+  readonly method: ThrottledAccount['method'];
   readonly account: string;
   readonly address: string;
 }
@@ -20,9 +32,10 @@ export interface ReservedAttempt {
  * Failed-login throttling, in the database so that it holds across instances. Three
  * budgets within one window: failures per account and client address, per account across all
  * addresses (much larger, so that guessing from elsewhere cannot lock a person out), and per address
- * across accounts. The account key is the username as the directory compares it, counted whether or
- * not such a user exists: the answer never tells whether a username is real. An IPv6 client is one
- * address per /64.
+ * across accounts (every method together). A password attempt's account is the username as the
+ * directory compares it, counted whether or not such a user exists: the answer never tells whether a
+ * username is real; an external sign-in's is what the identity provider proved; an account of one
+ * method is never one of the other (`ThrottledAccount`). An IPv6 client is one address per /64.
  *
  * An attempt is reserved before its password is verified: the reservation is written as a failure
  * only when every budget, this attempt included, still has room, atomically with the counting. So N
@@ -30,10 +43,10 @@ export interface ReservedAttempt {
  */
 export interface LoginThrottle {
   /** Reserves an attempt; undefined (nothing written) when a budget is spent. */
-  reserve(username: string, address: string): Promise<ReservedAttempt | undefined>;
+  reserve(account: ThrottledAccount, address: string): Promise<ReservedAttempt | undefined>;
   /**
-   * After a successful login: the attempt is no failure, and the failures of this account from
-   * this address are forgotten (those from other addresses are not: they may be someone else's).
+   * After a successful login: the attempt is no failure, and the failures of this account (of its
+   * method) from this address are forgotten (those from other addresses are not: they may be someone else's).
    */
   succeeded(attempt: ReservedAttempt): Promise<void>;
   /**
@@ -45,10 +58,22 @@ export interface LoginThrottle {
 
 /**
  * The account a failure counts against: the username as the directory compares it (NFKC, then case
- * folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget.
+ * folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget. Kept
+ * beside the method (`login_failure.method`), which tells a typed `eve:1` from the character 1.
  */
 export function accountKey(username: string): string {
   return nameKey(username).trim().slice(0, 150);
+}
+
+function accountOf(account: ThrottledAccount): { method: ThrottledAccount['method']; key: string } {
+  switch (account.method) {
+    case 'password':
+      return { method: account.method, key: accountKey(account.name) };
+    case 'external':
+      return { method: account.method, key: accountKey(account.subject) };
+    default:
+      return assertNever(account);
+  }
 }
 
 /** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */
@@ -71,6 +96,7 @@ export function createLoginThrottle(
    */
   const insertIfRoom = async (
     executor: Kysely<Database>,
+    method: ThrottledAccount['method'],
     account: string,
     address: string,
     at: number,
@@ -78,11 +104,12 @@ export function createLoginThrottle(
     const since = windowStart(at);
     const failures = (where: ReturnType<typeof sql>) =>
       sql`(select count(*) from login_failure where ${where} and failed_at > ${since})`;
+    const ofAccount = sql`username = ${account} and method = ${method}`;
     const result = await sql<{ id: number }>`
-      insert into login_failure (username, address, failed_at)
-      select ${account}, ${address}, cast(${at} as bigint)
-      where ${failures(sql`username = ${account} and address = ${address}`)} < ${config.maxFailuresPerAccountAndAddress}
-        and ${failures(sql`username = ${account}`)} < ${config.maxFailuresPerAccount}
+      insert into login_failure (method, username, address, failed_at)
+      select ${method}, ${account}, ${address}, cast(${at} as bigint)
+      where ${failures(sql`${ofAccount} and address = ${address}`)} < ${config.maxFailuresPerAccountAndAddress}
+        and ${failures(ofAccount)} < ${config.maxFailuresPerAccount}
         and ${failures(sql`address = ${address}`)} < ${config.maxFailuresPerAddress}
       returning id`.execute(executor);
     const row = result.rows[0];
@@ -90,22 +117,25 @@ export function createLoginThrottle(
   };
 
   return {
-    async reserve(username, clientAddress) {
-      const account = accountKey(username);
+    async reserve(throttled, clientAddress) {
+      const { method, key: account } = accountOf(throttled);
       const address = addressKey(clientAddress);
       const at = now();
       const id =
         kind === 'postgres'
           ? await db.transaction().execute(async (trx) => {
+              // The account's lock is named without the method, as it was before the method was kept,
+              // so an instance not yet upgraded takes the same lock; a typed `eve:1` and the character 1
+              // merely wait on each other.
               const locks = [lockId(`account ${account}`), lockId(`address ${address}`)].sort((a, b) =>
                 a < b ? -1 : a > b ? 1 : 0,
               );
               for (const lock of locks)
                 await sql`select pg_advisory_xact_lock(cast(${lock.toString()} as bigint))`.execute(trx);
-              return insertIfRoom(trx, account, address, at);
+              return insertIfRoom(trx, method, account, address, at);
             })
-          : await insertIfRoom(db, account, address, at);
-      return id === undefined ? undefined : { id, account, address };
+          : await insertIfRoom(db, method, account, address, at);
+      return id === undefined ? undefined : { id, method, account, address };
     },
     async succeeded(attempt) {
       await db
@@ -113,7 +143,11 @@ export function createLoginThrottle(
         .where((eb) =>
           eb.or([
             eb('id', '=', attempt.id),
-            eb.and([eb('username', '=', attempt.account), eb('address', '=', attempt.address)]),
+            eb.and([
+              eb('method', '=', attempt.method),
+              eb('username', '=', attempt.account),
+              eb('address', '=', attempt.address),
+            ]),
           ]),
         )
         .execute();

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { createLoginThrottle, type LoginThrottle } from '../../src/oidc/interactions/throttle.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/**
+ * A name typed into a password form and an account an identity provider proved are never one
+ * budget, even when they are the same text (`eve:95465499`); the per-address budget counts both.
+ */
+describe(`login throttle: password and external accounts apart (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let throttle: LoginThrottle;
+  const character = 'eve:95465499';
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+    throttle = createLoginThrottle(handle.db, handle.kind, {
+      maxFailuresPerAccountAndAddress: 2,
+      maxFailuresPerAccount: 3,
+      maxFailuresPerAddress: 100,
+      failureWindowSeconds: 900,
+    });
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  const forgetFailures = () => handle.db.deleteFrom('login_failure').execute();
+
+  it("does not spend a character's budget on the typed name of the same text, nor the other way", async () => {
+    await forgetFailures();
+    for (const [i, typed] of [character, character.toUpperCase(), 'ｅｖｅ:95465499'].entries()) {
+      assert.ok(await throttle.reserve({ method: 'password', name: typed }, `198.51.100.${i + 1}`), typed);
+    }
+    assert.equal(
+      await throttle.reserve({ method: 'password', name: character }, '198.51.100.9'),
+      undefined,
+      "the typed name's spellings share one budget, now spent",
+    );
+    const eve = await throttle.reserve({ method: 'external', subject: character }, '203.0.113.1');
+    assert.ok(eve, 'the character still has its budget');
+    assert.equal(eve.method, 'external');
+
+    await forgetFailures();
+    for (let i = 0; i < 3; i += 1)
+      assert.ok(await throttle.reserve({ method: 'external', subject: character }, `198.51.100.${i + 1}`));
+    assert.equal(
+      await throttle.reserve({ method: 'external', subject: character }, '198.51.100.9'),
+      undefined,
+    );
+    assert.ok(
+      await throttle.reserve({ method: 'password', name: character }, '203.0.113.1'),
+      "the typed name keeps its budget after the character's is spent",
+    );
+  });
+
+  it('forgets on success only the failures of its own method', async () => {
+    await forgetFailures();
+    const address = '192.0.2.7';
+    assert.ok(await throttle.reserve({ method: 'password', name: character }, address));
+    const eve = await throttle.reserve({ method: 'external', subject: character }, address);
+    assert.ok(eve);
+    await throttle.succeeded(eve);
+    const left = await handle.db.selectFrom('login_failure').select(['method', 'username']).execute();
+    assert.deepEqual(left, [{ method: 'password', username: character }]);
+  });
+
+  it('counts every method against the per-address budget', async () => {
+    await forgetFailures();
+    const small = createLoginThrottle(handle.db, handle.kind, {
+      maxFailuresPerAccountAndAddress: 10,
+      maxFailuresPerAccount: 10,
+      maxFailuresPerAddress: 2,
+      failureWindowSeconds: 900,
+    });
+    const address = '192.0.2.8';
+    assert.ok(await small.reserve({ method: 'password', name: 'alice' }, address));
+    assert.ok(await small.reserve({ method: 'external', subject: character }, address));
+    assert.equal(await small.reserve({ method: 'password', name: 'bob' }, address), undefined);
+    assert.equal(await small.reserve({ method: 'external', subject: 'eve:1' }, address), undefined);
+  });
+});
