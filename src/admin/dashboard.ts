@@ -1,4 +1,4 @@
-import { runChecks, whitelistChecks } from '../checks/checks.ts';
+import { runChecks, spacedNameChecks, whitelistChecks } from '../checks/checks.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { formatTime } from '../console/ui.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -39,12 +39,14 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
             pendingMigrations(deps.db, deps.dbKind),
             deps.directory.countProfiles({ state: null }),
           ]);
+        const names = {
+          states: states.map((state) => state.name),
+          groups: (await deps.directory.listGroups()).map((group) => group.name),
+        };
         const findings = [
           ...runChecks(deps.config, apps, keys),
-          ...whitelistChecks(apps, {
-            states: states.map((state) => state.name),
-            groups: (await deps.directory.listGroups()).map((group) => group.name),
-          }),
+          ...whitelistChecks(apps, names),
+          ...spacedNameChecks(deps.config.directory.source, names),
         ];
         const active = apps.filter((app) => app.active).length;
         const byStageAndReason = new Map<string, number>();

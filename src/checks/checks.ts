@@ -2,6 +2,7 @@ import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applicati
 import type { Application } from '../applications/types.ts';
 import { hasWildcardHost } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
+import { hasSpacesInARow, singleSpaced } from '../directory/builtin/validation.ts';
 import {
   importBoundsProblems,
   MAXIMUM_IMPORTED_BITS,
@@ -48,7 +49,8 @@ export type Finding =
         | 'W010'
         | 'W011'
         | 'W012'
-        | 'W013';
+        | 'W013'
+        | 'W014';
       level: 'warning';
       message: string;
       hint: string;
@@ -111,6 +113,41 @@ export function whitelistChecks(
           hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
         });
       }
+    }
+  }
+  return findings;
+}
+
+/**
+ * W014: a state or group of the built-in directory whose name has spaces in a row, stored before new
+ * names refused them (`validateNewName`): a web page shows `Bob  Smith` as `Bob Smith`, yet it is
+ * another name, which a whitelist or a lookup typed with one space misses. The hint renames it to its
+ * single-spaced spelling (application whitelists follow), unless that is another state's or group's
+ * name. Alliance Auth's names are Alliance Auth's: aa-oidc only reads them, so they are not judged.
+ */
+export function spacedNameChecks(
+  source: Config['directory']['source'],
+  directory: DirectoryNames,
+): Finding[] {
+  if (source !== 'builtin') return [];
+  const findings: Finding[] = [];
+  for (const [kind, names] of [
+    ['state', directory.states],
+    ['group', directory.groups],
+  ] as const) {
+    const keys = new Set(names.map(nameKey));
+    for (const name of names) {
+      if (!hasSpacesInARow(name)) continue;
+      const shown = singleSpaced(name);
+      const taken = keys.has(nameKey(shown));
+      findings.push({
+        id: 'W014',
+        level: 'warning',
+        message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${taken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
+        hint: taken
+          ? `give it a name of its own: aa-oidc ${kind} rename ${JSON.stringify(name)} NEW-NAME (application whitelists follow)`
+          : `aa-oidc ${kind} rename ${JSON.stringify(name)} ${JSON.stringify(shown)} (application whitelists follow)`,
+      });
     }
   }
   return findings;

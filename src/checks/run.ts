@@ -2,11 +2,11 @@ import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyService } from '../keys/types.ts';
-import { type Finding, runChecks, whitelistChecks } from './checks.ts';
+import { type Finding, runChecks, spacedNameChecks, whitelistChecks } from './checks.ts';
 
 /**
  * The system checks over the running configuration, every registered application, the signing keys
- * and the directory.
+ * and the directory (whitelisted names it lacks, W006; built-in names with spaces in a row, W014).
  */
 export async function systemChecks(
   config: Config,
@@ -20,11 +20,10 @@ export async function systemChecks(
     directory.listStates(),
     directory.listGroups(),
   ]);
+  const names = { states: states.map((state) => state.name), groups: groups.map((group) => group.name) };
   return [
     ...runChecks(config, apps, signingKeys),
-    ...whitelistChecks(apps, {
-      states: states.map((state) => state.name),
-      groups: groups.map((group) => group.name),
-    }),
+    ...whitelistChecks(apps, names),
+    ...spacedNameChecks(config.directory.source, names),
   ];
 }

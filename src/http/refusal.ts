@@ -1,7 +1,7 @@
 import type Koa from 'koa';
 import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
-import { errorPage } from './pages/error.ts';
+import { errorPage, type ErrorPageScope } from './pages/error.ts';
 import { pageContext } from './pages/layout.ts';
 import { notFoundPage } from './pages/not-found.ts';
 
@@ -17,10 +17,10 @@ export interface Refusal {
 /**
  * How a refusal is answered: an HTML page (with the community's branding and the headers of the
  * server's own pages, `setPageHeaders`) on the routes a browser shows (authorization, logout, the
- * sign-in pages), JSON everywhere else. The page is titled "Sign-in error" unless `title` says
- * otherwise (a refusal that may come on any path: the admin pages, the account page).
+ * sign-in pages), JSON everywhere else. The page is worded as a sign-in error unless `scope` says
+ * otherwise (`any-path`: a refusal that may come on any path, the admin pages, the account page).
  */
-export type RefusalFormat = { page: Branding; title?: string } | 'json';
+export type RefusalFormat = { page: Branding; scope?: ErrorPageScope } | 'json';
 
 export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: RefusalFormat): void {
   ctx.status = refusal.status;
@@ -32,7 +32,7 @@ export function answerRefusal(ctx: Koa.Context, refusal: Refusal, format: Refusa
   // Whatever policy the route set for its own pages: this one runs no script.
   setPageHeaders(ctx, pagePolicy());
   ctx.type = 'html';
-  ctx.body = errorPage(refusal, pageContext(format.page, ctx), format.title);
+  ctx.body = errorPage(refusal, pageContext(format.page, ctx), format.scope);
 }
 
 /** A 413: the connection is closed after the answer (the rest of the body is not wanted). */

@@ -5,12 +5,18 @@ import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
 import { pageContext } from './pages/layout.ts';
 import { requestLog } from '../logging/request-context.ts';
-import { unavailablePage } from './pages/unavailable.ts';
+import { type UnavailableCause, unavailablePage } from './pages/unavailable.ts';
 
 /** Seconds a client is asked to wait (`Retry-After`) before trying again. */
 export const RETRY_AFTER_SECONDS = 5;
 /** At most one log line per this interval while the database stays unreachable. */
 const LOG_INTERVAL_MS = 10_000;
+
+/** The `error_description` of a 503, true of its cause. */
+const UNAVAILABLE_DESCRIPTIONS: Record<UnavailableCause, string> = {
+  outage: 'the service cannot reach its database right now; try again in a few seconds',
+  fault: 'the service could not complete the request; try again in a few seconds',
+};
 
 interface UnavailableState {
   /**
@@ -47,7 +53,8 @@ export function noteDatabaseFault(ctx: Koa.Context, error: unknown, what: string
  * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).
  * Nothing is kept in memory: once the database answers again, so does every request. An outage is
  * logged at most once per LOG_INTERVAL_MS; a fault that is no outage (`noteDatabaseFault`) is logged
- * each time, as what it is.
+ * each time, as what it is, and answered as what it is: the request could not be completed, not "the
+ * database cannot be reached".
  */
 export function answerUnavailable(logger: Logger, database: string, branding: Branding): Koa.Middleware {
   let lastLoggedAt = 0;
@@ -63,7 +70,8 @@ export function answerUnavailable(logger: Logger, database: string, branding: Br
     const { name, message, code } = failure.error as { name?: string; message?: string; code?: string };
     const err = { name, message, code };
     const now = Date.now();
-    if (!isDatabaseUnavailable(failure.error)) {
+    const cause: UnavailableCause = isDatabaseUnavailable(failure.error) ? 'outage' : 'fault';
+    if (cause === 'fault') {
       requestLog(ctx, logger).error(
         { database, err },
         `${failure.what ?? 'a database operation failed'}: a database error, not an outage; answering 503 so that the client tries again`,
@@ -84,12 +92,9 @@ export function answerUnavailable(logger: Logger, database: string, branding: Br
     if (ctx.accepts('json', 'html') === 'html') {
       setPageHeaders(ctx, pagePolicy());
       ctx.type = 'html';
-      ctx.body = unavailablePage(pageContext(branding, ctx));
+      ctx.body = unavailablePage(pageContext(branding, ctx), cause);
     } else {
-      ctx.body = {
-        error: 'temporarily_unavailable',
-        error_description: 'the service cannot reach its database right now; try again in a few seconds',
-      };
+      ctx.body = { error: 'temporarily_unavailable', error_description: UNAVAILABLE_DESCRIPTIONS[cause] };
     }
   };
 }

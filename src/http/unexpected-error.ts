@@ -3,17 +3,14 @@ import { REQUEST_ID_HEADER } from '../logging/request-context.ts';
 import type { Branding } from './pages/branding.ts';
 import { answerRefusal, type Refusal } from './refusal.ts';
 
-/** The page's title: true of any path that fails (sign-in, the account page, the admin pages). */
-const UNEXPECTED_ERROR_TITLE = 'Something went wrong';
-
 /**
  * The answer to an error nothing else handled (a route's bug, a failure in the provider outside its
  * own error handling), in place of Koa's: Koa drops every header before its bare "Internal Server
  * Error", `X-Content-Type-Options: nosniff` and the pages' headers included. Here the headers every
  * answer got before the failing step (`X-Content-Type-Options`, `X-Request-Id`) stay, those the
  * failing step set (a half-made `Location`, `Set-Cookie` or `Content-Length`) go, and the answer is
- * the branded error page with the request id to a browser (with the pages' headers; titled for any
- * path, not as a sign-in error), `server_error` as JSON to a program: never the error's message or
+ * the branded error page with the request id to a browser (with the pages' headers; titled and worded
+ * for any path, not as a sign-in error: there may be no application to go back to), `server_error` as JSON to a program: never the error's message or
  * stack. The error goes to the app's `error` event (`logKoaErrors`), which logs it once with the
  * request id. A database that is down is not one of these: `answerUnavailable`, further in, answers
  * it 503. Runs right after `requestContext`, so that the access line has the status of this answer.
@@ -31,7 +28,7 @@ export function answerUnexpectedErrors(branding: Branding): Koa.Middleware {
       answerRefusal(
         ctx,
         refusalOf(ctx, error),
-        ctx.accepts('json', 'html') === 'html' ? { page: branding, title: UNEXPECTED_ERROR_TITLE } : 'json',
+        ctx.accepts('json', 'html') === 'html' ? { page: branding, scope: 'any-path' } : 'json',
       );
     }
   };

@@ -305,6 +305,27 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.ok((await server.app.directory.listGroups()).some((group) => group.name === 'New team'));
   });
 
+  it('names on the dashboard (W014) a group stored with spaces in a row, until it is renamed', async () => {
+    // As an older release stored it: new names refuse spaces in a row.
+    await server.app.database.db
+      .insertInto('auth_group')
+      .values({ name: 'Old  Guard', name_key: nameKey('Old  Guard'), oidc_access: 0, created_at: Date.now() })
+      .execute();
+    const dashboard = await consoleGet(admin, url('/admin'));
+    assert.match(
+      dashboard.body,
+      /<strong>W014<\/strong> the group &quot;Old {2}Guard&quot; has spaces in a row \(stored before new names refused them\): a web page shows it as &quot;Old Guard&quot;/,
+    );
+    assert.match(dashboard.body, /aa-oidc group rename &quot;Old {2}Guard&quot; &quot;Old Guard&quot;/);
+    const confirm = await consoleGet(admin, url(path('groups', 'Old  Guard', '/rename?to=Old+Guard')));
+    assert.equal(confirm.status, 200, pageText(confirm.body).slice(0, 800));
+    const renamed = await consolePost(admin, url(path('groups', 'Old  Guard', '/rename')), confirm.csrf!, {
+      to: 'Old Guard',
+    });
+    assert.equal(renamed.status, 303);
+    assert.doesNotMatch((await consoleGet(admin, url('/admin'))).body, /W014/);
+  });
+
   it('names a priority that is no whole number as it was typed, never as NaN', async () => {
     const created = await consolePost(admin, url('/admin/states'), csrf, { name: 'Green', priority: 'ten' });
     assert.equal(created.status, 400);

@@ -16,13 +16,16 @@ import {
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { IMPORTED_SECRET_MAX_ITERATIONS } from '../../src/applications/secret.ts';
 import { createServices } from '../../src/services.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 import {
   CHECK_IDS,
   type CheckedApplication,
   type CheckedConfig,
   type CheckedSigningKey,
   type CheckId,
+  type DirectoryNames,
   runChecks,
+  spacedNameChecks,
 } from '../../src/checks/checks.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -877,3 +880,126 @@ describe(
     });
   },
 );
+
+/** Names of the built-in directory (states, groups) and whether W014 must fire on them. */
+const SPACED_NAMES: { fires: DirectoryNames[]; silent: DirectoryNames[] } = {
+  fires: [
+    { states: ['Member', 'Bob  Smith'], groups: [] },
+    { states: [], groups: ['Home   Guard'] },
+    // Spaces of any width, as new names refuse them.
+    { states: [], groups: ['Home\u3000 Guard'] },
+    { states: ['Blue\u00a0 Team'], groups: ['Fleet Command'] },
+  ],
+  silent: [
+    { states: ['Member', 'Bob Smith', 'Blue\u00a0Team'], groups: ['Home Guard', 'Fleet\u2003Command'] },
+    { states: [], groups: [] },
+  ],
+};
+
+describe('system check W014: a built-in state or group name with spaces in a row', () => {
+  it('fires on stored names with spaces in a row and stays silent otherwise', () => {
+    for (const names of SPACED_NAMES.fires)
+      assert.ok(
+        spacedNameChecks('builtin', names).some((finding) => finding.id === 'W014'),
+        `W014 should fire for ${JSON.stringify(names)}`,
+      );
+    for (const names of SPACED_NAMES.silent)
+      assert.deepEqual(
+        spacedNameChecks('builtin', names),
+        [],
+        `W014 should stay silent for ${JSON.stringify(names)}`,
+      );
+  });
+
+  it("stays silent on Alliance Auth's names, which are Alliance Auth's to rename", () => {
+    for (const names of SPACED_NAMES.fires) assert.deepEqual(spacedNameChecks('alliance-auth', names), []);
+  });
+
+  it('names each such state and group, what it shows as, and the rename, unless that name is taken', () => {
+    const findings = spacedNameChecks('builtin', {
+      states: ['Bob  Smith', 'Bob Smith', 'Old  Guard'],
+      groups: ['Home   Guard'],
+    });
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message, finding.hint]),
+      [
+        [
+          'W014',
+          'warning',
+          'the state "Bob  Smith" has spaces in a row (stored before new names refused them): a web page shows it as "Bob Smith", the name of another state, which a whitelist or a lookup typed with one space misses',
+          'give it a name of its own: aa-oidc state rename "Bob  Smith" NEW-NAME (application whitelists follow)',
+        ],
+        [
+          'W014',
+          'warning',
+          'the state "Old  Guard" has spaces in a row (stored before new names refused them): a web page shows it as "Old Guard", yet that is another name, which a whitelist or a lookup typed with one space misses',
+          'aa-oidc state rename "Old  Guard" "Old Guard" (application whitelists follow)',
+        ],
+        [
+          'W014',
+          'warning',
+          'the group "Home   Guard" has spaces in a row (stored before new names refused them): a web page shows it as "Home Guard", yet that is another name, which a whitelist or a lookup typed with one space misses',
+          'aa-oidc group rename "Home   Guard" "Home Guard" (application whitelists follow)',
+        ],
+      ],
+    );
+  });
+});
+
+describe(`aa-oidc check: built-in names with spaces in a row (W014, ${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    const services = await createServices(testConfig(database, { secretKey: SECRET }), { migrate: true });
+    try {
+      // As an older aa-oidc stored them: new names refuse spaces in a row.
+      await services.database.db
+        .insertInto('state')
+        .values({
+          name: 'Bob  Smith',
+          name_key: nameKey('Bob  Smith'),
+          priority: 10,
+          oidc_access: 1,
+          created_at: Date.now(),
+        })
+        .execute();
+      await services.database.db
+        .insertInto('auth_group')
+        .values({
+          name: 'Home   Guard',
+          name_key: nameKey('Home   Guard'),
+          oidc_access: 0,
+          created_at: Date.now(),
+        })
+        .execute();
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => database.drop());
+
+  it("warns about each, exiting 0, and is silent once the hint's rename is done", async () => {
+    const env = testEnv(database, { AA_OIDC_SECRET_KEY: SECRET });
+    const checked = await cli(['check'], env);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.match(
+      checked.stdout,
+      /^W014 warning: the state "Bob {2}Smith" has spaces in a row .*\n {2}hint: aa-oidc state rename "Bob {2}Smith" "Bob Smith" \(application whitelists follow\)$/m,
+    );
+    assert.match(
+      checked.stdout,
+      /^W014 warning: the group "Home {3}Guard" has spaces in a row .*\n {2}hint: aa-oidc group rename "Home {3}Guard" "Home Guard" /m,
+    );
+    for (const [kind, name, single] of [
+      ['state', 'Bob  Smith', 'Bob Smith'],
+      ['group', 'Home   Guard', 'Home Guard'],
+    ] as const) {
+      const renamed = await cli([kind, 'rename', name, single], env);
+      assert.equal(renamed.code, 0, renamed.stderr);
+    }
+    const again = await cli(['check'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /W014/);
+  });
+});

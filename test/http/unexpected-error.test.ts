@@ -21,7 +21,7 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
   before(async () => {
     harness = createLeakHarness();
     server = await startServer(
-      { branding: { name: 'Goon Fleet' } },
+      { branding: { name: 'Goon Fleet', supportUrl: 'https://help.example.org/auth' } },
       {
         harness,
         beforeListen: (app) => {
@@ -72,6 +72,7 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
       );
       assert.ok(response.body.includes(`<code id="request-id">html-${path.length}</code>`), 'the request id');
       assert.ok(response.body.includes('server_error'));
+      assertWordedForAnyPath(response);
       assertNothingInternal(response);
       // Logged once, with the request id and the error's detail.
       const logged = failures().slice(before);
@@ -105,6 +106,21 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
       response.body.includes('<title>Something went wrong · Goon Fleet</title>'),
       'a title for any path',
     );
+    assertWordedForAnyPath(response);
+  });
+
+  it('leaves a sign-in error page its own wording: back to the application it came from', async () => {
+    const response = await rawRequest(
+      `${server.origin}/o/authorize/?client_id=no-such-client&response_type=code&scope=openid`,
+      { headers: { accept: BROWSER_ACCEPT } },
+    );
+    assert.equal(response.status, 400, response.body.slice(0, 200));
+    assert.ok(response.body.includes('<title>Sign-in error · Goon Fleet</title>'));
+    assert.ok(
+      oneLine(response.body).includes(
+        '<p>Go back to the application and try again. If this keeps happening, tell its administrator.</p>',
+      ),
+    );
   });
 
   it('writes the access line with the status answered', async () => {
@@ -126,6 +142,24 @@ function assertHeadersOfEveryAnswer(response: RawResponse, requestId: string): v
   assert.equal(response.headers['cache-control'], 'no-store');
   assert.equal(response.headers.location, undefined);
   assert.equal(response.headers['set-cookie'], undefined);
+}
+
+/**
+ * The page tells what to do next on any path (the account page, the admin pages): not "go back to the
+ * application", which there may not be; with the community's help link.
+ */
+function assertWordedForAnyPath(response: RawResponse): void {
+  assert.ok(!response.body.includes('Go back to the application'), 'no application to go back to');
+  assert.ok(
+    oneLine(response.body).includes(
+      `<p>Try again in a moment. If it keeps happening, tell your community's administrators (<a href="https://help.example.org/auth">Help and support</a>).</p>`,
+    ),
+  );
+}
+
+/** The page with each run of white space as one space, as a browser shows it. */
+function oneLine(body: string): string {
+  return body.replace(/\s+/g, ' ');
 }
 
 function assertNothingInternal(response: RawResponse): void {

@@ -173,6 +173,11 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
     }
     assert.equal(replay.status, 503, JSON.stringify(replay.body));
     assert.equal(replay.body.error, 'temporarily_unavailable');
+    // Told as what it is: the database answered, it could not do this.
+    assert.equal(
+      replay.body.error_description,
+      'the service could not complete the request; try again in a few seconds',
+    );
     assert.equal(replay.headers.get('retry-after'), '5');
     assert.equal(replay.body.access_token, undefined);
     assert.equal((await issuedCode(tokens.code))?.reuse_count, 1, 'the reuse is counted on its row');

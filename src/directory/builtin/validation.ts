@@ -108,6 +108,16 @@ export function validateName(kind: 'state' | 'group', value: unknown): string {
 /** Two or more whitespace characters in a row (spaces of any width; tabs are control characters). */
 const SPACES_IN_A_ROW = /\s{2,}/u;
 
+/** True when `name` has spaces in a row, which `validateNewName` refuses (`aa-oidc check` warns, W014). */
+export function hasSpacesInARow(name: string): boolean {
+  return SPACES_IN_A_ROW.test(name);
+}
+
+/** `name` with each run of spaces as one space: how a web page shows it. */
+export function singleSpaced(name: string): string {
+  return name.replace(new RegExp(SPACES_IN_A_ROW.source, 'gu'), ' ');
+}
+
 /**
  * Checks the name a state or group is given (created or renamed to) as `validateName` does, and
  * refuses, naming it, a control character, a line or paragraph separator (U+2028, U+2029), or one of
@@ -125,7 +135,7 @@ export function validateNewName(kind: 'state' | 'group', value: unknown): string
       `invalid ${kind} name ${quote(value)}: it contains ${unfit}, which can make the name show as something else or break its line; remove it`,
     );
   const name = validateName(kind, value);
-  if (SPACES_IN_A_ROW.test(name))
+  if (hasSpacesInARow(name))
     throw invalid(
       `invalid ${kind} name ${quote(value)}: it has spaces in a row, which show as one; separate its words with a single space`,
     );
