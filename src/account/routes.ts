@@ -362,10 +362,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             409,
           );
         if (next !== again) return refuse('new_password_again', 'The two new passwords differ.');
-        const attempt = await deps.throttle.reserve(
-          { method: 'password', name: profile.username },
-          request.ctx.ip,
-        );
+        const attempt = await deps.throttle.reserve(profile.username, request.ctx.ip);
         if (!attempt) return refuse('current_password', THROTTLED, 429);
         const check = await admin.verifyPassword(profile.username, current);
         if (check.outcome !== 'valid' || check.user.id !== profile.id)
@@ -414,10 +411,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           // script, the first answer never seen): the same recovery codes, under the throttle.
           const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer);
           if (!confirmation) return request.seeOther('/account#two-factor');
-          const attempt = await deps.throttle.reserve(
-            { method: 'password', name: user.username },
-            request.ctx.ip,
-          );
+          const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
           // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
           if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
           const repeated = await confirmation.repeat(code);
@@ -436,10 +430,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             },
             409,
           );
-        const attempt = await deps.throttle.reserve(
-          { method: 'password', name: user.username },
-          request.ctx.ip,
-        );
+        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return enrolmentPage(request, pending, THROTTLED, 429);
         let result = await deps.twoFactor.confirmEnrolment(user, code, pending.id, confirmer);
         // Confirmed meanwhile by the same form sent twice at once: the codes that one stored.
@@ -469,10 +460,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           );
         const refuse = (message: string, status: number) =>
           overview(request, { twoFactorCode: message }, status);
-        const attempt = await deps.throttle.reserve(
-          { method: 'password', name: user.username },
-          request.ctx.ip,
-        );
+        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');
         if (!result.ok) return refuse('That code is not valid. Two-factor sign-in is still on.', 401);

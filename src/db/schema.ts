@@ -195,7 +195,7 @@ export interface LoginFailureTable {
   id: Generated<number>;
   /**
    * How the attempt signed in: `password`, or `external` (an identity provider such as EVE SSO). An
-   * account's budgets count only failures of its own method (`ThrottledAccount`).
+   * account's budgets count only failures of its own method (`SignInMethod`).
    */
   method: ColumnType<'password' | 'external', 'password' | 'external' | undefined, never>;
   /**

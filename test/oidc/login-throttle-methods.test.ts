@@ -34,26 +34,23 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
   it("does not spend a character's budget on the typed name of the same text, nor the other way", async () => {
     await forgetFailures();
     for (const [i, typed] of [character, character.toUpperCase(), 'ｅｖｅ:95465499'].entries()) {
-      assert.ok(await throttle.reserve({ method: 'password', name: typed }, `198.51.100.${i + 1}`), typed);
+      assert.ok(await throttle.reserve(typed, `198.51.100.${i + 1}`), typed);
     }
     assert.equal(
-      await throttle.reserve({ method: 'password', name: character }, '198.51.100.9'),
+      await throttle.reserve(character, '198.51.100.9'),
       undefined,
       "the typed name's spellings share one budget, now spent",
     );
-    const eve = await throttle.reserve({ method: 'external', subject: character }, '203.0.113.1');
+    const eve = await throttle.reserveExternal(character, '203.0.113.1');
     assert.ok(eve, 'the character still has its budget');
     assert.equal(eve.method, 'external');
 
     await forgetFailures();
     for (let i = 0; i < 3; i += 1)
-      assert.ok(await throttle.reserve({ method: 'external', subject: character }, `198.51.100.${i + 1}`));
-    assert.equal(
-      await throttle.reserve({ method: 'external', subject: character }, '198.51.100.9'),
-      undefined,
-    );
+      assert.ok(await throttle.reserveExternal(character, `198.51.100.${i + 1}`));
+    assert.equal(await throttle.reserveExternal(character, '198.51.100.9'), undefined);
     assert.ok(
-      await throttle.reserve({ method: 'password', name: character }, '203.0.113.1'),
+      await throttle.reserve(character, '203.0.113.1'),
       "the typed name keeps its budget after the character's is spent",
     );
   });
@@ -61,8 +58,8 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
   it('forgets on success only the failures of its own method', async () => {
     await forgetFailures();
     const address = '192.0.2.7';
-    assert.ok(await throttle.reserve({ method: 'password', name: character }, address));
-    const eve = await throttle.reserve({ method: 'external', subject: character }, address);
+    assert.ok(await throttle.reserve(character, address));
+    const eve = await throttle.reserveExternal(character, address);
     assert.ok(eve);
     await throttle.succeeded(eve);
     const left = await handle.db.selectFrom('login_failure').select(['method', 'username']).execute();
@@ -78,9 +75,9 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
       failureWindowSeconds: 900,
     });
     const address = '192.0.2.8';
-    assert.ok(await small.reserve({ method: 'password', name: 'alice' }, address));
-    assert.ok(await small.reserve({ method: 'external', subject: character }, address));
-    assert.equal(await small.reserve({ method: 'password', name: 'bob' }, address), undefined);
-    assert.equal(await small.reserve({ method: 'external', subject: 'eve:1' }, address), undefined);
+    assert.ok(await small.reserve('alice', address));
+    assert.ok(await small.reserveExternal(character, address));
+    assert.equal(await small.reserve('bob', address), undefined);
+    assert.equal(await small.reserveExternal('eve:1', address), undefined);
   });
 });

@@ -210,7 +210,7 @@ export function externalCallbacks(
     // directory is asked anything (as the password form reserves before the hash is checked); the
     // account is known only once the provider has verified the code.
     const subject = verified.outcome === 'failed' ? `${authenticator.id}:unverified` : verified.subject;
-    const attempt = await deps.throttle.reserve({ method: 'external', subject }, ctx.ip);
+    const attempt = await deps.throttle.reserveExternal(subject, ctx.ip);
     if (!attempt) return fail(429, 'invalid_request', LOGIN_THROTTLED_MESSAGE);
     const log = requestLog(ctx, deps.logger);
     if (verified.outcome === 'failed') {

@@ -76,7 +76,7 @@ export async function submitLogin(
   const account = passwordAttempt?.throttledName ?? username;
   // The attempt takes its place in the budgets before the password is verified: a burst of parallel
   // guesses gets at most the remaining budget checked, and the rest never reach argon2.
-  const attempt = await deps.throttle.reserve({ method: 'password', name: account }, ctx.ip);
+  const attempt = await deps.throttle.reserve(account, ctx.ip);
   if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
   const result = passwordAttempt

@@ -5,25 +5,21 @@ import type { DatabaseKind } from '../../db/connect.ts';
 import type { Database } from '../../db/schema.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
 import { addressKey } from '../../util/address-key.ts';
-import { assertNever } from '../../util/assert-never.ts';
 import { nameKey } from '../../util/name-key.ts';
 
 export type ThrottleConfig = Config['login'];
 
 /**
- * Whose budget a sign-in attempt takes: a name typed into a password form (`throttledName`, or the
- * username of a signed-in person confirming their password), or the account an identity provider
- * proved (`eve:<character id>`). The two never share a budget, whatever the strings: else anyone
- * could lock a pilot out of EVE sign-in by typing `eve:<id>` into the password form.
+ * How an attempt signs in: a name typed into a password form, or an account an identity provider
+ * proved (`eve:<character id>`). The two never share an account's budget, whatever the strings: else
+ * anyone could lock a pilot out of EVE sign-in by typing `eve:<id>` into the password form.
  */
-export type ThrottledAccount =
-  | { readonly method: 'password'; readonly name: string }
-  | { readonly method: 'external'; readonly subject: string };
+export type SignInMethod = 'password' | 'external';
 
 /** A sign-in attempt that holds its place in every budget; forgotten when the password was right. */
 export interface ReservedAttempt {
   readonly id: number;
-  readonly method: ThrottledAccount['method'];
+  readonly method: SignInMethod;
   readonly account: string;
   readonly address: string;
 }
@@ -35,15 +31,20 @@ export interface ReservedAttempt {
  * across accounts (every method together). A password attempt's account is the username as the
  * directory compares it, counted whether or not such a user exists: the answer never tells whether a
  * username is real; an external sign-in's is what the identity provider proved; an account of one
- * method is never one of the other (`ThrottledAccount`). An IPv6 client is one address per /64.
+ * method is never one of the other (`SignInMethod`). An IPv6 client is one address per /64.
  *
  * An attempt is reserved before its password is verified: the reservation is written as a failure
  * only when every budget, this attempt included, still has room, atomically with the counting. So N
  * parallel guesses get at most the remaining budget verified, whatever instance serves them.
  */
 export interface LoginThrottle {
-  /** Reserves an attempt; undefined (nothing written) when a budget is spent. */
-  reserve(account: ThrottledAccount, address: string): Promise<ReservedAttempt | undefined>;
+  /**
+   * Reserves a password attempt for `username` (`throttledName`, or the username of a signed-in person
+   * confirming their password); undefined (nothing written) when a budget is spent.
+   */
+  reserve(username: string, address: string): Promise<ReservedAttempt | undefined>;
+  /** `reserve` for the account an identity provider proved (`eve:<character id>`): its own budgets. */
+  reserveExternal(subject: string, address: string): Promise<ReservedAttempt | undefined>;
   /**
    * After a successful login: the attempt is no failure, and the failures of this account (of its
    * method) from this address are forgotten (those from other addresses are not: they may be someone else's).
@@ -63,17 +64,6 @@ export interface LoginThrottle {
  */
 export function accountKey(username: string): string {
   return nameKey(username).trim().slice(0, 150);
-}
-
-function accountOf(account: ThrottledAccount): { method: ThrottledAccount['method']; key: string } {
-  switch (account.method) {
-    case 'password':
-      return { method: account.method, key: accountKey(account.name) };
-    case 'external':
-      return { method: account.method, key: accountKey(account.subject) };
-    default:
-      return assertNever(account);
-  }
 }
 
 /** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */
@@ -96,7 +86,7 @@ export function createLoginThrottle(
    */
   const insertIfRoom = async (
     executor: Kysely<Database>,
-    method: ThrottledAccount['method'],
+    method: SignInMethod,
     account: string,
     address: string,
     at: number,
@@ -116,27 +106,34 @@ export function createLoginThrottle(
     return row === undefined ? undefined : Number(row.id);
   };
 
+  const reserveAs = async (
+    method: SignInMethod,
+    name: string,
+    clientAddress: string,
+  ): Promise<ReservedAttempt | undefined> => {
+    const account = accountKey(name);
+    const address = addressKey(clientAddress);
+    const at = now();
+    const id =
+      kind === 'postgres'
+        ? await db.transaction().execute(async (trx) => {
+            // The account's lock is named without the method, as it was before the method was kept,
+            // so an instance not yet upgraded takes the same lock; a typed `eve:1` and the character 1
+            // merely wait on each other.
+            const locks = [lockId(`account ${account}`), lockId(`address ${address}`)].sort((a, b) =>
+              a < b ? -1 : a > b ? 1 : 0,
+            );
+            for (const lock of locks)
+              await sql`select pg_advisory_xact_lock(cast(${lock.toString()} as bigint))`.execute(trx);
+            return insertIfRoom(trx, method, account, address, at);
+          })
+        : await insertIfRoom(db, method, account, address, at);
+    return id === undefined ? undefined : { id, method, account, address };
+  };
+
   return {
-    async reserve(throttled, clientAddress) {
-      const { method, key: account } = accountOf(throttled);
-      const address = addressKey(clientAddress);
-      const at = now();
-      const id =
-        kind === 'postgres'
-          ? await db.transaction().execute(async (trx) => {
-              // The account's lock is named without the method, as it was before the method was kept,
-              // so an instance not yet upgraded takes the same lock; a typed `eve:1` and the character 1
-              // merely wait on each other.
-              const locks = [lockId(`account ${account}`), lockId(`address ${address}`)].sort((a, b) =>
-                a < b ? -1 : a > b ? 1 : 0,
-              );
-              for (const lock of locks)
-                await sql`select pg_advisory_xact_lock(cast(${lock.toString()} as bigint))`.execute(trx);
-              return insertIfRoom(trx, method, account, address, at);
-            })
-          : await insertIfRoom(db, method, account, address, at);
-      return id === undefined ? undefined : { id, method, account, address };
-    },
+    reserve: (username, address) => reserveAs('password', username, address),
+    reserveExternal: (subject, address) => reserveAs('external', subject, address),
     async succeeded(attempt) {
       await db
         .deleteFrom('login_failure')

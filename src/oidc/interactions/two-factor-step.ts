@@ -210,10 +210,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
 
       if (stage === 'done') return request.finishLogin(pending.userId, withOtp);
 
-      const attempt = await deps.throttle.reserve(
-        { method: 'password', name: pending.username },
-        request.ctx.ip,
-      );
+      const attempt = await deps.throttle.reserve(pending.username, request.ctx.ip);
       if (stage === 'code') {
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
