@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import { publishContext } from '../logging/request-context.ts';
 import { sha256Hex } from '../logging/secrets.ts';
 import { matchedRouteName } from './provider-internals.ts';
-import { maskedFragment, type ObservabilityDependencies } from './token-events.ts';
+import { type ObservabilityDependencies, withMaskedToken } from './token-events.ts';
 
 /**
  * `token_introspected` for every answered introspection request, run once the provider has answered
@@ -10,7 +10,6 @@ import { maskedFragment, type ObservabilityDependencies } from './token-events.t
  */
 export function introspectionAudit(deps: ObservabilityDependencies): (ctx: Koa.Context) => void {
   const { secrets } = deps;
-  const { masksEnabled } = secrets;
   return (ctx) => {
     const route = matchedRouteName(ctx);
     if (route !== 'introspection' || ctx.status !== 200) return;
@@ -30,7 +29,7 @@ export function introspectionAudit(deps: ObservabilityDependencies): (ctx: Koa.C
         active: body.active,
         client_id: body.client_id ?? null,
       },
-      masksEnabled ? maskedFragment(secrets, publishContext(ctx), named) : publishContext(ctx),
+      withMaskedToken(secrets, publishContext(ctx), named),
     );
   };
 }

@@ -13,7 +13,7 @@ export interface ObservabilityDependencies {
     Metrics,
     'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses' | 'importedSecretChecks'
   >;
-  /** Whether events name their token by head/tail fragments too, in the log (`maskedFragment`). */
+  /** Whether events name their token by head/tail fragments too, in the log (`withMaskedToken`). */
   secrets: Pick<SecretFormatter, 'masksEnabled' | 'maskSecret'>;
 }
 
@@ -45,16 +45,16 @@ function context(): PublishContext {
 }
 
 /**
- * `context` with the head/tail fragment of `value` (what `token_sha256` digests) for the log and the
- * JSON-lines sink. Called only when masks are enabled: with them off, the token's path makes no
- * fragment, no object, not even the digest `maskSecret` would give.
+ * `context`, with the head/tail fragment of `value` (what `token_sha256` digests) for the log and the
+ * JSON-lines sink when masks are enabled; with them off (the default, and always in production)
+ * `context` itself: no fragment, no object, not even the digest `maskSecret` would give.
  */
-export function maskedFragment(
-  secrets: Pick<SecretFormatter, 'maskSecret'>,
+export function withMaskedToken(
+  secrets: Pick<SecretFormatter, 'masksEnabled' | 'maskSecret'>,
   context: PublishContext,
   value: string,
 ): PublishContext {
-  return { ...context, masked: { token_masked: secrets.maskSecret(value) } };
+  return secrets.masksEnabled ? { ...context, masked: { token_masked: secrets.maskSecret(value) } } : context;
 }
 
 /** `authorization_code refresh_token` (a token issued by a refresh of a code grant) → `refresh_token`. */
@@ -85,7 +85,6 @@ export function observeProvider(
   onceConsumed: () => Array<() => void> | undefined = () => undefined,
 ): void {
   const { secrets } = deps;
-  const { masksEnabled } = secrets;
   const tell = (record: TokenIssuedEvent, publishedIn: PublishContext) => {
     deps.audit.publish(record, publishedIn);
     if (record.token_type === 'access_token') {
@@ -108,7 +107,7 @@ export function observeProvider(
       expires_at: (token.exp ?? Math.floor(Date.now() / 1000) + token.expiration) * 1000,
     };
     // The request's context as of now: the write a held token waits for ends the request's own work.
-    const publishedIn = masksEnabled ? maskedFragment(secrets, context(), token.jti) : context();
+    const publishedIn = withMaskedToken(secrets, context(), token.jti);
     const held = onceTokensStored();
     if (held) held.push(() => tell(record, publishedIn));
     else tell(record, publishedIn);
@@ -129,7 +128,7 @@ export function observeProvider(
         token_sha256: sha256Hex(token.jti),
         reason: 'revocation_endpoint',
       },
-      masksEnabled ? maskedFragment(secrets, context(), token.jti) : context(),
+      withMaskedToken(secrets, context(), token.jti),
     );
   };
   provider.on('access_token.destroyed', revoked('access_token'));
@@ -146,7 +145,7 @@ export function observeProvider(
     };
     // A rotation's consume is written with its new tokens, or alone when the provider refused the
     // refresh after it (code-exchange.ts): told once it is, and never if a revocation came first.
-    const publishedIn = masksEnabled ? maskedFragment(secrets, context(), token.jti) : context();
+    const publishedIn = withMaskedToken(secrets, context(), token.jti);
     const held = onceConsumed();
     if (held) held.push(() => deps.audit.publish(record, publishedIn));
     else deps.audit.publish(record, publishedIn);
