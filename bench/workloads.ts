@@ -387,19 +387,8 @@ export const WORKLOADS: readonly Workload[] = [
             }).toString(),
           check: redirectTo(/\/authorize\//),
         },
-        // Resumed: the consent prompt of an application that skips authorization ends by itself.
-        {
-          method: 'GET',
-          path: (context) => String(context.next),
-          headers: follow,
-          check: redirectTo(/\/interaction\//),
-        },
-        {
-          method: 'GET',
-          path: (context) => String(context.next),
-          headers: follow,
-          check: redirectTo(/\/authorize\//),
-        },
+        // Resumed: an application that skips authorization gets its grant without a consent
+        // prompt, so the authorization ends here with the code.
         {
           method: 'GET',
           path: (context) => String(context.next),
