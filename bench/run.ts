@@ -4,26 +4,13 @@
  * A benchmark, not a test: it never runs in `npm test`. See docs/performance.md.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { numberOption } from './options.ts';
-import pg from 'pg';
-import { loadConfig } from '../src/config/load.ts';
-import {
-  connectionCapsFor,
-  type EngineName,
-  freePort,
-  ROOT,
-  type RunningEngine,
-  startAaOidc,
-  startBare,
-  THREAD_GROUPS,
-  type ThreadGroup,
-} from './engines.ts';
-import { type Receivers, runFanout, startReceivers } from './fanout.ts';
+import { type EngineName, ROOT, type RunningEngine, THREAD_GROUPS, type ThreadGroup } from './engines.ts';
+import { runFanout } from './fanout.ts';
 import {
   type BenchReport,
   bestOf,
@@ -37,8 +24,8 @@ import {
   type WorkloadReport,
 } from './report.ts';
 import { checkValgrind } from './instruction-counter.ts';
-import { seedAaOidc } from './seed.ts';
-import { type Target, WORKLOADS } from './workloads.ts';
+import { type BenchSetup, startBenchSetup } from './setup.ts';
+import { WORKLOADS } from './workloads.ts';
 
 const FANOUT_APPLICATIONS = 5;
 
@@ -184,56 +171,6 @@ function gitCommit(): string {
   }
 }
 
-interface PostgresDatabase {
-  url: string;
-  /** The server's version, and whether autovacuum is on (the report names both). */
-  server: { version: string; autovacuum: boolean };
-  drop(): Promise<void>;
-}
-
-async function createPostgresDatabase(baseUrl: string): Promise<PostgresDatabase> {
-  const name = `aa_oidc_bench_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: baseUrl });
-  await admin.connect();
-  let server: PostgresDatabase['server'];
-  try {
-    await admin.query(`create database ${name}`);
-    const settings = await admin.query<{ version: string; autovacuum: string }>(
-      "select current_setting('server_version') as version, current_setting('autovacuum') as autovacuum",
-    );
-    // `15.20 (Debian 15.20-0+deb12u1)`: the number is enough.
-    server = {
-      version: settings.rows[0]!.version.split(' ')[0]!,
-      autovacuum: settings.rows[0]!.autovacuum === 'on',
-    };
-  } finally {
-    await admin.end();
-  }
-  const url = new URL(baseUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    server,
-    async drop() {
-      const dropper = new pg.Client({ connectionString: baseUrl });
-      await dropper.connect();
-      try {
-        await dropper.query(`drop database if exists ${name} with (force)`);
-      } finally {
-        await dropper.end();
-      }
-    },
-  };
-}
-
-/** The database a PostgreSQL URL names when its server runs on this machine (its backends' CPU is readable). */
-function localPostgresDatabase(databaseUrl: string): string | undefined {
-  if (databaseUrl.startsWith('sqlite:')) return undefined;
-  const url = new URL(databaseUrl);
-  if (!['127.0.0.1', 'localhost', '[::1]', ''].includes(url.hostname)) return undefined;
-  return decodeURIComponent(url.pathname.slice(1)) || undefined;
-}
-
 /**
  * aa-oidc's memory now: its resident set (from /proc) and its V8 heap, used and reserved, by space
  * where it matters (from its /metrics listener, prom-client's default metrics).
@@ -299,91 +236,36 @@ async function main(): Promise<void> {
     `working folder ${path.relative(ROOT, workDir)}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`,
   );
 
-  const cleanups: Array<() => Promise<void> | void> = [];
-  const engines: Partial<Record<EngineName, RunningEngine>> = {};
+  const nodeArgs = options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf)}`] : [];
+  const bareNodeArgs = options.cpuProf
+    ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf, 'bare')}`]
+    : [];
+  let setup: BenchSetup | undefined;
   try {
-    const receivers: Receivers | undefined = fanoutEnabled
-      ? await startReceivers(FANOUT_APPLICATIONS)
-      : undefined;
-    if (receivers) cleanups.push(() => receivers.close());
-
-    let databaseUrl = `sqlite:${path.join(workDir, 'aa-oidc.sqlite')}`;
-    let postgresServer: PostgresDatabase['server'] | undefined;
-    if (options.databaseUrl) {
-      const database = await createPostgresDatabase(options.databaseUrl);
-      cleanups.push(() => database.drop());
-      databaseUrl = database.url;
-      postgresServer = database.server;
-      if (!postgresServer.autovacuum)
-        progress('PostgreSQL runs without autovacuum: no table is analyzed or vacuumed during the bench');
-    }
-    const database = databaseUrl.startsWith('sqlite:') ? 'sqlite' : 'postgres';
-    const [aaPort, metricsPort, barePort] = [await freePort(), await freePort(), await freePort()];
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      AA_OIDC_MODE: 'development',
-      AA_OIDC_HOST: '127.0.0.1',
-      AA_OIDC_PORT: String(aaPort),
-      AA_OIDC_ISSUER: `http://127.0.0.1:${aaPort}/o`,
-      AA_OIDC_DATABASE_URL: databaseUrl,
-      AA_OIDC_DATA_DIR: workDir,
-      AA_OIDC_SECRET_KEY: randomBytes(32).toString('base64url'),
-      AA_OIDC_METRICS_PORT: String(metricsPort),
-      AA_OIDC_LOG_LEVEL: 'info',
-      // The fan-out receivers listen on loopback: the SSRF gate's development escape hatch.
-      AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true',
-      ...connectionCapsFor(options.connections),
-    };
-    const config = loadConfig({ env, cwd: workDir });
-
-    progress(`seeding aa-oidc (${database})`);
-    const seeded = await seedAaOidc(config, {
-      fanoutUsers: fanoutEnabled ? options.fanoutUsers : 0,
-      receiverUris: receivers?.uris ?? [],
+    setup = await startBenchSetup({
+      workDir,
+      ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}),
+      connections: options.connections,
+      fanoutApplications: fanoutEnabled ? FANOUT_APPLICATIONS : 0,
+      fanoutUsers: options.fanoutUsers,
+      nodeArgs,
+      bareNodeArgs,
+      ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
+      ...(options.countAllocation
+        ? {
+            allocationFile: path.join(workDir, 'allocation.json'),
+            bareAllocationFile: path.join(workDir, 'bare-allocation.json'),
+          }
+        : {}),
+      ...(options.countInstructions
+        ? {
+            callgrindFile: path.join(workDir, 'aa-oidc.callgrind'),
+            bareCallgrindFile: path.join(workDir, 'bare.callgrind'),
+          }
+        : {}),
       progress,
     });
-
-    const nodeArgs = options.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf)}`] : [];
-    const bareNodeArgs = options.cpuProf
-      ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(options.cpuProf, 'bare')}`]
-      : [];
-    progress(
-      `starting aa-oidc and the bare engine${options.countInstructions ? ' under valgrind (callgrind; a minute or more)' : ''}`,
-    );
-    engines['aa-oidc'] = await startAaOidc({
-      env,
-      port: aaPort,
-      logFile: path.join(workDir, 'aa-oidc.log'),
-      nodeArgs,
-      ...(options.countStatements ? { statementsFile: path.join(workDir, 'statements.json') } : {}),
-      ...(options.countAllocation ? { allocationFile: path.join(workDir, 'allocation.json') } : {}),
-      ...(options.countInstructions ? { callgrindFile: path.join(workDir, 'aa-oidc.callgrind') } : {}),
-      ...(localPostgresDatabase(databaseUrl)
-        ? { postgresDatabase: localPostgresDatabase(databaseUrl)! }
-        : {}),
-    });
-    cleanups.push(() => engines['aa-oidc']?.stop());
-    const t = config.tokens;
-    engines.bare = await startBare({
-      port: barePort,
-      client: seeded.client,
-      ttl: {
-        AccessToken: t.accessTokenTtl,
-        ClientCredentials: t.accessTokenTtl,
-        AuthorizationCode: t.codeTtl,
-        IdToken: t.idTokenTtl,
-        RefreshToken: t.refreshTokenTtl,
-        Grant: 365 * 24 * 3600,
-        Session: 14 * 24 * 3600,
-        Interaction: 30 * 60,
-      },
-      logFile: path.join(workDir, 'bare.log'),
-      nodeArgs: bareNodeArgs,
-      ...(options.countAllocation ? { allocationFile: path.join(workDir, 'bare-allocation.json') } : {}),
-      ...(options.countInstructions ? { callgrindFile: path.join(workDir, 'bare.callgrind') } : {}),
-    });
-    cleanups.push(() => engines.bare?.stop());
+    const { database, postgresServer, env, metricsPort, seeded, engines, targets, receivers } = setup;
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const rssMb: BenchReport['rssMb'] = {
       'aa-oidc': { idle: engines['aa-oidc'].rssMb(), afterBench: null, settled: null },
@@ -393,17 +275,6 @@ async function main(): Promise<void> {
     // it is V8's heap or native memory.
     const memory: MemorySample[] = [await memoryOf(engines['aa-oidc'], metricsPort, 'idle')];
     progress(`idle: aa-oidc ${describeMemory(memory[0]!)}, bare ${rssMb.bare.idle.toFixed(0)} MB`);
-
-    const targets: Record<EngineName, Target> = {
-      'aa-oidc': {
-        engine: engines['aa-oidc'],
-        client: seeded.client,
-        jwtClient: seeded.jwtClient,
-        credentials: seeded.credentials,
-        loginUsers: seeded.loginUsers,
-      },
-      bare: { engine: engines.bare, client: seeded.client },
-    };
 
     const workloads: WorkloadReport[] = [];
     for (const workload of WORKLOADS.filter((w) => selected(w.name))) {
@@ -554,13 +425,7 @@ async function main(): Promise<void> {
     process.stdout.write(formatReport(report));
     progress(`JSON report: ${path.relative(ROOT, file)}`);
   } finally {
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup();
-      } catch (error) {
-        progress(`cleanup failed: ${(error as Error).message}`);
-      }
-    }
+    await setup?.stop();
     if (!options.keep && !options.cpuProf) rmSync(workDir, { recursive: true, force: true });
   }
 }

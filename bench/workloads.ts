@@ -32,7 +32,7 @@ export interface Target {
 export interface MeasureOptions {
   seconds: number;
   connections: number;
-  /** A fixed number of units instead of `seconds` (`--count-instructions`). */
+  /** A fixed number of units instead of `seconds` (`--count-instructions`, test/bench/workloads.test.ts). */
   units?: number;
 }
 
