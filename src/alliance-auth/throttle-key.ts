@@ -42,7 +42,9 @@ export function allianceAuthThrottleKey(
     const { charset, name } = await collation;
     // The longest cut from the end that leaves the name equal under the collation (trailing spaces,
     // characters that weigh nothing, both); tried up to the longest name AA holds, which bounds the
-    // work whatever the length typed (a longer name finds nobody: `selectPasswordRecord`).
+    // work whatever the length typed (a longer name finds nobody: `selectPasswordRecord`). The longest
+    // cut by ordering, not `max()`: an aggregate beside `typed.s` is refused under ONLY_FULL_GROUP_BY,
+    // which MySQL 5.7 and 8 enable by default.
     const result = await sql<{ weight: string | null }>`
       with recursive typed (s) as (
         select rtrim(convert(${typed.normalize('NFKC')} using ${sql.raw(charset)})) collate ${sql.raw(name)}
@@ -50,8 +52,9 @@ export function allianceAuthThrottleKey(
         select 0 union all
         select cut.n + 1 from cut, typed where cut.n < least(char_length(typed.s), ${AA_USERNAME_MAX_LENGTH})
       )
-      select hex(weight_string(left(typed.s, char_length(typed.s) - max(cut.n)))) as weight
-      from typed, cut where left(typed.s, char_length(typed.s) - cut.n) = typed.s`.execute(db);
+      select hex(weight_string(left(typed.s, char_length(typed.s) - cut.n))) as weight
+      from typed, cut where left(typed.s, char_length(typed.s) - cut.n) = typed.s
+      order by cut.n desc limit 1`.execute(db);
     const weight = result.rows[0]?.weight ?? '';
     return `collation ${createHash('sha256').update(weight).digest('hex')}`;
   };

@@ -77,7 +77,10 @@ export function createWorkerLoop(deps: {
 }): Pick<LogoutService, 'deliverDue' | 'startWorker'> & {
   /** Wakes the worker of this process, if it runs one. */
   wake(): void;
-  /** Stops the worker, if started (as its `stop()`); a later `startWorker` starts a new one. */
+  /**
+   * Stops the worker, if started (as its `stop()`), and resolves once every worker stopped so far has
+   * finished its attempts; a later `startWorker` starts a new one.
+   */
   stopWorker(): Promise<void>;
 } {
   const { config, log, now, transport, owner, processJob } = deps;
@@ -406,6 +409,8 @@ export function createWorkerLoop(deps: {
     wake: () => worker?.wake(),
     async stopWorker() {
       await worker?.stop();
+      // And every worker stopped before (its `stop()` not awaited, say): the service closes after them.
+      await lastStopped;
     },
   };
 }

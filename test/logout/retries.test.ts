@@ -483,3 +483,41 @@ describe(`stopping the back-channel logout worker (${testDatabaseKind})`, () => 
     }
   });
 });
+
+describe(`closing the back-channel logout service after its worker's stop (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let slow: Receiver;
+  const answers: Array<() => void> = [];
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    slow = await startReceiver((_request, response) => answers.push(() => response.end()));
+  });
+  after(async () => {
+    for (const answer of answers) answer();
+    await slow.close();
+    await server.close();
+  });
+
+  it('waits for the delivery in flight when the worker was told to stop and the stop not awaited', async () => {
+    const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: slow.url() });
+    const user = await seedUser(server);
+    await holdTokensAt(server, new Browser(), app, user.username);
+    await server.app.directoryAdmin.deactivate({ id: user.id });
+    const worker = server.app.logout.startWorker({ pollIntervalMs: 50 });
+    await eventually(() => answers.length === 1, 'the logout reaches the receiver', 10_000);
+    void worker.stop();
+    let closed = false;
+    const closing = server.app.logout.close().then(() => (closed = true));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(closed, false, 'the service closes only once the receiver answered');
+    } finally {
+      answers[0]!();
+      await closing;
+    }
+    const [row] = await logoutJobs(server.app.database, { userId: user.id });
+    assert.equal(row?.status, 'done', 'recorded before the service closed');
+    assert.equal(row?.outcome, 'success');
+  });
+});
