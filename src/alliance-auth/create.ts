@@ -212,6 +212,7 @@ export async function createAllianceAuthDirectory(
               tokenUrl: eve.tokenUrl,
               jwksUrl: eve.jwksUrl,
               allowPrivateEndpoints: eve.allowPrivateEndpoints,
+              requestTimeoutMs: eve.requestTimeoutMs,
             },
             mode: deps.config.mode,
             loginUrl: settings.loginUrl,

@@ -46,6 +46,11 @@ export interface EveSsoSettings {
    * client secret go wherever CCP's name points.
    */
   allowPrivateEndpoints: boolean;
+  /**
+   * `eveSso.requestTimeoutMs`: the most one request to EVE SSO may take, whole (the gate's lookup,
+   * connecting, the answer to its last byte). Default `DEFAULT_REQUEST_TIMEOUT_MS`.
+   */
+  requestTimeoutMs?: number;
 }
 
 /** How the client reaches CCP: the mode (http only in development) and, in tests, the network. */
@@ -74,8 +79,12 @@ export class EveSsoError extends Error {
   }
 }
 
-/** Connecting, waiting for the headers, and for each part of the body. */
-const TIMEOUT_MS = 10_000;
+/**
+ * The default deadline of one request to EVE SSO, from the gate's lookup to the last byte of the
+ * answer: undici's own timeouts are per stage (and per chunk of the body), so an endpoint trickling a
+ * byte at a time would hold the sign-in for as long as it likes without one overall deadline.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
 /** A JWKS is fetched again at most this often when a token names an unknown key. */
 const JWKS_REFRESH_MIN_MS = 60_000;
@@ -107,6 +116,7 @@ export function createEveSsoClient(
       resolver: network.resolver ?? systemResolver,
     },
     connector: network.connector ?? directConnector,
+    timeoutMs: settings.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   };
   let jwks: { set: ReturnType<typeof createLocalJWKSet>; kids: Set<string>; fetchedAt: number } | undefined;
   let jwksPending: Promise<void> | undefined;
@@ -222,12 +232,16 @@ export async function verifyEveAccessToken(
 interface Outbound {
   gate: GateOptions;
   connector: Connector;
+  /** The whole request's deadline. */
+  timeoutMs: number;
 }
 
 /**
  * One request to an EVE SSO endpoint through the SSRF gate: of the checked addresses, at most
  * `MAX_ADDRESSES_TRIED` are tried, each only when no connection to the one before could be opened
- * (as a back-channel delivery does), so that a request is never sent twice.
+ * (as a back-channel delivery does), so that a request is never sent twice. All of it, the lookup,
+ * every address tried and the answer read to its end, within `outbound.timeoutMs`: past it the
+ * request is abandoned and EVE SSO is "unavailable" (try again later).
  */
 async function fetchJson(
   outbound: Outbound,
@@ -236,7 +250,31 @@ async function fetchJson(
   body?: string,
   authorization?: string,
 ): Promise<unknown> {
-  const gate = await checkBackchannelTarget(url, outbound.gate);
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), outbound.timeoutMs);
+  try {
+    return await fetchJsonBefore(deadline.signal, outbound, method, url, body, authorization);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function fetchJsonBefore(
+  deadline: AbortSignal,
+  outbound: Outbound,
+  method: 'GET' | 'POST',
+  url: string,
+  body?: string,
+  authorization?: string,
+): Promise<unknown> {
+  const timeoutMs = outbound.timeoutMs;
+  const gate = await checkBackchannelTarget(url, outbound.gate, deadline);
+  if (deadline.aborted) {
+    throw new EveSsoError(
+      'unavailable',
+      `EVE SSO did not answer within ${timeoutMs} ms (resolving its host)`,
+    );
+  }
   if (!gate.ok) {
     // The log names the host, the refused address and its class; the request (and its secret) was never sent.
     const what = gate.addressClass === undefined ? gate.reason : `${gate.reason}, ${gate.addressClass}`;
@@ -254,14 +292,14 @@ async function fetchJson(
     const target = pinnedTarget(gate, checked);
     const client = new Client(gate.url.origin, {
       connect: (_options, callback) => {
-        openPinned(outbound.connector, target, TIMEOUT_MS).then(
+        openPinned(outbound.connector, target, timeoutMs, deadline).then(
           (socket) => callback(null, socket),
           (error: Error) => callback(error, null),
         );
       },
       pipelining: 1,
-      headersTimeout: TIMEOUT_MS,
-      bodyTimeout: TIMEOUT_MS,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
     });
     try {
       const response = await client.request({
@@ -275,9 +313,16 @@ async function fetchJson(
           ...(authorization ? { authorization } : {}),
         },
         ...(body !== undefined ? { body } : {}),
+        signal: deadline,
       });
       return await readJson(response);
     } catch (error) {
+      if (deadline.aborted) {
+        throw new EveSsoError(
+          'unavailable',
+          `EVE SSO did not answer within ${timeoutMs} ms (${gate.url.host}, ${checked.address})`,
+        );
+      }
       if (error instanceof EveSsoError) throw error;
       // The next address only when nothing was sent to this one: a request is never made twice.
       const connectFailed =

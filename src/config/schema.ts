@@ -426,6 +426,11 @@ export const configSchema = z
          * development only. EVE SSO's own switch, not `logout.allowPrivateTargets`.
          */
         allowPrivateEndpoints: boolean().default(false),
+        /**
+         * The most one request to EVE SSO (the code's redemption, the keys) may take, whole: the
+         * lookup, connecting and the answer to its last byte. Past it the sign-in is "unavailable".
+         */
+        requestTimeoutMs: integer(100, 120_000).default(10_000),
       })
       .strict()
       .prefault({}),

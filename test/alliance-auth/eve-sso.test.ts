@@ -121,6 +121,35 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
       (error: EveSsoError) => error.kind === 'unavailable',
     );
   });
+
+  it('gives up on a JWKS answered a byte at a time once the request deadline has passed: "unavailable"', async () => {
+    const requestTimeoutMs = 600;
+    const slow = createEveSsoClient({ ...standIn.settings, requestTimeoutMs }, { mode: 'development' });
+    standIn.signInAs(ALICE);
+    const { code, codeVerifier } = await authorize(slow);
+    standIn.trickle('jwks', true);
+    try {
+      const started = performance.now();
+      await assert.rejects(
+        Promise.race([
+          slow.identify(code, REDIRECT, codeVerifier),
+          // Without the deadline the answer never ends: fail rather than hang.
+          new Promise((_resolve, reject) =>
+            setTimeout(() => reject(new Error('still waiting')), 10_000).unref(),
+          ),
+        ]),
+        (error: unknown) => {
+          assert.ok(error instanceof EveSsoError, String(error));
+          assert.equal(error.kind, 'unavailable');
+          assert.match(error.message, new RegExp(`did not answer within ${requestTimeoutMs} ms`));
+          return true;
+        },
+      );
+      assert.ok(performance.now() - started < requestTimeoutMs + 5000, 'ended at the deadline');
+    } finally {
+      standIn.trickle('jwks', false);
+    }
+  });
 });
 
 describe("EVE SSO's requests pass the SSRF gate (names resolved by a table, connections mapped to loopback)", () => {

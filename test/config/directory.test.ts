@@ -38,6 +38,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       tokenUrl: 'https://login.eveonline.com/v2/oauth/token',
       jwksUrl: 'https://login.eveonline.com/oauth/jwks',
       allowPrivateEndpoints: false,
+      requestTimeoutMs: 10_000,
     });
   });
 
@@ -51,6 +52,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
         AA_OIDC_AA_PASSWORD_LOGIN: 'true',
         AA_OIDC_EVE_SSO_TOKEN_URL: 'http://127.0.0.1:9/token',
         AA_OIDC_EVE_SSO_ALLOW_PRIVATE_ENDPOINTS: 'true',
+        AA_OIDC_EVE_SSO_REQUEST_TIMEOUT_MS: '2500',
       },
       cwd: cwd(),
     });
@@ -63,6 +65,7 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
     assert.equal(config.eveSso.clientId, 'ccp-client');
     assert.equal(config.eveSso.tokenUrl, 'http://127.0.0.1:9/token');
     assert.equal(config.eveSso.allowPrivateEndpoints, true);
+    assert.equal(config.eveSso.requestTimeoutMs, 2500);
   });
 
   it('reads the same settings from a config file', () => {
@@ -117,6 +120,12 @@ describe('configuration of the Alliance Auth directory and EVE SSO', () => {
       assert.match(
         refusal({ ...AA, AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: value }),
         /^AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS: expected an integer between 1 and 3600/,
+        value,
+      );
+    for (const value of ['99', '120001', '1.5', 'ten'])
+      assert.match(
+        refusal({ ...AA, AA_OIDC_EVE_SSO_REQUEST_TIMEOUT_MS: value }),
+        /^AA_OIDC_EVE_SSO_REQUEST_TIMEOUT_MS: expected an integer between 100 and 120000/,
         value,
       );
   });

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import type { EveSsoSettings } from '../../src/alliance-auth/eve-sso.ts';
@@ -24,6 +24,11 @@ export interface EveSsoStandIn {
   tamperNextToken(change: TokenTamper): void;
   /** Answers the token endpoint with this HTTP status from now on (undefined: normal service). */
   failTokenEndpoint(status: number | undefined): void;
+  /**
+   * From now on (until called with false), answers the token or JWKS endpoint 200 and then one byte
+   * of JSON whitespace every `TRICKLE_INTERVAL_MS`, never ending: an endpoint that is slow, not down.
+   */
+  trickle(endpoint: 'token' | 'jwks', on: boolean): void;
   /** How many codes were redeemed. */
   redeemed(): number;
   close(): Promise<void>;
@@ -41,6 +46,9 @@ export const STAND_IN_CLIENT = {
   clientSecret: 'eve-secret-fedcba9876543210',
 };
 
+/** How often a trickling endpoint sends its next byte: well within any per-chunk timeout. */
+export const TRICKLE_INTERVAL_MS = 200;
+
 async function readBody(request: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -56,6 +64,18 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
   let tamper: TokenTamper | undefined;
   let tokenStatus: number | undefined;
   let redeemedCount = 0;
+  const trickling = new Set<'token' | 'jwks'>();
+  const trickles = new Set<ReturnType<typeof setInterval>>();
+  const trickleAnswer = (response: ServerResponse) => {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.write(' ');
+    const timer = setInterval(() => response.write(' '), TRICKLE_INTERVAL_MS);
+    trickles.add(timer);
+    response.on('close', () => {
+      clearInterval(timer);
+      trickles.delete(timer);
+    });
+  };
   const codes = new Map<
     string,
     { login: EveCharacterLogin; redirectUri: string; challenge: string | null }
@@ -89,6 +109,7 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
       }
       if (request.method === 'POST' && url.pathname === '/v2/oauth/token') {
         if (tokenStatus !== undefined) return json(tokenStatus, { error: 'server_error' });
+        if (trickling.has('token')) return trickleAnswer(response);
         const expected = `Basic ${Buffer.from(`${STAND_IN_CLIENT.clientId}:${STAND_IN_CLIENT.clientSecret}`).toString('base64')}`;
         if (request.headers.authorization !== expected) return json(401, { error: 'invalid_client' });
         const form = new URLSearchParams(await readBody(request));
@@ -141,6 +162,7 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
         });
       }
       if (request.method === 'GET' && url.pathname === '/oauth/jwks') {
+        if (trickling.has('jwks')) return trickleAnswer(response);
         return json(200, { keys: [{ ...publicJwk, kid, alg: 'RS256', use: 'sig' }] });
       }
       return json(404, { error: 'not_found' });
@@ -169,9 +191,15 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
     failTokenEndpoint(status) {
       tokenStatus = status;
     },
+    trickle(endpoint, on) {
+      if (on) trickling.add(endpoint);
+      else trickling.delete(endpoint);
+    },
     redeemed: () => redeemedCount,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const timer of trickles) clearInterval(timer);
+        trickles.clear();
         server.close(() => resolve());
         server.closeAllConnections();
       }),

@@ -66,6 +66,19 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
     assert.deepEqual(left, [{ method: 'password', username: character }]);
   });
 
+  it('gives back the place of a released attempt alone: the earlier failures of its account stay', async () => {
+    await forgetFailures();
+    const address = '192.0.2.9';
+    assert.ok(await throttle.reserveExternal(character, address), 'an earlier failure');
+    const unanswered = await throttle.reserveExternal(character, address);
+    assert.ok(unanswered);
+    assert.equal(await throttle.reserveExternal(character, address), undefined, 'the budget is spent');
+    await throttle.release(unanswered);
+    const left = await handle.db.selectFrom('login_failure').select(['method', 'username']).execute();
+    assert.deepEqual(left, [{ method: 'external', username: character }]);
+    assert.ok(await throttle.reserveExternal(character, address), 'the released place is free again');
+  });
+
   it('counts every method against the per-address budget', async () => {
     await forgetFailures();
     const small = createLoginThrottle(handle.db, handle.kind, {

@@ -5,6 +5,7 @@ import type {
   ExternalSignInResult,
   ExternalVerification,
 } from '../../directory/authenticator.ts';
+import { isDatabaseUnavailable } from '../../db/errors.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
@@ -29,9 +30,10 @@ import { sameText } from '../../util/same-text.ts';
  * 2. `GET /o/<id>-sso/callback?code&state` (the one redirect URI registered at the provider): the
  *    state must match the cookie; the code is redeemed at the provider, and the directory is asked
  *    about the person it proves only once the login throttle has room for that account (the
- *    character) and the client's address. Someone the directory would not let in gets a
- *    page sending them to the directory's own site; someone it would gets a signed, short-lived
- *    result cookie scoped to their interaction and goes back to it.
+ *    character) and the client's address; one it cannot reach gives that place back (an outage
+ *    spends nobody's budget) and asks the person to try again. Someone the directory would not let
+ *    in gets a page sending them to the directory's own site; someone it would gets a signed,
+ *    short-lived result cookie scoped to their interaction and goes back to it.
  * 3. `GET /o/interaction/<uid>/<id>`: the interaction routes take the result and finish the login.
  */
 const FLOW_COOKIE = '_aa_oidc_external';
@@ -217,10 +219,38 @@ export function externalCallbacks(
       log.info({ authenticator: authenticator.id }, 'external sign-in did not verify');
       return didNotSucceed();
     }
-    const result: ExternalSignInResult = await authenticator.judge(verified.identity);
+    // The directory not answering (its database down or unreachable) is an outage, not the person's
+    // failure: the attempt's place is given back, else an outage would spend every budget of the
+    // people trying again. Given back only once the directory has failed to answer, never before it
+    // is asked: parallel attempts stay bounded by the budgets whatever the outcome.
+    const release = async () => {
+      try {
+        await deps.throttle.release(attempt);
+      } catch (error) {
+        // Our own database is failing too: the attempt stays counted, and the answer is still 503.
+        log.warn(
+          {
+            authenticator: authenticator.id,
+            err: { name: (error as Error).name, message: (error as Error).message },
+          },
+          'external sign-in: could not give back the throttle place of an attempt the directory never answered',
+        );
+      }
+    };
+    let result: ExternalSignInResult;
+    try {
+      result = await authenticator.judge(verified.identity);
+    } catch (error) {
+      // Answered "try again" (503) further out (http/unavailable.ts); any other error stays a failure.
+      if (isDatabaseUnavailable(error)) await release();
+      throw error;
+    }
     switch (result.outcome) {
       case 'failed':
-        if (result.kind === 'unavailable') return unavailable();
+        if (result.kind === 'unavailable') {
+          await release();
+          return unavailable();
+        }
         log.info({ authenticator: authenticator.id }, 'external sign-in refused by the directory');
         return didNotSucceed();
       case 'referred':

@@ -51,6 +51,12 @@ export interface LoginThrottle {
    */
   succeeded(attempt: ReservedAttempt): Promise<void>;
   /**
+   * The attempt was never tried: what it needed (the directory's database) could not be reached, so
+   * the person is asked to try again. Its place in every budget is given back; nothing else changes
+   * (the account's other failures stay). Held until then, so parallel attempts stay bounded meanwhile.
+   */
+  release(attempt: ReservedAttempt): Promise<void>;
+  /**
    * Deletes failures older than the window, in batches (an attack leaves many); returns how many
    * went. Stops after the current batch once `signal` is aborted.
    */
@@ -148,6 +154,9 @@ export function createLoginThrottle(
           ]),
         )
         .execute();
+    },
+    async release(attempt) {
+      await db.deleteFrom('login_failure').where('id', '=', attempt.id).execute();
     },
     purge(signal) {
       const before = windowStart(now());
