@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type HelpContext } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
 import { registerAudit } from './commands/audit.ts';
@@ -28,8 +28,32 @@ export function packageVersion(): string {
   return manifest.version;
 }
 
+/**
+ * The program's commands, subcommands included (`createCommand` makes those). A command group run
+ * without one of its commands (`aa-oidc`, `aa-oidc user`) is a usage error like any other: one line
+ * naming the commands it takes, exit 1 (`reportUsageErrorsOnOneLine`), where commander would print the
+ * whole help to stderr. commander asks for the help "as an error" (`help({ error: true })`) in that
+ * case only; `--help` and `aa-oidc help` still print it.
+ */
+class AaOidcCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new AaOidcCommand(name);
+  }
+
+  override help(context?: HelpContext | ((text: string) => string)): never {
+    if (typeof context === 'object' && context.error && this.commands.length > 0) {
+      const names = this.createHelp()
+        .visibleCommands(this)
+        .map((command) => command.name())
+        .filter((name) => name !== 'help');
+      this.error(`missing command (one of: ${names.join(', ')})`, { code: 'commander.missingCommand' });
+    }
+    return typeof context === 'function' ? super.help(context) : super.help(context);
+  }
+}
+
 export function buildProgram(io: CliIo = processIo()): Command {
-  const program = new Command('aa-oidc')
+  const program = new AaOidcCommand('aa-oidc')
     .description('OpenID Connect provider for Alliance Auth style communities')
     .version(`aa-oidc ${packageVersion()}`, '-V, --version', 'print the version')
     // Descriptions wrap beside terms as long as `user`'s (`remove-group [options] <username> <group>`)
@@ -63,7 +87,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
 
 /**
  * A usage error (a missing or unknown option, a value not among an option's choices, an argument too
- * many or too few, an unknown command) is one line on stderr, `aa-oidc: REASON; see aa-oidc COMMAND
+ * many or too few, an unknown or missing command) is one line on stderr, `aa-oidc: REASON; see aa-oidc COMMAND
  * --help`, as every other failure is, and exits 1: commander's own form (`error: …`, a blank line,
  * the whole help) is not one line that a script can read. `--help` still prints the help.
  */

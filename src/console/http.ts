@@ -60,8 +60,20 @@ export interface ConsoleRequest {
   /** Present on `signed_in` and `superuser` routes, and on `session_if_any` ones when there is one. */
   session: ConsoleSession | undefined;
   visitor: UserProfile | undefined;
-  /** Renders a page in the console layout (header links, sign-out button, branding). */
-  render(title: string, body: Html, options?: { status?: number; refreshTo?: string }): void;
+  /**
+   * Renders a page in the console layout (header links, sign-out button, branding). `signedIn`: the
+   * header is that member's, not the request's (the sign-in's callback, whose request came without
+   * the console session it has just begun).
+   */
+  render(
+    title: string,
+    body: Html,
+    options?: {
+      status?: number;
+      refreshTo?: string;
+      signedIn?: { session: ConsoleSession; visitor: UserProfile };
+    },
+  ): void;
   /** 303 to a console path (after a POST). */
   seeOther(path: string): void;
 }
@@ -308,7 +320,15 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       session,
       visitor,
       render: (title, body, options = {}) =>
-        renderPage(ctx, session, visitor, title, body, options.status, options.refreshTo),
+        renderPage(
+          ctx,
+          options.signedIn?.session ?? session,
+          options.signedIn?.visitor ?? visitor,
+          title,
+          body,
+          options.status,
+          options.refreshTo,
+        ),
       seeOther: (path) => {
         ctx.status = 303;
         ctx.redirect(path);

@@ -113,11 +113,16 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         // A page, not a redirect: the next request then starts on this site, so the SameSite=Strict
         // console cookie goes with it even when the sign-in began with a link from another site (a
         // redirect would carry on the navigation that other site started). Its refresh needs no script.
+        // Its header is the member's who has just signed in: the request came without that session.
+        const visitor = await deps.loadUser(result.session.accountId);
         render(
           'Signed in',
           html`<h1>Signed in</h1>
             <p class="ok" role="status">You are signed in. <a href="${result.returnTo}">Continue</a>.</p>`,
-          { refreshTo: result.returnTo },
+          {
+            refreshTo: result.returnTo,
+            ...(visitor?.active && { signedIn: { session: result.session, visitor } }),
+          },
         );
       },
     },

@@ -89,9 +89,11 @@ export interface ConsoleSessions {
   startSignIn(ctx: Koa.Context, returnTo: string, options?: SignInOptions): void;
   /**
    * The callback: checks the flow, redeems the code, sets the console cookie. Returns where to go
-   * next, or a reason to show when the sign-in cannot be completed.
+   * next and the console session just begun, or a reason to show when the sign-in cannot be completed.
    */
-  completeSignIn(ctx: Koa.Context): Promise<{ ok: true; returnTo: string } | { ok: false; reason: string }>;
+  completeSignIn(
+    ctx: Koa.Context,
+  ): Promise<{ ok: true; returnTo: string; session: ConsoleSession } | { ok: false; reason: string }>;
   /** True when `submitted` is the CSRF token of this console session. */
   verifyCsrf(session: ConsoleSession, submitted: unknown): boolean;
   /** Forgets the console cookie (the provider session is ended by the provider's logout). */
@@ -212,12 +214,13 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       const session = await providerSession(ctx);
       if (!session || session.uid !== code.sessionUid || session.accountId !== code.accountId)
         return { ok: false, reason: 'The sign-in does not match the session of this browser.' };
-      ctx.cookies.set(
-        CONSOLE_COOKIE,
-        `${session.uid}.${randomBytes(32).toString('base64url')}`,
-        cookie('strict'),
-      );
-      return { ok: true, returnTo: flow.returnTo };
+      const nonce = randomBytes(32).toString('base64url');
+      ctx.cookies.set(CONSOLE_COOKIE, `${session.uid}.${nonce}`, cookie('strict'));
+      return {
+        ok: true,
+        returnTo: flow.returnTo,
+        session: { ...session, csrfToken: csrfTokenFor(session.uid, nonce) },
+      };
     },
 
     verifyCsrf(session, submitted) {

@@ -96,6 +96,30 @@ describe('aa-oidc usage errors', () => {
     );
   });
 
+  it('names the commands of a command group run without one, in one line', async () => {
+    assert.equal(
+      await refused([]),
+      'aa-oidc: missing command (one of: serve, worker, check, bcl, migrate, backup, keys, import, app, user, state, group, policy, demo, tokens, audit); see aa-oidc --help\n',
+    );
+    assert.equal(
+      await refused(['keys']),
+      'aa-oidc: missing command (one of: list, rotate, prepare-next, import, retire, withdraw); see aa-oidc keys --help\n',
+    );
+    assert.match(
+      await refused(['user']),
+      /^aa-oidc: missing command \(one of: create, list, show, [a-z, -]+\); see aa-oidc user --help\n$/,
+    );
+  });
+
+  it('prints the help of a command group for --help and for help, on stdout, and exits 0', async () => {
+    for (const args of [['--help'], ['help'], ['user', '--help'], ['help', 'user']]) {
+      const result = await cli(args, {});
+      assert.equal(result.code, 0, `aa-oidc ${args.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stderr, '');
+      assert.match(result.stdout, /^Usage: aa-oidc (user )?\[options\] \[command\]\n/);
+    }
+  });
+
   it('still prints the help for --help, on stdout, and exits 0', async () => {
     const result = await cli(['app', 'create', '--help'], {});
     assert.equal(result.code, 0);

@@ -81,6 +81,36 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.doesNotMatch(body, /<script>/, 'no inline script');
   });
 
+  it('shows the hop page with the header of the member who has just signed in: their links and a working Sign out', async () => {
+    for (const [who, superuser] of [
+      [admin, true],
+      [member, false],
+    ] as const) {
+      const browser = new Browser();
+      const response = await signIn(browser, server, `${server.origin}/account/sign-in?return=/account`, {
+        username: who.username,
+        password: PASSWORD,
+      });
+      const body = await response.text();
+      assert.equal(response.status, 200, body.slice(0, 300));
+      assert.match(body, /<h1>Signed in<\/h1>/);
+      const nav = /<nav aria-label="Console">[\s\S]*?<\/nav>/.exec(body)?.[0];
+      assert.ok(nav, `the signed-in header for ${who.username}`);
+      assert.ok(nav.includes('<a href="/account">Your account</a>'));
+      assert.equal(
+        nav.includes('<a href="/admin">Administration</a>'),
+        superuser,
+        'Administration for superusers only',
+      );
+      // The Sign out button carries the CSRF token of the console session just begun: it signs out.
+      const csrf = /name="csrf_token" value="([^"]+)"/.exec(nav)?.[1];
+      assert.ok(csrf, 'the sign-out form with its CSRF token');
+      const signOut = await consolePost(browser, `${server.origin}/account/sign-out`, csrf);
+      assert.equal(signOut.status, 303, signOut.body.slice(0, 300));
+      assert.ok(signOut.location?.startsWith(`${server.issuer}/logout/`), String(signOut.location));
+    }
+  });
+
   it('admits a user without access to any application to the account page, not to the admin UI', async () => {
     const browser = await consoleSignIn(server, guest.username);
     const account = await consoleGet(browser, `${server.origin}/account`);

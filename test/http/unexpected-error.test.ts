@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { postForm, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { missingPageHeaders, type RawResponse, rawRequest } from './raw-request.ts';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 /** What the failing steps below put in their error: it must reach the log only, never the answer. */
 const INTERNAL_DETAIL = 'internal detail: the widgets table is corrupt';
+/** A request with this header fails in the provider's middleware once its route has answered. */
+const FAIL_AFTER_ROUTE = 'x-test-fail-after-route';
 
 /**
  * An error nothing handles (a route's bug; a step of the provider outside its own error handling)
@@ -39,6 +41,11 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
           app.oidc.current().use(async (ctx, next) => {
             if (ctx.path.endsWith('/test-boom')) throw new TypeError(INTERNAL_DETAIL);
             return next();
+          });
+          // A step of the provider's middleware that fails after a route (and its CORS) answered.
+          app.oidc.current().use(async (ctx, next) => {
+            await next();
+            if (ctx.get(FAIL_AFTER_ROUTE) !== '') throw new Error(INTERNAL_DETAIL);
           });
         },
       },
@@ -94,6 +101,53 @@ describe(`an unexpected error (${testDatabaseKind})`, () => {
       assert.equal(failures().slice(before).length, 1);
     });
   }
+
+  describe('on an endpoint a browser-based relying party calls across origins', () => {
+    it("keeps the provider's Access-Control-Allow-Origin on the 500 (JWKS)", async () => {
+      const response = await rawRequest(`${server.issuer}/.well-known/jwks.json`, {
+        headers: { accept: 'application/json', origin: 'https://rp.example.org', [FAIL_AFTER_ROUTE]: '1' },
+      });
+      assert.equal(response.status, 500, response.body.slice(0, 200));
+      // The provider's own CORS (its answer becomes `*` only once it completes, src/oidc/discovery.ts).
+      assert.equal(response.headers['access-control-allow-origin'], 'https://rp.example.org');
+      assert.match(String(response.headers.vary), /\bOrigin\b/i);
+      assert.equal((JSON.parse(response.body) as { error: string }).error, 'server_error');
+      assertNothingInternal(response);
+    });
+
+    it('keeps the origin the provider allowed for a public client on the 500 (token endpoint)', async () => {
+      const spa = await seedApp(server, { name: 'SPA', clientType: 'public' });
+      const form = {
+        grant_type: 'authorization_code',
+        code: 'no-such-code',
+        redirect_uri: 'https://rp.example.org/callback',
+        client_id: spa.clientId,
+      };
+      const allowed = await postForm(`${server.issuer}/token/`, form, {
+        origin: 'https://rp.example.org',
+        [FAIL_AFTER_ROUTE]: '1',
+      });
+      assert.equal(allowed.status, 500, JSON.stringify(allowed.body));
+      assert.equal(allowed.body.error, 'server_error');
+      assert.equal(allowed.headers.get('access-control-allow-origin'), 'https://rp.example.org');
+      assert.match(String(allowed.headers.get('access-control-expose-headers')), /WWW-Authenticate/);
+      // An origin the provider refused for the client stays refused.
+      const refused = await postForm(`${server.issuer}/token/`, form, {
+        origin: 'https://elsewhere.example',
+        [FAIL_AFTER_ROUTE]: '1',
+      });
+      assert.equal(refused.status, 500, JSON.stringify(refused.body));
+      assert.equal(refused.headers.get('access-control-allow-origin'), null);
+    });
+
+    it('adds no CORS header where the engine set none', async () => {
+      const response = await rawRequest(`${server.origin}/test/boom`, {
+        headers: { accept: 'application/json', origin: 'https://rp.example.org' },
+      });
+      assert.equal(response.status, 500);
+      assert.equal(response.headers['access-control-allow-origin'], undefined);
+    });
+  });
 
   it('keeps the status and message of a client error thrown for the client (ctx.throw)', async () => {
     const response = await rawRequest(`${server.origin}/test/refused`, {
