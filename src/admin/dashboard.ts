@@ -1,4 +1,4 @@
-import { runChecks, spacedNameChecks, whitelistChecks } from '../checks/checks.ts';
+import { runChecks, spacedNameChecks, unfitCharacterNameChecks, whitelistChecks } from '../checks/checks.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { formatTime } from '../console/ui.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -47,6 +47,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
           ...runChecks(deps.config, apps, keys),
           ...whitelistChecks(apps, names),
           ...spacedNameChecks(deps.config.directory.source, names),
+          ...unfitCharacterNameChecks(deps.config.directory.source, names, apps),
         ];
         const active = apps.filter((app) => app.active).length;
         const byStageAndReason = new Map<string, number>();

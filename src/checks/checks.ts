@@ -2,7 +2,7 @@ import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applicati
 import type { Application } from '../applications/types.ts';
 import { hasWildcardHost } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
-import { hasSpacesInARow, singleSpaced } from '../directory/builtin/validation.ts';
+import { hasSpacesInARow, singleSpaced, validateNewName } from '../directory/builtin/validation.ts';
 import {
   importBoundsProblems,
   MAXIMUM_IMPORTED_BITS,
@@ -10,6 +10,7 @@ import {
   PUBLIC_EXPONENT,
 } from '../keys/crypto.ts';
 import type { SigningKeySummary } from '../keys/types.ts';
+import { escapeUnshownInJson, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
 
 /**
@@ -50,7 +51,8 @@ export type Finding =
         | 'W011'
         | 'W012'
         | 'W013'
-        | 'W014';
+        | 'W014'
+        | 'W015';
       level: 'warning';
       message: string;
       hint: string;
@@ -151,6 +153,110 @@ export function spacedNameChecks(
     }
   }
   return findings;
+}
+
+/** How many of a name's unfit characters a W015 message names; it counts the rest. */
+const UNFIT_CHARACTERS_NAMED = 3;
+
+/**
+ * W015: a state or group of the built-in directory, or an active application, whose name has a
+ * character new names refuse (`unfitNameCharacter`: a control character, a line or paragraph
+ * separator, a bidirectional control, an invisible character), stored before they were refused or
+ * by an older aa-oidc. aa-oidc's own pages show such a character as `[U+202E]`, but a relying party
+ * shows the `groups` claim (states and groups) as it is, where `Admins\u202e` can read as another
+ * name. The message shows the name with each such character as its \u escape and says where each
+ * is; the hint renames it to the name without them, unless that is no valid name or, for a state or
+ * group, another's name. The stored name in a rename is in ANSI-C quoting (`$'…'`, bash, zsh, ksh)
+ * with each such character as the \x escapes of its UTF-8 bytes, which read alike in any locale
+ * (bash reads `\u202e` as the character only in a UTF-8 one). Alliance Auth's names are Alliance
+ * Auth's, which aa-oidc only reads: not judged, as for W014.
+ */
+export function unfitCharacterNameChecks(
+  source: Config['directory']['source'],
+  directory: DirectoryNames,
+  apps: ReadonlyArray<Pick<Application, 'clientId' | 'name' | 'active'>>,
+): Finding[] {
+  const findings: Finding[] = [];
+  if (source === 'builtin') {
+    for (const [kind, names] of [
+      ['state', directory.states],
+      ['group', directory.groups],
+    ] as const) {
+      const keys = new Set(names.map(nameKey));
+      for (const name of names) {
+        const unfit = unfitNameCharacters(name);
+        if (unfit.length === 0) continue;
+        const cleaned = withoutUnfitCharacters(name, unfit);
+        const renamed = isValidNewName(kind, cleaned) && !keys.has(nameKey(cleaned)) ? cleaned : undefined;
+        findings.push({
+          id: 'W015',
+          level: 'warning',
+          message: `the ${kind} ${shownName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
+          hint: `aa-oidc ${kind} rename ${ansiCQuoted(name, unfit)} ${renamed === undefined ? 'NEW-NAME' : JSON.stringify(renamed)} (application whitelists follow; $'…' is the quoting of bash and zsh)`,
+        });
+      }
+    }
+  }
+  for (const app of apps) {
+    if (!app.active) continue;
+    const unfit = unfitNameCharacters(app.name);
+    if (unfit.length === 0) continue;
+    const cleaned = withoutUnfitCharacters(app.name, unfit).trim();
+    findings.push({
+      id: 'W015',
+      level: 'warning',
+      message: `application ${app.clientId} is named ${shownName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
+      hint: `aa-oidc app update ${app.clientId} --name ${cleaned === '' ? 'NEW-NAME' : JSON.stringify(cleaned)}`,
+    });
+  }
+  return findings;
+}
+
+/** A name quoted with each character a terminal or a page would act on or hide as its \u escape. */
+function shownName(name: string): string {
+  return escapeUnshownInJson(JSON.stringify(name));
+}
+
+function unfitList(unfit: readonly UnfitCharacter[]): string {
+  const named = unfit
+    .slice(0, UNFIT_CHARACTERS_NAMED)
+    .map((found) => `${found.description}, at character ${found.position}`);
+  const rest = unfit.length - named.length;
+  if (rest > 0) named.push(`${rest} more`);
+  return named.length === 1 ? named[0]! : `${named.slice(0, -1).join('; ')} and ${named.at(-1)!}`;
+}
+
+function withoutUnfitCharacters(name: string, unfit: readonly UnfitCharacter[]): string {
+  let kept = '';
+  let from = 0;
+  for (const found of unfit) {
+    kept += name.slice(from, found.index);
+    from = found.index + found.char.length;
+  }
+  return kept + name.slice(from);
+}
+
+function isValidNewName(kind: 'state' | 'group', name: string): boolean {
+  try {
+    validateNewName(kind, name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `name` as one shell word `$'…'`, each unfit character as the \x escapes of its UTF-8 bytes. */
+function ansiCQuoted(name: string, unfit: readonly UnfitCharacter[]): string {
+  const plain = (text: string) => text.replace(/[\\']/g, (char) => `\\${char}`);
+  let quoted = '';
+  let from = 0;
+  for (const found of unfit) {
+    quoted += plain(name.slice(from, found.index));
+    for (const byte of new TextEncoder().encode(found.char))
+      quoted += `\\x${byte.toString(16).padStart(2, '0')}`;
+    from = found.index + found.char.length;
+  }
+  return `$'${quoted}${plain(name.slice(from))}'`;
 }
 
 /** What the checks read from the configuration. */

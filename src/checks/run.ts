@@ -2,11 +2,18 @@ import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyService } from '../keys/types.ts';
-import { type Finding, runChecks, spacedNameChecks, whitelistChecks } from './checks.ts';
+import {
+  type Finding,
+  runChecks,
+  spacedNameChecks,
+  unfitCharacterNameChecks,
+  whitelistChecks,
+} from './checks.ts';
 
 /**
  * The system checks over the running configuration, every registered application, the signing keys
- * and the directory (whitelisted names it lacks, W006; built-in names with spaces in a row, W014).
+ * and the directory (whitelisted names it lacks, W006; built-in names with spaces in a row, W014;
+ * names with a character new names refuse, W015).
  */
 export async function systemChecks(
   config: Config,
@@ -25,5 +32,6 @@ export async function systemChecks(
     ...runChecks(config, apps, signingKeys),
     ...whitelistChecks(apps, names),
     ...spacedNameChecks(config.directory.source, names),
+    ...unfitCharacterNameChecks(config.directory.source, names, apps),
   ];
 }

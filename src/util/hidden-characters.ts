@@ -92,13 +92,49 @@ const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 export function unfitNameCharacter(text: string): string | undefined {
   const found = LINE_BREAKING.exec(text)?.[0];
   if (found === undefined) return hiddenCharacter(text);
-  const what =
-    found === '\u2028'
-      ? 'a line separator'
-      : found === '\u2029'
-        ? 'a paragraph separator'
-        : 'a control character';
-  return `${codePoint(found)}, ${what}`;
+  return `${codePoint(found)}, ${lineBreakingKind(found)}`;
+}
+
+function lineBreakingKind(char: string): string {
+  return char === '\u2028'
+    ? 'a line separator'
+    : char === '\u2029'
+      ? 'a paragraph separator'
+      : 'a control character';
+}
+
+const UNFIT_NAME_CHARACTERS = new RegExp(`${LINE_BREAKING.source}|${HIDDEN.source}`, 'gu');
+
+/** One character a name must not be given, where it is in the name. */
+export interface UnfitCharacter {
+  char: string;
+  /** Its offset in the string (UTF-16 units). */
+  index: number;
+  /** Its place for a reader: 1 for the first character, counting characters (code points). */
+  position: number;
+  /** Named for a message: `U+202E, a bidirectional control character`. */
+  description: string;
+}
+
+/**
+ * Every character of `text` that `unfitNameCharacter` refuses, in order, with its position: what a
+ * name stored before such names were refused has (`aa-oidc check`, W015).
+ */
+export function unfitNameCharacters(text: string): UnfitCharacter[] {
+  return [...text.matchAll(UNFIT_NAME_CHARACTERS)].map((match) => {
+    const char = match[0];
+    const kind = LINE_BREAKING.test(char)
+      ? lineBreakingKind(char)
+      : BIDI_CONTROL.test(char)
+        ? 'a bidirectional control character'
+        : 'an invisible character';
+    return {
+      char,
+      index: match.index,
+      position: [...text.slice(0, match.index)].length + 1,
+      description: `${codePoint(char)}, ${kind}`,
+    };
+  });
 }
 
 /** `\u009b`, `\ud82f\udca0`: the JSON escape of a character (of each half of a surrogate pair). */

@@ -326,6 +326,35 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.doesNotMatch((await consoleGet(admin, url('/admin'))).body, /W014/);
   });
 
+  it('names on the dashboard (W015) a group stored with an invisible character, escaped, until it is renamed', async () => {
+    // As an older release stored it: new names refuse it.
+    await server.app.database.db
+      .insertInto('auth_group')
+      .values({
+        name: 'Fl\u200beet',
+        name_key: nameKey('Fl\u200beet'),
+        oidc_access: 0,
+        created_at: Date.now(),
+      })
+      .execute();
+    const dashboard = await consoleGet(admin, url('/admin'));
+    assert.match(
+      dashboard.body,
+      /<strong>W015<\/strong> the group &quot;Fl\\u200beet&quot; contains U\+200B, an invisible character, at character 3 \(stored before new names refused them\)/,
+    );
+    assert.match(
+      dashboard.body,
+      /aa-oidc group rename \$(&#39;|&#x27;)Fl\\xe2\\x80\\x8beet(&#39;|&#x27;) &quot;Fleet&quot;/,
+    );
+    const confirm = await consoleGet(admin, url(path('groups', 'Fl\u200beet', '/rename?to=Fleet')));
+    assert.equal(confirm.status, 200, pageText(confirm.body).slice(0, 800));
+    const renamed = await consolePost(admin, url(path('groups', 'Fl\u200beet', '/rename')), confirm.csrf!, {
+      to: 'Fleet',
+    });
+    assert.equal(renamed.status, 303);
+    assert.doesNotMatch((await consoleGet(admin, url('/admin'))).body, /W015/);
+  });
+
   it('names a priority that is no whole number as it was typed, never as NaN', async () => {
     const created = await consolePost(admin, url('/admin/states'), csrf, { name: 'Green', priority: 'ten' });
     assert.equal(created.status, 400);

@@ -26,6 +26,7 @@ import {
   type DirectoryNames,
   runChecks,
   spacedNameChecks,
+  unfitCharacterNameChecks,
 } from '../../src/checks/checks.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -36,6 +37,7 @@ import {
   type TestDatabase,
 } from '../helpers/database.ts';
 import { runToEnd } from '../helpers/child-process.ts';
+import { spawnSync } from 'node:child_process';
 import {
   asRoot,
   migratedSqliteEnv,
@@ -1001,5 +1003,222 @@ describe(`aa-oidc check: built-in names with spaces in a row (W014, ${testDataba
     const again = await cli(['check'], env);
     assert.equal(again.code, 0, again.stderr);
     assert.doesNotMatch(again.stdout, /W014/);
+  });
+});
+
+/** Names (states, groups) whose characters new names refuse, and what W015 names in each. */
+const UNFIT_NAMES: ReadonlyArray<[name: string, named: string]> = [
+  ['Admins\u202e', 'U+202E, a bidirectional control character, at character 7'],
+  ['\u2066Fleet', 'U+2066, a bidirectional control character, at character 1'],
+  ['Blue\u200eTeam', 'U+200E, a bidirectional control character, at character 5'],
+  ['Di\u200brectors', 'U+200B, an invisible character, at character 3'],
+  ['Word\u2060Joiner', 'U+2060, an invisible character, at character 5'],
+  ['\ufeffMember', 'U+FEFF, an invisible character, at character 1'],
+  ['Soft\u00adHyphen', 'U+00AD, an invisible character, at character 5'],
+  ['Tab\tbed', 'U+0009, a control character, at character 4'],
+  ['CSI\u009b', 'U+009B, a control character, at character 4'],
+  ['Line\u2028Break', 'U+2028, a line separator, at character 5'],
+  // Counted in characters (code points), as name lengths are: the flag is seven of them.
+  [
+    '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Scots\u{1d173}',
+    'U+1D173, an invisible character, at character 14',
+  ],
+];
+
+describe('system check W015: a name with a character new names refuse', () => {
+  it('fires on each such built-in state and group name, naming the character and its position', () => {
+    for (const [name, named] of UNFIT_NAMES) {
+      for (const names of [
+        { states: [name], groups: [] },
+        { states: [], groups: [name] },
+      ]) {
+        const findings = unfitCharacterNameChecks('builtin', names, []);
+        assert.equal(findings.length, 1, JSON.stringify(names));
+        assert.equal(findings[0]!.id, 'W015');
+        assert.ok(findings[0]!.message.includes(` contains ${named} (`), findings[0]!.message);
+      }
+    }
+  });
+
+  it('stays silent on names new names take: joiners of emoji and scripts, variation selectors, flags, wide spaces', () => {
+    const names = {
+      states: ['Member', 'Blue Team', '👩\u200d🚀 Astronauts', 'Heart\u2764\ufe0f'],
+      groups: [
+        '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Scots',
+        '東京\u3000支部',
+        'क्\u200dष',
+      ],
+    };
+    assert.deepEqual(unfitCharacterNameChecks('builtin', names, []), []);
+  });
+
+  it("stays silent on Alliance Auth's names, which are Alliance Auth's to rename, but judges the applications", () => {
+    const findings = unfitCharacterNameChecks(
+      'alliance-auth',
+      { states: ['Admins\u202e'], groups: ['Di\u200brectors'] },
+      [{ clientId: 'wiki', name: 'Wiki\u202e', active: true }],
+    );
+    assert.deepEqual(
+      findings.map((finding) => finding.id),
+      ['W015'],
+    );
+    assert.match(findings[0]!.message, /^application wiki /);
+  });
+
+  it('shows the name escaped, and gives a rename a shell reads back as the stored name, to the name without those characters', () => {
+    const findings = unfitCharacterNameChecks(
+      'builtin',
+      {
+        states: ['Member', "Bob's\u202e \\ Team"],
+        groups: ['Admins', 'Admins\u200b', 'Pi\u200blots\u2066\u{e0001}!', '\u200b'],
+      },
+      [
+        { clientId: 'wiki', name: 'Wiki\u202eikiW', active: true },
+        { clientId: 'old-wiki', name: 'Old\u202e wiki', active: false },
+      ],
+    );
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message, finding.hint]),
+      [
+        [
+          'W015',
+          'warning',
+          'the state "Bob\'s\\u202e \\\\ Team" contains U+202E, a bidirectional control character, at character 6 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
+          "aa-oidc state rename $'Bob\\'s\\xe2\\x80\\xae \\\\ Team' \"Bob's \\\\ Team\" (application whitelists follow; $'…' is the quoting of bash and zsh)",
+        ],
+        [
+          'W015',
+          'warning',
+          'the group "Admins\\u200b" contains U+200B, an invisible character, at character 7 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
+          // Without it, it is another group's name: one of its own.
+          "aa-oidc group rename $'Admins\\xe2\\x80\\x8b' NEW-NAME (application whitelists follow; $'…' is the quoting of bash and zsh)",
+        ],
+        [
+          'W015',
+          'warning',
+          'the group "Pi\\u200blots\\u2066\\udb40\\udc01!" contains U+200B, an invisible character, at character 3; U+2066, a bidirectional control character, at character 8 and U+E0001, an invisible character, at character 9 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
+          "aa-oidc group rename $'Pi\\xe2\\x80\\x8blots\\xe2\\x81\\xa6\\xf3\\xa0\\x80\\x81!' \"Pilots!\" (application whitelists follow; $'…' is the quoting of bash and zsh)",
+        ],
+        [
+          'W015',
+          'warning',
+          'the group "\\u200b" contains U+200B, an invisible character, at character 1 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
+          "aa-oidc group rename $'\\xe2\\x80\\x8b' NEW-NAME (application whitelists follow; $'…' is the quoting of bash and zsh)",
+        ],
+        [
+          'W015',
+          'warning',
+          'application wiki is named "Wiki\\u202eikiW", which contains U+202E, a bidirectional control character, at character 5 (stored before new names refused them): where it is shown as it is, it can read as another name',
+          'aa-oidc app update wiki --name "WikiikiW"',
+        ],
+      ],
+    );
+  });
+
+  it('names three of many such characters, and counts the rest', () => {
+    const [finding] = unfitCharacterNameChecks(
+      'builtin',
+      { states: [], groups: ['a\u200bb\u200bc\u200bd\u200be\u200b'] },
+      [],
+    );
+    assert.match(
+      finding!.message,
+      / contains U\+200B, an invisible character, at character 2; U\+200B, an invisible character, at character 4; U\+200B, an invisible character, at character 6 and 2 more \(/,
+    );
+  });
+
+  it("gives a rename whose $'…' word bash reads back as the stored name in any locale", (t) => {
+    const name = "Bob's\u202e \\ \u{1d173}Team\u0085";
+    const [finding] = unfitCharacterNameChecks('builtin', { states: [], groups: [name] }, []);
+    const word = /^aa-oidc group rename (\$'.*?(?<!\\)') /.exec(finding!.hint)?.[1];
+    assert.ok(word, finding!.hint);
+    const echoed = spawnSync('bash', ['-c', `printf %s ${word}`], {
+      env: { LC_ALL: 'C', PATH: process.env.PATH },
+    });
+    if (echoed.error) return t.skip('no bash here');
+    assert.equal(echoed.stdout.toString('utf8'), name);
+  });
+});
+
+describe(`aa-oidc check: names with characters new names refuse (W015, ${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    const services = await createServices(testConfig(database, { secretKey: SECRET }), { migrate: true });
+    try {
+      // As an older aa-oidc stored them: new names refuse these characters.
+      await services.database.db
+        .insertInto('state')
+        .values({
+          name: 'Admins\u202e',
+          name_key: nameKey('Admins\u202e'),
+          priority: 10,
+          oidc_access: 1,
+          created_at: Date.now(),
+        })
+        .execute();
+      await services.database.db
+        .insertInto('auth_group')
+        .values({
+          name: 'Di\u200brectors',
+          name_key: nameKey('Di\u200brectors'),
+          oidc_access: 0,
+          created_at: Date.now(),
+        })
+        .execute();
+      const { application } = await services.applications.create(
+        { clientId: 'bidi-wiki', name: 'Wiki', redirectUris: ['https://rp.example.org/cb'] },
+        'test',
+      );
+      await services.database.db
+        .updateTable('application')
+        .set({ name: 'Wiki\u2066' })
+        .where('client_id', '=', application.clientId)
+        .execute();
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => database.drop());
+
+  it('warns about each, escaped, exiting 0; creating such a name is refused; the check is silent once the renames are done', async () => {
+    const env = testEnv(database, { AA_OIDC_SECRET_KEY: SECRET });
+    const checked = await cli(['check'], env);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.doesNotMatch(checked.stdout, /[\u202e\u200b\u2066]/u);
+    assert.match(
+      checked.stdout,
+      /^W015 warning: the state "Admins\\u202e" contains U\+202E, a bidirectional control character, at character 7 .*\n {2}hint: aa-oidc state rename \$'Admins\\xe2\\x80\\xae' "Admins" /m,
+    );
+    assert.match(
+      checked.stdout,
+      /^W015 warning: the group "Di\\u200brectors" contains U\+200B, an invisible character, at character 3 .*\n {2}hint: aa-oidc group rename \$'Di\\xe2\\x80\\x8brectors' "Directors" /m,
+    );
+    assert.match(
+      checked.stdout,
+      /^W015 warning: application bidi-wiki is named "Wiki\\u2066", which contains U\+2066, a bidirectional control character, at character 5 .*\n {2}hint: aa-oidc app update bidi-wiki --name "Wiki"$/m,
+    );
+    const json = JSON.parse((await cli(['check', '--format', 'json'], env)).stdout) as Array<{ id: string }>;
+    assert.equal(json.filter((finding) => finding.id === 'W015').length, 3);
+
+    const refused = await cli(['group', 'create', 'Pi\u200blots'], env);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /invalid group name "Pi\\u200blots": it contains U\+200B, an invisible character/,
+    );
+
+    for (const args of [
+      ['state', 'rename', 'Admins\u202e', 'Admins'],
+      ['group', 'rename', 'Di\u200brectors', 'Directors'],
+      ['app', 'update', 'bidi-wiki', '--name', 'Wiki'],
+    ]) {
+      const done = await cli(args, env);
+      assert.equal(done.code, 0, done.stderr);
+    }
+    const again = await cli(['check'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /W015/);
   });
 });

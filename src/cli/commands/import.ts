@@ -16,6 +16,7 @@ import type {
 } from '../../applications/types.ts';
 import { isNativeApplication } from '../../oidc/clients.ts';
 import { parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
+import { isLoopbackHost } from '../../util/loopback.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 import { lineWriter } from '../output.ts';
 
@@ -165,10 +166,13 @@ function corsOriginsLeftOut(app: PluginApplication): string[] {
   return app.allowedOrigins.filter((origin) => !redirectOrigins.has(URL.parse(origin)?.origin ?? origin));
 }
 
-/** A URI whose host is the loopback interface of whoever follows it: 127.0.0.0/8, `[::1]`, `localhost`. */
+/**
+ * A URI whose host is the loopback interface of whoever follows it (`isLoopbackHost`): 127.0.0.0/8,
+ * `[::1]`, either as an IPv4-mapped IPv6 address, `localhost` and the names under it.
+ */
 function onLoopback(uri: string): boolean {
   const host = URL.parse(uri)?.hostname;
-  return host === 'localhost' || host === '[::1]' || (host !== undefined && /^127(\.\d+){3}$/.test(host));
+  return host !== undefined && isLoopbackHost(host);
 }
 
 /**
