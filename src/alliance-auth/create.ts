@@ -180,7 +180,9 @@ export async function createAllianceAuthDirectory(
         `${AA_DATABASE_SETTING} has ssl-mode=REQUIRED: the connection is encrypted, but the server's certificate is not checked, so anyone on the path can pose as the server; use ssl-mode=VERIFY_IDENTITY with ssl-ca`,
       );
     }
-    const report = await checkAllianceAuthSchema(connection.db, connection.kind);
+    const report = await checkAllianceAuthSchema(connection.db, connection.kind, {
+      passwordLogin: settings.passwordLogin,
+    });
     if (report.errors.length > 0) {
       throw new AllianceAuthDatabaseError(
         `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) is not supported: ${report.errors.join('; ')}`,

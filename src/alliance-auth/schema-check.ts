@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import type { AllianceAuthDatabaseKind } from './database.ts';
 import { accessPermissionExists } from './access-permission.ts';
 import type { AaDb } from './schema.ts';
+import { readUsernameCollation } from './throttle-key.ts';
 
 /**
  * The check `serve` runs before it trusts Alliance Auth's database: Django's migration record says
@@ -126,10 +127,15 @@ export function judgeSchema(
   return { errors, warnings, heads };
 }
 
-/** Reads `django_migrations` and the information schema, then judges them. */
+/**
+ * Reads `django_migrations` and the information schema, then judges them. With `passwordLogin` on
+ * MySQL or MariaDB, also that the login reads `auth_user.username`'s collation, without which no
+ * password attempt can be counted in the login throttle (`allianceAuthThrottleKey`).
+ */
 export async function checkAllianceAuthSchema(
   db: AaDb,
   kind: AllianceAuthDatabaseKind,
+  options: { passwordLogin?: boolean } = {},
 ): Promise<SchemaReport> {
   let applied: Array<{ app: string; name: string }>;
   try {
@@ -168,6 +174,10 @@ export async function checkAllianceAuthSchema(
     column: String(row.column_name ?? (row as Record<string, unknown>).COLUMN_NAME),
   }));
   const report = judgeSchema(applied, columns);
+  if (report.errors.length === 0 && kind === 'mysql' && options.passwordLogin) {
+    const collation = await readUsernameCollation(db);
+    if ('problem' in collation) report.errors.push(collation.problem);
+  }
   if (report.errors.length === 0 && !(await accessPermissionExists(db))) {
     report.warnings.push(
       'Alliance Auth has no permission allianceauth_oidc.access_oidc: only superusers pass the global gate until it exists (install the plugin once, or create the permission)',

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'kysely';
+import { DatabaseFaultError } from '../db/errors.ts';
 import type { AllianceAuthDatabaseKind } from './database.ts';
 import type { AaDb } from './schema.ts';
 import { AA_USERNAME_MAX_LENGTH } from './sign-in-queries.ts';
@@ -34,11 +35,17 @@ export function allianceAuthThrottleKey(
   if (kind === 'postgres') return async (typed) => typed.normalize('NFKC');
   let collation: Promise<UsernameCollation> | undefined;
   return async (typed) => {
-    // Read once; a read that failed is tried again by the next attempt.
-    collation ??= selectUsernameCollation(db).catch((error: unknown) => {
-      collation = undefined;
-      throw error;
-    });
+    // Read once; a read that failed is tried again by the next attempt. A collation the login cannot
+    // read fails the attempt as a fault (503 "try again", the log naming the fix), never as a 500.
+    collation ??= readUsernameCollation(db)
+      .then((read) => {
+        if ('problem' in read) throw new DatabaseFaultError(read.problem, USERNAME_COLLATION_UNREADABLE);
+        return read;
+      })
+      .catch((error: unknown) => {
+        collation = undefined;
+        throw error;
+      });
     const { charset, name } = await collation;
     // The longest cut from the end that leaves the name equal under the collation (trailing spaces,
     // characters that weigh nothing, both); tried up to the longest name AA holds, which bounds the
@@ -60,12 +67,23 @@ export function allianceAuthThrottleKey(
   };
 }
 
-interface UsernameCollation {
+/** What the log says a password attempt stopped at when the collation cannot be read. */
+const USERNAME_COLLATION_UNREADABLE =
+  "Alliance Auth password sign-in could not read auth_user.username's collation for its login throttle";
+
+export interface UsernameCollation {
   charset: string;
   name: string;
 }
 
-async function selectUsernameCollation(db: AaDb): Promise<UsernameCollation> {
+/**
+ * `auth_user.username`'s character set and collation as information_schema.columns gives them
+ * (MySQL and MariaDB), or the problem, naming the fix, when it gives none aa-oidc can use: it shows a
+ * login only the columns it may read, and a binary column has no collation. Password sign-in cannot
+ * build its throttle key without them (`allianceAuthThrottleKey`); the schema check refuses the
+ * database on the same problem (`checkAllianceAuthSchema`).
+ */
+export async function readUsernameCollation(db: AaDb): Promise<UsernameCollation | { problem: string }> {
   const result = await sql<{ charset: string | null; name: string | null }>`
     select character_set_name as charset, collation_name as name from information_schema.columns
     where table_schema = database() and table_name = 'auth_user' and column_name = 'username'`.execute(db);
@@ -73,9 +91,9 @@ async function selectUsernameCollation(db: AaDb): Promise<UsernameCollation> {
   // Written into the statement: only a plain identifier, as MySQL names its character sets and collations.
   const plain = /^[A-Za-z0-9_]+$/;
   if (!charset || !name || !plain.test(charset) || !plain.test(name)) {
-    throw new Error(
-      `Alliance Auth's auth_user.username has no character set and collation aa-oidc can read (character set ${JSON.stringify(charset ?? null)}, collation ${JSON.stringify(name ?? null)}); check that the login may read information_schema.columns for auth_user`,
-    );
+    return {
+      problem: `Alliance Auth's auth_user.username has no character set and collation aa-oidc can read (character set ${JSON.stringify(charset ?? null)}, collation ${JSON.stringify(name ?? null)}), which password sign-in needs to count attempts in its login throttle: grant the login SELECT on auth_user (information_schema.columns shows a login only the columns it may read), and keep the column Django's character column (varchar with a utf8mb4 collation)`,
+    };
   }
   return { charset, name };
 }

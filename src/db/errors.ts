@@ -11,6 +11,21 @@ export class DatabaseUnavailableError extends Error {
 }
 
 /**
+ * The database answered, but not as a request needs it to (a column it does not describe as it
+ * must): no outage, yet nothing the person did wrong either. The request is answered 503 "try again"
+ * as a fault (`noteDatabaseFault`), never a 500, and logged each time; `what` names what it stopped,
+ * the message what to fix. Neither names a password, code or token.
+ */
+export class DatabaseFaultError extends Error {
+  override name = 'DatabaseFaultError';
+  readonly what: string;
+  constructor(message: string, what: string) {
+    super(message);
+    this.what = what;
+  }
+}
+
+/**
  * How a message names the database: `PostgreSQL at HOST:PORT (database NAME)`, `PostgreSQL at the
  * Unix socket FOLDER/.s.PGSQL.PORT (database NAME)` or `the SQLite file PATH`: what the driver tries.
  */
