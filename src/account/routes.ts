@@ -29,7 +29,8 @@ import { sessionRoutes, sessionsSection } from './sessions.ts';
  * The account page of every signed-in user (`/account`): who they are, the applications they allowed
  * (with revoke), where they are signed in (with sign out everywhere, `sessions.ts`), their password,
  * and two-factor sign-in. Every change goes through the service that owns it, as the CLI's do; every
- * check of a password or a code is under the login throttle.
+ * check of a password or a code is under the login throttle (a code in the user's one budget of codes,
+ * the sign-in's: `reserveCode`).
  */
 export interface AccountDependencies {
   config: Pick<Config, 'oidc' | 'twoFactor'>;
@@ -411,7 +412,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           // script, the first answer never seen): the same recovery codes, under the throttle.
           const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer);
           if (!confirmation) return request.seeOther('/account#two-factor');
-          const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+          const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
           // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
           if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
           const repeated = await confirmation.repeat(code);
@@ -430,7 +431,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             },
             409,
           );
-        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+        const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return enrolmentPage(request, pending, THROTTLED, 429);
         let result = await deps.twoFactor.confirmEnrolment(user, code, pending.id, confirmer);
         // Confirmed meanwhile by the same form sent twice at once: the codes that one stored.
@@ -460,7 +461,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           );
         const refuse = (message: string, status: number) =>
           overview(request, { twoFactorCode: message }, status);
-        const attempt = await deps.throttle.reserve(user.username, request.ctx.ip);
+        const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');
         if (!result.ok) return refuse('That code is not valid. Two-factor sign-in is still on.', 401);

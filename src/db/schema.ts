@@ -194,15 +194,17 @@ export interface IssuedCodeTable {
 export interface LoginFailureTable {
   id: Generated<number>;
   /**
-   * How the attempt signed in: `password`, or `external` (an identity provider such as EVE SSO). An
-   * account's budgets count only failures of its own method (`SignInMethod`).
+   * How the attempt signed in: `password`, `external` (an identity provider such as EVE SSO), or
+   * `code` (a second-factor code, whichever first factor came before). An account's budgets count
+   * only failures of its own method (`SignInMethod`).
    */
-  method: ColumnType<'password' | 'external', 'password' | 'external' | undefined, never>;
+  method: ColumnType<'password' | 'external' | 'code', 'password' | 'external' | 'code' | undefined, never>;
   /**
    * The account, NFKC-normalised and lower-cased (`accountKey`). For `password`, the attempt's
    * `throttledName`, the same whether or not the user exists: the name typed, or with Alliance Auth
    * on MySQL or MariaDB a hash of how the collation compares it (`allianceAuthThrottleKey`). For
-   * `external`, what the identity provider proved (`eve:<character id>`).
+   * `external`, what the identity provider proved (`eve:<character id>`). For `code`, the user
+   * (`user:<id>`, `codeAccount`).
    */
   username: string;
   address: string;

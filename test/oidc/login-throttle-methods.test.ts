@@ -5,8 +5,9 @@ import { createLoginThrottle, type LoginThrottle } from '../../src/oidc/interact
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 /**
- * A name typed into a password form and an account an identity provider proved are never one
- * budget, even when they are the same text (`eve:95465499`); the per-address budget counts both.
+ * A name typed into a password form, an account an identity provider proved and a user's
+ * second-factor codes are never one budget, even when they are the same text (`eve:95465499`); the
+ * per-address budget counts them all.
  */
 describe(`login throttle: password and external accounts apart (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -92,5 +93,25 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
     assert.ok(await small.reserveExternal(character, address));
     assert.equal(await small.reserve('bob', address), undefined);
     assert.equal(await small.reserveExternal('eve:1', address), undefined);
+    assert.equal(await small.reserveCode(1, address), undefined);
+  });
+
+  it("counts a user's second-factor codes against the user, apart from any typed name", async () => {
+    await forgetFailures();
+    for (let i = 0; i < 3; i += 1) assert.ok(await throttle.reserveCode(7, `198.51.100.${i + 1}`));
+    assert.equal(await throttle.reserveCode(7, '198.51.100.9'), undefined, "the user's codes are spent");
+    assert.ok(await throttle.reserve('user:7', '203.0.113.1'), 'the typed name user:7 keeps its budget');
+    assert.ok(await throttle.reserveCode(8, '203.0.113.1'), 'another user keeps theirs');
+    const rows = await handle.db
+      .selectFrom('login_failure')
+      .select(['method', 'username'])
+      .where('method', '=', 'code')
+      .distinct()
+      .orderBy('username')
+      .execute();
+    assert.deepEqual(rows, [
+      { method: 'code', username: 'user:7' },
+      { method: 'code', username: 'user:8' },
+    ]);
   });
 });

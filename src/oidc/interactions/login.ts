@@ -93,7 +93,7 @@ export async function submitLogin(
     return askForNewPassword(ctx, deps, interaction, app, path, result);
   }
   // With two-factor sign-in the password's attempt stays counted until the code is right.
-  const passed = { userId: result.userId, username: account, amr: result.amr };
+  const passed = { userId: result.userId, amr: result.amr, passwordAttempt: attempt };
   if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
   await deps.throttle.succeeded(attempt);
   return step.finishLogin(result.userId, result.amr);
@@ -163,7 +163,7 @@ export async function submitNewPassword(
       return expired();
     case 'authenticated': {
       requestLog(ctx, deps.logger).info({ userId }, 'the first sign-in chose a new password');
-      const passed = { userId: result.userId, username: profile.username, amr: result.amr };
+      const passed = { userId: result.userId, amr: result.amr };
       if (secondFactor && (await secondFactor.afterPassword(step, passed)) === 'handled') return;
       return step.finishLogin(result.userId, result.amr);
     }

@@ -151,8 +151,8 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
             'This sign-in has expired. Start again from the application.',
           );
         }
-        const profile = await deps.directory.profileById(result.userId);
-        const passed = { userId: result.userId, username: profile?.username ?? '', amr: result.amr };
+        // Its code (if any) counts against the user, as after a password: one budget of codes a user.
+        const passed = { userId: result.userId, amr: result.amr };
         if (secondFactor && (await secondFactor.afterPassword(stepRequest(), passed)) === 'handled') return;
         return await finishLogin(result.userId, result.amr);
       }

@@ -10,11 +10,14 @@ import { nameKey } from '../../util/name-key.ts';
 export type ThrottleConfig = Config['login'];
 
 /**
- * How an attempt signs in: a name typed into a password form, or an account an identity provider
- * proved (`eve:<character id>`). The two never share an account's budget, whatever the strings: else
- * anyone could lock a pilot out of EVE sign-in by typing `eve:<id>` into the password form.
+ * What an attempt tries: a name typed into a password form, an account an identity provider proved
+ * (`eve:<character id>`), or a user's second factor (a code from the authenticator app or a recovery
+ * code, `user:<id>`). No two share an account's budget, whatever the strings: else anyone could lock a
+ * pilot out of EVE sign-in by typing `eve:<id>` into the password form. A code counts against the user
+ * it was asked of, not against a name: whichever first factor led to it (a password, typed in any
+ * spelling, or EVE), every wrong code of one user spends one budget.
  */
-export type SignInMethod = 'password' | 'external';
+export type SignInMethod = 'password' | 'external' | 'code';
 
 /** A sign-in attempt that holds its place in every budget; forgotten when the password was right. */
 export interface ReservedAttempt {
@@ -30,8 +33,9 @@ export interface ReservedAttempt {
  * addresses (much larger, so that guessing from elsewhere cannot lock a person out), and per address
  * across accounts (every method together). A password attempt's account is the username as the
  * directory compares it, counted whether or not such a user exists: the answer never tells whether a
- * username is real; an external sign-in's is what the identity provider proved; an account of one
- * method is never one of the other (`SignInMethod`). An IPv6 client is one address per /64.
+ * username is real; an external sign-in's is what the identity provider proved; a second-factor code's
+ * is the user it was asked of (`codeAccount`); an account of one method is never one of another's
+ * (`SignInMethod`). An IPv6 client is one address per /64.
  *
  * An attempt is reserved before its password is verified: the reservation is written as a failure
  * only when every budget, this attempt included, still has room, atomically with the counting. So N
@@ -45,6 +49,11 @@ export interface LoginThrottle {
   reserve(username: string, address: string): Promise<ReservedAttempt | undefined>;
   /** `reserve` for the account an identity provider proved (`eve:<character id>`): its own budgets. */
   reserveExternal(subject: string, address: string): Promise<ReservedAttempt | undefined>;
+  /**
+   * `reserve` for a second-factor code of the user `userId` (at the login or the account page): one
+   * budget per user, whichever first factor came before and however the name was typed.
+   */
+  reserveCode(userId: number, address: string): Promise<ReservedAttempt | undefined>;
   /**
    * After a successful login: the attempt is no failure, and the failures of this account (of its
    * method) from this address are forgotten (those from other addresses are not: they may be someone else's).
@@ -70,6 +79,11 @@ export interface LoginThrottle {
  */
 export function accountKey(username: string): string {
   return nameKey(username).trim().slice(0, 150);
+}
+
+/** The account a second-factor code counts against: the user, by the id that never changes. */
+export function codeAccount(userId: number): string {
+  return `user:${userId}`;
 }
 
 /** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */
@@ -114,10 +128,9 @@ export function createLoginThrottle(
 
   const reserveAs = async (
     method: SignInMethod,
-    name: string,
+    account: string,
     clientAddress: string,
   ): Promise<ReservedAttempt | undefined> => {
-    const account = accountKey(name);
     const address = addressKey(clientAddress);
     const at = now();
     const id =
@@ -125,7 +138,7 @@ export function createLoginThrottle(
         ? await db.transaction().execute(async (trx) => {
             // The account's lock is named without the method, as it was before the method was kept,
             // so an instance not yet upgraded takes the same lock; a typed `eve:1` and the character 1
-            // merely wait on each other.
+            // merely wait on each other, as do a typed `user:1` and the codes of the user 1.
             const locks = [lockId(`account ${account}`), lockId(`address ${address}`)].sort((a, b) =>
               a < b ? -1 : a > b ? 1 : 0,
             );
@@ -138,8 +151,9 @@ export function createLoginThrottle(
   };
 
   return {
-    reserve: (username, address) => reserveAs('password', username, address),
-    reserveExternal: (subject, address) => reserveAs('external', subject, address),
+    reserve: (username, address) => reserveAs('password', accountKey(username), address),
+    reserveExternal: (subject, address) => reserveAs('external', accountKey(subject), address),
+    reserveCode: (userId, address) => reserveAs('code', codeAccount(userId), address),
     async succeeded(attempt) {
       await db
         .deleteFrom('login_failure')

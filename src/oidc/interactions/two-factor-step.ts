@@ -11,7 +11,7 @@ import {
   type TwoFactorService,
 } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
-import type { LoginThrottle } from './throttle.ts';
+import type { LoginThrottle, ReservedAttempt } from './throttle.ts';
 import { sameText } from '../../util/same-text.ts';
 
 /**
@@ -21,8 +21,10 @@ import { sameText } from '../../util/same-text.ts';
  *
  * The state between the steps is a signed value in the form (bound to the interaction and to the
  * user who passed the password step, valid for five minutes), never trusted from the browser
- * otherwise. Every code is an attempt of the login throttle: the password's attempt stays counted as
- * a failure until the code is right, so knowing the password buys no extra guesses at the code.
+ * otherwise. Every code is an attempt of the login throttle, counted against the user (`reserveCode`):
+ * one budget of codes per user, whichever first factor led here (a password in any spelling, or EVE),
+ * so neither a second way in nor knowing the password buys extra guesses at the code. The password's
+ * attempt stays counted as a failure (of the name typed) until the code is right.
  * A sign-in waiting here does not complete once the user's sessions were ended after its password
  * step (a new password, signing out everywhere, revoked tokens, deactivation) or their two-factor
  * sign-in was reset: the password it passed with may be the one just replaced, and a reset must not
@@ -65,8 +67,8 @@ type Stage = 'code' | 'enrol' | 'done';
 interface PendingLogin {
   uid: string;
   userId: number;
-  /** The throttle's account key: the password attempt's `throttledName`. */
-  username: string;
+  /** The password's throttle attempt, held as a failure until the code is right (none after EVE). */
+  passwordAttempt?: ReservedAttempt;
   amr: string[];
   stage: Stage;
   /** The user's sign-in generation when the password step passed. */
@@ -159,11 +161,11 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
     /**
      * After a right password: asks for the second factor when the user needs one and answers
      * `handled`; `complete` when the login may finish now (then the caller clears the password's
-     * throttle attempt and finishes).
+     * throttle attempt and finishes). After another first factor (EVE) too, without a password attempt.
      */
     async afterPassword(
       request: StepRequest,
-      passed: { userId: number; username: string; amr: string[] },
+      passed: { userId: number; amr: string[]; passwordAttempt?: ReservedAttempt },
     ): Promise<'complete' | 'handled'> {
       const status = await deps.twoFactor.status(passed.userId);
       const generation = await deps.signInGeneration(passed.userId);
@@ -210,13 +212,18 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
 
       if (stage === 'done') return request.finishLogin(pending.userId, withOtp);
 
-      const attempt = await deps.throttle.reserve(pending.username, request.ctx.ip);
+      const attempt = await deps.throttle.reserveCode(pending.userId, request.ctx.ip);
+      // Forgets this address's wrong codes of the user, and the password's attempt with the failures
+      // of its name from the address it came from, as a sign-in without a code does.
+      const succeeded = async (codeAttempt: ReservedAttempt) => {
+        await deps.throttle.succeeded(codeAttempt);
+        if (pending.passwordAttempt) await deps.throttle.succeeded(pending.passwordAttempt);
+      };
       if (stage === 'code') {
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
         if (!check.ok) return renderCode(request, fresh, 401, WRONG_CODE);
-        // Forgets this address's failures of the account, the password's attempt included.
-        await deps.throttle.succeeded(attempt);
+        await succeeded(attempt);
         return request.finishLogin(pending.userId, withOtp);
       }
 
@@ -249,7 +256,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
           if (!attempt) return request.fail(429, THROTTLED);
           const repeated = await confirmation.repeat(code);
           if (repeated.ok) {
-            await deps.throttle.succeeded(attempt);
+            await succeeded(attempt);
             return showCodes(repeated.recoveryCodes);
           }
         }
@@ -268,7 +275,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
       if (!confirmed.ok)
         confirmed = await deps.twoFactor.repeatConfirmation(user, code, enrolment.id, confirmer);
       if (!confirmed.ok) return renderEnrol(request, fresh, enrolment, 401, WRONG_CODE);
-      await deps.throttle.succeeded(attempt);
+      await succeeded(attempt);
       showCodes(confirmed.recoveryCodes);
     },
   };
