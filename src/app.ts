@@ -13,7 +13,7 @@ import { refuseUnreadableTarget } from './http/request-target.ts';
 import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { answerUnexpectedErrors } from './http/unexpected-error.ts';
-import { judgeRunningPgBossInstall, readablePgBossInstall } from './logout/pgboss-transport.ts';
+import { whyPgBossUnusableNow } from './logout/pgboss-transport.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
@@ -84,13 +84,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         },
         pgBoss: {
           // On SQLite (no pg-boss there) undefined, without a query.
-          whyUnusable: async () => {
-            const install = await readablePgBossInstall(services.database);
-            // Once this process's pg-boss started, a schema dropped or emptied since is one it will not
-            // install again (a flag of this process: no query).
-            const judged = install && judgeRunningPgBossInstall(install, services.logout.transportStarted());
-            return judged?.kind === 'unusable' ? judged : undefined;
-          },
+          // Once this process's pg-boss started, a schema dropped or emptied since is one it will not
+          // install again (a flag of this process: no query).
+          whyUnusable: () => whyPgBossUnusableNow(services.database, services.logout.transportStarted()),
           logger: services.logger,
         },
       },

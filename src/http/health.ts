@@ -2,6 +2,7 @@ import type Koa from 'koa';
 import type { Kysely } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import { isReachable } from '../db/connect.ts';
+import { isDatabaseUnavailable } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -28,7 +29,10 @@ export interface WriteCheck {
  * `worker` refuse to start on (`judgePgBossInstall`, src/logout/pgboss-transport.ts).
  */
 export interface PgBossCheck {
-  /** What is wrong with the pg-boss schema and what to do, or undefined when pg-boss can use it. */
+  /**
+   * What is wrong with the pg-boss schema and what to do, or undefined when pg-boss can use it;
+   * rejects when the check's own statements fail (`/readyz` then answers not ready).
+   */
   whyUnusable(): Promise<{ problem: string; remedy: string } | undefined>;
   logger: Logger;
 }
@@ -36,6 +40,14 @@ export interface PgBossCheck {
 /** What `/readyz` says of an unusable pg-boss schema (the log says what is wrong at length). */
 export const PGBOSS_UNUSABLE_REASON =
   'pg-boss cannot use its schema "pgboss" (back-channel logouts cannot be queued or delivered); see the log';
+
+/**
+ * What `/readyz` says when the check of the pg-boss schema failed on a database that answers (the log
+ * names the error): a job queue that cannot even be read is not taken for one that works.
+ */
+export const PGBOSS_UNCHECKED_REASON =
+  'the back-channel logout job queue (pg-boss, schema "pgboss") could not be checked, so logouts may ' +
+  'not be queued or delivered; see the log';
 
 /**
  * How long (ms) one readiness answer is reused after its check finished: a change of the databases
@@ -75,7 +87,9 @@ interface Readiness {
  * or a partial restore: `serve` and `worker` refuse to start on it; or the whole schema dropped or
  * emptied once this process's pg-boss started, as it installs only when it starts) is
  * `"pgBoss": "unusable"` with a reason: logouts could not be queued or their jobs supervised; the log
- * says what is wrong and what to do, once each time that changes. The shared, reused check reads it:
+ * says what is wrong and what to do, once each time that changes. So is a role that may not use that
+ * schema, and a check that fails on a database that answers (`PGBOSS_UNCHECKED_REASON`: a job queue
+ * that cannot be read is not taken for one that works). The shared, reused check reads it:
  * no query per request.
  *
  * `/readyz` is public (load balancers) and its check reads both databases, so a flood of it must not
@@ -106,31 +120,59 @@ export function healthRoutes(
     return reason;
   };
   let lastPgBossProblem: string | undefined;
-  /** Whether pg-boss cannot use its schema now (a schema that cannot be read is not judged). */
-  const pgBossUnusableNow = async (): Promise<boolean> => {
+  /**
+   * What pg-boss's schema is now: `failed` when its check failed on a database that answers (a
+   * damaged schema, a privilege gone), `unavailable` when it failed as the database went away.
+   */
+  const pgBossNow = async (): Promise<PgBossState> => {
     const { pgBoss } = options;
-    if (!pgBoss) return false;
-    const judged = await pgBoss.whyUnusable().catch(() => undefined);
+    if (!pgBoss) return 'usable';
+    let state: PgBossState;
+    let judged: { problem: string; remedy: string } | undefined;
+    let failure: { name: string; message: string; code?: string } | undefined;
+    try {
+      judged = await pgBoss.whyUnusable();
+      state = judged === undefined ? 'usable' : 'unusable';
+    } catch (error) {
+      // The database went away after its own check answered: /readyz says it is unreachable.
+      if (isDatabaseUnavailable(error)) return 'unavailable';
+      const { name, message, code } = Object(error) as { name?: unknown; message?: unknown; code?: unknown };
+      failure = {
+        name: String(name),
+        message: String(message),
+        ...(typeof code === 'string' ? { code } : {}),
+      };
+      state = 'failed';
+      judged = {
+        problem: `the check of pg-boss's schema "pgboss" failed (${failure.code ?? failure.name})`,
+        remedy:
+          'the error says what failed: for a privilege, grant it to the role aa-oidc connects as (USAGE on ' +
+          'schema pgboss, SELECT, INSERT, UPDATE and DELETE on its tables); for a table or column not there, ' +
+          'restore the database from its backup, or drop the schema (DROP SCHEMA pgboss CASCADE) and run ' +
+          'aa-oidc migrate again',
+      };
+    }
     if (judged?.problem !== lastPgBossProblem) {
       if (judged !== undefined)
         pgBoss.logger.error(
-          { problem: judged.problem, remedy: judged.remedy },
+          { problem: judged.problem, remedy: judged.remedy, ...(failure && { err: failure }) },
           'pg-boss cannot use its schema; /readyz answers 503 until it can',
         );
       else pgBoss.logger.info('pg-boss can use its schema again');
       lastPgBossProblem = judged?.problem;
     }
-    return judged !== undefined;
+    return state;
   };
   const ownDatabase = async (): Promise<OwnDatabase> => {
     const reachable = await isReachable(db);
     const readOnly = reachable ? await readOnlyNow() : undefined;
     const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
-    const pgBossUnusable = reachable && pending !== null ? await pgBossUnusableNow() : false;
-    return { reachable, readOnly, pending, pgBossUnusable };
+    const pgBoss = reachable && pending !== null ? await pgBossNow() : 'usable';
+    if (pgBoss === 'unavailable') return UNANSWERED;
+    return { reachable, readOnly, pending, pgBoss };
   };
   const check = async (): Promise<Readiness> => {
-    const [{ reachable, readOnly, pending, pgBossUnusable }, others] = await Promise.all([
+    const [{ reachable, readOnly, pending, pgBoss }, others] = await Promise.all([
       within(ownDatabase(), DEPENDENCY_DEADLINE_MS, UNANSWERED),
       Promise.all(
         dependencies.map(
@@ -153,7 +195,7 @@ export function healthRoutes(
       readOnly === undefined &&
       migrated &&
       !restartRequired &&
-      !pgBossUnusable &&
+      pgBoss === 'usable' &&
       others.every(([, answers]) => answers);
     return {
       status: ready ? 200 : 503,
@@ -161,7 +203,10 @@ export function healthRoutes(
         status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
         database: !reachable ? 'unreachable' : readOnly !== undefined ? 'read_only' : 'reachable',
         pendingMigrations: pending ?? undefined,
-        ...(pgBossUnusable && { pgBoss: 'unusable', reason: PGBOSS_UNUSABLE_REASON }),
+        ...(pgBoss !== 'usable' && {
+          pgBoss: 'unusable',
+          reason: pgBoss === 'failed' ? PGBOSS_UNCHECKED_REASON : PGBOSS_UNUSABLE_REASON,
+        }),
         ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
       },
     };
@@ -210,16 +255,23 @@ interface OwnDatabase {
   readOnly: string | undefined;
   /** The migrations not applied, or null when they could not be read. */
   pending: string[] | null;
-  /** pg-boss cannot use its schema (PostgreSQL; false when it can, or was not asked). */
-  pgBossUnusable: boolean;
+  /** pg-boss's schema (PostgreSQL; `usable` when it was not asked). */
+  pgBoss: Exclude<PgBossState, 'unavailable'>;
 }
+
+/**
+ * pg-boss's schema as `/readyz` judged it: `usable`; `unusable` (judged: `PgBossCheck`); `failed`
+ * (its check failed on a database that answers); `unavailable` (the check failed as the database
+ * went away, which `/readyz` reports as the database unreachable).
+ */
+type PgBossState = 'usable' | 'unusable' | 'failed' | 'unavailable';
 
 /** aa-oidc's database as `/readyz` answers it when its check ran out of time. */
 const UNANSWERED: OwnDatabase = {
   reachable: false,
   readOnly: undefined,
   pending: null,
-  pgBossUnusable: false,
+  pgBoss: 'usable',
 };
 
 /**

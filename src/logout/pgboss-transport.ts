@@ -261,14 +261,48 @@ export async function refuseUnusablePgBoss(database: DatabaseHandle): Promise<vo
  */
 export async function readablePgBossInstall(database: DatabaseHandle): Promise<PgBossInstall | undefined> {
   if (database.kind !== 'postgres') return undefined;
-  const access = await sql<{ usage: boolean; readsVersion: boolean | null }>`
-    select has_schema_privilege(n.oid, 'USAGE') as usage,
+  if ((await pgBossReadAccess(database)).lacks !== undefined) return undefined;
+  return pgBossInstall(database);
+}
+
+/**
+ * The role this connection uses (quoted as SQL needs it) and the privilege it lacks to read pg-boss's
+ * schema (`USAGE on schema pgboss`, `SELECT on pgboss.version`): none when it may read it, or the
+ * schema is not there.
+ */
+async function pgBossReadAccess(database: DatabaseHandle): Promise<{ role: string; lacks?: string }> {
+  const access = await sql<{ role: string; usage: boolean | null; readsVersion: boolean | null }>`
+    select quote_ident(current_user) as role, has_schema_privilege(n.oid, 'USAGE') as usage,
            (select has_table_privilege(c.oid, 'SELECT') from pg_class c
              where c.relnamespace = n.oid and c.relname = 'version') as "readsVersion"
-      from pg_namespace n where n.nspname = ${PGBOSS_SCHEMA}`.execute(database.db);
-  const row = access.rows[0];
-  if (row && (!row.usage || row.readsVersion === false)) return undefined;
-  return pgBossInstall(database);
+      from (select 1) one left join pg_namespace n on n.nspname = ${PGBOSS_SCHEMA}`.execute(database.db);
+  const { role, usage, readsVersion } = access.rows[0]!;
+  if (usage === false) return { role, lacks: `USAGE on schema ${PGBOSS_SCHEMA}` };
+  if (readsVersion === false) return { role, lacks: `SELECT on ${PGBOSS_SCHEMA}.version` };
+  return { role };
+}
+
+/**
+ * Why pg-boss cannot use its schema in a running process (`/readyz`), or undefined when it can or on
+ * SQLite: `judgeRunningPgBossInstall`, and a role that may not read the schema, on which every
+ * statement of pg-boss fails (no logout could be queued: the change that queues it fails with it).
+ * Rejects when the check's own statements fail.
+ */
+export async function whyPgBossUnusableNow(
+  database: DatabaseHandle,
+  started: boolean,
+): Promise<{ problem: string; remedy: string } | undefined> {
+  if (database.kind !== 'postgres') return undefined;
+  const { role, lacks } = await pgBossReadAccess(database);
+  if (lacks !== undefined)
+    return {
+      problem: `the role ${role} lacks ${lacks}, so pg-boss's statements fail on its schema "${PGBOSS_SCHEMA}"`,
+      remedy:
+        `as the owner of the schema: GRANT USAGE ON SCHEMA ${PGBOSS_SCHEMA} TO ${role}; GRANT SELECT, INSERT, ` +
+        `UPDATE, DELETE ON ALL TABLES IN SCHEMA ${PGBOSS_SCHEMA} TO ${role};`,
+    };
+  const judged = judgeRunningPgBossInstall(await pgBossInstall(database), started);
+  return judged.kind === 'unusable' ? { problem: judged.problem, remedy: judged.remedy } : undefined;
 }
 
 /** Installs or migrates pg-boss's schema and our queue (`aa-oidc migrate`). */

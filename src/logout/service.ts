@@ -66,13 +66,24 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     published: triggers.published,
   });
 
+  // Set as `close` begins: its transport, connection pools and database go, and a worker started on
+  // them would fail every round, logging each failure, for as long as the process runs.
+  let closed = false;
   return {
     ...triggers,
     deliverDue: worker.deliverDue,
-    startWorker: worker.startWorker,
+    startWorker(options) {
+      if (closed)
+        throw new Error(
+          'the back-channel logout service is closed, so its worker cannot start: start it before close(), ' +
+            'or on services created again',
+        );
+      return worker.startWorker(options);
+    },
     transportStarted: () => transport.hasStarted(),
     testDelivery,
     async close() {
+      closed = true;
       await worker.stopWorker();
       await delivery.close();
       await transport.close();

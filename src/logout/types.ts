@@ -120,7 +120,8 @@ export interface LogoutService {
   /**
    * Starts the polling worker of this process, or returns the one running (whatever `options` say).
    * After its `stop()`, a new one starts, claiming once the stopped one has finished its attempts:
-   * a stopped worker is never handed back, and a process never runs two at once.
+   * a stopped worker is never handed back, and a process never runs two at once. Throws once
+   * `close()` has begun: the transport and connections a worker needs are gone.
    */
   startWorker(options?: WorkerOptions): LogoutWorker;
   /**
@@ -130,6 +131,6 @@ export interface LogoutService {
   transportStarted(): boolean;
   /** `aa-oidc bcl test`: one test token for a no-op subject to each application, now. */
   testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
-  /** Stops the worker, if started. */
+  /** Stops the worker, if started, and closes the transport; `startWorker` throws from then on. */
   close(): Promise<void>;
 }

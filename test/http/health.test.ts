@@ -5,9 +5,17 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
-import { PGBOSS_UNUSABLE_REASON, READINESS_REUSE_MS } from '../../src/http/health.ts';
+import {
+  PGBOSS_UNCHECKED_REASON,
+  PGBOSS_UNUSABLE_REASON,
+  READINESS_REUSE_MS,
+} from '../../src/http/health.ts';
 import { migratePgBoss } from '../../src/logout/pgboss-transport.ts';
 import { type Child, startChild } from '../helpers/child-process.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import { statementsDuring } from '../helpers/statements.ts';
@@ -314,4 +322,130 @@ describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
       );
     },
   );
+
+  it(
+    'answers not ready, naming the job queue, while the check of the pg-boss schema fails, and ready once it passes',
+    { skip: testDatabaseKind !== 'postgres' && 'pg-boss runs on PostgreSQL only' },
+    async () => {
+      const database = server.app.database;
+      await migratePgBoss(database, 60);
+      await pastReuse();
+      const ready = { status: 200, body: { status: 'ready', database: 'reachable', pendingMigrations: [] } };
+      assert.deepEqual(await readyz(), ready);
+      const logged = harness.logLines.length;
+      // Something named pgboss.version is there, but the check's read of the version fails.
+      await sql`alter table pgboss.version rename to version_kept`.execute(database.db);
+      await sql`create view pgboss.version as select (1 / 0)::int as version`.execute(database.db);
+      try {
+        await pastReuse();
+        assert.deepEqual(await readyz(), {
+          status: 503,
+          body: {
+            status: 'not_ready',
+            database: 'reachable',
+            pendingMigrations: [],
+            pgBoss: 'unusable',
+            reason: PGBOSS_UNCHECKED_REASON,
+          },
+        });
+      } finally {
+        await sql`drop view pgboss.version`.execute(database.db);
+        await sql`alter table pgboss.version_kept rename to version`.execute(database.db);
+      }
+      await pastReuse();
+      assert.deepEqual(await readyz(), ready);
+      const lines = harness.logLines.slice(logged);
+      const failed = lines.find((line) => line.includes('the check of pg-boss'));
+      assert.ok(failed, 'the failed check is logged');
+      const entry = JSON.parse(failed) as { problem: string; err: { code: string; message: string } };
+      assert.match(entry.problem, /^the check of pg-boss's schema "pgboss" failed \(22012\)$/);
+      assert.equal(entry.err.code, '22012');
+      assert.match(entry.err.message, /division by zero/);
+      assert.match(lines.join('\n'), /pg-boss can use its schema again/);
+    },
+  );
 });
+
+/**
+ * On PostgreSQL the role aa-oidc connects as may lose its privileges on pg-boss's schema (a restore
+ * as another owner, a REVOKE): every statement of pg-boss then fails, and no logout can be queued.
+ * The server runs as a role of the test's own, dropped afterwards.
+ */
+describe(
+  '/readyz while the role may not use the pg-boss schema (postgres)',
+  { skip: testDatabaseKind !== 'postgres' && 'pg-boss runs on PostgreSQL only' },
+  () => {
+    const role = `aa_oidc_t_role_${randomBytes(6).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    const harness = createLeakHarness();
+    let database: TestDatabase;
+    let owner: pg.Client;
+    let server: TestServer | undefined;
+    const asOwner = async (text: string) => void (await owner.query(text));
+    before(async () => {
+      database = await createTestDatabase({ migrated: true });
+      owner = new pg.Client({ connectionString: database.url });
+      await owner.connect();
+      // pg-boss's schema, as `aa-oidc migrate` makes it as the database's owner.
+      const migrated = await cli(['migrate'], testEnv(database));
+      assert.equal(migrated.code, 0, migrated.stderr);
+      await asOwner(`create role ${role} login password '${password}'`);
+      for (const schema of ['public', 'pgboss']) {
+        await asOwner(`grant usage on schema ${schema} to ${role}`);
+        await asOwner(`grant select, insert, update, delete on all tables in schema ${schema} to ${role}`);
+        await asOwner(`grant usage, select on all sequences in schema ${schema} to ${role}`);
+      }
+      const url = new URL(database.url);
+      url.username = role;
+      url.password = password;
+      server = await startServer({ databaseUrl: url.toString() }, { database, migrate: false, harness });
+    });
+    after(async () => {
+      await server?.close();
+      await owner?.end();
+      await database?.drop();
+      const admin = new pg.Client({ connectionString: process.env.AA_OIDC_TEST_DATABASE_URL });
+      await admin.connect();
+      try {
+        await admin.query(`drop role if exists ${role}`);
+      } finally {
+        await admin.end();
+      }
+    });
+
+    it('answers not ready naming the job queue while the role lacks USAGE on it, and ready once granted', async () => {
+      const readyz = async () => {
+        const response = await fetch(`${server!.origin}/readyz`);
+        return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+      };
+      const ready = { status: 200, body: { status: 'ready', database: 'reachable', pendingMigrations: [] } };
+      assert.deepEqual(await readyz(), ready);
+      const logged = harness.logLines.length;
+      await asOwner(`revoke usage on schema pgboss from ${role}`);
+      try {
+        await pastReuse();
+        assert.deepEqual(await readyz(), {
+          status: 503,
+          body: {
+            status: 'not_ready',
+            database: 'reachable',
+            pendingMigrations: [],
+            pgBoss: 'unusable',
+            reason: PGBOSS_UNUSABLE_REASON,
+          },
+        });
+      } finally {
+        await asOwner(`grant usage on schema pgboss to ${role}`);
+      }
+      await pastReuse();
+      assert.deepEqual(await readyz(), ready);
+      const lines = harness.logLines.slice(logged).join('\n');
+      assert.match(
+        lines,
+        new RegExp(`the role ${role} lacks USAGE on schema pgboss.*GRANT USAGE ON SCHEMA pgboss TO ${role}`),
+      );
+      assert.ok(!lines.includes(password), 'the password is in no log line');
+      assert.match(lines, /pg-boss can use its schema again/);
+    });
+  },
+);

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createServices, type Services } from '../../src/services.ts';
+import { testConfig } from '../helpers/config.ts';
+import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/**
+ * Once the services close, the back-channel logout worker has no transport (pg-boss stopped on
+ * PostgreSQL), no delivery connections and no database: starting it then fails at once, naming the
+ * closed service, instead of handing back a worker whose every round fails, logged, as long as the
+ * process runs.
+ */
+describe(`the logout worker after the services closed (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database?.drop());
+
+  const closedServices = async (prepare: (services: Services) => Promise<void>): Promise<Services> => {
+    const services = await createServices(testConfig(database), { migrate: true });
+    try {
+      await prepare(services);
+    } finally {
+      await services.close();
+    }
+    return services;
+  };
+  const closedService = /^Error: the back-channel logout service is closed, so its worker cannot start/;
+
+  it('refuses to start a worker after close, when none ran before', async () => {
+    const services = await closedServices(async () => undefined);
+    assert.throws(() => services.logout.startWorker(), closedService);
+  });
+
+  it('refuses to start a worker after close, when one ran and was stopped by it', async () => {
+    const services = await closedServices(async (open) => {
+      const worker = open.logout.startWorker({ pollIntervalMs: 50 });
+      // On PostgreSQL the worker's start starts pg-boss and its supervisor, which close stops.
+      await open.logout.deliverDue();
+      assert.equal(open.logout.startWorker(), worker, 'the running worker is handed back while open');
+    });
+    assert.throws(() => services.logout.startWorker({ pollIntervalMs: 50 }), closedService);
+  });
+});
