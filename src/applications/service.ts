@@ -16,6 +16,7 @@ import {
   verifyClientSecret,
 } from './secret.ts';
 import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
+import { shellWord } from '../util/shell-word.ts';
 import {
   clientIdExists,
   findApplication,
@@ -298,13 +299,13 @@ export function createApplicationService(
             unit.afterCommit(() =>
               log.warn(
                 { entity: change.entity, name: change.name, clientIds },
-                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)}), after whitelisting what should admit people instead: an application whose whitelists are empty admits everyone past the global gate`,
+                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${shellWord(change.name)}), after whitelisting what should admit people instead: an application whose whitelists are empty admits everyone past the global gate`,
               ),
             );
             return;
           }
           throw conflict(
-            `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (aa-oidc app update CLIENT_ID ${option} ${quote(change.name)})`,
+            `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (aa-oidc app update CLIENT_ID ${option} ${shellWord(change.name)})`,
           );
         }
         default:

@@ -12,6 +12,7 @@ import {
 import type { SigningKeySummary } from '../keys/types.ts';
 import { escapeUnshownInJson, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
+import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, shellWord } from '../util/shell-word.ts';
 
 /**
  * System checks: pure functions of the configuration, the registered applications, the signing
@@ -107,12 +108,13 @@ export function whitelistChecks(
       for (const name of names) {
         if (known[kind].has(name)) continue;
         const others = spelt(kind, name);
+        const word = shellWord(name);
         findings.push({
           id: 'W006',
           level: 'warning',
           message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
           // Never a ready-made --add: a name spelt otherwise may be another group that anyone can join.
-          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${JSON.stringify(name)} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
+          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${word} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate${hasAnsiCWord(word) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
       }
     }
@@ -142,13 +144,15 @@ export function spacedNameChecks(
       if (!hasSpacesInARow(name)) continue;
       const shown = singleSpaced(name);
       const taken = keys.has(nameKey(shown));
+      const [word, shownWord] = [shellWord(name), shellWord(shown)];
+      const follow = `application whitelists follow${hasAnsiCWord(word, shownWord) ? `; ${ANSI_C_QUOTING_NOTE}` : ''}`;
       findings.push({
         id: 'W014',
         level: 'warning',
         message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${taken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
         hint: taken
-          ? `give it a name of its own: aa-oidc ${kind} rename ${JSON.stringify(name)} NEW-NAME (application whitelists follow)`
-          : `aa-oidc ${kind} rename ${JSON.stringify(name)} ${JSON.stringify(shown)} (application whitelists follow)`,
+          ? `give it a name of its own: aa-oidc ${kind} rename ${word} NEW-NAME (${follow})`
+          : `aa-oidc ${kind} rename ${word} ${shownWord} (${follow})`,
       });
     }
   }
@@ -167,8 +171,8 @@ const UNFIT_CHARACTERS_NAMED = 3;
  * name. The message shows the name with each such character as its \u escape and says where each
  * is; the hint renames it to the name without them, unless that is no valid name or, for a state or
  * group, another's name. The stored name in a rename is in ANSI-C quoting (`$'…'`, bash, zsh, ksh)
- * with each such character as the \x escapes of its UTF-8 bytes, which read alike in any locale
- * (bash reads `\u202e` as the character only in a UTF-8 one). Alliance Auth's names are Alliance
+ * with each such character as the \x escapes of its UTF-8 bytes (`shellWord`), which read alike in
+ * any locale. Alliance Auth's names are Alliance
  * Auth's, which aa-oidc only reads: not judged, as for W014.
  */
 export function unfitCharacterNameChecks(
@@ -192,7 +196,7 @@ export function unfitCharacterNameChecks(
           id: 'W015',
           level: 'warning',
           message: `the ${kind} ${shownName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
-          hint: `aa-oidc ${kind} rename ${ansiCQuoted(name, unfit)} ${renamed === undefined ? 'NEW-NAME' : JSON.stringify(renamed)} (application whitelists follow; $'…' is the quoting of bash and zsh)`,
+          hint: `aa-oidc ${kind} rename ${shellWord(name)} ${renamed === undefined ? 'NEW-NAME' : shellWord(renamed)} (application whitelists follow; ${ANSI_C_QUOTING_NOTE})`,
         });
       }
     }
@@ -206,7 +210,7 @@ export function unfitCharacterNameChecks(
       id: 'W015',
       level: 'warning',
       message: `application ${app.clientId} is named ${shownName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
-      hint: `aa-oidc app update ${app.clientId} --name ${cleaned === '' ? 'NEW-NAME' : JSON.stringify(cleaned)}`,
+      hint: `aa-oidc app update ${app.clientId} --name ${cleaned === '' ? 'NEW-NAME' : shellWord(cleaned)}`,
     });
   }
   return findings;
@@ -243,20 +247,6 @@ function isValidNewName(kind: 'state' | 'group', name: string): boolean {
   } catch {
     return false;
   }
-}
-
-/** `name` as one shell word `$'…'`, each unfit character as the \x escapes of its UTF-8 bytes. */
-function ansiCQuoted(name: string, unfit: readonly UnfitCharacter[]): string {
-  const plain = (text: string) => text.replace(/[\\']/g, (char) => `\\${char}`);
-  let quoted = '';
-  let from = 0;
-  for (const found of unfit) {
-    quoted += plain(name.slice(from, found.index));
-    for (const byte of new TextEncoder().encode(found.char))
-      quoted += `\\x${byte.toString(16).padStart(2, '0')}`;
-    from = found.index + found.char.length;
-  }
-  return `$'${quoted}${plain(name.slice(from))}'`;
 }
 
 /** What the checks read from the configuration. */
@@ -394,16 +384,17 @@ export function runChecks(
   // Keys imported before `keys import` had its bounds keep signing (the active key) or will (the
   // next key): a huge key makes every signature slow, another exponent is refused by some relying
   // parties' libraries. Retired keys only verify, and go when their tokens expire.
-  // Nothing signs ID tokens nor logout tokens without an active key: `serve` and `worker` create one
-  // at their start, but a running server whose active key went (a withdrawal) keeps failing.
+  // Nothing signs ID tokens without an active key (logout tokens are signed with another published
+  // key: logout/jobs.ts `logoutSigningKey`): `serve` and `worker` create one at their start, but a
+  // running server whose active key went (a restored backup) keeps failing.
   if (keys && !keys.some((key) => key.status === 'active')) {
     const next = keys.find((key) => key.status === 'next');
     findings.push({
       id: 'W011',
       level: 'warning',
       message: next
-        ? `there is no active signing key, only the next key ${next.kid}: a running server signs no ID token nor logout token until one is active (serve and worker activate the next key at their start)`
-        : 'there is no active signing key (nor a next key): a running server signs no ID token nor logout token until one is active (serve and worker create one at their start)',
+        ? `there is no active signing key, only the next key ${next.kid}: a running server signs no ID token until one is active, and signs logout tokens with another published key meanwhile (serve and worker activate the next key at their start)`
+        : 'there is no active signing key (nor a next key): a running server signs no ID token until one is active, and signs logout tokens with another published key meanwhile, if any (serve and worker create one at their start)',
       hint: next
         ? `aa-oidc keys rotate activates the next key ${next.kid} now; running servers load it within seconds`
         : 'aa-oidc keys rotate creates an active key (and a next key) now; running servers load it within seconds',
@@ -461,7 +452,7 @@ export function runChecks(
           id: 'W013',
           level: 'warning',
           message: `application ${app.clientId} has the ${noun} ${JSON.stringify(uri)}, with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it`,
-          hint: `aa-oidc app update ${app.clientId} --remove-${list}-uri ${JSON.stringify(uri)} --add-${list}-uri https://… for each host's URI it was meant for`,
+          hint: `aa-oidc app update ${app.clientId} --remove-${list}-uri ${shellWord(uri)} --add-${list}-uri https://… for each host's URI it was meant for`,
         });
       }
     }

@@ -9,7 +9,7 @@ import { receivesLogout } from './fanout.ts';
 import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import type { ClaimedJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
-import { logoutTokenLifetimeSeconds } from './jobs.ts';
+import { logoutSigningKey, logoutTokenLifetimeSeconds } from './jobs.ts';
 import { gateOptionsFor } from './ssrf/application-check.ts';
 import type { LogoutDependencies } from './types.ts';
 
@@ -114,23 +114,16 @@ export function createDelivery(
     }
   };
 
-  /**
-   * The key an attempt signs with: the active key, or, when none is loaded (the active key went and
-   * none took its place yet), the job's own key if it is still loaded; reloads once before giving up.
-   */
+  /** The key an attempt signs with (jobs.ts `logoutSigningKey`); reloads once before giving up. */
   const signingKey = async (kid: string) => {
-    const find = () => {
-      const keys = deps.keyStore.loadedKeys();
-      return keys.find((key) => key.status === 'active') ?? keys.find((key) => key.kid === kid);
-    };
-    const found = find();
+    const found = logoutSigningKey(deps.keyStore.loadedKeys(), kid);
     if (found) return found;
     await deps.keyStore.reload().catch(() => false);
-    return find();
+    return logoutSigningKey(deps.keyStore.loadedKeys(), kid);
   };
 
   const attemptOnce: Delivery['attemptOnce'] = async (job, app, exhausted) => {
-    // Signed afresh by each attempt, with the active key: a job that waited in the queue (a crash, a
+    // Signed afresh by each attempt, with the active key while one is loaded: a job that waited in the queue (a crash, a
     // slow application ahead of it, a stopped worker) must not arrive expired, or with an `iat` a
     // receiver finds too old (mod_auth_openidc's slack is ten minutes), or under a key retired
     // meanwhile. The `jti` stays the job's, so that a receiver recognises a second attempt.
@@ -141,8 +134,8 @@ export function createDelivery(
         httpStatus: null,
         detail:
           job.kid === ''
-            ? 'no active signing key is loaded, nor was any key when the logout was queued (serve and worker create one at their start; `aa-oidc check` tells)'
-            : `no active signing key is loaded, and signing key ${job.kid} is no longer loaded`,
+            ? 'no signing key is loaded, nor was any when the logout was queued (serve and worker create one at their start; `aa-oidc check` tells)'
+            : `no signing key is loaded, not even ${job.kid}, the one the logout was queued under (serve and worker create one at their start; \`aa-oidc check\` tells)`,
       };
     const iat = Math.floor(now() / 1000);
     const logoutToken = await buildLogoutToken(

@@ -1,6 +1,6 @@
 import type { LogoutReason } from '../audit/events.ts';
 import type { Config } from '../config/load.ts';
-import type { KeyStore } from '../keys/types.ts';
+import type { KeyStore, LoadedSigningKey } from '../keys/types.ts';
 import { type LogoutJob, newJti } from './job-transport.ts';
 import type { QueuedLogout } from './types.ts';
 
@@ -33,18 +33,30 @@ export type NewJobs = (
 ) => LogoutJob[];
 
 /**
- * The signing key a new job names: the active key. With none loaded (the active key went and none
- * took its place yet, or the process started on a database without keys), the loaded key that stays
- * loaded longest, the one an attempt then signs with (delivery.ts `signingKey`): the next key, else
- * the retired key published longest (`loadedKeys()` lists them in that order); with no key loaded at
- * all, none (''). Never a reason not to queue: the change that causes the logout queues it in its
- * own transaction, which must neither fail nor lose the logout for want of a key; each attempt signs
- * with the active key loaded by then, and only one that finds no key to sign with ends
- * `signing_kid_retired`, recorded.
+ * The loaded key that signs a logout token: the active key. With none loaded (the active key went
+ * and none took its place yet, as in a restored backup, or the process started on a database without
+ * keys): the job's own key (`kid`, the key it was queued under) while it is loaded, else the next key,
+ * else the retired key published longest (`loadedKeys()` lists active, next, then retired keys
+ * newest first). A logout is not held back for want of an active key: every loaded key is one JWKS
+ * publishes (next, active and retired keys; a key leaves the store as it leaves JWKS), so a
+ * relying party can verify the token, while a logout never sent leaves the user signed in there.
+ * None only when no key is loaded at all: the attempt then ends `signing_kid_retired`, recorded.
+ */
+export function logoutSigningKey<Key extends Pick<LoadedSigningKey, 'kid' | 'status'>>(
+  keys: readonly Key[],
+  kid = '',
+): Key | undefined {
+  return keys.find((key) => key.status === 'active') ?? keys.find((key) => key.kid === kid) ?? keys[0];
+}
+
+/**
+ * The signing key a new job names: the one an attempt made now would sign with
+ * (`logoutSigningKey`), or none ('') with no key loaded. Never a reason not to queue: the change that
+ * causes the logout queues it in its own transaction, which must neither fail nor lose the logout
+ * for want of a key; each attempt chooses again among the keys loaded by then (delivery.ts).
  */
 function kidForNewJob(keyStore: Pick<KeyStore, 'loadedKeys'>): string {
-  const keys = keyStore.loadedKeys();
-  return (keys.find((key) => key.status === 'active') ?? keys[0])?.kid ?? '';
+  return logoutSigningKey(keyStore.loadedKeys())?.kid ?? '';
 }
 
 /** Builds the jobs of one logout: one per client, all pinned to the same time and signing key. */

@@ -67,17 +67,22 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
   });
 
   // Set as `close` begins: its transport, connection pools and database go, and a worker started on
-  // them would fail every round, logging each failure, for as long as the process runs.
+  // them would fail every round, logging each failure, for as long as the process runs; a delivery
+  // run on them would fail with whatever the closed pool or pg-boss says, naming neither.
   let closed = false;
+  const closedError = (what: string) =>
+    new Error(
+      `the back-channel logout service is closed, so ${what}: ` +
+        'call it before close(), or on services created again',
+    );
   return {
     ...triggers,
-    deliverDue: worker.deliverDue,
+    async deliverDue() {
+      if (closed) throw closedError('it cannot deliver due logouts');
+      return worker.deliverDue();
+    },
     startWorker(options) {
-      if (closed)
-        throw new Error(
-          'the back-channel logout service is closed, so its worker cannot start: start it before close(), ' +
-            'or on services created again',
-        );
+      if (closed) throw closedError('its worker cannot start');
       return worker.startWorker(options);
     },
     transportStarted: () => transport.hasStarted(),

@@ -115,7 +115,10 @@ export interface LogoutService {
    * the change's unit of work, before their tokens are revoked; publishes them once it committed.
    */
   onWhitelistLoss(loss: WhitelistLoss, unit: UnitOfWork): Promise<void>;
-  /** Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI). */
+  /**
+   * Delivers every due job now, one attempt each; returns how many attempts were made (tests, CLI).
+   * Rejects, naming the closed service, once `close()` has begun.
+   */
   deliverDue(): Promise<number>;
   /**
    * Starts the polling worker of this process, or returns the one running (whatever `options` say).
@@ -131,6 +134,6 @@ export interface LogoutService {
   transportStarted(): boolean;
   /** `aa-oidc bcl test`: one test token for a no-op subject to each application, now. */
   testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
-  /** Stops the worker, if started, and closes the transport; `startWorker` throws from then on. */
+  /** Stops the worker, if started, and closes the transport; `startWorker` and `deliverDue` throw from then on. */
   close(): Promise<void>;
 }

@@ -235,7 +235,7 @@ await describeOnEachAllianceAuth(
         .filter((line) => line.includes('still whitelist') && line.includes(fleet.clientId));
       assert.equal(warnings.length, 1, suite.harness.logLines.slice(logged).join('\n'));
       assert.match(warnings[0]!, /"level":40/);
-      assert.match(warnings[0]!, /--remove-group \\"Fleet Commanders\\"/);
+      assert.match(warnings[0]!, /--remove-group 'Fleet Commanders'/);
       assert.deepEqual(await nextCycle(), [], 'the next cycle is quiet');
     });
 

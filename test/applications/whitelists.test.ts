@@ -70,7 +70,7 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     });
 
     await assert.rejects(directoryAdmin.deleteGroup('Scout Wing'), {
-      message: `refusing to delete group "Scout Wing": application ${application.clientId} whitelists it; remove it first (aa-oidc app update CLIENT_ID --remove-group "Scout Wing")`,
+      message: `refusing to delete group "Scout Wing": application ${application.clientId} whitelists it; remove it first (aa-oidc app update CLIENT_ID --remove-group 'Scout Wing')`,
     });
     await assert.rejects(directoryAdmin.deleteState('Blue Standing'), {
       message:
@@ -134,7 +134,7 @@ describe(`application whitelists by name (${testDatabaseKind})`, () => {
     assert.deepEqual(
       findings.filter((finding) => finding.id === 'W006').map((finding) => finding.hint),
       [
-        `aa-oidc app update ${application.clientId} --remove-group "Disbanded" (or restore the group in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
+        `aa-oidc app update ${application.clientId} --remove-group 'Disbanded' (or restore the group in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate)`,
       ],
     );
     const check = await cli(['check'], testEnv(database));

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -27,6 +27,7 @@ import {
   runChecks,
   spacedNameChecks,
   unfitCharacterNameChecks,
+  whitelistChecks,
 } from '../../src/checks/checks.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -379,13 +380,13 @@ describe('system checks', () => {
           'W013',
           'warning',
           'application rp-star has the redirect URI "https://*.example.org/cb", with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it',
-          'aa-oidc app update rp-star --remove-redirect-uri "https://*.example.org/cb" --add-redirect-uri https://… for each host\'s URI it was meant for',
+          "aa-oidc app update rp-star --remove-redirect-uri 'https://*.example.org/cb' --add-redirect-uri https://… for each host's URI it was meant for",
         ],
         [
           'W013',
           'warning',
           'application rp-star has the post-logout redirect URI "https://wiki.*/", with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it',
-          'aa-oidc app update rp-star --remove-post-logout-redirect-uri "https://wiki.*/" --add-post-logout-redirect-uri https://… for each host\'s URI it was meant for',
+          "aa-oidc app update rp-star --remove-post-logout-redirect-uri 'https://wiki.*/' --add-post-logout-redirect-uri https://… for each host's URI it was meant for",
         ],
       ],
     );
@@ -929,19 +930,19 @@ describe('system check W014: a built-in state or group name with spaces in a row
           'W014',
           'warning',
           'the state "Bob  Smith" has spaces in a row (stored before new names refused them): a web page shows it as "Bob Smith", the name of another state, which a whitelist or a lookup typed with one space misses',
-          'give it a name of its own: aa-oidc state rename "Bob  Smith" NEW-NAME (application whitelists follow)',
+          "give it a name of its own: aa-oidc state rename 'Bob  Smith' NEW-NAME (application whitelists follow)",
         ],
         [
           'W014',
           'warning',
           'the state "Old  Guard" has spaces in a row (stored before new names refused them): a web page shows it as "Old Guard", yet that is another name, which a whitelist or a lookup typed with one space misses',
-          'aa-oidc state rename "Old  Guard" "Old Guard" (application whitelists follow)',
+          "aa-oidc state rename 'Old  Guard' 'Old Guard' (application whitelists follow)",
         ],
         [
           'W014',
           'warning',
           'the group "Home   Guard" has spaces in a row (stored before new names refused them): a web page shows it as "Home Guard", yet that is another name, which a whitelist or a lookup typed with one space misses',
-          'aa-oidc group rename "Home   Guard" "Home Guard" (application whitelists follow)',
+          "aa-oidc group rename 'Home   Guard' 'Home Guard' (application whitelists follow)",
         ],
       ],
     );
@@ -987,11 +988,11 @@ describe(`aa-oidc check: built-in names with spaces in a row (W014, ${testDataba
     assert.equal(checked.code, 0, checked.stderr);
     assert.match(
       checked.stdout,
-      /^W014 warning: the state "Bob {2}Smith" has spaces in a row .*\n {2}hint: aa-oidc state rename "Bob {2}Smith" "Bob Smith" \(application whitelists follow\)$/m,
+      /^W014 warning: the state "Bob {2}Smith" has spaces in a row .*\n {2}hint: aa-oidc state rename 'Bob {2}Smith' 'Bob Smith' \(application whitelists follow\)$/m,
     );
     assert.match(
       checked.stdout,
-      /^W014 warning: the group "Home {3}Guard" has spaces in a row .*\n {2}hint: aa-oidc group rename "Home {3}Guard" "Home Guard" /m,
+      /^W014 warning: the group "Home {3}Guard" has spaces in a row .*\n {2}hint: aa-oidc group rename 'Home {3}Guard' 'Home Guard' /m,
     );
     for (const [kind, name, single] of [
       ['state', 'Bob  Smith', 'Bob Smith'],
@@ -1084,7 +1085,7 @@ describe('system check W015: a name with a character new names refuse', () => {
           'W015',
           'warning',
           'the state "Bob\'s\\u202e \\\\ Team" contains U+202E, a bidirectional control character, at character 6 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
-          "aa-oidc state rename $'Bob\\'s\\xe2\\x80\\xae \\\\ Team' \"Bob's \\\\ Team\" (application whitelists follow; $'…' is the quoting of bash and zsh)",
+          "aa-oidc state rename $'Bob\\'s\\xe2\\x80\\xae \\\\ Team' 'Bob'\\''s \\ Team' (application whitelists follow; $'…' is the quoting of bash and zsh)",
         ],
         [
           'W015',
@@ -1097,7 +1098,7 @@ describe('system check W015: a name with a character new names refuse', () => {
           'W015',
           'warning',
           'the group "Pi\\u200blots\\u2066\\udb40\\udc01!" contains U+200B, an invisible character, at character 3; U+2066, a bidirectional control character, at character 8 and U+E0001, an invisible character, at character 9 (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name',
-          "aa-oidc group rename $'Pi\\xe2\\x80\\x8blots\\xe2\\x81\\xa6\\xf3\\xa0\\x80\\x81!' \"Pilots!\" (application whitelists follow; $'…' is the quoting of bash and zsh)",
+          "aa-oidc group rename $'Pi\\xe2\\x80\\x8blots\\xe2\\x81\\xa6\\xf3\\xa0\\x80\\x81!' 'Pilots!' (application whitelists follow; $'…' is the quoting of bash and zsh)",
         ],
         [
           'W015',
@@ -1109,7 +1110,7 @@ describe('system check W015: a name with a character new names refuse', () => {
           'W015',
           'warning',
           'application wiki is named "Wiki\\u202eikiW", which contains U+202E, a bidirectional control character, at character 5 (stored before new names refused them): where it is shown as it is, it can read as another name',
-          'aa-oidc app update wiki --name "WikiikiW"',
+          "aa-oidc app update wiki --name 'WikiikiW'",
         ],
       ],
     );
@@ -1137,6 +1138,85 @@ describe('system check W015: a name with a character new names refuse', () => {
     });
     if (echoed.error) return t.skip('no bash here');
     assert.equal(echoed.stdout.toString('utf8'), name);
+  });
+});
+
+describe('a hint that names a stored name or URI in a command', () => {
+  // A name stored by an older aa-oidc, or by anyone with the database: pasted, the hint must act on
+  // it, not run what it holds. Double quotes would expand `$(…)`, a backtick and `$HOME`.
+  const hostile = "Bob  $(touch dollar) `touch backtick` O'Neil's $HOME";
+  const spaced = "Bob $(touch dollar) `touch backtick` O'Neil's $HOME";
+
+  /**
+   * Runs `command` with `aa-oidc` as a bash function that prints its arguments, in an empty folder
+   * and the C locale; returns the arguments and what the folder holds afterwards.
+   */
+  const pasted = (t: { skip(message: string): void }, command: string) => {
+    const folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-hint-'));
+    try {
+      const run = spawnSync('bash', ['-c', `aa-oidc() { printf '%s\\0' "$@"; }\n${command}`], {
+        cwd: folder,
+        env: { LC_ALL: 'C', PATH: process.env.PATH, HOME: '/home/expanded' },
+      });
+      if (run.error) {
+        t.skip('no bash here');
+        return undefined;
+      }
+      assert.equal(run.status, 0, run.stderr.toString());
+      return { args: run.stdout.toString('utf8').split('\0').slice(0, -1), files: readdirSync(folder) };
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  };
+
+  it('W014: the rename bash reads back as the stored name and its single-spaced spelling, running nothing', (t) => {
+    const [finding] = spacedNameChecks('builtin', { states: [], groups: [hostile] });
+    const command = / \(application whitelists follow\)$/.exec(finding!.hint);
+    assert.ok(command, finding!.hint);
+    const run = pasted(t, finding!.hint.slice(0, command.index));
+    if (!run) return;
+    assert.deepEqual(run, { args: ['group', 'rename', hostile, spaced], files: [] });
+  });
+
+  it("W014: with a character new names refuse as well, in $'…' with it as \\x escapes", (t) => {
+    const name = `${hostile}\u202e`;
+    const [finding] = spacedNameChecks('builtin', { states: [name], groups: [] });
+    assert.match(
+      finding!.hint,
+      /\\xe2\\x80\\xae' .* \(application whitelists follow; \$'…' is the quoting of bash and zsh\)$/,
+    );
+    assert.equal(finding!.hint.includes('\u202e'), false, 'the character itself is not shown');
+    const run = pasted(t, finding!.hint.slice(0, finding!.hint.indexOf(' (application whitelists follow;')));
+    if (!run) return;
+    assert.deepEqual(run, { args: ['state', 'rename', name, `${spaced}\u202e`], files: [] });
+  });
+
+  it('W006: the --remove-group bash reads back as the whitelisted name, running nothing', (t) => {
+    const [finding] = whitelistChecks([{ clientId: 'wiki', active: true, states: [], groups: [hostile] }], {
+      states: [],
+      groups: [],
+    });
+    const run = pasted(t, finding!.hint.slice(0, finding!.hint.indexOf(' (or restore the group')));
+    if (!run) return;
+    assert.deepEqual(run, { args: ['app', 'update', 'wiki', '--remove-group', hostile], files: [] });
+  });
+
+  it('W015: the --name of an application bash reads back as the name without the refused character', (t) => {
+    const [finding] = unfitCharacterNameChecks('builtin', { states: [], groups: [] }, [
+      { clientId: 'wiki', name: `${hostile}\u200b`, active: true },
+    ]);
+    const run = pasted(t, finding!.hint);
+    if (!run) return;
+    assert.deepEqual(run, { args: ['app', 'update', 'wiki', '--name', hostile], files: [] });
+  });
+
+  it('W013: the --remove-redirect-uri bash reads back as the stored URI, running nothing', (t) => {
+    const uri = "https://*.example.org/$(touch dollar)/`touch backtick`/it's";
+    const [finding] = runChecks(config(), [starred({ redirectUris: [uri] })]);
+    assert.equal(finding!.id, 'W013');
+    const run = pasted(t, finding!.hint.slice(0, finding!.hint.indexOf(' --add-redirect-uri')));
+    if (!run) return;
+    assert.deepEqual(run, { args: ['app', 'update', 'rp-star', '--remove-redirect-uri', uri], files: [] });
   });
 });
 
@@ -1189,15 +1269,15 @@ describe(`aa-oidc check: names with characters new names refuse (W015, ${testDat
     assert.doesNotMatch(checked.stdout, /[\u202e\u200b\u2066]/u);
     assert.match(
       checked.stdout,
-      /^W015 warning: the state "Admins\\u202e" contains U\+202E, a bidirectional control character, at character 7 .*\n {2}hint: aa-oidc state rename \$'Admins\\xe2\\x80\\xae' "Admins" /m,
+      /^W015 warning: the state "Admins\\u202e" contains U\+202E, a bidirectional control character, at character 7 .*\n {2}hint: aa-oidc state rename \$'Admins\\xe2\\x80\\xae' 'Admins' /m,
     );
     assert.match(
       checked.stdout,
-      /^W015 warning: the group "Di\\u200brectors" contains U\+200B, an invisible character, at character 3 .*\n {2}hint: aa-oidc group rename \$'Di\\xe2\\x80\\x8brectors' "Directors" /m,
+      /^W015 warning: the group "Di\\u200brectors" contains U\+200B, an invisible character, at character 3 .*\n {2}hint: aa-oidc group rename \$'Di\\xe2\\x80\\x8brectors' 'Directors' /m,
     );
     assert.match(
       checked.stdout,
-      /^W015 warning: application bidi-wiki is named "Wiki\\u2066", which contains U\+2066, a bidirectional control character, at character 5 .*\n {2}hint: aa-oidc app update bidi-wiki --name "Wiki"$/m,
+      /^W015 warning: application bidi-wiki is named "Wiki\\u2066", which contains U\+2066, a bidirectional control character, at character 5 .*\n {2}hint: aa-oidc app update bidi-wiki --name 'Wiki'$/m,
     );
     const json = JSON.parse((await cli(['check', '--format', 'json'], env)).stdout) as Array<{ id: string }>;
     assert.equal(json.filter((finding) => finding.id === 'W015').length, 3);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/load.ts';
 import type { LoadedSigningKey } from '../../src/keys/types.ts';
-import { jobFactory } from '../../src/logout/jobs.ts';
+import { jobFactory, logoutSigningKey } from '../../src/logout/jobs.ts';
 import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
 const cwd = temporaryFolders('aa-oidc-job-factory-');
@@ -49,4 +49,48 @@ describe('the signing key a new logout job names', () => {
       assert.deepEqual(kidOfJobsWith(keys), [kid, kid]);
     });
   }
+});
+
+describe('the key an attempt signs a logout token with', () => {
+  const active = key('active-1', 'active');
+  const next = key('next-1', 'next');
+  const [retiredNewer, retiredOlder] = [key('retired-2', 'retired'), key('retired-1', 'retired')];
+  const cases: Array<{
+    loaded: string;
+    keys: LoadedSigningKey[];
+    jobKid: string;
+    signs: string | undefined;
+  }> = [
+    { loaded: 'an active key', keys: [active, next, retiredNewer], jobKid: 'retired-2', signs: 'active-1' },
+    {
+      loaded: 'no active key, the job’s own (retired) key still loaded',
+      keys: [next, retiredNewer, retiredOlder],
+      jobKid: 'retired-1',
+      signs: 'retired-1',
+    },
+    {
+      loaded: 'no active key, the job’s own no longer loaded, a next key',
+      keys: [next, retiredNewer],
+      jobKid: 'gone-1',
+      signs: 'next-1',
+    },
+    { loaded: 'no active key, a job that names none, a next key', keys: [next], jobKid: '', signs: 'next-1' },
+    {
+      loaded: 'retired keys only, the job’s own gone (the one published longest first)',
+      keys: [retiredNewer, retiredOlder],
+      jobKid: 'gone-1',
+      signs: 'retired-2',
+    },
+    { loaded: 'no key at all', keys: [], jobKid: 'active-1', signs: undefined },
+  ];
+  for (const { loaded, keys, jobKid, signs } of cases) {
+    it(`with ${loaded}: ${signs ?? 'none (signing_kid_retired)'}`, () => {
+      assert.equal(logoutSigningKey(keys, jobKid)?.kid, signs);
+    });
+  }
+
+  it('is the key a new job names, for the same keys', () => {
+    for (const { keys } of cases)
+      assert.deepEqual(kidOfJobsWith(keys), Array(2).fill(logoutSigningKey(keys)?.kid ?? ''));
+  });
 });

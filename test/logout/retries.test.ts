@@ -171,35 +171,90 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     return activeKid;
   }
 
-  it('without an active key, signs with the job’s own key while it is loaded, and ends with signing_kid_retired, recorded, once it is not', async () => {
+  /** The `kid` in a token's header. */
+  const kidOf = (token: string) =>
+    (JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+
+  /**
+   * Runs `work` with every published key out of the store and JWKS (a restored backup without keys;
+   * their private parts kept so that they come back), then puts them back as they were.
+   */
+  async function withoutAnyKey(work: () => Promise<void>): Promise<void> {
+    const rows = await server.app.database.db
+      .selectFrom('signing_key')
+      .select(['kid', 'status'])
+      .where('status', '!=', 'removed')
+      .execute();
+    const setStatus = async (kid: string, status: (typeof rows)[number]['status']) => {
+      await server.app.database.db
+        .updateTable('signing_key')
+        .set((eb) => ({ status, revision: eb('revision', '+', 1) }))
+        .where('kid', '=', kid)
+        .execute();
+    };
+    for (const row of rows) await setStatus(row.kid, 'removed');
+    await server.app.keyStore.reload();
+    try {
+      assert.deepEqual(server.app.keyStore.loadedKeys(), []);
+      await work();
+    } finally {
+      for (const row of rows) await setStatus(row.kid, row.status);
+      await server.app.keyStore.reload();
+    }
+  }
+
+  it('without an active key, signs with the job’s own key while it is loaded, else with the next key, both published', async () => {
     const kept = await deactivatedHolderOf([200]);
     const gone = await deactivatedHolderOf([200]);
     const none = await deactivatedHolderOf([200]);
     await setPendingJobKid(server.app.database, (await gone.job()).jti, 'a-key-that-was-removed');
     // Queued while no key at all was loaded (jobs.ts): it names none.
     await setPendingJobKid(server.app.database, (await none.job()).jti, '');
-    await withoutActiveKey(async () => {
-      await server.app.logout.deliverDue();
+    const nextKid = server.app.keyStore.loadedKeys().find((key) => key.status === 'next')?.kid;
+    assert.ok(nextKid, 'the server prepared a next key');
+    const retiredKid = await withoutActiveKey(async () => {
+      assert.equal(await server.app.logout.deliverDue(), 3);
     });
-    assert.equal((await kept.job()).outcome, 'success');
-    const claims = await verifyLogoutToken(server, kept.receiver.tokens()[0]!, {
-      clientId: kept.app.clientId,
-      sub: String(kept.user.id),
+    for (const [holder, kid, what] of [
+      [kept, retiredKid, 'the job’s own key, retired since and still published'],
+      [gone, nextKid, 'the next key: the job’s own is no longer loaded'],
+      [none, nextKid, 'the next key: the job names none'],
+    ] as const) {
+      assert.equal((await holder.job()).outcome, 'success', what);
+      assert.equal(holder.receiver.requests.length, 1, what);
+      const [token] = holder.receiver.tokens();
+      assert.equal(kidOf(token!), kid, what);
+      // Verified with the JWKS the server publishes: whatever key signed, a relying party can check it.
+      await verifyLogoutToken(server, token!, { clientId: holder.app.clientId, sub: String(holder.user.id) });
+    }
+    assert.deepEqual(await attemptRows(gone.app.clientId), [], 'a success is not recorded by default');
+  });
+
+  it('with no signing key loaded at all, ends with signing_kid_retired, recorded, and sends nothing', async () => {
+    const named = await deactivatedHolderOf([200]);
+    const none = await deactivatedHolderOf([200]);
+    const namedKid = (await named.job()).kid;
+    assert.notEqual(namedKid, '', 'queued under the active key');
+    await setPendingJobKid(server.app.database, (await none.job()).jti, '');
+    await withoutAnyKey(async () => {
+      assert.equal(await server.app.logout.deliverDue(), 2);
     });
-    assert.ok(claims, 'signed with the job’s key, still published');
-    const row = await gone.job();
-    assert.equal(row.outcome, 'signing_kid_retired');
-    assert.equal(row.attempts, 1, 'no retry: nothing could sign it');
-    assert.equal(gone.receiver.requests.length, 0, 'nothing sent');
-    const [recorded] = await attemptRows(gone.app.clientId);
+    for (const holder of [named, none]) {
+      const row = await holder.job();
+      assert.equal(row.outcome, 'signing_kid_retired');
+      assert.equal(row.attempts, 1, 'no retry: nothing could sign it');
+      assert.equal(holder.receiver.requests.length, 0, 'nothing sent');
+    }
+    const [recorded] = await attemptRows(named.app.clientId);
     assert.equal(recorded?.outcome, 'signing_kid_retired');
-    assert.match(recorded?.detail ?? '', /signing key a-key-that-was-removed is no longer loaded/);
-    assert.equal((await none.job()).outcome, 'signing_kid_retired');
-    assert.equal(none.receiver.requests.length, 0, 'nothing sent');
+    assert.equal(
+      recorded?.detail,
+      `no signing key is loaded, not even ${namedKid}, the one the logout was queued under (serve and worker create one at their start; \`aa-oidc check\` tells)`,
+    );
     const [unnamed] = await attemptRows(none.app.clientId);
     assert.match(
       unnamed?.detail ?? '',
-      /^no active signing key is loaded, nor was any key when the logout was queued \(serve and worker create one/,
+      /^no signing key is loaded, nor was any when the logout was queued \(serve and worker create one/,
     );
   });
 

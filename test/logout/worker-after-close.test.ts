@@ -8,7 +8,8 @@ import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../help
  * Once the services close, the back-channel logout worker has no transport (pg-boss stopped on
  * PostgreSQL), no delivery connections and no database: starting it then fails at once, naming the
  * closed service, instead of handing back a worker whose every round fails, logged, as long as the
- * process runs.
+ * process runs. Delivering the due jobs once (`deliverDue`) then fails the same way, instead of with
+ * whatever the closed pool or pg-boss throws.
  */
 describe(`the logout worker after the services closed (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -41,5 +42,29 @@ describe(`the logout worker after the services closed (${testDatabaseKind})`, ()
       assert.equal(open.logout.startWorker(), worker, 'the running worker is handed back while open');
     });
     assert.throws(() => services.logout.startWorker({ pollIntervalMs: 50 }), closedService);
+  });
+
+  const closedDelivery =
+    /^Error: the back-channel logout service is closed, so it cannot deliver due logouts/;
+
+  it('refuses to deliver due logouts after close, naming the closed service', async () => {
+    const services = await closedServices(async (open) => {
+      assert.equal(await open.logout.deliverDue(), 0, 'nothing is due while open');
+    });
+    await assert.rejects(services.logout.deliverDue(), (error: Error) => {
+      assert.match(String(error), closedDelivery);
+      return true;
+    });
+  });
+
+  it('refuses to deliver due logouts after close, when a worker ran and was stopped by it', async () => {
+    const services = await closedServices(async (open) => {
+      open.logout.startWorker({ pollIntervalMs: 50 });
+      await open.logout.deliverDue();
+    });
+    await assert.rejects(services.logout.deliverDue(), (error: Error) => {
+      assert.match(String(error), closedDelivery);
+      return true;
+    });
   });
 });

@@ -1,0 +1,34 @@
+import { unfitNameCharacters } from './hidden-characters.ts';
+
+/** Says what `$'…'` is, for a hint with such a word in it. */
+export const ANSI_C_QUOTING_NOTE = "$'…' is the quoting of bash and zsh";
+
+/**
+ * `value` as one shell word an operator can paste into a command, which the shell reads back as
+ * `value` and expands nothing in (`$(…)`, a backtick, `$NAME`, `!`, a glob): stored names and URIs are
+ * whatever an older aa-oidc, or anyone with the database, stored. Single quotes (`'…'`, with each `'`
+ * as `'\''`), which every POSIX shell reads byte for byte in any locale; a value with a character
+ * new names refuse (`unfitNameCharacters`: a control character, a bidirectional control, an
+ * invisible character) is in ANSI-C quoting (`$'…'`, bash, zsh, ksh) instead, with each such
+ * character as the \x escapes of its UTF-8 bytes, so the hint shows none of them as they are (bash
+ * reads `\u202e` as the character only in a UTF-8 locale, `\xe2\x80\xae` in any).
+ */
+export function shellWord(value: string): string {
+  const unfit = unfitNameCharacters(value);
+  if (unfit.length === 0) return `'${value.replaceAll("'", "'\\''")}'`;
+  const plain = (text: string) => text.replace(/[\\']/g, (char) => `\\${char}`);
+  let quoted = '';
+  let from = 0;
+  for (const found of unfit) {
+    quoted += plain(value.slice(from, found.index));
+    for (const byte of new TextEncoder().encode(found.char))
+      quoted += `\\x${byte.toString(16).padStart(2, '0')}`;
+    from = found.index + found.char.length;
+  }
+  return `$'${quoted}${plain(value.slice(from))}'`;
+}
+
+/** Whether a hint has a `$'…'` word of `shellWord`, which `ANSI_C_QUOTING_NOTE` then explains. */
+export function hasAnsiCWord(...words: readonly string[]): boolean {
+  return words.some((word) => word.startsWith("$'"));
+}
