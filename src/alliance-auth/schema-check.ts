@@ -2,12 +2,24 @@ import { sql } from 'kysely';
 import type { AllianceAuthDatabaseKind } from './database.ts';
 import { accessPermissionExists } from './access-permission.ts';
 import type { AaDb } from './schema.ts';
+import {
+  ALLIANCE_AUTH_MINIMUMS,
+  type DatabaseServer,
+  describeVersion,
+  judgeServerVersion,
+  type MinimumVersion,
+  type ServerVersion,
+  shownVersionText,
+} from '../db/server-version.ts';
+import { assertNever } from '../util/assert-never.ts';
 import { readUsernameCollation } from './throttle-key.ts';
 
 /**
  * The check `serve` runs before it trusts Alliance Auth's database: Django's migration record says
  * which Alliance Auth the schema belongs to, and the information schema says whether every column
- * aa-oidc reads is there. An older schema is refused with the migration found and the one needed.
+ * aa-oidc reads is there. An older schema is refused with the migration found and the one needed,
+ * and so is a database server older than aa-oidc supports (`ALLIANCE_AUTH_MINIMUMS`), with the
+ * version it answered and the one needed.
  */
 
 /** The oldest migration per app aa-oidc reads correctly (Alliance Auth 4.0). */
@@ -69,6 +81,47 @@ export interface SchemaReport {
   warnings: string[];
   /** The newest applied migration per app that matters here. */
   heads: Record<string, string>;
+  /** The database server's version, when `select version()` answered one this release reads. */
+  server?: ServerVersion;
+}
+
+/** The servers each kind of URL reaches, with their minimums. */
+function minimumsFor(kind: AllianceAuthDatabaseKind): Partial<Record<DatabaseServer, MinimumVersion>> {
+  const { MySQL, MariaDB, PostgreSQL } = ALLIANCE_AUTH_MINIMUMS;
+  return kind === 'mysql' ? { MySQL, MariaDB } : { PostgreSQL };
+}
+
+function listMinimums(minimums: Partial<Record<DatabaseServer, MinimumVersion>>): string {
+  return Object.entries(minimums)
+    .map(([server, minimum]) => `${server} ${minimum.label} or newer`)
+    .join(', ');
+}
+
+/**
+ * Pure: the finding for what Alliance Auth's database answered to `select version()`: an error for a
+ * server older than supported, naming its version and the minimum; a warning for an answer this
+ * release does not read (the server is used as it is).
+ */
+export function judgeAllianceAuthServer(
+  versionText: string,
+  kind: AllianceAuthDatabaseKind,
+): { error: string } | { warning: string } | { server: ServerVersion } {
+  const minimums = minimumsFor(kind);
+  const judged = judgeServerVersion(versionText, minimums);
+  switch (judged.kind) {
+    case 'supported':
+      return { server: judged.version };
+    case 'too_old':
+      return {
+        error: `Alliance Auth's database server is ${describeVersion(judged.version)} (version() answered "${shownVersionText(judged.version.text)}"), older than aa-oidc supports: it needs ${judged.version.server} ${judged.minimum.label} or newer; upgrade the database server first`,
+      };
+    case 'unrecognised':
+      return {
+        warning: `Alliance Auth's database server answered version() with "${shownVersionText(judged.text)}", which aa-oidc does not read as a supported server (${listMinimums(minimums)}); it is used as it is`,
+      };
+    default:
+      return assertNever(judged);
+  }
 }
 
 function migrationNumber(name: string): number {
@@ -137,6 +190,11 @@ export async function checkAllianceAuthSchema(
   kind: AllianceAuthDatabaseKind,
   options: { passwordLogin?: boolean } = {},
 ): Promise<SchemaReport> {
+  // An older server than supported would fail later, and not always plainly (the login throttle's
+  // WITH RECURSIVE on MySQL 5.7), so it is refused before anything else is read.
+  const { rows: versionRows } = await sql<{ version: string }>`select version() as version`.execute(db);
+  const serverFinding = judgeAllianceAuthServer(String(versionRows[0]?.version ?? ''), kind);
+  if ('error' in serverFinding) return { errors: [serverFinding.error], warnings: [], heads: {} };
   let applied: Array<{ app: string; name: string }>;
   try {
     applied = await db
@@ -173,7 +231,9 @@ export async function checkAllianceAuthSchema(
     table: String(row.table_name ?? (row as Record<string, unknown>).TABLE_NAME),
     column: String(row.column_name ?? (row as Record<string, unknown>).COLUMN_NAME),
   }));
-  const report = judgeSchema(applied, columns);
+  const report: SchemaReport = judgeSchema(applied, columns);
+  if ('warning' in serverFinding) report.warnings.push(serverFinding.warning);
+  else report.server = serverFinding.server;
   if (report.errors.length === 0 && kind === 'mysql' && options.passwordLogin) {
     const collation = await readUsernameCollation(db);
     if ('problem' in collation) report.errors.push(collation.problem);

@@ -12,9 +12,11 @@ import {
 } from './errors.ts';
 import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
+import { describeVersion, judgeServerVersion, OWN_POSTGRES_MINIMUM } from './server-version.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
 import type { Database } from './schema.ts';
 import { whyNotWritable } from './writable.ts';
+import { assertNever } from '../util/assert-never.ts';
 import { setNewest } from '../util/bounded-map.ts';
 import { ensurePrivateDirectory, ensurePrivateFile } from '../util/private-files.ts';
 
@@ -182,8 +184,9 @@ export function connectOptionsFor(config: Config): ConnectDatabaseOptions {
 /**
  * Opens the database and proves that it answers, so that a wrong URL, a server that is down or one
  * that never answers stops the command at once with a `DatabaseUnavailableError` that names the
- * host and port (or the file) and what to check, instead of failing later or hanging. With
- * `forWriting`, so does a database that takes no writes.
+ * host and port (or the file) and what to check, instead of failing later or hanging. So does a
+ * PostgreSQL older than aa-oidc supports (`OWN_POSTGRES_MINIMUM`), and with `forWriting`, a database
+ * that takes no writes.
  */
 export async function connectDatabase(
   target: DatabaseTarget,
@@ -192,11 +195,15 @@ export async function connectDatabase(
   const handle = openDatabase(target, options);
   const setting = options.setting ?? 'AA_OIDC_DATABASE_URL';
   let readOnly: string | undefined;
+  let tooOld: string | undefined;
   try {
-    await sql`select count(*) from ${sql.raw(target.kind === 'sqlite' ? 'sqlite_master' : 'pg_namespace')}`.execute(
-      handle.db,
-    );
-    if (options.forWriting) readOnly = await whyNotWritable(handle, { probe: true, setting });
+    if (target.kind === 'sqlite') await sql`select count(*) from sqlite_master`.execute(handle.db);
+    else {
+      const { rows } = await sql<{ version: string }>`select version() as version`.execute(handle.db);
+      tooOld = whyPostgresTooOld(String(rows[0]?.version ?? ''));
+    }
+    if (tooOld === undefined && options.forWriting)
+      readOnly = await whyNotWritable(handle, { probe: true, setting });
   } catch (error) {
     await handle.close().catch(() => undefined);
     const reason =
@@ -212,11 +219,33 @@ export async function connectDatabase(
       cause: error,
     });
   }
+  if (tooOld !== undefined) {
+    await handle.close().catch(() => undefined);
+    throw new DatabaseUnavailableError(`cannot use ${describeDatabase(target)} (${setting}): ${tooOld}`);
+  }
   if (readOnly !== undefined) {
     await handle.close().catch(() => undefined);
     throw new DatabaseUnavailableError(`cannot write ${describeDatabase(target)}: ${readOnly}`);
   }
   return handle;
+}
+
+/**
+ * Why aa-oidc cannot keep its data on a PostgreSQL that answered `select version()` with
+ * `versionText`, or undefined when it can (or the answer names no version this release reads: a
+ * server that calls itself otherwise is used as it is). Pure.
+ */
+export function whyPostgresTooOld(versionText: string): string | undefined {
+  const judged = judgeServerVersion(versionText, { PostgreSQL: OWN_POSTGRES_MINIMUM });
+  switch (judged.kind) {
+    case 'supported':
+    case 'unrecognised':
+      return undefined;
+    case 'too_old':
+      return `the server is ${describeVersion(judged.version)}, older than aa-oidc supports: it needs PostgreSQL ${judged.minimum.label} or newer (its change log and pg-boss's job queue use PostgreSQL 13's functions); upgrade the server first`;
+    default:
+      return assertNever(judged);
+  }
 }
 
 /** True when the database answers a trivial query. */

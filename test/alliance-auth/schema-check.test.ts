@@ -8,7 +8,12 @@ import {
   describeOnEachAllianceAuth,
   expectedFixture,
   type AllianceAuthTestDatabase,
+  allianceAuthEnv,
 } from '../helpers/alliance-auth.ts';
+import { cli } from '../helpers/cli.ts';
+import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase } from '../helpers/database.ts';
+import { ALLIANCE_AUTH_MINIMUMS, compareVersions } from '../../src/db/server-version.ts';
 
 const heads = expectedFixture().migration_heads;
 
@@ -32,6 +37,18 @@ await describeOnEachAllianceAuth(
       assert.deepEqual(report.warnings, []);
       assert.equal(report.heads.authentication, heads.authentication);
       assert.equal(report.heads.eveonline, heads.eveonline);
+    });
+
+    it('names the database server it runs on, one of a supported version', async () => {
+      const report = await checkAllianceAuthSchema(aa.db, aa.kind);
+      assert.deepEqual(report.errors, []);
+      const server = report.server;
+      assert.ok(server, 'no server version read');
+      assert.equal(server.server, kind === 'mysql' ? 'MariaDB' : 'PostgreSQL');
+      assert.ok(
+        compareVersions(server.numbers, ALLIANCE_AUTH_MINIMUMS[server.server].numbers) >= 0,
+        server.text,
+      );
     });
 
     it("accepts AA 5's authentication 0024, and only warns about a migration newer than that", async () => {
@@ -105,6 +122,43 @@ describe(
         );
       } finally {
         await aa.close();
+        await fixture.drop();
+      }
+    });
+  },
+);
+
+describe(
+  'The Alliance Auth schema check on a PostgreSQL older than supported',
+  { skip: await allianceAuthUnavailable('postgres') },
+  () => {
+    it('refuses it at check, naming the version the server answered and the minimum', async () => {
+      const fixture = await createAllianceAuthDatabase('postgres');
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        // No PostgreSQL 11 to install here: the database answers version() as one does. With
+        // pg_catalog last in the search path, public's version() is the one a bare call finds.
+        await fixture.run(
+          "CREATE FUNCTION public.version() RETURNS text LANGUAGE sql AS $$ SELECT 'PostgreSQL 11.22 (Debian 11.22-1.pgdg110+1) on x86_64-pc-linux-gnu'::text $$",
+        );
+        await fixture.run(`ALTER DATABASE ${fixture.name} SET search_path = public, pg_catalog`);
+        const aa = openAllianceAuthDatabase(fixture.readerUrl);
+        try {
+          const report = await checkAllianceAuthSchema(aa.db, aa.kind);
+          assert.deepEqual(report.errors, [
+            'Alliance Auth\'s database server is PostgreSQL 11.22 (version() answered "PostgreSQL 11.22 (Debian 11.22-1.pgdg110+1) on x86_64-pc-linux-gnu"), older than aa-oidc supports: it needs PostgreSQL 12 or newer; upgrade the database server first',
+          ]);
+        } finally {
+          await aa.close();
+        }
+        const run = await cli(['check'], testEnv(database, allianceAuthEnv(fixture.readerUrl)));
+        assert.equal(run.code, 1);
+        assert.match(
+          run.stderr,
+          /is not supported: Alliance Auth's database server is PostgreSQL 11\.22 .*it needs PostgreSQL 12 or newer/,
+        );
+      } finally {
+        await database.drop();
         await fixture.drop();
       }
     });

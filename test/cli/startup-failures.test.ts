@@ -242,6 +242,41 @@ describe('a database that cannot be used stops a command with a message saying w
     }
   });
 
+  it('refuses a PostgreSQL older than 13, naming its version and the minimum, at check as at every command', async (t) => {
+    const postgres = await reachablePostgres();
+    if ('missing' in postgres) {
+      t.skip(postgres.missing);
+      return;
+    }
+    const database = await createTestDatabase({ migrated: true, postgresUrl: postgres.url });
+    try {
+      // No PostgreSQL 12 to install here: the database answers version() as one does. With
+      // pg_catalog last in the search path, public's version() is the one a bare call finds.
+      const owner = new pg.Client({ connectionString: database.url });
+      await owner.connect();
+      try {
+        await owner.query(
+          "create function public.version() returns text language sql as $$ select 'PostgreSQL 12.22 (Debian 12.22-1.pgdg120+1) on x86_64-pc-linux-gnu, compiled by gcc, 64-bit'::text $$",
+        );
+        await owner.query(
+          `alter database ${new URL(database.url).pathname.slice(1)} set search_path = public, pg_catalog`,
+        );
+      } finally {
+        await owner.end();
+      }
+      const { hostname, port, pathname } = new URL(database.url);
+      const refusal =
+        `cannot use PostgreSQL at ${hostname}:${port} (database ${pathname.slice(1)}) (AA_OIDC_DATABASE_URL): ` +
+        'the server is PostgreSQL 12.22, older than aa-oidc supports: it needs PostgreSQL 13 or newer ' +
+        "(its change log and pg-boss's job queue use PostgreSQL 13's functions); upgrade the server first";
+      assert.equal(await connectFailure(database.url), refusal);
+      const run = await cli(['check'], testEnv(database));
+      assert.deepEqual([run.code, run.stderr], [1, `aa-oidc: ${refusal}\n`]);
+    } finally {
+      await database.drop();
+    }
+  });
+
   it('never creates a missing SQLite file (nor its folder) for a command other than migrate, naming it', async () => {
     const file = path.join(folder, 'mistyped', 'aa-oidc.sqlite');
     const missing: TestDatabase = {
