@@ -205,6 +205,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       twoFactor: services.twoFactor,
       throttle: oidc.throttle,
       db: services.database.db,
+      logger: services.logger,
     }),
     ...adminRoutes({
       config,

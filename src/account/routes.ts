@@ -12,7 +12,11 @@ import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { selectUserGrants } from '../tokens/store.ts';
 import { portraitUrl } from '../oidc/claims.ts';
-import type { LoginThrottle } from '../oidc/interactions/throttle.ts';
+import {
+  askReleasingIfUnanswered,
+  type LoginThrottle,
+  type ThrottleLogger,
+} from '../oidc/interactions/throttle.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
 import {
@@ -42,6 +46,8 @@ export interface AccountDependencies {
   twoFactor: TwoFactorService;
   throttle: LoginThrottle;
   db: Kysely<Database>;
+  /** For the warning when a password check's throttle place cannot be given back. */
+  logger: ThrottleLogger;
 }
 
 const DONE: Readonly<Record<string, string>> = {
@@ -365,7 +371,14 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         if (next !== again) return refuse('new_password_again', 'The two new passwords differ.');
         const attempt = await deps.throttle.reserve(profile.username, request.ctx.ip);
         if (!attempt) return refuse('current_password', THROTTLED, 429);
-        const check = await admin.verifyPassword(profile.username, current);
+        // Our database failing between the reservation and the check gives the place back, if it can.
+        const check = await askReleasingIfUnanswered(
+          deps.throttle,
+          attempt,
+          deps.logger,
+          { page: 'account' },
+          () => admin.verifyPassword(profile.username, current),
+        );
         if (check.outcome !== 'valid' || check.user.id !== profile.id)
           return refuse('current_password', 'The current password is wrong.', 401);
         await deps.throttle.succeeded(attempt);

@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Config } from '../config/load.ts';
 import {
+  DatabaseFaultError,
   DatabaseUnavailableError,
   explainPostgresConnectError,
   isDatabaseUnavailable,
@@ -88,6 +89,24 @@ export function isAllianceAuthUnavailable(error: unknown): boolean {
 }
 
 /**
+ * MySQL and MariaDB's error numbers of a statement the login has no privilege for: on a table (1142),
+ * a column (1143), the database (1044), or the login refused (1045).
+ */
+const MYSQL_PRIVILEGE_ERRNOS: ReadonlySet<number> = new Set([1142, 1143, 1044, 1045]);
+
+/**
+ * True when a failed AA query was refused for a privilege the login lacks (a GRANT revoked while
+ * serving): the database answers, but not what the request needs; no outage, and not the person's doing.
+ */
+export function isAllianceAuthPrivilegeDenied(error: unknown): boolean {
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  return code === '42501' || (typeof errno === 'number' && MYSQL_PRIVILEGE_ERRNOS.has(errno));
+}
+
+/** What the log names when an AA read was refused a privilege (`DatabaseFaultError.what`). */
+export const ALLIANCE_AUTH_PRIVILEGE_DENIED = 'an Alliance Auth read refused for a privilege its login lacks';
+
+/**
  * `cannot connect to Alliance Auth's database at URL (setting): what to change`, when `error` says
  * that a connection could not be opened or logged in (refused, TLS, credentials); undefined when it
  * is anything else.
@@ -122,11 +141,21 @@ export function allianceAuthConnectFailure(
 
 /**
  * Every method of `target`, with a failure to reach AA's database turned into the error that makes a
- * request answer "try again" (503), never a 500. The message names the setting, never the password.
+ * request answer "try again" (503), never a 500; so is a read refused for a privilege the login lacks,
+ * as a fault (`DatabaseFaultError`: logged each time, naming the privilege and the grant to run). The
+ * message names the setting and the URL without its password, never the password.
  */
 function unavailableAsTryAgain<T extends object>(target: T, label: string): T {
   const wrapped = {} as Record<string, unknown>;
   const translate = (error: unknown): never => {
+    if (!isAllianceAuthUnavailable(error) && isAllianceAuthPrivilegeDenied(error)) {
+      throw new DatabaseFaultError(
+        `Alliance Auth's database (${label}, ${AA_DATABASE_SETTING}) refused a read: ${(error as Error).message}; ` +
+          "grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or " +
+          'MariaDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO <login> on PostgreSQL)',
+        ALLIANCE_AUTH_PRIVILEGE_DENIED,
+      );
+    }
     if (!isAllianceAuthUnavailable(error)) throw error;
     throw new DatabaseUnavailableError(
       `Alliance Auth's database (${label}, ${AA_DATABASE_SETTING}) cannot be reached: ${(error as Error).message}`,

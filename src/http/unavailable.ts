@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import { isDatabaseUnavailable } from '../db/errors.ts';
+import { DatabaseFaultError, isDatabaseUnavailable } from '../db/errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
@@ -28,9 +28,15 @@ interface UnavailableState {
 
 /**
  * Marks the request as failed because the database could not be used (for errors the provider
- * catches itself and reports through its `server_error` event). True when `error` is such a failure.
+ * catches itself and reports through its `server_error` event): unreachable, or answering without
+ * what the request needs (a `DatabaseFaultError`, such as a privilege its login lacks, answered as
+ * the fault it is). True when `error` is such a failure.
  */
 export function noteDatabaseUnavailable(ctx: Koa.Context, error: unknown): boolean {
+  if (error instanceof DatabaseFaultError && !isDatabaseUnavailable(error)) {
+    noteDatabaseFault(ctx, error, error.what);
+    return true;
+  }
   if (!isDatabaseUnavailable(error)) return false;
   (ctx.state as UnavailableState).databaseFailure = { error };
   return true;

@@ -6,6 +6,9 @@ import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   expectedFixture,
+  grantedTable,
+  grantReaderPerTable,
+  readerGrantee,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import {
@@ -54,6 +57,8 @@ await describeOnEachAllianceAuth(
 
     before(async () => {
       fixture = await createAllianceAuthDatabase(kind);
+      // So that a table's SELECT revoked while serving takes effect at once (MariaDB).
+      await grantReaderPerTable(fixture);
       const target = new URL(fixture.readerUrl);
       proxy = await startTcpProxy(target.hostname, Number(target.port || (kind === 'mysql' ? 3306 : 5432)));
       eve = await startEveSsoStandIn();
@@ -130,6 +135,29 @@ await describeOnEachAllianceAuth(
       assert.equal(referred.status, 200);
       assert.match(await referred.text(), /not your main character/);
       assert.equal(await failuresCounted(), 1, 'a referral counts as it did');
+    });
+
+    it("answers the fault page when Alliance Auth refuses a read for a privilege its login lost, and spends no one's budget", async () => {
+      const before = await failuresCounted();
+      const authUser = grantedTable(fixture, 'auth_user');
+      await fixture.run(`REVOKE SELECT ON ${authUser} FROM ${readerGrantee(fixture)}`);
+      try {
+        for (let attempt = 0; attempt < 4; attempt += 1) {
+          const { browser, callbackUrl } = await toCallback(character(true));
+          const callback = await browser.fetch(callbackUrl);
+          assert.equal(
+            callback.status,
+            503,
+            `attempt ${attempt + 1}: the try-again page, not a 500 or a 429`,
+          );
+          assert.match(await callback.text(), /could not complete the request/);
+        }
+      } finally {
+        await fixture.run(`GRANT SELECT ON ${authUser} TO ${readerGrantee(fixture)}`);
+      }
+      assert.equal(await failuresCounted(), before, 'the refused reads counted no failure');
+      const { browser, callbackUrl } = await toCallback(character(true));
+      assert.equal((await browser.fetch(callbackUrl)).status, 303, 'signed in once granted again');
     });
 
     it('ends the sign-in at the request deadline when EVE SSO answers a byte at a time, with the try-again page', async () => {

@@ -5,7 +5,6 @@ import type {
   ExternalSignInResult,
   ExternalVerification,
 } from '../../directory/authenticator.ts';
-import { isDatabaseUnavailable } from '../../db/errors.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import type { Branding } from '../../http/pages/branding.ts';
@@ -16,7 +15,7 @@ import { referralPage } from '../../http/pages/referral.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { issuerPath } from '../configuration.ts';
 import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
-import type { LoginThrottle } from './throttle.ts';
+import { askReleasingIfUnanswered, type LoginThrottle, releaseUnanswered } from './throttle.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { sameText } from '../../util/same-text.ts';
 
@@ -219,36 +218,23 @@ export function externalCallbacks(
       log.info({ authenticator: authenticator.id }, 'external sign-in did not verify');
       return didNotSucceed();
     }
-    // The directory not answering (its database down or unreachable) is an outage, not the person's
-    // failure: the attempt's place is given back, else an outage would spend every budget of the
-    // people trying again. Given back only once the directory has failed to answer, never before it
-    // is asked: parallel attempts stay bounded by the budgets whatever the outcome.
-    const release = async () => {
-      try {
-        await deps.throttle.release(attempt);
-      } catch (error) {
-        // Our own database is failing too: the attempt stays counted, and the answer is still 503.
-        log.warn(
-          {
-            authenticator: authenticator.id,
-            err: { name: (error as Error).name, message: (error as Error).message },
-          },
-          'external sign-in: could not give back the throttle place of an attempt the directory never answered',
-        );
-      }
-    };
-    let result: ExternalSignInResult;
-    try {
-      result = await authenticator.judge(verified.identity);
-    } catch (error) {
-      // Answered "try again" (503) further out (http/unavailable.ts); any other error stays a failure.
-      if (isDatabaseUnavailable(error)) await release();
-      throw error;
-    }
+    // The directory not answering (its database down or unreachable, or refusing the read: a privilege
+    // its login lacks) is not the person's failure: the attempt's place is given back, else an outage
+    // would spend every budget of the people trying again. Given back only once the directory has
+    // failed to answer, never before it is asked: parallel attempts stay bounded whatever the outcome.
+    const fields = { authenticator: authenticator.id };
+    // Answered "try again" (503) further out (http/unavailable.ts); any other error stays a failure.
+    const result: ExternalSignInResult = await askReleasingIfUnanswered(
+      deps.throttle,
+      attempt,
+      log,
+      fields,
+      () => authenticator.judge(verified.identity),
+    );
     switch (result.outcome) {
       case 'failed':
         if (result.kind === 'unavailable') {
-          await release();
+          await releaseUnanswered(deps.throttle, attempt, log, fields);
           return unavailable();
         }
         log.info({ authenticator: authenticator.id }, 'external sign-in refused by the directory');

@@ -14,6 +14,7 @@ import {
   signInChoices,
 } from './common.ts';
 import { issueCsrfToken } from './csrf.ts';
+import { askReleasingIfUnanswered } from './throttle.ts';
 import { issuePasswordChangeToken, verifyPasswordChangeToken } from './password-change.ts';
 import type { StepRequest, twoFactorStep } from './two-factor-step.ts';
 
@@ -79,8 +80,17 @@ export async function submitLogin(
   const attempt = await deps.throttle.reserve(account, ctx.ip);
   if (!attempt) return again(429, LOGIN_THROTTLED_MESSAGE);
 
+  // A directory that cannot answer now (its database down, or a privilege its login lacks) gives the
+  // place back: an outage spends nobody's budget. Asked only after the reservation, so parallel
+  // attempts stay bounded; a wrong password still counts.
   const result = passwordAttempt
-    ? await passwordAttempt.authenticate(password)
+    ? await askReleasingIfUnanswered(
+        deps.throttle,
+        attempt,
+        requestLog(ctx, deps.logger),
+        { clientId: app.clientId },
+        () => passwordAttempt.authenticate(password),
+      )
     : ({ outcome: 'refused', reason: 'invalid' } as const);
   if (result.outcome === 'refused') {
     requestLog(ctx, deps.logger).info({ clientId: app.clientId, outcome: result.reason }, 'login failed');

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
+import { DatabaseFaultError, isDatabaseUnavailable } from '../../db/errors.ts';
 import type { Database } from '../../db/schema.ts';
+import type { Logger } from '../../logging/logger.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
 import { addressKey } from '../../util/address-key.ts';
 import { nameKey } from '../../util/name-key.ts';
@@ -70,6 +72,64 @@ export interface LoginThrottle {
    * went. Stops after the current batch once `signal` is aborted.
    */
   purge(signal?: AbortSignal): Promise<number>;
+}
+
+/**
+ * True when `error` (of a directory asked about a sign-in attempt) means the directory never answered:
+ * its database down or unreachable, or answering without what the request needs (a privilege the login
+ * lacks: `DatabaseFaultError`). Neither is the person's failure; both are answered "try again" (503).
+ */
+export function isUnansweredAttempt(error: unknown): boolean {
+  return isDatabaseUnavailable(error) || error instanceof DatabaseFaultError;
+}
+
+/** What the helpers below log to: a warning when a place cannot be given back. */
+export type ThrottleLogger = Pick<Logger, 'warn'>;
+
+/**
+ * Gives `attempt`'s place back (`release`) after the directory failed to answer it. Our own database
+ * failing too leaves the attempt counted: a warning (naming neither the password nor any secret), and
+ * the person's answer is still the try-again page.
+ */
+export async function releaseUnanswered(
+  throttle: Pick<LoginThrottle, 'release'>,
+  attempt: ReservedAttempt,
+  log: ThrottleLogger,
+  fields: Record<string, unknown>,
+): Promise<void> {
+  try {
+    await throttle.release(attempt);
+  } catch (error) {
+    log.warn(
+      {
+        ...fields,
+        method: attempt.method,
+        err: { name: (error as Error).name, message: (error as Error).message },
+      },
+      'could not give back the throttle place of a sign-in attempt the directory never answered',
+    );
+  }
+}
+
+/**
+ * `ask()` (the directory asked about `attempt`, reserved before), with the attempt's place given back
+ * when the directory could not answer (`isUnansweredAttempt`, `releaseUnanswered`); the error is then
+ * thrown as it was, for the try-again page further out. Any answer, a refusal included, and any other
+ * error leave the attempt as it is: a wrong password still counts.
+ */
+export async function askReleasingIfUnanswered<T>(
+  throttle: Pick<LoginThrottle, 'release'>,
+  attempt: ReservedAttempt,
+  log: ThrottleLogger,
+  fields: Record<string, unknown>,
+  ask: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await ask();
+  } catch (error) {
+    if (isUnansweredAttempt(error)) await releaseUnanswered(throttle, attempt, log, fields);
+    throw error;
+  }
 }
 
 /**
