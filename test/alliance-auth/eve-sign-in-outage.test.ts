@@ -13,29 +13,20 @@ import {
 } from '../helpers/alliance-auth.ts';
 import {
   type EveCharacterLogin,
+  eveLogin,
   type EveSsoStandIn,
+  followEveCallback,
+  startEveSignIn,
   startEveSsoStandIn,
   TRICKLE_INTERVAL_MS,
 } from '../helpers/eve-sso-stand-in.ts';
-import { authorizeParams, exchangeCode } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formField,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { exchangeCode } from '../helpers/flows.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 
 const alice = expectedFixture().users.find((user) => user.username === 'alice')!;
 function character(main: boolean): EveCharacterLogin {
-  const owned = alice.characters.find((candidate) => candidate.is_main === main)!;
-  return {
-    characterId: owned.character_id,
-    characterName: owned.character_name,
-    ownerHash: owned.owner_hash,
-  };
+  return eveLogin(alice.characters.find((candidate) => candidate.is_main === main)!);
 }
 
 /** A small deadline for each request to EVE SSO, well above the stand-in's byte interval. */
@@ -82,25 +73,8 @@ await describeOnEachAllianceAuth(
       (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
 
     /** From the application to EVE SSO and back: the browser, the verifier and the callback's URL. */
-    async function toCallback(login: EveCharacterLogin) {
-      const browser = new Browser();
-      const { params, verifier } = authorizeParams(client, { scope: 'openid' });
-      const page = await browser.follow(authorizeUrl(server, params), server.origin);
-      assert.equal(page.status, 200);
-      const body = await page.text();
-      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
-      assert.ok(button, 'the login page offers EVE SSO');
-      eve.signInAs(login);
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-      });
-      assert.equal(toEve.status, 303);
-      const back = await browser.fetch(toEve.headers.get('location')!);
-      assert.equal(back.status, 302);
-      return { browser, verifier, callbackUrl: back.headers.get('location')! };
-    }
+    const toCallback = (login: EveCharacterLogin) =>
+      startEveSignIn(server, eve, client, login, { scope: 'openid' });
 
     it("answers EVE callbacks during an Alliance Auth outage with a try-again page and spends no one's budget", async () => {
       assert.equal(await failuresCounted(), 0);
@@ -119,14 +93,10 @@ await describeOnEachAllianceAuth(
       assert.equal(await failuresCounted(), 0, 'the outage counted no failure');
 
       // Once AA is back, alice signs in from the same address: her budgets are whole.
-      const { browser, verifier, callbackUrl } = await toCallback(character(true));
-      const callback = await browser.fetch(callbackUrl);
+      const signIn = await toCallback(character(true));
+      const { callback, response } = await followEveCallback(server, signIn);
       assert.equal(callback.status, 303, 'signed in, not throttled');
-      const response = await browser.follow(
-        new URL(callback.headers.get('location')!, server.origin).href,
-        server.origin,
-      );
-      const tokens = await exchangeCode(server, client, response, verifier);
+      const tokens = await exchangeCode(server, client, response, signIn.verifier);
       assert.equal(decodeJwt(tokens.id_token as string).sub, String(alice.id));
 
       // An answer AA did give still counts: her alt is referred to AA, one failure.

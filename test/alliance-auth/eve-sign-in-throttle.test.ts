@@ -8,16 +8,14 @@ import {
   expectedFixture,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
-import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
-import { authorizeParams, exchangeCode, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import {
-  authorizeUrl,
-  Browser,
-  formField,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+  eveLogin,
+  type EveSsoStandIn,
+  signInWithEve,
+  startEveSsoStandIn,
+} from '../helpers/eve-sso-stand-in.ts';
+import { exchangeCode, openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 const alice = expectedFixture().users.find((user) => user.username === 'alice')!;
 const aliceMain = alice.characters.find((owned) => owned.is_main)!;
@@ -78,40 +76,12 @@ await describeOnEachAllianceAuth(
       });
       assert.equal(spent.status, 429, 'the typed name has spent its budget, from any address');
 
-      const { response, verifier } = await throughEveSso();
+      const { response, verifier } = await signInWithEve(server, eve, client, eveLogin(aliceMain), {
+        scope: 'openid profile',
+      });
       assert.notEqual(response.status, 429, 'her EVE sign-in is not throttled');
       const tokens = await exchangeCode(server, client, response, verifier);
       assert.equal(decodeJwt(tokens.id_token as string).sub, String(alice.id));
     });
-
-    /** From the application to the login page, its EVE button, EVE SSO and back to the callback, as alice. */
-    async function throughEveSso() {
-      const browser = new Browser();
-      const { params, verifier } = authorizeParams(client, { scope: 'openid profile' });
-      const page = await browser.follow(authorizeUrl(server, params), server.origin);
-      assert.equal(page.status, 200);
-      const body = await page.text();
-      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
-      assert.ok(button, 'the login page offers EVE SSO');
-      eve.signInAs({
-        characterId: aliceMain.character_id,
-        characterName: aliceMain.character_name,
-        ownerHash: aliceMain.owner_hash,
-      });
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-      });
-      assert.equal(toEve.status, 303);
-      const back = await browser.fetch(toEve.headers.get('location')!);
-      assert.equal(back.status, 302);
-      const callback = await browser.fetch(back.headers.get('location')!);
-      const next = callback.headers.get('location');
-      const response = next
-        ? await browser.follow(new URL(next, server.origin).href, server.origin)
-        : callback;
-      return { response, verifier };
-    }
   },
 );

@@ -11,28 +11,18 @@ import {
 } from '../helpers/alliance-auth.ts';
 import {
   type EveCharacterLogin,
+  eveLogin,
   type EveSsoStandIn,
+  signInWithEve,
   startEveSsoStandIn,
 } from '../helpers/eve-sso-stand-in.ts';
 import { authorizeParams, exchangeCode, userinfo } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formField,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { authorizeUrl, Browser, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 const expected = expectedFixture();
 function character(username: string, main = true): EveCharacterLogin {
   const user = expected.users.find((candidate) => candidate.username === username)!;
-  const owned = user.characters.find((candidate) => candidate.is_main === main)!;
-  return {
-    characterId: owned.character_id,
-    characterName: owned.character_name,
-    ownerHash: owned.owner_hash,
-  };
+  return eveLogin(user.characters.find((candidate) => candidate.is_main === main)!);
 }
 
 await describeOnEachAllianceAuth(
@@ -59,42 +49,28 @@ await describeOnEachAllianceAuth(
       await fixture?.drop();
     });
 
-    /** From the application to the login page, its EVE button, EVE SSO and back to the callback. */
-    async function throughEveSso(login: EveCharacterLogin, browser = new Browser()) {
-      const { params, verifier } = authorizeParams(client, { scope: 'openid profile groups' });
-      const page = await browser.follow(authorizeUrl(server, params), server.origin);
-      assert.equal(page.status, 200);
-      const body = await page.text();
+    /**
+     * From the application to the login page, its EVE button, EVE SSO and back to the callback,
+     * checking the page and the headers of each answer of ours on the way.
+     */
+    async function throughEveSso(login: EveCharacterLogin) {
+      const signIn = await signInWithEve(server, eve, client, login, { scope: 'openid profile groups' });
       const button =
-        /<form method="post" action="([^"]+)" class="external-sign-in">[\s\S]*?<button[^>]*>([^<]*)</.exec(
-          body,
+        /<form method="post" action="[^"]+" class="external-sign-in">[\s\S]*?<button[^>]*>([^<]*)</.exec(
+          signIn.loginPage,
         );
-      assert.ok(button, 'the login page offers EVE SSO');
-      assert.match(button[2]!, /EVE Online/);
+      assert.ok(button, "the EVE form's button");
+      assert.match(button[1]!, /EVE Online/);
       // Without a password login, the page has no password form.
-      assert.doesNotMatch(body, /name="password"/);
-      eve.signInAs(login);
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-      });
-      assert.equal(toEve.status, 303);
-      assertPageHeaders(toEve, 'the redirect to EVE SSO');
-      const authorize = new URL(toEve.headers.get('location')!);
+      assert.doesNotMatch(signIn.loginPage, /name="password"/);
+      assertPageHeaders(signIn.toEve, 'the redirect to EVE SSO');
+      const authorize = new URL(signIn.toEve.headers.get('location')!);
       assert.equal(authorize.origin + authorize.pathname, eve.settings.authorizationUrl);
       assert.ok(authorize.searchParams.get('state'), 'a state goes with the request');
       assert.equal(authorize.searchParams.get('redirect_uri'), `${server.origin}/o/eve-sso/callback`);
-      const back = await browser.fetch(authorize.href);
-      assert.equal(back.status, 302);
       // The callback's own answer: a page (a refusal, a referral), or the redirect to the sign-in.
-      const callback = await browser.fetch(back.headers.get('location')!);
-      assertPageHeaders(callback, `the callback's ${callback.status}`);
-      const next = callback.headers.get('location');
-      const response = next
-        ? await browser.follow(new URL(next, server.origin).href, server.origin)
-        : callback;
-      return { response, verifier, browser };
+      assertPageHeaders(signIn.callback, `the callback's ${signIn.callback.status}`);
+      return signIn;
     }
 
     it("signs alice in with her main character: the provider's own sign-in, sub is her AA user id", async () => {

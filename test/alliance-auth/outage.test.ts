@@ -15,16 +15,9 @@ import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
-import { startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
-import { authorizeParams, login, openLoginPage, submitLogin } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formField,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { startEveSignIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
+import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -156,34 +149,20 @@ await describeOnEachAllianceAuth(
       });
       try {
         const app = await seedApp(withEve, { name: 'Wiki' });
-        const browser = new Browser();
-        const page = await browser.follow(
-          authorizeUrl(
-            withEve,
-            authorizeParams({ clientId: app.clientId, clientSecret: app.clientSecret! }).params,
-          ),
-          withEve.origin,
-        );
-        const body = await page.text();
-        const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
-        assert.ok(button, 'the login page offers EVE SSO');
         // Alice's main character, as CCP identifies it.
-        eve.signInAs({
-          characterId: 2112000001,
-          characterName: 'Alice Alpha',
-          ownerHash: 'P8rvoR9OjWGt6ovw4rQkclyzj0k=',
-        });
-        const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), withEve.origin).href, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-        });
-        assert.equal(toEve.status, 303);
-        const back = await browser.fetch(toEve.headers.get('location')!);
-        assert.equal(back.status, 302);
+        const { browser, callbackUrl } = await startEveSignIn(
+          withEve,
+          eve,
+          { clientId: app.clientId, clientSecret: app.clientSecret! },
+          {
+            characterId: 2112000001,
+            characterName: 'Alice Alpha',
+            ownerHash: 'P8rvoR9OjWGt6ovw4rQkclyzj0k=',
+          },
+        );
         proxy.cut();
         try {
-          const callback = await browser.fetch(back.headers.get('location')!);
+          const callback = await browser.fetch(callbackUrl);
           assert.equal(callback.status, 503, 'a try-again page, not a server error');
           assert.match(await callback.text(), /Try again/i);
         } finally {

@@ -10,11 +10,15 @@ import {
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { pageText } from '../helpers/console.ts';
-import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
-import { authorizeParams, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import {
-  authorizeUrl,
-  Browser,
+  eveLogin,
+  type EveSsoStandIn,
+  signInWithEve,
+  startEveSsoStandIn,
+} from '../helpers/eve-sso-stand-in.ts';
+import { openLoginPage, submitLogin } from '../helpers/flows.ts';
+import {
+  type Browser,
   formAction,
   formField,
   seedApp,
@@ -132,30 +136,12 @@ await describeOnEachAllianceAuth(
 
     /** From the application to the login page, its EVE button, EVE SSO and back, as alice: the code page. */
     async function eveStep() {
-      const browser = new Browser();
-      const { params } = authorizeParams(client, { scope: 'openid profile' });
-      const page = await browser.follow(authorizeUrl(server, params), server.origin);
-      assert.equal(page.status, 200);
-      const body = await page.text();
-      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
-      assert.ok(button, 'the login page offers EVE SSO');
-      eve.signInAs({
-        characterId: aliceMain.character_id,
-        characterName: aliceMain.character_name,
-        ownerHash: aliceMain.owner_hash,
-      });
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-      });
-      assert.equal(toEve.status, 303);
-      const back = await browser.fetch(toEve.headers.get('location')!);
-      assert.equal(back.status, 302);
-      const callback = await browser.fetch(back.headers.get('location')!);
-      const next = callback.headers.get('location');
-      assert.ok(next, 'the callback goes back to the interaction');
-      const codePage = await browser.follow(new URL(next, server.origin).href, server.origin);
+      const {
+        browser,
+        callback,
+        response: codePage,
+      } = await signInWithEve(server, eve, client, eveLogin(aliceMain), { scope: 'openid profile' });
+      assert.ok(callback.headers.get('location'), 'the callback goes back to the interaction');
       const codeBody = await codePage.text();
       assert.equal(codePage.status, 200, 'the code page after EVE');
       assert.match(pageText(codeBody), /Enter your code/);

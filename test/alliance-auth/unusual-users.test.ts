@@ -11,17 +11,10 @@ import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
-import { type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import { type EveSsoStandIn, signInWithEve, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
 import { testEnv } from '../helpers/config.ts';
-import { authorize, authorizeParams, codeFrom } from '../helpers/flows.ts';
-import {
-  authorizeUrl,
-  Browser,
-  formField,
-  seedApp,
-  startServer,
-  type TestServer,
-} from '../helpers/server.ts';
+import { authorize, codeFrom } from '../helpers/flows.ts';
+import { Browser, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 /**
  * Users a long-lived Alliance Auth on PostgreSQL can hold that the fixture does not: two usernames
@@ -187,20 +180,7 @@ describe(
       });
       const seeded = await seedApp(eveServer, { name: 'Wiki', skipAuthorization: true });
       const eveClient = { clientId: seeded.clientId, clientSecret: seeded.clientSecret! };
-      const browser = new Browser();
-      const { params } = authorizeParams(eveClient, { scope: 'openid' });
-      const page = await browser.follow(authorizeUrl(eveServer, params), eveServer.origin);
-      const body = await page.text();
-      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(body);
-      assert.ok(button, 'the login page offers EVE SSO');
-      eve.signInAs(character);
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), eveServer.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(body, 'csrf_token') }).toString(),
-      });
-      const back = await browser.fetch(toEve.headers.get('location')!);
-      const response = await browser.follow(back.headers.get('location')!, eveServer.origin);
+      const { response } = await signInWithEve(eveServer, eve, eveClient, character, { scope: 'openid' });
       assert.equal(response.status, 400, 'a refusal, not a server error');
       assert.match(await response.text(), /did not succeed/);
     });

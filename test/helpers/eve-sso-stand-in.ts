@@ -2,7 +2,10 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import assert from 'node:assert/strict';
 import type { EveSsoSettings } from '../../src/alliance-auth/eve-sso.ts';
+import { authorizeParams, type Client } from './flows.ts';
+import { authorizeUrl, Browser, type Endpoint, formField } from './server.ts';
 
 /**
  * A stand-in for CCP's EVE SSO v2 on loopback: the authorize endpoint signs in whichever character
@@ -14,6 +17,19 @@ export interface EveCharacterLogin {
   characterId: number;
   characterName: string;
   ownerHash: string;
+}
+
+/** A character of the Alliance Auth fixture (`expectedFixture()`), as EVE SSO signs it in. */
+export function eveLogin(owned: {
+  character_id: number;
+  character_name: string;
+  owner_hash: string;
+}): EveCharacterLogin {
+  return {
+    characterId: owned.character_id,
+    characterName: owned.character_name,
+    ownerHash: owned.owner_hash,
+  };
 }
 
 export interface EveSsoStandIn {
@@ -204,4 +220,80 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
         server.closeAllConnections();
       }),
   };
+}
+
+/** An EVE sign-in brought back from EVE SSO, up to (not into) aa-oidc's callback. */
+export interface StartedEveSignIn {
+  browser: Browser;
+  /** The PKCE verifier of the application's authorization request. */
+  verifier: string;
+  /** The login page that offered the EVE button. */
+  loginPage: string;
+  /** aa-oidc's answer to the EVE button: the redirect to EVE SSO's authorize endpoint. */
+  toEve: Response;
+  /** Where EVE SSO sends the browser back to, with its code and state. */
+  callbackUrl: string;
+}
+
+/**
+ * From the application's authorize URL to the login page, its EVE button, and EVE SSO (the stand-in
+ * signing in as `login`) back to the redirect to aa-oidc's callback, which is not yet followed.
+ * `scope` defaults to `authorizeParams`'s.
+ */
+export async function startEveSignIn(
+  server: Endpoint,
+  eve: EveSsoStandIn,
+  client: Client,
+  login: EveCharacterLogin,
+  options: { scope?: string } = {},
+): Promise<StartedEveSignIn> {
+  const browser = new Browser();
+  const { params, verifier } = authorizeParams(
+    client,
+    options.scope === undefined ? {} : { scope: options.scope },
+  );
+  const page = await browser.follow(authorizeUrl(server, params), server.origin);
+  assert.equal(page.status, 200);
+  const loginPage = await page.text();
+  const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(loginPage);
+  assert.ok(button, 'the login page offers EVE SSO');
+  eve.signInAs(login);
+  const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ csrf_token: formField(loginPage, 'csrf_token') }).toString(),
+  });
+  assert.equal(toEve.status, 303);
+  const back = await browser.fetch(toEve.headers.get('location')!);
+  assert.equal(back.status, 302);
+  return { browser, verifier, loginPage, toEve, callbackUrl: back.headers.get('location')! };
+}
+
+/**
+ * The callback's own answer (a page: a refusal, a referral, a try-again; or a redirect), and where it
+ * leads: its redirect followed on aa-oidc's origin to the response that leaves the server, or the
+ * callback's answer itself when it is a page.
+ */
+export async function followEveCallback(
+  server: Endpoint,
+  started: StartedEveSignIn,
+): Promise<{ callback: Response; response: Response }> {
+  const callback = await started.browser.fetch(started.callbackUrl);
+  const next = callback.headers.get('location');
+  const response = next
+    ? await started.browser.follow(new URL(next, server.origin).href, server.origin)
+    : callback;
+  return { callback, response };
+}
+
+/** `startEveSignIn` and `followEveCallback` in one: a whole EVE sign-in, as far as it goes. */
+export async function signInWithEve(
+  server: Endpoint,
+  eve: EveSsoStandIn,
+  client: Client,
+  login: EveCharacterLogin,
+  options: { scope?: string } = {},
+): Promise<StartedEveSignIn & { callback: Response; response: Response }> {
+  const started = await startEveSignIn(server, eve, client, login, options);
+  return { ...started, ...(await followEveCallback(server, started)) };
 }
