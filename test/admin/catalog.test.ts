@@ -342,10 +342,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
       dashboard.body,
       /<strong>W015<\/strong> the group &quot;Fl\\u200beet&quot; contains U\+200B, an invisible character, at character 3 \(stored before new names refused them\)/,
     );
-    assert.match(
-      dashboard.body,
-      /aa-oidc group rename \$&#39;Fl\\xe2\\x80\\x8beet&#39; &#39;Fleet&#39;/,
-    );
+    assert.match(dashboard.body, /aa-oidc group rename \$&#39;Fl\\xe2\\x80\\x8beet&#39; &#39;Fleet&#39;/);
     const confirm = await consoleGet(admin, url(path('groups', 'Fl\u200beet', '/rename?to=Fleet')));
     assert.equal(confirm.status, 200, pageText(confirm.body).slice(0, 800));
     const renamed = await consolePost(admin, url(path('groups', 'Fl\u200beet', '/rename')), confirm.csrf!, {
