@@ -2,7 +2,6 @@ import type Koa from 'koa';
 import type { ExternalAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
 import { DatabaseFaultError, isDatabaseUnavailable } from '../../db/errors.ts';
-import { noteDatabaseFault } from '../../http/unavailable.ts';
 import { interactionPath } from '../configuration.ts';
 import {
   answerUnreadForm,
@@ -204,9 +203,9 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       return await submitConsent(ctx, deps, provider, interaction, form);
     } catch (error) {
       // A database (ours, or the directory's) that cannot be reached answers "try again", not 500;
-      // so does one that answered but could not serve the step (a fault, logged as what it is).
-      if (isDatabaseUnavailable(error)) throw error;
-      if (error instanceof DatabaseFaultError) return noteDatabaseFault(ctx, error, error.what);
+      // so does one that answered but could not serve the step (a fault, logged as what it is): both
+      // are answered further out (http/unavailable.ts).
+      if (isDatabaseUnavailable(error) || error instanceof DatabaseFaultError) throw error;
       requestLog(ctx, deps.logger).error(
         { err: { name: (error as Error).name, message: (error as Error).message }, clientId },
         'interaction failed',
