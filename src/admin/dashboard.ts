@@ -1,4 +1,4 @@
-import { runChecks, spacedNameChecks, unfitCharacterNameChecks, whitelistChecks } from '../checks/checks.ts';
+import { findingsOver } from '../checks/run.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { formatTime } from '../console/ui.ts';
 import { pendingMigrations } from '../db/migrate.ts';
@@ -43,12 +43,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
           states: states.map((state) => state.name),
           groups: (await deps.directory.listGroups()).map((group) => group.name),
         };
-        const findings = [
-          ...runChecks(deps.config, apps, keys),
-          ...whitelistChecks(apps, names),
-          ...spacedNameChecks(deps.config.directory.source, names),
-          ...unfitCharacterNameChecks(deps.config.directory.source, names, apps),
-        ];
+        const findings = findingsOver(deps.config, apps, keys, names);
         const active = apps.filter((app) => app.active).length;
         const byStageAndReason = new Map<string, number>();
         for (const event of denials) {

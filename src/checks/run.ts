@@ -1,8 +1,10 @@
-import type { ApplicationService } from '../applications/types.ts';
+import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyService } from '../keys/types.ts';
 import {
+  type CheckedSigningKey,
+  type DirectoryNames,
   type Finding,
   runChecks,
   spacedNameChecks,
@@ -28,6 +30,19 @@ export async function systemChecks(
     directory.listGroups(),
   ]);
   const names = { states: states.map((state) => state.name), groups: groups.map((group) => group.name) };
+  return findingsOver(config, apps, signingKeys, names);
+}
+
+/**
+ * Every check's findings over what `systemChecks` reads, for a caller that has read it already (the
+ * admin dashboard): one list of checks, wherever they are shown.
+ */
+export function findingsOver(
+  config: Config,
+  apps: readonly Application[],
+  signingKeys: readonly CheckedSigningKey[],
+  names: DirectoryNames,
+): Finding[] {
   return [
     ...runChecks(config, apps, signingKeys),
     ...whitelistChecks(apps, names),
