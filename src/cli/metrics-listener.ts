@@ -1,4 +1,6 @@
+import type { RequestListener } from 'node:http';
 import { type Config, settingName } from '../config/load.ts';
+import { createHttpServer, type HttpServerLimits } from '../http/server-limits.ts';
 import type { Logger } from '../logging/logger.ts';
 import { type MetricsListener, startMetricsListener } from '../metrics/http.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -16,12 +18,17 @@ export const WORKER_METRICS_PORT = 9465;
  * The metrics listener of a long-running command (`serve`, `worker`) on `metrics.host`:`metrics.port`
  * (or `defaultPort` when `metrics.port` is not set), or none with `metrics.enabled` false. A port it
  * cannot bind stops the start with one line naming the setting to change.
+ *
+ * It holds its clients as the main port does (createHttpServer: the request deadlines and the
+ * `http.*` connection caps, which `limits` narrows in tests): with Node's defaults, a client that
+ * trickled its headers would hold a connection for a minute, its body for five, and any number of
+ * them, where `metrics.host` is not loopback (W007).
  */
 export async function startCommandMetricsListener(
   metrics: Pick<Metrics, 'registry'>,
-  config: Pick<Config, 'metrics' | 'origins'>,
+  config: Pick<Config, 'metrics' | 'origins' | 'trustProxy' | 'trustedProxies' | 'http'>,
   logger: Logger,
-  options: { defaultPort?: number } = {},
+  options: { defaultPort?: number; limits?: Partial<HttpServerLimits> } = {},
 ): Promise<MetricsListener | undefined> {
   if (!config.metrics.enabled) return undefined;
   const port =
@@ -29,7 +36,8 @@ export async function startCommandMetricsListener(
       ? options.defaultPort
       : config.metrics.port;
   const { host } = config.metrics;
-  return startMetricsListener(metrics, { host, port }, logger).catch((error: unknown) => {
+  const createServer = (handler: RequestListener) => createHttpServer(handler, config, options.limits);
+  return startMetricsListener(metrics, { host, port, createServer }, logger).catch((error: unknown) => {
     throw metricsListenFailure(error, `${host}:${port}`, config);
   });
 }

@@ -1,5 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Koa from 'koa';
 import type { Logger } from '../logging/logger.ts';
@@ -67,11 +73,13 @@ export interface MetricsListener {
 /**
  * The dedicated metrics listener (`metrics.host`:`metrics.port`, loopback by default): answers
  * `GET /metrics` without authentication, 404 elsewhere, 405 for other methods; every answer with
- * `X-Content-Type-Options: nosniff`, as on the main port.
+ * `X-Content-Type-Options: nosniff`, as on the main port. `createServer` builds its HTTP server
+ * (Node's own by default); the commands pass the main port's, with its deadlines and connection
+ * caps, since the listener shares the process, and its file descriptors, with everything else.
  */
 export function startMetricsListener(
   metrics: Pick<Metrics, 'registry'>,
-  options: { host: string; port: number },
+  options: { host: string; port: number; createServer?: (handler: RequestListener) => Server },
   logger?: Logger,
 ): Promise<MetricsListener> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
@@ -99,7 +107,7 @@ export function startMetricsListener(
     );
   };
   return new Promise((resolve, reject) => {
-    const server: Server = createServer(handle);
+    const server: Server = (options.createServer ?? createServer)(handle);
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
       server.off('error', reject);

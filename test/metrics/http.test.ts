@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startCommandMetricsListener } from '../../src/cli/metrics-listener.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import type { HttpServerLimits } from '../../src/http/server-limits.ts';
+import { createLogger } from '../../src/logging/logger.ts';
 import { bearerTokenMatches, type MetricsListener, startMetricsListener } from '../../src/metrics/http.ts';
 import { createMetrics, METRIC_NAMES } from '../../src/metrics/registry.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { heldConnection, sendAndWaitForClose } from '../http/held-connections.ts';
 
 const SECTION_I = {
   aa_oidc_tokens_issued_total: 'counter',
@@ -130,6 +138,63 @@ describe('metrics', () => {
     const [firstText, secondText] = await Promise.all([first.registry.metrics(), second.registry.metrics()]);
     assert.match(firstText, /^aa_oidc_authorize_denied_total\{reason="policy_denied"\} 1$/m);
     assert.doesNotMatch(secondText, /^aa_oidc_authorize_denied_total\{/m);
+  });
+
+  describe("serve's and worker's listener, reached by a client that holds on", () => {
+    const cwd = mkdtempSync(path.join(tmpdir(), 'aa-oidc-metrics-limits-'));
+    after(() => rmSync(cwd, { recursive: true, force: true }));
+
+    /** The listener `serve` starts, on a port of its own, with `limits` narrowing the main port's. */
+    const commandListener = async (limits: Partial<HttpServerLimits>) => {
+      const config = loadConfig({
+        env: {},
+        cwd,
+        overrides: { dataDir: cwd, logging: { level: 'silent' }, metrics: { host: '127.0.0.1', port: 0 } },
+      });
+      const listener = await startCommandMetricsListener(createMetrics(), config, createLogger(config), {
+        limits,
+      });
+      assert.ok(listener);
+      return { listener, origin: `http://127.0.0.1:${listener.address.port}` };
+    };
+
+    it('answers 408 and closes the connection when its headers never end, as the main port does', async () => {
+      const { listener, origin } = await commandListener({
+        headersTimeoutMs: 300,
+        requestTimeoutMs: 400,
+        connectionsCheckingIntervalMs: 50,
+      });
+      try {
+        const closed = await sendAndWaitForClose(
+          origin,
+          'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a',
+        );
+        assert.equal(closed.closedByServer, true);
+        assert.match(closed.answer, /^HTTP\/1\.1 408 /);
+      } finally {
+        await listener.close();
+      }
+    });
+
+    it('closes a connection beyond the limit of one client address unanswered', async () => {
+      const { listener, origin } = await commandListener({
+        maxConnections: 10,
+        maxConnectionsPerAddress: 2,
+        keepAliveTimeoutMs: 60_000,
+      });
+      const held = [await heldConnection(origin, '/metrics'), await heldConnection(origin, '/metrics')];
+      try {
+        const closed = await sendAndWaitForClose(
+          origin,
+          'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+        );
+        assert.equal(closed.closedByServer, true);
+        assert.equal(closed.answer, '');
+      } finally {
+        for (const socket of held) socket.destroy();
+        await listener.close();
+      }
+    });
   });
 
   describe('on the main port behind a bearer token', () => {
