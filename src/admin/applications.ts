@@ -2,6 +2,8 @@ import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { csrfField, queryText, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
+import { RETRY_AFTER_SECONDS } from '../http/unavailable.ts';
+import { type BclTestResult, LogoutServiceClosedError } from '../logout/service.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { applicationLoader, appPath, FORMAT_LABELS, testResults } from './application-parts.ts';
 import { fieldError, queryChoice } from './filter-parts.ts';
@@ -191,19 +193,30 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
             : clientIds.length > TEST_LOGOUT_MAX
               ? `Nothing was sent: ${clientIds.length} applications are ticked, and at most ${TEST_LOGOUT_MAX} are tested at a time. Tick at most ${TEST_LOGOUT_MAX}, then the rest.`
               : undefined;
-        if (refusal !== undefined) {
+        const refuse = (status: number, message: string) =>
           renderAdmin(
             request,
             '/admin/apps',
             'Test back-channel logout',
             html`<h1>Test back-channel logout</h1>
-              <p class="alert" role="alert">${refusal}</p>
+              <p class="alert" role="alert">${message}</p>
               <p><a href="/admin/apps">Back to the applications</a></p>`,
-            { status: 400 },
+            { status },
           );
+        if (refusal !== undefined) {
+          refuse(400, refusal);
           return;
         }
-        const results = await deps.logout.testDelivery(clientIds);
+        let results: BclTestResult[];
+        try {
+          results = await deps.logout.testDelivery(clientIds);
+        } catch (error) {
+          // The process is shutting down (its logout service closed before this request reached it).
+          if (!(error instanceof LogoutServiceClosedError)) throw error;
+          request.ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));
+          refuse(503, 'Nothing was sent: the server is shutting down. Try again in a few seconds.');
+          return;
+        }
         renderAdmin(
           request,
           '/admin/apps',

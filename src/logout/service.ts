@@ -24,11 +24,27 @@ export { testSubject } from './test-delivery.ts';
 export { userRevokedHook } from './triggers.ts';
 
 /**
+ * The service was asked to deliver after its `close()` began: `what` says what it cannot do. Raised
+ * before anything is attempted, so nothing was sent; a request that meets it is answered 503 (the
+ * process is shutting down).
+ */
+export class LogoutServiceClosedError extends Error {
+  override name = 'LogoutServiceClosedError';
+  constructor(what: string) {
+    super(
+      `the back-channel logout service is closed, so ${what}: ` +
+        'call it before close(), or on services created again',
+    );
+  }
+}
+
+/**
  * Back-channel logout: the triggers (triggers.ts) queue jobs in the transaction of the change that
  * causes them; a worker (worker.ts; in `serve`, or alone as `aa-oidc worker`) delivers them with
  * retries (delivery.ts); `aa-oidc bcl test` delivers a test token at once (test-delivery.ts). Every
  * delivery goes through the SSRF gate and the pinned client of http-delivery.ts. This file only
- * puts the pieces together over one job transport.
+ * puts the pieces together over one job transport. Once `close()` has begun, `deliverDue`,
+ * `startWorker` and `testDelivery` refuse with a `LogoutServiceClosedError` naming the closed service.
  */
 export function createLogoutService(deps: LogoutDependencies): LogoutService {
   const { config, database, logger } = deps;
@@ -68,25 +84,23 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
 
   // Set as `close` begins: its transport, connection pools and database go, and a worker started on
   // them would fail every round, logging each failure, for as long as the process runs; a delivery
-  // run on them would fail with whatever the closed pool or pg-boss says, naming neither.
+  // run on them would fail with whatever the closed pool, pg-boss or database says, naming neither.
   let closed = false;
-  const closedError = (what: string) =>
-    new Error(
-      `the back-channel logout service is closed, so ${what}: ` +
-        'call it before close(), or on services created again',
-    );
   return {
     ...triggers,
     async deliverDue() {
-      if (closed) throw closedError('it cannot deliver due logouts');
+      if (closed) throw new LogoutServiceClosedError('it cannot deliver due logouts');
       return worker.deliverDue();
     },
     startWorker(options) {
-      if (closed) throw closedError('its worker cannot start');
+      if (closed) throw new LogoutServiceClosedError('its worker cannot start');
       return worker.startWorker(options);
     },
     transportStarted: () => transport.hasStarted(),
-    testDelivery,
+    async testDelivery(clientIds) {
+      if (closed) throw new LogoutServiceClosedError('it cannot send test logouts');
+      return testDelivery(clientIds);
+    },
     async close() {
       closed = true;
       await worker.stopWorker();

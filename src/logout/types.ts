@@ -132,8 +132,14 @@ export interface LogoutService {
    * dropped or emptied since leaves nowhere to queue logouts (`/readyz`).
    */
   transportStarted(): boolean;
-  /** `aa-oidc bcl test`: one test token for a no-op subject to each application, now. */
+  /**
+   * `aa-oidc bcl test`: one test token for a no-op subject to each application, now. Rejects, naming
+   * the closed service, once `close()` has begun.
+   */
   testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
-  /** Stops the worker, if started, and closes the transport; `startWorker` and `deliverDue` throw from then on. */
+  /**
+   * Stops the worker, if started, and closes the transport; `startWorker`, `deliverDue` and
+   * `testDelivery` throw from then on.
+   */
   close(): Promise<void>;
 }

@@ -792,3 +792,34 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 });
+
+describe(`a test back-channel logout once the logout service closed (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let receiver: RpReceiver;
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    receiver = await startRpReceiver([200]);
+  });
+  after(async () => {
+    await receiver.close();
+    await server.close();
+  });
+
+  it('answers 503 "shutting down, nothing was sent", never a 500', async () => {
+    const user = await seedUser(server, { superuser: true });
+    const admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    const { clientId } = await seedApp(server, { backchannelLogoutUri: receiver.url() });
+    const csrf = (await consoleGet(admin, `${server.origin}/admin/apps`)).csrf!;
+    // As in a shutdown: the logout service closes before the database and the rest of the services.
+    await server.app.logout.close();
+    const answer = await consolePost(admin, `${server.origin}/admin/apps/test-logout`, csrf, {
+      client_id: clientId,
+    });
+    assert.equal(answer.status, 503, answer.body.slice(0, 300));
+    assert.match(
+      pageText(answer.body),
+      /Nothing was sent: the server is shutting down\. Try again in a few seconds\./,
+    );
+    assert.equal(receiver.requests.length, 0, 'the application got no logout token');
+  });
+});

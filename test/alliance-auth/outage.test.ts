@@ -6,6 +6,7 @@ import {
   describeOnEachAllianceAuth,
   allianceAuthEnv,
   allianceAuthDirectory,
+  expectedFixture,
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
@@ -15,7 +16,7 @@ import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
-import { startEveSignIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import { eveLogin, startEveSignIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
 import { login, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { refusedPort } from '../helpers/refused-port.ts';
@@ -149,16 +150,12 @@ await describeOnEachAllianceAuth(
       });
       try {
         const app = await seedApp(withEve, { name: 'Wiki' });
-        // Alice's main character, as CCP identifies it.
+        const alice = expectedFixture().users.find((user) => user.username === 'alice')!;
         const { browser, callbackUrl } = await startEveSignIn(
           withEve,
           eve,
           { clientId: app.clientId, clientSecret: app.clientSecret! },
-          {
-            characterId: 2112000001,
-            characterName: 'Alice Alpha',
-            ownerHash: 'P8rvoR9OjWGt6ovw4rQkclyzj0k=',
-          },
+          eveLogin(alice.characters.find((character) => character.is_main)!),
         );
         proxy.cut();
         try {

@@ -30,7 +30,7 @@ import {
 /** Waits until an answer of /readyz given before now is no longer reused (a margin for the timers). */
 const pastReuse = () => delay(READINESS_REUSE_MS + 50);
 
-describe('health endpoints', () => {
+describe(`health endpoints (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
     database = await createTestDatabase();
@@ -372,7 +372,7 @@ describe(`/readyz under a flood of requests (${testDatabaseKind})`, () => {
  * The server runs as a role of the test's own, dropped afterwards.
  */
 describe(
-  '/readyz while the role may not use the pg-boss schema (postgres)',
+  `/readyz while the role may not use the pg-boss schema (${testDatabaseKind})`,
   { skip: testDatabaseKind !== 'postgres' && 'pg-boss runs on PostgreSQL only' },
   () => {
     const role = `aa_oidc_t_role_${randomBytes(6).toString('hex')}`;

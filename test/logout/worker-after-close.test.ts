@@ -9,9 +9,10 @@ import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../help
  * PostgreSQL), no delivery connections and no database: starting it then fails at once, naming the
  * closed service, instead of handing back a worker whose every round fails, logged, as long as the
  * process runs. Delivering the due jobs once (`deliverDue`) then fails the same way, instead of with
- * whatever the closed pool or pg-boss throws.
+ * whatever the closed pool or pg-boss throws; so does a test delivery (`aa-oidc bcl test`, the admin
+ * UI's "send test back-channel logout"), instead of with what the closed database throws.
  */
-describe(`the logout worker after the services closed (${testDatabaseKind})`, () => {
+describe(`the back-channel logout service after the services closed (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   before(async () => {
     database = await createTestDatabase({ migrated: true });
@@ -27,7 +28,8 @@ describe(`the logout worker after the services closed (${testDatabaseKind})`, ()
     }
     return services;
   };
-  const closedService = /^Error: the back-channel logout service is closed, so its worker cannot start/;
+  const closedService =
+    /^LogoutServiceClosedError: the back-channel logout service is closed, so its worker cannot start/;
 
   it('refuses to start a worker after close, when none ran before', async () => {
     const services = await closedServices(async () => undefined);
@@ -45,7 +47,7 @@ describe(`the logout worker after the services closed (${testDatabaseKind})`, ()
   });
 
   const closedDelivery =
-    /^Error: the back-channel logout service is closed, so it cannot deliver due logouts/;
+    /^LogoutServiceClosedError: the back-channel logout service is closed, so it cannot deliver due logouts/;
 
   it('refuses to deliver due logouts after close, naming the closed service', async () => {
     const services = await closedServices(async (open) => {
@@ -64,6 +66,17 @@ describe(`the logout worker after the services closed (${testDatabaseKind})`, ()
     });
     await assert.rejects(services.logout.deliverDue(), (error: Error) => {
       assert.match(String(error), closedDelivery);
+      return true;
+    });
+  });
+
+  it('refuses a test delivery after close, naming the closed service', async () => {
+    const services = await closedServices(async () => undefined);
+    await assert.rejects(services.logout.testDelivery(['any-client']), (error: Error) => {
+      assert.match(
+        String(error),
+        /^LogoutServiceClosedError: the back-channel logout service is closed, so it cannot send test logouts/,
+      );
       return true;
     });
   });
