@@ -379,12 +379,19 @@ function resolveConfig(
     secretKey = developmentSecretKey(dataDir, createDevSecretKey);
   }
 
-  checkDirectory(parsed, mode, origins);
+  const allianceAuthUrl = checkDirectory(parsed, mode, origins);
   checkEveClaimsScope(parsed, origins);
 
   const { mode: _mode, host: _host, issuer: _issuer, secretKey: _secret, databaseUrl, ...rest } = parsed;
   return {
     ...rest,
+    directory:
+      allianceAuthUrl === undefined
+        ? rest.directory
+        : {
+            ...rest.directory,
+            allianceAuth: { ...rest.directory.allianceAuth, databaseUrl: allianceAuthUrl },
+          },
     dataDir,
     mode,
     host,
@@ -412,10 +419,17 @@ export function settingName(
 /**
  * What the Alliance Auth directory and EVE SSO need together: AA's database and login page, EVE SSO
  * only with Alliance Auth (it signs in AA's character owners), https endpoints in production.
+ * Returns AA's database URL as both its drivers read it as written (`urlAsWritten`), when the
+ * directory is Alliance Auth.
  */
-function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string, string>): void {
+function checkDirectory(
+  parsed: ParsedConfig,
+  mode: Mode,
+  origins: Record<string, string>,
+): string | undefined {
   const aa = parsed.directory.allianceAuth;
   const eve = parsed.eveSso;
+  let databaseUrl: string | undefined;
   if (parsed.directory.source === 'alliance-auth') {
     const urlName = settingName(origins, 'directory.allianceAuth.databaseUrl', 'AA_OIDC_AA_DATABASE_URL');
     if (aa.databaseUrl === undefined) {
@@ -423,21 +437,22 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
         `${urlName}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's database with a SELECT-only login: mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth)`,
       );
     }
-    if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(aa.databaseUrl)) {
+    databaseUrl = urlAsWritten(aa.databaseUrl, urlName);
+    if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(databaseUrl)) {
       throw new ConfigError(
-        `${urlName}: "${redactUrl(aa.databaseUrl)}" is not supported; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth`,
+        `${urlName}: "${redactUrl(databaseUrl)}" is not supported; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth`,
       );
     }
     // As each driver reads it (mysql2 a WHATWG URL), rather than "Invalid URL" at the first poll.
-    const readable = /^postgres/i.test(aa.databaseUrl)
-      ? postgresDriverReads(aa.databaseUrl, urlName)
-      : URL.canParse(aa.databaseUrl) && !atAfterHost(aa.databaseUrl);
+    const readable = /^postgres/i.test(databaseUrl)
+      ? postgresDriverReads(databaseUrl, urlName)
+      : URL.canParse(databaseUrl) && !atAfterHost(databaseUrl);
     if (!readable) {
       throw new ConfigError(
-        `${urlName}: "${redactUrl(aa.databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
+        `${urlName}: "${redactUrl(databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
       );
     }
-    if (!/^postgres/i.test(aa.databaseUrl)) mysqlUrlFilesReadable(aa.databaseUrl, urlName);
+    if (!/^postgres/i.test(databaseUrl)) mysqlUrlFilesReadable(databaseUrl, urlName);
     if (aa.loginUrl === undefined) {
       throw new ConfigError(
         `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's sign-in page, where people register and pick a main character, e.g. https://auth.example.org/)`,
@@ -480,6 +495,7 @@ function checkDirectory(parsed: ParsedConfig, mode: Mode, origins: Record<string
       }
     }
   }
+  return databaseUrl;
 }
 
 /** The data directory is created when missing; a file in its place is refused, naming the setting. */
@@ -532,8 +548,13 @@ function developmentSecretKey(dataDir: string, create: boolean): string {
 }
 
 /** `setting` names where the URL came from, for messages. */
-export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DATABASE_URL'): DatabaseTarget {
-  if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
+export function parseDatabaseUrl(
+  given: string,
+  cwd: string,
+  setting = 'AA_OIDC_DATABASE_URL',
+): DatabaseTarget {
+  if (/^\s*postgres(ql)?:\/\//.test(given)) {
+    const url = urlAsWritten(given, setting);
     // Refused here, naming the setting: the driver would fail only when connecting, with "Invalid
     // URL" and no word of which part.
     if (!postgresDriverReads(url, setting))
@@ -542,6 +563,7 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
       );
     return { kind: 'postgres', url };
   }
+  const url = given;
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length).replace(/^\/\//, '');
     if (file === '')
@@ -551,6 +573,31 @@ export function parseDatabaseUrl(url: string, cwd: string, setting = 'AA_OIDC_DA
   throw new ConfigError(
     `${setting}: "${redactUrl(url)}" is not supported; use sqlite:PATH or postgres://USER@HOST/DB`,
   );
+}
+
+/**
+ * A PostgreSQL, MariaDB or MySQL URL in the form both drivers read as it was written: a password
+ * (or a database name, a parameter) holding spaces or a `%` that starts no `%XX` is read as it
+ * stands, by either driver. Left alone, node-postgres (pg-connection-string) reads such a URL with
+ * its other escapes taken literally (`my pass%2Fword` as `my pass%2Fword`, not `my pass/word`), and
+ * mysql2 stops at the first connection with "URI malformed". Spaces around the URL are dropped, as
+ * the WHATWG URL parser drops them. A tab, a line break or another control character inside it is
+ * refused, naming `setting`: both parsers drop it without a word, and the password sent would be
+ * another one.
+ */
+function urlAsWritten(url: string, setting: string): string {
+  const trimmed = url.replace(/^\s+|\s+$/g, '');
+  if ([...trimmed].some(isControlCharacter)) {
+    throw new ConfigError(
+      `${setting}: "${redactUrl(trimmed)}" holds a tab, a line break or another control character; remove it, or percent-encode it if the password holds it (like %09 for a tab)`,
+    );
+  }
+  return trimmed.replaceAll(' ', '%20').replace(/%(?![0-9A-Fa-f]{2})/g, '%25');
+}
+
+function isControlCharacter(character: string): boolean {
+  const code = character.charCodeAt(0);
+  return code < 0x20 || code === 0x7f;
 }
 
 /** What a database URL that does not parse usually got wrong. */

@@ -485,6 +485,73 @@ describe(
   },
 );
 
+describe(
+  'aa-oidc serve stopped (SIGTERM) while it commits the bootstrap superuser, on PostgreSQL',
+  { skip: 'missing' in postgres ? postgres.missing : false },
+  () => {
+    it('finishes the bootstrap, puts the password file in place, leaves no temporary one and stops', async () => {
+      const database = await createTestDatabase({
+        migrated: true,
+        postgresUrl: (postgres as { url: string }).url,
+      });
+      const dataDir = path.join(database.dataDir, 'stopped-data');
+      // The commit of a new account waits on the test's advisory lock (a deferred trigger takes it):
+      // the start is held between writing the password beside its file and the commit.
+      const holder = new pg.Client({ connectionString: database.url });
+      let serve: ReturnType<typeof startCliProcess> | undefined;
+      try {
+        await holder.connect();
+        await holder.query(
+          'create function bootstrap_commit_wait() returns trigger language plpgsql as $$ begin perform pg_advisory_xact_lock(74001); return null; end $$',
+        );
+        await holder.query(
+          'create constraint trigger bootstrap_commit_wait after insert on app_user deferrable initially deferred for each row execute function bootstrap_commit_wait()',
+        );
+        await holder.query('select pg_advisory_lock(74001)');
+        serve = startCliProcess(
+          ['serve'],
+          testEnv(database, {
+            AA_OIDC_DATA_DIR: dataDir,
+            AA_OIDC_SECRET_KEY: 'k'.repeat(32),
+            AA_OIDC_PORT: '0',
+            AA_OIDC_HOST: '127.0.0.1',
+            AA_OIDC_METRICS_ENABLED: 'false',
+            AA_OIDC_LOG_LEVEL: 'info',
+          }),
+        );
+        await eventually(
+          async () => {
+            const { rows } = await holder.query<{ count: string }>(
+              "select count(*) from pg_locks where locktype = 'advisory' and not granted",
+            );
+            return Number(rows[0]!.count) >= 1;
+          },
+          'the start waits to commit its superuser',
+          60_000,
+        );
+        assert.equal(readdirSync(dataDir).filter((name) => name.endsWith('.tmp')).length, 1);
+        const stopped = serve.stop('SIGTERM');
+        await holder.query('select pg_advisory_unlock(74001)');
+        assert.equal(await stopped, 0, serve.stderr());
+        assert.deepEqual(readdirSync(dataDir), ['bootstrap-password'], 'the file in place, no temporary one');
+        assert.match(serve.stdout(), /No superuser existed, so one was created: username admin/);
+        const { username, password } = readBootstrapFile(dataDir);
+        const handle = connect(database);
+        try {
+          const check = await createDirectory(handle.db).verifyPassword(username, password);
+          assert.equal(check.outcome, 'valid', 'the one-time password in the file signs in');
+        } finally {
+          await handle.close();
+        }
+      } finally {
+        await serve?.stop('SIGKILL');
+        await holder.end().catch(() => undefined);
+        await database.drop();
+      }
+    });
+  },
+);
+
 describe(`the bootstrap superuser's first sign-in (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   let origin: string;

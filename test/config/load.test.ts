@@ -449,14 +449,22 @@ describe('configuration', () => {
   });
 
   it('takes the PostgreSQL URLs the driver reads: a socket folder, a space or a %-sign in the password', () => {
-    for (const url of [
-      'postgres://aa@/aa_oidc?host=/var/run/postgresql',
-      'postgresql://aa:a b@db.example.org/aa_oidc',
-      'postgres://aa:50%off@db.example.org:5432/aa_oidc',
-      'postgres://aa:p%40ss@[::1]:5432/aa_oidc?sslmode=require',
+    for (const [url, read] of [
+      ['postgres://aa@/aa_oidc?host=/var/run/postgresql', 'postgres://aa@/aa_oidc?host=/var/run/postgresql'],
+      // Spaces and a %-sign that starts no escape are encoded, so the driver reads the other
+      // escapes too (it would take them literally beside a space).
+      ['postgresql://aa:a b%2Fc@db.example.org/aa_oidc', 'postgresql://aa:a%20b%2Fc@db.example.org/aa_oidc'],
+      [
+        'postgres://aa:50%off@db.example.org:5432/aa_oidc',
+        'postgres://aa:50%25off@db.example.org:5432/aa_oidc',
+      ],
+      [
+        'postgres://aa:p%40ss@[::1]:5432/aa_oidc?sslmode=require',
+        'postgres://aa:p%40ss@[::1]:5432/aa_oidc?sslmode=require',
+      ],
     ]) {
-      const config = loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd: tempDir() });
-      assert.deepEqual(config.database, { kind: 'postgres', url });
+      const config = loadConfig({ env: { AA_OIDC_DATABASE_URL: url! }, cwd: tempDir() });
+      assert.deepEqual(config.database, { kind: 'postgres', url: read });
     }
   });
 

@@ -34,6 +34,7 @@ export function registerServe(program: Command, io: CliIo): void {
       let address;
       let bootstrap: BootstrapLogin | null = null;
       let bootstrapFile = '';
+      let stopRequested: Promise<string>;
       try {
         // A pg-boss schema that `aa-oidc migrate` would refuse stops the start, with migrate's message
         // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
@@ -64,6 +65,11 @@ export function registerServe(program: Command, io: CliIo): void {
         // whose password nobody will ever see. It is written beside its place and put there only
         // once the commit succeeded: a commit that fails leaves no file naming an account that does
         // not exist (and the next start writes a new one).
+        // A SIGTERM or SIGINT from here on waits for the bootstrap to end, then stops the server as
+        // usual: killed between the handover and the commit, a start would leave its one-time
+        // password beside the file (removed only by a start that much later), and a committed
+        // superuser without it. A second signal still kills at once.
+        stopRequested = io.stopRequested();
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0) {
           let prepared: PreparedBootstrapPassword | undefined;
           try {
@@ -91,10 +97,9 @@ export function registerServe(program: Command, io: CliIo): void {
         await app.close();
         throw error;
       }
-      // Listened for before the line that says the server is up: a supervisor (or a test) may stop it
-      // as soon as it reads that line, and a SIGTERM before the listener would kill the process
-      // outright instead of shutting it down.
-      const stopRequested = io.stopRequested();
+      // Listened for (above, before the bootstrap) before the line that says the server is up: a
+      // supervisor (or a test) may stop it as soon as it reads that line, and a SIGTERM before the
+      // listener would kill the process outright instead of shutting it down.
       app.logger.info(
         {
           host: address.address,
