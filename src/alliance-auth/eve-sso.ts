@@ -122,7 +122,7 @@ export function createEveSsoClient(
   let jwksPending: Promise<void> | undefined;
 
   const loadJwks = async (): Promise<void> => {
-    const body = (await fetchJson(outbound, 'GET', settings.jwksUrl)) as JSONWebKeySet;
+    const body = (await fetchJson(outbound, { method: 'GET', url: settings.jwksUrl })) as JSONWebKeySet;
     if (!body || !Array.isArray(body.keys))
       throw new EveSsoError('unavailable', 'the EVE SSO JWKS is malformed');
     jwks = {
@@ -158,18 +158,17 @@ export function createEveSsoClient(
     },
 
     async identify(code, redirectUri, codeVerifier) {
-      const token = (await fetchJson(
-        outbound,
-        'POST',
-        settings.tokenUrl,
-        new URLSearchParams({
+      const token = (await fetchJson(outbound, {
+        method: 'POST',
+        url: settings.tokenUrl,
+        body: new URLSearchParams({
           grant_type: 'authorization_code',
           code,
           redirect_uri: redirectUri,
           code_verifier: codeVerifier,
         }).toString(),
-        `Basic ${Buffer.from(`${settings.clientId}:${settings.clientSecret}`).toString('base64')}`,
-      )) as { access_token?: unknown };
+        authorization: `Basic ${Buffer.from(`${settings.clientId}:${settings.clientSecret}`).toString('base64')}`,
+      })) as { access_token?: unknown };
       if (typeof token?.access_token !== 'string') {
         throw new EveSsoError('rejected', 'EVE SSO answered the code exchange without an access token');
       }
@@ -236,6 +235,14 @@ interface Outbound {
   timeoutMs: number;
 }
 
+/** What `fetchJson` sends: a GET, or the token endpoint's POST with a form `body` and `authorization`. */
+interface EveSsoRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  body?: string;
+  authorization?: string;
+}
+
 /**
  * One request to an EVE SSO endpoint through the SSRF gate: of the checked addresses, at most
  * `MAX_ADDRESSES_TRIED` are tried, each only when no connection to the one before could be opened
@@ -243,38 +250,27 @@ interface Outbound {
  * every address tried and the answer read to its end, within `outbound.timeoutMs`: past it the
  * request is abandoned and EVE SSO is "unavailable" (try again later).
  */
-async function fetchJson(
-  outbound: Outbound,
-  method: 'GET' | 'POST',
-  url: string,
-  body?: string,
-  authorization?: string,
-): Promise<unknown> {
+async function fetchJson(outbound: Outbound, request: EveSsoRequest): Promise<unknown> {
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), outbound.timeoutMs);
   try {
-    return await fetchJsonBefore(deadline.signal, outbound, method, url, body, authorization);
+    return await fetchJsonBefore(deadline.signal, outbound, request);
   } finally {
     clearTimeout(timer);
   }
 }
 
+/** `fetchJson` within `deadline`, which aborts once `outbound.timeoutMs` is past. */
 async function fetchJsonBefore(
   deadline: AbortSignal,
   outbound: Outbound,
-  method: 'GET' | 'POST',
-  url: string,
-  body?: string,
-  authorization?: string,
+  { method, url, body, authorization }: EveSsoRequest,
 ): Promise<unknown> {
   const timeoutMs = outbound.timeoutMs;
+  const timedOut = (where: string) =>
+    new EveSsoError('unavailable', `EVE SSO did not answer within ${timeoutMs} ms (${where})`);
   const gate = await checkBackchannelTarget(url, outbound.gate, deadline);
-  if (deadline.aborted) {
-    throw new EveSsoError(
-      'unavailable',
-      `EVE SSO did not answer within ${timeoutMs} ms (resolving its host)`,
-    );
-  }
+  if (deadline.aborted) throw timedOut('resolving its host');
   if (!gate.ok) {
     // The log names the host, the refused address and its class; the request (and its secret) was never sent.
     const what = gate.addressClass === undefined ? gate.reason : `${gate.reason}, ${gate.addressClass}`;
@@ -317,12 +313,7 @@ async function fetchJsonBefore(
       });
       return await readJson(response);
     } catch (error) {
-      if (deadline.aborted) {
-        throw new EveSsoError(
-          'unavailable',
-          `EVE SSO did not answer within ${timeoutMs} ms (${gate.url.host}, ${checked.address})`,
-        );
-      }
+      if (deadline.aborted) throw timedOut(`${gate.url.host}, ${checked.address}`);
       if (error instanceof EveSsoError) throw error;
       // The next address only when nothing was sent to this one: a request is never made twice.
       const connectFailed =

@@ -134,26 +134,46 @@ export function spacedNameChecks(
   directory: DirectoryNames,
 ): Finding[] {
   if (source !== 'builtin') return [];
+  return storedNameFindings(directory, (kind, name, taken) => {
+    if (!hasSpacesInARow(name)) return undefined;
+    const shown = singleSpaced(name);
+    const shownTaken = taken(shown);
+    const [word, shownWord] = [shellWord(name), shellWord(shown)];
+    const follow = `application whitelists follow${hasAnsiCWord(word, shownWord) ? `; ${ANSI_C_QUOTING_NOTE}` : ''}`;
+    return {
+      id: 'W014',
+      level: 'warning',
+      message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
+      hint: shownTaken
+        ? `give it a name of its own: aa-oidc ${kind} rename ${word} NEW-NAME (${follow})`
+        : `aa-oidc ${kind} rename ${word} ${shownWord} (${follow})`,
+    };
+  });
+}
+
+/**
+ * The findings of `judge` over every stored state and group name, states first. `taken` says whether
+ * a name of the same kind has `candidate`'s name key (`nameKey`), the name judged included: whether
+ * a rename to `candidate` would be refused as another's name.
+ */
+function storedNameFindings(
+  directory: DirectoryNames,
+  judge: (
+    kind: 'state' | 'group',
+    name: string,
+    taken: (candidate: string) => boolean,
+  ) => Finding | undefined,
+): Finding[] {
   const findings: Finding[] = [];
   for (const [kind, names] of [
     ['state', directory.states],
     ['group', directory.groups],
   ] as const) {
     const keys = new Set(names.map(nameKey));
+    const taken = (candidate: string) => keys.has(nameKey(candidate));
     for (const name of names) {
-      if (!hasSpacesInARow(name)) continue;
-      const shown = singleSpaced(name);
-      const taken = keys.has(nameKey(shown));
-      const [word, shownWord] = [shellWord(name), shellWord(shown)];
-      const follow = `application whitelists follow${hasAnsiCWord(word, shownWord) ? `; ${ANSI_C_QUOTING_NOTE}` : ''}`;
-      findings.push({
-        id: 'W014',
-        level: 'warning',
-        message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${taken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
-        hint: taken
-          ? `give it a name of its own: aa-oidc ${kind} rename ${word} NEW-NAME (${follow})`
-          : `aa-oidc ${kind} rename ${word} ${shownWord} (${follow})`,
-      });
+      const finding = judge(kind, name, taken);
+      if (finding) findings.push(finding);
     }
   }
   return findings;
@@ -182,24 +202,20 @@ export function unfitCharacterNameChecks(
 ): Finding[] {
   const findings: Finding[] = [];
   if (source === 'builtin') {
-    for (const [kind, names] of [
-      ['state', directory.states],
-      ['group', directory.groups],
-    ] as const) {
-      const keys = new Set(names.map(nameKey));
-      for (const name of names) {
+    findings.push(
+      ...storedNameFindings(directory, (kind, name, taken) => {
         const unfit = unfitNameCharacters(name);
-        if (unfit.length === 0) continue;
+        if (unfit.length === 0) return undefined;
         const cleaned = withoutUnfitCharacters(name, unfit);
-        const renamed = isValidNewName(kind, cleaned) && !keys.has(nameKey(cleaned)) ? cleaned : undefined;
-        findings.push({
+        const renamed = isValidNewName(kind, cleaned) && !taken(cleaned) ? cleaned : undefined;
+        return {
           id: 'W015',
           level: 'warning',
           message: `the ${kind} ${shownName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
           hint: `aa-oidc ${kind} rename ${shellWord(name)} ${renamed === undefined ? 'NEW-NAME' : shellWord(renamed)} (application whitelists follow; ${ANSI_C_QUOTING_NOTE})`,
-        });
-      }
-    }
+        };
+      }),
+    );
   }
   for (const app of apps) {
     if (!app.active) continue;
@@ -258,8 +274,12 @@ export type CheckedConfig = Pick<
   metrics: Pick<Config['metrics'], 'enabled' | 'host'>;
 };
 
-/** A listen address only this host reaches. */
-function isLoopbackHost(host: string): boolean {
+/**
+ * A listen address only this host reaches. Not util/loopback.ts's `isLoopbackHost`, which judges a
+ * URL's host as a browser resolves it: it takes every name under `localhost` (`app.localhost`) as
+ * loopback, while a listen address is resolved by the system resolver, which may ask DNS for one.
+ */
+function isLoopbackListenAddress(host: string): boolean {
   return /^(127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/i.test(host);
 }
 
@@ -361,7 +381,7 @@ export function runChecks(
       hint: 'unset AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: it is a development escape hatch',
     });
   // The metrics listener has no authentication: beyond loopback, whoever reaches the port reads it.
-  if (production && config.metrics.enabled && !isLoopbackHost(config.metrics.host))
+  if (production && config.metrics.enabled && !isLoopbackListenAddress(config.metrics.host))
     findings.push({
       id: 'W007',
       level: 'warning',

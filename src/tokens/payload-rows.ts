@@ -81,6 +81,25 @@ export function unexpired(eb: PayloadEb, now: number) {
   return eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]);
 }
 
+/** What one unit of work revoked rows with: its time and reason (`revoked_at`, `revoked_reason`). */
+export interface ThisChange {
+  at: number;
+  reason: string;
+}
+
+/**
+ * Rows not revoked, or revoked by `thisChange` itself (same time and reason): what a unit of work
+ * still counts as live after its own revocations, so that it finds whom they concern.
+ */
+export function unrevokedOrRevokedBy(eb: PayloadEb, thisChange?: ThisChange) {
+  return thisChange
+    ? eb.or([
+        eb('revoked_at', 'is', null),
+        eb.and([eb('revoked_at', '=', thisChange.at), eb('revoked_reason', '=', thisChange.reason)]),
+      ])
+    : eb('revoked_at', 'is', null);
+}
+
 /** The columns the adapter writes for every row, in this order (the precompiled upsert's arguments). */
 export const ADAPTER_COLUMNS = [
   'model',
@@ -793,32 +812,36 @@ export const rotateRefreshToken = redemptionWrite('RefreshToken');
  * it, none when it was revoked already (of concurrent revocations of one row, exactly one returns it).
  * Only for a model of `TOKEN_MODELS`.
  */
-export async function revokePayload(
+export function revokePayload(
   db: Db,
   model: string,
   id: string,
   now: number,
   reason: string,
 ): Promise<TokenRow[]> {
-  const rows = await db
-    .updateTable('oidc_payload')
-    .set({ revoked_at: now, revoked_reason: reason })
-    .where('model', '=', model)
-    .where('id', '=', id)
-    .where('revoked_at', 'is', null)
-    .returning(TOKEN_ROW_COLUMNS)
-    .execute();
-  return rows as TokenRow[];
+  return revokeUnrevoked(db, model, 'id', id, now, reason);
 }
 
 /**
  * Revokes in place every row of `model` in a grant; the rows this statement revoked (of concurrent
  * revocations of one grant, each row is returned by exactly one). Only for a model of `TOKEN_MODELS`.
  */
-export async function revokePayloadsOfGrant(
+export function revokePayloadsOfGrant(
   db: Db,
   model: string,
   grantId: string,
+  now: number,
+  reason: string,
+): Promise<TokenRow[]> {
+  return revokeUnrevoked(db, model, 'grant_id', grantId, now, reason);
+}
+
+/** Revokes the unrevoked rows of `model` whose `column` is `value`; the rows this statement revoked. */
+async function revokeUnrevoked(
+  db: Db,
+  model: string,
+  column: 'id' | 'grant_id',
+  value: string,
   now: number,
   reason: string,
 ): Promise<TokenRow[]> {
@@ -826,7 +849,7 @@ export async function revokePayloadsOfGrant(
     .updateTable('oidc_payload')
     .set({ revoked_at: now, revoked_reason: reason })
     .where('model', '=', model)
-    .where('grant_id', '=', grantId)
+    .where(column, '=', value)
     .where('revoked_at', 'is', null)
     .returning(TOKEN_ROW_COLUMNS)
     .execute();

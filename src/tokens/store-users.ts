@@ -1,6 +1,13 @@
-import type { ExpressionBuilder, Kysely, Transaction } from 'kysely';
-import type { Database } from '../db/schema.ts';
-import { TOKEN_MODELS, TOKEN_ROW_COLUMNS, type TokenRow } from './payload-rows.ts';
+import {
+  type Db,
+  type PayloadEb,
+  type ThisChange,
+  TOKEN_MODELS,
+  TOKEN_ROW_COLUMNS,
+  type TokenRow,
+  unexpired,
+  unrevokedOrRevokedBy,
+} from './payload-rows.ts';
 import { storedSession, type UserSession } from './user-sessions.ts';
 
 /**
@@ -8,9 +15,6 @@ import { storedSession, type UserSession } from './user-sessions.ts';
  * member, thousands in one unit of work): a statement per few hundred users instead of one per
  * user. Same rows, same conditions; one of the token store's files (store.ts).
  */
-
-type Db = Kysely<Database> | Transaction<Database>;
-type PayloadEb = ExpressionBuilder<Database, 'oidc_payload'>;
 
 /** Users per statement: well under every database's limit on bound parameters. */
 const USERS_PER_STATEMENT = 500;
@@ -23,19 +27,8 @@ function chunks<T>(items: readonly T[]): T[][] {
 }
 
 /** Unexpired at `now`, and unrevoked or revoked by this very unit of work (same time and reason). */
-function liveAt(eb: PayloadEb, now: number, revokedByThisChange?: { at: number; reason: string }) {
-  return eb.and([
-    eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]),
-    revokedByThisChange
-      ? eb.or([
-          eb('revoked_at', 'is', null),
-          eb.and([
-            eb('revoked_at', '=', revokedByThisChange.at),
-            eb('revoked_reason', '=', revokedByThisChange.reason),
-          ]),
-        ])
-      : eb('revoked_at', 'is', null),
-  ]);
+function liveAt(eb: PayloadEb, now: number, revokedByThisChange?: ThisChange) {
+  return eb.and([unexpired(eb, now), unrevokedOrRevokedBy(eb, revokedByThisChange)]);
 }
 
 /** `clientsWithLiveTokens` of each user: the client ids where they hold live access or refresh tokens. */
@@ -43,7 +36,7 @@ export async function clientsWithLiveTokensOfUsers(
   db: Db,
   userIds: readonly number[],
   now: number,
-  revokedByThisChange?: { at: number; reason: string },
+  revokedByThisChange?: ThisChange,
 ): Promise<Map<number, Set<string>>> {
   const held = new Map<number, Set<string>>();
   for (const some of chunks(userIds)) {
@@ -152,7 +145,7 @@ export async function selectSessionsOfUsers(
   db: Db,
   userIds: readonly number[],
   now: number,
-  endedByThisChange?: { at: number; reason: string },
+  endedByThisChange?: ThisChange,
 ): Promise<Map<number, UserSession[]>> {
   const sessions = new Map<number, UserSession[]>();
   for (const some of chunks(userIds)) {

@@ -3,10 +3,12 @@ import type { Database } from '../db/schema.ts';
 import {
   type Db,
   type PayloadEb,
+  type ThisChange,
   TOKEN_MODELS,
   TOKEN_ROW_COLUMNS,
   type TokenRow,
   unexpired,
+  unrevokedOrRevokedBy,
 } from './payload-rows.ts';
 
 /**
@@ -91,7 +93,7 @@ export async function clientsWithLiveTokens(
   db: Db,
   userId: number,
   now: number,
-  revokedByThisChange?: { at: number; reason: string },
+  revokedByThisChange?: ThisChange,
 ): Promise<Set<string>> {
   const rows = await db
     .selectFrom('oidc_payload')
@@ -101,17 +103,7 @@ export async function clientsWithLiveTokens(
     .where('model', 'in', [...USER_TOKEN_MODELS])
     .where('client_id', 'is not', null)
     .where((eb) => unexpired(eb, now))
-    .where((eb) =>
-      revokedByThisChange
-        ? eb.or([
-            eb('revoked_at', 'is', null),
-            eb.and([
-              eb('revoked_at', '=', revokedByThisChange.at),
-              eb('revoked_reason', '=', revokedByThisChange.reason),
-            ]),
-          ])
-        : eb('revoked_at', 'is', null),
-    )
+    .where((eb) => unrevokedOrRevokedBy(eb, revokedByThisChange))
     .execute();
   return new Set(rows.map((row) => row.client_id!));
 }

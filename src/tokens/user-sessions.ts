@@ -1,4 +1,4 @@
-import { type Db, unexpired } from './payload-rows.ts';
+import { type Db, type ThisChange, unexpired, unrevokedOrRevokedBy } from './payload-rows.ts';
 import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
 
 /**
@@ -128,7 +128,7 @@ export async function selectUserSessions(
   db: Db,
   userId: number,
   now: number = Date.now(),
-  endedByThisChange?: { at: number; reason: string },
+  endedByThisChange?: ThisChange,
 ): Promise<UserSession[]> {
   const rows = await db
     .selectFrom('oidc_payload')
@@ -136,17 +136,7 @@ export async function selectUserSessions(
     .where('user_id', '=', String(userId))
     .where('model', '=', 'Session')
     .where((eb) => unexpired(eb, now))
-    .where((eb) =>
-      endedByThisChange
-        ? eb.or([
-            eb('revoked_at', 'is', null),
-            eb.and([
-              eb('revoked_at', '=', endedByThisChange.at),
-              eb('revoked_reason', '=', endedByThisChange.reason),
-            ]),
-          ])
-        : eb('revoked_at', 'is', null),
-    )
+    .where((eb) => unrevokedOrRevokedBy(eb, endedByThisChange))
     .execute();
   return rows.map(storedSession).sort((a, b) => (b.loginAt ?? 0) - (a.loginAt ?? 0));
 }

@@ -157,6 +157,18 @@ await describeOnEachAllianceAuth(
       }
     });
 
+    it('takes its flow and result cookies once: the browser back at the application holds neither', async () => {
+      const { browser, response } = await throughEveSso(character('alice'));
+      assert.equal(response.status, 303, 'the redirect back to the application');
+      const set = (name: string) => browser.setCookieLines.filter((line) => line.startsWith(`${name}=`));
+      assert.equal(set('_aa_oidc_external').length, 2, 'the flow cookie, set and cleared');
+      assert.equal(set('_aa_oidc_external_result').length, 2, 'the result cookie, set and cleared');
+      assert.deepEqual(
+        [...browser.cookies.keys()].filter((key) => key.includes('|_aa_oidc_external')),
+        [],
+      );
+    });
+
     it('refuses a callback whose state does not match, and a token that does not verify', async () => {
       const browser = new Browser();
       const forged = await browser.fetch(`${server.origin}/o/eve-sso/callback?code=abc&state=forged`);

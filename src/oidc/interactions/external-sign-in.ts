@@ -84,6 +84,42 @@ function unseal<T>(key: Buffer, sealed: string | undefined): T | undefined {
   }
 }
 
+/**
+ * Sets the sealed cookie `name` for `lifetimeMs`, sent back to `path` only. Lax: the provider sends
+ * the browser back with a top-level GET, and the callback on to the interaction with a redirect,
+ * which carry a Lax cookie (not a Strict one).
+ */
+function putSealed(
+  ctx: Koa.Context,
+  deps: ExternalSignInDependencies,
+  name: string,
+  path: string,
+  value: Flow | SealedResult,
+  lifetimeMs: number,
+): void {
+  ctx.cookies.set(name, seal(deps.key, value), {
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: deps.secure,
+    path,
+    maxAge: lifetimeMs,
+    overwrite: true,
+    signed: false,
+  });
+}
+
+/** The value of the sealed cookie `name`, taken once: the cookie is cleared, whatever it held. */
+function takeSealed<T extends Flow | SealedResult>(
+  ctx: Koa.Context,
+  deps: ExternalSignInDependencies,
+  name: string,
+  path: string,
+): T | undefined {
+  const value = unseal<T>(deps.key, ctx.cookies.get(name, { signed: false }));
+  ctx.cookies.set(name, null, { path, httpOnly: true, secure: deps.secure, overwrite: true });
+  return value;
+}
+
 interface Flow {
   uid: string;
   state: string;
@@ -114,16 +150,7 @@ export function startExternalSignIn(
     authenticator: authenticator.id,
     expiresAt: Date.now() + FLOW_LIFETIME_MS,
   };
-  ctx.cookies.set(FLOW_COOKIE, seal(deps.key, flow), {
-    httpOnly: true,
-    // The provider sends the browser back with a top-level GET: a Lax cookie comes along.
-    sameSite: 'lax',
-    secure: deps.secure,
-    path: externalCallbackPath(deps.issuer, authenticator),
-    maxAge: FLOW_LIFETIME_MS,
-    overwrite: true,
-    signed: false,
-  });
+  putSealed(ctx, deps, FLOW_COOKIE, externalCallbackPath(deps.issuer, authenticator), flow, FLOW_LIFETIME_MS);
   ctx.status = 303;
   ctx.redirect(request.url);
 }
@@ -135,8 +162,7 @@ export function takeExternalResult(
   uid: string,
   path: string,
 ): { userId: number; amr: string[] } | undefined {
-  const result = unseal<SealedResult>(deps.key, ctx.cookies.get(RESULT_COOKIE, { signed: false }));
-  ctx.cookies.set(RESULT_COOKIE, null, { path, httpOnly: true, secure: deps.secure, overwrite: true });
+  const result = takeSealed<SealedResult>(ctx, deps, RESULT_COOKIE, path);
   if (!result || result.uid !== uid || result.expiresAt < Date.now()) return undefined;
   return { userId: result.userId, amr: result.amr };
 }
@@ -154,13 +180,7 @@ export function externalCallbacks(
     ctx.set('Cache-Control', 'no-store');
     setPageHeaders(ctx, pagePolicy());
     const callbackPath = externalCallbackPath(deps.issuer, authenticator);
-    const flow = unseal<Flow>(deps.key, ctx.cookies.get(FLOW_COOKIE, { signed: false }));
-    ctx.cookies.set(FLOW_COOKIE, null, {
-      path: callbackPath,
-      httpOnly: true,
-      secure: deps.secure,
-      overwrite: true,
-    });
+    const flow = takeSealed<Flow>(ctx, deps, FLOW_COOKIE, callbackPath);
     const render = (status: number, body: string) => {
       ctx.status = status;
       ctx.type = 'html';
@@ -256,15 +276,7 @@ export function externalCallbacks(
           amr: result.amr,
           expiresAt: Date.now() + RESULT_LIFETIME_MS,
         };
-        ctx.cookies.set(RESULT_COOKIE, seal(deps.key, sealed), {
-          httpOnly: true,
-          sameSite: 'lax',
-          secure: deps.secure,
-          path,
-          maxAge: RESULT_LIFETIME_MS,
-          overwrite: true,
-          signed: false,
-        });
+        putSealed(ctx, deps, RESULT_COOKIE, path, sealed, RESULT_LIFETIME_MS);
         log.info({ userId: result.userId, authenticator: authenticator.id }, 'external sign-in verified');
         ctx.status = 303;
         ctx.redirect(`${path}/${authenticator.id}`);
