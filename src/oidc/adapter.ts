@@ -301,26 +301,49 @@ export function bearerLookup(
     column: 'id' | 'uid',
     value: string,
   ): Promise<StoredPayload | undefined> => {
-    if (!ctx || !kept || !KEPT_MODELS.has(model)) {
+    if (!ctx || !kept || !epochs || !KEPT_MODELS.has(model)) {
       return column === 'id' ? findPayload(db, model, value) : findPayloadBy(db, model, 'uid', value);
     }
     const key = column === 'id' ? `${model} ${value}` : `${model} uid ${value}`;
     const hit = await keptRowsOf(ctx, key);
     if (hit) return hit[0];
-    const ticket = kept.ticket();
-    const found = await findPayloadWithPosition(db, model, column, value);
-    kept.keep(key, found.rows, found.position, ticket);
-    return found.rows[0];
+    // A miss (no row) is `[]`: only a row not kept is undefined.
+    const rows = await kept.share<readonly StoredPayload[]>(
+      key,
+      () => epochs.synced(ctx),
+      () => kept.peek(key),
+      async () => {
+        const ticket = kept.ticket();
+        const found = await findPayloadWithPosition(db, model, column, value);
+        kept.keep(key, found.rows, found.position, ticket);
+        return found.rows;
+      },
+    );
+    return rows[0];
   };
   const sessionAndGrant = async (db: Kysely<Database>, ctx: object, uid: string, grantKey: string) => {
     const keys = [`Session uid ${uid}`, `Grant ${grantKey}`] as const;
     const hit = await keptRows(ctx, keys);
     if (hit) return { session: hit[0]![0], grant: hit[1]![0] };
-    const ticket = kept?.ticket() ?? 0;
-    const found = await findSessionAndGrant(db, uid, grantKey);
-    if (found.session) kept?.keep(keys[0], [found.session], found.position, ticket);
-    if (found.grant) kept?.keep(keys[1], [found.grant], found.position, ticket);
-    return found;
+    const load = async (): Promise<SessionAndGrant> => {
+      const ticket = kept?.ticket() ?? 0;
+      const found = await findSessionAndGrant(db, uid, grantKey);
+      if (found.session) kept?.keep(keys[0], [found.session], found.position, ticket);
+      if (found.grant) kept?.keep(keys[1], [found.grant], found.position, ticket);
+      return found;
+    };
+    if (!kept || !epochs) return load();
+    return kept.share<SessionAndGrant>(
+      // Apart from every key `keptRow` shares a load under (a model's name comes first there).
+      `session and grant ${uid}\n${grantKey}`,
+      () => epochs.synced(ctx),
+      () => {
+        const session = kept.peek(keys[0]);
+        const grant = kept.peek(keys[1]);
+        return session && grant ? { session: session[0], grant: grant[0] } : undefined;
+      },
+      load,
+    );
   };
   return {
     // Not async: a find answers with the promise it has (the read-ahead, the shared read), without
@@ -378,6 +401,8 @@ export function bearerLookup(
     },
   };
 }
+
+type SessionAndGrant = Pick<Awaited<ReturnType<typeof findSessionAndGrant>>, 'session' | 'grant'>;
 
 type BearerRows = Pick<Awaited<ReturnType<typeof findBearerPayloads>>, 'rows' | 'changeEpoch'>;
 

@@ -23,6 +23,12 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  *   before they completed, so that a request reads its own writes even after its log read.
  * - Codes and refresh tokens are redeemed once: they are never kept here (those this process wrote
  *   are, as written, until their redemption: own-codes.ts). Misses are never kept.
+ * - A request that misses a row another request is loading shares that load instead of reading the
+ *   row again (`share`), once that load is sure to see what its own would: it began after this
+ *   request's read of the log had answered, and no write of this process has completed since it
+ *   began. A row the log names (a session renewed, written once a second while in use) is dropped
+ *   for every request at once; without this, each request that missed it before the first load had
+ *   answered read it again.
  * - At most `max` rows: the oldest kept goes first.
  *
  * The same reads of the log keep users' profiles up to date (`profiles`, kept-profiles.ts).
@@ -32,6 +38,10 @@ export class KeptRows {
   #rows = new Map<string, readonly StoredPayload[]>();
   #position: LogPosition | undefined;
   #ownWrites = 0;
+  /** Reads of the log answered so far. */
+  #reads = 0;
+  /** The loads in flight that a request may share (`share`), by key. */
+  #loads = new Map<string, SharedLoad>();
   /** Users' profiles, dropped by the same reads of the log. */
   readonly profiles: KeptProfiles;
 
@@ -51,6 +61,7 @@ export class KeptRows {
    */
   async sync(db: Kysely<Database>): Promise<number> {
     const read = await readLog(db, this.#position);
+    this.#reads += 1;
     if (this.#position === undefined || read.lost) {
       this.#rows.clear();
       this.profiles.clear();
@@ -88,6 +99,46 @@ export class KeptRows {
   }
 
   /**
+   * What `load` answers for `key`, or, when a load of `key` is in flight, what the request answers
+   * once its read of the log (`synced`, the one a kept row waits for) has answered: the rows kept by
+   * then (`fromMemory`), or that load's answer if the load began after such a read and no write of
+   * this process has completed since it began (so it sees every change committed before this
+   * request asked, and this process's own writes, as this request's own load would). Otherwise, or
+   * with no load in flight, `load` runs now (it keeps what it found, as it would alone).
+   *
+   * A read of the log counts once it has answered, and a load notes how many had when it began:
+   * a load that began after the reads answered that a request has awaited began after that
+   * request's own read (which began after it asked), whatever order reads answer in.
+   */
+  async share<T>(
+    key: string,
+    synced: () => Promise<unknown>,
+    fromMemory: () => T | undefined,
+    load: () => Promise<T>,
+  ): Promise<T> {
+    if (this.#loads.has(key)) {
+      await synced();
+      const held = fromMemory();
+      if (held !== undefined) return held;
+      const running = this.#loads.get(key);
+      if (running && running.reads >= this.#reads && running.ownWrites === this.#ownWrites) {
+        return running.loading as Promise<T>;
+      }
+    }
+    const loads = this.#loads;
+    const reads = this.#reads;
+    const ownWrites = this.#ownWrites;
+    const loading = load();
+    const entry: SharedLoad = { loading, reads, ownWrites };
+    loads.set(key, entry);
+    const settled = () => {
+      if (loads.get(key) === entry) loads.delete(key);
+    };
+    loading.then(settled, settled);
+    return loading;
+  }
+
+  /**
    * This process wrote the rows `keys` name (in log form, e.g. `Session <id>`), or rows it cannot
    * name (no keys: everything is dropped). Called once the write has completed.
    */
@@ -96,6 +147,13 @@ export class KeptRows {
     if (keys === undefined) this.#rows.clear();
     else for (const key of keys) this.#rows.delete(keptKeyOf(key));
   }
+}
+
+/** A load in flight (`KeptRows.share`): the reads of the log answered and own writes completed when it began. */
+interface SharedLoad {
+  loading: Promise<unknown>;
+  reads: number;
+  ownWrites: number;
 }
 
 /** Rows kept beyond this many push out the oldest (the bench's RSS stays well under 300 MB). */

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { readLog } from '../../src/db/change-log.ts';
+import { bearerLookup } from '../../src/oidc/adapter.ts';
+import { createChangeEpochs } from '../../src/oidc/change-epoch-cache.ts';
 import { KeptRows } from '../../src/oidc/kept-rows.ts';
 import { findPayloadWithPosition, pruneChangeLog, storageId } from '../../src/tokens/store.ts';
 import { connect, testDatabaseKind } from '../helpers/database.ts';
@@ -226,6 +228,80 @@ describe(`KeptRows and the change log (${testDatabaseKind})`, () => {
     } finally {
       await sql`update change_epoch set value = value - 1000000000 where id = 2`.execute(other.db);
     }
+  });
+
+  it('reads a row once for requests that miss it at the same time', async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    const epochs = createChangeEpochs(db, undefined, kept);
+    const [first, second] = [{}, {}];
+    await insertGrant('shared-a');
+    // Both requests have read the log (one read, shared): neither has the grant in memory.
+    await Promise.all([epochs.synced(first), epochs.synced(second)]);
+    let current: object | undefined;
+    const lookup = bearerLookup(() => current, epochs);
+    const found = await statementsDuring(() => {
+      current = first;
+      const byFirst = lookup.find(db, 'Grant', 'shared-a');
+      current = second;
+      const bySecond = lookup.find(db, 'Grant', 'shared-a');
+      current = undefined;
+      return Promise.all([byFirst, bySecond]);
+    });
+    assert.deepEqual(
+      found.result.map((row) => row?.payload),
+      ['{"v":1}', '{"v":1}'],
+    );
+    assert.equal(found.texts.length, 1, found.texts.join('\n'));
+    assert.match(found.texts[0]!, READS_PAYLOAD);
+  });
+
+  it("shares a load only once it began after the request's read of the log, and after this process's own writes", async () => {
+    const db = server.app.database.db;
+    const kept = new KeptRows();
+    await kept.sync(db);
+    const nothingKept = () => undefined;
+    const readAlready = () => Promise.resolve();
+    const held = () => {
+      let answer!: (rows: string[]) => void;
+      const loading = new Promise<string[]>((resolve) => (answer = resolve));
+      return { loading, answer };
+    };
+    const own = (name: string) => () => Promise.resolve([name]);
+
+    // A load that began before the request's read of the log answered may miss a change committed
+    // before the request asked: the request loads again.
+    const early = held();
+    const earlyLoad = kept.share('Grant early', readAlready, nothingKept, () => early.loading);
+    const afterRead = kept.share('Grant early', () => kept.sync(db), nothingKept, own('after the read'));
+    early.answer(['early']);
+    assert.deepEqual(await afterRead, ['after the read']);
+    assert.deepEqual(await earlyLoad, ['early']);
+
+    // A load that began after it: shared.
+    const later = held();
+    const laterLoad = kept.share('Grant later', readAlready, nothingKept, () => later.loading);
+    const sharing = kept.share('Grant later', readAlready, nothingKept, own('not shared'));
+    later.answer(['later']);
+    assert.deepEqual(await sharing, ['later']);
+    assert.deepEqual(await laterLoad, ['later']);
+
+    // One of this process's writes completed since the load began: the load may not see it.
+    const before = held();
+    const beforeLoad = kept.share('Grant written', readAlready, nothingKept, () => before.loading);
+    kept.wrote(['Grant written']);
+    const afterWrite = kept.share('Grant written', readAlready, nothingKept, own('after the write'));
+    before.answer(['before the write']);
+    assert.deepEqual(await afterWrite, ['after the write']);
+    assert.deepEqual(await beforeLoad, ['before the write']);
+
+    // The row kept by the time the request's read answered is taken from memory.
+    const running = held();
+    const runningLoad = kept.share('Grant kept', readAlready, nothingKept, () => running.loading);
+    const fromMemory = kept.share('Grant kept', readAlready, () => ['in memory'], own('not loaded'));
+    running.answer(['loaded']);
+    assert.deepEqual(await fromMemory, ['in memory']);
+    assert.deepEqual(await runningLoad, ['loaded']);
   });
 
   it('keeps at most its bound, the oldest going first', async () => {
