@@ -20,7 +20,9 @@ import {
   type AllianceAuthConnection,
   allianceAuthReachable,
   CONNECT_TIMEOUT_MS,
+  isStatementTimeout,
   openAllianceAuthDatabase,
+  WHAT_HOLDS_AA_TABLES,
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
@@ -76,7 +78,6 @@ const MYSQL_CONNECTION_CODES = new Set([
   'ER_CON_COUNT_ERROR',
   'ER_SERVER_SHUTDOWN',
   'ER_QUERY_INTERRUPTED',
-  'ER_STATEMENT_TIMEOUT',
 ]);
 
 /** True when a failed AA query means that AA's database cannot be used now (try again later). */
@@ -140,27 +141,41 @@ export function allianceAuthConnectFailure(
 }
 
 /**
- * Every method of `target`, with a failure to reach AA's database turned into the error that makes a
- * request answer "try again" (503), never a 500; so is a read refused for a privilege the login lacks,
- * as a fault (`DatabaseFaultError`: logged each time, naming the privilege and the grant to run). The
- * message names the setting and the URL without its password, never the password.
+ * Every method of `target` (the reads made for `purpose`), with a failure to reach AA's database
+ * turned into the error that makes a request answer "try again" (503), never a 500; so are two faults
+ * the person did not cause, each a `DatabaseFaultError` (logged each time, naming the read and what to
+ * do): a read refused for a privilege the login lacks (the grant to run), and a read the server gave
+ * up on at its statement timeout (after how many seconds, and what may hold AA's tables). The message
+ * names the setting and the URL without its password, never the password.
  */
-function unavailableAsTryAgain<T extends object>(target: T, label: string): T {
+function unavailableAsTryAgain<T extends object>(
+  target: T,
+  connection: Pick<AllianceAuthConnection, 'displayUrl' | 'statementTimeoutMs'>,
+  purpose: string,
+): T {
   const wrapped = {} as Record<string, unknown>;
-  const translate = (error: unknown): never => {
+  const database = `Alliance Auth's database (${connection.displayUrl}, ${AA_DATABASE_SETTING})`;
+  const translate = (error: unknown, method: string): never => {
+    if (isStatementTimeout(error)) {
+      const seconds = connection.statementTimeoutMs / 1000;
+      throw new DatabaseFaultError(
+        `${database} gave up on a read at its statement timeout of ${seconds} s (${(error as Error).message}); ` +
+          `look for ${WHAT_HOLDS_AA_TABLES}. The limit is AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`,
+        `the Alliance Auth read for ${purpose} (${method}) ran out of time after ${seconds} s`,
+      );
+    }
     if (!isAllianceAuthUnavailable(error) && isAllianceAuthPrivilegeDenied(error)) {
       throw new DatabaseFaultError(
-        `Alliance Auth's database (${label}, ${AA_DATABASE_SETTING}) refused a read: ${(error as Error).message}; ` +
+        `${database} refused a read: ${(error as Error).message}; ` +
           "grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or " +
           'MariaDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO <login> on PostgreSQL)',
         ALLIANCE_AUTH_PRIVILEGE_DENIED,
       );
     }
     if (!isAllianceAuthUnavailable(error)) throw error;
-    throw new DatabaseUnavailableError(
-      `Alliance Auth's database (${label}, ${AA_DATABASE_SETTING}) cannot be reached: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw new DatabaseUnavailableError(`${database} cannot be reached: ${(error as Error).message}`, {
+      cause: error,
+    });
   };
   for (const [name, value] of Object.entries(target)) {
     wrapped[name] =
@@ -168,7 +183,9 @@ function unavailableAsTryAgain<T extends object>(target: T, label: string): T {
         ? (...args: unknown[]) => {
             const result = (value as (...a: unknown[]) => unknown).apply(target, args);
             // Only what queries (a promise) is translated; subscribe() and the like return as they are.
-            return result instanceof Promise ? result.catch(translate) : result;
+            return result instanceof Promise
+              ? result.catch((error: unknown) => translate(error, name))
+              : result;
           }
         : value;
   }
@@ -224,11 +241,22 @@ export async function createAllianceAuthDirectory(
   }
 
   const options = { emailVerified: settings.emailVerified };
-  const label = connection.displayUrl;
-  const directory = unavailableAsTryAgain(allianceAuthDirectory(connection.db, options), label);
-  const admin = unavailableAsTryAgain(allianceAuthReadOnlyAdmin(connection.db, options), label);
+  const directory = unavailableAsTryAgain(
+    allianceAuthDirectory(connection.db, options),
+    connection,
+    'the directory',
+  );
+  const admin = unavailableAsTryAgain(
+    allianceAuthReadOnlyAdmin(connection.db, options),
+    connection,
+    'the admin pages',
+  );
   const passwordAuthenticator = settings.passwordLogin
-    ? unavailableAsTryAgain(allianceAuthPasswordAuthenticator(connection.db, connection.kind, log), label)
+    ? unavailableAsTryAgain(
+        allianceAuthPasswordAuthenticator(connection.db, connection.kind, log),
+        connection,
+        'a password sign-in',
+      )
     : undefined;
   const eve = deps.config.eveSso;
   const eveAuthenticator =
@@ -249,7 +277,8 @@ export async function createAllianceAuthDirectory(
             loginUrl: settings.loginUrl,
             logger: log,
           }),
-          label,
+          connection,
+          'an EVE sign-in',
         )
       : undefined;
   const poller = createAllianceAuthPoller({

@@ -134,16 +134,26 @@ export function isStatementTimeout(error: unknown): boolean {
 }
 
 /**
+ * What may keep a statement on AA's database waiting past its statement timeout, and where to see it:
+ * for the log lines of a read that ran out of time (a sign-in's, the poller's).
+ */
+export const WHAT_HOLDS_AA_TABLES =
+  "what holds AA's tables (a migration or ALTER TABLE, a long transaction, a backup's LOCK TABLES: " +
+  'SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk';
+
+/**
  * True when the server answered that what the statement reads is not there or may not be read: a
  * column or a table missing (MariaDB's ER_BAD_FIELD_ERROR 1054 and ER_NO_SUCH_TABLE 1146,
  * PostgreSQL's undefined_column 42703 and undefined_table 42P01: an Alliance Auth upgrade or a
  * migration not applied) or the login lacking SELECT on it (ER_TABLEACCESS_DENIED_ERROR 1142,
- * ER_COLUMNACCESS_DENIED_ERROR 1143, insufficient_privilege 42501). The database is reachable; no
- * retry mends it until someone changes AA's schema or the login's grants.
+ * ER_COLUMNACCESS_DENIED_ERROR 1143, insufficient_privilege 42501) or any privilege on the database
+ * (ER_DBACCESS_DENIED_ERROR 1044: MariaDB refuses a new connection once the database-wide grant is
+ * revoked). The database is reachable; no retry mends it until someone changes AA's schema or the
+ * login's grants.
  */
 export function isSchemaOrPermissionError(error: unknown): boolean {
   const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
-  if (typeof errno === 'number' && [1054, 1146, 1142, 1143].includes(errno)) return true;
+  if (typeof errno === 'number' && [1054, 1146, 1142, 1143, 1044].includes(errno)) return true;
   return code === '42703' || code === '42P01' || code === '42501';
 }
 

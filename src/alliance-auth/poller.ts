@@ -16,7 +16,12 @@ import {
   readCatalogNames,
   underCurrentNames,
 } from './catalog-names.ts';
-import { type AllianceAuthConnection, isSchemaOrPermissionError, isStatementTimeout } from './database.ts';
+import {
+  type AllianceAuthConnection,
+  isSchemaOrPermissionError,
+  isStatementTimeout,
+  WHAT_HOLDS_AA_TABLES,
+} from './database.ts';
 import {
   type AllianceAuthChange,
   diffFingerprints,
@@ -256,7 +261,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       : 'before any cycle completed';
     logger.error(
       { err: { message }, users, statementTimeoutMs: deps.aa.statementTimeoutMs },
-      `the Alliance Auth ${read} ran out of time after ${seconds} s ${scale}: Alliance Auth's database answers but gave up on the statement. Look for what holds AA's tables (a migration or ALTER TABLE, a long transaction, a backup's LOCK TABLES: SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk; the query takes a few seconds at most with 50,000 users (docs/performance.md), and a far larger directory may need a longer AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS. Until it completes, AA's changes are not followed (no revocation or back-channel logout for them; sign-ins still read AA); polling goes on and resumes where it stopped`,
+      `the Alliance Auth ${read} ran out of time after ${seconds} s ${scale}: Alliance Auth's database answers but gave up on the statement. Look for ${WHAT_HOLDS_AA_TABLES}; the query takes a few seconds at most with 50,000 users (docs/performance.md), and a far larger directory may need a longer AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS. Until it completes, AA's changes are not followed (no revocation or back-channel logout for them; sign-ins still read AA); polling goes on and resumes where it stopped`,
     );
   };
 

@@ -44,14 +44,16 @@ it("knows each server's statement timeout, and nothing else, as one", () => {
   assert.equal(isStatementTimeout(undefined), false);
 });
 
-it('knows a missing column or table and a refused SELECT as a schema or permission problem, and nothing else', () => {
+it('knows a missing column or table and a refused SELECT or database as a schema or permission problem, and nothing else', () => {
   // MariaDB's ER_BAD_FIELD_ERROR, ER_NO_SUCH_TABLE, ER_TABLEACCESS_DENIED_ERROR,
-  // ER_COLUMNACCESS_DENIED_ERROR; PostgreSQL's undefined_column, undefined_table, insufficient_privilege.
+  // ER_COLUMNACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR; PostgreSQL's undefined_column,
+  // undefined_table, insufficient_privilege.
   for (const error of [
     { errno: 1054 },
     { errno: 1146 },
     { errno: 1142 },
     { errno: 1143 },
+    { errno: 1044 },
     { code: '42703' },
     { code: '42P01' },
     { code: '42501' },
@@ -509,6 +511,41 @@ await describeOnEachAllianceAuth(
         await limited.close();
       }
     });
+
+    it(
+      'reports a login that lost every grant on the database (MariaDB refuses its connection) as a permission problem, not as unreachable',
+      {
+        skip: kind !== 'mysql' && 'PostgreSQL refuses the SELECT (42501), as the test above shows',
+      },
+      async () => {
+        const logged: Array<{ level: string; message: string }> = [];
+        const record = (level: string) => (_fields: object, message?: string) =>
+          logged.push({ level, message: message ?? '' });
+        const logger = { info: record('info'), warn: record('warn'), error: record('error'), debug() {} };
+        const reader = `'${decodeURIComponent(new URL(fixture.readerUrl).username)}'@'%'`;
+        // The database-wide grant revoked: a connection opened since is refused the database (1044).
+        await fixture.run(`REVOKE SELECT, SHOW VIEW ON \`${fixture.name}\`.* FROM ${reader}`);
+        const refused = openAllianceAuthDatabase(fixture.readerUrl);
+        try {
+          const p = poller({ aa: refused, logger });
+          assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
+          const errors = logged.filter((entry) => entry.level === 'error');
+          assert.equal(errors.length, 1);
+          assert.match(errors[0]!.message, /the login of AA_OIDC_AA_DATABASE_URL may not SELECT it/);
+          assert.match(errors[0]!.message, /GRANT SELECT, SHOW VIEW ON alliance_auth\.\*/);
+          assert.deepEqual(
+            logged.filter((entry) => /unreachable/.test(entry.message)),
+            [],
+            'not called unreachable',
+          );
+          await fixture.run(`GRANT SELECT, SHOW VIEW ON \`${fixture.name}\`.* TO ${reader}`);
+          assert.equal((await p.pollOnce()).outcome, 'baseline', 'resumes once granted again');
+          await p.stop();
+        } finally {
+          await refused.close();
+        }
+      },
+    );
 
     it('reports a read AA gave up on at its statement timeout as such, not as unreachable, and resumes after', async () => {
       const logged: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
