@@ -673,6 +673,32 @@ describe(`directory service (${testDatabaseKind})`, () => {
     assert.ok(event.payload.indexOf(login.password) === -1);
   });
 
+  it('renames, re-prioritises and deletes a state or group once when the same change is sent twice at once (a form double-submitted)', async (t) => {
+    const { directory, events } = await directoryFixture(t);
+    await directory.createState('Racer', 700);
+    await directory.createGroup('Haulers');
+    await directory.createUser({ username: 'alice', password: PASSWORD, groups: ['Haulers'] });
+    const before = (await events()).length;
+    const twice = <T>(change: () => Promise<T>) =>
+      Promise.allSettled([change(), change(), change(), change()]);
+    // Each sent change either made the change or found it made: never both made it.
+    const outcomes = [
+      ...(await twice(() => directory.renameState('Racer', 'Racer2'))),
+      ...(await twice(() => directory.setStatePriority('Racer2', 701))),
+      ...(await twice(() => directory.renameGroup('Haulers', 'Freighters'))),
+      ...(await twice(() => directory.deleteGroup('Freighters'))),
+      ...(await twice(() => directory.deleteState('Racer2'))),
+    ];
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected')
+        assert.equal((outcome.reason as DirectoryError).code, 'not_found', String(outcome.reason));
+    }
+    assert.deepEqual(
+      (await events()).slice(before).map((row) => row.kind),
+      ['state_renamed', 'state_priority_changed', 'group_renamed', 'group_deleted', 'state_deleted'],
+    );
+  });
+
   it('creates exactly one bootstrap superuser when two starts race', async (t) => {
     const { directory } = await directoryFixture(t);
     const results = await Promise.all([

@@ -3,7 +3,7 @@ import type { DirectoryChange } from '../port.ts';
 import type { ChangeRunner } from './change.ts';
 import { toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
-import { flag, resolveGroup, resolveState } from './records.ts';
+import { flag, lockGroup, lockState } from './records.ts';
 import type { DirectoryAdmin, GroupChange, StateChange, UserRecord } from './types.ts';
 import { quote, validateFlag, validateName, validateNewName, validatePriority } from './validation.ts';
 import { nameKey } from '../../util/name-key.ts';
@@ -109,7 +109,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const access = validateFlag('oidcAccess', oidcAccess);
       return changes.run(options, async (scope): Promise<StateChange> => {
         const { trx } = scope;
-        const state = await resolveState(trx, name);
+        const state = await lockState(trx, name);
         const updated = await trx
           .updateTable('state')
           .set({ oidc_access: flag(access) })
@@ -135,7 +135,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const validPriority = validatePriority(priority);
       return changes.run(options, async (scope): Promise<StateChange> => {
         const { trx } = scope;
-        const state = await resolveState(trx, name);
+        const state = await lockState(trx, name);
         if (state.priority === validPriority) return { changed: false, state };
         const samePriority = await queries.selectStateByPriority(trx, validPriority);
         if (samePriority)
@@ -164,7 +164,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const newName = validateNewName('state', newStateName);
       return changes.run(options, async (scope): Promise<StateChange> => {
         const { trx } = scope;
-        const state = await resolveState(trx, name);
+        const state = await lockState(trx, name);
         if (state.name === newName) return { changed: false, state };
         await requireFreeName(trx, 'state', state.id, newName);
         const renamed = await trx
@@ -185,7 +185,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const name = validateName('state', stateName);
       return changes.run(options, async (scope) => {
         const { trx } = scope;
-        const state = await resolveState(trx, name);
+        const state = await lockState(trx, name);
         const holders = await queries.selectProfiles(trx, { stateId: state.id, limit: 4 });
         if (holders.length > 0) {
           const shown = holders.slice(0, 3).map((holder) => holder.user.username);
@@ -228,7 +228,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const access = validateFlag('oidcAccess', oidcAccess);
       return changes.run(options, async (scope): Promise<GroupChange> => {
         const { trx } = scope;
-        const group = await resolveGroup(trx, name);
+        const group = await lockGroup(trx, name);
         const updated = await trx
           .updateTable('auth_group')
           .set({ oidc_access: flag(access) })
@@ -256,7 +256,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const newName = validateNewName('group', newGroupName);
       return changes.run(options, async (scope): Promise<GroupChange> => {
         const { trx } = scope;
-        const group = await resolveGroup(trx, name);
+        const group = await lockGroup(trx, name);
         if (group.name === newName) return { changed: false, group };
         await requireFreeName(trx, 'group', group.id, newName);
         const renamed = await trx
@@ -277,7 +277,7 @@ export function catalogWrites(changes: ChangeRunner): CatalogWrites {
       const name = validateName('group', groupName);
       return changes.run(options, async (scope) => {
         const { trx } = scope;
-        const group = await resolveGroup(trx, name);
+        const group = await lockGroup(trx, name);
         const before = await queries.selectProfiles(trx, { groupId: group.id });
         await trx.deleteFrom('auth_group').where('id', '=', group.id).execute();
         const after = new Map(

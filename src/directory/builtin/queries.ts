@@ -268,12 +268,36 @@ export function selectStateByName(db: Db, name: string): Promise<StateRow | unde
   return db.selectFrom('state').selectAll().where('name_key', '=', nameKey(name)).executeTakeFirst();
 }
 
+/**
+ * Locks a state's row for the rest of the transaction and returns it, as `lockUser` does: two changes
+ * of one state sent at once (a form double-submitted) serialise, and the second sees the first's
+ * result (renamed or deleted: no longer under this name) instead of making the change again.
+ */
+export function lockStateByName(trx: Db, name: string): Promise<StateRow | undefined> {
+  return trx
+    .updateTable('state')
+    .set((eb) => ({ created_at: eb.ref('created_at') }))
+    .where('name_key', '=', nameKey(name))
+    .returningAll()
+    .executeTakeFirst();
+}
+
 export function selectStateByPriority(db: Db, priority: number): Promise<StateRow | undefined> {
   return db.selectFrom('state').selectAll().where('priority', '=', priority).executeTakeFirst();
 }
 
 export function selectGroupByName(db: Db, name: string): Promise<GroupRow | undefined> {
   return db.selectFrom('auth_group').selectAll().where('name_key', '=', nameKey(name)).executeTakeFirst();
+}
+
+/** Locks a group's row for the rest of the transaction and returns it (`lockStateByName`). */
+export function lockGroupByName(trx: Db, name: string): Promise<GroupRow | undefined> {
+  return trx
+    .updateTable('auth_group')
+    .set((eb) => ({ created_at: eb.ref('created_at') }))
+    .where('name_key', '=', nameKey(name))
+    .returningAll()
+    .executeTakeFirst();
 }
 
 export async function selectStateNames(db: Db): Promise<string[]> {

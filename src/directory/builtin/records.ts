@@ -51,16 +51,30 @@ export async function lockUser(trx: Transaction<Database>, ref: UserRef): Promis
 }
 
 export async function resolveState(db: queries.Db, name: string): Promise<StateRow> {
-  const state = await queries.selectStateByName(db, name);
-  if (state) return state;
+  return (await queries.selectStateByName(db, name)) ?? unknownState(db, name);
+}
+
+export async function resolveGroup(db: queries.Db, name: string): Promise<GroupRow> {
+  return (await queries.selectGroupByName(db, name)) ?? unknownGroup(db, name);
+}
+
+/** `resolveState`, the state's row locked for the rest of the transaction: for a change of the state itself. */
+export async function lockState(trx: Transaction<Database>, name: string): Promise<StateRow> {
+  return (await queries.lockStateByName(trx, name)) ?? unknownState(trx, name);
+}
+
+/** `resolveGroup`, the group's row locked for the rest of the transaction: for a change of the group itself. */
+export async function lockGroup(trx: Transaction<Database>, name: string): Promise<GroupRow> {
+  return (await queries.lockGroupByName(trx, name)) ?? unknownGroup(trx, name);
+}
+
+async function unknownState(db: queries.Db, name: string): Promise<never> {
   throw notFound(
     `unknown state ${quote(name)}; ${describeExisting('states', await queries.selectStateNames(db))}`,
   );
 }
 
-export async function resolveGroup(db: queries.Db, name: string): Promise<GroupRow> {
-  const group = await queries.selectGroupByName(db, name);
-  if (group) return group;
+async function unknownGroup(db: queries.Db, name: string): Promise<never> {
   throw notFound(
     `unknown group ${quote(name)}; ${describeExisting('groups', await queries.selectGroupNames(db))}`,
   );
