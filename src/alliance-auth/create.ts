@@ -155,13 +155,20 @@ function unavailableAsTryAgain<T extends object>(
 ): T {
   const wrapped = {} as Record<string, unknown>;
   const database = `Alliance Auth's database (${connection.displayUrl}, ${AA_DATABASE_SETTING})`;
+  // The 503's log line names this database, not aa-oidc's own (`DatabaseFaultError.database`).
+  const failed = `Alliance Auth's database at ${connection.displayUrl}`;
   const translate = (error: unknown, method: string): never => {
+    if (error instanceof DatabaseFaultError && error.database === undefined) {
+      // A fault found in what AA answered (a collation its login cannot read): AA's database's.
+      throw new DatabaseFaultError(error.message, error.what, { cause: error, database: failed });
+    }
     if (isStatementTimeout(error)) {
       const seconds = connection.statementTimeoutMs / 1000;
       throw new DatabaseFaultError(
         `${database} gave up on a read at its statement timeout of ${seconds} s (${(error as Error).message}); ` +
           `look for ${WHAT_HOLDS_AA_TABLES}. The limit is AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`,
         `the Alliance Auth read for ${purpose} (${method}) ran out of time after ${seconds} s`,
+        { database: failed },
       );
     }
     if (!isAllianceAuthUnavailable(error) && isAllianceAuthPrivilegeDenied(error)) {
@@ -170,11 +177,13 @@ function unavailableAsTryAgain<T extends object>(
           "grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or " +
           'MariaDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO <login> on PostgreSQL)',
         ALLIANCE_AUTH_PRIVILEGE_DENIED,
+        { database: failed },
       );
     }
     if (!isAllianceAuthUnavailable(error)) throw error;
     throw new DatabaseUnavailableError(`${database} cannot be reached: ${(error as Error).message}`, {
       cause: error,
+      database: failed,
     });
   };
   for (const [name, value] of Object.entries(target)) {

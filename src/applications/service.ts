@@ -16,7 +16,7 @@ import {
   verifyClientSecret,
 } from './secret.ts';
 import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
-import { shellWord } from '../util/shell-word.ts';
+import { NUL_NOTE, shellWord } from '../util/shell-word.ts';
 import {
   clientIdExists,
   findApplication,
@@ -292,20 +292,25 @@ export function createApplicationService(
         case 'catalog_deleted': {
           const clientIds = await applicationsWhitelisting(unit.trx, change.entity, change.name);
           if (clientIds.length === 0) return;
-          const option = change.entity === 'state' ? '--remove-state' : '--remove-group';
+          const word = shellWord(change.name);
+          // A name no word can carry (`NUL_NOTE`) is removed by naming the ones to keep instead.
+          const removal =
+            word === undefined
+              ? `on each application's page of the admin console, or with aa-oidc app update CLIENT_ID --${change.entity} NAME for each ${change.entity} it keeps: ${NUL_NOTE}`
+              : `aa-oidc app update CLIENT_ID --remove-${change.entity} ${word}`;
           if (change.alreadyDeleted) {
             // Kept, not dropped: an emptied whitelist would admit everyone. It admits nobody now, but
             // a state or group given this name later would be admitted: the operator decides.
             unit.afterCommit(() =>
               log.warn(
                 { entity: change.entity, name: change.name, clientIds },
-                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (aa-oidc app update CLIENT_ID ${option} ${shellWord(change.name)}), after whitelisting what should admit people instead: an application whose whitelists are empty admits everyone past the global gate`,
+                `the directory deleted ${change.entity} ${quote(change.name)}, which ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} still whitelist${clientIds.length === 1 ? 's' : ''}: it admits nobody now, but a ${change.entity} given that name later would be admitted; remove it (${removal}), after whitelisting what should admit people instead: an application whose whitelists are empty admits everyone past the global gate`,
               ),
             );
             return;
           }
           throw conflict(
-            `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (aa-oidc app update CLIENT_ID ${option} ${shellWord(change.name)})`,
+            `refusing to delete ${change.entity} ${quote(change.name)}: ${clientIds.length === 1 ? 'application' : 'applications'} ${clientIds.join(', ')} whitelist${clientIds.length === 1 ? 's' : ''} it; remove it first (${removal})`,
           );
         }
         default:

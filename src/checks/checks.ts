@@ -12,7 +12,7 @@ import {
 import type { SigningKeySummary } from '../keys/types.ts';
 import { escapeUnshownInJson, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
-import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, shellWord } from '../util/shell-word.ts';
+import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, NUL_NOTE, shellWord } from '../util/shell-word.ts';
 
 /**
  * System checks: pure functions of the configuration, the registered applications, the signing
@@ -109,12 +109,20 @@ export function whitelistChecks(
         if (known[kind].has(name)) continue;
         const others = spelt(kind, name);
         const word = shellWord(name);
+        // A name no word can carry is left out of the whole list given again, each kept name named.
+        const kept = word === undefined ? names.filter((other) => other !== name).map(shellWord) : [];
+        const command =
+          word !== undefined
+            ? `aa-oidc app update ${app.clientId} --remove-${kind} ${word}`
+            : kept.includes(undefined)
+              ? `untick it on the application's page of the admin console (${NUL_NOTE}, nor in another ${kind} it whitelists)`
+              : `aa-oidc app update ${app.clientId} ${kept.length === 0 ? `--clear-${kind}s` : kept.map((keptWord) => `--${kind} ${keptWord}`).join(' ')} (its ${kind}s but this one: ${NUL_NOTE})`;
         findings.push({
           id: 'W006',
           level: 'warning',
           message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
           // Never a ready-made --add: a name spelt otherwise may be another group that anyone can join.
-          hint: `aa-oidc app update ${app.clientId} --remove-${kind} ${word} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate${hasAnsiCWord(word) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
+          hint: `${command} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate${hasAnsiCWord(word, ...kept) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
       }
     }
@@ -144,9 +152,12 @@ export function spacedNameChecks(
       id: 'W014',
       level: 'warning',
       message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
-      hint: shownTaken
-        ? `give it a name of its own: aa-oidc ${kind} rename ${word} NEW-NAME (${follow})`
-        : `aa-oidc ${kind} rename ${word} ${shownWord} (${follow})`,
+      hint:
+        word === undefined
+          ? unnameableHint(kind)
+          : shownTaken
+            ? `give it a name of its own: aa-oidc ${kind} rename ${word} NEW-NAME (${follow})`
+            : `aa-oidc ${kind} rename ${word} ${shownWord ?? 'NEW-NAME'} (${follow})`,
     };
   });
 }
@@ -208,11 +219,15 @@ export function unfitCharacterNameChecks(
         if (unfit.length === 0) return undefined;
         const cleaned = withoutUnfitCharacters(name, unfit);
         const renamed = isValidNewName(kind, cleaned) && !taken(cleaned) ? cleaned : undefined;
+        const word = shellWord(name);
         return {
           id: 'W015',
           level: 'warning',
           message: `the ${kind} ${shownName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
-          hint: `aa-oidc ${kind} rename ${shellWord(name)} ${renamed === undefined ? 'NEW-NAME' : shellWord(renamed)} (application whitelists follow; ${ANSI_C_QUOTING_NOTE})`,
+          hint:
+            word === undefined
+              ? unnameableHint(kind)
+              : `aa-oidc ${kind} rename ${word} ${(renamed === undefined ? undefined : shellWord(renamed)) ?? 'NEW-NAME'} (application whitelists follow; ${ANSI_C_QUOTING_NOTE})`,
         };
       }),
     );
@@ -226,10 +241,20 @@ export function unfitCharacterNameChecks(
       id: 'W015',
       level: 'warning',
       message: `application ${app.clientId} is named ${shownName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
-      hint: `aa-oidc app update ${app.clientId} --name ${cleaned === '' ? 'NEW-NAME' : shellWord(cleaned)}`,
+      // The name without its unfit characters has no NUL (a control character) for shellWord to refuse.
+      hint: `aa-oidc app update ${app.clientId} --name ${(cleaned === '' ? undefined : shellWord(cleaned)) ?? 'NEW-NAME'}`,
     });
   }
   return findings;
+}
+
+/**
+ * The hint for a stored state or group name with a NUL character: no command is given, as none can
+ * name it (`NUL_NOTE`; bash would rename the state or group the NUL cuts its name to), nor can the
+ * admin console, which refuses a NUL in an address.
+ */
+function unnameableHint(kind: 'state' | 'group'): string {
+  return `aa-oidc cannot rename it: ${NUL_NOTE}, and the admin console refuses one in an address; rename the ${kind} in the database, where it was written, and in the whitelists of the applications that name it, then run aa-oidc check again`;
 }
 
 /** A name quoted with each character a terminal or a page would act on or hide as its \u escape. */
@@ -468,11 +493,19 @@ export function runChecks(
       for (const uri of uris) {
         if (!hasWildcardHost(uri)) continue;
         const noun = list === 'redirect' ? 'redirect URI' : 'post-logout redirect URI';
+        const word = shellWord(uri);
+        // A URI no word can carry is left out of the whole list given again, each kept URI named.
+        const kept = word === undefined ? uris.filter((other) => other !== uri).map(shellWord) : [];
         findings.push({
           id: 'W013',
           level: 'warning',
           message: `application ${app.clientId} has the ${noun} ${JSON.stringify(uri)}, with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it`,
-          hint: `aa-oidc app update ${app.clientId} --remove-${list}-uri ${shellWord(uri)} --add-${list}-uri https://… for each host's URI it was meant for`,
+          hint:
+            word !== undefined
+              ? `aa-oidc app update ${app.clientId} --remove-${list}-uri ${word} --add-${list}-uri https://… for each host's URI it was meant for`
+              : kept.includes(undefined)
+                ? `replace it on the application's page of the admin console with each host's URI it was meant for (${NUL_NOTE}, nor in another ${noun} it has)`
+                : `aa-oidc app update ${app.clientId} ${kept.map((keptWord) => `--${list}-uri ${keptWord} `).join('')}--${list}-uri https://… for each host's URI it was meant for (its ${noun}s but this one: ${NUL_NOTE}${hasAnsiCWord(...kept) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
       }
     }

@@ -4,25 +4,51 @@ import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
 /**
  * The database cannot be used now: it refused or timed out a connection, or its file cannot be
  * opened. The message names the database (host and port, or the file) and what to check, never a
- * password.
+ * password. `database` names another database than aa-oidc's own (Alliance Auth's), for the log line
+ * of the 503 it makes; without it, the failure is aa-oidc's own database's.
  */
 export class DatabaseUnavailableError extends Error {
   override name = 'DatabaseUnavailableError';
+  readonly database?: string;
+  constructor(message: string, options?: ErrorOptions & { database?: string }) {
+    super(message, options);
+    if (options?.database !== undefined) this.database = options.database;
+  }
 }
 
 /**
  * The database answered, but not as a request needs it to (a column it does not describe as it
  * must): no outage, yet nothing the person did wrong either. The request is answered 503 "try again"
  * as a fault (`noteDatabaseFault`), never a 500, and logged each time; `what` names what it stopped,
- * the message what to fix. Neither names a password, code or token.
+ * the message what to fix, `database` the database when it is not aa-oidc's own (as for
+ * `DatabaseUnavailableError`). None names a password, code or token.
  */
 export class DatabaseFaultError extends Error {
   override name = 'DatabaseFaultError';
   readonly what: string;
-  constructor(message: string, what: string) {
-    super(message);
+  readonly database?: string;
+  constructor(message: string, what: string, options?: ErrorOptions & { database?: string }) {
+    super(message, options);
     this.what = what;
+    if (options?.database !== undefined) this.database = options.database;
   }
+}
+
+/**
+ * The database `error` says failed when it is not aa-oidc's own (`DatabaseUnavailableError` or
+ * `DatabaseFaultError` with a `database`), looked for in it and its causes; undefined otherwise.
+ */
+export function failedDatabase(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth += 1) {
+    if (
+      (current instanceof DatabaseUnavailableError || current instanceof DatabaseFaultError) &&
+      current.database !== undefined
+    )
+      return current.database;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 /**

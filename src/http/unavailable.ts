@@ -1,5 +1,5 @@
 import type Koa from 'koa';
-import { DatabaseFaultError, isDatabaseUnavailable } from '../db/errors.ts';
+import { DatabaseFaultError, failedDatabase, isDatabaseUnavailable } from '../db/errors.ts';
 import type { Logger } from '../logging/logger.ts';
 import { pagePolicy, setPageHeaders } from './content-security-policy.ts';
 import type { Branding } from './pages/branding.ts';
@@ -75,16 +75,18 @@ export function answerUnavailable(logger: Logger, database: string, branding: Br
     if (failure === undefined) return;
     const { name, message, code } = failure.error as { name?: string; message?: string; code?: string };
     const err = { name, message, code };
+    // Alliance Auth's database when that is what failed (its errors say so), else aa-oidc's own.
+    const failed = failedDatabase(failure.error) ?? database;
     const now = Date.now();
     const cause: UnavailableCause = isDatabaseUnavailable(failure.error) ? 'outage' : 'fault';
     if (cause === 'fault') {
       requestLog(ctx, logger).error(
-        { database, err },
+        { database: failed, err },
         `${failure.what ?? 'a database operation failed'}: a database error, not an outage; answering 503 so that the client tries again`,
       );
     } else if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
       requestLog(ctx, logger).error(
-        { database, err, alsoFailedSinceLastLine: unlogged },
+        { database: failed, err, alsoFailedSinceLastLine: unlogged },
         'the database is unavailable; answering 503 until it returns',
       );
       lastLoggedAt = now;

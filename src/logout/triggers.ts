@@ -9,6 +9,7 @@ import { lockSignInGeneration } from '../db/sign-in-generation.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
 import { decide } from '../policy/decide.ts';
+import type { ThisChange } from '../tokens/payload-rows.ts';
 import { clientsWithLiveTokens, selectUserSessions, type UserSession } from '../tokens/store.ts';
 import { clientsWithLiveTokensOfUsers, selectSessionsOfUsers } from '../tokens/store-users.ts';
 import { accessTrigger, logoutTargets, newlyDenied, receivesLogout } from './fanout.ts';
@@ -48,7 +49,7 @@ export function createLogoutTriggers(deps: {
     userId: number,
     targets: readonly Application[],
     at: number,
-    endedByThisChange?: { at: number; reason: string },
+    endedByThisChange?: ThisChange,
   ): Promise<Array<{ clientId: string; sid: string | null }>> => {
     if (targets.length === 0) return [];
     return sessionTargets(await selectUserSessions(trx, userId, at, endedByThisChange), targets);

@@ -11,6 +11,7 @@ import type { KeyStore } from '../keys/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import type { WhitelistLoss } from '../tokens/access-loss.ts';
+import type { ThisChange } from '../tokens/payload-rows.ts';
 import type { Connector } from './http-delivery.ts';
 import type { LogoutJobTransport } from './job-transport.ts';
 import type { Resolver } from './ssrf/resolver.ts';
@@ -50,7 +51,7 @@ export interface UserLogoutRequest {
   /** Restrict the fan-out to these applications (e.g. those whose tokens were just revoked). */
   clientIds?: readonly string[];
   /** Tokens revoked by the same change (same time and reason) still count as held. */
-  revokedByThisChange?: { at: number; reason: string };
+  revokedByThisChange?: ThisChange;
 }
 
 /** A session's end (RP-initiated logout): the session's applications, each with its `sid`. */

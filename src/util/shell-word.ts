@@ -4,6 +4,12 @@ import { unfitNameCharacters } from './hidden-characters.ts';
 export const ANSI_C_QUOTING_NOTE = "$'…' is the quoting of bash and zsh";
 
 /**
+ * Why a hint gives no command for a value holding a NUL character (`shellWord` is undefined): a
+ * command line is C strings, each ended by a NUL, so bash reads `$'a\x00b'` as `a`, another name.
+ */
+export const NUL_NOTE = 'no command line can carry the NUL character in it';
+
+/**
  * `value` as one shell word an operator can paste into a command, which the shell reads back as
  * `value` and expands nothing in (`$(…)`, a backtick, `$NAME`, `!`, a glob): stored names and URIs are
  * whatever an older aa-oidc, or anyone with the database, stored. Single quotes (`'…'`, with each `'`
@@ -11,9 +17,12 @@ export const ANSI_C_QUOTING_NOTE = "$'…' is the quoting of bash and zsh";
  * new names refuse (`unfitNameCharacters`: a control character, a bidirectional control, an
  * invisible character) is in ANSI-C quoting (`$'…'`, bash, zsh, ksh) instead, with each such
  * character as the \x escapes of its UTF-8 bytes, so the hint shows none of them as they are (bash
- * reads `\u202e` as the character only in a UTF-8 locale, `\xe2\x80\xae` in any).
+ * reads `\u202e` as the character only in a UTF-8 locale, `\xe2\x80\xae` in any). Undefined for a
+ * value with a NUL character, which no word can carry (`NUL_NOTE`): a hint then gives no command that
+ * would act on the name the NUL cuts it to, and says what to do instead.
  */
-export function shellWord(value: string): string {
+export function shellWord(value: string): string | undefined {
+  if (value.includes('\0')) return undefined;
   const unfit = unfitNameCharacters(value);
   if (unfit.length === 0) return `'${value.replaceAll("'", "'\\''")}'`;
   const plain = (text: string) => text.replace(/[\\']/g, (char) => `\\${char}`);
@@ -29,6 +38,6 @@ export function shellWord(value: string): string {
 }
 
 /** Whether a hint has a `$'…'` word of `shellWord`, which `ANSI_C_QUOTING_NOTE` then explains. */
-export function hasAnsiCWord(...words: readonly string[]): boolean {
-  return words.some((word) => word.startsWith("$'"));
+export function hasAnsiCWord(...words: ReadonlyArray<string | undefined>): boolean {
+  return words.some((word) => word?.startsWith("$'") === true);
 }

@@ -21,8 +21,10 @@ import {
   TRICKLE_INTERVAL_MS,
 } from '../helpers/eve-sso-stand-in.ts';
 import { exchangeCode } from '../helpers/flows.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
+import { ALLIANCE_AUTH_PRIVILEGE_DENIED } from '../../src/alliance-auth/create.ts';
 
 const alice = expectedFixture().users.find((user) => user.username === 'alice')!;
 function character(main: boolean): EveCharacterLogin {
@@ -45,20 +47,25 @@ await describeOnEachAllianceAuth(
     let eve: EveSsoStandIn;
     let server: TestServer;
     let client: { clientId: string; clientSecret: string };
+    let harness: LeakHarness;
 
     before(async () => {
+      harness = createLeakHarness();
       fixture = await createAllianceAuthDatabase(kind);
       // So that a table's SELECT revoked while serving takes effect at once (MariaDB).
       await grantReaderPerTable(fixture);
       const target = new URL(fixture.readerUrl);
       proxy = await startTcpProxy(target.hostname, Number(target.port || (kind === 'mysql' ? 3306 : 5432)));
       eve = await startEveSsoStandIn();
-      server = await startServer({
-        directory: allianceAuthDirectory(proxy.wrap(fixture.readerUrl), { pollSeconds: 3600 }),
-        eveSso: { ...eve.settings, requestTimeoutMs: REQUEST_TIMEOUT_MS },
-        // Small budgets: a few outages counted as failures would spend them.
-        login: { maxFailuresPerAccountAndAddress: 2, maxFailuresPerAccount: 3, maxFailuresPerAddress: 3 },
-      });
+      server = await startServer(
+        {
+          directory: allianceAuthDirectory(proxy.wrap(fixture.readerUrl), { pollSeconds: 3600 }),
+          eveSso: { ...eve.settings, requestTimeoutMs: REQUEST_TIMEOUT_MS },
+          // Small budgets: a few outages counted as failures would spend them.
+          login: { maxFailuresPerAccountAndAddress: 2, maxFailuresPerAccount: 3, maxFailuresPerAddress: 3 },
+        },
+        { harness },
+      );
       const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
     });
@@ -68,6 +75,25 @@ await describeOnEachAllianceAuth(
       await proxy?.close();
       await fixture?.drop();
     });
+
+    /**
+     * The `database` of the 503 log lines whose message starts with `message`: the one that failed,
+     * Alliance Auth's (at the proxy, no password), never aa-oidc's own.
+     */
+    const assertLoggedAsAllianceAuths = (message: string) => {
+      const lines = harness.logLines
+        .map((line) => JSON.parse(line) as { msg?: string; database?: unknown })
+        .filter((line) => line.msg?.startsWith(message));
+      assert.ok(lines.length > 0, `a log line "${message}…"`);
+      const atProxy = new URL(proxy.wrap(fixture.readerUrl));
+      for (const line of lines) {
+        assert.equal(typeof line.database, 'string');
+        const database = line.database as string;
+        assert.match(database, /^Alliance Auth's database at /);
+        assert.ok(database.includes(`@${atProxy.host}/`), database);
+        assert.ok(!database.includes(decodeURIComponent(atProxy.password)), 'never the password');
+      }
+    };
 
     const failuresCounted = async () =>
       (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
@@ -91,6 +117,7 @@ await describeOnEachAllianceAuth(
         }
       }
       assert.equal(await failuresCounted(), 0, 'the outage counted no failure');
+      assertLoggedAsAllianceAuths('the database is unavailable; answering 503');
 
       // Once AA is back, alice signs in from the same address: her budgets are whole.
       const signIn = await toCallback(character(true));
@@ -126,6 +153,7 @@ await describeOnEachAllianceAuth(
         await fixture.run(`GRANT SELECT ON ${authUser} TO ${readerGrantee(fixture)}`);
       }
       assert.equal(await failuresCounted(), before, 'the refused reads counted no failure');
+      assertLoggedAsAllianceAuths(ALLIANCE_AUTH_PRIVILEGE_DENIED);
       const { browser, callbackUrl } = await toCallback(character(true));
       assert.equal((await browser.fetch(callbackUrl)).status, 303, 'signed in once granted again');
     });

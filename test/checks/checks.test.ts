@@ -29,6 +29,7 @@ import {
   unfitCharacterNameChecks,
   whitelistChecks,
 } from '../../src/checks/checks.ts';
+import { shellWord } from '../../src/util/shell-word.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import {
@@ -1217,6 +1218,79 @@ describe('a hint that names a stored name or URI in a command', () => {
     const run = pasted(t, finding!.hint.slice(0, finding!.hint.indexOf(' --add-redirect-uri')));
     if (!run) return;
     assert.deepEqual(run, { args: ['app', 'update', 'rp-star', '--remove-redirect-uri', uri], files: [] });
+  });
+
+  describe('a hint for a stored name or URI with a NUL character, which no command line can carry', () => {
+    // bash reads $'Ad\x00mins' as `Ad`: a rename or a --remove-group of it would act on another name.
+    const nul = 'Ad\u0000mins';
+
+    it('shellWord gives no word for it', () => {
+      assert.equal(shellWord(nul), undefined);
+      assert.equal(shellWord('Ad\u0001mins'), "$'Ad\\x01mins'");
+    });
+
+    it('W014 and W015: no rename, which would rename the state or group its name is cut to', () => {
+      const findings = [
+        ...spacedNameChecks('builtin', { states: [`Bob  ${nul}`], groups: [] }),
+        ...unfitCharacterNameChecks('builtin', { states: [], groups: [nul, `Bob  ${nul}`] }, []),
+      ];
+      assert.deepEqual(
+        findings.map((finding) => finding.id),
+        ['W014', 'W015', 'W015'],
+      );
+      for (const finding of findings) {
+        assert.doesNotMatch(finding.hint, /rename [$']/, finding.hint);
+        assert.match(
+          finding.hint,
+          /^aa-oidc cannot rename it: no command line can carry the NUL character in it, and the admin console refuses one in an address; rename the (state|group) in the database/,
+        );
+      }
+    });
+
+    it('W006: the whitelist given again without it, each kept name as bash reads it back', (t) => {
+      const hints = whitelistChecks(
+        [
+          { clientId: 'wiki', active: true, states: [], groups: ["O'Neil's", 'Pilots', nul] },
+          { clientId: 'mail', active: true, states: [nul], groups: [] },
+          { clientId: 'chat', active: true, states: [], groups: [nul, `${nul}2`] },
+        ],
+        { states: [], groups: ["O'Neil's", 'Pilots'] },
+      ).map((finding) => finding.hint);
+      assert.equal(hints.length, 4);
+      const [wiki, mail] = hints.map((hint) => hint.slice(0, hint.indexOf(' (')));
+      const keptRun = pasted(t, wiki!);
+      if (!keptRun) return;
+      assert.deepEqual(keptRun.args, ['app', 'update', 'wiki', '--group', "O'Neil's", '--group', 'Pilots']);
+      assert.deepEqual(pasted(t, mail!)?.args, ['app', 'update', 'mail', '--clear-states']);
+      for (const hint of hints.slice(2)) {
+        assert.match(
+          hint,
+          /^untick it on the application's page of the admin console \(no command line can carry the NUL character in it, nor in another group it whitelists\)/,
+        );
+      }
+    });
+
+    it('W013: the URI list given again without it, and the URIs it was meant for', (t) => {
+      const [finding] = runChecks(config(), [
+        starred({ redirectUris: ['https://rp.example.org/cb', `https://*.example.org/${nul}`] }),
+      ]);
+      assert.equal(finding!.id, 'W013');
+      assert.match(
+        finding!.hint,
+        / for each host's URI it was meant for \(its redirect URIs but this one: no command line can carry the NUL character in it\)$/,
+      );
+      const run = pasted(t, finding!.hint.slice(0, finding!.hint.indexOf(' for each host')));
+      if (!run) return;
+      assert.deepEqual(run.args, [
+        'app',
+        'update',
+        'rp-star',
+        '--redirect-uri',
+        'https://rp.example.org/cb',
+        '--redirect-uri',
+        'https://…',
+      ]);
+    });
   });
 });
 
