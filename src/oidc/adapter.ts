@@ -26,7 +26,7 @@ import {
   writePayloadRow,
 } from '../tokens/store.ts';
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
-import { KEPT_MODELS } from './kept-rows.ts';
+import { KEPT_MODELS, keptKeysWritten } from './kept-rows.ts';
 import type { OwnCodes } from './own-codes.ts';
 import { currentRequest, revokeGrantAsProvider, withinRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
@@ -478,13 +478,8 @@ export class KyselyAdapter implements Adapter {
       // A code or refresh token written now (a held-back one is kept once written, code-exchange.ts).
       this.#own?.wrote([row], this.#now());
     }
-    if (KEPT_MODELS.has(this.model)) {
-      this.#lookup?.wrote(
-        row.uid === null
-          ? [`${this.model} ${row.id}`]
-          : [`${this.model} ${row.id}`, `Session uid ${row.uid}`],
-      );
-    }
+    // What is kept of it goes (a held-back session's, once written: code-exchange.ts).
+    if (KEPT_MODELS.has(this.model)) this.#lookup?.wrote(keptKeysWritten(row));
   }
 
   /**

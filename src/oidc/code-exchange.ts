@@ -6,6 +6,7 @@ import type { IssuedCodes } from '../tokens/issued-codes.ts';
 import { revokedToken, type RevokedToken } from '../tokens/revocation.ts';
 import type { PayloadRow } from '../tokens/store.ts';
 import type { AdapterWriteHooks, HeldConsume } from './adapter.ts';
+import { type KeptRows, keptKeysWritten } from './kept-rows.ts';
 import type { OwnCodes } from './own-codes.ts';
 import { currentRequest } from './provider-internals.ts';
 import { RequestMemo } from './request-memo.ts';
@@ -32,7 +33,10 @@ const REUSE_REVOCATION_FAILED = 'the grant of a replayed authorization code coul
  * So is an authorization request's writes: the code it issues and the session it saves again (the
  * provider renews a session's expiry on every request; the adapter skips a save that changes nothing,
  * its expiry in the same second) go in one statement once the response is
- * built; if that fails the response becomes an error without the code.
+ * built; if that fails the response becomes an error without the code. Once written, what this
+ * process keeps of the session goes (`KeptRows.wrote`), as after any write of the adapter's: a request
+ * in flight that has read the change log already would otherwise take the session as it was before,
+ * from memory or from a load that began before the write (`KeptRows.share`), until its next read.
  *
  * Once written, the codes and refresh tokens among the held rows are kept in memory until their
  * redemption (own-codes.ts), so that it does not read them back; tokens written revoked are not.
@@ -107,6 +111,7 @@ export function codeExchangeHooks(
   issuedCodes: IssuedCodes,
   logger: Pick<Logger, 'error'>,
   ownCodes?: OwnCodes,
+  keptRows?: Pick<KeptRows, 'wrote'>,
   now: () => number = Date.now,
 ): CodeExchangeHooks {
   const exchanges = new RequestMemo<'exchange', CodeExchange>();
@@ -195,6 +200,9 @@ export function codeExchangeHooks(
       return;
     }
     if (live) ownCodes?.wrote(exchange.rows, now());
+    // Nothing kept changed (no `KeptRows.wrote`, which would refuse to keep every row loading now): the
+    // consume is a code's or a refresh token's, never kept, and the access token a new row, whose id no
+    // request could look up before this response, so none is kept or loading.
     if (exchange.onceConsumed) for (const tell of exchange.onceConsumed) tell();
     if (exchange.onceStored) for (const tell of exchange.onceStored) tell();
   }
@@ -232,6 +240,8 @@ export function codeExchangeHooks(
       try {
         await issuedCodes.writeRows(exchange.rows);
         ownCodes?.wrote(exchange.rows, now());
+        const written = exchange.rows.flatMap(keptKeysWritten);
+        if (written.length > 0) keptRows?.wrote(written);
       } catch (error) {
         ctx.remove('Location');
         // A database that is down or busy: answered 503 "try again" by the outer layer.

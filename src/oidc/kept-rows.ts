@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { covers, type LogPosition, readLog } from '../db/change-log.ts';
 import type { Database } from '../db/schema.ts';
-import type { StoredPayload } from '../tokens/store.ts';
+import type { PayloadRow, StoredPayload } from '../tokens/store.ts';
 import { setNewest } from '../util/bounded-map.ts';
 import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
 
@@ -20,7 +20,9 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  * - A row is kept only if the statement that loaded it saw the log at or past the process's position
  *   (`covers`): a row read before a change the process has already processed would never be dropped.
  * - This process's own writes drop what they touch at once and refuse to keep rows whose load began
- *   before they completed, so that a request reads its own writes even after its log read.
+ *   before they completed (`wrote`, called by every write path that changes a kept row: the adapter's,
+ *   and the held-back session of an authorization, code-exchange.ts), so that a request reads its own
+ *   writes, and this process's, even after its log read.
  * - Codes and refresh tokens are redeemed once: they are never kept here (those this process wrote
  *   are, as written, until their redemption: own-codes.ts). Misses are never kept.
  * - A request that misses a row another request is loading shares that load instead of reading the
@@ -161,6 +163,16 @@ export const MAX_KEPT_ROWS = 20_000;
 
 /** The models whose rows are kept (the change log's triggers on `oidc_payload` name exactly these). */
 export const KEPT_MODELS = new Set(['AccessToken', 'ClientCredentials', 'Session', 'Grant']);
+
+/**
+ * What a write of `row` changes of the rows kept, in log form (`KeptRows.wrote`): its key, and a
+ * session's uid too (a session is kept by its uid as well). None for a model whose rows are not kept.
+ */
+export function keptKeysWritten(row: Pick<PayloadRow, 'model' | 'id' | 'uid'>): string[] {
+  if (!KEPT_MODELS.has(row.model)) return [];
+  const key = `${row.model} ${row.id}`;
+  return row.model === 'Session' && typeof row.uid === 'string' ? [key, `Session uid ${row.uid}`] : [key];
+}
 
 /**
  * The key of what is kept for a log key. A presented bearer value is looked up in three models at

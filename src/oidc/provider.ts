@@ -180,6 +180,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     }),
     log,
     ownCodes,
+    epochs.kept,
   );
 
   // What runs once the provider has answered, in one layer: introspection's audit event, then the
