@@ -35,6 +35,15 @@ export class DatabaseFaultError extends Error {
 }
 
 /**
+ * True when `error` means a database could not serve the request: unreachable or down
+ * (`isDatabaseUnavailable`), or answering without what the request needs (`DatabaseFaultError`).
+ * Neither is the person's doing; both are answered 503 "try again" (http/unavailable.ts).
+ */
+export function isTryAgainError(error: unknown): boolean {
+  return isDatabaseUnavailable(error) || error instanceof DatabaseFaultError;
+}
+
+/**
  * The database `error` says failed when it is not aa-oidc's own (`DatabaseUnavailableError` or
  * `DatabaseFaultError` with a `database`), looked for in it and its causes; undefined otherwise.
  */

@@ -1,7 +1,7 @@
 import type Koa from 'koa';
 import type { ExternalAuthenticator } from '../../directory/authenticator.ts';
 import { requestLog } from '../../logging/request-context.ts';
-import { DatabaseFaultError, isDatabaseUnavailable } from '../../db/errors.ts';
+import { isDatabaseUnavailable, isTryAgainError } from '../../db/errors.ts';
 import { interactionPath } from '../configuration.ts';
 import {
   answerUnreadForm,
@@ -205,7 +205,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // A database (ours, or the directory's) that cannot be reached answers "try again", not 500;
       // so does one that answered but could not serve the step (a fault, logged as what it is): both
       // are answered further out (http/unavailable.ts).
-      if (isDatabaseUnavailable(error) || error instanceof DatabaseFaultError) throw error;
+      if (isTryAgainError(error)) throw error;
       requestLog(ctx, deps.logger).error(
         { err: { name: (error as Error).name, message: (error as Error).message }, clientId },
         'interaction failed',

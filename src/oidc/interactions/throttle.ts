@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
-import { DatabaseFaultError, isDatabaseUnavailable } from '../../db/errors.ts';
+import { isTryAgainError } from '../../db/errors.ts';
 import type { Database } from '../../db/schema.ts';
 import type { Logger } from '../../logging/logger.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
@@ -74,15 +74,6 @@ export interface LoginThrottle {
   purge(signal?: AbortSignal): Promise<number>;
 }
 
-/**
- * True when `error` (of a directory asked about a sign-in attempt) means the directory never answered:
- * its database down or unreachable, or answering without what the request needs (a privilege the login
- * lacks: `DatabaseFaultError`). Neither is the person's failure; both are answered "try again" (503).
- */
-export function isUnansweredAttempt(error: unknown): boolean {
-  return isDatabaseUnavailable(error) || error instanceof DatabaseFaultError;
-}
-
 /** What the helpers below log to: a warning when a place cannot be given back. */
 export type ThrottleLogger = Pick<Logger, 'warn'>;
 
@@ -113,8 +104,9 @@ export async function releaseUnanswered(
 
 /**
  * `ask()` (the directory asked about `attempt`, reserved before), with the attempt's place given back
- * when the directory could not answer (`isUnansweredAttempt`, `releaseUnanswered`); the error is then
- * thrown as it was, for the try-again page further out. Any answer, a refusal included, and any other
+ * when the directory could not answer (`isTryAgainError`: its database down or unreachable, or
+ * answering without what the request needs, such as a privilege its login lacks, or out of time;
+ * `releaseUnanswered`); the error is then thrown as it was, for the try-again page further out. Any answer, a refusal included, and any other
  * error leave the attempt as it is: a wrong password still counts.
  */
 export async function askReleasingIfUnanswered<T>(
@@ -127,7 +119,7 @@ export async function askReleasingIfUnanswered<T>(
   try {
     return await ask();
   } catch (error) {
-    if (isUnansweredAttempt(error)) await releaseUnanswered(throttle, attempt, log, fields);
+    if (isTryAgainError(error)) await releaseUnanswered(throttle, attempt, log, fields);
     throw error;
   }
 }
