@@ -20,9 +20,12 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  * - A row is kept only if the statement that loaded it saw the log at or past the process's position
  *   (`covers`): a row read before a change the process has already processed would never be dropped.
  * - This process's own writes drop what they touch at once and refuse to keep rows whose load began
- *   before they completed (`wrote`, called by every write path that changes a kept row: the adapter's,
- *   and the held-back session of an authorization, code-exchange.ts), so that a request reads its own
- *   writes, and this process's, even after its log read.
+ *   before they completed (`wrote`, called by the provider's writes of a kept row: the adapter's, and
+ *   the held-back session of an authorization, code-exchange.ts), so that a request reads its own
+ *   writes, and this process's, even after its log read. The bulk revocations that follow a change of
+ *   access (tokens/user-sessions.ts `endUserSessions`, tokens/store-users.ts
+ *   `revokeLiveTokenRowsOfUsers`) do not call it: their rows are dropped by the next read of the log,
+ *   which every request makes before it uses a kept row, as for another instance's change.
  * - Codes and refresh tokens are redeemed once: they are never kept here (those this process wrote
  *   are, as written, until their redemption: own-codes.ts). Misses are never kept.
  * - A request that misses a row another request is loading shares that load instead of reading the
