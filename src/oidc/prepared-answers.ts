@@ -11,7 +11,11 @@ type PreparedRoute = keyof typeof PREPARED_ROUTES;
 
 /** What the provider answered to a GET of the route: the body as sent, and the headers it set. */
 interface PreparedAnswer {
-  body: Buffer;
+  /**
+   * The JSON text, kept as a string: Node sends a string body in one write with the response's head
+   * (the same UTF-8 bytes), where a Buffer body goes as a second chunk of a `writev`.
+   */
+  body: string;
   headers: Array<[name: string, value: string | string[]]>;
 }
 
@@ -49,8 +53,9 @@ export function preparedAnswers(issuerPath: string) {
       const route = routeByPath.get(ctx.path);
       const prepared = route && kept.get(provider)?.[route];
       if (!prepared) return false;
-      for (const [name, value] of prepared.headers) ctx.set(name, value);
-      // The Content-Type is set: Koa keeps it and takes the length from the buffer (a HEAD gets no body).
+      // On Node's response: Koa's `set` builds four arrays per call for values Koa set once already.
+      for (const [name, value] of prepared.headers) ctx.res.setHeader(name, value);
+      // The Content-Type is set: Koa keeps it and takes the length from the text (a HEAD gets no body).
       ctx.body = prepared.body;
       return true;
     },
@@ -74,7 +79,7 @@ export function preparedAnswers(issuerPath: string) {
           headers.push([name, typeof value === 'number' ? String(value) : value]);
         }
         // As Koa sends a JSON body (application.js, respond).
-        const answer = { body: Buffer.from(JSON.stringify(body)), headers };
+        const answer = { body: JSON.stringify(body), headers };
         kept.set(provider, { ...kept.get(provider), [route]: answer });
       };
     },

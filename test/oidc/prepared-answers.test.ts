@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Provider } from 'oidc-provider';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { rawRequest } from '../http/raw-request.ts';
 
 /** Headers that differ between any two answers, whoever makes them. */
 const PER_REQUEST = new Set(['date', 'x-request-id', 'connection', 'keep-alive']);
@@ -84,6 +87,37 @@ describe(`discovery and JWKS answered from the engine's first answer (${testData
       assert.deepEqual(engine().slice(1), [`OPTIONS ${path}`, `POST ${path}`]);
     });
   }
+
+  it('sends a kept answer as the engine sends its own: the head and the body in one write', async () => {
+    // The same application behind a server of the test's, whose sockets count the writes of each answer
+    // (one connection per request).
+    const writes: number[] = [];
+    const counting = createServer(server.app.koa.callback());
+    counting.on('connection', (socket: Socket) => {
+      const index = writes.push(0) - 1;
+      const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+      socket.write = ((...args: unknown[]) => {
+        writes[index]! += 1;
+        return write(...args);
+      }) as Socket['write'];
+    });
+    await new Promise<void>((resolve) => counting.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = counting.address() as AddressInfo;
+      for (const path of ['/.well-known/openid-configuration', '/.well-known/jwks.json']) {
+        // The first GET prepares the answer if no earlier test did; the later ones are answered from it.
+        await get(path);
+        for (const method of ['GET', 'GET', 'HEAD']) {
+          const response = await rawRequest(`http://127.0.0.1:${port}/o${path}`, { method });
+          assert.equal(response.status, 200);
+          assert.equal(writes.at(-1), 1, `${method} ${path}: one write`);
+        }
+      }
+    } finally {
+      counting.closeAllConnections();
+      await new Promise((resolve) => counting.close(resolve));
+    }
+  });
 
   it('keeps the request id and the access line of every answer', async () => {
     for (const [method, id] of [
