@@ -20,6 +20,7 @@ import {
   type AllianceAuthConnection,
   allianceAuthReachable,
   CONNECT_TIMEOUT_MS,
+  isPrivilegeError,
   isStatementTimeout,
   openAllianceAuthDatabase,
   WHAT_HOLDS_AA_TABLES,
@@ -90,18 +91,13 @@ export function isAllianceAuthUnavailable(error: unknown): boolean {
 }
 
 /**
- * MySQL and MariaDB's error numbers of a statement the login has no privilege for: on a table (1142),
- * a column (1143), the database (1044), or the login refused (1045).
- */
-const MYSQL_PRIVILEGE_ERRNOS: ReadonlySet<number> = new Set([1142, 1143, 1044, 1045]);
-
-/**
- * True when a failed AA query was refused for a privilege the login lacks (a GRANT revoked while
- * serving): the database answers, but not what the request needs; no outage, and not the person's doing.
+ * True when a failed AA query was refused for a privilege the login lacks (`isPrivilegeError`: a
+ * GRANT revoked while serving) or the login itself refused (MySQL and MariaDB's
+ * ER_ACCESS_DENIED_ERROR 1045, on a new connection): the database answers, but not what the request
+ * needs; no outage, and not the person's doing.
  */
 export function isAllianceAuthPrivilegeDenied(error: unknown): boolean {
-  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
-  return code === '42501' || (typeof errno === 'number' && MYSQL_PRIVILEGE_ERRNOS.has(errno));
+  return isPrivilegeError(error) || (error as { errno?: unknown } | null)?.errno === 1045;
 }
 
 /** What the log names when an AA read was refused a privilege (`DatabaseFaultError.what`). */

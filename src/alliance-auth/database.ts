@@ -142,19 +142,28 @@ export const WHAT_HOLDS_AA_TABLES =
   'SHOW PROCESSLIST on MariaDB, pg_stat_activity on PostgreSQL) or a server short of CPU or disk';
 
 /**
- * True when the server answered that what the statement reads is not there or may not be read: a
- * column or a table missing (MariaDB's ER_BAD_FIELD_ERROR 1054 and ER_NO_SUCH_TABLE 1146,
- * PostgreSQL's undefined_column 42703 and undefined_table 42P01: an Alliance Auth upgrade or a
- * migration not applied) or the login lacking SELECT on it (ER_TABLEACCESS_DENIED_ERROR 1142,
- * ER_COLUMNACCESS_DENIED_ERROR 1143, insufficient_privilege 42501) or any privilege on the database
+ * True when the server refused the statement for a privilege the login lacks: SELECT on a table or a
+ * column (MySQL and MariaDB's ER_TABLEACCESS_DENIED_ERROR 1142, ER_COLUMNACCESS_DENIED_ERROR 1143,
+ * PostgreSQL's insufficient_privilege 42501) or any privilege on the database
  * (ER_DBACCESS_DENIED_ERROR 1044: MariaDB refuses a new connection once the database-wide grant is
- * revoked). The database is reachable; no retry mends it until someone changes AA's schema or the
- * login's grants.
+ * revoked). The database answers; no retry mends it until someone changes the login's grants.
+ */
+export function isPrivilegeError(error: unknown): boolean {
+  const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
+  return code === '42501' || errno === 1142 || errno === 1143 || errno === 1044;
+}
+
+/**
+ * True when the server answered that what the statement reads is not there (MariaDB's
+ * ER_BAD_FIELD_ERROR 1054 and ER_NO_SUCH_TABLE 1146, PostgreSQL's undefined_column 42703 and
+ * undefined_table 42P01: an Alliance Auth upgrade or a migration not applied) or may not be read
+ * (`isPrivilegeError`). The database is reachable; no retry mends it until someone changes AA's schema
+ * or the login's grants.
  */
 export function isSchemaOrPermissionError(error: unknown): boolean {
   const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
-  if (typeof errno === 'number' && [1054, 1146, 1142, 1143, 1044].includes(errno)) return true;
-  return code === '42703' || code === '42P01' || code === '42501';
+  if (errno === 1054 || errno === 1146 || code === '42703' || code === '42P01') return true;
+  return isPrivilegeError(error);
 }
 
 /** The URL's TLS parameters, or an error naming the setting and what would be valid. */
