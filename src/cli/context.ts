@@ -39,8 +39,12 @@ export interface CliIo {
   cwd: string;
   /** Where log lines go: `serve` and `worker` log to stdout, administrative commands to stderr. */
   logDestination(stream: 'stdout' | 'stderr'): pino.DestinationStream;
-  /** Resolves, with the signal's name, when a long-running command (`serve`, `worker`) should stop. */
-  stopRequested(): Promise<string>;
+  /**
+   * Resolves, with the signal's name, when a long-running command (`serve`, `worker`) should stop.
+   * Once `until` aborts (a start that failed), it stops listening: a signal then does what it does
+   * to a process that never asked (the promise never settles).
+   */
+  stopRequested(until?: AbortSignal): Promise<string>;
 }
 
 /** The real process: its streams, environment and folder; SIGINT or SIGTERM stops. */
@@ -57,15 +61,21 @@ export function processIo(): CliIo {
       stream === 'stdout'
         ? (batchedLines(pino.destination({ dest: 1, sync: false })) as pino.DestinationStream)
         : pino.destination({ dest: 2, sync: true }),
-    stopRequested: () =>
+    stopRequested: (until) =>
       new Promise((resolve) => {
-        const stop = (signal: NodeJS.Signals) => {
+        const stopListening = () => {
           process.off('SIGINT', stop);
           process.off('SIGTERM', stop);
+          until?.removeEventListener('abort', stopListening);
+        };
+        const stop = (signal: NodeJS.Signals) => {
+          stopListening();
           resolve(signal);
         };
+        if (until?.aborted) return;
         process.on('SIGINT', stop);
         process.on('SIGTERM', stop);
+        until?.addEventListener('abort', stopListening, { once: true });
       }),
   };
 }

@@ -2,6 +2,7 @@ import http, { type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Config } from '../config/load.ts';
 import { addressKey } from '../util/address-key.ts';
+import { answerConnectRequests } from './connect-request.ts';
 import { isTrustedPeer, trustedProxyRanges } from './forwarded-headers.ts';
 
 /**
@@ -44,7 +45,8 @@ export const HTTP_SERVER_TIMEOUTS: HttpServerTimeouts = {
 /**
  * The HTTP server of `serve`: HTTP_SERVER_TIMEOUTS and the configured connection caps (`http.*`),
  * unless a test narrows them with `limits`. With `trustProxy`, connections from the `trustedProxies`
- * are held without a per-address limit: every client behind the proxy comes from its address.
+ * are held without a per-address limit: every client behind the proxy comes from its address. A
+ * `CONNECT` request gets a 400 (connect-request.ts).
  */
 export function createHttpServer(
   handler: RequestListener,
@@ -61,6 +63,7 @@ export function createHttpServer(
     },
     handler,
   );
+  answerConnectRequests(server, chosen.keepAliveTimeoutMs);
   if (chosen.maxConnections > 0) server.maxConnections = chosen.maxConnections;
   if (chosen.maxConnectionsPerAddress === 0) return server;
   const proxies = trustedProxyRanges(config);

@@ -13,6 +13,7 @@ import {
 } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { sql } from 'kysely';
@@ -42,6 +43,9 @@ import {
   REDIRECT_URI,
   startOnFreePort,
 } from '../helpers/server.ts';
+
+/** Preloaded into a `serve` whose start fails: it says which signal listeners are left (signal-listeners.ts). */
+const SIGNAL_LISTENERS = fileURLToPath(new URL('../helpers/signal-listeners.ts', import.meta.url));
 
 /** The bootstrap password file `serve` wrote, read as an operator would. */
 function readBootstrapFile(dataDir: string): { file: string; username: string; password: string } {
@@ -201,7 +205,11 @@ describe(`aa-oidc serve on a first run that cannot write the password file (${te
       AA_OIDC_METRICS_ENABLED: 'false',
       AA_OIDC_LOG_LEVEL: 'info',
     });
-    const first = startCliProcess(['serve'], env);
+    // The failed start says, as it exits, whether it still listens for signals (it should not).
+    const first = startCliProcess(['serve'], {
+      ...env,
+      NODE_OPTIONS: [env.NODE_OPTIONS, `--import=${SIGNAL_LISTENERS}`].filter(Boolean).join(' '),
+    });
     const code = await Promise.race([first.exited, delay(30_000).then(() => 'still running')]);
     if (code === 'still running') await first.stop('SIGKILL');
     const failed = { code, stdout: first.stdout(), stderr: first.stderr() };
@@ -215,6 +223,11 @@ describe(`aa-oidc serve on a first run that cannot write the password file (${te
       : `make the data directory ${dataDir} (AA_OIDC_DATA_DIR) writable by this user`;
     assert.ok(failed.stderr.includes(`so no superuser was created; ${fix}, then start again`), failed.stderr);
     assert.doesNotMatch(failed.stdout, /No superuser existed|created the bootstrap superuser/);
+    assert.match(
+      failed.stderr,
+      /^signal listeners at exit: SIGINT 0, SIGTERM 0$/m,
+      'the failed start stopped listening for SIGINT and SIGTERM',
+    );
     assert.deepEqual(readdirSync(dataDir), asRoot ? ['bootstrap-password'] : [], 'no file is left behind');
     const handle = openDatabase(testConfig(database).database);
     try {

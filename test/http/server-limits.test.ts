@@ -40,6 +40,43 @@ describe(`HTTP server limits (${testDatabaseKind})`, () => {
     });
   });
 
+  describe('a CONNECT request (this server is no proxy)', () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startServer();
+    });
+    after(async () => server.close());
+
+    it('is answered 400 with a JSON refusal and its connection closed, not dropped unanswered', async () => {
+      for (const target of ['example.com:443', '127.0.0.1:22']) {
+        const closed = await sendAndWaitForClose(
+          server.origin,
+          `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`,
+        );
+        assert.equal(closed.closedByServer, true);
+        const [head, body] = closed.answer.split('\r\n\r\n');
+        assert.match(head!, /^HTTP\/1\.1 400 Bad Request\r\n/);
+        assert.match(head!, /^Connection: close$/im);
+        assert.match(head!, /^Cache-Control: no-store$/im);
+        assert.match(head!, /^X-Content-Type-Options: nosniff$/im);
+        assert.deepEqual(JSON.parse(body!), {
+          error: 'invalid_request',
+          error_description: 'This server is not a proxy: it takes no CONNECT requests.',
+        });
+      }
+      assert.equal((await fetch(`${server.origin}/healthz`)).status, 200, 'the server still answers');
+    });
+
+    it('answers an Upgrade request as an ordinary request', async () => {
+      const closed = await sendAndWaitForClose(
+        server.origin,
+        'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n',
+      );
+      assert.equal(closed.closedByServer, true);
+      assert.match(closed.answer, /^HTTP\/1\.1 200 /);
+    });
+  });
+
   describe('connections at once', () => {
     const beyondTheLimit = async (server: TestServer, limit: number) => {
       const held = [];

@@ -22,11 +22,12 @@ import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
  * jobs after exactly the configured delay, and completed with their outcome.
  */
 describe(
-  'back-channel logout jobs on pg-boss (postgres)',
+  `back-channel logout jobs on pg-boss (${testDatabaseKind})`,
   {
     skip:
-      testDatabaseKind !== 'postgres' &&
-      'runs in the PostgreSQL pass (set AA_OIDC_TEST_DATABASE_URL): pg-boss needs PostgreSQL',
+      testDatabaseKind === 'postgres'
+        ? false
+        : 'runs in the PostgreSQL pass (set AA_OIDC_TEST_DATABASE_URL): pg-boss runs on PostgreSQL only',
   },
   () => {
     let fixture: LogoutWorkerFixture;

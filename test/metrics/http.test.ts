@@ -176,6 +176,21 @@ describe('metrics', () => {
       }
     });
 
+    it('answers a CONNECT request 400 and closes its connection, as the main port does', async () => {
+      const { listener, origin } = await commandListener({});
+      try {
+        const closed = await sendAndWaitForClose(
+          origin,
+          'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+        );
+        assert.equal(closed.closedByServer, true);
+        assert.match(closed.answer, /^HTTP\/1\.1 400 Bad Request\r\n/);
+        assert.match(closed.answer, /^Connection: close$/im);
+      } finally {
+        await listener.close();
+      }
+    });
+
     it('closes a connection beyond the limit of one client address unanswered', async () => {
       const { listener, origin } = await commandListener({
         maxConnections: 10,

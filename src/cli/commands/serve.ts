@@ -35,6 +35,8 @@ export function registerServe(program: Command, io: CliIo): void {
       let bootstrap: BootstrapLogin | null = null;
       let bootstrapFile = '';
       let stopRequested: Promise<string>;
+      // Aborted when the start fails: `stopRequested` then stops listening for SIGTERM and SIGINT.
+      const startFailed = new AbortController();
       try {
         // A pg-boss schema that `aa-oidc migrate` would refuse stops the start, with migrate's message
         // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
@@ -69,7 +71,7 @@ export function registerServe(program: Command, io: CliIo): void {
         // usual: killed between the handover and the commit, a start would leave its one-time
         // password beside the file (removed only by a start that much later), and a committed
         // superuser without it. A second signal still kills at once.
-        stopRequested = io.stopRequested();
+        stopRequested = io.stopRequested(startFailed.signal);
         if ((await pendingMigrations(app.database.db, app.database.kind)).length === 0) {
           let prepared: PreparedBootstrapPassword | undefined;
           try {
@@ -93,8 +95,14 @@ export function registerServe(program: Command, io: CliIo): void {
         // the deployment leaves that to dedicated workers.
         if (migrated && config.logout.deliverInServe) app.logout.startWorker();
       } catch (error) {
-        await metricsListener?.close();
-        await app.close();
+        try {
+          await metricsListener?.close();
+          await app.close();
+        } finally {
+          // Nothing waits for a stop any more: a signal does again what it does to any process. Only
+          // after the clean-up, so that a signal meanwhile still lets the start end with its reason.
+          startFailed.abort();
+        }
         throw error;
       }
       // Listened for (above, before the bootstrap) before the line that says the server is up: a
