@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  BIDI_CONTROL,
   escapeHiddenCharacters,
   escapeUnshownInJson,
+  INVISIBLE_CHARACTER,
   unfitNameCharacter,
 } from '../../src/util/hidden-characters.ts';
 import { nameKey } from '../../src/util/name-key.ts';
@@ -15,6 +17,24 @@ function tags(text: string): string {
 const CANCEL_TAG = '\u{e007f}';
 const BLACK_FLAG = '\u{1f3f4}';
 const SCOTLAND = `${BLACK_FLAG}${tags('gbsct')}${CANCEL_TAG}`;
+
+/**
+ * What `escapeUnshownInJson` is to return, by the plain algorithm it had before its quick checks: DEL,
+ * the C1 controls, the line and paragraph separators and the hidden characters, each UTF-16 unit as its
+ * \u escape.
+ */
+const UNSHOWN_IN_JSON = new RegExp(
+  `[\\u007f-\\u009f\\u2028\\u2029]|${BIDI_CONTROL.source}|${INVISIBLE_CHARACTER.source}`,
+  'gu',
+);
+function escapeUnshownByRegExp(text: string): string {
+  return text.replace(UNSHOWN_IN_JSON, (char) =>
+    char
+      .split('')
+      .map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`)
+      .join(''),
+  );
+}
 
 describe('hidden characters', () => {
   it('names the blank-looking characters that make two names look the same, as invisible ones', () => {
@@ -114,6 +134,57 @@ describe('hidden characters', () => {
       );
       assert.equal(nameKey(`Bob${space}Smith`), nameKey('Bob Smith'));
     }
+  });
+
+  it('escapes in a log line what the plain escape by the character classes does, for every code point', () => {
+    const line = (text: string) => `{"level":30,"msg":"request completed","name":"a${text}b"}`;
+    const chunk: string[] = [];
+    for (let point = 0; point <= 0x10ffff; point += 1) {
+      // A surrogate alone (U+D800–U+DFFF) is a lone UTF-16 unit, which a string may hold.
+      const char = String.fromCodePoint(point);
+      const alone = line(char);
+      assert.equal(escapeUnshownInJson(alone), escapeUnshownByRegExp(alone), `U+${point.toString(16)}`);
+      chunk.push(char);
+      if (chunk.length === 512 || point === 0x10ffff) {
+        const many = line(chunk.join(''));
+        assert.equal(escapeUnshownInJson(many), escapeUnshownByRegExp(many), `up to U+${point.toString(16)}`);
+        chunk.length = 0;
+      }
+    }
+  });
+
+  it('escapes lone surrogates and pairs as the plain escape does', () => {
+    const tagA = '\u{e0041}';
+    // Apart: Node's type stripper refuses a lone surrogate's escape followed by a \u{…} one.
+    const selector = '\u{e0100}';
+    for (const text of [
+      '\ud800',
+      '\udfff',
+      '\udb40',
+      '\udc41',
+      '\udc41\udb40',
+      `\udb40${tagA}`,
+      `${tagA}\udc41`,
+      `\udb40x${tagA}`,
+      `\ud834\udd59\ud834`,
+      `\ud83c\udff4${tags('gbsct')}\udb40`,
+      `\udb43\udfff\udb44\udc00`,
+      `\u{e0fff}\u{e1000}`,
+      `\ud82f\udca3\ud82f\udca4`,
+      '\u007f',
+      'é\u007f',
+      `葛\ud840${selector}`,
+    ]) {
+      for (const json of [text, `{"name":"${text}"}`, JSON.stringify({ name: text })]) {
+        assert.equal(escapeUnshownInJson(json), escapeUnshownByRegExp(json), JSON.stringify(json));
+      }
+    }
+    assert.equal(escapeUnshownInJson('{"name":"\udb40\udc41"}'), '{"name":"\\udb40\\udc41"}');
+    assert.equal(
+      escapeUnshownInJson('{"name":"\udb40"}'),
+      '{"name":"\udb40"}',
+      'a lone surrogate is no character',
+    );
   });
 
   it('leaves the ideographic space, which shows as a wide space', () => {
