@@ -11,7 +11,7 @@ import {
   REPEAT_CONFIRMATION_WINDOW_MS,
   type TwoFactorService,
 } from '../../src/two-factor/service.ts';
-import { currentCode } from '../../src/two-factor/totp.ts';
+import { currentCode, newTotpSecret, otpauthUri } from '../../src/two-factor/totp.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
@@ -249,5 +249,26 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     assert.ok(
       events.some((event) => event.kind === 'admin_change' && event.action === 'two_factor_disabled'),
     );
+  });
+});
+
+describe('the QR code of an enrolment', () => {
+  const uriOf = (issuer: string, username: string) =>
+    otpauthUri({ issuer, username, secret: newTotpSecret() });
+
+  it('holds an otpauth URI of long names (with less error correction), and reads back as it', () => {
+    // A community's name of 80 CJK letters and a username of 100: each letter is nine characters
+    // percent-encoded, the name twice (label and issuer), more than a QR code with `medium` holds.
+    const uri = uriOf('中'.repeat(80), '中'.repeat(100));
+    assert.ok(uri.length > 2331 && uri.length <= 2953, `a URI of ${uri.length} characters`);
+    assert.equal(decodeSvg(qrSvg(uri, 'QR code')), uri);
+  });
+
+  it('shows a note to type the key, not a failed page, for a URI no QR code holds', () => {
+    const uri = uriOf('中'.repeat(80), '𠀀'.repeat(150));
+    assert.ok(uri.length > 2953, `a URI of ${uri.length} characters`);
+    const shown = qrSvg(uri, 'QR code');
+    assert.doesNotMatch(shown, /<svg/);
+    assert.match(shown, /too long for a QR code: add it in your app by typing the key below/);
   });
 });
