@@ -1,7 +1,9 @@
 import { ApplicationError } from '../applications/errors.ts';
+import { generateClientId } from '../applications/secret.ts';
 import { type Application, type ClientType } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
+import { formAlert, formatTime } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
@@ -31,7 +33,7 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/apps',
           'New application',
           html`<h1>New application</h1>
-            ${appForm(request, '/admin/apps/new', NEW_APP, await directoryNames(deps), new Map(), true)}`,
+            ${appForm(request, '/admin/apps/new', NEW_APP, await directoryNames(deps), new Map(), true, generateClientId())}`,
         );
       },
     },
@@ -41,10 +43,22 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const values = readForm(request.form);
+        // Chosen when the form was shown: the form without it was not the console's (or is from an
+        // older version of the page); a new one is given, and nothing is created yet.
+        const clientId = request.form.get('client_id') ?? '';
+        if (clientId === '')
+          return renderAdmin(
+            request,
+            '/admin/apps',
+            'New application',
+            html`<h1>New application</h1>
+              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), new Map([['', 'Nothing was created: the form did not carry the client_id it was shown with. Check the fields and send it again.']]), true, generateClientId())}`,
+            { status: 400 },
+          );
         try {
           const created = await deps.applications.create(
             // The type as sent: the service refuses one that is neither confidential nor public.
-            { ...inputOf(values), clientType: values.clientType as ClientType },
+            { ...inputOf(values), clientId, clientType: values.clientType as ClientType },
             adminActor(request),
           );
           const { application, clientSecret } = created;
@@ -67,12 +81,32 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
           );
         } catch (error) {
           if (!(error instanceof ApplicationError) || error.code === 'not_found') throw error;
+          const existing =
+            error.code === 'conflict' ? await deps.applications.findByClientId(clientId) : undefined;
+          // The form was sent before (twice at once, or sent again) and its first send created it: the
+          // client_id is chosen at random for each form shown, so only that send made it under this
+          // actor (any other holder means a client_id typed into the request: said at its field).
+          if (existing?.createdBy === adminActor(request)) {
+            renderAdmin(
+              request,
+              '/admin/apps',
+              'Already created',
+              html`<h1>Application ${existing.name} was already created from this form</h1>
+                ${formAlert(`Nothing new was created: this form was already sent, and created ${existing.name} at ${formatTime(existing.createdAt)}${existing.createdBy ? ` (by ${existing.createdBy})` : ''}. Its secret was shown once, on the page that answered that first send; if nobody copied it, rotate the secret.`)}
+                <p>
+                  <a href="${appPath(existing.clientId)}">Go to the application</a> ·
+                  <a href="/admin/apps/new">Create another application</a>
+                </p>`,
+              { status: 409 },
+            );
+            return;
+          }
           renderAdmin(
             request,
             '/admin/apps',
             'New application',
             html`<h1>New application</h1>
-              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errorsByField(error), true)}`,
+              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errorsByField(error), true, error.issues.some((issue) => issue.field === 'client_id') ? generateClientId() : clientId)}`,
             { status: 400 },
           );
         }

@@ -1,5 +1,9 @@
 import { ApplicationError } from '../applications/errors.ts';
-import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
+import {
+  IMPORTED_SECRET_MAX_ITERATIONS,
+  importedSecretHash,
+  secretFingerprint,
+} from '../applications/secret.ts';
 import { type Application } from '../applications/types.ts';
 import { isShownLogoUrl } from '../applications/validate.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
@@ -194,13 +198,7 @@ export function lifecycleRoutes(
                         <li>The new secret is shown once, on the next page.</li>
                       </ul>
                     </div>
-                    <form method="post" action="${appPath(app.clientId, '/rotate-secret')}">
-                      ${csrfField(request.session)}
-                      <div class="actions">
-                        <button type="submit" class="danger">Rotate the secret</button>
-                        <a href="${appPath(app.clientId)}">Cancel</a>
-                      </div>
-                    </form>`
+                    ${rotateForm(request, app, 'Rotate the secret')}`
             }`,
         );
       },
@@ -212,8 +210,25 @@ export function lifecycleRoutes(
       async handle(request) {
         const app = await load(request);
         if (!app) return;
+        // The secret the confirmation page was shown for: a second send of that form, or one from a page
+        // shown before another rotation, is refused instead of handing out a secret already replaced.
+        const seen = request.form.get(SECRET_FINGERPRINT_FIELD) ?? '';
+        if (seen === '' && app.clientType === 'confidential')
+          return renderAdmin(
+            request,
+            '/admin/apps',
+            'Secret not rotated',
+            html`<h1>Secret not rotated</h1>
+              ${formAlert('The form did not say which secret it was shown for, so nothing was rotated. Open “Rotate secret” on the application’s page and confirm there.')}
+              <p>
+                <a href="${appPath(app.clientId, '/rotate-secret')}">Rotate the secret of ${app.name}…</a>
+              </p>`,
+            { status: 400 },
+          );
         try {
-          const { clientSecret } = await deps.applications.rotateSecret(app.clientId, adminActor(request));
+          const { clientSecret } = await deps.applications.rotateSecret(app.clientId, adminActor(request), {
+            ...(seen === '' ? {} : { expectedFingerprint: seen }),
+          });
           renderAdmin(
             request,
             '/admin/apps',
@@ -226,6 +241,7 @@ export function lifecycleRoutes(
           if (!(error instanceof ApplicationError)) throw error;
           // Deleted between loading it above and rotating.
           if (error.code === 'not_found') return noSuchApplication(request);
+          if (error.code === 'conflict') return alreadyRotated(request, deps, app.clientId);
           renderAdmin(
             request,
             '/admin/apps',
@@ -321,6 +337,44 @@ export function lifecycleRoutes(
       },
     },
   ];
+}
+
+const SECRET_FINGERPRINT_FIELD = 'secret_fingerprint';
+
+/** The confirmation form of a rotation: it names the secret it was shown for (its fingerprint). */
+function rotateForm(request: ConsoleRequest, app: Application, label: string): Html {
+  return html`<form method="post" action="${appPath(app.clientId, '/rotate-secret')}">
+    ${csrfField(request.session)}
+    <input type="hidden" name="${SECRET_FINGERPRINT_FIELD}" value="${secretFingerprint(app) ?? ''}" />
+    <div class="actions">
+      <button type="submit" class="danger">${label}</button>
+      <a href="${appPath(app.clientId)}">Cancel</a>
+    </div>
+  </form>`;
+}
+
+/**
+ * A rotation refused because the secret changed after its confirmation page was shown (the form sent
+ * twice, or another rotation meanwhile): no secret is shown, since only the one shown by that other
+ * rotation works; rotating again is offered, for the secret stored now.
+ */
+async function alreadyRotated(
+  request: ConsoleRequest,
+  deps: AdminDependencies,
+  clientId: string,
+): Promise<void> {
+  const app = await deps.applications.findByClientId(clientId);
+  if (!app) return noSuchApplication(request);
+  renderAdmin(
+    request,
+    '/admin/apps',
+    'Secret already rotated',
+    html`<h1>The secret of ${app.name} was already rotated</h1>
+      ${formAlert(`Nothing was rotated: the secret was changed after the page this came from was shown (the form was sent twice, or someone rotated it meanwhile); the application was last changed at ${formatTime(app.updatedAt)}. The secret shown by that rotation is the live one.`)}
+      <p>If nobody copied that secret, rotate again: the one shown then will be the live one.</p>
+      ${rotateForm(request, app, 'Rotate again')}`,
+    { status: 409 },
+  );
 }
 
 /**

@@ -200,6 +200,7 @@ export function appForm(
   names: { states: string[]; groups: string[] },
   errors: Map<string, string>,
   creating: boolean,
+  newClientId?: string,
 ): Html {
   const error = (field: string) => errors.get(field);
   // The first field at fault, in the form's order, takes the focus; the others are only marked.
@@ -219,6 +220,11 @@ export function appForm(
     }
     <form method="post" action="${action}" novalidate>
       ${csrfField(request.session)}
+      ${
+        // A new application's client_id, chosen when the form is shown: sent twice, the form creates
+        // one application, the second send finding its client_id taken.
+        newClientId === undefined ? '' : html`<input type="hidden" name="client_id" value="${newClientId}" />`
+      }
       ${textField('Name', 'name', values.name, { required: true, maxlength: 100, ...opt('name') })}
       ${textField('Logo URL', 'logo_url', values.logoUrl, {
         type: 'url',

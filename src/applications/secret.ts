@@ -85,3 +85,25 @@ export function verifyClientSecret(
   if (expected.length !== actual.length) return false;
   return timingSafeEqual(expected, actual);
 }
+
+/**
+ * What a rotation form carries of the secret it was shown for (`rotateSecret`'s `expectedFingerprint`):
+ * a digest of the stored digest, never the secret nor the stored digest itself. Any rotation (and the
+ * replacement of an imported hash by its digest) changes it, so a form sent twice, or from a page shown
+ * before another rotation, is recognised as stale. Null when there is no secret.
+ */
+export function secretFingerprint(app: Pick<Application, 'clientSecretSha256'>): string | null {
+  if (app.clientSecretSha256 === null) return null;
+  return hash('sha256', `aa-oidc secret fingerprint\n${app.clientSecretSha256}`, 'hex').slice(0, 32);
+}
+
+/** True when `presented` is the application's current `secretFingerprint`, compared in constant time. */
+export function matchesSecretFingerprint(
+  app: Pick<Application, 'clientSecretSha256'>,
+  presented: unknown,
+): boolean {
+  const expected = secretFingerprint(app);
+  if (expected === null || typeof presented !== 'string' || presented.length !== expected.length)
+    return false;
+  return timingSafeEqual(Buffer.from(expected, 'latin1'), Buffer.from(presented, 'latin1'));
+}

@@ -13,6 +13,7 @@ import {
   generateClientId,
   generateClientSecret,
   IMPORTED_SECRET_MAX_ITERATIONS,
+  matchesSecretFingerprint,
   verifyClientSecret,
 } from './secret.ts';
 import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
@@ -218,10 +219,20 @@ export function createApplicationService(
             message: `application ${quote(clientId)} is a public client and has no secret; only confidential clients have one to rotate`,
           },
         ]);
+      if (
+        options.expectedFingerprint !== undefined &&
+        !matchesSecretFingerprint(current, options.expectedFingerprint)
+      )
+        throw secretChanged(current);
       if (options.dryRun) return { clientSecret: null };
       const clientSecret = generateClientSecret();
-      if (!(await setSecretDigest(db, clientId, clientSecretDigest(clientSecret), now())))
-        throw ApplicationError.notFound(clientId);
+      const digest = clientSecretDigest(clientSecret);
+      // Only over the secret read above: of two rotations at once, one writes and the other is told,
+      // instead of both returning a secret and one of them already replaced.
+      if (!(await setSecretDigest(db, clientId, digest, now(), current.clientSecretSha256))) {
+        const latest = await findByClientId(clientId);
+        throw latest === undefined ? ApplicationError.notFound(clientId) : secretChanged(latest);
+      }
       notify({ clientId, name: current.name, action: 'secret_rotated', actor: by });
       return { clientSecret };
     },
@@ -436,6 +447,16 @@ function checkImportedSecret(
   // The schema wants a digest for every confidential client: until the first authentication replaces
   // it, the digest is of a random value nobody knows, so only the imported hash can match.
   return { sha256: clientSecretDigest(generateClientSecret()), pbkdf2: secret.djangoPbkdf2 };
+}
+
+/** A rotation refused because the secret it was asked for is no longer the stored one. */
+function secretChanged(app: Application): ApplicationError {
+  return new ApplicationError('conflict', [
+    {
+      field: 'client_secret',
+      message: `the secret of application ${quote(app.clientId)} was already changed (rotated) since this rotation was asked for; the application was last changed at ${new Date(app.updatedAt).toISOString()}; nothing was rotated: the secret given out by that change is the live one`,
+    },
+  ]);
 }
 
 function clientIdTaken(clientId: string): ApplicationError {

@@ -309,11 +309,16 @@ async function updateRaisingEpoch(
   });
 }
 
+/**
+ * Replaces a confidential client's secret, only while its stored digest is still `readDigest` (the
+ * one the rotation read): false, and nothing written, when it is gone or was rotated meanwhile.
+ */
 export function setSecretDigest(
   db: Kysely<Database>,
   clientId: string,
   digest: string,
   now: number,
+  readDigest: string | null,
 ): Promise<boolean> {
   return updateRaisingEpoch(db, (trx) =>
     trx
@@ -325,6 +330,11 @@ export function setSecretDigest(
       }))
       .where('client_id', '=', clientId)
       .where('client_type', '=', 'confidential')
+      .where((eb) =>
+        readDigest === null
+          ? eb('client_secret_sha256', 'is', null)
+          : eb('client_secret_sha256', '=', readDigest),
+      )
       .executeTakeFirstOrThrow(),
   );
 }

@@ -128,6 +128,15 @@ export interface WriteOptions {
   dryRun?: boolean;
 }
 
+export interface RotateSecretOptions extends WriteOptions {
+  /**
+   * The `secretFingerprint` of the secret the caller saw (the admin console's confirmation page):
+   * the rotation is refused when the stored secret is another one by now (a form sent twice, or
+   * from a page shown before another rotation).
+   */
+  expectedFingerprint?: string;
+}
+
 export interface UpdateOptions extends WriteOptions {
   /**
    * Collects what the update causes beyond the application itself (users who lose it, queued
@@ -208,11 +217,16 @@ export interface ApplicationService {
     actor: Actor,
     options?: UpdateOptions,
   ): Promise<UpdatedApplication>;
-  /** A new secret for a confidential client; the old one stops working at once. */
+  /**
+   * A new secret for a confidential client; the old one stops working at once. A compare-and-swap on
+   * the secret read: when another rotation wins meanwhile (or the secret is no longer the one
+   * `expectedFingerprint` names), nothing is written and a `conflict` error names when it changed, so
+   * that no caller is ever handed a secret that is not the live one.
+   */
   rotateSecret(
     clientId: string,
     actor: Actor,
-    options?: WriteOptions,
+    options?: RotateSecretOptions,
   ): Promise<{ clientSecret: string | null }>;
   deactivate(clientId: string, actor: Actor, options?: WriteOptions): Promise<Application>;
   /**

@@ -57,6 +57,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.ok(form.body.includes('value="Member &lt;script&gt;alert(1)&lt;/script&gt;"'));
     assert.equal(form.body.includes(HOSTILE), false, 'no raw <script> anywhere');
     const created = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
       name: `Wiki ${HOSTILE}`,
       redirect_uris: 'https://wiki.example.org/callback\r\nhttps://wiki.example.org/other',
       client_type: 'confidential',
@@ -273,10 +274,120 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
   it('rotates the secret after showing what happens, the new one shown once', async () => {
     const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/rotate-secret`));
     assert.match(confirm.body, /The current secret stops working at once/);
-    const rotated = await consolePost(admin, url(`/admin/apps/${clientId}/rotate-secret`), confirm.csrf!);
+    const rotated = await consolePost(admin, url(`/admin/apps/${clientId}/rotate-secret`), confirm.csrf!, {
+      secret_fingerprint: formField(confirm.body, 'secret_fingerprint'),
+    });
     assert.equal(rotated.status, 200, problems(rotated.body));
     const secret = formField(rotated.body, 'client_secret');
     assert.ok(verifyClientSecret((await server.app.applications.findByClientId(clientId))!, secret));
+  });
+
+  it('rotates once when the confirmation is sent twice at once or from a stale page, never showing a replaced secret', async () => {
+    const { clientId: app } = await seedApp(server, {
+      name: 'Twice',
+      redirectUris: ['https://twice.example.org/cb'],
+    });
+    const confirm = await consoleGet(admin, url(`/admin/apps/${app}/rotate-secret`));
+    const send = (page: { body: string; csrf: string | undefined }) =>
+      consolePost(admin, url(`/admin/apps/${app}/rotate-secret`), page.csrf!, {
+        secret_fingerprint: formField(page.body, 'secret_fingerprint'),
+      });
+    const answers = await Promise.all([send(confirm), send(confirm), send(confirm), send(confirm)]);
+    assert.deepEqual(
+      answers.map((answer) => answer.status).sort(),
+      [200, 409, 409, 409],
+      answers.map((answer) => problems(answer.body)).join('\n'),
+    );
+    const live = async () => (await server.app.applications.findByClientId(app))!;
+    const shown = answers.find((answer) => answer.status === 200)!;
+    assert.ok(
+      verifyClientSecret(await live(), formField(shown.body, 'client_secret')),
+      'the secret shown is the live one',
+    );
+    for (const refused of answers.filter((answer) => answer.status === 409)) {
+      assert.ok(!refused.body.includes('name="client_secret"'), 'a refused send shows no secret');
+      assert.match(pageText(refused.body), /was already rotated Nothing was rotated/);
+    }
+    // A page shown before a rotation made elsewhere (the command line) is stale too.
+    const stale = await consoleGet(admin, url(`/admin/apps/${app}/rotate-secret`));
+    const { clientSecret: fromCli } = await server.app.applications.rotateSecret(app, 'cli:root');
+    const refused = await send(stale);
+    assert.equal(refused.status, 409, problems(refused.body));
+    assert.ok(
+      verifyClientSecret(await live(), fromCli),
+      'the secret the command line gave is still the live one',
+    );
+    // Rotating again, from the refusal's own form, works and shows the new live secret.
+    const again = await send({ body: refused.body, csrf: confirm.csrf });
+    assert.equal(again.status, 200, problems(again.body));
+    assert.ok(verifyClientSecret(await live(), formField(again.body, 'client_secret')));
+    // A form that names no secret rotates nothing.
+    const blind = await consolePost(admin, url(`/admin/apps/${app}/rotate-secret`), confirm.csrf!);
+    assert.equal(blind.status, 400);
+    assert.ok(verifyClientSecret(await live(), formField(again.body, 'client_secret')), 'nothing rotated');
+    await server.app.audit.idle();
+    const rotations = (await server.app.auditStore.list({ clientId: app, kinds: ['admin_change'] })).filter(
+      (event) => event.record.action === 'secret_rotated',
+    );
+    assert.equal(
+      rotations.length,
+      3,
+      'one audit event per rotation made: the first send, the CLI, the retry',
+    );
+  });
+
+  it('creates one application when the create form is sent twice at once, the other send told so', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const send = () =>
+      consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        client_id: formField(form.body, 'client_id'),
+        name: 'Double click',
+        redirect_uris: 'https://double.example.org/cb',
+        client_type: 'confidential',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+    const answers = await Promise.all([send(), send(), send()]);
+    assert.deepEqual(
+      answers.map((answer) => answer.status).sort(),
+      [201, 409, 409],
+      answers.map((answer) => problems(answer.body)).join('\n'),
+    );
+    const created = (await server.app.applications.list({ search: 'Double click' })).filter(
+      (app) => app.name === 'Double click',
+    );
+    assert.equal(created.length, 1, 'one application');
+    const first = answers.find((answer) => answer.status === 201)!;
+    assert.ok(verifyClientSecret(created[0]!, formField(first.body, 'client_secret')));
+    for (const refused of answers.filter((answer) => answer.status === 409)) {
+      assert.ok(!refused.body.includes('name="client_secret"'), 'a refused send shows no secret');
+      assert.match(pageText(refused.body), /already created from this form Nothing new was created/);
+      assert.ok(
+        refused.body.includes(`href="/admin/apps/${created[0]!.clientId}"`),
+        'it links to the application',
+      );
+    }
+    // A form without the client_id it was shown with creates nothing.
+    const fields = { name: 'No id', redirect_uris: 'https://noid.example.org/cb', client_type: 'public' };
+    const blind = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      ...fields,
+      grant_types: 'authorization_code',
+      pkce_required: 'on',
+      access_token_format: 'inherit',
+    });
+    assert.equal(blind.status, 400);
+    assert.match(pageText(blind.body), /Nothing was created: the form did not carry the client_id/);
+    assert.equal((await server.app.applications.list({ search: 'No id' })).length, 0);
+    await server.app.audit.idle();
+    const events = await server.app.auditStore.list({
+      clientId: created[0]!.clientId,
+      kinds: ['admin_change'],
+    });
+    assert.deepEqual(
+      events.map((event) => event.record.action),
+      ['created'],
+    );
   });
 
   it('deactivates only after showing the impact, and activates again', async () => {
@@ -395,6 +506,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       ['Wiki\u0085next', 'U+0085, a control character'],
     ] as const) {
       const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        client_id: formField(form.body, 'client_id'),
         name,
         redirect_uris: 'https://separator.example.org/cb',
         client_type: 'confidential',
@@ -431,6 +543,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
   it('ties the grant-type and PKCE errors to their fields', async () => {
     const form = await consoleGet(admin, url('/admin/apps/new'));
     const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
       name: 'Mobile',
       redirect_uris: 'https://mobile.example.org/cb',
       client_type: 'public',
@@ -482,7 +595,11 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       ],
     ];
     for (const [sent, field, message] of cases) {
-      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, { ...fields, ...sent });
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        client_id: formField(form.body, 'client_id'),
+        ...fields,
+        ...sent,
+      });
       assert.equal(answer.status, 400, `${field}: ${problems(answer.body)}`);
       const fieldError = new RegExp(`<p class="field-error" id="${field}-error">([^<]+)</p>`).exec(
         answer.body,
@@ -540,7 +657,11 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       // A fieldset takes no focus: its first box does.
       [{ grant_types: 'refresh_token' }, 'grant_types', 'grant_types-authorization_5f_code'],
     ] as const) {
-      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, { ...fields, ...sent });
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        client_id: formField(form.body, 'client_id'),
+        ...fields,
+        ...sent,
+      });
       assert.equal(answer.status, 400, `${field}: ${problems(answer.body)}`);
       assert.match(
         answer.body,
@@ -550,6 +671,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       assert.deepEqual(autofocusedIds(answer.body), [focused], field);
     }
     const both = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
       ...fields,
       redirect_uris: 'not a uri',
       backchannel_logout_uri: 'http://169.254.169.254/x',
@@ -647,6 +769,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       access_token_format: 'inherit',
     };
     const refused = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
       ...fields,
       logo_url: 'http://cdn.example.org/logo.png',
     });
@@ -782,7 +905,12 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
         return found;
       };
       try {
-        const raced = await consolePost(admin, url(`/admin/apps/${late}${action}`), form.csrf!, fields);
+        const raced = await consolePost(admin, url(`/admin/apps/${late}${action}`), form.csrf!, {
+          ...fields,
+          ...(action === '/rotate-secret'
+            ? { secret_fingerprint: formField(form.body, 'secret_fingerprint') }
+            : {}),
+        });
         assert.equal(raced.status, 404, `${action}: ${raced.body.slice(0, 300)}`);
         assert.match(pageText(raced.body), /No such application .* Nothing was changed/, action);
       } finally {

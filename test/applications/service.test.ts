@@ -280,6 +280,29 @@ describe(`application service (${testDatabaseKind})`, () => {
     });
   });
 
+  it('rotates once when several rotations run at once, the others refused: every returned secret is the live one', async () => {
+    const changeCount = changes.length;
+    const outcomes = await Promise.allSettled(
+      [1, 2, 3, 4].map(() => service.rotateSecret('grafana-0001', ACTOR)),
+    );
+    const rotated = outcomes.filter((outcome) => outcome.status === 'fulfilled');
+    assert.equal(rotated.length, 1, 'one rotation');
+    const live = (await service.findByClientId('grafana-0001'))!;
+    assert.equal(verifyClientSecret(live, rotated[0]!.value.clientSecret), true);
+    for (const outcome of outcomes.filter((each) => each.status === 'rejected'))
+      assert.match(
+        (outcome.reason as Error).message,
+        /^client_secret: the secret of application "grafana-0001" was already changed \(rotated\)/,
+      );
+    assert.equal(changes.length, changeCount + 1, 'one change notified');
+    // A rotation asked for a secret that is no longer the stored one writes nothing.
+    await assert.rejects(
+      service.rotateSecret('grafana-0001', ACTOR, { expectedFingerprint: '0'.repeat(32) }),
+      { name: 'ApplicationError', message: /was already changed \(rotated\)/ },
+    );
+    assert.equal((await service.findByClientId('grafana-0001'))!.clientSecretSha256, live.clientSecretSha256);
+  });
+
   it('rotates the secret: the old one stops verifying, the new one works', async () => {
     const before = (await service.findByClientId('grafana-0001'))!;
     const dry = await service.rotateSecret('grafana-0001', ACTOR, { dryRun: true });

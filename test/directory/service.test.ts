@@ -699,6 +699,38 @@ describe(`directory service (${testDatabaseKind})`, () => {
     );
   });
 
+  it('moves a user into a state or deletes the state, never both nor a 500, when both are sent at once', async (t) => {
+    const { directory } = await directoryFixture(t);
+    await directory.createState('Base', 1);
+    const settled = (outcome: PromiseSettledResult<unknown>, allowed: DirectoryError['code']) => {
+      if (outcome.status === 'fulfilled') return true;
+      assert.ok(outcome.reason instanceof DirectoryError, String(outcome.reason));
+      assert.equal(outcome.reason.code, allowed, outcome.reason.message);
+      return false;
+    };
+    for (let round = 0; round < 8; round++) {
+      const state = `Racer${round}`;
+      await directory.createState(state, 100 + round);
+      await directory.createUser({ username: `mover${round}`, state: 'Base' });
+      const [moved, deleted, created] = await Promise.allSettled([
+        directory.setState({ username: `mover${round}` }, state),
+        directory.deleteState(state),
+        directory.createUser({ username: `newcomer${round}`, state }),
+      ]);
+      // Moved (or created) first: the deletion finds the user in it and refuses. Deleted first: the
+      // move (or creation) finds no such state.
+      const wasMoved = settled(moved!, 'not_found');
+      const wasCreated = settled(created!, 'not_found');
+      const wasDeleted = settled(deleted!, 'conflict');
+      assert.equal(wasDeleted, !wasMoved && !wasCreated, `round ${round}`);
+      const stateNow = (await directory.listStates()).find((row) => row.name === state);
+      assert.equal(stateNow === undefined, wasDeleted, `round ${round}`);
+      const mover = await directory.getUserProfile({ username: `mover${round}` });
+      assert.equal(mover.state?.name, wasMoved ? state : 'Base', `round ${round}`);
+      assert.equal((await directory.findUserByUsername(`newcomer${round}`)) !== undefined, wasCreated);
+    }
+  });
+
   it('creates exactly one bootstrap superuser when two starts race', async (t) => {
     const { directory } = await directoryFixture(t);
     const results = await Promise.all([

@@ -3,7 +3,7 @@ import { nameKey } from '../../util/name-key.ts';
 import { conflict, invalid } from '../errors.ts';
 import type { ChangeScope } from './change.ts';
 import * as queries from './queries.ts';
-import { flag, requireRecord, resolveGroup, resolveState } from './records.ts';
+import { flag, lockState, requireRecord, resolveGroup } from './records.ts';
 import type { NewUser, UserRecord } from './types.ts';
 import {
   MAIN_CHARACTER_FIELDS,
@@ -72,7 +72,8 @@ export async function insertUser(
         : `username ${quote(input.username)} is taken by ${quote(existing.username)} (usernames are unique regardless of case and Unicode form)`,
     );
   }
-  const state = input.state === null ? null : await resolveState(trx, input.state);
+  // Locked as a deletion of the state locks it (`setState`): never a user created into a state going away.
+  const state = input.state === null ? null : await lockState(trx, input.state);
   const groups = new Map<number, GroupRow>();
   for (const name of input.groups) {
     const group = await resolveGroup(trx, name);

@@ -58,7 +58,7 @@ export async function resolveGroup(db: queries.Db, name: string): Promise<GroupR
   return (await queries.selectGroupByName(db, name)) ?? unknownGroup(db, name);
 }
 
-/** `resolveState`, the state's row locked for the rest of the transaction: for a change of the state itself. */
+/** `resolveState`, the state's row locked for the rest of the transaction: for a change of the state itself, or a user put into it (which a deletion must see). */
 export async function lockState(trx: Transaction<Database>, name: string): Promise<StateRow> {
   return (await queries.lockStateByName(trx, name)) ?? unknownState(trx, name);
 }

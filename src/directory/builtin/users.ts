@@ -7,7 +7,7 @@ import { insertUser, validateNewUser } from './new-user.ts';
 import { hashPassword, validateNewPassword } from './passwords.ts';
 import { toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
-import { lockUser, requireRecord, resolveGroup, resolveState, validateUserRef } from './records.ts';
+import { lockState, lockUser, requireRecord, resolveGroup, validateUserRef } from './records.ts';
 import type { DirectoryAdmin, UserChange, UserField, UserRecord } from './types.ts';
 import { COLUMN_OF, MAIN_CHARACTER_FIELD_NAMES, validateChanges } from './user-changes.ts';
 import { quote, validateName } from './validation.ts';
@@ -191,7 +191,9 @@ export function userWrites(changes: ChangeRunner): UserWrites {
       return changes.run(options, async (scope): Promise<UserChange> => {
         const { trx } = scope;
         const user = await lockUser(trx, target);
-        const state = name === null ? null : await resolveState(trx, name);
+        // The state's row locked as its deletion locks it: a move and a deletion sent at once serialise,
+        // the deletion then finding the user in it (and refusing), or the move finding it gone.
+        const state = name === null ? null : await lockState(trx, name);
         if ((state?.id ?? null) === user.state_id) return unchanged(trx, user);
         return updateRow(scope, user, { state_id: state?.id ?? null }, 'user_state_changed', (before) => ({
           kind: 'user_state_changed',
