@@ -731,6 +731,36 @@ describe(`directory service (${testDatabaseKind})`, () => {
     }
   });
 
+  it('adds a user to a group or deletes the group, never a database error, when both are sent at once', async (t) => {
+    const { directory } = await directoryFixture(t);
+    for (let round = 0; round < 8; round++) {
+      const group = `Racers${round}`;
+      await directory.createGroup(group);
+      await directory.createUser({ username: `joiner${round}` });
+      const [added, deleted, created] = await Promise.allSettled([
+        directory.addGroup({ username: `joiner${round}` }, group),
+        directory.deleteGroup(group),
+        directory.createUser({ username: `founder${round}`, groups: [group] }),
+      ]);
+      // Added (or created) first: the deletion takes the membership with it. Deleted first: the
+      // addition (or creation) finds no such group. Never the foreign key's error.
+      assert.equal(
+        deleted.status,
+        'fulfilled',
+        `round ${round}: ${String((deleted as PromiseRejectedResult).reason)}`,
+      );
+      for (const outcome of [added, created]) {
+        if (outcome.status === 'fulfilled') continue;
+        assert.ok(outcome.reason instanceof DirectoryError, String(outcome.reason));
+        assert.equal(outcome.reason.code, 'not_found', outcome.reason.message);
+      }
+      const joiner = await directory.getUserProfile({ username: `joiner${round}` });
+      assert.deepEqual(joiner.groups, [], `round ${round}`);
+      const founder = await directory.findUserByUsername(`founder${round}`);
+      assert.equal(founder !== undefined, created.status === 'fulfilled', `round ${round}`);
+    }
+  });
+
   it('creates exactly one bootstrap superuser when two starts race', async (t) => {
     const { directory } = await directoryFixture(t);
     const results = await Promise.all([

@@ -3,7 +3,7 @@ import { nameKey } from '../../util/name-key.ts';
 import { conflict, invalid } from '../errors.ts';
 import type { ChangeScope } from './change.ts';
 import * as queries from './queries.ts';
-import { flag, lockState, requireRecord, resolveGroup } from './records.ts';
+import { flag, lockGroup, lockState, requireRecord } from './records.ts';
 import type { NewUser, UserRecord } from './types.ts';
 import {
   MAIN_CHARACTER_FIELDS,
@@ -76,7 +76,7 @@ export async function insertUser(
   const state = input.state === null ? null : await lockState(trx, input.state);
   const groups = new Map<number, GroupRow>();
   for (const name of input.groups) {
-    const group = await resolveGroup(trx, name);
+    const group = await lockGroup(trx, name);
     groups.set(group.id, group);
   }
   const now = Date.now();

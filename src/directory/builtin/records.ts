@@ -63,7 +63,7 @@ export async function lockState(trx: Transaction<Database>, name: string): Promi
   return (await queries.lockStateByName(trx, name)) ?? unknownState(trx, name);
 }
 
-/** `resolveGroup`, the group's row locked for the rest of the transaction: for a change of the group itself. */
+/** `resolveGroup`, the group's row locked for the rest of the transaction: for a change of the group itself, or a user added to it (which a deletion must see). */
 export async function lockGroup(trx: Transaction<Database>, name: string): Promise<GroupRow> {
   return (await queries.lockGroupByName(trx, name)) ?? unknownGroup(trx, name);
 }

@@ -7,7 +7,7 @@ import { insertUser, validateNewUser } from './new-user.ts';
 import { hashPassword, validateNewPassword } from './passwords.ts';
 import { toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
-import { lockState, lockUser, requireRecord, resolveGroup, validateUserRef } from './records.ts';
+import { lockGroup, lockState, lockUser, requireRecord, resolveGroup, validateUserRef } from './records.ts';
 import type { DirectoryAdmin, UserChange, UserField, UserRecord } from './types.ts';
 import { COLUMN_OF, MAIN_CHARACTER_FIELD_NAMES, validateChanges } from './user-changes.ts';
 import { quote, validateName } from './validation.ts';
@@ -211,7 +211,9 @@ export function userWrites(changes: ChangeRunner): UserWrites {
       return changes.run(options, async (scope): Promise<UserChange> => {
         const { trx } = scope;
         const user = await lockUser(trx, target);
-        const group = await resolveGroup(trx, name);
+        // Locked as a deletion of the group locks it: an addition and a deletion sent at once serialise,
+        // the deletion then taking the new member with it (and telling), or the addition finding it gone.
+        const group = await lockGroup(trx, name);
         const member = await trx
           .selectFrom('user_group')
           .select('user_id')
