@@ -4,7 +4,7 @@ import { type Application, type ClientType } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import { formAlert, formatTime } from '../console/ui.ts';
-import { html } from '../http/pages/layout.ts';
+import { html, sentBackUntouched } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
   appForm,
@@ -144,6 +144,10 @@ export function editRoutes(
         const app = await load(request);
         if (!app) return;
         const values = readForm(request.form);
+        // The field shows a character the page cannot hold (a control character) as U+FFFD: sent
+        // back as shown, the name was not touched, and the stored one is kept as it is.
+        if (values.name !== app.name && values.name === sentBackUntouched(app.name).trim())
+          values.name = app.name;
         try {
           const consequences: Consequence[] = [];
           const result = await deps.applications.update(app.clientId, inputOf(values), adminActor(request), {

@@ -17,7 +17,7 @@ import {
   select,
   textField,
 } from '../console/ui.ts';
-import { html, type Html } from '../http/pages/layout.ts';
+import { html, type Html, sentBackUntouched } from '../http/pages/layout.ts';
 import { listTokens } from '../tokens/listing.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 
@@ -225,7 +225,16 @@ export function appForm(
         // one application, the second send finding its client_id taken.
         newClientId === undefined ? '' : html`<input type="hidden" name="client_id" value="${newClientId}" />`
       }
-      ${textField('Name', 'name', values.name, { required: true, maxlength: 100, ...opt('name') })}
+      ${textField('Name', 'name', values.name, {
+        required: true,
+        maxlength: 100,
+        ...(creating || sentBackUntouched(values.name) === values.name
+          ? {}
+          : {
+              hint: 'It holds a character this page cannot show, shown as \uFFFD: left as it is, the name is kept as stored.',
+            }),
+        ...opt('name'),
+      })}
       ${textField('Logo URL', 'logo_url', values.logoUrl, {
         type: 'url',
         hint: 'Shown on the consent page; https only.',

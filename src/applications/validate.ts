@@ -39,7 +39,8 @@ export interface ValidationContext {
   backchannelTargetCheck: BackchannelTargetCheck;
   /**
    * On an update, the name stored: kept unchanged, it is not refused for a character names may no
-   * longer be given (a line separator, say), so that an application named so before stays editable.
+   * longer be given (a line separator, say), nor for a NUL (stored on SQLite by another tool), so
+   * that an application named so before stays editable.
    */
   storedName?: string;
   /**
@@ -191,7 +192,7 @@ function checkName(value: unknown, storedName: string | undefined, problem: Prob
     problem('name', 'is required (1–100 characters)');
     return '';
   }
-  if (value.includes('\0')) {
+  if (value.includes('\0') && value !== storedName) {
     problem('name', 'must not contain NUL bytes');
     return '';
   }

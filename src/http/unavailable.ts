@@ -9,7 +9,7 @@ import { type UnavailableCause, unavailablePage } from './pages/unavailable.ts';
 
 /** Seconds a client is asked to wait (`Retry-After`) before trying again. */
 export const RETRY_AFTER_SECONDS = 5;
-/** At most one log line per this interval while the database stays unreachable. */
+/** At most one log line per this interval, for each database, while it stays unreachable. */
 const LOG_INTERVAL_MS = 10_000;
 
 /** The `error_description` of a 503, true of its cause. */
@@ -58,13 +58,14 @@ export function noteDatabaseFault(ctx: Koa.Context, error: unknown, what: string
  * `Retry-After`: a "try again" page to browsers, `{"error":"temporarily_unavailable"}` to everyone
  * else; never a 500, never a hang (connections are bounded by the connect and query timeouts).
  * Nothing is kept in memory: once the database answers again, so does every request. An outage is
- * logged at most once per LOG_INTERVAL_MS; a fault that is no outage (`noteDatabaseFault`) is logged
+ * logged at most once per LOG_INTERVAL_MS for each database (aa-oidc's own, Alliance Auth's), so
+ * that one's outage never hides the first line of the other's; a fault that is no outage (`noteDatabaseFault`) is logged
  * each time, as what it is, and answered as what it is: the request could not be completed, not "the
  * database cannot be reached".
  */
 export function answerUnavailable(logger: Logger, database: string, branding: Branding): Koa.Middleware {
-  let lastLoggedAt = 0;
-  let unlogged = 0;
+  /** By the database's description: when its outage was last logged, and the 503s since then. */
+  const outageLog = new Map<string, { lastLoggedAt: number; unlogged: number }>();
   return async (ctx, next) => {
     try {
       await next();
@@ -84,15 +85,17 @@ export function answerUnavailable(logger: Logger, database: string, branding: Br
         { database: failed, err },
         `${failure.what ?? 'a database operation failed'}: a database error, not an outage; answering 503 so that the client tries again`,
       );
-    } else if (now - lastLoggedAt >= LOG_INTERVAL_MS) {
-      requestLog(ctx, logger).error(
-        { database: failed, err, alsoFailedSinceLastLine: unlogged },
-        'the database is unavailable; answering 503 until it returns',
-      );
-      lastLoggedAt = now;
-      unlogged = 0;
     } else {
-      unlogged += 1;
+      const logged = outageLog.get(failed);
+      if (logged === undefined || now - logged.lastLoggedAt >= LOG_INTERVAL_MS) {
+        requestLog(ctx, logger).error(
+          { database: failed, err, alsoFailedSinceLastLine: logged?.unlogged ?? 0 },
+          'the database is unavailable; answering 503 until it returns',
+        );
+        outageLog.set(failed, { lastLoggedAt: now, unlogged: 0 });
+      } else {
+        logged.unlogged += 1;
+      }
     }
     ctx.status = 503;
     ctx.set('Retry-After', String(RETRY_AFTER_SECONDS));

@@ -811,6 +811,51 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(app.logoUrl, 'http://cdn.example.org/logo.png');
   });
 
+  it('keeps a stored name the form shows with U+FFFD (a control character, a NUL) when the field is left as it is', async () => {
+    // Stored by an older aa-oidc or another tool: the field cannot hold the character, and shows U+FFFD.
+    const names = ['Wiki\u001b[2J', ...(testDatabaseKind === 'sqlite' ? ['Wi\u0000ki'] : [])];
+    for (const stored of names) {
+      const { clientId: old } = await seedApp(server, { name: 'Control' });
+      await server.app.database.db
+        .updateTable('application')
+        .set({ name: stored })
+        .where('client_id', '=', old)
+        .execute();
+      const edit = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
+      assert.equal(edit.status, 200);
+      const shown = formField(edit.body, 'name');
+      assert.equal(
+        shown,
+        stored.replace('\u001b', '\ufffd').replace('\u0000', '\ufffd'),
+        'the field shows U+FFFD',
+      );
+      assert.match(pageText(edit.body), /left as it is, the name is kept as stored/);
+      const saved = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, {
+        name: shown,
+        redirect_uris: 'https://rp.example.org/edited',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+      assert.equal(saved.status, 303, problems(saved.body));
+      const app = (await server.app.applications.findByClientId(old))!;
+      assert.deepEqual(app.redirectUris, ['https://rp.example.org/edited'], 'the edit is saved');
+      assert.equal(app.name, stored, 'the name is kept, not turned into U+FFFD');
+
+      // Typed over, the name is the one typed.
+      const again = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
+      const renamed = await consolePost(admin, url(`/admin/apps/${old}/edit`), again.csrf!, {
+        name: 'Wiki',
+        redirect_uris: 'https://rp.example.org/edited',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+      assert.equal(renamed.status, 303, problems(renamed.body));
+      assert.equal((await server.app.applications.findByClientId(old))!.name, 'Wiki');
+    }
+  });
+
   it('keeps a redirect URI with a * in its host stored before such were refused on an edit that narrows the whitelists, and refuses a new one', async () => {
     await server.app.directoryAdmin.createGroup('Wiki Editors');
     const { clientId: old } = await seedApp(server, {

@@ -1376,3 +1376,68 @@ describe(`aa-oidc check: names with characters new names refuse (W015, ${testDat
     assert.doesNotMatch(again.stdout, /W015/);
   });
 });
+
+describe(`aa-oidc check: the W015 rename of a name with a control character, run as pasted (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  // Each stored as an older aa-oidc (or anyone with the database) could: a name lookup once refused
+  // every control character, and a space of either end (U+FEFF, a tab), so the hint's rename failed.
+  const stored: ReadonlyArray<[kind: 'state' | 'group', name: string, renamed: string]> = [
+    ['state', 'Esc\u001b[2J', 'Esc[2J'],
+    ['group', 'CSI\u009b', 'CSI'],
+    ['group', 'Bell\u0007 Ringers', 'Bell Ringers'],
+    ['group', '\ufeffPilots', 'Pilots'],
+    ['group', 'Fleet\t', 'Fleet'],
+  ];
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    const services = await createServices(testConfig(database, { secretKey: SECRET }), { migrate: true });
+    try {
+      for (const [index, [kind, name]] of stored.entries()) {
+        const row = { name, name_key: nameKey(name), oidc_access: 0 as const, created_at: Date.now() };
+        if (kind === 'state')
+          await services.database.db
+            .insertInto('state')
+            .values({ ...row, priority: 20 + index })
+            .execute();
+        else await services.database.db.insertInto('auth_group').values(row).execute();
+      }
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => database.drop());
+
+  it('gives a rename that bash reads back as the stored name and aa-oidc then does', async (t) => {
+    const env = testEnv(database, { AA_OIDC_SECRET_KEY: SECRET });
+    const checked = await cli(['check', '--format', 'json'], env);
+    assert.equal(checked.code, 0, checked.stderr);
+    const hints = (JSON.parse(checked.stdout) as Array<{ id: string; hint: string }>)
+      .filter((finding) => finding.id === 'W015')
+      .map((finding) => finding.hint);
+    assert.equal(hints.length, stored.length, hints.join('\n'));
+    for (const [kind, name, renamed] of stored) {
+      const hint = hints.find((candidate) =>
+        candidate.startsWith(`aa-oidc ${kind} rename ${shellWord(name)!} `),
+      );
+      assert.ok(hint, `a rename of ${JSON.stringify(name)} among ${hints.join('\n')}`);
+      const command = hint.slice(0, hint.indexOf(' (application whitelists follow'));
+      // As the operator pastes it: bash reads the words (aa-oidc a function that prints them).
+      const run = spawnSync('bash', ['-c', `aa-oidc() { printf '%s\\0' "$@"; }\n${command}`], {
+        env: { LC_ALL: 'C', PATH: process.env.PATH },
+      });
+      if (run.error) return t.skip('no bash here');
+      const args = run.stdout.toString('utf8').split('\0').slice(0, -1);
+      assert.deepEqual(args, [kind, 'rename', name, renamed]);
+      const done = await cli(args, env);
+      assert.equal(done.code, 0, `${command}: ${done.stderr}`);
+    }
+    const again = await cli(['check'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /W015/);
+    const groups = JSON.parse((await cli(['group', 'list', '--format', 'json'], env)).stdout) as Array<{
+      name: string;
+    }>;
+    assert.deepEqual(groups.map((group) => group.name).sort(), ['Bell Ringers', 'CSI', 'Fleet', 'Pilots']);
+  });
+});

@@ -9,6 +9,7 @@ import { missingPageHeaders, rawRequest } from './raw-request.ts';
 
 const BROWSER_ACCEPT = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8';
 const OUTAGE_DESCRIPTION = 'the service cannot reach its database right now; try again in a few seconds';
+const AA_DATABASE = "Alliance Auth's database at mysql://aa@127.0.0.1:3306/alliance_auth";
 const FAULT_DESCRIPTION = 'the service could not complete the request; try again in a few seconds';
 
 /**
@@ -33,6 +34,15 @@ describe(`a 503 for a database failure, told by its cause (${testDatabaseKind})`
               noteDatabaseUnavailable(
                 ctx,
                 new DatabaseUnavailableError('cannot connect to the test database'),
+              );
+              return;
+            }
+            if (ctx.path === '/test/aa-outage') {
+              noteDatabaseUnavailable(
+                ctx,
+                new DatabaseUnavailableError('cannot connect to the test Alliance Auth database', {
+                  database: AA_DATABASE,
+                }),
               );
               return;
             }
@@ -90,5 +100,21 @@ describe(`a 503 for a database failure, told by its cause (${testDatabaseKind})`
     );
     assert.ok(page.body.includes('<code id="request-id">fault-page</code>'), 'the request id to quote');
     assert.ok(!page.body.includes('UNIQUE constraint'), "never the error's message");
+  });
+
+  it("logs the first outage line of each database: aa-oidc's own outage does not hide Alliance Auth's", async () => {
+    const from = harness.logLines.length;
+    for (const path of ['/test/outage', '/test/aa-outage', '/test/outage', '/test/aa-outage']) {
+      const answer = await rawRequest(`${server.origin}${path}`, { headers: { accept: 'application/json' } });
+      assert.equal(answer.status, 503, path);
+    }
+    const outageLines = harness.logLines
+      .slice(from)
+      .map((line) => JSON.parse(line) as { msg?: string; database?: string })
+      .filter((line) => line.msg === 'the database is unavailable; answering 503 until it returns');
+    const shown = outageLines.map((line) => line.database).join('\n');
+    // aa-oidc's own may have been logged by the test above, less than 10 s ago: at most once here.
+    assert.ok(outageLines.filter((line) => line.database !== AA_DATABASE).length <= 1, shown);
+    assert.equal(outageLines.filter((line) => line.database === AA_DATABASE).length, 1, shown);
   });
 });

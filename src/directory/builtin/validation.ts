@@ -85,23 +85,16 @@ export function validateEmail(value: unknown): string {
 }
 
 /**
- * Checks a state or group name: 1–150 characters, no control characters, no surrounding spaces, and
- * not `.` or `..` (a browser resolves either away in the admin UI's `/admin/groups/<name>`).
+ * Checks a name that looks a state or group up (not one it is given: `validateNewName`): 1–150
+ * characters, no NUL (no command line carries one, nor PostgreSQL's text). Nothing else is refused:
+ * a lookup matches the stored names exactly (by `nameKey`), so a name stored before new names
+ * refused what it holds (a control character, a space at an end: `aa-oidc check`, W014, W015) is
+ * still found, renamed and deleted when given as stored, and any other name is simply unknown.
  */
 export function validateName(kind: 'state' | 'group', value: unknown): string {
   const text = requireString(`the ${kind} name`, value);
-  if (
-    text.length < 1 ||
-    [...text].length > NAME_MAX_LENGTH ||
-    CONTROL.test(text) ||
-    text.trim() !== text ||
-    text === '.' ||
-    text === '..'
-  ) {
-    throw invalid(
-      `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces, other than . and ..`,
-    );
-  }
+  if (text.length < 1 || [...text].length > NAME_MAX_LENGTH)
+    throw invalid(`invalid ${kind} name ${quote(value)}: a ${kind} name has 1–${NAME_MAX_LENGTH} characters`);
   return text;
 }
 
@@ -119,22 +112,36 @@ export function singleSpaced(name: string): string {
 }
 
 /**
- * Checks the name a state or group is given (created or renamed to) as `validateName` does, and
- * refuses, naming it, a control character, a line or paragraph separator (U+2028, U+2029), or one of
- * the bidirectional controls and zero-width characters that would let it show as something else, and
- * spaces in a row: `Bob  Smith` looks like `Bob Smith` (a web page shows both alike) but is another
- * name, which a whitelist or a lookup typed with one space would miss. A name that only looks one up
- * is not checked for them: a state made before can still be found, renamed and deleted, and Alliance
- * Auth's names, which aa-oidc only reads, are taken as they are.
+ * Checks the name a state or group is given (created or renamed to): 1–150 characters, no
+ * surrounding spaces, not `.` or `..`, and none of the characters that would break its line or let
+ * it show as something else, naming the one found: a control character, a line or paragraph
+ * separator (U+2028, U+2029), a bidirectional control or a zero-width character; nor spaces in a
+ * row: `Bob  Smith` looks like `Bob Smith` (a web page shows both alike) but is another name, which a
+ * whitelist or a lookup typed with one space would miss. A name that only looks one up is not
+ * checked for them (`validateName`): a state made before can still be found, renamed and deleted,
+ * and Alliance Auth's names, which aa-oidc only reads, are taken as they are.
  */
 export function validateNewName(kind: 'state' | 'group', value: unknown): string {
-  // Before `validateName`, whose message for a control character does not say which one.
+  // First: the message below for a control character does not say which one.
   const unfit = typeof value === 'string' && !value.includes('\0') ? unfitNameCharacter(value) : undefined;
   if (unfit)
     throw invalid(
       `invalid ${kind} name ${quote(value)}: it contains ${unfit}, which can make the name show as something else or break its line; remove it`,
     );
-  const name = validateName(kind, value);
+  const name = requireString(`the ${kind} name`, value);
+  if (
+    name.length < 1 ||
+    [...name].length > NAME_MAX_LENGTH ||
+    CONTROL.test(name) ||
+    name.trim() !== name ||
+    name === '.' ||
+    name === '..'
+  ) {
+    // `.` and `..`: a browser resolves either away in the admin UI's `/admin/groups/<name>`.
+    throw invalid(
+      `invalid ${kind} name ${quote(value)}: use 1–${NAME_MAX_LENGTH} characters without control characters or surrounding spaces, other than . and ..`,
+    );
+  }
   if (hasSpacesInARow(name))
     throw invalid(
       `invalid ${kind} name ${quote(value)}: it has spaces in a row, which show as one; separate its words with a single space`,

@@ -30,10 +30,25 @@ const ESCAPES: Readonly<Record<string, string>> = {
  */
 // eslint-disable-next-line no-control-regex
 const ESCAPED = /[&<>"'\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
+/** The characters of `ESCAPED` that become U+FFFD. */
+// eslint-disable-next-line no-control-regex
+const REPLACED = /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
 
 export function escapeHtml(value: unknown): string {
   const text = String(value ?? '');
   return wellFormed(text).replace(ESCAPED, (char) => ESCAPES[char] ?? '\uFFFD');
+}
+
+/**
+ * What a one-line form field (`<input value="…">`) that shows `value` sends back when left as it
+ * is: each character `escapeHtml` writes as U+FFFD as U+FFFD, without the line breaks a browser
+ * strips from such a field's value. A form compares it with the stored value it showed: equal, the
+ * field was not touched, and the stored value, which the page could not hold, is kept as it is.
+ */
+export function sentBackUntouched(value: string): string {
+  return wellFormed(value)
+    .replace(REPLACED, '\uFFFD')
+    .replace(/[\r\n]/g, '');
 }
 
 /**
