@@ -343,6 +343,7 @@ export function bearerLookup(
         return session && grant ? { session: session[0], grant: grant[0] } : undefined;
       },
       load,
+      keys,
     );
   };
   return {

@@ -200,9 +200,9 @@ export function codeExchangeHooks(
       return;
     }
     if (live) ownCodes?.wrote(exchange.rows, now());
-    // Nothing kept changed (no `KeptRows.wrote`, which would refuse to keep every row loading now): the
-    // consume is a code's or a refresh token's, never kept, and the access token a new row, whose id no
-    // request could look up before this response, so none is kept or loading.
+    // Nothing kept changed (no `KeptRows.wrote`): the consume is a code's or a refresh token's, never
+    // kept, and the access token a new row, whose id no request could look up before this response, so
+    // none is kept or loading.
     if (exchange.onceConsumed) for (const tell of exchange.onceConsumed) tell();
     if (exchange.onceStored) for (const tell of exchange.onceStored) tell();
   }

@@ -19,10 +19,15 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  *   writer before the request arrived is therefore seen by it, as if nothing were kept.
  * - A row is kept only if the statement that loaded it saw the log at or past the process's position
  *   (`covers`): a row read before a change the process has already processed would never be dropped.
- * - This process's own writes drop what they touch at once and refuse to keep rows whose load began
- *   before they completed (`wrote`, called by the provider's writes of a kept row: the adapter's, and
- *   the held-back session of an authorization, code-exchange.ts), so that a request reads its own
- *   writes, and this process's, even after its log read. The bulk revocations that follow a change of
+ * - This process's own writes drop what they touch at once and refuse to keep rows of the keys they
+ *   name whose load began before they completed (`wrote`, called by the provider's writes of a kept
+ *   row: the adapter's, and the held-back session of an authorization, code-exchange.ts), so that a
+ *   request reads its own writes, and this process's, even after its log read. A write that cannot
+ *   name its rows refuses every load in flight. A write of one key leaves the loads of others alone:
+ *   each session renewal (up to once a second per session in use) would otherwise stop every load in
+ *   flight from being kept or shared. Only the keys written lately are remembered
+ *   (`MAX_OWN_WRITES_NOTED`); a load that began before the write of a key forgotten since is refused
+ *   as if that key were its own. The bulk revocations that follow a change of
  *   access (tokens/user-sessions.ts `endUserSessions`, tokens/store-users.ts
  *   `revokeLiveTokenRowsOfUsers`) do not call it: their rows are dropped by the next read of the log,
  *   which every request makes before it uses a kept row, as for another instance's change.
@@ -30,8 +35,8 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  *   are, as written, until their redemption: own-codes.ts). Misses are never kept.
  * - A request that misses a row another request is loading shares that load instead of reading the
  *   row again (`share`), once that load is sure to see what its own would: it began after this
- *   request's read of the log had answered, and no write of this process has completed since it
- *   began. A row the log names (a session renewed, written once a second while in use) is dropped
+ *   request's read of the log had answered, and no write of this process of a key it loads has
+ *   completed since it began. A row the log names (a session renewed, written once a second while in use) is dropped
  *   for every request at once; without this, each request that missed it before the first load had
  *   answered read it again.
  * - At most `max` rows: the oldest kept goes first.
@@ -42,7 +47,15 @@ export class KeptRows {
   readonly #max: number;
   #rows = new Map<string, readonly StoredPayload[]>();
   #position: LogPosition | undefined;
+  /** This process's own writes completed so far (`wrote`): a ticket is this count when a load began. */
   #ownWrites = 0;
+  /**
+   * For each key written lately, oldest first, `#ownWrites` once its last write had completed; at
+   * most `MAX_OWN_WRITES_NOTED` of them, each past `#forgottenWrites`.
+   */
+  #writtenAt = new Map<string, number>();
+  /** No key left out of `#writtenAt` was written after this many own writes had completed. */
+  #forgottenWrites = 0;
   /** Reads of the log answered so far. */
   #reads = 0;
   /** The loads in flight that a request may share (`share`), by key. */
@@ -50,8 +63,11 @@ export class KeptRows {
   /** Users' profiles, dropped by the same reads of the log. */
   readonly profiles: KeptProfiles;
 
-  constructor(max = MAX_KEPT_ROWS, maxProfiles = MAX_KEPT_PROFILES) {
+  readonly #maxWritesNoted: number;
+
+  constructor(max = MAX_KEPT_ROWS, maxProfiles = MAX_KEPT_PROFILES, maxWritesNoted = MAX_OWN_WRITES_NOTED) {
     this.#max = max;
+    this.#maxWritesNoted = maxWritesNoted;
     this.profiles = new KeptProfiles(() => this.#position, maxProfiles);
   }
 
@@ -96,20 +112,27 @@ export class KeptRows {
 
   /**
    * Keeps `rows` (found by a statement that saw the log at `position`, started at `ticket`) unless the
-   * process has already processed a change the statement did not see, or written since it started.
+   * process has already processed a change the statement did not see, or written `key` since it
+   * started.
    */
   keep(key: string, rows: readonly StoredPayload[], position: LogPosition | undefined, ticket: number): void {
-    if (rows.length === 0 || ticket !== this.#ownWrites || !covers(position, this.#position)) return;
+    if (rows.length === 0 || this.#writtenSince(key, ticket) || !covers(position, this.#position)) return;
     setNewest(this.#rows, key, rows, this.#max);
+  }
+
+  /** Whether a write of this process of `key` (a kept key), or of rows it could not name, completed after `ticket`. */
+  #writtenSince(key: string, ticket: number): boolean {
+    return (this.#writtenAt.get(key) ?? this.#forgottenWrites) > ticket;
   }
 
   /**
    * What `load` answers for `key`, or, when a load of `key` is in flight, what the request answers
    * once its read of the log (`synced`, the one a kept row waits for) has answered: the rows kept by
    * then (`fromMemory`), or that load's answer if the load began after such a read and no write of
-   * this process has completed since it began (so it sees every change committed before this
-   * request asked, and this process's own writes, as this request's own load would). Otherwise, or
-   * with no load in flight, `load` runs now (it keeps what it found, as it would alone).
+   * this process of the kept keys it reads (`keys`, by default `key` itself) has completed since it
+   * began (so it sees every change committed before this request asked, and this process's own
+   * writes, as this request's own load would). Otherwise, or with no load in flight, `load` runs now
+   * (it keeps what it found, as it would alone).
    *
    * A read of the log counts once it has answered, and a load notes how many had when it began:
    * a load that began after the reads answered that a request has awaited began after that
@@ -120,21 +143,26 @@ export class KeptRows {
     synced: () => Promise<unknown>,
     fromMemory: () => T | undefined,
     load: () => Promise<T>,
+    keys: readonly string[] = [key],
   ): Promise<T> {
     if (this.#loads.has(key)) {
       await synced();
       const held = fromMemory();
       if (held !== undefined) return held;
       const running = this.#loads.get(key);
-      if (running && running.reads >= this.#reads && running.ownWrites === this.#ownWrites) {
+      if (
+        running &&
+        running.reads >= this.#reads &&
+        !running.keys.some((kept) => this.#writtenSince(kept, running.ticket))
+      ) {
         return running.loading as Promise<T>;
       }
     }
     const loads = this.#loads;
     const reads = this.#reads;
-    const ownWrites = this.#ownWrites;
+    const ticket = this.#ownWrites;
     const loading = load();
-    const entry: SharedLoad = { loading, reads, ownWrites };
+    const entry: SharedLoad = { loading, reads, ticket, keys };
     loads.set(key, entry);
     const settled = () => {
       if (loads.get(key) === entry) loads.delete(key);
@@ -145,24 +173,52 @@ export class KeptRows {
 
   /**
    * This process wrote the rows `keys` name (in log form, e.g. `Session <id>`), or rows it cannot
-   * name (no keys: everything is dropped). Called once the write has completed.
+   * name (no keys: everything is dropped, and no load in flight is kept). Called once the write has
+   * completed.
    */
   wrote(keys?: readonly string[]): void {
     this.#ownWrites += 1;
-    if (keys === undefined) this.#rows.clear();
-    else for (const key of keys) this.#rows.delete(keptKeyOf(key));
+    if (keys === undefined) {
+      this.#rows.clear();
+      this.#writtenAt.clear();
+      this.#forgottenWrites = this.#ownWrites;
+      return;
+    }
+    for (const logKey of keys) {
+      const key = keptKeyOf(logKey);
+      this.#rows.delete(key);
+      // Oldest first: the key forgotten is the one written longest ago, so that every key still noted
+      // was written after it.
+      this.#writtenAt.delete(key);
+      if (this.#writtenAt.size >= this.#maxWritesNoted) {
+        const [oldest, at] = this.#writtenAt.entries().next().value!;
+        this.#writtenAt.delete(oldest);
+        this.#forgottenWrites = at;
+      }
+      this.#writtenAt.set(key, this.#ownWrites);
+    }
   }
 }
 
-/** A load in flight (`KeptRows.share`): the reads of the log answered and own writes completed when it began. */
+/**
+ * A load in flight (`KeptRows.share`): the reads of the log answered and own writes completed when it
+ * began, and the kept keys it reads.
+ */
 interface SharedLoad {
   loading: Promise<unknown>;
   reads: number;
-  ownWrites: number;
+  ticket: number;
+  keys: readonly string[];
 }
 
 /** Rows kept beyond this many push out the oldest (the bench's RSS stays well under 300 MB). */
 export const MAX_KEPT_ROWS = 20_000;
+
+/**
+ * Keys of this process's own writes remembered (`KeptRows.wrote`), about half a megabyte: a load that
+ * outlasts the writes of this many other keys is not kept, nor shared, as after a write of its own key.
+ */
+export const MAX_OWN_WRITES_NOTED = 4_096;
 
 /** The models whose rows are kept (the change log's triggers on `oidc_payload` name exactly these). */
 export const KEPT_MODELS = new Set(['AccessToken', 'ClientCredentials', 'Session', 'Grant']);

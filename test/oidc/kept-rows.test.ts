@@ -362,6 +362,160 @@ describe(`KeptRows and the change log (${testDatabaseKind})`, () => {
     assert.deepEqual(await runningLoad, ['loaded']);
   });
 
+  /** A row as found, for a `KeptRows` that has read no log (any position covers its own). */
+  const foundRow = {
+    payload: '{}',
+    expires_at: null,
+    consumed_at: null,
+    format: null,
+    value_sha256: null,
+    revoked_at: null,
+  };
+  const heldLoad = () => {
+    let answer!: (rows: string[]) => void;
+    const loading = new Promise<string[]>((resolve) => (answer = resolve));
+    return { loading, answer };
+  };
+  const readAlready = () => Promise.resolve();
+  const nothingKept = () => undefined;
+  const ownLoad = (name: string) => () => Promise.resolve([name]);
+
+  it("keeps and shares a load that began before this process's write of another key", async () => {
+    const kept = new KeptRows();
+    const ticket = kept.ticket();
+    // A session renewed (both its keys) and an access token written while the grant loads.
+    kept.wrote(['Session s-j', 'Session uid u-j', 'AccessToken a-j']);
+    kept.keep('Grant k', [foundRow], 1, ticket);
+    assert.ok(kept.peek('Grant k'), 'the grant loading is kept');
+
+    const running = heldLoad();
+    const first = kept.share('Grant shared-k', readAlready, nothingKept, () => running.loading);
+    kept.wrote(['Grant j']);
+    const second = kept.share('Grant shared-k', readAlready, nothingKept, ownLoad('loaded again'));
+    running.answer(['shared']);
+    assert.deepEqual(await second, ['shared'], 'the load in flight is shared');
+    assert.deepEqual(await first, ['shared']);
+  });
+
+  it("neither keeps nor shares a load that began before this process's write of its key", async () => {
+    const kept = new KeptRows();
+    // A presented value's rows are kept together (`bearer <id>`): a write of its access token is one of them.
+    const ticket = kept.ticket();
+    kept.wrote(['AccessToken a-k']);
+    kept.keep('bearer a-k', [foundRow], 1, ticket);
+    assert.equal(kept.peek('bearer a-k'), undefined, 'the token loading is not kept');
+
+    // A session and its grant, loaded together under a key of their own: a write of the session
+    // (named by its uid too) stops the load being shared.
+    const both = heldLoad();
+    const keys = ['Session uid u-k', 'Grant g-k'];
+    const first = kept.share('session and grant u-k', readAlready, nothingKept, () => both.loading, keys);
+    kept.wrote(['Session s-k', 'Session uid u-k']);
+    const second = kept.share(
+      'session and grant u-k',
+      readAlready,
+      nothingKept,
+      ownLoad('after the write'),
+      keys,
+    );
+    both.answer(['before the write']);
+    assert.deepEqual(await second, ['after the write']);
+    assert.deepEqual(await first, ['before the write']);
+  });
+
+  it('neither keeps nor shares a load in flight when this process wrote rows it cannot name', async () => {
+    const kept = new KeptRows();
+    kept.wrote(['Grant earlier']);
+    const ticket = kept.ticket();
+    const running = heldLoad();
+    const first = kept.share('Grant unnamed', readAlready, nothingKept, () => running.loading);
+    kept.wrote();
+    kept.keep('Grant unnamed', [foundRow], 1, ticket);
+    kept.keep('bearer unnamed', [foundRow], 1, ticket);
+    assert.equal(kept.peek('Grant unnamed'), undefined);
+    assert.equal(kept.peek('bearer unnamed'), undefined);
+    const second = kept.share('Grant unnamed', readAlready, nothingKept, ownLoad('after the write'));
+    running.answer(['before the write']);
+    assert.deepEqual(await second, ['after the write']);
+    assert.deepEqual(await first, ['before the write']);
+    // A load that began after it is kept.
+    kept.keep('Grant unnamed', [foundRow], 1, kept.ticket());
+    assert.ok(kept.peek('Grant unnamed'));
+  });
+
+  it('shares the read ahead of a session and its grant across a write of another key, not across a write of the session', async () => {
+    const db = server.app.database.db;
+    const expiresAt = Date.now() + 3_600_000;
+    await other.db
+      .insertInto('oidc_payload')
+      .values([
+        { model: 'Session', id: 'ahead-s', uid: 'ahead-u', payload: '{"v":1}', expires_at: expiresAt },
+        { model: 'Grant', id: storageId('ahead-grant'), payload: '{"v":1}', expires_at: expiresAt },
+      ])
+      .execute();
+    const token = { sessionUid: 'ahead-u', grantId: 'ahead-grant', expiresWithSession: true };
+    /** Reads of the session and grant by two userinfo requests, a write of `written` in between. */
+    const readsAcross = async (written: string[]) => {
+      const kept = new KeptRows();
+      const epochs = createChangeEpochs(db, undefined, kept);
+      const requests = [{ oidc: { route: 'userinfo' } }, { oidc: { route: 'userinfo' } }];
+      await Promise.all(requests.map((request) => epochs.synced(request)));
+      // The first request's read answers only once the second has asked.
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let reads = 0;
+      const held = db.withPlugin({
+        transformQuery: ({ node }) => node,
+        transformResult: async ({ result }) => {
+          reads += 1;
+          await gate;
+          return result;
+        },
+      });
+      let current: object | undefined;
+      const lookup = bearerLookup(() => current, epochs);
+      const sessionOf = (request: object) => {
+        current = request;
+        lookup.readAhead(held, token as unknown as Parameters<typeof lookup.readAhead>[1]);
+        const found = lookup.findByUid(held, 'Session', 'ahead-u');
+        current = undefined;
+        return found;
+      };
+      const first = sessionOf(requests[0]!);
+      while (reads === 0) await new Promise((resolve) => setImmediate(resolve));
+      lookup.wrote(written);
+      const second = sessionOf(requests[1]!);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      release();
+      const found = await Promise.all([first, second]);
+      assert.deepEqual(
+        found.map((row) => row?.payload),
+        ['{"v":1}', '{"v":1}'],
+      );
+      return reads;
+    };
+    assert.equal(await readsAcross(['Grant another', 'Session another-s', 'Session uid another-u']), 1);
+    assert.equal(await readsAcross(['Session ahead-s', 'Session uid ahead-u']), 2);
+    assert.equal(await readsAcross(['Grant ' + storageId('ahead-grant')]), 2);
+  });
+
+  it('remembers the keys of its last writes only, and does not keep a load that outlasts them', async () => {
+    const kept = new KeptRows(10, undefined, 2);
+    const ticket = kept.ticket();
+    kept.wrote(['Grant w1']);
+    kept.wrote(['Grant w2']);
+    kept.keep('Grant loading', [foundRow], 1, ticket);
+    assert.ok(kept.peek('Grant loading'), 'two other keys written: remembered, the load kept');
+    const later = kept.ticket();
+    kept.wrote(['Grant w3']);
+    kept.wrote(['Grant w4']);
+    kept.wrote(['Grant w5']);
+    kept.keep('Grant outlasting', [foundRow], 1, later);
+    assert.equal(kept.peek('Grant outlasting'), undefined, 'w3 forgotten: it may have been this key');
+    kept.keep('Grant w5', [foundRow], 1, kept.ticket());
+    assert.ok(kept.peek('Grant w5'), 'a load that began after the writes is kept');
+  });
+
   it('keeps at most its bound, the oldest going first', async () => {
     const kept = new KeptRows(3);
     const row = {
