@@ -518,14 +518,7 @@ describe(`KeptRows and the change log (${testDatabaseKind})`, () => {
 
   it('keeps at most its bound, the oldest going first', async () => {
     const kept = new KeptRows(3);
-    const row = {
-      payload: '{}',
-      expires_at: null,
-      consumed_at: null,
-      format: null,
-      value_sha256: null,
-      revoked_at: null,
-    };
+    const row = foundRow;
     for (const key of ['a', 'b', 'c', 'd']) kept.keep(key, [row], 1, kept.ticket());
     assert.equal(kept.size, 3);
     assert.equal(kept.peek('a'), undefined);
