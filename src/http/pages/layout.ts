@@ -28,11 +28,10 @@ const ESCAPES: Readonly<Record<string, string>> = {
  * character reference would not do, `&#x80;` reads as €) and the noncharacters U+FDD0–U+FDEF, U+FFFE
  * and U+FFFF. A lone surrogate becomes U+FFFD too (`wellFormed`), as UTF-8 would make it.
  */
-// eslint-disable-next-line no-control-regex
-const ESCAPED = /[&<>"'\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
+const NOT_IN_A_DOCUMENT = '\\u0000-\\u0008\\u000b\\u000e-\\u001f\\u007f-\\u009f\\ufdd0-\\ufdef\\ufffe\\uffff';
+const ESCAPED = new RegExp(`[&<>"'${NOT_IN_A_DOCUMENT}]`, 'g');
 /** The characters of `ESCAPED` that become U+FFFD. */
-// eslint-disable-next-line no-control-regex
-const REPLACED = /[\u0000-\u0008\u000b\u000e-\u001f\u007f-\u009f\ufdd0-\ufdef\ufffe\uffff]/g;
+const REPLACED = new RegExp(`[${NOT_IN_A_DOCUMENT}]`, 'g');
 
 export function escapeHtml(value: unknown): string {
   const text = String(value ?? '');
