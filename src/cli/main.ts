@@ -56,6 +56,10 @@ export function buildProgram(io: CliIo = processIo()): Command {
   const program = new AaOidcCommand('aa-oidc')
     .description('OpenID Connect provider for Alliance Auth style communities')
     .version(`aa-oidc ${packageVersion()}`, '-V, --version', 'print the version')
+    // `-V` only before a command: after one, a word starting with "-V" is the command's (a key id,
+    // one thumbprint in 2,048 starting so, which `keys retire` took for the version: printed it and
+    // retired nothing, exit 0).
+    .enablePositionalOptions()
     // Descriptions wrap beside terms as long as `user`'s (`remove-group [options] <username> <group>`)
     // too: commander's default (40 columns left) would print those lines unwrapped, 200 wide.
     .configureHelp({ minWidthToWrap: 30 })

@@ -158,17 +158,18 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
     assert.equal(retireUnknown.code, 1);
     assert.match(retireUnknown.stderr, /^aa-oidc: "no-such-key" is not a key id: .*aa-oidc keys list.*\n$/);
 
-    // A thumbprint starts with "-" once in 64 keys: it is still the key id, not an option.
-    const dashKid = `-${'A'.repeat(42)}`;
-    for (const args of [[dashKid], [dashKid, '--dry-run'], ['--dry-run', dashKid]]) {
-      const retireDash = await aaOidc(database, 'keys', 'retire', ...args);
-      assert.equal(retireDash.code, 1, args.join(' '));
-      assert.match(
-        retireDash.stderr,
-        new RegExp(`^aa-oidc: no signing key has kid ${dashKid}; `),
-        args.join(' '),
-      );
-    }
+    // A thumbprint starts with "-" once in 64 keys: it is still the key id, not an option; nor the
+    // program's `-V` (version) when it starts with "-V".
+    for (const dashKid of [`-${'A'.repeat(42)}`, `-V${'A'.repeat(41)}`])
+      for (const args of [[dashKid], [dashKid, '--dry-run'], ['--dry-run', dashKid]]) {
+        const retireDash = await aaOidc(database, 'keys', 'retire', ...args);
+        assert.equal(retireDash.code, 1, args.join(' '));
+        assert.match(
+          retireDash.stderr,
+          new RegExp(`^aa-oidc: no signing key has kid ${dashKid}; `),
+          args.join(' '),
+        );
+      }
 
     const retireNextDry = await aaOidc(database, 'keys', 'retire', nextKid!, '--dry-run');
     assert.equal(retireNextDry.code, 0, retireNextDry.stderr);
