@@ -131,10 +131,11 @@ export interface KeepableProfiles {
     id: number,
   ): Promise<{ profile: UserProfile | undefined; position: LogPosition | undefined }>;
   /**
-   * Calls `listener` once each change this process makes to the directory has committed; returns the
-   * function that removes it.
+   * Calls `listener` once each change this process makes to the directory has committed, with the id
+   * of the user it changed, or undefined for a change of a state or a group (which any number of
+   * profiles embed); returns the function that removes it.
    */
-  afterOwnChange(listener: () => void): () => void;
+  afterOwnChange(listener: (userId: number | undefined) => void): () => void;
 }
 
 /**

@@ -2,6 +2,7 @@ import { covers, type LogPosition } from '../db/change-log.ts';
 import type { Directory, UserProfile } from '../directory/port.ts';
 import { setNewest } from '../util/bounded-map.ts';
 import type { ProcessChangeEpochs } from './change-epoch-cache.ts';
+import { MAX_OWN_WRITES_NOTED, OwnWrites } from './own-writes.ts';
 import { currentRequest as providerRequest } from './provider-internals.ts';
 
 /**
@@ -23,8 +24,11 @@ import { currentRequest as providerRequest } from './provider-internals.ts';
  *   stops its tokens, as it did when the stage read the user from the database.
  * - A profile is kept only if the statement that loaded it saw the log at or past the process's
  *   position: one read before a change the process has already processed would never be dropped.
- * - This process's own directory changes drop every profile once committed, and refuse to keep those
- *   whose load began before they completed.
+ * - This process's own directory changes, once committed, drop the profile of the user they changed
+ *   and refuse to keep a load of it that began before they completed (`wrote`, per user as the kept
+ *   rows' own writes are per key, own-writes.ts): an operator's change of one user leaves the other
+ *   profiles, and their loads in flight, alone. A change of a state or a group, which any number of
+ *   profiles embed, drops every profile and refuses every load in flight.
  * - A reader behind the log's pruning horizon drops everything. Unknown users are never kept.
  * - At most `max` profiles: the oldest kept goes first.
  *
@@ -34,12 +38,18 @@ export class KeptProfiles {
   readonly #max: number;
   readonly #cursor: () => LogPosition | undefined;
   #profiles = new Map<number, UserProfile>();
-  #ownWrites = 0;
+  /** This process's own directory changes completed so far (`wrote`), by user id. */
+  readonly #ownWrites: OwnWrites<number>;
 
   /** `cursor` is the position the process has read the log up to (kept-rows.ts). */
-  constructor(cursor: () => LogPosition | undefined, max = MAX_KEPT_PROFILES) {
+  constructor(
+    cursor: () => LogPosition | undefined,
+    max = MAX_KEPT_PROFILES,
+    maxWritesNoted = MAX_OWN_WRITES_NOTED,
+  ) {
     this.#cursor = cursor;
     this.#max = max;
+    this.#ownWrites = new OwnWrites(maxWritesNoted);
   }
 
   get size(): number {
@@ -53,16 +63,16 @@ export class KeptProfiles {
 
   /** A ticket for a load that may be kept: taken before the statement runs (see `keep`). */
   ticket(): number {
-    return this.#ownWrites;
+    return this.#ownWrites.ticket();
   }
 
   /**
    * Keeps `profile` (found by a statement that saw the log at `position`, started at `ticket`) unless
-   * the process has already processed a change the statement did not see, or changed the directory
-   * since it started. Returns the profile as handed out from then on (frozen when kept).
+   * the process has already processed a change the statement did not see, or changed this user (or a
+   * state or group) since it started. Returns the profile as handed out from then on (frozen when kept).
    */
   keep(profile: UserProfile, position: LogPosition | undefined, ticket: number): UserProfile {
-    if (ticket !== this.#ownWrites || !covers(position, this.#cursor())) return profile;
+    if (this.#ownWrites.writtenSince(profile.id, ticket) || !covers(position, this.#cursor())) return profile;
     const kept = frozen(profile);
     setNewest(this.#profiles, kept.id, kept, this.#max);
     return kept;
@@ -79,12 +89,17 @@ export class KeptProfiles {
   }
 
   /**
-   * This process changed the directory (called once the change committed). Directory changes are
-   * rare and a state's or a group's reaches many users: every profile goes.
+   * This process changed user `userId` (called once the change committed), or, without one, a state or
+   * a group: any number of profiles embed it, so every profile goes.
    */
-  wrote(): void {
-    this.#ownWrites += 1;
-    this.#profiles.clear();
+  wrote(userId?: number): void {
+    if (userId === undefined) {
+      this.#profiles.clear();
+      this.#ownWrites.wroteUnnamed();
+      return;
+    }
+    this.#profiles.delete(userId);
+    this.#ownWrites.wrote(userId);
   }
 }
 
@@ -129,7 +144,7 @@ export function keptProfileLookup(
   const keepable = directory.keepable;
   const profiles = epochs.kept?.profiles;
   if (!keepable || !profiles) return { directory, directoryAtSave: directory, close: () => undefined };
-  const stopFollowing = keepable.afterOwnChange(() => profiles.wrote());
+  const stopFollowing = keepable.afterOwnChange((userId) => profiles.wrote(userId));
   const lookup = (logRead: (request: object) => Promise<number>): Pick<Directory, 'profileById'> => ({
     async profileById(id) {
       const ctx = request();

@@ -4,6 +4,7 @@ import type { Database } from '../db/schema.ts';
 import type { PayloadRow, StoredPayload } from '../tokens/store.ts';
 import { setNewest } from '../util/bounded-map.ts';
 import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
+import { MAX_OWN_WRITES_NOTED, OwnWrites } from './own-writes.ts';
 
 /**
  * Stored sessions, grants, access tokens and client-credentials tokens kept in memory across
@@ -25,10 +26,10 @@ import { KeptProfiles, MAX_KEPT_PROFILES } from './kept-profiles.ts';
  *   request reads its own writes, and this process's, even after its log read. A write that cannot
  *   name its rows refuses every load in flight. A write of one key leaves the loads of others alone:
  *   each session renewal (up to once a second per session in use) would otherwise stop every load in
- *   flight from being kept or shared. Only the keys written lately are remembered
- *   (`MAX_OWN_WRITES_NOTED`); a load that began before the write of a key forgotten since is refused
- *   as if that key were its own. The bulk revocations that follow a change of
- *   access (tokens/user-sessions.ts `endUserSessions`, tokens/store-users.ts
+ *   flight from being kept or shared. Only the keys written lately are remembered (`OwnWrites`,
+ *   own-writes.ts, which kept profiles use too); a load that began before the write of a key
+ *   forgotten since is refused as if that key were its own. The bulk revocations that follow a change
+ *   of access (tokens/user-sessions.ts `endUserSessions`, tokens/store-users.ts
  *   `revokeLiveTokenRowsOfUsers`) do not call it: their rows are dropped by the next read of the log,
  *   which every request makes before it uses a kept row, as for another instance's change.
  * - Codes and refresh tokens are redeemed once: they are never kept here (those this process wrote
@@ -47,15 +48,8 @@ export class KeptRows {
   readonly #max: number;
   #rows = new Map<string, readonly StoredPayload[]>();
   #position: LogPosition | undefined;
-  /** This process's own writes completed so far (`wrote`): a ticket is this count when a load began. */
-  #ownWrites = 0;
-  /**
-   * For each key written lately, oldest first, `#ownWrites` once its last write had completed; at
-   * most `MAX_OWN_WRITES_NOTED` of them, each past `#forgottenWrites`.
-   */
-  #writtenAt = new Map<string, number>();
-  /** No key left out of `#writtenAt` was written after this many own writes had completed. */
-  #forgottenWrites = 0;
+  /** This process's own writes completed so far (`wrote`), by kept key. */
+  readonly #ownWrites: OwnWrites<string>;
   /** Reads of the log answered so far. */
   #reads = 0;
   /** The loads in flight that a request may share (`share`), by key. */
@@ -63,11 +57,9 @@ export class KeptRows {
   /** Users' profiles, dropped by the same reads of the log. */
   readonly profiles: KeptProfiles;
 
-  readonly #maxWritesNoted: number;
-
   constructor(max = MAX_KEPT_ROWS, maxProfiles = MAX_KEPT_PROFILES, maxWritesNoted = MAX_OWN_WRITES_NOTED) {
     this.#max = max;
-    this.#maxWritesNoted = maxWritesNoted;
+    this.#ownWrites = new OwnWrites(maxWritesNoted);
     this.profiles = new KeptProfiles(() => this.#position, maxProfiles);
   }
 
@@ -107,7 +99,7 @@ export class KeptRows {
 
   /** A ticket for a load that may be kept: taken before the statement runs (see `keep`). */
   ticket(): number {
-    return this.#ownWrites;
+    return this.#ownWrites.ticket();
   }
 
   /**
@@ -116,13 +108,10 @@ export class KeptRows {
    * started.
    */
   keep(key: string, rows: readonly StoredPayload[], position: LogPosition | undefined, ticket: number): void {
-    if (rows.length === 0 || this.#writtenSince(key, ticket) || !covers(position, this.#position)) return;
+    if (rows.length === 0 || this.#ownWrites.writtenSince(key, ticket) || !covers(position, this.#position)) {
+      return;
+    }
     setNewest(this.#rows, key, rows, this.#max);
-  }
-
-  /** Whether a write of this process of `key` (a kept key), or of rows it could not name, completed after `ticket`. */
-  #writtenSince(key: string, ticket: number): boolean {
-    return (this.#writtenAt.get(key) ?? this.#forgottenWrites) > ticket;
   }
 
   /**
@@ -153,14 +142,14 @@ export class KeptRows {
       if (
         running &&
         running.reads >= this.#reads &&
-        !running.keys.some((kept) => this.#writtenSince(kept, running.ticket))
+        !running.keys.some((kept) => this.#ownWrites.writtenSince(kept, running.ticket))
       ) {
         return running.loading as Promise<T>;
       }
     }
     const loads = this.#loads;
     const reads = this.#reads;
-    const ticket = this.#ownWrites;
+    const ticket = this.#ownWrites.ticket();
     const loading = load();
     const entry: SharedLoad = { loading, reads, ticket, keys };
     loads.set(key, entry);
@@ -177,25 +166,15 @@ export class KeptRows {
    * completed.
    */
   wrote(keys?: readonly string[]): void {
-    this.#ownWrites += 1;
     if (keys === undefined) {
       this.#rows.clear();
-      this.#writtenAt.clear();
-      this.#forgottenWrites = this.#ownWrites;
+      this.#ownWrites.wroteUnnamed();
       return;
     }
     for (const logKey of keys) {
       const key = keptKeyOf(logKey);
       this.#rows.delete(key);
-      // Oldest first: the key forgotten is the one written longest ago, so that every key still noted
-      // was written after it.
-      this.#writtenAt.delete(key);
-      if (this.#writtenAt.size >= this.#maxWritesNoted) {
-        const [oldest, at] = this.#writtenAt.entries().next().value!;
-        this.#writtenAt.delete(oldest);
-        this.#forgottenWrites = at;
-      }
-      this.#writtenAt.set(key, this.#ownWrites);
+      this.#ownWrites.wrote(key);
     }
   }
 }
@@ -213,12 +192,6 @@ interface SharedLoad {
 
 /** Rows kept beyond this many push out the oldest (the bench's RSS stays well under 300 MB). */
 export const MAX_KEPT_ROWS = 20_000;
-
-/**
- * Keys of this process's own writes remembered (`KeptRows.wrote`), about half a megabyte: a load that
- * outlasts the writes of this many other keys is not kept, nor shared, as after a write of its own key.
- */
-export const MAX_OWN_WRITES_NOTED = 4_096;
 
 /** The models whose rows are kept (the change log's triggers on `oidc_payload` name exactly these). */
 export const KEPT_MODELS = new Set(['AccessToken', 'ClientCredentials', 'Session', 'Grant']);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import { NO_CHARACTER } from '../../src/alliance-auth/directory.ts';
 import { readLog } from '../../src/db/change-log.ts';
 import type { Directory, UserProfile } from '../../src/directory/port.ts';
 import { createChangeEpochs } from '../../src/oidc/change-epoch-cache.ts';
@@ -285,6 +286,22 @@ describe(`the change log names every change to a user's profile (${testDatabaseK
   });
 });
 
+/** A profile of user `id`, as a load finds it (a new object each call: a kept one is frozen). */
+const profile = (id: number): UserProfile => ({
+  id,
+  username: `u${id}`,
+  email: '',
+  emailVerified: false,
+  active: true,
+  superuser: false,
+  oidcAccess: false,
+  locale: null,
+  // A copy: keeping a profile freezes its parts.
+  mainCharacter: { ...NO_CHARACTER },
+  state: null,
+  groups: [{ name: 'g', oidcAccess: true }],
+});
+
 describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
   // Profiles loaded and kept directly, through the built-in directory of a server's database.
   let server: TestServer;
@@ -363,7 +380,7 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
     const id = await newUser('own-a');
     const kept = new KeptRows();
     await kept.sync(db());
-    const stop = keepable.afterOwnChange(() => kept.profiles.wrote());
+    const stop = keepable.afterOwnChange((userId) => kept.profiles.wrote(userId));
     try {
       await load(kept, id);
       const ticket = kept.profiles.ticket();
@@ -375,6 +392,66 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
     } finally {
       stop();
     }
+  });
+
+  it("keeps the profiles of other users, and their loads in flight, across this process's change of one user", async () => {
+    const [a, b, c] = [await newUser('own-one-a'), await newUser('own-one-b'), await newUser('own-one-c')];
+    const kept = new KeptRows();
+    await kept.sync(db());
+    // Follows this process's own changes as a provider does.
+    const lookup = keptProfileLookup(
+      server.app.directory,
+      createChangeEpochs(db(), undefined, kept),
+      () => ({}),
+    );
+    try {
+      await load(kept, a);
+      await load(kept, b);
+      const ticket = kept.profiles.ticket();
+      const [loadingA, loadingC] = [
+        await keepable.profileWithPositionById(a),
+        await keepable.profileWithPositionById(c),
+      ];
+      await server.app.directoryAdmin.updateUser({ id: a }, { locale: 'de' });
+      assert.equal(kept.profiles.peek(a), undefined, "the changed user's profile goes at once");
+      assert.equal(kept.profiles.peek(b)?.username, 'own-one-b', "another user's profile stays");
+      kept.profiles.keep(loadingC.profile!, loadingC.position, ticket);
+      assert.ok(kept.profiles.peek(c), 'a load of another user that began before the change is kept');
+      kept.profiles.keep(loadingA.profile!, loadingA.position, ticket);
+      assert.equal(
+        kept.profiles.peek(a),
+        undefined,
+        'a load of the changed user that began before it is not',
+      );
+      await load(kept, a);
+      assert.equal(kept.profiles.peek(a)?.locale, 'de', 'a load that began after it is kept');
+
+      const beforeGroup = kept.profiles.ticket();
+      const loadingB = await keepable.profileWithPositionById(b);
+      await server.app.directoryAdmin.createGroup('Own change group', false);
+      assert.equal(kept.profiles.size, 0, 'a group changed: every profile goes');
+      kept.profiles.keep(loadingB.profile!, loadingB.position, beforeGroup);
+      assert.equal(kept.profiles.peek(b), undefined, 'and no load that began before it is kept');
+    } finally {
+      lookup.close();
+    }
+  });
+
+  it('remembers the users of its last changes only, and does not keep a load that outlasts them', () => {
+    const profiles = new KeptProfiles(() => undefined, 10, 2);
+    const ticket = profiles.ticket();
+    profiles.wrote(1);
+    profiles.wrote(2);
+    profiles.keep(profile(3), 1, ticket);
+    assert.ok(profiles.peek(3), 'two other users changed: remembered, the load kept');
+    const later = profiles.ticket();
+    profiles.wrote(4);
+    profiles.wrote(5);
+    profiles.wrote(6);
+    profiles.keep(profile(7), 1, later);
+    assert.equal(profiles.peek(7), undefined, 'user 4 forgotten: it may have been this user');
+    profiles.keep(profile(6), 1, profiles.ticket());
+    assert.ok(profiles.peek(6), 'a load that began after the changes is kept');
   });
 
   it('drops every profile when the log was pruned past its position', async () => {
@@ -397,30 +474,6 @@ describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
 
   it('keeps at most its bound, the oldest going first, frozen', () => {
     const profiles = new KeptProfiles(() => undefined, 3);
-    const profile = (id: number): UserProfile => ({
-      id,
-      username: `u${id}`,
-      email: '',
-      emailVerified: false,
-      active: true,
-      superuser: false,
-      oidcAccess: false,
-      locale: null,
-      mainCharacter: {
-        characterId: null,
-        characterName: null,
-        corporationId: null,
-        corporationName: null,
-        corporationTicker: null,
-        allianceId: null,
-        allianceName: null,
-        allianceTicker: null,
-        factionId: null,
-        factionName: null,
-      },
-      state: null,
-      groups: [{ name: 'g', oidcAccess: true }],
-    });
     for (const id of [1, 2, 3, 4]) profiles.keep(profile(id), 1, profiles.ticket());
     assert.equal(profiles.size, 3);
     assert.equal(profiles.peek(1), undefined);

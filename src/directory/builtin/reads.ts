@@ -174,7 +174,9 @@ export function keepableProfiles(
       return { profile: record && toUserProfile(record), position };
     },
     afterOwnChange(listener) {
-      return afterCommit(() => listener());
+      // A user's event changes that user's rows alone (its memberships included); a state's or a
+      // group's changes what every member's profile embeds.
+      return afterCommit((event) => listener('userId' in event ? event.userId : undefined));
     },
   };
 }
