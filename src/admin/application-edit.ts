@@ -7,6 +7,7 @@ import { formAlert, formatTime } from '../console/ui.ts';
 import { html, sentBackUntouched } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
+  APP_FORM_LISTS,
   appForm,
   appPath,
   directoryNames,
@@ -41,6 +42,7 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
       method: 'POST',
       path: '/admin/apps/new',
       access: 'superuser',
+      multiValued: APP_FORM_LISTS,
       async handle(request) {
         const values = readForm(request.form);
         // Chosen when the form was shown: the form without it was not the console's (or is from an
@@ -140,6 +142,7 @@ export function editRoutes(
       method: 'POST',
       path: '/admin/apps/:clientId/edit',
       access: 'superuser',
+      multiValued: APP_FORM_LISTS,
       async handle(request) {
         const app = await load(request);
         if (!app) return;

@@ -81,6 +81,9 @@ export function lines(text: string | null): string[] {
     .filter((line) => line.length > 0);
 }
 
+/** The application form's groups of checkboxes: the fields `readForm` reads every value of. */
+export const APP_FORM_LISTS = ['grant_types', 'states', 'groups'] as const;
+
 export function readForm(form: URLSearchParams): AppForm {
   return {
     name: (form.get('name') ?? '').trim(),

@@ -185,6 +185,8 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
       method: 'POST',
       path: '/admin/apps/test-logout',
       access: 'superuser',
+      // One checkbox an application.
+      multiValued: ['client_id'],
       async handle(request) {
         const clientIds = [...new Set(request.form.getAll('client_id'))];
         const refusal =

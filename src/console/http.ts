@@ -11,6 +11,8 @@ import {
   MALFORMED_QUERY_MESSAGE,
   parseFormBody,
   readBodyBytes,
+  repeatedField,
+  repeatedFieldMessage,
   RequestBodyTooLarge,
   type UnreadForm,
   unreadForm,
@@ -48,6 +50,11 @@ export interface ConsoleRoute {
    * GET.
    */
   refusesHead?: true;
+  /**
+   * The fields of a POST's form that may be given more than once (a group of checkboxes); any other
+   * given twice refuses the form (400) before the route sees it (`repeatedField`).
+   */
+  multiValued?: readonly string[];
   handle(request: ConsoleRequest): Promise<void> | void;
 }
 
@@ -109,6 +116,7 @@ interface CompiledRoute {
   route: ConsoleRoute;
   pattern: RegExp;
   names: string[];
+  multiValued: ReadonlySet<string>;
 }
 
 function compile(route: ConsoleRoute): CompiledRoute {
@@ -121,7 +129,7 @@ function compile(route: ConsoleRoute): CompiledRoute {
       return '([^/]+)';
     })
     .join('/');
-  return { route, pattern: new RegExp(`^${source}$`), names };
+  return { route, pattern: new RegExp(`^${source}$`), names, multiValued: new Set(route.multiValued) };
 }
 
 /** `account` of `/account/sign-in`, `` of `/`. */
@@ -227,7 +235,7 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
         'This address does not take that method.',
       );
     }
-    const { route, names } = found.entry;
+    const { route, names, multiValued } = found.entry;
     const params: Record<string, string> = {};
     try {
       names.forEach((name, index) => {
@@ -293,6 +301,12 @@ export function consoleMiddleware(deps: ConsoleHttpDependencies): Koa.Middleware
       // again; from another site the answer stays the 403 below, which says nothing of the form.
       if (isUnreadForm(parsed) && !foreign) {
         return refuse(ctx, session, visitor, 415, 'Form not understood', answerUnreadForm(ctx, parsed));
+      }
+      // Before its CSRF token is checked, which may itself be the field given twice: no route sees it.
+      const repeated =
+        parsed instanceof URLSearchParams && !foreign ? repeatedField(parsed, multiValued) : undefined;
+      if (repeated !== undefined) {
+        return refuse(ctx, session, visitor, 400, 'Form not understood', repeatedFieldMessage(repeated));
       }
       const csrfChecked =
         route.access !== 'public' && (route.access !== 'session_if_any' || session !== undefined);

@@ -159,6 +159,37 @@ export function parseFormBody(body: Buffer): URLSearchParams | undefined {
   return hasWellFormedEscapes(text) ? new URLSearchParams(text) : undefined;
 }
 
+/** No field of the form may be given more than once. */
+const SINGLE_VALUED_ONLY: ReadonlySet<string> = new Set();
+
+/**
+ * The first field a form gives more than once that may be given only once, that is any field but
+ * `multiValued` (a group of checkboxes: `groups=Blue&groups=Red`); undefined when there is none.
+ * A browser sends each field of our pages' forms once: a repeated one (`decision=allow&decision=deny`)
+ * was put there by hand, and taking either value would be a guess. It is looked at before anything
+ * of the form is used, its CSRF token included, so that nothing is half done.
+ */
+export function repeatedField(
+  form: URLSearchParams,
+  multiValued: ReadonlySet<string> = SINGLE_VALUED_ONLY,
+): string | undefined {
+  const seen = new Set<string>();
+  for (const name of form.keys()) {
+    if (seen.has(name) && !multiValued.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
+}
+
+/** A field name the refusal names as sent: one of the plain names our forms use, never any text sent. */
+const PLAIN_FIELD_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** What a form that gives a single-valued field more than once (`repeatedField`) is answered (400). */
+export function repeatedFieldMessage(name: string): string {
+  const field = PLAIN_FIELD_NAME.test(name) ? `the field ${name}` : 'one of its fields';
+  return `This form gives ${field} more than once, where it takes one value: nothing of it was used. Go back, reload the page and try again.`;
+}
+
 /** What a form declared in a charset other than UTF-8 is answered (415). */
 export const FORM_CHARSET_MESSAGE =
   'This form declares a charset other than UTF-8: send it as UTF-8 (application/x-www-form-urlencoded, with no charset or charset=utf-8).';

@@ -109,6 +109,18 @@ describe(`the account page (${testDatabaseKind})`, () => {
     );
   });
 
+  it('refuses a password change that gives the new password twice (400 naming the field), changing nothing', async () => {
+    const page = await consoleGet(browser, url('/account'));
+    const refused = await consolePost(browser, url('/account/password'), page.csrf!, {
+      current_password: PASSWORD,
+      new_password: ['a brand new passphrase', 'another new passphrase'],
+      new_password_again: 'a brand new passphrase',
+    });
+    assert.equal(refused.status, 400);
+    assert.match(pageText(refused.body), /This form gives the field new_password more than once/);
+    assert.equal((await server.app.directoryAdmin.verifyPassword(user.username, PASSWORD)).outcome, 'valid');
+  });
+
   it('changes the password only with the current one, and the new one works', async () => {
     const page = await consoleGet(browser, url('/account'));
     const wrong = await consolePost(browser, url('/account/password'), page.csrf!, {

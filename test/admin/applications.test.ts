@@ -159,6 +159,36 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     );
   });
 
+  it('refuses an edit that gives a single-valued field or the CSRF token twice (400 naming it), changing nothing, its checkbox groups still taking several values', async () => {
+    const before = (await server.app.applications.findByClientId(clientId))!;
+    const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const fields = {
+      redirect_uris: 'https://wiki.example.org/callback',
+      grant_types: ['authorization_code', 'refresh_token'],
+      states: `Member ${HOSTILE}`,
+      groups: 'Directors',
+      access_token_format: 'opaque',
+    };
+    for (const [field, sent] of [
+      ['name', { ...fields, name: ['Renamed', 'Wiki'] }],
+      ['access_token_format', { ...fields, name: 'Renamed', access_token_format: ['jwt', 'opaque'] }],
+      ['csrf_token', { ...fields, name: 'Renamed', csrf_token: 'forged' }],
+    ] as Array<[string, Record<string, string | string[]>]>) {
+      const refused = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, sent);
+      assert.equal(refused.status, 400, `${field}: ${problems(refused.body)}`);
+      assert.match(pageText(refused.body), new RegExp(`This form gives the field ${field} more than once`));
+    }
+    // The forged token first: neither is checked, the form is refused all the same.
+    const forgedFirst = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), null, {
+      csrf_token: ['forged', form.csrf!],
+      ...fields,
+      name: 'Renamed',
+    });
+    assert.equal(forgedFirst.status, 400);
+    assert.match(pageText(forgedFirst.body), /This form gives the field csrf_token more than once/);
+    assert.deepEqual(await server.app.applications.findByClientId(clientId), before, 'nothing saved');
+  });
+
   it('sends a test back-channel logout and shows the outcome per application', async () => {
     const csrf = (await consoleGet(admin, url('/admin/apps'))).csrf!;
     const before = receiver.requests.length;

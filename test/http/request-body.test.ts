@@ -5,7 +5,12 @@ import { describe, it } from 'node:test';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { readBodyBytes, RequestBodyTooLarge } from '../../src/http/request-body.ts';
+import {
+  readBodyBytes,
+  repeatedField,
+  repeatedFieldMessage,
+  RequestBodyTooLarge,
+} from '../../src/http/request-body.ts';
 
 v8.setFlagsFromString('--expose-gc');
 const collectGarbage = vm.runInNewContext('gc') as () => void;
@@ -54,5 +59,33 @@ describe('readBodyBytes', () => {
     req.push(sent.subarray(20_000));
     req.push(null);
     assert.deepEqual(await reading, sent);
+  });
+});
+
+describe('repeatedField', () => {
+  it('names the first field given twice that takes one value, and lets a group of checkboxes repeat', () => {
+    const groups = new Set(['groups']);
+    for (const [body, multiValued, expected] of [
+      ['decision=allow&decision=deny', undefined, 'decision'],
+      ['csrf_token=a&name=x&csrf_token=b', undefined, 'csrf_token'],
+      ['name=x&decision=allow&name=y&decision=deny', undefined, 'name'],
+      ['csrf_token=a&decision=allow', undefined, undefined],
+      ['', undefined, undefined],
+      ['groups=Blue&groups=Red&name=x', groups, undefined],
+      ['groups=Blue&groups=Red&name=x&name=y', groups, 'name'],
+      // An empty value given twice is given twice all the same.
+      ['pkce_required&pkce_required=', undefined, 'pkce_required'],
+    ] as const) {
+      assert.equal(repeatedField(new URLSearchParams(body), multiValued), expected, body);
+    }
+  });
+
+  it('names a field as sent only when it is a plain name, never echoing other text', () => {
+    assert.match(repeatedFieldMessage('new_password'), /gives the field new_password more than once/);
+    for (const name of ['<script>', 'a b', 'x'.repeat(65), '']) {
+      const message = repeatedFieldMessage(name);
+      assert.match(message, /gives one of its fields more than once/);
+      if (name !== '') assert.equal(message.includes(name), false, name);
+    }
   });
 });

@@ -317,4 +317,85 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     const signedIn = await second.browser.fetch(formAction(codePage, server.origin), urlencoded(code));
     assert.equal(signedIn.status, 303);
   });
+
+  it('answers 400 naming the field to a login, consent or two-factor form that gives a field twice, using none of it', async () => {
+    const failures = async () =>
+      (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+    const failuresBefore = await failures();
+    const send = (page: { browser: Browser }, action: string, fields: Array<[string, string]>) =>
+      post(page, action, new URLSearchParams(fields).toString());
+    const refused = async (
+      page: { browser: Browser },
+      action: string,
+      field: string,
+      fields: Array<[string, string]>,
+    ) => {
+      const response = await send(page, action, fields);
+      const text = await response.text();
+      assert.equal(response.status, 400, `${field} twice to ${action}`);
+      assert.match(text, new RegExp(`This form gives the field ${field} more than once`), field);
+      assert.doesNotMatch(text, /expired/, field);
+    };
+
+    const user = await seedUser(server);
+    const login = await openLoginPage(server, clientId);
+    const csrf: [string, string] = ['csrf_token', login.csrf];
+    const username: [string, string] = ['username', user.username];
+    const password: [string, string] = ['password', PASSWORD];
+    await refused(login, login.action, 'username', [csrf, ['username', 'nobody'], username, password]);
+    await refused(login, login.action, 'password', [csrf, username, ['password', 'wrong'], password]);
+    // The CSRF token too, whichever of the two comes first: neither is checked.
+    await refused(login, login.action, 'csrf_token', [csrf, ['csrf_token', 'forged'], username, password]);
+    await refused(login, login.action, 'csrf_token', [['csrf_token', 'forged'], csrf, username, password]);
+    assert.equal(await failures(), failuresBefore, 'no failed sign-in counted');
+
+    // The same page signs in, and the consent page refuses a decision given twice, either way round.
+    const consent = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams([csrf, username, password]).toString(),
+    });
+    const consentPage = await consent.text();
+    assert.match(consentPage, /name="decision"/);
+    const consentAction = formAction(consentPage, server.origin);
+    const consentCsrf: [string, string] = ['csrf_token', formField(consentPage, 'csrf_token')];
+    await refused(login, consentAction, 'decision', [
+      consentCsrf,
+      ['decision', 'allow'],
+      ['decision', 'deny'],
+    ]);
+    await refused(login, consentAction, 'decision', [
+      consentCsrf,
+      ['decision', 'deny'],
+      ['decision', 'allow'],
+    ]);
+    await refused(login, consentAction, 'csrf_token', [consentCsrf, consentCsrf, ['decision', 'allow']]);
+    // Nothing was decided: the consent is still to be given, and is.
+    const allowed = await send(login, consentAction, [consentCsrf, ['decision', 'allow']]);
+    assert.equal(allowed.status, 303);
+
+    const enrolment = await seedTwoFactorUser(server);
+    const second = await openLoginPage(server, clientId);
+    const codeStep = await second.browser.follow(second.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: second.csrf,
+        username: enrolment.user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    const codePage = await codeStep.text();
+    assert.match(codePage, /name="code"/);
+    const failuresAtCode = await failures();
+    const codeAction = formAction(codePage, server.origin);
+    const codeFields: Array<[string, string]> = [
+      ['csrf_token', formField(codePage, 'csrf_token')],
+      ['pending', formField(codePage, 'pending')],
+    ];
+    const recovery: [string, string] = ['code', enrolment.recoveryCodes[0]!];
+    await refused(second, codeAction, 'code', [...codeFields, ['code', '000000'], recovery]);
+    assert.equal(await failures(), failuresAtCode, 'no code tried');
+    assert.equal((await send(second, codeAction, [...codeFields, recovery])).status, 303);
+  });
 });

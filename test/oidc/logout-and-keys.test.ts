@@ -255,6 +255,22 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
       body: new URLSearchParams({ xsrf: 'forged', logout: 'yes' }).toString(),
     });
     assert.equal(forged.status, 400, 'the logout form carries an xsrf token bound to the session');
+    // A field given twice is refused by the provider's own step (its xsrf token too), ending nothing.
+    const token = encodeURIComponent(xsrf);
+    for (const body of [
+      `xsrf=${token}&xsrf=forged&logout=yes`,
+      `xsrf=forged&xsrf=${token}&logout=yes`,
+      `xsrf=${token}&logout=yes&logout=yes`,
+    ]) {
+      const repeated = await browser.fetch(action, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      });
+      assert.equal(repeated.status, 400, body);
+      assert.match(await repeated.text(), /must not be provided twice/);
+    }
+    assert.equal((await introspect(tokens.access_token)).body.active, true, 'still signed in');
 
     const done = await browser.fetch(action, {
       method: 'POST',

@@ -7,6 +7,8 @@ import {
   answerUnreadForm,
   isUnreadForm,
   MALFORMED_FORM_MESSAGE,
+  repeatedField,
+  repeatedFieldMessage,
   RequestBodyTooLarge,
 } from '../../http/request-body.ts';
 import { answerMethodNotAllowed, answerTooLarge } from '../../http/refusal.ts';
@@ -173,6 +175,11 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       // same page takes the form sent again as it should be. As the account and admin pages answer.
       if (isUnreadForm(form))
         return renderStatus(ctx, deps, 415, 'invalid_request', answerUnreadForm(ctx, form));
+      // No sign-in form has a field that may be given twice (`decision=allow&decision=deny`, two CSRF
+      // tokens): refused before anything of it is used or counted, the page still good for a form sent right.
+      const repeated = form && repeatedField(form);
+      if (repeated !== undefined)
+        return renderStatus(ctx, deps, 400, 'invalid_request', repeatedFieldMessage(repeated));
       if (!form || !verifyCsrfToken(ctx, uid, form.get(CSRF_FIELD), deps.csrf)) {
         return renderStatus(
           ctx,
