@@ -11,6 +11,8 @@ import type { ConsoleRequest } from '../console/http.ts';
 import {
   checkbox,
   checkboxGroup,
+  checkedChoices,
+  choiceFields,
   csrfField,
   formAlert,
   linesField,
@@ -82,7 +84,11 @@ export function lines(text: string | null): string[] {
 }
 
 /** The application form's groups of checkboxes: the fields `readForm` reads every value of. */
-export const APP_FORM_LISTS = ['grant_types', 'states', 'groups'] as const;
+export const APP_FORM_LISTS: readonly string[] = [
+  'grant_types',
+  ...choiceFields('states'),
+  ...choiceFields('groups'),
+];
 
 export function readForm(form: URLSearchParams): AppForm {
   return {
@@ -93,8 +99,8 @@ export function readForm(form: URLSearchParams): AppForm {
     clientType: form.get('client_type') ?? 'confidential',
     grantTypes: form.getAll('grant_types'),
     skipAuthorization: form.has('skip_authorization'),
-    states: form.getAll('states'),
-    groups: form.getAll('groups'),
+    states: checkedChoices(form, 'states'),
+    groups: checkedChoices(form, 'groups'),
     pkceRequired: form.has('pkce_required'),
     accessTokenFormat: form.get('access_token_format') ?? 'inherit',
     backchannelLogoutUri: (form.get('backchannel_logout_uri') ?? '').trim(),

@@ -87,7 +87,9 @@ export interface DirectoryNames {
  * W006: an application whitelists a state or group the directory no longer has (deleted or renamed
  * where aa-oidc could not follow, in another directory). Names match exactly, as the policy matches
  * them; one the directory spells in another case (after a move to another directory) is named in the
- * hint. Only active applications count: a deactivated one admits nobody anyway.
+ * hint. Only active applications count: a deactivated one admits nobody anyway. The message quotes
+ * each name as W015's does (`shownName`), so that the dashboard shows a control character (`\u0085`)
+ * as the command line does, not as U+FFFD.
  */
 export function whitelistChecks(
   apps: ReadonlyArray<Pick<Application, 'clientId' | 'active' | 'states' | 'groups'>>,
@@ -120,7 +122,7 @@ export function whitelistChecks(
         findings.push({
           id: 'W006',
           level: 'warning',
-          message: `application ${app.clientId} whitelists the ${kind} ${JSON.stringify(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map((other) => JSON.stringify(other)).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
+          message: `application ${app.clientId} whitelists the ${kind} ${shownName(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map(shownName).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
           // Never a ready-made --add: a name spelt otherwise may be another group that anyone can join.
           hint: `${command} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate${hasAnsiCWord(word, ...kept) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
@@ -135,7 +137,8 @@ export function whitelistChecks(
  * names refused them (`validateNewName`): a web page shows `Bob  Smith` as `Bob Smith`, yet it is
  * another name, which a whitelist or a lookup typed with one space misses. The hint renames it to its
  * single-spaced spelling (application whitelists follow), unless that is another state's or group's
- * name. Alliance Auth's names are Alliance Auth's: aa-oidc only reads them, so they are not judged.
+ * name. The message quotes the names as W015's does (`shownName`). Alliance Auth's names are
+ * Alliance Auth's: aa-oidc only reads them, so they are not judged.
  */
 export function spacedNameChecks(
   source: Config['directory']['source'],
@@ -151,7 +154,7 @@ export function spacedNameChecks(
     return {
       id: 'W014',
       level: 'warning',
-      message: `the ${kind} ${JSON.stringify(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${JSON.stringify(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
+      message: `the ${kind} ${shownName(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${shownName(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
       hint:
         word === undefined
           ? unnameableHint(kind)

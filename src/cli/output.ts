@@ -48,6 +48,16 @@ export function visibleText(text: string): string {
   );
 }
 
+/**
+ * The help of an argument that names a stored state or group: its name as stored (found regardless of
+ * case). A listing shows a control character or a hidden one as an escape (`visibleText`: `\x1b`,
+ * `\u202e`), which given as it is names another state, or none: the character is given, in bash's
+ * `$'…'` quoting, whose escapes read as those characters (`$'Esc\x1b'`).
+ */
+export function storedNameHelp(entity: 'state' | 'group'): string {
+  return `the ${entity}'s name; where \`${entity} list\` shows an escape (\\x1b, \\u202e), give the character itself (bash: $'Esc\\x1b')`;
+}
+
 /** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
 function unicodeEscape(char: string): string {
   return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;

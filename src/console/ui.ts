@@ -1,4 +1,4 @@
-import { html, type Html } from '../http/pages/layout.ts';
+import { html, type Html, sentBackUntouched } from '../http/pages/layout.ts';
 import { CSRF_FIELD, type ConsoleSession } from './session.ts';
 
 /**
@@ -138,9 +138,69 @@ export function checkbox(
 }
 
 /**
+ * The field a box of `checkboxGroup` whose value a browser would not send back as it is posts under
+ * (`states` → `states_escaped`), its value escaped (`escapedChoice`): a name from Alliance Auth, or
+ * stored before such names were refused, may hold a character a page cannot hold (a control
+ * character, which the browser sends as U+FFFD) or a line break (sent as CR LF). Its own field, so
+ * that no name posted as it is (`states=A\u0001`, typed so) is ever read as an escape.
+ */
+function escapedField(name: string): string {
+  return `${name}_escaped`;
+}
+
+/** Whether a browser sends `value`, a box's value, back as it is: nothing `sentBackUntouched` changes. */
+function sentBackAsIs(value: string): boolean {
+  return sentBackUntouched(value) === value;
+}
+
+/**
+ * `value` with each UTF-16 unit of a character a browser would not send back as it is (and each
+ * backslash) as a `\uXXXX` escape, so that the escape is all characters it sends back unchanged and
+ * `unescapedChoice` gives `value` back exactly (a lone surrogate too).
+ */
+function escapedChoice(value: string): string {
+  let escaped = '';
+  for (const char of value) {
+    if (char !== '\\' && sentBackAsIs(char)) escaped += char;
+    else
+      for (let index = 0; index < char.length; index += 1)
+        escaped += `\\u${char.charCodeAt(index).toString(16).padStart(4, '0')}`;
+  }
+  return escaped;
+}
+
+const ESCAPED_CHOICE = /^(?:[^\\]|\\u[0-9a-f]{4})*$/;
+
+/**
+ * The value `escapedChoice` escaped; a text it cannot have written (not sent by the form) is taken as
+ * it is, as a value of the plain field is.
+ */
+function unescapedChoice(escaped: string): string {
+  if (!ESCAPED_CHOICE.test(escaped)) return escaped;
+  return escaped.replace(/\\u([0-9a-f]{4})/g, (_escape, hex: string) =>
+    String.fromCharCode(parseInt(hex, 16)),
+  );
+}
+
+/**
+ * The fields a `checkboxGroup` named `name` posts, each possibly more than once: a route taking the
+ * form lists them among the fields it lets repeat (`ConsoleRoute.multiValued`).
+ */
+export function choiceFields(name: string): [string, string] {
+  return [name, escapedField(name)];
+}
+
+/** The values ticked in a `checkboxGroup` named `name`, as they were given to it. */
+export function checkedChoices(form: URLSearchParams, name: string): string[] {
+  return [...form.getAll(name), ...form.getAll(escapedField(name)).map(unescapedChoice)];
+}
+
+/**
  * A group of checkboxes (a picker of existing states or groups). With `missing`, a selected value that
  * is no choice is offered too, ticked and labelled with it: a form sent back unchanged keeps it (or is
- * refused for it), never drops it unseen.
+ * refused for it), never drops it unseen. A value a browser would not send back as it is (a control
+ * character, a line break) is posted escaped, in its own field (`escapedField`): read the ticked
+ * values with `checkedChoices`. Its label says that the page shows such a character as U+FFFD.
  */
 export function checkboxGroup(
   legend: string,
@@ -159,18 +219,30 @@ export function checkboxGroup(
         ? html`<p class="note">${options.empty ?? 'None exist yet.'}</p>`
         : [
             ...choices.map((choice, index) =>
-              checkbox(choice, name, selected.includes(choice), { value: choice, ...focus(index) }),
+              choiceBox(choice, choice, name, selected.includes(choice), focus(index)),
             ),
             ...extra.map((value, index) =>
-              checkbox(`${value} (${options.missing!})`, name, true, {
-                value,
-                ...focus(choices.length + index),
-              }),
+              choiceBox(`${value} (${options.missing!})`, value, name, true, focus(choices.length + index)),
             ),
           ]
     }
     ${fieldNotes(name, options)}
   </fieldset>`;
+}
+
+/** One box of `checkboxGroup`: `value` as it is, or escaped in its own field (`escapedField`). */
+function choiceBox(
+  label: string,
+  value: string,
+  name: string,
+  checked: boolean,
+  options: { autofocus?: boolean },
+): Html {
+  if (sentBackAsIs(value)) return checkbox(label, name, checked, { value, ...options });
+  return checkbox(`${label} (\uFFFD: a character this page cannot show)`, escapedField(name), checked, {
+    value: escapedChoice(value),
+    ...options,
+  });
 }
 
 export function select(

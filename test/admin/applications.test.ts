@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import {
   autofocusedIds,
@@ -1024,5 +1025,198 @@ describe(`a test back-channel logout once the logout service closed (${testDatab
       /Nothing was sent: the server is shutting down\. Try again in a few seconds\./,
     );
     assert.equal(receiver.requests.length, 0, 'the application got no logout token');
+  });
+});
+
+/** A box of a form: its field and its value as a browser sends them, whether it is ticked, its label. */
+interface Box {
+  field: string;
+  value: string;
+  checked: boolean;
+  label: string;
+}
+
+const decoded = (text: string) =>
+  text
+    .replaceAll('&lt;', '<')
+    .replaceAll('&gt;', '>')
+    .replaceAll('&quot;', '"')
+    .replaceAll('&#39;', "'")
+    .replaceAll('&amp;', '&');
+
+/**
+ * The checkboxes of a page as a browser reads and sends them: the parser reads a CR or CR LF as LF,
+ * and a form sent turns each LF into CR LF (the page already holds U+FFFD for a control character).
+ */
+function boxes(body: string): Box[] {
+  return [
+    ...body.matchAll(
+      /<input\s+type="checkbox"\s+id="[^"]*"\s+name="([^"]+)"\s+value="([^"]*)"\s*(checked)?[^>]*\/>([^<]*)<\/label/g,
+    ),
+  ].map((match) => ({
+    field: match[1]!,
+    value: decoded(match[2]!).replace(/\r\n?/g, '\n').replace(/\n/g, '\r\n'),
+    checked: match[3] !== undefined,
+    label: decoded(match[4]!).replace(/\s+/g, ' ').trim(),
+  }));
+}
+
+/** The boxes of the state and group pickers. */
+const whitelistBoxes = (body: string) =>
+  boxes(body).filter((box) => /^(?:states|groups)(?:_escaped)?$/.test(box.field));
+
+/** The fields the ticked boxes send (`ticked`, or those the page ticks), by field. */
+function sentBoxes(all: readonly Box[], ticked = (box: Box) => box.checked): Record<string, string[]> {
+  const fields: Record<string, string[]> = {};
+  for (const box of all.filter(ticked)) (fields[box.field] ??= []).push(box.value);
+  return fields;
+}
+
+describe(`whitelisted names a page cannot carry back as they are (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  // From Alliance Auth, or stored before such names were refused: a control character (shown as
+  // U+FFFD, as the name beside it is spelt), a C1 control, a line break, a backslash.
+  const BELL = 'Fleet\u0007';
+  const REPLACED = 'Fleet\ufffd';
+  const TWO_LINES = 'Two\nlines';
+  const ESCAPE_LOOKALIKE = 'Back\\u0007slash\u0001';
+  const NEXT_LINE = 'Alpha\u0085';
+
+  before(async () => {
+    server = await startServer();
+    const db = server.app.database.db;
+    const now = Date.now();
+    await db
+      .insertInto('auth_group')
+      .values(
+        [BELL, REPLACED, TWO_LINES, ESCAPE_LOOKALIKE].map((name) => ({
+          name,
+          name_key: nameKey(name),
+          oidc_access: 0,
+          created_at: now,
+        })),
+      )
+      .execute();
+    await db
+      .insertInto('state')
+      .values({
+        name: NEXT_LINE,
+        name_key: nameKey(NEXT_LINE),
+        priority: 4242,
+        oidc_access: 0,
+        created_at: now,
+      })
+      .execute();
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+  const settings = {
+    redirect_uris: 'https://rp.example.org/callback',
+    grant_types: 'authorization_code',
+    pkce_required: 'on',
+    access_token_format: 'inherit',
+  };
+
+  it('keeps every whitelisted name, unaltered, when the edit form is saved as shown', async () => {
+    for (const whitelist of [
+      { states: [], groups: [BELL] },
+      { states: [NEXT_LINE], groups: [TWO_LINES, ESCAPE_LOOKALIKE] },
+    ]) {
+      const { clientId } = await seedApp(server, { name: 'Board', ...whitelist });
+      const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+      assert.equal(edit.status, 200);
+      const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+        name: 'Board (renamed)',
+        ...settings,
+        ...sentBoxes(whitelistBoxes(edit.body)),
+      });
+      assert.equal(saved.status, 303, problems(saved.body));
+      const app = (await server.app.applications.findByClientId(clientId))!;
+      assert.equal(app.name, 'Board (renamed)', 'the edit is saved');
+      assert.deepEqual(app.states, whitelist.states, 'no state dropped or turned into another');
+      assert.deepEqual(app.groups, [...whitelist.groups].sort(), 'no group dropped or turned into another');
+    }
+  });
+
+  it('whitelists such a name on a new application, and keeps it ticked on a form refused for another field', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const shown = whitelistBoxes(form.body);
+    // The two groups both show as `Fleet\uFFFD`: the one the page cannot show says so.
+    const bell = shown.filter((box) => box.label.startsWith(REPLACED) && box.label.includes('cannot show'));
+    assert.equal(bell.length, 1, shown.map((box) => box.label).join(' | '));
+    const refused = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
+      name: 'Fleet board',
+      client_type: 'confidential',
+      ...settings,
+      redirect_uris: 'not a uri',
+      ...sentBoxes(shown, (box) => box === bell[0]),
+    });
+    assert.equal(refused.status, 400, problems(refused.body));
+    const kept = whitelistBoxes(refused.body).filter((box) => box.checked);
+    assert.deepEqual(
+      kept.map((box) => box.label),
+      [bell[0]!.label],
+      'the refused form keeps the box ticked, and no other',
+    );
+    const created = await consolePost(admin, url('/admin/apps/new'), formField(refused.body, 'csrf_token'), {
+      client_id: formField(refused.body, 'client_id'),
+      name: 'Fleet board',
+      client_type: 'confidential',
+      ...settings,
+      ...sentBoxes(kept),
+    });
+    assert.equal(created.status, 201, problems(created.body));
+    const app = (await server.app.applications.list()).find((one) => one.name === 'Fleet board')!;
+    assert.deepEqual(app.groups, [BELL]);
+    assert.deepEqual(app.states, []);
+  });
+
+  it('keeps such a name ticked on an edit form refused for another field, and saves it sent again', async () => {
+    const { clientId } = await seedApp(server, { name: 'Lines', states: [NEXT_LINE], groups: [TWO_LINES] });
+    const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
+    const ticked = sentBoxes(whitelistBoxes(edit.body));
+    const refused = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      name: 'Lines',
+      ...settings,
+      redirect_uris: 'not a uri',
+      ...ticked,
+    });
+    assert.equal(refused.status, 400, problems(refused.body));
+    const again = sentBoxes(whitelistBoxes(refused.body));
+    assert.deepEqual(again, ticked, 'the refused form ticks the same boxes');
+    const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      name: 'Lines',
+      ...settings,
+      redirect_uris: 'https://rp.example.org/lines',
+      ...again,
+    });
+    assert.equal(saved.status, 303, problems(saved.body));
+    const app = (await server.app.applications.findByClientId(clientId))!;
+    assert.deepEqual(app.redirectUris, ['https://rp.example.org/lines']);
+    assert.deepEqual(app.states, [NEXT_LINE]);
+    assert.deepEqual(app.groups, [TWO_LINES]);
+  });
+
+  it('takes a name posted as it is in the plain field as it is, never as an escape', async () => {
+    const form = await consoleGet(admin, url('/admin/apps/new'));
+    const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+      client_id: formField(form.body, 'client_id'),
+      name: 'Typed',
+      client_type: 'confidential',
+      ...settings,
+      groups: 'Fleet\\u0007',
+    });
+    assert.equal(answer.status, 400, 'no group is spelt with a backslash');
+    assert.match(
+      /<p class="field-error" id="groups-error">([^<]+)<\/p>/.exec(answer.body)?.[1] ?? '',
+      /unknown group &quot;Fleet\\\\u0007&quot;/,
+    );
   });
 });

@@ -29,6 +29,7 @@ import {
   unfitCharacterNameChecks,
   whitelistChecks,
 } from '../../src/checks/checks.ts';
+import { unfitNameCharacters } from '../../src/util/hidden-characters.ts';
 import { shellWord } from '../../src/util/shell-word.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -1439,5 +1440,47 @@ describe(`aa-oidc check: the W015 rename of a name with a control character, run
       name: string;
     }>;
     assert.deepEqual(groups.map((group) => group.name).sort(), ['Bell Ringers', 'CSI', 'Fleet', 'Pilots']);
+  });
+});
+
+describe('system checks W006 and W014: a name quoted in a message', () => {
+  // From Alliance Auth, or stored before such names were refused: each character a terminal or a
+  // page would act on or hide is shown as its \u escape, as W015 shows it, on the dashboard too.
+  const quoted: ReadonlyArray<[character: string, escape: string]> = [
+    ['\u0007', '\\u0007'],
+    ['\u0085', '\\u0085'],
+    ['\u007f', '\\u007f'],
+    ['\u202e', '\\u202e'],
+    ['\u2028', '\\u2028'],
+    ['\u200b', '\\u200b'],
+  ];
+
+  it('W006: the whitelisted name and the spelling the directory has, escaped', () => {
+    for (const [character, escape] of quoted) {
+      const [finding] = whitelistChecks(
+        [{ clientId: 'wiki', active: true, states: [], groups: [`fleet${character}`] }],
+        { states: [], groups: [`FLEET${character}`] },
+      );
+      assert.ok(
+        finding!.message.startsWith(
+          `application wiki whitelists the group "fleet${escape}", which the directory does not have (it has "FLEET${escape}":`,
+        ),
+        finding!.message,
+      );
+      assert.equal(unfitNameCharacters(finding!.message).length, 0, `nothing unescaped: ${finding!.message}`);
+    }
+  });
+
+  it('W014: the stored name and its single-spaced spelling, escaped', () => {
+    for (const [character, escape] of quoted) {
+      const [finding] = spacedNameChecks('builtin', { states: [], groups: [`Bob  Smith${character}`] });
+      assert.ok(
+        finding!.message.startsWith(
+          `the group "Bob  Smith${escape}" has spaces in a row (stored before new names refused them): a web page shows it as "Bob Smith${escape}",`,
+        ),
+        finding!.message,
+      );
+      assert.equal(unfitNameCharacters(finding!.message).length, 0, `nothing unescaped: ${finding!.message}`);
+    }
   });
 });

@@ -429,4 +429,31 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     assert.match(created.stdout, /^created user ivy /);
     assert.ok(!created.stderr.includes(password));
   });
+
+  it('finds a state `state list` shows with an escape when given the character, not the escape', async () => {
+    // Stored before such names were refused, or by another tool.
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      await handle.db
+        .insertInto('state')
+        .values({
+          name: 'Esc\u001b',
+          name_key: 'esc\u001b',
+          priority: 4321,
+          oidc_access: 0,
+          created_at: Date.now(),
+        })
+        .execute();
+    } finally {
+      await handle.close();
+    }
+    const listed = await cli(['state', 'list']);
+    assert.match(listed.stdout, /^Esc\\x1b +4321 /m, listed.stdout);
+    const asShown = await cli(['state', 'set-priority', 'Esc\\x1b', '--priority', '4322']);
+    assertFailsWithOneLine(asShown, /^aa-oidc: unknown state "Esc\\\\x1b"; /);
+    // As bash gives $'Esc\x1b': the character itself, as the help says.
+    const given = await cli(['state', 'set-priority', 'Esc\u001b', '--priority', '4322']);
+    assert.equal(given.code, 0, given.stderr);
+    assert.equal(given.stdout, 'state Esc\\x1b now has priority 4322\n');
+  });
 });

@@ -37,6 +37,32 @@ describe('aa-oidc --help', () => {
   });
 });
 
+describe('aa-oidc --help of a state or group argument', () => {
+  it('says to give a character `state list` or `group list` shows as an escape as the character itself', async () => {
+    for (const path of [
+      ['state', 'set-priority'],
+      ['state', 'grant-access'],
+      ['state', 'rename'],
+      ['state', 'delete'],
+      ['group', 'grant-access'],
+      ['group', 'rename'],
+      ['group', 'delete'],
+      ['user', 'set-state'],
+      ['user', 'add-group'],
+      ['user', 'remove-group'],
+    ]) {
+      const help = (await cli([...path, '--help'], {})).stdout.replace(/\s+/g, ' ');
+      // A listing shows `Esc\x1b` for the state `Esc` ESC: those four characters given name no state.
+      assert.doesNotMatch(help, /as `(state|group) list` shows it/, path.join(' '));
+      assert.match(
+        help,
+        /the (state|group)'s name; where `(state|group) list` shows an escape \(\\x1b, \\u202e\), give the character itself \(bash: \$'Esc\\x1b'\)/,
+        path.join(' '),
+      );
+    }
+  });
+});
+
 describe('aa-oidc usage errors', () => {
   /** What a script reads of a refused command line: its exit code and its one line on stderr. */
   async function refused(args: readonly string[]): Promise<string> {

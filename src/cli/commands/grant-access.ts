@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
-import { lineWriter } from '../output.ts';
+import { lineWriter, storedNameHelp } from '../output.ts';
 import { consequenceLines, withDirectory } from './user.ts';
 
 /**
@@ -25,7 +25,7 @@ export function registerGrantAccess(
   parent
     .command('grant-access')
     .description(`grant (or with --revoke, take away) the oidc_access permission of a ${entity}`)
-    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
+    .argument('<name>', storedNameHelp(entity))
     .option('--revoke', 'take the permission away')
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (name: string, options: { revoke?: boolean; dryRun?: boolean }) => {

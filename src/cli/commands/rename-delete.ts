@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { DirectoryAdmin } from '../../directory/builtin/types.ts';
 import type { CliIo } from '../context.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
-import { lineWriter } from '../output.ts';
+import { lineWriter, storedNameHelp } from '../output.ts';
 import { changeOptions, consequenceLines, withDirectory } from './user.ts';
 
 /**
@@ -26,7 +26,7 @@ export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'sta
   parent
     .command('rename')
     .description(`rename a ${entity}; application whitelists follow`)
-    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
+    .argument('<name>', storedNameHelp(entity))
     .argument('<new-name>', `the ${entity}'s new name`)
     .action(async (name: string, newName: string) => {
       const result = await withDirectory(io, (directory) => rename(directory, name, newName));
@@ -44,7 +44,7 @@ export function registerRenameAndDelete(parent: Command, io: CliIo, entity: 'sta
         ? 'delete a state nobody is in and no application whitelists'
         : 'delete a group no application whitelists; its members lose it (back-channel logout tells the apps they lose)',
     )
-    .argument('<name>', `the ${entity}, as \`${entity} list\` shows it`)
+    .argument('<name>', storedNameHelp(entity))
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (name: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;

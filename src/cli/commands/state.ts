@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/builtin/types.ts';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../../directory/builtin/validation.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
-import { type Column, formatOption, lineWriter, type OutputFormat, renderRows } from '../output.ts';
+import {
+  type Column,
+  formatOption,
+  lineWriter,
+  type OutputFormat,
+  renderRows,
+  storedNameHelp,
+} from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
 import { registerRenameAndDelete } from './rename-delete.ts';
 import { changeOptions, withDirectory } from './user.ts';
@@ -69,7 +76,7 @@ export function registerState(program: Command, io: CliIo): void {
   state
     .command('set-priority')
     .description('give a state another priority (unique; higher ranks first)')
-    .argument('<name>', 'the state, as `state list` shows it')
+    .argument('<name>', storedNameHelp('state'))
     .requiredOption('--priority <n>', 'the new priority')
     .action(async (name: string, options: { priority?: string }) => {
       const priority = parsePriority(options.priority);

@@ -19,6 +19,7 @@ import {
   lineWriter,
   type OutputFormat,
   renderRows,
+  storedNameHelp,
 } from '../output.ts';
 import { readNewPassword } from '../prompt.ts';
 import {
@@ -402,7 +403,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .command('set-state')
     .description('move a user to another state')
     .argument('<username>', USERNAME_HELP)
-    .argument('<state>', 'the state, as `state list` shows it')
+    .argument('<state>', storedNameHelp('state'))
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, state: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -423,7 +424,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .command('add-group')
     .description('add a user to a group')
     .argument('<username>', USERNAME_HELP)
-    .argument('<group>', 'the group, as `group list` shows it')
+    .argument('<group>', storedNameHelp('group'))
     .action(async (username: string, group: string) => {
       const result = await withDirectory(io, (directory) =>
         directory.addGroup({ username }, group, changeOptions(io)),
@@ -440,7 +441,7 @@ export function registerUser(program: Command, io: CliIo): void {
     .command('remove-group')
     .description('remove a user from a group')
     .argument('<username>', USERNAME_HELP)
-    .argument('<group>', 'the group, as `group list` shows it')
+    .argument('<group>', storedNameHelp('group'))
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
