@@ -5,6 +5,7 @@ import path from 'node:path';
 import { parse as parsePostgresUrl } from 'pg-connection-string';
 import type * as yaml from 'yaml';
 import type { z } from 'zod';
+import { readFileAtMost } from '../util/bounded-read.ts';
 import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
 import { scrubString } from '../util/scrub-text.ts';
 import {
@@ -116,11 +117,14 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/** The largest config file read: one that sets every key is a few kilobytes. */
+const CONFIG_FILE_LIMIT = 1024 * 1024;
+
 function readConfigFile(file: string): { settings: Record<string, unknown>; mode: number } {
-  let text: string;
+  let bytes: Buffer | undefined;
   let mode: number;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileAtMost(file, CONFIG_FILE_LIMIT);
     mode = statSync(file).mode & 0o777;
   } catch (error) {
     const why = whyUnreadable(error, {
@@ -130,6 +134,12 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
     });
     throw new ConfigError(`AA_OIDC_CONFIG: cannot read ${file}: ${why}`);
   }
+  if (bytes === undefined) {
+    throw new ConfigError(
+      `AA_OIDC_CONFIG: ${file} is larger than ${CONFIG_FILE_LIMIT / 1024 / 1024} MiB; name the YAML or JSON file, which is a few kilobytes`,
+    );
+  }
+  const text = bytes.toString('utf8');
   let parsed: unknown;
   try {
     parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
@@ -332,7 +342,8 @@ function describeReceived(raw: Record<string, unknown>, issuePath: readonly Prop
   }
   if (node === undefined) return '';
   if (URL_KEYS.has(key)) return typeof node === 'string' ? ` (got "${redactUrl(node)}")` : '';
-  return ` (got ${JSON.stringify(node)})`;
+  // YAML's .inf, .nan and 1e309 are numbers JSON has no text for (JSON.stringify writes null).
+  return ` (got ${typeof node === 'number' && !Number.isFinite(node) ? String(node) : JSON.stringify(node)})`;
 }
 
 function resolveConfig(
@@ -611,6 +622,9 @@ const URL_PARTS_HINT =
  * connecting.
  */
 function postgresDriverReads(url: string, setting: string): boolean {
+  for (const parameter of POSTGRES_URL_FILES) {
+    for (const file of urlParameterValues(url, parameter)) refuseLargeUrlFile(parameter, file, setting);
+  }
   try {
     // An '@' in the database name as the driver reads it (it decodes no %40 there) is a password's
     // '@' or '/' left unencoded: `postgres://aa:ab@/cd@db/aa` is read as no host and the database
@@ -712,12 +726,35 @@ function mysqlUrlFilesReadable(url: string, setting: string): void {
   for (const [parameter, spellings] of Object.entries(MYSQL_URL_FILES)) {
     const file = spellings.map((name) => parameters.getAll(name).at(-1)).find((value) => value !== undefined);
     if (file === undefined || file === '') continue;
+    refuseLargeUrlFile(parameter, file, setting);
     try {
       readFileSync(file);
     } catch (error) {
       throw new ConfigError(`${setting}: ${unreadableFile(error, parameter, file)}`);
     }
   }
+}
+
+/** The largest file a database URL may name: a bundle of every public authority's certificate is about 200 KB. */
+const URL_FILE_LIMIT = 1024 * 1024;
+
+/**
+ * Refuses a file the URL parameter `parameter` names that holds more than `URL_FILE_LIMIT` bytes
+ * (/dev/zero, a file named by mistake): the drivers read it whole, until the memory runs out. One
+ * that cannot be read is left to the caller's message.
+ */
+function refuseLargeUrlFile(parameter: string, file: string, setting: string): void {
+  let bytes: Buffer | undefined;
+  try {
+    bytes = readFileAtMost(file, URL_FILE_LIMIT);
+  } catch {
+    return;
+  }
+  if (bytes !== undefined) return;
+  const holds = URL_FILE_HOLDS[parameter];
+  throw new ConfigError(
+    `${setting}: ${file} (${parameter}) is larger than ${URL_FILE_LIMIT / 1024 / 1024} MiB; name a PEM file${holds === undefined ? '' : ` holding ${holds}`}`,
+  );
 }
 
 function isFolder(file: string): boolean {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { AA_OIDC_BIN } from '../helpers/child-process.ts';
 import { spawnCli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
@@ -36,6 +39,35 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
     assert.equal(await running.exited, 0, running.stderr());
     assert.equal(running.stderr(), '');
   });
+
+  it(
+    'says in one line, without a stack trace, that its output could not be written (a full disk), and exits 1',
+    { skip: !existsSync('/dev/full') && 'needs /dev/full (Linux)' },
+    async () => {
+      for (const args of [['--help'], ['migrate', '--dry-run']]) {
+        const full = openSync('/dev/full', 'w');
+        try {
+          const child = spawn(process.execPath, [AA_OIDC_BIN, ...args], {
+            env: testEnv(database),
+            stdio: ['ignore', full, 'pipe'],
+          });
+          let stderr = '';
+          child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+          const [code] = (await once(child, 'close')) as [number | null];
+          assert.deepEqual(
+            [code, stderr],
+            [
+              1,
+              'aa-oidc: cannot write to standard output (ENOSPC: no space left on device); what the command printed is incomplete\n',
+            ],
+            args.join(' '),
+          );
+        } finally {
+          closeSync(full);
+        }
+      }
+    },
+  );
 
   it(
     'runs `worker` (as `serve`) with the runtime settings of a resident server, keeping the operator’s own',

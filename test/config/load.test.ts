@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError, envNameFor, loadConfig } from '../../src/config/load.ts';
@@ -533,6 +533,57 @@ describe('configuration', () => {
     });
   });
 
+  it('refuses a config file, or a file a database URL names, of more than 1 MiB (/dev/zero included) at once, naming it', () => {
+    const cwd = tempDir();
+    // A valid YAML file: one setting, then a comment that takes it over 1 MiB.
+    const big = path.join(cwd, 'big.yaml');
+    writeFileSync(big, `port: 8100\n#${'x'.repeat(1024 * 1024)}\n`);
+    const endless = [big, ...(existsSync('/dev/zero') ? ['/dev/zero'] : [])];
+    for (const file of endless) {
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: file }, cwd }),
+        configError(
+          new RegExp(
+            `^AA_OIDC_CONFIG: ${file} is larger than 1 MiB; name the YAML or JSON file, which is a few kilobytes$`,
+          ),
+        ),
+      );
+      assert.throws(
+        () =>
+          loadConfig({
+            env: {
+              AA_OIDC_DATABASE_URL: `postgres://aa:hunter2@127.0.0.1/aa_oidc?sslmode=verify-full&sslrootcert=${file}`,
+            },
+            cwd,
+          }),
+        configError(
+          new RegExp(
+            `^AA_OIDC_DATABASE_URL: ${file} \\(sslrootcert\\) is larger than 1 MiB; name a PEM file holding the certificate of the authority that issued the server's certificate$`,
+          ),
+        ),
+      );
+      assert.throws(
+        () =>
+          loadConfig({
+            env: {
+              AA_OIDC_DIRECTORY: 'alliance-auth',
+              AA_OIDC_AA_DATABASE_URL: `mysql://aa:hunter2@db.example.org:3306/alliance_auth?ssl-key=${file}`,
+              AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+            },
+            cwd,
+          }),
+        configError(
+          new RegExp(
+            `^AA_OIDC_AA_DATABASE_URL: ${file} \\(ssl-key\\) is larger than 1 MiB; name a PEM file holding this client's private key$`,
+          ),
+        ),
+      );
+    }
+    // 1 MiB itself is read.
+    writeFileSync(big, `port: 8100\n#${'x'.repeat(1024 * 1024 - 13)}\n`);
+    assert.equal(loadConfig({ env: { AA_OIDC_CONFIG: big }, cwd }).port, 8100);
+  });
+
   it("refuses Alliance Auth's MariaDB URL naming a TLS file that cannot be read (ssl-ca, ssl-cert, ssl-key), naming the setting, parameter and path", () => {
     const cwd = tempDir();
     const missing = path.join(cwd, 'missing', 'ca.pem');
@@ -655,6 +706,21 @@ describe('configuration', () => {
           assert.doesNotMatch(error.message, /hunter2/);
           return true;
         },
+      );
+    }
+  });
+
+  it('shows a YAML number JSON cannot write (1e309, .inf, .nan) as it is, not as null', () => {
+    const cwd = tempDir();
+    for (const [value, shown] of [
+      ['1e309', 'Infinity'],
+      ['-.inf', '-Infinity'],
+      ['.nan', 'NaN'],
+    ]) {
+      writeFileSync(path.join(cwd, 'aa.yaml'), `port: ${value}\n`);
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.yaml' }, cwd }),
+        configError(new RegExp(`key "port": expected an integer between 0 and 65535 \\(got ${shown}\\)$`)),
       );
     }
   });
