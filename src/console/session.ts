@@ -68,9 +68,17 @@ interface FlowState {
 /** Only console paths are valid return targets (never another origin). */
 const RETURN_PATH = /^\/(?:account|admin)(?:\/[A-Za-z0-9._~%:@!$&'()*+,;=/-]*)?(?:\?[^#\s]*)?$/;
 
+/**
+ * A `.` or `..` segment, also %-encoded (`%2e%2E`): the browser resolves it (`/account/../o/logout/` is
+ * `/o/logout/`, `/account/..//evil.example` is `//evil.example`), so the path it names is no console path.
+ */
+const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+
 export function safeReturnPath(candidate: string | undefined | null, fallback = '/account'): string {
   if (!candidate || candidate.length > 1000 || candidate.startsWith('//') || !RETURN_PATH.test(candidate))
     return fallback;
+  const path = candidate.split('?', 1)[0]!;
+  if (path.split('/').some((segment) => DOT_SEGMENT.test(segment))) return fallback;
   return candidate;
 }
 

@@ -81,6 +81,31 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
     assert.doesNotMatch(body, /<script>/, 'no inline script');
   });
 
+  it('continues after the sign-in to the account page, not outside the console, when the address to return to has a dot segment', async () => {
+    const browser = await consoleSignIn(server, member.username);
+    // Each resolves, in the browser, to a path outside /account and /admin: the provider's logout, the
+    // site's root, `//evil.example` on this host.
+    for (const returnTo of [
+      '/account/../o/logout/',
+      '/account/%2e%2E/o/.well-known/openid-configuration',
+      '/admin/.%2e//evil.example',
+      '/account/x/../..',
+    ]) {
+      const response = await signIn(
+        browser,
+        server,
+        `${server.origin}/account/sign-in?return=${encodeURIComponent(returnTo)}`,
+      );
+      const body = await response.text();
+      assert.equal(response.status, 200, `${returnTo}: ${body.slice(0, 300)}`);
+      assert.ok(
+        body.includes('<meta http-equiv="refresh" content="0; url=/account">'),
+        `${returnTo}: ${body}`,
+      );
+      assert.ok(body.includes('<a href="/account">Continue</a>'), returnTo);
+    }
+  });
+
   it('shows the hop page with the header of the member who has just signed in: their links and a working Sign out', async () => {
     for (const [who, superuser] of [
       [admin, true],
