@@ -3,7 +3,6 @@ import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { makeDjangoPbkdf2 } from '../../src/util/django-pbkdf2.ts';
-import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind, whileWritesRefused } from '../helpers/database.ts';
 import {
   autofocusedIds,
@@ -20,6 +19,7 @@ import {
   seedApp,
   seedUser,
   startServer,
+  storeNamesAsIs,
   type TestServer,
 } from '../helpers/server.ts';
 
@@ -1085,29 +1085,10 @@ describe(`whitelisted names a page cannot carry back as they are (${testDatabase
 
   before(async () => {
     server = await startServer();
-    const db = server.app.database.db;
-    const now = Date.now();
-    await db
-      .insertInto('auth_group')
-      .values(
-        [BELL, REPLACED, TWO_LINES, ESCAPE_LOOKALIKE].map((name) => ({
-          name,
-          name_key: nameKey(name),
-          oidc_access: 0,
-          created_at: now,
-        })),
-      )
-      .execute();
-    await db
-      .insertInto('state')
-      .values({
-        name: NEXT_LINE,
-        name_key: nameKey(NEXT_LINE),
-        priority: 4242,
-        oidc_access: 0,
-        created_at: now,
-      })
-      .execute();
+    await storeNamesAsIs(server, {
+      groups: [BELL, REPLACED, TWO_LINES, ESCAPE_LOOKALIKE],
+      states: [NEXT_LINE],
+    });
     const user = await seedUser(server, { superuser: true });
     admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
   });

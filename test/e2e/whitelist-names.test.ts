@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
-import { nameKey } from '../../src/util/name-key.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
-import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  PASSWORD,
+  seedApp,
+  seedUser,
+  startServer,
+  storeNamesAsIs,
+  type TestServer,
+} from '../helpers/server.ts';
 
 // Skipped, with the reason shown by the runner, when Chromium is missing (a failure under AA_OIDC_REQUIRE_E2E=1).
 const skip = chromiumUnavailable();
@@ -27,30 +33,8 @@ describe(
 
     before(async () => {
       server = await startServer();
-      const db = server.app.database.db;
-      const now = Date.now();
       // Spelt as the browser would send BELL: the page must not turn one into the other.
-      await db
-        .insertInto('auth_group')
-        .values(
-          [BELL, 'Fleet\ufffd', TWO_LINES].map((name) => ({
-            name,
-            name_key: nameKey(name),
-            oidc_access: 0,
-            created_at: now,
-          })),
-        )
-        .execute();
-      await db
-        .insertInto('state')
-        .values({
-          name: NEXT_LINE,
-          name_key: nameKey(NEXT_LINE),
-          priority: 4242,
-          oidc_access: 0,
-          created_at: now,
-        })
-        .execute();
+      await storeNamesAsIs(server, { groups: [BELL, 'Fleet\ufffd', TWO_LINES], states: [NEXT_LINE] });
       await seedUser(server, { username: 'operator', superuser: true });
       browser = await launchChromium();
       operator = await (await browser.newContext()).newPage();

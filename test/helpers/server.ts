@@ -7,6 +7,7 @@ import type { HttpServerLimits } from '../../src/http/server-limits.ts';
 import { testConfig } from './config.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 import type { LeakHarness } from './leak-harness.ts';
 
 /** A real aa-oidc server on 127.0.0.1 with a real database. */
@@ -190,6 +191,27 @@ export async function seedTwoFactorUser(
   );
   if (!confirmed.ok) throw new Error(`the two-factor enrolment of ${user.username} was not confirmed`);
   return { user, secret: enrolment.secret, recoveryCodes: confirmed.recoveryCodes };
+}
+
+/**
+ * Groups and states written straight into the database, past the names the services would refuse:
+ * as Alliance Auth's may be, or as stored before such names were refused. States get priorities
+ * from 4242 up.
+ */
+export async function storeNamesAsIs(
+  server: TestServer,
+  names: { groups?: readonly string[]; states?: readonly string[] },
+): Promise<void> {
+  const db = server.app.database.db;
+  const now = Date.now();
+  const row = (name: string) => ({ name, name_key: nameKey(name), oidc_access: 0 as const, created_at: now });
+  if (names.groups?.length) await db.insertInto('auth_group').values(names.groups.map(row)).execute();
+  if (names.states?.length) {
+    await db
+      .insertInto('state')
+      .values(names.states.map((name, index) => ({ ...row(name), priority: 4242 + index })))
+      .execute();
+  }
 }
 
 export const REDIRECT_URI = 'https://rp.example.org/callback';
