@@ -7,6 +7,7 @@ import type {
   UserRef,
 } from '../directory/builtin/types.ts';
 import { DirectoryError, notFound } from '../directory/errors.ts';
+import { listedNameHint, storedFormOf } from '../util/listed-name.ts';
 import { findByName, selectGroups, selectStates } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
@@ -82,6 +83,15 @@ function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRe
   };
 }
 
+/** "no user, state or group named …": `named` as given, and the escape typed for a character (`listedNameHint`). */
+function unknownName(
+  entity: 'user' | 'state' | 'group',
+  named: string,
+  names: readonly string[],
+): DirectoryError {
+  return notFound(`no ${entity} named "${named}" in Alliance Auth${listedNameHint(entity, named, names)}`);
+}
+
 export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOptions): DirectoryAdmin {
   const refuse = async (): Promise<never> => {
     throw readOnly();
@@ -146,27 +156,33 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     },
     async getUserProfile(ref) {
       const user = await find(ref);
-      if (!user) {
-        throw notFound(
-          'id' in ref
-            ? `no user with id ${ref.id} in Alliance Auth`
-            : `no user named "${ref.username}" in Alliance Auth`,
-        );
-      }
-      return record(user);
+      if (user) return record(user);
+      if ('id' in ref) throw notFound(`no user with id ${ref.id} in Alliance Auth`);
+      // A username `user list` shows with an escape (`Esc\x1b`), typed as shown: the one it stands for.
+      const stored = storedFormOf(ref.username);
+      const listed = stored === undefined ? undefined : await selectUserByUsername(aa, stored);
+      throw unknownName('user', ref.username, listed === undefined ? [] : [listed.username]);
     },
     async listUsers(filter = {}) {
       let stateId: number | undefined;
       let groupId: number | undefined;
       if (filter.state === null) return [];
       if (filter.state !== undefined) {
-        const state = findByName(await states(), filter.state);
-        if (!state) throw notFound(`no state named "${filter.state}" in Alliance Auth`);
+        const all = await states();
+        const state = findByName(all, filter.state);
+        if (!state) {
+          const names = all.map((found) => found.name);
+          throw unknownName('state', filter.state, names);
+        }
         stateId = state.id;
       }
       if (filter.group !== undefined) {
-        const group = findByName(await groups(), filter.group);
-        if (!group) throw notFound(`no group named "${filter.group}" in Alliance Auth`);
+        const all = await groups();
+        const group = findByName(all, filter.group);
+        if (!group) {
+          const names = all.map((found) => found.name);
+          throw unknownName('group', filter.group, names);
+        }
         groupId = group.id;
       }
       const users = await selectUsers(aa, {

@@ -3,6 +3,7 @@ import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
 import { hasUnsafeUriCharacter } from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
+import { listedNameHint } from '../util/listed-name.ts';
 import { nameKey } from '../util/name-key.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
@@ -428,7 +429,7 @@ function checkWhitelist(
         : `existing ${field}: ${names.join(', ')}`;
     problem(
       field,
-      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}`,
+      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}${unknown.map((item) => listedNameHint(noun, item, names)).join('')}`,
     );
   }
   return [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));

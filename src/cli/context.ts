@@ -212,8 +212,8 @@ const PASSWORD_STDIN_LIMIT = 8 * MAX_PASSWORD_LENGTH;
 
 /**
  * Reads standard input (for `--password-stdin`) as one line: the one trailing newline is dropped;
- * any other line break is refused (a second line is a mistake, never part of a password). Input
- * longer than `PASSWORD_STDIN_LIMIT` bytes is refused as soon as it is seen: an endless pipe
+ * any other line break is refused (a second line is a mistake, never part of a password), and so is
+ * an empty input, saying so (not as a password too short). Input longer than `PASSWORD_STDIN_LIMIT` bytes is refused as soon as it is seen: an endless pipe
  * neither fills the memory nor keeps the command waiting.
  */
 export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
@@ -238,6 +238,12 @@ export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
     );
   }
   const line = text.replace(/\r?\n$/, '');
+  // Nothing piped (a variable unset, `< /dev/null`) is no password that is too short.
+  if (line === '') {
+    throw new CliError(
+      `--password-stdin: standard input was empty${text === '' ? '' : ' (one empty line)'}; pipe the password to it, on one line (printf '%s\\n' "$PASSWORD" | aa-oidc …)`,
+    );
+  }
   if (/[\r\n]/.test(line)) {
     throw new CliError(
       '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',

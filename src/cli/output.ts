@@ -1,6 +1,10 @@
 import { Option } from 'commander';
 import { assertNever } from '../util/assert-never.ts';
-import { escapeHiddenCharacters, escapeUnshownInJson } from '../util/hidden-characters.ts';
+import { escapeUnshownInJson } from '../util/hidden-characters.ts';
+import { visibleText } from '../util/visible-text.ts';
+
+// The escaping of every line the CLI writes; directory messages use it too (`listedNameHint`).
+export { visibleText } from '../util/visible-text.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -23,44 +27,15 @@ function cellText(cell: Cell): string {
   return String(cell);
 }
 
-// C0 controls, DEL and C1 controls: ESC (\x1b) and CSI (\u009b) start terminal escape sequences;
-// the line and paragraph separators (U+2028, U+2029), which a log reader or an editor takes for a
-// line break, as it does NEL (U+0085).
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
-const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
 /**
- * Text with every control character shown as an escape (`\n`, `\x1b`, `\u009b`, `\u2028`), so that a
- * name or note from a database cannot move the cursor, rewrite the screen or retitle the operator's
- * terminal, nor start a line of its own; bidirectional controls and zero-width characters too
- * (`\u202e`), so that it cannot show as something else (an Alliance Auth group named with U+202E).
+ * The help of an argument that names a stored user, state or group: its username or name as stored
+ * (found regardless of case). A listing shows a control character or a hidden one as an escape
+ * (`visibleText`: `\x1b`, `\u202e`), which given as it is names another, or none: the character is
+ * given, in bash's `$'…'` quoting, whose escapes read as those characters (`$'Esc\x1b'`). Usernames
+ * with such characters come from Alliance Auth; aa-oidc's own refuse them.
  */
-export function visibleText(text: string): string {
-  return escapeHiddenCharacters(
-    text.replace(CONTROL_CHARACTERS, (char) => {
-      const code = char.charCodeAt(0);
-      return (
-        NAMED_ESCAPES[char] ??
-        (code < 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : unicodeEscape(char))
-      );
-    }),
-  );
-}
-
-/**
- * The help of an argument that names a stored state or group: its name as stored (found regardless of
- * case). A listing shows a control character or a hidden one as an escape (`visibleText`: `\x1b`,
- * `\u202e`), which given as it is names another state, or none: the character is given, in bash's
- * `$'…'` quoting, whose escapes read as those characters (`$'Esc\x1b'`).
- */
-export function storedNameHelp(entity: 'state' | 'group'): string {
-  return `the ${entity}'s name; where \`${entity} list\` shows an escape (\\x1b, \\u202e), give the character itself (bash: $'Esc\\x1b')`;
-}
-
-/** `\u009b`: the JSON escape of a character, a valid one inside a JSON string. */
-function unicodeEscape(char: string): string {
-  return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+export function storedNameHelp(entity: 'user' | 'state' | 'group'): string {
+  return `the ${entity}'s ${entity === 'user' ? 'username' : 'name'}; where \`${entity} list\` shows an escape (\\x1b, \\u202e), give the character itself (bash: $'Esc\\x1b')`;
 }
 
 /** Lines for the operator (the line writer): each shown with `visibleText`, each ended by a newline. */

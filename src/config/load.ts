@@ -625,6 +625,7 @@ function postgresDriverReads(url: string, setting: string): boolean {
   for (const parameter of POSTGRES_URL_FILES) {
     for (const file of urlParameterValues(url, parameter)) refuseLargeUrlFile(parameter, file, setting);
   }
+  refuseUnknownSslMode(url, setting);
   try {
     // An '@' in the database name as the driver reads it (it decodes no %40 there) is a password's
     // '@' or '/' left unencoded: `postgres://aa:ab@/cd@db/aa` is read as no host and the database
@@ -635,6 +636,27 @@ function postgresDriverReads(url: string, setting: string): boolean {
     const unreadable = unreadableUrlFile(error, url);
     if (unreadable !== undefined) throw new ConfigError(`${setting}: ${unreadable}`);
     return false;
+  }
+}
+
+/**
+ * The values of `sslmode` node-postgres (pg-connection-string) acts on; an empty one is no `sslmode`.
+ * `no-verify` is its own: TLS without checking the certificate.
+ */
+const POSTGRES_SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+
+/**
+ * An `sslmode` the driver does not know (`bogus`, `Require`) is refused here, naming it: the driver
+ * takes it for TLS with the certificate checked, and a server without TLS then reads as "does not
+ * accept TLS connections". Its value is shown as a log line would show it (`redactUrl`): a password
+ * left unencoded may run on into it (`?sslmode=require?password=…`).
+ */
+function refuseUnknownSslMode(url: string, setting: string): void {
+  for (const mode of urlParameterValues(url, 'sslmode')) {
+    if (mode === '' || POSTGRES_SSL_MODES.includes(mode)) continue;
+    throw new ConfigError(
+      `${setting}: sslmode ${JSON.stringify(redactUrl(mode))} is not a mode the PostgreSQL driver knows; use one of ${POSTGRES_SSL_MODES.join(', ')} (lower case)`,
+    );
   }
 }
 

@@ -15,6 +15,7 @@ import {
   type TokenRow,
 } from './store.ts';
 import { revokeLiveTokenRowsOfUsers } from './store-users.ts';
+import { listedNameHint, storedFormOf } from '../util/listed-name.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
@@ -172,8 +173,9 @@ export interface TokenRevocationService {
 }
 
 export class UnknownUserError extends Error {
-  constructor(username: string) {
-    super(`no user named '${username}' (see 'aa-oidc user list')`);
+  /** `hint`: what `listedNameHint` adds, when the username was typed as a listing shows another. */
+  constructor(username: string, hint = '') {
+    super(`no user named '${username}' (see 'aa-oidc user list')${hint}`);
     this.name = 'UnknownUserError';
   }
 }
@@ -229,7 +231,12 @@ export function createTokenRevocation(deps: {
     const dryRun = options.dryRun === true;
     const note = options.note === undefined ? undefined : validNote(options.note);
     const user = await deps.directory.profileByUsername(username);
-    if (!user) throw new UnknownUserError(username);
+    if (!user) {
+      // A username `user list` shows with an escape (`Esc\x1b`, Alliance Auth's), typed as shown.
+      const stored = storedFormOf(username);
+      const listed = stored === undefined ? undefined : await deps.directory.profileByUsername(stored);
+      throw new UnknownUserError(username, listedNameHint('user', username, listed ? [listed.username] : []));
+    }
     let result: Omit<UserRevocationResult, 'userId' | 'username' | 'dryRun'> = {
       revoked: [],
       sessionsEnded: 0,

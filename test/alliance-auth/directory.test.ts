@@ -14,6 +14,7 @@ import {
   expectedFixture,
   FIXTURE_PASSWORD,
 } from '../helpers/alliance-auth.ts';
+import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -238,6 +239,32 @@ await describeOnEachAllianceAuth(
       assert.equal(unusable.status, 401);
       assert.equal(suite.harness.logLines.slice(quiet).filter((line) => line.includes('"hasher"')).length, 0);
       await suite.harness.assertNoLeaks();
+    });
+
+    it('says how to give a username `user list` shows with an escape, when the escape is typed', async () => {
+      // Alliance Auth's usernames are not aa-oidc's to judge: one may hold ESC.
+      await insertAllianceAuthUser(suite.fixture, 90, 'Esc\u001b', FIXTURE_PASSWORD);
+      const env = testEnv(suite.server.database, allianceAuthEnv(suite.fixture.readerUrl));
+      const list = await cli(['user', 'list', '--search', 'Esc'], env);
+      assert.match(list.stdout, /^Esc\\x1b /m, list.stderr);
+      const hint =
+        "a listing shows the user $'Esc\\x1b' as Esc\\x1b: give it as $'Esc\\x1b' ($'…' is the quoting of bash and zsh)";
+      const shown = await cli(['user', 'show', 'Esc\\x1b'], env);
+      assert.notEqual(shown.code, 0);
+      assert.ok(
+        shown.stderr.endsWith(`aa-oidc: no user named "Esc\\x1b" in Alliance Auth; ${hint}\n`),
+        shown.stderr,
+      );
+      const signOut = await cli(['user', 'sign-out', 'Esc\\x1b', '--dry-run'], env);
+      assert.notEqual(signOut.code, 0);
+      assert.ok(
+        signOut.stderr.endsWith(`aa-oidc: no user named 'Esc\\x1b' (see 'aa-oidc user list'); ${hint}\n`),
+        signOut.stderr,
+      );
+      // Given as the help says (bash's $'Esc\x1b'): the character itself.
+      const given = await cli(['user', 'show', 'Esc\u001b', '--format', 'json'], env);
+      assert.equal(given.code, 0, given.stderr);
+      assert.equal((JSON.parse(given.stdout) as { id: number }).id, 90);
     });
   },
 );

@@ -93,6 +93,8 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     // 513 emoji are 513 characters, but 1026 UTF-16 units: more than sign-in compares.
     const tooLong = await cli(['user', 'set-password', 'alice', '--password-stdin'], `${'😀'.repeat(513)}\n`);
     const tooLongCreate = await cli(['user', 'create', 'dave', '--password-stdin'], `${'😀'.repeat(513)}\n`);
+    const emptyCreate = await cli(['user', 'create', 'ellen', '--password-stdin'], '');
+    const emptyLine = await cli(['user', 'set-password', 'alice', '--password-stdin'], '\n');
     const dryRun = await cli(['user', 'deactivate', 'alice', '--dry-run']);
 
     assert.equal(json.code, 0, json.stderr);
@@ -153,6 +155,14 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
 
     assertFailsWithOneLine(tooShort, 'the password is too short; at least 8 characters are required');
+    assertFailsWithOneLine(
+      emptyCreate,
+      `--password-stdin: standard input was empty; pipe the password to it, on one line (printf '%s\\n' "$PASSWORD" | aa-oidc …)`,
+    );
+    assertFailsWithOneLine(
+      emptyLine,
+      `--password-stdin: standard input was empty (one empty line); pipe the password to it, on one line (printf '%s\\n' "$PASSWORD" | aa-oidc …)`,
+    );
     for (const result of [tooLong, tooLongCreate])
       assertFailsWithOneLine(
         result,
@@ -450,7 +460,28 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     const listed = await cli(['state', 'list']);
     assert.match(listed.stdout, /^Esc\\x1b +4321 /m, listed.stdout);
     const asShown = await cli(['state', 'set-priority', 'Esc\\x1b', '--priority', '4322']);
-    assertFailsWithOneLine(asShown, /^aa-oidc: unknown state "Esc\\\\x1b"; /);
+    // The escape typed names no state: the message says which one it shows, and how to give it.
+    assertFailsWithOneLine(
+      asShown,
+      /^aa-oidc: unknown state "Esc\\\\x1b"; existing states: .*Esc\\x1b.*; a listing shows the state \$'Esc\\x1b' as Esc\\x1b: give it as \$'Esc\\x1b' \(\$'…' is the quoting of bash and zsh\)$/,
+    );
+    const whitelisted = await cli([
+      'app',
+      'create',
+      '--name',
+      'Esc app',
+      '--redirect-uri',
+      'https://rp.example.org/cb',
+      '--state',
+      'Esc\\x1b',
+    ]);
+    assertFailsWithOneLine(
+      whitelisted,
+      /; a listing shows the state \$'Esc\\x1b' as Esc\\x1b: give it as \$'Esc\\x1b' \(\$'…' is the quoting of bash and zsh\)$/,
+    );
+    // Another name that only looks escaped gets no such hint.
+    const other = await cli(['state', 'set-priority', 'Esc\\x1c', '--priority', '4322']);
+    assertFailsWithOneLine(other, /^aa-oidc: unknown state "Esc\\\\x1c"; existing states: [^;]*$/);
     // As bash gives $'Esc\x1b': the character itself, as the help says.
     const given = await cli(['state', 'set-priority', 'Esc\u001b', '--priority', '4322']);
     assert.equal(given.code, 0, given.stderr);

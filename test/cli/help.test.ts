@@ -63,6 +63,20 @@ describe('aa-oidc --help of a state or group argument', () => {
   });
 });
 
+describe('aa-oidc --help of a username argument', () => {
+  it('says to give a character `user list` shows as an escape (an Alliance Auth username) as the character itself', async () => {
+    for (const command of ['show', 'sign-out', 'set-password', 'set-state', 'add-group', 'delete']) {
+      const help = (await cli(['user', command, '--help'], {})).stdout.replace(/\s+/g, ' ');
+      assert.doesNotMatch(help, /as `user list` shows it/, command);
+      assert.match(
+        help,
+        / username the user's username; where `user list` shows an escape \(\\x1b, \\u202e\), give the character itself \(bash: \$'Esc\\x1b'\)/,
+        command,
+      );
+    }
+  });
+});
+
 describe('aa-oidc usage errors', () => {
   /** What a script reads of a refused command line: its exit code and its one line on stderr. */
   async function refused(args: readonly string[]): Promise<string> {

@@ -468,6 +468,32 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses an sslmode the PostgreSQL driver does not know, naming it and the valid ones', () => {
+    const valid = 'use one of disable, prefer, require, verify-ca, verify-full, no-verify \\(lower case\\)$';
+    for (const [url, shown] of [
+      ['postgres://aa@127.0.0.1/aa_oidc?sslmode=bogus', '"bogus"'],
+      ['postgres://aa@127.0.0.1/aa_oidc?sslmode=Require', '"Require"'],
+      // A password left unencoded runs on into the value: it is hidden there as in the log.
+      ['postgres://aa@127.0.0.1/aa_oidc?sslmode=require?password=hunter2', '"require\\?password=\\*\\*\\*"'],
+    ]) {
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_DATABASE_URL: url! }, cwd: tempDir() }),
+        configError(
+          new RegExp(
+            `^AA_OIDC_DATABASE_URL: sslmode ${shown} is not a mode the PostgreSQL driver knows; ${valid}`,
+          ),
+        ),
+      );
+    }
+    for (const mode of ['disable', 'no-verify', 'verify-full', '']) {
+      const url = `postgres://aa@127.0.0.1/aa_oidc?sslmode=${mode}`;
+      assert.equal(
+        loadConfig({ env: { AA_OIDC_DATABASE_URL: url }, cwd: tempDir() }).database.kind,
+        'postgres',
+      );
+    }
+  });
+
   it('refuses AA_OIDC_CONFIG set but empty, rather than reading no file', () => {
     for (const value of ['', '  ']) {
       assert.throws(

@@ -123,4 +123,16 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
     assert.match(result.stderr, new RegExp(`1 of 2 test deliveries did not succeed: ${clients.failing}`));
     assert.equal(failing.requests.length, 1);
   });
+
+  it('refuses an empty client_id up front, naming the argument, and delivers to none', async () => {
+    const before = ok.requests.length;
+    const result = await cli(['bcl', 'test', clients.ok!, ''], env());
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, '');
+    assert.equal(
+      result.stderr,
+      'aa-oidc: client_id: an empty client_id ("") names no application; give the client_id of each application to test (see aa-oidc app list)\n',
+    );
+    assert.equal(ok.requests.length, before);
+  });
 });

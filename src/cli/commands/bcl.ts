@@ -32,6 +32,11 @@ export function registerBcl(program: Command, io: CliIo): void {
     .argument('<client_id...>', 'applications to test')
     .addOption(formatOption())
     .action(async (clientIds: string[], options: { format: OutputFormat }) => {
+      // An empty one (an unset variable) names no application, and would end the summary with nothing.
+      if (clientIds.includes(''))
+        throw new CliError(
+          'client_id: an empty client_id ("") names no application; give the client_id of each application to test (see aa-oidc app list)',
+        );
       const results = await withServices(io, (services) => services.logout.testDelivery(clientIds));
       io.stdout.write(renderRows(results, COLUMNS, options.format, resultJson));
       const failed = results.filter((row) => row.outcome !== 'success');

@@ -29,7 +29,7 @@ import {
 } from './user-main-character.ts';
 
 /** The help of the `<username>` argument of every `user` subcommand that takes an existing user. */
-const USERNAME_HELP = 'the user, as `user list` shows it';
+const USERNAME_HELP = storedNameHelp('user');
 
 /** Runs `work` with the directory admin interface of the services `serve` uses (see `withServices`). */
 export function withDirectory<T>(

@@ -1,5 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
+import { listedNameHint } from '../../util/listed-name.ts';
 import { invalid, notFound } from '../errors.ts';
 import * as queries from './queries.ts';
 import type { UserRecord, UserRef } from './types.ts';
@@ -69,13 +70,16 @@ export async function lockGroup(trx: Transaction<Database>, name: string): Promi
 }
 
 async function unknownState(db: queries.Db, name: string): Promise<never> {
-  throw notFound(
-    `unknown state ${quote(name)}; ${describeExisting('states', await queries.selectStateNames(db))}`,
-  );
+  return unknownName('state', name, await queries.selectStateNames(db));
 }
 
 async function unknownGroup(db: queries.Db, name: string): Promise<never> {
+  return unknownName('group', name, await queries.selectGroupNames(db));
+}
+
+/** The one "unknown state" or "unknown group" message: what exists, and the escape typed for a character. */
+function unknownName(kind: 'state' | 'group', name: string, names: readonly string[]): never {
   throw notFound(
-    `unknown group ${quote(name)}; ${describeExisting('groups', await queries.selectGroupNames(db))}`,
+    `unknown ${kind} ${quote(name)}; ${describeExisting(`${kind}s`, names)}${listedNameHint(kind, name, names)}`,
   );
 }
