@@ -63,7 +63,13 @@ export function pinnedTarget(
  */
 export type Connector = (target: PinnedTarget, signal: AbortSignal) => Promise<net.Socket>;
 
-export type NetworkFailure = 'connect_timeout' | 'request_timeout' | 'connection_failed' | 'tls_failed';
+export type NetworkFailure =
+  | 'connect_timeout'
+  | 'request_timeout'
+  | 'connection_failed'
+  | 'tls_failed'
+  /** The receiver answered, but not with an HTTP/1.1 response to a POST (garbage, an upgrade, a 100). */
+  | 'bad_response';
 
 interface Timing {
   /** Milliseconds from the start of the attempt (gate included) to its outcome. */
@@ -369,7 +375,33 @@ function describeRequestError(
   const code = errorCode(error);
   if (deadline.aborted || code === 'UND_ERR_HEADERS_TIMEOUT')
     return { failure: 'request_timeout', detail: `no response within ${timeoutMs} ms` };
+  const described = describeAnswerRefused(error, code);
+  if (described !== undefined) return { failure: described.failure, detail: `${described.words} (${code})` };
   return { failure: 'connection_failed', detail: `the request failed (${code})` };
+}
+
+/**
+ * What undici's refusal of a receiver's answer (or of its silence) means, in an operator's words:
+ * otherwise an upgrade, a 100 and a hang-up all read as UND_ERR_SOCKET, and garbage as
+ * `HTTPParserError`. undici tells its socket errors apart only by their message, a fixed text,
+ * never repeated here: the received bytes it may carry stay out of the detail.
+ */
+function describeAnswerRefused(
+  error: unknown,
+  code: string,
+): { failure: NetworkFailure; words: string } | undefined {
+  const message = error instanceof Error ? error.message : '';
+  const bad = (words: string) => ({ failure: 'bad_response' as const, words });
+  if (code === 'UND_ERR_SOCKET' && message === 'bad upgrade')
+    return bad('the receiver switched protocols (101) instead of answering the POST');
+  if (code === 'UND_ERR_SOCKET' && message === 'bad response')
+    return bad('the receiver sent 100 Continue, which a POST without Expect: 100-continue does not accept');
+  if (code === 'UND_ERR_SOCKET' && message === 'other side closed')
+    return { failure: 'connection_failed', words: 'the receiver closed the connection without answering' };
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') return bad('the response headers are too large');
+  if (code === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH')
+    return bad('the response is not valid HTTP/1.1');
+  return undefined;
 }
 
 function errorCode(error: unknown): string {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import type net from 'node:net';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, afterEach, before, describe, it } from 'node:test';
 import {
   type Connector,
@@ -442,6 +443,132 @@ describe('deliverLogoutToken ends on the status of a receiver that never ends it
       await receiver.close();
     }
   });
+});
+
+describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to the POST', () => {
+  /**
+   * A receiver on 127.0.0.1 that writes `reply` as raw bytes once the whole request has arrived; it
+   * records whether each connection was closed (by the client, or by itself).
+   */
+  async function rawReceiver(reply: (socket: net.Socket) => void) {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+      let received = '';
+      socket.on('data', (chunk: Buffer) => {
+        const before = received.length;
+        received += chunk.toString('latin1');
+        if (before < received.length && received.endsWith(`logout_token=${TOKEN}`)) reply(socket);
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      port: (server.address() as net.AddressInfo).port,
+      open: () => sockets.size,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      },
+    };
+  }
+
+  const cases: ReadonlyArray<{
+    what: string;
+    reply: (socket: net.Socket) => void;
+    failure: 'bad_response' | 'connection_failed';
+    detail: string;
+  }> = [
+    {
+      what: 'a 101 upgrade',
+      reply: (socket) =>
+        socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n'),
+      failure: 'bad_response',
+      detail: 'the receiver switched protocols (101) instead of answering the POST (UND_ERR_SOCKET)',
+    },
+    {
+      what: 'a 100 Continue nobody asked for, then 200',
+      reply: (socket) =>
+        socket.write('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'),
+      failure: 'bad_response',
+      detail:
+        'the receiver sent 100 Continue, which a POST without Expect: 100-continue does not accept (UND_ERR_SOCKET)',
+    },
+    {
+      what: 'an HTTP/0.9 answer (a body with no status line)',
+      reply: (socket) => socket.end(`<html>${TOKEN}</html>\n`),
+      failure: 'bad_response',
+      detail: 'the response is not valid HTTP/1.1 (HTTPParserError)',
+    },
+    {
+      what: 'binary garbage',
+      reply: (socket) => socket.write(Buffer.from([0, 1, 2, 0xff, 0xfe, 13, 10, 13, 10])),
+      failure: 'bad_response',
+      detail: 'the response is not valid HTTP/1.1 (HTTPParserError)',
+    },
+    {
+      what: 'two Content-Lengths that disagree',
+      reply: (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab'),
+      failure: 'bad_response',
+      detail: 'the response is not valid HTTP/1.1 (UND_ERR_RES_CONTENT_LENGTH_MISMATCH)',
+    },
+    {
+      what: 'headers of 1 MB',
+      reply: (socket) => socket.write(`HTTP/1.1 200 OK\r\nx-padding: ${'a'.repeat(1024 * 1024)}\r\n\r\n`),
+      failure: 'bad_response',
+      detail: 'the response headers are too large (UND_ERR_HEADERS_OVERFLOW)',
+    },
+    {
+      what: 'a close without an answer',
+      reply: (socket) => socket.end(),
+      failure: 'connection_failed',
+      detail: 'the receiver closed the connection without answering (UND_ERR_SOCKET)',
+    },
+  ];
+
+  for (const pooled of [false, true]) {
+    for (const { what, reply, failure, detail } of cases) {
+      it(`reports ${what} as a retryable ${failure} that says so${pooled ? " (a worker's pools)" : ''}`, async () => {
+        const receiver = await rawReceiver(reply);
+        const guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
+        const pools = pooled
+          ? createDeliveryPools({
+              connector: guarded.connector,
+              connectTimeoutMs: 1000,
+              requestTimeoutMs: 5000,
+            })
+          : undefined;
+        try {
+          const outcome = expectOutcome(
+            await deliverLogoutToken({
+              url: `http://${PUBLIC_V4}/bcl`,
+              logoutToken: TOKEN,
+              gate: development(),
+              connector: guarded.connector,
+              requestTimeoutMs: 5000,
+              ...(pools ? { pools } : {}),
+            }),
+            'network_error',
+          );
+          assert.equal(outcome.failure, failure);
+          assert.equal(outcome.detail, detail);
+          assert.ok(
+            outcome.elapsedMs < 2500,
+            `took ${outcome.elapsedMs} ms: the attempt waited for its deadline`,
+          );
+          assert.equal(isRetryable(outcome), true);
+          assert.ok(!JSON.stringify(outcome).includes(TOKEN), 'the outcome carries the token');
+          await eventually(() => receiver.open() === 0, 'the connection is closed', 5000);
+          refusals.push(...guarded.refused);
+        } finally {
+          await pools?.close();
+          await receiver.close();
+        }
+      });
+    }
+  }
 });
 
 describe('deliverLogoutToken connects only to the address the gate just checked', () => {
