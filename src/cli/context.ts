@@ -213,8 +213,9 @@ const PASSWORD_STDIN_LIMIT = 8 * MAX_PASSWORD_LENGTH;
 /**
  * Reads standard input (for `--password-stdin`) as one line: the one trailing newline is dropped;
  * any other line break is refused (a second line is a mistake, never part of a password), and so is
- * an empty input, saying so (not as a password too short). Input longer than `PASSWORD_STDIN_LIMIT` bytes is refused as soon as it is seen: an endless pipe
- * neither fills the memory nor keeps the command waiting.
+ * an empty input, saying so (not as a password too short). Input longer than `PASSWORD_STDIN_LIMIT`
+ * bytes is refused as soon as it is seen: an endless pipe neither fills the memory nor keeps the
+ * command waiting.
  */
 export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
