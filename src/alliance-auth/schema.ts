@@ -12,7 +12,8 @@ export type AaBool = boolean | number;
 export interface AuthUserTable {
   id: number;
   password: string;
-  last_login: Date | string | null;
+  /** A number for PostgreSQL's `infinity` and `-infinity` (`djangoTime`). */
+  last_login: Date | string | number | null;
   is_superuser: AaBool;
   username: string;
   first_name: string;
@@ -20,7 +21,7 @@ export interface AuthUserTable {
   email: string;
   is_staff: AaBool;
   is_active: AaBool;
-  date_joined: Date | string;
+  date_joined: Date | string | number;
 }
 
 export interface AuthGroupTable {
@@ -179,6 +180,18 @@ export interface AllianceAuthDatabase {
 /** 1, true, '1' → true. */
 export function truthy(value: AaBool | string | null | undefined): boolean {
   return value === true || value === 1 || value === '1';
+}
+
+/**
+ * A text of Alliance Auth's as aa-oidc keeps and releases it: a NUL byte becomes U+FFFD. Django's
+ * forms refuse one, but SQL typed by hand stores it on MariaDB, and PostgreSQL refuses it in any
+ * text: a name holding one stopped every poller cycle at aa-oidc's own write of it (the catalog of
+ * names, the whitelists following a rename), and a claim holding one is cut short by any reader of C
+ * strings. Every name and address read from AA goes through here, so that all of aa-oidc compares
+ * the same spelling.
+ */
+export function aaText<T extends string | null | undefined>(value: T): T {
+  return (typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value) as T;
 }
 
 /** Alliance Auth's database, read through Kysely. */

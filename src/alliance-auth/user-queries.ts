@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { isRowId } from '../db/row-id.ts';
 import { holdsAccess, holdsAccessThroughGroups } from './access-permission.ts';
-import { type AaDb, truthy } from './schema.ts';
+import { aaText, type AaDb, truthy } from './schema.ts';
 
 /**
  * Alliance Auth's users as aa-oidc reads them: one user with its profile, state, main character,
@@ -103,15 +103,23 @@ export function toNumberOrNull(value: unknown): number | null {
 }
 
 function textOrNull(value: string | null | undefined): string | null {
-  return value === null || value === undefined || value.trim() === '' ? null : value;
+  return value === null || value === undefined || value.trim() === '' ? null : aaText(value);
 }
 
-/** Django stores naive UTC datetimes: MariaDB hands back `YYYY-MM-DD HH:MM:SS.ffffff` strings. */
-export function djangoTime(value: Date | string | null | undefined): number | null {
+/**
+ * Django stores naive UTC datetimes: MariaDB hands back `YYYY-MM-DD HH:MM:SS.ffffff` strings,
+ * PostgreSQL's driver a Date, or a number for `infinity` and `-infinity` (a value typed by hand). A
+ * time no Date can hold (those, a year beyond 275760, MariaDB's zero date) is none: null.
+ */
+export function djangoTime(value: Date | string | number | null | undefined): number | null {
   if (value === null || value === undefined) return null;
-  if (value instanceof Date) return value.getTime();
-  const parsed = Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value.replace(' ', 'T')}Z`);
-  return Number.isNaN(parsed) ? null : parsed;
+  const time =
+    typeof value === 'number'
+      ? value
+      : value instanceof Date
+        ? value.getTime()
+        : Date.parse(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : `${value.replace(' ', 'T')}Z`);
+  return Number.isFinite(time) ? time : null;
 }
 
 function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAuthUser {
@@ -121,8 +129,8 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
   if (truthy(row.perm_state as never)) permissionVia.push('state');
   return {
     id: Number(row.id),
-    username: row.username,
-    email: row.email,
+    username: aaText(row.username),
+    email: aaText(row.email),
     active: truthy(row.is_active),
     superuser: truthy(row.is_superuser),
     state:
@@ -130,7 +138,7 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
         ? null
         : {
             id: Number(row.state_id),
-            name: row.state_name,
+            name: aaText(row.state_name),
             priority: Number(row.state_priority),
             grantsAccess: permissionVia.includes('state'),
           },
@@ -140,10 +148,10 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
         ? null
         : {
             characterId: Number(row.character_id),
-            characterName: row.character_name ?? '',
+            characterName: aaText(row.character_name ?? ''),
             corporationId: Number(row.corporation_id),
-            corporationName: row.corporation_name ?? '',
-            corporationTicker: row.corporation_ticker ?? '',
+            corporationName: aaText(row.corporation_name ?? ''),
+            corporationTicker: aaText(row.corporation_ticker ?? ''),
             allianceId: toNumberOrNull(row.alliance_id),
             allianceName: textOrNull(row.alliance_name),
             allianceTicker: textOrNull(row.alliance_ticker),
@@ -178,7 +186,7 @@ async function groupsOf(
     for (const row of rows) {
       const userId = Number(row.user_id);
       const list = byUser.get(userId) ?? [];
-      list.push({ id: Number(row.id), name: row.name, grantsAccess: truthy(row.grants as never) });
+      list.push({ id: Number(row.id), name: aaText(row.name), grantsAccess: truthy(row.grants as never) });
       byUser.set(userId, list);
     }
   }
