@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { PassThrough } from 'node:stream';
 import type { Command } from 'commander';
 import type { CliIo } from '../../src/cli/context.ts';
@@ -8,6 +9,22 @@ import { buildProgram } from '../../src/cli/main.ts';
  * The `aa-oidc` command lines that README.md and docs/ show, and whether the CLI as it is would take
  * them: operators copy them line by line.
  */
+
+/** The repository's root. */
+export const root = new URL('../../', import.meta.url);
+
+/**
+ * README.md (first) and every page under docs/, docs/apps/ included, with their text;
+ * docs/performance-history.md is left out: a record of past runs, written as they were.
+ */
+export function operatorDocs(): Array<{ file: string; text: string }> {
+  return [
+    'README.md',
+    ...readdirSync(new URL('docs/', root), { recursive: true, encoding: 'utf8' })
+      .filter((name) => name.endsWith('.md') && name !== 'performance-history.md')
+      .map((name) => `docs/${name}`),
+  ].map((file) => ({ file, text: readFileSync(new URL(file, root), 'utf8') }));
+}
 
 export interface DocCommand {
   where: string;

@@ -3,20 +3,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { AUDIT_EVENT_KINDS } from '../../src/audit/events.ts';
 import { createMetrics, METRIC_NAMES } from '../../src/metrics/registry.ts';
-import { lineOf } from './doc-commands.ts';
+import { lineOf, operatorDocs, root } from './doc-commands.ts';
 
 /**
  * The names README.md and docs/ give operators to alert on, look for and filter by: metric names and
  * their labels, system check ids (W006, E008) and audit event kinds. Each must be one aa-oidc has,
  * and README must name every one of them. (docs/performance-history.md records past runs as they were.)
  */
-const root = new URL('../../', import.meta.url);
-const docs = [
-  'README.md',
-  ...readdirSync(new URL('docs/', root), { recursive: true, encoding: 'utf8' })
-    .filter((name) => name.endsWith('.md') && name !== 'performance-history.md')
-    .map((name) => `docs/${name}`),
-].map((file) => ({ file, text: readFileSync(new URL(file, root), 'utf8') }));
+const docs = operatorDocs();
 const readme = docs[0]!.text;
 
 interface KnownNames {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { configLeafPaths, envNameFor } from '../../src/config/load.ts';
 import {
@@ -8,17 +8,11 @@ import {
   ENV_NOT_CONFIG,
   ENV_NOT_CONFIG_PREFIXES,
 } from '../../src/config/schema.ts';
-import { lineOf } from './doc-commands.ts';
+import { lineOf, operatorDocs, root } from './doc-commands.ts';
 
-const root = new URL('../../', import.meta.url);
 const readme = readFileSync(new URL('README.md', root), 'utf8');
 /** README.md and docs/ (docs/performance-history.md records past runs as they were). */
-const docs = [
-  'README.md',
-  ...readdirSync(new URL('docs/', root), { recursive: true, encoding: 'utf8' })
-    .filter((name) => name.endsWith('.md') && name !== 'performance-history.md')
-    .map((name) => `docs/${name}`),
-].map((file) => ({ file, text: readFileSync(new URL(file, root), 'utf8') }));
+const docs = operatorDocs();
 
 /** The environment names the configuration reads, with the key each sets. */
 const envNames = new Map<string, string>([
