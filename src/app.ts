@@ -11,6 +11,7 @@ import { pinToIssuer } from './http/issuer-host.ts';
 import { readQueriesInLinearTime } from './http/query.ts';
 import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
+import { refuseOversizedAccept } from './http/accept-header.ts';
 import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { answerUnexpectedErrors } from './http/unexpected-error.ts';
@@ -69,6 +70,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   koa.use(answerUnexpectedErrors(brandingFrom(config)));
   // A request target that cannot be read (a malformed absolute form) is a 400 before anything reads it.
   koa.use(refuseUnreadableTarget());
+  // An Accept header longer than any client sends is a 431 before the provider negotiates with it.
+  koa.use(refuseOversizedAccept());
   // A database that is down or unreachable makes requests answer 503 "try again", not 500.
   koa.use(answerUnavailable(services.logger, describeDatabase(config.database), brandingFrom(config)));
   const allianceAuth = services.allianceAuth;

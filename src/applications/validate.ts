@@ -5,6 +5,7 @@ import { hasUnsafeUriCharacter } from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { listedNameHint } from '../util/listed-name.ts';
 import { nameKey } from '../util/name-key.ts';
+import { visibleText } from '../util/visible-text.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
   type AccessTokenFormatSetting,
@@ -340,7 +341,12 @@ function checkUriList(field: string, value: unknown, rules: UriRules, problem: P
     problem(field, 'must be a list of URIs');
     return [];
   }
-  if (value.length > URIS_MAX) problem(field, `at most ${URIS_MAX} URIs are allowed`);
+  // Past the limit, the count alone is the problem: each of thousands of URIs checked against the
+  // ones before it took seconds.
+  if (value.length > URIS_MAX) {
+    problem(field, `at most ${URIS_MAX} URIs are allowed (${value.length} given)`);
+    return [];
+  }
   const uris: string[] = [];
   value.forEach((item: unknown, index) => {
     const reason = redirectUriProblem(item, rules);
@@ -396,7 +402,12 @@ function checkWhitelist(
     problem(field, `must be a list of ${noun} names`);
     return [];
   }
-  if (value.length > WHITELIST_MAX) problem(field, `at most ${WHITELIST_MAX} ${field} are allowed`);
+  // Past the limit, the count alone is the problem: each of thousands of names compared with every
+  // name the directory has (for the hint of an unknown one) took seconds.
+  if (value.length > WHITELIST_MAX) {
+    problem(field, `at most ${WHITELIST_MAX} ${field} are allowed (${value.length} given)`);
+    return [];
+  }
   const byKey = new Map<string, string[]>();
   for (const name of existing.keys()) {
     const key = nameKey(name);
@@ -427,12 +438,27 @@ function checkWhitelist(
       names.length === 0
         ? `no ${field} exist yet (create one with \`aa-oidc ${noun} create\`)`
         : `existing ${field}: ${names.join(', ')}`;
+    // Each unknown name is compared with the names a listing shows as it only, found once: with every
+    // name the directory has, 200 unknown ones took 0.2 s among 5,000 groups.
+    const listedAs = namesByListing(names);
     problem(
       field,
-      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}${unknown.map((item) => listedNameHint(noun, item, names)).join('')}`,
+      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}${unknown.map((item) => listedNameHint(noun, item, listedAs.get(item.toLowerCase()) ?? [])).join('')}`,
     );
   }
   return [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** `names` by how a listing shows each (`visibleText`), lower case as `listedNameHint` compares them. */
+function namesByListing(names: readonly string[]): Map<string, string[]> {
+  const byListing = new Map<string, string[]>();
+  for (const name of names) {
+    const listed = visibleText(name).toLowerCase();
+    const same = byListing.get(listed);
+    if (same) same.push(name);
+    else byListing.set(listed, [name]);
+  }
+  return byListing;
 }
 
 async function checkBackchannelUri(

@@ -3,7 +3,12 @@ import { describe, it } from 'node:test';
 import { syntacticBackchannelTargetCheck } from '../../src/applications/backchannel-target.ts';
 import { ApplicationError } from '../../src/applications/errors.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
-import { type ValidationContext, validateApplicationInput } from '../../src/applications/validate.ts';
+import {
+  URIS_MAX,
+  type ValidationContext,
+  validateApplicationInput,
+  WHITELIST_MAX,
+} from '../../src/applications/validate.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 
 function context(mode: 'development' | 'production' = 'production'): ValidationContext {
@@ -341,6 +346,64 @@ describe('validateApplicationInput', () => {
     await assert.rejects(validateApplicationInput({ ...base, states: ['Member'] }, noStates), {
       message: 'states: unknown state "Member"; no states exist yet (create one with `aa-oidc state create`)',
     });
+  });
+
+  // Thousands of URIs or names (an admin form holds 64 KiB) were each checked against the ones before
+  // them, and each unknown name against every name the directory has: seconds of CPU.
+  it('refuses a list past its limit for its length alone, without checking each item', async () => {
+    const error = await refusal({
+      ...base,
+      redirectUris: Array.from({ length: 8_000 }, (_, index) => `nope${index}`),
+      postLogoutRedirectUris: Array.from({ length: URIS_MAX + 1 }, () => 'https://wiki.example.org/bye'),
+      states: Array.from({ length: 8_000 }, (_, index) => `Alumni ${index}`),
+      groups: Array.from({ length: WHITELIST_MAX + 1 }, () => 'Wiki Editors'),
+    });
+    assert.deepEqual(error.issues, [
+      { field: 'redirect_uris', message: `at most ${URIS_MAX} URIs are allowed (8000 given)` },
+      {
+        field: 'post_logout_redirect_uris',
+        message: `at most ${URIS_MAX} URIs are allowed (${URIS_MAX + 1} given)`,
+      },
+      { field: 'states', message: `at most ${WHITELIST_MAX} states are allowed (8000 given)` },
+      {
+        field: 'groups',
+        message: `at most ${WHITELIST_MAX} groups are allowed (${WHITELIST_MAX + 1} given)`,
+      },
+    ]);
+  });
+
+  it('looks for the names a listing shows as an unknown one once, not for each unknown name', async () => {
+    const groups = new Map(Array.from({ length: 2_000 }, (_, index) => [`Group ${index}`, index]));
+    groups.set('Esc\x1b', 2_000);
+    const unknown = [
+      ...Array.from({ length: WHITELIST_MAX - 1 }, (_, index) => `Missing ${index}`),
+      'ESC\\X1B',
+    ];
+    const toLowerCase = Object.getOwnPropertyDescriptor(String.prototype, 'toLowerCase')!;
+    const original = toLowerCase.value as () => string;
+    let lowered = 0;
+    Object.defineProperty(String.prototype, 'toLowerCase', {
+      ...toLowerCase,
+      value(this: string) {
+        lowered += 1;
+        return original.call(this);
+      },
+    });
+    let error: unknown;
+    try {
+      await validateApplicationInput({ ...base, groups: unknown }, { ...context(), groups });
+    } catch (caught) {
+      error = caught;
+    } finally {
+      Object.defineProperty(String.prototype, 'toLowerCase', toLowerCase);
+    }
+    assert.ok(error instanceof ApplicationError);
+    assert.match(
+      error.message,
+      /; a listing shows the group \$'Esc\\x1b' as ESC\\X1B: give it as \$'Esc\\x1b'/,
+    );
+    // Each name and each unknown one a few times, not every name for each unknown one (400,000).
+    assert.ok(lowered < 5 * (groups.size + unknown.length), `${lowered} names lowered`);
   });
 
   it('quotes a refused URI without its password, its credential parameters or a token in its fragment', async () => {
