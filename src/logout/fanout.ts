@@ -62,13 +62,15 @@ export function accessTrigger(change: DirectoryChange): LogoutReason | undefined
   }
 }
 
-/** Applications the user could use before and cannot after (evaluated per application). */
+/**
+ * Applications the user could use before and cannot after (evaluated per application); `judge` is
+ * `decideForMany()` where many users are judged against the same applications.
+ */
 export function newlyDenied(
   before: UserProfile,
   after: UserProfile,
   apps: readonly Application[],
+  judge: typeof decide = decide,
 ): Application[] {
-  return apps.filter(
-    (app) => decide(before, app).outcome === 'allow' && decide(after, app).outcome === 'deny',
-  );
+  return apps.filter((app) => judge(before, app).outcome === 'allow' && judge(after, app).outcome === 'deny');
 }

@@ -8,7 +8,7 @@ import type { Database } from '../db/schema.ts';
 import { lockSignInGeneration } from '../db/sign-in-generation.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, DirectoryChange } from '../directory/port.ts';
-import { decide } from '../policy/decide.ts';
+import { decideForMany } from '../policy/decide.ts';
 import type { ThisChange } from '../tokens/payload-rows.ts';
 import { clientsWithLiveTokens, selectUserSessions, type UserSession } from '../tokens/store.ts';
 import { clientsWithLiveTokensOfUsers, selectSessionsOfUsers } from '../tokens/store-users.ts';
@@ -130,8 +130,8 @@ export function createLogoutTriggers(deps: {
     const apps = await activeApplicationsIn(unit.trx);
     const lost =
       'after' in change
-        ? newlyDenied(change.before, change.after, apps)
-        : apps.filter((app) => decide(change.before, app).outcome === 'allow');
+        ? newlyDenied(change.before, change.after, apps, judge)
+        : apps.filter((app) => judge(change.before, app).outcome === 'allow');
     for (const app of lost)
       unit.report({ kind: 'access_lost', userId: change.userId, clientId: app.clientId });
     for (const job of list)
@@ -201,6 +201,8 @@ export function createLogoutTriggers(deps: {
     }
     return applications;
   };
+  /** Judges the users of a unit's changes against its active applications (`decideForMany`). */
+  const judge = decideForMany();
 
   /** State and group changes: only the applications the change newly denies the user. */
   const enqueueNewlyDenied = async (
@@ -214,6 +216,7 @@ export function createLogoutTriggers(deps: {
       change.before,
       change.after,
       await logoutTargets(trx, database.kind, held, reason, () => activeApplicationsIn(trx)),
+      judge,
     );
     const jobs = newJobs(
       change.userId,
@@ -247,6 +250,7 @@ export function createLogoutTriggers(deps: {
             change.before,
             change.after,
             apps.filter((app) => holds.has(app.clientId) && receivesLogout(app, reason)),
+            judge,
           )
         : [];
     });

@@ -103,14 +103,16 @@ export function explainDecision(
             reason: 'app_unusable',
             explanation: 'denied: the application is deactivated (its kill switch is on)',
           };
-        case 'app':
+        case 'app': {
+          const held = new Set(groupNames);
           return {
             ...base,
             reason: 'app',
             neededStates: [...app.states],
-            neededGroups: app.groups.filter((name) => !groupNames.some((group) => whitelists([name], group))),
+            neededGroups: app.groups.filter((name) => !held.has(name)),
             explanation: `denied by the application's whitelists: the user's state (${profile.state?.name ?? 'none'}) is not among its states and none of the user's groups is among its groups`,
           };
+        }
         case 'no_client':
           // The caller loads the application first; kept for the exhaustive switch.
           return {

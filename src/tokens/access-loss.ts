@@ -7,7 +7,7 @@ import type { Database } from '../db/schema.ts';
 import type { UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer, Directory, DirectoryChange, UserProfile } from '../directory/port.ts';
 import type { Logger } from '../logging/logger.ts';
-import { decide } from '../policy/decide.ts';
+import { decideForMany } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
 import {
   countByClient,
@@ -48,6 +48,7 @@ export function endAccessOnUserChange(deps: {
     }
     return applications;
   };
+  const decide = decideForMany();
 
   const onOneChange = async (change: DirectoryChange, unit: UnitOfWork): Promise<void> => {
     switch (change.kind) {
@@ -84,7 +85,7 @@ export function endAccessOnUserChange(deps: {
       }
       case 'user_state_changed':
       case 'user_groups_changed': {
-        const lost = await applicationsLost(change, await activeApplicationsIn(unit.trx));
+        const lost = await applicationsLost(change, await activeApplicationsIn(unit.trx), decide);
         if (lost.length === 0) return;
         const revoked = await revokeTokens(
           unit.trx,
@@ -122,7 +123,7 @@ export function endAccessOnUserChange(deps: {
         await onOneChange(change, unit);
         continue;
       }
-      const lost = applicationsLost(change, applications);
+      const lost = applicationsLost(change, applications, decide);
       if (lost.length === 0) continue;
       const key = lost.join(' ');
       const group = byLoss.get(key);
@@ -234,6 +235,7 @@ export function endAccessOnWhitelistChange(deps: {
   ): Promise<void> {
     // A deactivated user's loss is their deactivation's (it revoked their tokens and told the
     // applications): not counted again here.
+    const decide = decideForMany();
     const userIds = profiles
       .filter((profile) => profile.active && decide(profile, after).outcome === 'deny')
       .map((profile) => profile.id)
@@ -272,16 +274,16 @@ export function endAccessOnWhitelistChange(deps: {
 function mayDenyAnyone(before: Application, after: Application): boolean {
   if (after.states.length === 0 && after.groups.length === 0) return false;
   if (before.states.length === 0 && before.groups.length === 0) return true;
-  return (
-    before.states.some((name) => !after.states.includes(name)) ||
-    before.groups.some((name) => !after.groups.includes(name))
-  );
+  const states = new Set(after.states);
+  const groups = new Set(after.groups);
+  return before.states.some((name) => !states.has(name)) || before.groups.some((name) => !groups.has(name));
 }
 
 /** The client ids of the applications the user could use before the change and cannot after. */
 function applicationsLost(
   change: Extract<DirectoryChange, { kind: 'user_state_changed' | 'user_groups_changed' }>,
   applications: readonly Application[],
+  decide: ReturnType<typeof decideForMany>,
 ): string[] {
   return applications
     .filter(

@@ -6,6 +6,7 @@ import type { UserProfile } from '../../src/directory/port.ts';
 import {
   decide,
   decideApplication,
+  decideForMany,
   type PolicyApplication,
   type PolicyDecision,
 } from '../../src/policy/decide.ts';
@@ -101,6 +102,38 @@ const label = (decision: PolicyDecision): string => {
   }
 };
 
+/**
+ * How many times `Array.prototype.includes` is called while `run` runs, and how many array elements
+ * those calls search.
+ */
+function includesCallsDuring<T>(run: () => T): { result: T; calls: number; searched: number } {
+  const includes = Object.getOwnPropertyDescriptor(Array.prototype, 'includes')!;
+  const original = includes.value as (this: unknown[], item: unknown) => boolean;
+  let calls = 0;
+  let searched = 0;
+  Object.defineProperty(Array.prototype, 'includes', {
+    ...includes,
+    value(this: unknown[], item: unknown) {
+      calls += 1;
+      searched += this.length;
+      return original.call(this, item);
+    },
+  });
+  try {
+    return { result: run(), calls, searched };
+  } finally {
+    Object.defineProperty(Array.prototype, 'includes', includes);
+  }
+}
+
+/** A user with access in `count` groups named `prefix n`. */
+function memberOf(prefix: string, count: number): UserProfile {
+  return {
+    ...profileWith('via_user'),
+    groups: Array.from({ length: count }, (_, index) => ({ name: `${prefix} ${index}`, oidcAccess: false })),
+  };
+}
+
 describe('decide(user, app)', () => {
   const accesses: Access[] = ['superuser', 'via_state', 'via_group', 'via_user', 'none'];
   const whitelists: Whitelist[] = ['empty', 'state_match', 'group_match', 'neither'];
@@ -114,6 +147,41 @@ describe('decide(user, app)', () => {
       }
     }
   }
+
+  it('decides for many users (decideForMany) exactly as decide does, on every cell of the matrix', () => {
+    const judge = decideForMany();
+    for (const access of accesses) {
+      for (const whitelist of whitelists) {
+        for (const active of [true, false]) {
+          for (const userActive of [true, false]) {
+            const profile = profileWith(access, userActive);
+            const app = appWith(whitelist, active);
+            assert.deepEqual(judge(profile, app), decide(profile, app));
+            assert.deepEqual(judge(profile, app), decide(profile, app), 'judged again');
+          }
+        }
+      }
+    }
+    assert.deepEqual(judge(profileWith('via_user'), null), decide(profileWith('via_user'), null));
+  });
+
+  it("judges many users against an application without comparing each user's groups with each whitelisted name", () => {
+    const app: PolicyApplication = {
+      clientId: 'fleets',
+      active: true,
+      states: [],
+      groups: Array.from({ length: 200 }, (_, index) => `Fleet ${index}`),
+    };
+    const members = Array.from({ length: 200 }, () => memberOf('Wing', 100));
+    members.push(memberOf('Fleet', 200));
+    const judge = decideForMany();
+    const { result, searched } = includesCallsDuring(() =>
+      members.map((member) => judge(member, app).outcome),
+    );
+    assert.deepEqual(result, [...Array.from({ length: 200 }, () => 'deny'), 'allow']);
+    // Compared in place: 200 users × 100 groups, each searched for among 200 names (4 million).
+    assert.equal(searched, 0);
+  });
 
   it('refuses an inactive user at the global gate, superuser or not, without naming the app', () => {
     for (const access of accesses) {
@@ -209,5 +277,16 @@ describe('explainDecision (policy show)', () => {
     assert.deepEqual(global.accessVia, []);
     const allowed = explainDecision(profileWith('via_group'), appWith('group_match', true), granting);
     assert.deepEqual([allowed.neededStates, allowed.neededGroups], [[], []]);
+  });
+
+  it("names the groups a refused user would need without comparing each with each of the user's groups", () => {
+    const names = Array.from({ length: 200 }, (_, index) => `Fleet ${index}`);
+    const app: PolicyApplication = { clientId: 'fleets', active: true, states: [], groups: names };
+    const profile = memberOf('Wing', 300);
+    const { result, calls } = includesCallsDuring(() => explainDecision(profile, app, granting));
+    assert.deepEqual(result.neededGroups, names);
+    // The decision searches once for the state and once for each of the user's groups; the needed
+    // groups add no search (they added 60,000, one for each pair).
+    assert.ok(calls <= profile.groups.length + 1, `${calls} searches`);
   });
 });

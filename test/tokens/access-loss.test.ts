@@ -11,6 +11,29 @@ import { waitUntil } from '../helpers/wait.ts';
 import { logoutJobs } from '../logout/jobs.ts';
 
 /**
+ * How many array elements `Array.prototype.includes` searches while `run` runs: the work of comparing
+ * each of one list's names with each of another's.
+ */
+async function elementsSearchedDuring(run: () => Promise<unknown>): Promise<number> {
+  const includes = Object.getOwnPropertyDescriptor(Array.prototype, 'includes')!;
+  const original = includes.value as (this: unknown[], item: unknown) => boolean;
+  let searched = 0;
+  Object.defineProperty(Array.prototype, 'includes', {
+    ...includes,
+    value(this: unknown[], item: unknown) {
+      searched += this.length;
+      return original.call(this, item);
+    },
+  });
+  try {
+    await run();
+    return searched;
+  } finally {
+    Object.defineProperty(Array.prototype, 'includes', includes);
+  }
+}
+
+/**
  * A browser session (its cookie kept by whoever holds it) must not outlive the cleaning of the
  * account: after each change the kept cookie meets the login page, or `login_required` with
  * `prompt=none`, never a code. Over HTTP against a real server; the CLI through `runCli`.
@@ -291,5 +314,29 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
 
     assert.equal((await introspect(server, open, kept.accessToken)).body.active, true);
     codeFrom((await authorize(server, browser, open, undefined, { prompt: 'none' })).response);
+  });
+
+  it("judges a group change of every member, and a narrowed whitelist, without comparing each user's groups with each whitelisted name", async () => {
+    // An application whitelisting 200 groups (the most an application may); 100 members of a group
+    // that goes, each in 60 other groups that it does not whitelist.
+    const fleets = Array.from({ length: 200 }, (_, index) => `Fleet ${index}`);
+    const wings = Array.from({ length: 60 }, (_, index) => `Wing ${index}`);
+    for (const name of [...fleets, ...wings, 'Doomed']) await server.app.directoryAdmin.createGroup(name);
+    const fleetsApp = await app({ name: 'Fleets RP', groups: fleets });
+    for (let index = 0; index < 100; index += 1) await seedUser(server, { groups: [...wings, 'Doomed'] });
+
+    const groupChange = await elementsSearchedDuring(() => server.app.directoryAdmin.deleteGroup('Doomed'));
+    // Compared in place: 100 members × 61 groups × 200 names, about 1.2 million.
+    assert.ok(groupChange < 10_000, `${groupChange} elements searched for a group change of 100 members`);
+
+    const narrowed = await elementsSearchedDuring(() =>
+      server.app.applications.update(
+        fleetsApp.clientId,
+        { groups: [...fleets.slice(0, -1), 'Wing 0'] },
+        'test',
+      ),
+    );
+    // Compared in place: 199 names each looked for among 200, about 20,000.
+    assert.ok(narrowed < 2_000, `${narrowed} elements searched for a narrowed whitelist`);
   });
 });
