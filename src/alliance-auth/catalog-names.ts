@@ -1,6 +1,6 @@
 import type { DirectoryChange } from '../directory/port.ts';
 import type { Fingerprints, UserFingerprint } from './fingerprint.ts';
-import { aaText, type AaDb } from './schema.ts';
+import type { AaDb } from './schema.ts';
 
 /**
  * Alliance Auth's states and groups by id, and their renames. Application whitelists name states
@@ -41,8 +41,8 @@ export async function readCatalogNames(db: AaDb): Promise<CatalogNames> {
     db.selectFrom('auth_group').select(['id', 'name']).execute(),
   ]);
   return {
-    state: new Map(states.map((row) => [Number(row.id), aaText(row.name)])),
-    group: new Map(groups.map((row) => [Number(row.id), aaText(row.name)])),
+    state: new Map(states.map((row) => [Number(row.id), row.name])),
+    group: new Map(groups.map((row) => [Number(row.id), row.name])),
   };
 }
 

@@ -1,5 +1,5 @@
 import { countReferencing, holdsAccess } from './access-permission.ts';
-import { aaText, type AaDb, truthy } from './schema.ts';
+import { type AaDb, truthy } from './schema.ts';
 import { byName } from './user-queries.ts';
 
 /** Alliance Auth's states and groups, and the users an application's whitelist of them covers. */
@@ -32,7 +32,7 @@ export async function selectStates(db: AaDb): Promise<AllianceAuthState[]> {
     .execute();
   return rows.map((row) => ({
     id: Number(row.id),
-    name: aaText(row.name),
+    name: row.name,
     priority: Number(row.priority),
     grantsAccess: truthy(row.grants as never),
     userCount: Number(row.user_count ?? 0),
@@ -52,7 +52,7 @@ export async function selectGroups(db: AaDb): Promise<AllianceAuthGroup[]> {
   return rows
     .map((row) => ({
       id: Number(row.id),
-      name: aaText(row.name),
+      name: row.name,
       grantsAccess: truthy(row.grants as never),
       userCount: Number(row.user_count ?? 0),
     }))

@@ -1,4 +1,13 @@
-import { CompiledQuery, Kysely, MysqlDialect, PostgresDialect, sql } from 'kysely';
+import {
+  CompiledQuery,
+  Kysely,
+  type KyselyPlugin,
+  MysqlDialect,
+  PostgresDialect,
+  type QueryResult,
+  sql,
+  type UnknownRow,
+} from 'kysely';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
@@ -87,6 +96,7 @@ export function openAllianceAuthDatabase(
       connection.on('error', (error: Error) => options.onIdleConnectionError?.(error));
     });
     const db = new Kysely<AllianceAuthDatabase>({
+      plugins: [NUL_FREE_TEXT],
       dialect: new MysqlDialect({
         pool,
         async onCreateConnection(connection) {
@@ -118,9 +128,33 @@ export function openAllianceAuthDatabase(
   // one of its own the process would crash. The query in flight fails on its own, and the pool
   // drops the connection when it is released.
   pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
-  const db = new Kysely<AllianceAuthDatabase>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<AllianceAuthDatabase>({
+    plugins: [NUL_FREE_TEXT],
+    dialect: new PostgresDialect({ pool }),
+  });
   return { db, kind, displayUrl, mysqlTls: undefined, statementTimeoutMs, close: () => db.destroy() };
 }
+
+/**
+ * Every text Alliance Auth's database answers, as aa-oidc keeps and releases it: a NUL byte becomes
+ * U+FFFD. Django's forms refuse one, but SQL typed by hand stores it on MariaDB, and PostgreSQL
+ * refuses it in any text: a name holding one stopped every poller cycle at aa-oidc's own write of it
+ * (the catalog of names, the whitelists following a rename), and a claim holding one is cut short by
+ * any reader of C strings. Done once for every row read, so that all of aa-oidc (claims, whitelists,
+ * the poller's records, sign-in) sees the same spelling, whatever query read it.
+ */
+const NUL_FREE_TEXT: KyselyPlugin = {
+  transformQuery: (args) => args.node,
+  async transformResult(args): Promise<QueryResult<UnknownRow>> {
+    for (const row of args.result.rows) {
+      for (const column in row) {
+        const value = row[column];
+        if (typeof value === 'string' && value.includes('\0')) row[column] = value.replaceAll('\0', '\uFFFD');
+      }
+    }
+    return args.result;
+  },
+};
 
 /**
  * True when the server abandoned the statement for running past the statement timeout: MariaDB's

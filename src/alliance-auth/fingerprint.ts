@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { isRowId } from '../db/row-id.ts';
 import { accessHolders } from './access-permission.ts';
-import { aaText, type AaDb, truthy } from './schema.ts';
+import { type AaDb, truthy } from './schema.ts';
 
 /**
  * Alliance Auth has no events to subscribe to and no `updated_at` columns, so aa-oidc follows it by
@@ -149,13 +149,13 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
     let fingerprint = fingerprints.get(userId);
     if (!fingerprint) {
       fingerprint = {
-        username: aaText(row.username),
+        username: row.username,
         active: truthy(row.is_active),
         superuser: truthy(row.is_superuser),
         state:
           row.state_id === null || row.state_name === null
             ? null
-            : { id: Number(row.state_id), name: aaText(row.state_name) },
+            : { id: Number(row.state_id), name: row.state_name },
         groups: [],
         main:
           row.main_character_id === null
@@ -167,7 +167,7 @@ export async function readFingerprints(db: AaDb): Promise<Fingerprints> {
       fingerprints.set(userId, fingerprint);
     }
     if (row.group_id !== null && row.group_name !== null)
-      fingerprint.groups.push({ id: Number(row.group_id), name: aaText(row.group_name) });
+      fingerprint.groups.push({ id: Number(row.group_id), name: row.group_name });
     // The user's own or the state's permission is on every row; a group's only on its own row.
     if (truthy(row.permission as never)) fingerprint.permission = true;
   }

@@ -182,17 +182,5 @@ export function truthy(value: AaBool | string | null | undefined): boolean {
   return value === true || value === 1 || value === '1';
 }
 
-/**
- * A text of Alliance Auth's as aa-oidc keeps and releases it: a NUL byte becomes U+FFFD. Django's
- * forms refuse one, but SQL typed by hand stores it on MariaDB, and PostgreSQL refuses it in any
- * text: a name holding one stopped every poller cycle at aa-oidc's own write of it (the catalog of
- * names, the whitelists following a rename), and a claim holding one is cut short by any reader of C
- * strings. Every name and address read from AA goes through here, so that all of aa-oidc compares
- * the same spelling.
- */
-export function aaText<T extends string | null | undefined>(value: T): T {
-  return (typeof value === 'string' && value.includes('\0') ? value.replaceAll('\0', '\uFFFD') : value) as T;
-}
-
 /** Alliance Auth's database, read through Kysely. */
 export type AaDb = Kysely<AllianceAuthDatabase>;

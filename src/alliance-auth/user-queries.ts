@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { isRowId } from '../db/row-id.ts';
 import { holdsAccess, holdsAccessThroughGroups } from './access-permission.ts';
-import { aaText, type AaDb, truthy } from './schema.ts';
+import { type AaDb, truthy } from './schema.ts';
 
 /**
  * Alliance Auth's users as aa-oidc reads them: one user with its profile, state, main character,
@@ -103,7 +103,7 @@ export function toNumberOrNull(value: unknown): number | null {
 }
 
 function textOrNull(value: string | null | undefined): string | null {
-  return value === null || value === undefined || value.trim() === '' ? null : aaText(value);
+  return value === null || value === undefined || value.trim() === '' ? null : value;
 }
 
 /**
@@ -129,8 +129,8 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
   if (truthy(row.perm_state as never)) permissionVia.push('state');
   return {
     id: Number(row.id),
-    username: aaText(row.username),
-    email: aaText(row.email),
+    username: row.username,
+    email: row.email,
     active: truthy(row.is_active),
     superuser: truthy(row.is_superuser),
     state:
@@ -138,7 +138,7 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
         ? null
         : {
             id: Number(row.state_id),
-            name: aaText(row.state_name),
+            name: row.state_name,
             priority: Number(row.state_priority),
             grantsAccess: permissionVia.includes('state'),
           },
@@ -148,10 +148,10 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
         ? null
         : {
             characterId: Number(row.character_id),
-            characterName: aaText(row.character_name ?? ''),
+            characterName: row.character_name ?? '',
             corporationId: Number(row.corporation_id),
-            corporationName: aaText(row.corporation_name ?? ''),
-            corporationTicker: aaText(row.corporation_ticker ?? ''),
+            corporationName: row.corporation_name ?? '',
+            corporationTicker: row.corporation_ticker ?? '',
             allianceId: toNumberOrNull(row.alliance_id),
             allianceName: textOrNull(row.alliance_name),
             allianceTicker: textOrNull(row.alliance_ticker),
@@ -186,7 +186,7 @@ async function groupsOf(
     for (const row of rows) {
       const userId = Number(row.user_id);
       const list = byUser.get(userId) ?? [];
-      list.push({ id: Number(row.id), name: aaText(row.name), grantsAccess: truthy(row.grants as never) });
+      list.push({ id: Number(row.id), name: row.name, grantsAccess: truthy(row.grants as never) });
       byUser.set(userId, list);
     }
   }
