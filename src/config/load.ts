@@ -748,12 +748,14 @@ function mysqlUrlFilesReadable(url: string, setting: string): void {
   for (const [parameter, spellings] of Object.entries(MYSQL_URL_FILES)) {
     const file = spellings.map((name) => parameters.getAll(name).at(-1)).find((value) => value !== undefined);
     if (file === undefined || file === '') continue;
-    refuseLargeUrlFile(parameter, file, setting);
+    // Read once: whether it can be read, and that it is not too large (`refuseLargeUrlFile`).
+    let bytes: Buffer | undefined;
     try {
-      readFileSync(file);
+      bytes = readFileAtMost(file, URL_FILE_LIMIT);
     } catch (error) {
       throw new ConfigError(`${setting}: ${unreadableFile(error, parameter, file)}`);
     }
+    if (bytes === undefined) throw urlFileTooLarge(parameter, file, setting);
   }
 }
 
@@ -772,9 +774,13 @@ function refuseLargeUrlFile(parameter: string, file: string, setting: string): v
   } catch {
     return;
   }
-  if (bytes !== undefined) return;
+  if (bytes === undefined) throw urlFileTooLarge(parameter, file, setting);
+}
+
+/** The refusal of a file a URL names that holds more than `URL_FILE_LIMIT` bytes. */
+function urlFileTooLarge(parameter: string, file: string, setting: string): ConfigError {
   const holds = URL_FILE_HOLDS[parameter];
-  throw new ConfigError(
+  return new ConfigError(
     `${setting}: ${file} (${parameter}) is larger than ${URL_FILE_LIMIT / 1024 / 1024} MiB; name a PEM file${holds === undefined ? '' : ` holding ${holds}`}`,
   );
 }
