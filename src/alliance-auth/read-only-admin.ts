@@ -7,7 +7,7 @@ import type {
   UserRef,
 } from '../directory/builtin/types.ts';
 import { DirectoryError, notFound } from '../directory/errors.ts';
-import { listedNameHint, storedFormOf } from '../util/listed-name.ts';
+import { listedNameHint, usernamesListedAs } from '../util/listed-name.ts';
 import { findByName, selectGroups, selectStates } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
@@ -159,9 +159,8 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
       if (user) return record(user);
       if ('id' in ref) throw notFound(`no user with id ${ref.id} in Alliance Auth`);
       // A username `user list` shows with an escape (`Esc\x1b`), typed as shown: the one it stands for.
-      const stored = storedFormOf(ref.username);
-      const listed = stored === undefined ? undefined : await selectUserByUsername(aa, stored);
-      throw unknownName('user', ref.username, listed === undefined ? [] : [listed.username]);
+      const listed = await usernamesListedAs(ref.username, (stored) => selectUserByUsername(aa, stored));
+      throw unknownName('user', ref.username, listed);
     },
     async listUsers(filter = {}) {
       let stateId: number | undefined;

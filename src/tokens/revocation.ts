@@ -15,7 +15,7 @@ import {
   type TokenRow,
 } from './store.ts';
 import { revokeLiveTokenRowsOfUsers } from './store-users.ts';
-import { listedNameHint, storedFormOf } from '../util/listed-name.ts';
+import { listedNameHint, usernamesListedAs } from '../util/listed-name.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
@@ -233,9 +233,8 @@ export function createTokenRevocation(deps: {
     const user = await deps.directory.profileByUsername(username);
     if (!user) {
       // A username `user list` shows with an escape (`Esc\x1b`, Alliance Auth's), typed as shown.
-      const stored = storedFormOf(username);
-      const listed = stored === undefined ? undefined : await deps.directory.profileByUsername(stored);
-      throw new UnknownUserError(username, listedNameHint('user', username, listed ? [listed.username] : []));
+      const listed = await usernamesListedAs(username, (stored) => deps.directory.profileByUsername(stored));
+      throw new UnknownUserError(username, listedNameHint('user', username, listed));
     }
     let result: Omit<UserRevocationResult, 'userId' | 'username' | 'dryRun'> = {
       revoked: [],

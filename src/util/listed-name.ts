@@ -9,11 +9,26 @@ const NAMED: Readonly<Record<string, string>> = { n: '\n', r: '\r', t: '\t' };
  * The name a listing would show as `listed` (`Esc\x1b` for `Esc` ESC: `visibleText`), to look up when
  * `listed` names nothing; undefined when `listed` holds no such escape.
  */
-export function storedFormOf(listed: string): string | undefined {
+function storedFormOf(listed: string): string | undefined {
   const stored = listed.replace(LISTED_ESCAPE, (_escape, hex?: string, unit?: string, named?: string) =>
     named !== undefined ? NAMED[named]! : String.fromCharCode(Number.parseInt(hex ?? unit!, 16)),
   );
   return stored === listed ? undefined : stored;
+}
+
+/**
+ * The username of the user `given` stands for when it names none but is how a listing shows one
+ * (`Esc\x1b` typed for `Esc` ESC, a username from Alliance Auth): looked up with `find` by its
+ * stored form, for `listedNameHint`. Empty when `given` holds no escape, or its stored form names no
+ * user either.
+ */
+export async function usernamesListedAs(
+  given: string,
+  find: (username: string) => Promise<{ username: string } | null | undefined>,
+): Promise<string[]> {
+  const stored = storedFormOf(given);
+  const listed = stored === undefined ? undefined : await find(stored);
+  return listed ? [listed.username] : [];
 }
 
 /**
