@@ -29,9 +29,10 @@ export function parseQuery(text: string): Query {
 const READ = Symbol('query read');
 
 /**
- * `request.query` of `koa`'s requests is read by `parseQuery`, once while a request's query string stays
- * the same (Koa keeps its own readings too); setting it stays Koa's. The provider runs on these requests too
- * (mount.ts), so its parameters are read this way. Defined once on the application's request prototype.
+ * `request.query` of `koa`'s requests is read by `parseQuery`, once while a request's query string
+ * stays the same (Koa keeps its own readings too); setting it stays Koa's. The provider runs on these
+ * requests too (mount.ts), so its parameters are read this way. Defined once on the application's
+ * request prototype.
  */
 export function readQueriesInLinearTime(koa: Koa): void {
   let holder: object | null = koa.request;
