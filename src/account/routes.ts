@@ -20,7 +20,9 @@ import {
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
 import {
+  codeShapeMessage,
   type Enrolment,
+  isCodeShaped,
   isShownEnrolment,
   TwoFactorError,
   type TwoFactorService,
@@ -424,7 +426,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           // This very form, sent again by this browser just now (a double click or a resend without
           // script, the first answer never seen): the same recovery codes, under the throttle.
           const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, shown, confirmer);
-          if (!confirmation) return request.seeOther('/account#two-factor');
+          // A code that is none cannot be the one that confirmed: no attempt counted for it.
+          if (!confirmation || !isCodeShaped(code, { recovery: false }))
+            return request.seeOther('/account#two-factor');
           const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
           // Said, as at the first confirmation: a quiet redirect would lose the codes unexplained.
           if (!attempt) return overview(request, { twoFactor: THROTTLED }, 429);
@@ -444,6 +448,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             },
             409,
           );
+        // Nothing typed, or no code: said so, and no attempt counted (it can be no guess).
+        if (!isCodeShaped(code, { recovery: false }))
+          return enrolmentPage(request, pending, codeShapeMessage({ recovery: false }));
         const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return enrolmentPage(request, pending, THROTTLED, 429);
         let result = await deps.twoFactor.confirmEnrolment(user, code, pending.id, confirmer);
@@ -474,9 +481,12 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           );
         const refuse = (message: string, status: number) =>
           overview(request, { twoFactorCode: message }, status);
+        const code = request.form.get('code') ?? '';
+        // Nothing typed, or no code: said so, and no attempt counted (it can be no guess).
+        if (!isCodeShaped(code, { recovery: true })) return refuse(codeShapeMessage({ recovery: true }), 400);
         const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
-        const result = await deps.twoFactor.disable(user, request.form.get('code') ?? '');
+        const result = await deps.twoFactor.disable(user, code);
         if (!result.ok) return refuse('That code is not valid. Two-factor sign-in is still on.', 401);
         await deps.throttle.succeeded(attempt);
         request.seeOther('/account?done=two-factor-off#two-factor');

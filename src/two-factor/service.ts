@@ -161,7 +161,28 @@ function recoveryCodesOf(
 }
 
 function normaliseRecoveryCode(code: string): string {
-  return code.trim().toLowerCase().replace(/[\s-]/g, '');
+  return code.normalize('NFKC').trim().toLowerCase().replace(/[\s-]/g, '');
+}
+
+/** The most characters a code may have as typed (spaces and dashes included); longer ones are never cut. */
+export const MAX_CODE_LENGTH = 64;
+
+/**
+ * Whether `code` is shaped as a code at all, before any secret is looked at: six digits (spaces and
+ * dashes allowed) or, where `recovery` codes are taken too, ten letters and digits (`abcde-fghij`). One
+ * that is not (nothing typed, five digits, a word) can match no user's code, so it is no guess: the
+ * pages refuse it naming what is valid (`codeShapeMessage`), and no sign-in attempt is counted.
+ */
+export function isCodeShaped(code: string, options: { recovery: boolean }): boolean {
+  if (code.length > MAX_CODE_LENGTH) return false;
+  return looksLikeTotpCode(code) || (options.recovery && /^[a-z0-9]{10}$/.test(normaliseRecoveryCode(code)));
+}
+
+/** What a page says to a code that `isCodeShaped` refuses. */
+export function codeShapeMessage(options: { recovery: boolean }): string {
+  return options.recovery
+    ? 'Enter the six-digit code your app shows, or one of your recovery codes (ten letters and digits, like abcde-fghij).'
+    : 'Enter the six-digit code your app shows.';
 }
 
 const alreadyOn = () =>
@@ -371,7 +392,7 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
   };
 
   const verify: TwoFactorService['verify'] = async (userId, code) => {
-    if (typeof code !== 'string' || code.length > 64) return { ok: false };
+    if (typeof code !== 'string' || code.length > MAX_CODE_LENGTH) return { ok: false };
     if (looksLikeTotpCode(code))
       return (await checkTotp(userId, normaliseCode(code))) ? { ok: true, method: 'totp' } : { ok: false };
     const enrolment = await enrolmentOf(userId);

@@ -26,9 +26,12 @@ export function otpauthUri(input: { issuer: string; username: string; secret: st
   }).toString();
 }
 
-/** A code as people type it: digits, maybe with spaces. */
+/**
+ * A code as people type it: digits, maybe with spaces or dashes, maybe full-width (an East Asian
+ * keyboard's `１２３４５６`), which NFKC reads as the ASCII digits the app shows.
+ */
 export function normaliseCode(code: string): string {
-  return code.replace(/[\s-]/g, '');
+  return code.normalize('NFKC').replace(/[\s-]/g, '');
 }
 
 export function looksLikeTotpCode(code: string): boolean {

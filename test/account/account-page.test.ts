@@ -386,6 +386,55 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal(later.status, 303);
   });
 
+  it('refuses a code that is none (nothing typed, five digits) naming what is valid, counting no wrong code, and takes full-width digits', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    const failures = async () =>
+      (
+        await server.app.database.db
+          .selectFrom('login_failure')
+          .select('id')
+          .where('method', '=', 'code')
+          .execute()
+      ).length;
+    const before = await failures();
+    const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+    for (const code of ['', '12345', 'abcde-fghij', '１２３４５']) {
+      const refused = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+        code,
+        enrolment,
+      });
+      assert.equal(refused.status, 400, JSON.stringify(code));
+      assert.match(pageText(refused.body), /Enter the six-digit code your app shows\./);
+      assert.match(refused.body, /id="totp-secret"/, 'the same enrolment, to try again');
+    }
+    assert.equal(await failures(), before, 'no wrong code counted');
+    const fullWidth = [...currentCode(secret)]
+      .map((digit) => String.fromCodePoint(0xff10 + Number(digit)))
+      .join('');
+    const confirmed = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+      code: fullWidth,
+      enrolment,
+    });
+    assert.equal(confirmed.status, 200);
+    assert.match(confirmed.body, /id="recovery-codes"/);
+
+    const on = await consoleGet(here, url('/account'));
+    for (const code of ['', '12345', 'abcd']) {
+      const refused = await consolePost(here, url('/account/two-factor/disable'), on.csrf!, { code });
+      assert.equal(refused.status, 400, JSON.stringify(code));
+      assert.match(
+        pageText(refused.body),
+        /Enter the six-digit code your app shows, or one of your recovery codes \(ten letters and digits, like abcde-fghij\)\./,
+      );
+    }
+    assert.equal(await failures(), before, 'no wrong code counted');
+    assert.equal((await server.app.twoFactor.status(person.id)).enrolled, true);
+  });
+
   it('answers 429 to a confirmation code once the sign-in throttle is spent, even the right code', async () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);

@@ -398,4 +398,48 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     assert.equal(await failures(), failuresAtCode, 'no code tried');
     assert.equal((await send(second, codeAction, [...codeFields, recovery])).status, 303);
   });
+  it('answers 400 naming allow and deny to a consent form without either, never telling the application of a denial, and takes the choice after', async () => {
+    const user = await seedUser(server);
+    const login = await openLoginPage(server, clientId);
+    const consent = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: login.csrf,
+        username: user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    const consentPage = await consent.text();
+    assert.match(consentPage, /name="decision"/);
+    const action = formAction(consentPage, server.origin);
+    const csrf = formField(consentPage, 'csrf_token');
+    for (const fields of [
+      { csrf_token: csrf } as Record<string, string>,
+      { csrf_token: csrf, decision: 'Allow' },
+      { csrf_token: csrf, decision: '' },
+    ]) {
+      const response = await post(login, action, new URLSearchParams(fields).toString());
+      assert.equal(response.status, 400, JSON.stringify(fields));
+      assert.equal(response.headers.get('location'), null, 'nothing is sent to the application');
+      assert.match(
+        await response.text(),
+        /Choose to allow or to deny the application \(decision is allow or deny\)/,
+      );
+    }
+    // Nothing was decided: the same page allows, and the application gets its code.
+    const allowed = await post(
+      login,
+      action,
+      new URLSearchParams({ csrf_token: csrf, decision: 'allow' }).toString(),
+    );
+    assert.equal(allowed.status, 303);
+    const done = await login.browser.follow(
+      new URL(allowed.headers.get('location')!, server.origin).href,
+      server.origin,
+    );
+    const location = new URL(done.headers.get('location')!);
+    assert.ok(location.searchParams.get('code'), `a code, not: ${location.search}`);
+    assert.equal(location.searchParams.get('error'), null);
+  });
 });

@@ -180,14 +180,41 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
     const longer = `${code.padEnd(64, ' ')}x`;
     const first = await passwordStep(person.username);
     const refused = await submitCode(first.browser, first.body, longer);
-    assert.equal(refused.status, 401);
-    assert.match(pageText(await refused.text()), /That code is not valid/);
+    assert.equal(refused.status, 400);
+    assert.match(
+      pageText(await refused.text()),
+      /Enter the six-digit code your app shows, or one of your recovery codes/,
+    );
     const second = await passwordStep(person.username);
     assert.equal(
       (await submitCode(second.browser, second.body, code)).status,
       303,
       'the code itself, unspent',
     );
+  });
+
+  it('refuses a code that is none (nothing typed, five digits, a word) naming what is valid, counting no wrong code, and takes full-width digits', async () => {
+    const enrolment = await seedTwoFactorUser(server);
+    const failures = async () =>
+      (await server.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+    const { browser, body } = await passwordStep(enrolment.user.username);
+    const before = await failures();
+    let page = body;
+    for (const code of ['', '   ', '12345', '1234567', 'abcd-efgh', '١٢٣٤٥٦']) {
+      const refused = await submitCode(browser, page, code);
+      assert.equal(refused.status, 400, JSON.stringify(code));
+      page = await refused.text();
+      assert.match(
+        pageText(page),
+        /Enter the six-digit code your app shows, or one of your recovery codes \(ten letters and digits, like abcde-fghij\)\./,
+      );
+    }
+    assert.equal(await failures(), before, 'no wrong code counted');
+    // An East Asian keyboard's digits are the code the app shows.
+    const code = currentCode(enrolment.secret, Date.now() + 30_000);
+    const fullWidth = [...code].map((digit) => String.fromCodePoint(0xff10 + Number(digit))).join('');
+    const done = await submitCode(browser, page, ` ${fullWidth.slice(0, 3)} ${fullWidth.slice(3)} `);
+    assert.equal(done.status, 303);
   });
 
   it('refuses a changed or foreign sign-in state', async () => {

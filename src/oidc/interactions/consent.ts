@@ -14,7 +14,19 @@ export async function submitConsent(
   if (interaction.prompt.name !== 'consent') {
     return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
-  if (form.get('decision') !== 'allow') {
+  const decision = form.get('decision');
+  // Only the page's two buttons decide: anything else (no decision, `Allow`) is told to the person,
+  // the sign-in kept, never told to the application as a denial the person did not make.
+  if (decision !== 'allow' && decision !== 'deny') {
+    return renderStatus(
+      ctx,
+      deps,
+      400,
+      'invalid_request',
+      'Choose to allow or to deny the application (decision is allow or deny). Go back and choose again.',
+    );
+  }
+  if (decision === 'deny') {
     return finish(ctx, provider, {
       error: 'access_denied',
       error_description: 'the End-User denied the request',

@@ -5,7 +5,9 @@ import type { Branding } from '../../http/pages/branding.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
 import {
+  codeShapeMessage,
   type Enrolment,
+  isCodeShaped,
   isShownEnrolment,
   TwoFactorError,
   type TwoFactorService,
@@ -212,7 +214,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
 
       if (stage === 'done') return request.finishLogin(pending.userId, withOtp);
 
-      const attempt = await deps.throttle.reserveCode(pending.userId, request.ctx.ip);
+      // A code that is none (nothing typed, five digits) can be no guess: refused naming what is
+      // valid, before an attempt is counted for it.
+      const shaped = isCodeShaped(code, { recovery: stage === 'code' });
+      const attempt = shaped ? await deps.throttle.reserveCode(pending.userId, request.ctx.ip) : undefined;
       // Forgets this address's wrong codes of the user, and the password's attempt with the failures
       // of its name from the address it came from, as a sign-in without a code does.
       const succeeded = async (codeAttempt: ReservedAttempt) => {
@@ -220,6 +225,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         if (pending.passwordAttempt) await deps.throttle.succeeded(pending.passwordAttempt);
       };
       if (stage === 'code') {
+        if (!shaped) return renderCode(request, fresh, 400, codeShapeMessage({ recovery: true }));
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
         if (!check.ok) return renderCode(request, fresh, 401, WRONG_CODE);
@@ -252,7 +258,8 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         // script, the first answer never seen): the same recovery codes, under the throttle. The
         // login goes on only from the page's Continue, as after the first answer.
         const confirmation = await deps.twoFactor.confirmedJustNowBy(user.id, pending.enrolment, confirmer);
-        if (confirmation) {
+        // A code that is none cannot be the one that confirmed.
+        if (confirmation && shaped) {
           if (!attempt) return request.fail(429, THROTTLED);
           const repeated = await confirmation.repeat(code);
           if (repeated.ok) {
@@ -269,6 +276,7 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
           400,
           'Two-factor enrolment was started again in another sign-in since this page was shown. Start again from the application, and scan the new code.',
         );
+      if (!shaped) return renderEnrol(request, fresh, enrolment, 400, codeShapeMessage({ recovery: false }));
       if (!attempt) return renderEnrol(request, fresh, enrolment, 429, THROTTLED);
       let confirmed = await deps.twoFactor.confirmEnrolment(user, code, enrolment.id, confirmer);
       // Confirmed meanwhile by the same form sent twice at once: the codes that one stored.
