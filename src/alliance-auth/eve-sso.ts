@@ -5,6 +5,7 @@ import type { Mode } from '../config/load.ts';
 import { ConnectFailure } from '../logout/connection-pools.ts';
 import {
   type Connector,
+  describeRequestError,
   directConnector,
   MAX_ADDRESSES_TRIED,
   openPinned,
@@ -319,7 +320,13 @@ async function fetchJsonBefore(
       const connectFailed =
         error instanceof ConnectFailure &&
         (error.failure === 'connection_failed' || error.failure === 'connect_timeout');
-      const detail = `${checked.address}: ${(error as Error).message}`;
+      // Fixed words for each kind of failure, as a delivery's detail has them, never the error's
+      // text for the log: library text that may carry what the peer sent.
+      const why =
+        error instanceof ConnectFailure
+          ? error.detail
+          : describeRequestError(error, deadline, timeoutMs, { peer: 'EVE SSO', method }).detail;
+      const detail = `${checked.address}: ${why}`;
       if (connectFailed && index < candidates.length - 1) {
         unreachable.push(detail);
         continue;

@@ -626,6 +626,7 @@ function postgresDriverReads(url: string, setting: string): boolean {
     for (const file of urlParameterValues(url, parameter)) refuseLargeUrlFile(parameter, file, setting);
   }
   refuseUnknownSslMode(url, setting);
+  refuseLibpqCompatSurprises(url, setting);
   try {
     // An '@' in the database name as the driver reads it (it decodes no %40 there) is a password's
     // '@' or '/' left unencoded: `postgres://aa:ab@/cd@db/aa` is read as no host and the database
@@ -658,6 +659,36 @@ function refuseUnknownSslMode(url: string, setting: string): void {
       `${setting}: sslmode ${JSON.stringify(redactUrl(mode))} is not a mode the PostgreSQL driver knows; use one of ${POSTGRES_SSL_MODES.join(', ')} (lower case)`,
     );
   }
+}
+
+/**
+ * What node-postgres (pg-connection-string) would read otherwise than the URL says under
+ * `uselibpqcompat=true` (libpq's meanings of `sslmode`: `require` encrypts without checking the
+ * certificate), refused here, naming the parameters and what to write instead:
+ * - a `uselibpqcompat` other than `true` or `false` (`TRUE`, `1`), which the driver ignores: the
+ *   `sslmode` would then keep node-postgres's meaning (`require` checks the certificate);
+ * - `sslmode=no-verify`, node-postgres's own mode, which its libpq reading does not know: the
+ *   certificate would be checked after all, against what the URL says;
+ * - `sslmode=verify-ca` without `sslrootcert`, which the driver refuses with a warning of its own,
+ *   read here as no valid URL at all.
+ * The driver acts on a parameter's last value, and so does this.
+ */
+function refuseLibpqCompatSurprises(url: string, setting: string): void {
+  const compat = urlParameterValues(url, 'uselibpqcompat').at(-1);
+  if (compat === undefined || compat === '' || compat === 'false') return;
+  if (compat !== 'true')
+    throw new ConfigError(
+      `${setting}: uselibpqcompat ${JSON.stringify(redactUrl(compat))} is not a value the PostgreSQL driver acts on (it would read sslmode with its own meanings); use uselibpqcompat=true for libpq's meanings, or leave it out`,
+    );
+  const mode = urlParameterValues(url, 'sslmode').at(-1);
+  if (mode === 'no-verify')
+    throw new ConfigError(
+      `${setting}: sslmode=no-verify is not a mode with uselibpqcompat=true (the driver would check the certificate after all); for TLS without checking the certificate, use sslmode=require, or leave uselibpqcompat out`,
+    );
+  if (mode === 'verify-ca' && urlParameterValues(url, 'sslrootcert').every((file) => file === ''))
+    throw new ConfigError(
+      `${setting}: sslmode=verify-ca with uselibpqcompat=true needs sslrootcert=/path/to/ca.pem (the authority the server's certificate must come from); or use sslmode=verify-full, which also checks the host name`,
+    );
 }
 
 /**

@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { parseWholeNumber } from '../util/whole-number.ts';
 
 /**
  * The one configuration schema. Every key is reachable from the config file (camelCase, nested as
@@ -18,7 +19,7 @@ const fromString = <T extends z.ZodType>(parse: (text: string) => unknown, inner
 const integer = (min: number, max: number, note?: string) => {
   const expected = `expected an integer between ${min} and ${max}${note ? ` (${note})` : ''}`;
   return fromString(
-    (text) => (/^-?\d+$/.test(text) ? Number(text) : text),
+    (text) => parseWholeNumber(text) ?? text,
     z.number({ error: expected }).int(expected).min(min, expected).max(max, expected),
   );
 };

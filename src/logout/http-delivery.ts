@@ -311,7 +311,20 @@ export async function openPinned(
   }
 }
 
+/**
+ * What a response's status means for the delivery. A status outside 100–599 is no HTTP status
+ * (RFC 9110 §15): the receiver did not answer in HTTP, as with garbage (`bad_response`), not with a
+ * server error; it is retried as any answer that is not HTTP is.
+ */
 function classifyStatus(status: number, address: string, elapsedMs: number): DeliveryOutcome {
+  if (status < 100 || status > 599)
+    return {
+      outcome: 'network_error',
+      address,
+      failure: 'bad_response',
+      detail: `the receiver answered with status ${status}, which is no HTTP status (100–599)`,
+      elapsedMs,
+    };
   const reached = { status, address, elapsedMs };
   if (status >= 200 && status < 300) return { outcome: 'success', ...reached };
   if (status >= 300 && status < 400) return { outcome: 'redirect_blocked', ...reached };
@@ -367,15 +380,29 @@ function describeConnectError(
   return { failure: 'connection_failed', detail: `connection failed (${code})` };
 }
 
-function describeRequestError(
+/** Who was asked, and how, for the words of a failure: `the receiver` and `POST` for a delivery. */
+export interface RequestAsked {
+  peer: string;
+  method: string;
+}
+
+const DELIVERY_ASKED: RequestAsked = { peer: 'the receiver', method: 'POST' };
+
+/**
+ * Why a request on a connection that was opened got no usable answer, in fixed words and undici's
+ * error code: never the error's own message, which is library text and may carry what the peer
+ * sent. Also what EVE SSO's requests report (src/alliance-auth/eve-sso.ts).
+ */
+export function describeRequestError(
   error: unknown,
   deadline: AbortSignal,
   timeoutMs: number,
+  asked: RequestAsked = DELIVERY_ASKED,
 ): { failure: NetworkFailure; detail: string } {
   const code = errorCode(error);
   if (deadline.aborted || code === 'UND_ERR_HEADERS_TIMEOUT')
     return { failure: 'request_timeout', detail: `no response within ${timeoutMs} ms` };
-  const described = describeAnswerRefused(error, code);
+  const described = describeAnswerRefused(error, code, asked);
   if (described !== undefined) return { failure: described.failure, detail: `${described.words} (${code})` };
   return { failure: 'connection_failed', detail: `the request failed (${code})` };
 }
@@ -389,15 +416,16 @@ function describeRequestError(
 function describeAnswerRefused(
   error: unknown,
   code: string,
+  { peer, method }: RequestAsked,
 ): { failure: NetworkFailure; words: string } | undefined {
   const message = error instanceof Error ? error.message : '';
   const bad = (words: string) => ({ failure: 'bad_response' as const, words });
   if (code === 'UND_ERR_SOCKET' && message === 'bad upgrade')
-    return bad('the receiver switched protocols (101) instead of answering the POST');
+    return bad(`${peer} switched protocols (101) instead of answering the ${method}`);
   if (code === 'UND_ERR_SOCKET' && message === 'bad response')
-    return bad('the receiver sent 100 Continue, which a POST without Expect: 100-continue does not accept');
+    return bad(`${peer} sent 100 Continue, which a ${method} without Expect: 100-continue does not accept`);
   if (code === 'UND_ERR_SOCKET' && message === 'other side closed')
-    return { failure: 'connection_failed', words: 'the receiver closed the connection without answering' };
+    return { failure: 'connection_failed', words: `${peer} closed the connection without answering` };
   if (code === 'UND_ERR_HEADERS_OVERFLOW') return bad('the response headers are too large');
   if (code === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH')
     return bad('the response is not valid HTTP/1.1');

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { eveSsoAuthenticator } from '../../src/alliance-auth/eve-authenticator.ts';
 import { decideEveSignIn } from '../../src/alliance-auth/eve-login.ts';
@@ -120,6 +122,48 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
       closed.identify('code', REDIRECT, 'verifier'),
       (error: EveSsoError) => error.kind === 'unavailable',
     );
+  });
+
+  it('says why EVE SSO gave no usable answer in fixed words, never in the library’s or the peer’s text', async () => {
+    // A token endpoint that answers what undici refuses, each time with text of its own in it.
+    const PEER_TEXT = 'peer-text-7f3a';
+    const replies: ReadonlyArray<[string, string, string]> = [
+      ['garbage', `${PEER_TEXT}\r\n\r\n`, 'the response is not valid HTTP/1.1 (HTTPParserError)'],
+      [
+        'an upgrade',
+        `HTTP/1.1 101 ${PEER_TEXT}\r\nConnection: upgrade\r\nUpgrade: ${PEER_TEXT}\r\n\r\n`,
+        'EVE SSO switched protocols (101) instead of answering the POST (UND_ERR_SOCKET)',
+      ],
+      ['a close without an answer', '', 'EVE SSO closed the connection without answering (UND_ERR_SOCKET)'],
+    ];
+    for (const [what, reply, words] of replies) {
+      const server = net.createServer((socket) => {
+        socket.on('error', () => undefined);
+        socket.once('data', () => socket.end(reply));
+      });
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const { port } = server.address() as net.AddressInfo;
+      try {
+        const odd = createEveSsoClient(
+          { ...standIn.settings, tokenUrl: `http://127.0.0.1:${port}/v2/oauth/token` },
+          { mode: 'development' },
+        );
+        await assert.rejects(odd.identify('code', REDIRECT, 'verifier'), (error: unknown) => {
+          assert.ok(error instanceof EveSsoError, String(error));
+          assert.equal(error.kind, 'unavailable', what);
+          assert.equal(
+            error.message,
+            `EVE SSO is unreachable (127.0.0.1:${port}: 127.0.0.1: ${words})`,
+            what,
+          );
+          assert.ok(!error.message.includes(PEER_TEXT), what);
+          return true;
+        });
+      } finally {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    }
   });
 
   it('gives up on a JWKS answered a byte at a time once the request deadline has passed: "unavailable"', async () => {

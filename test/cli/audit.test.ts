@@ -114,6 +114,35 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     assert.equal((await cli('audit', 'list', '--since', '1d', '--until', '0m')).code, 0);
   });
 
+  it('refuses an empty filter, naming the option, in every listing that has one', async () => {
+    // A script's unset variable (`--client-id "$CLIENT"`) would list nothing, or everything.
+    for (const [args, option, valid] of [
+      [['audit', 'list'], '--client-id', 'a client_id'],
+      [['audit', 'list'], '--username', 'a username'],
+      [['tokens', 'audit'], '--client-id', 'a client_id'],
+      [['tokens', 'audit'], '--username', 'a username'],
+      [['user', 'list'], '--state', 'the name of a state'],
+      [['user', 'list'], '--group', 'the name of a group'],
+      [['user', 'list'], '--search', 'some text'],
+      [['app', 'list'], '--search', 'some text'],
+    ] as const) {
+      const empty = await cli(...args, option, '', '--format', 'json');
+      assert.equal(empty.code, 1, `${args.join(' ')} ${option} "": ${empty.stdout}`);
+      assert.equal(empty.stdout, '');
+      assert.equal(empty.stderr, `aa-oidc: ${option} is empty; give ${valid}, or leave ${option} out\n`);
+    }
+  });
+
+  it('reads a --limit with spaces around it, as the configuration reads a number', async () => {
+    const events = JSON.parse(await ok('audit', 'list', '--limit', ' 1 ', '--format', 'json')) as unknown[];
+    assert.equal(events.length, 1);
+    for (const limit of ['1.0', '+1', '1e1', '0x1', '']) {
+      const refused = await cli('audit', 'list', '--limit', limit);
+      assert.equal(refused.code, 1, `--limit ${JSON.stringify(limit)}`);
+      assert.match(refused.stderr, /--limit must be an integer from 1 to 1000/);
+    }
+  });
+
   it('reads relative and absolute times', () => {
     const now = Date.parse('2024-05-10T12:00:00Z');
     assert.equal(parseTime('--since', '24h', now), Date.parse('2024-05-09T12:00:00Z'));

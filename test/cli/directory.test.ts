@@ -54,7 +54,8 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     assert.equal(group.code, 0, group.stderr);
     const priority = await cli(['state', 'set-priority', 'Member', '--priority', '110']);
     assert.equal(priority.stdout, 'state Member now has priority 110\n', priority.stderr);
-    const back = await cli(['state', 'set-priority', 'Member', '--priority', '100']);
+    // Spaces around a number are a quoting slip, read as the configuration reads AA_OIDC_PORT=" 8080".
+    const back = await cli(['state', 'set-priority', 'Member', '--priority', ' 100 ']);
     assert.equal(back.stdout, 'state Member now has priority 100\n', back.stderr);
     const created = await cli(
       [

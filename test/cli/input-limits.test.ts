@@ -47,6 +47,20 @@ describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})
     assert.match(dry.stdout, /^dry run, nothing changed; would import: \S+ as active$/m);
   });
 
+  it('refuses a --pem that looks like an option (a file name forgotten before the next option)', async () => {
+    for (const [args, value] of [
+      [['--pem', '--dry-run'], '--dry-run'],
+      [['--pem', '-k.pem', '--dry-run'], '-k.pem'],
+    ] as const) {
+      const refused = await cli(['keys', 'import', ...args]);
+      assert.equal(refused.code, 1, refused.stdout);
+      assert.equal(
+        refused.stderr,
+        `aa-oidc: --pem ${JSON.stringify(value)} looks like an option, not a file; to name a file whose name starts with "-", write ${JSON.stringify(`./${value}`)}\n`,
+      );
+    }
+  });
+
   it('refuses arguments and --password-stdin input that were not UTF-8, naming them, and writes nothing', async () => {
     // Node.js decodes argv as UTF-8, a byte that is not (Latin-1 \xe9) becoming U+FFFD.
     for (const args of [

@@ -216,6 +216,14 @@ describe(`aa-oidc user set-main-character, set-locale, set-password --dry-run ($
       '--character-id must be the character’s EVE id, a whole number (got "ninety")',
     );
     assertFailsWithOneLine(
+      await set('--character-id', '-90000001', '--character-name', 'Ari Venn'),
+      '--character-id must be the character’s EVE id, a whole number (got "-90000001")',
+    );
+    assertFailsWithOneLine(
+      await set('--character-id', '-0', '--character-name', 'Ari Venn'),
+      '--character-id must be the character’s EVE id, a whole number (got "-0")',
+    );
+    assertFailsWithOneLine(
       await set('--character-id', '0', '--character-name', 'Ari Venn'),
       'invalid character id 0: expected a positive whole number, or none',
     );

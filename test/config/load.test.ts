@@ -494,6 +494,49 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses an sslmode that uselibpqcompat=true would read otherwise than the URL says, naming what to write', () => {
+    const base = 'postgres://aa@127.0.0.1/aa_oidc?';
+    for (const [query, message] of [
+      // The driver knows no-verify only without libpq's meanings: it would check the certificate.
+      [
+        'uselibpqcompat=true&sslmode=no-verify',
+        /^AA_OIDC_DATABASE_URL: sslmode=no-verify is not a mode with uselibpqcompat=true \(the driver would check the certificate after all\); for TLS without checking the certificate, use sslmode=require, or leave uselibpqcompat out$/,
+      ],
+      [
+        'sslmode=no-verify&uselibpqcompat=false&uselibpqcompat=true',
+        /^AA_OIDC_DATABASE_URL: sslmode=no-verify is not a mode with uselibpqcompat=true/,
+      ],
+      // Ignored by the driver: require would check the certificate, not as libpq's require.
+      [
+        'uselibpqcompat=TRUE&sslmode=require',
+        /^AA_OIDC_DATABASE_URL: uselibpqcompat "TRUE" is not a value the PostgreSQL driver acts on \(it would read sslmode with its own meanings\); use uselibpqcompat=true for libpq's meanings, or leave it out$/,
+      ],
+      ['uselibpqcompat=1&sslmode=require', /^AA_OIDC_DATABASE_URL: uselibpqcompat "1" is not a value/],
+      // Not "not a valid URL": the driver's own refusal, said with what to add.
+      [
+        'uselibpqcompat=true&sslmode=verify-ca',
+        /^AA_OIDC_DATABASE_URL: sslmode=verify-ca with uselibpqcompat=true needs sslrootcert=\/path\/to\/ca\.pem/,
+      ],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_DATABASE_URL: `${base}${query}` }, cwd: tempDir() }),
+        configError(message),
+        query,
+      );
+    }
+    for (const query of [
+      'uselibpqcompat=true&sslmode=require',
+      'uselibpqcompat=true&sslmode=verify-full',
+      'uselibpqcompat=true&sslmode=disable',
+      'uselibpqcompat=false&sslmode=no-verify',
+      'uselibpqcompat=true&uselibpqcompat=false&sslmode=no-verify',
+      'sslmode=no-verify',
+    ]) {
+      const config = loadConfig({ env: { AA_OIDC_DATABASE_URL: `${base}${query}` }, cwd: tempDir() });
+      assert.equal(config.database.kind, 'postgres', query);
+    }
+  });
+
   it('refuses AA_OIDC_CONFIG set but empty, rather than reading no file', () => {
     for (const value of ['', '  ']) {
       assert.throws(

@@ -272,6 +272,30 @@ describe(
       }
     });
 
+    it('refuses a --to that looks like an option, writing nothing, and takes the same name as ./-name', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      const env = testEnv(database);
+      try {
+        // commander takes whatever follows --to as its value: a forgotten name before --help, a typo.
+        for (const args of [['--to', '-x'], ['--to', '--help'], ['--to=-x'], ['--to', '-']]) {
+          const name = args.length === 1 ? '-x' : args[1]!;
+          const refused = await cli(['backup', ...args], env, { cwd: database.dataDir });
+          assert.equal(refused.code, 1, `backup ${args.join(' ')}: ${refused.stdout}`);
+          assert.equal(refused.stdout, '');
+          assert.equal(
+            refused.stderr,
+            `aa-oidc: --to ${JSON.stringify(name)} looks like an option, not a file; to name a file whose name starts with "-", write ${JSON.stringify(`./${name}`)}\n`,
+          );
+          assert.equal(existsSync(path.join(database.dataDir, name)), false, `no file named ${name}`);
+        }
+        const dashed = await cli(['backup', '--to', './-x'], env, { cwd: database.dataDir });
+        assert.equal(dashed.code, 0, dashed.stderr);
+        assert.equal(existsSync(path.join(database.dataDir, '-x')), true);
+      } finally {
+        await database.drop();
+      }
+    });
+
     it('refuses a name that appears while the copy is made (another backup to the same name), keeping what is there', async () => {
       const database = await createTestDatabase({ migrated: true });
       const handle = connect(database);

@@ -521,6 +521,13 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
       detail: 'the response headers are too large (UND_ERR_HEADERS_OVERFLOW)',
     },
     {
+      // RFC 9110 §15: three digits, but no HTTP status; not a server error.
+      what: 'a status outside 100–599 (742)',
+      reply: (socket) => socket.end('HTTP/1.1 742 Odd\r\ncontent-length: 0\r\n\r\n'),
+      failure: 'bad_response',
+      detail: 'the receiver answered with status 742, which is no HTTP status (100–599)',
+    },
+    {
       what: 'a close without an answer',
       reply: (socket) => socket.end(),
       failure: 'connection_failed',

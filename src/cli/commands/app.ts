@@ -3,6 +3,7 @@ import { ApplicationError } from '../../applications/errors.ts';
 import type { ApplicationService } from '../../applications/types.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
 import { type CliIo, cliActor, withServices } from '../context.ts';
+import { filterOption } from '../option-values.ts';
 import { formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 import { collect, type CreateOptions, createInput, type UpdateOptions, updatePatch } from './app-options.ts';
 import {
@@ -128,7 +129,13 @@ export function registerApp(program: Command, io: CliIo): void {
     .description('list applications (never secrets)')
     .addOption(new Option('--active', 'only active applications').conflicts('inactive'))
     .addOption(new Option('--inactive', 'only deactivated applications'))
-    .option('--search <text>', 'only names or client_ids containing this text (case-insensitive)')
+    .addOption(
+      filterOption(
+        '--search <text>',
+        'only names or client_ids containing this text (case-insensitive)',
+        'some text',
+      ),
+    )
     .addOption(formatOption())
     .action(
       async (options: { active?: boolean; inactive?: boolean; search?: string; format: OutputFormat }) => {

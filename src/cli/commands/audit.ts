@@ -3,7 +3,9 @@ import { describeAuditEvent } from '../../audit/describe.ts';
 import { AUDIT_EVENT_KINDS, type AuditEventKind } from '../../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../../audit/time-filter.ts';
 import { MAX_AUDIT_PAGE, type StoredAuditEvent } from '../../audit/store.ts';
+import { parseWholeNumber } from '../../util/whole-number.ts';
 import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
+import { filterOption } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 
 const COLUMNS: readonly Column<StoredAuditEvent>[] = [
@@ -47,8 +49,8 @@ export function registerAudit(program: Command, io: CliIo): void {
     )
     .option('--since <time>', 'only events at or after this time (ISO 8601, or ago: 30m, 24h, 7d)')
     .option('--until <time>', 'only events before this time (same forms)')
-    .option('--username <username>', 'only events about this user')
-    .option('--client-id <client_id>', 'only events about this application')
+    .addOption(filterOption('--username <username>', 'only events about this user', 'a username'))
+    .addOption(filterOption('--client-id <client_id>', 'only events about this application', 'a client_id'))
     .option('--limit <n>', `at most this many events (1–${MAX_AUDIT_PAGE})`, '100')
     .addOption(formatOption())
     .action(
@@ -67,8 +69,8 @@ export function registerAudit(program: Command, io: CliIo): void {
               `--kind "${kind}" is not an audit event kind; valid: ${AUDIT_EVENT_KINDS.join(', ')}`,
             );
         }
-        const limit = Number(options.limit);
-        if (!/^\d+$/.test(options.limit) || limit < 1 || limit > MAX_AUDIT_PAGE)
+        const limit = parseWholeNumber(options.limit);
+        if (limit === undefined || limit < 1 || limit > MAX_AUDIT_PAGE)
           throw new CliError(
             `--limit must be an integer from 1 to ${MAX_AUDIT_PAGE} (got "${options.limit}")`,
           );

@@ -10,6 +10,7 @@ import { countUsers } from '../../directory/builtin/queries.ts';
 import { countSigningKeys } from '../../keys/queries.ts';
 import { countLiveTokens } from '../../tokens/store.ts';
 import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
+import { fileOption } from '../option-values.ts';
 
 /**
  * `aa-oidc backup --to FILE`: an online, consistent copy of the SQLite database while `serve` runs.
@@ -19,7 +20,7 @@ export function registerBackup(program: Command, io: CliIo): void {
   program
     .command('backup')
     .description('copy the SQLite database to a new file while the server runs (PostgreSQL: use pg_dump)')
-    .requiredOption('--to <file>', 'the file to write (must not exist)')
+    .addOption(fileOption('--to <file>', 'the file to write (must not exist)').makeOptionMandatory())
     .action(async (options: { to: string }) => {
       const config = cliConfig(io, { quiet: true });
       if (config.database.kind === 'postgres') {

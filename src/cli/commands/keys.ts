@@ -4,6 +4,7 @@ import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary, WithdrawResult } from '../../keys/types.ts';
 import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
+import { fileOption } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
@@ -185,9 +186,11 @@ export function registerKeys(program: Command, io: CliIo): void {
       "import an RSA private key (PEM), such as the Python plugin's OIDC_RSA_PRIVATE_KEY, so that tokens it signed keep verifying; by default it becomes the active signing key at once (relying parties see the same key as before, if they knew it from the plugin); " +
         'refused unless a signature made with it verifies with its public key',
     )
-    .requiredOption(
-      '--pem <file>',
-      'the PEM file (one RSA key of 2048 to 4096 bits with public exponent 65537, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
+    .addOption(
+      fileOption(
+        '--pem <file>',
+        'the PEM file (one RSA key of 2048 to 4096 bits with public exponent 65537, PKCS#1 or PKCS#8, unencrypted, at most 64 KiB); never printed',
+      ).makeOptionMandatory(),
     )
     .addOption(
       new Option(

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/builtin/types.ts';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../../directory/builtin/validation.ts';
+import { parseWholeNumber } from '../../util/whole-number.ts';
 import { CliError, type CliIo, isoTime } from '../context.ts';
 import {
   type Column,
@@ -36,8 +37,8 @@ function parsePriority(text: string | undefined): number {
   const range = `a whole number from ${PRIORITY_MIN} to ${PRIORITY_MAX}`;
   if (text === undefined)
     throw new CliError(`--priority N is required (${range}; states have unique priorities)`);
-  const priority = /^-?\d{1,10}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(priority >= PRIORITY_MIN && priority <= PRIORITY_MAX))
+  const priority = parseWholeNumber(text);
+  if (priority === undefined || priority < PRIORITY_MIN || priority > PRIORITY_MAX)
     throw new CliError(`--priority must be ${range} (got ${JSON.stringify(text)})`);
   return priority;
 }

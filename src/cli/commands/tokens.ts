@@ -9,6 +9,7 @@ import {
   type RevokedToken,
 } from '../../tokens/revocation.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
+import { filterOption } from '../option-values.ts';
 import {
   type Column,
   formatOption,
@@ -141,8 +142,8 @@ export function registerTokens(program: Command, io: CliIo): void {
   tokens
     .command('audit')
     .description('list issued access and refresh tokens (format, client, scopes, expiry, revoked state)')
-    .option('--username <username>', 'only this user’s tokens')
-    .option('--client-id <client_id>', 'only tokens of this application')
+    .addOption(filterOption('--username <username>', 'only this user’s tokens', 'a username'))
+    .addOption(filterOption('--client-id <client_id>', 'only tokens of this application', 'a client_id'))
     .option('--include-expired', 'also list tokens whose lifetime is over')
     .addOption(formatOption())
     .action(

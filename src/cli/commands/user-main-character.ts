@@ -1,6 +1,7 @@
 import type { UserRow } from '../../db/schema.ts';
 import type { MainCharacterFields } from '../../directory/builtin/types.ts';
 import { MAIN_CHARACTER_FIELDS, quote } from '../../directory/builtin/validation.ts';
+import { parseWholeNumber } from '../../util/whole-number.ts';
 import { CliError } from '../context.ts';
 
 /** The options of `user set-main-character`, as commander hands them over. */
@@ -44,11 +45,12 @@ function optionName(field: keyof MainCharacterFields): string {
  * positive whole number) as for any other caller.
  */
 function parseId(field: keyof MainCharacterFields, part: string, text: string): number {
-  if (!/^\d+$/.test(text))
+  const id = parseWholeNumber(text);
+  if (id === undefined || text.trim().startsWith('-'))
     throw new CliError(
       `${optionName(field)} must be the ${part}’s EVE id, a whole number (got ${quote(text)})`,
     );
-  return Number(text);
+  return id;
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
 import { UnknownUserError } from '../../tokens/revocation.ts';
 import { type CliIo, CliError, cliActor, isoTime, withServices } from '../context.ts';
+import { filterOption } from '../option-values.ts';
 import {
   type Column,
   formatOption,
@@ -229,9 +230,11 @@ export function registerUser(program: Command, io: CliIo): void {
   user
     .command('list')
     .description('list users, by username')
-    .option('--state <name>', 'only users in this state')
-    .option('--group <name>', 'only members of this group')
-    .option('--search <text>', 'only users whose username or email contains this text')
+    .addOption(filterOption('--state <name>', 'only users in this state', 'the name of a state'))
+    .addOption(filterOption('--group <name>', 'only members of this group', 'the name of a group'))
+    .addOption(
+      filterOption('--search <text>', 'only users whose username or email contains this text', 'some text'),
+    )
     .addOption(formatOption())
     .action(async (options: { state?: string; group?: string; search?: string; format: OutputFormat }) => {
       const users = await withDirectory(io, (directory) =>
