@@ -1,12 +1,12 @@
 import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { ConsoleRoute } from '../console/http.ts';
-import { csrfField, queryText, select, textField } from '../console/ui.ts';
+import { csrfField, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { RETRY_AFTER_SECONDS } from '../http/unavailable.ts';
 import { type BclTestResult, LogoutServiceClosedError } from '../logout/service.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { applicationLoader, appPath, FORMAT_LABELS, testResults } from './application-parts.ts';
-import { fieldError, queryChoice } from './filter-parts.ts';
+import { fieldError, queryChoice, queryFilter } from './filter-parts.ts';
 import { createRoutes, editRoutes } from './application-edit.ts';
 import { lifecycleRoutes, showRoute } from './application-lifecycle.ts';
 
@@ -30,7 +30,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const query = request.ctx.query;
-        const search = queryText(query, 'q', 100);
+        const { value: search, error: searchError } = queryFilter(query, 'q', 100);
         const { value: active, error: activeError } = queryChoice(
           query,
           'active',
@@ -58,6 +58,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
         // The first filter at fault, in the form's order, takes the focus; nothing is listed as if it were "Any".
         const focused = (
           [
+            ['q', searchError],
             ['active', activeError],
             ['format', formatError],
             ['pkce', pkceError],
@@ -81,7 +82,9 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
           html`<h1>Applications</h1>
             <p><a class="button" href="/admin/apps/new">New application</a></p>
             <form method="get" action="/admin/apps" class="filters" role="search">
-              <div>${textField('Search', 'q', search, { type: 'search', hint: 'Name or client_id' })}</div>
+              <div>
+                ${textField('Search', 'q', search, { type: 'search', hint: 'Name or client_id', ...fieldError('q', searchError, focused) })}
+              </div>
               <div>
                 ${select(
                   'Status',

@@ -36,6 +36,19 @@ export function queryChoice<T extends string>(
     : { value: '', error: unknownChoice(parameter, values, noun) };
 }
 
+/**
+ * A text filter of the query (`?q=`, `?state=`): its trimmed text up to `max` characters, '' for none;
+ * one given twice is the error to show at its field (and the text is then ''), never listed as if absent.
+ */
+export function queryFilter(
+  query: Record<string, string | string[] | undefined>,
+  parameter: string,
+  max: number,
+): { value: string; error?: string } {
+  if (Array.isArray(query[parameter])) return { value: '', error: givenTwice(parameter) };
+  return { value: queryText(query, parameter, max) };
+}
+
 /** A filter field's error, and the focus when it is the field at fault. */
 export function fieldError(name: string, error: string | undefined, focused: string | undefined) {
   return error === undefined ? {} : { error, ...(name === focused ? { autofocus: true } : {}) };

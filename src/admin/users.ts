@@ -1,9 +1,9 @@
 import type { ConsoleRoute } from '../console/http.ts';
-import { doneMessage, queryPage, queryText, select, textField } from '../console/ui.ts';
+import { doneMessage, queryPage, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
-import { fieldError, queryChoice } from './filter-parts.ts';
+import { fieldError, queryChoice, queryFilter } from './filter-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
 import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
@@ -31,16 +31,25 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const raw = request.ctx.query;
-        const q = queryText(raw, 'q', 150);
-        const state = queryText(raw, 'state', 150);
-        const group = queryText(raw, 'group', 150);
+        const { value: q, error: qError } = queryFilter(raw, 'q', 150);
+        const { value: state, error: stateError } = queryFilter(raw, 'state', 150);
+        const { value: group, error: groupError } = queryFilter(raw, 'group', 150);
         // Refused at its field, listing nobody: a mistyped filter must not list everyone as if it were "Any".
         const { value: active, error: activeError } = queryChoice(raw, 'active', ['yes', 'no'], 'status');
+        // The first filter at fault, in the form's order, takes the focus.
+        const focused = (
+          [
+            ['q', qError],
+            ['state', stateError],
+            ['group', groupError],
+            ['active', activeError],
+          ] as const
+        ).find(([, error]) => error !== undefined)?.[0];
         const pageNumber = queryPage(raw, 10_000);
         const [states, groups, users] = await Promise.all([
           deps.directory.listStates(),
           deps.directory.listGroups(),
-          activeError !== undefined
+          focused !== undefined
             ? []
             : deps.directory.listProfiles({
                 ...(q === '' ? {} : { search: q }),
@@ -62,7 +71,9 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
           html`<h1>Users</h1>
             ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
             <form method="get" action="/admin/users" class="filters" role="search">
-              <div>${textField('Username or email', 'q', q, { type: 'search' })}</div>
+              <div>
+                ${textField('Username or email', 'q', q, { type: 'search', ...fieldError('q', qError, focused) })}
+              </div>
               <div>
                 ${select(
                   'State',
@@ -73,10 +84,11 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     ...states.map((item) => [item.name, item.name] as const),
                   ],
                   state,
+                  fieldError('state', stateError, focused),
                 )}
               </div>
               <div>
-                ${select('Group', 'group', [['', 'Any'], ...groups.map((item) => [item.name, item.name] as const)], group)}
+                ${select('Group', 'group', [['', 'Any'], ...groups.map((item) => [item.name, item.name] as const)], group, fieldError('group', groupError, focused))}
               </div>
               <div>
                 ${select(
@@ -88,7 +100,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     ['no', 'Inactive'],
                   ],
                   active,
-                  fieldError('active', activeError, 'active'),
+                  fieldError('active', activeError, focused),
                 )}
               </div>
               <div><button type="submit">Search</button></div>
@@ -125,10 +137,10 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
               </table>
             </div>
             <nav class="pager" aria-label="Pages">
-              ${pageNumber > 1 && activeError === undefined ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
+              ${pageNumber > 1 && focused === undefined ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
               ${users.length > PAGE ? html`<a href="${pageLink(pageNumber + 1)}">Next page</a>` : ''}
             </nav>`,
-          { status: activeError === undefined ? 200 : 400 },
+          { status: focused === undefined ? 200 : 400 },
         );
       },
     },

@@ -222,7 +222,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.match(pageText(atTheLimit.body), /no-such-app-98 .*no such application/);
   });
 
-  it('refuses an unknown status, token format, PKCE or back-channel filter with 400 at its field, listing nothing', async () => {
+  it('refuses an unknown status, token format, PKCE or back-channel filter, or a search given twice, with 400 at its field, listing nothing', async () => {
     for (const [path, field, message] of [
       [
         '/admin/apps?active=maybe',
@@ -245,6 +245,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
         'Not a back-channel logout setting: bcl= takes one of yes, no, or nothing for any.',
       ],
       ['/admin/apps?bcl=yes&bcl=no', 'bcl', 'bcl= is given more than once: give it once.'],
+      [`/admin/apps?q=${clientId}&q=${clientId}`, 'q', 'q= is given more than once: give it once.'],
       // Two filters at fault: the first in the form takes the focus.
       ['/admin/apps?pkce=maybe&active=maybe', 'active', 'Not a status: '],
     ] as const) {

@@ -111,6 +111,31 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses a search, state or group filter given more than once with 400 at its field, listing nobody', async () => {
+    for (const [path, field] of [
+      [`/admin/users?q=${member.username}&q=${operator.username}`, 'q'],
+      ['/admin/users?state=Member&state=-', 'state'],
+      ['/admin/users?group=Directors&group=Directors', 'group'],
+      // Two filters at fault: the first in the form takes the focus.
+      ['/admin/users?group=a&group=b&state=a&state=b', 'state'],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      assert.ok(
+        page.body.includes(
+          `<p class="field-error" id="${field}-error">${field}= is given more than once: give it once.</p>`,
+        ),
+        `${path}: ${pageText(page.body).slice(0, 600)}`,
+      );
+      assert.deepEqual(autofocusedIds(page.body), [field], path);
+      assert.equal(
+        /<a href="\/admin\/users\/\d+">/.test(page.body),
+        false,
+        `${path}: nobody listed as if the filter were absent`,
+      );
+    }
+  });
+
   it('filters by a state named "-" as that state, and by "No state" as no state', async () => {
     await server.app.directoryAdmin.createState('-', 5);
     const dashed = await seedUser(server, { username: `dash${Date.now() % 100000}`, state: '-' });
