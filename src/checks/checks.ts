@@ -53,7 +53,11 @@ export type Finding =
         | 'W012'
         | 'W013'
         | 'W014'
-        | 'W015';
+        | 'W015'
+        | 'W016'
+        | 'W017'
+        | 'W018'
+        | 'W019';
       level: 'warning';
       message: string;
       hint: string;

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { allianceAuthDataChecks } from '../../alliance-auth/data-checks.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { pgBossChecks, storageChecks } from '../storage-checks.ts';
@@ -12,11 +13,13 @@ export function registerCheck(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
       // The system checks that serve runs too, then a pg-boss schema serve and worker refuse (E008), and
-      // where serve writes (W012, judged for this user and the database role it connects as).
+      // where serve writes (W012, judged for this user and the database role it connects as), and
+      // Alliance Auth's rows that AA's own code would not have left (W016 to W019).
       const findings = await withServices(io, async (services) => [
         ...(await systemChecks(services.config, services.applications, services.directory, services.keys)),
         ...(await pgBossChecks(services.database)),
         ...(await storageChecks(services.config, services.database)),
+        ...(services.allianceAuth ? await allianceAuthDataChecks(services.allianceAuth.connection) : []),
       ]);
       io.stdout.write(
         options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),
