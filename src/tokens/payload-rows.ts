@@ -731,7 +731,8 @@ export type AfterConsume<Args extends unknown[], Table extends keyof Database> =
  * by `consumeLiveQuery`), then the rows and `after.statement` (given the call's `args`) only when that
  * changed it, all or nothing; true when it did. False, and nothing written, when the row was consumed or
  * revoked meanwhile (of N concurrent redemptions of one row exactly one gets true). PostgreSQL: one
- * statement, the consume and `after` in CTEs; otherwise (or rows that are not the adapter's) one
+ * statement, the consume and `after` in CTEs, and without `after` one statement for the redemptions of
+ * a turn (`redeemTogether`); otherwise (or rows that are not the adapter's) one
  * transaction, or on SQLite's write worker a plan whose statements after the consume run only once it
  * changed the row. A write that fails leaves the row unconsumed: the client's retry is no replay.
  */
@@ -797,11 +798,96 @@ export function redemptionWrite<Args extends unknown[] = [], Table extends keyof
     if (afterAlone) statements.push(plannedStatement(afterAlone.compile(db, id, ...args), true));
     return { statements, result: ([consumed]) => consumed! > 0 };
   };
-  return (writes, redemption, ...args) =>
-    writes.run(
-      (db) => alone(db, redemption, args),
-      (db) => plan(db, redemption, args),
-    );
+  if (after) {
+    return (writes, redemption, ...args) =>
+      writes.run(
+        (db) => alone(db, redemption, args),
+        (db) => plan(db, redemption, args),
+      );
+  }
+  // Without `after` (a refresh token's rotation): the redemptions of one turn merge, on PostgreSQL
+  // into one statement (`redeemTogether`).
+  const mergedOf = new WeakMap<WriteBatch, (redemption: Redemption) => Promise<boolean>>();
+  const none = [] as unknown as Args;
+  return (writes, redemption, ..._args) => {
+    let merged = mergedOf.get(writes);
+    if (!merged) {
+      merged = writes.merging<Redemption, boolean>({
+        together: (db, items) => redeemTogether(db, model, items),
+        alone: (db, item) => alone(db, item, none),
+        plan: (db, item) => plan(db, item, none),
+      });
+      mergedOf.set(writes, merged);
+    }
+    return merged(redemption);
+  };
+}
+
+/**
+ * PostgreSQL: the redemptions of several requests in one statement whose text does not depend on how
+ * many there are. Each presented row is consumed under the conditions of `consumeLiveQuery` (its
+ * model from an array beside its id, as `consumeLiveArrays`), and each request's rows are written only
+ * when its own row was consumed (each row names the id it redeems). Every request costs the server a
+ * commit of its own when it runs alone: a commit's WAL flush costs the backend as much CPU as the
+ * rows of two or three rotations (docs/performance-history.md).
+ */
+const redeemArrays = precompiled(
+  (db: Db, models: readonly string[], ids: readonly string[], ats: readonly number[], rows: string) => ({
+    compile: () =>
+      sql<{ id: string }>`with "consumed" as (
+          update "oidc_payload" as p set "consumed_at" = c.at
+          from unnest(${models}::text[], ${ids}::text[], ${ats}::int8[]) as c(model, id, at)
+          where p."model" = c.model and p."id" = c.id and p."consumed_at" is null and p."revoked_at" is null
+          returning p."id"),
+        "written" as (
+          insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})
+          select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+          from json_to_recordset(${rows}::json) as r(${sql.join(
+            ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+          )}, "redeems" text)
+          where r."redeems" in (select "id" from "consumed")
+          on conflict ("model", "id") do update set ${sql.join(
+            ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map(
+              (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
+            ),
+          )})
+        select "id" from "consumed"`.compile(db),
+  }),
+);
+
+/**
+ * The redemptions of one turn of `model`, each true when it consumed its row. A row presented twice
+ * in the turn is consumed by the first request that presented it, as one after the other would; the
+ * later one finds it consumed, and its rows are not written. Rows go in id order, so that two such
+ * statements that touch the same rows take their locks in the same order. A turn with a redemption
+ * whose rows are not the adapter's (or that has none) is refused before anything is written: the write
+ * batch then writes each redemption alone.
+ */
+async function redeemTogether(db: Db, model: string, items: readonly Redemption[]): Promise<boolean[]> {
+  if (items.some((item) => item.rows.length === 0 || !item.rows.every(isAdapterRow))) {
+    throw new Error('a redemption whose rows are not the adapter’s is written alone');
+  }
+  const first = new Map<string, number>();
+  items.forEach((item, index) => {
+    if (!first.has(item.id)) first.set(item.id, index);
+  });
+  const ids = [...first.keys()].sort();
+  const merged = ids.map((id) => items[first.get(id)!]!);
+  const rows = merged.flatMap((item) =>
+    (item.rows as readonly AdapterRow[]).map((row) => ({ ...row, redeems: item.id })),
+  );
+  const consumed = new Set(
+    (
+      await redeemArrays.rows(
+        db,
+        merged.map(() => model),
+        ids,
+        merged.map((item) => item.at),
+        rowsAsJson(rows),
+      )
+    ).map((row) => row.id),
+  );
+  return items.map((item, index) => first.get(item.id) === index && consumed.has(item.id));
 }
 
 /** A refresh token's rotation: the presented token consumed, the new one and the access token written. */

@@ -178,6 +178,105 @@ describe(`issued codes of one turn (${testDatabaseKind})`, () => {
 });
 
 /**
+ * The refresh-token rotations requests reach in one turn: on PostgreSQL one statement, and one
+ * commit, for all of them (a commit costs the server as much as the rows of two or three rotations),
+ * with the semantics of one after the other: a token presented twice goes to the first request, a
+ * consumed or revoked one to none, and only a rotation that consumed its token writes its rows.
+ */
+describe(`refresh-token rotations of one turn (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let codes: IssuedCodes;
+  const flushes: Array<() => void> = [];
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+    codes = createIssuedCodes({
+      db: handle.db,
+      config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
+      audit: { publish: () => undefined } as never,
+      metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
+      logger: { error: () => undefined, warn: () => undefined } as never,
+      writes: writeBatch(handle.db, handle.kind, (run) => void flushes.push(run)),
+    });
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  it('consumes the presented tokens and writes the rotated ones of a turn in one statement', async () => {
+    const presented = ['one', 'two', 'three', 'used', 'revoked'].map((name) =>
+      row('RefreshToken', `turn-refresh-${name}`, `turn-grant-${name}`),
+    );
+    await writePayloadRows(handle.db, presented);
+    await handle.db
+      .updateTable('oidc_payload')
+      .set({ consumed_at: 1 })
+      .where('id', '=', 'turn-refresh-used')
+      .execute();
+    await handle.db
+      .updateTable('oidc_payload')
+      .set({ revoked_at: 1, revoked_reason: 'test' })
+      .where('id', '=', 'turn-refresh-revoked')
+      .execute();
+    const at = Date.now();
+    const rotation = (name: string, request: string) => ({
+      id: `turn-refresh-${name}`,
+      at,
+      rows: [
+        row('RefreshToken', `rotated-${request}`, `turn-grant-${name}`),
+        row('AccessToken', `access-${request}`, `turn-grant-${name}`),
+      ],
+    });
+    const texts: string[] = [];
+    const restore = watchStatements((text) => {
+      if (/"oidc_payload"/.test(text)) texts.push(text);
+    });
+    let rotated: boolean[];
+    try {
+      const results = [
+        codes.rotateRefreshToken(rotation('one', 'a')),
+        codes.rotateRefreshToken(rotation('two', 'b')),
+        // Presented again in the same turn: the first presentation wins.
+        codes.rotateRefreshToken(rotation('one', 'c')),
+        codes.rotateRefreshToken(rotation('used', 'd')),
+        codes.rotateRefreshToken(rotation('revoked', 'e')),
+        codes.rotateRefreshToken(rotation('missing', 'f')),
+        codes.rotateRefreshToken(rotation('three', 'g')),
+      ];
+      for (const run of flushes.splice(0)) run();
+      rotated = await Promise.all(results);
+    } finally {
+      restore();
+    }
+    assert.deepEqual(rotated, [true, true, false, false, false, false, true]);
+    if (handle.kind === 'postgres') assert.equal(texts.length, 1, texts.join('\n'));
+    const written = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'grant_id'])
+      .where((eb) => eb.or([eb('id', 'like', 'rotated-%'), eb('id', 'like', 'access-%')]))
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      written.map((found) => found.id),
+      ['access-a', 'access-b', 'access-g', 'rotated-a', 'rotated-b', 'rotated-g'],
+    );
+    const consumed = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'consumed_at'])
+      .where('id', 'in', ['turn-refresh-one', 'turn-refresh-two', 'turn-refresh-three'])
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      consumed.map((found) => Number(found.consumed_at)),
+      [at, at, at],
+    );
+  });
+});
+
+/**
  * PostgreSQL keeps a prepared statement's generic plan for the connection's life, made with the
  * statistics of that moment. Statistics that say the table holds no codes (taken before any was
  * issued; autovacuum off; a new database) must not make consuming codes scan every code.
