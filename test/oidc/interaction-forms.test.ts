@@ -19,6 +19,22 @@ import {
 const MALFORMED = /This form is malformed: its fields must be UTF-8 text with well-formed %-escapes/;
 
 /** Bodies a browser never sends: not UTF-8, or %-escapes that decode to no text. */
+/** Signs in on `login`'s page with `fields`, and gives the consent page that follows. */
+async function consentPageAfter(
+  login: Awaited<ReturnType<typeof openLoginPage>>,
+  origin: string,
+  fields: ConstructorParameters<typeof URLSearchParams>[0],
+): Promise<string> {
+  const consent = await login.browser.follow(login.action, origin, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(fields).toString(),
+  });
+  const page = await consent.text();
+  assert.match(page, /name="decision"/);
+  return page;
+}
+
 function malformedBodies(fields: string): Array<string | Buffer> {
   return [
     `${fields}=%ff`,
@@ -114,17 +130,11 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
   it('answers 400 naming the problem to a malformed consent form', async () => {
     const user = await seedUser(server);
     const login = await openLoginPage(server, clientId);
-    const consent = await login.browser.follow(login.action, server.origin, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        csrf_token: login.csrf,
-        username: user.username,
-        password: PASSWORD,
-      }).toString(),
+    const page = await consentPageAfter(login, server.origin, {
+      csrf_token: login.csrf,
+      username: user.username,
+      password: PASSWORD,
     });
-    const page = await consent.text();
-    assert.match(page, /name="decision"/);
     const fields = `csrf_token=${encodeURIComponent(formField(page, 'csrf_token'))}&decision`;
     for (const body of malformedBodies(fields)) {
       const response = await post(login, formAction(page, server.origin), body);
@@ -205,13 +215,7 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     const login = await openLoginPage(server, clientId);
     await compressed(login, login.action, signInFields(login.csrf, user.username));
     assert.equal(await failures(), failuresBefore, 'a form that was not read is no failed sign-in');
-    const consent = await login.browser.follow(login.action, server.origin, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(signInFields(login.csrf, user.username)).toString(),
-    });
-    const consentPage = await consent.text();
-    assert.match(consentPage, /name="decision"/);
+    const consentPage = await consentPageAfter(login, server.origin, signInFields(login.csrf, user.username));
     await compressed(login, formAction(consentPage, server.origin), {
       csrf_token: formField(consentPage, 'csrf_token'),
       decision: 'allow',
@@ -350,13 +354,7 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     assert.equal(await failures(), failuresBefore, 'no failed sign-in counted');
 
     // The same page signs in, and the consent page refuses a decision given twice, either way round.
-    const consent = await login.browser.follow(login.action, server.origin, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams([csrf, username, password]).toString(),
-    });
-    const consentPage = await consent.text();
-    assert.match(consentPage, /name="decision"/);
+    const consentPage = await consentPageAfter(login, server.origin, [csrf, username, password]);
     const consentAction = formAction(consentPage, server.origin);
     const consentCsrf: [string, string] = ['csrf_token', formField(consentPage, 'csrf_token')];
     await refused(login, consentAction, 'decision', [
@@ -401,17 +399,11 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
   it('answers 400 naming allow and deny to a consent form without either, never telling the application of a denial, and takes the choice after', async () => {
     const user = await seedUser(server);
     const login = await openLoginPage(server, clientId);
-    const consent = await login.browser.follow(login.action, server.origin, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({
-        csrf_token: login.csrf,
-        username: user.username,
-        password: PASSWORD,
-      }).toString(),
+    const consentPage = await consentPageAfter(login, server.origin, {
+      csrf_token: login.csrf,
+      username: user.username,
+      password: PASSWORD,
     });
-    const consentPage = await consent.text();
-    assert.match(consentPage, /name="decision"/);
     const action = formAction(consentPage, server.origin);
     const csrf = formField(consentPage, 'csrf_token');
     for (const fields of [

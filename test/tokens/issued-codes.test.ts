@@ -36,6 +36,22 @@ function row(model: string, id: string, grantId: string): PayloadRow {
   };
 }
 
+/** The issued codes of `handle`, their turns' flushes handed to `flushes`, their events to `publish`. */
+function issuedCodesOn(
+  handle: DatabaseHandle,
+  flushes: Array<() => void>,
+  publish: (event: AuditEvent) => void = () => undefined,
+): IssuedCodes {
+  return createIssuedCodes({
+    db: handle.db,
+    config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
+    audit: { publish } as never,
+    metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
+    logger: { error: () => undefined, warn: () => undefined } as never,
+    writes: writeBatch(handle.db, handle.kind, (run) => void flushes.push(run)),
+  });
+}
+
 /**
  * The code redemptions and code exchanges requests reach in one turn: on PostgreSQL one statement
  * each for all of them, with the semantics of one after the other (a code twice: the first wins; a
@@ -55,14 +71,7 @@ describe(`issued codes of one turn (${testDatabaseKind})`, () => {
   before(async () => {
     database = await createTestDatabase({ migrated: true });
     handle = connect(database);
-    codes = createIssuedCodes({
-      db: handle.db,
-      config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
-      audit: { publish: (event: AuditEvent) => void published.push(event) } as never,
-      metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
-      logger: { error: () => undefined, warn: () => undefined } as never,
-      writes: writeBatch(handle.db, handle.kind, (run) => void flushes.push(run)),
-    });
+    codes = issuedCodesOn(handle, flushes, (event) => void published.push(event));
   });
   after(async () => {
     await handle?.close();
@@ -192,14 +201,7 @@ describe(`refresh-token rotations of one turn (${testDatabaseKind})`, () => {
   before(async () => {
     database = await createTestDatabase({ migrated: true });
     handle = connect(database);
-    codes = createIssuedCodes({
-      db: handle.db,
-      config: { tokens: { refreshTokenTtl: TTL_SECONDS } } as never,
-      audit: { publish: () => undefined } as never,
-      metrics: { codeReuseAuditMisses: { inc: () => undefined } } as never,
-      logger: { error: () => undefined, warn: () => undefined } as never,
-      writes: writeBatch(handle.db, handle.kind, (run) => void flushes.push(run)),
-    });
+    codes = issuedCodesOn(handle, flushes);
   });
   after(async () => {
     await handle?.close();
