@@ -1,15 +1,23 @@
 import { sql } from 'kysely';
 import { escapeUnshownInJson, unfitNameCharacters } from '../util/hidden-characters.ts';
-import type { AllianceAuthConnection } from './database.ts';
+import {
+  AA_DATABASE_SETTING,
+  type AllianceAuthConnection,
+  isPrivilegeError,
+  isSchemaOrPermissionError,
+  isStatementTimeout,
+  WHAT_HOLDS_AA_TABLES,
+} from './database.ts';
 import { type AaDb, truthy } from './schema.ts';
 
 /**
  * `aa-oidc check`'s findings about the rows of Alliance Auth's database that AA's own code would not
  * have left, but SQL typed by hand or a task that failed halfway does: users without a profile or a
- * state (W016), names with a control character (W017), state or group names that read as one once a
- * NUL is U+FFFD (W018), and main characters their user does not own (W019). One query a finding, each
- * bounded: a count, and the first few named. aa-oidc only reads AA's database, so every hint mends it
- * in Alliance Auth.
+ * state (W016), names with a control, bidirectional control or invisible character (W017), state or
+ * group names that read as one once a NUL is U+FFFD (W018), and main characters their user does not
+ * own (W019). One query a finding, each bounded: a count, and the first few named. aa-oidc only reads
+ * AA's database, so every hint mends it in Alliance Auth. A query that fails (a grant revoked, a
+ * table gone, the statement timeout) is a finding of its own (W020), the others still made.
  */
 
 /**
@@ -17,7 +25,7 @@ import { type AaDb, truthy } from './schema.ts';
  * knows nothing of the checks).
  */
 export interface AllianceAuthFinding {
-  id: 'W016' | 'W017' | 'W018' | 'W019';
+  id: 'W016' | 'W017' | 'W018' | 'W019' | 'W020';
   level: 'warning';
   message: string;
   hint: string;
@@ -45,17 +53,62 @@ function plural(count: number, one: string, many = `${one}s`): string {
   return `${count} ${count === 1 ? one : many}`;
 }
 
+type DataCheckId = Exclude<Finding['id'], 'W020'>;
+
+/** What each data check looks for, as W020 names the one that could not run. */
+const LOOKS_FOR: Readonly<Record<DataCheckId, string>> = {
+  W016: 'users without a profile or a state',
+  W017: 'names with a control, bidirectional control or invisible character',
+  W018: 'state or group names a NUL makes read as one',
+  W019: 'main characters their user does not own',
+};
+
 export async function allianceAuthDataChecks(
-  aa: Pick<AllianceAuthConnection, 'db' | 'kind'>,
+  aa: Pick<AllianceAuthConnection, 'db' | 'kind' | 'displayUrl' | 'statementTimeoutMs'>,
 ): Promise<Finding[]> {
-  const [unplaced, controlled, merged, unowned] = await Promise.all([
-    usersWithoutStateFindings(aa.db),
-    controlCharacterFindings(aa),
+  const run = async (id: DataCheckId, check: () => Promise<Finding[]>): Promise<Finding[]> => {
+    try {
+      return await check();
+    } catch (error) {
+      return [notRunFinding(id, error, aa)];
+    }
+  };
+  const findings = await Promise.all([
+    run('W016', () => usersWithoutStateFindings(aa.db)),
+    run('W017', () => unfitCharacterFindings(aa)),
     // PostgreSQL holds no NUL in any text: only MariaDB/MySQL can have two names that read as one.
-    aa.kind === 'mysql' ? mergedNameFindings(aa.db) : [],
-    unownedMainFindings(aa.db),
+    aa.kind === 'mysql' ? run('W018', () => mergedNameFindings(aa.db)) : [],
+    run('W019', () => unownedMainFindings(aa.db)),
   ]);
-  return [...unplaced, ...controlled, ...merged, ...unowned];
+  return findings.flat();
+}
+
+/**
+ * W020: a data check whose query failed, named with what it looks for and the database's answer (the
+ * URL without its password; a driver's message names the login, never its password), the hint by the
+ * cause: a grant the login lacks, a table or column AA's schema lacks, the statement timeout, or a
+ * database that does not answer.
+ */
+function notRunFinding(
+  id: DataCheckId,
+  error: unknown,
+  aa: Pick<AllianceAuthConnection, 'displayUrl' | 'statementTimeoutMs'>,
+): Finding {
+  const answer = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim();
+  const again = 'then run aa-oidc check again';
+  const hint = isPrivilegeError(error)
+    ? `grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or MariaDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO <login> on PostgreSQL), ${again}`
+    : isSchemaOrPermissionError(error)
+      ? `Alliance Auth's schema lacks a table or column the check reads: apply AA's migrations (python manage.py migrate), ${again}`
+      : isStatementTimeout(error)
+        ? `the query ran past the statement timeout of ${aa.statementTimeoutMs / 1000} s (AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS): look for ${WHAT_HOLDS_AA_TABLES}, or give the check a longer timeout`
+        : `make sure Alliance Auth's database answers (${AA_DATABASE_SETTING}), ${again}`;
+  return {
+    id: 'W020',
+    level: 'warning',
+    message: `the check for ${LOOKS_FOR[id]} in Alliance Auth's database (${id}) could not run, so it reports nothing: ${aa.displayUrl} answered ${escapeUnshownInJson(JSON.stringify(answer))}`,
+    hint,
+  };
 }
 
 /**
@@ -98,14 +151,56 @@ const NAMED_KINDS = ['user', 'state', 'group', 'character'] as const;
 type NamedKind = (typeof NAMED_KINDS)[number];
 
 /**
- * Control characters (C0, DEL, C1) and the line and paragraph separators (`visibleText` shows them as
- * escapes), NUL among them, as each server's regular expressions spell them: PostgreSQL's (which
- * holds no NUL) and MariaDB's PCRE (MySQL's ICU reads the same).
+ * The characters of `unfitNameCharacters` whatever stands around them, as code point ranges: control
+ * characters (C0, DEL, C1), the line and paragraph separators, the bidirectional controls and the
+ * invisible characters (`BIDI_CONTROL`, `INVISIBLE_CHARACTER`). Left out are the two kinds that are
+ * hidden only where they stand (a tag character outside a flag, a selector of the variation selectors
+ * supplement after no ideograph): no regular expression both servers run can tell where. Keep it in
+ * step with hidden-characters.ts: the test compares it with `unfitNameCharacters` for every code point.
  */
-const CONTROL_CHARACTER_PATTERN = {
-  postgres: '[\\u0001-\\u001f\\u007f-\\u009f\\u2028\\u2029]',
-  mysql: '[\\x{00}-\\x{1f}\\x{7f}-\\x{9f}\\x{2028}\\x{2029}]',
-} as const;
+export const UNFIT_IN_ANY_PLACE: ReadonlyArray<readonly [number, number]> = [
+  [0x0000, 0x001f],
+  [0x007f, 0x009f],
+  [0x00ad, 0x00ad],
+  [0x034f, 0x034f],
+  [0x061c, 0x061c],
+  [0x115f, 0x1160],
+  [0x17b4, 0x17b5],
+  [0x180e, 0x180e],
+  [0x200b, 0x200b],
+  [0x200e, 0x200f],
+  [0x2028, 0x202e],
+  [0x2060, 0x2065],
+  [0x2066, 0x2069],
+  [0x206a, 0x206f],
+  [0x2800, 0x2800],
+  [0x3164, 0x3164],
+  [0xfeff, 0xfeff],
+  [0xffa0, 0xffa0],
+  [0xfff0, 0xfffb],
+  [0x1bca0, 0x1bca3],
+  [0x1d159, 0x1d159],
+  [0x1d173, 0x1d17a],
+  [0xe0080, 0xe00ff],
+  [0xe01f0, 0xe0fff],
+];
+
+/**
+ * `UNFIT_IN_ANY_PLACE` as a bracket expression of each server's regular expressions: PostgreSQL's
+ * (`\u` and `\U` escapes; it holds no NUL, which it refuses in a pattern) and MariaDB's PCRE
+ * (`\x{…}`, which MySQL's ICU reads the same).
+ */
+function unfitCharacterPattern(kind: AllianceAuthConnection['kind']): string {
+  const escape = (code: number) => {
+    const hex = code.toString(16);
+    if (kind === 'mysql') return `\\x{${hex}}`;
+    return code > 0xffff ? `\\U${hex.padStart(8, '0')}` : `\\u${hex.padStart(4, '0')}`;
+  };
+  const ranges = UNFIT_IN_ANY_PLACE.map(([first, last]) =>
+    kind === 'postgres' && first === 0 ? ([1, last] as const) : ([first, last] as const),
+  );
+  return `[${ranges.map(([first, last]) => (first === last ? escape(first) : `${escape(first)}-${escape(last)}`)).join('')}]`;
+}
 
 /** True in SQL when the column holds a NUL byte (compared as bytes: a collation may ignore it). */
 function holdsNul(kind: AllianceAuthConnection['kind'], column: string) {
@@ -115,13 +210,15 @@ function holdsNul(kind: AllianceAuthConnection['kind'], column: string) {
 }
 
 /**
- * W017: usernames, state and group names and character names with a control character. aa-oidc's
- * listings and pages show it as an escape (`\x07`), a NUL as U+FFFD (`NUL_FREE_TEXT`), but the claims
- * carry the name as it is (a NUL as U+FFFD), where a relying party may show it raw. One finding a
- * kind of name, each naming the first few by id, as AA's admin finds them.
+ * W017: usernames, state and group names and character names with a character aa-oidc refuses in its
+ * own names (`unfitNameCharacters`, W015): a control character, a line or paragraph separator, a
+ * bidirectional control or an invisible character. aa-oidc's listings and pages show it as an escape
+ * (`\x07`, `[U+202E]`), a NUL as U+FFFD (`NUL_FREE_TEXT`), but the claims carry the name as it is (a
+ * NUL as U+FFFD), where a relying party may show it raw, or as another name (`Admins\u202e`). One
+ * query, one finding a kind of name, each naming the first few by id, as AA's admin finds them.
  */
-async function controlCharacterFindings(aa: Pick<AllianceAuthConnection, 'db' | 'kind'>): Promise<Finding[]> {
-  const pattern = CONTROL_CHARACTER_PATTERN[aa.kind];
+async function unfitCharacterFindings(aa: Pick<AllianceAuthConnection, 'db' | 'kind'>): Promise<Finding[]> {
+  const pattern = unfitCharacterPattern(aa.kind);
   // MariaDB's regular expressions read a column without a character set (`varbinary`, altered by
   // hand) as bytes, where U+2028 is no character: it is read as UTF-8 first, as text, for both.
   const text = (column: string) =>
@@ -156,13 +253,12 @@ async function controlCharacterFindings(aa: Pick<AllianceAuthConnection, 'db' | 
     if (rows.length === 0) continue;
     const total = Number(rows[0]!.total);
     const named = rows.map(
-      (row) =>
-        `${shownName(row.name)} (id ${row.id}: ${controlList(row.name, truthy(row.has_nul as never))})`,
+      (row) => `${shownName(row.name)} (id ${row.id}: ${unfitList(row.name, truthy(row.has_nul as never))})`,
     );
     findings.push({
       id: 'W017',
       level: 'warning',
-      message: `${plural(total, `Alliance Auth ${NAME_OF[kind]} holds`, `Alliance Auth ${NAME_OF[kind]}s hold`)} a control character, which aa-oidc shows as an escape (a NUL as U+FFFD) but the claims carry as it is, where a relying party may show it raw: ${named.join(', ')}${andMore(total, rows.length)}`,
+      message: `${plural(total, `Alliance Auth ${NAME_OF[kind]} holds`, `Alliance Auth ${NAME_OF[kind]}s hold`)} a control, bidirectional control or invisible character, which aa-oidc shows as an escape (a NUL as U+FFFD) but the claims carry as it is, where a relying party may show it raw, or as another name: ${named.join(', ')}${andMore(total, rows.length)}`,
       hint: RENAME_HINT[kind],
     });
   }
@@ -183,17 +279,14 @@ const RENAME_HINT: Readonly<Record<NamedKind, string>> = {
   group:
     "rename each group in Alliance Auth's admin (aa-oidc only reads Alliance Auth's names; application whitelists follow the rename at the next poll)",
   character:
-    "put each name right in Alliance Auth's database, where it was written: Alliance Auth takes character names from ESI, which has no control character in one",
+    "put each name right in Alliance Auth's database, where it was written: Alliance Auth takes character names from ESI, which has none of these characters in one",
 };
 
-// eslint-disable-next-line no-control-regex
-const CONTROL_CHARACTER = /^[\u0000-\u001f\u007f-\u009f\u2028\u2029]$/;
-
-/** The control characters of a name read from AA, with where each is; a NUL (read as U+FFFD) by name only. */
-function controlList(name: string, hadNul: boolean): string {
-  const found = unfitNameCharacters(name)
-    .filter((unfit) => CONTROL_CHARACTER.test(unfit.char))
-    .map((unfit) => `${unfit.description}, at character ${unfit.position}`);
+/** The unfit characters of a name read from AA, with where each is; a NUL (read as U+FFFD) by name only. */
+function unfitList(name: string, hadNul: boolean): string {
+  const found = unfitNameCharacters(name).map(
+    (unfit) => `${unfit.description}, at character ${unfit.position}`,
+  );
   const shown = found.slice(0, 3);
   if (found.length > shown.length) shown.push(`${found.length - shown.length} more`);
   if (hadNul) shown.unshift('a NUL, which aa-oidc reads as U+FFFD');

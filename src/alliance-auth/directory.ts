@@ -66,14 +66,15 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
     findByName(await selectGroups(aa), name)?.id;
   /** AA's query for a directory filter (its page aside), or undefined when it selects nobody. */
   const userQueryFor = async (filter: ProfileCountFilter): Promise<AllianceAuthUserQuery | undefined> => {
-    // Alliance Auth gives every user a profile and a state: "no state" selects nobody.
-    if (filter.state === null) return undefined;
-    const state = filter.state === undefined ? undefined : await stateId(filter.state);
+    const state = typeof filter.state === 'string' ? await stateId(filter.state) : undefined;
     const group = filter.group === undefined ? undefined : await groupId(filter.group);
-    if (filter.state !== undefined && state === undefined) return undefined;
+    if (typeof filter.state === 'string' && state === undefined) return undefined;
     if (filter.group !== undefined && group === undefined) return undefined;
     return {
       ...(state !== undefined && { stateId: state }),
+      // Alliance Auth gives every user a profile in a state, but SQL typed by hand or a failed task
+      // leaves some without (`aa-oidc check`, W016): "no state" lists them.
+      ...(filter.state === null && { withoutState: true }),
       ...(group !== undefined && { groupId: group }),
       ...(filter.active !== undefined && { active: filter.active }),
       ...(filter.search !== undefined && { search: filter.search }),

@@ -235,6 +235,11 @@ export interface AllianceAuthUserQuery {
   ids?: readonly number[];
   /** A state id. */
   stateId?: number;
+  /**
+   * Only the users without a state: no profile, or a profile whose state is gone (`aa-oidc check`,
+   * W016), whom `toUser` gives a null state.
+   */
+  withoutState?: boolean;
   groupId?: number;
   active?: boolean;
   /** Substring of the username or email, regardless of case. */
@@ -259,6 +264,16 @@ function matchingUsers(db: AaDb, query: Omit<AllianceAuthUserQuery, 'limit' | 'o
   // As for a username: a NUL byte matches nobody, and PostgreSQL would refuse it.
   if (query.search?.includes('\0')) return undefined;
   if (query.stateId !== undefined) select = select.where('p.state_id', '=', query.stateId);
+  if (query.withoutState === true) {
+    // A user without a profile has no `p.state_id` either: no state exists for either.
+    select = select.where((eb) =>
+      eb.not(
+        eb.exists(
+          eb.selectFrom('authentication_state as ns').select('ns.id').whereRef('ns.id', '=', 'p.state_id'),
+        ),
+      ),
+    );
+  }
   if (query.groupId !== undefined) {
     const groupId = query.groupId;
     select = select.where((eb) =>

@@ -57,7 +57,8 @@ export type Finding =
         | 'W016'
         | 'W017'
         | 'W018'
-        | 'W019';
+        | 'W019'
+        | 'W020';
       level: 'warning';
       message: string;
       hint: string;

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
+import { sql } from 'kysely';
 import { describeOnEachAllianceAuth, expectedFixture, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { authorizeParams, introspect, login } from '../helpers/flows.ts';
@@ -187,6 +189,41 @@ await describeOnEachAllianceAuth(
       const profile = await server.app.directory.profileById(alice.id);
       assert.equal(profile?.active, true);
       assert.ok(profile?.groups.some((item) => item.name === group));
+    });
+
+    it('lists under "No state" the users without a profile or whose state is gone, and counts them on the dashboard', async () => {
+      const fixture = suite.fixture;
+      await insertAllianceAuthUser(fixture, 40, 'ghost', FIXTURE_PASSWORD);
+      await fixture.run('DELETE FROM authentication_userprofile WHERE user_id = 40');
+      await insertAllianceAuthUser(fixture, 41, 'adrift', FIXTURE_PASSWORD);
+      // A state deleted with the foreign key's checks off (AA would have moved its users to Guest).
+      await fixture.owner.connection().execute(async (connection) => {
+        await sql
+          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 0' : 'SET session_replication_role = replica')
+          .execute(connection);
+        await sql`UPDATE authentication_userprofile SET state_id = 999 WHERE user_id = 41`.execute(
+          connection,
+        );
+        await sql
+          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 1' : 'SET session_replication_role = DEFAULT')
+          .execute(connection);
+      });
+      const form = await consoleGet(admin, `${server.origin}/admin/users`);
+      const noState = /<option value="([^"]*)"\s*>No state<\/option>/.exec(form.body)![1]!;
+      const listed = async (query: Record<string, string>) => {
+        const page = await consoleGet(
+          admin,
+          `${server.origin}/admin/users?${new URLSearchParams(query).toString()}`,
+        );
+        assert.equal(page.status, 200, page.body.slice(0, 300));
+        return [...page.body.matchAll(/<a href="\/admin\/users\/(\d+)">/g)].map((match) => Number(match[1]));
+      };
+      assert.deepEqual(await listed({ state: noState }), [41, 40], 'by username: adrift, ghost');
+      assert.deepEqual(await listed({ state: noState, q: 'gho' }), [40], 'with the other filters');
+      assert.deepEqual(await listed({ state: noState, active: 'no' }), []);
+      const states = await listed({ state });
+      assert.ok(!states.includes(40) && !states.includes(41), 'a state lists neither');
+      assert.match((await consoleGet(admin, `${server.origin}/admin`)).body, /No state: <strong>2<\/strong>/);
     });
   },
 );

@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
 import { sql } from 'kysely';
+import { UNFIT_IN_ANY_PLACE } from '../../src/alliance-auth/data-checks.ts';
+import { unfitNameCharacters } from '../../src/util/hidden-characters.ts';
 import {
   allianceAuthEnv,
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   FIXTURE_PASSWORD,
+  grantedTable,
+  grantReaderPerTable,
+  readerGrantee,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
@@ -15,8 +20,23 @@ import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../help
 
 /**
  * Rows of Alliance Auth's database that AA's own code would not leave but SQL typed by hand or a
- * failed task does: `aa-oidc check` names them (W016 to W019), a count and the first few.
+ * failed task does: `aa-oidc check` names them (W016 to W019), a count and the first few; a check
+ * whose query fails is reported (W020), the others still made.
  */
+it("judges in SQL (W017) every character aa-oidc's own names refuse, but those hidden only where they stand", () => {
+  // A tag character is hidden but in a flag, a supplement's variation selector but after an ideograph.
+  const hiddenByPlace = (code: number) =>
+    (code >= 0xe0000 && code <= 0xe007f) || (code >= 0xe0100 && code <= 0xe01ef);
+  const differing: string[] = [];
+  for (let code = 0; code <= 0x10ffff; code += 1) {
+    if (code >= 0xd800 && code <= 0xdfff) continue;
+    const inSql = UNFIT_IN_ANY_PLACE.some(([first, last]) => code >= first && code <= last);
+    const refused = unfitNameCharacters(String.fromCodePoint(code)).length > 0 && !hiddenByPlace(code);
+    if (inSql !== refused) differing.push(`U+${code.toString(16).toUpperCase()}`);
+  }
+  assert.deepEqual(differing, []);
+});
+
 await describeOnEachAllianceAuth(
   (database) => `aa-oidc check on Alliance Auth's rows, on ${database} (aa-oidc on ${testDatabaseKind})`,
   (kind) => {
@@ -95,7 +115,7 @@ await describeOnEachAllianceAuth(
       const output = await check();
       assert.match(
         output,
-        /^W017 warning: 1 Alliance Auth username holds a control character, .*: "bell\\u0007" \(id 50: U\+0007, a control character, at character 5\)\n {2}hint: rename each user in Alliance Auth's admin/m,
+        /^W017 warning: 1 Alliance Auth username holds a control, bidirectional control or invisible character, .*: "bell\\u0007" \(id 50: U\+0007, a control character, at character 5\)\n {2}hint: rename each user in Alliance Auth's admin/m,
       );
       assert.match(
         output,
@@ -109,6 +129,40 @@ await describeOnEachAllianceAuth(
         output,
         /^W017 warning: 1 Alliance Auth character name holds .*: "Carol Charlie\\u2028" \(id 5: U\+2028, a line separator, at character 14\)/m,
       );
+    });
+
+    it('names AA names with a bidirectional control or an invisible character as it names a control character', async () => {
+      await insertAllianceAuthUser(fixture, 51, 'zero', FIXTURE_PASSWORD);
+      await fixture.run(
+        `UPDATE auth_user SET username = concat(${withCharacter('ze', 0x200b)}, 'ro') WHERE id = 51`,
+      );
+      await fixture.run(
+        `UPDATE authentication_state SET name = ${withCharacter('Member', 0xfeff)} WHERE name = 'Member'`,
+      );
+      await fixture.run(`INSERT INTO auth_group (id, name) VALUES (21, ${withCharacter('Admins', 0x202e)})`);
+      // A zero-width joiner is part of an emoji sequence (and of several scripts): not judged.
+      await fixture.run(`INSERT INTO auth_group (id, name) VALUES (22, 'Crew \u{1f468}\u200d\u{1f469}')`);
+      await fixture.run(
+        `UPDATE eveonline_evecharacter SET character_name = concat(${withCharacter('Bob', 0x2066)}, ' Bravo') WHERE id = 4`,
+      );
+      const output = await check();
+      assert.match(
+        output,
+        /^W017 warning: 2 Alliance Auth usernames hold a control, bidirectional control or invisible character, .*: "bell\\u0007" \(id 50: .*\), "ze\\u200bro" \(id 51: U\+200B, an invisible character, at character 3\)\n {2}hint: rename each user/m,
+      );
+      assert.match(
+        output,
+        /^W017 warning: 2 Alliance Auth state names hold .*: .*"Member\\ufeff" \(id 2: U\+FEFF, an invisible character, at character 7\)/m,
+      );
+      assert.match(
+        output,
+        /^W017 warning: 2 Alliance Auth group names hold .*: .*"Admins\\u202e" \(id 21: U\+202E, a bidirectional control character, at character 7\)/m,
+      );
+      assert.match(
+        output,
+        /^W017 warning: 2 Alliance Auth character names hold .*: "Bob\\u2066 Bravo" \(id 4: U\+2066, a bidirectional control character, at character 4\), "Carol Charlie\\u2028"/m,
+      );
+      assert.doesNotMatch(output, /Crew/);
     });
   },
 );
@@ -152,5 +206,41 @@ await describeOnEachAllianceAuth(
         }
       },
     );
+  },
+);
+
+await describeOnEachAllianceAuth(
+  (database) =>
+    `aa-oidc check on Alliance Auth's rows when one check's query fails, on ${database} (aa-oidc on ${testDatabaseKind})`,
+  (kind) => {
+    it("reports the check that could not run and why, without the login's password, and still reports the others", async () => {
+      const fixture = await createAllianceAuthDatabase(kind);
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        await insertAllianceAuthUser(fixture, 40, 'ghost', FIXTURE_PASSWORD);
+        await fixture.run('DELETE FROM authentication_userprofile WHERE user_id = 40');
+        // SELECT revoked on the table W019 alone reads; REFERENCES keeps its columns in the
+        // information schema, so that start-up's schema check passes, as when the grant goes later.
+        await grantReaderPerTable(fixture);
+        const table = grantedTable(fixture, 'authentication_characterownership');
+        await fixture.run(`REVOKE SELECT ON ${table} FROM ${readerGrantee(fixture)}`);
+        await fixture.run(`GRANT REFERENCES ON ${table} TO ${readerGrantee(fixture)}`);
+        const result = await cli(['check'], testEnv(database, allianceAuthEnv(fixture.readerUrl)));
+        assert.equal(result.code, 0, result.stderr);
+        assert.match(
+          result.stdout,
+          /^W020 warning: the check for main characters their user does not own in Alliance Auth's database \(W019\) could not run, so it reports nothing: (mysql|postgres):\/\/aa_reader_\w+:\*+@.*answered ".*authentication_characterownership.*"\n {2}hint: grant the login SELECT on Alliance Auth's tables/m,
+        );
+        assert.match(
+          result.stdout,
+          /^W016 warning: 1 Alliance Auth user has no profile or no state .*"ghost"/m,
+        );
+        assert.ok(!result.stdout.includes(new URL(fixture.readerUrl).password), 'no password');
+        assert.ok(!result.stderr.includes(new URL(fixture.readerUrl).password), 'no password');
+      } finally {
+        await database.drop();
+        await fixture.drop();
+      }
+    });
   },
 );

@@ -137,7 +137,7 @@ await describeOnEachAllianceAuth(
         [{ active: false }, named((user) => !user.is_active)],
         [{ state: 'Member', active: true }, named((user) => user.state.name === 'Member' && user.is_active)],
         [{ search: 'ali' }, 1],
-        // Every AA user has a state; an unknown name and a NUL byte select nobody.
+        // The fixture's users all have a state; an unknown name and a NUL byte select nobody.
         [{ state: null }, 0],
         [{ state: 'No Such State' }, 0],
         [{ group: 'No Such Group' }, 0],

@@ -14,7 +14,8 @@ export function registerCheck(program: Command, io: CliIo): void {
     .action(async (options: { format: 'text' | 'json' }) => {
       // The system checks that serve runs too, then a pg-boss schema serve and worker refuse (E008), and
       // where serve writes (W012, judged for this user and the database role it connects as), and
-      // Alliance Auth's rows that AA's own code would not have left (W016 to W019).
+      // Alliance Auth's rows that AA's own code would not have left (W016 to W019; W020 for a check
+      // whose query failed).
       const findings = await withServices(io, async (services) => [
         ...(await systemChecks(services.config, services.applications, services.directory, services.keys)),
         ...(await pgBossChecks(services.database)),
