@@ -5,7 +5,11 @@ import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { csrfField, doneMessage, formatTime, postButton, textField } from '../console/ui.ts';
 import type { Database } from '../db/schema.ts';
 import { DirectoryError } from '../directory/errors.ts';
-import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
+import {
+  MAX_PASSWORD_LENGTH,
+  normalizePassword,
+  validateNewPassword,
+} from '../directory/builtin/passwords.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
@@ -19,6 +23,7 @@ import {
 } from '../oidc/interactions/throttle.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
+import { sameText } from '../util/same-text.ts';
 import {
   codeShapeMessage,
   type Enrolment,
@@ -370,7 +375,25 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             'Passwords are managed by the directory this service uses, not here.',
             409,
           );
-        if (next !== again) return refuse('new_password_again', 'The two new passwords differ.');
+        // Refused before an attempt is counted or a hash checked: an empty field is no guess, and the new
+        // password's own rules, or its being the current one typed again, tell no secret.
+        if (current === '') return refuse('current_password', 'Type your current password.');
+        if (next === '') return refuse('new_password', 'Type the new password.');
+        if (!sameText(normalizePassword(next), normalizePassword(again)))
+          return refuse('new_password_again', 'The two new passwords differ.');
+        try {
+          validateNewPassword(next);
+        } catch (error) {
+          if (error instanceof DirectoryError) return refuse('new_password', error.message);
+          throw error;
+        }
+        // Right or wrong, the current one typed again as the new one changes nothing but would end the
+        // other sessions: said at once, whether the current one is right never checked.
+        if (sameText(normalizePassword(next), normalizePassword(current)))
+          return refuse(
+            'new_password',
+            'The new password is the current one typed again: choose another one.',
+          );
         const attempt = await deps.throttle.reserve(profile.username, request.ctx.ip);
         if (!attempt) return refuse('current_password', THROTTLED, 429);
         // Our database failing between the reservation and the check gives the place back, if it can.
@@ -391,7 +414,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
             ...(request.session ? { keepSession: request.session.uid } : {}),
           });
         } catch (error) {
-          // The directory's refusals are of the new password (too short, too long, too common).
+          // Of the new password: checked above already, and again here by the one write path.
           if (error instanceof DirectoryError) return refuse('new_password', error.message);
           throw error;
         }

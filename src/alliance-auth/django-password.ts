@@ -68,6 +68,9 @@ export function readDjangoPassword(encoded: string | null | undefined): StoredDj
  * Checks `password` against a password Alliance Auth stored. A value that cannot be verified (an
  * unusable password `!…`, another hasher, garbage, costs beyond any Django default) costs one PBKDF2
  * run against a made-up hash and fails, so that the time taken tells nothing about the user.
+ * `password` is checked as typed, never normalised to NFC as the built-in directory's passwords are:
+ * Django hashes a password's UTF-8 as it comes, so AA's hash is of the text as it was typed at AA,
+ * and its NFC form may not be the same password there.
  */
 export async function verifyDjangoPassword(
   encoded: string | null | undefined,

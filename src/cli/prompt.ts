@@ -1,3 +1,5 @@
+import { normalizePassword } from '../directory/builtin/passwords.ts';
+import { sameText } from '../util/same-text.ts';
 import { CliError, type CliIo, readStdin } from './context.ts';
 
 /** Standard input as the prompt needs it: a TTY that can switch echo off. */
@@ -61,6 +63,8 @@ export async function readNewPassword(io: CliIo, username: string, fromStdin: bo
   }
   const first = await promptHidden(io, `New password for ${username}: `);
   const second = await promptHidden(io, 'Repeat the password: ');
-  if (first !== second) throw new CliError('the two passwords differ; nothing changed');
+  // As the directory takes them: one password whether its accents come composed or combining (NFC).
+  if (!sameText(normalizePassword(first), normalizePassword(second)))
+    throw new CliError('the two passwords differ; nothing changed');
   return first;
 }

@@ -207,6 +207,76 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal((await server.app.directoryAdmin.verifyPassword(person.username, current)).outcome, 'valid');
   });
 
+  it('refuses an empty field, a new password against the rules, or the current one again, before any attempt or hash check', async (t) => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const elsewhere = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    const failures = async () =>
+      (
+        await server.app.database.db
+          .selectFrom('login_failure')
+          .select('id')
+          .where('username', '=', accountKey(person.username))
+          .execute()
+      ).length;
+    const before = await failures();
+    // Counts the checks of a password (the same directory the page uses), passing each on.
+    const checks = t.mock.method(server.app.directoryAdmin, 'verifyPassword');
+    const cases = [
+      [
+        { current_password: '', new_password: 'a passphrase of its own' },
+        'current_password',
+        /^Type your current password\.$/,
+      ],
+      [{ current_password: 'not it', new_password: '' }, 'new_password', /^Type the new password\.$/],
+      [{ current_password: 'not it', new_password: 'short' }, 'new_password', /too short; at least 8/],
+      [{ current_password: PASSWORD, new_password: PASSWORD }, 'new_password', /the current one typed again/],
+      // The same password, its accent composed in one field and combining in the other.
+      [
+        { current_password: 'crème brûlée'.normalize('NFC'), new_password: 'crème brûlée'.normalize('NFD') },
+        'new_password',
+        /the current one typed again/,
+      ],
+    ] as const;
+    for (const [fields, field, message] of cases) {
+      const refused = await consolePost(here, url('/account/password'), page.csrf!, {
+        ...fields,
+        new_password_again: fields.new_password,
+      });
+      assert.equal(refused.status, 400, JSON.stringify(fields));
+      const error = new RegExp(`<p class="field-error" id="${field}-error">([^<]*)</p>`).exec(
+        refused.body,
+      )?.[1];
+      assert.match(error ?? '', message, JSON.stringify(fields));
+    }
+    assert.equal(checks.mock.callCount(), 0, 'no password was checked');
+    assert.equal(await failures(), before, 'no attempt counted');
+    assert.equal((await consoleGet(elsewhere, url('/account'))).status, 200, 'the other session goes on');
+    assert.equal(
+      (await server.app.directoryAdmin.verifyPassword(person.username, PASSWORD)).outcome,
+      'valid',
+    );
+  });
+
+  it('takes a password typed with its accents composed (NFC) or combining (NFD) as one, to sign in and to change it', async () => {
+    const nfc = 'crème brûlée'.normalize('NFC');
+    const nfd = 'crème brûlée'.normalize('NFD');
+    assert.notEqual(nfc, nfd);
+    const person = await seedUser(server, { password: nfd });
+    // The login form, in the other form than it was set.
+    const own = await consoleSignIn(server, person.username, { password: nfc });
+    const page = await consoleGet(own, url('/account'));
+    const changed = await consolePost(own, url('/account/password'), page.csrf!, {
+      current_password: nfd,
+      new_password: 'naïve passphrase'.normalize('NFD'),
+      new_password_again: 'naïve passphrase'.normalize('NFC'),
+    });
+    assert.equal(changed.status, 303, pageText(changed.body));
+    for (const typed of ['naïve passphrase'.normalize('NFC'), 'naïve passphrase'.normalize('NFD')])
+      assert.equal((await server.app.directoryAdmin.verifyPassword(person.username, typed)).outcome, 'valid');
+  });
+
   it('refuses a new password longer than sign-in takes, naming the limit, never cutting it short', async () => {
     const page = await consoleGet(browser, url('/account'));
     // 513 emoji are 513 characters but 1026 UTF-16 units, and sign-in takes at most 1024.

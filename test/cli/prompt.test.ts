@@ -37,6 +37,15 @@ describe('password prompt', () => {
     assert.equal(terminal.shown(), 'New password for alice: \nRepeat the password: \n');
   });
 
+  it('takes the same password typed with its accents composed, then combining, as one (NFC)', async () => {
+    const terminal = fakeTerminal();
+    const answer = readNewPassword(terminal.io, 'alice', false);
+    terminal.stdin.write(`${'crème brûlée'.normalize('NFD')}\r`);
+    await new Promise((resolve) => setImmediate(resolve));
+    terminal.stdin.write(`${'crème brûlée'.normalize('NFC')}\r`);
+    assert.equal((await answer).normalize('NFC'), 'crème brûlée'.normalize('NFC'));
+  });
+
   it('treats Ctrl-C as a cancellation', async () => {
     const terminal = fakeTerminal();
     const answer = promptHidden(terminal.io, 'Password: ');

@@ -653,6 +653,54 @@ describe(`directory service (${testDatabaseKind})`, () => {
     }
   });
 
+  it('sets and checks a password in its NFC form, so its accents composed or combining are one password', async (t) => {
+    const { directory } = await directoryFixture(t);
+    const nfc = 'crème brûlée'.normalize('NFC');
+    const nfd = 'crème brûlée'.normalize('NFD');
+    assert.notEqual(nfc, nfd);
+    const created = await directory.createUser({ username: 'alice', password: nfd });
+    assert.equal(await argon2.verify(created.user.password_hash!, nfc), true, 'the hash is of the NFC form');
+    for (const typed of [nfc, nfd])
+      assert.equal((await directory.verifyPassword('alice', typed)).outcome, 'valid');
+    await directory.setPassword({ username: 'alice' }, 'naïve passphrase'.normalize('NFC'));
+    const typedNfd = 'naïve passphrase'.normalize('NFD');
+    assert.equal((await directory.verifyPassword('alice', typedNfd)).outcome, 'valid');
+    // The rules count the NFC form: seven accented letters are seven characters, however typed.
+    await rejectsWith(
+      directory.setPassword({ username: 'alice' }, 'é'.repeat(7).normalize('NFD')),
+      'invalid',
+      /too short; at least 8/,
+    );
+  });
+
+  it('still takes a password hashed as typed before passwords were normalised, then keeps its NFC form; a second argon2 check only for a text not in NFC', async (t) => {
+    const { db, directory } = await directoryFixture(t);
+    await directory.createUser({ username: 'alice', password: PASSWORD });
+    const nfd = 'crème brûlée'.normalize('NFD');
+    const nfc = 'crème brûlée'.normalize('NFC');
+    const legacy = await argon2.hash(nfd, PASSWORD_HASH_PARAMETERS);
+    await db.updateTable('app_user').set({ password_hash: legacy }).where('username', '=', 'alice').execute();
+    const verify = t.mock.method(argon2, 'verify');
+    const check = async (username: string, typed: string) => {
+      verify.mock.resetCalls();
+      const { outcome } = await directory.verifyPassword(username, typed);
+      return [outcome, verify.mock.callCount()];
+    };
+    // Only as it was typed then: its NFC form is another text, and an NFC text is tried once.
+    assert.deepEqual(await check('alice', nfc), ['invalid', 1]);
+    assert.deepEqual(await check('alice', nfd), ['valid', 2]);
+    const replaced = (await directory.findUserByUsername('alice'))!.password_hash!;
+    assert.notEqual(replaced, legacy);
+    assert.equal(await argon2.verify(replaced, nfc), true, 'replaced by a hash of the NFC form');
+    assert.deepEqual(await check('alice', nfc), ['valid', 1]);
+    assert.deepEqual(await check('alice', nfd), ['valid', 1]);
+    // A wrong text not in NFC costs its two checks whether the user exists or not.
+    for (const username of ['alice', 'nobody']) {
+      assert.deepEqual(await check(username, 'wrông'.normalize('NFD')), ['invalid', 2], username);
+      assert.deepEqual(await check(username, 'wrông'.normalize('NFC')), ['invalid', 1], username);
+    }
+  });
+
   it('creates the bootstrap superuser once, as admin or admin-N, and never logs its password', async (t) => {
     const { directory, events, logLines } = await directoryFixture(t);
     await directory.createUser({ username: 'admin', password: PASSWORD });

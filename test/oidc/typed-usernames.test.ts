@@ -103,6 +103,33 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
     }
   });
 
+  it('takes at the first sign-in a new password confirmed in the other Unicode form (NFD, then NFC) as the same', async () => {
+    const user = await seedUser(server);
+    await server.app.database.db
+      .updateTable('app_user')
+      .set({ must_change_password: 1 })
+      .where('id', '=', user.id)
+      .execute();
+    const opened = await openLoginPage(server, client.clientId);
+    const page = (await submitLogin(opened, user.username, PASSWORD)).body;
+    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    const chosen = await opened.browser.fetch(formAction(page, server.origin), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: formField(page, 'csrf_token'),
+        change_token: formField(page, 'change_token'),
+        new_password: 'crème brûlée'.normalize('NFD'),
+        confirm_password: 'crème brûlée'.normalize('NFC'),
+      }).toString(),
+    });
+    assert.equal(chosen.status, 303, await chosen.text());
+    const { idToken } = await login(server, client, user.username, {
+      password: 'crème brûlée'.normalize('NFC'),
+    });
+    assert.equal(decodeJwt(idToken!).sub, String(user.id), 'either form signs in');
+  });
+
   it('refuses at the first sign-in a new password longer than sign-in takes, naming the limit, and takes the longest', async () => {
     const user = await seedUser(server);
     await server.app.database.db

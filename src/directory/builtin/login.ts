@@ -8,8 +8,9 @@ import {
   createDummyHash,
   generatePassword,
   hashPassword,
-  MAX_PASSWORD_LENGTH,
-  passwordMatches,
+  isPossiblePassword,
+  matchPassword,
+  normalizePassword,
   passwordNeedsRehash,
   validateNewPassword,
 } from './passwords.ts';
@@ -39,15 +40,17 @@ export function loginOperations(
       } catch (error) {
         if (!(error instanceof DirectoryError)) throw error;
       }
-      // Never cut: a longer password is nobody's (none can be set), and fails after the same hash check.
-      const usable =
-        typeof password === 'string' && password.length <= MAX_PASSWORD_LENGTH && !password.includes('\0');
-      // One argon2 verification whatever happens, so that timing tells nothing about the username.
+      // One argon2 verification whatever happens (two for a text not in NFC), so that timing tells
+      // nothing about the username; a text no password can be fails after the same work, never cut.
       const hash = user?.password_hash ?? (await dummyHash());
-      const matches = await passwordMatches(hash, usable ? password : '');
-      if (!user || user.password_hash === null || !usable || !matches) return { outcome: 'invalid' };
+      const match = await matchPassword(hash, password);
+      if (!user || user.password_hash === null || match === 'none') return { outcome: 'invalid' };
       if (user.active !== 1) return { outcome: 'inactive', user };
-      if (passwordNeedsRehash(user.password_hash)) {
+      // A hash of the text as typed, made before passwords were normalised, is replaced by one of its
+      // NFC form (which the text as typed then matches too), as one of older parameters is; unless
+      // that form could not sign in (longer than the limit: NFC lengthens a few characters).
+      const stale = match === 'as_typed' || passwordNeedsRehash(user.password_hash);
+      if (stale && isPossiblePassword(normalizePassword(password))) {
         const rehashed = await hashPassword(password);
         await db
           .updateTable('app_user')

@@ -22,30 +22,69 @@ export const PASSWORD_HASH_PARAMETERS = {
   parallelism: 1,
 } as const;
 
+/**
+ * The text a password is hashed as: its NFC form, so that one password typed where accents come
+ * composed (`é`, U+00E9) and where they come as a letter and a combining mark (`e` + U+0301), as
+ * keyboards and systems differ, is one password. Its rules (length, NUL) are of this form too.
+ */
+export function normalizePassword(password: string): string {
+  return password.normalize('NFC');
+}
+
 /** Throws `invalid` for a password that may not be set; the message never repeats the password. */
 export function validateNewPassword(password: string): void {
   if (typeof password !== 'string') throw invalid('the password must be a string');
-  if (password.includes('\0')) throw invalid('the password must not contain NUL bytes');
-  if ([...password].length < MIN_PASSWORD_LENGTH)
+  const normalized = normalizePassword(password);
+  if (normalized.includes('\0')) throw invalid('the password must not contain NUL bytes');
+  if ([...normalized].length < MIN_PASSWORD_LENGTH)
     throw invalid(`the password is too short; at least ${MIN_PASSWORD_LENGTH} characters are required`);
-  if (password.length > MAX_PASSWORD_LENGTH)
+  if (normalized.length > MAX_PASSWORD_LENGTH)
     throw invalid(
       `the password is too long: at most ${MAX_PASSWORD_LENGTH} characters are accepted, an emoji counting as two`,
     );
 }
 
+/** Whether some password may be this text: none is longer than the limit or holds a NUL byte. */
+export function isPossiblePassword(text: string): boolean {
+  return text.length <= MAX_PASSWORD_LENGTH && !text.includes('\0');
+}
+
+/** The argon2id hash of a new password's NFC form (`normalizePassword`). */
 export function hashPassword(password: string): Promise<string> {
-  return argon2.hash(password, PASSWORD_HASH_PARAMETERS);
+  return argon2.hash(normalizePassword(password), PASSWORD_HASH_PARAMETERS);
 }
 
 /** True when `password` matches `hash`; a malformed hash counts as a mismatch. */
-export async function passwordMatches(hash: string, password: string): Promise<boolean> {
+async function passwordMatches(hash: string, password: string): Promise<boolean> {
   try {
     return await argon2.verify(hash, password);
   } catch {
     return false;
   }
 }
+
+/**
+ * How a typed password matches a stored hash: as its NFC form (`normalized`), which every hash made
+ * by `hashPassword` is of, or else as typed (`as_typed`), which a hash made before passwords were
+ * normalised may be of, until sign-in replaces it; `none` for no match. NFC first: every new hash
+ * and most older ones (most keyboards compose) match in one verification, and the second one runs
+ * only for a text that is not NFC already, whose NFC form failed. A text no password can be (too
+ * long, a NUL byte) is never cut: its verification runs on an empty text instead and fails, so the
+ * work done does not depend on the stored hash.
+ */
+export async function matchPassword(hash: string, typed: string): Promise<PasswordMatch> {
+  const text = typeof typed === 'string' ? typed : '';
+  const normalized = normalizePassword(text);
+  const tries: [PasswordMatch, string][] = [['normalized', normalized]];
+  if (text !== normalized) tries.push(['as_typed', text]);
+  for (const [match, candidate] of tries) {
+    const usable = isPossiblePassword(candidate);
+    if ((await passwordMatches(hash, usable ? candidate : '')) && usable) return match;
+  }
+  return 'none';
+}
+
+export type PasswordMatch = 'normalized' | 'as_typed' | 'none';
 
 /** True when a hash was made with other parameters than today's and should be replaced at login. */
 export function passwordNeedsRehash(hash: string): boolean {

@@ -6,6 +6,8 @@ import { loginPage } from '../../http/pages/login.ts';
 import { passwordChangePage } from '../../http/pages/password-change.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { assertNever } from '../../util/assert-never.ts';
+import { sameText } from '../../util/same-text.ts';
+import { normalizePassword } from '../../directory/builtin/passwords.ts';
 import {
   type Interaction,
   type InteractionDependencies,
@@ -164,7 +166,8 @@ export async function submitNewPassword(
   const password = form.get('new_password') ?? '';
   const again = (message: string) =>
     askForNewPassword(ctx, deps, interaction, app, path, { userId, username: profile.username }, message);
-  if (password !== (form.get('confirm_password') ?? '')) return again('The two passwords differ.');
+  if (!sameText(normalizePassword(password), normalizePassword(form.get('confirm_password') ?? '')))
+    return again('The two passwords differ.');
   const result = await authenticator.replacePassword(userId, password);
   switch (result.outcome) {
     case 'unacceptable':
