@@ -662,6 +662,15 @@ function refuseUnknownSslMode(url: string, setting: string): void {
 }
 
 /**
+ * Whether node-postgres reads the `sslmode` of the PostgreSQL URL `url` with libpq's meanings
+ * (`uselibpqcompat=true`, its last value, as the driver reads it): `require` then encrypts without
+ * checking the certificate, or checks only its authority with `sslrootcert`.
+ */
+export function usesLibpqSslModes(url: string): boolean {
+  return urlParameterValues(url, 'uselibpqcompat').at(-1) === 'true';
+}
+
+/**
  * What node-postgres (pg-connection-string) would read otherwise than the URL says under
  * `uselibpqcompat=true` (libpq's meanings of `sslmode`: `require` encrypts without checking the
  * certificate), refused here, naming the parameters and what to write instead:

@@ -1,6 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
-import { parseWholeNumber } from '../util/whole-number.ts';
+import { parseDecimalNumber, parseWholeNumber } from '../util/whole-number.ts';
 
 /**
  * The one configuration schema. Every key is reachable from the config file (camelCase, nested as
@@ -77,7 +77,7 @@ const nonEmpty = (valid: string) =>
 
 const DELAYS = '1 to 20 delays in seconds (like 5,10,20,40,80)';
 const notADelay = (issue: { input?: unknown }) =>
-  `${JSON.stringify(issue.input)} is not a delay: expected a whole number of seconds from 1 to 86400`;
+  `${JSON.stringify(issue.input)} is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits`;
 
 const notAnAddressRange = (issue: { input?: unknown }) =>
   `${JSON.stringify(issue.input)} is not an IP address or CIDR range (like 10.0.0.0/8 or fd00::/8)`;
@@ -309,8 +309,9 @@ export const configSchema = z
         allowPrivateTargets: boolean().default(false),
         allowPrivateTargetsInProduction: boolean().default(false),
         retryBackoffSeconds: fromString(
-          // A number as written (`5.0` is 5); anything else stays text, for the message to name it.
-          (text) => splitList(text).map((part) => (Number.isFinite(Number(part)) ? Number(part) : part)),
+          // A number written in decimal (`5.0` is 5); anything else (`0x10`, `1e1`) stays text, for
+          // the message to name it.
+          (text) => splitList(text).map((part) => parseDecimalNumber(part) ?? part),
           z
             .array(
               z

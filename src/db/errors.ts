@@ -1,4 +1,4 @@
-import { type DatabaseTarget, unreadableUrlFile } from '../config/load.ts';
+import { type DatabaseTarget, unreadableUrlFile, usesLibpqSslModes } from '../config/load.ts';
 import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
 
 /**
@@ -174,8 +174,7 @@ export function explainPostgresConnectError(
       refusal,
       text,
       host,
-      `${options.setting} (sslmode=verify-full&sslrootcert=/path/to/ca.pem). node-postgres checks the ` +
-        'certificate for sslmode=require as for verify-full',
+      `${options.setting} (sslmode=verify-full&sslrootcert=/path/to/ca.pem). ${whichModesCheck(url)}`,
     );
   }
   if (/server does not support SSL/i.test(text)) {
@@ -185,6 +184,17 @@ export function explainPostgresConnectError(
     return `no answer within ${formatSeconds(options.timeoutMs)}; check that the server runs and that the host and port are right (the limit is ${options.timeoutSetting})`;
   }
   return text;
+}
+
+/**
+ * Which `sslmode` values have node-postgres check the server's certificate, as it reads `url`: for
+ * a certificate refused under a mode an operator may not expect to check it.
+ */
+function whichModesCheck(url: string): string {
+  return usesLibpqSslModes(url)
+    ? 'With uselibpqcompat=true, node-postgres checks the authority that issued the certificate for ' +
+        'sslmode=verify-ca, and for sslmode=require with sslrootcert (verify-full checks the host name too)'
+    : 'node-postgres checks the certificate for sslmode=require as for verify-full';
 }
 
 /**

@@ -9,8 +9,8 @@ import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts
  * the pinned connector. A delivery runs the gate first and then borrows a connection of the pool
  * for an address the gate just returned, so a connection is only ever reused for a delivery whose
  * own gate check approved the very address it is connected to. A delivery ends on the response
- * status: a connection whose response had not arrived whole by then is closed, never reused
- * half-read (http-delivery.ts). Closes pools that stayed idle.
+ * status: a connection whose response had not arrived whole by then, or whose status is no HTTP
+ * status, is closed, never reused (http-delivery.ts). Closes pools that stayed idle.
  *
  * A pool has no cap of its own: it opens a connection only when every one it has is busy, so it
  * holds at most as many as there were deliveries in flight to its target at once, which the worker

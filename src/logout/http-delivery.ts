@@ -240,7 +240,7 @@ async function sendPinned(
       bodyTimeout: limits.requestTimeoutMs,
     });
   try {
-    const response = await dispatcher.request({
+    const response = await dispatcher.compose(endConnectionWithoutHttpStatus).request({
       origin: url.origin,
       method: 'POST',
       path: `${url.pathname}${url.search}`,
@@ -254,11 +254,13 @@ async function sendPinned(
     });
     // The status is all a delivery needs: the attempt ends here, whatever the body does. A body
     // that arrived whole with the headers leaves its connection to the next delivery (undici had
-    // finished the response); any other closes the connection now, so that a receiver that
-    // answers and then never ends its body holds neither this attempt nor a half-read connection.
+    // finished the response; unless the status was none, `endConnectionWithoutHttpStatus`); any
+    // other closes the connection now, so that a receiver that answers and then never ends its
+    // body holds neither this attempt nor a half-read connection.
     response.body.on('error', () => undefined).destroy();
     return { status: response.statusCode };
   } catch (error) {
+    if (error instanceof NoHttpStatus) return { status: error.status };
     if (deadline.aborted)
       return {
         failure: 'request_timeout',
@@ -277,6 +279,40 @@ async function sendPinned(
   } finally {
     if (!request.pools) await dispatcher.destroy().catch(() => undefined);
   }
+}
+
+/** A response whose status is no HTTP status (`classifyStatus`); its connection was ended. */
+class NoHttpStatus extends Error {
+  override name = 'NoHttpStatus';
+  readonly status: number;
+  constructor(status: number) {
+    super(`status ${status}, which is no HTTP status`);
+    this.status = status;
+  }
+}
+
+/**
+ * Ends the connection of a response whose status is outside 100–599 as soon as its head arrives:
+ * a receiver that does not answer in HTTP gets no second request on that connection, as undici
+ * closes it after garbage. Ending the body would be too late for one that arrived whole with the
+ * head: undici has handed the connection back to the pool by then. The request fails with
+ * `NoHttpStatus`; a status below 100, which undici reads as an interim (1xx) one, would otherwise
+ * fail it on an assertion inside undici (`the request failed (ERR_ASSERTION)`).
+ */
+function endConnectionWithoutHttpStatus(dispatch: Dispatcher.Dispatch): Dispatcher.Dispatch {
+  return (options, handler) =>
+    dispatch(options, {
+      onRequestStart: (controller, context: unknown) => handler.onRequestStart?.(controller, context),
+      onRequestUpgrade: (controller, statusCode, headers, socket) =>
+        handler.onRequestUpgrade?.(controller, statusCode, headers, socket),
+      onResponseStart: (controller, statusCode, headers, statusMessage) => {
+        if (statusCode < 100 || statusCode > 599) return controller.abort(new NoHttpStatus(statusCode));
+        handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
+      },
+      onResponseData: (controller, chunk) => handler.onResponseData?.(controller, chunk),
+      onResponseEnd: (controller, trailers) => handler.onResponseEnd?.(controller, trailers),
+      onResponseError: (controller, error) => handler.onResponseError?.(controller, error),
+    });
 }
 
 /**

@@ -8,3 +8,14 @@ export function parseWholeNumber(text: string): number | undefined {
   const trimmed = text.trim();
   return /^-?\d+$/.test(trimmed) ? Number(trimmed) : undefined;
 }
+
+/**
+ * A number written in decimal, with or without a fraction (`5`, `5.0`, `-2.5`, `007`), spaces
+ * around it ignored; anything else (`0x10`, `1e1`, `0b1`, `+5`, `.5`, `5.`, `Infinity`, ``) is
+ * undefined, where `Number()` would read `0x10` as 16 and `1e1` as 10: a value the operator did not
+ * write.
+ */
+export function parseDecimalNumber(text: string): number | undefined {
+  const trimmed = text.trim();
+  return /^-?\d+(?:\.\d+)?$/.test(trimmed) ? Number(trimmed) : undefined;
+}

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import Sqlite from 'better-sqlite3';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -11,6 +12,7 @@ import pg from 'pg';
 import { connectDatabase, QUERY_TIMEOUT_MS } from '../../src/db/connect.ts';
 import { pgDumpCommand } from '../../src/db/backup.ts';
 import { DatabaseUnavailableError, isDatabaseUnavailable, lockWaitFailure } from '../../src/db/errors.ts';
+import { loopbackCertificate } from '../helpers/certificate.ts';
 import { AA_OIDC_BIN, runToEnd, startChild } from '../helpers/child-process.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
@@ -31,6 +33,37 @@ async function silentServer(): Promise<{ port: number; close(): Promise<void> }>
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.resume();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.destroy();
+      }),
+  };
+}
+
+/**
+ * A loopback "PostgreSQL" that accepts TLS (it answers a client's SSLRequest with `S`) and presents
+ * the certificate `certFile`, then says nothing: enough for a client to judge the certificate.
+ */
+async function tlsOnlyServer(
+  certFile: string,
+  keyFile: string,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const [cert, key] = [readFileSync(certFile), readFileSync(keyFile)];
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => undefined);
+    // The SSLRequest: 8 bytes (its length, then the code 80877103).
+    socket.once('data', () => {
+      socket.write('S');
+      new tls.TLSSocket(socket, { isServer: true, cert, key }).on('error', () => undefined);
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -153,6 +186,43 @@ describe('a database that cannot be used stops a command with a message saying w
         `cannot read ${missing} (sslrootcert): no such file; name a PEM file holding the certificate of the ` +
         "authority that issued the server's certificate (a relative path starts from the working directory)",
     );
+  });
+
+  it('says which sslmode checks a refused certificate as the driver reads the URL, with and without uselibpqcompat=true', async () => {
+    const served = loopbackCertificate(folder, 'served-');
+    // An authority that did not issue the served certificate.
+    const other = loopbackCertificate(folder, 'other-');
+    const server = await tlsOnlyServer(served.certFile, served.keyFile);
+    try {
+      const untrusted = (url: string) =>
+        connectFailure(`postgres://aa_oidc@127.0.0.1:${server.port}/aa_oidc?${url}`);
+      const start =
+        `cannot connect to PostgreSQL at 127.0.0.1:${server.port} (database aa_oidc) (AA_OIDC_DATABASE_URL): ` +
+        "the server's TLS certificate is not trusted (";
+      const where =
+        '); give the certificate of its authority in AA_OIDC_DATABASE_URL (sslmode=verify-full&sslrootcert=/path/to/ca.pem). ';
+      const libpq =
+        'With uselibpqcompat=true, node-postgres checks the authority that issued the certificate for ' +
+        'sslmode=verify-ca, and for sslmode=require with sslrootcert (verify-full checks the host name too)';
+      const cases: Array<[string, string]> = [
+        ['sslmode=require', 'node-postgres checks the certificate for sslmode=require as for verify-full'],
+        ['uselibpqcompat=true&sslmode=verify-full', libpq],
+        [`uselibpqcompat=true&sslmode=require&sslrootcert=${other.certFile}`, libpq],
+        [`uselibpqcompat=true&sslmode=verify-ca&sslrootcert=${other.certFile}`, libpq],
+        // The driver acts on the last value.
+        [
+          'uselibpqcompat=true&uselibpqcompat=false&sslmode=verify-full',
+          'node-postgres checks the certificate for sslmode=require as for verify-full',
+        ],
+      ];
+      for (const [parameters, note] of cases) {
+        const message = await untrusted(parameters);
+        assert.ok(message.startsWith(start), `${parameters}: ${message}`);
+        assert.ok(message.endsWith(`${where}${note}`), `${parameters}: ${message}`);
+      }
+    } finally {
+      await server.close();
+    }
   });
 
   it('names the SQLite file that is not a database', async () => {

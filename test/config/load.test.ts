@@ -265,6 +265,11 @@ describe('configuration', () => {
       /^AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: expected an integer between 0 and 1000000 \(0: no limit\) \(got "-1"\)$/,
     ],
     [
+      'a whole number written otherwise than in decimal digits',
+      { AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: '1e4' },
+      /^AA_OIDC_LOGOUT_REQUEST_TIMEOUT_MS: expected an integer between 10 and 120000 \(got "1e4"\)$/,
+    ],
+    [
       'a connection cap that is no number',
       { AA_OIDC_HTTP_MAX_CONNECTIONS: 'lots' },
       /^AA_OIDC_HTTP_MAX_CONNECTIONS: expected an integer between 0 and 1000000 \(0: no limit\) \(got "lots"\)$/,
@@ -297,7 +302,22 @@ describe('configuration', () => {
     [
       'retry delays that are not whole numbers of seconds',
       { AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '5,soon,0' },
-      /^AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: "soon" is not a delay: expected a whole number of seconds from 1 to 86400; AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: 0 is not a delay: expected a whole number of seconds from 1 to 86400$/,
+      /^AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: "soon" is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits; AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: 0 is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits$/,
+    ],
+    [
+      // Number() would read them as 16, 10, 1 and 8: delays nobody wrote.
+      'retry delays written otherwise than in decimal digits',
+      { AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: '0x10,1e1,0b1, 0o10 ,+5' },
+      new RegExp(
+        '^' +
+          ['"0x10"', '"1e1"', '"0b1"', '"0o10"', '"\\+5"']
+            .map(
+              (delay) =>
+                `AA_OIDC_LOGOUT_RETRY_BACKOFF_SECONDS: ${delay} is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits`,
+            )
+            .join('; ') +
+          '$',
+      ),
     ],
     [
       'an empty list of retry delays',
@@ -812,7 +832,7 @@ describe('configuration', () => {
       ],
       [
         { logout: { retryBackoffSeconds: [5, 'ten'] } },
-        /key "logout\.retryBackoffSeconds\.1": "ten" is not a delay: expected a whole number of seconds from 1 to 86400$/,
+        /key "logout\.retryBackoffSeconds\.1": "ten" is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits$/,
       ],
     ] as const) {
       writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify(value));

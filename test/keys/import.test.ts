@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, createLocalJWKSet, importPKCS8, jwtVerify, SignJWT } from 'jose';
@@ -165,6 +165,35 @@ describe('aa-oidc keys import --pem FILE', () => {
     }
     const missing = await run('keys', 'import', '--pem', path.join(dir, 'absent.pem'));
     assert.match(missing.stderr, /--pem .*absent\.pem: cannot read it \(ENOENT\)/);
+  });
+
+  it('reads a relative --pem in the working folder of the command, as backup --to writes one', async () => {
+    const folder = path.join(server.database.dataDir, 'plugin-keys');
+    mkdirSync(folder);
+    writeFileSync(path.join(folder, 'plugin.pem'), pluginKey().pkcs1);
+    const env = testEnv(server.database);
+    // The command's folder is not the test process's: a name read from the latter is not found.
+    assert.notEqual(process.cwd(), folder);
+    const dry = await cli(['keys', 'import', '--pem', 'plugin.pem', '--dry-run'], env, { cwd: folder });
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /^dry run, nothing changed; would import: \S+ as active$/m);
+
+    // One that is not there is named with the file it stands for.
+    const missing = await cli(['keys', 'import', '--pem', 'absent.pem', '--dry-run'], env, { cwd: folder });
+    assert.equal(missing.code, 1);
+    assert.equal(
+      missing.stderr,
+      `aa-oidc: --pem absent.pem (${path.join(folder, 'absent.pem')}): cannot read it (ENOENT)\n`,
+    );
+    // An empty or blank name (a script's unset variable) is no file, nor the working folder.
+    for (const name of ['', '  ']) {
+      const blank = await cli(['keys', 'import', '--pem', name, '--dry-run'], env, { cwd: folder });
+      assert.equal(blank.code, 1, name);
+      assert.equal(
+        blank.stderr,
+        `aa-oidc: --pem needs the name of the PEM file to import (got ${JSON.stringify(name)})\n`,
+      );
+    }
   });
 
   it('publishes the key as the next key with --as next, once the next key is retired', async () => {

@@ -528,6 +528,13 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
       detail: 'the receiver answered with status 742, which is no HTTP status (100–599)',
     },
     {
+      // Not an interim answer (1xx) to wait past for the final one.
+      what: 'a status below 100 (099) on a connection it keeps open',
+      reply: (socket) => socket.write('HTTP/1.1 099 Odd\r\ncontent-length: 0\r\n\r\n'),
+      failure: 'bad_response',
+      detail: 'the receiver answered with status 99, which is no HTTP status (100–599)',
+    },
+    {
       what: 'a close without an answer',
       reply: (socket) => socket.end(),
       failure: 'connection_failed',
@@ -576,6 +583,49 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
       });
     }
   }
+
+  it("through a worker's pools: closes a connection whose answer had no HTTP status, even one that arrived whole", async () => {
+    // Each connection's requests, in the order they arrived; 742 first, whole and with the
+    // connection kept open, then proper answers.
+    const requests = new Map<net.Socket, number>();
+    let closedFirst = false;
+    const receiver = await rawReceiver((socket) => {
+      if (requests.size === 0) socket.once('close', () => (closedFirst = true));
+      requests.set(socket, (requests.get(socket) ?? 0) + 1);
+      const first = [...requests.values()].reduce((sum, count) => sum + count, 0) === 1;
+      socket.write(`HTTP/1.1 ${first ? '742 Odd' : '200 OK'}\r\ncontent-length: 0\r\n\r\n`);
+    });
+    const guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
+    const pools = createDeliveryPools({
+      connector: guarded.connector,
+      connectTimeoutMs: 1000,
+      requestTimeoutMs: 5000,
+    });
+    const deliver = () =>
+      deliverLogoutToken({
+        url: `http://${PUBLIC_V4}/bcl`,
+        logoutToken: TOKEN,
+        gate: development(),
+        pools,
+        requestTimeoutMs: 5000,
+      });
+    try {
+      const refused = expectOutcome(await deliver(), 'network_error');
+      assert.equal(refused.failure, 'bad_response');
+      await new Promise((resolve) => setImmediate(resolve));
+      expectOutcome(await deliver(), 'success');
+      assert.deepEqual(
+        [...requests.values()],
+        [1, 1],
+        'the connection that answered 742 carried the next delivery',
+      );
+      await eventually(() => closedFirst, 'the connection that answered 742 is closed', 5000);
+      refusals.push(...guarded.refused);
+    } finally {
+      await pools.close();
+      await receiver.close();
+    }
+  });
 });
 
 describe('deliverLogoutToken connects only to the address the gate just checked', () => {

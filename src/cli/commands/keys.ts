@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import path from 'node:path';
 import { type Command, Option } from 'commander';
 import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
@@ -58,13 +59,23 @@ const PEM_FILE_LIMIT = 64 * 1024;
 
 /**
  * The text of `--pem FILE`, read at most `PEM_FILE_LIMIT` + 1 bytes: a larger file (or /dev/zero,
- * a pipe that never ends) is refused before it fills the memory.
+ * a pipe that never ends) is refused before it fills the memory. A relative name is in the
+ * command's working folder `cwd`, as `backup --to`'s and the configuration's relative paths are.
  */
-async function readPem(file: string): Promise<string> {
+async function readPem(file: string, cwd: string): Promise<string> {
+  // path.resolve would make "" the working folder, and a name of spaces is a slip, not a file.
+  if (file.trim() === '')
+    throw new KeyError(
+      'invalid_key',
+      `--pem needs the name of the PEM file to import (got ${JSON.stringify(file)})`,
+    );
+  const resolved = path.resolve(cwd, file);
+  // A relative name is told with the file it stands for: where the command looked.
+  const named = resolved === file ? file : `${file} (${resolved})`;
   const buffer = Buffer.alloc(PEM_FILE_LIMIT + 1);
   let length = 0;
   try {
-    const handle = await open(file, 'r');
+    const handle = await open(resolved, 'r');
     try {
       for (;;) {
         const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
@@ -78,13 +89,13 @@ async function readPem(file: string): Promise<string> {
   } catch (error) {
     throw new KeyError(
       'invalid_key',
-      `--pem ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      `--pem ${named}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
     );
   }
   if (length > PEM_FILE_LIMIT)
     throw new KeyError(
       'invalid_key',
-      `--pem ${file}: larger than ${PEM_FILE_LIMIT / 1024} KiB; a PEM private key is a few kilobytes`,
+      `--pem ${named}: larger than ${PEM_FILE_LIMIT / 1024} KiB; a PEM private key is a few kilobytes`,
     );
   return buffer.toString('utf8', 0, length);
 }
@@ -202,7 +213,7 @@ export function registerKeys(program: Command, io: CliIo): void {
     )
     .option('--dry-run', 'show what would change, change nothing')
     .action(async (options: { pem: string; as: 'active' | 'next' | 'retired'; dryRun?: boolean }) => {
-      const pem = await readPem(options.pem);
+      const pem = await readPem(options.pem, io.cwd);
       const { result, cacheSeconds } = await withKeyService(io, async (service) => ({
         result: await service.importKey(pem, {
           as: options.as,
