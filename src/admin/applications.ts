@@ -20,6 +20,9 @@ import { lifecycleRoutes, showRoute } from './application-lifecycle.ts';
 /** The applications one test back-channel logout reaches: each is one delivery, made in turn while the page waits. */
 const TEST_LOGOUT_MAX = 100;
 
+/** The longest search text (`?q=`), in UTF-16 units as the field's `maxlength` counts. */
+const SEARCH_MAX = 100;
+
 export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const load = applicationLoader(deps);
   // In this order: /admin/apps/new before /admin/apps/:clientId.
@@ -30,7 +33,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const query = request.ctx.query;
-        const { value: search, error: searchError } = queryFilter(query, 'q', 100);
+        const { value: search, error: searchError } = queryFilter(query, 'q', SEARCH_MAX);
         const { value: active, error: activeError } = queryChoice(
           query,
           'active',
@@ -83,7 +86,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
             <p><a class="button" href="/admin/apps/new">New application</a></p>
             <form method="get" action="/admin/apps" class="filters" role="search">
               <div>
-                ${textField('Search', 'q', search, { type: 'search', hint: 'Name or client_id', ...fieldError('q', searchError, focused) })}
+                ${textField('Search', 'q', search, { type: 'search', hint: 'Name or client_id', maxlength: SEARCH_MAX, ...fieldError('q', searchError, focused) })}
               </div>
               <div>
                 ${select(

@@ -1,11 +1,12 @@
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
+import { csrfField, formAlert, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import type { ChangeOptions } from '../directory/builtin/types.ts';
 import { NAME_FIELD_MAXLENGTH, quote } from '../directory/builtin/validation.ts';
 import { DirectoryError, invalid } from '../directory/errors.ts';
 import { html, type Html } from '../http/pages/layout.ts';
+import { shownName } from '../util/visible-text.ts';
 import {
   BASE,
   catalogNotFound,
@@ -24,6 +25,7 @@ import {
   refusalStatus,
   writableDirectory,
 } from './directory-parts.ts';
+import { carriedQuery } from './filter-parts.ts';
 
 /**
  * The changes to a state or a group: rename, a state's priority, the OIDC access it grants, delete.
@@ -35,6 +37,10 @@ import {
 interface CatalogAction {
   slug: 'rename' | 'priority' | 'access' | 'delete';
   entities: readonly Entity[];
+  /**
+   * The page's title and heading; a value `input` carries is shown bounded (`shownName`), and one it
+   * lacks (given twice in the query, refused) is not named.
+   */
   title(entity: Entity, name: string, input: URLSearchParams): string;
   button: string;
   /** The fields carried from the query into the confirmation form. */
@@ -62,7 +68,10 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     {
       slug: 'rename',
       entities: ['state', 'group'],
-      title: (entity, name, input) => `Rename ${entity} ${name} to ${input.get('to') ?? ''}?`,
+      title: (entity, name, input) => {
+        const to = input.get('to');
+        return to === null ? `Rename ${entity} ${name}?` : `Rename ${entity} ${name} to ${shownName(to)}?`;
+      },
       button: 'Rename',
       carry: ['to'],
       field: { label: 'New name', name: 'to' },
@@ -92,7 +101,12 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     {
       slug: 'priority',
       entities: ['state'],
-      title: (_entity, name, input) => `Give state ${name} priority ${input.get('priority') ?? ''}?`,
+      title: (_entity, name, input) => {
+        const priority = input.get('priority');
+        return priority === null
+          ? `Change the priority of state ${name}?`
+          : `Give state ${name} priority ${shownName(priority)}?`;
+      },
       button: 'Change the priority',
       carry: ['priority'],
       field: { label: 'Priority', name: 'priority', numeric: true },
@@ -146,13 +160,24 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
     action: CatalogAction,
     name: string,
     input: URLSearchParams,
-    problem?: { message: string; status: number },
+    problem?: { message: string; status: number; unpreviewable?: true },
   ) => {
     if (readOnly(deps))
       return readOnlyRefusal(request, deps, BASE[entity], {
         href: entryPath(entity, name),
         text: `Back to ${entity} ${name}`,
       });
+    // A query that says no one change (a value given twice): nothing to preview, nor to confirm.
+    if (problem?.unpreviewable)
+      return renderAdmin(
+        request,
+        BASE[entity],
+        action.title(entity, name, input),
+        html`<h1>${action.title(entity, name, input)}</h1>
+          ${formAlert(`Not possible: ${problem.message}`)}
+          <p><a href="${entryPath(entity, name)}">Back</a></p>`,
+        { status: problem.status },
+      );
     const apps = await applicationsById(deps);
     let preview: Html;
     let possible = true;
@@ -241,9 +266,15 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
         async handle(request) {
           const name = request.params.name ?? '';
           if (!(await findEntry(name))) return catalogNotFound(request, entity);
-          const input = new URLSearchParams();
-          for (const field of action.carry) input.set(field, queryText(request.ctx.query, field, 200));
-          await actionPage(request, entity, action, name, input);
+          const { input, error } = carriedQuery(request.ctx.query, action.carry);
+          await actionPage(
+            request,
+            entity,
+            action,
+            name,
+            input,
+            error === undefined ? undefined : { message: error, status: 400, unpreviewable: true },
+          );
         },
       },
       {

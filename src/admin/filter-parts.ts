@@ -1,4 +1,5 @@
 import { queryText } from '../console/ui.ts';
+import { quote } from '../directory/builtin/validation.ts';
 
 /**
  * What the filters of the admin listings share (logs, applications, users): a filter that is no value
@@ -37,16 +38,59 @@ export function queryChoice<T extends string>(
 }
 
 /**
- * A text filter of the query (`?q=`, `?state=`): its trimmed text up to `max` characters, '' for none;
- * one given twice is the error to show at its field (and the text is then ''), never listed as if absent.
+ * The refusal of a text filter longer than its field takes (`?q=` of 151 characters): refused, never
+ * cut to its first `max` characters, which would list what the operator did not search for.
+ */
+export function tooLong(parameter: string, max: number): string {
+  return `${parameter}= is longer than ${max} characters: give at most ${max}.`;
+}
+
+/**
+ * A text filter of the query (`?q=`, `?state=`): its trimmed text (as given with `asGiven`: a name,
+ * which a space at an end stored before such were refused, or Alliance Auth's, belongs to), '' for
+ * none. One given twice, or longer than `max` UTF-16 units (as a field's `maxlength` counts), is the
+ * error to show at its field, never listed as if absent or cut short; a text too long is kept, to be
+ * shortened there.
  */
 export function queryFilter(
   query: Record<string, string | string[] | undefined>,
   parameter: string,
   max: number,
+  options: { asGiven?: true } = {},
 ): { value: string; error?: string } {
-  if (Array.isArray(query[parameter])) return { value: '', error: givenTwice(parameter) };
-  return { value: queryText(query, parameter, max) };
+  const given = query[parameter];
+  if (Array.isArray(given)) return { value: '', error: givenTwice(parameter) };
+  const text = typeof given === 'string' ? given : '';
+  const value = options.asGiven ? text : text.trim();
+  return value.length > max ? { value, error: tooLong(parameter, max) } : { value };
+}
+
+/**
+ * The refusal of a state or group filter that names none of the directory's (an old bookmark, a
+ * state renamed since): said at its field rather than listing nobody under "Any".
+ */
+export function unknownName(noun: 'state' | 'group', given: string): string {
+  return `No ${noun} is named ${quote(given)}: ${noun}= takes the name of one of the ${noun}s listed, or nothing for any.`;
+}
+
+/**
+ * The values an action's preview carries from its query (`?state=`, `?group=`, `?to=`), as given, as
+ * the confirmation's form posts them (the action trims what it trims, a new name, a priority), never
+ * cut (the directory refuses a name too long, naming it; a cut one could be another name); or the
+ * refusal of one given twice (`?group=a&group=b`), which names it: neither is previewed, nor '' in
+ * their stead (the input is then empty). A value absent is ''.
+ */
+export function carriedQuery(
+  query: Record<string, string | string[] | undefined>,
+  names: readonly string[],
+): { input: URLSearchParams; error?: string } {
+  const input = new URLSearchParams();
+  for (const name of names) {
+    const given = query[name];
+    if (Array.isArray(given)) return { input: new URLSearchParams(), error: givenTwice(name) };
+    input.set(name, typeof given === 'string' ? given : '');
+  }
+  return { input };
 }
 
 /** A filter field's error, and the focus when it is the field at fault. */

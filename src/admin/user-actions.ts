@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { csrfField, formAlert, queryText, textField } from '../console/ui.ts';
+import { csrfField, formAlert, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { ChangeOptions, UserChange } from '../directory/builtin/types.ts';
@@ -11,6 +11,7 @@ import { html, type Html } from '../http/pages/layout.ts';
 import { receivesLogout } from '../logout/fanout.ts';
 import { countByClient, InvalidRevocationNoteError, MAX_NOTE_LENGTH } from '../tokens/revocation.ts';
 import { selectUserSessions } from '../tokens/store.ts';
+import { shownName } from '../util/visible-text.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
   applicationsById,
@@ -22,6 +23,7 @@ import {
   userPath,
   writableDirectory,
 } from './directory-parts.ts';
+import { carriedQuery } from './filter-parts.ts';
 
 /**
  * The actions on one user, as the CLI's `user` and `tokens` commands do them. Each first shows what
@@ -37,8 +39,12 @@ interface UserAction {
   slug: string;
   /** Shown only when it applies to the user. */
   applies(profile: UserProfile): boolean;
-  title(profile: UserProfile, input: URLSearchParams): string;
   button: string;
+  /**
+   * The page's title and heading; a name `input` carries is shown bounded (`shownName`), and one it
+   * lacks (given twice in the query, refused) is not named.
+   */
+  title(profile: UserProfile, input: URLSearchParams): string;
   /** Fields of the confirmation form (beyond the values carried over from the query). */
   fields?(profile: UserProfile, input: URLSearchParams, error?: string): Html;
   /** The names carried from the GET query into the confirmation form. */
@@ -97,10 +103,11 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       slug: 'state',
       applies: () => true,
       title: (profile, input) => {
-        const state = input.get('state') ?? '';
+        const state = input.get('state');
+        if (state === null) return `Change ${profile.username}’s state?`;
         return state === ''
           ? `Remove ${profile.username}’s state?`
-          : `Move ${profile.username} to state ${state}?`;
+          : `Move ${profile.username} to state ${shownName(state)}?`;
       },
       button: 'Change the state',
       carry: ['state'],
@@ -115,7 +122,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     {
       slug: 'add-group',
       applies: () => true,
-      title: (profile, input) => `Add ${profile.username} to group ${input.get('group') ?? ''}?`,
+      title: (profile, input) => `Add ${profile.username} to ${groupNamed(input)}?`,
       button: 'Add to the group',
       carry: ['group'],
       run: directoryChange((profile, input, options) =>
@@ -125,7 +132,7 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     {
       slug: 'remove-group',
       applies: (profile) => profile.groups.length > 0,
-      title: (profile, input) => `Remove ${profile.username} from group ${input.get('group') ?? ''}?`,
+      title: (profile, input) => `Remove ${profile.username} from ${groupNamed(input)}?`,
       button: 'Remove from the group',
       carry: ['group'],
       run: directoryChange((profile, input, options) =>
@@ -268,13 +275,24 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
     action: UserAction,
     profile: UserProfile,
     input: URLSearchParams,
-    problem?: { message: string; field?: string; status: number },
+    problem?: { message: string; field?: string; status: number; unpreviewable?: true },
   ) => {
     if (readOnly(deps) && !action.outsideDirectory)
       return readOnlyRefusal(request, deps, '/admin/users', {
         href: userPath(profile.id),
         text: `Back to ${profile.username}`,
       });
+    // A query that says no one change (a value given twice): nothing to preview, nor to confirm.
+    if (problem?.unpreviewable)
+      return renderAdmin(
+        request,
+        '/admin/users',
+        action.title(profile, input),
+        html`<h1>${action.title(profile, input)}</h1>
+          ${formAlert(`Not possible: ${problem.message}`)}
+          <p><a href="${userPath(profile.id)}">Back to ${profile.username}</a></p>`,
+        { status: problem.status },
+      );
     const apps = await applicationsById(deps);
     let preview: Html;
     // A change refused by its dry run is offered no confirmation, unless it has a field to correct.
@@ -359,10 +377,15 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
       async handle(request) {
         const profile = await loadProfile(deps, request);
         if (!profile) return userNotFound(request);
-        const input = new URLSearchParams();
-        for (const name of action.carry) input.set(name, queryText(request.ctx.query, name, 300));
+        const { input, error } = carriedQuery(request.ctx.query, action.carry);
         if (refusedOnOwnAccount(request, action, profile)) return;
-        await actionPage(request, action, profile, input);
+        await actionPage(
+          request,
+          action,
+          profile,
+          input,
+          error === undefined ? undefined : { message: error, status: 400, unpreviewable: true },
+        );
       },
     },
     {
@@ -407,6 +430,12 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
   ]);
 
   return actionRoutes;
+}
+
+/** `group NAME` for the group `input` carries (bounded: `shownName`), or `a group` when it carries none. */
+function groupNamed(input: URLSearchParams): string {
+  const group = input.get('group');
+  return group === null ? 'a group' : `group ${shownName(group)}`;
 }
 
 /** An error as the page says it: the revocation's note is "The reason" here, not the CLI's `--reason`. */

@@ -1,9 +1,10 @@
 import type { ConsoleRoute } from '../console/http.ts';
 import { doneMessage, queryPage, select, textField } from '../console/ui.ts';
+import { NAME_FIELD_MAXLENGTH } from '../directory/builtin/validation.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
-import { fieldError, queryChoice, queryFilter } from './filter-parts.ts';
+import { fieldError, queryChoice, queryFilter, unknownName } from './filter-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
 import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
@@ -23,6 +24,11 @@ const PAGE = 50;
  */
 const NO_STATE = '.';
 
+/** The longest search text (`?q=`), in UTF-16 units as the field's `maxlength` counts: a username's length. */
+const SEARCH_MAX = 150;
+/** The longest state or group filter: a name's 150 characters (as the form's fields take them). */
+const NAME_FILTER_MAX = NAME_FIELD_MAXLENGTH;
+
 export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
   return [
     {
@@ -31,11 +37,39 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const raw = request.ctx.query;
-        const { value: q, error: qError } = queryFilter(raw, 'q', 150);
-        const { value: state, error: stateError } = queryFilter(raw, 'state', 150);
-        const { value: group, error: groupError } = queryFilter(raw, 'group', 150);
+        const { value: q, error: qError } = queryFilter(raw, 'q', SEARCH_MAX);
+        const { value: givenState, error: stateFilterError } = queryFilter(raw, 'state', NAME_FILTER_MAX, {
+          asGiven: true,
+        });
+        const { value: givenGroup, error: groupFilterError } = queryFilter(raw, 'group', NAME_FILTER_MAX, {
+          asGiven: true,
+        });
         // Refused at its field, listing nobody: a mistyped filter must not list everyone as if it were "Any".
         const { value: active, error: activeError } = queryChoice(raw, 'active', ['yes', 'no'], 'status');
+        const [states, groups] = await Promise.all([
+          deps.directory.listStates(),
+          deps.directory.listGroups(),
+        ]);
+        // A name the directory has none of (an old bookmark, a state renamed since) is said at its field,
+        // not listed as nobody under "Any"; one it matches is shown as the directory spells it.
+        const named = (
+          noun: 'state' | 'group',
+          given: string,
+          listed: readonly { name: string }[],
+        ): { value: string; error?: string } => {
+          if (given === '' || (noun === 'state' && given === NO_STATE)) return { value: given };
+          const name = deps.directory.nameAmong(
+            listed.map((item) => item.name),
+            given,
+          );
+          return name === undefined ? { value: given, error: unknownName(noun, given) } : { value: name };
+        };
+        const { value: state, error: stateError } = stateFilterError
+          ? { value: givenState, error: stateFilterError }
+          : named('state', givenState, states);
+        const { value: group, error: groupError } = groupFilterError
+          ? { value: givenGroup, error: groupFilterError }
+          : named('group', givenGroup, groups);
         // The first filter at fault, in the form's order, takes the focus.
         const focused = (
           [
@@ -46,20 +80,17 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
           ] as const
         ).find(([, error]) => error !== undefined)?.[0];
         const pageNumber = queryPage(raw, 10_000);
-        const [states, groups, users] = await Promise.all([
-          deps.directory.listStates(),
-          deps.directory.listGroups(),
+        const users =
           focused !== undefined
             ? []
-            : deps.directory.listProfiles({
+            : await deps.directory.listProfiles({
                 ...(q === '' ? {} : { search: q }),
                 ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
                 ...(group === '' ? {} : { group }),
                 ...(active === '' ? {} : { active: active === 'yes' }),
                 limit: PAGE + 1,
                 offset: (pageNumber - 1) * PAGE,
-              }),
-        ]);
+              });
         const shown = users.slice(0, PAGE);
         const query = { q, state, group, active };
         const pageLink = (page: number) =>
@@ -72,7 +103,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
             ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
             <form method="get" action="/admin/users" class="filters" role="search">
               <div>
-                ${textField('Username or email', 'q', q, { type: 'search', ...fieldError('q', qError, focused) })}
+                ${textField('Username or email', 'q', q, { type: 'search', maxlength: SEARCH_MAX, ...fieldError('q', qError, focused) })}
               </div>
               <div>
                 ${select(

@@ -126,6 +126,13 @@ export function allianceAuthDirectory(aa: AaDb, options: AllianceAuthDirectoryOp
     async listGroups() {
       return (await selectGroups(aa)).map((group) => ({ name: group.name, oidcAccess: group.grantsAccess }));
     },
+    // As `stateId` and `groupId` find a filter's name: exactly, else the one equal regardless of case.
+    nameAmong(names, given) {
+      return findByName(
+        names.map((name) => ({ name })),
+        given,
+      )?.name;
+    },
     usersCoveredBy(whitelist) {
       return selectUserIdsCoveredBy(aa, whitelist.states, whitelist.groups);
     },

@@ -114,6 +114,12 @@ export interface Directory {
   /** Every group, sorted by name. */
   listGroups(): Promise<DirectoryGroup[]>;
   /**
+   * The one of `names` (states' or groups', as `listStates` and `listGroups` give them) that a
+   * `ProfileFilter` naming `given` selects, matched as this directory matches it; undefined for
+   * none: a page that already holds the list tells an unknown name from one whose users it lists.
+   */
+  nameAmong(names: readonly string[], given: string): string | undefined;
+  /**
    * The ids of the users an application's whitelist covers: their state is one of `states`, or they
    * belong to one of `groups` (names matched exactly, as the policy matches them). Says nothing about the global
    * gate; an empty whitelist covers nobody here (an open application is the policy's business).

@@ -92,7 +92,9 @@ export function startMetricsListener(
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' }).end();
+      res
+        .writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8' })
+        .end('method not allowed: /metrics takes GET and HEAD only\n');
       return;
     }
     renderMetrics(metrics).then(

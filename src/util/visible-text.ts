@@ -29,3 +29,22 @@ export function visibleText(text: string): string {
 function unicodeEscape(char: string): string {
   return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
+
+/** How many characters of a given name `shownName` shows, as the directory's messages quote one. */
+const SHOWN_NAME_MAX = 80;
+
+/**
+ * A name given in a query or a form (up to 64 KiB), as a page's heading shows it: `visibleText`, cut
+ * after its first 80 characters with `…`, as the directory's messages show one (`quote`), so that the
+ * heading neither fills the page nor says more of the name than its refusal does.
+ */
+export function shownName(name: string): string {
+  let end = 0;
+  let count = 0;
+  for (const char of name) {
+    if (count === SHOWN_NAME_MAX) return `${visibleText(name.slice(0, end))}…`;
+    end += char.length;
+    count += 1;
+  }
+  return visibleText(name);
+}

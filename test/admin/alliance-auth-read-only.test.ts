@@ -91,6 +91,32 @@ await describeOnEachAllianceAuth(
       for (const item of expected.groups) assert.ok(groups.includes(item.name), item.name);
     });
 
+    it('filters users by a state or group as Alliance Auth names it, regardless of case, and says at the field that an unknown one names none', async () => {
+      const aliceState = alice.state.name;
+      const folded = await consoleGet(
+        admin,
+        `${server.origin}/admin/users?state=${encodeURIComponent(aliceState.toUpperCase())}&group=${encodeURIComponent(group.toLowerCase())}`,
+      );
+      assert.equal(folded.status, 200, pageText(folded.body).slice(0, 600));
+      assert.ok(folded.body.includes(`href="/admin/users/${alice.id}"`), 'alice is listed');
+      assert.match(folded.body, new RegExp(`<option value="${aliceState}"\\s+selected\\s*>`));
+      for (const [query, field] of [
+        ['state=No%20such%20state', 'state'],
+        ['group=No%20such%20group', 'group'],
+      ] as const) {
+        const page = await consoleGet(admin, `${server.origin}/admin/users?${query}`);
+        assert.equal(page.status, 400, query);
+        assert.match(
+          page.body,
+          new RegExp(
+            `<p class="field-error" id="${field}-error">No ${field} is named &quot;No such ${field}&quot;`,
+          ),
+          query,
+        );
+        assert.equal(/<a href="\/admin\/users\/\d+">/.test(page.body), false, `${query}: nobody listed`);
+      }
+    });
+
     it('finds nobody, never a server error, for a NUL byte in a username or search, or an id past 32 bits', async () => {
       const pages: Array<[string, number, RegExp]> = [
         ['/admin/users?q=a%00b', 200, /No user matches/],

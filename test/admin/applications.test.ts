@@ -272,6 +272,26 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses a search longer than 100 characters at its field (400 naming the limit), listing nothing, never cutting it', async () => {
+    // The client_id and then letters: cut at 100, it would find the application.
+    const long = await consoleGet(
+      admin,
+      url(`/admin/apps?q=${clientId}${'z'.repeat(101 - clientId.length)}`),
+    );
+    assert.equal(long.status, 400);
+    assert.ok(
+      long.body.includes(
+        '<p class="field-error" id="q-error">q= is longer than 100 characters: give at most 100.</p>',
+      ),
+      problems(long.body),
+    );
+    assert.deepEqual(autofocusedIds(long.body), ['q']);
+    assert.equal(long.body.includes(`<code>${clientId}</code>`), false, 'nothing listed');
+    assert.match(long.body, /id="q"[^>]*maxlength="100"/, 'the field takes no more');
+    const limit = await consoleGet(admin, url(`/admin/apps?q=${'z'.repeat(100)}`));
+    assert.equal(limit.status, 200, problems(limit.body));
+  });
+
   it('lists by each filter only the applications that match it: search, status, token format, PKCE, back-channel logout', async () => {
     const alpha = await seedApp(server, {
       name: 'Filter Alpha',

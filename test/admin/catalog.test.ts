@@ -423,6 +423,59 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(created.status, 303);
   });
 
+  it('refuses a preview whose new name or priority is given more than once (400 naming it), offering nothing to confirm', async () => {
+    await server.app.directoryAdmin.createState('Twice', 777);
+    for (const [suffix, parameter, title] of [
+      ['/rename?to=Once&to=Again', 'to', 'Rename state Twice?'],
+      ['/rename?to=Once&to=', 'to', 'Rename state Twice?'],
+      ['/priority?priority=1&priority=2', 'priority', 'Change the priority of state Twice?'],
+      ['/access?oidc_access=yes&oidc_access=no', 'oidc_access', 'Change the OIDC access of state Twice?'],
+    ] as const) {
+      const preview = await consoleGet(admin, url(path('states', 'Twice', suffix)));
+      assert.equal(preview.status, 400, suffix);
+      assert.ok(pageText(preview.body).includes(title), `${suffix}: ${pageText(preview.body).slice(0, 400)}`);
+      assert.deepEqual(
+        focusedAlerts(preview.body),
+        [`Not possible: ${parameter}= is given more than once: give it once.`],
+        suffix,
+      );
+      assert.equal(/<form method="post" action="\/admin\/states\//.test(preview.body), false, suffix);
+    }
+    const state = (await server.app.directory.listStates()).find((item) => item.name === 'Twice');
+    assert.deepEqual(state, { name: 'Twice', priority: 777, oidcAccess: false }, 'nothing changed');
+  });
+
+  it('previews a rename to a name of 150 characters outside the BMP whole, and shows a long one cut after 80, as its refusal does', async () => {
+    await server.app.directoryAdmin.createGroup('Narrow');
+    const wide = '𠀁'.repeat(150);
+    const preview = await consoleGet(
+      admin,
+      url(path('groups', 'Narrow', `/rename?to=${encodeURIComponent(wide)}`)),
+    );
+    assert.equal(preview.status, 200, pageText(preview.body).slice(0, 400));
+    assert.ok(
+      preview.body.includes(`name="to" value="${wide}"`),
+      'the whole name is confirmed, not a cut one',
+    );
+    const heading = pageText(/<h1>([\s\S]*?)<\/h1>/.exec(preview.body)![1]!);
+    assert.equal(heading, `Rename group Narrow to ${'𠀁'.repeat(80)}…?`);
+    const long = `${'n'.repeat(200)}`;
+    const refused = await consolePost(admin, url(path('groups', 'Narrow', '/rename')), csrf, {
+      to: `${long}${'x'.repeat(60_000)}`,
+    });
+    assert.equal(refused.status, 400);
+    assert.equal(
+      pageText(/<h1>([\s\S]*?)<\/h1>/.exec(refused.body)![1]!),
+      `Rename group Narrow to ${'n'.repeat(80)}…?`,
+    );
+    assert.match(pageText(refused.body), new RegExp(`invalid group name "${'n'.repeat(80)}…"`));
+    assert.equal(
+      refused.body.split('x'.repeat(60_000)).length - 1,
+      1,
+      'the name typed is kept whole at its field to correct, and only there',
+    );
+  });
+
   it('answers 415 to a compressed form, as the sign-in pages do, creating nothing; the token is still good', async () => {
     const fields = new URLSearchParams({ csrf_token: csrf, name: 'Compressed' }).toString();
     const post = (headers: Record<string, string>, origin = server.origin) =>

@@ -11,6 +11,7 @@ import {
 } from '../helpers/console.ts';
 import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
+import { nameKey } from '../../src/util/name-key.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -134,6 +135,156 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
         `${path}: nobody listed as if the filter were absent`,
       );
     }
+  });
+
+  it('refuses a search longer than 150 characters at its field (400 naming the limit), listing nobody, never cutting it', async () => {
+    const listed = (body: string) => /<a href="\/admin\/users\/\d+">/.test(body);
+    const long = await consoleGet(admin, url(`/admin/users?q=${'m'.repeat(151)}`));
+    assert.equal(long.status, 400);
+    assert.ok(
+      long.body.includes(
+        '<p class="field-error" id="q-error">q= is longer than 150 characters: give at most 150.</p>',
+      ),
+      pageText(long.body).slice(0, 600),
+    );
+    assert.deepEqual(autofocusedIds(long.body), ['q']);
+    assert.equal(listed(long.body), false, 'nobody listed as if the search were cut');
+    assert.match(long.body, /id="q"[^>]*maxlength="150"/, 'the field takes no more');
+    // At the limit, a search is made (it finds nobody, but is no error).
+    const limit = await consoleGet(admin, url(`/admin/users?q=${'m'.repeat(150)}`));
+    assert.equal(limit.status, 200);
+    assert.doesNotMatch(limit.body, /class="field-error"/);
+  });
+
+  it('says at its field that no state or group has the name a filter gives (400), listing nobody', async () => {
+    for (const [path, field, message] of [
+      [
+        '/admin/users?state=Gone',
+        'state',
+        'No state is named "Gone": state= takes the name of one of the states listed, or nothing for any.',
+      ],
+      [
+        '/admin/users?group=Renamed&state=Member',
+        'group',
+        'No group is named "Renamed": group= takes the name of one of the groups listed, or nothing for any.',
+      ],
+      // Two filters at fault: the first in the form takes the focus.
+      ['/admin/users?group=Renamed&state=Gone', 'state', 'No state is named "Gone"'],
+    ] as const) {
+      const page = await consoleGet(admin, url(path));
+      assert.equal(page.status, 400, path);
+      const error = new RegExp(`<p class="field-error" id="${field}-error">([^<]+)</p>`).exec(page.body);
+      assert.ok(error, `${path}: ${pageText(page.body).slice(0, 600)}`);
+      assert.ok(pageText(error[1]!).startsWith(message), `${path}: ${error[1]}`);
+      assert.deepEqual(autofocusedIds(page.body), [field], path);
+      assert.equal(/<a href="\/admin\/users\/\d+">/.test(page.body), false, `${path}: nobody listed`);
+    }
+    // A name the directory matches (regardless of case, as it looks names up) lists its users, the
+    // drop-down showing the directory's spelling.
+    const folded = await consoleGet(
+      admin,
+      url(`/admin/users?q=${member.username}&state=mEMBER&group=directors`),
+    );
+    assert.equal(folded.status, 200, pageText(folded.body).slice(0, 600));
+    assert.ok(folded.body.includes(`href="/admin/users/${member.id}"`));
+    assert.match(folded.body, /<option value="Member"\s+selected\s*>Member<\/option>/);
+    assert.match(folded.body, /<option value="Directors"\s+selected\s*>Directors<\/option>/);
+  });
+
+  it('refuses a preview whose state or group is given more than once (400 naming it), offering nothing to confirm', async () => {
+    for (const [path, parameter, title] of [
+      ['/state?state=Member&state=-', 'state', `Change ${member.username}’s state?`],
+      ['/state?state=Member&state=', 'state', `Change ${member.username}’s state?`],
+      ['/add-group?group=a&group=b', 'group', `Add ${member.username} to a group?`],
+      ['/remove-group?group=Directors&group=Directors', 'group', `Remove ${member.username} from a group?`],
+    ] as const) {
+      const preview = await consoleGet(admin, url(`/admin/users/${member.id}${path}`));
+      assert.equal(preview.status, 400, path);
+      const text = pageText(preview.body);
+      assert.ok(text.includes(title), `${path}: ${text.slice(0, 400)}`);
+      assert.deepEqual(
+        focusedAlerts(preview.body),
+        [`Not possible: ${parameter}= is given more than once: give it once.`],
+        path,
+      );
+      assert.doesNotMatch(text, /invalid (?:state|group) name|Remove .*’s state|What happens/, path);
+      assert.equal(
+        /<form method="post" action="\/admin\/users\/\d+\//.test(preview.body),
+        false,
+        `${path}: nothing to confirm`,
+      );
+    }
+  });
+
+  it('shows a state or group name in a preview’s heading as its refusal does: cut after 80 characters, escaped', async () => {
+    const csrf = (await consoleGet(admin, url(`/admin/users/${member.id}`))).csrf!;
+    const long = `${'g'.repeat(79)}\u0007${'h'.repeat(60_000)}`;
+    const shown = `${'g'.repeat(79)}\\x07…`;
+    const headings = (body: string) =>
+      [...body.matchAll(/<(h1|title)>([\s\S]*?)<\/\1>/g)].map((match) => pageText(match[2]!));
+    const posted = await consolePost(admin, url(`/admin/users/${member.id}/add-group`), csrf, {
+      group: long,
+    });
+    assert.equal(posted.status, 400);
+    for (const heading of headings(posted.body))
+      assert.ok(heading.startsWith(`Add ${member.username} to group ${shown}?`), heading.slice(0, 200));
+    assert.ok(
+      posted.body.length < 20_000,
+      `the page does not repeat the name: ${posted.body.length} characters`,
+    );
+    assert.match(pageText(posted.body), /invalid group name "g{79}\\u0007…"/, 'the refusal cuts it alike');
+    const state = await consoleGet(
+      admin,
+      url(`/admin/users/${member.id}/state?state=${encodeURIComponent(`${'s'.repeat(100)}\u202e`)}`),
+    );
+    assert.ok(
+      headings(state.body).every((heading) =>
+        heading.startsWith(`Move ${member.username} to state ${'s'.repeat(80)}…?`),
+      ),
+      headings(state.body).join(' | '),
+    );
+    const hidden = await consoleGet(
+      admin,
+      url(`/admin/users/${member.id}/add-group?group=${encodeURIComponent('Esc\u001b[31m')}`),
+    );
+    assert.ok(
+      headings(hidden.body).every((heading) =>
+        heading.startsWith(`Add ${member.username} to group Esc\\x1b[31m?`),
+      ),
+      headings(hidden.body).join(' | '),
+    );
+  });
+
+  it('takes a state or group name with a space at an end (stored before such were refused) as it is, in the list and a preview', async () => {
+    // As an older release stored them: new names refuse surrounding spaces.
+    const db = server.app.database.db;
+    await db
+      .insertInto('state')
+      .values({
+        name: 'Veteran ',
+        name_key: nameKey('Veteran '),
+        priority: 7,
+        oidc_access: 0,
+        created_at: Date.now(),
+      })
+      .execute();
+    await db
+      .insertInto('auth_group')
+      .values({ name: ' Old Guard', name_key: nameKey(' Old Guard'), oidc_access: 0, created_at: Date.now() })
+      .execute();
+    const veteran = await seedUser(server, { state: 'Veteran ', groups: [' Old Guard'] });
+    const list = await consoleGet(admin, url(`/admin/users?state=${encodeURIComponent('Veteran ')}`));
+    assert.equal(list.status, 200, pageText(list.body).slice(0, 600));
+    assert.ok(list.body.includes(`href="/admin/users/${veteran.id}"`), 'the member of "Veteran " is listed');
+    const preview = await consoleGet(
+      admin,
+      url(`/admin/users/${veteran.id}/remove-group?group=${encodeURIComponent(' Old Guard')}`),
+    );
+    assert.equal(preview.status, 200, pageText(preview.body).slice(0, 600));
+    assert.ok(
+      preview.body.includes('name="group" value=" Old Guard"'),
+      'the group previewed is the one confirmed',
+    );
   });
 
   it('filters by a state named "-" as that state, and by "No state" as no state', async () => {

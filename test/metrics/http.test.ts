@@ -97,6 +97,17 @@ describe('metrics', () => {
       assert.equal((await fetch(`${base}/metrics`, { method: 'POST' })).status, 405);
     });
 
+    it('answers 405 with a line naming the methods it takes, and Allow', async () => {
+      const base = `http://127.0.0.1:${listener.address.port}`;
+      for (const method of ['POST', 'PUT', 'DELETE']) {
+        const answer = await fetch(`${base}/metrics`, { method });
+        assert.equal(answer.status, 405, method);
+        assert.equal(answer.headers.get('allow'), 'GET, HEAD', method);
+        assert.equal(answer.headers.get('content-type'), 'text/plain; charset=utf-8', method);
+        assert.equal(await answer.text(), 'method not allowed: /metrics takes GET and HEAD only\n', method);
+      }
+    });
+
     it('answers every request with X-Content-Type-Options: nosniff, as the main port does', async () => {
       const base = `http://127.0.0.1:${listener.address.port}`;
       const answers = [

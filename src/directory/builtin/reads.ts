@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { isRowId } from '../../db/row-id.ts';
+import { nameKey } from '../../util/name-key.ts';
 import type { Database } from '../../db/schema.ts';
 import { DirectoryError, invalid, notFound } from '../errors.ts';
 import type { Directory, KeepableProfiles, ProfileCountFilter, ProfileFilter } from '../port.ts';
@@ -150,6 +151,12 @@ export function builtinDirectoryReader(db: Kysely<Database>): Directory {
 
     async listGroups() {
       return (await queries.selectGroupSummaries(db)).map(toDirectoryGroup);
+    },
+
+    // By `nameKey`, as `resolveState` and `resolveGroup` look a name up (unique among the names).
+    nameAmong(names, given) {
+      const key = nameKey(given);
+      return names.find((name) => nameKey(name) === key);
     },
 
     usersCoveredBy(whitelist) {
