@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { escapeUnshownInJson, unfitNameCharacters } from '../util/hidden-characters.ts';
+import { quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
 import {
   AA_DATABASE_SETTING,
   type AllianceAuthConnection,
@@ -41,8 +41,7 @@ export const SHOWN_ROWS = 5;
  * column without a character set (`varbinary`, altered by hand) answers bytes, read as UTF-8.
  */
 function shownName(name: unknown): string {
-  const text = Buffer.isBuffer(name) ? name.toString('utf8') : String(name);
-  return escapeUnshownInJson(JSON.stringify(text));
+  return quotedName(Buffer.isBuffer(name) ? name.toString('utf8') : String(name));
 }
 
 function andMore(total: number, shown: number): string {
@@ -106,7 +105,7 @@ function notRunFinding(
   return {
     id: 'W020',
     level: 'warning',
-    message: `the check for ${LOOKS_FOR[id]} in Alliance Auth's database (${id}) could not run, so it reports nothing: ${aa.displayUrl} answered ${escapeUnshownInJson(JSON.stringify(answer))}`,
+    message: `the check for ${LOOKS_FOR[id]} in Alliance Auth's database (${id}) could not run, so it reports nothing: ${aa.displayUrl} answered ${quotedName(answer)}`,
     hint,
   };
 }

@@ -10,7 +10,7 @@ import {
   PUBLIC_EXPONENT,
 } from '../keys/crypto.ts';
 import type { SigningKeySummary } from '../keys/types.ts';
-import { escapeUnshownInJson, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
+import { quotedName, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
 import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, NUL_NOTE, shellWord } from '../util/shell-word.ts';
 
@@ -93,7 +93,7 @@ export interface DirectoryNames {
  * where aa-oidc could not follow, in another directory). Names match exactly, as the policy matches
  * them; one the directory spells in another case (after a move to another directory) is named in the
  * hint. Only active applications count: a deactivated one admits nobody anyway. The message quotes
- * each name as W015's does (`shownName`), so that the dashboard shows a control character (`\u0085`)
+ * each name as W015's does (`quotedName`), so that the dashboard shows a control character (`\u0085`)
  * as the command line does, not as U+FFFD.
  */
 export function whitelistChecks(
@@ -127,7 +127,7 @@ export function whitelistChecks(
         findings.push({
           id: 'W006',
           level: 'warning',
-          message: `application ${app.clientId} whitelists the ${kind} ${shownName(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map(shownName).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
+          message: `application ${app.clientId} whitelists the ${kind} ${quotedName(name)}, which the directory does not have${others.length > 0 ? ` (it has ${others.map(quotedName).join(', ')}: names match exactly, and on Alliance Auth over PostgreSQL that may be another ${kind})` : ''}`,
           // Never a ready-made --add: a name spelt otherwise may be another group that anyone can join.
           hint: `${command} (or restore the ${kind} in the directory; whitelist what should admit people instead first: an application whose whitelists are empty admits everyone past the global gate${hasAnsiCWord(word, ...kept) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
@@ -142,7 +142,7 @@ export function whitelistChecks(
  * names refused them (`validateNewName`): a web page shows `Bob  Smith` as `Bob Smith`, yet it is
  * another name, which a whitelist or a lookup typed with one space misses. The hint renames it to its
  * single-spaced spelling (application whitelists follow), unless that is another state's or group's
- * name. The message quotes the names as W015's does (`shownName`). Alliance Auth's names are
+ * name. The message quotes the names as W015's does (`quotedName`). Alliance Auth's names are
  * Alliance Auth's: aa-oidc only reads them, so they are not judged.
  */
 export function spacedNameChecks(
@@ -159,7 +159,7 @@ export function spacedNameChecks(
     return {
       id: 'W014',
       level: 'warning',
-      message: `the ${kind} ${shownName(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${shownName(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
+      message: `the ${kind} ${quotedName(name)} has spaces in a row (stored before new names refused them): a web page shows it as ${quotedName(shown)}, ${shownTaken ? `the name of another ${kind}` : 'yet that is another name'}, which a whitelist or a lookup typed with one space misses`,
       hint:
         word === undefined
           ? unnameableHint(kind)
@@ -231,7 +231,7 @@ export function unfitCharacterNameChecks(
         return {
           id: 'W015',
           level: 'warning',
-          message: `the ${kind} ${shownName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
+          message: `the ${kind} ${quotedName(name)} contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, as a relying party may show the groups claim, it can read as another name`,
           hint:
             word === undefined
               ? unnameableHint(kind)
@@ -248,7 +248,7 @@ export function unfitCharacterNameChecks(
     findings.push({
       id: 'W015',
       level: 'warning',
-      message: `application ${app.clientId} is named ${shownName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
+      message: `application ${app.clientId} is named ${quotedName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
       // The name without its unfit characters has no NUL (a control character) for shellWord to refuse.
       hint: `aa-oidc app update ${app.clientId} --name ${(cleaned === '' ? undefined : shellWord(cleaned)) ?? 'NEW-NAME'}`,
     });
@@ -263,11 +263,6 @@ export function unfitCharacterNameChecks(
  */
 function unnameableHint(kind: 'state' | 'group'): string {
   return `aa-oidc cannot rename it: ${NUL_NOTE}, and the admin console refuses one in an address; rename the ${kind} in the database, where it was written, and in the whitelists of the applications that name it, then run aa-oidc check again`;
-}
-
-/** A name quoted with each character a terminal or a page would act on or hide as its \u escape. */
-function shownName(name: string): string {
-  return escapeUnshownInJson(JSON.stringify(name));
 }
 
 function unfitList(unfit: readonly UnfitCharacter[]): string {

@@ -180,3 +180,8 @@ export function escapeUnshownInJson(json: string): string {
 export function escapeHiddenCharacters(text: string): string {
   return text.replace(HIDDEN_ALL, unicodeEscape);
 }
+
+/** A name in double quotes, each character a terminal or a page would act on or hide as its \u escape. */
+export function quotedName(name: string): string {
+  return escapeUnshownInJson(JSON.stringify(name));
+}
