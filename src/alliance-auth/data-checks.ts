@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type SelectQueryBuilder, sql } from 'kysely';
 import { quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
 import {
   AA_DATABASE_SETTING,
@@ -42,6 +42,18 @@ export const SHOWN_ROWS = 5;
  */
 function shownName(name: unknown): string {
   return quotedName(Buffer.isBuffer(name) ? name.toString('utf8') : String(name));
+}
+
+/**
+ * The first `SHOWN_ROWS` users of a finding's query over `auth_user as u`, by username as AA's admin
+ * lists them, each row with how many there are in all (`total`).
+ */
+function firstUsers<DB, TB extends keyof DB, O>(query: SelectQueryBuilder<DB, TB, O>) {
+  return query
+    .select(sql<number | string>`count(*) over ()`.as('total'))
+    .orderBy(sql.ref('u.username'))
+    .orderBy(sql.ref('u.id'))
+    .limit(SHOWN_ROWS);
 }
 
 function andMore(total: number, shown: number): string {
@@ -124,10 +136,7 @@ async function usersWithoutStateFindings(db: AaDb): Promise<Finding[]> {
     .leftJoin('authentication_state as s', 's.id', 'p.state_id')
     .where((eb) => eb.or([eb('p.id', 'is', null), eb('s.id', 'is', null)]))
     .select(['u.id', 'u.username', 'p.id as profile_id', 'p.state_id'])
-    .select(sql<number | string>`count(*) over ()`.as('total'))
-    .orderBy('u.username')
-    .orderBy('u.id')
-    .limit(SHOWN_ROWS)
+    .$call(firstUsers)
     .execute();
   if (rows.length === 0) return [];
   const total = Number(rows[0]!.total);
@@ -355,10 +364,7 @@ async function unownedMainFindings(db: AaDb): Promise<Finding[]> {
       'co.user_id as owner_id',
       'o.username as owner',
     ])
-    .select(sql<number | string>`count(*) over ()`.as('total'))
-    .orderBy('u.username')
-    .orderBy('u.id')
-    .limit(SHOWN_ROWS)
+    .$call(firstUsers)
     .execute();
   if (rows.length === 0) return [];
   const total = Number(rows[0]!.total);
