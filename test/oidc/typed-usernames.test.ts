@@ -103,7 +103,8 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
     }
   });
 
-  it('takes at the first sign-in a new password confirmed in the other Unicode form (NFD, then NFC) as the same', async () => {
+  /** A user who must choose a new password, signed in up to the page that asks for it. */
+  async function atNewPasswordPage() {
     const user = await seedUser(server);
     await server.app.database.db
       .updateTable('app_user')
@@ -113,6 +114,11 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
     const opened = await openLoginPage(server, client.clientId);
     const page = (await submitLogin(opened, user.username, PASSWORD)).body;
     assert.match(page, /<h1>Choose a new password<\/h1>/);
+    return { user, opened, page };
+  }
+
+  it('takes at the first sign-in a new password confirmed in the other Unicode form (NFD, then NFC) as the same', async () => {
+    const { user, opened, page } = await atNewPasswordPage();
     const chosen = await opened.browser.fetch(formAction(page, server.origin), {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -131,15 +137,8 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
   });
 
   it('refuses at the first sign-in a new password longer than sign-in takes, naming the limit, and takes the longest', async () => {
-    const user = await seedUser(server);
-    await server.app.database.db
-      .updateTable('app_user')
-      .set({ must_change_password: 1 })
-      .where('id', '=', user.id)
-      .execute();
-    const opened = await openLoginPage(server, client.clientId);
-    let page = (await submitLogin(opened, user.username, PASSWORD)).body;
-    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    const { user, opened, page: first } = await atNewPasswordPage();
+    let page = first;
     assert.match(page, /name="new_password"[^>]*maxlength="1024"/);
     const choose = async (password: string) => {
       const response = await opened.browser.fetch(formAction(page, server.origin), {
