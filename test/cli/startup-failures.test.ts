@@ -26,13 +26,15 @@ import {
   whyNobodyCannotRun,
 } from '../helpers/unprivileged.ts';
 
-/** A loopback server that accepts connections and never says a word (a hung database). */
-async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+/** A loopback server giving each connection to `onSocket`; `close` ends it and every connection. */
+async function loopbackServer(
+  onSocket: (socket: net.Socket) => void,
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    socket.resume();
+    onSocket(socket);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -45,19 +47,18 @@ async function silentServer(): Promise<{ port: number; close(): Promise<void> }>
   };
 }
 
+/** A loopback server that accepts connections and never says a word (a hung database). */
+function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+  return loopbackServer((socket) => socket.resume());
+}
+
 /**
  * A loopback "PostgreSQL" that accepts TLS (it answers a client's SSLRequest with `S`) and presents
  * the certificate `certFile`, then says nothing: enough for a client to judge the certificate.
  */
-async function tlsOnlyServer(
-  certFile: string,
-  keyFile: string,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<net.Socket>();
+function tlsOnlyServer(certFile: string, keyFile: string): Promise<{ port: number; close(): Promise<void> }> {
   const [cert, key] = [readFileSync(certFile), readFileSync(keyFile)];
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+  return loopbackServer((socket) => {
     socket.on('error', () => undefined);
     // The SSLRequest: 8 bytes (its length, then the code 80877103).
     socket.once('data', () => {
@@ -65,15 +66,6 @@ async function tlsOnlyServer(
       new tls.TLSSocket(socket, { isServer: true, cert, key }).on('error', () => undefined);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const socket of sockets) socket.destroy();
-      }),
-  };
 }
 
 async function connectFailure(url: string, connectTimeoutMs?: number): Promise<string> {

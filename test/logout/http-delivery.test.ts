@@ -76,6 +76,23 @@ function expectOutcome<K extends DeliveryOutcome['outcome']>(
   return outcome as Extract<DeliveryOutcome, { outcome: K }>;
 }
 
+/**
+ * A worker's pools over `connector`, and a delivery through them to the receiver at `PUBLIC_V4`,
+ * each within `requestTimeoutMs`.
+ */
+function pooledDeliveries(connector: Connector, requestTimeoutMs: number) {
+  const pools = createDeliveryPools({ connector, connectTimeoutMs: 1000, requestTimeoutMs });
+  const deliver = () =>
+    deliverLogoutToken({
+      url: `http://${PUBLIC_V4}/bcl`,
+      logoutToken: TOKEN,
+      gate: development(),
+      pools,
+      requestTimeoutMs,
+    });
+  return { pools, deliver };
+}
+
 describe('deliverLogoutToken against a loopback receiver', () => {
   let receiver: Receiver;
   let status = 200;
@@ -410,19 +427,7 @@ describe('deliverLogoutToken ends on the status of a receiver that never ends it
       connections += 1;
       return guarded.connector(target, signal);
     };
-    const pools = createDeliveryPools({
-      connector: counting,
-      connectTimeoutMs: 1000,
-      requestTimeoutMs: 10_000,
-    });
-    const deliver = () =>
-      deliverLogoutToken({
-        url: `http://${PUBLIC_V4}/bcl`,
-        logoutToken: TOKEN,
-        gate: development(),
-        pools,
-        requestTimeoutMs: 10_000,
-      });
+    const { pools, deliver } = pooledDeliveries(counting, 10_000);
     try {
       const started = performance.now();
       expectOutcome(await deliver(), 'success');
@@ -596,19 +601,7 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
       socket.write(`HTTP/1.1 ${first ? '742 Odd' : '200 OK'}\r\ncontent-length: 0\r\n\r\n`);
     });
     const guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
-    const pools = createDeliveryPools({
-      connector: guarded.connector,
-      connectTimeoutMs: 1000,
-      requestTimeoutMs: 5000,
-    });
-    const deliver = () =>
-      deliverLogoutToken({
-        url: `http://${PUBLIC_V4}/bcl`,
-        logoutToken: TOKEN,
-        gate: development(),
-        pools,
-        requestTimeoutMs: 5000,
-      });
+    const { pools, deliver } = pooledDeliveries(guarded.connector, 5000);
     try {
       const refused = expectOutcome(await deliver(), 'network_error');
       assert.equal(refused.failure, 'bad_response');
