@@ -165,8 +165,7 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
     async listUsers(filter = {}) {
       let stateId: number | undefined;
       let groupId: number | undefined;
-      if (filter.state === null) return [];
-      if (filter.state !== undefined) {
+      if (typeof filter.state === 'string') {
         const all = await states();
         const state = findByName(all, filter.state);
         if (!state) {
@@ -186,6 +185,8 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
       }
       const users = await selectUsers(aa, {
         ...(stateId !== undefined && { stateId }),
+        // As the directory's "No state" (directory.ts): no profile, or a state gone from AA.
+        ...(filter.state === null && { withoutState: true }),
         ...(groupId !== undefined && { groupId }),
         ...(filter.active !== undefined && { active: filter.active }),
         ...(filter.search !== undefined && { search: filter.search }),

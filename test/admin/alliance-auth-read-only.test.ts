@@ -250,6 +250,15 @@ await describeOnEachAllianceAuth(
       const states = await listed({ state });
       assert.ok(!states.includes(40) && !states.includes(41), 'a state lists neither');
       assert.match((await consoleGet(admin, `${server.origin}/admin`)).body, /No state: <strong>2<\/strong>/);
+      // The admin records (`user list`'s) select the same users for no state.
+      const records = await server.app.directoryAdmin.listUsers({ state: null });
+      assert.deepEqual(
+        records.map((record) => [record.user.username, record.state]),
+        [
+          ['adrift', null],
+          ['ghost', null],
+        ],
+      );
     });
   },
 );
