@@ -14,6 +14,7 @@ import {
   eveLogin,
   type EveSsoStandIn,
   signInWithEve,
+  startEveSignIn,
   startEveSsoStandIn,
 } from '../helpers/eve-sso-stand-in.ts';
 import { authorizeParams, exchangeCode, userinfo } from '../helpers/flows.ts';
@@ -181,6 +182,20 @@ await describeOnEachAllianceAuth(
       const { response } = await throughEveSso(character('alice'));
       assert.equal(response.status, 400);
       assert.match(await response.text(), /did not succeed/);
+    });
+
+    it('takes a callback that carries an error beside its code and state as declined, and never redeems the code', async () => {
+      const started = await startEveSignIn(server, eve, client, character('alice'));
+      const callback = new URL(started.callbackUrl);
+      callback.searchParams.set('error', 'access_denied');
+      const redeemed = eve.redeemed();
+      const declined = await started.browser.fetch(callback.href);
+      assert.equal(declined.status, 400);
+      assertPageHeaders(declined, 'an error beside a code');
+      const page = await declined.text();
+      assert.match(page, /access_denied/);
+      assert.match(page, /Sign-in with EVE Online did not finish/);
+      assert.equal(eve.redeemed(), redeemed, 'the code was not redeemed at EVE SSO');
     });
 
     it('answers 405 with Allow to a method the EVE routes do not take: a HEAD never ends a sign-in', async () => {

@@ -199,7 +199,9 @@ export function externalCallbacks(
     ) {
       return fail(400, 'invalid_request', 'This sign-in has expired. Start again from the application.');
     }
-    if (code === '') {
+    // An error response carries no code (RFC 6749 §4.1.2.1): one that carries both is taken at its
+    // error, and its code never redeemed.
+    if (code === '' || ctx.query.error !== undefined) {
       // The person declined at the identity provider, or it answered with an error.
       return fail(
         400,
