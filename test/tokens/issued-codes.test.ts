@@ -279,6 +279,174 @@ describe(`refresh-token rotations of one turn (${testDatabaseKind})`, () => {
 });
 
 /**
+ * The code exchanges requests reach in one turn, each redeeming its held code with its tokens: on
+ * PostgreSQL one statement, and one commit, for all of them, with the semantics of one after the
+ * other: a code presented twice goes to the first request, a consumed, revoked or missing one to none;
+ * only an exchange that consumed its code gets its audit row (with its token ids) and its tokens, so
+ * that a later replay of that code revokes exactly them.
+ */
+describe(`code exchanges of one turn (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+  let codes: IssuedCodes;
+  const flushes: Array<() => void> = [];
+  const published: AuditEvent[] = [];
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+    codes = issuedCodesOn(handle, flushes, (event) => void published.push(event));
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  it('consumes the codes, records them with their token ids and writes their tokens in one statement; a replay revokes them', async () => {
+    const code = (name: string) => `turn-code-${name}`;
+    await writePayloadRows(
+      handle.db,
+      ['one', 'two', 'three', 'used', 'revoked'].map((name) => ({
+        ...row('AuthorizationCode', storageId(code(name)), `code-grant-${name}`),
+        client_id: `client-${name}`,
+      })),
+    );
+    await handle.db
+      .updateTable('oidc_payload')
+      .set({ consumed_at: 1 })
+      .where('id', '=', storageId(code('used')))
+      .execute();
+    await handle.db
+      .updateTable('oidc_payload')
+      .set({ revoked_at: 1, revoked_reason: 'test' })
+      .where('id', '=', storageId(code('revoked')))
+      .execute();
+    const at = Date.now();
+    const exchange = (name: string, request: string) =>
+      codes.redeemCode(code(name), storageId(code(name)), at, [
+        row('AccessToken', `code-access-${request}`, `code-grant-${name}`),
+        row('RefreshToken', `code-refresh-${request}`, `code-grant-${name}`),
+      ]);
+    const texts: string[] = [];
+    const restore = watchStatements((text) => {
+      if (/"oidc_payload"/.test(text)) texts.push(text);
+    });
+    let redeemed: boolean[];
+    try {
+      const results = [
+        exchange('one', 'a'),
+        exchange('two', 'b'),
+        // Presented again in the same turn: the first presentation wins.
+        exchange('one', 'c'),
+        exchange('used', 'd'),
+        exchange('revoked', 'e'),
+        exchange('missing', 'f'),
+        exchange('three', 'g'),
+      ];
+      for (const run of flushes.splice(0)) run();
+      redeemed = await Promise.all(results);
+    } finally {
+      restore();
+    }
+    assert.deepEqual(redeemed, [true, true, false, false, false, false, true]);
+    if (handle.kind === 'postgres') assert.equal(texts.length, 1, texts.join('\n'));
+
+    const written = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where((eb) => eb.or([eb('id', 'like', 'code-access-%'), eb('id', 'like', 'code-refresh-%')]))
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      written.map((found) => found.id),
+      [
+        'code-access-a',
+        'code-access-b',
+        'code-access-g',
+        'code-refresh-a',
+        'code-refresh-b',
+        'code-refresh-g',
+      ],
+    );
+    const presented = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'consumed_at'])
+      .where(
+        'id',
+        'in',
+        ['one', 'two', 'three', 'used', 'revoked'].map((name) => storageId(code(name))),
+      )
+      .execute();
+    const consumedAt = new Map(
+      presented.map((found) => [found.id, found.consumed_at === null ? null : Number(found.consumed_at)]),
+    );
+    assert.deepEqual(
+      ['one', 'two', 'three', 'used', 'revoked'].map((name) => consumedAt.get(storageId(code(name)))),
+      [at, at, at, 1, null],
+    );
+    const audit = await handle.db
+      .selectFrom('issued_code')
+      .selectAll()
+      .where('grant_id', 'like', 'code-grant-%')
+      .orderBy('grant_id')
+      .execute();
+    assert.deepEqual(
+      audit.map((found) => ({
+        ...found,
+        reuse_count: Number(found.reuse_count),
+        created_at: Number(found.created_at),
+        expires_at: Number(found.expires_at),
+      })),
+      [
+        ['one', 'a'],
+        ['three', 'g'],
+        ['two', 'b'],
+      ].map(([name, request]) => ({
+        code_hash: sha256Hex(code(name!)),
+        client_id: `client-${name}`,
+        user_id: '7',
+        grant_id: `code-grant-${name}`,
+        access_token_id: `code-access-${request}`,
+        refresh_token_id: `code-refresh-${request}`,
+        reuse_count: 0,
+        last_reuse_at: null,
+        created_at: at,
+        expires_at: at + TTL_SECONDS * 1000,
+      })),
+    );
+
+    // Presented again after its merged exchange: the tokens that exchange issued are revoked.
+    await codes.judgeRefusedCode(code('two'), 'client-two');
+    const revoked = await handle.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'revoked_reason'])
+      .where('id', 'in', ['code-access-b', 'code-refresh-b', 'code-access-a', 'code-refresh-a'])
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(revoked, [
+      { id: 'code-access-a', revoked_reason: null },
+      { id: 'code-access-b', revoked_reason: 'code_reuse' },
+      { id: 'code-refresh-a', revoked_reason: null },
+      { id: 'code-refresh-b', revoked_reason: 'code_reuse' },
+    ]);
+    assert.deepEqual(
+      published.filter((event) => event.kind === 'code_reuse_detected'),
+      [
+        {
+          kind: 'code_reuse_detected',
+          client_id: 'client-two',
+          code_hash: sha256Hex(code('two')),
+          access_token_id: 'code-access-b',
+          refresh_token_id: 'code-refresh-b',
+          reuse_count: 1,
+          revoke_succeeded: true,
+        },
+      ],
+    );
+  });
+});
+
+/**
  * PostgreSQL keeps a prepared statement's generic plan for the connection's life, made with the
  * statistics of that moment. Statistics that say the table holds no codes (taken before any was
  * issued; autovacuum off; a new database) must not make consuming codes scan every code.
