@@ -1,3 +1,4 @@
+import { CLIENT_ID_MAX } from '../applications/service.ts';
 import { hasControlCharacter } from '../applications/text.ts';
 import { describeAuditEvent } from '../audit/describe.ts';
 import { AUDIT_EVENT_KINDS, type LogoutDeliveryOutcome } from '../audit/events.ts';
@@ -6,11 +7,12 @@ import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
 import { formAlert, formatTime, olderLink, queryPage, queryText, select, textField } from '../console/ui.ts';
 import { MAX_ROW_ID } from '../db/row-id.ts';
+import { USERNAME_FIELD_MAXLENGTH } from '../directory/builtin/validation.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
 import { listCodeReuse } from '../tokens/issued-codes.ts';
 import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
-import { fieldError, givenTwice, queryChoice } from './filter-parts.ts';
+import { fieldError, givenTwice, queryChoice, queryFilter } from './filter-parts.ts';
 
 /**
  * The read-only logs of the admin UI: back-channel delivery attempts, code-reuse audits and the
@@ -47,10 +49,6 @@ interface CommonFilter {
 
 async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): Promise<CommonFilter> {
   const raw = request.ctx.query;
-  const clientId = queryText(raw, 'client_id', 100);
-  const username = queryText(raw, 'user', 150);
-  const since = queryText(raw, 'since', 40);
-  const until = queryText(raw, 'until', 40);
   const filter: CommonFilter = {
     query: {},
     bounds: {},
@@ -58,12 +56,21 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
     refused: false,
     errors: new Map(),
   };
-  for (const name of COMMON_FIELDS) {
-    if (!Array.isArray(raw[name])) continue;
+  // A filter given twice or too long is refused at its field and matches nothing; a value too long is
+  // shown back there (to be shortened) and read no further.
+  const given = (name: CommonField): string => {
+    const { value, error } = queryFilter(raw, name, FILTER_MAX[name]);
+    if (error === undefined) return value;
     filter.impossible = true;
     filter.refused = true;
-    filter.errors.set(name, givenTwice(name));
-  }
+    filter.errors.set(name, error);
+    if (value !== '') filter.query[name] = value;
+    return '';
+  };
+  const clientId = given('client_id');
+  const username = given('user');
+  const since = given('since');
+  const until = given('until');
   if (clientId !== '') {
     filter.query.client_id = clientId;
     // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
@@ -117,6 +124,19 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
 }
 
 const COMMON_FIELDS = ['client_id', 'user', 'since', 'until'] as const;
+type CommonField = (typeof COMMON_FIELDS)[number];
+
+/**
+ * The longest value of each common filter, in UTF-16 units as a field's `maxlength` counts them: a
+ * client_id's, a username's (its 150 characters may take twice as many), a time's. A longer one is
+ * refused at its field, never cut to a value the operator did not give.
+ */
+const FILTER_MAX: Readonly<Record<CommonField, number>> = {
+  client_id: CLIENT_ID_MAX,
+  user: USERNAME_FIELD_MAXLENGTH,
+  since: 40,
+  until: 40,
+};
 
 /**
  * The filter field to focus: the first at fault in the page's order (`before` come before the common
@@ -132,15 +152,18 @@ function firstAtFault(
 }
 
 function filterFields(filter: CommonFilter, focused: string | undefined): Html {
-  const error = (name: string) => fieldError(name, filter.errors.get(name), focused);
+  const field = (name: CommonField) => ({
+    maxlength: FILTER_MAX[name],
+    ...fieldError(name, filter.errors.get(name), focused),
+  });
   return html`<div>
-      ${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '', error('client_id'))}
+      ${textField('Application (client_id)', 'client_id', filter.query.client_id ?? '', field('client_id'))}
     </div>
-    <div>${textField('User (username)', 'user', filter.query.user ?? '', error('user'))}</div>
+    <div>${textField('User (username)', 'user', filter.query.user ?? '', field('user'))}</div>
     <div>
-      ${textField('Since', 'since', filter.query.since ?? '', { hint: '24h, 7d, 2024-05-01…', ...error('since') })}
+      ${textField('Since', 'since', filter.query.since ?? '', { hint: '24h, 7d, 2024-05-01…', ...field('since') })}
     </div>
-    <div>${textField('Until', 'until', filter.query.until ?? '', error('until'))}</div>`;
+    <div>${textField('Until', 'until', filter.query.until ?? '', field('until'))}</div>`;
 }
 
 /**

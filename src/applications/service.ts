@@ -56,7 +56,8 @@ export interface ApplicationServiceDependencies {
 }
 
 const ACTOR_MAX = 150;
-const CLIENT_ID_MAX = 100;
+/** The longest client_id an application may be given (imported ones; generated ones are 32). */
+export const CLIENT_ID_MAX = 100;
 const NOTHING_TO_CHECK: ImportedSecretCheck = { against: 'none', matches: false };
 
 /** Field names compared to report what an update changed (spec names, snake_case). */

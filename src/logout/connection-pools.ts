@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import type { Pool } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import { loadUndici } from '../util/undici.ts';
 import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts';
 
@@ -20,8 +20,11 @@ import type { Connector, NetworkFailure, PinnedTarget } from './http-delivery.ts
  * share its pool, and one that hangs would hold up the other's logouts.
  */
 export interface ConnectionPools {
-  /** The pool for this origin and pinned target (created on first use). */
-  poolFor(origin: string, target: PinnedTarget): Promise<Pool>;
+  /**
+   * The pool for this origin and pinned target (created on first use), with the deliveries'
+   * interceptor composed onto it once, when it was created.
+   */
+  poolFor(origin: string, target: PinnedTarget): Promise<Dispatcher>;
   /**
    * The addresses a gate just checked, in the order to try them: one to which no connection could
    * be opened within the last `unreachableForgetMs` goes after the others (their order kept). A
@@ -66,11 +69,13 @@ const MAX_UNREACHABLE_REMEMBERED = 1024;
 export function createConnectionPools(
   options: ConnectionPoolOptions,
   open: (connector: Connector, target: PinnedTarget, timeoutMs: number) => Promise<net.Socket>,
+  intercept: Dispatcher.DispatcherComposeInterceptor,
 ): ConnectionPools {
   const clock = options.clock ?? (() => performance.now());
   const idleCloseMs = options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS;
   const unreachableForgetMs = options.unreachableForgetMs ?? DEFAULT_UNREACHABLE_FORGET_MS;
-  const pools = new Map<string, { pool: Pool; usedAt: number }>();
+  /** `pool` is closed; `composed` (the same pool behind `intercept`) is what deliveries send on. */
+  const pools = new Map<string, { pool: Pool; composed: Dispatcher; usedAt: number }>();
   /** `address port` → when a connection to it last failed to open (insertion order: oldest first). */
   const unreachable = new Map<string, number>();
   let sweptAt = clock();
@@ -107,11 +112,11 @@ export function createConnectionPools(
             );
           },
         });
-        entry = { pool, usedAt: now };
+        entry = { pool, composed: pool.compose(intercept), usedAt: now };
         pools.set(key, entry);
       }
       entry.usedAt = now;
-      return entry.pool;
+      return entry.composed;
     },
     ordered(addresses, port) {
       if (unreachable.size === 0) return [...addresses];

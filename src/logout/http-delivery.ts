@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
-import type { Dispatcher } from 'undici';
+import type { Client, Dispatcher } from 'undici';
 import { loadUndici } from '../util/undici.ts';
 import { assertNever } from '../util/assert-never.ts';
 import {
@@ -224,11 +224,15 @@ async function sendPinned(
   deadline: AbortSignal,
   limits: { connector: Connector; connectTimeoutMs: number; requestTimeoutMs: number },
 ): Promise<Sent> {
-  // A kept-alive connection of the pool for this very address, or one connection for this attempt.
-  const { Client } = await loadUndici();
-  const dispatcher: Dispatcher =
-    (await request.pools?.poolFor(url.origin, target)) ??
-    new Client(url.origin, {
+  // A kept-alive connection of the pool for this very address (the pool composed its interceptor
+  // when it was made), or one connection for this attempt, closed when it ends.
+  const pooled = await request.pools?.poolFor(url.origin, target);
+  let dispatcher: Dispatcher;
+  let attemptClient: Client | undefined;
+  if (pooled) dispatcher = pooled;
+  else {
+    const { Client } = await loadUndici();
+    attemptClient = new Client(url.origin, {
       connect: (_options, callback) => {
         openPinned(limits.connector, target, limits.connectTimeoutMs, deadline).then(
           (socket) => callback(null, socket),
@@ -239,8 +243,10 @@ async function sendPinned(
       headersTimeout: limits.requestTimeoutMs,
       bodyTimeout: limits.requestTimeoutMs,
     });
+    dispatcher = attemptClient.compose(endConnectionWithoutHttpStatus);
+  }
   try {
-    const response = await dispatcher.compose(endConnectionWithoutHttpStatus).request({
+    const response = await dispatcher.request({
       origin: url.origin,
       method: 'POST',
       path: `${url.pathname}${url.search}`,
@@ -277,7 +283,7 @@ async function sendPinned(
       };
     return { ...describeRequestError(error, deadline, limits.requestTimeoutMs), connectFailed: false };
   } finally {
-    if (!request.pools) await dispatcher.destroy().catch(() => undefined);
+    await attemptClient?.destroy().catch(() => undefined);
   }
 }
 
@@ -325,6 +331,7 @@ export function createDeliveryPools(
   return createConnectionPools(
     { ...options, connector: options.connector ?? directConnector },
     (connector, target, timeoutMs) => openPinned(connector, target, timeoutMs),
+    endConnectionWithoutHttpStatus,
   );
 }
 

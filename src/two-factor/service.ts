@@ -130,9 +130,11 @@ export const RECOVERY_CODE_COUNT = 10;
 export const REPEAT_CONFIRMATION_WINDOW_MS = 90_000;
 
 const RECOVERY_ALPHABET = 'abcdefghjkmnpqrstuvwxyz23456789';
+/** The characters of a recovery code, the dash shown between its halves not counted. */
+const RECOVERY_CODE_LENGTH = 10;
 
 /**
- * The recovery codes of one confirmation, `abcde-fghij`: ten characters each drawn evenly (rejection
+ * The recovery codes of one confirmation, `abcde-fghjk`: ten characters each drawn evenly (rejection
  * sampling, unbiased) from a 31-letter alphabet without look-alikes, about 49.5 bits each. They are
  * drawn from HMAC-SHA256 under a key derived from the secret key, over the user, the confirmer, the
  * confirmation time and the enrolment's (random, 160-bit) secret: unpredictable without the secret
@@ -144,7 +146,7 @@ function recoveryCodesOf(
   input: { userId: number; confirmer: string; confirmedAt: number; secret: string },
 ): string[] {
   const characters: string[] = [];
-  const wanted = RECOVERY_CODE_COUNT * 10;
+  const wanted = RECOVERY_CODE_COUNT * RECOVERY_CODE_LENGTH;
   const limit = 256 - (256 % RECOVERY_ALPHABET.length);
   for (let block = 0; characters.length < wanted; block += 1) {
     const bytes = createHmac('sha256', key)
@@ -154,34 +156,54 @@ function recoveryCodesOf(
       if (byte < limit && characters.length < wanted)
         characters.push(RECOVERY_ALPHABET[byte % RECOVERY_ALPHABET.length]!);
   }
-  return Array.from({ length: RECOVERY_CODE_COUNT }, (_, index) => {
-    const code = characters.slice(index * 10, index * 10 + 10).join('');
-    return `${code.slice(0, 5)}-${code.slice(5)}`;
-  });
+  return Array.from({ length: RECOVERY_CODE_COUNT }, (_, index) =>
+    shownRecoveryCode(characters.slice(index * RECOVERY_CODE_LENGTH, (index + 1) * RECOVERY_CODE_LENGTH)),
+  );
 }
+
+/** A recovery code as shown, its halves apart: `abcde-fghjk`. */
+function shownRecoveryCode(characters: readonly string[]): string {
+  const half = Math.ceil(characters.length / 2);
+  return `${characters.slice(0, half).join('')}-${characters.slice(half).join('')}`;
+}
+
+/** The recovery code a page shows as an example of their shape (one of the alphabet, `abcde-fghjk`). */
+const EXAMPLE_RECOVERY_CODE = shownRecoveryCode([...RECOVERY_ALPHABET.slice(0, RECOVERY_CODE_LENGTH)]);
 
 function normaliseRecoveryCode(code: string): string {
   return code.normalize('NFKC').trim().toLowerCase().replace(/[\s-]/g, '');
 }
 
+/**
+ * Whether a normalised code (`normaliseRecoveryCode`) is shaped as a recovery code: as many characters
+ * as `recoveryCodesOf` draws for one, each of the alphabet it draws them from (no look-alike: no i, l,
+ * o, 0 or 1). One that is not can be no user's code.
+ */
+function isRecoveryCodeShaped(normalised: string): boolean {
+  return (
+    normalised.length === RECOVERY_CODE_LENGTH &&
+    [...normalised].every((character) => RECOVERY_ALPHABET.includes(character))
+  );
+}
+
 /** The most characters a code may have as typed (spaces and dashes included); longer ones are never cut. */
-export const MAX_CODE_LENGTH = 64;
+const MAX_CODE_LENGTH = 64;
 
 /**
  * Whether `code` is shaped as a code at all, before any secret is looked at: six digits (spaces and
- * dashes allowed) or, where `recovery` codes are taken too, ten letters and digits (`abcde-fghij`). One
+ * dashes allowed) or, where `recovery` codes are taken too, a recovery code's (`abcde-fghjk`). One
  * that is not (nothing typed, five digits, a word) can match no user's code, so it is no guess: the
  * pages refuse it naming what is valid (`codeShapeMessage`), and no sign-in attempt is counted.
  */
 export function isCodeShaped(code: string, options: { recovery: boolean }): boolean {
   if (code.length > MAX_CODE_LENGTH) return false;
-  return looksLikeTotpCode(code) || (options.recovery && /^[a-z0-9]{10}$/.test(normaliseRecoveryCode(code)));
+  return looksLikeTotpCode(code) || (options.recovery && isRecoveryCodeShaped(normaliseRecoveryCode(code)));
 }
 
 /** What a page says to a code that `isCodeShaped` refuses. */
 export function codeShapeMessage(options: { recovery: boolean }): string {
   return options.recovery
-    ? 'Enter the six-digit code your app shows, or one of your recovery codes (ten letters and digits, like abcde-fghij).'
+    ? `Enter the six-digit code your app shows, or one of your recovery codes (${RECOVERY_CODE_LENGTH} letters and digits, like ${EXAMPLE_RECOVERY_CODE}).`
     : 'Enter the six-digit code your app shows.';
 }
 
@@ -314,7 +336,7 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
   const checkRecoveryCode = async (userId: number, code: string): Promise<boolean> => {
     const normalised = normaliseRecoveryCode(code);
-    if (!/^[a-z0-9]{10}$/.test(normalised)) return false;
+    if (!isRecoveryCodeShaped(normalised)) return false;
     const wanted = Buffer.from(digest(normalised), 'hex');
     const rows = await db
       .selectFrom('recovery_code')

@@ -498,7 +498,7 @@ describe(`the account page (${testDatabaseKind})`, () => {
       assert.equal(refused.status, 400, JSON.stringify(code));
       assert.match(
         pageText(refused.body),
-        /Enter the six-digit code your app shows, or one of your recovery codes \(ten letters and digits, like abcde-fghij\)\./,
+        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk\)\./,
       );
     }
     assert.equal(await failures(), before, 'no wrong code counted');

@@ -914,3 +914,67 @@ describe(`signing keys in the admin UI: a change this instance cannot load at on
     await harness.assertNoLeaks();
   });
 });
+
+describe(`the admin logs' application and user filters (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let clientId: string;
+
+  before(async () => {
+    server = await startServer();
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    clientId = (await seedApp(server, { name: 'Some RP' })).clientId;
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('refuses a client_id or user= longer than its field takes with 400 at its field on every log, listing nothing, never cutting it', async () => {
+    // Its first 150 characters are a user's name: cut there, the filter would list that user's events.
+    const longest = (await seedUser(server, { username: 'l'.repeat(150), email: 'longest@example.org' }))
+      .username;
+    for (const log of ['/admin/deliveries', '/admin/code-reuse', '/admin/audit']) {
+      for (const [name, value, max] of [
+        ['client_id', `${clientId}${'x'.repeat(101 - clientId.length)}`, 100],
+        ['user', `${longest}${'l'.repeat(151)}`, 300],
+      ] as const) {
+        const path = `${log}?${name}=${value}`;
+        const page = await consoleGet(admin, url(path));
+        assert.equal(page.status, 400, path);
+        assert.ok(
+          page.body.includes(
+            `<p class="field-error" id="${name}-error">${name}= is longer than ${max} characters: give at most ${max}.</p>`,
+          ),
+          `${log}: ${pageText(page.body).slice(0, 600)}`,
+        );
+        assert.deepEqual(autofocusedIds(page.body), [name], path);
+        assert.match(
+          page.body,
+          /No (event|delivery|reused code) matches/,
+          `${path}: nothing listed as if cut`,
+        );
+        assert.match(
+          page.body,
+          new RegExp(`id="${name}"[^>]*value="${value}"`),
+          `${path}: shown to be shortened`,
+        );
+        assert.match(
+          page.body,
+          new RegExp(`id="${name}"[^>]*maxlength="${max}"`),
+          `${path}: the field takes no more`,
+        );
+      }
+    }
+  });
+
+  it('takes a user= of the longest username, 150 characters outside the BMP (300 UTF-16 units), whole', async () => {
+    const widest = await seedUser(server, { username: '\u{20000}'.repeat(150), email: 'widest@example.org' });
+    await server.app.audit.idle();
+    const page = await consoleGet(admin, url(`/admin/audit?user=${encodeURIComponent(widest.username)}`));
+    assert.equal(page.status, 200);
+    assert.doesNotMatch(page.body, /class="field-error"/, pageText(page.body).slice(0, 600));
+  });
+});

@@ -206,7 +206,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
       page = await refused.text();
       assert.match(
         pageText(page),
-        /Enter the six-digit code your app shows, or one of your recovery codes \(ten letters and digits, like abcde-fghij\)\./,
+        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk\)\./,
       );
     }
     assert.equal(await failures(), before, 'no wrong code counted');

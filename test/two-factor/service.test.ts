@@ -7,6 +7,7 @@ import { migrateToLatest } from '../../src/db/migrate.ts';
 import { qrSvg } from '../../src/two-factor/qr.ts';
 import {
   createTwoFactorService,
+  isCodeShaped,
   RECOVERY_CODE_COUNT,
   REPEAT_CONFIRMATION_WINDOW_MS,
   type TwoFactorService,
@@ -103,6 +104,23 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
       ),
     );
     await assert.rejects(service.beginEnrolment(alice), /already on/);
+  });
+
+  it('takes each recovery code it drew as code-shaped, and none with a look-alike its alphabet leaves out', () => {
+    for (const code of recoveryCodes) {
+      assert.match(code, /^[a-z0-9]{5}-[a-z0-9]{5}$/);
+      assert.equal(isCodeShaped(code, { recovery: true }), true, code);
+      assert.equal(isCodeShaped(code, { recovery: false }), false, `${code}: no TOTP code`);
+    }
+    // Ten letters and digits, but one of them is none a recovery code is drawn from: no user's code,
+    // so refused as no code at all rather than counted as a wrong one.
+    for (const lookAlike of ['i', 'l', 'o', '0', '1']) {
+      const code = `abcde-fghj${lookAlike}`;
+      assert.equal(isCodeShaped(code, { recovery: true }), false, code);
+    }
+    assert.equal(isCodeShaped('abcde-fghjk', { recovery: true }), true, 'the same code of its alphabet');
+    assert.equal(isCodeShaped('abcde-fghj', { recovery: true }), false, 'nine characters');
+    assert.equal(isCodeShaped('abcde-fghjkm', { recovery: true }), false, 'eleven characters');
   });
 
   it('two enrolments begun at once (two sign-ins of one superuser) both answer, and the one left pending is one of them', async () => {
