@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { docCommands, refusal } from './doc-commands.ts';
+import { docCommands, leafCommands, refusal } from './doc-commands.ts';
 
 /**
  * README.md and docs/*.md show `aa-oidc` command lines, in full and as synopses (`[--dry-run]`,
@@ -39,6 +39,7 @@ describe('README and docs', () => {
       'printf x | npx aa-oidc user frobnicate alice',
       'aa-oidc state rename Member  # one argument short',
       'aa-oidc backup',
+      'aa-oidc group rename Pilots Wing / delete Pilots / frobnicate Pilots',
       '```',
       'Run `aa-oidc keys list --format …` or `aa-oidc tokens audit --user alice`.',
     ].join('\n');
@@ -55,8 +56,22 @@ describe('README and docs', () => {
       ['example.md:3', '"user" has no command "frobnicate"'],
       ['example.md:4', '"rename" needs 2 argument(s), got 1'],
       ['example.md:5', '"backup" needs --to'],
-      ['example.md:7', 'ok'],
-      ['example.md:7', 'unknown option --user of "audit"'],
+      ['example.md:6', 'ok'],
+      ['example.md:6', 'ok'],
+      ['example.md:6', '"group" has no command "frobnicate"'],
+      ['example.md:8', 'ok'],
+      ['example.md:8', 'unknown option --user of "audit"'],
     ]);
+  });
+
+  it("show every command the CLI has in one of README's command lines", () => {
+    const readme = readFileSync(new URL('README.md', root), 'utf8');
+    const shown = docCommands('README.md', readme).map(({ words }) => `${words.join(' ')} `);
+    const commands = leafCommands().map((words) => words.join(' '));
+    assert.ok(commands.length >= 50, `found the commands (${commands.length})`);
+    assert.deepEqual(
+      commands.filter((command) => !shown.some((line) => line.startsWith(`${command} `))),
+      [],
+    );
   });
 });

@@ -79,23 +79,31 @@ export function codeBlocks(text: string): Array<{ line: number; body: string }> 
 /**
  * A synopsis as the README writes one (`[--dry-run]`, `[--active|--inactive]`, `--format …`, `user
  * deactivate alice / activate alice`) as the command lines it stands for: brackets dropped, each
- * alternative of `--a|--b` on a line of its own, what follows ` / ` (the same command's siblings,
- * written short) left out. Such a line is not complete: its operands are not counted.
+ * alternative of `--a|--b` on a line of its own, and what follows ` / ` (the same group's siblings,
+ * written short: `activate alice` is `user activate alice`) on a line of its own under the first
+ * word's group. Such a line is not complete: its operands are not counted.
  */
 function fromSynopsis(words: string[]): { variants: string[][]; notation: boolean } {
-  const cut = words.indexOf('/');
-  const kept = (cut >= 0 ? words.slice(0, cut) : words)
-    .map((word) => word.replace(/[[\]]/g, ''))
-    .filter(Boolean);
-  const notation =
-    cut >= 0 || kept.length !== words.length || kept.some((word, i) => word !== words[i] || word === '…');
-  let variants = [kept];
-  kept.forEach((word, i) => {
-    if (!/^[^|]+(\|[^|]+)+$/.test(word)) return;
-    variants = variants.flatMap((variant) =>
-      word.split('|').map((alternative) => variant.with(i, alternative)),
-    );
-  });
+  const parts: string[][] = [[]];
+  for (const word of words) {
+    if (word === '/') parts.push([words[0]!]);
+    else parts.at(-1)!.push(word);
+  }
+  const variants: string[][] = [];
+  let notation = parts.length > 1;
+  for (const part of parts) {
+    const kept = part.map((word) => word.replace(/[[\]]/g, '')).filter(Boolean);
+    if (kept.length !== part.length || kept.some((word, i) => word !== part[i] || word === '…'))
+      notation = true;
+    let expanded = [kept];
+    kept.forEach((word, i) => {
+      if (!/^[^|]+(\|[^|]+)+$/.test(word)) return;
+      expanded = expanded.flatMap((variant) =>
+        word.split('|').map((alternative) => variant.with(i, alternative)),
+      );
+    });
+    variants.push(...expanded);
+  }
   return { variants, notation: notation || variants.length > 1 };
 }
 
@@ -188,4 +196,15 @@ export function refusal(words: readonly string[], complete: boolean): string | u
   if (!variadic && parsed.operands.length > declared.length)
     return `"${command.name()}" takes ${declared.length} argument(s), got ${parsed.operands.join(' ')}`;
   return undefined;
+}
+
+/** Every command the CLI runs (a leaf of its tree), as its words: `['user', 'activate']`. */
+export function leafCommands(): string[][] {
+  const leaves: string[][] = [];
+  const walk = (command: Command, words: string[]) => {
+    if (command.commands.length === 0) leaves.push(words);
+    for (const sub of command.commands) walk(sub, [...words, sub.name()]);
+  };
+  walk(buildProgram(quiet()), []);
+  return leaves.filter((words) => words.length > 0 && words[0] !== 'help');
 }
