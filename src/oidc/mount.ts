@@ -94,19 +94,22 @@ function noteBodiesTooLarge(provider: Provider, refused: (ctx: object) => void):
   provider.on('end_session_confirm.error', listener);
 }
 
-/** The provider's routes that authenticate the client calling them (RFC 6749 §2.3). */
-const CLIENT_AUTHENTICATED_ROUTES = new Set(['/token', '/introspect', '/revoke_token']);
+/**
+ * The provider's routes that read the Authorization header: those that authenticate the client
+ * calling them (RFC 6749 §2.3), and userinfo, which reads the bearer token there (RFC 6750 §2.1).
+ */
+const AUTHORIZATION_ROUTES = new Set(['/token', '/introspect', '/revoke_token', '/userinfo']);
 
 /** What a request to them with more than one Authorization header is answered (400). */
 export const REPEATED_AUTHORIZATION_MESSAGE =
-  'The Authorization header is given more than once: send it once, with one client authentication.';
+  'The Authorization header is given more than once: send it once, with one credential.';
 
 /**
  * True when the request gives the Authorization header more than once. Node keeps the first and
- * drops the others, so the client would be authenticated by one of two credentials, which a proxy in
- * front may have read the other way round. The header takes one value (RFC 9110 §11.6.2), as a
- * parameter of these endpoints does (RFC 6749 §3.2, which the provider refuses repeated), and a
- * client uses one authentication method (RFC 6749 §2.3).
+ * drops the others, so the client would be authenticated (or the bearer token read) by one of two
+ * credentials, which a proxy in front may have read the other way round. The header takes one value
+ * (RFC 9110 §11.6.2), as a parameter of these endpoints does (RFC 6749 §3.2, which the provider
+ * refuses repeated), and a client uses one authentication method (RFC 6749 §2.3).
  */
 function repeatsAuthorization(ctx: Koa.Context): boolean {
   if (ctx.req.headers.authorization === undefined) return false;
@@ -119,9 +122,18 @@ function repeatsAuthorization(ctx: Koa.Context): boolean {
   return seen > 1;
 }
 
-/** The 400 for `repeatsAuthorization`, before the body is read: the connection closes after the answer. */
-function refuseRepeatedAuthorization(ctx: Koa.Context): void {
+/**
+ * The 400 for `repeatsAuthorization`, before the body is read: the connection closes after the
+ * answer. At userinfo with the challenge the provider gives its own refusals there (RFC 6750 §3).
+ */
+function refuseRepeatedAuthorization(ctx: Koa.Context, key: string, issuer: string): void {
   ctx.set('Connection', 'close');
+  if (key === '/userinfo') {
+    ctx.set(
+      'WWW-Authenticate',
+      `Bearer realm="${issuer}", error="invalid_request", error_description="${REPEATED_AUTHORIZATION_MESSAGE}"`,
+    );
+  }
   answerRefusal(
     ctx,
     { status: 400, error: 'invalid_request', description: REPEATED_AUTHORIZATION_MESSAGE },
@@ -268,8 +280,8 @@ function notFound(ctx: Koa.Context): void {
  * - a form body with a content coding, or declared in a charset other than UTF-8, is refused (415)
  *   on the provider's routes (US-ASCII and ISO-8859-1 taken on token, introspection, revocation
  *   and userinfo);
- * - a request to token, introspection or revocation with more than one Authorization header is
- *   refused (400), where Node would keep the first;
+ * - a request to token, introspection, revocation or userinfo with more than one Authorization
+ *   header is refused (400), where Node would keep the first;
  * - a form body the provider reads itself is gathered into one buffer first (`gatherBody`): the
  *   provider keeps a Buffer per chunk, a body trickled a byte a packet megabytes;
  * - browser-facing endpoints refuse framing; userinfo is never cached;
@@ -317,8 +329,8 @@ export function mountProvider(
       return refuseContentEncoding(ctx, key, branding);
     if (ctx.method === 'POST' && FORM_ROUTES.has(key) && refusedCharset(ctx, key))
       return refuseCharset(ctx, key, branding);
-    if (CLIENT_AUTHENTICATED_ROUTES.has(key) && repeatsAuthorization(ctx))
-      return refuseRepeatedAuthorization(ctx);
+    if (AUTHORIZATION_ROUTES.has(key) && repeatsAuthorization(ctx))
+      return refuseRepeatedAuthorization(ctx, key, current().issuer);
     if (key === '/userinfo') {
       // On Node's response: Koa's `set` builds four arrays per call for one plain string.
       ctx.res.setHeader('Cache-Control', 'no-store');

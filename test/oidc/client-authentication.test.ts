@@ -183,7 +183,7 @@ describe(`client authentication under hostile requests (${testDatabaseKind})`, (
           {
             error: 'invalid_request',
             error_description:
-              'The Authorization header is given more than once: send it once, with one client authentication.',
+              'The Authorization header is given more than once: send it once, with one credential.',
           },
           `${path} two Authorization headers, ${what}`,
         );
@@ -202,6 +202,26 @@ describe(`client authentication under hostile requests (${testDatabaseKind})`, (
       // The same client named in the body as in the header is no second way.
       const same = await post(path, [`Authorization: ${good}`], `&client_id=${client.clientId}`);
       assert.equal(same.status, AUTHENTICATED[path], `${path} the same client_id in the body`);
+    }
+  });
+
+  it('refuses two Authorization headers at userinfo with 400 invalid_request and a Bearer challenge', async () => {
+    const userinfo = (headers: string[]) => sendRaw(port, '/o/userinfo/', headers, 'ignored=1');
+    // One token no one was issued is read, and refused as such.
+    const one = await userinfo(['Authorization: Bearer never-issued']);
+    assert.equal(one.status, 401);
+    assert.equal(JSON.parse(one.body).error, 'invalid_token');
+    for (const headers of [
+      ['Authorization: Bearer never-issued', 'Authorization: Bearer another-never-issued'],
+      ['Authorization: Bearer never-issued', 'authorization: Bearer never-issued'],
+    ]) {
+      const answer = await userinfo(headers);
+      assert.equal(answer.status, 400, headers.join(' '));
+      assert.equal(JSON.parse(answer.body).error, 'invalid_request', headers.join(' '));
+      assert.equal(
+        answer.headers.get('www-authenticate'),
+        `Bearer realm="${server.issuer}", error="invalid_request", error_description="The Authorization header is given more than once: send it once, with one credential."`,
+      );
     }
   });
 
