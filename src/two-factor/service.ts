@@ -170,6 +170,11 @@ function shownRecoveryCode(characters: readonly string[]): string {
 /** The recovery code a page shows as an example of their shape (one of the alphabet, `abcde-fghjk`). */
 const EXAMPLE_RECOVERY_CODE = shownRecoveryCode([...RECOVERY_ALPHABET.slice(0, RECOVERY_CODE_LENGTH)]);
 
+/** The letters and digits no recovery code has (the look-alikes: i, l, o, 0, 1), as a page names them. */
+const NOT_IN_RECOVERY_CODES = [...'abcdefghijklmnopqrstuvwxyz0123456789']
+  .filter((character) => !RECOVERY_ALPHABET.includes(character))
+  .join(', ');
+
 function normaliseRecoveryCode(code: string): string {
   return code.normalize('NFKC').trim().toLowerCase().replace(/[\s-]/g, '');
 }
@@ -203,7 +208,7 @@ export function isCodeShaped(code: string, options: { recovery: boolean }): bool
 /** What a page says to a code that `isCodeShaped` refuses. */
 export function codeShapeMessage(options: { recovery: boolean }): string {
   return options.recovery
-    ? `Enter the six-digit code your app shows, or one of your recovery codes (${RECOVERY_CODE_LENGTH} letters and digits, like ${EXAMPLE_RECOVERY_CODE}).`
+    ? `Enter the six-digit code your app shows, or one of your recovery codes (${RECOVERY_CODE_LENGTH} letters and digits, like ${EXAMPLE_RECOVERY_CODE}, with none of ${NOT_IN_RECOVERY_CODES}).`
     : 'Enter the six-digit code your app shows.';
 }
 

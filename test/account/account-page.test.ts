@@ -498,7 +498,7 @@ describe(`the account page (${testDatabaseKind})`, () => {
       assert.equal(refused.status, 400, JSON.stringify(code));
       assert.match(
         pageText(refused.body),
-        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk\)\./,
+        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk, with none of i, l, o, 0, 1\)\./,
       );
     }
     assert.equal(await failures(), before, 'no wrong code counted');

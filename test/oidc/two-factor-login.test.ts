@@ -206,7 +206,7 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
       page = await refused.text();
       assert.match(
         pageText(page),
-        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk\)\./,
+        /Enter the six-digit code your app shows, or one of your recovery codes \(10 letters and digits, like abcde-fghjk, with none of i, l, o, 0, 1\)\./,
       );
     }
     assert.equal(await failures(), before, 'no wrong code counted');
