@@ -53,6 +53,38 @@ function issuedCodesOn(
 }
 
 /**
+ * The calls `start` makes, begun in one turn whose writes are then flushed together: their results,
+ * and the statements naming `table` that the drivers were handed meanwhile.
+ */
+async function inOneTurn<T>(
+  flushes: Array<() => void>,
+  table: string,
+  start: () => Promise<T>[],
+): Promise<{ results: T[]; statements: string[] }> {
+  const statements: string[] = [];
+  const restore = watchStatements((text) => {
+    if (text.includes(`"${table}"`)) statements.push(text);
+  });
+  try {
+    const pending = start();
+    for (const run of flushes.splice(0)) run();
+    return { results: await Promise.all(pending), statements };
+  } finally {
+    restore();
+  }
+}
+
+/** Marks the row `usedId` consumed and the row `revokedId` revoked, long ago. */
+async function markUsedAndRevoked(handle: DatabaseHandle, usedId: string, revokedId: string): Promise<void> {
+  await handle.db.updateTable('oidc_payload').set({ consumed_at: 1 }).where('id', '=', usedId).execute();
+  await handle.db
+    .updateTable('oidc_payload')
+    .set({ revoked_at: 1, revoked_reason: 'test' })
+    .where('id', '=', revokedId)
+    .execute();
+}
+
+/**
  * The code redemptions and code exchanges requests reach in one turn: on PostgreSQL one statement
  * each for all of them, with the semantics of one after the other (a code twice: the first wins; a
  * replayed code's tokens stored revoked).
@@ -213,16 +245,7 @@ describe(`refresh-token rotations of one turn (${testDatabaseKind})`, () => {
       row('RefreshToken', `turn-refresh-${name}`, `turn-grant-${name}`),
     );
     await writePayloadRows(handle.db, presented);
-    await handle.db
-      .updateTable('oidc_payload')
-      .set({ consumed_at: 1 })
-      .where('id', '=', 'turn-refresh-used')
-      .execute();
-    await handle.db
-      .updateTable('oidc_payload')
-      .set({ revoked_at: 1, revoked_reason: 'test' })
-      .where('id', '=', 'turn-refresh-revoked')
-      .execute();
+    await markUsedAndRevoked(handle, 'turn-refresh-used', 'turn-refresh-revoked');
     const at = Date.now();
     const rotation = (name: string, request: string) => ({
       id: `turn-refresh-${name}`,
@@ -232,27 +255,16 @@ describe(`refresh-token rotations of one turn (${testDatabaseKind})`, () => {
         row('AccessToken', `access-${request}`, `turn-grant-${name}`),
       ],
     });
-    const texts: string[] = [];
-    const restore = watchStatements((text) => {
-      if (/"oidc_payload"/.test(text)) texts.push(text);
-    });
-    let rotated: boolean[];
-    try {
-      const results = [
-        codes.rotateRefreshToken(rotation('one', 'a')),
-        codes.rotateRefreshToken(rotation('two', 'b')),
-        // Presented again in the same turn: the first presentation wins.
-        codes.rotateRefreshToken(rotation('one', 'c')),
-        codes.rotateRefreshToken(rotation('used', 'd')),
-        codes.rotateRefreshToken(rotation('revoked', 'e')),
-        codes.rotateRefreshToken(rotation('missing', 'f')),
-        codes.rotateRefreshToken(rotation('three', 'g')),
-      ];
-      for (const run of flushes.splice(0)) run();
-      rotated = await Promise.all(results);
-    } finally {
-      restore();
-    }
+    const { results: rotated, statements: texts } = await inOneTurn(flushes, 'oidc_payload', () => [
+      codes.rotateRefreshToken(rotation('one', 'a')),
+      codes.rotateRefreshToken(rotation('two', 'b')),
+      // Presented again in the same turn: the first presentation wins.
+      codes.rotateRefreshToken(rotation('one', 'c')),
+      codes.rotateRefreshToken(rotation('used', 'd')),
+      codes.rotateRefreshToken(rotation('revoked', 'e')),
+      codes.rotateRefreshToken(rotation('missing', 'f')),
+      codes.rotateRefreshToken(rotation('three', 'g')),
+    ]);
     assert.deepEqual(rotated, [true, true, false, false, false, false, true]);
     if (handle.kind === 'postgres') assert.equal(texts.length, 1, texts.join('\n'));
     const written = await handle.db
@@ -311,43 +323,23 @@ describe(`code exchanges of one turn (${testDatabaseKind})`, () => {
         client_id: `client-${name}`,
       })),
     );
-    await handle.db
-      .updateTable('oidc_payload')
-      .set({ consumed_at: 1 })
-      .where('id', '=', storageId(code('used')))
-      .execute();
-    await handle.db
-      .updateTable('oidc_payload')
-      .set({ revoked_at: 1, revoked_reason: 'test' })
-      .where('id', '=', storageId(code('revoked')))
-      .execute();
+    await markUsedAndRevoked(handle, storageId(code('used')), storageId(code('revoked')));
     const at = Date.now();
     const exchange = (name: string, request: string) =>
       codes.redeemCode(code(name), storageId(code(name)), at, [
         row('AccessToken', `code-access-${request}`, `code-grant-${name}`),
         row('RefreshToken', `code-refresh-${request}`, `code-grant-${name}`),
       ]);
-    const texts: string[] = [];
-    const restore = watchStatements((text) => {
-      if (/"oidc_payload"/.test(text)) texts.push(text);
-    });
-    let redeemed: boolean[];
-    try {
-      const results = [
-        exchange('one', 'a'),
-        exchange('two', 'b'),
-        // Presented again in the same turn: the first presentation wins.
-        exchange('one', 'c'),
-        exchange('used', 'd'),
-        exchange('revoked', 'e'),
-        exchange('missing', 'f'),
-        exchange('three', 'g'),
-      ];
-      for (const run of flushes.splice(0)) run();
-      redeemed = await Promise.all(results);
-    } finally {
-      restore();
-    }
+    const { results: redeemed, statements: texts } = await inOneTurn(flushes, 'oidc_payload', () => [
+      exchange('one', 'a'),
+      exchange('two', 'b'),
+      // Presented again in the same turn: the first presentation wins.
+      exchange('one', 'c'),
+      exchange('used', 'd'),
+      exchange('revoked', 'e'),
+      exchange('missing', 'f'),
+      exchange('three', 'g'),
+    ]);
     assert.deepEqual(redeemed, [true, true, false, false, false, false, true]);
     if (handle.kind === 'postgres') assert.equal(texts.length, 1, texts.join('\n'));
 
