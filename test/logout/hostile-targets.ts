@@ -37,6 +37,7 @@ const RESOLVER_TABLE: Record<string, Answer> = {
   'cgnat.rp.test': [v4('100.72.10.20')],
   'alibaba-metadata.rp.test': [v4('100.100.100.200')],
   'ecs.rp.test': [v4('169.254.170.2')],
+  'gce-metadata6.rp.test': [v6('fd20:ce::254')],
   'multicast.rp.test': [v4('239.255.255.250')],
   'multicast6.rp.test': [v6('ff05::c')],
   'broadcast.rp.test': [v4('255.255.255.255')],
@@ -147,6 +148,11 @@ export const HOSTILE_TARGETS: readonly HostileTarget[] = [
   unsafe('localhost.', 'http://localhost./bcl', 'loopback'),
   unsafe('LOCALHOST with a port', 'http://LOCALHOST:8080/bcl', 'loopback'),
   unsafe('a name under .localhost', 'http://rp.localhost/bcl', 'loopback'),
+  // WHATWG host parsing (IDNA mapping, percent-decoding) happens before the judgement.
+  unsafe('localhost in fullwidth letters', 'http://ｌｏｃａｌｈｏｓｔ/bcl', 'loopback'),
+  unsafe('localhost percent-encoded', 'http://loc%61lhost/bcl', 'loopback'),
+  unsafe('loopback in fullwidth digits', 'http://１２７.０.０.１/bcl', 'loopback'),
+  unsafe('loopback percent-encoded', 'http://127%2e0%2e0%2e1/bcl', 'loopback'),
   // Names that resolve (through the injected resolver) to each hostile class.
   unsafe('a name resolving to loopback', 'http://loopback.rp.test/bcl', 'loopback'),
   unsafe('a name resolving to ::1', 'http://loopback6.rp.test/bcl', 'loopback'),

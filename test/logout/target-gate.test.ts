@@ -98,6 +98,8 @@ describe('SSRF gate: scheme and form', () => {
     ['https://user:pass@rp.public.test/bcl', 'invalid_uri'],
     ['http://1.2.3.4.5/bcl', 'invalid_uri'],
     ['http://rp.public.test:0/bcl', 'invalid_uri'],
+    ['http://rp.public.test:65536/bcl', 'invalid_uri'],
+    ['http://[fe80::1%25eth0]/bcl', 'invalid_uri'],
     [`https://${PUBLIC_V4}:0/bcl`, 'invalid_uri'],
   ] as const) {
     it(`refuses ${uri} with ${reason}`, async () => {
@@ -212,6 +214,13 @@ describe('SSRF gate: logout.allowPrivateTargets (development escape hatch)', () 
     ['EKS Pod Identity Agent over IPv6 (unique-local)', 'http://[fd00:ec2::23]/v1/credentials'],
     ['Alibaba Cloud metadata (CGNAT)', 'http://100.100.100.200/latest/meta-data/'],
     ['Alibaba Cloud metadata, IPv4-mapped', 'http://[::ffff:100.100.100.200]/latest/meta-data/'],
+    ['Scaleway metadata (link-local)', 'http://169.254.42.42/conf'],
+    ['Tencent Cloud metadata (link-local)', 'http://169.254.0.23/latest/meta-data/'],
+    ['Google Compute Engine metadata over IPv6 (unique-local)', 'http://[fd20:ce::254]/computeMetadata/v1/'],
+    ['Oracle Cloud metadata over IPv6 (unique-local)', 'http://[fd00:c1::a9fe:a9fe]/opc/v2/instance/'],
+    ['Akamai (Linode) metadata over IPv6 (unique-local)', 'http://[fd00:a9fe:a9fe::1]/v1/token'],
+    ['Scaleway metadata over IPv6 (unique-local)', 'http://[fd00:42::42]/conf'],
+    ['a name resolving to Google Compute Engine metadata over IPv6', 'http://gce-metadata6.rp.test/bcl'],
     ['a name resolving to the ECS credentials address', 'http://ecs.rp.test/bcl'],
   ] as const) {
     it(`still refuses ${what} as cloud metadata`, async () => {

@@ -110,6 +110,8 @@ const IPV4_RANGES: readonly RangeRow[] = [
   ['169.254.170.2/32', 'cloud_metadata'], // AWS ECS task metadata and credentials
   ['169.254.170.23/32', 'cloud_metadata'], // AWS EKS Pod Identity Agent credentials
   ['100.100.100.200/32', 'cloud_metadata'], // Alibaba Cloud instance metadata
+  ['169.254.42.42/32', 'cloud_metadata'], // Scaleway instance metadata
+  ['169.254.0.23/32', 'cloud_metadata'], // Tencent Cloud instance metadata (metadata.tencentyun.com)
   ['255.255.255.255/32', 'broadcast'],
   ['0.0.0.0/8', 'unspecified'],
   ['10.0.0.0/8', 'private'],
@@ -136,7 +138,12 @@ const IPV6_RANGES: readonly RangeRow[] = [
   ['fd00:ec2::254/128', 'cloud_metadata'], // AWS instance metadata over IPv6
   ['::/128', 'unspecified'],
   ['::1/128', 'loopback'],
-  ['fd00:ec2::23/128', 'cloud_metadata'], // AWS EKS Pod Identity Agent over IPv6 (unique-local space)
+  // Instance metadata over IPv6, in unique-local space (which `allowPrivateTargets` opens).
+  ['fd00:ec2::23/128', 'cloud_metadata'], // AWS EKS Pod Identity Agent
+  ['fd20:ce::254/128', 'cloud_metadata'], // Google Compute Engine
+  ['fd00:c1::a9fe:a9fe/128', 'cloud_metadata'], // Oracle Cloud Infrastructure
+  ['fd00:a9fe:a9fe::1/128', 'cloud_metadata'], // Akamai (Linode)
+  ['fd00:42::42/128', 'cloud_metadata'], // Scaleway
   ['100::/64', 'reserved'], // discard-only
   ['2001:2::/48', 'benchmarking'],
   ['2001::/23', 'ietf_protocol'],
