@@ -38,6 +38,15 @@ const development = (overrides: Partial<GateOptions> = {}): GateOptions => ({
   ...overrides,
 });
 
+/**
+ * A time limit no loopback exchange comes near, even on a loaded machine: the limits a test does not
+ * mean to reach (a deadline while the test waits for the status or the connect timeout; a connect
+ * timeout while it waits for the deadline). An attempt that reached one ends with its kind (a
+ * `request_timeout` for the deadline), which the outcome tells apart: the tests assert what ended an
+ * attempt, never how long it took.
+ */
+const FAR_LIMIT_MS = 10_000;
+
 /** Every connection attempt in this file goes through one of these; none may be refused. */
 const refusals: Array<{ address: string }> = [];
 afterEach(() => {
@@ -81,7 +90,7 @@ function expectOutcome<K extends DeliveryOutcome['outcome']>(
  * each within `requestTimeoutMs`.
  */
 function pooledDeliveries(connector: Connector, requestTimeoutMs: number) {
-  const pools = createDeliveryPools({ connector, connectTimeoutMs: 1000, requestTimeoutMs });
+  const pools = createDeliveryPools({ connector, connectTimeoutMs: FAR_LIMIT_MS, requestTimeoutMs });
   const deliver = () =>
     deliverLogoutToken({
       url: `http://${PUBLIC_V4}/bcl`,
@@ -112,7 +121,7 @@ describe('deliverLogoutToken against a loopback receiver', () => {
     const outcome = expectOutcome(await deliverToLoopback(receiver), 'success');
     assert.equal(outcome.status, 200);
     assert.equal(outcome.address, '127.0.0.1');
-    assert.ok(outcome.elapsedMs >= 0 && outcome.elapsedMs < 5000);
+    assert.ok(outcome.elapsedMs >= 0, `elapsedMs ${outcome.elapsedMs}`);
     assert.equal(receiver.requests.length, 1);
     const [received] = receiver.requests;
     assert.equal(received!.method, 'POST');
@@ -206,28 +215,33 @@ describe('deliverLogoutToken never follows a redirect', () => {
 
 describe('deliverLogoutToken is bounded in time and never reads the body', () => {
   it('gives up on a receiver that never answers (request timeout)', async () => {
-    const silent = await startReceiver(() => {
-      // Reads the request, never responds.
+    const silent = await startReceiver((_request, response) => {
+      // Reads the request, never responds; hangs up only long after, so that an attempt with no
+      // request timeout ends as connection_failed (a failure here) instead of never.
+      response.socket!.setTimeout(FAR_LIMIT_MS, () => response.socket!.destroy());
     });
     try {
-      const started = performance.now();
       const outcome = expectOutcome(
-        await deliverToLoopback(silent, { requestTimeoutMs: 300, connectTimeoutMs: 200 }),
+        await deliverToLoopback(silent, { requestTimeoutMs: 300, connectTimeoutMs: FAR_LIMIT_MS }),
         'network_error',
       );
-      const took = performance.now() - started;
       assert.equal(outcome.failure, 'request_timeout');
+      assert.equal(outcome.detail, 'no response within 300 ms');
+      assert.equal(outcome.address, '127.0.0.1');
       assert.equal(isRetryable(outcome), true);
-      assert.ok(took >= 280 && took < 2000, `took ${took} ms`);
-      assert.equal(silent.requests.length, 1);
+      await eventually(() => silent.requests.length === 1, 'the receiver got the request');
     } finally {
       await silent.close();
     }
   });
 
   it('gives up on a connection that never completes (connect timeout)', async () => {
-    const connector = () => new Promise<net.Socket>(() => {});
-    const started = performance.now();
+    const abandoned: AbortSignal[] = [];
+    const connector: Connector = (_target, signal) => {
+      abandoned.push(signal);
+      return new Promise<net.Socket>(() => {});
+    };
+    // The overall deadline far above the connect timeout: only the connect timeout can end this.
     const outcome = expectOutcome(
       await deliverLogoutToken({
         url: `http://${PUBLIC_V4}/bcl`,
@@ -235,47 +249,52 @@ describe('deliverLogoutToken is bounded in time and never reads the body', () =>
         gate: development(),
         connector,
         connectTimeoutMs: 150,
-        requestTimeoutMs: 2000,
+        requestTimeoutMs: FAR_LIMIT_MS,
       }),
       'network_error',
     );
-    const took = performance.now() - started;
     assert.equal(outcome.failure, 'connect_timeout');
-    assert.ok(took >= 140 && took < 1500, `took ${took} ms`);
+    assert.equal(outcome.detail, 'no connection within 150 ms');
+    assert.equal(abandoned.length, 1);
+    assert.equal(abandoned[0]!.aborted, true, 'the connector was not told to give up');
   });
 
   it('ends a slow connect at the overall deadline when that comes first', async () => {
-    const connector = () => new Promise<net.Socket>(() => {});
+    const abandoned: AbortSignal[] = [];
+    const connector: Connector = (_target, signal) => {
+      abandoned.push(signal);
+      return new Promise<net.Socket>(() => {});
+    };
     const outcome = expectOutcome(
       await deliverLogoutToken({
         url: `http://${PUBLIC_V4}/bcl`,
         logoutToken: TOKEN,
         gate: development(),
         connector,
-        connectTimeoutMs: 5000,
+        connectTimeoutMs: FAR_LIMIT_MS,
         requestTimeoutMs: 150,
       }),
       'network_error',
     );
     assert.equal(outcome.failure, 'request_timeout');
-    assert.ok(outcome.elapsedMs < 1500, `took ${outcome.elapsedMs} ms`);
+    assert.equal(outcome.detail, 'no response within 150 ms');
+    assert.equal(abandoned[0]?.aborted, true, 'the connector was not told to give up');
   });
 
   it('counts the gate in the total time: a resolver slower than the whole attempt ends it at the deadline', async () => {
     const { connector, attempts } = guardedConnector();
-    const started = performance.now();
+    // slow.rp.test never answers; the resolver's own limit far above the attempt's.
     const outcome = expectOutcome(
       await deliverLogoutToken({
         url: 'https://slow.rp.test/bcl',
         logoutToken: TOKEN,
-        gate: development({ dnsTimeoutMs: 5000 }),
+        gate: development({ dnsTimeoutMs: FAR_LIMIT_MS }),
         connector,
         requestTimeoutMs: 200,
       }),
       'dns_resolve_failed',
     );
-    const took = performance.now() - started;
-    assert.ok(took >= 190 && took < 1500, `took ${took} ms`);
+    assert.equal(outcome.detail, 'slow.rp.test was still resolving when the delivery ran out of time');
     assert.deepEqual(attempts, []);
     assert.equal(isRetryable(outcome), false);
   });
@@ -328,13 +347,11 @@ describe('deliverLogoutToken is bounded in time and never reads the body', () =>
       pump();
     });
     try {
-      const started = performance.now();
       const outcome = expectOutcome(await deliverToLoopback(streaming), 'success');
-      const took = performance.now() - started;
       assert.equal(outcome.status, 200);
-      assert.ok(took < 2000, `took ${took} ms`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(closedByClient, true, 'the connection stays open');
+      await eventually(() => closedByClient, 'the client closes the connection');
+      // Read after the close: all the server could ever push. A client that read the body would
+      // have taken the whole GiB.
       assert.ok(bytesWritten < 64 * 1024 * 1024, `the server could push ${bytesWritten} bytes`);
     } finally {
       await streaming.close();
@@ -386,22 +403,16 @@ describe('deliverLogoutToken ends on the status of a receiver that never ends it
         const { receiver, closed } = await stallingReceiver(status, framing);
         try {
           const before = resources();
-          const started = performance.now();
-          // A request timeout far enough to tell "at once" from "at the deadline" on a loaded machine (the
-          // test never waits for it).
           const outcome = expectOutcome(
-            await deliverToLoopback(receiver, { requestTimeoutMs: 10_000 }),
+            await deliverToLoopback(receiver, { requestTimeoutMs: FAR_LIMIT_MS }),
             kind,
           );
-          const took = performance.now() - started;
           assert.equal(outcome.status, status);
-          assert.ok(took < 5000, `took ${took} ms: the attempt waited for the body`);
-          await eventually(() => closed[0] === true, 'the stalled connection is closed', 5000);
+          await eventually(() => closed[0] === true, 'the stalled connection is closed');
           assert.equal(receiver.requests.length, 1, 'never retried nor followed');
           await eventually(
             () => resources().sockets <= before.sockets && resources().timers <= before.timers,
             `no socket or timer left behind (${JSON.stringify(resources())} after, ${JSON.stringify(before)} before)`,
-            5000,
           );
         } finally {
           await receiver.close();
@@ -427,12 +438,10 @@ describe('deliverLogoutToken ends on the status of a receiver that never ends it
       connections += 1;
       return guarded.connector(target, signal);
     };
-    const { pools, deliver } = pooledDeliveries(counting, 10_000);
+    const { pools, deliver } = pooledDeliveries(counting, FAR_LIMIT_MS);
     try {
-      const started = performance.now();
       expectOutcome(await deliver(), 'success');
-      assert.ok(performance.now() - started < 5000, 'the attempt waited for the body');
-      await eventually(() => closed[0] === true, 'the stalled connection is closed', 5000);
+      await eventually(() => closed[0] === true, 'the stalled connection is closed');
 
       stall = false;
       expectOutcome(await deliver(), 'success');
@@ -555,8 +564,8 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
         const pools = pooled
           ? createDeliveryPools({
               connector: guarded.connector,
-              connectTimeoutMs: 1000,
-              requestTimeoutMs: 5000,
+              connectTimeoutMs: FAR_LIMIT_MS,
+              requestTimeoutMs: FAR_LIMIT_MS,
             })
           : undefined;
         try {
@@ -566,20 +575,16 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
               logoutToken: TOKEN,
               gate: development(),
               connector: guarded.connector,
-              requestTimeoutMs: 5000,
+              requestTimeoutMs: FAR_LIMIT_MS,
               ...(pools ? { pools } : {}),
             }),
             'network_error',
           );
           assert.equal(outcome.failure, failure);
           assert.equal(outcome.detail, detail);
-          assert.ok(
-            outcome.elapsedMs < 2500,
-            `took ${outcome.elapsedMs} ms: the attempt waited for its deadline`,
-          );
           assert.equal(isRetryable(outcome), true);
           assert.ok(!JSON.stringify(outcome).includes(TOKEN), 'the outcome carries the token');
-          await eventually(() => receiver.open() === 0, 'the connection is closed', 5000);
+          await eventually(() => receiver.open() === 0, 'the connection is closed');
           refusals.push(...guarded.refused);
         } finally {
           await pools?.close();
@@ -601,7 +606,7 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
       socket.write(`HTTP/1.1 ${first ? '742 Odd' : '200 OK'}\r\ncontent-length: 0\r\n\r\n`);
     });
     const guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
-    const { pools, deliver } = pooledDeliveries(guarded.connector, 5000);
+    const { pools, deliver } = pooledDeliveries(guarded.connector, FAR_LIMIT_MS);
     try {
       const refused = expectOutcome(await deliver(), 'network_error');
       assert.equal(refused.failure, 'bad_response');
@@ -612,7 +617,7 @@ describe('deliverLogoutToken names an answer that is not an HTTP/1.1 response to
         [1, 1],
         'the connection that answered 742 carried the next delivery',
       );
-      await eventually(() => closedFirst, 'the connection that answered 742 is closed', 5000);
+      await eventually(() => closedFirst, 'the connection that answered 742 is closed');
       refusals.push(...guarded.refused);
     } finally {
       await pools.close();
@@ -812,7 +817,11 @@ describe('deliverLogoutToken tries the next checked address only when the one be
         [PUBLIC_V4]: receiver.port,
       });
       const pools = pooled
-        ? createDeliveryPools({ connector, connectTimeoutMs: 1000, requestTimeoutMs: 2000 })
+        ? createDeliveryPools({
+            connector,
+            connectTimeoutMs: FAR_LIMIT_MS,
+            requestTimeoutMs: FAR_LIMIT_MS,
+          })
         : undefined;
       try {
         const outcome = expectOutcome(
@@ -839,15 +848,17 @@ describe('deliverLogoutToken tries the next checked address only when the one be
   it('moves on after the connect timeout of an address that never connects, within the deadline', async () => {
     receiver.requests.length = 0;
     const { connector, attempts, check } = connectorFor({ [PUBLIC_V4]: receiver.port }, [PUBLIC_V6]);
+    // The deadline far above the connect timeout: only the connect timeout can move the attempt on
+    // (at the deadline it would end as a request_timeout instead).
     const outcome = expectOutcome(
       await deliverDual([v6(PUBLIC_V6), v4(PUBLIC_V4)], connector, {
         connectTimeoutMs: 150,
-        requestTimeoutMs: 2000,
+        requestTimeoutMs: FAR_LIMIT_MS,
       }),
       'success',
     );
     check();
-    assert.ok(outcome.elapsedMs >= 140 && outcome.elapsedMs < 1500, `took ${outcome.elapsedMs} ms`);
+    assert.equal(outcome.address, PUBLIC_V4);
     assert.deepEqual(
       attempts.map((attempt) => attempt.address),
       [PUBLIC_V6, PUBLIC_V4],
@@ -895,19 +906,25 @@ describe('deliverLogoutToken tries the next checked address only when the one be
   it('ends at the deadline when no address connects: the time is bounded, not multiplied', async () => {
     const hanging = ['93.184.215.20', '93.184.215.21', '93.184.215.22'];
     const { connector, attempts, check } = connectorFor({}, hanging);
-    const started = performance.now();
+    // Three connect timeouts would outlast the deadline, which ends the attempt: usually during the
+    // second address's connect, but on a loaded machine it may fire before the first one's timeout
+    // (two timers; their order is the machine's), so one or two addresses are tried, never all.
     const outcome = expectOutcome(
       await deliverDual(hanging.map(v4), connector, { connectTimeoutMs: 200, requestTimeoutMs: 300 }),
       'network_error',
     );
     check();
-    const took = performance.now() - started;
+    const tried = attempts.map((attempt) => attempt.address);
     assert.equal(outcome.failure, 'request_timeout');
-    assert.ok(took >= 280 && took < 1500, `took ${took} ms`);
-    assert.deepEqual(
-      attempts.map((attempt) => attempt.address),
-      hanging.slice(0, 2),
+    assert.ok(tried.length >= 1 && tried.length < hanging.length, `tried ${tried.join(', ')}`);
+    assert.deepEqual(tried, hanging.slice(0, tried.length));
+    assert.equal(outcome.address, tried.at(-1));
+    const said = tried.map((address, index) =>
+      index < tried.length - 1
+        ? `${address}: no connection within 200 ms`
+        : `${address}: no response within 300 ms`,
     );
+    assert.equal(outcome.detail, tried.length === 1 ? 'no response within 300 ms' : said.join('; '));
   });
 
   it('tries at most four addresses, and says why each failed', async () => {
