@@ -37,7 +37,12 @@ export type CheckId =
   | 'W013';
 
 export type Finding =
-  | { id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008'; level: 'error'; message: string; hint: string }
+  | {
+      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009';
+      level: 'error';
+      message: string;
+      hint: string;
+    }
   | {
       id:
         | 'W001'
@@ -328,11 +333,16 @@ export type CheckedSigningKey = Pick<SigningKeySummary, 'kid' | 'status' | 'modu
 
 export function runChecks(
   config: CheckedConfig,
-  apps: readonly CheckedApplication[],
+  /**
+   * The registered applications; undefined when they could not be read (`aa-oidc check`'s E009): the
+   * checks of the applications then report nothing, those of the configuration and the keys still do.
+   */
+  applications: readonly CheckedApplication[] | undefined,
   /** The signing keys; omitted when they could not be read (a database with pending migrations). */
   keys?: readonly CheckedSigningKey[],
 ): Finding[] {
   const findings: Finding[] = [];
+  const apps = applications ?? [];
   const withUri = apps.filter((app) => app.backchannelLogoutUri !== null);
   const production = config.mode === 'production';
 
@@ -401,7 +411,8 @@ export function runChecks(
         });
     }
   }
-  if (production && config.logout.allowPrivateTargets && withUri.length === 0)
+  // Without the applications, whether one has a back-channel URI (E006 rather than W005) is unknown.
+  if (production && config.logout.allowPrivateTargets && applications !== undefined && withUri.length === 0)
     findings.push({
       id: 'W005',
       level: 'warning',

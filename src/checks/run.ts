@@ -2,6 +2,7 @@ import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyService } from '../keys/types.ts';
+import { scrubString } from '../util/scrub-text.ts';
 import {
   type CheckedSigningKey,
   type DirectoryNames,
@@ -31,6 +32,104 @@ export async function systemChecks(
   ]);
   const names = { states: states.map((state) => state.name), groups: groups.map((group) => group.name) };
   return findingsOver(config, apps, signingKeys, names);
+}
+
+/**
+ * `aa-oidc check`'s system checks: those of `systemChecks`, each over what could be read. A part that
+ * could not be read (the applications, the signing keys, the directory's states or groups: a grant
+ * revoked, a table gone, a database that stopped answering) is an error finding of its own (E009),
+ * naming the part, where it is read from (`sources`: a database, its URL without a password) and
+ * why; the checks that need it report nothing, the others still run. `serve` and `worker` use
+ * `systemChecks`, which stops at such a failure.
+ */
+export async function systemChecksOverWhatCanBeRead(
+  config: Config,
+  applications: Pick<ApplicationService, 'list'>,
+  directory: Pick<Directory, 'listStates' | 'listGroups'>,
+  keys: Pick<KeyService, 'list'>,
+  /** Where each part is read from, as E009 names it: aa-oidc's own database, and the directory's. */
+  sources: { ownDatabase: string; directory: string },
+): Promise<Finding[]> {
+  const [apps, signingKeys, states, groups] = await Promise.allSettled([
+    applications.list(),
+    keys.list(),
+    directory.listStates(),
+    directory.listGroups(),
+  ]);
+  const builtin = config.directory.source === 'builtin';
+  const unread: Finding[] = [];
+  if (apps.status === 'rejected')
+    unread.push(
+      unreadPart(
+        'the registered applications',
+        sources.ownDatabase,
+        'E001, E006, W003, W004, W005, W006, W009, W013, and W015 of application names',
+        apps.reason,
+      ),
+    );
+  if (signingKeys.status === 'rejected')
+    unread.push(unreadPart('the signing keys', sources.ownDatabase, 'W008, W011', signingKeys.reason));
+  // One finding for the directory: both reads fail alike when its database does not answer.
+  const directoryReasons = [states, groups].flatMap((read) =>
+    read.status === 'rejected' ? [read.reason] : [],
+  );
+  if (directoryReasons.length > 0) {
+    const part =
+      states.status === 'rejected' && groups.status === 'rejected'
+        ? "the directory's states and groups"
+        : states.status === 'rejected'
+          ? "the directory's states"
+          : "the directory's groups";
+    unread.push(
+      unreadPart(
+        part,
+        sources.directory,
+        `W006 of the whitelists naming them${builtin ? ', W014, and W015 of their names' : ''}`,
+        ...directoryReasons,
+      ),
+    );
+  }
+  // A state or group kind that could not be read is judged by nobody: no name of it is missing from
+  // the directory (W006), none is judged for its spelling (W014, W015).
+  const statesRead = states.status === 'fulfilled' ? states.value.map((state) => state.name) : undefined;
+  const groupsRead = groups.status === 'fulfilled' ? groups.value.map((group) => group.name) : undefined;
+  const names = { states: statesRead ?? [], groups: groupsRead ?? [] };
+  const appsRead = apps.status === 'fulfilled' ? apps.value : undefined;
+  const whitelisted = (appsRead ?? []).map((app) => ({
+    ...app,
+    states: statesRead === undefined ? [] : app.states,
+    groups: groupsRead === undefined ? [] : app.groups,
+  }));
+  return [
+    ...unread,
+    ...runChecks(config, appsRead, signingKeys.status === 'fulfilled' ? signingKeys.value : undefined),
+    ...whitelistChecks(whitelisted, names),
+    ...spacedNameChecks(config.directory.source, names),
+    ...unfitCharacterNameChecks(config.directory.source, names, appsRead ?? []),
+  ];
+}
+
+/**
+ * E009: a part of what `aa-oidc check` reads that it could not read, from `source`, with the checks
+ * that therefore report nothing (`skipped`) and each distinct reason (what the database or the
+ * directory answered; whatever looks like a credential is hidden, as in a log line). An error: a check
+ * that could not look has not found the system sound.
+ */
+function unreadPart(what: string, source: string, skipped: string, ...reasons: unknown[]): Finding {
+  const answers = [
+    ...new Set(
+      reasons.map((reason) =>
+        scrubString((reason instanceof Error ? reason.message : String(reason)).replace(/\s+/g, ' ').trim()),
+      ),
+    ),
+  ];
+  return {
+    id: 'E009',
+    level: 'error',
+    message: `could not read ${what} from ${source}, so the checks that need them report nothing (${skipped}): ${answers.join('; ')}`,
+    // The answer names what to mend when the directory knows it (a grant, AA's statement timeout).
+    hint: 'mend what stopped the read, as the message says (a database that does not answer, a grant the login lacks, a table or column the database lacks), then run aa-oidc check again',
+  };
 }
 
 /**

@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { readFileAtMost } from '../util/bounded-read.ts';
 import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
 import { scrubString } from '../util/scrub-text.ts';
+import { parsePortNumber } from '../util/whole-number.ts';
 import {
   configSchema,
   DEFAULT_EVE_CLAIMS_SCOPE,
@@ -394,6 +395,15 @@ function resolveConfig(
   checkEveClaimsScope(parsed, origins);
 
   const { mode: _mode, host: _host, issuer: _issuer, secretKey: _secret, databaseUrl, ...rest } = parsed;
+  const databaseSetting = settingName(origins, 'databaseUrl');
+  const database = parseDatabaseUrl(databaseUrl, cwd, databaseSetting);
+  if (database.kind === 'postgres') refuseUnreadablePostgresPort(database.url, databaseSetting, env);
+  if (allianceAuthUrl !== undefined && /^postgres/i.test(allianceAuthUrl))
+    refuseUnreadablePostgresPort(
+      allianceAuthUrl,
+      settingName(origins, 'directory.allianceAuth.databaseUrl', 'AA_OIDC_AA_DATABASE_URL'),
+      env,
+    );
   return {
     ...rest,
     directory:
@@ -409,9 +419,36 @@ function resolveConfig(
     issuer,
     issuerExplicit: parsed.issuer !== undefined,
     secretKey,
-    database: parseDatabaseUrl(databaseUrl, cwd, settingName(origins, 'databaseUrl')),
+    database,
     origins,
   };
+}
+
+/**
+ * The port node-postgres connects to for `url` (`setting` names where the URL came from), refused
+ * unless it is a whole number from 1 to 65535: the URL's `port` parameter, else the port after its
+ * host, else the environment's PGPORT. The driver reads it with `parseInt`, so that `PGPORT=54x2`
+ * would connect to port 54 and `0x10` to port 0, and an error would name neither.
+ */
+function refuseUnreadablePostgresPort(url: string, setting: string, env: NodeJS.ProcessEnv): void {
+  let written: string | null | undefined;
+  try {
+    written = parsePostgresUrl(url).port;
+  } catch {
+    return; // postgresDriverReads has refused a URL the driver cannot read.
+  }
+  if (written) {
+    if (parsePortNumber(written) === undefined)
+      throw new ConfigError(
+        `${setting}: port ${JSON.stringify(redactUrl(written))} is not a port; use a whole number from 1 to 65535 (postgres://USER:PASSWORD@HOST:5432/DB)`,
+      );
+    return;
+  }
+  const fromEnv = env.PGPORT;
+  if (fromEnv && parsePortNumber(fromEnv) === undefined)
+    throw new ConfigError(
+      `PGPORT: ${JSON.stringify(fromEnv)} is not a port, and the PostgreSQL driver connects to it because ${setting} names no port; set PGPORT to a whole number from 1 to 65535, unset it (5432), or name the port in ${setting} (postgres://USER:PASSWORD@HOST:5432/DB)`,
+    );
 }
 
 /**

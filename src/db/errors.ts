@@ -1,4 +1,5 @@
 import { type DatabaseTarget, unreadableUrlFile, usesLibpqSslModes } from '../config/load.ts';
+import { parsePortNumber } from '../util/whole-number.ts';
 import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
 
 /**
@@ -79,18 +80,26 @@ function isSocketFolder(host: string): boolean {
 }
 
 /** The Unix socket node-postgres connects to for the socket folder `host`. */
-function socketPath(host: string, port: number): string {
+function socketPath(host: string, port: number | string): string {
   return `${host.replace(/\/+$/, '')}/.s.PGSQL.${port}`;
 }
 
 /**
  * Host (a name, an address without brackets, or a socket folder), port, database and user of a
  * `postgres://` URL, read as node-postgres reads them (pg-connection-string, then PGHOST and PGPORT,
- * then localhost:5432). The files the URL names are not read.
+ * then localhost:5432). The files the URL names are not read. A port that is no whole number from 1
+ * to 65535 (`54x2`, `0x10`; configuration load refuses one) is given as it is written, in quotes:
+ * the driver would read `54x2` as 54 and `Number()` `0x10` as 16, neither the port the operator
+ * wrote nor one to name.
  */
-export function postgresAddress(url: string): { host: string; port: number; database: string; user: string } {
+export function postgresAddress(url: string): {
+  host: string;
+  port: number | string;
+  database: string;
+  user: string;
+} {
   const defaultHost = process.env.PGHOST || 'localhost';
-  const defaultPort = Number(process.env.PGPORT) || 5432;
+  const defaultPort = process.env.PGPORT || '5432';
   // As pg-connection-string: spaces and stray %-signs encoded; a URL with a user and no host
   // (`postgres://aa@/db?host=/run/postgresql`) read with a placeholder host.
   const text = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url)
@@ -105,16 +114,22 @@ export function postgresAddress(url: string): { host: string; port: number; data
       parsed = new URL(text.replace('@/', '@___DUMMY___/'));
       noHost = true;
     } catch {
-      return { host: defaultHost, port: defaultPort, database: '', user: '' };
+      return { host: defaultHost, port: shownPort(defaultPort), database: '', user: '' };
     }
   }
   const hostname = noHost ? '' : decodeURIComponent(parsed.hostname.replace(/^\[(.+)\]$/, '$1'));
   return {
     host: parsed.searchParams.get('host') || hostname || defaultHost,
-    port: Number(parsed.searchParams.get('port') || parsed.port) || defaultPort,
+    // The driver takes a parameter's last value, and the port after the host when it is empty.
+    port: shownPort(parsed.searchParams.getAll('port').at(-1) || parsed.port || defaultPort),
     database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
     user: parsed.searchParams.get('user') || decodeURIComponent(parsed.username),
   };
+}
+
+/** A port as `postgresAddress` gives it: the number, or the text as written when it is none. */
+function shownPort(text: string): number | string {
+  return parsePortNumber(text) ?? JSON.stringify(text);
 }
 
 interface Details {

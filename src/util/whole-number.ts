@@ -19,3 +19,13 @@ export function parseDecimalNumber(text: string): number | undefined {
   const trimmed = text.trim();
   return /^-?\d+(?:\.\d+)?$/.test(trimmed) ? Number(trimmed) : undefined;
 }
+
+/**
+ * A TCP port a client connects to: a whole number from 1 to 65535 read as `parseWholeNumber` reads
+ * it; anything else (`54x2`, `0x10`, `0`, `65536`) is undefined, where node-postgres's `parseInt`
+ * would connect to 54 or 0 and `Number()` read 16.
+ */
+export function parsePortNumber(text: string): number | undefined {
+  const port = parseWholeNumber(text);
+  return port !== undefined && port >= 1 && port <= 65535 ? port : undefined;
+}

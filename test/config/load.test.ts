@@ -557,6 +557,44 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses a PostgreSQL port the driver would read as another (PGPORT, ?port=), naming it and what is valid', () => {
+    const load = (env: Record<string, string>) => loadConfig({ env, cwd: tempDir() });
+    const noPort = 'postgres://aa@127.0.0.1/aa_oidc';
+    // node-postgres reads PGPORT with parseInt when the URL names no port: 54x2 would be port 54, 0x10 port 0.
+    for (const port of ['54x2', '0x10', '0', '65536', ' ', '5432.0']) {
+      assert.throws(
+        () => load({ AA_OIDC_DATABASE_URL: noPort, PGPORT: port }),
+        configError(
+          new RegExp(
+            `^PGPORT: ${JSON.stringify(port).replace('.', '\\.')} is not a port, and the PostgreSQL driver connects to it because AA_OIDC_DATABASE_URL names no port; set PGPORT to a whole number from 1 to 65535, unset it \\(5432\\), or name the port in AA_OIDC_DATABASE_URL`,
+          ),
+        ),
+        port,
+      );
+      assert.throws(
+        () => load({ AA_OIDC_DATABASE_URL: `${noPort}?port=${encodeURIComponent(port)}` }),
+        configError(/^AA_OIDC_DATABASE_URL: port ".*" is not a port; use a whole number from 1 to 65535/),
+        port,
+      );
+    }
+    assert.throws(
+      () =>
+        load({
+          AA_OIDC_DIRECTORY: 'alliance-auth',
+          AA_OIDC_AA_DATABASE_URL: 'postgres://reader:secret@127.0.0.1/alliance_auth',
+          AA_OIDC_AA_LOGIN_URL: 'https://auth.example.org/',
+          PGPORT: '0x10',
+        }),
+      configError(/^PGPORT: "0x10" is not a port, .* because AA_OIDC_AA_DATABASE_URL names no port/),
+    );
+    // A port the URL names is the one the driver uses: PGPORT is not read then.
+    for (const url of ['postgres://aa@127.0.0.1:5433/aa_oidc', `${noPort}?port=5433`]) {
+      assert.equal(load({ AA_OIDC_DATABASE_URL: url, PGPORT: '54x2' }).database.kind, 'postgres', url);
+    }
+    assert.equal(load({ AA_OIDC_DATABASE_URL: noPort, PGPORT: '5433' }).database.kind, 'postgres');
+    assert.equal(load({ AA_OIDC_DATABASE_URL: noPort, PGPORT: '' }).database.kind, 'postgres');
+  });
+
   it('refuses AA_OIDC_CONFIG set but empty, rather than reading no file', () => {
     for (const value of ['', '  ']) {
       assert.throws(

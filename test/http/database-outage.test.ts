@@ -51,7 +51,7 @@ describe(`a database lost while serving (${testDatabaseKind})`, { skip }, () => 
   before(async () => {
     database = await createTestDatabase();
     const { host, port } = postgresAddress(database.url);
-    proxy = await startTcpProxy(host, port);
+    proxy = await startTcpProxy(host, Number(port));
     server = await startServer(
       { databaseUrl: proxy.wrap(database.url), databaseConnectTimeoutMs: 1000, branding: BRANDING },
       { database, harness },

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { createServices } from '../../src/services.ts';
+import {
+  allianceAuthEnv,
+  createAllianceAuthDatabase,
+  describeOnEachAllianceAuth,
+  FIXTURE_PASSWORD,
+  grantedTable,
+  grantReaderPerTable,
+  readerGrantee,
+} from '../helpers/alliance-auth.ts';
+import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
+import { cli } from '../helpers/cli.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
+import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/**
+ * `aa-oidc check` when a part of what the system checks read cannot be read: it reports every finding
+ * it could make, one error naming the part and why (E009), and exits non-zero.
+ */
+await describeOnEachAllianceAuth(
+  (database) =>
+    `aa-oidc check when the directory's groups cannot be read, on ${database} (aa-oidc on ${testDatabaseKind})`,
+  (kind) => {
+    it("names the part it could not read and why, without the login's password, and still reports what needs only the rest", async () => {
+      const fixture = await createAllianceAuthDatabase(kind);
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        // An application whitelisting a state and a group Alliance Auth does not have (as a move
+        // from another directory leaves it), and no signing key (W011).
+        const services = await createServices(testConfig(database), { ensureSigningKey: false });
+        try {
+          const { application } = await services.applications.create(
+            { name: 'Wiki', redirectUris: ['https://wiki.example.org/cb'] },
+            'test',
+          );
+          await services.database.db
+            .insertInto('application_whitelist')
+            .values([
+              { client_id: application.clientId, kind: 'state', name: 'Vanished State' },
+              { client_id: application.clientId, kind: 'group', name: 'Vanished Group' },
+            ])
+            .execute();
+        } finally {
+          await services.close();
+        }
+        await insertAllianceAuthUser(fixture, 40, 'ghost', FIXTURE_PASSWORD);
+        await fixture.run('DELETE FROM authentication_userprofile WHERE user_id = 40');
+        // SELECT revoked on the groups' table; REFERENCES keeps its columns in the information
+        // schema, so that start-up's schema check passes, as when the grant goes later.
+        await grantReaderPerTable(fixture);
+        const table = grantedTable(fixture, 'auth_group');
+        await fixture.run(`REVOKE SELECT ON ${table} FROM ${readerGrantee(fixture)}`);
+        await fixture.run(`GRANT REFERENCES ON ${table} TO ${readerGrantee(fixture)}`);
+
+        const result = await cli(['check'], testEnv(database, allianceAuthEnv(fixture.readerUrl)));
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(result.stderr, /system check found 1 error\(s\): E009/);
+        assert.match(
+          result.stdout,
+          /^E009 error: could not read the directory's groups from Alliance Auth's database (mysql|postgres):\/\/aa_reader_\w+:\*+@\S+, so the checks that need them report nothing \(W006 of the whitelists naming them\): .*auth_group.*\n {2}hint: mend what stopped the read, as the message says \(.*\), then run aa-oidc check again$/m,
+        );
+        // The states were read: the whitelisted state is judged; the group, unread, is not.
+        assert.match(result.stdout, /^W006 warning: application \S+ whitelists the state "Vanished State"/m);
+        assert.doesNotMatch(result.stdout, /Vanished Group/);
+        // The checks of the keys, and Alliance Auth's data checks, still ran.
+        assert.match(result.stdout, /^W011 warning: there is no active signing key/m);
+        assert.match(
+          result.stdout,
+          /^W016 warning: 1 Alliance Auth user has no profile or no state .*"ghost"/m,
+        );
+        const password = decodeURIComponent(new URL(fixture.readerUrl).password);
+        assert.ok(password.length > 0 && !result.stdout.includes(password), 'no password');
+        assert.ok(!result.stderr.includes(password), 'no password');
+      } finally {
+        await database.drop();
+        await fixture.drop();
+      }
+    });
+  },
+);
