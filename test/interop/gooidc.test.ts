@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { DEBIAN_GOPATH, GO_PATH, goOidcUnavailable } from '../helpers/e2e.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { temporaryFolders } from '../helpers/temporary-folders.ts';
+
+const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gooidc_flow.go');
+const CLEAN_PATH = '/usr/bin:/bin';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Builds the Go relying party in GOPATH mode against Debian's sources, into `folder` (with its own
+ * build cache there): no module is looked up or downloaded.
+ */
+async function buildGoRelyingParty(folder: string): Promise<string> {
+  const binary = path.join(folder, 'gooidc_flow');
+  await promisify(execFile)(GO_PATH, ['build', '-o', binary, SOURCE], {
+    cwd: folder,
+    env: {
+      PATH: CLEAN_PATH,
+      HOME: folder,
+      GOCACHE: path.join(folder, 'cache'),
+      GOPATH: DEBIAN_GOPATH,
+      GO111MODULE: 'off',
+      GOFLAGS: '',
+      GOPROXY: 'off',
+    },
+    timeout: 300_000,
+  });
+  return binary;
+}
+
+/**
+ * Runs the Go relying party with its settings (client secret, password) on stdin, never in argv, and
+ * an environment without proxies (its dialer reaches loopback addresses only, whatever the
+ * environment says).
+ */
+function runGoRelyingParty(binary: string, settings: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, [], {
+      env: { PATH: CLEAN_PATH, LANG: 'C.UTF-8' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      timeout: 60_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(JSON.stringify(settings));
+  });
+}
+
+interface Summary {
+  pages: string[];
+  code_challenge_method: string;
+  state_checked: boolean;
+  token_type: string;
+  scope: string;
+  id_token_validated: boolean;
+  id_token_kid: string;
+  id_token_claims: Record<string, unknown>;
+  nonce_checked: boolean;
+  at_hash_checked: boolean;
+  wrong_audience_rejected: boolean;
+  forged_signature_rejected: boolean;
+  expired_rejected: boolean;
+  userinfo: Record<string, unknown>;
+  refreshed: {
+    rotated: boolean;
+    access_token_changed: boolean;
+    scope: string;
+    id_token_sub: string | null;
+    userinfo_sub: string;
+  } | null;
+}
+
+describe(
+  `a relying party built on Go's coreos/go-oidc and golang.org/x/oauth2 (${testDatabaseKind})`,
+  { skip: goOidcUnavailable() },
+  () => {
+    const folder = temporaryFolders('aa-oidc-gooidc-');
+    let server: TestServer;
+    let binary: string;
+    /** The application whitelists the state Member only. */
+    let app: { clientId: string; clientSecret: string };
+    let redirectUri: string;
+
+    before(async () => {
+      [binary, server] = await Promise.all([buildGoRelyingParty(folder()), startServer()]);
+      await server.app.directoryAdmin.createState('Member', 100, true);
+      await server.app.directoryAdmin.createState('Guest', 10, false);
+      await server.app.directoryAdmin.createGroup('Logistics', false);
+      // On loopback, so that even a program that followed the redirect would stay on this machine; the
+      // program captures the redirect to it without following it, as a relying party's callback would
+      // receive it.
+      redirectUri = `${server.origin}/gooidc-rp/callback`;
+      const created = await seedApp(server, {
+        name: 'Go RP',
+        redirectUris: [redirectUri],
+        states: ['Member'],
+      });
+      app = { clientId: created.clientId, clientSecret: created.clientSecret! };
+    });
+    after(async () => {
+      await server?.close();
+    });
+
+    const settings = (username: string, overrides: Record<string, string> = {}) => ({
+      issuer: server.issuer,
+      client_id: app.clientId,
+      client_secret: app.clientSecret,
+      redirect_uri: redirectUri,
+      username,
+      password: PASSWORD,
+      scope: 'openid profile email groups',
+      ...overrides,
+    });
+
+    it('completes strict discovery, code + PKCE (S256) with state and nonce through the login and consent pages, ID token verification, userinfo and a refresh by the token source', async () => {
+      const user = await seedUser(server, {
+        state: 'Member',
+        groups: ['Logistics'],
+        characterId: 90000043,
+        characterName: 'Gopher Pilot',
+        corporationId: 98000042,
+        corporationName: 'Interop Corp',
+        corporationTicker: 'IOP',
+      });
+
+      const run = await runGoRelyingParty(binary, settings(user.username));
+      assert.equal(run.code, 0, `gooidc_flow failed: ${run.stderr}`);
+      for (const output of [run.stdout, run.stderr]) {
+        assert.ok(!output.includes(app.clientSecret), 'the program prints no client secret');
+        assert.ok(!output.includes(PASSWORD), 'the program prints no password');
+      }
+      const summary = JSON.parse(run.stdout) as Summary;
+
+      assert.deepEqual(summary.pages, ['login', 'consent'], 'through the real login and consent forms');
+      assert.equal(summary.code_challenge_method, 'S256');
+      assert.equal(summary.state_checked, true);
+      assert.equal(summary.token_type, 'Bearer');
+      assert.deepEqual(summary.scope.split(' ').sort(), ['email', 'groups', 'openid', 'profile']);
+
+      assert.equal(summary.id_token_validated, true);
+      assert.equal(summary.id_token_kid, server.app.keyStore.activeKid());
+      assert.deepEqual(summary.id_token_claims, {
+        iss: server.issuer,
+        aud: app.clientId,
+        sub: String(user.id),
+      });
+      assert.equal(summary.nonce_checked, true);
+      assert.equal(summary.at_hash_checked, true, 'the id_token carried at_hash and go-oidc checked it');
+      assert.equal(summary.wrong_audience_rejected, true);
+      assert.equal(summary.forged_signature_rejected, true);
+      assert.equal(summary.expired_rejected, true);
+
+      // The state the application whitelists, and the user's group, arrive as the plugin releases them.
+      assert.deepEqual(summary.userinfo, {
+        sub: String(user.id),
+        email: `${user.username}@example.org`,
+        email_verified: false,
+        name: 'Gopher Pilot',
+        preferred_username: user.username,
+        picture: 'https://images.evetech.net/characters/90000043/portrait?size=128',
+        groups: ['Logistics', 'Member'],
+        eve_character_id: 90000043,
+        eve_main_character_id: 90000043,
+        eve_corporation_id: 98000042,
+        eve_corporation_name: 'Interop Corp',
+        eve_corporation_ticker: 'IOP',
+        eve_affiliation: { corp: { id: 98000042, name: 'Interop Corp', ticker: 'IOP' }, state: 'Member' },
+      });
+      assert.deepEqual(summary.refreshed, {
+        rotated: true,
+        access_token_changed: true,
+        scope: 'openid profile email groups',
+        id_token_sub: String(user.id),
+        userinfo_sub: String(user.id),
+      });
+    });
+
+    it('stops at the access-denied page for a user whose state the application does not whitelist', async () => {
+      const user = await seedUser(server, { state: 'Guest' });
+      const run = await runGoRelyingParty(binary, settings(user.username));
+      assert.notEqual(run.code, 0);
+      assert.equal(run.stdout, '', 'no summary: the program never got a code');
+      assert.match(run.stderr, /the provider answered 403 at \/o\//);
+    });
+
+    it('fails visibly when the client secret is wrong (the program is not a rubber stamp)', async () => {
+      const user = await seedUser(server, { state: 'Member' });
+      const run = await runGoRelyingParty(
+        binary,
+        settings(user.username, { client_secret: `${app.clientSecret}x`, scope: 'openid' }),
+      );
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, /the provider refused: invalid_client/);
+      assert.ok(!run.stderr.includes(app.clientSecret));
+    });
+  },
+);
