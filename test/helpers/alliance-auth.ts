@@ -212,6 +212,20 @@ export async function grantReaderPerTable(fixture: AllianceAuthTestDatabase): Pr
     await fixture.run(`GRANT SELECT ON ${grantedTable(fixture, name)} TO ${reader}`);
 }
 
+/**
+ * Takes the reader's SELECT on `table` away, as a grant revoked after start-up, keeping its
+ * REFERENCES so that the table's columns stay in the information schema and start-up's schema check
+ * still passes. Call `grantReaderPerTable` first.
+ */
+export async function revokeReaderSelectKeepingSchema(
+  fixture: AllianceAuthTestDatabase,
+  table: string,
+): Promise<void> {
+  const granted = grantedTable(fixture, table);
+  await fixture.run(`REVOKE SELECT ON ${granted} FROM ${readerGrantee(fixture)}`);
+  await fixture.run(`GRANT REFERENCES ON ${granted} TO ${readerGrantee(fixture)}`);
+}
+
 export interface AllianceAuthFixtureOptions {
   /** Also create the plugin's application tables (`plugin-apps/schema.*.sql`). */
   pluginApps?: boolean;

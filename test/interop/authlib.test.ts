@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { authlibUnavailable, PYTHON_PATH } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { interopPilotUserinfo, seedInteropPilot } from './pilot.ts';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'authlib_flow.py');
 
@@ -73,15 +74,7 @@ describe(
     it('completes discovery, code + PKCE (S256) through the login and consent pages, id_token validation, userinfo and a refresh', async () => {
       await server.app.directoryAdmin.createState('Member', 100, true);
       await server.app.directoryAdmin.createGroup('Logistics', false);
-      const user = await seedUser(server, {
-        state: 'Member',
-        groups: ['Logistics'],
-        characterId: 90000042,
-        characterName: 'Authlib Pilot',
-        corporationId: 98000042,
-        corporationName: 'Interop Corp',
-        corporationTicker: 'IOP',
-      });
+      const user = await seedInteropPilot(server, 90000042, 'Authlib Pilot');
       // On loopback, so that even a script that followed the redirect would stay on this machine; the
       // script captures the redirect to it without following it, as a relying party's callback would
       // receive it.
@@ -122,21 +115,7 @@ describe(
       assert.equal(summary.nonce_mismatch_rejected, true);
       assert.equal(summary.forged_signature_rejected, true);
 
-      assert.deepEqual(summary.userinfo, {
-        sub: String(user.id),
-        email: `${user.username}@example.org`,
-        email_verified: false,
-        name: 'Authlib Pilot',
-        preferred_username: user.username,
-        picture: 'https://images.evetech.net/characters/90000042/portrait?size=128',
-        groups: ['Logistics', 'Member'],
-        eve_character_id: 90000042,
-        eve_main_character_id: 90000042,
-        eve_corporation_id: 98000042,
-        eve_corporation_name: 'Interop Corp',
-        eve_corporation_ticker: 'IOP',
-        eve_affiliation: { corp: { id: 98000042, name: 'Interop Corp', ticker: 'IOP' }, state: 'Member' },
-      });
+      assert.deepEqual(summary.userinfo, interopPilotUserinfo(user, 90000042, 'Authlib Pilot'));
       assert.deepEqual(summary.refreshed, {
         rotated: true,
         access_token_changed: true,

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { DEBIAN_GOPATH, GO_PATH, goOidcUnavailable } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { interopPilotUserinfo, seedInteropPilot } from './pilot.ts';
 import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
 const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gooidc_flow.go');
@@ -129,15 +130,7 @@ describe(
     });
 
     it('completes strict discovery, code + PKCE (S256) with state and nonce through the login and consent pages, ID token verification, userinfo and a refresh by the token source', async () => {
-      const user = await seedUser(server, {
-        state: 'Member',
-        groups: ['Logistics'],
-        characterId: 90000043,
-        characterName: 'Gopher Pilot',
-        corporationId: 98000042,
-        corporationName: 'Interop Corp',
-        corporationTicker: 'IOP',
-      });
+      const user = await seedInteropPilot(server, 90000043, 'Gopher Pilot');
 
       const run = await runGoRelyingParty(binary, settings(user.username));
       assert.equal(run.code, 0, `gooidc_flow failed: ${run.stderr}`);
@@ -166,22 +159,7 @@ describe(
       assert.equal(summary.forged_signature_rejected, true);
       assert.equal(summary.expired_rejected, true);
 
-      // The state the application whitelists, and the user's group, arrive as the plugin releases them.
-      assert.deepEqual(summary.userinfo, {
-        sub: String(user.id),
-        email: `${user.username}@example.org`,
-        email_verified: false,
-        name: 'Gopher Pilot',
-        preferred_username: user.username,
-        picture: 'https://images.evetech.net/characters/90000043/portrait?size=128',
-        groups: ['Logistics', 'Member'],
-        eve_character_id: 90000043,
-        eve_main_character_id: 90000043,
-        eve_corporation_id: 98000042,
-        eve_corporation_name: 'Interop Corp',
-        eve_corporation_ticker: 'IOP',
-        eve_affiliation: { corp: { id: 98000042, name: 'Interop Corp', ticker: 'IOP' }, state: 'Member' },
-      });
+      assert.deepEqual(summary.userinfo, interopPilotUserinfo(user, 90000043, 'Gopher Pilot'));
       assert.deepEqual(summary.refreshed, {
         rotated: true,
         access_token_changed: true,

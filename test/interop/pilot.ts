@@ -1,0 +1,43 @@
+import { seedUser, type TestServer } from '../helpers/server.ts';
+
+/** The corporation the interop relying parties' pilots fly for. */
+const CORPORATION = { id: 98000042, name: 'Interop Corp', ticker: 'IOP' } as const;
+
+/** A Member in the Logistics group, whose main character is `characterName` (`characterId`). */
+export function seedInteropPilot(server: TestServer, characterId: number, characterName: string) {
+  return seedUser(server, {
+    state: 'Member',
+    groups: ['Logistics'],
+    characterId,
+    characterName,
+    corporationId: CORPORATION.id,
+    corporationName: CORPORATION.name,
+    corporationTicker: CORPORATION.ticker,
+  });
+}
+
+/**
+ * What userinfo releases for `seedInteropPilot`'s pilot under `openid profile email groups`: the
+ * state the application whitelists and the user's groups, as the plugin releases them.
+ */
+export function interopPilotUserinfo(
+  user: { id: number; username: string },
+  characterId: number,
+  characterName: string,
+): Record<string, unknown> {
+  return {
+    sub: String(user.id),
+    email: `${user.username}@example.org`,
+    email_verified: false,
+    name: characterName,
+    preferred_username: user.username,
+    picture: `https://images.evetech.net/characters/${characterId}/portrait?size=128`,
+    groups: ['Logistics', 'Member'],
+    eve_character_id: characterId,
+    eve_main_character_id: characterId,
+    eve_corporation_id: CORPORATION.id,
+    eve_corporation_name: CORPORATION.name,
+    eve_corporation_ticker: CORPORATION.ticker,
+    eve_affiliation: { corp: { ...CORPORATION }, state: 'Member' },
+  };
+}
