@@ -727,8 +727,8 @@ export type AfterArgs<Args extends unknown[]> = { [K in keyof Args]: Args[K] | R
 /**
  * A redemption's last statement (a code's audit row, issued-codes.ts), run only once the consume
  * changed the presented row, which it reads from `consumed` (on PostgreSQL the consume's own CTE; for
- * the redemptions of a turn one row per row consumed). Its arguments are values only, as a
- * precompiled query's.
+ * the redemptions of a turn one row per row consumed). Its arguments are values, as a precompiled
+ * query's, or the columns that hold them (`AfterArgs`).
  */
 export type AfterConsume<Args extends unknown[], Table extends keyof Database> = (
   db: QueryCreator<Database & ConsumedTable>,
@@ -738,12 +738,12 @@ export type AfterConsume<Args extends unknown[], Table extends keyof Database> =
 /**
  * What a redemption writes after its consume: `statement`, and PostgreSQL's type of each of its
  * arguments (the arrays the redemptions of a turn pass them in), whose count is its arity, stated
- * (and type-checked against `Args`) rather than read off the function, whose `length` a default or
- * rest parameter shortens.
+ * (and type-checked against `Args`: `int8` for a number, `text` for a string, either possibly null)
+ * rather than read off the function, whose `length` a default or rest parameter shortens.
  */
 export interface AfterConsumeWrite<Args extends unknown[], Table extends keyof Database> {
   statement: AfterConsume<Args, Table>;
-  types: { [K in keyof Args]: 'text' | 'int8' };
+  types: { [K in keyof Args]: NonNullable<Args[K]> extends number ? 'int8' : 'text' };
 }
 
 /** One request's redemption with the arguments of its `after` statement: an item of a turn's redemptions. */

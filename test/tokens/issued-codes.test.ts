@@ -436,6 +436,56 @@ describe(`code exchanges of one turn (${testDatabaseKind})`, () => {
       ],
     );
   });
+
+  it('writes each exchange of a turn alone, audit row and tokens, when one has rows that are not the adapter’s', async () => {
+    const code = (name: string) => `alone-code-${name}`;
+    await writePayloadRows(
+      handle.db,
+      ['four', 'five', 'six'].map((name) => ({
+        ...row('AuthorizationCode', storageId(code(name)), `alone-grant-${name}`),
+        client_id: `client-${name}`,
+      })),
+    );
+    const at = Date.now();
+    const exchange = (name: string, extra: Partial<PayloadRow> = {}) =>
+      codes.redeemCode(code(name), storageId(code(name)), at, [
+        { ...row('AccessToken', `alone-access-${name}`, `alone-grant-${name}`), ...extra },
+      ]);
+    const { results, statements } = await inOneTurn(flushes, 'oidc_payload', () => [
+      exchange('four'),
+      // A column beside the adapter's: the merged statement takes none of the turn.
+      exchange('five', { revoked_at: null }),
+      exchange('six'),
+    ]);
+    assert.deepEqual(results, [true, true, true]);
+    // Each alone: no statement of the turn's arrays.
+    assert.ok(!statements.some((text) => text.includes('unnest(')), statements.join('\n'));
+    if (handle.kind === 'postgres') assert.ok(statements.length >= 3, statements.join('\n'));
+    const audit = await handle.db
+      .selectFrom('issued_code')
+      .select(['grant_id', 'access_token_id', 'created_at'])
+      .where('grant_id', 'like', 'alone-grant-%')
+      .orderBy('grant_id')
+      .execute();
+    assert.deepEqual(
+      audit.map((found) => ({ ...found, created_at: Number(found.created_at) })),
+      ['five', 'four', 'six'].map((name) => ({
+        grant_id: `alone-grant-${name}`,
+        access_token_id: `alone-access-${name}`,
+        created_at: at,
+      })),
+    );
+    const written = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('id', 'like', 'alone-access-%')
+      .orderBy('id')
+      .execute();
+    assert.deepEqual(
+      written.map((found) => found.id),
+      ['alone-access-five', 'alone-access-four', 'alone-access-six'],
+    );
+  });
 });
 
 /**
