@@ -145,6 +145,13 @@ export function allianceAuthUnavailable(kind: AllianceAuthKind): Promise<string 
   return pending;
 }
 
+/**
+ * How long the probe waits for a connection. A server that is down refuses at once; a loaded one (a
+ * 2-core machine running the suite, its grants being changed) may take seconds to answer, which is
+ * no reason to fail every test of the file.
+ */
+const PROBE_CONNECT_TIMEOUT_MS = 20_000;
+
 async function probe(kind: AllianceAuthKind): Promise<string | false> {
   try {
     readFileSync(path.join(FIXTURE_DIR, 'expected.json'));
@@ -153,10 +160,16 @@ async function probe(kind: AllianceAuthKind): Promise<string | false> {
   }
   try {
     if (kind === 'mysql') {
-      const connection = await createPromiseConnection({ uri: MARIADB_URL, connectTimeout: 3000 });
+      const connection = await createPromiseConnection({
+        uri: MARIADB_URL,
+        connectTimeout: PROBE_CONNECT_TIMEOUT_MS,
+      });
       await connection.end();
     } else {
-      const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3000 });
+      const client = new pg.Client({
+        connectionString: POSTGRES_URL,
+        connectionTimeoutMillis: PROBE_CONNECT_TIMEOUT_MS,
+      });
       await client.connect();
       await client.end();
     }

@@ -109,7 +109,8 @@ describe(`client authentication under hostile requests (${testDatabaseKind})`, (
       ['an empty client id', () => `Basic ${base64(`:${secret()}`)}`],
       ['an empty secret', () => `Basic ${base64(`${client.clientId}:`)}`],
       ['%zz in the id', () => `Basic ${base64(`%zz:${secret()}`)}`],
-      ['a lone % in the secret', () => `Basic ${base64(`${client.clientId}:%${secret()}`)}`],
+      // At the end: before the secret, a % and its first two characters could read as an escape.
+      ['a lone % in the secret', () => `Basic ${base64(`${client.clientId}:${secret()}%`)}`],
       ['%00 in the id', () => `Basic ${base64(`a%00b:${secret()}`)}`],
       ['unicode in the id', () => basicAuth('pilöt😀', secret())],
       ['two spaces after Basic', () => basicAuth(client.clientId, secret()).replace('Basic ', 'Basic  ')],
