@@ -57,11 +57,11 @@ import {
  *
  * At the token endpoint the three steps are one (`redeemCode`): the code exchange holds the code's
  * consume back too (src/oidc/code-exchange.ts) and writes it, the audit row with the token ids, and
- * the token rows in one transaction (on PostgreSQL one statement, one for the exchanges of a turn of
- * the event loop) once the response is built. A write that fails leaves the code unused, so that the
- * client's retry is no replay; a code consumed meanwhile writes nothing, and the request is judged as
- * a refused code. Steps 1 and 3 apart remain for a consume outside such a request, and for a
- * redemption refused after its consume (the code is then used up by step 1 alone, as before).
+ * the token rows in one transaction (on PostgreSQL one statement) once the response is built. A write
+ * that fails leaves the code unused, so that the client's retry is no replay; a code consumed
+ * meanwhile writes nothing, and the request is judged as a refused code. Steps 1 and 3 apart remain
+ * for a consume outside such a request, and for a redemption refused after its consume (the code is
+ * then used up by step 1 alone, as before).
  *
  * A replay (`invalid_grant` for a code with an `issued_code` row, or a consumed code) increments
  * `reuse_count` under the same row lock and revokes every code and token of the code's grant and
@@ -101,9 +101,9 @@ export interface IssuedCodes {
   /**
    * Steps 1 and 3 at once, for an exchange that held its code's consume back until its response was
    * built: the code consumed, its audit row (with the token ids) inserted and the token rows written,
-   * in one transaction (on PostgreSQL one statement, shared with the other redemptions of the turn);
-   * false, and nothing written, when the code was consumed or revoked meanwhile. Throws on failure, and
-   * the code then stays unused: the client's retry is no replay.
+   * in one transaction (on PostgreSQL one statement); false, and nothing written, when the code was
+   * consumed or revoked meanwhile. Throws on failure, and the code then stays unused: the client's
+   * retry is no replay.
    */
   redeemCode(code: string, id: string, at: number, rows: readonly PayloadRow[]): Promise<boolean>;
   /**
@@ -406,14 +406,8 @@ const recordIssuedCode: AfterConsume<
     )
     .onConflict((conflict) => conflict.column('code_hash').doNothing());
 
-/**
- * A code consumed and its audit row inserted, with the rows of its token response (steps 1 and 3); on
- * PostgreSQL the redemptions of one turn in one statement, each audit row with its own arguments.
- */
-const recordedRedemption = redemptionWrite('AuthorizationCode', {
-  statement: recordIssuedCode,
-  types: ['text', 'int8', 'int8', 'text', 'text'],
-});
+/** A code consumed and its audit row inserted, with the rows of its token response (steps 1 and 3). */
+const recordedRedemption = redemptionWrite('AuthorizationCode', { statement: recordIssuedCode, arity: 5 });
 
 /** SQLite, step 3's plan: the token ids on the audit row. */
 const setExchangedTokenIds = precompiled(

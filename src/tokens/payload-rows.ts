@@ -9,7 +9,6 @@ import type {
   Kysely,
   OnConflictBuilder,
   QueryCreator,
-  RawBuilder,
   Selectable,
   Transaction,
 } from 'kysely';
@@ -17,7 +16,7 @@ import { sql } from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
 import { type LogPosition, logPosition, logPositionColumn } from '../db/change-log.ts';
 import { isPostgres } from '../db/dialect.ts';
-import { type Precompiled, precompiled } from '../db/precompiled.ts';
+import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
 import { inTransaction, type PlannedWrite, plannedStatement, type WriteBatch } from '../db/write-batch.ts';
 import { wellFormed } from '../util/well-formed.ts';
@@ -718,54 +717,32 @@ export interface ConsumedTable {
 }
 
 /**
- * The arguments of an `AfterConsume` statement: each its value, or, in the statement of a turn's
- * redemptions, the column of `consumed` that holds each redemption's own (`redeemArrays`).
- * The statement therefore uses each only where an expression may stand (in a `sql` template).
- */
-export type AfterArgs<Args extends unknown[]> = { [K in keyof Args]: Args[K] | RawBuilder<Args[K]> };
-
-/**
  * A redemption's last statement (a code's audit row, issued-codes.ts), run only once the consume
- * changed the presented row, which it reads from `consumed` (on PostgreSQL the consume's own CTE; for
- * the redemptions of a turn one row per row consumed). Its arguments are values, as a precompiled
- * query's, or the columns that hold them (`AfterArgs`).
+ * changed the presented row, which it reads from `consumed` (on PostgreSQL the consume's own CTE).
+ * Its arguments are values only, as a precompiled query's.
  */
 export type AfterConsume<Args extends unknown[], Table extends keyof Database> = (
   db: QueryCreator<Database & ConsumedTable>,
-  ...args: AfterArgs<Args>
+  ...args: Args
 ) => InsertQueryBuilder<Database & ConsumedTable, Table, InsertResult>;
-
-/**
- * What a redemption writes after its consume: `statement`, and PostgreSQL's type of each of its
- * arguments (the arrays the redemptions of a turn pass them in), whose count is its arity, stated
- * (and type-checked against `Args`: `int8` for a number, `text` for a string, either possibly null)
- * rather than read off the function, whose `length` a default or rest parameter shortens.
- */
-export interface AfterConsumeWrite<Args extends unknown[], Table extends keyof Database> {
-  statement: AfterConsume<Args, Table>;
-  types: { [K in keyof Args]: NonNullable<Args[K]> extends number ? 'int8' : 'text' };
-}
-
-/** One request's redemption with the arguments of its `after` statement: an item of a turn's redemptions. */
-interface RedemptionWithArgs<Args extends unknown[]> extends Redemption {
-  args: Args;
-}
 
 /**
  * The write of a redemption of `model`, its statements compiled once: the presented row consumed (as
  * by `consumeLiveQuery`), then the rows and `after.statement` (given the call's `args`) only when that
  * changed it, all or nothing; true when it did. False, and nothing written, when the row was consumed or
  * revoked meanwhile (of N concurrent redemptions of one row exactly one gets true). PostgreSQL: one
- * statement, the consume and `after` in CTEs, and one statement for the redemptions of a turn
- * (`redeemTogether`); otherwise (or rows that are not the adapter's) one transaction, or on SQLite's
- * write worker a plan whose statements after the consume run only once it changed the row. A write that
- * fails leaves the row unconsumed: the client's retry is no replay.
+ * statement, the consume and `after` in CTEs, and without `after` one statement for the redemptions of
+ * a turn (`redeemTogether`); otherwise (or rows that are not the adapter's) one
+ * transaction, or on SQLite's write worker a plan whose statements after the consume run only once it
+ * changed the row. A write that fails leaves the row unconsumed: the client's retry is no replay.
  */
 export function redemptionWrite<Args extends unknown[] = [], Table extends keyof Database = never>(
   model: 'AuthorizationCode' | 'RefreshToken',
-  after?: AfterConsumeWrite<Args, Table>,
+  /** `arity`: how many of the call's arguments `statement` takes, stated (and type-checked against
+   * `Args`) rather than read off the function, whose `length` a default or rest parameter shortens. */
+  after?: { statement: AfterConsume<Args, Table>; arity: Args['length'] },
 ): (writes: WriteBatch, redemption: Redemption, ...args: Args) => Promise<boolean> {
-  const afterArity = after?.types.length ?? 0;
+  const afterArity = after?.arity ?? 0;
   // A row written counts as changed, so the statement changed rows exactly when it consumed.
   const atOnce = precompiled((db: Db, id: string, at: number, rows: string, ...args: Args) => {
     const consuming = db.with('consumed', (cte) => consumeLiveQuery(cte, model, id, at));
@@ -800,9 +777,8 @@ export function redemptionWrite<Args extends unknown[] = [], Table extends keyof
         ),
       1 + afterArity,
     );
-  const together = redeemArrays(after);
 
-  const alone = async (db: Db, { id, at, rows, args }: RedemptionWithArgs<Args>): Promise<boolean> => {
+  const alone = async (db: Db, { id, at, rows }: Redemption, args: Args): Promise<boolean> => {
     if (isPostgres(db) && rows.length > 0 && rows.every(isAdapterRow)) {
       const result = await atOnce.execute(db, id, at, rowsAsJson(rows), ...args);
       return Number(result.numAffectedRows ?? 0) > 0;
@@ -814,7 +790,7 @@ export function redemptionWrite<Args extends unknown[] = [], Table extends keyof
       return true;
     });
   };
-  const plan = (db: Db, { id, at, rows, args }: RedemptionWithArgs<Args>): PlannedWrite<boolean> => {
+  const plan = (db: Db, { id, at, rows }: Redemption, args: Args): PlannedWrite<boolean> => {
     const statements = [
       plannedStatement(consumeLive.compile(db, model, id, at)),
       ...payloadRowsStatements(db, rows).map((query) => plannedStatement(query, true)),
@@ -822,116 +798,72 @@ export function redemptionWrite<Args extends unknown[] = [], Table extends keyof
     if (afterAlone) statements.push(plannedStatement(afterAlone.compile(db, id, ...args), true));
     return { statements, result: ([consumed]) => consumed! > 0 };
   };
-  // The redemptions of one turn merge: on PostgreSQL into one statement (`redeemTogether`).
-  const mergedOf = new WeakMap<WriteBatch, (item: RedemptionWithArgs<Args>) => Promise<boolean>>();
-  return (writes, redemption, ...args) => {
+  if (after) {
+    return (writes, redemption, ...args) =>
+      writes.run(
+        (db) => alone(db, redemption, args),
+        (db) => plan(db, redemption, args),
+      );
+  }
+  // Without `after` (a refresh token's rotation): the redemptions of one turn merge, on PostgreSQL
+  // into one statement (`redeemTogether`).
+  const mergedOf = new WeakMap<WriteBatch, (redemption: Redemption) => Promise<boolean>>();
+  const none = [] as unknown as Args;
+  return (writes, redemption, ..._args) => {
     let merged = mergedOf.get(writes);
     if (!merged) {
-      merged = writes.merging<RedemptionWithArgs<Args>, boolean>({
-        together: (db, items) => redeemTogether(db, model, together, afterArity, items),
-        alone,
-        plan,
+      merged = writes.merging<Redemption, boolean>({
+        together: (db, items) => redeemTogether(db, model, items),
+        alone: (db, item) => alone(db, item, none),
+        plan: (db, item) => plan(db, item, none),
       });
       mergedOf.set(writes, merged);
     }
-    return merged({ ...redemption, args });
+    return merged(redemption);
   };
 }
-
-/**
- * The statement of a turn's redemptions (`redeemArrays`): the presented rows' models, ids and times,
- * the rows' JSON, then one array per argument of `after`.
- */
-type RedeemArrays = Precompiled<
-  [
-    models: readonly string[],
-    ids: readonly string[],
-    ats: readonly number[],
-    rows: string,
-    ...args: unknown[][],
-  ],
-  { id: string }
->;
 
 /**
  * PostgreSQL: the redemptions of several requests in one statement whose text does not depend on how
  * many there are. Each presented row is consumed under the conditions of `consumeLiveQuery` (its
  * model from an array beside its id, as `consumeLiveArrays`), and each request's rows are written only
- * when its own row was consumed (each row names the id it redeems). `after` (a code's audit row) runs
- * once per row consumed, its arguments each an array beside the ids, read as the columns `after_0`,
- * `after_1`… of `consumed`. Every request costs the server a commit of its own when it runs alone: a
- * commit's WAL flush costs the backend as much CPU as the rows of two or three rotations
- * (docs/performance-history.md).
+ * when its own row was consumed (each row names the id it redeems). Every request costs the server a
+ * commit of its own when it runs alone: a commit's WAL flush costs the backend as much CPU as the
+ * rows of two or three rotations (docs/performance-history.md).
  */
-function redeemArrays<Args extends unknown[], Table extends keyof Database>(
-  after: AfterConsumeWrite<Args, Table> | undefined,
-): RedeemArrays {
-  const types: ReadonlyArray<'text' | 'int8'> = after?.types ?? [];
-  const argColumns = types.map((_type, index) => sql.ref(`after_${index}`));
-  return precompiled(
-    (
-      db: Db,
-      models: readonly string[],
-      ids: readonly string[],
-      ats: readonly number[],
-      rows: string,
-      ...args: unknown[][]
-    ) => ({
-      compile: () => {
-        const withArgs = (fragments: readonly RawBuilder<unknown>[]) =>
-          fragments.length > 0 ? sql`, ${sql.join(fragments)}` : sql``;
-        const afterCte = after
-          ? sql`"after" as (${after.statement(
-              db as unknown as QueryCreator<Database & ConsumedTable>,
-              ...(argColumns as AfterArgs<Args>),
-            )}),`
-          : sql``;
-        return sql<{ id: string }>`with "consumed" as (
-            update "oidc_payload" as p set "consumed_at" = c.at
-            from unnest(${models}::text[], ${ids}::text[], ${ats}::int8[]${withArgs(
-              types.map((type, index) => sql`${args[index]}::${sql.raw(type)}[]`),
-            )}) as c(model, id, at${withArgs(argColumns)})
-            where p."model" = c.model and p."id" = c.id and p."consumed_at" is null and p."revoked_at" is null
-            returning p."id", p."client_id", p."user_id", p."grant_id"${withArgs(
-              argColumns.map((column) => sql`c.${column}`),
-            )}),
-          ${afterCte}
-          "written" as (
-            insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})
-            select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
-            from json_to_recordset(${rows}::json) as r(${sql.join(
-              ADAPTER_COLUMNS.map(
-                (column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`,
-              ),
-            )}, "redeems" text)
-            where r."redeems" in (select "id" from "consumed")
-            on conflict ("model", "id") do update set ${sql.join(
-              ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map(
-                (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
-              ),
-            )})
-          select "id" from "consumed"`.compile(db);
-      },
-    }),
-    4 + types.length,
-  );
-}
+const redeemArrays = precompiled(
+  (db: Db, models: readonly string[], ids: readonly string[], ats: readonly number[], rows: string) => ({
+    compile: () =>
+      sql<{ id: string }>`with "consumed" as (
+          update "oidc_payload" as p set "consumed_at" = c.at
+          from unnest(${models}::text[], ${ids}::text[], ${ats}::int8[]) as c(model, id, at)
+          where p."model" = c.model and p."id" = c.id and p."consumed_at" is null and p."revoked_at" is null
+          returning p."id"),
+        "written" as (
+          insert into "oidc_payload" (${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(column)))})
+          select ${sql.join(ADAPTER_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+          from json_to_recordset(${rows}::json) as r(${sql.join(
+            ADAPTER_COLUMNS.map((column) => sql`${sql.ref(column)} ${sql.raw(ADAPTER_COLUMN_TYPES[column])}`),
+          )}, "redeems" text)
+          where r."redeems" in (select "id" from "consumed")
+          on conflict ("model", "id") do update set ${sql.join(
+            ADAPTER_COLUMNS.filter((column) => column !== 'model' && column !== 'id').map(
+              (column) => sql`${sql.ref(column)} = ${sql.ref(`excluded.${column}`)}`,
+            ),
+          )})
+        select "id" from "consumed"`.compile(db),
+  }),
+);
 
 /**
  * The redemptions of one turn of `model`, each true when it consumed its row. A row presented twice
  * in the turn is consumed by the first request that presented it, as one after the other would; the
- * later one finds it consumed, and neither its rows nor its `after` arguments are written. Rows go in
- * id order, so that two such statements that touch the same rows take their locks in the same order.
- * A turn with a redemption whose rows are not the adapter's (or that has none) is refused before
- * anything is written: the write batch then writes each redemption alone.
+ * later one finds it consumed, and its rows are not written. Rows go in id order, so that two such
+ * statements that touch the same rows take their locks in the same order. A turn with a redemption
+ * whose rows are not the adapter's (or that has none) is refused before anything is written: the write
+ * batch then writes each redemption alone.
  */
-async function redeemTogether<Args extends unknown[]>(
-  db: Db,
-  model: string,
-  statement: RedeemArrays,
-  afterArity: number,
-  items: readonly RedemptionWithArgs<Args>[],
-): Promise<boolean[]> {
+async function redeemTogether(db: Db, model: string, items: readonly Redemption[]): Promise<boolean[]> {
   if (items.some((item) => item.rows.length === 0 || !item.rows.every(isAdapterRow))) {
     throw new Error('a redemption whose rows are not the adapter’s is written alone');
   }
@@ -946,13 +878,12 @@ async function redeemTogether<Args extends unknown[]>(
   );
   const consumed = new Set(
     (
-      await statement.rows(
+      await redeemArrays.rows(
         db,
         merged.map(() => model),
         ids,
         merged.map((item) => item.at),
         rowsAsJson(rows),
-        ...Array.from({ length: afterArity }, (_, index) => merged.map((item) => item.args[index])),
       )
     ).map((row) => row.id),
   );
