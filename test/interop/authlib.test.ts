@@ -1,40 +1,25 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { authlibUnavailable, PYTHON_PATH } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
-import { interopPilotUserinfo, seedInteropPilot } from './pilot.ts';
+import { interopPilotUserinfo, type Run, runRelyingParty, seedInteropPilot } from './relying-party.ts';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'authlib_flow.py');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * Runs the Python relying party with its settings (client secret, password) on stdin, never in
  * argv, and an environment without proxies so that its traffic goes straight to loopback.
  */
 function runAuthlib(settings: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(PYTHON_PATH, [SCRIPT], {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', PYTHONDONTWRITEBYTECODE: '1', LANG: 'C.UTF-8' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 60_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(JSON.stringify(settings));
-  });
+  return runRelyingParty(
+    PYTHON_PATH,
+    [SCRIPT],
+    { PATH: process.env.PATH ?? '/usr/bin:/bin', PYTHONDONTWRITEBYTECODE: '1', LANG: 'C.UTF-8' },
+    settings,
+  );
 }
 
 interface Summary {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -7,17 +7,11 @@ import { promisify } from 'node:util';
 import { DEBIAN_GOPATH, GO_PATH, goOidcUnavailable } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
-import { interopPilotUserinfo, seedInteropPilot } from './pilot.ts';
+import { interopPilotUserinfo, type Run, runRelyingParty, seedInteropPilot } from './relying-party.ts';
 import { temporaryFolders } from '../helpers/temporary-folders.ts';
 
 const SOURCE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'gooidc_flow.go');
 const CLEAN_PATH = '/usr/bin:/bin';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /**
  * Builds the Go relying party in GOPATH mode against Debian's sources, into `folder` (with its own
@@ -47,20 +41,7 @@ async function buildGoRelyingParty(folder: string): Promise<string> {
  * environment says).
  */
 function runGoRelyingParty(binary: string, settings: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, [], {
-      env: { PATH: CLEAN_PATH, LANG: 'C.UTF-8' },
-      stdio: ['pipe', 'pipe', 'pipe'],
-      timeout: 60_000,
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(JSON.stringify(settings));
-  });
+  return runRelyingParty(binary, [], { PATH: CLEAN_PATH, LANG: 'C.UTF-8' }, settings);
 }
 
 interface Summary {

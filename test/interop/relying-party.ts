@@ -1,4 +1,34 @@
+import { spawn } from 'node:child_process';
 import { seedUser, type TestServer } from '../helpers/server.ts';
+
+/** How a relying party's run ended, and what it printed. */
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a relying party (`command` with `args`) with its settings (client secret, password) on stdin,
+ * never in argv, in `env` only (no proxies: its traffic goes straight to loopback), for at most a minute.
+ */
+export function runRelyingParty(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  settings: Record<string, string>,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(JSON.stringify(settings));
+  });
+}
 
 /** The corporation the interop relying parties' pilots fly for. */
 const CORPORATION = { id: 98000042, name: 'Interop Corp', ticker: 'IOP' } as const;
