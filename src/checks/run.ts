@@ -89,23 +89,17 @@ export async function systemChecksOverWhatCanBeRead(
       ),
     );
   }
-  // A state or group kind that could not be read is judged by nobody: no name of it is missing from
-  // the directory (W006), none is judged for its spelling (W014, W015).
-  const statesRead = states.status === 'fulfilled' ? states.value.map((state) => state.name) : undefined;
-  const groupsRead = groups.status === 'fulfilled' ? groups.value.map((group) => group.name) : undefined;
-  const names = { states: statesRead ?? [], groups: groupsRead ?? [] };
-  const appsRead = apps.status === 'fulfilled' ? apps.value : undefined;
-  const whitelisted = (appsRead ?? []).map((app) => ({
-    ...app,
-    states: statesRead === undefined ? [] : app.states,
-    groups: groupsRead === undefined ? [] : app.groups,
-  }));
   return [
     ...unread,
-    ...runChecks(config, appsRead, signingKeys.status === 'fulfilled' ? signingKeys.value : undefined),
-    ...whitelistChecks(whitelisted, names),
-    ...spacedNameChecks(config.directory.source, names),
-    ...unfitCharacterNameChecks(config.directory.source, names, appsRead ?? []),
+    ...findingsOver(
+      config,
+      apps.status === 'fulfilled' ? apps.value : undefined,
+      signingKeys.status === 'fulfilled' ? signingKeys.value : undefined,
+      {
+        states: states.status === 'fulfilled' ? states.value.map((state) => state.name) : undefined,
+        groups: groups.status === 'fulfilled' ? groups.value.map((group) => group.name) : undefined,
+      },
+    ),
   ];
 }
 
@@ -134,18 +128,30 @@ function unreadPart(what: string, source: string, skipped: string, ...reasons: u
 
 /**
  * Every check's findings over what `systemChecks` reads, for a caller that has read it already (the
- * admin dashboard): one list of checks, wherever they are shown.
+ * admin dashboard): one list of checks, wherever they are shown. A part undefined could not be read
+ * (`systemChecksOverWhatCanBeRead`): the checks that need it report nothing. A state or group kind
+ * not read is judged by nobody: no whitelisted name of it is missing from the directory (W006), none
+ * of its names is judged for its spelling (W014, W015).
  */
 export function findingsOver(
   config: Config,
-  apps: readonly Application[],
-  signingKeys: readonly CheckedSigningKey[],
-  names: DirectoryNames,
+  apps: readonly Application[] | undefined,
+  signingKeys: readonly CheckedSigningKey[] | undefined,
+  read: { states: readonly string[] | undefined; groups: readonly string[] | undefined },
 ): Finding[] {
+  const names: DirectoryNames = { states: read.states ?? [], groups: read.groups ?? [] };
+  const whitelisted =
+    read.states && read.groups
+      ? (apps ?? [])
+      : (apps ?? []).map((app) => ({
+          ...app,
+          states: read.states ? app.states : [],
+          groups: read.groups ? app.groups : [],
+        }));
   return [
     ...runChecks(config, apps, signingKeys),
-    ...whitelistChecks(apps, names),
+    ...whitelistChecks(whitelisted, names),
     ...spacedNameChecks(config.directory.source, names),
-    ...unfitCharacterNameChecks(config.directory.source, names, apps),
+    ...unfitCharacterNameChecks(config.directory.source, names, apps ?? []),
   ];
 }
