@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
-import { sql } from 'kysely';
 import { describeOnEachAllianceAuth, expectedFixture, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
-import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
+import { giveGoneState, insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { authorizeParams, introspect, login } from '../helpers/flows.ts';
@@ -223,17 +222,7 @@ await describeOnEachAllianceAuth(
       await fixture.run('DELETE FROM authentication_userprofile WHERE user_id = 40');
       await insertAllianceAuthUser(fixture, 41, 'adrift', FIXTURE_PASSWORD);
       // A state deleted with the foreign key's checks off (AA would have moved its users to Guest).
-      await fixture.owner.connection().execute(async (connection) => {
-        await sql
-          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 0' : 'SET session_replication_role = replica')
-          .execute(connection);
-        await sql`UPDATE authentication_userprofile SET state_id = 999 WHERE user_id = 41`.execute(
-          connection,
-        );
-        await sql
-          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 1' : 'SET session_replication_role = DEFAULT')
-          .execute(connection);
-      });
+      await giveGoneState(fixture, 41);
       const form = await consoleGet(admin, `${server.origin}/admin/users`);
       const noState = /<option value="([^"]*)"\s*>No state<\/option>/.exec(form.body)![1]!;
       const listed = async (query: Record<string, string>) => {

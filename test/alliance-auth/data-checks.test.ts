@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { sql } from 'kysely';
 import { UNFIT_IN_ANY_PLACE } from '../../src/alliance-auth/data-checks.ts';
 import { unfitNameCharacters } from '../../src/util/hidden-characters.ts';
 import {
@@ -12,7 +11,7 @@ import {
   type AllianceAuthTestDatabase,
   revokeReaderSelectKeepingSchema,
 } from '../helpers/alliance-auth.ts';
-import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
+import { giveGoneState, insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
@@ -72,17 +71,7 @@ await describeOnEachAllianceAuth(
       }
       await insertAllianceAuthUser(fixture, 46, 'adrift', FIXTURE_PASSWORD);
       // A state deleted with the foreign key's checks off (AA would have moved its users to Guest).
-      await fixture.owner.connection().execute(async (connection) => {
-        await sql
-          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 0' : 'SET session_replication_role = replica')
-          .execute(connection);
-        await sql`UPDATE authentication_userprofile SET state_id = 999 WHERE user_id = 46`.execute(
-          connection,
-        );
-        await sql
-          .raw(kind === 'mysql' ? 'SET FOREIGN_KEY_CHECKS = 1' : 'SET session_replication_role = DEFAULT')
-          .execute(connection);
-      });
+      await giveGoneState(fixture, 46);
       const output = await check();
       assert.match(
         output,

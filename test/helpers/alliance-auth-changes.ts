@@ -285,3 +285,22 @@ export async function insertAllianceAuthUser(
     [id],
   );
 }
+
+/**
+ * Points user `userId`'s profile at a state that does not exist (id 999), as SQL typed by hand with
+ * the foreign key's checks off leaves it: AA itself would have moved the user to Guest.
+ */
+export async function giveGoneState(fixture: AllianceAuthTestDatabase, userId: number): Promise<void> {
+  const mysql = fixture.kind === 'mysql';
+  await fixture.owner.connection().execute(async (connection) => {
+    await sql
+      .raw(mysql ? 'SET FOREIGN_KEY_CHECKS = 0' : 'SET session_replication_role = replica')
+      .execute(connection);
+    await sql`UPDATE authentication_userprofile SET state_id = 999 WHERE user_id = ${userId}`.execute(
+      connection,
+    );
+    await sql
+      .raw(mysql ? 'SET FOREIGN_KEY_CHECKS = 1' : 'SET session_replication_role = DEFAULT')
+      .execute(connection);
+  });
+}
