@@ -117,19 +117,35 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
     return { user, opened, page };
   }
 
-  it('takes at the first sign-in a new password confirmed in the other Unicode form (NFD, then NFC) as the same', async () => {
-    const { user, opened, page } = await atNewPasswordPage();
-    const chosen = await opened.browser.fetch(formAction(page, server.origin), {
+  /** Posts the new-password form of `page` with `newPassword`, confirmed as `confirmation`. */
+  async function chooseNewPassword(
+    opened: Awaited<ReturnType<typeof atNewPasswordPage>>['opened'],
+    page: string,
+    newPassword: string,
+    confirmation = newPassword,
+  ): Promise<{ status: number; body: string }> {
+    const response = await opened.browser.fetch(formAction(page, server.origin), {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({
         csrf_token: formField(page, 'csrf_token'),
         change_token: formField(page, 'change_token'),
-        new_password: 'crème brûlée'.normalize('NFD'),
-        confirm_password: 'crème brûlée'.normalize('NFC'),
+        new_password: newPassword,
+        confirm_password: confirmation,
       }).toString(),
     });
-    assert.equal(chosen.status, 303, await chosen.text());
+    return { status: response.status, body: await response.text() };
+  }
+
+  it('takes at the first sign-in a new password confirmed in the other Unicode form (NFD, then NFC) as the same', async () => {
+    const { user, opened, page } = await atNewPasswordPage();
+    const chosen = await chooseNewPassword(
+      opened,
+      page,
+      'crème brûlée'.normalize('NFD'),
+      'crème brûlée'.normalize('NFC'),
+    );
+    assert.equal(chosen.status, 303, chosen.body);
     const { idToken } = await login(server, client, user.username, {
       password: 'crème brûlée'.normalize('NFC'),
     });
@@ -140,19 +156,7 @@ describe(`usernames and passwords typed at password sign-in (${testDatabaseKind}
     const { user, opened, page: first } = await atNewPasswordPage();
     let page = first;
     assert.match(page, /name="new_password"[^>]*maxlength="1024"/);
-    const choose = async (password: string) => {
-      const response = await opened.browser.fetch(formAction(page, server.origin), {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          csrf_token: formField(page, 'csrf_token'),
-          change_token: formField(page, 'change_token'),
-          new_password: password,
-          confirm_password: password,
-        }).toString(),
-      });
-      return { status: response.status, body: await response.text() };
-    };
+    const choose = (password: string) => chooseNewPassword(opened, page, password);
     const refused = await choose('😀'.repeat(513));
     assert.equal(refused.status, 400);
     assert.match(
