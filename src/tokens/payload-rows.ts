@@ -1,6 +1,7 @@
 import { hash } from 'node:crypto';
 import type {
   CompiledQuery,
+  Expression,
   ExpressionBuilder,
   Insertable,
   InsertObject,
@@ -10,6 +11,7 @@ import type {
   OnConflictBuilder,
   QueryCreator,
   Selectable,
+  SqlBool,
   Transaction,
 } from 'kysely';
 import { sql } from 'kysely';
@@ -894,6 +896,31 @@ async function redeemTogether(db: Db, model: string, items: readonly Redemption[
 export const rotateRefreshToken = redemptionWrite('RefreshToken');
 
 /**
+ * PostgreSQL: a condition of an UPDATE of `oidc_payload` that locks the rows `selected` chooses in key
+ * order (model, then id, in code-unit order as JavaScript sorts them, whatever the database's
+ * collation) before it changes any. The merged consumes and redemptions (`consumeTogether`,
+ * `redeemTogether`, issued-codes.ts's `consumeCodeArrays`) lock their rows in that order; a plain
+ * multi-row UPDATE locks in scan order (the index's, or the table's), and two statements that lock the
+ * same rows in different orders can deadlock: PostgreSQL aborts one after `deadlock_timeout`, and the
+ * write batch then retries each item of its turn alone. The UPDATE keeps its own conditions too: a row
+ * another statement changed before the lock is read again as it now is, and must still match.
+ */
+export function lockedInKeyOrder(selected: (eb: PayloadEb) => Expression<SqlBool>) {
+  return ({ eb, refTuple, selectFrom }: PayloadEb) =>
+    eb(
+      refTuple('model', 'id'),
+      'in',
+      selectFrom('oidc_payload')
+        .select(['model', 'id'])
+        .where(selected)
+        .orderBy(sql`"model" collate "C"`)
+        .orderBy(sql`"id" collate "C"`)
+        .forUpdate()
+        .$asTuple('model', 'id'),
+    );
+}
+
+/**
  * Revokes one row in place (kept for listings until it expires); the row when this statement revoked
  * it, none when it was revoked already (of concurrent revocations of one row, exactly one returns it).
  * Only for a model of `TOKEN_MODELS`.
@@ -922,7 +949,10 @@ export function revokePayloadsOfGrant(
   return revokeUnrevoked(db, model, 'grant_id', grantId, now, reason);
 }
 
-/** Revokes the unrevoked rows of `model` whose `column` is `value`; the rows this statement revoked. */
+/**
+ * Revokes the unrevoked rows of `model` whose `column` is `value`; the rows this statement revoked.
+ * A grant's rows are locked in key order on PostgreSQL (`lockedInKeyOrder`); one row needs no order.
+ */
 async function revokeUnrevoked(
   db: Db,
   model: string,
@@ -931,12 +961,20 @@ async function revokeUnrevoked(
   now: number,
   reason: string,
 ): Promise<TokenRow[]> {
-  const rows = await db
+  const query = db
     .updateTable('oidc_payload')
     .set({ revoked_at: now, revoked_reason: reason })
     .where('model', '=', model)
-    .where(column, '=', value)
-    .where('revoked_at', 'is', null)
+    .where('revoked_at', 'is', null);
+  const rows = await (
+    column === 'grant_id' && isPostgres(db)
+      ? query.where(
+          lockedInKeyOrder((eb) =>
+            eb.and([eb('model', '=', model), eb('grant_id', '=', value), eb('revoked_at', 'is', null)]),
+          ),
+        )
+      : query.where(column, '=', value)
+  )
     .returning(TOKEN_ROW_COLUMNS)
     .execute();
   return rows as TokenRow[];

@@ -1,5 +1,7 @@
+import { isPostgres } from '../db/dialect.ts';
 import {
   type Db,
+  lockedInKeyOrder,
   type PayloadEb,
   type ThisChange,
   TOKEN_MODELS,
@@ -170,7 +172,8 @@ export async function selectSessionsOfUsers(
 /**
  * Revokes every live code and token of these users at these applications, stamped `now` and
  * `reason` (as `revokeLiveTokenRows` does for one user: exchanged codes and rotated refresh tokens
- * are left alone), and returns them.
+ * are left alone), and returns them. On PostgreSQL each statement locks its rows in key order
+ * (`lockedInKeyOrder`), as the merged consumes lock them.
  */
 export async function revokeLiveTokenRowsOfUsers(
   db: Db,
@@ -182,14 +185,19 @@ export async function revokeLiveTokenRowsOfUsers(
   if (clientIds.length === 0) return [];
   const revoked: TokenRow[] = [];
   for (const some of chunks(userIds)) {
+    const condition = (eb: PayloadEb) =>
+      eb.and([
+        eb('user_id', 'in', some.map(String)),
+        eb('model', 'in', [...TOKEN_MODELS]),
+        eb('client_id', 'in', [...clientIds]),
+        eb('consumed_at', 'is', null),
+        liveAt(eb, now),
+      ]);
     const rows = await db
       .updateTable('oidc_payload')
       .set({ revoked_at: now, revoked_reason: reason })
-      .where('user_id', 'in', some.map(String))
-      .where('model', 'in', [...TOKEN_MODELS])
-      .where('client_id', 'in', [...clientIds])
-      .where('consumed_at', 'is', null)
-      .where((eb) => liveAt(eb, now))
+      .where(condition)
+      .$if(isPostgres(db), (query) => query.where(lockedInKeyOrder(condition)))
       .returning(TOKEN_ROW_COLUMNS)
       .execute();
     revoked.push(...(rows as TokenRow[]));

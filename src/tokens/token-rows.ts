@@ -1,7 +1,9 @@
 import type { Selectable } from 'kysely';
+import { isPostgres } from '../db/dialect.ts';
 import type { Database } from '../db/schema.ts';
 import {
   type Db,
+  lockedInKeyOrder,
   type PayloadEb,
   type ThisChange,
   TOKEN_MODELS,
@@ -32,7 +34,8 @@ export type LiveTokenSelection =
  * Marks every matching live (unexpired, unrevoked, unconsumed) code and token revoked and returns
  * them, in one UPDATE … RETURNING; with `dryRun` only selects them. Expired rows are left alone, and
  * so are codes already exchanged and refresh tokens already rotated: they can never be used again
- * (one presented again revokes its grant), and their use was audited when it happened.
+ * (one presented again revokes its grant), and their use was audited when it happened. On
+ * PostgreSQL the rows are locked in key order (`lockedInKeyOrder`), as the merged consumes lock them.
  */
 export async function revokeLiveTokenRows(
   db: Db,
@@ -64,6 +67,7 @@ export async function revokeLiveTokenRows(
         .updateTable('oidc_payload')
         .set({ revoked_at: now, revoked_reason: reason })
         .where(condition)
+        .$if(isPostgres(db), (query) => query.where(lockedInKeyOrder(condition)))
         .returning(TOKEN_ROW_COLUMNS)
         .execute();
   return rows as TokenRow[];
