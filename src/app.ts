@@ -17,6 +17,7 @@ import { answerUnavailable } from './http/unavailable.ts';
 import { answerUnexpectedErrors } from './http/unexpected-error.ts';
 import { whyPgBossUnusableNow } from './logout/pgboss-transport.ts';
 import { browserPaths } from './oidc/mount.ts';
+import { externalCallbackSecretParameters } from './oidc/interactions/external-sign-in.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
@@ -64,7 +65,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   // Forwarded headers count only from the configured proxies, before anything reads them.
   koa.use(forwardedHeadersOnlyFromProxies(config));
   // Then: request id, child logger on ctx.state.log, one access line per request.
-  koa.use(requestContext(services.logger));
+  koa.use(
+    requestContext(services.logger, {
+      secretQueryParameters: externalCallbackSecretParameters(config.issuer, services.authenticators),
+    }),
+  );
   logKoaErrors(koa, services.logger);
   // An error nothing below handles is a 500 with the headers every answer has, not Koa's bare one.
   koa.use(answerUnexpectedErrors(brandingFrom(config)));

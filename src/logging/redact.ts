@@ -1,5 +1,5 @@
 import { stdSerializers } from 'pino';
-import { censorValue, isSensitiveKey, scrubString } from '../util/scrub-text.ts';
+import { censorValue, isSensitiveKey, redactNamedParameters, scrubString } from '../util/scrub-text.ts';
 
 /**
  * Redaction for the logger, the request serializer and the audit log: by key (`isSensitiveKey`) and
@@ -10,10 +10,12 @@ export { censorValue, isSensitiveKey, REDACTED, scrubString } from '../util/scru
 
 /**
  * A URL (absolute or path + query) with the values of sensitive query and fragment parameters, and
- * the password of its user information, replaced.
+ * the password of its user information, replaced; and the values of `alsoSecret`, parameters secret
+ * on this URL's route only.
  */
-export function redactUrl(url: string): string {
-  return scrubString(url);
+export function redactUrl(url: string, alsoSecret?: ReadonlySet<string>): string {
+  const scrubbed = scrubString(url);
+  return alsoSecret === undefined ? scrubbed : redactNamedParameters(scrubbed, alsoSecret);
 }
 
 const MAX_DEPTH = 10;

@@ -52,12 +52,22 @@ class RequestState implements RequestLogState {
   }
 }
 
+export interface RequestContextOptions {
+  /**
+   * Query parameters that the access line hides on one path only, beside the credentials it hides
+   * everywhere: path (as `ctx.path` reads it) to names. The state of an identity provider's callback
+   * is ours; the authorization endpoint's is the relying party's, kept readable.
+   */
+  secretQueryParameters?: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
 /**
  * The first middleware: assigns the request id (a sane incoming `X-Request-Id` or a fresh UUID),
  * echoes it, binds a child logger on `ctx.state.log`, and writes one access line per request with
  * method, redacted URL, status and duration.
  */
-export function requestContext(logger: Logger): Koa.Middleware {
+export function requestContext(logger: Logger, options: RequestContextOptions = {}): Koa.Middleware {
+  const secretQueryParameters = options.secretQueryParameters ?? new Map<string, ReadonlySet<string>>();
   return async (ctx, next) => {
     const started = performance.now();
     // The header read and written on Node's objects: Koa's `get` lower-cases the name and its `set`
@@ -82,7 +92,14 @@ export function requestContext(logger: Logger): Koa.Middleware {
       throw error;
     } finally {
       const child = state.childIfMade;
-      writeAccessLine(ctx, child ?? logger, child ? undefined : requestId, status, started);
+      writeAccessLine(
+        ctx,
+        child ?? logger,
+        child ? undefined : requestId,
+        status,
+        started,
+        secretQueryParameters,
+      );
     }
   };
 }
@@ -164,6 +181,7 @@ function writeAccessLine(
   requestId: string | undefined,
   status: number | undefined,
   started: number,
+  secretQueryParameters: ReadonlyMap<string, ReadonlySet<string>>,
 ): void {
   const durationMs = performance.now() - started;
   try {
@@ -174,7 +192,7 @@ function writeAccessLine(
     // line can carry a credential.
     const req = new AccessRequest(
       ctx.method,
-      redactUrl(ctx.originalUrl),
+      redactUrl(ctx.originalUrl, routeSecrets(ctx, secretQueryParameters)),
       remoteAddressOf(ctx),
       userAgent ? scrubString(userAgent) : userAgent,
     );
@@ -192,6 +210,19 @@ function writeAccessLine(
       'request completed',
     );
   }
+}
+
+/**
+ * The parameters secret on the request's path. Koa's parser is asked only about an origin-form
+ * target, as sent or as `refuseUnreadableTarget` made it (an absolute form it could read): the one
+ * the routes matched the path of.
+ */
+function routeSecrets(
+  ctx: Koa.Context,
+  secretQueryParameters: ReadonlyMap<string, ReadonlySet<string>>,
+): ReadonlySet<string> | undefined {
+  if (secretQueryParameters.size === 0 || ctx.req.url?.charCodeAt(0) !== SLASH) return undefined;
+  return secretQueryParameters.get(ctx.path);
 }
 
 /**

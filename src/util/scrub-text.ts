@@ -124,12 +124,12 @@ function endOfValue(text: string, start: number): number {
  * each harmless parameter's `=`, not after its value: whatever a value runs into (`?next=/x?code=…`,
  * `state=s;code=…`) is searched for parameters too.
  */
-function redactParameters(text: string): string {
+function redactParameters(text: string, isSecret: (name: string) => boolean = isSensitiveKey): string {
   let redacted = '';
   let copied = 0;
   PARAM_NAME.lastIndex = 0;
   for (let found = PARAM_NAME.exec(text); found !== null; found = PARAM_NAME.exec(text)) {
-    if (!isSensitiveKey(decodedName(found[0].slice(0, -1)))) continue;
+    if (!isSecret(decodedName(found[0].slice(0, -1)))) continue;
     const start = PARAM_NAME.lastIndex;
     const end = endOfValue(text, start);
     redacted += `${text.slice(copied, start)}${REDACTED}`;
@@ -137,6 +137,15 @@ function redactParameters(text: string): string {
     PARAM_NAME.lastIndex = end;
   }
   return copied === 0 ? text : redacted + text.slice(copied);
+}
+
+/**
+ * The text with the values of the parameters `names` replaced, read as `scrubString` reads a
+ * credential parameter's (the name decoded, the value up to `&`, `#` or white space): for a
+ * parameter that is secret on one route only, and harmless elsewhere (`state`).
+ */
+export function redactNamedParameters(text: string, names: ReadonlySet<string>): string {
+  return text.includes('=') ? redactParameters(text, (name) => names.has(name)) : text;
 }
 
 /**

@@ -13,10 +13,12 @@ import {
   type EveCharacterLogin,
   eveLogin,
   type EveSsoStandIn,
+  followEveCallback,
   signInWithEve,
   startEveSignIn,
   startEveSsoStandIn,
 } from '../helpers/eve-sso-stand-in.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { authorizeParams, exchangeCode, userinfo } from '../helpers/flows.ts';
 import { authorizeUrl, Browser, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
@@ -33,14 +35,19 @@ await describeOnEachAllianceAuth(
     let eve: EveSsoStandIn;
     let server: TestServer;
     let client: { clientId: string; clientSecret: string };
+    let harness: LeakHarness;
 
     before(async () => {
+      harness = createLeakHarness();
       fixture = await createAllianceAuthDatabase(kind);
       eve = await startEveSsoStandIn();
-      server = await startServer({
-        directory: allianceAuthDirectory(fixture.readerUrl),
-        eveSso: eve.settings,
-      });
+      server = await startServer(
+        {
+          directory: allianceAuthDirectory(fixture.readerUrl),
+          eveSso: eve.settings,
+        },
+        { harness },
+      );
       const created = await seedApp(server, { name: 'Wiki', skipAuthorization: true });
       client = { clientId: created.clientId, clientSecret: created.clientSecret! };
     });
@@ -184,6 +191,76 @@ await describeOnEachAllianceAuth(
       assert.match(await response.text(), /did not succeed/);
     });
 
+    it('refuses callbacks with another state, or none, and leaves the sign-in under way to finish, once', async () => {
+      const started = await startEveSignIn(server, eve, client, character('alice'));
+      const genuine = new URL(started.callbackUrl);
+      const redeemed = eve.redeemed();
+      // What a link on another site can make the browser ask for, the flow cookie with it.
+      for (const junk of [
+        `?code=${genuine.searchParams.get('code')}&state=forged`,
+        `?code=abc&state=${'x'.repeat(genuine.searchParams.get('state')!.length)}`,
+        '?code=abc',
+        '?error=access_denied',
+        '?error=access_denied&state=forged',
+        '?code=abc&state=',
+        '?code=abc&state=a&state=b',
+      ]) {
+        const refused = await started.browser.fetch(`${server.origin}/o/eve-sso/callback${junk}`);
+        assert.equal(refused.status, 400, junk);
+        assertPageHeaders(refused, junk);
+        assert.match(await refused.text(), /This sign-in has expired/, junk);
+        assert.ok(
+          !started.browser.setCookieLines.some((line) => /^_aa_oidc_external=;/.test(line)),
+          `${junk}: the flow cookie is not cleared`,
+        );
+      }
+      assert.equal(eve.redeemed(), redeemed, 'no code was redeemed at EVE SSO');
+
+      const { callback, response } = await followEveCallback(server, started);
+      assert.equal(callback.status, 303, 'the genuine callback still signs alice in');
+      const tokens = await exchangeCode(server, client, response, started.verifier);
+      assert.equal(decodeJwt(tokens.id_token as string).sub, '2');
+
+      // The callback with the flow's state ended the flow: the same callback again is refused.
+      const redeemedOnce = eve.redeemed();
+      const replayed = await started.browser.fetch(started.callbackUrl);
+      assert.equal(replayed.status, 400);
+      assert.match(await replayed.text(), /This sign-in has expired/);
+      assert.equal(eve.redeemed(), redeemedOnce, 'the replayed code never reached EVE SSO');
+    });
+
+    it("keeps the callback's state out of the access log, and the application's state in it", async () => {
+      const linesBefore = harness.logLines.length;
+      const started = await startEveSignIn(server, eve, client, character('alice'));
+      const state = new URL(started.callbackUrl).searchParams.get('state')!;
+      harness.registerSecret(state, "the EVE sign-in's state");
+      const junk = await started.browser.fetch(
+        `${server.origin}/o/eve-sso/callback?state=forged-state&error=access_denied`,
+      );
+      assert.equal(junk.status, 400);
+      const { callback } = await followEveCallback(server, started);
+      assert.equal(callback.status, 303);
+      const urls = harness.logLines
+        .slice(linesBefore)
+        .map((line) => JSON.parse(line) as { msg?: string; req?: { url?: string } })
+        .filter((line) => line.msg === 'request completed')
+        .map((line) => line.req?.url ?? '');
+      assert.deepEqual(
+        urls.filter((url) => url.startsWith('/o/eve-sso/callback')),
+        [
+          '/o/eve-sso/callback?state=[redacted]&error=access_denied',
+          '/o/eve-sso/callback?code=[redacted]&state=[redacted]',
+        ],
+        'the access lines of both callbacks',
+      );
+      // The authorization endpoint's state is the application's own: operators may follow it.
+      assert.ok(
+        urls.some((url) => url.startsWith('/o/authorize') && /[?&]state=[0-9a-f]{12}(?:&|$)/.test(url)),
+        "the application's state in the authorization request's access line",
+      );
+      await harness.assertNoLeaks();
+    });
+
     it('takes a callback that carries an error beside its code and state as declined, and never redeems the code', async () => {
       const started = await startEveSignIn(server, eve, client, character('alice'));
       const callback = new URL(started.callbackUrl);
@@ -196,6 +273,11 @@ await describeOnEachAllianceAuth(
       assert.match(page, /access_denied/);
       assert.match(page, /Sign-in with EVE Online did not finish/);
       assert.equal(eve.redeemed(), redeemed, 'the code was not redeemed at EVE SSO');
+      // EVE SSO answered this sign-in, with its state: the sign-in is over.
+      const after = await started.browser.fetch(started.callbackUrl);
+      assert.equal(after.status, 400);
+      assert.match(await after.text(), /This sign-in has expired/);
+      assert.equal(eve.redeemed(), redeemed, 'nor was it afterwards');
     });
 
     it('answers 405 with Allow to a method the EVE routes do not take: a HEAD never ends a sign-in', async () => {

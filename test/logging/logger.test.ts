@@ -261,6 +261,22 @@ describe('structured logging redaction', () => {
     );
   });
 
+  it("hides a parameter secret on one route only (an identity provider's callback state), as a server reads it", () => {
+    const state = new Set(['state']);
+    assert.equal(
+      redactUrl('/o/eve-sso/callback?code=abc&state=s1&error_description=x', state),
+      '/o/eve-sso/callback?code=[redacted]&state=[redacted]&error_description=x',
+    );
+    assert.equal(
+      redactUrl('/cb?%73tate=s1&state=s2;code=c', state),
+      '/cb?%73tate=[redacted]&state=[redacted]',
+    );
+    // Another name, or another case (another parameter to the server), is kept.
+    assert.equal(redactUrl('/cb?State=s1&xstate=s2&states=s3', state), '/cb?State=s1&xstate=s2&states=s3');
+    // Without it, a state is anyone's (an application's, on the authorization endpoint): kept.
+    assert.equal(redactUrl('/o/authorize?client_id=wiki&state=s1'), '/o/authorize?client_id=wiki&state=s1');
+  });
+
   it('redacts the whole of a value as a server reads it: through `;`, `?` and quotes', () => {
     const cases: Array<[string, string, string]> = [
       ['/cb?code=ab;cd&state=s1', '/cb?code=[redacted]&state=s1', 'a `;` inside the value'],

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type {
+  Authenticator,
   ExternalAuthenticator,
   ExternalSignInResult,
   ExternalVerification,
@@ -14,6 +15,7 @@ import { answerMethodNotAllowed } from '../../http/refusal.ts';
 import { referralPage } from '../../http/pages/referral.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { issuerPath } from '../configuration.ts';
+import { externalAuthenticators } from './common.ts';
 import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
 import { askReleasingIfUnanswered, type LoginThrottle, releaseUnanswered } from './throttle.ts';
 import { assertNever } from '../../util/assert-never.ts';
@@ -27,7 +29,8 @@ import { sameText } from '../../util/same-text.ts';
  *    state, the verifier and the interaction go into a signed, short-lived cookie scoped to the
  *    callback.
  * 2. `GET /o/<id>-sso/callback?code&state` (the one redirect URI registered at the provider): the
- *    state must match the cookie; the code is redeemed at the provider, and the directory is asked
+ *    state must match the cookie, which only such a callback clears (any other is refused and leaves
+ *    the sign-in under way to finish); the code is redeemed at the provider, and the directory is asked
  *    about the person it proves only once the login throttle has room for that account (the
  *    character) and the client's address; one it cannot reach gives that place back (an outage
  *    spends nobody's budget) and asks the person to try again. Someone the directory would not let
@@ -56,6 +59,24 @@ export function externalCallbackPath(
   authenticator: Pick<ExternalAuthenticator, 'id'>,
 ): string {
   return `${issuerPath(issuer)}/${authenticator.id}-sso/callback`;
+}
+
+/**
+ * The query parameters of each callback path that the access line must not show: the `state`, which
+ * with the flow cookie makes the callback of a sign-in under way (its `code` is hidden on every path).
+ * The authorization endpoint's `state` is the relying party's own value, and stays readable there.
+ */
+export function externalCallbackSecretParameters(
+  issuer: string,
+  authenticators: readonly Authenticator[],
+): ReadonlyMap<string, ReadonlySet<string>> {
+  const secret: ReadonlySet<string> = new Set(['state']);
+  return new Map(
+    externalAuthenticators(authenticators).map((authenticator) => [
+      externalCallbackPath(issuer, authenticator),
+      secret,
+    ]),
+  );
 }
 
 /** The redirect URI to register at the identity provider. */
@@ -108,6 +129,19 @@ function putSealed(
   });
 }
 
+/** The value of the sealed cookie `name`, left in place; undefined when there is none or it is forged. */
+function readSealed<T extends Flow | SealedResult>(
+  ctx: Koa.Context,
+  deps: ExternalSignInDependencies,
+  name: string,
+): T | undefined {
+  return unseal<T>(deps.key, ctx.cookies.get(name, { signed: false }));
+}
+
+function clearSealed(ctx: Koa.Context, deps: ExternalSignInDependencies, name: string, path: string): void {
+  ctx.cookies.set(name, null, { path, httpOnly: true, secure: deps.secure, overwrite: true });
+}
+
 /** The value of the sealed cookie `name`, taken once: the cookie is cleared, whatever it held. */
 function takeSealed<T extends Flow | SealedResult>(
   ctx: Koa.Context,
@@ -115,8 +149,8 @@ function takeSealed<T extends Flow | SealedResult>(
   name: string,
   path: string,
 ): T | undefined {
-  const value = unseal<T>(deps.key, ctx.cookies.get(name, { signed: false }));
-  ctx.cookies.set(name, null, { path, httpOnly: true, secure: deps.secure, overwrite: true });
+  const value = readSealed<T>(ctx, deps, name);
+  clearSealed(ctx, deps, name, path);
   return value;
 }
 
@@ -180,7 +214,7 @@ export function externalCallbacks(
     ctx.set('Cache-Control', 'no-store');
     setPageHeaders(ctx, pagePolicy());
     const callbackPath = externalCallbackPath(deps.issuer, authenticator);
-    const flow = takeSealed<Flow>(ctx, deps, FLOW_COOKIE, callbackPath);
+    const flow = readSealed<Flow>(ctx, deps, FLOW_COOKIE);
     const render = (status: number, body: string) => {
       ctx.status = status;
       ctx.type = 'html';
@@ -190,17 +224,19 @@ export function externalCallbacks(
       render(status, errorPage({ error, description, status }, pageContext(deps.branding, ctx)));
     const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
     const code = typeof ctx.query.code === 'string' ? ctx.query.code : '';
-    if (
-      !flow ||
-      flow.authenticator !== authenticator.id ||
-      flow.expiresAt < Date.now() ||
-      state === '' ||
-      !sameText(state, flow.state)
-    ) {
-      return fail(400, 'invalid_request', 'This sign-in has expired. Start again from the application.');
+    const expired = () =>
+      fail(400, 'invalid_request', 'This sign-in has expired. Start again from the application.');
+    // Only the callback that carries the flow's state ends the flow. Any other leaves its cookie in
+    // place: the cookie is Lax, so a link on another site can make the browser send it here with a
+    // state of its own, and the sign-in under way must still finish when the provider answers.
+    if (!flow || flow.authenticator !== authenticator.id || state === '' || !sameText(state, flow.state)) {
+      return expired();
     }
+    clearSealed(ctx, deps, FLOW_COOKIE, callbackPath);
+    if (flow.expiresAt < Date.now()) return expired();
     // An error response carries no code (RFC 6749 §4.1.2.1): one that carries both is taken at its
-    // error, and its code never redeemed.
+    // error, and its code never redeemed. With the flow's state, it is the provider's answer to this
+    // sign-in: the flow ends with it.
     if (code === '' || ctx.query.error !== undefined) {
       // The person declined at the identity provider, or it answered with an error.
       return fail(
