@@ -56,14 +56,17 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
     refused: false,
     errors: new Map(),
   };
-  // A filter given twice or too long is refused at its field and matches nothing; a value too long is
-  // shown back there (to be shortened) and read no further.
+  // A filter given twice, too long or holding a control character is refused at its field and matches
+  // nothing; a value refused is shown back there (to be corrected) and read no further.
   const given = (name: CommonField): string => {
     const { value, error } = queryFilter(raw, name, FILTER_MAX[name]);
-    if (error === undefined) return value;
+    // No client_id or username holds a control character, however long (PostgreSQL would refuse a NUL
+    // byte in the query): said before its length, which shortening would not mend.
+    const refusal = hasControlCharacter(value) ? (CONTROL_CHARACTER_REFUSAL[name] ?? error) : error;
+    if (refusal === undefined) return value;
     filter.impossible = true;
     filter.refused = true;
-    filter.errors.set(name, error);
+    filter.errors.set(name, refusal);
     if (value !== '') filter.query[name] = value;
     return '';
   };
@@ -73,23 +76,13 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
   const until = given('until');
   if (clientId !== '') {
     filter.query.client_id = clientId;
-    // No client_id holds a control character; PostgreSQL would refuse a NUL byte in the query.
-    if (hasControlCharacter(clientId)) {
-      filter.impossible = true;
-      filter.refused = true;
-      filter.errors.set('client_id', 'Not a client_id: it holds a control character.');
-    } else filter.bounds.clientId = clientId;
+    filter.bounds.clientId = clientId;
   }
   if (username !== '') {
     filter.query.user = username;
-    // No username holds a control character; a NUL byte is not printed into the page either.
-    const user = hasControlCharacter(username) ? undefined : await deps.directory.profileByUsername(username);
+    const user = await deps.directory.profileByUsername(username);
     if (user) filter.bounds.userId = user.id;
-    else if (hasControlCharacter(username)) {
-      filter.impossible = true;
-      filter.refused = true;
-      filter.errors.set('user', 'Not a username: it holds a control character.');
-    } else {
+    else {
       filter.impossible = true;
       filter.errors.set('user', `No user is named ${username}.`);
     }
@@ -125,6 +118,12 @@ async function commonFilter(deps: AdminDependencies, request: ConsoleRequest): P
 
 const COMMON_FIELDS = ['client_id', 'user', 'since', 'until'] as const;
 type CommonField = (typeof COMMON_FIELDS)[number];
+
+/** The refusal of a filter that holds a control character (a time that does is "Not a time"). */
+const CONTROL_CHARACTER_REFUSAL: Readonly<Partial<Record<CommonField, string>>> = {
+  client_id: 'Not a client_id: it holds a control character.',
+  user: 'Not a username: it holds a control character.',
+};
 
 /**
  * The longest value of each common filter, in UTF-16 units as a field's `maxlength` counts them: a

@@ -970,6 +970,28 @@ describe(`the admin logs' application and user filters (${testDatabaseKind})`, (
     }
   });
 
+  it('refuses a client_id or user= both too long and holding a NUL byte for its control character on every log, printing no NUL byte', async () => {
+    for (const log of ['/admin/deliveries', '/admin/code-reuse', '/admin/audit']) {
+      for (const [name, noun, max] of [
+        ['client_id', 'client_id', 100],
+        ['user', 'username', 300],
+      ] as const) {
+        const path = `${log}?${name}=${'x'.repeat(max)}%00`;
+        const page = await consoleGet(admin, url(path));
+        assert.equal(page.status, 400, path);
+        assert.ok(
+          page.body.includes(
+            `<p class="field-error" id="${name}-error">Not a ${noun}: it holds a control character.</p>`,
+          ),
+          `${path}: ${pageText(page.body).slice(0, 600)}`,
+        );
+        assert.equal(page.body.includes('\0'), false, `${path}: no NUL byte in the HTML`);
+        assert.deepEqual(autofocusedIds(page.body), [name], path);
+        assert.match(page.body, /No (event|delivery|reused code) matches/, path);
+      }
+    }
+  });
+
   it('takes a user= of the longest username, 150 characters outside the BMP (300 UTF-16 units), whole', async () => {
     const widest = await seedUser(server, { username: '\u{20000}'.repeat(150), email: 'widest@example.org' });
     await server.app.audit.idle();
