@@ -54,6 +54,11 @@ export interface ServicesOptions {
    * administrative commands still read a read-only file).
    */
   forWriting?: boolean;
+  /**
+   * What a start does when Alliance Auth's database (the directory) cannot be read: `stop` (default)
+   * or `report` (`aa-oidc check`): the services start, the failure in `allianceAuth.unreadableAtStart`.
+   */
+  allianceAuthUnreadableAtStart?: 'stop' | 'report';
   /** The back-channel logout SSRF gate's name resolver; default the system resolver. Tests inject one. */
   resolver?: Resolver;
   /** The back-channel delivery connection layer; tests inject one. */
@@ -197,6 +202,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
         metrics,
         usersHoldingSignIns,
         usersSignedInSince: usersHoldingTokensRedeemedSince,
+        unreadableAtStart: options.allianceAuthUnreadableAtStart ?? 'stop',
       });
       const opened = allianceAuth;
       closers.push(() => opened.close());

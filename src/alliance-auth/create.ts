@@ -48,6 +48,12 @@ export interface AllianceAuthDirectory {
   /** "Sign in with EVE Online", when `AA_OIDC_EVE_SSO_CLIENT_ID` and `_SECRET` are set. */
   eveAuthenticator: ExternalAuthenticator | undefined;
   poller: AllianceAuthPoller;
+  /**
+   * Why AA's database could not be read at start (an `AllianceAuthDatabaseError` naming the URL
+   * without its password and what to change), when `unreadableAtStart` is `report`; its schema was
+   * not checked then. Undefined otherwise: with `stop`, such a start fails instead.
+   */
+  unreadableAtStart: AllianceAuthDatabaseError | undefined;
   /** True when AA's database answers now (for `/readyz`). */
   reachable(): Promise<boolean>;
   close(): Promise<void>;
@@ -70,6 +76,13 @@ export interface AllianceAuthDirectoryDependencies {
    * (the token store's `usersHoldingTokensRedeemedSince`), read within the cycle's transaction.
    */
   usersSignedInSince(db: Kysely<Database>, since: number, until: number, now: number): Promise<Set<number>>;
+  /**
+   * What a start does when AA's database cannot be read (refused, unreachable, a login refused):
+   * `stop` (the default: `serve`, `worker` and every other command stop with the database's message)
+   * or `report` (`aa-oidc check`, which reports it and runs the checks that need no directory): the
+   * directory is built all the same, its failure in `unreadableAtStart`.
+   */
+  unreadableAtStart?: 'stop' | 'report';
 }
 
 /** mysql2's codes for a connection that failed or died (node-postgres's are in db/errors.ts). */
@@ -199,7 +212,8 @@ function unavailableAsTryAgain<T extends object>(
 
 /**
  * Opens AA's database and proves it answers and holds a supported schema; an unreachable database or
- * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL`. Nothing polls until
+ * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL` (an unreachable one is returned
+ * in `unreadableAtStart` instead, with `deps.unreadableAtStart` `report`). Nothing polls until
  * `poller.start()` (the server does that; the CLI's commands only read).
  */
 export async function createAllianceAuthDirectory(
@@ -217,29 +231,34 @@ export async function createAllianceAuthDirectory(
     onIdleConnectionError: (error) =>
       log.warn({ err: { message: error.message } }, "an idle connection to Alliance Auth's database closed"),
   });
+  let unreadableAtStart: AllianceAuthDatabaseError | undefined;
   try {
     try {
       await connection.db.selectFrom('auth_user').select('id').limit(1).execute();
     } catch (error) {
-      throw new AllianceAuthDatabaseError(
+      unreadableAtStart = new AllianceAuthDatabaseError(
         allianceAuthConnectFailure(error, connection) ??
           `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) cannot be read: ${(error as Error).message}`,
       );
+      if ((deps.unreadableAtStart ?? 'stop') === 'stop') throw unreadableAtStart;
     }
     if (connection.mysqlTls?.mode === 'REQUIRED') {
       log.warn(
         `${AA_DATABASE_SETTING} has ssl-mode=REQUIRED: the connection is encrypted, but the server's certificate is not checked, so anyone on the path can pose as the server; use ssl-mode=VERIFY_IDENTITY with ssl-ca`,
       );
     }
-    const report = await checkAllianceAuthSchema(connection.db, connection.kind, {
-      passwordLogin: settings.passwordLogin,
-    });
-    if (report.errors.length > 0) {
-      throw new AllianceAuthDatabaseError(
-        `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) is not supported: ${report.errors.join('; ')}`,
-      );
+    // A schema is checked only in a database that could be read.
+    if (unreadableAtStart === undefined) {
+      const report = await checkAllianceAuthSchema(connection.db, connection.kind, {
+        passwordLogin: settings.passwordLogin,
+      });
+      if (report.errors.length > 0) {
+        throw new AllianceAuthDatabaseError(
+          `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) is not supported: ${report.errors.join('; ')}`,
+        );
+      }
+      for (const warning of report.warnings) log.warn({ heads: report.heads }, warning);
     }
-    for (const warning of report.warnings) log.warn({ heads: report.heads }, warning);
   } catch (error) {
     await connection.close();
     throw error;
@@ -342,6 +361,7 @@ export async function createAllianceAuthDirectory(
     passwordAuthenticator,
     eveAuthenticator,
     poller,
+    unreadableAtStart,
     reachable: () => allianceAuthReachable(connection.db),
     async close() {
       await poller.stop();

@@ -47,8 +47,11 @@ export async function systemChecksOverWhatCanBeRead(
   applications: Pick<ApplicationService, 'list'>,
   directory: Pick<Directory, 'listStates' | 'listGroups'>,
   keys: Pick<KeyService, 'list'>,
-  /** Where each part is read from, as E009 names it: aa-oidc's own database, and the directory's. */
-  sources: { ownDatabase: string; directory: string },
+  /**
+   * Where each part is read from, as E009 names it: aa-oidc's own database, and the directory's, with
+   * the checks other than these that report nothing when the directory cannot be read (`alsoSkipped`).
+   */
+  sources: { ownDatabase: PartSource; directory: PartSource & { alsoSkipped?: string } },
 ): Promise<Finding[]> {
   const [apps, signingKeys, states, groups] = await Promise.allSettled([
     applications.list(),
@@ -84,7 +87,9 @@ export async function systemChecksOverWhatCanBeRead(
       unreadPart(
         part,
         sources.directory,
-        `W006 of the whitelists naming them${builtin ? ', W014, and W015 of their names' : ''}`,
+        `W006 of the whitelists naming them${builtin ? ', W014, and W015 of their names' : ''}${
+          sources.directory.alsoSkipped ? `, and ${sources.directory.alsoSkipped}` : ''
+        }`,
         ...directoryReasons,
       ),
     );
@@ -104,26 +109,54 @@ export async function systemChecksOverWhatCanBeRead(
 }
 
 /**
+ * Where `aa-oidc check` reads a part from, as E009 names it (`described`: `Alliance Auth's database
+ * URL`, `PostgreSQL at HOST:PORT (database NAME)`), and the address in it (`address`: the URL without
+ * its password, as every message shows it), which what the database answered may name already.
+ */
+export interface PartSource {
+  described: string;
+  address: string;
+}
+
+/**
  * E009: a part of what `aa-oidc check` reads that it could not read, from `source`, with the checks
  * that therefore report nothing (`skipped`) and each distinct reason (what the database or the
- * directory answered; whatever looks like a credential is hidden, as in a log line). An error: a check
- * that could not look has not found the system sound.
+ * directory answered; whatever looks like a credential is hidden, as in a log line). The source is
+ * named once: not again when every answer names its address. An error: a check that could not look
+ * has not found the system sound.
  */
-function unreadPart(what: string, source: string, skipped: string, ...reasons: unknown[]): Finding {
+function unreadPart(what: string, source: PartSource, skipped: string, ...reasons: unknown[]): Finding {
   const answers = [
     ...new Set(
       reasons.map((reason) =>
-        scrubString((reason instanceof Error ? reason.message : String(reason)).replace(/\s+/g, ' ').trim()),
+        scrubbedAnswer(
+          (reason instanceof Error ? reason.message : String(reason)).replace(/\s+/g, ' ').trim(),
+          source.address,
+        ),
       ),
     ),
   ];
+  const from = answers.every((answer) => answer.includes(source.address)) ? '' : ` from ${source.described}`;
   return {
     id: 'E009',
     level: 'error',
-    message: `could not read ${what} from ${source}, so the checks that need them report nothing (${skipped}): ${answers.join('; ')}`,
+    message: `could not read ${what}${from}, so the checks that need them report nothing (${skipped}): ${answers.join('; ')}`,
     // The answer names what to mend when the directory knows it (a grant, AA's statement timeout).
     hint: 'mend what stopped the read, as the message says (a database that does not answer, a grant the login lacks, a table or column the database lacks), then run aa-oidc check again',
   };
+}
+
+/**
+ * `answer` with whatever looks like a credential hidden (`scrubString`), and the source's `address`
+ * shown as it is where the answer names it: the address is without its password already (`***`),
+ * which scrubbing would turn into `[redacted]`, as if the answer named another URL. Only the scrubbed
+ * text is searched, for the scrubbed address: what is put back is the address, never a character of
+ * the answer that scrubbing hid.
+ */
+function scrubbedAnswer(answer: string, address: string): string {
+  const scrubbed = scrubString(answer);
+  const scrubbedAddress = scrubString(address);
+  return scrubbedAddress === address ? scrubbed : scrubbed.replaceAll(scrubbedAddress, address);
 }
 
 /**

@@ -11,7 +11,7 @@ import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
 import { batchedLines } from '../logging/logger.ts';
-import { createServices, type Services } from '../services.ts';
+import { createServices, type Services, type ServicesOptions } from '../services.ts';
 
 /** A failure the CLI reports as one line on stderr, exiting with `exitCode`. */
 export class CliError extends Error {
@@ -106,12 +106,18 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
  * Runs `work` with the services that `serve` uses (so every write goes through the same validation,
  * SSRF gate and audit receivers), without applying migrations: a database with pending ones is
  * refused, naming the command that fixes it. Log lines go to stderr so that stdout stays clean for
- * `--format json`. Domain errors become one-line CLI failures. Always closes the services.
+ * `--format json`. Domain errors become one-line CLI failures. Always closes the services. An Alliance
+ * Auth database that cannot be read stops the command at start, unless `options` says to report it.
  */
-export async function withServices<T>(io: CliIo, work: (services: Services) => Promise<T>): Promise<T> {
+export async function withServices<T>(
+  io: CliIo,
+  work: (services: Services) => Promise<T>,
+  options: Pick<ServicesOptions, 'allianceAuthUnreadableAtStart'> = {},
+): Promise<T> {
   const config = cliConfig(io, { quiet: true });
   refuseMissingSqliteFile(config);
   const services = await createServices(config, {
+    ...options,
     migrate: false,
     ensureSigningKey: false,
     logger: { destination: io.logDestination('stderr') },

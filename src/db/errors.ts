@@ -118,12 +118,14 @@ export function postgresAddress(url: string): {
     }
   }
   const hostname = noHost ? '' : decodeURIComponent(parsed.hostname.replace(/^\[(.+)\]$/, '$1'));
+  // The driver takes a parameter's last value (`?host=a&host=b` is b), and the URL's own host, port
+  // or user when that value is empty.
+  const last = (name: string) => parsed.searchParams.getAll(name).at(-1);
   return {
-    host: parsed.searchParams.get('host') || hostname || defaultHost,
-    // The driver takes a parameter's last value, and the port after the host when it is empty.
-    port: shownPort(parsed.searchParams.getAll('port').at(-1) || parsed.port || defaultPort),
+    host: last('host') || hostname || defaultHost,
+    port: shownPort(last('port') || parsed.port || defaultPort),
     database: decodeURIComponent(parsed.pathname.replace(/^\//, '')),
-    user: parsed.searchParams.get('user') || decodeURIComponent(parsed.username),
+    user: last('user') || decodeURIComponent(parsed.username),
   };
 }
 

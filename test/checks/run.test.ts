@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { it } from 'node:test';
+import { describe, it } from 'node:test';
 import { createServices } from '../../src/services.ts';
 import {
   allianceAuthEnv,
@@ -13,6 +13,7 @@ import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { refusedPort } from '../helpers/refused-port.ts';
 
 /**
  * `aa-oidc check` when a part of what the system checks read cannot be read: it reports every finding
@@ -55,8 +56,11 @@ await describeOnEachAllianceAuth(
         assert.match(result.stderr, /system check found 1 error\(s\): E009/);
         assert.match(
           result.stdout,
-          /^E009 error: could not read the directory's groups from Alliance Auth's database (mysql|postgres):\/\/aa_reader_\w+:\*+@\S+, so the checks that need them report nothing \(W006 of the whitelists naming them\): .*auth_group.*\n {2}hint: mend what stopped the read, as the message says \(.*\), then run aa-oidc check again$/m,
+          /^E009 error: could not read the directory's groups, so the checks that need them report nothing \(W006 of the whitelists naming them\): Alliance Auth's database \((mysql|postgres):\/\/aa_reader_\w+:\*\*\*@[^\s,]+, AA_OIDC_AA_DATABASE_URL\) refused a read: .*auth_group.*\n {2}hint: mend what stopped the read, as the message says \(.*\), then run aa-oidc check again$/m,
         );
+        // The URL is named once, by what the database answered, as every message shows it.
+        const e009 = result.stdout.split('\n').find((line) => line.startsWith('E009 '))!;
+        assert.equal(e009.split('://').length, 2, e009);
         // The states were read: the whitelisted state is judged; the group, unread, is not.
         assert.match(result.stdout, /^W006 warning: application \S+ whitelists the state "Vanished State"/m);
         assert.doesNotMatch(result.stdout, /Vanished Group/);
@@ -76,3 +80,49 @@ await describeOnEachAllianceAuth(
     });
   },
 );
+
+/**
+ * `aa-oidc check` when Alliance Auth's database does not answer at start (`serve` and `worker` stop
+ * there): the directory's part is E009, named once with what the connection answered, and every check
+ * that needs no directory still reports.
+ */
+describe(`aa-oidc check when Alliance Auth's database refuses the connection at start (aa-oidc on ${testDatabaseKind})`, () => {
+  const forms = {
+    user: (scheme: string, port: number) =>
+      `${scheme}://aa_reader:hunter2-secret@127.0.0.1:${port}/alliance_auth`,
+    query: (scheme: string, port: number) =>
+      `${scheme}://aa_reader@127.0.0.1:${port}/alliance_auth?password=hunter2-secret`,
+  };
+  for (const [scheme, server] of [
+    ['mysql', 'MariaDB'],
+    ['postgres', 'PostgreSQL'],
+  ] as const) {
+    for (const [form, urlOf] of Object.entries(forms)) {
+      it(`reports E009 for the directory and the other checks' findings, for ${scheme}:// with the password in the ${form}`, async () => {
+        const database = await createTestDatabase({ migrated: true });
+        const refused = await refusedPort();
+        try {
+          const url = urlOf(scheme, refused.port);
+          const shown = url.replace('hunter2-secret', '***');
+          const result = await cli(['check'], testEnv(database, allianceAuthEnv(url)));
+          assert.equal(result.code, 1, result.stderr);
+          assert.match(result.stderr, /system check found 1 error\(s\): E009/);
+          const e009 = result.stdout.split('\n').find((line) => line.startsWith('E009 '));
+          assert.equal(
+            e009,
+            "E009 error: could not read the directory's states and groups, so the checks that need them report " +
+              "nothing (W006 of the whitelists naming them, and W016 to W019 of Alliance Auth's rows): " +
+              `cannot connect to Alliance Auth's database at ${shown} (AA_OIDC_AA_DATABASE_URL): connection refused; ` +
+              `is ${server} running and listening on that address?`,
+          );
+          // The checks of the keys still ran (no signing key: W011).
+          assert.match(result.stdout, /^W011 warning: there is no active signing key/m);
+          assert.doesNotMatch(result.stdout + result.stderr, /hunter2|\[redacted\]/);
+        } finally {
+          refused.close();
+          await database.drop();
+        }
+      });
+    }
+  }
+});

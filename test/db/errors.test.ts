@@ -52,4 +52,24 @@ describe('the PostgreSQL address in error messages', () => {
       /is \/run\/postgresql one of its unix_socket_directories \(and "54x2" its port\)/,
     );
   });
+
+  it('names the host and user the driver connects with when the URL gives a parameter twice: the last one', () => {
+    // pg-connection-string keeps a parameter's last value; an empty one leaves the URL's own.
+    const url =
+      'postgres://aa@db.example.org:6000/aa_oidc?host=first.example.org&host=second.example.org&user=one&user=two';
+    assert.equal(describeDatabase(target(url)), 'PostgreSQL at second.example.org:6000 (database aa_oidc)');
+    assert.match(
+      explainPostgresConnectError(
+        Object.assign(new Error('password authentication failed for user "two"'), { code: '28P01' }),
+        url,
+        { setting: 'AA_OIDC_DATABASE_URL', timeoutMs: 5000, timeoutSetting: 'x' },
+      ),
+      /^the server refused user "two" /,
+    );
+    assert.match(pgDumpCommand(url), /--host=second\.example\.org --port=6000 --username=two /);
+    assert.equal(
+      describeDatabase(target('postgres://aa@db.example.org:6000/aa_oidc?host=/run/postgresql&host=')),
+      'PostgreSQL at db.example.org:6000 (database aa_oidc)',
+    );
+  });
 });

@@ -17,23 +17,43 @@ export function registerCheck(program: Command, io: CliIo): void {
       // could not be), then a pg-boss schema serve and worker refuse (E008), and where serve writes
       // (W012, judged for this user and the database role it connects as), and Alliance Auth's rows
       // that AA's own code would not have left (W016 to W019; W020 for a check whose query failed).
-      const findings = await withServices(io, async (services) => [
-        ...(await systemChecksOverWhatCanBeRead(
-          services.config,
-          services.applications,
-          services.directory,
-          services.keys,
-          {
-            ownDatabase: describeDatabase(services.config.database),
-            directory: services.allianceAuth
-              ? `Alliance Auth's database ${services.allianceAuth.connection.displayUrl}`
-              : describeDatabase(services.config.database),
-          },
-        )),
-        ...(await pgBossChecks(services.database)),
-        ...(await storageChecks(services.config, services.database)),
-        ...(services.allianceAuth ? await allianceAuthDataChecks(services.allianceAuth.connection) : []),
-      ]);
+      // An Alliance Auth database that could not be read at start (serve and worker stop there) is
+      // E009 of the directory, told once, not asked again by each check that reads it.
+      const findings = await withServices(
+        io,
+        async (services) => {
+          const aa = services.allianceAuth;
+          const ownDatabase = describeDatabase(services.config.database);
+          const unreadable = aa?.unreadableAtStart;
+          return [
+            ...(await systemChecksOverWhatCanBeRead(
+              services.config,
+              services.applications,
+              unreadable
+                ? {
+                    listStates: () => Promise.reject(unreadable),
+                    listGroups: () => Promise.reject(unreadable),
+                  }
+                : services.directory,
+              services.keys,
+              {
+                ownDatabase: { described: ownDatabase, address: ownDatabase },
+                directory: aa
+                  ? {
+                      described: `Alliance Auth's database ${aa.connection.displayUrl}`,
+                      address: aa.connection.displayUrl,
+                      ...(unreadable && { alsoSkipped: "W016 to W019 of Alliance Auth's rows" }),
+                    }
+                  : { described: ownDatabase, address: ownDatabase },
+              },
+            )),
+            ...(await pgBossChecks(services.database)),
+            ...(await storageChecks(services.config, services.database)),
+            ...(aa && !unreadable ? await allianceAuthDataChecks(aa.connection) : []),
+          ];
+        },
+        { allianceAuthUnreadableAtStart: 'report' },
+      );
       io.stdout.write(
         options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),
       );
