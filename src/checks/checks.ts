@@ -386,12 +386,18 @@ export function runChecks(
         'run aa-oidc behind a TLS-terminating reverse proxy and set AA_OIDC_TRUST_PROXY=true ' +
         '(and AA_OIDC_TRUSTED_PROXIES to its addresses, if not loopback)',
     });
+  // Masked secrets are a development aid (logging/secrets.ts): production names every token and code
+  // by its digest whatever the setting says, so the setting there is a development one carried over,
+  // which would show fragments of tokens again if the instance ran in development mode.
   if (production && config.logging.maskedSecrets)
     findings.push({
       id: 'W001',
       level: 'warning',
-      message: 'masked-secret logging is on in production',
-      hint: 'unset AA_OIDC_LOGGING_MASKED_SECRETS: fragments of secrets reach the logs',
+      message:
+        'masked-secret logging is set in production, where it is ignored: tokens and codes are logged by digest only',
+      hint:
+        'unset AA_OIDC_LOGGING_MASKED_SECRETS (logging.maskedSecrets): it is for development, where audit lines ' +
+        'in the log show the first and last 4 characters of tokens and codes',
     });
   if (!config.logout.rpInitiated && withUri.length > 0)
     findings.push({

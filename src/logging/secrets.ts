@@ -31,7 +31,8 @@ const MASK_MIN_LENGTH = 20;
 const MASK_VISIBLE = 4;
 
 export function createSecretFormatter(config: Pick<Config, 'mode' | 'logging'>): SecretFormatter {
-  // Check W001 warns when maskedSecrets is set in production; even then nothing but a digest leaves.
+  // Never in production, whatever maskedSecrets says: nothing but a digest leaves (check W001 says
+  // the setting is ignored there).
   const masksEnabled = config.logging.maskedSecrets && config.mode === 'development';
   return {
     masksEnabled,

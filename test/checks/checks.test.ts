@@ -14,6 +14,7 @@ import {
   thumbprintOf,
 } from '../../src/keys/crypto.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
+import { createSecretFormatter } from '../../src/logging/secrets.ts';
 import { IMPORTED_SECRET_MAX_ITERATIONS } from '../../src/applications/secret.ts';
 import { createServices } from '../../src/services.ts';
 import { nameKey } from '../../src/util/name-key.ts';
@@ -310,6 +311,24 @@ describe('system checks', () => {
         );
     });
   }
+
+  it('W001 says that production ignores masked-secret logging, as it does, and that the setting is for development', () => {
+    const production = config({ mode: 'production', maskedSecrets: true });
+    const w001 = runChecks(production, []).find((finding) => finding.id === 'W001');
+    assert.deepEqual(w001, {
+      id: 'W001',
+      level: 'warning',
+      message:
+        'masked-secret logging is set in production, where it is ignored: tokens and codes are logged by digest only',
+      hint: 'unset AA_OIDC_LOGGING_MASKED_SECRETS (logging.maskedSecrets): it is for development, where audit lines in the log show the first and last 4 characters of tokens and codes',
+    });
+    assert.equal(createSecretFormatter(production).masksEnabled, false, 'production: digests only');
+    assert.equal(
+      createSecretFormatter(config({ mode: 'development', maskedSecrets: true })).masksEnabled,
+      true,
+      'development: fragments',
+    );
+  });
 
   it('W008 names each key outside the import bounds, what is wrong with it and how to replace it', () => {
     const findings = runChecks(

@@ -11,7 +11,8 @@ import { eventually } from '../helpers/eventually.ts';
 
 /**
  * What only a real `aa-oidc` process shows; every other CLI test runs the commands in-process.
- * (`serve` from a cold start and SIGTERM: test/cli/serve-bootstrap.test.ts; SIGKILL mid-delivery:
+ * (`serve` from a cold start and SIGTERM: test/cli/serve-bootstrap.test.ts; a request in flight at
+ * SIGTERM: test/cli/serve-shutdown.test.ts; SIGKILL mid-delivery:
  * test/logout/durability.test.ts; two worker processes on one queue:
  * test/logout/concurrent-workers.test.ts.)
  */
