@@ -5,7 +5,8 @@ import { csrfField, formAlert, textField } from '../console/ui.ts';
 import type { Consequence } from '../db/unit-of-work.ts';
 import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import type { ChangeOptions, UserChange } from '../directory/builtin/types.ts';
-import { DirectoryError } from '../directory/errors.ts';
+import { quote } from '../directory/builtin/validation.ts';
+import { DirectoryError, invalid } from '../directory/errors.ts';
 import type { UserProfile } from '../directory/port.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { receivesLogout } from '../logout/fanout.ts';
@@ -118,6 +119,25 @@ export function userActionRoutes(deps: AdminDependencies): ConsoleRoute[] {
           options,
         ),
       ),
+    },
+    {
+      slug: 'access',
+      applies: () => true,
+      title: (profile, input) =>
+        input.get('oidc_access') === 'yes'
+          ? `Grant ${profile.username} OIDC access directly?`
+          : input.get('oidc_access') === 'no'
+            ? `Take ${profile.username}’s direct OIDC access away?`
+            : `Change ${profile.username}’s direct OIDC access?`,
+      button: 'Change OIDC access',
+      carry: ['oidc_access'],
+      run: directoryChange((profile, input, options) => {
+        const value = input.get('oidc_access') ?? '';
+        // Anything but yes must not be taken for no: that would take the access away.
+        if (value !== 'yes' && value !== 'no')
+          throw invalid(`oidc_access= takes yes or no, not ${quote(value)}`);
+        return admin().updateUser({ id: profile.id }, { oidcAccess: value === 'yes' }, options);
+      }),
     },
     {
       slug: 'add-group',

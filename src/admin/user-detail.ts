@@ -26,6 +26,7 @@ export const USER_DONE: Readonly<Record<string, string>> = {
   deactivate: 'Deactivated: every application refuses the user from the next request.',
   activate: 'Activated.',
   state: 'State changed.',
+  access: 'OIDC access held directly changed.',
   'add-group': 'Added to the group.',
   'remove-group': 'Removed from the group.',
   password: 'Password set.',
@@ -109,6 +110,8 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
               <dd>${profile.active ? 'yes' : 'no: every application refuses this user'}</dd>
               <dt>Superuser</dt>
               <dd>${profile.superuser ? 'yes' : 'no'}</dd>
+              <dt>OIDC access held directly</dt>
+              <dd>${profile.oidcAccess ? 'yes' : 'no'}</dd>
               <dt>State</dt>
               <dd>
                 ${profile.state ? `${profile.state.name}${profile.state.oidcAccess ? ' (grants OIDC access)' : ''}` : 'none'}
@@ -155,6 +158,11 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
                       }
                       <a class="button secondary" href="${userPath(profile.id, '/password')}"
                         >Set password…</a
+                      >
+                      <a
+                        class="button secondary"
+                        href="${userPath(profile.id, `/access?oidc_access=${profile.oidcAccess ? 'no' : 'yes'}`)}"
+                        >${profile.oidcAccess ? 'Take direct OIDC access away…' : 'Grant OIDC access directly…'}</a
                       >
                       ${tokenActions} ${ownAccount ? '' : deleteLink}
                     </p>

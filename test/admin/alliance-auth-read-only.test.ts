@@ -86,6 +86,13 @@ await describeOnEachAllianceAuth(
       for (const user of expected.users) assert.ok(users.includes(user.username), user.username);
       const detail = pageText((await consoleGet(admin, `${server.origin}/admin/users/${alice.id}`)).body);
       assert.ok(detail.includes(group), 'the groups of the user');
+      // AA's own per-user permission, as read (erin holds it directly, alice through a group and her
+      // state), with no control to change it here.
+      assert.match(detail, /OIDC access held directly no/);
+      const erin = expected.users.find((user) => user.oidc_permission_sources.includes('user'))!;
+      const direct = await consoleGet(admin, `${server.origin}/admin/users/${erin.id}`);
+      assert.match(pageText(direct.body), /OIDC access held directly yes/);
+      assert.deepEqual(changeLinks(direct.body), []);
       const groups = pageText((await consoleGet(admin, `${server.origin}/admin/groups`)).body);
       for (const item of expected.groups) assert.ok(groups.includes(item.name), item.name);
     });
@@ -146,6 +153,7 @@ await describeOnEachAllianceAuth(
         [`/admin/users/${alice.id}/deactivate`, {}],
         [`/admin/users/${alice.id}/remove-group`, { group }],
         [`/admin/users/${alice.id}/password`, { password: 'a new password 123' }],
+        [`/admin/users/${alice.id}/access`, { oidc_access: 'yes' }],
         [`/admin/users/${alice.id}/delete`, {}],
         ['/admin/groups', { name: 'Forged group' }],
         ['/admin/states', { name: 'Forged state', priority: '7' }],

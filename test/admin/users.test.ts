@@ -618,4 +618,63 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
       sub: String(leaving.id),
     });
   });
+
+  it('grants OIDC access directly and takes it away from the user’s page, each previewed first', async () => {
+    // A member of Directors (which Wiki whitelists, but which grants no OIDC access) without a state.
+    const pilot = await seedUser(server, { groups: ['Directors'], oidcAccess: false });
+    const path = (suffix = '') => url(`/admin/users/${pilot.id}${suffix}`);
+    const detail = await consoleGet(admin, path());
+    assert.match(pageText(detail.body), /OIDC access held directly no/);
+    assert.ok(detail.body.includes(`href="/admin/users/${pilot.id}/access?oidc_access=yes"`), 'the grant');
+    assert.match(pageText(detail.body), /Grant OIDC access directly…/);
+
+    const grant = await consoleGet(admin, path('/access?oidc_access=yes'));
+    assert.equal(grant.status, 200);
+    const grantText = pageText(grant.body);
+    assert.ok(grantText.includes(`Grant ${pilot.username} OIDC access directly?`), grantText);
+    assert.match(grantText, /No application stops accepting/);
+    assert.equal((await server.app.directory.profileById(pilot.id))!.oidcAccess, false, 'a preview');
+    const forged = await consolePost(admin, path('/access'), null, { oidc_access: 'yes' });
+    assert.equal(forged.status, 403);
+    assert.match(forged.body, /Form refused/);
+    const unclear = await consolePost(admin, path('/access'), grant.csrf!, { oidc_access: 'maybe' });
+    assert.equal(unclear.status, 400);
+    assert.match(pageText(unclear.body), /oidc_access= takes yes or no, not "maybe"/);
+    assert.equal((await server.app.directory.profileById(pilot.id))!.oidcAccess, false, 'refused');
+    const granted = await consolePost(admin, path('/access'), grant.csrf!, { oidc_access: 'yes' });
+    assert.equal(granted.status, 303);
+    assert.equal(granted.location, `/admin/users/${pilot.id}?done=access`);
+    assert.equal((await server.app.directory.profileById(pilot.id))!.oidcAccess, true);
+
+    await holdTokensAt(server, new Browser(), wiki, pilot.username);
+    const held = await consoleGet(admin, path('?done=access'));
+    const heldText = pageText(held.body);
+    assert.match(heldText, /OIDC access held directly changed\./);
+    assert.match(heldText, /OIDC access held directly yes/);
+    assert.ok(held.body.includes(`href="/admin/users/${pilot.id}/access?oidc_access=no"`), 'the revocation');
+
+    const revoke = await consoleGet(admin, path('/access?oidc_access=no'));
+    assert.equal(revoke.status, 200);
+    const revokeText = pageText(revoke.body);
+    assert.ok(revokeText.includes(`Take ${pilot.username}’s direct OIDC access away?`), revokeText);
+    assert.ok(revokeText.includes(`${pilot.username} can no longer use Wiki ${HOSTILE}.`), revokeText);
+    assert.ok(revokeText.includes(`Back-channel logout is sent to Wiki ${HOSTILE}.`), revokeText);
+    assert.equal(revoke.body.includes(HOSTILE), false);
+    assert.equal((await server.app.directory.profileById(pilot.id))!.oidcAccess, true, 'a preview');
+
+    const before = receiver.requests.length;
+    const revoked = await consolePost(admin, path('/access'), revoke.csrf!, { oidc_access: 'no' });
+    assert.equal(revoked.status, 303);
+    assert.equal((await server.app.directory.profileById(pilot.id))!.oidcAccess, false);
+    await server.app.logout.deliverDue();
+    assert.ok(receiver.requests.length > before, 'the application got a back-channel logout');
+    await verifyLogoutToken(server, receiver.tokens().at(-1)!, {
+      clientId: wiki.clientId,
+      sub: String(pilot.id),
+    });
+    await eventually(async () => {
+      const audit = await consoleGet(admin, url(`/admin/audit?user=${pilot.username}`));
+      return /updated \(oidcAccess\) by admin:/.test(pageText(audit.body));
+    }, 'the change in the audit log');
+  });
 });

@@ -171,6 +171,8 @@ await describeOnEachAllianceAuth(
         ['user', 'set-main-character', 'alice', '--clear'],
         ['user', 'set-locale', 'alice', 'de'],
         ['user', 'set-password', 'alice', '--dry-run'],
+        ['user', 'grant-access', 'alice'],
+        ['user', 'grant-access', 'alice', '--revoke', '--dry-run'],
         ['group', 'create', 'Pilots'],
         ['state', 'create', 'Allies', '--priority', '10'],
       ]) {

@@ -359,6 +359,82 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     for (const event of superuserChanges) assert.match(event.actor, /^cli/);
   });
 
+  it('grants a user oidc_access directly and takes it away (user create --oidc-access, user grant-access [--revoke])', async () => {
+    const created = await cli(
+      ['user', 'create', 'iris', '--oidc-access', '--password-stdin'],
+      `${password}\n`,
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(
+      created.stdout,
+      /^created user iris \(id \d+; state \(none\); groups \(none\); active; oidc_access\)\n$/,
+    );
+    assert.equal(
+      (await cli(['user', 'create', 'jack', '--password-stdin'], `${password}\n`)).code,
+      0,
+      'jack, without it',
+    );
+    const accessOf = async (username: string) =>
+      (
+        JSON.parse((await cli(['user', 'show', username, '--format', 'json'])).stdout) as {
+          oidc_access: boolean;
+        }
+      ).oidc_access;
+    assert.deepEqual([await accessOf('iris'), await accessOf('jack')], [true, false]);
+
+    const dryRun = await cli(['user', 'grant-access', 'jack', '--dry-run']);
+    assert.equal(
+      dryRun.stdout,
+      'dry run: would grant oidc_access to jack directly; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      dryRun.stderr,
+    );
+    assert.equal(await accessOf('jack'), false, 'the dry run changed nothing');
+    const granted = await cli(['user', 'grant-access', 'Jack']);
+    assert.equal(granted.stdout, 'jack now holds oidc_access directly\n', granted.stderr);
+    const again = await cli(['user', 'grant-access', 'jack']);
+    assert.equal(again.stdout, 'jack already holds oidc_access directly; nothing changed\n', again.stderr);
+    assert.equal(await accessOf('jack'), true);
+
+    const revokeDryRun = await cli(['user', 'grant-access', 'iris', '--revoke', '--dry-run']);
+    assert.equal(
+      revokeDryRun.stdout,
+      'dry run: would take oidc_access held directly away from iris (nothing else grants it: every application refuses them); nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      revokeDryRun.stderr,
+    );
+    assert.equal(await accessOf('iris'), true, 'the dry run changed nothing');
+    const revoked = await cli(['user', 'grant-access', 'iris', '--revoke']);
+    assert.equal(
+      revoked.stdout,
+      'iris no longer holds oidc_access directly (nothing else grants it: every application refuses them)\n',
+      revoked.stderr,
+    );
+    const revokedAgain = await cli(['user', 'grant-access', 'iris', '--revoke']);
+    assert.equal(revokedAgain.stdout, 'iris does not hold oidc_access directly; nothing changed\n');
+    assert.equal(await accessOf('iris'), false);
+    // What else grants it is named: here the state Member (oidc_access) jack is moved to.
+    assert.equal((await cli(['user', 'set-state', 'jack', 'Member'])).code, 0);
+    const kept = await cli(['user', 'grant-access', 'jack', '--revoke']);
+    assert.equal(
+      kept.stdout,
+      'jack no longer holds oidc_access directly (still past the global gate through state Member)\n',
+      kept.stderr,
+    );
+    assertFailsWithOneLine(await cli(['user', 'grant-access', 'nobody']), /unknown user "nobody"/);
+
+    // Each change is an admin_change naming the field, by the CLI's actor; the dry runs and the
+    // changes that changed nothing are not.
+    const events = JSON.parse(
+      (await cli(['audit', 'list', '--kind', 'admin_change', '--format', 'json'])).stdout,
+    ) as Array<{ name: string; action: string; changed_fields: string[]; actor: string }>;
+    const accessChanges = events.filter((event) => event.changed_fields.includes('oidcAccess'));
+    assert.deepEqual(accessChanges.map((event) => [event.name, event.action, event.changed_fields]).sort(), [
+      ['iris', 'updated', ['oidcAccess']],
+      ['jack', 'updated', ['oidcAccess']],
+      ['jack', 'updated', ['oidcAccess']],
+    ]);
+    for (const event of accessChanges) assert.match(event.actor, /^cli/);
+  });
+
   it('adds a user to a group and removes them (dry run first), and activates a deactivated user', async () => {
     /** Groups and whether active, as `user show --format json` prints them. */
     const shown = async (username: string) => {

@@ -281,6 +281,61 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
     assert.match(unknown.stderr, /no user named 'nobody-of-that-name'/);
   });
 
+  it('aa-oidc user grant-access --revoke (dry run first) takes oidc_access held directly: where it was the only way in, the tokens are revoked and back-channel logout queued', async () => {
+    const hearing = await seedApp(server, {
+      name: 'Hearing RP',
+      // Never reached: the test delivers nothing, it only looks at the queue.
+      backchannelLogoutUri: 'http://127.0.0.1:9/logout',
+    });
+    const listening = { clientId: hearing.clientId, clientSecret: hearing.clientSecret! };
+    const env = testEnv(server.database);
+    // seedUser grants oidc_access directly: without a state, that is their only way past the gate.
+    const user = await seedUser(server);
+    const tokens = await login(server, listening, user.username);
+    // In state Guest (oidc_access), another keeps everything.
+    const guest = await seedUser(server, { state: 'Guest' });
+    const guestTokens = await login(server, listening, guest.username);
+
+    const dry = await cli(['user', 'grant-access', user.username, '--revoke', '--dry-run'], env);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual(dry.stdout.split('\n'), [
+      `dry run: would take oidc_access held directly away from ${user.username} (nothing else grants it: every application refuses them); nothing changed`,
+      `  loses access to: ${[open.clientId, listening.clientId].sort().join(', ')}`,
+      `  back-channel logout to: ${listening.clientId}`,
+      `  codes and tokens revoked: 2 (${listening.clientId} 2)`,
+      '',
+    ]);
+    assert.equal((await introspect(server, listening, tokens.accessToken)).body.active, true, 'dry run');
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: user.id }), [], 'dry run');
+
+    const done = await cli(['user', 'grant-access', user.username, '--revoke'], env);
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(
+      done.stdout,
+      `${user.username} no longer holds oidc_access directly (nothing else grants it: every application refuses them)\n`,
+    );
+    assert.equal((await introspect(server, listening, tokens.accessToken)).body.active, false);
+    const refreshed = await tokenRequest(server, listening, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refreshToken,
+    });
+    assert.equal(refreshed.body.error, 'invalid_grant');
+    const jobs = await logoutJobs(server.app.database, { userId: user.id });
+    assert.deepEqual(
+      jobs.map((job) => [job.client_id, job.trigger]),
+      [[listening.clientId, 'groups_changed']],
+    );
+
+    const kept = await cli(['user', 'grant-access', guest.username, '--revoke'], env);
+    assert.equal(
+      kept.stdout,
+      `${guest.username} no longer holds oidc_access directly (still past the global gate through state Guest)\n`,
+      kept.stderr,
+    );
+    assert.equal((await introspect(server, listening, guestTokens.accessToken)).body.active, true);
+    assert.deepEqual(await logoutJobs(server.app.database, { userId: guest.id }), []);
+  });
+
   it('losing an application (state change) revokes its codes, tokens and grant, which do not come back with the state; other applications keep theirs', async () => {
     const user = await seedUser(server, { state: 'Member' });
     const browser = new Browser();

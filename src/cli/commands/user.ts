@@ -68,7 +68,26 @@ function groupNames(profile: UserRecord): string[] {
 
 function describe(profile: UserRecord): string {
   const groups = groupNames(profile);
-  return `state ${profile.state?.name ?? '(none)'}; groups ${groups.length > 0 ? groups.join(', ') : '(none)'}; ${profile.user.active === 1 ? 'active' : 'inactive'}${profile.user.superuser === 1 ? '; superuser' : ''}`;
+  return `state ${profile.state?.name ?? '(none)'}; groups ${groups.length > 0 ? groups.join(', ') : '(none)'}; ${profile.user.active === 1 ? 'active' : 'inactive'}${profile.user.superuser === 1 ? '; superuser' : ''}${profile.user.oidc_access === 1 ? '; oidc_access' : ''}`;
+}
+
+/**
+ * What else lets the user past the global gate once oidc_access held directly is gone: being a
+ * superuser, the state's or a group's oidc_access; or that nothing does (every application refuses
+ * them, as it does an inactive user).
+ */
+function remainingAccess(profile: UserRecord): string {
+  if (profile.user.active !== 1) return 'inactive: every application refuses them';
+  const through = [
+    ...(profile.user.superuser === 1 ? ['as a superuser'] : []),
+    ...(profile.state?.oidc_access === 1 ? [`through state ${profile.state.name}`] : []),
+    ...profile.groups
+      .filter((group) => group.oidc_access === 1)
+      .map((group) => `through group ${group.name}`),
+  ];
+  return through.length > 0
+    ? `still past the global gate ${through.join(', ')}`
+    : 'nothing else grants it: every application refuses them';
 }
 
 const USER_COLUMNS: readonly Column<UserRecord>[] = [
@@ -192,6 +211,10 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--state <name>', 'the state')
     .option('--group <name>', 'a group (repeatable)', collect, [])
     .option('--superuser', 'make the user a superuser')
+    .option(
+      '--oidc-access',
+      'grant the user the oidc_access permission directly (default: only through the state or a group)',
+    )
     .option('--password-stdin', 'read the password from standard input (one line)')
     .action(
       async (
@@ -202,6 +225,7 @@ export function registerUser(program: Command, io: CliIo): void {
           state?: string;
           group: string[];
           superuser?: boolean;
+          oidcAccess?: boolean;
           passwordStdin?: boolean;
         },
       ) => {
@@ -214,6 +238,7 @@ export function registerUser(program: Command, io: CliIo): void {
           state: options.state ?? null,
           groups: options.group,
           superuser: options.superuser === true,
+          oidcAccess: options.oidcAccess === true,
         };
         // Refuse an invalid or taken username (or email, state, group) before the operator types a
         // password at the prompt: the creation run dry, without one.
@@ -483,6 +508,41 @@ export function registerUser(program: Command, io: CliIo): void {
         );
         consequenceLines(consequences).forEach(say);
       } else say(superuser ? `${name} is now a superuser` : `${name} is no longer a superuser`);
+    });
+
+  user
+    .command('grant-access')
+    .description(
+      'grant a user the oidc_access permission directly (or with --revoke, take it away; what their state, groups or superuser grant stays)',
+    )
+    .argument('<username>', USERNAME_HELP)
+    .option('--revoke', 'take the permission held directly away')
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, options: { revoke?: boolean; dryRun?: boolean }) => {
+      const oidcAccess = options.revoke !== true;
+      const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
+      const result = await withDirectory(io, (directory) =>
+        directory.updateUser({ username }, { oidcAccess }, changeOptions(io, dryRun, consequences)),
+      );
+      const name = result.profile.user.username;
+      if (!result.changed)
+        say(
+          `${name} ${oidcAccess ? 'already holds' : 'does not hold'} oidc_access directly; nothing changed`,
+        );
+      else if (dryRun) {
+        say(
+          oidcAccess
+            ? `dry run: would grant oidc_access to ${name} directly; nothing changed`
+            : `dry run: would take oidc_access held directly away from ${name} (${remainingAccess(result.profile)}); nothing changed`,
+        );
+        consequenceLines(consequences).forEach(say);
+      } else
+        say(
+          oidcAccess
+            ? `${name} now holds oidc_access directly`
+            : `${name} no longer holds oidc_access directly (${remainingAccess(result.profile)})`,
+        );
     });
 
   user
