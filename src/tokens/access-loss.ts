@@ -113,7 +113,7 @@ export function endAccessOnUserChange(deps: {
   /**
    * Many state and group changes of one unit (a state or group changed for every member): users
    * who lose the same applications have their codes, tokens and grants there revoked and deleted
-   * together, a statement per few hundred users; the others one by one.
+   * together (`revokeLostApplications`); the others one by one.
    */
   const batch = async (changes: readonly DirectoryChange[], unit: UnitOfWork): Promise<void> => {
     const applications = await activeApplicationsIn(unit.trx);
@@ -138,8 +138,9 @@ export function endAccessOnUserChange(deps: {
 
 /**
  * Users who lose applications together: their codes and tokens there revoked (`policy_lost`) and
- * their grants there deleted, a statement per few hundred users, reported per user and application
- * and published once the unit committed. Returns how many codes and tokens went.
+ * their grants there deleted (the revocation in one statement on PostgreSQL, else a statement per few
+ * hundred users, as the deletion of the grants), reported per user and application and published
+ * once the unit committed. Returns how many codes and tokens went.
  */
 async function revokeLostApplications(
   unit: UnitOfWork,
@@ -190,9 +191,10 @@ export interface WhitelistLoss {
  * judged by the new state, which the old whitelists may not have admitted either.
  *
  * A few statements whatever the number of users: one for who holds what at the application, one
- * directory read of their profiles, and the revocation a few hundred users at a time. Nothing while
- * the application stays deactivated (it can do nothing and receives no logout: it is judged when
- * activated), nor for whitelists only widened (nobody is then read).
+ * directory read of their profiles, and the revocation (one statement on PostgreSQL, a few hundred
+ * users at a time on SQLite). Nothing while the application stays deactivated (it can do nothing and
+ * receives no logout: it is judged when activated), nor for whitelists only widened (nobody is then
+ * read).
  */
 export function endAccessOnWhitelistChange(deps: {
   db: Kysely<Database>;

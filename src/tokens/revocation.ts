@@ -50,7 +50,7 @@ export async function revokeTokens(
 
 /**
  * `revokeTokens` for many users who lose the same applications (a state or group change of every
- * member), a statement per few hundred users.
+ * member): one statement on PostgreSQL, a statement per few hundred users on SQLite.
  */
 export async function revokeTokensOfUsers(
   trx: Transaction<Database> | Kysely<Database>,

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { isPostgres } from '../db/dialect.ts';
 import {
   type Db,
@@ -18,8 +19,11 @@ import { storedSession, type UserSession } from './user-sessions.ts';
  * user. Same rows, same conditions; one of the token store's files (store.ts).
  */
 
-/** Users per statement: well under every database's limit on bound parameters. */
-const USERS_PER_STATEMENT = 500;
+/**
+ * Users per statement: well under every database's limit on bound parameters (SQLite's 32,766,
+ * PostgreSQL's 65,535), whatever the number of users a change concerns.
+ */
+export const USERS_PER_STATEMENT = 500;
 
 function chunks<T>(items: readonly T[]): T[][] {
   const out: T[][] = [];
@@ -170,10 +174,26 @@ export async function selectSessionsOfUsers(
 }
 
 /**
+ * `user_id` is one of `userIds`. On PostgreSQL as one array parameter (`= any($1::text[])`, planned
+ * as an `in` list is: on the user index, or a scan of the table when the users hold much of it): one
+ * parameter however many users, where a list would meet PostgreSQL's 65,535 bound parameters. SQLite
+ * takes the list, a few hundred users at a time (`chunks`).
+ */
+function userIdIn(eb: PayloadEb, userIds: readonly number[], asArray: boolean) {
+  const ids = userIds.map(String);
+  return asArray
+    ? eb('user_id', '=', eb.fn.any(sql<readonly string[]>`${ids}::text[]`))
+    : eb('user_id', 'in', ids);
+}
+
+/**
  * Revokes every live code and token of these users at these applications, stamped `now` and
  * `reason` (as `revokeLiveTokenRows` does for one user: exchanged codes and rotated refresh tokens
- * are left alone), and returns them. On PostgreSQL each statement locks its rows in key order
- * (`lockedInKeyOrder`), as the merged consumes lock them.
+ * are left alone), and returns them. On PostgreSQL in one statement, whatever the number of users,
+ * that locks all of their rows in key order (`lockedInKeyOrder`), as the merged consumes lock them:
+ * a statement per few hundred users would lock each part's rows before the next part's, out of key
+ * order across parts, and a merged consume holding rows of two parts could deadlock with it. SQLite
+ * takes no row locks, and keeps a statement per few hundred users (its bound parameters).
  */
 export async function revokeLiveTokenRowsOfUsers(
   db: Db,
@@ -182,12 +202,13 @@ export async function revokeLiveTokenRowsOfUsers(
   reason: string,
   now: number,
 ): Promise<TokenRow[]> {
-  if (clientIds.length === 0) return [];
+  if (userIds.length === 0 || clientIds.length === 0) return [];
+  const postgres = isPostgres(db);
   const revoked: TokenRow[] = [];
-  for (const some of chunks(userIds)) {
+  for (const some of postgres ? [userIds] : chunks(userIds)) {
     const condition = (eb: PayloadEb) =>
       eb.and([
-        eb('user_id', 'in', some.map(String)),
+        userIdIn(eb, some, postgres),
         eb('model', 'in', [...TOKEN_MODELS]),
         eb('client_id', 'in', [...clientIds]),
         eb('consumed_at', 'is', null),
@@ -197,7 +218,7 @@ export async function revokeLiveTokenRowsOfUsers(
       .updateTable('oidc_payload')
       .set({ revoked_at: now, revoked_reason: reason })
       .where(condition)
-      .$if(isPostgres(db), (query) => query.where(lockedInKeyOrder(condition)))
+      .$if(postgres, (query) => query.where(lockedInKeyOrder(condition)))
       .returning(TOKEN_ROW_COLUMNS)
       .execute();
     revoked.push(...(rows as TokenRow[]));
