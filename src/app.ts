@@ -13,6 +13,7 @@ import { answerUnknownPaths } from './http/not-found.ts';
 import { refuseUnreadableTarget } from './http/request-target.ts';
 import { refuseOversizedAccept } from './http/accept-header.ts';
 import { createHttpServer, type HttpServerLimits } from './http/server-limits.ts';
+import { type Drainable, drainable } from './http/graceful-shutdown.ts';
 import { answerUnavailable } from './http/unavailable.ts';
 import { answerUnexpectedErrors } from './http/unexpected-error.ts';
 import { whyPgBossUnusableNow } from './logout/pgboss-transport.ts';
@@ -51,7 +52,12 @@ export interface App extends Services {
     host?: string;
     limits?: Partial<HttpServerLimits>;
   }): Promise<AddressInfo>;
-  /** Stops accepting connections, lets in-flight requests finish, then closes the services. */
+  /**
+   * Stops accepting connections, answers the requests in flight (with `Connection: close`) and waits
+   * for their handlers, even those whose clients have gone, then closes the services. Past
+   * `http.shutdownGraceSeconds` the connections still open are closed (logged at `warn`) and the
+   * services close all the same.
+   */
   close(): Promise<void>;
 }
 
@@ -146,7 +152,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }, config.oidc.purgeIntervalSeconds * 1000);
   auditPurge.unref();
 
-  let server: Server | undefined;
+  let serving: { server: Server; requests: Drainable } | undefined;
   return {
     ...services,
     koa,
@@ -154,11 +160,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     consoleRoutes: web.routes,
     listen(overrides = {}) {
       return new Promise((resolve, reject) => {
-        const listening = createHttpServer(koa.callback(), config, overrides.limits);
+        // The middleware as it is now: a test adds its own before it listens.
+        const requests = drainable(koa.callback());
+        const listening = createHttpServer(requests.listener, config, overrides.limits);
+        requests.watch(listening);
         listening.listen(overrides.port ?? config.port, overrides.host ?? config.host);
         listening.once('error', reject);
         listening.once('listening', () => {
-          server = listening;
+          serving = { server: listening, requests };
           // The server follows Alliance Auth's changes (one instance at a time, by its lease).
           allianceAuth?.poller.start();
           resolve(listening.address() as AddressInfo);
@@ -166,13 +175,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       });
     },
     async close() {
-      if (server) {
-        const closing = server;
-        server = undefined;
-        await new Promise<void>((resolve) => {
-          closing.close(() => resolve());
-          closing.closeIdleConnections();
-        });
+      if (serving) {
+        const { server, requests } = serving;
+        serving = undefined;
+        await requests.drain(server, config.http.shutdownGraceSeconds * 1000, services.logger);
       }
       clearInterval(auditPurge);
       oidc.close();

@@ -175,7 +175,7 @@ export const configSchema = z
      * How many connections `serve` holds open at once (0: no limit): in all, and from one client
      * address (an IPv6 client: its /64), so that one client cannot take every place; with
      * `trustProxy`, the `trustedProxies` are not counted per address. The request timeouts are fixed
-     * (src/http/server-limits.ts).
+     * (src/http/server-limits.ts). And how long a stop waits for the requests in flight.
      */
     http: z
       .object({
@@ -185,6 +185,12 @@ export const configSchema = z
         maxConnectionsPerAddress: integer(0, 1_000_000, '0: no limit').default(
           DEFAULT_HTTP_CONNECTION_CAPS.maxConnectionsPerAddress,
         ),
+        /**
+         * How long a stop (SIGTERM, SIGINT) waits for the requests in flight before it closes their
+         * connections: well under systemd's TimeoutStopSec (70 s in deploy/systemd), so that the log
+         * and the audit events are flushed before a SIGKILL could come.
+         */
+        shutdownGraceSeconds: integer(1, 600).default(25),
       })
       .strict()
       .prefault({}),

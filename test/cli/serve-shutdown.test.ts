@@ -30,9 +30,42 @@ function refusesConnections(port: number): Promise<boolean> {
   });
 }
 
+/** A request to the token endpoint, its head written and held by the server (its 100 Continue). */
+async function heldTokenRequest(
+  port: number,
+  credentials: string,
+  body: string,
+  connection: 'close' | 'keep-alive',
+): Promise<{ socket: net.Socket; received: ReturnType<typeof recorded> }> {
+  const socket = net.connect(port, '127.0.0.1');
+  const received = recorded(socket);
+  await once(socket, 'connect');
+  socket.write(
+    `POST /o/token/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Basic ${credentials}\r\n` +
+      'Content-Type: application/x-www-form-urlencoded\r\n' +
+      `Content-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: ${connection}\r\n\r\n`,
+  );
+  await eventually(() => received.text() === CONTINUE, 'the server held the request');
+  return { socket, received };
+}
+
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** The token answer on a held request's connection, checked to be a 200 with a bearer token. */
+function assertTokenAnswer(received: ReturnType<typeof recorded>): string {
+  const answer = received.text().slice(CONTINUE.length);
+  assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/, answer.split('\r\n')[0]);
+  assert.match(answer, /\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
+  const token = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+  assert.equal(token.token_type, 'Bearer');
+  assert.equal(typeof token.access_token, 'string');
+  return answer;
+}
+
 /**
  * SIGTERM, as `systemctl stop` sends it (deploy/systemd): the server stops accepting connections,
- * closes the idle ones, answers the requests in flight whole, then exits 0.
+ * closes the idle ones, answers the requests in flight whole (their connections closed after the
+ * answer), then exits 0; within http.shutdownGraceSeconds, past which it closes what is still open.
  */
 describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -41,7 +74,8 @@ describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
   });
   after(async () => database.drop());
 
-  it('answers a request still arriving at SIGTERM in full, refusing new connections meanwhile, then exits 0', async () => {
+  /** `aa-oidc serve` with `env`, on a free port; its port, and a client_credentials application. */
+  async function startServe(env: Record<string, string> = {}) {
     const serve = startCliProcess(
       ['serve'],
       testEnv(database, {
@@ -49,9 +83,9 @@ describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
         AA_OIDC_HOST: '127.0.0.1',
         AA_OIDC_METRICS_ENABLED: 'false',
         AA_OIDC_LOG_LEVEL: 'info',
+        ...env,
       }),
     );
-    const sockets: net.Socket[] = [];
     try {
       const port = Number((await serve.waitFor(/ server on http:\/\/127\.0\.0\.1:(\d+) /))[1]);
       const created = await cli(
@@ -60,48 +94,81 @@ describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
       );
       assert.equal(created.code, 0, created.stderr);
       const machine = JSON.parse(created.stdout) as { client_id: string; client_secret: string };
+      const credentials = Buffer.from(`${machine.client_id}:${machine.client_secret}`).toString('base64');
+      return { serve, port, credentials };
+    } catch (error) {
+      await serve.stop('SIGTERM');
+      throw error;
+    }
+  }
+
+  it('answers the requests still arriving at SIGTERM in full with Connection: close, refusing new connections meanwhile, then exits 0', async () => {
+    const { serve, port, credentials } = await startServe();
+    const sockets: net.Socket[] = [];
+    try {
       // A keep-alive connection with nothing in flight: closed at SIGTERM.
       const idle = await heldConnection(`http://127.0.0.1:${port}`);
       sockets.push(idle);
       const idleClosed = once(idle, 'close');
 
-      // A token request whose body is still on its way: `Expect: 100-continue` has the server say
-      // that it holds the request (the 100) before the client sends the body, half of it here. Its
-      // answer needs the database (the token is stored), closed only after the request. The client
-      // asks for `Connection: close`, as nginx does (deploy/nginx: no upstream keepalive).
+      // Token requests whose body is still on its way: `Expect: 100-continue` has the server say
+      // that it holds the request (the 100) before the client sends the body, half of it here. Their
+      // answers need the database (the token is stored), closed only after the requests. One asks
+      // for `Connection: close`, as nginx does (deploy/nginx: no upstream keepalive); the other
+      // would keep its connection alive, as a client reaching the port itself may.
       const body = 'grant_type=client_credentials';
-      const credentials = Buffer.from(`${machine.client_id}:${machine.client_secret}`).toString('base64');
-      const inFlight = net.connect(port, '127.0.0.1');
-      sockets.push(inFlight);
-      const received = recorded(inFlight);
-      await once(inFlight, 'connect');
-      inFlight.write(
-        `POST /o/token/ HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Basic ${credentials}\r\n` +
-          'Content-Type: application/x-www-form-urlencoded\r\n' +
-          `Content-Length: ${body.length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`,
-      );
-      await eventually(
-        () => received.text() === 'HTTP/1.1 100 Continue\r\n\r\n',
-        'the server held the request',
-      );
-      inFlight.write(body.slice(0, body.length / 2));
+      const closing = await heldTokenRequest(port, credentials, body, 'close');
+      const keptAlive = await heldTokenRequest(port, credentials, body, 'keep-alive');
+      sockets.push(closing.socket, keptAlive.socket);
+      for (const { socket } of [closing, keptAlive]) socket.write(body.slice(0, body.length / 2));
 
       serve.process.kill('SIGTERM');
       await serve.waitFor(/"shutting down"/);
       await idleClosed;
       assert.equal(await refusesConnections(port), true, 'a new connection is refused');
-      assert.equal(serve.process.exitCode, null, 'the server still runs for the request in flight');
-      assert.equal(received.closed(), false, 'the connection of the request in flight is open');
+      assert.equal(serve.process.exitCode, null, 'the server still runs for the requests in flight');
+      assert.equal(closing.received.closed(), false, 'the connection of a request in flight is open');
+      assert.equal(keptAlive.received.closed(), false, 'the connection of a request in flight is open');
 
-      inFlight.write(body.slice(body.length / 2));
-      await eventually(received.closed, 'the server answered and closed the connection');
-      const answer = received.text().slice('HTTP/1.1 100 Continue\r\n\r\n'.length);
-      assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/, answer.split('\r\n')[0]);
-      assert.match(answer, /\r\ncontent-type: application\/json; charset=utf-8\r\n/i);
-      const token = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
-      assert.equal(token.token_type, 'Bearer');
-      assert.equal(typeof token.access_token, 'string');
+      closing.socket.write(body.slice(body.length / 2));
+      await eventually(closing.received.closed, 'the server answered and closed the connection');
+      assertTokenAnswer(closing.received);
 
+      // The keep-alive request is answered as the last on its connection, which the server closes.
+      keptAlive.socket.write(body.slice(body.length / 2));
+      await eventually(() => keptAlive.received.text().length > CONTINUE.length, 'the server answered');
+      await eventually(keptAlive.received.closed, 'the server closed the kept-alive connection');
+      const answer = assertTokenAnswer(keptAlive.received);
+      assert.match(answer, /\r\nconnection: close\r\n/i, answer.slice(0, answer.indexOf('\r\n\r\n')));
+
+      assert.equal(await serve.exited, 0, serve.stderr());
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await serve.stop('SIGTERM');
+    }
+  });
+
+  it('closes a connection still trickling its request past http.shutdownGraceSeconds, logs it, flushes and exits 0', async () => {
+    const { serve, port, credentials } = await startServe({ AA_OIDC_HTTP_SHUTDOWN_GRACE_SECONDS: '1' });
+    const sockets: net.Socket[] = [];
+    try {
+      // Half of a body, the rest never sent: Node no longer enforces its request timeout once the
+      // server has stopped listening.
+      const body = 'grant_type=client_credentials';
+      const trickling = await heldTokenRequest(port, credentials, body, 'close');
+      sockets.push(trickling.socket);
+      trickling.socket.write(body.slice(0, body.length / 2));
+
+      serve.process.kill('SIGTERM');
+      const warned = await serve.waitFor(
+        /^.*"shutdown grace period over: closing the connections still open".*$/m,
+      );
+      const line = JSON.parse(warned[0]) as Record<string, unknown>;
+      assert.equal(line.level, 40, 'logged at warn');
+      assert.equal(line.connections, 1);
+      assert.equal(line.grace_seconds, 1);
+      await eventually(trickling.received.closed, 'the server closed the trickling connection');
+      assert.equal(trickling.received.text(), CONTINUE, 'the request was not answered');
       assert.equal(await serve.exited, 0, serve.stderr());
     } finally {
       for (const socket of sockets) socket.destroy();

@@ -84,16 +84,25 @@ describe('configuration', () => {
     assert.equal(config.logout.rpInitiated, false);
   });
 
-  it("takes serve's connection caps from the environment, 1000 and 100 unless told, 0 for no limit", () => {
+  it("takes serve's connection caps and shutdown grace period from the environment, 1000, 100 and 25 s unless told, 0 for no limit", () => {
     assert.deepEqual(loadConfig({ env: {}, cwd: tempDir() }).http, {
       maxConnections: 1000,
       maxConnectionsPerAddress: 100,
+      shutdownGraceSeconds: 25,
     });
     const config = loadConfig({
-      env: { AA_OIDC_HTTP_MAX_CONNECTIONS: '5000', AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0' },
+      env: {
+        AA_OIDC_HTTP_MAX_CONNECTIONS: '5000',
+        AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: '0',
+        AA_OIDC_HTTP_SHUTDOWN_GRACE_SECONDS: '10',
+      },
       cwd: tempDir(),
     });
-    assert.deepEqual(config.http, { maxConnections: 5000, maxConnectionsPerAddress: 0 });
+    assert.deepEqual(config.http, {
+      maxConnections: 5000,
+      maxConnectionsPerAddress: 0,
+      shutdownGraceSeconds: 10,
+    });
   });
 
   it('keeps every audit event kind in the database but token_introspected, unless told otherwise', () => {
@@ -263,6 +272,11 @@ describe('configuration', () => {
       'a negative connection cap per client address',
       { AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: '-1' },
       /^AA_OIDC_HTTP_MAX_CONNECTIONS_PER_ADDRESS: expected an integer between 0 and 1000000 \(0: no limit\) \(got "-1"\)$/,
+    ],
+    [
+      'a shutdown grace period of none',
+      { AA_OIDC_HTTP_SHUTDOWN_GRACE_SECONDS: '0' },
+      /^AA_OIDC_HTTP_SHUTDOWN_GRACE_SECONDS: expected an integer between 1 and 600 \(got "0"\)$/,
     ],
     [
       'a whole number written otherwise than in decimal digits',

@@ -1,0 +1,97 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from '../logging/logger.ts';
+
+/** The handler of every request (Koa's callback): settles once the request's middleware has ended. */
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => Promise<unknown>;
+
+/** A server's request listener that can be drained: `serve`'s shutdown waits on it. */
+export interface Drainable {
+  /** The listener to create the server with. */
+  listener: (req: IncomingMessage, res: ServerResponse) => void;
+  /** Counts the server's connections, so that a shutdown can close those still open at its deadline. */
+  watch(server: Server): void;
+  /**
+   * Stops `server` accepting connections and closes its idle ones; answers the requests in flight
+   * with `Connection: close`, each connection closed after its answer; waits until every connection
+   * has closed and every handler has ended (one whose client has gone still writes its tokens and
+   * publishes its audit events). Past `graceMs` it closes the connections still open, logs how many
+   * at `warn`, and resolves without waiting for the handlers still running.
+   */
+  drain(server: Server, graceMs: number, logger: Logger): Promise<void>;
+}
+
+/**
+ * Once Node's `server.close()` has run, it no longer enforces the request timeouts (its checking
+ * interval is cleared with it), keeps answering keep-alive connections with `Connection: keep-alive`
+ * and waits for their keep-alive timeout, and resolves when the connections have closed, whatever
+ * their handlers still do. This closes the gaps: a client trickling a body directly to the port holds
+ * the shutdown no longer than the grace period, and no handler outlives the services it uses.
+ */
+export function drainable(handle: RequestHandler): Drainable {
+  const answering = new Set<ServerResponse>();
+  const sockets = new Set<Socket>();
+  let closing: Server | undefined;
+  // Per request: a count, a set entry and one listener, with functions made once, not per request.
+  let running = 0;
+  let allEnded: (() => void) | undefined;
+  const ended = () => {
+    running -= 1;
+    if (running === 0) allEnded?.();
+  };
+  function answered(this: ServerResponse) {
+    answering.delete(this);
+  }
+
+  /** A response answered while closing ends its connection, rather than keeping it alive. */
+  const closeAfterAnswer = (server: Server, res: ServerResponse) => {
+    if (!res.headersSent) res.shouldKeepAlive = false;
+    // Headers sent with keep-alive already: the connection is closed once it is idle again.
+    else res.once('close', () => server.closeIdleConnections());
+  };
+
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    if (closing) closeAfterAnswer(closing, res);
+    answering.add(res);
+    res.on('close', answered);
+    running += 1;
+    handle(req, res).then(ended, ended);
+  };
+
+  const handlersEnded = () =>
+    running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allEnded = resolve));
+
+  return {
+    listener,
+    watch(server) {
+      server.on('connection', (socket: Socket) => {
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      });
+    },
+    async drain(server, graceMs, logger) {
+      closing = server;
+      for (const res of answering) closeAfterAnswer(server, res);
+      const connectionsClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const drained = connectionsClosed.then(() => {
+        if (running > 0)
+          logger.info({ requests: running }, 'waiting for the requests in flight whose clients have gone');
+        return handlersEnded();
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        timer = setTimeout(() => resolve('deadline'), graceMs);
+      });
+      const outcome = await Promise.race([drained, deadline]);
+      clearTimeout(timer);
+      if (outcome !== 'deadline') return;
+      logger.warn(
+        { connections: sockets.size, requests: running, grace_seconds: graceMs / 1000 },
+        'shutdown grace period over: closing the connections still open',
+      );
+      for (const socket of sockets) socket.destroy();
+      await connectionsClosed;
+    },
+  };
+}
