@@ -6,6 +6,7 @@ import { cli, startCliProcess } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { refusesConnections } from '../helpers/refused-port.ts';
 import { heldConnection } from '../http/held-connections.ts';
 
 /** Everything a raw connection received, as text, and whether the server has closed it. */
@@ -16,18 +17,6 @@ function recorded(socket: net.Socket): { text(): string; closed(): boolean } {
   socket.on('error', () => undefined);
   socket.on('close', () => (closed = true));
   return { text: () => text, closed: () => closed };
-}
-
-/** Whether a new connection to `port` is refused (rather than accepted). */
-function refusesConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
-  });
 }
 
 /** A request to the token endpoint, its head written and held by the server (its 100 Continue). */

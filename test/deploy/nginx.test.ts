@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
@@ -47,6 +47,7 @@ import {
   startOnFreePort,
 } from '../helpers/server.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { refusesConnections } from '../helpers/refused-port.ts';
 import { loopbackCertificate } from '../helpers/certificate.ts';
 
 /** Debian's nginx (in /usr/sbin, which a non-root PATH may lack). */
@@ -263,18 +264,6 @@ function connectionsOf(pid: number, port: number): Set<number> {
       ports.add(parseInt(fields[1]!.split(':')[1]!, 16));
   }
   return ports;
-}
-
-/** True when nothing accepts connections on the loopback port any more. */
-function refusesConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', () => resolve(true));
-  });
 }
 
 /**

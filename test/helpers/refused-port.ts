@@ -36,3 +36,18 @@ export async function refusedPort(): Promise<RefusedPort> {
     },
   };
 }
+
+/**
+ * Whether a new connection to the loopback `port` is refused (ECONNREFUSED) rather than accepted: a
+ * server that has stopped listening there.
+ */
+export function refusesConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
