@@ -55,7 +55,15 @@ export function drainable(handle: RequestHandler): Drainable {
     answering.add(res);
     res.on('close', answered);
     running += 1;
-    handle(req, res).then(ended, ended);
+    let handled: Promise<unknown>;
+    try {
+      handled = handle(req, res);
+    } catch (error) {
+      // Koa answers its own errors; one thrown before it could still ends the count.
+      ended();
+      throw error;
+    }
+    handled.then(ended, ended);
   };
 
   const handlersEnded = () =>
@@ -74,8 +82,9 @@ export function drainable(handle: RequestHandler): Drainable {
       for (const res of answering) closeAfterAnswer(server, res);
       const connectionsClosed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
+      let pastDeadline = false;
       const drained = connectionsClosed.then(() => {
-        if (running > 0)
+        if (running > 0 && !pastDeadline)
           logger.info({ requests: running }, 'waiting for the requests in flight whose clients have gone');
         return handlersEnded();
       });
@@ -86,6 +95,7 @@ export function drainable(handle: RequestHandler): Drainable {
       const outcome = await Promise.race([drained, deadline]);
       clearTimeout(timer);
       if (outcome !== 'deadline') return;
+      pastDeadline = true;
       logger.warn(
         { connections: sockets.size, requests: running, grace_seconds: graceMs / 1000 },
         'shutdown grace period over: closing the connections still open',
