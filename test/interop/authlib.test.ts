@@ -5,7 +5,14 @@ import { fileURLToPath } from 'node:url';
 import { authlibUnavailable, PYTHON_PATH } from '../helpers/e2e.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
-import { interopPilotUserinfo, type Run, runRelyingParty, seedInteropPilot } from './relying-party.ts';
+import {
+  assertCodeFlowRun,
+  type CodeFlowSummary,
+  interopPilotUserinfo,
+  type Run,
+  runRelyingParty,
+  seedInteropPilot,
+} from './relying-party.ts';
 
 const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'authlib_flow.py');
 
@@ -22,16 +29,7 @@ function runAuthlib(settings: Record<string, string>): Promise<Run> {
   );
 }
 
-interface Summary {
-  pages: string[];
-  code_challenge_method: string;
-  token_type: string;
-  scope: string;
-  id_token_validated: boolean;
-  id_token_kid: string;
-  id_token_claims: Record<string, unknown>;
-  nonce_checked: boolean;
-  at_hash_checked: boolean;
+interface Summary extends CodeFlowSummary {
   nonce_mismatch_rejected: boolean;
   forged_signature_rejected: boolean;
   userinfo: Record<string, unknown>;
@@ -76,27 +74,12 @@ describe(
         password: PASSWORD,
         scope: 'openid profile email groups',
       });
-      assert.equal(run.code, 0, `authlib_flow.py failed: ${run.stderr}`);
-      for (const output of [run.stdout, run.stderr]) {
-        assert.ok(!output.includes(secret), 'the script prints no client secret');
-        assert.ok(!output.includes(PASSWORD), 'the script prints no password');
-      }
-      const summary = JSON.parse(run.stdout) as Summary;
-
-      assert.deepEqual(summary.pages, ['login', 'consent'], 'through the real login and consent forms');
-      assert.equal(summary.code_challenge_method, 'S256');
-      assert.equal(summary.token_type, 'Bearer');
-      assert.deepEqual(summary.scope.split(' ').sort(), ['email', 'groups', 'openid', 'profile']);
-
-      assert.equal(summary.id_token_validated, true);
-      assert.equal(summary.id_token_kid, server.app.keyStore.activeKid());
-      assert.deepEqual(summary.id_token_claims, {
-        iss: server.issuer,
-        aud: app.clientId,
-        sub: String(user.id),
+      const summary = assertCodeFlowRun<Summary>(run, 'authlib_flow.py', {
+        server,
+        clientId: app.clientId,
+        clientSecret: secret,
+        userId: user.id,
       });
-      assert.equal(summary.nonce_checked, true);
-      assert.equal(summary.at_hash_checked, true, 'the id_token carried at_hash and authlib checked it');
       assert.equal(summary.nonce_mismatch_rejected, true);
       assert.equal(summary.forged_signature_rejected, true);
 
