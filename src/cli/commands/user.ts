@@ -8,6 +8,9 @@ import type {
 } from '../../directory/builtin/types.ts';
 import { type Consequence, summarizeConsequences } from '../../db/unit-of-work.ts';
 import { generatePassword } from '../../directory/builtin/passwords.ts';
+import { toUserProfile } from '../../directory/builtin/profile.ts';
+import type { UserProfile } from '../../directory/port.ts';
+import { passesGlobalGate } from '../../policy/decide.ts';
 import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
 import { UnknownUserError } from '../../tokens/revocation.ts';
@@ -72,22 +75,20 @@ function describe(profile: UserRecord): string {
 }
 
 /**
- * What else lets the user past the global gate once oidc_access held directly is gone: being a
- * superuser, the state's or a group's oidc_access; or that nothing does (every application refuses
- * them, as it does an inactive user).
+ * What else lets the user past the global gate once oidc_access held directly is gone (the policy's
+ * own gate decides): being a superuser, the state's or a group's oidc_access; or that nothing does
+ * (every application refuses them, as it does an inactive user).
  */
-function remainingAccess(profile: UserRecord): string {
-  if (profile.user.active !== 1) return 'inactive: every application refuses them';
+function remainingAccess(record: UserRecord): string {
+  const profile: UserProfile = { ...toUserProfile(record), oidcAccess: false };
+  if (!profile.active) return 'inactive: every application refuses them';
+  if (!passesGlobalGate(profile)) return 'nothing else grants it: every application refuses them';
   const through = [
-    ...(profile.user.superuser === 1 ? ['as a superuser'] : []),
-    ...(profile.state?.oidc_access === 1 ? [`through state ${profile.state.name}`] : []),
-    ...profile.groups
-      .filter((group) => group.oidc_access === 1)
-      .map((group) => `through group ${group.name}`),
+    ...(profile.superuser ? ['as a superuser'] : []),
+    ...(profile.state?.oidcAccess ? [`through state ${profile.state.name}`] : []),
+    ...profile.groups.filter((group) => group.oidcAccess).map((group) => `through group ${group.name}`),
   ];
-  return through.length > 0
-    ? `still past the global gate ${through.join(', ')}`
-    : 'nothing else grants it: every application refuses them';
+  return `still past the global gate ${through.join(', ')}`;
 }
 
 const USER_COLUMNS: readonly Column<UserRecord>[] = [
