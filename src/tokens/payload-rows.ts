@@ -896,28 +896,37 @@ async function redeemTogether(db: Db, model: string, items: readonly Redemption[
 export const rotateRefreshToken = redemptionWrite('RefreshToken');
 
 /**
- * PostgreSQL: a condition of an UPDATE of `oidc_payload` that locks the rows `selected` chooses in key
- * order (model, then id, in code-unit order as JavaScript sorts them, whatever the database's
- * collation) before it changes any. The merged consumes and redemptions (`consumeTogether`,
- * `redeemTogether`, issued-codes.ts's `consumeCodeArrays`) lock their rows in that order; a plain
- * multi-row UPDATE locks in scan order (the index's, or the table's), and two statements that lock the
- * same rows in different orders can deadlock: PostgreSQL aborts one after `deadlock_timeout`, and the
- * write batch then retries each item of its turn alone. The UPDATE keeps its own conditions too: a row
- * another statement changed before the lock is read again as it now is, and must still match.
+ * The condition `selected` of a multi-row UPDATE of `oidc_payload`, which on PostgreSQL also locks the
+ * rows it chooses in key order (model, then id, in code-unit order as JavaScript sorts them, whatever
+ * the database's collation) before the UPDATE changes any. The merged consumes and redemptions
+ * (`consumeTogether`, `redeemTogether`, issued-codes.ts's `consumeCodeArrays`) lock their rows in that
+ * order; a plain multi-row UPDATE locks in scan order (the index's, or the table's), and two
+ * statements that lock the same rows in different orders can deadlock: PostgreSQL aborts one after
+ * `deadlock_timeout`, and the write batch then retries each item of its turn alone. The UPDATE keeps
+ * `selected` too: a row another statement changed before the lock is read again as it now is, and
+ * must still match. SQLite has one writer and takes no row locks: `selected` alone.
  */
-export function lockedInKeyOrder(selected: (eb: PayloadEb) => Expression<SqlBool>) {
-  return ({ eb, refTuple, selectFrom }: PayloadEb) =>
-    eb(
-      refTuple('model', 'id'),
-      'in',
-      selectFrom('oidc_payload')
-        .select(['model', 'id'])
-        .where(selected)
-        .orderBy(sql`"model" collate "C"`)
-        .orderBy(sql`"id" collate "C"`)
-        .forUpdate()
-        .$asTuple('model', 'id'),
-    );
+export function lockedInKeyOrder(
+  db: Db,
+  selected: (eb: PayloadEb) => Expression<SqlBool>,
+): (eb: PayloadEb) => Expression<SqlBool> {
+  if (!isPostgres(db)) return selected;
+  return (eb) =>
+    eb.and([
+      selected(eb),
+      eb(
+        eb.refTuple('model', 'id'),
+        'in',
+        eb
+          .selectFrom('oidc_payload')
+          .select(['model', 'id'])
+          .where(selected)
+          .orderBy(sql`"model" collate "C"`)
+          .orderBy(sql`"id" collate "C"`)
+          .forUpdate()
+          .$asTuple('model', 'id'),
+      ),
+    ]);
 }
 
 /**
@@ -961,20 +970,12 @@ async function revokeUnrevoked(
   now: number,
   reason: string,
 ): Promise<TokenRow[]> {
-  const query = db
+  const condition = (eb: PayloadEb) =>
+    eb.and([eb('model', '=', model), eb(column, '=', value), eb('revoked_at', 'is', null)]);
+  const rows = await db
     .updateTable('oidc_payload')
     .set({ revoked_at: now, revoked_reason: reason })
-    .where('model', '=', model)
-    .where('revoked_at', 'is', null);
-  const rows = await (
-    column === 'grant_id' && isPostgres(db)
-      ? query.where(
-          lockedInKeyOrder((eb) =>
-            eb.and([eb('model', '=', model), eb('grant_id', '=', value), eb('revoked_at', 'is', null)]),
-          ),
-        )
-      : query.where(column, '=', value)
-  )
+    .where(column === 'grant_id' ? lockedInKeyOrder(db, condition) : condition)
     .returning(TOKEN_ROW_COLUMNS)
     .execute();
   return rows as TokenRow[];

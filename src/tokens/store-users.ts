@@ -217,8 +217,7 @@ export async function revokeLiveTokenRowsOfUsers(
     const rows = await db
       .updateTable('oidc_payload')
       .set({ revoked_at: now, revoked_reason: reason })
-      .where(condition)
-      .$if(postgres, (query) => query.where(lockedInKeyOrder(condition)))
+      .where(lockedInKeyOrder(db, condition))
       .returning(TOKEN_ROW_COLUMNS)
       .execute();
     revoked.push(...(rows as TokenRow[]));

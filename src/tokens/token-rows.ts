@@ -1,5 +1,4 @@
 import type { Selectable } from 'kysely';
-import { isPostgres } from '../db/dialect.ts';
 import type { Database } from '../db/schema.ts';
 import {
   type Db,
@@ -66,8 +65,7 @@ export async function revokeLiveTokenRows(
     : await db
         .updateTable('oidc_payload')
         .set({ revoked_at: now, revoked_reason: reason })
-        .where(condition)
-        .$if(isPostgres(db), (query) => query.where(lockedInKeyOrder(condition)))
+        .where(lockedInKeyOrder(db, condition))
         .returning(TOKEN_ROW_COLUMNS)
         .execute();
   return rows as TokenRow[];
