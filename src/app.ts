@@ -55,8 +55,8 @@ export interface App extends Services {
   /**
    * Stops accepting connections, answers the requests in flight (with `Connection: close`) and waits
    * for their handlers, even those whose clients have gone, then closes the services. Past
-   * `http.shutdownGraceSeconds` the connections still open are closed (logged at `warn`) and the
-   * services close all the same.
+   * `http.shutdownGraceSeconds` the connections still open are closed (logged at `warn`), their
+   * handlers are given HANDLERS_SETTLE_MS more to end, and the services close all the same.
    */
   close(): Promise<void>;
 }

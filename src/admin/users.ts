@@ -148,6 +148,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                     <th scope="col">State</th>
                     <th scope="col">Groups</th>
                     <th scope="col">Active</th>
+                    <th scope="col">OIDC access held directly</th>
                   </tr>
                 </thead>
                 <tbody>
@@ -162,6 +163,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
                         <td>${user.state?.name ?? '—'}</td>
                         <td>${user.groups.map((item) => item.name).join(', ') || '—'}</td>
                         <td>${user.active ? 'yes' : 'no'}</td>
+                        <td>${user.oidcAccess ? 'yes' : 'no'}</td>
                       </tr>`,
                   )}
                 </tbody>

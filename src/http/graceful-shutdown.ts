@@ -16,17 +16,30 @@ export interface Drainable {
    * with `Connection: close`, each connection closed after its answer; waits until every connection
    * has closed and every handler has ended (one whose client has gone still writes its tokens and
    * publishes its audit events). Past `graceMs` it closes the connections still open, logs how many
-   * at `warn`, and resolves without waiting for the handlers still running.
+   * at `warn`, then waits up to `settleMs` (HANDLERS_SETTLE_MS) more for the handlers still running
+   * (one waiting on the database goes on once it has its answer, and would otherwise fail against a
+   * closed database, its change and audit event lost); it logs whether they ended, and resolves.
    */
-  drain(server: Server, graceMs: number, logger: Logger): Promise<void>;
+  drain(server: Server, graceMs: number, logger: Logger, settleMs?: number): Promise<void>;
 }
+
+/**
+ * How long a stop waits, past the grace period, for the handlers whose connections it closed: as long
+ * as a handler waits for SQLite's write lock (`busy_timeout`) or for a PostgreSQL connection (the
+ * default connect timeout), both 5 s, after which it has its answer or its error. With the default
+ * grace of 25 s a stop takes at most about 30 s before the services close: well inside the units'
+ * `TimeoutStopSec=70` and systemd's default of 90 s. A handler still running then (a query on a
+ * network gone silent) is not waited for: the services close under it, and that is logged.
+ */
+export const HANDLERS_SETTLE_MS = 5000;
 
 /**
  * Once Node's `server.close()` has run, it no longer enforces the request timeouts (its checking
  * interval is cleared with it), keeps answering keep-alive connections with `Connection: keep-alive`
  * and waits for their keep-alive timeout, and resolves when the connections have closed, whatever
  * their handlers still do. This closes the gaps: a client trickling a body directly to the port holds
- * the shutdown no longer than the grace period, and no handler outlives the services it uses.
+ * the shutdown no longer than the grace period, and no handler outlives the services it uses (past
+ * the grace period, none that ends within HANDLERS_SETTLE_MS of its connection being closed).
  */
 export function drainable(handle: RequestHandler): Drainable {
   const answering = new Set<ServerResponse>();
@@ -77,7 +90,7 @@ export function drainable(handle: RequestHandler): Drainable {
         socket.once('close', () => sockets.delete(socket));
       });
     },
-    async drain(server, graceMs, logger) {
+    async drain(server, graceMs, logger, settleMs = HANDLERS_SETTLE_MS) {
       closing = server;
       for (const res of answering) closeAfterAnswer(server, res);
       const connectionsClosed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -88,13 +101,7 @@ export function drainable(handle: RequestHandler): Drainable {
           logger.info({ requests: running }, 'waiting for the requests in flight whose clients have gone');
         return handlersEnded();
       });
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'deadline'>((resolve) => {
-        timer = setTimeout(() => resolve('deadline'), graceMs);
-      });
-      const outcome = await Promise.race([drained, deadline]);
-      clearTimeout(timer);
-      if (outcome !== 'deadline') return;
+      if ((await drainedWithin(drained, graceMs)) === 'drained') return;
       pastDeadline = true;
       logger.warn(
         { connections: sockets.size, requests: running, grace_seconds: graceMs / 1000 },
@@ -102,6 +109,38 @@ export function drainable(handle: RequestHandler): Drainable {
       );
       for (const socket of sockets) socket.destroy();
       await connectionsClosed;
+      // The handlers of the connections just closed go on (Koa does not stop a middleware whose
+      // client has gone): `drained` now waits for them alone, for a while.
+      const cut = running;
+      if (cut === 0) return;
+      logger.info(
+        { requests: cut, settle_seconds: settleMs / 1000 },
+        'waiting for the requests still running to end before closing the services',
+      );
+      if ((await drainedWithin(drained, settleMs)) === 'drained') {
+        logger.info(
+          { requests: cut },
+          'the requests still running at the end of the grace period have ended',
+        );
+        return;
+      }
+      logger.warn(
+        { requests: running, settle_seconds: settleMs / 1000 },
+        'requests still running past the grace period: closing the services under them (what they still read or write fails)',
+      );
     },
   };
+}
+
+/** Whether `drained` settled within `ms`; the timer is cleared either way, holding no exit. */
+async function drainedWithin(drained: Promise<void>, ms: number): Promise<'drained' | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  try {
+    return await Promise.race([drained.then(() => 'drained' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -67,6 +67,7 @@ export interface MetricsListener {
   address: AddressInfo;
   /** `http://host:port/metrics`, for the startup line. */
   url: string;
+  /** Stops listening and closes every connection, idle or not; resolves once all have closed. */
   close(): Promise<void>;
 }
 
@@ -118,10 +119,14 @@ export function startMetricsListener(
       resolve({
         address,
         url: `http://${host}:${address.port}${METRICS_PATH}`,
+        // Every connection is closed at once, a scrape in flight with them (one missed scrape of a
+        // process that is stopping): once closed, Node no longer enforces the request deadlines, so
+        // a client half-way through its request would otherwise hold the exit for good, and one
+        // answered meanwhile would be kept alive for its keep-alive timeout.
         close: () =>
           new Promise<void>((done) => {
             server.close(() => done());
-            server.closeIdleConnections();
+            server.closeAllConnections();
           }),
       });
     });

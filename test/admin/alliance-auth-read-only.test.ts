@@ -3,7 +3,7 @@ import { before, it } from 'node:test';
 import { describeOnEachAllianceAuth, expectedFixture, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
 import { giveGoneState, insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText, tableRowLinkingTo } from '../helpers/console.ts';
 import { authorizeParams, introspect, login } from '../helpers/flows.ts';
 import type { Browser, TestServer } from '../helpers/server.ts';
 import { authorizeUrl, seedApp, signIn } from '../helpers/server.ts';
@@ -82,8 +82,15 @@ await describeOnEachAllianceAuth(
           assert.ok(page.body.includes('href="https://auth.example.org/admin/"'), `${path} links to AA`);
         }
       }
-      const users = pageText((await consoleGet(admin, `${server.origin}/admin/users`)).body);
-      for (const user of expected.users) assert.ok(users.includes(user.username), user.username);
+      const list = (await consoleGet(admin, `${server.origin}/admin/users`)).body;
+      for (const user of expected.users) {
+        // AA's permission held by the user directly, as the user's page says it (below).
+        assert.equal(
+          tableRowLinkingTo(list, `/admin/users/${user.id}`)?.['OIDC access held directly'],
+          user.oidc_permission_sources.includes('user') ? 'yes' : 'no',
+          user.username,
+        );
+      }
       const detail = pageText((await consoleGet(admin, `${server.origin}/admin/users/${alice.id}`)).body);
       assert.ok(detail.includes(group), 'the groups of the user');
       // AA's own per-user permission, as read (erin holds it directly, alice through a group and her

@@ -8,6 +8,7 @@ import {
   consoleSignIn,
   focusedAlerts,
   pageText,
+  tableRowLinkingTo,
 } from '../helpers/console.ts';
 import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
@@ -623,6 +624,13 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     // A member of Directors (which Wiki whitelists, but which grants no OIDC access) without a state.
     const pilot = await seedUser(server, { groups: ['Directors'], oidcAccess: false });
     const path = (suffix = '') => url(`/admin/users/${pilot.id}${suffix}`);
+    /** The pilot's row in the user list: what it says of the access held directly. */
+    const listed = async () =>
+      tableRowLinkingTo(
+        (await consoleGet(admin, url(`/admin/users?q=${pilot.username}`))).body,
+        `/admin/users/${pilot.id}`,
+      )?.['OIDC access held directly'];
+    assert.equal(await listed(), 'no', 'the user list says as the user’s page says');
     const detail = await consoleGet(admin, path());
     assert.match(pageText(detail.body), /OIDC access held directly no/);
     assert.ok(detail.body.includes(`href="/admin/users/${pilot.id}/access?oidc_access=yes"`), 'the grant');
@@ -651,6 +659,7 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     const heldText = pageText(held.body);
     assert.match(heldText, /OIDC access held directly changed\./);
     assert.match(heldText, /OIDC access held directly yes/);
+    assert.equal(await listed(), 'yes', 'the user list says as the user’s page says');
     assert.ok(held.body.includes(`href="/admin/users/${pilot.id}/access?oidc_access=no"`), 'the revocation');
 
     const revoke = await consoleGet(admin, path('/access?oidc_access=no'));

@@ -122,12 +122,28 @@ await describeOnEachAllianceAuth(
       const env = testEnv(suite.server.database, allianceAuthEnv(suite.fixture.readerUrl));
       const list = await cli(['user', 'list', '--format', 'json'], env);
       assert.equal(list.code, 0, list.stderr);
-      const users = JSON.parse(list.stdout) as Array<{ id: number; username: string; state: string }>;
+      const users = JSON.parse(list.stdout) as Array<{
+        id: number;
+        username: string;
+        state: string;
+        oidc_access: boolean;
+      }>;
+      // oidc_access: AA's permission held by the user directly (erin), not through a group or the state.
+      const sorted = expected.users.toSorted((a, b) => (a.username < b.username ? -1 : 1));
+      const heldDirectly = sorted.map((user) => user.oidc_permission_sources.includes('user'));
       assert.deepEqual(
-        users.map((user) => [user.id, user.username, user.state]),
-        expected.users
-          .toSorted((a, b) => (a.username < b.username ? -1 : 1))
-          .map((user) => [user.id, user.username, user.state.name]),
+        users.map((user) => [user.id, user.username, user.state, user.oidc_access]),
+        sorted.map((user, index) => [user.id, user.username, user.state.name, heldDirectly[index]]),
+      );
+      assert.ok(heldDirectly.includes(true) && heldDirectly.includes(false), 'the fixture holds both');
+      const table = await cli(['user', 'list'], env);
+      assert.equal(table.code, 0, table.stderr);
+      const [heading, ...rows] = table.stdout.trimEnd().split('\n');
+      const column = heading!.indexOf('OIDC ACCESS');
+      assert.deepEqual(
+        rows.map((row) => row.slice(column).split(' ')[0]),
+        heldDirectly.map(String),
+        table.stdout,
       );
       const show = await cli(['user', 'show', 'alice', '--format', 'json'], env);
       assert.equal(show.code, 0, show.stderr);

@@ -118,11 +118,11 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     assert.equal(
       csv.stdout,
-      'username,email,state,groups,active,superuser,last login\r\nalice,alice@example.org,Member,Pilots,true,false,\r\n',
+      'username,email,state,groups,active,superuser,oidc access,last login\r\nalice,alice@example.org,Member,Pilots,true,false,false,\r\n',
     );
     assert.deepEqual(table.stdout.split('\n'), [
-      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  LAST LOGIN',
-      'alice     alice@example.org  Member  Pilots  true    false',
+      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  OIDC ACCESS  LAST LOGIN',
+      'alice     alice@example.org  Member  Pilots  true    false      false',
       '',
     ]);
     const detail = JSON.parse(show.stdout) as Record<string, unknown>;
@@ -381,6 +381,27 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
         }
       ).oidc_access;
     assert.deepEqual([await accessOf('iris'), await accessOf('jack')], [true, false]);
+    /** What `user list` says of the user's oidc_access held directly: in the table, the CSV and the JSON. */
+    const listedAccess = async (username: string) => {
+      const list = (format: string) => cli(['user', 'list', '--search', username, '--format', format]);
+      const table = (await list('table')).stdout.split('\n');
+      const column = table[0]!.indexOf('OIDC ACCESS');
+      assert.notEqual(column, -1, table[0]);
+      const tableRow = table.find((line) => line.startsWith(`${username} `))!;
+      const [csvHeader, ...csvRows] = (await list('csv')).stdout.split('\r\n');
+      const csvRow = csvRows.find((line) => line.startsWith(`${username},`))!.split(',');
+      const json = JSON.parse((await list('json')).stdout) as Array<{
+        username: string;
+        oidc_access: boolean;
+      }>;
+      return [
+        tableRow.slice(column).split(' ')[0],
+        csvRow[csvHeader!.split(',').indexOf('oidc access')],
+        json.find((listed) => listed.username === username)?.oidc_access,
+      ];
+    };
+    assert.deepEqual(await listedAccess('iris'), ['true', 'true', true], 'as user show says');
+    assert.deepEqual(await listedAccess('jack'), ['false', 'false', false], 'as user show says');
 
     const dryRun = await cli(['user', 'grant-access', 'jack', '--dry-run']);
     assert.equal(

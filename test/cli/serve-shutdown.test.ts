@@ -164,4 +164,39 @@ describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
       await serve.stop('SIGTERM');
     }
   });
+
+  it('closes the metrics listener at SIGTERM with every connection on it, a scraper kept alive and a request half sent alike, so that neither holds the exit', async () => {
+    const { serve } = await startServe({ AA_OIDC_METRICS_ENABLED: 'true' });
+    const sockets: net.Socket[] = [];
+    try {
+      const metricsPort = Number(
+        (await serve.waitFor(/, metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/))[1],
+      );
+      // A scraper's connection, kept alive after its scrape, as Prometheus keeps it between scrapes.
+      const scraper = await heldConnection(`http://127.0.0.1:${metricsPort}`, '/metrics');
+      sockets.push(scraper);
+      const scraperClosed = once(scraper, 'close');
+      // A request whose headers have not all arrived: once the listener stops listening, Node no
+      // longer cuts it at its headers deadline.
+      const halfSent = net.connect(metricsPort, '127.0.0.1');
+      sockets.push(halfSent);
+      const received = recorded(halfSent);
+      await once(halfSent, 'connect');
+      halfSent.write(`GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:${metricsPort}\r\n`);
+
+      serve.process.kill('SIGTERM');
+      await serve.waitFor(/"shutting down"/);
+      await scraperClosed;
+      await eventually(
+        received.closed,
+        'the metrics listener closed the connection of the request half sent',
+      );
+      assert.equal(received.text(), '', 'the request half sent was not answered');
+      assert.equal(await serve.exited, 0, serve.stderr());
+      assert.equal(await refusesConnections(metricsPort), true, 'the metrics port is closed');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await serve.stop('SIGTERM');
+    }
+  });
 });

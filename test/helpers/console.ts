@@ -73,6 +73,23 @@ export function pageText(body: string): string {
     .trim();
 }
 
+/**
+ * The cells of the table row that links to `href` (a list page's row of one user, one application),
+ * as text, keyed by the table's column headings; undefined when no row links there.
+ */
+export function tableRowLinkingTo(body: string, href: string): Record<string, string> | undefined {
+  const headings = [...body.matchAll(/<th scope="col">([\s\S]*?)<\/th>/g)].map((match) =>
+    pageText(match[1]!),
+  );
+  const row = [...body.matchAll(/<tr>([\s\S]*?)<\/tr>/g)]
+    .map((match) => match[1]!)
+    .find((cells) => cells.includes(`href="${href}"`));
+  if (row === undefined) return undefined;
+  const cells = [...row.matchAll(/<td\b[^>]*>([\s\S]*?)<\/td>/g)].map((match) => pageText(match[1]!));
+  assert.equal(cells.length, headings.length, `a cell under each heading: ${headings.join(', ')}`);
+  return Object.fromEntries(headings.map((heading, index) => [heading, cells[index]!]));
+}
+
 /** The ids of a page's form controls that take the focus on load (`autofocus`), in page order. */
 export function autofocusedIds(body: string): string[] {
   return [...body.matchAll(/<(?:input|select|textarea)\b[^>]*>/g)]

@@ -1,13 +1,38 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import { drainable } from '../../src/http/graceful-shutdown.ts';
+import { createLogger } from '../../src/logging/logger.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { startServer } from '../helpers/server.ts';
 
 const WAITING = 'waiting for the requests in flight whose clients have gone';
+const GRACE_OVER = 'shutdown grace period over: closing the connections still open';
+const SETTLING = 'waiting for the requests still running to end before closing the services';
+const SETTLED = 'the requests still running at the end of the grace period have ended';
+const GAVE_UP = 'requests still running past the grace period: closing the services under them';
+
+/** A connection that sent `GET path` and stays open, its client waiting for the answer. */
+async function requestHeldOpen(origin: string, path: string): Promise<net.Socket> {
+  const { host, port } = new URL(origin);
+  const socket = net.connect(Number(port), '127.0.0.1');
+  socket.on('error', () => undefined);
+  await once(socket, 'connect');
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  return socket;
+}
+
+/** The parsed log lines whose message starts with `message`. */
+function logged(lines: readonly string[], message: string): Array<Record<string, unknown>> {
+  return lines
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => typeof line.msg === 'string' && line.msg.startsWith(message));
+}
 
 describe(`closing the app with a request in flight (${testDatabaseKind})`, () => {
   it('waits for a handler whose client has gone before it closes the services, so its audit event is kept', async () => {
@@ -83,6 +108,117 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
         await closing;
         await server.database.drop();
       } else await server.close();
+    }
+  });
+
+  it('past the grace period, closes the connection of a request still running but waits for its handler before it closes the services, so its change and audit event are kept', async () => {
+    const harness = createLeakHarness({ level: 'info' });
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // A handler held (as one waiting on the database is) until the test lets it go, past the grace
+    // period, its client still waiting; then it writes, as an admin change does: a group created.
+    const server = await startServer(
+      { http: { shutdownGraceSeconds: 1 } },
+      {
+        harness,
+        beforeListen: (app) =>
+          app.koa.middleware.unshift(async (ctx, next) => {
+            if (ctx.path !== '/held-change') return next();
+            entered();
+            await released;
+            await app.directoryAdmin.createGroup('created-past-the-grace-period');
+            ctx.body = 'created';
+          }),
+      },
+    );
+    let closed = false;
+    let closing: Promise<void> | undefined;
+    try {
+      const socket = await requestHeldOpen(server.origin, '/held-change');
+      const socketClosed = once(socket, 'close');
+      await handlerEntered;
+      closing = server.app.close().finally(() => (closed = true));
+
+      // Either the services closed already (the handler's change would fail), or the app waits.
+      await eventually(
+        () => closed || harness.logLines.some((line) => line.includes(SETTLING)),
+        'the app closed or said it waits for the request still running',
+      );
+      assert.equal(closed, false, 'the app closed its services while a handler still ran');
+      await socketClosed;
+      const [graceOver] = logged(harness.logLines, GRACE_OVER);
+      assert.deepEqual(
+        [graceOver?.level, graceOver?.connections, graceOver?.requests],
+        [40, 1, 1],
+        'the connection closed at the end of the grace period, logged at warn',
+      );
+      const [settling] = logged(harness.logLines, SETTLING);
+      assert.deepEqual([settling?.level, settling?.requests, settling?.settle_seconds], [30, 1, 5]);
+      release();
+      await closing;
+
+      assert.ok(
+        harness.auditRecords.some(
+          (record) => record.kind === 'admin_change' && record.name === 'created-past-the-grace-period',
+        ),
+        'the change of the handler is committed and its audit event recorded',
+      );
+      assert.deepEqual(
+        logged(harness.logLines, SETTLED).map((line) => [line.level, line.requests]),
+        [[30, 1]],
+      );
+      assert.deepEqual(logged(harness.logLines, GAVE_UP), []);
+      assert.deepEqual(
+        harness.logLines.filter((line) => line.includes('"level":50') || line.includes('dropped')),
+        [],
+        'no request failed, no audit event was dropped',
+      );
+    } finally {
+      release();
+      if (closing) {
+        await closing;
+        await server.database.drop();
+      } else await server.close();
+    }
+  });
+
+  it('waits past the grace period no longer than its bound for a handler that goes on, and says it closes the services under it', async () => {
+    const harness = createLeakHarness({ level: 'info' });
+    const logger = createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions);
+    let entered!: () => void;
+    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let handlerEnded = false;
+    const requests = drainable(async (_req, res) => {
+      entered();
+      await released;
+      handlerEnded = true;
+      res.end('late');
+    });
+    const server = http.createServer(requests.listener);
+    requests.watch(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const { port } = server.address() as AddressInfo;
+      const socket = await requestHeldOpen(`http://127.0.0.1:${port}`, '/');
+      const socketClosed = once(socket, 'close');
+      await handlerEntered;
+      // The handler is never let go while the drain runs: a grace period of 50 ms, then 50 ms more.
+      await requests.drain(server, 50, logger, 50);
+      assert.equal(handlerEnded, false, 'the drain ended while the handler still ran');
+      await socketClosed;
+      assert.deepEqual(
+        logged(harness.logLines, GAVE_UP).map((line) => [line.level, line.requests, line.settle_seconds]),
+        [[40, 1, 0.05]],
+      );
+      assert.deepEqual(logged(harness.logLines, SETTLED), []);
+    } finally {
+      release();
+      server.close();
     }
   });
 });
