@@ -30,6 +30,7 @@ import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { createTestDatabase, reachablePostgres, type TestDatabase } from '../helpers/database.ts';
 import { commandUnavailable, missing } from '../helpers/e2e.ts';
 import {
+  authorize,
   authorizeParams,
   type Client,
   codeFrom,
@@ -472,6 +473,22 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
       assert.equal(info.status, 200);
     }
     assert.ok(crossed, 'a code issued by one instance was redeemed at the other');
+  });
+
+  it('hands a long state back to the application after sign-in, not a 502 for a header too big', async () => {
+    // 7,000 characters: as long as fits nginx's request line (8 KiB); the redirect's header is larger
+    // than nginx's default buffer for an answer's header (4 KiB).
+    const state = randomBytes(3500).toString('hex');
+    const { response, verifier } = await authorize(edge, new Browser(), client, admin, { state });
+    assert.equal(response.status, 303, `the redirect to the application, not ${response.status}`);
+    assert.equal(new URL(response.headers.get('location')!).searchParams.get('state'), state);
+    const exchanged = await tokenRequest(edge, client, {
+      grant_type: 'authorization_code',
+      code: codeFrom(response),
+      redirect_uri: REDIRECT_URI,
+      code_verifier: verifier,
+    });
+    assert.equal(exchanged.status, 200, JSON.stringify(exchanged.body));
   });
 
   it('rotates a refresh token at one instance and catches its replay at the other', async () => {
