@@ -3,7 +3,11 @@ import { type KeyObject, sign } from 'node:crypto';
 /** The `events` member of every back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.4). */
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 
-/** Everything a logout token is made of; a job pins these so that every retry sends the same bytes. */
+/**
+ * Everything a logout token is made of. Each delivery attempt signs one afresh (delivery.ts): a new
+ * `iat` and `exp` and the key that signs then; the job keeps the rest, its `jti` among them, so that
+ * a receiver recognises a retry as the same logout.
+ */
 export interface LogoutTokenClaims {
   issuer: string;
   clientId: string;

@@ -167,6 +167,20 @@ function readStructuredTokenId(value: string): string | undefined {
 }
 
 /**
+ * The `jti` of a JWT access token that an introspection request found stored, the whole token
+ * matching the digest kept at issuance, but revoked or expired: its `token_introspected` names it
+ * as `token_issued` and `token_revoked` did (introspection-audit.ts). Kept only for such a token,
+ * never for a valid one (the provider's entity carries that one's `jti`) nor for a JWT not found
+ * (its `jti` is only what its unverified payload claims).
+ */
+const inactiveStoredJwt = new RequestMemo<'jti', string>();
+
+/** The `jti` the adapter kept for `request` (`inactiveStoredJwt`), if any. */
+export function inactiveStoredJwtId(request: object): string | undefined {
+  return inactiveStoredJwt.peek(request, 'jti');
+}
+
+/**
  * `storageId` of the value hashed last: introspection and revocation look one presented value up in
  * three models at once, each with its own adapter.
  */
@@ -519,7 +533,12 @@ export class KyselyAdapter implements Adapter {
       if (jti === undefined || row.value_sha256 === null) return undefined;
       const digest = sha256Hex(id);
       if (!sameText(digest, row.value_sha256)) return undefined;
-      return this.#readAhead(this.#revive(row, jti));
+      const payload = this.#revive(row, jti);
+      if (!payload) {
+        const ctx = currentRequest();
+        if (ctx?.oidc?.route === 'introspection') inactiveStoredJwt.set(ctx, 'jti', jti);
+      }
+      return this.#readAhead(payload);
     }
     if (jti !== undefined) return undefined;
     return this.#readAhead(this.#revive(row, id));

@@ -289,6 +289,29 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
       'the refused changes changed nothing',
     );
 
+    // A dry run says what would change (a new address is unverified) and writes nothing, no event either.
+    const updatesOfErin = async () =>
+      (
+        JSON.parse(
+          (await cli(['audit', 'list', '--kind', 'admin_change', '--username', 'erin', '--format', 'json']))
+            .stdout,
+        ) as Array<{ action: string }>
+      ).filter((event) => event.action === 'updated').length;
+    const updatesBefore = await updatesOfErin();
+    const dryRun = await cli(['user', 'set-email', 'erin', 'erin@wing.example.org', '--dry-run']);
+    assert.equal(dryRun.code, 0, dryRun.stderr);
+    assert.equal(
+      dryRun.stdout,
+      'dry run: would give erin email erin@wing.example.org (unverified); nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
+      dryRun.stderr,
+    );
+    assert.deepEqual(
+      await emailOf('erin'),
+      { email: 'erin@corp.example.org', verified: true },
+      'the dry run changed nothing',
+    );
+    assert.equal(await updatesOfErin(), updatesBefore, 'the dry run is no admin_change');
+
     const cleared = await cli(['user', 'set-email', 'erin', '']);
     assert.equal(cleared.stdout, 'erin now has no email address\n', cleared.stderr);
     assert.deepEqual(await emailOf('erin'), { email: '', verified: false });

@@ -12,7 +12,7 @@ import { logoutJobs } from '../logout/jobs.ts';
  * `user set-password --dry-run`, run as an operator would while a real server serves the same
  * database: what the relying party then sees at userinfo, and what stays alive.
  */
-describe(`aa-oidc user set-main-character, set-locale, set-password --dry-run (${testDatabaseKind})`, () => {
+describe(`aa-oidc user set-main-character, set-locale [--dry-run], set-password --dry-run (${testDatabaseKind})`, () => {
   let server: TestServer;
   let client: Client;
   let env: NodeJS.ProcessEnv;
@@ -280,6 +280,55 @@ describe(`aa-oidc user set-main-character, set-locale, set-password --dry-run ($
       [95465499, 'OBFL', 'de'],
       'the refused changes changed nothing',
     );
+  });
+
+  it('set-main-character --dry-run and set-locale --dry-run say what would change and change nothing', async () => {
+    const user = await seedUser(server, { state: 'Member' });
+    const { accessToken } = await login(server, client, user.username, { scope: 'openid profile' });
+    await cli(['user', 'set-locale', user.username, 'de'], env);
+    const before = await profileClaims(accessToken);
+    const updates = async () =>
+      (
+        JSON.parse(
+          (
+            await cli(
+              ['audit', 'list', '--kind', 'admin_change', '--username', user.username, '--format', 'json'],
+              env,
+            )
+          ).stdout,
+        ) as Array<{ action: string }>
+      ).filter((event) => event.action === 'updated').length;
+    const updatesBefore = await updates();
+    const consequences = '  loses access to: (no application)\n  back-channel logout to: (no application)\n';
+
+    const character = await cli(['user', 'set-main-character', user.username, ...KAELEN, '--dry-run'], env);
+    assert.equal(character.code, 0, character.stderr);
+    assert.equal(
+      character.stdout,
+      `dry run: would give ${user.username} main character Kaelen Voss (95465499); corporation Obsidian Frontier Logistics [OBFL] (98712345); alliance Silent Meridian Coalition [SMRC] (99011223); faction Caldari State (500001); nothing changed\n${consequences}`,
+      character.stderr,
+    );
+    const locale = await cli(['user', 'set-locale', user.username, '', '--dry-run'], env);
+    assert.equal(locale.code, 0, locale.stderr);
+    assert.equal(
+      locale.stdout,
+      `dry run: would give ${user.username} no locale; nothing changed\n${consequences}`,
+      locale.stderr,
+    );
+    // What is already so is said as without --dry-run.
+    const same = await cli(['user', 'set-locale', user.username, 'de', '--dry-run'], env);
+    assert.equal(same.stdout, `${user.username} already has locale de; nothing changed\n`, same.stderr);
+    // Bad input is refused as without it.
+    assertFailsWithOneLine(
+      await cli(
+        ['user', 'set-main-character', user.username, '--clear', '--faction-id', '1', '--dry-run'],
+        env,
+      ),
+      '--clear removes the whole main character and takes no other option; leave out --faction-id',
+    );
+
+    assert.deepEqual(await profileClaims(accessToken), before, 'the dry runs changed nothing');
+    assert.equal(await updates(), updatesBefore, 'a dry run is no admin_change');
   });
 
   it('set-password --dry-run names the sessions it would end and the apps told, asks for no password and changes nothing', async () => {

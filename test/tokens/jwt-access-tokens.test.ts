@@ -186,6 +186,64 @@ describe(`JWT access tokens, RFC 9068 (${testDatabaseKind})`, () => {
     await verifyAccessToken(server, jwtClient, tokens.accessToken);
   });
 
+  /** The `token_sha256` of the last `token_introspected` of `introspector`, once the bus is idle. */
+  const lastIntrospected = async (introspector: Client) => {
+    await server.app.audit.idle();
+    const events = harness.auditRecords.filter(
+      (record) => record.kind === 'token_introspected' && record.introspector === introspector.clientId,
+    );
+    const last = events.at(-1);
+    assert.ok(last && last.kind === 'token_introspected', 'a token_introspected event');
+    return { tokenSha256: last.token_sha256, active: last.active };
+  };
+
+  it('names a revoked JWT at introspection by its jti, as token_issued and token_revoked did; a forged JWT claiming that jti by itself', async () => {
+    const tokens = await codeFlow(server, harness, jwtClient, pilot);
+    const jti = String(decodeJwt(tokens.accessToken).jti);
+    const digest = sha256Hex(jti);
+    const revoked = await postForm(
+      `${server.issuer}/revoke_token/`,
+      { token: tokens.accessToken, token_type_hint: 'access_token' },
+      { authorization: basicAuth(jwtClient.clientId, jwtClient.clientSecret) },
+    );
+    assert.equal(revoked.status, 200, JSON.stringify(revoked.body));
+    await server.app.audit.idle();
+    assert.ok(
+      harness.auditRecords.some((record) => record.kind === 'token_issued' && record.token_sha256 === digest),
+      'token_issued names the JWT by the digest of its jti',
+    );
+    assert.ok(
+      harness.auditRecords.some(
+        (record) =>
+          record.kind === 'token_revoked' &&
+          record.token_sha256 === digest &&
+          record.reason === 'revocation_endpoint',
+      ),
+      'token_revoked names it by the same digest',
+    );
+
+    assert.equal(await isActive(server, jwtClient, tokens.accessToken), false);
+    assert.deepEqual(await lastIntrospected(jwtClient), { tokenSha256: digest, active: false });
+
+    // The same header and claims (the real token's jti), another signature: not the token.
+    const [header, body] = tokens.accessToken.split('.');
+    const forged = `${header}.${body}.${'A'.repeat(342)}`;
+    assert.equal(await isActive(server, jwtClient, forged), false);
+    assert.deepEqual(await lastIntrospected(jwtClient), { tokenSha256: sha256Hex(forged), active: false });
+  });
+
+  it('names a JWT by its jti when the access policy answers it inactive (its application deactivated)', async () => {
+    const deactivated = await seedClient(server, harness, { accessTokenFormat: 'jwt' });
+    const resourceServer = await seedClient(server, harness, { accessTokenFormat: 'jwt' });
+    const tokens = await codeFlow(server, harness, deactivated, pilot);
+    const jti = String(decodeJwt(tokens.accessToken).jti);
+    assert.equal(await isActive(server, resourceServer, tokens.accessToken), true);
+    assert.deepEqual(await lastIntrospected(resourceServer), { tokenSha256: sha256Hex(jti), active: true });
+    await server.app.applications.deactivate(deactivated.clientId, 'test');
+    assert.equal(await isActive(server, resourceServer, tokens.accessToken), false);
+    assert.deepEqual(await lastIntrospected(resourceServer), { tokenSha256: sha256Hex(jti), active: false });
+  });
+
   it('finds a JWT only by the whole token: its jti alone, a tampered token or a foreign JWT is nothing', async () => {
     const tokens = await codeFlow(server, harness, jwtClient, pilot);
     const { payload } = await verifyAccessToken(server, jwtClient, tokens.accessToken);

@@ -190,15 +190,20 @@ function collect(value: string, previous: string[]): string[] {
 export function registerUser(program: Command, io: CliIo): void {
   const user = program.command('user').description('users of the built-in directory');
   const say = lineWriter(io.stdout);
-  /** What a profile change left, `NAME now has …`, or that the user already had it. */
-  const sayProfileChange = (result: UserChange, describe: (user: UserRecord['user']) => string) => {
+  /** What a profile change did, or with `dryRun` would do (and what that would cause). */
+  const sayProfileChange = (
+    result: UserChange,
+    describe: (user: UserRecord['user']) => string,
+    dryRun = false,
+    consequences: readonly Consequence[] = [],
+  ) => {
     const { user: changed } = result.profile;
     const now = describe(changed);
-    say(
-      result.changed
-        ? `${changed.username} now has ${now}`
-        : `${changed.username} already has ${now}; nothing changed`,
-    );
+    if (!result.changed) say(`${changed.username} already has ${now}; nothing changed`);
+    else if (dryRun) {
+      say(`dry run: would give ${changed.username} ${now}; nothing changed`);
+      consequenceLines(consequences).forEach(say);
+    } else say(`${changed.username} now has ${now}`);
   };
 
   user
@@ -353,16 +358,27 @@ export function registerUser(program: Command, io: CliIo): void {
     .argument('<username>', USERNAME_HELP)
     .argument('<address>', 'the email address ("" for none)')
     .option('--verified', 'the address is known to be the user’s (released as email_verified: true)')
-    .action(async (username: string, address: string, options: { verified?: boolean }) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, address: string, options: { verified?: boolean; dryRun?: boolean }) => {
       const verified = options.verified === true;
+      const dryRun = options.dryRun === true;
       if (verified && address === '') throw new CliError('--verified needs an address, not ""');
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.updateUser({ username }, { email: address, emailVerified: verified }, changeOptions(io)),
+        directory.updateUser(
+          { username },
+          { email: address, emailVerified: verified },
+          changeOptions(io, dryRun, consequences),
+        ),
       );
-      sayProfileChange(result, (changed) =>
-        changed.email === ''
-          ? 'no email address'
-          : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`,
+      sayProfileChange(
+        result,
+        (changed) =>
+          changed.email === ''
+            ? 'no email address'
+            : `email ${changed.email} (${changed.email_verified === 1 ? 'verified' : 'unverified'})`,
+        dryRun,
+        consequences,
       );
     });
 
@@ -383,12 +399,15 @@ export function registerUser(program: Command, io: CliIo): void {
     .option('--faction-id <id>', 'the faction’s EVE id (with --faction-name)')
     .option('--faction-name <name>', 'the faction’s name')
     .option('--clear', 'remove the main character, corporation, alliance and faction')
-    .action(async (username: string, options: MainCharacterOptions) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, options: MainCharacterOptions & { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
       const fields = mainCharacterFromOptions(options);
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.updateUser({ username }, fields, changeOptions(io)),
+        directory.updateUser({ username }, fields, changeOptions(io, dryRun, consequences)),
       );
-      sayProfileChange(result, describeMainCharacter);
+      sayProfileChange(result, describeMainCharacter, dryRun, consequences);
     });
 
   user
@@ -396,12 +415,22 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('set the language a user prefers ("" for none), released as the locale claim')
     .argument('<username>', USERNAME_HELP)
     .argument('<locale>', 'a language tag such as en, de or pt-BR ("" for none)')
-    .action(async (username: string, locale: string) => {
+    .option('--dry-run', 'show what would change, change nothing')
+    .action(async (username: string, locale: string, options: { dryRun?: boolean }) => {
+      const dryRun = options.dryRun === true;
+      const consequences: Consequence[] = [];
       const result = await withDirectory(io, (directory) =>
-        directory.updateUser({ username }, { locale: locale === '' ? null : locale }, changeOptions(io)),
+        directory.updateUser(
+          { username },
+          { locale: locale === '' ? null : locale },
+          changeOptions(io, dryRun, consequences),
+        ),
       );
-      sayProfileChange(result, (changed) =>
-        changed.locale === null ? 'no locale' : `locale ${changed.locale}`,
+      sayProfileChange(
+        result,
+        (changed) => (changed.locale === null ? 'no locale' : `locale ${changed.locale}`),
+        dryRun,
+        consequences,
       );
     });
 
