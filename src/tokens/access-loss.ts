@@ -9,14 +9,8 @@ import type { ChangeConsumer, Directory, DirectoryChange, UserProfile } from '..
 import type { Logger } from '../logging/logger.ts';
 import { decideForMany } from '../policy/decide.ts';
 import { assertNever } from '../util/assert-never.ts';
-import {
-  countByClient,
-  publishRevocations,
-  type RevokedToken,
-  revokeTokens,
-  revokeTokensOfUsers,
-} from './revocation.ts';
-import { deleteGrantsOfUsers, usersSignedInAt } from './store-users.ts';
+import { countByClient, publishRevocations, revokeTokens, revokeTokensOfUsers } from './revocation.ts';
+import { deleteGrantsOfUsers, type UsersLosing, usersSignedInAt } from './store-users.ts';
 import { deleteGrantsOfUser, endUserSessions } from './store.ts';
 
 /**
@@ -112,8 +106,9 @@ export function endAccessOnUserChange(deps: {
 
   /**
    * Many state and group changes of one unit (a state or group changed for every member): users
-   * who lose the same applications have their codes, tokens and grants there revoked and deleted
-   * together (`revokeLostApplications`); the others one by one.
+   * are grouped by the applications they lose, and every group's codes, tokens and grants there are
+   * revoked and deleted together (`revokeLostApplications`: one statement for all groups on
+   * PostgreSQL, locking in key order); the other changes one by one.
    */
   const batch = async (changes: readonly DirectoryChange[], unit: UnitOfWork): Promise<void> => {
     const applications = await activeApplicationsIn(unit.trx);
@@ -137,21 +132,21 @@ export function endAccessOnUserChange(deps: {
 }
 
 /**
- * Users who lose applications together: their codes and tokens there revoked (`policy_lost`) and
- * their grants there deleted (the revocation in one statement on PostgreSQL, else a statement per few
- * hundred users, as the deletion of the grants), reported per user and application and published
- * once the unit committed. Returns how many codes and tokens went.
+ * Users who lose applications, in groups of those who lose the same ones: their codes and tokens
+ * there revoked (`policy_lost`) and their grants there deleted, reported per user and application
+ * and published once the unit committed. Returns how many codes and tokens went. On PostgreSQL the
+ * revocation is one statement for every group, and so is the deletion of the grants, each locking
+ * its rows in key order (a statement per group would lock one group's rows before the next's, out of
+ * key order, and could deadlock with a merged consume); on SQLite a statement per group and few
+ * hundred users.
  */
 async function revokeLostApplications(
   unit: UnitOfWork,
   audit: Pick<AuditBus, 'publish'>,
-  losses: ReadonlyArray<{ clientIds: readonly string[]; userIds: readonly number[] }>,
+  losses: readonly UsersLosing[],
 ): Promise<number> {
-  const revoked: RevokedToken[] = [];
-  for (const { clientIds, userIds } of losses) {
-    revoked.push(...(await revokeTokensOfUsers(unit.trx, userIds, clientIds, 'policy_lost', unit.at)));
-    await deleteGrantsOfUsers(unit.trx, userIds, clientIds);
-  }
+  const revoked = await revokeTokensOfUsers(unit.trx, losses, 'policy_lost', unit.at);
+  await deleteGrantsOfUsers(unit.trx, losses);
   const counts = new Map<string, { userId: number; clientId: string | null; count: number }>();
   for (const token of revoked) {
     const key = `${token.userId} ${token.clientId}`;

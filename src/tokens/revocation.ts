@@ -14,7 +14,7 @@ import {
   type TokenModel,
   type TokenRow,
 } from './store.ts';
-import { revokeLiveTokenRowsOfUsers } from './store-users.ts';
+import { revokeLiveTokenRowsOfUsers, type UsersLosing } from './store-users.ts';
 import { listedNameHint, usernamesListedAs } from '../util/listed-name.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
@@ -49,17 +49,17 @@ export async function revokeTokens(
 }
 
 /**
- * `revokeTokens` for many users who lose the same applications (a state or group change of every
- * member): one statement on PostgreSQL, a statement per few hundred users on SQLite.
+ * `revokeTokens` for many users who lose applications (a state or group change of every member),
+ * each group of `losses` the users who lose the same ones: one statement for every group on
+ * PostgreSQL, a statement per group and few hundred users on SQLite.
  */
 export async function revokeTokensOfUsers(
   trx: Transaction<Database> | Kysely<Database>,
-  userIds: readonly number[],
-  clientIds: readonly string[],
+  losses: readonly UsersLosing[],
   reason: TokenRevocationReason,
   now: number,
 ): Promise<RevokedToken[]> {
-  return (await revokeLiveTokenRowsOfUsers(trx, userIds, clientIds, reason, now)).map(revokedToken);
+  return (await revokeLiveTokenRowsOfUsers(trx, losses, reason, now)).map(revokedToken);
 }
 
 /** A revoked row as revocation reports it. */

@@ -2,6 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { inUnitOfWork } from '../../src/db/unit-of-work.ts';
+import type { DirectoryChange, UserProfile } from '../../src/directory/port.ts';
+import { endAccessOnUserChange } from '../../src/tokens/access-loss.ts';
 import { revokePayloadsOfGrant } from '../../src/tokens/payload-rows.ts';
 import { revokeLiveTokenRowsOfUsers, USERS_PER_STATEMENT } from '../../src/tokens/store-users.ts';
 import { revokeLiveTokenRows } from '../../src/tokens/token-rows.ts';
@@ -24,15 +27,20 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
 
   /**
    * Two live codes of user `owner` in grant `grantId` (or the lower id of `owner.lower`'s, the higher
-   * of `owner.higher`'s), the higher id stored first (the table, and an index, hold rows of one key
-   * in the order they were stored); a consume holds the lower id and is about to lock the higher one,
-   * as a merged consume does, while `revoke` revokes both. The higher id must still be free while
-   * `revoke` waits for the lower one.
+   * of `owner.higher`'s; at application `c`, or `clients.lower` and `clients.higher`; or two rows of
+   * `model`), the higher id stored first (the table, and an index, hold rows of one key in the order
+   * they were stored); a consume holds the lower id and is about to lock the higher one, as a merged
+   * consume does, while `revoke` revokes (or deletes) both and returns them. The higher id must still
+   * be free while `revoke` waits for the lower one.
    */
   async function revokeWhileConsuming(
     owner: string | { lower: string; higher: string },
     grantId: string,
     revoke: () => Promise<Array<{ id: string }>>,
+    {
+      model = 'AuthorizationCode',
+      clients = { lower: 'c', higher: 'c' },
+    }: { model?: string; clients?: { lower: string; higher: string } } = {},
   ): Promise<void> {
     const other = new pg.Client({ connectionString: database.url });
     const watcher = new pg.Client({ connectionString: database.url });
@@ -41,14 +49,14 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
     const [lower, higher] = [`${grantId}-code-1`, `${grantId}-code-2`];
     try {
       const owners = typeof owner === 'string' ? { lower: owner, higher: owner } : owner;
-      for (const [id, userId] of [
-        [higher, owners.higher],
-        [lower, owners.lower],
+      for (const [id, userId, clientId] of [
+        [higher, owners.higher, clients.higher],
+        [lower, owners.lower, clients.lower],
       ]) {
         await other.query(
           `insert into oidc_payload (model, id, payload, grant_id, user_id, client_id, expires_at)
-           values ('AuthorizationCode', $1, '{}', $2, $3, 'c', 4102444800000)`,
-          [id, grantId, userId],
+           values ($1, $2, '{}', $3, $4, $5, 4102444800000)`,
+          [model, id, grantId, userId, clientId],
         );
       }
       const stored = await other.query<{ id: string }>(
@@ -61,10 +69,7 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       );
 
       await other.query('begin');
-      await other.query(
-        `select 1 from oidc_payload where model = 'AuthorizationCode' and id = $1 for update`,
-        [lower],
-      );
+      await other.query(`select 1 from oidc_payload where model = $1 and id = $2 for update`, [model, lower]);
       const revocation = revoke();
       await eventually(async () => {
         const waiting = await watcher.query(
@@ -74,10 +79,10 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       }, 'the revocation waits for the consume');
       let higherLocked: string = 'locked';
       try {
-        await other.query(
-          `select 1 from oidc_payload where model = 'AuthorizationCode' and id = $1 for update nowait`,
-          [higher],
-        );
+        await other.query(`select 1 from oidc_payload where model = $1 and id = $2 for update nowait`, [
+          model,
+          higher,
+        ]);
       } catch (error) {
         higherLocked = `refused: ${(error as { code?: string }).code}`;
       }
@@ -115,7 +120,7 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
 
   it('locks the live codes of several users in id order when their access goes', { skip }, () =>
     revokeWhileConsuming('10', 'g-users', () =>
-      revokeLiveTokenRowsOfUsers(handle.db, [10, 11], ['c'], 'test', 1),
+      revokeLiveTokenRowsOfUsers(handle.db, [{ userIds: [10, 11], clientIds: ['c'] }], 'test', 1),
     ),
   );
 
@@ -130,8 +135,131 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       return revokeWhileConsuming({ lower: '13', higher: '12' }, 'g-many-users', () =>
         handle.db
           .transaction()
-          .execute((trx) => revokeLiveTokenRowsOfUsers(trx, [12, ...between, 13], ['c'], 'test', 1)),
+          .execute((trx) =>
+            revokeLiveTokenRowsOfUsers(trx, [{ userIds: [12, ...between, 13], clientIds: ['c'] }], 'test', 1),
+          ),
       );
     },
   );
+
+  /**
+   * One state change of two users in one unit, each losing another application (so in two loss
+   * groups): `first` loses `lost-1` (its state `S1` is no longer theirs), `second` loses `lost-2`.
+   * Returns the ids of grant `grantId`'s rows the unit revoked or deleted.
+   */
+  async function loseApplicationsInOneUnit(first: number, second: number, grantId: string) {
+    await handle.db
+      .insertInto('application')
+      .values(
+        ['lost-1', 'lost-2'].map((clientId) => ({
+          client_id: clientId,
+          client_secret_sha256: null,
+          name: clientId,
+          logo_url: null,
+          redirect_uris: '[]',
+          post_logout_redirect_uris: '[]',
+          client_type: 'public' as const,
+          grant_types: '["authorization_code"]',
+          skip_authorization: 0 as const,
+          active: 1 as const,
+          debug_mode: 0 as const,
+          pkce_required: 1 as const,
+          access_token_format: 'inherit' as const,
+          backchannel_logout_uri: null,
+          backchannel_logout_on_revoke_only: 0 as const,
+          created_by: null,
+          created_at: 1,
+          updated_at: 1,
+        })),
+      )
+      .onConflict((conflict) => conflict.doNothing())
+      .execute();
+    await handle.db
+      .insertInto('application_whitelist')
+      .values([
+        { client_id: 'lost-1', kind: 'state', name: 'S1' },
+        { client_id: 'lost-2', kind: 'state', name: 'S2' },
+      ])
+      .onConflict((conflict) => conflict.doNothing())
+      .execute();
+    const changes: DirectoryChange[] = [
+      {
+        kind: 'user_state_changed',
+        userId: first,
+        before: profile(first, 'S1'),
+        after: profile(first, 'S0'),
+      },
+      {
+        kind: 'user_state_changed',
+        userId: second,
+        before: profile(second, 'S2'),
+        after: profile(second, 'S0'),
+      },
+    ];
+    const consumer = endAccessOnUserChange({ kind: 'postgres', audit: { publish: () => undefined } });
+    await inUnitOfWork(handle.db, (unit) => consumer.batch!(changes, unit));
+    const kept = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('grant_id', '=', grantId)
+      .where('revoked_reason', 'is', null)
+      .execute();
+    const keptIds = new Set(kept.map((row) => row.id));
+    return [`${grantId}-code-1`, `${grantId}-code-2`].filter((id) => !keptIds.has(id)).map((id) => ({ id }));
+  }
+
+  it(
+    'locks the live codes of users who lose different applications in one change in id order, across the groups',
+    { skip },
+    () =>
+      // The first change's user (the first group) holds the higher id, the second's the lower.
+      revokeWhileConsuming(
+        { lower: '21', higher: '20' },
+        'g-groups',
+        () => loseApplicationsInOneUnit(20, 21, 'g-groups'),
+        {
+          clients: { lower: 'lost-2', higher: 'lost-1' },
+        },
+      ),
+  );
+
+  it(
+    'deletes the grants of users who lose different applications in one change in id order, across the groups',
+    { skip },
+    () =>
+      revokeWhileConsuming(
+        { lower: '23', higher: '22' },
+        'g-grants',
+        () => loseApplicationsInOneUnit(22, 23, 'g-grants'),
+        { model: 'Grant', clients: { lower: 'lost-2', higher: 'lost-1' } },
+      ),
+  );
 });
+
+/** User `id` holding state `state`, which grants `oidc_access`. */
+function profile(id: number, state: string): UserProfile {
+  return {
+    id,
+    username: `u${id}`,
+    email: '',
+    emailVerified: false,
+    active: true,
+    superuser: false,
+    oidcAccess: false,
+    locale: null,
+    mainCharacter: {
+      characterId: null,
+      characterName: null,
+      corporationId: null,
+      corporationName: null,
+      corporationTicker: null,
+      allianceId: null,
+      allianceName: null,
+      allianceTicker: null,
+      factionId: null,
+      factionName: null,
+    },
+    state: { name: state, priority: 1, oidcAccess: true },
+    groups: [],
+  };
+}
