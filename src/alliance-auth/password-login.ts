@@ -37,8 +37,10 @@ export function allianceAuthPasswordAuthenticator(
       );
     }
     // Never cut: a password longer than sign-in takes fails as a wrong one, its hash check run on
-    // an empty one instead.
-    const usable = password.length <= MAX_PASSWORD_LENGTH;
+    // an empty one instead. So does one holding a NUL, which Django's login form refuses
+    // (`ProhibitNullCharactersValidator`): PBKDF2's HMAC pads a short password with NUL bytes, so
+    // `pw\0` would pass where `pw` is the password, a sign-in Alliance Auth itself never allows.
+    const usable = password.length <= MAX_PASSWORD_LENGTH && !password.includes('\u0000');
     // One PBKDF2 run whatever the case (unknown user, unusable password), so timing tells nothing.
     const valid = await verifyStoredDjangoPassword(stored, usable ? password : '');
     if (!record || !usable || !valid) return { outcome: 'refused', reason: 'invalid' };

@@ -73,19 +73,31 @@ export interface PasswordRecord {
  * needs. The name is read as Django's login form reads it (`UsernameField`: NFKC, so `ｐｉｌｏｔ` or
  * `𝐩𝐢𝐥𝐨𝐭` is `pilot`) and matched as its `ModelBackend` matches it (`username =`: the database's
  * collation decides the case). A name stored in another form (written to `auth_user` by hand: Django
- * stores NFKC) is still found when typed exactly as stored, but the NFKC form's user comes first. A
- * name longer than the column holds is nobody's: it is never cut to fit, which could name another.
+ * stores NFKC) is still found when typed exactly as stored, but the NFKC form's user comes first. Only
+ * exactly: the login throttle counts the NFKC form (`allianceAuthThrottleKey`), and a UCA collation
+ * holds far more spellings equal to a name than their NFKC forms, such as `pi\ufe70lot3` for `pilot3`
+ * (the presentation form weighs nothing, its NFKC form a space): each would be a fresh budget for
+ * guessing pilot3's password. A name longer than the column holds is nobody's: it is never cut to fit,
+ * which could name another.
  */
 export async function selectPasswordRecord(db: AaDb, typed: string): Promise<PasswordRecord | undefined> {
   const username = typed.normalize('NFKC');
   if ([...username].length > AA_USERNAME_MAX_LENGTH) return undefined;
   const row = await db
     .selectFrom('auth_user')
-    .select(['id', 'username', 'password', 'is_active'])
+    .select([
+      'id',
+      'username',
+      'password',
+      'is_active',
+      sql<number>`case when ${sql.ref('username')} = ${username} then 0 else 1 end`.as('as_typed'),
+    ])
     .where('username', 'in', [...new Set([username, typed])])
-    .orderBy(sql`case when ${sql.ref('username')} = ${username} then 0 else 1 end`)
+    .orderBy('as_typed')
     .limit(1)
     .executeTakeFirst();
+  // Found by the name as typed, not by its NFKC form: only the row that holds exactly that name.
+  if (row && Number(row.as_typed) !== 0 && row.username !== typed) return undefined;
   return row
     ? { id: Number(row.id), username: row.username, password: row.password, active: truthy(row.is_active) }
     : undefined;

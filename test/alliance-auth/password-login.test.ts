@@ -60,6 +60,8 @@ describe("Alliance Auth's password sign-in attempt", () => {
       username: 'zoe',
       password: await makeDjangoPbkdf2(PASSWORD, 1000),
       is_active: true,
+      // Found by the NFKC form of the name typed (`ZÓË`), as a case- and accent-blind collation finds it.
+      as_typed: 0,
     };
     const { aa, asked } = standInDatabase(async () => [row]);
     const authenticator = allianceAuthPasswordAuthenticator(aa, 'postgres', log);

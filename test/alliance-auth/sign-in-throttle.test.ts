@@ -115,6 +115,7 @@ describe(
         );
         await insertAllianceAuthUser(fixture, 48, 'pilot3', FIXTURE_PASSWORD);
         await insertAllianceAuthUser(fixture, 49, 'scout7', FIXTURE_PASSWORD);
+        await insertAllianceAuthUser(fixture, 50, 'ranger5', FIXTURE_PASSWORD);
       },
     });
     const { signInAs, failuresBefore429 } = signingIn(suite);
@@ -156,6 +157,16 @@ describe(
         5,
         'five failures in all, whatever the spaces',
       );
+    });
+
+    it('finds nobody by a spelling the collation holds equal to a name when its NFKC form differs, so that no such spelling is a fresh budget', async () => {
+      // `\ufe70` (an Arabic presentation form) weighs nothing under the collation, but its NFKC form
+      // is a space and a mark, which the throttle counts: `ra\ufe70nger5` equals `ranger5` in the
+      // database, yet is counted as another name, and as many more as there are places to put it.
+      assert.equal(await failuresBefore429(['ranger5']), 5, "ranger5's budget is spent");
+      for (const spelling of ['ra\ufe70nger5', '\ufe76ranger5', 'ranger\ufe70\ufe705']) {
+        assert.equal((await signInAs(spelling, FIXTURE_PASSWORD)).status, 401, `${spelling} is nobody`);
+      }
     });
   },
 );

@@ -109,6 +109,15 @@ await describeOnEachAllianceAuth(
       assert.equal(await signedIn.text(), '46');
     });
 
+    it("refuses the right password with a NUL after it, as Django's login form does, though PBKDF2 would take it", async () => {
+      for (const password of [`${FIXTURE_PASSWORD}\u0000`, `${FIXTURE_PASSWORD}\u0000\u0000`]) {
+        const refused = await signInAs('fiona', password);
+        assert.equal(refused.status, 401, 'the same refusal as a wrong password');
+        assert.ok((await refused.text()).includes(LOGIN_FAILED_MESSAGE));
+      }
+      assert.equal(await subOf('fiona'), '40', 'the password itself signs in');
+    });
+
     it("counts every spelling the database's collation finds as the user against that user's sign-in budget", async () => {
       // MariaDB's utf8mb4_general_ci finds `zoe` for `zóe` or `ZÓË` (accents and case are one there);
       // PostgreSQL's = finds nobody for them. Five failures spend `zoe`'s budget from this address.
