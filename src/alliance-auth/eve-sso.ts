@@ -1,5 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify } from 'jose';
+import {
+  createLocalJWKSet,
+  errors as joseErrors,
+  importJWK,
+  type JSONWebKeySet,
+  type JWK,
+  jwtVerify,
+} from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Mode } from '../config/load.ts';
 import { ConnectFailure } from '../logout/connection-pools.ts';
@@ -119,18 +126,38 @@ export function createEveSsoClient(
     connector: network.connector ?? directConnector,
     timeoutMs: settings.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
   };
-  let jwks: { set: ReturnType<typeof createLocalJWKSet>; kids: Set<string>; fetchedAt: number } | undefined;
+  /**
+   * The JWKS last fetched: `kids` are the key ids that load as RS256 keys, `unusable` says what is
+   * wrong with the other ones. A key that does not load is not an answer to keep: a token naming it
+   * fetches the JWKS again, as for a key id the JWKS lacks (at most once every `JWKS_REFRESH_MIN_MS`).
+   */
+  let jwks:
+    | {
+        set: ReturnType<typeof createLocalJWKSet>;
+        kids: Set<string>;
+        unusable: Map<string, string>;
+        fetchedAt: number;
+      }
+    | undefined;
   let jwksPending: Promise<void> | undefined;
 
   const loadJwks = async (): Promise<void> => {
     const body = (await fetchJson(outbound, { method: 'GET', url: settings.jwksUrl })) as JSONWebKeySet;
     if (!body || !Array.isArray(body.keys))
       throw new EveSsoError('unavailable', 'the EVE SSO JWKS is malformed');
-    jwks = {
-      set: createLocalJWKSet(body),
-      kids: new Set(body.keys.map((key) => key.kid).filter((kid): kid is string => typeof kid === 'string')),
-      fetchedAt: now(),
-    };
+    const usable: JWK[] = [];
+    const unusable = new Map<string, string>();
+    for (const key of body.keys as unknown[]) {
+      const problem = await rs256KeyProblem(key);
+      if (problem === undefined) usable.push(key as JWK);
+      else if (typeof (key as JWK).kid === 'string') unusable.set((key as JWK).kid!, problem);
+    }
+    const kids = new Set(
+      usable.map((key) => key.kid).filter((kid): kid is string => typeof kid === 'string'),
+    );
+    // A key id published twice, once usable: the usable one verifies.
+    for (const kid of kids) unusable.delete(kid);
+    jwks = { set: createLocalJWKSet({ keys: usable }), kids, unusable, fetchedAt: now() };
   };
   const ensureJwks = async (kid: string | undefined): Promise<void> => {
     const stale = !jwks || now() - jwks.fetchedAt > JWKS_MAX_AGE_MS;
@@ -175,10 +202,61 @@ export function createEveSsoClient(
       }
       return verifyEveAccessToken(token.access_token, settings.clientId, async (kid) => {
         await ensureJwks(kid);
+        const problem = kid === undefined ? undefined : jwks!.unusable.get(kid);
+        if (problem !== undefined) {
+          // CCP's JWKS, not the person's token, is at fault: try again once it is fixed.
+          throw new EveSsoError(
+            'unavailable',
+            `the EVE SSO JWKS's key ${JSON.stringify(kid!.slice(0, 100))} cannot be used: ${problem}`,
+          );
+        }
         return jwks!.set;
       });
     },
   };
+}
+
+/** RSA moduli shorter than this are refused for RS256 (jose refuses them when verifying). */
+const MIN_RSA_MODULUS_BITS = 2048;
+
+/**
+ * What keeps one JWKS entry from verifying an RS256 token, in fixed words (never the library's
+ * text), or undefined when it loads as an RS256 public key.
+ */
+async function rs256KeyProblem(key: unknown): Promise<string | undefined> {
+  if (typeof key !== 'object' || key === null || Array.isArray(key)) return 'it is not a JSON object';
+  const { kty, alg, use, key_ops: keyOps, n, e } = key as Record<string, unknown>;
+  if (kty !== 'RSA') return `its "kty" is ${describeMember(kty)}, not "RSA"`;
+  if (alg !== undefined && alg !== 'RS256') return `its "alg" is ${describeMember(alg)}, not "RS256"`;
+  if (use !== undefined && use !== 'sig') return `its "use" is ${describeMember(use)}, not "sig"`;
+  if (keyOps !== undefined && !(Array.isArray(keyOps) && keyOps.includes('verify')))
+    return 'its "key_ops" do not include "verify"';
+  for (const [member, value] of [
+    ['n', n],
+    ['e', e],
+  ] as const) {
+    if (value === undefined) return `it lacks the "${member}" member`;
+    if (typeof value !== 'string' || !/^[A-Za-z0-9_-]+$/.test(value))
+      return `its "${member}" is not a base64url string`;
+  }
+  const modulus = Buffer.from(n as string, 'base64url');
+  const leading = modulus.findIndex((byte) => byte !== 0);
+  const bits = leading === -1 ? 0 : (modulus.length - leading) * 8 - Math.clz32(modulus[leading]!) + 24;
+  if (bits < MIN_RSA_MODULUS_BITS)
+    return `its modulus "n" has ${bits} bits, fewer than the ${MIN_RSA_MODULUS_BITS} RS256 requires`;
+  try {
+    await importJWK({ kty: 'RSA', n: n as string, e: e as string }, 'RS256');
+  } catch {
+    return 'its "n" and "e" do not load as an RSA public key';
+  }
+  return undefined;
+}
+
+/** A JWK member's value for a log line: a short string quoted, anything else by its type. */
+function describeMember(value: unknown): string {
+  if (value === undefined) return 'missing';
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40));
+  return `a ${Array.isArray(value) ? 'list' : value === null ? 'null' : typeof value}`;
 }
 
 /**

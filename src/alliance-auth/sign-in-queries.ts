@@ -70,9 +70,10 @@ export interface PasswordRecord {
 
 /**
  * The stored Django password hash of the user a typed username names, with what the login decision
- * needs. The name is read as Django's login form reads it (`UsernameField`: NFKC, so `ｐｉｌｏｔ` or
- * `𝐩𝐢𝐥𝐨𝐭` is `pilot`) and matched as its `ModelBackend` matches it (`username =`: the database's
- * collation decides the case). A name stored in another form (written to `auth_user` by hand: Django
+ * needs. The name is read as Django's login form reads it (`CharField` strips it, which the login
+ * route has done: `stripPythonWhitespace`; then `UsernameField`: NFKC, so `ｐｉｌｏｔ` or `𝐩𝐢𝐥𝐨𝐭` is
+ * `pilot`) and matched as its `ModelBackend` matches it (`username =`: the database's collation
+ * decides the case). A name stored in another form (written to `auth_user` by hand: Django
  * stores NFKC) is still found when typed exactly as stored, but the NFKC form's user comes first. Only
  * exactly: the login throttle counts the NFKC form (`allianceAuthThrottleKey`), and a UCA collation
  * holds far more spellings equal to a name than their NFKC forms, such as `pi\ufe70lot3` for `pilot3`

@@ -61,10 +61,11 @@ export interface PasswordAttempt {
 export interface PasswordAuthenticator {
   readonly kind: 'password';
   /**
-   * Starts a sign-in attempt with `username`, as typed, trimmed but never cut: read as the directory
-   * compares names (NFKC first, as Django does), and one longer than any it holds is no user's. The
-   * routes reserve the attempt's place in the login throttle (`throttledName`) before any password is
-   * verified (`authenticate`). A directory that cannot be read here fails the attempt at once,
+   * Starts a sign-in attempt with `username`, as typed, stripped as Django's login form strips it
+   * (`stripPythonWhitespace`) but never cut: read as the directory compares names (NFKC next, as
+   * Django does), and one longer than any it holds is no user's. The routes reserve the attempt's
+   * place in the login throttle (`throttledName`) before any password is verified (`authenticate`).
+   * A directory that cannot be read here fails the attempt at once,
    * before the throttle: asked again past it, one that does not answer would double the wait. A
    * directory that compares names as the throttle's key does reads nothing here, and its user when
    * the password is checked.

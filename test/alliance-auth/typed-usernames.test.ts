@@ -11,7 +11,8 @@ import { authorizeUrl, Browser, seedApp, signIn } from '../helpers/server.ts';
 
 /**
  * The username typed at password sign-in with an Alliance Auth directory, read as Django's login
- * reads it: NFKC (`UsernameField.to_python`), then looked up whole. A compatibility form finds the
+ * reads it: stripped of the whitespace Python's `str.strip()` removes (`CharField.to_python`), then
+ * NFKC (`UsernameField.to_python`), then looked up whole. A compatibility form finds the
  * user Django finds; a name stored in another form by hand is still found as stored; a name longer
  * than `auth_user.username` holds is nobody's, never cut to the 150 characters another user may have.
  * The password is never cut either: one longer than sign-in takes fails as a wrong one.
@@ -24,6 +25,10 @@ await describeOnEachAllianceAuth(
   (kind) => {
     const suite = serveAllianceAuth(kind, {
       directory: { passwordLogin: true, pollSeconds: 3600 },
+      // Five failures per name from one address (the default); room enough per address for every test.
+      config: {
+        login: { maxFailuresPerAccountAndAddress: 5, maxFailuresPerAccount: 50, maxFailuresPerAddress: 500 },
+      },
       async prepare(fixture) {
         /** A user written to `auth_user` as given, with the access permission and a Guest profile. */
         const addUser = (id: number, username: string, password = FIXTURE_PASSWORD) =>
@@ -38,6 +43,7 @@ await describeOnEachAllianceAuth(
         await addUser(43, `pilot${'𠀀'.repeat(100)}`);
         await addUser(46, 'hana', LONG_PASSWORD);
         await addUser(47, 'zoe');
+        await addUser(48, 'pilot3');
       },
     });
     let client: { clientId: string; clientSecret: string };
@@ -129,6 +135,32 @@ await describeOnEachAllianceAuth(
           assert.equal(response.status, 429, `${spelling} is zoe there, and waits with zoe`);
           assert.ok((await response.text()).includes(LOGIN_THROTTLED_MESSAGE));
         } else assert.equal(response.status, 401, `${spelling} is nobody there`);
+      }
+    });
+
+    it("strips the whitespace Django's login form strips (Python's, not JavaScript's), before NFKC, for the lookup and the throttle alike", async () => {
+      // U+0085 (next line) and U+001C–U+001F are whitespace to Python, not to JavaScript's trim();
+      // U+3000 (ideographic space) and U+2028 are to both.
+      for (const typed of [
+        'pilot3\u0085',
+        '\u3000pilot3',
+        '\u001fpilot3\u2028',
+        '\u0085 ｐｉｌｏｔ３\u001c\u3000',
+      ]) {
+        assert.equal(await subOf(typed), '48', JSON.stringify(typed));
+      }
+      // U+FEFF is no whitespace to Python: Django looks `\ufefffinn` up as typed and finds nobody.
+      assert.equal((await signInAs('\ufefffinn')).status, 401, 'U+FEFF is kept');
+      // One budget, however the name was typed: five failures in all, then the right password waits.
+      const spellings = ['pilot3\u0085', '\u3000pilot3', 'pilot3', '\u001cpilot3\u0085'];
+      for (let n = 0; n < 5; n += 1) {
+        const spelling = spellings[n % spellings.length]!;
+        assert.equal((await signInAs(spelling, 'wrong-password')).status, 401, JSON.stringify(spelling));
+      }
+      for (const spelling of spellings) {
+        const response = await signInAs(spelling);
+        assert.equal(response.status, 429, `${JSON.stringify(spelling)} waits with pilot3`);
+        assert.ok((await response.text()).includes(LOGIN_THROTTLED_MESSAGE));
       }
     });
 

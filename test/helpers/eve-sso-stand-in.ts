@@ -45,6 +45,14 @@ export interface EveSsoStandIn {
    * of JSON whitespace every `TRICKLE_INTERVAL_MS`, never ending: an endpoint that is slow, not down.
    */
   trickle(endpoint: 'token' | 'jwks', on: boolean): void;
+  /**
+   * From now on (undefined: normal service), the JWKS publishes the signing key's id over a key that
+   * cannot verify: of another type, for another algorithm, with a modulus that is no RSA modulus, or
+   * without its modulus.
+   */
+  breakJwksKey(how: BrokenJwksKey | undefined): void;
+  /** How many times the JWKS was served. */
+  jwksServed(): number;
   /** How many codes were redeemed. */
   redeemed(): number;
   close(): Promise<void>;
@@ -56,6 +64,8 @@ export type TokenTamper =
   | { subject: string }
   | { expiresInSeconds: number }
   | { foreignKey: true };
+
+export type BrokenJwksKey = 'kty' | 'alg' | 'modulus' | 'missing_n';
 
 export const STAND_IN_CLIENT = {
   clientId: 'eve-client-0123456789abcdef',
@@ -80,6 +90,32 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
   let tamper: TokenTamper | undefined;
   let tokenStatus: number | undefined;
   let redeemedCount = 0;
+  let brokenKey: BrokenJwksKey | undefined;
+  let jwksCount = 0;
+  const publishedKey = (): JWK => {
+    const key: JWK = { ...publicJwk, kid, alg: 'RS256', use: 'sig' };
+    switch (brokenKey) {
+      case undefined:
+        return key;
+      case 'kty':
+        return {
+          kty: 'EC',
+          crv: 'P-256',
+          kid,
+          use: 'sig',
+          x: publicJwk.n!.slice(0, 43),
+          y: publicJwk.n!.slice(43, 86),
+        };
+      case 'alg':
+        return { ...key, alg: 'RS512' };
+      case 'modulus':
+        return { ...key, n: 'AQAB' };
+      case 'missing_n': {
+        const { n: _n, ...rest } = key;
+        return rest;
+      }
+    }
+  };
   const trickling = new Set<'token' | 'jwks'>();
   const trickles = new Set<ReturnType<typeof setInterval>>();
   const trickleAnswer = (response: ServerResponse) => {
@@ -179,7 +215,8 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
       }
       if (request.method === 'GET' && url.pathname === '/oauth/jwks') {
         if (trickling.has('jwks')) return trickleAnswer(response);
-        return json(200, { keys: [{ ...publicJwk, kid, alg: 'RS256', use: 'sig' }] });
+        jwksCount += 1;
+        return json(200, { keys: [publishedKey()] });
       }
       return json(404, { error: 'not_found' });
     })().catch((error: Error) => {
@@ -211,6 +248,10 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
       if (on) trickling.add(endpoint);
       else trickling.delete(endpoint);
     },
+    breakJwksKey(how) {
+      brokenKey = how;
+    },
+    jwksServed: () => jwksCount,
     redeemed: () => redeemedCount,
     close: () =>
       new Promise<void>((resolve) => {

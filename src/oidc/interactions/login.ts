@@ -8,6 +8,7 @@ import { pageContext } from '../../http/pages/layout.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { sameText } from '../../util/same-text.ts';
 import { normalizePassword } from '../../directory/builtin/passwords.ts';
+import { stripPythonWhitespace } from '../../util/python-strip.ts';
 import {
   type Interaction,
   type InteractionDependencies,
@@ -43,9 +44,11 @@ export async function submitLogin(
   if (interaction.prompt.name !== 'login') {
     return renderStatus(ctx, deps, 400, 'invalid_request', 'This sign-in step is already complete.');
   }
-  // Never cut: the first 150 characters of a longer name may be another user's. A name longer than
-  // any directory holds goes on like any unknown one (throttled, one hash check) and fails the same.
-  const username = (form.get('username') ?? '').trim();
+  // Stripped as Django's login form strips it (Python's `str.strip()`, before the directory reads it
+  // in NFKC), so that a name is found exactly where Alliance Auth finds it. Never cut: the first 150
+  // characters of a longer name may be another user's. A name longer than any directory holds goes
+  // on like any unknown one (throttled, one hash check) and fails the same.
+  const username = stripPythonWhitespace(form.get('username') ?? '');
   // Whole as well: one longer than any password may be (MAX_PASSWORD_LENGTH) fails in the directory as
   // a wrong one does (throttled, one hash check), never cut to a prefix that might be right.
   const password = form.get('password') ?? '';
