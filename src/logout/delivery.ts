@@ -265,7 +265,15 @@ export function createDelivery(
     attempted?.(result.httpStatus !== null);
     if ('retry' in result) {
       const delaySeconds = retries[job.attempts - 1] ?? retries[retries.length - 1]!;
-      await transport.reschedule(job, owner, now(), delaySeconds, result.httpStatus);
+      // The first attempt's start goes with the job (pg-boss keeps it there): the delivery's time is
+      // measured from it, not from the end of an attempt that waited for its request timeout.
+      await transport.reschedule(
+        { ...job, firstAttemptAt: startedAt },
+        owner,
+        now(),
+        delaySeconds,
+        result.httpStatus,
+      );
       return;
     }
     const at = now();

@@ -98,6 +98,8 @@ export function createWorkerLoop(deps: {
   const answeredMs = new Map<string, number>();
   // By slow application: until when its lanes are spoken for by the jobs put back for them.
   const bookedUntil = new Map<string, number>();
+  // Wakes the running worker's round to claim again (`drain`), while it waits for attempts in flight.
+  let wakeDrain: (() => void) | undefined;
   const applicationsAt = async (): Promise<ApplicationLookups> => {
     const epoch = await deps.changeEpoch();
     if (kept?.epoch !== epoch) kept = { epoch, applications: new Map() };
@@ -126,7 +128,17 @@ export function createWorkerLoop(deps: {
    * other applications' jobs while it works through them. Its other jobs are put back, each until
    * about when a lane will be free for it (`deferUntilLanesFree`), so that each is put back once.
    */
-  const drain = async (concurrency: number, stopped: () => boolean): Promise<number> => {
+  const drain = async (
+    concurrency: number,
+    stopped: () => boolean,
+    /**
+     * A worker's poll interval: while attempts are in flight, the loop claims again at least this
+     * often, and whenever `wakeDrain` is called (this process queued jobs). Otherwise a retry that
+     * came due, or a logout queued meanwhile, would wait for an attempt in flight to end: up to a
+     * request timeout behind an application that never answers. `deliverDue` passes none.
+     */
+    pollIntervalMs?: number,
+  ): Promise<number> => {
     // The lanes: attempts being made.
     const attempting = new Set<object>();
     // Every claimed job not yet at its next state (recorded, rescheduled, deferred, or left to its
@@ -146,6 +158,7 @@ export function createWorkerLoop(deps: {
       waiting = undefined;
       resolve?.();
     };
+    if (pollIntervalMs !== undefined) wakeDrain = wake;
     const refill = Math.max(1, Math.floor(concurrency / 2));
     let attempts = 0;
     let due = true;
@@ -305,14 +318,20 @@ export function createWorkerLoop(deps: {
         let timer: NodeJS.Timeout | undefined;
         await new Promise<void>((resolve) => {
           waiting = resolve;
-          // Held jobs wait for a lane of their application, or for it to be found stalled.
-          if (held > 0) timer = setTimeout(wake, Math.max(10, stallMs / 2));
+          // Held jobs wait for a lane of their application, or for it to be found stalled; jobs that
+          // come due meanwhile, for the next poll.
+          const waits = [
+            ...(held > 0 ? [Math.max(10, stallMs / 2)] : []),
+            ...(pollIntervalMs === undefined ? [] : [pollIntervalMs]),
+          ];
+          if (waits.length > 0) timer = setTimeout(wake, Math.min(...waits));
         });
         clearTimeout(timer);
         // An attempt was made or recorded: a job may have been rescheduled, and more may be due now.
         due = true;
       }
     } finally {
+      if (wakeDrain === wake) wakeDrain = undefined;
       // Stopping: what is held goes back at once, for whichever worker claims next.
       deferHeld(undefined, 0);
       await Promise.all(unrecorded);
@@ -348,11 +367,13 @@ export function createWorkerLoop(deps: {
     const tick = () => {
       if (running) {
         again = true;
+        // Its round claims the jobs just queued now, not once an attempt in flight has ended.
+        wakeDrain?.();
         return;
       }
       running = (async () => {
         try {
-          await drain(concurrency, () => stopped);
+          await drain(concurrency, () => stopped, pollIntervalMs);
           if (now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
             await transport.purge(purgedAt);

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { buildLogoutToken } from '../../src/logout/logout-token.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
@@ -327,6 +329,46 @@ describe(`back-channel logout delivery outcomes (${testDatabaseKind})`, () => {
     const users = await server.app.directoryAdmin.listUsers();
     assert.ok(users.every((profile) => String(profile.user.id) !== claims.sub));
     assert.equal((await attemptRows(second.clientId))[0]?.trigger, 'admin_test');
+  });
+});
+
+describe(`the time of a delivery whose first attempt timed out (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+  let receiver: Receiver;
+  const unanswered: ServerResponse[] = [];
+
+  before(async () => {
+    // Keeps the first request unanswered (its attempt times out), answers the next.
+    receiver = await startReceiver((_request, response) => {
+      if (receiver.requests.length === 1) unanswered.push(response);
+      else response.end();
+    });
+    fixture = await startLogoutWorkerFixture({
+      logout: { allowPrivateTargets: true, requestTimeoutMs: 1000, retryBackoffSeconds: [1] },
+    });
+  });
+  after(async () => {
+    for (const response of unanswered) response.end();
+    await fixture.close();
+    await receiver.close();
+  });
+
+  it('is measured from the start of the first attempt, its timeout included', async () => {
+    const { services } = fixture;
+    const clientId = await fixture.application('Times out once', receiver.url());
+    const userId = await fixture.userHoldingToken('times-out-once', clientId);
+    await services.directoryAdmin.deactivate({ id: userId });
+    assert.equal(await services.logout.deliverDue(), 1, 'the first attempt');
+    await eventually(async () => (await services.logout.deliverDue()) === 1, 'the retry is made');
+    const [job] = await logoutJobs(services.database, { userId });
+    assert.equal(job?.outcome, 'success');
+    assert.equal(job?.attempts, 2);
+    const histogram = await services.metrics.registry.getSingleMetricAsString('aa_oidc_bcl_delivery_seconds');
+    const sum = /aa_oidc_bcl_delivery_seconds_sum\{outcome="success"\} ([\d.]+)/.exec(histogram);
+    assert.ok(
+      sum && Number(sum[1]) >= 2,
+      `from the first attempt to the outcome: its 1 s request timeout and the 1 s backoff (${sum?.[1]} s)`,
+    );
   });
 });
 

@@ -131,3 +131,65 @@ describe(`the logout worker with a hung application beside a healthy one on the 
     assert.ok(open.length <= LANES_PER_APPLICATION, `${open.length} attempts wait at the hung application`);
   });
 });
+
+/**
+ * While an attempt at an application that never answers is in flight, the worker still claims: a
+ * logout queued meanwhile and a retry that came due go out then, not once that attempt timed out.
+ */
+describe(`the logout worker claims while a hung application's attempt is in flight (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+  let hung: Receiver;
+  let healthy: Receiver;
+  let flaky: Receiver;
+  const open: ServerResponse[] = [];
+  let releasing = false;
+
+  before(async () => {
+    hung = await startReceiver((_request, response) => {
+      if (releasing) response.end();
+      else open.push(response);
+    });
+    healthy = await startReceiver((_request, response) => response.end());
+    // Fails its first attempt, then answers: its retry comes due while the hung attempt waits.
+    flaky = await startReceiver((_request, response) => {
+      response.statusCode = flaky.requests.length === 1 ? 503 : 200;
+      response.end();
+    });
+    // The hung attempt would wait a minute: the test ends long before.
+    fixture = await startLogoutWorkerFixture({
+      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000, retryBackoffSeconds: [1] },
+    });
+  });
+  after(async () => {
+    releasing = true;
+    for (const response of open) response.end();
+    await fixture.services.logout.close();
+    await fixture.close();
+    await hung.close();
+    await healthy.close();
+    await flaky.close();
+  });
+
+  it('delivers a logout queued meanwhile, and a retry that came due, while the hung attempt still waits', async () => {
+    const { services } = fixture;
+    const hungApp = await fixture.application('Never answers', hung.url());
+    const healthyApp = await fixture.application('Answers', healthy.url());
+    const flakyApp = await fixture.application('Fails once', flaky.url());
+    const first = await fixture.userHoldingToken('in-flight-1', hungApp);
+    services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
+    await services.directoryAdmin.deactivate({ id: first });
+    await eventually(() => open.length === 1, 'the hung application has the first logout');
+
+    const second = await fixture.userHoldingToken('in-flight-2', healthyApp);
+    await fixture.tokenAt(second, flakyApp);
+    await services.directoryAdmin.deactivate({ id: second });
+    await eventually(() => healthy.requests.length === 1, 'the logout queued meanwhile went out');
+    await eventually(() => flaky.requests.length === 2, 'the retry that came due went out');
+    assert.equal(hung.requests.length, 1);
+    assert.equal(open.length, 1, 'the hung attempt still waits');
+    await eventually(async () => {
+      const jobs = await logoutJobs(services.database, { userId: second });
+      return jobs.length === 2 && jobs.every((job) => job.status === 'done' && job.outcome === 'success');
+    }, 'both are recorded as delivered');
+  });
+});
