@@ -118,11 +118,11 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     assert.equal(
       csv.stdout,
-      'username,email,state,groups,active,superuser,oidc access,last login\r\nalice,alice@example.org,Member,Pilots,true,false,false,\r\n',
+      'username,email,state,groups,active,superuser,last login,oidc access\r\nalice,alice@example.org,Member,Pilots,true,false,,false\r\n',
     );
     assert.deepEqual(table.stdout.split('\n'), [
-      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  OIDC ACCESS  LAST LOGIN',
-      'alice     alice@example.org  Member  Pilots  true    false      false',
+      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  LAST LOGIN  OIDC ACCESS',
+      'alice     alice@example.org  Member  Pilots  true    false                  false',
       '',
     ]);
     const detail = JSON.parse(show.stdout) as Record<string, unknown>;

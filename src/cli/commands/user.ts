@@ -98,10 +98,11 @@ const USER_COLUMNS: readonly Column<UserRecord>[] = [
   { header: 'groups', value: (profile) => groupNames(profile) },
   { header: 'active', value: (profile) => profile.user.active === 1 },
   { header: 'superuser', value: (profile) => profile.user.superuser === 1 },
-  // Held by the user directly (`user grant-access`; with Alliance Auth, its permission held by the
-  // user): what `user show` prints as oidc_access, not whether a state or group grants it too.
-  { header: 'oidc access', value: (profile) => profile.user.oidc_access === 1 },
   { header: 'last login', value: (profile) => isoTime(profile.user.last_login_at) },
+  // Held by the user directly (`user grant-access`; with Alliance Auth, its permission held by the
+  // user): what `user show` prints as oidc_access, not whether a state or group grants it too. Last,
+  // so that a script reading the columns before it by position reads them as before.
+  { header: 'oidc access', value: (profile) => profile.user.oidc_access === 1 },
 ];
 
 /** A user as scripts see it: never the password hash. */

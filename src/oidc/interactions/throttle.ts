@@ -8,6 +8,7 @@ import type { Logger } from '../../logging/logger.ts';
 import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
 import { addressKey } from '../../util/address-key.ts';
 import { nameKey } from '../../util/name-key.ts';
+import { stripPythonWhitespace } from '../../util/python-strip.ts';
 
 export type ThrottleConfig = Config['login'];
 
@@ -130,7 +131,7 @@ export async function askReleasingIfUnanswered<T>(
  * beside the method (`login_failure.method`), which tells a typed `eve:1` from the character 1.
  */
 export function accountKey(username: string): string {
-  return nameKey(username).trim().slice(0, 150);
+  return stripPythonWhitespace(nameKey(username)).slice(0, 150);
 }
 
 /** The account a second-factor code counts against: the user, by the id that never changes. */
