@@ -19,9 +19,19 @@ export function parseTimeFilter(value: string, now = Date.now()): number | undef
   const text = value.trim();
   const relative = RELATIVE.exec(text);
   if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]!]!;
-  if (/^\d{4}-\d{2}-\d{2}(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/.test(text)) {
+  const date = /^(\d{4})-(\d{2})-(\d{2})(?:[T ][\d:.]+(?:Z|[+-]\d{2}:?\d{2})?)?$/.exec(text);
+  if (date && isCalendarDate(Number(date[1]), Number(date[2]), Number(date[3]))) {
     const parsed = Date.parse(text);
     if (Number.isFinite(parsed)) return parsed;
   }
   return undefined;
+}
+
+/**
+ * Whether the day exists in that month: `Date.parse` takes any day up to 31 and runs on into the
+ * next month (`2024-02-30` as 1 March, `2023-02-29` too), a time the operator did not write.
+ */
+function isCalendarDate(year: number, month: number, day: number): boolean {
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }

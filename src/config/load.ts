@@ -145,6 +145,7 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
   try {
     parsed = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
+    if (error instanceof ConfigError) throw new ConfigError(`AA_OIDC_CONFIG: ${file} ${error.message}`);
     // The parser's first line (what and where), never the text it quotes: the line may hold the
     // secret key or another secret (YAML's excerpt of the line, JSON's of the text).
     const json = /\.json$/i.test(file);
@@ -165,6 +166,13 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
       : withoutQuotedYaml(firstLine);
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} is not valid ${json ? 'JSON' : 'YAML'}: ${reason}`);
   }
+  // JSON.parse keeps the last of a key given twice, where YAML refuses it: the first would be lost
+  // without a word (a secret key set twice, an edit appended below the old value).
+  const twice = /\.json$/i.test(file) ? repeatedJsonKey(text) : undefined;
+  if (twice !== undefined)
+    throw new ConfigError(
+      `AA_OIDC_CONFIG: ${file} gives a key twice in one object, at ${twice}; give each key once (JSON would keep only the last)`,
+    );
   if (parsed == null) return { settings: {}, mode };
   if (!isPlainObject(parsed))
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} must contain an object at the top level`);
@@ -232,7 +240,8 @@ function describeValidKeys(parentPath: readonly PropertyKey[]): string {
 export function loadConfig(options: LoadConfigOptions = {}): Config {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const origins: Record<string, string> = {};
+  // No prototype: a file's key `__proto__` would otherwise find Object.prototype as its origin.
+  const origins: Record<string, string> = Object.create(null) as Record<string, string>;
 
   let raw: Record<string, unknown> = {};
   let readableConfigFile: Config['readableConfigFile'] = null;
@@ -303,7 +312,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
         return issue.keys
           .map((key) => {
             const full = [...issue.path, key].join('.');
-            return `${origins[full] ?? 'config'}: unknown key "${full}"; valid keys${issue.path.length ? ` under "${issue.path.join('.')}"` : ''}: ${describeValidKeys(issue.path)}`;
+            // A key holding an object has no origin of its own: its leaves have.
+            const origin =
+              origins[full] ??
+              Object.entries(origins).find(([leaf]) => leaf.startsWith(`${full}.`))?.[1] ??
+              'config';
+            return `${origin}: unknown key "${full}"; valid keys${issue.path.length ? ` under "${issue.path.join('.')}"` : ''}: ${describeValidKeys(issue.path)}`;
           })
           .join('; ');
       }
@@ -942,15 +956,59 @@ function redactUserPassword(url: string): string {
   return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
-/** YAML, loaded only when a YAML configuration file is read (memory). */
+/** The YAML library, loaded only when a configuration file is read (memory). */
+function yamlLibrary(): typeof yaml {
+  return createRequire(import.meta.url)('yaml') as typeof yaml;
+}
+
+/**
+ * YAML's integers and floats written otherwise than in decimal digits (`0x10`, `0o20`, `1e3`) are
+ * read as text, which a number's key refuses, naming it, as it refuses them from the environment:
+ * YAML would read them as 16, 16 and 1000, values the operator may not have meant (YAML 1.1 reads
+ * `0o20` as text, `020` as 16).
+ */
+const notDecimal = (tags: yaml.Tags): yaml.Tags =>
+  tags.map((tag): yaml.Tags[number] =>
+    typeof tag === 'object' &&
+    !('collection' in tag && tag.collection) &&
+    /^tag:yaml\.org,2002:(?:int|float)$/.test(tag.tag) &&
+    ['HEX', 'OCT', 'EXP'].includes(tag.format ?? '')
+      ? ({ ...tag, resolve: (source: string) => source } as yaml.ScalarTag)
+      : tag,
+  );
+
 function parseYaml(text: string): unknown {
-  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof yaml;
   // Silent: the parser would print a warning (an unknown `!tag`) with its excerpt of the line, which
   // may hold a secret. A warning stops loading like an error, since the value would not be as written.
-  const document = parseDocument(text, { logLevel: 'silent' });
-  const problem = document.errors[0] ?? document.warnings[0];
-  if (problem) throw problem;
-  return document.toJS();
+  const documents = yamlLibrary().parseAllDocuments(text, { logLevel: 'silent', customTags: notDecimal });
+  if (!Array.isArray(documents)) return null; // no document at all: an empty file, or comments only
+  for (const document of documents) {
+    const problem = document.errors[0] ?? document.warnings[0];
+    if (problem) throw problem;
+  }
+  // parseDocument would read the first document and drop the others without a word (two files
+  // joined with `---`): every setting after the first `---` would be lost.
+  // An empty one (after a closing `---`) holds nothing to lose.
+  const settings = documents.map((document) => document.toJS() as unknown).filter((value) => value != null);
+  if (settings.length > 1)
+    throw new ConfigError(
+      `holds ${settings.length} YAML documents (separated by ---); put every setting in one document`,
+    );
+  return settings[0] ?? null;
+}
+
+/**
+ * Where a JSON text gives a key twice in one object (`line 3, column 5`), or undefined: YAML's
+ * reading of the text, a superset of JSON's, refuses a repeated key. Only that finding counts.
+ */
+function repeatedJsonKey(text: string): string | undefined {
+  try {
+    const document = yamlLibrary().parseDocument(text, { logLevel: 'silent', uniqueKeys: true });
+    const repeated = document.errors.find((error) => error.code === 'DUPLICATE_KEY');
+    return repeated && / at (line \d+, column \d+)/.exec(repeated.message)?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -95,6 +95,13 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     const since = await cli('audit', 'list', '--since', 'yesterday');
     assert.notEqual(since.code, 0);
     assert.match(since.stderr, /--since "yesterday" is not a time/);
+    // Date.parse would run on into March: a time nobody wrote.
+    for (const day of ['2024-02-30', '2023-02-29T12:00:00Z', '2024-04-31']) {
+      const missing = await cli('audit', 'list', '--since', day);
+      assert.equal(missing.code, 1, day);
+      assert.match(missing.stderr, new RegExp(`--since "${day}" is not a time: use an ISO 8601 date`));
+    }
+    assert.equal((await cli('audit', 'list', '--since', '2024-02-29')).code, 0, 'a leap day exists');
     const limit = await cli('audit', 'list', '--limit', '0');
     assert.match(limit.stderr, /--limit must be an integer from 1 to 1000/);
     // An empty range (--since at or after --until) is refused rather than listed as nothing.

@@ -275,6 +275,19 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
       await cli(['user', 'set-email', 'erin', 'not an address']),
       /invalid email "not an address": expected an address like name@example\.org/,
     );
+    // It would show as erin@corp.example.org, to relying parties that may match accounts by it.
+    assertFailsWithOneLine(
+      await cli(['user', 'set-email', 'erin', 'erin\u200b@corp.example.org']),
+      'invalid email "erin\\u200b@corp.example.org": it contains U+200B, an invisible character, which can make the address show as something else; remove it',
+    );
+    assertFailsWithOneLine(
+      await cli(
+        ['user', 'create', 'gina', '--email', 'gina@example.org\u202e', '--password-stdin'],
+        `${password}\n`,
+      ),
+      'invalid email "gina@example.org\\u202e": it contains U+202E, a bidirectional control character, which can make the address show as something else; remove it',
+    );
+    assert.equal((await cli(['user', 'show', 'gina'])).code, 1, 'nobody was created');
     assertFailsWithOneLine(
       await cli(['user', 'set-email', 'erin', '', '--verified']),
       '--verified needs an address, not ""',

@@ -231,6 +231,15 @@ describe(`aa-oidc user set-main-character, set-locale [--dry-run], set-password 
       await set('--character-id', '90000001', '--character-name', ' Ari Venn'),
       'invalid character name " Ari Venn": use 1–254 characters without control characters or surrounding spaces, or none',
     );
+    // The name claim would show as another name ("Ari Venn" reversed after the override).
+    assertFailsWithOneLine(
+      await set('--character-id', '90000001', '--character-name', 'Ari \u202eVenn'),
+      'invalid character name "Ari \\u202eVenn": it contains U+202E, a bidirectional control character, which can make the name show as something else; remove it',
+    );
+    assertFailsWithOneLine(
+      await set(...character, '--corporation-id', '98000001', '--corporation-name', 'C\u200borp'),
+      'invalid corporation name "C\\u200borp": it contains U+200B, an invisible character, which can make the name show as something else; remove it',
+    );
     assertFailsWithOneLine(
       await set(...character, '--corporation-id', '98000001'),
       '--corporation-id and --corporation-name go together: give both, or neither',

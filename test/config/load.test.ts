@@ -854,7 +854,7 @@ describe('configuration', () => {
   it('shows a YAML number JSON cannot write (1e309, .inf, .nan) as it is, not as null', () => {
     const cwd = tempDir();
     for (const [value, shown] of [
-      ['1e309', 'Infinity'],
+      ['1e309', '"1e309"'],
       ['-.inf', '-Infinity'],
       ['.nan', 'NaN'],
     ]) {
@@ -862,6 +862,55 @@ describe('configuration', () => {
       assert.throws(
         () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.yaml' }, cwd }),
         configError(new RegExp(`key "port": expected an integer between 0 and 65535 \\(got ${shown}\\)$`)),
+      );
+    }
+  });
+
+  it('refuses what a config file would otherwise lose or read as a number not written in decimal', () => {
+    const cwd = tempDir();
+    const load = () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.yaml' }, cwd });
+    // A second YAML document (two files joined with ---) was dropped without a word.
+    writeFileSync(
+      path.join(cwd, 'aa.yaml'),
+      'port: 8100\n---\nsecretKey: hunter2hunter2hunter2hunter2hunter2\n',
+    );
+    assert.throws(
+      load,
+      configError(
+        /^AA_OIDC_CONFIG: .*aa\.yaml holds 2 YAML documents \(separated by ---\); put every setting in one document$/,
+      ),
+    );
+    // A document start before the settings, and an empty document after them, are still one.
+    writeFileSync(path.join(cwd, 'aa.yaml'), '---\nport: 8100\n---\n');
+    assert.equal(load().port, 8100);
+    // YAML reads these as 16, 16 and 1000; the environment refuses them, and so does the file now.
+    for (const value of ['0x10', '0o20', '1e3', '!!int 0x10']) {
+      writeFileSync(path.join(cwd, 'aa.yaml'), `port: ${value}\n`);
+      assert.throws(
+        load,
+        configError(/key "port": expected an integer between 0 and 65535 \(got "(0x10|0o20|1e3)"\)$/),
+        value,
+      );
+    }
+    writeFileSync(path.join(cwd, 'aa.yaml'), 'port: 8100.0\nlogout:\n  retryBackoffSeconds: [5, 10]\n');
+    assert.equal(load().port, 8100);
+    // JSON.parse keeps the last of a key given twice; YAML refuses it, and so does a JSON file now.
+    writeFileSync(
+      path.join(cwd, 'aa.json'),
+      '{\n  "secretKey": "hunter2hunter2hunter2hunter2hunter2",\n  "secretKey": "k"\n}',
+    );
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      configError(
+        /^AA_OIDC_CONFIG: .*aa\.json gives a key twice in one object, at line 3, column 3; give each key once \(JSON would keep only the last\)$/,
+      ),
+    );
+    // An unknown key holding an object is named with the file it is in (`__proto__` too).
+    for (const key of ['ports', '__proto__']) {
+      writeFileSync(path.join(cwd, 'aa.json'), `{"${key}": {"main": 8100}}`);
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+        configError(new RegExp(`^config file .*aa\\.json: unknown key "${key}"; valid keys: `)),
       );
     }
   });

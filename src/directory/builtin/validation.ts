@@ -81,6 +81,9 @@ export function validateEmail(value: unknown): string {
       `invalid email ${quote(value)}: expected an address like name@example.org (at most ${EMAIL_MAX_LENGTH} characters), or an empty string for none`,
     );
   }
+  // Released as the email claim, which relying parties show and may match accounts by: an address
+  // with a bidirectional control or an invisible character shows as another one (`al\u200bice@…`).
+  refuseUnfitCharacter('email', value, text, 'address');
   return text;
 }
 
@@ -194,7 +197,22 @@ function validateText(label: string, value: unknown, maxLength: number): string 
       `invalid ${label} ${quote(value)}: use 1–${maxLength} characters without control characters or surrounding spaces, or none`,
     );
   }
+  // The name claim and the pages show these, as they show usernames, which refuse the same.
+  refuseUnfitCharacter(label, value, text, 'name');
   return text;
+}
+
+/**
+ * Refuses `text` (the `label` given as `value`) holding a character `unfitNameCharacter` names: a
+ * line or paragraph separator, a bidirectional control or an invisible character, which let a
+ * `shown` (an address, a name) display as another.
+ */
+function refuseUnfitCharacter(label: string, value: unknown, text: string, shown: string): void {
+  const unfit = unfitNameCharacter(text);
+  if (unfit)
+    throw invalid(
+      `invalid ${label} ${quote(value)}: it contains ${unfit}, which can make the ${shown} show as something else; remove it`,
+    );
 }
 
 type Validator = (value: unknown) => string | number | null;
