@@ -273,8 +273,14 @@ function checkLogoUrl(
     );
     return null;
   }
-  if (!authorityOf(text) || !URL.canParse(text)) {
+  const authority = authorityOf(text);
+  if (!authority || !URL.canParse(text)) {
     problem('logo_url', `${quote(text)} is malformed: expected https://host/path`);
+    return null;
+  }
+  // Every page showing the logo would hand the credentials to whoever reads its source.
+  if (authority.includes('@')) {
+    problem('logo_url', `${quote(text)} must not contain credentials (user:password@)`);
     return null;
   }
   return text;

@@ -357,6 +357,8 @@ function describeReceived(raw: Record<string, unknown>, issuePath: readonly Prop
   }
   if (node === undefined) return '';
   if (URL_KEYS.has(key)) return typeof node === 'string' ? ` (got "${redactUrl(node)}")` : '';
+  // Any other URL (a logo's, EVE SSO's) given with a password: shown with it hidden.
+  if (typeof node === 'string') return ` (got ${JSON.stringify(redactUrl(node))})`;
   // YAML's .inf, .nan and 1e309 are numbers JSON has no text for (JSON.stringify writes null).
   return ` (got ${typeof node === 'number' && !Number.isFinite(node) ? String(node) : JSON.stringify(node)})`;
 }
@@ -385,13 +387,13 @@ function resolveConfig(
   issuer = issuer.replace(/\/+$/, '');
   if (mode === 'production' && !issuer.startsWith('https://')) {
     throw new ConfigError(
-      `${settingName(origins, 'issuer')}: production mode requires an https:// issuer (got "${issuer}")`,
+      `${settingName(origins, 'issuer')}: production mode requires an https:// issuer (got "${redactUrl(issuer)}")`,
     );
   }
 
   if (mode === 'production' && parsed.branding.logoUrl?.startsWith('http://')) {
     throw new ConfigError(
-      `${settingName(origins, 'branding.logoUrl')}: production mode requires an https:// logo (got "${parsed.branding.logoUrl}")`,
+      `${settingName(origins, 'branding.logoUrl')}: production mode requires an https:// logo (got "${redactUrl(parsed.branding.logoUrl)}")`,
     );
   }
 
@@ -523,7 +525,7 @@ function checkDirectory(
     // People are sent there to sign in to Alliance Auth: not over plain http, as the logo is not.
     if (mode === 'production' && aa.loginUrl.startsWith('http://')) {
       throw new ConfigError(
-        `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: production mode requires an https:// Alliance Auth sign-in page (got "${aa.loginUrl}")`,
+        `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: production mode requires an https:// Alliance Auth sign-in page (got "${redactUrl(aa.loginUrl)}")`,
       );
     }
   }
@@ -552,7 +554,7 @@ function checkDirectory(
     ] as const) {
       if (!eve[key].startsWith('https://')) {
         throw new ConfigError(
-          `${settingName(origins, `eveSso.${key}`, env)}: production mode requires https (got "${eve[key]}")`,
+          `${settingName(origins, `eveSso.${key}`, env)}: production mode requires https (got "${redactUrl(eve[key])}")`,
         );
       }
     }

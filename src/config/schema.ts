@@ -359,8 +359,16 @@ export const configSchema = z
           .min(1, 'must not be empty')
           .max(80, 'at most 80 characters')
           .default('aa-oidc'),
-        /** A logo shown beside the name on every page (https in production). */
-        logoUrl: httpUrl.optional(),
+        /**
+         * A logo shown beside the name on every page (https in production); without credentials,
+         * which every page would hand to whoever reads its source.
+         */
+        logoUrl: httpUrl
+          .refine(
+            (url) => !/^[a-z]+:\/\/[^/?#]*@/i.test(url),
+            'must not contain credentials (user:password@)',
+          )
+          .optional(),
         /** Buttons, links and focus rings; the text on it is black or white, whichever reads better. */
         accentColor: z
           .string()

@@ -190,6 +190,10 @@ describe(`application service (${testDatabaseKind})`, () => {
       message: 'logo_url: must be an https URL, not "javascript:"',
     });
     await assert.rejects(
+      service.update('grafana-0001', { logoUrl: 'https://cdn:hunter2@cdn.example.org/logo.png' }, ACTOR),
+      { message: /^logo_url: ".*" must not contain credentials \(user:password@\)$/ },
+    );
+    await assert.rejects(
       service.update('grafana-0001', { logoUrl: 'http://cdn.example.org/logo.png' }, ACTOR),
       {
         message: /^logo_url: "http:\/\/cdn\.example\.org\/logo\.png" must use https/,

@@ -1031,6 +1031,10 @@ describe('configuration', () => {
         /^config file .*aa\.json key "issuer": production mode requires an https:\/\/ issuer \(got "http:\/\/auth\.example\.org\/o"\)$/,
       ],
       [
+        { branding: { logoUrl: 'https://cdn:hunter2@cdn.example.org/logo.png' } },
+        /^config file .*aa\.json key "branding\.logoUrl": must not contain credentials \(user:password@\) \(got "https:\/\/cdn:\*\*\*@cdn\.example\.org\/logo\.png"\)$/,
+      ],
+      [
         { ...production, branding: { logoUrl: 'http://auth.example.org/logo.png' } },
         /^config file .*aa\.json key "branding\.logoUrl": production mode requires an https:\/\/ logo/,
       ],
