@@ -108,7 +108,9 @@ export function endAccessOnUserChange(deps: {
    * Many state and group changes of one unit (a state or group changed for every member): users
    * are grouped by the applications they lose, and every group's codes, tokens and grants there are
    * revoked and deleted together (`revokeLostApplications`: one statement for all groups on
-   * PostgreSQL, locking in key order); the other changes one by one.
+   * PostgreSQL, locking in key order); the other changes one by one, before, outside that order: the
+   * sessions a deactivation, deletion or new password ends, and the grants a deletion deletes (every
+   * application's, inactive ones' too, user by user with `deleteGrantsOfUser`).
    */
   const batch = async (changes: readonly DirectoryChange[], unit: UnitOfWork): Promise<void> => {
     const applications = await activeApplicationsIn(unit.trx);

@@ -1,4 +1,5 @@
-import { type Expression, type SqlBool, sql } from 'kysely';
+import { type Expression, type QueryCreator, type SqlBool, sql } from 'kysely';
+import type { Database } from '../db/schema.ts';
 import { isPostgres } from '../db/dialect.ts';
 import {
   type Db,
@@ -183,41 +184,69 @@ export interface UsersLosing {
 }
 
 /**
- * Where the rows of `losses` are, as the conditions of the statements that revoke or delete them:
- * `(user_id, client_id)` one of the pairs of a group's users and its applications. On PostgreSQL one
- * condition for every group, the pairs two parallel array parameters (`unnest($1::text[],
- * $2::text[])`): two parameters however many users, where a list would meet PostgreSQL's 65,535 bound
- * parameters. Planned (EXPLAIN, 5,000 users losing 3 of 5 applications in one or two groups among
- * 155,000 rows) as one scan of the table hash-joined with the pairs, and for a few users as a loop
- * over the pairs, each through the user index. SQLite takes lists, a condition per group and few
- * hundred users (`chunks`); none for a group that loses nothing.
+ * Where the rows of `losses` are, as the statements that revoke or delete them start (`from`) and
+ * their condition (`selected`): `(user_id, client_id)` one of the pairs of a group's users and its
+ * applications.
+ *
+ * On PostgreSQL one statement for every group, whose pairs are made in SQL: each user id sent once,
+ * tagged with the number of its group, and each group's applications once, a row of a
+ * two-dimensional array (rows padded with nulls to one length, which pair with nobody). Three array
+ * parameters however many users, where a list would meet PostgreSQL's 65,535 bound parameters, and
+ * users plus applications values, not users × applications (pairs made in JavaScript were 500,000
+ * for 20,000 users losing 25 applications, sent twice). The pairs are a CTE (`lost`), so the arrays
+ * are sent once though `lockedInKeyOrder` puts the condition twice in the statement. A user's
+ * applications are a lateral `unnest` of their group's row, which PostgreSQL (15) reckons at 10
+ * pairs a user, near enough to plan by: a join of users and applications on the group number is
+ * reckoned at a 200th of its pairs, and was planned (5,000 users) as a probe of the user index per
+ * pair, slower than the scan below. Planned (EXPLAIN, 5,000 users losing 3 of 5 applications in one
+ * or two groups among 155,000 rows) as one scan of the table hash-joined with the pairs, and for a
+ * few users (50) as a loop over the pairs, each through the user index.
+ *
+ * SQLite takes lists, a statement per group and few hundred users (`chunks`). None for a group that
+ * loses nothing.
  */
-function lossConditions(
-  db: Db,
-  losses: readonly UsersLosing[],
-): Array<(eb: PayloadEb) => Expression<SqlBool>> {
+function lossStatements(db: Db, losses: readonly UsersLosing[]): LossStatement[] {
+  const groups = losses.filter(({ userIds, clientIds }) => userIds.length > 0 && clientIds.length > 0);
   if (!isPostgres(db))
-    return losses.flatMap(({ userIds, clientIds }) =>
-      clientIds.length === 0
-        ? []
-        : chunks(userIds).map(
-            (some) => (eb: PayloadEb) =>
-              eb.and([eb('user_id', 'in', some.map(String)), eb('client_id', 'in', [...clientIds])]),
-          ),
+    return groups.flatMap(({ userIds, clientIds }) =>
+      chunks(userIds).map((some) => ({
+        from: db,
+        selected: (eb: PayloadEb) =>
+          eb.and([eb('user_id', 'in', some.map(String)), eb('client_id', 'in', [...clientIds])]),
+      })),
     );
+  if (groups.length === 0) return [];
   const userIds: string[] = [];
-  const clientIds: string[] = [];
-  for (const loss of losses)
-    for (const userId of loss.userIds)
-      for (const clientId of loss.clientIds) {
-        userIds.push(String(userId));
-        clientIds.push(clientId);
-      }
-  if (userIds.length === 0) return [];
+  const groupOfUser: number[] = [];
+  groups.forEach((group, index) => {
+    for (const userId of group.userIds) {
+      userIds.push(String(userId));
+      groupOfUser.push(index + 1);
+    }
+  });
+  const width = Math.max(...groups.map(({ clientIds }) => clientIds.length));
+  const clientsOfGroup = groups.map(({ clientIds }) => [
+    ...clientIds,
+    ...Array<null>(width - clientIds.length).fill(null),
+  ]);
   return [
-    () =>
-      sql<SqlBool>`(${sql.ref('user_id')}, ${sql.ref('client_id')}) in (select * from unnest(${userIds}::text[], ${clientIds}::text[]))`,
+    {
+      from: db.with(
+        'lost(user_id, client_id)',
+        () =>
+          sql`(select u.id, c.id from unnest(${userIds}::text[], ${groupOfUser}::int[]) as u(id, g)
+            cross join lateral unnest((${clientsOfGroup}::text[])[u.g:u.g]) as c(id) where c.id is not null)`,
+      ),
+      selected: () =>
+        sql<SqlBool>`(${sql.ref('user_id')}, ${sql.ref('client_id')}) in (select ${sql.ref('lost.user_id')}, ${sql.ref('lost.client_id')} from ${sql.table('lost')})`,
+    },
   ];
+}
+
+/** One statement of `lossStatements`: what it starts from, and the rows it concerns. */
+interface LossStatement {
+  from: Pick<QueryCreator<Database>, 'updateTable' | 'deleteFrom'>;
+  selected: (eb: PayloadEb) => Expression<SqlBool>;
 }
 
 /**
@@ -237,8 +266,8 @@ export async function revokeLiveTokenRowsOfUsers(
   now: number,
 ): Promise<TokenRow[]> {
   const revoked: TokenRow[] = [];
-  for (const selected of lossConditions(db, losses)) {
-    const rows = await db
+  for (const { from, selected } of lossStatements(db, losses)) {
+    const rows = await from
       .updateTable('oidc_payload')
       .set({ revoked_at: now, revoked_reason: reason })
       .where(
@@ -267,8 +296,8 @@ export async function revokeLiveTokenRowsOfUsers(
  */
 export async function deleteGrantsOfUsers(db: Db, losses: readonly UsersLosing[]): Promise<number> {
   let deleted = 0;
-  for (const selected of lossConditions(db, losses)) {
-    const result = await db
+  for (const { from, selected } of lossStatements(db, losses)) {
+    const result = await from
       .deleteFrom('oidc_payload')
       .where(lockedInKeyOrder(db, (eb) => eb.and([eb('model', '=', 'Grant'), selected(eb)])))
       .executeTakeFirst();

@@ -31,7 +31,10 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
    * `model`), the higher id stored first (the table, and an index, hold rows of one key in the order
    * they were stored); a consume holds the lower id and is about to lock the higher one, as a merged
    * consume does, while `revoke` revokes (or deletes) both and returns them. The higher id must still
-   * be free while `revoke` waits for the lower one.
+   * be free while `revoke` waits for the lower one. Each user of `moreOwners` holds one more row (at
+   * `clients.higher`), higher than both and inserted before them, which must be free too: a statement
+   * that locks out of key order, in an order of its plan's (a hash of the users), then rarely locks
+   * the lowest row first.
    */
   async function revokeWhileConsuming(
     owner: string | { lower: string; higher: string },
@@ -40,16 +43,19 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
     {
       model = 'AuthorizationCode',
       clients = { lower: 'c', higher: 'c' },
-    }: { model?: string; clients?: { lower: string; higher: string } } = {},
+      moreOwners = [],
+    }: { model?: string; clients?: { lower: string; higher: string }; moreOwners?: readonly string[] } = {},
   ): Promise<void> {
     const other = new pg.Client({ connectionString: database.url });
     const watcher = new pg.Client({ connectionString: database.url });
     await other.connect();
     await watcher.connect();
     const [lower, higher] = [`${grantId}-code-1`, `${grantId}-code-2`];
+    const more = moreOwners.map((userId, index) => [`${grantId}-code-3-${index}`, userId, clients.higher]);
     try {
       const owners = typeof owner === 'string' ? { lower: owner, higher: owner } : owner;
       for (const [id, userId, clientId] of [
+        ...more,
         [higher, owners.higher, clients.higher],
         [lower, owners.lower, clients.lower],
       ]) {
@@ -59,9 +65,10 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
           [model, id, grantId, userId, clientId],
         );
       }
+      // (`moreOwners`' rows may take room that earlier tests' rows left: the two are what count.)
       const stored = await other.query<{ id: string }>(
-        'select id from oidc_payload where grant_id = $1 order by ctid',
-        [grantId],
+        'select id from oidc_payload where id in ($1, $2) order by ctid',
+        [higher, lower],
       );
       assert.deepEqual(
         stored.rows.map((row) => row.id),
@@ -77,20 +84,23 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
         );
         return waiting.rowCount === 1;
       }, 'the revocation waits for the consume');
-      let higherLocked: string = 'locked';
-      try {
-        await other.query(`select 1 from oidc_payload where model = $1 and id = $2 for update nowait`, [
-          model,
-          higher,
-        ]);
-      } catch (error) {
-        higherLocked = `refused: ${(error as { code?: string }).code}`;
-      }
-      await other.query(higherLocked === 'locked' ? 'commit' : 'rollback');
+      // Every row but the lower one, unless the revocation locked it already.
+      const free = await other.query<{ id: string }>(
+        'select id from oidc_payload where model = $1 and grant_id = $2 and id <> $3 for update skip locked',
+        [model, grantId, lower],
+      );
+      await other.query('commit');
       const revoked = await revocation;
 
-      assert.equal(higherLocked, 'locked', 'the higher id is still free while the revocation waits');
-      assert.deepEqual(revoked.map((row) => row.id).sort(), [lower, higher]);
+      assert.deepEqual(
+        free.rows.map((row) => row.id).sort(),
+        [higher, ...more.map(([id]) => id!)].sort(),
+        'the higher ids are still free while the revocation waits',
+      );
+      assert.deepEqual(
+        revoked.map((row) => row.id).sort(),
+        [lower, higher, ...more.map(([id]) => id!)].sort(),
+      );
     } finally {
       await other.end();
       await watcher.end();
@@ -129,25 +139,42 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
     { skip },
     () => {
       // The first and the last of more users than SQLite's statements take at once, the last holding
-      // the lower id; in a transaction, as a change's unit of work revokes them: all of their rows are
-      // locked in key order, not the first users' before the last's.
+      // the lowest id, each user between a higher one; in a transaction, as a change's unit of work
+      // revokes them: all of their rows are locked in key order, not the first users' before the
+      // last's, nor in the order the statement meets the users.
       const between = Array.from({ length: USERS_PER_STATEMENT - 1 }, (_, index) => 1000 + index);
-      return revokeWhileConsuming({ lower: '13', higher: '12' }, 'g-many-users', () =>
-        handle.db
-          .transaction()
-          .execute((trx) =>
-            revokeLiveTokenRowsOfUsers(trx, [{ userIds: [12, ...between, 13], clientIds: ['c'] }], 'test', 1),
-          ),
+      return revokeWhileConsuming(
+        { lower: '13', higher: '12' },
+        'g-many-users',
+        () =>
+          handle.db
+            .transaction()
+            .execute((trx) =>
+              revokeLiveTokenRowsOfUsers(
+                trx,
+                [{ userIds: [12, ...between, 13], clientIds: ['c'] }],
+                'test',
+                1,
+              ),
+            ),
+        { moreOwners: between.map(String) },
       );
     },
   );
 
+  /** Users who lose `lost-1` with the first user of `loseApplicationsInOneUnit`. */
+  const MORE_IN_FIRST_GROUP = Array.from({ length: 50 }, (_, index) => 2000 + index);
+
   /**
-   * One state change of two users in one unit, each losing another application (so in two loss
-   * groups): `first` loses `lost-1` (its state `S1` is no longer theirs), `second` loses `lost-2`.
-   * Returns the ids of grant `grantId`'s rows the unit revoked or deleted.
+   * One state change of users in one unit, losing another application in each of two loss groups:
+   * `first` loses `lost-1` (its state `S1` is no longer theirs), `second` loses `lost-2`. Returns the
+   * ids of grant `grantId`'s rows the unit revoked or deleted.
    */
-  async function loseApplicationsInOneUnit(first: number, second: number, grantId: string) {
+  async function loseApplicationsInOneUnit(
+    first: readonly number[],
+    second: readonly number[],
+    grantId: string,
+  ) {
     await handle.db
       .insertInto('application')
       .values(
@@ -183,19 +210,19 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       .onConflict((conflict) => conflict.doNothing())
       .execute();
     const changes: DirectoryChange[] = [
-      {
-        kind: 'user_state_changed',
-        userId: first,
-        before: profile(first, 'S1'),
-        after: profile(first, 'S0'),
-      },
-      {
-        kind: 'user_state_changed',
-        userId: second,
-        before: profile(second, 'S2'),
-        after: profile(second, 'S0'),
-      },
-    ];
+      ...first.map((userId) => ({ userId, before: 'S1' })),
+      ...second.map((userId) => ({ userId, before: 'S2' })),
+    ].map(({ userId, before }) => ({
+      kind: 'user_state_changed',
+      userId,
+      before: profile(userId, before),
+      after: profile(userId, 'S0'),
+    }));
+    const rows = await handle.db
+      .selectFrom('oidc_payload')
+      .select('id')
+      .where('grant_id', '=', grantId)
+      .execute();
     const consumer = endAccessOnUserChange({ kind: 'postgres', audit: { publish: () => undefined } });
     await inUnitOfWork(handle.db, (unit) => consumer.batch!(changes, unit));
     const kept = await handle.db
@@ -205,21 +232,20 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       .where('revoked_reason', 'is', null)
       .execute();
     const keptIds = new Set(kept.map((row) => row.id));
-    return [`${grantId}-code-1`, `${grantId}-code-2`].filter((id) => !keptIds.has(id)).map((id) => ({ id }));
+    return rows.filter((row) => !keptIds.has(row.id));
   }
 
   it(
     'locks the live codes of users who lose different applications in one change in id order, across the groups',
     { skip },
     () =>
-      // The first change's user (the first group) holds the higher id, the second's the lower.
+      // The first change's user (the first group) holds the higher id, the second's the lower, and
+      // more users of the first group higher ones.
       revokeWhileConsuming(
         { lower: '21', higher: '20' },
         'g-groups',
-        () => loseApplicationsInOneUnit(20, 21, 'g-groups'),
-        {
-          clients: { lower: 'lost-2', higher: 'lost-1' },
-        },
+        () => loseApplicationsInOneUnit([20, ...MORE_IN_FIRST_GROUP], [21], 'g-groups'),
+        { clients: { lower: 'lost-2', higher: 'lost-1' }, moreOwners: MORE_IN_FIRST_GROUP.map(String) },
       ),
   );
 
@@ -230,8 +256,12 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
       revokeWhileConsuming(
         { lower: '23', higher: '22' },
         'g-grants',
-        () => loseApplicationsInOneUnit(22, 23, 'g-grants'),
-        { model: 'Grant', clients: { lower: 'lost-2', higher: 'lost-1' } },
+        () => loseApplicationsInOneUnit([22, ...MORE_IN_FIRST_GROUP], [23], 'g-grants'),
+        {
+          model: 'Grant',
+          clients: { lower: 'lost-2', higher: 'lost-1' },
+          moreOwners: MORE_IN_FIRST_GROUP.map(String),
+        },
       ),
   );
 });
