@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { NO_CHARACTER } from '../../src/alliance-auth/directory.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { inUnitOfWork } from '../../src/db/unit-of-work.ts';
 import type { DirectoryChange, UserProfile } from '../../src/directory/port.ts';
@@ -277,18 +278,7 @@ function profile(id: number, state: string): UserProfile {
     superuser: false,
     oidcAccess: false,
     locale: null,
-    mainCharacter: {
-      characterId: null,
-      characterName: null,
-      corporationId: null,
-      corporationName: null,
-      corporationTicker: null,
-      allianceId: null,
-      allianceName: null,
-      allianceTicker: null,
-      factionId: null,
-      factionName: null,
-    },
+    mainCharacter: NO_CHARACTER,
     state: { name: state, priority: 1, oidcAccess: true },
     groups: [],
   };
