@@ -5,6 +5,7 @@ import { hasUnsafeUriCharacter } from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { listedNameHint } from '../util/listed-name.ts';
 import { nameKey } from '../util/name-key.ts';
+import { urlHasCredentials } from '../util/url-credentials.ts';
 import { visibleText } from '../util/visible-text.ts';
 import {
   ACCESS_TOKEN_FORMAT_SETTINGS,
@@ -273,13 +274,12 @@ function checkLogoUrl(
     );
     return null;
   }
-  const authority = authorityOf(text);
-  if (!authority || !URL.canParse(text)) {
+  if (!authorityOf(text) || !URL.canParse(text)) {
     problem('logo_url', `${quote(text)} is malformed: expected https://host/path`);
     return null;
   }
   // Every page showing the logo would hand the credentials to whoever reads its source.
-  if (authority.includes('@')) {
+  if (urlHasCredentials(text)) {
     problem('logo_url', `${quote(text)} must not contain credentials (user:password@)`);
     return null;
   }
@@ -311,7 +311,7 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     const authority = authorityOf(text);
     if (!authority) return `${quote(text)} is malformed: expected ${scheme}://host/path`;
     const url = new URL(text);
-    if (authority.includes('@') || url.username !== '' || url.password !== '')
+    if (urlHasCredentials(text) || url.username !== '' || url.password !== '')
       return `${quote(text)} must not contain credentials (user:password@)`;
     if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
     if (hostHasWildcard(url) && !rules.stored?.includes(text))

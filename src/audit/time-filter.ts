@@ -32,6 +32,8 @@ export function parseTimeFilter(value: string, now = Date.now()): number | undef
  * next month (`2024-02-30` as 1 March, `2023-02-29` too), a time the operator did not write.
  */
 function isCalendarDate(year: number, month: number, day: number): boolean {
-  const date = new Date(Date.UTC(year, month - 1, day));
+  // setUTCFullYear, not Date.UTC, which reads the years 0–99 as 1900–1999.
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
   return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }

@@ -987,6 +987,13 @@ function parseYaml(text: string): unknown {
   for (const document of documents) {
     const problem = document.errors[0] ?? document.warnings[0];
     if (problem) throw problem;
+    // A `%YAML 1.1` directive switches to YAML 1.1's readings (`0b11`, `1_000`, `1:30` as numbers,
+    // `yes` as true), which `notDecimal` does not cover: refused rather than read otherwise.
+    const version = document.directives?.yaml.version;
+    if (version !== undefined && version !== '1.2')
+      throw new ConfigError(
+        `asks for YAML ${version} (a %YAML directive), which reads some values otherwise; remove the directive (YAML 1.2)`,
+      );
   }
   // parseDocument would read the first document and drop the others without a word (two files
   // joined with `---`): every setting after the first `---` would be lost.

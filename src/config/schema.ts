@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { urlHasCredentials } from '../util/url-credentials.ts';
 import { parseDecimalNumber, parseWholeNumber } from '../util/whole-number.ts';
 
 /**
@@ -139,7 +140,7 @@ export const configSchema = z
     // refused here, naming the setting, rather than by the provider when `serve` starts.
     issuer: httpUrl
       .refine((value) => !/[?#]/.test(value), 'must have no query (?) or fragment (#)')
-      .refine((value) => !/^https?:\/\/[^/]*@/.test(value), 'must not carry a user or password')
+      .refine((value) => !urlHasCredentials(value), 'must not carry a user or password')
       .optional(),
     databaseUrl: nonEmpty('sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB').default(
       'sqlite:./data/aa-oidc.sqlite',
@@ -364,10 +365,7 @@ export const configSchema = z
          * which every page would hand to whoever reads its source.
          */
         logoUrl: httpUrl
-          .refine(
-            (url) => !/^[a-z]+:\/\/[^/?#]*@/i.test(url),
-            'must not contain credentials (user:password@)',
-          )
+          .refine((url) => !urlHasCredentials(url), 'must not contain credentials (user:password@)')
           .optional(),
         /** Buttons, links and focus rings; the text on it is black or white, whichever reads better. */
         accentColor: z

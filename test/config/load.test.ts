@@ -894,6 +894,19 @@ describe('configuration', () => {
     }
     writeFileSync(path.join(cwd, 'aa.yaml'), 'port: 8100.0\nlogout:\n  retryBackoffSeconds: [5, 10]\n');
     assert.equal(load().port, 8100);
+    // A %YAML 1.1 directive would read 0b11, 1_000 and 1:30 as 3, 1000 and 90.
+    for (const value of ['0b11', '1_000', '1:30']) {
+      writeFileSync(path.join(cwd, 'aa.yaml'), `%YAML 1.1\n---\nport: ${value}\n`);
+      assert.throws(
+        load,
+        configError(
+          /^AA_OIDC_CONFIG: .*aa\.yaml asks for YAML 1\.1 \(a %YAML directive\), which reads some values otherwise; remove the directive \(YAML 1\.2\)$/,
+        ),
+        value,
+      );
+    }
+    writeFileSync(path.join(cwd, 'aa.yaml'), '%YAML 1.2\n---\nport: 8100\n');
+    assert.equal(load().port, 8100);
     // JSON.parse keeps the last of a key given twice; YAML refuses it, and so does a JSON file now.
     writeFileSync(
       path.join(cwd, 'aa.json'),

@@ -126,12 +126,12 @@ export async function askReleasingIfUnanswered<T>(
 }
 
 /**
- * The account a failure counts against: the username as the directory compares it (NFKC, then case
- * folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget. Kept
+ * The account a failure counts against: the username as the directory compares it (stripped as the
+ * login route strips it, then NFKC, then case folded), so that look-alike spellings of one name (`ａｄｍｉｎ`, `𝐚𝐝𝐦𝐢𝐧`) share one budget. Kept
  * beside the method (`login_failure.method`), which tells a typed `eve:1` from the character 1.
  */
 export function accountKey(username: string): string {
-  return stripPythonWhitespace(nameKey(username)).slice(0, 150);
+  return nameKey(stripPythonWhitespace(username)).slice(0, 150);
 }
 
 /** The account a second-factor code counts against: the user, by the id that never changes. */
