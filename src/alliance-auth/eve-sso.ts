@@ -1,12 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  createLocalJWKSet,
-  errors as joseErrors,
-  importJWK,
-  type JSONWebKeySet,
-  type JWK,
-  jwtVerify,
-} from 'jose';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWK, jwtVerify } from 'jose';
 import type { Dispatcher } from 'undici';
 import type { Mode } from '../config/load.ts';
 import { ConnectFailure } from '../logout/connection-pools.ts';
@@ -148,7 +141,7 @@ export function createEveSsoClient(
     const usable: JWK[] = [];
     const unusable = new Map<string, string>();
     for (const key of body.keys as unknown[]) {
-      const problem = await rs256KeyProblem(key);
+      const problem = rs256KeyProblem(key);
       if (problem === undefined) usable.push(key as JWK);
       else if (typeof (key as JWK).kid === 'string') unusable.set((key as JWK).kid!, problem);
     }
@@ -223,7 +216,7 @@ const MIN_RSA_MODULUS_BITS = 2048;
  * What keeps one JWKS entry from verifying an RS256 token, in fixed words (never the library's
  * text), or undefined when it loads as an RS256 public key.
  */
-async function rs256KeyProblem(key: unknown): Promise<string | undefined> {
+function rs256KeyProblem(key: unknown): string | undefined {
   if (typeof key !== 'object' || key === null || Array.isArray(key)) return 'it is not a JSON object';
   const { kty, alg, use, key_ops: keyOps, n, e } = key as Record<string, unknown>;
   if (kty !== 'RSA') return `its "kty" is ${describeMember(kty)}, not "RSA"`;
@@ -239,16 +232,16 @@ async function rs256KeyProblem(key: unknown): Promise<string | undefined> {
     if (typeof value !== 'string' || !/^[A-Za-z0-9_-]+$/.test(value))
       return `its "${member}" is not a base64url string`;
   }
-  const modulus = Buffer.from(n as string, 'base64url');
-  const leading = modulus.findIndex((byte) => byte !== 0);
-  const bits = leading === -1 ? 0 : (modulus.length - leading) * 8 - Math.clz32(modulus[leading]!) + 24;
-  if (bits < MIN_RSA_MODULUS_BITS)
-    return `its modulus "n" has ${bits} bits, fewer than the ${MIN_RSA_MODULUS_BITS} RS256 requires`;
+  // Node's own reading of the key: whether it loads, and its modulus's length (leading zeros aside).
+  let bits: number;
   try {
-    await importJWK({ kty: 'RSA', n: n as string, e: e as string }, 'RS256');
+    const loaded = createPublicKey({ key: { kty: 'RSA', n: n as string, e: e as string }, format: 'jwk' });
+    bits = loaded.asymmetricKeyDetails?.modulusLength ?? 0;
   } catch {
     return 'its "n" and "e" do not load as an RSA public key';
   }
+  if (bits < MIN_RSA_MODULUS_BITS)
+    return `its modulus "n" has ${bits} bits, fewer than the ${MIN_RSA_MODULUS_BITS} RS256 requires`;
   return undefined;
 }
 
