@@ -3,6 +3,7 @@ import type Koa from 'koa';
 import { ACCOUNT_CONSOLE_CALLBACK_PATH, ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { ConsoleSignIn, ProviderSessionInfo } from '../oidc/console-sign-in.ts';
 import { noteConsoleSignOut } from '../oidc/console-sign-out.ts';
+import { hostCookieName } from '../util/host-cookie.ts';
 import { sameText } from '../util/same-text.ts';
 
 export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
@@ -26,7 +27,8 @@ export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
  *    With RP-initiated logout off there is no such page: the console ends the provider session of
  *    this browser itself, and no application is told (`signOutHere`).
  *
- * The console cookie also carries the nonce from which the CSRF token of every form is derived.
+ * The console cookie also carries the nonce from which the CSRF token of every form is derived. Both
+ * console cookies are host-wide (Path=/), and take the `__Host-` prefix when Secure (util/host-cookie.ts).
  */
 export const CONSOLE_COOKIE = '_aa_oidc_console';
 /** The sign-in in progress (state, PKCE verifier, where to return): SameSite=Lax, ten minutes. */
@@ -121,6 +123,8 @@ export interface ConsoleSessions {
 export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSessions {
   const origin = new URL(options.issuer).origin;
   const callback = `${origin}${ACCOUNT_CONSOLE_CALLBACK_PATH}`;
+  const consoleCookie = hostCookieName(CONSOLE_COOKIE, options.secure);
+  const flowCookie = hostCookieName(CONSOLE_FLOW_COOKIE, options.secure);
   const cookie = (sameSite: 'strict' | 'lax', maxAge?: number) => ({
     httpOnly: true,
     sameSite,
@@ -136,11 +140,11 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
   const providerSession: ConsoleSessions['providerSession'] = (ctx) => options.provider.providerSession(ctx);
 
   const clear: ConsoleSessions['clear'] = (ctx) => {
-    ctx.cookies.set(CONSOLE_COOKIE, null, cookie('strict'));
+    ctx.cookies.set(consoleCookie, null, cookie('strict'));
   };
 
   const readConsoleCookie = (ctx: Koa.Context): { uid: string; nonce: string } | undefined => {
-    const value = ctx.cookies.get(CONSOLE_COOKIE, { signed: true });
+    const value = ctx.cookies.get(consoleCookie, { signed: true });
     const match = value ? /^([A-Za-z0-9_-]{1,64})\.([A-Za-z0-9_-]{43})$/.exec(value) : null;
     return match ? { uid: match[1]!, nonce: match[2]! } : undefined;
   };
@@ -172,7 +176,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
         startedAt: Date.now(),
       };
       ctx.cookies.set(
-        CONSOLE_FLOW_COOKIE,
+        flowCookie,
         Buffer.from(JSON.stringify(flow)).toString('base64url'),
         cookie('lax', FLOW_LIFETIME_MS),
       );
@@ -191,8 +195,8 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
     },
 
     async completeSignIn(ctx) {
-      const raw = ctx.cookies.get(CONSOLE_FLOW_COOKIE, { signed: true });
-      ctx.cookies.set(CONSOLE_FLOW_COOKIE, null, cookie('lax'));
+      const raw = ctx.cookies.get(flowCookie, { signed: true });
+      ctx.cookies.set(flowCookie, null, cookie('lax'));
       let flow: FlowState | undefined;
       try {
         const parsed = raw
@@ -223,7 +227,7 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
       if (!session || session.uid !== code.sessionUid || session.accountId !== code.accountId)
         return { ok: false, reason: 'The sign-in does not match the session of this browser.' };
       const nonce = randomBytes(32).toString('base64url');
-      ctx.cookies.set(CONSOLE_COOKIE, `${session.uid}.${nonce}`, cookie('strict'));
+      ctx.cookies.set(consoleCookie, `${session.uid}.${nonce}`, cookie('strict'));
       return {
         ok: true,
         returnTo: flow.returnTo,

@@ -25,6 +25,7 @@ import { logoutSource } from './logout-source.ts';
 import { postLogoutSuccessSource } from './post-logout-success-source.ts';
 import { PROVIDER_ROUTES } from './mount.ts';
 import { createBearerSaveGuard } from './save-bearer.ts';
+import { hostCookieName } from '../util/host-cookie.ts';
 
 export interface ProviderConfigurationDependencies {
   config: Config;
@@ -187,7 +188,13 @@ export function providerConfiguration(deps: ProviderConfigurationDependencies): 
     },
 
     cookies: {
-      names: { session: '_session', interaction: '_interaction', resume: '_interaction_resume' },
+      // The session cookie is host-wide (Path=/), so it takes `__Host-` when Secure. The interaction
+      // and resume cookies are scoped to their interaction's paths, which the prefix does not allow.
+      names: {
+        session: hostCookieName('_session', secure),
+        interaction: '_interaction',
+        resume: '_interaction_resume',
+      },
       long: cookieOptions,
       short: cookieOptions,
       keys: cookieKeys(config.secretKey),

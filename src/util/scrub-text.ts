@@ -42,11 +42,12 @@ function normalizeKey(key: string): string {
 /**
  * The names of our cookies, whose values are sessions or what proves them: oidc-provider's
  * (`_session`, `_interaction`, `_interaction_resume`, with their `.legacy` and `.sig` variants) and
- * ours (`_aa_oidc_console`, `_aa_oidc_console_sign_out`, `_aa_oidc_csrf`, …: all `_aa_oidc_`). As
- * written: normalized, `_session` would be any `session`.
+ * ours (`_aa_oidc_console`, `_aa_oidc_console_sign_out`, `_aa_oidc_csrf`, …: all `_aa_oidc_`), each
+ * also with the `__Host-` prefix of a Secure one (util/host-cookie.ts). As written: normalized,
+ * `_session` would be any `session`.
  */
 const COOKIE_NAME =
-  /^(?:_session|_interaction|_interaction_resume|_aa_oidc_[a-z0-9_]+)(?:\.legacy)?(?:\.sig)?$/i;
+  /^(?:__Host-)?(?:_session|_interaction|_interaction_resume|_aa_oidc_[a-z0-9_]+)(?:\.legacy)?(?:\.sig)?$/i;
 
 /** True for a key whose value is a credential: `password`, `db_pwd`, `clientSecret`, `access_token`, `Cookie`, … */
 export function isSensitiveKey(key: string): boolean {

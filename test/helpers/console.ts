@@ -97,9 +97,14 @@ export function autofocusedIds(body: string): string[] {
     .map((match) => /\sid="([^"]*)"/.exec(match[0])?.[1] ?? '(no id)');
 }
 
-/** True when an answer to `browser` removed the console cookie (the sign-in it named is forgotten). */
+/**
+ * True when an answer to `browser` removed the console cookie (the sign-in it named is forgotten), under
+ * either name (`__Host-` in production).
+ */
 export function consoleCookieForgotten(browser: Browser): boolean {
-  return browser.setCookieLines.some((line) => /^_aa_oidc_console=;.*expires=Thu, 01 Jan 1970/i.test(line));
+  return browser.setCookieLines.some((line) =>
+    /^(?:__Host-)?_aa_oidc_console=;.*expires=Thu, 01 Jan 1970/i.test(line),
+  );
 }
 
 /**

@@ -621,6 +621,11 @@ describe('structured logging redaction', () => {
       '_aa_oidc_console_flow',
       '_aa_oidc_csrf',
       '_aa_oidc_external_result',
+      '__Host-_session',
+      '__Host-_session.sig',
+      '__Host-_aa_oidc_console',
+      '__Host-_aa_oidc_console.sig',
+      '__Host-_aa_oidc_console_flow',
     ]) {
       assert.equal(scrubString(`cookie ${name}=X1y2; lang=en`), `cookie ${name}=[redacted] lang=en`, name);
       assert.equal(scrubString(`a=1; ${name}=X1y2`), `a=1; ${name}=[redacted]`, name);
@@ -635,6 +640,7 @@ describe('structured logging redaction', () => {
       'x=1,scope=openid,profile',
       'a,b=c',
       '_interaction_id=1',
+      '__Host-lang=en',
     ]) {
       assert.equal(scrubString(kept), kept);
     }

@@ -210,7 +210,7 @@ describe(`sign-in forms behind a TLS-terminating proxy (${testDatabaseKind})`, (
     });
     assert.ok(signedIn.headers.get('location')!.startsWith(`${REDIRECT_URI}?code=`));
     const names = new Set(setCookies.map((line) => line.split('=')[0]));
-    for (const name of ['_interaction', '_session', '_aa_oidc_csrf']) assert.ok(names.has(name), name);
+    for (const name of ['_interaction', '__Host-_session', '_aa_oidc_csrf']) assert.ok(names.has(name), name);
     for (const line of setCookies) {
       assert.match(line, /;\s*secure/i, line.split('=')[0]);
       assert.match(line, /;\s*httponly/i, line.split('=')[0]);
