@@ -1,4 +1,4 @@
-import { type AaDb, truthy } from './schema.ts';
+import { type AaBool, type AaDb, truthy } from './schema.ts';
 
 /**
  * The Python plugin's applications (`allianceauth_oidc_allianceauthapplication`, a
@@ -46,6 +46,15 @@ function words(text: string | null | undefined): string[] {
   return (text ?? '').split(/\s+/).filter((word) => word !== '');
 }
 
+/**
+ * A flag of a column an older plugin lacks read as that column's default when the plugin's migration
+ * added it to the rows already there: `active` (0002), `hash_client_secret` (0004: django-oauth-toolkit
+ * had hashed every secret until then) and `pkce_required` (0010) are true.
+ */
+function flagOrTrue(value: AaBool | undefined): boolean {
+  return value === undefined || truthy(value);
+}
+
 function textOrNull(text: string | null | undefined): string | null {
   return text === null || text === undefined || text.trim() === '' ? null : text.trim();
 }
@@ -82,14 +91,14 @@ export async function readPluginApplications(aa: AaDb): Promise<PluginApplicatio
     redirectUris: words(row.redirect_uris),
     postLogoutRedirectUris: words(row.post_logout_redirect_uris),
     skipAuthorization: truthy(row.skip_authorization),
-    pkceRequired: truthy(row.pkce_required),
+    pkceRequired: flagOrTrue(row.pkce_required),
     accessTokenFormat: textOrNull(row.access_token_format),
     backchannelLogoutUri: textOrNull(row.backchannel_logout_uri),
     backchannelLogoutOnRevokeOnly: truthy(row.backchannel_logout_on_revoke_only),
-    active: truthy(row.active),
+    active: flagOrTrue(row.active),
     logoUrl: textOrNull(row.logo_url),
     clientSecret: row.client_secret,
-    hashClientSecret: truthy(row.hash_client_secret),
+    hashClientSecret: flagOrTrue(row.hash_client_secret),
     states: namesOf(states, row.id),
     groups: namesOf(groups, row.id),
     debugMode: truthy(row.debug_mode),

@@ -129,16 +129,20 @@ export interface PluginApplicationTable {
   skip_authorization: AaBool;
   /** The id_token signing algorithm: `RS256`, `HS256` (keyed with the client secret), or `""`. */
   algorithm: string;
-  active: AaBool;
-  debug_mode: AaBool;
-  logo_url: string;
+  /** Absent before the plugin's migration 0002. */
+  active?: AaBool;
+  /** Absent before 0003, as `logo_url`. */
+  debug_mode?: AaBool;
+  logo_url?: string | null;
   /** Space-separated origins the plugin answered CORS requests from (its token endpoint). */
-  allowed_origins: string;
-  hash_client_secret: AaBool;
-  pkce_required: AaBool;
-  access_token_format: string | null;
-  backchannel_logout_uri: string;
-  backchannel_logout_on_revoke_only: AaBool;
+  allowed_origins?: string;
+  /** Absent before 0004, when django-oauth-toolkit hashed every secret. */
+  hash_client_secret?: AaBool;
+  /** Absent before 0010. */
+  pkce_required?: AaBool;
+  access_token_format?: string | null;
+  backchannel_logout_uri?: string;
+  backchannel_logout_on_revoke_only?: AaBool;
   /**
    * `manual` (made in the plugin's admin), `dcr` (RFC 7591 dynamic client registration) or `cimd`
    * (a client ID metadata document): absent before the plugin's migration 0021.

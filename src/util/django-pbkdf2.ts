@@ -14,7 +14,7 @@ export const DJANGO_PBKDF2_PREFIX = 'pbkdf2_sha256$';
 /** Django 4.2's iteration count: the cost of a verification against a made-up hash. */
 const DUMMY_ITERATIONS = 600_000;
 /** Far above any Django release (1,000,000 in 5.2): a stored value beyond it is not trusted. */
-const MAX_ITERATIONS = 10_000_000;
+export const MAX_PBKDF2_ITERATIONS = 10_000_000;
 
 export interface DjangoPbkdf2Hash {
   iterations: number;
@@ -30,7 +30,7 @@ export function parseDjangoPbkdf2(encoded: string): DjangoPbkdf2Hash | undefined
   const [, iterationsText, salt, digestText] = parts as [string, string, string, string];
   if (!/^[1-9][0-9]{0,8}$/.test(iterationsText) || salt === '' || salt.includes('$')) return undefined;
   const iterations = Number(iterationsText);
-  if (iterations > MAX_ITERATIONS) return undefined;
+  if (iterations > MAX_PBKDF2_ITERATIONS) return undefined;
   if (!/^[A-Za-z0-9+/]{43}=$/.test(digestText)) return undefined;
   return { iterations, salt, digest: Buffer.from(digestText, 'base64') };
 }

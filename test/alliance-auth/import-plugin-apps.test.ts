@@ -57,7 +57,8 @@ await describeOnEachAllianceAuth(
         registration_source: 'manual',
         ...row,
       };
-      const columns = Object.keys(values);
+      // A column given as undefined is left out (one an older plugin lacks).
+      const columns = Object.keys(values).filter((column) => values[column] !== undefined);
       await sql`insert into allianceauth_oidc_allianceauthapplication (${sql.join(columns.map((column) => sql.ref(column)))}) values (${sql.join(columns.map((column) => values[column]))})`.execute(
         fixture.owner,
       );
@@ -475,7 +476,35 @@ await describeOnEachAllianceAuth(
       assert.ok(!list.some((app) => app.client_id === 'costly-hash-client'));
     });
 
-    // Last: it drops a column of the plugin's table.
+    it('refuses a secret stored by another hasher, or with more iterations than a Django hash has, saying what to do', async () => {
+      const tooCostly = (await makeDjangoPbkdf2(SECRET, 1000)).replace('$1000$', '$10000001$');
+      const argon = '$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g';
+      for (const [clientId, secret] of [
+        ['argon-hash-client', `argon2${argon}`],
+        ['too-costly-hash-client', tooCostly],
+      ]) {
+        await pluginApp({
+          client_id: clientId,
+          name: 'Odd hash',
+          redirect_uris: 'https://odd.example.org/cb',
+          client_secret: secret,
+        });
+      }
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.equal(result.code, 1, result.stderr);
+      for (const clientId of ['argon-hash-client', 'too-costly-hash-client']) {
+        assert.match(
+          result.stdout,
+          new RegExp(
+            `^not imported ${clientId} \\(Odd hash\\): its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash \\(another hasher, or more than 10000000 iterations\\): give it a new secret in the plugin's admin with "Hash client secret" unticked \\(aa-oidc keeps only a digest\\) and import again$`,
+            'm',
+          ),
+        );
+      }
+      assert.doesNotMatch(result.stdout + result.stderr, /argon2\$|10000001\$/);
+    });
+
+    // Near the end: it drops a column of the plugin's table.
     it('imports from a plugin older than its migration 0021, whose table has no registration source', async () => {
       await pluginApp({
         client_id: 'older-plugin-client',
@@ -493,6 +522,46 @@ await describeOnEachAllianceAuth(
         /^would import older-plugin-client \(Older plugin\): its secret kept as a digest$/m,
         result.stderr,
       );
+    });
+
+    // After the one above: it drops the columns the plugin's migrations 0002–0014 added.
+    it("reads a plugin table older than its migration 0002 as the plugin's later migrations filled it in: active, PKCE required, every secret hashed", async () => {
+      await pluginApp({
+        client_id: 'first-plugin-client',
+        name: 'First plugin',
+        redirect_uris: 'https://first.example.org/cb',
+        registration_source: undefined,
+        client_secret: await makeDjangoPbkdf2(SECRET, 20_000),
+      });
+      const added = [
+        'active',
+        'debug_mode',
+        'logo_url',
+        'allowed_origins',
+        'hash_client_secret',
+        'pkce_required',
+        'access_token_format',
+        'backchannel_logout_uri',
+        'backchannel_logout_on_revoke_only',
+        'cimd_expires_at',
+      ];
+      for (const column of added) {
+        await sql`alter table allianceauth_oidc_allianceauthapplication drop column ${sql.ref(column)}`.execute(
+          fixture.owner,
+        );
+      }
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.match(
+        result.stdout,
+        /^imported first-plugin-client \(First plugin\): its PBKDF2-hashed secret keeps working$/m,
+        result.stderr,
+      );
+      const shown = JSON.parse(
+        (await cli(['app', 'show', 'first-plugin-client', '--format', 'json'], env)).stdout,
+      );
+      assert.equal(shown.active, true);
+      assert.equal(shown.pkce_required, true);
+      assert.equal(shown.imported_secret_hash, true);
     });
   },
 );

@@ -15,7 +15,7 @@ import type {
   ImportedSecret,
 } from '../../applications/types.ts';
 import { isNativeApplication } from '../../oidc/clients.ts';
-import { parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
+import { MAX_PBKDF2_ITERATIONS, parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { isLoopbackHost } from '../../util/loopback.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
 import { lineWriter } from '../output.ts';
@@ -257,7 +257,9 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     if (app.hashClientSecret) {
       const hash = parseDjangoPbkdf2(app.clientSecret);
       if (!hash) {
-        return refuse('the stored client secret is hashed with something other than Django PBKDF2-SHA256');
+        return refuse(
+          `its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash (another hasher, or more than ${MAX_PBKDF2_ITERATIONS} iterations): give it a new secret in the plugin's admin with "Hash client secret" unticked (aa-oidc keeps only a digest) and import again`,
+        );
       }
       if (hash.iterations > IMPORTED_SECRET_MAX_ITERATIONS) {
         return refuse(
