@@ -45,12 +45,14 @@ export interface App extends Services {
   consoleRoutes: readonly ConsoleRoute[];
   /**
    * Starts listening on the configured host and port, with HTTP_SERVER_TIMEOUTS and the configured
-   * connection caps (a test may narrow them); resolves with the bound address.
+   * connection caps (a test may narrow them); resolves with the bound address. `handlersSettleMs`
+   * replaces HANDLERS_SETTLE_MS for `close` (a test that holds a handler past the grace period).
    */
   listen(overrides?: {
     port?: number;
     host?: string;
     limits?: Partial<HttpServerLimits>;
+    handlersSettleMs?: number;
   }): Promise<AddressInfo>;
   /**
    * Stops accepting connections, answers the requests in flight (with `Connection: close`) and waits
@@ -152,7 +154,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   }, config.oidc.purgeIntervalSeconds * 1000);
   auditPurge.unref();
 
-  let serving: { server: Server; requests: Drainable } | undefined;
+  let serving: { server: Server; requests: Drainable; settleMs: number | undefined } | undefined;
   return {
     ...services,
     koa,
@@ -167,7 +169,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         listening.listen(overrides.port ?? config.port, overrides.host ?? config.host);
         listening.once('error', reject);
         listening.once('listening', () => {
-          serving = { server: listening, requests };
+          serving = { server: listening, requests, settleMs: overrides.handlersSettleMs };
           // The server follows Alliance Auth's changes (one instance at a time, by its lease).
           allianceAuth?.poller.start();
           resolve(listening.address() as AddressInfo);
@@ -176,9 +178,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     },
     async close() {
       if (serving) {
-        const { server, requests } = serving;
+        const { server, requests, settleMs } = serving;
         serving = undefined;
-        await requests.drain(server, config.http.shutdownGraceSeconds * 1000, services.logger);
+        await requests.drain(server, config.http.shutdownGraceSeconds * 1000, services.logger, settleMs);
       }
       clearInterval(auditPurge);
       oidc.close();

@@ -87,7 +87,10 @@ export class EveSsoError extends Error {
  */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 64 * 1024;
-/** A JWKS is fetched again at most this often when a token names an unknown key. */
+/**
+ * A JWKS is fetched again at most this often when a token names an unknown key, or names none and no
+ * key of the JWKS loads.
+ */
 const JWKS_REFRESH_MIN_MS = 60_000;
 const JWKS_MAX_AGE_MS = 6 * 60 * 60 * 1000;
 
@@ -121,7 +124,8 @@ export function createEveSsoClient(
   };
   /**
    * The JWKS last fetched: `kids` are the key ids that load as RS256 keys, `unusable` says what is
-   * wrong with the other ones. A key that does not load is not an answer to keep: a token naming it
+   * wrong with the other ones; `noneUsable` says what is wrong with each key when none loads. A key
+   * that does not load is not an answer to keep: a token naming it, or naming no key when none loads,
    * fetches the JWKS again, as for a key id the JWKS lacks (at most once every `JWKS_REFRESH_MIN_MS`).
    */
   let jwks:
@@ -129,6 +133,8 @@ export function createEveSsoClient(
         set: ReturnType<typeof createLocalJWKSet>;
         kids: Set<string>;
         unusable: Map<string, string>;
+        anyUsable: boolean;
+        noneUsable: string | undefined;
         fetchedAt: number;
       }
     | undefined;
@@ -140,23 +146,36 @@ export function createEveSsoClient(
       throw new EveSsoError('unavailable', 'the EVE SSO JWKS is malformed');
     const usable: JWK[] = [];
     const unusable = new Map<string, string>();
+    const problems: string[] = [];
     for (const key of body.keys as unknown[]) {
       const problem = rs256KeyProblem(key);
+      const kid = typeof (key as JWK | null)?.kid === 'string' ? (key as JWK).kid! : undefined;
       if (problem === undefined) usable.push(key as JWK);
-      else if (typeof (key as JWK).kid === 'string') unusable.set((key as JWK).kid!, problem);
+      else {
+        if (kid !== undefined) unusable.set(kid, problem);
+        problems.push(`${kid === undefined ? 'a key without "kid"' : `key ${quotedKid(kid)}`}: ${problem}`);
+      }
     }
     const kids = new Set(
       usable.map((key) => key.kid).filter((kid): kid is string => typeof kid === 'string'),
     );
     // A key id published twice, once usable: the usable one verifies.
     for (const kid of kids) unusable.delete(kid);
-    jwks = { set: createLocalJWKSet({ keys: usable }), kids, unusable, fetchedAt: now() };
+    jwks = {
+      set: createLocalJWKSet({ keys: usable }),
+      kids,
+      unusable,
+      anyUsable: usable.length > 0,
+      noneUsable: usable.length === 0 && problems.length > 0 ? firstProblems(problems) : undefined,
+      fetchedAt: now(),
+    };
   };
   const ensureJwks = async (kid: string | undefined): Promise<void> => {
     const stale = !jwks || now() - jwks.fetchedAt > JWKS_MAX_AGE_MS;
-    const unknownKid =
-      jwks && kid !== undefined && !jwks.kids.has(kid) && now() - jwks.fetchedAt > JWKS_REFRESH_MIN_MS;
-    if (!stale && !unknownKid) return;
+    // A key id the JWKS lacks, or no key id when no key loads: the JWKS may have changed since.
+    const lacksKey = jwks && (kid === undefined ? !jwks.anyUsable : !jwks.kids.has(kid));
+    const refetch = lacksKey && now() - jwks!.fetchedAt > JWKS_REFRESH_MIN_MS;
+    if (!stale && !refetch) return;
     jwksPending ??= loadJwks().finally(() => {
       jwksPending = undefined;
     });
@@ -195,18 +214,41 @@ export function createEveSsoClient(
       }
       return verifyEveAccessToken(token.access_token, settings.clientId, async (kid) => {
         await ensureJwks(kid);
-        const problem = kid === undefined ? undefined : jwks!.unusable.get(kid);
-        if (problem !== undefined) {
-          // CCP's JWKS, not the person's token, is at fault: try again once it is fixed.
-          throw new EveSsoError(
-            'unavailable',
-            `the EVE SSO JWKS's key ${JSON.stringify(kid!.slice(0, 100))} cannot be used: ${problem}`,
-          );
+        // CCP's JWKS, not the person's token, is at fault: try again once it is fixed.
+        if (kid === undefined) {
+          if (jwks!.noneUsable !== undefined)
+            throw new EveSsoError(
+              'unavailable',
+              "the EVE SSO access token names no key and none of the EVE SSO JWKS's keys can be used: " +
+                jwks!.noneUsable,
+            );
+        } else {
+          const problem = jwks!.unusable.get(kid);
+          if (problem !== undefined)
+            throw new EveSsoError(
+              'unavailable',
+              `the EVE SSO JWKS's key ${quotedKid(kid)} cannot be used: ${problem}`,
+            );
         }
         return jwks!.set;
       });
     },
   };
+}
+
+/** How many unusable keys an error names when none of the JWKS's keys can be used. */
+const MAX_KEY_PROBLEMS_TOLD = 3;
+
+/** The problems of a JWKS's keys for an error message: the first few, and how many more. */
+function firstProblems(problems: readonly string[]): string {
+  const told = problems.slice(0, MAX_KEY_PROBLEMS_TOLD).join('; ');
+  const more = problems.length - MAX_KEY_PROBLEMS_TOLD;
+  return more > 0 ? `${told}; and ${more} more` : told;
+}
+
+/** A key id for an error message: quoted, at most 100 characters. */
+function quotedKid(kid: string): string {
+  return JSON.stringify(kid.slice(0, 100));
 }
 
 /** RSA moduli shorter than this are refused for RS256 (jose refuses them when verifying). */

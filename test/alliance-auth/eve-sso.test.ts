@@ -15,7 +15,6 @@ import {
   startEveSsoStandIn,
   STAND_IN_CLIENT,
   type EveSsoStandIn,
-  type BrokenJwksKey,
   type TokenTamper,
 } from '../helpers/eve-sso-stand-in.ts';
 import { guardedConnector, PUBLIC_V4, tableResolver, v4 } from '../logout/helpers.ts';
@@ -167,66 +166,75 @@ describe('EVE SSO v2 sign-in (against a local stand-in)', () => {
     }
   });
 
+  /** Tokens as CCP sends them, naming their key, and without a `kid`: what the log says of each. */
+  const tokens = [
+    ['naming its key', undefined, /^the EVE SSO JWKS's key "JWT-Signature-Key-[^"]+" cannot be used: /],
+    [
+      'naming no key',
+      { withoutKid: true },
+      /^the EVE SSO access token names no key and none of the EVE SSO JWKS's keys can be used: key "JWT-Signature-Key-[^"]+": /,
+    ],
+  ] as const;
   for (const [how, problem] of [
     ['kty', /its "kty" is "EC", not "RSA"/],
     ['alg', /its "alg" is "RS512", not "RS256"/],
     ['modulus', /its modulus "n" has 17 bits, fewer than the 2048 RS256 requires/],
     ['missing_n', /it lacks the "n" member/],
   ] as const) {
-    it(`does not keep a JWKS whose key for the token cannot be used (${how}): the log says which and why, and a fixed JWKS is fetched at the next unknown-key refetch`, async () => {
-      let clock = Date.now();
-      const fresh = createEveSsoClient(standIn.settings, { mode: 'development' }, () => clock);
-      const warnings: { fields: { err?: { message?: string } }; line: string }[] = [];
-      const authenticator = eveSsoAuthenticator({
-        aa: {} as AaDb,
-        settings: standIn.settings,
-        mode: 'development',
-        loginUrl: 'https://auth.example.org/',
-        logger: {
-          info: () => undefined,
-          warn: (fields: { err?: { message?: string } }, line: string) => warnings.push({ fields, line }),
-        } as never,
-        client: fresh,
+    for (const [token, tamper, said] of tokens) {
+      it(`does not keep a JWKS whose key for a token ${token} cannot be used (${how}): the log says which and why, and a fixed JWKS is fetched at the next unknown-key refetch`, async () => {
+        let clock = Date.now();
+        const fresh = createEveSsoClient(standIn.settings, { mode: 'development' }, () => clock);
+        const warnings: { fields: { err?: { message?: string } }; line: string }[] = [];
+        const authenticator = eveSsoAuthenticator({
+          aa: {} as AaDb,
+          settings: standIn.settings,
+          mode: 'development',
+          loginUrl: 'https://auth.example.org/',
+          logger: {
+            info: () => undefined,
+            warn: (fields: { err?: { message?: string } }, line: string) => warnings.push({ fields, line }),
+          } as never,
+          client: fresh,
+        });
+        const signIn = async () => {
+          standIn.signInAs(ALICE);
+          if (tamper) standIn.tamperNextToken(tamper);
+          const { code, codeVerifier } = await authorize(fresh);
+          return { code, codeVerifier, verified: await authenticator.verify(code, REDIRECT, codeVerifier) };
+        };
+        const servedBefore = standIn.jwksServed();
+        standIn.breakJwksKey(how);
+        try {
+          const broken = await signIn();
+          assert.equal(broken.verified.outcome, 'failed');
+          assert.ok(broken.verified.outcome === 'failed');
+          assert.equal(broken.verified.kind, 'unavailable', 'CCP is at fault, not the person: try again');
+          assert.equal(warnings.length, 1);
+          const { fields, line } = warnings[0]!;
+          assert.equal(line, 'EVE SSO sign-in failed');
+          assert.match(fields.err?.message ?? '', said);
+          assert.match(fields.err?.message ?? '', problem);
+          const logged = JSON.stringify(warnings[0]);
+          for (const secret of [STAND_IN_CLIENT.clientSecret, broken.code, broken.codeVerifier])
+            assert.ok(!logged.includes(secret), 'no secret, code or verifier in the log line');
+          assert.doesNotMatch(logged, /eyJ/, 'no token in the log line');
+        } finally {
+          standIn.breakJwksKey(undefined);
+        }
+        // Fixed at CCP; within the unknown-key refetch limit the JWKS is not asked again...
+        const soon = await signIn();
+        assert.equal(soon.verified.outcome, 'failed');
+        assert.equal(standIn.jwksServed(), servedBefore + 1);
+        // ...and past it, the fixed JWKS is fetched and the sign-in verifies.
+        clock += 61_000;
+        const later = await signIn();
+        assert.equal(later.verified.outcome, 'verified');
+        assert.ok(later.verified.outcome === 'verified');
+        assert.deepEqual(later.verified.identity, ALICE);
+        assert.equal(standIn.jwksServed(), servedBefore + 2);
       });
-      const signIn = async () => {
-        standIn.signInAs(ALICE);
-        const { code, codeVerifier } = await authorize(fresh);
-        return { code, codeVerifier, verified: await authenticator.verify(code, REDIRECT, codeVerifier) };
-      };
-      const servedBefore = standIn.jwksServed();
-      standIn.breakJwksKey(how as BrokenJwksKey);
-      try {
-        const broken = await signIn();
-        assert.equal(broken.verified.outcome, 'failed');
-        assert.ok(broken.verified.outcome === 'failed');
-        assert.equal(broken.verified.kind, 'unavailable', 'CCP is at fault, not the person: try again');
-        assert.equal(warnings.length, 1);
-        const { fields, line } = warnings[0]!;
-        assert.equal(line, 'EVE SSO sign-in failed');
-        assert.match(
-          fields.err?.message ?? '',
-          /^the EVE SSO JWKS's key "JWT-Signature-Key-[^"]+" cannot be used: /,
-        );
-        assert.match(fields.err?.message ?? '', problem);
-        const logged = JSON.stringify(warnings[0]);
-        for (const secret of [STAND_IN_CLIENT.clientSecret, broken.code, broken.codeVerifier])
-          assert.ok(!logged.includes(secret), 'no secret, code or verifier in the log line');
-        assert.doesNotMatch(logged, /eyJ/, 'no token in the log line');
-      } finally {
-        standIn.breakJwksKey(undefined);
-      }
-      // Fixed at CCP; within the unknown-key refetch limit the JWKS is not asked again...
-      const soon = await signIn();
-      assert.equal(soon.verified.outcome, 'failed');
-      assert.equal(standIn.jwksServed(), servedBefore + 1);
-      // ...and past it, the fixed JWKS is fetched and the sign-in verifies.
-      clock += 61_000;
-      const later = await signIn();
-      assert.equal(later.verified.outcome, 'verified');
-      assert.ok(later.verified.outcome === 'verified');
-      assert.deepEqual(later.verified.identity, ALICE);
-      assert.equal(standIn.jwksServed(), servedBefore + 2);
-    });
+    }
   }
 
   it('gives up on a JWKS answered a byte at a time once the request deadline has passed: "unavailable"', async () => {

@@ -63,7 +63,9 @@ export type TokenTamper =
   | { audience: string[] }
   | { subject: string }
   | { expiresInSeconds: number }
-  | { foreignKey: true };
+  | { foreignKey: true }
+  /** No `kid` in the header (CCP always sends one): the verifier must pick the key itself. */
+  | { withoutKid: true };
 
 export type BrokenJwksKey = 'kty' | 'alg' | 'modulus' | 'missing_n';
 
@@ -195,7 +197,11 @@ export async function startEveSsoStandIn(): Promise<EveSsoStandIn> {
           name: entry.login.characterName,
           owner: entry.login.ownerHash,
         })
-          .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
+          .setProtectedHeader(
+            change && 'withoutKid' in change
+              ? { alg: 'RS256', typ: 'JWT' }
+              : { alg: 'RS256', kid, typ: 'JWT' },
+          )
           .setSubject(
             change && 'subject' in change ? change.subject : `CHARACTER:EVE:${entry.login.characterId}`,
           )

@@ -108,6 +108,8 @@ export interface StartServerOptions {
    * wider (a test that is slow on purpose and not about them).
    */
   limits?: Partial<HttpServerLimits>;
+  /** How long `close` waits past the grace period for handlers still running (HANDLERS_SETTLE_MS). */
+  handlersSettleMs?: number;
 }
 
 /**
@@ -133,7 +135,12 @@ export async function startServer(
       try {
         options.harness?.attach(app);
         options.beforeListen?.(app);
-        await app.listen({ host: '127.0.0.1', port, ...(options.limits && { limits: options.limits }) });
+        await app.listen({
+          host: '127.0.0.1',
+          port,
+          ...(options.limits && { limits: options.limits }),
+          handlersSettleMs: options.handlersSettleMs,
+        });
       } catch (error) {
         await app.close();
         // A test file running at the same time took the free port since `freePort` looked: another.

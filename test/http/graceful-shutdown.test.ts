@@ -4,12 +4,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import type { App } from '../../src/app.ts';
 import { drainable } from '../../src/http/graceful-shutdown.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { createLeakHarness } from '../helpers/leak-harness.ts';
-import { startServer } from '../helpers/server.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 const WAITING = 'waiting for the requests in flight whose clients have gone';
 const GRACE_OVER = 'shutdown grace period over: closing the connections still open';
@@ -34,57 +35,109 @@ function logged(lines: readonly string[], message: string): Array<Record<string,
     .filter((line) => typeof line.msg === 'string' && line.msg.startsWith(message));
 }
 
+/** A handler's hold: it says it runs (`entered`) and goes on once the test calls `release()`. */
+interface Hold {
+  entered: Promise<void>;
+  enter(): void;
+  released: Promise<void>;
+  release(): void;
+}
+
+function hold(): Hold {
+  let enter!: () => void;
+  const entered = new Promise<void>((resolve) => (enter = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  return { entered, enter, released, release };
+}
+
+/**
+ * How long the app waits past the grace period for a held handler: longer than any test runs, so
+ * that the handler ends when the test lets it go, however slow the machine, and not at a deadline.
+ */
+const SETTLE_UNTIL_RELEASED_MS = 10 * 60_000;
+
+/** A server whose `/held-change` handler is held, and the app's close as a test starts it. */
+interface HeldServer {
+  server: TestServer;
+  harness: LeakHarness;
+  held: Hold;
+  /** Starts closing the app, as a stop does. */
+  startClosing(): Promise<void>;
+  /** Whether the app has closed (its services included). */
+  closed(): boolean;
+  /** Lets the handler go, and ends the close the test started or closes the server; drops the database. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A server with a handler of the test's own, first of all (the console answers a path it does not
+ * know), held until the test lets it go, that then does `afterRelease` (what an admin change does).
+ */
+async function startHeldServer(
+  overrides: Record<string, unknown>,
+  afterRelease: (app: App) => Promise<void> | void,
+): Promise<HeldServer> {
+  const harness = createLeakHarness({ level: 'info' });
+  const held = hold();
+  const server = await startServer(overrides, {
+    harness,
+    handlersSettleMs: SETTLE_UNTIL_RELEASED_MS,
+    beforeListen: (app) =>
+      app.koa.middleware.unshift(async (ctx, next) => {
+        if (ctx.path !== '/held-change') return next();
+        held.enter();
+        await held.released;
+        await afterRelease(app);
+        ctx.body = 'done';
+      }),
+  });
+  let closing: Promise<void> | undefined;
+  let closed = false;
+  return {
+    server,
+    harness,
+    held,
+    startClosing: () => (closing ??= server.app.close().finally(() => (closed = true))),
+    closed: () => closed,
+    async stop() {
+      held.release();
+      if (closing) {
+        await closing;
+        await server.database.drop();
+      } else await server.close();
+    },
+  };
+}
+
 describe(`closing the app with a request in flight (${testDatabaseKind})`, () => {
   it('waits for a handler whose client has gone before it closes the services, so its audit event is kept', async () => {
-    const harness = createLeakHarness({ level: 'info' });
-    let entered!: () => void;
-    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    // A handler of the test's own, first of all (the console answers a path it does not know), held
-    // until the test lets it go, that then records a change as a handler of the admin UI does.
-    const server = await startServer(
-      {},
-      {
-        harness,
-        beforeListen: (app) =>
-          app.koa.middleware.unshift(async (ctx, next) => {
-            if (ctx.path !== '/held-change') return next();
-            entered();
-            await released;
-            app.audit.publish({
-              kind: 'admin_change',
-              entity: 'group',
-              action: 'created',
-              entity_id: 42,
-              name: 'published-after-client-left',
-              actor: 'cli',
-              changed_fields: [],
-              details: {},
-            });
-            ctx.body = 'recorded';
-          }),
-      },
+    const { server, harness, held, startClosing, closed, stop } = await startHeldServer({}, (app) =>
+      app.audit.publish({
+        kind: 'admin_change',
+        entity: 'group',
+        action: 'created',
+        entity_id: 42,
+        name: 'published-after-client-left',
+        actor: 'cli',
+        changed_fields: [],
+        details: {},
+      }),
     );
-    let closed = false;
-    let closing: Promise<void> | undefined;
     try {
-      const socket = net.connect(Number(new URL(server.origin).port), '127.0.0.1');
-      socket.on('error', () => undefined);
-      await once(socket, 'connect');
-      socket.write(`GET /held-change HTTP/1.1\r\nHost: ${new URL(server.origin).host}\r\n\r\n`);
-      await handlerEntered;
+      const socket = await requestHeldOpen(server.origin, '/held-change');
+      await held.entered;
       // The client goes away while its handler runs: its connection closes, its handler does not end.
       socket.destroy();
-      closing = server.app.close().finally(() => (closed = true));
+      const closing = startClosing();
 
       // Either the services closed already (the handler's event would be dropped), or the app waits.
       await eventually(
-        () => closed || harness.logLines.some((line) => line.includes(WAITING)),
+        () => closed() || harness.logLines.some((line) => line.includes(WAITING)),
         'the app closed or said it waits for the request in flight',
       );
-      assert.equal(closed, false, 'the app closed its services while a handler still ran');
-      release();
+      assert.equal(closed(), false, 'the app closed its services while a handler still ran');
+      held.release();
       await closing;
 
       assert.ok(
@@ -103,50 +156,31 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
       };
       assert.equal(waiting.requests, 1);
     } finally {
-      release();
-      if (closing) {
-        await closing;
-        await server.database.drop();
-      } else await server.close();
+      await stop();
     }
   });
 
   it('past the grace period, closes the connection of a request still running but waits for its handler before it closes the services, so its change and audit event are kept', async () => {
-    const harness = createLeakHarness({ level: 'info' });
-    let entered!: () => void;
-    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
     // A handler held (as one waiting on the database is) until the test lets it go, past the grace
     // period, its client still waiting; then it writes, as an admin change does: a group created.
-    const server = await startServer(
+    const { server, harness, held, startClosing, closed, stop } = await startHeldServer(
       { http: { shutdownGraceSeconds: 1 } },
-      {
-        harness,
-        beforeListen: (app) =>
-          app.koa.middleware.unshift(async (ctx, next) => {
-            if (ctx.path !== '/held-change') return next();
-            entered();
-            await released;
-            await app.directoryAdmin.createGroup('created-past-the-grace-period');
-            ctx.body = 'created';
-          }),
+      async (app) => {
+        await app.directoryAdmin.createGroup('created-past-the-grace-period');
       },
     );
-    let closed = false;
-    let closing: Promise<void> | undefined;
     try {
       const socket = await requestHeldOpen(server.origin, '/held-change');
       const socketClosed = once(socket, 'close');
-      await handlerEntered;
-      closing = server.app.close().finally(() => (closed = true));
+      await held.entered;
+      const closing = startClosing();
 
       // Either the services closed already (the handler's change would fail), or the app waits.
       await eventually(
-        () => closed || harness.logLines.some((line) => line.includes(SETTLING)),
+        () => closed() || harness.logLines.some((line) => line.includes(SETTLING)),
         'the app closed or said it waits for the request still running',
       );
-      assert.equal(closed, false, 'the app closed its services while a handler still ran');
+      assert.equal(closed(), false, 'the app closed its services while a handler still ran');
       await socketClosed;
       const [graceOver] = logged(harness.logLines, GRACE_OVER);
       assert.deepEqual(
@@ -155,8 +189,11 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
         'the connection closed at the end of the grace period, logged at warn',
       );
       const [settling] = logged(harness.logLines, SETTLING);
-      assert.deepEqual([settling?.level, settling?.requests, settling?.settle_seconds], [30, 1, 5]);
-      release();
+      assert.deepEqual(
+        [settling?.level, settling?.requests, settling?.settle_seconds],
+        [30, 1, SETTLE_UNTIL_RELEASED_MS / 1000],
+      );
+      held.release();
       await closing;
 
       assert.ok(
@@ -176,25 +213,18 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
         'no request failed, no audit event was dropped',
       );
     } finally {
-      release();
-      if (closing) {
-        await closing;
-        await server.database.drop();
-      } else await server.close();
+      await stop();
     }
   });
 
   it('waits past the grace period no longer than its bound for a handler that goes on, and says it closes the services under it', async () => {
     const harness = createLeakHarness({ level: 'info' });
     const logger = createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions);
-    let entered!: () => void;
-    const handlerEntered = new Promise<void>((resolve) => (entered = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
+    const held = hold();
     let handlerEnded = false;
     const requests = drainable(async (_req, res) => {
-      entered();
-      await released;
+      held.enter();
+      await held.released;
       handlerEnded = true;
       res.end('late');
     });
@@ -206,7 +236,7 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
       const { port } = server.address() as AddressInfo;
       const socket = await requestHeldOpen(`http://127.0.0.1:${port}`, '/');
       const socketClosed = once(socket, 'close');
-      await handlerEntered;
+      await held.entered;
       // The handler is never let go while the drain runs: a grace period of 50 ms, then 50 ms more.
       await requests.drain(server, 50, logger, 50);
       assert.equal(handlerEnded, false, 'the drain ended while the handler still ran');
@@ -217,7 +247,7 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
       );
       assert.deepEqual(logged(harness.logLines, SETTLED), []);
     } finally {
-      release();
+      held.release();
       server.close();
     }
   });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { LANES_PER_APPLICATION } from '../../src/logout/worker.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
@@ -10,6 +10,72 @@ import { logoutJobs } from './jobs.ts';
 
 const USERS = 40;
 
+/** A receiver that never answers the requests `hangs` picks (every one by default) until `release()`. */
+interface HangingReceiver extends Receiver {
+  /** The answers held open, in the order their requests came. */
+  open: ServerResponse[];
+  /** Answers the requests held open, and every one from now on. */
+  release(): void;
+}
+
+async function startHangingReceiver(
+  hangs: (request: IncomingMessage) => boolean = () => true,
+): Promise<HangingReceiver> {
+  const open: ServerResponse[] = [];
+  let releasing = false;
+  const receiver = await startReceiver((request, response) => {
+    if (!releasing && hangs(request)) open.push(response);
+    else response.end();
+  });
+  return {
+    ...receiver,
+    open,
+    release() {
+      releasing = true;
+      for (const response of open) response.end();
+    },
+  };
+}
+
+/**
+ * A worker whose attempts at an application that never answers would wait a minute: the test ends
+ * long before.
+ */
+function startPatientWorker(logout: Record<string, unknown> = {}): Promise<LogoutWorkerFixture> {
+  return startLogoutWorkerFixture({
+    logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000, ...logout },
+  });
+}
+
+/**
+ * The hung application answers at last, so that the worker's attempts end and it can stop; then the
+ * worker, its fixture and the receivers stop.
+ */
+async function stopAll(
+  fixture: LogoutWorkerFixture,
+  hung: HangingReceiver,
+  others: Receiver[],
+): Promise<void> {
+  hung.release();
+  await fixture.services.logout.close();
+  await fixture.close();
+  for (const receiver of [hung, ...others]) await receiver.close();
+}
+
+/** USERS users, each holding a token at both applications, deactivated: a logout due at each. */
+async function deactivateUsersOfBoth(
+  fixture: LogoutWorkerFixture,
+  prefix: string,
+  hungApp: string,
+  healthyApp: string,
+): Promise<void> {
+  for (let index = 0; index < USERS; index += 1) {
+    const userId = await fixture.userHoldingToken(`${prefix}-${index}`, hungApp);
+    await fixture.tokenAt(userId, healthyApp);
+    await fixture.services.directoryAdmin.deactivate({ id: userId });
+  }
+}
+
 /**
  * An application that never answers takes at most its share of the worker's lanes, and only until it
  * is found stalled: the logouts to the other applications go out meanwhile, long before its
@@ -17,41 +83,21 @@ const USERS = 40;
  */
 describe(`the logout worker with an application that never answers (${testDatabaseKind})`, () => {
   let fixture: LogoutWorkerFixture;
-  let hung: Receiver;
+  let hung: HangingReceiver;
   let healthy: Receiver;
-  const open: ServerResponse[] = [];
-  let releasing = false;
 
   before(async () => {
-    hung = await startReceiver((_request, response) => {
-      if (releasing) response.end();
-      else open.push(response);
-    });
+    hung = await startHangingReceiver();
     healthy = await startReceiver((_request, response) => response.end());
-    // Attempts at the hung application would wait a minute: the test ends long before.
-    fixture = await startLogoutWorkerFixture({
-      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000 },
-    });
+    fixture = await startPatientWorker();
   });
-  after(async () => {
-    // The hung application answers at last, so that the worker's attempts end and it can stop.
-    releasing = true;
-    for (const response of open) response.end();
-    await fixture.services.logout.close();
-    await fixture.close();
-    await hung.close();
-    await healthy.close();
-  });
+  after(() => stopAll(fixture, hung, [healthy]));
 
   it("tells the healthy application every logout while the hung one's attempts still wait", async () => {
     const { services } = fixture;
     const hungApp = await fixture.application('Never answers', hung.url());
     const healthyApp = await fixture.application('Answers', healthy.url());
-    for (let index = 0; index < USERS; index += 1) {
-      const userId = await fixture.userHoldingToken(`stalled-${index}`, hungApp);
-      await fixture.tokenAt(userId, healthyApp);
-      await services.directoryAdmin.deactivate({ id: userId });
-    }
+    await deactivateUsersOfBoth(fixture, 'stalled', hungApp, healthyApp);
 
     services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
     await eventually(
@@ -62,7 +108,7 @@ describe(`the logout worker with an application that never answers (${testDataba
       45_000,
     );
     // No attempt at the hung application has ended (each waits a minute): it has its lanes' worth.
-    assert.equal(open.length, hung.requests.length);
+    assert.equal(hung.open.length, hung.requests.length);
     assert.ok(
       hung.requests.length <= LANES_PER_APPLICATION,
       `at most ${LANES_PER_APPLICATION} attempts at once at one application, not ${hung.requests.length}`,
@@ -91,44 +137,30 @@ describe(`the logout worker with an application that never answers (${testDataba
  */
 describe(`the logout worker with a hung application beside a healthy one on the same host (${testDatabaseKind})`, () => {
   let fixture: LogoutWorkerFixture;
-  let shared: Receiver;
-  const open: ServerResponse[] = [];
-  let releasing = false;
+  let shared: HangingReceiver;
 
   before(async () => {
     // One host serving two applications by path, as a reverse proxy does: /wiki never answers.
-    shared = await startReceiver((request, response) => {
-      if (request.url === '/wiki/bcl' && !releasing) open.push(response);
-      else response.end();
-    });
-    fixture = await startLogoutWorkerFixture({
-      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000 },
-    });
+    shared = await startHangingReceiver((request) => request.url === '/wiki/bcl');
+    fixture = await startPatientWorker();
   });
-  after(async () => {
-    releasing = true;
-    for (const response of open) response.end();
-    await fixture.services.logout.close();
-    await fixture.close();
-    await shared.close();
-  });
+  after(() => stopAll(fixture, shared, []));
 
   it("tells the healthy application every logout: the hung one's attempts hold only their own connections", async () => {
     const { services } = fixture;
     const hungApp = await fixture.application('Wiki (never answers)', shared.url('/wiki/bcl'));
     const healthyApp = await fixture.application('Grafana (answers)', shared.url('/grafana/bcl'));
-    for (let index = 0; index < USERS; index += 1) {
-      const userId = await fixture.userHoldingToken(`shared-${index}`, hungApp);
-      await fixture.tokenAt(userId, healthyApp);
-      await services.directoryAdmin.deactivate({ id: userId });
-    }
+    await deactivateUsersOfBoth(fixture, 'shared', hungApp, healthyApp);
     services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
     await eventually(
       () => shared.requests.filter((request) => request.url === '/grafana/bcl').length === USERS,
       'every logout reached the application that answers',
       45_000,
     );
-    assert.ok(open.length <= LANES_PER_APPLICATION, `${open.length} attempts wait at the hung application`);
+    assert.ok(
+      shared.open.length <= LANES_PER_APPLICATION,
+      `${shared.open.length} attempts wait at the hung application`,
+    );
   });
 });
 
@@ -138,37 +170,21 @@ describe(`the logout worker with a hung application beside a healthy one on the 
  */
 describe(`the logout worker claims while a hung application's attempt is in flight (${testDatabaseKind})`, () => {
   let fixture: LogoutWorkerFixture;
-  let hung: Receiver;
+  let hung: HangingReceiver;
   let healthy: Receiver;
   let flaky: Receiver;
-  const open: ServerResponse[] = [];
-  let releasing = false;
 
   before(async () => {
-    hung = await startReceiver((_request, response) => {
-      if (releasing) response.end();
-      else open.push(response);
-    });
+    hung = await startHangingReceiver();
     healthy = await startReceiver((_request, response) => response.end());
     // Fails its first attempt, then answers: its retry comes due while the hung attempt waits.
     flaky = await startReceiver((_request, response) => {
       response.statusCode = flaky.requests.length === 1 ? 503 : 200;
       response.end();
     });
-    // The hung attempt would wait a minute: the test ends long before.
-    fixture = await startLogoutWorkerFixture({
-      logout: { allowPrivateTargets: true, requestTimeoutMs: 60_000, retryBackoffSeconds: [1] },
-    });
+    fixture = await startPatientWorker({ retryBackoffSeconds: [1] });
   });
-  after(async () => {
-    releasing = true;
-    for (const response of open) response.end();
-    await fixture.services.logout.close();
-    await fixture.close();
-    await hung.close();
-    await healthy.close();
-    await flaky.close();
-  });
+  after(() => stopAll(fixture, hung, [healthy, flaky]));
 
   it('delivers a logout queued meanwhile, and a retry that came due, while the hung attempt still waits', async () => {
     const { services } = fixture;
@@ -178,7 +194,7 @@ describe(`the logout worker claims while a hung application's attempt is in flig
     const first = await fixture.userHoldingToken('in-flight-1', hungApp);
     services.logout.startWorker({ concurrency: 32, pollIntervalMs: 50 });
     await services.directoryAdmin.deactivate({ id: first });
-    await eventually(() => open.length === 1, 'the hung application has the first logout');
+    await eventually(() => hung.open.length === 1, 'the hung application has the first logout');
 
     const second = await fixture.userHoldingToken('in-flight-2', healthyApp);
     await fixture.tokenAt(second, flakyApp);
@@ -186,7 +202,7 @@ describe(`the logout worker claims while a hung application's attempt is in flig
     await eventually(() => healthy.requests.length === 1, 'the logout queued meanwhile went out');
     await eventually(() => flaky.requests.length === 2, 'the retry that came due went out');
     assert.equal(hung.requests.length, 1);
-    assert.equal(open.length, 1, 'the hung attempt still waits');
+    assert.equal(hung.open.length, 1, 'the hung attempt still waits');
     await eventually(async () => {
       const jobs = await logoutJobs(services.database, { userId: second });
       return jobs.length === 2 && jobs.every((job) => job.status === 'done' && job.outcome === 'success');

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
-import { NO_CHARACTER } from '../../src/alliance-auth/directory.ts';
 import { readLog } from '../../src/db/change-log.ts';
 import type { Directory, UserProfile } from '../../src/directory/port.ts';
 import { createChangeEpochs } from '../../src/oidc/change-epoch-cache.ts';
@@ -10,6 +9,7 @@ import { KeptRows } from '../../src/oidc/kept-rows.ts';
 import { pruneChangeLog } from '../../src/tokens/store.ts';
 import { connect, testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
+import { userProfile } from '../helpers/profiles.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
 import { statementsDuring } from '../helpers/statements.ts';
 import {
@@ -286,21 +286,8 @@ describe(`the change log names every change to a user's profile (${testDatabaseK
   });
 });
 
-/** A profile of user `id`, as a load finds it (a new object each call: a kept one is frozen). */
-const profile = (id: number): UserProfile => ({
-  id,
-  username: `u${id}`,
-  email: '',
-  emailVerified: false,
-  active: true,
-  superuser: false,
-  oidcAccess: false,
-  locale: null,
-  // A copy: keeping a profile freezes its parts.
-  mainCharacter: { ...NO_CHARACTER },
-  state: null,
-  groups: [{ name: 'g', oidcAccess: true }],
-});
+/** A profile of user `id` in a group that grants access, as a load finds it. */
+const profile = (id: number): UserProfile => userProfile(id, { groups: [{ name: 'g', oidcAccess: true }] });
 
 describe(`KeptProfiles and the change log (${testDatabaseKind})`, () => {
   // Profiles loaded and kept directly, through the built-in directory of a server's database.

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { NO_CHARACTER } from '../../src/alliance-auth/directory.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { inUnitOfWork } from '../../src/db/unit-of-work.ts';
 import type { DirectoryChange, UserProfile } from '../../src/directory/port.ts';
@@ -11,6 +10,7 @@ import { revokeLiveTokenRowsOfUsers, USERS_PER_STATEMENT } from '../../src/token
 import { revokeLiveTokenRows } from '../../src/tokens/token-rows.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { userProfile } from '../helpers/profiles.ts';
 
 describe(`revocations of several rows and the merged consumes (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -269,17 +269,5 @@ describe(`revocations of several rows and the merged consumes (${testDatabaseKin
 
 /** User `id` holding state `state`, which grants `oidc_access`. */
 function profile(id: number, state: string): UserProfile {
-  return {
-    id,
-    username: `u${id}`,
-    email: '',
-    emailVerified: false,
-    active: true,
-    superuser: false,
-    oidcAccess: false,
-    locale: null,
-    mainCharacter: NO_CHARACTER,
-    state: { name: state, priority: 1, oidcAccess: true },
-    groups: [],
-  };
+  return userProfile(id, { state: { name: state, priority: 1, oidcAccess: true } });
 }
