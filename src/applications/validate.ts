@@ -1,7 +1,7 @@
 import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
-import { hasUnsafeUriCharacter } from './text.ts';
+import { hasUnsafeUriCharacter, uriEscapeOrPortProblem } from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { listedNameHint } from '../util/listed-name.ts';
 import { nameKey } from '../util/name-key.ts';
@@ -314,6 +314,8 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     if (urlHasCredentials(text) || url.username !== '' || url.password !== '')
       return `${quote(text)} must not contain credentials (user:password@)`;
     if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
+    const unusable = unusableUriProblem(text, rules);
+    if (unusable !== null) return unusable;
     if (hostHasWildcard(url) && !rules.stored?.includes(text))
       return `${quote(text)} has a * in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI`;
     if (scheme === 'http' && rules.mode !== 'development' && !LOOPBACK_HOSTS.has(url.hostname))
@@ -324,7 +326,17 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     return `scheme ${quote(`${scheme}:`)} is not allowed: use https, http on a loopback host, or (public clients only) a reverse-domain private-use scheme such as com.example.app:/callback`;
   if (rules.clientType !== 'public')
     return `private-use scheme ${quote(`${scheme}:`)} is allowed for public clients only; a confidential client needs https (or http on a loopback host)`;
-  return null;
+  return unusableUriProblem(text, rules);
+}
+
+/**
+ * `uriEscapeOrPortProblem` of a URI that parses, told with the URI; refused since, but one stored
+ * before is kept, as a wildcard host is, so that the application's other settings can be changed.
+ */
+function unusableUriProblem(text: string, rules: UriRules): string | null {
+  if (rules.stored?.includes(text)) return null;
+  const problem = uriEscapeOrPortProblem(new URL(text), text);
+  return problem === null ? null : `${quote(text)} ${problem}`;
 }
 
 // A URL parser takes `*` as a host's letter, and DNS never answers for it: a wildcard meant.

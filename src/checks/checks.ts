@@ -2,6 +2,7 @@ import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applicati
 import type { Application } from '../applications/types.ts';
 import { hasWildcardHost } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
+import type { StoredUserText } from '../directory/builtin/types.ts';
 import { hasSpacesInARow, singleSpaced, validateNewName } from '../directory/builtin/validation.ts';
 import {
   importBoundsProblems,
@@ -256,6 +257,58 @@ export function unfitCharacterNameChecks(
       message: `application ${app.clientId} is named ${quotedName(app.name)}, which contains ${unfitList(unfit)} (stored before new names refused them): where it is shown as it is, it can read as another name`,
       // The name without its unfit characters has no NUL (a control character) for shellWord to refuse.
       hint: `aa-oidc app update ${app.clientId} --name ${(cleaned === '' ? undefined : shellWord(cleaned)) ?? 'NEW-NAME'}`,
+    });
+  }
+  return findings;
+}
+
+/** How many users a W015 finding of users' texts names; it counts the rest. */
+const USERS_NAMED = 5;
+
+/** The users' texts W015 judges, with how a message names each. */
+const USER_TEXTS = [
+  {
+    field: 'email',
+    message: (count: number) =>
+      `${count === 1 ? 'a built-in user has an email address' : `${count} built-in users have email addresses`} with a character new addresses refuse (stored before they were refused): where it is shown as it is, as a relying party may show the email claim, it can read as another address`,
+    hint: 'aa-oidc user set-email USERNAME ADDRESS for each, with the address without the character (the address is then unverified: add --verified when it is known to be theirs)',
+  },
+  {
+    field: 'characterName',
+    message: (count: number) =>
+      `${count === 1 ? "a built-in user's main character has a name" : `${count} built-in users' main characters have names`} with a character new names refuse (stored before they were refused): where it is shown as it is, as a relying party may show the name claim, it can read as another name`,
+    hint: 'aa-oidc user set-main-character USERNAME --character-id ID --character-name NAME for each, with the name without the character and the rest of the main character (the command replaces the whole main character)',
+  },
+] as const;
+
+/**
+ * W015 of the built-in directory's users: email addresses and main characters' names with a character
+ * new ones refuse (`validateEmail`, `MAIN_CHARACTER_FIELDS`), stored before they were refused. One
+ * finding a field, naming the first users by username and id, each text escaped as W015 quotes a
+ * name, with where its characters are; it counts the rest. `users` may hold others (a tag character
+ * in a flag is no finding): each text is judged here.
+ */
+export function unfitUserTextChecks(users: readonly StoredUserText[]): Finding[] {
+  const findings: Finding[] = [];
+  for (const text of USER_TEXTS) {
+    const found = users.flatMap((user) => {
+      const value = user[text.field];
+      const unfit = value === null ? [] : unfitNameCharacters(value);
+      return unfit.length === 0 ? [] : [{ user, value: value!, unfit }];
+    });
+    if (found.length === 0) continue;
+    const named = found
+      .slice(0, USERS_NAMED)
+      .map(
+        ({ user, value, unfit }) =>
+          `${quotedName(user.username)} (id ${user.id}): ${quotedName(value)} contains ${unfitList(unfit)}`,
+      );
+    const rest = found.length - named.length;
+    findings.push({
+      id: 'W015',
+      level: 'warning',
+      message: `${text.message(found.length)}: ${named.join('; ')}${rest > 0 ? `; and ${rest} more` : ''}`,
+      hint: text.hint,
     });
   }
   return findings;

@@ -1,5 +1,6 @@
 import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
+import type { StoredUserText } from '../directory/builtin/types.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyService } from '../keys/types.ts';
 import { scrubString } from '../util/scrub-text.ts';
@@ -10,13 +11,14 @@ import {
   runChecks,
   spacedNameChecks,
   unfitCharacterNameChecks,
+  unfitUserTextChecks,
   whitelistChecks,
 } from './checks.ts';
 
 /**
  * The system checks over the running configuration, every registered application, the signing keys
  * and the directory (whitelisted names it lacks, W006; built-in names with spaces in a row, W014;
- * names with a character new names refuse, W015).
+ * names with a character new names refuse, W015; `aa-oidc check` also judges users' texts for them).
  */
 export async function systemChecks(
   config: Config,
@@ -52,12 +54,18 @@ export async function systemChecksOverWhatCanBeRead(
    * the checks other than these that report nothing when the directory cannot be read (`alsoSkipped`).
    */
   sources: { ownDatabase: PartSource; directory: PartSource & { alsoSkipped?: string } },
+  /**
+   * The built-in directory's users whose texts W015 judges (`usersWithTextToJudge`): read here only,
+   * not by `serve` nor the dashboard, as it scans the users.
+   */
+  readUsers?: () => Promise<readonly StoredUserText[]>,
 ): Promise<Finding[]> {
-  const [apps, signingKeys, states, groups] = await Promise.allSettled([
+  const [apps, signingKeys, states, groups, users] = await Promise.allSettled([
     applications.list(),
     keys.list(),
     directory.listStates(),
     directory.listGroups(),
+    readUsers?.() ?? [],
   ]);
   const builtin = config.directory.source === 'builtin';
   const unread: Finding[] = [];
@@ -72,6 +80,15 @@ export async function systemChecksOverWhatCanBeRead(
     );
   if (signingKeys.status === 'rejected')
     unread.push(unreadPart('the signing keys', sources.ownDatabase, 'W008, W011', signingKeys.reason));
+  if (users.status === 'rejected')
+    unread.push(
+      unreadPart(
+        "the directory's users",
+        sources.directory,
+        "W015 of users' email addresses and main characters' names",
+        users.reason,
+      ),
+    );
   // One finding for the directory: both reads fail alike when its database does not answer.
   const directoryReasons = [states, groups].flatMap((read) =>
     read.status === 'rejected' ? [read.reason] : [],
@@ -105,6 +122,7 @@ export async function systemChecksOverWhatCanBeRead(
         groups: groups.status === 'fulfilled' ? groups.value.map((group) => group.name) : undefined,
       },
     ),
+    ...(users.status === 'fulfilled' ? unfitUserTextChecks(users.value) : []),
   ];
 }
 

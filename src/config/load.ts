@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import { readFileAtMost } from '../util/bounded-read.ts';
 import { createPrivateFileOnce, ensurePrivateDirectory } from '../util/private-files.ts';
 import { scrubString } from '../util/scrub-text.ts';
+import { whyUnreadable } from '../util/unreadable-file.ts';
 import { parsePortNumber } from '../util/whole-number.ts';
 import {
   configSchema,
@@ -177,26 +178,6 @@ function readConfigFile(file: string): { settings: Record<string, unknown>; mode
   if (!isPlainObject(parsed))
     throw new ConfigError(`AA_OIDC_CONFIG: ${file} must contain an object at the top level`);
   return { settings: parsed, mode };
-}
-
-/**
- * Why a file could not be read, and what to do, for the usual causes: `wanted.file` is what to name
- * instead, `wanted.orElse` another way out when there is no such file, and `wanted.access` an example
- * of the permissions that let aa-oidc read it.
- */
-function whyUnreadable(error: unknown, wanted: { file: string; orElse?: string; access?: string }): string {
-  switch (((error ?? {}) as NodeJS.ErrnoException).code) {
-    case 'ENOENT':
-    case 'ENOTDIR':
-      return `no such file; name ${wanted.file} (a relative path starts from the working directory)${wanted.orElse === undefined ? '' : `, or ${wanted.orElse}`}`;
-    case 'EACCES':
-    case 'EPERM':
-      return `permission denied; let the user aa-oidc runs as read it${wanted.access === undefined ? '' : ` (${wanted.access})`}`;
-    case 'EISDIR':
-      return `it is a directory; name ${wanted.file}`;
-    default:
-      return (error as Error).message;
-  }
 }
 
 /**

@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
+import { quotedName } from '../util/hidden-characters.ts';
 import { urlHasCredentials } from '../util/url-credentials.ts';
 import { parseDecimalNumber, parseWholeNumber } from '../util/whole-number.ts';
 
@@ -76,6 +77,33 @@ const secret = (min: number, valid: string) =>
 const nonEmpty = (valid: string) =>
   z.string({ error: `expected ${valid}` }).min(1, `must not be empty; use ${valid}`);
 
+/**
+ * A host name of letters, digits, hyphens and underscores (a Docker service name may hold one, and
+ * the resolver takes it) in labels of 1–63, none starting or ending with `-`.
+ */
+const HOST_NAME =
+  /^(?=.{1,253}\.?$)(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$/;
+
+/**
+ * An address to listen on: an IP address, or a host name (`HOST_NAME`) whose last label is not all
+ * digits (`127.0.0.256` is no address, and no name either). Checked here, naming the setting, rather
+ * than when the server fails to listen.
+ */
+export function isListenHost(text: string): boolean {
+  if (ipaddr.IPv4.isValidFourPartDecimal(text) || ipaddr.IPv6.isValid(text)) return true;
+  return HOST_NAME.test(text) && !/(?:^|\.)\d+\.?$/.test(text);
+}
+
+/** A listen address (`isListenHost`); `valid` says what to give. */
+const listenHost = (valid: string) =>
+  z
+    .string({ error: `expected ${valid}` })
+    .min(1, { error: `must not be empty; use ${valid}`, abort: true })
+    .refine(
+      isListenHost,
+      `is not an IP address or a host name; use ${valid}, or a host name of letters, digits, hyphens and underscores (like localhost)`,
+    );
+
 const DELAYS = '1 to 20 delays in seconds (like 5,10,20,40,80)';
 const notADelay = (issue: { input?: unknown }) =>
   `${JSON.stringify(issue.input)} is not a delay: expected a whole number of seconds from 1 to 86400, in decimal digits`;
@@ -95,6 +123,13 @@ export function isAddressRange(text: string): boolean {
   }
   return ipaddr.isValid(text);
 }
+
+/**
+ * A scope name (RFC 6749 section 3.3, scope-token): printable ASCII but the space, `"` and `\`. A list
+ * entry `openid profile` is two scopes written as one, which no request would ever name.
+ */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
+const SCOPE_TOKEN_RULE = 'a scope name is printable ASCII without spaces, " or \\ (RFC 6749, section 3.3)';
 
 const httpUrl = z.url({
   protocol: /^https?$/,
@@ -135,7 +170,7 @@ export const configSchema = z
   .object({
     mode: z.enum(['development', 'production']).optional(),
     port: integer(0, 65535).default(8000),
-    host: nonEmpty('a listen address (like 127.0.0.1, 0.0.0.0 or ::)').optional(),
+    host: listenHost('a listen address (like 127.0.0.1, 0.0.0.0 or ::)').optional(),
     // An issuer identifier has no query, fragment or credentials (OpenID Connect Discovery 1.0, 2):
     // refused here, naming the setting, rather than by the provider when `serve` starts.
     issuer: httpUrl
@@ -198,7 +233,7 @@ export const configSchema = z
     metrics: z
       .object({
         port: integer(0, 65535).default(9464),
-        host: nonEmpty('a listen address (like 127.0.0.1 or 0.0.0.0)').default('127.0.0.1'),
+        host: listenHost('a listen address (like 127.0.0.1 or 0.0.0.0)').default('127.0.0.1'),
         /** When set, `/metrics` is also served on the main port behind `Authorization: Bearer …`. */
         bearerToken: secret(
           16,
@@ -273,7 +308,11 @@ export const configSchema = z
         scopes: listOf(
           z
             .string({ error: (issue) => `${JSON.stringify(issue.input)} is not a scope name (like openid)` })
-            .min(1, 'a scope name must not be empty'),
+            .min(1, { error: 'a scope name must not be empty', abort: true })
+            .regex(SCOPE_TOKEN, {
+              error: (issue) =>
+                `${quotedName(String(issue.input))} is not a scope name: ${SCOPE_TOKEN_RULE}, one scope an entry (like openid,profile)`,
+            }),
           'scope names (like openid,profile,email)',
         ).default(['openid', 'profile', 'email', 'groups', 'offline_access']),
         claimPrefix: z

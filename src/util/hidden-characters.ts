@@ -137,6 +137,38 @@ export function unfitNameCharacters(text: string): UnfitCharacter[] {
   });
 }
 
+/**
+ * The code point ranges every character `unfitNameCharacters` may find is in, whatever stands around
+ * it: the control characters, the line and paragraph separators, the bidirectional controls, the
+ * invisible characters, and all of the tag characters and of the variation selectors supplement
+ * (hidden but in a flag or after an ideograph). A query looks for them to find the few stored texts
+ * worth judging (`aa-oidc check`, W015 of users); the test compares them with `unfitNameCharacters`
+ * for every code point.
+ */
+export const MAY_BE_UNFIT_NAME_CHARACTER: ReadonlyArray<readonly [number, number]> = [
+  [0x0000, 0x001f],
+  [0x007f, 0x009f],
+  [0x00ad, 0x00ad],
+  [0x034f, 0x034f],
+  [0x061c, 0x061c],
+  [0x115f, 0x1160],
+  [0x17b4, 0x17b5],
+  [0x180e, 0x180e],
+  [0x200b, 0x200b],
+  [0x200e, 0x200f],
+  [0x2028, 0x202e],
+  [0x2060, 0x206f],
+  [0x2800, 0x2800],
+  [0x3164, 0x3164],
+  [0xfeff, 0xfeff],
+  [0xffa0, 0xffa0],
+  [0xfff0, 0xfffb],
+  [0x1bca0, 0x1bca3],
+  [0x1d159, 0x1d159],
+  [0x1d173, 0x1d17a],
+  [0xe0000, 0xe0fff],
+];
+
 /** `\u009b`, `\ud82f\udca0`: the JSON escape of a character (of each half of a surrogate pair). */
 function unicodeEscape(char: string): string {
   let escaped = '';

@@ -137,6 +137,26 @@ describe('validateApplicationInput', () => {
       /^redirect_uris\[0\]: "https:\/\/\*\*\*@wiki.example.org\/cb" must not contain credentials/,
     ],
     [
+      'port 0 in a redirect URI, which nothing listens on',
+      { ...base, redirectUris: ['https://wiki.example.org:0/cb'] },
+      /^redirect_uris\[0\]: "https:\/\/wiki\.example\.org:0\/cb" has port 0, which nothing listens on: give the port the application listens on, or none$/,
+    ],
+    [
+      'port 0 in a post-logout redirect URI, written with leading zeros',
+      { ...base, postLogoutRedirectUris: ['https://wiki.example.org:000/bye'] },
+      /^post_logout_redirect_uris\[0\]: ".*" has port 0/,
+    ],
+    [
+      'an invalid percent-escape in a redirect URI',
+      { ...base, redirectUris: ['https://wiki.example.org/cb?next=%zz'] },
+      /^redirect_uris\[0\]: ".*" has an invalid percent-escape "%zz": a % must be followed by two hexadecimal digits \(write a % itself as %25\)$/,
+    ],
+    [
+      'a % at the end of a private-use redirect URI',
+      { ...base, clientType: 'public', redirectUris: ['com.example.app:/cb%4'] },
+      /^redirect_uris\[0\]: ".*" has an invalid percent-escape "%4"/,
+    ],
+    [
       'a wildcard host in a redirect URI',
       { ...base, redirectUris: ['https://*.example.org/cb'] },
       /^redirect_uris\[0\]: "https:\/\/\*\.example\.org\/cb" has a \* in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI$/,
@@ -330,6 +350,20 @@ describe('validateApplicationInput', () => {
       ),
       ['redirect_uris[1]', 'post_logout_redirect_uris[0]'],
     );
+  });
+
+  it('takes escapes and ports that are valid, and keeps a port 0 or bad escape stored before on an update', async () => {
+    const valid = await validateApplicationInput(
+      { ...base, redirectUris: ['https://wiki.example.org:8443/c%C3%A9?a=%2F'] },
+      context(),
+    );
+    assert.deepEqual(valid.redirectUris, ['https://wiki.example.org:8443/c%C3%A9?a=%2F']);
+    const stored = ['https://wiki.example.org:0/cb', 'https://wiki.example.org/cb%zz'];
+    const kept = await validateApplicationInput(
+      { ...base, redirectUris: stored },
+      { ...context(), storedRedirectUris: stored },
+    );
+    assert.deepEqual(kept.redirectUris, stored);
   });
 
   it('reports every problem at once, and says when no states exist yet', async () => {

@@ -28,6 +28,7 @@ import {
   runChecks,
   spacedNameChecks,
   unfitCharacterNameChecks,
+  unfitUserTextChecks,
   whitelistChecks,
 } from '../../src/checks/checks.ts';
 import { unfitNameCharacters } from '../../src/util/hidden-characters.ts';
@@ -1387,6 +1388,145 @@ describe(`aa-oidc check: names with characters new names refuse (W015, ${testDat
       ['state', 'rename', 'Admins\u202e', 'Admins'],
       ['group', 'rename', 'Di\u200brectors', 'Directors'],
       ['app', 'update', 'bidi-wiki', '--name', 'Wiki'],
+    ]) {
+      const done = await cli(args, env);
+      assert.equal(done.code, 0, done.stderr);
+    }
+    const again = await cli(['check'], env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stdout, /W015/);
+  });
+});
+
+describe("system check W015: users' email addresses and main characters' names", () => {
+  const user = (id: number, username: string, email: string, characterName: string | null = null) => ({
+    id,
+    username,
+    email,
+    characterName,
+  });
+
+  it('names each user by username and id with the text escaped and where its characters are, one finding a field', () => {
+    const findings = unfitUserTextChecks([
+      user(3, 'alice', 'al\u200bice@example.org', 'Alice\u202e Prime'),
+      user(9, 'bob', 'bob@example.org', 'Bob'),
+      user(12, 'carol', 'car\u2066ol@example.org'),
+    ]);
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level]),
+      [
+        ['W015', 'warning'],
+        ['W015', 'warning'],
+      ],
+    );
+    const [email, character] = findings;
+    assert.equal(
+      email!.message,
+      '2 built-in users have email addresses with a character new addresses refuse (stored before they were refused): where it is shown as it is, as a relying party may show the email claim, it can read as another address: "alice" (id 3): "al\\u200bice@example.org" contains U+200B, an invisible character, at character 3; "carol" (id 12): "car\\u2066ol@example.org" contains U+2066, a bidirectional control character, at character 4',
+    );
+    assert.match(email!.hint, /^aa-oidc user set-email USERNAME ADDRESS for each/);
+    assert.equal(
+      character!.message,
+      'a built-in user\'s main character has a name with a character new names refuse (stored before they were refused): where it is shown as it is, as a relying party may show the name claim, it can read as another name: "alice" (id 3): "Alice\\u202e Prime" contains U+202E, a bidirectional control character, at character 6',
+    );
+    assert.match(
+      character!.hint,
+      /^aa-oidc user set-main-character USERNAME --character-id ID --character-name NAME /,
+    );
+    assert.doesNotMatch(JSON.stringify(findings), /[\u200b\u202e\u2066]/u);
+  });
+
+  it('names the first five users and counts the rest, and takes a flag or a joiner as they are', () => {
+    const many = Array.from({ length: 8 }, (_, index) =>
+      user(index + 1, `u${index + 1}`, `u\u200b${index}@example.org`),
+    );
+    const [finding, ...others] = unfitUserTextChecks(many);
+    assert.equal(others.length, 0);
+    assert.match(
+      finding!.message,
+      /^8 built-in users have email addresses .*"u5" \(id 5\): [^;]*; and 3 more$/,
+    );
+    assert.doesNotMatch(finding!.message, /"u6"/);
+    // Read by the query for their tag characters, which draw a flag here: nothing to report.
+    assert.deepEqual(
+      unfitUserTextChecks([
+        user(
+          1,
+          'scot',
+          'scot@example.org',
+          '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Scot',
+        ),
+        user(2, 'zwj', 'zwj@example.org', 'Fam\u200dily'),
+      ]),
+      [],
+    );
+  });
+});
+
+describe(`aa-oidc check: users' email addresses and main characters' names with characters new ones refuse (W015, ${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    const services = await createServices(testConfig(database, { secretKey: SECRET }), { migrate: true });
+    try {
+      for (const username of ['mallory', 'trent', 'flagged', 'plain'])
+        await services.directoryAdmin.createUser({
+          username,
+          email: `${username}@example.org`,
+          characterId: 90_000_001 + username.length,
+          characterName: `${username} Prime`,
+        });
+      // As an older aa-oidc stored them: new addresses and names refuse these characters.
+      const stored: Array<[string, { email?: string; character_name?: string }]> = [
+        ['mallory', { email: 'mal\u200blory@example.org' }],
+        ['trent', { character_name: 'Trent\u2067 Prime' }],
+        // A subdivision flag's tags are read by the query and judged fit.
+        [
+          'flagged',
+          { character_name: '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f} Prime' },
+        ],
+      ];
+      for (const [username, values] of stored)
+        await services.database.db
+          .updateTable('app_user')
+          .set(values)
+          .where('username', '=', username)
+          .execute();
+    } finally {
+      await services.close();
+    }
+  });
+  after(async () => database.drop());
+
+  it('warns about each, escaped, exiting 0, and is silent once the texts are set again', async () => {
+    const env = testEnv(database, { AA_OIDC_SECRET_KEY: SECRET });
+    const checked = await cli(['check'], env);
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.doesNotMatch(checked.stdout, /[\u200b\u2067\u{e0067}]/u);
+    assert.match(
+      checked.stdout,
+      /^W015 warning: a built-in user has an email address with a character new addresses refuse .*: "mallory" \(id \d+\): "mal\\u200blory@example\.org" contains U\+200B, an invisible character, at character 4\n {2}hint: aa-oidc user set-email USERNAME ADDRESS /m,
+    );
+    assert.match(
+      checked.stdout,
+      /^W015 warning: a built-in user's main character has a name with a character new names refuse .*: "trent" \(id \d+\): "Trent\\u2067 Prime" contains U\+2067, a bidirectional control character, at character 6\n {2}hint: aa-oidc user set-main-character /m,
+    );
+    assert.doesNotMatch(checked.stdout, /"flagged"|"plain"/);
+    const json = JSON.parse((await cli(['check', '--format', 'json'], env)).stdout) as Array<{ id: string }>;
+    assert.equal(json.filter((finding) => finding.id === 'W015').length, 2);
+
+    for (const args of [
+      ['user', 'set-email', 'mallory', 'mallory@example.org'],
+      [
+        'user',
+        'set-main-character',
+        'trent',
+        '--character-id',
+        '90000006',
+        '--character-name',
+        'Trent Prime',
+      ],
     ]) {
       const done = await cli(args, env);
       assert.equal(done.code, 0, done.stderr);

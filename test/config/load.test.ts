@@ -954,6 +954,65 @@ describe('configuration', () => {
     }
   });
 
+  it('refuses a scope entry that is no scope token, such as two scopes written as one', () => {
+    const cwd = tempDir();
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_OIDC_SCOPES: 'openid profile,email' }, cwd }),
+      configError(
+        /^AA_OIDC_OIDC_SCOPES: "openid profile" is not a scope name: a scope name is printable ASCII without spaces, " or \\ \(RFC 6749, section 3\.3\), one scope an entry \(like openid,profile\)$/,
+      ),
+    );
+    for (const scope of ['say"hi"', 'back\\slash', 'caf\u00e9', 'tab\tbed']) {
+      writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ oidc: { scopes: ['openid', scope] } }));
+      assert.throws(
+        () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+        configError(/key "oidc\.scopes\.1": ".*" is not a scope name: a scope name is printable ASCII/),
+        scope,
+      );
+    }
+    // Every other printable ASCII character is a scope token's.
+    const odd = loadConfig({ env: { AA_OIDC_OIDC_SCOPES: 'openid,read:all!#[]~' }, cwd });
+    assert.deepEqual(odd.oidc.scopes, ['openid', 'read:all!#[]~']);
+  });
+
+  it('refuses a listen address that is no IP address nor host name, naming the setting', () => {
+    const cwd = tempDir();
+    for (const [env, value] of [
+      ['AA_OIDC_HOST', 'not a host'],
+      ['AA_OIDC_HOST', '127.0.0.256'],
+      ['AA_OIDC_HOST', '[::1]'],
+      ['AA_OIDC_METRICS_HOST', 'two..dots'],
+      ['AA_OIDC_METRICS_HOST', '-metrics.local'],
+      ['AA_OIDC_METRICS_HOST', 'http://127.0.0.1'],
+    ] as const) {
+      assert.throws(
+        () => loadConfig({ env: { [env]: value }, cwd }),
+        configError(
+          new RegExp(
+            `^${env}: is not an IP address or a host name; use a listen address \\(like 127\\.0\\.0\\.1.*\\), or a host name of letters, digits, hyphens and underscores \\(like localhost\\) \\(got ${JSON.stringify(value).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\)$`,
+          ),
+        ),
+        value,
+      );
+    }
+    writeFileSync(path.join(cwd, 'aa.json'), JSON.stringify({ metrics: { host: '1.2.3' } }));
+    assert.throws(
+      () => loadConfig({ env: { AA_OIDC_CONFIG: 'aa.json' }, cwd }),
+      configError(/key "metrics\.host": is not an IP address or a host name/),
+    );
+    for (const host of [
+      '::',
+      '::1',
+      '0.0.0.0',
+      'localhost',
+      'aa-oidc.internal',
+      'db.example.org.',
+      'aa_oidc',
+    ]) {
+      assert.equal(loadConfig({ env: { AA_OIDC_HOST: host, AA_OIDC_METRICS_HOST: host }, cwd }).host, host);
+    }
+  });
+
   it('takes an EVE claims scope among the supported ones, and the default left out of them', () => {
     const eve = loadConfig({
       env: { AA_OIDC_OIDC_SCOPES: 'openid,profile,eve', AA_OIDC_OIDC_EVE_CLAIMS_SCOPE: 'eve' },

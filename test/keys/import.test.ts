@@ -164,7 +164,18 @@ describe('aa-oidc keys import --pem FILE', () => {
       assert.match(result.stderr, message, name);
     }
     const missing = await run('keys', 'import', '--pem', path.join(dir, 'absent.pem'));
-    assert.match(missing.stderr, /--pem .*absent\.pem: cannot read it \(ENOENT\)/);
+    assert.match(
+      missing.stderr,
+      /--pem .*absent\.pem: cannot read it: no such file; name the PEM file of the private key to import \(a relative path starts from the working directory\)\n$/,
+    );
+    assert.doesNotMatch(missing.stderr, /ENOENT|\n\s+at /);
+    // A folder named instead of the file is said in words too.
+    const folder = await run('keys', 'import', '--pem', dir);
+    assert.notEqual(folder.code, 0);
+    assert.match(
+      folder.stderr,
+      /--pem .*: cannot read it: it is a directory; name the PEM file of the private key to import\n$/,
+    );
   });
 
   it('reads a relative --pem in the working folder of the command, as backup --to writes one', async () => {
@@ -183,7 +194,7 @@ describe('aa-oidc keys import --pem FILE', () => {
     assert.equal(missing.code, 1);
     assert.equal(
       missing.stderr,
-      `aa-oidc: --pem absent.pem (${path.join(folder, 'absent.pem')}): cannot read it (ENOENT)\n`,
+      `aa-oidc: --pem absent.pem (${path.join(folder, 'absent.pem')}): cannot read it: no such file; name the PEM file of the private key to import (a relative path starts from the working directory)\n`,
     );
     // An empty or blank name (a script's unset variable) is no file, nor the working folder.
     for (const name of ['', '  ']) {

@@ -5,7 +5,9 @@ import {
   escapeHiddenCharacters,
   escapeUnshownInJson,
   INVISIBLE_CHARACTER,
+  MAY_BE_UNFIT_NAME_CHARACTER,
   unfitNameCharacter,
+  unfitNameCharacters,
 } from '../../src/util/hidden-characters.ts';
 import { nameKey } from '../../src/util/name-key.ts';
 
@@ -190,5 +192,19 @@ describe('hidden characters', () => {
   it('leaves the ideographic space, which shows as a wide space', () => {
     assert.equal(unfitNameCharacter('東京\u3000支部'), undefined);
     assert.equal(escapeHiddenCharacters('東京\u3000支部'), '東京\u3000支部');
+  });
+
+  it('holds in MAY_BE_UNFIT_NAME_CHARACTER every code point a name may be refused for, and no other', () => {
+    const wrong: string[] = [];
+    for (let code = 0; code <= 0x10ffff; code += 1) {
+      if (code >= 0xd800 && code <= 0xdfff) continue;
+      const char = String.fromCodePoint(code);
+      // Tag characters and the supplement's selectors are refused but where they stand in a flag or
+      // after an ideograph: alone, they are.
+      const refused = unfitNameCharacters(`a${char}`).length > 0;
+      const listed = MAY_BE_UNFIT_NAME_CHARACTER.some(([first, last]) => code >= first && code <= last);
+      if (refused !== listed) wrong.push(code.toString(16));
+    }
+    assert.deepEqual(wrong, []);
   });
 });

@@ -3,6 +3,7 @@ import { allianceAuthDataChecks } from '../../alliance-auth/data-checks.ts';
 import { formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecksOverWhatCanBeRead } from '../../checks/run.ts';
 import { describeDatabase } from '../../db/errors.ts';
+import { usersWithTextToJudge } from '../../directory/builtin/reads.ts';
 import { pgBossChecks, storageChecks } from '../storage-checks.ts';
 import { CliError, type CliIo, withServices } from '../context.ts';
 import { jsonDocument, textBlock } from '../output.ts';
@@ -14,9 +15,10 @@ export function registerCheck(program: Command, io: CliIo): void {
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { format: 'text' | 'json' }) => {
       // The system checks that serve runs too, each over what could be read (E009 for a part that
-      // could not be), then a pg-boss schema serve and worker refuse (E008), and where serve writes
-      // (W012, judged for this user and the database role it connects as), and Alliance Auth's rows
-      // that AA's own code would not have left (W016 to W019; W020 for a check whose query failed).
+      // could not be), with the built-in directory's users' texts (W015), then a pg-boss schema serve
+      // and worker refuse (E008), and where serve writes (W012, judged for this user and the
+      // database role it connects as), and Alliance Auth's rows that AA's own code would not have
+      // left (W016 to W019; W020 for a check whose query failed).
       // An Alliance Auth database that could not be read at start (serve and worker stop there) is
       // E009 of the directory, told once, not asked again by each check that reads it.
       const findings = await withServices(
@@ -46,6 +48,9 @@ export function registerCheck(program: Command, io: CliIo): void {
                     }
                   : { described: ownDatabase, address: ownDatabase },
               },
+              services.config.directory.source === 'builtin'
+                ? () => usersWithTextToJudge(services.database.db)
+                : undefined,
             )),
             ...(await pgBossChecks(services.database)),
             ...(await storageChecks(services.config, services.database)),

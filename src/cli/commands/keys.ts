@@ -7,6 +7,7 @@ import type { SigningKeySummary, WithdrawResult } from '../../keys/types.ts';
 import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { fileOption } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
+import { whyUnreadable } from '../../util/unreadable-file.ts';
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
   { header: 'kid', value: (key) => key.kid },
@@ -89,7 +90,7 @@ async function readPem(file: string, cwd: string): Promise<string> {
   } catch (error) {
     throw new KeyError(
       'invalid_key',
-      `--pem ${named}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      `--pem ${named}: cannot read it: ${whyUnreadable(error, { file: 'the PEM file of the private key to import' })}`,
     );
   }
   if (length > PEM_FILE_LIMIT)

@@ -1,5 +1,6 @@
 import { type Expression, type ExpressionBuilder, type Kysely, type SqlBool, sql } from 'kysely';
 import { type LogPosition, logPosition, logPositionColumn } from '../../db/change-log.ts';
+import { isPostgres } from '../../db/dialect.ts';
 import { precompiled } from '../../db/precompiled.ts';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 import { nameKey } from '../../util/name-key.ts';
@@ -514,4 +515,46 @@ export async function countUsers(db: Db): Promise<number> {
     .select((eb) => eb.fn.countAll().as('n'))
     .executeTakeFirst();
   return Number(row?.n ?? 0);
+}
+
+/** A user's stored texts that `aa-oidc check` judges for their characters (W015). */
+export interface UserTextRow {
+  id: number;
+  username: string;
+  email: string;
+  character_name: string | null;
+}
+
+/**
+ * The users whose email or main character's name holds a character of `ranges` (code point ranges;
+ * a NUL, which neither column can hold, is left out), by id: one scan, in the database, so that only
+ * the few such users are read. PostgreSQL's regular expression, SQLite's GLOB with a character class
+ * (which compares code points).
+ */
+export async function selectUsersWithCharacters(
+  db: Db,
+  ranges: ReadonlyArray<readonly [number, number]>,
+): Promise<UserTextRow[]> {
+  const pairs = ranges.map(([first, last]) => [Math.max(first, 1), last] as const);
+  const postgres = isPostgres(db);
+  const char = (code: number) =>
+    postgres
+      ? code > 0xffff
+        ? `\\U${code.toString(16).padStart(8, '0')}`
+        : `\\u${code.toString(16).padStart(4, '0')}`
+      : String.fromCodePoint(code);
+  const members = pairs.map(([first, last]) =>
+    first === last ? char(first) : `${char(first)}-${char(last)}`,
+  );
+  const pattern = postgres ? `[${members.join('')}]` : `*[${members.join('')}]*`;
+  const holds = (column: 'app_user.email' | 'app_user.character_name') =>
+    postgres
+      ? sql<SqlBool>`${sql.ref(column)} ~ ${pattern}`
+      : sql<SqlBool>`${sql.ref(column)} glob ${pattern}`;
+  return db
+    .selectFrom('app_user')
+    .select(['app_user.id', 'app_user.username', 'app_user.email', 'app_user.character_name'])
+    .where((eb) => eb.or([holds('app_user.email'), holds('app_user.character_name')]))
+    .orderBy('app_user.id')
+    .execute();
 }

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import { isRowId } from '../../db/row-id.ts';
+import { MAY_BE_UNFIT_NAME_CHARACTER } from '../../util/hidden-characters.ts';
 import { nameKey } from '../../util/name-key.ts';
 import type { Database } from '../../db/schema.ts';
 import { DirectoryError, invalid, notFound } from '../errors.ts';
@@ -7,7 +8,7 @@ import type { Directory, KeepableProfiles, ProfileCountFilter, ProfileFilter } f
 import { toDirectoryGroup, toDirectoryState, toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
 import { describeUser, resolveGroup, resolveState, validateUserRef } from './records.ts';
-import type { DirectoryAdmin, UserFilter } from './types.ts';
+import type { DirectoryAdmin, StoredUserText, UserFilter } from './types.ts';
 import { normalizeUsername, quote, validateFlag, validateName, validateSearch } from './validation.ts';
 
 /** The built-in directory's reads: its records for the admin interface, and the port. */
@@ -186,4 +187,18 @@ export function keepableProfiles(
       return afterCommit((event) => listener('userId' in event ? event.userId : undefined));
     },
   };
+}
+
+/**
+ * The users whose email address or main character's name may hold a character new ones refuse
+ * (`MAY_BE_UNFIT_NAME_CHARACTER`), for `aa-oidc check` to judge (W015): one query, which reads only them.
+ */
+export async function usersWithTextToJudge(db: Kysely<Database>): Promise<StoredUserText[]> {
+  const rows = await queries.selectUsersWithCharacters(db, MAY_BE_UNFIT_NAME_CHARACTER);
+  return rows.map((row) => ({
+    id: row.id,
+    username: row.username,
+    email: row.email,
+    characterName: row.character_name,
+  }));
 }

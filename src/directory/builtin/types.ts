@@ -281,3 +281,11 @@ export interface DirectoryAdmin {
    */
   ensureBootstrapSuperuser(options?: BootstrapOptions): Promise<BootstrapLogin | null>;
 }
+
+/** A user's stored texts that `aa-oidc check` judges for their characters (W015). */
+export interface StoredUserText {
+  id: number;
+  username: string;
+  email: string;
+  characterName: string | null;
+}

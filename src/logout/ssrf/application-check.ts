@@ -1,4 +1,5 @@
 import { backchannelSyntaxProblem } from '../../applications/backchannel-target.ts';
+import { percentEscapeProblem } from '../../applications/text.ts';
 import type { BackchannelTargetCheck } from '../../applications/types.ts';
 import type { Config } from '../../config/load.ts';
 import { type Resolver, systemResolver } from './resolver.ts';
@@ -14,7 +15,8 @@ export function backchannelTargetCheck(
   privateTargetsHint?: string,
 ): BackchannelTargetCheck {
   return async (uri) => {
-    const syntax = backchannelSyntaxProblem(uri, options.mode);
+    // A new URI only: an unchanged one passes the syntactic check alone (applications/service.ts).
+    const syntax = backchannelSyntaxProblem(uri, options.mode) ?? percentEscapeProblem(uri);
     if (syntax !== null) return { ok: false, reason: syntax };
     const verdict = await checkBackchannelTarget(uri, options);
     if (verdict.ok) return { ok: true };
