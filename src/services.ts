@@ -3,6 +3,7 @@ import { createApplicationService } from './applications/service.ts';
 import type { Authenticator } from './directory/authenticator.ts';
 import { createBuiltinDirectory } from './directory/builtin/create.ts';
 import type { DirectoryAdmin } from './directory/builtin/types.ts';
+import { bindDirectory, type DirectoryBinding, type DirectoryBindingStatus } from './directory/binding.ts';
 import { createChangeFeed } from './directory/change-feed.ts';
 import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
@@ -114,6 +115,11 @@ export interface Services {
   directoryReadOnly: boolean;
   /** The Alliance Auth directory's connection, poller and readiness, when it is the directory. */
   allianceAuth: AllianceAuthDirectory | undefined;
+  /**
+   * The configured directory against the one this database's user ids belong to, recorded by the
+   * first process that writes (`serve`, `worker`); `aa-oidc check` and `serve` refuse another (E010).
+   */
+  directoryBinding: DirectoryBindingStatus;
   /** How people sign in at the login page. */
   authenticators: readonly Authenticator[];
   /** Token operations: `tokens revoke-user`, with the hook for back-channel logout. */
@@ -217,6 +223,11 @@ export async function createServices(config: Config, options: ServicesOptions = 
       directoryAdmin = builtin.admin;
       authenticators = [builtin.authenticator];
     }
+    const directoryBinding: DirectoryBindingStatus = migrated
+      ? await bindDirectory(database.db, await configuredDirectory(allianceAuth), {
+          record: options.forWriting ?? false,
+        })
+      : { kind: 'unrecorded', current: undefined };
     // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
     const applications = createApplicationService(database.db, config, logger, {
       directory,
@@ -300,6 +311,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       directoryAdmin,
       directoryReadOnly: allianceAuth !== undefined,
       allianceAuth,
+      directoryBinding,
       authenticators,
       tokens,
       twoFactor,
@@ -310,4 +322,16 @@ export async function createServices(config: Config, options: ServicesOptions = 
     await close();
     throw error;
   }
+}
+
+/**
+ * The directory this process runs with, as its binding names it; undefined when Alliance Auth's
+ * database could not be read at start (`aa-oidc check` reports that as E009).
+ */
+async function configuredDirectory(
+  allianceAuth: AllianceAuthDirectory | undefined,
+): Promise<DirectoryBinding | undefined> {
+  if (!allianceAuth) return { directory: 'builtin' };
+  if (allianceAuth.unreadableAtStart) return undefined;
+  return { directory: 'alliance-auth', identity: await allianceAuth.identity() };
 }

@@ -31,6 +31,7 @@ import { explainMysqlConnectError } from './mysql-tls.ts';
 import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
+import { readAllianceAuthIdentity } from './identity.ts';
 import { checkAllianceAuthSchema } from './schema-check.ts';
 
 /**
@@ -54,6 +55,8 @@ export interface AllianceAuthDirectory {
    * not checked then. Undefined otherwise: with `stop`, such a start fails instead.
    */
   unreadableAtStart: AllianceAuthDatabaseError | undefined;
+  /** What tells this Alliance Auth database from another (`readAllianceAuthIdentity`). */
+  identity(): Promise<string>;
   /** True when AA's database answers now (for `/readyz`). */
   reachable(): Promise<boolean>;
   close(): Promise<void>;
@@ -362,6 +365,7 @@ export async function createAllianceAuthDirectory(
     eveAuthenticator,
     poller,
     unreadableAtStart,
+    identity: () => readAllianceAuthIdentity(connection.db, connection.kind),
     reachable: () => allianceAuthReachable(connection.db),
     async close() {
       await poller.stop();

@@ -43,6 +43,19 @@ import { checkAllianceAuthSchema } from './schema-check.ts';
  */
 export const LEASE_NAME = 'alliance-auth';
 
+/**
+ * `aa-oidc directory rebind`: forgets what the poller remembers of Alliance Auth (each user's
+ * fingerprint, each state's and group's name by AA's id, the cycle count), so that the next cycle
+ * is a first one: a baseline of the database now configured, not its differences from another
+ * one's users and names (which would read as renames of whitelisted states and groups).
+ */
+export async function forgetFollowedState(db: Kysely<Database>): Promise<{ fingerprints: number }> {
+  const fingerprints = await db.deleteFrom('aa_user_fingerprint').executeTakeFirst();
+  await db.deleteFrom('aa_catalog_name').execute();
+  await db.deleteFrom('aa_poll_lease').where('name', '=', LEASE_NAME).execute();
+  return { fingerprints: Number(fingerprints.numDeletedRows) };
+}
+
 export type PollOutcome =
   /** The first cycle ever: fingerprints stored, nothing emitted (there is nothing to compare with). */
   | { outcome: 'baseline'; users: number }

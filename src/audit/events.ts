@@ -79,7 +79,8 @@ export type SessionsEndedReason =
   | 'user_deactivated'
   | 'user_deleted';
 
-export type AdminEntity = 'application' | 'user' | 'state' | 'group' | 'signing_key';
+/** `directory`: the directory this database's user ids belong to (`aa-oidc directory rebind`). */
+export type AdminEntity = 'application' | 'user' | 'state' | 'group' | 'signing_key' | 'directory';
 
 export type AdminAction =
   | 'created'
@@ -103,7 +104,9 @@ export type AdminAction =
   /** A signing key brought in by `aa-oidc keys import`. */
   | 'imported'
   /** A signing key taken out of JWKS at once (`aa-oidc keys withdraw`: its private part may have leaked). */
-  | 'withdrawn';
+  | 'withdrawn'
+  /** The database bound to another directory by `aa-oidc directory rebind`. */
+  | 'rebound';
 
 /** A scalar detail of an admin change; never a password or a secret, only what changed to what. */
 export type AdminChangeDetail = string | number | boolean | null;

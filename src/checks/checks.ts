@@ -2,6 +2,7 @@ import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applicati
 import type { Application } from '../applications/types.ts';
 import { hasWildcardHost } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
+import { describeBinding, type DirectoryBindingStatus } from '../directory/binding.ts';
 import type { StoredUserText } from '../directory/builtin/types.ts';
 import { hasSpacesInARow, singleSpaced, validateNewName } from '../directory/builtin/validation.ts';
 import {
@@ -39,7 +40,7 @@ export type CheckId =
 
 export type Finding =
   | {
-      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009';
+      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009' | 'E010';
       level: 'error';
       message: string;
       hint: string;
@@ -588,6 +589,30 @@ export function runChecks(
 
 function countApps(apps: readonly unknown[]): string {
   return apps.length === 1 ? '1 application has' : `${apps.length} applications have`;
+}
+
+/**
+ * E010: the configured directory is not the one this database's user ids belong to (another
+ * directory, or another Alliance Auth database). Every session, grant, token and two-factor
+ * enrolment is keyed by the numeric user id alone, so each would pass to whoever has the same id
+ * in the configured directory: another person. `serve` refuses to start on it.
+ */
+export function directoryBindingChecks(status: DirectoryBindingStatus): Finding[] {
+  if (status.kind !== 'differs') return [];
+  const since = new Date(status.recorded.boundAt).toISOString();
+  return [
+    {
+      id: 'E010',
+      level: 'error',
+      message:
+        `this database's user ids belong to ${describeBinding(status.recorded)} (bound ${since}), but the configured directory is ${describeBinding(status.current)}: ` +
+        'its sessions, grants, tokens and two-factor enrolments would pass to whoever has the same user id there, other people',
+      hint:
+        'configure the directory the database is bound to again (AA_OIDC_DIRECTORY, AA_OIDC_AA_DATABASE_URL); or, to move to the configured one, ' +
+        'stop every serve and worker and run aa-oidc directory rebind --dry-run, then aa-oidc directory rebind --yes ' +
+        '(it signs everyone out, revokes every token and grant with back-channel logout, removes two-factor enrolments, and binds the database to the configured directory)',
+    },
+  ];
 }
 
 export function hasError(findings: readonly Finding[]): boolean {

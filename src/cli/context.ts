@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
+import { directoryBindingChecks } from '../checks/checks.ts';
 import { type Config, loadConfig, settingName } from '../config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_MS } from '../db/connect.ts';
 import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
@@ -112,12 +113,19 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
 export async function withServices<T>(
   io: CliIo,
   work: (services: Services) => Promise<T>,
-  options: Pick<ServicesOptions, 'allianceAuthUnreadableAtStart'> = {},
+  options: Pick<ServicesOptions, 'allianceAuthUnreadableAtStart'> & {
+    /**
+     * A directory other than the one the database's user ids belong to (E010) is refused, unless
+     * `allow` (`aa-oidc check`, `aa-oidc directory rebind`): every user id would name another person.
+     */
+    otherDirectory?: 'refuse' | 'allow';
+  } = {},
 ): Promise<T> {
   const config = cliConfig(io, { quiet: true });
   refuseMissingSqliteFile(config);
+  const { otherDirectory, ...servicesOptions } = options;
   const services = await createServices(config, {
-    ...options,
+    ...servicesOptions,
     migrate: false,
     ensureSigningKey: false,
     logger: { destination: io.logDestination('stderr') },
@@ -129,6 +137,9 @@ export async function withServices<T>(
         `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
       );
     }
+    const [otherDirectoryFinding] = directoryBindingChecks(services.directoryBinding);
+    if (otherDirectoryFinding && otherDirectory !== 'allow')
+      throw new CliError(`refused: ${otherDirectoryFinding.message} (E010; see aa-oidc check)`);
     return await work(services);
   } catch (error) {
     if (OPERATOR_ERRORS.some((kind) => error instanceof kind)) throw new CliError((error as Error).message);

@@ -6,6 +6,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerBackup } from './commands/backup.ts';
 import { registerBcl } from './commands/bcl.ts';
 import { registerCheck } from './commands/check.ts';
+import { registerDirectory } from './commands/directory.ts';
 import { registerWorker } from './commands/worker.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerImport } from './commands/import.ts';
@@ -84,6 +85,7 @@ export function buildProgram(io: CliIo = processIo()): Command {
   registerDemo(program, io);
   registerTokens(program, io);
   registerAudit(program, io);
+  registerDirectory(program, io);
   refuseNegatedPairs(program);
   reportUsageErrorsOnOneLine(program);
   return program;

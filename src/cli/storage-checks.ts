@@ -126,6 +126,7 @@ const OWN_TABLES = Object.keys({
   recovery_code: true,
   change_epoch: true,
   change_log: true,
+  directory_binding: true,
 } satisfies Record<keyof Database, true>);
 
 /** pg-boss's table of jobs: every change that logs a user out of applications queues its jobs there. */

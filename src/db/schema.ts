@@ -330,6 +330,18 @@ export interface SignInGenerationTable {
   generation: number;
 }
 
+/**
+ * The directory whose user ids this database keeps: one row (`id` 1), recorded at the first start
+ * and changed only by `aa-oidc directory rebind` (src/directory/binding.ts).
+ */
+export interface DirectoryBindingTable {
+  id: number;
+  directory: 'builtin' | 'alliance-auth';
+  /** Empty for the built-in directory; for Alliance Auth, its database's (`allianceAuthIdentity`). */
+  identity: string;
+  bound_at: EpochMs;
+}
+
 /** What changed, named by the triggers of migration 0071 (src/db/change-log.ts). */
 export interface ChangeLogTable {
   seq: Generated<number>;
@@ -359,6 +371,7 @@ export interface Database {
   recovery_code: RecoveryCodeTable;
   change_epoch: ChangeEpochTable;
   change_log: ChangeLogTable;
+  directory_binding: DirectoryBindingTable;
 }
 
 export type StateRow = Selectable<StateTable>;

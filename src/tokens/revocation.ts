@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { TokenRevocationReason, TokenType } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
+import { isRowId } from '../db/row-id.ts';
 import { lockSignInGeneration } from '../db/sign-in-generation.ts';
 import type { ChangeConsumer, Directory } from '../directory/port.ts';
 import {
@@ -11,6 +12,7 @@ import {
   type LiveTokenSelection,
   revokeLiveTokenRows,
   selectUserSessions,
+  TOKEN_MODELS,
   type TokenModel,
   type TokenRow,
 } from './store.ts';
@@ -168,6 +170,24 @@ export interface TokenRevocationService {
     clientId: string,
     options?: { note?: string },
   ): Promise<{ revoked: RevokedToken[]; grantsRemoved: number }>;
+  /**
+   * `aa-oidc directory rebind`: within `trx`, what `signOutUser` does, for every user id holding a
+   * code, token, session or grant (whoever the directory says the id is now: nobody is looked up),
+   * and every sign-in under way dropped.
+   * `committed` publishes the events and wakes back-channel logout: call it once `trx` committed.
+   */
+  signOutEveryoneWithin(
+    trx: Transaction<Database>,
+    options: { dryRun: boolean; note?: string; actor?: string },
+  ): Promise<{
+    users: number;
+    /** Sign-ins under way, dropped. */
+    interactions: number;
+    revoked: RevokedToken[];
+    sessionsEnded: number;
+    grantsRemoved: number;
+    committed(): void;
+  }>;
   /** The hook point for back-channel logout (`user_revoked`); returns the remover. */
   onUserRevoked(hook: UserRevokedHook): () => void;
 }
@@ -213,6 +233,41 @@ export function createTokenRevocation(deps: {
   const now = deps.now ?? Date.now;
 
   /**
+   * Within `trx`: revokes the user's codes and tokens, runs the hooks (back-channel logout queues its
+   * jobs) for every application that held a token or a session, before the sessions end (they read
+   * their `sid`s), ends the sessions and, with `grants`, removes every grant. `afterCommit`: the
+   * hooks' callbacks, to run only once `trx` committed.
+   */
+  const cleanWithin = async (
+    trx: Transaction<Database>,
+    userId: number,
+    at: number,
+    reason: TokenRevocationReason,
+    dryRun: boolean,
+    grants: boolean,
+  ) => {
+    // First, so that the same sign-out made twice at once reads what the other one left (and
+    // first as well in a deactivation's unit of work, `revokeTokensOnUserChange`: one lock order).
+    await lockSignInGeneration(trx, userId);
+    const revoked = await revokeTokens(trx, { userId }, reason, at);
+    const sessions = await selectUserSessions(trx, userId, at);
+    const clientIds = [
+      ...new Set([
+        ...revoked.map((token) => token.clientId).filter((id) => id !== null),
+        ...sessions.flatMap((session) => session.clients.map((client) => client.clientId)),
+      ]),
+    ].sort();
+    const afterCommit: Array<() => void> = [];
+    for (const hook of hooks) {
+      const committed = await hook(trx, { userId, clientIds, reason, dryRun });
+      if (committed) afterCommit.push(committed);
+    }
+    const ended = await endUserSessions(trx, userId, at, reason);
+    const grantsRemoved = grants ? await deleteGrantsOfUser(trx, userId) : 0;
+    return { revoked, sessionsEnded: ended.length, grantsRemoved, afterCommit };
+  };
+
+  /**
    * Revokes the user's codes and tokens and ends the user's provider sessions (and with `grants`,
    * removes every grant) in one transaction; the hooks queue back-channel logouts there for every
    * application that held a token or a session, before the sessions end (they read their `sid`s).
@@ -244,25 +299,13 @@ export function createTokenRevocation(deps: {
     const afterCommit: Array<() => void> = [];
     try {
       await deps.db.transaction().execute(async (trx) => {
-        // First, so that the same sign-out made twice at once reads what the other one left (and
-        // first as well in a deactivation's unit of work, `revokeTokensOnUserChange`: one lock order).
-        await lockSignInGeneration(trx, user.id);
-        const at = now();
-        const revoked = await revokeTokens(trx, { userId: user.id }, reason, at);
-        const sessions = await selectUserSessions(trx, user.id, at);
-        const clientIds = [
-          ...new Set([
-            ...revoked.map((token) => token.clientId).filter((id) => id !== null),
-            ...sessions.flatMap((session) => session.clients.map((client) => client.clientId)),
-          ]),
-        ].sort();
-        for (const hook of hooks) {
-          const committed = await hook(trx, { userId: user.id, clientIds, reason, dryRun });
-          if (committed) afterCommit.push(committed);
-        }
-        const ended = await endUserSessions(trx, user.id, at, reason);
-        const grantsRemoved = options.grants ? await deleteGrantsOfUser(trx, user.id) : 0;
-        result = { revoked, sessionsEnded: ended.length, grantsRemoved };
+        const cleaned = await cleanWithin(trx, user.id, now(), reason, dryRun, options.grants);
+        afterCommit.push(...cleaned.afterCommit);
+        result = {
+          revoked: cleaned.revoked,
+          sessionsEnded: cleaned.sessionsEnded,
+          grantsRemoved: cleaned.grantsRemoved,
+        };
         if (dryRun) throw new DryRunRollback();
       });
     } catch (error) {
@@ -310,6 +353,48 @@ export function createTokenRevocation(deps: {
       publishRevocations(deps.audit, result.revoked, reason, note);
       return result;
     },
+    async signOutEveryoneWithin(trx, options) {
+      const reason: TokenRevocationReason = 'user_revoked';
+      const at = now();
+      const userIds = await usersHoldingAnything(trx);
+      const afterCommit: Array<() => void> = [];
+      const revoked: RevokedToken[] = [];
+      const sessionsEnded = new Map<number, number>();
+      let grantsRemoved = 0;
+      for (const userId of userIds) {
+        const cleaned = await cleanWithin(trx, userId, at, reason, options.dryRun, true);
+        afterCommit.push(...cleaned.afterCommit);
+        revoked.push(...cleaned.revoked);
+        if (cleaned.sessionsEnded > 0) sessionsEnded.set(userId, cleaned.sessionsEnded);
+        grantsRemoved += cleaned.grantsRemoved;
+      }
+      let total = 0;
+      for (const count of sessionsEnded.values()) total += count;
+      // Sign-ins under way name an account too (from the login on): none completes afterwards.
+      const interactions = await trx
+        .deleteFrom('oidc_payload')
+        .where('model', '=', 'Interaction')
+        .executeTakeFirst();
+      return {
+        users: userIds.length,
+        interactions: Number(interactions.numDeletedRows),
+        revoked,
+        sessionsEnded: total,
+        grantsRemoved,
+        committed() {
+          for (const committed of afterCommit) committed();
+          publishRevocations(deps.audit, revoked, reason, options.note);
+          for (const [userId, count] of sessionsEnded)
+            deps.audit.publish({
+              kind: 'sessions_ended',
+              user_id: userId,
+              actor: options.actor ?? null,
+              count,
+              reason: 'signed_out',
+            });
+        },
+      };
+    },
     onUserRevoked(hook) {
       hooks.add(hook);
       return () => hooks.delete(hook);
@@ -343,6 +428,23 @@ export function revokeTokensOnUserChange(audit: Pick<AuditBus, 'publish'>): Chan
       unit.report({ kind: 'tokens_revoked', userId: change.userId, clientId, count });
     if (revoked.length > 0) unit.afterCommit(() => publishRevocations(audit, revoked, reason));
   };
+}
+
+/** The user ids that hold a code, token, session or grant here (live or not), in order. */
+async function usersHoldingAnything(trx: Transaction<Database>): Promise<number[]> {
+  const rows = await trx
+    .selectFrom('oidc_payload')
+    .select('user_id')
+    .distinct()
+    .where('user_id', 'is not', null)
+    .where('model', 'in', ['Session', 'Grant', ...TOKEN_MODELS])
+    .execute();
+  return rows
+    .map((row) => row.user_id!)
+    .filter((id) => /^\d+$/.test(id))
+    .map(Number)
+    .filter(isRowId)
+    .sort((a, b) => a - b);
 }
 
 /** How many of the revoked codes and tokens each application held. */

@@ -115,6 +115,11 @@ export interface TwoFactorService {
   ): Promise<boolean>;
   /** Removes a user's enrolment without a code (the user is gone), inside the change's transaction. */
   forget(userId: number, trx?: Transaction<Database>): Promise<void>;
+  /**
+   * `aa-oidc directory rebind`: removes every enrolment and recovery code inside `trx` (the user ids
+   * they belong to are another directory's); returns how many enrolments went.
+   */
+  forgetEveryone(trx: Transaction<Database>): Promise<number>;
 }
 
 export class TwoFactorError extends Error {
@@ -545,6 +550,12 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     async forget(userId, within) {
       if (within) await removeEnrolment(within, userId);
       else await db.transaction().execute((trx) => removeEnrolment(trx, userId));
+    },
+
+    async forgetEveryone(trx) {
+      const enrolments = await trx.deleteFrom('totp_enrolment').executeTakeFirst();
+      await trx.deleteFrom('recovery_code').execute();
+      return Number(enrolments.numDeletedRows);
     },
   };
 }

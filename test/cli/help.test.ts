@@ -139,7 +139,7 @@ describe('aa-oidc usage errors', () => {
   it('names the commands of a command group run without one, in one line', async () => {
     assert.equal(
       await refused([]),
-      'aa-oidc: missing command (one of: serve, worker, check, bcl, migrate, backup, keys, import, app, user, state, group, policy, demo, tokens, audit); see aa-oidc --help\n',
+      'aa-oidc: missing command (one of: serve, worker, check, bcl, migrate, backup, keys, import, app, user, state, group, policy, demo, tokens, audit, directory); see aa-oidc --help\n',
     );
     assert.equal(
       await refused(['keys']),

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { allianceAuthDataChecks } from '../../alliance-auth/data-checks.ts';
-import { formatFindings, hasError } from '../../checks/checks.ts';
+import { directoryBindingChecks, formatFindings, hasError } from '../../checks/checks.ts';
 import { systemChecksOverWhatCanBeRead } from '../../checks/run.ts';
 import { describeDatabase } from '../../db/errors.ts';
 import { usersWithTextToJudge } from '../../directory/builtin/reads.ts';
@@ -20,7 +20,8 @@ export function registerCheck(program: Command, io: CliIo): void {
       // database role it connects as), and Alliance Auth's rows that AA's own code would not have
       // left (W016 to W019; W020 for a check whose query failed).
       // An Alliance Auth database that could not be read at start (serve and worker stop there) is
-      // E009 of the directory, told once, not asked again by each check that reads it.
+      // E009 of the directory, told once, not asked again by each check that reads it. E010: the
+      // configured directory is not the one the database's user ids belong to.
       const findings = await withServices(
         io,
         async (services) => {
@@ -52,12 +53,13 @@ export function registerCheck(program: Command, io: CliIo): void {
                 ? () => usersWithTextToJudge(services.database.db)
                 : undefined,
             )),
+            ...directoryBindingChecks(services.directoryBinding),
             ...(await pgBossChecks(services.database)),
             ...(await storageChecks(services.config, services.database)),
             ...(aa && !unreadable ? await allianceAuthDataChecks(aa.connection) : []),
           ];
         },
-        { allianceAuthUnreadableAtStart: 'report' },
+        { allianceAuthUnreadableAtStart: 'report', otherDirectory: 'allow' },
       );
       io.stdout.write(
         options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),

@@ -3,7 +3,7 @@ import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import type { MetricsListener } from '../../metrics/http.ts';
-import { formatFindings, hasError, runChecks } from '../../checks/checks.ts';
+import { directoryBindingChecks, formatFindings, hasError, runChecks } from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import {
   bootstrapNotice,
@@ -46,8 +46,12 @@ export function registerServe(program: Command, io: CliIo): void {
         // The system checks: refuse to start on an error (before the database is migrated, only the
         // configuration can be judged).
         const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;
+        // E010: a directory other than the one the database's user ids belong to.
         const findings = migrated
-          ? await systemChecks(config, app.applications, app.directory, app.keys)
+          ? [
+              ...(await systemChecks(config, app.applications, app.directory, app.keys)),
+              ...directoryBindingChecks(app.directoryBinding),
+            ]
           : runChecks(config, []);
         if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
         if (hasError(findings))

@@ -139,6 +139,16 @@ export function codeAccount(userId: number): string {
   return `user:${userId}`;
 }
 
+/**
+ * `aa-oidc directory rebind`: removes the failures counted against user ids (the second-factor codes,
+ * `codeAccount`), which name other people once the directory changed; returns how many went. Failures
+ * of a typed name or of what an identity provider proved stay: they name no user id.
+ */
+export async function forgetUserIdFailures(db: Kysely<Database>): Promise<number> {
+  const result = await db.deleteFrom('login_failure').where('method', '=', 'code').executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
+
 /** A PostgreSQL advisory lock id for a throttle key (64 bits of its SHA-256, signed). */
 function lockId(key: string): bigint {
   return createHash('sha256').update(`aa-oidc login ${key}`).digest().readBigInt64BE(0);
