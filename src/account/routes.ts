@@ -44,7 +44,7 @@ import { sessionRoutes, sessionsSection } from './sessions.ts';
  * the sign-in's: `reserveCode`).
  */
 export interface AccountDependencies {
-  config: Pick<Config, 'oidc' | 'twoFactor'>;
+  config: Pick<Config, 'oidc' | 'twoFactor' | 'directory'>;
   branding: Branding;
   /** The built-in directory's password checks and changes; absent for a read-only directory. */
   directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
@@ -219,15 +219,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           }
         </section>
 
-        ${sessions} ${deps.directoryAdmin ? passwordSection(request, notes.password) : ''}
-        ${
-          !deps.directoryAdmin && notes.password
-            ? html`<section aria-labelledby="password">
-                <h2 id="password">Password</h2>
-                ${sectionAlert(notes.password.message)}
-              </section>`
-            : ''
-        }
+        ${sessions}
+        ${deps.directoryAdmin ? passwordSection(request, notes.password) : elsewherePasswordSection(notes.password)}
 
         <section aria-labelledby="two-factor">
           <h2 id="two-factor">Two-factor sign-in</h2>
@@ -279,6 +272,24 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         ${textField('New password again', 'new_password_again', '', { type: 'password', autocomplete: 'new-password', required: true, maxlength: MAX_PASSWORD_LENGTH, ...at('new_password_again') })}
         <button type="submit">Change password</button>
       </form>
+    </section>`;
+  };
+
+  // A read-only directory (Alliance Auth) keeps the password: said where the form would be.
+  const elsewherePasswordSection = (refusal: PasswordRefusal | undefined) => {
+    const { loginUrl, passwordLogin } = deps.config.directory.allianceAuth;
+    const allianceAuth = loginUrl ? html`<a href="${loginUrl}">Alliance Auth</a>` : 'Alliance Auth';
+    return html`<section aria-labelledby="password">
+      <h2 id="password">Password</h2>
+      ${refusal ? sectionAlert(refusal.message) : ''}
+      <p>
+        ${
+          passwordLogin
+            ? html`Your password is your Alliance Auth one: change it in ${allianceAuth}, not here.`
+            : html`You sign in here with EVE Online, not a password. Your account is managed in
+              ${allianceAuth}.`
+        }
+      </p>
     </section>`;
   };
 

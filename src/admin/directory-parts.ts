@@ -1,3 +1,4 @@
+import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import type { Application } from '../applications/types.ts';
 import type { ConsoleRequest } from '../console/http.ts';
 import { formAlert } from '../console/ui.ts';
@@ -85,7 +86,12 @@ export function affiliation(profile: UserProfile): string {
     .join(' · ');
 }
 
+/**
+ * An application's name, linked to its page; the built-in account console (the account and admin
+ * pages' own sign-in) has no page there, so it is named and not linked.
+ */
 export function appName(apps: ReadonlyMap<string, Application>, clientId: string): Html {
+  if (clientId === ACCOUNT_CONSOLE_CLIENT_ID) return html`Account console (built in)`;
   const app = apps.get(clientId);
   return html`<a href="/admin/apps/${encodeURIComponent(clientId)}">${app?.name ?? clientId}</a>`;
 }

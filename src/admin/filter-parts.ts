@@ -38,6 +38,28 @@ export function queryChoice<T extends string>(
 }
 
 /**
+ * The page number of a paged listing (`?page=`, as its page links give it): 1 when absent or empty;
+ * one that is no whole number from 1 (`abc`, `-3`, `1.5`, `0`) or given twice is the error to show,
+ * never read as the first page; a larger one than `last` is read as `last`.
+ */
+export function queryPage(
+  query: Record<string, string | string[] | undefined>,
+  last: number,
+): { page: number; error?: string } {
+  const given = query.page;
+  if (Array.isArray(given)) return { page: 1, error: givenTwice('page') };
+  // Whole, not cut to a length: a cut text could be digits where the whole is not.
+  const text = typeof given === 'string' ? given.trim() : '';
+  if (text === '') return { page: 1 };
+  if (!/^\d+$/.test(text) || Number(text) < 1)
+    return {
+      page: 1,
+      error: `Not a page: page= takes a whole number from 1, as the page links give it; remove it for the first page.`,
+    };
+  return { page: Math.min(last, Number(text)) };
+}
+
+/**
  * The refusal of a text filter longer than its field takes (`?q=` of 151 characters): refused, never
  * cut to its first `max` characters, which would list what the operator did not search for.
  */

@@ -5,14 +5,14 @@ import { AUDIT_EVENT_KINDS, type LogoutDeliveryOutcome } from '../audit/events.t
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
-import { formAlert, formatTime, olderLink, queryPage, queryText, select, textField } from '../console/ui.ts';
+import { formAlert, formatTime, olderLink, queryText, select, textField } from '../console/ui.ts';
 import { MAX_ROW_ID } from '../db/row-id.ts';
 import { USERNAME_FIELD_MAXLENGTH } from '../directory/builtin/validation.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
 import { listCodeReuse } from '../tokens/issued-codes.ts';
 import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
-import { fieldError, givenTwice, queryChoice, queryFilter } from './filter-parts.ts';
+import { fieldError, givenTwice, queryChoice, queryFilter, queryPage } from './filter-parts.ts';
 
 /**
  * The read-only logs of the admin UI: back-channel delivery attempts, code-reuse audits and the
@@ -297,24 +297,27 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const filter = await commonFilter(deps, request);
-        const pageNumber = queryPage(request.ctx.query, 100_000);
-        const rows = filter.impossible
-          ? []
-          : await listCodeReuse(deps.db, {
-              ...filter.bounds,
-              offset: (pageNumber - 1) * PAGE,
-              limit: PAGE,
-            });
+        const { page: pageNumber, error: pageError } = queryPage(request.ctx.query, 100_000);
+        const focused = firstAtFault(filter);
+        const rows =
+          filter.impossible || pageError !== undefined
+            ? []
+            : await listCodeReuse(deps.db, {
+                ...filter.bounds,
+                offset: (pageNumber - 1) * PAGE,
+                limit: PAGE,
+              });
         const next = new URLSearchParams({ ...filter.query, page: String(pageNumber + 1) });
         page(
           request,
           '/admin/code-reuse',
           'Code reuse',
           html`<p>
-            Authorization codes presented more than once: everything such a code produced was revoked. Codes
-            are shown by their SHA-256, never their value.
-          </p>`,
-          filterFields(filter, firstAtFault(filter)),
+              Authorization codes presented more than once: everything such a code produced was revoked. Codes
+              are shown by their SHA-256, never their value.
+            </p>
+            ${pageError === undefined ? '' : formAlert(pageError, { focus: focused === undefined })}`,
+          filterFields(filter, focused),
           html`<div class="table-wrap">
             <table>
               <caption>
@@ -350,7 +353,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
                 <a href="/admin/code-reuse?${next.toString()}">Older entries</a>
               </nav>`
             : html``,
-          filter.refused ? 400 : 200,
+          filter.refused || pageError !== undefined ? 400 : 200,
         );
       },
     },

@@ -1,10 +1,10 @@
 import type { ConsoleRoute } from '../console/http.ts';
-import { doneMessage, queryPage, select, textField } from '../console/ui.ts';
+import { doneMessage, formAlert, select, textField } from '../console/ui.ts';
 import { NAME_FIELD_MAXLENGTH } from '../directory/builtin/validation.ts';
 import { html } from '../http/pages/layout.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
 import { allianceAuthNote, readOnly, userPath } from './directory-parts.ts';
-import { fieldError, queryChoice, queryFilter, unknownName } from './filter-parts.ts';
+import { fieldError, queryChoice, queryFilter, queryPage, unknownName } from './filter-parts.ts';
 import { userActionRoutes } from './user-actions.ts';
 import { USER_DONE, userDetailRoutes } from './user-detail.ts';
 
@@ -79,18 +79,18 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
             ['active', activeError],
           ] as const
         ).find(([, error]) => error !== undefined)?.[0];
-        const pageNumber = queryPage(raw, 10_000);
-        const users =
-          focused !== undefined
-            ? []
-            : await deps.directory.listProfiles({
-                ...(q === '' ? {} : { search: q }),
-                ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
-                ...(group === '' ? {} : { group }),
-                ...(active === '' ? {} : { active: active === 'yes' }),
-                limit: PAGE + 1,
-                offset: (pageNumber - 1) * PAGE,
-              });
+        const { page: pageNumber, error: pageError } = queryPage(raw, 10_000);
+        const refused = focused !== undefined || pageError !== undefined;
+        const users = refused
+          ? []
+          : await deps.directory.listProfiles({
+              ...(q === '' ? {} : { search: q }),
+              ...(state === '' ? {} : { state: state === NO_STATE ? null : state }),
+              ...(group === '' ? {} : { group }),
+              ...(active === '' ? {} : { active: active === 'yes' }),
+              limit: PAGE + 1,
+              offset: (pageNumber - 1) * PAGE,
+            });
         const shown = users.slice(0, PAGE);
         const query = { q, state, group, active };
         const pageLink = (page: number) =>
@@ -101,6 +101,7 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
           'Users',
           html`<h1>Users</h1>
             ${doneMessage(USER_DONE, request.ctx.query.done)} ${readOnly(deps) ? allianceAuthNote(deps) : ''}
+            ${pageError === undefined ? '' : formAlert(pageError, { focus: focused === undefined })}
             <form method="get" action="/admin/users" class="filters" role="search">
               <div>
                 ${textField('Username or email', 'q', q, { type: 'search', maxlength: SEARCH_MAX, ...fieldError('q', qError, focused) })}
@@ -170,10 +171,10 @@ export function userRoutes(deps: AdminDependencies): ConsoleRoute[] {
               </table>
             </div>
             <nav class="pager" aria-label="Pages">
-              ${pageNumber > 1 && focused === undefined ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
+              ${pageNumber > 1 && !refused ? html`<a href="${pageLink(pageNumber - 1)}">Previous page</a> ` : ''}
               ${users.length > PAGE ? html`<a href="${pageLink(pageNumber + 1)}">Next page</a>` : ''}
             </nav>`,
-          { status: focused === undefined ? 200 : 400 },
+          { status: refused ? 400 : 200 },
         );
       },
     },

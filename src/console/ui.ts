@@ -287,15 +287,6 @@ export function queryText(
   return typeof value === 'string' ? value.trim().slice(0, max) : '';
 }
 
-/**
- * The page number of a paged listing (`?page=`): a whole number from 1 to `last`, and 1 for anything
- * else (`-1`, `abc`, `1.5`), which would otherwise become a fractional or negative offset.
- */
-export function queryPage(query: Record<string, string | string[] | undefined>, last: number): number {
-  const text = queryText(query, 'page', 12);
-  return /^\d{1,12}$/.test(text) ? Math.min(last, Math.max(1, Number(text))) : 1;
-}
-
 /** The next-page link of a newest-first listing paged by id. */
 export function olderLink(
   path: string,

@@ -8,7 +8,8 @@ import { pageContext } from '../http/pages/layout.ts';
 import { CONFIRM_BY_ITSELF_SCRIPT, logoutConfirmPage } from '../http/pages/logout.ts';
 import { type ConsoleSignOutCookieOptions, takeConsoleSignOut } from './console-sign-out.ts';
 
-const CONFIRM_SCRIPT_SOURCE = `'sha256-${createHash('sha256').update(CONFIRM_BY_ITSELF_SCRIPT).digest('base64')}'`;
+/** The `script-src` source of `CONFIRM_BY_ITSELF_SCRIPT`: its hash, the one script it allows. */
+export const CONFIRM_SCRIPT_SOURCE = `'sha256-${createHash('sha256').update(CONFIRM_BY_ITSELF_SCRIPT).digest('base64')}'`;
 
 /**
  * `features.rpInitiatedLogout.logoutSource`: the confirmation page, asking about the community by

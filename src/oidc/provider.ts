@@ -40,6 +40,7 @@ import { introspectionAudit } from './introspection-audit.ts';
 import { createChangeEpochs, EpochCache, epochCached, type EpochSource } from './change-epoch-cache.ts';
 import { keptProfileLookup } from './kept-profiles.ts';
 import { KeptRows } from './kept-rows.ts';
+import { logoutWithoutSession } from './logout-without-session.ts';
 import { mountProvider, PROVIDER_ROUTES, refuseMalformedQuery } from './mount.ts';
 import { createPolicyEnforcer } from './policy-enforcer.ts';
 import {
@@ -80,6 +81,9 @@ export const mayBeIntrospectionOrDiscovery = mayRouteTo([
  * among them.
  */
 export const mayBeTokenOrAuthorization = mayRouteTo([PROVIDER_ROUTES.token, PROVIDER_ROUTES.authorization]);
+
+/** False for a path the provider cannot route to the logout request (`logoutWithoutSession`'s). */
+export const mayBeLogout = mayRouteTo([PROVIDER_ROUTES.end_session]);
 
 export interface OidcDependencies {
   config: Config;
@@ -188,6 +192,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
   // userinfo, authorization…) pass through without waiting here: see `mayBeIntrospectionOrDiscovery`.
   const auditIntrospection = introspectionAudit(deps.observability);
   const processDiscovery = discoveryPostProcessing(config);
+  const brandLogoutWithoutSession = logoutWithoutSession(brandingFrom(config));
   const answered: Koa.Middleware = async (ctx, next) => {
     await next();
     auditIntrospection(ctx);
@@ -235,6 +240,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       mayBeTokenOrAuthorization(ctx.path) ? codeExchange.middleware(ctx, next) : next(),
     );
     provider.use(afterProviderResponse);
+    provider.use((ctx, next) => (mayBeLogout(ctx.path) ? brandLogoutWithoutSession(ctx, next) : next()));
     registerEndSessionStep(
       provider,
       endSessionConfirm({

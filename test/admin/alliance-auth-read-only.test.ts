@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
-import { describeOnEachAllianceAuth, expectedFixture, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
+import {
+  AA_LOGIN_URL,
+  describeOnEachAllianceAuth,
+  expectedFixture,
+  FIXTURE_PASSWORD,
+} from '../helpers/alliance-auth.ts';
 import { giveGoneState, insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText, tableRowLinkingTo } from '../helpers/console.ts';
@@ -186,6 +191,28 @@ await describeOnEachAllianceAuth(
       const preview = await consoleGet(admin, `${server.origin}/admin/users/${alice.id}/deactivate`);
       assert.equal(preview.status, 409);
       assert.deepEqual(offeredForms(preview.body), []);
+    });
+
+    it('says on the account page that the password is changed in Alliance Auth, linking there, with no form to change it', async () => {
+      const page = await consoleGet(admin, `${server.origin}/account`);
+      assert.equal(page.status, 200);
+      assert.equal(page.body.includes('action="/account/password"'), false, 'no password form');
+      assert.match(
+        pageText(page.body),
+        /Password Your password is your Alliance Auth one: change it in Alliance Auth, not here\./,
+      );
+      assert.ok(page.body.includes(`<a href="${AA_LOGIN_URL}">Alliance Auth</a>`), 'a link to AA');
+      // A forged change is refused there, the line still said.
+      const refused = await consolePost(admin, `${server.origin}/account/password`, page.csrf!, {
+        current_password: FIXTURE_PASSWORD,
+        new_password: 'a new password 123',
+        new_password_again: 'a new password 123',
+      });
+      assert.equal(refused.status, 409);
+      assert.match(
+        pageText(refused.body),
+        /Password Passwords are managed by the directory this service uses, not here\. Your password is your Alliance Auth one/,
+      );
     });
 
     it("revokes a user's tokens and signs them out everywhere: aa-oidc's own, not the directory's", async () => {

@@ -407,7 +407,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     }
   });
 
-  it('pages the reused codes by whole pages, taking a page number that is no whole number as the first page', async () => {
+  it('pages the reused codes by whole pages, refusing a page number that is no whole number from 1 with 400, listing nothing', async () => {
     const now = Date.now();
     // 60 reused codes, the newest reuse first: `00…` to `59…`.
     await server.app.database.db
@@ -440,11 +440,22 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
       shown(second.body),
       Array.from({ length: 10 }, (_, index) => String(50 + index)),
     );
-    for (const page of ['1.01', '1.5', '-3', '1e3', 'two']) {
+    for (const page of ['1.01', '1.5', '-3', '0', '1e3', 'two', '2&page=3']) {
       const answer = await consoleGet(admin, url(`/admin/code-reuse?client_id=${clientId}&page=${page}`));
-      assert.equal(answer.status, 200, `page=${page}: ${pageText(answer.body).slice(-200)}`);
-      assert.deepEqual(shown(answer.body), shown(first.body), `page=${page} is the first page`);
+      assert.equal(answer.status, 400, `page=${page}: ${pageText(answer.body).slice(-200)}`);
+      assert.match(
+        pageText(answer.body),
+        page.includes('&')
+          ? /page= is given more than once: give it once\./
+          : /Not a page: page= takes a whole number from 1, as the page links give it; remove it for the first page\./,
+        page,
+      );
+      assert.deepEqual(shown(answer.body), [], `page=${page} lists nothing, not the first page`);
     }
+    // An empty one is none: the first page.
+    const empty = await consoleGet(admin, url(`/admin/code-reuse?client_id=${clientId}&page=`));
+    assert.equal(empty.status, 200);
+    assert.deepEqual(shown(empty.body), shown(first.body));
   });
 
   it('lists reused codes filtered by application, user and time', async () => {

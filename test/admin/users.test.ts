@@ -113,6 +113,29 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses a page number that is no whole number from 1, or given twice, with 400 saying so, listing nobody', async () => {
+    for (const page of ['abc', '-3', '0', '1.5', '2&page=3']) {
+      const path = `/admin/users?q=${member.username}&page=${page}`;
+      const answer = await consoleGet(admin, url(path));
+      assert.equal(answer.status, 400, path);
+      assert.match(
+        pageText(answer.body),
+        page.includes('&')
+          ? /page= is given more than once: give it once\./
+          : /Not a page: page= takes a whole number from 1, as the page links give it; remove it for the first page\./,
+        path,
+      );
+      assert.equal(
+        answer.body.includes(`href="/admin/users/${member.id}"`),
+        false,
+        `${path}: not the first page`,
+      );
+    }
+    const first = await consoleGet(admin, url(`/admin/users?q=${member.username}&page=1`));
+    assert.equal(first.status, 200);
+    assert.ok(first.body.includes(`href="/admin/users/${member.id}"`));
+  });
+
   it('refuses a search, state or group filter given more than once with 400 at its field, listing nobody', async () => {
     for (const [path, field] of [
       [`/admin/users?q=${member.username}&q=${operator.username}`, 'q'],
@@ -369,6 +392,17 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.match(text, /1 live browser session\(s\)/);
     assert.ok(text.includes(`Recent sign-ins to applications`));
     assert.equal((await consoleGet(admin, url('/admin/users/999999'))).status, 404);
+  });
+
+  it('names the account console among a user’s applications and sessions, with no link to an application page it has none of', async () => {
+    const detail = await consoleGet(admin, url(`/admin/users/${operator.id}`));
+    assert.equal(detail.status, 200);
+    assert.equal(detail.body.includes('href="/admin/apps/aa-oidc-account"'), false, 'no dead link');
+    const text = pageText(detail.body);
+    // The admin's own grant and session are the console's: shown, by name.
+    assert.match(text, /Application Scopes granted Granted Live tokens Account console \(built in\) openid/);
+    const sessions = text.slice(text.indexOf('live browser session(s)'), text.indexOf('Recent sign-ins'));
+    assert.match(sessions, /Account console \(built in\)/, sessions);
   });
 
   it('shows what removing a group would do before it is confirmed, then does it', async () => {

@@ -139,7 +139,7 @@ await describeOnEachAllianceAuth(
       const table = await cli(['user', 'list'], env);
       assert.equal(table.code, 0, table.stderr);
       const [heading, ...rows] = table.stdout.trimEnd().split('\n');
-      const column = heading!.indexOf('OIDC ACCESS');
+      const column = heading!.indexOf('DIRECT OIDC ACCESS');
       assert.deepEqual(
         rows.map((row) => row.slice(column).split(' ')[0]),
         heldDirectly.map(String),

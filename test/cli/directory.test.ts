@@ -118,10 +118,10 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     assert.equal(
       csv.stdout,
-      'username,email,state,groups,active,superuser,last login,oidc access\r\nalice,alice@example.org,Member,Pilots,true,false,,false\r\n',
+      'username,email,state,groups,active,superuser,last login,direct oidc access\r\nalice,alice@example.org,Member,Pilots,true,false,,false\r\n',
     );
     assert.deepEqual(table.stdout.split('\n'), [
-      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  LAST LOGIN  OIDC ACCESS',
+      'USERNAME  EMAIL              STATE   GROUPS  ACTIVE  SUPERUSER  LAST LOGIN  DIRECT OIDC ACCESS',
       'alice     alice@example.org  Member  Pilots  true    false                  false',
       '',
     ]);
@@ -421,7 +421,7 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     const listedAccess = async (username: string) => {
       const list = (format: string) => cli(['user', 'list', '--search', username, '--format', format]);
       const table = (await list('table')).stdout.split('\n');
-      const column = table[0]!.indexOf('OIDC ACCESS');
+      const column = table[0]!.indexOf('DIRECT OIDC ACCESS');
       assert.notEqual(column, -1, table[0]);
       const tableRow = table.find((line) => line.startsWith(`${username} `))!;
       const [csvHeader, ...csvRows] = (await list('csv')).stdout.split('\r\n');
@@ -432,7 +432,7 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
       }>;
       return [
         tableRow.slice(column).split(' ')[0],
-        csvRow[csvHeader!.split(',').indexOf('oidc access')],
+        csvRow[csvHeader!.split(',').indexOf('direct oidc access')],
         json.find((listed) => listed.username === username)?.oidc_access,
       ];
     };

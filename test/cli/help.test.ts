@@ -77,6 +77,16 @@ describe('aa-oidc --help of a username argument', () => {
   });
 });
 
+describe('aa-oidc user list --help', () => {
+  it('says its last column is the oidc access held by the user directly, not through a state or group', async () => {
+    const help = (await cli(['user', 'list', '--help'], {})).stdout.replace(/\s+/g, ' ');
+    assert.match(
+      help,
+      /the last column, direct oidc access \(oidc_access in JSON\), is the permission held by the user directly, false for one who has it only through the state or a group/,
+    );
+  });
+});
+
 describe('aa-oidc usage errors', () => {
   /** What a script reads of a refused command line: its exit code and its one line on stderr. */
   async function refused(args: readonly string[]): Promise<string> {

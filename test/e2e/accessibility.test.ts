@@ -349,10 +349,23 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await page.goto(`${server.origin}${issuerPath}/logout/`);
         await audit('logout');
 
-        // The first sign-in of an account whose password someone else chose.
+        // A logout with nobody signed in: the community's page, whose one script (allowed by its hash)
+        // presses Continue; without script, the button is there to press.
         const fresh = await (await browser.newContext({ viewport: { width: 1024, height: 768 } })).newPage();
         const signedIn = page;
+        page = await (
+          await browser.newContext({ viewport: { width: 1024, height: 768 }, javaScriptEnabled: false })
+        ).newPage();
+        await page.goto(`${server.origin}${issuerPath}/logout/`);
+        await page.locator('h1', { hasText: 'Signing out' }).waitFor();
+        await audit('logout without a session');
+        await submit('Continue');
+        await page.locator('h1', { hasText: 'Signed out' }).waitFor();
         page = fresh;
+        await page.goto(`${server.origin}${issuerPath}/logout/`);
+        await page.locator('h1', { hasText: 'Signed out' }).waitFor();
+
+        // The first sign-in of an account whose password someone else chose.
         await page.goto(`${server.origin}/account`);
         await page.getByLabel('Username').fill('rookie');
         await page.getByLabel('Password').fill(PASSWORD);

@@ -308,6 +308,48 @@ describe(`RP-initiated logout, consent skipping and key rotation (${testDatabase
     assert.match(await done.text(), /Signed out/);
   });
 
+  it('answers a logout with nobody signed in on a page of the community, which goes on to its post_logout_redirect_uri', async () => {
+    const name = server.app.config.branding.name;
+    for (const query of [
+      '',
+      `?${new URLSearchParams({ client_id: client.clientId, post_logout_redirect_uri: 'https://rp.example.org/bye', state: 'gone' })}`,
+    ]) {
+      const browser = new Browser();
+      const answer = await browser.fetch(`${server.issuer}/logout/${query}`);
+      assert.equal(answer.status, 200, query);
+      const page = await answer.text();
+      assert.doesNotMatch(page, /Submitting Callback|does not support JavaScript/, query);
+      assert.match(page, new RegExp(`<title>Signing out · ${name}</title>`), query);
+      assert.match(page, /<header class="site">/, 'the community’s header');
+      assert.match(
+        page,
+        /<button type="submit" name="logout" value="yes" id="aa-logout-yes"[^>]*>\s*Continue/,
+      );
+      // The one inline script (pressing Continue) runs by its hash; the page stays out of frames.
+      const policy = answer.headers.get('content-security-policy') ?? '';
+      assert.match(policy, /frame-ancestors 'none'/);
+      assert.match(policy, /script-src 'sha256-[A-Za-z0-9+/]+=*'$/);
+      assert.equal(answer.headers.get('x-frame-options'), 'DENY');
+
+      const action = formAction(page, server.origin);
+      assert.equal(new URL(action).pathname, '/o/logout/confirm');
+      const done = await browser.follow(action, server.origin, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ xsrf: formField(page, 'xsrf'), logout: 'yes' }).toString(),
+      });
+      if (query === '') {
+        assert.equal(done.status, 200);
+        assert.match(await done.text(), /Signed out/);
+      } else {
+        assert.equal(done.status, 303);
+        const location = new URL(done.headers.get('location')!);
+        assert.equal(`${location.origin}${location.pathname}`, 'https://rp.example.org/bye');
+        assert.equal(location.searchParams.get('state'), 'gone');
+      }
+    }
+  });
+
   it('changes nothing when the user declines the logout confirmation: session, grants and tokens stay', async () => {
     const browser = new Browser();
     const tokens = await tokensFor(browser);

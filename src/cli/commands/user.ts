@@ -100,9 +100,9 @@ const USER_COLUMNS: readonly Column<UserRecord>[] = [
   { header: 'superuser', value: (profile) => profile.user.superuser === 1 },
   { header: 'last login', value: (profile) => isoTime(profile.user.last_login_at) },
   // Held by the user directly (`user grant-access`; with Alliance Auth, its permission held by the
-  // user): what `user show` prints as oidc_access, not whether a state or group grants it too. Last,
-  // so that a script reading the columns before it by position reads them as before.
-  { header: 'oidc access', value: (profile) => profile.user.oidc_access === 1 },
+  // user): what `user show` prints as oidc_access, not whether a state or group grants it too, as
+  // its name says. Last, so that a script reading the columns before it by position reads them as before.
+  { header: 'direct oidc access', value: (profile) => profile.user.oidc_access === 1 },
 ];
 
 /** A user as scripts see it: never the password hash. */
@@ -264,7 +264,9 @@ export function registerUser(program: Command, io: CliIo): void {
 
   user
     .command('list')
-    .description('list users, by username')
+    .description(
+      'list users, by username; the last column, direct oidc access (oidc_access in JSON), is the permission held by the user directly, false for one who has it only through the state or a group',
+    )
     .addOption(filterOption('--state <name>', 'only users in this state', 'the name of a state'))
     .addOption(filterOption('--group <name>', 'only members of this group', 'the name of a group'))
     .addOption(

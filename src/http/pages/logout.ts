@@ -37,6 +37,31 @@ export function logoutConfirmPage(
   );
 }
 
+/**
+ * The provider's logout request without a session (nobody signed in, or signed out already): it only
+ * posts its confirmation (`action`, with the `xsrf` field bound to the session) with `logout=yes`,
+ * which then redirects or says "Signed out". Where script runs the page presses Continue by itself.
+ */
+export function logoutWithoutSessionPage(
+  input: { action: string; xsrf: string },
+  context: PageContext,
+): string {
+  const confirmScript = { html: `<script>${CONFIRM_BY_ITSELF_SCRIPT}</script>` };
+  return page(
+    'Signing out',
+    html`<h1>Signing out</h1>
+      <p>You are not signed in to <strong>${context.branding.name}</strong>.</p>
+      <form id="op.logoutForm" method="post" action="${input.action}">
+        <input type="hidden" name="xsrf" value="${input.xsrf}" />
+        <div class="actions">
+          <button type="submit" name="logout" value="yes" id="aa-logout-yes" autofocus>Continue</button>
+        </div>
+      </form>
+      ${confirmScript}`,
+    { branding: context.branding },
+  );
+}
+
 export function logoutSuccessPage(input: { clientName?: string }, context: PageContext): string {
   return page(
     'Signed out',
