@@ -1,5 +1,5 @@
 import { type SelectQueryBuilder, sql } from 'kysely';
-import { quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
+import { quotedName, UNFIT_IN_ANY_PLACE, unfitNameCharacters } from '../util/hidden-characters.ts';
 import {
   AA_DATABASE_SETTING,
   type AllianceAuthConnection,
@@ -157,41 +157,6 @@ async function usersWithoutStateFindings(db: AaDb): Promise<Finding[]> {
 /** The names W017 judges, in the order its findings come. */
 const NAMED_KINDS = ['user', 'state', 'group', 'character'] as const;
 type NamedKind = (typeof NAMED_KINDS)[number];
-
-/**
- * The characters of `unfitNameCharacters` whatever stands around them, as code point ranges: control
- * characters (C0, DEL, C1), the line and paragraph separators, the bidirectional controls and the
- * invisible characters (`BIDI_CONTROL`, `INVISIBLE_CHARACTER`). Left out are the two kinds that are
- * hidden only where they stand (a tag character outside a flag, a selector of the variation selectors
- * supplement after no ideograph): no regular expression both servers run can tell where. Keep it in
- * step with hidden-characters.ts: the test compares it with `unfitNameCharacters` for every code point.
- */
-export const UNFIT_IN_ANY_PLACE: ReadonlyArray<readonly [number, number]> = [
-  [0x0000, 0x001f],
-  [0x007f, 0x009f],
-  [0x00ad, 0x00ad],
-  [0x034f, 0x034f],
-  [0x061c, 0x061c],
-  [0x115f, 0x1160],
-  [0x17b4, 0x17b5],
-  [0x180e, 0x180e],
-  [0x200b, 0x200b],
-  [0x200e, 0x200f],
-  [0x2028, 0x202e],
-  [0x2060, 0x2065],
-  [0x2066, 0x2069],
-  [0x206a, 0x206f],
-  [0x2800, 0x2800],
-  [0x3164, 0x3164],
-  [0xfeff, 0xfeff],
-  [0xffa0, 0xffa0],
-  [0xfff0, 0xfffb],
-  [0x1bca0, 0x1bca3],
-  [0x1d159, 0x1d159],
-  [0x1d173, 0x1d17a],
-  [0xe0080, 0xe00ff],
-  [0xe01f0, 0xe0fff],
-];
 
 /**
  * `UNFIT_IN_ANY_PLACE` as a bracket expression of each server's regular expressions: PostgreSQL's

@@ -138,14 +138,14 @@ export function unfitNameCharacters(text: string): UnfitCharacter[] {
 }
 
 /**
- * The code point ranges every character `unfitNameCharacters` may find is in, whatever stands around
- * it: the control characters, the line and paragraph separators, the bidirectional controls, the
- * invisible characters, and all of the tag characters and of the variation selectors supplement
- * (hidden but in a flag or after an ideograph). A query looks for them to find the few stored texts
- * worth judging (`aa-oidc check`, W015 of users); the test compares them with `unfitNameCharacters`
- * for every code point.
+ * The characters of `unfitNameCharacters` whatever stands around them, as code point ranges: control
+ * characters (C0, DEL, C1), the line and paragraph separators, the bidirectional controls and the
+ * invisible characters (`BIDI_CONTROL`, `INVISIBLE_CHARACTER`). Left out are the two kinds that are
+ * hidden only where they stand (a tag character outside a flag, a selector of the variation selectors
+ * supplement after no ideograph): no regular expression both servers run can tell where (W017's
+ * queries of Alliance Auth). The test compares it with `unfitNameCharacters` for every code point.
  */
-export const MAY_BE_UNFIT_NAME_CHARACTER: ReadonlyArray<readonly [number, number]> = [
+export const UNFIT_IN_ANY_PLACE: ReadonlyArray<readonly [number, number]> = [
   [0x0000, 0x001f],
   [0x007f, 0x009f],
   [0x00ad, 0x00ad],
@@ -157,7 +157,9 @@ export const MAY_BE_UNFIT_NAME_CHARACTER: ReadonlyArray<readonly [number, number
   [0x200b, 0x200b],
   [0x200e, 0x200f],
   [0x2028, 0x202e],
-  [0x2060, 0x206f],
+  [0x2060, 0x2065],
+  [0x2066, 0x2069],
+  [0x206a, 0x206f],
   [0x2800, 0x2800],
   [0x3164, 0x3164],
   [0xfeff, 0xfeff],
@@ -166,6 +168,19 @@ export const MAY_BE_UNFIT_NAME_CHARACTER: ReadonlyArray<readonly [number, number
   [0x1bca0, 0x1bca3],
   [0x1d159, 0x1d159],
   [0x1d173, 0x1d17a],
+  [0xe0080, 0xe00ff],
+  [0xe01f0, 0xe0fff],
+];
+
+/**
+ * The code point ranges every character `unfitNameCharacters` may find is in, whatever stands around
+ * it: `UNFIT_IN_ANY_PLACE`, and all of the tag characters and of the variation selectors supplement
+ * (hidden but in a flag or after an ideograph). A query looks for them to find the few stored texts
+ * worth judging (`aa-oidc check`, W015 of users); the test compares them with `unfitNameCharacters`
+ * for every code point.
+ */
+export const MAY_BE_UNFIT_NAME_CHARACTER: ReadonlyArray<readonly [number, number]> = [
+  ...UNFIT_IN_ANY_PLACE.filter(([first]) => first < 0xe0000),
   [0xe0000, 0xe0fff],
 ];
 

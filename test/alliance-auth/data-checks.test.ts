@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { UNFIT_IN_ANY_PLACE } from '../../src/alliance-auth/data-checks.ts';
+import { UNFIT_IN_ANY_PLACE } from '../../src/util/hidden-characters.ts';
 import { unfitNameCharacters } from '../../src/util/hidden-characters.ts';
 import {
   allianceAuthEnv,
