@@ -496,7 +496,7 @@ await describeOnEachAllianceAuth(
         assert.match(
           result.stdout,
           new RegExp(
-            `^not imported ${clientId} \\(Odd hash\\): its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash \\(another hasher, or more than 10000000 iterations\\): give it a new secret in the plugin's admin with "Hash client secret" unticked \\(aa-oidc keeps only a digest\\) and import again$`,
+            `^not imported ${clientId} \\(Odd hash\\): its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash \\(another hasher, or more than 10000000 iterations\\): give it a new secret in the plugin's admin with "Hash client secret" unticked \\(aa-oidc keeps only a digest; a plugin older than its migration 0004 has no such box: upgrade it first\\) and import again$`,
             'm',
           ),
         );

@@ -258,7 +258,7 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       const hash = parseDjangoPbkdf2(app.clientSecret);
       if (!hash) {
         return refuse(
-          `its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash (another hasher, or more than ${MAX_PBKDF2_ITERATIONS} iterations): give it a new secret in the plugin's admin with "Hash client secret" unticked (aa-oidc keeps only a digest) and import again`,
+          `its client secret is stored as something aa-oidc cannot check: not a Django PBKDF2-SHA256 hash (another hasher, or more than ${MAX_PBKDF2_ITERATIONS} iterations): give it a new secret in the plugin's admin with "Hash client secret" unticked (aa-oidc keeps only a digest; a plugin older than its migration 0004 has no such box: upgrade it first) and import again`,
         );
       }
       if (hash.iterations > IMPORTED_SECRET_MAX_ITERATIONS) {
