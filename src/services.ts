@@ -60,11 +60,24 @@ export interface ServicesOptions {
    * or `report` (`aa-oidc check`): the services start, the failure in `allianceAuth.unreadableAtStart`.
    */
   allianceAuthUnreadableAtStart?: 'stop' | 'report';
+  /**
+   * What may refuse the start (`serve`'s and `worker`'s checks), run once the services read, before
+   * the start's first write: the signing key (`ensureSigningKey`), the directory binding
+   * (`forWriting`), expired keys' removal. Throwing refuses the start with nothing written, so the next
+   * start (another AA_OIDC_SECRET_KEY with the fix) begins as the first would have.
+   */
+  beforeStartWrites?: (read: StartReads) => Promise<void>;
   /** The back-channel logout SSRF gate's name resolver; default the system resolver. Tests inject one. */
   resolver?: Resolver;
   /** The back-channel delivery connection layer; tests inject one. */
   bclConnector?: Connector;
 }
+
+/** What `beforeStartWrites` judges a start by, as the database and the directory are before it writes. */
+export type StartReads = Pick<
+  Services,
+  'config' | 'database' | 'startedMigrated' | 'applications' | 'directory' | 'directoryBinding'
+> & { keys: Pick<KeyService, 'list'> };
 
 /**
  * Everything but HTTP: the database and the domain services, built once and passed down. The CLI
@@ -181,15 +194,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     }
     // Every committed signing-key change (a rotation, a withdrawal, …) is an admin_change audit event.
     const keys = createKeyService(database, config, logger, { onKeyChange: auditKeyChanges(audit) });
-    // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
-    // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;
-    if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
-    const keyStore = await createKeyStore(database.db, config, logger, {
-      initialLoad: migrated,
-      warnWithoutActiveKey: options.ensureSigningKey ?? true,
-    });
-    closers.push(() => keyStore.close());
     const directoryLog = logger.child({ component: 'directory' });
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
     // each change and its consequences commit in one unit of work of this database.
@@ -223,10 +228,9 @@ export async function createServices(config: Config, options: ServicesOptions = 
       directoryAdmin = builtin.admin;
       authenticators = [builtin.authenticator];
     }
-    const directoryBinding: DirectoryBindingStatus = migrated
-      ? await bindDirectory(database.db, await configuredDirectory(allianceAuth), {
-          record: options.forWriting ?? false,
-        })
+    const configured = migrated ? await configuredDirectory(allianceAuth) : undefined;
+    const bindingAsRead: DirectoryBindingStatus = migrated
+      ? await bindDirectory(database.db, configured, { record: false })
       : { kind: 'unrecorded', current: undefined };
     // Every application write runs the full SSRF gate on the back-channel URI (syntax first).
     const applications = createApplicationService(database.db, config, logger, {
@@ -242,6 +246,28 @@ export async function createServices(config: Config, options: ServicesOptions = 
     closers.push(directoryAdmin.afterCommit(auditDirectoryChanges(audit, logger)));
     // Every committed application change is an admin_change audit event too.
     closers.push(applications.onChange(auditApplicationChanges(audit)));
+    await options.beforeStartWrites?.({
+      config,
+      database,
+      startedMigrated: migrated,
+      applications,
+      directory,
+      directoryBinding: bindingAsRead,
+      keys,
+    });
+    // The start's writes, past whatever may refuse it.
+    if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
+    // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
+    // empty and keeps polling; /readyz reports the pending migrations meanwhile.
+    const keyStore = await createKeyStore(database.db, config, logger, {
+      initialLoad: migrated,
+      warnWithoutActiveKey: options.ensureSigningKey ?? true,
+    });
+    closers.push(() => keyStore.close());
+    const directoryBinding =
+      bindingAsRead.kind === 'unrecorded' && migrated && options.forWriting
+        ? await bindDirectory(database.db, configured, { record: true })
+        : bindingAsRead;
     // Deactivation, deletion and lost access queue back-channel logouts in the change's unit of
     // work (tokens revoked by the same change still count as held).
     const logout = createLogoutService({

@@ -797,3 +797,118 @@ describe(`a production server started before \`aa-oidc migrate\` (${testDatabase
     }
   });
 });
+
+/**
+ * A start the system checks refuse writes nothing: the operator fixing the environment may change
+ * AA_OIDC_SECRET_KEY at the same time, and a signing key the refused start had written with the old
+ * one could not be decrypted by the next.
+ */
+describe(`a start the system checks refuse (${testDatabaseKind})`, () => {
+  const production = (database: TestDatabase, extra: Record<string, string>) =>
+    testEnv(database, {
+      AA_OIDC_HOST: '127.0.0.1',
+      AA_OIDC_METRICS_ENABLED: 'false',
+      AA_OIDC_LOG_LEVEL: 'info',
+      NODE_ENV: 'production',
+      AA_OIDC_ISSUER: 'https://auth.example.org/o',
+      AA_OIDC_SECRET_KEY: 'the first secret key, of at least 32 chars',
+      ...extra,
+    });
+
+  /** What a refused start must not have left: signing keys, a directory binding, a superuser. */
+  const leftBehind = async (database: TestDatabase) => {
+    const handle = connect(database);
+    try {
+      const keys = await handle.db.selectFrom('signing_key').select('kid').execute();
+      const binding = await handle.db.selectFrom('directory_binding').select('id').execute();
+      return {
+        signingKeys: keys.length,
+        directoryBinding: binding.length,
+        superuser: await hasActiveSuperuser(handle.db),
+      };
+    } finally {
+      await handle.close();
+    }
+  };
+  const nothing = { signingKeys: 0, directoryBinding: 0, superuser: false };
+
+  it('serve refused by E007 leaves nothing, and the fixed start with another secret key starts', async () => {
+    const database = await createTestDatabase({ migrated: true });
+    try {
+      const refused = await cli(['serve'], production(database, { AA_OIDC_PORT: '0' }));
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /E007 error: /);
+      assert.match(refused.stderr, /refusing to start/);
+      assert.deepEqual(await leftBehind(database), nothing);
+      assert.ok(!existsSync(path.join(database.dataDir, 'bootstrap-password')), 'no password file');
+
+      const serve = await startOnFreePort(async (port) => {
+        const started = startCli(
+          ['serve'],
+          production(database, {
+            AA_OIDC_PORT: String(port),
+            AA_OIDC_TRUST_PROXY: 'true',
+            AA_OIDC_SECRET_KEY: 'another secret key, chosen with the fix',
+          }),
+        );
+        await started.waitFor(/"aa-oidc listening"/);
+        return started;
+      });
+      try {
+        await serve.waitFor(/aa-oidc user set-password \S+\n/);
+      } finally {
+        assert.equal(await serve.stop(), 0, serve.stderr());
+      }
+      assert.doesNotMatch(serve.stderr(), /W011/, 'the start made its active key before the findings');
+      const started = await leftBehind(database);
+      assert.equal(started.signingKeys, 2, 'the active key and the next key');
+      assert.equal(started.directoryBinding, 1);
+      assert.equal(started.superuser, true);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('worker refused by E006 leaves nothing, and the fixed start with another secret key starts', async () => {
+    const database = await createTestDatabase({ migrated: true });
+    try {
+      const internal = production(database, { AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS: 'true' });
+      const created = await cli(
+        [
+          'app',
+          'create',
+          '--name',
+          'Internal RP',
+          '--client-id',
+          'internal-rp',
+          '--redirect-uri',
+          'https://rp.example.org/cb',
+          '--backchannel-logout-uri',
+          'https://10.1.2.3/bcl',
+        ],
+        { ...internal, AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true' },
+      );
+      assert.equal(created.code, 0, created.stderr);
+      const refused = await cli(['worker'], internal);
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(refused.stderr, /E006 error: /);
+      assert.deepEqual(await leftBehind(database), nothing);
+
+      const worker = startCli(['worker'], {
+        ...internal,
+        AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS_IN_PRODUCTION: 'true',
+        AA_OIDC_SECRET_KEY: 'another secret key, chosen with the fix',
+      });
+      try {
+        await worker.waitFor(/back-channel logout worker \(/);
+      } finally {
+        assert.equal(await worker.stop(), 0, worker.stderr());
+      }
+      const started = await leftBehind(database);
+      assert.equal(started.signingKeys, 2, 'the active key and the next key');
+      assert.equal(started.directoryBinding, 1);
+    } finally {
+      await database.drop();
+    }
+  });
+});

@@ -3,7 +3,13 @@ import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/builtin/types.ts';
 import type { MetricsListener } from '../../metrics/http.ts';
-import { directoryBindingChecks, formatFindings, hasError, runChecks } from '../../checks/checks.ts';
+import {
+  directoryBindingChecks,
+  type Finding,
+  formatFindings,
+  hasError,
+  runChecks,
+} from '../../checks/checks.ts';
 import { systemChecks } from '../../checks/run.ts';
 import {
   bootstrapNotice,
@@ -17,6 +23,7 @@ import { type Config, settingName } from '../../config/load.ts';
 import { startMemoryRelease } from '../memory-release.ts';
 import { startCommandMetricsListener } from '../metrics-listener.ts';
 import { refuseUnusablePgBoss } from '../../logout/pgboss-transport.ts';
+import type { StartReads } from '../../services.ts';
 
 export function registerServe(program: Command, io: CliIo): void {
   program
@@ -24,11 +31,22 @@ export function registerServe(program: Command, io: CliIo): void {
     .description('run the OpenID Connect provider (migrations are applied automatically in development)')
     .action(async () => {
       const config = cliConfig(io);
+      let judged: Finding[] = [];
       // A database that takes no writes stops the start here, naming it and the cause: the server
       // would otherwise report ready while every sign-in and token answered 503.
       const app = await createApp(config, {
         forWriting: true,
         logger: { destination: io.logDestination('stdout') },
+        // What refuses the start does so before it writes: a refused start leaves no signing key
+        // (encrypted with this run's AA_OIDC_SECRET_KEY), no directory binding and no superuser,
+        // so the start after the fix, with another secret key too, is a first start.
+        beforeStartWrites: async (read) => {
+          // A pg-boss schema that `aa-oidc migrate` would refuse stops the start, with migrate's
+          // message (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
+          await refuseUnusablePgBoss(read.database);
+          judged = await startFindings(config, read);
+          if (hasError(judged)) reportFindings(judged, io);
+        },
       });
       let metricsListener: MetricsListener | undefined;
       let address;
@@ -38,24 +56,14 @@ export function registerServe(program: Command, io: CliIo): void {
       // Aborted when the start fails: `stopRequested` then stops listening for SIGTERM and SIGINT.
       const startFailed = new AbortController();
       try {
-        // A pg-boss schema that `aa-oidc migrate` would refuse stops the start, with migrate's message
-        // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
-        await refuseUnusablePgBoss(app.database);
+        // W011 judged the database before the start made its active key: the findings shown are of
+        // the database as the server runs on it (a first start's, a restored backup's).
+        reportFindings(
+          judged.some((finding) => finding.id === 'W011') ? await startFindings(config, app) : judged,
+          io,
+        );
         // A start killed while bootstrapping may have left its one-time password beside the file.
         removeStaleBootstrapPasswords(config.dataDir, app.logger);
-        // The system checks: refuse to start on an error (before the database is migrated, only the
-        // configuration can be judged).
-        const migrated = (await pendingMigrations(app.database.db, app.database.kind)).length === 0;
-        // E010: a directory other than the one the database's user ids belong to.
-        const findings = migrated
-          ? [
-              ...(await systemChecks(config, app.applications, app.directory, app.keys)),
-              ...directoryBindingChecks(app.directoryBinding),
-            ]
-          : runChecks(config, []);
-        if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
-        if (hasError(findings))
-          throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
         metricsListener = await startCommandMetricsListener(app.metrics, config, app.logger);
         address = await app.listen().catch((error: unknown) => {
           throw listenFailure(error, config);
@@ -97,7 +105,7 @@ export function registerServe(program: Command, io: CliIo): void {
         }
         // This process also delivers queued back-channel logouts (so may `aa-oidc worker`), unless
         // the deployment leaves that to dedicated workers.
-        if (migrated && config.logout.deliverInServe) app.logout.startWorker();
+        if (app.startedMigrated && config.logout.deliverInServe) app.logout.startWorker();
       } catch (error) {
         try {
           await metricsListener?.close();
@@ -157,6 +165,26 @@ export function registerServe(program: Command, io: CliIo): void {
           EXIT_RESTART,
         );
     });
+}
+
+/**
+ * The system checks `serve` refuses to start on an error of (before the database is migrated, only
+ * the configuration can be judged), with E010: a directory other than the one the database's user
+ * ids belong to.
+ */
+async function startFindings(config: Config, read: StartReads): Promise<Finding[]> {
+  if (!read.startedMigrated) return runChecks(config, []);
+  return [
+    ...(await systemChecks(config, read.applications, read.directory, read.keys)),
+    ...directoryBindingChecks(read.directoryBinding),
+  ];
+}
+
+/** Shows the findings on stderr, and refuses the start on an error. */
+function reportFindings(findings: readonly Finding[], io: CliIo): void {
+  if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
+  if (hasError(findings))
+    throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
 }
 
 const MIGRATION_POLL_MS = 5000;

@@ -28,30 +28,26 @@ export function registerWorker(program: Command, io: CliIo): void {
       const services = await createServices(config, {
         forWriting: true,
         logger: { destination: io.logDestination('stdout') },
+        // What refuses the worker does so before it writes (the signing key, the directory binding).
+        beforeStartWrites: async (read) => {
+          // A pg-boss schema that `aa-oidc migrate` would refuse stops the worker, with migrate's
+          // message (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
+          await refuseUnusablePgBoss(read.database);
+          const pending = await pendingMigrations(read.database.db, read.database.kind);
+          if (pending.length > 0)
+            throw new CliError(
+              `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
+            );
+          // Private targets allowed in production (E006) refuse the worker as they refuse `serve`;
+          // the checks about serving HTTP are not the worker's.
+          const findings = (await systemChecks(config, read.applications, read.directory, read.keys)).filter(
+            (finding) => WORKER_CHECKS.has(finding.id),
+          );
+          if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
+          if (hasError(findings))
+            throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
+        },
       });
-      // A pg-boss schema that `aa-oidc migrate` would refuse stops the worker, with migrate's message
-      // (PostgreSQL): pg-boss would start on it without a word and lose logouts later.
-      await refuseUnusablePgBoss(services.database).catch(async (error: unknown) => {
-        await services.close();
-        throw error;
-      });
-      const pending = await pendingMigrations(services.database.db, services.database.kind);
-      if (pending.length > 0) {
-        await services.close();
-        throw new CliError(
-          `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
-        );
-      }
-      // Private targets allowed in production (E006) refuse the worker as they refuse `serve`; the
-      // checks about serving HTTP are not the worker's.
-      const findings = (
-        await systemChecks(config, services.applications, services.directory, services.keys)
-      ).filter((finding) => WORKER_CHECKS.has(finding.id));
-      if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
-      if (hasError(findings)) {
-        await services.close();
-        throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
-      }
       // Its own registry: the process metrics and the aa-oidc metrics a worker moves, none of the
       // provider's (they would only ever read zero here). Not on serve's default port unless told.
       const metricsListener = await startCommandMetricsListener(
