@@ -1470,7 +1470,7 @@ describe(`aa-oidc check: users' email addresses and main characters' names with 
     database = await createTestDatabase({ migrated: true });
     const services = await createServices(testConfig(database, { secretKey: SECRET }), { migrate: true });
     try {
-      for (const username of ['mallory', 'trent', 'flagged', 'plain'])
+      for (const username of ['mallory', 'trent', 'flagged', 'plain', 'shorthand', 'tagged'])
         await services.directoryAdmin.createUser({
           username,
           email: `${username}@example.org`,
@@ -1481,6 +1481,9 @@ describe(`aa-oidc check: users' email addresses and main characters' names with 
       const stored: Array<[string, { email?: string; character_name?: string }]> = [
         ['mallory', { email: 'mal\u200blory@example.org' }],
         ['trent', { character_name: 'Trent\u2067 Prime' }],
+        // Outside the Basic Multilingual Plane (a surrogate pair in JavaScript): the query finds them too.
+        ['shorthand', { email: 'short\u{1bca0}hand@example.org' }],
+        ['tagged', { character_name: 'Tagged\u{e0001} Prime' }],
         // A subdivision flag's tags are read by the query and judged fit.
         [
           'flagged',
@@ -1503,14 +1506,14 @@ describe(`aa-oidc check: users' email addresses and main characters' names with 
     const env = testEnv(database, { AA_OIDC_SECRET_KEY: SECRET });
     const checked = await cli(['check'], env);
     assert.equal(checked.code, 0, checked.stderr);
-    assert.doesNotMatch(checked.stdout, /[\u200b\u2067\u{e0067}]/u);
+    assert.doesNotMatch(checked.stdout, /[\u200b\u2067\u{1bca0}\u{e0001}\u{e0067}]/u);
     assert.match(
       checked.stdout,
-      /^W015 warning: a built-in user has an email address with a character new addresses refuse .*: "mallory" \(id \d+\): "mal\\u200blory@example\.org" contains U\+200B, an invisible character, at character 4\n {2}hint: aa-oidc user set-email USERNAME ADDRESS /m,
+      /^W015 warning: 2 built-in users have email addresses with a character new addresses refuse .*: "mallory" \(id \d+\): "mal\\u200blory@example\.org" contains U\+200B, an invisible character, at character 4; "shorthand" \(id \d+\): "short\\ud82f\\udca0hand@example\.org" contains U\+1BCA0, an invisible character, at character 6\n {2}hint: aa-oidc user set-email USERNAME ADDRESS /m,
     );
     assert.match(
       checked.stdout,
-      /^W015 warning: a built-in user's main character has a name with a character new names refuse .*: "trent" \(id \d+\): "Trent\\u2067 Prime" contains U\+2067, a bidirectional control character, at character 6\n {2}hint: aa-oidc user set-main-character /m,
+      /^W015 warning: 2 built-in users' main characters have names with a character new names refuse .*: "trent" \(id \d+\): "Trent\\u2067 Prime" contains U\+2067, a bidirectional control character, at character 6; "tagged" \(id \d+\): "Tagged\\udb40\\udc01 Prime" contains U\+E0001, an invisible character, at character 7\n {2}hint: aa-oidc user set-main-character /m,
     );
     assert.doesNotMatch(checked.stdout, /"flagged"|"plain"/);
     const json = JSON.parse((await cli(['check', '--format', 'json'], env)).stdout) as Array<{ id: string }>;
@@ -1518,6 +1521,7 @@ describe(`aa-oidc check: users' email addresses and main characters' names with 
 
     for (const args of [
       ['user', 'set-email', 'mallory', 'mallory@example.org'],
+      ['user', 'set-email', 'shorthand', 'shorthand@example.org'],
       [
         'user',
         'set-main-character',
@@ -1526,6 +1530,15 @@ describe(`aa-oidc check: users' email addresses and main characters' names with 
         '90000006',
         '--character-name',
         'Trent Prime',
+      ],
+      [
+        'user',
+        'set-main-character',
+        'tagged',
+        '--character-id',
+        '90000007',
+        '--character-name',
+        'Tagged Prime',
       ],
     ]) {
       const done = await cli(args, env);

@@ -134,8 +134,10 @@ await describeOnEachAllianceAuth(
         );
         const same = await cli(['check'], aaEnv());
         assert.equal(same.code, 0, same.stdout + same.stderr);
+        // MariaDB's datetime(6) holds the time as written (in UTC, as Django writes it); PostgreSQL's
+        // timestamptz reads a time with no offset in the session's time zone: it is given its offset.
         await other.run('UPDATE django_migrations SET applied = ? WHERE id = 1', [
-          '2027-01-02 03:04:05.000006',
+          kind === 'mysql' ? '2027-01-02 03:04:05.000006' : '2027-01-02 03:04:05.000006+00',
         ]);
         const checked = await cli(['check'], aaEnv(other));
         assert.equal(checked.code, 1);

@@ -73,16 +73,19 @@ interface HeldServer {
 /**
  * A server with a handler of the test's own, first of all (the console answers a path it does not
  * know), held until the test lets it go, that then does `afterRelease` (what an admin change does).
+ * Past the grace period, the app waits for it until it is let go, or (`settle: 'default'`) as long as
+ * a stop does.
  */
 async function startHeldServer(
   overrides: Record<string, unknown>,
   afterRelease: (app: App) => Promise<void> | void,
+  settle: 'until released' | 'default' = 'until released',
 ): Promise<HeldServer> {
   const harness = createLeakHarness({ level: 'info' });
   const held = hold();
   const server = await startServer(overrides, {
     harness,
-    handlersSettleMs: SETTLE_UNTIL_RELEASED_MS,
+    handlersSettleMs: settle === 'default' ? undefined : SETTLE_UNTIL_RELEASED_MS,
     beforeListen: (app) =>
       app.koa.middleware.unshift(async (ctx, next) => {
         if (ctx.path !== '/held-change') return next();
@@ -211,6 +214,35 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
         harness.logLines.filter((line) => line.includes('"level":50') || line.includes('dropped')),
         [],
         'no request failed, no audit event was dropped',
+      );
+    } finally {
+      await stop();
+    }
+  });
+
+  it('past the grace period, waits for the handlers still running as long as a stop does when no other wait is given', async () => {
+    const { server, harness, held, startClosing, stop } = await startHeldServer(
+      { http: { shutdownGraceSeconds: 1 } },
+      () => undefined,
+      'default',
+    );
+    try {
+      await requestHeldOpen(server.origin, '/held-change');
+      await held.entered;
+      const closing = startClosing();
+
+      // Only what the app says it waits for is checked: the handler is let go as soon as it says so.
+      await eventually(
+        () => harness.logLines.some((line) => line.includes(SETTLING)),
+        'the app said it waits for the request still running',
+      );
+      held.release();
+      await closing;
+      const [settling] = logged(harness.logLines, SETTLING);
+      assert.deepEqual(
+        [settling?.requests, settling?.settle_seconds],
+        [1, 5],
+        'the app waits HANDLERS_SETTLE_MS, the 5 s README and docs/deployment.md name',
       );
     } finally {
       await stop();
