@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../db/schema.ts';
+import { describeBinding, readDirectoryBinding } from '../directory/binding.ts';
 import { inUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
@@ -30,6 +31,7 @@ import {
   readFingerprints,
   serializeFingerprint,
 } from './fingerprint.ts';
+import { readAllianceAuthIdentity } from './identity.ts';
 import { checkAllianceAuthSchema } from './schema-check.ts';
 
 /**
@@ -50,10 +52,30 @@ export const LEASE_NAME = 'alliance-auth';
  * one's users and names (which would read as renames of whitelisted states and groups).
  */
 export async function forgetFollowedState(db: Kysely<Database>): Promise<{ fingerprints: number }> {
+  // The lease first: a cycle that fenced it commits before this goes on (its rows are then deleted
+  // below), and one that fences it later is fenced out (then finds the new binding).
+  await db.deleteFrom('aa_poll_lease').where('name', '=', LEASE_NAME).execute();
   const fingerprints = await db.deleteFrom('aa_user_fingerprint').executeTakeFirst();
   await db.deleteFrom('aa_catalog_name').execute();
-  await db.deleteFrom('aa_poll_lease').where('name', '=', LEASE_NAME).execute();
   return { fingerprints: Number(fingerprints.numDeletedRows) };
+}
+
+/**
+ * The poll lease as another process holds it (`aa-oidc directory rebind` refuses meanwhile: that
+ * serve follows the Alliance Auth database the binding is about to leave); undefined when none does.
+ */
+export async function heldPollLease(
+  db: Kysely<Database>,
+  at: number,
+): Promise<{ owner: string; until: number } | undefined> {
+  const row = await db
+    .selectFrom('aa_poll_lease')
+    .select(['owner', 'lease_until'])
+    .where('name', '=', LEASE_NAME)
+    .where('owner', 'is not', null)
+    .where('lease_until', '>=', at)
+    .executeTakeFirst();
+  return row?.owner ? { owner: row.owner, until: Number(row.lease_until) } : undefined;
 }
 
 export type PollOutcome =
@@ -88,7 +110,12 @@ export type PollOutcome =
    */
   | { outcome: 'refused_empty'; known: number }
   /** Another instance took the lease over while this cycle ran: rolled back. */
-  | { outcome: 'lease_lost' };
+  | { outcome: 'lease_lost' }
+  /**
+   * The database is bound to another directory than the Alliance Auth database read (`aa-oidc
+   * directory rebind` ran meanwhile): rolled back, and the poller stopped.
+   */
+  | { outcome: 'other_directory' };
 
 export interface PollerDependencies {
   aa: Pick<AllianceAuthConnection, 'db' | 'kind' | 'statementTimeoutMs'>;
@@ -177,6 +204,7 @@ const CYCLE_OUTCOMES: Record<PollOutcome['outcome'] | 'failed', true> = {
   aa_schema_error: true,
   refused_empty: true,
   lease_lost: true,
+  other_directory: true,
   failed: true,
 };
 
@@ -236,6 +264,19 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
         }
       : undefined;
   };
+
+  /** Gives the lease up, so that another instance takes over at once rather than after it lapses. */
+  const releaseLease = () =>
+    db
+      .updateTable('aa_poll_lease')
+      .set({ owner: null, lease_until: 0 })
+      .where('name', '=', LEASE_NAME)
+      .where('owner', '=', owner)
+      .execute()
+      .then(
+        () => undefined,
+        () => undefined,
+      );
 
   const storedFingerprints = async (generation: number): Promise<Fingerprints> => {
     if (cache && cache.generation === generation) return cache.fingerprints;
@@ -315,8 +356,11 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     // Sign-ins from now on are judged by the next cycle: this read may not show the access they
     // were given (AA read live at sign-in), and judging them by it would take that access away.
     const readStartedAt = now();
+    let identity: string;
     let reading = 'fingerprint query';
     try {
+      // Which Alliance Auth database this is, against the binding inside the transaction below.
+      identity = await readAllianceAuthIdentity(deps.aa.db, deps.aa.kind);
       read = await readFingerprints(deps.aa.db);
       reading = 'query of the state and group names';
       names = await readCatalogNames(deps.aa.db);
@@ -430,6 +474,11 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
             .returning('generation')
             .executeTakeFirst();
           if (!fenced) throw new LeaseLost();
+          // Bound to another directory (a rebind while this process runs): nothing of this
+          // database's users may be stored as the followed state, nor applied.
+          const bound = await readDirectoryBinding(trx);
+          if (bound && (bound.directory !== 'alliance-auth' || bound.identity !== identity))
+            throw new OtherDirectory(describeBinding(bound));
           for (let start = 0; start < upserts.length; start += BATCH) {
             await trx
               .insertInto('aa_user_fingerprint')
@@ -489,6 +538,16 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       if (error instanceof LeaseLost) {
         cache = undefined;
         return { outcome: 'lease_lost' };
+      }
+      if (error instanceof OtherDirectory) {
+        cache = undefined;
+        stopped = true;
+        await releaseLease();
+        logger.error(
+          { bound: error.message },
+          `E010: the database is bound to ${error.message}, not to the Alliance Auth database this server reads (aa-oidc directory rebind): Alliance Auth's changes are no longer followed by this process`,
+        );
+        return { outcome: 'other_directory' };
       }
       throw error;
     }
@@ -560,14 +619,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       stopped = true;
       if (timer) clearTimeout(timer);
       await running?.catch(() => undefined);
-      // Give the lease up, so that another instance takes over at once rather than after it lapses.
-      await db
-        .updateTable('aa_poll_lease')
-        .set({ owner: null, lease_until: 0 })
-        .where('name', '=', LEASE_NAME)
-        .where('owner', '=', owner)
-        .execute()
-        .catch(() => undefined);
+      await releaseLease();
     },
     lastOutcome: () => last,
   };
@@ -587,6 +639,11 @@ function textsOf(fingerprints: Fingerprints): Map<number, string> {
 
 class LeaseLost extends Error {
   override name = 'LeaseLost';
+}
+
+/** The directory the database is bound to, as a message names it, when not the one read. */
+class OtherDirectory extends Error {
+  override name = 'OtherDirectory';
 }
 
 /** The rows of `aa_catalog_name` that differ between the stored names and the names read now. */

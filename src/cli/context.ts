@@ -46,6 +46,8 @@ export interface CliIo {
    * to a process that never asked (the promise never settles).
    */
   stopRequested(until?: AbortSignal): Promise<string>;
+  /** How often `serve` and `worker` read the directory binding (default BINDING_CHECK_MS; tests). */
+  bindingCheckMs?: number;
 }
 
 /** The real process: its streams, environment and folder; SIGINT or SIGTERM stops. */

@@ -104,3 +104,48 @@ export function describeBinding(binding: DirectoryBinding): string {
 function identityOf(binding: DirectoryBinding): string {
   return binding.directory === 'builtin' ? '' : binding.identity;
 }
+
+/** How often a running `serve` or `worker` reads the recorded directory (`watchDirectoryBinding`). */
+export const BINDING_CHECK_MS = 10_000;
+
+/**
+ * Reads the recorded directory every `intervalMs` (one query; a failed read is tried again at the
+ * next) and resolves `changed` with it once it is no longer `own`: `aa-oidc directory rebind` ran
+ * while this process was running, and the user ids it issues for would be another directory's.
+ */
+export function watchDirectoryBinding(
+  db: Kysely<Database>,
+  own: DirectoryBinding,
+  intervalMs: number,
+): { changed: Promise<RecordedBinding>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let reading = false;
+  const changed = new Promise<RecordedBinding>((resolve) => {
+    timer = setInterval(() => {
+      if (reading) return;
+      reading = true;
+      readDirectoryBinding(db)
+        .then(
+          (recorded) => {
+            if (recorded && !sameDirectory(recorded, own)) {
+              clearInterval(timer);
+              resolve(recorded);
+            }
+          },
+          () => undefined, // the database is down: /readyz says so; read again later
+        )
+        .finally(() => (reading = false));
+    }, intervalMs);
+    timer.unref();
+  });
+  return { changed, stop: () => clearInterval(timer) };
+}
+
+/** What a running process logs when `watchDirectoryBinding` saw another directory recorded. */
+export function reboundMeanwhile(recorded: DirectoryBinding, own: DirectoryBinding): { message: string } {
+  return {
+    message:
+      `E010: the database was bound to ${describeBinding(recorded)} (aa-oidc directory rebind) while this process ran with ${describeBinding(own)}: ` +
+      'stopping, so that it issues nothing under user ids that now name other people; start it again with the directory the database is bound to',
+  };
+}

@@ -31,7 +31,8 @@ export interface Metrics {
   /**
    * Alliance Auth poll cycles by outcome (src/alliance-auth/poller.ts's `PollOutcome`: `baseline`
    * and `applied` completed; `not_leader` left it to the instance holding the lease; `aa_unreachable`,
-   * `aa_timed_out`, `aa_schema_error`, `refused_empty`, `lease_lost` and `failed` did not).
+   * `aa_timed_out`, `aa_schema_error`, `refused_empty`, `lease_lost`, `other_directory` and `failed`
+   * did not).
    */
   aaPollCycles: Counter<'outcome'>;
   /**

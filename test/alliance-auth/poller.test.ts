@@ -10,12 +10,15 @@ import {
 import type { CatalogRename } from '../../src/alliance-auth/catalog-names.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import { COLUMNS_READ } from '../../src/alliance-auth/schema-check.ts';
+import { readAllianceAuthIdentity } from '../../src/alliance-auth/identity.ts';
 import {
   createAllianceAuthPoller,
+  forgetFollowedState,
   type PollerDependencies,
   SIGN_IN_MARGIN_MS,
 } from '../../src/alliance-auth/poller.ts';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { writeDirectoryBinding } from '../../src/directory/binding.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { KyselyAdapter } from '../../src/oidc/adapter.ts';
 import { usersHoldingTokensRedeemedSince } from '../../src/tokens/store-users.ts';
@@ -133,6 +136,32 @@ await describeOnEachAllianceAuth(
       const stored = await database.db.selectFrom('aa_user_fingerprint').select('user_id').execute();
       assert.equal(stored.length, 6);
       await first.stop();
+    });
+
+    it('stores nothing of a database the binding has left (a rebind while it ran), and stops', async () => {
+      const identity = await readAllianceAuthIdentity(aa.db, aa.kind);
+      await writeDirectoryBinding(database.db, { directory: 'alliance-auth', identity }, 1);
+      const left = poller();
+      assert.deepEqual(await left.pollOnce(), { outcome: 'baseline', users: 6 });
+      // `aa-oidc directory rebind` to the built-in directory, as it leaves the followed state.
+      await database.db.transaction().execute(async (trx) => {
+        await forgetFollowedState(trx);
+        await writeDirectoryBinding(trx, { directory: 'builtin' }, 2);
+      });
+      await actions.rename('state', [['Member', 'Members']]);
+      assert.deepEqual(await left.pollOnce(), { outcome: 'other_directory' });
+      const count = async (table: 'aa_user_fingerprint' | 'aa_catalog_name') =>
+        (await database.db.selectFrom(table).selectAll().execute()).length;
+      assert.equal(await count('aa_user_fingerprint'), 0, 'no baseline of the old database');
+      assert.equal(await count('aa_catalog_name'), 0);
+      assert.deepEqual(applied, []);
+      const lease = await database.db.selectFrom('aa_poll_lease').select(['owner', 'generation']).execute();
+      assert.deepEqual(
+        lease.map((row) => ({ ...row, generation: Number(row.generation) })),
+        [{ owner: null, generation: 0 }],
+        'the lease given up, untouched by the cycle',
+      );
+      await left.stop();
     });
 
     it('turns each kind of change AA makes into lifecycle changes, each emitted once', async () => {

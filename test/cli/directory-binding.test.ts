@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import { forgetFollowedState } from '../../src/alliance-auth/poller.ts';
 import { readDirectoryBinding } from '../../src/directory/binding.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import {
@@ -235,6 +236,72 @@ await describeOnEachAllianceAuth(
         assert.notEqual(page.status, 200, 'the old session no longer opens the account page');
       } finally {
         await aaServer.close();
+      }
+    });
+
+    it('refuses rebind --yes while a serve follows Alliance Auth, and not once it stopped', async () => {
+      // Its first poll cycle (at start) takes the lease; a baseline, so that it says so at info.
+      await withDb(forgetFollowedState);
+      const serve = startCli(['serve'], { ...aaEnv(), AA_OIDC_LOG_LEVEL: 'info' });
+      try {
+        await serve.waitFor(/Alliance Auth fingerprints recorded/);
+        const rebound = await cli(['directory', 'rebind', '--yes'], builtinEnv());
+        assert.equal(rebound.code, 1);
+        assert.match(
+          rebound.stderr,
+          /^aa-oidc: an aa-oidc serve is following Alliance Auth \(its poll lease is held by .+ until .+\); stop every serve and worker first, or wait for the lease to expire/m,
+        );
+        const dryRun = await cli(['directory', 'rebind', '--dry-run'], builtinEnv());
+        assert.equal(dryRun.code, 0, dryRun.stderr);
+        assert.match(
+          dryRun.stdout,
+          /^--yes would be refused now: an aa-oidc serve is following Alliance Auth/m,
+        );
+        assert.equal((await withDb(readDirectoryBinding))?.directory, 'alliance-auth');
+      } finally {
+        assert.equal(await serve.stop(), 0, serve.stderr());
+      }
+      const rebound = await cli(['directory', 'rebind', '--yes'], builtinEnv());
+      assert.equal(rebound.code, 0, rebound.stderr);
+      assert.equal((await withDb(readDirectoryBinding))?.directory, 'builtin');
+    });
+
+    it('stops a serve and a worker left running when the database is rebound under them; worker refuses to start on E010', async () => {
+      // Read the binding at once, not every 10 s.
+      const often = { overrides: { bindingCheckMs: 20 } };
+      const serve = startCli(['serve'], builtinEnv(), often);
+      const worker = startCli(['worker'], builtinEnv(), often);
+      try {
+        await serve.waitFor(/aa-oidc development server on/);
+        await worker.waitFor(/back-channel logout worker/);
+        const rebound = await cli(['directory', 'rebind', '--yes'], aaEnv());
+        assert.equal(rebound.code, 0, rebound.stderr);
+        for (const [name, running] of [
+          ['serve', serve],
+          ['worker', worker],
+        ] as const) {
+          await running.waitFor(/^aa-oidc: E010: the database was bound to/m);
+          assert.equal(await running.exited, 1, `${name} exits non-zero: ${running.stderr()}`);
+          assert.match(
+            running.stdout(),
+            /"level":50,.*"msg":"E010: the database was bound to the Alliance Auth database whose first migration is .* \(aa-oidc directory rebind\) while this process ran with the built-in directory: stopping/,
+            name,
+          );
+          assert.match(running.stderr(), /^aa-oidc: E010: the database was bound to/m, name);
+        }
+      } finally {
+        // Stopped when the test fails: they would keep the test process alive.
+        await Promise.all([serve.stop(), worker.stop()]);
+      }
+      // A supervisor's restart meets the refusal.
+      const restarted = startCli(['worker'], builtinEnv());
+      try {
+        await restarted.waitFor(/refusing to start/);
+        assert.equal(await restarted.exited, 1);
+        assert.match(restarted.stderr(), /E010 error/);
+        assert.doesNotMatch(restarted.stdout(), /worker \(development\)/);
+      } finally {
+        await restarted.stop();
       }
     });
   },

@@ -112,11 +112,11 @@ export interface RunningCli {
   stop(): Promise<number>;
 }
 
-/** Starts a long-running command in this process; `stop()` is its SIGTERM. */
+/** Starts a long-running command in this process; `stop()` is its SIGTERM. `overrides`: as `captureIo`. */
 export function startCli(
   args: readonly string[],
   env: NodeJS.ProcessEnv,
-  options: CliOptions = {},
+  options: CliOptions & { overrides?: Partial<CliIo> } = {},
 ): RunningCli {
   let requestStop: (signal: string) => void = () => undefined;
   const stop = new Promise<string>((resolve) => (requestStop = resolve));

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { forgetFollowedState } from '../../alliance-auth/poller.ts';
+import { forgetFollowedState, heldPollLease } from '../../alliance-auth/poller.ts';
 import {
   describeBinding,
   type DirectoryBinding,
@@ -23,6 +23,8 @@ interface Rebound {
   enrolments: number;
   codeFailures: number;
   fingerprints: number;
+  /** A serve following Alliance Auth meanwhile (its poll lease): `--yes` is refused. */
+  pollLease: { owner: string; until: number } | undefined;
 }
 
 class DryRunRollback extends Error {}
@@ -37,7 +39,7 @@ export function registerDirectory(program: Command, io: CliIo): void {
   directory
     .command('rebind')
     .description(
-      'bind the database to the configured directory: every browser session ends, every code, token and grant is revoked (back-channel logout tells the applications), two-factor enrolments and second-factor failure counts are removed (audit: admin_change); built-in users stay',
+      'bind the database to the configured directory: every browser session ends, every code, token and grant is revoked (back-channel logout tells the applications), two-factor enrolments and second-factor failure counts are removed (audit: admin_change); built-in users stay; refused while a serve follows Alliance Auth (stop every serve and worker first)',
     )
     .option('--dry-run', 'show what would change, change nothing')
     .option('--yes', 'do it: sign everyone out and bind the database to the configured directory')
@@ -90,7 +92,16 @@ export function registerDirectory(program: Command, io: CliIo): void {
         `${verb('removed', 'would remove')} ${rebound.enrolments} two-factor enrolment(s), ${rebound.codeFailures} second-factor failure count(s) ` +
           `and ${rebound.fingerprints} remembered Alliance Auth user(s)`,
       );
+      if (rebound.pollLease) say(`--yes would be refused now: ${pollLeaseHeld(rebound.pollLease)}`);
     });
+}
+
+/** Why `rebind --yes` is refused while a serve holds the Alliance Auth poll lease. */
+function pollLeaseHeld(lease: { owner: string; until: number }): string {
+  return (
+    `an aa-oidc serve is following Alliance Auth (its poll lease is held by ${lease.owner} until ${new Date(lease.until).toISOString()}); ` +
+    'stop every serve and worker first, or wait for the lease to expire if that serve was killed'
+  );
 }
 
 /**
@@ -112,6 +123,10 @@ async function rebind(
   let committed: (() => void) | undefined;
   try {
     await services.database.db.transaction().execute(async (trx) => {
+      // A serve still following Alliance Auth would go on issuing for the old ids until it noticed
+      // (it stops then), and its poll would read the old database.
+      const pollLease = await heldPollLease(trx, Date.now());
+      if (pollLease && !dryRun) throw new CliError(pollLeaseHeld(pollLease));
       const signedOut = await services.tokens.signOutEveryoneWithin(trx, {
         dryRun,
         actor,
@@ -133,6 +148,7 @@ async function rebind(
         enrolments,
         codeFailures,
         fingerprints,
+        pollLease,
       };
       if (dryRun) throw new DryRunRollback();
     });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createApp } from '../../app.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import type { BootstrapLogin } from '../../directory/builtin/types.ts';
+import { BINDING_CHECK_MS, reboundMeanwhile, watchDirectoryBinding } from '../../directory/binding.ts';
 import type { MetricsListener } from '../../metrics/http.ts';
 import {
   directoryBindingChecks,
@@ -146,17 +147,26 @@ export function registerServe(program: Command, io: CliIo): void {
       const migratedMeanwhile = app.startedMigrated
         ? undefined
         : waitForMigrations(app.database.db, app.database.kind, MIGRATION_POLL_MS);
+      // `aa-oidc directory rebind` while this server runs: it stops (E010), and a restart is refused
+      // until it is configured with the directory the database is bound to.
+      const own = app.directoryBinding.kind === 'bound' ? app.directoryBinding.binding : undefined;
+      const rebound = own
+        ? watchDirectoryBinding(app.database.db, own, io.bindingCheckMs ?? BINDING_CHECK_MS)
+        : undefined;
       const signal = await Promise.race([
         stopRequested,
         ...(migratedMeanwhile ? [migratedMeanwhile.done] : []),
+        ...(rebound && own ? [rebound.changed.then((recorded) => reboundMeanwhile(recorded, own))] : []),
       ]);
       migratedMeanwhile?.stop();
+      rebound?.stop();
       memoryRelease.stop();
       if (signal === MIGRATED_MEANWHILE) {
         app.logger.warn(
           'the database was migrated after this server started: stopping so that it starts again and finishes its start-up (signing key, bootstrap superuser, back-channel logout delivery); systemd (Restart=on-failure) or a container supervisor starts it again',
         );
-      } else app.logger.info({ signal }, 'shutting down');
+      } else if (typeof signal !== 'string') app.logger.error(signal.message);
+      else app.logger.info({ signal }, 'shutting down');
       await metricsListener?.close();
       await app.close();
       if (signal === MIGRATED_MEANWHILE)
@@ -164,6 +174,7 @@ export function registerServe(program: Command, io: CliIo): void {
           'the database was migrated after this server started; it stopped to be started again (exit code 75)',
           EXIT_RESTART,
         );
+      if (typeof signal !== 'string') throw new CliError(signal.message);
     });
 }
 

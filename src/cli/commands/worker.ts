@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { createServices } from '../../services.ts';
 import { pendingMigrations } from '../../db/migrate.ts';
 import { refuseUnusablePgBoss } from '../../logout/pgboss-transport.ts';
-import { formatFindings, hasError } from '../../checks/checks.ts';
+import { directoryBindingChecks, formatFindings, hasError } from '../../checks/checks.ts';
+import { BINDING_CHECK_MS, reboundMeanwhile, watchDirectoryBinding } from '../../directory/binding.ts';
 import { systemChecks } from '../../checks/run.ts';
 import { CliError, type CliIo, cliConfig, refuseMissingSqliteFile } from '../context.ts';
 import { textBlock } from '../output.ts';
@@ -39,10 +40,14 @@ export function registerWorker(program: Command, io: CliIo): void {
               `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
             );
           // Private targets allowed in production (E006) refuse the worker as they refuse `serve`;
-          // the checks about serving HTTP are not the worker's.
-          const findings = (await systemChecks(config, read.applications, read.directory, read.keys)).filter(
-            (finding) => WORKER_CHECKS.has(finding.id),
-          );
+          // the checks about serving HTTP are not the worker's. So does another directory than the
+          // one the database's user ids belong to (E010).
+          const findings = [
+            ...(await systemChecks(config, read.applications, read.directory, read.keys)).filter((finding) =>
+              WORKER_CHECKS.has(finding.id),
+            ),
+            ...directoryBindingChecks(read.directoryBinding),
+          ];
           if (findings.length > 0) io.stderr.write(textBlock(formatFindings(findings)));
           if (hasError(findings))
             throw new CliError('system check found errors; refusing to start (see `aa-oidc check`)');
@@ -72,12 +77,23 @@ export function registerWorker(program: Command, io: CliIo): void {
       // The worker's timers do not keep the process alive; this does, until a stop request.
       const keepAlive = setInterval(() => undefined, 1 << 30);
       const memoryRelease = startMemoryRelease({ log: services.logger });
-      const signal = await io.stopRequested();
+      // `aa-oidc directory rebind` while this worker runs: it stops (E010), as `serve` does.
+      const own = services.directoryBinding.kind === 'bound' ? services.directoryBinding.binding : undefined;
+      const rebound = own
+        ? watchDirectoryBinding(services.database.db, own, io.bindingCheckMs ?? BINDING_CHECK_MS)
+        : undefined;
+      const signal = await Promise.race([
+        io.stopRequested(),
+        ...(rebound && own ? [rebound.changed.then((recorded) => reboundMeanwhile(recorded, own))] : []),
+      ]);
+      rebound?.stop();
       memoryRelease.stop();
-      services.logger.info({ signal }, 'worker shutting down');
+      if (typeof signal === 'string') services.logger.info({ signal }, 'worker shutting down');
+      else services.logger.error(signal.message);
       clearInterval(keepAlive);
       await worker.stop();
       await metricsListener?.close();
       await services.close();
+      if (typeof signal !== 'string') throw new CliError(signal.message);
     });
 }
