@@ -62,9 +62,12 @@ export interface ServicesOptions {
   allianceAuthUnreadableAtStart?: 'stop' | 'report';
   /**
    * What may refuse the start (`serve`'s and `worker`'s checks), run once the services read, before
-   * the start's first write: the signing key (`ensureSigningKey`), the directory binding
-   * (`forWriting`), expired keys' removal. Throwing refuses the start with nothing written, so the next
-   * start (another AA_OIDC_SECRET_KEY with the fix) begins as the first would have.
+   * the start's first write: the directory binding (`forWriting`), the signing key
+   * (`ensureSigningKey`), expired keys' removal. Throwing refuses the start with nothing written, so
+   * the next start (another AA_OIDC_SECRET_KEY with the fix) begins as the first would have. Run
+   * again, before the signing key, when the binding this start went to record was found recorded
+   * for another directory meanwhile (another first start, configured otherwise, recorded its own
+   * between this one's read and its write): the judgement is of the binding as stored (E010).
    */
   beforeStartWrites?: (read: StartReads) => Promise<void>;
   /** The back-channel logout SSRF gate's name resolver; default the system resolver. Tests inject one. */
@@ -246,16 +249,26 @@ export async function createServices(config: Config, options: ServicesOptions = 
     closers.push(directoryAdmin.afterCommit(auditDirectoryChanges(audit, logger)));
     // Every committed application change is an admin_change audit event too.
     closers.push(applications.onChange(auditApplicationChanges(audit)));
-    await options.beforeStartWrites?.({
+    const startReads = (directoryBinding: DirectoryBindingStatus): StartReads => ({
       config,
       database,
       startedMigrated: migrated,
       applications,
       directory,
-      directoryBinding: bindingAsRead,
+      directoryBinding,
       keys,
     });
-    // The start's writes, past whatever may refuse it.
+    await options.beforeStartWrites?.(startReads(bindingAsRead));
+    // The start's writes, past whatever may refuse it. The binding first: it decides whose user ids
+    // this start would issue for, and a start it refuses writes no signing key.
+    const directoryBinding =
+      bindingAsRead.kind === 'unrecorded' && migrated && options.forWriting
+        ? await bindDirectory(database.db, configured, { record: true })
+        : bindingAsRead;
+    // Two first starts at once with different directories both read no binding; the one whose record
+    // lost finds the other's stored, and is judged (E010) on it, not on the binding it read.
+    if (directoryBinding.kind === 'differs' && bindingAsRead.kind !== 'differs')
+      await options.beforeStartWrites?.(startReads(directoryBinding));
     if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
@@ -264,10 +277,6 @@ export async function createServices(config: Config, options: ServicesOptions = 
       warnWithoutActiveKey: options.ensureSigningKey ?? true,
     });
     closers.push(() => keyStore.close());
-    const directoryBinding =
-      bindingAsRead.kind === 'unrecorded' && migrated && options.forWriting
-        ? await bindDirectory(database.db, configured, { record: true })
-        : bindingAsRead;
     // Deactivation, deletion and lost access queue back-channel logouts in the change's unit of
     // work (tokens revoked by the same change still count as held).
     const logout = createLogoutService({

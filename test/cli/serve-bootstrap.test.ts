@@ -23,6 +23,7 @@ import { openDatabase } from '../../src/db/connect.ts';
 import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { createDirectory } from '../../src/directory/builtin/create.ts';
 import { hasActiveSuperuser } from '../../src/directory/builtin/queries.ts';
+import { readDirectoryBinding } from '../../src/directory/binding.ts';
 import { createServices } from '../../src/services.ts';
 import { cli, spawnCli, startCli, startCliProcess } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
@@ -535,7 +536,8 @@ describe(
         await eventually(
           async () => {
             const { rows } = await holder.query<{ count: string }>(
-              "select count(*) from pg_locks where locktype = 'advisory' and not granted",
+              // This database's lock 74001 only: other tests on the server take advisory locks of their own.
+              "select count(*) from pg_locks where locktype = 'advisory' and classid = 0 and objid = 74001 and objsubid = 1 and not granted and database = (select oid from pg_database where datname = current_database())",
             );
             return Number(rows[0]!.count) >= 1;
           },
@@ -908,6 +910,102 @@ describe(`a start the system checks refuse (${testDatabaseKind})`, () => {
       assert.equal(started.signingKeys, 2, 'the active key and the next key');
       assert.equal(started.directoryBinding, 1);
     } finally {
+      await database.drop();
+    }
+  });
+
+  it('a development serve refused by E004 opens no database: no SQLite file, no migration applied', async () => {
+    const database = await createTestDatabase();
+    try {
+      const refused = await cli(
+        ['serve'],
+        testEnv(database, { AA_OIDC_PORT: '0', AA_OIDC_OIDC_SCOPES: 'profile,email' }),
+      );
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.match(
+        refused.stderr,
+        /^E004 error: the configured scopes \(profile, email\) lack openid\n {2}hint: add openid to AA_OIDC_OIDC_SCOPES$/m,
+      );
+      assert.match(refused.stderr, /refusing to start/);
+      if (testDatabaseKind === 'sqlite')
+        assert.ok(!existsSync(new URL(database.url).pathname), 'no SQLite file');
+      else {
+        const handle = connect(database);
+        try {
+          assert.deepEqual(await handle.db.introspection.getTables(), [], 'no table');
+        } finally {
+          await handle.close();
+        }
+      }
+    } finally {
+      await database.drop();
+    }
+  });
+
+  /**
+   * Two first starts at once, each with its own directory: both read no binding and pass their
+   * checks; the binding recorded first is the database's, and the other start must not serve under
+   * its own directory. Here the other start's record lands as this one writes its own: a trigger
+   * records an Alliance Auth database's as this start inserts the built-in directory's.
+   */
+  it('serve and worker whose binding another start recorded meanwhile for another directory refuse (E010), and write no signing key', async () => {
+    const database = await createTestDatabase({ migrated: true });
+    const identity = 'contenttypes.0001_initial applied 2027-01-02 03:04:05.000006 UTC';
+    const otherStart = `insert into directory_binding (id, directory, identity, bound_at) values (1, 'alliance-auth', '${identity}', 1798000000000)`;
+    const env = production(database, { AA_OIDC_PORT: '0', AA_OIDC_TRUST_PROXY: 'true' });
+    const handle = connect(database);
+    /** Starts `command` on a database with no binding recorded; it must end, refused, not run. */
+    const refusedStart = async (command: 'serve' | 'worker') => {
+      await handle.db.deleteFrom('directory_binding').execute();
+      const started = startCli([command], env);
+      try {
+        const outcome = await Promise.race([
+          started.exited,
+          started.waitFor(/server on|logout worker \(/).then(() => 'started'),
+        ]);
+        assert.equal(outcome, 1, `${command} is refused: ${started.stdout()}${started.stderr()}`);
+      } finally {
+        await started.stop();
+      }
+      assert.match(
+        started.stderr(),
+        /^E010 error: this database's user ids belong to the Alliance Auth database whose first migration is contenttypes\.0001_initial applied 2027-01-02 03:04:05\.000006 UTC \(bound 2026-12-23T04:26:40\.000Z\), but the configured directory is the built-in directory:/m,
+        command,
+      );
+      assert.match(started.stderr(), /refusing to start/, command);
+    };
+    try {
+      if (testDatabaseKind === 'sqlite')
+        await sql
+          .raw(
+            `create trigger other_start_binds before insert on directory_binding when new.directory = 'builtin' begin ${otherStart}; end`,
+          )
+          .execute(handle.db);
+      else {
+        await sql
+          .raw(
+            `create function other_start_binds() returns trigger language plpgsql as $$ begin if new.directory = 'builtin' then ${otherStart}; end if; return new; end $$`,
+          )
+          .execute(handle.db);
+        await sql
+          .raw(
+            'create trigger other_start_binds before insert on directory_binding for each row execute function other_start_binds()',
+          )
+          .execute(handle.db);
+      }
+      // On a first start, refused before the signing key: the next start (with its own secret key
+      // too) is a first start again.
+      await refusedStart('serve');
+      assert.deepEqual(await leftBehind(database), { signingKeys: 0, directoryBinding: 1, superuser: false });
+      // On a database that has its signing keys already.
+      await handle.db.deleteFrom('directory_binding').execute();
+      const rotated = await cli(['keys', 'rotate'], env);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      await refusedStart('serve');
+      await refusedStart('worker');
+      assert.equal((await readDirectoryBinding(handle.db))?.directory, 'alliance-auth');
+    } finally {
+      await handle.close();
       await database.drop();
     }
   });

@@ -32,6 +32,10 @@ export function registerServe(program: Command, io: CliIo): void {
     .description('run the OpenID Connect provider (migrations are applied automatically in development)')
     .action(async () => {
       const config = cliConfig(io);
+      // What the configuration alone refuses (E004, …) refuses the start before the database is
+      // opened: a development start would otherwise create the SQLite file and apply the migrations.
+      const configured = runChecks(config, []);
+      if (hasError(configured)) reportFindings(configured, io);
       let judged: Finding[] = [];
       // A database that takes no writes stops the start here, naming it and the cause: the server
       // would otherwise report ready while every sign-in and token answered 503.
