@@ -102,6 +102,19 @@ export function unrevokedOrRevokedBy(eb: PayloadEb, thisChange?: ThisChange) {
     : eb('revoked_at', 'is', null);
 }
 
+/**
+ * Held at `now`: unexpired, not used up (an exchanged code, a rotated refresh token: they can never
+ * be used again, and revocation leaves them alone), and unrevoked or revoked by this very unit of
+ * work (same time and reason).
+ */
+export function liveAt(eb: PayloadEb, now: number, revokedByThisChange?: ThisChange) {
+  return eb.and([
+    unexpired(eb, now),
+    eb('consumed_at', 'is', null),
+    unrevokedOrRevokedBy(eb, revokedByThisChange),
+  ]);
+}
+
 /** The columns the adapter writes for every row, in this order (the precompiled upsert's arguments). */
 export const ADAPTER_COLUMNS = [
   'model',

@@ -3,14 +3,13 @@ import type { Database } from '../db/schema.ts';
 import { isPostgres } from '../db/dialect.ts';
 import {
   type Db,
+  liveAt,
   lockedInKeyOrder,
   type PayloadEb,
   type ThisChange,
   TOKEN_MODELS,
   TOKEN_ROW_COLUMNS,
   type TokenRow,
-  unexpired,
-  unrevokedOrRevokedBy,
 } from './payload-rows.ts';
 import { storedSession, type UserSession } from './user-sessions.ts';
 
@@ -31,11 +30,6 @@ function chunks<T>(items: readonly T[]): T[][] {
   for (let start = 0; start < items.length; start += USERS_PER_STATEMENT)
     out.push(items.slice(start, start + USERS_PER_STATEMENT));
   return out;
-}
-
-/** Unexpired at `now`, and unrevoked or revoked by this very unit of work (same time and reason). */
-function liveAt(eb: PayloadEb, now: number, revokedByThisChange?: ThisChange) {
-  return eb.and([unexpired(eb, now), unrevokedOrRevokedBy(eb, revokedByThisChange)]);
 }
 
 /** `clientsWithLiveTokens` of each user: the client ids where they hold live access or refresh tokens. */
@@ -272,12 +266,7 @@ export async function revokeLiveTokenRowsOfUsers(
       .set({ revoked_at: now, revoked_reason: reason })
       .where(
         lockedInKeyOrder(db, (eb) =>
-          eb.and([
-            selected(eb),
-            eb('model', 'in', [...TOKEN_MODELS]),
-            eb('consumed_at', 'is', null),
-            liveAt(eb, now),
-          ]),
+          eb.and([selected(eb), eb('model', 'in', [...TOKEN_MODELS]), liveAt(eb, now)]),
         ),
       )
       .returning(TOKEN_ROW_COLUMNS)

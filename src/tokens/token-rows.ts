@@ -2,6 +2,7 @@ import type { Selectable } from 'kysely';
 import type { Database } from '../db/schema.ts';
 import {
   type Db,
+  liveAt,
   lockedInKeyOrder,
   type PayloadEb,
   type ThisChange,
@@ -9,7 +10,6 @@ import {
   TOKEN_ROW_COLUMNS,
   type TokenRow,
   unexpired,
-  unrevokedOrRevokedBy,
 } from './payload-rows.ts';
 
 /**
@@ -88,8 +88,9 @@ export function findStoredCode(
 }
 
 /**
- * The client ids at which the user holds live access or refresh tokens. Tokens that this very unit
- * of work revoked (same time and reason) still count: the applications holding them must hear of it.
+ * The client ids at which the user holds live access or refresh tokens (`liveAt`: a rotated refresh
+ * token is not held). Tokens that this very unit of work revoked (same time and reason) still count:
+ * the applications holding them must hear of it.
  */
 export async function clientsWithLiveTokens(
   db: Db,
@@ -104,8 +105,7 @@ export async function clientsWithLiveTokens(
     .where('user_id', '=', String(userId))
     .where('model', 'in', [...USER_TOKEN_MODELS])
     .where('client_id', 'is not', null)
-    .where((eb) => unexpired(eb, now))
-    .where((eb) => unrevokedOrRevokedBy(eb, revokedByThisChange))
+    .where((eb) => liveAt(eb, now, revokedByThisChange))
     .execute();
   return new Set(rows.map((row) => row.client_id!));
 }

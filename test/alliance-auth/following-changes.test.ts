@@ -267,13 +267,22 @@ await describeOnEachAllianceAuth(
       assert.equal((await userinfo(suite.server, kept.access_token)).status, 200);
     });
 
-    it('AA deletes erin: her tokens are revoked and the application is told', async () => {
+    it('AA deletes erin, who refreshed once: her tokens are revoked and the application is told, once', async () => {
       const app = await receiverApp({ name: 'Forum' });
-      const tokens = await signedIn(app, 'erin');
+      // A refresh leaves the refresh token it rotated behind, used up: held no more.
+      const refreshed = await tokenRequest(suite.server, app, {
+        grant_type: 'refresh_token',
+        refresh_token: (await signedIn(app, 'erin')).refresh_token,
+      });
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      const tokens = refreshed.body as { access_token: string; refresh_token: string };
       await suite.aa.deleteUser(6);
       assert.deepEqual(await nextCycle(), ['user_deleted']);
       await assertLoggedOut(app, 6);
       await assertRefused(app, tokens);
+      // erin signed in within the margin of the cycles that follow, but holds nothing any more.
+      assert.deepEqual(await nextCycle(), []);
+      assert.equal(app.receiver.requests.length, 1);
     });
 
     it("AA gives alice a new password: her browser sessions end, as with the built-in directory's set-password", async () => {

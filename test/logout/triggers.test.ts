@@ -175,7 +175,7 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     );
   });
 
-  it('a deactivation or a lost state reaches only the apps where the user still holds an unexpired, unrevoked token', async () => {
+  it('a deactivation or a lost state reaches only the apps where the user still holds an unexpired, unrevoked, unused token', async () => {
     await server.app.directoryAdmin.createState('amber', 30, true);
     await server.app.directoryAdmin.createState('grey', 2, false);
     const db = server.app.database.db;
@@ -184,8 +184,10 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
       const live = await receiverApp({ name: 'Live tokens' });
       const expired = await receiverApp({ name: 'Expired tokens' });
       const revoked = await receiverApp({ name: 'Revoked tokens' });
+      const usedUp = await receiverApp({ name: 'Used-up tokens' });
       const browser = new Browser();
-      for (const app of [live, expired, revoked]) await holdTokensAt(server, browser, app, user.username);
+      for (const app of [live, expired, revoked, usedUp])
+        await holdTokensAt(server, browser, app, user.username);
       const tokensAt = (clientId: string) =>
         db
           .updateTable('oidc_payload')
@@ -197,6 +199,15 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
         .execute();
       await tokensAt(revoked.clientId)
         .set({ revoked_at: Date.now() - 1000, revoked_reason: 'revocation_endpoint' })
+        .execute();
+      // What is left at an app whose tokens were revoked after a refresh: the refresh token that
+      // refresh rotated, used up (revocation leaves it alone); it is held no more.
+      await tokensAt(usedUp.clientId)
+        .set({ revoked_at: Date.now() - 1000, revoked_reason: 'revocation_endpoint' })
+        .execute();
+      await tokensAt(usedUp.clientId)
+        .where('model', '=', 'RefreshToken')
+        .set({ revoked_at: null, revoked_reason: null, consumed_at: Date.now() - 1000 })
         .execute();
 
       if (change === 'state_changed') await server.app.directoryAdmin.setState({ id: user.id }, 'grey');

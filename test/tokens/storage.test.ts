@@ -99,6 +99,7 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
         code('a2', '8002', now - 60_000), // recent, its token expired
         code('a3', '8003', now - 3_600_000), // before the time asked
         code('a4', '8004', now), // at the end of the time asked: not in it
+        code('a5', '8005', now - 60_000), // recent, holds only the refresh token a refresh rotated
       ])
       .execute();
     const tokens = new KyselyAdapter('AccessToken', handle.db, clock);
@@ -118,6 +119,10 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
       token('at-8002', '8002'),
       60,
     );
+
+    const refreshTokens = new KyselyAdapter('RefreshToken', handle.db, clock);
+    await refreshTokens.upsert('rt-8005', { ...token('rt-8005', '8005'), kind: 'RefreshToken' }, 600);
+    await refreshTokens.consume('rt-8005');
 
     const { queries, observed } = observedQueries();
     const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now, now);
