@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import type { ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
+import { type ConsoleSession, signInAgainPath } from '../console/session.ts';
 import { csrfField, doneMessage, formatTime, postButton, textField } from '../console/ui.ts';
 import type { Database } from '../db/schema.ts';
 import { DirectoryError } from '../directory/errors.ts';
@@ -74,6 +75,23 @@ const SCOPE_TEXT: Readonly<Record<string, string>> = {
 };
 
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then try again.';
+
+/**
+ * How recent the sign-in behind the console session must be to turn two-factor sign-in on (to start
+ * the setup, and to confirm it). A session is more than the person at it: a browser left unlocked, a
+ * copied cookie. Two-factor sign-in turned on with someone else's app locks the owner out of every
+ * later sign-in until a superuser resets it, so the setup asks for the sign-in itself again, the way
+ * everyone here signs in (a password, Alliance Auth's, or EVE Online), not for a password some do not
+ * have. Ten minutes (as long as the console's own sign-in flow may last) leaves room to sign in, open
+ * an authenticator app, scan the code and confirm, and is far shorter than a session left behind; the
+ * other credential changes ask for a secret already (the current password, a code to turn it off).
+ */
+const RECENT_SIGN_IN_MS = 10 * 60 * 1000;
+
+/** Whether the sign-in behind `session` is recent enough for `RECENT_SIGN_IN_MS`; unknown is not. */
+function signedInRecently(session: Pick<ConsoleSession, 'loginTs'>, now = Date.now()): boolean {
+  return session.loginTs !== null && now - session.loginTs * 1000 <= RECENT_SIGN_IN_MS;
+}
 
 /** Why a password change was refused, and the field it is about (the one that takes the focus). */
 interface PasswordRefusal {
@@ -327,6 +345,31 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     );
   };
 
+  /**
+   * The answer to a two-factor setup (`started`: its confirmation) from a session signed in too long
+   * ago: why, and the way on, a sign-in that asks again and returns to the two-factor section.
+   */
+  const signInAgainPage = (request: ConsoleRequest, started: boolean) =>
+    request.render(
+      'Sign in again to turn on two-factor sign-in',
+      html`<h1>Sign in again to turn on two-factor sign-in</h1>
+        <p class="warn" role="status">
+          You signed in more than ${RECENT_SIGN_IN_MS / 60_000} minutes ago. Turning on two-factor sign-in
+          changes how you sign in from now on, so it asks for a recent sign-in: someone who finds this browser
+          still signed in cannot turn it on with an app of their own and lock you out.
+        </p>
+        ${
+          started
+            ? html`<p>Nothing was turned on. After signing in, set it up again and scan the new code.</p>`
+            : ''
+        }
+        <div class="actions">
+          <a class="button" href="${signInAgainPath('/account#two-factor')}">Sign in again</a>
+          <a href="/account#two-factor">Cancel</a>
+        </div>`,
+      { status: 403 },
+    );
+
   const recoveryCodesPage = (request: ConsoleRequest, recoveryCodes: readonly string[]) =>
     request.render(
       'Two-factor sign-in is on',
@@ -437,6 +480,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       path: '/account/two-factor/enrol',
       access: 'signed_in',
       async handle(request) {
+        if (!signedInRecently(request.session!)) return signInAgainPage(request, false);
         try {
           enrolmentPage(request, await deps.twoFactor.beginEnrolment(who(request)));
         } catch (error) {
@@ -471,6 +515,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           await deps.throttle.succeeded(attempt);
           return recoveryCodesPage(request, repeated.recoveryCodes);
         }
+        // Confirming turns it on: the sign-in must be recent still (a repeat above only shows again
+        // what this browser's confirmation, recent then, stored a moment ago).
+        if (!signedInRecently(request.session!)) return signInAgainPage(request, true);
         // Started again elsewhere (another page or sign-in) since this page showed its code: that
         // secret is not shown here; the person starts again.
         if (!isShownEnrolment(pending, shown))

@@ -90,7 +90,8 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       refusesHead: true,
       handle({ ctx }) {
         const target = typeof ctx.query.return === 'string' ? ctx.query.return : undefined;
-        deps.sessions.startSignIn(ctx, safeReturnPath(target));
+        // `again=1` (signInAgainPath): the login is asked for even when the provider session is live.
+        deps.sessions.startSignIn(ctx, safeReturnPath(target), { forceLogin: ctx.query.again === '1' });
       },
     },
     {

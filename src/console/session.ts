@@ -37,6 +37,14 @@ export const CSRF_FIELD = 'csrf_token';
 /** Where a sign-in starts (its GET; console/routes.ts). */
 export const SIGN_IN_PATH = '/account/sign-in';
 
+/**
+ * A sign-in that asks for the password (or EVE Online) again even with a live provider session, then
+ * returns to `returnTo`: for a change that wants a recent sign-in (the account page's two-factor setup).
+ */
+export function signInAgainPath(returnTo: string): string {
+  return `${SIGN_IN_PATH}?${new URLSearchParams({ return: returnTo, again: '1' }).toString()}`;
+}
+
 const FLOW_LIFETIME_MS = 10 * 60 * 1000;
 
 export interface ConsoleSessionOptions {
@@ -67,8 +75,12 @@ interface FlowState {
   startedAt: number;
 }
 
-/** Only console paths are valid return targets (never another origin). */
-const RETURN_PATH = /^\/(?:account|admin)(?:\/[A-Za-z0-9._~%:@!$&'()*+,;=/-]*)?(?:\?[^#\s]*)?$/;
+/**
+ * Only console paths are valid return targets (never another origin), with at most a section of the
+ * page to show (`/account#two-factor`: letters, digits, `-` and `_` only).
+ */
+const RETURN_PATH =
+  /^\/(?:account|admin)(?:\/[A-Za-z0-9._~%:@!$&'()*+,;=/-]*)?(?:\?[^#\s]*)?(?:#[A-Za-z0-9_-]{1,64})?$/;
 
 /**
  * A `.` or `..` segment, also %-encoded (`%2e%2E`): the browser resolves it (`/account/../o/logout/` is
@@ -79,7 +91,7 @@ const DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
 export function safeReturnPath(candidate: string | undefined | null, fallback = '/account'): string {
   if (!candidate || candidate.length > 1000 || candidate.startsWith('//') || !RETURN_PATH.test(candidate))
     return fallback;
-  const path = candidate.split('?', 1)[0]!;
+  const path = candidate.split(/[?#]/, 1)[0]!;
   if (path.split('/').some((segment) => DOT_SEGMENT.test(segment))) return fallback;
   return candidate;
 }

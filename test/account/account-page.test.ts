@@ -15,6 +15,7 @@ import {
   postForm,
   seedApp,
   seedUser,
+  signIn,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
@@ -551,6 +552,103 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal(throttled.status, 429, `not ${throttled.status} ${throttled.location}`);
     assert.match(pageText(throttled.body), /Too many wrong attempts/);
     assert.doesNotMatch(throttled.body, /<li><code>[a-z0-9]{5}-[a-z0-9]{5}<\/code><\/li>/);
+  });
+
+  /**
+   * Moves the sign-in of `person`'s sessions `minutes` back, as if it had been that long ago: the
+   * provider's stored session, which every request reads again.
+   */
+  async function signedInAgo(person: { id: number }, minutes: number) {
+    const sessions = await server.app.database.db
+      .selectFrom('oidc_payload')
+      .select(['id', 'payload'])
+      .where('model', '=', 'Session')
+      .where('user_id', '=', String(person.id))
+      .execute();
+    assert.ok(sessions.length > 0, 'a session to age');
+    for (const session of sessions) {
+      const payload = JSON.parse(session.payload) as { loginTs: number };
+      await server.app.database.db
+        .updateTable('oidc_payload')
+        .set({ payload: JSON.stringify({ ...payload, loginTs: payload.loginTs - minutes * 60 }) })
+        .where('model', '=', 'Session')
+        .where('id', '=', session.id)
+        .execute();
+    }
+  }
+
+  it('asks a session signed in over ten minutes ago to sign in again before two-factor sign-in is set up, then sets it up', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    await signedInAgo(person, 11);
+
+    const refused = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+    assert.equal(refused.status, 403);
+    assert.match(
+      pageText(refused.body),
+      /You signed in more than 10 minutes ago\. Turning on two-factor sign-in changes how you sign in from now on, so it asks for a recent sign-in/,
+    );
+    assert.doesNotMatch(refused.body, /totp-secret|otpauth/, 'no secret shown');
+    assert.deepEqual(await server.app.twoFactor.status(person.id), {
+      enrolled: false,
+      pending: false,
+      recoveryCodesLeft: 0,
+    });
+    // The way on: the console's sign-in, asking again although the session lives, back to the section.
+    const again = /<a class="button" href="([^"]+)">Sign in again<\/a>/.exec(refused.body)?.[1];
+    assert.ok(again, 'a "Sign in again" link');
+    const seen: NonNullable<Parameters<typeof signIn>[3]>['seen'] = [];
+    const signedIn = await signIn(here, server, url(again.replaceAll('&amp;', '&')), {
+      username: person.username,
+      password: PASSWORD,
+      seen,
+    });
+    assert.deepEqual(
+      seen.map((step) => step.kind),
+      ['login', 'other'],
+      'the password is asked for, then the console is signed in',
+    );
+    assert.equal(signedIn.status, 200);
+    const hop = await signedIn.text();
+    assert.match(hop, /<h1>Signed in<\/h1>/);
+    assert.ok(
+      hop.includes('<meta http-equiv="refresh" content="0; url=/account#two-factor">'),
+      'back to the two-factor section',
+    );
+
+    const fresh = await consoleGet(here, url('/account'));
+    const enrol = await consolePost(here, url('/account/two-factor/enrol'), fresh.csrf!);
+    assert.equal(enrol.status, 200);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+    const confirmed = await consolePost(here, url('/account/two-factor/confirm'), fresh.csrf!, {
+      code: currentCode(secret),
+      enrolment,
+    });
+    assert.equal(confirmed.status, 200);
+    assert.match(confirmed.body, /id="recovery-codes"/);
+    assert.equal((await server.app.twoFactor.status(person.id)).enrolled, true);
+  });
+
+  it('sets two-factor sign-in up from a sign-in under ten minutes old, and does not turn it on once the sign-in is older', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const page = await consoleGet(here, url('/account'));
+    await signedInAgo(person, 9);
+    const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
+    assert.equal(enrol.status, 200);
+    const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
+    const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
+    await signedInAgo(person, 2);
+    const refused = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
+      code: currentCode(secret),
+      enrolment,
+    });
+    assert.equal(refused.status, 403);
+    assert.match(pageText(refused.body), /Nothing was turned on\. After signing in, set it up again/);
+    assert.doesNotMatch(refused.body, /recovery-codes/);
+    assert.equal((await server.app.twoFactor.status(person.id)).enrolled, false);
   });
 
   it('shows a refused password change or turn-off at the field to blame, which takes the focus', async () => {

@@ -90,6 +90,7 @@ describe(`web console sign-in through the provider (${testDatabaseKind})`, () =>
       '/account/%2e%2E/o/.well-known/openid-configuration',
       '/admin/.%2e//evil.example',
       '/account/x/../..',
+      '/account/..#two-factor',
     ]) {
       const response = await signIn(
         browser,
