@@ -51,8 +51,10 @@ export interface AllianceAuthDirectory {
   poller: AllianceAuthPoller;
   /**
    * Why AA's database could not be read at start (an `AllianceAuthDatabaseError` naming the URL
-   * without its password and what to change), when `unreadableAtStart` is `report`; its schema was
-   * not checked then. Undefined otherwise: with `stop`, such a start fails instead.
+   * without its password and what to change), when `unreadableAtStart` is `report`: it did not
+   * answer (its schema was not checked then), or its schema check refused it (a server or schema
+   * older than supported, a table or column the login cannot SELECT). Undefined otherwise: with
+   * `stop`, such a start fails instead.
    */
   unreadableAtStart: AllianceAuthDatabaseError | undefined;
   /** What tells this Alliance Auth database from another (`readAllianceAuthIdentity`). */
@@ -80,7 +82,8 @@ export interface AllianceAuthDirectoryDependencies {
    */
   usersSignedInSince(db: Kysely<Database>, since: number, until: number, now: number): Promise<Set<number>>;
   /**
-   * What a start does when AA's database cannot be read (refused, unreachable, a login refused):
+   * What a start does when AA's database cannot be read (refused, unreachable, a login refused, a
+   * schema the check refuses):
    * `stop` (the default: `serve`, `worker` and every other command stop with the database's message)
    * or `report` (`aa-oidc check`, which reports it and runs the checks that need no directory): the
    * directory is built all the same, its failure in `unreadableAtStart`.
@@ -215,8 +218,8 @@ function unavailableAsTryAgain<T extends object>(
 
 /**
  * Opens AA's database and proves it answers and holds a supported schema; an unreachable database or
- * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL` (an unreachable one is returned
- * in `unreadableAtStart` instead, with `deps.unreadableAtStart` `report`). Nothing polls until
+ * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL` (returned in
+ * `unreadableAtStart` instead, with `deps.unreadableAtStart` `report`). Nothing polls until
  * `poller.start()` (the server does that; the CLI's commands only read).
  */
 export async function createAllianceAuthDirectory(
@@ -256,11 +259,15 @@ export async function createAllianceAuthDirectory(
         passwordLogin: settings.passwordLogin,
       });
       if (report.errors.length > 0) {
-        throw new AllianceAuthDatabaseError(
+        // Read no further, as for a database that does not answer: `check` reports it (E009), a
+        // start stops with it.
+        unreadableAtStart = new AllianceAuthDatabaseError(
           `Alliance Auth's database at ${connection.displayUrl} (${AA_DATABASE_SETTING}) is not supported: ${report.errors.join('; ')}`,
         );
+        if ((deps.unreadableAtStart ?? 'stop') === 'stop') throw unreadableAtStart;
+      } else {
+        for (const warning of report.warnings) log.warn({ heads: report.heads }, warning);
       }
-      for (const warning of report.warnings) log.warn({ heads: report.heads }, warning);
     }
   } catch (error) {
     await connection.close();

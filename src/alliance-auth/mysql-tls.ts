@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { MYSQL_URL_FILES } from '../config/load.ts';
+import { MYSQL_SSL_MODES, MYSQL_URL_FILES, mysqlSslParameterProblem } from '../config/load.ts';
 import { explainNetworkError, explainRefusedCertificate } from '../db/errors.ts';
 
 /**
@@ -9,7 +9,7 @@ import { explainNetworkError, explainRefusedCertificate } from '../db/errors.ts'
  * client certificate, for a login created `REQUIRE X509`). TLS parameters without `ssl-mode` mean
  * VERIFY_IDENTITY: the stricter reading, since the operator who names an authority wants it checked.
  */
-export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
+export { MYSQL_SSL_MODES };
 export type MysqlSslMode = (typeof MYSQL_SSL_MODES)[number];
 
 export interface MysqlTlsSettings {
@@ -37,6 +37,8 @@ const KEY_PARAMETERS = MYSQL_URL_FILES['ssl-key'];
  * parameter and what is valid.
  */
 export function mysqlUrlParts(url: string): MysqlUrlParts {
+  const sslProblem = mysqlSslParameterProblem(url);
+  if (sslProblem !== undefined) throw new Error(sslProblem);
   const parsed = new URL(url);
   const mode = takeParameter(parsed, MODE_PARAMETERS);
   const caFile = takeParameter(parsed, CA_PARAMETERS);

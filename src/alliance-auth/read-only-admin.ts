@@ -36,7 +36,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
     username_key: null,
     email: user.email,
     email_verified: options.emailVerified && user.email.trim() !== '' ? 1 : 0,
-    // Alliance Auth's passwords stay in AA; none is held here.
+    // Alliance Auth's passwords stay in AA; none is held here (`keptElsewhere` says whether AA holds one).
     password_hash: null,
     active: user.active ? 1 : 0,
     superuser: user.superuser ? 1 : 0,
@@ -56,6 +56,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
     last_login_at: user.lastLoginAt,
     must_change_password: 0,
     created_at: user.joinedAt ?? 0,
+    // AA keeps no such time: `keptElsewhere` tells readers not to show this one.
     updated_at: 0,
   };
 }
@@ -63,6 +64,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
 function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRecord {
   return {
     user: userRow(user, options),
+    keptElsewhere: { usablePassword: user.usablePassword },
     state: user.state
       ? {
           id: user.state.id,

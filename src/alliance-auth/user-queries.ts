@@ -29,6 +29,11 @@ export interface AllianceAuthUser {
   lastLoginAt: number | null;
   /** When AA made the account (`date_joined`), epoch milliseconds. */
   joinedAt: number | null;
+  /**
+   * AA holds a usable password for the user: neither none nor Django's unusable one (`!…`, which AA
+   * gives the accounts EVE SSO makes). Read as this one fact, the hash itself left in AA.
+   */
+  usablePassword: boolean;
 }
 
 export interface AllianceAuthMembership {
@@ -90,6 +95,7 @@ function userQuery(db: AaDb, users: ReturnType<typeof usersWithProfile> = usersW
       'c.faction_name',
     ])
     .select([
+      sql<boolean>`(u.password <> '' and u.password not like '!%')`.as('usable_password'),
       holdsAccess('user', 'u.id').as('perm_user'),
       holdsAccessThroughGroups('u.id').as('perm_group'),
       holdsAccess('state', 'p.state_id').as('perm_state'),
@@ -162,6 +168,7 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
     permissionVia,
     lastLoginAt: djangoTime(row.last_login),
     joinedAt: djangoTime(row.date_joined),
+    usablePassword: truthy(row.usable_password as never),
   };
 }
 

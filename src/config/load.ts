@@ -497,7 +497,11 @@ function checkDirectory(
         `${urlName}: "${redactUrl(databaseUrl)}" is not a valid URL; use mysql://USER:PASSWORD@HOST:3306/alliance_auth or postgres://USER:PASSWORD@HOST:5432/alliance_auth (${URL_PARTS_HINT})`,
       );
     }
-    if (!/^postgres/i.test(databaseUrl)) mysqlUrlFilesReadable(databaseUrl, urlName);
+    if (!/^postgres/i.test(databaseUrl)) {
+      const sslProblem = mysqlSslParameterProblem(databaseUrl);
+      if (sslProblem !== undefined) throw new ConfigError(`${urlName}: ${sslProblem}`);
+      mysqlUrlFilesReadable(databaseUrl, urlName);
+    }
     if (aa.loginUrl === undefined) {
       throw new ConfigError(
         `${settingName(origins, 'directory.allianceAuth.loginUrl', 'AA_OIDC_AA_LOGIN_URL')}: required when AA_OIDC_DIRECTORY=alliance-auth (Alliance Auth's sign-in page, where people register and pick a main character, e.g. https://auth.example.org/)`,
@@ -660,6 +664,7 @@ function postgresDriverReads(url: string, setting: string): boolean {
     for (const file of urlParameterValues(url, parameter)) refuseLargeUrlFile(parameter, file, setting);
   }
   refuseUnknownSslMode(url, setting);
+  refuseUnknownSslFlag(url, setting);
   refuseLibpqCompatSurprises(url, setting);
   try {
     // An '@' in the database name as the driver reads it (it decodes no %40 there) is a password's
@@ -693,6 +698,27 @@ function refuseUnknownSslMode(url: string, setting: string): void {
       `${setting}: sslmode ${JSON.stringify(redactUrl(mode))} is not a mode the PostgreSQL driver knows; use one of ${POSTGRES_SSL_MODES.join(', ')} (lower case)`,
     );
   }
+}
+
+/**
+ * The values of a PostgreSQL URL's own `ssl` parameter node-postgres reads as written: `true` and `1`
+ * (TLS, the certificate checked), `0` (no TLS), `no-verify` (TLS, the certificate not checked); an
+ * empty one is no `ssl`.
+ */
+const POSTGRES_SSL_FLAGS = ['true', '1', '0', 'no-verify'];
+
+/**
+ * An `ssl` the driver does not read as written (`bogus`, `require`, even `false`) is refused here,
+ * naming it and what is valid: the driver takes any other text for TLS with the certificate checked,
+ * and a server without TLS then reads as "does not accept TLS connections". The driver acts on its
+ * last value, and so does this; the value is shown as in `refuseUnknownSslMode`.
+ */
+function refuseUnknownSslFlag(url: string, setting: string): void {
+  const flag = urlParameterValues(url, 'ssl').at(-1);
+  if (flag === undefined || flag === '' || POSTGRES_SSL_FLAGS.includes(flag)) return;
+  throw new ConfigError(
+    `${setting}: ssl ${JSON.stringify(redactUrl(flag))} is not a value the PostgreSQL driver reads as written (it would turn TLS on, checking the certificate); use sslmode (one of ${POSTGRES_SSL_MODES.join(', ')}), like ?sslmode=verify-full&sslrootcert=/path/to/ca.pem, or the driver's ssl=${POSTGRES_SSL_FLAGS.join(', ssl=')}, or leave it out`,
+  );
 }
 
 /**
@@ -781,6 +807,43 @@ export const MYSQL_URL_FILES = {
   'ssl-cert': ['ssl-cert', 'ssl_cert'],
   'ssl-key': ['ssl-key', 'ssl_key'],
 } as const;
+
+/**
+ * TLS to Alliance Auth's MariaDB or MySQL as its URL's `ssl-mode` names it, with the `mysql` client's
+ * values (`mysqlUrlParts` reads them).
+ */
+export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
+
+/**
+ * What the driver (mysql2) would refuse of a MariaDB or MySQL URL's own `ssl` parameter, as a message
+ * without the setting's name (the caller adds it); undefined when there is none or it reads it. The
+ * driver takes its last value as JSON, else as text: a JSON object of its TLS options, a value
+ * without TLS (`false`, `0`, `null`), or the name of one of its TLS profiles (`MYSQL_SSL_PROFILES`).
+ * Any other (`bogus`, `true`, `required`) failed only at the first connection, with "Unknown SSL
+ * profile 'bogus'" or "SSL profile must be an object", naming neither the setting nor what is valid.
+ * The value is shown as a log line would show it (`redactUrl`): a password left unencoded may run on
+ * into it.
+ */
+export function mysqlSslParameterProblem(url: string): string | undefined {
+  const values = new URL(url).searchParams.getAll('ssl');
+  const value = values.at(-1);
+  if (value === undefined) return undefined;
+  let read: unknown = value;
+  try {
+    read = JSON.parse(value);
+  } catch {
+    // Not JSON: the driver takes the text as a profile's name.
+  }
+  const reads =
+    typeof read === 'string'
+      ? MYSQL_SSL_PROFILES.includes(read)
+      : read === false || read === 0 || read === null || (typeof read === 'object' && !Array.isArray(read));
+  if (reads) return undefined;
+  return `ssl ${JSON.stringify(redactUrl(value))} is not a value the MariaDB/MySQL driver reads; for TLS use ssl-mode (one of ${MYSQL_SSL_MODES.join(', ')}) with ssl-ca, like ?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca.pem, or leave ssl out; the driver's own ssl takes only a JSON object of its TLS options (ssl={"rejectUnauthorized":true}), ${MYSQL_SSL_PROFILES.map((name) => `"${name}"`).join(', ')}, or false`;
+}
+
+/** The TLS profiles the MariaDB/MySQL driver (mysql2) knows by name, for its `ssl` parameter. */
+const MYSQL_SSL_PROFILES: readonly string[] = ['Amazon RDS'];
 
 /**
  * What a failure to read a file named by a PostgreSQL URL means, as `cannot read PATH (sslrootcert):

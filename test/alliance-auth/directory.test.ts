@@ -6,6 +6,7 @@ import { toUserProfile } from '../../src/directory/builtin/profile.ts';
 import { claimsFor } from '../../src/oidc/claims.ts';
 import { djangoTime } from '../../src/alliance-auth/user-queries.ts';
 import {
+  createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   djangoArgon2,
   djangoScrypt,
@@ -18,6 +19,7 @@ import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
+import { createTestDatabase } from '../helpers/database.ts';
 import { authorize, codeFrom, exchangeCode, userinfo } from '../helpers/flows.ts';
 import { Browser, seedApp, type TestServer } from '../helpers/server.ts';
 
@@ -286,6 +288,45 @@ await describeOnEachAllianceAuth(
       const given = await cli(['user', 'show', 'Esc\u001b', '--format', 'json'], env);
       assert.equal(given.code, 0, given.stderr);
       assert.equal((JSON.parse(given.stdout) as { id: number }).id, 90);
+    });
+  },
+);
+
+await describeOnEachAllianceAuth(
+  (database) => `aa-oidc user show of an Alliance Auth user on ${database}`,
+  (kind) => {
+    it('says whether AA holds a usable password, and gives no updated_at, which AA does not keep', async () => {
+      const fixture = await createAllianceAuthDatabase(kind);
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        // Django's unusable password (what AA gives the accounts EVE SSO makes), and none at all.
+        await fixture.run("UPDATE auth_user SET password = ? WHERE username = 'bob'", [
+          '!q3ZbO2NGC9eTTcL4kpDW7RhcU1Hjw5zEmA8sVXfy',
+        ]);
+        await fixture.run("UPDATE auth_user SET password = '' WHERE username = 'carol'");
+        const env = testEnv(database, allianceAuthEnv(fixture.readerUrl));
+        const shown = async (username: string) => {
+          const show = await cli(['user', 'show', username, '--format', 'json'], env);
+          assert.equal(show.code, 0, show.stderr);
+          return JSON.parse(show.stdout) as { has_password: boolean; updated_at: unknown };
+        };
+        // alice's password is the fixture's, with which AA password sign-in works.
+        const alice = await shown('alice');
+        assert.equal(alice.has_password, true);
+        assert.equal(alice.updated_at, null);
+        assert.equal((await shown('bob')).has_password, false);
+        assert.equal((await shown('carol')).has_password, false);
+        const table = await cli(['user', 'show', 'alice'], env);
+        assert.equal(table.code, 0, table.stderr);
+        assert.match(table.stdout, /^has_password +true *$/m);
+        assert.match(table.stdout, /^updated_at *$/m);
+        const csv = await cli(['user', 'show', 'alice', '--format', 'csv'], env);
+        assert.match(csv.stdout, /^updated_at,\r?$/m);
+        assert.doesNotMatch(table.stdout + csv.stdout, /1970-01-01/);
+      } finally {
+        await database.drop();
+        await fixture.drop();
+      }
     });
   },
 );

@@ -65,6 +65,8 @@ describe("MariaDB's TLS settings in Alliance Auth's database URL", () => {
         '?ssl-mode=VERIFY_CA&ssl={"rejectUnauthorized":false}',
         /either as ssl-mode and ssl-ca or as the driver’s ssl=/,
       ],
+      // The driver's own ssl it would refuse only at the first connection ("Unknown SSL profile").
+      ['?ssl=bogus', /ssl "bogus" is not a value the MariaDB\/MySQL driver reads; for TLS use ssl-mode/],
     ];
     for (const [query, message] of refusals)
       assert.throws(() => mysqlUrlParts(`${base}${query}`), message, query);

@@ -153,9 +153,10 @@ describe(
         }
         const run = await cli(['check'], testEnv(database, allianceAuthEnv(fixture.readerUrl)));
         assert.equal(run.code, 1);
+        assert.match(run.stderr, /system check found 1 error\(s\): E009/);
         assert.match(
-          run.stderr,
-          /is not supported: Alliance Auth's database server is PostgreSQL 11\.22 .*it needs PostgreSQL 12 or newer/,
+          run.stdout,
+          /^E009 error: .*is not supported: Alliance Auth's database server is PostgreSQL 11\.22 .*it needs PostgreSQL 12 or newer/m,
         );
       } finally {
         await database.drop();

@@ -142,9 +142,11 @@ describe(
           testEnv(database, allianceAuthEnv(fixture.readerUrl, { passwordLogin: true })),
         );
         assert.notEqual(withPasswords.code, 0);
-        assert.match(withPasswords.stderr, /is not supported/);
-        assert.match(withPasswords.stderr, UNREADABLE);
-        assert.match(withPasswords.stderr, FIX);
+        assert.match(withPasswords.stderr, /system check found 1 error\(s\): E009/);
+        const e009 = withPasswords.stdout.split('\n').find((line) => line.startsWith('E009 error: ')) ?? '';
+        assert.match(e009, /is not supported/);
+        assert.match(e009, UNREADABLE);
+        assert.match(e009, FIX);
         const without = await cli(['check'], testEnv(database, allianceAuthEnv(fixture.readerUrl)));
         assert.doesNotMatch(without.stderr, UNREADABLE);
         assert.equal(without.code, 0, without.stderr);

@@ -6,7 +6,9 @@ import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   FIXTURE_PASSWORD,
+  grantedTable,
   grantReaderPerTable,
+  readerGrantee,
   revokeReaderSelectKeepingSchema,
 } from '../helpers/alliance-auth.ts';
 import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
@@ -73,6 +75,59 @@ await describeOnEachAllianceAuth(
         const password = decodeURIComponent(new URL(fixture.readerUrl).password);
         assert.ok(password.length > 0 && !result.stdout.includes(password), 'no password');
         assert.ok(!result.stderr.includes(password), 'no password');
+      } finally {
+        await database.drop();
+        await fixture.drop();
+      }
+    });
+  },
+);
+
+/**
+ * `aa-oidc check` when the login may read every table of Alliance Auth's but one: the schema check
+ * that `serve` and `worker` refuse to start on is E009 too, in JSON as every other finding, and
+ * `serve` and `worker` stop, saying the same.
+ */
+await describeOnEachAllianceAuth(
+  (database) =>
+    `aa-oidc check when the login cannot SELECT one table aa-oidc reads, on ${database} (aa-oidc on ${testDatabaseKind})`,
+  (kind) => {
+    it('reports E009 with a hint, as JSON with --format json; serve and worker refuse to start, saying the same', async () => {
+      const fixture = await createAllianceAuthDatabase(kind);
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        await grantReaderPerTable(fixture);
+        await fixture.run(
+          `REVOKE SELECT ON ${grantedTable(fixture, 'auth_user_user_permissions')} FROM ${readerGrantee(fixture)}`,
+        );
+        const env = testEnv(database, allianceAuthEnv(fixture.readerUrl));
+        const refusal =
+          /^Alliance Auth's database at (mysql|postgres):\/\/aa_reader_\w+:\*\*\*@\S+ \(AA_OIDC_AA_DATABASE_URL\) is not supported: Alliance Auth's database lacks columns aa-oidc reads \(or the login cannot SELECT them\): auth_user_user_permissions\.id, auth_user_user_permissions\.user_id, auth_user_user_permissions\.permission_id$/;
+        const result = await cli(['check', '--format', 'json'], env);
+        assert.equal(result.code, 1, result.stderr);
+        assert.equal(result.stderr, 'aa-oidc: system check found 1 error(s): E009\n');
+        const findings = JSON.parse(result.stdout) as Array<Record<string, string>>;
+        const e009 = findings.find((finding) => finding.id === 'E009');
+        assert.ok(e009, result.stdout);
+        assert.deepEqual(Object.keys(e009).sort(), ['hint', 'id', 'level', 'message']);
+        assert.equal(e009.level, 'error');
+        const [prefix, answer] = e009.message!.split(/(?<=Alliance Auth's rows\)): /);
+        assert.equal(
+          prefix,
+          "could not read the directory's states and groups, so the checks that need them report nothing (W006 of the whitelists naming them, and W016 to W019 of Alliance Auth's rows)",
+        );
+        assert.match(answer!, refusal);
+        assert.match(e009.hint!, /a grant the login lacks, a table or column the database lacks/);
+        // The checks that need no directory still ran (no signing key: W011).
+        assert.ok(findings.some((finding) => finding.id === 'W011'));
+        for (const command of ['serve', 'worker']) {
+          const start = await cli([command], env);
+          assert.equal(start.code, 1, command);
+          assert.equal(start.stdout, '', command);
+          assert.equal(start.stderr, `aa-oidc: ${answer}\n`, command);
+        }
+        const password = decodeURIComponent(new URL(fixture.readerUrl).password);
+        assert.ok(!result.stdout.includes(password) && !result.stderr.includes(password), 'no password');
       } finally {
         await database.drop();
         await fixture.drop();

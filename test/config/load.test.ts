@@ -787,6 +787,79 @@ describe('configuration', () => {
     assert.equal(loadConfig({ env: aaEnv(url), cwd }).directory.allianceAuth.databaseUrl, url);
   });
 
+  it("refuses Alliance Auth's database URL with an ssl its driver does not read, naming the setting and what is valid, without the password", () => {
+    const aaEnv = (url: string): Record<string, string> => ({
+      AA_OIDC_DIRECTORY: 'alliance-auth',
+      AA_OIDC_AA_DATABASE_URL: url,
+      AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+    });
+    const mysqlValid =
+      'for TLS use ssl-mode \\(one of DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY\\) with ssl-ca, like \\?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca\\.pem, or leave ssl out; ' +
+      'the driver\'s own ssl takes only a JSON object of its TLS options \\(ssl=\\{"rejectUnauthorized":true\\}\\), "Amazon RDS", or false$';
+    for (const [query, shown] of [
+      ['ssl=bogus', '"bogus"'],
+      ['ssl=true', '"true"'],
+      ['ssl=required', '"required"'],
+      // The driver reads the last value.
+      ['ssl=false&ssl=1', '"1"'],
+      // A password left unencoded runs on into the value: it is hidden there as in the log.
+      ['ssl=bogus?password=hunter2', '"bogus\\?password=\\*\\*\\*"'],
+    ] as const) {
+      assert.throws(
+        () =>
+          loadConfig({
+            env: aaEnv(`mysql://aa:hunter2@db.example.org/alliance_auth?${query}`),
+            cwd: tempDir(),
+          }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(
+            error.message,
+            new RegExp(
+              `^AA_OIDC_AA_DATABASE_URL: ssl ${shown} is not a value the MariaDB/MySQL driver reads; ${mysqlValid}`,
+            ),
+          );
+          assert.doesNotMatch(error.message, /hunter2/);
+          return true;
+        },
+        query,
+      );
+    }
+    // What the driver reads: a JSON object of its options, a profile's name, no TLS.
+    for (const query of ['ssl={"rejectUnauthorized":true}', 'ssl=Amazon%20RDS', 'ssl=false', 'ssl=0']) {
+      const url = `mysql://aa:hunter2@db.example.org/alliance_auth?${query}`;
+      assert.equal(loadConfig({ env: aaEnv(url), cwd: tempDir() }).directory.allianceAuth.databaseUrl, url);
+    }
+    // PostgreSQL's driver takes any ssl but true, 1, 0 and no-verify (false too) for TLS.
+    for (const value of ['bogus', 'false', 'require']) {
+      assert.throws(
+        () =>
+          loadConfig({
+            env: aaEnv(`postgres://aa:hunter2@db.example.org/alliance_auth?ssl=${value}`),
+            cwd: tempDir(),
+          }),
+        configError(
+          new RegExp(
+            `^AA_OIDC_AA_DATABASE_URL: ssl "${value}" is not a value the PostgreSQL driver reads as written \\(it would turn TLS on, checking the certificate\\); use sslmode \\(one of disable, prefer, require, verify-ca, verify-full, no-verify\\), like \\?sslmode=verify-full&sslrootcert=/path/to/ca\\.pem, or the driver's ssl=true, ssl=1, ssl=0, ssl=no-verify, or leave it out$`,
+          ),
+        ),
+        value,
+      );
+    }
+    assert.throws(
+      () =>
+        loadConfig({
+          env: { AA_OIDC_DATABASE_URL: 'postgres://aa@127.0.0.1/aa_oidc?ssl=false' },
+          cwd: tempDir(),
+        }),
+      configError(/^AA_OIDC_DATABASE_URL: ssl "false" is not a value the PostgreSQL driver reads as written/),
+    );
+    for (const value of ['true', '1', '0', 'no-verify', '']) {
+      const url = `postgres://aa@db.example.org/alliance_auth?ssl=${value}`;
+      assert.equal(loadConfig({ env: aaEnv(url), cwd: tempDir() }).directory.allianceAuth.databaseUrl, url);
+    }
+  });
+
   it('says where a JSON config file stops parsing, once, and never what it holds there', () => {
     const cwd = tempDir();
     for (const [text, where] of [

@@ -19,8 +19,9 @@ export function registerCheck(program: Command, io: CliIo): void {
       // and worker refuse (E008), and where serve writes (W012, judged for this user and the
       // database role it connects as), and Alliance Auth's rows that AA's own code would not have
       // left (W016 to W019; W020 for a check whose query failed).
-      // An Alliance Auth database that could not be read at start (serve and worker stop there) is
-      // E009 of the directory, told once, not asked again by each check that reads it. E010: the
+      // An Alliance Auth database that could not be read at start, or whose schema check refused it
+      // (a table or column the login cannot SELECT; serve and worker stop there) is E009 of the
+      // directory, told once, not asked again by each check that reads it. E010: the
       // configured directory is not the one the database's user ids belong to.
       const findings = await withServices(
         io,

@@ -121,11 +121,16 @@ function userJson(profile: UserRecord): Record<string, unknown> {
   };
 }
 
+/**
+ * `has_password`: the built-in directory holds a password for the user; with Alliance Auth, AA holds a
+ * usable one (`keptElsewhere`). `updated_at`: the record's last change, null with Alliance Auth, which
+ * keeps no such time.
+ */
 function userDetailJson(profile: UserRecord): Record<string, unknown> {
-  const { user } = profile;
+  const { user, keptElsewhere } = profile;
   return {
     ...userJson(profile),
-    has_password: user.password_hash !== null,
+    has_password: keptElsewhere ? keptElsewhere.usablePassword : user.password_hash !== null,
     must_change_password: user.must_change_password === 1,
     character_id: user.character_id,
     character_name: user.character_name,
@@ -139,7 +144,7 @@ function userDetailJson(profile: UserRecord): Record<string, unknown> {
     faction_name: user.faction_name,
     locale: user.locale,
     created_at: isoTime(user.created_at),
-    updated_at: isoTime(user.updated_at),
+    updated_at: keptElsewhere ? null : isoTime(user.updated_at),
   };
 }
 

@@ -13,6 +13,12 @@ export interface UserRecord {
   state: StateRow | null;
   /** Sorted by name. */
   groups: GroupRow[];
+  /**
+   * Set for a user another directory keeps (Alliance Auth): whether it holds a usable password for
+   * them (`user.password_hash` is null: none is held here), and that it keeps no time of the record's
+   * last change (`user.updated_at` means nothing). Absent for the built-in directory's users.
+   */
+  keptElsewhere?: { usablePassword: boolean };
 }
 
 /**
