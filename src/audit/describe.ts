@@ -33,6 +33,8 @@ export function describeAuditEvent(stored: Readonly<Record<string, unknown>>): s
     }
     case 'sessions_ended':
       return `${record.count} browser session(s) ended: ${record.reason.replaceAll('_', ' ')} by ${record.actor ?? 'unknown'}`;
+    case 'two_factor_failed':
+      return `wrong ${record.code_kind === 'totp' ? 'two-factor' : 'recovery'} code after ${record.first_factor.join(', ')} from ${record.address}`;
     default:
       return assertNever(record);
   }

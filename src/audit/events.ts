@@ -231,6 +231,25 @@ export interface SessionsEndedEvent {
   reason: SessionsEndedReason;
 }
 
+/**
+ * A wrong second-factor code at sign-in, after a right first factor (a password, or EVE): that factor
+ * has most likely leaked, whoever typed the code. Never the code, nor a digest of it (a six-digit code's
+ * digest is no secret: a million guesses undo it).
+ */
+export interface TwoFactorFailedEvent {
+  kind: 'two_factor_failed';
+  /** The user asked for the code (the actor, whoever they are: they passed as this user's first factor). */
+  user_id: number;
+  /** The application the sign-in is for. */
+  client_id: string;
+  /** What the wrong code was given as, by its shape: six digits from the app, or a recovery code. */
+  code_kind: 'totp' | 'recovery_code';
+  /** The first factor that passed (`amr` values: `pwd`, `eve_sso`). */
+  first_factor: string[];
+  /** The client's address, as the login throttle reads it (`X-Forwarded-For` behind a trusted proxy). */
+  address: string;
+}
+
 export type AuditEvent =
   | TokenIssuedEvent
   | TokenRevokedEvent
@@ -240,7 +259,8 @@ export type AuditEvent =
   | LogoutDispatchedEvent
   | PolicyDeniedEvent
   | AdminChangeEvent
-  | SessionsEndedEvent;
+  | SessionsEndedEvent
+  | TwoFactorFailedEvent;
 
 export type AuditEventKind = AuditEvent['kind'];
 

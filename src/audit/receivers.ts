@@ -24,8 +24,10 @@ export function closedEvent(record: Readonly<AuditRecord>): boolean {
       return true;
     case 'token_revoked':
       return record.note === undefined;
+    // two_factor_failed: its address is a header's text behind a trusted proxy, whatever a client wrote.
     case 'admin_change':
     case 'sessions_ended':
+    case 'two_factor_failed':
       return false;
     default:
       return assertNever(record);

@@ -156,6 +156,7 @@ export const AUDIT_EVENT_KIND_NAMES = [
   'policy_denied',
   'admin_change',
   'sessions_ended',
+  'two_factor_failed',
 ] as const;
 export const PORTRAIT_SIZES: readonly number[] = [32, 64, 128, 256, 512, 1024];
 export const DIRECTORY_SOURCES = ['builtin', 'alliance-auth'] as const;
@@ -338,12 +339,15 @@ export const configSchema = z
     /**
      * Failed sign-ins within `failureWindowSeconds`, counted in three budgets: per account and client
      * address, per account across all addresses (much larger: guesses from elsewhere must not lock
-     * the owner out), per client address across accounts (an IPv6 client counts per /64).
+     * the owner out), per client address across accounts (an IPv6 client counts per /64). A user's
+     * wrong two-factor codes have a much smaller budget across all addresses (`maxCodeFailuresPerUser`):
+     * whoever reaches the code has the password, so the code is all that is left to guess.
      */
     login: z
       .object({
         maxFailuresPerAccountAndAddress: integer(1, 1000).default(5),
         maxFailuresPerAccount: integer(1, 100_000).default(50),
+        maxCodeFailuresPerUser: integer(1, 1000).default(10),
         maxFailuresPerAddress: integer(1, 100_000).default(20),
         failureWindowSeconds: integer(10, 86_400).default(900),
       })

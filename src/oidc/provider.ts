@@ -297,6 +297,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       ? {
           twoFactor: {
             twoFactor: deps.twoFactor,
+            audit: deps.observability.audit,
             requiredForSuperusers: config.twoFactor.requiredForSuperusers,
             signInGeneration: (userId: number) => signInGeneration(deps.db, userId),
           },

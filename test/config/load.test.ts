@@ -266,7 +266,7 @@ describe('configuration', () => {
     [
       'an audit event kind that does not exist',
       { AA_OIDC_AUDIT_DATABASE_EXCLUDE: 'token_introspected,token_peeked' },
-      /AA_OIDC_AUDIT_DATABASE_EXCLUDE.*"token_peeked" is not an audit event kind; valid: token_issued, .*sessions_ended/,
+      /AA_OIDC_AUDIT_DATABASE_EXCLUDE.*"token_peeked" is not an audit event kind; valid: token_issued, .*two_factor_failed/,
     ],
     [
       'a negative connection cap per client address',
@@ -1011,7 +1011,7 @@ describe('configuration', () => {
       [{ oidc: { scopes: ['openid', 7] } }, /key "oidc\.scopes\.1": 7 is not a scope name \(like openid\)$/],
       [
         { audit: { databaseExclude: { kind: 'token_issued' } } },
-        /key "audit\.databaseExclude": expected a list of audit event kinds \(token_issued, .*sessions_ended\) \(comma-separated in the environment\)/,
+        /key "audit\.databaseExclude": expected a list of audit event kinds \(token_issued, .*two_factor_failed\) \(comma-separated in the environment\)/,
       ],
       [
         { trustedProxies: [] },

@@ -21,6 +21,7 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
     throttle = createLoginThrottle(handle.db, handle.kind, {
       maxFailuresPerAccountAndAddress: 2,
       maxFailuresPerAccount: 3,
+      maxCodeFailuresPerUser: 1000,
       maxFailuresPerAddress: 100,
       failureWindowSeconds: 900,
     });
@@ -85,6 +86,7 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
     const small = createLoginThrottle(handle.db, handle.kind, {
       maxFailuresPerAccountAndAddress: 10,
       maxFailuresPerAccount: 10,
+      maxCodeFailuresPerUser: 10,
       maxFailuresPerAddress: 2,
       failureWindowSeconds: 900,
     });
@@ -113,5 +115,21 @@ describe(`login throttle: password and external accounts apart (${testDatabaseKi
       { method: 'code', username: 'user:7' },
       { method: 'code', username: 'user:8' },
     ]);
+  });
+
+  it("bounds a user's codes from all addresses by their own, smaller budget, not the account's", async () => {
+    await forgetFailures();
+    const codes = createLoginThrottle(handle.db, handle.kind, {
+      maxFailuresPerAccountAndAddress: 5,
+      maxFailuresPerAccount: 50,
+      maxCodeFailuresPerUser: 4,
+      maxFailuresPerAddress: 100,
+      failureWindowSeconds: 900,
+    });
+    for (let i = 0; i < 4; i += 1) assert.ok(await codes.reserveCode(7, `198.51.100.${i + 1}`));
+    assert.equal(await codes.reserveCode(7, '203.0.113.9'), undefined, 'the fifth code, from anywhere');
+    for (let i = 0; i < 5; i += 1)
+      assert.ok(await codes.reserve('alice', `198.51.100.${i + 1}`), 'a password keeps the account budget');
+    assert.ok(await codes.reserveCode(8, '198.51.100.1'), 'another user keeps their codes');
   });
 });

@@ -14,6 +14,7 @@ import { createLeakHarness } from '../helpers/leak-harness.ts';
 const BUDGETS = {
   maxFailuresPerAccountAndAddress: 5,
   maxFailuresPerAccount: 5,
+  maxCodeFailuresPerUser: 5,
   maxFailuresPerAddress: 100,
   failureWindowSeconds: 900,
 };

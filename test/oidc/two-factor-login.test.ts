@@ -5,6 +5,7 @@ import { decodeJwt } from 'jose';
 import type { AuditRecord } from '../../src/audit/events.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
 import {
   authorizeUrl,
@@ -281,6 +282,167 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
       }
     }
     void nextStepCode;
+  });
+});
+
+/**
+ * A wrong code after a right password means the password has leaked: each is told to the operator (a
+ * warning, and a `two_factor_failed` audit event with the client's address, never the code), and a
+ * user's wrong codes from every address together have a budget of their own, much smaller than a
+ * password's (`login.maxCodeFailuresPerUser`, 10 by default).
+ */
+describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let harness: LeakHarness;
+  let client: { clientId: string; clientSecret: string | null };
+  let admin: { id: number; username: string };
+
+  before(async () => {
+    harness = createLeakHarness();
+    // Default budgets; client addresses come from X-Forwarded-For, sent here by a loopback "proxy".
+    server = await startServer({ trustProxy: true }, { harness });
+    client = await seedApp(server, { skipAuthorization: true });
+    admin = await seedUser(server, { superuser: true });
+  });
+  after(async () => server.close());
+
+  /** The password step of `username`, from this host; then the code form, sent from any address. */
+  async function codeForm(username: string) {
+    const browser = new Browser();
+    const response = await signIn(
+      browser,
+      server,
+      authorizeUrl(server, {
+        client_id: client.clientId,
+        redirect_uri: REDIRECT_URI,
+        response_type: 'code',
+        scope: 'openid',
+        code_challenge: pkcePair().challenge,
+        code_challenge_method: 'S256',
+      }),
+      { username, password: PASSWORD },
+    );
+    assert.equal(response.status, 200);
+    let page = await response.text();
+    assert.match(pageText(page), /Enter your code/);
+    return async (code: string, address: string) => {
+      const answer = await browser.fetch(formAction(page, server.origin), {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': address },
+        body: new URLSearchParams({
+          csrf_token: formField(page, 'csrf_token'),
+          pending: formField(page, 'pending'),
+          code,
+        }).toString(),
+      });
+      const body = await answer.text();
+      if (answer.status === 401) page = body;
+      return { status: answer.status, body };
+    };
+  }
+
+  /** A six-digit code no step near now accepts. */
+  const wrongCode = (secret: string) =>
+    ['914273', '000000', '111111', '222222', '333333'].find(
+      (candidate) =>
+        ![-2, -1, 0, 1, 2].some((step) => currentCode(secret, Date.now() + step * 30_000) === candidate),
+    )!;
+
+  const failedEvents = async (userId: number) => {
+    await server.app.audit.idle();
+    return harness.auditRecords.filter(
+      (record) => record.kind === 'two_factor_failed' && record.user_id === userId,
+    );
+  };
+  const warnings = (userId: number) =>
+    harness.logLines
+      .map((line) => JSON.parse(line) as { level?: number; msg?: string; userId?: number })
+      .filter(
+        (line) => line.msg === 'two-factor code wrong after a right first factor' && line.userId === userId,
+      );
+
+  it("tells of a wrong code (the app's or a recovery code) in a warning and an audit event, with the address and never the code", async () => {
+    const { user, secret } = await seedTwoFactorUser(server);
+    const wrong = wrongCode(secret);
+    // Shaped as a recovery code, and none of this user's.
+    const wrongRecovery = 'zzzzz-yyyyy';
+    harness.registerSecret(wrongRecovery, 'a wrong recovery code');
+    const send = await codeForm(user.username);
+    assert.equal((await send(wrong, '198.51.100.7')).status, 401);
+    assert.equal((await send(wrongRecovery, '2001:db8:7::1')).status, 401);
+
+    const events = await failedEvents(user.id);
+    assert.deepEqual(
+      events.map(({ time: _time, request_id: requestId, ...event }) => ({
+        ...event,
+        request: typeof requestId,
+      })),
+      [
+        {
+          kind: 'two_factor_failed',
+          user_id: user.id,
+          client_id: client.clientId,
+          code_kind: 'totp',
+          first_factor: ['pwd'],
+          address: '198.51.100.7',
+          request: 'string',
+        },
+        {
+          kind: 'two_factor_failed',
+          user_id: user.id,
+          client_id: client.clientId,
+          code_kind: 'recovery_code',
+          first_factor: ['pwd'],
+          address: '2001:db8:7::1',
+          request: 'string',
+        },
+      ],
+    );
+    const lines = warnings(user.id);
+    assert.equal(lines.length, 2);
+    assert.ok(
+      lines.every((line) => line.level === 40),
+      'at warn',
+    );
+    for (const text of [...harness.logLines, ...harness.auditRecords.map((record) => JSON.stringify(record))])
+      assert.ok(!text.includes(wrong), `the code is nowhere: ${text}`);
+    await harness.assertNoLeaks();
+
+    // Listed where operators look: the audit log of the database (`aa-oidc audit list`, the admin UI).
+    const stored = await server.app.auditStore.list({ kinds: ['two_factor_failed'], userId: user.id });
+    assert.equal(stored.length, 2);
+    const adminBrowser = await consoleSignIn(server, admin.username);
+    const page = await consoleGet(
+      adminBrowser,
+      `${server.origin}/admin/audit?${new URLSearchParams({ user: user.username, kind: 'two_factor_failed' })}`,
+    );
+    assert.equal(page.status, 200);
+    assert.match(pageText(page.body), /wrong two-factor code after pwd from 198\.51\.100\.7/);
+    assert.match(pageText(page.body), /wrong recovery code after pwd from 2001:db8:7::1/);
+  });
+
+  it("refuses a user's codes from any address once ten were wrong, the right one too, and tells of no code it did not check", async () => {
+    const { user, secret } = await seedTwoFactorUser(server);
+    const send = await codeForm(user.username);
+    // Ten addresses, one wrong code each: every per-address budget has room.
+    for (let n = 1; n <= 10; n += 1)
+      assert.equal((await send(wrongCode(secret), `198.51.100.${n}`)).status, 401, `wrong code ${n}`);
+    const right = () => currentCode(secret, Date.now() + 30_000);
+    const refused = await send(right(), '203.0.113.50');
+    assert.equal(refused.status, 429, 'the right code, from a fresh address, after ten wrong ones');
+    assert.match(pageText(refused.body), /Too many wrong attempts/);
+    // A sign-in begun again (the password is right) gains nothing.
+    const again = await codeForm(user.username);
+    assert.equal((await again(right(), '203.0.113.51')).status, 429);
+    assert.equal((await failedEvents(user.id)).length, 10, 'one event per code checked and wrong');
+    assert.equal(warnings(user.id).length, 10);
+    // Another user is untouched.
+    const other = await seedTwoFactorUser(server);
+    const otherForm = await codeForm(other.user.username);
+    assert.equal(
+      (await otherForm(currentCode(other.secret, Date.now() + 30_000), '198.51.100.1')).status,
+      303,
+    );
   });
 });
 

@@ -41,7 +41,7 @@ export interface InteractionDependencies {
   externalSignInKey: Buffer;
   branding: Branding;
   /** Two-factor sign-in: the code (or the enrolment) after the password, when the user needs one. */
-  twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'key' | 'branding'>;
+  twoFactor?: Omit<TwoFactorStepDependencies, 'directory' | 'throttle' | 'logger' | 'key' | 'branding'>;
 }
 
 const FORM_LIMIT = 16 * 1024;

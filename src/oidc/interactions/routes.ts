@@ -62,6 +62,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
         ...deps.twoFactor,
         directory: deps.directory,
         throttle: deps.throttle,
+        logger: deps.logger,
         key: deps.csrf.key,
         branding: deps.branding,
       })
@@ -132,6 +133,7 @@ export function interactionRoutes(deps: InteractionDependencies): Koa.Middleware
       ctx,
       uid,
       path,
+      clientId: app.clientId,
       clientName: app.name,
       csrfToken: () => issueCsrfToken(ctx, uid, path, deps.csrf),
       finishLogin,

@@ -34,7 +34,12 @@ export interface ReservedAttempt {
  * Failed-login throttling, in the database so that it holds across instances. Three
  * budgets within one window: failures per account and client address, per account across all
  * addresses (much larger, so that guessing from elsewhere cannot lock a person out), and per address
- * across accounts (every method together). A password attempt's account is the username as the
+ * across accounts (every method together). A user's second-factor codes have a much smaller budget
+ * across addresses (`maxCodeFailuresPerUser`, 10 by default): whoever reaches the code has the
+ * password, and at a code's three chances in a million (the steps either side of now count too), 50
+ * guesses a window from enough addresses (4,800 a day) pass about 1.4 % a day, 10 about 0.3 %, while
+ * each wrong one is told (`two_factor_failed`). Locking the code step of such an account for the
+ * window is the lesser harm; the owner's few typos stay well within it. A password attempt's account is the username as the
  * directory compares it, counted whether or not such a user exists: the answer never tells whether a
  * username is real; an external sign-in's is what the identity provider proved; a second-factor code's
  * is the user it was asked of (`codeAccount`); an account of one method is never one of another's
@@ -178,11 +183,16 @@ export function createLoginThrottle(
     const failures = (where: ReturnType<typeof sql>) =>
       sql`(select count(*) from login_failure where ${where} and failed_at > ${since})`;
     const ofAccount = sql`username = ${account} and method = ${method}`;
+    // A user's codes: the owner's typos stay within it, a thief's guesses (who has the password) soon do not.
+    const perAccount =
+      method === 'code'
+        ? Math.min(config.maxFailuresPerAccount, config.maxCodeFailuresPerUser)
+        : config.maxFailuresPerAccount;
     const result = await sql<{ id: number }>`
       insert into login_failure (method, username, address, failed_at)
       select ${method}, ${account}, ${address}, cast(${at} as bigint)
       where ${failures(sql`${ofAccount} and address = ${address}`)} < ${config.maxFailuresPerAccountAndAddress}
-        and ${failures(ofAccount)} < ${config.maxFailuresPerAccount}
+        and ${failures(ofAccount)} < ${perAccount}
         and ${failures(sql`address = ${address}`)} < ${config.maxFailuresPerAddress}
       returning id`.execute(executor);
     const row = result.rows[0];

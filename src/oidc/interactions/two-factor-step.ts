@@ -1,7 +1,10 @@
 import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
+import type { AuditBus } from '../../audit/bus.ts';
 import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
+import type { Logger } from '../../logging/logger.ts';
+import { requestLog } from '../../logging/request-context.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
 import {
@@ -13,6 +16,7 @@ import {
   type TwoFactorService,
 } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
+import { looksLikeTotpCode } from '../../two-factor/totp.ts';
 import type { LoginThrottle, ReservedAttempt } from './throttle.ts';
 import { sameText } from '../../util/same-text.ts';
 
@@ -25,8 +29,11 @@ import { sameText } from '../../util/same-text.ts';
  * user who passed the password step, valid for five minutes), never trusted from the browser
  * otherwise. Every code is an attempt of the login throttle, counted against the user (`reserveCode`):
  * one budget of codes per user, whichever first factor led here (a password in any spelling, or EVE),
- * so neither a second way in nor knowing the password buys extra guesses at the code. The password's
- * attempt stays counted as a failure (of the name typed) until the code is right.
+ * so neither a second way in nor knowing the password buys extra guesses at the code, and a much
+ * smaller budget across addresses than a password's (`login.maxCodeFailuresPerUser`). The password's
+ * attempt stays counted as a failure (of the name typed) until the code is right. A wrong code says
+ * that the first factor has leaked: it is logged (a warning) and published (`two_factor_failed`),
+ * never the code itself.
  * A sign-in waiting here does not complete once the user's sessions were ended after its password
  * step (a new password, signing out everywhere, revoked tokens, deactivation) or their two-factor
  * sign-in was reset: the password it passed with may be the one just replaced, and a reset must not
@@ -51,6 +58,9 @@ export interface TwoFactorStepDependencies {
   twoFactor: TwoFactorLogin;
   directory: Pick<Directory, 'profileById'>;
   throttle: LoginThrottle;
+  /** Where a wrong code is told: the log (a warning) and the audit events (`two_factor_failed`). */
+  logger: Logger;
+  audit: Pick<AuditBus, 'publish'>;
   /** Superusers must use two-factor sign-in. */
   requiredForSuperusers: boolean;
   /** The user's sign-in generation now (src/db/sign-in-generation.ts). */
@@ -88,6 +98,7 @@ export interface StepRequest {
   ctx: Koa.Context;
   uid: string;
   path: string;
+  clientId: string;
   clientName: string;
   csrfToken(): string;
   /** Completes the login with these authentication methods. */
@@ -156,6 +167,32 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         ...(error ? { error } : {}),
       },
       pageContext(deps.branding, request.ctx),
+    );
+  };
+
+  /**
+   * A wrong code at sign-in, after a right first factor: told to the operator (a warning, and the
+   * `two_factor_failed` event with the client's address), by its kind, never its value. A code refused
+   * unchecked (429) is not told, as a throttled password is not: the wrong codes that spent the budget were.
+   */
+  const wrongCode = (request: StepRequest, pending: PendingLogin, code: string) => {
+    const codeKind = looksLikeTotpCode(code) ? 'totp' : 'recovery_code';
+    const ctx = request.ctx;
+    requestLog(ctx, deps.logger).warn(
+      { clientId: request.clientId, userId: pending.userId, codeKind, firstFactor: pending.amr },
+      'two-factor code wrong after a right first factor',
+    );
+    const requestId = (ctx.state as { requestId?: unknown }).requestId;
+    deps.audit.publish(
+      {
+        kind: 'two_factor_failed',
+        user_id: pending.userId,
+        client_id: request.clientId,
+        code_kind: codeKind,
+        first_factor: pending.amr,
+        address: ctx.ip,
+      },
+      typeof requestId === 'string' ? { requestId } : {},
     );
   };
 
@@ -228,7 +265,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         if (!shaped) return renderCode(request, fresh, 400, codeShapeMessage({ recovery: true }));
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
-        if (!check.ok) return renderCode(request, fresh, 401, WRONG_CODE);
+        if (!check.ok) {
+          wrongCode(request, pending, code);
+          return renderCode(request, fresh, 401, WRONG_CODE);
+        }
         await succeeded(attempt);
         return request.finishLogin(pending.userId, withOtp);
       }
