@@ -25,6 +25,34 @@ import {
   type TestServer,
 } from '../helpers/server.ts';
 
+/**
+ * Signs in with the password at `server` for `client`, in a new browser; returns the page that
+ * follows (the code page), the browser and the PKCE verifier.
+ */
+async function passwordStepAt(
+  server: TestServer,
+  client: { clientId: string },
+  username: string,
+  password: string,
+) {
+  const browser = new Browser();
+  const { verifier, challenge } = pkcePair();
+  const response = await signIn(
+    browser,
+    server,
+    authorizeUrl(server, {
+      client_id: client.clientId,
+      redirect_uri: REDIRECT_URI,
+      response_type: 'code',
+      scope: 'openid',
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }),
+    { username, password },
+  );
+  return { browser, verifier, response, body: await response.text() };
+}
+
 describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   let server: TestServer;
   let client: { clientId: string; clientSecret: string | null };
@@ -43,24 +71,8 @@ describe(`two-factor sign-in at the login page (${testDatabaseKind})`, () => {
   after(async () => server.close());
 
   /** Signs in with the password; returns the page that follows (the code page) and its browser. */
-  async function passwordStep(username = user.username, password = PASSWORD) {
-    const browser = new Browser();
-    const { verifier, challenge } = pkcePair();
-    const response = await signIn(
-      browser,
-      server,
-      authorizeUrl(server, {
-        client_id: client.clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: challenge,
-        code_challenge_method: 'S256',
-      }),
-      { username, password },
-    );
-    return { browser, verifier, response, body: await response.text() };
-  }
+  const passwordStep = (username = user.username, password = PASSWORD) =>
+    passwordStepAt(server, client, username, password);
 
   async function submitCode(
     browser: Browser,
@@ -308,22 +320,9 @@ describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKi
 
   /** The password step of `username`, from this host; then the code form, sent from any address. */
   async function codeForm(username: string) {
-    const browser = new Browser();
-    const response = await signIn(
-      browser,
-      server,
-      authorizeUrl(server, {
-        client_id: client.clientId,
-        redirect_uri: REDIRECT_URI,
-        response_type: 'code',
-        scope: 'openid',
-        code_challenge: pkcePair().challenge,
-        code_challenge_method: 'S256',
-      }),
-      { username, password: PASSWORD },
-    );
+    const { browser, response, body } = await passwordStepAt(server, client, username, PASSWORD);
     assert.equal(response.status, 200);
-    let page = await response.text();
+    let page = body;
     assert.match(pageText(page), /Enter your code/);
     return async (code: string, address: string) => {
       const answer = await browser.fetch(formAction(page, server.origin), {
