@@ -71,7 +71,14 @@ const skip =
  */
 export function nginxSiteFromDeployFile(
   deployFile: string,
-  values: { httpsPort: number; httpPort: number; instancePorts: [number, number]; cert: string; key: string },
+  values: {
+    httpsPort: number;
+    httpPort: number;
+    instancePorts: [number, number];
+    cert: string;
+    key: string;
+    accessLog: string;
+  },
 ): string {
   let text = deployFile;
   const replace = (from: string | RegExp, to: string) => {
@@ -88,6 +95,7 @@ export function nginxSiteFromDeployFile(
   replace('listen 80;', `listen 127.0.0.1:${values.httpPort};`);
   replace('listen 443 ssl http2;', `listen 127.0.0.1:${values.httpsPort} ssl http2;`);
   replace(/server_name auth\.example\.org;/g, 'server_name 127.0.0.1;');
+  replace(/access_log \/var\/log\/nginx\/aa-oidc\.access\.log /g, `access_log ${values.accessLog} `);
   replace(
     'proxy_pass http://aa_oidc;',
     `proxy_pass http://aa_oidc;\n        add_header ${UPSTREAM} $upstream_addr always;`,
@@ -320,6 +328,7 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
           instancePorts,
           cert: certFile,
           key: keyFile,
+          accessLog: path.join(prefix, 'aa-oidc.access.log'),
         }),
       );
     nginx = await startOnFreePort(async (port) => {
@@ -446,6 +455,19 @@ describe('two aa-oidc instances behind nginx, on one PostgreSQL database', { ski
     );
     assert.equal(direct.status, 400);
     assert.match(direct.body, /answers only over https, through its reverse proxy/);
+  });
+
+  it('keeps query strings and the Referer out of its access log: no id_token_hint, token or code there', async () => {
+    const marker = 'eyJhbGciOiJSUzI1NiJ9.query-string-marker.c2ln';
+    const response = await fetch(`${edge.issuer}/logout/?id_token_hint=${marker}&code=${marker}`, {
+      headers: { referer: `https://app.example.org/callback?code=${marker}` },
+    });
+    await response.arrayBuffer();
+    const accessLog = path.join(folder, 'nginx', 'aa-oidc.access.log');
+    await waitUntil(() => readFileSync(accessLog, 'utf8').includes('/o/logout/'), 'nginx logs the request');
+    const logged = readFileSync(accessLog, 'utf8');
+    assert.doesNotMatch(logged, /query-string-marker/, logged);
+    assert.match(logged, /"GET \/o\/logout\/ HTTP\/[\d.]+" \d{3} /, logged);
   });
 
   it('redeems at one instance a code the other issued', async () => {
