@@ -1,5 +1,6 @@
 import { Option } from 'commander';
 import { assertNever } from '../util/assert-never.ts';
+import { displayWidth, padToWidth } from '../util/display-width.ts';
 import { escapeUnshownInJson } from '../util/hidden-characters.ts';
 import { visibleText } from '../util/visible-text.ts';
 
@@ -80,7 +81,8 @@ function csvField(cell: Cell): string {
 }
 
 /**
- * Renders rows as an aligned table, JSON (an array of objects keyed by the JSON value of each row)
+ * Renders rows as a table aligned in a terminal's columns (`displayWidth`: an East Asian wide
+ * character or an emoji takes two), JSON (an array of objects keyed by the JSON value of each row)
  * or CSV (RFC 4180, header first). Table and CSV cells show control characters as escapes
  * (`visibleText`); CSV cells that would start a spreadsheet formula are neutralised (`csvField`).
  */
@@ -99,16 +101,19 @@ export function renderRows<Row>(
       return `${lines.join('\r\n')}\r\n`;
     }
     case 'table': {
+      const header = columns.map((column) => column.header.toUpperCase());
       const cells = rows.map((row) => columns.map((column) => visibleText(cellText(column.value(row)))));
-      const widths = columns.map((column, index) =>
-        Math.max(column.header.length, ...cells.map((line) => line[index]!.length)),
+      // Padded by the columns a terminal draws, not by UTF-16 code units: `漢字` takes four columns
+      // in two units, `𝐀` one in two, `é` written as e and U+0301 one in two.
+      // Folded, not spread into Math.max: a listing of many thousand rows would overflow the stack.
+      const widths = header.map((title, index) =>
+        cells.reduce((widest, line) => Math.max(widest, displayWidth(line[index]!)), displayWidth(title)),
       );
       const pad = (line: string[]) =>
         line
-          .map((text, index) => text.padEnd(widths[index]!))
+          .map((text, index) => padToWidth(text, widths[index]!))
           .join('  ')
           .trimEnd();
-      const header = columns.map((column) => column.header.toUpperCase());
       return `${[pad(header), ...cells.map(pad)].join('\n')}\n`;
     }
     default:

@@ -121,6 +121,23 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     assert.equal((await cli('audit', 'list', '--since', '1d', '--until', '0m')).code, 0);
   });
 
+  it('shows in --help the forms of --since and --until as they are typed, each accepted', async () => {
+    const help = (await ok('audit', 'list', '--help')).replace(/\s+/g, ' ');
+    // "ago: 30m" read as an `ago:` prefix, which is refused.
+    assert.doesNotMatch(help, /ago:/);
+    const since = /--since <time> only events at or after this time: (.*?) --until/.exec(help)?.[1];
+    assert.ok(since, help);
+    const examples = [...since.matchAll(/\(([^)]*)\)/g)].flatMap((match) => match[1]!.split(', '));
+    assert.deepEqual(examples, ['2024-05-01', '2024-05-01T12:00:00Z', '30m', '24h', '7d', '2w']);
+    for (const example of examples) {
+      for (const option of ['--since', '--until']) {
+        const listed = await cli('audit', 'list', option, example);
+        assert.equal(listed.code, 0, `${option} ${example}: ${listed.stderr}`);
+      }
+    }
+    assert.match(help, /--until <time> only events before this time \(the same forms as --since\)/);
+  });
+
   it('refuses an empty filter, naming the option, in every listing that has one', async () => {
     // A script's unset variable (`--client-id "$CLIENT"`) would list nothing, or everything.
     for (const [args, option, valid] of [

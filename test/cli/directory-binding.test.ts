@@ -251,11 +251,13 @@ await describeOnEachAllianceAuth(
           rebound.stderr,
           /^aa-oidc: an aa-oidc serve is following Alliance Auth \(its poll lease is held by .+ until .+\); stop every serve and worker first, or wait for the lease to expire/m,
         );
+        // Its dry run says what would end, and fails as --yes does: a script tells by the exit code.
         const dryRun = await cli(['directory', 'rebind', '--dry-run'], builtinEnv());
-        assert.equal(dryRun.code, 0, dryRun.stderr);
+        assert.equal(dryRun.code, 1, dryRun.stderr);
+        assert.match(dryRun.stdout, /^dry run: would bind the database to .*; nothing changed$/m);
         assert.match(
-          dryRun.stdout,
-          /^--yes would be refused now: an aa-oidc serve is following Alliance Auth/m,
+          dryRun.stderr,
+          /^aa-oidc: dry run: --yes would be refused now: an aa-oidc serve is following Alliance Auth/m,
         );
         assert.equal((await withDb(readDirectoryBinding))?.directory, 'alliance-auth');
       } finally {

@@ -439,4 +439,25 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
     // A name that only finds one (the old name of a rename) is not refused.
     await ok(['group', 'rename', bidiGroup, 'Corp team']);
   });
+
+  it('aligns table columns by the columns a terminal draws: wide and full-width names, combining marks, characters beyond the BMP', async () => {
+    // Each name with the columns it takes in a terminal, counted by hand.
+    const names: Array<[string, number]> = [
+      ['漢字グループ', 12],
+      ['Ｆｕｌｌ', 8],
+      ['한국 길드', 9],
+      ['Zoe\u0308 Corp', 8],
+      ['\u{1d400}\u{1d401} Ops', 6],
+      ['\u{1f680} Launch', 9],
+    ];
+    for (const [name] of names) await ok(['group', 'create', name]);
+    const [header, ...lines] = (await ok(['group', 'list'])).split('\n');
+    // The header is ASCII: its offset is the column where the second column starts.
+    const start = header!.indexOf('OIDC ACCESS');
+    assert.ok(start > 0, header);
+    for (const [name, width] of names) {
+      const line = lines.find((text) => text.startsWith(`${name} `));
+      assert.equal(line, `${name}${' '.repeat(start - width)}false        0`, name);
+    }
+  });
 });

@@ -51,12 +51,16 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
       early.stderr,
       /^aa-oidc: the next key \S{43} was published only \d+ s ago \(.*\); relying parties may keep a copy of the JWKS for up to 24 h \(keys\.jwksCacheSeconds\), .* Rotating is safe from \d{4}-\d\d-\d\dT[\d:.]+Z; nothing was rotated\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
     );
+    // A dry run of a rotation that would be refused fails as the rotation does, writing nothing.
+    const keysBefore = (await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout;
     const earlyDryRun = await aaOidc(database, 'keys', 'rotate', '--dry-run');
-    assert.equal(earlyDryRun.code, 0, earlyDryRun.stderr);
+    assert.equal(earlyDryRun.code, 1, earlyDryRun.stderr);
+    assert.match(earlyDryRun.stdout, /^dry run: nothing changed\nwould activate: \S{43} \(the next key\)$/m);
     assert.match(
-      earlyDryRun.stdout,
-      /^would be refused \(--force rotates anyway\): the next key \S{43} was published only /m,
+      earlyDryRun.stderr,
+      /^aa-oidc: dry run: the rotation would be refused: the next key \S{43} was published only .* Rotating is safe from \S+\. To rotate now anyway: aa-oidc keys rotate --force\n$/,
     );
+    assert.equal((await aaOidc(database, 'keys', 'list', '--format', 'json')).stdout, keysBefore);
 
     const rotated = await aaOidc(database, 'keys', 'rotate', '--force');
     assert.equal(rotated.code, 0, rotated.stderr);
@@ -140,10 +144,14 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
       await handle.close();
     }
 
-    const dryRun = await aaOidc(database, 'keys', 'rotate', '--dry-run');
+    const dryRun = await aaOidc(database, 'keys', 'rotate', '--dry-run', '--force');
     assert.equal(dryRun.code, 0, dryRun.stderr);
     assert.match(dryRun.stdout, new RegExp(`^would activate: ${nextKid} \\(the next key\\)$`, 'm'));
     assert.match(dryRun.stdout, new RegExp(`^would retire: ${activeKid} `, 'm'));
+    assert.match(
+      dryRun.stdout,
+      /^would rotate only because of --force: the next key \S{43} was published only /m,
+    );
 
     const retireActive = await aaOidc(database, 'keys', 'retire', activeKid!);
     assert.equal(retireActive.code, 1);
@@ -294,10 +302,20 @@ describe(`aa-oidc keys (${testDatabaseKind})`, () => {
         `^aa-oidc: ${active} is the active key and withdrawing it activates another in its place, but the next key ${next} was published only .*; nothing was withdrawn\\. A leaked key is the greater risk; to withdraw it now anyway: aa-oidc keys withdraw ${active} --force\n$`,
       ),
     );
+    const beforeEarly = await list();
     const earlyDryRun = await aaOidc(database, 'keys', 'withdraw', active, '--dry-run');
-    assert.equal(earlyDryRun.code, 0, earlyDryRun.stderr);
+    assert.equal(earlyDryRun.code, 1, earlyDryRun.stderr);
     assert.match(earlyDryRun.stdout, new RegExp(`^would activate: ${next} \\(the next key\\)$`, 'm'));
-    assert.match(earlyDryRun.stdout, /^would be refused \(--force withdraws anyway\): the next key /m);
+    assert.match(
+      earlyDryRun.stderr,
+      new RegExp(
+        `^aa-oidc: dry run: the withdrawal would be refused: ${active} is the active key and withdrawing it activates another in its place, but the next key ${next} was published only .*\\. A leaked key is the greater risk; to withdraw it now anyway: aa-oidc keys withdraw ${active} --force\n$`,
+      ),
+    );
+    assert.deepEqual(await list(), beforeEarly, 'a refused dry run changes nothing either');
+    const forcedDryRun = await aaOidc(database, 'keys', 'withdraw', active, '--dry-run', '--force');
+    assert.equal(forcedDryRun.code, 0, forcedDryRun.stderr);
+    assert.match(forcedDryRun.stdout, /^would withdraw only because of --force: the next key /m);
 
     const forced = await aaOidc(database, 'keys', 'withdraw', active, '--force');
     assert.equal(forced.code, 0, forced.stderr);

@@ -47,8 +47,8 @@ export function registerAudit(program: Command, io: CliIo): void {
         .argParser(collect)
         .default([]),
     )
-    .option('--since <time>', 'only events at or after this time (ISO 8601, or ago: 30m, 24h, 7d)')
-    .option('--until <time>', 'only events before this time (same forms)')
+    .option('--since <time>', `only events at or after this time: ${TIME_FILTER_FORMS}`)
+    .option('--until <time>', 'only events before this time (the same forms as --since)')
     .addOption(filterOption('--username <username>', 'only events about this user', 'a username'))
     .addOption(filterOption('--client-id <client_id>', 'only events about this application', 'a client_id'))
     .option('--limit <n>', `at most this many events (1–${MAX_AUDIT_PAGE})`, '100')

@@ -41,7 +41,10 @@ export function registerDirectory(program: Command, io: CliIo): void {
     .description(
       'bind the database to the configured directory: every browser session ends, every code, token and grant is revoked (back-channel logout tells the applications), two-factor enrolments and second-factor failure counts are removed (audit: admin_change); built-in users stay; refused while a serve follows Alliance Auth (stop every serve and worker first)',
     )
-    .option('--dry-run', 'show what would change, change nothing')
+    .option(
+      '--dry-run',
+      'show what would change, change nothing; exits 1, as --yes would, while --yes would be refused',
+    )
     .option('--yes', 'do it: sign everyone out and bind the database to the configured directory')
     .action(async (options: { dryRun?: boolean; yes?: boolean }) => {
       const dryRun = options.dryRun === true;
@@ -92,7 +95,9 @@ export function registerDirectory(program: Command, io: CliIo): void {
         `${verb('removed', 'would remove')} ${rebound.enrolments} two-factor enrolment(s), ${rebound.codeFailures} second-factor failure count(s) ` +
           `and ${rebound.fingerprints} remembered Alliance Auth user(s)`,
       );
-      if (rebound.pollLease) say(`--yes would be refused now: ${pollLeaseHeld(rebound.pollLease)}`);
+      // As `--yes` would be: a script tells a rebind that cannot happen now by the exit code.
+      if (rebound.pollLease)
+        throw new CliError(`dry run: --yes would be refused now: ${pollLeaseHeld(rebound.pollLease)}`);
     });
 }
 

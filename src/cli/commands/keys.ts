@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary, WithdrawResult } from '../../keys/types.ts';
-import { type CliIo, cliActor, isoTime, withServices } from '../context.ts';
+import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { fileOption } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 import { whyUnreadable } from '../../util/unreadable-file.ts';
@@ -123,7 +123,10 @@ export function registerKeys(program: Command, io: CliIo): void {
       'activate the next key (or a new one), retire the active key (it stays published for the longest token lifetime), and prepare a new next key; ' +
         'refused while the next key has been published for less than keys.jwksCacheSeconds (relying parties caching the JWKS would not know it yet), or when there is no next key (`keys prepare-next` makes one), unless --force',
     )
-    .option('--dry-run', 'show what would change, change nothing')
+    .option(
+      '--dry-run',
+      'show what would change, change nothing; exits 1, as the rotation would, when it would be refused',
+    )
     .option(
       '--force',
       'rotate even when relying parties may not know the key yet (they may reject new ID tokens until they fetch the JWKS again)',
@@ -152,11 +155,7 @@ export function registerKeys(program: Command, io: CliIo): void {
             `would retire: ${result.retiredKid === null ? 'nothing (there is no active key)' : `${result.retiredKid} (published until about ${retiredUntil})`}`,
             'would create: a new next key',
             ...result.removedKids.map((kid) => `would remove: ${kid} (publication ended)`),
-            ...(unpublished
-              ? [
-                  `${force ? 'would rotate only because of --force' : 'would be refused (--force rotates anyway)'}: ${unpublished.message}`,
-                ]
-              : []),
+            ...(unpublished && force ? [`would rotate only because of --force: ${unpublished.message}`] : []),
           ]
         : [
             `active: ${result.activatedKid} (${result.promotedNext ? 'was the next key' : 'new key'})`,
@@ -166,6 +165,10 @@ export function registerKeys(program: Command, io: CliIo): void {
             ...(unpublished ? [`forced: ${unpublished.message}`] : []),
           ];
       io.stdout.write(textLines(lines));
+      if (result.dryRun && unpublished && !force)
+        throw new CliError(
+          `dry run: the rotation would be refused: ${unpublished.message}. To rotate now anyway: aa-oidc keys rotate --force`,
+        );
     });
 
   keys
@@ -279,7 +282,10 @@ export function registerKeys(program: Command, io: CliIo): void {
         'the active key is replaced in the same step as in a rotation (the next key signs from now on; refused, unless --force, when relying parties may not know that key yet)',
     )
     .argument('<kid>', 'the key id, as `keys list` shows it (next, active or retired)')
-    .option('--dry-run', 'show what would change, change nothing')
+    .option(
+      '--dry-run',
+      'show what would change, change nothing; exits 1, as the withdrawal would, when it would be refused',
+    )
     .option(
       '--force',
       'withdraw the active key even when the key activated in its place may be unknown to relying parties (they may reject new ID tokens until they fetch the JWKS again); usually right when the key leaked',
@@ -320,10 +326,8 @@ export function registerKeys(program: Command, io: CliIo): void {
                   'would create: a new next key',
                 ]
               : []),
-            ...(unpublished
-              ? [
-                  `${force ? 'would withdraw only because of --force' : 'would be refused (--force withdraws anyway)'}: ${unpublished.message}`,
-                ]
+            ...(unpublished && force
+              ? [`would withdraw only because of --force: ${unpublished.message}`]
               : []),
           ]
         : [
@@ -344,5 +348,10 @@ export function registerKeys(program: Command, io: CliIo): void {
           `note: there ${result.dryRun ? 'would be' : 'is'} no next key; \`aa-oidc keys prepare-next\` publishes a new one`,
         );
       io.stdout.write(textLines(lines));
+      if (result.dryRun && unpublished && !force)
+        throw new CliError(
+          `dry run: the withdrawal would be refused: ${result.key.kid} is the active key and withdrawing it activates another in its place, but ${unpublished.message}. ` +
+            `A leaked key is the greater risk; to withdraw it now anyway: aa-oidc keys withdraw ${kid} --force`,
+        );
     });
 }
