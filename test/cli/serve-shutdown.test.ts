@@ -53,7 +53,7 @@ function assertTokenAnswer(received: ReturnType<typeof recorded>): string {
 
 /**
  * SIGTERM, as `systemctl stop` sends it (deploy/systemd): the server stops accepting connections,
- * closes the idle ones, answers the requests in flight whole (their connections closed after the
+ * closes the idle ones (after IDLE_CONNECTIONS_GRACE_MS), answers the requests in flight whole (their connections closed after the
  * answer), then exits 0; within http.shutdownGraceSeconds, past which it closes what is still open.
  */
 describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
@@ -95,7 +95,7 @@ describe(`aa-oidc serve stopped by SIGTERM (${testDatabaseKind})`, () => {
     const { serve, port, credentials } = await startServe();
     const sockets: net.Socket[] = [];
     try {
-      // A keep-alive connection with nothing in flight: closed at SIGTERM.
+      // A keep-alive connection with nothing in flight: closed at SIGTERM (once idle for 1 s more).
       const idle = await heldConnection(`http://127.0.0.1:${port}`);
       sockets.push(idle);
       const idleClosed = once(idle, 'close');

@@ -1,9 +1,14 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { App } from '../../src/app.ts';
 import { drainable } from '../../src/http/graceful-shutdown.ts';
 import { createLogger } from '../../src/logging/logger.ts';
@@ -281,6 +286,147 @@ describe(`closing the app with a request in flight (${testDatabaseKind})`, () =>
     } finally {
       held.release();
       server.close();
+    }
+  });
+});
+
+/** Everything a raw connection received, as text, and whether it has closed (reset or not). */
+function recorded(socket: net.Socket): { text(): string; closed(): boolean; error(): string | undefined } {
+  let text = '';
+  let closed = false;
+  let error: string | undefined;
+  socket.setEncoding('latin1').on('data', (chunk: string) => (text += chunk));
+  socket.on('error', (failure: NodeJS.ErrnoException) => (error = failure.code));
+  socket.on('close', () => (closed = true));
+  return { text: () => text, closed: () => closed, error: () => error };
+}
+
+const TOKEN_REQUEST = 'POST /o/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n';
+
+/** A server of `drainable` answering every request with its method and path. */
+async function answeringServer() {
+  const harness = createLeakHarness({ level: 'info' });
+  const logger = createLogger({ logging: { level: 'info', maskedSecrets: false } }, harness.loggerOptions);
+  const requests = drainable(async (req, res) => {
+    res.end(`${req.method} ${req.url}`);
+  });
+  const server = http.createServer(requests.listener);
+  requests.watch(server);
+  let accepted = 0;
+  server.on('connection', () => (accepted += 1));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { requests, server, logger, port: (server.address() as AddressInfo).port, accepted: () => accepted };
+}
+
+/** A grace longer than any test runs: what a test waits for ends by itself, not at a deadline. */
+const LONGER_THAN_THE_TEST_MS = 10 * 60_000;
+
+describe('stopping with connections that have not sent their request yet', () => {
+  it('answers a request arriving during the stop on a connection accepted before it, fresh or kept alive idle, with Connection: close rather than resetting it', async () => {
+    const { requests, server, logger, port, accepted } = await answeringServer();
+    const sockets: net.Socket[] = [];
+    try {
+      // A connection kept alive after its first answer, idle at the stop, as a proxy keeps its own
+      // (nginx with `keepalive`, Caddy, Traefik) between requests.
+      const kept = net.connect(port, '127.0.0.1');
+      sockets.push(kept);
+      const keptReceived = recorded(kept);
+      kept.write('GET /first HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await eventually(() => keptReceived.text().endsWith('GET /first'), 'the first request was answered');
+      assert.match(keptReceived.text(), /\r\nConnection: keep-alive\r\n/i);
+      // A connection accepted, its request not sent yet (as nginx's, between its connect and its write).
+      const fresh = net.connect(port, '127.0.0.1');
+      sockets.push(fresh);
+      const freshReceived = recorded(fresh);
+      await eventually(() => accepted() === 2, 'the server accepted the second connection');
+
+      const draining = requests.drain(server, LONGER_THAN_THE_TEST_MS, logger, 50, LONGER_THAN_THE_TEST_MS);
+      const before = keptReceived.text().length;
+      kept.write(TOKEN_REQUEST);
+      fresh.write(TOKEN_REQUEST);
+      for (const [name, received] of [
+        ['kept alive', keptReceived],
+        ['fresh', freshReceived],
+      ] as const) {
+        await eventually(received.closed, `the ${name} connection closed`);
+        const answer = received.text().slice(name === 'kept alive' ? before : 0);
+        assert.equal(received.error(), undefined, `the ${name} connection was reset: ${answer}`);
+        assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/, `the ${name} connection's request was answered`);
+        assert.match(answer, /\r\nConnection: close\r\n/i);
+        assert.ok(answer.endsWith('POST /o/token/'), answer);
+      }
+      await draining;
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
+  });
+
+  it('closes a connection kept alive that stays idle once the idle grace is over', async () => {
+    const { requests, server, logger, port } = await answeringServer();
+    const kept = net.connect(port, '127.0.0.1');
+    try {
+      const received = recorded(kept);
+      kept.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await eventually(() => received.text().endsWith('GET /'), 'the request was answered');
+      await requests.drain(server, LONGER_THAN_THE_TEST_MS, logger, 50, 50);
+      await eventually(received.closed, 'the idle connection was closed');
+      assert.equal(received.error(), undefined);
+    } finally {
+      kept.destroy();
+      server.close();
+    }
+  });
+
+  it('accepts, before it stops listening, a connection the kernel completed while the server was busy, and answers its request rather than resetting it', async () => {
+    const { requests, server, logger, port } = await answeringServer();
+    const folder = mkdtempSync(path.join(tmpdir(), 'aa-oidc-drain-'));
+    const sent = path.join(folder, 'sent');
+    // A client in a process of its own: it connects, sends a request, says so in a file, and prints
+    // what it receives (or how its connection failed) when the connection closes.
+    const client = spawn(
+      process.execPath,
+      [
+        '--import',
+        fileURLToPath(new URL('../helpers/network-guard.ts', import.meta.url)),
+        '-e',
+        `const net = require('node:net');
+         const fs = require('node:fs');
+         const [port, sent, request] = process.argv.slice(1);
+         let received = '';
+         const socket = net.connect(Number(port), '127.0.0.1', () =>
+           socket.write(request, () => fs.writeFileSync(sent, '')));
+         socket.setEncoding('latin1').on('data', (chunk) => (received += chunk));
+         socket.on('error', (error) => (received += 'failed: ' + error.code));
+         socket.on('close', () => process.stdout.write(received));`,
+        String(port),
+        sent,
+        TOKEN_REQUEST,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let output = '';
+    client.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const exited = once(client, 'exit');
+    try {
+      // The server is busy (this test holds the event loop) while the client connects and sends:
+      // the kernel completes the connection and holds it, unaccepted, with the request.
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      const giveUpAt = Date.now() + 60_000;
+      while (!existsSync(sent)) {
+        assert.ok(Date.now() < giveUpAt, 'the client sent its request');
+        Atomics.wait(pause, 0, 0, 10);
+      }
+      await requests.drain(server, LONGER_THAN_THE_TEST_MS, logger, 50, 50);
+      await exited;
+      assert.match(output, /^HTTP\/1\.1 200 OK\r\n/, output);
+      assert.match(output, /\r\nConnection: close\r\n/i);
+      assert.ok(output.endsWith('POST /o/token/'), output);
+    } finally {
+      client.kill();
+      server.close();
+      rmSync(folder, { recursive: true, force: true });
     }
   });
 });
