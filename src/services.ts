@@ -11,7 +11,7 @@ import type { Config } from './config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle } from './db/connect.ts';
 import { type WriteBatch, writeBatch } from './db/write-batch.ts';
 import { workerWrites } from './db/write-worker.ts';
-import { migrateToLatest, pendingMigrations } from './db/migrate.ts';
+import { migrateToLatest, migrationsUnknownToThisRelease, pendingMigrations } from './db/migrate.ts';
 import { createKeyService, type KeyService } from './keys/service.ts';
 import { createKeyStore } from './keys/store.ts';
 import type { KeyStore } from './keys/types.ts';
@@ -49,6 +49,13 @@ export interface ServicesOptions {
    * naming the missing key, `bcl test`), so neither do they log that no key is active.
    */
   ensureSigningKey?: boolean;
+  /**
+   * Decrypt and load the signing keys' private parts at start, and follow rotations (default true:
+   * `serve`, `worker` and the commands that sign or change keys stop on a key that does not load).
+   * False: the key store stays empty and idle (`aa-oidc check`, which reports such a key, E013, and
+   * `aa-oidc keys list`, which shows the keys' public metadata only).
+   */
+  loadSigningKeys?: boolean;
   /**
    * The process writes (`serve`, `worker`, `demo`): a database that takes no writes stops it at start
    * with a `DatabaseUnavailableError` naming the database and the cause (default false: the CLI's
@@ -198,6 +205,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // Every committed signing-key change (a rotation, a withdrawal, …) is an admin_change audit event.
     const keys = createKeyService(database, config, logger, { onKeyChange: auditKeyChanges(audit) });
     const migrated = (await pendingMigrations(database.db, database.kind)).length === 0;
+    if (options.forWriting) await warnOfNewerRelease(database, logger);
     const directoryLog = logger.child({ component: 'directory' });
     // Consumers of directory changes subscribe to the feed; the directory publishes into it, and
     // each change and its consequences commit in one unit of work of this database.
@@ -272,8 +280,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
     if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
+    const loadSigningKeys = options.loadSigningKeys ?? true;
     const keyStore = await createKeyStore(database.db, config, logger, {
-      initialLoad: migrated,
+      initialLoad: migrated && loadSigningKeys,
+      watch: loadSigningKeys,
       warnWithoutActiveKey: options.ensureSigningKey ?? true,
     });
     closers.push(() => keyStore.close());
@@ -369,4 +379,21 @@ async function configuredDirectory(
   if (!allianceAuth) return { directory: 'builtin' };
   if (allianceAuth.unreadableAtStart) return undefined;
   return { directory: 'alliance-auth', identity: await allianceAuth.identity() };
+}
+
+/**
+ * A process that writes (`serve`, `worker`) on a database a newer release migrated logs a warning
+ * and runs: during an upgrade whose release notes call its migrations additive, old instances may
+ * keep serving (docs/upgrading.md), so `/readyz` does not turn them away; otherwise this release
+ * writes to a schema it does not know. `aa-oidc check` reports the same (W021).
+ */
+async function warnOfNewerRelease(database: DatabaseHandle, logger: Logger): Promise<void> {
+  const unknown = await migrationsUnknownToThisRelease(database.db, database.kind);
+  if (unknown.length === 0) return;
+  logger.warn(
+    { migrations: unknown },
+    `the database was migrated by a newer release of aa-oidc (${unknown.length} migration(s) this release does not have): ` +
+      'this release runs on it only during an upgrade whose release notes say its migrations are additive; ' +
+      'otherwise stop it and start the newer release (docs/upgrading.md)',
+  );
 }

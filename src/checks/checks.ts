@@ -11,7 +11,7 @@ import {
   MINIMUM_IMPORTED_BITS,
   PUBLIC_EXPONENT,
 } from '../keys/crypto.ts';
-import type { SigningKeySummary } from '../keys/types.ts';
+import type { SigningKeySummary, UnloadableSigningKey } from '../keys/types.ts';
 import { quotedName, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
 import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, NUL_NOTE, shellWord } from '../util/shell-word.ts';
@@ -40,7 +40,7 @@ export type CheckId =
 
 export type Finding =
   | {
-      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009' | 'E010';
+      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009' | 'E010' | 'E011' | 'E012' | 'E013';
       level: 'error';
       message: string;
       hint: string;
@@ -65,7 +65,8 @@ export type Finding =
         | 'W017'
         | 'W018'
         | 'W019'
-        | 'W020';
+        | 'W020'
+        | 'W021';
       level: 'warning';
       message: string;
       hint: string;
@@ -613,6 +614,91 @@ export function directoryBindingChecks(status: DirectoryBindingStatus): Finding[
         '(it signs everyone out, revokes every token and grant with back-channel logout, removes two-factor enrolments, and binds the database to the configured directory)',
     },
   ];
+}
+
+/**
+ * E011: the configuration could not be loaded (`ConfigError`: its message names the setting and
+ * what would be valid, never a secret's value). Every command, `serve` and `worker` refuse it; no
+ * other check could run, as each judges the configuration or reads the database it names.
+ */
+export function configurationChecks(problem: string): Finding[] {
+  return [
+    {
+      id: 'E011',
+      level: 'error',
+      message: `the configuration cannot be loaded, so no other check ran: ${problem}`,
+      hint: 'fix that setting (in the environment or the file AA_OIDC_CONFIG names), then run aa-oidc check again; serve, worker and every other command refuse to start until then',
+    },
+  ];
+}
+
+/** How many migration names a finding shows before it counts the rest. */
+const MIGRATIONS_NAMED = 5;
+
+function migrationList(names: readonly string[]): string {
+  const shown = names.slice(0, MIGRATIONS_NAMED).join(', ');
+  return names.length > MIGRATIONS_NAMED ? `${shown} and ${names.length - MIGRATIONS_NAMED} more` : shown;
+}
+
+/**
+ * E012: migrations this release ships that the database lacks (the checks that read the database
+ * then report nothing: its tables are not what they expect). W021: migrations the database records
+ * that this release does not ship, a newer release's: `aa-oidc migrate` refuses the database, but
+ * `serve` and `worker` run on it (old instances may, during an upgrade whose migrations are
+ * additive; docs/upgrading.md), writing to a schema this release does not know.
+ */
+export function migrationChecks(migrations: {
+  pending: readonly string[];
+  unknown: readonly string[];
+}): Finding[] {
+  const findings: Finding[] = [];
+  const { pending, unknown } = migrations;
+  if (pending.length > 0)
+    findings.push({
+      id: 'E012',
+      level: 'error',
+      message: `the database has ${pending.length} pending migration(s) (${migrationList(pending)}), so the checks that read it report nothing: only those of the configuration alone ran`,
+      hint: 'aa-oidc migrate applies them (aa-oidc migrate --dry-run lists them; docs/upgrading.md); until then a production serve answers /readyz with 503, and worker and the other commands refuse to run',
+    });
+  if (unknown.length > 0)
+    findings.push({
+      id: 'W021',
+      level: 'warning',
+      message: `the database was migrated by a newer release of aa-oidc: it records ${unknown.length} migration(s) this release does not have (${migrationList(unknown)}); aa-oidc migrate refuses it, but serve, worker and the other commands of this release run on it and write to a schema they do not know`,
+      hint: 'run the newer release; keep this one running meanwhile only if the newer release notes say its migrations are additive (docs/upgrading.md), or restore the backup taken before that upgrade to go back to this release',
+    });
+  return findings;
+}
+
+/**
+ * E013: published signing keys whose private part cannot be loaded, with the configured
+ * AA_OIDC_SECRET_KEY (not the one they were encrypted with, one finding for all such keys) or at all
+ * (a damaged row, one finding each). `serve` and `worker` refuse to start on the first such key,
+ * as do the commands that load the keys; `aa-oidc keys list` still lists them. No private material,
+ * nor the secret key, is named.
+ */
+export function signingKeyLoadChecks(unloadable: readonly UnloadableSigningKey[]): Finding[] {
+  const findings: Finding[] = [];
+  const wrongSecret = unloadable.filter((key) => key.problem === 'secret_key');
+  const refused =
+    'serve and worker refuse to start, and the commands that load the signing keys refuse to run (aa-oidc keys list shows them)';
+  if (wrongSecret.length > 0)
+    findings.push({
+      id: 'E013',
+      level: 'error',
+      message: `${wrongSecret.length === 1 ? 'the signing key' : `${wrongSecret.length} signing keys`} ${wrongSecret.map((key) => `${key.kid} (${key.status})`).join(', ')} cannot be decrypted: AA_OIDC_SECRET_KEY is not the secret key ${wrongSecret.length === 1 ? 'it was' : 'they were'} encrypted with; ${refused}`,
+      hint: 'configure the AA_OIDC_SECRET_KEY the keys were encrypted with again (in development it is kept in the data folder as secret.key; a backup of the database does not hold it), then run aa-oidc check again',
+    });
+  for (const key of unloadable) {
+    if (key.problem !== 'damaged') continue;
+    findings.push({
+      id: 'E013',
+      level: 'error',
+      message: `the ${key.status} signing key cannot be loaded: ${key.reason}; ${refused}`,
+      hint: "restore the table signing_key from a backup taken with this AA_OIDC_SECRET_KEY: the key's row is not as aa-oidc wrote it",
+    });
+  }
+  return findings;
 }
 
 export function hasError(findings: readonly Finding[]): boolean {

@@ -165,6 +165,20 @@ function unreadPart(what: string, source: PartSource, skipped: string, ...reason
 }
 
 /**
+ * E009 for aa-oidc's own database when `aa-oidc check` could not open or read it at all (a missing
+ * SQLite file, a server that refused the connection or the login): only the checks of the
+ * configuration alone ran.
+ */
+export function unreadDatabase(source: PartSource, reason: unknown): Finding {
+  return unreadPart(
+    'the applications, the signing keys and the directory',
+    source,
+    'every check but those of the configuration alone',
+    reason,
+  );
+}
+
+/**
  * `answer` with whatever looks like a credential hidden (`scrubString`), and the source's `address`
  * shown as it is where the answer names it: the address is without its password already (`***`),
  * which scrubbing would turn into `[redacted]`, as if the answer named another URL. Only the scrubbed

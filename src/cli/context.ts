@@ -115,7 +115,14 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
 export async function withServices<T>(
   io: CliIo,
   work: (services: Services) => Promise<T>,
-  options: Pick<ServicesOptions, 'allianceAuthUnreadableAtStart'> & {
+  options: Pick<ServicesOptions, 'allianceAuthUnreadableAtStart' | 'loadSigningKeys'> & {
+    /** The configuration, when the command loaded it already (`cliConfig(io, { quiet: true })`). */
+    config?: Config;
+    /**
+     * A database with pending migrations is refused (default), or handed to `work` as it is
+     * (`aa-oidc check`, which reports them, E012; `services.startedMigrated` is then false).
+     */
+    pendingMigrations?: 'refuse' | 'allow';
     /**
      * A directory other than the one the database's user ids belong to (E010) is refused, unless
      * `allow` (`aa-oidc check`, `aa-oidc directory rebind`): every user id would name another person.
@@ -123,9 +130,9 @@ export async function withServices<T>(
     otherDirectory?: 'refuse' | 'allow';
   } = {},
 ): Promise<T> {
-  const config = cliConfig(io, { quiet: true });
+  const { otherDirectory, config: loaded, pendingMigrations: pendingAllowed, ...servicesOptions } = options;
+  const config = loaded ?? cliConfig(io, { quiet: true });
   refuseMissingSqliteFile(config);
-  const { otherDirectory, ...servicesOptions } = options;
   const services = await createServices(config, {
     ...servicesOptions,
     migrate: false,
@@ -133,7 +140,8 @@ export async function withServices<T>(
     logger: { destination: io.logDestination('stderr') },
   });
   try {
-    const pending = await pendingMigrations(services.database.db, services.database.kind);
+    const pending =
+      pendingAllowed === 'allow' ? [] : await pendingMigrations(services.database.db, services.database.kind);
     if (pending.length > 0) {
       throw new CliError(
         `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,

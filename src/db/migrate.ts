@@ -186,6 +186,19 @@ async function unknownMigrations(db: Kysely<Database>): Promise<string[]> {
 }
 
 /**
+ * Migrations the migration table records that this release does not ship (a newer release migrated
+ * the database), in name order; none without a migration table. This release still runs on such a
+ * database (old instances may keep running during an upgrade whose migrations are additive,
+ * docs/upgrading.md): `aa-oidc check` warns (W021), `serve` and `worker` log a warning at their start.
+ */
+export async function migrationsUnknownToThisRelease(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+): Promise<string[]> {
+  return (await appliedMigrations(db, kind)).filter((name) => !Object.hasOwn(MIGRATIONS, name)).sort();
+}
+
+/**
  * Throws a `MigrationError` naming the migrations a newer release applied: this release cannot
  * migrate that database (migrations are forward-only), and its migrator would call it corrupted.
  */

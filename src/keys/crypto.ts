@@ -38,9 +38,15 @@ export const PUBLIC_EXPONENT = 65537n;
 export class KeyDecryptionError extends Error {
   override name = 'KeyDecryptionError';
   readonly kid: string;
-  constructor(kid: string, message: string) {
+  /**
+   * `secret_key`: the authenticated decryption failed, as it does with another AA_OIDC_SECRET_KEY
+   * than the one the key was encrypted with; `damaged`: the stored text is not what aa-oidc wrote.
+   */
+  readonly problem: 'secret_key' | 'damaged';
+  constructor(kid: string, message: string, problem: 'secret_key' | 'damaged' = 'damaged') {
     super(message);
     this.kid = kid;
+    this.problem = problem;
   }
 }
 
@@ -91,6 +97,7 @@ export function decryptPrivateJwk(stored: string, kid: string, encryptionKey: Bu
       kid,
       `signing key ${kid} cannot be decrypted: AA_OIDC_SECRET_KEY is not the secret key it was encrypted with ` +
         '(restore the original AA_OIDC_SECRET_KEY; in development it is kept in the data folder as secret.key)',
+      'secret_key',
     );
   }
   try {

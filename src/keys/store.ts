@@ -4,9 +4,15 @@ import type { Kysely } from 'kysely';
 import type { Config } from '../config/load.ts';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
-import { decryptPrivateJwk, deriveKeyEncryptionKey, importPrivateJwk, SIGNING_ALG } from './crypto.ts';
+import {
+  decryptPrivateJwk,
+  deriveKeyEncryptionKey,
+  importPrivateJwk,
+  KeyDecryptionError,
+  SIGNING_ALG,
+} from './crypto.ts';
 import { keySetFingerprint, publishedKeyRows, removeExpiredKeys } from './queries.ts';
-import type { KeyStore, LoadedSigningKey } from './types.ts';
+import type { KeyStore, LoadedSigningKey, UnloadableSigningKey } from './types.ts';
 
 export interface KeyStoreOptions {
   /** Load now and fail on error (default). False: start empty and let the timer load (unmigrated database). */
@@ -19,6 +25,11 @@ export interface KeyStoreOptions {
    * would (`bcl test`); `aa-oidc check` reports the state (W011).
    */
   warnWithoutActiveKey?: boolean;
+  /**
+   * Reload every `reloadIntervalMs` (default true). False: load only when asked (`reload`), for a
+   * command that signs nothing and does not load the keys (`aa-oidc check`, `aa-oidc keys list`).
+   */
+  watch?: boolean;
   /** For tests. */
   now?: () => number;
 }
@@ -71,12 +82,7 @@ export async function createKeyStore(
   const parse = async (row: SigningKeyRow): Promise<ParsedKey> => {
     const cached = parsed.get(row.kid);
     if (cached) return cached;
-    if (row.private_jwk_encrypted === null) {
-      throw new Error(`signing key ${row.kid} is ${row.status} but has no private part (database integrity)`);
-    }
-    const privateJwk = decryptPrivateJwk(row.private_jwk_encrypted, row.kid, encryptionKey);
-    const privateKey = await importPrivateJwk(privateJwk, row.kid, JSON.parse(row.public_jwk) as JWK);
-    const entry = { privateJwk, privateKey };
+    const entry = await loadPrivateKey(row, encryptionKey);
     parsed.set(row.kid, entry);
     return entry;
   };
@@ -159,7 +165,7 @@ export async function createKeyStore(
 
   if (options.initialLoad ?? true) await reload();
 
-  const timer = setInterval(() => {
+  const reloadInBackground = () => {
     reload().then(
       () => {
         lastError = undefined;
@@ -172,8 +178,12 @@ export async function createKeyStore(
         lastError = message;
       },
     );
-  }, options.reloadIntervalMs ?? config.keys.reloadIntervalMs);
-  timer.unref();
+  };
+  const timer =
+    (options.watch ?? true)
+      ? setInterval(reloadInBackground, options.reloadIntervalMs ?? config.keys.reloadIntervalMs)
+      : undefined;
+  timer?.unref();
 
   const activeKey = (): LoadedSigningKey => {
     const active = keys.find((key) => key.status === 'active');
@@ -205,4 +215,47 @@ export async function createKeyStore(
       listeners.clear();
     },
   };
+}
+
+/** Decrypts and parses a published key's private part; throws `KeyDecryptionError` naming why not. */
+async function loadPrivateKey(row: SigningKeyRow, encryptionKey: Buffer): Promise<ParsedKey> {
+  if (row.private_jwk_encrypted === null) {
+    throw new KeyDecryptionError(
+      row.kid,
+      `signing key ${row.kid} is ${row.status} but has no private part (database integrity)`,
+    );
+  }
+  const privateJwk = decryptPrivateJwk(row.private_jwk_encrypted, row.kid, encryptionKey);
+  const privateKey = await importPrivateJwk(privateJwk, row.kid, JSON.parse(row.public_jwk) as JWK);
+  return { privateJwk, privateKey };
+}
+
+/**
+ * The published keys whose private part this configuration's AA_OIDC_SECRET_KEY cannot load, as the
+ * key store's start-up load would (so `serve` and `worker` refuse to start): `aa-oidc check` reports
+ * them (E013) where the store would stop at the first. Every key is tried; nothing is kept.
+ */
+export async function unloadableSigningKeys(
+  db: Kysely<Database>,
+  config: Pick<Config, 'secretKey'>,
+): Promise<UnloadableSigningKey[]> {
+  const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
+  const unloadable: UnloadableSigningKey[] = [];
+  for (const row of await publishedKeyRows(db)) {
+    if (row.status === 'removed') continue;
+    try {
+      await loadPrivateKey(row, encryptionKey);
+    } catch (error) {
+      const known = error instanceof KeyDecryptionError;
+      unloadable.push({
+        kid: row.kid,
+        status: row.status,
+        problem: known ? error.problem : 'damaged',
+        reason: known ? error.message : `signing key ${row.kid}: ${String(error)}`,
+      });
+    }
+  }
+  return unloadable.sort(
+    (a, b) => STATUS_ORDER[a.status] - STATUS_ORDER[b.status] || a.kid.localeCompare(b.kid),
+  );
 }

@@ -58,6 +58,19 @@ export interface LoadedSigningKey {
 }
 
 /**
+ * A published key whose private part this process cannot load (`unloadableSigningKeys`): the key
+ * store's start-up load, so `serve` and `worker`, would fail on it. Names no private material.
+ */
+export interface UnloadableSigningKey {
+  kid: string;
+  status: Exclude<SigningKeyStatus, 'removed'>;
+  /** `secret_key`: AA_OIDC_SECRET_KEY is not the one it was encrypted with; `damaged`: its row is. */
+  problem: 'secret_key' | 'damaged';
+  /** Why, naming the kid (`KeyDecryptionError`'s message). */
+  reason: string;
+}
+
+/**
  * The one write path for signing keys: `next → active → retired → removed`.
  *
  * - Every write runs in a transaction that first takes a writers' lock on the table and re-reads the

@@ -332,8 +332,13 @@ describe('a database that cannot be used stops a command with a message saying w
         'the server is PostgreSQL 12.22, older than aa-oidc supports: it needs PostgreSQL 13 or newer ' +
         "(its change log and pg-boss's job queue use PostgreSQL 13's functions); upgrade the server first";
       assert.equal(await connectFailure(database.url), refusal);
-      const run = await cli(['check'], testEnv(database));
-      assert.deepEqual([run.code, run.stderr], [1, `aa-oidc: ${refusal}\n`]);
+      // check tells it as a finding (E009 of aa-oidc's database), as JSON with --format json too.
+      const run = await cli(['check', '--format', 'json'], testEnv(database));
+      assert.deepEqual([run.code, run.stderr], [1, 'aa-oidc: system check found 1 error(s): E009\n']);
+      const [unread, ...rest] = JSON.parse(run.stdout) as Array<{ id: string; message: string }>;
+      assert.deepEqual(rest, []);
+      assert.equal(unread!.id, 'E009');
+      assert.ok(unread!.message.endsWith(`: ${refusal}`), unread!.message);
     } finally {
       await database.drop();
     }

@@ -1,11 +1,24 @@
 import { Option, type Command } from 'commander';
 import { allianceAuthDataChecks } from '../../alliance-auth/data-checks.ts';
-import { directoryBindingChecks, formatFindings, hasError } from '../../checks/checks.ts';
-import { systemChecksOverWhatCanBeRead } from '../../checks/run.ts';
+import {
+  configurationChecks,
+  directoryBindingChecks,
+  type Finding,
+  formatFindings,
+  hasError,
+  migrationChecks,
+  runChecks,
+  signingKeyLoadChecks,
+} from '../../checks/checks.ts';
+import { systemChecksOverWhatCanBeRead, unreadDatabase } from '../../checks/run.ts';
+import { type Config, ConfigError } from '../../config/load.ts';
 import { describeDatabase } from '../../db/errors.ts';
+import { migrationsUnknownToThisRelease, pendingMigrations } from '../../db/migrate.ts';
 import { usersWithTextToJudge } from '../../directory/builtin/reads.ts';
+import { unloadableSigningKeys } from '../../keys/store.ts';
+import type { Services } from '../../services.ts';
 import { pgBossChecks, storageChecks } from '../storage-checks.ts';
-import { CliError, type CliIo, withServices } from '../context.ts';
+import { CliError, type CliIo, cliConfig, withServices } from '../context.ts';
 import { jsonDocument, textBlock } from '../output.ts';
 
 export function registerCheck(program: Command, io: CliIo): void {
@@ -23,51 +36,99 @@ export function registerCheck(program: Command, io: CliIo): void {
       // (a table or column the login cannot SELECT; serve and worker stop there) is E009 of the
       // directory, told once, not asked again by each check that reads it. E010: the
       // configured directory is not the one the database's user ids belong to.
-      const findings = await withServices(
-        io,
-        async (services) => {
-          const aa = services.allianceAuth;
-          const ownDatabase = describeDatabase(services.config.database);
-          const unreadable = aa?.unreadableAtStart;
-          return [
-            ...(await systemChecksOverWhatCanBeRead(
-              services.config,
-              services.applications,
-              unreadable
-                ? {
-                    listStates: () => Promise.reject(unreadable),
-                    listGroups: () => Promise.reject(unreadable),
-                  }
-                : services.directory,
-              services.keys,
-              {
-                ownDatabase: { described: ownDatabase, address: ownDatabase },
-                directory: aa
-                  ? {
-                      described: `Alliance Auth's database ${aa.connection.displayUrl}`,
-                      address: aa.connection.displayUrl,
-                      ...(unreadable && { alsoSkipped: "W016 to W019 of Alliance Auth's rows" }),
-                    }
-                  : { described: ownDatabase, address: ownDatabase },
-              },
-              services.config.directory.source === 'builtin'
-                ? () => usersWithTextToJudge(services.database.db)
-                : undefined,
-            )),
-            ...directoryBindingChecks(services.directoryBinding),
-            ...(await pgBossChecks(services.database)),
-            ...(await storageChecks(services.config, services.database)),
-            ...(aa && !unreadable ? await allianceAuthDataChecks(aa.connection) : []),
-          ];
-        },
-        { allianceAuthUnreadableAtStart: 'report', otherDirectory: 'allow' },
-      );
-      io.stdout.write(
-        options.format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)),
-      );
+      // Every other outcome is findings too, printed in the format asked for (a monitoring script reading
+      // --format json always gets one document): a configuration that cannot be loaded is E011 (and
+      // exit code 2, as for every command); a database that cannot be opened or read at all is E009 of
+      // aa-oidc's database, pending migrations E012, each with the checks of the configuration alone;
+      // signing keys that AA_OIDC_SECRET_KEY cannot decrypt are E013, the other checks still run.
+      let config: Config;
+      try {
+        config = cliConfig(io, { quiet: true });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        writeFindings(io, options.format, configurationChecks(error.message));
+        throw error;
+      }
+      const ownDatabase = describeDatabase(config.database);
+      let findings: Finding[];
+      try {
+        findings = await withServices(io, (services) => checksOf(services), {
+          config,
+          allianceAuthUnreadableAtStart: 'report',
+          otherDirectory: 'allow',
+          pendingMigrations: 'allow',
+          loadSigningKeys: false,
+        });
+      } catch (error) {
+        findings = [
+          unreadDatabase({ described: ownDatabase, address: ownDatabase }, error),
+          ...runChecks(config, undefined),
+        ];
+      }
+      writeFindings(io, options.format, findings);
       if (hasError(findings)) {
         const errors = findings.filter((finding) => finding.level === 'error').map((finding) => finding.id);
         throw new CliError(`system check found ${errors.length} error(s): ${errors.join(', ')}`);
       }
     });
+}
+
+function writeFindings(io: CliIo, format: 'text' | 'json', findings: readonly Finding[]): void {
+  io.stdout.write(format === 'json' ? jsonDocument(findings) : textBlock(formatFindings(findings)));
+}
+
+/**
+ * The findings over the opened services: on a database with pending migrations (E012), those of the
+ * configuration alone; otherwise every check, the signing keys' private parts tried (E013) rather
+ * than loaded (a key that does not load stops the start of every other command).
+ */
+async function checksOf(services: Services): Promise<Finding[]> {
+  const { db, kind } = services.database;
+  const migrations = migrationChecks({
+    pending: await pendingMigrations(db, kind),
+    unknown: await migrationsUnknownToThisRelease(db, kind),
+  });
+  if (hasError(migrations)) return [...migrations, ...runChecks(services.config, undefined)];
+  return [
+    ...migrations,
+    // Keys that cannot be read at all are E009 of the signing keys, below.
+    ...signingKeyLoadChecks(await unloadableSigningKeys(db, services.config).catch(() => [])),
+    ...(await systemChecksOfTheDatabase(services)),
+  ];
+}
+
+async function systemChecksOfTheDatabase(services: Services): Promise<Finding[]> {
+  const aa = services.allianceAuth;
+  const ownDatabase = describeDatabase(services.config.database);
+  const unreadable = aa?.unreadableAtStart;
+  return [
+    ...(await systemChecksOverWhatCanBeRead(
+      services.config,
+      services.applications,
+      unreadable
+        ? {
+            listStates: () => Promise.reject(unreadable),
+            listGroups: () => Promise.reject(unreadable),
+          }
+        : services.directory,
+      services.keys,
+      {
+        ownDatabase: { described: ownDatabase, address: ownDatabase },
+        directory: aa
+          ? {
+              described: `Alliance Auth's database ${aa.connection.displayUrl}`,
+              address: aa.connection.displayUrl,
+              ...(unreadable && { alsoSkipped: "W016 to W019 of Alliance Auth's rows" }),
+            }
+          : { described: ownDatabase, address: ownDatabase },
+      },
+      services.config.directory.source === 'builtin'
+        ? () => usersWithTextToJudge(services.database.db)
+        : undefined,
+    )),
+    ...directoryBindingChecks(services.directoryBinding),
+    ...(await pgBossChecks(services.database)),
+    ...(await storageChecks(services.config, services.database)),
+    ...(aa && !unreadable ? await allianceAuthDataChecks(aa.connection) : []),
+  ];
 }

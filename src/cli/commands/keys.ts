@@ -4,6 +4,8 @@ import { type Command, Option } from 'commander';
 import { KeyError } from '../../keys/service.ts';
 import type { KeyService } from '../../keys/service.ts';
 import type { SigningKeySummary, WithdrawResult } from '../../keys/types.ts';
+import { signingKeyLoadChecks } from '../../checks/checks.ts';
+import { unloadableSigningKeys } from '../../keys/store.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { fileOption } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
@@ -113,8 +115,26 @@ export function registerKeys(program: Command, io: CliIo): void {
     .description('list every signing key (never private material)')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const rows = await withKeyService(io, (service) => service.list());
+      // The keys' public metadata only: listed even when AA_OIDC_SECRET_KEY cannot decrypt their
+      // private parts (which stops serve and the commands that load them), so that the operator can
+      // see which keys the database holds; a note on stderr names those (E013 of aa-oidc check).
+      const [rows, unloadable] = await withServices(
+        io,
+        async (services) => [
+          await services.keys.list(),
+          await unloadableSigningKeys(services.database.db, services.config),
+        ],
+        { loadSigningKeys: false },
+      );
       io.stdout.write(renderRows(rows, COLUMNS, options.format, keyJson));
+      if (unloadable.length > 0)
+        io.stderr.write(
+          textLines(
+            signingKeyLoadChecks(unloadable).map(
+              (finding) => `aa-oidc: note: ${finding.message} (${finding.id}; see aa-oidc check)`,
+            ),
+          ),
+        );
     });
 
   keys
