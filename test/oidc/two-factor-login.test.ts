@@ -7,6 +7,7 @@ import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { consoleGet, consoleSignIn, pageText } from '../helpers/console.ts';
+import { authorizeParams } from '../helpers/flows.ts';
 import {
   authorizeUrl,
   basicAuth,
@@ -14,7 +15,6 @@ import {
   formAction,
   formField,
   PASSWORD,
-  pkcePair,
   postForm,
   REDIRECT_URI,
   seedApp,
@@ -36,20 +36,11 @@ async function passwordStepAt(
   password: string,
 ) {
   const browser = new Browser();
-  const { verifier, challenge } = pkcePair();
-  const response = await signIn(
-    browser,
-    server,
-    authorizeUrl(server, {
-      client_id: client.clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope: 'openid',
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-    }),
-    { username, password },
+  const { verifier, params } = authorizeParams(
+    { clientId: client.clientId, clientSecret: '' },
+    { scope: 'openid' },
   );
+  const response = await signIn(browser, server, authorizeUrl(server, params), { username, password });
   return { browser, verifier, response, body: await response.text() };
 }
 
