@@ -281,7 +281,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
     // empty and keeps polling; /readyz reports the pending migrations meanwhile.
     const loadSigningKeys = options.loadSigningKeys ?? true;
-    const keyStore = await createKeyStore(database.db, config, logger, {
+    const keyStore = await createKeyStore(database, config, logger, {
       initialLoad: migrated && loadSigningKeys,
       watch: loadSigningKeys,
       warnWithoutActiveKey: options.ensureSigningKey ?? true,

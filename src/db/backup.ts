@@ -1,4 +1,15 @@
-import { existsSync, linkSync, lstatSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
@@ -27,10 +38,14 @@ export interface BackupCounts {
 }
 
 /**
- * An online, consistent copy of the SQLite database through SQLite's backup API, while aa-oidc keeps
- * serving: the pages are copied in one step, inside one read transaction, so the copy is the database
- * as of one instant (in WAL mode writers go on meanwhile). The copy is written beside `file`, checked
- * (`integrity_check`), then linked into place: `file` never holds a partial copy. An existing `file`
+ * An online, consistent copy of the SQLite database while aa-oidc keeps serving, made by `VACUUM INTO`
+ * inside one read transaction, so the copy is the database as of one instant (in WAL mode writers go
+ * on meanwhile). `VACUUM INTO` writes the live rows into new pages, where SQLite's backup API would
+ * copy the pages as they are: with the free pages and the freed space within pages, which may still
+ * hold erased data (an erased signing key's private part, written before aa-oidc zeroed what it
+ * deletes, see sqlite-settings.ts). So a copy holds nothing the database no longer holds, and is
+ * compact. The copy is written beside `file`, checked (`integrity_check`), synced to the disk, then
+ * linked into place: `file` never holds a partial copy. An existing `file`
  * (a dangling symbolic link too) is refused, never overwritten, also when it appears while the copy is
  * made (another backup to the same name); nothing is written through a symbolic link planted at the
  * partial copy's name.
@@ -69,9 +84,8 @@ export async function backupSqlite(
     }
     let copy: BetterSqlite3.Database;
     try {
-      await database.sqlite.backup(partial, {
-        progress: ({ totalPages }) => Math.max(totalPages, 1) * 2,
-      });
+      // Into the empty file made above (VACUUM INTO takes an empty file, never one with content).
+      database.sqlite.prepare('vacuum into ?').run(partial);
       copy = new BetterSqlite3(partial, { fileMustExist: true });
       // One self-contained file: no -wal or -shm beside it (the server sets WAL again when it opens it).
       copy.pragma('journal_mode = DELETE');
@@ -88,11 +102,22 @@ export async function backupSqlite(
     } finally {
       await db.destroy();
     }
+    syncFile(partial);
     placeWithoutOverwriting(partial, target, taken);
     return { file: target, bytes: statSync(target).size, counts };
   } finally {
     if (created)
       for (const leftover of [partial, `${partial}-wal`, `${partial}-shm`]) rmSync(leftover, { force: true });
+  }
+}
+
+/** Writes the copy's data through to the disk before it takes its name. */
+function syncFile(file: string): void {
+  const descriptor = openSync(file, 'r');
+  try {
+    fsyncSync(descriptor);
+  } finally {
+    closeSync(descriptor);
   }
 }
 

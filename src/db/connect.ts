@@ -27,7 +27,7 @@ export interface DatabaseHandle {
   kind: DatabaseKind;
   /** The PostgreSQL pool, for components that need a raw client (pg-boss). Absent on SQLite. */
   pgPool?: pg.Pool;
-  /** The SQLite connection, for its backup API (`aa-oidc backup`). Absent on PostgreSQL. */
+  /** The SQLite connection, for what Kysely does not do (`aa-oidc backup`, erasing). Absent on PostgreSQL. */
   sqlite?: BetterSqlite3.Database;
   close(): Promise<void>;
 }

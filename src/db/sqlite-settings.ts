@@ -3,7 +3,7 @@ import type BetterSqlite3 from 'better-sqlite3';
 /**
  * The settings of every SQLite connection aa-oidc opens: the main one (connect.ts) and the write
  * worker's (write-worker-thread.ts, which is given them as data), which must agree (WAL, the busy
- * wait, the checkpoint size).
+ * wait, the checkpoint size, zeroing what is deleted).
  */
 
 /**
@@ -27,6 +27,18 @@ export const WAL_CHECKPOINT_PAGES = 4000;
  */
 export const BUSY_TIMEOUT_MS = 5000;
 
+/**
+ * What SQLite does with the bytes of a deleted row or value: `FAST` overwrites the freed space of a
+ * page with zeros as it frees it, on a page the statement writes anyway, so it costs no I/O; `ON`
+ * zeroes, in addition, every whole page that goes to the free list, which the token purges would pay
+ * for in writes on every page they empty. Without either (SQLite's default), an erased value stays
+ * readable in the file and in every copy of it until its space is reused, as an erased signing key's
+ * private part (encrypted) did in backups. A value too large for its page (a key of more than about
+ * 3,000 bits) goes partly to overflow pages, which `FAST` leaves unzeroed on the free list: the
+ * signing keys' writes turn `ON` for their own transactions (erasure.ts).
+ */
+export const SECURE_DELETE = 'FAST';
+
 const TO_WAL = 'journal_mode = WAL';
 
 export const SQLITE_PRAGMAS: readonly string[] = [
@@ -35,6 +47,7 @@ export const SQLITE_PRAGMAS: readonly string[] = [
   `busy_timeout = ${BUSY_TIMEOUT_MS}`,
   'synchronous = NORMAL',
   `wal_autocheckpoint = ${WAL_CHECKPOINT_PAGES}`,
+  `secure_delete = ${SECURE_DELETE}`,
 ];
 
 export function applySqliteSettings(sqlite: BetterSqlite3.Database): void {

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Transaction } from 'kysely';
 import type { Config } from '../config/load.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
@@ -10,6 +10,7 @@ import {
   generateSigningKey,
   signingKeyFromPem,
 } from './crypto.ts';
+import { erasingKeyWrite, type KeyDatabase } from './erasure.ts';
 import { KeyError } from './errors.ts';
 import {
   allKeyRows,
@@ -50,8 +51,7 @@ export { KeyError, type KeyErrorCode } from './errors.ts';
  * write takes the writers' lock and re-reads the state first; the SQL is in queries.ts.
  */
 
-export interface KeyServiceDatabase {
-  db: Kysely<Database>;
+export interface KeyServiceDatabase extends KeyDatabase {
   kind: DatabaseKind;
 }
 
@@ -186,11 +186,26 @@ export function createKeyService(
     };
   };
 
-  const writeTransaction = <T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> =>
-    db.transaction().execute(async (trx) => {
-      await lockSigningKeys(trx, kind);
-      return work(trx);
-    });
+  /**
+   * A key write may erase private parts (a withdrawal; all but an import remove the expired keys
+   * first): `erased` says from its result whether it did (erasure.ts).
+   */
+  const writeTransaction = <T>(
+    erased: (result: T) => boolean,
+    work: (trx: Transaction<Database>) => Promise<T>,
+  ): Promise<T> =>
+    erasingKeyWrite(
+      database,
+      async (trx) => {
+        await lockSigningKeys(trx, kind);
+        return work(trx);
+      },
+      erased,
+      logger,
+    );
+  const removedAny = (result: { removedKids: string[] }) => result.removedKids.length > 0;
+  const erasedAlways = () => true;
+  const erasedNothing = () => false;
 
   const insertKey = (
     trx: Transaction<Database>,
@@ -266,12 +281,12 @@ export function createKeyService(
       const take = keyPool(
         await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
       );
-      const { summary, created } = await writeTransaction(async (trx) => {
+      const { summary, created } = await writeTransaction(removedAny, async (trx) => {
         const now = clock();
-        await removeExpiredKeys(trx, now);
+        const removedKids = await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
         // Another instance or process got there first.
-        if (active) return { summary: toSummary(active), created: null };
+        if (active) return { summary: toSummary(active), created: null, removedKids };
         const next = only(await keyRowsByStatus(trx, 'next'), 'next');
         const { activeKid, nextKid } = await activateNextOrNew(trx, next, take, now);
         const row = await keyRow(trx, activeKid);
@@ -283,7 +298,7 @@ export function createKeyService(
           // Nobody asked for it: a process found no key to sign with (a database's first start).
           actor: 'system',
         };
-        return { summary: toSummary(row!), created: creation };
+        return { summary: toSummary(row!), created: creation, removedKids };
       });
       if (created) {
         logger?.info({ activeKid: created.kid, nextKid: created.nextKid }, 'created the active signing key');
@@ -326,7 +341,7 @@ export function createKeyService(
       const take = keyPool(
         await Promise.all(hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()]),
       );
-      const result = await writeTransaction(async (trx): Promise<RotationResult> => {
+      const result = await writeTransaction(removedAny, async (trx): Promise<RotationResult> => {
         const now = clock();
         const removedKids = await removeExpiredKeys(trx, now);
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
@@ -396,7 +411,7 @@ export function createKeyService(
         return { dryRun: true, kid: null, rotationSafeAt: rotationSafeAt(now), removedKids: [] };
       }
       const key = await generateSigningKey();
-      const result = await writeTransaction(async (trx): Promise<PrepareNextResult> => {
+      const result = await writeTransaction(removedAny, async (trx): Promise<PrepareNextResult> => {
         const now = clock();
         const removedKids = await removeExpiredKeys(trx, now);
         refuseSecondNext(only(await keyRowsByStatus(trx, 'next'), 'next'), 'nothing was prepared');
@@ -440,7 +455,7 @@ export function createKeyService(
           removedKids: [],
         };
       }
-      const result = await writeTransaction(async (trx) => {
+      const result = await writeTransaction(removedAny, async (trx) => {
         const row = check(await keyRow(trx, kid));
         const now = clock();
         const removedKids = await removeExpiredKeys(trx, now);
@@ -537,7 +552,8 @@ export function createKeyService(
               hasNext ? [generateSigningKey()] : [generateSigningKey(), generateSigningKey()],
             ),
       );
-      const result = await writeTransaction(async (trx): Promise<WithdrawResult> => {
+      // Always erases: the withdrawn key's private part.
+      const result = await writeTransaction(erasedAlways, async (trx): Promise<WithdrawResult> => {
         const now = clock();
         const row = withdrawable(await keyRow(trx, kid));
         const active = only(await keyRowsByStatus(trx, 'active'), 'active');
@@ -622,7 +638,8 @@ export function createKeyService(
           rotationSafeAt: as === 'next' ? rotationSafeAt(now) : null,
         };
       }
-      const result = await writeTransaction(async (trx): Promise<ImportResult> => {
+      // An import removes no expired key: it erases nothing.
+      const result = await writeTransaction(erasedNothing, async (trx): Promise<ImportResult> => {
         refuseExisting(await keyRow(trx, key.kid));
         const now = clock();
         const publishUntil = retiredKeyPublishedUntil(now);
@@ -684,7 +701,10 @@ export function createKeyService(
     },
 
     async removeExpired(now = clock()) {
-      const removed = await writeTransaction((trx) => removeExpiredKeys(trx, now));
+      const removed = await writeTransaction(
+        (kids: string[]) => kids.length > 0,
+        (trx) => removeExpiredKeys(trx, now),
+      );
       if (removed.length > 0) logger?.info({ removedKids: removed }, 'removed expired signing keys');
       return removed;
     },

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { JWK } from 'jose';
-import type { Kysely } from 'kysely';
 import type { Config } from '../config/load.ts';
+import type { Kysely } from 'kysely';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
 import {
@@ -11,6 +11,7 @@ import {
   KeyDecryptionError,
   SIGNING_ALG,
 } from './crypto.ts';
+import { erasingKeyWrite, type KeyDatabase } from './erasure.ts';
 import { keySetFingerprint, publishedKeyRows, removeExpiredKeys } from './queries.ts';
 import type { KeyStore, LoadedSigningKey, UnloadableSigningKey } from './types.ts';
 
@@ -49,7 +50,8 @@ const STATUS_ORDER = { active: 0, next: 1, retired: 2 } as const;
  * within seconds, without a restart.
  *
  * Clean-up: when a retired key it publishes passes `publish_until`, the store itself moves expired
- * keys to removed (one idempotent UPDATE; any instance may do it) and reloads. This needs no query
+ * keys to removed (one idempotent UPDATE; any instance may do it), erasing their private parts from
+ * the database's files (erasure.ts), and reloads. This needs no query
  * of its own, since the store already knows the dates, and no separate job.
  *
  * A background reload that fails (database away, a key that does not decrypt) is logged and the
@@ -59,11 +61,12 @@ const STATUS_ORDER = { active: 0, next: 1, retired: 2 } as const;
  * whatever its selection order; the active key comes first and carries no restriction.
  */
 export async function createKeyStore(
-  db: Kysely<Database>,
+  database: KeyDatabase,
   config: Pick<Config, 'secretKey' | 'keys'>,
   logger: Logger,
   options: KeyStoreOptions = {},
 ): Promise<KeyStore> {
+  const { db } = database;
   const log = logger.child({ component: 'keys' });
   const encryptionKey = deriveKeyEncryptionKey(config.secretKey);
   const now = options.now ?? Date.now;
@@ -122,7 +125,12 @@ export async function createKeyStore(
     if (expired) {
       // A failed clean-up (e.g. a read-only database) must not stop this instance from seeing rotations.
       try {
-        const removed = await removeExpiredKeys(db, now());
+        const removed = await erasingKeyWrite(
+          database,
+          (trx) => removeExpiredKeys(trx, now()),
+          (kids) => kids.length > 0,
+          log,
+        );
         if (removed.length > 0) log.info({ removedKids: removed }, 'removed expired signing keys');
         lastRemovalError = undefined;
       } catch (error) {

@@ -15,6 +15,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import BetterSqlite3 from 'better-sqlite3';
 import { createLocalJWKSet, type JSONWebKeySet, jwtVerify } from 'jose';
 import { Migrator } from 'kysely/migration';
 import { createApp } from '../../src/app.ts';
@@ -25,6 +26,7 @@ import { cli, spawnCli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { commandUnavailable } from '../helpers/e2e.ts';
+import { leftoversOf } from '../helpers/leftovers.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { type TestServer, startServer } from '../helpers/server.ts';
 import {
@@ -234,6 +236,44 @@ describe(
         const again = await cli(['backup', '--to', file], env);
         assert.equal(again.code, 1);
         assert.equal(again.stderr, `aa-oidc: ${file} exists already; name a new file\n`);
+      } finally {
+        await database.drop();
+      }
+    });
+
+    it('copies the live rows only: a private part erased before this release zeroed what it deletes is in the database file, not in the copy', async () => {
+      const database = await createTestDatabase({ migrated: true });
+      try {
+        const env = testEnv(database);
+        const file = path.join(database.dataDir, 'test.sqlite');
+        assert.equal((await cli(['keys', 'rotate'], env)).code, 0);
+        // The database as an older release left it after `keys withdraw`: secure_delete off, so the
+        // private part's bytes stay in the freed space of its page.
+        const older = new BetterSqlite3(file);
+        let secret: string;
+        try {
+          older.pragma('secure_delete = OFF');
+          const next = older
+            .prepare(`select kid, private_jwk_encrypted from signing_key where status = 'next'`)
+            .get() as { kid: string; private_jwk_encrypted: string };
+          secret = next.private_jwk_encrypted;
+          const now = Date.now();
+          older
+            .prepare(
+              `update signing_key set status = 'removed', retired_at = ?, publish_until = ?, removed_at = ?,
+                 withdrawn_at = ?, private_jwk_encrypted = null, revision = revision + 1 where kid = ?`,
+            )
+            .run(now, now, now, now, next.kid);
+          older.pragma('wal_checkpoint(TRUNCATE)');
+        } finally {
+          older.close();
+        }
+        assert.notDeepEqual(leftoversOf(secret, file), [], 'the database file still holds the erased bytes');
+
+        const copy = path.join(database.dataDir, 'clean.sqlite');
+        const run = await cli(['backup', '--to', copy], env);
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(leftoversOf(secret, copy), [], 'the copy holds nothing of them');
       } finally {
         await database.drop();
       }

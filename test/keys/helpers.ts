@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import type { Config } from '../../src/config/load.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
-import { createLogger, type Logger } from '../../src/logging/logger.ts';
+import { createLogger, type Logger, type LogLevel } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
 import type { TestDatabase } from '../helpers/database.ts';
 
@@ -18,8 +18,11 @@ export async function openInstance(
   return { config, handle };
 }
 
-/** A logger whose lines (parsed JSON) tests can read. */
-export function capturingLogger(config: Config): { logger: Logger; lines: Array<Record<string, unknown>> } {
+/** A logger whose lines (parsed JSON) tests can read, from `level` up. */
+export function capturingLogger(
+  config: Config,
+  level: LogLevel = 'info',
+): { logger: Logger; lines: Array<Record<string, unknown>> } {
   const lines: Array<Record<string, unknown>> = [];
   const destination = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -27,7 +30,7 @@ export function capturingLogger(config: Config): { logger: Logger; lines: Array<
       callback();
     },
   });
-  const logger = createLogger({ logging: { ...config.logging, level: 'info' } }, { destination });
+  const logger = createLogger({ logging: { ...config.logging, level } }, { destination });
   return { logger, lines };
 }
 

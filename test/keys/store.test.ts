@@ -65,7 +65,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
     let clock = Date.now();
     // Ten minutes between the store's own reloads: each change below is seen (and an expired key
     // removed) by the reload the test makes, not by a timer reload just before it.
-    const store = await createKeyStore(handle.db, config, createLogger(config), {
+    const store = await createKeyStore(handle, config, createLogger(config), {
       now: () => clock,
       reloadIntervalMs: 600_000,
     });
@@ -121,7 +121,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
     let clock = Date.now();
     // An instance that has not seen the rotation yet: it reloads at its next timer, up to
     // keys.reloadIntervalMs after the rotation committed, and signs with the old key until then.
-    const lagging = await createKeyStore(handle.db, config, createLogger(config), {
+    const lagging = await createKeyStore(handle, config, createLogger(config), {
       now: () => clock,
       reloadIntervalMs: 600_000,
     });
@@ -155,7 +155,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
 
   it('publishes only public members, and marks keys other than the active one verify-only', async () => {
     const { config, handle } = await openInstance(database);
-    const store = await createKeyStore(handle.db, config, createLogger(config));
+    const store = await createKeyStore(handle, config, createLogger(config));
     try {
       const signing = store.signingJwks().keys;
       const published = store.publicJwks().keys;
@@ -185,7 +185,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
 
   it('feeds oidc-provider: its JWKS endpoint publishes exactly the store keys', async () => {
     const { config, handle } = await openInstance(database);
-    const store = await createKeyStore(handle.db, config, createLogger(config));
+    const store = await createKeyStore(handle, config, createLogger(config));
     let server: Server | undefined;
     try {
       const provider = new Provider(ISSUER, {
@@ -214,7 +214,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
   it('serves a rotation made through another instance within seconds, without restart', async () => {
     const reader = await openInstance(database, { keys: { reloadIntervalMs: 100 } });
     const writer = await openInstance(database);
-    const store = await createKeyStore(reader.handle.db, reader.config, createLogger(reader.config));
+    const store = await createKeyStore(reader.handle, reader.config, createLogger(reader.config));
     try {
       const before = store.activeKid();
       const beforeVersion = store.version();
@@ -245,7 +245,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
   it('parses each key once: an unchanged database reloads nothing, and a promoted key keeps its parsed object', async () => {
     const { config, handle } = await openInstance(database);
     // No timer reload in between: the rotation is loaded by the reload the test makes.
-    const store = await createKeyStore(handle.db, config, createLogger(config), {
+    const store = await createKeyStore(handle, config, createLogger(config), {
       reloadIntervalMs: 600_000,
     });
     try {
@@ -272,7 +272,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
     const { config, handle } = await openInstance(database);
     const wrong = { ...config, secretKey: 'not-the-secret-key-these-were-encrypted-with' };
     try {
-      await assert.rejects(createKeyStore(handle.db, wrong, createLogger(config)), (error: Error) => {
+      await assert.rejects(createKeyStore(handle, wrong, createLogger(config)), (error: Error) => {
         assert.match(error.message, /cannot be decrypted: AA_OIDC_SECRET_KEY is not the secret key/);
         assert.ok(!error.message.includes(config.secretKey) && !error.message.includes(wrong.secretKey));
         return true;
@@ -280,7 +280,7 @@ describe(`signing keys: KeyStore (${testDatabaseKind})`, () => {
 
       const { logger, lines } = capturingLogger(config);
       const store = await createKeyStore(
-        handle.db,
+        handle,
         { ...config, keys: { ...config.keys, reloadIntervalMs: 100 } },
         logger,
       );

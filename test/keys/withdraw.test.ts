@@ -77,8 +77,8 @@ describe(`signing keys: withdrawing a leaked key (${testDatabaseKind})`, () => {
     // makes, not by a timer reload just before it.
     const options = { now, reloadIntervalMs: 600_000 };
     const stores = [
-      await createKeyStore(handle.db, config, createLogger(config), options),
-      await createKeyStore(second.handle.db, second.config, createLogger(second.config), options),
+      await createKeyStore(handle, config, createLogger(config), options),
+      await createKeyStore(second.handle, second.config, createLogger(second.config), options),
     ];
     try {
       const retired = (await keys.list()).find((key) => key.status === 'retired')!;
