@@ -708,12 +708,22 @@ function refuseUnknownSslMode(url: string, setting: string): void {
 const POSTGRES_SSL_FLAGS = ['true', '1', '0', 'no-verify'];
 
 /**
+ * The parameters that make node-postgres ignore `ssl` altogether (any of them with a value: TLS is
+ * then what `sslmode` and the files say).
+ */
+const POSTGRES_SSL_OVERRIDING = ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'];
+
+/**
  * An `ssl` the driver does not read as written (`bogus`, `require`, even `false`) is refused here,
  * naming it and what is valid: the driver takes any other text for TLS with the certificate checked,
  * and a server without TLS then reads as "does not accept TLS connections". The driver acts on its
- * last value, and so does this; the value is shown as in `refuseUnknownSslMode`.
+ * last value, and so does this; the value is shown as in `refuseUnknownSslMode`. Beside `sslmode` or
+ * a certificate file the driver ignores `ssl` (`?ssl=false&sslmode=disable` connects without TLS), so
+ * it is not judged there.
  */
 function refuseUnknownSslFlag(url: string, setting: string): void {
+  if (POSTGRES_SSL_OVERRIDING.some((parameter) => (urlParameterValues(url, parameter).at(-1) ?? '') !== ''))
+    return;
   const flag = urlParameterValues(url, 'ssl').at(-1);
   if (flag === undefined || flag === '' || POSTGRES_SSL_FLAGS.includes(flag)) return;
   throw new ConfigError(
@@ -825,8 +835,11 @@ export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDE
  * into it.
  */
 export function mysqlSslParameterProblem(url: string): string | undefined {
-  const values = new URL(url).searchParams.getAll('ssl');
-  const value = values.at(-1);
+  const parameters = new URL(url).searchParams;
+  // Beside the mysql client's TLS parameters `ssl` is judged with them (mysqlUrlParts: ignored with
+  // ssl-mode=DISABLED, refused otherwise as TLS given twice).
+  if (MYSQL_TLS_PARAMETERS.some((name) => parameters.has(name))) return undefined;
+  const value = parameters.getAll('ssl').at(-1);
   if (value === undefined) return undefined;
   let read: unknown = value;
   try {
@@ -841,6 +854,13 @@ export function mysqlSslParameterProblem(url: string): string | undefined {
   if (reads) return undefined;
   return `ssl ${JSON.stringify(redactUrl(value))} is not a value the MariaDB/MySQL driver reads; for TLS use ssl-mode (one of ${MYSQL_SSL_MODES.join(', ')}) with ssl-ca, like ?ssl-mode=VERIFY_IDENTITY&ssl-ca=/path/to/ca.pem, or leave ssl out; the driver's own ssl takes only a JSON object of its TLS options (ssl={"rejectUnauthorized":true}), ${MYSQL_SSL_PROFILES.map((name) => `"${name}"`).join(', ')}, or false`;
 }
+
+/** The `mysql` client's TLS parameters a MariaDB/MySQL URL may carry, in both spellings. */
+const MYSQL_TLS_PARAMETERS: readonly string[] = [
+  'ssl-mode',
+  'ssl_mode',
+  ...Object.values(MYSQL_URL_FILES).flat(),
+];
 
 /** The TLS profiles the MariaDB/MySQL driver (mysql2) knows by name, for its `ssl` parameter. */
 const MYSQL_SSL_PROFILES: readonly string[] = ['Amazon RDS'];

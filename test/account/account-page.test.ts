@@ -635,12 +635,12 @@ describe(`the account page (${testDatabaseKind})`, () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);
     const page = await consoleGet(here, url('/account'));
-    await signedInAgo(person, 9);
+    await signedInAgo(person, 5);
     const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
     assert.equal(enrol.status, 200);
     const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
     const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
-    await signedInAgo(person, 2);
+    await signedInAgo(person, 6);
     const refused = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
       code: currentCode(secret),
       enrolment,

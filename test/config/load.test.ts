@@ -858,6 +858,17 @@ describe('configuration', () => {
       const url = `postgres://aa@db.example.org/alliance_auth?ssl=${value}`;
       assert.equal(loadConfig({ env: aaEnv(url), cwd: tempDir() }).directory.allianceAuth.databaseUrl, url);
     }
+    // Beside sslmode or a certificate file the PostgreSQL driver ignores ssl: what worked still loads.
+    for (const query of ['ssl=false&sslmode=disable', 'sslmode=verify-full&ssl=require']) {
+      const url = `postgres://aa@db.example.org/alliance_auth?${query}`;
+      assert.equal(loadConfig({ env: aaEnv(url), cwd: tempDir() }).directory.allianceAuth.databaseUrl, url);
+    }
+    // Beside ssl-mode=DISABLED the MariaDB URL's ssl is dropped (mysqlUrlParts): it still loads.
+    const disabled = 'mysql://aa:hunter2@db.example.org/alliance_auth?ssl-mode=DISABLED&ssl=true';
+    assert.equal(
+      loadConfig({ env: aaEnv(disabled), cwd: tempDir() }).directory.allianceAuth.databaseUrl,
+      disabled,
+    );
   });
 
   it('says where a JSON config file stops parsing, once, and never what it holds there', () => {

@@ -51,15 +51,25 @@ export function registerCheck(program: Command, io: CliIo): void {
       }
       const ownDatabase = describeDatabase(config.database);
       let findings: Finding[];
+      // What failed once the services were open is no failure to open aa-oidc's database: not E009.
+      let opened = false;
       try {
-        findings = await withServices(io, (services) => checksOf(services), {
-          config,
-          allianceAuthUnreadableAtStart: 'report',
-          otherDirectory: 'allow',
-          pendingMigrations: 'allow',
-          loadSigningKeys: false,
-        });
+        findings = await withServices(
+          io,
+          (services) => {
+            opened = true;
+            return checksOf(services);
+          },
+          {
+            config,
+            allianceAuthUnreadableAtStart: 'report',
+            otherDirectory: 'allow',
+            pendingMigrations: 'allow',
+            loadSigningKeys: false,
+          },
+        );
       } catch (error) {
+        if (opened) throw error;
         findings = [
           unreadDatabase({ described: ownDatabase, address: ownDatabase }, error),
           ...runChecks(config, undefined),

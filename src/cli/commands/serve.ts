@@ -34,8 +34,9 @@ export function registerServe(program: Command, io: CliIo): void {
       const config = cliConfig(io);
       // What the configuration alone refuses (E004, …) refuses the start before the database is
       // opened: a development start would otherwise create the SQLite file and apply the migrations.
-      const configured = runChecks(config, []);
-      if (hasError(configured)) reportFindings(configured, io);
+      // Its errors only: its warnings are judged without the applications, told by the full check below.
+      const configured = runChecks(config, []).filter((finding) => finding.level === 'error');
+      if (configured.length > 0) reportFindings(configured, io);
       let judged: Finding[] = [];
       // A database that takes no writes stops the start here, naming it and the cause: the server
       // would otherwise report ready while every sign-in and token answered 503.
