@@ -388,7 +388,7 @@ async function configuredDirectory(
  * writes to a schema it does not know. `aa-oidc check` reports the same (W021).
  */
 async function warnOfNewerRelease(database: DatabaseHandle, logger: Logger): Promise<void> {
-  const unknown = await migrationsUnknownToThisRelease(database.db, database.kind);
+  const unknown = await migrationsUnknownToThisRelease(database.db);
   if (unknown.length === 0) return;
   logger.warn(
     { migrations: unknown },

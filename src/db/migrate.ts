@@ -175,10 +175,13 @@ export async function refuseForeignDatabase(db: Kysely<Database>, kind: Database
 
 /**
  * Migrations recorded as applied that this release does not ship: a newer release migrated the
- * database. Empty without a readable migration table (a new database; a table the migrator itself
- * reports as unreadable).
+ * database. In name order; empty without a readable migration table (a new database; a table the
+ * migrator itself reports as unreadable). `aa-oidc migrate` refuses such a database
+ * (`refuseNewerDatabase`); this release still runs on it (old instances may keep running during an
+ * upgrade whose migrations are additive, docs/upgrading.md): `aa-oidc check` warns (W021), `serve`
+ * and `worker` log a warning at their start.
  */
-async function unknownMigrations(db: Kysely<Database>): Promise<string[]> {
+export async function migrationsUnknownToThisRelease(db: Kysely<Database>): Promise<string[]> {
   const applied = await sql<{ name: string }>`select name from schema_migration order by name`
     .execute(db)
     .catch(() => ({ rows: [] }));
@@ -186,24 +189,11 @@ async function unknownMigrations(db: Kysely<Database>): Promise<string[]> {
 }
 
 /**
- * Migrations the migration table records that this release does not ship (a newer release migrated
- * the database), in name order; none without a migration table. This release still runs on such a
- * database (old instances may keep running during an upgrade whose migrations are additive,
- * docs/upgrading.md): `aa-oidc check` warns (W021), `serve` and `worker` log a warning at their start.
- */
-export async function migrationsUnknownToThisRelease(
-  db: Kysely<Database>,
-  kind: DatabaseKind,
-): Promise<string[]> {
-  return (await appliedMigrations(db, kind)).filter((name) => !Object.hasOwn(MIGRATIONS, name)).sort();
-}
-
-/**
  * Throws a `MigrationError` naming the migrations a newer release applied: this release cannot
  * migrate that database (migrations are forward-only), and its migrator would call it corrupted.
  */
 export async function refuseNewerDatabase(db: Kysely<Database>): Promise<void> {
-  const unknown = await unknownMigrations(db);
+  const unknown = await migrationsUnknownToThisRelease(db);
   if (unknown.length === 0) return;
   throw new MigrationError(
     `the database was migrated by a newer release of aa-oidc: it records ${unknown.length} migration(s) ` +

@@ -96,7 +96,7 @@ async function checksOf(services: Services): Promise<Finding[]> {
   const { db, kind } = services.database;
   const migrations = migrationChecks({
     pending: await pendingMigrations(db, kind),
-    unknown: await migrationsUnknownToThisRelease(db, kind),
+    unknown: await migrationsUnknownToThisRelease(db),
   });
   if (hasError(migrations)) return [...migrations, ...runChecks(services.config, undefined)];
   return [
