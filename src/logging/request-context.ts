@@ -254,20 +254,25 @@ export function requestLog(ctx: Koa.Context, fallback: Logger): Logger {
   return (ctx.state as Partial<RequestLogState>).log ?? fallback;
 }
 
-/** What a client's connection does to a request: it broke off, or sent what is not HTTP. */
+/**
+ * What a client's connection does to a request: it broke off, sent what is not HTTP, or did not
+ * send all of it in time (Node's `requestTimeout`, answered 408 by Node itself: a body trickled, or
+ * one that never ends).
+ */
 const CLIENT_CONNECTION_CODES = new Set([
   'ECONNRESET',
   'EPIPE',
   'ECONNABORTED',
   'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_HTTP_REQUEST_TIMEOUT',
 ]);
 
 /**
  * An error of the client's connection rather than of the server: Koa reports it once the response
- * can no longer be written (`headerSent`), and its code is a socket's or Node's HTTP parser's
- * (`HPE_INVALID_CHUNK_SIZE`: a malformed body, answered 400 by Node itself). An error thrown while
- * handling a request (a database connection reset, an outbound request's parser) comes before
- * anything is sent, and stays a failure.
+ * can no longer be written (`headerSent`), and its code is a socket's, Node's HTTP parser's
+ * (`HPE_INVALID_CHUNK_SIZE`: a malformed body, answered 400 by Node itself) or Node's request
+ * timeout. An error thrown while handling a request (a database connection reset, an outbound
+ * request's parser) comes before anything is sent, and stays a failure.
  */
 function isClientConnectionError(error: unknown): error is { code: string; message?: unknown } {
   if (typeof error !== 'object' || error === null) return false;
@@ -282,8 +287,8 @@ function isClientConnectionError(error: unknown): error is { code: string; messa
 /**
  * Routes Koa's `error` events to the structured log instead of Koa's default `console.error` (which
  * would print unredacted messages). Client errors (4xx exposed to the caller) are logged at `debug`,
- * and so are those of a client's connection (it broke off, or sent a malformed body): at `error`,
- * anyone could fill the log with failures and set off alerts on them.
+ * and so are those of a client's connection (it broke off, sent a malformed body, or ran out of
+ * time): at `error`, anyone could fill the log with failures and set off alerts on them.
  */
 export function logKoaErrors(koa: Koa, logger: Logger): void {
   koa.on('error', (error: unknown, ctx?: Koa.Context) => {

@@ -184,7 +184,7 @@ describe(`provider endpoints reading a trickled body (${testDatabaseKind})`, () 
     );
   });
 
-  it('logs a body that never ends, its request closed 408, as the provider answers a body it cannot read', async (t) => {
+  it('logs a body that never ends, its request closed 408, as the provider answers a body it cannot read, and its timeout at debug, not as a failure', async (t) => {
     const warn = t.mock.method(console, 'warn');
     const harness = createLeakHarness();
     const slow = await startServer(
@@ -200,14 +200,33 @@ describe(`provider endpoints reading a trickled body (${testDatabaseKind})`, () 
       for (let index = 0; index < 100; index += 1) never.send(index);
       const answer = statusAndBody(await never.answer);
       assert.equal(answer.status, 408);
-      const lines = harness.logLines
-        .map(
-          (line) => JSON.parse(line) as { msg?: string; req?: { url?: string }; res?: { status?: number } },
-        )
-        .filter((line) => line.msg === 'request completed' && line.req?.url === '/o/token/');
+      const lines = harness.logLines.map(
+        (line) =>
+          JSON.parse(line) as {
+            level: number;
+            msg?: string;
+            req?: { url?: string };
+            res?: { status?: number };
+            err?: { code?: string };
+          },
+      );
       assert.deepEqual(
-        lines.map((line) => line.res?.status),
+        lines
+          .filter((line) => line.msg === 'request completed' && line.req?.url === '/o/token/')
+          .map((line) => line.res?.status),
         [400],
+      );
+      // The client's time is up, not the server's: at error level, anyone could fill the log with it.
+      assert.deepEqual(
+        lines.filter((line) => line.level >= 50).map((line) => line.msg),
+        [],
+        'nothing at error level',
+      );
+      assert.ok(
+        lines.some(
+          (line) => line.msg === 'client connection error' && line.err?.code === 'ERR_HTTP_REQUEST_TIMEOUT',
+        ),
+        'the timeout at debug',
       );
     } finally {
       await slow.close();
