@@ -1,7 +1,8 @@
+import { migrationChecks } from '../checks/checks.ts';
 import { findingsOver } from '../checks/run.ts';
 import type { ConsoleRoute } from '../console/http.ts';
 import { formatTime } from '../console/ui.ts';
-import { pendingMigrations } from '../db/migrate.ts';
+import { migrationsUnknownToThisRelease, pendingMigrations } from '../db/migrate.ts';
 import { html } from '../http/pages/layout.ts';
 import { listDeliveryAttempts } from '../logout/attempts.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
@@ -9,7 +10,7 @@ import { type AdminDependencies, renderAdmin } from './context.ts';
 /**
  * The admin dashboard: users by state, applications active and inactive, policy refusals of the last
  * day by stage and reason, recent back-channel delivery failures, the signing keys, and anything an
- * operator must fix (pending migrations, failing system checks).
+ * operator must fix (pending migrations, migrations of a newer release, failing system checks).
  */
 const DAY_MS = 86_400_000;
 /** The refusals broken down by stage and reason: the most recent ones (each is read whole). */
@@ -23,7 +24,7 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
       access: 'superuser',
       async handle(request) {
         const since = Date.now() - DAY_MS;
-        const [states, apps, denials, denialCounts, failures, keys, pending, withoutState] =
+        const [states, apps, denials, denialCounts, failures, keys, pending, unknown, withoutState] =
           await Promise.all([
             // A read-only directory (Alliance Auth) counts its users itself: its states are listed here.
             deps.directoryAdmin
@@ -37,13 +38,18 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
             listDeliveryAttempts(deps.db, { outcome: 'failures', limit: 5 }),
             deps.keys.list(),
             pendingMigrations(deps.db, deps.dbKind),
+            migrationsUnknownToThisRelease(deps.db),
             deps.directory.countProfiles({ state: null }),
           ]);
         const names = {
           states: states.map((state) => state.name),
           groups: (await deps.directory.listGroups()).map((group) => group.name),
         };
-        const findings = findingsOver(deps.config, apps, keys, names);
+        // A newer release's migrations (W021): this release writes to a schema it does not know.
+        const findings = [
+          ...migrationChecks({ pending: [], unknown }),
+          ...findingsOver(deps.config, apps, keys, names),
+        ];
         const active = apps.filter((app) => app.active).length;
         const byStageAndReason = new Map<string, number>();
         for (const event of denials) {

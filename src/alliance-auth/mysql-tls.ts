@@ -1,5 +1,11 @@
 import { isIP } from 'node:net';
-import { MYSQL_SSL_MODES, MYSQL_URL_FILES, mysqlSslParameterProblem } from '../config/load.ts';
+import {
+  MYSQL_SSL_MODE_PARAMETERS,
+  MYSQL_SSL_MODES,
+  MYSQL_URL_FILES,
+  mysqlSslModeProblem,
+  mysqlTlsParameterProblem,
+} from '../config/load.ts';
 import { explainNetworkError, explainRefusedCertificate } from '../db/errors.ts';
 
 /**
@@ -26,7 +32,6 @@ export interface MysqlUrlParts {
   tls: MysqlTlsSettings | undefined;
 }
 
-const MODE_PARAMETERS = ['ssl-mode', 'ssl_mode'];
 const CA_PARAMETERS = MYSQL_URL_FILES['ssl-ca'];
 const CERT_PARAMETERS = MYSQL_URL_FILES['ssl-cert'];
 const KEY_PARAMETERS = MYSQL_URL_FILES['ssl-key'];
@@ -37,19 +42,18 @@ const KEY_PARAMETERS = MYSQL_URL_FILES['ssl-key'];
  * parameter and what is valid.
  */
 export function mysqlUrlParts(url: string): MysqlUrlParts {
-  const sslProblem = mysqlSslParameterProblem(url);
+  // An unknown ssl-mode, an ssl the driver does not read: refused at configuration load already.
+  const sslProblem = mysqlTlsParameterProblem(url);
   if (sslProblem !== undefined) throw new Error(sslProblem);
   const parsed = new URL(url);
-  const mode = takeParameter(parsed, MODE_PARAMETERS);
+  const mode = takeParameter(parsed, MYSQL_SSL_MODE_PARAMETERS);
   const caFile = takeParameter(parsed, CA_PARAMETERS);
   const certFile = takeParameter(parsed, CERT_PARAMETERS);
   const keyFile = takeParameter(parsed, KEY_PARAMETERS);
   if ([mode, caFile, certFile, keyFile].every((value) => value === undefined))
     return { uri: url, tls: undefined };
   const chosen = mode === undefined ? 'VERIFY_IDENTITY' : mode.toUpperCase();
-  if (!isSslMode(chosen)) {
-    throw new Error(`ssl-mode "${mode}" is not one of ${MYSQL_SSL_MODES.join(', ')}`);
-  }
+  if (!isSslMode(chosen)) throw new Error(mysqlSslModeProblem(mode ?? chosen));
   for (const [name, value] of [
     ['ssl-ca', caFile],
     ['ssl-cert', certFile],

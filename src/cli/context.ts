@@ -2,17 +2,18 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
-import { directoryBindingChecks } from '../checks/checks.ts';
+import { directoryBindingChecks, migrationChecks } from '../checks/checks.ts';
 import { type Config, loadConfig, settingName } from '../config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_MS } from '../db/connect.ts';
 import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
-import { pendingMigrations } from '../db/migrate.ts';
+import { migrationsUnknownToThisRelease, pendingMigrations } from '../db/migrate.ts';
 import { writeRefusal } from '../db/writable.ts';
 import { MAX_PASSWORD_LENGTH } from '../directory/builtin/passwords.ts';
 import { DirectoryError } from '../directory/errors.ts';
 import { KeyError } from '../keys/service.ts';
 import { batchedLines } from '../logging/logger.ts';
 import { createServices, type Services, type ServicesOptions } from '../services.ts';
+import { textLines } from './output.ts';
 
 /** A failure the CLI reports as one line on stderr, exiting with `exitCode`. */
 export class CliError extends Error {
@@ -109,8 +110,10 @@ const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
  * Runs `work` with the services that `serve` uses (so every write goes through the same validation,
  * SSRF gate and audit receivers), without applying migrations: a database with pending ones is
  * refused, naming the command that fixes it. Log lines go to stderr so that stdout stays clean for
- * `--format json`. Domain errors become one-line CLI failures. Always closes the services. An Alliance
- * Auth database that cannot be read stops the command at start, unless `options` says to report it.
+ * `--format json`. A database a newer release migrated is used, with one warning line on stderr
+ * (W021 of `aa-oidc check`). Domain errors become one-line CLI failures. Always closes the services.
+ * An Alliance Auth database that cannot be read stops the command at start, unless `options` says to
+ * report it.
  */
 export async function withServices<T>(
   io: CliIo,
@@ -128,9 +131,20 @@ export async function withServices<T>(
      * `allow` (`aa-oidc check`, `aa-oidc directory rebind`): every user id would name another person.
      */
     otherDirectory?: 'refuse' | 'allow';
+    /**
+     * A database a newer release migrated gets one warning line on stderr (default), or none
+     * (`aa-oidc check`, which reports it as W021).
+     */
+    newerRelease?: 'warn' | 'report';
   } = {},
 ): Promise<T> {
-  const { otherDirectory, config: loaded, pendingMigrations: pendingAllowed, ...servicesOptions } = options;
+  const {
+    otherDirectory,
+    config: loaded,
+    pendingMigrations: pendingAllowed,
+    newerRelease,
+    ...servicesOptions
+  } = options;
   const config = loaded ?? cliConfig(io, { quiet: true });
   refuseMissingSqliteFile(config);
   const services = await createServices(config, {
@@ -147,6 +161,7 @@ export async function withServices<T>(
         `the database has ${pending.length} pending migration(s); run \`aa-oidc migrate\` first`,
       );
     }
+    if (newerRelease !== 'report') await warnOfNewerRelease(io, services);
     const [otherDirectoryFinding] = directoryBindingChecks(services.directoryBinding);
     if (otherDirectoryFinding && otherDirectory !== 'allow')
       throw new CliError(`refused: ${otherDirectoryFinding.message} (E010; see aa-oidc check)`);
@@ -157,6 +172,16 @@ export async function withServices<T>(
   } finally {
     await services.close();
   }
+}
+
+/**
+ * One line on stderr (stdout stays the command's answer) when a newer release migrated the database:
+ * this release still runs on it, writing to a schema it does not know (W021 of `aa-oidc check`).
+ */
+async function warnOfNewerRelease(io: CliIo, services: Services): Promise<void> {
+  const unknown = await migrationsUnknownToThisRelease(services.database.db);
+  for (const finding of migrationChecks({ pending: [], unknown }))
+    io.stderr.write(textLines([`aa-oidc: warning: ${finding.message} (${finding.id}; see aa-oidc check)`]));
 }
 
 /** Who the CLI acts as, recorded as the actor of each change (`cli:<os user>`). */

@@ -498,7 +498,7 @@ function checkDirectory(
       );
     }
     if (!/^postgres/i.test(databaseUrl)) {
-      const sslProblem = mysqlSslParameterProblem(databaseUrl);
+      const sslProblem = mysqlTlsParameterProblem(databaseUrl);
       if (sslProblem !== undefined) throw new ConfigError(`${urlName}: ${sslProblem}`);
       mysqlUrlFilesReadable(databaseUrl, urlName);
     }
@@ -578,22 +578,47 @@ function checkEveClaimsScope(parsed: ParsedConfig, origins: Record<string, strin
   );
 }
 
+/**
+ * The development secret key kept in `dataDir/secret.key`, created there when missing (if `create`).
+ * A file that cannot be read or created (a directory in its place, no permission, a read-only
+ * folder) is a `ConfigError` naming it, so that `aa-oidc check` reports it (E011) as the other
+ * problems of the configuration.
+ */
 function developmentSecretKey(dataDir: string, create: boolean): string {
   const file = path.join(dataDir, 'secret.key');
+  const fix = 'or set AA_OIDC_SECRET_KEY (at least 32 random characters)';
   if (existsSync(file)) {
-    const key = readFileSync(file, 'utf8').trim();
+    let key: string;
+    try {
+      key = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      const reason =
+        (error as NodeJS.ErrnoException).code === 'EISDIR'
+          ? 'it is a directory; remove it to have a new key generated'
+          : whyUnreadable(error, {
+              file: 'the file holding the key',
+              access: 'mode 600, owned by that user',
+            });
+      throw new ConfigError(`${file}: cannot read the development secret key file: ${reason}, ${fix}`);
+    }
     if (key === '') {
       throw new ConfigError(
-        `${file}: the development secret key file is empty (or only spaces); delete it to have a new key generated, or set AA_OIDC_SECRET_KEY (at least 32 random characters)`,
+        `${file}: the development secret key file is empty (or only spaces); delete it to have a new key generated, ${fix}`,
       );
     }
     return key;
   }
   const generated = randomBytes(32).toString('base64url');
   if (!create) return generated;
-  ensurePrivateDirectory(dataDir);
-  // Another process starting at the same moment may create it first: then its key is the one.
-  return createPrivateFileOnce(file, `${generated}\n`).trim();
+  try {
+    ensurePrivateDirectory(dataDir);
+    // Another process starting at the same moment may create it first: then its key is the one.
+    return createPrivateFileOnce(file, `${generated}\n`).trim();
+  } catch (error) {
+    throw new ConfigError(
+      `${file}: cannot create the development secret key file: ${(error as Error).message}; let the user aa-oidc runs as write the data directory (AA_OIDC_DATA_DIR), ${fix}`,
+    );
+  }
 }
 
 /** `setting` names where the URL came from, for messages. */
@@ -824,18 +849,40 @@ export const MYSQL_URL_FILES = {
  */
 export const MYSQL_SSL_MODES = ['DISABLED', 'REQUIRED', 'VERIFY_CA', 'VERIFY_IDENTITY'] as const;
 
+/** The spellings of a MariaDB or MySQL URL's `ssl-mode` (the first present counts, its last value). */
+export const MYSQL_SSL_MODE_PARAMETERS = ['ssl-mode', 'ssl_mode'] as const;
+
 /**
- * What the driver (mysql2) would refuse of a MariaDB or MySQL URL's own `ssl` parameter, as a message
- * without the setting's name (the caller adds it); undefined when there is none or it reads it. The
- * driver takes its last value as JSON, else as text: a JSON object of its TLS options, a value
- * without TLS (`false`, `0`, `null`), or the name of one of its TLS profiles (`MYSQL_SSL_PROFILES`).
- * Any other (`bogus`, `true`, `required`) failed only at the first connection, with "Unknown SSL
- * profile 'bogus'" or "SSL profile must be an object", naming neither the setting nor what is valid.
- * The value is shown as a log line would show it (`redactUrl`): a password left unencoded may run on
- * into it.
+ * Why `mode`, the `ssl-mode` of a MariaDB or MySQL URL as written, is none of `MYSQL_SSL_MODES` (in
+ * any case), as a message without the setting's name; undefined when it is one. Shown as a log line
+ * would show it (`redactUrl`): a password left unencoded may run on into it.
  */
-export function mysqlSslParameterProblem(url: string): string | undefined {
+export function mysqlSslModeProblem(mode: string): string | undefined {
+  if ((MYSQL_SSL_MODES as readonly string[]).includes(mode.toUpperCase())) return undefined;
+  return `ssl-mode ${JSON.stringify(redactUrl(mode))} is not one of ${MYSQL_SSL_MODES.join(', ')}`;
+}
+
+/**
+ * What would be refused of a MariaDB or MySQL URL's TLS parameters, as a message without the
+ * setting's name (the caller adds it); undefined when nothing is. An `ssl-mode` the `mysql` client
+ * does not know (`mysqlSslModeProblem`): at configuration load, rather than when Alliance Auth's
+ * database is first opened. And what the driver (mysql2) would refuse of the URL's own `ssl`
+ * parameter: the driver takes its last value as JSON, else as text: a JSON object of its TLS
+ * options, a value without TLS (`false`, `0`, `null`), or the name of one of its TLS profiles
+ * (`MYSQL_SSL_PROFILES`). Any other (`bogus`, `true`, `required`) failed only at the first
+ * connection, with "Unknown SSL profile 'bogus'" or "SSL profile must be an object", naming neither
+ * the setting nor what is valid. The value is shown as a log line would show it (`redactUrl`): a
+ * password left unencoded may run on into it.
+ */
+export function mysqlTlsParameterProblem(url: string): string | undefined {
   const parameters = new URL(url).searchParams;
+  const mode = MYSQL_SSL_MODE_PARAMETERS.map((name) => parameters.getAll(name).at(-1)).find(
+    (value) => value !== undefined,
+  );
+  if (mode !== undefined) {
+    const modeProblem = mysqlSslModeProblem(mode);
+    if (modeProblem !== undefined) return modeProblem;
+  }
   // Beside the mysql client's TLS parameters `ssl` is judged with them (mysqlUrlParts: ignored with
   // ssl-mode=DISABLED, refused otherwise as TLS given twice).
   if (MYSQL_TLS_PARAMETERS.some((name) => parameters.has(name))) return undefined;
@@ -857,8 +904,7 @@ export function mysqlSslParameterProblem(url: string): string | undefined {
 
 /** The `mysql` client's TLS parameters a MariaDB/MySQL URL may carry, in both spellings. */
 const MYSQL_TLS_PARAMETERS: readonly string[] = [
-  'ssl-mode',
-  'ssl_mode',
+  ...MYSQL_SSL_MODE_PARAMETERS,
   ...Object.values(MYSQL_URL_FILES).flat(),
 ];
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { JWK } from 'jose';
+import { sql } from 'kysely';
 import {
   deriveKeyEncryptionKey,
   encryptPrivateJwk,
@@ -503,6 +504,27 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.match(page.body, /<span class="big">1<\/span> active/);
     assert.match(page.body, /Failing RP/);
     assert.match(page.body, /No pending migration, every system check passes/);
+  });
+
+  it('says on the dashboard that a newer release migrated the database (W021)', async () => {
+    const db = server.app.database.db;
+    await sql`insert into schema_migration (name, timestamp) values ('0099_future', '2099-01-01T00:00:00.000Z')`.execute(
+      db,
+    );
+    try {
+      const text = pageText((await consoleGet(admin, url('/admin'))).body);
+      assert.match(
+        text,
+        /Needs attention .*W021 the database was migrated by a newer release of aa-oidc: it records 1 migration\(s\) this release does not have \(0099_future\)/,
+      );
+      assert.doesNotMatch(text, /No pending migration/);
+    } finally {
+      await sql`delete from schema_migration where name = '0099_future'`.execute(db);
+    }
+    assert.match(
+      (await consoleGet(admin, url('/admin'))).body,
+      /No pending migration, every system check passes/,
+    );
   });
 
   it('says on the dashboard when the refusals of the last 24 hours are more than it broke down', async () => {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
@@ -75,6 +76,47 @@ describe(`aa-oidc check: every outcome is findings (${testDatabaseKind})`, () =>
     );
     assert.match(json.stdout, /AA_OIDC_SECRET_KEY: must be at least 32 characters/);
     assert.ok(!json.stdout.includes(secret) && !json.stderr.includes(secret), 'no secret');
+  });
+
+  it('reports a development secret key file it cannot read as E011, as JSON with --format json', async () => {
+    // A directory in its place (mode 000 reads the same, but not to root, who runs the tests).
+    const dataDir = path.join(database.dataDir, 'unreadable-key');
+    const keyFile = path.join(dataDir, 'secret.key');
+    mkdirSync(keyFile, { recursive: true });
+    const json = await cli(['check', '--format', 'json'], testEnv(database, { AA_OIDC_DATA_DIR: dataDir }));
+    assert.equal(json.code, 2, json.stderr);
+    const [finding, ...others] = findings(json.stdout);
+    assert.deepEqual(others, []);
+    assert.equal(finding!.id, 'E011');
+    assert.equal(
+      finding!.message,
+      `the configuration cannot be loaded, so no other check ran: ${keyFile}: cannot read the development secret key file: it is a directory; remove it to have a new key generated, or set AA_OIDC_SECRET_KEY (at least 32 random characters)`,
+    );
+    assert.match(
+      json.stderr,
+      /^aa-oidc: configuration error: .*secret\.key: cannot read the development secret key file/,
+    );
+  });
+
+  it("reports an Alliance Auth MariaDB URL's unknown ssl-mode as E011, before connecting", async () => {
+    const json = await cli(
+      ['check', '--format', 'json'],
+      testEnv(database, {
+        AA_OIDC_DIRECTORY: 'alliance-auth',
+        // Nothing listens there: the configuration is refused before any connection is tried.
+        AA_OIDC_AA_DATABASE_URL: 'mysql://aa:hunter2@127.0.0.1:9/alliance_auth?ssl-mode=SOMETIMES',
+        AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+      }),
+    );
+    assert.equal(json.code, 2, json.stderr);
+    const [finding, ...others] = findings(json.stdout);
+    assert.deepEqual(others, []);
+    assert.equal(finding!.id, 'E011');
+    assert.equal(
+      finding!.message,
+      'the configuration cannot be loaded, so no other check ran: AA_OIDC_AA_DATABASE_URL: ssl-mode "SOMETIMES" is not one of DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY',
+    );
+    assert.ok(!json.stdout.includes('hunter2') && !json.stderr.includes('hunter2'), 'no password');
   });
 
   it('reports a database it cannot open as E009, with the checks of the configuration alone', async () => {
@@ -161,6 +203,16 @@ describe(`aa-oidc check: migrations (${testDatabaseKind})`, () => {
     assert.match(
       (await cli(['check'], env)).stdout,
       /^W021 warning: the database was migrated by a newer release/,
+    );
+    // check reports it as a finding, not a warning line besides.
+    assert.equal(json.stderr, '');
+    // The administrative commands run on it, with one warning line on stderr: stdout stays their answer.
+    const listed = await cli(['app', 'list', '--format', 'json'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(JSON.parse(listed.stdout), []);
+    assert.match(
+      listed.stderr,
+      /^aa-oidc: warning: the database was migrated by a newer release of aa-oidc: it records 1 migration\(s\) this release does not have \(0099_future\); .* \(W021; see aa-oidc check\)\n$/,
     );
 
     const serve = startCli(['serve'], {

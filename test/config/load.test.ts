@@ -871,6 +871,55 @@ describe('configuration', () => {
     );
   });
 
+  it("refuses Alliance Auth's MariaDB URL with an ssl-mode the mysql client does not know, naming the setting and the valid modes, without the password", () => {
+    const aaEnv = (url: string): Record<string, string> => ({
+      AA_OIDC_DIRECTORY: 'alliance-auth',
+      AA_OIDC_AA_DATABASE_URL: url,
+      AA_OIDC_AA_LOGIN_URL: 'http://localhost:8080/',
+    });
+    for (const [query, shown] of [
+      ['ssl-mode=SOMETIMES', '"SOMETIMES"'],
+      ['ssl-mode=PREFERRED&ssl-ca=/etc/ca.pem', '"PREFERRED"'],
+      ['ssl_mode=verify-full', '"verify-full"'],
+      ['ssl-mode=', '""'],
+      // The last value counts, as when the pool opens; beside ssl, the mode is judged first.
+      ['ssl-mode=REQUIRED&ssl-mode=bogus', '"bogus"'],
+      ['ssl-mode=bogus&ssl=true', '"bogus"'],
+      // A password left unencoded runs on into the value: it is hidden there as in the log.
+      ['ssl-mode=bogus?password=hunter2', '"bogus\\?password=\\*\\*\\*"'],
+    ] as const) {
+      assert.throws(
+        () =>
+          loadConfig({
+            env: aaEnv(`mysql://aa:hunter2@db.example.org/alliance_auth?${query}`),
+            cwd: tempDir(),
+          }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError, String(error));
+          assert.match(
+            error.message,
+            new RegExp(
+              `^AA_OIDC_AA_DATABASE_URL: ssl-mode ${shown} is not one of DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY$`,
+            ),
+          );
+          assert.doesNotMatch(error.message, /hunter2/);
+          return true;
+        },
+        query,
+      );
+    }
+    // Each mode, in any case and either spelling, loads.
+    for (const query of [
+      'ssl-mode=DISABLED',
+      'ssl_mode=required',
+      'ssl-mode=Verify_CA',
+      'ssl-mode=VERIFY_IDENTITY',
+    ]) {
+      const url = `mysql://aa:hunter2@db.example.org/alliance_auth?${query}`;
+      assert.equal(loadConfig({ env: aaEnv(url), cwd: tempDir() }).directory.allianceAuth.databaseUrl, url);
+    }
+  });
+
   it('says where a JSON config file stops parsing, once, and never what it holds there', () => {
     const cwd = tempDir();
     for (const [text, where] of [
@@ -1151,6 +1200,27 @@ describe('configuration', () => {
         return true;
       },
     );
+  });
+
+  it('refuses a development secret key file it cannot read, naming it and what to do', () => {
+    const cwd = tempDir();
+    // A directory in its place (a mode 000 file reads the same to any user but root, who runs the tests).
+    const keyFile = path.join(cwd, 'data', 'secret.key');
+    mkdirSync(keyFile, { recursive: true });
+    assert.throws(
+      () => loadConfig({ env: {}, cwd }),
+      configError(
+        new RegExp(
+          `^${keyFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read the development secret key file: it is a directory; remove it to have a new key generated, or set AA_OIDC_SECRET_KEY \\(at least 32 random characters\\)$`,
+        ),
+      ),
+    );
+    // A configured secret key is used instead.
+    const config = loadConfig({
+      env: { AA_OIDC_SECRET_KEY: 'a-test-secret-key-long-enough-0123456789' },
+      cwd,
+    });
+    assert.equal(config.secretKey, 'a-test-secret-key-long-enough-0123456789');
   });
 
   it('rejects an unknown or ill-typed key in the config file, naming the file and key', () => {

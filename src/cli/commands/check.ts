@@ -65,6 +65,7 @@ export function registerCheck(program: Command, io: CliIo): void {
             allianceAuthUnreadableAtStart: 'report',
             otherDirectory: 'allow',
             pendingMigrations: 'allow',
+            newerRelease: 'report',
             loadSigningKeys: false,
           },
         );
