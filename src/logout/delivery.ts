@@ -105,8 +105,11 @@ export function createDelivery(
         return exhausted
           ? { outcome: 'retries_exhausted', httpStatus: null, detail: result.detail }
           : 'retry';
+      // A resolver outage (a timeout, SERVFAIL, a record briefly gone) must not lose the logout.
       case 'dns_resolve_failed':
-        return { outcome: 'dns_resolve_failed', httpStatus: null, detail: result.detail };
+        return exhausted
+          ? { outcome: 'dns_resolve_failed', httpStatus: null, detail: result.detail }
+          : 'retry';
       case 'unsafe_target_ip':
         return { outcome: 'unsafe_target_ip', httpStatus: null, detail: result.detail };
       default:
@@ -163,7 +166,7 @@ export function createDelivery(
     if (final === 'retry')
       return result.outcome === 'server_error'
         ? { retry: true, httpStatus: result.status, detail: `HTTP ${result.status}` }
-        : { retry: true, httpStatus: null, detail: result.outcome === 'network_error' ? result.detail : '' };
+        : { retry: true, httpStatus: null, detail: 'detail' in result ? result.detail : '' };
     return final;
   };
 

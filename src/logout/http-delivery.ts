@@ -98,16 +98,20 @@ export type DeliveryOutcome =
 
 export type DeliveryOutcomeKind = DeliveryOutcome['outcome'];
 
-/** Whether the retry policy should try again (5xx and network failures; at the end: `retries_exhausted`). */
+/**
+ * Whether the retry policy should try again: 5xx and network failures (at the end:
+ * `retries_exhausted`), and a host that did not resolve (a resolver outage passes; at the end:
+ * `dns_resolve_failed`). Nothing was connected to for the last: the gate still fails closed.
+ */
 export function isRetryable(outcome: DeliveryOutcome): boolean {
   switch (outcome.outcome) {
     case 'server_error':
     case 'network_error':
+    case 'dns_resolve_failed':
       return true;
     case 'success':
     case 'redirect_blocked':
     case 'rp_client_error':
-    case 'dns_resolve_failed':
     case 'unsafe_target_ip':
       return false;
     default:

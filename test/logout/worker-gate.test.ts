@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import {
   type Answer,
@@ -31,6 +32,7 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
     guarded = guardedConnector({ [PUBLIC_V4]: receiver.port });
     // Development mode (http allowed), private targets NOT allowed: the gate judges every address.
     fixture = await startLogoutWorkerFixture({
+      logout: { retryBackoffSeconds: [1, 1] },
       services: { resolver: tableResolver(table), bclConnector: guarded.connector },
     });
     services = fixture.services;
@@ -74,6 +76,24 @@ describe(`back-channel delivery re-checks the target (${testDatabaseKind})`, () 
     table['gone.example.test'] = { throws: 'ENOTFOUND' };
     const [result] = await services.logout.testDelivery([clientId]);
     assert.equal(result?.outcome, 'dns_resolve_failed');
+  });
+
+  it('retries a queued job whose name failed to resolve once (a resolver outage), and delivers it', async () => {
+    const clientId = await appAt('flaky-dns.example.test');
+    const userId = await fixture.userHoldingToken('dns-pilot', clientId);
+    table['flaky-dns.example.test'] = { sequence: [[], [v4(PUBLIC_V4)]] };
+    const before = receiver.requests.length;
+    await services.directoryAdmin.deactivate({ id: userId });
+    assert.equal(await services.logout.deliverDue(), 1);
+    const [waiting] = await logoutJobs(services.database, { clientId });
+    assert.equal(waiting?.status, 'pending', 'a failed lookup is retried, not final');
+    assert.equal(receiver.requests.length, before, 'nothing was sent while the name did not resolve');
+    await eventually(async () => (await services.logout.deliverDue()) > 0, 'the retry is due');
+    const [job] = await logoutJobs(services.database, { clientId });
+    assert.equal(job?.outcome, 'success');
+    assert.equal(job?.attempts, 2);
+    assert.equal(receiver.requests.length, before + 1);
+    assert.deepEqual(guarded.refused, []);
   });
 
   it('the worker refuses a queued job whose target turned private, and records it', async () => {
