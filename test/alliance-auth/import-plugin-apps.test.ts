@@ -438,6 +438,26 @@ await describeOnEachAllianceAuth(
       assert.match(result.stdout, /^would import native-app-client \(Native app\): a public client$/m);
     });
 
+    it('warns about a public application the plugin let sign in without PKCE, which aa-oidc imports requiring it', async () => {
+      await pluginApp({
+        client_id: 'spa-without-pkce',
+        name: 'SPA without PKCE',
+        client_type: 'public',
+        redirect_uris: 'https://nopkce.example.org/cb',
+        pkce_required: fixture.bool(false),
+      });
+      const result = await cli(['import', 'plugin-apps'], env);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /^imported spa-without-pkce \(SPA without PKCE\): a public client; warning: the plugin let it sign in without PKCE \("PKCE required" unticked\), and aa-oidc requires PKCE of every public client: a relying party that sends no code_challenge is refused \(invalid_request\) after the switch; have it send one, with S256 \(docs\/migrating-from-the-plugin\.md, step 5\)$/m,
+      );
+      const shown = JSON.parse(
+        (await cli(['app', 'show', 'spa-without-pkce', '--format', 'json'], env)).stdout,
+      );
+      assert.equal(shown.pkce_required, true);
+    });
+
     it("shows the control characters of a plugin application's name escaped, never sending them to the terminal", async () => {
       await pluginApp({
         client_id: 'escape-sequence-client',

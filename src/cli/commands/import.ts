@@ -115,15 +115,17 @@ const PLUGIN_APPS_HELP = `
 Each application gets a line. Not imported, with the reason: one a client
 registered itself (the plugin's dynamic client registration or a client ID
 metadata document), one with a grant type aa-oidc does not offer (implicit,
-password, hybrid), one whose secret cannot be checked. An imported one's line
-names what it leaves out: an http logo, HS256 id_token signing (aa-oidc signs
-with RS256 only), CORS origins aa-oidc does not answer for it. It warns about
-a confidential application whose redirect URIs are all on loopback (no
-member's browser can reach its server there) and about http://127.0.0.1 and
-http://[::1] redirect URIs of an application that is not native: the plugin
-took them at any port, aa-oidc only at the one registered. Every redirect URI
-matches exactly here: a relying party that adds query parameters to its
-registered URI (the plugin accepted that) is refused after the switch; see
+password, hybrid), one whose secret cannot be checked. An imported one's
+line names what it leaves out: an http logo, HS256 id_token signing (aa-oidc
+signs with RS256 only), CORS origins aa-oidc does not answer for it. It
+warns about a public application the plugin let sign in without PKCE
+(aa-oidc requires PKCE of every public client), about a confidential
+application whose redirect URIs are all on loopback (no member's browser can
+reach its server there) and about http://127.0.0.1 and http://[::1] redirect
+URIs of an application that is not native: the plugin took them at any port,
+aa-oidc only at the one registered. Every redirect URI matches exactly here:
+a relying party that adds query parameters to its registered URI (the plugin
+accepted that) is refused after the switch; see
 docs/migrating-from-the-plugin.md. Exits 1 when an application was not
 imported.
 `;
@@ -219,6 +221,18 @@ function redirectUriWarnings(app: PluginApplication): string[] {
   return warnings;
 }
 
+/**
+ * A public application the plugin let sign in without PKCE ("PKCE required" unticked): aa-oidc requires
+ * it of every public client (it has no secret to protect its codes), so a relying party that sends no
+ * code_challenge is refused after the switch.
+ */
+function pkceWarnings(app: PluginApplication): string[] {
+  if (app.clientType !== 'public' || app.pkceRequired) return [];
+  return [
+    `the plugin let it sign in without PKCE ("PKCE required" unticked), and aa-oidc requires PKCE of every public client: a relying party that sends no code_challenge is refused (invalid_request) after the switch; have it send one, with S256 (docs/migrating-from-the-plugin.md, step 5)`,
+  ];
+}
+
 /** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
 export function planPluginImport(app: PluginApplication): PluginImportPlan {
   const refuse = (reason: string): PluginImportPlan => ({
@@ -312,7 +326,7 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       `its CORS origin${origins.length === 1 ? '' : 's'} ${origins.map((origin) => JSON.stringify(origin)).join(' ')} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
     );
   }
-  const warnings = redirectUriWarnings(app);
+  const warnings = [...pkceWarnings(app), ...redirectUriWarnings(app)];
   return {
     clientId: app.clientId,
     name: app.name,
