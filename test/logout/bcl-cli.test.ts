@@ -124,6 +124,18 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
     assert.equal(failing.requests.length, 1);
   });
 
+  it('tests an application named twice once: one row, one logout at its receiver', async () => {
+    const before = ok.requests.length;
+    const result = await cli(['bcl', 'test', clients.ok!, clients.ok!, '--format', 'json'], env());
+    assert.equal(result.code, 0, result.stderr);
+    const rows = JSON.parse(result.stdout) as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      rows.map((row) => row.client_id),
+      [clients.ok],
+    );
+    assert.equal(ok.requests.length, before + 1);
+  });
+
   it('refuses an empty client_id up front, naming the argument, and delivers to none', async () => {
     const before = ok.requests.length;
     const result = await cli(['bcl', 'test', clients.ok!, ''], env());
