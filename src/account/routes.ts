@@ -68,11 +68,23 @@ const DONE: Readonly<Record<string, string>> = {
 
 const SCOPE_TEXT: Readonly<Record<string, string>> = {
   openid: 'your account identifier',
-  profile: 'your name, main character, groups and state',
+  profile: "your username, groups and state, and your main character's name and portrait",
   email: 'your email address',
   groups: 'your groups and state',
   offline_access: 'access while you are away',
 };
+
+/**
+ * What an application holding `scope` can see, as the consent page told it (oidc/interactions/pages.ts):
+ * the scope of the EVE claims (`oidc.eveClaimsScope`) gives the main character's corporation, alliance
+ * and faction as well.
+ */
+function scopeText(scope: string, eveClaimsScope: string): string {
+  const described = SCOPE_TEXT[scope];
+  if (scope !== eveClaimsScope) return described ?? scope;
+  const eve = "your main character's corporation, alliance and faction";
+  return described ? `${described}; ${eve}` : eve;
+}
 
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then try again.';
 
@@ -227,8 +239,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                         <strong>${app?.name ?? grant.clientId}</strong
                         >${app && !app.active ? ' (switched off)' : ''} <br /><span class="note"
                           >Can see
-                          ${grant.scopes.map((scope) => SCOPE_TEXT[scope] ?? scope).join(', ') || 'nothing'} ·
-                          since ${formatTime(grant.grantedAt)}</span
+                          ${grant.scopes.map((scope) => scopeText(scope, deps.config.oidc.eveClaimsScope)).join(', ') || 'nothing'}
+                          · since ${formatTime(grant.grantedAt)}</span
                         >
                         <br />${postButton(request.session, `/account/apps/${encodeURIComponent(grant.clientId)}/revoke`, `Revoke access of ${app?.name ?? grant.clientId}`, { kind: 'secondary' })}
                       </li>`,
@@ -246,8 +258,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           ${
             twoFactor.enrolled
               ? html`<p>
-                    <strong>On.</strong> Signing in asks for a code from your authenticator app after your
-                    password. ${twoFactor.recoveryCodesLeft} recovery code(s) left.
+                    <strong>On.</strong> Signing in asks for a code from your authenticator app too, whichever
+                    way you sign in. ${twoFactor.recoveryCodesLeft} recovery code(s) left.
                   </p>
                   <form method="post" action="/account/two-factor/disable" novalidate>
                     ${csrfField(request.session)}

@@ -1,3 +1,4 @@
+import type { MessageParts } from '../directory/authenticator.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type { EveIdentity } from './eve-sso.ts';
 import type { CharacterOwnership } from './sign-in-queries.ts';
@@ -36,20 +37,33 @@ export function decideEveSignIn(identity: EveIdentity, record: CharacterOwnershi
   return { outcome: 'accept', userId: ownership.userId };
 }
 
-/** What the referral page tells the person, who proved they own the character. */
-export function referralMessage(reason: EveReferralReason, characterName: string): string {
+/** What the referral page tells the person, who proved they own the character; the name a part of its own. */
+export function referralMessage(reason: EveReferralReason, characterName: string): MessageParts {
   switch (reason) {
     case 'unknown_character':
     case 'no_ownership':
-      return `${characterName} is not registered with Alliance Auth yet. Register it on Alliance Auth, then sign in again.`;
+      return [
+        characterName,
+        ' is not registered with Alliance Auth yet. Register it on Alliance Auth, then sign in again.',
+      ];
     case 'owner_changed':
-      return `${characterName} changed hands since Alliance Auth last saw it. Sign in on Alliance Auth first to register the new owner, then sign in again.`;
+      return [
+        characterName,
+        ' changed hands since Alliance Auth last saw it. Sign in on Alliance Auth first to register the new owner, then sign in again.',
+      ];
     case 'not_main':
-      return `${characterName} is not your main character. Sign in with your main character, or choose ${characterName} as your main on Alliance Auth.`;
+      return [
+        characterName,
+        ' is not your main character. Sign in with your main character, or choose ',
+        characterName,
+        ' as your main on Alliance Auth.',
+      ];
     case 'no_main':
-      return `Your account has no main character yet. Choose one on Alliance Auth, then sign in with it.`;
+      return ['Your account has no main character yet. Choose one on Alliance Auth, then sign in with it.'];
     case 'inactive':
-      return `Your Alliance Auth account is not active. Finish your registration on Alliance Auth, or ask an administrator.`;
+      return [
+        'Your Alliance Auth account is not active. Finish your registration on Alliance Auth, or ask an administrator.',
+      ];
     default:
       return assertNever(reason);
   }

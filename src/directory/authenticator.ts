@@ -105,6 +105,13 @@ export type ExternalVerification<Identity> =
   | { outcome: 'failed'; kind: 'rejected' | 'unavailable'; message: string };
 
 /**
+ * A sentence for the person, in parts: a name from elsewhere (a character's, as EVE SSO gives it) is
+ * a part of its own, which the page shows isolated (a right-to-left name in a `<bdi>`), so that the
+ * sentence's own words and punctuation keep their order around it.
+ */
+export type MessageParts = readonly string[];
+
+/**
  * Whether the directory lets a verified person in. `referred`: the person proved who they are at
  * the identity provider, but only the directory's own site can let them in (register, record a new
  * owner, choose a main character); `message` says what to do there, `referTo` is where. `failed`:
@@ -112,7 +119,7 @@ export type ExternalVerification<Identity> =
  */
 export type ExternalSignInResult =
   | { outcome: 'authenticated'; userId: number; amr: string[] }
-  | { outcome: 'referred'; reason: string; message: string; referTo: string }
+  | { outcome: 'referred'; reason: string; message: MessageParts; referTo: string }
   | { outcome: 'failed'; kind: 'rejected' | 'unavailable'; message: string };
 
 /**

@@ -7,6 +7,7 @@ import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { authorize } from '../helpers/flows.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import {
   basicAuth,
@@ -89,6 +90,27 @@ describe(`the account page (${testDatabaseKind})`, () => {
     const allowed = /<section aria-labelledby="apps">[\s\S]*?<\/section>/.exec(after.body)![0];
     assert.equal(pageText(allowed).includes(`Wiki ${HOSTILE}`), false, 'no longer listed');
     assert.match(pageText(after.body), /Access revoked/);
+  });
+
+  it("says what an application allowed the profile scope sees, its main character's corporation, alliance and faction too, as the consent page did", async () => {
+    const forum = await seedApp(server, { name: 'Forum', skipAuthorization: true });
+    const { response } = await authorize(
+      server,
+      new Browser(),
+      { clientId: forum.clientId, clientSecret: forum.clientSecret! },
+      user.username,
+      { scope: 'openid profile' },
+    );
+    assert.equal(response.status, 303);
+    const page = await consoleGet(browser, url('/account'));
+    const listed = [...page.body.matchAll(/<li>[\s\S]*?<\/li>/g)].find((item) => item[0].includes('Forum'));
+    assert.ok(listed, 'the application is listed');
+    assert.ok(
+      pageText(listed[0]).includes(
+        "Can see your account identifier, your username, groups and state, and your main character's name and portrait; your main character's corporation, alliance and faction ·",
+      ),
+      pageText(listed[0]),
+    );
   });
 
   it('tells no application of a revoke when the user had nothing there: never allowed, or revoked already', async () => {
@@ -345,6 +367,9 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.deepEqual(status, { enrolled: true, pending: false, recoveryCodesLeft: 10 });
     const after = await consoleGet(browser, url('/account'));
     assert.match(pageText(after.body), /On\. Signing in asks for a code/);
+    // Not only after a password: after EVE Online too, where there is none (Alliance Auth mode).
+    assert.match(pageText(after.body), /whichever way you sign in/);
+    assert.doesNotMatch(pageText(after.body), /after your password/);
     assert.equal(
       codes.some((code) => after.body.includes(code)),
       false,

@@ -135,6 +135,26 @@ await describeOnEachAllianceAuth(
       });
     }
 
+    it('isolates a right-to-left character name on the referral page, not the sentence around it, which keeps its order', async () => {
+      const arabic = 'قائد الأسطول';
+      const alt = character('alice', false);
+      for (const [login, sentence] of [
+        [
+          { characterId: 2119999998, characterName: arabic, ownerHash: 'YXJhYmljLXBpbG90LW93bmVyLWhhc2g=' },
+          `<bdi>${arabic}</bdi> is not registered with Alliance Auth yet.`,
+        ],
+        [
+          { ...alt, characterName: arabic },
+          `<bdi>${arabic}</bdi> is not your main character. Sign in with your main character, or choose <bdi>${arabic}</bdi> as your main on Alliance Auth.`,
+        ],
+      ] as const) {
+        const { response } = await throughEveSso(login);
+        assert.equal(response.status, 200);
+        const page = await response.text();
+        assert.ok(page.includes(sentence), `the name alone is isolated, in: ${page}`);
+      }
+    });
+
     it('counts EVE sign-ins that Alliance Auth would not accept under the login throttle, and asks AA nothing once it is spent', async () => {
       // Every question to Alliance Auth's database goes through judge(): counted here.
       const authenticator = server.app.authenticators.find((candidate) => candidate.kind === 'external')!;

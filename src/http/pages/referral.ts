@@ -3,10 +3,11 @@ import { html, page, type PageContext } from './layout.ts';
 /**
  * The page of someone who proved who they are at another identity provider (EVE SSO) but whom only
  * the directory's own site can let in: it says what to do there and links to it. Nothing was created
- * or changed here.
+ * or changed here. Each part of the message is interpolated on its own: a right-to-left character name
+ * is isolated alone, never the whole sentence, which would then read right to left around it.
  */
 export function referralPage(
-  input: { label: string; message: string; referTo: string },
+  input: { label: string; message: readonly string[]; referTo: string },
   context: PageContext,
 ): string {
   return page(
