@@ -29,6 +29,12 @@ export interface Metrics {
    */
   importedSecretChecks: Counter<'client_id' | 'outcome'>;
   /**
+   * Requests to the token, introspection or revocation endpoint answered `invalid_client`, by
+   * `endpoint` and `client_id`: the application's id when the request named one (active or
+   * deactivated), else `unknown` (src/oidc/client-auth-failures.ts).
+   */
+  clientAuthFailures: Counter<'endpoint' | 'client_id'>;
+  /**
    * Alliance Auth poll cycles by outcome (src/alliance-auth/poller.ts's `PollOutcome`: `baseline`
    * and `applied` completed; `not_leader` left it to the instance holding the lease; `aa_unreachable`,
    * `aa_timed_out`, `aa_schema_error`, `refused_empty`, `lease_lost`, `other_directory` and `failed`
@@ -51,6 +57,7 @@ export const METRIC_NAMES = [
   'aa_oidc_bcl_dispatches_total',
   'aa_oidc_bcl_delivery_seconds',
   'aa_oidc_imported_secret_checks_total',
+  'aa_oidc_client_auth_failures_total',
   'aa_oidc_aa_poll_cycles_total',
   'aa_oidc_aa_poll_last_success_timestamp_seconds',
 ] as const;
@@ -135,6 +142,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'aa_oidc_imported_secret_checks_total',
       help: 'Authentications of clients whose secret is still a PBKDF2 hash imported from the Python plugin, by client and outcome (verified and wrong ran PBKDF2).',
       labelNames: ['client_id', 'outcome'] as const,
+      registers,
+    }),
+    clientAuthFailures: new Counter({
+      name: 'aa_oidc_client_auth_failures_total',
+      help: 'Failed client authentications (invalid_client) at the token, introspection and revocation endpoints, by endpoint and client (unknown for an id that names no application).',
+      labelNames: ['endpoint', 'client_id'] as const,
       registers,
     }),
     aaPollCycles: new Counter({

@@ -21,6 +21,7 @@ import { signInGeneration } from '../db/sign-in-generation.ts';
 import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
+import { reportClientAuthFailures } from './client-auth-failures.ts';
 import { createImportedSecretGate } from './imported-secret-gate.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
@@ -253,6 +254,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
     includeSessionIdInIdTokens(provider);
     allowAnyPortOnlyForLoopbackIps(provider);
     logApplicationDebug(provider, log, codeExchange.onceTokensStored);
+    reportClientAuthFailures(provider, { metrics: deps.observability.metrics, logger: log, applications });
     observeProvider(provider, deps.observability, codeExchange.onceTokensStored, codeExchange.onceConsumed);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       // Answered 503 "try again" (and logged) by the app's unavailable-database handler.

@@ -11,7 +11,12 @@ export interface ObservabilityDependencies {
   audit: Pick<AuditBus, 'publish'>;
   metrics: Pick<
     Metrics,
-    'tokensIssued' | 'authorizeDenied' | 'policyRejections' | 'codeReuseAuditMisses' | 'importedSecretChecks'
+    | 'tokensIssued'
+    | 'authorizeDenied'
+    | 'policyRejections'
+    | 'codeReuseAuditMisses'
+    | 'importedSecretChecks'
+    | 'clientAuthFailures'
   >;
   /** Whether events name their token by head/tail fragments too, in the log (`withMaskedToken`). */
   secrets: Pick<SecretFormatter, 'masksEnabled' | 'maskSecret'>;

@@ -21,6 +21,7 @@ const SECTION_I = {
   aa_oidc_bcl_dispatches_total: 'counter',
   aa_oidc_bcl_delivery_seconds: 'histogram',
   aa_oidc_imported_secret_checks_total: 'counter',
+  aa_oidc_client_auth_failures_total: 'counter',
   aa_oidc_aa_poll_cycles_total: 'counter',
   aa_oidc_aa_poll_last_success_timestamp_seconds: 'gauge',
 } as const;
@@ -42,6 +43,7 @@ const LABELS: Record<keyof typeof SECTION_I, readonly string[]> = {
   aa_oidc_bcl_dispatches_total: ['client_id', 'outcome'],
   aa_oidc_bcl_delivery_seconds: ['outcome'],
   aa_oidc_imported_secret_checks_total: ['client_id', 'outcome'],
+  aa_oidc_client_auth_failures_total: ['endpoint', 'client_id'],
   aa_oidc_aa_poll_cycles_total: ['outcome'],
   aa_oidc_aa_poll_last_success_timestamp_seconds: [],
 };
