@@ -225,6 +225,7 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       throttle: oidc.throttle,
       db: services.database.db,
       logger: services.logger,
+      audit: services.audit,
     }),
     ...adminRoutes({
       config,

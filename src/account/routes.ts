@@ -17,11 +17,8 @@ import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html } from '../http/pages/layout.ts';
 import { selectUserGrants } from '../tokens/store.ts';
 import { portraitUrl } from '../oidc/claims.ts';
-import {
-  askReleasingIfUnanswered,
-  type LoginThrottle,
-  type ThrottleLogger,
-} from '../oidc/interactions/throttle.ts';
+import { askReleasingIfUnanswered, type LoginThrottle } from '../oidc/interactions/throttle.ts';
+import { type RefusedCodeTelling, tellRefusedCode } from '../oidc/interactions/two-factor-step.ts';
 import type { TokenRevocationService } from '../tokens/revocation.ts';
 import { qrSvg } from '../two-factor/qr.ts';
 import { sameText } from '../util/same-text.ts';
@@ -54,8 +51,12 @@ export interface AccountDependencies {
   twoFactor: TwoFactorService;
   throttle: LoginThrottle;
   db: Kysely<Database>;
-  /** For the warning when a password check's throttle place cannot be given back. */
-  logger: ThrottleLogger;
+  /**
+   * For the warning when a password check's throttle place cannot be given back, and for a refused
+   * code to turn two-factor sign-in off (`tellRefusedCode`, with `audit`).
+   */
+  logger: RefusedCodeTelling['logger'];
+  audit: RefusedCodeTelling['audit'];
 }
 
 const DONE: Readonly<Record<string, string>> = {
@@ -276,7 +277,16 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                     <strong>Off.</strong> With it on, signing in also asks for a code from an authenticator
                     app on your phone.
                   </p>
-                  ${postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in')}`
+                  ${
+                    // Said before it is pressed: the setup asks for a recent sign-in.
+                    signedInRecently(request.session!)
+                      ? postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in')
+                      : html`<p class="hint" id="two-factor-sign-in-again">
+                            You signed in more than ${RECENT_SIGN_IN_MS / 60_000} minutes ago, so you will be
+                            asked to sign in again before you set it up.
+                          </p>
+                          ${postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in', { describedBy: 'two-factor-sign-in-again' })}`
+                  }`
           }
         </section>`,
       { status },
@@ -580,7 +590,18 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, code);
-        if (!result.ok) return refuse('That code is not valid. Two-factor sign-in is still on.', 401);
+        if (!result.ok) {
+          // Told as a refused code at sign-in is: whoever holds this session tried to turn it off.
+          tellRefusedCode(deps, request.ctx, {
+            at: 'account_page',
+            userId: user.id,
+            clientId: ACCOUNT_CONSOLE_CLIENT_ID,
+            code,
+            reason: result.reason,
+            firstFactor: request.session!.amr,
+          });
+          return refuse('That code is not valid. Two-factor sign-in is still on.', 401);
+        }
         await deps.throttle.succeeded(attempt);
         request.seeOther('/account?done=two-factor-off#two-factor');
       },

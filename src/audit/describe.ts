@@ -33,8 +33,19 @@ export function describeAuditEvent(stored: Readonly<Record<string, unknown>>): s
     }
     case 'sessions_ended':
       return `${record.count} browser session(s) ended: ${record.reason.replaceAll('_', ' ')} by ${record.actor ?? 'unknown'}`;
-    case 'two_factor_failed':
-      return `wrong ${record.code_kind === 'totp' ? 'two-factor' : 'recovery'} code after ${record.first_factor.join(', ')} from ${record.address}`;
+    case 'two_factor_failed': {
+      // Events kept before the reason and the place were recorded have neither: wrong, at sign-in.
+      const code = `${record.code_kind === 'totp' ? 'two-factor' : 'recovery'} code`;
+      const what =
+        (record.reason as string | undefined) === 'replayed'
+          ? `${code} used already, sent again`
+          : `wrong ${code}`;
+      const where =
+        (record.at as string | undefined) === 'account_page'
+          ? 'on the account page, to turn two-factor sign-in off,'
+          : `after ${record.first_factor.join(', ')}`;
+      return `${what} ${where} from ${record.address}`;
+    }
     default:
       return assertNever(record);
   }

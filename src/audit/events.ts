@@ -232,8 +232,9 @@ export interface SessionsEndedEvent {
 }
 
 /**
- * A wrong second-factor code at sign-in, after a right first factor (a password, or EVE): that factor
- * has most likely leaked, whoever typed the code. Never the code, nor a digest of it (a six-digit code's
+ * A refused second-factor code at sign-in, after a right first factor (a password, or EVE): that
+ * factor has most likely leaked, whoever typed the code; or on the account page, from a signed-in
+ * session, to turn two-factor sign-in off. Never the code, nor a digest of it (a six-digit code's
  * digest is no secret: a million guesses undo it).
  */
 export interface TwoFactorFailedEvent {
@@ -244,7 +245,21 @@ export interface TwoFactorFailedEvent {
   client_id: string;
   /** What the wrong code was given as, by its shape: six digits from the app, or a recovery code. */
   code_kind: 'totp' | 'recovery_code';
-  /** The first factor that passed (`amr` values: `pwd`, `eve_sso`). */
+  /**
+   * `wrong`: no code of the user's. `replayed`: a right code used already (the app's code of a step
+   * already accepted, or a used recovery code): the losing half of a form sent twice, or someone who
+   * saw the code typed. Absent from events kept before aa-oidc told them apart (read as `wrong`).
+   */
+  reason: 'wrong' | 'replayed';
+  /**
+   * Where: `sign_in`, the sign-in's code step; `account_page`, the form that turns two-factor sign-in
+   * off (`client_id` is then the account console's). Absent from events kept before (`sign_in`).
+   */
+  at: 'sign_in' | 'account_page';
+  /**
+   * The first factor that passed (`amr` values: `pwd`, `eve_sso`); on the account page, how its
+   * session signed in (`otp` too when with a code).
+   */
   first_factor: string[];
   /** The client's address, as the login throttle reads it (`X-Forwarded-For` behind a trusted proxy). */
   address: string;

@@ -306,13 +306,25 @@ export function postButton(
   session: ConsoleSession | undefined,
   action: string,
   text: string,
-  options: { kind?: 'secondary' | 'danger'; fields?: Record<string, string> } = {},
+  options: {
+    kind?: 'secondary' | 'danger';
+    fields?: Record<string, string>;
+    /** The id of a note that says more of what the button does (its `aria-describedby`). */
+    describedBy?: string;
+  } = {},
 ): Html {
+  const attributes = [
+    options.kind ? html`class="${options.kind}"` : undefined,
+    options.describedBy ? html`aria-describedby="${options.describedBy}"` : undefined,
+  ]
+    .filter((attribute) => attribute !== undefined)
+    .map((attribute) => attribute.html)
+    .join(' ');
   return html`<form method="post" action="${action}" class="inline-form">
     ${csrfField(session)}
     ${Object.entries(options.fields ?? {}).map(
       ([name, value]) => html`<input type="hidden" name="${name}" value="${value}" />`,
     )}
-    <button type="submit" ${options.kind ? html`class="${options.kind}"` : ''}>${text}</button>
+    <button type="submit" ${{ html: attributes }}>${text}</button>
   </form>`;
 }

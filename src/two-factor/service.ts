@@ -11,7 +11,14 @@ import type { Kysely, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
 import type { Database } from '../db/schema.ts';
 import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
-import { acceptedStep, looksLikeTotpCode, newTotpSecret, normaliseCode, otpauthUri } from './totp.ts';
+import {
+  acceptedStep,
+  looksLikeTotpCode,
+  newTotpSecret,
+  normaliseCode,
+  otpauthUri,
+  validStep,
+} from './totp.ts';
 import { sameText } from '../util/same-text.ts';
 
 /**
@@ -52,7 +59,19 @@ export interface RecentConfirmation {
   repeat(code: string): Promise<RecoveryCodes>;
 }
 
-export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false };
+/**
+ * Why a code was refused: `wrong`, no code of the user's (a guess, a typo, an old code); `replayed`,
+ * a right code already used (a TOTP code of the step last accepted or an earlier one still shown, or
+ * a used recovery code): a form sent twice, or someone who saw the code typed. Either counts as a
+ * wrong code in the throttle: a replay can never sign in, and spends the budget so that it cannot
+ * be sent without end.
+ */
+export type CodeRefusal = 'wrong' | 'replayed';
+
+export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false; reason: CodeRefusal };
+
+/** A code as `verify` and `disable` check it: accepted (then spent), or refused with the reason. */
+type Checked = true | CodeRefusal;
 
 export interface TwoFactorService {
   status(userId: number): Promise<TwoFactorStatus>;
@@ -97,7 +116,10 @@ export interface TwoFactorService {
     enrolmentId: unknown,
     confirmer: string,
   ): Promise<RecoveryCodes>;
-  /** A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used). */
+  /**
+   * A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used).
+   * A refusal says whether the code was right but used already (`replayed`) or wrong.
+   */
   verify(userId: number, code: string): Promise<CodeCheck>;
   /** Removes the enrolment and its recovery codes when `code` is valid. */
   disable(user: { id: number; username: string }, code: string): Promise<CodeCheck>;
@@ -327,42 +349,47 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
       details: {},
     });
 
-  /** A TOTP code against a confirmed enrolment, recording its step so it never counts again. */
-  const checkTotp = async (userId: number, code: string): Promise<boolean> => {
+  /**
+   * A TOTP code against a confirmed enrolment, recording its step so it never counts again. A code
+   * valid now at a step already used (or passed) is `replayed`.
+   */
+  const checkTotp = async (userId: number, code: string): Promise<Checked> => {
     const enrolment = await enrolmentOf(userId);
-    if (!enrolment || enrolment.confirmed_at === null) return false;
+    if (!enrolment || enrolment.confirmed_at === null) return 'wrong';
     const lastStep = enrolment.last_used_step === null ? null : Number(enrolment.last_used_step);
-    const step = acceptedStep(cipher.open(userId, enrolment.secret_encrypted), code, lastStep, now());
-    if (step === undefined) return false;
-    // Only one of two concurrent uses of the same code moves the step forward.
+    const step = validStep(cipher.open(userId, enrolment.secret_encrypted), code, now());
+    if (step === undefined) return 'wrong';
+    if (lastStep !== null && step <= lastStep) return 'replayed';
+    // Only one of two concurrent uses of the same code moves the step forward: the other is a replay.
     const result = await db
       .updateTable('totp_enrolment')
       .set({ last_used_step: step })
       .where('user_id', '=', userId)
       .where((eb) => eb.or([eb('last_used_step', 'is', null), eb('last_used_step', '<', step)]))
       .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    return Number(result.numUpdatedRows) === 1 ? true : 'replayed';
   };
 
-  const checkRecoveryCode = async (userId: number, code: string): Promise<boolean> => {
+  /** A recovery code of the user's, then used; one used already (its row is kept) is `replayed`. */
+  const checkRecoveryCode = async (userId: number, code: string): Promise<Checked> => {
     const normalised = normaliseRecoveryCode(code);
-    if (!isRecoveryCodeShaped(normalised)) return false;
+    if (!isRecoveryCodeShaped(normalised)) return 'wrong';
     const wanted = Buffer.from(digest(normalised), 'hex');
     const rows = await db
       .selectFrom('recovery_code')
-      .select(['id', 'code_sha256'])
+      .select(['id', 'code_sha256', 'used_at'])
       .where('user_id', '=', userId)
-      .where('used_at', 'is', null)
       .execute();
     const match = rows.find((row) => timingSafeEqual(Buffer.from(row.code_sha256, 'hex'), wanted));
-    if (!match) return false;
+    if (!match) return 'wrong';
+    if (match.used_at !== null) return 'replayed';
     const result = await db
       .updateTable('recovery_code')
       .set({ used_at: now() })
       .where('id', '=', match.id)
       .where('used_at', 'is', null)
       .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    return Number(result.numUpdatedRows) === 1 ? true : 'replayed';
   };
 
   /** A confirmed enrolment and the digests of its unused recovery codes, as stored now. */
@@ -424,12 +451,16 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
   };
 
   const verify: TwoFactorService['verify'] = async (userId, code) => {
-    if (typeof code !== 'string' || code.length > MAX_CODE_LENGTH) return { ok: false };
-    if (looksLikeTotpCode(code))
-      return (await checkTotp(userId, normaliseCode(code))) ? { ok: true, method: 'totp' } : { ok: false };
-    const enrolment = await enrolmentOf(userId);
-    if (!enrolment || enrolment.confirmed_at === null) return { ok: false };
-    return (await checkRecoveryCode(userId, code)) ? { ok: true, method: 'recovery_code' } : { ok: false };
+    if (typeof code !== 'string' || code.length > MAX_CODE_LENGTH) return { ok: false, reason: 'wrong' };
+    const method = looksLikeTotpCode(code) ? 'totp' : 'recovery_code';
+    let checked: Checked;
+    if (method === 'totp') checked = await checkTotp(userId, normaliseCode(code));
+    else {
+      const enrolment = await enrolmentOf(userId);
+      checked =
+        !enrolment || enrolment.confirmed_at === null ? 'wrong' : await checkRecoveryCode(userId, code);
+    }
+    return checked === true ? { ok: true, method } : { ok: false, reason: checked };
   };
 
   return {

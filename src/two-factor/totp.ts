@@ -48,6 +48,16 @@ export function acceptedStep(
   lastUsedStep: number | null,
   now: number = Date.now(),
 ): number | undefined {
+  const step = validStep(secret, code, now);
+  if (step === undefined || (lastUsedStep !== null && step <= lastUsedStep)) return undefined;
+  return step;
+}
+
+/**
+ * The time step of `code` when the app shows it now or a step either side, used before or not;
+ * undefined otherwise (`acceptedStep` is what may sign in).
+ */
+export function validStep(secret: string, code: string, now: number = Date.now()): number | undefined {
   const token = normaliseCode(code);
   if (!looksLikeTotpCode(token)) return undefined;
   const delta = OTPAuth.TOTP.validate({
@@ -60,9 +70,7 @@ export function acceptedStep(
     window: 1,
   });
   if (delta === null) return undefined;
-  const step = OTPAuth.TOTP.counter({ period: PERIOD, timestamp: now }) + delta;
-  if (lastUsedStep !== null && step <= lastUsedStep) return undefined;
-  return step;
+  return OTPAuth.TOTP.counter({ period: PERIOD, timestamp: now }) + delta;
 }
 
 /** The current code for `secret` (tests, and the enrolment page's own check). */

@@ -406,6 +406,77 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.equal((await failures()).length, before, 'no throttle attempt counted');
   });
 
+  it('tells a refused code to turn two-factor sign-in off as a sign-in tells one: wrong, or right and used already (replayed), never the code', async () => {
+    const person = await seedUser(server);
+    const here = await consoleSignIn(server, person.username);
+    const enrolment = await server.app.twoFactor.beginEnrolment(person);
+    const confirmed = await server.app.twoFactor.confirmEnrolment(
+      person,
+      currentCode(enrolment.secret),
+      enrolment.id,
+    );
+    assert.ok(confirmed.ok);
+    const page = await consoleGet(here, url('/account'));
+    // Codes just used to sign in elsewhere, typed again here; and a code of no step near now.
+    const code = currentCode(enrolment.secret, Date.now() + 30_000);
+    assert.ok((await server.app.twoFactor.verify(person.id, code)).ok);
+    const recovery = confirmed.recoveryCodes[0]!;
+    assert.ok((await server.app.twoFactor.verify(person.id, recovery)).ok);
+    const wrong = ['914273', '000000', '111111'].find(
+      (candidate) =>
+        ![-2, -1, 0, 1, 2].some(
+          (step) => currentCode(enrolment.secret, Date.now() + step * 30_000) === candidate,
+        ),
+    )!;
+    for (const typed of [code, recovery, wrong]) {
+      const refused = await consolePost(here, url('/account/two-factor/disable'), page.csrf!, {
+        code: typed,
+      });
+      assert.equal(refused.status, 401);
+    }
+    assert.equal((await server.app.twoFactor.status(person.id)).enrolled, true);
+
+    await server.app.audit.idle();
+    const stored = await server.app.auditStore.list({ kinds: ['two_factor_failed'], userId: person.id });
+    assert.deepEqual(
+      stored.reverse().map(({ record: { time: _time, request_id: requestId, ...event } }) => ({
+        ...event,
+        request: typeof requestId,
+      })),
+      [
+        ['totp', 'replayed'],
+        ['recovery_code', 'replayed'],
+        ['totp', 'wrong'],
+      ].map(([kind, reason]) => ({
+        kind: 'two_factor_failed',
+        user_id: person.id,
+        client_id: 'aa-oidc-account',
+        code_kind: kind,
+        first_factor: ['pwd'],
+        reason,
+        at: 'account_page',
+        address: '127.0.0.1',
+        request: 'string',
+      })),
+    );
+    for (const { record } of stored)
+      for (const typed of [code, recovery, wrong])
+        assert.ok(!JSON.stringify(record).includes(typed), 'the code is not kept');
+    const admin = await seedUser(server, { superuser: true });
+    const audit = await consoleGet(
+      await consoleSignIn(server, admin.username),
+      url(`/admin/audit?${new URLSearchParams({ user: person.username, kind: 'two_factor_failed' })}`),
+    );
+    assert.match(
+      pageText(audit.body),
+      /two-factor code used already, sent again on the account page, to turn two-factor sign-in off, from 127\.0\.0\.1/,
+    );
+    assert.match(
+      pageText(audit.body),
+      /wrong two-factor code on the account page, to turn two-factor sign-in off, from 127\.0\.0\.1/,
+    );
+  });
+
   it('answers a "Turn on" sent twice (no script: a double click, a resend) with the same recovery codes, the stored ones, to that browser alone', async () => {
     const recoveryCodes = (body: string) =>
       [...body.matchAll(/<li><code>([a-z0-9]{5}-[a-z0-9]{5})<\/code><\/li>/g)].map((m) => m[1]!);
@@ -606,7 +677,18 @@ describe(`the account page (${testDatabaseKind})`, () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);
     const page = await consoleGet(here, url('/account'));
+    const hint =
+      /<p class="hint" id="two-factor-sign-in-again">\s*You signed in more than 10 minutes ago, so you will be\s+asked to sign in again before you set it up\.\s*<\/p>/;
+    assert.doesNotMatch(page.body, hint, 'no hint for a fresh sign-in');
+    assert.doesNotMatch(page.body, /aria-describedby="two-factor-sign-in-again"/);
     await signedInAgo(person, 11);
+    // Said before the button is pressed, and tied to it.
+    const older = await consoleGet(here, url('/account'));
+    assert.match(older.body, hint);
+    assert.match(
+      older.body,
+      /<button type="submit" aria-describedby="two-factor-sign-in-again">Set up two-factor sign-in<\/button>/,
+    );
 
     const refused = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
     assert.equal(refused.status, 403);

@@ -140,6 +140,7 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
       let page: Page;
       let forumId: string;
       let memberId: number;
+      let directorId: number;
       const titles = new Map<string, string>();
       /** Every problem found on any page: the test reports them all at once. */
       const found: string[] = [];
@@ -152,7 +153,7 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await server.app.directoryAdmin.createState('Member', 100, true);
         await server.app.directoryAdmin.createGroup('Fleet Commanders');
         forumId = (await seedApp(server, { name: 'Forum', states: ['Member'] })).clientId;
-        await seedUser(server, { username: 'director', superuser: true, state: 'Member' });
+        directorId = (await seedUser(server, { username: 'director', superuser: true, state: 'Member' })).id;
         const rookie = await seedUser(server, { username: 'rookie', state: 'Member' });
         await server.app.database.db
           .updateTable('app_user')
@@ -170,6 +171,27 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await browser?.close();
         await server?.close();
       });
+
+      /** Moves the sign-in of the user's sessions `minutes` back (forward when negative). */
+      async function signedInAgo(userId: number, minutes: number): Promise<void> {
+        const db = server.app.database.db;
+        const sessions = await db
+          .selectFrom('oidc_payload')
+          .select(['id', 'payload'])
+          .where('model', '=', 'Session')
+          .where('user_id', '=', String(userId))
+          .execute();
+        assert.ok(sessions.length > 0, 'a session to age');
+        for (const session of sessions) {
+          const payload = JSON.parse(session.payload) as { loginTs: number };
+          await db
+            .updateTable('oidc_payload')
+            .set({ payload: JSON.stringify({ ...payload, loginTs: payload.loginTs - minutes * 60 }) })
+            .where('model', '=', 'Session')
+            .where('id', '=', session.id)
+            .execute();
+        }
+      }
 
       /** The page now shown: its structure, contrast and focus rings, and a title no other page has. */
       async function audit(where: string): Promise<void> {
@@ -331,6 +353,26 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await submit(/Turn on/);
         await refused('two-factor setup refused');
         await audit('two-factor setup refused');
+
+        // Signed in over ten minutes ago: the account page says the setup asks for a sign-in again,
+        // and the setup answers with the page that asks for it.
+        await signedInAgo(directorId, 11);
+        await page.goto(`${server.origin}/account`);
+        for (const problem of [
+          ...((await page.evaluate(STRUCTURE_PROBLEMS)) as string[]),
+          ...((await page.evaluate(CONTRAST_PROBLEMS)) as string[]),
+        ])
+          found.push(`/account signed in long ago: ${problem}`);
+        expect(
+          (await page
+            .getByRole('button', { name: 'Set up two-factor sign-in' })
+            .getAttribute('aria-describedby')) === 'two-factor-sign-in-again',
+          '/account signed in long ago: the button is not described by the note that a sign-in is asked again',
+        );
+        await submit('Set up two-factor sign-in');
+        await page.locator('h1', { hasText: 'Sign in again to turn on two-factor sign-in' }).waitFor();
+        await audit('sign in again for two-factor setup');
+        await signedInAgo(directorId, -11);
 
         const issuerPath = new URL(server.issuer).pathname;
         const params = new URLSearchParams({

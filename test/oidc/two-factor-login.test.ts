@@ -341,7 +341,8 @@ describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKi
   const failedEvents = async (userId: number) => {
     await server.app.audit.idle();
     return harness.auditRecords.filter(
-      (record) => record.kind === 'two_factor_failed' && record.user_id === userId,
+      (record): record is Extract<AuditRecord, { kind: 'two_factor_failed' }> =>
+        record.kind === 'two_factor_failed' && record.user_id === userId,
     );
   };
   const warnings = (userId: number) =>
@@ -374,6 +375,8 @@ describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKi
           client_id: client.clientId,
           code_kind: 'totp',
           first_factor: ['pwd'],
+          reason: 'wrong',
+          at: 'sign_in',
           address: '198.51.100.7',
           request: 'string',
         },
@@ -383,6 +386,8 @@ describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKi
           client_id: client.clientId,
           code_kind: 'recovery_code',
           first_factor: ['pwd'],
+          reason: 'wrong',
+          at: 'sign_in',
           address: '2001:db8:7::1',
           request: 'string',
         },
@@ -409,6 +414,61 @@ describe(`wrong two-factor codes: traced, and bounded per user (${testDatabaseKi
     assert.equal(page.status, 200);
     assert.match(pageText(page.body), /wrong two-factor code after pwd from 198\.51\.100\.7/);
     assert.match(pageText(page.body), /wrong recovery code after pwd from 2001:db8:7::1/);
+  });
+
+  it('tells a right code used already (a form sent twice, a code seen as it was typed) as replayed, and counts it as a wrong one', async () => {
+    const { user, secret, recoveryCodes } = await seedTwoFactorUser(server);
+    const code = currentCode(secret, Date.now() + 30_000);
+    const recovery = recoveryCodes[0]!;
+    harness.registerSecret(recovery, 'a used recovery code');
+    assert.equal((await (await codeForm(user.username))(code, '198.51.100.20')).status, 303);
+    assert.equal((await (await codeForm(user.username))(recovery, '198.51.100.20')).status, 303);
+    // Another sign-in with the password, from elsewhere: the same codes again, then a wrong one.
+    const send = await codeForm(user.username);
+    assert.equal((await send(code, '203.0.113.21')).status, 401);
+    assert.equal((await send(recovery, '203.0.113.22')).status, 401);
+    assert.equal((await send(wrongCode(secret), '203.0.113.23')).status, 401);
+
+    const told = (await failedEvents(user.id)).map(({ code_kind, reason, address }) => ({
+      code_kind,
+      reason,
+      address,
+    }));
+    assert.deepEqual(told, [
+      { code_kind: 'totp', reason: 'replayed', address: '203.0.113.21' },
+      { code_kind: 'recovery_code', reason: 'replayed', address: '203.0.113.22' },
+      { code_kind: 'totp', reason: 'wrong', address: '203.0.113.23' },
+    ]);
+    const lines = harness.logLines
+      .map((line) => JSON.parse(line) as { level?: number; msg?: string; userId?: number; reason?: string })
+      .filter((line) => line.userId === user.id && line.level === 40)
+      .map((line) => [line.msg, line.reason]);
+    assert.deepEqual(lines, [
+      ['two-factor code used already, sent again after a right first factor', 'replayed'],
+      ['two-factor code used already, sent again after a right first factor', 'replayed'],
+      ['two-factor code wrong after a right first factor', 'wrong'],
+    ]);
+    for (const text of [...harness.logLines, ...harness.auditRecords.map((record) => JSON.stringify(record))])
+      assert.ok(!text.includes(code), `the code is nowhere: ${text}`);
+    await harness.assertNoLeaks();
+    const adminBrowser = await consoleSignIn(server, admin.username);
+    const page = await consoleGet(
+      adminBrowser,
+      `${server.origin}/admin/audit?${new URLSearchParams({ user: user.username, kind: 'two_factor_failed' })}`,
+    );
+    assert.match(
+      pageText(page.body),
+      /two-factor code used already, sent again after pwd from 203\.0\.113\.21/,
+    );
+    assert.match(
+      pageText(page.body),
+      /recovery code used already, sent again after pwd from 203\.0\.113\.22/,
+    );
+
+    // In the budget as wrong codes are: seven more wrong ones make ten, and a right code is refused.
+    for (let n = 1; n <= 7; n += 1)
+      assert.equal((await send(wrongCode(secret), `198.51.100.${100 + n}`)).status, 401, `wrong code ${n}`);
+    assert.equal((await send(recoveryCodes[1]!, '203.0.113.50')).status, 429);
   });
 
   it("refuses a user's codes from any address once ten were wrong, the right one too, and tells of no code it did not check", async () => {

@@ -75,7 +75,7 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     assert.equal(row.secret_encrypted.includes(secret), false, 'the secret is encrypted at rest');
     assert.deepEqual(
       await service.verify(alice.id, currentCode(secret, clock)),
-      { ok: false },
+      { ok: false, reason: 'wrong' },
       'not before confirmation',
     );
 
@@ -219,21 +219,26 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     }
   });
 
-  it('accepts a code once: the confirmation code and any code of an earlier step are spent', async () => {
+  it('accepts a code once: the confirmation code and any code of an earlier step are spent, and told replayed', async () => {
     assert.deepEqual(
       await service.verify(alice.id, currentCode(secret, clock)),
-      { ok: false },
+      { ok: false, reason: 'replayed' },
       'the confirmation code',
     );
     clock += 30_000;
     const code = currentCode(secret, clock);
     assert.deepEqual(await service.verify(alice.id, code), { ok: true, method: 'totp' });
-    assert.deepEqual(await service.verify(alice.id, code), { ok: false }, 'a replay');
+    assert.deepEqual(await service.verify(alice.id, code), { ok: false, reason: 'replayed' }, 'a replay');
+    assert.deepEqual(
+      await service.verify(alice.id, currentCode(secret, clock - 30_000)),
+      { ok: false, reason: 'replayed' },
+      'the step before, still shown, but before the one accepted',
+    );
     clock += 30_000;
     assert.deepEqual(
       await service.verify(alice.id, currentCode(secret, clock - 60_000)),
-      { ok: false },
-      'an older step',
+      { ok: false, reason: 'wrong' },
+      'an older step, past the window',
     );
     assert.deepEqual(
       await service.verify(alice.id, currentCode(secret, clock + 30_000)),
@@ -242,20 +247,34 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     );
   });
 
+  it('accepts a code sent twice at once (a double click) once, and tells the other use replayed', async () => {
+    clock += 60_000;
+    const code = currentCode(secret, clock);
+    const answers = await Promise.all([service.verify(alice.id, code), service.verify(alice.id, code)]);
+    assert.deepEqual(answers.map((answer) => (answer.ok ? answer.method : answer.reason)).sort(), [
+      'replayed',
+      'totp',
+    ]);
+  });
+
   it('accepts each recovery code once, typed any way', async () => {
     const code = recoveryCodes[0]!;
     assert.deepEqual(await service.verify(alice.id, ` ${code.toUpperCase().replace('-', ' ')} `), {
       ok: true,
       method: 'recovery_code',
     });
-    assert.deepEqual(await service.verify(alice.id, code), { ok: false });
+    assert.deepEqual(await service.verify(alice.id, code), { ok: false, reason: 'replayed' });
     assert.equal((await service.status(alice.id)).recoveryCodesLeft, 9);
-    assert.deepEqual(await service.verify(alice.id, 'aaaaa-bbbbb'), { ok: false });
-    assert.deepEqual(await service.verify(99, code), { ok: false }, 'never for another user');
+    assert.deepEqual(await service.verify(alice.id, 'aaaaa-bbbbb'), { ok: false, reason: 'wrong' });
+    assert.deepEqual(
+      await service.verify(99, code),
+      { ok: false, reason: 'wrong' },
+      'never for another user',
+    );
   });
 
   it('turns off only with a valid code', async () => {
-    assert.deepEqual(await service.disable(alice, '123456'), { ok: false });
+    assert.deepEqual(await service.disable(alice, '123456'), { ok: false, reason: 'wrong' });
     assert.equal((await service.status(alice.id)).enrolled, true);
     assert.deepEqual(await service.disable(alice, recoveryCodes[1]!), { ok: true, method: 'recovery_code' });
     assert.deepEqual(await service.status(alice.id), {

@@ -1,13 +1,15 @@
 import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type { AuditBus } from '../../audit/bus.ts';
+import type { TwoFactorFailedEvent } from '../../audit/events.ts';
 import type { Directory } from '../../directory/port.ts';
 import type { Branding } from '../../http/pages/branding.ts';
 import type { Logger } from '../../logging/logger.ts';
-import { requestLog } from '../../logging/request-context.ts';
+import { publishContext, requestLog } from '../../logging/request-context.ts';
 import { pageContext } from '../../http/pages/layout.ts';
 import { recoveryCodesPage, twoFactorCodePage, twoFactorEnrolPage } from '../../http/pages/two-factor.ts';
 import {
+  type CodeRefusal,
   codeShapeMessage,
   type Enrolment,
   isCodeShaped,
@@ -33,7 +35,8 @@ import { sameText } from '../../util/same-text.ts';
  * smaller budget across addresses than a password's (`login.maxCodeFailuresPerUser`). The password's
  * attempt stays counted as a failure (of the name typed) until the code is right. A wrong code says
  * that the first factor has leaked: it is logged (a warning) and published (`two_factor_failed`),
- * never the code itself.
+ * never the code itself; a right code used already (a form sent twice, or a code seen as it was
+ * typed) is told so (`reason: "replayed"`), and counts as a wrong one.
  * A sign-in waiting here does not complete once the user's sessions were ended after its password
  * step (a new password, signing out everywhere, revoked tokens, deactivation) or their two-factor
  * sign-in was reset: the password it passed with may be the one just replaced, and a reset must not
@@ -131,6 +134,65 @@ function readPending(key: Buffer, value: string | null, uid: string, stage: Stag
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then start again.';
 const WRONG_CODE = 'That code is not valid. Check your app and try the current code.';
 
+/** Where a refused code is told: the log (a warning) and the audit events (`two_factor_failed`). */
+export interface RefusedCodeTelling {
+  logger: Logger;
+  audit: Pick<AuditBus, 'publish'>;
+}
+
+/** What the log says of a refused code, by where it was given and why it was refused. */
+const REFUSED_CODE_MESSAGES: Readonly<Record<TwoFactorFailedEvent['at'], Record<CodeRefusal, string>>> = {
+  sign_in: {
+    wrong: 'two-factor code wrong after a right first factor',
+    replayed: 'two-factor code used already, sent again after a right first factor',
+  },
+  account_page: {
+    wrong: 'two-factor code wrong on the account page (turning two-factor sign-in off)',
+    replayed: 'two-factor code used already, sent again on the account page (turning two-factor sign-in off)',
+  },
+};
+
+/**
+ * A code refused after a right first factor (at sign-in), or from a signed-in session (the account
+ * page's turning off): told to the operator (a warning, and the `two_factor_failed` event with the
+ * client's address and the reason: `wrong`, or `replayed`, a right code used already), by its kind,
+ * never its value. A code refused unchecked (429, or no code at all) is not told, as a throttled
+ * password is not: the refused codes that spent the budget were.
+ */
+export function tellRefusedCode(
+  deps: RefusedCodeTelling,
+  ctx: Koa.Context,
+  refused: {
+    at: TwoFactorFailedEvent['at'];
+    userId: number;
+    clientId: string;
+    code: string;
+    reason: CodeRefusal;
+    firstFactor: readonly string[];
+  },
+): void {
+  const codeKind = looksLikeTotpCode(refused.code) ? 'totp' : 'recovery_code';
+  const { at, userId, clientId, reason } = refused;
+  const firstFactor = [...refused.firstFactor];
+  requestLog(ctx, deps.logger).warn(
+    { clientId, userId, codeKind, firstFactor, reason, at },
+    REFUSED_CODE_MESSAGES[at][reason],
+  );
+  deps.audit.publish(
+    {
+      kind: 'two_factor_failed',
+      user_id: userId,
+      client_id: clientId,
+      code_kind: codeKind,
+      first_factor: firstFactor,
+      reason,
+      at,
+      address: ctx.ip,
+    },
+    publishContext(ctx),
+  );
+}
+
 export function twoFactorStep(deps: TwoFactorStepDependencies) {
   const renderCode = (request: StepRequest, pending: PendingLogin, status = 200, error?: string) => {
     request.ctx.status = status;
@@ -167,32 +229,6 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         ...(error ? { error } : {}),
       },
       pageContext(deps.branding, request.ctx),
-    );
-  };
-
-  /**
-   * A wrong code at sign-in, after a right first factor: told to the operator (a warning, and the
-   * `two_factor_failed` event with the client's address), by its kind, never its value. A code refused
-   * unchecked (429) is not told, as a throttled password is not: the wrong codes that spent the budget were.
-   */
-  const wrongCode = (request: StepRequest, pending: PendingLogin, code: string) => {
-    const codeKind = looksLikeTotpCode(code) ? 'totp' : 'recovery_code';
-    const ctx = request.ctx;
-    requestLog(ctx, deps.logger).warn(
-      { clientId: request.clientId, userId: pending.userId, codeKind, firstFactor: pending.amr },
-      'two-factor code wrong after a right first factor',
-    );
-    const requestId = (ctx.state as { requestId?: unknown }).requestId;
-    deps.audit.publish(
-      {
-        kind: 'two_factor_failed',
-        user_id: pending.userId,
-        client_id: request.clientId,
-        code_kind: codeKind,
-        first_factor: pending.amr,
-        address: ctx.ip,
-      },
-      typeof requestId === 'string' ? { requestId } : {},
     );
   };
 
@@ -266,7 +302,14 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
         if (!check.ok) {
-          wrongCode(request, pending, code);
+          tellRefusedCode(deps, request.ctx, {
+            at: 'sign_in',
+            userId: pending.userId,
+            clientId: request.clientId,
+            code,
+            reason: check.reason,
+            firstFactor: pending.amr,
+          });
           return renderCode(request, fresh, 401, WRONG_CODE);
         }
         await succeeded(attempt);
