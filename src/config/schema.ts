@@ -57,6 +57,12 @@ const listOf = <T extends z.ZodType>(item: T, described: string, min = 0) =>
   );
 
 /**
+ * The fewest characters of AA_OIDC_SECRET_KEY; `import plugin-apps` warns of a client secret the
+ * Python plugin kept in clear that is shorter.
+ */
+export const SECRET_KEY_MIN_LENGTH = 32;
+
+/**
  * A secret: long enough, and not only spaces (a blank value, such as an unfilled template's, passes
  * a length check while protecting nothing). `valid` says what to give instead.
  */
@@ -187,8 +193,8 @@ export const configSchema = z
      */
     databaseConnectTimeoutMs: integer(100, 600_000).default(5000),
     secretKey: secret(
-      32,
-      'at least 32 random characters (like the output of `openssl rand -hex 32`)',
+      SECRET_KEY_MIN_LENGTH,
+      `at least ${SECRET_KEY_MIN_LENGTH} random characters (like the output of \`openssl rand -hex 32\`)`,
     ).optional(),
     dataDir: nonEmpty('a directory (like ./data or /var/lib/aa-oidc)').default('./data'),
     trustProxy: boolean().default(false),

@@ -145,6 +145,59 @@ await describeOnEachAllianceAuth(
       assert.deepEqual(JSON.parse(list.stdout), []);
     });
 
+    it('writes one JSON document with --format json: each application with its outcome, reason, warnings and what it leaves out', async () => {
+      const result = await cli(['import', 'plugin-apps', '--dry-run', '--format', 'json'], env);
+      assert.equal(result.code, 1, 'one application cannot be imported');
+      assert.equal(
+        result.stderr,
+        'aa-oidc: 1 application(s) could not be imported (dry run: nothing was imported)\n',
+      );
+      const none = { left_out: [], warnings: [], existing: null };
+      assert.deepEqual(JSON.parse(result.stdout), {
+        dry_run: true,
+        applications: [
+          {
+            client_id: 'forum-client-id-kept-in-clear',
+            name: 'Forum',
+            outcome: 'imported',
+            reason: null,
+            secret: 'digest',
+            ...none,
+          },
+          {
+            client_id: 'legacy-implicit-client',
+            name: 'Legacy',
+            outcome: 'refused',
+            reason:
+              'grant type "implicit" is not supported (aa-oidc offers authorization-code and client-credentials)',
+            secret: null,
+            ...none,
+          },
+          {
+            client_id: 'spa-public-client-id',
+            name: 'Fleet tool',
+            outcome: 'imported',
+            reason: null,
+            secret: null,
+            ...none,
+            left_out: [
+              'its http logo "http://fleet.example.org/logo.png" (logos must be https; give it one in aa-oidc\'s admin)',
+            ],
+          },
+          {
+            client_id: 'wiki-client-id-from-the-plugin',
+            name: 'Wiki',
+            outcome: 'imported',
+            reason: null,
+            secret: 'pbkdf2_hash',
+            ...none,
+          },
+        ],
+      });
+      const list = await cli(['app', 'list', '--format', 'json'], env);
+      assert.deepEqual(JSON.parse(list.stdout), []);
+    });
+
     it('imports every supported application as the plugin had it, and the PBKDF2-hashed secret authenticates unchanged', async () => {
       const result = await cli(['import', 'plugin-apps'], env);
       assert.equal(result.code, 1, result.stderr);
@@ -258,6 +311,187 @@ await describeOnEachAllianceAuth(
         assert.equal(introspected.body.active, true);
       } finally {
         await server.close();
+      }
+    });
+
+    it("says of an application that exists already whether it has the plugin's settings, names those that differ, and tells whether the plugin's secret authenticates as it", async () => {
+      // As the import above left them: the forum's clear secret kept as a digest, the wiki's hash
+      // replaced by a digest at the relying party's first sign-in.
+      const same = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(same.code, 1, same.stderr);
+      const exists = 'an application with this client_id exists already';
+      assert.match(
+        same.stdout,
+        new RegExp(
+          `^skipped forum-client-id-kept-in-clear \\(Forum\\): ${exists}, with the plugin's settings; the plugin's secret authenticates as it$`,
+          'm',
+        ),
+      );
+      assert.match(
+        same.stdout,
+        new RegExp(
+          `^skipped wiki-client-id-from-the-plugin \\(Wiki\\): ${exists}, with the plugin's settings; secrets not compared \\(the plugin keeps only a hash of its secret, and aa-oidc does not hold that hash\\)$`,
+          'm',
+        ),
+      );
+      assert.match(
+        same.stdout,
+        new RegExp(
+          `^skipped spa-public-client-id \\(Fleet tool\\): ${exists}, with the plugin's settings$`,
+          'm',
+        ),
+      );
+
+      // Changed here since: another redirect URI, a whitelist, a new secret.
+      const forum = 'forum-client-id-kept-in-clear';
+      const update = await cli(
+        [
+          'app',
+          'update',
+          forum,
+          '--add-redirect-uri',
+          'https://forum.example.org/cb2',
+          '--add-state',
+          'Member',
+        ],
+        env,
+      );
+      assert.equal(update.code, 0, update.stderr);
+      const rotated = await cli(['app', 'rotate-secret', forum], env);
+      assert.equal(rotated.code, 0, rotated.stderr);
+      const text = await cli(['import', 'plugin-apps'], env);
+      assert.equal(text.code, 1, 'only the legacy application fails, as before');
+      assert.match(
+        text.stdout,
+        new RegExp(
+          `^skipped ${forum} \\(Forum\\): ${exists}, with settings other than the plugin's: redirect_uris, states; the plugin's secret does not authenticate as it \\(a relying party that sends the plugin's secret is refused\\); left as it is \\("aa-oidc app show ${forum}" shows it, "aa-oidc app update ${forum} …" changes it\\)$`,
+          'm',
+        ),
+      );
+      const json = await cli(['import', 'plugin-apps', '--format', 'json'], env);
+      assert.equal(json.code, 1, json.stderr);
+      const applications = (JSON.parse(json.stdout) as { applications: Array<{ client_id: string }> })
+        .applications;
+      assert.deepEqual(
+        applications.find((app) => app.client_id === forum),
+        {
+          client_id: forum,
+          name: 'Forum',
+          outcome: 'skipped',
+          reason: exists,
+          secret: null,
+          left_out: [],
+          warnings: [],
+          existing: { differences: ['redirect_uris', 'states'], secret: 'does_not_verify' },
+        },
+      );
+      assert.deepEqual(
+        applications.find((app) => app.client_id === 'wiki-client-id-from-the-plugin'),
+        {
+          client_id: 'wiki-client-id-from-the-plugin',
+          name: 'Wiki',
+          outcome: 'skipped',
+          reason: exists,
+          secret: null,
+          left_out: [],
+          warnings: [],
+          existing: { differences: [], secret: 'not_compared' },
+        },
+      );
+      assert.equal(json.stdout.includes(CLEAR_SECRET), false, 'never the secret');
+      const shown = JSON.parse((await cli(['app', 'show', forum, '--format', 'json'], env)).stdout);
+      assert.deepEqual(shown.states, ['Member'], 'left as it is');
+    });
+
+    it("tells whether the plugin's secret authenticates as an application whose secret is still the hash an earlier import left", async () => {
+      const clientId = 'hash-still-held-client';
+      await pluginApp({
+        client_id: clientId,
+        name: 'Hash held',
+        redirect_uris: 'https://held.example.org/cb',
+        client_secret: await makeDjangoPbkdf2(SECRET, 20_000),
+      });
+      const first = await cli(['import', 'plugin-apps'], env);
+      assert.match(
+        first.stdout,
+        /^imported hash-still-held-client \(Hash held\): its PBKDF2-hashed secret keeps working$/m,
+      );
+      const line = async () => {
+        const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+        return /^skipped hash-still-held-client .*$/m.exec(result.stdout)?.[0];
+      };
+      assert.match(
+        (await line()) ?? '',
+        /with the plugin's settings; the plugin's secret authenticates as it$/,
+      );
+      // The plugin's admin since gave it a secret kept in clear: checked against the hash held here.
+      const setSecret = (secret: string) =>
+        sql`update allianceauth_oidc_allianceauthapplication set client_secret = ${secret}, hash_client_secret = ${fixture.bool(false)} where client_id = ${clientId}`.execute(
+          fixture.owner,
+        );
+      await setSecret(SECRET);
+      assert.match(
+        (await line()) ?? '',
+        /with the plugin's settings; the plugin's secret authenticates as it$/,
+      );
+      await setSecret(`${SECRET}-another`);
+      assert.match(
+        (await line()) ?? '',
+        /with the plugin's settings; the plugin's secret does not authenticate as it \(a relying party that sends the plugin's secret is refused\); left as it is/,
+      );
+    });
+
+    it('warns of a secret the plugin kept in clear that is shorter than 32 characters, never showing it', async () => {
+      await pluginApp({
+        client_id: 'weak-secret-client',
+        name: 'Weak secret',
+        redirect_uris: 'https://weak.example.org/cb',
+        client_secret: 'hunter2',
+        hash_client_secret: fixture.bool(false),
+      });
+      await pluginApp({
+        client_id: 'long-enough-secret-client',
+        name: 'Long enough',
+        redirect_uris: 'https://long.example.org/cb',
+        client_secret: 'k'.repeat(32),
+        hash_client_secret: fixture.bool(false),
+      });
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(
+        result.stdout,
+        /^would import weak-secret-client \(Weak secret\): its secret kept as a digest; warning: its secret, kept in clear by the plugin, is shorter than 32 characters \(aa-oidc's own secrets are 256 random bits\): whoever guesses it authenticates as the relying party; once the switch is done, "aa-oidc app rotate-secret weak-secret-client" and give the relying party the new secret$/m,
+      );
+      assert.match(
+        result.stdout,
+        /^would import long-enough-secret-client \(Long enough\): its secret kept as a digest$/m,
+      );
+      assert.equal(result.stdout.includes('hunter2'), false, 'never the secret');
+    });
+
+    it('refuses an empty client secret, saying it is empty, whether the plugin marks it hashed or not', async () => {
+      for (const [clientId, hashed] of [
+        ['empty-hashed-secret-client', true],
+        ['empty-clear-secret-client', false],
+      ] as const) {
+        await pluginApp({
+          client_id: clientId,
+          name: 'Empty secret',
+          redirect_uris: 'https://empty.example.org/cb',
+          client_secret: '',
+          hash_client_secret: fixture.bool(hashed),
+        });
+      }
+      const result = await cli(['import', 'plugin-apps', '--dry-run'], env);
+      assert.equal(result.code, 1, result.stderr);
+      for (const clientId of ['empty-hashed-secret-client', 'empty-clear-secret-client']) {
+        assert.match(
+          result.stdout,
+          new RegExp(
+            `^not imported ${clientId} \\(Empty secret\\): its client secret is empty, so no relying party can authenticate with it: give it a new secret in the plugin's admin with "Hash client secret" unticked \\(aa-oidc keeps only a digest\\) and import again$`,
+            'm',
+          ),
+        );
       }
     });
 

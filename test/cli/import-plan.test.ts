@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { PluginApplication } from '../../src/alliance-auth/plugin-apps.ts';
 import { planPluginImport } from '../../src/cli/commands/import.ts';
 
-/** A confidential web application of the Python plugin, with a clear secret. */
+/** A confidential web application of the Python plugin, with a clear secret long enough not to be warned of. */
 function pluginApp(redirectUris: string[]): PluginApplication {
   return {
     clientId: 'dev-copy',
@@ -19,7 +19,7 @@ function pluginApp(redirectUris: string[]): PluginApplication {
     backchannelLogoutOnRevokeOnly: false,
     active: true,
     logoUrl: null,
-    clientSecret: 'a-clear-secret-of-the-plugin',
+    clientSecret: 'a-clear-secret-of-the-plugin-long-enough-0123456789',
     hashClientSecret: false,
     states: [],
     groups: [],

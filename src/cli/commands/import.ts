@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { allianceAuthConnectFailure } from '../../alliance-auth/create.ts';
 import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
 import {
@@ -11,26 +11,34 @@ import { clientSecretDigest, IMPORTED_SECRET_MAX_ITERATIONS } from '../../applic
 import type {
   AccessTokenFormatSetting,
   ApplicationInput,
+  ApplicationService,
   GrantType,
   ImportedSecret,
 } from '../../applications/types.ts';
+import { SECRET_KEY_MIN_LENGTH } from '../../config/schema.ts';
 import { isNativeApplication } from '../../oidc/clients.ts';
 import { MAX_PBKDF2_ITERATIONS, parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
+import { assertNever } from '../../util/assert-never.ts';
 import { isLoopbackHost } from '../../util/loopback.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
-import { lineWriter } from '../output.ts';
+import { jsonDocument, lineWriter } from '../output.ts';
+import {
+  type ComparedSettings,
+  compareSecret,
+  type ExistingSecret,
+  settingsThatDiffer,
+} from './import-existing.ts';
 
 /**
- * `aa-oidc import plugin-apps [--dry-run]`: every application an operator made in the Python plugin
- * (allianceauth-oidc-provider) becomes an aa-oidc application with the same client id, secret,
- * URIs, settings and whitelists, through the same validating write path as `app create` (the
- * back-channel URI passes the SSRF gate); one a client registered itself is named and left out.
- * Reads Alliance Auth's database only; an application that already exists here is left alone, so
- * the command can run again.
+ * `aa-oidc import plugin-apps [--dry-run] [--format text|json]`: every application an operator made in
+ * the Python plugin (allianceauth-oidc-provider) becomes an aa-oidc application with the same client
+ * id, secret, URIs, settings and whitelists, through the same validating write path as `app create`
+ * (the back-channel URI passes the SSRF gate); one a client registered itself is named and left out.
+ * Reads Alliance Auth's database only; an application that already exists here is left alone, so the
+ * command can run again, and compared with the plugin's.
  */
 export function registerImport(program: Command, io: CliIo): void {
   const command = program.command('import').description('import from the Python plugin');
-  const say = lineWriter(io.stdout);
 
   command
     .command('plugin-apps')
@@ -38,10 +46,16 @@ export function registerImport(program: Command, io: CliIo): void {
       `create the applications of allianceauth-oidc-provider (${PLUGIN_APPLICATION_TABLE} in Alliance Auth's database, ${AA_DATABASE_SETTING}) with the same client ids and secrets`,
     )
     .option('--dry-run', 'show what would be imported, import nothing')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
     .addHelpText('after', PLUGIN_APPS_HELP)
-    .action(async (options: { dryRun?: boolean }) => {
+    .action(async (options: { dryRun?: boolean; format: 'text' | 'json' }) => {
       const dryRun = options.dryRun === true;
-      const failed = await withServices(io, async (services) => {
+      const say = lineWriter(io.stdout);
+      // Text: a line as each application is done. JSON: one document once all are.
+      const told = (result: PluginImportResult) => {
+        if (options.format === 'text') say(resultLine(result, dryRun));
+      };
+      const results = await withServices(io, async (services) => {
         const url = services.config.directory.allianceAuth.databaseUrl;
         if (!url) {
           throw new CliError(
@@ -64,45 +78,22 @@ export function registerImport(program: Command, io: CliIo): void {
                 `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
             );
           }
-          if (apps.length === 0) say('the plugin has no applications');
-          let failures = 0;
+          if (apps.length === 0 && options.format === 'text') say('the plugin has no applications');
+          const done: PluginImportResult[] = [];
           for (const app of apps) {
-            const plan = planPluginImport(app);
-            const label = `${plan.clientId} (${plan.name})`;
-            if (plan.outcome === 'unsupported') {
-              failures += 1;
-              say(`not imported ${label}: ${plan.reason}`);
-              continue;
-            }
-            if (await services.applications.findByClientId(plan.clientId)) {
-              say(`skipped ${label}: an application with this client_id exists already`);
-              continue;
-            }
-            try {
-              await services.applications.create(plan.input, cliActor(io), {
-                dryRun,
-                ...(plan.secret && { importedSecret: plan.secret }),
-              });
-            } catch (error) {
-              if (!(error instanceof ApplicationError)) throw error;
-              failures += 1;
-              say(`not imported ${label}: ${error.message}`);
-              continue;
-            }
-            const secret = plan.secret
-              ? 'djangoPbkdf2' in plan.secret
-                ? 'its PBKDF2-hashed secret keeps working'
-                : 'its secret kept as a digest'
-              : 'a public client';
-            const leftOut = plan.leftOut ? `; left out ${plan.leftOut.join('; ')}` : '';
-            const warnings = (plan.warnings ?? []).map((warning) => `; warning: ${warning}`).join('');
-            say(`${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}${warnings}`);
+            const result = await importOne(app, services.applications, cliActor(io), dryRun);
+            done.push(result);
+            told(result);
           }
-          return failures;
+          return done;
         } finally {
           await own?.close();
         }
       });
+      if (options.format === 'json') {
+        io.stdout.write(jsonDocument({ dry_run: dryRun, applications: results.map(resultJson) }));
+      }
+      const failed = results.filter((result) => result.outcome === 'refused').length;
       if (failed > 0) {
         throw new CliError(
           `${failed} application(s) could not be imported${dryRun ? ' (dry run: nothing was imported)' : ''}`,
@@ -111,23 +102,172 @@ export function registerImport(program: Command, io: CliIo): void {
     });
 }
 
+/** What became of one plugin application (in a dry run: what would). */
+export type PluginImportResult =
+  | {
+      clientId: string;
+      name: string;
+      outcome: 'imported';
+      /** What aa-oidc keeps of its secret: the plugin's hash, a digest of the clear one, none (public). */
+      secret: 'pbkdf2_hash' | 'digest' | 'none';
+      leftOut: string[];
+      warnings: string[];
+    }
+  | {
+      clientId: string;
+      name: string;
+      outcome: 'skipped';
+      /** The spec names of the settings in which the existing application is not the plugin's. */
+      differences: string[];
+      secret: ExistingSecret;
+    }
+  | { clientId: string; name: string; outcome: 'refused'; reason: string };
+
+const EXISTS_ALREADY = 'an application with this client_id exists already';
+
+async function importOne(
+  app: PluginApplication,
+  applications: ApplicationService,
+  actor: string,
+  dryRun: boolean,
+): Promise<PluginImportResult> {
+  const plan = planPluginImport(app);
+  const { clientId, name } = plan;
+  if (plan.outcome === 'unsupported') return { clientId, name, outcome: 'refused', reason: plan.reason };
+  const existing = await applications.findByClientId(clientId);
+  if (existing) {
+    return {
+      clientId,
+      name,
+      outcome: 'skipped',
+      differences: settingsThatDiffer(existing, plan.input),
+      secret: await compareSecret(app, plan.secret, existing),
+    };
+  }
+  try {
+    await applications.create(plan.input, actor, {
+      dryRun,
+      ...(plan.secret && { importedSecret: plan.secret }),
+    });
+  } catch (error) {
+    if (!(error instanceof ApplicationError)) throw error;
+    return { clientId, name, outcome: 'refused', reason: error.message };
+  }
+  return {
+    clientId,
+    name,
+    outcome: 'imported',
+    secret: plan.secret ? ('djangoPbkdf2' in plan.secret ? 'pbkdf2_hash' : 'digest') : 'none',
+    leftOut: plan.leftOut ?? [],
+    warnings: plan.warnings ?? [],
+  };
+}
+
+const EXISTING_SECRET_TEXT: Readonly<Record<ExistingSecret, string>> = {
+  verifies: "; the plugin's secret authenticates as it",
+  does_not_verify:
+    "; the plugin's secret does not authenticate as it (a relying party that sends the plugin's secret is refused)",
+  not_compared:
+    '; secrets not compared (the plugin keeps only a hash of its secret, and aa-oidc does not hold that hash)',
+  none: '',
+};
+
+/** The line `--format text` writes for one application. */
+function resultLine(result: PluginImportResult, dryRun: boolean): string {
+  const label = `${result.clientId} (${result.name})`;
+  switch (result.outcome) {
+    case 'refused':
+      return `not imported ${label}: ${result.reason}`;
+    case 'skipped': {
+      const settings =
+        result.differences.length === 0
+          ? "with the plugin's settings"
+          : `with settings other than the plugin's: ${result.differences.join(', ')}`;
+      const leftAlone =
+        result.differences.length > 0 || result.secret === 'does_not_verify'
+          ? `; left as it is ("aa-oidc app show ${result.clientId}" shows it, "aa-oidc app update ${result.clientId} …" changes it)`
+          : '';
+      return `skipped ${label}: ${EXISTS_ALREADY}, ${settings}${EXISTING_SECRET_TEXT[result.secret]}${leftAlone}`;
+    }
+    case 'imported': {
+      const secret =
+        result.secret === 'pbkdf2_hash'
+          ? 'its PBKDF2-hashed secret keeps working'
+          : result.secret === 'digest'
+            ? 'its secret kept as a digest'
+            : 'a public client';
+      const leftOut = result.leftOut.length > 0 ? `; left out ${result.leftOut.join('; ')}` : '';
+      const warnings = result.warnings.map((warning) => `; warning: ${warning}`).join('');
+      return `${dryRun ? 'would import' : 'imported'} ${label}: ${secret}${leftOut}${warnings}`;
+    }
+    default:
+      return assertNever(result);
+  }
+}
+
+/** One application in the document `--format json` writes. */
+function resultJson(result: PluginImportResult) {
+  const common = { client_id: result.clientId, name: result.name, outcome: result.outcome };
+  switch (result.outcome) {
+    case 'refused':
+      return { ...common, reason: result.reason, secret: null, left_out: [], warnings: [], existing: null };
+    case 'skipped':
+      return {
+        ...common,
+        reason: EXISTS_ALREADY,
+        secret: null,
+        left_out: [],
+        warnings: [],
+        existing: {
+          differences: result.differences,
+          secret: result.secret === 'none' ? null : result.secret,
+        },
+      };
+    case 'imported':
+      return {
+        ...common,
+        reason: null,
+        secret: result.secret === 'none' ? null : result.secret,
+        left_out: result.leftOut,
+        warnings: result.warnings,
+        existing: null,
+      };
+    default:
+      return assertNever(result);
+  }
+}
+
 const PLUGIN_APPS_HELP = `
 Each application gets a line. Not imported, with the reason: one a client
 registered itself (the plugin's dynamic client registration or a client ID
 metadata document), one with a grant type aa-oidc does not offer (implicit,
-password, hybrid), one whose secret cannot be checked. An imported one's
-line names what it leaves out: an http logo, HS256 id_token signing (aa-oidc
-signs with RS256 only), CORS origins aa-oidc does not answer for it. It
-warns about a public application the plugin let sign in without PKCE
-(aa-oidc requires PKCE of every public client), about a confidential
-application whose redirect URIs are all on loopback (no member's browser can
-reach its server there) and about http://127.0.0.1 and http://[::1] redirect
-URIs of an application that is not native: the plugin took them at any port,
-aa-oidc only at the one registered. Every redirect URI matches exactly here:
-a relying party that adds query parameters to its registered URI (the plugin
-accepted that) is refused after the switch; see
-docs/migrating-from-the-plugin.md. Exits 1 when an application was not
-imported.
+password, hybrid), one whose secret is empty or cannot be checked. An
+imported one's line names what it leaves out: an http logo, HS256 id_token
+signing (aa-oidc signs with RS256 only), CORS origins aa-oidc does not answer
+for it. It warns about a secret the plugin kept in clear that is shorter
+than ${SECRET_KEY_MIN_LENGTH} characters, about a public application the plugin let sign in
+without PKCE (aa-oidc requires PKCE of every public client), about a
+confidential application whose redirect URIs are all on loopback (no
+member's browser can reach its server there) and about http://127.0.0.1 and
+http://[::1] redirect URIs of an application that is not native: the plugin
+took them at any port, aa-oidc only at the one registered. Every redirect
+URI matches exactly here: a relying party that adds query parameters to its
+registered URI (the plugin accepted that) is refused after the switch; see
+docs/migrating-from-the-plugin.md.
+
+An application whose client_id exists already is skipped, left as it is; its
+line says whether it has the plugin's settings or names those that differ
+(name, logo_url, redirect_uris, grant_types, states, groups, ...), and
+whether the plugin's secret authenticates as it (a hash the plugin keeps is
+compared only with the same hash still held here). A skipped application
+does not change the exit code.
+
+--format json writes one document instead: {"dry_run", "applications": [{
+"client_id", "name", "outcome" (imported, skipped or refused), "reason",
+"secret" (what is kept: pbkdf2_hash or digest, null for a public client),
+"left_out", "warnings", "existing" (of a skipped one: "differences", and
+"secret": verifies, does_not_verify, not_compared or null)}]}. Errors go to
+stderr, as in text. Exits 1 when an application was not imported.
 `;
 
 /** What the import does with one plugin application. */
@@ -136,7 +276,7 @@ export type PluginImportPlan =
       clientId: string;
       name: string;
       outcome: 'import';
-      input: ApplicationInput;
+      input: ApplicationInput & ComparedSettings;
       secret?: ImportedSecret;
       /** What the import leaves out of the application, each said beside it. */
       leftOut?: string[];
@@ -233,6 +373,20 @@ function pkceWarnings(app: PluginApplication): string[] {
   ];
 }
 
+/**
+ * A secret the plugin kept in clear (the operator typed it, or shortened the generated one) shorter than
+ * aa-oidc asks of its own secret key: it is imported as it is, to keep the relying party working, but
+ * whoever guesses it authenticates as the relying party (aa-oidc's own client secrets have 256 random
+ * bits). Only its length is judged, and the line says only that it is short, never how short. A
+ * secret imported as a hash cannot be judged: check's W009 asks for its rotation.
+ */
+function clearSecretWarnings(app: PluginApplication): string[] {
+  if (app.clientSecret.length >= SECRET_KEY_MIN_LENGTH) return [];
+  return [
+    `its secret, kept in clear by the plugin, is shorter than ${SECRET_KEY_MIN_LENGTH} characters (aa-oidc's own secrets are 256 random bits): whoever guesses it authenticates as the relying party; once the switch is done, "aa-oidc app rotate-secret ${app.clientId}" and give the relying party the new secret`,
+  ];
+}
+
 /** Pure: what aa-oidc creates for a plugin application, or why it cannot. */
 export function planPluginImport(app: PluginApplication): PluginImportPlan {
   const refuse = (reason: string): PluginImportPlan => ({
@@ -267,7 +421,14 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     return refuse(`access token format "${app.accessTokenFormat}" is neither opaque nor jwt`);
   }
   let secret: ImportedSecret | undefined;
+  const secretWarnings: string[] = [];
   if (app.clientType === 'confidential') {
+    // Told as empty, whichever way it is stored: an empty "hash" is no hasher's either.
+    if (app.clientSecret === '') {
+      return refuse(
+        `its client secret is empty, so no relying party can authenticate with it: give it a new secret in the plugin's admin with "Hash client secret" unticked (aa-oidc keeps only a digest) and import again`,
+      );
+    }
     if (app.hashClientSecret) {
       const hash = parseDjangoPbkdf2(app.clientSecret);
       if (!hash) {
@@ -282,13 +443,13 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       }
       secret = { djangoPbkdf2: app.clientSecret };
     } else {
-      if (app.clientSecret === '') return refuse('the client secret is empty');
       secret = { sha256Hex: clientSecretDigest(app.clientSecret) };
+      secretWarnings.push(...clearSecretWarnings(app));
     }
   }
   // The pages show logos over https only: an http one is left out, not the application.
   const httpLogo = app.logoUrl !== null && /^http:/i.test(app.logoUrl);
-  const input: ApplicationInput = {
+  const input: ApplicationInput & ComparedSettings = {
     clientId: app.clientId,
     name: app.name,
     logoUrl: httpLogo ? null : app.logoUrl,
@@ -326,7 +487,7 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
       `its CORS origin${origins.length === 1 ? '' : 's'} ${origins.map((origin) => JSON.stringify(origin)).join(' ')} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
     );
   }
-  const warnings = [...pkceWarnings(app), ...redirectUriWarnings(app)];
+  const warnings = [...secretWarnings, ...pkceWarnings(app), ...redirectUriWarnings(app)];
   return {
     clientId: app.clientId,
     name: app.name,
