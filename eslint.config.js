@@ -42,6 +42,7 @@ const parts = {
     'oidc',
     'directory',
     'applications',
+    'policy',
     'http',
     'db',
     'config',

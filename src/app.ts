@@ -212,13 +212,16 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
       branding,
       issuer: config.issuer,
       rpInitiatedLogout: config.logout.rpInitiated,
+      passwordSignIn: services.authenticators.some((authenticator) => authenticator.kind === 'password'),
       loadUser,
     }),
     ...accountRoutes({
       config,
       branding,
-      // Alliance Auth's passwords are changed in Alliance Auth.
-      ...(services.directoryReadOnly ? {} : { directoryAdmin: services.directoryAdmin }),
+      // Alliance Auth's passwords are changed in Alliance Auth: the page only says whether it holds one.
+      ...(services.directoryReadOnly
+        ? { readOnlyDirectory: services.directoryAdmin }
+        : { directoryAdmin: services.directoryAdmin }),
       applications: services.applications,
       tokens: services.tokens,
       twoFactor: services.twoFactor,

@@ -32,21 +32,29 @@ import {
 } from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import { isShownLogoUrl } from '../applications/validate.ts';
+import { admitsToNoApplication } from '../policy/reach.ts';
 import { sessionRoutes, sessionsSection } from './sessions.ts';
 
 /**
  * The account page of every signed-in user (`/account`): who they are, the applications they allowed
- * (with revoke), where they are signed in (with sign out everywhere, `sessions.ts`), their password,
- * and two-factor sign-in. Every change goes through the service that owns it, as the CLI's do; every
- * check of a password or a code is under the login throttle (a code in the user's one budget of codes,
- * the sign-in's: `reserveCode`).
+ * (with revoke, or why none admits them), where they are signed in (with sign out everywhere,
+ * `sessions.ts`), their password, and two-factor sign-in. Every change goes through the service that
+ * owns it, as the CLI's do; every check of a password or a code is under the login throttle (a code in
+ * the user's one budget of codes, the sign-in's: `reserveCode`).
  */
 export interface AccountDependencies {
   config: Pick<Config, 'oidc' | 'twoFactor' | 'directory'>;
   branding: Branding;
   /** The built-in directory's password checks and changes; absent for a read-only directory. */
   directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
-  applications: Pick<ApplicationService, 'findByClientId'>;
+  /**
+   * A read-only directory's records (Alliance Auth's): whether it holds a usable password for the
+   * user, so that the password section tells someone whose account has none (EVE SSO made it) the
+   * truth. Absent for the built-in directory.
+   */
+  readOnlyDirectory?: Pick<DirectoryAdmin, 'loadUserProfile'>;
+  /** `list`: the active applications, to tell a member whose access admits them to none of them. */
+  applications: Pick<ApplicationService, 'findByClientId' | 'list'>;
   tokens: Pick<TokenRevocationService, 'revokeApplication' | 'signOutUser'>;
   twoFactor: TwoFactorService;
   throttle: LoginThrottle;
@@ -129,6 +137,31 @@ function sectionAlert(message: string): Html {
   return html`<p class="alert" role="alert" tabindex="-1" autofocus>${message}</p>`;
 }
 
+/**
+ * Why the page lists no application for a member whose state and groups admit them to none
+ * (`admitsToNoApplication`): their own state named, where access is decided, and nothing about any
+ * application, its whitelist or another member's state.
+ */
+function noApplicationNote(profile: UserProfile, config: AccountDependencies['config']): Html {
+  const state = profile.state?.name;
+  const grouped = profile.groups.length > 0;
+  const what =
+    state === undefined
+      ? grouped
+        ? 'You have no state, and your groups give access to no application here.'
+        : 'You have no state and no group, so no application here is open to you.'
+      : grouped
+        ? html`Your state, <strong>${state}</strong>, and your groups give access to no application here.`
+        : html`Your state, <strong>${state}</strong>, gives access to no application here.`;
+  const { loginUrl } = config.directory.allianceAuth;
+  const where =
+    config.directory.source === 'alliance-auth'
+      ? html`Access follows your state and groups on
+        ${loginUrl ? html`<a href="${loginUrl}">Alliance Auth</a>` : 'Alliance Auth'}.`
+      : 'Access follows your state and groups, which the administrators here set.';
+  return html`<p id="no-access">${what} ${where}</p>`;
+}
+
 function identity(profile: UserProfile, config: AccountDependencies['config']): Html {
   const main = profile.mainCharacter;
   const portrait = main.characterId === null ? undefined : portraitUrl(main.characterId, config.oidc);
@@ -202,10 +235,12 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
   const overview = async (request: ConsoleRequest, notes: SectionNotes = {}, status = 200) => {
     const profile = profileOf(request);
     const userId = profile.id;
-    const [grants, twoFactor, sessions] = await Promise.all([
+    const [grants, twoFactor, sessions, activeApps, passwordUsable] = await Promise.all([
       selectUserGrants(deps.db, userId),
       deps.twoFactor.status(userId),
       sessionsSection(deps, request),
+      deps.applications.list({ active: true }),
+      usablePasswordKeptElsewhere(userId),
     ]);
     const apps = await Promise.all(
       grants
@@ -213,6 +248,8 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         .map(async (grant) => ({ grant, app: await deps.applications.findByClientId(grant.clientId) })),
     );
     const required = deps.config.twoFactor.requiredForSuperusers && profile.superuser;
+    // "None yet" would promise an application to allow: the member is told why there is none instead.
+    const admitsToNone = admitsToNoApplication(profile, activeApps);
     request.render(
       'Your account',
       html`<h1>Your account</h1>
@@ -231,7 +268,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           <h2 id="apps">Applications you allowed</h2>
           ${
             apps.length === 0
-              ? html`<p>None yet. An application appears here once you allow it to use your account.</p>`
+              ? admitsToNone
+                ? ''
+                : html`<p>None yet. An application appears here once you allow it to use your account.</p>`
               : html`<ul class="grants">
                   ${apps.map(
                     ({ grant, app }) =>
@@ -248,10 +287,11 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                   )}
                 </ul>`
           }
+          ${admitsToNone ? noApplicationNote(profile, deps.config) : ''}
         </section>
 
         ${sessions}
-        ${deps.directoryAdmin ? passwordSection(request, notes.password) : elsewherePasswordSection(notes.password)}
+        ${deps.directoryAdmin ? passwordSection(request, notes.password) : elsewherePasswordSection(notes.password, passwordUsable)}
 
         <section aria-labelledby="two-factor">
           <h2 id="two-factor">Two-factor sign-in</h2>
@@ -315,8 +355,22 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     </section>`;
   };
 
-  // A read-only directory (Alliance Auth) keeps the password: said where the form would be.
-  const elsewherePasswordSection = (refusal: PasswordRefusal | undefined) => {
+  /**
+   * Whether the read-only directory holds a usable password for the user, read only where it tells
+   * something (Alliance Auth's password sign-in on); undefined otherwise, and for a user it no longer
+   * knows.
+   */
+  const usablePasswordKeptElsewhere = async (userId: number): Promise<boolean | undefined> => {
+    if (!deps.readOnlyDirectory || !deps.config.directory.allianceAuth.passwordLogin) return undefined;
+    return (await deps.readOnlyDirectory.loadUserProfile(userId))?.keptElsewhere?.usablePassword;
+  };
+
+  /**
+   * A read-only directory (Alliance Auth) keeps the password: said where the form would be. Someone
+   * whose account there has no usable password (Django's `!…`, which AA gives the accounts EVE SSO
+   * makes) signs in with EVE Online even where password sign-in is on: told so, not of a password.
+   */
+  const elsewherePasswordSection = (refusal: PasswordRefusal | undefined, usable: boolean | undefined) => {
     const { loginUrl, passwordLogin } = deps.config.directory.allianceAuth;
     const allianceAuth = loginUrl ? html`<a href="${loginUrl}">Alliance Auth</a>` : 'Alliance Auth';
     return html`<section aria-labelledby="password">
@@ -324,10 +378,13 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
       ${refusal ? sectionAlert(refusal.message) : ''}
       <p>
         ${
-          passwordLogin
-            ? html`Your password is your Alliance Auth one: change it in ${allianceAuth}, not here.`
-            : html`You sign in here with EVE Online, not a password. Your account is managed in
+          !passwordLogin
+            ? html`You sign in here with EVE Online, not a password. Your account is managed in
               ${allianceAuth}.`
+            : usable === false
+              ? html`You sign in here with EVE Online: your Alliance Auth account has no password, so there is
+                none to change. Your account is managed in ${allianceAuth}.`
+              : html`Your password is your Alliance Auth one: change it in ${allianceAuth}, not here.`
         }
       </p>
     </section>`;

@@ -16,6 +16,12 @@ export interface ConsoleRouteDependencies {
   issuer: string;
   /** `logout.rpInitiated`: the provider's logout endpoint exists, and Sign out goes through it. */
   rpInitiatedLogout: boolean;
+  /**
+   * People sign in here with a password (the built-in directory, or Alliance Auth's passwords): the
+   * account page's password section is one of its contents. Off (EVE Online alone), that section
+   * only says there is none, and the landing page does not offer it.
+   */
+  passwordSignIn: boolean;
   loadUser(accountId: string): Promise<UserProfile | undefined>;
 }
 
@@ -62,8 +68,8 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
                 ? html`<p>You are signed in as <strong>${signedIn.username}</strong>.</p>
                     <ul>
                       <li>
-                        <a href="/account">Your account</a>: your apps, sessions, password and two-factor
-                        sign-in
+                        <a href="/account">Your account</a>:
+                        ${deps.passwordSignIn ? 'your apps, sessions, password and two-factor sign-in' : 'your apps, sessions and two-factor sign-in'}
                       </li>
                       ${
                         signedIn.superuser

@@ -70,6 +70,22 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.match(page.body, /src="https:\/\/images\.evetech\.net\/characters\/90000001\/portrait\?size=128"/);
   });
 
+  it('tells a member whose state admits them to no application why none is listed, naming their own state alone', async () => {
+    await server.app.directoryAdmin.createState('Visitor', 10, false);
+    const visitor = await seedUser(server, { state: 'Visitor', oidcAccess: false });
+    const page = await consoleGet(await consoleSignIn(server, visitor.username), url('/account'));
+    assert.equal(page.status, 200);
+    const allowed = pageText(/<section aria-labelledby="apps">[\s\S]*?<\/section>/.exec(page.body)![0]);
+    assert.equal(
+      allowed,
+      'Applications you allowed Your state, Visitor, gives access to no application here. Access follows your state and groups, which the administrators here set.',
+    );
+    assert.doesNotMatch(pageText(page.body), /Member|Wiki/, 'no other state, no application named');
+    // The member whose state opens the applications is told nothing of the kind.
+    const member = await consoleGet(browser, url('/account'));
+    assert.doesNotMatch(pageText(member.body), /gives? access to no application/);
+  });
+
   it('lists an application the user signed in to, and revoking it ends its tokens and tells it by back-channel logout', async () => {
     const tokens = await holdTokensAt(server, new Browser(), app, user.username);
     const page = await consoleGet(browser, url('/account'));
