@@ -5,7 +5,7 @@ import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { recordDeliveryAttempt } from './attempts.ts';
-import { receivesLogout } from './fanout.ts';
+import { type CancellationReason, cancellationReason } from './fanout.ts';
 import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
 import type { ClaimedJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
@@ -18,6 +18,16 @@ import type { LogoutDependencies } from './types.ts';
  * the SSRF gate and a kept-alive connection to a checked address (http-delivery.ts); its outcome
  * is final or a retry. A final
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
+ *
+ * A queued logout whose application no longer receives it (deactivated, its URI removed, switched to
+ * revoke-only) is cancelled, not delivered. It is no delivery attempt: nothing was sent (the job's
+ * `attempts` would count its claim, not a request), so neither the attempt table (SPEC G's delivery
+ * outcomes, the admin deliveries page) nor `logout_dispatched` holds it: either would say a delivery
+ * was made. It
+ * is counted in `aa_oidc_bcl_dispatches_total{outcome="cancelled"}` and logged at WARN once for the
+ * cancellations a commit settles together, by application and reason, with their count and users:
+ * an operator who deactivated an application, or changed its URI, by mistake learns whom it was
+ * never told about.
  */
 
 /** The applications read for the jobs of claimed batches (while the change epoch stands), by client id. */
@@ -211,6 +221,34 @@ export function createDelivery(
     else log.warn({ ...line, detail: final.detail }, 'back-channel logout failed');
   };
 
+  /** Counts and logs the cancellations that finished their job, by application and reason. */
+  const reportCancelled = (group: readonly PendingSettlement[], finished: readonly boolean[]) => {
+    const byApplication = new Map<
+      string,
+      { clientId: string; reason: CancellationReason; count: number; userIds: Set<number> }
+    >();
+    for (const [index, { settlement, cancellation }] of group.entries()) {
+      if (!cancellation || !finished[index]) continue;
+      const { clientId, userId } = settlement.job;
+      const key = `${clientId}\n${cancellation}`;
+      let cancelled = byApplication.get(key);
+      if (!cancelled)
+        byApplication.set(
+          key,
+          (cancelled = { clientId, reason: cancellation, count: 0, userIds: new Set() }),
+        );
+      cancelled.count += 1;
+      if (userId !== null) cancelled.userIds.add(userId);
+    }
+    for (const { clientId, reason, count, userIds } of byApplication.values()) {
+      deps.metrics.bclDispatches.inc({ client_id: clientId, outcome: 'cancelled' }, count);
+      log.warn(
+        { client_id: clientId, reason, count, user_ids: [...userIds].sort((a, b) => a - b) },
+        'back-channel logouts cancelled: the application no longer receives them',
+      );
+    }
+  };
+
   const settle = settlementBatches({
     db,
     finish: (trx, settlements) => transport.finishMany(trx, settlements, owner, now()),
@@ -218,6 +256,7 @@ export function createDelivery(
       group.every((pending) => !pending.record || !recorded(pending.record.final)) &&
       transport.finishesInOneStatement(group.map((pending) => pending.settlement)),
     record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
+    settled: reportCancelled,
   });
 
   const processJob: Delivery['processJob'] = async (job, applications = new Map(), attempted) => {
@@ -235,13 +274,13 @@ export function createDelivery(
     const startedAt = job.firstAttemptAt ?? now();
     const trigger = job.trigger as LogoutReason;
     // Deactivated since, or its URI removed, or switched to revoke-only: it no longer receives this.
-    if (!app || !(receivesLogout(app, trigger) || (trigger === 'admin_test' && app.backchannelLogoutUri))) {
+    const cancellation = app ? cancellationReason(app, trigger) : 'unknown_application';
+    if (!app || cancellation) {
       attempted?.(false);
-      await settle({ settlement: { job, outcome: 'cancelled', httpStatus: null } });
-      log.info(
-        { client_id: job.clientId },
-        'back-channel logout cancelled: the application no longer receives it',
-      );
+      await settle({
+        settlement: { job, outcome: 'cancelled', httpStatus: null },
+        cancellation: cancellation ?? 'unknown_application',
+      });
       return;
     }
     // Waited too long since its claim (a stalled process): sent now, it could still be in flight when
@@ -303,6 +342,8 @@ export function createDelivery(
 interface PendingSettlement {
   settlement: Settlement;
   record?: { entry: DeliveryEntry; final: Final; at: number };
+  /** Why the job was cancelled, not delivered (no attempt-table row: see the top of this file). */
+  cancellation?: CancellationReason;
 }
 
 /**
@@ -320,6 +361,8 @@ function settlementBatches(deps: {
   /** Whether the group is one statement of `finish` and nothing to record: it commits alone. */
   alone: (group: readonly PendingSettlement[]) => boolean;
   record: (trx: Transaction<Database>, record: NonNullable<PendingSettlement['record']>) => Promise<void>;
+  /** Called once a group is settled, with whether each of its outcomes finished its job. */
+  settled: (group: readonly PendingSettlement[], finished: readonly boolean[]) => void;
 }) {
   interface Pending extends PendingSettlement {
     resolve: (finished: boolean) => void;
@@ -347,16 +390,24 @@ function settlementBatches(deps: {
     while (queue.length > 0) {
       const group = queue;
       queue = [];
+      let finished: boolean[];
       try {
-        const finished = await commit(group);
-        group.forEach((pending, index) => pending.resolve(finished[index] === true));
+        finished = (await commit(group)).map((one) => one === true);
       } catch {
-        await Promise.all(
+        finished = await Promise.all(
           group.map((pending) =>
-            commit([pending]).then((finished) => pending.resolve(finished[0] === true), pending.reject),
+            commit([pending]).then(
+              ([one]) => one === true,
+              (error: unknown) => {
+                pending.reject(error);
+                return false;
+              },
+            ),
           ),
         );
       }
+      group.forEach((pending, index) => pending.resolve(finished[index] === true));
+      deps.settled(group, finished);
     }
     active = false;
   };

@@ -22,6 +22,24 @@ export function receivesLogout(app: Application, reason: LogoutReason): boolean 
 }
 
 /**
+ * Why a queued logout is no longer sent to its application: changed since it was queued (gone
+ * from the database, deactivated, its back-channel URI removed, or switched to revoke-only).
+ */
+export type CancellationReason =
+  'unknown_application' | 'application_deactivated' | 'no_backchannel_uri' | 'revoke_only';
+
+/**
+ * Why the application no longer receives a logout queued for `trigger`, or undefined when it still
+ * does. The admin test goes to any application with a back-channel URI.
+ */
+export function cancellationReason(app: Application, trigger: LogoutReason): CancellationReason | undefined {
+  if (trigger === 'admin_test') return app.backchannelLogoutUri ? undefined : 'no_backchannel_uri';
+  if (!app.active) return 'application_deactivated';
+  if (app.backchannelLogoutUri === null) return 'no_backchannel_uri';
+  return receivesLogout(app, trigger) ? undefined : 'revoke_only';
+}
+
+/**
  * The applications among `clientIds` that receive a logout for `reason`. A change that fans out to
  * many users passes `activeApplications`, read once for all of them in its transaction.
  */

@@ -18,7 +18,10 @@ export interface Metrics {
   codeReuseAuditMisses: Counter<'client_id'>;
   /** An audit receiver that threw, rejected or timed out; `signal` is the event kind. */
   auditReceiverFailures: Counter<'signal' | 'receiver'>;
-  /** Back-channel logout deliveries by final outcome (`success`, `retries_exhausted`, …). */
+  /**
+   * Back-channel logout deliveries by final outcome (`success`, `retries_exhausted`, …), and
+   * `cancelled`: queued logouts dropped unsent, their application no longer receiving them.
+   */
   bclDispatches: Counter<'client_id' | 'outcome'>;
   /** Time from the first delivery attempt of a back-channel logout to its final outcome. */
   bclDeliverySeconds: Histogram<'outcome'>;
@@ -127,7 +130,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     bclDispatches: new Counter({
       name: 'aa_oidc_bcl_dispatches_total',
-      help: 'Back-channel logout deliveries by client and final outcome.',
+      help: 'Back-channel logout deliveries by client and final outcome (cancelled: queued, then dropped unsent because the application no longer receives them).',
       labelNames: ['client_id', 'outcome'] as const,
       registers,
     }),
