@@ -11,7 +11,12 @@ import {
   FIXTURE_PASSWORD,
 } from '../helpers/alliance-auth.ts';
 import { consoleGet, pageText } from '../helpers/console.ts';
-import { eveLogin, type EveSsoStandIn, startEveSsoStandIn } from '../helpers/eve-sso-stand-in.ts';
+import {
+  eveLogin,
+  type EveSsoStandIn,
+  pressEveButton,
+  startEveSsoStandIn,
+} from '../helpers/eve-sso-stand-in.ts';
 import { Browser, formField, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
 const expected = expectedFixture();
@@ -66,18 +71,9 @@ await describeOnEachAllianceAuth(
       const browser = new Browser();
       const start = `${server.origin}/account/sign-in?return=/account`;
       const loginPage = await (await browser.follow(start, server.origin)).text();
-      const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(loginPage);
-      assert.ok(button, 'the login page offers EVE Online');
-      eve.signInAs(eveLogin(user.characters.find((character) => character.is_main)!));
-      const toEve = await browser.fetch(new URL(button[1]!.replaceAll('&amp;', '&'), server.origin).href, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ csrf_token: formField(loginPage, 'csrf_token') }).toString(),
-      });
-      assert.equal(toEve.status, 303);
-      const back = await browser.fetch(toEve.headers.get('location')!);
-      assert.equal(back.status, 302, 'EVE SSO sends the browser back');
-      const signedIn = await browser.follow(back.headers.get('location')!, server.origin);
+      const main = user.characters.find((character) => character.is_main)!;
+      const { callbackUrl } = await pressEveButton(browser, server, eve, loginPage, eveLogin(main));
+      const signedIn = await browser.follow(callbackUrl, server.origin);
       const body = await signedIn.text();
       assert.equal(signedIn.status, 200, body.slice(0, 300));
       assert.match(body, /http-equiv="refresh"/, 'the console callback page');

@@ -302,6 +302,21 @@ export async function startEveSignIn(
   const page = await browser.follow(authorizeUrl(server, params), server.origin);
   assert.equal(page.status, 200);
   const loginPage = await page.text();
+  return { browser, verifier, loginPage, ...(await pressEveButton(browser, server, eve, loginPage, login)) };
+}
+
+/**
+ * On a login page (`loginPage`, open in `browser`): presses its EVE button, and EVE SSO (the stand-in
+ * signing in as `login`) answers; returns the button's answer and the redirect back to aa-oidc's
+ * callback, not yet followed.
+ */
+export async function pressEveButton(
+  browser: Browser,
+  server: Endpoint,
+  eve: EveSsoStandIn,
+  loginPage: string,
+  login: EveCharacterLogin,
+): Promise<Pick<StartedEveSignIn, 'toEve' | 'callbackUrl'>> {
   const button = /<form method="post" action="([^"]+)" class="external-sign-in">/.exec(loginPage);
   assert.ok(button, 'the login page offers EVE SSO');
   eve.signInAs(login);
@@ -312,8 +327,8 @@ export async function startEveSignIn(
   });
   assert.equal(toEve.status, 303);
   const back = await browser.fetch(toEve.headers.get('location')!);
-  assert.equal(back.status, 302);
-  return { browser, verifier, loginPage, toEve, callbackUrl: back.headers.get('location')! };
+  assert.equal(back.status, 302, 'EVE SSO sends the browser back');
+  return { toEve, callbackUrl: back.headers.get('location')! };
 }
 
 /**

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { NO_CHARACTER } from '../../src/alliance-auth/directory.ts';
 import type { UserProfile } from '../../src/directory/port.ts';
 import type { PolicyApplication } from '../../src/policy/decide.ts';
 import { admitsToNoApplication } from '../../src/policy/reach.ts';
@@ -15,18 +16,7 @@ function member(state: string, access: 'state' | 'none' | 'superuser'): UserProf
     superuser: access === 'superuser',
     oidcAccess: false,
     locale: null,
-    mainCharacter: {
-      characterId: null,
-      characterName: null,
-      corporationId: null,
-      corporationName: null,
-      corporationTicker: null,
-      allianceId: null,
-      allianceName: null,
-      allianceTicker: null,
-      factionId: null,
-      factionName: null,
-    },
+    mainCharacter: NO_CHARACTER,
     state: { name: state, priority: 10, oidcAccess: access === 'state' },
     groups: [{ name: 'Fleet', oidcAccess: false }],
   };
