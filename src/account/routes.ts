@@ -15,6 +15,7 @@ import type { DirectoryAdmin } from '../directory/builtin/types.ts';
 import type { UserProfile } from '../directory/port.ts';
 import type { Branding } from '../http/pages/branding.ts';
 import { html, type Html } from '../http/pages/layout.ts';
+import { scopeDescription } from '../http/pages/scope-descriptions.ts';
 import { selectUserGrants } from '../tokens/store.ts';
 import { portraitUrl } from '../oidc/claims.ts';
 import { askReleasingIfUnanswered, type LoginThrottle } from '../oidc/interactions/throttle.ts';
@@ -74,26 +75,6 @@ const DONE: Readonly<Record<string, string>> = {
   password: 'Password changed.',
   'two-factor-off': 'Two-factor sign-in is off.',
 };
-
-const SCOPE_TEXT: Readonly<Record<string, string>> = {
-  openid: 'your account identifier',
-  profile: "your username, groups and state, and your main character's name and portrait",
-  email: 'your email address',
-  groups: 'your groups and state',
-  offline_access: 'access while you are away',
-};
-
-/**
- * What an application holding `scope` can see, as the consent page told it (oidc/interactions/pages.ts):
- * the scope of the EVE claims (`oidc.eveClaimsScope`) gives the main character's corporation, alliance
- * and faction as well.
- */
-function scopeText(scope: string, eveClaimsScope: string): string {
-  const described = SCOPE_TEXT[scope];
-  if (scope !== eveClaimsScope) return described ?? scope;
-  const eve = "your main character's corporation, alliance and faction";
-  return described ? `${described}; ${eve}` : eve;
-}
 
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then try again.';
 
@@ -279,7 +260,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                         <strong>${app?.name ?? grant.clientId}</strong
                         >${app && !app.active ? ' (switched off)' : ''} <br /><span class="note"
                           >Can see
-                          ${grant.scopes.map((scope) => scopeText(scope, deps.config.oidc.eveClaimsScope)).join(', ') || 'nothing'}
+                          ${grant.scopes.map((scope) => scopeDescription(scope, deps.config.oidc.eveClaimsScope, 'within')).join(', ') || 'nothing'}
                           · since ${formatTime(grant.grantedAt)}</span
                         >
                         <br />${postButton(request.session, `/account/apps/${encodeURIComponent(grant.clientId)}/revoke`, `Revoke access of ${app?.name ?? grant.clientId}`, { kind: 'secondary' })}

@@ -247,8 +247,8 @@ export interface TwoFactorFailedEvent {
   code_kind: 'totp' | 'recovery_code';
   /**
    * `wrong`: no code of the user's. `replayed`: a right code used already (the app's code of a step
-   * already accepted, or a used recovery code): the losing half of a form sent twice, or someone who
-   * saw the code typed. Absent from events kept before aa-oidc told them apart (read as `wrong`).
+   * at or before the one last accepted, used or not, or a used recovery code): the losing half of a
+   * form sent twice, a code that lost the race to a later one, or someone who saw the code typed. Absent from events kept before aa-oidc told them apart (read as `wrong`).
    */
   reason: 'wrong' | 'replayed';
   /**

@@ -6,7 +6,12 @@ import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { recordDeliveryAttempt } from './attempts.ts';
 import { type CancellationReason, cancellationReason } from './fanout.ts';
-import { createDeliveryPools, type DeliveryOutcome, deliverLogoutToken } from './http-delivery.ts';
+import {
+  createDeliveryPools,
+  type DeliveryOutcome,
+  deliverLogoutToken,
+  isRetryable,
+} from './http-delivery.ts';
 import type { ClaimedJob, LogoutJobTransport, Settlement } from './job-transport.ts';
 import { buildLogoutToken } from './logout-token.ts';
 import { logoutSigningKey, logoutTokenLifetimeSeconds } from './jobs.ts';
@@ -96,6 +101,8 @@ export function createDelivery(
   });
 
   const finalOf = (result: DeliveryOutcome, exhausted: boolean): Final | 'retry' => {
+    // The retry policy is `isRetryable`'s: what it retries is final here only at the last attempt.
+    if (!exhausted && isRetryable(result)) return 'retry';
     switch (result.outcome) {
       case 'success':
         return { outcome: 'success', httpStatus: result.status, detail: `HTTP ${result.status}` };
@@ -108,18 +115,11 @@ export function createDelivery(
       case 'rp_client_error':
         return { outcome: 'rp_client_error', httpStatus: result.status, detail: `HTTP ${result.status}` };
       case 'server_error':
-        return exhausted
-          ? { outcome: 'retries_exhausted', httpStatus: result.status, detail: `HTTP ${result.status}` }
-          : 'retry';
+        return { outcome: 'retries_exhausted', httpStatus: result.status, detail: `HTTP ${result.status}` };
       case 'network_error':
-        return exhausted
-          ? { outcome: 'retries_exhausted', httpStatus: null, detail: result.detail }
-          : 'retry';
-      // A resolver outage (a timeout, SERVFAIL, a record briefly gone) must not lose the logout.
+        return { outcome: 'retries_exhausted', httpStatus: null, detail: result.detail };
       case 'dns_resolve_failed':
-        return exhausted
-          ? { outcome: 'dns_resolve_failed', httpStatus: null, detail: result.detail }
-          : 'retry';
+        return { outcome: 'dns_resolve_failed', httpStatus: null, detail: result.detail };
       case 'unsafe_target_ip':
         return { outcome: 'unsafe_target_ip', httpStatus: null, detail: result.detail };
       default:
@@ -223,6 +223,7 @@ export function createDelivery(
 
   /** Counts and logs the cancellations that finished their job, by application and reason. */
   const reportCancelled = (group: readonly PendingSettlement[], finished: readonly boolean[]) => {
+    if (!group.some((pending) => pending.cancellation)) return;
     const byApplication = new Map<
       string,
       { clientId: string; reason: CancellationReason; count: number; userIds: Set<number> }
@@ -257,6 +258,7 @@ export function createDelivery(
       transport.finishesInOneStatement(group.map((pending) => pending.settlement)),
     record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
     settled: reportCancelled,
+    onSettledError: (error) => log.error({ err: error }, 'back-channel logout: cancellations not reported'),
   });
 
   const processJob: Delivery['processJob'] = async (job, applications = new Map(), attempted) => {
@@ -363,6 +365,8 @@ function settlementBatches(deps: {
   record: (trx: Transaction<Database>, record: NonNullable<PendingSettlement['record']>) => Promise<void>;
   /** Called once a group is settled, with whether each of its outcomes finished its job. */
   settled: (group: readonly PendingSettlement[], finished: readonly boolean[]) => void;
+  /** What `settled` threw: the settlements stand, only their report failed. */
+  onSettledError: (error: unknown) => void;
 }) {
   interface Pending extends PendingSettlement {
     resolve: (finished: boolean) => void;
@@ -407,7 +411,13 @@ function settlementBatches(deps: {
         );
       }
       group.forEach((pending, index) => pending.resolve(finished[index] === true));
-      deps.settled(group, finished);
+      // Told after the commit, and never in the way of the next group: a throw here (a logger's, a
+      // metric's) would leave `active` set, and every later settlement waiting for good.
+      try {
+        deps.settled(group, finished);
+      } catch (error) {
+        deps.onSettledError(error);
+      }
     }
     active = false;
   };

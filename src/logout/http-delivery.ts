@@ -99,9 +99,10 @@ export type DeliveryOutcome =
 export type DeliveryOutcomeKind = DeliveryOutcome['outcome'];
 
 /**
- * Whether the retry policy should try again: 5xx and network failures (at the end:
- * `retries_exhausted`), and a host that did not resolve (a resolver outage passes; at the end:
- * `dns_resolve_failed`). Nothing was connected to for the last: the gate still fails closed.
+ * The retry policy (delivery.ts's `finalOf` follows it): 5xx and network failures (at the end:
+ * `retries_exhausted`), and a host that did not resolve (a resolver outage, a timeout, SERVFAIL, a
+ * record briefly gone, must not lose the logout; at the end: `dns_resolve_failed`). Nothing was
+ * connected to for the last: the gate still fails closed.
  */
 export function isRetryable(outcome: DeliveryOutcome): boolean {
   switch (outcome.outcome) {

@@ -48,14 +48,27 @@ export interface ClientAuthFailureDependencies {
  */
 export function reportClientAuthFailures(provider: Provider, deps: ClientAuthFailureDependencies): void {
   const on = (endpoint: Endpoint) => (ctx: KoaContextWithOIDC, error: errors.OIDCProviderError) => {
-    if (error instanceof errors.InvalidClientAuth) noteFailure(deps, ctx, endpoint);
+    if (!(error instanceof errors.InvalidClientAuth)) return;
+    // The report never changes the answer (emitted within the provider's error handling), nor, a
+    // step after it, ends the process as an unhandled rejection would.
+    const unreported = (failure: unknown) =>
+      deps.logger.warn({ err: failure, endpoint }, 'client authentication failure not reported');
+    try {
+      noteFailure(deps, ctx, endpoint).catch(unreported);
+    } catch (failure) {
+      unreported(failure);
+    }
   };
   provider.on('grant.error', on('token'));
   provider.on('introspection.error', on('introspection'));
   provider.on('revocation.error', on('revocation'));
 }
 
-function noteFailure(deps: ClientAuthFailureDependencies, ctx: KoaContextWithOIDC, endpoint: Endpoint): void {
+async function noteFailure(
+  deps: ClientAuthFailureDependencies,
+  ctx: KoaContextWithOIDC,
+  endpoint: Endpoint,
+): Promise<void> {
   const report = (failure: Failure) => reportFailure(deps, ctx, endpoint, failure);
   const failure = failureOf(ctx);
   if (failure) return report(failure);
@@ -66,14 +79,11 @@ function noteFailure(deps: ClientAuthFailureDependencies, ctx: KoaContextWithOID
   // refuses, clients.ts). The lookup is the one the provider's own made in this request, kept in
   // memory (request-applications.ts): its answer is already there, and the report is made before
   // the response is written.
-  deps.applications.findByClientId(presented).then(
-    (application) =>
-      report(
-        application
-          ? { reason: 'deactivated', clientId: application.clientId }
-          : { reason: 'unknown_client', presented },
-      ),
-    () => report({ reason: 'unknown_client', presented }),
+  const application = await deps.applications.findByClientId(presented).catch(() => undefined);
+  report(
+    application
+      ? { reason: 'deactivated', clientId: application.clientId }
+      : { reason: 'unknown_client', presented },
   );
 }
 

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { accountKey } from '../../src/oidc/interactions/throttle.ts';
 import { currentCode } from '../../src/two-factor/totp.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
+import { consoleGet, consolePost, consoleSignIn, pageText, signedInAgo } from '../helpers/console.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { authorize } from '../helpers/flows.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
@@ -666,29 +666,6 @@ describe(`the account page (${testDatabaseKind})`, () => {
     assert.doesNotMatch(throttled.body, /<li><code>[a-z0-9]{5}-[a-z0-9]{5}<\/code><\/li>/);
   });
 
-  /**
-   * Moves the sign-in of `person`'s sessions `minutes` back, as if it had been that long ago: the
-   * provider's stored session, which every request reads again.
-   */
-  async function signedInAgo(person: { id: number }, minutes: number) {
-    const sessions = await server.app.database.db
-      .selectFrom('oidc_payload')
-      .select(['id', 'payload'])
-      .where('model', '=', 'Session')
-      .where('user_id', '=', String(person.id))
-      .execute();
-    assert.ok(sessions.length > 0, 'a session to age');
-    for (const session of sessions) {
-      const payload = JSON.parse(session.payload) as { loginTs: number };
-      await server.app.database.db
-        .updateTable('oidc_payload')
-        .set({ payload: JSON.stringify({ ...payload, loginTs: payload.loginTs - minutes * 60 }) })
-        .where('model', '=', 'Session')
-        .where('id', '=', session.id)
-        .execute();
-    }
-  }
-
   it('asks a session signed in over ten minutes ago to sign in again before two-factor sign-in is set up, then sets it up', async () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);
@@ -697,7 +674,7 @@ describe(`the account page (${testDatabaseKind})`, () => {
       /<p class="hint" id="two-factor-sign-in-again">\s*You signed in more than 10 minutes ago, so you will be\s+asked to sign in again before you set it up\.\s*<\/p>/;
     assert.doesNotMatch(page.body, hint, 'no hint for a fresh sign-in');
     assert.doesNotMatch(page.body, /aria-describedby="two-factor-sign-in-again"/);
-    await signedInAgo(person, 11);
+    await signedInAgo(server.app.database.db, person.id, 11);
     // Said before the button is pressed, and tied to it.
     const older = await consoleGet(here, url('/account'));
     assert.match(older.body, hint);
@@ -758,12 +735,12 @@ describe(`the account page (${testDatabaseKind})`, () => {
     const person = await seedUser(server);
     const here = await consoleSignIn(server, person.username);
     const page = await consoleGet(here, url('/account'));
-    await signedInAgo(person, 5);
+    await signedInAgo(server.app.database.db, person.id, 5);
     const enrol = await consolePost(here, url('/account/two-factor/enrol'), page.csrf!);
     assert.equal(enrol.status, 200);
     const secret = /<code id="totp-secret">([A-Z2-7 ]+)<\/code>/.exec(enrol.body)![1]!.replaceAll(' ', '');
     const enrolment = /name="enrolment" value="([^"]+)"/.exec(enrol.body)![1]!;
-    await signedInAgo(person, 6);
+    await signedInAgo(server.app.database.db, person.id, 6);
     const refused = await consolePost(here, url('/account/two-factor/confirm'), page.csrf!, {
       code: currentCode(secret),
       enrolment,

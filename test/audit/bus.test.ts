@@ -31,6 +31,15 @@ function setup(receivers: AuditReceiver[], receiverTimeoutMs = 50, maxPendingPer
   return { bus, lines, failures };
 }
 
+/**
+ * A receiver timeout for the tests of a loop held past it: the receiver's few turns after the hold
+ * must fit in it even when the test process is not scheduled for a while (a CI machine running other
+ * suites on its two cores took 50 ms from one of them).
+ */
+const LOADED_MACHINE_TIMEOUT_MS = 400;
+/** Longer than `LOADED_MACHINE_TIMEOUT_MS` and the lateness the bus reads as a held loop (50 ms). */
+const HELD_PAST_THE_TIMEOUT_MS = 600;
+
 /** Holds the event loop with synchronous work for `ms`, starting on the next turn. */
 function holdTheLoop(ms: number): Promise<void> {
   return new Promise((resolve) =>
@@ -204,14 +213,17 @@ describe('audit bus', () => {
     // The receiver's work finishes through a timer of its own and a later turn of the loop (the
     // database receiver's batch delay, then its statement): shorter than its timeout, but something
     // else holds the event loop past both. Its timeout and its own timer then fire in one turn.
-    const { bus, failures, lines } = setup([
-      {
-        name: 'batched',
-        receive: () => new Promise<void>((resolve) => setTimeout(() => setImmediate(resolve), 5)),
-      },
-    ]);
+    const { bus, failures, lines } = setup(
+      [
+        {
+          name: 'batched',
+          receive: () => new Promise<void>((resolve) => setTimeout(() => setImmediate(resolve), 5)),
+        },
+      ],
+      LOADED_MACHINE_TIMEOUT_MS,
+    );
     bus.publish(introspected);
-    await holdTheLoop(120); // other synchronous work, past the 50 ms timeout
+    await holdTheLoop(HELD_PAST_THE_TIMEOUT_MS); // other synchronous work, past the timeout
     await bus.idle();
     assert.equal(await failures('token_introspected', 'batched'), 0);
     assert.ok(!lines.some((line) => line.includes('audit receiver failed')));
@@ -222,17 +234,20 @@ describe('audit bus', () => {
     // the worker's answer, each a later turn. Other work holds the loop past the timeout right after
     // the event is published; the receiver then needs three more turns, which a timeout fired in the
     // same turn would not wait for.
-    const { bus, failures, lines } = setup([
-      {
-        name: 'worker',
-        receive: () =>
-          new Promise<void>((resolve) =>
-            setTimeout(() => setImmediate(() => setImmediate(() => setImmediate(resolve))), 5),
-          ),
-      },
-    ]);
+    const { bus, failures, lines } = setup(
+      [
+        {
+          name: 'worker',
+          receive: () =>
+            new Promise<void>((resolve) =>
+              setTimeout(() => setImmediate(() => setImmediate(() => setImmediate(resolve))), 5),
+            ),
+        },
+      ],
+      LOADED_MACHINE_TIMEOUT_MS,
+    );
     bus.publish(introspected);
-    await holdTheLoop(120); // other synchronous work, past the 50 ms timeout
+    await holdTheLoop(HELD_PAST_THE_TIMEOUT_MS); // other synchronous work, past the timeout
     await bus.idle();
     assert.equal(await failures('token_introspected', 'worker'), 0);
     assert.ok(!lines.some((line) => line.includes('audit receiver failed')));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { signedInAgo } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { chromiumUnavailable, launchChromium } from '../helpers/e2e.ts';
 import {
@@ -172,27 +173,6 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await server?.close();
       });
 
-      /** Moves the sign-in of the user's sessions `minutes` back (forward when negative). */
-      async function signedInAgo(userId: number, minutes: number): Promise<void> {
-        const db = server.app.database.db;
-        const sessions = await db
-          .selectFrom('oidc_payload')
-          .select(['id', 'payload'])
-          .where('model', '=', 'Session')
-          .where('user_id', '=', String(userId))
-          .execute();
-        assert.ok(sessions.length > 0, 'a session to age');
-        for (const session of sessions) {
-          const payload = JSON.parse(session.payload) as { loginTs: number };
-          await db
-            .updateTable('oidc_payload')
-            .set({ payload: JSON.stringify({ ...payload, loginTs: payload.loginTs - minutes * 60 }) })
-            .where('model', '=', 'Session')
-            .where('id', '=', session.id)
-            .execute();
-        }
-      }
-
       /** The page now shown: its structure, contrast and focus rings, and a title no other page has. */
       async function audit(where: string): Promise<void> {
         for (const problem of (await page.evaluate(STRUCTURE_PROBLEMS)) as string[])
@@ -356,7 +336,7 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
 
         // Signed in over ten minutes ago: the account page says the setup asks for a sign-in again,
         // and the setup answers with the page that asks for it.
-        await signedInAgo(directorId, 11);
+        await signedInAgo(server.app.database.db, directorId, 11);
         await page.goto(`${server.origin}/account`);
         for (const problem of [
           ...((await page.evaluate(STRUCTURE_PROBLEMS)) as string[]),
@@ -372,7 +352,7 @@ for (const accentColor of ['#0b6e4f', '#ffd700', '#ffffff', '#777777'])
         await submit('Set up two-factor sign-in');
         await page.locator('h1', { hasText: 'Sign in again to turn on two-factor sign-in' }).waitFor();
         await audit('sign in again for two-factor setup');
-        await signedInAgo(directorId, -11);
+        await signedInAgo(server.app.database.db, directorId, -11);
 
         const issuerPath = new URL(server.issuer).pathname;
         const params = new URLSearchParams({

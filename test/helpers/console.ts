@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import type { Kysely } from 'kysely';
+import type { Database } from '../../src/db/schema.ts';
 import { Browser, type Endpoint, formField, PASSWORD, signIn } from './server.ts';
 
 /**
@@ -120,4 +122,27 @@ export function focusedAlerts(body: string): string[] {
         .replace(/\s+/g, ' ')
         .trim(),
     );
+}
+
+/**
+ * Moves the sign-in of the user's sessions `minutes` back (forward when negative), as if it had been
+ * that long ago: the provider's stored session, which every request reads again.
+ */
+export async function signedInAgo(db: Kysely<Database>, userId: number, minutes: number): Promise<void> {
+  const sessions = await db
+    .selectFrom('oidc_payload')
+    .select(['id', 'payload'])
+    .where('model', '=', 'Session')
+    .where('user_id', '=', String(userId))
+    .execute();
+  assert.ok(sessions.length > 0, 'a session to age');
+  for (const session of sessions) {
+    const payload = JSON.parse(session.payload) as { loginTs: number };
+    await db
+      .updateTable('oidc_payload')
+      .set({ payload: JSON.stringify({ ...payload, loginTs: payload.loginTs - minutes * 60 }) })
+      .where('model', '=', 'Session')
+      .where('id', '=', session.id)
+      .execute();
+  }
 }

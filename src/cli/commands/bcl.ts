@@ -37,9 +37,7 @@ export function registerBcl(program: Command, io: CliIo): void {
         throw new CliError(
           'client_id: an empty client_id ("") names no application; give the client_id of each application to test (see aa-oidc app list)',
         );
-      // An application named twice is tested once: its receiver would see two logouts for one ask.
-      const distinct = [...new Set(clientIds)];
-      const results = await withServices(io, (services) => services.logout.testDelivery(distinct));
+      const results = await withServices(io, (services) => services.logout.testDelivery(clientIds));
       io.stdout.write(renderRows(results, COLUMNS, options.format, resultJson));
       const failed = results.filter((row) => row.outcome !== 'success');
       if (failed.length > 0)

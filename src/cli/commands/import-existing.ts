@@ -1,8 +1,8 @@
-import { hash, timingSafeEqual } from 'node:crypto';
 import type { PluginApplication } from '../../alliance-auth/plugin-apps.ts';
 import { importedSecretHash, verifyClientSecret } from '../../applications/secret.ts';
 import type { Application, ImportedSecret } from '../../applications/types.ts';
 import { verifyDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
+import { sameText } from '../../util/same-text.ts';
 
 /**
  * What `import plugin-apps` tells of an application whose client id exists in aa-oidc already (it is
@@ -69,11 +69,6 @@ export function settingsThatDiffer(existing: ComparedSettings, imported: Compare
  */
 export type ExistingSecret = 'verifies' | 'does_not_verify' | 'not_compared' | 'none';
 
-/** Two stored values (hashes) compared in constant time, through their digests (of equal length). */
-function sameStoredValue(a: string, b: string): boolean {
-  return timingSafeEqual(hash('sha256', a, 'buffer'), hash('sha256', b, 'buffer'));
-}
-
 /**
  * Compares the plugin's secret with the existing application's. A secret the plugin keeps in clear is
  * checked as a client authentication would check it: against aa-oidc's digest, or against the hash
@@ -88,7 +83,7 @@ export async function compareSecret(
   if (imported === undefined || existing.clientType !== 'confidential') return 'none';
   const existingHash = existing.clientSecretPbkdf2;
   if ('djangoPbkdf2' in imported) {
-    return existingHash !== null && sameStoredValue(existingHash, imported.djangoPbkdf2)
+    return existingHash !== null && sameText(existingHash, imported.djangoPbkdf2)
       ? 'verifies'
       : 'not_compared';
   }

@@ -17,6 +17,7 @@ import {
   SIGN_IN_FIELD_LIMITS,
   signInChoices,
 } from './common.ts';
+import { scopeDescription } from '../../http/pages/scope-descriptions.ts';
 import { grantConsent } from './consent.ts';
 import { issueCsrfToken } from './csrf.ts';
 
@@ -24,22 +25,6 @@ import { issueCsrfToken } from './csrf.ts';
  * The page an interaction shows for its prompt: the account choice, the login form, the 403 denied
  * page, or consent.
  */
-
-const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
-  openid: 'Your account identifier',
-  profile: "Your username, groups and state, and your main character's name and portrait",
-  email: 'Your email address',
-  groups: 'Your groups and state',
-  offline_access: 'Access while you are not signed in',
-};
-
-/** What the consent page says a scope gives the application; the EVE claims follow their scope. */
-function scopeDescription(name: string, eveClaimsScope: string): string {
-  const described = SCOPE_DESCRIPTIONS[name];
-  if (name !== eveClaimsScope) return described ?? name;
-  const eve = "your main character's corporation, alliance and faction";
-  return described ? `${described}; ${eve}` : eve.charAt(0).toUpperCase() + eve.slice(1);
-}
 
 /** The signed-in user of the interaction's session, or undefined when there is none (or they are gone). */
 async function sessionUser(deps: InteractionDependencies, interaction: Interaction) {
@@ -114,7 +99,7 @@ export async function show(
           username: user?.username ?? '',
           scopes: (details.missingOIDCScope ?? []).map((name) => ({
             name,
-            description: scopeDescription(name, deps.config.oidc.eveClaimsScope),
+            description: scopeDescription(name, deps.config.oidc.eveClaimsScope, 'start'),
           })),
           claims: details.missingOIDCClaims ?? [],
         },
