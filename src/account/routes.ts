@@ -231,6 +231,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
     const required = deps.config.twoFactor.requiredForSuperusers && profile.superuser;
     // "None yet" would promise an application to allow: the member is told why there is none instead.
     const admitsToNone = admitsToNoApplication(profile, activeApps);
+    const recentSignIn = signedInRecently(request.session!);
     request.render(
       'Your account',
       html`<h1>Your account</h1>
@@ -300,14 +301,19 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
                   </p>
                   ${
                     // Said before it is pressed: the setup asks for a recent sign-in.
-                    signedInRecently(request.session!)
-                      ? postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in')
+                    recentSignIn
+                      ? ''
                       : html`<p class="hint" id="two-factor-sign-in-again">
-                            You signed in more than ${RECENT_SIGN_IN_MS / 60_000} minutes ago, so you will be
-                            asked to sign in again before you set it up.
-                          </p>
-                          ${postButton(request.session, '/account/two-factor/enrol', 'Set up two-factor sign-in', { describedBy: 'two-factor-sign-in-again' })}`
-                  }`
+                          You signed in more than ${RECENT_SIGN_IN_MS / 60_000} minutes ago, so you will be
+                          asked to sign in again before you set it up.
+                        </p>`
+                  }
+                  ${postButton(
+                    request.session,
+                    '/account/two-factor/enrol',
+                    'Set up two-factor sign-in',
+                    recentSignIn ? {} : { describedBy: 'two-factor-sign-in-again' },
+                  )}`
           }
         </section>`,
       { status },

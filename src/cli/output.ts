@@ -15,6 +15,11 @@ export function formatOption(defaultFormat: OutputFormat = 'table'): Option {
   return new Option('--format <format>', 'output format').choices(OUTPUT_FORMATS).default(defaultFormat);
 }
 
+/** The `--format` of a command that writes lines of text, or one JSON document: `text` (default) or `json`. */
+export function textOrJsonOption(): Option {
+  return new Option('--format <format>', 'output format').choices(['text', 'json']).default('text');
+}
+
 export type Cell = string | number | boolean | null | undefined | readonly string[];
 
 export interface Column<Row> {

@@ -1,4 +1,4 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { allianceAuthDataChecks } from '../../alliance-auth/data-checks.ts';
 import {
   configurationChecks,
@@ -19,13 +19,13 @@ import { unloadableSigningKeys } from '../../keys/store.ts';
 import type { Services } from '../../services.ts';
 import { pgBossChecks, storageChecks } from '../storage-checks.ts';
 import { CliError, type CliIo, cliConfig, withServices } from '../context.ts';
-import { jsonDocument, textBlock } from '../output.ts';
+import { jsonDocument, textBlock, textOrJsonOption } from '../output.ts';
 
 export function registerCheck(program: Command, io: CliIo): void {
   program
     .command('check')
     .description('run the system checks; exits non-zero when any finding is an error')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(textOrJsonOption())
     .action(async (options: { format: 'text' | 'json' }) => {
       // The system checks that serve runs too, each over what could be read (E009 for a part that
       // could not be), with the built-in directory's users' texts (W015), then a pg-boss schema serve

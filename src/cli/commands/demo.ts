@@ -1,11 +1,11 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { ApplicationError } from '../../applications/errors.ts';
 import { DemoRefusedError, type DemoSeedResult, seedDemo } from '../../demo/seed.ts';
 import { DirectoryError } from '../../directory/errors.ts';
 import { createServices } from '../../services.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, cliActor, cliConfig } from '../context.ts';
-import { jsonDocument, textLines } from '../output.ts';
+import { jsonDocument, textLines, textOrJsonOption } from '../output.ts';
 
 type DemoFormat = 'text' | 'json';
 
@@ -56,7 +56,7 @@ export function registerDemo(program: Command, io: CliIo): void {
     )
     .option('--issuer-url <url>', 'the issuer the server runs with (default: the configured issuer)')
     .option('--reset-passwords', 'give demo users that already exist new random passwords')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(textOrJsonOption())
     .addHelpText('after', HELP)
     .action(async (options: DemoOptions) => {
       const config = cliConfig(io, { quiet: true });

@@ -1,4 +1,4 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { allianceAuthConnectFailure } from '../../alliance-auth/create.ts';
 import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
 import {
@@ -21,7 +21,7 @@ import { MAX_PBKDF2_ITERATIONS, parseDjangoPbkdf2 } from '../../util/django-pbkd
 import { assertNever } from '../../util/assert-never.ts';
 import { isLoopbackHost } from '../../util/loopback.ts';
 import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
-import { jsonDocument, lineWriter } from '../output.ts';
+import { jsonDocument, lineWriter, textOrJsonOption } from '../output.ts';
 import {
   type ComparedSettings,
   compareSecret,
@@ -46,7 +46,7 @@ export function registerImport(program: Command, io: CliIo): void {
       `create the applications of allianceauth-oidc-provider (${PLUGIN_APPLICATION_TABLE} in Alliance Auth's database, ${AA_DATABASE_SETTING}) with the same client ids and secrets`,
     )
     .option('--dry-run', 'show what would be imported, import nothing')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'json']).default('text'))
+    .addOption(textOrJsonOption())
     .addHelpText('after', PLUGIN_APPS_HELP)
     .action(async (options: { dryRun?: boolean; format: 'text' | 'json' }) => {
       const dryRun = options.dryRun === true;
