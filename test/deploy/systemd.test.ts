@@ -55,6 +55,21 @@ describe('the systemd units in deploy/systemd', () => {
     });
   }
 
+  for (const unit of UNITS) {
+    it(`${unit}: keeps Node.js's compile cache across restarts, in a directory of its own`, () => {
+      const settings = unitSettings(texts[unit]);
+      const one = (key: string) => settings.get(key)?.at(-1);
+      // bin/aa-oidc.js's cache would otherwise be in the system's temporary folder: with PrivateTmp
+      // a new, empty one at every start, so no start would reuse it.
+      const cache = /\bNODE_COMPILE_CACHE=(\S+)/.exec(one('Environment') ?? '')?.[1];
+      assert.ok(cache, 'the unit sets NODE_COMPILE_CACHE');
+      assert.equal(one('CacheDirectory'), 'aa-oidc');
+      assert.equal(one('CacheDirectoryMode'), '0700');
+      // One folder a unit (%N: aa-oidc@8000, aa-oidc-worker), in the one systemd keeps writable.
+      assert.equal(cache, '/var/cache/aa-oidc/%N');
+    });
+  }
+
   it('aa-oidc-worker.service gives the worker a metrics port apart from the instances of aa-oidc.service', () => {
     const port = (unit: (typeof UNITS)[number]) =>
       /\bAA_OIDC_METRICS_PORT=(\d+)\b/.exec(unitSettings(texts[unit]).get('Environment')?.at(-1) ?? '')?.[1];
