@@ -25,7 +25,11 @@ export function acceptRequestId(incoming: string | undefined): string {
   return incoming !== undefined && SANE_REQUEST_ID.test(incoming) ? incoming : randomUUID();
 }
 
-/** Paths probed by load balancers and scrapers: their access lines are logged at `debug`. */
+/**
+ * Paths probed by load balancers and scrapers: their access lines are logged at `debug`, except a
+ * refusal (4xx): a scraper left with an old bearer token, or someone probing `/metrics` on the
+ * public port, shows at `info` like any other refused request.
+ */
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
@@ -185,7 +189,14 @@ function writeAccessLine(
 ): void {
   const durationMs = performance.now() - started;
   try {
-    const level = isQuiet(ctx) ? 'debug' : (status ?? 500) >= 500 ? 'warn' : 'info';
+    const answered = status ?? 500;
+    const level = !isQuiet(ctx)
+      ? answered >= 500
+        ? 'warn'
+        : 'info'
+      : answered >= 400 && answered < 500
+        ? 'info'
+        : 'debug';
     if (!log.isLevelEnabled(level)) return;
     const userAgent = userAgentOf(ctx);
     // Safe by construction: the URL and the user agent are scrubbed here, and nothing else in the

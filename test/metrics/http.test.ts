@@ -9,6 +9,7 @@ import type { HttpServerLimits } from '../../src/http/server-limits.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { bearerTokenMatches, type MetricsListener, startMetricsListener } from '../../src/metrics/http.ts';
 import { createMetrics, METRIC_NAMES } from '../../src/metrics/registry.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import { heldConnection, sendAndWaitForClose } from '../http/held-connections.ts';
 
@@ -229,8 +230,9 @@ describe('metrics', () => {
     const token = 'metrics-scrape-token-0123456789';
     let server: TestServer;
     let base: string;
+    const harness = createLeakHarness();
     before(async () => {
-      server = await startServer({ metrics: { enabled: false, bearerToken: token } });
+      server = await startServer({ metrics: { enabled: false, bearerToken: token } }, { harness });
       base = server.origin;
     });
     after(async () => server.close());
@@ -250,6 +252,27 @@ describe('metrics', () => {
         assert.equal(response.headers.get('www-authenticate'), 'Bearer realm="metrics"');
         assert.doesNotMatch(await response.text(), /aa_oidc_/);
       }
+    });
+
+    it('logs a refused scrape at info, where a served one stays at debug', async () => {
+      const accessLines = async (authorization: string) => {
+        const before = harness.logLines.length;
+        await (await fetch(`${base}/metrics`, { headers: { Authorization: authorization } })).text();
+        return harness.logLines
+          .slice(before)
+          .map((line) => JSON.parse(line) as { level: number; msg: string; res?: { status: number } })
+          .filter((line) => line.msg === 'request completed');
+      };
+      const refused = await accessLines(`Bearer ${token}x`);
+      assert.deepEqual(
+        refused.map((line) => [line.level, line.res?.status]),
+        [[30, 401]],
+      );
+      const served = await accessLines(`Bearer ${token}`);
+      assert.deepEqual(
+        served.map((line) => [line.level, line.res?.status]),
+        [[20, 200]],
+      );
     });
 
     it('serves every metric aa-oidc exports with the right token (200)', async () => {
