@@ -20,10 +20,12 @@ import {
   type AllianceAuthConnection,
   allianceAuthReachable,
   CONNECT_TIMEOUT_MS,
+  isMissingFromSchema,
   isPrivilegeError,
   isStatementTimeout,
   openAllianceAuthDatabase,
   WHAT_HOLDS_AA_TABLES,
+  WHAT_MAKES_AA_SCHEMA,
 } from './database.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
@@ -157,10 +159,12 @@ export function allianceAuthConnectFailure(
 
 /**
  * Every method of `target` (the reads made for `purpose`), with a failure to reach AA's database
- * turned into the error that makes a request answer "try again" (503), never a 500; so are two faults
+ * turned into the error that makes a request answer "try again" (503), never a 500; so are three faults
  * the person did not cause, each a `DatabaseFaultError` (logged each time, naming the read and what to
- * do): a read refused for a privilege the login lacks (the grant to run), and a read the server gave
- * up on at its statement timeout (after how many seconds, and what may hold AA's tables). The message
+ * do): a read refused for a privilege the login lacks (the grant to run), a read the server gave up on
+ * at its statement timeout (after how many seconds, and what may hold AA's tables), and a read of a
+ * table or column AA's schema lacks while serving (an upgrade or a migration applied halfway: the
+ * start-up schema check passed, so it changed since). The message
  * names the setting and the URL without its password, never the password.
  */
 function unavailableAsTryAgain<T extends object>(
@@ -192,6 +196,14 @@ function unavailableAsTryAgain<T extends object>(
           "grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or " +
           'MariaDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO <login> on PostgreSQL)',
         ALLIANCE_AUTH_PRIVILEGE_DENIED,
+        { database: failed },
+      );
+    }
+    if (isMissingFromSchema(error)) {
+      throw new DatabaseFaultError(
+        `${database} lacks a table or column aa-oidc reads (${(error as Error).message}); ` +
+          `check ${WHAT_MAKES_AA_SCHEMA}. aa-oidc check names every one missing`,
+        `the Alliance Auth read for ${purpose} (${method}) found a table or column missing`,
         { database: failed },
       );
     }

@@ -188,17 +188,31 @@ export function isPrivilegeError(error: unknown): boolean {
 }
 
 /**
- * True when the server answered that what the statement reads is not there (MariaDB's
+ * True when the server answered that what the statement reads is not there: MariaDB's
  * ER_BAD_FIELD_ERROR 1054 and ER_NO_SUCH_TABLE 1146, PostgreSQL's undefined_column 42703 and
- * undefined_table 42P01: an Alliance Auth upgrade or a migration not applied) or may not be read
+ * undefined_table 42P01 (an Alliance Auth upgrade, or a migration not applied or applied halfway).
+ * The database is reachable; no retry mends it until someone changes AA's schema.
+ */
+export function isMissingFromSchema(error: unknown): boolean {
+  const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
+  return errno === 1054 || errno === 1146 || code === '42703' || code === '42P01';
+}
+
+/**
+ * True when what the statement reads is not there (`isMissingFromSchema`) or may not be read
  * (`isPrivilegeError`). The database is reachable; no retry mends it until someone changes AA's schema
  * or the login's grants.
  */
 export function isSchemaOrPermissionError(error: unknown): boolean {
-  const { errno, code } = (error ?? {}) as { errno?: unknown; code?: unknown };
-  if (errno === 1054 || errno === 1146 || code === '42703' || code === '42P01') return true;
-  return isPrivilegeError(error);
+  return isMissingFromSchema(error) || isPrivilegeError(error);
 }
+
+/**
+ * What to check when AA's database lacks a table or column aa-oidc reads: for the log lines of a read
+ * that found one missing (the poller's, a request's).
+ */
+export const WHAT_MAKES_AA_SCHEMA =
+  "Alliance Auth's version (AA 4.x, or AA 5 up to authentication 0024) and that its migrations are applied (python manage.py migrate)";
 
 /** The URL's TLS parameters, or an error naming the setting and what would be valid. */
 function mysqlTls(url: string): ReturnType<typeof mysqlUrlParts> {

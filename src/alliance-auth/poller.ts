@@ -22,6 +22,7 @@ import {
   isSchemaOrPermissionError,
   isStatementTimeout,
   WHAT_HOLDS_AA_TABLES,
+  WHAT_MAKES_AA_SCHEMA,
 } from './database.ts';
 import {
   type AllianceAuthChange,
@@ -330,7 +331,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     const found = findings.length > 0 ? ` (the schema check finds: ${findings.join('; ')})` : '';
     logger.error(
       { err: { message }, findings },
-      `the Alliance Auth ${read} failed: Alliance Auth's database answers, but a table or column aa-oidc reads is missing or the login of AA_OIDC_AA_DATABASE_URL may not SELECT it${found}. Check Alliance Auth's version (AA 4.x, or AA 5 up to authentication 0024) and that its migrations are applied (python manage.py migrate), and the login's grants (SELECT on every table of AA's database: GRANT SELECT, SHOW VIEW ON alliance_auth.* on MariaDB). Until it completes, AA's changes are not followed (no revocation or back-channel logout for them); polling goes on and resumes where it stopped`,
+      `the Alliance Auth ${read} failed: Alliance Auth's database answers, but a table or column aa-oidc reads is missing or the login of AA_OIDC_AA_DATABASE_URL may not SELECT it${found}. Check ${WHAT_MAKES_AA_SCHEMA}, and the login's grants (SELECT on every table of AA's database: GRANT SELECT, SHOW VIEW ON alliance_auth.* on MariaDB). Until it completes, AA's changes are not followed (no revocation or back-channel logout for them); polling goes on and resumes where it stopped`,
     );
   };
 
