@@ -20,6 +20,7 @@ import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts'
 import { NUL_NOTE, shellWord } from '../util/shell-word.ts';
 import {
   clientIdExists,
+  clientIdInAnotherCase,
   findApplication,
   insertApplication,
   listApplications,
@@ -143,6 +144,8 @@ export function createApplicationService(
       const clientId = input.clientId ?? generateClientId();
       const valid = await validateApplicationInput({ ...input, clientId }, await validationContext());
       if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
+      const otherCase = await clientIdInAnotherCase(db, valid.clientId);
+      if (otherCase !== undefined) throw clientIdTakenInAnotherCase(valid.clientId, otherCase);
       if (options.dryRun) {
         return { application: preview(valid, null, createdBy, now()), clientSecret: null };
       }
@@ -463,6 +466,20 @@ function secretChanged(app: Application): ApplicationError {
 function clientIdTaken(clientId: string): ApplicationError {
   return new ApplicationError('conflict', [
     { field: 'client_id', message: `${quote(clientId)} is already taken; choose another or omit it` },
+  ]);
+}
+
+/**
+ * A client_id told from an existing one by case alone is refused, as one of the same case is: both
+ * would work (client ids match exactly), but an operator or a relying party's settings would
+ * easily take one for the other, and `app list --search` finds both.
+ */
+function clientIdTakenInAnotherCase(clientId: string, existing: string): ApplicationError {
+  return new ApplicationError('conflict', [
+    {
+      field: 'client_id',
+      message: `${quote(clientId)} differs only in case from the client_id of application ${quote(existing)}, which would be easily mistaken for it; choose another or omit it`,
+    },
   ]);
 }
 

@@ -426,13 +426,7 @@ function checkWhitelist(
     problem(field, `at most ${WHITELIST_MAX} ${field} are allowed (${value.length} given)`);
     return [];
   }
-  const byKey = new Map<string, string[]>();
-  for (const name of existing.keys()) {
-    const key = nameKey(name);
-    const spellings = byKey.get(key);
-    if (spellings) spellings.push(name);
-    else byKey.set(key, [name]);
-  }
+  const spellingsOf = directorySpellings(existing);
   const found = new Set<string>();
   const unknown: string[] = [];
   for (const item of value as unknown[]) {
@@ -440,9 +434,8 @@ function checkWhitelist(
       problem(field, `${quote(item)} is not a valid ${noun} name (a string without NUL bytes)`);
       continue;
     }
-    const spellings = byKey.get(nameKey(item)) ?? [];
-    const name = spellings.includes(item) ? item : spellings.length === 1 ? spellings[0] : undefined;
-    if (name !== undefined) found.add(name);
+    const spellings = spellingsOf(item);
+    if (spellings.length === 1) found.add(spellings[0]!);
     else if (spellings.length > 1)
       problem(
         field,
@@ -465,6 +458,25 @@ function checkWhitelist(
     );
   }
   return [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * The directory's spellings a whitelisted name may mean: the name itself when the directory has it
+ * exactly, else those that differ from it only in case or Unicode form (`nameKey`): none, one (the
+ * one it means), or several (it is ambiguous).
+ */
+export function directorySpellings(existing: DirectoryNames): (name: string) => string[] {
+  const byKey = new Map<string, string[]>();
+  for (const name of existing.keys()) {
+    const key = nameKey(name);
+    const spellings = byKey.get(key);
+    if (spellings) spellings.push(name);
+    else byKey.set(key, [name]);
+  }
+  return (name) => {
+    const spellings = byKey.get(nameKey(name)) ?? [];
+    return spellings.includes(name) ? [name] : spellings;
+  };
 }
 
 /** `names` by how a listing shows each (`visibleText`), lower case as `listedNameHint` compares them. */

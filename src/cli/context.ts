@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import pino from 'pino';
 import { ApplicationError } from '../applications/errors.ts';
 import { directoryBindingChecks, migrationChecks } from '../checks/checks.ts';
-import { type Config, loadConfig, settingName } from '../config/load.ts';
+import { type Config, ConfigError, loadConfig, settingName } from '../config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle, QUERY_TIMEOUT_MS } from '../db/connect.ts';
 import { describeDatabase, lockWaitFailure } from '../db/errors.ts';
 import { migrationsUnknownToThisRelease, pendingMigrations } from '../db/migrate.ts';
@@ -23,6 +23,15 @@ export class CliError extends Error {
     super(message);
     this.exitCode = exitCode;
   }
+}
+
+/**
+ * The one-line reason a command's failure is reported with (`aa-oidc: <reason>` on stderr), and the
+ * `error` of a JSON document a command writes whatever happens (`import plugin-apps --format json`).
+ */
+export function failureReason(error: unknown): string {
+  if (error instanceof ConfigError) return `configuration error: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**

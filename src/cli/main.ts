@@ -18,7 +18,7 @@ import { registerGroup } from './commands/group.ts';
 import { registerState } from './commands/state.ts';
 import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
-import { CliError, type CliIo, processIo } from './context.ts';
+import { CliError, type CliIo, failureReason, processIo } from './context.ts';
 import { textBlock, textLines } from './output.ts';
 
 /** The version in package.json (two folders up from both src/cli/ and dist/cli/). */
@@ -163,16 +163,9 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo()): 
   } catch (error) {
     // Already written: the help (`--help`, exit 0) or the usage error's line (`reportUsageErrorsOnOneLine`).
     if (error instanceof CommanderError) return error.exitCode;
-    if (error instanceof CliError) {
-      io.stderr.write(textBlock(`aa-oidc: ${error.message}`));
-      return error.exitCode;
-    }
-    if (error instanceof ConfigError) {
-      io.stderr.write(textBlock(`aa-oidc: configuration error: ${error.message}`));
-      return 2;
-    }
-    io.stderr.write(textBlock(`aa-oidc: ${error instanceof Error ? error.message : String(error)}`));
-    return 1;
+    io.stderr.write(textBlock(`aa-oidc: ${failureReason(error)}`));
+    if (error instanceof CliError) return error.exitCode;
+    return error instanceof ConfigError ? 2 : 1;
   }
 }
 

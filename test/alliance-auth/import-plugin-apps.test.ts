@@ -15,7 +15,7 @@ import {
 } from '../helpers/alliance-auth.ts';
 import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { authorizeParams, codeFrom, tokenRequest } from '../helpers/flows.ts';
 import { authorizeUrl, basicAuth, Browser, postForm, signIn, startServer } from '../helpers/server.ts';
 
@@ -193,9 +193,60 @@ await describeOnEachAllianceAuth(
             ...none,
           },
         ],
+        error: null,
       });
       const list = await cli(['app', 'list', '--format', 'json'], env);
       assert.deepEqual(JSON.parse(list.stdout), []);
+    });
+
+    it('writes its JSON document also when a failure stops it midway: what was done until then, and why it stopped', async () => {
+      // A database of its own, where writing one application fails in a way the import does not expect.
+      const other = await createTestDatabase({ migrated: true });
+      const handle = connect(other);
+      try {
+        const failing = 'spa-public-client-id';
+        if (handle.kind === 'sqlite')
+          await sql`CREATE TRIGGER refuse_test_write BEFORE INSERT ON application WHEN NEW.client_id = ${sql.lit(failing)}
+                    BEGIN SELECT RAISE(ABORT, 'injected fault'); END`.execute(handle.db);
+        else {
+          await sql`CREATE FUNCTION refuse_test_write() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'injected fault'; END $$`.execute(handle.db);
+          await sql`CREATE TRIGGER refuse_test_write BEFORE INSERT ON application FOR EACH ROW
+                    WHEN (NEW.client_id = ${sql.lit(failing)}) EXECUTE FUNCTION refuse_test_write()`.execute(
+            handle.db,
+          );
+        }
+        const result = await cli(['import', 'plugin-apps', '--format', 'json'], {
+          ...env,
+          AA_OIDC_DATABASE_URL: other.url,
+          AA_OIDC_DATA_DIR: other.dataDir,
+        });
+        assert.equal(result.code, 1);
+        assert.equal(result.stderr, 'aa-oidc: injected fault\n');
+        const document = JSON.parse(result.stdout) as {
+          dry_run: boolean;
+          applications: Array<{ client_id: string; outcome: string }>;
+          error: string | null;
+        };
+        assert.deepEqual(
+          {
+            ...document,
+            applications: document.applications.map((app) => [app.client_id, app.outcome]),
+          },
+          {
+            dry_run: false,
+            // In client_id order: the two before the failing one, not it nor the one after.
+            applications: [
+              ['forum-client-id-kept-in-clear', 'imported'],
+              ['legacy-implicit-client', 'refused'],
+            ],
+            error: 'injected fault',
+          },
+        );
+      } finally {
+        await handle.close();
+        await other.drop();
+      }
     });
 
     it('imports every supported application as the plugin had it, and the PBKDF2-hashed secret authenticates unchanged', async () => {
@@ -759,6 +810,68 @@ await describeOnEachAllianceAuth(
     });
 
     // Near the end: it drops a column of the plugin's table.
+    it("refuses, saying why, a plugin application named longer than aa-oidc's 100 characters, or one whose client_id differs only in case from an application's here", async () => {
+      // django-oauth-toolkit's names take 255 characters, and may be blank.
+      const long = `Long ${'x'.repeat(145)}`;
+      await pluginApp({
+        client_id: 'long-name-client',
+        name: long,
+        redirect_uris: 'https://long-name.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+      await pluginApp({
+        client_id: 'blank-name-client',
+        name: '',
+        redirect_uris: 'https://blank-name.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+      // Made here by hand before the import: the same relying party, perhaps, or another.
+      const made = await cli(
+        [
+          'app',
+          'create',
+          '--name',
+          'Case',
+          '--client-id',
+          'Case-Client',
+          '--redirect-uri',
+          'https://case.example.org/cb',
+        ],
+        env,
+      );
+      assert.equal(made.code, 0, made.stderr);
+      await pluginApp({
+        client_id: 'case-client',
+        name: 'Case',
+        redirect_uris: 'https://case.example.org/cb',
+        client_secret: CLEAR_SECRET,
+        hash_client_secret: fixture.bool(false),
+      });
+      for (const dryRun of [['--dry-run'], []]) {
+        const result = await cli(['import', 'plugin-apps', ...dryRun], env);
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(
+          result.stdout,
+          new RegExp(`^not imported long-name-client \\(${long}\\): name: must be 1–100 characters$`, 'm'),
+        );
+        assert.match(result.stdout, /^not imported blank-name-client \(\): name: must be 1–100 characters$/m);
+        assert.match(
+          result.stdout,
+          /^not imported case-client \(Case\): client_id: "case-client" differs only in case from the client_id of application "Case-Client", which would be easily mistaken for it; choose another or omit it$/m,
+        );
+      }
+      const list = JSON.parse((await cli(['app', 'list', '--format', 'json'], env)).stdout) as Array<{
+        client_id: string;
+      }>;
+      assert.deepEqual(
+        list.map((app) => app.client_id).filter((id) => /name-client|case-client/i.test(id)),
+        ['Case-Client'],
+        'none of them imported',
+      );
+    });
+
     it('imports from a plugin older than its migration 0021, whose table has no registration source', async () => {
       await pluginApp({
         client_id: 'older-plugin-client',

@@ -315,6 +315,30 @@ describe(`aa-oidc app (${testDatabaseKind})`, () => {
     assert.equal(verifyClientSecret(legacyStored, legacy.client_secret as string), true);
   });
 
+  it('refuses a --client-id that differs from an existing one only in case, naming it', async () => {
+    const redirect = ['--redirect-uri', 'https://case.example.org/cb'];
+    await ok('app', 'create', '--name', 'Case', '--client-id', 'Case-Wiki', ...redirect);
+    for (const dryRun of [['--dry-run'], []]) {
+      const refused = await cli(
+        'app',
+        'create',
+        '--name',
+        'Case 2',
+        '--client-id',
+        'case-wiki',
+        ...redirect,
+        ...dryRun,
+      );
+      assert.equal(refused.code, 1, refused.stderr);
+      assert.equal(refused.stdout, '');
+      assert.equal(
+        refused.stderr,
+        'aa-oidc: client_id: "case-wiki" differs only in case from the client_id of application "Case-Wiki", which would be easily mistaken for it; choose another or omit it\n',
+      );
+    }
+    assert.equal(await service.findByClientId('case-wiki'), undefined);
+  });
+
   it('refuses --x together with --no-x, naming both, whichever comes last', async () => {
     for (const flag of [
       'skip-authorization',

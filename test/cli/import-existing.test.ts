@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type ComparedSettings, settingsThatDiffer } from '../../src/cli/commands/import-existing.ts';
+import {
+  type ComparedSettings,
+  type DirectoryCatalog,
+  settingsThatDiffer,
+} from '../../src/cli/commands/import-existing.ts';
 
 const IMPORTED: ComparedSettings = {
   name: 'Wiki',
@@ -20,6 +24,11 @@ const IMPORTED: ComparedSettings = {
   backchannelLogoutOnRevokeOnly: false,
 };
 
+const DIRECTORY: DirectoryCatalog = {
+  states: new Set(['Member', 'Guest']),
+  groups: new Set(['Directors', 'Fleet Commanders']),
+};
+
 describe('import plugin-apps: an application that exists already', () => {
   it('has the plugin’s settings when only the order of its lists or the spaces around its name differ', () => {
     assert.deepEqual(
@@ -32,6 +41,7 @@ describe('import plugin-apps: an application that exists already', () => {
           groups: ['Fleet Commanders', 'Directors'],
         },
         IMPORTED,
+        DIRECTORY,
       ),
       [],
     );
@@ -50,8 +60,34 @@ describe('import plugin-apps: an application that exists already', () => {
           backchannelLogoutUri: 'https://wiki.example.org/bcl',
         },
         IMPORTED,
+        DIRECTORY,
       ),
       ['logo_url', 'redirect_uris', 'states', 'active', 'access_token_format', 'backchannel_logout_uri'],
+    );
+  });
+
+  it('has the plugin’s whitelists when their names differ from the directory’s only in case, as the write path stores them', () => {
+    // The directory (built-in, say) spells them in lower case; the plugin's Alliance Auth does not.
+    const directory: DirectoryCatalog = {
+      states: new Set(['member']),
+      groups: new Set(['directors', 'fleet commanders']),
+    };
+    const stored = { ...IMPORTED, states: ['member'], groups: ['directors', 'fleet commanders'] };
+    assert.deepEqual(settingsThatDiffer(stored, IMPORTED, directory), []);
+    // A name the directory does not hold is not the stored one, whatever its case.
+    assert.deepEqual(settingsThatDiffer(stored, IMPORTED, { ...directory, states: new Set(['members']) }), [
+      'states',
+    ]);
+  });
+
+  it('tells whitelists apart whose names the directory holds in two spellings (Alliance Auth on PostgreSQL)', () => {
+    const directory: DirectoryCatalog = {
+      states: new Set(['Member']),
+      groups: new Set(['Directors', 'directors', 'Fleet Commanders']),
+    };
+    assert.deepEqual(
+      settingsThatDiffer({ ...IMPORTED, groups: ['directors', 'Fleet Commanders'] }, IMPORTED, directory),
+      ['groups'],
     );
   });
 });

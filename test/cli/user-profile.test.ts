@@ -211,21 +211,25 @@ describe(`aa-oidc user set-main-character, set-locale [--dry-run], set-password 
       await set('--character-id', '90000001'),
       'a main character needs both --character-id and --character-name (or --clear to remove it)',
     );
+    const idRange = 'a whole number from 1 to 9007199254740991';
+    // A number past 2^53 - 1 would be rounded to another id (99999999999999999999 to 1e20).
+    for (const id of [
+      'ninety',
+      '-90000001',
+      '-0',
+      '0',
+      '4.5',
+      '1e3',
+      '9007199254740992',
+      '99999999999999999999',
+    ])
+      assertFailsWithOneLine(
+        await set('--character-id', id, '--character-name', 'Ari Venn'),
+        `--character-id must be the character’s EVE id, ${idRange} (got "${id}")`,
+      );
     assertFailsWithOneLine(
-      await set('--character-id', 'ninety', '--character-name', 'Ari Venn'),
-      '--character-id must be the character’s EVE id, a whole number (got "ninety")',
-    );
-    assertFailsWithOneLine(
-      await set('--character-id', '-90000001', '--character-name', 'Ari Venn'),
-      '--character-id must be the character’s EVE id, a whole number (got "-90000001")',
-    );
-    assertFailsWithOneLine(
-      await set('--character-id', '-0', '--character-name', 'Ari Venn'),
-      '--character-id must be the character’s EVE id, a whole number (got "-0")',
-    );
-    assertFailsWithOneLine(
-      await set('--character-id', '0', '--character-name', 'Ari Venn'),
-      'invalid character id 0: expected a positive whole number, or none',
+      await set(...character, '--alliance-id', '18446744073709551616', '--alliance-name', 'A'),
+      `--alliance-id must be the alliance’s EVE id, ${idRange} (got "18446744073709551616")`,
     );
     assertFailsWithOneLine(
       await set('--character-id', '90000001', '--character-name', ' Ari Venn'),

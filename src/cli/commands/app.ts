@@ -91,7 +91,7 @@ export function registerApp(program: Command, io: CliIo): void {
     .requiredOption('--name <name>', 'display name (1–100 characters)')
     .option(
       '--client-id <id>',
-      'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -, starting with a letter or digit); default: 32 random letters and digits',
+      'an explicit client_id (3–100 of A–Z a–z 0–9 . _ ~ -, starting with a letter or digit, not an existing one in any case); default: 32 random letters and digits',
     )
     .option('--redirect-uri <uri>', 'a redirect URI, matched exactly (repeatable; see below)', collect)
     .option(

@@ -1,6 +1,7 @@
 import type { PluginApplication } from '../../alliance-auth/plugin-apps.ts';
 import { importedSecretHash, verifyClientSecret } from '../../applications/secret.ts';
 import type { Application, ImportedSecret } from '../../applications/types.ts';
+import { type DirectoryNames, directorySpellings } from '../../applications/validate.ts';
 import { verifyDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { sameText } from '../../util/same-text.ts';
 
@@ -55,10 +56,37 @@ const COMPARED: ReadonlyArray<readonly [string, (settings: ComparedSettings) => 
   ['backchannel_logout_on_revoke_only', (settings) => settings.backchannelLogoutOnRevokeOnly],
 ];
 
-/** Pure: the spec names of the settings in which `existing` is not what the import would create. */
-export function settingsThatDiffer(existing: ComparedSettings, imported: ComparedSettings): string[] {
+/** Every state and every group of the directory, whose spellings whitelists store. */
+export interface DirectoryCatalog {
+  states: DirectoryNames;
+  groups: DirectoryNames;
+}
+
+/**
+ * Pure: the spec names of the settings in which `existing` is not what the import would create. The
+ * plugin's state and group names are compared as the write path would store them, in the directory's
+ * spelling (`Member` is the directory's `member`), so that a difference of case alone is none; a name
+ * the directory holds in two spellings means the one spelt exactly.
+ */
+export function settingsThatDiffer(
+  existing: ComparedSettings,
+  imported: ComparedSettings,
+  directory: DirectoryCatalog,
+): string[] {
+  const stored = (names: DirectoryNames) => {
+    const spellingsOf = directorySpellings(names);
+    return (name: string) => {
+      const spellings = spellingsOf(name);
+      return spellings.length === 1 ? spellings[0]! : name;
+    };
+  };
+  const asStored = {
+    ...imported,
+    states: imported.states.map(stored(directory.states)),
+    groups: imported.groups.map(stored(directory.groups)),
+  };
   return COMPARED.filter(
-    ([, value]) => JSON.stringify(value(existing)) !== JSON.stringify(value(imported)),
+    ([, value]) => JSON.stringify(value(existing)) !== JSON.stringify(value(asStored)),
   ).map(([field]) => field);
 }
 

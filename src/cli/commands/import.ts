@@ -20,11 +20,12 @@ import { isNativeApplication } from '../../oidc/clients.ts';
 import { MAX_PBKDF2_ITERATIONS, parseDjangoPbkdf2 } from '../../util/django-pbkdf2.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { isLoopbackHost } from '../../util/loopback.ts';
-import { type CliIo, CliError, cliActor, withServices } from '../context.ts';
+import { type CliIo, CliError, cliActor, failureReason, withServices } from '../context.ts';
 import { jsonDocument, lineWriter, textOrJsonOption } from '../output.ts';
 import {
   type ComparedSettings,
   compareSecret,
+  type DirectoryCatalog,
   type ExistingSecret,
   settingsThatDiffer,
 } from './import-existing.ts';
@@ -50,50 +51,61 @@ export function registerImport(program: Command, io: CliIo): void {
     .addHelpText('after', PLUGIN_APPS_HELP)
     .action(async (options: { dryRun?: boolean; format: 'text' | 'json' }) => {
       const dryRun = options.dryRun === true;
+      const json = options.format === 'json';
       const say = lineWriter(io.stdout);
-      // Text: a line as each application is done. JSON: one document once all are.
-      const told = (result: PluginImportResult) => {
-        if (options.format === 'text') say(resultLine(result, dryRun));
-      };
-      const results = await withServices(io, async (services) => {
-        const url = services.config.directory.allianceAuth.databaseUrl;
-        if (!url) {
-          throw new CliError(
-            `${AA_DATABASE_SETTING} is not set: it names Alliance Auth's database, where the plugin keeps its applications`,
-          );
-        }
-        const own = services.allianceAuth
-          ? undefined
-          : openAllianceAuthDatabase(url, {
-              statementTimeoutMs: services.config.directory.allianceAuth.statementTimeoutSeconds * 1000,
-            });
-        const aa = services.allianceAuth?.connection ?? own!;
-        try {
-          let apps;
-          try {
-            apps = await readPluginApplications(aa.db);
-          } catch (error) {
+      // Text: a line as each application is done. JSON: one document once all are, or once the
+      // import stops (what was done until then, and why it stopped): a script always reads one.
+      const done: PluginImportResult[] = [];
+      const document = (error: string | null) =>
+        jsonDocument({ dry_run: dryRun, applications: done.map(resultJson), error });
+      try {
+        await withServices(io, async (services) => {
+          const url = services.config.directory.allianceAuth.databaseUrl;
+          if (!url) {
             throw new CliError(
-              allianceAuthConnectFailure(error, aa) ??
-                `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
+              `${AA_DATABASE_SETTING} is not set: it names Alliance Auth's database, where the plugin keeps its applications`,
             );
           }
-          if (apps.length === 0 && options.format === 'text') say('the plugin has no applications');
-          const done: PluginImportResult[] = [];
-          for (const app of apps) {
-            const result = await importOne(app, services.applications, cliActor(io), dryRun);
-            done.push(result);
-            told(result);
+          const own = services.allianceAuth
+            ? undefined
+            : openAllianceAuthDatabase(url, {
+                statementTimeoutMs: services.config.directory.allianceAuth.statementTimeoutSeconds * 1000,
+              });
+          const aa = services.allianceAuth?.connection ?? own!;
+          try {
+            let apps;
+            try {
+              apps = await readPluginApplications(aa.db);
+            } catch (error) {
+              throw new CliError(
+                allianceAuthConnectFailure(error, aa) ??
+                  `cannot read the plugin's applications from Alliance Auth's database at ${aa.displayUrl} (${AA_DATABASE_SETTING}): ${(error as Error).message}; is allianceauth-oidc-provider installed there?`,
+              );
+            }
+            if (apps.length === 0 && !json) say('the plugin has no applications');
+            const [states, groups] = await Promise.all([
+              services.directory.listStates(),
+              services.directory.listGroups(),
+            ]);
+            const directory: DirectoryCatalog = {
+              states: new Set(states.map((state) => state.name)),
+              groups: new Set(groups.map((group) => group.name)),
+            };
+            for (const app of apps) {
+              const result = await importOne(app, services.applications, directory, cliActor(io), dryRun);
+              done.push(result);
+              if (!json) say(resultLine(result, dryRun));
+            }
+          } finally {
+            await own?.close();
           }
-          return done;
-        } finally {
-          await own?.close();
-        }
-      });
-      if (options.format === 'json') {
-        io.stdout.write(jsonDocument({ dry_run: dryRun, applications: results.map(resultJson) }));
+        });
+      } catch (error) {
+        if (json) io.stdout.write(document(failureReason(error)));
+        throw error;
       }
-      const failed = results.filter((result) => result.outcome === 'refused').length;
+      if (json) io.stdout.write(document(null));
+      const failed = done.filter((result) => result.outcome === 'refused').length;
       if (failed > 0) {
         throw new CliError(
           `${failed} application(s) could not be imported${dryRun ? ' (dry run: nothing was imported)' : ''}`,
@@ -128,6 +140,7 @@ const EXISTS_ALREADY = 'an application with this client_id exists already';
 async function importOne(
   app: PluginApplication,
   applications: ApplicationService,
+  directory: DirectoryCatalog,
   actor: string,
   dryRun: boolean,
 ): Promise<PluginImportResult> {
@@ -140,7 +153,7 @@ async function importOne(
       clientId,
       name,
       outcome: 'skipped',
-      differences: settingsThatDiffer(existing, plan.input),
+      differences: settingsThatDiffer(existing, plan.input, directory),
       secret: await compareSecret(app, plan.secret, existing),
     };
   }
@@ -241,7 +254,9 @@ const PLUGIN_APPS_HELP = `
 Each application gets a line. Not imported, with the reason: one a client
 registered itself (the plugin's dynamic client registration or a client ID
 metadata document), one with a grant type aa-oidc does not offer (implicit,
-password, hybrid), one whose secret is empty or cannot be checked. An
+password, hybrid), one whose secret is empty or cannot be checked, one whose
+name is blank or longer than 100 characters (never cut short), one whose
+client_id differs only in case from an application's here. An
 imported one's line names what it leaves out: an http logo, HS256 id_token
 signing (aa-oidc signs with RS256 only), CORS origins aa-oidc does not answer
 for it. It warns about a secret the plugin kept in clear that is shorter
@@ -266,8 +281,12 @@ does not change the exit code.
 "client_id", "name", "outcome" (imported, skipped or refused), "reason",
 "secret" (what is kept: pbkdf2_hash or digest, null for a public client),
 "left_out", "warnings", "existing" (of a skipped one: "differences", and
-"secret": verifies, does_not_verify, not_compared or null)}]}. Errors go to
-stderr, as in text. Exits 1 when an application was not imported.
+"secret": verifies, does_not_verify, not_compared or null)}], "error"}.
+"error" is null when every application was gone through; when the import
+stopped before (Alliance Auth's or aa-oidc's database failing, say), it is the
+reason, the one line stderr shows too, and "applications" holds those done
+until then. Errors go to stderr, as in text. Exits 1 when an application was
+not imported or the import stopped.
 `;
 
 /** What the import does with one plugin application. */

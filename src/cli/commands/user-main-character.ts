@@ -41,14 +41,16 @@ function optionName(field: keyof MainCharacterFields): string {
 }
 
 /**
- * An id option as a number. Only the form is judged here: the directory checks the value (a
- * positive whole number) as for any other caller.
+ * An id option as a number, refused naming the option unless it is a whole number from 1 to
+ * `Number.MAX_SAFE_INTEGER`: past that a JavaScript number is rounded (99999999999999999999 would
+ * be stored as 100000000000000000000, another id), and every EVE id is far below it (the columns are
+ * 64-bit). The directory checks the value again, as for any other caller.
  */
 function parseId(field: keyof MainCharacterFields, part: string, text: string): number {
   const id = parseWholeNumber(text);
-  if (id === undefined || text.trim().startsWith('-'))
+  if (id === undefined || !Number.isSafeInteger(id) || id < 1)
     throw new CliError(
-      `${optionName(field)} must be the ${part}’s EVE id, a whole number (got ${quote(text)})`,
+      `${optionName(field)} must be the ${part}’s EVE id, a whole number from 1 to ${Number.MAX_SAFE_INTEGER} (got ${quote(text)})`,
     );
   return id;
 }
