@@ -192,6 +192,8 @@ await describeOnEachAllianceAuth(
         ['user', 'set-locale', 'alice', 'de', '--dry-run'],
         ['user', 'set-email', 'alice', 'alice@example.org', '--dry-run'],
         ['user', 'set-password', 'alice', '--dry-run'],
+        // Refused before a password is asked for (here, without a terminal, before saying there is no prompt).
+        ['user', 'set-password', 'alice'],
         ['user', 'grant-access', 'alice'],
         ['user', 'grant-access', 'alice', '--revoke', '--dry-run'],
         ['group', 'create', 'Pilots'],

@@ -505,13 +505,14 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
 
     const added = await cli(['user', 'add-group', 'kate', 'Pilots']);
     assert.equal(added.stdout, 'added kate to group Pilots (groups: Pilots)\n', added.stderr);
-    const addedAgain = await cli(['user', 'add-group', 'Kate', 'Pilots']);
+    // The group named as the directory spells it, not as typed.
+    const addedAgain = await cli(['user', 'add-group', 'Kate', 'PILOTS']);
     assert.equal(addedAgain.stdout, 'kate is already in group Pilots; nothing changed\n', addedAgain.stderr);
     assertFailsWithOneLine(await cli(['user', 'add-group', 'kate', 'Nowhere']), /unknown group "Nowhere"/);
     assertFailsWithOneLine(await cli(['user', 'add-group', 'nobody', 'Pilots']), /unknown user "nobody"/);
     assert.deepEqual(await shown('kate'), { groups: ['Pilots'], active: true });
 
-    const dryRun = await cli(['user', 'remove-group', 'kate', 'Pilots', '--dry-run']);
+    const dryRun = await cli(['user', 'remove-group', 'kate', 'pilots', '--dry-run']);
     assert.equal(
       dryRun.stdout,
       'dry run: would remove kate from group Pilots; nothing changed\n  loses access to: (no application)\n  back-channel logout to: (no application)\n',
@@ -524,7 +525,7 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     );
     const removed = await cli(['user', 'remove-group', 'kate', 'Pilots']);
     assert.equal(removed.stdout, 'removed kate from group Pilots\n', removed.stderr);
-    const removedAgain = await cli(['user', 'remove-group', 'kate', 'Pilots']);
+    const removedAgain = await cli(['user', 'remove-group', 'kate', 'ＰＩＬＯＴＳ']);
     assert.equal(removedAgain.stdout, 'kate is not in group Pilots; nothing changed\n', removedAgain.stderr);
     assert.deepEqual(await shown('kate'), { groups: [], active: true });
 

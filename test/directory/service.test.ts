@@ -577,6 +577,11 @@ describe(`directory service (${testDatabaseKind})`, () => {
     assert.deepEqual(names(await directory.listUsers({ search: '_50%' })), ['bob_50']);
     assert.deepEqual(names(await directory.listUsers({ search: 'a%' })), []);
     assert.deepEqual(names(await directory.listUsers({ limit: 2, offset: 1 })), ['bob_50', 'carol']);
+    // A username is found as a lookup finds it, regardless of case over all of Unicode and of Unicode
+    // form, on SQLite too (whose lower() folds ASCII only): `ärger`, `A` + U+0308 `RGER`, `ＲＧＥＲ`.
+    await directory.createUser({ username: 'Ärger' });
+    for (const search of ['ärger', 'A\u0308RGER', 'ＲＧＥＲ'])
+      assert.deepEqual(names(await directory.listUsers({ search })), ['Ärger'], search);
     await rejectsWith(
       directory.listUsers({ group: 'Nobody' }),
       'not_found',

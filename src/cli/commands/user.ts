@@ -189,6 +189,11 @@ function renderUserDetail(profile: UserRecord, sessions: SessionListing[], forma
   );
 }
 
+/** The group as the directory spells it (`add-group alice pilots` adds to `Pilots`), else as typed. */
+async function storedGroupName(directory: DirectoryAdmin, typed: string): Promise<string> {
+  return (await directory.findGroupByName(typed))?.name ?? typed;
+}
+
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
@@ -341,9 +346,12 @@ export function registerUser(program: Command, io: CliIo): void {
     .action(async (username: string, options: { passwordStdin?: boolean; dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
       const fromStdin = options.passwordStdin === true;
-      // Fail on an unknown user before asking for a password.
+      // Refuse an unknown user, or a directory that sets no password (Alliance Auth's), before asking
+      // for one: the change run dry, with a password nobody knows.
       if (!fromStdin && !dryRun)
-        await withDirectory(io, (directory) => directory.getUserProfile({ username }));
+        await withDirectory(io, (directory) =>
+          directory.setPassword({ username }, generatePassword(), changeOptions(io, true)),
+        );
       // A dry run asks for none: the change runs with a password nobody knows, and is rolled back.
       const password =
         dryRun && !fromStdin ? generatePassword() : await readNewPassword(io, username, fromStdin);
@@ -494,10 +502,11 @@ export function registerUser(program: Command, io: CliIo): void {
     .description('add a user to a group')
     .argument('<username>', USERNAME_HELP)
     .argument('<group>', storedNameHelp('group'))
-    .action(async (username: string, group: string) => {
-      const result = await withDirectory(io, (directory) =>
-        directory.addGroup({ username }, group, changeOptions(io)),
-      );
+    .action(async (username: string, typedGroup: string) => {
+      const { result, group } = await withDirectory(io, async (directory) => ({
+        result: await directory.addGroup({ username }, typedGroup, changeOptions(io)),
+        group: await storedGroupName(directory, typedGroup),
+      }));
       const name = result.profile.user.username;
       say(
         result.changed
@@ -512,12 +521,17 @@ export function registerUser(program: Command, io: CliIo): void {
     .argument('<username>', USERNAME_HELP)
     .argument('<group>', storedNameHelp('group'))
     .option('--dry-run', 'show what would change, change nothing')
-    .action(async (username: string, group: string, options: { dryRun?: boolean }) => {
+    .action(async (username: string, typedGroup: string, options: { dryRun?: boolean }) => {
       const dryRun = options.dryRun === true;
       const consequences: Consequence[] = [];
-      const result = await withDirectory(io, (directory) =>
-        directory.removeGroup({ username }, group, changeOptions(io, dryRun, consequences)),
-      );
+      const { result, group } = await withDirectory(io, async (directory) => ({
+        result: await directory.removeGroup(
+          { username },
+          typedGroup,
+          changeOptions(io, dryRun, consequences),
+        ),
+        group: await storedGroupName(directory, typedGroup),
+      }));
       const name = result.profile.user.username;
       if (!result.changed) say(`${name} is not in group ${group}; nothing changed`);
       else if (dryRun) {

@@ -379,9 +379,12 @@ function matchingUsers(query: Omit<UserQuery, 'ids' | 'limit' | 'offset'>) {
     }
     if (query.active !== undefined) conditions.push(eb('app_user.active', '=', query.active ? 1 : 0));
     if (query.search !== undefined && query.search !== '') {
+      // The username by its key, as a lookup finds it (`usernameIs`): regardless of case over all of
+      // Unicode and of Unicode form, where SQLite's lower() folds ASCII only.
+      const usernamePattern = likePattern(nameKey(query.search));
       const pattern = likePattern(query.search);
       conditions.push(
-        sql<boolean>`(lower(app_user.username) like lower(${pattern}) escape '\\' or lower(app_user.email) like lower(${pattern}) escape '\\')`,
+        sql<boolean>`(app_user.username_key like ${usernamePattern} escape '\\' or lower(app_user.email) like lower(${pattern}) escape '\\')`,
       );
     }
     return eb.and(conditions);

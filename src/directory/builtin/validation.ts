@@ -64,12 +64,12 @@ export function normalizeUsername(value: unknown): string {
  */
 export function normalizeNewUsername(value: unknown): string {
   const text = normalizeUsername(value);
-  const unfit = unfitNameCharacter(text);
-  if (unfit)
-    throw invalid(
-      `invalid username ${quote(value)}: it contains ${unfit}, which can make the name show as something else; remove it`,
-    );
-  return text;
+  if (unfitNameCharacter(text) === undefined) return text;
+  // Named as the input quoted in the message has it: NFKC makes U+3164 and U+FFA0 into U+1160.
+  const unfit = unfitNameCharacter(value as string) ?? unfitNameCharacter(text);
+  throw invalid(
+    `invalid username ${quote(value)}: it contains ${unfit}, which can make the name show as something else; remove it`,
+  );
 }
 
 /** Checks an email address; the empty string means "no email". */
