@@ -1,7 +1,7 @@
 import { CLIENT_ID_MAX } from '../applications/service.ts';
 import { hasControlCharacter } from '../applications/text.ts';
 import { describeAuditEvent } from '../audit/describe.ts';
-import { AUDIT_EVENT_KINDS, type LogoutDeliveryOutcome } from '../audit/events.ts';
+import { AUDIT_EVENT_KINDS } from '../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../audit/time-filter.ts';
 import type { Config } from '../config/load.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
@@ -9,7 +9,7 @@ import { formAlert, formatTime, olderLink, queryText, select, textField } from '
 import { MAX_ROW_ID } from '../db/row-id.ts';
 import { USERNAME_FIELD_MAXLENGTH } from '../directory/builtin/validation.ts';
 import { html, type Html } from '../http/pages/layout.ts';
-import { listDeliveryAttempts } from '../logout/attempts.ts';
+import { listDeliveryAttempts, RECORDED_OUTCOMES } from '../logout/attempts.ts';
 import { listCodeReuse } from '../tokens/issued-codes.ts';
 import { type AdminDependencies, type AdminSection, renderAdmin } from './context.ts';
 import { fieldError, givenTwice, queryChoice, queryFilter, queryPage } from './filter-parts.ts';
@@ -21,16 +21,6 @@ import { fieldError, givenTwice, queryChoice, queryFilter, queryPage } from './f
  */
 
 const PAGE = 50;
-
-const OUTCOMES: readonly LogoutDeliveryOutcome[] = [
-  'success',
-  'redirect_blocked',
-  'rp_client_error',
-  'retries_exhausted',
-  'signing_kid_retired',
-  'dns_resolve_failed',
-  'unsafe_target_ip',
-];
 
 interface CommonFilter {
   /** The filter as typed, to show it back and to carry it to the next page. */
@@ -224,7 +214,7 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const filter = await commonFilter(deps, request);
         const { value: outcome, error: outcomeError } = queryChoice(request.ctx.query, 'outcome', [
           'failures',
-          ...OUTCOMES,
+          ...RECORDED_OUTCOMES,
         ]);
         const query = { ...filter.query, ...(outcome === '' ? {} : { outcome }) };
         const focused = firstAtFault(filter, [], [['outcome', outcomeError]]);
@@ -244,12 +234,15 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           'Back-channel deliveries',
           html`<p>
               The final outcome of each back-channel logout delivery: failures always, successes when
-              <code>logout.recordSuccessfulDeliveries</code> is on.
+              <code>logout.recordSuccessfulDeliveries</code> is on, and logouts <code>cancelled</code> unsent
+              because their application stopped receiving them after they were queued (deactivated, its
+              back-channel URI removed, switched to revoke-only; the detail says which). "Any failure" leaves
+              out successes and cancellations. Logouts still queued: <code>aa-oidc bcl list --pending</code>.
             </p>
             ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,
           html`${filterFields(filter, focused)}
             <div>
-              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...OUTCOMES.map((o) => [o, o] as const)], outcome, fieldError('outcome', outcomeError, focused))}
+              ${select('Outcome', 'outcome', [['', 'Any'], ['failures', 'Any failure'], ...RECORDED_OUTCOMES.map((o) => [o, o] as const)], outcome, fieldError('outcome', outcomeError, focused))}
             </div>`,
           html`<div class="table-wrap">
             <table>
@@ -272,7 +265,11 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
                   (row) =>
                     html`<tr>
                       <td>${formatTime(row.recordedAt)}</td>
-                      <td>${row.clientName}<br /><code>${row.clientId}</code></td>
+                      <td>
+                        ${row.clientName === '' ? '' : html`${row.clientName}<br />`}<code
+                          >${row.clientId}</code
+                        >
+                      </td>
                       <td>${row.userId ?? '—'}</td>
                       <td>${row.trigger}</td>
                       <td>

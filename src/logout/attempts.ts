@@ -1,7 +1,31 @@
 import type { Kysely } from 'kysely';
+import type { LogoutDeliveryOutcome } from '../audit/events.ts';
 import type { Database } from '../db/schema.ts';
 
-/** Final outcomes of back-channel deliveries (`bcl_delivery_attempt`, owned here), read for the admin UI. */
+/**
+ * The outcomes `bcl_delivery_attempt` records: a delivery's (SPEC G), and `cancelled` for a queued
+ * logout its application stopped receiving before it was sent (delivery.ts says why it is recorded).
+ */
+export type RecordedOutcome = LogoutDeliveryOutcome | 'cancelled';
+
+export const RECORDED_OUTCOMES: readonly RecordedOutcome[] = [
+  'success',
+  'redirect_blocked',
+  'rp_client_error',
+  'retries_exhausted',
+  'signing_kid_retired',
+  'dns_resolve_failed',
+  'unsafe_target_ip',
+  'cancelled',
+];
+
+/**
+ * What the `failures` filter leaves out: a success, and a cancellation, which no receiver failed
+ * (the operator's change stopped it; `aa_oidc_bcl_dispatches_total` alerts leave it out alike).
+ */
+const NOT_FAILURES: readonly RecordedOutcome[] = ['success', 'cancelled'];
+
+/** Final outcomes of back-channel deliveries (`bcl_delivery_attempt`, owned here), read for the admin UI and `bcl list`. */
 export interface DeliveryAttempt {
   id: number;
   clientId: string;
@@ -19,7 +43,7 @@ export interface DeliveryAttempt {
 export interface DeliveryAttemptFilter {
   clientId?: string;
   userId?: number;
-  /** Only this outcome; `failures` for every outcome but `success`. */
+  /** Only this outcome; `failures` for every outcome but `success` and `cancelled`. */
   outcome?: string;
   since?: number;
   until?: number;
@@ -36,7 +60,7 @@ export async function listDeliveryAttempts(
   let query = db.selectFrom('bcl_delivery_attempt').selectAll();
   if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
-  if (filter.outcome === 'failures') query = query.where('outcome', '!=', 'success');
+  if (filter.outcome === 'failures') query = query.where('outcome', 'not in', NOT_FAILURES);
   else if (filter.outcome !== undefined) query = query.where('outcome', '=', filter.outcome);
   if (filter.since !== undefined) query = query.where('recorded_at', '>=', filter.since);
   if (filter.until !== undefined) query = query.where('recorded_at', '<', filter.until);
@@ -68,30 +92,40 @@ export interface DeliveryAttemptRecord {
   trigger: string;
   jti: string;
   attempts: number;
-  outcome: string;
+  outcome: RecordedOutcome;
   httpStatus: number | null;
   detail: string;
   recordedAt: number;
 }
 
-/** Records a delivery's final outcome, inside the caller's transaction when it has one. */
-export async function recordDeliveryAttempt(
+/** Rows inserted by one statement (10 parameters each: well under SQLite's limit of 32,766). */
+const INSERT_BATCH = 1000;
+
+/**
+ * Records final outcomes, inside the caller's transaction when it has one: one statement per
+ * thousand (the outcomes of a settled group, a fan-out's failures or cancellations among them).
+ */
+export async function recordDeliveryAttempts(
   db: Kysely<Database>,
-  record: DeliveryAttemptRecord,
+  records: readonly DeliveryAttemptRecord[],
 ): Promise<void> {
-  await db
-    .insertInto('bcl_delivery_attempt')
-    .values({
-      client_id: record.clientId,
-      client_name: record.clientName.slice(0, 200),
-      user_id: record.userId,
-      trigger: record.trigger,
-      jti: record.jti,
-      attempts: record.attempts,
-      outcome: record.outcome,
-      http_status: record.httpStatus,
-      detail: record.detail.slice(0, 300),
-      recorded_at: record.recordedAt,
-    })
-    .execute();
+  for (let start = 0; start < records.length; start += INSERT_BATCH) {
+    await db
+      .insertInto('bcl_delivery_attempt')
+      .values(
+        records.slice(start, start + INSERT_BATCH).map((record) => ({
+          client_id: record.clientId,
+          client_name: record.clientName.slice(0, 200),
+          user_id: record.userId,
+          trigger: record.trigger,
+          jti: record.jti,
+          attempts: record.attempts,
+          outcome: record.outcome,
+          http_status: record.httpStatus,
+          detail: record.detail.slice(0, 300),
+          recorded_at: record.recordedAt,
+        })),
+      )
+      .execute();
+  }
 }

@@ -4,8 +4,8 @@ import type { Application } from '../applications/types.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
-import { recordDeliveryAttempt } from './attempts.ts';
-import { type CancellationReason, cancellationReason } from './fanout.ts';
+import { type DeliveryAttemptRecord, recordDeliveryAttempts } from './attempts.ts';
+import { type CancellationReason, cancellationReason, describeCancellation } from './fanout.ts';
 import {
   createDeliveryPools,
   type DeliveryOutcome,
@@ -25,14 +25,17 @@ import type { LogoutDependencies } from './types.ts';
  * outcome is recorded (the attempt table, metrics, `logout_dispatched`).
  *
  * A queued logout whose application no longer receives it (deactivated, its URI removed, switched to
- * revoke-only) is cancelled, not delivered. It is no delivery attempt: nothing was sent (the job's
- * `attempts` would count its claim, not a request), so neither the attempt table (SPEC G's delivery
- * outcomes, the admin deliveries page) nor `logout_dispatched` holds it: either would say a delivery
- * was made. It
- * is counted in `aa_oidc_bcl_dispatches_total{outcome="cancelled"}` and logged at WARN once for the
- * cancellations a commit settles together, by application and reason, with their count and users:
- * an operator who deactivated an application, or changed its URI, by mistake learns whom it was
- * never told about.
+ * revoke-only) is cancelled, not delivered. It is recorded in the attempt table as `cancelled`, the
+ * reason first in its detail, so that the operator finds it where the other logouts that never
+ * reached their application are (the admin deliveries page, `aa-oidc bcl list`): the table holds
+ * the final outcome of each queued logout, some of which sent nothing either (`signing_kid_retired`,
+ * `dns_resolve_failed`, `unsafe_target_ip`). Its row counts the attempts made before it, not the
+ * claim that cancelled it, so it never says a request was made; it is no delivery failure (the
+ * `failures` filter leaves it out), and no `logout_dispatched`, which says a delivery was made.
+ * It is also counted in `aa_oidc_bcl_dispatches_total{outcome="cancelled"}` and logged at WARN once
+ * for the cancellations a commit settles together, by application and reason, with their count and
+ * users: an operator who deactivated an application, or changed its URI, by mistake learns whom it
+ * was never told about. Rows are written a group at a time, as the other outcomes' are.
  */
 
 /** The applications read for the jobs of claimed batches (while the change epoch stands), by client id. */
@@ -183,21 +186,30 @@ export function createDelivery(
   /** Whether a final outcome has a row in the attempt table (failures always, successes when configured). */
   const recorded = (final: Final) => final.outcome !== 'success' || config.logout.recordSuccessfulDeliveries;
 
+  /** The attempt-table row of a final outcome, when it has one. */
+  const attemptRecord = (
+    entry: DeliveryEntry,
+    final: Final,
+    at: number,
+  ): DeliveryAttemptRecord | undefined =>
+    recorded(final)
+      ? {
+          clientId: entry.clientId,
+          clientName: entry.clientName,
+          userId: entry.userId,
+          trigger: entry.trigger,
+          jti: entry.jti,
+          attempts: entry.attempts,
+          outcome: final.outcome,
+          httpStatus: final.httpStatus,
+          detail: final.detail,
+          recordedAt: at,
+        }
+      : undefined;
+
   const recordFinal: Delivery['recordFinal'] = async (trx, entry, final, at) => {
-    if (recorded(final)) {
-      await recordDeliveryAttempt(trx, {
-        clientId: entry.clientId,
-        clientName: entry.clientName,
-        userId: entry.userId,
-        trigger: entry.trigger,
-        jti: entry.jti,
-        attempts: entry.attempts,
-        outcome: final.outcome,
-        httpStatus: final.httpStatus,
-        detail: final.detail,
-        recordedAt: at,
-      });
-    }
+    const record = attemptRecord(entry, final, at);
+    if (record) await recordDeliveryAttempts(trx, [record]);
   };
 
   const observed: Delivery['observed'] = (entry, final, at) => {
@@ -254,9 +266,9 @@ export function createDelivery(
     db,
     finish: (trx, settlements) => transport.finishMany(trx, settlements, owner, now()),
     alone: (group) =>
-      group.every((pending) => !pending.record || !recorded(pending.record.final)) &&
+      group.every((pending) => !pending.record) &&
       transport.finishesInOneStatement(group.map((pending) => pending.settlement)),
-    record: (trx, { entry, final, at }) => recordFinal(trx, entry, final, at),
+    record: recordDeliveryAttempts,
     settled: reportCancelled,
     onSettledError: (error) => log.error({ err: error }, 'back-channel logout: cancellations not reported'),
   });
@@ -279,9 +291,23 @@ export function createDelivery(
     const cancellation = app ? cancellationReason(app, trigger) : 'unknown_application';
     if (!app || cancellation) {
       attempted?.(false);
+      const reason = cancellation ?? 'unknown_application';
       await settle({
         settlement: { job, outcome: 'cancelled', httpStatus: null },
-        cancellation: cancellation ?? 'unknown_application',
+        record: {
+          clientId: job.clientId,
+          clientName: app?.name ?? '',
+          userId: job.userId,
+          trigger: job.trigger,
+          jti: job.jti,
+          // The attempts made before; this claim sent nothing.
+          attempts: job.attempts - 1,
+          outcome: 'cancelled',
+          httpStatus: null,
+          detail: describeCancellation(reason),
+          recordedAt: now(),
+        },
+        cancellation: reason,
       });
       return;
     }
@@ -330,9 +356,10 @@ export function createDelivery(
       attempts: job.attempts,
       startedAt,
     };
+    const record = attemptRecord(entry, result, at);
     const finished = await settle({
       settlement: { job, outcome: result.outcome, httpStatus: result.httpStatus },
-      record: { entry, final: result, at },
+      ...(record ? { record } : {}),
     });
     if (finished) observed(entry, result, at);
   };
@@ -340,11 +367,11 @@ export function createDelivery(
   return { attemptOnce, recordFinal, observed, processJob, close: () => pools.close() };
 }
 
-/** A final outcome to record, and its attempt-table row (when it finished the job). */
+/** A final outcome to record, and its attempt-table row (written when it finished the job). */
 interface PendingSettlement {
   settlement: Settlement;
-  record?: { entry: DeliveryEntry; final: Final; at: number };
-  /** Why the job was cancelled, not delivered (no attempt-table row: see the top of this file). */
+  record?: DeliveryAttemptRecord;
+  /** Why the job was cancelled, not delivered (see the top of this file). */
   cancellation?: CancellationReason;
 }
 
@@ -352,17 +379,18 @@ interface PendingSettlement {
  * Records the final outcomes of deliveries in shared transactions, one at a time: the outcomes
  * that arrive while one commits wait and go together into the next (a commit is what a delivery's
  * record costs most, an fsync on PostgreSQL), and the transport finishes each group's jobs with a
- * statement per distinct outcome; a group that is one such statement with no attempt-table row to
- * write (a fan-out's successes, by default) commits that statement alone, without BEGIN and COMMIT
- * around it. Resolves each with whether it finished its job (false when the claim was lost). When a shared transaction fails, each outcome is recorded again alone, so that
- * only the one at fault fails.
+ * statement per distinct outcome, one INSERT writing their attempt-table rows; a group that is one
+ * such statement with no attempt-table row to write (a fan-out's successes, by default) commits
+ * that statement alone, without BEGIN and COMMIT around it. Resolves each with whether it finished
+ * its job (false when the claim was lost). When a shared transaction fails, each outcome is
+ * recorded again alone, so that only the one at fault fails.
  */
 function settlementBatches(deps: {
   db: Kysely<Database>;
   finish: (trx: Kysely<Database>, settlements: readonly Settlement[]) => Promise<boolean[]>;
   /** Whether the group is one statement of `finish` and nothing to record: it commits alone. */
   alone: (group: readonly PendingSettlement[]) => boolean;
-  record: (trx: Transaction<Database>, record: NonNullable<PendingSettlement['record']>) => Promise<void>;
+  record: (trx: Transaction<Database>, records: readonly DeliveryAttemptRecord[]) => Promise<void>;
   /** Called once a group is settled, with whether each of its outcomes finished its job. */
   settled: (group: readonly PendingSettlement[], finished: readonly boolean[]) => void;
   /** What `settled` threw: the settlements stand, only their report failed. */
@@ -386,8 +414,11 @@ function settlementBatches(deps: {
             trx,
             group.map((pending) => pending.settlement),
           );
-          for (const [index, pending] of group.entries())
-            if (finished[index] && pending.record) await deps.record(trx, pending.record);
+          // Only the rows of the jobs this group finished: a job whose claim was lost is another's.
+          const records = group.flatMap((pending, index) =>
+            finished[index] && pending.record ? [pending.record] : [],
+          );
+          if (records.length > 0) await deps.record(trx, records);
           return finished;
         });
   const run = async () => {

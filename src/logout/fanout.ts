@@ -39,6 +39,22 @@ export function cancellationReason(app: Application, trigger: LogoutReason): Can
   return receivesLogout(app, trigger) ? undefined : 'revoke_only';
 }
 
+/** A cancellation as `bcl_delivery_attempt` details it: its reason, then what it means, in one line. */
+export function describeCancellation(reason: CancellationReason): string {
+  switch (reason) {
+    case 'unknown_application':
+      return 'unknown_application: the application is no longer in the database; nothing was sent';
+    case 'application_deactivated':
+      return 'application_deactivated: the application was deactivated after the logout was queued; nothing was sent';
+    case 'no_backchannel_uri':
+      return 'no_backchannel_uri: the application’s back-channel logout URI was removed after the logout was queued; nothing was sent';
+    case 'revoke_only':
+      return 'revoke_only: the application was switched to receive only user_revoked after the logout was queued; nothing was sent';
+    default:
+      return assertNever(reason);
+  }
+}
+
 /**
  * The applications among `clientIds` that receive a logout for `reason`. A change that fans out to
  * many users passes `activeApplications`, read once for all of them in its transaction.

@@ -60,6 +60,31 @@ export interface Settlement {
   httpStatus: number | null;
 }
 
+/**
+ * A logout still to be delivered, as `aa-oidc bcl list` shows it: waiting for its first attempt
+ * (`queued`), for its next one after a failure (`retrying`), or being attempted now (`in_flight`: a
+ * worker holds its claim).
+ */
+export interface PendingLogout {
+  state: 'queued' | 'retrying' | 'in_flight';
+  trigger: string;
+  userId: number | null;
+  clientId: string;
+  jti: string;
+  /** Attempts made so far, the one in flight included. */
+  attempts: number;
+  /** When the next attempt is due (epoch ms; past when no worker took it yet), or null while in flight. */
+  nextAttemptAt: number | null;
+  /** The HTTP status of the last attempt, null when none answered. */
+  lastHttpStatus: number | null;
+}
+
+export interface PendingLogoutFilter {
+  clientId?: string;
+  userId?: number;
+  limit: number;
+}
+
 export interface LogoutJobTransport {
   readonly name: 'table' | 'pg-boss';
   /** Queues jobs inside `trx`: they commit or roll back with the change. */
@@ -97,6 +122,11 @@ export interface LogoutJobTransport {
   finishesInOneStatement(settlements: readonly Settlement[]): boolean;
   /** The earliest time a pending job becomes due, when the transport knows it cheaply. */
   nextDueAt(): Promise<number | undefined>;
+  /**
+   * The logouts still to be delivered, the next due first, read without claiming or starting anything
+   * (`aa-oidc bcl list`); `now` tells a job in flight from one whose claim lapsed.
+   */
+  listPending(filter: PendingLogoutFilter, now: number): Promise<PendingLogout[]>;
   /** Drops finished jobs past their retention (a no-op where the transport does it itself). */
   purge(now: number): Promise<void>;
   /** Called once when this process starts a worker (pg-boss: its supervisor, which expires claims). */

@@ -7,7 +7,14 @@ import { MigrationError } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
-import type { ClaimedJob, LogoutJob, LogoutJobTransport, Settlement } from './job-transport.ts';
+import type {
+  ClaimedJob,
+  LogoutJob,
+  LogoutJobTransport,
+  PendingLogout,
+  PendingLogoutFilter,
+  Settlement,
+} from './job-transport.ts';
 
 /**
  * The back-channel logout jobs on PostgreSQL: a pg-boss queue. pg-boss keeps its tables
@@ -359,6 +366,53 @@ async function ensureQueue(boss: PgBoss, expireInSeconds: number): Promise<void>
   });
 }
 
+/**
+ * The jobs of our queue still to be delivered, the next due first, read from pg-boss's job table
+ * without starting pg-boss (which would install its schema): none before it was installed. A
+ * rescheduled job is completed, its successor pending; the attempts are counted as `claim` counts
+ * them (pg-boss counts a lapsed claim in `retry_count` only when the job is claimed again).
+ */
+export async function listPendingPgBossJobs(
+  db: Kysely<Database>,
+  filter: PendingLogoutFilter,
+  now: number,
+): Promise<PendingLogout[]> {
+  const installed = await sql<{ table: string | null }>`
+    select to_regclass(${`${PGBOSS_SCHEMA}.job`})::text as table`.execute(db);
+  if (installed.rows[0]?.table === null) return [];
+  const result = await sql<{
+    state: string;
+    data: BclJobData;
+    retry_count: number;
+    started: boolean;
+    wait: number;
+  }>`
+    select state, data, retry_count, started_on is not null as started,
+           (extract(epoch from start_after - ${sql.raw(`${PGBOSS_SCHEMA}.job_now()`)}) * 1000)::float8 as wait
+      from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
+     where name = ${BCL_QUEUE}
+       and state < 'completed'
+       ${filter.clientId === undefined ? sql`` : sql`and data->>'clientId' = ${filter.clientId}`}
+       ${filter.userId === undefined ? sql`` : sql`and data->>'userId' = ${String(filter.userId)}`}
+     order by start_after, created_on, id
+     limit ${filter.limit}`.execute(db);
+  return result.rows.map(({ state, data, retry_count, started, wait }): PendingLogout => {
+    const attempts = data.priorAttempts + retry_count + (started ? 1 : 0);
+    const inFlight = state === 'active';
+    return {
+      state: inFlight ? 'in_flight' : attempts === 0 ? 'queued' : 'retrying',
+      trigger: data.trigger,
+      userId: data.userId,
+      clientId: data.clientId,
+      jti: data.jti,
+      attempts,
+      // On the database's clock, as `nextDueAt` reads it: clock skew cannot misplace it.
+      nextAttemptAt: inFlight ? null : now + Math.round(wait),
+      lastHttpStatus: data.lastHttpStatus,
+    };
+  });
+}
+
 /** The outputs `finishMany` completes with one statement share this key. */
 function outputKey(output: BclJobOutput): string {
   return JSON.stringify(output);
@@ -606,6 +660,7 @@ export function createPgBossTransport(
       const wait = result.rows[0]?.wait;
       return wait === null || wait === undefined ? undefined : Date.now() + Math.max(0, wait);
     },
+    listPending: (filter, now) => listPendingPgBossJobs(database.db, filter, now),
     // pg-boss deletes completed jobs after the queue's `deleteAfterSeconds` (7 days).
     purge: async () => undefined,
     hasStarted() {

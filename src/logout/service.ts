@@ -9,6 +9,7 @@ import { createLogoutTriggers } from './triggers.ts';
 import type { LogoutDependencies, LogoutService } from './types.ts';
 import { createWorkerLoop } from './worker.ts';
 
+export type { PendingLogout, PendingLogoutFilter } from './job-transport.ts';
 export type {
   BclTestResult,
   LogoutDependencies,
@@ -97,6 +98,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       return worker.startWorker(options);
     },
     transportStarted: () => transport.hasStarted(),
+    pendingLogouts: (filter) => transport.listPending(filter, now()),
     async testDelivery(clientIds) {
       if (closed) throw new LogoutServiceClosedError('it cannot send test logouts');
       // An application named twice is tested once: its receiver would see two logouts for one ask.

@@ -2,7 +2,14 @@ import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
 import type { BclJobTable, Database } from '../db/schema.ts';
-import type { ClaimedJob, LogoutJob, LogoutJobTransport, Settlement } from './job-transport.ts';
+import type {
+  ClaimedJob,
+  LogoutJob,
+  LogoutJobTransport,
+  PendingLogout,
+  PendingLogoutFilter,
+  Settlement,
+} from './job-transport.ts';
 
 /**
  * The `bcl_job` table transport of back-channel logout jobs (used on SQLite; pg-boss carries them on
@@ -255,6 +262,32 @@ export async function nextDueAt(db: Kysely<Database>): Promise<number | undefine
   return row?.next === null || row?.next === undefined ? undefined : Number(row.next);
 }
 
+/** The pending jobs, the next due first (the due index's order); see `LogoutJobTransport.listPending`. */
+export async function listPendingJobs(
+  db: Kysely<Database>,
+  filter: PendingLogoutFilter,
+  now: number,
+): Promise<PendingLogout[]> {
+  let query = db.selectFrom('bcl_job').selectAll().where('status', '=', 'pending');
+  if (filter.clientId !== undefined) query = query.where('client_id', '=', filter.clientId);
+  if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+  const rows = await query.orderBy('next_attempt_at').orderBy('id').limit(filter.limit).execute();
+  return rows.map((row): PendingLogout => {
+    const attempts = Number(row.attempts);
+    const claimed = row.lease_until !== null && Number(row.lease_until) >= now;
+    return {
+      state: claimed ? 'in_flight' : attempts === 0 ? 'queued' : 'retrying',
+      trigger: row.trigger,
+      userId: row.user_id === null ? null : Number(row.user_id),
+      clientId: row.client_id,
+      jti: row.jti,
+      attempts,
+      nextAttemptAt: claimed ? null : Number(row.next_attempt_at),
+      lastHttpStatus: row.last_http_status === null ? null : Number(row.last_http_status),
+    };
+  });
+}
+
 /** Finished jobs are kept this long (for `bcl_job` inspection), then deleted by the worker. */
 export const FINISHED_JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
@@ -307,6 +340,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
     finishMany: (trx, settlements, owner, now) => finishJobs(trx, settlements, owner, now),
     finishesInOneStatement,
     nextDueAt: () => nextDueAt(db),
+    listPending: (filter, now) => listPendingJobs(db, filter, now),
     purge: async (now) => {
       await purgeFinishedJobs(db, now);
     },

@@ -13,7 +13,7 @@ import type { Metrics } from '../metrics/registry.ts';
 import type { WhitelistLoss } from '../tokens/access-loss.ts';
 import type { ThisChange } from '../tokens/payload-rows.ts';
 import type { Connector } from './http-delivery.ts';
-import type { LogoutJobTransport } from './job-transport.ts';
+import type { LogoutJobTransport, PendingLogout, PendingLogoutFilter } from './job-transport.ts';
 import type { Resolver } from './ssrf/resolver.ts';
 
 /** The back-channel logout service's interface and the values it takes and gives (service.ts builds it). */
@@ -138,6 +138,11 @@ export interface LogoutService {
    * the closed service, once `close()` has begun.
    */
   testDelivery(clientIds: readonly string[]): Promise<BclTestResult[]>;
+  /**
+   * The logouts still to be delivered, the next due first (`aa-oidc bcl list`): read from the queue
+   * of the database's transport, claiming and starting nothing.
+   */
+  pendingLogouts(filter: PendingLogoutFilter): Promise<PendingLogout[]>;
   /**
    * Stops the worker, if started, and closes the transport; `startWorker`, `deliverDue` and
    * `testDelivery` throw from then on.

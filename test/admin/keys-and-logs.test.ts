@@ -13,6 +13,7 @@ import type { AdminChangeEvent } from '../../src/audit/events.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { insertLiveToken } from '../helpers/logout-worker.ts';
 import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
@@ -347,7 +348,7 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
         '/admin/deliveries',
         'outcome',
         'failure',
-        /outcome= takes one of failures, success, .*unsafe_target_ip, or nothing for any\./,
+        /outcome= takes one of failures, success, .*unsafe_target_ip, cancelled, or nothing for any\./,
       ],
       ['/admin/audit', 'kind', '%00', /kind= takes one of/],
     ] as const) {
@@ -1031,5 +1032,50 @@ describe(`the admin logs' application and user filters (${testDatabaseKind})`, (
     const page = await consoleGet(admin, url(`/admin/audit?user=${encodeURIComponent(widest.username)}`));
     assert.equal(page.status, 200);
     assert.doesNotMatch(page.body, /class="field-error"/, pageText(page.body).slice(0, 600));
+  });
+});
+
+describe(`logouts cancelled unsent in the admin deliveries page (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  let clientId: string;
+
+  before(async () => {
+    server = await startServer({ logout: { allowPrivateTargets: true } });
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    // Nothing listens there: a cancelled logout sends nothing.
+    clientId = (await seedApp(server, { name: 'Retired RP', backchannelLogoutUri: 'http://127.0.0.1:9/bcl' }))
+      .clientId;
+    const pilot = await seedUser(server);
+    await insertLiveToken(server.app.database, pilot.id, clientId);
+    await server.app.directoryAdmin.deactivate({ id: pilot.id });
+    await server.app.applications.deactivate(clientId, 'test');
+    await server.app.logout.deliverDue();
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const url = (path: string) => `${server.origin}${path}`;
+
+  it('lists a logout cancelled because its application was deactivated, with the reason, apart from the failures', async () => {
+    const page = await consoleGet(admin, url(`/admin/deliveries?client_id=${clientId}&outcome=cancelled`));
+    assert.equal(page.status, 200);
+    const text = pageText(page.body);
+    assert.match(text, /1 delivery outcome\(s\)/);
+    assert.match(
+      text,
+      /Retired RP .*user_deactivated cancelled 0 application_deactivated: the application was deactivated after the logout was queued; nothing was sent/,
+    );
+    assert.match(page.body, /<option value="cancelled" selected/);
+    const failures = await consoleGet(admin, url(`/admin/deliveries?client_id=${clientId}&outcome=failures`));
+    assert.match(failures.body, /No delivery matches/, 'a cancellation is no delivery failure');
+    const dashboard = await consoleGet(admin, url('/admin'));
+    assert.match(
+      pageText(dashboard.body),
+      /Recent back-channel delivery failures None recorded\./,
+      'nor among the dashboard’s recent failures',
+    );
   });
 });

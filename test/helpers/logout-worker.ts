@@ -1,3 +1,4 @@
+import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createServices, type Services, type ServicesOptions } from '../../src/services.ts';
 import { testConfig } from './config.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
@@ -23,6 +24,32 @@ export interface LogoutWorkerFixture {
   close(): Promise<void>;
 }
 
+/**
+ * A live access token of the user at `clientId`, stored as the provider's adapter stores it:
+ * deactivating the user then queues a back-channel logout to that application.
+ */
+export async function insertLiveToken(
+  database: DatabaseHandle,
+  userId: number,
+  clientId: string,
+): Promise<void> {
+  await database.db
+    .insertInto('oidc_payload')
+    .values({
+      model: 'AccessToken',
+      id: `token-digest-${userId}-${clientId}`,
+      payload: '{}',
+      grant_id: `grant-${userId}-${clientId}`,
+      user_id: String(userId),
+      client_id: clientId,
+      uid: null,
+      user_code: null,
+      expires_at: Date.now() + 3_600_000,
+      consumed_at: null,
+    })
+    .execute();
+}
+
 export async function startLogoutWorkerFixture(
   options: {
     /** Logout settings over the test defaults. */
@@ -36,23 +63,7 @@ export async function startLogoutWorkerFixture(
     testConfig(database, options.logout ? { logout: options.logout } : {}),
     { ...options.services, migrate: true },
   );
-  const tokenAt = async (userId: number, clientId: string): Promise<void> => {
-    await services.database.db
-      .insertInto('oidc_payload')
-      .values({
-        model: 'AccessToken',
-        id: `token-digest-${userId}-${clientId}`,
-        payload: '{}',
-        grant_id: `grant-${userId}-${clientId}`,
-        user_id: String(userId),
-        client_id: clientId,
-        uid: null,
-        user_code: null,
-        expires_at: Date.now() + 3_600_000,
-        consumed_at: null,
-      })
-      .execute();
-  };
+  const tokenAt = (userId: number, clientId: string) => insertLiveToken(services.database, userId, clientId);
   return {
     database,
     services,

@@ -3,16 +3,17 @@ import { after, before, describe, it } from 'node:test';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { logoutJobs } from './jobs.ts';
 
 /**
  * Logouts queued for an application that then stops receiving them (deactivated, its URI removed,
- * switched to revoke-only) are cancelled, not sent; the operator sees them: counted in
- * `aa_oidc_bcl_dispatches_total{outcome="cancelled"}` and a WARN line per application and reason
- * for the cancellations settled together, naming the count and the users. Not a delivery attempt,
- * so no row in the delivery-attempt table.
+ * switched to revoke-only) are cancelled, not sent; the operator sees them: recorded in the
+ * delivery-attempt table as `cancelled` with the reason (the admin deliveries page, `bcl list`),
+ * counted in `aa_oidc_bcl_dispatches_total{outcome="cancelled"}`, and a WARN line per application
+ * and reason for the cancellations settled together, naming the count and the users.
  */
 describe(`cancelled back-channel logouts (${testDatabaseKind})`, () => {
   // Captures every log line of the services.
@@ -54,12 +55,27 @@ describe(`cancelled back-channel logouts (${testDatabaseKind})`, () => {
     return found ? Number(found[1]) : 0;
   };
 
-  const attemptRows = (clientId: string) =>
-    services.database.db
-      .selectFrom('bcl_delivery_attempt')
-      .selectAll()
-      .where('client_id', '=', clientId)
-      .execute();
+  /** The attempt-table rows of the application, by user: what the operator's listings show. */
+  const attemptRows = async (clientId: string) =>
+    (
+      await services.database.db
+        .selectFrom('bcl_delivery_attempt')
+        .select(['user_id', 'client_name', 'outcome', 'attempts', 'http_status', 'detail'])
+        .where('client_id', '=', clientId)
+        .execute()
+    )
+      .map((row) => ({ ...row, user_id: Number(row.user_id), attempts: Number(row.attempts) }))
+      .sort((a, b) => a.user_id - b.user_id);
+
+  const cancelledRow = (userId: number, clientName: string, detail: string) => ({
+    user_id: userId,
+    client_name: clientName,
+    outcome: 'cancelled',
+    // Its claim sent nothing: no attempt was made.
+    attempts: 0,
+    http_status: null,
+    detail,
+  });
 
   it('counts the logouts a deactivation dropped and names the app, the reason and the users in one warning', async () => {
     const clientId = await fixture.application('Deactivated by mistake', receiver.url());
@@ -70,15 +86,18 @@ describe(`cancelled back-channel logouts (${testDatabaseKind})`, () => {
     ];
     await services.applications.deactivate(clientId, 'test');
 
-    const worker = services.logout.startWorker({ pollIntervalMs: 50 });
-    try {
-      await eventually(
-        async () => (await logoutJobs(services.database, { clientId })).every((job) => job.status === 'done'),
-        'the queued logouts are finished',
-      );
-    } finally {
-      await worker.stop();
-    }
+    const { texts } = await statementsDuring(async () => {
+      const worker = services.logout.startWorker({ pollIntervalMs: 50 });
+      try {
+        await eventually(
+          async () =>
+            (await logoutJobs(services.database, { clientId })).every((job) => job.status === 'done'),
+          'the queued logouts are finished',
+        );
+      } finally {
+        await worker.stop();
+      }
+    });
 
     assert.deepEqual(
       (await logoutJobs(services.database, { clientId })).map((job) => job.outcome),
@@ -96,7 +115,24 @@ describe(`cancelled back-channel logouts (${testDatabaseKind})`, () => {
       lines[0]!.user_ids,
       [...userIds].sort((a, b) => a - b),
     );
-    assert.deepEqual(await attemptRows(clientId), [], 'a cancellation is no delivery attempt');
+    assert.deepEqual(
+      await attemptRows(clientId),
+      [...userIds]
+        .sort((a, b) => a - b)
+        .map((userId) =>
+          cancelledRow(
+            userId,
+            'Deactivated by mistake',
+            'application_deactivated: the application was deactivated after the logout was queued; nothing was sent',
+          ),
+        ),
+      'each cancellation recorded with its reason, none as an attempt made',
+    );
+    assert.equal(
+      texts.filter((text) => /insert into "bcl_delivery_attempt"/i.test(text)).length,
+      1,
+      'the cancellations settled together are recorded by one statement, not one per logout',
+    );
   });
 
   it('tells a removed back-channel URI and a switch to revoke-only apart', async () => {
@@ -110,16 +146,28 @@ describe(`cancelled back-channel logouts (${testDatabaseKind})`, () => {
     await services.logout.deliverDue();
 
     assert.equal(receiver.requests.length, 0);
-    for (const [clientId, reason, userId] of [
-      [uriRemoved, 'no_backchannel_uri', uriUser],
-      [revokeOnly, 'revoke_only', revokeOnlyUser],
+    for (const [clientId, name, reason, userId, detail] of [
+      [
+        uriRemoved,
+        'URI removed',
+        'no_backchannel_uri',
+        uriUser,
+        'no_backchannel_uri: the application’s back-channel logout URI was removed after the logout was queued; nothing was sent',
+      ],
+      [
+        revokeOnly,
+        'Revoke only',
+        'revoke_only',
+        revokeOnlyUser,
+        'revoke_only: the application was switched to receive only user_revoked after the logout was queued; nothing was sent',
+      ],
     ] as const) {
       assert.equal(await cancelledCount(clientId), 1, clientId);
       assert.deepEqual(
         cancellationLines(clientId).map((line) => [line.level, line.reason, line.count, line.user_ids]),
         [[40, reason, 1, [userId]]],
       );
-      assert.deepEqual(await attemptRows(clientId), []);
+      assert.deepEqual(await attemptRows(clientId), [cancelledRow(userId, name, detail)]);
     }
   });
 });
