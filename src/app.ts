@@ -218,10 +218,9 @@ function webConsole(services: Services, oidc: Oidc): { middleware: Koa.Middlewar
     ...accountRoutes({
       config,
       branding,
-      // Alliance Auth's passwords are changed in Alliance Auth: the page only says whether it holds one.
-      ...(services.directoryReadOnly
-        ? { readOnlyDirectory: services.directoryAdmin }
-        : { directoryAdmin: services.directoryAdmin }),
+      // Alliance Auth's passwords are changed in Alliance Auth: the page only says what the visitor's
+      // profile tells of theirs.
+      ...(services.directoryReadOnly ? {} : { directoryAdmin: services.directoryAdmin }),
       applications: services.applications,
       tokens: services.tokens,
       twoFactor: services.twoFactor,

@@ -46,14 +46,11 @@ import { sessionRoutes, sessionsSection } from './sessions.ts';
 export interface AccountDependencies {
   config: Pick<Config, 'oidc' | 'twoFactor' | 'directory'>;
   branding: Branding;
-  /** The built-in directory's password checks and changes; absent for a read-only directory. */
-  directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
   /**
-   * A read-only directory's records (Alliance Auth's): whether it holds a usable password for the
-   * user, so that the password section tells someone whose account has none (EVE SSO made it) the
-   * truth. Absent for the built-in directory.
+   * The built-in directory's password checks and changes; absent for a read-only directory, whose
+   * password section tells what the visitor's profile says of the password it keeps (`keptPassword`).
    */
-  readOnlyDirectory?: Pick<DirectoryAdmin, 'loadUserProfile'>;
+  directoryAdmin?: Pick<DirectoryAdmin, 'verifyPassword' | 'setPassword'>;
   /** `list`: the active applications, to tell a member whose access admits them to none of them. */
   applications: Pick<ApplicationService, 'findByClientId' | 'list'>;
   tokens: Pick<TokenRevocationService, 'revokeApplication' | 'signOutUser'>;
@@ -216,12 +213,11 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
   const overview = async (request: ConsoleRequest, notes: SectionNotes = {}, status = 200) => {
     const profile = profileOf(request);
     const userId = profile.id;
-    const [grants, twoFactor, sessions, activeApps, passwordUsable] = await Promise.all([
+    const [grants, twoFactor, sessions, activeApps] = await Promise.all([
       selectUserGrants(deps.db, userId),
       deps.twoFactor.status(userId),
       sessionsSection(deps, request),
       deps.applications.list({ active: true }),
-      usablePasswordKeptElsewhere(userId),
     ]);
     const apps = await Promise.all(
       grants
@@ -273,7 +269,7 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         </section>
 
         ${sessions}
-        ${deps.directoryAdmin ? passwordSection(request, notes.password) : elsewherePasswordSection(notes.password, passwordUsable)}
+        ${deps.directoryAdmin ? passwordSection(request, notes.password) : elsewherePasswordSection(notes.password, profile)}
 
         <section aria-labelledby="two-factor">
           <h2 id="two-factor">Two-factor sign-in</h2>
@@ -343,21 +339,17 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
   };
 
   /**
-   * Whether the read-only directory holds a usable password for the user, read only where it tells
-   * something (Alliance Auth's password sign-in on); undefined otherwise, and for a user it no longer
-   * knows.
+   * A read-only directory (Alliance Auth) keeps the password: said where the form would be, from the
+   * profile the request loaded already (`keptPassword`). Someone whose account there has no usable
+   * password (Django's `!…`, which AA gives the accounts EVE SSO makes), or one aa-oidc cannot check
+   * (another hasher), signs in with EVE Online even where password sign-in is on: told so, not of a
+   * password that does not sign them in. Changed in AA, a password is stored anew with the first
+   * hasher of AA's `PASSWORD_HASHERS` (Django's default: PBKDF2, which aa-oidc verifies).
    */
-  const usablePasswordKeptElsewhere = async (userId: number): Promise<boolean | undefined> => {
-    if (!deps.readOnlyDirectory || !deps.config.directory.allianceAuth.passwordLogin) return undefined;
-    return (await deps.readOnlyDirectory.loadUserProfile(userId))?.keptElsewhere?.usablePassword;
-  };
-
-  /**
-   * A read-only directory (Alliance Auth) keeps the password: said where the form would be. Someone
-   * whose account there has no usable password (Django's `!…`, which AA gives the accounts EVE SSO
-   * makes) signs in with EVE Online even where password sign-in is on: told so, not of a password.
-   */
-  const elsewherePasswordSection = (refusal: PasswordRefusal | undefined, usable: boolean | undefined) => {
+  const elsewherePasswordSection = (
+    refusal: PasswordRefusal | undefined,
+    { keptPassword }: Pick<UserProfile, 'keptPassword'>,
+  ) => {
     const { loginUrl, passwordLogin } = deps.config.directory.allianceAuth;
     const allianceAuth = loginUrl ? html`<a href="${loginUrl}">Alliance Auth</a>` : 'Alliance Auth';
     return html`<section aria-labelledby="password">
@@ -368,10 +360,13 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
           !passwordLogin
             ? html`You sign in here with EVE Online, not a password. Your account is managed in
               ${allianceAuth}.`
-            : usable === false
+            : keptPassword === 'unusable'
               ? html`You sign in here with EVE Online: your Alliance Auth account has no password, so there is
                 none to change. Your account is managed in ${allianceAuth}.`
-              : html`Your password is your Alliance Auth one: change it in ${allianceAuth}, not here.`
+              : keptPassword === 'unverifiable'
+                ? html`You sign in here with EVE Online: your Alliance Auth password is stored in a form this
+                  service cannot check. Change it in ${allianceAuth} to sign in here with it too.`
+                : html`Your password is your Alliance Auth one: change it in ${allianceAuth}, not here.`
         }
       </p>
     </section>`;

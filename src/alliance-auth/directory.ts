@@ -53,6 +53,7 @@ export function toUserProfile(user: AllianceAuthUser, options: AllianceAuthDirec
       ? { name: user.state.name, priority: user.state.priority, oidcAccess: user.state.grantsAccess }
       : null,
     groups: user.groups.map((group) => ({ name: group.name, oidcAccess: group.grantsAccess })),
+    keptPassword: user.keptPassword,
   };
 }
 

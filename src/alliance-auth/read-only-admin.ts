@@ -64,7 +64,8 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
 function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRecord {
   return {
     user: userRow(user, options),
-    keptElsewhere: { usablePassword: user.usablePassword },
+    // Whether AA holds one at all, whether or not it signs in here (`user show`'s `has_password`).
+    keptElsewhere: { usablePassword: user.keptPassword !== 'unusable' },
     state: user.state
       ? {
           id: user.state.id,

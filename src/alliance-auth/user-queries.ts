@@ -1,6 +1,8 @@
 import { sql } from 'kysely';
 import { isRowId } from '../db/row-id.ts';
+import type { KeptPassword } from '../directory/port.ts';
 import { holdsAccess, holdsAccessThroughGroups } from './access-permission.ts';
+import { readDjangoPassword } from './django-password.ts';
 import { type AaDb, truthy } from './schema.ts';
 
 /**
@@ -30,10 +32,11 @@ export interface AllianceAuthUser {
   /** When AA made the account (`date_joined`), epoch milliseconds. */
   joinedAt: number | null;
   /**
-   * AA holds a usable password for the user: neither none nor Django's unusable one (`!…`, which AA
-   * gives the accounts EVE SSO makes). Read as this one fact, the hash itself left in AA.
+   * What the user's AA password is worth at password sign-in here (`readDjangoPassword`): none or
+   * Django's unusable one (`!…`, which AA gives the accounts EVE SSO makes), one aa-oidc verifies,
+   * or one it cannot. Read with the row and reduced at once to this one fact: the hash goes no further.
    */
-  usablePassword: boolean;
+  keptPassword: KeptPassword;
 }
 
 export interface AllianceAuthMembership {
@@ -93,9 +96,9 @@ function userQuery(db: AaDb, users: ReturnType<typeof usersWithProfile> = usersW
       'c.alliance_ticker',
       'c.faction_id',
       'c.faction_name',
+      'u.password',
     ])
     .select([
-      sql<boolean>`(u.password <> '' and u.password not like '!%')`.as('usable_password'),
       holdsAccess('user', 'u.id').as('perm_user'),
       holdsAccessThroughGroups('u.id').as('perm_group'),
       holdsAccess('state', 'p.state_id').as('perm_state'),
@@ -168,7 +171,7 @@ function toUser(row: UserQueryRow, groups: AllianceAuthMembership[]): AllianceAu
     permissionVia,
     lastLoginAt: djangoTime(row.last_login),
     joinedAt: djangoTime(row.date_joined),
-    usablePassword: truthy(row.usable_password as never),
+    keptPassword: readDjangoPassword(row.password).kind,
   };
 }
 

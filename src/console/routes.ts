@@ -19,7 +19,8 @@ export interface ConsoleRouteDependencies {
   /**
    * People sign in here with a password (the built-in directory, or Alliance Auth's passwords): the
    * account page's password section is one of its contents. Off (EVE Online alone), that section
-   * only says there is none, and the landing page does not offer it.
+   * only says there is none, and the landing page does not offer it; nor does it to a member whose
+   * Alliance Auth password does not sign in here (`UserProfile.keptPassword`).
    */
   passwordSignIn: boolean;
   loadUser(accountId: string): Promise<UserProfile | undefined>;
@@ -55,6 +56,9 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
         const session = await deps.sessions.providerSession(ctx);
         const user = session ? await deps.loadUser(session.accountId) : undefined;
         const signedIn = user && user.active ? user : undefined;
+        // A password kept elsewhere that does not sign in here is no way in for this member: not offered.
+        const offersPassword =
+          deps.passwordSignIn && (signedIn?.keptPassword ?? 'verifiable') === 'verifiable';
         render(
           deps.branding.name,
           html`<h1>${deps.branding.name}</h1>
@@ -69,7 +73,7 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
                     <ul>
                       <li>
                         <a href="/account">Your account</a>:
-                        ${deps.passwordSignIn ? 'your apps, sessions, password and two-factor sign-in' : 'your apps, sessions and two-factor sign-in'}
+                        ${offersPassword ? 'your apps, sessions, password and two-factor sign-in' : 'your apps, sessions and two-factor sign-in'}
                       </li>
                       ${
                         signedIn.superuser

@@ -60,7 +60,22 @@ export interface UserProfile {
   state: DirectoryState | null;
   /** Sorted by name (code-unit order). */
   groups: DirectoryGroup[];
+  /**
+   * Set by a directory that keeps its users' passwords itself (Alliance Auth), from the same read as
+   * the rest of the profile: what the user's password there is worth at password sign-in here, so
+   * that the console tells them truly how they sign in. Absent for the built-in directory, whose
+   * passwords aa-oidc holds and checks.
+   */
+  keptPassword?: KeptPassword;
 }
+
+/**
+ * A password another directory keeps, as password sign-in here sees it: `verifiable`, one aa-oidc
+ * checks; `unverifiable`, one that directory takes but aa-oidc cannot check (a hasher it does not
+ * verify, costs beyond any default, a value it cannot read); `unusable`, none at all (Django's
+ * unusable `!…`, which Alliance Auth gives the accounts EVE SSO makes).
+ */
+export type KeptPassword = 'verifiable' | 'unverifiable' | 'unusable';
 
 /** State and group names, as an application whitelists them (in the directory's spelling, matched exactly). */
 export interface Whitelist {

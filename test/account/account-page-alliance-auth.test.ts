@@ -18,6 +18,7 @@ import {
   startEveSsoStandIn,
 } from '../helpers/eve-sso-stand-in.ts';
 import { Browser, formField, seedApp, startServer, type TestServer } from '../helpers/server.ts';
+import { statementsDuring } from '../helpers/statements.ts';
 
 const expected = expectedFixture();
 
@@ -163,12 +164,18 @@ await describeOnEachAllianceAuth(
       );
     });
 
+    const landing = async (server: TestServer, browser: Browser) =>
+      pageText((await consoleGet(browser, `${server.origin}/`)).body);
+
     it('offers the password among the account page contents on the landing page only where people sign in with one', async () => {
-      const landing = async (server: TestServer, browser: Browser) =>
-        pageText((await consoleGet(browser, `${server.origin}/`)).body);
       assert.match(
         await landing(both, await consoleSignInWithEve(both, 'alice')),
         /Your account: your apps, sessions, password and two-factor sign-in/,
+      );
+      // Carol has no usable password at Alliance Auth: hers is no way in, even with password sign-in on.
+      assert.match(
+        await landing(both, await consoleSignInWithEve(both, 'carol')),
+        /Your account: your apps, sessions and two-factor sign-in/,
       );
       const signedIn = await consoleSignInWithEve(eveOnly, 'alice');
       assert.match(
@@ -179,6 +186,50 @@ await describeOnEachAllianceAuth(
         section(await account(signedIn, eveOnly), 'password'),
         'Password You sign in here with EVE Online, not a password. Your account is managed in Alliance Auth.',
       );
+    });
+
+    it('tells bob, whose Alliance Auth password is stored by a hasher aa-oidc does not verify, to sign in with EVE Online and change it in Alliance Auth', async () => {
+      // Django's BCryptSHA256PasswordHasher: AA takes it, aa-oidc cannot check it.
+      const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';
+      const { password: kept } = await fixture.owner
+        .selectFrom('auth_user')
+        .select('password')
+        .where('username', '=', 'bob')
+        .executeTakeFirstOrThrow();
+      await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [bcrypt, 'bob']);
+      try {
+        const browser = await consoleSignInWithEve(both, 'bob');
+        const page = await consoleGet(browser, `${both.origin}/account`);
+        assert.equal(page.status, 200);
+        assert.equal(
+          section(page.body, 'password'),
+          'Password You sign in here with EVE Online: your Alliance Auth password is stored in a form this service cannot check. Change it in Alliance Auth to sign in here with it too.',
+        );
+        assert.match(page.body, new RegExp(`Change it in\\s+<a href="${AA_LOGIN_URL}">Alliance Auth</a>`));
+        const home = (await consoleGet(browser, `${both.origin}/`)).body;
+        assert.match(pageText(home), /Your account: your apps, sessions and two-factor sign-in/);
+        for (const body of [page.body, home])
+          assert.ok(!body.includes('NF7ZcEKXV8vIXmSEc4yWFO'), 'no hash shown');
+      } finally {
+        await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [kept, 'bob']);
+      }
+    });
+
+    it("reads the member's Alliance Auth record once for the account page, the password's worth with it", async () => {
+      const browser = await consoleSignInWithEve(both, 'alice');
+      const { result: page, texts } = await statementsDuring(() =>
+        consoleGet(browser, `${both.origin}/account`),
+      );
+      assert.equal(page.status, 200);
+      assert.equal(
+        section(page.body, 'password'),
+        'Password Your password is your Alliance Auth one: change it in Alliance Auth, not here.',
+      );
+      // The profile's read of `auth_user` (the poller's fingerprints, running meanwhile, take no `date_joined`).
+      const userReads = texts.filter(
+        (text) => /\bfrom [`"]auth_user[`"]/i.test(text) && /[`"]date_joined[`"]/.test(text),
+      );
+      assert.equal(userReads.length, 1, "one read of alice's Alliance Auth record");
     });
   },
 );

@@ -92,6 +92,48 @@ await describeOnEachAllianceAuth(
       assert.equal((await selectUserById(aa.db, alice.id))?.locale, null);
     });
 
+    it('tells what each password is worth at sign-in here, from the same read as the rest of the user', async () => {
+      const worth = {
+        alice: 'verifiable',
+        // Django's unusable password (the accounts EVE SSO makes), and none at all.
+        bob: 'unusable',
+        erin: 'unusable',
+        // Django's BCryptSHA256PasswordHasher, which aa-oidc does not verify.
+        carol: 'unverifiable',
+        // Argon2 with twice the memory aa-oidc computes: not trusted, so not checked.
+        dave: 'unverifiable',
+      } as const;
+      const stored = {
+        bob: '!q3ZbO2NGC9eTTcL4kpDW7RhcU1Hjw5zEmA8sVXfy',
+        erin: '',
+        carol: 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi',
+        dave: 'argon2$argon2id$v=19$m=2097152,t=2,p=8$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA',
+      };
+      const kept = await fixture.owner.selectFrom('auth_user').select(['username', 'password']).execute();
+      try {
+        for (const [username, password] of Object.entries(stored))
+          await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [password, username]);
+        const directory = allianceAuthDirectory(aa.db, { emailVerified: false });
+        for (const [username, want] of Object.entries(worth)) {
+          const byName = await selectUserByUsername(aa.db, username);
+          assert.ok(byName, username);
+          assert.equal(byName.keptPassword, want, `${username} by name`);
+          assert.equal((await selectUserById(aa.db, byName.id))?.keptPassword, want, `${username} by id`);
+          assert.equal((await directory.profileById(byName.id))?.keptPassword, want, `${username}'s profile`);
+        }
+        const listed = await selectUsers(aa.db, {});
+        assert.deepEqual(
+          Object.fromEntries(
+            listed.filter((user) => user.username in worth).map((user) => [user.username, user.keptPassword]),
+          ),
+          worth,
+        );
+      } finally {
+        for (const { username, password } of kept)
+          await fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [password, username]);
+      }
+    });
+
     it('finds users by username and lists them sorted, filtered by state, group and text', async () => {
       assert.equal((await selectUserByUsername(aa.db, 'carol'))?.id, 4);
       const all = await selectUsers(aa.db, {});
