@@ -484,12 +484,10 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         const refuse = (field: PasswordRefusal['field'], message: string, status = 400) =>
           overview(request, { password: { field, message } }, status);
         const admin = deps.directoryAdmin;
+        // A form this page never offers (forged, or older than the directory): the read-only directory
+        // named as the rest of the page names it.
         if (!admin)
-          return refuse(
-            'current_password',
-            'Passwords are managed by the directory this service uses, not here.',
-            409,
-          );
+          return refuse('current_password', 'Passwords are managed by Alliance Auth, not here.', 409);
         // Refused before an attempt is counted or a hash checked: an empty field is no guess, and the new
         // password's own rules, or its being the current one typed again, tell no secret.
         if (current === '') return refuse('current_password', 'Type your current password.');

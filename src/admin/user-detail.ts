@@ -1,6 +1,7 @@
 import type { ConsoleRoute } from '../console/http.ts';
 import { doneMessage, formatTime, select } from '../console/ui.ts';
-import { html } from '../http/pages/layout.ts';
+import type { KeptPassword, UserProfile } from '../directory/port.ts';
+import { html, type Html } from '../http/pages/layout.ts';
 import { listTokens } from '../tokens/listing.ts';
 import { selectUserGrants, selectUserSessions } from '../tokens/store.ts';
 import { type AdminDependencies, renderAdmin } from './context.ts';
@@ -36,6 +37,29 @@ export const USER_DONE: Readonly<Record<string, string>> = {
   delete: 'User deleted.',
   unchanged: 'Nothing changed.',
 };
+
+/**
+ * What a member's Alliance Auth password is worth here (`UserProfile.keptPassword`). One AA takes but
+ * aa-oidc cannot check is stored anew when it is changed there, with the first hasher of AA's
+ * `PASSWORD_HASHERS` (Django's default, PBKDF2, is one aa-oidc verifies).
+ */
+const KEPT_PASSWORD_FACTS: Readonly<Record<KeptPassword, string>> = {
+  verifiable: 'kept by Alliance Auth; signs in here',
+  unverifiable:
+    'kept by Alliance Auth in a form aa-oidc cannot check (a hasher other than PBKDF2, Argon2 or scrypt, such as bcrypt, or costs beyond its limits): the member signs in with EVE Online until it is changed in Alliance Auth',
+  unusable: 'none at Alliance Auth: the member signs in with EVE Online',
+};
+
+/**
+ * The password line of a member of Alliance Auth, from the profile the page loaded (read with the
+ * rest of it, the hash left behind): only where aa-oidc signs in with those passwords
+ * (`AA_OIDC_AA_PASSWORD_LOGIN`); without it every member signs in with EVE Online.
+ */
+function keptPasswordFact(deps: AdminDependencies, { keptPassword }: UserProfile): Html | '' {
+  if (!keptPassword || !deps.config.directory.allianceAuth.passwordLogin) return '';
+  return html`<dt>Password</dt>
+    <dd>${KEPT_PASSWORD_FACTS[keptPassword]}</dd>`;
+}
 
 export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const admin = deps.directoryAdmin;
@@ -124,6 +148,7 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
               </dd>
               <dt>Affiliation</dt>
               <dd>${affiliation(profile) || '—'}</dd>
+              ${keptPasswordFact(deps, profile)}
               <dt>Two-factor sign-in</dt>
               <dd>
                 ${

@@ -64,8 +64,7 @@ function userRow(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRow
 function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRecord {
   return {
     user: userRow(user, options),
-    // Whether AA holds one at all, whether or not it signs in here (`user show`'s `has_password`).
-    keptElsewhere: { usablePassword: user.keptPassword !== 'unusable' },
+    keptElsewhere: { password: user.keptPassword },
     state: user.state
       ? {
           id: user.state.id,

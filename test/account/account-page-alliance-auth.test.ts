@@ -188,6 +188,19 @@ await describeOnEachAllianceAuth(
       );
     });
 
+    it("says nothing of a member's password on their admin page where sign-in is with EVE Online alone", async () => {
+      // The admin page tells the password's worth with password sign-in on (test/admin/alliance-auth-read-only.test.ts).
+      const alice = expected.users.find((user) => user.username === 'alice')!;
+      const superuser = expected.users.find((user) => user.is_superuser && user.is_active)!;
+      const page = await consoleGet(
+        await consoleSignInWithEve(eveOnly, superuser.username),
+        `${eveOnly.origin}/admin/users/${alice.id}`,
+      );
+      assert.equal(page.status, 200, page.body.slice(0, 300));
+      assert.match(pageText(page.body), /Affiliation .* Two-factor sign-in/, "alice's facts");
+      assert.doesNotMatch(pageText(page.body), /Password|signs in here/);
+    });
+
     it('tells bob, whose Alliance Auth password is stored by a hasher aa-oidc does not verify, to sign in with EVE Online and change it in Alliance Auth', async () => {
       // Django's BCryptSHA256PasswordHasher: AA takes it, aa-oidc cannot check it.
       const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';

@@ -211,8 +211,45 @@ await describeOnEachAllianceAuth(
       assert.equal(refused.status, 409);
       assert.match(
         pageText(refused.body),
-        /Password Passwords are managed by the directory this service uses, not here\. Your password is your Alliance Auth one/,
+        /Password Passwords are managed by Alliance Auth, not here\. Your password is your Alliance Auth one/,
       );
+    });
+
+    it("tells on a member's page what their Alliance Auth password is worth here, never the hash", async () => {
+      // Django's BCryptSHA256PasswordHasher: AA takes it, aa-oidc cannot check it.
+      const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';
+      const unusable = '!q3ZbO2NGC9eTTcL4kpDW7RhcU1Hjw5zEmA8sVXfy';
+      const bob = expected.users.find((user) => user.username === 'bob')!;
+      const carol = expected.users.find((user) => user.username === 'carol')!;
+      const kept = await suite.fixture.owner
+        .selectFrom('auth_user')
+        .select(['username', 'password'])
+        .where('username', 'in', ['bob', 'carol'])
+        .execute();
+      const setPassword = (username: string, password: string) =>
+        suite.fixture.run('UPDATE auth_user SET password = ? WHERE username = ?', [password, username]);
+      await setPassword('bob', bcrypt);
+      await setPassword('carol', unusable);
+      try {
+        const passwordLine = async (id: number) => {
+          const page = await consoleGet(admin, `${server.origin}/admin/users/${id}`);
+          assert.equal(page.status, 200, page.body.slice(0, 300));
+          for (const hash of [bcrypt, unusable, 'NF7ZcEKXV8vIXmSEc4yWFO', 'pbkdf2_sha256$'])
+            assert.ok(!page.body.includes(hash), 'no hash shown');
+          return /Password (.*?) Two-factor sign-in/.exec(pageText(page.body))?.[1];
+        };
+        assert.equal(await passwordLine(alice.id), 'kept by Alliance Auth; signs in here');
+        assert.equal(
+          await passwordLine(bob.id),
+          'kept by Alliance Auth in a form aa-oidc cannot check (a hasher other than PBKDF2, Argon2 or scrypt, such as bcrypt, or costs beyond its limits): the member signs in with EVE Online until it is changed in Alliance Auth',
+        );
+        assert.equal(
+          await passwordLine(carol.id),
+          'none at Alliance Auth: the member signs in with EVE Online',
+        );
+      } finally {
+        for (const { username, password } of kept) await setPassword(username, password);
+      }
     });
 
     it("revokes a user's tokens and signs them out everywhere: aa-oidc's own, not the directory's", async () => {

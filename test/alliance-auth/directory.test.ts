@@ -297,7 +297,7 @@ await describeOnEachAllianceAuth(
 await describeOnEachAllianceAuth(
   (database) => `aa-oidc user show of an Alliance Auth user on ${database}`,
   (kind) => {
-    it('says whether AA holds a usable password, and gives no updated_at, which AA does not keep', async () => {
+    it('says whether AA holds a usable password and whether it signs in here, and gives no updated_at, which AA does not keep', async () => {
       const fixture = await createAllianceAuthDatabase(kind);
       const database = await createTestDatabase({ migrated: true });
       try {
@@ -306,25 +306,49 @@ await describeOnEachAllianceAuth(
           '!q3ZbO2NGC9eTTcL4kpDW7RhcU1Hjw5zEmA8sVXfy',
         ]);
         await fixture.run("UPDATE auth_user SET password = '' WHERE username = 'carol'");
-        const env = testEnv(database, allianceAuthEnv(fixture.readerUrl));
-        const shown = async (username: string) => {
+        // Django's BCryptSHA256PasswordHasher: AA takes it, aa-oidc cannot check it.
+        const bcrypt = 'bcrypt_sha256$$2b$12$NF7ZcEKXV8vIXmSEc4yWFOyhVjHJL3zMrUWC4fh4MhAaX2t5ZGpyi';
+        await fixture.run("UPDATE auth_user SET password = ? WHERE username = 'erin'", [bcrypt]);
+        const eveOnly = testEnv(database, allianceAuthEnv(fixture.readerUrl));
+        const withPasswords = testEnv(database, allianceAuthEnv(fixture.readerUrl, { passwordLogin: true }));
+        const shown = async (username: string, env = withPasswords) => {
           const show = await cli(['user', 'show', username, '--format', 'json'], env);
           assert.equal(show.code, 0, show.stderr);
-          return JSON.parse(show.stdout) as { has_password: boolean; updated_at: unknown };
+          assert.ok(!show.stdout.includes('NF7ZcEKXV8vIXmSEc4yWFO'), 'no hash shown');
+          return JSON.parse(show.stdout) as {
+            has_password: boolean;
+            password_signs_in_here: boolean | null;
+            updated_at: unknown;
+          };
+        };
+        const passwords = async (username: string, env = withPasswords) => {
+          const { has_password, password_signs_in_here } = await shown(username, env);
+          return { has_password, password_signs_in_here };
         };
         // alice's password is the fixture's, with which AA password sign-in works.
         const alice = await shown('alice');
         assert.equal(alice.has_password, true);
+        assert.equal(alice.password_signs_in_here, true);
         assert.equal(alice.updated_at, null);
-        assert.equal((await shown('bob')).has_password, false);
-        assert.equal((await shown('carol')).has_password, false);
-        const table = await cli(['user', 'show', 'alice'], env);
+        assert.deepEqual(await passwords('bob'), { has_password: false, password_signs_in_here: false });
+        assert.deepEqual(await passwords('carol'), { has_password: false, password_signs_in_here: false });
+        // AA holds erin's password, but it signs her in nowhere but there.
+        assert.deepEqual(await passwords('erin'), { has_password: true, password_signs_in_here: false });
+        // Without AA password sign-in no AA password signs in here: the question does not arise.
+        assert.deepEqual(await passwords('alice', eveOnly), {
+          has_password: true,
+          password_signs_in_here: null,
+        });
+        const table = await cli(['user', 'show', 'erin'], withPasswords);
         assert.equal(table.code, 0, table.stderr);
-        assert.match(table.stdout, /^has_password +true *$/m);
+        assert.match(table.stdout, /^has_password +true *\n^password_signs_in_here +false *$/m);
         assert.match(table.stdout, /^updated_at *$/m);
-        const csv = await cli(['user', 'show', 'alice', '--format', 'csv'], env);
+        const csv = await cli(['user', 'show', 'erin', '--format', 'csv'], withPasswords);
+        assert.match(csv.stdout, /^password_signs_in_here,false\r?$/m);
         assert.match(csv.stdout, /^updated_at,\r?$/m);
-        assert.doesNotMatch(table.stdout + csv.stdout, /1970-01-01/);
+        const offTable = await cli(['user', 'show', 'alice'], eveOnly);
+        assert.match(offTable.stdout, /^password_signs_in_here *$/m);
+        assert.doesNotMatch(table.stdout + csv.stdout + offTable.stdout, /1970-01-01|NF7ZcEKXV8vIXmSEc4yWFO/);
       } finally {
         await database.drop();
         await fixture.drop();

@@ -127,6 +127,8 @@ describe(`aa-oidc user, state, group (${testDatabaseKind})`, () => {
     ]);
     const detail = JSON.parse(show.stdout) as Record<string, unknown>;
     assert.equal(detail.has_password, true);
+    // The built-in directory's password is aa-oidc's own: has_password says it all.
+    assert.equal(detail.password_signs_in_here, null);
     assert.ok(!('password_hash' in detail));
     assert.ok(!show.stdout.includes('argon2'));
 

@@ -123,14 +123,19 @@ function userJson(profile: UserRecord): Record<string, unknown> {
 
 /**
  * `has_password`: the built-in directory holds a password for the user; with Alliance Auth, AA holds a
- * usable one (`keptElsewhere`). `updated_at`: the record's last change, null with Alliance Auth, which
- * keeps no such time.
+ * usable one (`keptElsewhere`), whether or not it signs in here. `password_signs_in_here`, for a
+ * password another directory keeps, only where aa-oidc signs in with those (`keptPasswordSignIn`,
+ * Alliance Auth's with `AA_OIDC_AA_PASSWORD_LOGIN`): whether this user's does (aa-oidc verifies its
+ * hasher); null otherwise, where `has_password` says it all. `updated_at`: the record's last change,
+ * null with Alliance Auth, which keeps no such time.
  */
-function userDetailJson(profile: UserRecord): Record<string, unknown> {
+function userDetailJson(profile: UserRecord, keptPasswordSignIn: boolean): Record<string, unknown> {
   const { user, keptElsewhere } = profile;
   return {
     ...userJson(profile),
-    has_password: keptElsewhere ? keptElsewhere.usablePassword : user.password_hash !== null,
+    has_password: keptElsewhere ? keptElsewhere.password !== 'unusable' : user.password_hash !== null,
+    password_signs_in_here:
+      keptElsewhere && keptPasswordSignIn ? keptElsewhere.password === 'verifiable' : null,
     must_change_password: user.must_change_password === 1,
     character_id: user.character_id,
     character_name: user.character_name,
@@ -164,8 +169,13 @@ function sessionLine(session: SessionListing): string {
   return `signed in ${isoTime(session.signedInAt) ?? 'at an unknown time'} (${how}), until ${isoTime(session.expiresAt) ?? 'unknown'}: ${where}`;
 }
 
-function renderUserDetail(profile: UserRecord, sessions: SessionListing[], format: OutputFormat): string {
-  const detail = userDetailJson(profile);
+function renderUserDetail(
+  profile: UserRecord,
+  keptPasswordSignIn: boolean,
+  sessions: SessionListing[],
+  format: OutputFormat,
+): string {
+  const detail = userDetailJson(profile, keptPasswordSignIn);
   if (format === 'json') return jsonDocument({ ...detail, sessions: sessions.map(sessionJson) });
   const rows = [
     ...Object.entries(detail).map(([field, value]) => ({ field, value })),
@@ -300,11 +310,18 @@ export function registerUser(program: Command, io: CliIo): void {
     .argument('<username>', USERNAME_HELP)
     .addOption(formatOption())
     .action(async (username: string, options: { format: OutputFormat }) => {
-      const { profile, sessions } = await withDirectory(io, async (directory, services) => {
-        const found = await directory.getUserProfile({ username });
-        return { profile: found, sessions: await listUserSessions(services.database.db, found.user.id) };
-      });
-      io.stdout.write(renderUserDetail(profile, sessions, options.format));
+      const { profile, keptPasswordSignIn, sessions } = await withDirectory(
+        io,
+        async (directory, services) => {
+          const found = await directory.getUserProfile({ username });
+          return {
+            profile: found,
+            keptPasswordSignIn: services.config.directory.allianceAuth.passwordLogin,
+            sessions: await listUserSessions(services.database.db, found.user.id),
+          };
+        },
+      );
+      io.stdout.write(renderUserDetail(profile, keptPasswordSignIn, sessions, options.format));
     });
 
   user

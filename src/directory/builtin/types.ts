@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
+import type { KeptPassword } from '../port.ts';
 
 /**
  * The built-in directory's own records of a user: the stored user, state and groups, as its admin
@@ -14,11 +15,12 @@ export interface UserRecord {
   /** Sorted by name. */
   groups: GroupRow[];
   /**
-   * Set for a user another directory keeps (Alliance Auth): whether it holds a usable password for
-   * them (`user.password_hash` is null: none is held here), and that it keeps no time of the record's
-   * last change (`user.updated_at` means nothing). Absent for the built-in directory's users.
+   * Set for a user another directory keeps (Alliance Auth): what the password it holds for them is
+   * worth at password sign-in here (`user.password_hash` is null: none is held here), and that it
+   * keeps no time of the record's last change (`user.updated_at` means nothing). Absent for the
+   * built-in directory's users.
    */
-  keptElsewhere?: { usablePassword: boolean };
+  keptElsewhere?: { password: KeptPassword };
 }
 
 /**
