@@ -87,6 +87,21 @@ describe('aa-oidc user list --help', () => {
   });
 });
 
+describe('aa-oidc import plugin-apps --help', () => {
+  it('says the exit code of an import its configuration stops before it begins, 2, and so it is', async () => {
+    const help = (await cli(['import', 'plugin-apps', '--help'], {})).stdout.replace(/\s+/g, ' ');
+    assert.match(
+      help,
+      /Exits 1 when an application was not imported or the import stopped \(2 when the configuration is refused, as for every command\)\./,
+    );
+    const result = await cli(['import', 'plugin-apps', '--format', 'json'], { AA_OIDC_LOG_LEVEL: 'loud' });
+    assert.equal(result.code, 2, result.stderr);
+    const document = JSON.parse(result.stdout) as { applications: unknown[]; error: string };
+    assert.deepEqual(document.applications, []);
+    assert.match(document.error, /^configuration error: AA_OIDC_LOG_LEVEL: /);
+  });
+});
+
 describe('aa-oidc usage errors', () => {
   /** What a script reads of a refused command line: its exit code and its one line on stderr. */
   async function refused(args: readonly string[]): Promise<string> {

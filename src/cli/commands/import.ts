@@ -286,7 +286,8 @@ does not change the exit code.
 stopped before (Alliance Auth's or aa-oidc's database failing, say), it is the
 reason, the one line stderr shows too, and "applications" holds those done
 until then. Errors go to stderr, as in text. Exits 1 when an application was
-not imported or the import stopped.
+not imported or the import stopped (2 when the configuration is refused, as for
+every command).
 `;
 
 /** What the import does with one plugin application. */
