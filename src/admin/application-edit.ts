@@ -1,4 +1,4 @@
-import { ApplicationError } from '../applications/errors.ts';
+import { ApplicationError, quote } from '../applications/errors.ts';
 import { generateClientId } from '../applications/secret.ts';
 import { type Application, type ClientType } from '../applications/types.ts';
 import type { ConsoleRequest, ConsoleRoute } from '../console/http.ts';
@@ -103,13 +103,26 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
             );
             return;
           }
+          // Any other holder of the client_id (or of one differing only in case): the service's advice
+          // to choose another or omit it is the command line's, where the operator types it. Here the
+          // form chose it: the form is given a new one, as after any refusal at the client_id.
+          const clientIdRefused = error.issues.some((issue) => issue.field === 'client_id');
+          const errors =
+            error.code === 'conflict'
+              ? new Map([
+                  [
+                    '',
+                    `Nothing was created: the client_id this form was shown with, ${quote(clientId)}, is already another application's, or differs from one only in case. The form now carries a new client_id: send it again.`,
+                  ],
+                ])
+              : errorsByField(error);
           renderAdmin(
             request,
             '/admin/apps',
             'New application',
             html`<h1>New application</h1>
-              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errorsByField(error), true, error.issues.some((issue) => issue.field === 'client_id') ? generateClientId() : clientId)}`,
-            { status: 400 },
+              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errors, true, clientIdRefused ? generateClientId() : clientId)}`,
+            { status: error.code === 'conflict' ? 409 : 400 },
           );
         }
       },

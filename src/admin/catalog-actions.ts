@@ -14,6 +14,7 @@ import {
   entryPath,
   findCatalogEntry,
   priorityOf,
+  sentToStoredSpelling,
   whitelisting,
 } from './catalog-parts.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
@@ -264,8 +265,10 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
         path: `${BASE[entity]}/:name/${action.slug}`,
         access: 'superuser',
         async handle(request) {
-          const name = request.params.name ?? '';
-          if (!(await findEntry(name))) return catalogNotFound(request, entity);
+          const entry = await findEntry(request.params.name ?? '');
+          if (!entry) return catalogNotFound(request, entity);
+          if (sentToStoredSpelling(request, entity, entry, `/${action.slug}`)) return;
+          const { name } = entry;
           const { input, error } = carriedQuery(request.ctx.query, action.carry);
           await actionPage(
             request,
@@ -282,8 +285,11 @@ export function catalogActionRoutes(deps: AdminDependencies, entity: Entity): Co
         path: `${BASE[entity]}/:name/${action.slug}`,
         access: 'superuser',
         async handle(request) {
-          const name = request.params.name ?? '';
-          if (!(await findEntry(name))) return catalogNotFound(request, entity);
+          const entry = await findEntry(request.params.name ?? '');
+          if (!entry) return catalogNotFound(request, entity);
+          // A form is confirmed where it was sent (no redirect of a POST): the change names the entry
+          // as stored, as its preview did.
+          const { name } = entry;
           if (readOnly(deps)) return actionPage(request, entity, action, name, request.form);
           try {
             const result = await action.run(entity, name, request.form, { actor: adminActor(request) });

@@ -75,12 +75,39 @@ export async function catalogEntries(deps: AdminDependencies, entity: Entity): P
   }));
 }
 
+/**
+ * The state or group an address names, matched as the directory matches a name (the built-in one
+ * regardless of case and Unicode form, Alliance Auth exactly or else regardless of case), as the
+ * user list's filters are: its `name` is the stored spelling, which may differ from `name`.
+ */
 export async function findCatalogEntry(
   deps: AdminDependencies,
   entity: Entity,
   name: string,
 ): Promise<CatalogEntry | undefined> {
-  return (await catalogEntries(deps, entity)).find((entry) => entry.name === name);
+  const entries = await catalogEntries(deps, entity);
+  const stored = deps.directory.nameAmong(
+    entries.map((entry) => entry.name),
+    name,
+  );
+  return entries.find((entry) => entry.name === stored);
+}
+
+/**
+ * A page of an entry addressed by another spelling of its name (another case, another Unicode form)
+ * is sent to its address under the stored one, the query kept: the page, its forms and its links
+ * then name the entry as the directory does. True when it was.
+ */
+export function sentToStoredSpelling(
+  request: ConsoleRequest,
+  entity: Entity,
+  entry: CatalogEntry,
+  suffix = '',
+): boolean {
+  if (request.params.name === entry.name) return false;
+  const query = request.ctx.querystring;
+  request.seeOther(`${entryPath(entity, entry.name, suffix)}${query === '' ? '' : `?${query}`}`);
+  return true;
 }
 
 /**

@@ -13,6 +13,7 @@ import {
   entryPath,
   findCatalogEntry,
   priorityOf,
+  sentToStoredSpelling,
   whitelisting,
 } from './catalog-parts.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
@@ -154,9 +155,10 @@ export function catalogRoutes(deps: AdminDependencies): ConsoleRoute[] {
       path: `${BASE[entity]}/:name`,
       access: 'superuser',
       async handle(request) {
-        const name = request.params.name ?? '';
-        const entry = await findCatalogEntry(deps, entity, name);
+        const entry = await findCatalogEntry(deps, entity, request.params.name ?? '');
         if (!entry) return catalogNotFound(request, entity);
+        if (sentToStoredSpelling(request, entity, entry)) return;
+        const { name } = entry;
         const apps = whitelisting((await applicationsById(deps)).values(), entity, name);
         const members = `/admin/users?${new URLSearchParams({ [entity]: name }).toString()}`;
         renderAdmin(

@@ -1,4 +1,5 @@
 import type { ConsoleRoute } from '../console/http.ts';
+import type { StoredAuditEvent } from '../audit/store.ts';
 import { doneMessage, formatTime, select } from '../console/ui.ts';
 import type { KeptPassword, UserProfile } from '../directory/port.ts';
 import { html, type Html } from '../http/pages/layout.ts';
@@ -61,6 +62,20 @@ function keptPasswordFact(deps: AdminDependencies, { keptPassword }: UserProfile
     <dd>${KEPT_PASSWORD_FACTS[keptPassword]}</dd>`;
 }
 
+/** The most sign-ins a user's page lists. */
+const SIGN_INS_SHOWN = 10;
+/**
+ * How many of a user's newest audit events the page reads to find them: every refresh adds two
+ * `token_issued` events (and a `token_revoked`), so a sign-in hours old is behind hundreds of them.
+ * Bounded so that a user refreshing for weeks does not make the page read their whole history.
+ */
+const SIGN_IN_SEARCH_WINDOW = 10_000;
+
+/** A sign-in to an application: the access token of a code exchange (a refresh's has its own grant type). */
+function isSignIn(event: StoredAuditEvent): boolean {
+  return event.record.grant_type === 'authorization_code' && event.record.token_type === 'access_token';
+}
+
 export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const admin = deps.directoryAdmin;
   return [
@@ -81,7 +96,10 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
             selectUserGrants(deps.db, profile.id, now),
             selectUserSessions(deps.db, profile.id, now),
             listTokens(deps.db, { userId: profile.id }),
-            deps.auditStore.list({ userId: profile.id, kinds: ['token_issued'], limit: 200 }),
+            deps.auditStore.listUserWindow(profile.id, {
+              kinds: ['token_issued'],
+              within: SIGN_IN_SEARCH_WINDOW,
+            }),
             deps.twoFactor.status(profile.id),
           ],
         );
@@ -91,12 +109,23 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
             liveTokens.set(token.clientId, (liveTokens.get(token.clientId) ?? 0) + 1);
         const appIds = [...new Set([...grants.map((grant) => grant.clientId), ...liveTokens.keys()])].sort();
         const grantOf = new Map(grants.map((grant) => [grant.clientId, grant]));
-        const signIns = issued
-          .filter(
-            (event) =>
-              event.record.grant_type === 'authorization_code' && event.record.token_type === 'access_token',
-          )
-          .slice(0, 10);
+        const signIns = issued.events.filter(isSignIn).slice(0, SIGN_INS_SHOWN);
+        // Fewer than the page shows, and events left unread: say where the older sign-ins may be.
+        const searchedBack =
+          issued.olderAt !== undefined && signIns.length < SIGN_INS_SHOWN
+            ? html`<p class="note">
+                ${signIns.length === 0 ? 'None' : 'No other'} among the user's newest
+                ${SIGN_IN_SEARCH_WINDOW.toLocaleString('en')} audit events:
+                <a
+                  href="/admin/audit?${new URLSearchParams({
+                    user: profile.username,
+                    kind: 'token_issued',
+                    until: new Date(issued.olderAt + 1).toISOString(),
+                  }).toString()}"
+                  >look for older ones in the audit log</a
+                >.
+              </p>`
+            : '';
         const editable = !readOnly(deps);
         // Deactivating or deleting oneself is refused here (user-actions.ts): no button for it.
         const ownAccount = request.visitor?.id === profile.id;
@@ -311,15 +340,16 @@ export function userDetailRoutes(deps: AdminDependencies): ConsoleRoute[] {
             <h2>Recent sign-ins to applications</h2>
             ${
               signIns.length === 0
-                ? html`<p class="note">None recorded.</p>`
+                ? searchedBack || html`<p class="note">None recorded.</p>`
                 : html`<ul>
-                    ${signIns.map(
-                      (event) =>
-                        html`<li>
-                          ${formatTime(event.recordedAt)}: ${appName(apps, event.clientId ?? '')}
-                        </li>`,
-                    )}
-                  </ul>`
+                      ${signIns.map(
+                        (event) =>
+                          html`<li>
+                            ${formatTime(event.recordedAt)}: ${appName(apps, event.clientId ?? '')}
+                          </li>`,
+                      )}
+                    </ul>
+                    ${searchedBack}`
             }
             <p>
               <a href="/admin/audit?${new URLSearchParams({ user: profile.username }).toString()}"

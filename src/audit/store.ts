@@ -1,4 +1,4 @@
-import { CompiledQuery, type Kysely, sql } from 'kysely';
+import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
@@ -50,10 +50,31 @@ export interface AuditStore {
   receiver: AuditReceiver;
   /** Newest first. */
   list(filter?: AuditFilter): Promise<StoredAuditEvent[]>;
+  /**
+   * The events of `kinds` among a user's `within` newest events (of any kind, by time), newest first:
+   * the bounded read of a page that looks for a rare event among frequent ones (a user's sign-ins
+   * among the refreshes that follow them). `list` orders by id, which no index of a user's events
+   * does: it sorts all of the user's events at every call, however few it returns. This walks the
+   * user's index (`user_id`, `recorded_at`) newest first and stops after `within` rows.
+   */
+  listUserWindow(
+    userId: number,
+    options: { kinds: readonly AuditEventKind[]; within: number },
+  ): Promise<UserWindow>;
   /** Counts of the events matching `filter`, per kind (dashboard). */
   countByKind(filter?: Omit<AuditFilter, 'beforeId' | 'limit'>): Promise<Map<string, number>>;
   /** Deletes events older than the retention; returns how many went. */
   purge(now?: number): Promise<number>;
+}
+
+export interface UserWindow {
+  /** Newest first. */
+  events: StoredAuditEvent[];
+  /**
+   * When the user has events older than the window: the time of the newest of them (epoch
+   * milliseconds), from which the audit log lists what the window did not read.
+   */
+  olderAt?: number;
 }
 
 export const DEFAULT_AUDIT_PAGE = 50;
@@ -155,6 +176,28 @@ interface AuditRow {
  * well-formed, which stores the same.
  */
 const ESCAPE_POSTGRES_REFUSES = /\\u(?:d[89a-f]|0000)/;
+
+const STORED_COLUMNS = [
+  'id',
+  'recorded_at',
+  'kind',
+  'user_id',
+  'client_id',
+  'request_id',
+  'payload',
+] as const;
+
+function storedEvent(row: Selectable<Database['audit_event']>): StoredAuditEvent {
+  return {
+    id: Number(row.id),
+    recordedAt: Number(row.recorded_at),
+    kind: row.kind,
+    userId: row.user_id === null ? null : Number(row.user_id),
+    clientId: row.client_id,
+    requestId: row.request_id,
+    record: JSON.parse(row.payload) as Record<string, unknown>,
+  };
+}
 
 export function createAuditStore(
   db: Kysely<Database>,
@@ -307,20 +350,35 @@ export function createAuditStore(
     receiver,
     async list(filter = {}) {
       const limit = Math.min(Math.max(1, filter.limit ?? DEFAULT_AUDIT_PAGE), MAX_AUDIT_PAGE);
-      const rows = await filtered(filter)
-        .select(['id', 'recorded_at', 'kind', 'user_id', 'client_id', 'request_id', 'payload'])
-        .orderBy('id', 'desc')
-        .limit(limit)
+      const rows = await filtered(filter).select(STORED_COLUMNS).orderBy('id', 'desc').limit(limit).execute();
+      return rows.map(storedEvent);
+    },
+    async listUserWindow(userId, { kinds, within }) {
+      const newest = db
+        .selectFrom('audit_event')
+        .select(STORED_COLUMNS)
+        .where('user_id', '=', userId)
+        .orderBy('recorded_at', 'desc')
+        .limit(within);
+      const rows = await db
+        .selectFrom(newest.as('newest'))
+        .selectAll()
+        .where('kind', 'in', [...kinds])
+        .orderBy('recorded_at', 'desc')
         .execute();
-      return rows.map((row) => ({
-        id: Number(row.id),
-        recordedAt: Number(row.recorded_at),
-        kind: row.kind,
-        userId: row.user_id === null ? null : Number(row.user_id),
-        clientId: row.client_id,
-        requestId: row.request_id,
-        record: JSON.parse(row.payload) as Record<string, unknown>,
-      }));
+      // The first event past the window, read from the index alone.
+      const older = await db
+        .selectFrom('audit_event')
+        .select('recorded_at')
+        .where('user_id', '=', userId)
+        .orderBy('recorded_at', 'desc')
+        .limit(1)
+        .offset(within)
+        .executeTakeFirst();
+      return {
+        events: rows.map(storedEvent),
+        ...(older ? { olderAt: Number(older.recorded_at) } : {}),
+      };
     },
     async countByKind(filter = {}) {
       const rows = await filtered(filter)

@@ -442,6 +442,38 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     );
   });
 
+  it('says a client_id the form carried that another application holds (or but for case) is taken, giving the form a new one, never asking to omit it', async () => {
+    const { clientId: held } = await seedApp(server, {
+      name: 'Held elsewhere',
+      clientId: 'Held-Elsewhere',
+      redirectUris: ['https://held.example.org/cb'],
+    });
+    for (const carried of [held, held.toLowerCase()]) {
+      const form = await consoleGet(admin, url('/admin/apps/new'));
+      const answer = await consolePost(admin, url('/admin/apps/new'), form.csrf!, {
+        client_id: carried,
+        name: 'Taken id',
+        redirect_uris: 'https://taken.example.org/cb',
+        client_type: 'confidential',
+        grant_types: 'authorization_code',
+        pkce_required: 'on',
+        access_token_format: 'inherit',
+      });
+      assert.equal(answer.status, 409, carried);
+      const alerts = focusedAlerts(answer.body);
+      assert.equal(alerts.length, 1, problems(answer.body));
+      assert.equal(
+        pageText(alerts[0]!),
+        `Nothing was created: the client_id this form was shown with, "${carried}", is already another application's, or differs from one only in case. The form now carries a new client_id: send it again.`,
+      );
+      assert.doesNotMatch(pageText(answer.body), /omit it/, carried);
+      const next = formField(answer.body, 'client_id');
+      assert.notEqual(next.toLowerCase(), held.toLowerCase(), 'a new client_id');
+      assert.equal(formField(answer.body, 'name'), 'Taken id', 'the form kept filled in');
+    }
+    assert.equal((await server.app.applications.list({ search: 'Taken id' })).length, 0);
+  });
+
   it('deactivates only after showing the impact, and activates again', async () => {
     const confirm = await consoleGet(admin, url(`/admin/apps/${clientId}/deactivate`));
     assert.equal(confirm.status, 200);

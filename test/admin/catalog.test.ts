@@ -196,6 +196,42 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal((await consoleGet(admin, url(path('states', 'Nope')))).status, 404);
   });
 
+  it('finds a state or group by another case or Unicode form of its name, as the directory does, at its stored spelling', async () => {
+    const decomposed = 'Cafe\u0301 Crew'; // é as e and a combining accent (NFD)
+    await server.app.directoryAdmin.createGroup(decomposed);
+    await server.app.directoryAdmin.createState('Red Fleet', 4100);
+    // Another case and the composed form (NFC): the page is the stored name's, the query kept.
+    for (const [kind, given, stored, suffix] of [
+      ['groups', 'CAF\u00c9 CREW', decomposed, ''],
+      ['states', 'red fleet', 'Red Fleet', ''],
+      ['groups', 'caf\u00e9 crew', decomposed, '/access?oidc_access=yes'],
+      ['states', 'RED FLEET', 'Red Fleet', '/priority?priority=4101'],
+    ] as const) {
+      const query = suffix === '' ? '?done=created' : '';
+      const moved = await consoleGet(admin, url(`${path(kind, given, suffix)}${query}`));
+      assert.equal(moved.status, 303, `${kind} ${given}${suffix}`);
+      assert.equal(moved.location, `${path(kind, stored, suffix)}${query}`);
+      const page = await consoleGet(admin, url(moved.location!));
+      assert.equal(page.status, 200, moved.location!);
+    }
+    const entry = await consoleGet(admin, url(path('groups', decomposed)));
+    assert.match(pageText(entry.body), new RegExp(`^Group ${decomposed} · `));
+    // A change confirmed under another spelling changes the entry as stored.
+    const granted = await consolePost(admin, url(path('groups', 'caf\u00e9 crew', '/access')), csrf, {
+      oidc_access: 'yes',
+    });
+    assert.equal(granted.status, 303);
+    assert.equal(granted.location, `${path('groups', decomposed)}?done=access`);
+    assert.ok(
+      (await server.app.directory.listGroups()).find((group) => group.name === decomposed)!.oidcAccess,
+    );
+    assert.equal(
+      (await consoleGet(admin, url(path('groups', 'Cafe Crew')))).status,
+      404,
+      'no accent, another name',
+    );
+  });
+
   it('offers the priority as a whole number in the range the directory takes, which still checks it', async () => {
     const list = await consoleGet(admin, url('/admin/states'));
     const field = /<input\b[^>]*\bid="priority"[^>]*>/.exec(list.body)?.[0] ?? '';

@@ -12,6 +12,7 @@ import {
 } from '../helpers/console.ts';
 import { type Consequence, summarizeConsequences } from '../../src/db/unit-of-work.ts';
 import { selectUserSessions } from '../../src/tokens/store.ts';
+import { formatTime } from '../../src/console/ui.ts';
 import { nameKey } from '../../src/util/name-key.ts';
 import { holdTokensAt, startRpReceiver, type RpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
 import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
@@ -392,6 +393,65 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     assert.match(text, /1 live browser session\(s\)/);
     assert.ok(text.includes(`Recent sign-ins to applications`));
     assert.equal((await consoleGet(admin, url('/admin/users/999999'))).status, 404);
+  });
+
+  it('lists a sign-in behind hundreds of refreshes, and past its search says where the older ones are', async () => {
+    // A group of their own: the other tests' previews list what the member loses.
+    await server.app.directoryAdmin.createGroup('Forum readers');
+    const forum = await seedApp(server, { name: 'Forum', groups: ['Forum readers'] });
+    const pilot = await seedUser(server, { groups: ['Forum readers'] });
+    await holdTokensAt(server, new Browser(), forum, pilot.username);
+    let signedIn = 0;
+    await eventually(async () => {
+      const issued = await server.app.auditStore.list({ userId: pilot.id, kinds: ['token_issued'] });
+      signedIn = issued.find((event) => event.record.grant_type === 'authorization_code')?.recordedAt ?? 0;
+      return signedIn > 0;
+    }, 'the sign-in in the audit log');
+    // Each refresh issues an access token and a refresh token, after the sign-in.
+    let refreshed = 0;
+    const refresh = (count: number) =>
+      Promise.all(
+        Array.from({ length: count }, () => {
+          refreshed += 1;
+          return server.app.auditStore.receiver.receive({
+            kind: 'token_issued',
+            client_id: forum.clientId,
+            user_id: pilot.id,
+            grant_type: 'refresh_token',
+            token_type: refreshed % 2 === 0 ? 'access_token' : 'refresh_token',
+            format: 'opaque',
+            token_sha256: 'f'.repeat(64),
+            expires_at: signedIn + 3_600_000,
+            time: new Date(signedIn + 1000 + refreshed).toISOString(),
+          });
+        }),
+      );
+    const signInsOf = async () => {
+      const page = await consoleGet(admin, url(`/admin/users/${pilot.id}`));
+      assert.equal(page.status, 200);
+      return { page, text: pageText(page.body).split('Recent sign-ins to applications ')[1]! };
+    };
+
+    await refresh(300);
+    const behindRefreshes = await signInsOf();
+    assert.match(behindRefreshes.text, new RegExp(`^${formatTime(signedIn)}: Forum Audit log of`));
+
+    // Past the page's search (the user's newest 10,000 events): said, with the audit log of what it
+    // did not read (the oldest refresh, and the sign-in's access and refresh tokens).
+    await refresh(10_000 - refreshed + 1);
+    const past = await signInsOf();
+    assert.match(
+      past.text,
+      new RegExp(
+        `^None among the user's newest 10,000 audit events: look for older ones in the audit log\\. Audit log of`,
+      ),
+    );
+    const older = /href="(\/admin\/audit\?[^"]+kind=token_issued[^"]+)"/.exec(past.page.body)![1]!;
+    const audit = await consoleGet(admin, url(older.replaceAll('&amp;', '&')));
+    assert.equal(audit.status, 200);
+    const listed = pageText(audit.body);
+    assert.match(listed, / 3 event\(s\) /, 'the events the page did not read, none it did');
+    assert.match(listed, /access_token \(opaque\) issued by authorization_code/);
   });
 
   it('names the account console among a user’s applications and sessions, with no link to an application page it has none of', async () => {
