@@ -474,7 +474,7 @@ function clientIdTaken(clientId: string): ApplicationError {
  * would work (client ids match exactly), but an operator or a relying party's settings would
  * easily take one for the other, and `app list --search` finds both.
  */
-function clientIdTakenInAnotherCase(clientId: string, existing: string): ApplicationError {
+export function clientIdTakenInAnotherCase(clientId: string, existing: string): ApplicationError {
   return new ApplicationError('conflict', [
     {
       field: 'client_id',

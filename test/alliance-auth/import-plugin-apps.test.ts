@@ -872,6 +872,36 @@ await describeOnEachAllianceAuth(
       );
     });
 
+    it(
+      'refuses in a dry run, as the real run does, a plugin application whose client_id differs only in case from one imported before it',
+      // MariaDB's case-insensitive collation keeps such a pair out of the plugin's table.
+      {
+        skip:
+          kind === 'mysql' && 'the plugin table on MariaDB cannot hold two client ids differing only in case',
+      },
+      async () => {
+        for (const clientId of ['twin-client', 'Twin-Client'])
+          await pluginApp({
+            client_id: clientId,
+            name: 'Twin',
+            redirect_uris: 'https://twin.example.org/cb',
+            client_secret: CLEAR_SECRET,
+            hash_client_secret: fixture.bool(false),
+          });
+        const refusal =
+          /^not imported (twin-client|Twin-Client) \(Twin\): client_id: "\1" differs only in case from the client_id of application "(?!\1)(?:twin-client|Twin-Client)"/m;
+        const outcomes = async (dryRun: string[]) => {
+          const result = await cli(['import', 'plugin-apps', ...dryRun], env);
+          return result.stdout
+            .split('\n')
+            .filter((line) => /twin-client/i.test(line))
+            .map((line) => (refusal.test(line) ? 'refused' : line.split(' ')[0]));
+        };
+        assert.deepEqual(await outcomes(['--dry-run']), ['would', 'refused']);
+        assert.deepEqual(await outcomes([]), ['imported', 'refused']);
+      },
+    );
+
     it('imports from a plugin older than its migration 0021, whose table has no registration source', async () => {
       await pluginApp({
         client_id: 'older-plugin-client',

@@ -7,6 +7,7 @@ import {
   readPluginApplications,
 } from '../../alliance-auth/plugin-apps.ts';
 import { ApplicationError } from '../../applications/errors.ts';
+import { clientIdTakenInAnotherCase } from '../../applications/service.ts';
 import { clientSecretDigest, IMPORTED_SECRET_MAX_ITERATIONS } from '../../applications/secret.ts';
 import type {
   AccessTokenFormatSetting,
@@ -91,8 +92,16 @@ export function registerImport(program: Command, io: CliIo): void {
               states: new Set(states.map((state) => state.name)),
               groups: new Set(groups.map((group) => group.name)),
             };
+            // The client ids this run imported (or, dry, would have), by lower case: a dry run inserts
+            // nothing, so the service cannot see a later one that differs from one of them only in case.
+            const importedByKey = new Map<string, string>();
             for (const app of apps) {
-              const result = await importOne(app, services.applications, directory, cliActor(io), dryRun);
+              const result = await importOne(app, services.applications, directory, cliActor(io), {
+                dryRun,
+                importedByKey,
+              });
+              if (result.outcome === 'imported')
+                importedByKey.set(result.clientId.toLowerCase(), result.clientId);
               done.push(result);
               if (!json) say(resultLine(result, dryRun));
             }
@@ -142,7 +151,7 @@ async function importOne(
   applications: ApplicationService,
   directory: DirectoryCatalog,
   actor: string,
-  dryRun: boolean,
+  { dryRun, importedByKey }: { dryRun: boolean; importedByKey: ReadonlyMap<string, string> },
 ): Promise<PluginImportResult> {
   const plan = planPluginImport(app);
   const { clientId, name } = plan;
@@ -162,6 +171,10 @@ async function importOne(
       dryRun,
       ...(plan.secret && { importedSecret: plan.secret }),
     });
+    // What the real run's create refuses, after one imported before it, a dry run inserted nothing for.
+    const earlier = importedByKey.get(clientId.toLowerCase());
+    if (dryRun && earlier !== undefined && earlier !== clientId)
+      throw clientIdTakenInAnotherCase(clientId, earlier);
   } catch (error) {
     if (!(error instanceof ApplicationError)) throw error;
     return { clientId, name, outcome: 'refused', reason: error.message };
