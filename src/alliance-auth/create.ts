@@ -27,6 +27,7 @@ import {
   WHAT_HOLDS_AA_TABLES,
   WHAT_MAKES_AA_SCHEMA,
 } from './database.ts';
+import { AllianceAuthNoAnswerError } from './answer-limit.ts';
 import { allianceAuthDirectory } from './directory.ts';
 import { eveSsoAuthenticator } from './eve-authenticator.ts';
 import { explainMysqlConnectError } from './mysql-tls.ts';
@@ -102,9 +103,12 @@ const MYSQL_CONNECTION_CODES = new Set([
   'ER_QUERY_INTERRUPTED',
 ]);
 
-/** True when a failed AA query means that AA's database cannot be used now (try again later). */
+/**
+ * True when a failed AA query means that AA's database cannot be used now (try again later): among
+ * them a statement whose answer never came (`AllianceAuthNoAnswerError`).
+ */
 export function isAllianceAuthUnavailable(error: unknown): boolean {
-  if (isDatabaseUnavailable(error)) return true;
+  if (isDatabaseUnavailable(error) || error instanceof AllianceAuthNoAnswerError) return true;
   const { code, fatal, message } = (error ?? {}) as { code?: unknown; fatal?: unknown; message?: unknown };
   if (typeof code === 'string' && MYSQL_CONNECTION_CODES.has(code)) return true;
   if (fatal === true) return true;

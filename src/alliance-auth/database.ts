@@ -13,6 +13,11 @@ import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
 import { redactUrl, unreadableFile } from '../config/load.ts';
+import {
+  mysqlPoolWithAnswerLimit,
+  NO_ANSWER_MARGIN_MS,
+  postgresPoolWithAnswerLimit,
+} from './answer-limit.ts';
 import { type MysqlTlsFiles, type MysqlTlsSettings, mysqlSslOption, mysqlUrlParts } from './mysql-tls.ts';
 import type { AllianceAuthDatabase } from './schema.ts';
 
@@ -28,6 +33,11 @@ export interface AllianceAuthConnection {
   mysqlTls: MysqlTlsSettings | undefined;
   /** How long the server lets one statement run (`AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`). */
   statementTimeoutMs: number;
+  /**
+   * How long one statement's answer is awaited before its connection is closed and the read fails
+   * with an `AllianceAuthNoAnswerError`, as an outage (the statement timeout and `NO_ANSWER_MARGIN_MS`).
+   */
+  answerLimitMs: number;
   close(): Promise<void>;
 }
 
@@ -64,12 +74,16 @@ export interface OpenAllianceAuthOptions {
   poolSize?: number;
   /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; the setting or a test sets another). */
   statementTimeoutMs?: number;
+  /** How long one statement's answer is awaited (default: the statement timeout and `NO_ANSWER_MARGIN_MS`). */
+  answerLimitMs?: number;
 }
 
 /**
  * Opens a pool to Alliance Auth's database. Every session is read-only on the server's side too
  * (`SET SESSION TRANSACTION READ ONLY`, `default_transaction_read_only`), so even a login with more
- * than SELECT cannot write through aa-oidc. Nothing connects until the first query.
+ * than SELECT cannot write through aa-oidc. Nothing connects until the first query. A statement whose
+ * answer has not come within `answerLimitMs` fails as an outage and its connection is closed
+ * (answer-limit.ts): nothing else ends the wait on a connection that stays open but goes silent.
  */
 export function openAllianceAuthDatabase(
   url: string,
@@ -79,6 +93,7 @@ export function openAllianceAuthDatabase(
   const displayUrl = redactUrl(url);
   const poolSize = options.poolSize ?? 5;
   const statementTimeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
+  const answerLimitMs = options.answerLimitMs ?? statementTimeoutMs + NO_ANSWER_MARGIN_MS;
   if (kind === 'mysql') {
     const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
     const pool = load<typeof mysql>('mysql2').createPool({
@@ -98,7 +113,7 @@ export function openAllianceAuthDatabase(
     const db = new Kysely<AllianceAuthDatabase>({
       plugins: [NUL_FREE_TEXT],
       dialect: new MysqlDialect({
-        pool,
+        pool: mysqlPoolWithAnswerLimit(pool, answerLimitMs),
         async onCreateConnection(connection) {
           await connection.executeQuery(CompiledQuery.raw('SET SESSION TRANSACTION READ ONLY'));
           // The fingerprint query aggregates each user's groups into one value.
@@ -115,7 +130,15 @@ export function openAllianceAuthDatabase(
         },
       }),
     });
-    return { db, kind, displayUrl, mysqlTls: tls, statementTimeoutMs, close: () => db.destroy() };
+    return {
+      db,
+      kind,
+      displayUrl,
+      mysqlTls: tls,
+      statementTimeoutMs,
+      answerLimitMs,
+      close: () => db.destroy(),
+    };
   }
   const pool = new (load<typeof pg>('pg').Pool)({
     connectionString: url,
@@ -130,9 +153,17 @@ export function openAllianceAuthDatabase(
   pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
   const db = new Kysely<AllianceAuthDatabase>({
     plugins: [NUL_FREE_TEXT],
-    dialect: new PostgresDialect({ pool }),
+    dialect: new PostgresDialect({ pool: postgresPoolWithAnswerLimit(pool, answerLimitMs) }),
   });
-  return { db, kind, displayUrl, mysqlTls: undefined, statementTimeoutMs, close: () => db.destroy() };
+  return {
+    db,
+    kind,
+    displayUrl,
+    mysqlTls: undefined,
+    statementTimeoutMs,
+    answerLimitMs,
+    close: () => db.destroy(),
+  };
 }
 
 /**

@@ -6,6 +6,7 @@ import { describeBinding, readDirectoryBinding } from '../directory/binding.ts';
 import { inUnitOfWork, type UnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
 import type { Metrics } from '../metrics/registry.ts';
+import { within } from '../util/within.ts';
 import {
   CATALOG_ENTITIES,
   type CatalogNames,
@@ -119,7 +120,7 @@ export type PollOutcome =
   | { outcome: 'other_directory' };
 
 export interface PollerDependencies {
-  aa: Pick<AllianceAuthConnection, 'db' | 'kind' | 'statementTimeoutMs'>;
+  aa: Pick<AllianceAuthConnection, 'db' | 'kind' | 'statementTimeoutMs' | 'answerLimitMs'>;
   db: Kysely<Database>;
   intervalMs: number;
   logger: Pick<Logger, 'info' | 'warn' | 'error' | 'debug'>;
@@ -166,6 +167,11 @@ export interface PollerDependencies {
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
   owner?: string;
+  /**
+   * How long `stop()` waits for a cycle in flight (default `aa.answerLimitMs`: the read it waits on
+   * ends by then, answered or given up).
+   */
+  stopWaitMs?: number;
 }
 
 export interface AllianceAuthPoller {
@@ -173,7 +179,10 @@ export interface AllianceAuthPoller {
   pollOnce(): Promise<PollOutcome>;
   /** Polls every `intervalMs` until stopped. */
   start(): void;
-  /** Stops the timer, waits for a cycle in flight, and gives the lease up. */
+  /**
+   * Stops the timer, waits for a cycle in flight (at most `stopWaitMs`; one left running is logged),
+   * and gives the lease up.
+   */
   stop(): Promise<void>;
   /** How the last cycle went (for logs and readiness). */
   lastOutcome(): PollOutcome | undefined;
@@ -229,6 +238,8 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   let timer: NodeJS.Timeout | undefined;
   let stopped = true;
   let last: PollOutcome | undefined;
+  /** What the cycle in flight is doing, and since when (for the line of a `stop()` that leaves it). */
+  let inFlight: { since: number; step: string } | undefined;
   /**
    * Since when AA's database has failed every cycle, or answered with no user at all (`empty`) or
    * with no user in any state (`stateless`), and how (logged once each time that changes, and once
@@ -336,6 +347,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
   };
 
   const cycle = async (): Promise<PollOutcome> => {
+    inFlight = { since: now(), step: "taking the poll lease in aa-oidc's database" };
     const lease = await acquireLease();
     if (lease === undefined) {
       cache = undefined;
@@ -359,6 +371,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     const readStartedAt = now();
     let identity: string;
     let reading = 'fingerprint query';
+    inFlight.step = "reading Alliance Auth's database";
     try {
       // Which Alliance Auth database this is, against the binding inside the transaction below.
       identity = await readAllianceAuthIdentity(deps.aa.db, deps.aa.kind);
@@ -393,6 +406,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       );
       failing = undefined;
     }
+    inFlight.step = "storing what it read in aa-oidc's database and applying the changes";
     const stored = await storedFingerprints(generation);
     if (read.size === 0 && stored.size > 0) {
       // Once an episode, as the failures above: the metric counts every refused cycle.
@@ -586,6 +600,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
       )
       .finally(() => {
         running = undefined;
+        inFlight = undefined;
       });
     return running;
   };
@@ -619,7 +634,16 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      await running?.catch(() => undefined);
+      const settled = running?.then(
+        () => true,
+        () => true,
+      );
+      if (settled && !(await within(settled, deps.stopWaitMs ?? deps.aa.answerLimitMs, false)) && inFlight) {
+        logger.warn(
+          { step: inFlight.step, runningForMs: now() - inFlight.since },
+          `stopping without waiting longer for the Alliance Auth poll cycle in flight (${inFlight.step}): what it has not committed is left to the next cycle, of another instance or of this one when started again (its commit is fenced by the lease, so nothing is applied twice)`,
+        );
+      }
       await releaseLease();
     },
     lastOutcome: () => last,

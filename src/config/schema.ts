@@ -455,6 +455,7 @@ export const configSchema = z
             /**
              * How long one statement on AA's database may run (waiting for a lock included) before the
              * server abandons it: MariaDB's `max_statement_time`, PostgreSQL's `statement_timeout`.
+             * aa-oidc gives up an answer that has not come 5 s after it (`NO_ANSWER_MARGIN_MS`).
              * `AA_OIDC_AA_STATEMENT_TIMEOUT_SECONDS`.
              */
             statementTimeoutSeconds: integer(1, 3600).default(15),

@@ -6,6 +6,7 @@ import { isDatabaseUnavailable } from '../db/errors.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
 import type { Logger } from '../logging/logger.ts';
+import { within } from '../util/within.ts';
 import { answerMethodNotAllowed } from './refusal.ts';
 
 /** Another system the server cannot serve without (Alliance Auth's database), for `/readyz`. */
@@ -273,19 +274,3 @@ const UNANSWERED: OwnDatabase = {
   pending: null,
   pgBoss: 'usable',
 };
-
-/**
- * What `work` settles to, or `late` when that takes longer than `deadlineMs` (`work` goes on, its
- * query until its connection answers or fails; it must not reject).
- */
-async function within<T>(work: Promise<T>, deadlineMs: number, late: T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<T>((resolve) => {
-    timer = setTimeout(resolve, deadlineMs, late);
-  });
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

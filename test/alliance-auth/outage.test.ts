@@ -175,7 +175,8 @@ await describeOnEachAllianceAuth(
       await delay(READINESS_REUSE_MS + 50);
       assert.equal((await readiness()).status, 200, 'a pooled connection to Alliance Auth, warm');
       await delay(READINESS_REUSE_MS + 50);
-      // Its answers stop coming (a dead route): no driver time limit ends the wait on it.
+      // Its answers stop coming (a dead route): the read's own limit (the statement timeout and 5 s)
+      // ends the wait on it only after the probe's deadline.
       proxy.hold();
       try {
         const started = performance.now();

@@ -72,7 +72,7 @@ export const AA_LOGIN_URL = 'https://auth.example.org/account/login/';
 /** The `directory` configuration of a test server whose directory is Alliance Auth at `databaseUrl`. */
 export function allianceAuthDirectory(
   databaseUrl: string,
-  settings: { passwordLogin?: boolean; pollSeconds?: number } = {},
+  settings: { passwordLogin?: boolean; pollSeconds?: number; statementTimeoutSeconds?: number } = {},
 ) {
   return { source: 'alliance-auth', allianceAuth: { databaseUrl, loginUrl: AA_LOGIN_URL, ...settings } };
 }

@@ -19,6 +19,8 @@ export interface TcpProxy {
   readonly silencedConnections: number;
   restore(): void;
   hold(): void;
+  /** Answers waiting since `hold()` (more than 0 once a query asked meanwhile was answered upstream). */
+  readonly heldAnswers: number;
   release(): void;
   close(): Promise<void>;
 }
@@ -90,6 +92,9 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
     },
     hold() {
       holding = true;
+    },
+    get heldAnswers() {
+      return held.length;
     },
     release() {
       holding = false;
