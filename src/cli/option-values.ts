@@ -1,4 +1,6 @@
 import { Option } from 'commander';
+import { ApplicationError } from '../applications/errors.ts';
+import type { Services } from '../services.ts';
 import { CliError } from './context.ts';
 
 /**
@@ -13,6 +15,37 @@ export function filterOption(flags: string, description: string, valid: string):
       throw new CliError(`${option.long} is empty; give ${valid}, or leave ${option.long} out`);
     return value;
   });
+}
+
+/**
+ * A listing's `--username` and `--client-id` filters (`tokens audit`, `bcl list`) as the ids it
+ * filters by; an unknown user or application is refused, naming it, rather than listing nothing.
+ */
+export async function userAndClientFilter(
+  services: Pick<Services, 'directory' | 'applications'>,
+  options: { username?: string; clientId?: string },
+): Promise<{ userId?: number; clientId?: string }> {
+  const userId = await userIdFilter(services, options.username);
+  if (
+    options.clientId !== undefined &&
+    (await services.applications.findByClientId(options.clientId)) === undefined
+  )
+    throw ApplicationError.notFound(options.clientId);
+  return {
+    ...(userId === undefined ? {} : { userId }),
+    ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+  };
+}
+
+/** A listing's `--username` filter as the user's id; an unknown username is refused, naming it. */
+export async function userIdFilter(
+  services: Pick<Services, 'directory'>,
+  username: string | undefined,
+): Promise<number | undefined> {
+  if (username === undefined) return undefined;
+  const user = await services.directory.profileByUsername(username);
+  if (!user) throw new CliError(`no user named '${username}' (see 'aa-oidc user list')`);
+  return user.id;
 }
 
 /**

@@ -385,9 +385,12 @@ export async function listPendingPgBossJobs(
     data: BclJobData;
     retry_count: number;
     started: boolean;
+    claimed: boolean;
     wait: number;
   }>`
     select state, data, retry_count, started_on is not null as started,
+           -- A claim still held: one whose worker died stays 'active' until a supervisor expires it.
+           (state = 'active' and started_on + expire_seconds * interval '1 second' > ${sql.raw(`${PGBOSS_SCHEMA}.job_now()`)}) as claimed,
            (extract(epoch from start_after - ${sql.raw(`${PGBOSS_SCHEMA}.job_now()`)}) * 1000)::float8 as wait
       from ${sql.table(`${PGBOSS_SCHEMA}.job`)}
      where name = ${BCL_QUEUE}
@@ -396,18 +399,17 @@ export async function listPendingPgBossJobs(
        ${filter.userId === undefined ? sql`` : sql`and data->>'userId' = ${String(filter.userId)}`}
      order by start_after, created_on, id
      limit ${filter.limit}`.execute(db);
-  return result.rows.map(({ state, data, retry_count, started, wait }): PendingLogout => {
+  return result.rows.map(({ data, retry_count, started, claimed, wait }): PendingLogout => {
     const attempts = data.priorAttempts + retry_count + (started ? 1 : 0);
-    const inFlight = state === 'active';
     return {
-      state: inFlight ? 'in_flight' : attempts === 0 ? 'queued' : 'retrying',
+      state: claimed ? 'in_flight' : attempts === 0 ? 'queued' : 'retrying',
       trigger: data.trigger,
       userId: data.userId,
       clientId: data.clientId,
       jti: data.jti,
       attempts,
       // On the database's clock, as `nextDueAt` reads it: clock skew cannot misplace it.
-      nextAttemptAt: inFlight ? null : now + Math.round(wait),
+      nextAttemptAt: claimed ? null : now + Math.round(wait),
       lastHttpStatus: data.lastHttpStatus,
     };
   });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { leaseMs } from '../../src/logout/jobs.ts';
 import { createLogoutTransport } from '../../src/logout/transport-for-database.ts';
 import { cli } from '../helpers/cli.ts';
@@ -177,13 +178,24 @@ describe(`aa-oidc bcl list (${testDatabaseKind})`, () => {
     ]);
   });
 
+  it('finds by --user-id the logouts of a user no username names any longer', async () => {
+    const byId = await list('--user-id', String(users.refused));
+    assert.deepEqual(
+      byId.map((row) => [row.user_id, row.client_id]),
+      [[users.refused, apps.refused]],
+    );
+    const refused = await cli(['bcl', 'list', '--user-id', '0'], env());
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /--user-id must be a user's id, a whole number from 1 to \d+ \(got "0"\)/);
+  });
+
   it('stops at --limit, the pending logouts first, and says on stderr that more may match', async () => {
     const one = await cli(['bcl', 'list', '--limit', '1', '--format', 'json'], env());
     assert.equal(one.code, 0, one.stderr);
     assert.deepEqual(pick(JSON.parse(one.stdout) as Row[], 'state'), [{ state: 'queued' }]);
     assert.equal(
       one.stderr,
-      'note: the listing stopped at --limit 1; more may match: raise --limit (at most 1000) or narrow it with --pending, --outcome, --client-id or --username\n',
+      'note: the listing stopped at --limit 1; more may match: raise --limit (at most 1000) or narrow it with --pending, --outcome, --client-id, --username or --user-id\n',
     );
     assert.deepEqual(pick(await list('--limit', '5'), 'state'), [
       { state: 'queued' },
@@ -264,6 +276,19 @@ describe(`aa-oidc bcl list (${testDatabaseKind})`, () => {
       assert.deepEqual(pick(await list('--client-id', apps.queued), 'state', 'attempts', 'next_attempt_at'), [
         { state: 'in_flight', attempts: 1, next_attempt_at: null },
       ]);
+      // The worker died: its claim lapses (pg-boss keeps the job 'active' until a supervisor expires it).
+      if (testDatabaseKind === 'postgres')
+        await sql`update pgboss.job set started_on = started_on - interval '1 day' where state = 'active'`.execute(
+          services.database.db,
+        );
+      else
+        await services.database.db
+          .updateTable('bcl_job')
+          .set({ lease_until: now - 1 })
+          .execute();
+      const [lapsed] = await list('--client-id', apps.queued);
+      assert.deepEqual(pick([lapsed!], 'state', 'attempts'), [{ state: 'retrying', attempts: 1 }]);
+      assert.notEqual(lapsed!.next_attempt_at, null, 'due again, not in flight');
     } finally {
       await transport.close();
     }

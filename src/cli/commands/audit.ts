@@ -5,7 +5,7 @@ import { parseTimeFilter, TIME_FILTER_FORMS } from '../../audit/time-filter.ts';
 import { MAX_AUDIT_PAGE, type StoredAuditEvent } from '../../audit/store.ts';
 import { parseWholeNumber } from '../../util/whole-number.ts';
 import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
-import { filterOption } from '../option-values.ts';
+import { filterOption, userIdFilter } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 
 const COLUMNS: readonly Column<StoredAuditEvent>[] = [
@@ -83,12 +83,7 @@ export function registerAudit(program: Command, io: CliIo): void {
             `--since "${options.since}" (${isoTime(since)}) is not before --until "${options.until}" (${isoTime(until)}): no event can match; give the earlier time to --since`,
           );
         const events = await withServices(io, async (services) => {
-          let userId: number | undefined;
-          if (options.username !== undefined) {
-            const user = await services.directory.profileByUsername(options.username);
-            if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
-            userId = user.id;
-          }
+          const userId = await userIdFilter(services, options.username);
           const notKept = options.kind.filter((kind) =>
             (services.config.audit.databaseExclude as readonly string[]).includes(kind),
           );

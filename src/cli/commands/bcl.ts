@@ -1,10 +1,9 @@
 import { type Command, Option } from 'commander';
-import { ApplicationError } from '../../applications/errors.ts';
 import { type DeliveryAttempt, listDeliveryAttempts, RECORDED_OUTCOMES } from '../../logout/attempts.ts';
 import type { BclTestResult, PendingLogout } from '../../logout/service.ts';
 import { parseWholeNumber } from '../../util/whole-number.ts';
 import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
-import { filterOption } from '../option-values.ts';
+import { filterOption, userAndClientFilter } from '../option-values.ts';
 import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
 
 const COLUMNS: readonly Column<BclTestResult>[] = [
@@ -155,6 +154,12 @@ export function registerBcl(program: Command, io: CliIo): void {
     )
     .addOption(filterOption('--client-id <client_id>', 'only logouts to this application', 'a client_id'))
     .addOption(filterOption('--username <username>', 'only logouts of this user', 'a username'))
+    .addOption(
+      new Option(
+        '--user-id <id>',
+        'only logouts of the user with this id, also one deleted since (the user_id column)',
+      ).conflicts('username'),
+    )
     .option('--limit <n>', `at most this many rows, the pending ones first (1–${MAX_LIST})`, '100')
     .addOption(formatOption())
     .action(
@@ -163,26 +168,25 @@ export function registerBcl(program: Command, io: CliIo): void {
         outcome?: string;
         clientId?: string;
         username?: string;
+        userId?: string;
         limit: string;
         format: OutputFormat;
       }) => {
         const limit = parseWholeNumber(options.limit);
         if (limit === undefined || limit < 1 || limit > MAX_LIST)
           throw new CliError(`--limit must be an integer from 1 to ${MAX_LIST} (got "${options.limit}")`);
+        const userId = options.userId === undefined ? undefined : parseWholeNumber(options.userId);
+        if (
+          options.userId !== undefined &&
+          (userId === undefined || userId < 1 || !Number.isSafeInteger(userId))
+        )
+          throw new CliError(
+            `--user-id must be a user's id, a whole number from 1 to ${Number.MAX_SAFE_INTEGER} (got "${options.userId}")`,
+          );
         const rows = await withServices(io, async (services): Promise<ListedLogout[]> => {
-          let userId: number | undefined;
-          if (options.username !== undefined) {
-            const user = await services.directory.profileByUsername(options.username);
-            if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
-            userId = user.id;
-          }
-          if (
-            options.clientId !== undefined &&
-            (await services.applications.findByClientId(options.clientId)) === undefined
-          )
-            throw ApplicationError.notFound(options.clientId);
+          // A deleted user's logouts (user_deleted) are found by id: no username names them any longer.
           const filter = {
-            ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+            ...(await userAndClientFilter(services, options)),
             ...(userId === undefined ? {} : { userId }),
           };
           const pending =
@@ -205,7 +209,7 @@ export function registerBcl(program: Command, io: CliIo): void {
         // Told apart from the listing, on stderr: a script reading the JSON or CSV is not misled.
         if (rows.length === limit)
           io.stderr.write(
-            `note: the listing stopped at --limit ${limit}; more may match: raise --limit (at most ${MAX_LIST}) or narrow it with --pending, --outcome, --client-id or --username\n`,
+            `note: the listing stopped at --limit ${limit}; more may match: raise --limit (at most ${MAX_LIST}) or narrow it with --pending, --outcome, --client-id, --username or --user-id\n`,
           );
       },
     );

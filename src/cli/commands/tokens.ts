@@ -9,7 +9,7 @@ import {
   type RevokedToken,
 } from '../../tokens/revocation.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
-import { filterOption } from '../option-values.ts';
+import { filterOption, userAndClientFilter } from '../option-values.ts';
 import {
   type Column,
   formatOption,
@@ -154,20 +154,8 @@ export function registerTokens(program: Command, io: CliIo): void {
         format: OutputFormat;
       }) => {
         const rows = await withServices(io, async (services) => {
-          let userId: number | undefined;
-          if (options.username !== undefined) {
-            const user = await services.directory.profileByUsername(options.username);
-            if (!user) throw new CliError(`no user named '${options.username}' (see 'aa-oidc user list')`);
-            userId = user.id;
-          }
-          if (
-            options.clientId !== undefined &&
-            (await services.applications.findByClientId(options.clientId)) === undefined
-          )
-            throw ApplicationError.notFound(options.clientId);
           const listed = await listTokens(services.database.db, {
-            ...(userId === undefined ? {} : { userId }),
-            ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+            ...(await userAndClientFilter(services, options)),
             includeExpired: options.includeExpired === true,
           });
           const userIds = listed.map((token) => token.userId).filter((id) => id !== null);
