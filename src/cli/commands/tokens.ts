@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { ApplicationError } from '../../applications/errors.ts';
 import type { TokenRevocationReason } from '../../audit/events.ts';
 import { listTokens, type TokenListing } from '../../tokens/listing.ts';
 import {
