@@ -66,6 +66,17 @@ export function pooledConnectionError(error: unknown, name: string): DatabaseUna
   );
 }
 
+/**
+ * node-postgres's error for a query whose answer did not come within `query_timeout`. It fails the
+ * query but leaves the connection waiting for that answer: released to the pool as it is, the next
+ * query there would queue behind one that never ends (a connection gone silent, not closed), and the
+ * pool hands out the connection released last first. Such a connection is ended at once: the pool
+ * then drops it on release and opens a new one.
+ */
+function endIfAnswerNeverCame(client: pg.PoolClient, error: unknown): void {
+  if ((error as { message?: unknown } | null)?.message === 'Query read timeout') void client.end();
+}
+
 export function mayBeNamed(text: string, parameters: number): boolean {
   return parameters > 0 && parameters <= MAX_NAMED_PARAMETERS && !EXPANDED_STAR.test(text);
 }
@@ -111,6 +122,9 @@ export function namingStatements(pool: pg.Pool, names: StatementNames = statemen
           const result = await client.query(text, values);
           if (/^(?:begin|start transaction)\b/i.test(text)) inTransaction = true;
           return result;
+        } catch (error) {
+          endIfAnswerNeverCame(client, error);
+          throw error;
         } finally {
           if (ends) inTransaction = false;
         }
@@ -118,6 +132,7 @@ export function namingStatements(pool: pg.Pool, names: StatementNames = statemen
       try {
         return await client.query({ name, text, values });
       } catch (error) {
+        endIfAnswerNeverCame(client, error);
         if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED)
           throw pooledConnectionError(error, name) ?? error;
         names.unname(text);

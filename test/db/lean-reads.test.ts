@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type pg from 'pg';
 import { readLog } from '../../src/db/change-log.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
@@ -145,6 +145,28 @@ describe(
         assert.deepEqual(await probeById.takeFirst(cut.db, 2), { id: 2, v: 8 });
       } finally {
         await cut.close();
+        await proxy.close();
+      }
+    });
+
+    it('a pooled connection whose answer never came is ended, not handed out again with the query still pending', async () => {
+      const url = new URL(database.url);
+      const proxy = await startTcpProxy(url.hostname, Number(url.port || 5432));
+      // Statements of no precompiled read run on the pool (named, with a parameter).
+      const one = (value: number) => sql<{ n: number }>`select ${value}::int as n`.execute(silent.db);
+      const silent = openDatabase(
+        { kind: 'postgres', url: proxy.wrap(database.url) },
+        { queryTimeoutMs: 500 },
+      );
+      try {
+        assert.deepEqual((await one(1)).rows, [{ n: 1 }]);
+        proxy.hold();
+        await assert.rejects(one(2), /Query read timeout/);
+        // The route comes back, the held answer never does (a connection gone silent).
+        proxy.restore();
+        assert.deepEqual((await one(3)).rows, [{ n: 3 }]);
+      } finally {
+        await silent.close();
         await proxy.close();
       }
     });
