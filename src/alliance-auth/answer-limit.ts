@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { MysqlPool, MysqlPoolConnection, PostgresPool, PostgresPoolClient } from 'kysely';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
+import { postgresPoolView } from '../db/pool-view.ts';
 
 /**
  * How much longer than the statement timeout aa-oidc waits for the answer to one statement on
@@ -53,38 +54,19 @@ function awaitAnswer(
  * ends.) `end()` on a client with a query in flight destroys its socket; the pool drops it on release.
  */
 export function postgresPoolWithAnswerLimit(pool: pg.Pool, limitMs: number): PostgresPool {
-  // One view a client: Kysely keeps its connection objects by the client it is given.
-  const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
-  const viewOf = (client: pg.PoolClient): PostgresPoolClient => ({
-    get processID() {
-      return (client as unknown as { processID?: number }).processID;
-    },
-    release: (destroy?: boolean) => client.release(destroy),
-    // Kysely's executeQuery; nothing streams from AA's database (no cursor).
-    query: ((text: string, parameters: readonly unknown[]) =>
-      new Promise<pg.QueryResult>((resolve, reject) => {
-        const answered = awaitAnswer(limitMs, () => void client.end(), reject);
-        client
-          .query(text, [...parameters])
-          .then(resolve, reject)
-          .finally(answered);
-      })) as unknown as PostgresPoolClient['query'],
-  });
-  return {
-    get options() {
-      return pool.options;
-    },
-    async connect() {
-      const client = await pool.connect();
-      let view = views.get(client);
-      if (!view) {
-        view = viewOf(client);
-        views.set(client, view);
-      }
-      return view;
-    },
-    end: () => pool.end(),
-  };
+  // Kysely's executeQuery; nothing streams from AA's database (no cursor).
+  return postgresPoolView(
+    pool,
+    (client) =>
+      ((text: string, parameters: readonly unknown[]) =>
+        new Promise<pg.QueryResult>((resolve, reject) => {
+          const answered = awaitAnswer(limitMs, () => void client.end(), reject);
+          client
+            .query(text, [...parameters])
+            .then(resolve, reject)
+            .finally(answered);
+        })) as unknown as PostgresPoolClient['query'],
+  );
 }
 
 /**

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { PostgresPool, PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
 import { DatabaseUnavailableError } from './errors.ts';
+import { postgresPoolView } from './pool-view.ts';
 
 /**
  * PostgreSQL: the pool as Kysely sees it, running each parameterized statement as a named prepared
@@ -110,8 +111,7 @@ export function statementNames(limit = NAMED_STATEMENT_LIMIT): StatementNames {
 
 export function namingStatements(pool: pg.Pool, names: StatementNames = statementNames()): PostgresPool {
   const nameOf = (text: string, parameters: number) => names.nameOf(text, parameters);
-  const views = new WeakMap<pg.PoolClient, PostgresPoolClient>();
-  const viewOf = (client: pg.PoolClient): PostgresPoolClient => {
+  return postgresPoolView(pool, (client) => {
     // Kysely opens and ends its transactions with these parameterless statements (never named).
     let inTransaction = false;
     const query = async (text: string, values: unknown[]): Promise<pg.QueryResult> => {
@@ -140,32 +140,10 @@ export function namingStatements(pool: pg.Pool, names: StatementNames = statemen
         return client.query(text, values);
       }
     };
-    return {
-      get processID() {
-        return (client as unknown as { processID?: number }).processID;
-      },
-      release: (destroy?: boolean) => client.release(destroy),
-      // A cursor (Kysely's streaming) passes through.
-      query: ((text: unknown, parameters?: readonly unknown[]) =>
-        typeof text === 'string'
-          ? query(text, (parameters ?? []) as unknown[])
-          : client.query(text as pg.Submittable)) as unknown as PostgresPoolClient['query'],
-    };
-  };
-  return {
-    Client: (pool as unknown as { Client: PostgresPool['Client'] }).Client,
-    get options() {
-      return pool.options;
-    },
-    async connect() {
-      const client = await pool.connect();
-      let view = views.get(client);
-      if (!view) {
-        view = viewOf(client);
-        views.set(client, view);
-      }
-      return view;
-    },
-    end: () => pool.end(),
-  };
+    // A cursor (Kysely's streaming) passes through.
+    return ((text: unknown, parameters?: readonly unknown[]) =>
+      typeof text === 'string'
+        ? query(text, (parameters ?? []) as unknown[])
+        : client.query(text as pg.Submittable)) as unknown as PostgresPoolClient['query'];
+  });
 }
