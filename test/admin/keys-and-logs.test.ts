@@ -13,7 +13,7 @@ import type { AdminChangeEvent } from '../../src/audit/events.ts';
 import { insertKeyRow } from '../../src/keys/queries.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
-import { insertLiveToken } from '../helpers/logout-worker.ts';
+import { insertLiveTokens } from '../helpers/logout-worker.ts';
 import { autofocusedIds, consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
@@ -1048,7 +1048,7 @@ describe(`logouts cancelled unsent in the admin deliveries page (${testDatabaseK
     clientId = (await seedApp(server, { name: 'Retired RP', backchannelLogoutUri: 'http://127.0.0.1:9/bcl' }))
       .clientId;
     const pilot = await seedUser(server);
-    await insertLiveToken(server.app.database, pilot.id, clientId);
+    await insertLiveTokens(server.app.database, pilot.id, [clientId]);
     await server.app.directoryAdmin.deactivate({ id: pilot.id });
     await server.app.applications.deactivate(clientId, 'test');
     await server.app.logout.deliverDue();

@@ -25,28 +25,30 @@ export interface LogoutWorkerFixture {
 }
 
 /**
- * A live access token of the user at `clientId`, stored as the provider's adapter stores it:
- * deactivating the user then queues a back-channel logout to that application.
+ * A live access token of the user at each of `clientIds`, stored as the provider's adapter stores
+ * them (one statement): deactivating the user then queues a back-channel logout to each application.
  */
-export async function insertLiveToken(
+export async function insertLiveTokens(
   database: DatabaseHandle,
   userId: number,
-  clientId: string,
+  clientIds: readonly string[],
 ): Promise<void> {
   await database.db
     .insertInto('oidc_payload')
-    .values({
-      model: 'AccessToken',
-      id: `token-digest-${userId}-${clientId}`,
-      payload: '{}',
-      grant_id: `grant-${userId}-${clientId}`,
-      user_id: String(userId),
-      client_id: clientId,
-      uid: null,
-      user_code: null,
-      expires_at: Date.now() + 3_600_000,
-      consumed_at: null,
-    })
+    .values(
+      clientIds.map((clientId) => ({
+        model: 'AccessToken',
+        id: `token-digest-${userId}-${clientId}`,
+        payload: '{}',
+        grant_id: `grant-${userId}-${clientId}`,
+        user_id: String(userId),
+        client_id: clientId,
+        uid: null,
+        user_code: null,
+        expires_at: Date.now() + 3_600_000,
+        consumed_at: null,
+      })),
+    )
     .execute();
 }
 
@@ -63,7 +65,8 @@ export async function startLogoutWorkerFixture(
     testConfig(database, options.logout ? { logout: options.logout } : {}),
     { ...options.services, migrate: true },
   );
-  const tokenAt = (userId: number, clientId: string) => insertLiveToken(services.database, userId, clientId);
+  const tokenAt = (userId: number, clientId: string) =>
+    insertLiveTokens(services.database, userId, [clientId]);
   return {
     database,
     services,

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
+import { insertLiveTokens } from '../helpers/logout-worker.ts';
 import { basicAuth, postForm, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 import { assertSameLogout, logoutJobs, pgBossJobs } from './jobs.ts';
@@ -76,23 +77,7 @@ describe(`back-channel logout across killed PostgreSQL connections (${testDataba
   /** A user holding a live access token at each application, as the provider's adapter stores it. */
   const userHoldingTokens = async (username: string, clientIds: readonly string[]): Promise<number> => {
     const { user } = await server.app.directoryAdmin.createUser({ username, oidcAccess: true });
-    await server.app.database.db
-      .insertInto('oidc_payload')
-      .values(
-        clientIds.map((clientId) => ({
-          model: 'AccessToken',
-          id: `token-digest-${user.id}-${clientId}`,
-          payload: '{}',
-          grant_id: `grant-${user.id}-${clientId}`,
-          user_id: String(user.id),
-          client_id: clientId,
-          uid: null,
-          user_code: null,
-          expires_at: Date.now() + 3_600_000,
-          consumed_at: null,
-        })),
-      )
-      .execute();
+    await insertLiveTokens(server.app.database, user.id, clientIds);
     return user.id;
   };
 
