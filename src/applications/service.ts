@@ -20,7 +20,7 @@ import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts'
 import { NUL_NOTE, shellWord } from '../util/shell-word.ts';
 import {
   clientIdExists,
-  clientIdInAnotherCase,
+  clientIdsInAnyCase,
   findApplication,
   insertApplication,
   listApplications,
@@ -143,9 +143,9 @@ export function createApplicationService(
       const createdBy = checkActor(actor);
       const clientId = input.clientId ?? generateClientId();
       const valid = await validateApplicationInput({ ...input, clientId }, await validationContext());
-      if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
-      const otherCase = await clientIdInAnotherCase(db, valid.clientId);
-      if (otherCase !== undefined) throw clientIdTakenInAnotherCase(valid.clientId, otherCase);
+      const taken = await clientIdsInAnyCase(db, valid.clientId);
+      if (taken.includes(valid.clientId)) throw clientIdTaken(valid.clientId);
+      if (taken.length > 0) throw clientIdTakenInAnotherCase(valid.clientId, taken[0]!);
       if (options.dryRun) {
         return { application: preview(valid, null, createdBy, now()), clientSecret: null };
       }

@@ -128,18 +128,18 @@ export async function clientIdExists(db: Db, clientId: string): Promise<boolean>
 }
 
 /**
- * The client_id of an application whose client_id is `clientId` in another case (`Wiki` for `wiki`),
- * or undefined. Client ids are ASCII (validate.ts), which SQL's `lower()` folds on every database.
+ * The client ids of the applications whose client_id is `clientId` in any case (`Wiki` and `wiki`),
+ * itself included when taken. Client ids are ASCII (validate.ts), which SQL's `lower()` folds on
+ * every database.
  */
-export async function clientIdInAnotherCase(db: Db, clientId: string): Promise<string | undefined> {
-  const row = await db
+export async function clientIdsInAnyCase(db: Db, clientId: string): Promise<string[]> {
+  const rows = await db
     .selectFrom('application')
     .select('client_id')
     .where(sql<string>`lower(client_id)`, '=', clientId.toLowerCase())
-    .where('client_id', '!=', clientId)
     .orderBy('client_id')
-    .executeTakeFirst();
-  return row?.client_id;
+    .execute();
+  return rows.map((row) => row.client_id);
 }
 
 /** The columns a validated application sets (everything but secret and provenance). */
