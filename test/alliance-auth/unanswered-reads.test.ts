@@ -183,6 +183,11 @@ await describeOnEachAllianceAuth(
         const page = await openLoginPage(server, client.clientId);
         const refresh = () =>
           tokenRequest(server, client, { grant_type: 'refresh_token', refresh_token: tokens.refreshToken });
+        // A connection idle in the pool when the answers stop (node-postgres closes one idle for 10 s,
+        // which the sign-ins above can take on a loaded machine): the read that takes it waits for an
+        // answer past the limit. The others open connections, whose opening the hold stops at the
+        // connect timeout, another 503 whose log line names that instead.
+        assert.notEqual((await server.app.allianceAuth!.poller.pollOnce()).outcome, 'aa_unreachable');
         proxy.hold();
         try {
           const [signedIn, info, refreshed, adminPage, cycle] = await Promise.all([

@@ -108,7 +108,9 @@ const FOCUSED = `(() => {
   const rect = element.getBoundingClientRect();
   const last = window.lastFocused;
   if (element === document.body) {
-    window.leftThePage = true;
+    // Leaving the page is only leaving after a stop on it: a page whose document has not yet taken
+    // the focus (a loaded machine) can answer the first Tab with the body, then stop at the skip link.
+    if (last !== undefined) window.leftThePage = true;
     return { body: true };
   }
   window.lastFocused = element;
