@@ -169,6 +169,13 @@ export async function createServices(config: Config, options: ServicesOptions = 
         { err: { message: error.message } },
         'an idle database connection was closed by the server',
       ),
+    // The transaction threw its own failure; the rollback's only says that the connection died with
+    // it, or that SQLite had already rolled it back.
+    onRollbackFailure: (error) =>
+      logger.debug(
+        { err: { message: error instanceof Error ? error.message : String(error) } },
+        'the rollback of a failed transaction failed too',
+      ),
   });
   const closers: Array<() => Promise<void> | void> = [() => database.close()];
   // A SQLite file's batched writes commit on a worker thread (src/db/write-worker.ts); ':memory:' has

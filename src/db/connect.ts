@@ -1,6 +1,6 @@
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { Kysely, SqliteDialect, type SqliteDatabase, sql } from 'kysely';
+import { Kysely, type SqliteDatabase, sql } from 'kysely';
 import { createRequire } from 'node:module';
 import type pg from 'pg';
 import { type Config, type DatabaseTarget, settingName } from '../config/load.ts';
@@ -10,6 +10,7 @@ import {
   explainPostgresConnectError,
   explainSqliteOpenError,
 } from './errors.ts';
+import { SqliteDialectKeepingCause } from './failed-rollback.ts';
 import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
 import { describeVersion, judgeServerVersion, OWN_POSTGRES_MINIMUM } from './server-version.ts';
@@ -37,6 +38,11 @@ const INT8_OID = 20;
 export interface OpenDatabaseOptions {
   /** Told about a pooled PostgreSQL connection that died while idle (server restart, failover). */
   onIdleConnectionError?: (error: Error) => void;
+  /**
+   * Told about a transaction's ROLLBACK that failed after its work had (a connection that died
+   * mid-transaction, a statement SQLite rolled back itself); the transaction throws the work's error.
+   */
+  onRollbackFailure?: (error: unknown) => void;
   /**
    * PostgreSQL: how long opening a connection may take, from the TCP connect to the server's first
    * "ready" (so a server that accepts connections but never answers fails too). Default 5 s.
@@ -73,7 +79,14 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
         { cause: error },
       );
     }
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: cachingStatements(sqlite) }) });
+    const connection = sqlite;
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialectKeepingCause(
+        { database: cachingStatements(connection) },
+        () => connection.inTransaction,
+        options.onRollbackFailure,
+      ),
+    });
     return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
   const { Client, Pool, Query, types } = loadPg();
@@ -106,7 +119,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // The precompiled reads outside transactions: one more connection, pipelined (src/db/lean-reads.ts).
   const lean = leanReads({ openClient: () => new Client({ ...settings, pipeline: true }), Query }, names);
   const db = new Kysely<Database>({
-    dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean),
+    dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean, options.onRollbackFailure),
   });
   lean.attach(db.getExecutor());
   return {

@@ -1,5 +1,12 @@
-import { PostgresAdapter, PostgresDialect, type PostgresDialectConfig, type QueryResult } from 'kysely';
+import {
+  type Driver,
+  PostgresAdapter,
+  PostgresDialect,
+  type PostgresDialectConfig,
+  type QueryResult,
+} from 'kysely';
 import type pg from 'pg';
+import { PostgresDriverKeepingCause, type RollbackFailureListener } from './failed-rollback.ts';
 import { FEATURE_NOT_SUPPORTED, pooledConnectionError, type StatementNames } from './named-statements.ts';
 
 /**
@@ -261,12 +268,22 @@ export class LeanReadsAdapter extends PostgresAdapter {
   }
 }
 
-/** Kysely's PostgreSQL dialect, with the adapter that carries the lean reads. */
+/**
+ * Kysely's PostgreSQL dialect, with the adapter that carries the lean reads, and transactions that
+ * throw their own error when their ROLLBACK fails too (src/db/failed-rollback.ts).
+ */
 export class LeanReadsDialect extends PostgresDialect {
+  readonly #config: PostgresDialectConfig;
   readonly #adapter: LeanReadsAdapter;
-  constructor(config: PostgresDialectConfig, lean: LeanReads) {
+  readonly #onRollbackFailure: RollbackFailureListener | undefined;
+  constructor(config: PostgresDialectConfig, lean: LeanReads, onRollbackFailure?: RollbackFailureListener) {
     super(config);
+    this.#config = config;
     this.#adapter = new LeanReadsAdapter(lean);
+    this.#onRollbackFailure = onRollbackFailure;
+  }
+  override createDriver(): Driver {
+    return new PostgresDriverKeepingCause(this.#config, this.#onRollbackFailure);
   }
   override createAdapter(): LeanReadsAdapter {
     return this.#adapter;

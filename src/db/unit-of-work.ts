@@ -78,10 +78,6 @@ export async function inUnitOfWork<T>(
   const callbacks: Array<() => void | Promise<void>> = [];
   const reported: Consequence[] = [];
   let result: T;
-  // What the work itself threw: when SQLite already rolled the transaction back (a full disk,
-  // SQLITE_FULL), Kysely's own ROLLBACK fails too ("no transaction is active"), and that error must
-  // not hide the cause.
-  let workError: { error: unknown } | undefined;
   try {
     result = await db.transaction().execute(async (trx) => {
       callbacks.length = 0;
@@ -95,13 +91,7 @@ export async function inUnitOfWork<T>(
         report: (consequence) => void reported.push(consequence),
         reporting: options.consequences !== undefined,
       };
-      let value: T;
-      try {
-        value = await work(unit);
-      } catch (error) {
-        workError = { error };
-        throw error;
-      }
+      const value = await work(unit);
       if (dryRun) throw new DryRunRollback(value);
       return value;
     });
@@ -110,7 +100,7 @@ export async function inUnitOfWork<T>(
       options.consequences?.push(...reported);
       return error.result as T;
     }
-    throw workError && workError.error !== error ? workError.error : error;
+    throw error;
   }
   options.consequences?.push(...reported);
   for (const callback of callbacks) {

@@ -244,9 +244,10 @@ describe(`back-channel logout across killed PostgreSQL connections (${testDataba
     for (const line of failures)
       assert.match(line, /"msg":"logout worker[^"]*: the database is unavailable"/);
     // What the server said when the kill met a query, or what the driver saw when it met the socket
-    // first (the server's message then never arrives), or when a statement came to a connection the
-    // kill had already broken (a transaction's rollback after its failed statement: Kysely throws the
-    // rollback's error).
+    // first (the server's message then never arrives), or when a statement came to a checked-out
+    // connection the kill had already broken between two statements (the server's message went to
+    // the connection's 'error' event). A failed transaction's rollback never speaks here: its
+    // statement's error is the one thrown (src/db/failed-rollback.ts).
     assert.ok(
       failures.some((line) =>
         /terminating connection due to administrator command|Connection terminated unexpectedly|encountered a connection error and is not queryable/.test(
