@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { decodeJwt } from 'jose';
 import { type AllianceAuthConnection, openAllianceAuthDatabase } from '../../src/alliance-auth/database.ts';
 import type { AllianceAuthChange } from '../../src/alliance-auth/fingerprint.ts';
 import { createAllianceAuthPoller, type PollerDependencies } from '../../src/alliance-auth/poller.ts';
@@ -9,14 +10,31 @@ import {
   allianceAuthDirectory,
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
+  expectedFixture,
   FIXTURE_PASSWORD,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { allianceAuthActions } from '../helpers/alliance-auth-changes.ts';
 import { consoleGet, consoleSignIn } from '../helpers/console.ts';
 import { connect, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
-import { login, openLoginPage, submitLogin, tokenRequest, userinfo } from '../helpers/flows.ts';
-import { createLeakHarness } from '../helpers/leak-harness.ts';
+import {
+  eveLogin,
+  type EveSsoStandIn,
+  followEveCallback,
+  STAND_IN_CLIENT,
+  startEveSignIn,
+  startEveSsoStandIn,
+} from '../helpers/eve-sso-stand-in.ts';
+import {
+  codeFrom,
+  exchangeCode,
+  login,
+  openLoginPage,
+  submitLogin,
+  tokenRequest,
+  userinfo,
+} from '../helpers/flows.ts';
+import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -228,6 +246,90 @@ await describeOnEachAllianceAuth(
         assert.equal((await consoleGet(admin, `${server.origin}/admin/users/2`)).status, 200);
         assert.equal((await server.app.allianceAuth!.poller.pollOnce()).outcome, 'applied');
         await harness.assertNoLeaks();
+      });
+    });
+
+    describe('an EVE SSO sign-in, whose callback looks the character up in it', () => {
+      // A server of its own: its log's first outage line is this test's (one a database each 10 s).
+      let eve: EveSsoStandIn;
+      let eveServer: TestServer;
+      let eveHarness: LeakHarness;
+
+      before(async () => {
+        eve = await startEveSsoStandIn();
+        eveHarness = createLeakHarness();
+        eveHarness.registerSecret(decodeURIComponent(new URL(fixture.readerUrl).password), "AA's password");
+        eveHarness.registerSecret(STAND_IN_CLIENT.clientSecret, 'the EVE SSO client secret');
+        eveServer = await startServer(
+          {
+            directory: allianceAuthDirectory(proxy.wrap(fixture.readerUrl), {
+              pollSeconds: 3600,
+              // Each read is given up 6 s after it was asked.
+              statementTimeoutSeconds: 1,
+            }),
+            eveSso: eve.settings,
+          },
+          { harness: eveHarness },
+        );
+      });
+      after(async () => {
+        proxy?.release();
+        await eveServer?.close();
+        await eve?.close();
+      });
+
+      it('answers the callback 503 "try again", never hangs nor 500s, spends no budget, leaks nothing, and signs in once the answers come', async () => {
+        const created = await seedApp(eveServer, { name: 'Forum', skipAuthorization: true });
+        const client = { clientId: created.clientId, clientSecret: created.clientSecret! };
+        const alice = expectedFixture().users.find((user) => user.username === 'alice')!;
+        const main = eveLogin(alice.characters.find((character) => character.is_main)!);
+        const failuresCounted = async () =>
+          (await eveServer.app.database.db.selectFrom('login_failure').select('id').execute()).length;
+        const started = await startEveSignIn(eveServer, eve, client, main, { scope: 'openid' });
+        const sentBack = new URL(started.callbackUrl).searchParams;
+        eveHarness.registerSecret(sentBack.get('code')!, "EVE SSO's code");
+        eveHarness.registerSecret(sentBack.get('state')!, "the EVE sign-in's state");
+        const redeemed = eve.redeemed();
+        proxy.hold();
+        let callback: Response;
+        try {
+          // Bounded here too, so that a callback held forever fails the test rather than hanging it.
+          callback = await started.browser.fetch(started.callbackUrl, {
+            signal: AbortSignal.timeout(30_000),
+          });
+        } finally {
+          // The held answers are dropped, never delivered: only new connections answer.
+          proxy.restore();
+        }
+        assert.equal(eve.redeemed(), redeemed + 1, 'EVE SSO proved the character first');
+        assert.equal(callback.status, 503, 'a try-again page, not a 500 nor a referral');
+        assert.equal(callback.headers.get('retry-after'), '5');
+        assert.match(await callback.text(), /Try again/i);
+        assert.equal(await failuresCounted(), 0, 'the outage spent no budget');
+        assert.ok(
+          eveHarness.logLines.some((line) =>
+            /"database":"Alliance Auth's database at [^"]*".*no answer from Alliance Auth's database within 6 s/.test(
+              line,
+            ),
+          ),
+          "the log says why, and names Alliance Auth's database",
+        );
+        assert.deepEqual(
+          eveHarness.logLines.filter((line) => /"status":500/.test(line)),
+          [],
+          'no request answered 500',
+        );
+
+        // Once the answers come, the same character signs in, starting again at the application.
+        const again = await startEveSignIn(eveServer, eve, client, main, { scope: 'openid' });
+        const { callback: signedIn, response } = await followEveCallback(eveServer, again);
+        assert.equal(signedIn.status, 303, 'signed in');
+        eveHarness.registerSecret(codeFrom(response), 'the authorization code');
+        const tokens = await exchangeCode(eveServer, client, response, again.verifier);
+        assert.equal(decodeJwt(tokens.id_token as string).sub, String(alice.id));
+        eveHarness.registerSecret(tokens.access_token as string, 'the access token');
+        eveHarness.registerSecret(tokens.id_token as string, 'the ID token');
+        await eveHarness.assertNoLeaks();
       });
     });
   },
