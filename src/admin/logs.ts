@@ -237,7 +237,9 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
               <code>logout.recordSuccessfulDeliveries</code> is on, and logouts <code>cancelled</code> unsent
               because their application stopped receiving them after they were queued (deactivated, its
               back-channel URI removed, switched to revoke-only; the detail says which). "Any failure" leaves
-              out successes and cancellations. Logouts still queued: <code>aa-oidc bcl list --pending</code>.
+              out successes and cancellations. Outcomes are kept ${deps.config.logout.recordRetentionDays}
+              days (<code>logout.recordRetentionDays</code>). Logouts still queued:
+              <code>aa-oidc bcl list --pending</code>.
             </p>
             ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,
           html`${filterFields(filter, focused)}

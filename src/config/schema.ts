@@ -381,6 +381,13 @@ export const configSchema = z
             .max(20, `expected a list of ${DELAYS}`),
         ).default([5, 10, 20, 40, 80]),
         recordSuccessfulDeliveries: boolean().default(false),
+        /**
+         * Delivery outcomes recorded in `bcl_delivery_attempt` (failures, cancellations, and successes
+         * with `recordSuccessfulDeliveries`) older than this many days are deleted by the logout worker.
+         * Apart from `audit.retentionDays`: they are the operator's record of what a relying party was
+         * never told, which an operator keeping few audit events (or none in the database) still wants.
+         */
+        recordRetentionDays: integer(1, 36_500).default(90),
         /** Back-channel logout: resolving a back-channel host, connecting to it, the whole delivery. */
         dnsTimeoutMs: integer(10, 60_000).default(3000),
         connectTimeoutMs: integer(10, 60_000).default(5000),

@@ -129,3 +129,39 @@ export async function recordDeliveryAttempts(
       .execute();
   }
 }
+
+/** Rows one statement of the purge deletes at most, and statements one purge makes at most. */
+const PURGE_BATCH = 1000;
+const PURGE_BATCHES = 10;
+
+/**
+ * Deletes the outcomes recorded before `before` (`logout.recordRetentionDays`), oldest first, by the
+ * `recorded_at` index: a batch a statement, each its own transaction, so that no writer (a worker
+ * recording outcomes, SQLite's one writer) waits behind a long delete; at most `batches` of them a
+ * call, so that a table that has grown for years is worked off over several calls, the worker
+ * delivering between them. `more` when the last batch was full: some may remain.
+ */
+export async function purgeDeliveryAttempts(
+  db: Kysely<Database>,
+  before: number,
+  { batch = PURGE_BATCH, batches = PURGE_BATCHES }: { batch?: number; batches?: number } = {},
+): Promise<{ deleted: number; more: boolean }> {
+  let deleted = 0;
+  for (let round = 0; round < batches; round += 1) {
+    const result = await db
+      .deleteFrom('bcl_delivery_attempt')
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('bcl_delivery_attempt')
+          .select('id')
+          .where('recorded_at', '<', before)
+          .orderBy('recorded_at')
+          .limit(batch),
+      )
+      .executeTakeFirst();
+    const rows = Number(result.numDeletedRows);
+    deleted += rows;
+    if (rows < batch) return { deleted, more: false };
+  }
+  return { deleted, more: true };
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { readChangeEpoch } from '../db/change-epoch.ts';
+import { purgeDeliveryAttempts } from './attempts.ts';
 import { createDelivery } from './delivery.ts';
 import { jobFactory, leaseMs } from './jobs.ts';
 import { createTestDelivery } from './test-delivery.ts';
@@ -64,6 +65,7 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     transport,
     owner,
     changeEpoch: () => readChangeEpoch(database.db),
+    purgeRecordedOutcomes: async (before) => (await purgeDeliveryAttempts(database.db, before)).more,
     processJob: delivery.processJob,
   });
   const triggers = createLogoutTriggers({

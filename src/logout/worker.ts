@@ -10,8 +10,9 @@ import type { LogoutService, LogoutWorker } from './types.ts';
  * The worker of back-channel logout: claims due jobs from the transport in batches and keeps up to
  * `concurrency` attempts in flight (at most `LANES_PER_APPLICATION` at one application, and none more
  * at one that stalled: see `drain`);
- * polls when idle, wakes at once when this process queued jobs, and purges finished jobs now and
- * then. `deliverDue` is the same loop run once, to the end.
+ * polls when idle, wakes at once when this process queued jobs, and purges finished jobs and the
+ * outcomes recorded before `logout.recordRetentionDays` now and then. `deliverDue` is the same loop
+ * run once, to the end.
  */
 
 /**
@@ -28,8 +29,9 @@ function failureLine(
   return [{ err }, isDatabaseUnavailable(error) ? `${what}: the database is unavailable` : what];
 }
 
-/** How often a worker deletes finished jobs past their retention. */
+/** How often a worker deletes finished jobs and recorded outcomes past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
+const DAY_MS = 86_400_000;
 /** The longest wait between rounds of a worker whose rounds keep failing. */
 const MAX_FAILURE_BACKOFF_MS = 60_000;
 
@@ -65,6 +67,11 @@ export function createWorkerLoop(deps: {
   owner: string;
   /** The change epoch now (src/db/change-epoch.ts): every write to applications raises it. */
   changeEpoch: () => Promise<number>;
+  /**
+   * Deletes some of the delivery outcomes recorded before `before` (a bounded share: attempts.ts
+   * `purgeDeliveryAttempts`); true when more may remain.
+   */
+  purgeRecordedOutcomes: (before: number) => Promise<boolean>;
   /**
    * One attempt of one claimed job, settled once its outcome is recorded; the jobs of one claimed
    * batch share `applications`, and `attempted` frees the job's lane before its record commits.
@@ -352,6 +359,9 @@ export function createWorkerLoop(deps: {
     let running: Promise<void> | undefined;
     let again = false;
     let purgedAt = 0;
+    // Recorded outcomes past their retention may remain: each round deletes a share of them, until
+    // none does, rather than one purge deleting a backlog of years while no logout is delivered.
+    let recordsToPurge = false;
     // Consecutive rounds that failed (a read-only or full disk, a database gone): each waits twice as
     // long as the last, up to a minute, instead of trying again at once on jobs already due.
     let failures = 0;
@@ -377,6 +387,12 @@ export function createWorkerLoop(deps: {
           if (now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
             await transport.purge(purgedAt);
+            recordsToPurge = true;
+          }
+          if (recordsToPurge) {
+            recordsToPurge = await deps.purgeRecordedOutcomes(
+              now() - config.logout.recordRetentionDays * DAY_MS,
+            );
           }
           failures = 0;
         } catch (error) {

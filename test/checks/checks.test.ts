@@ -60,6 +60,7 @@ const base: CheckedConfig = {
     allowPrivateTargetsInProduction: false,
     retryBackoffSeconds: [5, 10, 20, 40, 80],
     recordSuccessfulDeliveries: false,
+    recordRetentionDays: 90,
     dnsTimeoutMs: 3000,
     connectTimeoutMs: 5000,
     requestTimeoutMs: 10_000,
