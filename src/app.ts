@@ -1,12 +1,15 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
+import type { AllianceAuthDirectory } from './alliance-auth/create.ts';
+import { ALLIANCE_AUTH_SCHEMA_REASON } from './alliance-auth/readiness.ts';
+import { assertNever } from './util/assert-never.ts';
 import { type Config, settingName } from './config/load.ts';
 import { describeDatabase } from './db/errors.ts';
 import { whyNotWritable } from './db/writable.ts';
 import { declaredTypesOnly } from './http/content-security-policy.ts';
 import { forwardedHeadersOnlyFromProxies } from './http/forwarded-headers.ts';
-import { healthRoutes } from './http/health.ts';
+import { type DependencyState, healthRoutes } from './http/health.ts';
 import { pinToIssuer } from './http/issuer-host.ts';
 import { readQueriesInLinearTime } from './http/query.ts';
 import { answerUnknownPaths } from './http/not-found.ts';
@@ -35,6 +38,21 @@ import { deriveKey, issuerPath } from './oidc/configuration.ts';
 import { userIdOf } from './oidc/policy-enforcer.ts';
 
 export type AppOptions = ServicesOptions;
+
+/** Alliance Auth's database as `/readyz` answers it (its own log line names what is missing). */
+async function allianceAuthState(allianceAuth: AllianceAuthDirectory): Promise<DependencyState> {
+  const judged = await allianceAuth.readiness();
+  switch (judged.kind) {
+    case 'ready':
+      return { kind: 'reachable' };
+    case 'unreachable':
+      return { kind: 'unreachable' };
+    case 'schema_incomplete':
+      return { kind: 'unusable', reason: ALLIANCE_AUTH_SCHEMA_REASON };
+    default:
+      return assertNever(judged);
+  }
+}
 
 /** The HTTP application on top of the services. */
 export interface App extends Services {
@@ -92,9 +110,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     healthRoutes(
       services.database.db,
       services.database.kind,
-      allianceAuth ? [{ name: 'allianceAuth', reachable: () => allianceAuth.reachable() }] : [],
+      allianceAuth ? [{ name: 'allianceAuth', state: () => allianceAuthState(allianceAuth) }] : [],
       {
         startedMigrated: services.startedMigrated,
+        logger: services.logger,
         writes: {
           whyNotWritable: () =>
             whyNotWritable(services.database, { setting: settingName(config.origins, 'databaseUrl') }),

@@ -286,7 +286,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       await options.beforeStartWrites?.(startReads(directoryBinding));
     if (migrated && (options.ensureSigningKey ?? true)) await keys.ensureActiveKey();
     // On a database with pending migrations (production before `aa-oidc migrate`) the store starts
-    // empty and keeps polling; /readyz reports the pending migrations meanwhile.
+    // empty and keeps polling; /readyz answers 503 meanwhile (the log names the pending migrations).
     const loadSigningKeys = options.loadSigningKeys ?? true;
     const keyStore = await createKeyStore(database, config, logger, {
       initialLoad: migrated && loadSigningKeys,

@@ -18,7 +18,6 @@ import {
   AA_DATABASE_SETTING,
   AllianceAuthDatabaseError,
   type AllianceAuthConnection,
-  allianceAuthReachable,
   CONNECT_TIMEOUT_MS,
   isMissingFromSchema,
   isPrivilegeError,
@@ -35,6 +34,7 @@ import { allianceAuthPasswordAuthenticator } from './password-login.ts';
 import { type AllianceAuthPoller, createAllianceAuthPoller } from './poller.ts';
 import { allianceAuthReadOnlyAdmin } from './read-only-admin.ts';
 import { readAllianceAuthIdentity } from './identity.ts';
+import { type AllianceAuthReadiness, allianceAuthReadinessCheck } from './readiness.ts';
 import { checkAllianceAuthSchema } from './schema-check.ts';
 
 /**
@@ -62,8 +62,11 @@ export interface AllianceAuthDirectory {
   unreadableAtStart: AllianceAuthDatabaseError | undefined;
   /** What tells this Alliance Auth database from another (`readAllianceAuthIdentity`). */
   identity(): Promise<string>;
-  /** True when AA's database answers now (for `/readyz`). */
-  reachable(): Promise<boolean>;
+  /**
+   * AA's database for `/readyz`: whether it answers now, and holds every column aa-oidc reads (read at
+   * most every `SCHEMA_RECHECK_MS` while it does, and at once after a read found one missing).
+   */
+  readiness(): Promise<AllianceAuthReadiness>;
   close(): Promise<void>;
 }
 
@@ -175,6 +178,7 @@ function unavailableAsTryAgain<T extends object>(
   target: T,
   connection: Pick<AllianceAuthConnection, 'displayUrl' | 'statementTimeoutMs'>,
   purpose: string,
+  onMissingFromSchema: () => void,
 ): T {
   const wrapped = {} as Record<string, unknown>;
   const database = `Alliance Auth's database (${connection.displayUrl}, ${AA_DATABASE_SETTING})`;
@@ -204,6 +208,7 @@ function unavailableAsTryAgain<T extends object>(
       );
     }
     if (isMissingFromSchema(error)) {
+      onMissingFromSchema();
       throw new DatabaseFaultError(
         `${database} lacks a table or column aa-oidc reads (${(error as Error).message}); ` +
           `check ${WHAT_MAKES_AA_SCHEMA}. aa-oidc check names every one missing`,
@@ -291,21 +296,27 @@ export async function createAllianceAuthDirectory(
   }
 
   const options = { emailVerified: settings.emailVerified };
+  // A read that finds a table or column missing makes /readyz look at AA's columns at its next check.
+  const readiness = allianceAuthReadinessCheck({ connection, logger: log });
+  const missingFound = () => readiness.lookAgain();
   const directory = unavailableAsTryAgain(
     allianceAuthDirectory(connection.db, options),
     connection,
     'the directory',
+    missingFound,
   );
   const admin = unavailableAsTryAgain(
     allianceAuthReadOnlyAdmin(connection.db, options),
     connection,
     'the admin pages',
+    missingFound,
   );
   const passwordAuthenticator = settings.passwordLogin
     ? unavailableAsTryAgain(
         allianceAuthPasswordAuthenticator(connection.db, connection.kind, log),
         connection,
         'a password sign-in',
+        missingFound,
       )
     : undefined;
   const eve = deps.config.eveSso;
@@ -329,6 +340,7 @@ export async function createAllianceAuthDirectory(
           }),
           connection,
           'an EVE sign-in',
+          missingFound,
         )
       : undefined;
   const poller = createAllianceAuthPoller({
@@ -389,7 +401,7 @@ export async function createAllianceAuthDirectory(
     poller,
     unreadableAtStart,
     identity: () => readAllianceAuthIdentity(connection.db, connection.kind),
-    reachable: () => allianceAuthReachable(connection.db),
+    readiness: () => readiness.judge(),
     async close() {
       await poller.stop();
       await connection.close();

@@ -167,17 +167,44 @@ export function judgeSchema(
       );
     }
   }
-  const present = new Set(columns.map((row) => `${row.table.toLowerCase()}.${row.column.toLowerCase()}`));
-  const missing: string[] = [];
-  for (const [table, names] of Object.entries(COLUMNS_READ)) {
-    for (const column of names) if (!present.has(`${table}.${column}`)) missing.push(`${table}.${column}`);
-  }
+  const missing = missingColumns(columns);
   if (missing.length > 0) {
     errors.push(
       `Alliance Auth's database lacks columns aa-oidc reads (or the login cannot SELECT them): ${missing.join(', ')}`,
     );
   }
   return { errors, warnings, heads };
+}
+
+/** Pure: the columns of `COLUMNS_READ` not among `columns`, as `table.column`. */
+export function missingColumns(columns: ReadonlyArray<{ table: string; column: string }>): string[] {
+  const present = new Set(columns.map((row) => `${row.table.toLowerCase()}.${row.column.toLowerCase()}`));
+  const missing: string[] = [];
+  for (const [table, names] of Object.entries(COLUMNS_READ)) {
+    for (const column of names) if (!present.has(`${table}.${column}`)) missing.push(`${table}.${column}`);
+  }
+  return missing;
+}
+
+/**
+ * The columns of the tables aa-oidc reads, as the information schema shows them to AA's login (one
+ * statement; a column the login may not SELECT is not shown, so it counts as missing too).
+ */
+export async function readColumnsOfTablesRead(
+  db: AaDb,
+  kind: AllianceAuthDatabaseKind,
+): Promise<Array<{ table: string; column: string }>> {
+  const tables = Object.keys(COLUMNS_READ);
+  const schemaFilter =
+    kind === 'mysql' ? sql`table_schema = database()` : sql`table_schema = current_schema()`;
+  const result = await sql<{ table_name: string; column_name: string }>`
+    select table_name as table_name, column_name as column_name from information_schema.columns
+    where ${schemaFilter} and table_name in (${sql.join(tables)})`.execute(db);
+  return result.rows.map((row) => ({
+    // MySQL answers in upper case keys when the alias is not honoured; read both.
+    table: String(row.table_name ?? (row as Record<string, unknown>).TABLE_NAME),
+    column: String(row.column_name ?? (row as Record<string, unknown>).COLUMN_NAME),
+  }));
 }
 
 /**
@@ -220,17 +247,7 @@ export async function checkAllianceAuthSchema(
     }
     throw error;
   }
-  const tables = Object.keys(COLUMNS_READ);
-  const schemaFilter =
-    kind === 'mysql' ? sql`table_schema = database()` : sql`table_schema = current_schema()`;
-  const result = await sql<{ table_name: string; column_name: string }>`
-    select table_name as table_name, column_name as column_name from information_schema.columns
-    where ${schemaFilter} and table_name in (${sql.join(tables)})`.execute(db);
-  const columns = result.rows.map((row) => ({
-    // MySQL answers in upper case keys when the alias is not honoured; read both.
-    table: String(row.table_name ?? (row as Record<string, unknown>).TABLE_NAME),
-    column: String(row.column_name ?? (row as Record<string, unknown>).COLUMN_NAME),
-  }));
+  const columns = await readColumnsOfTablesRead(db, kind);
   const report: SchemaReport = judgeSchema(applied, columns);
   if ('warning' in serverFinding) report.warnings.push(serverFinding.warning);
   else report.server = serverFinding.server;

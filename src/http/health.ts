@@ -13,8 +13,17 @@ import { answerMethodNotAllowed } from './refusal.ts';
 export interface ReadinessDependency {
   /** The key in `/readyz`'s answer (`allianceAuth`). */
   name: string;
-  reachable(): Promise<boolean>;
+  /** What it is now; rejecting counts as unreachable. */
+  state(): Promise<DependencyState>;
 }
+
+/**
+ * A dependency as `/readyz` answers it: `unusable` when it answers but cannot serve (Alliance Auth's
+ * database lacking a column read), with what `/readyz` says why: public, so no detail (the
+ * dependency's own log line names it).
+ */
+export type DependencyState =
+  { kind: 'reachable' } | { kind: 'unreachable' } | { kind: 'unusable'; reason: string };
 
 /** How `/readyz` learns that the database takes no writes, and where it says so at length. */
 export interface WriteCheck {
@@ -70,6 +79,9 @@ export const READINESS_REUSE_MS = 1000;
  */
 export const DEPENDENCY_DEADLINE_MS = 5000;
 
+/** What `/readyz` answers of a dependency that did not answer within `DEPENDENCY_DEADLINE_MS`. */
+const UNREACHABLE: DependencyState = { kind: 'unreachable' };
+
 /** One answer of `/readyz`: its status code and body. */
 interface Readiness {
   status: 200 | 503;
@@ -78,7 +90,11 @@ interface Readiness {
 
 /**
  * `/healthz`: the process answers. `/readyz`: the database is reachable, takes writes and is fully
- * migrated, and every dependency answers. A database that answers reads but takes no writes (a
+ * migrated, and every dependency answers and can serve (Alliance Auth's database holding every column
+ * aa-oidc reads: `"allianceAuth": "unusable"` with a `reason` otherwise). The answer is public: it
+ * says whether and why in general words (`"migrations": "pending"`), never which migration, column or
+ * version (that tells an attacker the release); the log (the `logger` option, once each time the list
+ * changes), `aa-oidc check` and the admin dashboard name them. A database that answers reads but takes no writes (a
  * read-only file or mount, a PostgreSQL standby) is `read_only`: every sign-in and token would answer
  * 503; the log says which database and why, once each time that changes. A process that started
  * before the migrations were applied stays not ready once they are (`restart_required`): it has no
@@ -102,8 +118,20 @@ export function healthRoutes(
   db: Kysely<Database>,
   kind: DatabaseKind,
   dependencies: readonly ReadinessDependency[] = [],
-  options: { startedMigrated?: boolean; writes?: WriteCheck; pgBoss?: PgBossCheck } = {},
+  options: { startedMigrated?: boolean; writes?: WriteCheck; pgBoss?: PgBossCheck; logger?: Logger } = {},
 ): Koa.Middleware {
+  let lastPending: readonly string[] = [];
+  /** The log names the pending migrations (the public answer does not), once each time they change. */
+  const notePending = (pending: readonly string[]) => {
+    if (pending.join() === lastPending.join()) return;
+    if (pending.length > 0)
+      options.logger?.warn(
+        { pendingMigrations: pending },
+        `the database has ${pending.length} pending migration(s): /readyz answers 503 until aa-oidc migrate applies them (aa-oidc migrate --dry-run and aa-oidc check list them)`,
+      );
+    else options.logger?.info('the database has no pending migration any more');
+    lastPending = pending;
+  };
   let lastReadOnly: string | undefined;
   const readOnlyNow = async (): Promise<string | undefined> => {
     const { writes } = options;
@@ -168,6 +196,7 @@ export function healthRoutes(
     const reachable = await isReachable(db);
     const readOnly = reachable ? await readOnlyNow() : undefined;
     const pending = reachable ? await pendingMigrations(db, kind).catch(() => null) : null;
+    if (pending !== null) notePending(pending);
     const pgBoss = reachable && pending !== null ? await pgBossNow() : 'usable';
     if (pgBoss === 'unavailable') return UNANSWERED;
     return { reachable, readOnly, pending, pgBoss };
@@ -181,9 +210,9 @@ export function healthRoutes(
             [
               dependency.name,
               await within(
-                dependency.reachable().catch(() => false),
+                dependency.state().catch(() => UNREACHABLE),
                 DEPENDENCY_DEADLINE_MS,
-                false,
+                UNREACHABLE,
               ),
             ] as const,
         ),
@@ -197,18 +226,23 @@ export function healthRoutes(
       migrated &&
       !restartRequired &&
       pgBoss === 'usable' &&
-      others.every(([, answers]) => answers);
+      others.every(([, state]) => state.kind === 'reachable');
+    const reasons = [
+      ...(pgBoss === 'usable'
+        ? []
+        : [pgBoss === 'failed' ? PGBOSS_UNCHECKED_REASON : PGBOSS_UNUSABLE_REASON]),
+      ...others.flatMap(([, state]) => (state.kind === 'unusable' ? [state.reason] : [])),
+    ];
     return {
       status: ready ? 200 : 503,
       body: {
         status: ready ? 'ready' : restartRequired ? 'restart_required' : 'not_ready',
         database: !reachable ? 'unreachable' : readOnly !== undefined ? 'read_only' : 'reachable',
-        pendingMigrations: pending ?? undefined,
-        ...(pgBoss !== 'usable' && {
-          pgBoss: 'unusable',
-          reason: pgBoss === 'failed' ? PGBOSS_UNCHECKED_REASON : PGBOSS_UNUSABLE_REASON,
-        }),
-        ...Object.fromEntries(others.map(([name, answers]) => [name, answers ? 'reachable' : 'unreachable'])),
+        // Whether, not which: migration names tell the release (the log and aa-oidc check name them).
+        ...(pending !== null && { migrations: pending.length === 0 ? 'applied' : 'pending' }),
+        ...(pgBoss !== 'usable' && { pgBoss: 'unusable' }),
+        ...Object.fromEntries(others.map(([name, state]) => [name, state.kind])),
+        ...(reasons.length > 0 && { reason: reasons.join('; ') }),
       },
     };
   };
