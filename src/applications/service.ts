@@ -19,7 +19,6 @@ import {
 import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
 import { NUL_NOTE, shellWord } from '../util/shell-word.ts';
 import {
-  clientIdExists,
   clientIdsInAnyCase,
   findApplication,
   insertApplication,
@@ -129,6 +128,13 @@ export function createApplicationService(
     return application;
   }
 
+  /** Throws the conflict that names the application holding `clientId`, as spelt or in another case. */
+  async function refuseTakenClientId(clientId: string): Promise<void> {
+    const taken = await clientIdsInAnyCase(db, kind, clientId);
+    if (taken.includes(clientId)) throw clientIdTaken(clientId);
+    if (taken.length > 0) throw clientIdTakenInAnotherCase(clientId, taken[0]!);
+  }
+
   async function findByClientId(clientId: string): Promise<Application | undefined> {
     // The client_id comes straight from requests: PostgreSQL refuses NUL in text, and nothing
     // longer than the column can exist, so such values are simply unknown.
@@ -143,9 +149,7 @@ export function createApplicationService(
       const createdBy = checkActor(actor);
       const clientId = input.clientId ?? generateClientId();
       const valid = await validateApplicationInput({ ...input, clientId }, await validationContext());
-      const taken = await clientIdsInAnyCase(db, valid.clientId);
-      if (taken.includes(valid.clientId)) throw clientIdTaken(valid.clientId);
-      if (taken.length > 0) throw clientIdTakenInAnotherCase(valid.clientId, taken[0]!);
+      await refuseTakenClientId(valid.clientId);
       if (options.dryRun) {
         return { application: preview(valid, null, createdBy, now()), clientSecret: null };
       }
@@ -155,11 +159,14 @@ export function createApplicationService(
           : checkImportedSecret(valid.clientType, options.importedSecret);
       const clientSecret = valid.clientType === 'confidential' && !imported ? generateClientSecret() : null;
       const secret = imported ?? { sha256: clientSecret === null ? null : clientSecretDigest(clientSecret) };
+      const createdAt = now();
       try {
-        await db.transaction().execute((trx) => insertApplication(trx, valid, secret, createdBy, now()));
+        await db.transaction().execute((trx) => insertApplication(trx, valid, secret, createdBy, createdAt));
       } catch (error) {
-        // Lost a race for the same explicit client_id: report it like the check above.
-        if (await clientIdExists(db, valid.clientId)) throw clientIdTaken(valid.clientId);
+        // Lost a race for the client_id, as spelt or in another case, to a create that wrote it after
+        // the read above (the primary key or the case-folded unique index refused this insert): report
+        // it as that read would have.
+        await refuseTakenClientId(valid.clientId);
         throw error;
       }
       const application = await existing(valid.clientId);

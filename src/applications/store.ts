@@ -118,28 +118,28 @@ export async function listApplications(
   return rows.map((row) => toApplication(row as ApplicationQueryRow));
 }
 
-export async function clientIdExists(db: Db, clientId: string): Promise<boolean> {
-  const row = await db
-    .selectFrom('application')
-    .select('client_id')
-    .where('client_id', '=', clientId)
-    .executeTakeFirst();
-  return row !== undefined;
+/**
+ * A client_id (the column, or a value) folded as the unique index `application_client_id_folded_uq`
+ * (migration 0082) folds it, so that this read finds what that index refuses: ASCII letters alone
+ * (client ids are ASCII, validate.ts). SQLite's `lower()` folds ASCII only; PostgreSQL's, under the C
+ * collation, A–Z only whatever the database's locale (in a Turkish one `lower('I')` is `ı`).
+ */
+function foldedClientId(kind: DatabaseKind, clientId: RawBuilder<string> | string): RawBuilder<string> {
+  const value = typeof clientId === 'string' ? sql<string>`${clientId}` : clientId;
+  return kind === 'postgres' ? sql<string>`lower(${value} collate "C")` : sql<string>`lower(${value})`;
 }
 
 /**
  * The client ids of the applications whose client_id is `clientId` in any case (`Wiki` and `wiki`),
- * itself included when taken. Client ids are ASCII (validate.ts), which SQL's `lower()` folds on
- * every database.
+ * itself included when taken, in code point order.
  */
-export async function clientIdsInAnyCase(db: Db, clientId: string): Promise<string[]> {
+export async function clientIdsInAnyCase(db: Db, kind: DatabaseKind, clientId: string): Promise<string[]> {
   const rows = await db
     .selectFrom('application')
     .select('client_id')
-    .where(sql<string>`lower(client_id)`, '=', clientId.toLowerCase())
-    .orderBy('client_id')
+    .where(foldedClientId(kind, sql<string>`client_id`), '=', foldedClientId(kind, clientId))
     .execute();
-  return rows.map((row) => row.client_id);
+  return rows.map((row) => row.client_id).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 /** The columns a validated application sets (everything but secret and provenance). */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { KyselyPlugin } from 'kysely';
+import BetterSqlite3 from 'better-sqlite3';
+import { type KyselyPlugin, sql } from 'kysely';
 import { ApplicationError } from '../../src/applications/errors.ts';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { createChangeFeed } from '../../src/directory/change-feed.ts';
@@ -499,6 +500,97 @@ describe(`application service (${testDatabaseKind})`, () => {
       changes.slice(before).map((change) => change.action),
       ['activated'],
     );
+  });
+
+  /**
+   * Another connection that writes application `clientId` when told (`write`), as a create running at
+   * the same moment as one under test would. SQLite: at once, on a connection of its own. PostgreSQL:
+   * the row is inserted now in a transaction held open, committed when told.
+   */
+  async function twinWriter(clientId: string): Promise<{ write(): void; done(): Promise<void> }> {
+    const columns =
+      'application (client_id, name, redirect_uris, post_logout_redirect_uris, client_type, grant_types, created_at, updated_at)';
+    if (handle.kind === 'sqlite') {
+      const other = new BetterSqlite3(handle.sqlite!.name);
+      let written = false;
+      return {
+        write() {
+          if (!written)
+            other
+              .prepare(`insert into ${columns} values (?, ?, '[]', '[]', 'public', '[]', 1, 1)`)
+              .run(clientId, clientId);
+          written = true;
+        },
+        done: async () => void other.close(),
+      };
+    }
+    const other = connect(database);
+    let commit!: () => void;
+    const commitAsked = new Promise<void>((resolve) => (commit = resolve));
+    let inserted!: () => void;
+    const insertDone = new Promise<void>((resolve) => (inserted = resolve));
+    const transaction = other.db.connection().execute(async (connection) => {
+      await sql`begin`.execute(connection);
+      await sql`insert into ${sql.raw(columns)} values (${clientId}, ${clientId}, '[]', '[]', 'public', '[]', 1, 1)`.execute(
+        connection,
+      );
+      inserted();
+      await commitAsked;
+      await sql`commit`.execute(connection);
+    });
+    await Promise.race([insertDone, transaction]);
+    return {
+      write: commit,
+      async done() {
+        commit();
+        await transaction;
+        await other.close();
+      },
+    };
+  }
+
+  it('refuses a client_id that a create running at the same moment took after this one read it free, as the read would', async () => {
+    for (const [clientId, twin, refusal] of [
+      [
+        'Race-Wiki',
+        'race-wiki',
+        /^client_id: "Race-Wiki" differs only in case from the client_id of application "race-wiki", which would be easily mistaken for it; choose another or omit it$/,
+      ],
+      ['race-forum', 'race-forum', /^client_id: "race-forum" is already taken; choose another or omit it$/],
+    ] as const) {
+      const writer = await twinWriter(twin);
+      // The service reads its clock once it has found the client_id free, before its insert: the
+      // other create's row is written there.
+      const racing = createApplicationService(handle.db, config, createLogger(config), {
+        directory: builtinDirectoryReader(handle.db),
+        now: () => {
+          writer.write();
+          return Date.now();
+        },
+      });
+      try {
+        await assert.rejects(
+          racing.create({ clientId, name: clientId, redirectUris: ['https://race.example.org/cb'] }, ACTOR),
+          (error) => {
+            assert.ok(error instanceof ApplicationError, `an ApplicationError, not ${String(error)}`);
+            assert.equal(error.code, 'conflict');
+            assert.match(error.message, refusal);
+            return true;
+          },
+        );
+      } finally {
+        await writer.done();
+      }
+      const stored = await handle.db
+        .selectFrom('application')
+        .select('client_id')
+        .where(sql<string>`lower(client_id)`, '=', twin)
+        .execute();
+      assert.deepEqual(
+        stored.map((row) => row.client_id),
+        [twin],
+      );
+    }
   });
 
   it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {

@@ -90,6 +90,47 @@ describe(`migrations (${process.env.AA_OIDC_TEST_DATABASE_URL ? 'postgres' : 'sq
     }
   });
 
+  it('0082 refuses client ids that differ only in case, naming them and changing nothing; applied once they are gone', async () => {
+    const fresh = await createTestDatabase();
+    const handle = openDatabase(testConfig(fresh).database);
+    const insertApplication = (clientId: string) =>
+      sql`insert into application (client_id, name, redirect_uris, post_logout_redirect_uris, client_type, grant_types, created_at, updated_at)
+        values (${clientId}, ${clientId}, '[]', '[]', 'public', '[]', 1, 1)`.execute(handle.db);
+    try {
+      await migrateToLatest(handle.db, handle.kind);
+      // As before 0082, when a create read that no twin existed, and so did one racing it.
+      await sql`drop index application_client_id_folded_uq`.execute(handle.db);
+      await sql`delete from schema_migration where name = '0082_client_id_case_unique'`.execute(handle.db);
+      // Only letters fold: `wiki-1` and `wiki_1`, `wiki.1` and `wiki~1` are other client ids.
+      for (const clientId of [
+        'wiki',
+        'Wiki',
+        'WIKI',
+        'forum',
+        'Forum',
+        'wiki-1',
+        'wiki_1',
+        'wiki.1',
+        'wiki~1',
+      ])
+        await insertApplication(clientId);
+      await assert.rejects(migrateToLatest(handle.db, handle.kind), {
+        name: 'MigrationError',
+        message:
+          /^migration 0082_client_id_case_unique failed: cannot make client ids unique regardless of case: applications have client ids that differ only in case \("Forum" and "forum"; "WIKI" and "Wiki" and "wiki"\)\. Keep one application of each set and remove the others' rows \(DELETE FROM application_whitelist WHERE client_id = '…'; DELETE FROM application WHERE client_id = '…'\), then migrate again; .* Nothing was changed \(docs\/upgrading\.md\)$/,
+      });
+      assert.deepEqual(await pendingMigrations(handle.db, handle.kind), ['0082_client_id_case_unique']);
+      await sql`delete from application where client_id in ('Forum', 'WIKI', 'Wiki')`.execute(handle.db);
+      assert.deepEqual(await migrateToLatest(handle.db, handle.kind), ['0082_client_id_case_unique']);
+      // The database itself now refuses a twin, whatever wrote it.
+      await assert.rejects(insertApplication('FORUM'), /unique|duplicate/i);
+      await insertApplication('forum-2');
+    } finally {
+      await handle.close();
+      await fresh.drop();
+    }
+  });
+
   it('names the migration that failed, and says so when none could be tried', async () => {
     const handle = openDatabase(testConfig(database).database);
     try {
