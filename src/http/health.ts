@@ -94,7 +94,7 @@ interface Readiness {
  * aa-oidc reads: `"allianceAuth": "unusable"` with a `reason` otherwise). The answer is public: it
  * says whether and why in general words (`"migrations": "pending"`), never which migration, column or
  * version (that tells an attacker the release); the log (the `logger` option, once each time the list
- * changes), `aa-oidc check` and the admin dashboard name them. A database that answers reads but takes no writes (a
+ * changes) and `aa-oidc check` name them, the admin dashboard counts them. A database that answers reads but takes no writes (a
  * read-only file or mount, a PostgreSQL standby) is `read_only`: every sign-in and token would answer
  * 503; the log says which database and why, once each time that changes. A process that started
  * before the migrations were applied stays not ready once they are (`restart_required`): it has no

@@ -142,7 +142,7 @@ export function registerBcl(program: Command, io: CliIo): void {
       'list the back-channel logouts still to be delivered (state queued, retrying or in_flight; the next ' +
         'due first), then the final outcomes recorded (state done; newest first): failures, cancellations ' +
         '(outcome cancelled, the reason first in the detail), and successes when ' +
-        'logout.recordSuccessfulDeliveries is on, kept logout.recordRetentionDays (default 90). TIME is when ' +
+        'logout.recordSuccessfulDeliveries is on, kept logout.recordRetentionDays (default 90 days). TIME is when ' +
         'the next attempt is due, or when the outcome was recorded. Reads only; shows no token',
     )
     .addOption(new Option('--pending', 'only the logouts still to be delivered').conflicts('outcome'))
