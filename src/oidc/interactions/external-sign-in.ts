@@ -87,17 +87,26 @@ export function externalRedirectUri(
   return `${new URL(issuer).origin}${externalCallbackPath(issuer, authenticator)}`;
 }
 
-function seal(key: Buffer, value: unknown): string {
-  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
-  const mac = createHmac('sha256', key).update(body).digest('base64url');
-  return `${body}.${mac}`;
+/**
+ * The MAC of a cookie's body for the cookie `name`: the name is signed with it, so that a value sealed
+ * for one cookie (the flow's, which any browser can get for its own sign-in) is nothing in another
+ * (the result's, which says who signed in).
+ */
+function sealMac(key: Buffer, name: string, body: string): string {
+  return createHmac('sha256', key).update(`${name}:${body}`).digest('base64url');
 }
 
-function unseal<T>(key: Buffer, sealed: string | undefined): T | undefined {
+function seal(key: Buffer, name: string, value: unknown): string {
+  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${body}.${sealMac(key, name, body)}`;
+}
+
+function unseal<T>(key: Buffer, name: string, sealed: string | undefined): T | undefined {
   if (!sealed) return undefined;
-  const [body, mac] = sealed.split('.');
-  if (!body || !mac) return undefined;
-  if (!sameText(createHmac('sha256', key).update(body).digest('base64url'), mac)) return undefined;
+  // Exactly the two parts `seal` wrote: one with more (`<cookie>.x`) is no cookie of ours.
+  const [body, mac, ...more] = sealed.split('.');
+  if (!body || !mac || more.length > 0) return undefined;
+  if (!sameText(sealMac(key, name, body), mac)) return undefined;
   try {
     return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
   } catch {
@@ -118,7 +127,7 @@ function putSealed(
   value: Flow | SealedResult,
   lifetimeMs: number,
 ): void {
-  ctx.cookies.set(name, seal(deps.key, value), {
+  ctx.cookies.set(name, seal(deps.key, name, value), {
     httpOnly: true,
     sameSite: 'lax',
     secure: deps.secure,
@@ -135,7 +144,7 @@ function readSealed<T extends Flow | SealedResult>(
   deps: ExternalSignInDependencies,
   name: string,
 ): T | undefined {
-  return unseal<T>(deps.key, ctx.cookies.get(name, { signed: false }));
+  return unseal<T>(deps.key, name, ctx.cookies.get(name, { signed: false }));
 }
 
 function clearSealed(ctx: Koa.Context, deps: ExternalSignInDependencies, name: string, path: string): void {

@@ -117,8 +117,9 @@ function sign(key: Buffer, pending: PendingLogin): string {
 
 function readPending(key: Buffer, value: string | null, uid: string, stage: Stage): PendingLogin | undefined {
   if (!value || value.length > 4096) return undefined;
-  const [body, mac] = value.split('.');
-  if (!body || !mac) return undefined;
+  // Exactly the two parts `sign` wrote: one with more (`<state>.x`) is no state of ours.
+  const [body, mac, ...more] = value.split('.');
+  if (!body || !mac || more.length > 0) return undefined;
   if (!sameText(createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url'), mac))
     return undefined;
   try {
