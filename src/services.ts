@@ -169,6 +169,11 @@ export async function createServices(config: Config, options: ServicesOptions = 
         { err: { message: error.message } },
         'an idle database connection was closed by the server',
       ),
+    onConnectionsAbandoned: (connections) =>
+      logger.warn(
+        { connections },
+        `closed ${connections} database connection(s) without the server's goodbye: it did not come within the connect timeout (a dead route to the server?)`,
+      ),
     // The transaction threw its own failure; the rollback's only says that the connection died with
     // it, or that SQLite had already rolled it back.
     onRollbackFailure: (error) =>

@@ -18,6 +18,7 @@ import {
   AA_DATABASE_SETTING,
   AllianceAuthDatabaseError,
   type AllianceAuthConnection,
+  CLOSE_TIMEOUT_MS,
   CONNECT_TIMEOUT_MS,
   isMissingFromSchema,
   isPrivilegeError,
@@ -257,6 +258,11 @@ export async function createAllianceAuthDirectory(
     statementTimeoutMs: settings.statementTimeoutSeconds * 1000,
     onIdleConnectionError: (error) =>
       log.warn({ err: { message: error.message } }, "an idle connection to Alliance Auth's database closed"),
+    onConnectionsAbandoned: (connections) =>
+      log.warn(
+        { connections, wait_seconds: CLOSE_TIMEOUT_MS / 1000 },
+        `closed ${connections} connection(s) to Alliance Auth's database without the server's goodbye: it did not come within ${CLOSE_TIMEOUT_MS / 1000} s (a dead route to the server?)`,
+      ),
   });
   let unreadableAtStart: AllianceAuthDatabaseError | undefined;
   try {

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
+import { type PooledSocket, poolSockets } from '../db/pool-sockets.ts';
 import { redactUrl, unreadableFile } from '../config/load.ts';
 import {
   mysqlPoolWithAnswerLimit,
@@ -38,6 +39,11 @@ export interface AllianceAuthConnection {
    * with an `AllianceAuthNoAnswerError`, as an outage (the statement timeout and `NO_ANSWER_MARGIN_MS`).
    */
   answerLimitMs: number;
+  /**
+   * Closes the pool, waiting at most `CLOSE_TIMEOUT_MS` for its connections to close; those still open
+   * then (a dead route that never delivers the server's goodbye) are closed at once, and
+   * `onConnectionsAbandoned` told how many.
+   */
   close(): Promise<void>;
 }
 
@@ -50,6 +56,12 @@ export class AllianceAuthDatabaseError extends Error {
 
 /** How long a new connection may take to open. */
 export const CONNECT_TIMEOUT_MS = 5000;
+/**
+ * How long closing the pool waits for its connections to close (the server answers a goodbye at
+ * once); past it, the connections still open are closed without waiting: a route that died without a
+ * reset would otherwise hold the process for TCP's retry timeout (about 15 minutes), or for ever.
+ */
+export const CLOSE_TIMEOUT_MS = CONNECT_TIMEOUT_MS;
 /**
  * By default, a statement that runs longer than this is abandoned by the server: PostgreSQL's
  * `statement_timeout`, MariaDB's `max_statement_time` (MySQL's `max_execution_time`). It counts the
@@ -70,6 +82,11 @@ export function allianceAuthDatabaseKind(url: string): AllianceAuthDatabaseKind 
 export interface OpenAllianceAuthOptions {
   /** Told about a pooled connection that died while idle (server restart, failover). */
   onIdleConnectionError?: (error: Error) => void;
+  /**
+   * Told how many connections `close()` closed without the server's goodbye, their close not having
+   * come within `CLOSE_TIMEOUT_MS` (a dead route).
+   */
+  onConnectionsAbandoned?: (count: number) => void;
   /** Connections in the pool (default 5: a poll cycle and a few sign-ins at once). */
   poolSize?: number;
   /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; the setting or a test sets another). */
@@ -94,6 +111,11 @@ export function openAllianceAuthDatabase(
   const poolSize = options.poolSize ?? 5;
   const statementTimeoutMs = options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS;
   const answerLimitMs = options.answerLimitMs ?? statementTimeoutMs + NO_ANSWER_MARGIN_MS;
+  const sockets = poolSockets();
+  const close = async (db: Kysely<AllianceAuthDatabase>) => {
+    const abandoned = await sockets.closeWithin(() => db.destroy(), CLOSE_TIMEOUT_MS);
+    if (abandoned > 0) options.onConnectionsAbandoned?.(abandoned);
+  };
   if (kind === 'mysql') {
     const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
     const pool = load<typeof mysql>('mysql2').createPool({
@@ -108,6 +130,7 @@ export function openAllianceAuthDatabase(
       enableKeepAlive: true,
     });
     pool.on('connection', (connection) => {
+      sockets.track((connection as unknown as { stream?: PooledSocket }).stream);
       connection.on('error', (error: Error) => options.onIdleConnectionError?.(error));
     });
     const db = new Kysely<AllianceAuthDatabase>({
@@ -137,7 +160,7 @@ export function openAllianceAuthDatabase(
       mysqlTls: tls,
       statementTimeoutMs,
       answerLimitMs,
-      close: () => db.destroy(),
+      close: () => close(db),
     };
   }
   const pool = new (load<typeof pg>('pg').Pool)({
@@ -150,7 +173,10 @@ export function openAllianceAuthDatabase(
   // A connection that dies while checked out emits 'error' with no pool listener attached: without
   // one of its own the process would crash. The query in flight fails on its own, and the pool
   // drops the connection when it is released.
-  pool.on('connect', (client) => client.on('error', (error) => options.onIdleConnectionError?.(error)));
+  pool.on('connect', (client) => {
+    sockets.track((client as unknown as { connection: { stream: PooledSocket } }).connection.stream);
+    client.on('error', (error) => options.onIdleConnectionError?.(error));
+  });
   const db = new Kysely<AllianceAuthDatabase>({
     plugins: [NUL_FREE_TEXT],
     dialect: new PostgresDialect({ pool: postgresPoolWithAnswerLimit(pool, answerLimitMs) }),
@@ -162,7 +188,7 @@ export function openAllianceAuthDatabase(
     mysqlTls: undefined,
     statementTimeoutMs,
     answerLimitMs,
-    close: () => db.destroy(),
+    close: () => close(db),
   };
 }
 

@@ -15,6 +15,7 @@ import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
 import { describeVersion, judgeServerVersion, OWN_POSTGRES_MINIMUM } from './server-version.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
+import { type PooledSocket, poolSockets } from './pool-sockets.ts';
 import type { Database } from './schema.ts';
 import { whyNotWritable } from './writable.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -50,6 +51,11 @@ export interface OpenDatabaseOptions {
   connectTimeoutMs?: number;
   /** PostgreSQL: how long a query may wait for its answer (a backstop against a silent network). */
   queryTimeoutMs?: number;
+  /**
+   * PostgreSQL: told how many connections `close()` closed without the server's goodbye, their close
+   * not having come within the connect timeout (a dead route to the server).
+   */
+  onConnectionsAbandoned?: (count: number) => void;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -106,6 +112,11 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     },
   };
   const pool = new Pool({ ...settings, max: 10 });
+  // Closing waits for the server's goodbye on each connection at most the connect timeout: over a
+  // route that died without a reset it never comes, and each socket left open would hold the process.
+  const sockets = poolSockets();
+  const track = (client: pg.Client) =>
+    sockets.track((client as unknown as { connection: { stream: PooledSocket } }).connection.stream);
   // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
   // from the pool and the next query opens a new one; without a listener the event would crash the
   // process.
@@ -114,10 +125,18 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // transaction) emits 'error' besides failing its query. The query's caller handles the failure and
   // the pool discards the client when it is released; the event only needs a listener, without which
   // it would crash the process.
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  pool.on('connect', (client) => {
+    track(client);
+    client.on('error', () => undefined);
+  });
   const names = statementNames();
   // The precompiled reads outside transactions: one more connection, pipelined (src/db/lean-reads.ts).
-  const lean = leanReads({ openClient: () => new Client({ ...settings, pipeline: true }), Query }, names);
+  const openClient = () => {
+    const client = new Client({ ...settings, pipeline: true });
+    client.once('connect', () => track(client));
+    return client;
+  };
+  const lean = leanReads({ openClient, Query }, names);
   const db = new Kysely<Database>({
     dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean, options.onRollbackFailure),
   });
@@ -127,8 +146,11 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     kind: 'postgres',
     pgPool: pool,
     close: async () => {
-      await lean.close();
-      await db.destroy();
+      const abandoned = await sockets.closeWithin(
+        async () => void (await Promise.all([lean.close(), db.destroy()])),
+        settings.connectionTimeoutMillis,
+      );
+      if (abandoned > 0) options.onConnectionsAbandoned?.(abandoned);
     },
   };
 }
