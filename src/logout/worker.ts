@@ -389,10 +389,19 @@ export function createWorkerLoop(deps: {
             await transport.purge(purgedAt);
             recordsToPurge = true;
           }
-          if (recordsToPurge) {
-            recordsToPurge = await deps.purgeRecordedOutcomes(
-              now() - config.logout.recordRetentionDays * DAY_MS,
-            );
+          if (recordsToPurge && !stopped) {
+            // Apart from the round's own work: a purge that fails (a lock wait, a deadlock with another
+            // worker's purge) neither slows deliveries down nor is tried again before the next purge.
+            recordsToPurge = await deps
+              .purgeRecordedOutcomes(now() - config.logout.recordRetentionDays * DAY_MS)
+              .catch((error: unknown) => {
+                const [fields] = failureLine(error, 'logout worker');
+                log.warn(
+                  fields,
+                  'deleting recorded logout outcomes past their retention failed; the next purge tries again',
+                );
+                return false;
+              });
           }
           failures = 0;
         } catch (error) {

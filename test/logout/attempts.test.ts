@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { QueryId, RootOperationNode } from 'kysely';
+import { type QueryId, type RootOperationNode, sql } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { newJti } from '../../src/logout/job-transport.ts';
 import {
@@ -12,7 +12,9 @@ import {
 import { insertJobs } from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -195,5 +197,49 @@ describe(`the logout worker purges delivery outcomes past logout.recordRetention
         .length,
       1,
     );
+  });
+});
+
+describe(`a purge of delivery outcomes that fails (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  const harness = createLeakHarness();
+
+  before(async () => {
+    server = await startServer({ logout: { recordRetentionDays: 30 } }, { harness });
+  });
+  after(async () => server.close());
+
+  it("is told at warn, once, and leaves the worker's rounds as they were (no failure, no backoff)", async () => {
+    const { db, kind } = server.app.database;
+    // The database's own refusal of the purge's DELETE, as a lock or a deadlock with another worker would fail it.
+    if (kind === 'sqlite')
+      await sql`create trigger refuse_purge before delete on bcl_delivery_attempt begin select raise(abort, 'purge refused by the test'); end`.execute(
+        db,
+      );
+    else {
+      await sql`create function refuse_purge() returns trigger language plpgsql as $$ begin raise exception 'purge refused by the test'; end $$`.execute(
+        db,
+      );
+      await sql`create trigger refuse_purge before delete on bcl_delivery_attempt for each row execute function refuse_purge()`.execute(
+        db,
+      );
+    }
+    await recordDeliveryAttempts(db, records('expired', 3, Date.now() - 31 * DAY_MS));
+    const lines = (pattern: RegExp) => harness.logLines.filter((line) => pattern.test(line));
+    const worker = server.app.logout.startWorker({ pollIntervalMs: 20 });
+    try {
+      await eventually(
+        async () => lines(/deleting recorded logout outcomes past their retention failed/).length > 0,
+        'the failed purge is told',
+      );
+    } finally {
+      await worker.stop();
+    }
+    const told = lines(/deleting recorded logout outcomes past their retention failed/);
+    assert.equal(told.length, 1, 'tried again at the next purge (ten minutes on), not every round');
+    assert.match(told[0]!, /"level":40/);
+    assert.match(told[0]!, /purge refused by the test/);
+    assert.deepEqual(lines(/"msg":"logout worker/), [], 'no round of the worker failed');
+    assert.equal((await clientsLeft(db)).get('expired'), 3);
   });
 });
