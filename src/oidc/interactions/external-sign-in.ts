@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type {
   Authenticator,
@@ -20,6 +19,7 @@ import { LOGIN_THROTTLED_MESSAGE } from './login.ts';
 import { askReleasingIfUnanswered, type LoginThrottle, releaseUnanswered } from './throttle.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { sameText } from '../../util/same-text.ts';
+import { sealValue, unsealValue } from './sealed-value.ts';
 
 /**
  * Sign-in through another identity provider (EVE SSO) from the login page:
@@ -88,33 +88,6 @@ export function externalRedirectUri(
 }
 
 /**
- * The MAC of a cookie's body for the cookie `name`: the name is signed with it, so that a value sealed
- * for one cookie (the flow's, which any browser can get for its own sign-in) is nothing in another
- * (the result's, which says who signed in).
- */
-function sealMac(key: Buffer, name: string, body: string): string {
-  return createHmac('sha256', key).update(`${name}:${body}`).digest('base64url');
-}
-
-function seal(key: Buffer, name: string, value: unknown): string {
-  const body = Buffer.from(JSON.stringify(value)).toString('base64url');
-  return `${body}.${sealMac(key, name, body)}`;
-}
-
-function unseal<T>(key: Buffer, name: string, sealed: string | undefined): T | undefined {
-  if (!sealed) return undefined;
-  // Exactly the two parts `seal` wrote: one with more (`<cookie>.x`) is no cookie of ours.
-  const [body, mac, ...more] = sealed.split('.');
-  if (!body || !mac || more.length > 0) return undefined;
-  if (!sameText(sealMac(key, name, body), mac)) return undefined;
-  try {
-    return JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * Sets the sealed cookie `name` for `lifetimeMs`, sent back to `path` only. Lax: the provider sends
  * the browser back with a top-level GET, and the callback on to the interaction with a redirect,
  * which carry a Lax cookie (not a Strict one).
@@ -127,7 +100,7 @@ function putSealed(
   value: Flow | SealedResult,
   lifetimeMs: number,
 ): void {
-  ctx.cookies.set(name, seal(deps.key, name, value), {
+  ctx.cookies.set(name, sealValue(deps.key, name, value), {
     httpOnly: true,
     sameSite: 'lax',
     secure: deps.secure,
@@ -144,7 +117,7 @@ function readSealed<T extends Flow | SealedResult>(
   deps: ExternalSignInDependencies,
   name: string,
 ): T | undefined {
-  return unseal<T>(deps.key, name, ctx.cookies.get(name, { signed: false }));
+  return unsealValue(deps.key, name, ctx.cookies.get(name, { signed: false })) as T | undefined;
 }
 
 function clearSealed(ctx: Koa.Context, deps: ExternalSignInDependencies, name: string, path: string): void {

@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import type Koa from 'koa';
 import type { AuditBus } from '../../audit/bus.ts';
 import type { TwoFactorFailedEvent } from '../../audit/events.ts';
@@ -20,7 +19,7 @@ import {
 import { qrSvg } from '../../two-factor/qr.ts';
 import { looksLikeTotpCode } from '../../two-factor/totp.ts';
 import type { LoginThrottle, ReservedAttempt } from './throttle.ts';
-import { sameText } from '../../util/same-text.ts';
+import { sealValue, unsealValue } from './sealed-value.ts';
 
 /**
  * The login's second step, after a right password: a user enrolled in two-factor sign-in enters a
@@ -111,25 +110,16 @@ export interface StepRequest {
 }
 
 function sign(key: Buffer, pending: PendingLogin): string {
-  const body = Buffer.from(JSON.stringify(pending)).toString('base64url');
-  return `${body}.${createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url')}`;
+  return sealValue(key, 'pending-login', pending);
 }
 
 function readPending(key: Buffer, value: string | null, uid: string, stage: Stage): PendingLogin | undefined {
   if (!value || value.length > 4096) return undefined;
-  // Exactly the two parts `sign` wrote: one with more (`<state>.x`) is no state of ours.
-  const [body, mac, ...more] = value.split('.');
-  if (!body || !mac || more.length > 0) return undefined;
-  if (!sameText(createHmac('sha256', key).update(`pending-login:${body}`).digest('base64url'), mac))
-    return undefined;
-  try {
-    const pending = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as PendingLogin;
-    if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
-    if (typeof pending.generation !== 'number') return undefined;
-    return pending;
-  } catch {
-    return undefined;
-  }
+  const pending = unsealValue(key, 'pending-login', value) as PendingLogin | null | undefined;
+  if (typeof pending !== 'object' || pending === null) return undefined;
+  if (pending.uid !== uid || pending.stage !== stage || pending.exp < Date.now()) return undefined;
+  if (typeof pending.generation !== 'number') return undefined;
+  return pending;
 }
 
 const THROTTLED = 'Too many wrong attempts. Wait a few minutes, then start again.';
