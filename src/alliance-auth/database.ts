@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
-import { type PooledSocket, poolSockets } from '../db/pool-sockets.ts';
+import { pgClientSocket, type PooledSocket, poolSockets } from '../db/pool-sockets.ts';
 import { redactUrl, unreadableFile } from '../config/load.ts';
 import {
   mysqlPoolWithAnswerLimit,
@@ -174,7 +174,7 @@ export function openAllianceAuthDatabase(
   // one of its own the process would crash. The query in flight fails on its own, and the pool
   // drops the connection when it is released.
   pool.on('connect', (client) => {
-    sockets.track((client as unknown as { connection: { stream: PooledSocket } }).connection.stream);
+    sockets.track(pgClientSocket(client));
     client.on('error', (error) => options.onIdleConnectionError?.(error));
   });
   const db = new Kysely<AllianceAuthDatabase>({

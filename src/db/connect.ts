@@ -15,7 +15,7 @@ import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
 import { describeVersion, judgeServerVersion, OWN_POSTGRES_MINIMUM } from './server-version.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
-import { type PooledSocket, poolSockets } from './pool-sockets.ts';
+import { pgClientSocket, poolSockets } from './pool-sockets.ts';
 import type { Database } from './schema.ts';
 import { whyNotWritable } from './writable.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -115,8 +115,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   // Closing waits for the server's goodbye on each connection at most the connect timeout: over a
   // route that died without a reset it never comes, and each socket left open would hold the process.
   const sockets = poolSockets();
-  const track = (client: pg.Client) =>
-    sockets.track((client as unknown as { connection: { stream: PooledSocket } }).connection.stream);
+  const track = (client: pg.Client) => sockets.track(pgClientSocket(client));
   // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
   // from the pool and the next query opens a new one; without a listener the event would crash the
   // process.

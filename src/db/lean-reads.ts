@@ -8,6 +8,7 @@ import {
 import type pg from 'pg';
 import { PostgresDriverKeepingCause, type RollbackFailureListener } from './failed-rollback.ts';
 import { FEATURE_NOT_SUPPORTED, pooledConnectionError, type StatementNames } from './named-statements.ts';
+import { pgClientSocket } from './pool-sockets.ts';
 
 /**
  * PostgreSQL: the precompiled reads (src/db/precompiled.ts) made outside a transaction run on one
@@ -39,12 +40,6 @@ export interface LeanReads {
   read<Row>(text: string, parameters: readonly unknown[]): Promise<QueryResult<Row>>;
   /** Ends the connection; reads afterwards fail. */
   close(): Promise<void>;
-}
-
-/** The socket under a pg client (pg does not expose it in its types). */
-function socketOf(client: pg.Client): { cork?: () => void; uncork?: () => void } | undefined {
-  return (client as unknown as { connection?: { stream?: { cork?: () => void; uncork?: () => void } } })
-    .connection?.stream;
 }
 
 /** What pg's parser hands over for each column of an answer. */
@@ -197,14 +192,14 @@ export function leanReads(driver: LeanDriver, names: StatementNames): LeanReads 
   };
 
   const uncork = () => {
-    const socket = corked && socketOf(corked);
+    const socket = corked && pgClientSocket(corked);
     corked = undefined;
     socket?.uncork?.();
   };
 
   const submit = (on: pg.Client, text: string, values: unknown[]): Promise<LeanResult> => {
     if (corked !== on) {
-      const socket = socketOf(on);
+      const socket = pgClientSocket(on);
       if (socket?.cork && socket.uncork) {
         if (corked) uncork();
         socket.cork();

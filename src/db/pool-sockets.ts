@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { within } from '../util/within.ts';
 
 /** A pooled connection's socket, as much of node:net's Socket as closing it needs. */
@@ -5,6 +6,13 @@ export interface PooledSocket {
   readonly destroyed: boolean;
   destroy(): void;
   once(event: 'close', listener: () => void): unknown;
+}
+
+/** The socket under a node-postgres client, which pg's types do not show; undefined before it has one. */
+export function pgClientSocket(
+  client: pg.Client,
+): (PooledSocket & { cork?: () => void; uncork?: () => void }) | undefined {
+  return (client as unknown as { connection?: { stream?: PooledSocket } }).connection?.stream;
 }
 
 /**
