@@ -26,6 +26,7 @@ import {
   REDIRECT_URI,
   startOnFreePort,
 } from '../helpers/server.ts';
+import { adaptDeployFile } from '../helpers/deploy-file.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const DEPLOY_CONF = fileURLToPath(new URL('../../deploy/apache/aa-oidc.conf', import.meta.url));
@@ -63,28 +64,20 @@ export function apacheSiteFromDeployFile(
     logDirectory: string;
   },
 ): string {
-  let text = deployFile;
-  const replace = (from: string | RegExp, to: string) => {
-    const next = text.replace(from, to);
-    assert.notEqual(next, text, `deploy/apache/aa-oidc.conf no longer contains ${String(from)}`);
-    text = next;
-  };
-  replace('<VirtualHost *:80>', `<VirtualHost 127.0.0.1:${values.httpPort}>`);
-  replace('<VirtualHost *:443>', `<VirtualHost 127.0.0.1:${values.httpsPort}>`);
-  replace(/SSLCertificateFile\s+\S+/, `SSLCertificateFile ${values.cert}`);
-  replace(/SSLCertificateKeyFile\s+\S+/, `SSLCertificateKeyFile ${values.key}`);
-  replace(
-    'BalancerMember "http://127.0.0.1:8000"',
-    `BalancerMember "http://127.0.0.1:${values.instancePort}"`,
-  );
-  replace(/^\s*BalancerMember "http:\/\/127\.0\.0\.1:8001".*\n/m, '');
-  replace(/ServerName auth\.example\.org/g, 'ServerName 127.0.0.1');
-  replace(
-    'Redirect permanent / https://auth.example.org/',
-    `Redirect permanent / https://127.0.0.1:${values.httpsPort}/`,
-  );
-  replace(/\$\{APACHE_LOG_DIR\}/g, values.logDirectory);
-  return text;
+  return adaptDeployFile(deployFile, 'deploy/apache/aa-oidc.conf', [
+    ['<VirtualHost *:80>', `<VirtualHost 127.0.0.1:${values.httpPort}>`],
+    ['<VirtualHost *:443>', `<VirtualHost 127.0.0.1:${values.httpsPort}>`],
+    [/SSLCertificateFile\s+\S+/, `SSLCertificateFile ${values.cert}`],
+    [/SSLCertificateKeyFile\s+\S+/, `SSLCertificateKeyFile ${values.key}`],
+    ['BalancerMember "http://127.0.0.1:8000"', `BalancerMember "http://127.0.0.1:${values.instancePort}"`],
+    [/^\s*BalancerMember "http:\/\/127\.0\.0\.1:8001".*\n/m, ''],
+    [/ServerName auth\.example\.org/g, 'ServerName 127.0.0.1'],
+    [
+      'Redirect permanent / https://auth.example.org/',
+      `Redirect permanent / https://127.0.0.1:${values.httpsPort}/`,
+    ],
+    [/\$\{APACHE_LOG_DIR\}/g, values.logDirectory],
+  ]);
 }
 
 /** An HTTPS request through Apache from a chosen loopback address, with the headers a client chose. */

@@ -47,6 +47,7 @@ import {
   REDIRECT_URI,
   startOnFreePort,
 } from '../helpers/server.ts';
+import { adaptDeployFile } from '../helpers/deploy-file.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { refusesConnections } from '../helpers/refused-port.ts';
 import { loopbackCertificate } from '../helpers/certificate.ts';
@@ -80,27 +81,22 @@ export function nginxSiteFromDeployFile(
     accessLog: string;
   },
 ): string {
-  let text = deployFile;
-  const replace = (from: string | RegExp, to: string) => {
-    const next = text.replace(from, to);
-    assert.notEqual(next, text, `deploy/nginx/aa-oidc.conf no longer contains ${String(from)}`);
-    text = next;
-  };
-  replace(/ssl_certificate\s+\S+;/, `ssl_certificate ${values.cert};`);
-  replace(/ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${values.key};`);
-  replace('server 127.0.0.1:8000 ', `server 127.0.0.1:${values.instancePorts[0]} `);
-  replace('server 127.0.0.1:8001 ', `server 127.0.0.1:${values.instancePorts[1]} `);
-  replace(/^\s*listen \[::\]:80;\n/m, '');
-  replace(/^\s*listen \[::\]:443 ssl http2;\n/m, '');
-  replace('listen 80;', `listen 127.0.0.1:${values.httpPort};`);
-  replace('listen 443 ssl http2;', `listen 127.0.0.1:${values.httpsPort} ssl http2;`);
-  replace(/server_name auth\.example\.org;/g, 'server_name 127.0.0.1;');
-  replace(/access_log \/var\/log\/nginx\/aa-oidc\.access\.log /g, `access_log ${values.accessLog} `);
-  replace(
-    'proxy_pass http://aa_oidc;',
-    `proxy_pass http://aa_oidc;\n        add_header ${UPSTREAM} $upstream_addr always;`,
-  );
-  return text;
+  return adaptDeployFile(deployFile, 'deploy/nginx/aa-oidc.conf', [
+    [/ssl_certificate\s+\S+;/, `ssl_certificate ${values.cert};`],
+    [/ssl_certificate_key\s+\S+;/, `ssl_certificate_key ${values.key};`],
+    ['server 127.0.0.1:8000 ', `server 127.0.0.1:${values.instancePorts[0]} `],
+    ['server 127.0.0.1:8001 ', `server 127.0.0.1:${values.instancePorts[1]} `],
+    [/^\s*listen \[::\]:80;\n/m, ''],
+    [/^\s*listen \[::\]:443 ssl http2;\n/m, ''],
+    ['listen 80;', `listen 127.0.0.1:${values.httpPort};`],
+    ['listen 443 ssl http2;', `listen 127.0.0.1:${values.httpsPort} ssl http2;`],
+    [/server_name auth\.example\.org;/g, 'server_name 127.0.0.1;'],
+    [/access_log \/var\/log\/nginx\/aa-oidc\.access\.log /g, `access_log ${values.accessLog} `],
+    [
+      'proxy_pass http://aa_oidc;',
+      `proxy_pass http://aa_oidc;\n        add_header ${UPSTREAM} $upstream_addr always;`,
+    ],
+  ]);
 }
 
 /** The main nginx.conf around the site: in the foreground, every file under `prefix`. */
