@@ -101,9 +101,13 @@ function failureOf(ctx: KoaContextWithOIDC): Failure | undefined {
   return { reason: 'method_mismatch', clientId: client.clientId, registeredMethod };
 }
 
+/**
+ * In the provider's order: a `client_secret` in the body first, so that one sent beside an empty
+ * Authorization header (which the provider counts as no credential) is told as the secret it was.
+ */
 function presentedMethod(ctx: KoaContextWithOIDC): PresentedMethod {
-  if (ctx.headers.authorization !== undefined) return 'client_secret_basic';
   if (ctx.oidc?.params?.client_secret) return 'client_secret_post';
+  if (ctx.headers.authorization !== undefined) return 'client_secret_basic';
   if (ctx.oidc?.body?.client_assertion !== undefined) return 'client_assertion';
   return 'none';
 }
