@@ -5,6 +5,8 @@ import type { AllianceAuthDirectory } from './alliance-auth/create.ts';
 import { ALLIANCE_AUTH_SCHEMA_REASON } from './alliance-auth/readiness.ts';
 import { assertNever } from './util/assert-never.ts';
 import { type Config, settingName } from './config/load.ts';
+import { AUDIT_PURGE_CATCH_UP_MS } from './audit/store.ts';
+import { startPurgeRounds } from './db/bounded-purge.ts';
 import { describeDatabase } from './db/errors.ts';
 import { whyNotWritable } from './db/writable.ts';
 import { declaredTypesOnly } from './http/content-security-policy.ts';
@@ -163,15 +165,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   koa.use(web.middleware);
   koa.use(oidc.middleware);
 
-  // Audit events older than audit.retentionDays leave the database (every instance may do it).
-  const auditPurge = setInterval(() => {
-    services.auditStore
-      .purge()
-      .catch((error: Error) =>
-        services.logger.warn({ err: { name: error.name, message: error.message } }, 'audit purge failed'),
-      );
-  }, config.oidc.purgeIntervalSeconds * 1000);
-  auditPurge.unref();
+  // Audit events older than audit.retentionDays leave the database (every instance may do it), a
+  // bounded share a round (`AUDIT_PURGE`): while some remain, the next round follows within a second.
+  const auditPurge = startPurgeRounds(() => services.auditStore.purge(), {
+    intervalMs: config.oidc.purgeIntervalSeconds * 1000,
+    catchUpMs: AUDIT_PURGE_CATCH_UP_MS,
+    failed: (error) =>
+      services.logger.warn({ err: { name: error.name, message: error.message } }, 'audit purge failed'),
+  });
 
   let serving: { server: Server; requests: Drainable; settleMs: number | undefined } | undefined;
   return {
@@ -201,7 +202,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         serving = undefined;
         await requests.drain(server, config.http.shutdownGraceSeconds * 1000, services.logger, settleMs);
       }
-      clearInterval(auditPurge);
+      await auditPurge.stop();
       oidc.close();
       await services.close();
     },

@@ -1,4 +1,5 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
+import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
@@ -63,8 +64,11 @@ export interface AuditStore {
   ): Promise<UserWindow>;
   /** Counts of the events matching `filter`, per kind (dashboard). */
   countByKind(filter?: Omit<AuditFilter, 'beforeId' | 'limit'>): Promise<Map<string, number>>;
-  /** Deletes events older than the retention; returns how many went. */
-  purge(now?: number): Promise<number>;
+  /**
+   * Deletes events older than the retention, oldest first, at most `AUDIT_PURGE` a call (a statement
+   * per thousand, each its own transaction); `more` when some may remain.
+   */
+  purge(now?: number): Promise<PurgeRound>;
 }
 
 export interface UserWindow {
@@ -76,6 +80,16 @@ export interface UserWindow {
    */
   olderAt?: number;
 }
+
+/**
+ * One round of the retention purge: ten statements of a thousand events at most (a few milliseconds
+ * each on SQLite, the table's four indexes included), so that no statement holds the writer or nears a
+ * statement timeout, however far behind the purge is. A round that leaves events behind is followed by
+ * another after `AUDIT_PURGE_CATCH_UP_MS` (src/app.ts) rather than after `oidc.purgeIntervalSeconds`.
+ */
+export const AUDIT_PURGE: Readonly<PurgeBounds> = { rows: 1000, statements: 10 };
+/** The pause before the next round of the audit purge while events past the retention remain. */
+export const AUDIT_PURGE_CATCH_UP_MS = 1000;
 
 export const DEFAULT_AUDIT_PAGE = 50;
 export const MAX_AUDIT_PAGE = 1000;
@@ -213,6 +227,8 @@ export function createAuditStore(
     writes?: WriteBatch;
     /** Kinds the database does not keep (`audit.databaseExclude`): the bus never gives them to its receiver. */
     skips?: readonly AuditEventKind[];
+    /** How much one `purge()` deletes at most (default `AUDIT_PURGE`). */
+    purgeBounds?: PurgeBounds;
   },
 ): AuditStore {
   const now = options.now ?? Date.now;
@@ -387,12 +403,23 @@ export function createAuditStore(
         .execute();
       return new Map(rows.map((row) => [row.kind, Number(row.n)]));
     },
-    async purge(at = now()) {
-      const result = await db
-        .deleteFrom('audit_event')
-        .where('recorded_at', '<', at - options.retentionDays * 86_400_000)
-        .executeTakeFirst();
-      return Number(result.numDeletedRows);
+    purge(at = now()) {
+      const before = at - options.retentionDays * 86_400_000;
+      // The oldest events first, by the time index (`audit_event_time_idx`).
+      return purgeRound(async (rows) => {
+        const result = await db
+          .deleteFrom('audit_event')
+          .where('id', 'in', (eb) =>
+            eb
+              .selectFrom('audit_event')
+              .select('id')
+              .where('recorded_at', '<', before)
+              .orderBy('recorded_at')
+              .limit(rows),
+          )
+          .executeTakeFirst();
+        return Number(result.numDeletedRows);
+      }, options.purgeBounds ?? AUDIT_PURGE);
     },
   };
 }

@@ -1,5 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { LogoutDeliveryOutcome } from '../audit/events.ts';
+import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import type { Database } from '../db/schema.ts';
 
 /**
@@ -130,24 +131,25 @@ export async function recordDeliveryAttempts(
   }
 }
 
-/** Rows one statement of the purge deletes at most, and statements one purge makes at most. */
-const PURGE_BATCH = 1000;
-const PURGE_BATCHES = 10;
+/**
+ * One round of the purge: ten statements of a thousand rows at most. The worker runs one a round while
+ * some remain (src/logout/worker.ts), delivering between them.
+ */
+export const DELIVERY_ATTEMPT_PURGE: Readonly<PurgeBounds> = { rows: 1000, statements: 10 };
 
 /**
  * Deletes the outcomes recorded before `before` (`logout.recordRetentionDays`), oldest first, by the
  * `recorded_at` index: a batch a statement, each its own transaction, so that no writer (a worker
- * recording outcomes, SQLite's one writer) waits behind a long delete; at most `batches` of them a
- * call, so that a table that has grown for years is worked off over several calls, the worker
+ * recording outcomes, SQLite's one writer) waits behind a long delete; at most `bounds.statements` of
+ * them a call, so that a table that has grown for years is worked off over several calls, the worker
  * delivering between them. `more` when the last batch was full: some may remain.
  */
-export async function purgeDeliveryAttempts(
+export function purgeDeliveryAttempts(
   db: Kysely<Database>,
   before: number,
-  { batch = PURGE_BATCH, batches = PURGE_BATCHES }: { batch?: number; batches?: number } = {},
-): Promise<{ deleted: number; more: boolean }> {
-  let deleted = 0;
-  for (let round = 0; round < batches; round += 1) {
+  bounds: PurgeBounds = DELIVERY_ATTEMPT_PURGE,
+): Promise<PurgeRound> {
+  return purgeRound(async (rows) => {
     const result = await db
       .deleteFrom('bcl_delivery_attempt')
       .where('id', 'in', (eb) =>
@@ -156,12 +158,9 @@ export async function purgeDeliveryAttempts(
           .select('id')
           .where('recorded_at', '<', before)
           .orderBy('recorded_at')
-          .limit(batch),
+          .limit(rows),
       )
       .executeTakeFirst();
-    const rows = Number(result.numDeletedRows);
-    deleted += rows;
-    if (rows < batch) return { deleted, more: false };
-  }
-  return { deleted, more: true };
+    return Number(result.numDeletedRows);
+  }, bounds);
 }

@@ -127,8 +127,11 @@ export interface LogoutJobTransport {
    * (`aa-oidc bcl list`); `now` tells a job in flight from one whose claim lapsed.
    */
   listPending(filter: PendingLogoutFilter, now: number): Promise<PendingLogout[]>;
-  /** Drops finished jobs past their retention (a no-op where the transport does it itself). */
-  purge(now: number): Promise<void>;
+  /**
+   * Drops finished jobs past their retention, a bounded share a call (a no-op where the transport does
+   * it itself); true when some may remain.
+   */
+  purge(now: number): Promise<boolean>;
   /** Called once when this process starts a worker (pg-boss: its supervisor, which expires claims). */
   startWorker(): Promise<void>;
   /**

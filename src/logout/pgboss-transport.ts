@@ -664,7 +664,7 @@ export function createPgBossTransport(
     },
     listPending: (filter, now) => listPendingPgBossJobs(database.db, filter, now),
     // pg-boss deletes completed jobs after the queue's `deleteAfterSeconds` (7 days).
-    purge: async () => undefined,
+    purge: async () => false,
     hasStarted() {
       return boss !== undefined;
     },

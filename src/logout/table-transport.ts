@@ -1,6 +1,7 @@
 import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
+import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import type { BclJobTable, Database } from '../db/schema.ts';
 import type {
   ClaimedJob,
@@ -291,14 +292,36 @@ export async function listPendingJobs(
 /** Finished jobs are kept this long (for `bcl_job` inspection), then deleted by the worker. */
 export const FINISHED_JOB_RETENTION_MS = 7 * 24 * 3600 * 1000;
 
-/** Deletes finished jobs older than the retention; returns how many went. */
-export async function purgeFinishedJobs(db: Kysely<Database>, now: number): Promise<number> {
-  const result = await db
-    .deleteFrom('bcl_job')
-    .where('status', '=', 'done')
-    .where('finished_at', '<', now - FINISHED_JOB_RETENTION_MS)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
+/** One round of the purge of finished jobs: ten statements of a thousand rows at most. */
+export const FINISHED_JOB_PURGE: Readonly<PurgeBounds> = { rows: 1000, statements: 10 };
+
+/**
+ * Deletes finished jobs older than the retention, oldest first, by the index of finished jobs by time
+ * (`bcl_job_finished_idx`), a statement per `bounds.rows`, at most `bounds.statements` a call (the
+ * worker calls again the next round while `more`), so that a fan-out's worth of jobs never holds the
+ * table's writer, or its statement timeout, for long.
+ */
+export function purgeFinishedJobs(
+  db: Kysely<Database>,
+  now: number,
+  bounds: PurgeBounds = FINISHED_JOB_PURGE,
+): Promise<PurgeRound> {
+  const before = now - FINISHED_JOB_RETENTION_MS;
+  return purgeRound(async (rows) => {
+    const result = await db
+      .deleteFrom('bcl_job')
+      .where('id', 'in', (eb) =>
+        eb
+          .selectFrom('bcl_job')
+          .select('id')
+          .where('status', '=', 'done')
+          .where('finished_at', '<', before)
+          .orderBy('finished_at')
+          .limit(rows),
+      )
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }, bounds);
 }
 
 /** The `bcl_job` table as a job transport. */
@@ -341,9 +364,7 @@ export function createTableTransport(database: DatabaseHandle): LogoutJobTranspo
     finishesInOneStatement,
     nextDueAt: () => nextDueAt(db),
     listPending: (filter, now) => listPendingJobs(db, filter, now),
-    purge: async (now) => {
-      await purgeFinishedJobs(db, now);
-    },
+    purge: async (now) => (await purgeFinishedJobs(db, now)).more,
     startWorker: async () => undefined,
     hasStarted: () => true,
     close: async () => undefined,

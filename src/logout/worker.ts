@@ -359,8 +359,10 @@ export function createWorkerLoop(deps: {
     let running: Promise<void> | undefined;
     let again = false;
     let purgedAt = 0;
-    // Recorded outcomes past their retention may remain: each round deletes a share of them, until
-    // none does, rather than one purge deleting a backlog of years while no logout is delivered.
+    // Finished jobs and recorded outcomes past their retention may remain: each round deletes a share
+    // of them, until none does, rather than one purge deleting a backlog of years while no logout is
+    // delivered.
+    let jobsToPurge = false;
     let recordsToPurge = false;
     // Consecutive rounds that failed (a read-only or full disk, a database gone): each waits twice as
     // long as the last, up to a minute, instead of trying again at once on jobs already due.
@@ -386,8 +388,13 @@ export function createWorkerLoop(deps: {
           await drain(concurrency, () => stopped, pollIntervalMs);
           if (now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
-            await transport.purge(purgedAt);
+            jobsToPurge = true;
             recordsToPurge = true;
+          }
+          if (jobsToPurge && !stopped) {
+            // A purge that fails fails the round, and is tried again at the next purge, not every round.
+            jobsToPurge = false;
+            jobsToPurge = await transport.purge(now());
           }
           if (recordsToPurge && !stopped) {
             // Apart from the round's own work: a purge that fails (a lock wait, a deadlock with another

@@ -1,16 +1,17 @@
 import assert from 'node:assert/strict';
+import type { QueryId, RootOperationNode } from 'kysely';
 import { after, before, describe, it } from 'node:test';
 import { createAuditBus } from '../../src/audit/bus.ts';
 import { describeAuditEvent } from '../../src/audit/describe.ts';
 import type { AuditEvent } from '../../src/audit/events.ts';
-import { batchDelayFor, createAuditStore, MAX_BATCH_DELAY_MS } from '../../src/audit/store.ts';
+import { AUDIT_PURGE, batchDelayFor, createAuditStore, MAX_BATCH_DELAY_MS } from '../../src/audit/store.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { testConfig } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
-import { watchStatements } from '../helpers/statements.ts';
+import { statementsDuring, watchStatements } from '../helpers/statements.ts';
 
 const DAY = 86_400_000;
 
@@ -187,6 +188,109 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
     await store.purge();
     assert.equal((await store.list({ userId: 900 })).length, 0, 'older than 30 days: gone');
     assert.equal((await store.list({ userId: 901 })).length, 1, 'younger: kept');
+  });
+
+  it('deletes a backlog past the retention oldest first, a bounded share per purge, until none is left', async () => {
+    const now = Date.now();
+    await handle.db.deleteFrom('audit_event').execute();
+    // A backlog of 2,500 events past the retention, a second apart, and three within it.
+    const expired = Array.from({ length: 2500 }, (_, index) => ({
+      recorded_at: now - 100 * DAY - index * 1000,
+      kind: 'policy_denied',
+      user_id: 7000,
+      client_id: 'wiki',
+      request_id: null,
+      payload: '{}',
+    }));
+    for (let start = 0; start < expired.length; start += 500)
+      await handle.db
+        .insertInto('audit_event')
+        .values(expired.slice(start, start + 500))
+        .execute();
+    await handle.db
+      .insertInto('audit_event')
+      .values(
+        [1, 2, 89].map((days) => ({
+          recorded_at: now - days * DAY,
+          kind: 'policy_denied',
+          user_id: 7001,
+          client_id: 'wiki',
+          request_id: null,
+          payload: '{}',
+        })),
+      )
+      .execute();
+    const store = createAuditStore(handle.db, {
+      retentionDays: 90,
+      now: () => now,
+      purgeBounds: { rows: 100, statements: 10 },
+    });
+    const left = async () => {
+      const rows = await handle.db
+        .selectFrom('audit_event')
+        .select((eb) => ['user_id', eb.fn.countAll().as('n')])
+        .groupBy('user_id')
+        .orderBy('user_id')
+        .execute();
+      return rows.map((row) => [Number(row.user_id), Number(row.n)]);
+    };
+    /** One purge: what it returned, and how many DELETE statements it made. */
+    const purge = async () => {
+      const { result, texts } = await statementsDuring(() => store.purge());
+      return { ...result, statements: texts.filter((text) => /^\s*delete/i.test(text)).length };
+    };
+
+    assert.deepEqual(
+      await purge(),
+      { deleted: 1000, more: true, statements: 10 },
+      'ten statements of a hundred',
+    );
+    assert.deepEqual(await left(), [
+      [7000, 1500],
+      [7001, 3],
+    ]);
+    // The oldest went first: what is left of the backlog is its newest 1,500.
+    const oldest = await handle.db
+      .selectFrom('audit_event')
+      .select((eb) => eb.fn.min('recorded_at').as('t'))
+      .executeTakeFirstOrThrow();
+    assert.equal(Number(oldest.t), now - 100 * DAY - 1499 * 1000);
+
+    assert.deepEqual(await purge(), { deleted: 1000, more: true, statements: 10 });
+    assert.deepEqual(await left(), [
+      [7000, 500],
+      [7001, 3],
+    ]);
+    assert.deepEqual(
+      await purge(),
+      { deleted: 500, more: false, statements: 6 },
+      'five full statements, then one that finds none: the round ends there',
+    );
+    assert.deepEqual(await left(), [[7001, 3]]);
+    assert.deepEqual(await purge(), { deleted: 0, more: false, statements: 1 });
+
+    // By default, a round is ten statements of a thousand.
+    assert.deepEqual(AUDIT_PURGE, { rows: 1000, statements: 10 });
+    await handle.db.deleteFrom('audit_event').execute();
+  });
+
+  it('finds the events to delete by their time, not by a scan of the table', async (t) => {
+    if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    await createAuditStore(observed, { retentionDays: 90 }).purge();
+    assert.equal(queries.length, 1);
+    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
+    const plan = await handle.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `explain query plan ${compiled.sql}`,
+    });
+    const details = plan.rows.map((row) => row.detail).join('; ');
+    assert.match(details, /audit_event_time_idx/, details);
+    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
   });
 
   it('writes a burst of events in batches, every one of them', async () => {

@@ -9,12 +9,17 @@ import {
   purgeDeliveryAttempts,
   recordDeliveryAttempts,
 } from '../../src/logout/attempts.ts';
-import { insertJobs } from '../../src/logout/table-transport.ts';
+import {
+  FINISHED_JOB_PURGE,
+  FINISHED_JOB_RETENTION_MS,
+  insertJobs,
+} from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { finishedJobRow } from './jobs.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -107,7 +112,7 @@ describe(`delivery outcomes past their retention (${testDatabaseKind})`, () => {
     await auditEvent(handle.db, cutoff - DAY_MS);
 
     // Two statements of ten: the five cancellations, recorded first, and the fifteen oldest failures.
-    assert.deepEqual(await purgeDeliveryAttempts(handle.db, cutoff, { batch: 10, batches: 2 }), {
+    assert.deepEqual(await purgeDeliveryAttempts(handle.db, cutoff, { rows: 10, statements: 2 }), {
       deleted: 20,
       more: true,
     });
@@ -119,7 +124,7 @@ describe(`delivery outcomes past their retention (${testDatabaseKind})`, () => {
         ['recent', 3],
       ]),
     );
-    assert.deepEqual(await purgeDeliveryAttempts(handle.db, cutoff, { batch: 10, batches: 2 }), {
+    assert.deepEqual(await purgeDeliveryAttempts(handle.db, cutoff, { rows: 10, statements: 2 }), {
       deleted: 5,
       more: false,
     });
@@ -197,6 +202,55 @@ describe(`the logout worker purges delivery outcomes past logout.recordRetention
         .length,
       1,
     );
+  });
+});
+
+describe(`the logout worker purges finished jobs past their retention (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+
+  before(async () => {
+    fixture = await startLogoutWorkerFixture();
+  });
+  after(async () => fixture.close());
+
+  it('deletes a backlog larger than one round over the rounds that follow, and keeps the recent ones', async (t) => {
+    if (fixture.services.database.kind !== 'sqlite')
+      return t.skip('bcl_job is the queue on SQLite; pg-boss deletes its own finished jobs');
+    const db = fixture.services.database.db;
+    const now = Date.now();
+    // More than one round deletes (FINISHED_JOB_PURGE, ten thousand): the rounds after the first go on.
+    const backlog = Array.from(
+      { length: FINISHED_JOB_PURGE.rows * FINISHED_JOB_PURGE.statements + 50 },
+      (_, index) => finishedJobRow('expired', now - FINISHED_JOB_RETENTION_MS - DAY_MS - index),
+    );
+    for (let start = 0; start < backlog.length; start += 500)
+      await db
+        .insertInto('bcl_job')
+        .values(backlog.slice(start, start + 500))
+        .execute();
+    await db
+      .insertInto('bcl_job')
+      .values(finishedJobRow('kept', now - DAY_MS))
+      .execute();
+    const jobsLeft = async () =>
+      (
+        await db
+          .selectFrom('bcl_job')
+          .select((eb) => ['client_id', eb.fn.countAll().as('n')])
+          .groupBy('client_id')
+          .execute()
+      ).map((row) => [row.client_id, Number(row.n)]);
+
+    const worker = fixture.services.logout.startWorker({ pollIntervalMs: 20 });
+    try {
+      await eventually(
+        async () => !(await jobsLeft()).some(([clientId]) => clientId === 'expired'),
+        'the finished jobs past their retention are gone',
+      );
+    } finally {
+      await worker.stop();
+    }
+    assert.deepEqual(await jobsLeft(), [['kept', 1]]);
   });
 });
 

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { sql } from 'kysely';
+import { type Insertable, sql } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
+import type { BclJobTable } from '../../src/db/schema.ts';
+import { newJti } from '../../src/logout/job-transport.ts';
 import {
   BCL_QUEUE,
   type BclJobData,
@@ -135,4 +137,28 @@ export function assertSameLogout(later: string, earlier: string, message: string
   const { iat: earlierIat, exp: _earlierExp, ...earlierRest } = claims(earlier);
   assert.deepEqual(laterRest, earlierRest, message);
   assert.ok(Number(laterIat) >= Number(earlierIat), `${message}: signed no earlier`);
+}
+
+/**
+ * A `bcl_job` row of a logout delivered to `clientId` and finished at `finishedAt`, as the table
+ * transport leaves it, for the tests of the purge of finished jobs.
+ */
+export function finishedJobRow(clientId: string, finishedAt: number): Insertable<BclJobTable> {
+  return {
+    trigger: 'user_deactivated',
+    user_id: 7,
+    sub: '7',
+    client_id: clientId,
+    jti: newJti(),
+    iat: Math.floor(finishedAt / 1000),
+    exp: Math.floor(finishedAt / 1000) + 300,
+    kid: 'kid-1',
+    sid: null,
+    status: 'done',
+    attempts: 1,
+    next_attempt_at: finishedAt,
+    outcome: 'success',
+    created_at: finishedAt,
+    finished_at: finishedAt,
+  };
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { newJti } from '../../src/logout/job-transport.ts';
 import {
@@ -14,6 +15,8 @@ import {
   rescheduleJob,
 } from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { statementsDuring } from '../helpers/statements.ts';
+import { finishedJobRow } from './jobs.ts';
 
 describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
   let database: TestDatabase;
@@ -173,9 +176,89 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
     const now = T + FINISHED_JOB_RETENTION_MS + 20_000;
     const before = await handle.db.selectFrom('bcl_job').select('id').execute();
     await handle.db.transaction().execute((trx) => insertJobs(trx, [job('pending')], now));
-    assert.equal(await purgeFinishedJobs(handle.db, now), 2, 'the two jobs finished at T');
+    assert.deepEqual(
+      await purgeFinishedJobs(handle.db, now),
+      { deleted: 2, more: false },
+      'the two jobs finished at T',
+    );
     const left = await handle.db.selectFrom('bcl_job').select(['client_id', 'status']).execute();
     assert.deepEqual(left, [{ client_id: 'pending', status: 'pending' }]);
     assert.equal(before.length, 2);
+  });
+
+  it('purges a backlog of finished jobs oldest first, a bounded share per call, until none is left', async () => {
+    await handle.db.deleteFrom('bcl_job').execute();
+    const now = T + FINISHED_JOB_RETENTION_MS + 10_000_000;
+    // 2,500 jobs finished past the retention, a second apart; one finished within it; one pending.
+    const backlog = Array.from({ length: 2500 }, (_, index) => finishedJobRow('old', T - index * 1000));
+    for (let start = 0; start < backlog.length; start += 500)
+      await handle.db
+        .insertInto('bcl_job')
+        .values(backlog.slice(start, start + 500))
+        .execute();
+    await handle.db
+      .insertInto('bcl_job')
+      .values(finishedJobRow('recent', now - FINISHED_JOB_RETENTION_MS + 1000))
+      .execute();
+    await handle.db.transaction().execute((trx) => insertJobs(trx, [job('pending')], now));
+    const left = async () => {
+      const rows = await handle.db
+        .selectFrom('bcl_job')
+        .select((eb) => ['client_id', eb.fn.countAll().as('n')])
+        .groupBy('client_id')
+        .orderBy('client_id')
+        .execute();
+      return rows.map((row) => [row.client_id, Number(row.n)]);
+    };
+    /** One purge: what it returned, and how many DELETE statements it made. */
+    const purge = async () => {
+      const { result, texts } = await statementsDuring(() =>
+        purgeFinishedJobs(handle.db, now, { rows: 100, statements: 10 }),
+      );
+      return { ...result, statements: texts.filter((text) => /^\s*delete/i.test(text)).length };
+    };
+
+    assert.deepEqual(await purge(), { deleted: 1000, more: true, statements: 10 });
+    assert.deepEqual(await left(), [
+      ['old', 1500],
+      ['pending', 1],
+      ['recent', 1],
+    ]);
+    const oldest = await handle.db
+      .selectFrom('bcl_job')
+      .select((eb) => eb.fn.min('finished_at').as('t'))
+      .executeTakeFirstOrThrow();
+    assert.equal(Number(oldest.t), T - 1499 * 1000, 'the oldest went first');
+    assert.deepEqual(await purge(), { deleted: 1000, more: true, statements: 10 });
+    assert.deepEqual(await left(), [
+      ['old', 500],
+      ['pending', 1],
+      ['recent', 1],
+    ]);
+    assert.deepEqual(await purge(), { deleted: 500, more: false, statements: 6 });
+    assert.deepEqual(await left(), [
+      ['pending', 1],
+      ['recent', 1],
+    ]);
+    await handle.db.deleteFrom('bcl_job').execute();
+  });
+
+  it('finds the finished jobs to delete by status and time, not by a scan of the queue', async (t) => {
+    if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    await purgeFinishedJobs(observed, T);
+    assert.equal(queries.length, 1);
+    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
+    const plan = await handle.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `explain query plan ${compiled.sql}`,
+    });
+    const details = plan.rows.map((row) => row.detail).join('; ');
+    assert.match(details, /bcl_job_finished_idx \(status=\? AND finished_at<\?\)/, details);
+    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
   });
 });

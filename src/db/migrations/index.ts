@@ -29,6 +29,7 @@ import * as m0079 from './0079_login_failure_method.ts';
 import * as m0080 from './0080_directory_binding.ts';
 import * as m0081 from './0081_delivery_attempt_recorded_at.ts';
 import * as m0082 from './0082_client_id_case_unique.ts';
+import * as m0083 from './0083_purge_indexes.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -65,4 +66,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0080_directory_binding': m0080,
   '0081_delivery_attempt_recorded_at': m0081,
   '0082_client_id_case_unique': m0082,
+  '0083_purge_indexes': m0083,
 };

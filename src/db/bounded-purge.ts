@@ -1,0 +1,80 @@
+/**
+ * One round of a retention purge: a table that has grown for months (an instance whose purge never ran,
+ * a retention shortened) is worked off a bounded share at a time. One DELETE of everything past the
+ * retention would hold SQLite's one writer, or PostgreSQL's row locks and the statement timeout, for as
+ * long as it takes; a timeout would roll it back every round, and it would never get anywhere.
+ */
+export interface PurgeBounds {
+  /** Rows one statement deletes at most (each statement is its own transaction). */
+  rows: number;
+  /** Statements one round makes at most. */
+  statements: number;
+}
+
+/** What one round deleted; `more` when its last statement was full: some may remain. */
+export interface PurgeRound {
+  deleted: number;
+  more: boolean;
+}
+
+/**
+ * Runs `deleteBatch` (one statement deleting at most `bounds.rows` rows, oldest first, found by an
+ * index on the cutoff's column) until it deletes fewer or `bounds.statements` have run; stops early
+ * once `signal` is aborted (the server is closing): what is left goes at a later round.
+ */
+export async function purgeRound(
+  deleteBatch: (rows: number) => Promise<number>,
+  bounds: PurgeBounds,
+  signal?: AbortSignal,
+): Promise<PurgeRound> {
+  let deleted = 0;
+  for (let statement = 0; statement < bounds.statements; statement += 1) {
+    const rows = await deleteBatch(bounds.rows);
+    deleted += rows;
+    if (rows < bounds.rows) return { deleted, more: false };
+    if (signal?.aborted) break;
+  }
+  return { deleted, more: true };
+}
+
+/**
+ * Runs `round` every `intervalMs`, and again `catchUpMs` after a round that left rows behind, until
+ * none does: a backlog is worked off at `bounds.rows × bounds.statements` rows per `catchUpMs` (plus
+ * the round's own time), then the rounds go back to the interval. A round that fails is given to
+ * `failed`, and the next one comes at the interval. `stop()` ends the rounds and waits for the one
+ * under way, so that none runs on a database being closed.
+ */
+export function startPurgeRounds(
+  round: () => Promise<PurgeRound>,
+  options: { intervalMs: number; catchUpMs: number; failed: (error: Error) => void },
+): { stop(): Promise<void> } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  const schedule = (delayMs: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      running = round()
+        .then(
+          (done) => done.more,
+          (error: Error) => {
+            options.failed(error);
+            return false;
+          },
+        )
+        .then((more) => {
+          running = undefined;
+          schedule(more ? options.catchUpMs : options.intervalMs);
+        });
+    }, delayMs);
+    timer.unref();
+  };
+  schedule(options.intervalMs);
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,50 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { QueryId, RootOperationNode } from 'kysely';
+import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { createLoginThrottle } from '../../src/oidc/interactions/throttle.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+
+/**
+ * The purge of login failures past the failure window finds them by time: a password spray from many
+ * addresses leaves many rows, which neither the account's nor the address's index orders by time alone.
+ */
+describe(`login throttle: the purge of old failures (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  let handle: DatabaseHandle;
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    handle = connect(database);
+  });
+  after(async () => {
+    await handle?.close();
+    await database?.drop();
+  });
+
+  it('finds the failures to delete by their time, not by a scan of the table', async (t) => {
+    if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
+    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
+    const observed = handle.db.withPlugin({
+      transformQuery: (args) => (queries.push(args), args.node),
+      transformResult: async (args) => args.result,
+    });
+    const throttle = createLoginThrottle(observed, handle.kind, {
+      maxFailuresPerAccountAndAddress: 5,
+      maxFailuresPerAccount: 10,
+      maxCodeFailuresPerUser: 10,
+      maxFailuresPerAddress: 100,
+      failureWindowSeconds: 900,
+    });
+    assert.equal(await throttle.purge(), 0);
+    assert.equal(queries.length, 1);
+    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
+    const plan = await handle.db.executeQuery<{ detail: string }>({
+      ...compiled,
+      sql: `explain query plan ${compiled.sql}`,
+    });
+    const details = plan.rows.map((row) => row.detail).join('; ');
+    assert.match(details, /login_failure_failed_at_idx/, details);
+    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+  });
+});
