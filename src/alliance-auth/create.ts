@@ -302,7 +302,8 @@ export async function createAllianceAuthDirectory(
   }
 
   const options = { emailVerified: settings.emailVerified };
-  // A read that finds a table or column missing makes /readyz look at AA's columns at its next check.
+  // A read that finds a table or column missing (a request's, or a poll cycle's) makes /readyz look at
+  // AA's columns at its next check.
   const readiness = allianceAuthReadinessCheck({ connection, logger: log });
   const missingFound = () => readiness.lookAgain();
   const directory = unavailableAsTryAgain(
@@ -356,6 +357,7 @@ export async function createAllianceAuthDirectory(
     logger: log,
     metrics: deps.metrics,
     usersSignedInSince: (trx, since, until, now) => deps.usersSignedInSince(trx, since, until, now),
+    onSchemaError: missingFound,
     async apply(unit, changes, fingerprints) {
       for (const change of changes) {
         log.info(

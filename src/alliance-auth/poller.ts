@@ -164,6 +164,12 @@ export interface PollerDependencies {
     until: number,
     now: number,
   ): Promise<ReadonlySet<number>>;
+  /**
+   * A cycle's read of AA found a table or column missing, or one the login may not read (every such
+   * cycle): `/readyz` looks at AA's columns at its next check (`AllianceAuthReadinessCheck.lookAgain`),
+   * as after a request's read that found one missing.
+   */
+  onSchemaError?: () => void;
   now?: () => number;
   /** This instance's lease owner id (default: host, pid and a random part). */
   owner?: string;
@@ -385,6 +391,7 @@ export function createAllianceAuthPoller(deps: PollerDependencies): AllianceAuth
         : isSchemaOrPermissionError(error)
           ? 'schema'
           : 'unreachable';
+      if (kind === 'schema') deps.onSchemaError?.();
       if (failing?.kind !== kind) {
         failing = { since: failing?.since ?? now(), kind };
         if (kind === 'timed_out') await reportTimeout(reading, message, generation);

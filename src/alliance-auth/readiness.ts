@@ -5,10 +5,11 @@ import { missingColumns, readColumnsOfTablesRead } from './schema-check.ts';
 /**
  * How long (ms) a look at AA's columns that found every one aa-oidc reads is trusted: `/readyz` reads
  * the information schema at most this often while all is well (one statement, on a database that
- * answers), so a table or column that goes missing with no request reading it (an AA upgrade at
- * night) takes the instance out of its load balancer within this time. A read of a request that
- * finds one missing (`lookAgain`) makes the next check look at once; while one is missing, every check
- * looks (at most once per `/readyz` answer, src/http/health.ts), so its return shows at once too.
+ * answers), so a table or column that goes missing with no read finding it (an AA upgrade at night,
+ * a column the poll does not read) takes the instance out of its load balancer within this time. A
+ * read of a request or of a poll cycle that finds one missing (`lookAgain`) makes the next check look
+ * at once; while one is missing, every check looks (at most once per `/readyz` answer,
+ * src/http/health.ts), so its return shows at once too.
  */
 export const SCHEMA_RECHECK_MS = 30_000;
 
@@ -29,9 +30,17 @@ export type AllianceAuthReadiness =
   | { kind: 'schema_incomplete'; missing: readonly string[] };
 
 export interface AllianceAuthReadinessCheck {
-  /** Alliance Auth's database now: a trivial query, and its columns when they are due (`SCHEMA_RECHECK_MS`). */
+  /**
+   * Alliance Auth's database now: a trivial query, and its columns when they are due (`SCHEMA_RECHECK_MS`).
+   * Calls meanwhile share the check in flight (one look, one log line, one answer), unless a
+   * `lookAgain` came after it began.
+   */
   judge(): Promise<AllianceAuthReadiness>;
-  /** A read found a table or column missing: the next `judge` reads the columns, whenever it last did. */
+  /**
+   * A read found a table or column missing: the next `judge` reads the columns, whenever it last did,
+   * and a look in flight, which may have read them before that read, is not trusted for
+   * `SCHEMA_RECHECK_MS`.
+   */
   lookAgain(): void;
 }
 
@@ -49,10 +58,25 @@ export function allianceAuthReadinessCheck(deps: {
   const { db, kind } = deps.connection;
   const recheckMs = deps.recheckMs ?? SCHEMA_RECHECK_MS;
   const now = deps.now ?? (() => performance.now());
-  /** When a look found every column there; undefined when none did, or a read found one missing since. */
+  /**
+   * When a look found every column there; undefined when none did, or when a read found one missing
+   * since that look began.
+   */
   let wholeAt: number | undefined;
-  /** The columns the last look found missing. */
+  /** The columns the newest look that completed found missing. */
   let missing: readonly string[] = [];
+  /**
+   * Counts every check begun (`judge`) and every `lookAgain`, so that their order is known: a look
+   * begun before the last `lookAgain` may have read the columns before the read that found one gone,
+   * so it is not trusted for `recheckMs`; and one that completes after a newer look did is not noted.
+   */
+  let sequence = 0;
+  /** The `sequence` of the last `lookAgain`. */
+  let askedAt = 0;
+  /** The `sequence` of the check whose look was noted last. */
+  let notedAt = 0;
+  /** The check in flight, which a `judge` meanwhile shares unless a `lookAgain` came after it began. */
+  let judging: { begunAt: number; answer: Promise<AllianceAuthReadiness> } | undefined;
   const note = (found: readonly string[]) => {
     if (found.join() === missing.join()) return;
     if (found.length > 0)
@@ -63,25 +87,46 @@ export function allianceAuthReadinessCheck(deps: {
     else deps.logger.info("Alliance Auth's database has every column aa-oidc reads again");
     missing = found;
   };
-  return {
-    async judge() {
+  /** What the newest look that completed found. */
+  const standing = (): AllianceAuthReadiness =>
+    missing.length > 0 ? { kind: 'schema_incomplete', missing } : { kind: 'ready' };
+  const look = async (begunAt: number): Promise<AllianceAuthReadiness> => {
+    const at = now();
+    let found: string[];
+    try {
+      found = missingColumns(await readColumnsOfTablesRead(db, kind));
+    } catch {
+      // Gone since its trivial query answered: unreachable. Otherwise the last look stands, and the
+      // next check looks again.
       if (!(await allianceAuthReachable(db))) return { kind: 'unreachable' };
-      if (wholeAt !== undefined && now() - wholeAt < recheckMs) return { kind: 'ready' };
-      const at = now();
-      let found: string[];
-      try {
-        found = missingColumns(await readColumnsOfTablesRead(db, kind));
-      } catch {
-        // Gone since its trivial query answered: unreachable. Otherwise the last look stands, and the
-        // next check looks again.
-        if (!(await allianceAuthReachable(db))) return { kind: 'unreachable' };
-        return missing.length > 0 ? { kind: 'schema_incomplete', missing } : { kind: 'ready' };
+      return standing();
+    }
+    // A newer look completed first: what it found stands (logged once, never taken back by an
+    // older read).
+    if (begunAt < notedAt) return standing();
+    notedAt = begunAt;
+    note(found);
+    wholeAt = found.length === 0 && begunAt > askedAt ? at : undefined;
+    return standing();
+  };
+  const judgeNow = async (begunAt: number): Promise<AllianceAuthReadiness> => {
+    if (!(await allianceAuthReachable(db))) return { kind: 'unreachable' };
+    if (wholeAt !== undefined && now() - wholeAt < recheckMs) return { kind: 'ready' };
+    return look(begunAt);
+  };
+  return {
+    judge() {
+      if (judging === undefined || judging.begunAt < askedAt) {
+        const begunAt = ++sequence;
+        const answer = judgeNow(begunAt).finally(() => {
+          if (judging?.begunAt === begunAt) judging = undefined;
+        });
+        judging = { begunAt, answer };
       }
-      note(found);
-      wholeAt = found.length === 0 ? at : undefined;
-      return found.length === 0 ? { kind: 'ready' } : { kind: 'schema_incomplete', missing: found };
+      return judging.answer;
     },
     lookAgain() {
+      askedAt = ++sequence;
       wholeAt = undefined;
     },
   };

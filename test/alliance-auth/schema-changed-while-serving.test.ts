@@ -111,5 +111,30 @@ await describeOnEachAllianceAuth(
       assert.equal(refreshed.status, 200, 'the refresh token refused meanwhile still works');
       await harness.assertNoLeaks();
     });
+
+    it('takes the instance out at once when a poll cycle finds a column missing, with no request reading it', async () => {
+      assert.deepEqual(await readiness(), ready);
+      await renameIsActive('is_active', 'is_active_renamed');
+      try {
+        const cycle = await suite.poll();
+        assert.equal(cycle.outcome, 'aa_schema_error');
+        // Well within SCHEMA_RECHECK_MS of the last look that found every column: only the poll's
+        // read can have made /readyz look again.
+        assert.deepEqual(await readiness(), {
+          status: 503,
+          body: {
+            status: 'not_ready',
+            database: 'reachable',
+            migrations: 'applied',
+            allianceAuth: 'unusable',
+            reason: ALLIANCE_AUTH_SCHEMA_REASON,
+          },
+        });
+      } finally {
+        await renameIsActive('is_active_renamed', 'is_active');
+      }
+      assert.deepEqual(await readiness(), ready, 'ready again once the column is back');
+      assert.equal((await suite.poll()).outcome, 'applied', 'the poll completes again');
+    });
   },
 );
