@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { conflict } from '../directory/errors.ts';
 import type { Directory } from '../directory/port.ts';
 import type { Config } from '../config/load.ts';
+import { isUniqueViolation } from '../db/errors.ts';
 import type { Database } from '../db/schema.ts';
 import { inUnitOfWork } from '../db/unit-of-work.ts';
 import type { Logger } from '../logging/logger.ts';
@@ -163,11 +164,22 @@ export function createApplicationService(
       try {
         await db.transaction().execute((trx) => insertApplication(trx, valid, secret, createdBy, createdAt));
       } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
         // Lost a race for the client_id, as spelt or in another case, to a create that wrote it after
         // the read above (the primary key or the case-folded unique index refused this insert): report
         // it as that read would have.
-        await refuseTakenClientId(valid.clientId);
-        throw error;
+        await refuseTakenClientId(valid.clientId).catch((readError: unknown) => {
+          if (readError instanceof ApplicationError) throw readError;
+          // The database refused the client_id, so the create is refused whatever the read says; only
+          // which application holds it is not known. The read's failure is logged, not thrown: the
+          // operator is told the client_id is taken, not a driver's message (or a 503 that a retry of
+          // the same client_id turns into this refusal anyway).
+          log.warn(
+            { err: readError, clientId: valid.clientId },
+            'a create lost the race for its client_id; reading which application holds it failed',
+          );
+        });
+        throw clientIdTakenMeanwhile(valid.clientId);
       }
       const application = await existing(valid.clientId);
       notify({ clientId: valid.clientId, name: application.name, action: 'created', actor: createdBy });
@@ -473,6 +485,19 @@ function secretChanged(app: Application): ApplicationError {
 function clientIdTaken(clientId: string): ApplicationError {
   return new ApplicationError('conflict', [
     { field: 'client_id', message: `${quote(clientId)} is already taken; choose another or omit it` },
+  ]);
+}
+
+/**
+ * The client_id that the database refused to a create (an application with it, or with one told from
+ * it by case alone, was written by a create at the same moment), when it cannot be read which.
+ */
+function clientIdTakenMeanwhile(clientId: string): ApplicationError {
+  return new ApplicationError('conflict', [
+    {
+      field: 'client_id',
+      message: `${quote(clientId)} was taken by an application created at the same moment (with this client_id, or one that differs from it only in case); nothing was created: choose another or omit it`,
+    },
   ]);
 }
 

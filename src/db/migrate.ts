@@ -2,6 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import { type MigrationResultSet, Migrator, type Migration as KyselyMigration } from 'kysely/migration';
 import type { DatabaseKind } from './connect.ts';
 import { explainSqliteOpenError } from './errors.ts';
+import { tableExists } from './migrations/helpers.ts';
 import { MIGRATIONS } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 import { BUSY_TIMEOUT_MS } from './sqlite-settings.ts';
@@ -135,13 +136,25 @@ async function appliedMigrations(db: Kysely<Database>, kind: DatabaseKind): Prom
 
 /** Whether the migration table exists, found as the query that reads it finds it. */
 async function hasMigrationTable(db: Kysely<Database>, kind: DatabaseKind): Promise<boolean> {
-  const lookup =
-    kind === 'postgres'
-      ? sql<{ found: string | null }>`select to_regclass('schema_migration')::text as found`
-      : sql<{ found: string | null }>`select name as found from sqlite_master
-          where type in ('table', 'view') and name = 'schema_migration'`;
-  const { rows } = await lookup.execute(db);
-  return Boolean(rows[0]?.found);
+  return tableExists(db, kind, 'schema_migration');
+}
+
+/**
+ * Throws a `MigrationError` naming each of the `pending` migrations that would stop on the database
+ * as it is (its `precheck`), with what it would stop with: for `aa-oidc migrate --dry-run`, so that
+ * it foresees what `aa-oidc migrate` would stop at. Reads only.
+ */
+export async function refuseMigrationsThatWouldStop(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  pending: readonly string[],
+): Promise<void> {
+  const refusals: string[] = [];
+  for (const name of pending) {
+    const refusal = await MIGRATIONS[name]?.precheck?.(db as Kysely<unknown>, { kind });
+    if (refusal !== undefined) refusals.push(`migration ${name} would fail: ${refusal}`);
+  }
+  if (refusals.length > 0) throw new MigrationError(refusals.join('\n'));
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import BetterSqlite3 from 'better-sqlite3';
-import { type KyselyPlugin, sql } from 'kysely';
+import { InsertQueryNode, type KyselyPlugin, SelectQueryNode, sql } from 'kysely';
 import { ApplicationError } from '../../src/applications/errors.ts';
 import { verifyClientSecret } from '../../src/applications/secret.ts';
 import { createChangeFeed } from '../../src/directory/change-feed.ts';
@@ -11,9 +11,10 @@ import { createApplicationService } from '../../src/applications/service.ts';
 import { builtinDirectoryReader } from '../../src/directory/builtin/reads.ts';
 import type { ApplicationChange, ApplicationService } from '../../src/applications/types.ts';
 import type { Config } from '../../src/config/load.ts';
-import type { DatabaseHandle } from '../../src/db/connect.ts';
+import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
+import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 const ACTOR = 'test:operator';
@@ -591,6 +592,103 @@ describe(`application service (${testDatabaseKind})`, () => {
         [twin],
       );
     }
+  });
+
+  /**
+   * A connection of its own to the test database that a test makes fail at once (`fail`): PostgreSQL
+   * behind a relay that then drops every connection and refuses new ones; SQLite closed under it.
+   */
+  async function failingDatabase(): Promise<{
+    db: DatabaseHandle['db'];
+    fail(): void;
+    close(): Promise<void>;
+  }> {
+    if (testDatabaseKind === 'sqlite') {
+      const own = connect(database);
+      return { db: own.db, fail: () => own.sqlite!.close(), close: () => own.close() };
+    }
+    const url = new URL(database.url);
+    const proxy = await startTcpProxy(url.hostname, Number(url.port || 5432));
+    const own = openDatabase({ kind: 'postgres', url: proxy.wrap(database.url) });
+    return {
+      db: own.db,
+      fail: () => proxy.cut(),
+      async close() {
+        await own.close();
+        await proxy.close();
+      },
+    };
+  }
+
+  it('refuses a client_id a create at the same moment took, as taken, when the database fails before it can read who took it; the failure is logged', async () => {
+    const failing = await failingDatabase();
+    const writer = await twinWriter('lost-read-wiki');
+    // The database fails once the insert was tried: the read that follows it (which application
+    // holds the client_id) is the first to meet the failure.
+    let inserted = false;
+    const failAfterInsert: KyselyPlugin = {
+      transformQuery: (args) => {
+        if (InsertQueryNode.is(args.node)) inserted = true;
+        else if (inserted && SelectQueryNode.is(args.node)) failing.fail();
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const lines: string[] = [];
+    const racing = createApplicationService(
+      failing.db.withPlugin(failAfterInsert),
+      config,
+      createLogger(config, {
+        level: 'warn',
+        destination: { write: (line: string) => void lines.push(line) },
+      }),
+      {
+        directory: builtinDirectoryReader(handle.db),
+        now: () => {
+          writer.write();
+          return Date.now();
+        },
+      },
+    );
+    try {
+      await assert.rejects(
+        racing.create(
+          { clientId: 'Lost-Read-Wiki', name: 'Lost read', redirectUris: ['https://race.example.org/cb'] },
+          ACTOR,
+        ),
+        (error) => {
+          assert.ok(error instanceof ApplicationError, `an ApplicationError, not ${String(error)}`);
+          assert.equal(error.code, 'conflict');
+          assert.equal(
+            error.message,
+            'client_id: "Lost-Read-Wiki" was taken by an application created at the same moment (with this client_id, or one that differs from it only in case); nothing was created: choose another or omit it',
+          );
+          return true;
+        },
+      );
+      assert.ok(inserted, 'the insert was tried');
+    } finally {
+      await writer.done();
+      await failing.close();
+    }
+    const logged = lines.map(
+      (line) =>
+        JSON.parse(line) as { level: number; msg: string; clientId?: string; err?: { message?: string } },
+    );
+    const warning = logged.find((line) => line.msg.includes('reading which application holds it failed'));
+    assert.ok(warning, `a warning names the failed read: ${lines.join('')}`);
+    assert.equal(warning.level, 40);
+    assert.equal(warning.clientId, 'Lost-Read-Wiki');
+    assert.ok(warning.err?.message, "with the read's error");
+    const stored = await handle.db
+      .selectFrom('application')
+      .select('client_id')
+      .where(sql<string>`lower(client_id)`, '=', 'lost-read-wiki')
+      .execute();
+    assert.deepEqual(
+      stored.map((row) => row.client_id),
+      ['lost-read-wiki'],
+    );
   });
 
   it('keeps whitelist rows with their app, and refuses to delete a whitelisted state', async () => {

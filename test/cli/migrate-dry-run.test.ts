@@ -23,8 +23,8 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
   });
   after(async () => database.drop());
 
-  const pending = async () => {
-    const handle = openDatabase(testConfig(database).database);
+  const pending = async (of: TestDatabase = database) => {
+    const handle = openDatabase(testConfig(of).database);
     try {
       return await pendingMigrations(handle.db, handle.kind);
     } finally {
@@ -107,6 +107,58 @@ describe(`aa-oidc migrate --dry-run (${testDatabaseKind})`, () => {
       );
     } finally {
       await newer.drop();
+    }
+  });
+
+  it('foresees, naming them, the client ids that differ only in case at which migrate would stop at 0082, and changes nothing', async () => {
+    const at0081 = await createTestDatabase({ migrated: true });
+    try {
+      const env = testEnv(at0081);
+      const handle = connect(at0081);
+      try {
+        // A database at 0081 (the index 0082 makes is gone, and its record), holding `Wiki` and `wiki`.
+        await sql`drop index application_client_id_folded_uq`.execute(handle.db);
+        await sql`delete from schema_migration where name = '0082_client_id_case_unique'`.execute(handle.db);
+        for (const clientId of ['wiki', 'Wiki', 'forum'])
+          await sql`insert into application (client_id, name, redirect_uris, post_logout_redirect_uris, client_type, grant_types, created_at, updated_at)
+            values (${clientId}, ${clientId}, '[]', '[]', 'public', '[]', 1, 1)`.execute(handle.db);
+      } finally {
+        await handle.close();
+      }
+      const reason =
+        'cannot make client ids unique regardless of case: applications have client ids that differ only in case ("Wiki" and "wiki"). ' +
+        "Keep one application of each set and remove the others' rows (DELETE FROM application_whitelist WHERE " +
+        "client_id = '…'; DELETE FROM application WHERE client_id = '…'), then migrate again; give each relying party " +
+        'whose application was removed a new one, under a client id of its own (aa-oidc app create). Nothing was ' +
+        'changed (docs/upgrading.md)';
+      const dryRun = await cli(['migrate', '--dry-run'], env);
+      assert.deepEqual(
+        { code: dryRun.code, stdout: dryRun.stdout, stderr: dryRun.stderr },
+        {
+          code: 1,
+          stdout: '',
+          stderr: `aa-oidc: migration 0082_client_id_case_unique would fail: ${reason}\n`,
+        },
+      );
+      assert.deepEqual(await pending(at0081), ['0082_client_id_case_unique'], 'nothing was applied');
+      // Migrate stops there, in the same words.
+      const run = await cli(['migrate'], env);
+      assert.deepEqual(
+        { code: run.code, stdout: run.stdout, stderr: run.stderr },
+        { code: 1, stdout: '', stderr: `aa-oidc: migration 0082_client_id_case_unique failed: ${reason}\n` },
+      );
+      // Once one of the twins is removed, as docs/upgrading.md says, the dry run lists 0082 again.
+      const fix = connect(at0081);
+      try {
+        await sql`delete from application where client_id = 'Wiki'`.execute(fix.db);
+      } finally {
+        await fix.close();
+      }
+      const after = await cli(['migrate', '--dry-run'], env);
+      assert.equal(after.code, 0, after.stderr);
+      assert.match(after.stdout, /^1 pending migration\(s\) would be applied: 0082_client_id_case_unique\n/);
+    } finally {
+      await at0081.drop();
     }
   });
 

@@ -5,6 +5,7 @@ import {
   migrateToLatest,
   pendingMigrations,
   refuseForeignDatabase,
+  refuseMigrationsThatWouldStop,
   refuseNewerDatabase,
 } from '../../db/migrate.ts';
 import { MIGRATIONS } from '../../db/migrations/index.ts';
@@ -27,7 +28,7 @@ export function registerMigrate(program: Command, io: CliIo): void {
     .description('apply every pending database migration (forward-only)')
     .option(
       '--dry-run',
-      'list the pending migrations and change nothing (a missing SQLite file is not created)',
+      'list the pending migrations and change nothing (a missing SQLite file is not created); fails, naming it, on what a pending migration would stop at',
     )
     .action(async (options: { dryRun?: boolean }) => {
       // A dry run writes nothing: not the development secret key, not an empty SQLite file.
@@ -59,6 +60,8 @@ export function registerMigrate(program: Command, io: CliIo): void {
           const pgBoss =
             database.kind === 'postgres' ? usablePgBossInstall(await pgBossInstall(database)) : null;
           const pending = await pendingMigrations(database.db, database.kind);
+          // And what a pending migration would stop at (data it cannot migrate), in migrate's words.
+          await refuseMigrationsThatWouldStop(database.db, database.kind, pending);
           io.stdout.write(
             pending.length === 0
               ? 'database is up to date; nothing would be applied\n'

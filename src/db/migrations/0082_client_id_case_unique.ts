@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { DatabaseKind } from '../connect.ts';
-import type { MigrationContext } from './helpers.ts';
+import { type MigrationContext, tableExists } from './helpers.ts';
 
 /**
  * Client ids are unique regardless of case (`Wiki` beside `wiki` is refused at create): a unique index
@@ -24,6 +24,14 @@ export async function up(db: Kysely<unknown>, { kind }: MigrationContext): Promi
     .unique()
     .expression(folded(kind))
     .execute();
+}
+
+/** What `up` would stop with on the database as it is (client ids that differ only in case), for the dry run. */
+export async function precheck(db: Kysely<unknown>, { kind }: MigrationContext): Promise<string | undefined> {
+  // A new database: 0004, pending too, creates the table, empty.
+  if (!(await tableExists(db, kind, 'application'))) return undefined;
+  const twins = await clientIdCaseTwins(db, kind);
+  return twins.length > 0 ? caseTwinsRefusal(twins) : undefined;
 }
 
 function folded(kind: DatabaseKind) {

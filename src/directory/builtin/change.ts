@@ -1,4 +1,5 @@
 import type { Kysely, Transaction } from 'kysely';
+import { isUniqueViolation } from '../../db/errors.ts';
 import type { Database } from '../../db/schema.ts';
 import { inUnitOfWork, type UnitOfWork } from '../../db/unit-of-work.ts';
 import type { Logger } from '../../logging/logger.ts';
@@ -116,7 +117,7 @@ export function createChangeRunner(
           },
         );
       } catch (error) {
-        if (queries.isUniqueViolation(error)) {
+        if (isUniqueViolation(error)) {
           throw conflict(
             'the change conflicts with a concurrent one (a name or username was just taken); try again',
           );

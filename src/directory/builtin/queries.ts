@@ -505,12 +505,6 @@ export async function insertLifecycleEvent(
   return Number(row.id);
 }
 
-/** True for a unique-constraint violation on either database. */
-export function isUniqueViolation(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
-}
-
 /** How many users the built-in directory holds (the backup report). */
 export async function countUsers(db: Db): Promise<number> {
   const row = await db
