@@ -9,6 +9,7 @@ import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
 import type { Config } from './config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle } from './db/connect.ts';
+import { abandonedFields, describeAbandonedConnections } from './db/pool-sockets.ts';
 import { type WriteBatch, writeBatch } from './db/write-batch.ts';
 import { workerWrites } from './db/write-worker.ts';
 import { migrateToLatest, migrationsUnknownToThisRelease, pendingMigrations } from './db/migrate.ts';
@@ -169,10 +170,10 @@ export async function createServices(config: Config, options: ServicesOptions = 
         { err: { message: error.message } },
         'an idle database connection was closed by the server',
       ),
-    onConnectionsAbandoned: (connections) =>
+    onConnectionsAbandoned: (abandoned) =>
       logger.warn(
-        { connections },
-        `closed ${connections} database connection(s) without the server's goodbye: it did not come within the connect timeout (a dead route to the server?)`,
+        abandonedFields(abandoned),
+        describeAbandonedConnections('database connection(s)', abandoned),
       ),
     // The transaction threw its own failure; the rollback's only says that the connection died with
     // it, or that SQLite had already rolled it back.

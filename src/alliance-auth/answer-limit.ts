@@ -74,9 +74,14 @@ export function postgresPoolWithAnswerLimit(pool: pg.Pool, limitMs: number): Pos
  * (mysql2's per-query `timeout` fails the query but leaves the connection busy with it, and the pool
  * hands it out again: the next query there never starts.) The connection is taken out of the pool and
  * its socket destroyed: mysql2's `destroy()` only half-closes it, which a peer that never answers
- * would keep open, and the process with it.
+ * would keep open, and the process with it. `lending` is told of each connection handed out and
+ * given back (mysql2's own events miss one destroyed meanwhile).
  */
-export function mysqlPoolWithAnswerLimit(pool: mysql.Pool, limitMs: number): MysqlPool {
+export function mysqlPoolWithAnswerLimit(
+  pool: mysql.Pool,
+  limitMs: number,
+  lending?: { lent(): void; returned(): void },
+): MysqlPool {
   // One view a connection: Kysely keeps its connection objects (and runs onCreateConnection once) by it.
   const views = new WeakMap<mysql.PoolConnection, MysqlPoolConnection>();
   const closeAtOnce = (connection: mysql.PoolConnection) => {
@@ -92,7 +97,10 @@ export function mysqlPoolWithAnswerLimit(pool: mysql.Pool, limitMs: number): Mys
     },
     connect: (callback) => connection.connect(callback),
     destroy: () => connection.destroy(),
-    release: () => connection.release(),
+    release: () => {
+      lending?.returned();
+      connection.release();
+    },
     // Kysely's executeQuery, which passes a callback; nothing streams from AA's database.
     query(text: string, parameters: unknown[], callback: Parameters<MysqlPoolConnection['query']>[2]) {
       const answered = awaitAnswer(
@@ -117,6 +125,7 @@ export function mysqlPoolWithAnswerLimit(pool: mysql.Pool, limitMs: number): Mys
           view = viewOf(connection);
           views.set(connection, view);
         }
+        lending?.lent();
         callback(null, view);
       });
     },

@@ -6,6 +6,11 @@ import {
   explainPostgresConnectError,
   isDatabaseUnavailable,
 } from '../db/errors.ts';
+import {
+  type AbandonedConnections,
+  abandonedFields,
+  describeAbandonedConnections,
+} from '../db/pool-sockets.ts';
 import type { Database } from '../db/schema.ts';
 import type { ExternalAuthenticator, PasswordAuthenticator } from '../directory/authenticator.ts';
 import type { DirectoryAdmin } from '../directory/builtin/types.ts';
@@ -18,7 +23,6 @@ import {
   AA_DATABASE_SETTING,
   AllianceAuthDatabaseError,
   type AllianceAuthConnection,
-  CLOSE_TIMEOUT_MS,
   CONNECT_TIMEOUT_MS,
   isMissingFromSchema,
   isPrivilegeError,
@@ -239,6 +243,18 @@ function unavailableAsTryAgain<T extends object>(
 }
 
 /**
+ * The warning for the connections to AA's database that closing it closed without the server's
+ * goodbye: `serve` and the CLI's commands that open their own (`aa-oidc import plugin-apps`).
+ */
+export function warnOfAbandonedConnections(log: Logger): (abandoned: AbandonedConnections) => void {
+  return (abandoned) =>
+    log.warn(
+      abandonedFields(abandoned),
+      describeAbandonedConnections("connection(s) to Alliance Auth's database", abandoned),
+    );
+}
+
+/**
  * Opens AA's database and proves it answers and holds a supported schema; an unreachable database or
  * an unsupported schema is an error naming `AA_OIDC_AA_DATABASE_URL` (returned in
  * `unreadableAtStart` instead, with `deps.unreadableAtStart` `report`). Nothing polls until
@@ -258,11 +274,7 @@ export async function createAllianceAuthDirectory(
     statementTimeoutMs: settings.statementTimeoutSeconds * 1000,
     onIdleConnectionError: (error) =>
       log.warn({ err: { message: error.message } }, "an idle connection to Alliance Auth's database closed"),
-    onConnectionsAbandoned: (connections) =>
-      log.warn(
-        { connections, wait_seconds: CLOSE_TIMEOUT_MS / 1000 },
-        `closed ${connections} connection(s) to Alliance Auth's database without the server's goodbye: it did not come within ${CLOSE_TIMEOUT_MS / 1000} s (a dead route to the server?)`,
-      ),
+    onConnectionsAbandoned: warnOfAbandonedConnections(log),
   });
   let unreadableAtStart: AllianceAuthDatabaseError | undefined;
   try {

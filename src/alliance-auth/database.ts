@@ -12,7 +12,12 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as mysql from 'mysql2';
 import type pg from 'pg';
-import { pgClientSocket, type PooledSocket, poolSockets } from '../db/pool-sockets.ts';
+import {
+  type AbandonedConnections,
+  pgClientSocket,
+  type PooledSocket,
+  poolSockets,
+} from '../db/pool-sockets.ts';
 import { redactUrl, unreadableFile } from '../config/load.ts';
 import {
   mysqlPoolWithAnswerLimit,
@@ -40,9 +45,11 @@ export interface AllianceAuthConnection {
    */
   answerLimitMs: number;
   /**
-   * Closes the pool, waiting at most `CLOSE_TIMEOUT_MS` for its connections to close; those still open
-   * then (a dead route that never delivers the server's goodbye) are closed at once, and
-   * `onConnectionsAbandoned` told how many.
+   * Closes the pool: waits for the statements in flight to end (at most `answerLimitMs`, which ends
+   * each of them anyway), then at most `CLOSE_TIMEOUT_MS` for its connections to close; those still
+   * open then (a dead route that never delivers the server's goodbye) are closed at once, and
+   * `onConnectionsAbandoned` told. A statement in flight is cut sooner only when the goodbye on the
+   * idle connections goes unanswered for `CLOSE_TIMEOUT_MS` (a dead route).
    */
   close(): Promise<void>;
 }
@@ -57,9 +64,10 @@ export class AllianceAuthDatabaseError extends Error {
 /** How long a new connection may take to open. */
 export const CONNECT_TIMEOUT_MS = 5000;
 /**
- * How long closing the pool waits for its connections to close (the server answers a goodbye at
- * once); past it, the connections still open are closed without waiting: a route that died without a
- * reset would otherwise hold the process for TCP's retry timeout (about 15 minutes), or for ever.
+ * How long closing the pool waits for its connections to close once no statement is in flight on them
+ * (the server answers a goodbye at once); past it, the connections still open are closed without
+ * waiting: a route that died without a reset would otherwise hold the process for TCP's retry timeout
+ * (about 15 minutes), or for ever.
  */
 export const CLOSE_TIMEOUT_MS = CONNECT_TIMEOUT_MS;
 /**
@@ -82,11 +90,8 @@ export function allianceAuthDatabaseKind(url: string): AllianceAuthDatabaseKind 
 export interface OpenAllianceAuthOptions {
   /** Told about a pooled connection that died while idle (server restart, failover). */
   onIdleConnectionError?: (error: Error) => void;
-  /**
-   * Told how many connections `close()` closed without the server's goodbye, their close not having
-   * come within `CLOSE_TIMEOUT_MS` (a dead route).
-   */
-  onConnectionsAbandoned?: (count: number) => void;
+  /** Told about the connections `close()` closed without the server's goodbye (see `close()`). */
+  onConnectionsAbandoned?: (abandoned: AbandonedConnections) => void;
   /** Connections in the pool (default 5: a poll cycle and a few sign-ins at once). */
   poolSize?: number;
   /** The server's limit on one statement (default `STATEMENT_TIMEOUT_MS`; the setting or a test sets another). */
@@ -113,8 +118,11 @@ export function openAllianceAuthDatabase(
   const answerLimitMs = options.answerLimitMs ?? statementTimeoutMs + NO_ANSWER_MARGIN_MS;
   const sockets = poolSockets();
   const close = async (db: Kysely<AllianceAuthDatabase>) => {
-    const abandoned = await sockets.closeWithin(() => db.destroy(), CLOSE_TIMEOUT_MS);
-    if (abandoned > 0) options.onConnectionsAbandoned?.(abandoned);
+    const abandoned = await sockets.closeWithin(() => db.destroy(), {
+      goodbyeMs: CLOSE_TIMEOUT_MS,
+      workMs: answerLimitMs,
+    });
+    if (abandoned) options.onConnectionsAbandoned?.(abandoned);
   };
   if (kind === 'mysql') {
     const { uri, tls } = mysqlTls(url.replace(/^mariadb:/i, 'mysql:'));
@@ -136,7 +144,7 @@ export function openAllianceAuthDatabase(
     const db = new Kysely<AllianceAuthDatabase>({
       plugins: [NUL_FREE_TEXT],
       dialect: new MysqlDialect({
-        pool: mysqlPoolWithAnswerLimit(pool, answerLimitMs),
+        pool: mysqlPoolWithAnswerLimit(pool, answerLimitMs, sockets),
         async onCreateConnection(connection) {
           await connection.executeQuery(CompiledQuery.raw('SET SESSION TRANSACTION READ ONLY'));
           // The fingerprint query aggregates each user's groups into one value.
@@ -170,6 +178,8 @@ export function openAllianceAuthDatabase(
     options: `-c default_transaction_read_only=on -c statement_timeout=${statementTimeoutMs}`,
   });
   pool.on('error', (error) => options.onIdleConnectionError?.(error));
+  pool.on('acquire', () => sockets.lent());
+  pool.on('release', () => sockets.returned());
   // A connection that dies while checked out emits 'error' with no pool listener attached: without
   // one of its own the process would crash. The query in flight fails on its own, and the pool
   // drops the connection when it is released.

@@ -15,7 +15,7 @@ import { LeanReadsDialect, leanReads } from './lean-reads.ts';
 import { applySqliteSettings } from './sqlite-settings.ts';
 import { describeVersion, judgeServerVersion, OWN_POSTGRES_MINIMUM } from './server-version.ts';
 import { namingStatements, statementNames } from './named-statements.ts';
-import { pgClientSocket, poolSockets } from './pool-sockets.ts';
+import { type AbandonedConnections, pgClientSocket, poolSockets } from './pool-sockets.ts';
 import type { Database } from './schema.ts';
 import { whyNotWritable } from './writable.ts';
 import { assertNever } from '../util/assert-never.ts';
@@ -52,10 +52,12 @@ export interface OpenDatabaseOptions {
   /** PostgreSQL: how long a query may wait for its answer (a backstop against a silent network). */
   queryTimeoutMs?: number;
   /**
-   * PostgreSQL: told how many connections `close()` closed without the server's goodbye, their close
-   * not having come within the connect timeout (a dead route to the server).
+   * PostgreSQL: told about the connections `close()` closed without the server's goodbye. It waits
+   * for the work in flight to end (at most the query timeout, or `QUERY_TIMEOUT_MS` without one), then
+   * at most the connect timeout for the goodbyes; sooner when the idle connections' goodbyes go
+   * unanswered that long (a dead route to the server).
    */
-  onConnectionsAbandoned?: (count: number) => void;
+  onConnectionsAbandoned?: (abandoned: AbandonedConnections) => void;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5000;
@@ -112,10 +114,13 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     },
   };
   const pool = new Pool({ ...settings, max: 10 });
-  // Closing waits for the server's goodbye on each connection at most the connect timeout: over a
-  // route that died without a reset it never comes, and each socket left open would hold the process.
+  // Closing waits for the work in flight, then for the server's goodbye on each connection at most the
+  // connect timeout: over a route that died without a reset it never comes, and each socket left open
+  // would hold the process.
   const sockets = poolSockets();
   const track = (client: pg.Client) => sockets.track(pgClientSocket(client));
+  pool.on('acquire', () => sockets.lent());
+  pool.on('release', () => sockets.returned());
   // An idle connection the server terminates (restart, failover, `pg_terminate_backend`) is dropped
   // from the pool and the next query opens a new one; without a listener the event would crash the
   // process.
@@ -135,7 +140,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     client.once('connect', () => track(client));
     return client;
   };
-  const lean = leanReads({ openClient, Query }, names);
+  const lean = leanReads({ openClient, Query, lending: sockets }, names);
   const db = new Kysely<Database>({
     dialect: new LeanReadsDialect({ pool: namingStatements(pool, names) }, lean, options.onRollbackFailure),
   });
@@ -147,9 +152,11 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     close: async () => {
       const abandoned = await sockets.closeWithin(
         async () => void (await Promise.all([lean.close(), db.destroy()])),
-        settings.connectionTimeoutMillis,
+        // A statement in flight ends by the query timeout; without one (`aa-oidc migrate`, which
+        // closes once its work is done), the close waits no longer than other commands' limit.
+        { goodbyeMs: settings.connectionTimeoutMillis, workMs: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS },
       );
-      if (abandoned > 0) options.onConnectionsAbandoned?.(abandoned);
+      if (abandoned) options.onConnectionsAbandoned?.(abandoned);
     },
   };
 }

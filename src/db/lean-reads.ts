@@ -140,6 +140,11 @@ export interface LeanDriver {
   openClient(): pg.Client;
   /** pg's `Query`. */
   Query: typeof pg.Query;
+  /**
+   * Told when the connection has reads in flight (`lent`) and when it has none any more
+   * (`returned`), as a pool is of its checkouts: closing waits for them before its goodbye deadline.
+   */
+  lending?: { lent(): void; returned(): void };
 }
 
 /**
@@ -147,7 +152,9 @@ export interface LeanDriver {
  * everywhere.
  */
 export function leanReads(driver: LeanDriver, names: StatementNames): LeanReads {
-  const { Query } = driver;
+  const { Query, lending } = driver;
+  // Reads begun and not yet answered (or failed).
+  let inFlight = 0;
   // Statement text → the shape of its rows. The texts are the precompiled selects': a fixed few.
   const shapes = new Map<string, RowShape>();
   let client: pg.Client | undefined;
@@ -227,22 +234,27 @@ export function leanReads(driver: LeanDriver, names: StatementNames): LeanReads 
     serves: (candidate) => candidate === executor,
     async read<Row>(text: string, parameters: readonly unknown[]) {
       if (closed) throw new Error('the database has been closed');
-      const on = client ?? (await connect());
-      const values = parameters as unknown[];
-      let result: LeanResult;
+      if (inFlight++ === 0) lending?.lent();
       try {
-        result = await submit(on, text, values);
-      } catch (error) {
-        if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) {
-          const name = names.nameOf(text, values.length);
-          throw (name !== null && pooledConnectionError(error, name)) || error;
+        const on = client ?? (await connect());
+        const values = parameters as unknown[];
+        let result: LeanResult;
+        try {
+          result = await submit(on, text, values);
+        } catch (error) {
+          if ((error as { code?: string }).code !== FEATURE_NOT_SUPPORTED) {
+            const name = names.nameOf(text, values.length);
+            throw (name !== null && pooledConnectionError(error, name)) || error;
+          }
+          // A prepared statement whose result type changed (see named-statements.ts): the text runs
+          // unnamed from now on, and this read again at once (it is autocommitted).
+          names.unname(text);
+          result = await submit(on, text, values);
         }
-        // A prepared statement whose result type changed (see named-statements.ts): the text runs
-        // unnamed from now on, and this read again at once (it is autocommitted).
-        names.unname(text);
-        result = await submit(on, text, values);
+        return { rows: result.rows as Row[] };
+      } finally {
+        if (--inFlight === 0) lending?.returned();
       }
-      return { rows: result.rows as Row[] };
     },
     async close() {
       closed = true;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { allianceAuthConnectFailure } from '../../alliance-auth/create.ts';
+import { allianceAuthConnectFailure, warnOfAbandonedConnections } from '../../alliance-auth/create.ts';
 import { AA_DATABASE_SETTING, openAllianceAuthDatabase } from '../../alliance-auth/database.ts';
 import {
   PLUGIN_APPLICATION_TABLE,
@@ -71,6 +71,9 @@ export function registerImport(program: Command, io: CliIo): void {
             ? undefined
             : openAllianceAuthDatabase(url, {
                 statementTimeoutMs: services.config.directory.allianceAuth.statementTimeoutSeconds * 1000,
+                onConnectionsAbandoned: warnOfAbandonedConnections(
+                  services.logger.child({ component: 'alliance-auth' }),
+                ),
               });
           const aa = services.allianceAuth?.connection ?? own!;
           try {
