@@ -197,6 +197,11 @@ function page(
   );
 }
 
+/** A retention setting as the pages say it: `1 day`, `90 days`. */
+function days(count: number): string {
+  return count === 1 ? '1 day' : `${count} days`;
+}
+
 /** The kinds the database does not keep, as the audit log's page says it (empty when it keeps all). */
 function notKept(config: Config): string {
   const kinds = config.audit.databaseExclude;
@@ -237,9 +242,9 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
               <code>logout.recordSuccessfulDeliveries</code> is on, and logouts <code>cancelled</code> unsent
               because their application stopped receiving them after they were queued (deactivated, its
               back-channel URI removed, switched to revoke-only; the detail says which). "Any failure" leaves
-              out successes and cancellations. Outcomes are kept ${deps.config.logout.recordRetentionDays}
-              days (<code>logout.recordRetentionDays</code>). Logouts still queued:
-              <code>aa-oidc bcl list --pending</code>.
+              out successes and cancellations. Outcomes are kept
+              ${days(deps.config.logout.recordRetentionDays)} (<code>logout.recordRetentionDays</code>).
+              Logouts still queued: <code>aa-oidc bcl list --pending</code>.
             </p>
             ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,
           html`${filterFields(filter, focused)}
@@ -376,8 +381,8 @@ export function logRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/audit',
           'Audit log',
           html`<p>
-              Every audit event, kept ${deps.config.audit.retentionDays}
-              days${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}${notKept(deps.config)}.
+              Every audit event, kept
+              ${days(deps.config.audit.retentionDays)}${deps.config.audit.database ? '' : ' (storage is off: audit.database is false)'}${notKept(deps.config)}.
               The same list on the command line: <code>aa-oidc audit list</code>.
             </p>
             ${boundError === undefined ? '' : formAlert(boundError, { focus: focused === undefined })}`,

@@ -272,8 +272,10 @@ async function explainedFailure(database: DatabaseHandle, config: Config, error:
 const PASSWORD_STDIN_LIMIT = 8 * MAX_PASSWORD_LENGTH;
 
 /**
- * Reads standard input (for `--password-stdin`) as one line: the one trailing newline is dropped;
- * any other line break is refused (a second line is a mistake, never part of a password), and so is
+ * Reads standard input (for `--password-stdin`) as one line: the one trailing line end (LF, or CRLF
+ * from a file written on Windows) is dropped; any other line feed is refused (a second line is a
+ * mistake, never part of a password; a lone carriage return is refused with the other control
+ * characters, by `readNewPassword`), and so is
  * an empty input, saying so (not as a password too short). Input longer than `PASSWORD_STDIN_LIMIT`
  * bytes is refused as soon as it is seen: an endless pipe neither fills the memory nor keeps the
  * command waiting.
@@ -306,7 +308,7 @@ export async function readStdin(stdin: NodeJS.ReadableStream): Promise<string> {
       `--password-stdin: standard input was empty${text === '' ? '' : ' (one empty line)'}; pipe the password to it, on one line (printf '%s\\n' "$PASSWORD" | aa-oidc …)`,
     );
   }
-  if (/[\r\n]/.test(line)) {
+  if (line.includes('\n')) {
     throw new CliError(
       '--password-stdin: standard input holds more than one line; write the password alone on one line (one trailing newline is dropped)',
     );

@@ -18,6 +18,19 @@ export function filterOption(flags: string, description: string, valid: string):
 }
 
 /**
+ * An option a command cannot run without (`tokens revoke-user --username <username>`) whose empty
+ * value is refused, naming the option and `valid`: looked up as it is, `--username "$USER_TO_REVOKE"`
+ * with the variable unset would say only that no user is named "".
+ */
+export function requiredTextOption(flags: string, description: string, valid: string): Option {
+  const option = new Option(flags, description).makeOptionMandatory();
+  return option.argParser((value: string) => {
+    if (value === '') throw new CliError(`${option.long} is empty; give ${valid}`);
+    return value;
+  });
+}
+
+/**
  * A listing's `--username` and `--client-id` filters (`tokens audit`, `bcl list`) as the ids it
  * filters by; an unknown user or application is refused, naming it, rather than listing nothing.
  */

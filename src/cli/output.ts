@@ -74,12 +74,23 @@ export function jsonDocument(value: unknown): string {
 const FORMULA_START = /^[=+\-@\t\r\0]/;
 
 /**
+ * A list in one CSV field (a user's groups, an application's states) as a CSV record of its own, its
+ * items separated by commas, one holding a comma or a quote, or starting or ending with a space,
+ * quoted as RFC 4180 quotes a field (`Pilots,"Wing, Alpha"`): names are free text (an Alliance Auth
+ * group may be called `Logistics, Hauling`), and joined as they are, two names would read as three.
+ */
+function csvListText(items: readonly string[]): string {
+  return items.map((item) => (/^\s|[",]|\s$/.test(item) ? `"${item.replace(/"/g, '""')}"` : item)).join(',');
+}
+
+/**
  * One CSV field (RFC 4180). A string that a spreadsheet would run as a formula gets a leading `'`
  * (OWASP), and the field is quoted; numbers the program writes (a negative state priority) stay
- * numbers. Control characters are shown as escapes, as in the table.
+ * numbers. A list is a CSV record inside the field (`csvListText`). Control characters are shown as
+ * escapes, as in the table.
  */
 function csvField(cell: Cell): string {
-  const raw = cellText(cell);
+  const raw = Array.isArray(cell) ? csvListText(cell) : cellText(cell);
   const formula = typeof cell !== 'number' && FORMULA_START.test(raw);
   const text = visibleText(formula ? `'${raw}` : raw);
   return formula || /[",]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;

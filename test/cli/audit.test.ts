@@ -157,6 +157,24 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses an empty --username where the command needs one, naming the option and what to give', async () => {
+    for (const [args, valid] of [
+      [['tokens', 'revoke-user'], 'the username of the user whose tokens to revoke (see aa-oidc user list)'],
+      [
+        ['policy', 'show', 'some-client'],
+        'the username of the user to explain the decision for (see aa-oidc user list)',
+      ],
+    ] as const) {
+      const empty = await cli(...args, '--username', '', '--format', 'json');
+      assert.equal(empty.code, 1, `${args.join(' ')} --username "": ${empty.stdout}`);
+      assert.equal(empty.stdout, '');
+      assert.equal(empty.stderr, `aa-oidc: --username is empty; give ${valid}\n`);
+      const missing = await cli(...args);
+      assert.equal(missing.code, 1);
+      assert.match(missing.stderr, /^aa-oidc: required option '--username <username>' not specified; see /);
+    }
+  });
+
   it('reads a --limit with spaces around it, as the configuration reads a number', async () => {
     const events = JSON.parse(await ok('audit', 'list', '--limit', ' 1 ', '--format', 'json')) as unknown[];
     assert.equal(events.length, 1);

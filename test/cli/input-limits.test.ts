@@ -5,14 +5,31 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../src/cli/main.ts';
+import { openDatabase } from '../../src/db/connect.ts';
+import { matchPassword } from '../../src/directory/builtin/passwords.ts';
 import { captureIo, cli as runCliCaptured, type CliResult } from '../helpers/cli.ts';
-import { testEnv } from '../helpers/config.ts';
+import { testConfig, testEnv } from '../helpers/config.ts';
 import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 
 describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})`, () => {
   let database: TestDatabase;
   const cli = (args: string[], stdin = ''): Promise<CliResult> =>
     runCliCaptured(args, testEnv(database), { stdin });
+
+  /** How `password` matches the password `username` has in the database (`matchPassword`). */
+  async function storedPasswordMatches(username: string, password: string): Promise<string> {
+    const handle = openDatabase(testConfig(database).database);
+    try {
+      const row = await handle.db
+        .selectFrom('app_user')
+        .select('password_hash')
+        .where('username', '=', username)
+        .executeTakeFirstOrThrow();
+      return await matchPassword(row.password_hash!, password);
+    } finally {
+      await handle.close();
+    }
+  }
 
   before(async () => {
     database = await createTestDatabase({ migrated: true });
@@ -123,5 +140,40 @@ describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})
     const longest = '\u20ac'.repeat(1024);
     const created = await cli(['user', 'create', 'carol', '--password-stdin'], `${longest}\n`);
     assert.equal(created.code, 0, created.stderr);
+  });
+
+  it('drops one CRLF line end from --password-stdin and refuses a stray carriage return or other control character, writing nothing', async () => {
+    // A file written on Windows ends its line in CRLF: the password is the text before it.
+    const crlf = await cli(['user', 'create', 'windows-file', '--password-stdin'], 'correct horse\r\n');
+    assert.equal(crlf.code, 0, crlf.stderr);
+    assert.equal(await storedPasswordMatches('windows-file', 'correct horse'), 'normalized');
+
+    for (const [stdin, named] of [
+      ['correct horse\r', 'a control character at its end: U+000D, a carriage return'],
+      ['correct horse\r\r\n', 'a control character at its end: U+000D, a carriage return'],
+      ['correct\rhorse\n', 'a control character: U+000D, a carriage return'],
+      ['correct\thorse\n', 'a control character: U+0009, a tab;'],
+      ['correct horse\u001b[A\n', 'a control character: U+001B, an escape'],
+      ['correct\u0085horse\n', 'a control character: U+0085;'],
+    ] as const) {
+      for (const args of [
+        ['user', 'create', 'stray', '--password-stdin'],
+        ['user', 'set-password', 'windows-file', '--password-stdin'],
+      ]) {
+        const refused = await cli(args, stdin);
+        assert.equal(refused.code, 1, `${JSON.stringify(stdin)}: ${refused.stdout}`);
+        assert.equal(refused.stdout, '');
+        assert.ok(
+          refused.stderr.startsWith(`aa-oidc: --password-stdin: the password holds ${named}`),
+          `${JSON.stringify(stdin)}: ${refused.stderr}`,
+        );
+        assert.ok(!refused.stderr.includes('horse'), 'the message never repeats the password');
+      }
+    }
+    const users = JSON.parse((await cli(['user', 'list', '--format', 'json'])).stdout) as Array<{
+      username: string;
+    }>;
+    assert.ok(!users.some((user) => user.username === 'stray'), 'nobody was created');
+    assert.equal(await storedPasswordMatches('windows-file', 'correct horse'), 'normalized', 'unchanged');
   });
 });

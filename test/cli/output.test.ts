@@ -461,3 +461,57 @@ describe(`aa-oidc output: spreadsheet formulas and terminal control characters (
     }
   });
 });
+
+describe(`aa-oidc CSV: lists of names that hold commas and quotes (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const groups = ['Logistics, Hauling', 'Say "hi"', 'Pilots'];
+
+  async function ok(args: string[], stdin = ''): Promise<string> {
+    const result = await runCli(args, testEnv(database), { stdin });
+    assert.equal(result.code, 0, `aa-oidc ${args.join(' ')} failed: ${result.stderr}`);
+    return result.stdout;
+  }
+
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+    await ok(['state', 'create', 'Member, Full', '--priority', '10']);
+    for (const group of groups) await ok(['group', 'create', group]);
+    await ok(
+      ['user', 'create', 'alice', ...groups.flatMap((group) => ['--group', group]), '--password-stdin'],
+      'correct horse battery\n',
+    );
+    await ok([
+      'app',
+      'create',
+      '--name',
+      'Wiki',
+      '--client-id',
+      'wiki',
+      '--redirect-uri',
+      'https://wiki.example.org/cb',
+      '--state',
+      'Member, Full',
+      ...groups.flatMap((group) => ['--group', group]),
+    ]);
+  });
+  after(() => database?.drop());
+
+  /** The names in one CSV cell that holds a list: a CSV record of its own. */
+  const names = (cell: string) => csvCells(`${cell}\r\n`)[0];
+
+  it('writes a list cell as a CSV record of its own, so that a name with a comma stays one name', async () => {
+    const sorted = [...groups].sort();
+    const [userGroups] = column(await ok(['user', 'list', '--format', 'csv']), 'groups');
+    assert.deepEqual(names(userGroups!)?.sort(), sorted);
+    const apps = await ok(['app', 'list', '--format', 'csv']);
+    assert.deepEqual(names(column(apps, 'groups')[0]!)?.sort(), sorted);
+    assert.deepEqual(names(column(apps, 'states')[0]!), ['Member, Full']);
+    assert.deepEqual(
+      names(column(await ok(['app', 'show', 'wiki', '--format', 'csv']), 'groups')[0]!)?.sort(),
+      sorted,
+    );
+    const policy = await ok(['policy', 'show', 'wiki', '--username', 'alice', '--format', 'csv']);
+    assert.deepEqual(names(column(policy, 'user_groups')[0]!)?.sort(), sorted);
+    assert.deepEqual(names(column(policy, 'app_states')[0]!), ['Member, Full']);
+  });
+});

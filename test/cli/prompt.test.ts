@@ -46,6 +46,50 @@ describe('password prompt', () => {
     assert.equal((await answer).normalize('NFC'), 'crème brûlée'.normalize('NFC'));
   });
 
+  it('refuses a typed password holding a control character (a pasted tab, an arrow key), naming it, where it dropped it before', async () => {
+    for (const [typed, named] of [
+      ['correct\thorse', 'U+0009, a tab;'],
+      ['correct horse\u001b[D', 'U+001B, an escape (an arrow or function key sends one);'],
+    ] as const) {
+      const terminal = fakeTerminal();
+      const answer = readNewPassword(terminal.io, 'alice', false);
+      terminal.stdin.write(`${typed}\r`);
+      await new Promise((resolve) => setImmediate(resolve));
+      terminal.stdin.write(`${typed}\r`);
+      await assert.rejects(answer, (error: unknown) => {
+        assert.ok(error instanceof CliError);
+        assert.ok(
+          error.message.startsWith(`the password typed holds a control character: ${named}`),
+          error.message,
+        );
+        assert.ok(!error.message.includes('horse'), 'the message never repeats the password');
+        return true;
+      });
+      assert.equal(terminal.shown(), 'New password for alice: \nRepeat the password: \n');
+    }
+  });
+
+  it('clears what was typed on Ctrl-U', async () => {
+    const terminal = fakeTerminal();
+    const answer = promptHidden(terminal.io, 'Password: ');
+    terminal.stdin.write('mistyped\u0015hunter2x\r');
+    assert.equal(await answer, 'hunter2x');
+  });
+
+  it('refuses --password-stdin when standard input is a terminal, which would show the password typed', async () => {
+    const terminal = fakeTerminal();
+    // What a terminal would have echoed, already there: read, it would be taken as the password.
+    terminal.stdin.end('typed-password\n');
+    await assert.rejects(
+      readNewPassword(terminal.io, 'alice', true),
+      new CliError(
+        '--password-stdin reads the password from a pipe or a file, and standard input is a terminal, which would show the password as it is typed; leave --password-stdin out to be prompted with echo off, or pipe the password in',
+      ),
+    );
+    assert.deepEqual(terminal.rawModes, [], 'nothing was read');
+    assert.equal(terminal.shown(), '');
+  });
+
   it('treats Ctrl-C as a cancellation', async () => {
     const terminal = fakeTerminal();
     const answer = promptHidden(terminal.io, 'Password: ');

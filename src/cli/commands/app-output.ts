@@ -62,8 +62,9 @@ export const ALL_COLUMNS: readonly Column<Application>[] = [
   { header: 'redirect_uris', value: (app) => spaced(app.redirectUris) },
   { header: 'post_logout_redirect_uris', value: (app) => spaced(app.postLogoutRedirectUris) },
   { header: 'grant_types', value: (app) => spaced(app.grantTypes) },
-  { header: 'states', value: (app) => commaSpaced(app.states) },
-  { header: 'groups', value: (app) => commaSpaced(app.groups) },
+  // Lists, which CSV writes as a record inside the field: a name may hold a comma.
+  { header: 'states', value: (app) => app.states },
+  { header: 'groups', value: (app) => app.groups },
   { header: 'skip_authorization', value: (app) => app.skipAuthorization },
   { header: 'pkce_required', value: (app) => app.pkceRequired },
   { header: 'access_token_format', value: (app) => app.accessTokenFormat },

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { explainDecision, type PolicyExplanation } from '../../policy/explain.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, withServices } from '../context.ts';
+import { requiredTextOption } from '../option-values.ts';
 import {
   type Column,
   formatOption,
@@ -72,7 +73,13 @@ export function registerPolicy(program: Command, io: CliIo): void {
     .command('show')
     .description('explain whether a user may use an application, layer by layer, and what is missing')
     .argument('<client_id>', 'the application')
-    .requiredOption('--username <username>', 'the user')
+    .addOption(
+      requiredTextOption(
+        '--username <username>',
+        'the user',
+        'the username of the user to explain the decision for (see aa-oidc user list)',
+      ),
+    )
     .addOption(formatOption())
     .action(async (clientId: string, options: { username: string; format: OutputFormat }) => {
       const explanation = await withServices(io, async (services) => {

@@ -8,7 +8,7 @@ import {
   type RevokedToken,
 } from '../../tokens/revocation.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
-import { filterOption, userAndClientFilter } from '../option-values.ts';
+import { filterOption, requiredTextOption, userAndClientFilter } from '../option-values.ts';
 import {
   type Column,
   formatOption,
@@ -89,7 +89,13 @@ export function registerTokens(program: Command, io: CliIo): void {
     .description(
       'revoke every code and token of a user and end the user’s browser sessions, in one transaction (audit: token_revoked)',
     )
-    .requiredOption('--username <username>', 'the user whose tokens to revoke')
+    .addOption(
+      requiredTextOption(
+        '--username <username>',
+        'the user whose tokens to revoke',
+        'the username of the user whose tokens to revoke (see aa-oidc user list)',
+      ),
+    )
     .option('--reason <text>', 'why (recorded with each token_revoked audit event)')
     .option('--dry-run', 'list what would be revoked, revoke nothing')
     .addOption(formatOption())

@@ -245,7 +245,10 @@ export function registerUser(program: Command, io: CliIo): void {
       '--oidc-access',
       'grant the user the oidc_access permission directly (default: only through the state or a group)',
     )
-    .option('--password-stdin', 'read the password from standard input (one line)')
+    .option(
+      '--password-stdin',
+      'read the password from standard input, a pipe or a file, not a terminal (one line)',
+    )
     .action(
       async (
         username: string,
@@ -355,7 +358,10 @@ export function registerUser(program: Command, io: CliIo): void {
       'set a user’s password and end their browser sessions (the apps signed in through them get a back-channel logout); prompted for, or read from stdin (never from argv)',
     )
     .argument('<username>', USERNAME_HELP)
-    .option('--password-stdin', 'read the password from standard input (one line)')
+    .option(
+      '--password-stdin',
+      'read the password from standard input, a pipe or a file, not a terminal (one line)',
+    )
     .option(
       '--dry-run',
       'show the sessions it would end and the apps told, change nothing; asks for no password (one given with --password-stdin is checked)',
