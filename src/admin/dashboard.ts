@@ -54,7 +54,9 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const byStageAndReason = new Map<string, number>();
         for (const event of denials) {
           const key = `${String(event.record.stage)}\u0000${String(event.record.reason)}`;
-          byStageAndReason.set(key, (byStageAndReason.get(key) ?? 0) + 1);
+          // An event may stand for refusals repeated after it (`repeated`, src/oidc/denial-coalescing.ts).
+          const repeated = typeof event.record.repeated === 'number' ? event.record.repeated : 0;
+          byStageAndReason.set(key, (byStageAndReason.get(key) ?? 0) + 1 + repeated);
         }
         const activeKey = keys.find((key) => key.status === 'active');
         const nextKey = keys.find((key) => key.status === 'next');

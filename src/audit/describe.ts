@@ -26,7 +26,7 @@ export function describeAuditEvent(stored: Readonly<Record<string, unknown>>): s
     case 'logout_dispatched':
       return `back-channel logout ${record.outcome} after ${record.attempts} attempt(s)${record.http_status === null ? '' : `, HTTP ${record.http_status}`}`;
     case 'policy_denied':
-      return `refused at ${record.stage}: ${record.reason}`;
+      return `refused at ${record.stage}: ${record.reason}${record.repeated === undefined ? '' : `, ${record.repeated} more time(s) since`}`;
     case 'admin_change': {
       const fields = record.changed_fields.length > 0 ? ` (${record.changed_fields.join(', ')})` : '';
       return `${record.entity} ${record.name} ${record.action.replaceAll('_', ' ')}${fields} by ${record.actor ?? 'unknown'}`;

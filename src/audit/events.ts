@@ -199,6 +199,12 @@ export interface PolicyDeniedEvent {
   stage: PolicyStage;
   /** `global`, `app`, `app_unusable` or `no_client`. */
   reason: DenyReason;
+  /**
+   * On the event that stands for identical refusals not published each on its own (a caller
+   * repeating a request refused without any credential, src/oidc/denial-coalescing.ts): how many
+   * followed the last event of the same stage, reason, application and user within the window.
+   */
+  repeated?: number;
 }
 
 /** An operator changed an application, user, state, group or signing key (CLI, admin UI, or the directory). */

@@ -1,11 +1,15 @@
 import type Koa from 'koa';
 import { errors, type KoaContextWithOIDC, type Provider } from 'oidc-provider';
+import { verifyClientSecret } from '../applications/secret.ts';
 import { CLIENT_ID_MAX } from '../applications/service.ts';
+import type { Application } from '../applications/types.ts';
 import type { Logger } from '../logging/logger.ts';
 import { requestLog } from '../logging/request-context.ts';
 import type { Metrics } from '../metrics/registry.ts';
 import { assertNever } from '../util/assert-never.ts';
-import type { ApplicationLookup } from './clients.ts';
+import { stageForClientLookup } from './client-policy.ts';
+import { type ApplicationLookup, clientMetadataFor } from './clients.ts';
+import type { PolicyEnforcer } from './policy-enforcer.ts';
 
 /** The endpoints that authenticate the client calling them (the provider's routes `token`, `introspection`, `revocation`). */
 type Endpoint = 'token' | 'introspection' | 'revocation';
@@ -20,11 +24,20 @@ const UNKNOWN_CLIENT_LABEL = 'unknown';
  */
 type PresentedMethod = 'client_secret_basic' | 'client_secret_post' | 'client_assertion' | 'none';
 
+/**
+ * What a request presented for a deactivated application, checked as if it were active: `right`, its
+ * secret (or, for a public application, its client id alone, which is all that one presents);
+ * `wrong`, another secret, none, or another method; `unchecked`, a secret still held as the hash
+ * imported from the Python plugin, which no request of an application that can do nothing is worth
+ * a PBKDF2 run (client-auth.ts).
+ */
+type Proof = 'right' | 'wrong' | 'unchecked';
+
 /** Why the client was not authenticated, as an operator would act on it. */
 type Failure =
   | { reason: 'wrong_secret'; clientId: string }
   | { reason: 'method_mismatch'; clientId: string; registeredMethod: string }
-  | { reason: 'deactivated'; clientId: string }
+  | { reason: 'deactivated'; clientId: string; proof: Proof }
   | { reason: 'unknown_client'; presented: string };
 
 export interface ClientAuthFailureDependencies {
@@ -32,6 +45,8 @@ export interface ClientAuthFailureDependencies {
   logger: Logger;
   /** The provider's per-request application lookup: a client the request looked up is answered from memory. */
   applications: ApplicationLookup;
+  /** Where the refusal of a deactivated application is recorded once its own credential was presented. */
+  policy: Pick<PolicyEnforcer, 'recordDenial'>;
 }
 
 /**
@@ -42,6 +57,13 @@ export interface ClientAuthFailureDependencies {
  *
  * The metric is labelled by the client id only when it names an application (active or
  * deactivated): any other id is `unknown`, so that ids a caller invents cannot grow the label set.
+ *
+ * A deactivated application is refused by the client lookup (clients.ts) before any credential is
+ * checked, and answered as an unknown client is. Its refusal by the access policy (a `policy_denied`
+ * event at the request's stage, `aa_oidc_policy_rejections_total`) is recorded here, and only when
+ * the request presented the application's own credential: a caller knowing only its client id
+ * (client ids are public) gets this failure's count and log line, as for any other client, and
+ * writes no audit row.
  * The log line names the application, or, for an id that names none, only its length (a relying
  * party may send its secret where the id belongs); never the secret, the assertion or the
  * Authorization header.
@@ -80,11 +102,30 @@ async function noteFailure(
   // memory (request-applications.ts): its answer is already there, and the report is made before
   // the response is written.
   const application = await deps.applications.findByClientId(presented).catch(() => undefined);
-  report(
-    application
-      ? { reason: 'deactivated', clientId: application.clientId }
-      : { reason: 'unknown_client', presented },
+  if (!application) return report({ reason: 'unknown_client', presented });
+  const proof = proofOf(application, ctx);
+  report({ reason: 'deactivated', clientId: application.clientId, proof });
+  const stage = stageForClientLookup(ctx);
+  if (proof !== 'right' || application.active || !stage) return;
+  deps.policy.recordDenial(
+    stage,
+    { outcome: 'deny', reason: 'app_unusable', clientId: application.clientId },
+    { clientId: application.clientId, userId: null },
+    ctx,
+    // A public application's client id is all it presents: anyone may, as often as they like.
+    { unauthenticated: clientMetadataFor(application).token_endpoint_auth_method === 'none' },
   );
+}
+
+/** What the request presented for an application the provider did not take, checked as it would have. */
+function proofOf(application: Application, ctx: KoaContextWithOIDC): Proof {
+  const presented = presentedMethod(ctx);
+  if (clientMetadataFor(application).token_endpoint_auth_method === 'none')
+    return presented === 'none' ? 'right' : 'wrong';
+  if (presented !== 'client_secret_basic' && presented !== 'client_secret_post') return 'wrong';
+  if (application.clientSecretPbkdf2 !== null) return 'unchecked';
+  // The comparison of client-auth.ts: digests, in constant time.
+  return verifyClientSecret(application, presentedSecret(ctx)) ? 'right' : 'wrong';
 }
 
 /** The failure of a client the provider found (an active application), or undefined when it found none. */
@@ -119,6 +160,18 @@ function presentedMethod(ctx: KoaContextWithOIDC): PresentedMethod {
 function presentedClientId(ctx: KoaContextWithOIDC): string | undefined {
   const inBody = ctx.oidc?.params?.client_id;
   if (typeof inBody === 'string') return inBody;
+  return basicCredentials(ctx)?.clientId;
+}
+
+/** The secret the request presented, read as the provider reads it: `client_secret` in the body first. */
+function presentedSecret(ctx: KoaContextWithOIDC): string | undefined {
+  const inBody = ctx.oidc?.params?.client_secret;
+  if (typeof inBody === 'string' && inBody !== '') return inBody;
+  return basicCredentials(ctx)?.secret;
+}
+
+/** The id and the secret of a Basic Authorization header, form-decoded (RFC 6749 §2.3.1) as the provider does. */
+function basicCredentials(ctx: KoaContextWithOIDC): { clientId: string; secret: string } | undefined {
   const header = ctx.headers.authorization;
   if (typeof header !== 'string') return undefined;
   const encoded = header.slice(header.indexOf(' ') + 1);
@@ -126,7 +179,8 @@ function presentedClientId(ctx: KoaContextWithOIDC): string | undefined {
   const colon = basic.indexOf(':');
   if (colon < 0) return undefined;
   try {
-    return decodeURIComponent(basic.slice(0, colon).replace(/\+/g, '%20'));
+    const decode = (part: string) => decodeURIComponent(part.replace(/\+/g, '%20'));
+    return { clientId: decode(basic.slice(0, colon)), secret: decode(basic.slice(colon + 1)) };
   } catch {
     return undefined;
   }
@@ -144,9 +198,13 @@ function reportFailure(
   let label: string;
   switch (failure.reason) {
     case 'wrong_secret':
-    case 'deactivated':
       label = failure.clientId;
       fields = { ...common, clientId: failure.clientId };
+      break;
+    case 'deactivated':
+      label = failure.clientId;
+      // `proof`, not a name the logger takes for a secret's (it says only whether the secret was the application's).
+      fields = { ...common, clientId: failure.clientId, proof: failure.proof };
       break;
     case 'method_mismatch':
       label = failure.clientId;

@@ -39,15 +39,30 @@ export function stageForClientLookup(ctx: KoaContextWithOIDC | undefined): Polic
 }
 
 /**
+ * The routes whose caller authenticates as the client (RFC 6749 §2.3): there the client is looked up
+ * before its credential is checked, and a refusal is recorded only once the credential proves to be
+ * the application's (client-auth-failures.ts).
+ */
+export function authenticatesClient(ctx: KoaContextWithOIDC | undefined): boolean {
+  const route = ctx?.oidc?.route;
+  return route === 'token' || route === 'introspection' || route === 'revocation';
+}
+
+/**
  * What the client lookup (`clients.ts`) calls when the app-usability layer refuses an application:
  * a deactivated application is counted and audited at the stage of the request being served
- * (oidc-provider keeps it in AsyncLocalStorage).
+ * (oidc-provider keeps it in AsyncLocalStorage). Not at the endpoints that authenticate their
+ * caller: anyone knowing a deactivated application's client id could otherwise write an audit row
+ * per request without any secret; the failed client authentication reports it instead, and records
+ * the refusal only for the application's own credential (client-auth-failures.ts). At authorization
+ * (unauthenticated by nature) the refusal is recorded here, coalesced (denial-coalescing.ts).
  */
 export function recordClientRefusal(policy: PolicyEnforcer) {
   return (clientId: string, refusal: ClientRefusal): void => {
     switch (refusal.reason) {
       case 'app_unusable': {
         const ctx = currentRequest();
+        if (authenticatesClient(ctx)) return;
         const stage = stageForClientLookup(ctx);
         if (stage) policy.recordDenial(stage, refusal, { clientId, userId: null }, ctx);
         return;

@@ -5,6 +5,7 @@ import type { Metrics } from '../metrics/registry.ts';
 import { assertNever } from '../util/assert-never.ts';
 import { decide, decideApplication, type PolicyDecision } from '../policy/decide.ts';
 import { isAuthorizationStage, type PolicyStage } from '../policy/stages.ts';
+import { createDenialCoalescer, type DenialCoalescingLimits } from './denial-coalescing.ts';
 import { RequestMemo } from './request-memo.ts';
 
 /** What enforcing needs: where users and applications come from, and where refusals are counted. */
@@ -32,6 +33,8 @@ export interface PolicyEnforcerDependencies {
   applicationsAsOfRequest?: { findByClientId(clientId: string): Promise<Application | undefined> };
   metrics: Pick<Metrics, 'policyRejections' | 'authorizeDenied'>;
   audit: Pick<AuditBus, 'publish'>;
+  /** How refusals provoked without a credential are coalesced (default `DENIAL_COALESCING`). */
+  coalescing?: DenialCoalescingLimits;
 }
 
 /**
@@ -63,13 +66,21 @@ export interface PolicyEnforcer {
     request?: PolicyRequest,
     options?: EnforceOptions,
   ): Promise<PolicyDecision>;
-  /** Records a refusal decided elsewhere (the client lookup's app-usability refusal). */
+  /**
+   * Records a refusal decided elsewhere (the client lookup's app-usability refusal). Refusals at the
+   * authorization stages, and those marked `unauthenticated` (a deactivated public application at the
+   * token and introspection endpoints), are published through the coalescing of
+   * denial-coalescing.ts: any caller can provoke them, as often as it likes.
+   */
   recordDenial(
     stage: PolicyStage,
     denial: PolicyDenial,
     who: { clientId: string | null; userId: number | null },
     request?: PolicyRequest,
+    options?: { unauthenticated?: boolean },
   ): void;
+  /** Publishes the counts of coalesced refusals still held: at shutdown, before the audit bus closes. */
+  close(): void;
 }
 
 export interface EnforceOptions {
@@ -92,16 +103,19 @@ export function userIdOf(accountId: string | undefined): number | null {
 export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEnforcer {
   // One record of each refusal per request and stage.
   const recorded = new RequestMemo<string, true>();
+  const coalesced = createDenialCoalescer(deps.audit, deps.coalescing);
 
-  const recordDenial: PolicyEnforcer['recordDenial'] = (stage, denial, who, request) => {
+  const recordDenial: PolicyEnforcer['recordDenial'] = (stage, denial, who, request, options) => {
     if (request) {
       const key = `${stage} ${denial.reason} ${who.clientId ?? ''} ${who.userId ?? ''}`;
       if (recorded.peek(request, key)) return;
       recorded.set(request, key, true);
     }
     deps.metrics.policyRejections.inc({ stage, reason: denial.reason });
-    if (isAuthorizationStage(stage)) deps.metrics.authorizeDenied.inc({ reason: denial.reason });
-    deps.audit.publish(
+    const authorization = isAuthorizationStage(stage);
+    if (authorization) deps.metrics.authorizeDenied.inc({ reason: denial.reason });
+    const audit = authorization || options?.unauthenticated === true ? coalesced : deps.audit;
+    audit.publish(
       {
         kind: 'policy_denied',
         client_id: denial.reason === 'no_client' ? null : who.clientId,
@@ -151,6 +165,7 @@ export function createPolicyEnforcer(deps: PolicyEnforcerDependencies): PolicyEn
 
   return {
     recordDenial,
+    close: () => coalesced.flush(),
     enforce(stage, subject, request, options) {
       const recorded = (decision: PolicyDecision): PolicyDecision => {
         switch (decision.outcome) {

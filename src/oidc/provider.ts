@@ -254,7 +254,12 @@ export function createOidc(deps: OidcDependencies): Oidc {
     includeSessionIdInIdTokens(provider);
     allowAnyPortOnlyForLoopbackIps(provider);
     logApplicationDebug(provider, log, codeExchange.onceTokensStored);
-    reportClientAuthFailures(provider, { metrics: deps.observability.metrics, logger: log, applications });
+    reportClientAuthFailures(provider, {
+      metrics: deps.observability.metrics,
+      logger: log,
+      applications,
+      policy,
+    });
     observeProvider(provider, deps.observability, codeExchange.onceTokensStored, codeExchange.onceConsumed);
     provider.on('server_error', (ctx: KoaContextWithOIDC, error: Error) => {
       // Answered 503 "try again" (and logged) by the app's unavailable-database handler.
@@ -349,6 +354,8 @@ export function createOidc(deps: OidcDependencies): Oidc {
       closing.abort();
       unsubscribe();
       profiles.close();
+      // The counts of coalesced refusals reach the audit bus before the services close it.
+      policy.close();
     },
   };
 }

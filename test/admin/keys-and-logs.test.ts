@@ -560,6 +560,32 @@ describe(`signing keys, logs and dashboard in the admin UI (${testDatabaseKind})
     assert.ok(Number(note[1]) >= 1005, note[0]);
   });
 
+  it('counts on the dashboard the refusals an event stands for (repeated ones coalesced into it)', async () => {
+    const now = Date.now();
+    const refusal = {
+      kind: 'policy_denied',
+      client_id: null,
+      user_id: null,
+      stage: 'validate_bearer',
+      reason: 'app',
+    };
+    await server.app.database.db
+      .insertInto('audit_event')
+      .values(
+        [undefined, 4].map((repeated) => ({
+          recorded_at: now - 30_000,
+          kind: 'policy_denied',
+          user_id: null,
+          client_id: null,
+          request_id: null,
+          payload: JSON.stringify({ time: new Date(now - 30_000).toISOString(), ...refusal, repeated }),
+        })),
+      )
+      .execute();
+    const text = pageText((await consoleGet(admin, url('/admin'))).body);
+    assert.match(text, /validate_bearer app 6/, 'one event, and one standing for itself and 4 more');
+  });
+
   it('names on the dashboard a next key that keys import would refuse (W008)', async () => {
     const next = (await server.app.keys.list()).find((key) => key.status === 'next')!;
     await server.app.keys.retire(next.kid);
