@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { readChangeEpoch } from '../db/change-epoch.ts';
 import { purgeDeliveryAttempts } from './attempts.ts';
 import { createDelivery } from './delivery.ts';
+import { privateTargetsAllowed } from './ssrf/application-check.ts';
 import { jobFactory, leaseMs } from './jobs.ts';
 import { createTestDelivery } from './test-delivery.ts';
 import { createLogoutTransport } from './transport-for-database.ts';
@@ -89,6 +90,9 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
   // them would fail every round, logging each failure, for as long as the process runs; a delivery
   // run on them would fail with whatever the closed pool, pg-boss or database says, naming neither.
   let closed = false;
+  // The SSRF gate's escape hatch is never silent: the first worker of the service says, at WARN, that
+  // its deliveries may reach this network (in production only with the acknowledgement of E006).
+  let privateTargetsTold = false;
   return {
     ...triggers,
     async deliverDue() {
@@ -97,6 +101,15 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
     },
     startWorker(options) {
       if (closed) throw new LogoutServiceClosedError('its worker cannot start');
+      if (privateTargetsAllowed(config) && !privateTargetsTold) {
+        privateTargetsTold = true;
+        log.warn(
+          { allowPrivateTargets: true, mode: config.mode },
+          'back-channel logouts may be delivered to loopback, private, CGNAT, link-local and unique-local ' +
+            'addresses: logout.allowPrivateTargets (AA_OIDC_LOGOUT_ALLOW_PRIVATE_TARGETS), the SSRF ' +
+            "gate's development escape hatch, is on (cloud metadata addresses stay refused)",
+        );
+      }
       return worker.startWorker(options);
     },
     transportStarted: () => transport.hasStarted(),

@@ -103,6 +103,14 @@ export async function checkBackchannelTarget(
       `${host} always names this machine (RFC 6761); it is not resolved`,
       'loopback',
     );
+  // WHATWG keeps `.`, `a..b`, `.rp.example` and `rp.example..` as hosts; no resolver can answer for an
+  // empty label, and naming it says more than a lookup's ENOTFOUND (one trailing dot, a fully
+  // qualified name, is no empty label).
+  if (host.replace(/\.$/, '').split('.').includes(''))
+    return refuse(
+      'invalid_uri',
+      `has the host ${JSON.stringify(host)}, with an empty label: a host name is labels joined by single dots`,
+    );
 
   const resolved = await resolveWithin(
     host,
