@@ -8,10 +8,12 @@ import { html, sentBackUntouched } from '../http/pages/layout.ts';
 import { type AdminDependencies, adminActor, renderAdmin } from './context.ts';
 import {
   APP_FORM_LISTS,
+  type AppForm,
   appForm,
   appPath,
   directoryNames,
   errorsByField,
+  formDifferences,
   formOf,
   inputOf,
   NEW_APP,
@@ -34,7 +36,7 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
           '/admin/apps',
           'New application',
           html`<h1>New application</h1>
-            ${appForm(request, '/admin/apps/new', NEW_APP, await directoryNames(deps), new Map(), true, generateClientId())}`,
+            ${appForm(request, '/admin/apps/new', NEW_APP, await directoryNames(deps), new Map(), { creating: true, newClientId: generateClientId() })}`,
         );
       },
     },
@@ -54,7 +56,7 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
             '/admin/apps',
             'New application',
             html`<h1>New application</h1>
-              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), new Map([['', 'Nothing was created: the form did not carry the client_id it was shown with. Check the fields and send it again.']]), true, generateClientId())}`,
+              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), new Map([['', 'Nothing was created: the form did not carry the client_id it was shown with. Check the fields and send it again.']]), { creating: true, newClientId: generateClientId() })}`,
             { status: 400 },
           );
         try {
@@ -121,7 +123,7 @@ export function createRoutes(deps: AdminDependencies): ConsoleRoute[] {
             '/admin/apps',
             'New application',
             html`<h1>New application</h1>
-              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errors, true, clientIdRefused ? generateClientId() : clientId)}`,
+              ${appForm(request, '/admin/apps/new', values, await directoryNames(deps), errors, { creating: true, newClientId: clientIdRefused ? generateClientId() : clientId })}`,
             { status: error.code === 'conflict' ? 409 : 400 },
           );
         }
@@ -147,7 +149,7 @@ export function editRoutes(
           '/admin/apps',
           `Edit ${app.name}`,
           html`<h1>Edit ${app.name}</h1>
-            ${appForm(request, appPath(app.clientId, '/edit'), formOf(app), await directoryNames(deps), new Map(), false)}`,
+            ${appForm(request, appPath(app.clientId, '/edit'), formOf(app), await directoryNames(deps), new Map(), { creating: false, version: app.updatedAt })}`,
         );
       },
     },
@@ -164,10 +166,21 @@ export function editRoutes(
         // back as shown, the name was not touched, and the stored one is kept as it is.
         if (values.name !== app.name && values.name === sentBackUntouched(app.name).trim())
           values.name = app.name;
+        const version = formVersion(request.form.get('version'));
+        if (version === undefined)
+          return showStored(
+            request,
+            deps,
+            app,
+            values,
+            'Nothing was saved: the form did not say which version of the application it was opened on (it is not this console’s form, or from an older version of the page).',
+            400,
+          );
         try {
           const consequences: Consequence[] = [];
           const result = await deps.applications.update(app.clientId, inputOf(values), adminActor(request), {
             consequences,
+            expectedVersion: version,
           });
           const ended = consequences.some((consequence) => consequence.kind === 'access_lost');
           request.seeOther(
@@ -177,16 +190,89 @@ export function editRoutes(
           if (!(error instanceof ApplicationError)) throw error;
           // Deleted between loading it above and writing.
           if (error.code === 'not_found') return noSuchApplication(request);
+          if (error.code === 'conflict') {
+            // Changed since the form was opened, or while this send was handled: the form's values
+            // would undo that change (a state taken out of the whitelists put back), so nothing is
+            // written, and the form is shown again with the application as it is now.
+            const latest = await deps.applications.findByClientId(app.clientId);
+            if (!latest) return noSuchApplication(request);
+            return showStored(
+              request,
+              deps,
+              latest,
+              values,
+              `Nothing was saved: this application was changed since this form was opened (last changed at ${formatTime(latest.updatedAt)}: by another administrator, the command line, or this form sent before).`,
+              409,
+            );
+          }
           renderAdmin(
             request,
             '/admin/apps',
             `Edit ${app.name}`,
             html`<h1>Edit ${app.name}</h1>
-              ${appForm(request, appPath(app.clientId, '/edit'), { ...values, clientType: app.clientType }, await directoryNames(deps), errorsByField(error), false)}`,
-            { status: error.code === 'conflict' ? 409 : 400 },
+              ${appForm(request, appPath(app.clientId, '/edit'), { ...values, clientType: app.clientType }, await directoryNames(deps), errorsByField(error), { creating: false, version })}`,
+            { status: 400 },
           );
         }
       },
     },
   ];
+}
+
+/** The version an edit form carries (`updatedAt`, epoch milliseconds); undefined when it is none. */
+function formVersion(text: string | null): number | undefined {
+  if (text === null || !/^\d{1,16}$/.test(text)) return undefined;
+  const version = Number(text);
+  return Number.isSafeInteger(version) ? version : undefined;
+}
+
+/**
+ * A refused edit, shown with the application as it is stored now (and its version, so that the form
+ * saves once sent again) and, under `why`, each value the form sent that differs from it: what the
+ * operator changed, and what changed meanwhile, to be set again where still wanted.
+ */
+async function showStored(
+  request: ConsoleRequest,
+  deps: AdminDependencies,
+  stored: Application,
+  sent: AppForm,
+  why: string,
+  status: 400 | 409,
+): Promise<void> {
+  const differences = formDifferences(sent, formOf(stored));
+  const advice =
+    differences.length === 0
+      ? 'It already holds every value this form sent: there is nothing left to save.'
+      : 'The form now shows it as it is; the values this form sent that differ from it are listed below. Make again the changes you still want, and save.';
+  renderAdmin(
+    request,
+    '/admin/apps',
+    `Edit ${stored.name}`,
+    html`<h1>Edit ${stored.name}</h1>
+      ${appForm(
+        request,
+        appPath(stored.clientId, '/edit'),
+        formOf(stored),
+        await directoryNames(deps),
+        new Map([['', `${why} ${advice}`]]),
+        {
+          creating: false,
+          version: stored.updatedAt,
+          ...(differences.length > 0 && {
+            differences: html`<div class="warn">
+              <p><strong>What this form sent that differs from the application as it is now:</strong></p>
+              <ul>
+                ${differences.map(
+                  ({ label, now, sent: yours }) =>
+                    html`<li>
+                      <strong>${label}</strong> now: <code>${now}</code>; this form: <code>${yours}</code>
+                    </li>`,
+                )}
+              </ul>
+            </div>`,
+          }),
+        },
+      )}`,
+    { status },
+  );
 }

@@ -130,6 +130,53 @@ export function formOf(app: Application): AppForm {
   };
 }
 
+/** The edit form's fields as its labels name them, in the form's order (the client type is fixed). */
+const FIELD_LABELS: ReadonlyArray<readonly [Exclude<keyof AppForm, 'clientType'>, string]> = [
+  ['name', 'Name'],
+  ['logoUrl', 'Logo URL'],
+  ['redirectUris', 'Redirect URIs'],
+  ['postLogoutRedirectUris', 'Post-logout redirect URIs'],
+  ['grantTypes', 'Grant types'],
+  ['states', 'States allowed'],
+  ['groups', 'Groups allowed'],
+  ['accessTokenFormat', 'Access token format'],
+  ['backchannelLogoutUri', 'Back-channel logout URI'],
+  ['pkceRequired', 'Require PKCE'],
+  ['skipAuthorization', 'Skip the consent page'],
+  ['backchannelLogoutOnRevokeOnly', 'Back-channel logout only when tokens are revoked'],
+  ['idTokenClaims', 'The granted scopes’ claims in the ID token'],
+  ['debugMode', 'Debug logging'],
+];
+
+/** Fields whose order means nothing (ticked boxes): compared and shown sorted. */
+const UNORDERED: ReadonlySet<keyof AppForm> = new Set(['grantTypes', 'states', 'groups']);
+
+/**
+ * Each field where the values a form sent differ from `stored` (the application as it is now, as its
+ * form shows it), with both values as the page shows them: a list sorted when its order means nothing,
+ * `—` for nothing.
+ */
+export function formDifferences(
+  sent: AppForm,
+  stored: AppForm,
+): Array<{ label: string; now: string; sent: string }> {
+  const shown = (field: keyof AppForm, value: AppForm[keyof AppForm]): string => {
+    if (typeof value === 'boolean') return yesNo(value);
+    if (Array.isArray(value)) {
+      const items = UNORDERED.has(field) ? [...value].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) : value;
+      return items.length === 0 ? '—' : items.join(', ');
+    }
+    if (field === 'accessTokenFormat' && Object.hasOwn(FORMAT_LABELS, value))
+      return FORMAT_LABELS[value as AccessTokenFormatSetting];
+    return value === '' ? '—' : value;
+  };
+  const key = (field: keyof AppForm, value: AppForm[keyof AppForm]) =>
+    JSON.stringify(Array.isArray(value) && UNORDERED.has(field) ? [...value].sort() : value);
+  return FIELD_LABELS.filter(([field]) => key(field, sent[field]) !== key(field, stored[field])).map(
+    ([field, label]) => ({ label, now: shown(field, stored[field]), sent: shown(field, sent[field]) }),
+  );
+}
+
 export const NEW_APP: AppForm = {
   name: '',
   logoUrl: '',
@@ -202,15 +249,23 @@ export async function directoryNames(
   return { states: states.map((state) => state.name), groups: groups.map((group) => group.name) };
 }
 
+/**
+ * What the application form carries besides its fields: a new application's client_id, or the
+ * version (`updatedAt`) of the application an edit form shows, with what a refused edit would have
+ * changed of it as it is now (shown under the alert).
+ */
+export type AppFormMode =
+  { creating: true; newClientId: string } | { creating: false; version: number; differences?: Html };
+
 export function appForm(
   request: ConsoleRequest,
   action: string,
   values: AppForm,
   names: { states: string[]; groups: string[] },
   errors: Map<string, string>,
-  creating: boolean,
-  newClientId?: string,
+  mode: AppFormMode,
 ): Html {
+  const creating = mode.creating;
   const error = (field: string) => errors.get(field);
   // The first field at fault, in the form's order, takes the focus; the others are only marked.
   const focused = FORM_FIELDS.find((field) => errors.has(field) && (creating || field !== 'client_type'));
@@ -227,12 +282,17 @@ export function appForm(
           ? formAlert('Some fields need attention; each says what is wrong.', alertFocus)
           : ''
     }
+    ${mode.creating ? '' : (mode.differences ?? '')}
     <form method="post" action="${action}" novalidate>
       ${csrfField(request.session)}
       ${
         // A new application's client_id, chosen when the form is shown: sent twice, the form creates
-        // one application, the second send finding its client_id taken.
-        newClientId === undefined ? '' : html`<input type="hidden" name="client_id" value="${newClientId}" />`
+        // one application, the second send finding its client_id taken. An edit form's version: the
+        // edit is refused when the application changed since (another operator's change would be
+        // undone by the values shown before it).
+        mode.creating
+          ? html`<input type="hidden" name="client_id" value="${mode.newClientId}" />`
+          : html`<input type="hidden" name="version" value="${String(mode.version)}" />`
       }
       ${textField('Name', 'name', values.name, {
         required: true,

@@ -189,6 +189,8 @@ export function createApplicationService(
     async update(clientId, patch, actor, options = {}) {
       const by = checkActor(actor);
       const current = await existing(clientId);
+      if (options.expectedVersion !== undefined && options.expectedVersion !== current.updatedAt)
+        throw changedSinceShown(current);
       const merged = mergePatch(current, patch);
       const context = {
         ...(await validationContext()),
@@ -470,6 +472,19 @@ function checkImportedSecret(
   // The schema wants a digest for every confidential client: until the first authentication replaces
   // it, the digest is of a random value nobody knows, so only the imported hash can match.
   return { sha256: clientSecretDigest(generateClientSecret()), pbkdf2: secret.djangoPbkdf2 };
+}
+
+/**
+ * An update refused because the application is no longer the one its values were shown with
+ * (`UpdateOptions.expectedVersion`): written, they would undo what changed since.
+ */
+function changedSinceShown(app: Application): ApplicationError {
+  return new ApplicationError('conflict', [
+    {
+      field: 'version',
+      message: `application ${quote(app.clientId)} was changed since the values of this update were shown (last changed at ${new Date(app.updatedAt).toISOString()}); nothing was written: look at it again and retry`,
+    },
+  ]);
 }
 
 /** A rotation refused because the secret it was asked for is no longer the stored one. */

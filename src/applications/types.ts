@@ -143,6 +143,14 @@ export interface UpdateOptions extends WriteOptions {
    * back-channel logouts, revoked codes and tokens), a dry run's too: see `UnitOfWork.report`.
    */
   consequences?: Consequence[];
+  /**
+   * The application's `updatedAt` as the caller showed it (the admin console's edit form, which
+   * sends every field back): when it was changed since, the update is refused (`conflict`, nothing
+   * written), so that values shown before another operator's change do not silently undo it (a
+   * state taken out of the whitelists put back). Absent (`aa-oidc app update`, which sends only
+   * the fields it names), the update applies to the application as it is when written.
+   */
+  expectedVersion?: number;
 }
 
 /**

@@ -102,6 +102,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
   it("shows the SSRF gate's refusal at the back-channel field, and keeps what was typed", async () => {
     const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
     const answer = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, {
+      version: formField(form.body, 'version'),
       name: 'Wiki',
       redirect_uris: 'https://wiki.example.org/callback',
       grant_types: 'authorization_code',
@@ -135,6 +136,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       'the form shows the option as set',
     );
     const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), form.csrf!, {
+      version: formField(form.body, 'version'),
       name: 'Wiki',
       redirect_uris: 'https://wiki.example.org/callback',
       grant_types: ['authorization_code', 'refresh_token'],
@@ -164,6 +166,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     const before = (await server.app.applications.findByClientId(clientId))!;
     const form = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
     const fields = {
+      version: formField(form.body, 'version'),
       redirect_uris: 'https://wiki.example.org/callback',
       grant_types: ['authorization_code', 'refresh_token'],
       states: `Member ${HOSTILE}`,
@@ -553,6 +556,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     );
     // Sent back as shown (only the name changed): refused at the states field, nothing dropped.
     const saved = await consolePost(admin, url(`/admin/apps/${onlyDisbanded}/edit`), form.csrf!, {
+      version: formField(form.body, 'version'),
       name: 'Fleet board (renamed)',
       redirect_uris: 'https://rp.example.org/callback',
       grant_types: 'authorization_code',
@@ -699,6 +703,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
     const stored = await server.app.applications.findByClientId(clientId);
     const edited = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       ...fields,
       grant_types: ['authorization_code', 'refresh_token', 'implicit'],
       access_token_format: 'paseto',
@@ -767,6 +772,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     );
     const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
     const edited = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       ...fields,
       name: '',
     });
@@ -799,6 +805,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     let answer;
     try {
       answer = await consolePost(admin, url(`/admin/apps/${raced}/edit`), edit.csrf!, {
+        version: formField(edit.body, 'version'),
         name: 'Raced (renamed)',
         redirect_uris: 'https://raced.example.org/cb',
         grant_types: 'authorization_code',
@@ -814,15 +821,13 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(answer.status, 409, problems(answer.body));
     assert.deepEqual(autofocusedIds(answer.body), [], 'no field is at fault');
     const [alert, ...others] = focusedAlerts(answer.body);
-    assert.match(
-      alert ?? '',
-      /was changed by someone else while this change was being made; nothing was written/,
-    );
+    assert.match(alert ?? '', /Nothing was saved: this application was changed since this form was opened/);
     assert.deepEqual(others, []);
     assert.match(answer.body, /<p class="alert" role="alert"\s+id="form-error" tabindex="-1" autofocus>/);
 
     // With a field at fault, the field takes the focus and the alert does not.
     const fieldAtFault = await consolePost(admin, url(`/admin/apps/${raced}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       name: '',
       redirect_uris: 'https://raced.example.org/cb',
       grant_types: 'authorization_code',
@@ -884,6 +889,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     // An edit of something else keeps it, not refused for it.
     const edit = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
     const saved = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       ...fields,
       name: 'Old logo (renamed)',
       logo_url: 'http://cdn.example.org/logo.png',
@@ -915,6 +921,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       );
       assert.match(pageText(edit.body), /left as it is, the name is kept as stored/);
       const saved = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, {
+        version: formField(edit.body, 'version'),
         name: shown,
         redirect_uris: 'https://rp.example.org/edited',
         grant_types: 'authorization_code',
@@ -929,6 +936,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
       // Typed over, the name is the one typed.
       const again = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
       const renamed = await consolePost(admin, url(`/admin/apps/${old}/edit`), again.csrf!, {
+        version: formField(again.body, 'version'),
         name: 'Wiki',
         redirect_uris: 'https://rp.example.org/edited',
         grant_types: 'authorization_code',
@@ -966,7 +974,10 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
     };
     const edit = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
     assert.ok(edit.body.includes('https://*.example.org/cb'), 'the form shows the stored URI');
-    const narrowed = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, fields);
+    const narrowed = await consolePost(admin, url(`/admin/apps/${old}/edit`), edit.csrf!, {
+      ...fields,
+      version: formField(edit.body, 'version'),
+    });
     assert.equal(narrowed.status, 303, problems(narrowed.body));
     const app = (await server.app.applications.findByClientId(old))!;
     assert.deepEqual(app.groups, ['Directors']);
@@ -975,6 +986,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
 
     const again = await consoleGet(admin, url(`/admin/apps/${old}/edit`));
     const added = await consolePost(admin, url(`/admin/apps/${old}/edit`), again.csrf!, {
+      version: formField(again.body, 'version'),
       ...fields,
       redirect_uris: `${fields.redirect_uris}\r\nhttps://*.other.example.org/cb`,
     });
@@ -1039,6 +1051,7 @@ describe(`applications in the admin UI (${testDatabaseKind})`, () => {
           ...(action === '/rotate-secret'
             ? { secret_fingerprint: formField(form.body, 'secret_fingerprint') }
             : {}),
+          ...(action === '/edit' ? { version: formField(form.body, 'version') } : {}),
         });
         assert.equal(raced.status, 404, `${action}: ${raced.body.slice(0, 300)}`);
         assert.match(pageText(raced.body), /No such application .* Nothing was changed/, action);
@@ -1166,6 +1179,7 @@ describe(`whitelisted names a page cannot carry back as they are (${testDatabase
       const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
       assert.equal(edit.status, 200);
       const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+        version: formField(edit.body, 'version'),
         name: 'Board (renamed)',
         ...settings,
         ...sentBoxes(whitelistBoxes(edit.body)),
@@ -1217,6 +1231,7 @@ describe(`whitelisted names a page cannot carry back as they are (${testDatabase
     const edit = await consoleGet(admin, url(`/admin/apps/${clientId}/edit`));
     const ticked = sentBoxes(whitelistBoxes(edit.body));
     const refused = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       name: 'Lines',
       ...settings,
       redirect_uris: 'not a uri',
@@ -1226,6 +1241,7 @@ describe(`whitelisted names a page cannot carry back as they are (${testDatabase
     const again = sentBoxes(whitelistBoxes(refused.body));
     assert.deepEqual(again, ticked, 'the refused form ticks the same boxes');
     const saved = await consolePost(admin, url(`/admin/apps/${clientId}/edit`), edit.csrf!, {
+      version: formField(edit.body, 'version'),
       name: 'Lines',
       ...settings,
       redirect_uris: 'https://rp.example.org/lines',

@@ -375,6 +375,38 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.equal(changes.at(-1)?.action, 'activated');
   });
 
+  it('refuses an update made on a version of the application changed since (expectedVersion), writing nothing; without one the update applies', async () => {
+    const { application: shown } = await service.create(
+      { name: 'Versioned', redirectUris: ['https://versioned.example.org/cb'], states: ['Member', 'Blue'] },
+      ACTOR,
+    );
+    const narrowed = await service.update(shown.clientId, { states: ['Member'] }, ACTOR, {
+      expectedVersion: shown.updatedAt,
+    });
+    assert.ok(narrowed.application.updatedAt > shown.updatedAt, 'the version moved on');
+    const changeCount = changes.length;
+    // Values shown before the narrowing, Blue among them: refused, Blue not put back; a dry run too.
+    for (const dryRun of [true, false]) {
+      await assert.rejects(
+        service.update(shown.clientId, { name: 'Versioned 2', states: ['Member', 'Blue'] }, ACTOR, {
+          expectedVersion: shown.updatedAt,
+          dryRun,
+        }),
+        (error: unknown) =>
+          error instanceof ApplicationError &&
+          error.code === 'conflict' &&
+          /^version: application "[^"]+" was changed since the values of this update were shown \(last changed at \d{4}-\d\d-\d\dT[\d:.]+Z\); nothing was written/.test(
+            error.message,
+          ),
+      );
+    }
+    assert.deepEqual(await service.findByClientId(shown.clientId), narrowed.application, 'nothing written');
+    assert.equal(changes.length, changeCount, 'nobody told of a change');
+    // Without a version (the CLI names the fields it changes), the update applies to what is stored.
+    const renamed = await service.update(shown.clientId, { name: 'Versioned 2' }, ACTOR);
+    assert.deepEqual([renamed.application.name, renamed.application.states], ['Versioned 2', ['Member']]);
+  });
+
   it('an edit that read the application before another operator switched it off or on neither undoes the switch nor writes', async () => {
     // The edit is validated against the application as it read it; its new back-channel URI's check
     // (DNS, up to 3 s in production) is held open here while another operator switches the application.

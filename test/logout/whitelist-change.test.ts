@@ -6,7 +6,15 @@ import { testEnv } from '../helpers/config.ts';
 import { consoleGet, consolePost, consoleSignIn } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { introspect } from '../helpers/flows.ts';
-import { Browser, REDIRECT_URI, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import {
+  Browser,
+  formField,
+  REDIRECT_URI,
+  seedApp,
+  seedUser,
+  startServer,
+  type TestServer,
+} from '../helpers/server.ts';
 import { logoutJobs } from './jobs.ts';
 import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
 
@@ -332,6 +340,7 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
     const url = `${server.origin}/admin/apps/${app.clientId}/edit`;
     const form = await consoleGet(browser, url);
     const saved = await consolePost(browser, url, form.csrf!, {
+      version: formField(form.body, 'version'),
       name: 'Blue removed by the admin',
       redirect_uris: REDIRECT_URI,
       grant_types: ['authorization_code', 'refresh_token'],
