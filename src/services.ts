@@ -7,7 +7,7 @@ import { bindDirectory, type DirectoryBinding, type DirectoryBindingStatus } fro
 import { createChangeFeed } from './directory/change-feed.ts';
 import type { ChangeFeed, Directory } from './directory/port.ts';
 import type { ApplicationService } from './applications/types.ts';
-import type { Config } from './config/load.ts';
+import { type Config, settingName } from './config/load.ts';
 import { connectDatabase, connectOptionsFor, type DatabaseHandle } from './db/connect.ts';
 import { abandonedFields, describeAbandonedConnections } from './db/pool-sockets.ts';
 import { type WriteBatch, writeBatch } from './db/write-batch.ts';
@@ -203,6 +203,19 @@ export async function createServices(config: Config, options: ServicesOptions = 
     batchDelayMs: batchDelayFor(config.audit.receiverTimeoutMs),
     skips: config.audit.databaseExclude,
     ...(writeWorker ? { writes: writeWorker } : {}),
+    // The last batch at a stop: PostgreSQL's writes are waited for as long as a connection may take
+    // to open (over a dead route each would wait for the query timeout, 60 s); a SQLite file's end
+    // within its busy timeout.
+    ...(database.kind === 'postgres' ? { closeWithinMs: config.databaseConnectTimeoutMs } : {}),
+    onUnwritten: ({ events, kinds }) =>
+      logger.warn(
+        { receiver: 'database', events, kinds },
+        `${events} audit event(s) not written to the database at the stop: their write ` +
+          (database.kind === 'postgres'
+            ? `failed or did not end within ${config.databaseConnectTimeoutMs / 1000} s (${settingName(config.origins, 'databaseConnectTimeoutMs')}; the database unreachable?)`
+            : 'failed') +
+          '; the log (at info level) and audit.jsonlPath, when set, still have them',
+      ),
   });
   const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);
   closers.push(() => audit.close());

@@ -9,14 +9,16 @@ import type { AuditReceiver } from './bus.ts';
 import type { AuditEventKind, AuditRecord } from './events.ts';
 import { closedEvent } from './receivers.ts';
 import { wellFormed } from '../util/well-formed.ts';
+import { within } from '../util/within.ts';
 
 /**
  * The audit log in the database (`audit_event`): a receiver of the audit bus beside the log and the
  * JSON-lines file, and the queries of the admin UI and `aa-oidc audit list`. Events are written in
  * batches (one commit for what arrived within `batchDelayMs`, on SQLite one INSERT per 64 events
  * in one transaction; on PostgreSQL the same prepared statement whatever the batch's size), off every
- * request's path like every receiver, and flushed on close. Rows older than the retention are
- * deleted by `purge()`.
+ * request's path like every receiver, and flushed on close (waiting at most `closeWithinMs` for the
+ * writes, and telling `onUnwritten` of the events whose write did not succeed). Rows older than the
+ * retention are deleted by `purge()`.
  */
 export interface AuditFilter {
   kinds?: readonly AuditEventKind[];
@@ -111,6 +113,12 @@ export function batchDelayFor(receiverTimeoutMs: number): number {
 }
 
 /** The user and the application an event is about, as filterable columns. */
+/** The events a close left unwritten: how many, and how many of each kind (no more of them). */
+export interface UnwrittenAuditEvents {
+  events: number;
+  kinds: Record<string, number>;
+}
+
 export function subjectsOf(record: Readonly<AuditRecord>): {
   userId: number | null;
   clientId: string | null;
@@ -229,6 +237,14 @@ export function createAuditStore(
     skips?: readonly AuditEventKind[];
     /** How much one `purge()` deletes at most (default `AUDIT_PURGE`). */
     purgeBounds?: PurgeBounds;
+    /**
+     * How long `close` waits for the writes in flight and the last batch's (default: until they end).
+     * A write over a dead route to PostgreSQL waits up to the query timeout (60 s), and batches are
+     * written one after the other: the stop would wait that long for each.
+     */
+    closeWithinMs?: number;
+    /** Told, at `close`, of the events whose write failed or had not ended within `closeWithinMs`. */
+    onUnwritten?: (unwritten: UnwrittenAuditEvents) => void;
   },
 ): AuditStore {
   const now = options.now ?? Date.now;
@@ -237,6 +253,11 @@ export function createAuditStore(
   let batch: Array<Readonly<AuditRecord>> = [];
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  // The batches handed to `write` whose write has not ended, and, once `close` began, those whose write
+  // failed: what a close leaves unwritten.
+  const writing = new Set<ReadonlyArray<Readonly<AuditRecord>>>();
+  const failedAtClose: Array<ReadonlyArray<Readonly<AuditRecord>>> = [];
+  let closing = false;
 
   // The events of one millisecond share their time (bus.ts): it is parsed once.
   let lastTime: string | undefined;
@@ -318,10 +339,14 @@ export function createAuditStore(
     batch = [];
     pending = undefined;
     if (!settle || records.length === 0) return;
+    writing.add(records);
     const run = (flushing ?? Promise.resolve()).then(() => write(records));
     flushing = run.then(
-      () => undefined,
-      () => undefined,
+      () => void writing.delete(records),
+      () => {
+        writing.delete(records);
+        if (closing) failedAtClose.push(records);
+      },
     );
     run.then(settle.resolve, settle.reject);
   };
@@ -346,8 +371,20 @@ export function createAuditStore(
       return promise;
     },
     async close() {
+      // A write that failed before is not told again: the bus counted and logged each of its events.
+      closing = true;
       flush();
-      await flushing;
+      if (options.closeWithinMs === undefined) await flushing;
+      else await within(flushing ?? Promise.resolve(), options.closeWithinMs, undefined);
+      const unwritten = [...failedAtClose, ...writing];
+      if (unwritten.length === 0) return;
+      const kinds: Record<string, number> = {};
+      let events = 0;
+      for (const records of unwritten) {
+        events += records.length;
+        for (const record of records) kinds[record.kind] = (kinds[record.kind] ?? 0) + 1;
+      }
+      options.onUnwritten?.({ events, kinds });
     },
   };
 

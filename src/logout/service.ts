@@ -10,6 +10,7 @@ import { createLogoutTransport } from './transport-for-database.ts';
 import { createLogoutTriggers } from './triggers.ts';
 import type { LogoutDependencies, LogoutService } from './types.ts';
 import { createWorkerLoop } from './worker.ts';
+import { within } from '../util/within.ts';
 
 export type { PendingLogout, PendingLogoutFilter } from './job-transport.ts';
 export type {
@@ -123,7 +124,25 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       closed = true;
       await worker.stopWorker();
       await delivery.close();
-      await transport.close();
+      // pg-boss's stop waits for its statements in flight (its supervisor's, its maintenance's): on a
+      // database that does not answer, up to the query timeout each. Past the connect timeout it is
+      // left; the database's close then ends what it still waits on.
+      const waitMs = config.databaseConnectTimeoutMs;
+      const stopped = transport.close().then(
+        () => true,
+        (error: unknown) => {
+          log.warn(
+            { err: { message: String((error as Error)?.message ?? error) } },
+            'closing the logout job transport failed',
+          );
+          return true;
+        },
+      );
+      if (!(await within(stopped, waitMs, false)))
+        log.warn(
+          { transport: transport.name, wait_seconds: waitMs / 1000 },
+          `stopping without waiting longer for the logout job transport (${transport.name}): its statements in flight did not end within the connect timeout (the database unreachable?)`,
+        );
     },
   };
 }

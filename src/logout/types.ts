@@ -84,8 +84,9 @@ export interface LogoutWorker {
   /** Looks for due jobs now (after this process queued some). */
   wake(): void;
   /**
-   * Stops claiming; resolves when the attempts in flight have finished. Stopped for good: the
-   * service's `startWorker` then starts a new worker.
+   * Stops claiming; resolves when the attempts in flight have finished, or once it has waited
+   * `workerStopWaitMs` for them (worker.ts: the database does not answer), saying so at `warn`.
+   * Stopped for good: the service's `startWorker` then starts a new worker.
    */
   stop(): Promise<void>;
 }

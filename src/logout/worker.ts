@@ -2,6 +2,7 @@ import type { Config } from '../config/load.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { ApplicationLookups } from './delivery.ts';
 import type { Logger } from '../logging/logger.ts';
+import { within } from '../util/within.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
 import { leaseMs } from './jobs.ts';
 import type { LogoutService, LogoutWorker } from './types.ts';
@@ -34,6 +35,17 @@ const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const DAY_MS = 86_400_000;
 /** The longest wait between rounds of a worker whose rounds keep failing. */
 const MAX_FAILURE_BACKOFF_MS = 60_000;
+
+/**
+ * How long a stop waits for the worker's round in flight: its attempts end within the request
+ * timeout, and their records commit within the database's connect timeout more. A round still running
+ * then waits on a database that does not answer (a dead route: a statement waits up to the query
+ * timeout, 60 s, and a round makes several); it is left, and the jobs it claimed and did not record
+ * are claimed again once their claim lapses (`leaseMs`).
+ */
+export function workerStopWaitMs(config: Pick<Config, 'logout' | 'databaseConnectTimeoutMs'>): number {
+  return config.logout.requestTimeoutMs + config.databaseConnectTimeoutMs;
+}
 
 /** Attempts in flight at once, by default. */
 export const DEFAULT_WORKER_CONCURRENCY = 32;
@@ -86,7 +98,8 @@ export function createWorkerLoop(deps: {
   wake(): void;
   /**
    * Stops the worker, if started (as its `stop()`), and resolves once every worker stopped so far has
-   * finished its attempts; a later `startWorker` starts a new one.
+   * finished its attempts, or was left running past `workerStopWaitMs` (logged at `warn`); a later
+   * `startWorker` starts a new one.
    */
   stopWorker(): Promise<void>;
 } {
@@ -95,6 +108,11 @@ export function createWorkerLoop(deps: {
   // Settles once every worker stopped so far has ended its round: a worker started after a stop
   // claims only then, so that this process never runs two (each holds up to `concurrency` attempts).
   let lastStopped: Promise<void> = Promise.resolve();
+  // The same, each stopped worker's round waited for at most `workerStopWaitMs` from its stop.
+  let lastStopWaited: Promise<void> = Promise.resolve();
+  // Claimed jobs not yet at their next state (recorded, rescheduled, put back): what a round left
+  // running at a stop still holds.
+  let claimedOpen = 0;
   // The applications read for earlier batches, kept while the change epoch stands: a batch reads
   // the epoch after its claim, so a deactivation, a removed URI or a switch to revoke-only committed
   // before the claim still cancels its deliveries, and a fan-out reads each application once rather
@@ -169,6 +187,12 @@ export function createWorkerLoop(deps: {
     const refill = Math.max(1, Math.floor(concurrency / 2));
     let attempts = 0;
     let due = true;
+    // This round's share of `claimedOpen`.
+    let claimedHere = 0;
+    const settled = (jobs: number) => {
+      claimedHere -= jobs;
+      claimedOpen -= jobs;
+    };
 
     /** True when every lane of the application is taken by an attempt older than it should take. */
     const stalled = (clientId: string): boolean => {
@@ -192,6 +216,7 @@ export function createWorkerLoop(deps: {
           (error: unknown) => log.error(...failureLine(error, 'logout worker: putting jobs back')),
         )
         .finally(() => {
+          settled(jobs.length);
           unrecorded.delete(deferring);
           // Not a reason to claim again (that would put back a stalled application's whole queue, a
           // claim at a time); only the end of the last work in flight wakes the loop, to end it.
@@ -242,6 +267,7 @@ export function createWorkerLoop(deps: {
       const running: Promise<void> = processJob(job, applications, attempted)
         .catch((error: unknown) => log.error(...failureLine(error, 'logout worker')))
         .finally(() => {
+          settled(1);
           attempted();
           unrecorded.delete(running);
           wake();
@@ -291,6 +317,8 @@ export function createWorkerLoop(deps: {
         if (due && free >= refill) {
           const at = now();
           const claimed = await transport.claim(owner, at, at + leaseMs(config), free);
+          claimedHere += claimed.length;
+          claimedOpen += claimed.length;
           const startBy = at + config.logout.requestTimeoutMs;
           const jobs = claimed.map((job) => ({ ...job, startBy }));
           due = jobs.length === free;
@@ -342,11 +370,26 @@ export function createWorkerLoop(deps: {
       // Stopping: what is held goes back at once, for whichever worker claims next.
       deferHeld(undefined, 0);
       await Promise.all(unrecorded);
+      // Claimed jobs neither started nor put back (the round failed in between) wait for their claim
+      // to lapse.
+      settled(claimedHere);
     }
     return attempts;
   };
 
   const deliverDue: LogoutService['deliverDue'] = () => drain(1, () => false);
+
+  /** Waits for a stopped worker's round, at most `workerStopWaitMs`; says so when it leaves it running. */
+  const waitForRound = async (ended: Promise<void>): Promise<void> => {
+    const waitMs = workerStopWaitMs(config);
+    const finished = ended.then(() => true);
+    if (await within(finished, waitMs, false)) return;
+    log.warn(
+      { claimed: claimedOpen, wait_seconds: waitMs / 1000 },
+      `stopping without waiting longer for the logout worker's round in flight (${claimedOpen} claimed logout(s) not recorded yet; the database unreachable?): ` +
+        'what it did not record is claimed and delivered again once its claim lapses',
+    );
+  };
 
   const startWorker: LogoutService['startWorker'] = (options = {}) => {
     if (worker) return worker;
@@ -355,6 +398,8 @@ export function createWorkerLoop(deps: {
     let stopped = false;
     // Settles once the round in flight when it stopped has ended.
     let ended: Promise<void> | undefined;
+    // Settles once it has ended, or at most `workerStopWaitMs` after the stop.
+    let stopWaited: Promise<void> | undefined;
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> | undefined;
     let again = false;
@@ -386,7 +431,7 @@ export function createWorkerLoop(deps: {
       running = (async () => {
         try {
           await drain(concurrency, () => stopped, pollIntervalMs);
-          if (now() - purgedAt > PURGE_INTERVAL_MS) {
+          if (!stopped && now() - purgedAt > PURGE_INTERVAL_MS) {
             purgedAt = now();
             jobsToPurge = true;
             recordsToPurge = true;
@@ -418,6 +463,8 @@ export function createWorkerLoop(deps: {
           return Math.min(pollIntervalMs * 2 ** (failures - 1), MAX_FAILURE_BACKOFF_MS);
         }
         let delay = pollIntervalMs;
+        // Stopped: no next round to schedule.
+        if (stopped) return delay;
         const due = await transport.nextDueAt().catch(() => undefined);
         if (due !== undefined) delay = Math.min(delay, due - now());
         return delay;
@@ -448,8 +495,10 @@ export function createWorkerLoop(deps: {
           if (worker === started) worker = undefined;
           ended = (running ?? Promise.resolve()).then(() => undefined);
           lastStopped = Promise.all([lastStopped, ended]).then(() => undefined);
+          stopWaited = waitForRound(ended);
+          lastStopWaited = Promise.all([lastStopWaited, stopWaited]).then(() => undefined);
         }
-        return ended;
+        return stopWaited!;
       },
     };
     worker = started;
@@ -462,8 +511,9 @@ export function createWorkerLoop(deps: {
     wake: () => worker?.wake(),
     async stopWorker() {
       await worker?.stop();
-      // And every worker stopped before (its `stop()` not awaited, say): the service closes after them.
-      await lastStopped;
+      // And every worker stopped before (its `stop()` not awaited, say): the service closes after them,
+      // or after their wait at a stop.
+      await lastStopWaited;
     },
   };
 }

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { leaseMs } from '../../src/logout/jobs.ts';
+import { createLogger } from '../../src/logging/logger.ts';
+import { createLogoutService } from '../../src/logout/service.ts';
+import { createLogoutTransport } from '../../src/logout/transport-for-database.ts';
+import { testDatabaseKind } from '../helpers/database.ts';
+import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
+import { waitUntil } from '../helpers/wait.ts';
+
+/**
+ * Closing the back-channel logout service (a stop of `serve` or `aa-oidc worker`) while the database
+ * does not answer (a dead route: each statement waits up to the query timeout, 60 s): the worker's
+ * round is waited for at most the request timeout and the connect timeout, the job transport's stop
+ * at most the connect timeout, and the log says what was left.
+ */
+describe(`stopping back-channel logout on a database that does not answer (${testDatabaseKind})`, () => {
+  let fixture: LogoutWorkerFixture;
+
+  before(async () => {
+    fixture = await startLogoutWorkerFixture({ logout: { requestTimeoutMs: 200 } });
+  });
+  after(async () => fixture?.close());
+
+  it(
+    "gives up on the worker's round and the transport's stop within their bounds, saying so",
+    { timeout: 30_000 },
+    async () => {
+      const { services } = fixture;
+      const config = { ...services.config, databaseConnectTimeoutMs: 300 };
+      const lines: string[] = [];
+      const logger = createLogger(config, {
+        level: 'warn',
+        destination: { write: (line: string) => void lines.push(line) },
+      });
+      const transport = createLogoutTransport(services.database, {
+        expireInSeconds: Math.ceil(leaseMs(config) / 1000),
+        logger,
+      });
+      // The database's answers never come: to the worker's claim, and to what the transport's stop waits for.
+      const unanswered = new Promise<never>(() => undefined);
+      let claims = 0;
+      const silent = {
+        ...transport,
+        startWorker: async () => undefined,
+        claim() {
+          claims += 1;
+          return unanswered;
+        },
+        close: () => unanswered,
+      };
+      const logout = createLogoutService({
+        config,
+        database: services.database,
+        logger,
+        audit: services.audit,
+        metrics: services.metrics,
+        applications: services.applications,
+        keyStore: services.keyStore,
+        transport: silent,
+      });
+      logout.startWorker({ pollIntervalMs: 10 });
+      await waitUntil(() => claims > 0, 'the worker claims');
+
+      // Resolves at all (the test's timeout bounds a failure): neither waits for the query timeout.
+      await logout.close();
+
+      const warnings = lines
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((line) => line.level === 40);
+      const round = warnings.find((line) => /logout worker's round in flight/.test(String(line.msg)));
+      assert.ok(round, lines.join(''));
+      assert.equal(round.claimed, 0, 'nothing was claimed');
+      assert.equal(round.wait_seconds, 0.5, 'the request timeout and the connect timeout');
+      const stop = warnings.find((line) =>
+        /without waiting longer for the logout job transport/.test(String(line.msg)),
+      );
+      assert.ok(stop, lines.join(''));
+      assert.equal(stop.wait_seconds, 0.3);
+    },
+  );
+});
