@@ -176,14 +176,15 @@ export function allianceAuthConnectFailure(
  * do): a read refused for a privilege the login lacks (the grant to run), a read the server gave up on
  * at its statement timeout (after how many seconds, and what may hold AA's tables), and a read of a
  * table or column AA's schema lacks while serving (an upgrade or a migration applied halfway: the
- * start-up schema check passed, so it changed since). The message
- * names the setting and the URL without its password, never the password.
+ * start-up schema check passed, so it changed since). A read refused or finding a table or column
+ * missing calls `onSchemaError`, as a poll cycle's does. The message names the setting and the URL
+ * without its password, never the password.
  */
 function unavailableAsTryAgain<T extends object>(
   target: T,
   connection: Pick<AllianceAuthConnection, 'displayUrl' | 'statementTimeoutMs'>,
   purpose: string,
-  onMissingFromSchema: () => void,
+  onSchemaError: () => void,
 ): T {
   const wrapped = {} as Record<string, unknown>;
   const database = `Alliance Auth's database (${connection.displayUrl}, ${AA_DATABASE_SETTING})`;
@@ -204,6 +205,8 @@ function unavailableAsTryAgain<T extends object>(
       );
     }
     if (!isAllianceAuthUnavailable(error) && isAllianceAuthPrivilegeDenied(error)) {
+      // The information schema hides what the login may not read: /readyz finds it missing too.
+      onSchemaError();
       throw new DatabaseFaultError(
         `${database} refused a read: ${(error as Error).message}; ` +
           "grant the login SELECT on Alliance Auth's tables (GRANT SELECT ON <database>.* TO <login> on MySQL or " +
@@ -213,7 +216,7 @@ function unavailableAsTryAgain<T extends object>(
       );
     }
     if (isMissingFromSchema(error)) {
-      onMissingFromSchema();
+      onSchemaError();
       throw new DatabaseFaultError(
         `${database} lacks a table or column aa-oidc reads (${(error as Error).message}); ` +
           `check ${WHAT_MAKES_AA_SCHEMA}. aa-oidc check names every one missing`,
@@ -314,28 +317,28 @@ export async function createAllianceAuthDirectory(
   }
 
   const options = { emailVerified: settings.emailVerified };
-  // A read that finds a table or column missing (a request's, or a poll cycle's) makes /readyz look at
-  // AA's columns at its next check.
+  // A read that finds a table or column missing, or is refused one for a privilege (a request's, or a
+  // poll cycle's), makes /readyz look at AA's columns at its next check.
   const readiness = allianceAuthReadinessCheck({ connection, logger: log });
-  const missingFound = () => readiness.lookAgain();
+  const schemaErrorFound = () => readiness.lookAgain();
   const directory = unavailableAsTryAgain(
     allianceAuthDirectory(connection.db, options),
     connection,
     'the directory',
-    missingFound,
+    schemaErrorFound,
   );
   const admin = unavailableAsTryAgain(
     allianceAuthReadOnlyAdmin(connection.db, options),
     connection,
     'the admin pages',
-    missingFound,
+    schemaErrorFound,
   );
   const passwordAuthenticator = settings.passwordLogin
     ? unavailableAsTryAgain(
         allianceAuthPasswordAuthenticator(connection.db, connection.kind, log),
         connection,
         'a password sign-in',
-        missingFound,
+        schemaErrorFound,
       )
     : undefined;
   const eve = deps.config.eveSso;
@@ -359,7 +362,7 @@ export async function createAllianceAuthDirectory(
           }),
           connection,
           'an EVE sign-in',
-          missingFound,
+          schemaErrorFound,
         )
       : undefined;
   const poller = createAllianceAuthPoller({
@@ -369,7 +372,7 @@ export async function createAllianceAuthDirectory(
     logger: log,
     metrics: deps.metrics,
     usersSignedInSince: (trx, since, until, now) => deps.usersSignedInSince(trx, since, until, now),
-    onSchemaError: missingFound,
+    onSchemaError: schemaErrorFound,
     async apply(unit, changes, fingerprints) {
       for (const change of changes) {
         log.info(

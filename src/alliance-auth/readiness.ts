@@ -7,7 +7,8 @@ import { missingColumns, readColumnsOfTablesRead } from './schema-check.ts';
  * the information schema at most this often while all is well (one statement, on a database that
  * answers), so a table or column that goes missing with no read finding it (an AA upgrade at night,
  * a column the poll does not read) takes the instance out of its load balancer within this time. A
- * read of a request or of a poll cycle that finds one missing (`lookAgain`) makes the next check look
+ * read of a request or of a poll cycle that finds one missing or is refused one (`lookAgain`) makes
+ * the next check look
  * at once; while one is missing, every check looks (at most once per `/readyz` answer,
  * src/http/health.ts), so its return shows at once too.
  */
@@ -37,7 +38,8 @@ export interface AllianceAuthReadinessCheck {
    */
   judge(): Promise<AllianceAuthReadiness>;
   /**
-   * A read found a table or column missing: the next `judge` reads the columns, whenever it last did,
+   * A read found a table or column missing, or was refused one for a privilege (which the information
+   * schema then hides too): the next `judge` reads the columns, whenever it last did,
    * and a look in flight, which may have read them before that read, is not trusted for
    * `SCHEMA_RECHECK_MS`.
    */

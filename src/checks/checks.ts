@@ -40,7 +40,7 @@ export type CheckId =
 
 export type Finding =
   | {
-      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009' | 'E010' | 'E011' | 'E012' | 'E013';
+      id: 'E001' | 'E004' | 'E006' | 'E007' | 'E008' | 'E009' | 'E010' | 'E011' | 'E012' | 'E013' | 'E014';
       level: 'error';
       message: string;
       hint: string;
@@ -642,23 +642,34 @@ function migrationList(names: readonly string[]): string {
 
 /**
  * E012: migrations this release ships that the database lacks (the checks that read the database
- * then report nothing: its tables are not what they expect). W021: migrations the database records
- * that this release does not ship, a newer release's: `aa-oidc migrate` refuses the database, but
- * `serve` and `worker` run on it (old instances may, during an upgrade whose migrations are
- * additive; docs/upgrading.md), writing to a schema this release does not know.
+ * then report nothing: its tables are not what they expect). E014: each of those that would stop on
+ * the database as it is (data it cannot migrate, as its precheck finds), in the words `aa-oidc
+ * migrate --dry-run` fails with. W021: migrations the database records that this release does not
+ * ship, a newer release's: `aa-oidc migrate` refuses the database, but `serve` and `worker` run on it
+ * (old instances may, during an upgrade whose migrations are additive; docs/upgrading.md), writing
+ * to a schema this release does not know.
  */
 export function migrationChecks(migrations: {
   pending: readonly string[];
+  /** Of `pending`, those that would stop, with what they would stop with. */
+  wouldStop?: readonly { name: string; reason: string }[];
   unknown: readonly string[];
 }): Finding[] {
   const findings: Finding[] = [];
-  const { pending, unknown } = migrations;
+  const { pending, wouldStop = [], unknown } = migrations;
   if (pending.length > 0)
     findings.push({
       id: 'E012',
       level: 'error',
       message: `the database has ${pending.length} pending migration(s) (${migrationList(pending)}), so the checks that read it report nothing: only those of the configuration alone ran`,
       hint: 'aa-oidc migrate applies them (aa-oidc migrate --dry-run lists them; docs/upgrading.md); until then a production serve answers /readyz with 503, and worker and the other commands refuse to run',
+    });
+  for (const { name, reason } of wouldStop)
+    findings.push({
+      id: 'E014',
+      level: 'error',
+      message: `migration ${name} would fail: ${reason}`,
+      hint: 'aa-oidc migrate would stop at it, applying none of the pending migrations: mend what it names as it says, then run aa-oidc check again (aa-oidc migrate --dry-run foresees it too)',
     });
   if (unknown.length > 0)
     findings.push({

@@ -139,22 +139,46 @@ async function hasMigrationTable(db: Kysely<Database>, kind: DatabaseKind): Prom
   return tableExists(db, kind, 'schema_migration');
 }
 
+/** A pending migration that would stop on the database as it is, with what it would stop with. */
+export interface MigrationThatWouldStop {
+  name: string;
+  /** What the migration would stop with, in its own words (its `precheck`'s). */
+  reason: string;
+}
+
+/**
+ * Each of the `pending` migrations that would stop on the database as it is (its `precheck`), in
+ * their order, with what it would stop with: what `aa-oidc migrate` would stop at, foreseen by its dry
+ * run and by `aa-oidc check` (E014). Reads only.
+ */
+export async function migrationsThatWouldStop(
+  db: Kysely<Database>,
+  kind: DatabaseKind,
+  pending: readonly string[],
+): Promise<MigrationThatWouldStop[]> {
+  const stopping: MigrationThatWouldStop[] = [];
+  for (const name of pending) {
+    const reason = await MIGRATIONS[name]?.precheck?.(db as Kysely<unknown>, { kind });
+    if (reason !== undefined) stopping.push({ name, reason });
+  }
+  return stopping;
+}
+
 /**
  * Throws a `MigrationError` naming each of the `pending` migrations that would stop on the database
- * as it is (its `precheck`), with what it would stop with: for `aa-oidc migrate --dry-run`, so that
- * it foresees what `aa-oidc migrate` would stop at. Reads only.
+ * as it is (`migrationsThatWouldStop`), with what it would stop with: for `aa-oidc migrate --dry-run`,
+ * so that it foresees what `aa-oidc migrate` would stop at. Reads only.
  */
 export async function refuseMigrationsThatWouldStop(
   db: Kysely<Database>,
   kind: DatabaseKind,
   pending: readonly string[],
 ): Promise<void> {
-  const refusals: string[] = [];
-  for (const name of pending) {
-    const refusal = await MIGRATIONS[name]?.precheck?.(db as Kysely<unknown>, { kind });
-    if (refusal !== undefined) refusals.push(`migration ${name} would fail: ${refusal}`);
-  }
-  if (refusals.length > 0) throw new MigrationError(refusals.join('\n'));
+  const stopping = await migrationsThatWouldStop(db, kind, pending);
+  if (stopping.length > 0)
+    throw new MigrationError(
+      stopping.map(({ name, reason }) => `migration ${name} would fail: ${reason}`).join('\n'),
+    );
 }
 
 /**

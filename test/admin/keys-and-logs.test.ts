@@ -1105,3 +1105,21 @@ describe(`logouts cancelled unsent in the admin deliveries page (${testDatabaseK
     );
   });
 });
+
+describe(`the admin logs' retention, kept a single day (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  let admin: Browser;
+  before(async () => {
+    server = await startServer({ audit: { retentionDays: 1 }, logout: { recordRetentionDays: 1 } });
+    const user = await seedUser(server, { superuser: true });
+    admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+  });
+  after(async () => server.close());
+
+  it('says "1 day", not "1 days", on the audit log and the deliveries', async () => {
+    const audit = pageText((await consoleGet(admin, `${server.origin}/admin/audit`)).body);
+    assert.match(audit, /Every audit event, kept 1 day, but for token_introspected events/);
+    const deliveries = pageText((await consoleGet(admin, `${server.origin}/admin/deliveries`)).body);
+    assert.match(deliveries, /Outcomes are kept 1 day \( ?logout\.recordRetentionDays\)\./);
+  });
+});

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ALLIANCE_AUTH_SCHEMA_REASON } from '../../src/alliance-auth/readiness.ts';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import {
   allianceAuthDirectory,
   createAllianceAuthDatabase,
@@ -138,6 +141,49 @@ await describeOnEachAllianceAuth(
       assert.equal((await signIn('mira', 'wrong-password')).status, 401);
       assert.equal(await failuresCounted(suite.server), 1);
       await suite.harness.assertNoLeaks();
+    });
+
+    /** /readyz once an answer given before now is no longer reused. */
+    const readiness = async () => {
+      await delay(READINESS_REUSE_MS + 50);
+      const response = await fetch(`${suite.server.origin}/readyz`);
+      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+    };
+    const ready = {
+      status: 200,
+      body: { status: 'ready', database: 'reachable', migrations: 'applied', allianceAuth: 'reachable' },
+    };
+
+    it('takes the instance out at once when a sign-in is refused the read, and back once granted', async () => {
+      // No poll cycle in flight (the server's first, begun at start), whose read would look again too.
+      assert.match((await suite.poll()).outcome, /^(baseline|applied)$/);
+      // This look finds every column: without a read refused, the next would come after SCHEMA_RECHECK_MS.
+      assert.deepEqual(await readiness(), ready);
+      const reader = readerGrantee(suite.fixture);
+      await suite.fixture.run(`REVOKE SELECT ON ${onAuthUser()} FROM ${reader}`);
+      try {
+        assert.equal((await signIn('mira', FIXTURE_PASSWORD)).status, 503);
+        // Well within SCHEMA_RECHECK_MS of the look that found every column: only the sign-in's
+        // refused read can have made /readyz look again. The answer names no table (public).
+        assert.deepEqual(await readiness(), {
+          status: 503,
+          body: {
+            status: 'not_ready',
+            database: 'reachable',
+            migrations: 'applied',
+            allianceAuth: 'unusable',
+            reason: ALLIANCE_AUTH_SCHEMA_REASON,
+          },
+        });
+        const unreadable = suite.harness.logLines.filter((line) => /"missing":\[/.test(line));
+        assert.equal(unreadable.length, 1, unreadable.join('\n'));
+        assert.match(unreadable[0]!, /"missing":\["auth_user\.[a-z_]+"/);
+        assert.match(unreadable[0]!, /the login's grants/);
+      } finally {
+        await suite.fixture.run(`GRANT SELECT ON ${onAuthUser()} TO ${reader}`);
+      }
+      assert.deepEqual(await readiness(), ready, 'ready again once granted');
+      assert.equal((await signIn('mira', FIXTURE_PASSWORD)).status, 303);
     });
   },
 );

@@ -179,6 +179,64 @@ describe(`aa-oidc check: migrations (${testDatabaseKind})`, () => {
     }
   });
 
+  it("reports a pending migration that would stop as E014, in migrate's dry run's words, and E012 alone once mended", async () => {
+    const at0081 = await createTestDatabase({ migrated: true });
+    try {
+      // A database at 0081 (the index 0082 makes is gone, and its record), holding `Wiki` and `wiki`.
+      await run(at0081, 'drop index application_client_id_folded_uq');
+      await run(at0081, "delete from schema_migration where name = '0082_client_id_case_unique'");
+      for (const clientId of ['wiki', 'Wiki', 'forum'])
+        await run(
+          at0081,
+          `insert into application (client_id, name, redirect_uris, post_logout_redirect_uris, client_type, grant_types, created_at, updated_at)
+            values ('${clientId}', '${clientId}', '[]', '[]', 'public', '[]', 1, 1)`,
+        );
+      const env = testEnv(at0081);
+      const json = await cli(['check', '--format', 'json'], env);
+      assert.equal(json.code, 1, json.stderr);
+      const reported = findings(json.stdout);
+      assert.deepEqual(
+        reported.map((finding) => [finding.id, finding.level]),
+        [
+          ['E012', 'error'],
+          ['E014', 'error'],
+        ],
+      );
+      const [pending, wouldStop] = reported;
+      assert.match(
+        pending!.message,
+        /^the database has 1 pending migration\(s\) \(0082_client_id_case_unique\)/,
+      );
+      assert.match(
+        wouldStop!.message,
+        /^migration 0082_client_id_case_unique would fail: cannot make client ids unique regardless of case: applications have client ids that differ only in case \("Wiki" and "wiki"\)\. Keep one application of each set/,
+      );
+      assert.match(
+        wouldStop!.hint,
+        /^aa-oidc migrate would stop at it, applying none of the pending migrations/,
+      );
+      assert.match(json.stderr, /system check found 2 error\(s\): E012, E014/);
+      // The words of the dry run, which fails on it.
+      const dryRun = await cli(['migrate', '--dry-run'], env);
+      assert.equal(dryRun.code, 1);
+      assert.equal(dryRun.stderr, `aa-oidc: ${wouldStop!.message}\n`);
+      const text = await cli(['check'], env);
+      assert.equal(text.code, 1);
+      assert.match(text.stdout, /\nE014 error: migration 0082_client_id_case_unique would fail: /);
+
+      // Once one of the twins is removed, as the message says, 0082 is only pending.
+      await run(at0081, "delete from application where client_id = 'Wiki'");
+      const mended = await cli(['check', '--format', 'json'], env);
+      assert.equal(mended.code, 1, mended.stderr);
+      assert.deepEqual(
+        findings(mended.stdout).map((finding) => finding.id),
+        ['E012'],
+      );
+    } finally {
+      await at0081.drop();
+    }
+  });
+
   it('warns (W021) of a database a newer release migrated; a production serve logs a warning, and /readyz stays ready', async () => {
     await run(
       database,

@@ -13,7 +13,11 @@ import {
 import { systemChecksOverWhatCanBeRead, unreadDatabase } from '../../checks/run.ts';
 import { type Config, ConfigError } from '../../config/load.ts';
 import { describeDatabase } from '../../db/errors.ts';
-import { migrationsUnknownToThisRelease, pendingMigrations } from '../../db/migrate.ts';
+import {
+  migrationsThatWouldStop,
+  migrationsUnknownToThisRelease,
+  pendingMigrations,
+} from '../../db/migrate.ts';
 import { usersWithTextToJudge } from '../../directory/builtin/reads.ts';
 import { unloadableSigningKeys } from '../../keys/store.ts';
 import type { Services } from '../../services.ts';
@@ -39,7 +43,8 @@ export function registerCheck(program: Command, io: CliIo): void {
       // Every other outcome is findings too, printed in the format asked for (a monitoring script reading
       // --format json always gets one document): a configuration that cannot be loaded is E011 (and
       // exit code 2, as for every command); a database that cannot be opened or read at all is E009 of
-      // aa-oidc's database, pending migrations E012, each with the checks of the configuration alone;
+      // aa-oidc's database, pending migrations E012 (E014 for one that would stop, as migrate's dry
+      // run foresees), each with the checks of the configuration alone;
       // signing keys that AA_OIDC_SECRET_KEY cannot decrypt are E013, the other checks still run.
       let config: Config;
       try {
@@ -89,14 +94,17 @@ function writeFindings(io: CliIo, format: 'text' | 'json', findings: readonly Fi
 }
 
 /**
- * The findings over the opened services: on a database with pending migrations (E012), those of the
- * configuration alone; otherwise every check, the signing keys' private parts tried (E013) rather
- * than loaded (a key that does not load stops the start of every other command).
+ * The findings over the opened services: on a database with pending migrations (E012, and E014 for
+ * each that would stop on it as it is), those of the configuration alone; otherwise every check, the
+ * signing keys' private parts tried (E013) rather than loaded (a key that does not load stops the
+ * start of every other command).
  */
 async function checksOf(services: Services): Promise<Finding[]> {
   const { db, kind } = services.database;
+  const pending = await pendingMigrations(db, kind);
   const migrations = migrationChecks({
-    pending: await pendingMigrations(db, kind),
+    pending,
+    wouldStop: await migrationsThatWouldStop(db, kind, pending),
     unknown: await migrationsUnknownToThisRelease(db),
   });
   if (hasError(migrations)) return [...migrations, ...runChecks(services.config, undefined)];
