@@ -167,9 +167,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   // Audit events older than audit.retentionDays leave the database (every instance may do it), a
   // bounded share a round (`AUDIT_PURGE`): while some remain, the next round follows within a second.
-  const auditPurge = startPurgeRounds(() => services.auditStore.purge(), {
+  const auditPurge = startPurgeRounds((signal) => services.auditStore.purge(undefined, signal), {
     intervalMs: config.oidc.purgeIntervalSeconds * 1000,
     catchUpMs: AUDIT_PURGE_CATCH_UP_MS,
+    // A stop waits no longer for a statement of the round in flight than for a connection to open.
+    stopWithinMs: config.databaseConnectTimeoutMs,
     failed: (error) =>
       services.logger.warn({ err: { name: error.name, message: error.message } }, 'audit purge failed'),
   });

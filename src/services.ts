@@ -210,7 +210,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     onUnwritten: ({ events, kinds }) =>
       logger.warn(
         { receiver: 'database', events, kinds },
-        `${events} audit event(s) not written to the database at the stop: their write ` +
+        `${events} audit event(s) not confirmed written to the database at the stop: their write ` +
           (database.kind === 'postgres'
             ? `failed or did not end within ${config.databaseConnectTimeoutMs / 1000} s (${settingName(config.origins, 'databaseConnectTimeoutMs')}; the database unreachable?)`
             : 'failed') +

@@ -54,9 +54,10 @@ export function dashboardRoutes(deps: AdminDependencies): ConsoleRoute[] {
         const byStageAndReason = new Map<string, number>();
         for (const event of denials) {
           const key = `${String(event.record.stage)}\u0000${String(event.record.reason)}`;
-          // An event may stand for refusals repeated after it (`repeated`, src/oidc/denial-coalescing.ts).
-          const repeated = typeof event.record.repeated === 'number' ? event.record.repeated : 0;
-          byStageAndReason.set(key, (byStageAndReason.get(key) ?? 0) + 1 + repeated);
+          // A coalesced event stands for the `repeated` refusals that followed the one stored first
+          // (src/oidc/denial-coalescing.ts); any other, for itself.
+          const count = typeof event.record.repeated === 'number' ? event.record.repeated : 1;
+          byStageAndReason.set(key, (byStageAndReason.get(key) ?? 0) + count);
         }
         const activeKey = keys.find((key) => key.status === 'active');
         const nextKey = keys.find((key) => key.status === 'next');

@@ -84,6 +84,14 @@ export function mysqlPoolWithAnswerLimit(
 ): MysqlPool {
   // One view a connection: Kysely keeps its connection objects (and runs onCreateConnection once) by it.
   const views = new WeakMap<mysql.PoolConnection, MysqlPoolConnection>();
+  // The connections lent and not yet given back: one is given back by its release, or by its socket's
+  // close, whichever comes first. Kysely releases no connection whose onCreateConnection failed (its
+  // session settings cut by the answer limit, or by a restart of AA's server), and a close would
+  // otherwise wait for it as for work in flight.
+  const lentOut = new WeakSet<mysql.PoolConnection>();
+  const giveBack = (connection: mysql.PoolConnection) => {
+    if (lentOut.delete(connection)) lending?.returned();
+  };
   const closeAtOnce = (connection: mysql.PoolConnection) => {
     connection.destroy();
     (connection as unknown as { stream?: Socket }).stream?.destroy();
@@ -98,7 +106,7 @@ export function mysqlPoolWithAnswerLimit(
     connect: (callback) => connection.connect(callback),
     destroy: () => connection.destroy(),
     release: () => {
-      lending?.returned();
+      giveBack(connection);
       connection.release();
     },
     // Kysely's executeQuery, which passes a callback; nothing streams from AA's database.
@@ -124,8 +132,12 @@ export function mysqlPoolWithAnswerLimit(
         if (!view) {
           view = viewOf(connection);
           views.set(connection, view);
+          (connection as unknown as { stream?: Socket }).stream?.once('close', () => giveBack(connection));
         }
-        lending?.lent();
+        if (!lentOut.has(connection)) {
+          lentOut.add(connection);
+          lending?.lent();
+        }
         callback(null, view);
       });
     },

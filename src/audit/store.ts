@@ -68,9 +68,9 @@ export interface AuditStore {
   countByKind(filter?: Omit<AuditFilter, 'beforeId' | 'limit'>): Promise<Map<string, number>>;
   /**
    * Deletes events older than the retention, oldest first, at most `AUDIT_PURGE` a call (a statement
-   * per thousand, each its own transaction); `more` when some may remain.
+   * per thousand, each its own transaction), none after `signal` is aborted; `more` when some may remain.
    */
-  purge(now?: number): Promise<PurgeRound>;
+  purge(now?: number, signal?: AbortSignal): Promise<PurgeRound>;
 }
 
 export interface UserWindow {
@@ -440,23 +440,27 @@ export function createAuditStore(
         .execute();
       return new Map(rows.map((row) => [row.kind, Number(row.n)]));
     },
-    purge(at = now()) {
+    purge(at = now(), signal) {
       const before = at - options.retentionDays * 86_400_000;
       // The oldest events first, by the time index (`audit_event_time_idx`).
-      return purgeRound(async (rows) => {
-        const result = await db
-          .deleteFrom('audit_event')
-          .where('id', 'in', (eb) =>
-            eb
-              .selectFrom('audit_event')
-              .select('id')
-              .where('recorded_at', '<', before)
-              .orderBy('recorded_at')
-              .limit(rows),
-          )
-          .executeTakeFirst();
-        return Number(result.numDeletedRows);
-      }, options.purgeBounds ?? AUDIT_PURGE);
+      return purgeRound(
+        async (rows) => {
+          const result = await db
+            .deleteFrom('audit_event')
+            .where('id', 'in', (eb) =>
+              eb
+                .selectFrom('audit_event')
+                .select('id')
+                .where('recorded_at', '<', before)
+                .orderBy('recorded_at')
+                .limit(rows),
+            )
+            .executeTakeFirst();
+          return Number(result.numDeletedRows);
+        },
+        options.purgeBounds ?? AUDIT_PURGE,
+        signal,
+      );
     },
   };
 }

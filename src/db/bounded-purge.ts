@@ -1,3 +1,5 @@
+import { within } from '../util/within.ts';
+
 /**
  * One round of a retention purge: a table that has grown for months (an instance whose purge never ran,
  * a retention shortened) is worked off a bounded share at a time. One DELETE of everything past the
@@ -41,20 +43,23 @@ export async function purgeRound(
  * Runs `round` every `intervalMs`, and again `catchUpMs` after a round that left rows behind, until
  * none does: a backlog is worked off at `bounds.rows × bounds.statements` rows per `catchUpMs` (plus
  * the round's own time), then the rounds go back to the interval. A round that fails is given to
- * `failed`, and the next one comes at the interval. `stop()` ends the rounds and waits for the one
- * under way, so that none runs on a database being closed.
+ * `failed`, and the next one comes at the interval. `stop()` ends the rounds: the one under way is
+ * told (its `signal` aborted: it makes no further statement) and waited for, so that none runs on a
+ * database being closed, at most `stopWithinMs` when given (a statement over a dead route waits for
+ * its query timeout; the database's close then deals with it).
  */
 export function startPurgeRounds(
-  round: () => Promise<PurgeRound>,
-  options: { intervalMs: number; catchUpMs: number; failed: (error: Error) => void },
+  round: (signal: AbortSignal) => Promise<PurgeRound>,
+  options: { intervalMs: number; catchUpMs: number; failed: (error: Error) => void; stopWithinMs?: number },
 ): { stop(): Promise<void> } {
   let stopped = false;
+  const stopping = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
   const schedule = (delayMs: number) => {
     if (stopped) return;
     timer = setTimeout(() => {
-      running = round()
+      running = round(stopping.signal)
         .then(
           (done) => done.more,
           (error: Error) => {
@@ -73,8 +78,11 @@ export function startPurgeRounds(
   return {
     async stop() {
       stopped = true;
+      stopping.abort();
       clearTimeout(timer);
-      await running;
+      if (running === undefined) return;
+      if (options.stopWithinMs === undefined) await running;
+      else await within(running, options.stopWithinMs, undefined);
     },
   };
 }

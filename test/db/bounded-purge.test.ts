@@ -109,4 +109,31 @@ describe('the rounds of a retention purge', () => {
     assert.equal(calls, 2);
     await purge.stop();
   });
+  it('tells the round under way to stop, and waits for it at most stopWithinMs', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let signal: AbortSignal | undefined;
+    let release: (() => void) | undefined;
+    const purge = startPurgeRounds(
+      (given) => {
+        signal = given;
+        return new Promise<PurgeRound>((resolve) => {
+          release = () => resolve({ deleted: 0, more: false });
+        });
+      },
+      { intervalMs: 1000, catchUpMs: 1000, failed: () => undefined, stopWithinMs: 5000 },
+    );
+    t.mock.timers.tick(1000);
+    assert.equal(signal?.aborted, false, 'a round under way');
+    let stopped = false;
+    const stopping = purge.stop().then(() => {
+      stopped = true;
+    });
+    for (let turn = 0; turn < 20; turn += 1) await Promise.resolve();
+    assert.equal(signal.aborted, true, 'the round is told to make no further statement');
+    assert.equal(stopped, false, 'and waited for, within stopWithinMs');
+    t.mock.timers.tick(5000);
+    await stopping;
+    assert.equal(stopped, true, 'no longer than stopWithinMs');
+    release?.();
+  });
 });
