@@ -1,5 +1,5 @@
 import { CompiledQuery, type Kysely, type Selectable, sql } from 'kysely';
-import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
+import { deleteOldest, type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { Database } from '../db/schema.ts';
@@ -444,20 +444,7 @@ export function createAuditStore(
       const before = at - options.retentionDays * 86_400_000;
       // The oldest events first, by the time index (`audit_event_time_idx`).
       return purgeRound(
-        async (rows) => {
-          const result = await db
-            .deleteFrom('audit_event')
-            .where('id', 'in', (eb) =>
-              eb
-                .selectFrom('audit_event')
-                .select('id')
-                .where('recorded_at', '<', before)
-                .orderBy('recorded_at')
-                .limit(rows),
-            )
-            .executeTakeFirst();
-          return Number(result.numDeletedRows);
-        },
+        deleteOldest(db, 'audit_event', 'recorded_at', before),
         options.purgeBounds ?? AUDIT_PURGE,
         signal,
       );

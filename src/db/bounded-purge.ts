@@ -1,3 +1,5 @@
+import { type Generated, type Kysely, type SelectType, sql } from 'kysely';
+import type { Database, EpochMs } from './schema.ts';
 import { within } from '../util/within.ts';
 
 /**
@@ -37,6 +39,43 @@ export async function purgeRound(
     if (signal?.aborted) break;
   }
   return { deleted, more: true };
+}
+
+/** A table keyed by an integer `id`. */
+type IdTable = {
+  [T in keyof Database]: Database[T] extends { id: Generated<number> } ? T : never;
+}[keyof Database];
+
+/** A column of `T` holding a time (epoch milliseconds). */
+type TimeColumn<T extends IdTable> = {
+  [C in keyof Database[T] & string]: Database[T][C] extends EpochMs | null ? C : never;
+}[keyof Database[T] & string];
+
+/**
+ * A `deleteBatch` for `purgeRound`: each call deletes at most `rows` rows of `table` whose `timeColumn`
+ * is before `before` (and whose columns equal `matching`'s values), the oldest first, and says how many
+ * went. The rows are chosen by `id` in a subquery ordered and limited by `timeColumn`, so that an index
+ * on (`matching`'s columns, `timeColumn`) finds them without reading the table; the statement is
+ * written with identifiers because Kysely's builder cannot type a query over a table named by a
+ * generic, while the parameters' types still check the names and values.
+ */
+export function deleteOldest<T extends IdTable>(
+  db: Kysely<Database>,
+  table: T,
+  timeColumn: TimeColumn<T>,
+  before: number,
+  matching: { [C in keyof Database[T] & string]?: SelectType<Database[T][C]> } = {},
+): (rows: number) => Promise<number> {
+  const time = sql.ref(timeColumn);
+  const conditions = [
+    ...Object.entries(matching).map(([column, value]) => sql`${sql.ref(column)} = ${value}`),
+    sql`${time} < ${before}`,
+  ];
+  return async (rows) => {
+    const oldest = sql`select id from ${sql.table(table)} where ${sql.join(conditions, sql` and `)} order by ${time} limit ${rows}`;
+    const result = await sql`delete from ${sql.table(table)} where id in (${oldest})`.execute(db);
+    return Number(result.numAffectedRows ?? 0);
+  };
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { LogoutDeliveryOutcome } from '../audit/events.ts';
-import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
+import { deleteOldest, type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import type { Database } from '../db/schema.ts';
 
 /**
@@ -149,18 +149,5 @@ export function purgeDeliveryAttempts(
   before: number,
   bounds: PurgeBounds = DELIVERY_ATTEMPT_PURGE,
 ): Promise<PurgeRound> {
-  return purgeRound(async (rows) => {
-    const result = await db
-      .deleteFrom('bcl_delivery_attempt')
-      .where('id', 'in', (eb) =>
-        eb
-          .selectFrom('bcl_delivery_attempt')
-          .select('id')
-          .where('recorded_at', '<', before)
-          .orderBy('recorded_at')
-          .limit(rows),
-      )
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
-  }, bounds);
+  return purgeRound(deleteOldest(db, 'bcl_delivery_attempt', 'recorded_at', before), bounds);
 }

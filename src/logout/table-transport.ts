@@ -1,7 +1,7 @@
 import { type Kysely, sql, type Selectable, type Transaction } from 'kysely';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { DatabaseHandle } from '../db/connect.ts';
-import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
+import { deleteOldest, type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import type { BclJobTable, Database } from '../db/schema.ts';
 import type {
   ClaimedJob,
@@ -307,21 +307,7 @@ export function purgeFinishedJobs(
   bounds: PurgeBounds = FINISHED_JOB_PURGE,
 ): Promise<PurgeRound> {
   const before = now - FINISHED_JOB_RETENTION_MS;
-  return purgeRound(async (rows) => {
-    const result = await db
-      .deleteFrom('bcl_job')
-      .where('id', 'in', (eb) =>
-        eb
-          .selectFrom('bcl_job')
-          .select('id')
-          .where('status', '=', 'done')
-          .where('finished_at', '<', before)
-          .orderBy('finished_at')
-          .limit(rows),
-      )
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
-  }, bounds);
+  return purgeRound(deleteOldest(db, 'bcl_job', 'finished_at', before, { status: 'done' }), bounds);
 }
 
 /** The `bcl_job` table as a job transport. */

@@ -64,3 +64,9 @@ export async function statementsDuring<T>(work: () => Promise<T>): Promise<{ res
     restore();
   }
 }
+
+/** The result of `work`, and how many DELETE statements the drivers are handed while it runs. */
+export async function deletesDuring<T>(work: () => Promise<T>): Promise<{ result: T; deletes: number }> {
+  const { result, texts } = await statementsDuring(work);
+  return { result, deletes: texts.filter((text) => /^\s*delete/i.test(text)).length };
+}

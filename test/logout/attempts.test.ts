@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type QueryId, type RootOperationNode, sql } from 'kysely';
+import { sql } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { newJti } from '../../src/logout/job-transport.ts';
 import {
@@ -16,6 +16,7 @@ import {
 } from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { assertIndexOnly, planOfOnlyStatement } from '../helpers/query-plan.ts';
 import { createLeakHarness } from '../helpers/leak-harness.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
@@ -142,21 +143,8 @@ describe(`delivery outcomes past their retention (${testDatabaseKind})`, () => {
 
   it('finds the outcomes to delete by their time, not by a scan of the table', async (t) => {
     if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
-    });
-    await purgeDeliveryAttempts(observed, T);
-    assert.equal(queries.length, 1);
-    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
-    const plan = await handle.db.executeQuery<{ detail: string }>({
-      ...compiled,
-      sql: `explain query plan ${compiled.sql}`,
-    });
-    const details = plan.rows.map((row) => row.detail).join('; ');
-    assert.match(details, /bcl_delivery_attempt_recorded_idx/, details);
-    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+    const plan = await planOfOnlyStatement(handle.db, (observed) => purgeDeliveryAttempts(observed, T));
+    assertIndexOnly(plan, /bcl_delivery_attempt_recorded_idx/);
   });
 });
 

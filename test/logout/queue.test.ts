@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { newJti } from '../../src/logout/job-transport.ts';
 import {
@@ -15,7 +14,8 @@ import {
   rescheduleJob,
 } from '../../src/logout/table-transport.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
-import { statementsDuring } from '../helpers/statements.ts';
+import { assertIndexOnly, planOfOnlyStatement } from '../helpers/query-plan.ts';
+import { deletesDuring } from '../helpers/statements.ts';
 import { finishedJobRow } from './jobs.ts';
 
 describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
@@ -212,10 +212,10 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
     };
     /** One purge: what it returned, and how many DELETE statements it made. */
     const purge = async () => {
-      const { result, texts } = await statementsDuring(() =>
+      const { result, deletes } = await deletesDuring(() =>
         purgeFinishedJobs(handle.db, now, { rows: 100, statements: 10 }),
       );
-      return { ...result, statements: texts.filter((text) => /^\s*delete/i.test(text)).length };
+      return { ...result, statements: deletes };
     };
 
     assert.deepEqual(await purge(), { deleted: 1000, more: true, statements: 10 });
@@ -245,20 +245,7 @@ describe(`bcl_job queue: claims with a lease (${testDatabaseKind})`, () => {
 
   it('finds the finished jobs to delete by status and time, not by a scan of the queue', async (t) => {
     if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
-    });
-    await purgeFinishedJobs(observed, T);
-    assert.equal(queries.length, 1);
-    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
-    const plan = await handle.db.executeQuery<{ detail: string }>({
-      ...compiled,
-      sql: `explain query plan ${compiled.sql}`,
-    });
-    const details = plan.rows.map((row) => row.detail).join('; ');
-    assert.match(details, /bcl_job_finished_idx \(status=\? AND finished_at<\?\)/, details);
-    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+    const plan = await planOfOnlyStatement(handle.db, (observed) => purgeFinishedJobs(observed, T));
+    assertIndexOnly(plan, /bcl_job_finished_idx \(status=\? AND finished_at<\?\)/);
   });
 });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { createLoginThrottle } from '../../src/oidc/interactions/throttle.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { assertIndexOnly, planOfOnlyStatement } from '../helpers/query-plan.ts';
 
 /**
  * The purge of login failures past the failure window finds them by time: a password spray from many
@@ -24,27 +24,16 @@ describe(`login throttle: the purge of old failures (${testDatabaseKind})`, () =
 
   it('finds the failures to delete by their time, not by a scan of the table', async (t) => {
     if (handle.kind !== 'sqlite') return t.skip('the query plan is read on SQLite');
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
+    const plan = await planOfOnlyStatement(handle.db, async (observed) => {
+      const throttle = createLoginThrottle(observed, handle.kind, {
+        maxFailuresPerAccountAndAddress: 5,
+        maxFailuresPerAccount: 10,
+        maxCodeFailuresPerUser: 10,
+        maxFailuresPerAddress: 100,
+        failureWindowSeconds: 900,
+      });
+      assert.equal(await throttle.purge(), 0);
     });
-    const throttle = createLoginThrottle(observed, handle.kind, {
-      maxFailuresPerAccountAndAddress: 5,
-      maxFailuresPerAccount: 10,
-      maxCodeFailuresPerUser: 10,
-      maxFailuresPerAddress: 100,
-      failureWindowSeconds: 900,
-    });
-    assert.equal(await throttle.purge(), 0);
-    assert.equal(queries.length, 1);
-    const compiled = handle.db.getExecutor().compileQuery(queries[0]!.node, queries[0]!.queryId);
-    const plan = await handle.db.executeQuery<{ detail: string }>({
-      ...compiled,
-      sql: `explain query plan ${compiled.sql}`,
-    });
-    const details = plan.rows.map((row) => row.detail).join('; ');
-    assert.match(details, /login_failure_failed_at_idx/, details);
-    assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+    assertIndexOnly(plan, /login_failure_failed_at_idx/);
   });
 });

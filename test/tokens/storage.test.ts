@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { QueryId, RootOperationNode } from 'kysely';
 import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { FORMAT_MARKER, KyselyAdapter, VALUE_DIGEST_MARKER } from '../../src/oidc/adapter.ts';
 import { selectUserSessions, storageId } from '../../src/tokens/store.ts';
@@ -9,6 +8,7 @@ import { usersHoldingTokensRedeemedSince } from '../../src/tokens/store-users.ts
 import { listTokens } from '../../src/tokens/listing.ts';
 import { createTokenRevocation, revokeTokens } from '../../src/tokens/revocation.ts';
 import { connect, createTestDatabase, testDatabaseKind, type TestDatabase } from '../helpers/database.ts';
+import { assertIndexOnly, queriesDuring, sqlitePlan } from '../helpers/query-plan.ts';
 
 /** A compact JWS-shaped value naming `jti` (the adapter compares digests; it does not verify). */
 function jwtShaped(jti: string, extra: Record<string, unknown> = {}): string {
@@ -31,25 +31,6 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     await database.drop();
   });
 
-  /** The database handle with every query it is given recorded. */
-  const observedQueries = () => {
-    const queries: Array<{ node: RootOperationNode; queryId: QueryId }> = [];
-    const observed = handle.db.withPlugin({
-      transformQuery: (args) => (queries.push(args), args.node),
-      transformResult: async (args) => args.result,
-    });
-    return { queries, observed };
-  };
-  /** SQLite's query plan of a recorded query, its steps joined by `; `. */
-  const sqlitePlan = async (query: { node: RootOperationNode; queryId: QueryId }) => {
-    const compiled = handle.db.getExecutor().compileQuery(query.node, query.queryId);
-    const plan = await handle.db.executeQuery<{ detail: string }>({
-      ...compiled,
-      sql: `explain query plan ${compiled.sql}`,
-    });
-    return plan.rows.map((row) => row.detail).join('; ');
-  };
-
   it("finds a user's sessions, each application with its sid, in one query on an index", async () => {
     const sessions = new KyselyAdapter('Session', handle.db, clock);
     const session = (accountId: string, authorizations: Record<string, { sid: string }>) => ({
@@ -65,17 +46,16 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     );
     await sessions.upsert('session-b', session('7001', { app1: { sid: 'sid-b1' } }), 600);
     await sessions.upsert('session-c', session('7002', { app1: { sid: 'sid-c1' } }), 600);
-    const { queries, observed } = observedQueries();
-    const found = await selectUserSessions(observed, 7001, now);
+    const { result: found, queries } = await queriesDuring(handle.db, (observed) =>
+      selectUserSessions(observed, 7001, now),
+    );
     assert.equal(queries.length, 1, 'one query');
     assert.deepEqual(
       found.flatMap((entry) => entry.clients.map((client) => `${client.clientId}:${client.sid}`)).sort(),
       ['app1:sid-a1', 'app1:sid-b1', 'app2:sid-a2'],
     );
     if (testDatabaseKind === 'sqlite') {
-      const details = await sqlitePlan(queries[0]!);
-      assert.match(details, /USING INDEX/, details);
-      assert.doesNotMatch(details, /^SCAN|; SCAN/, details);
+      assertIndexOnly(await sqlitePlan(handle.db, queries[0]!), /USING INDEX/);
     }
   });
 
@@ -124,11 +104,12 @@ describe(`token storage: JWT lookup, soft revocation, listing (${testDatabaseKin
     await refreshTokens.upsert('rt-8005', { ...token('rt-8005', '8005'), kind: 'RefreshToken' }, 600);
     await refreshTokens.consume('rt-8005');
 
-    const { queries, observed } = observedQueries();
-    const found = await usersHoldingTokensRedeemedSince(observed, now - 300_000, now, now);
+    const { result: found, queries } = await queriesDuring(handle.db, (observed) =>
+      usersHoldingTokensRedeemedSince(observed, now - 300_000, now, now),
+    );
     assert.deepEqual([...found], [8001]);
     if (testDatabaseKind === 'sqlite') {
-      const details = await sqlitePlan(queries[0]!);
+      const details = await sqlitePlan(handle.db, queries[0]!);
       assert.match(details, /issued_code_created_at_idx/, details);
     }
   });
