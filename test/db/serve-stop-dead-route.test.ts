@@ -127,7 +127,7 @@ describe(
         const stored = (await storedEvents(direct)) - storedBefore;
         const published = [...output.matchAll(/"msg":"audit [a-z_]+"/g)].length;
 
-        const line = /^.*audit event\(s\) not written to the database.*$/m.exec(output);
+        const line = /^.*audit event\(s\) not confirmed written to the database.*$/m.exec(output);
         assert.ok(line, output);
         const unwritten = JSON.parse(line[0]) as Record<string, unknown>;
         assert.equal(unwritten.level, 40, 'logged at warn');
