@@ -318,13 +318,29 @@ export async function migratePgBoss(database: DatabaseHandle, leaseSeconds: numb
   const boss = await newPgBoss(database, expireInSeconds);
   boss.on('error', () => undefined);
   await holdingPgBossInstallLock(database, async () => {
-    await boss.start();
+    try {
+      await boss.start();
+    } catch (error) {
+      await stopFailedStart(boss);
+      throw error;
+    }
     try {
       await ensureQueue(boss, expireInSeconds);
     } finally {
       await boss.stop({ graceful: true, close: false });
     }
   });
+}
+
+/**
+ * Stops an instance whose start, or the making sure of our queue after it, failed. An instance
+ * started and then abandoned keeps its timers armed, unknown to anyone who would stop it, and the
+ * process never ends by itself (a stop over a dead route during the start ran on); a start that
+ * failed part-way may leave the timers armed so far (pg-boss leaves such a start to `stop()`). The
+ * failure being reported already, the stop's own is not.
+ */
+async function stopFailedStart(instance: PgBoss): Promise<void> {
+  await instance.stop({ graceful: false, close: false }).catch(() => undefined);
 }
 
 /**
@@ -445,10 +461,15 @@ export function createPgBossTransport(
       instance.on('error', (error: Error) =>
         log.error({ err: { name: error.name, message: error.message } }, 'pg-boss'),
       );
-      await holdingPgBossInstallLock(database, async () => {
-        await instance.start();
-        await ensureQueue(instance, expireInSeconds);
-      });
+      try {
+        await holdingPgBossInstallLock(database, async () => {
+          await instance.start();
+          await ensureQueue(instance, expireInSeconds);
+        });
+      } catch (error) {
+        await stopFailedStart(instance);
+        throw error;
+      }
       boss = instance;
       return instance;
     })();
