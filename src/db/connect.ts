@@ -97,7 +97,7 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
     });
     return { db, kind: 'sqlite', sqlite, close: () => db.destroy() };
   }
-  const { Client, Pool, Query, types } = loadPg();
+  const { Client, DatabaseError, Pool, Query, types } = loadPg();
   const settings = {
     connectionString: target.url,
     connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
@@ -154,11 +154,32 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
         async () => void (await Promise.all([lean.close(), db.destroy()])),
         // A statement in flight ends by the query timeout; without one (`aa-oidc migrate`, which
         // closes once its work is done), the close waits no longer than other commands' limit.
-        { goodbyeMs: settings.connectionTimeoutMillis, workMs: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS },
+        {
+          goodbyeMs: settings.connectionTimeoutMillis,
+          workMs: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
+          probe: () => serverAnswers(new Client(settings), DatabaseError),
+        },
       );
       if (abandoned) options.onConnectionsAbandoned?.(abandoned);
     },
   };
+}
+
+/**
+ * Whether the server answers `client`'s connection (within its connect timeout): it connected, or the
+ * server refused it in words (too many connections, say: the route carries answers). The client is
+ * closed again either way; one that got no answer is cut, so that it does not hold the process.
+ */
+async function serverAnswers(client: pg.Client, answer: typeof pg.DatabaseError): Promise<boolean> {
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    client.end().catch(() => undefined);
+    return true;
+  } catch (error) {
+    pgClientSocket(client)?.destroy();
+    return error instanceof answer;
+  }
 }
 
 /** How many prepared statements a SQLite connection keeps (the queries the code issues are far fewer). */

@@ -20,8 +20,8 @@ export function pgClientSocket(
  * Why closing a pool closed connections without the server's goodbye, and how many. `goodbye`: the
  * work on them had ended, the goodbye went out, and the server's close did not come within the
  * deadline (a dead route, or a server that no longer answers). `dead_route`: work was still in flight,
- * and the goodbye on the idle connections went unanswered within the deadline: the route is dead, and
- * that work could not have ended either. `work`: work was still in flight past the longest it may take
+ * and the goodbye on the idle connections (or, none being idle, a probe's new connection) went
+ * unanswered within the deadline: the route is dead, and that work could not have ended either. `work`: work was still in flight past the longest it may take
  * (its statement timeout), and was cut.
  */
 export type AbandonedConnections =
@@ -35,6 +35,13 @@ export interface CloseDeadlines {
   goodbyeMs: number;
   /** For the work in flight (statements, transactions) to end: at least the longest a statement may take. */
   workMs: number;
+  /**
+   * Opens a connection of its own to the server and closes it again, resolving whether the server
+   * answered within `goodbyeMs`. Asked when work is in flight and no connection is idle, whose
+   * goodbye would show the route dead: without it, such a close waits the whole `workMs` over a
+   * dead route.
+   */
+  probe?: () => Promise<boolean>;
 }
 
 /**
@@ -57,7 +64,8 @@ export interface PoolSockets {
   returned(): void;
   /**
    * Runs `end` (the pool's), waits for the work in flight to end (at most `workMs`; no longer than
-   * `goodbyeMs` when none of the idle connections' goodbyes is answered in that time), then for `end`
+   * `goodbyeMs` when none of the idle connections' goodbyes is answered in that time, or, with no
+   * connection idle, when the server does not answer the `probe` in that time), then for `end`
    * and every socket followed to close, at most `goodbyeMs`; then destroys the sockets still open.
    * Resolves with what it destroyed and why (undefined when all closed in time); rejects with `end`'s
    * error when it failed in time.
@@ -101,10 +109,20 @@ export function poolSockets(): PoolSockets {
       lentOut = Math.max(0, lentOut - 1);
       if (lentOut === 0) wake(returnedWaiters);
     },
-    async closeWithin(end, { goodbyeMs, workMs }) {
+    async closeWithin(end, { goodbyeMs, workMs, probe }) {
       // The connections with nothing in flight: their goodbye goes out as the pool ends.
       const idle = Math.max(0, open.size - lentOut);
       const closesBefore = closes;
+      // With every connection at work, none says goodbye: a connection of the probe's own asks
+      // whether the server still answers, alongside the wait.
+      const answered =
+        lentOut > 0 && idle === 0 && probe
+          ? within(
+              probe().catch(() => false),
+              goodbyeMs,
+              false,
+            )
+          : undefined;
       const ending = end();
       // Past a deadline the pool's end no longer matters: its error, if any, is the dead route's.
       ending.catch(() => undefined);
@@ -113,7 +131,8 @@ export function poolSockets(): PoolSockets {
       if (lentOut > 0) {
         const returned = allReturned().then(() => true);
         if (!(await within(returned, Math.min(goodbyeMs, workMs), false))) {
-          if (idle > 0 && closes === closesBefore) gaveUp = 'dead_route';
+          const routeDead = idle > 0 ? closes === closesBefore : answered !== undefined && !(await answered);
+          if (routeDead) gaveUp = 'dead_route';
           else if (!(await within(returned, Math.max(0, workMs - goodbyeMs), false))) {
             gaveUp = 'work';
             waitedMs = workMs;
@@ -156,7 +175,7 @@ export function describeAbandonedConnections(subject: string, abandoned: Abandon
     case 'goodbye':
       return `closed ${abandoned.connections} ${subject} without the server's goodbye: it did not come within ${seconds} s, no work being in flight on them any more (a dead route to the server, or a server that no longer answers?)`;
     case 'dead_route':
-      return `closed ${abandoned.connections} ${subject} without the server's goodbye, ${abandoned.inUse} of them with work in flight that was cut: the goodbye on the idle ones went unanswered for ${seconds} s (a dead route to the server, or a server that no longer answers?)`;
+      return `closed ${abandoned.connections} ${subject} without the server's goodbye, ${abandoned.inUse} of them with work in flight that was cut: ${abandoned.inUse < abandoned.connections ? 'the goodbye on the idle ones' : 'none being idle, a new connection to the server'} went unanswered for ${seconds} s (a dead route to the server, or a server that no longer answers?)`;
     case 'work':
       return `closed ${abandoned.connections} ${subject} without the server's goodbye, ${abandoned.inUse} of them with work still in flight after ${seconds} s, longer than a statement may take: that work was cut`;
     default:

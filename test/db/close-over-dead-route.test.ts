@@ -111,5 +111,52 @@ describe(
       proxy.knock();
       await waitUntil(() => proxy.frozenConnections === 0, 'every connection was closed at the client');
     });
+
+    describe('with every connection at work', () => {
+      let busyHandle: DatabaseHandle;
+      let busyAbandoned: AbandonedConnections[];
+      beforeEach(async () => {
+        // Only this handle's connections on the route.
+        await handle.close();
+        busyAbandoned = [];
+        busyHandle = openDatabase(
+          { kind: 'postgres', url: proxy.wrap(database.url) },
+          { onConnectionsAbandoned: (count) => busyAbandoned.push(count) },
+        );
+      });
+      afterEach(async () => {
+        await busyHandle.close();
+      });
+
+      it('over a dead route, cuts the work once a new connection to the server goes unanswered', async () => {
+        const pool = busyHandle.pgPool!;
+        const failed = sql`select pg_sleep(30)`.execute(busyHandle.db).then(
+          () => false,
+          () => true,
+        );
+        await waitUntil(
+          () => pool.totalCount === 1 && pool.idleCount === 0,
+          'the statement holds the one connection',
+        );
+        proxy.freeze();
+        await busyHandle.close();
+        assert.ok(await failed, 'the statement in flight failed');
+        assert.deepEqual(busyAbandoned, [{ kind: 'dead_route', connections: 1, inUse: 1, waitedMs: 5000 }]);
+        proxy.knock();
+        await waitUntil(() => proxy.frozenConnections === 0, 'every connection was closed at the client');
+      });
+
+      it('on a live route, lets a statement in flight end though it outlasts the connect timeout', async () => {
+        const pool = busyHandle.pgPool!;
+        const work = sql<{ n: number }>`select 1 as n from pg_sleep(7)`.execute(busyHandle.db);
+        await waitUntil(
+          () => pool.totalCount === 1 && pool.idleCount === 0,
+          'the statement holds the one connection',
+        );
+        await busyHandle.close();
+        assert.deepEqual((await work).rows, [{ n: 1 }], 'the statement ended with its answer');
+        assert.deepEqual(busyAbandoned, [], 'nothing abandoned, nothing said');
+      });
+    });
   },
 );

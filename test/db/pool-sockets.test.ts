@@ -76,4 +76,49 @@ describe('closing the sockets of a pool', () => {
     assert.deepEqual(abandoned, { kind: 'work', connections: 1, inUse: 1, waitedMs: 50 });
     assert.ok(busy.destroyed);
   });
+
+  it('with no connection idle, cuts work in flight once the probe goes unanswered', async () => {
+    const sockets = poolSockets();
+    const busy = new FakeSocket();
+    sockets.track(busy);
+    sockets.lent();
+    let probed = 0;
+    const abandoned = await sockets.closeWithin(async () => undefined, {
+      goodbyeMs: 20,
+      workMs: LONG,
+      probe: () => {
+        probed += 1;
+        return new Promise<boolean>(() => undefined);
+      },
+    });
+    assert.equal(probed, 1);
+    assert.deepEqual(abandoned, { kind: 'dead_route', connections: 1, inUse: 1, waitedMs: 20 });
+    assert.ok(busy.destroyed);
+  });
+
+  it('with no connection idle, lets work in flight go on past goodbyeMs when the probe is answered', async () => {
+    const sockets = poolSockets();
+    const busy = new FakeSocket();
+    sockets.track(busy);
+    sockets.lent();
+    const closing = sockets.closeWithin(async () => undefined, {
+      goodbyeMs: 20,
+      workMs: LONG,
+      probe: async () => true,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(busy.destroyed, false, 'the connection at work is left alone');
+    sockets.returned();
+    busy.closeNow();
+    assert.equal(await closing, undefined);
+  });
+
+  it('does not probe when a connection is idle or none is at work', async () => {
+    const sockets = poolSockets();
+    const idle = new FakeSocket();
+    sockets.track(idle);
+    const probe = async () => assert.fail('probed');
+    const closing = sockets.closeWithin(async () => idle.closeNow(), { goodbyeMs: 20, workMs: LONG, probe });
+    assert.equal(await closing, undefined);
+  });
 });
