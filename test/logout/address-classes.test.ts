@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   type AddressClass,
+  closedToPrivateTargets,
   judgeAddressText,
   parseAddress,
   PRIVATE_TARGET_CLASSES,
@@ -156,6 +157,39 @@ describe('address judgement (pure)', () => {
       assert.equal(judgeAddressText(text).kind, 'unparseable');
     });
   }
+
+  const closedToHatch = (text: string) => {
+    const verdict = judgeAddressText(text);
+    assert.equal(verdict.kind, 'non_public', text);
+    return verdict.kind === 'non_public' ? closedToPrivateTargets(verdict) : 'public';
+  };
+
+  it('opens to the escape hatch a private address as itself or IPv4-mapped, never its 6to4, Teredo, NAT64, IPv4-compatible or SIIT form', () => {
+    for (const text of ['10.0.0.1', '127.0.0.1', '::1', 'fd12::1', '::ffff:10.0.0.1', '::ffff:7f00:1']) {
+      assert.equal(closedToHatch(text), undefined, text);
+    }
+    assert.equal(
+      closedToHatch('2002:a00:1::'),
+      '2002:a00:1:: embeds 10.0.0.1 (6to4), a private address (RFC 1918) (10.0.0.0/8); ' +
+        'logout.allowPrivateTargets opens 10.0.0.1 itself, not its 6to4 form, which a connection ' +
+        'reaches through a relay or translator',
+    );
+    for (const [text, form] of [
+      ['2001:0:5db8:d70e::f5ff:fefe', 'Teredo client'],
+      ['2001:0:a00:1::a247:28f1', 'Teredo server'],
+      ['64:ff9b::a00:1', 'NAT64'],
+      ['64:ff9b:1::a00:1', 'local-use NAT64'],
+      ['::a00:1', 'IPv4-compatible IPv6'],
+      ['::ffff:0:a00:1', 'IPv4-translated IPv6'],
+    ] as const) {
+      assert.match(closedToHatch(text) ?? '', new RegExp(`itself, not its ${form} form`), text);
+    }
+    // A class the hatch never opens stays refused for what it is.
+    assert.equal(
+      closedToHatch('169.254.169.254'),
+      '169.254.169.254 is a cloud metadata service address (169.254.169.254/32)',
+    );
+  });
 
   it('lets the escape hatch through only loopback, private, CGNAT, link-local, unique-local and site-local', () => {
     assert.deepEqual(

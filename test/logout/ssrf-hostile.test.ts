@@ -185,15 +185,82 @@ describe('SSRF gate: URL spellings', () => {
     });
   }
 
-  it('refuses a very long name that does not resolve as dns_resolve_failed, with a clear message', async () => {
-    const { options } = gateOptions(table);
-    const name = `${'a'.repeat(63)}.`.repeat(5) + 'test';
-    const verdict = await backchannelTargetCheck(options)(`https://${name}/bcl`);
-    assert.equal(verdict.ok, false);
-    assert.match(
-      (verdict as { reason: string }).reason,
-      /^is refused by the SSRF gate \(dns_resolve_failed\): a{63}\..* did not resolve \(ENOTFOUND\)$/,
-    );
+  // RFC 1035's limits, counted on the punycode WHATWG gives. Each name resolves (to a public address)
+  // in the table: a refusal is the gate's own, before any lookup.
+  const label63 = 'a'.repeat(63);
+  const name253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`;
+  const name254 = `${name253}b`;
+  const label64 = `${'a'.repeat(64)}.public.test`;
+  const idnLabel66 = `${'ü'.repeat(60)}.test`;
+  const idnLabel66Ascii = new URL(`https://${idnLabel66}/`).hostname;
+  const longNames: Record<string, Answer> = {
+    [name253]: [v4(PUBLIC_V4)],
+    [`${name253}.`]: [v4(PUBLIC_V4)],
+    [name254]: [v4(PUBLIC_V4)],
+    [`${label63}.public.test`]: [v4(PUBLIC_V4)],
+    [label64]: [v4(PUBLIC_V4)],
+    [idnLabel66Ascii]: [v4(PUBLIC_V4)],
+  };
+
+  const tooLong: ReadonlyArray<readonly [string, string, string]> = [
+    [
+      'a name of 254 characters',
+      name254,
+      `has a host name of 254 characters, where DNS allows at most 253: "${name254.slice(0, 40)}…${name254.slice(-20)}"`,
+    ],
+    [
+      'a name of 254 characters and a trailing dot',
+      `${name254}.`,
+      `has a host name of 254 characters, where DNS allows at most 253: "${name254.slice(0, 40)}…${name254.slice(-19)}."`,
+    ],
+    [
+      'a label of 64 characters',
+      label64,
+      `has a label of 64 characters in its host, where DNS allows at most 63: "${label64.slice(0, 40)}…${label64.slice(-20)}"`,
+    ],
+    [
+      'an IDN label of 60 letters, 66 characters as punycode',
+      idnLabel66,
+      `has a label of 66 characters in its host, where DNS allows at most 63: "${idnLabel66Ascii.slice(0, 40)}…${idnLabel66Ascii.slice(-20)}"`,
+    ],
+  ];
+  for (const [what, host, detail] of tooLong) {
+    it(`refuses ${what} as invalid_uri, without a lookup, at write and at delivery`, async () => {
+      const { options, resolver } = gateOptions(longNames);
+      const uri = `https://${host}/bcl`;
+      assert.deepEqual(await checkBackchannelTarget(uri, options), {
+        ok: false,
+        reason: 'invalid_uri',
+        detail,
+      });
+      assert.deepEqual(await backchannelTargetCheck(options)(uri), {
+        ok: false,
+        reason: `is refused by the SSRF gate (invalid_uri): ${detail}`,
+      });
+      // At delivery (a URI stored before the gate refused it) it is final at once, as an empty label is.
+      const guarded = guardedConnector();
+      const outcome = await deliverLogoutToken({
+        url: uri,
+        logoutToken: TOKEN,
+        gate: options,
+        connector: guarded.connector,
+      });
+      const refused = expectOutcome(outcome, 'unsafe_target_ip');
+      assert.equal(refused.gateReason, 'invalid_uri');
+      assert.equal(refused.detail, detail);
+      assert.deepEqual(guarded.attempts, []);
+      assert.deepEqual(resolver.lookups, []);
+    });
+  }
+
+  it('draws the line at 253 characters (254 with a trailing dot) and 63 a label: those are looked up', async () => {
+    const { options, resolver } = gateOptions(longNames);
+    const verdicts = new Map<string, boolean>();
+    for (const host of [name253, `${name253}.`, name254, `${label63}.public.test`, label64]) {
+      verdicts.set(host, (await checkBackchannelTarget(`https://${host}/bcl`, options)).ok);
+    }
+    assert.deepEqual([...verdicts.values()], [true, true, false, true, false]);
+    assert.deepEqual(resolver.lookups, [name253, `${name253}.`, `${label63}.public.test`]);
   });
 });
 
@@ -400,6 +467,48 @@ describe("kept-alive connections follow the gate's answer of each delivery", () 
       }
     });
   }
+});
+
+describe('the escape hatch opens a private address, not a transition form that embeds it', () => {
+  it('delivers to [::ffff:127.0.0.1] on 127.0.0.1; refuses its 6to4, Teredo, NAT64 and IPv4-compatible forms unconnected', async () => {
+    const receiver = await startReceiver((_request, response) => response.end());
+    const guarded = loopbackOnly(createDirectConnector());
+    const { options, resolver } = gateOptions({}, { mode: 'development', allowPrivateTargets: true });
+    const deliver = (host: string) =>
+      deliverLogoutToken({
+        url: `http://${host}:${receiver.port}/bcl`,
+        logoutToken: TOKEN,
+        gate: options,
+        connector: guarded.connector,
+        connectTimeoutMs: FAR_LIMIT_MS,
+        requestTimeoutMs: FAR_LIMIT_MS,
+      });
+    try {
+      expectOutcome(await deliver('[::ffff:127.0.0.1]'), 'success');
+      for (const [host, form] of [
+        ['[2002:7f00:1::1]', '6to4'],
+        ['[2001:0:5db8:d70e::80ff:fffe]', 'Teredo client'],
+        ['[64:ff9b::7f00:1]', 'NAT64'],
+        ['[::127.0.0.1]', 'IPv4-compatible IPv6'],
+      ] as const) {
+        const refused = expectOutcome(await deliver(host), 'unsafe_target_ip');
+        assert.equal(refused.gateReason, 'unsafe_target_ip');
+        assert.equal(refused.addressClass, 'loopback');
+        assert.ok(
+          refused.detail.endsWith(
+            `; logout.allowPrivateTargets opens 127.0.0.1 itself, not its ${form} form, ` +
+              'which a connection reaches through a relay or translator',
+          ),
+          refused.detail,
+        );
+      }
+      assert.equal(receiver.requests.length, 1);
+      assert.deepEqual(guarded.refused, []);
+      assert.deepEqual(resolver.lookups, []);
+    } finally {
+      await receiver.close();
+    }
+  });
 });
 
 describe('a receiver that trickles its response head (slow-loris)', () => {

@@ -218,6 +218,45 @@ describe('SSRF gate: logout.allowPrivateTargets (development escape hatch)', () 
     });
   }
 
+  // Judged by the private address they embed, but not that address: a connection goes to a relay,
+  // tunnel or translator. IPv4-mapped is the address itself (the connection goes to the IPv4 address).
+  for (const [what, uri, addressClass, embedded] of [
+    ['6to4 of a private address', 'http://[2002:a00:1::1]/bcl', 'private', '10.0.0.1'],
+    ['6to4 of loopback', 'http://[2002:7f00:1::1]/bcl', 'loopback', '127.0.0.1'],
+    ['6to4 of link-local', 'http://[2002:a9fe:101::1]/bcl', 'link_local', '169.254.1.1'],
+    ['6to4 of CGNAT', 'http://[2002:6440:1::1]/bcl', 'cgnat', '100.64.0.1'],
+    ['a Teredo client in private space', 'http://[2001:0:5db8:d70e::f5ff:fefe]/bcl', 'private', '10.0.1.1'],
+    ['a Teredo server in private space', 'http://[2001:0:a00:1::a247:28f1]/bcl', 'private', '10.0.0.1'],
+    // Judged by its server first: the metadata client behind it was never looked at.
+    [
+      'a Teredo private server with a metadata client',
+      'http://[2001:0:a00:1::5601:5601]/bcl',
+      'private',
+      '10.0.0.1',
+    ],
+    ['NAT64 of a private address', 'http://[64:ff9b::a00:1]/bcl', 'private', '10.0.0.1'],
+    ['local-use NAT64 of a private address', 'http://[64:ff9b:1::a00:1]/bcl', 'private', '10.0.0.1'],
+    ['IPv4-compatible loopback', 'http://[::7f00:1]/bcl', 'loopback', '127.0.0.1'],
+    ['IPv4-translated (SIIT) private', 'http://[::ffff:0:a00:1]/bcl', 'private', '10.0.0.1'],
+    ['a name resolving to 6to4 private', 'http://6to4.rp.test/bcl', 'private', '192.168.1.1'],
+    ['a name resolving to a Teredo private client', 'http://teredo.rp.test/bcl', 'private', '10.0.1.1'],
+    ['a name resolving to NAT64 private', 'http://nat64.rp.test/bcl', 'private', '10.0.0.1'],
+  ] as const) {
+    it(`still refuses ${what}, naming the address it opens instead`, async () => {
+      const verdict = await checkBackchannelTarget(uri, allowing());
+      assert.equal(verdict.ok, false, `accepted ${uri}`);
+      if (verdict.ok) return;
+      assert.equal(verdict.reason, 'unsafe_target_ip');
+      assert.equal(verdict.addressClass, addressClass);
+      assert.match(
+        verdict.detail,
+        new RegExp(
+          `; logout\\.allowPrivateTargets opens ${embedded.replaceAll('.', '\\.')} itself, not its `,
+        ),
+      );
+    });
+  }
+
   // Metadata and credential services that sit inside the ranges the escape hatch opens.
   for (const [what, uri] of [
     ['AWS ECS task metadata and credentials (link-local)', 'http://169.254.170.2/v2/credentials/x'],

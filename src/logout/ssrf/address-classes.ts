@@ -80,6 +80,25 @@ export const PRIVATE_TARGET_CLASSES: ReadonlySet<AddressClass> = new Set<Address
   'site_local',
 ]);
 
+/**
+ * Why `logout.allowPrivateTargets` keeps a non-public address refused, or undefined when it lets it
+ * through: an address of a class it opens, written as itself or IPv4-mapped (a connection to which
+ * goes to the IPv4 address itself). A 6to4, Teredo, NAT64, IPv4-compatible or SIIT address is judged
+ * by the private address it embeds, but is not that address: a connection to it goes to a relay,
+ * tunnel or translator, whichever the network has, and those forms are defined for global IPv4
+ * addresses only (RFC 3056, RFC 4380, RFC 6052), so one embedding a private address is a way around
+ * the gate, never where a development receiver listens.
+ */
+export function closedToPrivateTargets(verdict: NonPublic): string | undefined {
+  if (!PRIVATE_TARGET_CLASSES.has(verdict.addressClass)) return verdict.reason;
+  const embedded = verdict.embedded;
+  if (embedded === undefined || embedded.embedding === 'ipv4_mapped') return undefined;
+  return (
+    `${verdict.reason}; logout.allowPrivateTargets opens ${embedded.address} itself, not its ` +
+    `${EMBEDDING_WORDS[embedded.embedding]} form, which a connection reaches through a relay or translator`
+  );
+}
+
 const CLASS_WORDS: Readonly<Record<AddressClass, string>> = {
   unspecified: 'the unspecified address',
   loopback: 'a loopback address',

@@ -3,9 +3,9 @@ import { assertNever } from '../../util/assert-never.ts';
 import {
   type AddressClass,
   type AddressVerdict,
+  closedToPrivateTargets,
   judgeAddress,
   parseAddress,
-  PRIVATE_TARGET_CLASSES,
 } from './address-classes.ts';
 import type { ResolvedAddress, Resolver } from './resolver.ts';
 
@@ -111,6 +111,8 @@ export async function checkBackchannelTarget(
       'invalid_uri',
       `has the host ${JSON.stringify(host)}, with an empty label: a host name is labels joined by single dots`,
     );
+  const tooLong = dnsLengthProblem(host);
+  if (tooLong !== undefined) return refuse('invalid_uri', tooLong);
 
   const resolved = await resolveWithin(
     host,
@@ -142,6 +144,31 @@ export async function checkBackchannelTarget(
   return { ok: true, url, host, literal: false, port, addresses };
 }
 
+/** RFC 1035's limits, counted on the ASCII (punycode) form WHATWG gives the host in. */
+const MAX_NAME_LENGTH = 253;
+const MAX_LABEL_LENGTH = 63;
+
+/**
+ * What makes a host name one DNS cannot hold, or undefined. WHATWG parsing does not check lengths
+ * (its VerifyDnsLength is off), so such a name would reach the resolver, and be refused only as a
+ * lookup's ENOTFOUND (retried at delivery) or after its timeout. The host is shortened in the detail,
+ * which the delivery-attempt table keeps to 300 characters.
+ */
+function dnsLengthProblem(host: string): string | undefined {
+  const name = host.replace(/\.$/, '');
+  if (name.length > MAX_NAME_LENGTH)
+    return `has a host name of ${name.length} characters, where DNS allows at most ${MAX_NAME_LENGTH}: ${shortened(host)}`;
+  const longest = name.split('.').reduce((longer, label) => (label.length > longer.length ? label : longer));
+  if (longest.length > MAX_LABEL_LENGTH)
+    return `has a label of ${longest.length} characters in its host, where DNS allows at most ${MAX_LABEL_LENGTH}: ${shortened(host)}`;
+  return undefined;
+}
+
+/** A host for a one-line detail: its start and its end when it is long. */
+function shortened(host: string): string {
+  return JSON.stringify(host.length <= 64 ? host : `${host.slice(0, 40)}…${host.slice(-20)}`);
+}
+
 function refuse(reason: GateRefusalReason, detail: string, addressClass?: AddressClass): GateVerdict {
   return addressClass === undefined
     ? { ok: false, reason, detail }
@@ -155,10 +182,13 @@ function acceptable(
   switch (verdict.kind) {
     case 'public':
       return { ok: true, checked: { address: verdict.connectAddress, family: verdict.family, verdict } };
-    case 'non_public':
-      if (options.allowPrivateTargets && PRIVATE_TARGET_CLASSES.has(verdict.addressClass))
-        return { ok: true, checked: { address: verdict.connectAddress, family: verdict.family, verdict } };
-      return { ok: false, detail: verdict.reason, addressClass: verdict.addressClass };
+    case 'non_public': {
+      if (!options.allowPrivateTargets)
+        return { ok: false, detail: verdict.reason, addressClass: verdict.addressClass };
+      const closed = closedToPrivateTargets(verdict);
+      if (closed !== undefined) return { ok: false, detail: closed, addressClass: verdict.addressClass };
+      return { ok: true, checked: { address: verdict.connectAddress, family: verdict.family, verdict } };
+    }
     case 'unparseable':
       return { ok: false, detail: verdict.reason };
     default:
