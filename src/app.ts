@@ -199,6 +199,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       });
     },
     async close() {
+      // The stop began: an audit event the database did not take from here on is counted at its close.
+      services.audit.stopping();
       if (serving) {
         const { server, requests, settleMs } = serving;
         serving = undefined;

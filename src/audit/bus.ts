@@ -21,6 +21,13 @@ export interface AuditReceiver {
   readonly showsMaskedSecrets?: boolean;
   /** Flushes and releases resources; called once by `AuditBus.close()`. */
   close?(): void | Promise<void>;
+  /**
+   * Told once that the process's stop began (`AuditBus.stopping()`). A receiver that has it tells at
+   * its `close` of every delivery since then it did not finish (the database store: the events whose
+   * write failed or had not ended, counted by kind in one line): the bus counts their failures but
+   * logs them at `debug` only, rather than a line per event beside that count.
+   */
+  stopping?(): void;
 }
 
 export interface PublishContext {
@@ -53,6 +60,12 @@ export interface AuditBus {
   subscribe(receiver: AuditReceiver): () => void;
   /** Resolves once every delivery started so far has finished or timed out (tests, shutdown). */
   idle(): Promise<void>;
+  /**
+   * The process's stop began (before the work that still publishes has ended): the receivers that
+   * account at their close for what they did not finish (`AuditReceiver.stopping`) are told, and
+   * their failures from now on are not logged one by one. Called by `close` too.
+   */
+  stopping(): void;
   /** Waits for `idle()`, then closes the receivers. Later events are dropped (logged at `warn`). */
   close(): Promise<void>;
 }
@@ -93,6 +106,8 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
   const inFlight = new Set<Promise<void>>();
   const isoNow = isoNowOncePerMillisecond();
   let closed = false;
+  // The receivers told that the stop began: their close accounts for what they did not finish.
+  const accountingAtClose = new WeakSet<AuditReceiver>();
 
   const recordFailure = (
     receiver: AuditReceiver,
@@ -102,7 +117,9 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
   ) => {
     try {
       metrics.auditReceiverFailures.inc({ signal: record.kind, receiver: receiver.name });
-      logger.warn(
+      // An event the receiver was given (not one refused as overload) is in its count at its close.
+      const level = failure !== 'overloaded' && accountingAtClose.has(receiver) ? 'debug' : 'warn';
+      logger[level](
         { receiver: receiver.name, signal: record.kind, failure, err: error, timeoutMs: receiverTimeoutMs },
         'audit receiver failed',
       );
@@ -229,6 +246,18 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
     inFlight.add(drained);
   };
 
+  const stopping = () => {
+    for (const receiver of receivers) {
+      if (!receiver.stopping || accountingAtClose.has(receiver)) continue;
+      try {
+        receiver.stopping();
+        accountingAtClose.add(receiver);
+      } catch (error) {
+        logger.warn({ receiver: receiver.name, err: error }, 'telling an audit receiver of the stop failed');
+      }
+    }
+  };
+
   return {
     publish(event, context = {}) {
       try {
@@ -276,8 +305,10 @@ export function createAuditBus(options: AuditBusOptions): AuditBus {
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
+    stopping,
     async close() {
       if (closed) return;
+      stopping();
       closed = true;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
       for (const receiver of receivers) {

@@ -243,7 +243,11 @@ export function createAuditStore(
      * written one after the other: the stop would wait that long for each.
      */
     closeWithinMs?: number;
-    /** Told, at `close`, of the events whose write failed or had not ended within `closeWithinMs`. */
+    /**
+     * Told, at `close`, of the events whose write failed since the stop began (the receiver's
+     * `stopping`, or `close`) or had not ended within `closeWithinMs`. Given it, the receiver takes
+     * the stop's news from the bus (`AuditReceiver.stopping`): one line, not one per event.
+     */
     onUnwritten?: (unwritten: UnwrittenAuditEvents) => void;
   },
 ): AuditStore {
@@ -253,11 +257,11 @@ export function createAuditStore(
   let batch: Array<Readonly<AuditRecord>> = [];
   let flushing: Promise<void> | undefined;
   let timer: NodeJS.Timeout | undefined;
-  // The batches handed to `write` whose write has not ended, and, once `close` began, those whose write
-  // failed: what a close leaves unwritten.
+  // The batches handed to `write` whose write has not ended, and, once the stop began (`stopping`, or
+  // `close`), those whose write failed: what a close leaves unwritten.
   const writing = new Set<ReadonlyArray<Readonly<AuditRecord>>>();
   const failedAtClose: Array<ReadonlyArray<Readonly<AuditRecord>>> = [];
-  let closing = false;
+  let stopping = false;
 
   // The events of one millisecond share their time (bus.ts): it is parsed once.
   let lastTime: string | undefined;
@@ -345,7 +349,7 @@ export function createAuditStore(
       () => void writing.delete(records),
       () => {
         writing.delete(records);
-        if (closing) failedAtClose.push(records);
+        if (stopping) failedAtClose.push(records);
       },
     );
     run.then(settle.resolve, settle.reject);
@@ -370,9 +374,17 @@ export function createAuditStore(
       else if (!timer) timer = setTimeout(flush, batchDelayMs);
       return promise;
     },
+    // With someone to tell at the close, the bus leaves the events of the stop to that count.
+    ...(options.onUnwritten
+      ? {
+          stopping() {
+            stopping = true;
+          },
+        }
+      : {}),
     async close() {
-      // A write that failed before is not told again: the bus counted and logged each of its events.
-      closing = true;
+      // A write that failed before the stop is not told again: the bus logged each of its events.
+      stopping = true;
       flush();
       if (options.closeWithinMs === undefined) await flushing;
       else await within(flushing ?? Promise.resolve(), options.closeWithinMs, undefined);

@@ -55,7 +55,8 @@ const STATUS_ORDER = { active: 0, next: 1, retired: 2 } as const;
  * of its own, since the store already knows the dates, and no separate job.
  *
  * A background reload that fails (database away, a key that does not decrypt) is logged and the
- * previous set stays in use; only the initial load throws.
+ * previous set stays in use; only the initial load throws. One in flight when the store closes (a
+ * stop, whose closing of the database cuts it) is logged at `debug` only.
  *
  * Non-active keys carry `key_ops: ['verify']`, so oidc-provider can never pick them for signing
  * whatever its selection order; the active key comes first and carries no restriction.
@@ -135,7 +136,10 @@ export async function createKeyStore(
         lastRemovalError = undefined;
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        if (message !== lastRemovalError) log.warn({ err: message }, 'removing expired signing keys failed');
+        // Closed meanwhile: the clean-up was cut by the stop (its pool closed), not a fault.
+        if (closed) log.debug({ err: message }, 'removing expired signing keys ended with the stop');
+        else if (message !== lastRemovalError)
+          log.warn({ err: message }, 'removing expired signing keys failed');
         lastRemovalError = message;
       }
     }
@@ -180,8 +184,11 @@ export async function createKeyStore(
       },
       (error: unknown) => {
         const message = error instanceof Error ? error.message : String(error);
+        // A reload in flight when the store closed fails with the stop (the database's connections
+        // closed under it): that is the stop's doing, and the process no longer signs.
+        if (closed) log.debug({ err: message }, 'reloading signing keys ended with the stop');
         // Once per distinct failure, not every few seconds.
-        if (message !== lastError)
+        else if (message !== lastError)
           log.error({ err: message }, 'reloading signing keys failed; keeping the loaded set');
         lastError = message;
       },

@@ -453,14 +453,22 @@ export function createPgBossTransport(
   let supervisor: NodeJS.Timeout | undefined;
   let supervising: Promise<void> | undefined;
   let closed = false;
+  /**
+   * pg-boss's own failures (its maintenance, its supervisor), at `error`; at `debug` once the
+   * transport was closed: its statements in flight then fail as the stop closes the database's
+   * connections under them, which is the stop's doing (the service says what it gave up on).
+   */
+  const failed = (error: Error, what: string) => {
+    const fields = { err: { name: error.name, message: error.message } };
+    if (closed) log.debug({ ...fields, closed: true }, what);
+    else log.error(fields, what);
+  };
 
   const started = (): Promise<PgBoss> => {
     if (closed) return Promise.reject(new Error('the logout job transport is closed'));
     starting ??= (async () => {
       const instance = await newPgBoss(database, expireInSeconds);
-      instance.on('error', (error: Error) =>
-        log.error({ err: { name: error.name, message: error.message } }, 'pg-boss'),
-      );
+      instance.on('error', (error: Error) => failed(error, 'pg-boss'));
       try {
         await holdingPgBossInstallLock(database, async () => {
           await instance.start();
@@ -697,9 +705,7 @@ export function createPgBossTransport(
         if (supervising || closed) return;
         supervising = instance
           .supervise(BCL_QUEUE)
-          .catch((error: Error) =>
-            log.error({ err: { name: error.name, message: error.message } }, 'pg-boss supervisor'),
-          )
+          .catch((error: Error) => failed(error, 'pg-boss supervisor'))
           .finally(() => {
             supervising = undefined;
           });

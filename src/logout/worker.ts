@@ -30,6 +30,18 @@ function failureLine(
   return [{ err }, isDatabaseUnavailable(error) ? `${what}: the database is unavailable` : what];
 }
 
+/**
+ * Logs a failure of the worker's work at `error`, or at `debug` when the worker had been stopped
+ * by then: the stop gives up on the work still in flight (and says so, `waitForRound`), and closing
+ * the database's connections then cuts it, which is the stop's doing, not a fault. Its jobs are
+ * claimed again once their claim lapses.
+ */
+function logFailure(log: Logger, stopped: boolean, error: unknown, what: string, more: object = {}): void {
+  const [fields, message] = failureLine(error, what);
+  if (stopped) log.debug({ ...fields, ...more, stopped: true }, message);
+  else log.error({ ...fields, ...more }, message);
+}
+
 /** How often a worker deletes finished jobs and recorded outcomes past their retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
 const DAY_MS = 86_400_000;
@@ -213,7 +225,7 @@ export function createWorkerLoop(deps: {
         .defer(jobs, owner, now(), delaySeconds)
         .then(
           () => undefined,
-          (error: unknown) => log.error(...failureLine(error, 'logout worker: putting jobs back')),
+          (error: unknown) => logFailure(log, stopped(), error, 'logout worker: putting jobs back'),
         )
         .finally(() => {
           settled(jobs.length);
@@ -265,7 +277,7 @@ export function createWorkerLoop(deps: {
         wake();
       };
       const running: Promise<void> = processJob(job, applications, attempted)
-        .catch((error: unknown) => log.error(...failureLine(error, 'logout worker')))
+        .catch((error: unknown) => logFailure(log, stopped(), error, 'logout worker'))
         .finally(() => {
           settled(1);
           attempted();
@@ -458,8 +470,7 @@ export function createWorkerLoop(deps: {
           failures = 0;
         } catch (error) {
           failures += 1;
-          const [fields, message] = failureLine(error, 'logout worker');
-          log.error({ ...fields, failures }, message);
+          logFailure(log, stopped, error, 'logout worker', { failures });
           return Math.min(pollIntervalMs * 2 ** (failures - 1), MAX_FAILURE_BACKOFF_MS);
         }
         let delay = pollIntervalMs;
@@ -480,7 +491,7 @@ export function createWorkerLoop(deps: {
       (error: Error) => error,
     );
     void Promise.all([lastStopped, transportStarted]).then(([, error]) => {
-      if (error) log.error({ err: { name: error.name, message: error.message } }, 'logout worker');
+      if (error) logFailure(log, stopped, error, 'logout worker');
       ready = true;
       schedule(error ? pollIntervalMs : 0);
     });

@@ -276,6 +276,55 @@ describe('audit bus', () => {
     assert.equal(closed, 1);
   });
 
+  it('once the stop began, leaves the failures of a receiver that counts them at its close to that count', async () => {
+    let told = 0;
+    const hung = () => new Promise<void>(() => {});
+    const { bus, failures, lines } = setup([
+      // The database store's way: told of the stop, it counts at its close what it did not write.
+      { name: 'counts-at-close', receive: hung, stopping: () => void (told += 1) },
+      { name: 'hangs', receive: hung },
+    ]);
+    const logged = () =>
+      lines
+        .map((line) => JSON.parse(line) as { level: number; msg: string; receiver?: string })
+        .filter((line) => line.msg === 'audit receiver failed')
+        .map(
+          (line) =>
+            `${line.receiver} ${line.level === 40 ? 'warn' : line.level === 20 ? 'debug' : line.level}`,
+        );
+
+    bus.publish(introspected);
+    await bus.idle();
+    assert.deepEqual(
+      logged(),
+      ['counts-at-close warn', 'hangs warn'],
+      'before the stop, every failure at warn',
+    );
+
+    lines.length = 0;
+    bus.stopping();
+    bus.stopping();
+    assert.equal(told, 1, 'told once');
+    bus.publish(introspected);
+    bus.publish(introspected);
+    await bus.idle();
+    assert.deepEqual(
+      logged().sort(),
+      ['counts-at-close debug', 'counts-at-close debug', 'hangs warn', 'hangs warn'],
+      'the receiver that counts them says so at its close, once; the others are logged as ever',
+    );
+    assert.equal(await failures('token_introspected', 'counts-at-close'), 3, 'still counted in the metric');
+    assert.equal(await failures('token_introspected', 'hangs'), 3);
+  });
+
+  it('tells its receivers of the stop as it closes, when no one did before', async () => {
+    let told = 0;
+    const seen = collector();
+    const { bus } = setup([{ ...seen.receiver, stopping: () => void (told += 1) }]);
+    await bus.close();
+    assert.equal(told, 1);
+  });
+
   it('lets a receiver unsubscribe', async () => {
     const seen = collector();
     const { bus } = setup([]);

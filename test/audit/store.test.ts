@@ -3,13 +3,24 @@ import { after, before, describe, it } from 'node:test';
 import { createAuditBus } from '../../src/audit/bus.ts';
 import { describeAuditEvent } from '../../src/audit/describe.ts';
 import type { AuditEvent } from '../../src/audit/events.ts';
-import { AUDIT_PURGE, batchDelayFor, createAuditStore, MAX_BATCH_DELAY_MS } from '../../src/audit/store.ts';
+import {
+  AUDIT_PURGE,
+  batchDelayFor,
+  createAuditStore,
+  MAX_BATCH_DELAY_MS,
+  type UnwrittenAuditEvents,
+} from '../../src/audit/store.ts';
 import { type DatabaseHandle, openDatabase } from '../../src/db/connect.ts';
 import { migrateToLatest } from '../../src/db/migrate.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createMetrics } from '../../src/metrics/registry.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import {
+  createTestDatabase,
+  type TestDatabase,
+  testDatabaseKind,
+  whileWritesRefused,
+} from '../helpers/database.ts';
 import { assertIndexOnly, planOfOnlyStatement } from '../helpers/query-plan.ts';
 import { deletesDuring, watchStatements } from '../helpers/statements.ts';
 
@@ -117,6 +128,47 @@ describe(`audit events in the database (${testDatabaseKind})`, () => {
       ['admin_change', 2],
       ['policy_denied', 2],
     ]);
+  });
+
+  it('counts in one line at its close the events whose write failed once the stop began, and only those', async () => {
+    const lines: string[] = [];
+    const logger = createLogger(
+      { logging: { level: 'info', maskedSecrets: false } },
+      { level: 'warn', destination: { write: (line: string) => void lines.push(line) } },
+    );
+    const told: UnwrittenAuditEvents[] = [];
+    const store = createAuditStore(handle.db, {
+      retentionDays: 90,
+      onUnwritten: (unwritten) => void told.push(unwritten),
+    });
+    // Long enough for the refused write to fail (SQLite's busy timeout) rather than time out.
+    const bus = createAuditBus({
+      logger,
+      metrics: createMetrics(),
+      receiverTimeoutMs: 30_000,
+      receivers: [store.receiver],
+    });
+    const failed = () => lines.filter((line) => line.includes('"msg":"audit receiver failed"')).length;
+
+    await whileWritesRefused(handle, { table: 'audit_event', event: 'INSERT' }, async () => {
+      bus.publish(denied(901, 'authorize'));
+      await bus.idle();
+      assert.equal(failed(), 1, 'before the stop, the bus logs the event whose write failed');
+      bus.stopping();
+      bus.publish(denied(902, 'authorize'));
+      bus.publish(denied(903, 'validate_code'));
+      bus.publish({
+        kind: 'token_introspected',
+        introspector: 'rs',
+        token_sha256: 'c'.repeat(64),
+        active: false,
+        client_id: null,
+      });
+      await bus.idle();
+    });
+    assert.equal(failed(), 1, 'the events of the stop are not logged one by one');
+    await bus.close();
+    assert.deepEqual(told, [{ events: 3, kinds: { policy_denied: 2, token_introspected: 1 } }]);
   });
 
   it('stores the events whose types carry no free text as published, and scrubs the others again', async () => {

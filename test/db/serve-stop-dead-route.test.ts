@@ -39,7 +39,8 @@ const STOP_DEADLINE_MS = STOP_BOUND_MS + 30_000;
  * `aa-oidc serve` on PostgreSQL stopped by SIGTERM while the route to its own database is dead (a relay
  * that passes nothing either way and closes nothing), with audit events whose write is in flight:
  * every step of the stop gives up on the database within its bound, the log counts the audit events
- * that were not written (by kind, never with a token or secret), and the process exits 0.
+ * that were not written (by kind, never with a token or secret) in one line, logs nothing the stop
+ * itself cut as an error, and the process exits 0.
  */
 describe(
   'aa-oidc serve stopped while the route to its own PostgreSQL is dead',
@@ -138,6 +139,25 @@ describe(
         assert.equal(unwritten.events, published - stored, 'each event published and not in the table');
         assert.ok(((unwritten.kinds as Record<string, number>).token_issued ?? 0) >= tokens.length, line[0]);
         assert.match(line[0], /within 1 s \(AA_OIDC_DATABASE_CONNECT_TIMEOUT_MS; /);
+
+        // What the stop cut (the key store's reload, the logout worker's and pg-boss's statements in
+        // flight as the connections closed) is not logged as a fault, and the events the stop did not
+        // write are that one line, not a line each besides.
+        const stop = output.slice(output.indexOf('"shutting down"'));
+        const logged = stop
+          .split('\n')
+          .filter((text) => text.startsWith('{'))
+          .map((text) => JSON.parse(text) as { level: number; msg: string });
+        assert.deepEqual(
+          logged.filter((entry) => entry.level >= 50),
+          [],
+          'nothing at error level: what failed is what the stop gave up on',
+        );
+        assert.deepEqual(
+          logged.filter((entry) => entry.msg === 'audit receiver failed'),
+          [],
+          'the unwritten events are counted once',
+        );
 
         // Never a secret in the log.
         for (const secret of [machine.client_secret, ...tokens]) assert.ok(!output.includes(secret));

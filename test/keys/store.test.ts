@@ -10,7 +10,15 @@ import { createKeyStore } from '../../src/keys/store.ts';
 import type { KeyStore } from '../../src/keys/types.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { testConfig } from '../helpers/config.ts';
-import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import pg from 'pg';
+import {
+  createTestDatabase,
+  reachablePostgres,
+  type TestDatabase,
+  testDatabaseKind,
+} from '../helpers/database.ts';
+import { missing } from '../helpers/e2e.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { capturingLogger, openInstance } from './helpers.ts';
 
@@ -339,3 +347,59 @@ describe(`signing keys in the composition root (${testDatabaseKind})`, () => {
     }
   });
 });
+
+const postgres = await reachablePostgres();
+
+/**
+ * A stop of `serve` closes the key store, then the database, whose closing cuts the statements still
+ * in flight: a background reload waiting on the database then fails, which is the stop's doing, not
+ * a fault of the keys or of the database.
+ */
+describe(
+  'signing keys: a reload in flight when the KeyStore closes',
+  { skip: 'missing' in postgres ? missing(postgres.missing) : false },
+  () => {
+    let database: TestDatabase;
+    before(async () => {
+      database = await createTestDatabase({ migrated: true, postgresUrl: (postgres as { url: string }).url });
+    });
+    after(async () => database?.drop());
+
+    it('is logged at debug when its statement is cut after the close, not as a failure', async () => {
+      const { config, handle } = await openInstance(database);
+      const holder = new pg.Client({ connectionString: database.url });
+      await holder.connect();
+      try {
+        await createKeyService(handle, config).ensureActiveKey();
+        const { logger, lines } = capturingLogger(config, 'debug');
+        const store = await createKeyStore(handle, config, logger, { reloadIntervalMs: 20 });
+        // The next reload waits for the table (taken by this test's transaction).
+        await holder.query('begin');
+        await holder.query('lock table signing_key in access exclusive mode');
+        const waiting = async () => {
+          const { rows } = await holder.query<{ pid: number }>(
+            `select pid from pg_locks where not granted and relation = 'signing_key'::regclass`,
+          );
+          return rows.map((row) => row.pid);
+        };
+        await waitUntil(async () => (await waiting()).length > 0, 'a reload waits for the table');
+        store.close();
+        // What closing the connections under it does to the statement.
+        for (const pid of await waiting()) await holder.query('select pg_terminate_backend($1)', [pid]);
+        await waitUntil(
+          () => lines.some((line) => /^reloading signing keys/.test(String(line.msg))),
+          'the reload ends',
+        );
+        await holder.query('rollback');
+        const reloads = lines.filter((line) => /^reloading signing keys/.test(String(line.msg)));
+        assert.deepEqual(
+          reloads.map((line) => [line.level, line.msg]),
+          [[20, 'reloading signing keys ended with the stop']],
+        );
+      } finally {
+        await holder.end().catch(() => undefined);
+        await handle.close();
+      }
+    });
+  },
+);

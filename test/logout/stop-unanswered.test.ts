@@ -79,4 +79,80 @@ describe(`stopping back-channel logout on a database that does not answer (${tes
       assert.equal(stop.wait_seconds, 0.3);
     },
   );
+
+  it('logs the work the stop cut (a round, the transport start in flight) at debug, not as a fault', async () => {
+    const { services } = fixture;
+    const config = { ...services.config, databaseConnectTimeoutMs: 300 };
+    const lines: string[] = [];
+    const logger = createLogger(config, {
+      level: 'debug',
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    const logged = () =>
+      lines.map((line) => JSON.parse(line) as { level: number; msg: string; stopped?: boolean });
+    const transport = createLogoutTransport(services.database, {
+      expireInSeconds: Math.ceil(leaseMs(config) / 1000),
+      logger,
+    });
+    // What the database's connections closing under a statement says (the stop's last step).
+    const cut = new Error('Connection terminated unexpectedly');
+    const answerLater = () => {
+      let fail!: (error: Error) => void;
+      const answer = new Promise<never>((_, reject) => (fail = reject));
+      return { answer, fail };
+    };
+    const logoutService = (overrides: Partial<typeof transport>) =>
+      createLogoutService({
+        config,
+        database: services.database,
+        logger,
+        audit: services.audit,
+        metrics: services.metrics,
+        applications: services.applications,
+        keyStore: services.keyStore,
+        transport: { ...transport, close: async () => undefined, ...overrides },
+      });
+
+    // A round's claim in flight when the worker stops.
+    const claim = answerLater();
+    let claims = 0;
+    const claiming = logoutService({
+      startWorker: async () => undefined,
+      claim() {
+        claims += 1;
+        return claim.answer;
+      },
+    });
+    claiming.startWorker({ pollIntervalMs: 10 });
+    await waitUntil(() => claims > 0, 'the worker claims');
+    const roundStop = claiming.close();
+    claim.fail(cut);
+    await roundStop;
+    await waitUntil(
+      () => logged().some((line) => /^logout worker/.test(line.msg)),
+      'the cut round is logged',
+    );
+
+    // The transport's start in flight when the worker stops.
+    const start = answerLater();
+    const starting = logoutService({ startWorker: () => start.answer });
+    starting.startWorker({ pollIntervalMs: 10 });
+    await starting.close();
+    start.fail(cut);
+    await waitUntil(
+      () => logged().filter((line) => /^logout worker/.test(line.msg)).length === 2,
+      'the cut start is logged',
+    );
+
+    assert.deepEqual(
+      logged().filter((line) => line.level >= 50),
+      [],
+      'nothing the stop cut is logged as an error',
+    );
+    for (const line of logged().filter((entry) => /^logout worker/.test(entry.msg))) {
+      assert.equal(line.level, 20, 'at debug');
+      assert.equal(line.msg, 'logout worker: the database is unavailable');
+      assert.equal(line.stopped, true);
+    }
+  });
 });
