@@ -248,6 +248,29 @@ describe(`directory service (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses to set a password holding a control character, which no sign-in page can type, naming the character', async (t) => {
+    const { directory } = await directoryFixture(t);
+    for (const [password, named] of [
+      ['line\r\nbreak password', 'U+000D'],
+      ['tab\tin the password', 'U+0009'],
+      ['escape \u001b[A password', 'U+001B'],
+      ['a C1 \u0085 password', 'U+0085'],
+    ] as const) {
+      await rejectsWith(
+        directory.createUser({ username: 'alice', password }),
+        'invalid',
+        `the password holds a control character (${named}), which no sign-in page can type: choose one without it`,
+      );
+    }
+    await directory.createUser({ username: 'alice', password: PASSWORD });
+    await rejectsWith(
+      directory.setPassword({ username: 'alice' }, 'new\npassword'),
+      'invalid',
+      /control character \(U\+000A\)/,
+    );
+    assert.equal((await directory.verifyPassword('alice', PASSWORD)).outcome, 'valid', 'unchanged');
+  });
+
   it('emits one event per change, with what changed, and nothing for a change that changes nothing', async (t) => {
     const { directory, events } = await directoryFixture(t);
     const seen: LifecycleEvent[] = [];

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
+import { codePoint } from '../../util/hidden-characters.ts';
 import { invalid } from '../errors.ts';
 
 export const MIN_PASSWORD_LENGTH = 8;
@@ -25,17 +26,33 @@ export const PASSWORD_HASH_PARAMETERS = {
 /**
  * The text a password is hashed as: its NFC form, so that one password typed where accents come
  * composed (`é`, U+00E9) and where they come as a letter and a combining mark (`e` + U+0301), as
- * keyboards and systems differ, is one password. Its rules (length, NUL) are of this form too.
+ * keyboards and systems differ, is one password. Its rules (length, NUL, control characters) are of
+ * this form too.
  */
 export function normalizePassword(password: string): string {
   return password.normalize('NFC');
 }
 
-/** Throws `invalid` for a password that may not be set; the message never repeats the password. */
+// C0 controls (a line break, a tab, ESC), DEL and C1 controls; NUL, refused first, has its own message.
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTER = /[\u0001-\u001f\u007f-\u009f]/;
+
+/**
+ * Throws `invalid` for a password that may not be set; the message never repeats the password. One
+ * holding a control character is refused, the character named: no sign-in page can type one (a
+ * browser's password field drops line breaks; a tab moves on, ESC and the others are no keys that
+ * type), so it would be a password that never signs in there. The CLI refuses one before it gets here
+ * (`cli/prompt.ts`), naming what likely put it there; a form sent by hand is refused here.
+ */
 export function validateNewPassword(password: string): void {
   if (typeof password !== 'string') throw invalid('the password must be a string');
   const normalized = normalizePassword(password);
   if (normalized.includes('\0')) throw invalid('the password must not contain NUL bytes');
+  const control = CONTROL_CHARACTER.exec(normalized)?.[0];
+  if (control !== undefined)
+    throw invalid(
+      `the password holds a control character (${codePoint(control)}), which no sign-in page can type: choose one without it`,
+    );
   if ([...normalized].length < MIN_PASSWORD_LENGTH)
     throw invalid(`the password is too short; at least ${MIN_PASSWORD_LENGTH} characters are required`);
   if (normalized.length > MAX_PASSWORD_LENGTH)
