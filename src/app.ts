@@ -206,8 +206,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
         serving = undefined;
         await requests.drain(server, config.http.shutdownGraceSeconds * 1000, services.logger, settleMs);
       }
-      await auditPurge.stop();
-      oidc.close();
+      // Both purges' rounds in flight are told to stop at once: over a dead route, each waits its bound.
+      await Promise.all([auditPurge.stop(), oidc.close()]);
       await services.close();
     },
   };

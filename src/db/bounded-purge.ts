@@ -13,6 +13,12 @@ export interface PurgeBounds {
   rows: number;
   /** Statements one round makes at most. */
   statements: number;
+  /**
+   * Milliseconds between a round's statements, when given: on SQLite each statement runs on the event
+   * loop (better-sqlite3 is synchronous), and without a pause the next one follows before any request
+   * waiting for it is served.
+   */
+  pauseMs?: number;
 }
 
 /** What one round deleted; `more` when its last statement was full: some may remain. */
@@ -23,8 +29,9 @@ export interface PurgeRound {
 
 /**
  * Runs `deleteBatch` (one statement deleting at most `bounds.rows` rows, oldest first, found by an
- * index on the cutoff's column) until it deletes fewer or `bounds.statements` have run; stops early
- * once `signal` is aborted (the server is closing): what is left goes at a later round.
+ * index on the cutoff's column) until it deletes fewer or `bounds.statements` have run, `bounds.pauseMs`
+ * apart; stops early once `signal` is aborted (the server is closing): what is left goes at a later
+ * round.
  */
 export async function purgeRound(
   deleteBatch: (rows: number) => Promise<number>,
@@ -33,10 +40,13 @@ export async function purgeRound(
 ): Promise<PurgeRound> {
   let deleted = 0;
   for (let statement = 0; statement < bounds.statements; statement += 1) {
+    if (statement > 0) {
+      if (bounds.pauseMs !== undefined) await new Promise((resolve) => setTimeout(resolve, bounds.pauseMs));
+      if (signal?.aborted) break;
+    }
     const rows = await deleteBatch(bounds.rows);
     deleted += rows;
     if (rows < bounds.rows) return { deleted, more: false };
-    if (signal?.aborted) break;
   }
   return { deleted, more: true };
 }

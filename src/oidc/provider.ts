@@ -4,6 +4,7 @@ import Provider, { type KoaContextWithOIDC } from 'oidc-provider';
 import { accountConsoleApplication, withAccountConsole } from '../applications/account-console.ts';
 import type { Application, ApplicationService } from '../applications/types.ts';
 import type { Config } from '../config/load.ts';
+import { startPurgeRounds } from '../db/bounded-purge.ts';
 import type { DatabaseKind } from '../db/connect.ts';
 import type { Database } from '../db/schema.ts';
 import type { WriteBatch } from '../db/write-batch.ts';
@@ -15,14 +16,18 @@ import { brandingFrom } from '../http/pages/branding.ts';
 import { requestLog } from '../logging/request-context.ts';
 import { noteDatabaseUnavailable } from '../http/unavailable.ts';
 import type { LogoutService } from '../logout/service.ts';
-import { createIssuedCodes, purgeIssuedCodes } from '../tokens/issued-codes.ts';
-import { pruneChangeLog, purgeExpiredPayloads } from '../tokens/store.ts';
+import { createIssuedCodes } from '../tokens/issued-codes.ts';
 import { signInGeneration } from '../db/sign-in-generation.ts';
 import { installAccessTokenFormats } from './access-token-format.ts';
 import { installAccessTokenHash } from './at-hash.ts';
 import { installDigestSecretComparison } from './client-auth.ts';
 import { reportClientAuthFailures } from './client-auth-failures.ts';
 import { createImportedSecretGate } from './imported-secret-gate.ts';
+import {
+  EXPIRED_ROWS_PURGE_CATCH_UP_MS,
+  type ExpiredRowsRound,
+  expiredRowsPurge,
+} from './expired-rows-purge.ts';
 import type { ApplicationLookup } from './clients.ts';
 import { cookieKeys, deriveKey, issuerPath, providerConfiguration } from './configuration.ts';
 import { codeExchangeHooks } from './code-exchange.ts';
@@ -117,9 +122,13 @@ export interface Oidc {
   throttle: LoginThrottle;
   /** The web console's sign-in through this provider (its session, its codes). */
   consoleSignIn: ConsoleSignIn;
-  /** Deletes expired provider rows and old login failures now (also done on a timer). */
-  purge(): Promise<void>;
-  close(): void;
+  /**
+   * One round of the purge of expired provider rows and old login failures, now (the timer's rounds
+   * run every `oidc.purgeIntervalSeconds`); `more` when some table has rows left for another round.
+   */
+  purge(): Promise<ExpiredRowsRound>;
+  /** Stops the purge's rounds, waiting for the one under way (at most the database's connect timeout). */
+  close(): Promise<void>;
 }
 
 /**
@@ -316,31 +325,37 @@ export function createOidc(deps: OidcDependencies): Oidc {
   const middleware: Koa.Middleware = (ctx, next) =>
     malformedQuery(ctx) ? undefined : interactions(ctx, () => mounted(ctx, next));
 
-  // Aborted on close: a purge under way stops after its current statement.
+  // Expired provider rows leave the database a bounded share a round (`EXPIRED_ROWS_PURGE`), every
+  // `oidc.purgeIntervalSeconds`; while some table has rows left, the next round follows a second later.
+  const purgeExpiredRows = expiredRowsPurge(db, throttle);
+  const purgeRounds = startPurgeRounds(
+    async (signal) => {
+      const round = await purgeExpiredRows(signal);
+      if (round.deleted > 0) {
+        const { payloads, changeLog, loginFailures, issuedCodes } = round.tables;
+        log.debug(
+          {
+            payloads: payloads.deleted,
+            change_log: changeLog.deleted,
+            failures: loginFailures.deleted,
+            issued_codes: issuedCodes.deleted,
+            behind: round.behind,
+          },
+          'purged expired oidc rows',
+        );
+      }
+      return round;
+    },
+    {
+      intervalMs: config.oidc.purgeIntervalSeconds * 1000,
+      catchUpMs: EXPIRED_ROWS_PURGE_CATCH_UP_MS,
+      // A stop waits no longer for a statement of the round in flight than for a connection to open.
+      stopWithinMs: config.databaseConnectTimeoutMs,
+      failed: (error) => log.warn({ err: { name: error.name, message: error.message } }, 'purge failed'),
+    },
+  );
+  // Aborted on close: a round asked for by `purge()` makes no further statement.
   const closing = new AbortController();
-  let purging: Promise<void> | undefined;
-  const purgeOnce = async () => {
-    const [payloads, , failures, codes] = await Promise.all([
-      purgeExpiredPayloads(db, Date.now(), closing.signal),
-      // The change log's rows the previous purge saw (every process read them long since).
-      pruneChangeLog(db, closing.signal),
-      throttle.purge(closing.signal),
-      purgeIssuedCodes(db, Date.now(), closing.signal),
-    ]);
-    if (payloads + failures + codes > 0)
-      log.debug({ payloads, failures, issued_codes: codes }, 'purged expired oidc rows');
-  };
-  /** One purge at a time: a purge still running when the next is due is the one that counts. */
-  const purge = (): Promise<void> =>
-    (purging ??= purgeOnce().finally(() => {
-      purging = undefined;
-    }));
-  const timer = setInterval(() => {
-    purge().catch((error: Error) =>
-      log.warn({ err: { name: error.name, message: error.message } }, 'purge failed'),
-    );
-  }, config.oidc.purgeIntervalSeconds * 1000);
-  timer.unref();
 
   return {
     current,
@@ -348,10 +363,10 @@ export function createOidc(deps: OidcDependencies): Oidc {
     middleware,
     throttle,
     consoleSignIn: consoleSignIn(current),
-    purge,
-    close() {
-      clearInterval(timer);
+    purge: () => purgeExpiredRows(closing.signal),
+    async close() {
       closing.abort();
+      await purgeRounds.stop();
       unsubscribe();
       profiles.close();
       // The counts of coalesced refusals reach the audit bus before the services close it.

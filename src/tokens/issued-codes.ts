@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
 import type { AuditBus, PublishContext } from '../audit/bus.ts';
@@ -22,8 +23,7 @@ import {
   type AfterConsume,
   isAdapterRow,
   findStoredCode,
-  purgeInBatches,
-  PURGE_BATCH_ROWS,
+  EXPIRED_ROWS_PURGE,
   type PayloadRow,
   payloadRowsStatements,
   payloadRowWrites,
@@ -642,13 +642,19 @@ async function storeExchangedTokensAtOnce(
   return (stored?.reuse_count ?? 0) > 0;
 }
 
-/** Deletes issued-code rows that were never reused once their time is over; reused rows stay. */
+/**
+ * Deletes issued-code rows that were never reused once their time is over, the earliest first, one
+ * round (`bounds`); `more` when some may remain. Reused rows stay: by the index of reuse count and
+ * expiry (migration 0084), the statement reads only unreused rows, however many reused ones have
+ * accumulated before them.
+ */
 export function purgeIssuedCodes(
   db: Kysely<Database>,
   now = Date.now(),
   signal?: AbortSignal,
-): Promise<number> {
-  return purgeInBatches(async () => {
+  bounds: PurgeBounds = EXPIRED_ROWS_PURGE,
+): Promise<PurgeRound> {
+  const deleteBatch = async (rows: number) => {
     const result = await db
       .deleteFrom('issued_code')
       .where('code_hash', 'in', (eb) =>
@@ -657,11 +663,13 @@ export function purgeIssuedCodes(
           .select('code_hash')
           .where('reuse_count', '=', 0)
           .where('expires_at', '<=', now)
-          .limit(PURGE_BATCH_ROWS),
+          .orderBy('expires_at')
+          .limit(rows),
       )
       .executeTakeFirst();
     return Number(result.numDeletedRows);
-  }, signal);
+  };
+  return purgeRound(deleteBatch, bounds, signal);
 }
 
 /** A code presented again (an issued-code audit row with `reuse_count > 0`), for the admin UI. */

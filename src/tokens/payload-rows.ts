@@ -16,6 +16,7 @@ import type {
 } from 'kysely';
 import { sql } from 'kysely';
 import { changeEpochColumn, epochValue } from '../db/change-epoch.ts';
+import { type PurgeBounds, type PurgeRound, purgeRound } from '../db/bounded-purge.ts';
 import { type LogPosition, logPosition, logPositionColumn } from '../db/change-log.ts';
 import { isPostgres } from '../db/dialect.ts';
 import { precompiled } from '../db/precompiled.ts';
@@ -1018,34 +1019,30 @@ export async function deletePayloadsOfGrant(db: Db, model: string, grantId: stri
   await db.deleteFrom('oidc_payload').where('model', '=', model).where('grant_id', '=', grantId).execute();
 }
 
-/** Rows deleted per statement by the periodic purges. */
-export const PURGE_BATCH_ROWS = 200;
-/** Milliseconds the periodic purges pause between statements, so requests run in between. */
-export const PURGE_PAUSE_MS = 10;
+/**
+ * One round of each purge of expired rows (src/oidc/expired-rows-purge.ts: codes, tokens and
+ * sessions, the change log, login failures, issued codes): two hundred rows a statement, ten
+ * statements, 10 ms apart. A statement of two hundred payload rows (their indexes, the change log's
+ * trigger) holds SQLite, on the event loop, for a few milliseconds, and the pause lets the requests
+ * that waited meanwhile run. A backlog (millions of expired tokens after an outage, an instance that
+ * never purged) goes two thousand rows a round, the next round a second later: no purge holds the
+ * writer for long, and a stop waits for one statement at most.
+ */
+export const EXPIRED_ROWS_PURGE: Readonly<PurgeBounds> = { rows: 200, statements: 10, pauseMs: 10 };
 
 /**
- * Runs `deleteBatch` (one statement deleting at most PURGE_BATCH_ROWS rows) until it deletes fewer,
- * pausing between statements: a single DELETE of ten minutes' worth of expired rows holds SQLite
- * (synchronous in this process) for up to a second, and every request waits; a short statement
- * and a pause after it keep a request's wait at a few milliseconds. Stops early once `signal` is
- * aborted (the server is closing); what is left goes at the next purge.
+ * Deletes rows whose lifetime is over, the earliest expired first, one round (`bounds`); `more` when
+ * some may remain. By the expiry index (`oidc_payload_expires_at_idx`): ordered by it, PostgreSQL
+ * walks it even when nearly every row has expired, rather than read the table from its start, past
+ * the rows earlier statements deleted, at every statement.
  */
-export async function purgeInBatches(
-  deleteBatch: () => Promise<number>,
+export function purgeExpiredPayloads(
+  db: Db,
+  now = Date.now(),
   signal?: AbortSignal,
-): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const deleted = await deleteBatch();
-    total += deleted;
-    if (deleted < PURGE_BATCH_ROWS || signal?.aborted) return total;
-    await new Promise((resolve) => setTimeout(resolve, PURGE_PAUSE_MS));
-  }
-}
-
-/** Deletes rows whose lifetime is over, in batches; returns how many went. */
-export function purgeExpiredPayloads(db: Db, now = Date.now(), signal?: AbortSignal): Promise<number> {
-  return purgeInBatches(async () => {
+  bounds: PurgeBounds = EXPIRED_ROWS_PURGE,
+): Promise<PurgeRound> {
+  const deleteBatch = async (rows: number) => {
     const result = await db
       .deleteFrom('oidc_payload')
       .where(({ eb, refTuple, selectFrom }) =>
@@ -1056,40 +1053,52 @@ export function purgeExpiredPayloads(db: Db, now = Date.now(), signal?: AbortSig
             .select(['model', 'id'])
             .where('expires_at', 'is not', null)
             .where('expires_at', '<=', now)
-            .limit(PURGE_BATCH_ROWS)
+            .orderBy('expires_at')
+            .limit(rows)
             .$asTuple('model', 'id'),
         ),
       )
       .executeTakeFirst();
     return Number(result.numDeletedRows);
-  }, signal);
+  };
+  return purgeRound(deleteBatch, bounds, signal);
 }
 
 /**
- * Deletes the change log's rows (src/db/change-log.ts) that were already there at the previous prune, in batches: the horizon is
- * raised first, so a reader whose position is behind it (idle since before the previous prune) knows
- * it may have missed keys and drops everything it keeps. Returns how many rows went.
+ * Deletes the change log's rows (src/db/change-log.ts) that were already there at the previous prune,
+ * the oldest first, one round (`bounds`); `more` when some may remain. A prune begins by raising the
+ * horizon, so that a reader whose position is behind it (idle since before the previous prune) knows
+ * it may have missed keys and drops everything it keeps; a round that `continues` a prune whose
+ * previous round left rows behind keeps the horizon where it is: raised at every round of a backlog
+ * (a second apart), it would make every reader a second behind drop what it keeps.
  */
-export async function pruneChangeLog(db: Kysely<Database>, signal?: AbortSignal): Promise<number> {
+export async function pruneChangeLog(
+  db: Kysely<Database>,
+  options: { signal?: AbortSignal; bounds?: PurgeBounds; continues?: boolean } = {},
+): Promise<PurgeRound> {
   const postgres = isPostgres(db);
-  await db.transaction().execute(async (trx) => {
-    await sql`update change_epoch set value = (select value from change_epoch where id = 3) where id = 2`.execute(
-      trx,
-    );
-    await (
-      postgres
-        ? sql`update change_epoch set value = pg_snapshot_xmin(pg_current_snapshot())::text::bigint where id = 3`
-        : sql`update change_epoch set value = coalesce((select seq from sqlite_sequence where name = 'change_log'), 0) where id = 3`
-    ).execute(trx);
-  });
-  return purgeInBatches(async () => {
+  if (options.continues !== true) {
+    await db.transaction().execute(async (trx) => {
+      await sql`update change_epoch set value = (select value from change_epoch where id = 3) where id = 2`.execute(
+        trx,
+      );
+      await (
+        postgres
+          ? sql`update change_epoch set value = pg_snapshot_xmin(pg_current_snapshot())::text::bigint where id = 3`
+          : sql`update change_epoch set value = coalesce((select seq from sqlite_sequence where name = 'change_log'), 0) where id = 3`
+      ).execute(trx);
+    });
+  }
+  // By the transaction id's index on PostgreSQL (`change_log_xid_idx`), by `seq` (the row id) on SQLite.
+  const deleteBatch = async (rows: number) => {
     const result = await (
       postgres
         ? sql`delete from change_log where seq in (select seq from change_log
-          where xid < (select value from change_epoch where id = 2)::text::xid8 limit ${PURGE_BATCH_ROWS})`
+          where xid < (select value from change_epoch where id = 2)::text::xid8 order by xid limit ${rows})`
         : sql`delete from change_log where seq in (select seq from change_log
-          where seq <= (select value from change_epoch where id = 2) limit ${PURGE_BATCH_ROWS})`
+          where seq <= (select value from change_epoch where id = 2) order by seq limit ${rows})`
     ).execute(db);
     return Number(result.numAffectedRows ?? 0);
-  }, signal);
+  };
+  return purgeRound(deleteBatch, options.bounds ?? EXPIRED_ROWS_PURGE, options.signal);
 }

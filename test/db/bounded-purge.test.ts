@@ -42,6 +42,28 @@ describe('one round of a retention purge', () => {
       more: true,
     });
   });
+
+  it('pauses pauseMs between its statements, and makes none after a pause once the server is closing', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    const backlog = table(2500);
+    const closing = new AbortController();
+    const round = purgeRound(backlog.deleteBatch, { rows: 100, statements: 10, pauseMs: 10 }, closing.signal);
+    const settle = async () => {
+      for (let turn = 0; turn < 20; turn += 1) await Promise.resolve();
+    };
+    await settle();
+    assert.equal(backlog.asked.length, 1, 'the first statement at once');
+    t.mock.timers.tick(9);
+    await settle();
+    assert.equal(backlog.asked.length, 1, 'the next one not before the pause is over');
+    t.mock.timers.tick(1);
+    await settle();
+    assert.equal(backlog.asked.length, 2);
+    closing.abort();
+    t.mock.timers.tick(10);
+    assert.deepEqual(await round, { deleted: 200, more: true });
+    assert.equal(backlog.asked.length, 2, 'none after the pause in which the server began closing');
+  });
 });
 
 describe('the rounds of a retention purge', () => {

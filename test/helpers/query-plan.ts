@@ -45,3 +45,13 @@ export function assertIndexOnly(plan: string, index: RegExp): void {
   assert.match(plan, index, plan);
   assert.doesNotMatch(plan, /^SCAN|; SCAN/, plan);
 }
+
+/** PostgreSQL's query plan of a recorded query (EXPLAIN, not run), its lines joined by newlines. */
+export async function postgresPlan<DB>(db: Kysely<DB>, query: RecordedQuery): Promise<string> {
+  const compiled = db.getExecutor().compileQuery(query.node, query.queryId);
+  const plan = await db.executeQuery<{ 'QUERY PLAN': string }>({
+    ...compiled,
+    sql: `explain ${compiled.sql}`,
+  });
+  return plan.rows.map((row) => row['QUERY PLAN']).join('\n');
+}

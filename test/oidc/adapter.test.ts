@@ -4,7 +4,7 @@ import type { DatabaseHandle } from '../../src/db/connect.ts';
 import { type BearerLookup, copyOfJson, KyselyAdapter } from '../../src/oidc/adapter.ts';
 import {
   findPayload,
-  PURGE_BATCH_ROWS,
+  EXPIRED_ROWS_PURGE,
   purgeExpiredPayloads,
   storageId,
   type StoredPayload,
@@ -59,7 +59,7 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
     now += 11_000;
     assert.equal(await codes.find('short-lived'), undefined);
     const purged = await purgeExpiredPayloads(handle.db, now);
-    assert.ok(purged >= 1);
+    assert.ok(purged.deleted >= 1);
     const left = await handle.db
       .selectFrom('oidc_payload')
       .select('id')
@@ -68,8 +68,9 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
     assert.equal(left.length, 0);
   });
 
-  it('purges in batches of PURGE_BATCH_ROWS until every expired row is gone, and nothing else', async () => {
-    const count = PURGE_BATCH_ROWS * 2 + 7;
+  it('purges a round of EXPIRED_ROWS_PURGE at most, the earliest expired first, the rest in the next rounds, and nothing else', async () => {
+    const perRound = EXPIRED_ROWS_PURGE.rows * EXPIRED_ROWS_PURGE.statements;
+    const count = perRound * 2 + 7;
     const row = (id: string, expiresAt: number | null) => ({
       model: 'AccessToken',
       id,
@@ -80,18 +81,36 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
       uid: null,
       expires_at: expiresAt,
     });
-    const expired = Array.from({ length: count }, (_, index) => row(`batch-expired-${index}`, now - 1));
-    for (let start = 0; start < expired.length; start += 100)
+    // The earliest expired last in the table, so that the order is the index's, not the rows'.
+    const expired = Array.from({ length: count }, (_, index) =>
+      row(`batch-expired-${index}`, now - 1 - index),
+    );
+    for (let start = 0; start < expired.length; start += 500)
       await handle.db
         .insertInto('oidc_payload')
-        .values(expired.slice(start, start + 100))
+        .values(expired.slice(start, start + 500))
         .execute();
     await handle.db
       .insertInto('oidc_payload')
       .values([row('batch-live', now + 60_000), row('batch-forever', null)])
       .execute();
-    const purged = await purgeExpiredPayloads(handle.db, now);
-    assert.equal(purged, count);
+    const expiredLeft = async () =>
+      (
+        await handle.db
+          .selectFrom('oidc_payload')
+          .select('expires_at')
+          .where('id', 'like', 'batch-expired-%')
+          .orderBy('expires_at')
+          .execute()
+      ).map((each) => Number(each.expires_at));
+
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now), { deleted: perRound, more: true });
+    const afterFirst = await expiredLeft();
+    assert.equal(afterFirst.length, count - perRound);
+    assert.equal(afterFirst.at(-1), now - 1, 'the latest expired are left for the next round');
+    assert.equal(afterFirst[0], now - 1 - (count - perRound - 1));
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now), { deleted: perRound, more: true });
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now), { deleted: 7, more: false });
     const left = await handle.db
       .selectFrom('oidc_payload')
       .select('id')
@@ -102,11 +121,11 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
       left.map((each) => each.id),
       ['batch-forever', 'batch-live'],
     );
-    assert.equal(await purgeExpiredPayloads(handle.db, now), 0);
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now), { deleted: 0, more: false });
   });
 
   it('stops a purge after its current statement once the server closes, leaving the rest for the next', async () => {
-    const count = PURGE_BATCH_ROWS * 2;
+    const count = EXPIRED_ROWS_PURGE.rows * 2;
     const expired = Array.from({ length: count }, (_, index) => ({
       model: 'AccessToken',
       id: `closing-expired-${index}`,
@@ -124,8 +143,14 @@ describe(`oidc storage adapter (${testDatabaseKind})`, () => {
         .execute();
     const closing = new AbortController();
     closing.abort();
-    assert.equal(await purgeExpiredPayloads(handle.db, now, closing.signal), PURGE_BATCH_ROWS);
-    assert.equal(await purgeExpiredPayloads(handle.db, now), count - PURGE_BATCH_ROWS);
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now, closing.signal), {
+      deleted: EXPIRED_ROWS_PURGE.rows,
+      more: true,
+    });
+    assert.deepEqual(await purgeExpiredPayloads(handle.db, now), {
+      deleted: count - EXPIRED_ROWS_PURGE.rows,
+      more: false,
+    });
   });
 
   it('consumes once: a second consume of the same code is invalid_grant', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { LOGIN_FAILED_MESSAGE, LOGIN_THROTTLED_MESSAGE } from '../../src/oidc/interactions/routes.ts';
-import { PURGE_BATCH_ROWS } from '../../src/tokens/payload-rows.ts';
+import { EXPIRED_ROWS_PURGE } from '../../src/tokens/payload-rows.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { type LoginPage, openLoginPage, submitLogin } from '../helpers/flows.ts';
 import { Browser, PASSWORD, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
@@ -144,8 +144,8 @@ describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
         { username: 'recent', address: '192.0.2.1', failed_at: now - 10_000 },
       ])
       .execute();
-    // More than one batch of old failures (an attack's worth): every one goes, in batches.
-    const old = Array.from({ length: PURGE_BATCH_ROWS * 2 + 7 }, (_, index) => ({
+    // More than one statement's worth of old failures (an attack's), within one round: every one goes.
+    const old = Array.from({ length: EXPIRED_ROWS_PURGE.rows * 2 + 7 }, (_, index) => ({
       username: `spray-${index}`,
       address: `198.51.100.${index % 250}`,
       failed_at: now - 1_000_000 - index,
@@ -155,7 +155,10 @@ describe(`login page, CSRF and throttling (${testDatabaseKind})`, () => {
         .insertInto('login_failure')
         .values(old.slice(start, start + 100))
         .execute();
-    await server.app.oidc.purge();
+    assert.deepEqual((await server.app.oidc.purge()).tables.loginFailures, {
+      deleted: EXPIRED_ROWS_PURGE.rows * 2 + 8,
+      more: false,
+    });
     const left = await db.selectFrom('login_failure').select('username').execute();
     assert.deepEqual(
       left.map((row) => row.username),

@@ -447,7 +447,7 @@ describe(`authorization-code reuse (${testDatabaseKind})`, () => {
         { ...base, code_hash: 'c'.repeat(64), reuse_count: 0, expires_at: now + 60_000 },
       ])
       .execute();
-    assert.ok((await purgeIssuedCodes(db, now)) >= 1);
+    assert.ok((await purgeIssuedCodes(db, now)).deleted >= 1);
     const left = await db
       .selectFrom('issued_code')
       .select('code_hash')

@@ -30,6 +30,7 @@ import * as m0080 from './0080_directory_binding.ts';
 import * as m0081 from './0081_delivery_attempt_recorded_at.ts';
 import * as m0082 from './0082_client_id_case_unique.ts';
 import * as m0083 from './0083_purge_indexes.ts';
+import * as m0084 from './0084_issued_code_unreused_index.ts';
 
 /**
  * Every migration, in order. Forward-only: a released migration is never edited, a change is a new
@@ -67,4 +68,5 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0081_delivery_attempt_recorded_at': m0081,
   '0082_client_id_case_unique': m0082,
   '0083_purge_indexes': m0083,
+  '0084_issued_code_unreused_index': m0084,
 };

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import type { Config } from '../../config/load.ts';
+import { deleteOldest, type PurgeBounds, type PurgeRound, purgeRound } from '../../db/bounded-purge.ts';
 import type { DatabaseKind } from '../../db/connect.ts';
 import { isTryAgainError } from '../../db/errors.ts';
 import type { Database } from '../../db/schema.ts';
 import type { Logger } from '../../logging/logger.ts';
-import { PURGE_BATCH_ROWS, purgeInBatches } from '../../tokens/payload-rows.ts';
+import { EXPIRED_ROWS_PURGE } from '../../tokens/payload-rows.ts';
 import { addressKey } from '../../util/address-key.ts';
 import { nameKey } from '../../util/name-key.ts';
 import { stripPythonWhitespace } from '../../util/python-strip.ts';
@@ -74,10 +75,11 @@ export interface LoginThrottle {
    */
   release(attempt: ReservedAttempt): Promise<void>;
   /**
-   * Deletes failures older than the window, in batches (an attack leaves many); returns how many
-   * went. Stops after the current batch once `signal` is aborted.
+   * Deletes failures older than the window, the oldest first, one round (`bounds`, default
+   * `EXPIRED_ROWS_PURGE`: an attack leaves many), by the time index (migration 0083); `more` when
+   * some may remain. Makes no further statement once `signal` is aborted.
    */
-  purge(signal?: AbortSignal): Promise<number>;
+  purge(signal?: AbortSignal, bounds?: PurgeBounds): Promise<PurgeRound>;
 }
 
 /** What the helpers below log to: a warning when a place cannot be given back. */
@@ -245,21 +247,10 @@ export function createLoginThrottle(
     async release(attempt) {
       await db.deleteFrom('login_failure').where('id', '=', attempt.id).execute();
     },
-    purge(signal) {
-      const before = windowStart(now());
-      return purgeInBatches(async () => {
-        const result = await db
-          .deleteFrom('login_failure')
-          .where('id', 'in', (eb) =>
-            eb
-              .selectFrom('login_failure')
-              .select('id')
-              .where('failed_at', '<=', before)
-              .limit(PURGE_BATCH_ROWS),
-          )
-          .executeTakeFirst();
-        return Number(result.numDeletedRows);
-      }, signal);
+    purge(signal, bounds = EXPIRED_ROWS_PURGE) {
+      // A failure at the window's start is outside it already (`failed_at > since`, above).
+      const before = windowStart(now()) + 1;
+      return purgeRound(deleteOldest(db, 'login_failure', 'failed_at', before), bounds, signal);
     },
   };
 }
