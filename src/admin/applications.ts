@@ -1,6 +1,6 @@
 import { ACCESS_TOKEN_FORMAT_SETTINGS } from '../applications/types.ts';
 import type { ConsoleRoute } from '../console/http.ts';
-import { csrfField, select, textField } from '../console/ui.ts';
+import { csrfField, formAlert, select, textField } from '../console/ui.ts';
 import { html } from '../http/pages/layout.ts';
 import { RETRY_AFTER_SECONDS } from '../http/unavailable.ts';
 import { type BclTestResult, LogoutServiceClosedError } from '../logout/service.ts';
@@ -22,6 +22,16 @@ const TEST_LOGOUT_MAX = 100;
 
 /** The longest search text (`?q=`), in UTF-16 units as the field's `maxlength` counts. */
 const SEARCH_MAX = 100;
+
+/**
+ * A test that sent nothing is refused, as the application pages refuse: 404 when no ticked client_id
+ * names an application (each result without a name: a form not the console's, or every one deleted
+ * since the list was shown), 409 when each names one that cannot receive a logout now (deactivated,
+ * or without a back-channel URI), never 200 as if the relying parties had been reached.
+ */
+function nothingSentStatus(results: readonly BclTestResult[]): 404 | 409 {
+  return results.every((result) => result.name === null) ? 404 : 409;
+}
 
 export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
   const load = applicationLoader(deps);
@@ -225,17 +235,24 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
           refuse(503, 'Nothing was sent: the server is shutting down. Try again in a few seconds.');
           return;
         }
+        const sent = results.some((result) => result.outcome !== 'not_sent');
         renderAdmin(
           request,
           '/admin/apps',
           'Test back-channel logout',
           html`<h1>Test back-channel logout</h1>
-            <p>
-              Each application received one logout token for a subject that is no user, so nobody is signed
-              out.
-            </p>
+            ${
+              sent
+                ? html`<p>
+                    Each logout token sent is for a subject that is no user, so nobody is signed out.
+                  </p>`
+                : formAlert(
+                    'Nothing was sent: none of the ticked applications can receive a test logout. The table says why for each.',
+                  )
+            }
             ${testResults(results)}
             <p><a href="/admin/apps">Back to the applications</a></p>`,
+          { status: sent ? 200 : nothingSentStatus(results) },
         );
       },
     },
