@@ -5,9 +5,9 @@ import { cli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { consoleGet, consolePost, consoleSignIn, pageText } from '../helpers/console.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
-import { Browser, seedApp, seedUser, startServer, type TestServer } from '../helpers/server.ts';
+import { Browser, seedUser, startServer, type TestServer } from '../helpers/server.ts';
 import { logoutJobs } from '../logout/jobs.ts';
-import { holdTokensAt, type RpReceiver, startRpReceiver } from '../logout/rp-receiver.ts';
+import { holdTokensAt, type RpReceiver, seedReceiverApp } from '../logout/rp-receiver.ts';
 
 /**
  * Two operators at the same thing at once (two console sessions, or the console and the CLI), driven
@@ -62,14 +62,7 @@ describe(`concurrent changes through the admin console and the CLI (${testDataba
 
   /** An app whitelisting Member and Blue, with a Blue user signed in there (holding tokens). */
   async function blueSignedIn(name: string) {
-    const receiver = await startRpReceiver([200]);
-    receivers.push(receiver);
-    const app = await seedApp(server, {
-      name,
-      skipAuthorization: true,
-      states: ['Member', 'Blue'],
-      backchannelLogoutUri: receiver.url(),
-    });
+    const app = await seedReceiverApp(server, receivers, { name, states: ['Member', 'Blue'] });
     const blue = await seedUser(server, { state: 'Blue' });
     await holdTokensAt(server, new Browser(), app, blue.username);
     return { app, blue };

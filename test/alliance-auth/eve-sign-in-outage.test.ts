@@ -6,10 +6,9 @@ import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   expectedFixture,
-  grantedTable,
   grantReaderPerTable,
-  readerGrantee,
   type AllianceAuthTestDatabase,
+  withoutReaderSelect,
 } from '../helpers/alliance-auth.ts';
 import {
   type EveCharacterLogin,
@@ -136,9 +135,7 @@ await describeOnEachAllianceAuth(
 
     it("answers the fault page when Alliance Auth refuses a read for a privilege its login lost, and spends no one's budget", async () => {
       const before = await failuresCounted();
-      const authUser = grantedTable(fixture, 'auth_user');
-      await fixture.run(`REVOKE SELECT ON ${authUser} FROM ${readerGrantee(fixture)}`);
-      try {
+      await withoutReaderSelect(fixture, 'auth_user', async () => {
         for (let attempt = 0; attempt < 4; attempt += 1) {
           const { browser, callbackUrl } = await toCallback(character(true));
           const callback = await browser.fetch(callbackUrl);
@@ -149,9 +146,7 @@ await describeOnEachAllianceAuth(
           );
           assert.match(await callback.text(), /could not complete the request/);
         }
-      } finally {
-        await fixture.run(`GRANT SELECT ON ${authUser} TO ${readerGrantee(fixture)}`);
-      }
+      });
       assert.equal(await failuresCounted(), before, 'the refused reads counted no failure');
       assertLoggedAsAllianceAuths(ALLIANCE_AUTH_PRIVILEGE_DENIED);
       const { browser, callbackUrl } = await toCallback(character(true));

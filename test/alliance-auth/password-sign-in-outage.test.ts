@@ -1,20 +1,21 @@
 import assert from 'node:assert/strict';
 import { after, before, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
-import { ALLIANCE_AUTH_SCHEMA_REASON } from '../../src/alliance-auth/readiness.ts';
-import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import {
   allianceAuthDirectory,
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
   FIXTURE_PASSWORD,
-  grantedTable,
   grantReaderPerTable,
-  readerGrantee,
+  withoutReaderSelect,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
 import { insertAllianceAuthUser } from '../helpers/alliance-auth-changes.ts';
-import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
+import {
+  freshReadiness,
+  NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA,
+  READY_WITH_ALLIANCE_AUTH,
+  serveAllianceAuth,
+} from '../helpers/alliance-auth-server.ts';
 import { authorize } from '../helpers/flows.ts';
 import { Browser, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts';
@@ -109,22 +110,19 @@ await describeOnEachAllianceAuth(
     });
     const signIn = async (username: string, password: string) =>
       (await authorize(suite.server, new Browser(), client, username, {}, { password })).response;
-    const onAuthUser = () => grantedTable(suite.fixture, 'auth_user');
+    const withoutSelectOnAuthUser = (body: () => Promise<void>) =>
+      withoutReaderSelect(suite.fixture, 'auth_user', body);
 
     it('answers the try-again page (a fault, logged naming the privilege), not a 500, and signs in after GRANT', async () => {
       suite.harness.registerSecret(FIXTURE_PASSWORD, 'the password');
-      const reader = readerGrantee(suite.fixture);
-      await suite.fixture.run(`REVOKE SELECT ON ${onAuthUser()} FROM ${reader}`);
-      try {
+      await withoutSelectOnAuthUser(async () => {
         for (const attempt of [1, 2]) {
           const response = await signIn('mira', FIXTURE_PASSWORD);
           assert.equal(response.status, 503, `attempt ${attempt}`);
           assert.equal(response.headers.get('retry-after'), '5');
           assert.match(await response.text(), /could not complete the request/);
         }
-      } finally {
-        await suite.fixture.run(`GRANT SELECT ON ${onAuthUser()} TO ${reader}`);
-      }
+      });
       const logged = suite.harness.logLines.filter((line) => /refused a read/.test(line));
       assert.equal(logged.length, 2, 'logged each time');
       for (const line of logged) {
@@ -143,46 +141,24 @@ await describeOnEachAllianceAuth(
       await suite.harness.assertNoLeaks();
     });
 
-    /** /readyz once an answer given before now is no longer reused. */
-    const readiness = async () => {
-      await delay(READINESS_REUSE_MS + 50);
-      const response = await fetch(`${suite.server.origin}/readyz`);
-      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-    };
-    const ready = {
-      status: 200,
-      body: { status: 'ready', database: 'reachable', migrations: 'applied', allianceAuth: 'reachable' },
-    };
+    const readiness = () => freshReadiness(suite.server);
 
     it('takes the instance out at once when a sign-in is refused the read, and back once granted', async () => {
       // No poll cycle in flight (the server's first, begun at start), whose read would look again too.
       assert.match((await suite.poll()).outcome, /^(baseline|applied)$/);
       // This look finds every column: without a read refused, the next would come after SCHEMA_RECHECK_MS.
-      assert.deepEqual(await readiness(), ready);
-      const reader = readerGrantee(suite.fixture);
-      await suite.fixture.run(`REVOKE SELECT ON ${onAuthUser()} FROM ${reader}`);
-      try {
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH);
+      await withoutSelectOnAuthUser(async () => {
         assert.equal((await signIn('mira', FIXTURE_PASSWORD)).status, 503);
         // Well within SCHEMA_RECHECK_MS of the look that found every column: only the sign-in's
         // refused read can have made /readyz look again. The answer names no table (public).
-        assert.deepEqual(await readiness(), {
-          status: 503,
-          body: {
-            status: 'not_ready',
-            database: 'reachable',
-            migrations: 'applied',
-            allianceAuth: 'unusable',
-            reason: ALLIANCE_AUTH_SCHEMA_REASON,
-          },
-        });
+        assert.deepEqual(await readiness(), NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA);
         const unreadable = suite.harness.logLines.filter((line) => /"missing":\[/.test(line));
         assert.equal(unreadable.length, 1, unreadable.join('\n'));
         assert.match(unreadable[0]!, /"missing":\["auth_user\.[a-z_]+"/);
         assert.match(unreadable[0]!, /the login's grants/);
-      } finally {
-        await suite.fixture.run(`GRANT SELECT ON ${onAuthUser()} TO ${reader}`);
-      }
-      assert.deepEqual(await readiness(), ready, 'ready again once granted');
+      });
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH, 'ready again once granted');
       assert.equal((await signIn('mira', FIXTURE_PASSWORD)).status, 303);
     });
   },

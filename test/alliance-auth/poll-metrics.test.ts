@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { describeOnEachAllianceAuth } from '../helpers/alliance-auth.ts';
+import { withColumnRenamed } from '../helpers/alliance-auth-changes.ts';
 import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
 
 const TOKEN = 'metrics-scrape-token-0123456789';
@@ -40,16 +41,9 @@ await describeOnEachAllianceAuth(
         String(succeeded),
       );
 
-      await suite.fixture.run(
-        'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash TO owner_hash_renamed',
-      );
-      try {
+      await withColumnRenamed(suite.fixture, 'authentication_characterownership', 'owner_hash', async () => {
         assert.equal((await poller.pollOnce()).outcome, 'aa_schema_error');
-      } finally {
-        await suite.fixture.run(
-          'ALTER TABLE authentication_characterownership RENAME COLUMN owner_hash_renamed TO owner_hash',
-        );
-      }
+      });
       text = await scrape();
       assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="aa_schema_error"}'), 1);
       assert.equal(value(text, 'aa_oidc_aa_poll_cycles_total{outcome="aa_unreachable"}'), 0);

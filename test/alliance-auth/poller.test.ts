@@ -27,7 +27,11 @@ import {
   describeOnEachAllianceAuth,
   type AllianceAuthTestDatabase,
 } from '../helpers/alliance-auth.ts';
-import { allianceAuthActions, type AllianceAuthActions } from '../helpers/alliance-auth-changes.ts';
+import {
+  allianceAuthActions,
+  type AllianceAuthActions,
+  withColumnRenamed,
+} from '../helpers/alliance-auth-changes.ts';
 import { connect, createTestDatabase, type TestDatabase } from '../helpers/database.ts';
 import { startTcpProxy } from '../helpers/tcp-proxy.ts';
 
@@ -460,15 +464,10 @@ await describeOnEachAllianceAuth(
       const p = poller({ logger, metrics });
       assert.equal((await p.pollOnce()).outcome, 'baseline');
       const succeeded = await sample(metrics, 'aa_oidc_aa_poll_last_success_timestamp_seconds');
-      const rename = (from: string, to: string) =>
-        fixture.run(`ALTER TABLE authentication_characterownership RENAME COLUMN ${from} TO ${to}`);
-      await rename('owner_hash', 'owner_hash_renamed');
-      try {
+      await withColumnRenamed(fixture, 'authentication_characterownership', 'owner_hash', async () => {
         assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
         assert.equal((await p.pollOnce()).outcome, 'aa_schema_error');
-      } finally {
-        await rename('owner_hash_renamed', 'owner_hash');
-      }
+      });
       const errors = logged.filter((entry) => entry.level === 'error');
       assert.equal(errors.length, 1, 'once while it lasts');
       assert.match(

@@ -8,6 +8,7 @@ import {
   createAllianceAuthDatabase,
   describeOnEachAllianceAuth,
 } from '../helpers/alliance-auth.ts';
+import { withColumnRenamed } from '../helpers/alliance-auth-changes.ts';
 
 /**
  * Alliance Auth's part of /readyz: its database answers and holds every column aa-oidc reads. The
@@ -42,12 +43,13 @@ await describeOnEachAllianceAuth(
       await aa?.close();
       await fixture?.drop();
     });
+    const whileIsActiveRenamed = (body: () => Promise<void>) =>
+      withColumnRenamed(fixture, 'auth_user', 'is_active', body);
 
     it('finds a column gone within the recheck time, not at every probe, and its return at the next check', async () => {
       const readiness = check();
       assert.deepEqual(await readiness.judge(), { kind: 'ready' });
-      await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active TO is_active_renamed');
-      try {
+      await whileIsActiveRenamed(async () => {
         clock += SCHEMA_RECHECK_MS - 1;
         assert.deepEqual(await readiness.judge(), { kind: 'ready' }, 'the last look is trusted meanwhile');
         clock += 1;
@@ -65,9 +67,7 @@ await describeOnEachAllianceAuth(
         assert.match(logged[0]!.message, /auth_user\.is_active/);
         assert.match(logged[0]!.message, /migrations are applied \(python manage\.py migrate\)/);
         assert.doesNotMatch(logged[0]!.message, /:\/\/|password=/, 'no URL');
-      } finally {
-        await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active_renamed TO is_active');
-      }
+      });
       // No time passes: while a column is missing, every check looks.
       assert.deepEqual(await readiness.judge(), { kind: 'ready' });
       assert.deepEqual(
@@ -103,8 +103,7 @@ await describeOnEachAllianceAuth(
       const first = readiness.judge();
       await reading.answered;
       // The look has read every column; before it is noted, a request's read finds one gone.
-      await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active TO is_active_renamed');
-      try {
+      await whileIsActiveRenamed(async () => {
         readiness.lookAgain();
         reading.release();
         assert.deepEqual(await first, { kind: 'ready' }, 'what that look read');
@@ -113,9 +112,7 @@ await describeOnEachAllianceAuth(
           { kind: 'schema_incomplete', missing: ['auth_user.is_active'] },
           'not trusted for SCHEMA_RECHECK_MS: it may have read before the column went',
         );
-      } finally {
-        await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active_renamed TO is_active');
-      }
+      });
       assert.deepEqual(await readiness.judge(), { kind: 'ready' });
     });
 
@@ -123,8 +120,7 @@ await describeOnEachAllianceAuth(
       const held = heldColumnReads(aa);
       const readiness = check(held.connection);
       assert.deepEqual(await readiness.judge(), { kind: 'ready' });
-      await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active TO is_active_renamed');
-      try {
+      await whileIsActiveRenamed(async () => {
         readiness.lookAgain();
         const before = held.reads();
         const answers = await Promise.all([readiness.judge(), readiness.judge(), readiness.judge()]);
@@ -136,9 +132,7 @@ await describeOnEachAllianceAuth(
           ['error'],
           'logged once',
         );
-      } finally {
-        await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active_renamed TO is_active');
-      }
+      });
     });
 
     it('lets no older look take back what a newer one found', async () => {
@@ -147,8 +141,7 @@ await describeOnEachAllianceAuth(
       const reading = held.holdNext();
       const older = readiness.judge();
       await reading.answered;
-      await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active TO is_active_renamed');
-      try {
+      await whileIsActiveRenamed(async () => {
         // A request's read found the column gone: the next check looks anew, past the one in flight.
         readiness.lookAgain();
         const incomplete = { kind: 'schema_incomplete', missing: ['auth_user.is_active'] };
@@ -161,9 +154,7 @@ await describeOnEachAllianceAuth(
           ['error'],
           'no "every column again" from the older read',
         );
-      } finally {
-        await fixture.run('ALTER TABLE auth_user RENAME COLUMN is_active_renamed TO is_active');
-      }
+      });
       assert.deepEqual(await readiness.judge(), { kind: 'ready' });
       assert.deepEqual(
         logged.map((line) => line.level),

@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { before, it } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
-import { ALLIANCE_AUTH_SCHEMA_REASON } from '../../src/alliance-auth/readiness.ts';
-import { READINESS_REUSE_MS } from '../../src/http/health.ts';
 import { describeOnEachAllianceAuth, FIXTURE_PASSWORD } from '../helpers/alliance-auth.ts';
-import { serveAllianceAuth } from '../helpers/alliance-auth-server.ts';
+import { withColumnRenamed } from '../helpers/alliance-auth-changes.ts';
+import {
+  freshReadiness,
+  NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA,
+  READY_WITH_ALLIANCE_AUTH,
+  serveAllianceAuth,
+} from '../helpers/alliance-auth-server.ts';
 import { consoleGet, consoleSignIn } from '../helpers/console.ts';
 import { authorize, login, tokenRequest, userinfo } from '../helpers/flows.ts';
 import { Browser, seedApp } from '../helpers/server.ts';
@@ -30,42 +33,23 @@ await describeOnEachAllianceAuth(
     const signIn = async () =>
       (await authorize(suite.server, new Browser(), client, 'alice', {}, { password: FIXTURE_PASSWORD }))
         .response;
-    const renameIsActive = (from: string, to: string) =>
-      suite.fixture.run(`ALTER TABLE auth_user RENAME COLUMN ${from} TO ${to}`);
-    /** /readyz once an answer given before now is no longer reused. */
-    const readiness = async () => {
-      await delay(READINESS_REUSE_MS + 50);
-      const response = await fetch(`${suite.server.origin}/readyz`);
-      return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-    };
-    const ready = {
-      status: 200,
-      body: { status: 'ready', database: 'reachable', migrations: 'applied', allianceAuth: 'reachable' },
-    };
+    const whileIsActiveRenamed = (body: () => Promise<void>) =>
+      withColumnRenamed(suite.fixture, 'auth_user', 'is_active', body);
+    const readiness = () => freshReadiness(suite.server);
 
     it('answers the fault page, not a 500, naming the column and what to check, and serves again once it is back', async () => {
       const { server, harness } = suite;
       harness.registerSecret(FIXTURE_PASSWORD, 'the password');
       const tokens = await login(server, client, 'alice', { scope: 'openid', password: FIXTURE_PASSWORD });
       const admin = await consoleSignIn(server, 'frank', { password: FIXTURE_PASSWORD, returnTo: '/admin' });
-      assert.deepEqual(await readiness(), ready);
-      await renameIsActive('is_active', 'is_active_renamed');
-      try {
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH);
+      await whileIsActiveRenamed(async () => {
         const signedIn = await signIn();
         assert.equal(signedIn.status, 503, 'a password sign-in');
         assert.match(await signedIn.text(), /could not complete the request/);
         // The load balancer takes the instance out: the sign-in's read made /readyz look at AA's
         // columns at once. Its answer names no column (public); the log does, once.
-        assert.deepEqual(await readiness(), {
-          status: 503,
-          body: {
-            status: 'not_ready',
-            database: 'reachable',
-            migrations: 'applied',
-            allianceAuth: 'unusable',
-            reason: ALLIANCE_AUTH_SCHEMA_REASON,
-          },
-        });
+        assert.deepEqual(await readiness(), NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA);
         const missing = harness.logLines.filter((line) => /lacks columns aa-oidc reads/.test(line));
         assert.equal(missing.length, 1, missing.join('\n'));
         assert.match(missing[0]!, /"level":50/);
@@ -85,10 +69,8 @@ await describeOnEachAllianceAuth(
           503,
           'an admin page',
         );
-      } finally {
-        await renameIsActive('is_active_renamed', 'is_active');
-      }
-      assert.deepEqual(await readiness(), ready, 'ready again once the column is back');
+      });
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH, 'ready again once the column is back');
       const faults = harness.logLines.filter((line) => /lacks a table or column aa-oidc reads/.test(line));
       assert.equal(faults.length, 4, 'each request logged');
       for (const line of faults) {
@@ -113,27 +95,15 @@ await describeOnEachAllianceAuth(
     });
 
     it('takes the instance out at once when a poll cycle finds a column missing, with no request reading it', async () => {
-      assert.deepEqual(await readiness(), ready);
-      await renameIsActive('is_active', 'is_active_renamed');
-      try {
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH);
+      await whileIsActiveRenamed(async () => {
         const cycle = await suite.poll();
         assert.equal(cycle.outcome, 'aa_schema_error');
         // Well within SCHEMA_RECHECK_MS of the last look that found every column: only the poll's
         // read can have made /readyz look again.
-        assert.deepEqual(await readiness(), {
-          status: 503,
-          body: {
-            status: 'not_ready',
-            database: 'reachable',
-            migrations: 'applied',
-            allianceAuth: 'unusable',
-            reason: ALLIANCE_AUTH_SCHEMA_REASON,
-          },
-        });
-      } finally {
-        await renameIsActive('is_active_renamed', 'is_active');
-      }
-      assert.deepEqual(await readiness(), ready, 'ready again once the column is back');
+        assert.deepEqual(await readiness(), NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA);
+      });
+      assert.deepEqual(await readiness(), READY_WITH_ALLIANCE_AUTH, 'ready again once the column is back');
       assert.equal((await suite.poll()).outcome, 'applied', 'the poll completes again');
     });
   },

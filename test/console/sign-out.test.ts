@@ -11,13 +11,12 @@ import {
   formField,
   pkcePair,
   REDIRECT_URI,
-  seedApp,
   seedUser,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
 import { logoutJobs } from '../logout/jobs.ts';
-import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from '../logout/rp-receiver.ts';
+import { holdTokensAt, type RpReceiver, seedReceiverApp, verifyLogoutToken } from '../logout/rp-receiver.ts';
 
 const NOTE = '_aa_oidc_console_sign_out';
 
@@ -42,9 +41,7 @@ describe(`console sign-out ends the provider session (${testDatabaseKind})`, () 
   /** A member signed in to an application (with a back-channel receiver) and to the console. */
   async function memberAtAppAndConsole() {
     const user = await seedUser(server);
-    const receiver = await startRpReceiver([200]);
-    receivers.push(receiver);
-    const app = await seedApp(server, { skipAuthorization: true, backchannelLogoutUri: receiver.url() });
+    const { receiver, ...app } = await seedReceiverApp(server, receivers);
     const browser = new Browser();
     const tokens = await holdTokensAt(server, browser, app, user.username);
     await consoleSignIn(server, user.username, { browser });

@@ -304,3 +304,22 @@ export async function giveGoneState(fixture: AllianceAuthTestDatabase, userId: n
       .execute(connection);
   });
 }
+
+/**
+ * Runs `body` while `table.column` goes by another name (`<column>_renamed`), as an Alliance Auth
+ * upgrade or a migration applied halfway leaves it, and names it back afterwards, whatever `body` did.
+ */
+export async function withColumnRenamed<T>(
+  fixture: AllianceAuthTestDatabase,
+  table: string,
+  column: string,
+  body: () => Promise<T>,
+): Promise<T> {
+  const renamed = `${column}_renamed`;
+  await fixture.run(`ALTER TABLE ${table} RENAME COLUMN ${column} TO ${renamed}`);
+  try {
+    return await body();
+  } finally {
+    await fixture.run(`ALTER TABLE ${table} RENAME COLUMN ${renamed} TO ${column}`);
+  }
+}

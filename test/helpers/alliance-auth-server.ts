@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { PollOutcome } from '../../src/alliance-auth/poller.ts';
-import { type RpReceiver, startRpReceiver } from '../logout/rp-receiver.ts';
+import { ALLIANCE_AUTH_SCHEMA_REASON } from '../../src/alliance-auth/readiness.ts';
+import { READINESS_REUSE_MS } from '../../src/http/health.ts';
+import { type RpReceiver, seedReceiverApp } from '../logout/rp-receiver.ts';
 import {
   allianceAuthDirectory,
   createAllianceAuthDatabase,
@@ -12,7 +15,7 @@ import {
 import { allianceAuthActions, type AllianceAuthActions } from './alliance-auth-changes.ts';
 import { createLeakHarness, type LeakHarness } from './leak-harness.ts';
 import { authorize, type Client, exchangeCode } from './flows.ts';
-import { Browser, seedApp, startServer, type TestServer } from './server.ts';
+import { Browser, type seedApp, startServer, type TestServer } from './server.ts';
 
 /**
  * What a suite serving Alliance Auth's users shares: a fresh copy of the fixture and a test server
@@ -82,6 +85,36 @@ function ready<T>(value: T | undefined, name: string): T {
   return value;
 }
 
+/** `server`'s /readyz, once an answer it gave before now is no longer reused (READINESS_REUSE_MS). */
+export async function freshReadiness(
+  server: TestServer,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  await delay(READINESS_REUSE_MS + 50);
+  const response = await fetch(`${server.origin}/readyz`);
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+/** /readyz while Alliance Auth's database answers and holds every column aa-oidc reads. */
+export const READY_WITH_ALLIANCE_AUTH = {
+  status: 200,
+  body: { status: 'ready', database: 'reachable', migrations: 'applied', allianceAuth: 'reachable' },
+};
+
+/**
+ * /readyz once a read found a column of Alliance Auth's missing or refused: the load balancer takes
+ * the instance out. The answer is public, so it names no table or column (the log does).
+ */
+export const NOT_READY_FOR_ALLIANCE_AUTH_SCHEMA = {
+  status: 503,
+  body: {
+    status: 'not_ready',
+    database: 'reachable',
+    migrations: 'applied',
+    allianceAuth: 'unusable',
+    reason: ALLIANCE_AUTH_SCHEMA_REASON,
+  },
+};
+
 /** An application whose back-channel logouts `receiver` records. */
 export interface ReceiverApp {
   clientId: string;
@@ -142,14 +175,8 @@ export function followAllianceAuth(kind: AllianceAuthKind): FollowingSuite {
     },
     poll: suite.poll,
     async receiverApp(input) {
-      const receiver = await startRpReceiver();
-      receivers.push(receiver);
-      const created = await seedApp(suite.server, {
-        skipAuthorization: true,
-        backchannelLogoutUri: receiver.url(),
-        ...input,
-      });
-      return { clientId: created.clientId, clientSecret: created.clientSecret!, receiver };
+      const app = await seedReceiverApp(suite.server, receivers, input);
+      return { ...app, clientSecret: app.clientSecret! };
     },
     async signedIn(client, username, authorizeExtra) {
       const { response, verifier } = await authorize(

@@ -226,6 +226,26 @@ export async function grantReaderPerTable(fixture: AllianceAuthTestDatabase): Pr
 }
 
 /**
+ * Runs `body` while the reader may not SELECT from `table` (a privilege the login lost while
+ * serving), and grants it back afterwards, whatever `body` did. On MariaDB, call
+ * `grantReaderPerTable` before the server connects, or the revoke does not reach its connections.
+ */
+export async function withoutReaderSelect<T>(
+  fixture: AllianceAuthTestDatabase,
+  table: string,
+  body: () => Promise<T>,
+): Promise<T> {
+  const granted = grantedTable(fixture, table);
+  const reader = readerGrantee(fixture);
+  await fixture.run(`REVOKE SELECT ON ${granted} FROM ${reader}`);
+  try {
+    return await body();
+  } finally {
+    await fixture.run(`GRANT SELECT ON ${granted} TO ${reader}`);
+  }
+}
+
+/**
  * Takes the reader's SELECT on `table` away, as a grant revoked after start-up, keeping its
  * REFERENCES so that the table's columns stay in the information schema and start-up's schema check
  * still passes. Call `grantReaderPerTable` first.

@@ -2,32 +2,27 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../../src/applications/account-console.ts';
+import {
+  CLIENT_AUTH_ENDPOINT_NAMES,
+  CLIENT_AUTH_ENDPOINTS,
+  CLIENT_AUTH_FAILED,
+  clientAuthFailureCounts,
+  clientAuthFailureLines,
+  type ClientAuthEndpoint,
+  neverIssuedBody,
+} from '../helpers/client-auth-failures.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { basicAuth, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 import { type RawResponse, rawRequest } from './raw-request.ts';
 
-/** The endpoints that authenticate their caller (RFC 6749 §2.3), by the name the metric gives them. */
-const ENDPOINTS = {
-  token: '/o/token/',
-  introspection: '/o/introspect/',
-  revocation: '/o/revoke_token/',
-} as const;
-type Endpoint = keyof typeof ENDPOINTS;
-
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const STACK_OR_DRIVER_TEXT =
   /\bat [^\n]*\.[cm]?[jt]s:\d+|TypeError|ReferenceError|RangeError|invalid byte sequence|SQLITE_|syntax error at/;
-const MESSAGE = 'client authentication failed';
 /** A secret no client has, long enough for the leak harness to look for. */
 const WRONG_SECRET = 'wrong-secret-of-nobody-5f1c2e';
 /** An id that names no application: never logged, only its length. */
 const UNKNOWN_ID = 'no-such-client-typed-by-hand';
-
-/** What each endpoint reads past client authentication: a grant or a token no one was issued. */
-function formFor(endpoint: Endpoint): string {
-  return endpoint === 'token' ? 'grant_type=refresh_token&refresh_token=never-issued' : 'token=never-issued';
-}
 
 type Reason = 'wrong_secret' | 'unknown_client' | 'deactivated' | 'method_mismatch';
 
@@ -39,24 +34,14 @@ type Outcome =
 interface Probe {
   what: string;
   /** The endpoints it is sent to (default: all three). */
-  only?: readonly Endpoint[];
+  only?: readonly ClientAuthEndpoint[];
   /** Headers beside (or, with their own content-type, in place of) the form's. */
   headers?: Record<string, string>;
-  /** Fields after the endpoint's own form (`formFor`), starting with `&`. */
+  /** Fields after the endpoint's own form (`neverIssuedBody`), starting with `&`. */
   extra?: string;
-  /** The whole body, in place of `formFor` + `extra`. */
+  /** The whole body, in place of `neverIssuedBody` + `extra`. */
   body?: string | Buffer;
   expect: Outcome;
-}
-
-interface FailureLine {
-  level: number;
-  msg: string;
-  endpoint: string;
-  reason: string;
-  clientId: string | null;
-  authMethod: string;
-  unknownClientIdLength?: number;
 }
 
 /**
@@ -107,33 +92,20 @@ describe(`hostile client authentication at the token, introspection and revocati
   after(async () => server?.close());
 
   async function send(
-    endpoint: Endpoint,
+    endpoint: ClientAuthEndpoint,
     probe: Pick<Probe, 'headers' | 'extra' | 'body'>,
   ): Promise<RawResponse> {
-    const answer = await rawRequest(`${server.origin}${ENDPOINTS[endpoint]}`, {
+    const answer = await rawRequest(`${server.origin}${CLIENT_AUTH_ENDPOINTS[endpoint]}`, {
       method: 'POST',
       headers: { ...FORM, ...probe.headers },
-      body: probe.body ?? `${formFor(endpoint)}${probe.extra ?? ''}`,
+      body: probe.body ?? `${neverIssuedBody(endpoint)}${probe.extra ?? ''}`,
     });
     answers.push(answer);
     return answer;
   }
 
-  /** The failure counter's values by `endpoint client_id`. */
-  async function counts(): Promise<Map<string, number>> {
-    const metric = server.app.metrics.registry.getSingleMetric('aa_oidc_client_auth_failures_total');
-    assert.ok(metric, 'aa_oidc_client_auth_failures_total is defined');
-    const { values } = await metric.get();
-    return new Map(
-      values.map((value) => [`${value.labels.endpoint} ${value.labels.client_id}`, value.value]),
-    );
-  }
-
-  function failureLines(): FailureLine[] {
-    return harness.logLines
-      .map((line) => JSON.parse(line) as FailureLine)
-      .filter((line) => line.msg === MESSAGE);
-  }
+  const counts = () => clientAuthFailureCounts(server);
+  const failureLines = () => clientAuthFailureLines(harness);
 
   /** Everything a request at these endpoints could write: tokens, codes, login failures, logout jobs, the applications' secrets. */
   async function stored(): Promise<string> {
@@ -505,7 +477,7 @@ describe(`hostile client authentication at the token, introspection and revocati
     const storedBefore = await stored();
     const auditBefore = harness.auditRecords.length;
     for (const probe of probes()) {
-      for (const endpoint of probe.only ?? (Object.keys(ENDPOINTS) as Endpoint[])) {
+      for (const endpoint of probe.only ?? CLIENT_AUTH_ENDPOINT_NAMES) {
         const label = `${endpoint}: ${probe.what}`;
         const countsBefore = await counts();
         const linesBefore = failureLines().length;
@@ -519,13 +491,13 @@ describe(`hostile client authentication at the token, introspection and revocati
         const { expect } = probe;
         assert.equal(answer.status, expect.status, `${label}: ${answer.body.slice(0, 200)}`);
         if (expect.status === 401) {
-          assert.deepEqual(body, { error: 'invalid_client', error_description: MESSAGE }, label);
+          assert.deepEqual(body, { error: 'invalid_client', error_description: CLIENT_AUTH_FAILED }, label);
           const challenge = answer.headers['www-authenticate'];
           if (probe.headers?.authorization === undefined) assert.equal(challenge, undefined, label);
           else
             assert.equal(
               challenge,
-              `Basic realm="${server.issuer}", error="invalid_client", error_description="${MESSAGE}"`,
+              `Basic realm="${server.issuer}", error="invalid_client", error_description="${CLIENT_AUTH_FAILED}"`,
               label,
             );
           assert.equal(lines.length, 1, `${label}: one line`);
@@ -609,7 +581,7 @@ describe(`hostile client authentication at the token, introspection and revocati
       ],
     ];
     for (const [what, headers, extra] of issued) {
-      const answer = await rawRequest(`${server.origin}${ENDPOINTS.token}`, {
+      const answer = await rawRequest(`${server.origin}${CLIENT_AUTH_ENDPOINTS.token}`, {
         method: 'POST',
         headers: { ...FORM, ...headers },
         body: `grant_type=client_credentials${extra}`,

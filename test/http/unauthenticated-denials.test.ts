@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import {
+  CLIENT_AUTH_ENDPOINT_NAMES,
+  CLIENT_AUTH_ENDPOINTS,
+  CLIENT_AUTH_FAILED,
+  clientAuthFailureLines,
+  type ClientAuthEndpoint,
+  neverIssuedBody,
+} from '../helpers/client-auth-failures.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import {
@@ -17,13 +25,6 @@ import {
 import { authorizeDenials, rejections } from '../policy/observe.ts';
 import { type RawResponse, rawRequest } from './raw-request.ts';
 
-/** The endpoints that authenticate their caller, by the name the failure metric gives them. */
-const ENDPOINTS = {
-  token: '/o/token/',
-  introspection: '/o/introspect/',
-  revocation: '/o/revoke_token/',
-} as const;
-type Endpoint = keyof typeof ENDPOINTS;
 /** The stage each endpoint's request is refused at (revocation is no stage of the policy). */
 const STAGES = {
   token: 'validate_refresh',
@@ -35,14 +36,6 @@ const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const WRONG_SECRET = 'wrong-secret-of-nobody-9c4e1a';
 const UNKNOWN_ID = 'no-such-client-typed-by-hand';
 const REPEATS = 5;
-
-interface FailureLine {
-  msg: string;
-  endpoint: string;
-  reason: string;
-  clientId: string | null;
-  proof?: string;
-}
 
 /**
  * What a caller without any secret can make aa-oidc write or tell about an application it names. At
@@ -98,13 +91,15 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
     await database?.drop();
   });
 
-  function send(endpoint: Endpoint, headers: Record<string, string>, extra: string): Promise<RawResponse> {
-    const form =
-      endpoint === 'token' ? 'grant_type=refresh_token&refresh_token=never-issued' : 'token=never-issued';
-    return rawRequest(`${running().origin}${ENDPOINTS[endpoint]}`, {
+  function send(
+    endpoint: ClientAuthEndpoint,
+    headers: Record<string, string>,
+    extra: string,
+  ): Promise<RawResponse> {
+    return rawRequest(`${running().origin}${CLIENT_AUTH_ENDPOINTS[endpoint]}`, {
       method: 'POST',
       headers: { ...FORM, ...headers },
-      body: `${form}${extra}`,
+      body: `${neverIssuedBody(endpoint)}${extra}`,
     });
   }
 
@@ -128,13 +123,9 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
     return rows.map((row) => JSON.parse(row.payload) as Record<string, unknown>);
   }
 
-  function failureLines(): FailureLine[] {
-    return harness.logLines
-      .map((line) => JSON.parse(line) as FailureLine)
-      .filter((line) => line.msg === 'client authentication failed');
-  }
+  const failureLines = () => clientAuthFailureLines(harness);
 
-  async function failureCount(endpoint: Endpoint, clientId: string): Promise<number> {
+  async function failureCount(endpoint: ClientAuthEndpoint, clientId: string): Promise<number> {
     const { values } = await running().app.metrics.clientAuthFailures.get();
     return (
       values.find((value) => value.labels.endpoint === endpoint && value.labels.client_id === clientId)
@@ -160,7 +151,7 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
           (clientId) => ({ headers: { authorization: basicAuth(clientId, active.clientSecret) }, extra: '' }),
         ],
       ];
-    for (const endpoint of Object.keys(ENDPOINTS) as Endpoint[]) {
+    for (const endpoint of CLIENT_AUTH_ENDPOINT_NAMES) {
       for (const [what, probe] of probes) {
         const label = `${endpoint}: ${what}`;
         const countBefore = await failureCount(endpoint, retired.clientId);
@@ -177,7 +168,7 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
         assert.equal(answer.status, 401, label);
         assert.deepEqual(
           JSON.parse(answer.body),
-          { error: 'invalid_client', error_description: 'client authentication failed' },
+          { error: 'invalid_client', error_description: CLIENT_AUTH_FAILED },
           label,
         );
         assert.deepEqual(seen(answer), seen(answerForUnknown), `${label}: told as an unknown client`);
@@ -204,7 +195,7 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
   it('refuses the right secret of a deactivated application the same way, and audits each refusal at its stage', async () => {
     const before = (await storedRefusals(retired.clientId)).length;
     let audited = 0;
-    for (const endpoint of Object.keys(ENDPOINTS) as Endpoint[]) {
+    for (const endpoint of CLIENT_AUTH_ENDPOINT_NAMES) {
       for (const [how, headers, extra] of [
         ['Basic', { authorization: basicAuth(retired.clientId, retired.clientSecret) }, ''],
         ['body', {}, `&client_id=${retired.clientId}&client_secret=${retired.clientSecret}`],
@@ -215,7 +206,7 @@ describe(`refusals a caller without credentials provokes (${testDatabaseKind})`,
         assert.equal(answer.status, 401, label);
         assert.deepEqual(
           JSON.parse(answer.body),
-          { error: 'invalid_client', error_description: 'client authentication failed' },
+          { error: 'invalid_client', error_description: CLIENT_AUTH_FAILED },
           label,
         );
         const [line] = failureLines().slice(linesBefore);

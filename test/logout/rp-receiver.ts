@@ -9,7 +9,7 @@ import {
 } from 'jose';
 import { BACKCHANNEL_LOGOUT_EVENT } from '../../src/logout/logout-token.ts';
 import { login } from '../helpers/flows.ts';
-import type { Browser, TestServer } from '../helpers/server.ts';
+import { type Browser, seedApp, type TestServer } from '../helpers/server.ts';
 import { type Receiver, startReceiver } from './helpers.ts';
 
 /**
@@ -36,6 +36,26 @@ export async function startRpReceiver(
   return Object.assign(receiver, {
     tokens: () => receiver.requests.map((request) => new URLSearchParams(request.body).get('logout_token')!),
   });
+}
+
+/**
+ * An application (consent skipped) whose back-channel logouts a receiver of its own records, answering
+ * from `statuses`; the receiver joins `receivers`, which the suite closes after its tests.
+ */
+export async function seedReceiverApp(
+  server: TestServer,
+  receivers: RpReceiver[],
+  input: Parameters<typeof seedApp>[1] = {},
+  statuses: number[] = [200],
+): Promise<{ clientId: string; clientSecret: string | null; receiver: RpReceiver }> {
+  const receiver = await startRpReceiver(statuses);
+  receivers.push(receiver);
+  const app = await seedApp(server, {
+    skipAuthorization: true,
+    backchannelLogoutUri: receiver.url(),
+    ...input,
+  });
+  return { ...app, receiver };
 }
 
 /**

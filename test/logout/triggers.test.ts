@@ -8,12 +8,12 @@ import {
   Browser,
   formAction,
   formField,
-  seedApp,
+  type seedApp,
   seedUser,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
-import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+import { holdTokensAt, type RpReceiver, seedReceiverApp, verifyLogoutToken } from './rp-receiver.ts';
 import { logoutJobs } from './jobs.ts';
 
 /**
@@ -39,16 +39,8 @@ describe(`back-channel logout triggers (${testDatabaseKind})`, () => {
     events.length = 0;
   });
 
-  async function receiverApp(input: Parameters<typeof seedApp>[1] = {}, statuses: number[] = [200]) {
-    const receiver = await startRpReceiver(statuses);
-    receivers.push(receiver);
-    const app = await seedApp(server, {
-      skipAuthorization: true,
-      backchannelLogoutUri: receiver.url(),
-      ...input,
-    });
-    return { ...app, receiver };
-  }
+  const receiverApp = (input: Parameters<typeof seedApp>[1] = {}, statuses: number[] = [200]) =>
+    seedReceiverApp(server, receivers, input, statuses);
 
   const jobsOf = (userId: number) => logoutJobs(server.app.database, { userId });
   const idTokenSid = (idToken: string) =>

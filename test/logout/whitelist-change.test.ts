@@ -10,13 +10,12 @@ import {
   Browser,
   formField,
   REDIRECT_URI,
-  seedApp,
   seedUser,
   startServer,
   type TestServer,
 } from '../helpers/server.ts';
 import { logoutJobs } from './jobs.ts';
-import { holdTokensAt, type RpReceiver, startRpReceiver, verifyLogoutToken } from './rp-receiver.ts';
+import { holdTokensAt, type RpReceiver, seedReceiverApp, verifyLogoutToken } from './rp-receiver.ts';
 
 /**
  * An operator narrows an application's whitelists: the users who signed in there and are no longer
@@ -55,13 +54,9 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
 
   /** An app whitelisting Member and Blue, and a Member and a Blue user signed in there. */
   async function signedInAtMemberAndBlue(name: string) {
-    const receiver = await startRpReceiver([200]);
-    receivers.push(receiver);
-    const app = await seedApp(server, {
+    const { receiver, ...app } = await seedReceiverApp(server, receivers, {
       name,
-      skipAuthorization: true,
       states: ['Member', 'Blue'],
-      backchannelLogoutUri: receiver.url(),
     });
     const member = await seedUser(server, { state: 'Member' });
     const blue = await seedUser(server, { state: 'Blue' });
@@ -146,13 +141,7 @@ describe(`whitelist changes end access at the application (${testDatabaseKind})`
   });
 
   it('whitelisting a state on an open application logs out those outside it', async () => {
-    const receiver = await startRpReceiver([200]);
-    receivers.push(receiver);
-    const app = await seedApp(server, {
-      name: 'Open to all',
-      skipAuthorization: true,
-      backchannelLogoutUri: receiver.url(),
-    });
+    const app = await seedReceiverApp(server, receivers, { name: 'Open to all' });
     const member = await seedUser(server, { state: 'Member' });
     const blue = await seedUser(server, { state: 'Blue' });
     const memberTokens = await holdTokensAt(server, new Browser(), app, member.username);

@@ -1,36 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import {
+  CLIENT_AUTH_ENDPOINTS,
+  clientAuthFailureCounts,
+  clientAuthFailureLines,
+  type ClientAuthEndpoint,
+  neverIssuedForm,
+} from '../helpers/client-auth-failures.ts';
 import { testDatabaseKind } from '../helpers/database.ts';
 import { createLeakHarness, type LeakHarness } from '../helpers/leak-harness.ts';
 import { basicAuth, postForm, seedApp, startServer, type TestServer } from '../helpers/server.ts';
 
-const ENDPOINTS = [
-  ['token', '/o/token/'],
-  ['introspection', '/o/introspect/'],
-  ['revocation', '/o/revoke_token/'],
-] as const;
-
-/** A form each endpoint reads past client authentication: a grant or a token no one was issued. */
-function formFor(endpoint: (typeof ENDPOINTS)[number][0]): Record<string, string> {
-  return endpoint === 'token'
-    ? { grant_type: 'refresh_token', refresh_token: 'never-issued' }
-    : { token: 'never-issued' };
-}
-
-const MESSAGE = 'client authentication failed';
-
-interface FailureLine {
-  msg: string;
-  level: number;
-  endpoint: string;
-  reason: string;
-  clientId: string | null;
-  authMethod: string;
-  registeredAuthMethod?: string;
-  address: string;
-  requestId: string;
-  unknownClientIdLength?: number;
-}
+const ENDPOINTS = Object.entries(CLIENT_AUTH_ENDPOINTS) as Array<[ClientAuthEndpoint, string]>;
 
 /**
  * A failed client authentication at the token, introspection and revocation endpoints is counted in
@@ -64,21 +45,8 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
   });
   after(async () => server?.close());
 
-  /** The counter's values by `endpoint` and `client_id`. */
-  async function counts(): Promise<Map<string, number>> {
-    const metric = server.app.metrics.registry.getSingleMetric('aa_oidc_client_auth_failures_total');
-    assert.ok(metric, 'aa_oidc_client_auth_failures_total is defined');
-    const { values } = await metric.get();
-    return new Map(
-      values.map((value) => [`${value.labels.endpoint} ${value.labels.client_id}`, value.value]),
-    );
-  }
-
-  function failureLines(): FailureLine[] {
-    return harness.logLines
-      .map((line) => JSON.parse(line) as FailureLine)
-      .filter((line) => line.msg === MESSAGE);
-  }
+  const counts = () => clientAuthFailureCounts(server);
+  const failureLines = () => clientAuthFailureLines(harness);
 
   /** Posts to `path` and returns the answer and the failure lines it logged. */
   async function attempt(path: string, form: Record<string, string>, headers: Record<string, string> = {}) {
@@ -90,13 +58,13 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
   it('counts a wrong secret under the application and logs it without the secret', async () => {
     for (const [endpoint, path] of ENDPOINTS) {
       const was = (await counts()).get(`${endpoint} ${client.clientId}`) ?? 0;
-      const basic = await attempt(path, formFor(endpoint), {
+      const basic = await attempt(path, neverIssuedForm(endpoint), {
         authorization: basicAuth(client.clientId, wrongSecret),
       });
       assert.equal(basic.answer.status, 401, `${endpoint} Basic`);
       assert.equal(basic.answer.body.error, 'invalid_client');
       const post = await attempt(path, {
-        ...formFor(endpoint),
+        ...neverIssuedForm(endpoint),
         client_id: client.clientId,
         client_secret: wrongSecret,
       });
@@ -125,14 +93,14 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
     const knownLabels = await labels();
     for (const [endpoint, path] of ENDPOINTS) {
       const was = (await counts()).get(`${endpoint} unknown`) ?? 0;
-      const { answer, lines } = await attempt(path, formFor(endpoint), {
+      const { answer, lines } = await attempt(path, neverIssuedForm(endpoint), {
         authorization: basicAuth(unknownId, client.clientSecret),
       });
       assert.equal(answer.status, 401);
       // Invented ids, one per request: one label between them.
       for (const invented of ['invented-1', 'invented-2\nwith a newline', 'ünïcode-😀-id']) {
         const other = await attempt(path, {
-          ...formFor(endpoint),
+          ...neverIssuedForm(endpoint),
           client_id: invented,
           client_secret: wrongSecret,
         });
@@ -159,7 +127,7 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
   it('moves nothing for a client that authenticates', async () => {
     for (const [endpoint, path] of ENDPOINTS) {
       const was = await counts();
-      const { answer, lines } = await attempt(path, formFor(endpoint), {
+      const { answer, lines } = await attempt(path, neverIssuedForm(endpoint), {
         authorization: basicAuth(client.clientId, client.clientSecret),
       });
       assert.equal(answer.status, endpoint === 'token' ? 400 : 200, endpoint);
@@ -170,7 +138,7 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
 
   it('names a deactivated application, and a client that used a method it is not registered for', async () => {
     for (const [endpoint, path] of ENDPOINTS) {
-      const gone = await attempt(path, formFor(endpoint), {
+      const gone = await attempt(path, neverIssuedForm(endpoint), {
         authorization: basicAuth(deactivated.clientId, deactivated.clientSecret),
       });
       assert.equal(gone.answer.status, 401);
@@ -178,13 +146,13 @@ describe(`failed client authentication, counted and logged (${testDatabaseKind})
       assert.equal(gone.lines[0]!.reason, 'deactivated');
       assert.equal(gone.lines[0]!.clientId, deactivated.clientId);
 
-      const noSecret = await attempt(path, { ...formFor(endpoint), client_id: client.clientId });
+      const noSecret = await attempt(path, { ...neverIssuedForm(endpoint), client_id: client.clientId });
       assert.equal(noSecret.answer.status, 401);
       assert.equal(noSecret.lines[0]!.reason, 'method_mismatch');
       assert.equal(noSecret.lines[0]!.authMethod, 'none');
       assert.equal(noSecret.lines[0]!.registeredAuthMethod, 'client_secret_basic');
 
-      const publicWithSecret = await attempt(path, formFor(endpoint), {
+      const publicWithSecret = await attempt(path, neverIssuedForm(endpoint), {
         authorization: basicAuth(publicClient, wrongSecret),
       });
       assert.equal(publicWithSecret.answer.status, 401);
