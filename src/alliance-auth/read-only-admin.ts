@@ -8,6 +8,8 @@ import type {
 } from '../directory/builtin/types.ts';
 import { DirectoryError, notFound } from '../directory/errors.ts';
 import { listedNameHint, usernamesListedAs } from '../util/listed-name.ts';
+import { latinLookalikeOf, lookalikeHint } from '../util/lookalike-names.ts';
+import { quotedInput } from '../util/visible-text.ts';
 import { findByName, selectGroups, selectStates } from './catalog-queries.ts';
 import type { AaDb } from './schema.ts';
 import { type AllianceAuthUser, selectUserById, selectUserByUsername, selectUsers } from './user-queries.ts';
@@ -85,13 +87,18 @@ function toRecord(user: AllianceAuthUser, options: ReadOnlyAdminOptions): UserRe
   };
 }
 
-/** "no user, state or group named …": `named` as given, and the escape typed for a character (`listedNameHint`). */
+/**
+ * "no user, state or group named …": `named` as given, the escape typed for a character
+ * (`listedNameHint`), and a name it differs from only in look-alike letters (`lookalikeHint`).
+ */
 function unknownName(
   entity: 'user' | 'state' | 'group',
   named: string,
   names: readonly string[],
 ): DirectoryError {
-  return notFound(`no ${entity} named "${named}" in Alliance Auth${listedNameHint(entity, named, names)}`);
+  return notFound(
+    `no ${entity} named ${quotedInput(named)} in Alliance Auth${listedNameHint(entity, named, names)}${lookalikeHint(entity, named, names)}`,
+  );
 }
 
 export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOptions): DirectoryAdmin {
@@ -162,7 +169,10 @@ export function allianceAuthReadOnlyAdmin(aa: AaDb, options: ReadOnlyAdminOption
       if ('id' in ref) throw notFound(`no user with id ${ref.id} in Alliance Auth`);
       // A username `user list` shows with an escape (`Esc\x1b`), typed as shown: the one it stands for.
       const listed = await usernamesListedAs(ref.username, (stored) => selectUserByUsername(aa, stored));
-      throw unknownName('user', ref.username, listed);
+      // Or one whose username it differs from only in look-alike letters (a Cyrillic `а` for `a`).
+      const latin = latinLookalikeOf(ref.username);
+      const lookalike = latin === undefined ? undefined : await selectUserByUsername(aa, latin);
+      throw unknownName('user', ref.username, lookalike ? [...listed, lookalike.username] : listed);
     },
     async listUsers(filter = {}) {
       let stateId: number | undefined;

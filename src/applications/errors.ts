@@ -1,5 +1,5 @@
-import { escapeHiddenCharacters } from '../util/hidden-characters.ts';
 import { scrubString } from '../util/scrub-text.ts';
+import { quotedInput } from '../util/visible-text.ts';
 
 /** What went wrong with one input field, in words an operator can act on. */
 export interface ApplicationIssue {
@@ -25,9 +25,10 @@ export class ApplicationError extends Error {
     this.issues = issues;
   }
 
-  static notFound(clientId: string): ApplicationError {
+  /** `hint`: what `lookalikeHint` adds, when the client_id differs from one only in look-alike letters. */
+  static notFound(clientId: string, hint = ''): ApplicationError {
     return new ApplicationError('not_found', [
-      { field: 'client_id', message: `no application with client_id ${quote(clientId)}` },
+      { field: 'client_id', message: `no application with client_id ${quote(clientId)}${hint}` },
     ]);
   }
 }
@@ -43,16 +44,17 @@ export class ApplicationError extends Error {
  */
 const LEADING_USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(?:[^/?#@:]*:[\s\S]*@|[^/?#]*@)/;
 
+/** How much of a value the applications' messages quote: a redirect URI's fault is often at its end (`#…`). */
+const QUOTED_MAX = 120;
+
 /**
  * A value quoted for a message: what a log line hides of it is hidden first (`scrubString`: a URL's
  * password up to its last `@`, `/`, `?` or `#` in it included, `?token=…`, `#access_token=…`, JWTs),
- * then a URL's whole user information is masked, long values are cut (after the hiding: a cut could
- * leave a password without the `@` that shows it is one), and JSON escapes make NUL and control
- * characters visible.
+ * then a URL's whole user information is masked, and what is left is quoted as every input is
+ * (`quotedInput`: cut when long, after the hiding, since a cut could leave a password without the `@`
+ * that shows it is one; JSON escapes make NUL and control characters visible).
  */
-export function quote(value: unknown, max = 120): string {
-  let text = scrubString(typeof value === 'string' ? value : String(value));
-  text = text.replace(LEADING_USERINFO, '$1***@');
-  if (text.length > max) text = `${text.slice(0, max)}…`;
-  return escapeHiddenCharacters(JSON.stringify(text));
+export function quote(value: unknown): string {
+  const text = scrubString(typeof value === 'string' ? value : String(value));
+  return quotedInput(text.replace(LEADING_USERINFO, '$1***@'), QUOTED_MAX);
 }

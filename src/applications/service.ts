@@ -18,6 +18,7 @@ import {
   verifyClientSecret,
 } from './secret.ts';
 import { parseDjangoPbkdf2, verifyDjangoPbkdf2 } from '../util/django-pbkdf2.ts';
+import { lookalikeLookupHint } from '../util/lookalike-names.ts';
 import { NUL_NOTE, shellWord } from '../util/shell-word.ts';
 import {
   clientIdsInAnyCase,
@@ -124,8 +125,7 @@ export function createApplicationService(
 
   async function existing(clientId: string): Promise<Application> {
     const application = await findByClientId(clientId);
-    if (application === undefined)
-      throw ApplicationError.notFound(typeof clientId === 'string' ? clientId : '');
+    if (application === undefined) throw await unknownClientId(typeof clientId === 'string' ? clientId : '');
     return application;
   }
 
@@ -134,6 +134,15 @@ export function createApplicationService(
     const taken = await clientIdsInAnyCase(db, kind, clientId);
     if (taken.includes(clientId)) throw clientIdTaken(clientId);
     if (taken.length > 0) throw clientIdTakenInAnotherCase(clientId, taken[0]!);
+  }
+
+  async function unknownClientId(clientId: string): Promise<ApplicationError> {
+    const hint = await lookalikeLookupHint(
+      'application',
+      clientId,
+      async (latin) => (await findByClientId(latin))?.clientId,
+    );
+    return ApplicationError.notFound(clientId, hint);
   }
 
   async function findByClientId(clientId: string): Promise<Application | undefined> {
@@ -266,6 +275,7 @@ export function createApplicationService(
     activate: (clientId, actor, options = {}) => switchActive(clientId, true, actor, options),
 
     findByClientId,
+    unknownClientId,
 
     async verifyImportedSecret(clientId, presented) {
       if (typeof presented !== 'string' || presented.length === 0 || presented.length > 1024)
@@ -402,7 +412,7 @@ export function createApplicationService(
    * read (what it decided, and whom it judged, was decided on the application as it was).
    */
   async function changedMeanwhile(clientId: string): Promise<ApplicationError> {
-    if ((await findByClientId(clientId)) === undefined) return ApplicationError.notFound(clientId);
+    if ((await findByClientId(clientId)) === undefined) return unknownClientId(clientId);
     return new ApplicationError('conflict', [
       {
         field: 'client_id',

@@ -1,3 +1,4 @@
+import type { ApplicationError } from './errors.ts';
 import type { Consequence, UnitOfWork } from '../db/unit-of-work.ts';
 import type { ChangeConsumer } from '../directory/port.ts';
 
@@ -253,6 +254,11 @@ export interface ApplicationService {
   verifyImportedSecret(clientId: string, presented: unknown): Promise<ImportedSecretCheck>;
   /** One database round trip; undefined for an unknown (or malformed) client_id. */
   findByClientId(clientId: string): Promise<Application | undefined>;
+  /**
+   * The `not_found` error for a client_id no application has, naming the one it differs from only in
+   * look-alike letters (`wіki`, its `і` Cyrillic, for `wiki`), if one does.
+   */
+  unknownClientId(clientId: string): Promise<ApplicationError>;
   /** Sorted by name, then client_id. */
   list(filter?: ApplicationFilter): Promise<Application[]>;
   /** Subscribes to committed changes; returns the unsubscribe function. */

@@ -4,6 +4,7 @@ import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
 import { hasUnsafeUriCharacter, uriEscapeOrPortProblem } from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { listedNameHint } from '../util/listed-name.ts';
+import { lookalikeHint, lookalikeKey } from '../util/lookalike-names.ts';
 import { nameKey } from '../util/name-key.ts';
 import { urlHasCredentials } from '../util/url-credentials.ts';
 import { visibleText } from '../util/visible-text.ts';
@@ -107,7 +108,7 @@ export async function validateApplicationInput(
   else if (clientId.toLowerCase() === ACCOUNT_CONSOLE_CLIENT_ID)
     problem('client_id', 'is reserved for the built-in account console');
   else if (ADMIN_PAGE_SEGMENTS.has(clientId))
-    problem('client_id', `"${clientId}" is reserved: /admin/apps/${clientId} is a page of the admin UI`);
+    problem('client_id', `${quote(clientId)} is reserved: /admin/apps/${clientId} is a page of the admin UI`);
 
   const name = checkName(input.name, context.storedName, problem);
 
@@ -451,10 +452,11 @@ function checkWhitelist(
         : `existing ${field}: ${names.join(', ')}`;
     // Each unknown name is compared with the names a listing shows as it only, found once: with every
     // name the directory has, 200 unknown ones took 0.2 s among 5,000 groups.
-    const listedAs = namesByListing(names);
+    const listedAs = namesBy(names, (name) => visibleText(name).toLowerCase());
+    const lookingAlike = namesBy(names, lookalikeKey);
     problem(
       field,
-      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}${unknown.map((item) => listedNameHint(noun, item, listedAs.get(item.toLowerCase()) ?? [])).join('')}`,
+      `unknown ${unknown.length === 1 ? noun : field} ${unknown.map((item) => quote(item)).join(', ')}; ${known}${unknown.map((item) => listedNameHint(noun, item, listedAs.get(item.toLowerCase()) ?? [])).join('')}${unknown.map((item) => lookalikeHint(noun, item, lookingAlike.get(lookalikeKey(item)) ?? [])).join('')}`,
     );
   }
   return [...found].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
@@ -479,16 +481,19 @@ export function directorySpellings(existing: DirectoryNames): (name: string) => 
   };
 }
 
-/** `names` by how a listing shows each (`visibleText`), lower case as `listedNameHint` compares them. */
-function namesByListing(names: readonly string[]): Map<string, string[]> {
-  const byListing = new Map<string, string[]>();
+/**
+ * `names` by `key`: how a listing shows each (`visibleText`), lower case as `listedNameHint` compares
+ * them, or the Latin letters each looks like (`lookalikeKey`).
+ */
+function namesBy(names: readonly string[], key: (name: string) => string): Map<string, string[]> {
+  const byKey = new Map<string, string[]>();
   for (const name of names) {
-    const listed = visibleText(name).toLowerCase();
-    const same = byListing.get(listed);
+    const nameKey = key(name);
+    const same = byKey.get(nameKey);
     if (same) same.push(name);
-    else byListing.set(listed, [name]);
+    else byKey.set(nameKey, [name]);
   }
-  return byListing;
+  return byKey;
 }
 
 async function checkBackchannelUri(

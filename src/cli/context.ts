@@ -112,6 +112,18 @@ export function cliConfig(
   return config;
 }
 
+/**
+ * The `withServices` options of a command that only reads and signs nothing (a listing, `show`,
+ * `policy show`): the signing keys are not loaded. Loading decrypts their private parts with
+ * AA_OIDC_SECRET_KEY, which nothing such a command reads is encrypted with: under another secret key
+ * (a mistyped one, a database restored elsewhere) it still reads, while `serve`, `worker` and the
+ * commands that change things stop, naming the key (E013 of `aa-oidc check`).
+ */
+export const READS_ONLY = { loadSigningKeys: false } as const satisfies Pick<
+  ServicesOptions,
+  'loadSigningKeys'
+>;
+
 /** Domain errors whose message is already a one-line explanation for the operator. */
 const OPERATOR_ERRORS = [ApplicationError, DirectoryError, KeyError];
 

@@ -19,7 +19,7 @@ import { registerState } from './commands/state.ts';
 import { registerUser } from './commands/user.ts';
 import { registerTokens } from './commands/tokens.ts';
 import { CliError, type CliIo, failureReason, processIo } from './context.ts';
-import { textBlock, textLines } from './output.ts';
+import { quotedInput, textBlock, textLines } from './output.ts';
 
 /** The version in package.json (two folders up from both src/cli/ and dist/cli/). */
 export function packageVersion(): string {
@@ -179,6 +179,6 @@ function refuseUndecodedArguments(argv: readonly string[]): void {
   const index = argv.findIndex((argument) => argument.includes('\uFFFD'));
   if (index === -1) return;
   throw new CliError(
-    `argument ${index + 1} (${JSON.stringify(argv[index]).replace(/\uFFFD/g, '\\ufffd')}) holds bytes that are not UTF-8 (each shown here as \\ufffd); use a UTF-8 terminal or script (LANG, LC_ALL)`,
+    `argument ${index + 1} (${quotedInput(argv[index]!).replace(/\uFFFD/g, '\\ufffd')}) holds bytes that are not UTF-8 (each shown here as \\ufffd); use a UTF-8 terminal or script (LANG, LC_ALL)`,
   );
 }

@@ -1,31 +1,44 @@
 import { Option } from 'commander';
-import { ApplicationError } from '../applications/errors.ts';
+import { lookalikeLookupHint } from '../util/lookalike-names.ts';
 import type { Services } from '../services.ts';
+import { quotedInput } from './output.ts';
 import { CliError } from './context.ts';
 
 /**
- * A filter of a listing (`audit list --client-id <client_id>`) whose empty value is refused, naming
- * the option and `valid` (what to give instead): a script's unset variable (`--client-id "$CLIENT"`)
- * would otherwise list nothing, or everything, without a word.
+ * Why `value` of `option` names nothing: empty, or nothing but white space (a blank one, `"   "`:
+ * no username, client_id, state or group name is, and a search for it is a variable that held only
+ * spaces); undefined for any other value.
+ */
+function emptyOrBlank(option: Option, value: string): string | undefined {
+  if (value === '') return `${option.long} is empty`;
+  if (/^\s+$/u.test(value)) return `${option.long} is blank (${quotedInput(value)})`;
+  return undefined;
+}
+
+/**
+ * A filter of a listing (`audit list --client-id <client_id>`) whose empty or blank value is refused,
+ * naming the option and `valid` (what to give instead): a script's unset variable
+ * (`--client-id "$CLIENT"`) would otherwise list nothing, or everything, without a word.
  */
 export function filterOption(flags: string, description: string, valid: string): Option {
   const option = new Option(flags, description);
   return option.argParser((value: string) => {
-    if (value === '')
-      throw new CliError(`${option.long} is empty; give ${valid}, or leave ${option.long} out`);
+    const refused = emptyOrBlank(option, value);
+    if (refused !== undefined) throw new CliError(`${refused}; give ${valid}, or leave ${option.long} out`);
     return value;
   });
 }
 
 /**
- * An option a command cannot run without (`tokens revoke-user --username <username>`) whose empty
- * value is refused, naming the option and `valid`: looked up as it is, `--username "$USER_TO_REVOKE"`
- * with the variable unset would say only that no user is named "".
+ * An option a command cannot run without (`tokens revoke-user --username <username>`) whose empty or
+ * blank value is refused, naming the option and `valid`: looked up as it is,
+ * `--username "$USER_TO_REVOKE"` with the variable unset would say only that no user is named "".
  */
 export function requiredTextOption(flags: string, description: string, valid: string): Option {
   const option = new Option(flags, description).makeOptionMandatory();
   return option.argParser((value: string) => {
-    if (value === '') throw new CliError(`${option.long} is empty; give ${valid}`);
+    const refused = emptyOrBlank(option, value);
+    if (refused !== undefined) throw new CliError(`${refused}; give ${valid}`);
     return value;
   });
 }
@@ -43,7 +56,7 @@ export async function userAndClientFilter(
     options.clientId !== undefined &&
     (await services.applications.findByClientId(options.clientId)) === undefined
   )
-    throw ApplicationError.notFound(options.clientId);
+    throw await services.applications.unknownClientId(options.clientId);
   return {
     ...(userId === undefined ? {} : { userId }),
     ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
@@ -57,8 +70,20 @@ export async function userIdFilter(
 ): Promise<number | undefined> {
   if (username === undefined) return undefined;
   const user = await services.directory.profileByUsername(username);
-  if (!user) throw new CliError(`no user named '${username}' (see 'aa-oidc user list')`);
+  if (!user)
+    throw new CliError(
+      `no user named ${quotedInput(username)} (see 'aa-oidc user list')${await lookalikeUserHint(services, username)}`,
+    );
   return user.id;
+}
+
+/** `lookalikeLookupHint` for a username the directory (built-in or Alliance Auth) has no user by. */
+export function lookalikeUserHint(services: Pick<Services, 'directory'>, username: string): Promise<string> {
+  return lookalikeLookupHint(
+    'user',
+    username,
+    async (latin) => (await services.directory.profileByUsername(latin))?.username,
+  );
 }
 
 /**
@@ -72,7 +97,7 @@ export function fileOption(flags: string, description: string): Option {
   return option.argParser((value: string) => {
     if (value.startsWith('-'))
       throw new CliError(
-        `${option.long} ${JSON.stringify(value)} looks like an option, not a file; to name a file whose name starts with "-", write ${JSON.stringify(`./${value}`)}`,
+        `${option.long} ${quotedInput(value)} looks like an option, not a file; to name a file whose name starts with "-", write ${JSON.stringify(`./${value}`)}`,
       );
     return value;
   });

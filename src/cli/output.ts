@@ -4,8 +4,9 @@ import { displayWidth, padToWidth } from '../util/display-width.ts';
 import { escapeUnshownInJson } from '../util/hidden-characters.ts';
 import { visibleText } from '../util/visible-text.ts';
 
-// The escaping of every line the CLI writes; directory messages use it too (`listedNameHint`).
-export { visibleText } from '../util/visible-text.ts';
+// The escaping of every line the CLI writes; directory messages use it too (`listedNameHint`). And
+// the quoting of every value an error names (`quotedInput`), the directory's and applications' too.
+export { quotedInput, visibleText } from '../util/visible-text.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];

@@ -11,6 +11,7 @@ import {
   signingKeyFromPem,
 } from './crypto.ts';
 import { erasingKeyWrite, type KeyDatabase } from './erasure.ts';
+import { quotedInput } from '../util/visible-text.ts';
 import { KeyError } from './errors.ts';
 import {
   allKeyRows,
@@ -81,10 +82,9 @@ function describeSeconds(seconds: number): string {
 /** Refuses anything that cannot be a kid before a query sees it, quoting at most 64 characters of it. */
 function checkKid(kid: unknown): asserts kid is string {
   if (typeof kid === 'string' && KID_PATTERN.test(kid)) return;
-  const shown = String(kid).slice(0, 64);
   throw new KeyError(
     'invalid_kid',
-    `"${shown}" is not a key id: expected the 43-character kid shown by \`aa-oidc keys list\``,
+    `${quotedInput(String(kid))} is not a key id: expected the 43-character kid shown by \`aa-oidc keys list\``,
   );
 }
 
@@ -605,7 +605,7 @@ export function createKeyService(
       if (as !== 'active' && as !== 'next' && as !== 'retired') {
         throw new KeyError(
           'invalid_key',
-          `cannot import a key as "${String(as)}": use active, next or retired`,
+          `cannot import a key as ${quotedInput(String(as))}: use active, next or retired`,
         );
       }
       let key: GeneratedSigningKey;

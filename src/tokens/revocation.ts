@@ -18,6 +18,8 @@ import {
 } from './store.ts';
 import { revokeLiveTokenRowsOfUsers, type UsersLosing } from './store-users.ts';
 import { listedNameHint, usernamesListedAs } from '../util/listed-name.ts';
+import { lookalikeLookupHint } from '../util/lookalike-names.ts';
+import { quotedInput } from '../util/visible-text.ts';
 
 export { TOKEN_MODELS, type TokenModel } from './store.ts';
 
@@ -193,9 +195,12 @@ export interface TokenRevocationService {
 }
 
 export class UnknownUserError extends Error {
-  /** `hint`: what `listedNameHint` adds, when the username was typed as a listing shows another. */
+  /**
+   * `hint`: what `listedNameHint` adds, when the username was typed as a listing shows another, and
+   * `lookalikeHint`, when it differs from one only in look-alike letters.
+   */
   constructor(username: string, hint = '') {
-    super(`no user named '${username}' (see 'aa-oidc user list')${hint}`);
+    super(`no user named ${quotedInput(username)} (see 'aa-oidc user list')${hint}`);
     this.name = 'UnknownUserError';
   }
 }
@@ -289,7 +294,13 @@ export function createTokenRevocation(deps: {
     if (!user) {
       // A username `user list` shows with an escape (`Esc\x1b`, Alliance Auth's), typed as shown.
       const listed = await usernamesListedAs(username, (stored) => deps.directory.profileByUsername(stored));
-      throw new UnknownUserError(username, listedNameHint('user', username, listed));
+      // And one whose username it differs from only in look-alike letters (a Cyrillic `а` for `a`).
+      const lookalike = await lookalikeLookupHint(
+        'user',
+        username,
+        async (latin) => (await deps.directory.profileByUsername(latin))?.username,
+      );
+      throw new UnknownUserError(username, `${listedNameHint('user', username, listed)}${lookalike}`);
     }
     let result: Omit<UserRevocationResult, 'userId' | 'username' | 'dryRun'> = {
       revoked: [],

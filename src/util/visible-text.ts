@@ -1,4 +1,4 @@
-import { escapeHiddenCharacters } from './hidden-characters.ts';
+import { escapeHiddenCharacters, escapeUnshownInJson } from './hidden-characters.ts';
 
 // C0 controls, DEL and C1 controls: ESC (\x1b) and CSI (\u009b) start terminal escape sequences;
 // the line and paragraph separators (U+2028, U+2029), which a log reader or an editor takes for a
@@ -30,21 +30,44 @@ function unicodeEscape(char: string): string {
   return `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
 }
 
-/** How many characters of a given name `shownName` shows, as the directory's messages quote one. */
+/**
+ * How many characters of a given value a message quotes (`quotedInput`) and a page's heading shows
+ * (`shownName`).
+ */
 const SHOWN_NAME_MAX = 80;
 
-/**
- * A name given in a query or a form (up to 64 KiB), as a page's heading shows it: `visibleText`, cut
- * after its first 80 characters with `…`, as the directory's messages show one (`quote`), so that the
- * heading neither fills the page nor says more of the name than its refusal does.
- */
-export function shownName(name: string): string {
+/** `text` cut after its first `max` characters (code points, never half of one), or undefined when it is no longer. */
+function cutText(text: string, max = SHOWN_NAME_MAX): string | undefined {
   let end = 0;
   let count = 0;
-  for (const char of name) {
-    if (count === SHOWN_NAME_MAX) return `${visibleText(name.slice(0, end))}…`;
+  for (const char of text) {
+    if (count === max) return text.slice(0, end);
     end += char.length;
     count += 1;
   }
-  return visibleText(name);
+  return undefined;
+}
+
+/**
+ * A name given in a query or a form (up to 64 KiB), as a page's heading shows it: `visibleText`, cut
+ * after its first 80 characters with `…`, as messages quote one (`quotedInput`), so that the heading
+ * neither fills the page nor says more of the name than its refusal does.
+ */
+export function shownName(name: string): string {
+  const cut = cutText(name);
+  return cut === undefined ? visibleText(name) : `${visibleText(cut)}…`;
+}
+
+/**
+ * A value someone gave (an argument, an option, a form field), as every message that names it quotes
+ * it: in double quotes, so that an empty or blank value (`"   "`) shows as one; control, bidirectional
+ * and zero-width characters as JSON escapes (`"\u202eevil"`); and one longer than 80 characters cut
+ * after them with `…` and its length (`"xxx…" (3000 characters)`), so that a 3,000-character argument
+ * does not fill the screen, yet the message still says it was long. `max` is for a value whose
+ * fault may be at its end (a URI's fragment, in the applications' messages: 120).
+ */
+export function quotedInput(value: string, max = SHOWN_NAME_MAX): string {
+  const cut = cutText(value, max);
+  if (cut === undefined) return escapeUnshownInJson(JSON.stringify(value));
+  return `${escapeUnshownInJson(JSON.stringify(`${cut}…`))} (${[...value].length} characters)`;
 }

@@ -277,13 +277,13 @@ await describeOnEachAllianceAuth(
       const shown = await cli(['user', 'show', 'Esc\\x1b'], env);
       assert.notEqual(shown.code, 0);
       assert.ok(
-        shown.stderr.endsWith(`aa-oidc: no user named "Esc\\x1b" in Alliance Auth; ${hint}\n`),
+        shown.stderr.endsWith(`aa-oidc: no user named "Esc\\\\x1b" in Alliance Auth; ${hint}\n`),
         shown.stderr,
       );
       const signOut = await cli(['user', 'sign-out', 'Esc\\x1b', '--dry-run'], env);
       assert.notEqual(signOut.code, 0);
       assert.ok(
-        signOut.stderr.endsWith(`aa-oidc: no user named 'Esc\\x1b' (see 'aa-oidc user list'); ${hint}\n`),
+        signOut.stderr.endsWith(`aa-oidc: no user named "Esc\\\\x1b" (see 'aa-oidc user list'); ${hint}\n`),
         signOut.stderr,
       );
       // Given as the help says (bash's $'Esc\x1b'): the character itself.

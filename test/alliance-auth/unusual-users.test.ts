@@ -135,7 +135,7 @@ describe(
       // Not PostgreSQL's "value out of range for type integer" on the audit log's filter.
       const audit = await cli(['audit', 'list', '--username', 'widest'], env);
       assert.notEqual(audit.code, 0);
-      assert.match(audit.stderr, /no user named 'widest'/);
+      assert.match(audit.stderr, /no user named "widest"/);
       assert.doesNotMatch(audit.stderr, /out of range/);
       const superuser = expectedFixture().users.find((user) => user.is_superuser && user.is_active)!;
       const admin = await consoleSignIn(suite.server, superuser.username, {

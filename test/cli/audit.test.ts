@@ -157,6 +157,36 @@ describe(`aa-oidc audit list (${testDatabaseKind})`, () => {
     }
   });
 
+  it('refuses a blank filter (white space only) as an empty one, showing it quoted', async () => {
+    // `--client-id "   "` listed nothing, as if the application had no events.
+    for (const [args, option, valid] of [
+      [['audit', 'list'], '--client-id', 'a client_id'],
+      [['audit', 'list'], '--username', 'a username'],
+      [['tokens', 'audit'], '--client-id', 'a client_id'],
+      [['bcl', 'list'], '--client-id', 'a client_id'],
+      [['user', 'list'], '--state', 'the name of a state'],
+      [['user', 'list'], '--group', 'the name of a group'],
+      [['app', 'list'], '--search', 'some text'],
+    ] as const) {
+      for (const [blank, quoted] of [
+        ['   ', '"   "'],
+        ['\t', '"\\t"'],
+        ['\u3000', '"\u3000"'],
+      ]) {
+        const refused = await cli(...args, option, blank!, '--format', 'json');
+        assert.equal(refused.code, 1, `${args.join(' ')} ${option} ${quoted}: ${refused.stdout}`);
+        assert.equal(refused.stdout, '');
+        assert.equal(
+          refused.stderr,
+          `aa-oidc: ${option} is blank (${quoted}); give ${valid}, or leave ${option} out\n`,
+        );
+      }
+    }
+    const revoke = await cli('tokens', 'revoke-user', '--username', '  ');
+    assert.equal(revoke.code, 1);
+    assert.match(revoke.stderr, /^aa-oidc: --username is blank \(" {2}"\); give the username of the user/);
+  });
+
   it('refuses an empty --username where the command needs one, naming the option and what to give', async () => {
     for (const [args, valid] of [
       [['tokens', 'revoke-user'], 'the username of the user whose tokens to revoke (see aa-oidc user list)'],

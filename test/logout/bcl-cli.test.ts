@@ -120,7 +120,7 @@ describe(`aa-oidc bcl test (${testDatabaseKind})`, () => {
     assert.notEqual(result.code, 0);
     assert.match(result.stdout, /retries_exhausted/);
     assert.match(result.stdout, /success/);
-    assert.match(result.stderr, new RegExp(`1 of 2 test deliveries did not succeed: ${clients.failing}`));
+    assert.match(result.stderr, new RegExp(`1 of 2 test deliveries did not succeed: "${clients.failing}"`));
     assert.equal(failing.requests.length, 1);
   });
 

@@ -248,7 +248,7 @@ describe(`aa-oidc bcl list (${testDatabaseKind})`, () => {
       ],
       [['--client-id', ''], /^aa-oidc: --client-id is empty; give a client_id, or leave --client-id out/],
       [['--client-id', 'no-such-app'], /^aa-oidc: .*no application with client_id .no-such-app./],
-      [['--username', 'nobody-here'], /^aa-oidc: no user named 'nobody-here' \(see 'aa-oidc user list'\)\n$/],
+      [['--username', 'nobody-here'], /^aa-oidc: no user named "nobody-here" \(see 'aa-oidc user list'\)\n$/],
     ] as const) {
       const result = await cli(['bcl', 'list', ...args], env());
       assert.notEqual(result.code, 0, args.join(' '));

@@ -278,7 +278,7 @@ describe(`sessions and grants end when access is cleaned (${testDatabaseKind})`,
 
     const unknown = await cli(['user', 'sign-out', 'nobody-of-that-name'], env);
     assert.equal(unknown.code, 1);
-    assert.match(unknown.stderr, /no user named 'nobody-of-that-name'/);
+    assert.match(unknown.stderr, /no user named "nobody-of-that-name"/);
   });
 
   it('aa-oidc user grant-access --revoke (dry run first) takes oidc_access held directly: where it was the only way in, the tokens are revoked and back-channel logout queued', async () => {

@@ -117,7 +117,7 @@ describe(`aa-oidc tokens revoke-user / audit (${testDatabaseKind})`, () => {
 
     const unknown = await cli('tokens', 'revoke-user', '--username', 'nobody-here');
     assert.notEqual(unknown.code, 0);
-    assert.match(unknown.stderr, /no user named 'nobody-here'/);
+    assert.match(unknown.stderr, /no user named "nobody-here"/);
     const unknownApp = await cli('tokens', 'audit', '--client-id', 'no-such-app');
     assert.equal(unknownApp.code, 1);
     assert.equal(unknownApp.stdout, '');

@@ -6,7 +6,7 @@ import type {
   GrantType,
 } from '../../applications/types.ts';
 import { CliError } from '../context.ts';
-import type { OutputFormat } from '../output.ts';
+import { type OutputFormat, quotedInput } from '../output.ts';
 
 /** `aa-oidc app create` and `update`: their options, turned into the application service's input. */
 
@@ -115,7 +115,7 @@ function editList(
   for (const item of values.add ?? []) if (!list.includes(item)) list.push(item);
   for (const item of values.remove ?? []) {
     if (!list.includes(item))
-      throw new CliError(`--${names.remove}: ${JSON.stringify(item)} is not a ${names.noun} of ${clientId}`);
+      throw new CliError(`--${names.remove}: ${quotedInput(item)} is not a ${names.noun} of ${clientId}`);
     list = list.filter((existing) => existing !== item);
   }
   return list;

@@ -1,8 +1,7 @@
 import { type Command, Option } from 'commander';
-import { ApplicationError } from '../../applications/errors.ts';
 import type { ApplicationService } from '../../applications/types.ts';
 import type { Consequence } from '../../db/unit-of-work.ts';
-import { type CliIo, cliActor, withServices } from '../context.ts';
+import { type CliIo, cliActor, READS_ONLY, withServices } from '../context.ts';
 import { filterOption } from '../option-values.ts';
 import { formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
 import { collect, type CreateOptions, createInput, type UpdateOptions, updatePatch } from './app-options.ts';
@@ -15,8 +14,12 @@ import {
   renderRotated,
 } from './app-output.ts';
 
-function withApplications<T>(io: CliIo, work: (service: ApplicationService) => Promise<T>): Promise<T> {
-  return withServices(io, (services) => work(services.applications));
+function withApplications<T>(
+  io: CliIo,
+  work: (service: ApplicationService) => Promise<T>,
+  options?: typeof READS_ONLY,
+): Promise<T> {
+  return withServices(io, (services) => work(services.applications), options);
 }
 
 const dryRunOption = () => new Option('--dry-run', 'validate and show what would change; write nothing');
@@ -140,8 +143,10 @@ export function registerApp(program: Command, io: CliIo): void {
     .action(
       async (options: { active?: boolean; inactive?: boolean; search?: string; format: OutputFormat }) => {
         const active = options.active ? true : options.inactive ? false : undefined;
-        const rows = await withApplications(io, (service) =>
-          service.list({ active, search: options.search }),
+        const rows = await withApplications(
+          io,
+          (service) => service.list({ active, search: options.search }),
+          READS_ONLY,
         );
         const columns = options.format === 'csv' ? ALL_COLUMNS : LIST_COLUMNS;
         io.stdout.write(renderRows(rows, columns, options.format, applicationJson));
@@ -154,11 +159,15 @@ export function registerApp(program: Command, io: CliIo): void {
     .argument('<client_id>', 'the application')
     .addOption(formatOption())
     .action(async (clientId: string, options: { format: OutputFormat }) => {
-      const application = await withApplications(io, async (service) => {
-        const found = await service.findByClientId(clientId);
-        if (found === undefined) throw ApplicationError.notFound(clientId);
-        return found;
-      });
+      const application = await withApplications(
+        io,
+        async (service) => {
+          const found = await service.findByClientId(clientId);
+          if (found === undefined) throw await service.unknownClientId(clientId);
+          return found;
+        },
+        READS_ONLY,
+      );
       io.stdout.write(renderOne(application, options.format));
     });
 
@@ -208,7 +217,7 @@ export function registerApp(program: Command, io: CliIo): void {
       const consequences: Consequence[] = [];
       const result = await withApplications(io, async (service) => {
         const current = await service.findByClientId(clientId);
-        if (current === undefined) throw ApplicationError.notFound(clientId);
+        if (current === undefined) throw await service.unknownClientId(clientId);
         return service.update(clientId, updatePatch(current, options), cliActor(io), {
           dryRun: options.dryRun === true,
           consequences,
@@ -259,7 +268,7 @@ export function registerApp(program: Command, io: CliIo): void {
         const consequences: Consequence[] = [];
         const message = await withApplications(io, async (service) => {
           const before = await service.findByClientId(clientId);
-          if (before === undefined) throw ApplicationError.notFound(clientId);
+          if (before === undefined) throw await service.unknownClientId(clientId);
           if (before.active === active) return `application ${clientId} is already ${verb}; nothing to do`;
           if (active) await service.activate(clientId, cliActor(io), { dryRun, consequences });
           else await service.deactivate(clientId, cliActor(io), { dryRun });

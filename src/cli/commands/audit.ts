@@ -4,9 +4,9 @@ import { AUDIT_EVENT_KINDS, type AuditEventKind } from '../../audit/events.ts';
 import { parseTimeFilter, TIME_FILTER_FORMS } from '../../audit/time-filter.ts';
 import { MAX_AUDIT_PAGE, type StoredAuditEvent } from '../../audit/store.ts';
 import { parseWholeNumber } from '../../util/whole-number.ts';
-import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
+import { CliError, type CliIo, isoTime, READS_ONLY, withServices } from '../context.ts';
 import { filterOption, userIdFilter } from '../option-values.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, formatOption, type OutputFormat, quotedInput, renderRows } from '../output.ts';
 
 const COLUMNS: readonly Column<StoredAuditEvent>[] = [
   { header: 'time', value: (event) => isoTime(event.recordedAt) },
@@ -25,7 +25,7 @@ function eventJson(event: StoredAuditEvent): Record<string, unknown> {
 export function parseTime(option: string, value: string, now = Date.now()): number {
   const parsed = parseTimeFilter(value, now);
   if (parsed === undefined)
-    throw new CliError(`${option} "${value}" is not a time: use ${TIME_FILTER_FORMS}`);
+    throw new CliError(`${option} ${quotedInput(value)} is not a time: use ${TIME_FILTER_FORMS}`);
   return parsed;
 }
 
@@ -66,13 +66,13 @@ export function registerAudit(program: Command, io: CliIo): void {
         for (const kind of options.kind) {
           if (!(AUDIT_EVENT_KINDS as readonly string[]).includes(kind))
             throw new CliError(
-              `--kind "${kind}" is not an audit event kind; valid: ${AUDIT_EVENT_KINDS.join(', ')}`,
+              `--kind ${quotedInput(kind)} is not an audit event kind; valid: ${AUDIT_EVENT_KINDS.join(', ')}`,
             );
         }
         const limit = parseWholeNumber(options.limit);
         if (limit === undefined || limit < 1 || limit > MAX_AUDIT_PAGE)
           throw new CliError(
-            `--limit must be an integer from 1 to ${MAX_AUDIT_PAGE} (got "${options.limit}")`,
+            `--limit must be an integer from 1 to ${MAX_AUDIT_PAGE} (got ${quotedInput(options.limit)})`,
           );
         const now = Date.now();
         const since = options.since === undefined ? undefined : parseTime('--since', options.since, now);
@@ -80,30 +80,34 @@ export function registerAudit(program: Command, io: CliIo): void {
         // Events at or after --since and before --until: no event can be in an empty range.
         if (since !== undefined && until !== undefined && since >= until)
           throw new CliError(
-            `--since "${options.since}" (${isoTime(since)}) is not before --until "${options.until}" (${isoTime(until)}): no event can match; give the earlier time to --since`,
+            `--since ${quotedInput(options.since!)} (${isoTime(since)}) is not before --until ${quotedInput(options.until!)} (${isoTime(until)}): no event can match; give the earlier time to --since`,
           );
-        const events = await withServices(io, async (services) => {
-          const userId = await userIdFilter(services, options.username);
-          const notKept = options.kind.filter((kind) =>
-            (services.config.audit.databaseExclude as readonly string[]).includes(kind),
-          );
-          if (!services.config.audit.database)
-            io.stderr.write(
-              'note: the database keeps no audit events (audit.database is false); they go to the log and the JSON-lines file, and only those kept before are listed\n',
+        const events = await withServices(
+          io,
+          async (services) => {
+            const userId = await userIdFilter(services, options.username);
+            const notKept = options.kind.filter((kind) =>
+              (services.config.audit.databaseExclude as readonly string[]).includes(kind),
             );
-          else if (notKept.length > 0)
-            io.stderr.write(
-              `note: the database does not keep ${notKept.join(', ')} events (audit.databaseExclude); they go to the log and the JSON-lines file, and only those kept before are listed\n`,
-            );
-          return services.auditStore.list({
-            kinds: options.kind as AuditEventKind[],
-            ...(since === undefined ? {} : { since }),
-            ...(until === undefined ? {} : { until }),
-            ...(userId === undefined ? {} : { userId }),
-            ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
-            limit,
-          });
-        });
+            if (!services.config.audit.database)
+              io.stderr.write(
+                'note: the database keeps no audit events (audit.database is false); they go to the log and the JSON-lines file, and only those kept before are listed\n',
+              );
+            else if (notKept.length > 0)
+              io.stderr.write(
+                `note: the database does not keep ${notKept.join(', ')} events (audit.databaseExclude); they go to the log and the JSON-lines file, and only those kept before are listed\n`,
+              );
+            return services.auditStore.list({
+              kinds: options.kind as AuditEventKind[],
+              ...(since === undefined ? {} : { since }),
+              ...(until === undefined ? {} : { until }),
+              ...(userId === undefined ? {} : { userId }),
+              ...(options.clientId === undefined ? {} : { clientId: options.clientId }),
+              limit,
+            });
+          },
+          READS_ONLY,
+        );
         io.stdout.write(renderRows(events, COLUMNS, options.format, eventJson));
       },
     );

@@ -11,6 +11,7 @@ import { countSigningKeys } from '../../keys/queries.ts';
 import { countLiveTokens } from '../../tokens/store.ts';
 import { CliError, type CliIo, cliConfig, withDatabase } from '../context.ts';
 import { fileOption } from '../option-values.ts';
+import { quotedInput } from '../output.ts';
 
 /**
  * `aa-oidc backup --to FILE`: an online, consistent copy of the SQLite database while `serve` runs.
@@ -32,7 +33,7 @@ export function registerBackup(program: Command, io: CliIo): void {
       // path.resolve would make "" the working folder, and a name of spaces is a slip, not a file.
       if (options.to.trim() === '')
         throw new CliError(
-          `--to needs the name of a new file to write the copy to (got ${JSON.stringify(options.to)})`,
+          `--to needs the name of a new file to write the copy to (got ${quotedInput(options.to)})`,
         );
       // A relative name is in the command's working folder, as the configuration's relative paths are.
       const to = path.resolve(io.cwd, options.to);

@@ -2,9 +2,9 @@ import { type Command, Option } from 'commander';
 import { type DeliveryAttempt, listDeliveryAttempts, RECORDED_OUTCOMES } from '../../logout/attempts.ts';
 import type { BclTestResult, PendingLogout } from '../../logout/service.ts';
 import { parseWholeNumber } from '../../util/whole-number.ts';
-import { CliError, type CliIo, isoTime, withServices } from '../context.ts';
+import { CliError, type CliIo, isoTime, READS_ONLY, withServices } from '../context.ts';
 import { filterOption, userAndClientFilter } from '../option-values.ts';
-import { type Column, formatOption, type OutputFormat, renderRows } from '../output.ts';
+import { type Column, formatOption, type OutputFormat, quotedInput, renderRows } from '../output.ts';
 
 const COLUMNS: readonly Column<BclTestResult>[] = [
   { header: 'client_id', value: (row) => row.clientId },
@@ -122,17 +122,18 @@ export function registerBcl(program: Command, io: CliIo): void {
     .argument('<client_id...>', 'applications to test')
     .addOption(formatOption())
     .action(async (clientIds: string[], options: { format: OutputFormat }) => {
-      // An empty one (an unset variable) names no application, and would end the summary with nothing.
-      if (clientIds.includes(''))
+      // An empty or blank one (an unset variable) names no application; tested, it would only fail.
+      const blank = clientIds.find((clientId) => /^\s*$/u.test(clientId));
+      if (blank !== undefined)
         throw new CliError(
-          'client_id: an empty client_id ("") names no application; give the client_id of each application to test (see aa-oidc app list)',
+          `client_id: ${blank === '' ? 'an empty' : 'a blank'} client_id (${quotedInput(blank)}) names no application; give the client_id of each application to test (see aa-oidc app list)`,
         );
       const results = await withServices(io, (services) => services.logout.testDelivery(clientIds));
       io.stdout.write(renderRows(results, COLUMNS, options.format, resultJson));
       const failed = results.filter((row) => row.outcome !== 'success');
       if (failed.length > 0)
         throw new CliError(
-          `${failed.length} of ${results.length} test deliveries did not succeed: ${failed.map((row) => row.clientId).join(', ')}`,
+          `${failed.length} of ${results.length} test deliveries did not succeed: ${failed.map((row) => quotedInput(row.clientId)).join(', ')}`,
         );
     });
 
@@ -174,37 +175,43 @@ export function registerBcl(program: Command, io: CliIo): void {
       }) => {
         const limit = parseWholeNumber(options.limit);
         if (limit === undefined || limit < 1 || limit > MAX_LIST)
-          throw new CliError(`--limit must be an integer from 1 to ${MAX_LIST} (got "${options.limit}")`);
+          throw new CliError(
+            `--limit must be an integer from 1 to ${MAX_LIST} (got ${quotedInput(options.limit)})`,
+          );
         const userId = options.userId === undefined ? undefined : parseWholeNumber(options.userId);
         if (
           options.userId !== undefined &&
           (userId === undefined || userId < 1 || !Number.isSafeInteger(userId))
         )
           throw new CliError(
-            `--user-id must be a user's id, a whole number from 1 to ${Number.MAX_SAFE_INTEGER} (got "${options.userId}")`,
+            `--user-id must be a user's id, a whole number from 1 to ${Number.MAX_SAFE_INTEGER} (got ${quotedInput(options.userId)})`,
           );
-        const rows = await withServices(io, async (services): Promise<ListedLogout[]> => {
-          // A deleted user's logouts (user_deleted) are found by id: no username names them any longer.
-          const filter = {
-            ...(await userAndClientFilter(services, options)),
-            ...(userId === undefined ? {} : { userId }),
-          };
-          const pending =
-            options.outcome === undefined ? await services.logout.pendingLogouts({ ...filter, limit }) : [];
-          const room = limit - pending.length;
-          const recorded =
-            options.pending === true || room === 0
-              ? []
-              : await listDeliveryAttempts(services.database.db, {
-                  ...filter,
-                  ...(options.outcome === undefined ? {} : { outcome: options.outcome }),
-                  limit: room,
-                });
-          return [
-            ...pending.map((logout) => ({ pending: logout })),
-            ...recorded.map((attempt) => ({ recorded: attempt })),
-          ];
-        });
+        const rows = await withServices(
+          io,
+          async (services): Promise<ListedLogout[]> => {
+            // A deleted user's logouts (user_deleted) are found by id: no username names them any longer.
+            const filter = {
+              ...(await userAndClientFilter(services, options)),
+              ...(userId === undefined ? {} : { userId }),
+            };
+            const pending =
+              options.outcome === undefined ? await services.logout.pendingLogouts({ ...filter, limit }) : [];
+            const room = limit - pending.length;
+            const recorded =
+              options.pending === true || room === 0
+                ? []
+                : await listDeliveryAttempts(services.database.db, {
+                    ...filter,
+                    ...(options.outcome === undefined ? {} : { outcome: options.outcome }),
+                    limit: room,
+                  });
+            return [
+              ...pending.map((logout) => ({ pending: logout })),
+              ...recorded.map((attempt) => ({ recorded: attempt })),
+            ];
+          },
+          READS_ONLY,
+        );
         io.stdout.write(renderRows(rows.map(fieldsOf), LIST_COLUMNS, options.format, listedJson));
         // Told apart from the listing, on stderr: a script reading the JSON or CSV is not misled.
         if (rows.length === limit)

@@ -5,7 +5,7 @@ import { DirectoryError } from '../../directory/errors.ts';
 import { createServices } from '../../services.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, cliActor, cliConfig } from '../context.ts';
-import { jsonDocument, textLines, textOrJsonOption } from '../output.ts';
+import { jsonDocument, quotedInput, textLines, textOrJsonOption } from '../output.ts';
 
 type DemoFormat = 'text' | 'json';
 
@@ -21,15 +21,13 @@ function parseIssuerUrl(value: string): string {
     url = new URL(value);
   } catch {
     throw new CliError(
-      `--issuer-url: ${JSON.stringify(value)} is not a URL; expected e.g. http://localhost:8000/o`,
+      `--issuer-url: ${quotedInput(value)} is not a URL; expected e.g. http://localhost:8000/o`,
     );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new CliError(`--issuer-url: ${JSON.stringify(value)} must be an http or https URL`);
+    throw new CliError(`--issuer-url: ${quotedInput(value)} must be an http or https URL`);
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '')
-    throw new CliError(
-      `--issuer-url: ${JSON.stringify(value)} must not carry a query, fragment or credentials`,
-    );
+    throw new CliError(`--issuer-url: ${quotedInput(value)} must not carry a query, fragment or credentials`);
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
 

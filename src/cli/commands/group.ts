@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { GroupSummary } from '../../directory/builtin/types.ts';
-import { type CliIo, isoTime } from '../context.ts';
+import { type CliIo, isoTime, READS_ONLY } from '../context.ts';
 import { type Column, formatOption, lineWriter, type OutputFormat, renderRows } from '../output.ts';
 import { registerGrantAccess } from './grant-access.ts';
 import { registerRenameAndDelete } from './rename-delete.ts';
@@ -44,7 +44,7 @@ export function registerGroup(program: Command, io: CliIo): void {
     .description('list groups, by name')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const groups = await withDirectory(io, (directory) => directory.listGroups());
+      const groups = await withDirectory(io, (directory) => directory.listGroups(), READS_ONLY);
       io.stdout.write(renderRows(groups, GROUP_COLUMNS, options.format, groupJson));
     });
 

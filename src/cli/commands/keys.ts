@@ -8,7 +8,14 @@ import { signingKeyLoadChecks } from '../../checks/checks.ts';
 import { unloadableSigningKeys } from '../../keys/store.ts';
 import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
 import { fileOption } from '../option-values.ts';
-import { type Column, formatOption, type OutputFormat, renderRows, textLines } from '../output.ts';
+import {
+  type Column,
+  formatOption,
+  type OutputFormat,
+  quotedInput,
+  renderRows,
+  textLines,
+} from '../output.ts';
 import { whyUnreadable } from '../../util/unreadable-file.ts';
 
 const COLUMNS: readonly Column<SigningKeySummary>[] = [
@@ -70,7 +77,7 @@ async function readPem(file: string, cwd: string): Promise<string> {
   if (file.trim() === '')
     throw new KeyError(
       'invalid_key',
-      `--pem needs the name of the PEM file to import (got ${JSON.stringify(file)})`,
+      `--pem needs the name of the PEM file to import (got ${quotedInput(file)})`,
     );
   const resolved = path.resolve(cwd, file);
   // A relative name is told with the file it stands for: where the command looked.

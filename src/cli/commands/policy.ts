@@ -1,13 +1,15 @@
 import type { Command } from 'commander';
 import { explainDecision, type PolicyExplanation } from '../../policy/explain.ts';
 import { assertNever } from '../../util/assert-never.ts';
-import { CliError, type CliIo, withServices } from '../context.ts';
-import { requiredTextOption } from '../option-values.ts';
+import { lookalikeLookupHint } from '../../util/lookalike-names.ts';
+import { CliError, type CliIo, READS_ONLY, withServices } from '../context.ts';
+import { lookalikeUserHint, requiredTextOption } from '../option-values.ts';
 import {
   type Column,
   formatOption,
   jsonDocument,
   type OutputFormat,
+  quotedInput,
   renderRows,
   textLines,
 } from '../output.ts';
@@ -82,26 +84,37 @@ export function registerPolicy(program: Command, io: CliIo): void {
     )
     .addOption(formatOption())
     .action(async (clientId: string, options: { username: string; format: OutputFormat }) => {
-      const explanation = await withServices(io, async (services) => {
-        const app = await services.applications.findByClientId(clientId);
-        if (!app) {
-          throw new CliError(
-            `no application with client_id ${JSON.stringify(clientId)} (see aa-oidc app list)`,
-          );
-        }
-        const profile = await services.directory.profileByUsername(options.username);
-        if (!profile) {
-          throw new CliError(`no user named ${JSON.stringify(options.username)} (see aa-oidc user list)`);
-        }
-        const [states, groups] = await Promise.all([
-          services.directory.listStates(),
-          services.directory.listGroups(),
-        ]);
-        return explainDecision(profile, app, {
-          states: states.filter((state) => state.oidcAccess).map((state) => state.name),
-          groups: groups.filter((group) => group.oidcAccess).map((group) => group.name),
-        });
-      });
+      const explanation = await withServices(
+        io,
+        async (services) => {
+          const app = await services.applications.findByClientId(clientId);
+          if (!app) {
+            const hint = await lookalikeLookupHint(
+              'application',
+              clientId,
+              async (latin) => (await services.applications.findByClientId(latin))?.clientId,
+            );
+            throw new CliError(
+              `no application with client_id ${quotedInput(clientId)} (see aa-oidc app list)${hint}`,
+            );
+          }
+          const profile = await services.directory.profileByUsername(options.username);
+          if (!profile) {
+            throw new CliError(
+              `no user named ${quotedInput(options.username)} (see aa-oidc user list)${await lookalikeUserHint(services, options.username)}`,
+            );
+          }
+          const [states, groups] = await Promise.all([
+            services.directory.listStates(),
+            services.directory.listGroups(),
+          ]);
+          return explainDecision(profile, app, {
+            states: states.filter((state) => state.oidcAccess).map((state) => state.name),
+            groups: groups.filter((group) => group.oidcAccess).map((group) => group.name),
+          });
+        },
+        READS_ONLY,
+      );
       io.stdout.write(renderExplanation(explanation, options.format));
     });
 }

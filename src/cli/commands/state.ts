@@ -2,12 +2,13 @@ import type { Command } from 'commander';
 import type { StateSummary } from '../../directory/builtin/types.ts';
 import { PRIORITY_MAX, PRIORITY_MIN } from '../../directory/builtin/validation.ts';
 import { parseWholeNumber } from '../../util/whole-number.ts';
-import { CliError, type CliIo, isoTime } from '../context.ts';
+import { CliError, type CliIo, isoTime, READS_ONLY } from '../context.ts';
 import {
   type Column,
   formatOption,
   lineWriter,
   type OutputFormat,
+  quotedInput,
   renderRows,
   storedNameHelp,
 } from '../output.ts';
@@ -39,7 +40,7 @@ function parsePriority(text: string | undefined): number {
     throw new CliError(`--priority N is required (${range}; states have unique priorities)`);
   const priority = parseWholeNumber(text);
   if (priority === undefined || priority < PRIORITY_MIN || priority > PRIORITY_MAX)
-    throw new CliError(`--priority must be ${range} (got ${JSON.stringify(text)})`);
+    throw new CliError(`--priority must be ${range} (got ${quotedInput(text)})`);
   return priority;
 }
 
@@ -70,7 +71,7 @@ export function registerState(program: Command, io: CliIo): void {
     .description('list states, highest priority first')
     .addOption(formatOption())
     .action(async (options: { format: OutputFormat }) => {
-      const states = await withDirectory(io, (directory) => directory.listStates());
+      const states = await withDirectory(io, (directory) => directory.listStates(), READS_ONLY);
       io.stdout.write(renderRows(states, STATE_COLUMNS, options.format, stateJson));
     });
 

@@ -7,7 +7,7 @@ import {
   UnknownUserError,
   type RevokedToken,
 } from '../../tokens/revocation.ts';
-import { CliError, type CliIo, cliActor, isoTime, withServices } from '../context.ts';
+import { CliError, type CliIo, cliActor, isoTime, READS_ONLY, withServices } from '../context.ts';
 import { filterOption, requiredTextOption, userAndClientFilter } from '../option-values.ts';
 import {
   type Column,
@@ -158,23 +158,27 @@ export function registerTokens(program: Command, io: CliIo): void {
         includeExpired?: boolean;
         format: OutputFormat;
       }) => {
-        const rows = await withServices(io, async (services) => {
-          const listed = await listTokens(services.database.db, {
-            ...(await userAndClientFilter(services, options)),
-            includeExpired: options.includeExpired === true,
-          });
-          const userIds = listed.map((token) => token.userId).filter((id) => id !== null);
-          const usernames = new Map(
-            (await services.directory.profilesByIds(userIds)).map((profile) => [
-              profile.id,
-              profile.username,
-            ]),
-          );
-          return listed.map((token): AuditedToken => ({
-            ...token,
-            username: token.userId === null ? null : (usernames.get(token.userId) ?? null),
-          }));
-        });
+        const rows = await withServices(
+          io,
+          async (services) => {
+            const listed = await listTokens(services.database.db, {
+              ...(await userAndClientFilter(services, options)),
+              includeExpired: options.includeExpired === true,
+            });
+            const userIds = listed.map((token) => token.userId).filter((id) => id !== null);
+            const usernames = new Map(
+              (await services.directory.profilesByIds(userIds)).map((profile) => [
+                profile.id,
+                profile.username,
+              ]),
+            );
+            return listed.map((token): AuditedToken => ({
+              ...token,
+              username: token.userId === null ? null : (usernames.get(token.userId) ?? null),
+            }));
+          },
+          READS_ONLY,
+        );
         io.stdout.write(renderRows(rows, AUDIT_COLUMNS, options.format, auditJson));
       },
     );

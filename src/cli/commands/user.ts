@@ -14,7 +14,7 @@ import { passesGlobalGate } from '../../policy/decide.ts';
 import type { Services } from '../../services.ts';
 import { type SessionListing, listUserSessions } from '../../tokens/listing.ts';
 import { UnknownUserError } from '../../tokens/revocation.ts';
-import { type CliIo, CliError, cliActor, isoTime, withServices } from '../context.ts';
+import { type CliIo, CliError, cliActor, isoTime, READS_ONLY, withServices } from '../context.ts';
 import { filterOption } from '../option-values.ts';
 import {
   type Column,
@@ -39,8 +39,9 @@ const USERNAME_HELP = storedNameHelp('user');
 export function withDirectory<T>(
   io: CliIo,
   work: (directory: DirectoryAdmin, services: Services) => Promise<T>,
+  options?: typeof READS_ONLY,
 ): Promise<T> {
-  return withServices(io, (services) => work(services.directoryAdmin, services));
+  return withServices(io, (services) => work(services.directoryAdmin, services), options);
 }
 
 export function changeOptions(io: CliIo, dryRun = false, consequences?: Consequence[]): ChangeOptions {
@@ -297,12 +298,15 @@ export function registerUser(program: Command, io: CliIo): void {
     )
     .addOption(formatOption())
     .action(async (options: { state?: string; group?: string; search?: string; format: OutputFormat }) => {
-      const users = await withDirectory(io, (directory) =>
-        directory.listUsers({
-          ...(options.state !== undefined && { state: options.state }),
-          ...(options.group !== undefined && { group: options.group }),
-          ...(options.search !== undefined && { search: options.search }),
-        }),
+      const users = await withDirectory(
+        io,
+        (directory) =>
+          directory.listUsers({
+            ...(options.state !== undefined && { state: options.state }),
+            ...(options.group !== undefined && { group: options.group }),
+            ...(options.search !== undefined && { search: options.search }),
+          }),
+        READS_ONLY,
       );
       io.stdout.write(renderRows(users, USER_COLUMNS, options.format, userJson));
     });
@@ -323,6 +327,7 @@ export function registerUser(program: Command, io: CliIo): void {
             sessions: await listUserSessions(services.database.db, found.user.id),
           };
         },
+        READS_ONLY,
       );
       io.stdout.write(renderUserDetail(profile, keptPasswordSignIn, sessions, options.format));
     });

@@ -3,11 +3,11 @@ import { isRowId } from '../../db/row-id.ts';
 import { MAY_BE_UNFIT_NAME_CHARACTER } from '../../util/hidden-characters.ts';
 import { nameKey } from '../../util/name-key.ts';
 import type { Database } from '../../db/schema.ts';
-import { DirectoryError, invalid, notFound } from '../errors.ts';
+import { DirectoryError, invalid } from '../errors.ts';
 import type { Directory, KeepableProfiles, ProfileCountFilter, ProfileFilter } from '../port.ts';
 import { toDirectoryGroup, toDirectoryState, toUserProfile } from './profile.ts';
 import * as queries from './queries.ts';
-import { describeUser, resolveGroup, resolveState, validateUserRef } from './records.ts';
+import { resolveGroup, resolveState, unknownUser, validateUserRef } from './records.ts';
 import type { DirectoryAdmin, StoredUserText, UserFilter } from './types.ts';
 import { normalizeUsername, quote, validateFlag, validateName, validateSearch } from './validation.ts';
 
@@ -63,9 +63,7 @@ export function recordReads(db: Kysely<Database>): RecordReads {
 
     async getUserProfile(ref) {
       const target = validateUserRef(ref);
-      const record = await queries.selectProfile(db, target);
-      if (!record) throw notFound(describeUser(target));
-      return record;
+      return (await queries.selectProfile(db, target)) ?? unknownUser(db, target);
     },
 
     async listUsers(filter = {}) {

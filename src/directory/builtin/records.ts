@@ -1,6 +1,7 @@
 import type { Transaction } from 'kysely';
 import type { Database, GroupRow, StateRow, UserRow } from '../../db/schema.ts';
 import { listedNameHint } from '../../util/listed-name.ts';
+import { lookalikeHint, lookalikeLookupHint } from '../../util/lookalike-names.ts';
 import { invalid, notFound } from '../errors.ts';
 import * as queries from './queries.ts';
 import type { UserRecord, UserRef } from './types.ts';
@@ -37,6 +38,19 @@ export function describeUser(ref: UserRef): string {
     : `unknown user ${quote(ref.username)}: no user has this username`;
 }
 
+/** `not_found` for a user no row has: `describeUser`, and a username it differs from only in look-alike letters (`lookalikeLookupHint`). */
+export async function unknownUser(db: queries.Db, ref: UserRef): Promise<never> {
+  const hint =
+    'username' in ref
+      ? await lookalikeLookupHint(
+          'user',
+          ref.username,
+          async (latin) => (await queries.selectUser(db, { username: latin }))?.username,
+        )
+      : '';
+  throw notFound(`${describeUser(ref)}${hint}`);
+}
+
 /** The record of a user the transaction just read or wrote. */
 export async function requireRecord(trx: Transaction<Database>, userId: number): Promise<UserRecord> {
   const record = await queries.selectProfileById(trx, userId);
@@ -46,9 +60,7 @@ export async function requireRecord(trx: Transaction<Database>, userId: number):
 
 /** Locks the user's row for the rest of the transaction; `not_found` for an unknown user. */
 export async function lockUser(trx: Transaction<Database>, ref: UserRef): Promise<UserRow> {
-  const user = await queries.lockUser(trx, ref);
-  if (!user) throw notFound(describeUser(ref));
-  return user;
+  return (await queries.lockUser(trx, ref)) ?? unknownUser(trx, ref);
 }
 
 export async function resolveState(db: queries.Db, name: string): Promise<StateRow> {
@@ -77,9 +89,12 @@ async function unknownGroup(db: queries.Db, name: string): Promise<never> {
   return unknownName('group', name, await queries.selectGroupNames(db));
 }
 
-/** The one "unknown state" or "unknown group" message: what exists, and the escape typed for a character. */
+/**
+ * The one "unknown state" or "unknown group" message: what exists, the escape typed for a character,
+ * and a name it differs from only in look-alike letters.
+ */
 function unknownName(kind: 'state' | 'group', name: string, names: readonly string[]): never {
   throw notFound(
-    `unknown ${kind} ${quote(name)}; ${describeExisting(`${kind}s`, names)}${listedNameHint(kind, name, names)}`,
+    `unknown ${kind} ${quote(name)}; ${describeExisting(`${kind}s`, names)}${listedNameHint(kind, name, names)}${lookalikeHint(kind, name, names)}`,
   );
 }

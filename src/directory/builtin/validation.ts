@@ -1,4 +1,5 @@
-import { escapeUnshownInJson, unfitNameCharacter } from '../../util/hidden-characters.ts';
+import { unfitNameCharacter } from '../../util/hidden-characters.ts';
+import { quotedInput } from '../../util/visible-text.ts';
 import { invalid } from '../errors.ts';
 import type { MainCharacterFields } from './types.ts';
 
@@ -25,10 +26,10 @@ const EMAIL_PATTERN = /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+\.[^\s@\p{Cc}]+$/u;
 const LOCALE_PATTERN = /^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8})*$/;
 const CONTROL = /\p{Cc}/u;
 
-/** An input as it can appear inside an error message: quoted, escaped, and cut when long. */
+/** An input as it can appear inside an error message: quoted, escaped, and cut when long (`quotedInput`). */
 export function quote(value: unknown): string {
   if (typeof value !== 'string') return typeof value === 'number' ? String(value) : typeof value;
-  return escapeUnshownInJson(JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
+  return quotedInput(value);
 }
 
 function requireString(label: string, value: unknown): string {
