@@ -172,8 +172,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     catchUpMs: AUDIT_PURGE_CATCH_UP_MS,
     // A stop waits no longer for a statement of the round in flight than for a connection to open.
     stopWithinMs: config.databaseConnectTimeoutMs,
-    failed: (error) =>
-      services.logger.warn({ err: { name: error.name, message: error.message } }, 'audit purge failed'),
+    // A round cut by the stop (the database closed under it) is the stop's doing, not a fault.
+    failed: (error, { stopped }) =>
+      services.logger[stopped ? 'debug' : 'warn'](
+        { err: { name: error.name, message: error.message }, ...(stopped && { stopped }) },
+        'audit purge failed',
+      ),
   });
 
   let serving: { server: Server; requests: Drainable; settleMs: number | undefined } | undefined;

@@ -23,11 +23,20 @@ const TEST_LOGOUT_MAX = 100;
 /** The longest search text (`?q=`), in UTF-16 units as the field's `maxlength` counts. */
 const SEARCH_MAX = 100;
 
+/** Outcomes of a test logout that made no request: nothing reached the application's receiver. */
+const NOT_REQUESTED: ReadonlySet<BclTestResult['outcome']> = new Set([
+  'not_sent',
+  'unsafe_target_ip',
+  'dns_resolve_failed',
+  'signing_kid_retired',
+]);
+
 /**
  * A test that sent nothing is refused, as the application pages refuse: 404 when no ticked client_id
  * names an application (each result without a name: a form not the console's, or every one deleted
  * since the list was shown), 409 when each names one that cannot receive a logout now (deactivated,
- * or without a back-channel URI), never 200 as if the relying parties had been reached.
+ * or without a back-channel URI, or its delivery refused before any request: the SSRF gate, a name
+ * not resolved, a retired signing key), never 200 as if the relying parties had been reached.
  */
 function nothingSentStatus(results: readonly BclTestResult[]): 404 | 409 {
   return results.every((result) => result.name === null) ? 404 : 409;
@@ -235,7 +244,7 @@ export function applicationRoutes(deps: AdminDependencies): ConsoleRoute[] {
           refuse(503, 'Nothing was sent: the server is shutting down. Try again in a few seconds.');
           return;
         }
-        const sent = results.some((result) => result.outcome !== 'not_sent');
+        const sent = results.some((result) => !NOT_REQUESTED.has(result.outcome));
         renderAdmin(
           request,
           '/admin/apps',

@@ -92,14 +92,20 @@ export function deleteOldest<T extends IdTable>(
  * Runs `round` every `intervalMs`, and again `catchUpMs` after a round that left rows behind, until
  * none does: a backlog is worked off at `bounds.rows × bounds.statements` rows per `catchUpMs` (plus
  * the round's own time), then the rounds go back to the interval. A round that fails is given to
- * `failed`, and the next one comes at the interval. `stop()` ends the rounds: the one under way is
+ * `failed` (`stopped` when it failed after `stop()`: cut by the stop, the database closed under it),
+ * and the next one comes at the interval. `stop()` ends the rounds: the one under way is
  * told (its `signal` aborted: it makes no further statement) and waited for, so that none runs on a
  * database being closed, at most `stopWithinMs` when given (a statement over a dead route waits for
  * its query timeout; the database's close then deals with it).
  */
 export function startPurgeRounds(
   round: (signal: AbortSignal) => Promise<PurgeRound>,
-  options: { intervalMs: number; catchUpMs: number; failed: (error: Error) => void; stopWithinMs?: number },
+  options: {
+    intervalMs: number;
+    catchUpMs: number;
+    failed: (error: Error, when: { stopped: boolean }) => void;
+    stopWithinMs?: number;
+  },
 ): { stop(): Promise<void> } {
   let stopped = false;
   const stopping = new AbortController();
@@ -112,7 +118,7 @@ export function startPurgeRounds(
         .then(
           (done) => done.more,
           (error: Error) => {
-            options.failed(error);
+            options.failed(error, { stopped });
             return false;
           },
         )

@@ -157,7 +157,12 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
         {
           goodbyeMs: settings.connectionTimeoutMillis,
           workMs: options.queryTimeoutMs ?? QUERY_TIMEOUT_MS,
-          probe: () => serverAnswers(new Client(settings), DatabaseError),
+          probe: () =>
+            serverAnswers(
+              new Client({ ...settings, connectionTimeoutMillis: 0 }),
+              DatabaseError,
+              settings.connectionTimeoutMillis,
+            ),
         },
       );
       if (abandoned) options.onConnectionsAbandoned?.(abandoned);
@@ -165,20 +170,40 @@ export function openDatabase(target: DatabaseTarget, options: OpenDatabaseOption
   };
 }
 
+/** Connection failures that mean no server is there (refused, unreachable): nor one to end the work. */
+const NO_SERVER = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET']);
+
 /**
- * Whether the server answers `client`'s connection (within its connect timeout): it connected, or the
- * server refused it in words (too many connections, say: the route carries answers). The client is
- * closed again either way; one that got no answer is cut, so that it does not hold the process.
+ * Whether the server answers `client`'s connection within `deadlineMs`: it connected, or the server
+ * refused it in words (too many connections, say: the route carries answers). No answer in time, or
+ * a connection refused or unreachable, is false. A failure of this process's own (a name not
+ * resolved, no file descriptor left, TLS refused at the client) says nothing of the route: true, so
+ * that the work in flight is not cut on it. The client is closed again either way; one that got no
+ * answer is cut, so that it does not hold the process.
  */
-async function serverAnswers(client: pg.Client, answer: typeof pg.DatabaseError): Promise<boolean> {
+async function serverAnswers(
+  client: pg.Client,
+  answer: typeof pg.DatabaseError,
+  deadlineMs: number,
+): Promise<boolean> {
   client.on('error', () => undefined);
+  let unanswered = false;
+  const deadline = setTimeout(() => {
+    unanswered = true;
+    pgClientSocket(client)?.destroy();
+  }, deadlineMs);
   try {
     await client.connect();
     client.end().catch(() => undefined);
     return true;
   } catch (error) {
     pgClientSocket(client)?.destroy();
-    return error instanceof answer;
+    if (unanswered) return false;
+    if (error instanceof answer) return true;
+    const code = (error as { code?: unknown }).code;
+    return !(typeof code === 'string' && NO_SERVER.has(code));
+  } finally {
+    clearTimeout(deadline);
   }
 }
 

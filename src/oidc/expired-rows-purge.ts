@@ -16,7 +16,7 @@ const TABLES: readonly PurgedTable[] = ['payloads', 'changeLog', 'loginFailures'
 /** What one round deleted, per table; `more` when some table may have rows left (`behind`). */
 export interface ExpiredRowsRound extends PurgeRound {
   tables: Record<PurgedTable, PurgeRound>;
-  /** The tables whose round was full: the next round purges those alone. */
+  /** The tables whose round was full: the next round purges those alone (until `everyTableMs`). */
   behind: PurgedTable[];
 }
 
@@ -29,7 +29,9 @@ const NOTHING_DUE: PurgeRound = { deleted: 0, more: false };
  * some have rows left, the next round (`startPurgeRounds`' catch-up) purges those alone: the others
  * found everything already, and the change log's horizon is raised only by a round that begins a prune
  * (a reader whose position is behind it drops everything it keeps: raised a second apart, every reader
- * idle for a second would).
+ * idle for a second would). Once `everyTableMs` (the purge's interval) has passed since a round
+ * purged every table, the next does again, behind or not: a table with a backlog that outlasts the
+ * interval (an outage's tokens, expiring faster than a round's share) holds the others up no longer.
  *
  * One round at a time: a round asked for while one runs (`purge()` beside the timer's) is that round.
  * A round that fails is given to its caller once all its tables' statements have ended; the next
@@ -38,20 +40,27 @@ const NOTHING_DUE: PurgeRound = { deleted: 0, more: false };
 export function expiredRowsPurge(
   db: Kysely<Database>,
   throttle: Pick<LoginThrottle, 'purge'>,
-  options: { bounds?: PurgeBounds; now?: () => number } = {},
+  options: { bounds?: PurgeBounds; now?: () => number; everyTableMs?: number } = {},
 ): (signal?: AbortSignal) => Promise<ExpiredRowsRound> {
   const bounds = options.bounds ?? EXPIRED_ROWS_PURGE;
   const now = options.now ?? Date.now;
+  const everyTableMs = options.everyTableMs ?? Number.POSITIVE_INFINITY;
   let behind = new Set<PurgedTable>();
+  let everyTableAt = Number.NEGATIVE_INFINITY;
   let running: Promise<ExpiredRowsRound> | undefined;
 
-  const purgeOf = (table: PurgedTable, at: number, signal?: AbortSignal): Promise<PurgeRound> => {
-    if (behind.size > 0 && !behind.has(table)) return Promise.resolve(NOTHING_DUE);
+  const purgeOf = (
+    table: PurgedTable,
+    at: number,
+    continuing: ReadonlySet<PurgedTable>,
+    signal?: AbortSignal,
+  ): Promise<PurgeRound> => {
+    if (continuing.size > 0 && !continuing.has(table)) return Promise.resolve(NOTHING_DUE);
     switch (table) {
       case 'payloads':
         return purgeExpiredPayloads(db, at, signal, bounds);
       case 'changeLog':
-        return pruneChangeLog(db, { signal, bounds, continues: behind.has('changeLog') });
+        return pruneChangeLog(db, { signal, bounds, continues: continuing.has('changeLog') });
       case 'loginFailures':
         return throttle.purge(signal, bounds);
       case 'issuedCodes':
@@ -63,7 +72,10 @@ export function expiredRowsPurge(
 
   const round = async (signal?: AbortSignal): Promise<ExpiredRowsRound> => {
     const at = now();
-    const settled = await Promise.allSettled(TABLES.map((table) => purgeOf(table, at, signal)));
+    // Every table, or only those behind (a catch-up round within the interval).
+    const continuing = at - everyTableAt >= everyTableMs ? new Set<PurgedTable>() : behind;
+    if (continuing.size === 0) everyTableAt = at;
+    const settled = await Promise.allSettled(TABLES.map((table) => purgeOf(table, at, continuing, signal)));
     const failed = settled.find((each) => each.status === 'rejected');
     if (failed) {
       behind = new Set();

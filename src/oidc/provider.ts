@@ -327,7 +327,9 @@ export function createOidc(deps: OidcDependencies): Oidc {
 
   // Expired provider rows leave the database a bounded share a round (`EXPIRED_ROWS_PURGE`), every
   // `oidc.purgeIntervalSeconds`; while some table has rows left, the next round follows a second later.
-  const purgeExpiredRows = expiredRowsPurge(db, throttle);
+  const purgeExpiredRows = expiredRowsPurge(db, throttle, {
+    everyTableMs: config.oidc.purgeIntervalSeconds * 1000,
+  });
   const purgeRounds = startPurgeRounds(
     async (signal) => {
       const round = await purgeExpiredRows(signal);
@@ -351,7 +353,12 @@ export function createOidc(deps: OidcDependencies): Oidc {
       catchUpMs: EXPIRED_ROWS_PURGE_CATCH_UP_MS,
       // A stop waits no longer for a statement of the round in flight than for a connection to open.
       stopWithinMs: config.databaseConnectTimeoutMs,
-      failed: (error) => log.warn({ err: { name: error.name, message: error.message } }, 'purge failed'),
+      // A round cut by the stop (the database closed under it) is the stop's doing, not a fault.
+      failed: (error, { stopped }) =>
+        log[stopped ? 'debug' : 'warn'](
+          { err: { name: error.name, message: error.message }, ...(stopped && { stopped }) },
+          'purge failed',
+        ),
     },
   );
   // Aborted on close: a round asked for by `purge()` makes no further statement.

@@ -117,7 +117,11 @@ describe('the rounds of a retention purge', () => {
         calls += 1;
         throw new Error('database is locked');
       },
-      { intervalMs: 600_000, catchUpMs: 1000, failed: (error) => failures.push(error.message) },
+      {
+        intervalMs: 600_000,
+        catchUpMs: 1000,
+        failed: (error, { stopped }) => failures.push(stopped ? 'after the stop' : error.message),
+      },
     );
     const pass = async (ms: number) => {
       t.mock.timers.tick(ms);
@@ -157,5 +161,30 @@ describe('the rounds of a retention purge', () => {
     await stopping;
     assert.equal(stopped, true, 'no longer than stopWithinMs');
     release?.();
+  });
+
+  it('says of a round that fails after stop() that it was stopped', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    let fail: (() => void) | undefined;
+    const failures: Array<{ message: string; stopped: boolean }> = [];
+    const purge = startPurgeRounds(
+      () =>
+        new Promise<PurgeRound>((_, reject) => {
+          fail = () => reject(new Error('Connection terminated unexpectedly'));
+        }),
+      {
+        intervalMs: 1000,
+        catchUpMs: 1000,
+        failed: (error, { stopped }) => failures.push({ message: error.message, stopped }),
+        stopWithinMs: 5000,
+      },
+    );
+    t.mock.timers.tick(1000);
+    const stopping = purge.stop();
+    t.mock.timers.tick(5000);
+    await stopping;
+    fail?.();
+    for (let turn = 0; turn < 20; turn += 1) await Promise.resolve();
+    assert.deepEqual(failures, [{ message: 'Connection terminated unexpectedly', stopped: true }]);
   });
 });

@@ -20,13 +20,14 @@ const AUDIT_RECEIVER_TIMEOUT_MS = 2000;
 const HANDLERS_SETTLE_MS = 5000;
 /**
  * The longest the stop may take over a dead route, step by step (docs/deployment.md, "Stopping"):
- * the requests' grace and settle, the logout worker's round, the logout job transport, the audit
+ * the requests' grace and settle, the purges' rounds, the logout worker's round, the logout job transport, the audit
  * bus's deliveries in flight, the audit store's last writes, the pool's goodbyes. Without the bounds
  * each statement on the dead route waits for the query timeout (60 s), and the stop for several.
  */
 const STOP_BOUND_MS =
   GRACE_SECONDS * 1000 +
   HANDLERS_SETTLE_MS +
+  CONNECT_TIMEOUT_MS +
   (LOGOUT_REQUEST_TIMEOUT_MS + CONNECT_TIMEOUT_MS) +
   CONNECT_TIMEOUT_MS +
   AUDIT_RECEIVER_TIMEOUT_MS +

@@ -39,6 +39,59 @@ describe(`the purge of expired provider rows (${testDatabaseKind})`, () => {
     await database?.drop();
   });
 
+  it('purges every table again once the interval has passed, whatever table is still behind', async () => {
+    const db = handle.db;
+    let now = Date.now();
+    const throttle = createLoginThrottle(db, handle.kind, BUDGETS, () => now);
+    const purge = expiredRowsPurge(db, throttle, {
+      bounds: { rows: 5, statements: 1 },
+      now: () => now,
+      everyTableMs: 60_000,
+    });
+    await db
+      .insertInto('oidc_payload')
+      .values(
+        Array.from({ length: 12 }, (_, index) => ({
+          model: 'AccessToken',
+          id: `outage-${index}`,
+          payload: '{}',
+          grant_id: null,
+          user_id: null,
+          client_id: null,
+          uid: null,
+          expires_at: now - 120_000 - index,
+        })),
+      )
+      .execute();
+    const first = await purge();
+    assert.deepEqual(first.behind, ['payloads']);
+    // A login failure that leaves the throttle's window after that round.
+    await db
+      .insertInto('login_failure')
+      .values({ username: 'late', address: '192.0.2.7', failed_at: now - 901_000 })
+      .execute();
+    const failures = async () => (await db.selectFrom('login_failure').select('username').execute()).length;
+
+    now += 1000;
+    const catchingUp = await purge();
+    assert.deepEqual(
+      catchingUp.tables.loginFailures,
+      none,
+      'a catch-up round purges the tables behind alone',
+    );
+    assert.equal(await failures(), 1);
+
+    now += 60_000;
+    const again = await purge();
+    assert.deepEqual(again.tables.payloads, { deleted: 2, more: false });
+    assert.deepEqual(
+      again.tables.loginFailures,
+      { deleted: 1, more: false },
+      'the interval passed: every table',
+    );
+    assert.equal(await failures(), 0);
+  });
+
   it('works off a backlog larger than a round over several rounds, only the tables behind, and nothing unexpired', async () => {
     const db = handle.db;
     const now = Date.now();
