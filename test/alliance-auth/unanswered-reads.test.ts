@@ -227,8 +227,15 @@ await describeOnEachAllianceAuth(
           // The held answers are dropped, never delivered: only new connections answer.
           proxy.restore();
         }
+        // The answer limit's line when a read took the idle connection; on a loaded machine the pool may
+        // have closed that one (idle for 10 s), and every read opened a connection the hold stopped at
+        // the connect timeout: that line instead.
         assert.ok(
-          harness.logLines.some((line) => /no answer from Alliance Auth's database within 6 s/.test(line)),
+          harness.logLines.some((line) =>
+            /no answer from Alliance Auth's database within 6 s|no answer within [\d.]+ s; check that the server runs/.test(
+              line,
+            ),
+          ),
           'the log says why',
         );
         assert.deepEqual(
