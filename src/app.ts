@@ -24,6 +24,7 @@ import { answerUnexpectedErrors } from './http/unexpected-error.ts';
 import { whyPgBossUnusableNow } from './logout/pgboss-transport.ts';
 import { browserPaths } from './oidc/mount.ts';
 import { externalCallbackSecretParameters } from './oidc/interactions/external-sign-in.ts';
+import { purgeRoundFailed } from './logging/after-stop.ts';
 import { logKoaErrors, requestContext } from './logging/request-context.ts';
 import { metricsRoute } from './metrics/http.ts';
 import { createServices, type Services, type ServicesOptions } from './services.ts';
@@ -173,11 +174,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // A stop waits no longer for a statement of the round in flight than for a connection to open.
     stopWithinMs: config.databaseConnectTimeoutMs,
     // A round cut by the stop (the database closed under it) is the stop's doing, not a fault.
-    failed: (error, { stopped }) =>
-      services.logger[stopped ? 'debug' : 'warn'](
-        { err: { name: error.name, message: error.message }, ...(stopped && { stopped }) },
-        'audit purge failed',
-      ),
+    failed: purgeRoundFailed(services.logger, 'audit purge failed'),
   });
 
   let serving: { server: Server; requests: Drainable; settleMs: number | undefined } | undefined;
@@ -203,8 +200,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       });
     },
     async close() {
-      // The stop began: an audit event the database did not take from here on is counted at its close.
-      services.audit.stopping();
+      // The stop began: an audit event the database did not take from here on is counted at its close,
+      // and pg-boss's failures from here on (its maintenance meeting a dead route, say) are the stop's.
+      services.stopping();
       if (serving) {
         const { server, requests, settleMs } = serving;
         serving = undefined;

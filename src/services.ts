@@ -156,6 +156,12 @@ export interface Services {
   twoFactor: TwoFactorService;
   /** Back-channel logout: triggers, durable queue, worker, `bcl test`. */
   logout: LogoutService;
+  /**
+   * The process's stop began (before the work that still runs has ended): the audit bus and the
+   * back-channel logout service are told, so that what fails from now on as the stop's doing is said
+   * as such (`AuditBus.stopping`, `LogoutService.stopping`). Called by `close` too.
+   */
+  stopping(): void;
   /** Releases everything this object opened, in reverse order. */
   close(): Promise<void>;
 }
@@ -219,10 +225,15 @@ export async function createServices(config: Config, options: ServicesOptions = 
   });
   const audit = createAudit(config, logger, metrics, config.audit.database ? [auditStore.receiver] : []);
   closers.push(() => audit.close());
+  // Told at the stop's start, before the closers: the back-channel logout service once it exists.
+  const toldOfStop: Array<() => void> = [() => audit.stopping()];
+  const stopping = () => {
+    for (const tell of toldOfStop) tell();
+  };
   const close = async () => {
     // What the closers below cut or give up on is the stop's: the audit store counts its events in
-    // one line at its close, rather than the bus a line for each.
-    audit.stopping();
+    // one line at its close, rather than the bus a line for each, and pg-boss's failures are at debug.
+    stopping();
     for (const closer of closers.reverse()) await closer();
     flushLogger(logger);
   };
@@ -330,6 +341,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       ...(options.bclConnector ? { connector: options.bclConnector } : {}),
     });
     closers.push(() => logout.close());
+    toldOfStop.push(() => logout.stopping());
     // Deactivating or deleting a user revokes the user's codes and tokens in the same unit of work.
     closers.push(directoryChanges.subscribe(revokeTokensOnUserChange(audit)));
     closers.push(directoryChanges.subscribe(logout.onDirectoryChange));
@@ -390,6 +402,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
       tokens,
       twoFactor,
       logout,
+      stopping,
       close,
     };
   } catch (error) {

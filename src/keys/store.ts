@@ -3,6 +3,7 @@ import type { JWK } from 'jose';
 import type { Config } from '../config/load.ts';
 import type { Kysely } from 'kysely';
 import type { Database, SigningKeyRow } from '../db/schema.ts';
+import { logFailure } from '../logging/after-stop.ts';
 import type { Logger } from '../logging/logger.ts';
 import {
   decryptPrivateJwk,
@@ -56,7 +57,7 @@ const STATUS_ORDER = { active: 0, next: 1, retired: 2 } as const;
  *
  * A background reload that fails (database away, a key that does not decrypt) is logged and the
  * previous set stays in use; only the initial load throws. One in flight when the store closes (a
- * stop, whose closing of the database cuts it) is logged at `debug` only.
+ * stop, whose closing of the database cuts it) is logged at `debug` only, with `stopped: true`.
  *
  * Non-active keys carry `key_ops: ['verify']`, so oidc-provider can never pick them for signing
  * whatever its selection order; the active key comes first and carries no restriction.
@@ -136,10 +137,16 @@ export async function createKeyStore(
         lastRemovalError = undefined;
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
-        // Closed meanwhile: the clean-up was cut by the stop (its pool closed), not a fault.
-        if (closed) log.debug({ err: message }, 'removing expired signing keys ended with the stop');
-        else if (message !== lastRemovalError)
-          log.warn({ err: message }, 'removing expired signing keys failed');
+        // Closed meanwhile: the clean-up was cut by the stop (its pool closed), not a fault. Once per
+        // distinct failure otherwise.
+        if (closed || message !== lastRemovalError)
+          logFailure(
+            log,
+            { level: 'warn', stopped: closed },
+            { err: message },
+            'removing expired signing keys failed',
+            'removing expired signing keys ended with the stop',
+          );
         lastRemovalError = message;
       }
     }
@@ -185,11 +192,16 @@ export async function createKeyStore(
       (error: unknown) => {
         const message = error instanceof Error ? error.message : String(error);
         // A reload in flight when the store closed fails with the stop (the database's connections
-        // closed under it): that is the stop's doing, and the process no longer signs.
-        if (closed) log.debug({ err: message }, 'reloading signing keys ended with the stop');
-        // Once per distinct failure, not every few seconds.
-        else if (message !== lastError)
-          log.error({ err: message }, 'reloading signing keys failed; keeping the loaded set');
+        // closed under it): that is the stop's doing, and the process no longer signs. Otherwise once
+        // per distinct failure, not every few seconds.
+        if (closed || message !== lastError)
+          logFailure(
+            log,
+            { level: 'error', stopped: closed },
+            { err: message },
+            'reloading signing keys failed; keeping the loaded set',
+            'reloading signing keys ended with the stop',
+          );
         lastError = message;
       },
     );

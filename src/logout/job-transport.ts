@@ -139,6 +139,12 @@ export interface LogoutJobTransport {
    * does once only). The table transport has nothing to start: always true.
    */
   hasStarted(): boolean;
-  /** Stops whatever the transport runs, and closes its connections. */
+  /**
+   * The process's stop began (before the worker's round and the transport's close): the failures of
+   * what the transport runs by itself (pg-boss's maintenance and supervisor) are the stop's from now
+   * on, logged at `debug` with `stopped: true`. Absent where it runs nothing by itself (the table).
+   */
+  stopping?(): void;
+  /** Stops whatever the transport runs, and closes its connections; tells `stopping` first. */
   close(): Promise<void>;
 }

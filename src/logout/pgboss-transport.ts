@@ -5,6 +5,7 @@ import type { Db as IDatabase, PgBoss } from 'pg-boss';
 import type { DatabaseHandle } from '../db/connect.ts';
 import { MigrationError } from '../db/migrate.ts';
 import type { Database } from '../db/schema.ts';
+import { logFailure } from '../logging/after-stop.ts';
 import type { Logger } from '../logging/logger.ts';
 import { assertNever } from '../util/assert-never.ts';
 import type {
@@ -453,16 +454,16 @@ export function createPgBossTransport(
   let supervisor: NodeJS.Timeout | undefined;
   let supervising: Promise<void> | undefined;
   let closed = false;
+  // Set once the process's stop began (`stopping`, or `close`).
+  let stopped = false;
   /**
    * pg-boss's own failures (its maintenance, its supervisor), at `error`; at `debug` once the
-   * transport was closed: its statements in flight then fail as the stop closes the database's
-   * connections under them, which is the stop's doing (the service says what it gave up on).
+   * process's stop began: its statements in flight then fail as the stop closes the database's
+   * connections under them (or meet the dead route the stop gives up on), which is the stop's doing
+   * (the service says what it gave up on).
    */
-  const failed = (error: Error, what: string) => {
-    const fields = { err: { name: error.name, message: error.message } };
-    if (closed) log.debug({ ...fields, closed: true }, what);
-    else log.error(fields, what);
-  };
+  const failed = (error: Error, what: string) =>
+    logFailure(log, { level: 'error', stopped }, { err: { name: error.name, message: error.message } }, what);
 
   const started = (): Promise<PgBoss> => {
     if (closed) return Promise.reject(new Error('the logout job transport is closed'));
@@ -714,8 +715,12 @@ export function createPgBossTransport(
       supervisor = setInterval(pass, everyMs);
       supervisor.unref();
     },
+    stopping() {
+      stopped = true;
+    },
     async close() {
       closed = true;
+      stopped = true;
       clearInterval(supervisor);
       await supervising;
       const instance = boss ?? (await starting?.catch(() => undefined));

@@ -120,8 +120,10 @@ export function createLogoutService(deps: LogoutDependencies): LogoutService {
       // An application named twice is tested once: its receiver would see two logouts for one ask.
       return testDelivery([...new Set(clientIds)]);
     },
+    stopping: () => transport.stopping?.(),
     async close() {
       closed = true;
+      transport.stopping?.();
       await worker.stopWorker();
       await delivery.close();
       // pg-boss's stop waits for its statements in flight (its supervisor's, its maintenance's): on a

@@ -145,6 +145,12 @@ export interface LogoutService {
    */
   pendingLogouts(filter: PendingLogoutFilter): Promise<PendingLogout[]>;
   /**
+   * The process's stop began (before the work it waits for has ended: the requests in flight, the
+   * purges): what the job transport runs by itself and fails from now on is the stop's, logged at
+   * `debug` with `stopped: true` (`LogoutJobTransport.stopping`). Called by `close` too.
+   */
+  stopping(): void;
+  /**
    * Stops the worker, if started, and closes the transport; `startWorker`, `deliverDue` and
    * `testDelivery` throw from then on.
    */

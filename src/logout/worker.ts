@@ -1,6 +1,7 @@
 import type { Config } from '../config/load.ts';
 import { isDatabaseUnavailable } from '../db/errors.ts';
 import type { ApplicationLookups } from './delivery.ts';
+import { logFailure } from '../logging/after-stop.ts';
 import type { Logger } from '../logging/logger.ts';
 import { within } from '../util/within.ts';
 import type { ClaimedJob, LogoutJobTransport } from './job-transport.ts';
@@ -36,10 +37,15 @@ function failureLine(
  * the database's connections then cuts it, which is the stop's doing, not a fault. Its jobs are
  * claimed again once their claim lapses.
  */
-function logFailure(log: Logger, stopped: boolean, error: unknown, what: string, more: object = {}): void {
+function logWorkerFailure(
+  log: Logger,
+  stopped: boolean,
+  error: unknown,
+  what: string,
+  more: object = {},
+): void {
   const [fields, message] = failureLine(error, what);
-  if (stopped) log.debug({ ...fields, ...more, stopped: true }, message);
-  else log.error({ ...fields, ...more }, message);
+  logFailure(log, { level: 'error', stopped }, { ...fields, ...more }, message);
 }
 
 /** How often a worker deletes finished jobs and recorded outcomes past their retention. */
@@ -225,7 +231,7 @@ export function createWorkerLoop(deps: {
         .defer(jobs, owner, now(), delaySeconds)
         .then(
           () => undefined,
-          (error: unknown) => logFailure(log, stopped(), error, 'logout worker: putting jobs back'),
+          (error: unknown) => logWorkerFailure(log, stopped(), error, 'logout worker: putting jobs back'),
         )
         .finally(() => {
           settled(jobs.length);
@@ -277,7 +283,7 @@ export function createWorkerLoop(deps: {
         wake();
       };
       const running: Promise<void> = processJob(job, applications, attempted)
-        .catch((error: unknown) => logFailure(log, stopped(), error, 'logout worker'))
+        .catch((error: unknown) => logWorkerFailure(log, stopped(), error, 'logout worker'))
         .finally(() => {
           settled(1);
           attempted();
@@ -470,7 +476,7 @@ export function createWorkerLoop(deps: {
           failures = 0;
         } catch (error) {
           failures += 1;
-          logFailure(log, stopped, error, 'logout worker', { failures });
+          logWorkerFailure(log, stopped, error, 'logout worker', { failures });
           return Math.min(pollIntervalMs * 2 ** (failures - 1), MAX_FAILURE_BACKOFF_MS);
         }
         let delay = pollIntervalMs;
@@ -491,7 +497,7 @@ export function createWorkerLoop(deps: {
       (error: Error) => error,
     );
     void Promise.all([lastStopped, transportStarted]).then(([, error]) => {
-      if (error) logFailure(log, stopped, error, 'logout worker');
+      if (error) logWorkerFailure(log, stopped, error, 'logout worker');
       ready = true;
       schedule(error ? pollIntervalMs : 0);
     });

@@ -11,6 +11,7 @@ import type { WriteBatch } from '../db/write-batch.ts';
 import type { Authenticator } from '../directory/authenticator.ts';
 import type { Directory } from '../directory/port.ts';
 import type { KeyStore } from '../keys/types.ts';
+import { purgeRoundFailed } from '../logging/after-stop.ts';
 import type { Logger } from '../logging/logger.ts';
 import { brandingFrom } from '../http/pages/branding.ts';
 import { requestLog } from '../logging/request-context.ts';
@@ -354,11 +355,7 @@ export function createOidc(deps: OidcDependencies): Oidc {
       // A stop waits no longer for a statement of the round in flight than for a connection to open.
       stopWithinMs: config.databaseConnectTimeoutMs,
       // A round cut by the stop (the database closed under it) is the stop's doing, not a fault.
-      failed: (error, { stopped }) =>
-        log[stopped ? 'debug' : 'warn'](
-          { err: { name: error.name, message: error.message }, ...(stopped && { stopped }) },
-          'purge failed',
-        ),
+      failed: purgeRoundFailed(log, 'purge failed'),
     },
   );
   // Aborted on close: a round asked for by `purge()` makes no further statement.

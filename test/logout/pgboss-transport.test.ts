@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
+import { createLogger } from '../../src/logging/logger.ts';
 import { newJti } from '../../src/logout/job-transport.ts';
 import {
   BCL_QUEUE,
@@ -11,10 +13,11 @@ import {
 import { createServices } from '../../src/services.ts';
 import { cli } from '../helpers/cli.ts';
 import { testConfig, testEnv } from '../helpers/config.ts';
-import { createTestDatabase, testDatabaseKind } from '../helpers/database.ts';
+import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
 import { type LogoutWorkerFixture, startLogoutWorkerFixture } from '../helpers/logout-worker.ts';
 import { assertSameLogout, logoutJobs, pgBossJobs } from './jobs.ts';
 import { type RpReceiver, startRpReceiver } from './rp-receiver.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 /**
  * On PostgreSQL the back-channel logout jobs travel through pg-boss: sent in the
@@ -300,6 +303,72 @@ describe(
         }
       } finally {
         await fresh.drop();
+      }
+    });
+  },
+);
+
+/**
+ * The stop tells the pg-boss transport first (`stopping`, before the worker's round and the
+ * transport's close are waited for): pg-boss's own statements that fail from then on (its supervisor
+ * meeting a dead route, its connections closed under it) are the stop's doing, at `debug` with
+ * `stopped: true`, not errors.
+ */
+describe(
+  `pg-boss's own failures once the stop began (${testDatabaseKind})`,
+  {
+    skip:
+      testDatabaseKind === 'postgres'
+        ? false
+        : 'runs in the PostgreSQL pass (set AA_OIDC_TEST_DATABASE_URL): pg-boss runs on PostgreSQL only',
+  },
+  () => {
+    let database: TestDatabase;
+    before(async () => {
+      database = await createTestDatabase({ migrated: true });
+    });
+    after(async () => database?.drop());
+
+    it('logs a supervisor pass cut after `stopping()` at debug, with stopped: true', async () => {
+      const handle = connect(database);
+      const lines: Array<{ level: number; msg: string; stopped?: boolean }> = [];
+      const logger = createLogger(testConfig(database), {
+        level: 'debug',
+        destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      });
+      // A pass every second (half a 2 s claim).
+      const transport = createPgBossTransport(handle, { expireInSeconds: 2, logger });
+      const holder = new pg.Client({ connectionString: database.url });
+      await holder.connect();
+      try {
+        await transport.startWorker();
+        // The supervisor's next pass waits for pg-boss's queue table (taken by this test's transaction).
+        await holder.query('begin');
+        await holder.query(`lock table ${PGBOSS_SCHEMA}.queue in access exclusive mode`);
+        const waiting = async () => {
+          const { rows } = await holder.query<{ pid: number }>(
+            `select pid from pg_locks where not granted and relation = '${PGBOSS_SCHEMA}.queue'::regclass`,
+          );
+          return rows.map((row) => row.pid);
+        };
+        await waitUntil(
+          async () => (await waiting()).length > 0,
+          "a supervisor pass waits for pg-boss's queue",
+        );
+        transport.stopping?.();
+        // What the stop's closing of the connections does to the statement.
+        for (const pid of await waiting()) await holder.query('select pg_terminate_backend($1)', [pid]);
+        const ownLines = () => lines.filter((line) => /^pg-boss/.test(line.msg));
+        await waitUntil(() => ownLines().length > 0, 'the cut pass is logged');
+        await holder.query('rollback');
+        for (const line of ownLines()) {
+          assert.equal(line.level, 20, `at debug: ${JSON.stringify(line)}`);
+          assert.equal(line.stopped, true);
+        }
+      } finally {
+        await holder.end().catch(() => undefined);
+        await transport.close();
+        await handle.close();
       }
     });
   },

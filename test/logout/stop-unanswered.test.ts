@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { LogoutJobTransport } from '../../src/logout/job-transport.ts';
 import { leaseMs } from '../../src/logout/jobs.ts';
 import { createLogger } from '../../src/logging/logger.ts';
 import { createLogoutService } from '../../src/logout/service.ts';
@@ -22,34 +23,24 @@ describe(`stopping back-channel logout on a database that does not answer (${tes
   });
   after(async () => fixture?.close());
 
-  it(
-    "gives up on the worker's round and the transport's stop within their bounds, saying so",
-    { timeout: 30_000 },
-    async () => {
-      const { services } = fixture;
-      const config = { ...services.config, databaseConnectTimeoutMs: 300 };
-      const lines: string[] = [];
-      const logger = createLogger(config, {
-        level: 'warn',
-        destination: { write: (line: string) => void lines.push(line) },
-      });
-      const transport = createLogoutTransport(services.database, {
-        expireInSeconds: Math.ceil(leaseMs(config) / 1000),
-        logger,
-      });
-      // The database's answers never come: to the worker's claim, and to what the transport's stop waits for.
-      const unanswered = new Promise<never>(() => undefined);
-      let claims = 0;
-      const silent = {
-        ...transport,
-        startWorker: async () => undefined,
-        claim() {
-          claims += 1;
-          return unanswered;
-        },
-        close: () => unanswered,
-      };
-      const logout = createLogoutService({
+  /**
+   * What a test stops: a logout service over the fixture's database with a connect timeout of 300 ms,
+   * logging into `lines` from `level` up, over the database's transport with `overrides`.
+   */
+  const stopSetup = (level: 'warn' | 'debug') => {
+    const { services } = fixture;
+    const config = { ...services.config, databaseConnectTimeoutMs: 300 };
+    const lines: string[] = [];
+    const logger = createLogger(config, {
+      level,
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    const transport = createLogoutTransport(services.database, {
+      expireInSeconds: Math.ceil(leaseMs(config) / 1000),
+      logger,
+    });
+    const logoutService = (overrides: Partial<LogoutJobTransport>) =>
+      createLogoutService({
         config,
         database: services.database,
         logger,
@@ -57,7 +48,26 @@ describe(`stopping back-channel logout on a database that does not answer (${tes
         metrics: services.metrics,
         applications: services.applications,
         keyStore: services.keyStore,
-        transport: silent,
+        transport: { ...transport, ...overrides },
+      });
+    return { lines, logoutService };
+  };
+
+  it(
+    "gives up on the worker's round and the transport's stop within their bounds, saying so",
+    { timeout: 30_000 },
+    async () => {
+      const { lines, logoutService } = stopSetup('warn');
+      // The database's answers never come: to the worker's claim, and to what the transport's stop waits for.
+      const unanswered = new Promise<never>(() => undefined);
+      let claims = 0;
+      const logout = logoutService({
+        startWorker: async () => undefined,
+        claim() {
+          claims += 1;
+          return unanswered;
+        },
+        close: () => unanswered,
       });
       logout.startWorker({ pollIntervalMs: 10 });
       await waitUntil(() => claims > 0, 'the worker claims');
@@ -81,19 +91,9 @@ describe(`stopping back-channel logout on a database that does not answer (${tes
   );
 
   it('logs the work the stop cut (a round, the transport start in flight) at debug, not as a fault', async () => {
-    const { services } = fixture;
-    const config = { ...services.config, databaseConnectTimeoutMs: 300 };
-    const lines: string[] = [];
-    const logger = createLogger(config, {
-      level: 'debug',
-      destination: { write: (line: string) => void lines.push(line) },
-    });
+    const { lines, logoutService: over } = stopSetup('debug');
     const logged = () =>
       lines.map((line) => JSON.parse(line) as { level: number; msg: string; stopped?: boolean });
-    const transport = createLogoutTransport(services.database, {
-      expireInSeconds: Math.ceil(leaseMs(config) / 1000),
-      logger,
-    });
     // What the database's connections closing under a statement says (the stop's last step).
     const cut = new Error('Connection terminated unexpectedly');
     const answerLater = () => {
@@ -101,17 +101,9 @@ describe(`stopping back-channel logout on a database that does not answer (${tes
       const answer = new Promise<never>((_, reject) => (fail = reject));
       return { answer, fail };
     };
-    const logoutService = (overrides: Partial<typeof transport>) =>
-      createLogoutService({
-        config,
-        database: services.database,
-        logger,
-        audit: services.audit,
-        metrics: services.metrics,
-        applications: services.applications,
-        keyStore: services.keyStore,
-        transport: { ...transport, close: async () => undefined, ...overrides },
-      });
+    // The transport's own stop ends at once: the stop's cut is the round's or the start's.
+    const logoutService = (overrides: Partial<LogoutJobTransport>) =>
+      over({ close: async () => undefined, ...overrides });
 
     // A round's claim in flight when the worker stops.
     const claim = answerLater();

@@ -172,6 +172,8 @@ export function registerServe(program: Command, io: CliIo): void {
         );
       } else if (typeof signal !== 'string') app.logger.error(signal.message);
       else app.logger.info({ signal }, 'shutting down');
+      // The stop began, before the metrics listener's close is waited for (`Services.stopping`).
+      app.stopping();
       await metricsListener?.close();
       await app.close();
       if (signal === MIGRATED_MEANWHILE)

@@ -91,6 +91,8 @@ export function registerWorker(program: Command, io: CliIo): void {
       if (typeof signal === 'string') services.logger.info({ signal }, 'worker shutting down');
       else services.logger.error(signal.message);
       clearInterval(keepAlive);
+      // The stop began: what fails from here on as its doing is logged as such (`Services.stopping`).
+      services.stopping();
       await worker.stop();
       await metricsListener?.close();
       await services.close();
