@@ -1,5 +1,5 @@
 import { normalizePassword } from '../directory/builtin/passwords.ts';
-import { codePoint } from '../util/hidden-characters.ts';
+import { codePoint, hiddenCharacter } from '../util/hidden-characters.ts';
 import { sameText } from '../util/same-text.ts';
 import { CliError, type CliIo, readStdin } from './context.ts';
 
@@ -59,7 +59,8 @@ export function promptHidden(io: CliIo, prompt: string): Promise<string> {
  * The new password for `user create` and `user set-password`: from stdin with `--password-stdin`
  * (one line, its one trailing line end, LF or CRLF, dropped), else typed twice at a terminal prompt.
  * Never from argv. `--password-stdin` on a terminal is refused: the terminal would show the password
- * as it is typed. Either way, a password holding a control character is refused (`refuseControlCharacter`).
+ * as it is typed. Either way, a password holding a control or hidden character is refused
+ * (`refuseUnfitCharacter`).
  */
 export async function readNewPassword(io: CliIo, username: string, fromStdin: boolean): Promise<string> {
   if (fromStdin) {
@@ -68,7 +69,7 @@ export async function readNewPassword(io: CliIo, username: string, fromStdin: bo
         '--password-stdin reads the password from a pipe or a file, and standard input is a terminal, which would show the password as it is typed; leave --password-stdin out to be prompted with echo off, or pipe the password in',
       );
     }
-    return refuseControlCharacter(await readStdin(io.stdin), '--password-stdin: the password');
+    return refuseUnfitCharacter(await readStdin(io.stdin), '--password-stdin: the password');
   }
   if (!(io.stdin as TtyInput).isTTY) {
     throw new CliError(
@@ -77,7 +78,7 @@ export async function readNewPassword(io: CliIo, username: string, fromStdin: bo
   }
   const first = await promptHidden(io, `New password for ${username}: `);
   const second = await promptHidden(io, 'Repeat the password: ');
-  for (const typed of [first, second]) refuseControlCharacter(typed, 'the password typed');
+  for (const typed of [first, second]) refuseUnfitCharacter(typed, 'the password typed');
   // As the directory takes them: one password whether its accents come composed or combining (NFC).
   if (!sameText(normalizePassword(first), normalizePassword(second)))
     throw new CliError('the two passwords differ; nothing changed');
@@ -98,11 +99,20 @@ const CONTROL_NAMES: Readonly<Record<string, string>> = {
  * `password` (from `--password-stdin` or the prompt), refused when it holds a control character, the
  * character named (never the password): no one types one at a sign-in page, a prompt cannot take one
  * as typed, and one in a piped password is a stray (a carriage return from a file with Windows line
- * ends, a tab from a spreadsheet), so that the password set would not be the one meant.
+ * ends, a tab from a spreadsheet), so that the password set would not be the one meant. So is one
+ * holding a hidden format character (a bidirectional control, a zero-width space, a byte order mark
+ * inside the text: the one a file starts with is dropped as standard input is read), which comes
+ * pasted with the text around it and makes the password look like another (`validateNewPassword`).
  */
-function refuseControlCharacter(password: string, what: string): string {
+function refuseUnfitCharacter(password: string, what: string): string {
   const found = CONTROL_CHARACTER.exec(password);
-  if (found === null) return password;
+  if (found === null) {
+    const hidden = hiddenCharacter(password);
+    if (hidden === undefined) return password;
+    throw new CliError(
+      `${what} holds a hidden character: ${hidden}; no one types one at a sign-in page on purpose (it comes pasted with the text around it) and it makes the password look like another, so nothing changed: give the password without it`,
+    );
+  }
   const char = found[0];
   const where = found.index === password.length - 1 ? ' at its end' : '';
   const name = CONTROL_NAMES[char];

@@ -4,7 +4,7 @@ import type { Branding } from '../http/pages/branding.ts';
 import { html } from '../http/pages/layout.ts';
 import { SEND_ONCE_SCRIPT } from '../http/pages/send-once.ts';
 import { CONSOLE_SCRIPT_PATH, type ConsoleRoute } from './http.ts';
-import { type ConsoleSessions, safeReturnPath, SIGN_IN_PATH } from './session.ts';
+import { type ConsoleSessions, CSRF_FIELD, safeReturnPath, SIGN_IN_PATH } from './session.ts';
 
 /**
  * The console's own routes: the landing page, signing in and out, and the one script (progressive
@@ -143,13 +143,43 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
       // A member signed out already (in another tab, say) who presses "Sign out" is not asked to
       // sign in first; with a console session, the form's CSRF token is checked against it.
       access: 'session_if_any',
-      async handle({ ctx, session, seeOther }) {
+      async handle({ ctx, form, session, render, seeOther }) {
         if (!deps.rpInitiatedLogout) {
           // No logout endpoint to go through (it would answer 404): the provider session of this
           // browser ends here, so that the next visit asks for the password. The applications are
           // not told, as with any sign-out while RP-initiated logout is off (check W003).
-          await deps.sessions.signOutHere(ctx);
-          seeOther('/?signed-out=browser');
+          if (session) {
+            await deps.sessions.signOutHere(ctx);
+            seeOther('/?signed-out=browser');
+            return;
+          }
+          // Without the console session no CSRF token was checked: the provider session (its cookie
+          // lost, or another tab's session in its place) ends only by the form of the question below,
+          // whose token is bound to it, as the provider's own logout page asks in the other mode.
+          deps.sessions.clear(ctx);
+          const provider = await deps.sessions.providerSession(ctx);
+          if (!provider) return seeOther('/?signed-out=browser');
+          if (deps.sessions.verifySignOutToken(provider, form.get(CSRF_FIELD))) {
+            await deps.sessions.signOutHere(ctx);
+            seeOther('/?signed-out=browser');
+            return;
+          }
+          const user = await deps.loadUser(provider.accountId);
+          render(
+            'Sign out?',
+            html`<h1>Sign out?</h1>
+              <p>
+                This browser is still signed in${user ? html` as <strong>${user.username}</strong>` : ''}.
+                Sign out of it here? Applications you signed in to keep their own sign-in.
+              </p>
+              <form method="post" action="/account/sign-out">
+                <input type="hidden" name="${CSRF_FIELD}" value="${deps.sessions.signOutToken(provider)}" />
+                <div class="actions">
+                  <button type="submit">Sign out</button>
+                  <a href="/">Cancel</a>
+                </div>
+              </form>`,
+          );
           return;
         }
         if (session) deps.sessions.signOut(ctx, session);

@@ -25,7 +25,9 @@ export type { ProviderSessionInfo } from '../oidc/console-sign-in.ts';
  *    logout, with a note that the member asked for it here (oidc/console-sign-out.ts): the logout
  *    page then confirms by itself, and the provider ends its session and tells the applications.
  *    With RP-initiated logout off there is no such page: the console ends the provider session of
- *    this browser itself, and no application is told (`signOutHere`).
+ *    this browser itself, and no application is told (`signOutHere`); without the console session,
+ *    only after a question of its own whose form carries a token of that provider session
+ *    (`signOutToken`).
  *
  * The console cookie also carries the nonce from which the CSRF token of every form is derived. Both
  * console cookies are host-wide (Path=/), and take the `__Host-` prefix when Secure (util/host-cookie.ts).
@@ -130,6 +132,15 @@ export interface ConsoleSessions {
    * forgets the console cookie and ends this browser's provider session here, telling no application.
    */
   signOutHere(ctx: Koa.Context): Promise<void>;
+  /**
+   * The token of the "Sign out?" form offered, with RP-initiated logout off, to a browser that has the
+   * provider session but not this console's (its cookie lost, or another tab's session in its place):
+   * bound to that provider session, as a console session's CSRF token is to the console cookie, so
+   * that no form without it, nor one of another session, ends the session.
+   */
+  signOutToken(session: ProviderSessionInfo): string;
+  /** True when `submitted` is the `signOutToken` of this provider session. */
+  verifySignOutToken(session: ProviderSessionInfo, submitted: unknown): boolean;
 }
 
 export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSessions {
@@ -148,6 +159,9 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
   });
   const csrfTokenFor = (uid: string, nonce: string) =>
     createHmac('sha256', options.csrfKey).update(`console:${uid}:${nonce}`).digest('base64url');
+  // Another label than the console's tokens: neither is ever taken for the other.
+  const signOutTokenFor = (uid: string) =>
+    createHmac('sha256', options.csrfKey).update(`console-sign-out:${uid}`).digest('base64url');
 
   const providerSession: ConsoleSessions['providerSession'] = (ctx) => options.provider.providerSession(ctx);
 
@@ -261,6 +275,16 @@ export function createConsoleSessions(options: ConsoleSessionOptions): ConsoleSe
     async signOutHere(ctx) {
       clear(ctx);
       await options.provider.endSession(ctx);
+    },
+
+    signOutToken: (session) => signOutTokenFor(session.uid),
+
+    verifySignOutToken(session, submitted) {
+      return (
+        typeof submitted === 'string' &&
+        submitted.length > 0 &&
+        sameText(submitted, signOutTokenFor(session.uid))
+      );
     },
   };
 }

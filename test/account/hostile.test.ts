@@ -458,7 +458,7 @@ describe(`hostile requests to the account pages (${testDatabaseKind})`, () => {
     );
   });
 
-  it('refuses a new password no sign-in page can type (a control character) naming the character, or one too long, changing nothing', async () => {
+  it('refuses a new password no sign-in page can type (a control character) or none types on purpose (a hidden character) naming the character, or one too long, changing nothing', async () => {
     const heidi = await member();
     const audited = harness.auditRecords.length;
     const unchanged = await stored();
@@ -496,6 +496,25 @@ describe(`hostile requests to the account pages (${testDatabaseKind})`, () => {
         `a new password with ${named}: ${pageText(response.body).slice(0, 300)}`,
       );
     }
+    // A bidirectional control or an invisible character: no one types one on purpose, and it makes a
+    // password that looks like another.
+    for (const [next, named] of [
+      ['admin\u202eword passphrase', 'U+202E, a bidirectional control character'],
+      ['\u2066isolated\u2069 passphrase', 'U+2066, a bidirectional control character'],
+      ['zero\u200bwidth passphrase', 'U+200B, an invisible character'],
+      ['soft\u00adhyphen passphrase', 'U+00AD, an invisible character'],
+      ['\ufeffbyte order mark', 'U+FEFF, an invisible character'],
+    ] as const) {
+      const response = await change(typed(next));
+      assertHeld(`a new password with ${named}`, response, [next]);
+      assert.equal(response.status, 400, `a new password with ${named}`);
+      assert.ok(
+        pageText(response.body).includes(
+          `the password holds a hidden character (${named}), which no one types at a sign-in page on purpose`,
+        ),
+        `a new password with ${named}: ${pageText(response.body).slice(0, 300)}`,
+      );
+    }
     const long = 'x'.repeat(2000);
     const tooLong = await change(typed(long));
     assertHeld('a new password of 2000 characters', tooLong, [long]);
@@ -508,8 +527,9 @@ describe(`hostile requests to the account pages (${testDatabaseKind})`, () => {
     assert.equal(await stored(), unchanged, 'no password changed, no attempt counted');
     assert.deepEqual(harness.auditRecords.slice(audited), [], 'no event: nothing happened');
     assert.equal((await server.app.directoryAdmin.verifyPassword(heidi.username, PASSWORD)).outcome, 'valid');
-    // Right beside them, a password a sign-in page can type, spaces and all, is taken.
-    const taken = await change(typed(' spaced  out ‮ passphrase '));
+    // Right beside them, a password a sign-in page can type, spaces and an emoji sequence's joiner
+    // (U+200D) and all, is taken.
+    const taken = await change(typed(' spaced  out \u{1f469}\u200d\u{1f4bb} passphrase '));
     assert.equal(taken.status, 303);
   });
 

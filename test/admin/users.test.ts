@@ -633,6 +633,16 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     });
     assert.equal(long.status, 400);
     assert.match(pageText(long.body), /at most 1024 characters are accepted, an emoji counting as two/);
+    // A bidirectional control makes a password that looks like another: refused, named, not echoed.
+    const bidi = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
+      password: 'a brand \u202ewen passphrase',
+    });
+    assert.equal(bidi.status, 400);
+    assert.match(
+      pageText(bidi.body),
+      /the password holds a hidden character \(U\+202E, a bidirectional control character\)/,
+    );
+    assert.ok(!bidi.body.includes('wen passphrase'), 'the password is not echoed');
     const done = await consolePost(admin, url(`/admin/users/${member.id}/password`), form.csrf!, {
       password: 'a brand new passphrase',
     });

@@ -176,4 +176,38 @@ describe(`aa-oidc input limits: --pem and --password-stdin (${testDatabaseKind})
     assert.ok(!users.some((user) => user.username === 'stray'), 'nobody was created');
     assert.equal(await storedPasswordMatches('windows-file', 'correct horse'), 'normalized', 'unchanged');
   });
+
+  it('refuses a bidirectional control or an invisible character in --password-stdin, naming it, and drops the byte order mark a file starts with', async () => {
+    const created = await cli(['user', 'create', 'bom-file', '--password-stdin'], '\ufeffcorrect horse\n');
+    assert.equal(created.code, 0, created.stderr);
+    assert.equal(await storedPasswordMatches('bom-file', 'correct horse'), 'normalized');
+
+    for (const [stdin, named] of [
+      ['correct\u202ehorse\n', 'U+202E, a bidirectional control character'],
+      ['correct horse\u200f\n', 'U+200F, a bidirectional control character'],
+      ['correct\u200bhorse\n', 'U+200B, an invisible character'],
+      ['correct\ufeffhorse\n', 'U+FEFF, an invisible character'],
+    ] as const) {
+      for (const args of [
+        ['user', 'create', 'hidden', '--password-stdin'],
+        ['user', 'set-password', 'bom-file', '--password-stdin'],
+      ]) {
+        const refused = await cli(args, stdin);
+        assert.equal(refused.code, 1, `${JSON.stringify(stdin)}: ${refused.stdout}`);
+        assert.equal(refused.stdout, '');
+        assert.ok(
+          refused.stderr.startsWith(
+            `aa-oidc: --password-stdin: the password holds a hidden character: ${named};`,
+          ),
+          `${JSON.stringify(stdin)}: ${refused.stderr}`,
+        );
+        assert.ok(!refused.stderr.includes('horse'), 'the message never repeats the password');
+      }
+    }
+    const users = JSON.parse((await cli(['user', 'list', '--format', 'json'])).stdout) as Array<{
+      username: string;
+    }>;
+    assert.ok(!users.some((user) => user.username === 'hidden'), 'nobody was created');
+    assert.equal(await storedPasswordMatches('bom-file', 'correct horse'), 'normalized', 'unchanged');
+  });
 });

@@ -69,6 +69,36 @@ describe('password prompt', () => {
     }
   });
 
+  it('refuses a typed password holding a bidirectional control or an invisible character (pasted with it), naming it', async () => {
+    for (const [typed, named] of [
+      ['correct\u202ehorse', 'U+202E, a bidirectional control character;'],
+      ['correct\u00adhorse', 'U+00AD, an invisible character;'],
+    ] as const) {
+      const terminal = fakeTerminal();
+      const answer = readNewPassword(terminal.io, 'alice', false);
+      terminal.stdin.write(`${typed}\r`);
+      await new Promise((resolve) => setImmediate(resolve));
+      terminal.stdin.write(`${typed}\r`);
+      await assert.rejects(answer, (error: unknown) => {
+        assert.ok(error instanceof CliError);
+        assert.ok(
+          error.message.startsWith(`the password typed holds a hidden character: ${named}`),
+          error.message,
+        );
+        assert.ok(!error.message.includes('horse'), 'the message never repeats the password');
+        return true;
+      });
+    }
+    // An emoji sequence's joiner is typed on purpose: taken.
+    const terminal = fakeTerminal();
+    const answer = readNewPassword(terminal.io, 'alice', false);
+    const joined = 'team \u{1f469}\u200d\u{1f4bb} rocks';
+    terminal.stdin.write(`${joined}\r`);
+    await new Promise((resolve) => setImmediate(resolve));
+    terminal.stdin.write(`${joined}\r`);
+    assert.equal(await answer, joined);
+  });
+
   it('clears what was typed on Ctrl-U', async () => {
     const terminal = fakeTerminal();
     const answer = promptHidden(terminal.io, 'Password: ');

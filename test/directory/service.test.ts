@@ -271,6 +271,58 @@ describe(`directory service (${testDatabaseKind})`, () => {
     assert.equal((await directory.verifyPassword('alice', PASSWORD)).outcome, 'valid', 'unchanged');
   });
 
+  it('refuses to set a password holding a bidirectional control or an invisible character, naming it, while a stored one still signs in', async (t) => {
+    const { db, directory } = await directoryFixture(t);
+    const hidden = [
+      ['\u202e', 'U+202E, a bidirectional control character'],
+      ['\u202a', 'U+202A, a bidirectional control character'],
+      ['\u2066', 'U+2066, a bidirectional control character'],
+      ['\u2069', 'U+2069, a bidirectional control character'],
+      ['\u200e', 'U+200E, a bidirectional control character'],
+      ['\u200f', 'U+200F, a bidirectional control character'],
+      ['\u061c', 'U+061C, a bidirectional control character'],
+      ['\u200b', 'U+200B, an invisible character'],
+      ['\ufeff', 'U+FEFF, an invisible character'],
+      ['\u00ad', 'U+00AD, an invisible character'],
+    ] as const;
+    for (const [char, named] of hidden) {
+      await rejectsWith(
+        directory.createUser({ username: 'alice', password: `pass${char}word-long` }),
+        'invalid',
+        `the password holds a hidden character (${named}), which no one types at a sign-in page on purpose and which makes it look like another password: choose one without it`,
+      );
+    }
+    await directory.createUser({ username: 'alice', password: PASSWORD });
+    for (const [char, named] of hidden) {
+      await rejectsWith(
+        directory.setPassword({ username: 'alice' }, `${char}password-long`),
+        'invalid',
+        new RegExp(`^the password holds a hidden character \\(${named.replace('+', '\\+')}\\)`),
+      );
+    }
+    assert.equal((await directory.verifyPassword('alice', PASSWORD)).outcome, 'valid', 'unchanged');
+
+    // The joiners of emoji sequences and of Persian and Indic writing, and an emoji's variation
+    // selector, are typed on purpose: taken.
+    for (const password of [
+      'team \u{1f469}\u200d\u{1f4bb} rocks',
+      '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645 password',
+      'love \u2764\ufe0f always',
+    ]) {
+      await directory.setPassword({ username: 'alice' }, password);
+      assert.equal((await directory.verifyPassword('alice', password)).outcome, 'valid');
+    }
+
+    // A password set before holds one: it still signs in (only new passwords are judged).
+    const old = 'admin\u202eword-old';
+    await db
+      .updateTable('app_user')
+      .set({ password_hash: await argon2.hash(old, PASSWORD_HASH_PARAMETERS) })
+      .where('username', '=', 'alice')
+      .execute();
+    assert.equal((await directory.verifyPassword('alice', old)).outcome, 'valid');
+  });
+
   it('emits one event per change, with what changed, and nothing for a change that changes nothing', async (t) => {
     const { directory, events } = await directoryFixture(t);
     const seen: LifecycleEvent[] = [];

@@ -127,6 +127,58 @@ describe(`interaction forms that are not UTF-8 text (${testDatabaseKind})`, () =
     assert.equal(row.must_change_password, 1, 'a new password is still to be chosen');
   });
 
+  it('refuses a first-sign-in password holding a bidirectional control or an invisible character, naming it, storing nothing', async () => {
+    const user = await seedUser(server);
+    const db = server.app.database.db;
+    await db.updateTable('app_user').set({ must_change_password: 1 }).where('id', '=', user.id).execute();
+    const stored = () =>
+      db
+        .selectFrom('app_user')
+        .select(['password_hash', 'must_change_password'])
+        .where('id', '=', user.id)
+        .executeTakeFirstOrThrow();
+    const before = await stored();
+
+    const login = await openLoginPage(server, clientId);
+    const asked = await login.browser.follow(login.action, server.origin, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        csrf_token: login.csrf,
+        username: user.username,
+        password: PASSWORD,
+      }).toString(),
+    });
+    let page = await asked.text();
+    assert.match(page, /<h1>Choose a new password<\/h1>/);
+    for (const [next, named] of [
+      ['a fresh \u2067drowssap\u2069 here', 'U+2067, a bidirectional control character'],
+      ['a fresh\u200b password here', 'U+200B, an invisible character'],
+    ] as const) {
+      const response = await post(
+        login,
+        formAction(page, server.origin),
+        new URLSearchParams({
+          csrf_token: formField(page, 'csrf_token'),
+          change_token: formField(page, 'change_token'),
+          new_password: next,
+          confirm_password: next,
+        }).toString(),
+      );
+      page = await response.text();
+      assert.equal(response.status, 400, named);
+      assert.ok(
+        page.includes(`The password holds a hidden character (${named})`),
+        `${named}: ${page
+          .replace(/<[^>]+>/g, ' ')
+          .replace(/\s+/g, ' ')
+          .slice(0, 600)}`,
+      );
+      assert.ok(!page.includes('drowssap') && !page.includes('password here'), 'the password is not echoed');
+    }
+    assert.deepEqual(await stored(), before, 'the password is unchanged, a new one still to be chosen');
+  });
+
   it('answers 400 naming the problem to a malformed consent form', async () => {
     const user = await seedUser(server);
     const login = await openLoginPage(server, clientId);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
-import { codePoint } from '../../util/hidden-characters.ts';
+import { codePoint, hiddenCharacter } from '../../util/hidden-characters.ts';
 import { invalid } from '../errors.ts';
 
 export const MIN_PASSWORD_LENGTH = 8;
@@ -26,8 +26,8 @@ export const PASSWORD_HASH_PARAMETERS = {
 /**
  * The text a password is hashed as: its NFC form, so that one password typed where accents come
  * composed (`é`, U+00E9) and where they come as a letter and a combining mark (`e` + U+0301), as
- * keyboards and systems differ, is one password. Its rules (length, NUL, control characters) are of
- * this form too.
+ * keyboards and systems differ, is one password. Its rules (length, NUL, control and hidden
+ * characters) are of this form too.
  */
 export function normalizePassword(password: string): string {
   return password.normalize('NFC');
@@ -41,8 +41,16 @@ const CONTROL_CHARACTER = /[\u0001-\u001f\u007f-\u009f]/;
  * Throws `invalid` for a password that may not be set; the message never repeats the password. One
  * holding a control character is refused, the character named: no sign-in page can type one (a
  * browser's password field drops line breaks; a tab moves on, ESC and the others are no keys that
- * type), so it would be a password that never signs in there. The CLI refuses one before it gets here
- * (`cli/prompt.ts`), naming what likely put it there; a form sent by hand is refused here.
+ * type), so it would be a password that never signs in there. So is one holding a hidden format
+ * character (`hiddenCharacter`: a bidirectional control such as U+202E, or an invisible one such as
+ * U+200B, U+FEFF or U+00AD): no one types one at a sign-in page on purpose (it comes pasted with the
+ * text around it), and it makes a password that looks like another, the one the member then types.
+ * The zero-width joiner and non-joiner (U+200D, U+200C) are not refused: an emoji sequence (woman,
+ * U+200D, laptop: one technologist) holds the joiner, as the emoji keyboard types it, and Persian and Indic keyboards type the
+ * non-joiner with a key of its own; nor are the variation selectors (U+FE0F after an emoji).
+ * The CLI refuses both kinds before they get here (`cli/prompt.ts`), naming what likely put them
+ * there; a form sent by hand is refused here. Only new passwords are judged: a stored one that holds
+ * such a character still signs in.
  */
 export function validateNewPassword(password: string): void {
   if (typeof password !== 'string') throw invalid('the password must be a string');
@@ -52,6 +60,11 @@ export function validateNewPassword(password: string): void {
   if (control !== undefined)
     throw invalid(
       `the password holds a control character (${codePoint(control)}), which no sign-in page can type: choose one without it`,
+    );
+  const hidden = hiddenCharacter(normalized);
+  if (hidden !== undefined)
+    throw invalid(
+      `the password holds a hidden character (${hidden}), which no one types at a sign-in page on purpose and which makes it look like another password: choose one without it`,
     );
   if ([...normalized].length < MIN_PASSWORD_LENGTH)
     throw invalid(`the password is too short; at least ${MIN_PASSWORD_LENGTH} characters are required`);
