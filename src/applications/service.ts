@@ -207,6 +207,7 @@ export function createApplicationService(
         storedLogoUrl: current.logoUrl,
         storedRedirectUris: current.redirectUris,
         storedPostLogoutRedirectUris: current.postLogoutRedirectUris,
+        storedBackchannelLogoutUri: current.backchannelLogoutUri,
       };
       // An unchanged back-channel URI passed the whole gate when it was written and passes it again at
       // every delivery: an edit of something else (narrowing the whitelists, above all) is not refused

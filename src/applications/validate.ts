@@ -1,7 +1,14 @@
 import { ACCOUNT_CONSOLE_CLIENT_ID } from './account-console.ts';
 import type { Mode } from '../config/load.ts';
 import { ApplicationError, type ApplicationIssue, quote } from './errors.ts';
-import { hasUnsafeUriCharacter, uriEscapeOrPortProblem } from './text.ts';
+import {
+  hasUnsafeUriCharacter,
+  hiddenUriCharacterProblem,
+  hostNameProblem,
+  percentEscapeProblem,
+  uriEscapeOrPortProblem,
+  withJoinersShown,
+} from './text.ts';
 import { unfitNameCharacter } from '../util/hidden-characters.ts';
 import { listedNameHint } from '../util/listed-name.ts';
 import { lookalikeHint, lookalikeKey } from '../util/lookalike-names.ts';
@@ -60,6 +67,11 @@ export interface ValidationContext {
   storedRedirectUris?: readonly string[];
   /** On an update, the post-logout redirect URIs stored: kept unchanged like `storedRedirectUris`. */
   storedPostLogoutRedirectUris?: readonly string[];
+  /**
+   * On an update, the back-channel logout URI stored: kept unchanged, it is not refused for a hidden
+   * character, a malformed percent-escape or a host no DNS name can be (refused since), as a logo URL is not.
+   */
+  storedBackchannelLogoutUri?: string | null;
 }
 
 /** A complete, checked application, ready to be written. */
@@ -163,6 +175,7 @@ export async function validateApplicationInput(
 
   const backchannelLogoutUri = await checkBackchannelUri(
     input.backchannelLogoutUri,
+    context.storedBackchannelLogoutUri,
     context.backchannelTargetCheck,
     problem,
   );
@@ -222,14 +235,29 @@ function checkFlag(field: string, value: unknown, fallback: boolean, problem: Pr
   return value;
 }
 
-/** Text checks shared by every URI field; returns a reason or null. */
-function uriTextProblem(value: unknown): string | null {
+/**
+ * Text checks shared by every URI field; returns a reason or null. `kept`: the URI stored, unchanged,
+ * is not judged by the hidden characters (refused since), which are named before the white space
+ * they may be (U+FEFF).
+ */
+function uriTextProblem(value: unknown, kept: boolean): string | null {
   if (typeof value !== 'string') return 'must be a string';
   if (value.includes('\0')) return 'must not contain NUL bytes';
   if (value.length > URI_MAX) return `must be at most ${URI_MAX} characters`;
+  const hidden = kept ? null : hiddenCharacterProblem(value);
+  if (hidden !== null) return hidden;
   if (hasUnsafeUriCharacter(value))
     return `${quote(value)} is malformed: it contains whitespace, control characters or backslashes`;
   return null;
+}
+
+/**
+ * A character of a URI that does not show (a bidirectional control, an invisible character), told
+ * with the URI; refused since: a stored URI kept unchanged is not judged by it.
+ */
+function hiddenCharacterProblem(text: string): string | null {
+  const hidden = hiddenUriCharacterProblem(text);
+  return hidden === null ? null : `${withJoinersShown(quote(text))} ${hidden}`;
 }
 
 function schemeOf(value: string): string | undefined {
@@ -257,7 +285,7 @@ function checkLogoUrl(
 ): string | null {
   if (value === undefined || value === null || value === '') return null;
   if (typeof value === 'string' && value === storedLogoUrl) return value;
-  const textProblem = uriTextProblem(value);
+  const textProblem = uriTextProblem(value, false);
   if (textProblem !== null) {
     problem('logo_url', textProblem);
     return null;
@@ -284,6 +312,12 @@ function checkLogoUrl(
     problem('logo_url', `${quote(text)} must not contain credentials (user:password@)`);
     return null;
   }
+  const url = new URL(text);
+  const unusable = uriEscapeOrPortProblem(url, text) ?? hostNameProblem(url.hostname);
+  if (unusable !== null) {
+    problem('logo_url', `${quote(text)} ${unusable}`);
+    return null;
+  }
   return text;
 }
 
@@ -300,7 +334,7 @@ interface UriRules {
  * public (native) clients (RFC 8252).
  */
 export function redirectUriProblem(value: unknown, rules: UriRules): string | null {
-  const textProblem = uriTextProblem(value);
+  const textProblem = uriTextProblem(value, rules.stored?.includes(value as string) === true);
   if (textProblem !== null) return textProblem;
   const text = value as string;
   const scheme = schemeOf(text);
@@ -315,7 +349,7 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     if (urlHasCredentials(text) || url.username !== '' || url.password !== '')
       return `${quote(text)} must not contain credentials (user:password@)`;
     if (url.hostname === '') return `${quote(text)} is malformed: the host is empty`;
-    const unusable = unusableUriProblem(text, rules);
+    const unusable = unusableUriProblem(text, rules, true);
     if (unusable !== null) return unusable;
     if (hostHasWildcard(url) && !rules.stored?.includes(text))
       return `${quote(text)} has a * in its host: redirect URIs are matched exactly, with no wildcards; register each host's URI`;
@@ -327,22 +361,41 @@ export function redirectUriProblem(value: unknown, rules: UriRules): string | nu
     return `scheme ${quote(`${scheme}:`)} is not allowed: use https, http on a loopback host, or (public clients only) a reverse-domain private-use scheme such as com.example.app:/callback`;
   if (rules.clientType !== 'public')
     return `private-use scheme ${quote(`${scheme}:`)} is allowed for public clients only; a confidential client needs https (or http on a loopback host)`;
-  return unusableUriProblem(text, rules);
+  return unusableUriProblem(text, rules, false);
 }
 
 /**
- * `uriEscapeOrPortProblem` of a URI that parses, told with the URI; refused since, but one stored
- * before is kept, as a wildcard host is, so that the application's other settings can be changed.
+ * `uriEscapeOrPortProblem` of a URI that parses, and for an http(s) one (`dnsHost`) `hostNameProblem`
+ * of its host, told with the URI; refused since, but one stored before is kept, as a wildcard host is,
+ * so that the application's other settings can be changed.
  */
-function unusableUriProblem(text: string, rules: UriRules): string | null {
+function unusableUriProblem(text: string, rules: UriRules, dnsHost: boolean): string | null {
   if (rules.stored?.includes(text)) return null;
-  const problem = uriEscapeOrPortProblem(new URL(text), text);
+  const url = new URL(text);
+  const problem = uriEscapeOrPortProblem(url, text) ?? (dnsHost ? hostNameProblem(url.hostname) : null);
   return problem === null ? null : `${quote(text)} ${problem}`;
 }
 
 // A URL parser takes `*` as a host's letter, and DNS never answers for it: a wildcard meant.
 function hostHasWildcard(url: URL): boolean {
   return url.hostname.includes('*');
+}
+
+/**
+ * What a stored URI (a redirect, post-logout redirect, logo or back-channel logout URI) would be
+ * refused for now by a rule that came after it could be stored, or null: a hidden character, a
+ * malformed percent-escape, port 0, an http(s) host no DNS name can be. Such a URI is kept by an edit
+ * that leaves it; `aa-oidc check` names it (W022). Said after the URI (`contains …`, `has …`).
+ */
+export function refusedSinceUriProblem(uri: string): string | null {
+  const hidden = hiddenUriCharacterProblem(uri);
+  if (hidden !== null || !URL.canParse(uri)) return hidden;
+  const url = new URL(uri);
+  const scheme = schemeOf(uri);
+  return (
+    uriEscapeOrPortProblem(url, uri) ??
+    (scheme === 'https' || scheme === 'http' ? hostNameProblem(url.hostname) : null)
+  );
 }
 
 /**
@@ -496,13 +549,20 @@ function namesBy(names: readonly string[], key: (name: string) => string): Map<s
   return byKey;
 }
 
+/**
+ * The back-channel logout URI: the text checks, those refused since (kept for the stored URI
+ * unchanged), then `check` (the SSRF gate, which resolves the host: never for a host no DNS name can be).
+ */
 async function checkBackchannelUri(
   value: unknown,
+  stored: string | null | undefined,
   check: BackchannelTargetCheck,
   problem: Problem,
 ): Promise<string | null> {
   if (value === undefined || value === null || value === '') return null;
-  const textProblem = uriTextProblem(value);
+  const kept = value === stored;
+  const textProblem =
+    uriTextProblem(value, kept) ?? (kept ? null : newBackchannelUriProblem(value as string));
   if (textProblem !== null) {
     problem('backchannel_logout_uri', textProblem);
     return null;
@@ -513,4 +573,16 @@ async function checkBackchannelUri(
     return null;
   }
   return value as string;
+}
+
+/**
+ * What a new back-channel logout URI is refused for (since) beyond its text and the gate's checks: see
+ * `checkBackchannelUri`.
+ */
+function newBackchannelUriProblem(text: string): string | null {
+  const scheme = schemeOf(text);
+  // Any other URI is refused by the gate, naming what it needs.
+  if ((scheme !== 'https' && scheme !== 'http') || !URL.canParse(text)) return null;
+  const unusable = percentEscapeProblem(text) ?? hostNameProblem(new URL(text).hostname);
+  return unusable === null ? null : `${quote(text)} ${unusable}`;
 }

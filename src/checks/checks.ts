@@ -1,6 +1,8 @@
 import { IMPORTED_SECRET_MAX_ITERATIONS, importedSecretHash } from '../applications/secret.ts';
 import type { Application } from '../applications/types.ts';
-import { hasWildcardHost } from '../applications/validate.ts';
+import { quote } from '../applications/errors.ts';
+import { withJoinersShown } from '../applications/text.ts';
+import { hasWildcardHost, refusedSinceUriProblem } from '../applications/validate.ts';
 import type { Config } from '../config/load.ts';
 import { describeBinding, type DirectoryBindingStatus } from '../directory/binding.ts';
 import type { StoredUserText } from '../directory/builtin/types.ts';
@@ -36,7 +38,8 @@ export type CheckId =
   | 'W009'
   | 'W010'
   | 'W011'
-  | 'W013';
+  | 'W013'
+  | 'W022';
 
 export type Finding =
   | {
@@ -66,7 +69,8 @@ export type Finding =
         | 'W018'
         | 'W019'
         | 'W020'
-        | 'W021';
+        | 'W021'
+        | 'W022';
       level: 'warning';
       message: string;
       hint: string;
@@ -88,6 +92,7 @@ export const CHECK_IDS: readonly CheckId[] = [
   'W010',
   'W011',
   'W013',
+  'W022',
 ];
 
 /** The states and groups the directory has now (for `whitelistChecks`). */
@@ -381,7 +386,8 @@ export type CheckedApplication = Pick<
   | 'clientSecretPbkdf2'
   | 'redirectUris'
   | 'postLogoutRedirectUris'
->;
+> &
+  Partial<Pick<Application, 'logoUrl'>>;
 
 /** What the checks read from a signing key. */
 export type CheckedSigningKey = Pick<SigningKeySummary, 'kid' | 'status' | 'modulusBits' | 'publicExponent'>;
@@ -584,6 +590,51 @@ export function runChecks(
         });
       }
     }
+  }
+  findings.push(...refusedSinceUriChecks(apps));
+  return findings;
+}
+
+/** W022's URI fields: its noun, and the options of `aa-oidc app update` that remove it and give another. */
+const URI_FIELDS = [
+  ['redirect URI', '--remove-redirect-uri', '--add-redirect-uri'],
+  ['post-logout redirect URI', '--remove-post-logout-redirect-uri', '--add-post-logout-redirect-uri'],
+  ['logo URL', undefined, '--logo-url'],
+  ['back-channel logout URI', undefined, '--backchannel-logout-uri'],
+] as const;
+
+/**
+ * W022: an active application has a URI stored before a rule that now refuses it (a hidden character,
+ * a malformed percent-escape, port 0, a host no DNS name can be), kept by every edit that leaves it.
+ * The message quotes it as the applications' messages do (hidden characters as `\u` escapes).
+ */
+function refusedSinceUriChecks(apps: readonly CheckedApplication[]): Finding[] {
+  const findings: Finding[] = [];
+  for (const app of apps) {
+    if (!app.active) continue;
+    const stored = [
+      app.redirectUris,
+      app.postLogoutRedirectUris,
+      app.logoUrl ? [app.logoUrl] : [],
+      app.backchannelLogoutUri ? [app.backchannelLogoutUri] : [],
+    ];
+    URI_FIELDS.forEach(([noun, remove, give], index) => {
+      for (const uri of stored[index]!) {
+        const problem = refusedSinceUriProblem(uri);
+        if (problem === null) continue;
+        // A stored URI is put in a command as one shell word the shell expands nothing in, or not at all.
+        const word = remove === undefined ? '' : shellWord(uri);
+        findings.push({
+          id: 'W022',
+          level: 'warning',
+          message: `application ${app.clientId} has the ${noun} ${withJoinersShown(quote(uri))} (stored before such URIs were refused), which ${problem}`,
+          hint:
+            word === undefined
+              ? `replace it on the application's page of the admin console with the URI as it should read (${NUL_NOTE})`
+              : `aa-oidc app update ${app.clientId} ${remove === undefined ? '' : `${remove} ${word} `}${give} https://… with the URI as it should read (or on the application's page of the admin console)`,
+        });
+      }
+    });
   }
   return findings;
 }

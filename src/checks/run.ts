@@ -74,7 +74,7 @@ export async function systemChecksOverWhatCanBeRead(
       unreadPart(
         'the registered applications',
         sources.ownDatabase,
-        'E001, E006, W003, W004, W005, W006, W009, W013, and W015 of application names',
+        'E001, E006, W003, W004, W005, W006, W009, W013, W022, and W015 of application names',
         apps.reason,
       ),
     );

@@ -12,6 +12,7 @@ import {
   focusedAlerts,
   pageText,
 } from '../helpers/console.ts';
+import { guardedConnector, PUBLIC_V4, tableResolver, v4, type Answer } from '../logout/helpers.ts';
 import { startRpReceiver, type RpReceiver } from '../logout/rp-receiver.ts';
 import {
   type Browser,
@@ -1091,6 +1092,63 @@ describe(`a test back-channel logout once the logout service closed (${testDatab
       /Nothing was sent: the server is shutting down\. Try again in a few seconds\./,
     );
     assert.equal(receiver.requests.length, 0, 'the application got no logout token');
+  });
+});
+
+describe(`a test back-channel logout refused before any request (${testDatabaseKind})`, () => {
+  let server: TestServer;
+  // The names the SSRF gate resolves, answered here only (never by real DNS); each test sets its own.
+  const names: Record<string, Answer> = {};
+  const resolver = tableResolver(names);
+  const connections = guardedConnector();
+  before(async () => {
+    server = await startServer({}, { logout: { resolver, bclConnector: connections.connector } });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it('answers 409 "Nothing was sent" when the SSRF gate refuses the address the host resolves to now, or the host resolves to none', async () => {
+    const user = await seedUser(server, { superuser: true });
+    const admin = await consoleSignIn(server, user.username, { returnTo: '/admin' });
+    // Public when the applications were written (the write runs the gate too).
+    names['rp.example.test'] = [v4(PUBLIC_V4)];
+    names['gone.example.test'] = [v4(PUBLIC_V4)];
+    const moved = await seedApp(server, { backchannelLogoutUri: 'https://rp.example.test/bcl' });
+    const gone = await seedApp(server, { backchannelLogoutUri: 'https://gone.example.test/bcl' });
+    // Since then, one host resolves to a private address (DNS rebinding), the other to nothing.
+    names['rp.example.test'] = [v4('10.0.0.1')];
+    delete names['gone.example.test'];
+    const csrf = (await consoleGet(admin, `${server.origin}/admin/apps`)).csrf!;
+    for (const [clientIds, outcomes] of [
+      [[moved.clientId], ['unsafe_target_ip']],
+      [[gone.clientId], ['dns_resolve_failed']],
+      [
+        [moved.clientId, gone.clientId],
+        ['unsafe_target_ip', 'dns_resolve_failed'],
+      ],
+    ] as const) {
+      const answer = await consolePost(admin, `${server.origin}/admin/apps/test-logout`, csrf, {
+        client_id: [...clientIds],
+      });
+      const text = pageText(answer.body);
+      assert.equal(answer.status, 409, `${clientIds.join(', ')}: ${text.slice(0, 500)}`);
+      assert.match(text, /Nothing was sent: none of the ticked applications can receive a test logout\./);
+      assert.doesNotMatch(text, /Each logout token sent/);
+      for (const outcome of outcomes) assert.match(text, new RegExp(outcome));
+    }
+    assert.match(
+      pageText(
+        (
+          await consolePost(admin, `${server.origin}/admin/apps/test-logout`, csrf, {
+            client_id: moved.clientId,
+          })
+        ).body,
+      ),
+      /10\.0\.0\.1/,
+      'the table says why: the address the host resolves to',
+    );
+    assert.deepEqual(connections.attempts, [], 'no connection was attempted');
   });
 });
 

@@ -492,6 +492,66 @@ describe(`application service (${testDatabaseKind})`, () => {
     assert.ok(stored.groups.includes('Fleet Council'), 'the rename stands');
   });
 
+  it('loads URIs stored before hidden characters, bad escapes and undecodable hosts were refused, and keeps them on an edit of something else', async () => {
+    const { application } = await service.create(
+      { name: 'Stored before', redirectUris: ['https://before.example.org/cb'] },
+      ACTOR,
+    );
+    const redirect = 'https://before.example.org/cb\u202e';
+    const postLogout = 'https://xn--/bye';
+    const logo = 'https://before.example.org/logo%zz.png';
+    const backchannel = 'https://before\u200b.example.org/bcl';
+    // As another release, or another tool, wrote them.
+    await handle.db
+      .updateTable('application')
+      .set({
+        redirect_uris: JSON.stringify([redirect]),
+        post_logout_redirect_uris: JSON.stringify([postLogout]),
+        logo_url: logo,
+        backchannel_logout_uri: backchannel,
+      })
+      .where('client_id', '=', application.clientId)
+      .execute();
+    const loaded = (await service.findByClientId(application.clientId))!;
+    assert.deepEqual(
+      [loaded.redirectUris, loaded.postLogoutRedirectUris, loaded.logoUrl, loaded.backchannelLogoutUri],
+      [[redirect], [postLogout], logo, backchannel],
+    );
+    const renamed = await service.update(application.clientId, { name: 'Stored before, renamed' }, ACTOR);
+    assert.deepEqual(renamed.changedFields, ['name']);
+    assert.equal(renamed.application.backchannelLogoutUri, backchannel);
+    // Given anew (here: to another application), each is refused, naming its field.
+    await assert.rejects(
+      service.create(
+        {
+          name: 'New',
+          redirectUris: [redirect],
+          postLogoutRedirectUris: [postLogout],
+          logoUrl: logo,
+          backchannelLogoutUri: backchannel,
+        },
+        ACTOR,
+      ),
+      (error: unknown) => {
+        assert.ok(error instanceof ApplicationError);
+        assert.deepEqual(
+          error.issues.map((issue) => issue.field),
+          ['logo_url', 'redirect_uris[0]', 'post_logout_redirect_uris[0]', 'backchannel_logout_uri'],
+        );
+        assert.match(
+          error.message,
+          /backchannel_logout_uri: "https:\/\/before\\u200b\.example\.org\/bcl" contains U\+200B/,
+        );
+        return true;
+      },
+    );
+    // Changed, the back-channel URI is judged by the new rules.
+    await assert.rejects(
+      service.update(application.clientId, { backchannelLogoutUri: `${backchannel}/2` }, ACTOR),
+      { message: /^backchannel_logout_uri: ".*" contains U\+200B, an invisible character/ },
+    );
+  });
+
   it('a secret rotation moves the version on even when it ran ahead of this clock: an edit read before never matches again', async () => {
     const { application } = await service.create(
       { name: 'Clock ahead', redirectUris: ['https://ahead.example.org/cb'] },

@@ -366,6 +366,175 @@ describe('validateApplicationInput', () => {
     assert.deepEqual(kept.redirectUris, stored);
   });
 
+  /** Each URI field of an application, with the input that gives it `uri`. */
+  const URI_FIELDS: ReadonlyArray<readonly [field: string, input: (uri: string) => ApplicationInput]> = [
+    ['redirect_uris[0]', (uri) => ({ ...base, redirectUris: [uri] })],
+    ['post_logout_redirect_uris[0]', (uri) => ({ ...base, postLogoutRedirectUris: [uri] })],
+    ['logo_url', (uri) => ({ ...base, logoUrl: uri })],
+    ['backchannel_logout_uri', (uri) => ({ ...base, backchannelLogoutUri: uri })],
+  ];
+
+  it('refuses a bidirectional control or invisible character in every URI field, naming the field and its code point', async () => {
+    const hidden = [
+      '\u202e',
+      '\u202a',
+      '\u2066',
+      '\u2069',
+      '\u061c',
+      '\u200b',
+      '\u200c',
+      '\u200d',
+      '\u200e',
+      '\u200f',
+      '\ufeff',
+      '\u00ad',
+    ];
+    for (const [field, input] of URI_FIELDS) {
+      for (const char of hidden) {
+        const code = `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+        const escape = `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+        for (const uri of [`https://wiki.example.org/cb${char}`, `https://wiki${char}.example.org/cb`]) {
+          const error = await refusal(input(uri));
+          const what = `${field} ${code} in ${JSON.stringify(uri)}`;
+          assert.deepEqual(
+            error.issues.map((issue) => issue.field),
+            [field],
+            what,
+          );
+          assert.ok(
+            error.message.startsWith(`${field}: "${uri.replace(char, escape)}" contains ${code}, `),
+            `${what}: ${error.message}`,
+          );
+          assert.ok(error.message.includes(encodeURIComponent(char)), `${what}: its percent-encoded form`);
+          assert.ok(!error.message.includes(char), `${what}: the message shows it escaped`);
+        }
+      }
+    }
+    // Percent-encoded, it shows: taken.
+    const valid = await validateApplicationInput(
+      {
+        ...base,
+        redirectUris: ['https://wiki.example.org/cb%E2%80%AE'],
+        logoUrl: 'https://wiki.example.org/l%C2%AD.png',
+      },
+      context(),
+    );
+    assert.deepEqual(valid.redirectUris, ['https://wiki.example.org/cb%E2%80%AE']);
+  });
+
+  it('refuses a malformed percent-escape in a logo URL and a back-channel logout URI too', async () => {
+    for (const [field, input] of URI_FIELDS) {
+      for (const [uri, escape] of [
+        ['https://wiki.example.org/logo%zz.png', '%zz'],
+        ['https://wiki.example.org/logo.png?v=%4', '%4'],
+      ]) {
+        const error = await refusal(input(uri!));
+        assert.equal(
+          error.message,
+          `${field}: ${JSON.stringify(uri)} has an invalid percent-escape "${escape}": a % must be followed by two hexadecimal digits (write a % itself as %25)`,
+        );
+      }
+    }
+  });
+
+  it('refuses a host no DNS name can be in every URI field, before the back-channel gate is asked', async () => {
+    const label63 = 'a'.repeat(63);
+    const name253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`;
+    assert.equal(name253.length, 253);
+    const refused: ReadonlyArray<readonly [uri: string, reason: RegExp]> = [
+      [
+        'https://xn--/cb',
+        /has the host label "xn--", which is no valid punycode: a label starting with xn-- must be the ASCII form of an international name/,
+      ],
+      ['https://XN--/cb', /has the host label "xn--", which is no valid punycode/],
+      ['https://wiki.xn--zz.example.org/cb', /has the host label "xn--zz", which is no valid punycode/],
+      ['https://xn--abc-.example.org/cb', /has the host label "xn--abc-", which is no valid punycode/],
+      [
+        `https://${label63}a.example.org/cb`,
+        /has a label of 64 characters in its host, where DNS allows at most 63 \(counted in punycode\)$/,
+      ],
+      [
+        `https://${name253}x/cb`,
+        /has a host name of 254 characters, where DNS allows at most 253 \(counted in punycode\)$/,
+      ],
+      // 57 characters as it reads, 64 in punycode (xn--aaa…-o6a), as it is sent.
+      [`https://ü${'a'.repeat(56)}.example.org/cb`, /has a label of 64 characters/],
+      ['https://wiki..example.org/cb', /has the host "wiki\.\.example\.org", with an empty label/],
+    ];
+    for (const [field, input] of URI_FIELDS) {
+      for (const [uri, reason] of refused) {
+        const seen: string[] = [];
+        const ctx: ValidationContext = {
+          ...context(),
+          backchannelTargetCheck: async (target) => {
+            seen.push(target);
+            return { ok: true };
+          },
+        };
+        const refusedWrite = validateApplicationInput(input(uri), ctx);
+        const error = (await refusedWrite.catch((thrown: unknown) => thrown)) as ApplicationError;
+        assert.ok(error instanceof ApplicationError, `${field} ${uri}: refused`);
+        assert.deepEqual(
+          error.issues.map((issue) => issue.field),
+          [field],
+          uri,
+        );
+        assert.match(error.issues[0]!.message, reason, `${field} ${uri}`);
+        assert.deepEqual(seen, [], `${field} ${uri}: the gate was not asked (nothing resolved)`);
+      }
+    }
+    // International names, as they read or in punycode, and the longest names and labels DNS takes.
+    for (const uri of [
+      'https://xn--bcher-kva.example.org/cb',
+      'https://bücher.example.org/cb',
+      'https://xn--e1afmkfd.xn--p1ai/cb',
+      `https://${label63}.example.org/cb`,
+      `https://${name253}/cb`,
+      `https://${name253}./cb`,
+      'https://wiki.example.org./cb',
+      'https://192.0.2.1/cb',
+      'https://[2001:db8::1]/cb',
+    ]) {
+      const valid = await validateApplicationInput(
+        { ...base, redirectUris: [uri], logoUrl: uri, backchannelLogoutUri: uri },
+        context(),
+      );
+      assert.deepEqual(valid.redirectUris, [uri], uri);
+      assert.equal(valid.logoUrl, uri);
+      assert.equal(valid.backchannelLogoutUri, uri);
+    }
+  });
+
+  it('keeps a URI stored before these rules on an update, and refuses the same rules in a new one', async () => {
+    const redirect = 'https://wiki.example.org/cb\u202e';
+    const postLogout = 'https://xn--/bye';
+    const logo = 'https://wiki.example.org/logo%zz.png';
+    const backchannel = 'https://wiki\u200b.example.org/bcl';
+    const stored: Partial<ValidationContext> = {
+      storedRedirectUris: [redirect],
+      storedPostLogoutRedirectUris: [postLogout],
+      storedLogoUrl: logo,
+      storedBackchannelLogoutUri: backchannel,
+    };
+    const input = {
+      ...base,
+      redirectUris: [redirect],
+      postLogoutRedirectUris: [postLogout],
+      logoUrl: logo,
+      backchannelLogoutUri: backchannel,
+    };
+    const kept = await validateApplicationInput(input, { ...context(), ...stored });
+    assert.deepEqual(
+      [kept.redirectUris, kept.postLogoutRedirectUris, kept.logoUrl, kept.backchannelLogoutUri],
+      [[redirect], [postLogout], logo, backchannel],
+    );
+    const error = await refusal(input);
+    assert.deepEqual(
+      error.issues.map((issue) => issue.field),
+      ['logo_url', 'redirect_uris[0]', 'post_logout_redirect_uris[0]', 'backchannel_logout_uri'],
+    );
+  });
+
   it('reports every problem at once, and says when no states exist yet', async () => {
     const error = await refusal(
       { ...base, name: '', redirectUris: ['nope'], states: ['Alumni'] },

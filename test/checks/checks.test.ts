@@ -293,6 +293,20 @@ const TABLE: Record<CheckId, { fires: Case[]; silent: Case[] }> = {
       [{}, [starred({ redirectUris: ['https://rp.example.org/*/cb?x=*', 'com.example.*:/cb'] })]],
     ],
   },
+  // URIs stored before a hidden character, a bad escape, port 0 or an undecodable host was refused.
+  W022: {
+    fires: [
+      [{}, [{ ...plain, redirectUris: ['https://rp.example.org/cb\u202e'] }]],
+      [{}, [{ ...plain, postLogoutRedirectUris: ['https://xn--/'] }]],
+      [{}, [{ ...plain, logoUrl: 'https://rp.example.org/logo%zz.png' }]],
+      [{ mode: 'production' }, [{ ...https, backchannelLogoutUri: 'https://rp\u200b.example.org/bcl' }]],
+    ],
+    silent: [
+      [{}, [https, plain, { ...plain, logoUrl: 'https://xn--bcher-kva.example/logo%C3%A9.png' }]],
+      // A deactivated application admits nobody.
+      [{}, [{ ...plain, active: false, redirectUris: ['https://rp.example.org/cb\u202e'] }]],
+    ],
+  },
 };
 
 describe('system checks', () => {
@@ -410,6 +424,47 @@ describe('system checks', () => {
           'warning',
           'application rp-star has the post-logout redirect URI "https://wiki.*/", with a * in its host (stored before such URIs were refused): it matches exactly, that string only, never a host under it',
           "aa-oidc app update rp-star --remove-post-logout-redirect-uri 'https://wiki.*/' --add-post-logout-redirect-uri https://… for each host's URI it was meant for",
+        ],
+      ],
+    );
+  });
+
+  it('W022 names each stored URI a write would refuse now, its field, the character or fault, and how to replace it', () => {
+    const findings = runChecks(config(), [
+      {
+        ...plain,
+        redirectUris: ['https://rp.example.org/cb', 'https://rp.example.org/cb\u202e'],
+        postLogoutRedirectUris: ['https://xn--/'],
+        logoUrl: 'https://rp.example.org/logo%zz.png',
+        backchannelLogoutUri: 'https://rp\u200d.example.org/bcl',
+      },
+    ]);
+    assert.deepEqual(
+      findings.map((finding) => [finding.id, finding.level, finding.message, finding.hint]),
+      [
+        [
+          'W022',
+          'warning',
+          'application rp-plain has the redirect URI "https://rp.example.org/cb\\u202e" (stored before such URIs were refused), which contains U+202E, a bidirectional control character, which does not show: the URI would read as something other than it is (remove it; where one belongs in the path or the query, write it percent-encoded, %E2%80%AE)',
+          "aa-oidc app update rp-plain --remove-redirect-uri $'https://rp.example.org/cb\\xe2\\x80\\xae' --add-redirect-uri https://… with the URI as it should read (or on the application's page of the admin console)",
+        ],
+        [
+          'W022',
+          'warning',
+          'application rp-plain has the post-logout redirect URI "https://xn--/" (stored before such URIs were refused), which has the host label "xn--", which is no valid punycode: a label starting with xn-- must be the ASCII form of an international name (xn--bcher-kva is bücher); write the name as it reads, or the punycode an IDNA converter gives for it',
+          "aa-oidc app update rp-plain --remove-post-logout-redirect-uri 'https://xn--/' --add-post-logout-redirect-uri https://… with the URI as it should read (or on the application's page of the admin console)",
+        ],
+        [
+          'W022',
+          'warning',
+          'application rp-plain has the logo URL "https://rp.example.org/logo%zz.png" (stored before such URIs were refused), which has an invalid percent-escape "%zz": a % must be followed by two hexadecimal digits (write a % itself as %25)',
+          "aa-oidc app update rp-plain --logo-url https://… with the URI as it should read (or on the application's page of the admin console)",
+        ],
+        [
+          'W022',
+          'warning',
+          'application rp-plain has the back-channel logout URI "https://rp\\u200d.example.org/bcl" (stored before such URIs were refused), which contains U+200D, a zero-width joiner, which does not show: the URI would read as something other than it is (remove it; where one belongs in the path or the query, write it percent-encoded, %E2%80%8D)',
+          "aa-oidc app update rp-plain --backchannel-logout-uri https://… with the URI as it should read (or on the application's page of the admin console)",
         ],
       ],
     );

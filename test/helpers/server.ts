@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { createServer } from 'node:net';
-import { type App, createApp } from '../../src/app.ts';
+import { type App, type AppOptions, createApp } from '../../src/app.ts';
 import type { ApplicationInput } from '../../src/applications/types.ts';
 import type { NewUser } from '../../src/directory/builtin/types.ts';
 import type { HttpServerLimits } from '../../src/http/server-limits.ts';
@@ -110,6 +110,11 @@ export interface StartServerOptions {
   limits?: Partial<HttpServerLimits>;
   /** How long `close` waits past the grace period for handlers still running (HANDLERS_SETTLE_MS). */
   handlersSettleMs?: number;
+  /**
+   * The back-channel logout SSRF gate's resolver and the delivery's connection layer (test/logout/helpers.ts:
+   * `tableResolver`, `guardedConnector`), so that no name of a test reaches real DNS.
+   */
+  logout?: Pick<AppOptions, 'resolver' | 'bclConnector'>;
 }
 
 /**
@@ -130,6 +135,7 @@ export async function startServer(
         {
           migrate: options.migrate ?? true,
           ...(options.harness && { logger: options.harness.loggerOptions }),
+          ...options.logout,
         },
       );
       try {
