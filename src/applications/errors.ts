@@ -44,9 +44,6 @@ export class ApplicationError extends Error {
  */
 const LEADING_USERINFO = /^([A-Za-z][A-Za-z0-9+.-]*:\/\/)(?:[^/?#@:]*:[\s\S]*@|[^/?#]*@)/;
 
-/** How much of a value the applications' messages quote: a redirect URI's fault is often at its end (`#…`). */
-const QUOTED_MAX = 120;
-
 /**
  * A value quoted for a message: what a log line hides of it is hidden first (`scrubString`: a URL's
  * password up to its last `@`, `/`, `?` or `#` in it included, `?token=…`, `#access_token=…`, JWTs),
@@ -56,5 +53,5 @@ const QUOTED_MAX = 120;
  */
 export function quote(value: unknown): string {
   const text = scrubString(typeof value === 'string' ? value : String(value));
-  return quotedInput(text.replace(LEADING_USERINFO, '$1***@'), QUOTED_MAX);
+  return quotedInput(text.replace(LEADING_USERINFO, '$1***@'));
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, type HelpContext } from 'commander';
+import { Command, CommanderError, type ErrorOptions, type HelpContext } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import { registerApp } from './commands/app.ts';
 import { registerAudit } from './commands/audit.ts';
@@ -50,6 +50,53 @@ class AaOidcCommand extends Command {
       this.error(`missing command (one of: ${names.join(', ')})`, { code: 'commander.missingCommand' });
     }
     return typeof context === 'function' ? super.help(context) : super.help(context);
+  }
+
+  /** Every usage error, commander's own too, with the values typed quoted (`quotedTypedValues`). */
+  override error(message: string, errorOptions?: ErrorOptions): never {
+    return super.error(quotedTypedValues(this, message, errorOptions?.code), errorOptions);
+  }
+}
+
+/**
+ * commander's usage error `message` (of `code`, raised by `command`) with each value the user typed
+ * (an unknown option or command, an argument too many, a value outside an option's choices) quoted as
+ * every other message quotes one (`quotedInput`: double quotes, control and bidirectional characters
+ * escaped, a long one cut in the middle with its length: `unknown option "--\u001b[31m"`), where
+ * commander writes it as typed, in single quotes. The names commander adds (an option's flags, an
+ * argument's, a suggestion, the choices) are the program's own; each form is matched whole, so that
+ * a quote or a line break in the value typed cannot end it early, and a message of another form is
+ * left as it is (its line is still shown with `visibleText`).
+ */
+function quotedTypedValues(command: Command, message: string, code: string | undefined): string {
+  switch (code) {
+    case 'commander.unknownOption':
+    case 'commander.unknownCommand': {
+      // `error: unknown option '--activ'\n(Did you mean --active?)`: the suggestion holds no quote.
+      const match = /^error: unknown (option|command) '(.*)'(\n\(Did you mean [^'\n]*\?\))?$/s.exec(message);
+      if (!match) return message;
+      return `error: unknown ${match[1]} ${quotedInput(match[2]!)}${match[3] ?? ''}`;
+    }
+    case 'commander.excessArguments': {
+      // `error: too many arguments for 'show'. Expected 1 argument but got 2: alice, bob.`, the
+      // arguments being the command's `args`.
+      const match =
+        /^error: too many arguments(?: for '[^']*')?\. Expected \d+ arguments? but got (\d+): /.exec(message);
+      if (!match || Number(match[1]) !== command.args.length) return message;
+      return `${match[0]}${command.args.map((argument) => quotedInput(argument)).join(', ')}.`;
+    }
+    case 'commander.invalidArgument': {
+      // `error: option '--format <format>' argument 'yaml' is invalid. Allowed choices are table, json, csv.`
+      // or `error: command-argument value 'x' is invalid for argument 'name'. …`: the reason holds no quote.
+      const option = /^(error: option '[^']*' argument )'(.*)'( is invalid\. [^'\n]*)$/s.exec(message);
+      if (option) return `${option[1]}${quotedInput(option[2]!)}${option[3]}`;
+      const argument =
+        /^(error: command-argument value )'(.*)'( is invalid for argument '[^']*'\. [^'\n]*)$/s.exec(message);
+      if (argument) return `${argument[1]}${quotedInput(argument[2]!)}${argument[3]}`;
+      return message;
+    }
+    default:
+      return message;
   }
 }
 
@@ -108,9 +155,9 @@ function reportUsageErrorsOnOneLine(command: Command): void {
 }
 
 /**
- * commander's message as one clause: `error: unknown option '--activ'\n(Did you mean --active?)\n`
- * becomes `unknown option '--activ' (did you mean --active?)`. Any other line break, one in a value
- * typed, stays and is shown as `\n` (`textLines`).
+ * commander's message as one clause: `error: unknown option "--activ"\n(Did you mean --active?)\n`
+ * becomes `unknown option "--activ" (did you mean --active?)`. A line break in a value typed is
+ * already an escape (`quotedTypedValues`); any other stays and is shown as `\n` (`textLines`).
  */
 function usageReason(message: string): string {
   return message

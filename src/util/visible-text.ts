@@ -32,42 +32,42 @@ function unicodeEscape(char: string): string {
 
 /**
  * How many characters of a given value a message quotes (`quotedInput`) and a page's heading shows
- * (`shownName`).
+ * (`shownName`): a longer one is cut in the middle, its first and last 40 kept, since a value's fault
+ * is as often at its end (a redirect URI's fragment, a name's trailing control character) as at its
+ * start.
  */
 const SHOWN_NAME_MAX = 80;
 
-/** `text` cut after its first `max` characters (code points, never half of one), or undefined when it is no longer. */
-function cutText(text: string, max = SHOWN_NAME_MAX): string | undefined {
-  let end = 0;
-  let count = 0;
-  for (const char of text) {
-    if (count === max) return text.slice(0, end);
-    end += char.length;
-    count += 1;
-  }
-  return undefined;
+/**
+ * `text` cut in the middle to its first and last `SHOWN_NAME_MAX / 2` characters (code points, never
+ * half of one) with `…` between, or undefined when it is no longer than `SHOWN_NAME_MAX`.
+ */
+function cutText(text: string): string | undefined {
+  const chars = [...text];
+  if (chars.length <= SHOWN_NAME_MAX) return undefined;
+  const kept = SHOWN_NAME_MAX / 2;
+  return `${chars.slice(0, kept).join('')}…${chars.slice(-kept).join('')}`;
 }
 
 /**
  * A name given in a query or a form (up to 64 KiB), as a page's heading shows it: `visibleText`, cut
- * after its first 80 characters with `…`, as messages quote one (`quotedInput`), so that the heading
- * neither fills the page nor says more of the name than its refusal does.
+ * in the middle to its first and last 40 characters around `…`, as messages quote one (`quotedInput`),
+ * so that the heading neither fills the page nor says more of the name than its refusal does.
  */
 export function shownName(name: string): string {
-  const cut = cutText(name);
-  return cut === undefined ? visibleText(name) : `${visibleText(cut)}…`;
+  return visibleText(cutText(name) ?? name);
 }
 
 /**
  * A value someone gave (an argument, an option, a form field), as every message that names it quotes
  * it: in double quotes, so that an empty or blank value (`"   "`) shows as one; control, bidirectional
  * and zero-width characters as JSON escapes (`"\u202eevil"`); and one longer than 80 characters cut
- * after them with `…` and its length (`"xxx…" (3000 characters)`), so that a 3,000-character argument
- * does not fill the screen, yet the message still says it was long. `max` is for a value whose
- * fault may be at its end (a URI's fragment, in the applications' messages: 120).
+ * in the middle, its first and last 40 kept around `…`, with its length (`"xxx…xxx" (3000
+ * characters)`), so that a 3,000-character argument does not fill the screen, yet the message still
+ * says it was long, and shows its end, where a URI's fault often is (`#fragment`).
  */
-export function quotedInput(value: string, max = SHOWN_NAME_MAX): string {
-  const cut = cutText(value, max);
+export function quotedInput(value: string): string {
+  const cut = cutText(value);
   if (cut === undefined) return escapeUnshownInJson(JSON.stringify(value));
-  return `${escapeUnshownInJson(JSON.stringify(`${cut}…`))} (${[...value].length} characters)`;
+  return `${escapeUnshownInJson(JSON.stringify(cut))} (${[...value].length} characters)`;
 }

@@ -481,7 +481,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.deepEqual(state, { name: 'Twice', priority: 777, oidcAccess: false }, 'nothing changed');
   });
 
-  it('previews a rename to a name of 150 characters outside the BMP whole, and shows a long one cut after 80, as its refusal does', async () => {
+  it('previews a rename to a name of 150 characters outside the BMP whole, and shows a long one cut in the middle to 80, as its refusal does', async () => {
     await server.app.directoryAdmin.createGroup('Narrow');
     const wide = '𠀁'.repeat(150);
     const preview = await consoleGet(
@@ -494,7 +494,7 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
       'the whole name is confirmed, not a cut one',
     );
     const heading = pageText(/<h1>([\s\S]*?)<\/h1>/.exec(preview.body)![1]!);
-    assert.equal(heading, `Rename group Narrow to ${'𠀁'.repeat(80)}…?`);
+    assert.equal(heading, `Rename group Narrow to ${'𠀁'.repeat(40)}…${'𠀁'.repeat(40)}?`);
     const long = `${'n'.repeat(200)}`;
     const refused = await consolePost(admin, url(path('groups', 'Narrow', '/rename')), csrf, {
       to: `${long}${'x'.repeat(60_000)}`,
@@ -502,9 +502,12 @@ describe(`states and groups in the admin UI (${testDatabaseKind})`, () => {
     assert.equal(refused.status, 400);
     assert.equal(
       pageText(/<h1>([\s\S]*?)<\/h1>/.exec(refused.body)![1]!),
-      `Rename group Narrow to ${'n'.repeat(80)}…?`,
+      `Rename group Narrow to ${'n'.repeat(40)}…${'x'.repeat(40)}?`,
     );
-    assert.match(pageText(refused.body), new RegExp(`invalid group name "${'n'.repeat(80)}…"`));
+    assert.match(
+      pageText(refused.body),
+      new RegExp(`invalid group name "${'n'.repeat(40)}…${'x'.repeat(40)}" \\(60200 characters\\)`),
+    );
     assert.equal(
       refused.body.split('x'.repeat(60_000)).length - 1,
       1,

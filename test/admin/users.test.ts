@@ -241,10 +241,10 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
     }
   });
 
-  it('shows a state or group name in a preview’s heading as its refusal does: cut after 80 characters, escaped', async () => {
+  it('shows a state or group name in a preview’s heading as its refusal does: cut in the middle to 80 characters, escaped', async () => {
     const csrf = (await consoleGet(admin, url(`/admin/users/${member.id}`))).csrf!;
-    const long = `${'g'.repeat(79)}\u0007${'h'.repeat(60_000)}`;
-    const shown = `${'g'.repeat(79)}\\x07…`;
+    const long = `\u0007${'g'.repeat(60_000)}\u001b`;
+    const shown = `\\x07${'g'.repeat(39)}…${'g'.repeat(39)}\\x1b`;
     const headings = (body: string) =>
       [...body.matchAll(/<(h1|title)>([\s\S]*?)<\/\1>/g)].map((match) => pageText(match[2]!));
     const posted = await consolePost(admin, url(`/admin/users/${member.id}/add-group`), csrf, {
@@ -257,14 +257,18 @@ describe(`users in the admin UI (${testDatabaseKind})`, () => {
       posted.body.length < 20_000,
       `the page does not repeat the name: ${posted.body.length} characters`,
     );
-    assert.match(pageText(posted.body), /invalid group name "g{79}\\u0007…"/, 'the refusal cuts it alike');
+    assert.match(
+      pageText(posted.body),
+      /invalid group name "\\u0007g{39}…g{39}\\u001b" \(60002 characters\)/,
+      'the refusal cuts it alike',
+    );
     const state = await consoleGet(
       admin,
       url(`/admin/users/${member.id}/state?state=${encodeURIComponent(`${'s'.repeat(100)}\u202e`)}`),
     );
     assert.ok(
       headings(state.body).every((heading) =>
-        heading.startsWith(`Move ${member.username} to state ${'s'.repeat(80)}…?`),
+        heading.startsWith(`Move ${member.username} to state ${'s'.repeat(40)}…${'s'.repeat(39)}\\u202e?`),
       ),
       headings(state.body).join(' | '),
     );

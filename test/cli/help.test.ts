@@ -122,23 +122,23 @@ describe('aa-oidc usage errors', () => {
   it('names an unknown option in one line, with the option it may have meant', async () => {
     assert.equal(
       await refused(['app', 'list', '--activ']),
-      "aa-oidc: unknown option '--activ' (did you mean --active?); see aa-oidc app list --help\n",
+      'aa-oidc: unknown option "--activ" (did you mean --active?); see aa-oidc app list --help\n',
     );
     assert.equal(
       await refused(['--frobnicate']),
-      "aa-oidc: unknown option '--frobnicate'; see aa-oidc --help\n",
+      'aa-oidc: unknown option "--frobnicate"; see aa-oidc --help\n',
     );
   });
 
   it('names an option given a value outside its choices, and the choices, in one line', async () => {
     assert.equal(
       await refused(['user', 'list', '--format', 'yaml']),
-      "aa-oidc: option '--format <format>' argument 'yaml' is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n",
+      `aa-oidc: option '--format <format>' argument "yaml" is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n`,
     );
     // A line break typed in the value is shown, not written: the reason stays one line.
     assert.equal(
       await refused(['user', 'list', '--format', 'table\nsecond line']),
-      "aa-oidc: option '--format <format>' argument 'table\\nsecond line' is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n",
+      `aa-oidc: option '--format <format>' argument "table\\nsecond line" is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help\n`,
     );
   });
 
@@ -149,7 +149,7 @@ describe('aa-oidc usage errors', () => {
     );
     assert.equal(
       await refused(['user', 'show', 'alice', 'bob']),
-      "aa-oidc: too many arguments for 'show'. Expected 1 argument but got 2: alice, bob; see aa-oidc user show --help\n",
+      `aa-oidc: too many arguments for 'show'. Expected 1 argument but got 2: "alice", "bob"; see aa-oidc user show --help\n`,
     );
     assert.equal(
       await refused(['app', 'list', '--format']),
@@ -157,7 +157,7 @@ describe('aa-oidc usage errors', () => {
     );
     assert.equal(
       await refused(['user', 'frobnicate']),
-      "aa-oidc: unknown command 'frobnicate'; see aa-oidc user --help\n",
+      'aa-oidc: unknown command "frobnicate"; see aa-oidc user --help\n',
     );
   });
 

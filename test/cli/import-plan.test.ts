@@ -82,3 +82,39 @@ describe('import plugin-apps: loopback redirect URIs', () => {
       );
   });
 });
+
+describe('import plugin-apps: the values its lines name', () => {
+  it("quotes the plugin's values as every message does: escaped, a long one cut in the middle, a URL's user information masked", () => {
+    const plan = planPluginImport({
+      ...pluginApp(['https://wiki.example.org/cb']),
+      logoUrl: 'http://wiki:hunter2@cdn.example.org/logo.png',
+      algorithm: 'HS256"\u202e',
+      allowedOrigins: [`https://${'o'.repeat(100)}.example.org`],
+    });
+    assert.equal(plan.outcome, 'import', JSON.stringify(plan));
+    const leftOut = plan.outcome === 'import' ? (plan.leftOut ?? []) : [];
+    assert.equal(leftOut.length, 3, JSON.stringify(leftOut));
+    assert.ok(leftOut[0]!.startsWith('its http logo "http://***@cdn.example.org/logo.png" ('), leftOut[0]);
+    assert.ok(leftOut[1]!.startsWith('its "HS256\\"\\u202e" id_token signing ('), leftOut[1]);
+    assert.ok(
+      leftOut[2]!.startsWith(
+        `its CORS origin "https://${'o'.repeat(32)}…${'o'.repeat(28)}.example.org" (120 characters) (`,
+      ),
+      leftOut[2],
+    );
+    for (const [field, value, reason] of [
+      ['grantType', 'implicit"\n', 'grant type "implicit\\"\\n" is not supported'],
+      [
+        'clientType',
+        'x'.repeat(3000),
+        `client type "${'x'.repeat(40)}…${'x'.repeat(40)}" (3000 characters) is`,
+      ],
+      ['accessTokenFormat', '\u202ejwt', 'access token format "\\u202ejwt" is'],
+      ['registrationSource', 'federation\u001b[2J', 'registration source "federation\\u001b[2J" is'],
+    ] as const) {
+      const refused = planPluginImport({ ...pluginApp(['https://wiki.example.org/cb']), [field]: value });
+      assert.equal(refused.outcome, 'unsupported', field);
+      if (refused.outcome === 'unsupported') assert.ok(refused.reason.startsWith(reason), refused.reason);
+    }
+  });
+});

@@ -7,8 +7,8 @@ import { createTestDatabase, type TestDatabase, testDatabaseKind } from '../help
 
 /** 3,000 characters: what a hostile or broken script may pass for a name. */
 const LONG = 'x'.repeat(3000);
-/** How every message quotes `LONG`: its first 80 characters, an ellipsis and its length. */
-const LONG_QUOTED = `"${'x'.repeat(80)}…" (3000 characters)`;
+/** How every message quotes `LONG`: its first and last 40 characters around an ellipsis, and its length. */
+const LONG_QUOTED = `"${'x'.repeat(40)}…${'x'.repeat(40)}" (3000 characters)`;
 
 describe('quotedInput', () => {
   it('quotes a value so that blanks and control characters show, and cuts a long one with its length', () => {
@@ -18,7 +18,12 @@ describe('quotedInput', () => {
     assert.equal(quotedInput('x'.repeat(80)), `"${'x'.repeat(80)}"`);
     assert.equal(quotedInput(LONG), LONG_QUOTED);
     // Cut by characters, never inside one written as two UTF-16 units.
-    assert.equal(quotedInput('𠀀'.repeat(81)), `"${'𠀀'.repeat(80)}…" (81 characters)`);
+    assert.equal(quotedInput('𠀀'.repeat(81)), `"${'𠀀'.repeat(40)}…${'𠀀'.repeat(40)}" (81 characters)`);
+    // Cut in the middle: the end, where a URI's fault often is, stays in sight.
+    assert.equal(
+      quotedInput(`https://rp.example/${'p'.repeat(200)}/cb#\u001b`),
+      `"https://rp.example/${'p'.repeat(21)}…${'p'.repeat(35)}/cb#\\u001b" (224 characters)`,
+    );
   });
 });
 
@@ -72,7 +77,7 @@ describe(`aa-oidc: the values a command's error names (${testDatabaseKind})`, ()
     );
   });
 
-  it('names a 3,000-character value by its first 80 characters and its length, wherever it is refused', async () => {
+  it('names a 3,000-character value by its first and last 40 characters and its length, wherever it is refused', async () => {
     for (const [args, expected] of [
       [['bcl', 'test', LONG], `aa-oidc: 1 of 1 test deliveries did not succeed: ${LONG_QUOTED}\n`],
       [
@@ -96,11 +101,8 @@ describe(`aa-oidc: the values a command's error names (${testDatabaseKind})`, ()
         ['tokens', 'revoke-user', '--username', LONG],
         `aa-oidc: no user named ${LONG_QUOTED} (see 'aa-oidc user list')\n`,
       ],
-      // The applications' messages quote 120 characters: a redirect URI's fault is often at its end.
-      [
-        ['app', 'show', LONG],
-        `aa-oidc: client_id: no application with client_id "${'x'.repeat(120)}…" (3000 characters)\n`,
-      ],
+      // The applications' messages too: a redirect URI's fault, often at its end, stays in sight.
+      [['app', 'show', LONG], `aa-oidc: client_id: no application with client_id ${LONG_QUOTED}\n`],
       [['keys', 'retire', LONG], { startsWith: `aa-oidc: ${LONG_QUOTED} is not a key id` }],
       [['user', 'show', LONG], { startsWith: `aa-oidc: invalid username ${LONG_QUOTED}: ` }],
       [['state', 'delete', LONG], { startsWith: `aa-oidc: invalid state name ${LONG_QUOTED}: ` }],

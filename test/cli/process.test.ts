@@ -33,6 +33,33 @@ describe(`aa-oidc as a process (${testDatabaseKind})`, () => {
     );
   });
 
+  it("quotes a value typed in commander's own usage errors as every message does, so that it cannot work the terminal", async () => {
+    // ESC [31m would turn the terminal red, the line break start a line that reads as the program's
+    // own, and U+202E show what follows it reversed.
+    const typed = '\u001b[31mred\nline\u202eevil';
+    const shown = '\\u001b[31mred\\nline\\u202eevil';
+    for (const [args, line] of [
+      [['app', 'list', `--activ${typed}`], `unknown option "--activ${shown}"; see aa-oidc app list --help`],
+      [['user', `frob${typed}`], `unknown command "frob${shown}"; see aa-oidc user --help`],
+      [
+        ['user', 'show', 'alice, bob', typed],
+        `too many arguments for 'show'. Expected 1 argument but got 2: "alice, bob", "${shown}"; see aa-oidc user show --help`,
+      ],
+      [
+        ['user', 'list', '--format', typed],
+        `option '--format <format>' argument "${shown}" is invalid. Allowed choices are table, json, csv; see aa-oidc user list --help`,
+      ],
+      // A long one is cut in the middle, its end in sight, with its length.
+      [
+        ['app', 'list', `--${'x'.repeat(3000)}${typed}`],
+        `unknown option "--${'x'.repeat(38)}…${'x'.repeat(22)}${shown}" (3020 characters); see aa-oidc app list --help`,
+      ],
+    ] as const) {
+      const result = await spawnCli(args, testEnv(database));
+      assert.deepEqual([result.code, result.stdout, result.stderr], [1, '', `aa-oidc: ${line}\n`]);
+    }
+  });
+
   it('ends quietly with code 0 when its output pipe closes early (`aa-oidc … | head`)', async () => {
     const running = startCliProcess(['--help'], testEnv(database));
     // The reader goes away before the process has written anything.

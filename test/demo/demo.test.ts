@@ -205,6 +205,16 @@ describe(`aa-oidc demo (${testDatabaseKind})`, () => {
       oneLineFailure(bad),
       /^aa-oidc: --issuer-url: "ftp:\/\/example\.org\/o" must be an http or https URL$/,
     );
+    // A password given in it is not repeated: the URL is quoted with its user information masked.
+    const withPassword = await cli(database, [
+      'demo',
+      '--issuer-url',
+      'http://demo:hunter2@127.0.0.1:18080/o',
+    ]);
+    assert.equal(
+      oneLineFailure(withPassword),
+      'aa-oidc: --issuer-url: "http://***@127.0.0.1:18080/o" must not carry a query, fragment or credentials',
+    );
   });
 
   it('writes no password or client secret to the log lines on stderr', async () => {

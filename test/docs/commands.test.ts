@@ -51,7 +51,7 @@ describe('README and docs', () => {
       ['example.md:2', 'unknown option --activ of "list"'],
       [
         'example.md:2',
-        "error: option '--format <format>' argument 'yaml' is invalid. Allowed choices are table, json, csv.",
+        `error: option '--format <format>' argument "yaml" is invalid. Allowed choices are table, json, csv.`,
       ],
       ['example.md:3', '"user" has no command "frobnicate"'],
       ['example.md:4', '"rename" needs 2 argument(s), got 1'],

@@ -240,7 +240,7 @@ describe(`aa-oidc bcl list (${testDatabaseKind})`, () => {
       [['--limit', 'ten'], /^aa-oidc: --limit must be an integer from 1 to 1000 \(got "ten"\)\n$/],
       [
         ['--outcome', 'lost'],
-        /^aa-oidc: option '--outcome <outcome>' argument 'lost' is invalid\. Allowed choices are failures, success, redirect_blocked, rp_client_error, retries_exhausted, signing_kid_retired, dns_resolve_failed, unsafe_target_ip, cancelled; see aa-oidc bcl list --help\n$/,
+        /^aa-oidc: option '--outcome <outcome>' argument "lost" is invalid\. Allowed choices are failures, success, redirect_blocked, rp_client_error, retries_exhausted, signing_kid_retired, dns_resolve_failed, unsafe_target_ip, cancelled; see aa-oidc bcl list --help\n$/,
       ],
       [
         ['--pending', '--outcome', 'failures'],

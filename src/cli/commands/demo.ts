@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
-import { ApplicationError } from '../../applications/errors.ts';
+import { ApplicationError, quote } from '../../applications/errors.ts';
 import { DemoRefusedError, type DemoSeedResult, seedDemo } from '../../demo/seed.ts';
 import { DirectoryError } from '../../directory/errors.ts';
 import { createServices } from '../../services.ts';
 import { assertNever } from '../../util/assert-never.ts';
 import { CliError, type CliIo, cliActor, cliConfig } from '../context.ts';
-import { jsonDocument, quotedInput, textLines, textOrJsonOption } from '../output.ts';
+import { jsonDocument, textLines, textOrJsonOption } from '../output.ts';
 
 type DemoFormat = 'text' | 'json';
 
@@ -15,19 +15,21 @@ interface DemoOptions {
   format: DemoFormat;
 }
 
+/**
+ * The issuer URL `--issuer-url` gives; a bad one is refused, quoted as the applications' messages quote
+ * a URI (`quote`): its user information masked, so that a password given in it is not repeated.
+ */
 function parseIssuerUrl(value: string): string {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new CliError(
-      `--issuer-url: ${quotedInput(value)} is not a URL; expected e.g. http://localhost:8000/o`,
-    );
+    throw new CliError(`--issuer-url: ${quote(value)} is not a URL; expected e.g. http://localhost:8000/o`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new CliError(`--issuer-url: ${quotedInput(value)} must be an http or https URL`);
+    throw new CliError(`--issuer-url: ${quote(value)} must be an http or https URL`);
   if (url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '')
-    throw new CliError(`--issuer-url: ${quotedInput(value)} must not carry a query, fragment or credentials`);
+    throw new CliError(`--issuer-url: ${quote(value)} must not carry a query, fragment or credentials`);
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
 

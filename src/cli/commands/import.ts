@@ -6,7 +6,7 @@ import {
   type PluginApplication,
   readPluginApplications,
 } from '../../alliance-auth/plugin-apps.ts';
-import { ApplicationError } from '../../applications/errors.ts';
+import { ApplicationError, quote } from '../../applications/errors.ts';
 import { clientIdTakenInAnotherCase } from '../../applications/service.ts';
 import { clientSecretDigest, IMPORTED_SECRET_MAX_ITERATIONS } from '../../applications/secret.ts';
 import type {
@@ -22,7 +22,7 @@ import { MAX_PBKDF2_ITERATIONS, parseDjangoPbkdf2 } from '../../util/django-pbkd
 import { assertNever } from '../../util/assert-never.ts';
 import { isLoopbackHost } from '../../util/loopback.ts';
 import { type CliIo, CliError, cliActor, failureReason, withServices } from '../context.ts';
-import { jsonDocument, lineWriter, textOrJsonOption } from '../output.ts';
+import { jsonDocument, lineWriter, quotedInput, textOrJsonOption } from '../output.ts';
 import {
   type ComparedSettings,
   compareSecret,
@@ -363,8 +363,12 @@ function matchedAtAnyPortByThePlugin(uri: string): boolean {
   return url?.protocol === 'http:' && (url.hostname === '127.0.0.1' || url.hostname === '[::1]');
 }
 
+/**
+ * URIs of the plugin's as the applications' messages quote them (`quote`: what a log line hides of
+ * each hidden, a URL's user information masked, then `quotedInput`), one after another.
+ */
 function quotedList(uris: readonly string[]): string {
-  return uris.map((uri) => JSON.stringify(uri)).join(' ');
+  return uris.map((uri) => quote(uri)).join(' ');
 }
 
 /**
@@ -437,24 +441,24 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
     const how = SELF_REGISTRATIONS[app.registrationSource];
     return refuse(
       how
-        ? `the client registered itself ${how} (registration source "${app.registrationSource}"): aa-oidc takes only applications an operator made, with whitelists chosen for them; if the relying party is wanted, create it with "aa-oidc app create" and whitelist its states or groups`
-        : `registration source "${app.registrationSource}" is not one aa-oidc knows: it imports only applications an operator made ("manual")`,
+        ? `the client registered itself ${how} (registration source ${quotedInput(app.registrationSource)}): aa-oidc takes only applications an operator made, with whitelists chosen for them; if the relying party is wanted, create it with "aa-oidc app create" and whitelist its states or groups`
+        : `registration source ${quotedInput(app.registrationSource)} is not one aa-oidc knows: it imports only applications an operator made ("manual")`,
     );
   }
   const grantTypes = GRANT_TYPES[app.grantType];
   if (!grantTypes) {
     return refuse(
-      `grant type "${app.grantType}" is not supported (aa-oidc offers authorization-code and client-credentials)`,
+      `grant type ${quotedInput(app.grantType)} is not supported (aa-oidc offers authorization-code and client-credentials)`,
     );
   }
   if (app.clientType !== 'confidential' && app.clientType !== 'public') {
-    return refuse(`client type "${app.clientType}" is neither confidential nor public`);
+    return refuse(`client type ${quotedInput(app.clientType)} is neither confidential nor public`);
   }
   let accessTokenFormat: AccessTokenFormatSetting = 'inherit';
   if (app.accessTokenFormat === 'opaque' || app.accessTokenFormat === 'jwt') {
     accessTokenFormat = app.accessTokenFormat;
   } else if (app.accessTokenFormat !== null) {
-    return refuse(`access token format "${app.accessTokenFormat}" is neither opaque nor jwt`);
+    return refuse(`access token format ${quotedInput(app.accessTokenFormat)} is neither opaque nor jwt`);
   }
   let secret: ImportedSecret | undefined;
   const secretWarnings: string[] = [];
@@ -506,21 +510,19 @@ export function planPluginImport(app: PluginApplication): PluginImportPlan {
   };
   const leftOut: string[] = [];
   if (httpLogo) {
-    leftOut.push(
-      `its http logo ${JSON.stringify(app.logoUrl)} (logos must be https; give it one in aa-oidc's admin)`,
-    );
+    leftOut.push(`its http logo ${quote(app.logoUrl)} (logos must be https; give it one in aa-oidc's admin)`);
   }
   // "" meant no id_token at all there; HS256 keyed it with the client secret, which aa-oidc keeps
   // only as a digest.
   if (app.algorithm !== '' && app.algorithm !== 'RS256') {
     leftOut.push(
-      `its ${JSON.stringify(app.algorithm)} id_token signing (aa-oidc signs id_tokens with RS256 only: set the relying party to verify them with the issuer's JWKS, not the client secret)`,
+      `its ${quotedInput(app.algorithm)} id_token signing (aa-oidc signs id_tokens with RS256 only: set the relying party to verify them with the issuer's JWKS, not the client secret)`,
     );
   }
   const origins = corsOriginsLeftOut(app);
   if (origins.length > 0) {
     leftOut.push(
-      `its CORS origin${origins.length === 1 ? '' : 's'} ${origins.map((origin) => JSON.stringify(origin)).join(' ')} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
+      `its CORS origin${origins.length === 1 ? '' : 's'} ${quotedList(origins)} (aa-oidc answers browsers only from a redirect URI's origin, and at the token endpoint only for public clients)`,
     );
   }
   const warnings = [...secretWarnings, ...pkceWarnings(app), ...redirectUriWarnings(app)];
