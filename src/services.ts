@@ -370,6 +370,7 @@ export async function createServices(config: Config, options: ServicesOptions = 
     const twoFactor = createTwoFactorService({
       db: database.db,
       secretKey: config.secretKey,
+      logger,
       issuerName: config.branding.name,
       audit,
     });

@@ -30,6 +30,7 @@ import {
   isShownEnrolment,
   TwoFactorError,
   type TwoFactorService,
+  UNREADABLE_SECRET_MESSAGE,
 } from '../two-factor/service.ts';
 import { ACCOUNT_CONSOLE_CLIENT_ID } from '../applications/account-console.ts';
 import { isShownLogoUrl } from '../applications/validate.ts';
@@ -627,6 +628,9 @@ export function accountRoutes(deps: AccountDependencies): ConsoleRoute[] {
         const attempt = await deps.throttle.reserveCode(user.id, request.ctx.ip);
         if (!attempt) return refuse(THROTTLED, 429);
         const result = await deps.twoFactor.disable(user, code);
+        // A code from the app while the secret cannot be decrypted: not checked, so no wrong code.
+        if (!result.ok && result.reason === 'unreadable_secret')
+          return refuse(UNREADABLE_SECRET_MESSAGE, 409);
         if (!result.ok) {
           // Told as a refused code at sign-in is: whoever holds this session tried to turn it off.
           tellRefusedCode(deps, request.ctx, {

@@ -70,7 +70,8 @@ export type Finding =
         | 'W019'
         | 'W020'
         | 'W021'
-        | 'W022';
+        | 'W022'
+        | 'W023';
       level: 'warning';
       message: string;
       hint: string;
@@ -761,6 +762,33 @@ export function signingKeyLoadChecks(unloadable: readonly UnloadableSigningKey[]
     });
   }
   return findings;
+}
+
+/** How many user ids W023 names before it counts the rest. */
+const TWO_FACTOR_USERS_NAMED = 10;
+
+/**
+ * W023: users whose confirmed two-factor enrolment AA_OIDC_SECRET_KEY cannot decrypt (stored under
+ * another secret key: one replaced since, a backup of another install; or a row not as aa-oidc wrote
+ * it), by user id (`usersWithUnreadableTwoFactorSecrets`). A warning: the server runs, and those
+ * users sign in with a recovery code (kept as digests) or after an administrator's reset; codes from
+ * their app are refused, saying why. Nothing of a secret is named.
+ */
+export function twoFactorSecretChecks(userIds: readonly number[]): Finding[] {
+  if (userIds.length === 0) return [];
+  const shown = userIds.slice(0, TWO_FACTOR_USERS_NAMED).join(', ');
+  const named =
+    userIds.length > TWO_FACTOR_USERS_NAMED
+      ? `${shown} and ${userIds.length - TWO_FACTOR_USERS_NAMED} more`
+      : shown;
+  return [
+    {
+      id: 'W023',
+      level: 'warning',
+      message: `${userIds.length === 1 ? 'the two-factor secret of 1 user' : `the two-factor secrets of ${userIds.length} users`} (user id ${named}) cannot be decrypted: AA_OIDC_SECRET_KEY is likely not the secret key ${userIds.length === 1 ? 'it was' : 'they were'} stored under (or ${userIds.length === 1 ? 'its row was' : 'their rows were'} changed); sign-in refuses codes from ${userIds.length === 1 ? 'that user’s' : 'those users’'} authenticator app, and only a recovery code lets ${userIds.length === 1 ? 'them' : 'each'} in`,
+      hint: 'configure the AA_OIDC_SECRET_KEY they were stored under again, if it was replaced (E013 names the signing keys it cannot decrypt alike); otherwise reset their two-factor sign-in (the user page /admin/users/ID, or aa-oidc user reset-two-factor USERNAME) so that they set it up again',
+    },
+  ];
 }
 
 export function hasError(findings: readonly Finding[]): boolean {

@@ -179,6 +179,14 @@ export function unreadDatabase(source: PartSource, reason: unknown): Finding {
 }
 
 /**
+ * E009 for the two-factor enrolments, when `aa-oidc check` could not read them to try their secrets
+ * (W023 then reports nothing).
+ */
+export function unreadTwoFactorEnrolments(source: PartSource, reason: unknown): Finding {
+  return unreadPart('the two-factor enrolments', source, 'W023', reason);
+}
+
+/**
  * `answer` with whatever looks like a credential hidden (`scrubString`), and the source's `address`
  * shown as it is where the answer names it: the address is without its password already (`***`),
  * which scrubbing would turn into `[redacted]`, as if the answer named another URL. Only the scrubbed

@@ -7,9 +7,9 @@ import {
   randomBytes,
   timingSafeEqual,
 } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { AuditBus } from '../audit/bus.ts';
-import type { Database } from '../db/schema.ts';
+import type { Database, TotpEnrolmentTable } from '../db/schema.ts';
 import { raiseSignInGeneration } from '../db/sign-in-generation.ts';
 import {
   acceptedStep,
@@ -68,10 +68,28 @@ export interface RecentConfirmation {
  */
 export type CodeRefusal = 'wrong' | 'replayed';
 
-export type CodeCheck = { ok: true; method: 'totp' | 'recovery_code' } | { ok: false; reason: CodeRefusal };
+/**
+ * A code that could not be checked: a code from the app, while the enrolment's secret cannot be
+ * decrypted (sealed under another AA_OIDC_SECRET_KEY, or a row not as aa-oidc wrote it). No guess was
+ * judged, so it is no wrong code: the pages say that the app's codes cannot be checked, and that a
+ * recovery code (kept as a digest, so still checked) or an administrator's reset gets the member in.
+ */
+export type UncheckedCode = 'unreadable_secret';
+
+export type CodeCheck =
+  | { ok: true; method: 'totp' | 'recovery_code' }
+  | { ok: false; reason: CodeRefusal }
+  | { ok: false; reason: UncheckedCode };
 
 /** A code as `verify` and `disable` check it: accepted (then spent), or refused with the reason. */
-type Checked = true | CodeRefusal;
+type Checked = true | CodeRefusal | UncheckedCode;
+
+/**
+ * What the pages say to a code from the app that `verify` or `disable` could not check
+ * (`unreadable_secret`), naming what still works.
+ */
+export const UNREADABLE_SECRET_MESSAGE =
+  'Codes from your authenticator app cannot be checked: this server can no longer read your two-factor secret. Use one of your recovery codes instead, or ask an administrator to reset your two-factor sign-in.';
 
 export interface TwoFactorService {
   status(userId: number): Promise<TwoFactorStatus>;
@@ -80,7 +98,10 @@ export interface TwoFactorService {
    * Refused when one is confirmed already (disable it first).
    */
   beginEnrolment(user: { id: number; username: string }): Promise<Enrolment>;
-  /** The pending enrolment (to show the QR code again after a wrong code). */
+  /**
+   * The pending enrolment (to show the QR code again after a wrong code). One whose secret cannot be
+   * decrypted counts as none: no page can show it, and `beginEnrolment` replaces it.
+   */
   pendingEnrolment(user: { id: number; username: string }): Promise<Enrolment | undefined>;
   /**
    * Confirms the pending enrolment with a code from the app; returns the recovery codes, once. Only
@@ -118,7 +139,8 @@ export interface TwoFactorService {
   ): Promise<RecoveryCodes>;
   /**
    * A code at sign-in: a TOTP code (never one already used) or an unused recovery code (then used).
-   * A refusal says whether the code was right but used already (`replayed`) or wrong.
+   * A refusal says whether the code was right but used already (`replayed`) or wrong, or, for a
+   * TOTP code, that the enrolment's secret cannot be decrypted (`unreadable_secret`).
    */
   verify(userId: number, code: string): Promise<CodeCheck>;
   /** Removes the enrolment and its recovery codes when `code` is valid. */
@@ -286,9 +308,44 @@ function secretCipher(secretKey: string) {
   };
 }
 
+/**
+ * The users whose confirmed two-factor enrolment `secretKey` cannot decrypt (sealed under another
+ * AA_OIDC_SECRET_KEY, or a row not as aa-oidc wrote it), by user id: their sign-ins refuse codes from
+ * the app (`unreadable_secret`). `aa-oidc check` reports them (W023). A pending enrolment is not
+ * counted: one that cannot be decrypted counts as none, and the next setup replaces it. Nothing of
+ * a secret is kept.
+ */
+export async function usersWithUnreadableTwoFactorSecrets(
+  db: Kysely<Database>,
+  secretKey: string,
+): Promise<number[]> {
+  const cipher = secretCipher(secretKey);
+  const rows = await db
+    .selectFrom('totp_enrolment')
+    .select(['user_id', 'secret_encrypted'])
+    .where('confirmed_at', 'is not', null)
+    .orderBy('user_id')
+    .execute();
+  return rows
+    .filter((row) => {
+      try {
+        cipher.open(row.user_id, row.secret_encrypted);
+        return false;
+      } catch {
+        return true;
+      }
+    })
+    .map((row) => Number(row.user_id));
+}
+
 export interface TwoFactorDependencies {
   db: Kysely<Database>;
   secretKey: string;
+  /**
+   * Where a secret that cannot be decrypted is told (a warning naming the user, nothing of the
+   * secret): the app's logger (two-factor/ imports no logging of its own).
+   */
+  logger: { warn(fields: Record<string, unknown>, message: string): void };
   /** The issuer name an authenticator app shows (the community's name). */
   issuerName: string;
   audit: Pick<AuditBus, 'publish'>;
@@ -315,6 +372,28 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
 
   const enrolmentOf = (userId: number) =>
     db.selectFrom('totp_enrolment').selectAll().where('user_id', '=', userId).executeTakeFirst();
+
+  /**
+   * The secret of an enrolment, or undefined (a warning) when it cannot be decrypted: sealed under
+   * another AA_OIDC_SECRET_KEY (replaced since, or a backup of another install restored), or a row
+   * not as aa-oidc wrote it (AES-GCM tells neither apart). Nothing of the row is logged.
+   */
+  const secretOf = (
+    enrolment: Pick<Selectable<TotpEnrolmentTable>, 'user_id' | 'secret_encrypted' | 'confirmed_at'>,
+  ): string | undefined => {
+    try {
+      return cipher.open(enrolment.user_id, enrolment.secret_encrypted);
+    } catch {
+      const confirmed = enrolment.confirmed_at !== null;
+      deps.logger.warn(
+        { userId: enrolment.user_id, enrolment: confirmed ? 'confirmed' : 'pending' },
+        confirmed
+          ? "the user's two-factor secret could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): codes from their authenticator app are refused; their recovery codes still work, and an administrator can reset their two-factor sign-in (aa-oidc check lists every such user)"
+          : "the user's pending two-factor enrolment could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): it counts as none, and setting two-factor sign-in up again replaces it",
+      );
+      return undefined;
+    }
+  };
 
   const enrolment = (user: { username: string }, secret: string): Enrolment => ({
     secret,
@@ -357,7 +436,9 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     const enrolment = await enrolmentOf(userId);
     if (!enrolment || enrolment.confirmed_at === null) return 'wrong';
     const lastStep = enrolment.last_used_step === null ? null : Number(enrolment.last_used_step);
-    const step = validStep(cipher.open(userId, enrolment.secret_encrypted), code, now());
+    const secret = secretOf(enrolment);
+    if (secret === undefined) return 'unreadable_secret';
+    const step = validStep(secret, code, now());
     if (step === undefined) return 'wrong';
     if (lastStep !== null && step <= lastStep) return 'replayed';
     // Only one of two concurrent uses of the same code moves the step forward: the other is a replay.
@@ -418,8 +499,8 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     const step = Number(enrolment.last_used_step);
     const withinWindow = () => now() - confirmedAt <= REPEAT_CONFIRMATION_WINDOW_MS;
     if (!withinWindow()) return undefined;
-    const secret = cipher.open(userId, enrolment.secret_encrypted);
-    if (!sameText(enrolmentId(secret), shown)) return undefined;
+    const secret = secretOf(enrolment);
+    if (secret === undefined || !sameText(enrolmentId(secret), shown)) return undefined;
     const recoveryCodes = recoveryCodesOf(recoveryKey, { userId, confirmer, confirmedAt, secret });
     const digests = recoveryCodes.map(digest);
     // Every code of this confirmation, and no other, stored and unused.
@@ -507,15 +588,17 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
     async pendingEnrolment(user) {
       const current = await enrolmentOf(user.id);
       if (!current || current.confirmed_at !== null) return undefined;
-      return enrolment(user, cipher.open(user.id, current.secret_encrypted));
+      const secret = secretOf(current);
+      return secret === undefined ? undefined : enrolment(user, secret);
     },
 
     async confirmEnrolment(user, code, shown, confirmer = randomBytes(32).toString('base64url')) {
       const userId = user.id;
       const current = await enrolmentOf(userId);
       if (!current || current.confirmed_at !== null || typeof code !== 'string') return { ok: false };
-      const secret = cipher.open(userId, current.secret_encrypted);
-      if (typeof shown !== 'string' || !sameText(enrolmentId(secret), shown)) return { ok: false };
+      const secret = secretOf(current);
+      if (secret === undefined || typeof shown !== 'string' || !sameText(enrolmentId(secret), shown))
+        return { ok: false };
       const step = acceptedStep(secret, code, null, now());
       if (step === undefined) return { ok: false };
       const at = now();

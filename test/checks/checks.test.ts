@@ -27,6 +27,7 @@ import {
   type DirectoryNames,
   runChecks,
   spacedNameChecks,
+  twoFactorSecretChecks,
   unfitCharacterNameChecks,
   unfitUserTextChecks,
   whitelistChecks,
@@ -343,6 +344,28 @@ describe('system checks', () => {
       createSecretFormatter(config({ mode: 'development', maskedSecrets: true })).masksEnabled,
       true,
       'development: fragments',
+    );
+  });
+
+  it('W023 names the users whose two-factor secret cannot be decrypted by id, the first ten, and what to do', () => {
+    assert.deepEqual(twoFactorSecretChecks([]), []);
+    const [one, ...none] = twoFactorSecretChecks([7]);
+    assert.deepEqual(none, []);
+    assert.equal(one!.id, 'W023');
+    assert.equal(one!.level, 'warning');
+    assert.equal(
+      one!.message,
+      'the two-factor secret of 1 user (user id 7) cannot be decrypted: AA_OIDC_SECRET_KEY is likely not the secret key it was stored under (or its row was changed); sign-in refuses codes from that user’s authenticator app, and only a recovery code lets them in',
+    );
+    assert.match(
+      one!.hint,
+      /^configure the AA_OIDC_SECRET_KEY they were stored under again, if it was replaced/,
+    );
+    assert.match(one!.hint, /aa-oidc user reset-two-factor USERNAME\) so that they set it up again$/);
+    const many = twoFactorSecretChecks(Array.from({ length: 12 }, (_, index) => index + 1));
+    assert.match(
+      many[0]!.message,
+      /^the two-factor secrets of 12 users \(user id 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more\) cannot be decrypted: .* they were stored under \(or their rows were changed\); .* those users’ authenticator app, and only a recovery code lets each in$/,
     );
   });
 

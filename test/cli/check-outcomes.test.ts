@@ -4,6 +4,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { sql } from 'kysely';
 import { latestMigrationName } from '../../src/db/migrate.ts';
+import { createTwoFactorService } from '../../src/two-factor/service.ts';
+import { currentCode } from '../../src/two-factor/totp.ts';
 import { cli, startCli } from '../helpers/cli.ts';
 import { testEnv } from '../helpers/config.ts';
 import { connect, createTestDatabase, type TestDatabase, testDatabaseKind } from '../helpers/database.ts';
@@ -300,6 +302,65 @@ describe(`aa-oidc check: migrations (${testDatabaseKind})`, () => {
     } finally {
       assert.equal(await serve.stop(), 0);
     }
+  });
+});
+
+describe(`aa-oidc check and two-factor secrets sealed under another AA_OIDC_SECRET_KEY (${testDatabaseKind})`, () => {
+  let database: TestDatabase;
+  const secretKey = 'the-secret-key-of-this-install-long-enough-42';
+  before(async () => {
+    database = await createTestDatabase({ migrated: true });
+  });
+  after(async () => database.drop());
+
+  it('warns (W023) naming the users whose confirmed enrolment it cannot decrypt, never a pending one, and exits 0', async () => {
+    const handle = connect(database);
+    try {
+      const serviceUnder = (key: string) =>
+        createTwoFactorService({
+          db: handle.db,
+          secretKey: key,
+          logger: { warn: () => undefined },
+          issuerName: 'Goon Fleet',
+          audit: { publish: () => undefined },
+        });
+      const enrol = async (key: string, id: number, confirm: boolean) => {
+        const service = serviceUnder(key);
+        const user = { id, username: `user${id}` };
+        const enrolment = await service.beginEnrolment(user);
+        if (confirm)
+          assert.ok((await service.confirmEnrolment(user, currentCode(enrolment.secret), enrolment.id)).ok);
+      };
+      const another = 'the-secret-key-of-another-install-long-enough';
+      await enrol(secretKey, 101, true);
+      await enrol(another, 102, true);
+      await enrol(another, 103, false);
+      await enrol(secretKey, 104, true);
+      await handle.db
+        .updateTable('totp_enrolment')
+        .set({ secret_encrypted: 'v1.garbled.row' })
+        .where('user_id', '=', 104)
+        .execute();
+    } finally {
+      await handle.close();
+    }
+
+    const json = await cli(
+      ['check', '--format', 'json'],
+      testEnv(database, { AA_OIDC_SECRET_KEY: secretKey }),
+    );
+    assert.equal(json.code, 0, json.stderr);
+    // W011 too: no serve has created a signing key in this database.
+    const reported = findings(json.stdout).filter((finding) => finding.id !== 'W011');
+    assert.deepEqual(
+      reported.map((finding) => [finding.id, finding.level]),
+      [['W023', 'warning']],
+    );
+    assert.match(
+      reported[0]!.message,
+      /^the two-factor secrets of 2 users \(user id 102, 104\) cannot be decrypted: AA_OIDC_SECRET_KEY is likely not the secret key they were stored under/,
+    );
+    assert.ok(!json.stdout.includes(secretKey), 'no secret');
   });
 });
 

@@ -47,6 +47,7 @@ describe(`two-factor sign-in with TOTP (${testDatabaseKind})`, () => {
     service = createTwoFactorService({
       db: handle.db,
       secretKey: 'k'.repeat(40),
+      logger: { warn: () => undefined },
       issuerName: 'Goon Fleet',
       audit: { publish: (event) => void events.push(event) },
       now: () => clock,

@@ -9,8 +9,13 @@ import {
   migrationChecks,
   runChecks,
   signingKeyLoadChecks,
+  twoFactorSecretChecks,
 } from '../../checks/checks.ts';
-import { systemChecksOverWhatCanBeRead, unreadDatabase } from '../../checks/run.ts';
+import {
+  systemChecksOverWhatCanBeRead,
+  unreadDatabase,
+  unreadTwoFactorEnrolments,
+} from '../../checks/run.ts';
 import { type Config, ConfigError } from '../../config/load.ts';
 import { describeDatabase } from '../../db/errors.ts';
 import {
@@ -20,6 +25,7 @@ import {
 } from '../../db/migrate.ts';
 import { usersWithTextToJudge } from '../../directory/builtin/reads.ts';
 import { unloadableSigningKeys } from '../../keys/store.ts';
+import { usersWithUnreadableTwoFactorSecrets } from '../../two-factor/service.ts';
 import type { Services } from '../../services.ts';
 import { pgBossChecks, storageChecks } from '../storage-checks.ts';
 import { CliError, type CliIo, cliConfig, withServices } from '../context.ts';
@@ -45,7 +51,8 @@ export function registerCheck(program: Command, io: CliIo): void {
       // exit code 2, as for every command); a database that cannot be opened or read at all is E009 of
       // aa-oidc's database, pending migrations E012 (E014 for one that would stop, as migrate's dry
       // run foresees), each with the checks of the configuration alone;
-      // signing keys that AA_OIDC_SECRET_KEY cannot decrypt are E013, the other checks still run.
+      // signing keys that AA_OIDC_SECRET_KEY cannot decrypt are E013, the other checks still run;
+      // users' two-factor secrets it cannot decrypt are W023.
       let config: Config;
       try {
         config = cliConfig(io, { quiet: true });
@@ -97,7 +104,7 @@ function writeFindings(io: CliIo, format: 'text' | 'json', findings: readonly Fi
  * The findings over the opened services: on a database with pending migrations (E012, and E014 for
  * each that would stop on it as it is), those of the configuration alone; otherwise every check, the
  * signing keys' private parts tried (E013) rather than loaded (a key that does not load stops the
- * start of every other command).
+ * start of every other command), and the secrets of confirmed two-factor enrolments tried (W023).
  */
 async function checksOf(services: Services): Promise<Finding[]> {
   const { db, kind } = services.database;
@@ -112,6 +119,13 @@ async function checksOf(services: Services): Promise<Finding[]> {
     ...migrations,
     // Keys that cannot be read at all are E009 of the signing keys, below.
     ...signingKeyLoadChecks(await unloadableSigningKeys(db, services.config).catch(() => [])),
+    ...(await usersWithUnreadableTwoFactorSecrets(db, services.config.secretKey).then(
+      twoFactorSecretChecks,
+      (error: unknown) => {
+        const ownDatabase = describeDatabase(services.config.database);
+        return [unreadTwoFactorEnrolments({ described: ownDatabase, address: ownDatabase }, error)];
+      },
+    )),
     ...(await systemChecksOfTheDatabase(services)),
   ];
 }

@@ -15,6 +15,7 @@ import {
   isShownEnrolment,
   TwoFactorError,
   type TwoFactorService,
+  UNREADABLE_SECRET_MESSAGE,
 } from '../../two-factor/service.ts';
 import { qrSvg } from '../../two-factor/qr.ts';
 import { looksLikeTotpCode } from '../../two-factor/totp.ts';
@@ -292,6 +293,10 @@ export function twoFactorStep(deps: TwoFactorStepDependencies) {
         if (!shaped) return renderCode(request, fresh, 400, codeShapeMessage({ recovery: true }));
         if (!attempt) return renderCode(request, fresh, 429, THROTTLED);
         const check = await deps.twoFactor.verify(pending.userId, code);
+        // A code from the app while the secret cannot be decrypted: no wrong code (the service warned),
+        // never a pass. The attempt stays counted until a recovery code succeeds, bounding the warnings.
+        if (!check.ok && check.reason === 'unreadable_secret')
+          return renderCode(request, fresh, 409, UNREADABLE_SECRET_MESSAGE);
         if (!check.ok) {
           tellRefusedCode(deps, request.ctx, {
             at: 'sign_in',
