@@ -1,5 +1,5 @@
 import { domainToASCII, domainToUnicode } from 'node:url';
-import { codePoint, quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
+import { codePoint, LINE_BREAKING, quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
 
 /**
  * True when `text` holds a control character: C0 (NUL included), DEL or C1 (U+0080–U+009F, where
@@ -45,9 +45,6 @@ export function percentEscapeProblem(text: string): string | null {
  */
 const ZERO_WIDTH_JOINER = /[\u200c\u200d]/u;
 const ZERO_WIDTH_JOINERS = /[\u200c\u200d]/gu;
-/** What `hasUnsafeUriCharacter` refuses of `unfitNameCharacters`: control characters and line breaks. */
-// eslint-disable-next-line no-control-regex
-const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
 
 /**
  * A quoted URI (`quote` of errors.ts: a JSON string) with the zero-width (non-)joiners as their JSON
@@ -67,6 +64,7 @@ export function withJoinersShown(quoted: string): string {
  */
 export function hiddenUriCharacterProblem(text: string): string | null {
   const joiner = ZERO_WIDTH_JOINER.exec(text);
+  // Control characters and line breaks (`LINE_BREAKING`) are refused before, by `hasUnsafeUriCharacter`.
   const hidden = unfitNameCharacters(text).find(({ char }) => !LINE_BREAKING.test(char));
   let found: { char: string; description: string } | undefined = hidden;
   if (joiner !== null && (hidden === undefined || joiner.index < hidden.index))

@@ -16,7 +16,7 @@ import {
 import type { SigningKeySummary, UnloadableSigningKey } from '../keys/types.ts';
 import { quotedName, type UnfitCharacter, unfitNameCharacters } from '../util/hidden-characters.ts';
 import { nameKey } from '../util/name-key.ts';
-import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, NUL_NOTE, shellWord } from '../util/shell-word.ts';
+import { ANSI_C_QUOTING_NOTE, hasAnsiCWord, NUL_NOTE, shellWord, uriShellWord } from '../util/shell-word.ts';
 
 /**
  * System checks: pure functions of the configuration, the registered applications, the signing
@@ -624,7 +624,7 @@ function refusedSinceUriChecks(apps: readonly CheckedApplication[]): Finding[] {
         const problem = refusedSinceUriProblem(uri);
         if (problem === null) continue;
         // A stored URI is put in a command as one shell word the shell expands nothing in, or not at all.
-        const word = remove === undefined ? '' : shellWord(uri);
+        const word = remove === undefined ? '' : uriShellWord(uri);
         findings.push({
           id: 'W022',
           level: 'warning',
@@ -632,7 +632,7 @@ function refusedSinceUriChecks(apps: readonly CheckedApplication[]): Finding[] {
           hint:
             word === undefined
               ? `replace it on the application's page of the admin console with the URI as it should read (${NUL_NOTE})`
-              : `aa-oidc app update ${app.clientId} ${remove === undefined ? '' : `${remove} ${word} `}${give} https://… with the URI as it should read (or on the application's page of the admin console)`,
+              : `aa-oidc app update ${app.clientId} ${remove === undefined ? '' : `${remove} ${word} `}${give} https://… with the URI as it should read (or on the application's page of the admin console${hasAnsiCWord(word) ? `; ${ANSI_C_QUOTING_NOTE}` : ''})`,
         });
       }
     });
@@ -786,7 +786,7 @@ export function twoFactorSecretChecks(userIds: readonly number[]): Finding[] {
       id: 'W023',
       level: 'warning',
       message: `${userIds.length === 1 ? 'the two-factor secret of 1 user' : `the two-factor secrets of ${userIds.length} users`} (user id ${named}) cannot be decrypted: AA_OIDC_SECRET_KEY is likely not the secret key ${userIds.length === 1 ? 'it was' : 'they were'} stored under (or ${userIds.length === 1 ? 'its row was' : 'their rows were'} changed); sign-in refuses codes from ${userIds.length === 1 ? 'that user’s' : 'those users’'} authenticator app, and only a recovery code lets ${userIds.length === 1 ? 'them' : 'each'} in`,
-      hint: 'configure the AA_OIDC_SECRET_KEY they were stored under again, if it was replaced (E013 names the signing keys it cannot decrypt alike); otherwise reset their two-factor sign-in (the user page /admin/users/ID, or aa-oidc user reset-two-factor USERNAME) so that they set it up again',
+      hint: "configure the AA_OIDC_SECRET_KEY they were stored under again, if it was replaced (E013 names the signing keys it cannot decrypt alike); otherwise reset their two-factor sign-in so that they set it up again: on the admin console's user page /admin/users/ID (ID a user id above), or with aa-oidc user reset-two-factor USERNAME, with the username that page shows",
     },
   ];
 }

@@ -148,22 +148,18 @@ export function consoleRoutes(deps: ConsoleRouteDependencies): ConsoleRoute[] {
           // No logout endpoint to go through (it would answer 404): the provider session of this
           // browser ends here, so that the next visit asks for the password. The applications are
           // not told, as with any sign-out while RP-initiated logout is off (check W003).
-          if (session) {
+          const signOutHere = async () => {
             await deps.sessions.signOutHere(ctx);
             seeOther('/?signed-out=browser');
-            return;
-          }
+          };
+          if (session) return signOutHere();
           // Without the console session no CSRF token was checked: the provider session (its cookie
           // lost, or another tab's session in its place) ends only by the form of the question below,
           // whose token is bound to it, as the provider's own logout page asks in the other mode.
           deps.sessions.clear(ctx);
           const provider = await deps.sessions.providerSession(ctx);
           if (!provider) return seeOther('/?signed-out=browser');
-          if (deps.sessions.verifySignOutToken(provider, form.get(CSRF_FIELD))) {
-            await deps.sessions.signOutHere(ctx);
-            seeOther('/?signed-out=browser');
-            return;
-          }
+          if (deps.sessions.verifySignOutToken(provider, form.get(CSRF_FIELD))) return signOutHere();
           const user = await deps.loadUser(provider.accountId);
           render(
             'Sign out?',

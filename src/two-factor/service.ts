@@ -305,6 +305,14 @@ function secretCipher(secretKey: string) {
         decipher.final(),
       ]).toString('utf8');
     },
+    /** `open`, or undefined when the text cannot be decrypted (another key, a changed row). */
+    openOrUndefined(userId: number, text: string): string | undefined {
+      try {
+        return this.open(userId, text);
+      } catch {
+        return undefined;
+      }
+    },
   };
 }
 
@@ -327,14 +335,7 @@ export async function usersWithUnreadableTwoFactorSecrets(
     .orderBy('user_id')
     .execute();
   return rows
-    .filter((row) => {
-      try {
-        cipher.open(row.user_id, row.secret_encrypted);
-        return false;
-      } catch {
-        return true;
-      }
-    })
+    .filter((row) => cipher.openOrUndefined(row.user_id, row.secret_encrypted) === undefined)
     .map((row) => Number(row.user_id));
 }
 
@@ -381,18 +382,16 @@ export function createTwoFactorService(deps: TwoFactorDependencies): TwoFactorSe
   const secretOf = (
     enrolment: Pick<Selectable<TotpEnrolmentTable>, 'user_id' | 'secret_encrypted' | 'confirmed_at'>,
   ): string | undefined => {
-    try {
-      return cipher.open(enrolment.user_id, enrolment.secret_encrypted);
-    } catch {
-      const confirmed = enrolment.confirmed_at !== null;
-      deps.logger.warn(
-        { userId: enrolment.user_id, enrolment: confirmed ? 'confirmed' : 'pending' },
-        confirmed
-          ? "the user's two-factor secret could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): codes from their authenticator app are refused; their recovery codes still work, and an administrator can reset their two-factor sign-in (aa-oidc check lists every such user)"
-          : "the user's pending two-factor enrolment could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): it counts as none, and setting two-factor sign-in up again replaces it",
-      );
-      return undefined;
-    }
+    const secret = cipher.openOrUndefined(enrolment.user_id, enrolment.secret_encrypted);
+    if (secret !== undefined) return secret;
+    const confirmed = enrolment.confirmed_at !== null;
+    deps.logger.warn(
+      { userId: enrolment.user_id, enrolment: confirmed ? 'confirmed' : 'pending' },
+      confirmed
+        ? "the user's two-factor secret could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): codes from their authenticator app are refused; their recovery codes still work, and an administrator can reset their two-factor sign-in (aa-oidc check lists every such user)"
+        : "the user's pending two-factor enrolment could not be decrypted (AA_OIDC_SECRET_KEY is likely not the key it was stored under, or its row was changed): it counts as none, and setting two-factor sign-in up again replaces it",
+    );
+    return undefined;
   };
 
   const enrolment = (user: { username: string }, secret: string): Enrolment => ({

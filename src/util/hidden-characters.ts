@@ -81,7 +81,7 @@ export function hiddenCharacter(text: string): string | undefined {
 
 /** Control characters (C0, DEL, C1) and the line and paragraph separators. */
 // eslint-disable-next-line no-control-regex
-const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+export const LINE_BREAKING = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/u;
 
 /**
  * The first character of `text` a name must not be given, named for a message (`U+2028, a line

@@ -22,8 +22,29 @@ export const NUL_NOTE = 'no command line can carry the NUL character in it';
  * would act on the name the NUL cuts it to, and says what to do instead.
  */
 export function shellWord(value: string): string | undefined {
+  return quotedWord(value, unfitNameCharacters);
+}
+
+/**
+ * `shellWord` for a stored URI: the zero-width non-joiner and joiner (U+200C, U+200D) are written as
+ * escapes too, which a name may need but a URI refused for one (W022) must show.
+ */
+export function uriShellWord(value: string): string | undefined {
+  return quotedWord(value, (text) =>
+    [
+      ...unfitNameCharacters(text),
+      ...[...text.matchAll(/[\u200c\u200d]/gu)].map((match) => ({ char: match[0], index: match.index })),
+    ].sort((first, second) => first.index - second.index),
+  );
+}
+
+/** `value` as one shell word, the characters `escaped` finds in it as the \x escapes of their bytes. */
+function quotedWord(
+  value: string,
+  escaped: (text: string) => ReadonlyArray<{ char: string; index: number }>,
+): string | undefined {
   if (value.includes('\0')) return undefined;
-  const unfit = unfitNameCharacters(value);
+  const unfit = escaped(value);
   if (unfit.length === 0) return `'${value.replaceAll("'", "'\\''")}'`;
   const plain = (text: string) => text.replace(/[\\']/g, (char) => `\\${char}`);
   let quoted = '';

@@ -437,7 +437,7 @@ describe('validateApplicationInput', () => {
     }
   });
 
-  it('refuses a host no DNS name can be in every URI field, before the back-channel gate is asked', async () => {
+  it('refuses a host no DNS name can be or a malformed percent-escape in every URI field, before the back-channel gate is asked', async () => {
     const label63 = 'a'.repeat(63);
     const name253 = `${label63}.${label63}.${label63}.${'b'.repeat(61)}`;
     assert.equal(name253.length, 253);
@@ -460,6 +460,7 @@ describe('validateApplicationInput', () => {
       // 57 characters as it reads, 64 in punycode (xn--aaa…-o6a), as it is sent.
       [`https://ü${'a'.repeat(56)}.example.org/cb`, /has a label of 64 characters/],
       ['https://wiki..example.org/cb', /has the host "wiki\.\.example\.org", with an empty label/],
+      ['https://wiki.example.org/cb%zz', /has an invalid percent-escape "%zz"/],
     ];
     for (const [field, input] of URI_FIELDS) {
       for (const [uri, reason] of refused) {

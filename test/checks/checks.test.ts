@@ -361,7 +361,10 @@ describe('system checks', () => {
       one!.hint,
       /^configure the AA_OIDC_SECRET_KEY they were stored under again, if it was replaced/,
     );
-    assert.match(one!.hint, /aa-oidc user reset-two-factor USERNAME\) so that they set it up again$/);
+    assert.match(
+      one!.hint,
+      /otherwise reset their two-factor sign-in so that they set it up again: on the admin console's user page \/admin\/users\/ID \(ID a user id above\), or with aa-oidc user reset-two-factor USERNAME, with the username that page shows$/,
+    );
     const many = twoFactorSecretChecks(Array.from({ length: 12 }, (_, index) => index + 1));
     assert.match(
       many[0]!.message,
@@ -456,7 +459,11 @@ describe('system checks', () => {
     const findings = runChecks(config(), [
       {
         ...plain,
-        redirectUris: ['https://rp.example.org/cb', 'https://rp.example.org/cb\u202e'],
+        redirectUris: [
+          'https://rp.example.org/cb',
+          'https://rp.example.org/cb\u202e',
+          "https://rp.example.org/it's\u200c",
+        ],
         postLogoutRedirectUris: ['https://xn--/'],
         logoUrl: 'https://rp.example.org/logo%zz.png',
         backchannelLogoutUri: 'https://rp\u200d.example.org/bcl',
@@ -469,7 +476,13 @@ describe('system checks', () => {
           'W022',
           'warning',
           'application rp-plain has the redirect URI "https://rp.example.org/cb\\u202e" (stored before such URIs were refused), which contains U+202E, a bidirectional control character, which does not show: the URI would read as something other than it is (remove it; where one belongs in the path or the query, write it percent-encoded, %E2%80%AE)',
-          "aa-oidc app update rp-plain --remove-redirect-uri $'https://rp.example.org/cb\\xe2\\x80\\xae' --add-redirect-uri https://… with the URI as it should read (or on the application's page of the admin console)",
+          "aa-oidc app update rp-plain --remove-redirect-uri $'https://rp.example.org/cb\\xe2\\x80\\xae' --add-redirect-uri https://… with the URI as it should read (or on the application's page of the admin console; $'…' is the quoting of bash and zsh)",
+        ],
+        [
+          'W022',
+          'warning',
+          'application rp-plain has the redirect URI "https://rp.example.org/it\'s\\u200c" (stored before such URIs were refused), which contains U+200C, a zero-width non-joiner, which does not show: the URI would read as something other than it is (remove it; where one belongs in the path or the query, write it percent-encoded, %E2%80%8C)',
+          "aa-oidc app update rp-plain --remove-redirect-uri $'https://rp.example.org/it\\'s\\xe2\\x80\\x8c' --add-redirect-uri https://… with the URI as it should read (or on the application's page of the admin console; $'…' is the quoting of bash and zsh)",
         ],
         [
           'W022',

@@ -115,24 +115,23 @@ async function checksOf(services: Services): Promise<Finding[]> {
     unknown: await migrationsUnknownToThisRelease(db),
   });
   if (hasError(migrations)) return [...migrations, ...runChecks(services.config, undefined)];
+  const ownDatabase = describeDatabase(services.config.database);
   return [
     ...migrations,
     // Keys that cannot be read at all are E009 of the signing keys, below.
     ...signingKeyLoadChecks(await unloadableSigningKeys(db, services.config).catch(() => [])),
     ...(await usersWithUnreadableTwoFactorSecrets(db, services.config.secretKey).then(
       twoFactorSecretChecks,
-      (error: unknown) => {
-        const ownDatabase = describeDatabase(services.config.database);
-        return [unreadTwoFactorEnrolments({ described: ownDatabase, address: ownDatabase }, error)];
-      },
+      (error: unknown) => [
+        unreadTwoFactorEnrolments({ described: ownDatabase, address: ownDatabase }, error),
+      ],
     )),
-    ...(await systemChecksOfTheDatabase(services)),
+    ...(await systemChecksOfTheDatabase(services, ownDatabase)),
   ];
 }
 
-async function systemChecksOfTheDatabase(services: Services): Promise<Finding[]> {
+async function systemChecksOfTheDatabase(services: Services, ownDatabase: string): Promise<Finding[]> {
   const aa = services.allianceAuth;
-  const ownDatabase = describeDatabase(services.config.database);
   const unreadable = aa?.unreadableAtStart;
   return [
     ...(await systemChecksOverWhatCanBeRead(

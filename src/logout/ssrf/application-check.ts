@@ -1,5 +1,4 @@
 import { backchannelSyntaxProblem } from '../../applications/backchannel-target.ts';
-import { percentEscapeProblem } from '../../applications/text.ts';
 import type { BackchannelTargetCheck } from '../../applications/types.ts';
 import type { Config } from '../../config/load.ts';
 import { type Resolver, systemResolver } from './resolver.ts';
@@ -16,7 +15,8 @@ export function backchannelTargetCheck(
 ): BackchannelTargetCheck {
   return async (uri) => {
     // A new URI only: an unchanged one passes the syntactic check alone (applications/service.ts).
-    const syntax = backchannelSyntaxProblem(uri, options.mode) ?? percentEscapeProblem(uri);
+    // A malformed %-escape or a host no DNS name can be was refused before (applications/validate.ts).
+    const syntax = backchannelSyntaxProblem(uri, options.mode);
     if (syntax !== null) return { ok: false, reason: syntax };
     const verdict = await checkBackchannelTarget(uri, options);
     if (verdict.ok) return { ok: true };
