@@ -1,5 +1,10 @@
 import { domainToASCII, domainToUnicode } from 'node:url';
-import { codePoint, LINE_BREAKING, quotedName, unfitNameCharacters } from '../util/hidden-characters.ts';
+import {
+  LINE_BREAKING,
+  quotedName,
+  unfitUriCharacters,
+  ZERO_WIDTH_JOINERS,
+} from '../util/hidden-characters.ts';
 
 /**
  * True when `text` holds a control character: C0 (NUL included), DEL or C1 (U+0080–U+009F, where
@@ -40,13 +45,6 @@ export function percentEscapeProblem(text: string): string | null {
 }
 
 /**
- * The zero-width non-joiner and joiner (U+200C, U+200D): a name may hold them (emoji sequences and
- * several scripts need them), a URI has no use for either that its percent-encoded form would not serve.
- */
-const ZERO_WIDTH_JOINER = /[\u200c\u200d]/u;
-const ZERO_WIDTH_JOINERS = /[\u200c\u200d]/gu;
-
-/**
  * A quoted URI (`quote` of errors.ts: a JSON string) with the zero-width (non-)joiners as their JSON
  * escapes too, which `quote` leaves as they are (a name may need them; a message refusing a URI for
  * one must show it).
@@ -59,19 +57,12 @@ export function withJoinersShown(quoted: string): string {
  * The first character of a URI that does not show yet changes what an operator reads, named with its
  * code point, or null when there is none: a bidirectional control (U+202E, which shows the rest of the
  * URI reversed), an invisible character (U+200B, U+00AD, U+FEFF) or a zero-width (non-)joiner, as
- * `unfitNameCharacters` finds them in names (control characters and white space are refused before).
+ * `unfitUriCharacters` finds them (control characters and white space are refused before).
  * Meant in a path or a query, such a character is written percent-encoded, which shows.
  */
 export function hiddenUriCharacterProblem(text: string): string | null {
-  const joiner = ZERO_WIDTH_JOINER.exec(text);
   // Control characters and line breaks (`LINE_BREAKING`) are refused before, by `hasUnsafeUriCharacter`.
-  const hidden = unfitNameCharacters(text).find(({ char }) => !LINE_BREAKING.test(char));
-  let found: { char: string; description: string } | undefined = hidden;
-  if (joiner !== null && (hidden === undefined || joiner.index < hidden.index))
-    found = {
-      char: joiner[0],
-      description: `${codePoint(joiner[0])}, a zero-width ${joiner[0] === '\u200c' ? 'non-joiner' : 'joiner'}`,
-    };
+  const found = unfitUriCharacters(text).find(({ char }) => !LINE_BREAKING.test(char));
   if (found === undefined) return null;
   return `contains ${found.description}, which does not show: the URI would read as something other than it is (remove it; where one belongs in the path or the query, write it percent-encoded, ${encodeURIComponent(found.char)})`;
 }

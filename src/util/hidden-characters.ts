@@ -104,6 +104,12 @@ function lineBreakingKind(char: string): string {
 }
 
 const UNFIT_NAME_CHARACTERS = new RegExp(`${LINE_BREAKING.source}|${HIDDEN.source}`, 'gu');
+/**
+ * The zero-width non-joiner and joiner (U+200C, U+200D): a name may hold them (emoji sequences and
+ * several scripts need them), a URI has no use for either that its percent-encoded form would not serve.
+ */
+export const ZERO_WIDTH_JOINERS = /[\u200c\u200d]/gu;
+const UNFIT_URI_CHARACTERS = new RegExp(`${UNFIT_NAME_CHARACTERS.source}|${ZERO_WIDTH_JOINERS.source}`, 'gu');
 
 /** One character a name must not be given, where it is in the name. */
 export interface UnfitCharacter {
@@ -121,13 +127,29 @@ export interface UnfitCharacter {
  * name stored before such names were refused has (`aa-oidc check`, W015).
  */
 export function unfitNameCharacters(text: string): UnfitCharacter[] {
-  return [...text.matchAll(UNFIT_NAME_CHARACTERS)].map((match) => {
+  return unfitCharacters(text, UNFIT_NAME_CHARACTERS);
+}
+
+/**
+ * `unfitNameCharacters` for a URI: the zero-width non-joiner and joiner as well, which a name may
+ * hold but a URI, where its percent-encoded form serves, must show (W022, the application validator).
+ */
+export function unfitUriCharacters(text: string): UnfitCharacter[] {
+  return unfitCharacters(text, UNFIT_URI_CHARACTERS);
+}
+
+function unfitCharacters(text: string, pattern: RegExp): UnfitCharacter[] {
+  return [...text.matchAll(pattern)].map((match) => {
     const char = match[0];
     const kind = LINE_BREAKING.test(char)
       ? lineBreakingKind(char)
       : BIDI_CONTROL.test(char)
         ? 'a bidirectional control character'
-        : 'an invisible character';
+        : char === '\u200c'
+          ? 'a zero-width non-joiner'
+          : char === '\u200d'
+            ? 'a zero-width joiner'
+            : 'an invisible character';
     return {
       char,
       index: match.index,

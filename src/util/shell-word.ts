@@ -1,4 +1,4 @@
-import { unfitNameCharacters } from './hidden-characters.ts';
+import { unfitNameCharacters, unfitUriCharacters } from './hidden-characters.ts';
 
 /** Says what `$'…'` is, for a hint with such a word in it. */
 export const ANSI_C_QUOTING_NOTE = "$'…' is the quoting of bash and zsh";
@@ -30,12 +30,7 @@ export function shellWord(value: string): string | undefined {
  * escapes too, which a name may need but a URI refused for one (W022) must show.
  */
 export function uriShellWord(value: string): string | undefined {
-  return quotedWord(value, (text) =>
-    [
-      ...unfitNameCharacters(text),
-      ...[...text.matchAll(/[\u200c\u200d]/gu)].map((match) => ({ char: match[0], index: match.index })),
-    ].sort((first, second) => first.index - second.index),
-  );
+  return quotedWord(value, unfitUriCharacters);
 }
 
 /** `value` as one shell word, the characters `escaped` finds in it as the \x escapes of their bytes. */
